@@ -1,0 +1,13 @@
+//! One migration path for SQLite (embedded default) and PostgreSQL (production).
+pub use sea_orm_migration::prelude::*;
+
+mod m20261122_000001_core;
+
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20261122_000001_core::Migration)]
+    }
+}

@@ -1,0 +1,127 @@
+//! `POST /gw/mod/v1/cancel`: full (`STSC`) and partial (`STPC`) cancels of a card approval
+//! (spec/kcp.md §2.9). Escrow status changes (STE*) and point re-approval (STRA) belong here later.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+
+use crate::auth;
+use crate::clock::{kcp_time, kst_date};
+use crate::codes;
+use crate::ledger::TransactionState;
+use crate::wire::{self, Fields, Refusal, Reply};
+use crate::Shared;
+
+pub(crate) async fn cancel(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
+    match handle(&shared, &body) {
+        Ok(reply) => reply.into_response(),
+        Err(refusal) => refusal.into_response(),
+    }
+}
+
+/// The kind of cancel asked for.
+enum Modification {
+    Full,
+    Partial { mod_mny: i64, rem_mny: i64 },
+}
+
+fn handle(shared: &Shared, body: &Bytes) -> Result<Reply, Refusal> {
+    let fields = Fields::parse(body)?;
+    let site_cd = fields.site_cd()?;
+    let merchant = auth::authenticate(&shared.ca, &fields, site_cd)?;
+    let tno = fields.required("tno")?;
+    let mod_type = fields.required("mod_type")?;
+    merchant.verify_signature(&fields, &format!("{site_cd}^{tno}^{mod_type}"))?;
+
+    if tno.len() != 14 || !wire::is_digits(tno) {
+        return Err(Refusal::new(
+            codes::INVALID_FIELD,
+            "tno 는 숫자 14자리입니다.",
+        ));
+    }
+    let mod_desc = fields.optional("mod_desc");
+    if let Some(desc) = mod_desc {
+        wire::check_text("mod_desc", desc, 100)?;
+    }
+    let modification = match mod_type {
+        "STSC" => Modification::Full,
+        "STPC" => Modification::Partial {
+            mod_mny: wire::amount("mod_mny", fields.required("mod_mny")?)?,
+            rem_mny: wire::amount("rem_mny", fields.required("rem_mny")?)?,
+        },
+        other => {
+            return Err(Refusal::new(
+                codes::INVALID_FIELD,
+                format!("샌드박스가 지원하지 않는 mod_type 입니다: {other}"),
+            ))
+        }
+    };
+
+    let now = shared.now();
+    let canc_time = kcp_time(now);
+    let mut ledger = shared.ledger();
+    let entry = ledger
+        .get_mut(tno)
+        .filter(|entry| entry.site_cd == site_cd)
+        .ok_or_else(|| Refusal::new(codes::NO_SUCH_TRANSACTION, codes::NO_SUCH_TRANSACTION_MSG))?;
+    if entry.state == TransactionState::Cancelled {
+        return Err(Refusal::new(
+            codes::ALREADY_CANCELLED,
+            "이미 취소된 거래입니다.",
+        ));
+    }
+    let mod_desc = mod_desc.map(str::to_owned);
+
+    let mut reply = Reply::ok();
+    reply.set("tno", tno).set("canc_time", canc_time.as_str());
+    match modification {
+        Modification::Full => {
+            let balance = entry.balance;
+            entry.record_cancel(mod_type, balance, canc_time, mod_desc);
+        }
+        Modification::Partial { mod_mny, rem_mny } => {
+            if mod_mny == 0 {
+                return Err(Refusal::new(
+                    codes::AMOUNT_ERROR,
+                    "취소 금액은 0보다 커야 합니다.",
+                ));
+            }
+            if rem_mny != entry.balance {
+                return Err(Refusal::new(
+                    codes::BALANCE_MISMATCH,
+                    "취소 가능 잔액(rem_mny)이 일치하지 않습니다.",
+                ));
+            }
+            if mod_mny > entry.balance {
+                return Err(Refusal::new(
+                    codes::CANCEL_EXCEEDS_BALANCE,
+                    "취소 요청 금액이 취소 가능 잔액보다 큽니다.",
+                ));
+            }
+            // A same-day full-amount cancel must be STSC (spec §2.9).
+            if mod_mny == entry.amount && kst_date(entry.approved_at) == kst_date(now) {
+                return Err(Refusal::new(
+                    codes::FULL_PARTIAL_CANCEL_SAME_DAY,
+                    "당일 전액 취소는 전체취소(STSC)로 요청하십시오.",
+                ));
+            }
+            let record = entry.record_cancel(mod_type, mod_mny, canc_time, mod_desc);
+            let mod_mny = record.amount.to_string();
+            reply
+                .set("mod_mny", mod_mny.as_str())
+                .set("rem_mny", record.balance_after.to_string())
+                .set("mod_pacn_seq_no", record.seq.to_string())
+                .set("card_mod_mny", mod_mny);
+        }
+    }
+    tracing::info!(
+        tno,
+        site_cd,
+        mod_type,
+        balance = entry.balance,
+        "kcp sandbox cancelled"
+    );
+    Ok(reply)
+}

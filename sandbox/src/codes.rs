@@ -1,0 +1,60 @@
+//! Every `res_cd` the sandbox answers with. Codes from spec/kcp.md §4 keep KCP's meaning; the
+//! ones marked *assumption* fill gaps KCP does not document publicly and are listed in
+//! docs/sandbox.md so the gateway's code table can follow them.
+
+/// 정상처리 (spec §4).
+pub const OK: &str = "0000";
+
+/// *Assumption*: the body is not a JSON object, or a value is not a JSON string (spec §1).
+pub const MALFORMED_REQUEST: &str = "9501";
+/// *Assumption*: a required field is absent or empty.
+pub const MISSING_FIELD: &str = "9502";
+/// *Assumption*: a field has the wrong shape (site_cd, ordr_idxx, tno, mod_type, pay_type, lengths).
+pub const INVALID_FIELD: &str = "9503";
+/// *Assumption*: a free-text field holds a character KCP forbids (spec §6).
+pub const FORBIDDEN_CHARACTER: &str = "9504";
+/// *Assumption*: `kcp_cert_info` is not a certificate the sandbox CA issued.
+pub const CERTIFICATE_REJECTED: &str = "9510";
+/// *Assumption*: the certificate was issued for another `site_cd`.
+pub const CERTIFICATE_SITE_MISMATCH: &str = "9511";
+/// *Assumption*: `kcp_sign_data` does not verify with the certificate's key.
+pub const SIGNATURE_REJECTED: &str = "9512";
+/// *Assumption*: an approval for this (site_cd, ordr_idxx) is already live.
+pub const DUPLICATE_ORDER: &str = "9520";
+
+/// 결제금액 불일치: hub `amount` differs from `card_mny` (spec §2.4, §2.6).
+pub const AMOUNT_MISMATCH: &str = "8059";
+/// Card not allowed for the merchant; used for KB cards in test mode (spec §4, seed 001).
+pub const CARD_NOT_ALLOWED: &str = "8102";
+/// Unknown or unsupported `card_tx_type` (spec §4 "8103/8104 tx type").
+pub const TX_TYPE_ERROR: &str = "8103";
+/// Unsupported `pay_method` on the hub (spec §4 "8103/8104 tx type").
+pub const PAY_METHOD_ERROR: &str = "8104";
+/// Amount or currency format error (spec §4).
+pub const AMOUNT_ERROR: &str = "8105";
+/// Installment error: bad `quota`, or installments under 50,000 KRW (spec §4).
+pub const INSTALLMENT_ERROR: &str = "8106";
+/// Card number format: not 13–16 digits (spec §4, §6).
+pub const CARD_NUMBER_FORMAT: &str = "8107";
+/// Card number error: Luhn check failed (spec §4).
+pub const CARD_NUMBER_ERROR: &str = "8108";
+/// Expiry format or expired card (spec §4).
+pub const EXPIRY_ERROR: &str = "8109";
+/// Birth date / business number / PIN format or mismatch (spec §4).
+pub const AUTHENTICATION_ERROR: &str = "8110";
+/// 이미 취소된 거래 (spec §2.9, §4).
+pub const ALREADY_CANCELLED: &str = "8133";
+/// *Assumption*: STPC `rem_mny` differs from the ledger's balance.
+pub const BALANCE_MISMATCH: &str = "8134";
+/// *Assumption*: `mod_mny` is more than the cancellable balance.
+pub const CANCEL_EXCEEDS_BALANCE: &str = "8135";
+/// *Assumption*: a full-amount STPC on the approval day must be sent as STSC (spec §2.9).
+pub const FULL_PARTIAL_CANCEL_SAME_DAY: &str = "8136";
+/// 일일한도초과 (spec §4).
+pub const DAILY_LIMIT: &str = "8186";
+/// 월한도초과 (spec §4).
+pub const MONTHLY_LIMIT: &str = "8188";
+/// *Assumption, fixed by the gateway's contract*: no transaction for the tno / order_no.
+pub const NO_SUCH_TRANSACTION: &str = "8201";
+/// The message that goes with [`NO_SUCH_TRANSACTION`], exactly.
+pub const NO_SUCH_TRANSACTION_MSG: &str = "해당 거래가 존재하지 않습니다.";

@@ -1,0 +1,68 @@
+//! `/_sandbox/*`: the control API for tests and the CLI. Not part of KCP's surface, so it uses
+//! plain HTTP semantics (status codes, JSON errors) rather than KCP's envelope.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+
+use crate::faults::FaultRule;
+use crate::ledger::LedgerEntry;
+use crate::Shared;
+
+pub(crate) fn routes() -> Router<Arc<Shared>> {
+    Router::new()
+        .route(
+            "/_sandbox/faults",
+            post(add_fault).delete(clear_faults).get(list_faults),
+        )
+        .route("/_sandbox/ledger", get(ledger))
+        .route("/_sandbox/certificates", post(issue_certificate))
+}
+
+async fn add_fault(State(shared): State<Arc<Shared>>, Json(rule): Json<FaultRule>) -> StatusCode {
+    shared.faults().add(rule);
+    StatusCode::NO_CONTENT
+}
+
+async fn clear_faults(State(shared): State<Arc<Shared>>) -> StatusCode {
+    shared.faults().clear();
+    StatusCode::NO_CONTENT
+}
+
+async fn list_faults(State(shared): State<Arc<Shared>>) -> Json<Vec<FaultRule>> {
+    Json(shared.faults().rules())
+}
+
+async fn ledger(State(shared): State<Arc<Shared>>) -> Json<Vec<LedgerEntry>> {
+    Json(shared.ledger().snapshot())
+}
+
+#[derive(Deserialize)]
+struct CertificateRequest {
+    site_cd: String,
+    passphrase: String,
+}
+
+/// Issues a merchant certificate and encrypted key, e.g. for a local gateway's config.
+async fn issue_certificate(
+    State(shared): State<Arc<Shared>>,
+    Json(request): Json<CertificateRequest>,
+) -> Response {
+    let issued =
+        tokio::task::spawn_blocking(move || shared.ca.issue(&request.site_cd, &request.passphrase))
+            .await;
+    match issued {
+        Ok(Ok(issued)) => Json(issued).into_response(),
+        Ok(Err(error)) => (
+            StatusCode::BAD_REQUEST,
+            Json(serde_json::json!({ "error": error.to_string() })),
+        )
+            .into_response(),
+        Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    }
+}

@@ -1,0 +1,264 @@
+//! Fault injection: the network failures the gateway's reliability is proven against
+//! (design.md §3) — a slow KCP, an HTTP error page, a dropped connection, and the worst one,
+//! "approved but the answer never arrived" (spec/kcp.md §5).
+//!
+//! Rules are armed from tests ([`crate::Sandbox::inject`]) or over HTTP (`POST /_sandbox/faults`)
+//! and consumed by matching requests, `times` at most.
+
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Request, State};
+use axum::http::{header, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+
+use crate::Shared;
+
+/// Largest request body the sandbox reads (KCP requests are a few kilobytes).
+const BODY_LIMIT: usize = 1024 * 1024;
+
+/// What happens to a matching request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Fault {
+    /// Wait, then process normally.
+    Delay { ms: u64 },
+    /// Answer this status with an HTML error page without processing, like a proxy in front of KCP.
+    HttpStatus { status: u16 },
+    /// Do not process; close the connection without a usable response.
+    Drop,
+    /// Process fully (the ledger changes), then abort the connection instead of answering.
+    LoseResponse,
+}
+
+/// A fault armed for requests to `path`, optionally only those whose JSON `field == value`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "FaultRuleJson", into = "FaultRuleJson")]
+pub struct FaultRule {
+    /// A KCP path, e.g. `/gw/hub/v1/payment` ([`crate::paths`]).
+    pub path: String,
+    /// `(field, value)`: match only requests whose string field has this value.
+    pub when: Option<(String, String)>,
+    pub fault: Fault,
+    /// How many matching requests the rule applies to; 0 never matches.
+    pub times: u32,
+}
+
+impl FaultRule {
+    /// A rule for the next request to `path`.
+    pub fn new(path: impl Into<String>, fault: Fault) -> Self {
+        Self {
+            path: path.into(),
+            when: None,
+            fault,
+            times: 1,
+        }
+    }
+
+    /// Restricts the rule to requests whose `field` equals `value`.
+    pub fn when(mut self, field: impl Into<String>, value: impl Into<String>) -> Self {
+        self.when = Some((field.into(), value.into()));
+        self
+    }
+
+    pub fn times(mut self, times: u32) -> Self {
+        self.times = times;
+        self
+    }
+
+    fn matches(&self, path: &str, body: Option<&serde_json::Value>) -> bool {
+        if self.times == 0 || self.path != path {
+            return false;
+        }
+        match &self.when {
+            None => true,
+            Some((field, value)) => {
+                body.and_then(|body| body.get(field))
+                    .and_then(serde_json::Value::as_str)
+                    == Some(value.as_str())
+            }
+        }
+    }
+}
+
+/// The control API's JSON shape: `when` is `{"field":..,"value":..}`; `times` defaults to 1.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FaultRuleJson {
+    path: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    when: Option<FieldMatch>,
+    fault: Fault,
+    #[serde(default = "one")]
+    times: u32,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FieldMatch {
+    field: String,
+    value: String,
+}
+
+fn one() -> u32 {
+    1
+}
+
+impl From<FaultRuleJson> for FaultRule {
+    fn from(json: FaultRuleJson) -> Self {
+        Self {
+            path: json.path,
+            when: json.when.map(|m| (m.field, m.value)),
+            fault: json.fault,
+            times: json.times,
+        }
+    }
+}
+
+impl From<FaultRule> for FaultRuleJson {
+    fn from(rule: FaultRule) -> Self {
+        Self {
+            path: rule.path,
+            when: rule.when.map(|(field, value)| FieldMatch { field, value }),
+            fault: rule.fault,
+            times: rule.times,
+        }
+    }
+}
+
+/// The armed rules, in the order they were added.
+#[derive(Debug, Default)]
+pub(crate) struct FaultBook {
+    rules: Vec<FaultRule>,
+}
+
+impl FaultBook {
+    pub fn add(&mut self, rule: FaultRule) {
+        self.rules.push(rule);
+    }
+
+    pub fn clear(&mut self) {
+        self.rules.clear();
+    }
+
+    pub fn rules(&self) -> Vec<FaultRule> {
+        self.rules.clone()
+    }
+
+    /// Consumes one use of the first rule matching the request, if any.
+    fn take(&mut self, path: &str, body: &Bytes) -> Option<Fault> {
+        if self.rules.is_empty() {
+            return None;
+        }
+        let json = serde_json::from_slice::<serde_json::Value>(body).ok();
+        let index = self
+            .rules
+            .iter()
+            .position(|rule| rule.matches(path, json.as_ref()))?;
+        let rule = &mut self.rules[index];
+        rule.times -= 1;
+        let fault = rule.fault.clone();
+        if rule.times == 0 {
+            self.rules.remove(index);
+        }
+        Some(fault)
+    }
+}
+
+/// Middleware on KCP's routes that applies the first matching rule.
+pub(crate) async fn apply(
+    State(shared): State<Arc<Shared>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let (parts, body) = request.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, BODY_LIMIT).await else {
+        return StatusCode::PAYLOAD_TOO_LARGE.into_response();
+    };
+    let fault = shared.faults().take(parts.uri.path(), &bytes);
+    let request = Request::from_parts(parts, Body::from(bytes));
+    let Some(fault) = fault else {
+        return next.run(request).await;
+    };
+    tracing::info!(?fault, "kcp sandbox injecting fault");
+    match fault {
+        Fault::Delay { ms } => {
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+            next.run(request).await
+        }
+        Fault::HttpStatus { status } => error_page(status),
+        Fault::Drop => aborted(),
+        Fault::LoseResponse => {
+            let _processed = next.run(request).await;
+            aborted()
+        }
+    }
+}
+
+fn error_page(status: u16) -> Response {
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let html =
+        format!("<html><head><title>{status}</title></head><body><h1>{status}</h1></body></html>");
+    (
+        status,
+        [(header::CONTENT_TYPE, "text/html; charset=UTF-8")],
+        html,
+    )
+        .into_response()
+}
+
+/// A response whose body fails on the first read: hyper then aborts the connection, so the
+/// client sees a broken connection rather than an answer it could parse.
+fn aborted() -> Response {
+    let failure = std::io::Error::new(
+        std::io::ErrorKind::ConnectionAborted,
+        "kcp sandbox fault: connection dropped",
+    );
+    let body = Body::from_stream(futures_util::stream::iter([Err::<Bytes, _>(failure)]));
+    let mut response = Response::new(body);
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fault_rules_read_the_control_api_json() {
+        let rule: FaultRule = serde_json::from_str(
+            r#"{"path":"/gw/hub/v1/payment","when":{"field":"ordr_idxx","value":"o1"},
+                "fault":{"kind":"http_status","status":503},"times":2}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            rule,
+            FaultRule::new("/gw/hub/v1/payment", Fault::HttpStatus { status: 503 })
+                .when("ordr_idxx", "o1")
+                .times(2)
+        );
+        let rule: FaultRule =
+            serde_json::from_str(r#"{"path":"/std/inquery","fault":{"kind":"lose_response"}}"#)
+                .unwrap();
+        assert_eq!(rule, FaultRule::new("/std/inquery", Fault::LoseResponse));
+    }
+
+    #[test]
+    fn a_rule_is_used_up_after_its_times() {
+        let mut book = FaultBook::default();
+        book.add(FaultRule::new("/p", Fault::Drop).when("tno", "1").times(2));
+        let other = Bytes::from_static(br#"{"tno":"2"}"#);
+        let matching = Bytes::from_static(br#"{"tno":"1"}"#);
+        assert_eq!(book.take("/p", &other), None);
+        assert_eq!(book.take("/q", &matching), None);
+        assert_eq!(book.take("/p", &matching), Some(Fault::Drop));
+        assert_eq!(book.take("/p", &matching), Some(Fault::Drop));
+        assert_eq!(book.take("/p", &matching), None);
+    }
+}

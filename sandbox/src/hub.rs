@@ -1,0 +1,294 @@
+//! `POST /gw/hub/v1/payment`: payments without a window. Only key-in card payments
+//! (spec/kcp.md §2.7) are emulated; batch payment (§2.6) and POINT/Benepia (§2.8) come here later,
+//! dispatched on `pay_method` / `card_tx_type`.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use chrono::Datelike;
+
+use crate::auth;
+use crate::clock::{kcp_time, kst};
+use crate::codes;
+use crate::ledger::{self, CardSummary, LedgerEntry, TransactionState};
+use crate::test_cards::{self, IssuerDecision};
+use crate::wire::{self, Fields, Refusal, Reply};
+use crate::Shared;
+
+/// `card_tx_type` for key-in with birth date/business number and PIN prefix (spec §2.7).
+const AUTHENTICATED_KEY_IN: &str = "11121000";
+/// `card_tx_type` for key-in with card number and expiry only (spec §2.7).
+const NON_AUTHENTICATED_KEY_IN: &str = "11111000";
+/// Installments are allowed from 50,000 KRW (spec §4).
+const INSTALLMENT_MINIMUM: i64 = 50_000;
+
+pub(crate) async fn payment(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
+    match handle(&shared, &body) {
+        Ok(reply) => reply.into_response(),
+        Err(refusal) => refusal.into_response(),
+    }
+}
+
+fn handle(shared: &Shared, body: &Bytes) -> Result<Reply, Refusal> {
+    let fields = Fields::parse(body)?;
+    let site_cd = fields.site_cd()?;
+    // Hub payments carry a certificate but no signature (spec §3).
+    auth::authenticate(&shared.ca, &fields, site_cd)?;
+    match fields.required("pay_method")? {
+        "CARD" => key_in(shared, &fields, site_cd),
+        other => Err(Refusal::new(
+            codes::PAY_METHOD_ERROR,
+            format!("샌드박스가 지원하지 않는 pay_method 입니다: {other}"),
+        )),
+    }
+}
+
+/// The birth date / business number and PIN prefix of an authenticated key-in.
+struct CardHolderProof<'a> {
+    taxno: &'a str,
+    pin_prefix: &'a str,
+}
+
+/// A key-in request that passed every format check.
+struct KeyIn<'a> {
+    order_no: &'a str,
+    amount: i64,
+    quota: &'a str,
+    card_no: &'a str,
+    proof: Option<CardHolderProof<'a>>,
+}
+
+fn parse_key_in<'a>(shared: &Shared, fields: &'a Fields) -> Result<KeyIn<'a>, Refusal> {
+    let tx_type = fields.required("card_tx_type")?;
+    let authenticated = match tx_type {
+        AUTHENTICATED_KEY_IN => true,
+        NON_AUTHENTICATED_KEY_IN => false,
+        other => {
+            return Err(Refusal::new(
+                codes::TX_TYPE_ERROR,
+                format!("샌드박스가 지원하지 않는 card_tx_type 입니다: {other}"),
+            ))
+        }
+    };
+
+    let order_no = fields.required("ordr_idxx")?;
+    wire::check_text("ordr_idxx", order_no, 40)?;
+    wire::check_text("good_name", fields.required("good_name")?, 100)?;
+    for (name, max) in [("buyr_name", 30), ("buyr_mail", 50), ("buyr_tel2", 20)] {
+        if let Some(value) = fields.optional(name) {
+            wire::check_text(name, value, max)?;
+        }
+    }
+
+    let amount = wire::amount("amount", fields.required("amount")?)?;
+    let card_mny = wire::amount("card_mny", fields.required("card_mny")?)?;
+    if amount == 0 {
+        return Err(Refusal::new(
+            codes::AMOUNT_ERROR,
+            "결제금액은 0보다 커야 합니다.",
+        ));
+    }
+    if amount != card_mny {
+        return Err(Refusal::new(codes::AMOUNT_MISMATCH, "결제금액 불일치"));
+    }
+    if fields.required("currency")? != "410" {
+        return Err(Refusal::new(
+            codes::AMOUNT_ERROR,
+            "샌드박스는 원화(410)만 지원합니다.",
+        ));
+    }
+
+    let quota = fields.required("quota")?;
+    if quota.len() != 2 || !wire::is_digits(quota) {
+        return Err(Refusal::new(
+            codes::INSTALLMENT_ERROR,
+            "할부개월 형식이 올바르지 않습니다.",
+        ));
+    }
+    if quota != "00" && amount < INSTALLMENT_MINIMUM {
+        return Err(Refusal::new(
+            codes::INSTALLMENT_ERROR,
+            "5만원 미만은 할부가 불가능합니다.",
+        ));
+    }
+
+    let card_no = fields.required("card_no")?;
+    if !(13..=16).contains(&card_no.len()) || !wire::is_digits(card_no) {
+        return Err(Refusal::new(
+            codes::CARD_NUMBER_FORMAT,
+            "카드번호 형식이 올바르지 않습니다.",
+        ));
+    }
+    if !test_cards::luhn_valid(card_no) {
+        return Err(Refusal::new(codes::CARD_NUMBER_ERROR, "카드번호 오류"));
+    }
+    check_expiry(shared, fields.required("card_expiry")?)?;
+
+    let proof = if authenticated {
+        let taxno = fields.required("card_taxno")?;
+        let pin_prefix = fields.required("card_pwd")?;
+        if !(taxno.len() == 6 || taxno.len() == 10) || !wire::is_digits(taxno) {
+            return Err(Refusal::new(
+                codes::AUTHENTICATION_ERROR,
+                "생년월일(6자리) 또는 사업자번호(10자리) 형식이 올바르지 않습니다.",
+            ));
+        }
+        if pin_prefix.len() != 2 || !wire::is_digits(pin_prefix) {
+            return Err(Refusal::new(
+                codes::AUTHENTICATION_ERROR,
+                "비밀번호 앞 2자리 형식이 올바르지 않습니다.",
+            ));
+        }
+        Some(CardHolderProof { taxno, pin_prefix })
+    } else {
+        // A non-authenticated key-in has no business sending a PIN or birth date.
+        if fields.optional("card_taxno").is_some() || fields.optional("card_pwd").is_some() {
+            return Err(Refusal::new(
+                codes::AUTHENTICATION_ERROR,
+                "비인증 결제(11111000)에는 card_taxno/card_pwd 를 보내지 않습니다.",
+            ));
+        }
+        None
+    };
+
+    Ok(KeyIn {
+        order_no,
+        amount,
+        quota,
+        card_no,
+        proof,
+    })
+}
+
+/// `card_expiry` is YYMM; a card is good through the last day of that month (KST).
+fn check_expiry(shared: &Shared, expiry: &str) -> Result<(), Refusal> {
+    let format_error = || Refusal::new(codes::EXPIRY_ERROR, "유효기간 형식이 올바르지 않습니다.");
+    if expiry.len() != 4 || !wire::is_digits(expiry) {
+        return Err(format_error());
+    }
+    let year = 2000 + expiry[..2].parse::<i32>().map_err(|_| format_error())?;
+    let month = expiry[2..].parse::<u32>().map_err(|_| format_error())?;
+    if !(1..=12).contains(&month) {
+        return Err(format_error());
+    }
+    let today = kst(shared.now());
+    if (year, month) < (today.year(), today.month()) {
+        return Err(Refusal::new(
+            codes::EXPIRY_ERROR,
+            "유효기간이 만료된 카드입니다.",
+        ));
+    }
+    Ok(())
+}
+
+fn key_in(shared: &Shared, fields: &Fields, site_cd: &str) -> Result<Reply, Refusal> {
+    let payment = parse_key_in(shared, fields)?;
+    let issuer = test_cards::issuer(payment.card_no);
+
+    if let Some(proof) = &payment.proof {
+        if proof.pin_prefix != test_cards::PIN_PREFIX {
+            return Err(Refusal::new(
+                codes::AUTHENTICATION_ERROR,
+                "비밀번호가 일치하지 않습니다.",
+            ));
+        }
+        if proof.taxno == test_cards::WRONG_BIRTH {
+            return Err(Refusal::new(
+                codes::AUTHENTICATION_ERROR,
+                "생년월일이 일치하지 않습니다.",
+            ));
+        }
+    }
+    match issuer.decision {
+        IssuerDecision::Approve => {}
+        IssuerDecision::RefuseInTestMode if !shared.config.test_mode => {}
+        IssuerDecision::RefuseInTestMode => {
+            return Err(Refusal::new(
+                codes::CARD_NOT_ALLOWED,
+                "KCP 테스트 모드에서는 국민카드(KB) 승인이 불가합니다.",
+            ))
+        }
+        IssuerDecision::DailyLimit => {
+            return Err(Refusal::new(codes::DAILY_LIMIT, "일일한도초과"));
+        }
+        IssuerDecision::MonthlyLimit => {
+            return Err(Refusal::new(codes::MONTHLY_LIMIT, "월한도초과"));
+        }
+    }
+
+    let now = shared.now();
+    let app_time = kcp_time(now);
+    let mut ledger = shared.ledger();
+    if ledger
+        .by_order(site_cd, payment.order_no)
+        .is_some_and(|entry| entry.state != TransactionState::Cancelled)
+    {
+        return Err(Refusal::new(
+            codes::DUPLICATE_ORDER,
+            "이미 승인된 주문번호입니다.",
+        ));
+    }
+    let entry = LedgerEntry {
+        tno: ledger.new_tno(&app_time[..8]),
+        site_cd: site_cd.to_owned(),
+        order_no: payment.order_no.to_owned(),
+        pay_method: "PACA".to_owned(),
+        amount: payment.amount,
+        balance: payment.amount,
+        state: TransactionState::Approved,
+        app_time: app_time.clone(),
+        app_no: ledger::new_app_no(),
+        trace_no: ledger::new_trace_no(site_cd),
+        approved_at: now,
+        card: CardSummary {
+            masked_card_no: test_cards::mask(payment.card_no),
+            card_cd: issuer.card_cd.to_owned(),
+            card_name: issuer.card_name.to_owned(),
+            quota: payment.quota.to_owned(),
+            bin_type_01: "0".to_owned(),
+            bin_type_02: issuer.bin_type_02.to_owned(),
+        },
+        cancels: Vec::new(),
+    };
+    ledger.insert(entry.clone());
+    drop(ledger);
+    tracing::info!(tno = %entry.tno, site_cd, order_no = %entry.order_no, amount = entry.amount, "kcp sandbox approved key-in payment");
+
+    let amount = entry.amount.to_string();
+    // VAT is 1/11 of a VAT-inclusive amount, rounded (1000 → 91 in KCP's real answer, §2.4).
+    let vat = (2 * entry.amount + 11) / 22;
+    let mut reply = Reply::ok();
+    reply
+        .set("res_en_msg", "processing completed")
+        .set("tno", entry.tno.as_str())
+        .set("amount", amount.as_str())
+        .set("card_mny", amount.as_str())
+        .set("order_no", entry.order_no.as_str())
+        .set("pay_method", "PACA")
+        .set("app_time", app_time.as_str())
+        .set("app_no", entry.app_no.as_str())
+        .set("trace_no", entry.trace_no.as_str())
+        .set("card_cd", issuer.card_cd)
+        .set("card_name", issuer.card_name)
+        .set("acqu_cd", issuer.card_cd)
+        .set("acqu_name", issuer.card_name)
+        .set("card_no", entry.card.masked_card_no.as_str())
+        .set("quota", entry.card.quota.as_str())
+        .set("noinf", "N")
+        .set("partcanc_yn", "Y")
+        .set("card_bin_type_01", "0")
+        .set("card_bin_type_02", issuer.bin_type_02)
+        .set("card_bin_bank_cd", issuer.bank_cd)
+        .set("escw_yn", "N")
+        .set("van_cd", "VNKC")
+        .set("van_apptime", app_time.as_str())
+        .set("res_tax_flag", "TG03")
+        .set("res_tax_mny", (entry.amount - vat).to_string())
+        .set("res_vat_mny", vat.to_string())
+        .set("res_free_mny", "0")
+        .set("mall_taxno", "0000000000")
+        .set("mcht_taxno", "0000000000");
+    Ok(reply)
+}

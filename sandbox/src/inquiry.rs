@@ -1,0 +1,93 @@
+//! `POST /std/inquery`: what became of a transaction (spec/kcp.md §2.10). This is how the
+//! gateway resolves an unknown outcome after a lost answer (spec §5).
+//!
+//! Assumption, which the gateway relies on (docs/sandbox.md): a caller that lost the approval
+//! answer knows no tno, so it sends `order_no` (its `ordr_idxx`) with `tno` absent or empty,
+//! signed over `site_cd^order_no^pay_type`; the latest approval for (site_cd, order_no) answers.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+
+use crate::auth;
+use crate::codes;
+use crate::wire::{self, Fields, Refusal, Reply};
+use crate::Shared;
+
+pub(crate) async fn inquire(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
+    match handle(&shared, &body) {
+        Ok(reply) => reply.into_response(),
+        Err(refusal) => refusal.into_response(),
+    }
+}
+
+/// How the caller names the transaction.
+enum Key<'a> {
+    Tno(&'a str),
+    OrderNo(&'a str),
+}
+
+fn handle(shared: &Shared, body: &Bytes) -> Result<Reply, Refusal> {
+    let fields = Fields::parse(body)?;
+    let site_cd = fields.site_cd()?;
+    let merchant = auth::authenticate(&shared.ca, &fields, site_cd)?;
+    let pay_type = fields.required("pay_type")?;
+    let key = match (fields.optional("tno"), fields.optional("order_no")) {
+        (Some(tno), _) => Key::Tno(tno),
+        (None, Some(order_no)) => Key::OrderNo(order_no),
+        (None, None) => {
+            return Err(Refusal::new(
+                codes::MISSING_FIELD,
+                "필수 항목 tno (또는 order_no) 이(가) 없습니다.",
+            ))
+        }
+    };
+    let signed_id = match key {
+        Key::Tno(tno) | Key::OrderNo(tno) => tno,
+    };
+    merchant.verify_signature(&fields, &format!("{site_cd}^{signed_id}^{pay_type}"))?;
+
+    if pay_type != "PACA" {
+        return Err(Refusal::new(
+            codes::INVALID_FIELD,
+            format!("샌드박스가 지원하지 않는 pay_type 입니다: {pay_type}"),
+        ));
+    }
+    let ledger = shared.ledger();
+    let entry = match key {
+        Key::Tno(tno) => {
+            if tno.len() != 14 || !wire::is_digits(tno) {
+                return Err(Refusal::new(
+                    codes::INVALID_FIELD,
+                    "tno 는 숫자 14자리입니다.",
+                ));
+            }
+            ledger.get(tno).filter(|entry| entry.site_cd == site_cd)
+        }
+        Key::OrderNo(order_no) => ledger.by_order(site_cd, order_no),
+    }
+    .ok_or_else(|| Refusal::new(codes::NO_SUCH_TRANSACTION, codes::NO_SUCH_TRANSACTION_MSG))?;
+
+    let mut reply = Reply::ok();
+    reply
+        .set("tno", entry.tno.as_str())
+        .set("order_no", entry.order_no.as_str())
+        .set("pay_method", entry.pay_method.as_str())
+        .set("amount", entry.amount.to_string())
+        .set("rem_mny", entry.balance.to_string())
+        .set("stat_ca_cd", entry.state.stat_ca_cd())
+        .set("app_time", entry.app_time.as_str())
+        .set("app_no", entry.app_no.as_str())
+        .set("card_no", entry.card.masked_card_no.as_str())
+        .set("card_cd", entry.card.card_cd.as_str())
+        .set("card_name", entry.card.card_name.as_str())
+        .set("quota", entry.card.quota.as_str())
+        .set("card_bin_type_01", entry.card.bin_type_01.as_str())
+        .set("card_bin_type_02", entry.card.bin_type_02.as_str());
+    if let Some(canc_time) = entry.canc_time() {
+        reply.set("canc_time", canc_time);
+    }
+    Ok(reply)
+}

@@ -1,0 +1,175 @@
+//! The sandbox's memory of what it approved and cancelled: the state inquiry reports and the
+//! state tests assert on. Card data is kept masked only.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use rand::Rng;
+use serde::Serialize;
+
+/// Where a card approval stands, named by KCP's `stat_ca_cd` (spec §2.10).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum TransactionState {
+    /// STSR: approved, nothing cancelled.
+    #[serde(rename = "STSR")]
+    Approved,
+    /// STPC: partially cancelled, balance left.
+    #[serde(rename = "STPC")]
+    PartiallyCancelled,
+    /// STSC: cancelled, balance 0.
+    #[serde(rename = "STSC")]
+    Cancelled,
+}
+
+impl TransactionState {
+    pub fn stat_ca_cd(self) -> &'static str {
+        match self {
+            Self::Approved => "STSR",
+            Self::PartiallyCancelled => "STPC",
+            Self::Cancelled => "STSC",
+        }
+    }
+}
+
+/// Card facts echoed by approval and inquiry; the number is masked.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CardSummary {
+    pub masked_card_no: String,
+    pub card_cd: String,
+    pub card_name: String,
+    pub quota: String,
+    pub bin_type_01: String,
+    pub bin_type_02: String,
+}
+
+/// One cancel (STSC or STPC) applied to an approval.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CancelRecord {
+    /// 1, 2, … per approval; reported as `mod_pacn_seq_no` for partial cancels.
+    pub seq: u32,
+    pub mod_type: String,
+    pub amount: i64,
+    pub balance_after: i64,
+    /// `yyyyMMddHHmmss` KST.
+    pub canc_time: String,
+    pub mod_desc: Option<String>,
+}
+
+/// One approval and its history.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LedgerEntry {
+    pub tno: String,
+    pub site_cd: String,
+    pub order_no: String,
+    pub pay_method: String,
+    pub amount: i64,
+    pub balance: i64,
+    pub state: TransactionState,
+    pub app_time: String,
+    pub app_no: String,
+    pub trace_no: String,
+    pub approved_at: DateTime<Utc>,
+    pub card: CardSummary,
+    pub cancels: Vec<CancelRecord>,
+}
+
+impl LedgerEntry {
+    /// Time of the last cancel, once the balance is gone.
+    pub fn canc_time(&self) -> Option<&str> {
+        match self.state {
+            TransactionState::Cancelled => self.cancels.last().map(|c| c.canc_time.as_str()),
+            _ => None,
+        }
+    }
+
+    /// Takes `amount` off the balance and records the cancel.
+    pub(crate) fn record_cancel(
+        &mut self,
+        mod_type: &str,
+        amount: i64,
+        canc_time: String,
+        mod_desc: Option<String>,
+    ) -> &CancelRecord {
+        self.balance -= amount;
+        self.state = if self.balance == 0 {
+            TransactionState::Cancelled
+        } else {
+            TransactionState::PartiallyCancelled
+        };
+        let seq = u32::try_from(self.cancels.len()).unwrap_or(u32::MAX - 1) + 1;
+        self.cancels.push(CancelRecord {
+            seq,
+            mod_type: mod_type.to_owned(),
+            amount,
+            balance_after: self.balance,
+            canc_time,
+            mod_desc,
+        });
+        &self.cancels[self.cancels.len() - 1]
+    }
+}
+
+/// Approvals keyed by tno, in approval order.
+#[derive(Debug, Default)]
+pub(crate) struct Ledger {
+    by_tno: BTreeMap<String, LedgerEntry>,
+    order: Vec<String>,
+}
+
+impl Ledger {
+    pub fn insert(&mut self, entry: LedgerEntry) {
+        self.order.push(entry.tno.clone());
+        self.by_tno.insert(entry.tno.clone(), entry);
+    }
+
+    pub fn get_mut(&mut self, tno: &str) -> Option<&mut LedgerEntry> {
+        self.by_tno.get_mut(tno)
+    }
+
+    pub fn get(&self, tno: &str) -> Option<&LedgerEntry> {
+        self.by_tno.get(tno)
+    }
+
+    /// The latest approval for a merchant order: how a caller that lost the answer finds it.
+    pub fn by_order(&self, site_cd: &str, order_no: &str) -> Option<&LedgerEntry> {
+        self.order
+            .iter()
+            .rev()
+            .filter_map(|tno| self.by_tno.get(tno))
+            .find(|entry| entry.site_cd == site_cd && entry.order_no == order_no)
+    }
+
+    /// A fresh 14-digit tno: KST date + 6 random digits (shape from spec §2.4, §6).
+    pub fn new_tno(&self, kst_date: &str) -> String {
+        let mut rng = rand::thread_rng();
+        loop {
+            let tno = format!("{kst_date}{:06}", rng.gen_range(0..1_000_000));
+            if !self.by_tno.contains_key(&tno) {
+                return tno;
+            }
+        }
+    }
+
+    pub fn snapshot(&self) -> Vec<LedgerEntry> {
+        self.order
+            .iter()
+            .filter_map(|tno| self.by_tno.get(tno))
+            .cloned()
+            .collect()
+    }
+}
+
+/// 8-digit approval number (spec §2.4).
+pub(crate) fn new_app_no() -> String {
+    format!("{:08}", rand::thread_rng().gen_range(0..100_000_000))
+}
+
+/// site_cd + 11 uppercase letters/digits (spec §2.1, §6).
+pub(crate) fn new_trace_no(site_cd: &str) -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+    let mut rng = rand::thread_rng();
+    let suffix: String = (0..11)
+        .map(|_| char::from(ALPHABET[rng.gen_range(0..ALPHABET.len())]))
+        .collect();
+    format!("{site_cd}{suffix}")
+}

@@ -1,0 +1,154 @@
+//! An independent, stateful emulator of NHN KCP's server side (docs/sandbox.md).
+//!
+//! It speaks KCP's REST wire contract (`shared/spec/kcp.md`) and shares no code with the
+//! gateway's KCP connector, so a wrong field name on either side fails a test instead of
+//! cancelling out. The gateway embeds it in-process ([`Sandbox::router`]) or serves it on a
+//! socket ([`serve`]).
+//!
+//! One module per KCP call family: `hub` (key-in card payments; batch payment and POINT belong
+//! there later), `cancel`, `inquiry`. Trade registration, window approval and notifications
+//! are not emulated yet.
+
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use chrono::{DateTime, Utc};
+
+mod auth;
+mod ca;
+mod cancel;
+pub mod clock;
+pub mod codes;
+mod control;
+pub mod faults;
+mod hub;
+mod inquiry;
+pub mod keyfile;
+pub mod ledger;
+mod router;
+pub mod test_cards;
+mod wire;
+
+pub use ca::IssuedCertificate;
+pub use clock::ManualClock;
+pub use faults::{Fault, FaultRule};
+pub use ledger::{CancelRecord, CardSummary, LedgerEntry, TransactionState};
+
+/// The KCP paths the sandbox serves (spec/kcp.md §1), relative to KCP's host.
+pub mod paths {
+    /// Hub calls without a payment window: key-in card payments (spec §2.7).
+    pub const HUB_PAYMENT: &str = "/gw/hub/v1/payment";
+    /// Cancel / modify (spec §2.9).
+    pub const CANCEL: &str = "/gw/mod/v1/cancel";
+    /// Transaction inquiry, KCP's spelling (spec §2.10).
+    pub const INQUIRY: &str = "/std/inquery";
+}
+
+/// How a sandbox behaves.
+#[derive(Clone)]
+pub struct SandboxConfig {
+    /// The sandbox's clock: approval/cancel times, expiry checks, same-day rules.
+    pub now: clock::Now,
+    /// KCP test mode, where KB cards are refused (spec §4, seed 001).
+    pub test_mode: bool,
+}
+
+impl Default for SandboxConfig {
+    fn default() -> Self {
+        Self {
+            now: Arc::new(Utc::now),
+            test_mode: true,
+        }
+    }
+}
+
+impl std::fmt::Debug for SandboxConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SandboxConfig")
+            .field("now", &(self.now)())
+            .field("test_mode", &self.test_mode)
+            .finish()
+    }
+}
+
+/// A KCP sandbox. Cloning shares the same ledger, faults and CA.
+#[derive(Clone)]
+pub struct Sandbox {
+    shared: Arc<Shared>,
+}
+
+/// State behind every handler.
+pub(crate) struct Shared {
+    config: SandboxConfig,
+    /// Issues merchant certificates and checks `kcp_cert_info`.
+    ca: ca::CertificateAuthority,
+    /// Approvals and cancels.
+    ledger: Mutex<ledger::Ledger>,
+    /// Armed fault rules, consumed as requests match them.
+    faults: Mutex<faults::FaultBook>,
+}
+
+impl Shared {
+    pub(crate) fn now(&self) -> DateTime<Utc> {
+        (self.config.now)()
+    }
+
+    pub(crate) fn ledger(&self) -> MutexGuard<'_, ledger::Ledger> {
+        self.ledger
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    pub(crate) fn faults(&self) -> MutexGuard<'_, faults::FaultBook> {
+        self.faults
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl Sandbox {
+    /// Builds a sandbox around the committed sandbox CA (`sandbox/ca/*.pem`).
+    pub fn new(config: SandboxConfig) -> anyhow::Result<Self> {
+        Ok(Self {
+            shared: Arc::new(Shared {
+                config,
+                ca: ca::CertificateAuthority::load()?,
+                ledger: Mutex::default(),
+                faults: Mutex::default(),
+            }),
+        })
+    }
+
+    /// KCP's paths plus the `/_sandbox` control API.
+    pub fn router(&self) -> axum::Router {
+        router::build(self.shared.clone())
+    }
+
+    /// Issues a merchant certificate (CN = `site_cd`) and its encrypted PKCS#8 key.
+    /// Generating the RSA key takes a moment; call it from a blocking context in async code.
+    pub fn issue_certificate(
+        &self,
+        site_cd: &str,
+        passphrase: &str,
+    ) -> anyhow::Result<IssuedCertificate> {
+        self.shared.ca.issue(site_cd, passphrase)
+    }
+
+    /// Arms a fault rule; rules are tried in the order they were added.
+    pub fn inject(&self, rule: FaultRule) {
+        self.shared.faults().add(rule);
+    }
+
+    pub fn clear_faults(&self) {
+        self.shared.faults().clear();
+    }
+
+    /// A snapshot of every approval, in approval order.
+    pub fn ledger(&self) -> Vec<LedgerEntry> {
+        self.shared.ledger().snapshot()
+    }
+}
+
+/// Serves the sandbox on `listener` until the task is dropped.
+pub async fn serve(sandbox: Sandbox, listener: tokio::net::TcpListener) -> std::io::Result<()> {
+    axum::serve(listener, sandbox.router()).await
+}

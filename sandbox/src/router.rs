@@ -1,0 +1,22 @@
+//! Every route in one place.
+
+use std::sync::Arc;
+
+use axum::routing::post;
+use axum::{middleware, Router};
+
+use crate::{cancel, control, faults, hub, inquiry, paths, Shared};
+
+pub(crate) fn build(shared: Arc<Shared>) -> Router {
+    Router::new()
+        .route(paths::HUB_PAYMENT, post(hub::payment))
+        .route(paths::CANCEL, post(cancel::cancel))
+        .route(paths::INQUIRY, post(inquiry::inquire))
+        // Faults apply to KCP's paths only, never to the control API.
+        .route_layer(middleware::from_fn_with_state(
+            shared.clone(),
+            faults::apply,
+        ))
+        .merge(control::routes())
+        .with_state(shared)
+}

@@ -1,0 +1,200 @@
+mod common;
+
+use chrono::TimeDelta;
+use common::*;
+use kcp_sandbox::TransactionState;
+use serde_json::{json, Value};
+
+#[tokio::test]
+async fn a_full_cancel_answers_the_cancel_time_and_empties_the_balance() {
+    let harness = spawn().await;
+    let tno = harness.approved("full1", "1000").await;
+    harness.clock.advance(TimeDelta::minutes(5));
+
+    let reply = harness.cancel(&tno, "STSC", json!({})).await;
+
+    assert_eq!(
+        reply,
+        json!({"res_cd": "0000", "res_msg": "정상처리", "tno": tno, "canc_time": "20260310120500"})
+    );
+    let entry = &harness.sandbox.ledger()[0];
+    assert_eq!(entry.state, TransactionState::Cancelled);
+    assert_eq!(entry.balance, 0);
+    assert_eq!(entry.cancels.len(), 1);
+    assert_eq!(entry.cancels[0].amount, 1000);
+}
+
+#[tokio::test]
+async fn cancelling_twice_is_8133() {
+    let harness = spawn().await;
+    let tno = harness.approved("twice1", "1000").await;
+    harness.cancel(&tno, "STSC", json!({})).await;
+
+    let again = harness.cancel(&tno, "STSC", json!({})).await;
+    let partial = harness.partial_cancel(&tno, "100", "0").await;
+
+    assert_eq!(again["res_cd"], "8133");
+    assert_eq!(partial["res_cd"], "8133");
+    assert_eq!(harness.sandbox.ledger()[0].cancels.len(), 1);
+}
+
+#[tokio::test]
+async fn partial_cancels_count_down_to_zero_and_then_the_payment_is_cancelled() {
+    let harness = spawn().await;
+    let tno = harness.approved("partial1", "10000").await;
+
+    let first = harness.partial_cancel(&tno, "3000", "10000").await;
+    let second = harness.partial_cancel(&tno, "2000", "7000").await;
+    let last = harness.partial_cancel(&tno, "5000", "5000").await;
+
+    assert_eq!(first["res_cd"], "0000", "{first}");
+    assert_eq!(first["mod_mny"], "3000");
+    assert_eq!(first["rem_mny"], "7000");
+    assert_eq!(first["card_mod_mny"], "3000");
+    assert_eq!(first["mod_pacn_seq_no"], "1");
+    assert_eq!(first["tno"], tno.as_str());
+    assert!(first["canc_time"].is_string());
+    assert_eq!(second["rem_mny"], "5000");
+    assert_eq!(second["mod_pacn_seq_no"], "2");
+    assert_eq!(last["res_cd"], "0000", "{last}");
+    assert_eq!(last["rem_mny"], "0");
+    let entry = &harness.sandbox.ledger()[0];
+    assert_eq!(entry.state, TransactionState::Cancelled);
+    assert_eq!(entry.balance, 0);
+    assert_eq!(entry.cancels.len(), 3);
+    assert_eq!(
+        harness.partial_cancel(&tno, "1", "0").await["res_cd"],
+        "8133"
+    );
+}
+
+#[tokio::test]
+async fn a_full_cancel_after_a_partial_takes_the_rest() {
+    let harness = spawn().await;
+    let tno = harness.approved("rest1", "10000").await;
+    harness.partial_cancel(&tno, "4000", "10000").await;
+
+    let reply = harness.cancel(&tno, "STSC", json!({})).await;
+
+    assert_eq!(reply["res_cd"], "0000");
+    let entry = &harness.sandbox.ledger()[0];
+    assert_eq!(entry.cancels[1].amount, 6000);
+    assert_eq!(entry.state, TransactionState::Cancelled);
+}
+
+#[tokio::test]
+async fn a_partial_cancel_must_state_the_balance_before_it_and_stay_within_it() {
+    let harness = spawn().await;
+    let tno = harness.approved("bal1", "10000").await;
+    harness.partial_cancel(&tno, "4000", "10000").await;
+
+    let stale_balance = harness.partial_cancel(&tno, "1000", "10000").await;
+    let too_much = harness.partial_cancel(&tno, "6001", "6000").await;
+    let zero = harness.partial_cancel(&tno, "0", "6000").await;
+    let missing = harness
+        .cancel(&tno, "STPC", json!({"mod_mny": "100"}))
+        .await;
+
+    assert_eq!(stale_balance["res_cd"], "8134");
+    assert_eq!(too_much["res_cd"], "8135");
+    assert_eq!(zero["res_cd"], "8105");
+    assert_eq!(missing["res_cd"], "9502");
+    assert_eq!(harness.sandbox.ledger()[0].balance, 6000);
+}
+
+#[tokio::test]
+async fn a_full_amount_partial_cancel_on_the_approval_day_must_be_stsc() {
+    let harness = spawn().await;
+    let tno = harness.approved("sameday", "10000").await;
+
+    let same_day = harness.partial_cancel(&tno, "10000", "10000").await;
+    assert_eq!(same_day["res_cd"], "8136");
+
+    // 2026-03-10 12:00 KST + 12h is the next day in Korea.
+    harness.clock.advance(TimeDelta::hours(12));
+    let next_day = harness.partial_cancel(&tno, "10000", "10000").await;
+    assert_eq!(next_day["res_cd"], "0000", "{next_day}");
+    assert_eq!(next_day["rem_mny"], "0");
+    assert_eq!(
+        harness.sandbox.ledger()[0].state,
+        TransactionState::Cancelled
+    );
+}
+
+#[tokio::test]
+async fn an_unknown_tno_or_another_sites_tno_is_8201() {
+    let harness = spawn().await;
+    let unknown = harness.cancel("20260310000000", "STSC", json!({})).await;
+    assert_eq!(
+        unknown,
+        json!({"res_cd": "8201", "res_msg": "해당 거래가 존재하지 않습니다."})
+    );
+
+    let other = key_in(
+        OTHER_SITE,
+        kcp_sandbox::test_cards::SHINHAN_CREDIT,
+        "theirs",
+        "1000",
+    );
+    let other_tno = harness.pay(&other).await["tno"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        harness.cancel(&other_tno, "STSC", json!({})).await["res_cd"],
+        "8201"
+    );
+}
+
+#[tokio::test]
+async fn a_cancel_with_a_bad_signature_is_refused_and_changes_nothing() {
+    let harness = spawn().await;
+    let tno = harness.approved("sig1", "1000").await;
+    let merchant = merchant(SITE);
+    let request = |sign_data: String| {
+        json!({
+            "site_cd": SITE, "kcp_cert_info": merchant.cert_info, "tno": tno,
+            "mod_type": "STSC", "kcp_sign_data": sign_data,
+        })
+    };
+
+    // Signed over a partial cancel, sent as a full one.
+    let wrong_message = request(merchant.sign(&format!("{SITE}^{tno}^STPC")));
+    let other_key = request(common::merchant(OTHER_SITE).sign(&format!("{SITE}^{tno}^STSC")));
+    let not_base64 = request("!!!".to_owned());
+    let mut unsigned = request(String::new());
+    unsigned.as_object_mut().unwrap().remove("kcp_sign_data");
+
+    for body in [wrong_message, other_key, not_base64] {
+        let reply: Value = harness.post(kcp_sandbox::paths::CANCEL, &body).await;
+        assert_eq!(reply["res_cd"], "9512", "{reply}");
+    }
+    assert_eq!(
+        harness.post(kcp_sandbox::paths::CANCEL, &unsigned).await["res_cd"],
+        "9502"
+    );
+    assert_eq!(
+        harness.sandbox.ledger()[0].state,
+        TransactionState::Approved
+    );
+}
+
+#[tokio::test]
+async fn unsupported_mod_types_and_malformed_tnos_are_refused() {
+    let harness = spawn().await;
+    let tno = harness.approved("mod1", "1000").await;
+    assert_eq!(
+        harness.cancel(&tno, "STE1", json!({})).await["res_cd"],
+        "9503"
+    );
+    assert_eq!(
+        harness.cancel("123", "STSC", json!({})).await["res_cd"],
+        "9503"
+    );
+    assert_eq!(
+        harness
+            .cancel(&tno, "STSC", json!({"mod_desc": "고객 요청; 환불"}))
+            .await["res_cd"],
+        "9504"
+    );
+}

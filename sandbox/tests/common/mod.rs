@@ -1,0 +1,219 @@
+//! A sandbox on a real socket and a minimal KCP client written from the spec, for the sandbox's
+//! own tests. (The gateway has its own client; this one only exists to drive the sandbox.)
+#![allow(dead_code)]
+
+use std::sync::OnceLock;
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use chrono::{DateTime, Utc};
+use kcp_sandbox::{keyfile, paths, IssuedCertificate, ManualClock, Sandbox, SandboxConfig};
+use rsa::pkcs1v15::SigningKey;
+use rsa::pkcs8::DecodePrivateKey;
+use rsa::signature::{SignatureEncoding, Signer};
+use rsa::RsaPrivateKey;
+use serde_json::{json, Value};
+use sha2::Sha256;
+
+pub const SITE: &str = "T0000";
+pub const OTHER_SITE: &str = "A52Q7";
+pub const PASSPHRASE: &str = "changeit";
+
+/// KST 2026-03-10 12:00.
+pub fn start_time() -> DateTime<Utc> {
+    "2026-03-10T03:00:00Z".parse().unwrap()
+}
+
+/// A merchant's credentials: the one-line certificate and the decrypted signing key.
+pub struct Merchant {
+    pub issued: IssuedCertificate,
+    pub cert_info: String,
+    pub key: SigningKey<Sha256>,
+}
+
+impl Merchant {
+    fn new(issued: IssuedCertificate) -> Self {
+        let pkcs8 = keyfile::decrypt_private_key_pem(&issued.encrypted_private_key_pem, PASSPHRASE)
+            .unwrap();
+        let key = RsaPrivateKey::from_pkcs8_der(&pkcs8).unwrap();
+        Self {
+            cert_info: issued.certificate_pem.replace(['\n', '\r'], ""),
+            key: SigningKey::new(key),
+            issued,
+        }
+    }
+
+    pub fn sign(&self, message: &str) -> String {
+        STANDARD.encode(self.key.sign(message.as_bytes()).to_bytes())
+    }
+}
+
+/// Certificates are issued once per test binary: RSA key generation is the slow part.
+pub fn merchant(site_cd: &str) -> &'static Merchant {
+    static T0000: OnceLock<Merchant> = OnceLock::new();
+    static A52Q7: OnceLock<Merchant> = OnceLock::new();
+    let cell = match site_cd {
+        SITE => &T0000,
+        OTHER_SITE => &A52Q7,
+        other => panic!("no test merchant {other}"),
+    };
+    cell.get_or_init(|| {
+        let sandbox = Sandbox::new(SandboxConfig::default()).unwrap();
+        Merchant::new(sandbox.issue_certificate(site_cd, PASSPHRASE).unwrap())
+    })
+}
+
+pub struct Harness {
+    pub sandbox: Sandbox,
+    pub clock: ManualClock,
+    pub base: String,
+    pub client: reqwest::Client,
+}
+
+pub async fn spawn() -> Harness {
+    spawn_with(true).await
+}
+
+pub async fn spawn_with(test_mode: bool) -> Harness {
+    let clock = ManualClock::new(start_time());
+    let sandbox = Sandbox::new(SandboxConfig {
+        now: clock.as_now(),
+        test_mode,
+    })
+    .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(kcp_sandbox::serve(sandbox.clone(), listener));
+    Harness {
+        sandbox,
+        clock,
+        base,
+        client: reqwest::Client::new(),
+    }
+}
+
+impl Harness {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// POSTs a KCP request and returns the JSON answer, insisting on HTTP 200 like KCP.
+    pub async fn post(&self, path: &str, body: &Value) -> Value {
+        let response = self
+            .client
+            .post(self.url(path))
+            .json(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        response.json().await.unwrap()
+    }
+
+    pub async fn pay(&self, body: &Value) -> Value {
+        self.post(paths::HUB_PAYMENT, body).await
+    }
+
+    /// Approves `amount` with the Shinhan test card and returns the tno.
+    pub async fn approved(&self, order_no: &str, amount: &str) -> String {
+        let reply = self
+            .pay(&key_in(
+                SITE,
+                kcp_sandbox::test_cards::SHINHAN_CREDIT,
+                order_no,
+                amount,
+            ))
+            .await;
+        assert_eq!(reply["res_cd"], "0000", "{reply}");
+        reply["tno"].as_str().unwrap().to_owned()
+    }
+
+    pub async fn cancel(&self, tno: &str, mod_type: &str, extra: Value) -> Value {
+        let merchant = merchant(SITE);
+        let mut body = json!({
+            "site_cd": SITE,
+            "kcp_cert_info": merchant.cert_info,
+            "kcp_sign_data": merchant.sign(&format!("{SITE}^{tno}^{mod_type}")),
+            "tno": tno,
+            "mod_type": mod_type,
+            "mod_desc": "가맹점 DB 처리 실패(자동취소)",
+        });
+        merge(&mut body, extra);
+        self.post(paths::CANCEL, &body).await
+    }
+
+    pub async fn partial_cancel(&self, tno: &str, mod_mny: &str, rem_mny: &str) -> Value {
+        self.cancel(tno, "STPC", json!({"mod_mny": mod_mny, "rem_mny": rem_mny}))
+            .await
+    }
+
+    pub async fn inquire_tno(&self, tno: &str) -> Value {
+        let merchant = merchant(SITE);
+        self.post(
+            paths::INQUIRY,
+            &json!({
+                "site_cd": SITE,
+                "kcp_cert_info": merchant.cert_info,
+                "kcp_sign_data": merchant.sign(&format!("{SITE}^{tno}^PACA")),
+                "tno": tno,
+                "pay_type": "PACA",
+            }),
+        )
+        .await
+    }
+
+    pub async fn inquire_order(&self, order_no: &str) -> Value {
+        let merchant = merchant(SITE);
+        self.post(
+            paths::INQUIRY,
+            &json!({
+                "site_cd": SITE,
+                "kcp_cert_info": merchant.cert_info,
+                "kcp_sign_data": merchant.sign(&format!("{SITE}^{order_no}^PACA")),
+                "tno": "",
+                "order_no": order_no,
+                "pay_type": "PACA",
+            }),
+        )
+        .await
+    }
+}
+
+/// A non-authenticated key-in request as spec/kcp.md §2.7 lists it.
+pub fn key_in(site_cd: &str, card_no: &str, order_no: &str, amount: &str) -> Value {
+    json!({
+        "site_cd": site_cd,
+        "kcp_cert_info": merchant(site_cd).cert_info,
+        "pay_method": "CARD",
+        "cust_ip": "",
+        "amount": amount,
+        "card_mny": amount,
+        "currency": "410",
+        "quota": "00",
+        "ordr_idxx": order_no,
+        "good_name": "테스트 상품",
+        "buyr_name": "홍길동",
+        "buyr_mail": "buyer@example.com",
+        "buyr_tel2": "010-0000-0000",
+        "card_tx_type": "11111000",
+        "card_no": card_no,
+        "card_expiry": "3012",
+    })
+}
+
+/// An authenticated key-in: birth date and PIN prefix added.
+pub fn authenticated_key_in(card_no: &str, order_no: &str, taxno: &str, pwd: &str) -> Value {
+    let mut body = key_in(SITE, card_no, order_no, "1000");
+    merge(
+        &mut body,
+        json!({"card_tx_type": "11121000", "card_taxno": taxno, "card_pwd": pwd}),
+    );
+    body
+}
+
+pub fn merge(body: &mut Value, extra: Value) {
+    let (Value::Object(body), Value::Object(extra)) = (body, extra) else {
+        panic!("merge needs objects");
+    };
+    body.extend(extra);
+}

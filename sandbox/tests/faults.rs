@@ -1,0 +1,224 @@
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use kcp_sandbox::{paths, test_cards, Fault, FaultRule, TransactionState};
+use serde_json::json;
+
+/// Sends a key-in and reports whether the client got a parseable answer.
+async fn try_pay(harness: &Harness, order_no: &str) -> Result<serde_json::Value, String> {
+    let body = key_in(SITE, test_cards::SHINHAN_CREDIT, order_no, "1000");
+    let response = harness
+        .client
+        .post(harness.url(paths::HUB_PAYMENT))
+        .json(&body)
+        .send()
+        .await
+        .map_err(|e| format!("send: {e}"))?;
+    response
+        .json::<serde_json::Value>()
+        .await
+        .map_err(|e| format!("body: {e}"))
+}
+
+#[tokio::test]
+async fn a_delay_holds_the_answer_then_approves() {
+    let harness = spawn().await;
+    harness
+        .sandbox
+        .inject(FaultRule::new(paths::HUB_PAYMENT, Fault::Delay { ms: 300 }));
+
+    let started = Instant::now();
+    let reply = try_pay(&harness, "delay1").await.unwrap();
+
+    assert!(started.elapsed() >= Duration::from_millis(300));
+    assert_eq!(reply["res_cd"], "0000");
+    assert_eq!(harness.sandbox.ledger().len(), 1);
+}
+
+#[tokio::test]
+async fn an_http_status_fault_answers_an_html_page_and_approves_nothing() {
+    let harness = spawn().await;
+    harness.sandbox.inject(FaultRule::new(
+        paths::HUB_PAYMENT,
+        Fault::HttpStatus { status: 503 },
+    ));
+
+    let body = key_in(SITE, test_cards::SHINHAN_CREDIT, "http1", "1000");
+    let response = harness
+        .client
+        .post(harness.url(paths::HUB_PAYMENT))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+
+    assert_eq!(response.status(), 503);
+    assert!(response.text().await.unwrap().contains("<html>"));
+    assert!(harness.sandbox.ledger().is_empty());
+    // Used up: the next request goes through.
+    assert_eq!(try_pay(&harness, "http1").await.unwrap()["res_cd"], "0000");
+}
+
+#[tokio::test]
+async fn a_dropped_connection_is_an_error_and_approves_nothing() {
+    let harness = spawn().await;
+    harness
+        .sandbox
+        .inject(FaultRule::new(paths::HUB_PAYMENT, Fault::Drop));
+
+    let outcome = try_pay(&harness, "drop1").await;
+
+    // Not even a status line: the request itself fails.
+    assert!(
+        outcome.as_ref().is_err_and(|e| e.starts_with("send:")),
+        "{outcome:?}"
+    );
+    assert!(harness.sandbox.ledger().is_empty());
+}
+
+#[tokio::test]
+async fn a_lost_response_is_an_error_but_the_approval_happened() {
+    let harness = spawn().await;
+    harness
+        .sandbox
+        .inject(FaultRule::new(paths::HUB_PAYMENT, Fault::LoseResponse));
+
+    let outcome = try_pay(&harness, "lost1").await;
+
+    assert!(outcome.is_err(), "{outcome:?}");
+    let ledger = harness.sandbox.ledger();
+    assert_eq!(ledger.len(), 1);
+    assert_eq!(ledger[0].order_no, "lost1");
+    // The caller that lost the answer finds the approval by its order number.
+    let found = harness.inquire_order("lost1").await;
+    assert_eq!(found["res_cd"], "0000");
+    assert_eq!(found["tno"], ledger[0].tno.as_str());
+}
+
+#[tokio::test]
+async fn a_lost_cancel_response_still_cancels() {
+    let harness = spawn().await;
+    let tno = harness.approved("lostcancel", "1000").await;
+    harness
+        .sandbox
+        .inject(FaultRule::new(paths::CANCEL, Fault::LoseResponse).when("tno", tno.as_str()));
+
+    let merchant = merchant(SITE);
+    let outcome = async {
+        harness
+            .client
+            .post(harness.url(paths::CANCEL))
+            .json(&json!({
+                "site_cd": SITE, "kcp_cert_info": merchant.cert_info, "tno": tno,
+                "mod_type": "STSC", "kcp_sign_data": merchant.sign(&format!("{SITE}^{tno}^STSC")),
+            }))
+            .send()
+            .await?
+            .json::<serde_json::Value>()
+            .await
+    }
+    .await;
+
+    assert!(outcome.is_err(), "{outcome:?}");
+    assert_eq!(
+        harness.sandbox.ledger()[0].state,
+        TransactionState::Cancelled
+    );
+}
+
+#[tokio::test]
+async fn a_rule_with_a_condition_only_hits_the_matching_request() {
+    let harness = spawn().await;
+    harness
+        .sandbox
+        .inject(FaultRule::new(paths::HUB_PAYMENT, Fault::Drop).when("ordr_idxx", "victim"));
+
+    assert_eq!(
+        try_pay(&harness, "bystander").await.unwrap()["res_cd"],
+        "0000"
+    );
+    assert!(try_pay(&harness, "victim").await.is_err());
+    assert_eq!(try_pay(&harness, "victim").await.unwrap()["res_cd"], "0000");
+}
+
+#[tokio::test]
+async fn clearing_faults_disarms_them() {
+    let harness = spawn().await;
+    harness
+        .sandbox
+        .inject(FaultRule::new(paths::HUB_PAYMENT, Fault::Drop).times(5));
+    harness.sandbox.clear_faults();
+
+    assert_eq!(try_pay(&harness, "clear1").await.unwrap()["res_cd"], "0000");
+}
+
+#[tokio::test]
+async fn the_control_api_arms_lists_and_clears_faults_and_shows_the_ledger() {
+    let harness = spawn().await;
+    let faults = harness.url("/_sandbox/faults");
+
+    let armed = harness
+        .client
+        .post(&faults)
+        .json(
+            &json!({"path": paths::HUB_PAYMENT, "when": {"field": "ordr_idxx", "value": "ctl1"},
+                      "fault": {"kind": "http_status", "status": 502}, "times": 2}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert!(armed.status().is_success());
+    let listed: serde_json::Value = harness
+        .client
+        .get(&faults)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed[0]["fault"]["kind"], "http_status");
+    assert_eq!(listed[0]["when"]["field"], "ordr_idxx");
+
+    let body = key_in(SITE, test_cards::SHINHAN_CREDIT, "ctl1", "1000");
+    let refused = harness
+        .client
+        .post(harness.url(paths::HUB_PAYMENT))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 502);
+
+    let cleared = harness.client.delete(&faults).send().await.unwrap();
+    assert!(cleared.status().is_success());
+    assert_eq!(try_pay(&harness, "ctl1").await.unwrap()["res_cd"], "0000");
+
+    let ledger: serde_json::Value = harness
+        .client
+        .get(harness.url("/_sandbox/ledger"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(ledger[0]["order_no"], "ctl1");
+    assert_eq!(ledger[0]["state"], "STSR");
+    assert_eq!(ledger[0]["card"]["masked_card_no"], "411111******1111");
+}
+
+#[tokio::test]
+async fn a_malformed_fault_rule_is_a_client_error() {
+    let harness = spawn().await;
+    let response = harness
+        .client
+        .post(harness.url("/_sandbox/faults"))
+        .json(&json!({"path": paths::HUB_PAYMENT, "fault": {"kind": "explode"}}))
+        .send()
+        .await
+        .unwrap();
+    assert!(response.status().is_client_error());
+}

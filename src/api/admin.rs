@@ -1,0 +1,42 @@
+//! Operator endpoints (admin token). The iamport lookups also accept the admin token and then
+//! search every merchant's payments.
+use axum::extract::State;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use super::envelope::{ok, Envelope};
+use super::error::ApiResult;
+use super::extract::AdminCaller;
+use crate::app::AppState;
+
+/// A merchant as the operator sees it: never a secret or key.
+#[derive(Serialize, ToSchema)]
+pub struct MerchantSummary {
+    pub id: i64,
+    pub imp_code: String,
+    pub name: String,
+    pub imp_key: String,
+    pub site_cd: String,
+    pub test_mode: bool,
+    pub created_at: i64,
+}
+
+#[utoipa::path(get, path = "/admin/merchants", responses((status = 200, body = [MerchantSummary]), (status = 401)))]
+pub async fn merchants(
+    State(s): State<AppState>,
+    _admin: AdminCaller,
+) -> ApiResult<Envelope<Vec<MerchantSummary>>> {
+    let list = s.gateway.list_merchants().await?;
+    Ok(ok(list
+        .into_iter()
+        .map(|m| MerchantSummary {
+            id: m.id,
+            imp_code: m.imp_code,
+            name: m.name,
+            imp_key: m.imp_key,
+            site_cd: m.site_cd,
+            test_mode: m.test_mode,
+            created_at: m.created_at,
+        })
+        .collect()))
+}

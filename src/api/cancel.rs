@@ -1,0 +1,57 @@
+//! `POST /payments/cancel` (spec/iamport-v1.md §4.2).
+use axum::extract::State;
+use serde::Deserialize;
+use utoipa::ToSchema;
+
+use super::envelope::{ok, Envelope};
+use super::error::{ApiError, ApiResult};
+use super::extract::{de, Body, MerchantCaller};
+use super::payment_json::PaymentAnnotation;
+use crate::app::AppState;
+use crate::service::cancel::CancelCommand;
+
+#[derive(Deserialize, ToSchema)]
+pub struct CancelRequest {
+    #[serde(default, deserialize_with = "de::opt_string")]
+    pub imp_uid: Option<String>,
+    #[serde(default, deserialize_with = "de::opt_string")]
+    pub merchant_uid: Option<String>,
+    #[serde(default, deserialize_with = "de::opt_i64")]
+    #[schema(value_type = Option<i64>)]
+    pub amount: Option<i64>,
+    #[serde(default, deserialize_with = "de::opt_i64")]
+    #[schema(value_type = Option<i64>)]
+    pub tax_free: Option<i64>,
+    #[serde(default, deserialize_with = "de::opt_i64")]
+    #[schema(value_type = Option<i64>)]
+    pub vat_amount: Option<i64>,
+    #[serde(default, deserialize_with = "de::opt_i64")]
+    #[schema(value_type = Option<i64>)]
+    pub checksum: Option<i64>,
+    #[serde(default, deserialize_with = "de::opt_string")]
+    pub reason: Option<String>,
+    #[serde(default, deserialize_with = "de::opt_bool")]
+    pub enable_webhook: Option<bool>,
+}
+
+#[utoipa::path(post, path = "/payments/cancel", request_body = CancelRequest,
+    responses((status = 200, body = PaymentAnnotation, description = "code 1 when refused")))]
+pub async fn cancel(
+    State(s): State<AppState>,
+    MerchantCaller(m): MerchantCaller,
+    Body(req): Body<CancelRequest>,
+) -> ApiResult<Envelope<PaymentAnnotation>> {
+    let blank = |v: Option<String>| v.filter(|s| !s.trim().is_empty());
+    if req.amount.is_some_and(|a| a < 0) {
+        return Err(ApiError::bad_request("amount는 0 이상이어야 합니다."));
+    }
+    let cmd = CancelCommand {
+        imp_uid: blank(req.imp_uid),
+        merchant_uid: blank(req.merchant_uid),
+        amount: req.amount,
+        checksum: req.checksum,
+        reason: blank(req.reason),
+    };
+    let _ = (req.tax_free, req.vat_amount, req.enable_webhook);
+    Ok(ok(s.gateway.cancel_payment(&m, cmd).await?.into()))
+}

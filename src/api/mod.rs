@@ -1,0 +1,121 @@
+//! The iamport-compatible REST surface. All routes are listed here, in one place.
+pub mod admin;
+pub mod auth;
+pub mod cancel;
+pub mod envelope;
+pub mod error;
+pub mod extract;
+pub mod onetime;
+pub mod payment_json;
+pub mod payments;
+pub mod prepare;
+
+use axum::http::{StatusCode, Uri};
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use axum::Router;
+use utoipa::OpenApi;
+
+use crate::app::AppState;
+use error::ApiError;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "openport",
+        description = "iamport (PortOne V1) compatible REST API served by openport over NHN KCP"
+    ),
+    paths(
+        auth::get_token,
+        payments::get_one,
+        payments::get_many,
+        payments::find,
+        payments::find_all,
+        payments::by_status,
+        cancel::cancel,
+        prepare::create,
+        prepare::change,
+        prepare::get,
+        onetime::onetime,
+        admin::merchants,
+    )
+)]
+pub struct ApiDoc;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/users/getToken", post(auth::get_token))
+        .route("/payments", get(payments::get_many))
+        .route("/payments/cancel", post(cancel::cancel))
+        .route(
+            "/payments/prepare",
+            post(prepare::create).put(prepare::change),
+        )
+        .route("/payments/prepare/{merchant_uid}", get(prepare::get))
+        .route("/payments/find/{merchant_uid}", get(payments::find))
+        .route(
+            "/payments/find/{merchant_uid}/{payment_status}",
+            get(payments::find_status),
+        )
+        .route("/payments/findAll/{merchant_uid}", get(payments::find_all))
+        .route(
+            "/payments/findAll/{merchant_uid}/{payment_status}",
+            get(payments::find_all_status),
+        )
+        .route(
+            "/payments/status/{payment_status}",
+            get(payments::by_status),
+        )
+        .route("/payments/{imp_uid}", get(payments::get_one))
+        .route("/subscribe/payments/onetime", post(onetime::onetime))
+        .route("/admin/merchants", get(admin::merchants))
+        .route("/openapi.json", get(openapi))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+}
+
+async fn openapi() -> impl IntoResponse {
+    envelope::json_response(StatusCode::OK, &ApiDoc::openapi())
+}
+
+async fn not_found(uri: Uri) -> ApiError {
+    ApiError::not_found(format!("지원하지 않는 API입니다: {}", uri.path()))
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        -1,
+        "허용되지 않는 HTTP 메소드입니다.",
+    )
+}
+
+/// iamport tolerates `//payments//x/` and `/payments/x/`: collapse repeated slashes and drop a
+/// trailing one before routing (spec/iamport-v1.md §8.12).
+pub fn normalize_path(mut req: axum::extract::Request) -> axum::extract::Request {
+    let uri = req.uri();
+    let path = uri.path();
+    if !(path.contains("//") || (path.len() > 1 && path.ends_with('/'))) {
+        return req;
+    }
+    let mut clean = String::with_capacity(path.len());
+    for seg in path.split('/').filter(|s| !s.is_empty()) {
+        clean.push('/');
+        clean.push_str(seg);
+    }
+    if clean.is_empty() {
+        clean.push('/');
+    }
+    if let Some(q) = uri.query() {
+        clean.push('?');
+        clean.push_str(q);
+    }
+    let mut parts = uri.clone().into_parts();
+    if let Ok(pq) = clean.parse() {
+        parts.path_and_query = Some(pq);
+        if let Ok(new) = Uri::from_parts(parts) {
+            *req.uri_mut() = new;
+        }
+    }
+    req
+}

@@ -1,0 +1,167 @@
+//! `POST /subscribe/payments/onetime`: key-in card payment (spec/iamport-v1.md §4.4).
+use axum::extract::State;
+use serde::Deserialize;
+use utoipa::ToSchema;
+
+use super::envelope::{ok, Envelope};
+use super::error::{ApiError, ApiResult};
+use super::extract::{de, Body, MerchantCaller};
+use super::payment_json::PaymentAnnotation;
+use crate::app::AppState;
+use crate::domain::card::{CardAuth, CardDataError, CardNumber, Expiry};
+use crate::service::pay::OnetimeCommand;
+
+/// Card fields are kept as received only until they are parsed; this type is never logged.
+#[derive(Deserialize, ToSchema)]
+pub struct OnetimeRequest {
+    #[serde(default, deserialize_with = "de::opt_string")]
+    pub merchant_uid: Option<String>,
+    #[serde(default, deserialize_with = "de::opt_i64")]
+    #[schema(value_type = Option<i64>)]
+    pub amount: Option<i64>,
+    #[serde(default, deserialize_with = "de::opt_string")]
+    pub card_number: Option<String>,
+    #[serde(default, deserialize_with = "de::opt_string")]
+    pub expiry: Option<String>,
+    #[serde(default, deserialize_with = "de::opt_string")]
+    pub birth: Option<String>,
+    #[serde(default, deserialize_with = "de::opt_string")]
+    pub pwd_2digit: Option<String>,
+    /// Accepted for compatibility and discarded: KCP's key-in API takes no CVC.
+    #[serde(default, deserialize_with = "de::opt_string")]
+    pub cvc: Option<String>,
+    #[serde(default, deserialize_with = "de::opt_string")]
+    pub customer_uid: Option<String>,
+    #[serde(default, deserialize_with = "de::opt_string")]
+    pub pg: Option<String>,
+    #[serde(default, deserialize_with = "de::opt_string")]
+    pub currency: Option<String>,
+    #[serde(default, deserialize_with = "de::opt_string")]
+    pub name: Option<String>,
+    #[serde(default, deserialize_with = "de::opt_string")]
+    pub buyer_name: Option<String>,
+    #[serde(default, deserialize_with = "de::opt_string")]
+    pub buyer_email: Option<String>,
+    #[serde(default, deserialize_with = "de::opt_string")]
+    pub buyer_tel: Option<String>,
+    #[serde(default, deserialize_with = "de::opt_string")]
+    pub buyer_addr: Option<String>,
+    #[serde(default, deserialize_with = "de::opt_string")]
+    pub buyer_postcode: Option<String>,
+    #[serde(default, deserialize_with = "de::opt_i64")]
+    #[schema(value_type = Option<i64>)]
+    pub card_quota: Option<i64>,
+    #[serde(default, deserialize_with = "de::opt_json_string")]
+    pub custom_data: Option<String>,
+    #[serde(default, deserialize_with = "de::string_list")]
+    pub notice_url: Vec<String>,
+    #[serde(default, deserialize_with = "de::opt_i64")]
+    #[schema(value_type = Option<i64>)]
+    pub tax_free: Option<i64>,
+    #[serde(default, deserialize_with = "de::opt_i64")]
+    #[schema(value_type = Option<i64>)]
+    pub vat_amount: Option<i64>,
+}
+
+fn required<T>(v: Option<T>, name: &str) -> ApiResult<T> {
+    v.ok_or_else(|| ApiError::bad_request(format!("{name} 파라메터가 누락되었습니다.")))
+}
+
+fn card_error(e: CardDataError) -> ApiError {
+    ApiError::new(
+        axum::http::StatusCode::OK,
+        -1,
+        format!("카드정보 인증에 실패하였습니다. {e}"),
+    )
+}
+
+/// Parses the request into domain types; the raw card fields go no further than this function.
+pub(crate) fn parse_onetime(
+    req: OnetimeRequest,
+    today: chrono::NaiveDate,
+) -> ApiResult<OnetimeCommand> {
+    let merchant_uid = required(
+        req.merchant_uid.filter(|s| !s.trim().is_empty()),
+        "merchant_uid",
+    )?;
+    if merchant_uid.chars().count() > 80 {
+        return Err(ApiError::bad_request(
+            "merchant_uid는 80자 이하여야 합니다.",
+        ));
+    }
+    let amount = required(req.amount, "amount")?;
+    if amount <= 0 {
+        return Err(ApiError::bad_request("amount는 0보다 큰 정수여야 합니다."));
+    }
+    if amount > 999_999_999_999 {
+        return Err(ApiError::bad_request("amount가 허용 범위를 넘었습니다."));
+    }
+    let currency = req
+        .currency
+        .filter(|c| !c.is_empty())
+        .unwrap_or_else(|| "KRW".into())
+        .to_ascii_uppercase();
+    if currency != "KRW" {
+        return Err(ApiError::bad_request(
+            "지원하지 않는 통화입니다. (KRW만 지원)",
+        ));
+    }
+    if req.tax_free.is_some_and(|t| t < 0 || t > amount) {
+        return Err(ApiError::bad_request(
+            "tax_free는 0 이상 amount 이하여야 합니다.",
+        ));
+    }
+    let card_quota = match req.card_quota.unwrap_or(0) {
+        q @ 0..=36 => q as u8,
+        _ => return Err(ApiError::bad_request("card_quota는 0~36 사이여야 합니다.")),
+    };
+    let card_number =
+        CardNumber::parse(&required(req.card_number, "card_number")?).map_err(card_error)?;
+    let expiry = Expiry::parse(&required(req.expiry, "expiry")?, today).map_err(card_error)?;
+    let auth =
+        CardAuth::parse(req.birth.as_deref(), req.pwd_2digit.as_deref()).map_err(card_error)?;
+    if req.customer_uid.as_deref().is_some_and(|c| !c.is_empty()) {
+        return Err(ApiError::refused(
+            "customer_uid(빌링키 저장)는 아직 지원되지 않습니다. customer_uid 없이 요청해 주세요.",
+        ));
+    }
+    let _ = (req.cvc, req.pg, req.vat_amount);
+    Ok(OnetimeCommand {
+        merchant_uid,
+        amount,
+        currency,
+        card_number,
+        expiry,
+        auth,
+        card_quota,
+        name: req.name,
+        buyer_name: req.buyer_name,
+        buyer_email: req.buyer_email,
+        buyer_tel: req.buyer_tel,
+        buyer_addr: req.buyer_addr,
+        buyer_postcode: req.buyer_postcode,
+        custom_data: req.custom_data,
+        notice_url: req.notice_url,
+        customer_ip: String::new(),
+        user_agent: None,
+    })
+}
+
+#[utoipa::path(post, path = "/subscribe/payments/onetime", request_body = OnetimeRequest,
+    responses((status = 200, body = PaymentAnnotation, description = "paid, or failed (code 0) on a PG decline; code -1 when card data is rejected")))]
+pub async fn onetime(
+    State(s): State<AppState>,
+    MerchantCaller(m): MerchantCaller,
+    Body(req): Body<OnetimeRequest>,
+) -> ApiResult<Envelope<PaymentAnnotation>> {
+    let cmd = parse_onetime(
+        req,
+        s.gateway.clock.now().with_timezone(&kst()).date_naive(),
+    )?;
+    Ok(ok(s.gateway.pay_onetime(&m, cmd).await?.into()))
+}
+
+/// Card expiry is a Korean-calendar matter: the month changes at midnight KST.
+fn kst() -> chrono::FixedOffset {
+    chrono::FixedOffset::east_opt(9 * 3600).expect("static offset")
+}

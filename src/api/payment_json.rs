@@ -1,0 +1,157 @@
+//! The iamport Payment object (PaymentAnnotation, spec/iamport-v1.md §3): integer Unix seconds
+//! with 0 when unset, custom_data as a JSON string, masked card number, `[]` for empty lists.
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::domain::payment::PaymentStatus;
+use crate::service::lookup::Page;
+use crate::service::PaymentRecord;
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PaymentCancelAnnotation {
+    pub pg_tid: String,
+    pub amount: i64,
+    pub cancelled_at: i64,
+    pub reason: Option<String>,
+    pub receipt_url: Option<String>,
+    pub cancellation_id: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PaymentAnnotation {
+    pub imp_uid: String,
+    pub merchant_uid: String,
+    pub pay_method: String,
+    pub channel: String,
+    pub pg_provider: String,
+    pub emb_pg_provider: Option<String>,
+    pub pg_tid: Option<String>,
+    pub pg_id: String,
+    pub escrow: bool,
+    pub apply_num: Option<String>,
+    pub bank_code: Option<String>,
+    pub bank_name: Option<String>,
+    pub card_code: Option<String>,
+    pub card_name: Option<String>,
+    pub card_quota: i32,
+    pub card_number: Option<String>,
+    pub card_type: Option<i32>,
+    pub vbank_code: Option<String>,
+    pub vbank_name: Option<String>,
+    pub vbank_num: Option<String>,
+    pub vbank_holder: Option<String>,
+    pub vbank_date: i64,
+    pub vbank_issued_at: i64,
+    pub name: Option<String>,
+    pub amount: i64,
+    pub cancel_amount: i64,
+    pub currency: String,
+    pub buyer_name: Option<String>,
+    pub buyer_email: Option<String>,
+    pub buyer_tel: Option<String>,
+    pub buyer_addr: Option<String>,
+    pub buyer_postcode: Option<String>,
+    pub custom_data: Option<String>,
+    pub user_agent: Option<String>,
+    pub status: String,
+    pub started_at: i64,
+    pub paid_at: i64,
+    pub failed_at: i64,
+    pub cancelled_at: i64,
+    pub fail_reason: Option<String>,
+    pub cancel_reason: Option<String>,
+    pub receipt_url: Option<String>,
+    pub cancel_history: Vec<PaymentCancelAnnotation>,
+    pub cancel_receipt_urls: Vec<String>,
+    pub cash_receipt_issued: bool,
+    pub customer_uid: Option<String>,
+    pub customer_uid_usage: Option<String>,
+    pub sandbox: bool,
+}
+
+impl From<PaymentRecord> for PaymentAnnotation {
+    fn from(r: PaymentRecord) -> Self {
+        let p = r.payment;
+        Self {
+            status: PaymentStatus::from_db(&p.status).as_iamport().to_string(),
+            imp_uid: p.imp_uid,
+            merchant_uid: p.merchant_uid,
+            pay_method: p.pay_method,
+            channel: p.channel,
+            pg_provider: p.pg_provider,
+            emb_pg_provider: None,
+            pg_tid: p.pg_tid,
+            pg_id: p.pg_id,
+            escrow: false,
+            apply_num: p.apply_num,
+            bank_code: None,
+            bank_name: None,
+            card_code: p.card_code,
+            card_name: p.card_name,
+            card_quota: p.card_quota,
+            card_number: p.card_number,
+            card_type: p.card_type,
+            vbank_code: None,
+            vbank_name: None,
+            vbank_num: None,
+            vbank_holder: None,
+            vbank_date: 0,
+            vbank_issued_at: 0,
+            name: p.name,
+            amount: p.amount,
+            cancel_amount: p.cancel_amount,
+            currency: p.currency,
+            buyer_name: p.buyer_name,
+            buyer_email: p.buyer_email,
+            buyer_tel: p.buyer_tel,
+            buyer_addr: p.buyer_addr,
+            buyer_postcode: p.buyer_postcode,
+            custom_data: p.custom_data,
+            user_agent: p.user_agent,
+            started_at: p.started_at,
+            paid_at: p.paid_at.unwrap_or(0),
+            failed_at: p.failed_at.unwrap_or(0),
+            cancelled_at: p.cancelled_at.unwrap_or(0),
+            fail_reason: p.fail_reason,
+            cancel_reason: p.cancel_reason,
+            receipt_url: None,
+            cancel_history: r
+                .cancellations
+                .into_iter()
+                .map(|c| PaymentCancelAnnotation {
+                    pg_tid: c.pg_tid,
+                    amount: c.amount,
+                    cancelled_at: c.cancelled_at,
+                    reason: c.reason,
+                    receipt_url: None,
+                    cancellation_id: c.cancellation_id,
+                })
+                .collect(),
+            cancel_receipt_urls: vec![],
+            cash_receipt_issued: false,
+            customer_uid: p.customer_uid,
+            customer_uid_usage: p.customer_uid_usage,
+            sandbox: p.sandbox,
+        }
+    }
+}
+
+/// iamport's paged shape.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PaymentPage {
+    pub total: u64,
+    pub previous: u64,
+    pub next: u64,
+    pub list: Vec<PaymentAnnotation>,
+}
+
+impl From<Page<PaymentRecord>> for PaymentPage {
+    fn from(p: Page<PaymentRecord>) -> Self {
+        Self {
+            total: p.total,
+            previous: p.previous,
+            next: p.next,
+            list: p.list.into_iter().map(Into::into).collect(),
+        }
+    }
+}

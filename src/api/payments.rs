@@ -1,0 +1,187 @@
+//! Lookups (spec/iamport-v1.md §4.1).
+use axum::extract::{Path, RawQuery, State};
+use axum::http::StatusCode;
+
+use super::envelope::{ok, Envelope};
+use super::error::{ApiError, ApiResult};
+use super::extract::{query_value, query_values, Caller};
+use super::payment_json::{PaymentAnnotation, PaymentPage};
+use crate::app::AppState;
+use crate::domain::payment::StatusFilter;
+use crate::service::lookup::{Paging, StatusQuery, NOT_FOUND};
+use crate::store::payments::Sorting;
+
+fn sorting(q: Option<&str>) -> ApiResult<Sorting> {
+    Sorting::parse(query_value(q, "sorting").as_deref()).ok_or_else(|| {
+        ApiError::bad_request(
+            "지원되지 않는 정렬 방식입니다. (-started, started, -paid, paid, -updated, updated)",
+        )
+    })
+}
+
+fn status(s: &str) -> ApiResult<StatusFilter> {
+    StatusFilter::parse(s).ok_or_else(|| ApiError::bad_request("지원되지 않는 상태값입니다."))
+}
+
+fn number(q: Option<&str>, name: &str) -> ApiResult<Option<i64>> {
+    match query_value(q, name) {
+        None => Ok(None),
+        Some(v) => v
+            .trim()
+            .parse::<i64>()
+            .map(Some)
+            .map_err(|_| ApiError::bad_request(format!("{name}는 정수여야 합니다."))),
+    }
+}
+
+fn paging(q: Option<&str>, max: u64) -> ApiResult<Paging> {
+    let page = number(q, "page")?.map(|n| n.max(1) as u64);
+    let limit = number(q, "limit")?.map(|n| n.max(1) as u64);
+    Ok(Paging::new(page, limit, max))
+}
+
+/// `include_sandbox` defaults to true for openport: in test mode every payment is a sandbox one,
+/// and iamport clients never send the flag. `include_sandbox=false` hides them.
+#[utoipa::path(get, path = "/payments/{imp_uid}", params(("imp_uid" = String, Path)),
+    responses((status = 200, body = PaymentAnnotation), (status = 404), (status = 401)))]
+pub async fn get_one(
+    State(s): State<AppState>,
+    Caller(who): Caller,
+    Path(imp_uid): Path<String>,
+    RawQuery(q): RawQuery,
+) -> ApiResult<Envelope<PaymentAnnotation>> {
+    let include = query_value(q.as_deref(), "include_sandbox").is_none_or(|v| v != "false");
+    Ok(ok(s
+        .gateway
+        .payment_by_imp_uid(&who, &imp_uid, include)
+        .await?
+        .into()))
+}
+
+/// `GET /payments?imp_uid[]=…&merchant_uid[]=…`: 207 when some are missing, 404 when none found.
+#[utoipa::path(get, path = "/payments", responses((status = 200, body = [PaymentAnnotation]), (status = 207), (status = 404)))]
+pub async fn get_many(
+    State(s): State<AppState>,
+    Caller(who): Caller,
+    RawQuery(q): RawQuery,
+) -> ApiResult<Envelope<Vec<PaymentAnnotation>>> {
+    let imp_uids = query_values(q.as_deref(), "imp_uid");
+    let merchant_uids = query_values(q.as_deref(), "merchant_uid");
+    let asked = imp_uids.len() + merchant_uids.len();
+    if asked == 0 {
+        return Err(ApiError::bad_request(
+            "imp_uid[] 또는 merchant_uid[] 파라메터가 필요합니다.",
+        ));
+    }
+    if asked > 100 {
+        return Err(ApiError::bad_request(
+            "한 번에 최대 100건까지 조회할 수 있습니다.",
+        ));
+    }
+    let found = s
+        .gateway
+        .payments_by_ids(&who, &imp_uids, &merchant_uids)
+        .await?;
+    if found.is_empty() {
+        return Err(ApiError::not_found(NOT_FOUND));
+    }
+    let status = if found.len() < asked {
+        StatusCode::MULTI_STATUS
+    } else {
+        StatusCode::OK
+    };
+    Ok(Envelope {
+        status,
+        response: found.into_iter().map(Into::into).collect(),
+    })
+}
+
+#[utoipa::path(get, path = "/payments/find/{merchant_uid}/{payment_status}",
+    params(("merchant_uid" = String, Path), ("payment_status" = String, Path)),
+    responses((status = 200, body = PaymentAnnotation), (status = 404)))]
+pub async fn find(
+    State(s): State<AppState>,
+    Caller(who): Caller,
+    Path(uid): Path<String>,
+    RawQuery(q): RawQuery,
+) -> ApiResult<Envelope<PaymentAnnotation>> {
+    find_with(s, who, uid, String::new(), q).await
+}
+
+pub async fn find_status(
+    State(s): State<AppState>,
+    Caller(who): Caller,
+    Path((uid, st)): Path<(String, String)>,
+    RawQuery(q): RawQuery,
+) -> ApiResult<Envelope<PaymentAnnotation>> {
+    find_with(s, who, uid, st, q).await
+}
+
+async fn find_with(
+    s: AppState,
+    who: crate::service::auth::Principal,
+    uid: String,
+    st: String,
+    q: Option<String>,
+) -> ApiResult<Envelope<PaymentAnnotation>> {
+    let r = s
+        .gateway
+        .find_payment(&who, &uid, status(&st)?, sorting(q.as_deref())?)
+        .await?;
+    Ok(ok(r.into()))
+}
+
+#[utoipa::path(get, path = "/payments/findAll/{merchant_uid}/{payment_status}",
+    params(("merchant_uid" = String, Path), ("payment_status" = String, Path)),
+    responses((status = 200, body = PaymentPage), (status = 404)))]
+pub async fn find_all(
+    State(s): State<AppState>,
+    Caller(who): Caller,
+    Path(uid): Path<String>,
+    RawQuery(q): RawQuery,
+) -> ApiResult<Envelope<PaymentPage>> {
+    find_all_with(s, who, uid, String::new(), q).await
+}
+
+pub async fn find_all_status(
+    State(s): State<AppState>,
+    Caller(who): Caller,
+    Path((uid, st)): Path<(String, String)>,
+    RawQuery(q): RawQuery,
+) -> ApiResult<Envelope<PaymentPage>> {
+    find_all_with(s, who, uid, st, q).await
+}
+
+async fn find_all_with(
+    s: AppState,
+    who: crate::service::auth::Principal,
+    uid: String,
+    st: String,
+    q: Option<String>,
+) -> ApiResult<Envelope<PaymentPage>> {
+    let q = q.as_deref();
+    let page = s
+        .gateway
+        .find_all_payments(&who, &uid, status(&st)?, sorting(q)?, paging(q, 1000)?)
+        .await?;
+    Ok(ok(page.into()))
+}
+
+#[utoipa::path(get, path = "/payments/status/{payment_status}", params(("payment_status" = String, Path)),
+    responses((status = 200, body = PaymentPage), (status = 400)))]
+pub async fn by_status(
+    State(s): State<AppState>,
+    Caller(who): Caller,
+    Path(st): Path<String>,
+    RawQuery(q): RawQuery,
+) -> ApiResult<Envelope<PaymentPage>> {
+    let q = q.as_deref();
+    let query = StatusQuery {
+        filter: status(&st)?,
+        from: number(q, "from")?,
+        to: number(q, "to")?,
+        sorting: sorting(q)?,
+        paging: paging(q, 100)?,
+    };
+    Ok(ok(s.gateway.payments_by_status(&who, query).await?.into()))
+}

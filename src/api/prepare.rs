@@ -1,0 +1,89 @@
+//! `POST|PUT /payments/prepare`, `GET /payments/prepare/{merchant_uid}` (spec/iamport-v1.md §4.3).
+use axum::extract::{Path, State};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::envelope::{ok, Envelope};
+use super::error::{ApiError, ApiResult};
+use super::extract::{de, Body, MerchantCaller};
+use crate::app::AppState;
+use crate::store::entity::prepare;
+
+#[derive(Deserialize, ToSchema)]
+pub struct PrepareRequest {
+    #[serde(default, deserialize_with = "de::opt_string")]
+    pub merchant_uid: Option<String>,
+    #[serde(default, deserialize_with = "de::opt_i64")]
+    #[schema(value_type = Option<i64>)]
+    pub amount: Option<i64>,
+    #[serde(default, deserialize_with = "de::opt_string")]
+    pub currency: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct PrepareAnnotation {
+    pub merchant_uid: String,
+    pub amount: i64,
+    pub currency: Option<String>,
+}
+
+impl From<prepare::Model> for PrepareAnnotation {
+    fn from(p: prepare::Model) -> Self {
+        Self {
+            merchant_uid: p.merchant_uid,
+            amount: p.amount,
+            currency: p.currency,
+        }
+    }
+}
+
+fn parse(req: PrepareRequest) -> ApiResult<(String, i64, Option<String>)> {
+    let uid = req
+        .merchant_uid
+        .filter(|s| !s.trim().is_empty())
+        .ok_or_else(|| ApiError::bad_request("merchant_uid 파라메터가 누락되었습니다."))?;
+    let amount = req
+        .amount
+        .ok_or_else(|| ApiError::bad_request("amount 파라메터가 누락되었습니다."))?;
+    if amount < 0 {
+        return Err(ApiError::bad_request("amount는 0 이상이어야 합니다."));
+    }
+    Ok((uid, amount, req.currency.filter(|c| !c.is_empty())))
+}
+
+#[utoipa::path(post, path = "/payments/prepare", request_body = PrepareRequest, responses((status = 200, body = PrepareAnnotation)))]
+pub async fn create(
+    State(s): State<AppState>,
+    MerchantCaller(m): MerchantCaller,
+    Body(req): Body<PrepareRequest>,
+) -> ApiResult<Envelope<PrepareAnnotation>> {
+    let (uid, amount, currency) = parse(req)?;
+    Ok(ok(s
+        .gateway
+        .prepare(m.id, &uid, amount, currency)
+        .await?
+        .into()))
+}
+
+#[utoipa::path(put, path = "/payments/prepare", request_body = PrepareRequest, responses((status = 200, body = PrepareAnnotation), (status = 404)))]
+pub async fn change(
+    State(s): State<AppState>,
+    MerchantCaller(m): MerchantCaller,
+    Body(req): Body<PrepareRequest>,
+) -> ApiResult<Envelope<PrepareAnnotation>> {
+    let (uid, amount, currency) = parse(req)?;
+    Ok(ok(s
+        .gateway
+        .change_prepare(m.id, &uid, amount, currency)
+        .await?
+        .into()))
+}
+
+#[utoipa::path(get, path = "/payments/prepare/{merchant_uid}", params(("merchant_uid" = String, Path)), responses((status = 200, body = PrepareAnnotation), (status = 404)))]
+pub async fn get(
+    State(s): State<AppState>,
+    MerchantCaller(m): MerchantCaller,
+    Path(uid): Path<String>,
+) -> ApiResult<Envelope<PrepareAnnotation>> {
+    Ok(ok(s.gateway.prepared(m.id, &uid).await?.into()))
+}

@@ -1,0 +1,289 @@
+//! Assembly: configuration → database → KCP side → gateway → HTTP server and background jobs.
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::http::{HeaderName, Request};
+use rand::distributions::{Alphanumeric, DistString};
+use secrecy::SecretString;
+use tokio::net::TcpListener;
+use tower::ServiceBuilder;
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::pg::kcp::KcpUrls;
+use crate::service::auth::TokenCache;
+use crate::service::connectors::Connectors;
+use crate::service::merchants::{
+    CreatedMerchant, NewMerchant, DEMO_IMP_CODE, DEMO_IMP_KEY, DEMO_IMP_SECRET, DEMO_SITE_CD,
+};
+use crate::service::secrets::MasterKey;
+use crate::service::{Gateway, GatewaySettings};
+use crate::store::{redact_url, Db};
+
+/// State shared by every handler.
+#[derive(Clone)]
+pub struct AppState {
+    /// The use cases (database, KCP connectors, clock, secrets).
+    pub gateway: Gateway,
+}
+
+/// The KCP sandbox served by this process (test mode).
+#[derive(Clone)]
+pub struct EmbeddedSandbox {
+    pub sandbox: kcp_sandbox::Sandbox,
+    pub addr: SocketAddr,
+}
+
+/// A running openport.
+pub struct App {
+    /// Where the gateway listens (the real port when configured with port 0).
+    pub addr: SocketAddr,
+    pub gateway: Gateway,
+    pub sandbox: Option<EmbeddedSandbox>,
+    /// The demo merchant, when this start created it (its secret is shown once).
+    pub demo: Option<CreatedMerchant>,
+    shutdown: tokio::sync::watch::Sender<bool>,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl App {
+    /// Builds and starts everything with the system clock.
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        Self::build_with_clock(config, Clock::system()).await
+    }
+
+    pub async fn build_with_clock(config: Config, clock: Clock) -> anyhow::Result<Self> {
+        if !config.test_mode && config.master_key.is_none() {
+            anyhow::bail!(
+                "OPENPORT_MASTER_KEY (base64 of 32 bytes) is required when test mode is off"
+            );
+        }
+        if config.master_key.is_none() {
+            tracing::warn!("no master key configured: using the public test-mode key (never use this in production)");
+        }
+        let secrets = MasterKey::from_config(config.master_key.as_ref()).context("master key")?;
+        tracing::info!(database = %redact_url(&config.database_url), "connecting");
+        let db = Db::connect(&config.database_url)
+            .await
+            .context("database")?;
+        db.migrate().await.context("migrations")?;
+
+        let sandbox = if config.embedded_sandbox() {
+            let sb = kcp_sandbox::Sandbox::new(kcp_sandbox::SandboxConfig {
+                now: clock.as_fn(),
+                test_mode: true,
+            })?;
+            let listener = TcpListener::bind(config.sandbox.listen)
+                .await
+                .context("sandbox listen address")?;
+            let addr = listener.local_addr()?;
+            let serving = sb.clone();
+            tokio::spawn(async move {
+                if let Err(e) = kcp_sandbox::serve(serving, listener).await {
+                    tracing::error!("KCP sandbox stopped: {e}");
+                }
+            });
+            tracing::info!(%addr, "embedded KCP sandbox listening");
+            Some(EmbeddedSandbox { sandbox: sb, addr })
+        } else {
+            None
+        };
+        let urls = match (&sandbox, &config.kcp.api_base) {
+            (Some(sb), _) => KcpUrls::with_base(&format!("http://{}", sb.addr)),
+            (None, Some(base)) => KcpUrls::with_base(base),
+            (None, None) if config.test_mode => KcpUrls::test(),
+            (None, None) => KcpUrls::production(),
+        };
+        let gateway = Gateway {
+            db,
+            clock,
+            secrets,
+            connectors: Connectors::new(urls, Duration::from_millis(config.kcp.timeout_ms)),
+            settings: GatewaySettings {
+                test_mode: config.test_mode,
+                settle_secs: config.resolver.settle_secs,
+            },
+            tokens: Arc::new(TokenCache::default()),
+            admin_token: config.admin_token.clone().map(Arc::new),
+        };
+        let demo = ensure_demo_merchant(&config, &gateway, sandbox.as_ref()).await?;
+
+        let (shutdown, mut stop) = tokio::sync::watch::channel(false);
+        if config.resolver.interval_ms > 0 {
+            spawn_resolver(
+                gateway.clone(),
+                Duration::from_millis(config.resolver.interval_ms),
+                shutdown.subscribe(),
+            );
+        }
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("listen on {}", config.listen))?;
+        let addr = listener.local_addr()?;
+        let service = http_service(AppState {
+            gateway: gateway.clone(),
+        });
+        let server = tokio::spawn(async move {
+            let done = async move {
+                let _ = stop.wait_for(|s| *s).await;
+            };
+            if let Err(e) = axum::serve(listener, service)
+                .with_graceful_shutdown(done)
+                .await
+            {
+                tracing::error!("HTTP server stopped: {e}");
+            }
+        });
+        tracing::info!(%addr, test_mode = config.test_mode, "openport listening");
+        Ok(Self {
+            addr,
+            gateway,
+            sandbox,
+            demo,
+            shutdown,
+            server,
+        })
+    }
+
+    /// Stops accepting requests, lets in-flight ones finish, and stops the jobs.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        let _ = self.server.await;
+    }
+
+    /// Waits until the server stops (after `shutdown` or a fatal error).
+    pub async fn wait(self) {
+        let _ = self.server.await;
+    }
+
+    pub fn stop_handle(&self) -> tokio::sync::watch::Sender<bool> {
+        self.shutdown.clone()
+    }
+}
+
+/// The router with its middleware, wrapped by path normalisation (which must run before routing).
+fn http_service(
+    state: AppState,
+) -> axum::routing::IntoMakeService<
+    impl tower::Service<
+            Request<axum::body::Body>,
+            Response = axum::response::Response,
+            Error = std::convert::Infallible,
+            Future = impl Send,
+        > + Clone
+        + Send,
+> {
+    let request_id = HeaderName::from_static("x-request-id");
+    let router = crate::api::router()
+        .layer(
+            ServiceBuilder::new()
+                .layer(SetRequestIdLayer::new(request_id.clone(), MakeRequestUuid))
+                .layer(TraceLayer::new_for_http().make_span_with(|req: &Request<axum::body::Body>| {
+                    // Method, path and request id only: bodies and queries may hold personal data.
+                    let id = req.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("-");
+                    tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id)
+                }))
+                .layer(PropagateRequestIdLayer::new(request_id))
+                .layer(RequestBodyLimitLayer::new(256 * 1024)),
+        )
+        .with_state(state);
+    let svc = ServiceBuilder::new()
+        .map_request(crate::api::normalize_path)
+        .service(router);
+    axum::ServiceExt::<Request<axum::body::Body>>::into_make_service(svc)
+}
+
+fn spawn_resolver(gateway: Gateway, every: Duration, mut stop: tokio::sync::watch::Receiver<bool>) {
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(every) => {}
+                _ = stop.wait_for(|s| *s) => return,
+            }
+            if let Err(e) = gateway.resolve_due(100).await {
+                tracing::error!("resolver: {e}");
+            }
+        }
+    });
+}
+
+/// In test mode an empty database gets the documented demo merchant. Its KCP credentials come from
+/// `KCP_*` settings when given, otherwise from the embedded sandbox's CA.
+async fn ensure_demo_merchant(
+    config: &Config,
+    gateway: &Gateway,
+    sandbox: Option<&EmbeddedSandbox>,
+) -> anyhow::Result<Option<CreatedMerchant>> {
+    if !config.test_mode || !gateway.list_merchants().await?.is_empty() {
+        return Ok(None);
+    }
+    let (site_cd, cert, key, pass) = match (
+        &config.kcp.site_cd,
+        &config.kcp.cert_info,
+        &config.kcp.private_key_path,
+        sandbox,
+    ) {
+        (Some(site), Some(cert), Some(key_path), _) => {
+            let key =
+                std::fs::read_to_string(key_path).with_context(|| format!("read {key_path}"))?;
+            let pass = config
+                .kcp
+                .private_key_password
+                .clone()
+                .unwrap_or_else(|| SecretString::from(""));
+            (site.clone(), cert.clone(), key, pass)
+        }
+        (_, _, _, Some(sb)) => {
+            let site = config
+                .kcp
+                .site_cd
+                .clone()
+                .unwrap_or_else(|| DEMO_SITE_CD.to_string());
+            let (cert, key, pass) = issue_sandbox_certificate(&sb.sandbox, &site).await?;
+            (site, cert, key, pass)
+        }
+        _ => {
+            tracing::warn!("test mode without KCP credentials or an embedded sandbox: no demo merchant created");
+            return Ok(None);
+        }
+    };
+    let created = gateway
+        .create_merchant(NewMerchant {
+            name: "openport demo shop".into(),
+            site_cd,
+            certificate_pem: cert,
+            private_key_pem: key,
+            private_key_passphrase: pass,
+            test_mode: true,
+            credentials: Some((
+                DEMO_IMP_CODE.into(),
+                DEMO_IMP_KEY.into(),
+                DEMO_IMP_SECRET.into(),
+            )),
+        })
+        .await
+        .map_err(|e| anyhow::anyhow!("demo merchant: {e}"))?;
+    Ok(Some(created))
+}
+
+/// A certificate and encrypted key for `site_cd` from the sandbox CA, with a fresh passphrase.
+pub async fn issue_sandbox_certificate(
+    sandbox: &kcp_sandbox::Sandbox,
+    site_cd: &str,
+) -> anyhow::Result<(String, String, SecretString)> {
+    let pass = Alphanumeric.sample_string(&mut rand::thread_rng(), 24);
+    let sb = sandbox.clone();
+    let site = site_cd.to_string();
+    let p = pass.clone();
+    let issued = tokio::task::spawn_blocking(move || sb.issue_certificate(&site, &p)).await??;
+    Ok((
+        issued.certificate_pem,
+        issued.encrypted_private_key_pem,
+        SecretString::from(pass),
+    ))
+}

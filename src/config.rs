@@ -1,0 +1,139 @@
+//! Typed configuration: defaults → optional TOML file → environment.
+//!
+//! Environment names: `OPENPORT_*` with `__` for nesting (e.g. `OPENPORT_KCP__TIMEOUT_MS`), plus
+//! `DATABASE_URL` and the seed documents' single-merchant KCP names (`KCP_SITE_CD`, `KCP_CERT_INFO`,
+//! `KCP_PAYMENT_URL`, `KCP_REGISTER_URL`, `KCP_PRIVATE_KEY_PATH`, `KCP_PRIVATE_KEY_PASSWORD`, `KCP_API_BASE`).
+use std::net::SocketAddr;
+use std::path::Path;
+
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use secrecy::SecretString;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Config {
+    /// Address the gateway listens on.
+    pub listen: SocketAddr,
+    /// `sqlite://…` (default, embedded) or `postgres://…`.
+    pub database_url: String,
+    /// Test mode: payments are `sandbox: true`, KCP's test URLs (or the embedded sandbox) are used,
+    /// and an empty database gets the documented demo merchant.
+    pub test_mode: bool,
+    /// Token that authenticates operator endpoints (`/admin/*`, cross-merchant queries).
+    #[serde(skip_serializing)]
+    pub admin_token: Option<SecretString>,
+    /// Base64 of 32 bytes: seals KCP private keys (AES-256-GCM) and keys the imp_secret hash.
+    /// Required when test mode is off.
+    #[serde(skip_serializing)]
+    pub master_key: Option<SecretString>,
+    pub kcp: KcpSettings,
+    pub sandbox: SandboxSettings,
+    pub resolver: ResolverSettings,
+    /// `json` for production log lines, `pretty` for humans.
+    pub log_format: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct KcpSettings {
+    /// Origin that serves KCP's REST paths (`/gw/hub/v1/payment`, …). Unset: the embedded sandbox in
+    /// test mode, KCP's production hosts otherwise. Set it to KCP's staging host to test against KCP.
+    pub api_base: Option<String>,
+    /// Per-call timeout towards KCP.
+    pub timeout_ms: u64,
+    /// Single-merchant setups: the demo/default merchant's KCP site code and credentials.
+    pub site_cd: Option<String>,
+    pub cert_info: Option<String>,
+    pub private_key_path: Option<String>,
+    #[serde(skip_serializing)]
+    pub private_key_password: Option<SecretString>,
+    pub payment_url: Option<String>,
+    pub register_url: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SandboxSettings {
+    /// Serve the KCP sandbox in the same process (default: on in test mode).
+    pub embedded: Option<bool>,
+    /// Where the embedded sandbox listens (`127.0.0.1:0` = any free port).
+    pub listen: SocketAddr,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ResolverSettings {
+    /// How often the unknown-outcome resolver looks for open attempts.
+    pub interval_ms: u64,
+    /// How long after an attempt started before "KCP has no such transaction" is believed. Must be
+    /// longer than the KCP timeout, so a slow request cannot be approved after we concluded.
+    pub settle_secs: i64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8080".parse().expect("static address"),
+            database_url: "sqlite://openport.db?mode=rwc".into(),
+            test_mode: true,
+            admin_token: None,
+            master_key: None,
+            kcp: KcpSettings {
+                api_base: None,
+                timeout_ms: 30_000,
+                site_cd: None,
+                cert_info: None,
+                private_key_path: None,
+                private_key_password: None,
+                payment_url: None,
+                register_url: None,
+            },
+            sandbox: SandboxSettings {
+                embedded: None,
+                listen: "127.0.0.1:0".parse().expect("static address"),
+            },
+            resolver: ResolverSettings {
+                interval_ms: 2_000,
+                settle_secs: 60,
+            },
+            log_format: "pretty".into(),
+        }
+    }
+}
+
+impl Config {
+    /// Loads defaults, then `file` (if given), then the environment.
+    pub fn load(file: Option<&Path>) -> Result<Self, Box<figment::Error>> {
+        let mut fig = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(f) = file {
+            fig = fig.merge(Toml::file(f));
+        }
+        fig = fig
+            .merge(Env::prefixed("OPENPORT_").split("__"))
+            .merge(Env::raw().only(&["DATABASE_URL"]))
+            .merge(
+                Env::raw()
+                    .only(&[
+                        "KCP_SITE_CD",
+                        "KCP_CERT_INFO",
+                        "KCP_PRIVATE_KEY_PATH",
+                        "KCP_PRIVATE_KEY_PASSWORD",
+                        "KCP_PAYMENT_URL",
+                        "KCP_REGISTER_URL",
+                        "KCP_API_BASE",
+                    ])
+                    .map(|k| {
+                        k.as_str()
+                            .trim_start_matches("KCP_")
+                            .to_ascii_lowercase()
+                            .into()
+                    })
+                    .map(|k| format!("kcp.{k}").into()),
+            );
+        fig.extract().map_err(Box::new)
+    }
+
+    pub fn embedded_sandbox(&self) -> bool {
+        self.sandbox
+            .embedded
+            .unwrap_or(self.test_mode && self.kcp.api_base.is_none())
+    }
+}

@@ -1,0 +1,272 @@
+//! Card data parsed at the edge (parse, don't validate): a value of these types is well-formed,
+//! so the service never sees an unchecked string. None of them prints its digits in `Debug`.
+use chrono::{Datelike, NaiveDate};
+
+/// Why card data was refused before anything was sent to KCP. Messages never echo the data.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CardDataError {
+    #[error("카드번호 형식이 올바르지 않습니다. (숫자 13~16자리)")]
+    NumberFormat,
+    #[error("유효하지 않은 카드번호입니다. (검증숫자 불일치)")]
+    NumberChecksum,
+    #[error("카드 유효기간 형식이 올바르지 않습니다. (YYYY-MM)")]
+    ExpiryFormat,
+    #[error("카드 유효기간이 지났습니다.")]
+    Expired,
+    #[error("생년월일(6자리) 또는 사업자등록번호(10자리) 형식이 올바르지 않습니다.")]
+    BirthFormat,
+    #[error("카드 비밀번호 앞 2자리 형식이 올바르지 않습니다.")]
+    PwdFormat,
+    #[error("인증 결제에는 birth와 pwd_2digit가 함께 필요합니다.")]
+    AuthPair,
+}
+
+/// 13–16 digits that pass the Luhn check. Accepts `dddd-dddd-dddd-dddd` and spaces as iamport does.
+#[derive(Clone, PartialEq, Eq)]
+pub struct CardNumber(String);
+
+impl CardNumber {
+    pub fn parse(raw: &str) -> Result<Self, CardDataError> {
+        let digits: String = raw.chars().filter(|c| *c != '-' && *c != ' ').collect();
+        if !(13..=16).contains(&digits.len()) || !digits.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(CardDataError::NumberFormat);
+        }
+        if !luhn_ok(&digits) {
+            return Err(CardDataError::NumberChecksum);
+        }
+        Ok(Self(digits))
+    }
+
+    /// The digits, for the one place that must send them: the KCP request body.
+    pub fn expose_digits(&self) -> &str {
+        &self.0
+    }
+
+    /// iamport's mask: first 6 and last 4 digits kept, e.g. `411111******1111`.
+    pub fn masked(&self) -> String {
+        mask_card_number(&self.0)
+    }
+}
+
+impl std::fmt::Debug for CardNumber {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "CardNumber({})", self.masked())
+    }
+}
+
+/// Keeps the first 6 and the last 4 digits; everything else becomes `*`. Already-masked input is
+/// returned with the same shape.
+pub fn mask_card_number(digits: &str) -> String {
+    let chars: Vec<char> = digits.chars().collect();
+    let n = chars.len();
+    chars
+        .iter()
+        .enumerate()
+        .map(|(i, c)| if i < 6 || i + 4 >= n { *c } else { '*' })
+        .collect()
+}
+
+fn luhn_ok(digits: &str) -> bool {
+    let sum: u32 = digits
+        .bytes()
+        .rev()
+        .enumerate()
+        .map(|(i, b)| {
+            let d = u32::from(b - b'0');
+            if i % 2 == 1 {
+                let x = d * 2;
+                if x > 9 {
+                    x - 9
+                } else {
+                    x
+                }
+            } else {
+                d
+            }
+        })
+        .sum();
+    sum % 10 == 0
+}
+
+/// Card expiry month. iamport sends `YYYY-MM`; `YYYYMM` and `YY/MM` are accepted too.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Expiry {
+    year: i32,
+    month: u32,
+}
+
+impl Expiry {
+    /// Parses and refuses a card whose last valid month is before `today`'s month.
+    pub fn parse(raw: &str, today: NaiveDate) -> Result<Self, CardDataError> {
+        let digits: String = raw.chars().filter(|c| c.is_ascii_digit()).collect();
+        let (year, month) = match digits.len() {
+            6 => (digits[..4].parse::<i32>(), digits[4..].parse::<u32>()),
+            4 if raw.contains('/') => (
+                digits[..2].parse::<i32>().map(|y| 2000 + y),
+                digits[2..].parse::<u32>(),
+            ),
+            _ => return Err(CardDataError::ExpiryFormat),
+        };
+        let (Ok(year), Ok(month)) = (year, month) else {
+            return Err(CardDataError::ExpiryFormat);
+        };
+        if !(1..=12).contains(&month) || !(2000..=2099).contains(&year) {
+            return Err(CardDataError::ExpiryFormat);
+        }
+        if (year, month) < (today.year(), today.month()) {
+            return Err(CardDataError::Expired);
+        }
+        Ok(Self { year, month })
+    }
+
+    /// KCP's `card_expiry` is `YYMM` (spec/kcp.md §2.7).
+    pub fn yymm(&self) -> String {
+        format!("{:02}{:02}", self.year % 100, self.month)
+    }
+}
+
+impl std::fmt::Debug for Expiry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Expiry(<redacted>)")
+    }
+}
+
+/// Authentication data of an authenticated key-in payment (KCP `card_taxno` + `card_pwd`).
+#[derive(Clone, PartialEq, Eq)]
+pub struct CardAuth {
+    birth: String,
+    pwd_2digit: String,
+}
+
+impl CardAuth {
+    /// `birth` is YYMMDD (6) or a business registration number (10); `pwd_2digit` two digits.
+    /// Either both or neither must be given.
+    pub fn parse(birth: Option<&str>, pwd: Option<&str>) -> Result<Option<Self>, CardDataError> {
+        let birth = birth.map(str::trim).filter(|s| !s.is_empty());
+        let pwd = pwd.map(str::trim).filter(|s| !s.is_empty());
+        match (birth, pwd) {
+            (None, None) => Ok(None),
+            (Some(b), Some(p)) => {
+                let b: String = b.chars().filter(|c| *c != '-').collect();
+                if !(b.len() == 6 || b.len() == 10) || !b.bytes().all(|c| c.is_ascii_digit()) {
+                    return Err(CardDataError::BirthFormat);
+                }
+                if p.len() != 2 || !p.bytes().all(|c| c.is_ascii_digit()) {
+                    return Err(CardDataError::PwdFormat);
+                }
+                Ok(Some(Self {
+                    birth: b,
+                    pwd_2digit: p.to_string(),
+                }))
+            }
+            _ => Err(CardDataError::AuthPair),
+        }
+    }
+    pub fn expose_birth(&self) -> &str {
+        &self.birth
+    }
+    pub fn expose_pwd(&self) -> &str {
+        &self.pwd_2digit
+    }
+}
+
+impl std::fmt::Debug for CardAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CardAuth(<redacted>)")
+    }
+}
+
+/// iamport's standard card-company codes (`card_code`, iamport docs "카드사 표준코드") for KCP
+/// issuer codes (`card_cd`, spec/kcp.md §4). Issuers without a standard code (foreign brands)
+/// keep `None` rather than a wrong code.
+pub fn iamport_card_code(kcp_card_cd: &str) -> Option<&'static str> {
+    Some(match kcp_card_cd {
+        "CCBC" => "361",
+        "CCKJ" => "364",
+        "CCSS" => "365",
+        "CCLG" => "366",
+        "CCDI" => "367",
+        "CCLO" | "CCAM" => "368",
+        "CCSU" => "369",
+        "CCCT" | "CCHM" => "370",
+        "CCNH" => "371",
+        "CCJB" => "372",
+        "CCCJ" => "373",
+        "CCHN" | "CCKE" => "374",
+        "CCKM" => "381",
+        "CCWR" => "041",
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn today() -> NaiveDate {
+        NaiveDate::from_ymd_opt(2026, 11, 22).unwrap()
+    }
+
+    #[test]
+    fn a_dashed_card_number_with_a_good_checksum_is_accepted_and_masked() {
+        let n = CardNumber::parse("4111-1111-1111-1111").unwrap();
+        assert_eq!(n.expose_digits(), "4111111111111111");
+        assert_eq!(n.masked(), "411111******1111");
+        assert_eq!(format!("{n:?}"), "CardNumber(411111******1111)");
+    }
+
+    #[test]
+    fn a_card_number_failing_luhn_or_length_is_refused() {
+        assert_eq!(
+            CardNumber::parse("4111111111111112"),
+            Err(CardDataError::NumberChecksum)
+        );
+        assert_eq!(CardNumber::parse("41111"), Err(CardDataError::NumberFormat));
+        assert_eq!(
+            CardNumber::parse("4111a11111111111"),
+            Err(CardDataError::NumberFormat)
+        );
+    }
+
+    #[test]
+    fn an_expiry_in_the_past_is_refused_and_the_current_month_is_accepted() {
+        assert_eq!(
+            Expiry::parse("2026-10", today()),
+            Err(CardDataError::Expired)
+        );
+        assert_eq!(Expiry::parse("2026-11", today()).unwrap().yymm(), "2611");
+        assert_eq!(Expiry::parse("203001", today()).unwrap().yymm(), "3001");
+        assert_eq!(Expiry::parse("30/01", today()).unwrap().yymm(), "3001");
+        assert_eq!(
+            Expiry::parse("2030-13", today()),
+            Err(CardDataError::ExpiryFormat)
+        );
+        assert_eq!(
+            Expiry::parse("nonsense", today()),
+            Err(CardDataError::ExpiryFormat)
+        );
+    }
+
+    #[test]
+    fn birth_and_pin_must_come_together_in_their_formats() {
+        assert_eq!(CardAuth::parse(None, None), Ok(None));
+        assert!(CardAuth::parse(Some("800101"), Some("00"))
+            .unwrap()
+            .is_some());
+        assert!(CardAuth::parse(Some("1234567890"), Some("12"))
+            .unwrap()
+            .is_some());
+        assert_eq!(
+            CardAuth::parse(Some("8001"), Some("00")),
+            Err(CardDataError::BirthFormat)
+        );
+        assert_eq!(
+            CardAuth::parse(Some("800101"), Some("0")),
+            Err(CardDataError::PwdFormat)
+        );
+        assert_eq!(
+            CardAuth::parse(Some("800101"), None),
+            Err(CardDataError::AuthPair)
+        );
+    }
+}

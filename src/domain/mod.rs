@@ -1,0 +1,5 @@
+//! Pure types and rules of the payment domain. No I/O here.
+pub mod card;
+pub mod ids;
+pub mod payment;
+pub mod text;

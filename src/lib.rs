@@ -1,0 +1,11 @@
+//! openport: an iamport (PortOne V1) compatible payment gateway over NHN KCP.
+pub mod api;
+pub mod app;
+pub mod clock;
+pub mod config;
+pub mod domain;
+pub mod pg;
+pub mod service;
+pub mod store;
+
+pub use app::App;

@@ -1,0 +1,325 @@
+//! The `openport` command line: serve | migrate | merchant … | sandbox ….
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use openport::config::Config;
+use openport::service::merchants::NewMerchant;
+use openport::App;
+use secrecy::{ExposeSecret, SecretString};
+
+#[derive(Parser)]
+#[command(
+    name = "openport",
+    version,
+    about = "iamport (PortOne V1) compatible payment gateway over NHN KCP"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Args, Clone, Default)]
+struct Common {
+    /// Listen address (env OPENPORT_LISTEN). Default 127.0.0.1:8080.
+    #[arg(long)]
+    listen: Option<String>,
+    /// Database URL (env DATABASE_URL). Default sqlite://openport.db?mode=rwc.
+    #[arg(long)]
+    database_url: Option<String>,
+    /// TOML configuration file.
+    #[arg(long)]
+    config: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway (test mode by default, with the embedded KCP sandbox).
+    Serve(Common),
+    /// Apply database migrations and exit.
+    Migrate(Common),
+    /// Manage merchants.
+    Merchant {
+        #[command(subcommand)]
+        command: MerchantCommand,
+    },
+    /// The KCP sandbox alone, or its tools.
+    Sandbox(SandboxArgs),
+}
+
+#[derive(Subcommand)]
+enum MerchantCommand {
+    /// Create a merchant and print its imp_code, imp_key, imp_secret (shown once) and site_cd.
+    Create {
+        #[command(flatten)]
+        common: Common,
+        #[arg(long)]
+        name: String,
+        /// KCP site code (5 characters). In test mode the sandbox CA issues its certificate.
+        #[arg(long, default_value = "T0000")]
+        site_cd: String,
+        /// KCP service certificate (PEM file); required when test mode is off.
+        #[arg(long)]
+        cert: Option<PathBuf>,
+        /// KCP private key (encrypted PKCS#8 PEM file); required when test mode is off.
+        #[arg(long)]
+        key: Option<PathBuf>,
+        /// Passphrase of the private key (env KCP_PRIVATE_KEY_PASSWORD).
+        #[arg(long, env = "KCP_PRIVATE_KEY_PASSWORD", hide_env_values = true)]
+        key_password: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List merchants (never their secrets).
+    List {
+        #[command(flatten)]
+        common: Common,
+    },
+}
+
+#[derive(Args)]
+struct SandboxArgs {
+    /// Listen address of the standalone sandbox.
+    #[arg(long, default_value = "127.0.0.1:9090")]
+    listen: String,
+    #[command(subcommand)]
+    command: Option<SandboxCommand>,
+}
+
+#[derive(Subcommand)]
+enum SandboxCommand {
+    /// Write a service certificate and an encrypted private key (KCP's real shape) for a site.
+    IssueCert {
+        #[arg(long)]
+        site_cd: String,
+        #[arg(long)]
+        out: PathBuf,
+        /// Passphrase for the private key.
+        #[arg(long, default_value = "changeit")]
+        passphrase: String,
+    },
+    /// Arm a fault on a running sandbox (see docs/sandbox.md): e.g.
+    /// `openport sandbox fault --url http://127.0.0.1:9090 --path /gw/hub/v1/payment --kind lose_response`.
+    Fault {
+        #[arg(long)]
+        url: String,
+        #[arg(long)]
+        path: String,
+        /// delay | http_status | drop | lose_response
+        #[arg(long)]
+        kind: String,
+        #[arg(long)]
+        ms: Option<u64>,
+        #[arg(long)]
+        status: Option<u16>,
+        #[arg(long, default_value_t = 1)]
+        times: u32,
+        /// Only requests whose FIELD equals VALUE (e.g. ordr_idxx=OP123).
+        #[arg(long)]
+        when: Option<String>,
+    },
+}
+
+fn load(common: &Common) -> anyhow::Result<Config> {
+    let mut config = Config::load(common.config.as_deref())
+        .map_err(|e| anyhow::anyhow!("configuration: {e}"))?;
+    if let Some(l) = &common.listen {
+        config.listen = l.parse().context("--listen")?;
+    }
+    if let Some(u) = &common.database_url {
+        config.database_url = u.clone();
+    }
+    Ok(config)
+}
+
+fn init_tracing(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn,sea_orm=warn"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command.unwrap_or(Command::Serve(Common::default())) {
+        Command::Serve(common) => serve(load(&common)?).await,
+        Command::Migrate(common) => {
+            let config = load(&common)?;
+            init_tracing(config.log_format == "json");
+            let db = openport::store::Db::connect(&config.database_url).await?;
+            db.migrate().await?;
+            println!("migrations applied");
+            Ok(())
+        }
+        Command::Merchant { command } => merchant(command).await,
+        Command::Sandbox(args) => sandbox(args).await,
+    }
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    init_tracing(config.log_format == "json");
+    let app = App::build(config).await?;
+    if let Some(demo) = &app.demo {
+        println!(
+            "\nopenport test mode: demo merchant created (public test credentials, sandbox only)"
+        );
+        println!("  imp_code   {}", demo.merchant.imp_code);
+        println!("  imp_key    {}", demo.merchant.imp_key);
+        println!("  imp_secret {}", demo.imp_secret.expose_secret());
+        println!("  site_cd    {}\n", demo.merchant.site_cd);
+    }
+    println!("openport listening on http://{}", app.addr);
+    if let Some(sb) = &app.sandbox {
+        println!("KCP sandbox listening on http://{}", sb.addr);
+    }
+    let stop = app.stop_handle();
+    tokio::spawn(async move {
+        let _ = tokio::signal::ctrl_c().await;
+        let _ = stop.send(true);
+    });
+    app.wait().await;
+    Ok(())
+}
+
+async fn merchant(cmd: MerchantCommand) -> anyhow::Result<()> {
+    match cmd {
+        MerchantCommand::Create {
+            common,
+            name,
+            site_cd,
+            cert,
+            key,
+            key_password,
+            json,
+        } => {
+            let mut config = load(&common)?;
+            // Creating a merchant needs neither the HTTP server nor the resolver.
+            config.listen = "127.0.0.1:0".parse()?;
+            config.resolver.interval_ms = 0;
+            let app = App::build(config.clone()).await?;
+            let (cert_pem, key_pem, pass) = match (cert, key) {
+                (Some(c), Some(k)) => (
+                    std::fs::read_to_string(&c).with_context(|| format!("read {}", c.display()))?,
+                    std::fs::read_to_string(&k).with_context(|| format!("read {}", k.display()))?,
+                    SecretString::from(key_password.unwrap_or_default()),
+                ),
+                _ => match &app.sandbox {
+                    Some(sb) => {
+                        openport::app::issue_sandbox_certificate(&sb.sandbox, &site_cd).await?
+                    }
+                    None => anyhow::bail!("--cert and --key are required outside test mode"),
+                },
+            };
+            let created = app
+                .gateway
+                .create_merchant(NewMerchant {
+                    name,
+                    site_cd,
+                    certificate_pem: cert_pem,
+                    private_key_pem: key_pem,
+                    private_key_passphrase: pass,
+                    test_mode: config.test_mode,
+                    credentials: None,
+                })
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            let m = &created.merchant;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({"imp_code": m.imp_code, "imp_key": m.imp_key,
+                        "imp_secret": created.imp_secret.expose_secret(), "site_cd": m.site_cd})
+                );
+            } else {
+                println!(
+                    "imp_code   {}\nimp_key    {}\nimp_secret {}\nsite_cd    {}",
+                    m.imp_code,
+                    m.imp_key,
+                    created.imp_secret.expose_secret(),
+                    m.site_cd
+                );
+                println!("(the imp_secret is shown only now)");
+            }
+            app.shutdown().await;
+            Ok(())
+        }
+        MerchantCommand::List { common } => {
+            let config = load(&common)?;
+            let db = openport::store::Db::connect(&config.database_url).await?;
+            db.migrate().await?;
+            for m in openport::store::merchants::all(&db.read).await? {
+                println!(
+                    "{}\t{}\t{}\t{}\ttest_mode={}",
+                    m.imp_code, m.imp_key, m.site_cd, m.name, m.test_mode
+                );
+            }
+            Ok(())
+        }
+    }
+}
+
+async fn sandbox(args: SandboxArgs) -> anyhow::Result<()> {
+    match args.command {
+        None => {
+            init_tracing(false);
+            let sb = kcp_sandbox::Sandbox::new(kcp_sandbox::SandboxConfig::default())?;
+            let listener = tokio::net::TcpListener::bind(&args.listen).await?;
+            println!("KCP sandbox listening on http://{}", listener.local_addr()?);
+            kcp_sandbox::serve(sb, listener).await?;
+            Ok(())
+        }
+        Some(SandboxCommand::IssueCert {
+            site_cd,
+            out,
+            passphrase,
+        }) => {
+            let sb = kcp_sandbox::Sandbox::new(kcp_sandbox::SandboxConfig::default())?;
+            let issued = sb.issue_certificate(&site_cd, &passphrase)?;
+            std::fs::create_dir_all(&out)?;
+            std::fs::write(out.join("splCert.pem"), issued.certificate_pem)?;
+            std::fs::write(
+                out.join("splPrikeyPKCS8.pem"),
+                issued.encrypted_private_key_pem,
+            )?;
+            println!(
+                "wrote {0}/splCert.pem and {0}/splPrikeyPKCS8.pem (passphrase as given)",
+                out.display()
+            );
+            Ok(())
+        }
+        Some(SandboxCommand::Fault {
+            url,
+            path,
+            kind,
+            ms,
+            status,
+            times,
+            when,
+        }) => {
+            let mut fault = serde_json::json!({"kind": kind});
+            if let Some(ms) = ms {
+                fault["ms"] = ms.into();
+            }
+            if let Some(s) = status {
+                fault["status"] = s.into();
+            }
+            let mut rule = serde_json::json!({"path": path, "fault": fault, "times": times});
+            if let Some(w) = when {
+                let (f, v) = w.split_once('=').context("--when FIELD=VALUE")?;
+                rule["when"] = serde_json::json!({"field": f, "value": v});
+            }
+            let res = reqwest::Client::new()
+                .post(format!("{}/_sandbox/faults", url.trim_end_matches('/')))
+                .json(&rule)
+                .send()
+                .await?;
+            println!("{} {}", res.status(), res.text().await?);
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,15 @@
+//! The NHN KCP connector: [`KcpConnector`] implements [`super::PgConnector`] over KCP's REST API
+//! (spec/kcp.md §2.7 key-in, §2.9 cancel, §2.10 inquiry). Mapping notes live in docs/kcp.md.
+//!
+//! - `client.rs`: configuration, HTTP calls and the error semantics that keep money safe.
+//! - `wire.rs`: serde structs, exactly KCP's field names and string formats.
+//! - `codes.rs`: KCP `res_cd` → [`super::DeclineReason`].
+//! - `sign.rs`: the service certificate (`kcp_cert_info`) and the signing key (`kcp_sign_data`).
+
+mod client;
+pub mod codes;
+pub mod sign;
+pub mod wire;
+
+pub use client::{KcpConfig, KcpConnector, KcpUrls};
+pub use sign::{KcpCertificate, KcpPrivateKey, KcpSigner, KeyError};

@@ -1,0 +1,430 @@
+//! KCP's service certificate (`kcp_cert_info`) and merchant private key (`kcp_sign_data`): spec/kcp.md §3.
+//!
+//! KCP hands merchants an *encrypted PKCS#8* key protected with the PKCS#12 scheme
+//! `pbeWithSHA1And3-KeyTripleDES-CBC`, which the `pkcs8`/`pkcs5` crates do not decode (they only know
+//! PBES1 with DES/RC2 and PBES2). We therefore parse the `EncryptedPrivateKeyInfo` envelope ourselves,
+//! derive key and IV with the RFC 7292 Appendix B KDF and decrypt with DES-EDE3-CBC. PBES2 and plain
+//! PKCS#8 (and PKCS#1 `RSA PRIVATE KEY`) are accepted too, so operators can re-wrap the key.
+//!
+//! Nothing in this module ever puts key material or the passphrase into an error or a `Debug` string.
+
+use base64::Engine as _;
+use cbc::cipher::{block_padding::Pkcs7, BlockDecryptMut, KeyIvInit};
+use der::{asn1::OctetStringRef, Decode, Encode, Reader};
+use pkcs12::kdf::{derive_key_utf8, Pkcs12KeyType};
+use rsa::{
+    pkcs1::DecodeRsaPrivateKey, pkcs8::DecodePrivateKey, pkcs8::DecodePublicKey,
+    traits::PublicKeyParts, Pkcs1v15Sign, RsaPrivateKey, RsaPublicKey,
+};
+use secrecy::{ExposeSecret, SecretString};
+use sha2::{Digest, Sha256};
+use spki::{AlgorithmIdentifierRef, ObjectIdentifier};
+
+/// `pbeWithSHA1And3-KeyTripleDES-CBC` (RFC 7292 Appendix C), the scheme of KCP-issued keys.
+const PBE_SHA1_3DES_OID: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.12.1.3");
+/// PBES2 (RFC 8018 §6.2).
+const PBES2_OID: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.5.13");
+/// KCP keys use 2048 iterations; anything far above this is a malformed or hostile file, not a key
+/// worth spending minutes of CPU on.
+const MAX_PBE_ITERATIONS: u32 = 10_000_000;
+
+/// Why a certificate or key could not be loaded or used. Messages never contain key bytes or the
+/// passphrase (they name the problem only), so they can be logged and shown to operators.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum KeyError {
+    #[error("private key is not a PEM document: {0}")]
+    KeyPem(String),
+    #[error("unsupported private key PEM label `{0}` (expected ENCRYPTED PRIVATE KEY, PRIVATE KEY or RSA PRIVATE KEY)")]
+    UnsupportedKeyLabel(String),
+    #[error("unsupported private key encryption scheme {0} (expected pbeWithSHA1And3-KeyTripleDES-CBC or PBES2)")]
+    UnsupportedEncryption(String),
+    #[error("malformed encrypted private key: {0}")]
+    MalformedEncryptedKey(String),
+    /// The passphrase does not decrypt the key (or the key file is corrupt; the two are
+    /// indistinguishable with CBC padding).
+    #[error("wrong private key passphrase (or corrupted key file)")]
+    WrongPassphrase,
+    #[error("private key is not an RSA PKCS#8 key: {0}")]
+    NotRsa(String),
+    #[error("certificate is not a PEM CERTIFICATE: {0}")]
+    CertificatePem(String),
+    #[error("certificate does not carry an RSA public key: {0}")]
+    CertificateKey(String),
+    /// Signing with a key that does not belong to the certificate would make KCP reject every
+    /// cancel and inquiry; refuse at start-up instead.
+    #[error("private key does not match the certificate's public key")]
+    KeyCertificateMismatch,
+    #[error("signing failed: {0}")]
+    Signing(String),
+}
+
+/// The merchant's RSA private key. `Debug` is redacted; the key never leaves this type except as
+/// signatures.
+pub struct KcpPrivateKey {
+    key: RsaPrivateKey,
+}
+
+impl std::fmt::Debug for KcpPrivateKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "KcpPrivateKey(<redacted {} bit RSA>)",
+            self.key.size() * 8
+        )
+    }
+}
+
+impl KcpPrivateKey {
+    /// Loads a PEM private key: KCP's encrypted PKCS#8 (`pbeWithSHA1And3-KeyTripleDES-CBC`), PBES2
+    /// encrypted PKCS#8, plain PKCS#8 or PKCS#1. The passphrase is ignored for unencrypted keys.
+    pub fn from_pem(pem: &str, passphrase: &SecretString) -> Result<Self, KeyError> {
+        let pem = strip_preamble(pem, "-----BEGIN");
+        let (label, der) =
+            der::pem::decode_vec(pem.as_bytes()).map_err(|e| KeyError::KeyPem(e.to_string()))?;
+        let key =
+            match label {
+                "ENCRYPTED PRIVATE KEY" => {
+                    let mut plain = decrypt_pkcs8(&der, passphrase)?;
+                    let key = RsaPrivateKey::from_pkcs8_der(&plain);
+                    secrecy::zeroize::Zeroize::zeroize(&mut plain);
+                    key.map_err(|e| {
+                        // A wrong passphrase passes the padding check about 1 time in 256 and then
+                        // yields garbage; report it as the likely cause rather than "not RSA".
+                        tracing::debug!(error = %e, "decrypted key is not PKCS#8");
+                        KeyError::WrongPassphrase
+                    })?
+                }
+                "PRIVATE KEY" => RsaPrivateKey::from_pkcs8_der(&der)
+                    .map_err(|e| KeyError::NotRsa(e.to_string()))?,
+                "RSA PRIVATE KEY" => RsaPrivateKey::from_pkcs1_der(&der)
+                    .map_err(|e| KeyError::NotRsa(e.to_string()))?,
+                other => return Err(KeyError::UnsupportedKeyLabel(other.to_owned())),
+            };
+        Ok(Self { key })
+    }
+
+    /// `kcp_sign_data`: standard Base64 of RSA PKCS#1 v1.5 SHA-256 ("SHA256withRSA") over the UTF-8
+    /// bytes of `message` (spec/kcp.md §3). PKCS#1 v1.5 is deterministic, so equal messages give
+    /// equal signatures; blinding (the RNG) only hides timing.
+    pub fn sign(&self, message: &str) -> Result<String, KeyError> {
+        let digest = Sha256::digest(message.as_bytes());
+        let signature = self
+            .key
+            .sign_with_rng(
+                &mut rsa::rand_core::OsRng,
+                Pkcs1v15Sign::new::<Sha256>(),
+                &digest,
+            )
+            .map_err(|e| KeyError::Signing(e.to_string()))?;
+        Ok(base64::engine::general_purpose::STANDARD.encode(signature))
+    }
+
+    pub fn public_key(&self) -> RsaPublicKey {
+        self.key.to_public_key()
+    }
+}
+
+/// Skips anything before the first PEM boundary (OpenSSL's "Bag Attributes" lines, a BOM, blank
+/// lines), which the strict RFC 7468 decoder would otherwise refuse.
+fn strip_preamble<'a>(pem: &'a str, marker: &str) -> &'a str {
+    match pem.find(marker) {
+        Some(start) => pem[start..].trim_end(),
+        None => pem.trim(),
+    }
+}
+
+/// Decrypts a PKCS#8 `EncryptedPrivateKeyInfo` (RFC 5208 §6) into the DER of the `PrivateKeyInfo`.
+fn decrypt_pkcs8(der: &[u8], passphrase: &SecretString) -> Result<Vec<u8>, KeyError> {
+    let malformed = |e: der::Error| KeyError::MalformedEncryptedKey(e.to_string());
+    let mut reader = der::SliceReader::new(der).map_err(malformed)?;
+    let (algorithm, ciphertext) = reader
+        .sequence(|r| {
+            let algorithm = AlgorithmIdentifierRef::decode(r)?;
+            let ciphertext = OctetStringRef::decode(r)?;
+            Ok((algorithm, ciphertext.as_bytes()))
+        })
+        .map_err(malformed)?;
+
+    if algorithm.oid == PBE_SHA1_3DES_OID {
+        let params = algorithm
+            .parameters
+            .ok_or_else(|| KeyError::MalformedEncryptedKey("PBE parameters missing".into()))?;
+        // pkcs-12PbeParams ::= SEQUENCE { salt OCTET STRING, iterations INTEGER } (RFC 7292 App. C)
+        let (salt, iterations) = params
+            .sequence(|r| {
+                let salt = OctetStringRef::decode(r)?;
+                let iterations = u32::decode(r)?;
+                Ok((salt.as_bytes(), iterations))
+            })
+            .map_err(malformed)?;
+        decrypt_pbe_sha1_3des(ciphertext, salt, iterations, passphrase)
+    } else if algorithm.oid == PBES2_OID {
+        let info = pkcs8::EncryptedPrivateKeyInfo::try_from(der)
+            .map_err(|e| KeyError::MalformedEncryptedKey(e.to_string()))?;
+        info.decrypt(passphrase.expose_secret().as_bytes())
+            .map(|doc| doc.as_bytes().to_vec())
+            .map_err(|e| match e {
+                // pkcs5 0.7 reports a CBC padding failure on decryption as `EncryptFailed`.
+                pkcs8::Error::EncryptedPrivateKey(
+                    pkcs8::pkcs5::Error::DecryptFailed | pkcs8::pkcs5::Error::EncryptFailed,
+                ) => KeyError::WrongPassphrase,
+                pkcs8::Error::EncryptedPrivateKey(pkcs8::pkcs5::Error::UnsupportedAlgorithm {
+                    oid,
+                }) => KeyError::UnsupportedEncryption(format!("PBES2 with {oid}")),
+                // A garbage plaintext that happens to have valid padding fails DER parsing.
+                pkcs8::Error::Asn1(_) => KeyError::WrongPassphrase,
+                other => KeyError::MalformedEncryptedKey(other.to_string()),
+            })
+    } else {
+        Err(KeyError::UnsupportedEncryption(algorithm.oid.to_string()))
+    }
+}
+
+/// RFC 7292 Appendix B.2 KDF with SHA-1: 24-byte key (ID 1) and 8-byte IV (ID 2), then
+/// DES-EDE3-CBC with PKCS#7 padding — exactly what `openssl pkcs8 -v1 PBE-SHA1-3DES` writes.
+fn decrypt_pbe_sha1_3des(
+    ciphertext: &[u8],
+    salt: &[u8],
+    iterations: u32,
+    passphrase: &SecretString,
+) -> Result<Vec<u8>, KeyError> {
+    if iterations == 0 || iterations > MAX_PBE_ITERATIONS {
+        return Err(KeyError::MalformedEncryptedKey(format!(
+            "unreasonable iteration count {iterations}"
+        )));
+    }
+    let rounds = i32::try_from(iterations).map_err(|_| {
+        KeyError::MalformedEncryptedKey(format!("unreasonable iteration count {iterations}"))
+    })?;
+    let pass = passphrase.expose_secret();
+    let kdf_err =
+        |e: der::Error| KeyError::MalformedEncryptedKey(format!("key derivation failed: {e}"));
+    let mut key =
+        derive_key_utf8::<sha1::Sha1>(pass, salt, Pkcs12KeyType::EncryptionKey, rounds, 24)
+            .map_err(kdf_err)?;
+    let iv =
+        derive_key_utf8::<sha1::Sha1>(pass, salt, Pkcs12KeyType::Iv, rounds, 8).map_err(kdf_err)?;
+    let decryptor = cbc::Decryptor::<des::TdesEde3>::new_from_slices(&key, &iv)
+        .map_err(|_| KeyError::MalformedEncryptedKey("bad 3DES key or IV length".into()));
+    secrecy::zeroize::Zeroize::zeroize(&mut key);
+    decryptor?
+        .decrypt_padded_vec_mut::<Pkcs7>(ciphertext)
+        .map_err(|_| KeyError::WrongPassphrase)
+}
+
+/// KCP's service certificate. Validity dates are deliberately not checked: KCP decides whether a
+/// certificate is still acceptable, and its public test certificate expired on 2026-06-28 while
+/// remaining the documented test credential (spec/kcp.md §3).
+#[derive(Clone)]
+pub struct KcpCertificate {
+    cert_info: String,
+    public_key: RsaPublicKey,
+}
+
+impl std::fmt::Debug for KcpCertificate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KcpCertificate")
+            .field("cert_info_len", &self.cert_info.len())
+            .finish()
+    }
+}
+
+impl KcpCertificate {
+    pub fn from_pem(pem: &str) -> Result<Self, KeyError> {
+        let pem = strip_preamble(pem, "-----BEGIN CERTIFICATE-----");
+        let (label, der) = der::pem::decode_vec(pem.as_bytes())
+            .map_err(|e| KeyError::CertificatePem(e.to_string()))?;
+        if label != "CERTIFICATE" {
+            return Err(KeyError::CertificatePem(format!(
+                "unexpected PEM label `{label}`"
+            )));
+        }
+        let cert = x509_cert::Certificate::from_der(&der)
+            .map_err(|e| KeyError::CertificatePem(e.to_string()))?;
+        let spki = cert
+            .tbs_certificate
+            .subject_public_key_info
+            .to_der()
+            .map_err(|e| KeyError::CertificateKey(e.to_string()))?;
+        let public_key = RsaPublicKey::from_public_key_der(&spki)
+            .map_err(|e| KeyError::CertificateKey(e.to_string()))?;
+        Ok(Self {
+            cert_info: one_line_pem(&der),
+            public_key,
+        })
+    }
+
+    /// `kcp_cert_info`: the certificate PEM as ONE string, newlines removed, markers kept
+    /// (spec/kcp.md §3). Rebuilt from the DER, so CRLF files, trailing blanks or a preamble in the
+    /// configured PEM cannot leak into the wire value.
+    pub fn cert_info(&self) -> &str {
+        &self.cert_info
+    }
+
+    pub fn public_key(&self) -> &RsaPublicKey {
+        &self.public_key
+    }
+}
+
+fn one_line_pem(der: &[u8]) -> String {
+    format!(
+        "-----BEGIN CERTIFICATE-----{}-----END CERTIFICATE-----",
+        base64::engine::general_purpose::STANDARD.encode(der)
+    )
+}
+
+/// Everything needed to authenticate a request to KCP: the certificate that goes into every
+/// request and the key that signs cancels and inquiries.
+#[derive(Debug)]
+pub struct KcpSigner {
+    certificate: KcpCertificate,
+    key: KcpPrivateKey,
+}
+
+impl KcpSigner {
+    /// Loads both and checks that they belong together.
+    pub fn from_pem(
+        certificate_pem: &str,
+        private_key_pem: &str,
+        passphrase: &SecretString,
+    ) -> Result<Self, KeyError> {
+        let certificate = KcpCertificate::from_pem(certificate_pem)?;
+        let key = KcpPrivateKey::from_pem(private_key_pem, passphrase)?;
+        if &key.public_key() != certificate.public_key() {
+            return Err(KeyError::KeyCertificateMismatch);
+        }
+        Ok(Self { certificate, key })
+    }
+
+    pub fn cert_info(&self) -> &str {
+        self.certificate.cert_info()
+    }
+
+    /// See [`KcpPrivateKey::sign`].
+    pub fn sign(&self, message: &str) -> Result<String, KeyError> {
+        self.key.sign(message)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CERT: &str = include_str!("../../../tests/fixtures/kcp/splCert.pem");
+    const KEY: &str = include_str!("../../../tests/fixtures/kcp/splPrikeyPKCS8.pem");
+    const VECTORS: &str = include_str!("../../../tests/fixtures/kcp/vectors.json");
+    const PBES2_KEY: &str = include_str!("../../../tests/fixtures/kcp/pbes2-key.pem");
+    const PLAIN_KEY: &str = include_str!("../../../tests/fixtures/kcp/plain-key.pem");
+    const PBE_SHA1_3DES_KEY: &str =
+        include_str!("../../../tests/fixtures/kcp/pbe-sha1-3des-key.pem");
+    const PLAIN_OF_PBE_KEY: &str =
+        include_str!("../../../tests/fixtures/kcp/pbe-sha1-3des-key.plain.pem");
+
+    fn pass(p: &str) -> SecretString {
+        SecretString::from(p.to_owned())
+    }
+
+    #[test]
+    fn kcp_test_key_reproduces_both_signature_vectors_byte_for_byte() {
+        let key = KcpPrivateKey::from_pem(KEY, &pass("changeit")).expect("KCP test key loads");
+        let vectors: serde_json::Value = serde_json::from_str(VECTORS).unwrap();
+        let vectors = vectors["vectors"].as_array().unwrap();
+        assert_eq!(vectors.len(), 2);
+        for v in vectors {
+            let message = v["message"].as_str().unwrap();
+            assert_eq!(
+                key.sign(message).unwrap(),
+                v["kcp_sign_data"].as_str().unwrap(),
+                "vector {message}"
+            );
+        }
+    }
+
+    #[test]
+    fn cert_info_is_the_fixture_pem_on_one_line_with_markers() {
+        let cert = KcpCertificate::from_pem(CERT).unwrap();
+        let expected: String = CERT.trim().lines().collect();
+        assert_eq!(cert.cert_info(), expected);
+        assert!(cert
+            .cert_info()
+            .starts_with("-----BEGIN CERTIFICATE-----MIIDgT"));
+        assert!(cert
+            .cert_info()
+            .ends_with("OOpuQ==-----END CERTIFICATE-----"));
+    }
+
+    #[test]
+    fn an_expired_certificate_still_loads() {
+        // KCP's public test certificate's notAfter is 2026-06-28; loading must not depend on the clock.
+        let signer = KcpSigner::from_pem(CERT, KEY, &pass("changeit")).unwrap();
+        assert!(signer.cert_info().contains("BEGIN CERTIFICATE"));
+    }
+
+    #[test]
+    fn crlf_and_preamble_in_the_certificate_do_not_change_cert_info() {
+        let messy = format!("Bag Attributes\r\n{}\r\n\r\n", CERT.replace('\n', "\r\n"));
+        let a = KcpCertificate::from_pem(&messy).unwrap();
+        let b = KcpCertificate::from_pem(CERT).unwrap();
+        assert_eq!(a.cert_info(), b.cert_info());
+    }
+
+    #[test]
+    fn a_wrong_passphrase_is_a_typed_error_without_the_passphrase() {
+        let err = KcpPrivateKey::from_pem(KEY, &pass("not-the-pass-phrase")).unwrap_err();
+        assert_eq!(err, KeyError::WrongPassphrase);
+        assert!(!err.to_string().contains("not-the-pass-phrase"));
+        assert!(!format!("{err:?}").contains("not-the-pass-phrase"));
+    }
+
+    #[test]
+    fn a_wrong_passphrase_on_a_pbes2_key_is_a_typed_error() {
+        let err = KcpPrivateKey::from_pem(PBES2_KEY, &pass("wrong")).unwrap_err();
+        assert_eq!(err, KeyError::WrongPassphrase);
+    }
+
+    #[test]
+    fn a_pbes2_key_loads_and_signs_like_its_plain_form() {
+        let encrypted = KcpPrivateKey::from_pem(PBES2_KEY, &pass("changeit")).unwrap();
+        let plain = KcpPrivateKey::from_pem(PLAIN_KEY, &pass("")).unwrap();
+        assert_eq!(encrypted.public_key(), plain.public_key());
+        assert_eq!(
+            encrypted.sign("T0000^1^STSC").unwrap(),
+            plain.sign("T0000^1^STSC").unwrap()
+        );
+    }
+
+    #[test]
+    fn an_openssl_pbe_sha1_3des_key_decrypts_to_the_same_key_as_its_plain_form() {
+        let encrypted = KcpPrivateKey::from_pem(PBE_SHA1_3DES_KEY, &pass("changeit")).unwrap();
+        let plain = KcpPrivateKey::from_pem(PLAIN_OF_PBE_KEY, &pass("")).unwrap();
+        assert_eq!(encrypted.public_key(), plain.public_key());
+    }
+
+    #[test]
+    fn a_key_that_does_not_match_the_certificate_is_refused() {
+        let err = KcpSigner::from_pem(CERT, PLAIN_KEY, &pass("")).unwrap_err();
+        assert_eq!(err, KeyError::KeyCertificateMismatch);
+    }
+
+    #[test]
+    fn a_certificate_passed_as_key_is_an_unsupported_label() {
+        let err = KcpPrivateKey::from_pem(CERT, &pass("")).unwrap_err();
+        assert_eq!(err, KeyError::UnsupportedKeyLabel("CERTIFICATE".into()));
+    }
+
+    #[test]
+    fn garbage_is_not_a_certificate() {
+        assert!(matches!(
+            KcpCertificate::from_pem("hello"),
+            Err(KeyError::CertificatePem(_))
+        ));
+    }
+
+    #[test]
+    fn debug_output_never_shows_key_material() {
+        let signer = KcpSigner::from_pem(CERT, KEY, &pass("changeit")).unwrap();
+        let debug = format!("{signer:?}");
+        assert!(debug.contains("redacted"));
+        assert!(!debug.contains("MII"));
+    }
+}

@@ -1,0 +1,168 @@
+//! What a payment gateway (PG) can do for openport, independent of any PG's wire format.
+//!
+//! The service layer talks only to [`PgConnector`]; each PG lives in its own module (`kcp/`) that
+//! turns these requests into its wire structs and its answers back into these types, so no PG
+//! string (result codes, status words) leaks past the connector.
+
+pub mod kcp;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+/// Amounts are integer won (KRW has no minor unit).
+pub type Won = i64;
+
+/// A key-in (card-not-present) card approval request: spec/kcp.md §2.7.
+#[derive(Clone)]
+pub struct KeyInRequest {
+    /// Our unique order number for this attempt (KCP `ordr_idxx`, ≤40 letters and digits).
+    pub order_no: String,
+    pub amount: Won,
+    pub good_name: String,
+    pub buyer_name: String,
+    pub buyer_email: String,
+    pub buyer_tel: String,
+    pub card: CardSecret,
+    /// Instalment months, 0 = lump sum.
+    pub quota: u8,
+    pub customer_ip: String,
+}
+
+/// Card data that must never be stored, logged or echoed. `Debug` is redacted on purpose.
+#[derive(Clone)]
+pub struct CardSecret {
+    /// 13–16 digits, no separators.
+    pub number: String,
+    /// `YYMM`, as KCP wants it.
+    pub expiry_yymm: String,
+    /// Present for authenticated key-in (`11121000`): 6-digit birth date or 10-digit business number.
+    pub birth: Option<String>,
+    /// First two digits of the card PIN, with `birth`.
+    pub pwd_2digit: Option<String>,
+}
+
+impl std::fmt::Debug for CardSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CardSecret(<redacted>)")
+    }
+}
+
+/// A card approval as KCP reported it (spec/kcp.md §2.4 card fields).
+#[derive(Debug, Clone, PartialEq)]
+pub struct CardApproval {
+    /// KCP transaction number (14 digits) → iamport `pg_tid`.
+    pub tno: String,
+    pub order_no: String,
+    pub amount: Won,
+    /// Approval number → iamport `apply_num`.
+    pub app_no: String,
+    pub approved_at: DateTime<Utc>,
+    /// KCP issuer code (`card_cd`, e.g. `CCLG`).
+    pub issuer_code: String,
+    pub issuer_name: String,
+    /// Masked by KCP already (e.g. `411111******1111`).
+    pub masked_card_number: String,
+    pub quota: u8,
+    /// `card_bin_type_02`: false = credit, true = check card.
+    pub is_check_card: bool,
+    pub partial_cancel_allowed: bool,
+}
+
+/// How to cancel: spec/kcp.md §2.9.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CancelKind {
+    /// `STSC`: cancel the whole remaining balance.
+    Full,
+    /// `STPC`: cancel `amount` out of `balance_before` (KCP's `mod_mny` / `rem_mny`).
+    Partial { amount: Won, balance_before: Won },
+}
+
+#[derive(Debug, Clone)]
+pub struct CancelRequest {
+    pub tno: String,
+    pub kind: CancelKind,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct CancelConfirmation {
+    pub tno: String,
+    pub cancelled_at: DateTime<Utc>,
+    /// Balance left at KCP after this cancel (0 after a full cancel).
+    pub remaining: Won,
+}
+
+/// What an inquiry says about a transaction: spec/kcp.md §2.10.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TradeState {
+    /// KCP has no approval for this order (it never reached KCP, or KCP declined it).
+    NotFound,
+    /// Approved; `remaining` is what can still be cancelled.
+    Approved {
+        approval: CardApproval,
+        remaining: Won,
+    },
+    /// Fully cancelled.
+    Cancelled {
+        approval: CardApproval,
+        cancelled_at: DateTime<Utc>,
+    },
+}
+
+/// Which transaction to ask about. The order number is used when the approval answer was lost and
+/// no `tno` is known (see docs/kcp.md for this documented assumption about `std/inquery`).
+#[derive(Debug, Clone)]
+pub enum TradeRef {
+    Tno(String),
+    OrderNo(String),
+}
+
+/// Why a PG call did not succeed. The distinction between `Declined` and `Unknown` is what keeps
+/// money safe: only a definite refusal may mark a payment failed.
+#[derive(Debug, thiserror::Error)]
+pub enum PgError {
+    /// The PG answered and definitely refused; nothing was charged or changed.
+    #[error("{message} ({code})")]
+    Declined {
+        code: String,
+        message: String,
+        reason: DeclineReason,
+    },
+    /// We do not know what happened (timeout, 5xx, dropped connection, unreadable body):
+    /// the call may or may not have taken effect and must be resolved by inquiry.
+    #[error("outcome unknown: {0}")]
+    Unknown(String),
+    /// The PG approved, but not what was asked (its `amount` or `order_no` differs from the
+    /// request): spec/kcp.md §5. Money HAS moved under `tno`; the service must net-cancel `tno`
+    /// in full and must not mark the payment paid.
+    #[error("PG approved {tno} but the answer does not match the request: {detail}")]
+    Mismatch { tno: String, detail: String },
+    /// Our own configuration is unusable (bad key, bad URL); nothing was sent.
+    #[error("PG configuration error: {0}")]
+    Config(String),
+}
+
+/// Coarse decline categories the service layer and API messages care about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeclineReason {
+    /// Card data refused (number, expiry, birth, PIN, card not accepted): iamport code -1.
+    CardRejected,
+    /// Limit, balance, issuer refusal.
+    CardDeclined,
+    /// Already cancelled at the PG (KCP 8133).
+    AlreadyCancelled,
+    /// Anything else the PG refused.
+    Other,
+}
+
+/// Everything openport needs from a PG for the core flows. One instance serves one PG merchant
+/// account (KCP `site_cd`).
+#[async_trait]
+pub trait PgConnector: Send + Sync {
+    /// Key-in card approval (`gw/hub/v1/payment`, `card_tx_type` 11121000 or 11111000).
+    async fn approve_key_in(&self, req: &KeyInRequest) -> Result<CardApproval, PgError>;
+    /// Full or partial cancel (`gw/mod/v1/cancel`, signed).
+    async fn cancel(&self, req: &CancelRequest) -> Result<CancelConfirmation, PgError>;
+    /// Transaction inquiry (`std/inquery`, signed) for a card payment.
+    async fn inquire(&self, trade: &TradeRef) -> Result<TradeState, PgError>;
+}

@@ -1,0 +1,165 @@
+//! `POST /users/getToken` and token checks (spec/iamport-v1.md §1).
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use secrecy::ExposeSecret;
+use subtle::ConstantTimeEq;
+
+use super::{Gateway, ServiceError, ServiceResult};
+use crate::domain::ids::random_hex;
+use crate::store::entity::merchant;
+use crate::store::{is_unique_violation, merchants};
+
+/// A token lives 30 minutes.
+pub const TOKEN_TTL_SECS: i64 = 30 * 60;
+/// Asked for again in its last minute, a token is extended by 5 minutes.
+const EXTEND_WINDOW_SECS: i64 = 60;
+const EXTEND_BY_SECS: i64 = 5 * 60;
+
+#[derive(Debug, Clone)]
+pub struct IssuedToken {
+    pub access_token: String,
+    pub now: i64,
+    pub expired_at: i64,
+}
+
+/// Who is calling.
+#[derive(Debug, Clone)]
+pub enum Principal {
+    Merchant(Arc<merchant::Model>),
+    /// The operator (admin token from config): may read every merchant's data.
+    Admin,
+}
+
+impl Principal {
+    /// The merchant whose data the caller may see; None = all (operator).
+    pub fn scope(&self) -> Option<i64> {
+        match self {
+            Self::Merchant(m) => Some(m.id),
+            Self::Admin => None,
+        }
+    }
+}
+
+/// In-process cache of token → (merchant, expiry) and of merchant rows, so an authenticated
+/// lookup costs no extra database round trip. The database stays the truth: a miss (or an entry
+/// past its cached expiry) reads it, so tokens issued by another instance work everywhere.
+#[derive(Default)]
+pub struct TokenCache {
+    tokens: RwLock<HashMap<String, (i64, i64)>>,
+    merchants: RwLock<HashMap<i64, Arc<merchant::Model>>>,
+}
+
+impl TokenCache {
+    fn get(&self, token: &str, now: i64) -> Option<i64> {
+        let map = self.tokens.read().ok()?;
+        map.get(token)
+            .filter(|(_, exp)| *exp > now)
+            .map(|(m, _)| *m)
+    }
+    fn put(&self, token: &str, merchant_id: i64, expires_at: i64, now: i64) {
+        if let Ok(mut map) = self.tokens.write() {
+            if map.len() > 100_000 {
+                map.retain(|_, (_, exp)| *exp > now);
+            }
+            map.insert(token.to_string(), (merchant_id, expires_at));
+        }
+    }
+    fn merchant(&self, id: i64) -> Option<Arc<merchant::Model>> {
+        self.merchants.read().ok()?.get(&id).cloned()
+    }
+    fn put_merchant(&self, m: Arc<merchant::Model>) {
+        if let Ok(mut map) = self.merchants.write() {
+            map.insert(m.id, m);
+        }
+    }
+}
+
+impl Gateway {
+    pub async fn get_token(&self, imp_key: &str, imp_secret: &str) -> ServiceResult<IssuedToken> {
+        let merchant = merchants::by_imp_key(&self.db.read, imp_key).await?;
+        // Hash even when the key is unknown, so timing does not tell which keys exist.
+        let ok = match &merchant {
+            Some(m) => self.secrets.secret_matches(imp_secret, &m.imp_secret_hash),
+            None => {
+                let _ = self.secrets.secret_hash(imp_secret);
+                false
+            }
+        };
+        let Some(merchant) = merchant.filter(|_| ok) else {
+            return Err(ServiceError::Unauthorized);
+        };
+        let now = self.clock.unix();
+        if let Some(t) = merchants::live_token(&self.db.read, merchant.id, now).await? {
+            let mut expired_at = t.expires_at;
+            if expired_at - now <= EXTEND_WINDOW_SECS {
+                expired_at += EXTEND_BY_SECS;
+                merchants::extend_token(&self.db.write, &t.token, expired_at).await?;
+            }
+            self.tokens.put(&t.token, merchant.id, expired_at, now);
+            return Ok(IssuedToken {
+                access_token: t.token,
+                now,
+                expired_at,
+            });
+        }
+        let token = random_hex(20);
+        let expired_at = now + TOKEN_TTL_SECS;
+        match merchants::insert_token(&self.db.write, token.clone(), merchant.id, now, expired_at)
+            .await
+        {
+            Ok(_) => {}
+            Err(e) if is_unique_violation(&e) => {
+                return Err(ServiceError::Internal("token collision".into()))
+            }
+            Err(e) => return Err(e.into()),
+        }
+        self.tokens.put(&token, merchant.id, expired_at, now);
+        Ok(IssuedToken {
+            access_token: token,
+            now,
+            expired_at,
+        })
+    }
+
+    /// Resolves a presented token (any transport) to a principal; 401 when missing, unknown or expired.
+    pub async fn authenticate(&self, token: Option<&str>) -> ServiceResult<Principal> {
+        let token = token
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .ok_or(ServiceError::Unauthorized)?;
+        if let Some(admin) = &self.admin_token {
+            if bool::from(token.as_bytes().ct_eq(admin.expose_secret().as_bytes())) {
+                return Ok(Principal::Admin);
+            }
+        }
+        let now = self.clock.unix();
+        let merchant_id = match self.tokens.get(token, now) {
+            Some(id) => id,
+            None => {
+                let row = merchants::token(&self.db.read, token)
+                    .await?
+                    .ok_or(ServiceError::Unauthorized)?;
+                if row.expires_at <= now {
+                    return Err(ServiceError::Unauthorized);
+                }
+                self.tokens.put(token, row.merchant_id, row.expires_at, now);
+                row.merchant_id
+            }
+        };
+        Ok(Principal::Merchant(self.merchant(merchant_id).await?))
+    }
+
+    pub async fn merchant(&self, id: i64) -> ServiceResult<Arc<merchant::Model>> {
+        if let Some(m) = self.tokens.merchant(id) {
+            return Ok(m);
+        }
+        let m = Arc::new(
+            merchants::by_id(&self.db.read, id)
+                .await?
+                .ok_or(ServiceError::Unauthorized)?,
+        );
+        self.tokens.put_merchant(m.clone());
+        Ok(m)
+    }
+}

@@ -1,0 +1,221 @@
+//! `POST /payments/cancel`: full and partial cancels (spec/iamport-v1.md §4.2, KCP §2.9).
+//!
+//! A unique index allows one open cancel attempt per payment, so concurrent partial cancels are
+//! serialised by the database: the balance each one checks is the balance KCP will see.
+use chrono::{DateTime, Utc};
+use sea_orm::{ActiveModelTrait, Set, TransactionTrait};
+
+use super::resolve::CancelOutcome;
+use super::{Gateway, PaymentRecord, ServiceError, ServiceResult};
+use crate::domain::ids::random_hex;
+use crate::domain::payment::{plan_cancel, PaymentStatus};
+use crate::pg::{CancelKind, CancelRequest, DeclineReason, PgError};
+use crate::store::entity::{cancellation, merchant, payment, pg_attempt};
+use crate::store::{is_unique_violation, payments};
+
+#[derive(Debug, Clone, Default)]
+pub struct CancelCommand {
+    pub imp_uid: Option<String>,
+    pub merchant_uid: Option<String>,
+    /// None or 0 = the whole remaining balance.
+    pub amount: Option<i64>,
+    /// The balance the caller believes remains before this cancel.
+    pub checksum: Option<i64>,
+    pub reason: Option<String>,
+}
+
+const NOT_FOUND: &str = "취소할 결제건이 존재하지 않습니다.";
+
+impl Gateway {
+    pub async fn cancel_payment(
+        &self,
+        m: &merchant::Model,
+        cmd: CancelCommand,
+    ) -> ServiceResult<PaymentRecord> {
+        // imp_uid wins over merchant_uid; an unknown imp_uid fails even with a valid merchant_uid.
+        let found = match (&cmd.imp_uid, &cmd.merchant_uid) {
+            (Some(imp), _) => payments::by_imp_uid(&self.db.read, Some(m.id), imp).await?,
+            (None, Some(uid)) => payments::live_by_merchant_uid(&self.db.read, m.id, uid).await?,
+            (None, None) => {
+                return Err(ServiceError::BadRequest(
+                    "imp_uid 또는 merchant_uid 파라메터가 누락되었습니다.".into(),
+                ))
+            }
+        };
+        let payment = found.ok_or_else(|| ServiceError::Refused(NOT_FOUND.into()))?;
+        let plan = |p: &payment::Model| {
+            plan_cancel(
+                PaymentStatus::from_db(&p.status),
+                p.amount,
+                p.cancel_amount,
+                cmd.amount,
+                cmd.checksum,
+            )
+            .map_err(|e| ServiceError::Refused(e.to_string()))
+        };
+        plan(&payment)?;
+        let tno = payment
+            .pg_tid
+            .clone()
+            .ok_or_else(|| ServiceError::Refused(NOT_FOUND.into()))?;
+        let reason = cmd.reason.clone().filter(|r| !r.trim().is_empty());
+
+        let attempt = match self.insert_cancel_attempt(&payment, &tno, &reason).await {
+            Ok(a) => a,
+            Err(e) if is_unique_violation(&e) => {
+                return Err(ServiceError::Refused(
+                    "이 결제건에 처리 중인 취소 요청이 있습니다. 잠시 후 다시 시도해 주세요."
+                        .into(),
+                ))
+            }
+            Err(e) => return Err(e.into()),
+        };
+        // Holding the only open cancel, re-read: another cancel may have completed meanwhile.
+        let payment = payments::by_id(&self.db.write, payment.id)
+            .await?
+            .ok_or_else(|| ServiceError::Refused(NOT_FOUND.into()))?;
+        let plan = match plan(&payment) {
+            Ok(p) => p,
+            Err(e) => {
+                self.close_attempt(attempt, "failed", "not sent: refused by rules")
+                    .await?;
+                return Err(e);
+            }
+        };
+        let mut a: pg_attempt::ActiveModel = attempt.into();
+        a.amount = Set(plan.amount);
+        let attempt = payments::update_attempt(&self.db.write, a).await?;
+
+        let connector = self.connectors.for_merchant(m, &self.secrets)?;
+        // A full cancel of an untouched approval must be STSC (spec/kcp.md §2.9).
+        let kind = if plan.is_full && payment.cancel_amount == 0 {
+            CancelKind::Full
+        } else {
+            CancelKind::Partial {
+                amount: plan.amount,
+                balance_before: plan.balance_before,
+            }
+        };
+        let kcp_reason: String = reason
+            .clone()
+            .unwrap_or_else(|| "가맹점 요청 취소".into())
+            .chars()
+            .take(50)
+            .collect();
+        let request = CancelRequest {
+            tno,
+            kind,
+            reason: kcp_reason,
+        };
+        match connector.cancel(&request).await {
+            Ok(conf) => {
+                let p = self
+                    .record_cancellation(payment, attempt, conf.cancelled_at)
+                    .await?;
+                self.payment_record(p).await
+            }
+            Err(PgError::Declined {
+                code,
+                message,
+                reason: r,
+            }) => {
+                self.close_attempt(attempt, "failed", &format!("[{code}] {message}"))
+                    .await?;
+                if r == DeclineReason::AlreadyCancelled {
+                    tracing::error!(imp_uid = %payment.imp_uid, "KCP says already cancelled but openport has a balance");
+                }
+                Err(ServiceError::Refused(format!(
+                    "결제취소에 실패하였습니다.({message})"
+                )))
+            }
+            Err(e) => {
+                tracing::warn!(imp_uid = %payment.imp_uid, "cancel outcome unknown: {e}");
+                let mut a: pg_attempt::ActiveModel = attempt.into();
+                a.state = Set("unknown".into());
+                let attempt = payments::update_attempt(&self.db.write, a).await?;
+                match self.resolve_cancel(connector.as_ref(), payment.clone(), attempt).await? {
+                    CancelOutcome::Applied(p) => self.payment_record(*p).await,
+                    CancelOutcome::NotApplied => Err(ServiceError::Refused("결제취소에 실패하였습니다.(PG사 응답 없음)".into())),
+                    CancelOutcome::Unknown => Err(ServiceError::Refused(format!(
+                        "PG사 취소 응답을 확인하지 못했습니다. 취소 결과는 자동으로 확인됩니다. (imp_uid: {})",
+                        payment.imp_uid
+                    ))),
+                }
+            }
+        }
+    }
+
+    async fn insert_cancel_attempt(
+        &self,
+        p: &payment::Model,
+        tno: &str,
+        reason: &Option<String>,
+    ) -> Result<pg_attempt::Model, sea_orm::DbErr> {
+        let now = self.clock.unix();
+        payments::insert_attempt(
+            &self.db.write,
+            pg_attempt::ActiveModel {
+                payment_id: Set(p.id),
+                kind: Set("cancel".into()),
+                state: Set("pending".into()),
+                order_no: Set(p.order_no.clone()),
+                tno: Set(Some(tno.to_string())),
+                amount: Set(0),
+                reason: Set(reason.clone()),
+                result_code: Set(None),
+                result_message: Set(None),
+                tries: Set(0),
+                next_check_at: Set(now + self.settings.settle_secs),
+                lease_until: Set(0),
+                created_at: Set(now),
+                updated_at: Set(now),
+                ..Default::default()
+            },
+        )
+        .await
+    }
+
+    /// The cancellation row, the payment's cumulative cancel_amount and the attempt, in one transaction.
+    pub(crate) async fn record_cancellation(
+        &self,
+        payment: payment::Model,
+        attempt: pg_attempt::Model,
+        at: DateTime<Utc>,
+    ) -> ServiceResult<payment::Model> {
+        let now = self.clock.unix();
+        let at = at.timestamp();
+        let txn = self.db.write.begin().await?;
+        payments::insert_cancellation(
+            &txn,
+            cancellation::ActiveModel {
+                payment_id: Set(payment.id),
+                cancellation_id: Set(random_hex(12)),
+                pg_tid: Set(attempt
+                    .tno
+                    .clone()
+                    .or(payment.pg_tid.clone())
+                    .unwrap_or_default()),
+                amount: Set(attempt.amount),
+                reason: Set(attempt.reason.clone()),
+                cancelled_at: Set(at),
+                ..Default::default()
+            },
+        )
+        .await?;
+        let cancel_amount = payment.cancel_amount + attempt.amount;
+        let mut p: payment::ActiveModel = payment.into();
+        p.cancel_amount = Set(cancel_amount);
+        p.status = Set(PaymentStatus::Cancelled.as_db().into());
+        p.cancelled_at = Set(Some(at));
+        p.cancel_reason = Set(attempt.reason.clone());
+        p.updated_at = Set(now);
+        let p = p.update(&txn).await?;
+        let mut a: pg_attempt::ActiveModel = attempt.into();
+        a.state = Set("succeeded".into());
+        a.result_code = Set(Some("0000".into()));
+        a.updated_at = Set(now);
+        a.update(&txn).await?;
+        txn.commit().await?;
+        Ok(p)
+    }
+}

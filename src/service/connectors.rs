@@ -1,0 +1,78 @@
+//! One PG connector per merchant (each merchant has its own KCP site code, certificate and key),
+//! built on first use from the merchant's sealed credentials and kept for the process lifetime.
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use secrecy::SecretString;
+
+use super::secrets::MasterKey;
+use super::{ServiceError, ServiceResult};
+use crate::pg::kcp::{KcpConfig, KcpConnector, KcpUrls};
+use crate::pg::PgConnector;
+use crate::store::entity::merchant;
+
+#[derive(Clone)]
+pub struct Connectors {
+    urls: KcpUrls,
+    timeout: Duration,
+    http: reqwest::Client,
+    built: Arc<RwLock<HashMap<i64, Arc<dyn PgConnector>>>>,
+}
+
+impl Connectors {
+    pub fn new(urls: KcpUrls, timeout: Duration) -> Self {
+        let http = reqwest::Client::builder()
+            .timeout(timeout)
+            .connect_timeout(Duration::from_secs(10))
+            .pool_max_idle_per_host(64)
+            .build()
+            .expect("HTTP client with static settings");
+        Self {
+            urls,
+            timeout,
+            http,
+            built: Arc::default(),
+        }
+    }
+
+    pub fn urls(&self) -> &KcpUrls {
+        &self.urls
+    }
+
+    pub fn for_merchant(
+        &self,
+        m: &merchant::Model,
+        secrets: &MasterKey,
+    ) -> ServiceResult<Arc<dyn PgConnector>> {
+        if let Some(c) = self
+            .built
+            .read()
+            .ok()
+            .and_then(|map| map.get(&m.id).cloned())
+        {
+            return Ok(c);
+        }
+        let unseal = |s: &str| {
+            secrets.open_string(s).map_err(|e| {
+                ServiceError::Internal(format!("merchant {} KCP credentials: {e}", m.id))
+            })
+        };
+        let config = KcpConfig {
+            site_cd: m.site_cd.clone(),
+            certificate_pem: m.kcp_certificate_pem.clone(),
+            private_key_pem: unseal(&m.kcp_private_key_sealed)?,
+            private_key_passphrase: SecretString::from(unseal(&m.kcp_passphrase_sealed)?),
+            urls: self.urls.clone(),
+            timeout: self.timeout,
+        };
+        let connector: Arc<dyn PgConnector> =
+            Arc::new(KcpConnector::new(config, self.http.clone()).map_err(|e| {
+                ServiceError::Internal(format!("merchant {} KCP connector: {e}", m.id))
+            })?);
+        if let Ok(mut map) = self.built.write() {
+            map.insert(m.id, connector.clone());
+        }
+        Ok(connector)
+    }
+}

@@ -1,0 +1,216 @@
+//! Read side: the lookups of spec/iamport-v1.md §4.1.
+use super::auth::Principal;
+use super::{Gateway, PaymentRecord, ServiceError, ServiceResult};
+use crate::domain::payment::{PaymentStatus, StatusFilter};
+use crate::store::entity::payment;
+use crate::store::payments::{self, PaymentQuery, Sorting, TimeColumn};
+
+pub const NOT_FOUND: &str = "존재하지 않는 결제정보입니다.";
+/// Default window of `/payments/status`: 90 days back from `to`.
+const DEFAULT_RANGE_SECS: i64 = 90 * 24 * 3600;
+
+/// A page of iamport's paged shape: previous/next are page numbers, 0 when none.
+#[derive(Debug, Clone)]
+pub struct Page<T> {
+    pub total: u64,
+    pub previous: u64,
+    pub next: u64,
+    pub list: Vec<T>,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Paging {
+    pub page: u64,
+    pub limit: u64,
+}
+
+impl Paging {
+    /// 1-based page; limit defaults to 20 and is capped at `max`.
+    pub fn new(page: Option<u64>, limit: Option<u64>, max: u64) -> Self {
+        Self {
+            page: page.unwrap_or(1).max(1),
+            limit: limit.unwrap_or(20).clamp(1, max),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct StatusQuery {
+    pub filter: StatusFilter,
+    pub from: Option<i64>,
+    pub to: Option<i64>,
+    pub sorting: Sorting,
+    pub paging: Paging,
+}
+
+impl Gateway {
+    pub async fn payment_record(&self, p: payment::Model) -> ServiceResult<PaymentRecord> {
+        let cancellations = payments::cancellations_of(&self.db.read, &[p.id]).await?;
+        Ok(PaymentRecord {
+            payment: p,
+            cancellations,
+        })
+    }
+
+    async fn records(&self, list: Vec<payment::Model>) -> ServiceResult<Vec<PaymentRecord>> {
+        let ids: Vec<i64> = list
+            .iter()
+            .filter(|p| p.cancel_amount > 0)
+            .map(|p| p.id)
+            .collect();
+        let mut cancels = payments::cancellations_of(&self.db.read, &ids).await?;
+        Ok(list
+            .into_iter()
+            .map(|p| {
+                let (mine, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut cancels)
+                    .into_iter()
+                    .partition(|c| c.payment_id == p.id);
+                cancels = rest;
+                PaymentRecord {
+                    payment: p,
+                    cancellations: mine,
+                }
+            })
+            .collect())
+    }
+
+    pub async fn payment_by_imp_uid(
+        &self,
+        who: &Principal,
+        imp_uid: &str,
+        include_sandbox: bool,
+    ) -> ServiceResult<PaymentRecord> {
+        let p = payments::by_imp_uid(&self.db.read, who.scope(), imp_uid)
+            .await?
+            .filter(|p| include_sandbox || !p.sandbox)
+            .ok_or_else(|| ServiceError::NotFound(NOT_FOUND.into()))?;
+        self.payment_record(p).await
+    }
+
+    /// Multi-get: found records in the order asked; the caller answers 207 when some are missing.
+    pub async fn payments_by_ids(
+        &self,
+        who: &Principal,
+        imp_uids: &[String],
+        merchant_uids: &[String],
+    ) -> ServiceResult<Vec<PaymentRecord>> {
+        let found =
+            payments::by_imp_uids(&self.db.read, who.scope(), imp_uids, merchant_uids).await?;
+        let mut ordered: Vec<payment::Model> = Vec::new();
+        for id in imp_uids {
+            if let Some(p) = found.iter().find(|p| &p.imp_uid == id) {
+                ordered.push(p.clone());
+            }
+        }
+        // A merchant_uid names its newest attempt, as /payments/find does.
+        for uid in merchant_uids {
+            if let Some(p) = found.iter().find(|p| &p.merchant_uid == uid) {
+                if !ordered.iter().any(|o| o.id == p.id) {
+                    ordered.push(p.clone());
+                }
+            }
+        }
+        self.records(ordered).await
+    }
+
+    fn merchant_uid_query(
+        who: &Principal,
+        merchant_uid: &str,
+        status: StatusFilter,
+    ) -> PaymentQuery {
+        PaymentQuery {
+            merchant_id: who.scope(),
+            merchant_uid: Some(merchant_uid.to_string()),
+            statuses: status.db_statuses(),
+            time_range: None,
+            include_sandbox: true,
+        }
+    }
+
+    pub async fn find_payment(
+        &self,
+        who: &Principal,
+        merchant_uid: &str,
+        status: StatusFilter,
+        sorting: Sorting,
+    ) -> ServiceResult<PaymentRecord> {
+        let q = Self::merchant_uid_query(who, merchant_uid, status);
+        let p = payments::first(&self.db.read, &q, sorting)
+            .await?
+            .ok_or_else(|| ServiceError::NotFound(NOT_FOUND.into()))?;
+        self.payment_record(p).await
+    }
+
+    pub async fn find_all_payments(
+        &self,
+        who: &Principal,
+        merchant_uid: &str,
+        status: StatusFilter,
+        sorting: Sorting,
+        paging: Paging,
+    ) -> ServiceResult<Page<PaymentRecord>> {
+        let q = Self::merchant_uid_query(who, merchant_uid, status);
+        let page = self.page(&q, sorting, paging).await?;
+        if page.total == 0 {
+            return Err(ServiceError::NotFound(NOT_FOUND.into()));
+        }
+        Ok(page)
+    }
+
+    pub async fn payments_by_status(
+        &self,
+        who: &Principal,
+        sq: StatusQuery,
+    ) -> ServiceResult<Page<PaymentRecord>> {
+        let to = sq
+            .to
+            .filter(|t| *t > 0)
+            .unwrap_or_else(|| self.clock.unix());
+        let from = sq
+            .from
+            .filter(|f| *f > 0)
+            .unwrap_or(to - DEFAULT_RANGE_SECS);
+        let column = match sq.filter {
+            StatusFilter::All
+            | StatusFilter::Only(PaymentStatus::Ready | PaymentStatus::Pending) => {
+                TimeColumn::Started
+            }
+            StatusFilter::Only(PaymentStatus::Paid) => TimeColumn::Paid,
+            StatusFilter::Only(PaymentStatus::Failed) => TimeColumn::Failed,
+            StatusFilter::Only(PaymentStatus::Cancelled) => TimeColumn::Cancelled,
+        };
+        let q = PaymentQuery {
+            merchant_id: who.scope(),
+            merchant_uid: None,
+            statuses: sq.filter.db_statuses(),
+            time_range: Some((column, from, to)),
+            include_sandbox: true,
+        };
+        self.page(&q, sq.sorting, sq.paging).await
+    }
+
+    async fn page(
+        &self,
+        q: &PaymentQuery,
+        sorting: Sorting,
+        paging: Paging,
+    ) -> ServiceResult<Page<PaymentRecord>> {
+        let (total, list) =
+            payments::page(&self.db.read, q, sorting, paging.page, paging.limit).await?;
+        let last_page = total.div_ceil(paging.limit);
+        Ok(Page {
+            total,
+            previous: if paging.page > 1 {
+                (paging.page - 1).min(last_page.max(1))
+            } else {
+                0
+            },
+            next: if paging.page < last_page {
+                paging.page + 1
+            } else {
+                0
+            },
+            list: self.records(list).await?,
+        })
+    }
+}

@@ -1,0 +1,101 @@
+//! Merchant accounts: iamport credentials (imp_code, imp_key, imp_secret) bound to one KCP site.
+use rand::distributions::{Alphanumeric, DistString};
+use rand::Rng;
+use sea_orm::Set;
+use secrecy::{ExposeSecret, SecretString};
+
+use super::{Gateway, ServiceError, ServiceResult};
+use crate::pg::kcp::{KcpConfig, KcpConnector};
+use crate::store::entity::merchant;
+use crate::store::{is_unique_violation, merchants};
+
+/// The demo merchant created on an empty database in test mode. Like iamport's public test key,
+/// these values are published (README, docs/api.md) and only ever work against the sandbox.
+pub const DEMO_IMP_CODE: &str = "imp00000000";
+pub const DEMO_IMP_KEY: &str = "imp_apikey";
+pub const DEMO_IMP_SECRET: &str =
+    "ekKoeW8RyKuT0zgaZsUtXXTLQ4AhPFW3ZGseDA6bkA5lamv9OqDMnxyeB9wqOsuO9W3Mx9YSJ4dTqJ3f";
+pub const DEMO_SITE_CD: &str = "T0000";
+
+pub struct NewMerchant {
+    pub name: String,
+    pub site_cd: String,
+    pub certificate_pem: String,
+    pub private_key_pem: String,
+    pub private_key_passphrase: SecretString,
+    pub test_mode: bool,
+    /// Fixed iamport credentials (the demo merchant); None = generate fresh ones.
+    pub credentials: Option<(String, String, String)>,
+}
+
+/// A new merchant and its imp_secret, which exists in clear only in this value.
+pub struct CreatedMerchant {
+    pub merchant: merchant::Model,
+    pub imp_secret: SecretString,
+}
+
+impl Gateway {
+    pub async fn create_merchant(&self, new: NewMerchant) -> ServiceResult<CreatedMerchant> {
+        if new.site_cd.len() != 5 || !new.site_cd.chars().all(|c| c.is_ascii_alphanumeric()) {
+            return Err(ServiceError::BadRequest(
+                "site_cd는 영문/숫자 5자리입니다.".into(),
+            ));
+        }
+        // Refuse credentials that cannot sign before they are stored.
+        KcpConnector::new(
+            KcpConfig {
+                site_cd: new.site_cd.clone(),
+                certificate_pem: new.certificate_pem.clone(),
+                private_key_pem: new.private_key_pem.clone(),
+                private_key_passphrase: new.private_key_passphrase.clone(),
+                urls: self.connectors.urls().clone(),
+                timeout: std::time::Duration::from_secs(1),
+            },
+            reqwest::Client::new(),
+        )
+        .map_err(|e| {
+            ServiceError::BadRequest(format!("KCP 인증서/개인키를 사용할 수 없습니다: {e}"))
+        })?;
+
+        let (imp_code, imp_key, imp_secret) = new.credentials.unwrap_or_else(|| {
+            let mut rng = rand::thread_rng();
+            (
+                format!("imp{:08}", rng.gen_range(0..100_000_000u32)),
+                format!(
+                    "{:016}",
+                    rng.gen_range(1_000_000_000_000_000u64..10_000_000_000_000_000u64)
+                ),
+                Alphanumeric.sample_string(&mut rng, 80),
+            )
+        });
+        let model = merchant::ActiveModel {
+            imp_code: Set(imp_code),
+            name: Set(new.name),
+            imp_key: Set(imp_key),
+            imp_secret_hash: Set(self.secrets.secret_hash(&imp_secret)),
+            site_cd: Set(new.site_cd),
+            kcp_certificate_pem: Set(new.certificate_pem),
+            kcp_private_key_sealed: Set(self.secrets.seal(new.private_key_pem.as_bytes())),
+            kcp_passphrase_sealed: Set(self
+                .secrets
+                .seal(new.private_key_passphrase.expose_secret().as_bytes())),
+            test_mode: Set(new.test_mode),
+            created_at: Set(self.clock.unix()),
+            ..Default::default()
+        };
+        match merchants::insert(&self.db.write, model).await {
+            Ok(merchant) => Ok(CreatedMerchant {
+                merchant,
+                imp_secret: SecretString::from(imp_secret),
+            }),
+            Err(e) if is_unique_violation(&e) => Err(ServiceError::Refused(
+                "이미 사용 중인 imp_code 또는 imp_key입니다.".into(),
+            )),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    pub async fn list_merchants(&self) -> ServiceResult<Vec<merchant::Model>> {
+        Ok(merchants::all(&self.db.read).await?)
+    }
+}

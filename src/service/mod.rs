@@ -1,0 +1,74 @@
+//! Use cases. Transactions live here; HTTP and KCP wire formats do not.
+pub mod auth;
+pub mod cancel;
+pub mod connectors;
+pub mod lookup;
+pub mod merchants;
+pub mod pay;
+pub mod prepare;
+pub mod resolve;
+pub mod secrets;
+
+use std::sync::Arc;
+
+use sea_orm::DbErr;
+
+use crate::clock::Clock;
+use crate::store::entity::{cancellation, payment};
+use crate::store::Db;
+use connectors::Connectors;
+use secrets::MasterKey;
+
+/// Errors of the use cases, each with one place in the iamport envelope (api/error.rs).
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    /// HTTP 401, code -1.
+    #[error("Unauthorized")]
+    Unauthorized,
+    /// HTTP 404, code -1.
+    #[error("{0}")]
+    NotFound(String),
+    /// HTTP 400, code -1: the request itself is malformed.
+    #[error("{0}")]
+    BadRequest(String),
+    /// HTTP 200, code -1: card data refused (by openport's checks or by KCP).
+    #[error("{0}")]
+    CardRejected(String),
+    /// HTTP 200, code 1: a business rule refused the request.
+    #[error("{0}")]
+    Refused(String),
+    /// HTTP 500 with an opaque message; logged once with the cause.
+    #[error("database error: {0}")]
+    Db(#[from] DbErr),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+pub type ServiceResult<T> = Result<T, ServiceError>;
+
+/// A payment with its cancellations: what every iamport Payment object is rendered from.
+#[derive(Debug, Clone)]
+pub struct PaymentRecord {
+    pub payment: payment::Model,
+    pub cancellations: Vec<cancellation::Model>,
+}
+
+/// Knobs of the gateway's behaviour that come from configuration.
+#[derive(Debug, Clone)]
+pub struct GatewaySettings {
+    pub test_mode: bool,
+    /// See `config::ResolverSettings::settle_secs`.
+    pub settle_secs: i64,
+}
+
+/// Everything the use cases need, shared by the HTTP handlers and the background jobs.
+#[derive(Clone)]
+pub struct Gateway {
+    pub db: Db,
+    pub clock: Clock,
+    pub secrets: MasterKey,
+    pub connectors: Connectors,
+    pub settings: GatewaySettings,
+    pub tokens: Arc<auth::TokenCache>,
+    pub admin_token: Option<Arc<secrecy::SecretString>>,
+}

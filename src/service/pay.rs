@@ -1,0 +1,496 @@
+//! Key-in card payments: `POST /subscribe/payments/onetime` (spec/iamport-v1.md §4.4, KCP §2.7).
+//!
+//! Write order (design.md §2): the payment (pending) and its attempt are committed BEFORE KCP is
+//! called; the outcome is recorded in one transaction afterwards. A unique index lets only one
+//! non-failed payment hold a merchant_uid, so concurrent calls charge KCP at most once.
+use sea_orm::{ActiveModelTrait, Set, TransactionTrait};
+
+use super::{Gateway, PaymentRecord, ServiceError, ServiceResult};
+use crate::domain::card::{iamport_card_code, CardAuth, CardNumber, Expiry};
+use crate::domain::ids::{new_imp_uid, order_no_for};
+use crate::domain::payment::PaymentStatus;
+use crate::domain::text::for_kcp;
+use crate::pg::{
+    CancelKind, CancelRequest, CardApproval, CardSecret, DeclineReason, KeyInRequest, PgConnector,
+    PgError,
+};
+use crate::store::entity::{merchant, payment, pg_attempt};
+use crate::store::{is_unique_violation, payments};
+
+/// KCP's reason text for a net-cancel (spec/kcp.md §5).
+pub const NET_CANCEL_REASON: &str = "가맹점 DB 처리 실패(자동취소)";
+/// Instalments are only allowed from this amount (spec/kcp.md §4).
+pub const MIN_INSTALMENT_AMOUNT: i64 = 50_000;
+
+/// A key-in payment request, parsed at the edge.
+#[derive(Debug, Clone)]
+pub struct OnetimeCommand {
+    pub merchant_uid: String,
+    pub amount: i64,
+    pub currency: String,
+    pub card_number: CardNumber,
+    pub expiry: Expiry,
+    pub auth: Option<CardAuth>,
+    pub card_quota: u8,
+    pub name: Option<String>,
+    pub buyer_name: Option<String>,
+    pub buyer_email: Option<String>,
+    pub buyer_tel: Option<String>,
+    pub buyer_addr: Option<String>,
+    pub buyer_postcode: Option<String>,
+    /// Already a JSON string.
+    pub custom_data: Option<String>,
+    pub notice_url: Vec<String>,
+    pub customer_ip: String,
+    pub user_agent: Option<String>,
+}
+
+/// What happened to an approval attempt's money.
+pub(crate) enum ApprovalOutcome {
+    Paid(payment::Model),
+    /// Refused by KCP: a definite failure.
+    Declined {
+        payment: payment::Model,
+        reason: DeclineReason,
+        message: String,
+    },
+    /// Approved at KCP, but openport could not honour it and cancelled it at KCP.
+    NetCancelled(payment::Model),
+    /// Nobody knows yet; the resolver will settle it.
+    Unknown(payment::Model),
+}
+
+impl Gateway {
+    pub async fn pay_onetime(
+        &self,
+        m: &merchant::Model,
+        cmd: OnetimeCommand,
+    ) -> ServiceResult<PaymentRecord> {
+        self.check_prepared(m.id, &cmd.merchant_uid, cmd.amount, &cmd.currency)
+            .await?;
+        if cmd.card_quota >= 2 && cmd.amount < MIN_INSTALMENT_AMOUNT {
+            return Err(ServiceError::CardRejected(format!(
+                "할부결제는 {MIN_INSTALMENT_AMOUNT}원 이상 결제에만 가능합니다. (card_quota: {})",
+                cmd.card_quota
+            )));
+        }
+        let to_kcp = |field, v: &Option<String>, max| {
+            for_kcp(field, v.as_deref().unwrap_or(""), max)
+                .map_err(|e| ServiceError::BadRequest(e.to_string()))
+        };
+        let good_name = to_kcp("name", &cmd.name, 100)?;
+        let buyer_name = to_kcp("buyer_name", &cmd.buyer_name, 30)?;
+        let buyer_email = to_kcp("buyer_email", &cmd.buyer_email, 50)?;
+        let buyer_tel = to_kcp("buyer_tel", &cmd.buyer_tel, 20)?;
+
+        let connector = self.connectors.for_merchant(m, &self.secrets)?;
+        let (payment, attempt) = self.open_approval(m, &cmd).await?;
+        let request = KeyInRequest {
+            order_no: payment.order_no.clone(),
+            amount: cmd.amount,
+            good_name: if good_name.is_empty() {
+                "openport".into()
+            } else {
+                good_name
+            },
+            buyer_name,
+            buyer_email,
+            buyer_tel: buyer_tel.chars().filter(char::is_ascii_digit).collect(),
+            card: CardSecret {
+                number: cmd.card_number.expose_digits().to_string(),
+                expiry_yymm: cmd.expiry.yymm(),
+                birth: cmd.auth.as_ref().map(|a| a.expose_birth().to_string()),
+                pwd_2digit: cmd.auth.as_ref().map(|a| a.expose_pwd().to_string()),
+            },
+            quota: cmd.card_quota,
+            customer_ip: cmd.customer_ip.clone(),
+        };
+        let result = connector.approve_key_in(&request).await;
+        let outcome = match result {
+            Ok(approval) => {
+                self.settle_approval(connector.as_ref(), payment, attempt, approval, true)
+                    .await?
+            }
+            Err(PgError::Declined {
+                code,
+                message,
+                reason,
+            }) => {
+                let payment = self
+                    .record_failure(
+                        payment,
+                        attempt,
+                        Some(code.clone()),
+                        &format!("[{code}] {message}"),
+                    )
+                    .await?;
+                ApprovalOutcome::Declined {
+                    payment,
+                    reason,
+                    message: format!("[{code}] {message}"),
+                }
+            }
+            Err(PgError::Mismatch { tno, detail }) => {
+                tracing::error!(imp_uid = %payment.imp_uid, %tno, "KCP approval differs from the request ({detail}); net-cancelling");
+                self.net_cancel(
+                    connector.as_ref(),
+                    payment,
+                    attempt,
+                    &tno,
+                    "승인금액 또는 주문번호 불일치로 자동취소(망취소)되었습니다.",
+                )
+                .await?
+            }
+            Err(PgError::Config(msg)) => {
+                tracing::error!(merchant_id = m.id, "KCP configuration error: {msg}");
+                let payment = self
+                    .record_failure(
+                        payment,
+                        attempt,
+                        None,
+                        "PG 설정 오류로 결제하지 못했습니다.",
+                    )
+                    .await?;
+                ApprovalOutcome::Declined {
+                    payment,
+                    reason: DeclineReason::Other,
+                    message: "PG 설정 오류".into(),
+                }
+            }
+            Err(err) => {
+                tracing::warn!(imp_uid = %payment.imp_uid, order_no = %payment.order_no, "approval outcome unknown: {err}");
+                let attempt = self.mark_unknown(attempt, &err.to_string()).await?;
+                // The merchant has not been answered yet, so an approval found now can be honoured.
+                self.resolve_approval(connector.as_ref(), payment, attempt, true)
+                    .await?
+            }
+        };
+        match outcome {
+            ApprovalOutcome::Paid(p) => Ok(PaymentRecord { payment: p, cancellations: vec![] }),
+            ApprovalOutcome::Declined { payment, reason: DeclineReason::CardRejected, message } => {
+                tracing::info!(imp_uid = %payment.imp_uid, "card data rejected by KCP");
+                Err(ServiceError::CardRejected(format!("카드정보 인증에 실패하였습니다. {message}")))
+            }
+            // A PG decline is a normal answer: code 0 with status "failed" (spec §8.3).
+            ApprovalOutcome::Declined { payment, .. } | ApprovalOutcome::NetCancelled(payment) => {
+                Ok(PaymentRecord { payment, cancellations: vec![] })
+            }
+            ApprovalOutcome::Unknown(p) => Err(ServiceError::Refused(format!(
+                "PG사 응답을 확인하지 못했습니다. 결제 결과는 자동으로 확인되며(imp_uid: {}), 같은 merchant_uid로 다시 요청해도 이중결제되지 않습니다.",
+                p.imp_uid
+            ))),
+        }
+    }
+
+    /// spec/iamport-v1.md §4.3: a prepared merchant_uid only accepts its prepared amount.
+    pub(crate) async fn check_prepared(
+        &self,
+        merchant_id: i64,
+        merchant_uid: &str,
+        amount: i64,
+        currency: &str,
+    ) -> ServiceResult<()> {
+        if let Some(p) = payments::prepare_by_uid(&self.db.read, merchant_id, merchant_uid).await? {
+            let currency_ok = p.currency.as_deref().is_none_or(|c| c == currency);
+            if p.amount != amount || !currency_ok {
+                return Err(ServiceError::Refused(format!(
+                    "사전등록된 결제정보와 일치하지 않습니다. (사전등록 금액: {}, 요청 금액: {amount})",
+                    p.amount
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Commits the pending payment and its attempt. The unique index refuses a second live payment
+    /// for the merchant_uid; a previous attempt whose outcome is still open is resolved first.
+    async fn open_approval(
+        &self,
+        m: &merchant::Model,
+        cmd: &OnetimeCommand,
+    ) -> ServiceResult<(payment::Model, pg_attempt::Model)> {
+        for _ in 0..3 {
+            match self.insert_pending(m, cmd).await {
+                Ok(pair) => return Ok(pair),
+                Err(e) if is_unique_violation(&e) => {
+                    let Some(live) =
+                        payments::live_by_merchant_uid(&self.db.write, m.id, &cmd.merchant_uid)
+                            .await?
+                    else {
+                        continue; // the holder failed meanwhile; the slot is free again
+                    };
+                    match PaymentStatus::from_db(&live.status) {
+                        PaymentStatus::Pending => {
+                            if !self.try_resolve_payment(&live).await? {
+                                return Err(ServiceError::Refused(format!(
+                                    "같은 merchant_uid로 처리 중인 결제가 있습니다. 결과 확인 후 다시 시도해 주세요. (imp_uid: {})",
+                                    live.imp_uid
+                                )));
+                            }
+                        }
+                        _ => {
+                            return Err(ServiceError::Refused(format!(
+                                "이미 결제가 완료된 merchant_uid입니다. (imp_uid: {})",
+                                live.imp_uid
+                            )))
+                        }
+                    }
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(ServiceError::Refused(
+            "같은 merchant_uid로 처리 중인 결제가 있습니다.".into(),
+        ))
+    }
+
+    async fn insert_pending(
+        &self,
+        m: &merchant::Model,
+        cmd: &OnetimeCommand,
+    ) -> Result<(payment::Model, pg_attempt::Model), sea_orm::DbErr> {
+        let now = self.clock.unix();
+        let imp_uid = new_imp_uid();
+        let order_no = order_no_for(&imp_uid);
+        let txn = self.db.write.begin().await?;
+        let payment = payments::insert(
+            &txn,
+            payment::ActiveModel {
+                imp_uid: Set(imp_uid),
+                merchant_id: Set(m.id),
+                merchant_uid: Set(cmd.merchant_uid.clone()),
+                order_no: Set(order_no.clone()),
+                status: Set(PaymentStatus::Pending.as_db().into()),
+                pay_method: Set("card".into()),
+                channel: Set("api".into()),
+                pg_provider: Set("kcp".into()),
+                pg_id: Set(m.site_cd.clone()),
+                pg_tid: Set(None),
+                amount: Set(cmd.amount),
+                cancel_amount: Set(0),
+                currency: Set(cmd.currency.clone()),
+                name: Set(cmd.name.clone()),
+                buyer_name: Set(cmd.buyer_name.clone()),
+                buyer_email: Set(cmd.buyer_email.clone()),
+                buyer_tel: Set(cmd.buyer_tel.clone()),
+                buyer_addr: Set(cmd.buyer_addr.clone()),
+                buyer_postcode: Set(cmd.buyer_postcode.clone()),
+                custom_data: Set(cmd.custom_data.clone()),
+                notice_url: Set((!cmd.notice_url.is_empty())
+                    .then(|| serde_json::to_string(&cmd.notice_url).unwrap_or_default())),
+                user_agent: Set(cmd.user_agent.clone()),
+                card_code: Set(None),
+                card_name: Set(None),
+                card_number: Set(Some(cmd.card_number.masked())),
+                card_type: Set(None),
+                card_quota: Set(i32::from(cmd.card_quota)),
+                apply_num: Set(None),
+                fail_reason: Set(None),
+                cancel_reason: Set(None),
+                sandbox: Set(m.test_mode),
+                customer_uid: Set(None),
+                customer_uid_usage: Set(None),
+                started_at: Set(now),
+                paid_at: Set(None),
+                failed_at: Set(None),
+                cancelled_at: Set(None),
+                updated_at: Set(now),
+                ..Default::default()
+            },
+        )
+        .await?;
+        let attempt = payments::insert_attempt(
+            &txn,
+            pg_attempt::ActiveModel {
+                payment_id: Set(payment.id),
+                kind: Set("approve".into()),
+                state: Set("pending".into()),
+                order_no: Set(order_no),
+                tno: Set(None),
+                amount: Set(cmd.amount),
+                reason: Set(None),
+                result_code: Set(None),
+                result_message: Set(None),
+                tries: Set(0),
+                next_check_at: Set(now + self.settings.settle_secs),
+                lease_until: Set(0),
+                created_at: Set(now),
+                updated_at: Set(now),
+                ..Default::default()
+            },
+        )
+        .await?;
+        txn.commit().await?;
+        Ok((payment, attempt))
+    }
+
+    /// Records an approval KCP reported, or cancels it at KCP when it must not stand: the amount or
+    /// order differs from ours (spec/kcp.md §5), `honour` is false (the merchant was already told
+    /// the payment did not go through), or the result cannot be recorded.
+    pub(crate) async fn settle_approval(
+        &self,
+        connector: &dyn PgConnector,
+        payment: payment::Model,
+        attempt: pg_attempt::Model,
+        approval: CardApproval,
+        honour: bool,
+    ) -> ServiceResult<ApprovalOutcome> {
+        let matches = approval.amount == payment.amount && approval.order_no == payment.order_no;
+        if !matches {
+            tracing::error!(imp_uid = %payment.imp_uid, tno = %approval.tno, "KCP approved a different amount or order; net-cancelling");
+        }
+        if matches && honour {
+            match self.record_paid(&payment, &attempt, &approval).await {
+                Ok(p) => return Ok(ApprovalOutcome::Paid(p)),
+                Err(e) => {
+                    tracing::error!(imp_uid = %payment.imp_uid, "cannot record approval, net-cancelling: {e}")
+                }
+            }
+        }
+        let reason = if matches {
+            "결제 결과를 확정하지 못해 자동취소(망취소)되었습니다."
+        } else {
+            "승인금액 또는 주문번호 불일치로 자동취소(망취소)되었습니다."
+        };
+        self.net_cancel(connector, payment, attempt, &approval.tno, reason)
+            .await
+    }
+
+    /// STSC with KCP's net-cancel reason; the attempt stays open (and the payment pending) if the
+    /// cancel's own outcome is unknown, so the resolver finishes it.
+    async fn net_cancel(
+        &self,
+        connector: &dyn PgConnector,
+        payment: payment::Model,
+        attempt: pg_attempt::Model,
+        tno: &str,
+        fail_reason: &str,
+    ) -> ServiceResult<ApprovalOutcome> {
+        let req = CancelRequest {
+            tno: tno.to_string(),
+            kind: CancelKind::Full,
+            reason: NET_CANCEL_REASON.into(),
+        };
+        match connector.cancel(&req).await {
+            Ok(_)
+            | Err(PgError::Declined {
+                reason: DeclineReason::AlreadyCancelled,
+                ..
+            }) => {
+                let p = self
+                    .record_net_cancelled(payment, attempt, tno, fail_reason)
+                    .await?;
+                Ok(ApprovalOutcome::NetCancelled(p))
+            }
+            Err(e) => {
+                tracing::error!(imp_uid = %payment.imp_uid, %tno, "net-cancel did not complete: {e}");
+                let mut a: pg_attempt::ActiveModel = attempt.into();
+                a.state = Set("unknown".into());
+                a.tno = Set(Some(tno.to_string()));
+                a.result_message = Set(Some(format!("net-cancel pending: {e}")));
+                a.next_check_at = Set(self.clock.unix());
+                a.updated_at = Set(self.clock.unix());
+                payments::update_attempt(&self.db.write, a).await?;
+                Ok(ApprovalOutcome::Unknown(payment))
+            }
+        }
+    }
+
+    async fn record_paid(
+        &self,
+        payment: &payment::Model,
+        attempt: &pg_attempt::Model,
+        ap: &CardApproval,
+    ) -> Result<payment::Model, sea_orm::DbErr> {
+        let now = self.clock.unix();
+        let txn = self.db.write.begin().await?;
+        let mut p: payment::ActiveModel = payment.clone().into();
+        p.status = Set(PaymentStatus::Paid.as_db().into());
+        p.pg_tid = Set(Some(ap.tno.clone()));
+        p.apply_num = Set(Some(ap.app_no.clone()));
+        p.card_code = Set(iamport_card_code(&ap.issuer_code).map(str::to_string));
+        p.card_name = Set(Some(ap.issuer_name.clone()));
+        p.card_number = Set(Some(ap.masked_card_number.clone()));
+        p.card_type = Set(Some(i32::from(ap.is_check_card)));
+        p.card_quota = Set(i32::from(ap.quota));
+        p.paid_at = Set(Some(ap.approved_at.timestamp()));
+        p.updated_at = Set(now);
+        let p = p.update(&txn).await?;
+        let mut a: pg_attempt::ActiveModel = attempt.clone().into();
+        a.state = Set("succeeded".into());
+        a.tno = Set(Some(ap.tno.clone()));
+        a.result_code = Set(Some("0000".into()));
+        a.updated_at = Set(now);
+        a.update(&txn).await?;
+        txn.commit().await?;
+        Ok(p)
+    }
+
+    pub(crate) async fn record_failure(
+        &self,
+        payment: payment::Model,
+        attempt: pg_attempt::Model,
+        code: Option<String>,
+        reason: &str,
+    ) -> ServiceResult<payment::Model> {
+        self.close_failed(payment, attempt, "failed", None, code, reason)
+            .await
+    }
+
+    pub(crate) async fn record_net_cancelled(
+        &self,
+        payment: payment::Model,
+        attempt: pg_attempt::Model,
+        tno: &str,
+        reason: &str,
+    ) -> ServiceResult<payment::Model> {
+        self.close_failed(payment, attempt, "net_cancelled", Some(tno), None, reason)
+            .await
+    }
+
+    /// Marks the payment failed (freeing its merchant_uid) and closes the attempt, in one transaction.
+    async fn close_failed(
+        &self,
+        payment: payment::Model,
+        attempt: pg_attempt::Model,
+        attempt_state: &str,
+        tno: Option<&str>,
+        code: Option<String>,
+        reason: &str,
+    ) -> ServiceResult<payment::Model> {
+        let now = self.clock.unix();
+        let txn = self.db.write.begin().await?;
+        let mut p: payment::ActiveModel = payment.into();
+        p.status = Set(PaymentStatus::Failed.as_db().into());
+        p.fail_reason = Set(Some(reason.to_string()));
+        p.failed_at = Set(Some(now));
+        if let Some(t) = tno {
+            p.pg_tid = Set(Some(t.to_string()));
+        }
+        p.updated_at = Set(now);
+        let p = p.update(&txn).await?;
+        let mut a: pg_attempt::ActiveModel = attempt.into();
+        a.state = Set(attempt_state.into());
+        if let Some(t) = tno {
+            a.tno = Set(Some(t.to_string()));
+        }
+        a.result_code = Set(code);
+        a.result_message = Set(Some(reason.to_string()));
+        a.updated_at = Set(now);
+        a.update(&txn).await?;
+        txn.commit().await?;
+        Ok(p)
+    }
+
+    async fn mark_unknown(
+        &self,
+        attempt: pg_attempt::Model,
+        why: &str,
+    ) -> ServiceResult<pg_attempt::Model> {
+        let mut a: pg_attempt::ActiveModel = attempt.into();
+        a.state = Set("unknown".into());
+        a.result_message = Set(Some(why.chars().take(200).collect()));
+        a.updated_at = Set(self.clock.unix());
+        Ok(payments::update_attempt(&self.db.write, a).await?)
+    }
+}

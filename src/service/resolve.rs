@@ -1,0 +1,229 @@
+//! Settling attempts whose outcome is unknown (timeout, 5xx, dropped or lost response, crash):
+//! by `std/inquery`, never by guessing (spec/kcp.md §5). An approval that openport can no longer
+//! honour is net-cancelled; "KCP has no such approval" is believed only once the attempt is older
+//! than `settle_secs`, so a slow request cannot be approved after we concluded it failed.
+use sea_orm::Set;
+
+use super::pay::ApprovalOutcome;
+use super::{Gateway, ServiceError, ServiceResult};
+use crate::pg::{PgConnector, TradeRef, TradeState};
+use crate::store::entity::{payment, pg_attempt};
+use crate::store::payments;
+
+/// How long one resolver instance owns an attempt it claimed.
+const LEASE_SECS: i64 = 120;
+
+/// What became of a cancel attempt.
+pub(crate) enum CancelOutcome {
+    Applied(Box<payment::Model>),
+    NotApplied,
+    Unknown,
+}
+
+impl Gateway {
+    pub(crate) async fn resolve_approval(
+        &self,
+        connector: &dyn PgConnector,
+        payment: payment::Model,
+        attempt: pg_attempt::Model,
+        honour: bool,
+    ) -> ServiceResult<ApprovalOutcome> {
+        let trade = match &attempt.tno {
+            Some(t) => TradeRef::Tno(t.clone()),
+            None => TradeRef::OrderNo(attempt.order_no.clone()),
+        };
+        match connector.inquire(&trade).await {
+            Ok(TradeState::Approved { approval, .. }) => {
+                self.settle_approval(connector, payment, attempt, approval, honour)
+                    .await
+            }
+            Ok(TradeState::Cancelled { approval, .. }) => {
+                let p = self
+                    .record_net_cancelled(
+                        payment,
+                        attempt,
+                        &approval.tno,
+                        "결제 결과를 확정하지 못해 자동취소(망취소)되었습니다.",
+                    )
+                    .await?;
+                Ok(ApprovalOutcome::NetCancelled(p))
+            }
+            Ok(TradeState::NotFound) if self.settled(&attempt) => {
+                let p = self
+                    .record_failure(
+                        payment,
+                        attempt,
+                        None,
+                        "PG사 승인 내역이 없어 결제 실패로 처리되었습니다.",
+                    )
+                    .await?;
+                Ok(ApprovalOutcome::Declined {
+                    payment: p,
+                    reason: crate::pg::DeclineReason::Other,
+                    message: "PG사 승인 내역 없음".into(),
+                })
+            }
+            Ok(TradeState::NotFound) => {
+                self.postpone(attempt, "not found yet").await?;
+                Ok(ApprovalOutcome::Unknown(payment))
+            }
+            Err(e) => {
+                tracing::warn!(imp_uid = %payment.imp_uid, "inquiry failed: {e}");
+                self.postpone(attempt, &e.to_string()).await?;
+                Ok(ApprovalOutcome::Unknown(payment))
+            }
+        }
+    }
+
+    pub(crate) async fn resolve_cancel(
+        &self,
+        connector: &dyn PgConnector,
+        payment: payment::Model,
+        attempt: pg_attempt::Model,
+    ) -> ServiceResult<CancelOutcome> {
+        let Some(tno) = attempt.tno.clone().or_else(|| payment.pg_tid.clone()) else {
+            return Err(ServiceError::Internal(format!(
+                "cancel attempt {} without tno",
+                attempt.id
+            )));
+        };
+        let remaining = match connector.inquire(&TradeRef::Tno(tno)).await {
+            Ok(TradeState::Approved { remaining, .. }) => remaining,
+            Ok(TradeState::Cancelled { .. }) => 0,
+            Ok(TradeState::NotFound) => {
+                self.close_attempt(attempt, "conflict", "KCP에 거래가 없음")
+                    .await?;
+                tracing::error!(imp_uid = %payment.imp_uid, "cancel attempt: KCP has no such transaction");
+                return Ok(CancelOutcome::NotApplied);
+            }
+            Err(e) => {
+                self.postpone(attempt, &e.to_string()).await?;
+                return Ok(CancelOutcome::Unknown);
+            }
+        };
+        let balance_before = payment.amount - payment.cancel_amount;
+        if remaining == balance_before - attempt.amount {
+            let now = self.clock.now();
+            let p = self.record_cancellation(payment, attempt, now).await?;
+            Ok(CancelOutcome::Applied(Box::new(p)))
+        } else if remaining == balance_before {
+            if self.settled(&attempt) {
+                self.close_attempt(attempt, "failed", "KCP에 반영되지 않음")
+                    .await?;
+                Ok(CancelOutcome::NotApplied)
+            } else {
+                self.postpone(attempt, "not applied yet").await?;
+                Ok(CancelOutcome::Unknown)
+            }
+        } else {
+            tracing::error!(
+                imp_uid = %payment.imp_uid, remaining, balance_before,
+                "KCP balance matches neither outcome of the cancel; left for the operator"
+            );
+            self.close_attempt(
+                attempt,
+                "conflict",
+                &format!("KCP 잔액 {remaining}, 기대값 불일치"),
+            )
+            .await?;
+            Ok(CancelOutcome::NotApplied)
+        }
+    }
+
+    /// A payment holding a merchant_uid while its outcome is open: settles it now if it is due.
+    /// Returns true when the merchant_uid is free again.
+    pub(crate) async fn try_resolve_payment(&self, live: &payment::Model) -> ServiceResult<bool> {
+        let now = self.clock.unix();
+        for attempt in payments::open_attempts_of(&self.db.write, live.id).await? {
+            if attempt.kind != "approve" || attempt.next_check_at > now {
+                continue;
+            }
+            if !payments::claim_attempt(&self.db.write, attempt.id, now, now + LEASE_SECS).await? {
+                continue;
+            }
+            let merchant = self.merchant(live.merchant_id).await?;
+            let connector = self.connectors.for_merchant(&merchant, &self.secrets)?;
+            let outcome = self
+                .resolve_approval(connector.as_ref(), live.clone(), attempt, false)
+                .await?;
+            return Ok(matches!(
+                outcome,
+                ApprovalOutcome::Declined { .. } | ApprovalOutcome::NetCancelled(_)
+            ));
+        }
+        Ok(false)
+    }
+
+    /// The resolver job's unit of work: settles one due attempt, if this instance wins its lease.
+    pub async fn resolve_attempt(&self, id: i64) -> ServiceResult<()> {
+        let now = self.clock.unix();
+        if !payments::claim_attempt(&self.db.write, id, now, now + LEASE_SECS).await? {
+            return Ok(());
+        }
+        let attempt = payments::attempt_by_id(&self.db.write, id)
+            .await?
+            .ok_or_else(|| ServiceError::Internal("attempt vanished".into()))?;
+        let payment = payments::by_id(&self.db.write, attempt.payment_id)
+            .await?
+            .ok_or_else(|| ServiceError::Internal("payment vanished".into()))?;
+        let merchant = self.merchant(payment.merchant_id).await?;
+        let connector = self.connectors.for_merchant(&merchant, &self.secrets)?;
+        match attempt.kind.as_str() {
+            "approve" => {
+                self.resolve_approval(connector.as_ref(), payment, attempt, false)
+                    .await?;
+            }
+            _ => {
+                self.resolve_cancel(connector.as_ref(), payment, attempt)
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Settles every due attempt once; returns how many were looked at.
+    pub async fn resolve_due(&self, limit: u64) -> ServiceResult<usize> {
+        let ids = payments::due_attempts(&self.db.read, self.clock.unix(), limit).await?;
+        for id in &ids {
+            if let Err(e) = self.resolve_attempt(*id).await {
+                tracing::error!(attempt_id = id, "resolver: {e}");
+            }
+        }
+        Ok(ids.len())
+    }
+
+    fn settled(&self, attempt: &pg_attempt::Model) -> bool {
+        self.clock.unix() >= attempt.created_at + self.settings.settle_secs
+    }
+
+    /// Leaves the attempt open and asks to look again later (exponential backoff, ≤ 5 minutes).
+    async fn postpone(&self, attempt: pg_attempt::Model, why: &str) -> ServiceResult<()> {
+        let now = self.clock.unix();
+        let tries = attempt.tries + 1;
+        let backoff = (5i64 << tries.min(6)).min(300);
+        let next = (now + backoff).max(attempt.created_at + self.settings.settle_secs);
+        let mut a: pg_attempt::ActiveModel = attempt.into();
+        a.state = Set("unknown".into());
+        a.tries = Set(tries);
+        a.next_check_at = Set(next);
+        a.lease_until = Set(0);
+        a.result_message = Set(Some(why.chars().take(200).collect()));
+        a.updated_at = Set(now);
+        payments::update_attempt(&self.db.write, a).await?;
+        Ok(())
+    }
+
+    pub(crate) async fn close_attempt(
+        &self,
+        attempt: pg_attempt::Model,
+        state: &str,
+        why: &str,
+    ) -> ServiceResult<()> {
+        let mut a: pg_attempt::ActiveModel = attempt.into();
+        a.state = Set(state.into());
+        a.result_message = Set(Some(why.chars().take(200).collect()));
+        a.updated_at = Set(self.clock.unix());
+        payments::update_attempt(&self.db.write, a).await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,26 @@
+use sea_orm::entity::prelude::*;
+
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+#[sea_orm(table_name = "merchants")]
+pub struct Model {
+    #[sea_orm(primary_key)]
+    pub id: i64,
+    pub imp_code: String,
+    pub name: String,
+    pub imp_key: String,
+    /// HMAC-SHA256 of the imp_secret under a key derived from the master key (hex).
+    pub imp_secret_hash: String,
+    pub site_cd: String,
+    pub kcp_certificate_pem: String,
+    /// The KCP private key PEM, sealed with the master key (AES-256-GCM).
+    pub kcp_private_key_sealed: String,
+    /// The private key's passphrase, sealed with the master key.
+    pub kcp_passphrase_sealed: String,
+    pub test_mode: bool,
+    pub created_at: i64,
+}
+
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {}
+
+impl ActiveModelBehavior for ActiveModel {}

@@ -1,0 +1,54 @@
+use sea_orm::entity::prelude::*;
+
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+#[sea_orm(table_name = "payments")]
+pub struct Model {
+    #[sea_orm(primary_key)]
+    pub id: i64,
+    pub imp_uid: String,
+    pub merchant_id: i64,
+    pub merchant_uid: String,
+    /// KCP `ordr_idxx` of this attempt.
+    pub order_no: String,
+    pub status: String,
+    pub pay_method: String,
+    pub channel: String,
+    pub pg_provider: String,
+    pub pg_id: String,
+    pub pg_tid: Option<String>,
+    pub amount: i64,
+    pub cancel_amount: i64,
+    pub currency: String,
+    pub name: Option<String>,
+    pub buyer_name: Option<String>,
+    pub buyer_email: Option<String>,
+    pub buyer_tel: Option<String>,
+    pub buyer_addr: Option<String>,
+    pub buyer_postcode: Option<String>,
+    pub custom_data: Option<String>,
+    /// JSON array of URLs.
+    pub notice_url: Option<String>,
+    pub user_agent: Option<String>,
+    pub card_code: Option<String>,
+    pub card_name: Option<String>,
+    /// Masked only.
+    pub card_number: Option<String>,
+    pub card_type: Option<i32>,
+    pub card_quota: i32,
+    pub apply_num: Option<String>,
+    pub fail_reason: Option<String>,
+    pub cancel_reason: Option<String>,
+    pub sandbox: bool,
+    pub customer_uid: Option<String>,
+    pub customer_uid_usage: Option<String>,
+    pub started_at: i64,
+    pub paid_at: Option<i64>,
+    pub failed_at: Option<i64>,
+    pub cancelled_at: Option<i64>,
+    pub updated_at: i64,
+}
+
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {}
+
+impl ActiveModelBehavior for ActiveModel {}

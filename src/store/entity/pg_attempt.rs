@@ -1,0 +1,33 @@
+use sea_orm::entity::prelude::*;
+
+/// One call to KCP, recorded (state `pending`) and committed before the call is made.
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+#[sea_orm(table_name = "pg_attempts")]
+pub struct Model {
+    #[sea_orm(primary_key)]
+    pub id: i64,
+    pub payment_id: i64,
+    /// `approve` or `cancel`.
+    pub kind: String,
+    /// `pending` (sent or about to be), `unknown` (answer lost), `succeeded`, `failed`.
+    pub state: String,
+    pub order_no: String,
+    pub tno: Option<String>,
+    /// Amount approved or cancelled by this attempt.
+    pub amount: i64,
+    pub reason: Option<String>,
+    pub result_code: Option<String>,
+    pub result_message: Option<String>,
+    pub tries: i32,
+    /// When the resolver may look at it next (Unix seconds).
+    pub next_check_at: i64,
+    /// A resolver instance owns it until then (Unix seconds).
+    pub lease_until: i64,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {}
+
+impl ActiveModelBehavior for ActiveModel {}

@@ -1,0 +1,110 @@
+//! Merchants and their access tokens.
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder,
+    Set,
+};
+
+use super::entity::{access_token, merchant};
+
+pub async fn insert(
+    db: &impl ConnectionTrait,
+    m: merchant::ActiveModel,
+) -> Result<merchant::Model, DbErr> {
+    m.insert(db).await
+}
+
+pub async fn by_imp_key(
+    db: &impl ConnectionTrait,
+    imp_key: &str,
+) -> Result<Option<merchant::Model>, DbErr> {
+    merchant::Entity::find()
+        .filter(merchant::Column::ImpKey.eq(imp_key))
+        .one(db)
+        .await
+}
+
+pub async fn by_id(db: &impl ConnectionTrait, id: i64) -> Result<Option<merchant::Model>, DbErr> {
+    merchant::Entity::find_by_id(id).one(db).await
+}
+
+pub async fn by_imp_code(
+    db: &impl ConnectionTrait,
+    code: &str,
+) -> Result<Option<merchant::Model>, DbErr> {
+    merchant::Entity::find()
+        .filter(merchant::Column::ImpCode.eq(code))
+        .one(db)
+        .await
+}
+
+pub async fn all(db: &impl ConnectionTrait) -> Result<Vec<merchant::Model>, DbErr> {
+    merchant::Entity::find()
+        .order_by_asc(merchant::Column::Id)
+        .all(db)
+        .await
+}
+
+/// The merchant's newest token that is still valid at `now`, if any.
+pub async fn live_token(
+    db: &impl ConnectionTrait,
+    merchant_id: i64,
+    now: i64,
+) -> Result<Option<access_token::Model>, DbErr> {
+    access_token::Entity::find()
+        .filter(access_token::Column::MerchantId.eq(merchant_id))
+        .filter(access_token::Column::ExpiresAt.gt(now))
+        .order_by_desc(access_token::Column::ExpiresAt)
+        .one(db)
+        .await
+}
+
+pub async fn token(
+    db: &impl ConnectionTrait,
+    token: &str,
+) -> Result<Option<access_token::Model>, DbErr> {
+    access_token::Entity::find_by_id(token.to_string())
+        .one(db)
+        .await
+}
+
+pub async fn insert_token(
+    db: &impl ConnectionTrait,
+    token: String,
+    merchant_id: i64,
+    now: i64,
+    expires_at: i64,
+) -> Result<access_token::Model, DbErr> {
+    access_token::ActiveModel {
+        token: Set(token),
+        merchant_id: Set(merchant_id),
+        created_at: Set(now),
+        expires_at: Set(expires_at),
+    }
+    .insert(db)
+    .await
+}
+
+pub async fn extend_token(
+    db: &impl ConnectionTrait,
+    token: &str,
+    expires_at: i64,
+) -> Result<(), DbErr> {
+    access_token::Entity::update_many()
+        .col_expr(
+            access_token::Column::ExpiresAt,
+            sea_orm::sea_query::Expr::value(expires_at),
+        )
+        .filter(access_token::Column::Token.eq(token))
+        .exec(db)
+        .await?;
+    Ok(())
+}
+
+/// Expired tokens are useless; deleting them keeps the table small.
+pub async fn delete_expired_tokens(db: &impl ConnectionTrait, now: i64) -> Result<u64, DbErr> {
+    let res = access_token::Entity::delete_many()
+        .filter(access_token::Column::ExpiresAt.lt(now))
+        .exec(db)
+        .await?;
+    Ok(res.rows_affected)
+}

@@ -1,0 +1,331 @@
+//! Payments, their cancellations, KCP attempts and prepared amounts.
+use sea_orm::sea_query::Expr;
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DbErr, EntityTrait, PaginatorTrait,
+    QueryFilter, QueryOrder, QuerySelect, Set,
+};
+
+use super::entity::{cancellation, payment, pg_attempt, prepare};
+
+pub async fn insert(
+    db: &impl ConnectionTrait,
+    p: payment::ActiveModel,
+) -> Result<payment::Model, DbErr> {
+    p.insert(db).await
+}
+
+pub async fn update(
+    db: &impl ConnectionTrait,
+    p: payment::ActiveModel,
+) -> Result<payment::Model, DbErr> {
+    p.update(db).await
+}
+
+pub async fn by_id(db: &impl ConnectionTrait, id: i64) -> Result<Option<payment::Model>, DbErr> {
+    payment::Entity::find_by_id(id).one(db).await
+}
+
+/// `merchant_id` None = any merchant (admin).
+pub async fn by_imp_uid(
+    db: &impl ConnectionTrait,
+    merchant_id: Option<i64>,
+    imp_uid: &str,
+) -> Result<Option<payment::Model>, DbErr> {
+    let mut q = payment::Entity::find().filter(payment::Column::ImpUid.eq(imp_uid));
+    if let Some(m) = merchant_id {
+        q = q.filter(payment::Column::MerchantId.eq(m));
+    }
+    q.one(db).await
+}
+
+pub async fn by_imp_uids(
+    db: &impl ConnectionTrait,
+    merchant_id: Option<i64>,
+    imp_uids: &[String],
+    merchant_uids: &[String],
+) -> Result<Vec<payment::Model>, DbErr> {
+    let mut cond = Condition::any();
+    if !imp_uids.is_empty() {
+        cond = cond.add(payment::Column::ImpUid.is_in(imp_uids.to_vec()));
+    }
+    if !merchant_uids.is_empty() {
+        cond = cond.add(payment::Column::MerchantUid.is_in(merchant_uids.to_vec()));
+    }
+    let mut q = payment::Entity::find().filter(cond);
+    if let Some(m) = merchant_id {
+        q = q.filter(payment::Column::MerchantId.eq(m));
+    }
+    q.order_by_desc(payment::Column::StartedAt)
+        .order_by_desc(payment::Column::Id)
+        .all(db)
+        .await
+}
+
+/// The payment that holds the merchant_uid (any status but `failed`); there is at most one.
+pub async fn live_by_merchant_uid(
+    db: &impl ConnectionTrait,
+    merchant_id: i64,
+    merchant_uid: &str,
+) -> Result<Option<payment::Model>, DbErr> {
+    payment::Entity::find()
+        .filter(payment::Column::MerchantId.eq(merchant_id))
+        .filter(payment::Column::MerchantUid.eq(merchant_uid))
+        .filter(payment::Column::Status.ne("failed"))
+        .one(db)
+        .await
+}
+
+/// Sort orders of the lookup endpoints (spec/iamport-v1.md §4.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sorting {
+    Started { desc: bool },
+    Paid { desc: bool },
+    Updated { desc: bool },
+}
+
+impl Sorting {
+    pub fn parse(s: Option<&str>) -> Option<Self> {
+        Some(match s.unwrap_or("-started") {
+            "" | "-started" => Self::Started { desc: true },
+            "started" => Self::Started { desc: false },
+            "-paid" => Self::Paid { desc: true },
+            "paid" => Self::Paid { desc: false },
+            "-updated" => Self::Updated { desc: true },
+            "updated" => Self::Updated { desc: false },
+            _ => return None,
+        })
+    }
+}
+
+/// Filters of list queries; every field narrows the result.
+#[derive(Debug, Clone, Default)]
+pub struct PaymentQuery {
+    pub merchant_id: Option<i64>,
+    pub merchant_uid: Option<String>,
+    /// Database status words; empty = all.
+    pub statuses: Vec<&'static str>,
+    /// Inclusive Unix-second range on the column `time_column` names.
+    pub time_range: Option<(TimeColumn, i64, i64)>,
+    pub include_sandbox: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimeColumn {
+    Started,
+    Paid,
+    Failed,
+    Cancelled,
+}
+
+fn filtered(q: &PaymentQuery) -> sea_orm::Select<payment::Entity> {
+    let mut s = payment::Entity::find();
+    if let Some(m) = q.merchant_id {
+        s = s.filter(payment::Column::MerchantId.eq(m));
+    }
+    if let Some(uid) = &q.merchant_uid {
+        s = s.filter(payment::Column::MerchantUid.eq(uid.clone()));
+    }
+    if !q.statuses.is_empty() {
+        s = s.filter(payment::Column::Status.is_in(q.statuses.clone()));
+    }
+    if !q.include_sandbox {
+        s = s.filter(payment::Column::Sandbox.eq(false));
+    }
+    if let Some((col, from, to)) = q.time_range {
+        let c = match col {
+            TimeColumn::Started => payment::Column::StartedAt,
+            TimeColumn::Paid => payment::Column::PaidAt,
+            TimeColumn::Failed => payment::Column::FailedAt,
+            TimeColumn::Cancelled => payment::Column::CancelledAt,
+        };
+        s = s.filter(c.between(from, to));
+    }
+    s
+}
+
+fn sorted(
+    s: sea_orm::Select<payment::Entity>,
+    sorting: Sorting,
+) -> sea_orm::Select<payment::Entity> {
+    let (col, desc) = match sorting {
+        Sorting::Started { desc } => (payment::Column::StartedAt, desc),
+        Sorting::Paid { desc } => (payment::Column::PaidAt, desc),
+        Sorting::Updated { desc } => (payment::Column::UpdatedAt, desc),
+    };
+    if desc {
+        s.order_by_desc(col).order_by_desc(payment::Column::Id)
+    } else {
+        s.order_by_asc(col).order_by_asc(payment::Column::Id)
+    }
+}
+
+/// One page (1-based) and the total count.
+pub async fn page(
+    db: &impl ConnectionTrait,
+    q: &PaymentQuery,
+    sorting: Sorting,
+    page: u64,
+    limit: u64,
+) -> Result<(u64, Vec<payment::Model>), DbErr> {
+    let total = filtered(q).count(db).await?;
+    let list = sorted(filtered(q), sorting)
+        .offset((page.saturating_sub(1)) * limit)
+        .limit(limit)
+        .all(db)
+        .await?;
+    Ok((total, list))
+}
+
+pub async fn first(
+    db: &impl ConnectionTrait,
+    q: &PaymentQuery,
+    sorting: Sorting,
+) -> Result<Option<payment::Model>, DbErr> {
+    sorted(filtered(q), sorting).one(db).await
+}
+
+/// Cancellations of the given payments, oldest first.
+pub async fn cancellations_of(
+    db: &impl ConnectionTrait,
+    payment_ids: &[i64],
+) -> Result<Vec<cancellation::Model>, DbErr> {
+    if payment_ids.is_empty() {
+        return Ok(vec![]);
+    }
+    cancellation::Entity::find()
+        .filter(cancellation::Column::PaymentId.is_in(payment_ids.to_vec()))
+        .order_by_asc(cancellation::Column::CancelledAt)
+        .order_by_asc(cancellation::Column::Id)
+        .all(db)
+        .await
+}
+
+pub async fn insert_cancellation(
+    db: &impl ConnectionTrait,
+    c: cancellation::ActiveModel,
+) -> Result<cancellation::Model, DbErr> {
+    c.insert(db).await
+}
+
+pub async fn insert_attempt(
+    db: &impl ConnectionTrait,
+    a: pg_attempt::ActiveModel,
+) -> Result<pg_attempt::Model, DbErr> {
+    a.insert(db).await
+}
+
+pub async fn update_attempt(
+    db: &impl ConnectionTrait,
+    a: pg_attempt::ActiveModel,
+) -> Result<pg_attempt::Model, DbErr> {
+    a.update(db).await
+}
+
+pub async fn attempt_by_id(
+    db: &impl ConnectionTrait,
+    id: i64,
+) -> Result<Option<pg_attempt::Model>, DbErr> {
+    pg_attempt::Entity::find_by_id(id).one(db).await
+}
+
+/// Open (pending / unknown) attempts of a payment, newest first.
+pub async fn open_attempts_of(
+    db: &impl ConnectionTrait,
+    payment_id: i64,
+) -> Result<Vec<pg_attempt::Model>, DbErr> {
+    pg_attempt::Entity::find()
+        .filter(pg_attempt::Column::PaymentId.eq(payment_id))
+        .filter(pg_attempt::Column::State.is_in(["pending", "unknown"]))
+        .order_by_desc(pg_attempt::Column::Id)
+        .all(db)
+        .await
+}
+
+/// Ids of open attempts due for the resolver.
+pub async fn due_attempts(
+    db: &impl ConnectionTrait,
+    now: i64,
+    limit: u64,
+) -> Result<Vec<i64>, DbErr> {
+    let rows = pg_attempt::Entity::find()
+        .select_only()
+        .column(pg_attempt::Column::Id)
+        .filter(pg_attempt::Column::State.is_in(["pending", "unknown"]))
+        .filter(pg_attempt::Column::NextCheckAt.lte(now))
+        .filter(pg_attempt::Column::LeaseUntil.lt(now))
+        .order_by_asc(pg_attempt::Column::NextCheckAt)
+        .limit(limit)
+        .into_tuple::<i64>()
+        .all(db)
+        .await?;
+    Ok(rows)
+}
+
+/// Takes the lease on an open attempt: a conditional UPDATE, so across any number of instances
+/// exactly one wins (no lock held while KCP is called).
+pub async fn claim_attempt(
+    db: &impl ConnectionTrait,
+    id: i64,
+    now: i64,
+    lease_until: i64,
+) -> Result<bool, DbErr> {
+    let res = pg_attempt::Entity::update_many()
+        .col_expr(pg_attempt::Column::LeaseUntil, Expr::value(lease_until))
+        .filter(pg_attempt::Column::Id.eq(id))
+        .filter(pg_attempt::Column::State.is_in(["pending", "unknown"]))
+        .filter(pg_attempt::Column::LeaseUntil.lt(now))
+        .exec(db)
+        .await?;
+    Ok(res.rows_affected == 1)
+}
+
+pub async fn count_open_attempts(db: &impl ConnectionTrait) -> Result<u64, DbErr> {
+    pg_attempt::Entity::find()
+        .filter(pg_attempt::Column::State.is_in(["pending", "unknown"]))
+        .count(db)
+        .await
+}
+
+pub async fn prepare_by_uid(
+    db: &impl ConnectionTrait,
+    merchant_id: i64,
+    merchant_uid: &str,
+) -> Result<Option<prepare::Model>, DbErr> {
+    prepare::Entity::find()
+        .filter(prepare::Column::MerchantId.eq(merchant_id))
+        .filter(prepare::Column::MerchantUid.eq(merchant_uid))
+        .one(db)
+        .await
+}
+
+pub async fn insert_prepare(
+    db: &impl ConnectionTrait,
+    p: prepare::ActiveModel,
+) -> Result<prepare::Model, DbErr> {
+    p.insert(db).await
+}
+
+pub async fn update_prepare(
+    db: &impl ConnectionTrait,
+    id: i64,
+    amount: i64,
+    currency: Option<String>,
+) -> Result<(), DbErr> {
+    prepare::Entity::update(prepare::ActiveModel {
+        id: Set(id),
+        amount: Set(amount),
+        currency: Set(currency),
+        ..Default::default()
+    })
+    .exec(db)
+    .await?;
+    Ok(())
+}
+
+/// Used by tests and the admin view to compare openport with the PG ledger.
+pub async fn all_payments(db: &impl ConnectionTrait) -> Result<Vec<payment::Model>, DbErr> {
+    payment::Entity::find()
+        .order_by_asc(payment::Column::Id)
+        .all(db)
+        .await
+}
