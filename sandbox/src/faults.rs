@@ -169,11 +169,22 @@ impl FaultBook {
 }
 
 /// Middleware on KCP's routes that applies the first matching rule.
+///
+/// The request is processed in its own task: like the real KCP, the sandbox finishes what it
+/// started even when the client gives up (times out) and closes the connection, which is exactly
+/// the case a gateway must resolve by inquiry.
 pub(crate) async fn apply(
     State(shared): State<Arc<Shared>>,
     request: Request,
     next: Next,
 ) -> Response {
+    match tokio::spawn(apply_detached(shared, request, next)).await {
+        Ok(response) => response,
+        Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    }
+}
+
+async fn apply_detached(shared: Arc<Shared>, request: Request, next: Next) -> Response {
     let (parts, body) = request.into_parts();
     let Ok(bytes) = axum::body::to_bytes(body, BODY_LIMIT).await else {
         return StatusCode::PAYLOAD_TOO_LARGE.into_response();

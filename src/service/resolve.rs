@@ -135,7 +135,9 @@ impl Gateway {
     pub(crate) async fn try_resolve_payment(&self, live: &payment::Model) -> ServiceResult<bool> {
         let now = self.clock.unix();
         for attempt in payments::open_attempts_of(&self.db.write, live.id).await? {
-            if attempt.kind != "approve" || attempt.next_check_at > now {
+            // Only the settle delay matters here, not the resolver's backoff: the merchant is
+            // waiting on this retry.
+            if attempt.kind != "approve" || !self.settled(&attempt) {
                 continue;
             }
             if !payments::claim_attempt(&self.db.write, attempt.id, now, now + LEASE_SECS).await? {

@@ -1,0 +1,71 @@
+use reqwest::StatusCode;
+
+use crate::helpers::{spawn_app, ADMIN_TOKEN};
+
+#[tokio::test]
+async fn a_merchant_token_never_sees_another_merchants_payment_but_the_operator_does() {
+    let app = spawn_app().await;
+    let demo = app.token().await;
+    let paid = app.paid(&demo, "order-iso-1", 1000).await;
+    let imp_uid = paid["imp_uid"].as_str().unwrap();
+
+    let (key, secret) = app.second_merchant().await;
+    let other = app.token_for(&key, &secret).await;
+    let (status, _) = app.get(&format!("/payments/{imp_uid}"), Some(&other)).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = app.get("/payments/find/order-iso-1", Some(&other)).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (_, body) = app.get("/payments/status/all", Some(&other)).await;
+    assert_eq!(body["response"]["total"], 0);
+    let (_, body) = app
+        .post(
+            "/payments/cancel",
+            Some(&other),
+            serde_json::json!({"imp_uid": imp_uid}),
+        )
+        .await;
+    assert_eq!(body["code"], 1);
+    assert_eq!(body["message"], "취소할 결제건이 존재하지 않습니다.");
+
+    let (status, body) = app
+        .get(&format!("/payments/{imp_uid}"), Some(ADMIN_TOKEN))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["response"]["imp_uid"], imp_uid);
+    let (_, body) = app.get("/payments/status/all", Some(ADMIN_TOKEN)).await;
+    assert_eq!(body["response"]["total"], 1);
+}
+
+#[tokio::test]
+async fn admin_merchants_needs_the_operator_token_and_shows_no_secrets() {
+    let app = spawn_app().await;
+    let demo = app.token().await;
+    let (status, _) = app.get("/admin/merchants", Some(&demo)).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, body) = app.get("/admin/merchants", Some(ADMIN_TOKEN)).await;
+    assert_eq!(status, StatusCode::OK);
+    let list = body["response"].as_array().unwrap();
+    assert_eq!(list.len(), 1);
+    assert_eq!(list[0]["imp_code"], "imp00000000");
+    let text = body.to_string();
+    assert!(
+        !text.contains("secret") && !text.contains("PRIVATE"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn the_openapi_document_lists_the_served_paths() {
+    let app = spawn_app().await;
+    let (status, body) = app.get("/openapi.json", None).await;
+    assert_eq!(status, StatusCode::OK);
+    for path in [
+        "/users/getToken",
+        "/payments/{imp_uid}",
+        "/payments/cancel",
+        "/subscribe/payments/onetime",
+        "/payments/prepare",
+    ] {
+        assert!(body["paths"].get(path).is_some(), "missing {path}");
+    }
+}

@@ -1,0 +1,151 @@
+use reqwest::StatusCode;
+use serde_json::json;
+
+use crate::helpers::spawn_app;
+use openport::service::merchants::{DEMO_IMP_KEY, DEMO_IMP_SECRET};
+
+#[tokio::test]
+async fn get_token_returns_the_same_token_while_it_is_valid() {
+    let app = spawn_app().await;
+    let (s1, b1) = app
+        .post(
+            "/users/getToken",
+            None,
+            json!({"imp_key": DEMO_IMP_KEY, "imp_secret": DEMO_IMP_SECRET}),
+        )
+        .await;
+    let (s2, b2) = app
+        .post(
+            "/users/getToken",
+            None,
+            json!({"imp_key": DEMO_IMP_KEY, "imp_secret": DEMO_IMP_SECRET}),
+        )
+        .await;
+    assert_eq!((s1, s2), (StatusCode::OK, StatusCode::OK));
+    assert_eq!(b1["code"], 0);
+    assert!(b1["message"].is_null());
+    let r = &b1["response"];
+    assert_eq!(r["access_token"], b2["response"]["access_token"]);
+    assert_eq!(
+        r["expired_at"].as_i64().unwrap() - r["now"].as_i64().unwrap(),
+        1800
+    );
+    assert_eq!(r["access_token"].as_str().unwrap().len(), 40);
+}
+
+#[tokio::test]
+async fn a_token_asked_for_in_its_last_minute_is_extended_by_five_minutes() {
+    let app = spawn_app().await;
+    let first = app
+        .post(
+            "/users/getToken",
+            None,
+            json!({"imp_key": DEMO_IMP_KEY, "imp_secret": DEMO_IMP_SECRET}),
+        )
+        .await
+        .1;
+    let expired_at = first["response"]["expired_at"].as_i64().unwrap();
+    app.advance(1800 - 30);
+    let again = app
+        .post(
+            "/users/getToken",
+            None,
+            json!({"imp_key": DEMO_IMP_KEY, "imp_secret": DEMO_IMP_SECRET}),
+        )
+        .await
+        .1;
+    assert_eq!(
+        again["response"]["access_token"],
+        first["response"]["access_token"]
+    );
+    assert_eq!(
+        again["response"]["expired_at"].as_i64().unwrap(),
+        expired_at + 300
+    );
+}
+
+#[tokio::test]
+async fn get_token_accepts_a_form_body() {
+    let app = spawn_app().await;
+    let res = app
+        .http
+        .post(app.url("/users/getToken"))
+        .form(&[("imp_key", DEMO_IMP_KEY), ("imp_secret", DEMO_IMP_SECRET)])
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = crate::helpers::TestApp::read(res).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["code"], 0);
+}
+
+#[tokio::test]
+async fn a_wrong_secret_or_unknown_key_is_401_and_missing_ones_are_named() {
+    let app = spawn_app().await;
+    let (status, body) = app
+        .post(
+            "/users/getToken",
+            None,
+            json!({"imp_key": DEMO_IMP_KEY, "imp_secret": "nope"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(body["code"], -1);
+    let (status, _) = app
+        .post(
+            "/users/getToken",
+            None,
+            json!({"imp_key": "unknown", "imp_secret": DEMO_IMP_SECRET}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, body) = app.post("/users/getToken", None, json!({})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        body["message"],
+        "imp_key, imp_secret 파라메터가 누락되었습니다."
+    );
+}
+
+#[tokio::test]
+async fn every_token_transport_is_accepted() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let url = app.url("/payments/imp_000000000000");
+    let sends = [
+        app.http
+            .get(&url)
+            .header("Authorization", format!("Bearer {token}")),
+        app.http.get(&url).header("Authorization", token.clone()),
+        app.http.get(&url).header("X-ImpTokenHeader", token.clone()),
+        app.http.get(format!("{url}?_token={token}")),
+    ];
+    for req in sends {
+        // Authenticated: the unknown payment is a 404, not a 401.
+        let (status, body) = crate::helpers::TestApp::read(req.send().await.unwrap()).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+        assert_eq!(body["message"], "존재하지 않는 결제정보입니다.");
+    }
+}
+
+#[tokio::test]
+async fn a_missing_unknown_or_expired_token_is_401_never_403() {
+    let app = spawn_app().await;
+    let (status, body) = app.get("/payments/imp_000000000000", None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        body,
+        json!({"code": -1, "message": "Unauthorized", "response": null})
+    );
+    let (status, _) = app
+        .get(
+            "/payments/imp_000000000000",
+            Some("0123456789abcdef0123456789abcdef01234567"),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let token = app.token().await;
+    app.advance(1801);
+    let (status, _) = app.get("/payments/imp_000000000000", Some(&token)).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+}

@@ -1,0 +1,162 @@
+use reqwest::StatusCode;
+use serde_json::json;
+
+use crate::helpers::spawn_app;
+
+#[tokio::test]
+async fn partial_cancels_accumulate_until_the_balance_is_zero() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let p = app.paid(&token, "cx-1", 10000).await;
+    let imp_uid = p["imp_uid"].as_str().unwrap();
+
+    let (_, body) = app
+        .post(
+            "/payments/cancel",
+            Some(&token),
+            json!({"imp_uid": imp_uid, "amount": 3000, "reason": "부분 환불", "checksum": 10000}),
+        )
+        .await;
+    assert_eq!(body["code"], 0, "{body}");
+    let r = &body["response"];
+    assert_eq!(r["status"], "cancelled");
+    assert_eq!(r["cancel_amount"], 3000);
+    assert_eq!(r["cancel_reason"], "부분 환불");
+    assert_eq!(r["cancel_history"].as_array().unwrap().len(), 1);
+    assert_eq!(r["cancel_history"][0]["amount"], 3000);
+    assert_eq!(r["cancel_history"][0]["pg_tid"], p["pg_tid"]);
+    assert!(r["cancelled_at"].as_i64().unwrap() > 0);
+
+    let (_, body) = app
+        .post(
+            "/payments/cancel",
+            Some(&token),
+            json!({"imp_uid": imp_uid, "amount": "2000"}),
+        )
+        .await;
+    assert_eq!(body["response"]["cancel_amount"], 5000, "{body}");
+
+    // Amount omitted: the whole remaining balance.
+    let (_, body) = app
+        .post(
+            "/payments/cancel",
+            Some(&token),
+            json!({"merchant_uid": "cx-1"}),
+        )
+        .await;
+    assert_eq!(body["code"], 0, "{body}");
+    assert_eq!(body["response"]["cancel_amount"], 10000);
+    assert_eq!(
+        body["response"]["cancel_history"].as_array().unwrap().len(),
+        3
+    );
+
+    let (_, body) = app
+        .post(
+            "/payments/cancel",
+            Some(&token),
+            json!({"imp_uid": imp_uid}),
+        )
+        .await;
+    assert_eq!(body["code"], 1);
+    assert_eq!(body["message"], "이미 전액취소된 주문입니다.");
+
+    let ledger = app.sandbox.ledger();
+    assert_eq!(ledger[0].balance, 0);
+    assert_eq!(ledger[0].cancels.len(), 3);
+    app.assert_ledger_agrees().await;
+}
+
+#[tokio::test]
+async fn a_full_cancel_of_an_untouched_payment_is_stsc() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let p = app.paid(&token, "cx-full", 5000).await;
+    let (_, body) = app
+        .post(
+            "/payments/cancel",
+            Some(&token),
+            json!({"imp_uid": p["imp_uid"]}),
+        )
+        .await;
+    assert_eq!(body["code"], 0, "{body}");
+    assert_eq!(body["response"]["cancel_amount"], 5000);
+    assert_eq!(app.sandbox.ledger()[0].cancels[0].mod_type, "STSC");
+}
+
+#[tokio::test]
+async fn a_checksum_mismatch_or_an_amount_over_the_balance_changes_nothing() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let p = app.paid(&token, "cx-2", 10000).await;
+    let imp_uid = p["imp_uid"].as_str().unwrap();
+    let (status, body) = app
+        .post(
+            "/payments/cancel",
+            Some(&token),
+            json!({"imp_uid": imp_uid, "amount": 1000, "checksum": 9000}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["code"], 1);
+    assert!(
+        body["message"].as_str().unwrap().contains("checksum"),
+        "{body}"
+    );
+    let (_, body) = app
+        .post(
+            "/payments/cancel",
+            Some(&token),
+            json!({"imp_uid": imp_uid, "amount": 10001}),
+        )
+        .await;
+    assert_eq!(body["code"], 1, "{body}");
+    assert!(app.sandbox.ledger()[0].cancels.is_empty());
+    let (_, body) = app.get(&format!("/payments/{imp_uid}"), Some(&token)).await;
+    assert_eq!(body["response"]["status"], "paid");
+    assert_eq!(body["response"]["cancel_amount"], 0);
+}
+
+#[tokio::test]
+async fn imp_uid_wins_over_merchant_uid_and_unknown_payments_are_code_1() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    app.paid(&token, "cx-3", 1000).await;
+    let (_, body) = app
+        .post(
+            "/payments/cancel",
+            Some(&token),
+            json!({"imp_uid": "imp_000000000000", "merchant_uid": "cx-3"}),
+        )
+        .await;
+    assert_eq!(body["code"], 1);
+    assert_eq!(body["message"], "취소할 결제건이 존재하지 않습니다.");
+    let (status, body) = app.post("/payments/cancel", Some(&token), json!({})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(app.sandbox.ledger()[0].cancels.is_empty());
+}
+
+#[tokio::test]
+async fn concurrent_partial_cancels_never_refund_more_than_was_paid() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let p = app.paid(&token, "cx-race", 1000).await;
+    let imp_uid = p["imp_uid"].as_str().unwrap().to_string();
+    let calls = (0..12).map(|_| {
+        app.post(
+            "/payments/cancel",
+            Some(&token),
+            json!({"imp_uid": imp_uid, "amount": 300}),
+        )
+    });
+    let results = futures::future::join_all(calls).await;
+    let ok = results.iter().filter(|(_, b)| b["code"] == 0).count();
+    assert!(ok <= 3, "{results:?}");
+    let (_, body) = app.get(&format!("/payments/{imp_uid}"), Some(&token)).await;
+    assert_eq!(
+        body["response"]["cancel_amount"].as_i64().unwrap(),
+        300 * ok as i64
+    );
+    assert_eq!(app.sandbox.ledger()[0].balance, 1000 - 300 * ok as i64);
+    app.assert_ledger_agrees().await;
+}

@@ -1,0 +1,337 @@
+//! `spawn_app()`: a real openport with its embedded KCP sandbox on random ports and a fresh database.
+#![allow(dead_code)]
+
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, OnceLock};
+
+use openport::clock::Clock;
+use openport::config::Config;
+use openport::service::merchants::{NewMerchant, DEMO_IMP_KEY, DEMO_IMP_SECRET};
+use openport::App;
+use reqwest::StatusCode;
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::{json, Value};
+
+pub const ADMIN_TOKEN: &str = "test-operator-token";
+pub use kcp_sandbox::test_cards;
+
+/// The settle delay tests run with: longer than the KCP timeout below.
+pub const SETTLE_SECS: i64 = 5;
+pub const KCP_TIMEOUT_MS: u64 = 1500;
+
+/// One certificate per test binary: issuing RSA keys is slow, and every test merchant is site T0000.
+struct TestCredentials {
+    cert_pem: String,
+    key_path: String,
+    key_pem: String,
+    passphrase: String,
+}
+
+fn credentials() -> &'static TestCredentials {
+    static CREDS: OnceLock<TestCredentials> = OnceLock::new();
+    CREDS.get_or_init(|| {
+        let sb = kcp_sandbox::Sandbox::new(kcp_sandbox::SandboxConfig::default()).expect("sandbox");
+        let issued = sb
+            .issue_certificate("T0000", "test-passphrase")
+            .expect("issue certificate");
+        let path =
+            std::env::temp_dir().join(format!("openport-test-key-{}.pem", std::process::id()));
+        std::fs::write(&path, &issued.encrypted_private_key_pem).expect("write key");
+        TestCredentials {
+            cert_pem: issued.certificate_pem,
+            key_path: path.to_string_lossy().into_owned(),
+            key_pem: issued.encrypted_private_key_pem,
+            passphrase: "test-passphrase".into(),
+        }
+    })
+}
+
+pub struct TestApp {
+    pub app: App,
+    pub base: String,
+    pub http: reqwest::Client,
+    pub sandbox: kcp_sandbox::Sandbox,
+    offset: Arc<AtomicI64>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+/// A fresh database URL: a temp SQLite file, or a new database on the PostgreSQL of `DATABASE_URL`.
+async fn fresh_database() -> (String, Option<tempfile::TempDir>) {
+    match std::env::var("DATABASE_URL") {
+        Ok(url) if url.starts_with("postgres") => {
+            use sea_orm::sqlx::Connection;
+            let name = format!("openport_test_{}", openport::domain::ids::random_hex(6));
+            let mut conn = sea_orm::sqlx::PgConnection::connect(&url)
+                .await
+                .expect("connect to DATABASE_URL");
+            sea_orm::sqlx::query(&format!("CREATE DATABASE {name}"))
+                .execute(&mut conn)
+                .await
+                .expect("create database");
+            let base = url
+                .rsplit_once('/')
+                .map(|(b, _)| b.to_string())
+                .expect("postgres URL with a database");
+            (format!("{base}/{name}"), None)
+        }
+        _ => {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let url = format!(
+                "sqlite://{}?mode=rwc",
+                dir.path().join("openport.db").display()
+            );
+            (url, Some(dir))
+        }
+    }
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+pub async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
+    let creds = credentials();
+    let (database_url, dir) = fresh_database().await;
+    let mut config = Config::default();
+    config.listen = "127.0.0.1:0".parse().unwrap();
+    config.sandbox.listen = "127.0.0.1:0".parse().unwrap();
+    config.database_url = database_url;
+    config.admin_token = Some(SecretString::from(ADMIN_TOKEN));
+    config.resolver.interval_ms = 0; // tests drive the resolver themselves
+    config.resolver.settle_secs = SETTLE_SECS;
+    config.kcp.timeout_ms = KCP_TIMEOUT_MS;
+    config.kcp.site_cd = Some("T0000".into());
+    config.kcp.cert_info = Some(creds.cert_pem.clone());
+    config.kcp.private_key_path = Some(creds.key_path.clone());
+    config.kcp.private_key_password = Some(SecretString::from(creds.passphrase.clone()));
+    adjust(&mut config);
+    let (clock, offset) = Clock::shifted();
+    let app = App::build_with_clock(config, clock)
+        .await
+        .expect("openport starts");
+    let sandbox = app
+        .sandbox
+        .as_ref()
+        .expect("embedded sandbox")
+        .sandbox
+        .clone();
+    TestApp {
+        base: format!("http://{}", app.addr),
+        app,
+        http: reqwest::Client::new(),
+        sandbox,
+        offset,
+        _dir: dir,
+    }
+}
+
+/// A future card expiry in iamport's `YYYY-MM`.
+pub fn future_expiry() -> String {
+    "2031-12".into()
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    /// Moves the clock of the gateway and the sandbox forward.
+    pub fn advance(&self, secs: i64) {
+        self.offset.fetch_add(secs, Ordering::SeqCst);
+    }
+
+    pub async fn token_for(&self, key: &str, secret: &str) -> String {
+        let (status, body) = self
+            .post(
+                "/users/getToken",
+                None,
+                json!({"imp_key": key, "imp_secret": secret}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body["response"]["access_token"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+
+    pub async fn token(&self) -> String {
+        self.token_for(DEMO_IMP_KEY, DEMO_IMP_SECRET).await
+    }
+
+    /// A second merchant (same test KCP site) with its own credentials: (imp_key, imp_secret).
+    pub async fn second_merchant(&self) -> (String, String) {
+        let creds = credentials();
+        let created = self
+            .app
+            .gateway
+            .create_merchant(NewMerchant {
+                name: "other shop".into(),
+                site_cd: "T0000".into(),
+                certificate_pem: creds.cert_pem.clone(),
+                private_key_pem: creds.key_pem.clone(),
+                private_key_passphrase: SecretString::from(creds.passphrase.clone()),
+                test_mode: true,
+                credentials: None,
+            })
+            .await
+            .unwrap_or_else(|e| panic!("second merchant: {e}"));
+        (
+            created.merchant.imp_key,
+            created.imp_secret.expose_secret().to_string(),
+        )
+    }
+
+    pub async fn post(&self, path: &str, token: Option<&str>, body: Value) -> (StatusCode, Value) {
+        let mut req = self.http.post(self.url(path)).json(&body);
+        if let Some(t) = token {
+            req = req.header("Authorization", t);
+        }
+        Self::read(req.send().await.expect("request")).await
+    }
+
+    pub async fn put(&self, path: &str, token: &str, body: Value) -> (StatusCode, Value) {
+        let req = self
+            .http
+            .put(self.url(path))
+            .header("Authorization", token)
+            .json(&body);
+        Self::read(req.send().await.expect("request")).await
+    }
+
+    pub async fn get(&self, path: &str, token: Option<&str>) -> (StatusCode, Value) {
+        let mut req = self.http.get(self.url(path));
+        if let Some(t) = token {
+            req = req.header("Authorization", t);
+        }
+        Self::read(req.send().await.expect("request")).await
+    }
+
+    pub async fn read(res: reqwest::Response) -> (StatusCode, Value) {
+        let status = res.status();
+        let ct = res
+            .headers()
+            .get("content-type")
+            .map(|v| v.to_str().unwrap().to_string());
+        let text = res.text().await.expect("body");
+        assert_eq!(
+            ct.as_deref(),
+            Some("application/json; charset=UTF-8"),
+            "content type of {text}"
+        );
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON: {text}")),
+        )
+    }
+
+    /// `POST /subscribe/payments/onetime` with an authenticated test card.
+    pub async fn pay(
+        &self,
+        token: &str,
+        merchant_uid: &str,
+        amount: i64,
+        card: &str,
+    ) -> (StatusCode, Value) {
+        self.post(
+            "/subscribe/payments/onetime",
+            Some(token),
+            json!({
+                "merchant_uid": merchant_uid, "amount": amount, "card_number": card,
+                "expiry": future_expiry(), "birth": "800101", "pwd_2digit": "00",
+                "name": "테스트 상품", "buyer_name": "홍길동", "buyer_email": "buyer@example.com", "buyer_tel": "010-1234-5678"
+            }),
+        )
+        .await
+    }
+
+    /// Pays and returns the paid Payment object.
+    pub async fn paid(&self, token: &str, merchant_uid: &str, amount: i64) -> Value {
+        let (status, body) = self
+            .pay(token, merchant_uid, amount, test_cards::SHINHAN_CREDIT)
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(body["code"], 0, "{body}");
+        assert_eq!(body["response"]["status"], "paid", "{body}");
+        body["response"].clone()
+    }
+
+    /// Runs the resolver until no attempt is open (bounded).
+    pub async fn resolve_all(&self) {
+        for _ in 0..20 {
+            self.app.gateway.resolve_due(1000).await.expect("resolver");
+            let open = openport::store::payments::count_open_attempts(&self.app.gateway.db.read)
+                .await
+                .unwrap();
+            if open == 0 {
+                return;
+            }
+            self.advance(400);
+        }
+        panic!("attempts still open after the resolver ran");
+    }
+
+    /// The money invariant: KCP's ledger and openport's payments agree exactly.
+    /// No approval without a paid (or net-cancelled / cancelled) payment; no paid payment without an approval.
+    pub async fn assert_ledger_agrees(&self) {
+        let payments = openport::store::payments::all_payments(&self.app.gateway.db.read)
+            .await
+            .unwrap();
+        let ledger = self.sandbox.ledger();
+        for entry in &ledger {
+            let p = payments
+                .iter()
+                .find(|p| p.order_no == entry.order_no)
+                .unwrap_or_else(|| {
+                    panic!(
+                        "KCP approval {} ({}) has no payment in openport",
+                        entry.tno, entry.order_no
+                    )
+                });
+            assert_eq!(
+                p.pg_tid.as_deref(),
+                Some(entry.tno.as_str()),
+                "tno of {}",
+                p.imp_uid
+            );
+            match entry.state {
+                kcp_sandbox::TransactionState::Cancelled => assert!(
+                    p.status == "failed"
+                        || (p.status == "cancelled" && p.cancel_amount == p.amount),
+                    "KCP cancelled {} but openport shows {} ({}/{})",
+                    entry.tno,
+                    p.status,
+                    p.cancel_amount,
+                    p.amount
+                ),
+                _ => {
+                    assert!(
+                        p.status == "paid" || p.status == "cancelled",
+                        "KCP approved {} but openport shows {}",
+                        entry.tno,
+                        p.status
+                    );
+                    assert_eq!(
+                        p.amount - p.cancel_amount,
+                        entry.balance,
+                        "balance of {}",
+                        p.imp_uid
+                    );
+                }
+            }
+        }
+        for p in &payments {
+            assert_ne!(p.status, "pending", "{} still pending", p.imp_uid);
+            if p.status == "paid" || p.status == "cancelled" {
+                assert!(
+                    ledger
+                        .iter()
+                        .any(|e| Some(e.tno.as_str()) == p.pg_tid.as_deref()),
+                    "openport shows {} {} without a KCP approval",
+                    p.imp_uid,
+                    p.status
+                );
+            }
+        }
+    }
+}

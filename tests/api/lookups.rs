@@ -1,0 +1,140 @@
+use reqwest::StatusCode;
+
+use crate::helpers::{spawn_app, test_cards};
+
+#[tokio::test]
+async fn a_payment_is_found_by_imp_uid_with_trailing_and_double_slashes_tolerated() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let p = app.paid(&token, "look-1", 1000).await;
+    let imp_uid = p["imp_uid"].as_str().unwrap();
+    for path in [
+        format!("/payments/{imp_uid}"),
+        format!("/payments/{imp_uid}/"),
+        format!("//payments//{imp_uid}"),
+    ] {
+        let (status, body) = app.get(&path, Some(&token)).await;
+        assert_eq!(status, StatusCode::OK, "{path}: {body}");
+        assert_eq!(body["response"], p, "{path}");
+    }
+    let (status, _) = app
+        .get(
+            &format!("/payments/{imp_uid}?include_sandbox=false"),
+            Some(&token),
+        )
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::NOT_FOUND,
+        "sandbox payments hidden on request"
+    );
+}
+
+#[tokio::test]
+async fn a_multi_get_answers_207_when_some_are_missing_and_404_when_none_are_found() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let a = app.paid(&token, "multi-a", 1000).await;
+    let b = app.paid(&token, "multi-b", 1000).await;
+    let (ia, ib) = (
+        a["imp_uid"].as_str().unwrap(),
+        b["imp_uid"].as_str().unwrap(),
+    );
+    let (status, body) = app
+        .get(
+            &format!("/payments?imp_uid[]={ia}&imp_uid[]={ib}"),
+            Some(&token),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["response"].as_array().unwrap().len(), 2);
+    let (status, body) = app
+        .get(
+            &format!("/payments?imp_uid[0]={ia}&imp_uid[1]=imp_000000000000"),
+            Some(&token),
+        )
+        .await;
+    assert_eq!(status, StatusCode::MULTI_STATUS);
+    assert_eq!(body["code"], 0);
+    assert_eq!(body["response"][0]["imp_uid"], ia);
+    let (status, body) = app
+        .get(
+            &format!("/payments?imp_uid={ia}&merchant_uid[]=multi-b"),
+            Some(&token),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["response"].as_array().unwrap().len(), 2);
+    let (status, _) = app
+        .get("/payments?imp_uid[]=imp_000000000000", Some(&token))
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn status_lists_are_paged_sorted_and_filtered_by_time() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    for i in 0..5 {
+        app.paid(&token, &format!("page-{i}"), 1000 + i).await;
+    }
+    app.pay(
+        &token,
+        "page-failed",
+        1000,
+        test_cards::DAILY_LIMIT_EXCEEDED,
+    )
+    .await;
+    let (_, body) = app
+        .get(
+            "/payments/status/paid?limit=2&page=2&sorting=started",
+            Some(&token),
+        )
+        .await;
+    let r = &body["response"];
+    assert_eq!(r["total"], 5);
+    assert_eq!(r["previous"], 1);
+    assert_eq!(r["next"], 3);
+    assert_eq!(r["list"].as_array().unwrap().len(), 2);
+    assert_eq!(r["list"][0]["merchant_uid"], "page-2");
+    let (_, body) = app.get("/payments/status/all", Some(&token)).await;
+    assert_eq!(body["response"]["total"], 6);
+    assert_eq!(body["response"]["previous"], 0);
+    assert_eq!(body["response"]["next"], 0);
+    let (_, body) = app.get("/payments/status/failed", Some(&token)).await;
+    assert_eq!(body["response"]["total"], 1);
+    let (_, body) = app
+        .get("/payments/status/paid?from=1&to=2", Some(&token))
+        .await;
+    assert_eq!(body["response"]["total"], 0);
+    let (status, body) = app.get("/payments/status/bogus", Some(&token)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body["message"], "지원되지 않는 상태값입니다.");
+}
+
+#[tokio::test]
+async fn find_treats_undefined_as_no_status_filter_and_answers_404_when_nothing_matches() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    app.paid(&token, "find-1", 1000).await;
+    let (status, body) = app
+        .get("/payments/find/find-1/undefined", Some(&token))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["response"]["merchant_uid"], "find-1");
+    let (status, _) = app
+        .get("/payments/find/find-1/cancelled", Some(&token))
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, body) = app.get("/payments/findAll/none", Some(&token)).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(body["message"], "존재하지 않는 결제정보입니다.");
+}
+
+#[tokio::test]
+async fn an_unknown_route_is_an_iamport_style_404() {
+    let app = spawn_app().await;
+    let (status, body) = app.get("/nope", None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(body["code"], -1);
+}

@@ -1,0 +1,11 @@
+//! Integration tests through HTTP: gateway ↔ embedded KCP sandbox, one fresh database per test.
+//! SQLite by default; PostgreSQL when `DATABASE_URL` is a postgres:// URL.
+mod helpers;
+
+mod admin;
+mod auth;
+mod cancel;
+mod lookups;
+mod onetime;
+mod prepare;
+mod reliability;

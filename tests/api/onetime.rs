@@ -1,0 +1,311 @@
+use reqwest::StatusCode;
+use serde_json::json;
+
+use crate::helpers::{future_expiry, spawn_app, test_cards};
+
+#[tokio::test]
+async fn an_authenticated_key_in_payment_is_paid_with_kcp_fields_in_iamport_shape() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let (status, body) = app
+        .post(
+            "/subscribe/payments/onetime",
+            Some(&token),
+            json!({"merchant_uid": "order-1", "amount": 1000, "card_number": "4111-1111-1111-1111",
+                   "expiry": future_expiry(), "birth": "800101", "pwd_2digit": "00", "name": "포인트 1000",
+                   "buyer_name": "홍길동", "custom_data": {"a": 1}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["code"], 0, "{body}");
+    let p = &body["response"];
+    assert_eq!(p["status"], "paid");
+    assert_eq!(p["merchant_uid"], "order-1");
+    assert_eq!(p["amount"], 1000);
+    assert_eq!(p["cancel_amount"], 0);
+    assert_eq!(p["currency"], "KRW");
+    assert_eq!(p["pay_method"], "card");
+    assert_eq!(p["channel"], "api");
+    assert_eq!(p["pg_provider"], "kcp");
+    assert_eq!(p["pg_id"], "T0000");
+    assert_eq!(p["sandbox"], true);
+    assert_eq!(p["card_number"], "411111******1111");
+    assert_eq!(p["card_code"], "366");
+    assert_eq!(p["card_name"], "신한카드");
+    assert_eq!(p["card_type"], 0);
+    assert_eq!(p["card_quota"], 0);
+    assert_eq!(p["custom_data"], "{\"a\":1}");
+    assert_eq!(p["failed_at"], 0);
+    assert_eq!(p["cancelled_at"], 0);
+    assert!(p["paid_at"].as_i64().unwrap() > 0);
+    assert!(p["started_at"].as_i64().unwrap() > 0);
+    assert_eq!(p["cancel_history"], json!([]));
+    assert_eq!(p["cancel_receipt_urls"], json!([]));
+    assert!(p["imp_uid"].as_str().unwrap().starts_with("imp_"));
+    let ledger = app.sandbox.ledger();
+    assert_eq!(ledger.len(), 1);
+    assert_eq!(p["pg_tid"], ledger[0].tno.as_str());
+    assert_eq!(p["apply_num"], ledger[0].app_no.as_str());
+    // No card digits beyond the mask leave openport.
+    assert!(!body.to_string().contains("4111111111111111"));
+}
+
+#[tokio::test]
+async fn a_non_authenticated_payment_without_birth_is_paid_and_a_check_card_has_card_type_1() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let (_, body) = app
+        .post(
+            "/subscribe/payments/onetime",
+            Some(&token),
+            json!({"merchant_uid": "order-na", "amount": "5000", "card_number": test_cards::SAMSUNG_CHECK, "expiry": future_expiry()}),
+        )
+        .await;
+    assert_eq!(body["code"], 0, "{body}");
+    assert_eq!(body["response"]["status"], "paid");
+    assert_eq!(body["response"]["card_type"], 1);
+    assert_eq!(body["response"]["card_code"], "365");
+}
+
+#[tokio::test]
+async fn a_kcp_decline_is_code_0_with_status_failed_and_the_reason() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    for (uid, card, code) in [
+        ("kb-1", test_cards::KB_KOOKMIN, "8102"),
+        ("limit-1", test_cards::DAILY_LIMIT_EXCEEDED, "8186"),
+    ] {
+        let (status, body) = app.pay(&token, uid, 1000, card).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(body["code"], 0, "{body}");
+        let p = &body["response"];
+        assert_eq!(p["status"], "failed");
+        assert!(p["fail_reason"].as_str().unwrap().contains(code), "{body}");
+        assert!(p["failed_at"].as_i64().unwrap() > 0);
+        assert_eq!(p["paid_at"], 0);
+    }
+    assert!(app.sandbox.ledger().is_empty());
+}
+
+#[tokio::test]
+async fn card_data_openport_can_check_is_refused_before_kcp_with_code_minus_1() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let cases = [
+        json!({"card_number": "4111-1111-1111-1112", "expiry": future_expiry()}),
+        json!({"card_number": "4111", "expiry": future_expiry()}),
+        json!({"card_number": test_cards::SHINHAN_CREDIT, "expiry": "2020-01"}),
+        json!({"card_number": test_cards::SHINHAN_CREDIT, "expiry": "12/2030x"}),
+        json!({"card_number": test_cards::SHINHAN_CREDIT, "expiry": future_expiry(), "birth": "8001"}),
+        json!({"card_number": test_cards::SHINHAN_CREDIT, "expiry": future_expiry(), "birth": "800101"}),
+    ];
+    for (i, mut case) in cases.into_iter().enumerate() {
+        case["merchant_uid"] = json!(format!("bad-{i}"));
+        case["amount"] = json!(1000);
+        let (status, body) = app
+            .post("/subscribe/payments/onetime", Some(&token), case.clone())
+            .await;
+        assert_eq!(status, StatusCode::OK, "{case} → {body}");
+        assert_eq!(body["code"], -1, "{case} → {body}");
+        assert!(body["response"].is_null());
+        assert!(
+            body["message"]
+                .as_str()
+                .unwrap()
+                .starts_with("카드정보 인증에 실패하였습니다."),
+            "{body}"
+        );
+        assert!(
+            !body.to_string().contains("4111"),
+            "card digits echoed: {body}"
+        );
+    }
+    assert!(app.sandbox.ledger().is_empty(), "nothing may reach KCP");
+}
+
+#[tokio::test]
+async fn a_wrong_pin_refused_by_kcp_is_code_minus_1() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let (_, body) = app
+        .post(
+            "/subscribe/payments/onetime",
+            Some(&token),
+            json!({"merchant_uid": "pin-1", "amount": 1000, "card_number": test_cards::SHINHAN_CREDIT,
+                   "expiry": future_expiry(), "birth": "800101", "pwd_2digit": "99"}),
+        )
+        .await;
+    assert_eq!(body["code"], -1, "{body}");
+    assert!(body["message"].as_str().unwrap().contains("8110"), "{body}");
+}
+
+#[tokio::test]
+async fn instalments_under_50000_won_are_refused_before_kcp() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let (_, body) = app
+        .post(
+            "/subscribe/payments/onetime",
+            Some(&token),
+            json!({"merchant_uid": "quota-0", "amount": 49999, "card_quota": 3, "card_number": test_cards::SHINHAN_CREDIT, "expiry": future_expiry()}),
+        )
+        .await;
+    assert_eq!(body["code"], -1, "{body}");
+    assert!(
+        body["message"].as_str().unwrap().contains("50000"),
+        "{body}"
+    );
+    assert!(app.sandbox.ledger().is_empty());
+}
+
+#[tokio::test]
+async fn instalments_are_allowed_from_50000_won() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let (_, body) = app
+        .post(
+            "/subscribe/payments/onetime",
+            Some(&token),
+            json!({"merchant_uid": "quota-1", "amount": 50000, "card_quota": 3, "card_number": test_cards::SHINHAN_CREDIT, "expiry": future_expiry()}),
+        )
+        .await;
+    assert_eq!(body["code"], 0, "{body}");
+    assert_eq!(body["response"]["card_quota"], 3);
+}
+
+#[tokio::test]
+async fn missing_or_malformed_parameters_are_a_clear_400() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let cases = [
+        (
+            json!({"amount": 1000, "card_number": test_cards::SHINHAN_CREDIT, "expiry": future_expiry()}),
+            "merchant_uid",
+        ),
+        (
+            json!({"merchant_uid": "x", "card_number": test_cards::SHINHAN_CREDIT, "expiry": future_expiry()}),
+            "amount",
+        ),
+        (
+            json!({"merchant_uid": "x", "amount": -5, "card_number": test_cards::SHINHAN_CREDIT, "expiry": future_expiry()}),
+            "amount",
+        ),
+        (
+            json!({"merchant_uid": "x", "amount": 10.5, "card_number": test_cards::SHINHAN_CREDIT, "expiry": future_expiry()}),
+            "JSON",
+        ),
+        (
+            json!({"merchant_uid": "x", "amount": 1000, "expiry": future_expiry()}),
+            "card_number",
+        ),
+        (
+            json!({"merchant_uid": "x", "amount": 1000, "name": "<script>alert(1)</script>", "card_number": test_cards::SHINHAN_CREDIT, "expiry": future_expiry()}),
+            "스크립트",
+        ),
+    ];
+    for (case, needle) in cases {
+        let (status, body) = app
+            .post("/subscribe/payments/onetime", Some(&token), case.clone())
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{case} → {body}");
+        assert_eq!(body["code"], -1);
+        assert!(
+            body["message"].as_str().unwrap().contains(needle),
+            "{case} → {body}"
+        );
+    }
+    let res = app
+        .http
+        .post(app.url("/subscribe/payments/onetime"))
+        .header("Authorization", &token)
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = crate::helpers::TestApp::read(res).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(app.sandbox.ledger().is_empty());
+}
+
+#[tokio::test]
+async fn a_paid_merchant_uid_is_refused_but_a_failed_one_can_be_paid_again() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let (_, failed) = app
+        .pay(&token, "retry-1", 1000, test_cards::DAILY_LIMIT_EXCEEDED)
+        .await;
+    assert_eq!(failed["response"]["status"], "failed");
+    let paid = app.paid(&token, "retry-1", 1000).await;
+    let (_, again) = app
+        .pay(&token, "retry-1", 1000, test_cards::SHINHAN_CREDIT)
+        .await;
+    assert_eq!(again["code"], 1, "{again}");
+    assert!(
+        again["message"]
+            .as_str()
+            .unwrap()
+            .contains("이미 결제가 완료된"),
+        "{again}"
+    );
+    assert_eq!(app.sandbox.ledger().len(), 1);
+    // find → the latest; findAll → both attempts.
+    let (_, all) = app.get("/payments/findAll/retry-1", Some(&token)).await;
+    assert_eq!(all["response"]["total"], 2);
+    let (_, found) = app.get("/payments/find/retry-1/paid", Some(&token)).await;
+    assert_eq!(found["response"]["imp_uid"], paid["imp_uid"]);
+}
+
+#[tokio::test]
+async fn many_parallel_payments_with_one_merchant_uid_charge_kcp_once() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let calls = (0..24).map(|_| app.pay(&token, "race-1", 1000, test_cards::SHINHAN_CREDIT));
+    let results = futures::future::join_all(calls).await;
+    let paid = results
+        .iter()
+        .filter(|(_, b)| b["code"] == 0 && b["response"]["status"] == "paid")
+        .count();
+    let refused = results.iter().filter(|(_, b)| b["code"] == 1).count();
+    assert_eq!(paid, 1, "{results:?}");
+    assert_eq!(refused, 23, "{results:?}");
+    assert_eq!(app.sandbox.ledger().len(), 1);
+    app.assert_ledger_agrees().await;
+}
+
+#[tokio::test]
+async fn a_form_encoded_onetime_request_works() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let expiry = future_expiry();
+    let res = app
+        .http
+        .post(app.url("/subscribe/payments/onetime"))
+        .header("Authorization", &token)
+        .form(&[
+            ("merchant_uid", "form-1"),
+            ("amount", "1200"),
+            ("card_number", "4111111111111111"),
+            ("expiry", expiry.as_str()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    let (_, body) = crate::helpers::TestApp::read(res).await;
+    assert_eq!(body["code"], 0, "{body}");
+    assert_eq!(body["response"]["amount"], 1200);
+}
+
+#[tokio::test]
+async fn the_operator_token_cannot_pay_on_a_merchants_behalf() {
+    let app = spawn_app().await;
+    let (status, _) = app
+        .pay(
+            crate::helpers::ADMIN_TOKEN,
+            "admin-1",
+            1000,
+            test_cards::SHINHAN_CREDIT,
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+}

@@ -1,0 +1,74 @@
+use reqwest::StatusCode;
+use serde_json::json;
+
+use crate::helpers::{future_expiry, spawn_app, test_cards};
+
+#[tokio::test]
+async fn prepare_is_not_idempotent_put_changes_it_and_get_reads_it() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let (_, body) = app
+        .post(
+            "/payments/prepare",
+            Some(&token),
+            json!({"merchant_uid": "prep-1", "amount": 1000}),
+        )
+        .await;
+    assert_eq!(body["code"], 0, "{body}");
+    assert_eq!(body["response"]["amount"], 1000);
+    let (_, body) = app
+        .post(
+            "/payments/prepare",
+            Some(&token),
+            json!({"merchant_uid": "prep-1", "amount": 1000}),
+        )
+        .await;
+    assert_eq!(body["code"], 1);
+    assert_eq!(
+        body["message"],
+        "결제정보 사전등록에 실패하였습니다(이미 등록된 merchant_uid입니다)."
+    );
+    let (_, body) = app
+        .put(
+            "/payments/prepare",
+            &token,
+            json!({"merchant_uid": "prep-1", "amount": 2000}),
+        )
+        .await;
+    assert_eq!(body["response"]["amount"], 2000, "{body}");
+    let (_, body) = app.get("/payments/prepare/prep-1", Some(&token)).await;
+    assert_eq!(body["response"]["amount"], 2000);
+    let (status, body) = app.get("/payments/prepare/none", Some(&token)).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(body["message"], "사전등록된 결제정보가 존재하지 않습니다.");
+    let (status, _) = app
+        .put(
+            "/payments/prepare",
+            &token,
+            json!({"merchant_uid": "none", "amount": 1}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn onetime_refuses_a_prepared_merchant_uid_with_another_amount() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    app.post(
+        "/payments/prepare",
+        Some(&token),
+        json!({"merchant_uid": "prep-2", "amount": 1000}),
+    )
+    .await;
+    let body = json!({"merchant_uid": "prep-2", "amount": 999, "card_number": test_cards::SHINHAN_CREDIT, "expiry": future_expiry()});
+    let (_, res) = app
+        .post("/subscribe/payments/onetime", Some(&token), body)
+        .await;
+    assert_eq!(res["code"], 1, "{res}");
+    assert!(app.sandbox.ledger().is_empty());
+    let (_, res) = app
+        .pay(&token, "prep-2", 1000, test_cards::SHINHAN_CREDIT)
+        .await;
+    assert_eq!(res["response"]["status"], "paid", "{res}");
+}

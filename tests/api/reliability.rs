@@ -1,0 +1,234 @@
+//! Faults injected at the KCP sandbox: after every one, KCP's ledger and openport agree exactly.
+use std::time::Duration;
+
+use kcp_sandbox::{paths, Fault, FaultRule, TransactionState};
+use serde_json::json;
+
+use crate::helpers::{spawn_app, test_cards, TestApp, KCP_TIMEOUT_MS, SETTLE_SECS};
+
+async fn status_of(app: &TestApp, token: &str, imp_uid: &str) -> serde_json::Value {
+    app.get(&format!("/payments/{imp_uid}"), Some(token))
+        .await
+        .1["response"]
+        .clone()
+}
+
+fn imp_uid_in(message: &serde_json::Value) -> String {
+    let m = message.as_str().unwrap();
+    let start = m.find("(imp_uid: ").expect("message names the imp_uid") + "(imp_uid: ".len();
+    m[start..start + 16].to_string()
+}
+
+#[tokio::test]
+async fn a_lost_approval_response_is_recovered_by_inquiry_and_answered_paid() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    app.sandbox
+        .inject(FaultRule::new(paths::HUB_PAYMENT, Fault::LoseResponse));
+    let (_, body) = app
+        .pay(&token, "lost-1", 1000, test_cards::SHINHAN_CREDIT)
+        .await;
+    assert_eq!(body["code"], 0, "{body}");
+    assert_eq!(body["response"]["status"], "paid");
+    assert_eq!(app.sandbox.ledger().len(), 1);
+    app.assert_ledger_agrees().await;
+}
+
+#[tokio::test]
+async fn a_dropped_approval_stays_ready_then_fails_after_the_settle_delay_and_can_be_retried() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    app.sandbox
+        .inject(FaultRule::new(paths::HUB_PAYMENT, Fault::Drop));
+    let (_, body) = app
+        .pay(&token, "drop-1", 1000, test_cards::SHINHAN_CREDIT)
+        .await;
+    assert_eq!(body["code"], 1, "{body}");
+    let imp_uid = imp_uid_in(&body["message"]);
+    assert_eq!(
+        status_of(&app, &token, &imp_uid).await["status"],
+        "ready",
+        "never failed on a guess"
+    );
+
+    // A retry before the outcome is known is refused: no second charge.
+    let (_, retry) = app
+        .pay(&token, "drop-1", 1000, test_cards::SHINHAN_CREDIT)
+        .await;
+    assert_eq!(retry["code"], 1, "{retry}");
+    assert!(app.sandbox.ledger().is_empty());
+
+    app.advance(SETTLE_SECS + 1);
+    app.resolve_all().await;
+    let p = status_of(&app, &token, &imp_uid).await;
+    assert_eq!(p["status"], "failed");
+    assert!(p["failed_at"].as_i64().unwrap() > 0);
+
+    let paid = app.paid(&token, "drop-1", 1000).await;
+    assert_ne!(paid["imp_uid"], imp_uid.as_str());
+    app.assert_ledger_agrees().await;
+}
+
+#[tokio::test]
+async fn a_retry_after_the_settle_delay_resolves_the_old_attempt_itself() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    app.sandbox.inject(FaultRule::new(
+        paths::HUB_PAYMENT,
+        Fault::HttpStatus { status: 503 },
+    ));
+    let (_, body) = app
+        .pay(&token, "503-1", 1000, test_cards::SHINHAN_CREDIT)
+        .await;
+    assert_eq!(body["code"], 1, "{body}");
+    app.advance(SETTLE_SECS + 1);
+    // No resolver run: the retry settles the open attempt by inquiry, then pays.
+    let paid = app.paid(&token, "503-1", 1000).await;
+    assert_eq!(paid["status"], "paid");
+    app.assert_ledger_agrees().await;
+}
+
+#[tokio::test]
+async fn an_approval_that_arrives_after_the_timeout_is_net_cancelled() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    app.sandbox.inject(FaultRule::new(
+        paths::HUB_PAYMENT,
+        Fault::Delay {
+            ms: KCP_TIMEOUT_MS + 1000,
+        },
+    ));
+    let (_, body) = app
+        .pay(&token, "late-1", 1000, test_cards::SHINHAN_CREDIT)
+        .await;
+    assert_eq!(body["code"], 1, "{body}");
+    let imp_uid = imp_uid_in(&body["message"]);
+    // Let the slow approval land at KCP.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(app.sandbox.ledger().len(), 1);
+
+    app.advance(SETTLE_SECS + 1);
+    app.resolve_all().await;
+    let p = status_of(&app, &token, &imp_uid).await;
+    assert_eq!(p["status"], "failed", "{p}");
+    let ledger = app.sandbox.ledger();
+    assert_eq!(ledger[0].state, TransactionState::Cancelled);
+    assert_eq!(
+        ledger[0].cancels[0].mod_desc.as_deref(),
+        Some("가맹점 DB 처리 실패(자동취소)")
+    );
+    assert_eq!(p["pg_tid"], ledger[0].tno.as_str());
+    app.assert_ledger_agrees().await;
+}
+
+#[tokio::test]
+async fn when_the_inquiry_fails_too_the_resolver_later_net_cancels_the_approval() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    app.sandbox
+        .inject(FaultRule::new(paths::HUB_PAYMENT, Fault::LoseResponse));
+    app.sandbox
+        .inject(FaultRule::new(paths::INQUIRY, Fault::Drop));
+    let (_, body) = app
+        .pay(&token, "lost-2", 1000, test_cards::SHINHAN_CREDIT)
+        .await;
+    assert_eq!(body["code"], 1, "{body}");
+    let imp_uid = imp_uid_in(&body["message"]);
+    assert_eq!(status_of(&app, &token, &imp_uid).await["status"], "ready");
+    app.advance(SETTLE_SECS + 1);
+    app.resolve_all().await;
+    assert_eq!(status_of(&app, &token, &imp_uid).await["status"], "failed");
+    assert_eq!(app.sandbox.ledger()[0].state, TransactionState::Cancelled);
+    app.assert_ledger_agrees().await;
+}
+
+#[tokio::test]
+async fn a_lost_cancel_response_is_confirmed_by_inquiry() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let p = app.paid(&token, "cl-1", 10000).await;
+    app.sandbox
+        .inject(FaultRule::new(paths::CANCEL, Fault::LoseResponse));
+    let (_, body) = app
+        .post(
+            "/payments/cancel",
+            Some(&token),
+            json!({"imp_uid": p["imp_uid"], "amount": 3000}),
+        )
+        .await;
+    assert_eq!(body["code"], 0, "{body}");
+    assert_eq!(body["response"]["cancel_amount"], 3000);
+    app.assert_ledger_agrees().await;
+}
+
+#[tokio::test]
+async fn a_dropped_cancel_blocks_other_cancels_until_resolved_as_not_applied() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let p = app.paid(&token, "cd-1", 10000).await;
+    app.sandbox
+        .inject(FaultRule::new(paths::CANCEL, Fault::Drop));
+    let (_, body) = app
+        .post(
+            "/payments/cancel",
+            Some(&token),
+            json!({"imp_uid": p["imp_uid"], "amount": 3000}),
+        )
+        .await;
+    assert_eq!(body["code"], 1, "{body}");
+    let (_, body) = app
+        .post(
+            "/payments/cancel",
+            Some(&token),
+            json!({"imp_uid": p["imp_uid"], "amount": 3000}),
+        )
+        .await;
+    assert_eq!(body["code"], 1, "{body}");
+    assert!(
+        body["message"].as_str().unwrap().contains("처리 중"),
+        "{body}"
+    );
+    app.advance(SETTLE_SECS + 1);
+    app.resolve_all().await;
+    assert_eq!(
+        status_of(&app, &token, p["imp_uid"].as_str().unwrap()).await["cancel_amount"],
+        0
+    );
+    let (_, body) = app
+        .post(
+            "/payments/cancel",
+            Some(&token),
+            json!({"imp_uid": p["imp_uid"], "amount": 3000}),
+        )
+        .await;
+    assert_eq!(body["code"], 0, "{body}");
+    app.assert_ledger_agrees().await;
+}
+
+#[tokio::test]
+async fn a_cancel_that_lands_after_the_timeout_is_recorded_by_the_resolver() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let p = app.paid(&token, "cs-1", 10000).await;
+    app.sandbox.inject(FaultRule::new(
+        paths::CANCEL,
+        Fault::Delay {
+            ms: KCP_TIMEOUT_MS + 1000,
+        },
+    ));
+    let (_, body) = app
+        .post(
+            "/payments/cancel",
+            Some(&token),
+            json!({"imp_uid": p["imp_uid"], "amount": 4000}),
+        )
+        .await;
+    assert_eq!(body["code"], 1, "{body}");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    app.advance(SETTLE_SECS + 1);
+    app.resolve_all().await;
+    let now = status_of(&app, &token, p["imp_uid"].as_str().unwrap()).await;
+    assert_eq!(now["cancel_amount"], 4000, "{now}");
+    assert_eq!(now["cancel_history"].as_array().unwrap().len(), 1);
+    app.assert_ledger_agrees().await;
+}
