@@ -9,6 +9,7 @@ use super::extract::{de, Body, MerchantCaller};
 use super::payment_json::PaymentAnnotation;
 use crate::app::AppState;
 use crate::service::cancel::CancelCommand;
+use crate::service::ServiceError;
 
 #[derive(Deserialize, ToSchema)]
 pub struct CancelRequest {
@@ -53,5 +54,9 @@ pub async fn cancel(
         reason: blank(req.reason),
     };
     let _ = (req.tax_free, req.vat_amount, req.enable_webhook);
-    Ok(ok(s.gateway.cancel_payment(&m, cmd).await?.into()))
+    let gateway = s.gateway.clone();
+    let record = tokio::spawn(async move { gateway.cancel_payment(&m, cmd).await })
+        .await
+        .map_err(|e| ServiceError::Internal(format!("cancel task: {e}")))??;
+    Ok(ok(record.into()))
 }

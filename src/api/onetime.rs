@@ -10,6 +10,7 @@ use super::payment_json::PaymentAnnotation;
 use crate::app::AppState;
 use crate::domain::card::{CardAuth, CardDataError, CardNumber, Expiry};
 use crate::service::pay::OnetimeCommand;
+use crate::service::ServiceError;
 
 /// Card fields are kept as received only until they are parsed; this type is never logged.
 #[derive(Deserialize, ToSchema)]
@@ -158,7 +159,13 @@ pub async fn onetime(
         req,
         s.gateway.clock.now().with_timezone(&kst()).date_naive(),
     )?;
-    Ok(ok(s.gateway.pay_onetime(&m, cmd).await?.into()))
+    // Run to completion even if the client disconnects: an abandoned future could stop between
+    // KCP's approval and its recording.
+    let gateway = s.gateway.clone();
+    let record = tokio::spawn(async move { gateway.pay_onetime(&m, cmd).await })
+        .await
+        .map_err(|e| ServiceError::Internal(format!("payment task: {e}")))??;
+    Ok(ok(record.into()))
 }
 
 /// Card expiry is a Korean-calendar matter: the month changes at midnight KST.

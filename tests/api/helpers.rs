@@ -92,11 +92,13 @@ pub async fn spawn_app() -> TestApp {
 pub async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
     let creds = credentials();
     let (database_url, dir) = fresh_database().await;
-    let mut config = Config::default();
-    config.listen = "127.0.0.1:0".parse().unwrap();
+    let mut config = Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        database_url,
+        admin_token: Some(SecretString::from(ADMIN_TOKEN)),
+        ..Config::default()
+    };
     config.sandbox.listen = "127.0.0.1:0".parse().unwrap();
-    config.database_url = database_url;
-    config.admin_token = Some(SecretString::from(ADMIN_TOKEN));
     config.resolver.interval_ms = 0; // tests drive the resolver themselves
     config.resolver.settle_secs = SETTLE_SECS;
     config.kcp.timeout_ms = KCP_TIMEOUT_MS;
