@@ -45,7 +45,12 @@ pub struct StatusQuery {
 
 impl Gateway {
     pub async fn payment_record(&self, p: payment::Model) -> ServiceResult<PaymentRecord> {
-        let cancellations = payments::cancellations_of(&self.db.read, &[p.id]).await?;
+        // Most payments were never cancelled: skip the second query for them.
+        let cancellations = if p.cancel_amount > 0 {
+            payments::cancellations_of(&self.db.read, &[p.id]).await?
+        } else {
+            vec![]
+        };
         Ok(PaymentRecord {
             payment: p,
             cancellations,

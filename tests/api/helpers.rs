@@ -51,6 +51,7 @@ pub struct TestApp {
     pub base: String,
     pub http: reqwest::Client,
     pub sandbox: kcp_sandbox::Sandbox,
+    pub database_url: String,
     offset: Arc<AtomicI64>,
     _dir: Option<tempfile::TempDir>,
 }
@@ -107,17 +108,19 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
     config.kcp.private_key_path = Some(creds.key_path.clone());
     config.kcp.private_key_password = Some(SecretString::from(creds.passphrase.clone()));
     adjust(&mut config);
+    let database_url = config.database_url.clone();
     let (clock, offset) = Clock::shifted();
     let app = App::build_with_clock(config, clock)
         .await
         .expect("openport starts");
-    let sandbox = app
-        .sandbox
-        .as_ref()
-        .expect("embedded sandbox")
-        .sandbox
-        .clone();
+    // An instance configured with an external sandbox gets a detached one here, never called;
+    // its tests look at the serving instance's sandbox.
+    let sandbox = match &app.sandbox {
+        Some(embedded) => embedded.sandbox.clone(),
+        None => kcp_sandbox::Sandbox::new(kcp_sandbox::SandboxConfig::default()).expect("sandbox"),
+    };
     TestApp {
+        database_url,
         base: format!("http://{}", app.addr),
         app,
         http: reqwest::Client::new(),

@@ -309,3 +309,34 @@ async fn the_operator_token_cannot_pay_on_a_merchants_behalf() {
         .await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
 }
+
+#[tokio::test]
+async fn two_instances_on_one_database_charge_kcp_once_for_one_merchant_uid() {
+    let first = spawn_app().await;
+    let database_url = first.database_url.clone();
+    let sandbox_base = format!("http://{}", first.app.sandbox.as_ref().unwrap().addr);
+    let second = crate::helpers::spawn_app_with(|c| {
+        c.database_url = database_url;
+        c.kcp.api_base = Some(sandbox_base);
+        c.sandbox.embedded = Some(false);
+    })
+    .await;
+    let t1 = first.token().await;
+    let t2 = second.token().await;
+    let calls = (0..16).map(|i| {
+        let (app, token) = if i % 2 == 0 {
+            (&first, &t1)
+        } else {
+            (&second, &t2)
+        };
+        app.pay(token, "two-instances", 1000, test_cards::SHINHAN_CREDIT)
+    });
+    let results = futures::future::join_all(calls).await;
+    let paid = results
+        .iter()
+        .filter(|(_, b)| b["response"]["status"] == "paid")
+        .count();
+    assert_eq!(paid, 1, "{results:?}");
+    assert_eq!(first.sandbox.ledger().len(), 1);
+    first.assert_ledger_agrees().await;
+}
