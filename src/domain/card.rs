@@ -54,15 +54,27 @@ impl std::fmt::Debug for CardNumber {
     }
 }
 
-/// Keeps the first 6 and the last 4 digits; everything else becomes `*`. Already-masked input is
-/// returned with the same shape.
-pub fn mask_card_number(digits: &str) -> String {
-    let chars: Vec<char> = digits.chars().collect();
+/// iamport's and KCP's mask: the first 6 and the last 4 digits kept, everything else `*`
+/// (`411111******1111`). Already-masked input passes through; a number too short to be a card
+/// number keeps at most its last 4 digits, so a mask never reveals more than 10 digits.
+pub fn mask_card_number(raw: &str) -> String {
+    let raw = raw.trim();
+    if raw.is_empty() || raw.contains('*') {
+        return raw.to_owned();
+    }
+    let chars: Vec<char> = raw.chars().collect();
     let n = chars.len();
+    let keep = |i: usize| {
+        if n >= 13 {
+            i < 6 || i + 4 >= n
+        } else {
+            n > 4 && i + 4 >= n
+        }
+    };
     chars
         .iter()
         .enumerate()
-        .map(|(i, c)| if i < 6 || i + 4 >= n { *c } else { '*' })
+        .map(|(i, c)| if keep(i) { *c } else { '*' })
         .collect()
 }
 

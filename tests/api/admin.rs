@@ -86,11 +86,27 @@ async fn no_card_number_pin_birth_secret_or_private_key_reaches_a_log_line() {
     // A refused card and a bad body go through the error paths too.
     app.post("/subscribe/payments/onetime", Some(&token), serde_json::json!({"merchant_uid": "log-2", "amount": 1000,
         "card_number": "5555555555554443", "expiry": "2031-12", "birth": "740516", "pwd_2digit": "00"})).await;
-    app.post("/payments/cancel", Some(&token), serde_json::json!({"imp_uid": body["response"]["imp_uid"], "amount": 100})).await;
+    app.post(
+        "/payments/cancel",
+        Some(&token),
+        serde_json::json!({"imp_uid": body["response"]["imp_uid"], "amount": 100}),
+    )
+    .await;
     let logs = crate::helpers::captured_logs();
-    assert!(logs.contains("log-1") || logs.contains("onetime"), "the capture works");
-    for needle in ["5555555555554444", "5555-5555-5555-4444", "5555555555554443", "\"740516\"", "=740516",
-                   openport::service::merchants::DEMO_IMP_SECRET, "PRIVATE KEY", "test-passphrase"] {
+    assert!(
+        logs.contains("log-1") || logs.contains("onetime"),
+        "the capture works"
+    );
+    for needle in [
+        "5555555555554444",
+        "5555-5555-5555-4444",
+        "5555555555554443",
+        "\"740516\"",
+        "=740516",
+        openport::service::merchants::DEMO_IMP_SECRET,
+        "PRIVATE KEY",
+        "test-passphrase",
+    ] {
         assert!(!logs.contains(needle), "{needle} reached the logs");
     }
 }

@@ -743,30 +743,7 @@ fn time_or_now(value: Option<&str>, field: &'static str) -> DateTime<Utc> {
     }
 }
 
-/// KCP masks card numbers already (`411111******1111`); if it ever sends a bare number, keep
-/// only the first 6 and last 4 digits (the PCI DSS display rule). Short or odd values are masked
-/// entirely except the last 4 characters.
-pub fn mask_card_number(raw: &str) -> String {
-    let raw = raw.trim();
-    if raw.is_empty() || raw.contains('*') {
-        return raw.to_owned();
-    }
-    let chars: Vec<char> = raw.chars().collect();
-    let n = chars.len();
-    if n >= 13 {
-        chars
-            .iter()
-            .enumerate()
-            .map(|(i, c)| if i < 6 || i >= n - 4 { *c } else { '*' })
-            .collect()
-    } else {
-        chars
-            .iter()
-            .enumerate()
-            .map(|(i, c)| if i + 4 >= n && n > 4 { *c } else { '*' })
-            .collect()
-    }
-}
+pub use crate::domain::card::mask_card_number;
 
 #[cfg(test)]
 mod tests;
