@@ -166,3 +166,136 @@ pub trait PgConnector: Send + Sync {
     /// Transaction inquiry (`std/inquery`, signed) for a card payment.
     async fn inquire(&self, trade: &TradeRef) -> Result<TradeState, PgError>;
 }
+
+/// Billing-key (batch key) issuance from card data without a window. KCP's REST form of this
+/// call is not public; openport models it on the hub key-in call (docs/kcp.md, "batch key
+/// issuance" assumption): `pay_method "BATCH"`, `tx_type "10005000"`, the card fields of §2.7 and
+/// the merchant's batch group id.
+#[derive(Debug, Clone)]
+pub struct BatchKeyRequest {
+    /// Our order number for this call (letters and digits).
+    pub order_no: String,
+    pub group_id: String,
+    pub card: CardSecret,
+    pub buyer_name: String,
+}
+
+/// A billing key KCP issued (spec/kcp.md §2.5). The key itself is a secret: `Debug` hides it.
+#[derive(Clone, PartialEq)]
+pub struct BatchKey {
+    pub batch_key: String,
+    pub issuer_code: String,
+    pub issuer_name: String,
+    /// Masked (first 6 + last 4).
+    pub masked_card_number: String,
+    pub is_check_card: bool,
+    pub is_corporate: bool,
+}
+
+impl std::fmt::Debug for BatchKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BatchKey")
+            .field("batch_key", &"<redacted>")
+            .field("issuer_code", &self.issuer_code)
+            .field("masked_card_number", &self.masked_card_number)
+            .finish()
+    }
+}
+
+/// A charge on a billing key: spec/kcp.md §2.6 (`card_tx_type 11511000`, `amount == card_mny`).
+#[derive(Clone)]
+pub struct BatchPaymentRequest {
+    pub order_no: String,
+    pub amount: Won,
+    pub good_name: String,
+    pub buyer_name: String,
+    pub buyer_email: String,
+    pub buyer_tel: String,
+    pub batch_key: String,
+    pub group_id: String,
+    pub quota: u8,
+}
+
+impl std::fmt::Debug for BatchPaymentRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BatchPaymentRequest")
+            .field("order_no", &self.order_no)
+            .field("amount", &self.amount)
+            .field("batch_key", &"<redacted>")
+            .finish()
+    }
+}
+
+/// Benepia welfare-point account credentials (seed 003): never stored or logged.
+#[derive(Clone)]
+pub struct PointAccount {
+    pub id: String,
+    pub password: String,
+    /// `pt_memcorp_cd`: the member company code.
+    pub member_company: String,
+}
+
+impl std::fmt::Debug for PointAccount {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PointAccount(<redacted>)")
+    }
+}
+
+/// A Benepia point payment request: spec/kcp.md §2.8 (`pt_txtype 91200000`).
+#[derive(Debug, Clone)]
+pub struct PointPaymentRequest {
+    pub order_no: String,
+    pub amount: Won,
+    pub good_name: String,
+    pub buyer_name: String,
+    pub buyer_email: String,
+    pub buyer_tel: String,
+    pub account: PointAccount,
+}
+
+/// A Benepia point approval.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PointApproval {
+    pub tno: String,
+    pub order_no: String,
+    pub amount: Won,
+    pub app_no: String,
+    pub approved_at: DateTime<Utc>,
+    /// Balance left on the point account after the payment.
+    pub balance_after: Won,
+}
+
+fn unsupported<T>(what: &str) -> Result<T, PgError> {
+    Err(PgError::Config(format!("this PG connector does not support {what}")))
+}
+
+/// Billing keys and Benepia points: separate from [`PgConnector`]'s core so a PG without them
+/// still implements the core. Every method has a refusing default.
+#[async_trait]
+pub trait PgBilling: Send + Sync {
+    /// Issues a billing key from card data (`gw/hub/v1/payment`, documented assumption).
+    async fn issue_batch_key(&self, _req: &BatchKeyRequest) -> Result<BatchKey, PgError> {
+        unsupported("billing keys")
+    }
+    /// Charges a billing key (`card_tx_type 11511000`).
+    async fn pay_with_batch_key(&self, _req: &BatchPaymentRequest) -> Result<CardApproval, PgError> {
+        unsupported("billing keys")
+    }
+    /// Deletes a billing key at the PG (`pay_method BATCH`, `tx_type 10005010`).
+    async fn delete_batch_key(&self, _batch_key: &str, _group_id: &str) -> Result<(), PgError> {
+        unsupported("billing keys")
+    }
+    /// Benepia point balance (`pt_txtype 97000000`).
+    async fn point_balance(&self, _order_no: &str, _account: &PointAccount) -> Result<Won, PgError> {
+        unsupported("Benepia points")
+    }
+    /// Benepia point payment (`pt_txtype 91200000`, `pt_paycode 04`).
+    async fn pay_with_points(&self, _req: &PointPaymentRequest) -> Result<PointApproval, PgError> {
+        unsupported("Benepia points")
+    }
+    /// Re-approves `amount` of a cancelled point payment (`mod_type STRA`): how a partial cancel of
+    /// points is done (cancel all, re-approve the rest; spec/kcp.md §2.8).
+    async fn reapprove_points(&self, _tno: &str, _amount: Won, _order_no: &str, _good_name: &str) -> Result<PointApproval, PgError> {
+        unsupported("Benepia points")
+    }
+}
