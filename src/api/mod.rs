@@ -9,6 +9,7 @@ pub mod onetime;
 pub mod payment_json;
 pub mod payments;
 pub mod prepare;
+pub mod webhooks;
 
 use axum::http::{StatusCode, Uri};
 use axum::response::IntoResponse;
@@ -70,6 +71,7 @@ pub fn router() -> Router<AppState> {
         .route("/subscribe/payments/onetime", post(onetime::onetime))
         .route("/admin/merchants", get(admin::merchants))
         .route("/openapi.json", get(openapi))
+        .merge(webhooks::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
 }

@@ -8,6 +8,7 @@ pub mod pay;
 pub mod prepare;
 pub mod resolve;
 pub mod secrets;
+pub mod webhooks;
 
 use std::sync::Arc;
 

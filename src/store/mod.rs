@@ -2,6 +2,7 @@
 pub mod entity;
 pub mod merchants;
 pub mod payments;
+pub mod webhooks;
 
 use std::time::Duration;
 

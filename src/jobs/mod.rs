@@ -1,0 +1,2 @@
+//! Background workers that run inside `openport serve`.
+pub mod webhooks;

@@ -1,0 +1,1 @@
+//! Webhook delivery worker (see service/webhooks.rs).

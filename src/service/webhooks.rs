@@ -1,0 +1,1 @@
+//! Webhook outbox: enqueue in the state change's transaction, deliver with retries.

@@ -1,0 +1,1 @@
+//! Webhook outbox rows and delivery attempts.
