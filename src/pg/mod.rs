@@ -265,6 +265,11 @@ pub struct PointApproval {
     pub balance_after: Won,
 }
 
+/// Everything a merchant's PG connector offers: the core and billing.
+pub trait Pg: PgConnector + PgBilling {}
+
+impl<T: PgConnector + PgBilling> Pg for T {}
+
 fn unsupported<T>(what: &str) -> Result<T, PgError> {
     Err(PgError::Config(format!("this PG connector does not support {what}")))
 }
