@@ -120,6 +120,12 @@ impl App {
                 Duration::from_millis(config.resolver.interval_ms),
                 shutdown.subscribe(),
             );
+            crate::jobs::webhooks::spawn(&gateway, &config, &shutdown);
+            crate::jobs::scheduler::spawn(
+                gateway.clone(),
+                Duration::from_millis(config.resolver.interval_ms.min(1000)),
+                shutdown.subscribe(),
+            );
         }
         let listener = TcpListener::bind(config.listen)
             .await

@@ -149,7 +149,11 @@ impl Gateway {
     ) -> anyhow::Result<Self> {
         let (listen, sandbox) = free_ports()?;
         let log = dir.join("gateway.log");
-        let out = std::fs::File::create(&log)?;
+        // Appended: a run may start several gateways on the same database.
+        let out = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)?;
         let mut cmd = Command::new(bin);
         for (k, _) in std::env::vars_os() {
             let k = k.to_string_lossy().into_owned();
@@ -204,6 +208,10 @@ impl Gateway {
             STARTUP_LIMIT.as_secs(),
             self.log_tail(40)
         )
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
     }
 
     pub fn log_tail(&self, lines: usize) -> String {

@@ -1,5 +1,6 @@
 //! `POST /gw/mod/v1/cancel`: full (`STSC`) and partial (`STPC`) cancels of a card approval
-//! (spec/kcp.md §2.9). Escrow status changes (STE*) and point re-approval (STRA) belong here later.
+//! (spec/kcp.md §2.9), full cancels of a Benepia point payment (which give the points back) and
+//! their re-approval (`STRA`, spec §2.8, seed 003). Escrow status changes (STE*) belong here later.
 
 use std::sync::Arc;
 
@@ -11,6 +12,7 @@ use crate::auth;
 use crate::clock::{kcp_time, kst_date};
 use crate::codes;
 use crate::ledger::TransactionState;
+use crate::point::{self, Reapproval};
 use crate::wire::{self, Fields, Refusal, Reply};
 use crate::Shared;
 
@@ -19,6 +21,13 @@ pub(crate) async fn cancel(State(shared): State<Arc<Shared>>, body: Bytes) -> Re
         Ok(reply) => reply.into_response(),
         Err(refusal) => refusal.into_response(),
     }
+}
+
+/// What `mod_type` asks for.
+enum Request<'a> {
+    Cancel(Modification),
+    /// `STRA`: a point payment charged again after its full cancel.
+    Reapprove(Reapproval<'a>),
 }
 
 /// The kind of cancel asked for.
@@ -45,12 +54,13 @@ fn handle(shared: &Shared, body: &Bytes) -> Result<Reply, Refusal> {
     if let Some(desc) = mod_desc {
         wire::check_text("mod_desc", desc, 100)?;
     }
-    let modification = match mod_type {
-        "STSC" => Modification::Full,
-        "STPC" => Modification::Partial {
+    let request = match mod_type {
+        "STSC" => Request::Cancel(Modification::Full),
+        "STPC" => Request::Cancel(Modification::Partial {
             mod_mny: wire::amount("mod_mny", fields.required("mod_mny")?)?,
             rem_mny: wire::amount("rem_mny", fields.required("rem_mny")?)?,
-        },
+        }),
+        "STRA" => Request::Reapprove(parse_reapproval(&fields)?),
         other => {
             return Err(Refusal::new(
                 codes::INVALID_FIELD,
@@ -62,6 +72,12 @@ fn handle(shared: &Shared, body: &Bytes) -> Result<Reply, Refusal> {
     let now = shared.now();
     let canc_time = kcp_time(now);
     let mut ledger = shared.ledger();
+    let modification = match request {
+        Request::Cancel(modification) => modification,
+        Request::Reapprove(reapproval) => {
+            return point::reapprove(shared, &mut ledger, site_cd, tno, &reapproval)
+        }
+    };
     let entry = ledger
         .get_mut(tno)
         .filter(|entry| entry.site_cd == site_cd)
@@ -72,6 +88,13 @@ fn handle(shared: &Shared, body: &Bytes) -> Result<Reply, Refusal> {
             "이미 취소된 거래입니다.",
         ));
     }
+    // KCP refunds part of a point payment by cancelling it and re-approving the rest (STRA).
+    if entry.point.is_some() && !matches!(modification, Modification::Full) {
+        return Err(Refusal::new(
+            codes::POINT_PARTIAL_CANCEL,
+            "포인트 거래는 부분취소가 불가능합니다. 전체취소(STSC) 후 재승인(STRA)하십시오.",
+        ));
+    }
     let mod_desc = mod_desc.map(str::to_owned);
 
     let mut reply = Reply::ok();
@@ -80,6 +103,9 @@ fn handle(shared: &Shared, body: &Bytes) -> Result<Reply, Refusal> {
         Modification::Full => {
             let balance = entry.balance;
             entry.record_cancel(mod_type, balance, canc_time, mod_desc);
+            if let Some(point) = &entry.point {
+                shared.points().refund(&point.account_id, balance);
+            }
         }
         Modification::Partial { mod_mny, rem_mny } => {
             if mod_mny == 0 {
@@ -124,4 +150,23 @@ fn handle(shared: &Shared, body: &Bytes) -> Result<Reply, Refusal> {
         "kcp sandbox cancelled"
     );
     Ok(reply)
+}
+
+/// `mod_mny` (> 0), `mod_ordr_idxx` and `mod_ordr_goods` of an `STRA` (seed 003 §2.4).
+fn parse_reapproval(fields: &Fields) -> Result<Reapproval<'_>, Refusal> {
+    let mod_mny = wire::amount("mod_mny", fields.required("mod_mny")?)?;
+    if mod_mny == 0 {
+        return Err(Refusal::new(
+            codes::AMOUNT_ERROR,
+            "재승인 금액은 0보다 커야 합니다.",
+        ));
+    }
+    let order_no = fields.optional("mod_ordr_idxx");
+    if let Some(order_no) = order_no {
+        wire::check_text("mod_ordr_idxx", order_no, 40)?;
+    }
+    if let Some(goods) = fields.optional("mod_ordr_goods") {
+        wire::check_text("mod_ordr_goods", goods, 50)?;
+    }
+    Ok(Reapproval { mod_mny, order_no })
 }

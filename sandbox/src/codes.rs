@@ -52,8 +52,30 @@ pub const CANCEL_EXCEEDS_BALANCE: &str = "8135";
 pub const FULL_PARTIAL_CANCEL_SAME_DAY: &str = "8136";
 /// 일일한도초과 (spec §4).
 pub const DAILY_LIMIT: &str = "8186";
+/// *Assumption*: 한도초과, no credit left at all (the [`crate::test_cards::INSUFFICIENT_LIMIT`] card).
+pub const LIMIT_EXCEEDED: &str = "8187";
 /// 월한도초과 (spec §4).
 pub const MONTHLY_LIMIT: &str = "8188";
+/// *Assumption*: `group_id` / `bt_group_id` is not the request's `site_cd` followed by 7 digits.
+pub const BATCH_GROUP_ERROR: &str = "8301";
+/// *Assumption*: no batch key with this value in this (site_cd, group_id).
+pub const BATCH_KEY_NOT_FOUND: &str = "8302";
+/// *Assumption*: the batch key was deleted (`tx_type` 10005010).
+pub const BATCH_KEY_DELETED: &str = "8303";
+/// *Assumption*: no Benepia account with this `pt_idno` in this `pt_memcorp_cd`.
+pub const POINT_ACCOUNT_NOT_FOUND: &str = "8401";
+/// *Assumption*: `pt_pwd` is not the account's password.
+pub const POINT_PASSWORD_MISMATCH: &str = "8402";
+/// *Assumption*: the account holds fewer points than the payment (or re-approval) needs.
+pub const POINT_INSUFFICIENT: &str = "8403";
+/// *Assumption*: STPC on a point payment; KCP refunds part of a point payment by STSC + STRA.
+pub const POINT_PARTIAL_CANCEL: &str = "8404";
+/// *Assumption*: STRA on a transaction that is not a point payment.
+pub const REAPPROVAL_NOT_POINT: &str = "8405";
+/// *Assumption*: STRA on a point payment that is not fully cancelled (STSC) yet.
+pub const REAPPROVAL_NOT_CANCELLED: &str = "8406";
+/// *Assumption*: STRA on a point payment that was already re-approved once.
+pub const ALREADY_REAPPROVED: &str = "8407";
 /// *Assumption, fixed by the gateway's contract*: no transaction for the tno / order_no.
 pub const NO_SUCH_TRANSACTION: &str = "8201";
 /// The message that goes with [`NO_SUCH_TRANSACTION`], exactly.

@@ -10,8 +10,10 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 
+use crate::batch::BatchKey;
 use crate::faults::FaultRule;
 use crate::ledger::LedgerEntry;
+use crate::point::PointAccount;
 use crate::Shared;
 
 pub(crate) fn routes() -> Router<Arc<Shared>> {
@@ -21,6 +23,8 @@ pub(crate) fn routes() -> Router<Arc<Shared>> {
             post(add_fault).delete(clear_faults).get(list_faults),
         )
         .route("/_sandbox/ledger", get(ledger))
+        .route("/_sandbox/batch-keys", get(batch_keys))
+        .route("/_sandbox/points", get(points))
         .route("/_sandbox/certificates", post(issue_certificate))
 }
 
@@ -40,6 +44,16 @@ async fn list_faults(State(shared): State<Arc<Shared>>) -> Json<Vec<FaultRule>> 
 
 async fn ledger(State(shared): State<Arc<Shared>>) -> Json<Vec<LedgerEntry>> {
     Json(shared.ledger().snapshot())
+}
+
+/// Batch key states with a digest of each key, never the key.
+async fn batch_keys(State(shared): State<Arc<Shared>>) -> Json<Vec<BatchKey>> {
+    Json(shared.batch_keys().snapshot())
+}
+
+/// Benepia balances, without passwords.
+async fn points(State(shared): State<Arc<Shared>>) -> Json<Vec<PointAccount>> {
+    Json(shared.points().snapshot())
 }
 
 #[derive(Deserialize)]

@@ -4,6 +4,10 @@
 //! Assumption, which the gateway relies on (docs/sandbox.md): a caller that lost the approval
 //! answer knows no tno, so it sends `order_no` (its `ordr_idxx`) with `tno` absent or empty,
 //! signed over `site_cd^order_no^pay_type`; the latest approval for (site_cd, order_no) answers.
+//!
+//! Assumption (docs/sandbox.md §6): a Benepia point payment is inquired with `pay_type` PAPT and
+//! answered like a card, minus the card fields, with `stat_pt_cd` in place of `stat_ca_cd`.
+//! `pay_type` picks the kind: a PACA inquiry never finds a point payment, nor PAPT a card.
 
 use std::sync::Arc;
 
@@ -49,7 +53,7 @@ fn handle(shared: &Shared, body: &Bytes) -> Result<Reply, Refusal> {
     };
     merchant.verify_signature(&fields, &format!("{site_cd}^{signed_id}^{pay_type}"))?;
 
-    if pay_type != "PACA" {
+    if pay_type != "PACA" && pay_type != "PAPT" {
         return Err(Refusal::new(
             codes::INVALID_FIELD,
             format!("샌드박스가 지원하지 않는 pay_type 입니다: {pay_type}"),
@@ -64,9 +68,11 @@ fn handle(shared: &Shared, body: &Bytes) -> Result<Reply, Refusal> {
                     "tno 는 숫자 14자리입니다.",
                 ));
             }
-            ledger.get(tno).filter(|entry| entry.site_cd == site_cd)
+            ledger
+                .get(tno)
+                .filter(|entry| entry.site_cd == site_cd && entry.pay_method == pay_type)
         }
-        Key::OrderNo(order_no) => ledger.by_order(site_cd, order_no),
+        Key::OrderNo(order_no) => ledger.by_order_and_method(site_cd, order_no, pay_type),
     }
     .ok_or_else(|| Refusal::new(codes::NO_SUCH_TRANSACTION, codes::NO_SUCH_TRANSACTION_MSG))?;
 
@@ -76,16 +82,27 @@ fn handle(shared: &Shared, body: &Bytes) -> Result<Reply, Refusal> {
         .set("order_no", entry.order_no.as_str())
         .set("pay_method", entry.pay_method.as_str())
         .set("amount", entry.amount.to_string())
-        .set("rem_mny", entry.balance.to_string())
-        .set("stat_ca_cd", entry.state.stat_ca_cd())
-        .set("app_time", entry.app_time.as_str())
-        .set("app_no", entry.app_no.as_str())
-        .set("card_no", entry.card.masked_card_no.as_str())
-        .set("card_cd", entry.card.card_cd.as_str())
-        .set("card_name", entry.card.card_name.as_str())
-        .set("quota", entry.card.quota.as_str())
-        .set("card_bin_type_01", entry.card.bin_type_01.as_str())
-        .set("card_bin_type_02", entry.card.bin_type_02.as_str());
+        .set("rem_mny", entry.balance.to_string());
+    match &entry.card {
+        Some(card) => {
+            reply
+                .set("stat_ca_cd", entry.state.stat_ca_cd())
+                .set("app_time", entry.app_time.as_str())
+                .set("app_no", entry.app_no.as_str())
+                .set("card_no", card.masked_card_no.as_str())
+                .set("card_cd", card.card_cd.as_str())
+                .set("card_name", card.card_name.as_str())
+                .set("quota", card.quota.as_str())
+                .set("card_bin_type_01", card.bin_type_01.as_str())
+                .set("card_bin_type_02", card.bin_type_02.as_str());
+        }
+        None => {
+            reply
+                .set("stat_pt_cd", entry.state.stat_ca_cd())
+                .set("app_time", entry.app_time.as_str())
+                .set("app_no", entry.app_no.as_str());
+        }
+    }
     if let Some(canc_time) = entry.canc_time() {
         reply.set("canc_time", canc_time);
     }

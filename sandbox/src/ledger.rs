@@ -1,5 +1,8 @@
 //! The sandbox's memory of what it approved and cancelled: the state inquiry reports and the
 //! state tests assert on. Card data is kept masked only.
+//!
+//! Card approvals (key-in and batch, `PACA`) and Benepia point payments (`PAPT`) share one ledger,
+//! so cancel and inquiry treat them alike.
 
 use std::collections::BTreeMap;
 
@@ -7,7 +10,8 @@ use chrono::{DateTime, Utc};
 use rand::Rng;
 use serde::Serialize;
 
-/// Where a card approval stands, named by KCP's `stat_ca_cd` (spec §2.10).
+/// Where an approval stands, named by KCP's `stat_ca_cd` (cards) / `stat_pt_cd` (points)
+/// (spec §2.10).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub enum TransactionState {
     /// STSR: approved, nothing cancelled.
@@ -42,6 +46,16 @@ pub struct CardSummary {
     pub bin_type_02: String,
 }
 
+/// Point facts of a Benepia payment (spec §2.8): whose points were used.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PointSummary {
+    /// `pt_issue`: always `SCWB` (Benepia).
+    pub pt_issue: String,
+    /// The Benepia account (`pt_idno`) charged, and refunded on cancel.
+    pub account_id: String,
+    pub memcorp_cd: String,
+}
+
 /// One cancel (STSC or STPC) applied to an approval.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct CancelRecord {
@@ -69,8 +83,15 @@ pub struct LedgerEntry {
     pub app_no: String,
     pub trace_no: String,
     pub approved_at: DateTime<Utc>,
-    pub card: CardSummary,
+    /// Set for card approvals (`PACA`).
+    pub card: Option<CardSummary>,
+    /// Set for point payments (`PAPT`).
+    pub point: Option<PointSummary>,
     pub cancels: Vec<CancelRecord>,
+    /// On a cancelled point payment: the tno of its re-approval (`STRA`), which happens once.
+    pub reapproved_by: Option<String>,
+    /// On a re-approval: the tno of the cancelled point payment it re-approves.
+    pub reapproval_of: Option<String>,
 }
 
 impl LedgerEntry {
@@ -139,6 +160,31 @@ impl Ledger {
             .find(|entry| entry.site_cd == site_cd && entry.order_no == order_no)
     }
 
+    /// The latest approval for a merchant order paid with `pay_method` (`PACA`, `PAPT`).
+    pub fn by_order_and_method(
+        &self,
+        site_cd: &str,
+        order_no: &str,
+        pay_method: &str,
+    ) -> Option<&LedgerEntry> {
+        self.order
+            .iter()
+            .rev()
+            .filter_map(|tno| self.by_tno.get(tno))
+            .find(|entry| {
+                entry.site_cd == site_cd
+                    && entry.order_no == order_no
+                    && entry.pay_method == pay_method
+            })
+    }
+
+    /// Whether an approval for (site_cd, order_no) still stands: the sandbox never charges an
+    /// order twice.
+    pub fn order_is_live(&self, site_cd: &str, order_no: &str) -> bool {
+        self.by_order(site_cd, order_no)
+            .is_some_and(|entry| entry.state != TransactionState::Cancelled)
+    }
+
     /// A fresh 14-digit tno: KST date + 6 random digits (shape from spec §2.4, §6).
     pub fn new_tno(&self, kst_date: &str) -> String {
         let mut rng = rand::thread_rng();
@@ -162,6 +208,14 @@ impl Ledger {
 /// 8-digit approval number (spec §2.4).
 pub(crate) fn new_app_no() -> String {
     format!("{:08}", rand::thread_rng().gen_range(0..100_000_000))
+}
+
+/// 10-digit Benepia approval number (`pnt_app_no`, seed 003: `0264502327`).
+pub(crate) fn new_point_app_no() -> String {
+    format!(
+        "{:010}",
+        rand::thread_rng().gen_range(0..10_000_000_000_u64)
+    )
 }
 
 /// site_cd + 11 uppercase letters/digits (spec §2.1, §6).

@@ -5,15 +5,16 @@
 //! cancelling out. The gateway embeds it in-process ([`Sandbox::router`]) or serves it on a
 //! socket ([`serve`]).
 //!
-//! One module per KCP call family: `hub` (key-in card payments; batch payment and POINT belong
-//! there later), `cancel`, `inquiry`. Trade registration, window approval and notifications
-//! are not emulated yet.
+//! One module per KCP call family: `hub` (key-in card payments, dispatching to `batch` for batch
+//! keys and batch payments and to `point` for Benepia points), `cancel` (with point re-approval),
+//! `inquiry`. Trade registration, window approval and notifications are not emulated yet.
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use chrono::{DateTime, Utc};
 
 mod auth;
+mod batch;
 mod ca;
 mod cancel;
 pub mod clock;
@@ -24,20 +25,25 @@ mod hub;
 mod inquiry;
 pub mod keyfile;
 pub mod ledger;
+mod point;
 mod router;
 pub mod test_cards;
+pub mod test_points;
 mod wire;
 
+pub use batch::{batch_key_digest, BatchKey, BatchKeyState};
 pub use ca::IssuedCertificate;
 pub use clock::ManualClock;
 pub use faults::{Fault, FaultRule};
-pub use ledger::{CancelRecord, CardSummary, LedgerEntry, TransactionState};
+pub use ledger::{CancelRecord, CardSummary, LedgerEntry, PointSummary, TransactionState};
+pub use point::PointAccount;
 
 /// The KCP paths the sandbox serves (spec/kcp.md §1), relative to KCP's host.
 pub mod paths {
-    /// Hub calls without a payment window: key-in card payments (spec §2.7).
+    /// Hub calls without a payment window: key-in card payments (spec §2.7), batch key issuance
+    /// and deletion and batch payments (§2.5, §2.6), Benepia points (§2.8).
     pub const HUB_PAYMENT: &str = "/gw/hub/v1/payment";
-    /// Cancel / modify (spec §2.9).
+    /// Cancel / modify (spec §2.9), point re-approval (§2.8).
     pub const CANCEL: &str = "/gw/mod/v1/cancel";
     /// Transaction inquiry, KCP's spelling (spec §2.10).
     pub const INQUIRY: &str = "/std/inquery";
@@ -81,8 +87,12 @@ pub(crate) struct Shared {
     config: SandboxConfig,
     /// Issues merchant certificates and checks `kcp_cert_info`.
     ca: ca::CertificateAuthority,
-    /// Approvals and cancels.
+    /// Approvals and cancels, cards and points. Lock order: batch keys, then ledger, then points.
     ledger: Mutex<ledger::Ledger>,
+    /// Batch keys issued, by digest.
+    batch_keys: Mutex<batch::BatchKeyBook>,
+    /// Benepia balances, seeded from [`test_points`].
+    points: Mutex<point::PointBook>,
     /// Armed fault rules, consumed as requests match them.
     faults: Mutex<faults::FaultBook>,
 }
@@ -94,6 +104,18 @@ impl Shared {
 
     pub(crate) fn ledger(&self) -> MutexGuard<'_, ledger::Ledger> {
         self.ledger
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    pub(crate) fn batch_keys(&self) -> MutexGuard<'_, batch::BatchKeyBook> {
+        self.batch_keys
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    pub(crate) fn points(&self) -> MutexGuard<'_, point::PointBook> {
+        self.points
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
@@ -113,6 +135,8 @@ impl Sandbox {
                 config,
                 ca: ca::CertificateAuthority::load()?,
                 ledger: Mutex::default(),
+                batch_keys: Mutex::default(),
+                points: Mutex::default(),
                 faults: Mutex::default(),
             }),
         })
@@ -145,6 +169,16 @@ impl Sandbox {
     /// A snapshot of every approval, in approval order.
     pub fn ledger(&self) -> Vec<LedgerEntry> {
         self.shared.ledger().snapshot()
+    }
+
+    /// Every batch key issued, in issuance order: state and masked card, never the key.
+    pub fn batch_keys(&self) -> Vec<BatchKey> {
+        self.shared.batch_keys().snapshot()
+    }
+
+    /// The Benepia balance of account `pt_idno`, or `None` for an unknown account.
+    pub fn point_balance(&self, pt_idno: &str) -> Option<i64> {
+        self.shared.points().balance(pt_idno)
     }
 }
 

@@ -1,5 +1,8 @@
 //! Deterministic test cards (docs/sandbox.md). All are Luhn-valid, because the gateway checks
 //! Luhn before it calls KCP. Anything Luhn-valid that is not listed approves as a BC card.
+//!
+//! Every card can be registered as a batch (billing) key; what a charge with that key does is
+//! listed per card.
 
 /// Approves; issuer CCLG 신한카드, credit.
 pub const SHINHAN_CREDIT: &str = "4111111111111111";
@@ -8,11 +11,19 @@ pub const SAMSUNG_CHECK: &str = "5555555555554444";
 /// Approves; issuer CCAM 롯데아멕스.
 pub const LOTTE_AMEX: &str = "3760000000000004";
 /// KB국민 (CCKM): refused with 8102 in test mode (seed 001), approves when `test_mode` is false.
+/// Batch charges are always refused with 8102 (spec §4: no billing payments with KB cards).
 pub const KB_KOOKMIN: &str = "5272890000006050";
+/// NH농협 (CCNH): key-in approves; batch charges are refused with 8102 (spec §4).
+pub const NH_NONGHYUP: &str = "5461110000000008";
+/// 카카오뱅크 (CCKA, check card): key-in approves; batch charges are refused with 8102 (spec §4).
+pub const KAKAO_BANK: &str = "5365100000000006";
 /// Refused with 8186 일일한도초과.
 pub const DAILY_LIMIT_EXCEEDED: &str = "4000000000008187";
 /// Refused with 8188 월한도초과.
 pub const MONTHLY_LIMIT_EXCEEDED: &str = "4000000000009995";
+/// A BC card without credit left: its batch key is issued, every charge (batch or key-in) is
+/// refused with 8187 한도초과.
+pub const INSUFFICIENT_LIMIT: &str = "4000000000008179";
 /// An unlisted Luhn-valid number: approves as CCBC 비씨카드.
 pub const ANY_OTHER: &str = "4000000000000002";
 
@@ -29,6 +40,8 @@ pub(crate) enum IssuerDecision {
     RefuseInTestMode,
     DailyLimit,
     MonthlyLimit,
+    /// No credit left at all (8187).
+    LimitExceeded,
 }
 
 /// Issuer facts echoed in the approval (spec §2.4).
@@ -40,6 +53,9 @@ pub(crate) struct Issuer {
     pub bin_type_02: &'static str,
     pub bank_cd: &'static str,
     pub decision: IssuerDecision,
+    /// Whether the issuer accepts non-authenticated billing (batch key) charges: KB, NH and
+    /// Kakao Bank do not (spec §4).
+    pub billing: bool,
 }
 
 const BC: Issuer = Issuer {
@@ -48,6 +64,7 @@ const BC: Issuer = Issuer {
     bin_type_02: "0",
     bank_cd: "0031",
     decision: IssuerDecision::Approve,
+    billing: true,
 };
 
 pub(crate) fn issuer(card_no: &str) -> Issuer {
@@ -57,6 +74,7 @@ pub(crate) fn issuer(card_no: &str) -> Issuer {
         bin_type_02,
         bank_cd,
         decision: IssuerDecision::Approve,
+        billing: true,
     };
     match card_no {
         SHINHAN_CREDIT => approve("CCLG", "신한카드", "0", "0088"),
@@ -64,7 +82,16 @@ pub(crate) fn issuer(card_no: &str) -> Issuer {
         LOTTE_AMEX => approve("CCAM", "롯데아멕스", "0", "0000"),
         KB_KOOKMIN => Issuer {
             decision: IssuerDecision::RefuseInTestMode,
+            billing: false,
             ..approve("CCKM", "국민카드", "0", "0004")
+        },
+        NH_NONGHYUP => Issuer {
+            billing: false,
+            ..approve("CCNH", "NH농협카드", "0", "0011")
+        },
+        KAKAO_BANK => Issuer {
+            billing: false,
+            ..approve("CCKA", "카카오뱅크", "1", "0090")
         },
         DAILY_LIMIT_EXCEEDED => Issuer {
             decision: IssuerDecision::DailyLimit,
@@ -72,6 +99,10 @@ pub(crate) fn issuer(card_no: &str) -> Issuer {
         },
         MONTHLY_LIMIT_EXCEEDED => Issuer {
             decision: IssuerDecision::MonthlyLimit,
+            ..BC
+        },
+        INSUFFICIENT_LIMIT => Issuer {
+            decision: IssuerDecision::LimitExceeded,
             ..BC
         },
         _ => BC,
@@ -121,8 +152,11 @@ mod tests {
             SAMSUNG_CHECK,
             LOTTE_AMEX,
             KB_KOOKMIN,
+            NH_NONGHYUP,
+            KAKAO_BANK,
             DAILY_LIMIT_EXCEEDED,
             MONTHLY_LIMIT_EXCEEDED,
+            INSUFFICIENT_LIMIT,
             ANY_OTHER,
         ] {
             assert!(luhn_valid(card), "{card}");

@@ -68,7 +68,7 @@ fn required<T>(v: Option<T>, name: &str) -> ApiResult<T> {
     v.ok_or_else(|| ApiError::bad_request(format!("{name} 파라메터가 누락되었습니다.")))
 }
 
-fn card_error(e: CardDataError) -> ApiError {
+pub(crate) fn card_error(e: CardDataError) -> ApiError {
     ApiError::new(
         axum::http::StatusCode::OK,
         -1,
@@ -166,6 +166,11 @@ pub async fn onetime(
         .await
         .map_err(|e| ServiceError::Internal(format!("payment task: {e}")))??;
     Ok(ok(record.into()))
+}
+
+/// Today in Korea, which decides whether a card has expired.
+pub(crate) fn kst_today(s: &AppState) -> chrono::NaiveDate {
+    s.gateway.clock.now().with_timezone(&kst()).date_naive()
 }
 
 /// Card expiry is a Korean-calendar matter: the month changes at midnight KST.

@@ -1,8 +1,194 @@
-//! Operator endpoints for webhook deliveries.
+//! Operator endpoints for webhook deliveries (docs/webhooks.md).
+use axum::extract::{Path, RawQuery, State};
+use axum::routing::{get, post, put};
 use axum::Router;
+use secrecy::SecretString;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
+use super::envelope::{ok, Envelope};
+use super::error::{ApiError, ApiResult};
+use super::extract::{de, query_value, AdminCaller, Body};
 use crate::app::AppState;
+use crate::service::webhooks::{DeliveryRecord, WebhookContentType, WebhookSettings};
+use crate::store::webhooks::DeliveryQuery;
+
+const MAX_LIST: u64 = 100;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
+        .route("/admin/webhooks", get(list))
+        .route("/admin/webhooks/{id}/resend", post(resend))
+        .route("/admin/merchants/{id}/webhook", put(configure))
+}
+
+/// One HTTP attempt of a delivery.
+#[derive(Serialize, ToSchema)]
+pub struct WebhookAttemptView {
+    pub url: String,
+    pub attempted_at: i64,
+    /// None when no HTTP answer came.
+    pub http_status: Option<i32>,
+    pub error: Option<String>,
+    /// At most 200 characters of the receiver's answer.
+    pub response_excerpt: Option<String>,
+    pub duration_ms: i64,
+}
+
+/// A webhook delivery with its attempts, oldest first.
+#[derive(Serialize, ToSchema)]
+pub struct WebhookDeliveryView {
+    pub id: i64,
+    /// Standard Webhooks `webhook-id` of this delivery.
+    pub message_id: String,
+    pub merchant_id: i64,
+    pub imp_uid: String,
+    pub merchant_uid: String,
+    pub status: String,
+    pub cancellation_id: Option<String>,
+    pub url: String,
+    pub content_type: String,
+    /// `pending`, `delivered` or `failed`.
+    pub state: String,
+    pub attempt_count: i32,
+    pub next_attempt_at: i64,
+    pub last_http_status: Option<i32>,
+    pub last_error: Option<String>,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub attempts: Vec<WebhookAttemptView>,
+}
+
+impl From<DeliveryRecord> for WebhookDeliveryView {
+    fn from(r: DeliveryRecord) -> Self {
+        let d = r.delivery;
+        Self {
+            message_id: crate::service::webhooks::message_id(d.id),
+            id: d.id,
+            merchant_id: d.merchant_id,
+            imp_uid: d.imp_uid,
+            merchant_uid: d.merchant_uid,
+            status: d.status,
+            cancellation_id: d.cancellation_id,
+            url: d.url,
+            content_type: d.content_type,
+            state: d.state,
+            attempt_count: d.attempts,
+            next_attempt_at: d.next_attempt_at,
+            last_http_status: d.last_http_status,
+            last_error: d.last_error,
+            created_at: d.created_at,
+            updated_at: d.updated_at,
+            attempts: r
+                .attempts
+                .into_iter()
+                .map(|a| WebhookAttemptView {
+                    url: a.url,
+                    attempted_at: a.attempted_at,
+                    http_status: a.http_status,
+                    error: a.error,
+                    response_excerpt: a.response_excerpt,
+                    duration_ms: a.duration_ms,
+                })
+                .collect(),
+        }
+    }
+}
+
+fn parse_id(raw: &str, what: &str) -> Result<i64, ApiError> {
+    raw.trim()
+        .parse::<i64>()
+        .map_err(|_| ApiError::bad_request(format!("{what}는 정수여야 합니다.")))
+}
+
+/// Delivery history, newest first (at most 100), optionally narrowed by `imp_uid`,
+/// `merchant_id` and `state` (`pending` | `delivered` | `failed`).
+#[utoipa::path(get, path = "/admin/webhooks",
+    params(("imp_uid" = Option<String>, Query), ("merchant_id" = Option<i64>, Query), ("state" = Option<String>, Query)),
+    responses((status = 200, body = [WebhookDeliveryView]), (status = 400), (status = 401)))]
+pub async fn list(
+    State(s): State<AppState>,
+    _admin: AdminCaller,
+    RawQuery(q): RawQuery,
+) -> ApiResult<Envelope<Vec<WebhookDeliveryView>>> {
+    let q = q.as_deref();
+    let state = query_value(q, "state");
+    if let Some(st) = &state {
+        if !matches!(st.as_str(), "pending" | "delivered" | "failed") {
+            return Err(ApiError::bad_request(
+                "state는 pending, delivered, failed 중 하나입니다.",
+            ));
+        }
+    }
+    let merchant_id = query_value(q, "merchant_id")
+        .map(|m| parse_id(&m, "merchant_id"))
+        .transpose()?;
+    let list = s
+        .gateway
+        .webhook_history(&DeliveryQuery {
+            imp_uid: query_value(q, "imp_uid"),
+            merchant_id,
+            state,
+            limit: MAX_LIST,
+        })
+        .await?;
+    Ok(ok(list.into_iter().map(Into::into).collect()))
+}
+
+/// Re-queues a delivery: due now, with a fresh retry schedule.
+#[utoipa::path(post, path = "/admin/webhooks/{id}/resend", params(("id" = i64, Path)),
+    responses((status = 200, body = WebhookDeliveryView), (status = 401), (status = 404)))]
+pub async fn resend(
+    State(s): State<AppState>,
+    _admin: AdminCaller,
+    Path(id): Path<String>,
+) -> ApiResult<Envelope<WebhookDeliveryView>> {
+    let id = parse_id(&id, "id")?;
+    Ok(ok(s.gateway.resend_webhook(id).await?.into()))
+}
+
+/// `PUT /admin/merchants/{id}/webhook`: the whole setting is replaced; an absent or empty
+/// `secret` turns signatures off.
+#[derive(Deserialize, ToSchema)]
+pub struct WebhookSettingsRequest {
+    /// Default target when a payment has no notice_url; null = none.
+    #[serde(default, deserialize_with = "de::opt_string")]
+    pub url: Option<String>,
+    #[serde(default, deserialize_with = "de::opt_string")]
+    pub content_type: Option<String>,
+    /// Standard Webhooks secret (`whsec_<base64>` or at least 16 characters). Never returned.
+    #[serde(default, deserialize_with = "de::opt_string")]
+    #[schema(value_type = Option<String>)]
+    pub secret: Option<String>,
+}
+
+#[utoipa::path(put, path = "/admin/merchants/{id}/webhook", params(("id" = i64, Path)),
+    request_body = WebhookSettingsRequest,
+    responses((status = 200, body = WebhookSettings), (status = 400), (status = 401), (status = 404)))]
+pub async fn configure(
+    State(s): State<AppState>,
+    _admin: AdminCaller,
+    Path(id): Path<String>,
+    Body(req): Body<WebhookSettingsRequest>,
+) -> ApiResult<Envelope<WebhookSettings>> {
+    let id = parse_id(&id, "id")?;
+    let content_type = match req.content_type.as_deref().map(str::trim) {
+        None | Some("") | Some("json") => WebhookContentType::Json,
+        Some("form") => WebhookContentType::Form,
+        Some(_) => {
+            return Err(ApiError::bad_request(
+                "content_type은 json 또는 form입니다.",
+            ))
+        }
+    };
+    let settings = s
+        .gateway
+        .set_webhook_settings(
+            id,
+            req.url,
+            content_type,
+            req.secret.map(SecretString::from),
+        )
+        .await?;
+    Ok(ok(settings))
 }

@@ -1,2 +1,3 @@
 //! Background workers that run inside `openport serve`.
+pub mod scheduler;
 pub mod webhooks;

@@ -9,7 +9,7 @@ use secrecy::SecretString;
 use super::secrets::MasterKey;
 use super::{ServiceError, ServiceResult};
 use crate::pg::kcp::{KcpConfig, KcpConnector, KcpUrls};
-use crate::pg::PgConnector;
+use crate::pg::Pg;
 use crate::store::entity::merchant;
 
 #[derive(Clone)]
@@ -17,7 +17,7 @@ pub struct Connectors {
     urls: KcpUrls,
     timeout: Duration,
     http: reqwest::Client,
-    built: Arc<RwLock<HashMap<i64, Arc<dyn PgConnector>>>>,
+    built: Arc<RwLock<HashMap<i64, Arc<dyn Pg>>>>,
 }
 
 impl Connectors {
@@ -44,7 +44,7 @@ impl Connectors {
         &self,
         m: &merchant::Model,
         secrets: &MasterKey,
-    ) -> ServiceResult<Arc<dyn PgConnector>> {
+    ) -> ServiceResult<Arc<dyn Pg>> {
         if let Some(c) = self
             .built
             .read()
@@ -66,7 +66,7 @@ impl Connectors {
             urls: self.urls.clone(),
             timeout: self.timeout,
         };
-        let connector: Arc<dyn PgConnector> =
+        let connector: Arc<dyn Pg> =
             Arc::new(KcpConnector::new(config, self.http.clone()).map_err(|e| {
                 ServiceError::Internal(format!("merchant {} KCP connector: {e}", m.id))
             })?);

@@ -126,6 +126,7 @@ impl Gateway {
         PaymentQuery {
             merchant_id: who.scope(),
             merchant_uid: Some(merchant_uid.to_string()),
+            customer_uid: None,
             statuses: status.db_statuses(),
             time_range: None,
             include_sandbox: true,
@@ -187,11 +188,23 @@ impl Gateway {
         let q = PaymentQuery {
             merchant_id: who.scope(),
             merchant_uid: None,
+            customer_uid: None,
             statuses: sq.filter.db_statuses(),
             time_range: Some((column, from, to)),
             include_sandbox: true,
         };
         self.page(&q, sq.sorting, sq.paging).await
+    }
+
+    /// Payments made with a customer's billing key, newest first.
+    pub async fn customer_payments(&self, m: &crate::store::entity::merchant::Model, customer_uid: &str, paging: Paging) -> ServiceResult<Page<PaymentRecord>> {
+        let q = PaymentQuery {
+            merchant_id: Some(m.id),
+            customer_uid: Some(customer_uid.to_string()),
+            include_sandbox: true,
+            ..PaymentQuery::default()
+        };
+        self.page(&q, Sorting::Started { desc: true }, paging).await
     }
 
     async fn page(

@@ -1,5 +1,6 @@
 //! Use cases. Transactions live here; HTTP and KCP wire formats do not.
 pub mod auth;
+pub mod billing;
 pub mod cancel;
 pub mod connectors;
 pub mod lookup;
@@ -7,6 +8,7 @@ pub mod merchants;
 pub mod pay;
 pub mod prepare;
 pub mod resolve;
+pub mod schedules;
 pub mod secrets;
 pub mod webhooks;
 

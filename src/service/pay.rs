@@ -60,42 +60,95 @@ pub(crate) enum ApprovalOutcome {
     Unknown(payment::Model),
 }
 
-impl Gateway {
-    pub async fn pay_onetime(
-        &self,
-        m: &merchant::Model,
-        cmd: OnetimeCommand,
-    ) -> ServiceResult<PaymentRecord> {
-        self.check_prepared(m.id, &cmd.merchant_uid, cmd.amount, &cmd.currency)
-            .await?;
-        if cmd.card_quota >= 2 && cmd.amount < MIN_INSTALMENT_AMOUNT {
-            return Err(ServiceError::CardRejected(format!(
-                "할부결제는 {MIN_INSTALMENT_AMOUNT}원 이상 결제에만 가능합니다. (card_quota: {})",
-                cmd.card_quota
-            )));
-        }
-        let to_kcp = |field, v: &Option<String>, max| {
-            for_kcp(field, v.as_deref().unwrap_or(""), max)
-                .map_err(|e| ServiceError::BadRequest(e.to_string()))
-        };
-        let good_name = to_kcp("name", &cmd.name, 100)?;
-        let buyer_name = to_kcp("buyer_name", &cmd.buyer_name, 30)?;
-        let buyer_email = to_kcp("buyer_email", &cmd.buyer_email, 50)?;
-        let buyer_tel = to_kcp("buyer_tel", &cmd.buyer_tel, 20)?;
+/// What a charge records before KCP is called: common to key-in, billing-key and scheduled charges.
+#[derive(Debug, Clone, Default)]
+pub struct ChargeOrder {
+    pub merchant_uid: String,
+    pub amount: i64,
+    pub currency: String,
+    pub card_quota: u8,
+    pub name: Option<String>,
+    pub buyer_name: Option<String>,
+    pub buyer_email: Option<String>,
+    pub buyer_tel: Option<String>,
+    pub buyer_addr: Option<String>,
+    pub buyer_postcode: Option<String>,
+    /// Already a JSON string.
+    pub custom_data: Option<String>,
+    pub notice_url: Vec<String>,
+    pub user_agent: Option<String>,
+    pub customer_uid: Option<String>,
+    /// `payment` (again) or `payment.scheduled`.
+    pub customer_uid_usage: Option<&'static str>,
+    /// What is known of the card before approval (billing key: from the key).
+    pub card_number_masked: Option<String>,
+    pub card_code: Option<String>,
+    pub card_name: Option<String>,
+    pub card_type: Option<i32>,
+}
 
-        let connector = self.connectors.for_merchant(m, &self.secrets)?;
-        let (payment, attempt) = self.open_approval(m, &cmd).await?;
-        let request = KeyInRequest {
-            order_no: payment.order_no.clone(),
+/// Text fields as KCP accepts them (spec/kcp.md §6), from a charge order.
+pub(crate) struct KcpText {
+    pub good_name: String,
+    pub buyer_name: String,
+    pub buyer_email: String,
+    pub buyer_tel: String,
+}
+
+impl ChargeOrder {
+    pub(crate) fn kcp_text(&self) -> ServiceResult<KcpText> {
+        let to_kcp = |field, v: &Option<String>, max| {
+            for_kcp(field, v.as_deref().unwrap_or(""), max).map_err(|e| ServiceError::BadRequest(e.to_string()))
+        };
+        let good_name = to_kcp("name", &self.name, 100)?;
+        Ok(KcpText {
+            good_name: if good_name.is_empty() { "openport".into() } else { good_name },
+            buyer_name: to_kcp("buyer_name", &self.buyer_name, 30)?,
+            buyer_email: to_kcp("buyer_email", &self.buyer_email, 50)?,
+            buyer_tel: to_kcp("buyer_tel", &self.buyer_tel, 20)?.chars().filter(char::is_ascii_digit).collect(),
+        })
+    }
+}
+
+impl OnetimeCommand {
+    fn order(&self) -> ChargeOrder {
+        ChargeOrder {
+            merchant_uid: self.merchant_uid.clone(),
+            amount: self.amount,
+            currency: self.currency.clone(),
+            card_quota: self.card_quota,
+            name: self.name.clone(),
+            buyer_name: self.buyer_name.clone(),
+            buyer_email: self.buyer_email.clone(),
+            buyer_tel: self.buyer_tel.clone(),
+            buyer_addr: self.buyer_addr.clone(),
+            buyer_postcode: self.buyer_postcode.clone(),
+            custom_data: self.custom_data.clone(),
+            notice_url: self.notice_url.clone(),
+            user_agent: self.user_agent.clone(),
+            card_number_masked: Some(self.card_number.masked()),
+            ..ChargeOrder::default()
+        }
+    }
+}
+
+/// The KCP call that makes a charge; its `order_no` is filled in once the attempt is recorded.
+pub(crate) enum ChargeCall {
+    KeyIn(KeyInRequest),
+    Batch(crate::pg::BatchPaymentRequest),
+}
+
+impl Gateway {
+    pub async fn pay_onetime(&self, m: &merchant::Model, cmd: OnetimeCommand) -> ServiceResult<PaymentRecord> {
+        let order = cmd.order();
+        let text = order.kcp_text()?;
+        let call = ChargeCall::KeyIn(KeyInRequest {
+            order_no: String::new(),
             amount: cmd.amount,
-            good_name: if good_name.is_empty() {
-                "openport".into()
-            } else {
-                good_name
-            },
-            buyer_name,
-            buyer_email,
-            buyer_tel: buyer_tel.chars().filter(char::is_ascii_digit).collect(),
+            good_name: text.good_name,
+            buyer_name: text.buyer_name,
+            buyer_email: text.buyer_email,
+            buyer_tel: text.buyer_tel,
             card: CardSecret {
                 number: cmd.card_number.expose_digits().to_string(),
                 expiry_yymm: cmd.expiry.yymm(),
@@ -104,82 +157,75 @@ impl Gateway {
             },
             quota: cmd.card_quota,
             customer_ip: cmd.customer_ip.clone(),
-        };
-        let result = connector.approve_key_in(&request).await;
-        let outcome = match result {
-            Ok(approval) => {
-                self.settle_approval(connector.as_ref(), payment, attempt, approval, true)
-                    .await?
-            }
-            Err(PgError::Declined {
-                code,
-                message,
-                reason,
-            }) => {
-                let payment = self
-                    .record_failure(
-                        payment,
-                        attempt,
-                        Some(code.clone()),
-                        &format!("[{code}] {message}"),
-                    )
-                    .await?;
-                ApprovalOutcome::Declined {
-                    payment,
-                    reason,
-                    message: format!("[{code}] {message}"),
-                }
-            }
-            Err(PgError::Mismatch { tno, detail }) => {
-                tracing::error!(imp_uid = %payment.imp_uid, %tno, "KCP approval differs from the request ({detail}); net-cancelling");
-                self.net_cancel(
-                    connector.as_ref(),
-                    payment,
-                    attempt,
-                    &tno,
-                    "승인금액 또는 주문번호 불일치로 자동취소(망취소)되었습니다.",
-                )
-                .await?
-            }
-            Err(PgError::Config(msg)) => {
-                tracing::error!(merchant_id = m.id, "KCP configuration error: {msg}");
-                let payment = self
-                    .record_failure(
-                        payment,
-                        attempt,
-                        None,
-                        "PG 설정 오류로 결제하지 못했습니다.",
-                    )
-                    .await?;
-                ApprovalOutcome::Declined {
-                    payment,
-                    reason: DeclineReason::Other,
-                    message: "PG 설정 오류".into(),
-                }
-            }
-            Err(err) => {
-                tracing::warn!(imp_uid = %payment.imp_uid, order_no = %payment.order_no, "approval outcome unknown: {err}");
-                let attempt = self.mark_unknown(attempt, &err.to_string()).await?;
-                // The merchant has not been answered yet, so an approval found now can be honoured.
-                self.resolve_approval(connector.as_ref(), payment, attempt, true)
-                    .await?
-            }
-        };
-        match outcome {
-            ApprovalOutcome::Paid(p) => Ok(PaymentRecord { payment: p, cancellations: vec![] }),
+        });
+        match self.charge(m, &order, call).await? {
             ApprovalOutcome::Declined { payment, reason: DeclineReason::CardRejected, message } => {
                 tracing::info!(imp_uid = %payment.imp_uid, "card data rejected by KCP");
                 Err(ServiceError::CardRejected(format!("카드정보 인증에 실패하였습니다. {message}")))
             }
-            // A PG decline is a normal answer: code 0 with status "failed" (spec §8.3).
-            ApprovalOutcome::Declined { payment, .. } | ApprovalOutcome::NetCancelled(payment) => {
-                Ok(PaymentRecord { payment, cancellations: vec![] })
-            }
+            other => Self::answer(other),
+        }
+    }
+
+    /// How an outcome is answered: paid and declined are payments (code 0, spec §8.3), an unknown
+    /// outcome is a refusal the merchant may retry with the same merchant_uid.
+    pub(crate) fn answer(outcome: ApprovalOutcome) -> ServiceResult<PaymentRecord> {
+        match outcome {
+            ApprovalOutcome::Paid(p)
+            | ApprovalOutcome::Declined { payment: p, .. }
+            | ApprovalOutcome::NetCancelled(p) => Ok(PaymentRecord { payment: p, cancellations: vec![] }),
             ApprovalOutcome::Unknown(p) => Err(ServiceError::Refused(format!(
                 "PG사 응답을 확인하지 못했습니다. 결제 결과는 자동으로 확인되며(imp_uid: {}), 같은 merchant_uid로 다시 요청해도 이중결제되지 않습니다.",
                 p.imp_uid
             ))),
         }
+    }
+
+    /// The charge flow shared by key-in, billing-key and scheduled payments: rules, the pending
+    /// payment and attempt committed, the KCP call, the outcome recorded (or resolved).
+    pub(crate) async fn charge(&self, m: &merchant::Model, order: &ChargeOrder, call: ChargeCall) -> ServiceResult<ApprovalOutcome> {
+        self.check_prepared(m.id, &order.merchant_uid, order.amount, &order.currency).await?;
+        if order.card_quota >= 2 && order.amount < MIN_INSTALMENT_AMOUNT {
+            return Err(ServiceError::CardRejected(format!(
+                "할부결제는 {MIN_INSTALMENT_AMOUNT}원 이상 결제에만 가능합니다. (card_quota: {})",
+                order.card_quota
+            )));
+        }
+        let connector = self.connectors.for_merchant(m, &self.secrets)?;
+        let (payment, attempt) = self.open_approval(m, order).await?;
+        let result = match call {
+            ChargeCall::KeyIn(mut req) => {
+                req.order_no = payment.order_no.clone();
+                connector.approve_key_in(&req).await
+            }
+            ChargeCall::Batch(mut req) => {
+                req.order_no = payment.order_no.clone();
+                connector.pay_with_batch_key(&req).await
+            }
+        };
+        Ok(match result {
+            Ok(approval) => self.settle_approval(connector.as_ref(), payment, attempt, approval, true).await?,
+            Err(PgError::Declined { code, message, reason }) => {
+                let message = format!("[{code}] {message}");
+                let payment = self.record_failure(payment, attempt, Some(code), &message).await?;
+                ApprovalOutcome::Declined { payment, reason, message }
+            }
+            Err(PgError::Mismatch { tno, detail }) => {
+                tracing::error!(imp_uid = %payment.imp_uid, %tno, "KCP approval differs from the request ({detail}); net-cancelling");
+                self.net_cancel(connector.as_ref(), payment, attempt, &tno, "승인금액 또는 주문번호 불일치로 자동취소(망취소)되었습니다.").await?
+            }
+            Err(PgError::Config(msg)) => {
+                tracing::error!(merchant_id = m.id, "KCP configuration error: {msg}");
+                let payment = self.record_failure(payment, attempt, None, "PG 설정 오류로 결제하지 못했습니다.").await?;
+                ApprovalOutcome::Declined { payment, reason: DeclineReason::Other, message: "PG 설정 오류".into() }
+            }
+            Err(err) => {
+                tracing::warn!(imp_uid = %payment.imp_uid, order_no = %payment.order_no, "approval outcome unknown: {err}");
+                let attempt = self.mark_unknown(attempt, &err.to_string()).await?;
+                // The merchant has not been answered yet, so an approval found now can be honoured.
+                self.resolve_approval(connector.as_ref(), payment, attempt, true).await?
+            }
+        })
     }
 
     /// spec/iamport-v1.md §4.3: a prepared merchant_uid only accepts its prepared amount.
@@ -207,7 +253,7 @@ impl Gateway {
     async fn open_approval(
         &self,
         m: &merchant::Model,
-        cmd: &OnetimeCommand,
+        cmd: &ChargeOrder,
     ) -> ServiceResult<(payment::Model, pg_attempt::Model)> {
         for _ in 0..3 {
             match self.insert_pending(m, cmd).await {
@@ -247,7 +293,7 @@ impl Gateway {
     async fn insert_pending(
         &self,
         m: &merchant::Model,
-        cmd: &OnetimeCommand,
+        cmd: &ChargeOrder,
     ) -> Result<(payment::Model, pg_attempt::Model), sea_orm::DbErr> {
         let now = self.clock.unix();
         let imp_uid = new_imp_uid();
@@ -279,17 +325,17 @@ impl Gateway {
                 notice_url: Set((!cmd.notice_url.is_empty())
                     .then(|| serde_json::to_string(&cmd.notice_url).unwrap_or_default())),
                 user_agent: Set(cmd.user_agent.clone()),
-                card_code: Set(None),
-                card_name: Set(None),
-                card_number: Set(Some(cmd.card_number.masked())),
-                card_type: Set(None),
+                card_code: Set(cmd.card_code.clone()),
+                card_name: Set(cmd.card_name.clone()),
+                card_number: Set(cmd.card_number_masked.clone()),
+                card_type: Set(cmd.card_type),
                 card_quota: Set(i32::from(cmd.card_quota)),
                 apply_num: Set(None),
                 fail_reason: Set(None),
                 cancel_reason: Set(None),
                 sandbox: Set(m.test_mode),
-                customer_uid: Set(None),
-                customer_uid_usage: Set(None),
+                customer_uid: Set(cmd.customer_uid.clone()),
+                customer_uid_usage: Set(cmd.customer_uid_usage.map(str::to_string)),
                 started_at: Set(now),
                 paid_at: Set(None),
                 failed_at: Set(None),

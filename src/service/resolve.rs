@@ -145,8 +145,9 @@ impl Gateway {
             }
             let merchant = self.merchant(live.merchant_id).await?;
             let connector = self.connectors.for_merchant(&merchant, &self.secrets)?;
+            let honour = live.customer_uid_usage.as_deref() == Some("payment.scheduled");
             let outcome = self
-                .resolve_approval(connector.as_ref(), live.clone(), attempt, false)
+                .resolve_approval(connector.as_ref(), live.clone(), attempt, honour)
                 .await?;
             return Ok(matches!(
                 outcome,
@@ -170,9 +171,11 @@ impl Gateway {
             .ok_or_else(|| ServiceError::Internal("payment vanished".into()))?;
         let merchant = self.merchant(payment.merchant_id).await?;
         let connector = self.connectors.for_merchant(&merchant, &self.secrets)?;
+        // Nobody was told a scheduled charge failed, so an approval found for it stands.
+        let honour = payment.customer_uid_usage.as_deref() == Some("payment.scheduled");
         match attempt.kind.as_str() {
             "approve" => {
-                self.resolve_approval(connector.as_ref(), payment, attempt, false)
+                self.resolve_approval(connector.as_ref(), payment, attempt, honour)
                     .await?;
             }
             _ => {

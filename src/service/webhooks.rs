@@ -1,1 +1,665 @@
 //! Webhook outbox: enqueue in the state change's transaction, deliver with retries.
+//!
+//! iamport calls the payment's `notice_url` (or the merchant's configured URL) after a payment
+//! changes state (spec/iamport-v1.md §5). openport writes one `webhook_deliveries` row per target
+//! URL in the SAME transaction as the change ([`Gateway::enqueue_webhook`]), so an event is
+//! announced if and only if it was committed. Workers on any number of instances then claim due
+//! rows with a lease ([`Gateway::deliver_due_webhooks`]) and POST them outside any transaction.
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine;
+use hmac::{Hmac, Mac};
+use sea_orm::{ConnectionTrait, DbErr, Set, TransactionTrait};
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+use sha2::Sha256;
+
+use super::{Gateway, ServiceError, ServiceResult};
+use crate::store::entity::{merchant, payment, webhook_attempt, webhook_delivery};
+use crate::store::merchants;
+use crate::store::webhooks::{self as store, AttemptResult, DeliveryQuery};
+
+/// Minutes to wait after the 1st, 2nd, … failed attempt. After the last one the delivery is
+/// `failed` (6 attempts in all: PortOne V2's schedule 0, 1, 4, 16, 64, 256 min, spec §5).
+pub const BACKOFF_MINUTES: [i64; 5] = [1, 4, 16, 64, 256];
+
+/// How long one worker owns a claimed delivery: longer than the 30 s request timeout, so a lease
+/// never expires while its POST can still be in flight.
+const LEASE_SECS: i64 = 120;
+
+/// iamport's timeouts towards the merchant (spec §5).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+const TOTAL_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// What is kept of a receiver's answer (it is the merchant's data, not ours).
+const EXCERPT_CHARS: usize = 200;
+
+/// Deliveries POSTed at once by one worker run.
+const PARALLEL_DELIVERIES: usize = 16;
+
+/// How a merchant wants webhook bodies encoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum WebhookContentType {
+    /// `application/json`
+    Json,
+    /// `application/x-www-form-urlencoded`
+    Form,
+}
+
+impl WebhookContentType {
+    pub fn as_db(self) -> &'static str {
+        match self {
+            Self::Json => "json",
+            Self::Form => "form",
+        }
+    }
+
+    /// Unknown words fall back to JSON, iamport's default.
+    pub fn from_db(s: &str) -> Self {
+        match s {
+            "form" => Self::Form,
+            _ => Self::Json,
+        }
+    }
+
+    pub fn mime(self) -> &'static str {
+        match self {
+            Self::Json => "application/json",
+            Self::Form => "application/x-www-form-urlencoded",
+        }
+    }
+}
+
+/// A merchant's webhook configuration as the operator sees it: never the secret itself.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct WebhookSettings {
+    pub merchant_id: i64,
+    pub url: Option<String>,
+    pub content_type: WebhookContentType,
+    /// True when webhooks carry Standard Webhooks signature headers.
+    pub signed: bool,
+}
+
+impl WebhookSettings {
+    fn of(m: &merchant::Model) -> Self {
+        Self {
+            merchant_id: m.id,
+            url: m.webhook_url.clone(),
+            content_type: WebhookContentType::from_db(&m.webhook_content_type),
+            signed: m.webhook_secret_sealed.is_some(),
+        }
+    }
+}
+
+/// A delivery with its attempts, oldest attempt first (operator history).
+#[derive(Debug, Clone)]
+pub struct DeliveryRecord {
+    pub delivery: webhook_delivery::Model,
+    pub attempts: Vec<webhook_attempt::Model>,
+}
+
+/// The webhook body (spec §5): `cancellation_id` only when the event is a cancellation.
+#[derive(Debug, Serialize)]
+struct WebhookBody<'a> {
+    imp_uid: &'a str,
+    merchant_uid: &'a str,
+    status: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cancellation_id: Option<&'a str>,
+}
+
+fn body_of(d: &webhook_delivery::Model) -> Result<String, String> {
+    let body = WebhookBody {
+        imp_uid: &d.imp_uid,
+        merchant_uid: &d.merchant_uid,
+        status: &d.status,
+        cancellation_id: d.cancellation_id.as_deref(),
+    };
+    match WebhookContentType::from_db(&d.content_type) {
+        WebhookContentType::Json => serde_json::to_string(&body).map_err(|e| e.to_string()),
+        WebhookContentType::Form => serde_urlencoded::to_string(&body).map_err(|e| e.to_string()),
+    }
+}
+
+/// Target URLs from a payment's `notice_url` column: a JSON array of strings (a bare string is
+/// accepted too); blanks dropped, duplicates kept once, order kept.
+fn notice_urls(column: Option<&str>) -> Vec<String> {
+    let Some(raw) = column.map(str::trim).filter(|s| !s.is_empty()) else {
+        return vec![];
+    };
+    let listed: Vec<String> = match serde_json::from_str::<serde_json::Value>(raw) {
+        Ok(serde_json::Value::Array(items)) => items
+            .into_iter()
+            .filter_map(|v| v.as_str().map(str::to_string))
+            .collect(),
+        Ok(serde_json::Value::String(s)) => vec![s],
+        Ok(_) => vec![],
+        Err(_) => vec![raw.to_string()],
+    };
+    let mut urls: Vec<String> = Vec::new();
+    for u in listed {
+        let u = u.trim().to_string();
+        if !u.is_empty() && !urls.contains(&u) {
+            urls.push(u);
+        }
+    }
+    urls
+}
+
+/// Only absolute http(s) URLs can be POSTed to.
+fn valid_target(url: &str) -> bool {
+    reqwest::Url::parse(url)
+        .map(|u| matches!(u.scheme(), "http" | "https") && u.host_str().is_some())
+        .unwrap_or(false)
+}
+
+/// The HMAC key of a Standard Webhooks secret: `whsec_<base64>` is decoded as the standard says;
+/// any other string is used as its UTF-8 bytes.
+fn signing_key(secret: &str) -> Vec<u8> {
+    secret
+        .strip_prefix("whsec_")
+        .and_then(|b| B64.decode(b).ok())
+        .unwrap_or_else(|| secret.as_bytes().to_vec())
+}
+
+/// `v1,<base64 HMAC-SHA256(key, "{id}.{timestamp}.{body}")>` (Standard Webhooks, spec §5).
+pub fn sign(secret: &str, msg_id: &str, timestamp: i64, body: &str) -> String {
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&signing_key(secret))
+        .expect("HMAC takes any key length");
+    mac.update(format!("{msg_id}.{timestamp}.{body}").as_bytes());
+    format!("v1,{}", B64.encode(mac.finalize().into_bytes()))
+}
+
+/// The Standard Webhooks message id of a delivery: stable across its retries.
+pub fn message_id(delivery_id: i64) -> String {
+    format!("msg_{delivery_id}")
+}
+
+/// One client for all webhook POSTs: iamport's timeouts, no redirects (a redirected POST would
+/// turn into a GET, and a 3xx is not the 200 the spec asks for).
+fn http() -> &'static reqwest::Client {
+    static CLIENT: OnceLock<reqwest::Client> = OnceLock::new();
+    CLIENT.get_or_init(|| {
+        reqwest::Client::builder()
+            .connect_timeout(CONNECT_TIMEOUT)
+            .timeout(TOTAL_TIMEOUT)
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("openport-webhook/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .expect("HTTP client with static settings")
+    })
+}
+
+/// What one POST came to.
+struct Sent {
+    http_status: Option<u16>,
+    error: Option<String>,
+    excerpt: Option<String>,
+    duration_ms: i64,
+}
+
+impl Sent {
+    fn delivered(&self) -> bool {
+        self.http_status.is_some_and(|s| (200..300).contains(&s))
+    }
+
+    /// iamport retries on network errors and 5xx (spec §5); 408 and 429 say "later" too.
+    /// Anything else (other 4xx, 3xx) will not change by retrying.
+    fn retryable(&self) -> bool {
+        match self.http_status {
+            None => true,
+            Some(s) => s >= 500 || s == 408 || s == 429,
+        }
+    }
+}
+
+/// The first [`EXCERPT_CHARS`] characters of the answer, reading no more than needed.
+async fn excerpt(mut res: reqwest::Response) -> Option<String> {
+    let mut buf = Vec::new();
+    while buf.len() < EXCERPT_CHARS * 4 {
+        match res.chunk().await {
+            Ok(Some(chunk)) => buf.extend_from_slice(&chunk),
+            _ => break,
+        }
+    }
+    let text: String = String::from_utf8_lossy(&buf)
+        .chars()
+        .take(EXCERPT_CHARS)
+        .collect();
+    (!text.trim().is_empty()).then_some(text)
+}
+
+/// Describes a failed request without its URL (which may carry the merchant's own tokens).
+fn describe(e: &reqwest::Error) -> String {
+    let kind = if e.is_timeout() {
+        "timeout"
+    } else if e.is_connect() {
+        "connect error"
+    } else if e.is_body() || e.is_decode() {
+        "error reading the answer"
+    } else {
+        "request error"
+    };
+    // The innermost cause (e.g. "Connection refused"); reqwest's own message names the URL.
+    let mut detail = None;
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        detail = Some(s.to_string());
+        source = s.source();
+    }
+    let text = match detail {
+        Some(d) => format!("{kind}: {d}"),
+        None => kind.to_string(),
+    };
+    text.chars().take(EXCERPT_CHARS).collect()
+}
+
+impl Gateway {
+    /// Writes the webhook(s) announcing `status` of `payment` into the outbox, inside the caller's
+    /// transaction `txn` (the one that commits the state change), so the event is delivered if
+    /// and only if the change is committed. No network I/O happens here.
+    ///
+    /// Targets are resolved now: the payment's `notice_url` when it lists any URL (the merchant's
+    /// default is then NOT called, spec §5), else the merchant's `webhook_url`, else nothing is
+    /// written. One row per URL. The caller decides which changes fire (spec §5: paid, vbank
+    /// `ready`, vbank deposit, scheduled `paid`/`failed`, admin cancel, API cancel with
+    /// `enable_webhook`); `cancellation_id` goes with cancellations.
+    pub async fn enqueue_webhook(
+        &self,
+        txn: &impl ConnectionTrait,
+        payment: &payment::Model,
+        status: &str,
+        cancellation_id: Option<&str>,
+    ) -> Result<(), DbErr> {
+        let merchant = merchants::by_id(txn, payment.merchant_id)
+            .await?
+            .ok_or_else(|| {
+                DbErr::RecordNotFound(format!("merchant {} of a payment", payment.merchant_id))
+            })?;
+        let mut urls = notice_urls(payment.notice_url.as_deref());
+        if urls.is_empty() {
+            urls.extend(
+                merchant
+                    .webhook_url
+                    .as_deref()
+                    .map(str::trim)
+                    .filter(|u| !u.is_empty())
+                    .map(str::to_string),
+            );
+        }
+        let now = self.clock.unix();
+        let content_type = WebhookContentType::from_db(&merchant.webhook_content_type);
+        for url in urls {
+            // An unusable notice_url is kept (failed at once) so the operator can see why the
+            // merchant heard nothing.
+            let usable = valid_target(&url);
+            store::insert_delivery(
+                txn,
+                webhook_delivery::ActiveModel {
+                    merchant_id: Set(payment.merchant_id),
+                    imp_uid: Set(payment.imp_uid.clone()),
+                    merchant_uid: Set(payment.merchant_uid.clone()),
+                    status: Set(status.to_string()),
+                    cancellation_id: Set(cancellation_id.map(str::to_string)),
+                    url: Set(url),
+                    content_type: Set(content_type.as_db().to_string()),
+                    state: Set(if usable { "pending" } else { "failed" }.into()),
+                    attempts: Set(0),
+                    next_attempt_at: Set(now),
+                    lease_until: Set(0),
+                    last_http_status: Set(None),
+                    last_error: Set((!usable).then(|| "not an absolute http(s) URL".into())),
+                    created_at: Set(now),
+                    updated_at: Set(now),
+                    ..Default::default()
+                },
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// Sets a merchant's default webhook URL (None = no default), body encoding and signing
+    /// secret (None = unsigned, as iamport V1). The whole setting is replaced.
+    pub async fn set_webhook_settings(
+        &self,
+        merchant_id: i64,
+        url: Option<String>,
+        content_type: WebhookContentType,
+        secret: Option<SecretString>,
+    ) -> ServiceResult<WebhookSettings> {
+        let url = url.map(|u| u.trim().to_string()).filter(|u| !u.is_empty());
+        if let Some(u) = &url {
+            if !valid_target(u) {
+                return Err(ServiceError::BadRequest(
+                    "webhook url은 http(s)로 시작하는 절대 URL이어야 합니다.".into(),
+                ));
+            }
+        }
+        let secret = secret.filter(|s| !s.expose_secret().is_empty());
+        if let Some(s) = &secret {
+            if signing_key(s.expose_secret()).len() < 16 {
+                return Err(ServiceError::BadRequest(
+                    "webhook secret은 16바이트 이상이어야 합니다.".into(),
+                ));
+            }
+        }
+        if merchants::by_id(&self.db.write, merchant_id)
+            .await?
+            .is_none()
+        {
+            return Err(ServiceError::NotFound("가맹점을 찾을 수 없습니다.".into()));
+        }
+        let sealed = secret.map(|s| self.secrets.seal(s.expose_secret().as_bytes()));
+        let m = store::set_merchant_settings(
+            &self.db.write,
+            merchant_id,
+            url,
+            content_type.as_db(),
+            sealed,
+        )
+        .await?;
+        Ok(WebhookSettings::of(&m))
+    }
+
+    /// One worker run: claims up to `limit` due deliveries (each exactly once across all
+    /// instances) and POSTs them, at most [`PARALLEL_DELIVERIES`] at a time. Returns how many
+    /// this instance attempted. Tests call it directly; `jobs::webhooks` calls it on a timer.
+    pub async fn deliver_due_webhooks(&self, limit: u64) -> ServiceResult<usize> {
+        let ids = store::due_deliveries(&self.db.read, self.clock.unix(), limit).await?;
+        let mut running = tokio::task::JoinSet::new();
+        let mut attempted = 0;
+        for id in ids {
+            while running.len() >= PARALLEL_DELIVERIES {
+                attempted += joined(running.join_next().await);
+            }
+            let gateway = self.clone();
+            running.spawn(async move { gateway.deliver_one(id).await });
+        }
+        while let Some(done) = running.join_next().await {
+            attempted += joined(Some(done));
+        }
+        Ok(attempted)
+    }
+
+    /// Claims and POSTs one delivery. Ok(false) when another worker holds it or it is not due.
+    pub async fn deliver_one(&self, id: i64) -> ServiceResult<bool> {
+        let now = self.clock.unix();
+        let lease = now + LEASE_SECS;
+        if !store::claim_delivery(&self.db.write, id, now, lease).await? {
+            return Ok(false);
+        }
+        let delivery = store::delivery_by_id(&self.db.write, id)
+            .await?
+            .ok_or_else(|| ServiceError::Internal("webhook delivery vanished".into()))?;
+        let merchant = merchants::by_id(&self.db.read, delivery.merchant_id)
+            .await?
+            .ok_or_else(|| ServiceError::Internal("merchant of a webhook vanished".into()))?;
+
+        let attempted_at = self.clock.unix();
+        let sent = match self.post(&delivery, &merchant, attempted_at).await {
+            Ok(sent) => sent,
+            Err(why) => Sent {
+                http_status: None,
+                error: Some(why),
+                excerpt: None,
+                duration_ms: 0,
+            },
+        };
+        let attempts = delivery.attempts + 1;
+        let (state, next_attempt_at) = if sent.delivered() {
+            ("delivered", attempted_at)
+        } else if let Some(minutes) = BACKOFF_MINUTES
+            .get(usize::try_from(delivery.attempts).unwrap_or(0))
+            .filter(|_| sent.retryable())
+        {
+            ("pending", attempted_at + 60 * minutes)
+        } else {
+            ("failed", attempted_at)
+        };
+        tracing::info!(
+            delivery_id = delivery.id,
+            imp_uid = %delivery.imp_uid,
+            attempt = attempts,
+            http_status = sent.http_status,
+            state,
+            "webhook attempt"
+        );
+
+        let txn = self.db.write.begin().await?;
+        store::insert_attempt(
+            &txn,
+            webhook_attempt::ActiveModel {
+                delivery_id: Set(delivery.id),
+                url: Set(delivery.url.clone()),
+                attempted_at: Set(attempted_at),
+                http_status: Set(sent.http_status.map(i32::from)),
+                error: Set(sent.error.clone()),
+                response_excerpt: Set(sent.excerpt.clone()),
+                duration_ms: Set(sent.duration_ms),
+                ..Default::default()
+            },
+        )
+        .await?;
+        let kept = store::finish_attempt(
+            &txn,
+            delivery.id,
+            lease,
+            AttemptResult {
+                state,
+                attempts,
+                next_attempt_at,
+                last_http_status: sent.http_status.map(i32::from),
+                last_error: sent.error.clone(),
+                now: self.clock.unix(),
+            },
+        )
+        .await?;
+        txn.commit().await?;
+        if !kept {
+            tracing::warn!(
+                delivery_id = delivery.id,
+                "webhook lease expired during the attempt"
+            );
+        }
+        Ok(true)
+    }
+
+    /// One POST. Err only when the request could not even be built (bad secret, bad body).
+    async fn post(
+        &self,
+        d: &webhook_delivery::Model,
+        m: &merchant::Model,
+        timestamp: i64,
+    ) -> Result<Sent, String> {
+        let body = body_of(d)?;
+        let content_type = WebhookContentType::from_db(&d.content_type);
+        let mut req = http()
+            .post(&d.url)
+            .header(reqwest::header::CONTENT_TYPE, content_type.mime());
+        if let Some(sealed) = &m.webhook_secret_sealed {
+            let secret = SecretString::from(
+                self.secrets
+                    .open_string(sealed)
+                    .map_err(|e| format!("webhook secret: {e}"))?,
+            );
+            let id = message_id(d.id);
+            let signature = sign(secret.expose_secret(), &id, timestamp, &body);
+            req = req
+                .header("webhook-id", id)
+                .header("webhook-timestamp", timestamp.to_string())
+                .header("webhook-signature", signature);
+        }
+        let started = Instant::now();
+        let result = req.body(body).send().await;
+        let sent = match result {
+            Ok(res) => {
+                let status = res.status().as_u16();
+                Sent {
+                    http_status: Some(status),
+                    error: None,
+                    excerpt: excerpt(res).await,
+                    duration_ms: 0,
+                }
+            }
+            Err(e) => Sent {
+                http_status: None,
+                error: Some(describe(&e)),
+                excerpt: None,
+                duration_ms: 0,
+            },
+        };
+        Ok(Sent {
+            duration_ms: i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX),
+            ..sent
+        })
+    }
+
+    /// Operator resend: the delivery is due now with a fresh retry schedule.
+    pub async fn resend_webhook(&self, id: i64) -> ServiceResult<DeliveryRecord> {
+        if !store::requeue(&self.db.write, id, self.clock.unix()).await? {
+            return Err(ServiceError::NotFound(
+                "웹훅 전송 내역을 찾을 수 없습니다.".into(),
+            ));
+        }
+        self.webhook_delivery(id).await
+    }
+
+    pub async fn webhook_delivery(&self, id: i64) -> ServiceResult<DeliveryRecord> {
+        let delivery = store::delivery_by_id(&self.db.write, id)
+            .await?
+            .ok_or_else(|| ServiceError::NotFound("웹훅 전송 내역을 찾을 수 없습니다.".into()))?;
+        let attempts = store::attempts_of(&self.db.write, &[id]).await?;
+        Ok(DeliveryRecord { delivery, attempts })
+    }
+
+    /// Delivery history, newest first, each with its attempts.
+    pub async fn webhook_history(&self, q: &DeliveryQuery) -> ServiceResult<Vec<DeliveryRecord>> {
+        let list = store::deliveries(&self.db.read, q).await?;
+        let ids: Vec<i64> = list.iter().map(|d| d.id).collect();
+        let mut attempts = store::attempts_of(&self.db.read, &ids).await?;
+        Ok(list
+            .into_iter()
+            .map(|delivery| {
+                let (mine, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut attempts)
+                    .into_iter()
+                    .partition(|a| a.delivery_id == delivery.id);
+                attempts = rest;
+                DeliveryRecord {
+                    delivery,
+                    attempts: mine,
+                }
+            })
+            .collect())
+    }
+
+    pub async fn webhook_settings(&self, merchant_id: i64) -> ServiceResult<WebhookSettings> {
+        let m = merchants::by_id(&self.db.read, merchant_id)
+            .await?
+            .ok_or_else(|| ServiceError::NotFound("가맹점을 찾을 수 없습니다.".into()))?;
+        Ok(WebhookSettings::of(&m))
+    }
+}
+
+/// 1 when a joined delivery task made an attempt; errors are logged once here.
+fn joined(done: Option<Result<ServiceResult<bool>, tokio::task::JoinError>>) -> usize {
+    match done {
+        Some(Ok(Ok(true))) => 1,
+        Some(Ok(Ok(false))) | None => 0,
+        Some(Ok(Err(e))) => {
+            tracing::error!("webhook delivery: {e}");
+            0
+        }
+        Some(Err(e)) => {
+            tracing::error!("webhook delivery task: {e}");
+            0
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_notice_url_column_lists_each_url_once_and_drops_blanks() {
+        assert_eq!(
+            notice_urls(Some(
+                r#"["https://a.example/h", " ", "https://a.example/h", "https://b.example"]"#
+            )),
+            vec!["https://a.example/h", "https://b.example"]
+        );
+        assert_eq!(notice_urls(Some("[]")), Vec::<String>::new());
+        assert_eq!(notice_urls(None), Vec::<String>::new());
+        assert_eq!(
+            notice_urls(Some("https://plain.example/x")),
+            vec!["https://plain.example/x"]
+        );
+    }
+
+    #[test]
+    fn a_cancellation_body_carries_its_cancellation_id_in_json_and_form() {
+        let mut d = webhook_delivery::Model {
+            id: 1,
+            merchant_id: 1,
+            imp_uid: "imp_1".into(),
+            merchant_uid: "order 1&2".into(),
+            status: "cancelled".into(),
+            cancellation_id: Some("c1".into()),
+            url: "http://x".into(),
+            content_type: "json".into(),
+            state: "pending".into(),
+            attempts: 0,
+            next_attempt_at: 0,
+            lease_until: 0,
+            last_http_status: None,
+            last_error: None,
+            created_at: 0,
+            updated_at: 0,
+        };
+        assert_eq!(
+            body_of(&d).unwrap(),
+            r#"{"imp_uid":"imp_1","merchant_uid":"order 1&2","status":"cancelled","cancellation_id":"c1"}"#
+        );
+        d.content_type = "form".into();
+        d.cancellation_id = None;
+        assert_eq!(
+            body_of(&d).unwrap(),
+            "imp_uid=imp_1&merchant_uid=order+1%262&status=cancelled"
+        );
+    }
+
+    #[test]
+    fn a_signature_matches_the_standard_webhooks_test_vector() {
+        // https://github.com/standard-webhooks/standard-webhooks (libraries' shared test vector).
+        let sig = sign(
+            "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+            "msg_p5jXN8AQM9LWM0D4loKWxJek",
+            1614265330,
+            r#"{"test": 2432232314}"#,
+        );
+        assert_eq!(sig, "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=");
+    }
+
+    #[test]
+    fn only_network_errors_5xx_408_and_429_are_retried() {
+        let s = |http_status| Sent {
+            http_status,
+            error: None,
+            excerpt: None,
+            duration_ms: 0,
+        };
+        assert!(s(None).retryable());
+        assert!(s(Some(500)).retryable());
+        assert!(s(Some(503)).retryable());
+        assert!(s(Some(429)).retryable());
+        assert!(s(Some(408)).retryable());
+        assert!(!s(Some(400)).retryable());
+        assert!(!s(Some(404)).retryable());
+        assert!(!s(Some(302)).retryable());
+        assert!(s(Some(200)).delivered() && s(Some(204)).delivered());
+    }
+}

@@ -1,4 +1,5 @@
 //! Persistence: sea-orm entities and the queries the services need. No business rules here.
+pub mod billing;
 pub mod entity;
 pub mod merchants;
 pub mod payments;

@@ -102,6 +102,7 @@ impl Sorting {
 pub struct PaymentQuery {
     pub merchant_id: Option<i64>,
     pub merchant_uid: Option<String>,
+    pub customer_uid: Option<String>,
     /// Database status words; empty = all.
     pub statuses: Vec<&'static str>,
     /// Inclusive Unix-second range on the column `time_column` names.
@@ -124,6 +125,9 @@ fn filtered(q: &PaymentQuery) -> sea_orm::Select<payment::Entity> {
     }
     if let Some(uid) = &q.merchant_uid {
         s = s.filter(payment::Column::MerchantUid.eq(uid.clone()));
+    }
+    if let Some(c) = &q.customer_uid {
+        s = s.filter(payment::Column::CustomerUid.eq(c.clone()));
     }
     if !q.statuses.is_empty() {
         s = s.filter(payment::Column::Status.is_in(q.statuses.clone()));

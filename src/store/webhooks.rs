@@ -1,1 +1,191 @@
 //! Webhook outbox rows and delivery attempts.
+use sea_orm::sea_query::Expr;
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect, Set,
+};
+
+use super::entity::{merchant, webhook_attempt, webhook_delivery};
+
+pub async fn insert_delivery(
+    db: &impl ConnectionTrait,
+    d: webhook_delivery::ActiveModel,
+) -> Result<webhook_delivery::Model, DbErr> {
+    d.insert(db).await
+}
+
+pub async fn delivery_by_id(
+    db: &impl ConnectionTrait,
+    id: i64,
+) -> Result<Option<webhook_delivery::Model>, DbErr> {
+    webhook_delivery::Entity::find_by_id(id).one(db).await
+}
+
+/// Ids of pending deliveries whose next attempt is due and that no worker holds.
+pub async fn due_deliveries(
+    db: &impl ConnectionTrait,
+    now: i64,
+    limit: u64,
+) -> Result<Vec<i64>, DbErr> {
+    webhook_delivery::Entity::find()
+        .select_only()
+        .column(webhook_delivery::Column::Id)
+        .filter(webhook_delivery::Column::State.eq("pending"))
+        .filter(webhook_delivery::Column::NextAttemptAt.lte(now))
+        .filter(webhook_delivery::Column::LeaseUntil.lt(now))
+        .order_by_asc(webhook_delivery::Column::NextAttemptAt)
+        .order_by_asc(webhook_delivery::Column::Id)
+        .limit(limit)
+        .into_tuple::<i64>()
+        .all(db)
+        .await
+}
+
+/// Takes the lease on a due delivery: a conditional UPDATE, so across any number of instances
+/// exactly one wins, and no transaction stays open during the HTTP call.
+pub async fn claim_delivery(
+    db: &impl ConnectionTrait,
+    id: i64,
+    now: i64,
+    lease_until: i64,
+) -> Result<bool, DbErr> {
+    let res = webhook_delivery::Entity::update_many()
+        .col_expr(
+            webhook_delivery::Column::LeaseUntil,
+            Expr::value(lease_until),
+        )
+        .filter(webhook_delivery::Column::Id.eq(id))
+        .filter(webhook_delivery::Column::State.eq("pending"))
+        .filter(webhook_delivery::Column::NextAttemptAt.lte(now))
+        .filter(webhook_delivery::Column::LeaseUntil.lt(now))
+        .exec(db)
+        .await?;
+    Ok(res.rows_affected == 1)
+}
+
+/// The outcome of one attempt, applied only while the caller still holds the lease it took.
+#[derive(Debug, Clone)]
+pub struct AttemptResult {
+    pub state: &'static str,
+    pub attempts: i32,
+    pub next_attempt_at: i64,
+    pub last_http_status: Option<i32>,
+    pub last_error: Option<String>,
+    pub now: i64,
+}
+
+/// Releases the lease and records the result. Returns false when the lease was lost (another
+/// worker took the row after it expired), in which case the row is left to that worker.
+pub async fn finish_attempt(
+    db: &impl ConnectionTrait,
+    id: i64,
+    lease_until: i64,
+    r: AttemptResult,
+) -> Result<bool, DbErr> {
+    let res = webhook_delivery::Entity::update_many()
+        .col_expr(webhook_delivery::Column::State, Expr::value(r.state))
+        .col_expr(webhook_delivery::Column::Attempts, Expr::value(r.attempts))
+        .col_expr(
+            webhook_delivery::Column::NextAttemptAt,
+            Expr::value(r.next_attempt_at),
+        )
+        .col_expr(webhook_delivery::Column::LeaseUntil, Expr::value(0i64))
+        .col_expr(
+            webhook_delivery::Column::LastHttpStatus,
+            Expr::value(r.last_http_status),
+        )
+        .col_expr(
+            webhook_delivery::Column::LastError,
+            Expr::value(r.last_error),
+        )
+        .col_expr(webhook_delivery::Column::UpdatedAt, Expr::value(r.now))
+        .filter(webhook_delivery::Column::Id.eq(id))
+        .filter(webhook_delivery::Column::LeaseUntil.eq(lease_until))
+        .exec(db)
+        .await?;
+    Ok(res.rows_affected == 1)
+}
+
+pub async fn insert_attempt(
+    db: &impl ConnectionTrait,
+    a: webhook_attempt::ActiveModel,
+) -> Result<webhook_attempt::Model, DbErr> {
+    a.insert(db).await
+}
+
+/// Makes a delivery due now with a fresh retry schedule (operator resend). The lease is left
+/// alone: a delivery in flight finishes first, so a resend never doubles a concurrent POST.
+pub async fn requeue(db: &impl ConnectionTrait, id: i64, now: i64) -> Result<bool, DbErr> {
+    let res = webhook_delivery::Entity::update_many()
+        .col_expr(webhook_delivery::Column::State, Expr::value("pending"))
+        .col_expr(webhook_delivery::Column::Attempts, Expr::value(0i32))
+        .col_expr(webhook_delivery::Column::NextAttemptAt, Expr::value(now))
+        .col_expr(webhook_delivery::Column::UpdatedAt, Expr::value(now))
+        .filter(webhook_delivery::Column::Id.eq(id))
+        .exec(db)
+        .await?;
+    Ok(res.rows_affected == 1)
+}
+
+/// Filters of the operator's delivery history; every field narrows the result.
+#[derive(Debug, Clone, Default)]
+pub struct DeliveryQuery {
+    pub imp_uid: Option<String>,
+    pub merchant_id: Option<i64>,
+    pub state: Option<String>,
+    pub limit: u64,
+}
+
+/// Newest first.
+pub async fn deliveries(
+    db: &impl ConnectionTrait,
+    q: &DeliveryQuery,
+) -> Result<Vec<webhook_delivery::Model>, DbErr> {
+    let mut s = webhook_delivery::Entity::find();
+    if let Some(imp) = &q.imp_uid {
+        s = s.filter(webhook_delivery::Column::ImpUid.eq(imp.clone()));
+    }
+    if let Some(m) = q.merchant_id {
+        s = s.filter(webhook_delivery::Column::MerchantId.eq(m));
+    }
+    if let Some(st) = &q.state {
+        s = s.filter(webhook_delivery::Column::State.eq(st.clone()));
+    }
+    s.order_by_desc(webhook_delivery::Column::Id)
+        .limit(q.limit)
+        .all(db)
+        .await
+}
+
+/// Attempts of the given deliveries, oldest first.
+pub async fn attempts_of(
+    db: &impl ConnectionTrait,
+    delivery_ids: &[i64],
+) -> Result<Vec<webhook_attempt::Model>, DbErr> {
+    if delivery_ids.is_empty() {
+        return Ok(vec![]);
+    }
+    webhook_attempt::Entity::find()
+        .filter(webhook_attempt::Column::DeliveryId.is_in(delivery_ids.to_vec()))
+        .order_by_asc(webhook_attempt::Column::Id)
+        .all(db)
+        .await
+}
+
+pub async fn set_merchant_settings(
+    db: &impl ConnectionTrait,
+    merchant_id: i64,
+    url: Option<String>,
+    content_type: &str,
+    secret_sealed: Option<String>,
+) -> Result<merchant::Model, DbErr> {
+    merchant::ActiveModel {
+        id: Set(merchant_id),
+        webhook_url: Set(url),
+        webhook_content_type: Set(content_type.to_string()),
+        webhook_secret_sealed: Set(secret_sealed),
+        ..Default::default()
+    }
+    .update(db)
+    .await
+}

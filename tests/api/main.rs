@@ -9,3 +9,5 @@ mod lookups;
 mod onetime;
 mod prepare;
 mod reliability;
+mod webhooks;
+mod billing;

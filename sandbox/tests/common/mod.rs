@@ -7,6 +7,7 @@ use std::sync::OnceLock;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use chrono::{DateTime, Utc};
+use kcp_sandbox::test_points::BenepiaAccount;
 use kcp_sandbox::{keyfile, paths, IssuedCertificate, ManualClock, Sandbox, SandboxConfig};
 use rsa::pkcs1v15::SigningKey;
 use rsa::pkcs8::DecodePrivateKey;
@@ -18,6 +19,8 @@ use sha2::Sha256;
 pub const SITE: &str = "T0000";
 pub const OTHER_SITE: &str = "A52Q7";
 pub const PASSPHRASE: &str = "changeit";
+/// T0000's batch group: site_cd + 7 digits.
+pub const GROUP: &str = "T00001000001";
 
 /// KST 2026-03-10 12:00.
 pub fn start_time() -> DateTime<Utc> {
@@ -162,6 +165,55 @@ impl Harness {
         .await
     }
 
+    /// An inquiry by tno with any `pay_type` (`PACA`, `PAPT`).
+    pub async fn inquire_as(&self, pay_type: &str, tno: &str) -> Value {
+        let merchant = merchant(SITE);
+        self.post(
+            paths::INQUIRY,
+            &json!({
+                "site_cd": SITE,
+                "kcp_cert_info": merchant.cert_info,
+                "kcp_sign_data": merchant.sign(&format!("{SITE}^{tno}^{pay_type}")),
+                "tno": tno,
+                "pay_type": pay_type,
+            }),
+        )
+        .await
+    }
+
+    /// An inquiry by order number with any `pay_type`.
+    pub async fn inquire_order_as(&self, pay_type: &str, order_no: &str) -> Value {
+        let merchant = merchant(SITE);
+        self.post(
+            paths::INQUIRY,
+            &json!({
+                "site_cd": SITE,
+                "kcp_cert_info": merchant.cert_info,
+                "kcp_sign_data": merchant.sign(&format!("{SITE}^{order_no}^{pay_type}")),
+                "order_no": order_no,
+                "pay_type": pay_type,
+            }),
+        )
+        .await
+    }
+
+    /// Issues a batch key for `card_no` in [`GROUP`] and returns it.
+    pub async fn batch_key(&self, card_no: &str) -> String {
+        let reply = self.pay(&batch_issue(SITE, GROUP, card_no)).await;
+        assert_eq!(reply["res_cd"], "0000", "{reply}");
+        reply["batch_key"].as_str().unwrap().to_owned()
+    }
+
+    /// `STRA` on a cancelled point payment.
+    pub async fn reapprove(&self, tno: &str, mod_mny: &str, mod_ordr_idxx: &str) -> Value {
+        self.cancel(
+            tno,
+            "STRA",
+            json!({"mod_mny": mod_mny, "mod_ordr_idxx": mod_ordr_idxx, "mod_ordr_goods": "운동화"}),
+        )
+        .await
+    }
+
     pub async fn inquire_order(&self, order_no: &str) -> Value {
         let merchant = merchant(SITE);
         self.post(
@@ -216,4 +268,95 @@ pub fn merge(body: &mut Value, extra: Value) {
         panic!("merge needs objects");
     };
     body.extend(extra);
+}
+
+/// A batch key issuance without a window (the sandbox's documented form, `tx_type` 10005000).
+pub fn batch_issue(site_cd: &str, group_id: &str, card_no: &str) -> Value {
+    json!({
+        "site_cd": site_cd,
+        "kcp_cert_info": merchant(site_cd).cert_info,
+        "pay_method": "BATCH",
+        "tx_type": "10005000",
+        "group_id": group_id,
+        "ordr_idxx": "issue-1",
+        "card_no": card_no,
+        "card_expiry": "3012",
+        "buyr_name": "홍길동",
+    })
+}
+
+/// A batch key deletion as spec/kcp.md §2.6 lists it.
+pub fn batch_delete(site_cd: &str, group_id: &str, batch_key: &str) -> Value {
+    json!({
+        "site_cd": site_cd,
+        "kcp_cert_info": merchant(site_cd).cert_info,
+        "batch_key": batch_key,
+        "group_id": group_id,
+        "pay_method": "BATCH",
+        "tx_type": "10005010",
+    })
+}
+
+/// A batch payment as spec/kcp.md §2.6 lists it.
+pub fn batch_pay(site_cd: &str, batch_key: &str, order_no: &str, amount: &str) -> Value {
+    json!({
+        "site_cd": site_cd,
+        "kcp_cert_info": merchant(site_cd).cert_info,
+        "pay_method": "CARD",
+        "cust_ip": "",
+        "amount": amount,
+        "card_mny": amount,
+        "currency": "410",
+        "quota": "00",
+        "ordr_idxx": order_no,
+        "good_name": "정기구독",
+        "buyr_name": "홍길동",
+        "buyr_mail": "",
+        "buyr_tel2": "",
+        "card_tx_type": "11511000",
+        "bt_batch_key": batch_key,
+        "bt_group_id": GROUP,
+    })
+}
+
+/// A Benepia balance inquiry (seed 003 §2.2).
+pub fn point_balance(account: &BenepiaAccount) -> Value {
+    json!({
+        "site_cd": SITE,
+        "kcp_cert_info": merchant(SITE).cert_info,
+        "pay_method": "POINT",
+        "amount": "1004",
+        "currency": "410",
+        "cust_ip": "0.0.0.0",
+        "pt_issue": "SCWB",
+        "pt_txtype": "97000000",
+        "pt_idno": account.id,
+        "pt_pwd": account.password,
+        "pt_memcorp_cd": account.memcorp_cd,
+        "ordr_idxx": "balance-1",
+    })
+}
+
+/// A Benepia point payment (seed 003 §2.3).
+pub fn point_pay(account: &BenepiaAccount, order_no: &str, amount: &str) -> Value {
+    json!({
+        "site_cd": SITE,
+        "kcp_cert_info": merchant(SITE).cert_info,
+        "pay_method": "POINT",
+        "amount": amount,
+        "currency": "410",
+        "cust_ip": "0.0.0.0",
+        "pt_issue": "SCWB",
+        "pt_txtype": "91200000",
+        "pt_idno": account.id,
+        "pt_pwd": account.password,
+        "pt_memcorp_cd": account.memcorp_cd,
+        "pt_paycode": "04",
+        "pt_mny": amount,
+        "ordr_idxx": order_no,
+        "good_name": "운동화",
+        "buyr_name": "홍길동",
+        "buyr_mail": "test@kcp.co.kr",
+        "buyr_tel2": "010-000-0000",
+    })
 }

@@ -23,21 +23,24 @@ use tracing::Instrument as _;
 use super::codes::{self, NO_SUCH_TRADE, SUCCESS};
 use super::sign::KcpSigner;
 use super::wire::{
+    BatchKeyDeleteRequest, BatchKeyIssueRequest, BatchKeyResponse, BatchPaymentRequestBody,
     CancelRequestBody, CancelResponse, CardPaymentResponse, InquiryRequest, InquiryResponse,
-    KeyInPaymentRequest, ResultHead,
+    KeyInPaymentRequest, PointApprovalResponse, PointBalanceRequest, PointBalanceResponse,
+    PointPaymentRequestBody, PointReapprovalRequest, ResultHead, WireError,
 };
 use crate::pg::{
-    CancelConfirmation, CancelRequest, CardApproval, KeyInRequest, PgConnector, PgError, TradeRef,
-    TradeState,
+    BatchKey, BatchKeyRequest, BatchPaymentRequest, CancelConfirmation, CancelRequest,
+    CardApproval, KeyInRequest, PgBilling, PgConnector, PgError, PointAccount, PointApproval,
+    PointPaymentRequest, TradeRef, TradeState, Won,
 };
 
 /// KCP endpoints (spec/kcp.md §1). Only `hub`, `cancel` and `inquiry` are used by this connector;
 /// the others are here so the checkout flow configures every KCP URL in one place.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KcpUrls {
-    /// `gw/hub/v1/payment`: key-in, batch payment.
+    /// `gw/hub/v1/payment`: key-in, billing-key issuance / payment / delete, Benepia points.
     pub hub: String,
-    /// `gw/mod/v1/cancel`.
+    /// `gw/mod/v1/cancel`: cancels, and point re-approval (`STRA`).
     pub cancel: String,
     /// `std/inquery` (KCP's spelling).
     pub inquiry: String,
@@ -240,22 +243,20 @@ fn unreadable(status: reqwest::StatusCode, e: &serde_json::Error) -> PgError {
 /// or another order must be net-cancelled, never recorded as this payment.
 fn check_approval_matches(
     mut approval: CardApproval,
-    req: &KeyInRequest,
+    amount: Won,
+    order_no: &str,
 ) -> Result<CardApproval, PgError> {
     let mut problems = Vec::new();
-    if approval.amount != req.amount {
-        problems.push(format!(
-            "amount {} (requested {})",
-            approval.amount, req.amount
-        ));
+    if approval.amount != amount {
+        problems.push(format!("amount {} (requested {amount})", approval.amount));
     }
     if approval.order_no.is_empty() {
         tracing::warn!("KCP approval without order_no; assuming the requested one");
-        approval.order_no = req.order_no.clone();
-    } else if approval.order_no != req.order_no {
+        approval.order_no = order_no.to_owned();
+    } else if approval.order_no != order_no {
         problems.push(format!(
-            "order_no {} (requested {})",
-            approval.order_no, req.order_no
+            "order_no {} (requested {order_no})",
+            approval.order_no
         ));
     }
     if problems.is_empty() {
@@ -269,23 +270,74 @@ fn check_approval_matches(
     }
 }
 
+/// The same cross-check for points (spec/kcp.md §5): KCP's point answers carry no order number,
+/// so only `pnt_amount` can be compared.
+fn check_points_match(approval: PointApproval, amount: Won) -> Result<PointApproval, PgError> {
+    if approval.amount == amount {
+        return Ok(approval);
+    }
+    let detail = format!("pnt_amount {} (requested {amount})", approval.amount);
+    tracing::error!(tno = %approval.tno, problems = %detail, "KCP approved other points; net-cancel required");
+    Err(PgError::Mismatch {
+        tno: approval.tno,
+        detail,
+    })
+}
+
+/// A success answer the connector cannot use: money may have moved, so the outcome is unknown.
+fn unusable(e: WireError) -> PgError {
+    tracing::error!(error = %e, "KCP reported success without usable data");
+    PgError::Unknown(e.to_string())
+}
+
+impl KcpConnector {
+    /// A card approval on the hub (key-in, billing-key charge): parse, record the `tno` in the
+    /// span, cross-check against what was asked.
+    async fn approve_card<Req: Serialize>(
+        &self,
+        body: &Req,
+        amount: Won,
+        order_no: &str,
+    ) -> Result<CardApproval, PgError> {
+        match self
+            .exchange::<_, CardPaymentResponse>(&self.urls.hub, body)
+            .await?
+        {
+            Answer::Refused { code, message } => Err(codes::declined(&code, &message)),
+            Answer::Success(resp) => {
+                let approval = CardApproval::try_from(resp).map_err(unusable)?;
+                tracing::Span::current().record("tno", approval.tno.as_str());
+                check_approval_matches(approval, amount, order_no)
+            }
+        }
+    }
+
+    /// A point approval (payment on the hub, re-approval on the cancel URL).
+    async fn approve_points<Req: Serialize>(
+        &self,
+        url: &str,
+        body: &Req,
+        amount: Won,
+        order_no: &str,
+    ) -> Result<PointApproval, PgError> {
+        match self.exchange::<_, PointApprovalResponse>(url, body).await? {
+            Answer::Refused { code, message } => Err(codes::declined(&code, &message)),
+            Answer::Success(resp) => {
+                let approval = resp.into_approval(order_no).map_err(unusable)?;
+                tracing::Span::current().record("tno", approval.tno.as_str());
+                check_points_match(approval, amount)
+            }
+        }
+    }
+}
+
 #[async_trait]
 impl PgConnector for KcpConnector {
     async fn approve_key_in(&self, req: &KeyInRequest) -> Result<CardApproval, PgError> {
         let span = tracing::info_span!("kcp.approve_key_in", site_cd = %self.site_cd, ordr_idxx = %req.order_no, tno = tracing::field::Empty);
         async {
             let body = KeyInPaymentRequest::new(&self.site_cd, &self.signer, req)?;
-            match self.exchange::<_, CardPaymentResponse>(&self.urls.hub, &body).await? {
-                Answer::Refused { code, message } => Err(codes::declined(&code, &message)),
-                Answer::Success(resp) => {
-                    let approval = CardApproval::try_from(resp).map_err(|e| {
-                        tracing::error!(error = %e, "KCP reported success without usable approval data");
-                        PgError::Unknown(e.to_string())
-                    })?;
-                    tracing::Span::current().record("tno", approval.tno.as_str());
-                    check_approval_matches(approval, req)
-                }
-            }
+            self.approve_card(&body, req.amount, &req.order_no).await
         }
         .instrument(span)
         .await
@@ -338,6 +390,115 @@ impl PgConnector for KcpConnector {
                     reconcile_inquiry(state, trade)
                 }
             }
+        }
+        .instrument(span)
+        .await
+    }
+}
+
+/// Billing keys (spec/kcp.md §2.5, §2.6) and Benepia points (§2.8), with the error semantics of
+/// the module table above. Batch keys, card data and point credentials appear in no span, log
+/// line or error.
+#[async_trait]
+impl PgBilling for KcpConnector {
+    /// Hub call with `pay_method BATCH`, `tx_type 10005000`: a documented assumption (docs/kcp.md
+    /// §8.1), the real window-less form is not public.
+    async fn issue_batch_key(&self, req: &BatchKeyRequest) -> Result<BatchKey, PgError> {
+        let span = tracing::info_span!("kcp.issue_batch_key", site_cd = %self.site_cd, ordr_idxx = %req.order_no);
+        async {
+            let body = BatchKeyIssueRequest::new(&self.site_cd, &self.signer, req)?;
+            match self
+                .exchange::<_, BatchKeyResponse>(&self.urls.hub, &body)
+                .await?
+            {
+                Answer::Refused { code, message } => Err(codes::declined(&code, &message)),
+                Answer::Success(resp) => {
+                    let key = resp.into_batch_key(&req.card).map_err(unusable)?;
+                    tracing::info!(issuer = %key.issuer_code, "KCP issued a billing key");
+                    Ok(key)
+                }
+            }
+        }
+        .instrument(span)
+        .await
+    }
+
+    async fn pay_with_batch_key(&self, req: &BatchPaymentRequest) -> Result<CardApproval, PgError> {
+        let span = tracing::info_span!("kcp.pay_with_batch_key", site_cd = %self.site_cd, ordr_idxx = %req.order_no, tno = tracing::field::Empty);
+        async {
+            let body = BatchPaymentRequestBody::new(&self.site_cd, &self.signer, req)?;
+            self.approve_card(&body, req.amount, &req.order_no).await
+        }
+        .instrument(span)
+        .await
+    }
+
+    async fn delete_batch_key(&self, batch_key: &str, group_id: &str) -> Result<(), PgError> {
+        let span = tracing::info_span!("kcp.delete_batch_key", site_cd = %self.site_cd, group_id = %group_id);
+        async {
+            let body =
+                BatchKeyDeleteRequest::new(&self.site_cd, &self.signer, batch_key, group_id)?;
+            match self
+                .exchange::<_, ResultHead>(&self.urls.hub, &body)
+                .await?
+            {
+                Answer::Refused { code, message } => Err(codes::declined(&code, &message)),
+                Answer::Success(_) => Ok(()),
+            }
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// Sends `amount "0"` (docs/kcp.md §8.3): the balance is asked without a purchase in view.
+    async fn point_balance(&self, order_no: &str, account: &PointAccount) -> Result<Won, PgError> {
+        let span = tracing::info_span!("kcp.point_balance", site_cd = %self.site_cd, ordr_idxx = %order_no);
+        async {
+            let body = PointBalanceRequest::new(&self.site_cd, &self.signer, order_no, account)?;
+            match self
+                .exchange::<_, PointBalanceResponse>(&self.urls.hub, &body)
+                .await?
+            {
+                Answer::Refused { code, message } => Err(codes::declined(&code, &message)),
+                Answer::Success(resp) => resp.balance().map_err(unusable),
+            }
+        }
+        .instrument(span)
+        .await
+    }
+
+    async fn pay_with_points(&self, req: &PointPaymentRequest) -> Result<PointApproval, PgError> {
+        let span = tracing::info_span!("kcp.pay_with_points", site_cd = %self.site_cd, ordr_idxx = %req.order_no, tno = tracing::field::Empty);
+        async {
+            let body = PointPaymentRequestBody::new(&self.site_cd, &self.signer, req)?;
+            self.approve_points(&self.urls.hub, &body, req.amount, &req.order_no)
+                .await
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// `gw/mod/v1/cancel` `STRA`; the answer's `tno` (recorded as `tno` in the span, next to the
+    /// original `orig_tno`) is the new transaction's, and a `Mismatch` names that new `tno`.
+    async fn reapprove_points(
+        &self,
+        tno: &str,
+        amount: Won,
+        order_no: &str,
+        good_name: &str,
+    ) -> Result<PointApproval, PgError> {
+        let span = tracing::info_span!("kcp.reapprove_points", site_cd = %self.site_cd, orig_tno = %tno, ordr_idxx = %order_no, tno = tracing::field::Empty);
+        async {
+            let body = PointReapprovalRequest::new(
+                &self.site_cd,
+                &self.signer,
+                tno,
+                amount,
+                order_no,
+                good_name,
+            )?;
+            self.approve_points(&self.urls.cancel, &body, amount, order_no)
+                .await
         }
         .instrument(span)
         .await

@@ -1,5 +1,6 @@
 //! The NHN KCP connector: [`KcpConnector`] implements [`super::PgConnector`] over KCP's REST API
-//! (spec/kcp.md §2.7 key-in, §2.9 cancel, §2.10 inquiry). Mapping notes live in docs/kcp.md.
+//! (spec/kcp.md §2.7 key-in, §2.9 cancel, §2.10 inquiry) and [`super::PgBilling`] (§2.5–§2.6
+//! billing keys, §2.8 Benepia points). Mapping notes live in docs/kcp.md.
 //!
 //! - `client.rs`: configuration, HTTP calls and the error semantics that keep money safe.
 //! - `wire.rs`: serde structs, exactly KCP's field names and string formats.

@@ -1,10 +1,10 @@
-//! KCP's JSON bodies, field for field (spec/kcp.md §2.7, §2.9, §2.10), and their conversion into
+//! KCP's JSON bodies, field for field (spec/kcp.md §2.5–§2.10), and their conversion into
 //! openport's PG types.
 //!
-//! Requests: every value is a JSON string (spec §1), card data sits in [`Sensitive`] so it can be
-//! serialized for KCP but never shows up in `Debug`. Responses: every field is optional and
-//! accepts a string or a number, unknown fields are ignored, so a new KCP field or a numeric
-//! amount cannot turn a successful charge into an unreadable one.
+//! Requests: every value is a JSON string (spec §1); card data, batch keys and point credentials sit
+//! in [`Sensitive`] so they can be serialized for KCP but never show up in `Debug`. Responses:
+//! every field is optional and accepts a string or a number, unknown fields are ignored, so a new
+//! KCP field or a numeric amount cannot turn a successful charge into an unreadable one.
 
 use std::net::IpAddr;
 
@@ -14,7 +14,9 @@ use serde::{Deserialize, Deserializer, Serialize};
 use super::codes::invalid_request;
 use super::sign::{KcpSigner, KeyError};
 use crate::pg::{
-    CancelKind, CancelRequest, CardApproval, DeclineReason, KeyInRequest, PgError, TradeState, Won,
+    BatchKey, BatchKeyRequest, BatchPaymentRequest, CancelKind, CancelRequest, CardApproval,
+    CardSecret, DeclineReason, KeyInRequest, PgError, PointAccount, PointApproval,
+    PointPaymentRequest, TradeState, Won,
 };
 
 /// KRW (spec §2.7 `currency`: 410 KRW / 840 USD).
@@ -29,6 +31,27 @@ pub const CARD_TX_TYPE_NON_AUTHENTICATED: &str = "11111000";
 pub const MOD_TYPE_FULL: &str = "STSC";
 /// Partial cancel (spec §2.9).
 pub const MOD_TYPE_PARTIAL: &str = "STPC";
+/// Re-approval of a cancelled point payment (spec §2.8, §2.9).
+pub const MOD_TYPE_POINT_REAPPROVAL: &str = "STRA";
+/// Billing-key charge (spec §2.6).
+pub const CARD_TX_TYPE_BATCH: &str = "11511000";
+/// `pay_method` of the billing-key management calls (spec §2.6 delete; issuance by assumption).
+pub const PAY_METHOD_BATCH: &str = "BATCH";
+/// Billing-key issuance from card data: DOCUMENTED ASSUMPTION (docs/kcp.md §8.1), spec §2.5 says
+/// the real REST form is not public.
+pub const TX_TYPE_BATCH_ISSUE: &str = "10005000";
+/// Billing-key delete (spec §2.6).
+pub const TX_TYPE_BATCH_DELETE: &str = "10005010";
+/// `pay_method` of the point calls (spec §2.8).
+pub const PAY_METHOD_POINT: &str = "POINT";
+/// Benepia welfare points (spec §2.2 `van_code`, §2.8 `pt_issue`).
+pub const PT_ISSUE_BENEPIA: &str = "SCWB";
+/// Point balance inquiry (spec §2.8).
+pub const PT_TXTYPE_BALANCE: &str = "97000000";
+/// Point payment (spec §2.8).
+pub const PT_TXTYPE_PAY: &str = "91200000";
+/// Point payment code (spec §2.8).
+pub const PT_PAYCODE: &str = "04";
 /// `stat_ca_cd` values of an inquiry (spec §2.10).
 pub const STAT_APPROVED: &str = "STSR";
 pub const STAT_PARTIALLY_CANCELLED: &str = "STPC";
@@ -42,6 +65,11 @@ const BUYR_TEL_MAX: usize = 20;
 const MOD_DESC_MAX: usize = 100;
 const ORDR_IDXX_MAX: usize = 40;
 const MAX_AMOUNT: Won = 999_999_999_999;
+/// Not in spec §6; generous bounds for identifiers KCP issues (batch keys are 16 characters, group
+/// ids 12), so a malformed value is refused locally instead of breaking KCP's parser.
+const KCP_ID_MAX: usize = 64;
+/// Point account fields: no length is published; only what would break KCP's parser is refused.
+const POINT_FIELD_MAX: usize = 64;
 
 /// A string KCP must receive but nobody may read in logs: serialized as-is, `Debug` redacted,
 /// zeroed when dropped.
@@ -52,6 +80,18 @@ pub struct Sensitive(String);
 impl Sensitive {
     fn new(value: &str) -> Self {
         Self(value.to_owned())
+    }
+
+    /// The value itself, for the few places that must hand it on (never to a log or an error).
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Billing keys come back in answers (spec §2.5) and must stay as hidden there as in requests.
+impl<'de> Deserialize<'de> for Sensitive {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Ok(Sensitive(lenient(d)?.unwrap_or_default()))
     }
 }
 
@@ -118,43 +158,14 @@ impl KeyInPaymentRequest {
     /// (`good_name`, `buyr_name`) are sanitized instead of refused; contact fields that are not
     /// usable are sent empty, as KCP's own samples do with `cust_ip`.
     pub fn new(site_cd: &str, signer: &KcpSigner, req: &KeyInRequest) -> Result<Self, PgError> {
-        let card_data = DeclineReason::CardRejected;
         let ordr_idxx = order_no(&req.order_no)?;
         let amount = amount(req.amount)?;
-        if req.quota > 99 {
-            return Err(invalid_request(
-                "quota must be 0–99 months",
-                DeclineReason::Other,
-            ));
-        }
-        let card = &req.card;
-        if !is_digits(&card.number, 13, 16) {
-            return Err(invalid_request(
-                "card number must be 13–16 digits",
-                card_data,
-            ));
-        }
-        if !is_expiry_yymm(&card.expiry_yymm) {
-            return Err(invalid_request("card expiry must be YYMM", card_data));
-        }
-        let (card_tx_type, card_taxno, card_pwd) = match (&card.birth, &card.pwd_2digit) {
-            (Some(birth), Some(pwd)) => {
-                if !(is_digits(birth, 6, 6) || is_digits(birth, 10, 10)) {
-                    return Err(invalid_request("birth must be 6 digits or a 10-digit business number", card_data));
-                }
-                if !is_digits(pwd, 2, 2) {
-                    return Err(invalid_request("card password must be its first 2 digits", card_data));
-                }
-                (CARD_TX_TYPE_AUTHENTICATED, Some(Sensitive::new(birth)), Some(Sensitive::new(pwd)))
-            }
-            (None, None) => (CARD_TX_TYPE_NON_AUTHENTICATED, None, None),
-            // Silently downgrading to a non-authenticated charge would surprise the merchant.
-            _ => {
-                return Err(invalid_request(
-                    "birth and card password must be given together (authenticated key-in) or not at all",
-                    card_data,
-                ))
-            }
+        let quota = quota(req.quota)?;
+        let card = CheckedCard::new(&req.card)?;
+        let card_tx_type = if card.is_authenticated() {
+            CARD_TX_TYPE_AUTHENTICATED
+        } else {
+            CARD_TX_TYPE_NON_AUTHENTICATED
         };
         Ok(Self {
             site_cd: site_cd.to_owned(),
@@ -169,18 +180,79 @@ impl KeyInPaymentRequest {
             card_mny: amount.clone(),
             amount,
             currency: CURRENCY_KRW,
-            quota: format!("{:02}", req.quota),
+            quota,
             ordr_idxx,
             good_name: free_text(&req.good_name, GOOD_NAME_MAX),
             buyr_name: free_text(&req.buyer_name, BUYR_NAME_MAX),
             buyr_mail: contact(&req.buyer_email, BUYR_MAIL_MAX),
             buyr_tel2: contact(&req.buyer_tel, BUYR_TEL_MAX),
             card_tx_type,
+            card_no: card.card_no,
+            card_expiry: card.card_expiry,
+            card_taxno: card.card_taxno,
+            card_pwd: card.card_pwd,
+        })
+    }
+}
+
+/// The card fields of spec §2.7, checked (§6 formats): number, expiry, and birth date / business
+/// number with the PIN prefix either both present (authenticated) or both absent. Shared by key-in
+/// and billing-key issuance so both refuse the same card data the same way.
+struct CheckedCard {
+    card_no: Sensitive,
+    card_expiry: Sensitive,
+    card_taxno: Option<Sensitive>,
+    card_pwd: Option<Sensitive>,
+}
+
+impl CheckedCard {
+    /// Errors never quote the card data.
+    fn new(card: &CardSecret) -> Result<Self, PgError> {
+        let card_data = DeclineReason::CardRejected;
+        if !is_digits(&card.number, 13, 16) {
+            return Err(invalid_request(
+                "card number must be 13–16 digits",
+                card_data,
+            ));
+        }
+        if !is_expiry_yymm(&card.expiry_yymm) {
+            return Err(invalid_request("card expiry must be YYMM", card_data));
+        }
+        let (card_taxno, card_pwd) = match (&card.birth, &card.pwd_2digit) {
+            (Some(birth), Some(pwd)) => {
+                if !(is_digits(birth, 6, 6) || is_digits(birth, 10, 10)) {
+                    return Err(invalid_request(
+                        "birth must be 6 digits or a 10-digit business number",
+                        card_data,
+                    ));
+                }
+                if !is_digits(pwd, 2, 2) {
+                    return Err(invalid_request(
+                        "card password must be its first 2 digits",
+                        card_data,
+                    ));
+                }
+                (Some(Sensitive::new(birth)), Some(Sensitive::new(pwd)))
+            }
+            (None, None) => (None, None),
+            // Silently downgrading to a non-authenticated call would surprise the merchant.
+            _ => {
+                return Err(invalid_request(
+                    "birth and card password must be given together (authenticated key-in) or not at all",
+                    card_data,
+                ))
+            }
+        };
+        Ok(Self {
             card_no: Sensitive::new(&card.number),
             card_expiry: Sensitive::new(&card.expiry_yymm),
             card_taxno,
             card_pwd,
         })
+    }
+
+    fn is_authenticated(&self) -> bool {
+        self.card_taxno.is_some()
     }
 }
 
@@ -282,6 +354,328 @@ impl InquiryRequest {
     }
 }
 
+/// Billing-key issuance from card data, `gw/hub/v1/payment`. DOCUMENTED ASSUMPTION (docs/kcp.md
+/// §8.1): spec §2.5 says KCP's window-less REST form is not public, so this is modelled on key-in
+/// (§2.7, same card fields and the same "birth + PIN prefix both or neither" rule) and on the
+/// batch-key delete call (§2.6, `pay_method BATCH` + `tx_type`). Not signed (hub call, §3).
+#[derive(Serialize, Clone)]
+pub struct BatchKeyIssueRequest {
+    pub site_cd: String,
+    pub kcp_cert_info: String,
+    pub pay_method: &'static str,
+    pub tx_type: &'static str,
+    pub group_id: String,
+    pub ordr_idxx: String,
+    pub card_no: Sensitive,
+    pub card_expiry: Sensitive,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub card_taxno: Option<Sensitive>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub card_pwd: Option<Sensitive>,
+    pub buyr_name: String,
+}
+
+impl std::fmt::Debug for BatchKeyIssueRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BatchKeyIssueRequest")
+            .field("site_cd", &self.site_cd)
+            .field("ordr_idxx", &self.ordr_idxx)
+            .field("group_id", &self.group_id)
+            .field("authenticated", &self.card_taxno.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl BatchKeyIssueRequest {
+    pub fn new(site_cd: &str, signer: &KcpSigner, req: &BatchKeyRequest) -> Result<Self, PgError> {
+        let ordr_idxx = order_no(&req.order_no)?;
+        let group_id = kcp_id(&req.group_id, "batch group id")?;
+        let card = CheckedCard::new(&req.card)?;
+        Ok(Self {
+            site_cd: site_cd.to_owned(),
+            kcp_cert_info: signer.cert_info().to_owned(),
+            pay_method: PAY_METHOD_BATCH,
+            tx_type: TX_TYPE_BATCH_ISSUE,
+            group_id,
+            ordr_idxx,
+            card_no: card.card_no,
+            card_expiry: card.card_expiry,
+            card_taxno: card.card_taxno,
+            card_pwd: card.card_pwd,
+            buyr_name: free_text(&req.buyer_name, BUYR_NAME_MAX),
+        })
+    }
+}
+
+/// A charge on a billing key, `gw/hub/v1/payment` (spec §2.6, field for field; `cust_ip` is sent
+/// empty as in KCP's example: a billing charge has no customer browser).
+#[derive(Serialize, Clone)]
+pub struct BatchPaymentRequestBody {
+    pub site_cd: String,
+    pub kcp_cert_info: String,
+    pub pay_method: &'static str,
+    pub cust_ip: &'static str,
+    pub amount: String,
+    /// Must equal `amount` (spec §2.6).
+    pub card_mny: String,
+    pub currency: &'static str,
+    pub quota: String,
+    pub ordr_idxx: String,
+    pub good_name: String,
+    pub buyr_name: String,
+    pub buyr_mail: String,
+    pub buyr_tel2: String,
+    pub card_tx_type: &'static str,
+    pub bt_batch_key: Sensitive,
+    pub bt_group_id: String,
+}
+
+impl std::fmt::Debug for BatchPaymentRequestBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BatchPaymentRequestBody")
+            .field("site_cd", &self.site_cd)
+            .field("ordr_idxx", &self.ordr_idxx)
+            .field("amount", &self.amount)
+            .field("quota", &self.quota)
+            .field("bt_group_id", &self.bt_group_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl BatchPaymentRequestBody {
+    pub fn new(
+        site_cd: &str,
+        signer: &KcpSigner,
+        req: &BatchPaymentRequest,
+    ) -> Result<Self, PgError> {
+        let ordr_idxx = order_no(&req.order_no)?;
+        let amount = amount(req.amount)?;
+        let quota = quota(req.quota)?;
+        let bt_batch_key = Sensitive::new(&kcp_id(&req.batch_key, "billing key")?);
+        let bt_group_id = kcp_id(&req.group_id, "batch group id")?;
+        Ok(Self {
+            site_cd: site_cd.to_owned(),
+            kcp_cert_info: signer.cert_info().to_owned(),
+            pay_method: "CARD",
+            cust_ip: "",
+            card_mny: amount.clone(),
+            amount,
+            currency: CURRENCY_KRW,
+            quota,
+            ordr_idxx,
+            good_name: free_text(&req.good_name, GOOD_NAME_MAX),
+            buyr_name: free_text(&req.buyer_name, BUYR_NAME_MAX),
+            buyr_mail: contact(&req.buyer_email, BUYR_MAIL_MAX),
+            buyr_tel2: contact(&req.buyer_tel, BUYR_TEL_MAX),
+            card_tx_type: CARD_TX_TYPE_BATCH,
+            bt_batch_key,
+            bt_group_id,
+        })
+    }
+}
+
+/// Billing-key delete, `gw/hub/v1/payment` (spec §2.6, field for field).
+#[derive(Serialize, Clone)]
+pub struct BatchKeyDeleteRequest {
+    pub site_cd: String,
+    pub kcp_cert_info: String,
+    pub batch_key: Sensitive,
+    pub group_id: String,
+    pub pay_method: &'static str,
+    pub tx_type: &'static str,
+}
+
+impl std::fmt::Debug for BatchKeyDeleteRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BatchKeyDeleteRequest")
+            .field("site_cd", &self.site_cd)
+            .field("group_id", &self.group_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl BatchKeyDeleteRequest {
+    pub fn new(
+        site_cd: &str,
+        signer: &KcpSigner,
+        batch_key: &str,
+        group_id: &str,
+    ) -> Result<Self, PgError> {
+        Ok(Self {
+            site_cd: site_cd.to_owned(),
+            kcp_cert_info: signer.cert_info().to_owned(),
+            batch_key: Sensitive::new(&kcp_id(batch_key, "billing key")?),
+            group_id: kcp_id(group_id, "batch group id")?,
+            pay_method: PAY_METHOD_BATCH,
+            tx_type: TX_TYPE_BATCH_DELETE,
+        })
+    }
+}
+
+/// Benepia point balance, `gw/hub/v1/payment` (spec §2.8). KCP's example sends `amount "1004"`;
+/// openport asks for the balance without a purchase in view and sends `"0"` (documented choice,
+/// docs/kcp.md §8.3).
+#[derive(Serialize, Clone)]
+pub struct PointBalanceRequest {
+    pub site_cd: String,
+    pub kcp_cert_info: String,
+    pub pay_method: &'static str,
+    pub amount: String,
+    pub currency: &'static str,
+    pub pt_issue: &'static str,
+    pub pt_txtype: &'static str,
+    pub pt_idno: Sensitive,
+    pub pt_pwd: Sensitive,
+    pub pt_memcorp_cd: String,
+    pub ordr_idxx: String,
+}
+
+impl std::fmt::Debug for PointBalanceRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PointBalanceRequest")
+            .field("site_cd", &self.site_cd)
+            .field("ordr_idxx", &self.ordr_idxx)
+            .field("pt_txtype", &self.pt_txtype)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The balance amount openport sends (see [`PointBalanceRequest`]).
+pub const POINT_BALANCE_AMOUNT: &str = "0";
+
+impl PointBalanceRequest {
+    pub fn new(
+        site_cd: &str,
+        signer: &KcpSigner,
+        order: &str,
+        account: &PointAccount,
+    ) -> Result<Self, PgError> {
+        let ordr_idxx = order_no(order)?;
+        let (pt_idno, pt_pwd, pt_memcorp_cd) = point_account(account)?;
+        Ok(Self {
+            site_cd: site_cd.to_owned(),
+            kcp_cert_info: signer.cert_info().to_owned(),
+            pay_method: PAY_METHOD_POINT,
+            amount: POINT_BALANCE_AMOUNT.to_owned(),
+            currency: CURRENCY_KRW,
+            pt_issue: PT_ISSUE_BENEPIA,
+            pt_txtype: PT_TXTYPE_BALANCE,
+            pt_idno,
+            pt_pwd,
+            pt_memcorp_cd,
+            ordr_idxx,
+        })
+    }
+}
+
+/// Benepia point payment, `gw/hub/v1/payment` (spec §2.8): the balance fields with
+/// `pt_txtype 91200000`, `pt_paycode 04`, `pt_mny` (= `amount`) and the order fields.
+#[derive(Serialize, Clone)]
+pub struct PointPaymentRequestBody {
+    pub site_cd: String,
+    pub kcp_cert_info: String,
+    pub pay_method: &'static str,
+    pub amount: String,
+    pub currency: &'static str,
+    pub pt_issue: &'static str,
+    pub pt_txtype: &'static str,
+    pub pt_paycode: &'static str,
+    pub pt_idno: Sensitive,
+    pub pt_pwd: Sensitive,
+    pub pt_memcorp_cd: String,
+    pub pt_mny: String,
+    pub ordr_idxx: String,
+    pub good_name: String,
+    pub buyr_name: String,
+    pub buyr_mail: String,
+    pub buyr_tel2: String,
+}
+
+impl std::fmt::Debug for PointPaymentRequestBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PointPaymentRequestBody")
+            .field("site_cd", &self.site_cd)
+            .field("ordr_idxx", &self.ordr_idxx)
+            .field("amount", &self.amount)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PointPaymentRequestBody {
+    pub fn new(
+        site_cd: &str,
+        signer: &KcpSigner,
+        req: &PointPaymentRequest,
+    ) -> Result<Self, PgError> {
+        let ordr_idxx = order_no(&req.order_no)?;
+        let amount = amount(req.amount)?;
+        let (pt_idno, pt_pwd, pt_memcorp_cd) = point_account(&req.account)?;
+        Ok(Self {
+            site_cd: site_cd.to_owned(),
+            kcp_cert_info: signer.cert_info().to_owned(),
+            pay_method: PAY_METHOD_POINT,
+            pt_mny: amount.clone(),
+            amount,
+            currency: CURRENCY_KRW,
+            pt_issue: PT_ISSUE_BENEPIA,
+            pt_txtype: PT_TXTYPE_PAY,
+            pt_paycode: PT_PAYCODE,
+            pt_idno,
+            pt_pwd,
+            pt_memcorp_cd,
+            ordr_idxx,
+            good_name: free_text(&req.good_name, GOOD_NAME_MAX),
+            buyr_name: free_text(&req.buyer_name, BUYR_NAME_MAX),
+            buyr_mail: contact(&req.buyer_email, BUYR_MAIL_MAX),
+            buyr_tel2: contact(&req.buyer_tel, BUYR_TEL_MAX),
+        })
+    }
+}
+
+/// Point re-approval, `gw/mod/v1/cancel` `mod_type STRA` (spec §2.8, §2.9): after a full cancel
+/// (`STSC`) of a point payment, re-approves `mod_mny` under a new `tno`; this is how a partial
+/// cancel of points is done. Signed over `site_cd^tno^STRA` like every modify call (§3).
+#[derive(Serialize, Debug, Clone)]
+pub struct PointReapprovalRequest {
+    pub site_cd: String,
+    pub kcp_cert_info: String,
+    pub kcp_sign_data: String,
+    pub tno: String,
+    pub mod_type: &'static str,
+    pub mod_mny: String,
+    pub mod_ordr_idxx: String,
+    pub mod_ordr_goods: String,
+    /// Optional in KCP's form; [`crate::pg::PgBilling::reapprove_points`] carries no reason, so
+    /// the connector omits it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mod_desc: Option<String>,
+}
+
+impl PointReapprovalRequest {
+    pub fn new(
+        site_cd: &str,
+        signer: &KcpSigner,
+        tno_value: &str,
+        mod_mny: Won,
+        ordr_idxx: &str,
+        good_name: &str,
+    ) -> Result<Self, PgError> {
+        let tno = tno(tno_value)?;
+        let mod_type = MOD_TYPE_POINT_REAPPROVAL;
+        Ok(Self {
+            site_cd: site_cd.to_owned(),
+            kcp_cert_info: signer.cert_info().to_owned(),
+            kcp_sign_data: sign(signer, &format!("{site_cd}^{tno}^{mod_type}"))?,
+            mod_mny: amount(mod_mny)?,
+            mod_ordr_idxx: order_no(ordr_idxx)?,
+            mod_ordr_goods: free_text(good_name, GOOD_NAME_MAX),
+            mod_desc: None,
+            tno,
+            mod_type,
+        })
+    }
+}
+
 fn sign(signer: &KcpSigner, message: &str) -> Result<String, PgError> {
     signer
         .sign(message)
@@ -330,6 +724,58 @@ fn amount(value: Won) -> Result<String, PgError> {
         ));
     }
     Ok(value.to_string())
+}
+
+/// `quota`: two digits, `00` = lump sum (spec §2.7, §6).
+fn quota(months: u8) -> Result<String, PgError> {
+    if months > 99 {
+        return Err(invalid_request(
+            "quota must be 0–99 months",
+            DeclineReason::Other,
+        ));
+    }
+    Ok(format!("{months:02}"))
+}
+
+/// An identifier KCP issued (batch key, batch group id): letters and digits only. The error names
+/// what was wrong, never the value (a billing key is a secret).
+fn kcp_id(value: &str, what: &str) -> Result<String, PgError> {
+    if value.is_empty()
+        || value.len() > KCP_ID_MAX
+        || !value.bytes().all(|b| b.is_ascii_alphanumeric())
+    {
+        return Err(invalid_request(
+            format!("{what} must be 1–{KCP_ID_MAX} letters and digits"),
+            DeclineReason::Other,
+        ));
+    }
+    Ok(value.to_owned())
+}
+
+/// Benepia credentials as KCP's `pt_idno` / `pt_pwd` / `pt_memcorp_cd` (spec §2.8). No format is
+/// published, so only what KCP forbids (§6) or an empty / oversized value is refused, and never
+/// altered: a sanitized password would just be a wrong one. Errors never quote the values.
+fn point_account(account: &PointAccount) -> Result<(Sensitive, Sensitive, String), PgError> {
+    let usable = |v: &str| {
+        !v.is_empty() && v.len() <= POINT_FIELD_MAX && v.trim() == v && !v.chars().any(is_forbidden)
+    };
+    if !usable(&account.id) || !usable(&account.password) {
+        return Err(invalid_request(
+            "point account id and password must be non-empty, at most 64 bytes, without spaces at the ends or , & ; \\ | ' \" < >",
+            DeclineReason::Other,
+        ));
+    }
+    if !usable(&account.member_company) {
+        return Err(invalid_request(
+            "point member company code (pt_memcorp_cd) is missing or malformed",
+            DeclineReason::Other,
+        ));
+    }
+    Ok((
+        Sensitive::new(&account.id),
+        Sensitive::new(&account.password),
+        account.member_company.clone(),
+    ))
 }
 
 /// Characters KCP forbids in request data (spec §6, seed 003).
@@ -647,6 +1093,154 @@ impl TryFrom<InquiryResponse> for TradeState {
             Some(other) => Err(WireError(format!("unknown stat_ca_cd `{other}`"))),
             None => Err(WireError("inquiry answer without stat_ca_cd".into())),
         }
+    }
+}
+
+/// Answer of billing-key issuance (spec §2.5 fields; via the hub call by assumption, docs/kcp.md
+/// §8.1). `Debug` hides the key and shows the card number masked.
+#[derive(Deserialize, Debug, Default)]
+pub struct BatchKeyResponse {
+    #[serde(default, deserialize_with = "lenient")]
+    pub res_cd: Option<String>,
+    #[serde(default, deserialize_with = "lenient")]
+    pub res_msg: Option<String>,
+    #[serde(default)]
+    pub batch_key: Option<Sensitive>,
+    #[serde(default, deserialize_with = "lenient")]
+    pub card_cd: Option<String>,
+    #[serde(default, deserialize_with = "lenient")]
+    pub card_name: Option<String>,
+    #[serde(default, deserialize_with = "lenient")]
+    pub card_bank_cd: Option<String>,
+    /// `0` personal, `1` corporate.
+    #[serde(default, deserialize_with = "lenient")]
+    pub card_bin_type_01: Option<String>,
+    /// `0` credit, `1` check.
+    #[serde(default, deserialize_with = "lenient")]
+    pub card_bin_type_02: Option<String>,
+    /// Spec §2.3 (`batch_cardno_return_yn=Y`); masked by KCP, masked again here if it is not.
+    #[serde(default)]
+    pub card_mask_no: Option<CardNo>,
+}
+
+impl BatchKeyResponse {
+    /// A success answer as a [`BatchKey`]. Without a key the answer is unusable: KCP may have
+    /// registered a key we cannot name, so the caller reports an unknown outcome. When KCP does
+    /// not return the masked number, it is masked from the card the merchant sent.
+    pub fn into_batch_key(self, card: &CardSecret) -> Result<BatchKey, WireError> {
+        let batch_key = self
+            .batch_key
+            .as_ref()
+            .map(|k| k.expose().trim())
+            .filter(|k| !k.is_empty())
+            .ok_or_else(|| WireError("success answer without batch_key".into()))?
+            .to_owned();
+        let masked_card_number = self
+            .card_mask_no
+            .as_ref()
+            .map(CardNo::masked)
+            .filter(|m| !m.is_empty())
+            .unwrap_or_else(|| mask_card_number(&card.number));
+        let text = |v: Option<&str>| v.map(str::trim).unwrap_or_default().to_owned();
+        Ok(BatchKey {
+            batch_key,
+            issuer_code: text(self.card_cd.as_deref()),
+            issuer_name: text(self.card_name.as_deref()),
+            masked_card_number,
+            is_check_card: self.card_bin_type_02.as_deref().map(str::trim) == Some("1"),
+            is_corporate: self.card_bin_type_01.as_deref().map(str::trim) == Some("1"),
+        })
+    }
+}
+
+/// Answer of the Benepia balance call (spec §2.8).
+#[derive(Deserialize, Debug, Default)]
+pub struct PointBalanceResponse {
+    #[serde(default, deserialize_with = "lenient")]
+    pub res_cd: Option<String>,
+    #[serde(default, deserialize_with = "lenient")]
+    pub res_msg: Option<String>,
+    /// Usable points (1 point = 1 won).
+    #[serde(default, deserialize_with = "lenient")]
+    pub rsv_pnt: Option<String>,
+}
+
+impl PointBalanceResponse {
+    pub fn balance(&self) -> Result<Won, WireError> {
+        self.rsv_pnt
+            .as_deref()
+            .and_then(parse_won)
+            .ok_or_else(|| WireError("balance answer without a readable rsv_pnt".into()))
+    }
+}
+
+/// Answer of a Benepia point payment (spec §2.8) and of a point re-approval (`STRA`, whose `tno`
+/// is the NEW transaction's).
+#[derive(Deserialize, Debug, Default)]
+pub struct PointApprovalResponse {
+    #[serde(default, deserialize_with = "lenient")]
+    pub res_cd: Option<String>,
+    #[serde(default, deserialize_with = "lenient")]
+    pub res_msg: Option<String>,
+    #[serde(default, deserialize_with = "lenient")]
+    pub tno: Option<String>,
+    #[serde(default, deserialize_with = "lenient")]
+    pub pnt_amount: Option<String>,
+    /// `yyyyMMddHHmmss`, Korea time.
+    #[serde(default, deserialize_with = "lenient")]
+    pub pnt_app_time: Option<String>,
+    #[serde(default, deserialize_with = "lenient")]
+    pub pnt_app_no: Option<String>,
+    /// Balance left after the payment.
+    #[serde(default, deserialize_with = "lenient")]
+    pub rsv_pnt: Option<String>,
+}
+
+impl PointApprovalResponse {
+    /// Like [`card_approval`]: `tno` and `pnt_amount` are what money safety depends on, so
+    /// without them the answer is unusable; descriptive fields default (time: now, approval
+    /// number: empty). KCP's point answers carry no order number, so `order_no` is the one asked
+    /// for. A missing or unreadable `rsv_pnt` does not undo a payment that happened: the balance
+    /// is reported as 0 and logged.
+    pub fn into_approval(self, order_no: &str) -> Result<PointApproval, WireError> {
+        let tno = self
+            .tno
+            .as_deref()
+            .map(str::trim)
+            .unwrap_or_default()
+            .to_owned();
+        if tno.is_empty() {
+            return Err(WireError("point success answer without tno".into()));
+        }
+        let amount = self
+            .pnt_amount
+            .as_deref()
+            .and_then(parse_won)
+            .ok_or_else(|| {
+                WireError(format!(
+                    "point success answer for tno {tno} without a readable pnt_amount"
+                ))
+            })?;
+        let balance_after = match self.rsv_pnt.as_deref().and_then(parse_won) {
+            Some(balance) => balance,
+            None => {
+                tracing::warn!(%tno, "KCP point answer without a readable rsv_pnt; reporting 0");
+                0
+            }
+        };
+        Ok(PointApproval {
+            order_no: order_no.to_owned(),
+            amount,
+            app_no: self
+                .pnt_app_no
+                .as_deref()
+                .map(str::trim)
+                .unwrap_or_default()
+                .to_owned(),
+            approved_at: time_or_now(self.pnt_app_time.as_deref(), "pnt_app_time"),
+            balance_after,
+            tno,
+        })
     }
 }
 

@@ -18,6 +18,14 @@ pub struct Model {
     pub kcp_passphrase_sealed: String,
     pub test_mode: bool,
     pub created_at: i64,
+    /// Default webhook target (spec/iamport-v1.md §5); a payment's notice_url overrides it.
+    pub webhook_url: Option<String>,
+    /// `json` or `form`.
+    pub webhook_content_type: String,
+    /// Standard Webhooks signing secret, sealed with the master key; None = unsigned webhooks.
+    pub webhook_secret_sealed: Option<String>,
+    /// KCP batch group id (`bt_group_id`) for billing keys; default `{site_cd}1000001`.
+    pub kcp_group_id: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -485,3 +485,432 @@ fn urls_follow_the_spec_table_and_with_base_keeps_the_paths() {
         "http://127.0.0.1:8080/std/tradeReg/register"
     );
 }
+
+// ----- billing keys and Benepia points (PgBilling) -------------------------------------------
+
+/// spec/kcp.md §2.5.
+const BATCH_KEY_ISSUED: &str = r#"{"res_msg":"정상처리","card_cd":"CCDI","card_bin_type_02":"0","card_bank_cd":"0321",
+ "batch_key":"2304051168518034","card_name":"현대카드","card_bin_type_01":"0","res_cd":"0000"}"#;
+
+/// spec/kcp.md §2.6: card approval fields, card number masked by KCP.
+const BATCH_APPROVED: &str = r#"{"res_cd":"0000","res_msg":"정상처리","tno":"23336986737476","order_no":"20230412329",
+ "amount":"1100","card_mny":"1100","pay_method":"PACA","app_time":"20230412100000","app_no":"30012345",
+ "card_cd":"CCLG","card_name":"신한카드","card_no":"461954******7815","quota":"00","card_bin_type_01":"0",
+ "card_bin_type_02":"0","partcanc_yn":"Y"}"#;
+
+/// spec/kcp.md §2.8 point payment answer.
+const POINTS_APPROVED: &str = r#"{"res_cd":"0000","res_msg":"정상처리","tno":"23336986737999","pnt_amount":"1004",
+ "pnt_app_time":"20230327113214","pnt_app_no":"P0012345","rsv_pnt":"13996"}"#;
+
+/// spec/kcp.md §2.8 re-approval answer: a NEW tno for the re-approved amount.
+const POINTS_REAPPROVED: &str = r#"{"res_cd":"0000","res_msg":"정상처리","tno":"23336986738000","pnt_amount":"600",
+ "pnt_app_no":"P0012346","pnt_app_time":"20230328090000","rsv_pnt":"14400"}"#;
+
+const BATCH_KEY: &str = "2304051168518034";
+
+/// Like [`kcp`], for the spec's billing merchant `A52Q7`.
+async fn kcp_billing(status: u16, body: &'static str) -> (KcpConnector, Script) {
+    let (kcp, script) = kcp(status, body, Duration::ZERO).await;
+    let mut cfg = config(
+        kcp.urls.hub.trim_end_matches("/gw/hub/v1/payment"),
+        Duration::from_millis(500),
+    );
+    cfg.site_cd = "A52Q7".into();
+    (
+        KcpConnector::new(cfg, reqwest::Client::new()).unwrap(),
+        script,
+    )
+}
+
+fn batch_key_request() -> BatchKeyRequest {
+    BatchKeyRequest {
+        order_no: "BATCH20230405001".into(),
+        group_id: "A52Q71000489".into(),
+        card: CardSecret {
+            number: "1234567800000000".into(),
+            expiry_yymm: "2607".into(),
+            birth: Some("951010".into()),
+            pwd_2digit: Some("00".into()),
+        },
+        buyer_name: "홍길동".into(),
+    }
+}
+
+fn batch_payment() -> BatchPaymentRequest {
+    BatchPaymentRequest {
+        order_no: "20230412329".into(),
+        amount: 1100,
+        good_name: "정기결제 1월분".into(),
+        buyer_name: "홍길동".into(),
+        buyer_email: "".into(),
+        buyer_tel: "".into(),
+        batch_key: BATCH_KEY.into(),
+        group_id: "A52Q71000489".into(),
+        quota: 0,
+    }
+}
+
+fn point_account() -> PointAccount {
+    PointAccount {
+        id: "benepia01".into(),
+        password: "pw1234".into(),
+        member_company: "BNP01".into(),
+    }
+}
+
+fn point_payment() -> PointPaymentRequest {
+    PointPaymentRequest {
+        order_no: "TEST1234567890".into(),
+        amount: 1004,
+        good_name: "테스트 상품".into(),
+        buyer_name: "홍길동".into(),
+        buyer_email: "test@kcp.co.kr".into(),
+        buyer_tel: "01000000000".into(),
+        account: point_account(),
+    }
+}
+
+/// Runs every `PgBilling` call once against `kcp` and returns each result's error, if any.
+async fn every_billing_call(kcp: &KcpConnector) -> Vec<(&'static str, Option<PgError>)> {
+    vec![
+        (
+            "issue_batch_key",
+            kcp.issue_batch_key(&batch_key_request()).await.err(),
+        ),
+        (
+            "pay_with_batch_key",
+            kcp.pay_with_batch_key(&batch_payment()).await.err(),
+        ),
+        (
+            "delete_batch_key",
+            kcp.delete_batch_key(BATCH_KEY, "A52Q71000489").await.err(),
+        ),
+        (
+            "point_balance",
+            kcp.point_balance("TEST1234567890", &point_account())
+                .await
+                .err(),
+        ),
+        (
+            "pay_with_points",
+            kcp.pay_with_points(&point_payment()).await.err(),
+        ),
+        (
+            "reapprove_points",
+            kcp.reapprove_points("23336986737476", 600, "TEST1234567891", "테스트 상품")
+                .await
+                .err(),
+        ),
+    ]
+}
+
+#[tokio::test]
+async fn issuing_a_batch_key_posts_the_assumed_hub_body_and_returns_the_key() {
+    let (kcp, script) = kcp_billing(200, BATCH_KEY_ISSUED).await;
+
+    let key = kcp.issue_batch_key(&batch_key_request()).await.unwrap();
+
+    assert_eq!(key.batch_key, BATCH_KEY);
+    assert_eq!(
+        (key.issuer_code.as_str(), key.masked_card_number.as_str()),
+        ("CCDI", "123456******0000")
+    );
+    let seen = script.seen.lock().unwrap();
+    assert_eq!(seen[0].0, "/gw/hub/v1/payment");
+    assert_eq!(seen[0].2, golden("batch-issue-authenticated"));
+}
+
+#[tokio::test]
+async fn a_batch_key_success_without_a_key_is_unknown() {
+    let (kcp, _) = kcp_billing(
+        200,
+        r#"{"res_cd":"0000","res_msg":"정상처리","card_cd":"CCDI"}"#,
+    )
+    .await;
+    assert_unknown(kcp.issue_batch_key(&batch_key_request()).await);
+}
+
+#[tokio::test]
+async fn a_refused_batch_key_issuance_is_declined_with_kcps_category() {
+    let (kcp, _) = kcp_billing(200, r#"{"res_cd":"8109","res_msg":"유효기간 오류"}"#).await;
+    let err = kcp.issue_batch_key(&batch_key_request()).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            PgError::Declined {
+                reason: DeclineReason::CardRejected,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_batch_payment_posts_the_spec_example_and_returns_the_approval() {
+    let (kcp, script) = kcp_billing(200, BATCH_APPROVED).await;
+
+    let approval = kcp.pay_with_batch_key(&batch_payment()).await.unwrap();
+
+    assert_eq!(
+        (
+            approval.tno.as_str(),
+            approval.amount,
+            approval.masked_card_number.as_str()
+        ),
+        ("23336986737476", 1100, "461954******7815")
+    );
+    let seen = script.seen.lock().unwrap();
+    assert_eq!(seen[0].0, "/gw/hub/v1/payment");
+    assert_eq!(seen[0].2, golden("batch-pay"));
+}
+
+#[tokio::test]
+async fn a_batch_payment_approved_for_another_amount_or_order_is_a_mismatch() {
+    for body in [
+        BATCH_APPROVED.replace(r#""amount":"1100""#, r#""amount":"11000""#),
+        BATCH_APPROVED.replace("20230412329", "20230412330"),
+    ] {
+        let (kcp, _) = kcp_billing(200, body.leak()).await;
+        match kcp.pay_with_batch_key(&batch_payment()).await {
+            Err(PgError::Mismatch { tno, .. }) => assert_eq!(tno, "23336986737476"),
+            other => panic!("expected Mismatch, got {other:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn deleting_a_batch_key_posts_the_spec_body() {
+    let (kcp, script) = kcp_billing(200, r#"{"res_cd":"0000","res_msg":"정상처리"}"#).await;
+
+    kcp.delete_batch_key(BATCH_KEY, "A52Q71000489")
+        .await
+        .unwrap();
+
+    let seen = script.seen.lock().unwrap();
+    assert_eq!(seen[0].0, "/gw/hub/v1/payment");
+    assert_eq!(seen[0].2, golden("batch-delete"));
+}
+
+#[tokio::test]
+async fn the_point_balance_call_sends_amount_zero_and_returns_rsv_pnt() {
+    let (kcp, script) = kcp(
+        200,
+        r#"{"res_cd":"0000","res_msg":"정상처리","rsv_pnt":"15000"}"#,
+        Duration::ZERO,
+    )
+    .await;
+
+    let balance = kcp
+        .point_balance("TEST1234567890", &point_account())
+        .await
+        .unwrap();
+
+    assert_eq!(balance, 15_000);
+    let seen = script.seen.lock().unwrap();
+    assert_eq!(seen[0].0, "/gw/hub/v1/payment");
+    assert_eq!(seen[0].2, golden("point-balance"));
+}
+
+#[tokio::test]
+async fn a_point_payment_posts_the_golden_body_and_returns_the_approval() {
+    let (kcp, script) = kcp(200, POINTS_APPROVED, Duration::ZERO).await;
+
+    let approval = kcp.pay_with_points(&point_payment()).await.unwrap();
+
+    assert_eq!(
+        (
+            approval.tno.as_str(),
+            approval.order_no.as_str(),
+            approval.amount,
+            approval.balance_after
+        ),
+        ("23336986737999", "TEST1234567890", 1004, 13_996)
+    );
+    let seen = script.seen.lock().unwrap();
+    assert_eq!(seen[0].0, "/gw/hub/v1/payment");
+    assert_eq!(seen[0].2, golden("point-pay"));
+}
+
+#[tokio::test]
+async fn points_approved_for_another_amount_are_a_mismatch_naming_the_tno() {
+    let body = POINTS_APPROVED
+        .replace(r#""pnt_amount":"1004""#, r#""pnt_amount":"104""#)
+        .leak();
+    let (kcp, _) = kcp(200, body, Duration::ZERO).await;
+    match kcp.pay_with_points(&point_payment()).await {
+        Err(PgError::Mismatch { tno, detail }) => {
+            assert_eq!(tno, "23336986737999");
+            assert!(detail.contains("104"), "{detail}");
+        }
+        other => panic!("expected Mismatch, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_point_reapproval_posts_a_signed_stra_to_the_cancel_path_and_returns_the_new_tno() {
+    let (kcp, script) = kcp(200, POINTS_REAPPROVED, Duration::ZERO).await;
+
+    let approval = kcp
+        .reapprove_points("23336986737476", 600, "TEST1234567891", "테스트 상품")
+        .await
+        .unwrap();
+
+    assert_eq!(
+        approval,
+        PointApproval {
+            tno: "23336986738000".into(),
+            order_no: "TEST1234567891".into(),
+            amount: 600,
+            app_no: "P0012346".into(),
+            approved_at: "2023-03-28T00:00:00Z".parse().unwrap(),
+            balance_after: 14_400,
+        }
+    );
+    let seen = script.seen.lock().unwrap();
+    assert_eq!(seen[0].0, "/gw/mod/v1/cancel");
+    assert_eq!(seen[0].2, golden("point-reapprove"));
+}
+
+#[tokio::test]
+async fn a_point_reapproval_for_another_amount_is_a_mismatch_on_the_new_tno() {
+    let body = POINTS_REAPPROVED
+        .replace(r#""pnt_amount":"600""#, r#""pnt_amount":"1004""#)
+        .leak();
+    let (kcp, _) = kcp(200, body, Duration::ZERO).await;
+    match kcp
+        .reapprove_points("23336986737476", 600, "TEST1234567891", "테스트 상품")
+        .await
+    {
+        Err(PgError::Mismatch { tno, .. }) => assert_eq!(tno, "23336986738000"),
+        other => panic!("expected Mismatch, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_full_cancel_of_a_point_payment_is_the_ordinary_stsc_call() {
+    let (kcp, script) = kcp(
+        200,
+        r#"{"res_cd":"0000","res_msg":"정상처리","tno":"23336986737476","canc_time":"20230327120000"}"#,
+        Duration::ZERO,
+    )
+    .await;
+    let done = kcp
+        .cancel(&CancelRequest {
+            tno: "23336986737476".into(),
+            kind: CancelKind::Full,
+            reason: "가맹점 DB 처리 실패(자동취소)".into(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(done.remaining, 0);
+    assert_eq!(script.seen.lock().unwrap()[0].2, golden("cancel-full"));
+}
+
+#[tokio::test]
+async fn every_billing_call_treats_5xx_as_unknown() {
+    let (kcp, _) = kcp_billing(502, r#"{"res_cd":"8107","res_msg":"x"}"#).await;
+    for (call, err) in every_billing_call(&kcp).await {
+        assert!(matches!(err, Some(PgError::Unknown(_))), "{call}: {err:?}");
+    }
+}
+
+#[tokio::test]
+async fn every_billing_call_treats_an_unreadable_body_as_unknown() {
+    for body in [
+        "<html>bad gateway</html>",
+        "{\"res_cd\":\"0000\",",
+        r#"{"rsv_pnt":"1"}"#,
+    ] {
+        let (kcp, _) = kcp_billing(200, body).await;
+        for (call, err) in every_billing_call(&kcp).await {
+            assert!(
+                matches!(err, Some(PgError::Unknown(_))),
+                "{call} / {body}: {err:?}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn every_billing_call_treats_a_success_without_its_key_data_as_unknown() {
+    let (kcp, _) = kcp_billing(200, r#"{"res_cd":"0000","res_msg":"정상처리"}"#).await;
+    for (call, err) in every_billing_call(&kcp).await {
+        if call == "delete_batch_key" {
+            assert!(
+                err.is_none(),
+                "a delete needs nothing but res_cd 0000: {err:?}"
+            );
+        } else {
+            assert!(matches!(err, Some(PgError::Unknown(_))), "{call}: {err:?}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn every_billing_call_is_declined_on_a_kcp_refusal() {
+    let (kcp, _) = kcp_billing(200, r#"{"res_cd":"8133","res_msg":"이미 취소된 거래"}"#).await;
+    for (call, err) in every_billing_call(&kcp).await {
+        assert!(
+            matches!(err, Some(PgError::Declined { ref code, .. }) if code == "8133"),
+            "{call}: {err:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_hanging_kcp_is_unknown_for_billing_calls_too() {
+    let (kcp, _) = kcp(200, POINTS_APPROVED, Duration::from_secs(30)).await;
+    let started = std::time::Instant::now();
+    assert_unknown(kcp.pay_with_points(&point_payment()).await);
+    assert_unknown(kcp.pay_with_batch_key(&batch_payment()).await);
+    assert!(started.elapsed() < Duration::from_secs(5));
+}
+
+#[tokio::test]
+async fn billing_errors_never_carry_keys_card_data_or_point_credentials() {
+    let secrets = [
+        BATCH_KEY,
+        "1234567800000000",
+        "951010",
+        "benepia01",
+        "pw1234",
+    ];
+    for body in [
+        r#"{"res_cd":"0000"}"#,
+        "{\"res_cd\":\"0000\",\"batch_key\":",
+        r#"{"res_cd":"0000","tno":"1","pnt_amount":"x2304051168518034"}"#,
+    ] {
+        let (kcp, _) = kcp_billing(200, body).await;
+        for (call, err) in every_billing_call(&kcp).await {
+            let text = err.map(|e| format!("{e} {e:?}")).unwrap_or_default();
+            for secret in secrets {
+                assert!(!text.contains(secret), "{call} leaks {secret}: {text}");
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn invalid_billing_input_is_refused_before_anything_is_sent() {
+    let (kcp, script) = kcp_billing(200, BATCH_APPROVED).await;
+    let mut pay = batch_payment();
+    pay.batch_key = "not a key".into();
+    assert!(matches!(
+        kcp.pay_with_batch_key(&pay).await,
+        Err(PgError::Declined { .. })
+    ));
+    let mut issue = batch_key_request();
+    issue.card.pwd_2digit = None;
+    assert!(matches!(
+        kcp.issue_batch_key(&issue).await,
+        Err(PgError::Declined {
+            reason: DeclineReason::CardRejected,
+            ..
+        })
+    ));
+    let mut account = point_account();
+    account.password = String::new();
+    assert!(kcp.point_balance("A1", &account).await.is_err());
+    assert!(script.seen.lock().unwrap().is_empty());
+}

@@ -1,5 +1,5 @@
 use super::*;
-use crate::pg::{CardSecret, TradeState};
+use crate::pg::{CardSecret, PointApproval, TradeState};
 use secrecy::SecretString;
 use serde_json::{json, Value};
 
@@ -499,4 +499,366 @@ fn a_minimal_inquiry_answer_with_only_required_fields_parses() {
         panic!("not approved")
     };
     assert_eq!(approval.masked_card_number, "");
+}
+
+// ----- billing keys and Benepia points -------------------------------------------------------
+
+/// The spec §2.6 example's merchant and key, with seed 002's test card.
+fn batch_key_request(birth: Option<&str>, pwd: Option<&str>) -> BatchKeyRequest {
+    BatchKeyRequest {
+        order_no: "BATCH20230405001".into(),
+        group_id: "A52Q71000489".into(),
+        card: CardSecret {
+            number: "1234567800000000".into(),
+            expiry_yymm: "2607".into(),
+            birth: birth.map(Into::into),
+            pwd_2digit: pwd.map(Into::into),
+        },
+        buyer_name: "홍길동".into(),
+    }
+}
+
+fn batch_payment() -> BatchPaymentRequest {
+    BatchPaymentRequest {
+        order_no: "20230412329".into(),
+        amount: 1100,
+        good_name: "정기결제 1월분".into(),
+        buyer_name: "홍길동".into(),
+        buyer_email: "".into(),
+        buyer_tel: "".into(),
+        batch_key: "2304051168518034".into(),
+        group_id: "A52Q71000489".into(),
+        quota: 0,
+    }
+}
+
+fn point_account() -> PointAccount {
+    PointAccount {
+        id: "benepia01".into(),
+        password: "pw1234".into(),
+        member_company: "BNP01".into(),
+    }
+}
+
+fn point_payment() -> PointPaymentRequest {
+    PointPaymentRequest {
+        order_no: "TEST1234567890".into(),
+        amount: 1004,
+        good_name: "테스트 상품".into(),
+        buyer_name: "홍길동".into(),
+        buyer_email: "test@kcp.co.kr".into(),
+        buyer_tel: "01000000000".into(),
+        account: point_account(),
+    }
+}
+
+#[test]
+fn batch_key_issuance_with_birth_and_pin_matches_the_golden_fixture() {
+    let req = batch_key_request(Some("951010"), Some("00"));
+    let body = BatchKeyIssueRequest::new("A52Q7", &signer(), &req).unwrap();
+    assert_matches_golden(&body, "batch-issue-authenticated");
+}
+
+#[test]
+fn batch_key_issuance_without_birth_and_pin_sends_neither_field() {
+    let mut req = batch_key_request(None, None);
+    req.card.number = "4673090000000032".into();
+    req.card.expiry_yymm = "3012".into();
+    let body = BatchKeyIssueRequest::new("A52Q7", &signer(), &req).unwrap();
+    assert_matches_golden(&body, "batch-issue-non-authenticated");
+}
+
+#[test]
+fn batch_key_issuance_refuses_card_data_like_key_in() {
+    for (birth, pwd) in [
+        (Some("951010"), None),
+        (None, Some("00")),
+        (Some("9510"), Some("00")),
+    ] {
+        let err = BatchKeyIssueRequest::new("A52Q7", &signer(), &batch_key_request(birth, pwd))
+            .unwrap_err();
+        assert_eq!(
+            declined_reason(err),
+            ("invalid_request".into(), DeclineReason::CardRejected)
+        );
+    }
+    let mut req = batch_key_request(None, None);
+    req.card.number = "1234".into();
+    assert!(!BatchKeyIssueRequest::new("A52Q7", &signer(), &req)
+        .unwrap_err()
+        .to_string()
+        .contains("1234"));
+}
+
+#[test]
+fn batch_payment_body_is_the_spec_example() {
+    let body = BatchPaymentRequestBody::new("A52Q7", &signer(), &batch_payment()).unwrap();
+    assert_matches_golden(&body, "batch-pay");
+}
+
+#[test]
+fn batch_payment_sends_amount_and_card_mny_equal_and_a_two_digit_quota() {
+    let mut req = batch_payment();
+    req.amount = 55_000;
+    req.quota = 3;
+    let body =
+        serde_json::to_value(BatchPaymentRequestBody::new("A52Q7", &signer(), &req).unwrap())
+            .unwrap();
+    assert_eq!(
+        (&body["amount"], &body["card_mny"], &body["quota"]),
+        (&json!("55000"), &json!("55000"), &json!("03"))
+    );
+    req.quota = 100;
+    assert!(BatchPaymentRequestBody::new("A52Q7", &signer(), &req).is_err());
+    req.quota = 0;
+    req.amount = 0;
+    assert!(BatchPaymentRequestBody::new("A52Q7", &signer(), &req).is_err());
+}
+
+#[test]
+fn a_malformed_batch_key_or_group_is_refused_without_echoing_the_key() {
+    for (key, group) in [
+        ("2304-0511-6851", "A52Q71000489"),
+        ("", "A52Q71000489"),
+        ("2304051168518034", "A52Q7 1000489"),
+    ] {
+        let mut req = batch_payment();
+        req.batch_key = key.into();
+        req.group_id = group.into();
+        let err = BatchPaymentRequestBody::new("A52Q7", &signer(), &req).unwrap_err();
+        if !key.is_empty() {
+            assert!(!err.to_string().contains(key), "{err}");
+        }
+        assert!(BatchKeyDeleteRequest::new("A52Q7", &signer(), key, group).is_err());
+    }
+}
+
+#[test]
+fn batch_key_delete_body_is_the_spec_example() {
+    let body =
+        BatchKeyDeleteRequest::new("A52Q7", &signer(), "2304051168518034", "A52Q71000489").unwrap();
+    assert_matches_golden(&body, "batch-delete");
+}
+
+#[test]
+fn point_balance_body_asks_with_amount_zero() {
+    let body =
+        PointBalanceRequest::new("T0000", &signer(), "TEST1234567890", &point_account()).unwrap();
+    assert_eq!(body.amount, "0");
+    assert_matches_golden(&body, "point-balance");
+}
+
+#[test]
+fn point_payment_body_matches_the_golden_fixture() {
+    let body = PointPaymentRequestBody::new("T0000", &signer(), &point_payment()).unwrap();
+    assert_eq!(body.pt_mny, body.amount);
+    assert_matches_golden(&body, "point-pay");
+}
+
+#[test]
+fn point_reapproval_is_signed_over_site_tno_stra_and_matches_the_golden_fixture() {
+    let body = PointReapprovalRequest::new(
+        "T0000",
+        &signer(),
+        "23336986737476",
+        600,
+        "TEST1234567891",
+        "테스트 상품",
+    )
+    .unwrap();
+    // The fixture's kcp_sign_data was produced independently with
+    // `openssl dgst -sha256 -sign splPrikeyPKCS8.pem` over `T0000^23336986737476^STRA`.
+    assert_matches_golden(&body, "point-reapprove");
+    let verified = signer().sign("T0000^23336986737476^STRA").unwrap();
+    assert_eq!(body.kcp_sign_data, verified);
+}
+
+#[test]
+fn point_reapproval_refuses_a_bad_tno_amount_or_order() {
+    let s = signer();
+    assert!(PointReapprovalRequest::new("T0000", &s, "x1", 600, "A1", "g").is_err());
+    assert!(PointReapprovalRequest::new("T0000", &s, "1", 0, "A1", "g").is_err());
+    assert!(PointReapprovalRequest::new("T0000", &s, "1", 600, "A-1", "g").is_err());
+}
+
+#[test]
+fn unusable_point_credentials_are_refused_without_echoing_them() {
+    for (id, password, company) in [
+        ("", "pw1234", "BNP01"),
+        ("benepia01", "pw;1234", "BNP01"),
+        ("benepia01", " pw1234", "BNP01"),
+        ("benepia01", "pw1234", ""),
+    ] {
+        let account = PointAccount {
+            id: id.into(),
+            password: password.into(),
+            member_company: company.into(),
+        };
+        let err = PointBalanceRequest::new("T0000", &signer(), "A1", &account).unwrap_err();
+        let text = err.to_string();
+        assert!(
+            !text.contains("pw1234") && !text.contains("benepia01"),
+            "{text}"
+        );
+        let mut req = point_payment();
+        req.account = account;
+        assert!(PointPaymentRequestBody::new("T0000", &signer(), &req).is_err());
+    }
+}
+
+#[test]
+fn billing_request_debug_output_hides_keys_cards_and_point_credentials() {
+    let s = signer();
+    let debugs = [
+        format!(
+            "{:?}",
+            BatchKeyIssueRequest::new("A52Q7", &s, &batch_key_request(Some("951010"), Some("00")))
+                .unwrap()
+        ),
+        format!(
+            "{:?}",
+            BatchPaymentRequestBody::new("A52Q7", &s, &batch_payment()).unwrap()
+        ),
+        format!(
+            "{:?}",
+            BatchKeyDeleteRequest::new("A52Q7", &s, "2304051168518034", "A52Q71000489").unwrap()
+        ),
+        format!(
+            "{:?}",
+            PointBalanceRequest::new("T0000", &s, "A1", &point_account()).unwrap()
+        ),
+        format!(
+            "{:?}",
+            PointPaymentRequestBody::new("T0000", &s, &point_payment()).unwrap()
+        ),
+    ];
+    for debug in debugs {
+        for secret in [
+            "2304051168518034",
+            "1234567800000000",
+            "951010",
+            "benepia01",
+            "pw1234",
+            "홍길동",
+        ] {
+            assert!(!debug.contains(secret), "Debug leaks {secret}: {debug}");
+        }
+    }
+}
+
+/// spec/kcp.md §2.5.
+const BATCH_KEY_SAMPLE: &str = r#"{"res_msg":"정상처리","card_cd":"CCDI","card_bin_type_02":"0","card_bank_cd":"0321","batch_key":"2304051168518034",
+ "card_name":"현대카드","card_bin_type_01":"0","res_cd":"0000"}"#;
+
+#[test]
+fn the_spec_batch_key_sample_parses_and_the_card_is_masked_from_the_request() {
+    let resp: BatchKeyResponse = serde_json::from_str(BATCH_KEY_SAMPLE).unwrap();
+    let key = resp
+        .into_batch_key(&batch_key_request(None, None).card)
+        .unwrap();
+    assert_eq!(
+        key,
+        BatchKey {
+            batch_key: "2304051168518034".into(),
+            issuer_code: "CCDI".into(),
+            issuer_name: "현대카드".into(),
+            masked_card_number: "123456******0000".into(),
+            is_check_card: false,
+            is_corporate: false,
+        }
+    );
+    assert!(!format!("{key:?}").contains("2304051168518034"));
+}
+
+#[test]
+fn a_batch_key_answer_with_card_mask_no_uses_it_masking_it_if_kcp_did_not() {
+    let card = batch_key_request(None, None).card;
+    for (sent, expected) in [
+        ("461954******7815", "461954******7815"),
+        ("4619541234567815", "461954******7815"),
+    ] {
+        let body = json!({"res_cd":"0000","batch_key":"2304051168518034","card_mask_no":sent,
+            "card_bin_type_01":"1","card_bin_type_02":"1"});
+        let resp: BatchKeyResponse = serde_json::from_value(body).unwrap();
+        assert!(!format!("{resp:?}").contains("2304051168518034"));
+        let key = resp.into_batch_key(&card).unwrap();
+        assert_eq!(key.masked_card_number, expected);
+        assert!(key.is_check_card && key.is_corporate);
+    }
+}
+
+#[test]
+fn a_batch_key_success_without_a_key_is_unusable() {
+    let card = batch_key_request(None, None).card;
+    for body in [
+        r#"{"res_cd":"0000","card_cd":"CCDI"}"#,
+        r#"{"res_cd":"0000","batch_key":" "}"#,
+        r#"{"res_cd":"0000","batch_key":null}"#,
+    ] {
+        let resp: BatchKeyResponse = serde_json::from_str(body).unwrap();
+        assert!(resp.into_batch_key(&card).is_err(), "{body}");
+    }
+}
+
+#[test]
+fn a_batch_payment_answer_is_a_card_approval_with_kcps_masked_number() {
+    let resp: CardPaymentResponse = serde_json::from_str(
+        r#"{"res_cd":"0000","res_msg":"정상처리","tno":"23336986737476","order_no":"20230412329","amount":"1100",
+            "card_mny":"1100","pay_method":"PACA","app_time":"20230412100000","app_no":"30012345","card_cd":"CCLG",
+            "card_name":"신한카드","card_no":"461954******7815","quota":"00","card_bin_type_01":"0",
+            "card_bin_type_02":"0","partcanc_yn":"Y"}"#,
+    )
+    .unwrap();
+    let approval = CardApproval::try_from(resp).unwrap();
+    assert_eq!(approval.masked_card_number, "461954******7815");
+    assert_eq!(
+        (approval.amount, approval.order_no.as_str()),
+        (1100, "20230412329")
+    );
+}
+
+#[test]
+fn a_point_balance_answer_gives_rsv_pnt() {
+    let resp: PointBalanceResponse =
+        serde_json::from_str(r#"{"res_cd":"0000","res_msg":"정상처리","rsv_pnt":"15000"}"#)
+            .unwrap();
+    assert_eq!(resp.balance(), Ok(15_000));
+    let resp: PointBalanceResponse = serde_json::from_str(r#"{"res_cd":"0000"}"#).unwrap();
+    assert!(resp.balance().is_err());
+}
+
+#[test]
+fn a_point_payment_answer_becomes_a_point_approval() {
+    let resp: PointApprovalResponse = serde_json::from_str(
+        r#"{"res_cd":"0000","res_msg":"정상처리","tno":"23336986737999","pnt_amount":"1004",
+            "pnt_app_time":"20230327113214","pnt_app_no":"P0012345","rsv_pnt":"13996","pnt_issue":"SCWB"}"#,
+    )
+    .unwrap();
+    assert_eq!(
+        resp.into_approval("TEST1234567890").unwrap(),
+        PointApproval {
+            tno: "23336986737999".into(),
+            order_no: "TEST1234567890".into(),
+            amount: 1004,
+            app_no: "P0012345".into(),
+            approved_at: "2023-03-27T02:32:14Z".parse().unwrap(),
+            balance_after: 13_996,
+        }
+    );
+}
+
+#[test]
+fn a_point_success_without_tno_or_amount_is_unusable_but_a_missing_balance_is_not() {
+    for body in [
+        r#"{"res_cd":"0000","pnt_amount":"1004"}"#,
+        r#"{"res_cd":"0000","tno":"1"}"#,
+        r#"{"res_cd":"0000","tno":"1","pnt_amount":"1,004"}"#,
+    ] {
+        let resp: PointApprovalResponse = serde_json::from_str(body).unwrap();
+        assert!(resp.into_approval("A1").is_err(), "{body}");
+    }
+    let resp: PointApprovalResponse =
+        serde_json::from_str(r#"{"res_cd":"0000","tno":"1","pnt_amount":1004}"#).unwrap();
+    let approval = resp.into_approval("A1").unwrap();
+    assert_eq!((approval.amount, approval.balance_after), (1004, 0));
 }

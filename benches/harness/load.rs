@@ -1,0 +1,392 @@
+//! Scenarios and the closed-loop load generator: `c` workers, each sending its next request when the
+//! previous one answered, until the deadline or the request budget runs out.
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use chrono::Datelike;
+use hdrhistogram::Histogram;
+use serde_json::{json, Value};
+use tokio::task::JoinSet;
+
+/// Card number as a merchant sends it to `/subscribe/payments/onetime` (the sandbox's 신한 test card).
+const CARD_DASHED: &str = "4111-1111-1111-1111";
+const CARD_DIGITS: &str = "4111111111111111";
+/// Amount of each payment, and of each payment the cancel scenario cancels from.
+const PAYMENT_AMOUNT: i64 = 1000;
+const CANCEL_BASE_AMOUNT: i64 = 1_000_000;
+const CANCEL_AMOUNT: i64 = 100;
+/// Numbers the levels of a run.
+static ROUND: AtomicU64 = AtomicU64::new(0);
+/// Distinct error texts kept per run (the rest are counted under one "other" line).
+const ERROR_KINDS: usize = 8;
+/// Error bodies are cut to this many characters in the report.
+const ERROR_TEXT: usize = 400;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Scenario {
+    /// `GET /payments/{imp_uid}` of one paid payment.
+    Lookup,
+    /// `POST /subscribe/payments/onetime`, a new key-in payment each time.
+    Onetime,
+    /// `POST /gw/hub/v1/payment` straight to the embedded KCP sandbox (the gateway's KCP call alone).
+    SandboxKeyin,
+    /// `POST /payments/cancel` of 100 KRW from pre-created 1,000,000 KRW payments.
+    Cancel,
+}
+
+impl Scenario {
+    pub fn label(self) -> &'static str {
+        match self {
+            Scenario::Lookup => "lookup",
+            Scenario::Onetime => "onetime",
+            Scenario::SandboxKeyin => "sandbox-keyin",
+            Scenario::Cancel => "cancel",
+        }
+    }
+}
+
+/// Everything a request needs; shared by all workers.
+pub struct Target {
+    pub client: reqwest::Client,
+    pub base: String,
+    pub sandbox_base: String,
+    pub token: String,
+    pub tag: String,
+    /// `YYYY-MM` for the gateway, `YYMM` for KCP: a year ahead of today.
+    pub expiry_iso: String,
+    pub expiry_kcp: String,
+    pub lookup_imp_uid: String,
+    pub cancel_imp_uids: Vec<String>,
+    pub cert_info: String,
+}
+
+pub fn future_expiry() -> (String, String) {
+    let year = chrono::Utc::now().year() + 2;
+    (format!("{year}-12"), format!("{:02}12", year % 100))
+}
+
+/// One level's outcome.
+pub struct LevelResult {
+    pub scenario: Scenario,
+    pub concurrency: usize,
+    pub requests: u64,
+    pub errors: u64,
+    pub elapsed: Duration,
+    /// Latency of successful requests, microseconds.
+    pub histogram: Histogram<u64>,
+    pub error_kinds: BTreeMap<String, u64>,
+    /// Average cores used by the harness, the gateway and the rest of the machine.
+    pub cpu: Option<crate::cpu::Share>,
+}
+
+impl LevelResult {
+    pub fn throughput(&self) -> f64 {
+        (self.requests - self.errors) as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+    pub fn quantile_ms(&self, q: f64) -> Option<f64> {
+        (!self.histogram.is_empty()).then(|| self.histogram.value_at_quantile(q) as f64 / 1000.0)
+    }
+}
+
+struct WorkerResult {
+    requests: u64,
+    errors: u64,
+    histogram: Histogram<u64>,
+    error_kinds: BTreeMap<String, u64>,
+}
+
+fn histogram() -> Histogram<u64> {
+    // 1 µs … 120 s, 3 significant digits.
+    Histogram::new_with_bounds(1, 120_000_000, 3).expect("static histogram bounds")
+}
+
+/// Runs `scenario` with `concurrency` workers for `duration` (each worker sends at most
+/// `budget / concurrency` requests). `phase` tells warm-up and measurement apart in order numbers.
+pub async fn run_level(
+    target: Arc<Target>,
+    scenario: Scenario,
+    concurrency: usize,
+    duration: Duration,
+    budget: u64,
+    phase: char,
+) -> anyhow::Result<LevelResult> {
+    // Every level (warm-up or measured) gets its own number, so order numbers never repeat.
+    let round = ROUND.fetch_add(1, Ordering::Relaxed);
+    let per_worker = (budget / concurrency as u64).max(1);
+    let started = Instant::now();
+    let deadline = started + duration;
+    let mut workers = JoinSet::new();
+    for worker in 0..concurrency {
+        let target = target.clone();
+        workers.spawn(async move {
+            let mut out = WorkerResult {
+                requests: 0,
+                errors: 0,
+                histogram: histogram(),
+                error_kinds: BTreeMap::new(),
+            };
+            let mut seq: u64 = 0;
+            while out.requests < per_worker && Instant::now() < deadline {
+                let id = RequestId {
+                    phase,
+                    round,
+                    concurrency,
+                    worker,
+                    seq,
+                };
+                seq += 1;
+                let t0 = Instant::now();
+                let outcome = target.send(scenario, &id).await;
+                let took = t0.elapsed();
+                out.requests += 1;
+                match outcome {
+                    Ok(()) => {
+                        let us = (took.as_micros() as u64).clamp(1, 120_000_000);
+                        let _ = out.histogram.record(us);
+                    }
+                    Err(e) => {
+                        out.errors += 1;
+                        let text: String = format!("{e:#}").chars().take(ERROR_TEXT).collect();
+                        if out.error_kinds.len() < ERROR_KINDS
+                            || out.error_kinds.contains_key(&text)
+                        {
+                            *out.error_kinds.entry(text).or_default() += 1;
+                        } else {
+                            *out.error_kinds.entry("(other errors)".into()).or_default() += 1;
+                        }
+                    }
+                }
+            }
+            out
+        });
+    }
+    let mut total = LevelResult {
+        scenario,
+        concurrency,
+        requests: 0,
+        errors: 0,
+        elapsed: Duration::ZERO,
+        histogram: histogram(),
+        error_kinds: BTreeMap::new(),
+        cpu: None,
+    };
+    while let Some(joined) = workers.join_next().await {
+        let w = joined.context("worker task")?;
+        total.requests += w.requests;
+        total.errors += w.errors;
+        total.histogram.add(&w.histogram)?;
+        for (k, n) in w.error_kinds {
+            if total.error_kinds.len() < ERROR_KINDS || total.error_kinds.contains_key(&k) {
+                *total.error_kinds.entry(k).or_default() += n;
+            } else {
+                *total
+                    .error_kinds
+                    .entry("(other errors)".into())
+                    .or_default() += n;
+            }
+        }
+    }
+    total.elapsed = started.elapsed();
+    Ok(total)
+}
+
+/// Identifies one request; makes merchant_uid / ordr_idxx unique across the run.
+struct RequestId {
+    phase: char,
+    round: u64,
+    concurrency: usize,
+    worker: usize,
+    seq: u64,
+}
+
+impl Target {
+    async fn send(&self, scenario: Scenario, id: &RequestId) -> anyhow::Result<()> {
+        match scenario {
+            Scenario::Lookup => self.lookup().await,
+            Scenario::Onetime => {
+                let uid = format!(
+                    "bench-{}-{}{}c{}-{}-{}",
+                    self.tag, id.phase, id.round, id.concurrency, id.worker, id.seq
+                );
+                self.onetime(&uid, PAYMENT_AMOUNT).await.map(drop)
+            }
+            Scenario::Cancel => {
+                // Worker w of c takes payments w, w+c, w+2c, … in turn: no two workers of a level
+                // ever cancel from the same payment, so they do not wait on each other's rows.
+                let owned = self.cancel_imp_uids.len().div_ceil(id.concurrency).max(1);
+                let mut k = (id.seq as usize % owned) * id.concurrency + id.worker;
+                if k >= self.cancel_imp_uids.len() {
+                    k = id.worker % self.cancel_imp_uids.len();
+                }
+                self.cancel(&self.cancel_imp_uids[k]).await
+            }
+            Scenario::SandboxKeyin => {
+                let order = format!(
+                    "SB{}{}{}C{}W{}N{}",
+                    self.tag.to_ascii_uppercase(),
+                    if id.phase == 'w' { "W" } else { "M" },
+                    id.round,
+                    id.concurrency,
+                    id.worker,
+                    id.seq
+                );
+                self.sandbox_keyin(&order).await
+            }
+        }
+    }
+
+    async fn lookup(&self) -> anyhow::Result<()> {
+        let res = self
+            .client
+            .get(format!("{}/payments/{}", self.base, self.lookup_imp_uid))
+            .header("Authorization", &self.token)
+            .send()
+            .await?;
+        let (status, body) = read(res).await?;
+        if status == 200 && body["code"] == 0 && body["response"]["status"] == "paid" {
+            Ok(())
+        } else {
+            bail!("HTTP {status}: {body}")
+        }
+    }
+
+    /// A key-in payment through the gateway; returns the imp_uid of a paid payment.
+    pub async fn onetime(&self, merchant_uid: &str, amount: i64) -> anyhow::Result<String> {
+        let res = self
+            .client
+            .post(format!("{}/subscribe/payments/onetime", self.base))
+            .header("Authorization", &self.token)
+            .json(&json!({
+                "merchant_uid": merchant_uid,
+                "amount": amount,
+                "card_number": CARD_DASHED,
+                "expiry": self.expiry_iso,
+                "name": "openport-bench",
+            }))
+            .send()
+            .await?;
+        let (status, body) = read(res).await?;
+        match body["response"]["imp_uid"].as_str() {
+            Some(imp_uid)
+                if status == 200 && body["code"] == 0 && body["response"]["status"] == "paid" =>
+            {
+                Ok(imp_uid.to_owned())
+            }
+            _ => bail!("HTTP {status}: {body}"),
+        }
+    }
+
+    async fn cancel(&self, imp_uid: &str) -> anyhow::Result<()> {
+        let res = self
+            .client
+            .post(format!("{}/payments/cancel", self.base))
+            .header("Authorization", &self.token)
+            .json(&json!({"imp_uid": imp_uid, "amount": CANCEL_AMOUNT, "reason": "bench"}))
+            .send()
+            .await?;
+        let (status, body) = read(res).await?;
+        if status == 200 && body["code"] == 0 {
+            Ok(())
+        } else {
+            bail!("HTTP {status}: {body}")
+        }
+    }
+
+    /// The KCP key-in call the gateway makes for a onetime payment (spec/kcp.md §2.7),
+    /// non-authenticated (`11111000`) like a onetime request without birth/pwd_2digit.
+    async fn sandbox_keyin(&self, ordr_idxx: &str) -> anyhow::Result<()> {
+        let amount = PAYMENT_AMOUNT.to_string();
+        let res = self
+            .client
+            .post(format!("{}/gw/hub/v1/payment", self.sandbox_base))
+            .json(&json!({
+                "site_cd": "T0000",
+                "kcp_cert_info": self.cert_info,
+                "pay_method": "CARD",
+                "cust_ip": "",
+                "amount": amount,
+                "card_mny": amount,
+                "currency": "410",
+                "quota": "00",
+                "ordr_idxx": ordr_idxx,
+                "good_name": "openport-bench",
+                "buyr_name": "",
+                "buyr_mail": "",
+                "buyr_tel2": "",
+                "card_tx_type": "11111000",
+                "card_no": CARD_DIGITS,
+                "card_expiry": self.expiry_kcp,
+            }))
+            .send()
+            .await?;
+        let (status, body) = read(res).await?;
+        if status == 200 && body["res_cd"] == "0000" {
+            Ok(())
+        } else {
+            bail!("sandbox HTTP {status}: {body}")
+        }
+    }
+}
+
+async fn read(res: reqwest::Response) -> anyhow::Result<(u16, Value)> {
+    let status = res.status().as_u16();
+    let bytes = res.bytes().await?;
+    let body = serde_json::from_slice(&bytes)
+        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
+    Ok((status, body))
+}
+
+/// A certificate the sandbox CA issued for `T0000`, as `kcp_cert_info` (the PEM without newlines).
+pub async fn sandbox_cert_info(
+    client: &reqwest::Client,
+    sandbox_base: &str,
+) -> anyhow::Result<String> {
+    let res = client
+        .post(format!("{sandbox_base}/_sandbox/certificates"))
+        .json(&json!({"site_cd": "T0000", "passphrase": "x"}))
+        .timeout(Duration::from_secs(60))
+        .send()
+        .await?;
+    let (status, body) = read(res).await?;
+    match body["certificate_pem"].as_str() {
+        Some(pem) if status == 200 => Ok(pem.replace(['\r', '\n'], "")),
+        _ => bail!("POST /_sandbox/certificates answered {status}: {body}"),
+    }
+}
+
+/// Creates `n` paid payments of `amount` through the gateway, 8 at a time.
+pub async fn create_payments(
+    target: &Arc<Target>,
+    prefix: &str,
+    n: usize,
+    amount: i64,
+) -> anyhow::Result<Vec<String>> {
+    let mut out = Vec::with_capacity(n);
+    let mut started = 0;
+    while started < n {
+        let mut batch = JoinSet::new();
+        for i in started..(started + 8).min(n) {
+            let target = target.clone();
+            let uid = format!("bench-{}-{prefix}-{i}", target.tag);
+            batch.spawn(async move { (i, target.onetime(&uid, amount).await) });
+        }
+        started = (started + 8).min(n);
+        let mut done = Vec::new();
+        while let Some(j) = batch.join_next().await {
+            let (i, r) = j?;
+            done.push((
+                i,
+                r.with_context(|| format!("pre-create payment {prefix}-{i}"))?,
+            ));
+        }
+        done.sort();
+        out.extend(done.into_iter().map(|(_, uid)| uid));
+    }
+    Ok(out)
+}
+
+pub const CANCEL_BASE: i64 = CANCEL_BASE_AMOUNT;

@@ -1,0 +1,285 @@
+//! `openport-bench`: starts `target/release/openport serve` on a fresh database and loopback ports,
+//! drives it with a closed-loop load at several concurrency levels, and prints throughput and
+//! latency per scenario. See benches/README.md.
+mod cpu;
+mod load;
+mod report;
+mod server;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use clap::Parser;
+
+use load::{Scenario, Target};
+use server::{Database, Gateway};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "openport-bench",
+    about = "Load benchmark for openport (build it first: cargo build --release)"
+)]
+struct Args {
+    /// `sqlite` (a temporary file) or a loopback PostgreSQL URL; a fresh database
+    /// `openport_bench_<random>` is created on that server and dropped afterwards.
+    #[arg(long, default_value = "sqlite")]
+    db: String,
+    /// Measured seconds per scenario and concurrency level.
+    #[arg(long, default_value_t = 10)]
+    duration: u64,
+    /// Warm-up seconds before each measurement (not reported).
+    #[arg(long, default_value_t = 2)]
+    warmup: u64,
+    /// Concurrency levels (closed-loop workers), comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "1,16,64")]
+    concurrency: Vec<usize>,
+    /// Scenarios to run, comma-separated.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "lookup,onetime,sandbox-keyin,cancel"
+    )]
+    scenarios: Vec<Scenario>,
+    /// Upper bound on requests per scenario and level (the duration usually ends a level first).
+    #[arg(long, default_value_t = 5_000_000)]
+    max_requests: u64,
+    /// Also write the results as JSON to this file.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// The gateway binary (default: target/release/openport of this workspace).
+    #[arg(long)]
+    openport_bin: Option<PathBuf>,
+    /// RUST_LOG for the gateway (default: the gateway's own default, `info`).
+    #[arg(long)]
+    gateway_log: Option<String>,
+    /// Keep one gateway process for the whole run instead of starting a fresh one (same database)
+    /// before each scenario and level. The embedded KCP sandbox keeps its ledger in memory and
+    /// scans it linearly on every approval, so without restarts later levels measure a slower
+    /// sandbox (see benches/README.md).
+    #[arg(long)]
+    reuse_gateway: bool,
+    /// Keep the temporary directory (gateway log, SQLite file) and the PostgreSQL database.
+    #[arg(long)]
+    keep: bool,
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    if args.concurrency.is_empty() || args.concurrency.contains(&0) {
+        bail!("--concurrency needs positive numbers, e.g. 1,16,64");
+    }
+    if args.duration == 0 {
+        bail!("--duration must be at least 1 second");
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(run(args))
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
+    let bin = args
+        .openport_bin
+        .clone()
+        .unwrap_or_else(server::default_binary);
+    if !bin.is_file() {
+        bail!(
+            "{} not found: build it first with `cargo build --release` (or pass --openport-bin)",
+            bin.display()
+        );
+    }
+    // A busy machine makes every figure low: say so before starting.
+    let before = cpu::sample(None);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    if let Some(idle) = cpu::share(before, cpu::sample(None)) {
+        if idle.other > 0.2 {
+            eprintln!(
+                "warning: other processes are using {:.1} cores right now; figures will be low \
+                 (see the `other` CPU column)",
+                idle.other
+            );
+        }
+    }
+    let tag = server::run_tag();
+    let dir = std::env::temp_dir().join(format!("openport-bench-{tag}"));
+    std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
+    let db = Database::create(&args.db, &dir, &tag).await?;
+    eprintln!(
+        "openport-bench: {} · database {} · work dir {}",
+        bin.display(),
+        db.describe(),
+        dir.display()
+    );
+
+    // The gateway of the moment; `measure` replaces it when it restarts one. Whatever is left in
+    // the slot is stopped here, also after an error or Ctrl-C (and killed on drop in any case).
+    let mut slot: Option<Gateway> = None;
+    let outcome = tokio::select! {
+        r = measure(&args, &mut slot, &bin, &db, &dir, &tag) => r,
+        _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
+    };
+    if let Some(gateway) = slot.take() {
+        if outcome.is_err() {
+            eprintln!("gateway log (last lines):\n{}", gateway.log_tail(30));
+        }
+        gateway.stop().await;
+    }
+
+    if args.keep || outcome.is_err() {
+        eprintln!("kept {} (gateway.log)", dir.display());
+    } else {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    if args.keep {
+        if let Database::Postgres { name, .. } = &db {
+            eprintln!("kept PostgreSQL database {name}");
+        }
+    } else if let Err(e) = db.destroy().await {
+        eprintln!("could not drop the benchmark database: {e:#}");
+    }
+    outcome
+}
+
+async fn measure(
+    args: &Args,
+    slot: &mut Option<Gateway>,
+    bin: &Path,
+    db: &Database,
+    dir: &Path,
+    tag: &str,
+) -> anyhow::Result<()> {
+    let max_c = *args.concurrency.iter().max().expect("checked non-empty");
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(max_c + 8)
+        .tcp_nodelay(true)
+        .timeout(Duration::from_secs(30))
+        .no_proxy()
+        .build()?;
+    let mut results = Vec::new();
+    let mut target: Option<Arc<Target>> = None;
+    for &scenario in &args.scenarios {
+        for &c in &args.concurrency {
+            if target.is_none() || !args.reuse_gateway {
+                if let Some(old) = slot.take() {
+                    old.stop().await;
+                }
+                let gateway =
+                    slot.insert(Gateway::start(bin, db, dir, args.gateway_log.as_deref())?);
+                target = Some(prepare(args, gateway, &client, tag, max_c).await?);
+            }
+            let target = target.clone().expect("prepared above");
+            if args.warmup > 0 {
+                let w = load::run_level(
+                    target.clone(),
+                    scenario,
+                    c,
+                    Duration::from_secs(args.warmup),
+                    args.max_requests,
+                    'w',
+                )
+                .await?;
+                if w.errors > 0 {
+                    eprintln!(
+                        "  warm-up {} c{c}: {} errors of {}",
+                        scenario.label(),
+                        w.errors,
+                        w.requests
+                    );
+                }
+            }
+            let pid = slot.as_ref().and_then(Gateway::pid);
+            let before = cpu::sample(pid);
+            let mut r = load::run_level(
+                target,
+                scenario,
+                c,
+                Duration::from_secs(args.duration),
+                args.max_requests,
+                'm',
+            )
+            .await?;
+            r.cpu = cpu::share(before, cpu::sample(pid));
+            eprintln!("  {}", report::line(&r));
+            results.push(r);
+        }
+    }
+
+    let meta = report::Meta {
+        date: chrono::Utc::now().to_rfc3339(),
+        database: db.describe(),
+        duration_s: args.duration,
+        warmup_s: args.warmup,
+        cpus: std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(0),
+        gateway_log: args.gateway_log.clone().unwrap_or_else(|| "default".into()),
+        restarts: !args.reuse_gateway,
+    };
+    println!("{}", report::table(&meta, &results));
+    if let Some(path) = &args.json {
+        std::fs::write(
+            path,
+            serde_json::to_string_pretty(&report::json(&meta, &results))?,
+        )
+        .with_context(|| format!("write {}", path.display()))?;
+        eprintln!("wrote {}", path.display());
+    }
+    Ok(())
+}
+
+/// Waits for a freshly started gateway and creates what the scenarios need: a token, a sandbox
+/// certificate, the payment the lookups read and the payments the cancels draw from.
+async fn prepare(
+    args: &Args,
+    gateway: &mut Gateway,
+    client: &reqwest::Client,
+    tag: &str,
+    max_c: usize,
+) -> anyhow::Result<Arc<Target>> {
+    let token = gateway.wait_ready(client).await?;
+    let cert_info = if args.scenarios.contains(&Scenario::SandboxKeyin) {
+        load::sandbox_cert_info(client, &gateway.sandbox_base).await?
+    } else {
+        String::new()
+    };
+    let (expiry_iso, expiry_kcp) = load::future_expiry();
+    let generation = GENERATION.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let mut target = Target {
+        client: client.clone(),
+        base: gateway.base.clone(),
+        sandbox_base: gateway.sandbox_base.clone(),
+        token,
+        tag: tag.to_owned(),
+        expiry_iso,
+        expiry_kcp,
+        lookup_imp_uid: String::new(),
+        cancel_imp_uids: Vec::new(),
+        cert_info,
+    };
+    target.lookup_imp_uid = target
+        .onetime(&format!("bench-{tag}-g{generation}-lookup"), 1000)
+        .await
+        .context("create the payment that the lookup scenario reads")?;
+    let mut target = Arc::new(target);
+    if args.scenarios.contains(&Scenario::Cancel) {
+        // One payment per worker at the highest level, so workers never share a payment; each
+        // allows 9,999 partial cancels of 100 KRW.
+        let n = max_c.max(16);
+        let uids = load::create_payments(
+            &target,
+            &format!("g{generation}-cancelbase"),
+            n,
+            load::CANCEL_BASE,
+        )
+        .await?;
+        Arc::get_mut(&mut target)
+            .context("payment creation still holds the target")?
+            .cancel_imp_uids = uids;
+    }
+    Ok(target)
+}
+
+/// Numbers the gateway starts of a run (keeps pre-created merchant_uids unique).
+static GENERATION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);

@@ -1,0 +1,265 @@
+//! Batch (billing) keys on `POST /gw/hub/v1/payment`: issuance without a window and deletion
+//! (`pay_method` BATCH), and charges with a key (`pay_method` CARD, `card_tx_type` 11511000)
+//! (spec/kcp.md §2.5, §2.6).
+//!
+//! Assumption (docs/sandbox.md §6): KCP's REST form of a key-in issuance is not public; it is
+//! modelled on the key-in hub call with `tx_type` 10005000, next to the documented delete
+//! (`tx_type` 10005010). The answer has §2.5's shape plus `card_mask_no`.
+//!
+//! The sandbox keeps a key's SHA-256 digest, never the key: a charge finds its key by digest.
+
+use std::collections::BTreeMap;
+
+use rand::Rng;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::clock::kcp_time;
+use crate::codes;
+use crate::hub;
+use crate::test_cards::{self, Issuer};
+use crate::wire::{self, Fields, Refusal, Reply};
+use crate::Shared;
+
+/// `card_tx_type` of a charge with a batch key (spec §2.6).
+pub(crate) const BATCH_PAYMENT: &str = "11511000";
+/// `tx_type` of a batch key issuance without a window (assumption, docs/sandbox.md §6).
+const ISSUE: &str = "10005000";
+/// `tx_type` of a batch key deletion (spec §2.6).
+const DELETE: &str = "10005010";
+
+/// Where a batch key stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BatchKeyState {
+    Active,
+    /// Deleted with `tx_type` 10005010: charges are refused with 8303.
+    Deleted,
+}
+
+/// What the sandbox shows of a batch key: its card (masked) and state, never the key itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BatchKey {
+    /// [`batch_key_digest`] of the key: enough to tell keys apart, useless to charge with.
+    pub key_sha256_prefix: String,
+    pub site_cd: String,
+    pub group_id: String,
+    /// `411111******1111`.
+    pub masked_card_no: String,
+    pub card_cd: String,
+    pub card_name: String,
+    pub card_bank_cd: String,
+    pub card_bin_type_02: String,
+    pub state: BatchKeyState,
+    /// `yyyyMMddHHmmss` KST.
+    pub issued_at: String,
+    pub deleted_at: Option<String>,
+}
+
+/// The first 16 hex digits of SHA-256 over a batch key, as [`BatchKey::key_sha256_prefix`]
+/// shows it: how a test finds the state of a key it holds.
+pub fn batch_key_digest(batch_key: &str) -> String {
+    let mut digest = full_digest(batch_key);
+    digest.truncate(16);
+    digest
+}
+
+fn full_digest(batch_key: &str) -> String {
+    hex::encode(Sha256::digest(batch_key.as_bytes()))
+}
+
+/// A key the sandbox issued, keyed by its full digest.
+struct StoredKey {
+    shown: BatchKey,
+    /// Decides the key's charges (billing refusals, limits).
+    issuer: Issuer,
+}
+
+/// Every batch key issued, in issuance order.
+#[derive(Default)]
+pub(crate) struct BatchKeyBook {
+    by_digest: BTreeMap<String, StoredKey>,
+    order: Vec<String>,
+}
+
+impl BatchKeyBook {
+    pub fn snapshot(&self) -> Vec<BatchKey> {
+        self.order
+            .iter()
+            .filter_map(|digest| self.by_digest.get(digest))
+            .map(|stored| stored.shown.clone())
+            .collect()
+    }
+
+    /// The key `batch_key` of (site_cd, group_id); another site's or group's key is not found.
+    fn find(
+        &mut self,
+        site_cd: &str,
+        group_id: &str,
+        batch_key: &str,
+    ) -> Result<&mut StoredKey, Refusal> {
+        let stored = self
+            .by_digest
+            .get_mut(&full_digest(batch_key))
+            .filter(|stored| stored.shown.site_cd == site_cd && stored.shown.group_id == group_id)
+            .ok_or_else(|| {
+                Refusal::new(codes::BATCH_KEY_NOT_FOUND, "유효하지 않은 배치키입니다.")
+            })?;
+        if stored.shown.state == BatchKeyState::Deleted {
+            return Err(Refusal::new(
+                codes::BATCH_KEY_DELETED,
+                "삭제된 배치키입니다.",
+            ));
+        }
+        Ok(stored)
+    }
+
+    /// A fresh 16-digit key: KST `yyMMdd` + 10 random digits, like KCP's `2304051168518034` (§2.5).
+    fn new_key(&self, app_time: &str) -> String {
+        let mut rng = rand::thread_rng();
+        loop {
+            let key = format!(
+                "{}{:010}",
+                &app_time[2..8],
+                rng.gen_range(0..10_000_000_000_u64)
+            );
+            if !self.by_digest.contains_key(&full_digest(&key)) {
+                return key;
+            }
+        }
+    }
+}
+
+/// `pay_method` BATCH: issuance or deletion, by `tx_type`.
+pub(crate) fn manage(shared: &Shared, fields: &Fields, site_cd: &str) -> Result<Reply, Refusal> {
+    match fields.required("tx_type")? {
+        ISSUE => issue(shared, fields, site_cd),
+        DELETE => delete(shared, fields, site_cd),
+        other => Err(Refusal::new(
+            codes::TX_TYPE_ERROR,
+            format!("샌드박스가 지원하지 않는 tx_type 입니다: {other}"),
+        )),
+    }
+}
+
+/// A group id is the site code followed by 7 digits, e.g. `A52Q71000489` (spec §2.6).
+fn check_group_id<'a>(fields: &'a Fields, name: &str, site_cd: &str) -> Result<&'a str, Refusal> {
+    let group_id = fields.required(name)?;
+    let well_formed = group_id
+        .strip_prefix(site_cd)
+        .is_some_and(|rest| rest.len() == 7 && wire::is_digits(rest));
+    if !well_formed {
+        return Err(Refusal::new(
+            codes::BATCH_GROUP_ERROR,
+            format!("{name} 는 사이트코드({site_cd})와 숫자 7자리입니다."),
+        ));
+    }
+    Ok(group_id)
+}
+
+fn issue(shared: &Shared, fields: &Fields, site_cd: &str) -> Result<Reply, Refusal> {
+    let group_id = check_group_id(fields, "group_id", site_cd)?;
+    let order_no = fields.required("ordr_idxx")?;
+    wire::check_text("ordr_idxx", order_no, 40)?;
+    if let Some(buyr_name) = fields.optional("buyr_name") {
+        wire::check_text("buyr_name", buyr_name, 30)?;
+    }
+    let card_no = fields.required("card_no")?;
+    hub::check_card_number(card_no)?;
+    hub::check_expiry(shared, fields.required("card_expiry")?)?;
+    // Birth date alone, or birth date and PIN prefix, or neither; a PIN alone is refused.
+    match (fields.optional("card_taxno"), fields.optional("card_pwd")) {
+        (None, None) => {}
+        (None, Some(_)) => {
+            return Err(Refusal::new(
+                codes::AUTHENTICATION_ERROR,
+                "card_pwd 는 card_taxno 와 함께 보내야 합니다.",
+            ))
+        }
+        (Some(taxno), None) => {
+            hub::check_taxno(taxno)?;
+            hub::check_birth(taxno)?;
+        }
+        (Some(taxno), Some(pin_prefix)) => {
+            hub::parse_holder_proof(taxno, pin_prefix)?;
+            hub::check_pin_prefix(pin_prefix)?;
+            hub::check_birth(taxno)?;
+        }
+    }
+
+    // Every issuer issues keys; KB, NH, Kakao Bank and the limit cards refuse the charges.
+    let issuer = test_cards::issuer(card_no);
+    let issued_at = kcp_time(shared.now());
+    let mut book = shared.batch_keys();
+    let batch_key = book.new_key(&issued_at);
+    let digest = full_digest(&batch_key);
+    let shown = BatchKey {
+        key_sha256_prefix: batch_key_digest(&batch_key),
+        site_cd: site_cd.to_owned(),
+        group_id: group_id.to_owned(),
+        masked_card_no: test_cards::mask(card_no),
+        card_cd: issuer.card_cd.to_owned(),
+        card_name: issuer.card_name.to_owned(),
+        card_bank_cd: issuer.bank_cd.to_owned(),
+        card_bin_type_02: issuer.bin_type_02.to_owned(),
+        state: BatchKeyState::Active,
+        issued_at,
+        deleted_at: None,
+    };
+    let mut reply = Reply::ok();
+    reply
+        .set("batch_key", batch_key.as_str())
+        .set("card_cd", issuer.card_cd)
+        .set("card_name", issuer.card_name)
+        .set("card_bank_cd", issuer.bank_cd)
+        .set("card_bin_type_01", "0")
+        .set("card_bin_type_02", issuer.bin_type_02)
+        .set("card_mask_no", shown.masked_card_no.as_str());
+    tracing::info!(site_cd, group_id, order_no, key = %shown.key_sha256_prefix, "kcp sandbox issued batch key");
+    book.order.push(digest.clone());
+    book.by_digest.insert(digest, StoredKey { shown, issuer });
+    Ok(reply)
+}
+
+fn delete(shared: &Shared, fields: &Fields, site_cd: &str) -> Result<Reply, Refusal> {
+    let batch_key = fields.required("batch_key")?;
+    let group_id = check_group_id(fields, "group_id", site_cd)?;
+    let deleted_at = kcp_time(shared.now());
+    let mut book = shared.batch_keys();
+    let stored = book.find(site_cd, group_id, batch_key)?;
+    stored.shown.state = BatchKeyState::Deleted;
+    stored.shown.deleted_at = Some(deleted_at);
+    tracing::info!(site_cd, group_id, key = %stored.shown.key_sha256_prefix, "kcp sandbox deleted batch key");
+    Ok(Reply::ok())
+}
+
+/// A charge with a batch key: the key-in order checks, then the key, then the issuer; the
+/// answer is the card approval of key-in (spec §2.6).
+pub(crate) fn pay(shared: &Shared, fields: &Fields, site_cd: &str) -> Result<Reply, Refusal> {
+    let order = hub::parse_card_order(fields)?;
+    let group_id = check_group_id(fields, "bt_group_id", site_cd)?;
+    let batch_key = fields.required("bt_batch_key")?;
+
+    // Held until the approval is recorded, so a concurrent delete cannot slip in between.
+    let mut book = shared.batch_keys();
+    let stored = book.find(site_cd, group_id, batch_key)?;
+    let issuer = stored.issuer;
+    if !issuer.billing {
+        return Err(Refusal::new(
+            codes::CARD_NOT_ALLOWED,
+            format!(
+                "{}는 비인증(빌링) 결제가 불가능한 카드사입니다.",
+                issuer.card_name
+            ),
+        ));
+    }
+    hub::issuer_decides(shared, &issuer)?;
+    let card = hub::card_summary(&issuer, stored.shown.masked_card_no.clone(), order.quota);
+    let key = stored.shown.key_sha256_prefix.clone();
+    let mut ledger = shared.ledger();
+    let approval = hub::approve(shared, &mut ledger, site_cd, &order, card, &issuer)?;
+    drop(ledger);
+    drop(book);
+    tracing::info!(tno = %approval.tno, site_cd, order_no = %order.order_no, amount = order.amount, %key, "kcp sandbox approved batch payment");
+    Ok(approval.reply)
+}

@@ -1,0 +1,387 @@
+//! Benepia welfare points on `POST /gw/hub/v1/payment` (`pay_method` POINT, spec/kcp.md §2.8,
+//! seed 003): balance (`pt_txtype` 97000000) and payment (91200000), plus the point side of
+//! cancel (`STSC` gives the points back) and re-approval (`STRA`) on `/gw/mod/v1/cancel`.
+//!
+//! A point payment is a ledger entry with `pay_method` PAPT; balances live in [`PointBook`],
+//! seeded from [`crate::test_points`].
+
+use serde::Serialize;
+
+use crate::clock::kcp_time;
+use crate::codes;
+use crate::ledger::{self, Ledger, LedgerEntry, PointSummary, TransactionState};
+use crate::test_points::{self, BenepiaAccount};
+use crate::wire::{self, Fields, Refusal, Reply};
+use crate::Shared;
+
+/// `pt_txtype` of a balance inquiry (seed 003 §2.2).
+const BALANCE: &str = "97000000";
+/// `pt_txtype` of a payment (seed 003 §2.3).
+const PAY: &str = "91200000";
+/// `pt_issue` of Benepia, the only point issuer emulated.
+const BENEPIA: &str = "SCWB";
+/// `pt_paycode` 04: points only (seed 003 §2.3).
+const POINTS_ONLY: &str = "04";
+/// A balance inquiry's `amount` is fixed to 1004 (seed 003 §2.2).
+const BALANCE_AMOUNT: i64 = 1004;
+
+/// A Benepia account as `GET /_sandbox/points` shows it: no password.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PointAccount {
+    pub pt_idno: String,
+    pub pt_memcorp_cd: String,
+    pub balance: i64,
+}
+
+struct Account {
+    known: BenepiaAccount,
+    balance: i64,
+}
+
+/// Every Benepia account's balance.
+pub(crate) struct PointBook {
+    accounts: Vec<Account>,
+}
+
+impl Default for PointBook {
+    fn default() -> Self {
+        Self {
+            accounts: test_points::ACCOUNTS
+                .iter()
+                .map(|known| Account {
+                    known: *known,
+                    balance: known.balance,
+                })
+                .collect(),
+        }
+    }
+}
+
+impl PointBook {
+    pub fn balance(&self, id: &str) -> Option<i64> {
+        self.accounts
+            .iter()
+            .find(|account| account.known.id == id)
+            .map(|account| account.balance)
+    }
+
+    pub fn snapshot(&self) -> Vec<PointAccount> {
+        self.accounts
+            .iter()
+            .map(|account| PointAccount {
+                pt_idno: account.known.id.to_owned(),
+                pt_memcorp_cd: account.known.memcorp_cd.to_owned(),
+                balance: account.balance,
+            })
+            .collect()
+    }
+
+    fn account_mut(&mut self, id: &str) -> Option<&mut Account> {
+        self.accounts
+            .iter_mut()
+            .find(|account| account.known.id == id)
+    }
+
+    /// The member `pt_idno` of `pt_memcorp_cd`, if `pt_pwd` is theirs.
+    fn log_in(&mut self, credentials: &Credentials<'_>) -> Result<&mut Account, Refusal> {
+        let account = self
+            .account_mut(credentials.id)
+            .filter(|account| account.known.memcorp_cd == credentials.memcorp_cd)
+            .ok_or_else(|| {
+                Refusal::new(
+                    codes::POINT_ACCOUNT_NOT_FOUND,
+                    "베네피아 회원 정보가 존재하지 않습니다.",
+                )
+            })?;
+        if account.known.password != credentials.password {
+            return Err(Refusal::new(
+                codes::POINT_PASSWORD_MISMATCH,
+                "베네피아 비밀번호가 일치하지 않습니다.",
+            ));
+        }
+        Ok(account)
+    }
+
+    /// Gives the points of a cancelled payment back.
+    pub fn refund(&mut self, id: &str, amount: i64) {
+        if let Some(account) = self.account_mut(id) {
+            account.balance += amount;
+        }
+    }
+}
+
+/// `pt_idno`, `pt_pwd`, `pt_memcorp_cd`.
+struct Credentials<'a> {
+    id: &'a str,
+    password: &'a str,
+    memcorp_cd: &'a str,
+}
+
+/// What balance and payment requests share, format-checked.
+struct PointRequest<'a> {
+    amount: i64,
+    order_no: &'a str,
+    credentials: Credentials<'a>,
+}
+
+/// `pay_method` POINT: balance or payment, by `pt_txtype`.
+pub(crate) fn hub(shared: &Shared, fields: &Fields, site_cd: &str) -> Result<Reply, Refusal> {
+    let pay = match fields.required("pt_txtype")? {
+        BALANCE => false,
+        PAY => true,
+        other => {
+            return Err(Refusal::new(
+                codes::TX_TYPE_ERROR,
+                format!("샌드박스가 지원하지 않는 pt_txtype 입니다: {other}"),
+            ))
+        }
+    };
+    let request = parse_common(fields)?;
+    if pay {
+        pay_with_points(shared, fields, site_cd, &request)
+    } else {
+        balance(shared, &request)
+    }
+}
+
+fn parse_common(fields: &Fields) -> Result<PointRequest<'_>, Refusal> {
+    if fields.required("pt_issue")? != BENEPIA {
+        return Err(Refusal::new(
+            codes::INVALID_FIELD,
+            "샌드박스는 베네피아(pt_issue SCWB) 포인트만 지원합니다.",
+        ));
+    }
+    let amount = wire::amount("amount", fields.required("amount")?)?;
+    if fields.required("currency")? != "410" {
+        return Err(Refusal::new(
+            codes::AMOUNT_ERROR,
+            "샌드박스는 원화(410)만 지원합니다.",
+        ));
+    }
+    let order_no = fields.required("ordr_idxx")?;
+    wire::check_text("ordr_idxx", order_no, 40)?;
+    let id = fields.required("pt_idno")?;
+    wire::check_text("pt_idno", id, 16)?;
+    let password = fields.required("pt_pwd")?;
+    if password.chars().count() > 16 {
+        return Err(Refusal::new(
+            codes::INVALID_FIELD,
+            "pt_pwd 은(는) 최대 16자입니다.",
+        ));
+    }
+    let memcorp_cd = fields.required("pt_memcorp_cd")?;
+    wire::check_text("pt_memcorp_cd", memcorp_cd, 10)?;
+    Ok(PointRequest {
+        amount,
+        order_no,
+        credentials: Credentials {
+            id,
+            password,
+            memcorp_cd,
+        },
+    })
+}
+
+fn balance(shared: &Shared, request: &PointRequest<'_>) -> Result<Reply, Refusal> {
+    if request.amount != BALANCE_AMOUNT {
+        return Err(Refusal::new(
+            codes::AMOUNT_ERROR,
+            "포인트 조회 시 amount 는 1004 고정입니다.",
+        ));
+    }
+    let mut points = shared.points();
+    let account = points.log_in(&request.credentials)?;
+    let mut reply = Reply::ok();
+    reply.set("rsv_pnt", account.balance.to_string());
+    Ok(reply)
+}
+
+fn pay_with_points(
+    shared: &Shared,
+    fields: &Fields,
+    site_cd: &str,
+    request: &PointRequest<'_>,
+) -> Result<Reply, Refusal> {
+    if fields.required("pt_paycode")? != POINTS_ONLY {
+        return Err(Refusal::new(
+            codes::INVALID_FIELD,
+            "pt_paycode 는 04(포인트 단일결제)만 지원합니다.",
+        ));
+    }
+    let pt_mny = wire::amount("pt_mny", fields.required("pt_mny")?)?;
+    if request.amount == 0 {
+        return Err(Refusal::new(
+            codes::AMOUNT_ERROR,
+            "결제금액은 0보다 커야 합니다.",
+        ));
+    }
+    if pt_mny != request.amount {
+        return Err(Refusal::new(codes::AMOUNT_MISMATCH, "결제금액 불일치"));
+    }
+    for (name, max) in [
+        ("good_name", 100),
+        ("buyr_name", 30),
+        ("buyr_mail", 50),
+        ("buyr_tel2", 20),
+    ] {
+        if let Some(value) = fields.optional(name) {
+            wire::check_text(name, value, max)?;
+        }
+    }
+
+    let mut ledger = shared.ledger();
+    let mut points = shared.points();
+    let account = points.log_in(&request.credentials)?;
+    let point = PointSummary {
+        pt_issue: BENEPIA.to_owned(),
+        account_id: account.known.id.to_owned(),
+        memcorp_cd: account.known.memcorp_cd.to_owned(),
+    };
+    let charge = Charge {
+        site_cd,
+        order_no: request.order_no,
+        amount: request.amount,
+        point,
+        reapproval_of: None,
+    };
+    let (tno, reply) = charge.record(shared, &mut ledger, &mut points)?;
+    tracing::info!(%tno, site_cd, order_no = request.order_no, amount = request.amount, "kcp sandbox approved point payment");
+    Ok(reply)
+}
+
+/// Points taken from an account and recorded as a PAPT approval: a payment or a re-approval.
+struct Charge<'a> {
+    site_cd: &'a str,
+    order_no: &'a str,
+    amount: i64,
+    point: PointSummary,
+    reapproval_of: Option<String>,
+}
+
+impl Charge<'_> {
+    /// Checks the order and the balance, takes the points and answers `tno, pnt_amount,
+    /// pnt_app_time, pnt_app_no, rsv_pnt` (seed 003 §2.3, §2.4).
+    fn record(
+        self,
+        shared: &Shared,
+        ledger: &mut Ledger,
+        points: &mut PointBook,
+    ) -> Result<(String, Reply), Refusal> {
+        if ledger.order_is_live(self.site_cd, self.order_no) {
+            return Err(Refusal::new(
+                codes::DUPLICATE_ORDER,
+                "이미 승인된 주문번호입니다.",
+            ));
+        }
+        let account = points.account_mut(&self.point.account_id).ok_or_else(|| {
+            Refusal::new(
+                codes::POINT_ACCOUNT_NOT_FOUND,
+                "베네피아 회원 정보가 존재하지 않습니다.",
+            )
+        })?;
+        if account.balance < self.amount {
+            return Err(Refusal::new(
+                codes::POINT_INSUFFICIENT,
+                "잔여 포인트가 부족합니다.",
+            ));
+        }
+        account.balance -= self.amount;
+        let rsv_pnt = account.balance.to_string();
+
+        let now = shared.now();
+        let app_time = kcp_time(now);
+        let entry = LedgerEntry {
+            tno: ledger.new_tno(&app_time[..8]),
+            site_cd: self.site_cd.to_owned(),
+            order_no: self.order_no.to_owned(),
+            pay_method: "PAPT".to_owned(),
+            amount: self.amount,
+            balance: self.amount,
+            state: TransactionState::Approved,
+            app_time,
+            app_no: ledger::new_point_app_no(),
+            trace_no: ledger::new_trace_no(self.site_cd),
+            approved_at: now,
+            card: None,
+            point: Some(self.point),
+            cancels: Vec::new(),
+            reapproved_by: None,
+            reapproval_of: self.reapproval_of,
+        };
+        let mut reply = Reply::ok();
+        reply
+            .set("tno", entry.tno.as_str())
+            .set("pnt_amount", entry.amount.to_string())
+            .set("pnt_app_time", entry.app_time.as_str())
+            .set("pnt_app_no", entry.app_no.as_str())
+            .set("rsv_pnt", rsv_pnt);
+        let tno = entry.tno.clone();
+        ledger.insert(entry);
+        Ok((tno, reply))
+    }
+}
+
+/// An `STRA` request: charge `mod_mny` again for a fully cancelled point payment (seed 003 §2.4).
+pub(crate) struct Reapproval<'a> {
+    pub mod_mny: i64,
+    /// The new approval's order number; the cancelled payment's when absent.
+    pub order_no: Option<&'a str>,
+}
+
+/// Re-approves the point payment `tno` once it is fully cancelled; the new approval has its own
+/// tno and ledger entry.
+pub(crate) fn reapprove(
+    shared: &Shared,
+    ledger: &mut Ledger,
+    site_cd: &str,
+    tno: &str,
+    request: &Reapproval<'_>,
+) -> Result<Reply, Refusal> {
+    let original = ledger
+        .get(tno)
+        .filter(|entry| entry.site_cd == site_cd)
+        .ok_or_else(|| Refusal::new(codes::NO_SUCH_TRANSACTION, codes::NO_SUCH_TRANSACTION_MSG))?;
+    let Some(point) = original.point.clone() else {
+        return Err(Refusal::new(
+            codes::REAPPROVAL_NOT_POINT,
+            "재승인(STRA)은 포인트 거래만 가능합니다.",
+        ));
+    };
+    if original.state != TransactionState::Cancelled {
+        return Err(Refusal::new(
+            codes::REAPPROVAL_NOT_CANCELLED,
+            "전체취소(STSC)된 거래만 재승인할 수 있습니다.",
+        ));
+    }
+    if original.reapproved_by.is_some() {
+        return Err(Refusal::new(
+            codes::ALREADY_REAPPROVED,
+            "이미 재승인된 거래입니다.",
+        ));
+    }
+    if request.mod_mny > original.amount {
+        return Err(Refusal::new(
+            codes::AMOUNT_ERROR,
+            "재승인 금액은 원거래 금액을 넘을 수 없습니다.",
+        ));
+    }
+    let order_no = request
+        .order_no
+        .unwrap_or(original.order_no.as_str())
+        .to_owned();
+
+    let mut points = shared.points();
+    let charge = Charge {
+        site_cd,
+        order_no: &order_no,
+        amount: request.mod_mny,
+        point,
+        reapproval_of: Some(tno.to_owned()),
+    };
+    let (new_tno, reply) = charge.record(shared, ledger, &mut points)?;
+    if let Some(original) = ledger.get_mut(tno) {
+        original.reapproved_by = Some(new_tno.clone());
+    }
+    tracing::info!(tno, %new_tno, site_cd, order_no, amount = request.mod_mny, "kcp sandbox re-approved point payment");
+    Ok(reply)
+}

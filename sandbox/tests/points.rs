@@ -1,0 +1,377 @@
+mod common;
+
+use chrono::TimeDelta;
+use common::*;
+use kcp_sandbox::test_points::{BENEPIA_01, BENEPIA_02};
+use kcp_sandbox::TransactionState;
+use serde_json::{json, Value};
+
+fn with(mut body: Value, extra: Value) -> Value {
+    merge(&mut body, extra);
+    body
+}
+
+fn is_digits(value: &Value, len: usize) -> bool {
+    value
+        .as_str()
+        .is_some_and(|s| s.len() == len && s.bytes().all(|b| b.is_ascii_digit()))
+}
+
+#[tokio::test]
+async fn a_balance_inquiry_answers_the_points_left() {
+    let harness = spawn().await;
+
+    let rich = harness.pay(&point_balance(&BENEPIA_01)).await;
+    let poor = harness.pay(&point_balance(&BENEPIA_02)).await;
+
+    assert_eq!(
+        rich,
+        json!({"res_cd": "0000", "res_msg": "정상처리", "rsv_pnt": "100000"})
+    );
+    assert_eq!(poor["rsv_pnt"], "5000");
+    assert!(harness.sandbox.ledger().is_empty());
+}
+
+#[tokio::test]
+async fn balance_inquiries_check_the_account_and_the_fixed_fields() {
+    let harness = spawn().await;
+    let base = || point_balance(&BENEPIA_01);
+    let cases = [
+        (json!({"pt_pwd": "wrong"}), "8402"),
+        (json!({"pt_idno": "nobody"}), "8401"),
+        (json!({"pt_memcorp_cd": "OTHER1"}), "8401"),
+        (json!({"amount": "1000"}), "8105"),
+        (json!({"currency": "840"}), "8105"),
+        (json!({"pt_issue": "SCSK"}), "9503"),
+        (json!({"pt_txtype": "97000001"}), "8103"),
+        (json!({"pt_memcorp_cd": ""}), "9502"),
+        (json!({"pt_idno": "a".repeat(17)}), "9503"),
+        (json!({"ordr_idxx": ""}), "9502"),
+    ];
+    for (extra, code) in cases {
+        let reply = harness.pay(&with(base(), extra.clone())).await;
+        assert_eq!(reply["res_cd"], code, "{extra}: {reply}");
+        assert_eq!(reply.as_object().unwrap().len(), 2, "{reply}");
+    }
+}
+
+#[tokio::test]
+async fn a_point_payment_takes_the_points_and_answers_the_point_approval() {
+    let harness = spawn().await;
+
+    let reply = harness.pay(&point_pay(&BENEPIA_01, "pt-1", "1004")).await;
+
+    let mut names: Vec<&str> = reply
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    names.sort_unstable();
+    assert_eq!(
+        names,
+        [
+            "pnt_amount",
+            "pnt_app_no",
+            "pnt_app_time",
+            "res_cd",
+            "res_msg",
+            "rsv_pnt",
+            "tno"
+        ]
+    );
+    assert_eq!(reply["res_cd"], "0000");
+    assert_eq!(reply["res_msg"], "정상처리");
+    assert!(is_digits(&reply["tno"], 14), "{reply}");
+    assert!(is_digits(&reply["pnt_app_no"], 10), "{reply}");
+    assert_eq!(reply["pnt_amount"], "1004");
+    assert_eq!(reply["pnt_app_time"], "20260310120000");
+    assert_eq!(reply["rsv_pnt"], "98996");
+    assert_eq!(harness.sandbox.point_balance(BENEPIA_01.id), Some(98_996));
+    assert_eq!(harness.sandbox.point_balance(BENEPIA_02.id), Some(5_000));
+    assert_eq!(harness.sandbox.point_balance("nobody"), None);
+
+    let ledger = harness.sandbox.ledger();
+    assert_eq!(ledger.len(), 1);
+    assert_eq!(ledger[0].tno, reply["tno"].as_str().unwrap());
+    assert_eq!(ledger[0].pay_method, "PAPT");
+    assert_eq!(ledger[0].order_no, "pt-1");
+    assert_eq!(ledger[0].amount, 1004);
+    assert_eq!(ledger[0].app_no, reply["pnt_app_no"].as_str().unwrap());
+    assert!(ledger[0].card.is_none());
+    let point = ledger[0].point.as_ref().unwrap();
+    assert_eq!(point.pt_issue, "SCWB");
+    assert_eq!(point.account_id, BENEPIA_01.id);
+}
+
+#[tokio::test]
+async fn point_payments_are_refused_without_enough_points_or_the_right_fields() {
+    let harness = spawn().await;
+    let base = || point_pay(&BENEPIA_02, "pt-refused", "3000");
+    let cases = [
+        (json!({"amount": "6000", "pt_mny": "6000"}), "8403"),
+        (json!({"pt_mny": "2999"}), "8059"),
+        (json!({"amount": "0", "pt_mny": "0"}), "8105"),
+        (json!({"pt_paycode": "01"}), "9503"),
+        (json!({"pt_pwd": "pass01"}), "8402"),
+        (json!({"pt_idno": "benepia99"}), "8401"),
+        (json!({"good_name": "운동화; 양말"}), "9504"),
+        (json!({"pt_mny": ""}), "9502"),
+    ];
+    for (extra, code) in cases {
+        let reply = harness.pay(&with(base(), extra.clone())).await;
+        assert_eq!(reply["res_cd"], code, "{extra}: {reply}");
+        assert_eq!(reply.as_object().unwrap().len(), 2, "{reply}");
+    }
+    assert!(harness.sandbox.ledger().is_empty());
+    assert_eq!(harness.sandbox.point_balance(BENEPIA_02.id), Some(5_000));
+
+    // Exactly the balance is enough; then nothing is left.
+    let all = harness.pay(&point_pay(&BENEPIA_02, "pt-all", "5000")).await;
+    let more = harness.pay(&point_pay(&BENEPIA_02, "pt-more", "1")).await;
+    assert_eq!(all["rsv_pnt"], "0", "{all}");
+    assert_eq!(more["res_cd"], "8403");
+}
+
+#[tokio::test]
+async fn a_point_order_is_never_charged_twice() {
+    let harness = spawn().await;
+    let first = harness.pay(&point_pay(&BENEPIA_01, "pt-dup", "1000")).await;
+    let second = harness.pay(&point_pay(&BENEPIA_01, "pt-dup", "1000")).await;
+    assert_eq!(first["res_cd"], "0000");
+    assert_eq!(second["res_cd"], "9520");
+    assert_eq!(harness.sandbox.point_balance(BENEPIA_01.id), Some(99_000));
+}
+
+#[tokio::test]
+async fn a_full_cancel_gives_the_points_back_and_a_partial_one_is_refused() {
+    let harness = spawn().await;
+    let paid = harness.pay(&point_pay(&BENEPIA_01, "pt-c", "10000")).await;
+    let tno = paid["tno"].as_str().unwrap();
+    harness.clock.advance(TimeDelta::minutes(3));
+
+    let partial = harness.partial_cancel(tno, "3000", "10000").await;
+    let full = harness
+        .cancel(tno, "STSC", json!({"mod_desc": "고객변심"}))
+        .await;
+    let again = harness.cancel(tno, "STSC", json!({})).await;
+
+    assert_eq!(partial["res_cd"], "8404", "{partial}");
+    assert_eq!(
+        full,
+        json!({"res_cd": "0000", "res_msg": "정상처리", "tno": tno, "canc_time": "20260310120300"})
+    );
+    assert_eq!(again["res_cd"], "8133");
+    assert_eq!(harness.sandbox.point_balance(BENEPIA_01.id), Some(100_000));
+    let entry = &harness.sandbox.ledger()[0];
+    assert_eq!(entry.state, TransactionState::Cancelled);
+    assert_eq!(entry.cancels.len(), 1);
+}
+
+#[tokio::test]
+async fn a_point_payment_is_inquired_with_pay_type_papt_and_stat_pt_cd() {
+    let harness = spawn().await;
+    let paid = harness.pay(&point_pay(&BENEPIA_01, "pt-inq", "2000")).await;
+    let tno = paid["tno"].as_str().unwrap();
+
+    let approved = harness.inquire_as("PAPT", tno).await;
+    harness.clock.advance(TimeDelta::minutes(1));
+    harness.cancel(tno, "STSC", json!({})).await;
+    let cancelled = harness.inquire_order_as("PAPT", "pt-inq").await;
+    let as_card = harness.inquire_as("PACA", tno).await;
+    let card_order_as_point = {
+        harness.approved("card-1", "1000").await;
+        harness.inquire_order_as("PAPT", "card-1").await
+    };
+
+    assert_eq!(
+        approved,
+        json!({
+            "res_cd": "0000", "res_msg": "정상처리", "tno": tno, "order_no": "pt-inq",
+            "pay_method": "PAPT", "amount": "2000", "rem_mny": "2000", "stat_pt_cd": "STSR",
+            "app_time": paid["pnt_app_time"], "app_no": paid["pnt_app_no"],
+        })
+    );
+    assert_eq!(cancelled["stat_pt_cd"], "STSC");
+    assert_eq!(cancelled["rem_mny"], "0");
+    assert_eq!(cancelled["canc_time"], "20260310120100");
+    assert_eq!(as_card["res_cd"], "8201");
+    assert_eq!(card_order_as_point["res_cd"], "8201");
+}
+
+#[tokio::test]
+async fn a_cancelled_point_payment_is_re_approved_once_under_a_new_tno() {
+    let harness = spawn().await;
+    let paid = harness.pay(&point_pay(&BENEPIA_01, "pt-ra", "10000")).await;
+    let tno = paid["tno"].as_str().unwrap().to_owned();
+    harness.cancel(&tno, "STSC", json!({})).await;
+    harness.clock.advance(TimeDelta::minutes(2));
+
+    let reply = harness.reapprove(&tno, "7000", "pt-ra-2").await;
+
+    let new_tno = reply["tno"].as_str().unwrap().to_owned();
+    let mut names: Vec<&str> = reply
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    names.sort_unstable();
+    assert_eq!(
+        names,
+        [
+            "pnt_amount",
+            "pnt_app_no",
+            "pnt_app_time",
+            "res_cd",
+            "res_msg",
+            "rsv_pnt",
+            "tno"
+        ]
+    );
+    assert_eq!(reply["res_cd"], "0000", "{reply}");
+    assert!(is_digits(&reply["tno"], 14));
+    assert_ne!(new_tno, tno);
+    assert_eq!(reply["pnt_amount"], "7000");
+    assert!(is_digits(&reply["pnt_app_no"], 10));
+    assert_eq!(reply["pnt_app_time"], "20260310120200");
+    assert_eq!(reply["rsv_pnt"], "93000");
+    assert_eq!(harness.sandbox.point_balance(BENEPIA_01.id), Some(93_000));
+
+    let ledger = harness.sandbox.ledger();
+    assert_eq!(ledger.len(), 2);
+    assert_eq!(ledger[0].reapproved_by.as_deref(), Some(new_tno.as_str()));
+    assert_eq!(ledger[0].state, TransactionState::Cancelled);
+    assert_eq!(ledger[1].tno, new_tno);
+    assert_eq!(ledger[1].order_no, "pt-ra-2");
+    assert_eq!(ledger[1].pay_method, "PAPT");
+    assert_eq!(ledger[1].amount, 7000);
+    assert_eq!(ledger[1].reapproval_of.as_deref(), Some(tno.as_str()));
+
+    let twice = harness.reapprove(&tno, "7000", "pt-ra-3").await;
+    assert_eq!(twice["res_cd"], "8407", "{twice}");
+
+    let inquiry = harness.inquire_order_as("PAPT", "pt-ra-2").await;
+    assert_eq!(inquiry["tno"], new_tno.as_str());
+    assert_eq!(inquiry["stat_pt_cd"], "STSR");
+
+    // The re-approval is a payment of its own: its full cancel gives its points back.
+    let cancelled = harness.cancel(&new_tno, "STSC", json!({})).await;
+    assert_eq!(cancelled["res_cd"], "0000", "{cancelled}");
+    assert_eq!(harness.sandbox.point_balance(BENEPIA_01.id), Some(100_000));
+}
+
+#[tokio::test]
+async fn a_re_approval_without_an_order_number_keeps_the_original_one() {
+    let harness = spawn().await;
+    let paid = harness
+        .pay(&point_pay(&BENEPIA_01, "pt-same", "4000"))
+        .await;
+    let tno = paid["tno"].as_str().unwrap();
+    harness.cancel(tno, "STSC", json!({})).await;
+
+    let reply = harness
+        .cancel(tno, "STRA", json!({"mod_mny": "1500"}))
+        .await;
+
+    assert_eq!(reply["res_cd"], "0000", "{reply}");
+    assert_eq!(harness.sandbox.ledger()[1].order_no, "pt-same");
+    let inquiry = harness.inquire_order_as("PAPT", "pt-same").await;
+    assert_eq!(inquiry["tno"], reply["tno"]);
+    assert_eq!(inquiry["amount"], "1500");
+}
+
+#[tokio::test]
+async fn re_approval_is_refused_unless_a_cancelled_point_payment_has_the_points() {
+    let harness = spawn().await;
+    let card_tno = harness.approved("card-ra", "1000").await;
+    let card_cancelled = harness.approved("card-ra-c", "1000").await;
+    harness.cancel(&card_cancelled, "STSC", json!({})).await;
+    let live = harness
+        .pay(&point_pay(&BENEPIA_02, "pt-live", "1000"))
+        .await;
+    let live_tno = live["tno"].as_str().unwrap();
+    let big = harness.pay(&point_pay(&BENEPIA_02, "pt-big", "4000")).await;
+    let big_tno = big["tno"].as_str().unwrap();
+    harness.cancel(big_tno, "STSC", json!({})).await;
+    // benepia02 now holds 4,000 of its 5,000; spend 3,500 so 4,000 cannot be re-approved.
+    let spent = harness
+        .pay(&point_pay(&BENEPIA_02, "pt-spend", "3500"))
+        .await;
+    assert_eq!(spent["res_cd"], "0000", "{spent}");
+
+    let on_card = harness.reapprove(&card_tno, "500", "ra-1").await;
+    let on_cancelled_card = harness.reapprove(&card_cancelled, "500", "ra-2").await;
+    let not_cancelled = harness.reapprove(live_tno, "500", "ra-3").await;
+    let too_much = harness.reapprove(big_tno, "4001", "ra-4").await;
+    let zero = harness.reapprove(big_tno, "0", "ra-5").await;
+    let short = harness.reapprove(big_tno, "4000", "ra-6").await;
+    let taken_order = harness.reapprove(big_tno, "100", "pt-live").await;
+    let unknown = harness.reapprove("20260310999999", "100", "ra-7").await;
+
+    assert_eq!(on_card["res_cd"], "8405", "{on_card}");
+    assert_eq!(on_cancelled_card["res_cd"], "8405", "{on_cancelled_card}");
+    assert_eq!(not_cancelled["res_cd"], "8406", "{not_cancelled}");
+    assert_eq!(too_much["res_cd"], "8105", "{too_much}");
+    assert_eq!(zero["res_cd"], "8105", "{zero}");
+    assert_eq!(short["res_cd"], "8403", "{short}");
+    assert_eq!(taken_order["res_cd"], "9520", "{taken_order}");
+    assert_eq!(unknown["res_cd"], "8201", "{unknown}");
+    assert_eq!(harness.sandbox.point_balance(BENEPIA_02.id), Some(500));
+
+    // With the points there, the same re-approval goes through.
+    let fits = harness.reapprove(big_tno, "500", "ra-8").await;
+    assert_eq!(fits["res_cd"], "0000", "{fits}");
+    assert_eq!(fits["rsv_pnt"], "0");
+}
+
+#[tokio::test]
+async fn a_re_approval_must_be_signed_over_stra() {
+    let harness = spawn().await;
+    let paid = harness.pay(&point_pay(&BENEPIA_01, "pt-sig", "1000")).await;
+    let tno = paid["tno"].as_str().unwrap();
+    harness.cancel(tno, "STSC", json!({})).await;
+    let merchant = merchant(SITE);
+
+    let reply = harness
+        .post(
+            kcp_sandbox::paths::CANCEL,
+            &json!({
+                "site_cd": SITE,
+                "kcp_cert_info": merchant.cert_info,
+                "kcp_sign_data": merchant.sign(&format!("{SITE}^{tno}^STSC")),
+                "tno": tno,
+                "mod_type": "STRA",
+                "mod_mny": "1000",
+            }),
+        )
+        .await;
+
+    assert_eq!(reply["res_cd"], "9512", "{reply}");
+    assert_eq!(harness.sandbox.ledger().len(), 1);
+}
+
+#[tokio::test]
+async fn the_control_api_lists_balances_without_passwords() {
+    let harness = spawn().await;
+    harness.pay(&point_pay(&BENEPIA_02, "pt-ctl", "1200")).await;
+
+    let listed: Value = harness
+        .client
+        .get(harness.url("/_sandbox/points"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+
+    assert_eq!(
+        listed,
+        json!([
+            {"pt_idno": "benepia01", "pt_memcorp_cd": "BENE01", "balance": 100000},
+            {"pt_idno": "benepia02", "pt_memcorp_cd": "BENE01", "balance": 3800},
+        ])
+    );
+    assert!(!listed.to_string().contains("pass0"));
+}

@@ -1,0 +1,161 @@
+//! Billing keys: `/subscribe/customers…` (spec/iamport-v1.md §4.5).
+use axum::extract::{Path, RawQuery, State};
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::envelope::{ok, Envelope};
+use super::error::{ApiError, ApiResult};
+use super::extract::{de, query_value, query_values, Body, MerchantCaller};
+use super::onetime::{card_error, kst_today};
+use super::payment_json::PaymentPage;
+use crate::app::AppState;
+use crate::domain::card::{CardAuth, CardNumber, Expiry};
+use crate::service::billing::CustomerCommand;
+use crate::service::lookup::Paging;
+use crate::service::ServiceError;
+use crate::store::entity::billing_key;
+
+#[derive(Deserialize, ToSchema, Default)]
+pub struct CustomerRequest {
+    #[serde(default, deserialize_with = "de::opt_string")]
+    pub card_number: Option<String>,
+    #[serde(default, deserialize_with = "de::opt_string")]
+    pub expiry: Option<String>,
+    #[serde(default, deserialize_with = "de::opt_string")]
+    pub birth: Option<String>,
+    #[serde(default, deserialize_with = "de::opt_string")]
+    pub pwd_2digit: Option<String>,
+    #[serde(default, deserialize_with = "de::opt_string")]
+    pub cvc: Option<String>,
+    #[serde(default, deserialize_with = "de::opt_string")]
+    pub pg: Option<String>,
+    #[serde(default, deserialize_with = "de::opt_string")]
+    pub customer_id: Option<String>,
+    #[serde(default, deserialize_with = "de::opt_string")]
+    pub customer_name: Option<String>,
+    #[serde(default, deserialize_with = "de::opt_string")]
+    pub customer_tel: Option<String>,
+    #[serde(default, deserialize_with = "de::opt_string")]
+    pub customer_email: Option<String>,
+    #[serde(default, deserialize_with = "de::opt_string")]
+    pub customer_addr: Option<String>,
+    #[serde(default, deserialize_with = "de::opt_string")]
+    pub customer_postcode: Option<String>,
+}
+
+/// iamport's CustomerAnnotation. Never the batch key.
+#[derive(Serialize, ToSchema)]
+pub struct CustomerAnnotation {
+    pub customer_uid: String,
+    pub pg_provider: String,
+    pub pg_id: String,
+    pub card_name: Option<String>,
+    pub card_code: Option<String>,
+    pub card_number: Option<String>,
+    pub card_type: Option<i32>,
+    pub customer_id: Option<String>,
+    pub customer_name: Option<String>,
+    pub customer_tel: Option<String>,
+    pub customer_email: Option<String>,
+    pub customer_addr: Option<String>,
+    pub customer_postcode: Option<String>,
+    pub inserted: i64,
+    pub updated: i64,
+    pub sandbox: bool,
+}
+
+impl From<billing_key::Model> for CustomerAnnotation {
+    fn from(k: billing_key::Model) -> Self {
+        Self {
+            customer_uid: k.customer_uid,
+            pg_provider: "kcp".into(),
+            pg_id: k.pg_id,
+            card_name: k.card_name,
+            card_code: k.card_code,
+            card_number: k.card_number,
+            card_type: k.card_type,
+            customer_id: k.customer_id,
+            customer_name: k.customer_name,
+            customer_tel: k.customer_tel,
+            customer_email: k.customer_email,
+            customer_addr: k.customer_addr,
+            customer_postcode: k.customer_postcode,
+            inserted: k.inserted_at,
+            updated: k.updated_at,
+            sandbox: k.sandbox,
+        }
+    }
+}
+
+/// Card fields → a customer command; None when no card data was given at all.
+pub(crate) fn parse_customer(uid: &str, req: CustomerRequest, today: chrono::NaiveDate) -> ApiResult<Option<CustomerCommand>> {
+    if req.card_number.is_none() && req.expiry.is_none() {
+        return Ok(None);
+    }
+    let number = req.card_number.ok_or_else(|| ApiError::bad_request("card_number 파라메터가 누락되었습니다."))?;
+    let expiry = req.expiry.ok_or_else(|| ApiError::bad_request("expiry 파라메터가 누락되었습니다."))?;
+    let _ = (req.cvc, req.pg);
+    Ok(Some(CustomerCommand {
+        customer_uid: uid.to_string(),
+        card_number: CardNumber::parse(&number).map_err(card_error)?,
+        expiry: Expiry::parse(&expiry, today).map_err(card_error)?,
+        auth: CardAuth::parse(req.birth.as_deref(), req.pwd_2digit.as_deref()).map_err(card_error)?,
+        customer_id: req.customer_id,
+        customer_name: req.customer_name,
+        customer_tel: req.customer_tel,
+        customer_email: req.customer_email,
+        customer_addr: req.customer_addr,
+        customer_postcode: req.customer_postcode,
+    }))
+}
+
+fn valid_uid(uid: &str) -> ApiResult<()> {
+    if uid.trim().is_empty() || uid.chars().count() > 80 {
+        return Err(ApiError::bad_request("customer_uid는 1~80자여야 합니다."));
+    }
+    Ok(())
+}
+
+#[utoipa::path(post, path = "/subscribe/customers/{customer_uid}", params(("customer_uid" = String, Path)),
+    request_body = CustomerRequest, responses((status = 200, body = CustomerAnnotation)))]
+pub async fn register(State(s): State<AppState>, MerchantCaller(m): MerchantCaller, Path(uid): Path<String>, Body(req): Body<CustomerRequest>) -> ApiResult<Envelope<CustomerAnnotation>> {
+    valid_uid(&uid)?;
+    let cmd = parse_customer(&uid, req, kst_today(&s))?.ok_or_else(|| ApiError::bad_request("card_number, expiry 파라메터가 누락되었습니다."))?;
+    let gateway = s.gateway.clone();
+    let key = tokio::spawn(async move { gateway.register_customer(&m, cmd).await })
+        .await
+        .map_err(|e| ServiceError::Internal(format!("billing key task: {e}")))??;
+    Ok(ok(key.into()))
+}
+
+#[utoipa::path(get, path = "/subscribe/customers/{customer_uid}", params(("customer_uid" = String, Path)), responses((status = 200, body = CustomerAnnotation)))]
+pub async fn get(State(s): State<AppState>, MerchantCaller(m): MerchantCaller, Path(uid): Path<String>) -> ApiResult<Envelope<CustomerAnnotation>> {
+    Ok(ok(s.gateway.customer(&m, &uid).await?.into()))
+}
+
+#[utoipa::path(delete, path = "/subscribe/customers/{customer_uid}", params(("customer_uid" = String, Path)), responses((status = 200, body = CustomerAnnotation)))]
+pub async fn delete(State(s): State<AppState>, MerchantCaller(m): MerchantCaller, Path(uid): Path<String>) -> ApiResult<Envelope<CustomerAnnotation>> {
+    Ok(ok(s.gateway.delete_customer(&m, &uid).await?.into()))
+}
+
+#[utoipa::path(get, path = "/subscribe/customers", responses((status = 200, body = [CustomerAnnotation]), (status = 207), (status = 404)))]
+pub async fn get_many(State(s): State<AppState>, MerchantCaller(m): MerchantCaller, RawQuery(q): RawQuery) -> ApiResult<Envelope<Vec<CustomerAnnotation>>> {
+    let uids = query_values(q.as_deref(), "customer_uid");
+    if uids.is_empty() || uids.len() > 100 {
+        return Err(ApiError::bad_request("customer_uid[] 파라메터는 1~100개여야 합니다."));
+    }
+    let found = s.gateway.customers(&m, &uids).await?;
+    if found.is_empty() {
+        return Err(ApiError::not_found("요청하신 customer_uid로 등록된 정보를 찾을 수 없습니다."));
+    }
+    let status = if found.len() < uids.len() { StatusCode::MULTI_STATUS } else { StatusCode::OK };
+    Ok(Envelope { status, response: found.into_iter().map(Into::into).collect() })
+}
+
+#[utoipa::path(get, path = "/subscribe/customers/{customer_uid}/payments", params(("customer_uid" = String, Path)), responses((status = 200, body = PaymentPage)))]
+pub async fn payments(State(s): State<AppState>, MerchantCaller(m): MerchantCaller, Path(uid): Path<String>, RawQuery(q): RawQuery) -> ApiResult<Envelope<PaymentPage>> {
+    let page = query_value(q.as_deref(), "page").and_then(|p| p.parse::<u64>().ok());
+    let page = s.gateway.customer_payments(&m, &uid, Paging::new(page, Some(20), 100)).await?;
+    Ok(ok(page.into()))
+}

@@ -1,0 +1,27 @@
+//! Runs due schedules (service/schedules.rs). Every instance runs one; the claim in the
+//! database makes each schedule run once.
+use std::time::Duration;
+
+use crate::service::Gateway;
+
+pub fn spawn(gateway: Gateway, every: Duration, mut stop: tokio::sync::watch::Receiver<bool>) {
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(every) => {}
+                _ = stop.wait_for(|s| *s) => return,
+            }
+            // Drain in batches while there is work, so a backlog does not wait for the timer.
+            loop {
+                match gateway.run_due_schedules(100).await {
+                    Ok(n) if n > 0 => continue,
+                    Ok(_) => break,
+                    Err(e) => {
+                        tracing::error!("scheduler: {e}");
+                        break;
+                    }
+                }
+            }
+        }
+    });
+}

@@ -1,0 +1,200 @@
+//! Billing keys (`/subscribe/customers`) and charges on them (`/subscribe/payments/again`):
+//! spec/iamport-v1.md §4.4–4.5, KCP §2.5–2.6.
+use sea_orm::{Set, TransactionTrait};
+use secrecy::{ExposeSecret, SecretString};
+
+use super::pay::{ApprovalOutcome, ChargeCall, ChargeOrder};
+use super::{Gateway, PaymentRecord, ServiceError, ServiceResult};
+use crate::domain::card::{iamport_card_code, CardAuth, CardNumber, Expiry};
+use crate::domain::ids::random_hex;
+use crate::pg::{BatchKeyRequest, BatchPaymentRequest, CardSecret, PgError};
+use crate::store::entity::{billing_key, merchant};
+use crate::store::{billing, is_unique_violation};
+
+/// Card data and customer fields of `POST /subscribe/customers/{customer_uid}`.
+#[derive(Debug, Clone)]
+pub struct CustomerCommand {
+    pub customer_uid: String,
+    pub card_number: CardNumber,
+    pub expiry: Expiry,
+    pub auth: Option<CardAuth>,
+    pub customer_id: Option<String>,
+    pub customer_name: Option<String>,
+    pub customer_tel: Option<String>,
+    pub customer_email: Option<String>,
+    pub customer_addr: Option<String>,
+    pub customer_postcode: Option<String>,
+}
+
+/// `POST /subscribe/payments/again` (and a schedule's run).
+#[derive(Debug, Clone)]
+pub struct AgainCommand {
+    pub customer_uid: String,
+    pub order: ChargeOrder,
+}
+
+pub fn customer_not_found(uid: &str) -> ServiceError {
+    ServiceError::Refused(format!("요청하신 customer_uid({uid})로 등록된 정보를 찾을 수 없습니다."))
+}
+
+impl Gateway {
+    /// The merchant's batch group id (`bt_group_id`): configured, or `{site_cd}1000001`.
+    fn group_id(m: &merchant::Model) -> String {
+        m.kcp_group_id.clone().unwrap_or_else(|| format!("{}1000001", m.site_cd))
+    }
+
+    /// Issues a KCP batch key for the card and makes it the customer_uid's key; a previous key is
+    /// replaced (and deleted at KCP once the new one is stored).
+    pub async fn register_customer(&self, m: &merchant::Model, cmd: CustomerCommand) -> ServiceResult<billing_key::Model> {
+        let connector = self.connectors.for_merchant(m, &self.secrets)?;
+        let group_id = Self::group_id(m);
+        let req = BatchKeyRequest {
+            order_no: format!("BK{}", random_hex(8)),
+            group_id: group_id.clone(),
+            card: CardSecret {
+                number: cmd.card_number.expose_digits().to_string(),
+                expiry_yymm: cmd.expiry.yymm(),
+                birth: cmd.auth.as_ref().map(|a| a.expose_birth().to_string()),
+                pwd_2digit: cmd.auth.as_ref().map(|a| a.expose_pwd().to_string()),
+            },
+            buyer_name: crate::domain::text::for_kcp("customer_name", cmd.customer_name.as_deref().unwrap_or(""), 30)
+                .map_err(|e| ServiceError::BadRequest(e.to_string()))?,
+        };
+        let key = match connector.issue_batch_key(&req).await {
+            Ok(k) => k,
+            Err(PgError::Declined { code, message, .. }) => {
+                return Err(ServiceError::CardRejected(format!("카드정보 인증에 실패하였습니다. [{code}] {message}")))
+            }
+            Err(e) => {
+                tracing::warn!(customer_uid = %cmd.customer_uid, "batch key issuance failed: {e}");
+                return Err(ServiceError::Refused("PG사 응답을 확인하지 못해 빌링키를 발급하지 못했습니다. 다시 시도해 주세요.".into()));
+            }
+        };
+        let now = self.clock.unix();
+        let row = billing_key::ActiveModel {
+            merchant_id: Set(m.id),
+            customer_uid: Set(cmd.customer_uid.clone()),
+            status: Set("active".into()),
+            batch_key_sealed: Set(self.secrets.seal(key.batch_key.as_bytes())),
+            group_id: Set(group_id.clone()),
+            pg_id: Set(m.site_cd.clone()),
+            card_code: Set(iamport_card_code(&key.issuer_code).map(str::to_string)),
+            card_name: Set(Some(key.issuer_name.clone())),
+            card_number: Set(Some(key.masked_card_number.clone())),
+            card_type: Set(Some(i32::from(key.is_check_card))),
+            customer_id: Set(cmd.customer_id),
+            customer_name: Set(cmd.customer_name),
+            customer_tel: Set(cmd.customer_tel),
+            customer_email: Set(cmd.customer_email),
+            customer_addr: Set(cmd.customer_addr),
+            customer_postcode: Set(cmd.customer_postcode),
+            sandbox: Set(m.test_mode),
+            inserted_at: Set(now),
+            updated_at: Set(now),
+            deleted_at: Set(None),
+            ..Default::default()
+        };
+        let mut replaced = None;
+        for _ in 0..3 {
+            let txn = self.db.write.begin().await?;
+            let old = billing::active_key(&txn, m.id, &cmd.customer_uid).await?;
+            if let Some(o) = &old {
+                billing::retire_key(&txn, o.id, "replaced", now).await?;
+            }
+            match billing::insert_key(&txn, row.clone()).await {
+                Ok(stored) => {
+                    txn.commit().await?;
+                    replaced = Some((stored, old));
+                    break;
+                }
+                Err(e) if is_unique_violation(&e) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        let Some((stored, old)) = replaced else {
+            return Err(ServiceError::Refused("같은 customer_uid로 동시에 등록 중입니다. 다시 시도해 주세요.".into()));
+        };
+        if let Some(old) = old {
+            self.delete_key_at_pg(m, &old).await;
+        }
+        Ok(stored)
+    }
+
+    /// Best effort: a replaced key that KCP keeps can no longer be used by openport anyway.
+    async fn delete_key_at_pg(&self, m: &merchant::Model, key: &billing_key::Model) {
+        let result = async {
+            let connector = self.connectors.for_merchant(m, &self.secrets)?;
+            let batch_key = SecretString::from(self.secrets.open_string(&key.batch_key_sealed).map_err(|e| ServiceError::Internal(e.to_string()))?);
+            connector.delete_batch_key(batch_key.expose_secret(), &key.group_id).await.map_err(|e| ServiceError::Internal(e.to_string()))
+        }
+        .await;
+        if let Err(e) = result {
+            tracing::warn!(customer_uid = %key.customer_uid, "could not delete the replaced batch key at KCP: {e}");
+        }
+    }
+
+    pub async fn customer(&self, m: &merchant::Model, customer_uid: &str) -> ServiceResult<billing_key::Model> {
+        billing::active_key(&self.db.read, m.id, customer_uid).await?.ok_or_else(|| customer_not_found(customer_uid))
+    }
+
+    pub async fn customers(&self, m: &merchant::Model, uids: &[String]) -> ServiceResult<Vec<billing_key::Model>> {
+        let found = billing::active_keys(&self.db.read, m.id, uids).await?;
+        Ok(uids.iter().filter_map(|u| found.iter().find(|k| &k.customer_uid == u).cloned()).collect())
+    }
+
+    /// Deletes the key at KCP (`tx_type 10005010`), then here, revoking the customer's pending schedules.
+    pub async fn delete_customer(&self, m: &merchant::Model, customer_uid: &str) -> ServiceResult<billing_key::Model> {
+        let key = self.customer(m, customer_uid).await?;
+        let connector = self.connectors.for_merchant(m, &self.secrets)?;
+        let batch_key = SecretString::from(self.secrets.open_string(&key.batch_key_sealed).map_err(|e| ServiceError::Internal(e.to_string()))?);
+        match connector.delete_batch_key(batch_key.expose_secret(), &key.group_id).await {
+            Ok(()) => {}
+            Err(PgError::Declined { message, .. }) => return Err(ServiceError::Refused(format!("빌링키 삭제에 실패하였습니다.({message})"))),
+            Err(e) => {
+                tracing::warn!(customer_uid, "batch key deletion outcome unknown: {e}");
+                return Err(ServiceError::Refused("PG사 응답을 확인하지 못해 빌링키를 삭제하지 못했습니다. 다시 시도해 주세요.".into()));
+            }
+        }
+        let now = self.clock.unix();
+        let txn = self.db.write.begin().await?;
+        billing::retire_key(&txn, key.id, "deleted", now).await?;
+        for s in billing::pending_schedules(&txn, m.id, customer_uid, None).await? {
+            billing::revoke_schedule(&txn, s.id, now).await?;
+        }
+        txn.commit().await?;
+        Ok(billing_key::Model { status: "deleted".into(), deleted_at: Some(now), updated_at: now, ..key })
+    }
+
+    /// A charge on the customer's billing key. A decline is a normal answer (code 0, `failed`).
+    pub async fn pay_again(&self, m: &merchant::Model, cmd: AgainCommand) -> ServiceResult<PaymentRecord> {
+        let outcome = self.charge_billing_key(m, cmd).await?;
+        Self::answer(outcome)
+    }
+
+    pub(crate) async fn charge_billing_key(&self, m: &merchant::Model, cmd: AgainCommand) -> ServiceResult<ApprovalOutcome> {
+        let key = billing::active_key(&self.db.read, m.id, &cmd.customer_uid)
+            .await?
+            .ok_or_else(|| ServiceError::Refused("등록되지 않은 구매자입니다.".into()))?;
+        let mut order = cmd.order;
+        order.customer_uid = Some(cmd.customer_uid.clone());
+        order.customer_uid_usage = order.customer_uid_usage.or(Some("payment"));
+        order.card_number_masked = key.card_number.clone();
+        order.card_code = key.card_code.clone();
+        order.card_name = key.card_name.clone();
+        order.card_type = key.card_type;
+        let text = order.kcp_text()?;
+        let batch_key = self.secrets.open_string(&key.batch_key_sealed).map_err(|e| ServiceError::Internal(e.to_string()))?;
+        let call = ChargeCall::Batch(BatchPaymentRequest {
+            order_no: String::new(),
+            amount: order.amount,
+            good_name: text.good_name,
+            buyer_name: text.buyer_name,
+            buyer_email: text.buyer_email,
+            buyer_tel: text.buyer_tel,
+            batch_key,
+            group_id: key.group_id.clone(),
+            quota: order.card_quota,
+        });
+        self.charge(m, &order, call).await
+    }
+}

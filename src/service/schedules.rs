@@ -1,0 +1,246 @@
+//! Scheduled payments (spec/iamport-v1.md §4.4): registration, revocation, lookups, and the run
+//! that charges each due schedule exactly once, whatever the number of instances.
+use sea_orm::{Set, TransactionTrait};
+
+use super::billing::{AgainCommand, CustomerCommand};
+use super::lookup::{Page, Paging};
+use super::pay::{ApprovalOutcome, ChargeOrder};
+use super::{Gateway, PaymentRecord, ServiceError, ServiceResult};
+use crate::domain::payment::PaymentStatus;
+use crate::store::billing::{self, ScheduleQuery};
+use crate::store::entity::{merchant, schedule};
+use crate::store::{is_unique_violation, payments};
+
+/// How long an instance owns a schedule it claimed; a dead instance's schedule is taken over after.
+const LEASE_SECS: i64 = 120;
+/// The longest window of a schedule list (spec: ≤ 3 months).
+const MAX_RANGE_SECS: i64 = 92 * 24 * 3600;
+
+#[derive(Debug, Clone)]
+pub struct ScheduleItem {
+    pub schedule_at: i64,
+    pub order: ChargeOrder,
+}
+
+impl Gateway {
+    /// Registers schedules for a customer (issuing a billing key first when card data is given and
+    /// the customer has none). All or nothing: one bad item refuses the whole request.
+    pub async fn schedule_payments(
+        &self,
+        m: &merchant::Model,
+        customer_uid: &str,
+        card: Option<CustomerCommand>,
+        items: Vec<ScheduleItem>,
+    ) -> ServiceResult<Vec<schedule::Model>> {
+        if items.is_empty() {
+            return Err(ServiceError::BadRequest("schedules 파라메터가 누락되었습니다.".into()));
+        }
+        let now = self.clock.unix();
+        for it in &items {
+            if it.schedule_at <= now {
+                return Err(ServiceError::Refused(format!(
+                    "예약시각(schedule_at)은 현재 시각 이후여야 합니다. (merchant_uid: {})",
+                    it.order.merchant_uid
+                )));
+            }
+        }
+        if billing::active_key(&self.db.read, m.id, customer_uid).await?.is_none() {
+            match card {
+                Some(c) => {
+                    self.register_customer(m, c).await?;
+                }
+                None => return Err(ServiceError::Refused("등록되지 않은 구매자입니다.".into())),
+            }
+        }
+        let txn = self.db.write.begin().await?;
+        let mut out = Vec::with_capacity(items.len());
+        for it in items {
+            let o = it.order;
+            let row = schedule::ActiveModel {
+                merchant_id: Set(m.id),
+                customer_uid: Set(customer_uid.to_string()),
+                merchant_uid: Set(o.merchant_uid.clone()),
+                schedule_at: Set(it.schedule_at),
+                amount: Set(o.amount),
+                currency: Set(o.currency.clone()),
+                name: Set(o.name.clone()),
+                buyer_name: Set(o.buyer_name.clone()),
+                buyer_email: Set(o.buyer_email.clone()),
+                buyer_tel: Set(o.buyer_tel.clone()),
+                buyer_addr: Set(o.buyer_addr.clone()),
+                buyer_postcode: Set(o.buyer_postcode.clone()),
+                custom_data: Set(o.custom_data.clone()),
+                notice_url: Set((!o.notice_url.is_empty()).then(|| serde_json::to_string(&o.notice_url).unwrap_or_default())),
+                status: Set("scheduled".into()),
+                imp_uid: Set(None),
+                payment_status: Set(None),
+                fail_reason: Set(None),
+                executed_at: Set(None),
+                revoked_at: Set(None),
+                lease_until: Set(0),
+                created_at: Set(now),
+                updated_at: Set(now),
+                ..Default::default()
+            };
+            match billing::insert_schedule(&txn, row).await {
+                Ok(s) => out.push(s),
+                Err(e) if is_unique_violation(&e) => {
+                    return Err(ServiceError::Refused(format!("이미 예약된 merchant_uid입니다. ({})", o.merchant_uid)));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        txn.commit().await?;
+        Ok(out)
+    }
+
+    /// Revokes the customer's pending schedules (all of them, or those named).
+    pub async fn unschedule(&self, m: &merchant::Model, customer_uid: &str, merchant_uids: Option<Vec<String>>) -> ServiceResult<Vec<schedule::Model>> {
+        let now = self.clock.unix();
+        let pending = billing::pending_schedules(&self.db.read, m.id, customer_uid, merchant_uids.as_deref()).await?;
+        let mut revoked = Vec::new();
+        for s in pending {
+            if billing::revoke_schedule(&self.db.write, s.id, now).await? {
+                revoked.push(schedule::Model { status: "revoked".into(), revoked_at: Some(now), updated_at: now, ..s });
+            }
+        }
+        if revoked.is_empty() {
+            return Err(ServiceError::Refused("취소할 예약결제 기록이 존재하지 않습니다.".into()));
+        }
+        Ok(revoked)
+    }
+
+    pub async fn schedule(&self, m: &merchant::Model, merchant_uid: &str) -> ServiceResult<schedule::Model> {
+        billing::schedule_by_uid(&self.db.read, m.id, merchant_uid)
+            .await?
+            .ok_or_else(|| ServiceError::NotFound("예약결제 정보가 존재하지 않습니다.".into()))
+    }
+
+    pub async fn schedules(&self, m: &merchant::Model, mut q: ScheduleQuery, paging: Paging, desc: bool) -> ServiceResult<Page<schedule::Model>> {
+        q.merchant_id = m.id;
+        if q.customer_uid.is_none() {
+            let (Some(from), Some(to)) = (q.from, q.to) else {
+                return Err(ServiceError::BadRequest("schedule_from, schedule_to 파라메터가 필요합니다.".into()));
+            };
+            if to <= from || to - from > MAX_RANGE_SECS {
+                return Err(ServiceError::BadRequest("조회 기간은 3개월 이내여야 합니다. (schedule_from ≤ t < schedule_to)".into()));
+            }
+        }
+        let (total, list) = billing::schedules_page(&self.db.read, &q, paging.page, paging.limit, desc).await?;
+        let last = total.div_ceil(paging.limit);
+        Ok(Page {
+            total,
+            previous: if paging.page > 1 { paging.page - 1 } else { 0 },
+            next: if paging.page < last { paging.page + 1 } else { 0 },
+            list,
+        })
+    }
+
+    /// Moves a pending schedule, or re-arms an executed one whose charge failed.
+    pub async fn reschedule(&self, m: &merchant::Model, merchant_uid: &str, schedule_at: i64) -> ServiceResult<schedule::Model> {
+        let now = self.clock.unix();
+        if schedule_at <= now {
+            return Err(ServiceError::Refused("예약시각(schedule_at)은 현재 시각 이후여야 합니다.".into()));
+        }
+        let s = self.schedule(m, merchant_uid).await?;
+        let ok = match (s.status.as_str(), s.payment_status.as_deref()) {
+            ("scheduled", _) => billing::reschedule(&self.db.write, s.id, schedule_at, now).await?,
+            ("executed", Some("failed")) => billing::rearm_schedule(&self.db.write, s.id, schedule_at, now).await?,
+            _ => false,
+        };
+        if !ok {
+            return Err(ServiceError::Refused("변경할 수 없는 예약결제입니다. (이미 실행되었거나 취소됨)".into()));
+        }
+        self.schedule(m, merchant_uid).await
+    }
+
+    /// Runs a failed schedule again now.
+    pub async fn retry_schedule(&self, m: &merchant::Model, merchant_uid: &str) -> ServiceResult<PaymentRecord> {
+        let now = self.clock.unix();
+        let s = self.schedule(m, merchant_uid).await?;
+        if !(s.status == "executed" && s.payment_status.as_deref() == Some("failed")) {
+            return Err(ServiceError::Refused("실패한 예약결제만 재시도할 수 있습니다.".into()));
+        }
+        billing::rearm_schedule(&self.db.write, s.id, now, now).await?;
+        self.run_schedule(s.id).await?;
+        let s = self.schedule(m, merchant_uid).await?;
+        let imp_uid = s.imp_uid.ok_or_else(|| ServiceError::Refused("예약결제를 실행하지 못했습니다. 잠시 후 다시 조회해 주세요.".into()))?;
+        let p = payments::by_imp_uid(&self.db.read, Some(m.id), &imp_uid).await?.ok_or_else(|| ServiceError::Internal("scheduled payment vanished".into()))?;
+        self.payment_record(p).await
+    }
+
+    /// The scheduler's unit of work: runs every due schedule this instance wins the claim for.
+    pub async fn run_due_schedules(&self, limit: u64) -> ServiceResult<usize> {
+        let ids = billing::due_schedules(&self.db.read, self.clock.unix(), limit).await?;
+        let mut ran = 0;
+        for id in ids {
+            match self.run_schedule(id).await {
+                Ok(true) => ran += 1,
+                Ok(false) => {}
+                Err(e) => tracing::error!(schedule_id = id, "scheduler: {e}"),
+            }
+        }
+        Ok(ran)
+    }
+
+    /// Charges one schedule if this instance claims it. Exactly once: the claim is a conditional
+    /// UPDATE, and the charge itself is guarded by the one-live-payment-per-merchant_uid index, so
+    /// an instance taking over a dead one's schedule finds the payment the dead one started.
+    pub async fn run_schedule(&self, id: i64) -> ServiceResult<bool> {
+        let now = self.clock.unix();
+        if !billing::claim_schedule(&self.db.write, id, now, now + LEASE_SECS).await? {
+            return Ok(false);
+        }
+        let s = billing::schedule_by_id(&self.db.write, id).await?.ok_or_else(|| ServiceError::Internal("schedule vanished".into()))?;
+        let m = self.merchant(s.merchant_id).await?;
+        if let Some(live) = payments::live_by_merchant_uid(&self.db.write, m.id, &s.merchant_uid).await? {
+            match PaymentStatus::from_db(&live.status) {
+                PaymentStatus::Pending => {
+                    if !self.try_resolve_payment(&live).await? {
+                        billing::release_schedule(&self.db.write, id, now + 30).await?;
+                        return Ok(false);
+                    }
+                }
+                _ => {
+                    billing::finish_schedule(&self.db.write, id, Some(&live.imp_uid), "paid", None, now).await?;
+                    return Ok(true);
+                }
+            }
+        }
+        let order = ChargeOrder {
+            merchant_uid: s.merchant_uid.clone(),
+            amount: s.amount,
+            currency: s.currency.clone(),
+            name: s.name.clone(),
+            buyer_name: s.buyer_name.clone(),
+            buyer_email: s.buyer_email.clone(),
+            buyer_tel: s.buyer_tel.clone(),
+            buyer_addr: s.buyer_addr.clone(),
+            buyer_postcode: s.buyer_postcode.clone(),
+            custom_data: s.custom_data.clone(),
+            notice_url: s.notice_url.as_deref().and_then(|j| serde_json::from_str(j).ok()).unwrap_or_default(),
+            customer_uid_usage: Some("payment.scheduled"),
+            ..ChargeOrder::default()
+        };
+        let done = self.clock.unix();
+        match self.charge_billing_key(&m, AgainCommand { customer_uid: s.customer_uid.clone(), order }).await {
+            Ok(ApprovalOutcome::Paid(p)) => billing::finish_schedule(&self.db.write, id, Some(&p.imp_uid), "paid", None, done).await?,
+            Ok(ApprovalOutcome::Declined { payment, .. }) | Ok(ApprovalOutcome::NetCancelled(payment)) => {
+                billing::finish_schedule(&self.db.write, id, Some(&payment.imp_uid), "failed", payment.fail_reason.clone(), done).await?
+            }
+            // Outcome open: the resolver settles the payment; a later run records it.
+            Ok(ApprovalOutcome::Unknown(_)) => {
+                billing::release_schedule(&self.db.write, id, done + 30).await?;
+                return Ok(false);
+            }
+            Err(ServiceError::Refused(reason)) | Err(ServiceError::CardRejected(reason)) | Err(ServiceError::BadRequest(reason)) => {
+                billing::finish_schedule(&self.db.write, id, None, "failed", Some(reason), done).await?
+            }
+            Err(e) => {
+                billing::release_schedule(&self.db.write, id, done + 60).await?;
+                return Err(e);
+            }
+        }
+        Ok(true)
+    }
+}

@@ -1,0 +1,36 @@
+use sea_orm::entity::prelude::*;
+
+/// A customer's card stored as a KCP batch key (iamport `customer_uid`).
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+#[sea_orm(table_name = "billing_keys")]
+pub struct Model {
+    #[sea_orm(primary_key)]
+    pub id: i64,
+    pub merchant_id: i64,
+    pub customer_uid: String,
+    /// `active`, `replaced` or `deleted`.
+    pub status: String,
+    /// The KCP batch key, sealed with the master key. Never returned, never logged.
+    pub batch_key_sealed: String,
+    pub group_id: String,
+    pub pg_id: String,
+    pub card_code: Option<String>,
+    pub card_name: Option<String>,
+    pub card_number: Option<String>,
+    pub card_type: Option<i32>,
+    pub customer_id: Option<String>,
+    pub customer_name: Option<String>,
+    pub customer_tel: Option<String>,
+    pub customer_email: Option<String>,
+    pub customer_addr: Option<String>,
+    pub customer_postcode: Option<String>,
+    pub sandbox: bool,
+    pub inserted_at: i64,
+    pub updated_at: i64,
+    pub deleted_at: Option<i64>,
+}
+
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {}
+
+impl ActiveModelBehavior for ActiveModel {}

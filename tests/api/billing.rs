@@ -1,0 +1,179 @@
+//! Billing keys (`/subscribe/customers`) and `again` against the sandbox's batch side.
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+use crate::helpers::{future_expiry, spawn_app, test_cards, TestApp};
+
+pub async fn register(app: &TestApp, token: &str, uid: &str, card: &str) -> Value {
+    app.post(
+        &format!("/subscribe/customers/{uid}"),
+        Some(token),
+        json!({"card_number": card, "expiry": future_expiry(), "birth": "800101", "pwd_2digit": "00",
+               "customer_name": "홍길동", "customer_email": "buyer@example.com"}),
+    )
+    .await
+    .1
+}
+
+pub async fn again(app: &TestApp, token: &str, uid: &str, merchant_uid: &str, amount: i64) -> (StatusCode, Value) {
+    app.post(
+        "/subscribe/payments/again",
+        Some(token),
+        json!({"customer_uid": uid, "merchant_uid": merchant_uid, "amount": amount, "name": "정기결제"}),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn a_registered_customer_shows_a_masked_card_and_never_the_billing_key() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let body = register(&app, &token, "cust-1", test_cards::SHINHAN_CREDIT).await;
+    assert_eq!(body["code"], 0, "{body}");
+    let c = &body["response"];
+    assert_eq!(c["customer_uid"], "cust-1");
+    assert_eq!(c["pg_provider"], "kcp");
+    assert_eq!(c["pg_id"], "T0000");
+    assert_eq!(c["card_number"], "411111******1111");
+    assert_eq!(c["card_code"], "366");
+    assert_eq!(c["customer_name"], "홍길동");
+    assert!(c["inserted"].as_i64().unwrap() > 0);
+    assert_eq!(c["sandbox"], true);
+    let (_, got) = app.get("/subscribe/customers/cust-1", Some(&token)).await;
+    assert_eq!(got["response"], *c);
+    let keys = app.sandbox.batch_keys();
+    assert_eq!(keys.len(), 1);
+    assert!(!body.to_string().contains(&keys[0].key_sha256_prefix));
+    assert!(body.get("batch_key").is_none() && c.get("batch_key").is_none());
+}
+
+#[tokio::test]
+async fn again_charges_the_billing_key_and_marks_the_payment_as_a_key_payment() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    register(&app, &token, "cust-2", test_cards::SHINHAN_CREDIT).await;
+    let (status, body) = again(&app, &token, "cust-2", "sub-1", 9900).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["code"], 0, "{body}");
+    let p = &body["response"];
+    assert_eq!(p["status"], "paid");
+    assert_eq!(p["amount"], 9900);
+    assert_eq!(p["channel"], "api");
+    assert_eq!(p["customer_uid"], "cust-2");
+    assert_eq!(p["customer_uid_usage"], "payment");
+    assert_eq!(p["card_number"], "411111******1111");
+    assert_eq!(app.sandbox.ledger().len(), 1);
+    let (_, page) = app.get("/subscribe/customers/cust-2/payments", Some(&token)).await;
+    assert_eq!(page["response"]["total"], 1);
+    assert_eq!(page["response"]["list"][0]["imp_uid"], p["imp_uid"]);
+    app.assert_ledger_agrees().await;
+}
+
+#[tokio::test]
+async fn a_declined_again_is_code_0_with_status_failed_and_a_real_imp_uid() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    for (uid, card) in [("kb", test_cards::KB_KOOKMIN), ("nh", test_cards::NH_NONGHYUP), ("kakao", test_cards::KAKAO_BANK), ("limit", test_cards::INSUFFICIENT_LIMIT)] {
+        let reg = register(&app, &token, uid, card).await;
+        assert_eq!(reg["code"], 0, "issuing a key works for {uid}: {reg}");
+        let (status, body) = again(&app, &token, uid, &format!("sub-{uid}"), 1000).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(body["code"], 0, "{body}");
+        let p = &body["response"];
+        assert_eq!(p["status"], "failed", "{body}");
+        assert!(p["imp_uid"].as_str().unwrap().starts_with("imp_"));
+        assert!(p["failed_at"].as_i64().unwrap() > 0);
+        assert!(!p["fail_reason"].as_str().unwrap().is_empty());
+    }
+    assert!(app.sandbox.ledger().is_empty());
+}
+
+#[tokio::test]
+async fn an_unknown_customer_uid_is_code_1_everywhere() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let (_, body) = again(&app, &token, "nobody", "sub-x", 1000).await;
+    assert_eq!(body["code"], 1);
+    assert_eq!(body["message"], "등록되지 않은 구매자입니다.");
+    let (status, body) = app.get("/subscribe/customers/nobody", Some(&token)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["code"], 1);
+    assert_eq!(body["message"], "요청하신 customer_uid(nobody)로 등록된 정보를 찾을 수 없습니다.");
+}
+
+#[tokio::test]
+async fn bad_card_data_for_a_billing_key_is_code_minus_1_before_kcp() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let body = register(&app, &token, "bad", "4111-1111-1111-1112").await;
+    assert_eq!(body["code"], -1, "{body}");
+    assert!(app.sandbox.batch_keys().is_empty());
+}
+
+#[tokio::test]
+async fn re_registering_a_customer_replaces_the_key_and_deletes_the_old_one_at_kcp() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    register(&app, &token, "cust-3", test_cards::SHINHAN_CREDIT).await;
+    let body = register(&app, &token, "cust-3", test_cards::SAMSUNG_CHECK).await;
+    assert_eq!(body["response"]["card_number"], "555555******4444");
+    let keys = app.sandbox.batch_keys();
+    assert_eq!(keys.len(), 2);
+    let states: Vec<String> = keys.iter().map(|k| format!("{:?}", k.state).to_lowercase()).collect();
+    assert!(states.iter().any(|s| s.contains("deleted")), "{states:?}");
+    let (_, p) = again(&app, &token, "cust-3", "sub-3", 1000).await;
+    assert_eq!(p["response"]["card_number"], "555555******4444");
+}
+
+#[tokio::test]
+async fn deleting_a_customer_deletes_the_key_at_kcp_and_refuses_later_charges() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    register(&app, &token, "cust-4", test_cards::SHINHAN_CREDIT).await;
+    let res = app.http.delete(app.url("/subscribe/customers/cust-4")).header("Authorization", &token).send().await.unwrap();
+    let (_, body) = TestApp::read(res).await;
+    assert_eq!(body["code"], 0, "{body}");
+    assert_eq!(body["response"]["customer_uid"], "cust-4");
+    let (_, body) = again(&app, &token, "cust-4", "sub-4", 1000).await;
+    assert_eq!(body["code"], 1);
+    let (_, body) = app.get("/subscribe/customers/cust-4", Some(&token)).await;
+    assert_eq!(body["code"], 1);
+    assert!(format!("{:?}", app.sandbox.batch_keys()[0].state).to_lowercase().contains("deleted"));
+}
+
+#[tokio::test]
+async fn a_multi_get_of_customers_answers_207_and_404() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    register(&app, &token, "m-1", test_cards::SHINHAN_CREDIT).await;
+    let (status, body) = app.get("/subscribe/customers?customer_uid[]=m-1&customer_uid[]=m-2", Some(&token)).await;
+    assert_eq!(status, StatusCode::MULTI_STATUS);
+    assert_eq!(body["response"].as_array().unwrap().len(), 1);
+    let (status, _) = app.get("/subscribe/customers?customer_uid[]=m-2", Some(&token)).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn parallel_again_calls_with_one_merchant_uid_charge_once() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    register(&app, &token, "cust-5", test_cards::SHINHAN_CREDIT).await;
+    let calls = (0..16).map(|_| again(&app, &token, "cust-5", "sub-race", 1000));
+    let results = futures::future::join_all(calls).await;
+    let paid = results.iter().filter(|(_, b)| b["response"]["status"] == "paid").count();
+    assert_eq!(paid, 1, "{results:?}");
+    assert_eq!(app.sandbox.ledger().len(), 1);
+    app.assert_ledger_agrees().await;
+}
+
+#[tokio::test]
+async fn a_billing_payment_can_be_cancelled_partly() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    register(&app, &token, "cust-6", test_cards::SHINHAN_CREDIT).await;
+    let (_, p) = again(&app, &token, "cust-6", "sub-6", 10000).await;
+    let (_, c) = app.post("/payments/cancel", Some(&token), json!({"imp_uid": p["response"]["imp_uid"], "amount": 2500})).await;
+    assert_eq!(c["code"], 0, "{c}");
+    assert_eq!(c["response"]["cancel_amount"], 2500);
+    app.assert_ledger_agrees().await;
+}

@@ -1,0 +1,618 @@
+//! Webhook outbox (spec/iamport-v1.md §5) against a real local HTTP receiver.
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::http::{HeaderMap, StatusCode as AxumStatus};
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine;
+use hmac::{Hmac, Mac};
+use reqwest::StatusCode;
+use sea_orm::TransactionTrait;
+use serde_json::{json, Value};
+use sha2::Sha256;
+
+use crate::helpers::{future_expiry, spawn_app, test_cards, TestApp, ADMIN_TOKEN};
+
+/// One request the receiver got.
+#[derive(Debug, Clone)]
+struct Received {
+    path: String,
+    headers: HeaderMap,
+    body: String,
+}
+
+#[derive(Default)]
+struct ReceiverState {
+    requests: Vec<Received>,
+    /// Statuses to answer with, in order; then `200`.
+    script: VecDeque<u16>,
+    /// Answer every request with this status once the script is used up (default 200).
+    always: Option<u16>,
+    delay: Duration,
+}
+
+/// A merchant's webhook endpoint: an axum server on 127.0.0.1:0 that records every request.
+#[derive(Clone)]
+struct Receiver {
+    state: Arc<Mutex<ReceiverState>>,
+    base: String,
+}
+
+impl Receiver {
+    async fn start() -> Self {
+        let state = Arc::new(Mutex::new(ReceiverState::default()));
+        let shared = state.clone();
+        let app = axum::Router::new().fallback(
+            move |uri: axum::http::Uri, headers: HeaderMap, body: Bytes| {
+                let shared = shared.clone();
+                async move {
+                    let (status, delay) = {
+                        let mut s = shared.lock().unwrap();
+                        s.requests.push(Received {
+                            path: uri.path().to_string(),
+                            headers,
+                            body: String::from_utf8_lossy(&body).into_owned(),
+                        });
+                        let status = s.script.pop_front().or(s.always).unwrap_or(200);
+                        (status, s.delay)
+                    };
+                    tokio::time::sleep(delay).await;
+                    let status = AxumStatus::from_u16(status).unwrap();
+                    let body = if status.is_success() {
+                        "OK".to_string()
+                    } else {
+                        "x".repeat(1000)
+                    };
+                    (status, body)
+                }
+            },
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            axum::serve(listener, app).await.unwrap();
+        });
+        Self {
+            state,
+            base: format!("http://{addr}"),
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    fn fail_next(&self, statuses: &[u16]) {
+        self.state.lock().unwrap().script.extend(statuses);
+    }
+
+    fn always(&self, status: u16) {
+        self.state.lock().unwrap().always = Some(status);
+    }
+
+    fn recover(&self) {
+        let mut s = self.state.lock().unwrap();
+        s.script.clear();
+        s.always = None;
+    }
+
+    fn slow(&self, delay: Duration) {
+        self.state.lock().unwrap().delay = delay;
+    }
+
+    fn requests(&self) -> Vec<Received> {
+        self.state.lock().unwrap().requests.clone()
+    }
+}
+
+fn demo_merchant_id(app: &TestApp) -> i64 {
+    app.app.demo.as_ref().expect("demo merchant").merchant.id
+}
+
+/// `PUT /admin/merchants/{id}/webhook` with the operator token.
+async fn configure(app: &TestApp, body: Value) -> (StatusCode, Value) {
+    let id = demo_merchant_id(app);
+    app.put(&format!("/admin/merchants/{id}/webhook"), ADMIN_TOKEN, body)
+        .await
+}
+
+/// A paid payment, optionally with a notice_url; returns its imp_uid.
+async fn paid_payment(app: &TestApp, token: &str, merchant_uid: &str, notice: Value) -> String {
+    let mut body = json!({
+        "merchant_uid": merchant_uid, "amount": 1000, "card_number": test_cards::SHINHAN_CREDIT,
+        "expiry": future_expiry(), "birth": "800101", "pwd_2digit": "00", "name": "웹훅 상품"
+    });
+    if !notice.is_null() {
+        body["notice_url"] = notice;
+    }
+    let (status, res) = app
+        .post("/subscribe/payments/onetime", Some(token), body)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{res}");
+    assert_eq!(res["response"]["status"], "paid", "{res}");
+    res["response"]["imp_uid"].as_str().unwrap().to_string()
+}
+
+/// What the lead's state changes do: enqueue inside the transaction of the change.
+async fn enqueue(app: &TestApp, imp_uid: &str, status: &str, cancellation_id: Option<&str>) {
+    let gw = &app.app.gateway;
+    let p = openport::store::payments::by_imp_uid(&gw.db.read, None, imp_uid)
+        .await
+        .unwrap()
+        .expect("payment");
+    let txn = gw.db.write.begin().await.unwrap();
+    gw.enqueue_webhook(&txn, &p, status, cancellation_id)
+        .await
+        .unwrap();
+    txn.commit().await.unwrap();
+}
+
+async fn deliver(app: &TestApp) -> usize {
+    app.app
+        .gateway
+        .deliver_due_webhooks(1000)
+        .await
+        .expect("deliveries")
+}
+
+async fn history(app: &TestApp, query: &str) -> Vec<Value> {
+    let (status, body) = app
+        .get(&format!("/admin/webhooks{query}"), Some(ADMIN_TOKEN))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body["response"].as_array().unwrap().clone()
+}
+
+fn json_body(r: &Received) -> Value {
+    serde_json::from_str(&r.body).unwrap_or_else(|_| panic!("not JSON: {}", r.body))
+}
+
+#[tokio::test]
+async fn a_receiver_that_fails_then_recovers_gets_the_webhook_once_it_recovers() {
+    let app = spawn_app().await;
+    let receiver = Receiver::start().await;
+    receiver.fail_next(&[500, 503]);
+    let (status, body) = configure(&app, json!({"url": receiver.url("/hook")})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let token = app.token().await;
+    let imp_uid = paid_payment(&app, &token, "wh-recover", Value::Null).await;
+
+    enqueue(&app, &imp_uid, "paid", None).await;
+    assert_eq!(deliver(&app).await, 1, "first attempt right away");
+    assert_eq!(deliver(&app).await, 0, "not due again before a minute");
+    app.advance(61);
+    assert_eq!(deliver(&app).await, 1, "second attempt after 1 minute");
+    app.advance(61);
+    assert_eq!(deliver(&app).await, 0, "third attempt waits 4 minutes");
+    app.advance(4 * 60);
+    assert_eq!(deliver(&app).await, 1, "third attempt after 4 more minutes");
+    app.advance(24 * 3600);
+    assert_eq!(deliver(&app).await, 0, "delivered: never sent again");
+
+    let got = receiver.requests();
+    assert_eq!(got.len(), 3);
+    for r in &got {
+        assert_eq!(r.path, "/hook");
+        assert_eq!(
+            json_body(r),
+            json!({"imp_uid": imp_uid, "merchant_uid": "wh-recover", "status": "paid"})
+        );
+        assert_eq!(r.headers["content-type"], "application/json");
+        assert!(
+            r.headers.get("webhook-signature").is_none(),
+            "unsigned without a secret"
+        );
+    }
+    let list = history(&app, &format!("?imp_uid={imp_uid}")).await;
+    assert_eq!(list.len(), 1);
+    assert_eq!(list[0]["state"], "delivered");
+    assert_eq!(list[0]["attempt_count"], 3);
+    let statuses: Vec<&Value> = list[0]["attempts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| &a["http_status"])
+        .collect();
+    assert_eq!(statuses, [&json!(500), &json!(503), &json!(200)]);
+}
+
+#[tokio::test]
+async fn a_payments_notice_url_suppresses_the_merchants_default_url() {
+    let app = spawn_app().await;
+    let default = Receiver::start().await;
+    let notice = Receiver::start().await;
+    configure(&app, json!({"url": default.url("/default")})).await;
+    let token = app.token().await;
+    let imp_uid = paid_payment(
+        &app,
+        &token,
+        "wh-notice",
+        json!([notice.url("/a"), notice.url("/b")]),
+    )
+    .await;
+    let plain = paid_payment(&app, &token, "wh-default", Value::Null).await;
+
+    enqueue(&app, &imp_uid, "paid", None).await;
+    enqueue(&app, &plain, "paid", None).await;
+    assert_eq!(deliver(&app).await, 3);
+
+    let mut paths: Vec<String> = notice.requests().into_iter().map(|r| r.path).collect();
+    paths.sort();
+    assert_eq!(paths, ["/a", "/b"], "every notice_url is called");
+    let defaults = default.requests();
+    assert_eq!(
+        defaults.len(),
+        1,
+        "the default only for the payment without notice_url"
+    );
+    assert_eq!(json_body(&defaults[0])["imp_uid"], plain.as_str());
+}
+
+#[tokio::test]
+async fn a_merchant_with_form_content_type_gets_a_form_encoded_body() {
+    let app = spawn_app().await;
+    let receiver = Receiver::start().await;
+    let (status, body) = configure(
+        &app,
+        json!({"url": receiver.url("/form"), "content_type": "form"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["response"]["content_type"], "form");
+    let token = app.token().await;
+    let imp_uid = paid_payment(&app, &token, "wh-form 1&2", Value::Null).await;
+
+    enqueue(&app, &imp_uid, "cancelled", Some("cancel-123")).await;
+    assert_eq!(deliver(&app).await, 1);
+
+    let got = receiver.requests();
+    assert_eq!(got.len(), 1);
+    assert_eq!(
+        got[0].headers["content-type"],
+        "application/x-www-form-urlencoded"
+    );
+    let fields: Vec<(String, String)> = serde_urlencoded::from_str(&got[0].body).unwrap();
+    assert_eq!(
+        fields,
+        [
+            ("imp_uid".to_string(), imp_uid),
+            ("merchant_uid".to_string(), "wh-form 1&2".to_string()),
+            ("status".to_string(), "cancelled".to_string()),
+            ("cancellation_id".to_string(), "cancel-123".to_string()),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_signed_webhook_verifies_with_the_merchants_secret() {
+    let app = spawn_app().await;
+    let receiver = Receiver::start().await;
+    let key = [42u8; 24];
+    let secret = format!("whsec_{}", B64.encode(key));
+    let (status, body) = configure(
+        &app,
+        json!({"url": receiver.url("/signed"), "secret": secret}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["response"]["signed"], true);
+    assert!(
+        !body.to_string().contains(&secret),
+        "the secret is never shown"
+    );
+    let token = app.token().await;
+    let imp_uid = paid_payment(&app, &token, "wh-signed", Value::Null).await;
+
+    enqueue(&app, &imp_uid, "paid", None).await;
+    assert_eq!(deliver(&app).await, 1);
+
+    let got = receiver.requests();
+    let r = &got[0];
+    let id = r.headers["webhook-id"].to_str().unwrap();
+    let ts: i64 = r.headers["webhook-timestamp"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let signature = r.headers["webhook-signature"].to_str().unwrap();
+    let list = history(&app, &format!("?imp_uid={imp_uid}")).await;
+    assert_eq!(id, list[0]["message_id"].as_str().unwrap());
+    assert!(id.starts_with("msg_"));
+    assert!(
+        (ts - app.app.gateway.clock.unix()).abs() <= 300,
+        "within the ±5 min tolerance"
+    );
+    let mut mac = Hmac::<Sha256>::new_from_slice(&key).unwrap();
+    mac.update(format!("{id}.{ts}.{}", r.body).as_bytes());
+    let expected = format!("v1,{}", B64.encode(mac.finalize().into_bytes()));
+    assert_eq!(signature, expected);
+}
+
+#[tokio::test]
+async fn a_receiver_that_keeps_failing_is_given_up_after_the_last_backoff() {
+    let app = spawn_app().await;
+    let receiver = Receiver::start().await;
+    receiver.always(500);
+    configure(&app, json!({"url": receiver.url("/down")})).await;
+    let token = app.token().await;
+    let imp_uid = paid_payment(&app, &token, "wh-give-up", Value::Null).await;
+
+    enqueue(&app, &imp_uid, "paid", None).await;
+    assert_eq!(deliver(&app).await, 1);
+    for minutes in [1, 4, 16, 64, 256] {
+        app.advance(minutes * 60 - 5);
+        assert_eq!(deliver(&app).await, 0, "not before {minutes} min");
+        app.advance(6);
+        assert_eq!(deliver(&app).await, 1, "retried after {minutes} min");
+    }
+    app.advance(7 * 24 * 3600);
+    assert_eq!(deliver(&app).await, 0, "given up");
+
+    assert_eq!(receiver.requests().len(), 6);
+    let list = history(&app, "?state=failed").await;
+    assert_eq!(list.len(), 1);
+    assert_eq!(list[0]["attempt_count"], 6);
+    assert_eq!(list[0]["last_http_status"], 500);
+    for a in list[0]["attempts"].as_array().unwrap() {
+        let excerpt = a["response_excerpt"].as_str().unwrap();
+        assert_eq!(excerpt.chars().count(), 200, "only 200 chars of the answer");
+    }
+    assert!(history(&app, "?state=pending").await.is_empty());
+}
+
+#[tokio::test]
+async fn an_unreachable_receiver_is_retried_and_the_error_is_recorded() {
+    let app = spawn_app().await;
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    configure(&app, json!({"url": format!("http://{closed}/gone")})).await;
+    let token = app.token().await;
+    let imp_uid = paid_payment(&app, &token, "wh-unreachable", Value::Null).await;
+
+    enqueue(&app, &imp_uid, "paid", None).await;
+    assert_eq!(deliver(&app).await, 1);
+
+    let list = history(&app, &format!("?imp_uid={imp_uid}")).await;
+    assert_eq!(list[0]["state"], "pending");
+    assert_eq!(list[0]["attempt_count"], 1);
+    let attempt = &list[0]["attempts"][0];
+    assert!(attempt["http_status"].is_null());
+    assert!(
+        attempt["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("connect error"),
+        "{attempt}"
+    );
+    assert!(
+        list[0]["next_attempt_at"].as_i64().unwrap()
+            >= attempt["attempted_at"].as_i64().unwrap() + 60
+    );
+}
+
+#[tokio::test]
+async fn a_4xx_answer_marks_the_delivery_failed_without_retrying() {
+    let app = spawn_app().await;
+    let receiver = Receiver::start().await;
+    receiver.fail_next(&[404]);
+    configure(&app, json!({"url": receiver.url("/wrong")})).await;
+    let token = app.token().await;
+    let imp_uid = paid_payment(&app, &token, "wh-404", Value::Null).await;
+
+    enqueue(&app, &imp_uid, "paid", None).await;
+    assert_eq!(deliver(&app).await, 1);
+    app.advance(3600);
+    assert_eq!(deliver(&app).await, 0);
+
+    assert_eq!(receiver.requests().len(), 1);
+    let list = history(&app, &format!("?imp_uid={imp_uid}")).await;
+    assert_eq!(list[0]["state"], "failed");
+    assert_eq!(list[0]["last_http_status"], 404);
+}
+
+#[tokio::test]
+async fn an_operator_can_resend_a_failed_delivery() {
+    let app = spawn_app().await;
+    let receiver = Receiver::start().await;
+    receiver.always(410);
+    configure(&app, json!({"url": receiver.url("/resend")})).await;
+    let token = app.token().await;
+    let imp_uid = paid_payment(&app, &token, "wh-resend", Value::Null).await;
+    enqueue(&app, &imp_uid, "paid", None).await;
+    deliver(&app).await;
+    let id = history(&app, "?state=failed").await[0]["id"]
+        .as_i64()
+        .unwrap();
+
+    receiver.recover();
+    let (status, body) = app
+        .post(
+            &format!("/admin/webhooks/{id}/resend"),
+            Some(ADMIN_TOKEN),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["response"]["state"], "pending");
+    assert_eq!(deliver(&app).await, 1);
+
+    let list = history(&app, &format!("?imp_uid={imp_uid}")).await;
+    assert_eq!(list[0]["state"], "delivered");
+    assert_eq!(list[0]["attempts"].as_array().unwrap().len(), 2);
+    assert_eq!(receiver.requests().len(), 2);
+
+    let (status, _) = app
+        .post(
+            "/admin/webhooks/999999/resend",
+            Some(ADMIN_TOKEN),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = app
+        .post(
+            &format!("/admin/webhooks/{id}/resend"),
+            Some(&token),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn the_delivery_history_filters_by_merchant_and_state_and_is_operator_only() {
+    let app = spawn_app().await;
+    let receiver = Receiver::start().await;
+    configure(&app, json!({"url": receiver.url("/h")})).await;
+    let token = app.token().await;
+    let imp_uid = paid_payment(&app, &token, "wh-history", Value::Null).await;
+    enqueue(&app, &imp_uid, "paid", None).await;
+    let m = demo_merchant_id(&app);
+
+    assert_eq!(history(&app, &format!("?merchant_id={m}")).await.len(), 1);
+    assert_eq!(history(&app, "?merchant_id=424242").await.len(), 0);
+    assert_eq!(history(&app, "?state=pending").await.len(), 1);
+    assert_eq!(history(&app, "?state=delivered").await.len(), 0);
+    let (status, _) = app
+        .get("/admin/webhooks?state=lost", Some(ADMIN_TOKEN))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (status, _) = app
+        .get("/admin/webhooks?merchant_id=abc", Some(ADMIN_TOKEN))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (status, _) = app.get("/admin/webhooks", Some(&token)).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn webhook_settings_are_validated_and_operator_only() {
+    let app = spawn_app().await;
+    let id = demo_merchant_id(&app);
+    let path = format!("/admin/merchants/{id}/webhook");
+    let (status, _) = configure(
+        &app,
+        json!({"url": "https://shop.example/hook", "content_type": "xml"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (status, _) = configure(&app, json!({"url": "ftp://shop.example/hook"})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (status, _) = configure(
+        &app,
+        json!({"url": "https://shop.example/hook", "secret": "short"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (status, _) = app
+        .put(
+            "/admin/merchants/424242/webhook",
+            ADMIN_TOKEN,
+            json!({"url": "https://shop.example/hook"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let token = app.token().await;
+    let (status, _) = app
+        .put(&path, &token, json!({"url": "https://shop.example/hook"}))
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+
+    let (status, body) = configure(
+        &app,
+        json!({"url": "https://shop.example/hook", "content_type": "json", "secret": "a-long-enough-secret"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        body["response"],
+        json!({"merchant_id": id, "url": "https://shop.example/hook", "content_type": "json", "signed": true})
+    );
+    // PUT replaces the whole setting: no secret = unsigned, null url = no default.
+    let (_, body) = configure(&app, json!({"url": null})).await;
+    assert_eq!(
+        body["response"],
+        json!({"merchant_id": id, "url": null, "content_type": "json", "signed": false})
+    );
+}
+
+#[tokio::test]
+async fn nothing_is_sent_without_a_url_or_when_the_change_is_rolled_back() {
+    let app = spawn_app().await;
+    let receiver = Receiver::start().await;
+    let token = app.token().await;
+    let imp_uid = paid_payment(&app, &token, "wh-nothing", Value::Null).await;
+    enqueue(&app, &imp_uid, "paid", None).await;
+    assert!(
+        history(&app, "").await.is_empty(),
+        "no URL: nothing written"
+    );
+
+    configure(&app, json!({"url": receiver.url("/rollback")})).await;
+    let gw = &app.app.gateway;
+    let p = openport::store::payments::by_imp_uid(&gw.db.read, None, &imp_uid)
+        .await
+        .unwrap()
+        .unwrap();
+    let txn = gw.db.write.begin().await.unwrap();
+    gw.enqueue_webhook(&txn, &p, "paid", None).await.unwrap();
+    txn.rollback().await.unwrap();
+
+    assert!(history(&app, "").await.is_empty());
+    assert_eq!(deliver(&app).await, 0);
+    assert!(receiver.requests().is_empty());
+}
+
+#[tokio::test]
+async fn two_instances_on_one_database_deliver_each_webhook_exactly_once() {
+    let first = spawn_app().await;
+    let database_url = first.database_url.clone();
+    let sandbox_base = format!("http://{}", first.app.sandbox.as_ref().unwrap().addr);
+    let second = crate::helpers::spawn_app_with(|c| {
+        c.database_url = database_url;
+        c.kcp.api_base = Some(sandbox_base);
+        c.sandbox.embedded = Some(false);
+    })
+    .await;
+    let receiver = Receiver::start().await;
+    receiver.slow(Duration::from_millis(20));
+    configure(&first, json!({"url": receiver.url("/both")})).await;
+    let token = first.token().await;
+    let imp_uid = paid_payment(&first, &token, "wh-two-instances", Value::Null).await;
+    const N: usize = 60;
+    for i in 0..N {
+        enqueue(&first, &imp_uid, "cancelled", Some(&format!("c{i}"))).await;
+    }
+
+    let mut attempted = 0;
+    for _ in 0..3 {
+        let (a, b, c, d) = tokio::join!(
+            deliver(&first),
+            deliver(&second),
+            deliver(&second),
+            deliver(&first)
+        );
+        attempted += a + b + c + d;
+    }
+
+    let got = receiver.requests();
+    let mut ids: Vec<String> = got
+        .iter()
+        .map(|r| {
+            json_body(r)["cancellation_id"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(got.len(), N, "each webhook POSTed once");
+    assert_eq!(ids.len(), N, "every webhook delivered");
+    assert_eq!(attempted, N);
+    assert_eq!(history(&first, "?state=delivered").await.len(), N);
+}
