@@ -4,10 +4,11 @@ mod helpers;
 
 mod admin;
 mod auth;
+mod billing;
 mod cancel;
 mod lookups;
 mod onetime;
 mod prepare;
 mod reliability;
+mod schedules;
 mod webhooks;
-mod billing;

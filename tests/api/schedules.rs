@@ -1,0 +1,381 @@
+//! Scheduled payments: registration, revocation, lookups and exactly-once runs.
+use serde_json::{json, Value};
+
+use crate::billing::register;
+use crate::helpers::{future_expiry, spawn_app, spawn_app_with, test_cards, TestApp};
+
+async fn schedule(app: &TestApp, token: &str, body: Value) -> Value {
+    app.post("/subscribe/payments/schedule", Some(token), body)
+        .await
+        .1
+}
+
+fn now() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+#[tokio::test]
+async fn a_schedule_is_shown_unexecuted_then_runs_once_when_due() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    register(&app, &token, "s-cust", test_cards::SHINHAN_CREDIT).await;
+    let at = now() + 3600;
+    let body = schedule(&app, &token, json!({"customer_uid": "s-cust", "schedules": [
+        {"merchant_uid": "sch-1", "schedule_at": at, "amount": 3000, "name": "월간 구독", "custom_data": {"plan": "basic"}}
+    ]})).await;
+    assert_eq!(body["code"], 0, "{body}");
+    let s = &body["response"][0];
+    assert_eq!(s["merchant_uid"], "sch-1");
+    assert!(s["imp_uid"].is_null());
+    assert!(s["payment_status"].is_null());
+    assert_eq!(s["schedule_status"], "scheduled");
+    assert_eq!(s["executed_at"], 0);
+    assert_eq!(s["revoked_at"], 0);
+    assert_eq!(s["schedule_at"], at);
+    assert_eq!(s["custom_data"], "{\"plan\":\"basic\"}");
+
+    assert_eq!(
+        app.app.gateway.run_due_schedules(100).await.unwrap(),
+        0,
+        "not due yet"
+    );
+    app.advance(3601);
+    assert_eq!(app.app.gateway.run_due_schedules(100).await.unwrap(), 1);
+    assert_eq!(
+        app.app.gateway.run_due_schedules(100).await.unwrap(),
+        0,
+        "runs once"
+    );
+    let token = app.token().await; // the old one expired while the clock moved
+
+    let (_, body) = app
+        .get("/subscribe/payments/schedule/sch-1", Some(&token))
+        .await;
+    let s = &body["response"];
+    assert_eq!(s["schedule_status"], "executed", "{body}");
+    assert_eq!(s["payment_status"], "paid");
+    assert!(s["executed_at"].as_i64().unwrap() > 0);
+    let imp_uid = s["imp_uid"].as_str().unwrap();
+    let (_, p) = app.get(&format!("/payments/{imp_uid}"), Some(&token)).await;
+    assert_eq!(p["response"]["customer_uid_usage"], "payment.scheduled");
+    assert_eq!(p["response"]["amount"], 3000);
+    assert_eq!(app.sandbox.ledger().len(), 1);
+    app.assert_ledger_agrees().await;
+}
+
+#[tokio::test]
+async fn card_data_in_a_schedule_request_issues_the_billing_key_first() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let body = schedule(&app, &token, json!({"customer_uid": "s-new", "card_number": test_cards::SAMSUNG_CHECK,
+        "expiry": future_expiry(), "schedules": [{"merchant_uid": "sch-2", "schedule_at": now() + 60, "amount": 1000}]})).await;
+    assert_eq!(body["code"], 0, "{body}");
+    let (_, c) = app.get("/subscribe/customers/s-new", Some(&token)).await;
+    assert_eq!(c["response"]["card_number"], "555555******4444");
+    let body = schedule(&app, &token, json!({"customer_uid": "nobody", "schedules": [{"merchant_uid": "x", "schedule_at": now() + 60, "amount": 1000}]})).await;
+    assert_eq!(body["code"], 1);
+    assert_eq!(body["message"], "등록되지 않은 구매자입니다.");
+}
+
+#[tokio::test]
+async fn one_bad_item_refuses_the_whole_request() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    register(&app, &token, "s-all", test_cards::SHINHAN_CREDIT).await;
+    let body = schedule(
+        &app,
+        &token,
+        json!({"customer_uid": "s-all", "schedules": [
+        {"merchant_uid": "ok-1", "schedule_at": now() + 60, "amount": 1000},
+        {"merchant_uid": "past", "schedule_at": now() - 60, "amount": 1000}]}),
+    )
+    .await;
+    assert_eq!(body["code"], 1, "{body}");
+    schedule(&app, &token, json!({"customer_uid": "s-all", "schedules": [{"merchant_uid": "dup", "schedule_at": now() + 60, "amount": 1000}]})).await;
+    let body = schedule(
+        &app,
+        &token,
+        json!({"customer_uid": "s-all", "schedules": [
+        {"merchant_uid": "ok-2", "schedule_at": now() + 60, "amount": 1000},
+        {"merchant_uid": "dup", "schedule_at": now() + 60, "amount": 1000}]}),
+    )
+    .await;
+    assert_eq!(body["code"], 1, "{body}");
+    let (status, _) = app
+        .get("/subscribe/payments/schedule/ok-2", Some(&token))
+        .await;
+    assert_eq!(status, reqwest::StatusCode::NOT_FOUND, "no partial write");
+}
+
+#[tokio::test]
+async fn unschedule_revokes_named_or_all_pending_schedules() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    register(&app, &token, "s-un", test_cards::SHINHAN_CREDIT).await;
+    let items: Vec<Value> = (0..3).map(|i| json!({"merchant_uid": format!("un-{i}"), "schedule_at": now() + 600 + i, "amount": 1000})).collect();
+    schedule(
+        &app,
+        &token,
+        json!({"customer_uid": "s-un", "schedules": items}),
+    )
+    .await;
+    let (_, body) = app
+        .post(
+            "/subscribe/payments/unschedule",
+            Some(&token),
+            json!({"customer_uid": "s-un", "merchant_uid": "un-0"}),
+        )
+        .await;
+    assert_eq!(body["response"].as_array().unwrap().len(), 1, "{body}");
+    assert_eq!(body["response"][0]["schedule_status"], "revoked");
+    assert!(body["response"][0]["revoked_at"].as_i64().unwrap() > 0);
+    let (_, body) = app
+        .post(
+            "/subscribe/payments/unschedule",
+            Some(&token),
+            json!({"customer_uid": "s-un"}),
+        )
+        .await;
+    assert_eq!(body["response"].as_array().unwrap().len(), 2, "{body}");
+    let (_, body) = app
+        .post(
+            "/subscribe/payments/unschedule",
+            Some(&token),
+            json!({"customer_uid": "s-un"}),
+        )
+        .await;
+    assert_eq!(body["code"], 1);
+    assert_eq!(body["message"], "취소할 예약결제 기록이 존재하지 않습니다.");
+    app.advance(700);
+    assert_eq!(app.app.gateway.run_due_schedules(100).await.unwrap(), 0);
+    assert!(app.sandbox.ledger().is_empty());
+}
+
+#[tokio::test]
+async fn schedule_lists_are_paged_within_three_months_and_by_customer_with_a_hyphenated_status() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    register(&app, &token, "s-list", test_cards::SHINHAN_CREDIT).await;
+    let base = now() + 1000;
+    let items: Vec<Value> = (0..5)
+        .map(
+            |i| json!({"merchant_uid": format!("ls-{i}"), "schedule_at": base + i, "amount": 1000}),
+        )
+        .collect();
+    schedule(
+        &app,
+        &token,
+        json!({"customer_uid": "s-list", "schedules": items}),
+    )
+    .await;
+    let (_, body) = app
+        .get(
+            &format!(
+                "/subscribe/payments/schedule?schedule_from={base}&schedule_to={}&limit=2&page=1",
+                base + 4
+            ),
+            Some(&token),
+        )
+        .await;
+    let r = &body["response"];
+    assert_eq!(r["total"], 4, "to is exclusive: {body}");
+    assert_eq!(r["next"], 2);
+    assert_eq!(r["list"][0]["merchant_uid"], "ls-0");
+    let (status, _) = app
+        .get(
+            &format!(
+                "/subscribe/payments/schedule?schedule_from={base}&schedule_to={}",
+                base + 200 * 24 * 3600
+            ),
+            Some(&token),
+        )
+        .await;
+    assert_eq!(status, reqwest::StatusCode::BAD_REQUEST);
+    app.post(
+        "/subscribe/payments/unschedule",
+        Some(&token),
+        json!({"customer_uid": "s-list", "merchant_uid": ["ls-0", "ls-1"]}),
+    )
+    .await;
+    let (_, body) = app
+        .get(
+            "/subscribe/payments/schedule/customers/s-list?schedule-status=revoked",
+            Some(&token),
+        )
+        .await;
+    assert_eq!(body["response"]["total"], 2, "{body}");
+    let (_, body) = app
+        .get("/subscribe/customers/s-list/schedules", Some(&token))
+        .await;
+    assert_eq!(body["response"]["total"], 5);
+}
+
+#[tokio::test]
+async fn a_declined_scheduled_charge_is_recorded_failed_and_can_be_retried_or_rescheduled() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    register(&app, &token, "s-fail", test_cards::INSUFFICIENT_LIMIT).await;
+    schedule(&app, &token, json!({"customer_uid": "s-fail", "schedules": [{"merchant_uid": "sf-1", "schedule_at": now() + 10, "amount": 1000}]})).await;
+    app.advance(11);
+    app.app.gateway.run_due_schedules(10).await.unwrap();
+    let (_, body) = app
+        .get("/subscribe/payments/schedule/sf-1", Some(&token))
+        .await;
+    assert_eq!(body["response"]["payment_status"], "failed", "{body}");
+    assert!(!body["response"]["fail_reason"].as_str().unwrap().is_empty());
+    assert!(body["response"]["imp_uid"]
+        .as_str()
+        .unwrap()
+        .starts_with("imp_"));
+
+    let (_, p) = app
+        .post(
+            "/subscribe/payments/schedule/sf-1/retry",
+            Some(&token),
+            json!({}),
+        )
+        .await;
+    assert_eq!(p["code"], 0, "{p}");
+    assert_eq!(p["response"]["status"], "failed");
+    let at = now() + 100_000;
+    let (_, body) = app
+        .post(
+            "/subscribe/payments/schedule/sf-1/reschedule",
+            Some(&token),
+            json!({"schedule_at": at}),
+        )
+        .await;
+    assert_eq!(body["response"]["schedule_status"], "scheduled", "{body}");
+    assert_eq!(body["response"]["schedule_at"], at);
+    assert!(body["response"]["imp_uid"].is_null());
+}
+
+#[tokio::test]
+async fn a_schedule_whose_instance_died_after_claiming_it_is_finished_by_another() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    register(&app, &token, "s-dead", test_cards::SHINHAN_CREDIT).await;
+    let body = schedule(&app, &token, json!({"customer_uid": "s-dead", "schedules": [{"merchant_uid": "sd-1", "schedule_at": now() + 10, "amount": 1000}]})).await;
+    assert_eq!(body["code"], 0);
+    app.advance(11);
+    // An instance claims it and dies before charging.
+    let db = &app.app.gateway.db.write;
+    let id = openport::store::billing::due_schedules(db, now() + 11, 10)
+        .await
+        .unwrap()[0];
+    assert!(
+        openport::store::billing::claim_schedule(db, id, now() + 11, now() + 11 + 120)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        app.app.gateway.run_due_schedules(10).await.unwrap(),
+        0,
+        "the lease holds"
+    );
+    app.advance(121);
+    assert_eq!(app.app.gateway.run_due_schedules(10).await.unwrap(), 1);
+    assert_eq!(app.sandbox.ledger().len(), 1);
+    app.assert_ledger_agrees().await;
+}
+
+#[tokio::test]
+async fn a_scheduled_charge_whose_answer_was_lost_is_honoured_not_repeated() {
+    use kcp_sandbox::{paths, Fault, FaultRule};
+    let app = spawn_app().await;
+    let token = app.token().await;
+    register(&app, &token, "s-lost", test_cards::SHINHAN_CREDIT).await;
+    schedule(&app, &token, json!({"customer_uid": "s-lost", "schedules": [{"merchant_uid": "sl-1", "schedule_at": now() + 10, "amount": 1000}]})).await;
+    app.advance(11);
+    app.sandbox
+        .inject(FaultRule::new(paths::HUB_PAYMENT, Fault::LoseResponse));
+    app.sandbox
+        .inject(FaultRule::new(paths::INQUIRY, Fault::Drop));
+    assert_eq!(
+        app.app.gateway.run_due_schedules(10).await.unwrap(),
+        0,
+        "outcome open"
+    );
+    app.advance(crate::helpers::SETTLE_SECS + 60);
+    app.resolve_all().await;
+    app.app.gateway.run_due_schedules(10).await.unwrap();
+    let (_, body) = app
+        .get("/subscribe/payments/schedule/sl-1", Some(&token))
+        .await;
+    assert_eq!(body["response"]["payment_status"], "paid", "{body}");
+    assert_eq!(app.sandbox.ledger().len(), 1);
+    app.assert_ledger_agrees().await;
+}
+
+/// Three instances on one database drain hundreds of due schedules concurrently: KCP's ledger
+/// holds exactly one charge per schedule. Meaningful on PostgreSQL (CI runs it there too).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn three_instances_run_each_of_many_due_schedules_exactly_once() {
+    let first = spawn_app().await;
+    let base = format!("http://{}", first.app.sandbox.as_ref().unwrap().addr);
+    let mut others = Vec::new();
+    for _ in 0..2 {
+        let (db, sb) = (first.database_url.clone(), base.clone());
+        others.push(
+            spawn_app_with(move |c| {
+                c.database_url = db;
+                c.kcp.api_base = Some(sb);
+                c.sandbox.embedded = Some(false);
+            })
+            .await,
+        );
+    }
+    let token = first.token().await;
+    register(&first, &token, "s-many", test_cards::SHINHAN_CREDIT).await;
+    let n = 240;
+    for chunk in 0..(n / 60) {
+        let items: Vec<Value> = (0..60).map(|i| json!({"merchant_uid": format!("many-{chunk}-{i}"), "schedule_at": now() + 30, "amount": 1000 + i})).collect();
+        let body = schedule(
+            &first,
+            &token,
+            json!({"customer_uid": "s-many", "schedules": items}),
+        )
+        .await;
+        assert_eq!(body["code"], 0, "{body}");
+    }
+    for app in std::iter::once(&first).chain(others.iter()) {
+        app.advance(31);
+    }
+    let runs = [&first, &others[0], &others[1]].map(|app| {
+        let g = app.app.gateway.clone();
+        tokio::spawn(async move {
+            let mut total = 0;
+            for _ in 0..50 {
+                let ran = g.run_due_schedules(25).await.unwrap();
+                total += ran;
+                if ran == 0
+                    && openport::store::billing::count_schedules_by_status(&g.db.read, "scheduled")
+                        .await
+                        .unwrap()
+                        == 0
+                {
+                    break;
+                }
+            }
+            total
+        })
+    });
+    let mut ran = 0;
+    for r in runs {
+        ran += r.await.unwrap();
+    }
+    assert_eq!(ran, n as usize, "every schedule ran once in total");
+    let ledger = first.sandbox.ledger();
+    assert_eq!(ledger.len(), n as usize);
+    let mut orders: Vec<&str> = ledger.iter().map(|e| e.order_no.as_str()).collect();
+    orders.sort();
+    orders.dedup();
+    assert_eq!(orders.len(), n as usize);
+    assert_eq!(
+        openport::store::billing::count_schedules_by_status(&first.app.gateway.db.read, "executed")
+            .await
+            .unwrap(),
+        n
+    );
+    first.assert_ledger_agrees().await;
+}
