@@ -1,10 +1,10 @@
 //! openport: an iamport (PortOne V1) compatible payment gateway over NHN KCP.
 pub mod api;
 pub mod app;
-pub mod jobs;
 pub mod clock;
 pub mod config;
 pub mod domain;
+pub mod jobs;
 pub mod pg;
 pub mod service;
 pub mod store;

@@ -52,8 +52,9 @@ pub async fn cancel(
         amount: req.amount,
         checksum: req.checksum,
         reason: blank(req.reason),
+        enable_webhook: req.enable_webhook.unwrap_or(false),
     };
-    let _ = (req.tax_free, req.vat_amount, req.enable_webhook);
+    let _ = (req.tax_free, req.vat_amount);
     let gateway = s.gateway.clone();
     let record = tokio::spawn(async move { gateway.cancel_payment(&m, cmd).await })
         .await

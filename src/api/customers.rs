@@ -89,18 +89,27 @@ impl From<billing_key::Model> for CustomerAnnotation {
 }
 
 /// Card fields → a customer command; None when no card data was given at all.
-pub(crate) fn parse_customer(uid: &str, req: CustomerRequest, today: chrono::NaiveDate) -> ApiResult<Option<CustomerCommand>> {
+pub(crate) fn parse_customer(
+    uid: &str,
+    req: CustomerRequest,
+    today: chrono::NaiveDate,
+) -> ApiResult<Option<CustomerCommand>> {
     if req.card_number.is_none() && req.expiry.is_none() {
         return Ok(None);
     }
-    let number = req.card_number.ok_or_else(|| ApiError::bad_request("card_number 파라메터가 누락되었습니다."))?;
-    let expiry = req.expiry.ok_or_else(|| ApiError::bad_request("expiry 파라메터가 누락되었습니다."))?;
+    let number = req
+        .card_number
+        .ok_or_else(|| ApiError::bad_request("card_number 파라메터가 누락되었습니다."))?;
+    let expiry = req
+        .expiry
+        .ok_or_else(|| ApiError::bad_request("expiry 파라메터가 누락되었습니다."))?;
     let _ = (req.cvc, req.pg);
     Ok(Some(CustomerCommand {
         customer_uid: uid.to_string(),
         card_number: CardNumber::parse(&number).map_err(card_error)?,
         expiry: Expiry::parse(&expiry, today).map_err(card_error)?,
-        auth: CardAuth::parse(req.birth.as_deref(), req.pwd_2digit.as_deref()).map_err(card_error)?,
+        auth: CardAuth::parse(req.birth.as_deref(), req.pwd_2digit.as_deref())
+            .map_err(card_error)?,
         customer_id: req.customer_id,
         customer_name: req.customer_name,
         customer_tel: req.customer_tel,
@@ -119,9 +128,15 @@ fn valid_uid(uid: &str) -> ApiResult<()> {
 
 #[utoipa::path(post, path = "/subscribe/customers/{customer_uid}", params(("customer_uid" = String, Path)),
     request_body = CustomerRequest, responses((status = 200, body = CustomerAnnotation)))]
-pub async fn register(State(s): State<AppState>, MerchantCaller(m): MerchantCaller, Path(uid): Path<String>, Body(req): Body<CustomerRequest>) -> ApiResult<Envelope<CustomerAnnotation>> {
+pub async fn register(
+    State(s): State<AppState>,
+    MerchantCaller(m): MerchantCaller,
+    Path(uid): Path<String>,
+    Body(req): Body<CustomerRequest>,
+) -> ApiResult<Envelope<CustomerAnnotation>> {
     valid_uid(&uid)?;
-    let cmd = parse_customer(&uid, req, kst_today(&s))?.ok_or_else(|| ApiError::bad_request("card_number, expiry 파라메터가 누락되었습니다."))?;
+    let cmd = parse_customer(&uid, req, kst_today(&s))?
+        .ok_or_else(|| ApiError::bad_request("card_number, expiry 파라메터가 누락되었습니다."))?;
     let gateway = s.gateway.clone();
     let key = tokio::spawn(async move { gateway.register_customer(&m, cmd).await })
         .await
@@ -130,32 +145,63 @@ pub async fn register(State(s): State<AppState>, MerchantCaller(m): MerchantCall
 }
 
 #[utoipa::path(get, path = "/subscribe/customers/{customer_uid}", params(("customer_uid" = String, Path)), responses((status = 200, body = CustomerAnnotation)))]
-pub async fn get(State(s): State<AppState>, MerchantCaller(m): MerchantCaller, Path(uid): Path<String>) -> ApiResult<Envelope<CustomerAnnotation>> {
+pub async fn get(
+    State(s): State<AppState>,
+    MerchantCaller(m): MerchantCaller,
+    Path(uid): Path<String>,
+) -> ApiResult<Envelope<CustomerAnnotation>> {
     Ok(ok(s.gateway.customer(&m, &uid).await?.into()))
 }
 
 #[utoipa::path(delete, path = "/subscribe/customers/{customer_uid}", params(("customer_uid" = String, Path)), responses((status = 200, body = CustomerAnnotation)))]
-pub async fn delete(State(s): State<AppState>, MerchantCaller(m): MerchantCaller, Path(uid): Path<String>) -> ApiResult<Envelope<CustomerAnnotation>> {
+pub async fn delete(
+    State(s): State<AppState>,
+    MerchantCaller(m): MerchantCaller,
+    Path(uid): Path<String>,
+) -> ApiResult<Envelope<CustomerAnnotation>> {
     Ok(ok(s.gateway.delete_customer(&m, &uid).await?.into()))
 }
 
 #[utoipa::path(get, path = "/subscribe/customers", responses((status = 200, body = [CustomerAnnotation]), (status = 207), (status = 404)))]
-pub async fn get_many(State(s): State<AppState>, MerchantCaller(m): MerchantCaller, RawQuery(q): RawQuery) -> ApiResult<Envelope<Vec<CustomerAnnotation>>> {
+pub async fn get_many(
+    State(s): State<AppState>,
+    MerchantCaller(m): MerchantCaller,
+    RawQuery(q): RawQuery,
+) -> ApiResult<Envelope<Vec<CustomerAnnotation>>> {
     let uids = query_values(q.as_deref(), "customer_uid");
     if uids.is_empty() || uids.len() > 100 {
-        return Err(ApiError::bad_request("customer_uid[] 파라메터는 1~100개여야 합니다."));
+        return Err(ApiError::bad_request(
+            "customer_uid[] 파라메터는 1~100개여야 합니다.",
+        ));
     }
     let found = s.gateway.customers(&m, &uids).await?;
     if found.is_empty() {
-        return Err(ApiError::not_found("요청하신 customer_uid로 등록된 정보를 찾을 수 없습니다."));
+        return Err(ApiError::not_found(
+            "요청하신 customer_uid로 등록된 정보를 찾을 수 없습니다.",
+        ));
     }
-    let status = if found.len() < uids.len() { StatusCode::MULTI_STATUS } else { StatusCode::OK };
-    Ok(Envelope { status, response: found.into_iter().map(Into::into).collect() })
+    let status = if found.len() < uids.len() {
+        StatusCode::MULTI_STATUS
+    } else {
+        StatusCode::OK
+    };
+    Ok(Envelope {
+        status,
+        response: found.into_iter().map(Into::into).collect(),
+    })
 }
 
 #[utoipa::path(get, path = "/subscribe/customers/{customer_uid}/payments", params(("customer_uid" = String, Path)), responses((status = 200, body = PaymentPage)))]
-pub async fn payments(State(s): State<AppState>, MerchantCaller(m): MerchantCaller, Path(uid): Path<String>, RawQuery(q): RawQuery) -> ApiResult<Envelope<PaymentPage>> {
+pub async fn payments(
+    State(s): State<AppState>,
+    MerchantCaller(m): MerchantCaller,
+    Path(uid): Path<String>,
+    RawQuery(q): RawQuery,
+) -> ApiResult<Envelope<PaymentPage>> {
     let page = query_value(q.as_deref(), "page").and_then(|p| p.parse::<u64>().ok());
-    let page = s.gateway.customer_payments(&m, &uid, Paging::new(page, Some(20), 100)).await?;
+    let page = s
+        .gateway
+        .customer_payments(&m, &uid, Paging::new(page, Some(20), 100))
+        .await?;
     Ok(ok(page.into()))
 }

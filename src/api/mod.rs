@@ -40,10 +40,24 @@ use error::ApiError;
         prepare::change,
         prepare::get,
         onetime::onetime,
-        subscribe::again, subscribe::schedule, subscribe::unschedule, subscribe::list, subscribe::by_customer,
-        subscribe::get_one, subscribe::update, subscribe::retry, subscribe::customer_schedules,
-        customers::register, customers::get, customers::delete, customers::get_many, customers::payments,
+        subscribe::again,
+        subscribe::schedule,
+        subscribe::unschedule,
+        subscribe::list,
+        subscribe::by_customer,
+        subscribe::get_one,
+        subscribe::update,
+        subscribe::retry,
+        subscribe::customer_schedules,
+        customers::register,
+        customers::get,
+        customers::delete,
+        customers::get_many,
+        customers::payments,
         admin::merchants,
+        webhooks::list,
+        webhooks::resend,
+        webhooks::configure,
     )
 )]
 pub struct ApiDoc;
@@ -75,16 +89,45 @@ pub fn router() -> Router<AppState> {
         .route("/payments/{imp_uid}", get(payments::get_one))
         .route("/subscribe/payments/onetime", post(onetime::onetime))
         .route("/subscribe/payments/again", post(subscribe::again))
-        .route("/subscribe/payments/schedule", post(subscribe::schedule).get(subscribe::list))
-        .route("/subscribe/payments/unschedule", post(subscribe::unschedule))
-        .route("/subscribe/payments/schedule/customers/{customer_uid}", get(subscribe::by_customer))
-        .route("/subscribe/payments/schedule/{merchant_uid}", get(subscribe::get_one).put(subscribe::update))
-        .route("/subscribe/payments/schedule/{merchant_uid}/reschedule", post(subscribe::update))
-        .route("/subscribe/payments/schedule/{merchant_uid}/retry", post(subscribe::retry))
+        .route(
+            "/subscribe/payments/schedule",
+            post(subscribe::schedule).get(subscribe::list),
+        )
+        .route(
+            "/subscribe/payments/unschedule",
+            post(subscribe::unschedule),
+        )
+        .route(
+            "/subscribe/payments/schedule/customers/{customer_uid}",
+            get(subscribe::by_customer),
+        )
+        .route(
+            "/subscribe/payments/schedule/{merchant_uid}",
+            get(subscribe::get_one).put(subscribe::update),
+        )
+        .route(
+            "/subscribe/payments/schedule/{merchant_uid}/reschedule",
+            post(subscribe::update),
+        )
+        .route(
+            "/subscribe/payments/schedule/{merchant_uid}/retry",
+            post(subscribe::retry),
+        )
         .route("/subscribe/customers", get(customers::get_many))
-        .route("/subscribe/customers/{customer_uid}", post(customers::register).get(customers::get).delete(customers::delete))
-        .route("/subscribe/customers/{customer_uid}/payments", get(customers::payments))
-        .route("/subscribe/customers/{customer_uid}/schedules", get(subscribe::customer_schedules))
+        .route(
+            "/subscribe/customers/{customer_uid}",
+            post(customers::register)
+                .get(customers::get)
+                .delete(customers::delete),
+        )
+        .route(
+            "/subscribe/customers/{customer_uid}/payments",
+            get(customers::payments),
+        )
+        .route(
+            "/subscribe/customers/{customer_uid}/schedules",
+            get(subscribe::customer_schedules),
+        )
         .route("/admin/merchants", get(admin::merchants))
         .route("/openapi.json", get(openapi))
         .merge(webhooks::routes())

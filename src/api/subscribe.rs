@@ -56,17 +56,30 @@ pub struct OrderFields {
 }
 
 fn order(f: OrderFields) -> ApiResult<ChargeOrder> {
-    let merchant_uid = f.merchant_uid.filter(|s| !s.trim().is_empty()).ok_or_else(|| ApiError::bad_request("merchant_uid 파라메터가 누락되었습니다."))?;
+    let merchant_uid = f
+        .merchant_uid
+        .filter(|s| !s.trim().is_empty())
+        .ok_or_else(|| ApiError::bad_request("merchant_uid 파라메터가 누락되었습니다."))?;
     if merchant_uid.chars().count() > 80 {
-        return Err(ApiError::bad_request("merchant_uid는 80자 이하여야 합니다."));
+        return Err(ApiError::bad_request(
+            "merchant_uid는 80자 이하여야 합니다.",
+        ));
     }
-    let amount = f.amount.ok_or_else(|| ApiError::bad_request("amount 파라메터가 누락되었습니다."))?;
+    let amount = f
+        .amount
+        .ok_or_else(|| ApiError::bad_request("amount 파라메터가 누락되었습니다."))?;
     if amount <= 0 || amount > 999_999_999_999 {
         return Err(ApiError::bad_request("amount는 0보다 큰 정수여야 합니다."));
     }
-    let currency = f.currency.filter(|c| !c.is_empty()).unwrap_or_else(|| "KRW".into()).to_ascii_uppercase();
+    let currency = f
+        .currency
+        .filter(|c| !c.is_empty())
+        .unwrap_or_else(|| "KRW".into())
+        .to_ascii_uppercase();
     if currency != "KRW" {
-        return Err(ApiError::bad_request("지원하지 않는 통화입니다. (KRW만 지원)"));
+        return Err(ApiError::bad_request(
+            "지원하지 않는 통화입니다. (KRW만 지원)",
+        ));
     }
     let card_quota = match f.card_quota.unwrap_or(0) {
         q @ 0..=36 => q as u8,
@@ -98,13 +111,21 @@ pub struct AgainRequest {
 }
 
 fn customer_uid(v: Option<String>) -> ApiResult<String> {
-    v.filter(|s| !s.trim().is_empty()).ok_or_else(|| ApiError::bad_request("customer_uid 파라메터가 누락되었습니다."))
+    v.filter(|s| !s.trim().is_empty())
+        .ok_or_else(|| ApiError::bad_request("customer_uid 파라메터가 누락되었습니다."))
 }
 
 #[utoipa::path(post, path = "/subscribe/payments/again", request_body = AgainRequest,
     responses((status = 200, body = PaymentAnnotation, description = "paid, or failed (code 0) on a decline; code 1 for an unknown customer_uid")))]
-pub async fn again(State(s): State<AppState>, MerchantCaller(m): MerchantCaller, Body(req): Body<AgainRequest>) -> ApiResult<Envelope<PaymentAnnotation>> {
-    let cmd = AgainCommand { customer_uid: customer_uid(req.customer_uid)?, order: order(req.order)? };
+pub async fn again(
+    State(s): State<AppState>,
+    MerchantCaller(m): MerchantCaller,
+    Body(req): Body<AgainRequest>,
+) -> ApiResult<Envelope<PaymentAnnotation>> {
+    let cmd = AgainCommand {
+        customer_uid: customer_uid(req.customer_uid)?,
+        order: order(req.order)?,
+    };
     let gateway = s.gateway.clone();
     let record = tokio::spawn(async move { gateway.pay_again(&m, cmd).await })
         .await
@@ -138,7 +159,11 @@ pub struct ScheduleAnnotation {
 impl From<schedule::Model> for ScheduleAnnotation {
     fn from(s: schedule::Model) -> Self {
         Self {
-            schedule_status: if s.status == "executing" { "scheduled".into() } else { s.status },
+            schedule_status: if s.status == "executing" {
+                "scheduled".into()
+            } else {
+                s.status
+            },
             customer_uid: s.customer_uid,
             merchant_uid: s.merchant_uid,
             imp_uid: s.imp_uid,
@@ -170,7 +195,12 @@ pub struct SchedulePage {
 
 impl From<Page<schedule::Model>> for SchedulePage {
     fn from(p: Page<schedule::Model>) -> Self {
-        Self { total: p.total, previous: p.previous, next: p.next, list: p.list.into_iter().map(Into::into).collect() }
+        Self {
+            total: p.total,
+            previous: p.previous,
+            next: p.next,
+            list: p.list.into_iter().map(Into::into).collect(),
+        }
     }
 }
 
@@ -188,14 +218,23 @@ pub struct ScheduleRequest {
 }
 
 #[utoipa::path(post, path = "/subscribe/payments/schedule", request_body = ScheduleRequest, responses((status = 200, body = [ScheduleAnnotation])))]
-pub async fn schedule(State(s): State<AppState>, MerchantCaller(m): MerchantCaller, Body(req): Body<ScheduleRequest>) -> ApiResult<Envelope<Vec<ScheduleAnnotation>>> {
+pub async fn schedule(
+    State(s): State<AppState>,
+    MerchantCaller(m): MerchantCaller,
+    Body(req): Body<ScheduleRequest>,
+) -> ApiResult<Envelope<Vec<ScheduleAnnotation>>> {
     let uid = customer_uid(req.customer_uid)?;
     let card = parse_customer(&uid, req.card, kst_today(&s))?;
     let _ = req.checking_amount;
     let mut items = Vec::with_capacity(req.schedules.len());
     for f in req.schedules {
-        let at = f.schedule_at.ok_or_else(|| ApiError::bad_request("schedule_at 파라메터가 누락되었습니다."))?;
-        items.push(ScheduleItem { schedule_at: at, order: order(f)? });
+        let at = f
+            .schedule_at
+            .ok_or_else(|| ApiError::bad_request("schedule_at 파라메터가 누락되었습니다."))?;
+        items.push(ScheduleItem {
+            schedule_at: at,
+            order: order(f)?,
+        });
     }
     let list = s.gateway.schedule_payments(&m, &uid, card, items).await?;
     Ok(ok(list.into_iter().map(Into::into).collect()))
@@ -210,7 +249,11 @@ pub struct UnscheduleRequest {
 }
 
 #[utoipa::path(post, path = "/subscribe/payments/unschedule", request_body = UnscheduleRequest, responses((status = 200, body = [ScheduleAnnotation])))]
-pub async fn unschedule(State(s): State<AppState>, MerchantCaller(m): MerchantCaller, Body(req): Body<UnscheduleRequest>) -> ApiResult<Envelope<Vec<ScheduleAnnotation>>> {
+pub async fn unschedule(
+    State(s): State<AppState>,
+    MerchantCaller(m): MerchantCaller,
+    Body(req): Body<UnscheduleRequest>,
+) -> ApiResult<Envelope<Vec<ScheduleAnnotation>>> {
     let uid = customer_uid(req.customer_uid)?;
     let only = (!req.merchant_uid.is_empty()).then_some(req.merchant_uid);
     let list = s.gateway.unschedule(&m, &uid, only).await?;
@@ -220,16 +263,27 @@ pub async fn unschedule(State(s): State<AppState>, MerchantCaller(m): MerchantCa
 fn int(q: Option<&str>, name: &str) -> ApiResult<Option<i64>> {
     match query_value(q, name) {
         None => Ok(None),
-        Some(v) => v.parse().map(Some).map_err(|_| ApiError::bad_request(format!("{name}는 정수여야 합니다."))),
+        Some(v) => v
+            .parse()
+            .map(Some)
+            .map_err(|_| ApiError::bad_request(format!("{name}는 정수여야 합니다."))),
     }
 }
 
 fn paging(q: Option<&str>) -> ApiResult<Paging> {
-    Ok(Paging::new(int(q, "page")?.map(|p| p.max(1) as u64), int(q, "limit")?.map(|l| l.max(1) as u64), 100))
+    Ok(Paging::new(
+        int(q, "page")?.map(|p| p.max(1) as u64),
+        int(q, "limit")?.map(|l| l.max(1) as u64),
+        100,
+    ))
 }
 
 #[utoipa::path(get, path = "/subscribe/payments/schedule", responses((status = 200, body = SchedulePage)))]
-pub async fn list(State(s): State<AppState>, MerchantCaller(m): MerchantCaller, RawQuery(q): RawQuery) -> ApiResult<Envelope<SchedulePage>> {
+pub async fn list(
+    State(s): State<AppState>,
+    MerchantCaller(m): MerchantCaller,
+    RawQuery(q): RawQuery,
+) -> ApiResult<Envelope<SchedulePage>> {
     let q = q.as_deref();
     let query = ScheduleQuery {
         merchant_id: m.id,
@@ -239,11 +293,20 @@ pub async fn list(State(s): State<AppState>, MerchantCaller(m): MerchantCaller, 
         status: query_value(q, "schedule_status"),
     };
     let desc = query_value(q, "sorting").as_deref() == Some("-schedule_at");
-    Ok(ok(s.gateway.schedules(&m, query, paging(q)?, desc).await?.into()))
+    Ok(ok(s
+        .gateway
+        .schedules(&m, query, paging(q)?, desc)
+        .await?
+        .into()))
 }
 
 #[utoipa::path(get, path = "/subscribe/payments/schedule/customers/{customer_uid}", params(("customer_uid" = String, Path)), responses((status = 200, body = SchedulePage)))]
-pub async fn by_customer(State(s): State<AppState>, MerchantCaller(m): MerchantCaller, Path(uid): Path<String>, RawQuery(q): RawQuery) -> ApiResult<Envelope<SchedulePage>> {
+pub async fn by_customer(
+    State(s): State<AppState>,
+    MerchantCaller(m): MerchantCaller,
+    Path(uid): Path<String>,
+    RawQuery(q): RawQuery,
+) -> ApiResult<Envelope<SchedulePage>> {
     let q = q.as_deref();
     let query = ScheduleQuery {
         merchant_id: m.id,
@@ -252,11 +315,19 @@ pub async fn by_customer(State(s): State<AppState>, MerchantCaller(m): MerchantC
         to: int(q, "to")?,
         status: query_value(q, "schedule-status").or_else(|| query_value(q, "schedule_status")),
     };
-    Ok(ok(s.gateway.schedules(&m, query, paging(q)?, false).await?.into()))
+    Ok(ok(s
+        .gateway
+        .schedules(&m, query, paging(q)?, false)
+        .await?
+        .into()))
 }
 
 #[utoipa::path(get, path = "/subscribe/payments/schedule/{merchant_uid}", params(("merchant_uid" = String, Path)), responses((status = 200, body = ScheduleAnnotation), (status = 404)))]
-pub async fn get_one(State(s): State<AppState>, MerchantCaller(m): MerchantCaller, Path(uid): Path<String>) -> ApiResult<Envelope<ScheduleAnnotation>> {
+pub async fn get_one(
+    State(s): State<AppState>,
+    MerchantCaller(m): MerchantCaller,
+    Path(uid): Path<String>,
+) -> ApiResult<Envelope<ScheduleAnnotation>> {
     Ok(ok(s.gateway.schedule(&m, &uid).await?.into()))
 }
 
@@ -268,13 +339,24 @@ pub struct RescheduleRequest {
 }
 
 #[utoipa::path(put, path = "/subscribe/payments/schedule/{merchant_uid}", params(("merchant_uid" = String, Path)), request_body = RescheduleRequest, responses((status = 200, body = ScheduleAnnotation)))]
-pub async fn update(State(s): State<AppState>, MerchantCaller(m): MerchantCaller, Path(uid): Path<String>, Body(req): Body<RescheduleRequest>) -> ApiResult<Envelope<ScheduleAnnotation>> {
-    let at = req.schedule_at.ok_or_else(|| ApiError::bad_request("schedule_at 파라메터가 누락되었습니다."))?;
+pub async fn update(
+    State(s): State<AppState>,
+    MerchantCaller(m): MerchantCaller,
+    Path(uid): Path<String>,
+    Body(req): Body<RescheduleRequest>,
+) -> ApiResult<Envelope<ScheduleAnnotation>> {
+    let at = req
+        .schedule_at
+        .ok_or_else(|| ApiError::bad_request("schedule_at 파라메터가 누락되었습니다."))?;
     Ok(ok(s.gateway.reschedule(&m, &uid, at).await?.into()))
 }
 
 #[utoipa::path(post, path = "/subscribe/payments/schedule/{merchant_uid}/retry", params(("merchant_uid" = String, Path)), responses((status = 200, body = PaymentAnnotation)))]
-pub async fn retry(State(s): State<AppState>, MerchantCaller(m): MerchantCaller, Path(uid): Path<String>) -> ApiResult<Envelope<PaymentAnnotation>> {
+pub async fn retry(
+    State(s): State<AppState>,
+    MerchantCaller(m): MerchantCaller,
+    Path(uid): Path<String>,
+) -> ApiResult<Envelope<PaymentAnnotation>> {
     let gateway = s.gateway.clone();
     let record = tokio::spawn(async move { gateway.retry_schedule(&m, &uid).await })
         .await
@@ -283,6 +365,11 @@ pub async fn retry(State(s): State<AppState>, MerchantCaller(m): MerchantCaller,
 }
 
 #[utoipa::path(get, path = "/subscribe/customers/{customer_uid}/schedules", params(("customer_uid" = String, Path)), responses((status = 200, body = SchedulePage)))]
-pub async fn customer_schedules(s: State<AppState>, m: MerchantCaller, p: Path<String>, q: RawQuery) -> ApiResult<Envelope<SchedulePage>> {
+pub async fn customer_schedules(
+    s: State<AppState>,
+    m: MerchantCaller,
+    p: Path<String>,
+    q: RawQuery,
+) -> ApiResult<Envelope<SchedulePage>> {
     by_customer(s, m, p, q).await
 }

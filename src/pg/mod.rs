@@ -271,7 +271,9 @@ pub trait Pg: PgConnector + PgBilling {}
 impl<T: PgConnector + PgBilling> Pg for T {}
 
 fn unsupported<T>(what: &str) -> Result<T, PgError> {
-    Err(PgError::Config(format!("this PG connector does not support {what}")))
+    Err(PgError::Config(format!(
+        "this PG connector does not support {what}"
+    )))
 }
 
 /// Billing keys and Benepia points: separate from [`PgConnector`]'s core so a PG without them
@@ -283,7 +285,10 @@ pub trait PgBilling: Send + Sync {
         unsupported("billing keys")
     }
     /// Charges a billing key (`card_tx_type 11511000`).
-    async fn pay_with_batch_key(&self, _req: &BatchPaymentRequest) -> Result<CardApproval, PgError> {
+    async fn pay_with_batch_key(
+        &self,
+        _req: &BatchPaymentRequest,
+    ) -> Result<CardApproval, PgError> {
         unsupported("billing keys")
     }
     /// Deletes a billing key at the PG (`pay_method BATCH`, `tx_type 10005010`).
@@ -291,7 +296,11 @@ pub trait PgBilling: Send + Sync {
         unsupported("billing keys")
     }
     /// Benepia point balance (`pt_txtype 97000000`).
-    async fn point_balance(&self, _order_no: &str, _account: &PointAccount) -> Result<Won, PgError> {
+    async fn point_balance(
+        &self,
+        _order_no: &str,
+        _account: &PointAccount,
+    ) -> Result<Won, PgError> {
         unsupported("Benepia points")
     }
     /// Benepia point payment (`pt_txtype 91200000`, `pt_paycode 04`).
@@ -300,7 +309,13 @@ pub trait PgBilling: Send + Sync {
     }
     /// Re-approves `amount` of a cancelled point payment (`mod_type STRA`): how a partial cancel of
     /// points is done (cancel all, re-approve the rest; spec/kcp.md §2.8).
-    async fn reapprove_points(&self, _tno: &str, _amount: Won, _order_no: &str, _good_name: &str) -> Result<PointApproval, PgError> {
+    async fn reapprove_points(
+        &self,
+        _tno: &str,
+        _amount: Won,
+        _order_no: &str,
+        _good_name: &str,
+    ) -> Result<PointApproval, PgError> {
         unsupported("Benepia points")
     }
 }

@@ -34,18 +34,26 @@ pub struct AgainCommand {
 }
 
 pub fn customer_not_found(uid: &str) -> ServiceError {
-    ServiceError::Refused(format!("요청하신 customer_uid({uid})로 등록된 정보를 찾을 수 없습니다."))
+    ServiceError::Refused(format!(
+        "요청하신 customer_uid({uid})로 등록된 정보를 찾을 수 없습니다."
+    ))
 }
 
 impl Gateway {
     /// The merchant's batch group id (`bt_group_id`): configured, or `{site_cd}1000001`.
     fn group_id(m: &merchant::Model) -> String {
-        m.kcp_group_id.clone().unwrap_or_else(|| format!("{}1000001", m.site_cd))
+        m.kcp_group_id
+            .clone()
+            .unwrap_or_else(|| format!("{}1000001", m.site_cd))
     }
 
     /// Issues a KCP batch key for the card and makes it the customer_uid's key; a previous key is
     /// replaced (and deleted at KCP once the new one is stored).
-    pub async fn register_customer(&self, m: &merchant::Model, cmd: CustomerCommand) -> ServiceResult<billing_key::Model> {
+    pub async fn register_customer(
+        &self,
+        m: &merchant::Model,
+        cmd: CustomerCommand,
+    ) -> ServiceResult<billing_key::Model> {
         let connector = self.connectors.for_merchant(m, &self.secrets)?;
         let group_id = Self::group_id(m);
         let req = BatchKeyRequest {
@@ -57,17 +65,26 @@ impl Gateway {
                 birth: cmd.auth.as_ref().map(|a| a.expose_birth().to_string()),
                 pwd_2digit: cmd.auth.as_ref().map(|a| a.expose_pwd().to_string()),
             },
-            buyer_name: crate::domain::text::for_kcp("customer_name", cmd.customer_name.as_deref().unwrap_or(""), 30)
-                .map_err(|e| ServiceError::BadRequest(e.to_string()))?,
+            buyer_name: crate::domain::text::for_kcp(
+                "customer_name",
+                cmd.customer_name.as_deref().unwrap_or(""),
+                30,
+            )
+            .map_err(|e| ServiceError::BadRequest(e.to_string()))?,
         };
         let key = match connector.issue_batch_key(&req).await {
             Ok(k) => k,
             Err(PgError::Declined { code, message, .. }) => {
-                return Err(ServiceError::CardRejected(format!("카드정보 인증에 실패하였습니다. [{code}] {message}")))
+                return Err(ServiceError::CardRejected(format!(
+                    "카드정보 인증에 실패하였습니다. [{code}] {message}"
+                )))
             }
             Err(e) => {
                 tracing::warn!(customer_uid = %cmd.customer_uid, "batch key issuance failed: {e}");
-                return Err(ServiceError::Refused("PG사 응답을 확인하지 못해 빌링키를 발급하지 못했습니다. 다시 시도해 주세요.".into()));
+                return Err(ServiceError::Refused(
+                    "PG사 응답을 확인하지 못해 빌링키를 발급하지 못했습니다. 다시 시도해 주세요."
+                        .into(),
+                ));
             }
         };
         let now = self.clock.unix();
@@ -112,7 +129,9 @@ impl Gateway {
             }
         }
         let Some((stored, old)) = replaced else {
-            return Err(ServiceError::Refused("같은 customer_uid로 동시에 등록 중입니다. 다시 시도해 주세요.".into()));
+            return Err(ServiceError::Refused(
+                "같은 customer_uid로 동시에 등록 중입니다. 다시 시도해 주세요.".into(),
+            ));
         };
         if let Some(old) = old {
             self.delete_key_at_pg(m, &old).await;
@@ -124,8 +143,15 @@ impl Gateway {
     async fn delete_key_at_pg(&self, m: &merchant::Model, key: &billing_key::Model) {
         let result = async {
             let connector = self.connectors.for_merchant(m, &self.secrets)?;
-            let batch_key = SecretString::from(self.secrets.open_string(&key.batch_key_sealed).map_err(|e| ServiceError::Internal(e.to_string()))?);
-            connector.delete_batch_key(batch_key.expose_secret(), &key.group_id).await.map_err(|e| ServiceError::Internal(e.to_string()))
+            let batch_key = SecretString::from(
+                self.secrets
+                    .open_string(&key.batch_key_sealed)
+                    .map_err(|e| ServiceError::Internal(e.to_string()))?,
+            );
+            connector
+                .delete_batch_key(batch_key.expose_secret(), &key.group_id)
+                .await
+                .map_err(|e| ServiceError::Internal(e.to_string()))
         }
         .await;
         if let Err(e) = result {
@@ -133,26 +159,57 @@ impl Gateway {
         }
     }
 
-    pub async fn customer(&self, m: &merchant::Model, customer_uid: &str) -> ServiceResult<billing_key::Model> {
-        billing::active_key(&self.db.read, m.id, customer_uid).await?.ok_or_else(|| customer_not_found(customer_uid))
+    pub async fn customer(
+        &self,
+        m: &merchant::Model,
+        customer_uid: &str,
+    ) -> ServiceResult<billing_key::Model> {
+        billing::active_key(&self.db.read, m.id, customer_uid)
+            .await?
+            .ok_or_else(|| customer_not_found(customer_uid))
     }
 
-    pub async fn customers(&self, m: &merchant::Model, uids: &[String]) -> ServiceResult<Vec<billing_key::Model>> {
+    pub async fn customers(
+        &self,
+        m: &merchant::Model,
+        uids: &[String],
+    ) -> ServiceResult<Vec<billing_key::Model>> {
         let found = billing::active_keys(&self.db.read, m.id, uids).await?;
-        Ok(uids.iter().filter_map(|u| found.iter().find(|k| &k.customer_uid == u).cloned()).collect())
+        Ok(uids
+            .iter()
+            .filter_map(|u| found.iter().find(|k| &k.customer_uid == u).cloned())
+            .collect())
     }
 
     /// Deletes the key at KCP (`tx_type 10005010`), then here, revoking the customer's pending schedules.
-    pub async fn delete_customer(&self, m: &merchant::Model, customer_uid: &str) -> ServiceResult<billing_key::Model> {
+    pub async fn delete_customer(
+        &self,
+        m: &merchant::Model,
+        customer_uid: &str,
+    ) -> ServiceResult<billing_key::Model> {
         let key = self.customer(m, customer_uid).await?;
         let connector = self.connectors.for_merchant(m, &self.secrets)?;
-        let batch_key = SecretString::from(self.secrets.open_string(&key.batch_key_sealed).map_err(|e| ServiceError::Internal(e.to_string()))?);
-        match connector.delete_batch_key(batch_key.expose_secret(), &key.group_id).await {
+        let batch_key = SecretString::from(
+            self.secrets
+                .open_string(&key.batch_key_sealed)
+                .map_err(|e| ServiceError::Internal(e.to_string()))?,
+        );
+        match connector
+            .delete_batch_key(batch_key.expose_secret(), &key.group_id)
+            .await
+        {
             Ok(()) => {}
-            Err(PgError::Declined { message, .. }) => return Err(ServiceError::Refused(format!("빌링키 삭제에 실패하였습니다.({message})"))),
+            Err(PgError::Declined { message, .. }) => {
+                return Err(ServiceError::Refused(format!(
+                    "빌링키 삭제에 실패하였습니다.({message})"
+                )))
+            }
             Err(e) => {
                 tracing::warn!(customer_uid, "batch key deletion outcome unknown: {e}");
-                return Err(ServiceError::Refused("PG사 응답을 확인하지 못해 빌링키를 삭제하지 못했습니다. 다시 시도해 주세요.".into()));
+                return Err(ServiceError::Refused(
+                    "PG사 응답을 확인하지 못해 빌링키를 삭제하지 못했습니다. 다시 시도해 주세요."
+                        .into(),
+                ));
             }
         }
         let now = self.clock.unix();
@@ -162,16 +219,29 @@ impl Gateway {
             billing::revoke_schedule(&txn, s.id, now).await?;
         }
         txn.commit().await?;
-        Ok(billing_key::Model { status: "deleted".into(), deleted_at: Some(now), updated_at: now, ..key })
+        Ok(billing_key::Model {
+            status: "deleted".into(),
+            deleted_at: Some(now),
+            updated_at: now,
+            ..key
+        })
     }
 
     /// A charge on the customer's billing key. A decline is a normal answer (code 0, `failed`).
-    pub async fn pay_again(&self, m: &merchant::Model, cmd: AgainCommand) -> ServiceResult<PaymentRecord> {
+    pub async fn pay_again(
+        &self,
+        m: &merchant::Model,
+        cmd: AgainCommand,
+    ) -> ServiceResult<PaymentRecord> {
         let outcome = self.charge_billing_key(m, cmd).await?;
         Self::answer(outcome)
     }
 
-    pub(crate) async fn charge_billing_key(&self, m: &merchant::Model, cmd: AgainCommand) -> ServiceResult<ApprovalOutcome> {
+    pub(crate) async fn charge_billing_key(
+        &self,
+        m: &merchant::Model,
+        cmd: AgainCommand,
+    ) -> ServiceResult<ApprovalOutcome> {
         let key = billing::active_key(&self.db.read, m.id, &cmd.customer_uid)
             .await?
             .ok_or_else(|| ServiceError::Refused("등록되지 않은 구매자입니다.".into()))?;
@@ -183,7 +253,10 @@ impl Gateway {
         order.card_name = key.card_name.clone();
         order.card_type = key.card_type;
         let text = order.kcp_text()?;
-        let batch_key = self.secrets.open_string(&key.batch_key_sealed).map_err(|e| ServiceError::Internal(e.to_string()))?;
+        let batch_key = self
+            .secrets
+            .open_string(&key.batch_key_sealed)
+            .map_err(|e| ServiceError::Internal(e.to_string()))?;
         let call = ChargeCall::Batch(BatchPaymentRequest {
             order_no: String::new(),
             amount: order.amount,

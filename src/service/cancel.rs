@@ -22,6 +22,8 @@ pub struct CancelCommand {
     /// The balance the caller believes remains before this cancel.
     pub checksum: Option<i64>,
     pub reason: Option<String>,
+    /// Fire a `cancelled` webhook (iamport sends none for API cancels unless asked).
+    pub enable_webhook: bool,
 }
 
 const NOT_FOUND: &str = "취소할 결제건이 존재하지 않습니다.";
@@ -110,7 +112,7 @@ impl Gateway {
         match connector.cancel(&request).await {
             Ok(conf) => {
                 let p = self
-                    .record_cancellation(payment, attempt, conf.cancelled_at)
+                    .record_cancellation(payment, attempt, conf.cancelled_at, cmd.enable_webhook)
                     .await?;
                 self.payment_record(p).await
             }
@@ -181,11 +183,12 @@ impl Gateway {
         payment: payment::Model,
         attempt: pg_attempt::Model,
         at: DateTime<Utc>,
+        notify: bool,
     ) -> ServiceResult<payment::Model> {
         let now = self.clock.unix();
         let at = at.timestamp();
         let txn = self.db.write.begin().await?;
-        payments::insert_cancellation(
+        let cancellation = payments::insert_cancellation(
             &txn,
             cancellation::ActiveModel {
                 payment_id: Set(payment.id),
@@ -210,6 +213,11 @@ impl Gateway {
         p.cancel_reason = Set(attempt.reason.clone());
         p.updated_at = Set(now);
         let p = p.update(&txn).await?;
+        // API cancels notify only when asked (`enable_webhook`, spec §5).
+        if notify {
+            self.enqueue_webhook(&txn, &p, "cancelled", Some(&cancellation.cancellation_id))
+                .await?;
+        }
         let mut a: pg_attempt::ActiveModel = attempt.into();
         a.state = Set("succeeded".into());
         a.result_code = Set(Some("0000".into()));

@@ -197,7 +197,12 @@ impl Gateway {
     }
 
     /// Payments made with a customer's billing key, newest first.
-    pub async fn customer_payments(&self, m: &crate::store::entity::merchant::Model, customer_uid: &str, paging: Paging) -> ServiceResult<Page<PaymentRecord>> {
+    pub async fn customer_payments(
+        &self,
+        m: &crate::store::entity::merchant::Model,
+        customer_uid: &str,
+        paging: Paging,
+    ) -> ServiceResult<Page<PaymentRecord>> {
         let q = PaymentQuery {
             merchant_id: Some(m.id),
             customer_uid: Some(customer_uid.to_string()),

@@ -98,14 +98,22 @@ pub(crate) struct KcpText {
 impl ChargeOrder {
     pub(crate) fn kcp_text(&self) -> ServiceResult<KcpText> {
         let to_kcp = |field, v: &Option<String>, max| {
-            for_kcp(field, v.as_deref().unwrap_or(""), max).map_err(|e| ServiceError::BadRequest(e.to_string()))
+            for_kcp(field, v.as_deref().unwrap_or(""), max)
+                .map_err(|e| ServiceError::BadRequest(e.to_string()))
         };
         let good_name = to_kcp("name", &self.name, 100)?;
         Ok(KcpText {
-            good_name: if good_name.is_empty() { "openport".into() } else { good_name },
+            good_name: if good_name.is_empty() {
+                "openport".into()
+            } else {
+                good_name
+            },
             buyer_name: to_kcp("buyer_name", &self.buyer_name, 30)?,
             buyer_email: to_kcp("buyer_email", &self.buyer_email, 50)?,
-            buyer_tel: to_kcp("buyer_tel", &self.buyer_tel, 20)?.chars().filter(char::is_ascii_digit).collect(),
+            buyer_tel: to_kcp("buyer_tel", &self.buyer_tel, 20)?
+                .chars()
+                .filter(char::is_ascii_digit)
+                .collect(),
         })
     }
 }
@@ -139,7 +147,11 @@ pub(crate) enum ChargeCall {
 }
 
 impl Gateway {
-    pub async fn pay_onetime(&self, m: &merchant::Model, cmd: OnetimeCommand) -> ServiceResult<PaymentRecord> {
+    pub async fn pay_onetime(
+        &self,
+        m: &merchant::Model,
+        cmd: OnetimeCommand,
+    ) -> ServiceResult<PaymentRecord> {
         let order = cmd.order();
         let text = order.kcp_text()?;
         let call = ChargeCall::KeyIn(KeyInRequest {
@@ -159,9 +171,15 @@ impl Gateway {
             customer_ip: cmd.customer_ip.clone(),
         });
         match self.charge(m, &order, call).await? {
-            ApprovalOutcome::Declined { payment, reason: DeclineReason::CardRejected, message } => {
+            ApprovalOutcome::Declined {
+                payment,
+                reason: DeclineReason::CardRejected,
+                message,
+            } => {
                 tracing::info!(imp_uid = %payment.imp_uid, "card data rejected by KCP");
-                Err(ServiceError::CardRejected(format!("카드정보 인증에 실패하였습니다. {message}")))
+                Err(ServiceError::CardRejected(format!(
+                    "카드정보 인증에 실패하였습니다. {message}"
+                )))
             }
             other => Self::answer(other),
         }
@@ -183,8 +201,14 @@ impl Gateway {
 
     /// The charge flow shared by key-in, billing-key and scheduled payments: rules, the pending
     /// payment and attempt committed, the KCP call, the outcome recorded (or resolved).
-    pub(crate) async fn charge(&self, m: &merchant::Model, order: &ChargeOrder, call: ChargeCall) -> ServiceResult<ApprovalOutcome> {
-        self.check_prepared(m.id, &order.merchant_uid, order.amount, &order.currency).await?;
+    pub(crate) async fn charge(
+        &self,
+        m: &merchant::Model,
+        order: &ChargeOrder,
+        call: ChargeCall,
+    ) -> ServiceResult<ApprovalOutcome> {
+        self.check_prepared(m.id, &order.merchant_uid, order.amount, &order.currency)
+            .await?;
         if order.card_quota >= 2 && order.amount < MIN_INSTALMENT_AMOUNT {
             return Err(ServiceError::CardRejected(format!(
                 "할부결제는 {MIN_INSTALMENT_AMOUNT}원 이상 결제에만 가능합니다. (card_quota: {})",
@@ -204,26 +228,58 @@ impl Gateway {
             }
         };
         Ok(match result {
-            Ok(approval) => self.settle_approval(connector.as_ref(), payment, attempt, approval, true).await?,
-            Err(PgError::Declined { code, message, reason }) => {
+            Ok(approval) => {
+                self.settle_approval(connector.as_ref(), payment, attempt, approval, true)
+                    .await?
+            }
+            Err(PgError::Declined {
+                code,
+                message,
+                reason,
+            }) => {
                 let message = format!("[{code}] {message}");
-                let payment = self.record_failure(payment, attempt, Some(code), &message).await?;
-                ApprovalOutcome::Declined { payment, reason, message }
+                let payment = self
+                    .record_failure(payment, attempt, Some(code), &message)
+                    .await?;
+                ApprovalOutcome::Declined {
+                    payment,
+                    reason,
+                    message,
+                }
             }
             Err(PgError::Mismatch { tno, detail }) => {
                 tracing::error!(imp_uid = %payment.imp_uid, %tno, "KCP approval differs from the request ({detail}); net-cancelling");
-                self.net_cancel(connector.as_ref(), payment, attempt, &tno, "승인금액 또는 주문번호 불일치로 자동취소(망취소)되었습니다.").await?
+                self.net_cancel(
+                    connector.as_ref(),
+                    payment,
+                    attempt,
+                    &tno,
+                    "승인금액 또는 주문번호 불일치로 자동취소(망취소)되었습니다.",
+                )
+                .await?
             }
             Err(PgError::Config(msg)) => {
                 tracing::error!(merchant_id = m.id, "KCP configuration error: {msg}");
-                let payment = self.record_failure(payment, attempt, None, "PG 설정 오류로 결제하지 못했습니다.").await?;
-                ApprovalOutcome::Declined { payment, reason: DeclineReason::Other, message: "PG 설정 오류".into() }
+                let payment = self
+                    .record_failure(
+                        payment,
+                        attempt,
+                        None,
+                        "PG 설정 오류로 결제하지 못했습니다.",
+                    )
+                    .await?;
+                ApprovalOutcome::Declined {
+                    payment,
+                    reason: DeclineReason::Other,
+                    message: "PG 설정 오류".into(),
+                }
             }
             Err(err) => {
                 tracing::warn!(imp_uid = %payment.imp_uid, order_no = %payment.order_no, "approval outcome unknown: {err}");
                 let attempt = self.mark_unknown(attempt, &err.to_string()).await?;
                 // The merchant has not been answered yet, so an approval found now can be honoured.
-                self.resolve_approval(connector.as_ref(), payment, attempt, true).await?
+                self.resolve_approval(connector.as_ref(), payment, attempt, true)
+                    .await?
             }
         })
     }
@@ -462,6 +518,8 @@ impl Gateway {
         p.paid_at = Set(Some(ap.approved_at.timestamp()));
         p.updated_at = Set(now);
         let p = p.update(&txn).await?;
+        // The outbox row commits with the state change (spec §5: paid fires a webhook).
+        self.enqueue_webhook(&txn, &p, "paid", None).await?;
         let mut a: pg_attempt::ActiveModel = attempt.clone().into();
         a.state = Set("succeeded".into());
         a.tno = Set(Some(ap.tno.clone()));
@@ -515,6 +573,10 @@ impl Gateway {
         }
         p.updated_at = Set(now);
         let p = p.update(&txn).await?;
+        // Ordinary failures fire nothing; a scheduled charge's failure does (spec §5).
+        if p.customer_uid_usage.as_deref() == Some("payment.scheduled") {
+            self.enqueue_webhook(&txn, &p, "failed", None).await?;
+        }
         let mut a: pg_attempt::ActiveModel = attempt.into();
         a.state = Set(attempt_state.into());
         if let Some(t) = tno {

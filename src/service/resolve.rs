@@ -104,7 +104,9 @@ impl Gateway {
         let balance_before = payment.amount - payment.cancel_amount;
         if remaining == balance_before - attempt.amount {
             let now = self.clock.now();
-            let p = self.record_cancellation(payment, attempt, now).await?;
+            let p = self
+                .record_cancellation(payment, attempt, now, false)
+                .await?;
             Ok(CancelOutcome::Applied(Box::new(p)))
         } else if remaining == balance_before {
             if self.settled(&attempt) {

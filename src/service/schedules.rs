@@ -33,7 +33,9 @@ impl Gateway {
         items: Vec<ScheduleItem>,
     ) -> ServiceResult<Vec<schedule::Model>> {
         if items.is_empty() {
-            return Err(ServiceError::BadRequest("schedules 파라메터가 누락되었습니다.".into()));
+            return Err(ServiceError::BadRequest(
+                "schedules 파라메터가 누락되었습니다.".into(),
+            ));
         }
         let now = self.clock.unix();
         for it in &items {
@@ -44,7 +46,10 @@ impl Gateway {
                 )));
             }
         }
-        if billing::active_key(&self.db.read, m.id, customer_uid).await?.is_none() {
+        if billing::active_key(&self.db.read, m.id, customer_uid)
+            .await?
+            .is_none()
+        {
             match card {
                 Some(c) => {
                     self.register_customer(m, c).await?;
@@ -70,7 +75,8 @@ impl Gateway {
                 buyer_addr: Set(o.buyer_addr.clone()),
                 buyer_postcode: Set(o.buyer_postcode.clone()),
                 custom_data: Set(o.custom_data.clone()),
-                notice_url: Set((!o.notice_url.is_empty()).then(|| serde_json::to_string(&o.notice_url).unwrap_or_default())),
+                notice_url: Set((!o.notice_url.is_empty())
+                    .then(|| serde_json::to_string(&o.notice_url).unwrap_or_default())),
                 status: Set("scheduled".into()),
                 imp_uid: Set(None),
                 payment_status: Set(None),
@@ -85,7 +91,10 @@ impl Gateway {
             match billing::insert_schedule(&txn, row).await {
                 Ok(s) => out.push(s),
                 Err(e) if is_unique_violation(&e) => {
-                    return Err(ServiceError::Refused(format!("이미 예약된 merchant_uid입니다. ({})", o.merchant_uid)));
+                    return Err(ServiceError::Refused(format!(
+                        "이미 예약된 merchant_uid입니다. ({})",
+                        o.merchant_uid
+                    )));
                 }
                 Err(e) => return Err(e.into()),
             }
@@ -95,77 +104,133 @@ impl Gateway {
     }
 
     /// Revokes the customer's pending schedules (all of them, or those named).
-    pub async fn unschedule(&self, m: &merchant::Model, customer_uid: &str, merchant_uids: Option<Vec<String>>) -> ServiceResult<Vec<schedule::Model>> {
+    pub async fn unschedule(
+        &self,
+        m: &merchant::Model,
+        customer_uid: &str,
+        merchant_uids: Option<Vec<String>>,
+    ) -> ServiceResult<Vec<schedule::Model>> {
         let now = self.clock.unix();
-        let pending = billing::pending_schedules(&self.db.read, m.id, customer_uid, merchant_uids.as_deref()).await?;
+        let pending =
+            billing::pending_schedules(&self.db.read, m.id, customer_uid, merchant_uids.as_deref())
+                .await?;
         let mut revoked = Vec::new();
         for s in pending {
             if billing::revoke_schedule(&self.db.write, s.id, now).await? {
-                revoked.push(schedule::Model { status: "revoked".into(), revoked_at: Some(now), updated_at: now, ..s });
+                revoked.push(schedule::Model {
+                    status: "revoked".into(),
+                    revoked_at: Some(now),
+                    updated_at: now,
+                    ..s
+                });
             }
         }
         if revoked.is_empty() {
-            return Err(ServiceError::Refused("취소할 예약결제 기록이 존재하지 않습니다.".into()));
+            return Err(ServiceError::Refused(
+                "취소할 예약결제 기록이 존재하지 않습니다.".into(),
+            ));
         }
         Ok(revoked)
     }
 
-    pub async fn schedule(&self, m: &merchant::Model, merchant_uid: &str) -> ServiceResult<schedule::Model> {
+    pub async fn schedule(
+        &self,
+        m: &merchant::Model,
+        merchant_uid: &str,
+    ) -> ServiceResult<schedule::Model> {
         billing::schedule_by_uid(&self.db.read, m.id, merchant_uid)
             .await?
             .ok_or_else(|| ServiceError::NotFound("예약결제 정보가 존재하지 않습니다.".into()))
     }
 
-    pub async fn schedules(&self, m: &merchant::Model, mut q: ScheduleQuery, paging: Paging, desc: bool) -> ServiceResult<Page<schedule::Model>> {
+    pub async fn schedules(
+        &self,
+        m: &merchant::Model,
+        mut q: ScheduleQuery,
+        paging: Paging,
+        desc: bool,
+    ) -> ServiceResult<Page<schedule::Model>> {
         q.merchant_id = m.id;
         if q.customer_uid.is_none() {
             let (Some(from), Some(to)) = (q.from, q.to) else {
-                return Err(ServiceError::BadRequest("schedule_from, schedule_to 파라메터가 필요합니다.".into()));
+                return Err(ServiceError::BadRequest(
+                    "schedule_from, schedule_to 파라메터가 필요합니다.".into(),
+                ));
             };
             if to <= from || to - from > MAX_RANGE_SECS {
-                return Err(ServiceError::BadRequest("조회 기간은 3개월 이내여야 합니다. (schedule_from ≤ t < schedule_to)".into()));
+                return Err(ServiceError::BadRequest(
+                    "조회 기간은 3개월 이내여야 합니다. (schedule_from ≤ t < schedule_to)".into(),
+                ));
             }
         }
-        let (total, list) = billing::schedules_page(&self.db.read, &q, paging.page, paging.limit, desc).await?;
+        let (total, list) =
+            billing::schedules_page(&self.db.read, &q, paging.page, paging.limit, desc).await?;
         let last = total.div_ceil(paging.limit);
         Ok(Page {
             total,
-            previous: if paging.page > 1 { paging.page - 1 } else { 0 },
-            next: if paging.page < last { paging.page + 1 } else { 0 },
+            previous: paging.page.saturating_sub(1),
+            next: if paging.page < last {
+                paging.page + 1
+            } else {
+                0
+            },
             list,
         })
     }
 
     /// Moves a pending schedule, or re-arms an executed one whose charge failed.
-    pub async fn reschedule(&self, m: &merchant::Model, merchant_uid: &str, schedule_at: i64) -> ServiceResult<schedule::Model> {
+    pub async fn reschedule(
+        &self,
+        m: &merchant::Model,
+        merchant_uid: &str,
+        schedule_at: i64,
+    ) -> ServiceResult<schedule::Model> {
         let now = self.clock.unix();
         if schedule_at <= now {
-            return Err(ServiceError::Refused("예약시각(schedule_at)은 현재 시각 이후여야 합니다.".into()));
+            return Err(ServiceError::Refused(
+                "예약시각(schedule_at)은 현재 시각 이후여야 합니다.".into(),
+            ));
         }
         let s = self.schedule(m, merchant_uid).await?;
         let ok = match (s.status.as_str(), s.payment_status.as_deref()) {
             ("scheduled", _) => billing::reschedule(&self.db.write, s.id, schedule_at, now).await?,
-            ("executed", Some("failed")) => billing::rearm_schedule(&self.db.write, s.id, schedule_at, now).await?,
+            ("executed", Some("failed")) => {
+                billing::rearm_schedule(&self.db.write, s.id, schedule_at, now).await?
+            }
             _ => false,
         };
         if !ok {
-            return Err(ServiceError::Refused("변경할 수 없는 예약결제입니다. (이미 실행되었거나 취소됨)".into()));
+            return Err(ServiceError::Refused(
+                "변경할 수 없는 예약결제입니다. (이미 실행되었거나 취소됨)".into(),
+            ));
         }
         self.schedule(m, merchant_uid).await
     }
 
     /// Runs a failed schedule again now.
-    pub async fn retry_schedule(&self, m: &merchant::Model, merchant_uid: &str) -> ServiceResult<PaymentRecord> {
+    pub async fn retry_schedule(
+        &self,
+        m: &merchant::Model,
+        merchant_uid: &str,
+    ) -> ServiceResult<PaymentRecord> {
         let now = self.clock.unix();
         let s = self.schedule(m, merchant_uid).await?;
         if !(s.status == "executed" && s.payment_status.as_deref() == Some("failed")) {
-            return Err(ServiceError::Refused("실패한 예약결제만 재시도할 수 있습니다.".into()));
+            return Err(ServiceError::Refused(
+                "실패한 예약결제만 재시도할 수 있습니다.".into(),
+            ));
         }
         billing::rearm_schedule(&self.db.write, s.id, now, now).await?;
         self.run_schedule(s.id).await?;
         let s = self.schedule(m, merchant_uid).await?;
-        let imp_uid = s.imp_uid.ok_or_else(|| ServiceError::Refused("예약결제를 실행하지 못했습니다. 잠시 후 다시 조회해 주세요.".into()))?;
-        let p = payments::by_imp_uid(&self.db.read, Some(m.id), &imp_uid).await?.ok_or_else(|| ServiceError::Internal("scheduled payment vanished".into()))?;
+        let imp_uid = s.imp_uid.ok_or_else(|| {
+            ServiceError::Refused(
+                "예약결제를 실행하지 못했습니다. 잠시 후 다시 조회해 주세요.".into(),
+            )
+        })?;
+        let p = payments::by_imp_uid(&self.db.read, Some(m.id), &imp_uid)
+            .await?
+            .ok_or_else(|| ServiceError::Internal("scheduled payment vanished".into()))?;
         self.payment_record(p).await
     }
 
@@ -191,9 +256,13 @@ impl Gateway {
         if !billing::claim_schedule(&self.db.write, id, now, now + LEASE_SECS).await? {
             return Ok(false);
         }
-        let s = billing::schedule_by_id(&self.db.write, id).await?.ok_or_else(|| ServiceError::Internal("schedule vanished".into()))?;
+        let s = billing::schedule_by_id(&self.db.write, id)
+            .await?
+            .ok_or_else(|| ServiceError::Internal("schedule vanished".into()))?;
         let m = self.merchant(s.merchant_id).await?;
-        if let Some(live) = payments::live_by_merchant_uid(&self.db.write, m.id, &s.merchant_uid).await? {
+        if let Some(live) =
+            payments::live_by_merchant_uid(&self.db.write, m.id, &s.merchant_uid).await?
+        {
             match PaymentStatus::from_db(&live.status) {
                 PaymentStatus::Pending => {
                     if !self.try_resolve_payment(&live).await? {
@@ -202,7 +271,15 @@ impl Gateway {
                     }
                 }
                 _ => {
-                    billing::finish_schedule(&self.db.write, id, Some(&live.imp_uid), "paid", None, now).await?;
+                    billing::finish_schedule(
+                        &self.db.write,
+                        id,
+                        Some(&live.imp_uid),
+                        "paid",
+                        None,
+                        now,
+                    )
+                    .await?;
                     return Ok(true);
                 }
             }
@@ -218,23 +295,51 @@ impl Gateway {
             buyer_addr: s.buyer_addr.clone(),
             buyer_postcode: s.buyer_postcode.clone(),
             custom_data: s.custom_data.clone(),
-            notice_url: s.notice_url.as_deref().and_then(|j| serde_json::from_str(j).ok()).unwrap_or_default(),
+            notice_url: s
+                .notice_url
+                .as_deref()
+                .and_then(|j| serde_json::from_str(j).ok())
+                .unwrap_or_default(),
             customer_uid_usage: Some("payment.scheduled"),
             ..ChargeOrder::default()
         };
         let done = self.clock.unix();
-        match self.charge_billing_key(&m, AgainCommand { customer_uid: s.customer_uid.clone(), order }).await {
-            Ok(ApprovalOutcome::Paid(p)) => billing::finish_schedule(&self.db.write, id, Some(&p.imp_uid), "paid", None, done).await?,
-            Ok(ApprovalOutcome::Declined { payment, .. }) | Ok(ApprovalOutcome::NetCancelled(payment)) => {
-                billing::finish_schedule(&self.db.write, id, Some(&payment.imp_uid), "failed", payment.fail_reason.clone(), done).await?
+        match self
+            .charge_billing_key(
+                &m,
+                AgainCommand {
+                    customer_uid: s.customer_uid.clone(),
+                    order,
+                },
+            )
+            .await
+        {
+            Ok(ApprovalOutcome::Paid(p)) => {
+                billing::finish_schedule(&self.db.write, id, Some(&p.imp_uid), "paid", None, done)
+                    .await?
+            }
+            Ok(ApprovalOutcome::Declined { payment, .. })
+            | Ok(ApprovalOutcome::NetCancelled(payment)) => {
+                billing::finish_schedule(
+                    &self.db.write,
+                    id,
+                    Some(&payment.imp_uid),
+                    "failed",
+                    payment.fail_reason.clone(),
+                    done,
+                )
+                .await?
             }
             // Outcome open: the resolver settles the payment; a later run records it.
             Ok(ApprovalOutcome::Unknown(_)) => {
                 billing::release_schedule(&self.db.write, id, done + 30).await?;
                 return Ok(false);
             }
-            Err(ServiceError::Refused(reason)) | Err(ServiceError::CardRejected(reason)) | Err(ServiceError::BadRequest(reason)) => {
-                billing::finish_schedule(&self.db.write, id, None, "failed", Some(reason), done).await?
+            Err(ServiceError::Refused(reason))
+            | Err(ServiceError::CardRejected(reason))
+            | Err(ServiceError::BadRequest(reason)) => {
+                billing::finish_schedule(&self.db.write, id, None, "failed", Some(reason), done)
+                    .await?
             }
             Err(e) => {
                 billing::release_schedule(&self.db.write, id, done + 60).await?;

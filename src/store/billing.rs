@@ -1,13 +1,17 @@
 //! Billing keys and schedules.
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DbErr, EntityTrait, PaginatorTrait, QueryFilter,
-    QueryOrder, QuerySelect,
+    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DbErr, EntityTrait, PaginatorTrait,
+    QueryFilter, QueryOrder, QuerySelect,
 };
 
 use super::entity::{billing_key, schedule};
 
-pub async fn active_key(db: &impl ConnectionTrait, merchant_id: i64, customer_uid: &str) -> Result<Option<billing_key::Model>, DbErr> {
+pub async fn active_key(
+    db: &impl ConnectionTrait,
+    merchant_id: i64,
+    customer_uid: &str,
+) -> Result<Option<billing_key::Model>, DbErr> {
     billing_key::Entity::find()
         .filter(billing_key::Column::MerchantId.eq(merchant_id))
         .filter(billing_key::Column::CustomerUid.eq(customer_uid))
@@ -16,7 +20,11 @@ pub async fn active_key(db: &impl ConnectionTrait, merchant_id: i64, customer_ui
         .await
 }
 
-pub async fn active_keys(db: &impl ConnectionTrait, merchant_id: i64, customer_uids: &[String]) -> Result<Vec<billing_key::Model>, DbErr> {
+pub async fn active_keys(
+    db: &impl ConnectionTrait,
+    merchant_id: i64,
+    customer_uids: &[String],
+) -> Result<Vec<billing_key::Model>, DbErr> {
     billing_key::Entity::find()
         .filter(billing_key::Column::MerchantId.eq(merchant_id))
         .filter(billing_key::Column::CustomerUid.is_in(customer_uids.to_vec()))
@@ -25,12 +33,20 @@ pub async fn active_keys(db: &impl ConnectionTrait, merchant_id: i64, customer_u
         .await
 }
 
-pub async fn insert_key(db: &impl ConnectionTrait, k: billing_key::ActiveModel) -> Result<billing_key::Model, DbErr> {
+pub async fn insert_key(
+    db: &impl ConnectionTrait,
+    k: billing_key::ActiveModel,
+) -> Result<billing_key::Model, DbErr> {
     k.insert(db).await
 }
 
 /// Marks an active key `replaced` or `deleted`; false when it was not active any more.
-pub async fn retire_key(db: &impl ConnectionTrait, id: i64, status: &str, now: i64) -> Result<bool, DbErr> {
+pub async fn retire_key(
+    db: &impl ConnectionTrait,
+    id: i64,
+    status: &str,
+    now: i64,
+) -> Result<bool, DbErr> {
     let res = billing_key::Entity::update_many()
         .col_expr(billing_key::Column::Status, Expr::value(status))
         .col_expr(billing_key::Column::UpdatedAt, Expr::value(now))
@@ -42,11 +58,18 @@ pub async fn retire_key(db: &impl ConnectionTrait, id: i64, status: &str, now: i
     Ok(res.rows_affected == 1)
 }
 
-pub async fn insert_schedule(db: &impl ConnectionTrait, s: schedule::ActiveModel) -> Result<schedule::Model, DbErr> {
+pub async fn insert_schedule(
+    db: &impl ConnectionTrait,
+    s: schedule::ActiveModel,
+) -> Result<schedule::Model, DbErr> {
     s.insert(db).await
 }
 
-pub async fn schedule_by_uid(db: &impl ConnectionTrait, merchant_id: i64, merchant_uid: &str) -> Result<Option<schedule::Model>, DbErr> {
+pub async fn schedule_by_uid(
+    db: &impl ConnectionTrait,
+    merchant_id: i64,
+    merchant_uid: &str,
+) -> Result<Option<schedule::Model>, DbErr> {
     schedule::Entity::find()
         .filter(schedule::Column::MerchantId.eq(merchant_id))
         .filter(schedule::Column::MerchantUid.eq(merchant_uid))
@@ -54,7 +77,10 @@ pub async fn schedule_by_uid(db: &impl ConnectionTrait, merchant_id: i64, mercha
         .await
 }
 
-pub async fn schedule_by_id(db: &impl ConnectionTrait, id: i64) -> Result<Option<schedule::Model>, DbErr> {
+pub async fn schedule_by_id(
+    db: &impl ConnectionTrait,
+    id: i64,
+) -> Result<Option<schedule::Model>, DbErr> {
     schedule::Entity::find_by_id(id).one(db).await
 }
 
@@ -89,7 +115,12 @@ pub async fn revoke_schedule(db: &impl ConnectionTrait, id: i64, now: i64) -> Re
 }
 
 /// Moves a pending schedule to another time.
-pub async fn reschedule(db: &impl ConnectionTrait, id: i64, at: i64, now: i64) -> Result<bool, DbErr> {
+pub async fn reschedule(
+    db: &impl ConnectionTrait,
+    id: i64,
+    at: i64,
+    now: i64,
+) -> Result<bool, DbErr> {
     let res = schedule::Entity::update_many()
         .col_expr(schedule::Column::ScheduleAt, Expr::value(at))
         .col_expr(schedule::Column::UpdatedAt, Expr::value(now))
@@ -102,7 +133,11 @@ pub async fn reschedule(db: &impl ConnectionTrait, id: i64, at: i64, now: i64) -
 
 /// Schedules due now: pending ones whose time has come, and running ones whose instance's lease
 /// ran out (it died mid-charge).
-pub async fn due_schedules(db: &impl ConnectionTrait, now: i64, limit: u64) -> Result<Vec<i64>, DbErr> {
+pub async fn due_schedules(
+    db: &impl ConnectionTrait,
+    now: i64,
+    limit: u64,
+) -> Result<Vec<i64>, DbErr> {
     schedule::Entity::find()
         .select_only()
         .column(schedule::Column::Id)
@@ -127,7 +162,12 @@ pub async fn due_schedules(db: &impl ConnectionTrait, now: i64, limit: u64) -> R
 }
 
 /// Claims a due schedule for this instance: a conditional UPDATE, so exactly one instance wins.
-pub async fn claim_schedule(db: &impl ConnectionTrait, id: i64, now: i64, lease_until: i64) -> Result<bool, DbErr> {
+pub async fn claim_schedule(
+    db: &impl ConnectionTrait,
+    id: i64,
+    now: i64,
+    lease_until: i64,
+) -> Result<bool, DbErr> {
     let res = schedule::Entity::update_many()
         .col_expr(schedule::Column::Status, Expr::value("executing"))
         .col_expr(schedule::Column::LeaseUntil, Expr::value(lease_until))
@@ -174,7 +214,11 @@ pub async fn finish_schedule(
 }
 
 /// Gives a claimed schedule back (its outcome is still open): another run picks it up later.
-pub async fn release_schedule(db: &impl ConnectionTrait, id: i64, retry_at: i64) -> Result<(), DbErr> {
+pub async fn release_schedule(
+    db: &impl ConnectionTrait,
+    id: i64,
+    retry_at: i64,
+) -> Result<(), DbErr> {
     schedule::Entity::update_many()
         .col_expr(schedule::Column::LeaseUntil, Expr::value(retry_at))
         .filter(schedule::Column::Id.eq(id))
@@ -208,7 +252,9 @@ fn schedules_filtered(q: &ScheduleQuery) -> sea_orm::Select<schedule::Entity> {
         s = s.filter(schedule::Column::ScheduleAt.lt(t));
     }
     match q.status.as_deref() {
-        Some("scheduled") => s = s.filter(schedule::Column::Status.is_in(["scheduled", "executing"])),
+        Some("scheduled") => {
+            s = s.filter(schedule::Column::Status.is_in(["scheduled", "executing"]))
+        }
         Some(other) => s = s.filter(schedule::Column::Status.eq(other)),
         None => {}
     }
@@ -225,27 +271,56 @@ pub async fn schedules_page(
     let total = schedules_filtered(q).count(db).await?;
     let s = schedules_filtered(q);
     let s = if desc {
-        s.order_by_desc(schedule::Column::ScheduleAt).order_by_desc(schedule::Column::Id)
+        s.order_by_desc(schedule::Column::ScheduleAt)
+            .order_by_desc(schedule::Column::Id)
     } else {
-        s.order_by_asc(schedule::Column::ScheduleAt).order_by_asc(schedule::Column::Id)
+        s.order_by_asc(schedule::Column::ScheduleAt)
+            .order_by_asc(schedule::Column::Id)
     };
-    let list = s.offset(page.saturating_sub(1) * limit).limit(limit).all(db).await?;
+    let list = s
+        .offset(page.saturating_sub(1) * limit)
+        .limit(limit)
+        .all(db)
+        .await?;
     Ok((total, list))
 }
 
-pub async fn count_schedules_by_status(db: &impl ConnectionTrait, status: &str) -> Result<u64, DbErr> {
-    schedule::Entity::find().filter(schedule::Column::Status.eq(status)).count(db).await
+pub async fn count_schedules_by_status(
+    db: &impl ConnectionTrait,
+    status: &str,
+) -> Result<u64, DbErr> {
+    schedule::Entity::find()
+        .filter(schedule::Column::Status.eq(status))
+        .count(db)
+        .await
 }
 
 /// Puts an executed-but-failed schedule back in the queue at `at`.
-pub async fn rearm_schedule(db: &impl ConnectionTrait, id: i64, at: i64, now: i64) -> Result<bool, DbErr> {
+pub async fn rearm_schedule(
+    db: &impl ConnectionTrait,
+    id: i64,
+    at: i64,
+    now: i64,
+) -> Result<bool, DbErr> {
     let res = schedule::Entity::update_many()
         .col_expr(schedule::Column::Status, Expr::value("scheduled"))
         .col_expr(schedule::Column::ScheduleAt, Expr::value(at))
-        .col_expr(schedule::Column::ImpUid, Expr::value(Option::<String>::None))
-        .col_expr(schedule::Column::PaymentStatus, Expr::value(Option::<String>::None))
-        .col_expr(schedule::Column::FailReason, Expr::value(Option::<String>::None))
-        .col_expr(schedule::Column::ExecutedAt, Expr::value(Option::<i64>::None))
+        .col_expr(
+            schedule::Column::ImpUid,
+            Expr::value(Option::<String>::None),
+        )
+        .col_expr(
+            schedule::Column::PaymentStatus,
+            Expr::value(Option::<String>::None),
+        )
+        .col_expr(
+            schedule::Column::FailReason,
+            Expr::value(Option::<String>::None),
+        )
+        .col_expr(
+            schedule::Column::ExecutedAt,
+            Expr::value(Option::<i64>::None),
+        )
         .col_expr(schedule::Column::LeaseUntil, Expr::value(0))
         .col_expr(schedule::Column::UpdatedAt, Expr::value(now))
         .filter(schedule::Column::Id.eq(id))

@@ -15,7 +15,13 @@ pub async fn register(app: &TestApp, token: &str, uid: &str, card: &str) -> Valu
     .1
 }
 
-pub async fn again(app: &TestApp, token: &str, uid: &str, merchant_uid: &str, amount: i64) -> (StatusCode, Value) {
+pub async fn again(
+    app: &TestApp,
+    token: &str,
+    uid: &str,
+    merchant_uid: &str,
+    amount: i64,
+) -> (StatusCode, Value) {
     app.post(
         "/subscribe/payments/again",
         Some(token),
@@ -63,7 +69,9 @@ async fn again_charges_the_billing_key_and_marks_the_payment_as_a_key_payment() 
     assert_eq!(p["customer_uid_usage"], "payment");
     assert_eq!(p["card_number"], "411111******1111");
     assert_eq!(app.sandbox.ledger().len(), 1);
-    let (_, page) = app.get("/subscribe/customers/cust-2/payments", Some(&token)).await;
+    let (_, page) = app
+        .get("/subscribe/customers/cust-2/payments", Some(&token))
+        .await;
     assert_eq!(page["response"]["total"], 1);
     assert_eq!(page["response"]["list"][0]["imp_uid"], p["imp_uid"]);
     app.assert_ledger_agrees().await;
@@ -73,7 +81,12 @@ async fn again_charges_the_billing_key_and_marks_the_payment_as_a_key_payment() 
 async fn a_declined_again_is_code_0_with_status_failed_and_a_real_imp_uid() {
     let app = spawn_app().await;
     let token = app.token().await;
-    for (uid, card) in [("kb", test_cards::KB_KOOKMIN), ("nh", test_cards::NH_NONGHYUP), ("kakao", test_cards::KAKAO_BANK), ("limit", test_cards::INSUFFICIENT_LIMIT)] {
+    for (uid, card) in [
+        ("kb", test_cards::KB_KOOKMIN),
+        ("nh", test_cards::NH_NONGHYUP),
+        ("kakao", test_cards::KAKAO_BANK),
+        ("limit", test_cards::INSUFFICIENT_LIMIT),
+    ] {
         let reg = register(&app, &token, uid, card).await;
         assert_eq!(reg["code"], 0, "issuing a key works for {uid}: {reg}");
         let (status, body) = again(&app, &token, uid, &format!("sub-{uid}"), 1000).await;
@@ -98,7 +111,10 @@ async fn an_unknown_customer_uid_is_code_1_everywhere() {
     let (status, body) = app.get("/subscribe/customers/nobody", Some(&token)).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body["code"], 1);
-    assert_eq!(body["message"], "요청하신 customer_uid(nobody)로 등록된 정보를 찾을 수 없습니다.");
+    assert_eq!(
+        body["message"],
+        "요청하신 customer_uid(nobody)로 등록된 정보를 찾을 수 없습니다."
+    );
 }
 
 #[tokio::test]
@@ -119,7 +135,10 @@ async fn re_registering_a_customer_replaces_the_key_and_deletes_the_old_one_at_k
     assert_eq!(body["response"]["card_number"], "555555******4444");
     let keys = app.sandbox.batch_keys();
     assert_eq!(keys.len(), 2);
-    let states: Vec<String> = keys.iter().map(|k| format!("{:?}", k.state).to_lowercase()).collect();
+    let states: Vec<String> = keys
+        .iter()
+        .map(|k| format!("{:?}", k.state).to_lowercase())
+        .collect();
     assert!(states.iter().any(|s| s.contains("deleted")), "{states:?}");
     let (_, p) = again(&app, &token, "cust-3", "sub-3", 1000).await;
     assert_eq!(p["response"]["card_number"], "555555******4444");
@@ -130,7 +149,13 @@ async fn deleting_a_customer_deletes_the_key_at_kcp_and_refuses_later_charges() 
     let app = spawn_app().await;
     let token = app.token().await;
     register(&app, &token, "cust-4", test_cards::SHINHAN_CREDIT).await;
-    let res = app.http.delete(app.url("/subscribe/customers/cust-4")).header("Authorization", &token).send().await.unwrap();
+    let res = app
+        .http
+        .delete(app.url("/subscribe/customers/cust-4"))
+        .header("Authorization", &token)
+        .send()
+        .await
+        .unwrap();
     let (_, body) = TestApp::read(res).await;
     assert_eq!(body["code"], 0, "{body}");
     assert_eq!(body["response"]["customer_uid"], "cust-4");
@@ -138,7 +163,9 @@ async fn deleting_a_customer_deletes_the_key_at_kcp_and_refuses_later_charges() 
     assert_eq!(body["code"], 1);
     let (_, body) = app.get("/subscribe/customers/cust-4", Some(&token)).await;
     assert_eq!(body["code"], 1);
-    assert!(format!("{:?}", app.sandbox.batch_keys()[0].state).to_lowercase().contains("deleted"));
+    assert!(format!("{:?}", app.sandbox.batch_keys()[0].state)
+        .to_lowercase()
+        .contains("deleted"));
 }
 
 #[tokio::test]
@@ -146,10 +173,17 @@ async fn a_multi_get_of_customers_answers_207_and_404() {
     let app = spawn_app().await;
     let token = app.token().await;
     register(&app, &token, "m-1", test_cards::SHINHAN_CREDIT).await;
-    let (status, body) = app.get("/subscribe/customers?customer_uid[]=m-1&customer_uid[]=m-2", Some(&token)).await;
+    let (status, body) = app
+        .get(
+            "/subscribe/customers?customer_uid[]=m-1&customer_uid[]=m-2",
+            Some(&token),
+        )
+        .await;
     assert_eq!(status, StatusCode::MULTI_STATUS);
     assert_eq!(body["response"].as_array().unwrap().len(), 1);
-    let (status, _) = app.get("/subscribe/customers?customer_uid[]=m-2", Some(&token)).await;
+    let (status, _) = app
+        .get("/subscribe/customers?customer_uid[]=m-2", Some(&token))
+        .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
 
@@ -160,7 +194,10 @@ async fn parallel_again_calls_with_one_merchant_uid_charge_once() {
     register(&app, &token, "cust-5", test_cards::SHINHAN_CREDIT).await;
     let calls = (0..16).map(|_| again(&app, &token, "cust-5", "sub-race", 1000));
     let results = futures::future::join_all(calls).await;
-    let paid = results.iter().filter(|(_, b)| b["response"]["status"] == "paid").count();
+    let paid = results
+        .iter()
+        .filter(|(_, b)| b["response"]["status"] == "paid")
+        .count();
     assert_eq!(paid, 1, "{results:?}");
     assert_eq!(app.sandbox.ledger().len(), 1);
     app.assert_ledger_agrees().await;
@@ -172,7 +209,13 @@ async fn a_billing_payment_can_be_cancelled_partly() {
     let token = app.token().await;
     register(&app, &token, "cust-6", test_cards::SHINHAN_CREDIT).await;
     let (_, p) = again(&app, &token, "cust-6", "sub-6", 10000).await;
-    let (_, c) = app.post("/payments/cancel", Some(&token), json!({"imp_uid": p["response"]["imp_uid"], "amount": 2500})).await;
+    let (_, c) = app
+        .post(
+            "/payments/cancel",
+            Some(&token),
+            json!({"imp_uid": p["response"]["imp_uid"], "amount": 2500}),
+        )
+        .await;
     assert_eq!(c["code"], 0, "{c}");
     assert_eq!(c["response"]["cancel_amount"], 2500);
     app.assert_ledger_agrees().await;

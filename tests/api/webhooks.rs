@@ -132,7 +132,23 @@ async fn paid_payment(app: &TestApp, token: &str, merchant_uid: &str, notice: Va
         .await;
     assert_eq!(status, StatusCode::OK, "{res}");
     assert_eq!(res["response"]["status"], "paid", "{res}");
-    res["response"]["imp_uid"].as_str().unwrap().to_string()
+    let imp_uid = res["response"]["imp_uid"].as_str().unwrap().to_string();
+    // The payment wrote its own `paid` webhook(s) with the state change; these tests drive the
+    // outbox with events of their own, so they take those rows out after checking them.
+    use openport::store::entity::webhook_delivery;
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+    let own = webhook_delivery::Entity::find()
+        .filter(webhook_delivery::Column::ImpUid.eq(imp_uid.as_str()))
+        .all(&app.app.gateway.db.read)
+        .await
+        .unwrap();
+    assert!(own.iter().all(|d| d.status == "paid"), "{own:?}");
+    webhook_delivery::Entity::delete_many()
+        .filter(webhook_delivery::Column::ImpUid.eq(imp_uid.as_str()))
+        .exec(&app.app.gateway.db.write)
+        .await
+        .unwrap();
+    imp_uid
 }
 
 /// What the lead's state changes do: enqueue inside the transaction of the change.
@@ -615,4 +631,97 @@ async fn two_instances_on_one_database_deliver_each_webhook_exactly_once() {
     assert_eq!(ids.len(), N, "every webhook delivered");
     assert_eq!(attempted, N);
     assert_eq!(history(&first, "?state=delivered").await.len(), N);
+}
+
+#[tokio::test]
+async fn a_paid_key_in_payment_with_a_notice_url_fires_paid_and_an_ordinary_decline_fires_nothing()
+{
+    let app = spawn_app().await;
+    let receiver = Receiver::start().await;
+    let token = app.token().await;
+    let body = json!({"merchant_uid": "wh-auto", "amount": 1000, "card_number": test_cards::SHINHAN_CREDIT,
+        "expiry": future_expiry(), "notice_url": receiver.url("/auto")});
+    let (_, paid) = app
+        .post("/subscribe/payments/onetime", Some(&token), body)
+        .await;
+    let mut declined = json!({"merchant_uid": "wh-declined", "amount": 1000, "card_number": test_cards::DAILY_LIMIT_EXCEEDED,
+        "expiry": future_expiry()});
+    declined["notice_url"] = json!(receiver.url("/auto"));
+    app.post("/subscribe/payments/onetime", Some(&token), declined)
+        .await;
+    assert_eq!(deliver(&app).await, 1);
+    let got = receiver.requests();
+    assert_eq!(got.len(), 1);
+    assert_eq!(
+        json_body(&got[0]),
+        json!({"imp_uid": paid["response"]["imp_uid"], "merchant_uid": "wh-auto", "status": "paid"})
+    );
+}
+
+#[tokio::test]
+async fn an_api_cancel_fires_cancelled_only_with_enable_webhook() {
+    let app = spawn_app().await;
+    let receiver = Receiver::start().await;
+    configure(&app, json!({"url": receiver.url("/c")})).await;
+    let token = app.token().await;
+    let imp_uid = paid_payment(&app, &token, "wh-cancel", Value::Null).await;
+    app.post(
+        "/payments/cancel",
+        Some(&token),
+        json!({"imp_uid": imp_uid, "amount": 100}),
+    )
+    .await;
+    assert_eq!(deliver(&app).await, 0, "API cancels are silent by default");
+    let (_, c) = app
+        .post(
+            "/payments/cancel",
+            Some(&token),
+            json!({"imp_uid": imp_uid, "amount": 100, "enable_webhook": true}),
+        )
+        .await;
+    assert_eq!(deliver(&app).await, 1);
+    let body = json_body(&receiver.requests()[0]);
+    assert_eq!(body["status"], "cancelled");
+    assert_eq!(
+        body["cancellation_id"],
+        c["response"]["cancel_history"][1]["cancellation_id"]
+    );
+}
+
+#[tokio::test]
+async fn a_declined_scheduled_charge_fires_failed_and_a_paid_one_fires_paid() {
+    let app = spawn_app().await;
+    let receiver = Receiver::start().await;
+    configure(&app, json!({"url": receiver.url("/sched")})).await;
+    let token = app.token().await;
+    crate::billing::register(&app, &token, "wh-ok", test_cards::SHINHAN_CREDIT).await;
+    crate::billing::register(&app, &token, "wh-limit", test_cards::INSUFFICIENT_LIMIT).await;
+    let at = chrono::Utc::now().timestamp() + 10;
+    for (uid, m) in [("wh-ok", "ws-ok"), ("wh-limit", "ws-limit")] {
+        let (_, b) = app.post("/subscribe/payments/schedule", Some(&token),
+            json!({"customer_uid": uid, "schedules": [{"merchant_uid": m, "schedule_at": at, "amount": 1000}]})).await;
+        assert_eq!(b["code"], 0, "{b}");
+    }
+    app.advance(11);
+    assert_eq!(app.app.gateway.run_due_schedules(10).await.unwrap(), 2);
+    assert_eq!(deliver(&app).await, 2);
+    let mut got: Vec<(String, String)> = receiver
+        .requests()
+        .iter()
+        .map(|r| {
+            let b = json_body(r);
+            (
+                b["merchant_uid"].as_str().unwrap().to_string(),
+                b["status"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    got.sort();
+    assert_eq!(
+        got,
+        [
+            ("ws-limit".to_string(), "failed".to_string()),
+            ("ws-ok".to_string(), "paid".to_string())
+        ]
+    );
 }

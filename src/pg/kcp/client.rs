@@ -1,13 +1,13 @@
 //! The KCP connector: configuration, the HTTP exchange, and the mapping of every possible outcome
 //! onto [`PgError`] so that only a definite refusal can ever fail a payment.
 //!
-//! | what happened                                          | result                      |
-//! |--------------------------------------------------------|-----------------------------|
-//! | transport error, timeout, HTTP 5xx, unreadable body    | [`PgError::Unknown`]        |
-//! | readable body, `res_cd` ≠ `0000`                       | [`PgError::Declined`]       |
-//! | `res_cd` `0000` but no `tno` / amount                  | [`PgError::Unknown`]        |
-//! | approval whose amount or order number ≠ the request    | [`PgError::Mismatch`]       |
-//! | `res_cd` `0000`                                        | `Ok`                        |
+//! | what happened                                                              | result                |
+//! |---------------------------------------------------------------------------|-----------------------|
+//! | transport error, timeout, HTTP 5xx, unreadable body                       | [`PgError::Unknown`]  |
+//! | readable body, `res_cd` ≠ `0000`                                          | [`PgError::Declined`] |
+//! | `res_cd` `0000` but no `tno` / amount / `pnt_amount` / `batch_key` / `rsv_pnt` | [`PgError::Unknown`]  |
+//! | approval whose amount (points: `pnt_amount`) or order number ≠ the request | [`PgError::Mismatch`] |
+//! | `res_cd` `0000`                                                           | `Ok`                  |
 //!
 //! KCP's samples read the JSON body and ignore the HTTP status (spec/kcp.md §1); we do the same
 //! except for 5xx, where an intermediary may be answering and a body saying "refused" cannot be
