@@ -66,7 +66,11 @@ impl App {
         if config.master_key.is_none() {
             tracing::warn!("no master key configured: using the public test-mode key (never use this in production)");
         }
-        let secrets = MasterKey::from_config(config.master_key.as_ref()).context("master key")?;
+        let secrets = MasterKey::with_previous(
+            config.master_key.as_ref(),
+            config.previous_master_keys.as_ref(),
+        )
+        .context("master key")?;
         tracing::info!(database = %redact_url(&config.database_url), "connecting");
         let db = Db::connect(&config.database_url)
             .await

@@ -27,6 +27,10 @@ pub struct Config {
     /// Required when test mode is off.
     #[serde(skip_serializing)]
     pub master_key: Option<SecretString>,
+    /// Old master keys still accepted while rotating (comma-separated base64); see
+    /// `service::secrets` and `openport reseal`.
+    #[serde(skip_serializing)]
+    pub previous_master_keys: Option<SecretString>,
     pub kcp: KcpSettings,
     pub sandbox: SandboxSettings,
     pub resolver: ResolverSettings,
@@ -76,6 +80,7 @@ impl Default for Config {
             test_mode: true,
             admin_token: None,
             master_key: None,
+            previous_master_keys: None,
             kcp: KcpSettings {
                 api_base: None,
                 timeout_ms: 30_000,

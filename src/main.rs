@@ -38,6 +38,9 @@ enum Command {
     Serve(Common),
     /// Apply database migrations and exit.
     Migrate(Common),
+    /// After a master-key rotation: re-seal every stored secret under the current key
+    /// (OPENPORT_MASTER_KEY), opening old values with OPENPORT_PREVIOUS_MASTER_KEYS.
+    Reseal(Common),
     /// Manage merchants.
     Merchant {
         #[command(subcommand)]
@@ -154,6 +157,27 @@ async fn main() -> anyhow::Result<()> {
             let db = openport::store::Db::connect(&config.database_url).await?;
             db.migrate().await?;
             println!("migrations applied");
+            Ok(())
+        }
+        Command::Reseal(common) => {
+            let mut config = load(&common)?;
+            init_tracing(config.log_format == "json");
+            config.listen = "127.0.0.1:0".parse()?;
+            config.resolver.interval_ms = 0;
+            config.sandbox.embedded = Some(false);
+            let app = App::build(config).await?;
+            let report = app
+                .gateway
+                .reseal_secrets()
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            println!(
+                "resealed under key {}: {} merchants, {} billing keys",
+                app.gateway.secrets.key_id(),
+                report.merchants,
+                report.billing_keys
+            );
+            app.shutdown().await;
             Ok(())
         }
         Command::Merchant { command } => merchant(command).await,

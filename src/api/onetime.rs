@@ -121,10 +121,12 @@ pub(crate) fn parse_onetime(
     let expiry = Expiry::parse(&required(req.expiry, "expiry")?, today).map_err(card_error)?;
     let auth =
         CardAuth::parse(req.birth.as_deref(), req.pwd_2digit.as_deref()).map_err(card_error)?;
-    if req.customer_uid.as_deref().is_some_and(|c| !c.is_empty()) {
-        return Err(ApiError::refused(
-            "customer_uid(빌링키 저장)는 아직 지원되지 않습니다. customer_uid 없이 요청해 주세요.",
-        ));
+    let customer_uid = req.customer_uid.filter(|c| !c.trim().is_empty());
+    if customer_uid
+        .as_ref()
+        .is_some_and(|c| c.chars().count() > 80)
+    {
+        return Err(ApiError::bad_request("customer_uid는 1~80자여야 합니다."));
     }
     let _ = (req.cvc, req.pg, req.vat_amount);
     Ok(OnetimeCommand {
@@ -145,6 +147,7 @@ pub(crate) fn parse_onetime(
         notice_url: req.notice_url,
         customer_ip: String::new(),
         user_agent: None,
+        customer_uid,
     })
 }
 

@@ -5,6 +5,7 @@ use std::sync::{Arc, RwLock};
 use secrecy::ExposeSecret;
 use subtle::ConstantTimeEq;
 
+use super::secrets::SecretCheck;
 use super::{Gateway, ServiceError, ServiceResult};
 use crate::domain::ids::random_hex;
 use crate::store::entity::merchant;
@@ -79,16 +80,20 @@ impl Gateway {
     pub async fn get_token(&self, imp_key: &str, imp_secret: &str) -> ServiceResult<IssuedToken> {
         let merchant = merchants::by_imp_key(&self.db.read, imp_key).await?;
         // Hash even when the key is unknown, so timing does not tell which keys exist.
-        let ok = match &merchant {
-            Some(m) => self.secrets.secret_matches(imp_secret, &m.imp_secret_hash),
+        let check = match &merchant {
+            Some(m) => self.secrets.check_secret(imp_secret, &m.imp_secret_hash),
             None => {
                 let _ = self.secrets.secret_hash(imp_secret);
-                false
+                SecretCheck::Mismatch
             }
         };
-        let Some(merchant) = merchant.filter(|_| ok) else {
+        let Some(merchant) = merchant.filter(|_| check != SecretCheck::Mismatch) else {
             return Err(ServiceError::Unauthorized);
         };
+        if let SecretCheck::MatchRehash(hash) = check {
+            // The master key was rotated: store the hash under the current key.
+            merchants::set_secret_hash(&self.db.write, merchant.id, &hash).await?;
+        }
         let now = self.clock.unix();
         if let Some(t) = merchants::live_token(&self.db.read, merchant.id, now).await? {
             let mut expired_at = t.expires_at;

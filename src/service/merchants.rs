@@ -99,3 +99,62 @@ impl Gateway {
         Ok(merchants::all(&self.db.read).await?)
     }
 }
+
+/// What `openport reseal` rewrote.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct ResealReport {
+    pub merchants: usize,
+    pub billing_keys: usize,
+}
+
+impl Gateway {
+    /// Rewrites every sealed column that is not under the current master key (after a rotation).
+    /// Each row is rewritten on its own: safe to interrupt and run again.
+    pub async fn reseal_secrets(&self) -> ServiceResult<ResealReport> {
+        use crate::store::entity::billing_key;
+        use sea_orm::{ActiveModelTrait, EntityTrait};
+        let reseal = |v: &str| -> ServiceResult<Option<String>> {
+            if !self.secrets.needs_reseal(v) {
+                return Ok(None);
+            }
+            let plain = self
+                .secrets
+                .open(v)
+                .map_err(|e| ServiceError::Internal(format!("reseal: {e}")))?;
+            Ok(Some(self.secrets.seal(&plain)))
+        };
+        let mut report = ResealReport::default();
+        for m in merchants::all(&self.db.read).await? {
+            let key = reseal(&m.kcp_private_key_sealed)?;
+            let pass = reseal(&m.kcp_passphrase_sealed)?;
+            let hook = match &m.webhook_secret_sealed {
+                Some(s) => reseal(s)?,
+                None => None,
+            };
+            if key.is_none() && pass.is_none() && hook.is_none() {
+                continue;
+            }
+            let mut am: merchant::ActiveModel = m.into();
+            if let Some(k) = key {
+                am.kcp_private_key_sealed = Set(k);
+            }
+            if let Some(p) = pass {
+                am.kcp_passphrase_sealed = Set(p);
+            }
+            if let Some(h) = hook {
+                am.webhook_secret_sealed = Set(Some(h));
+            }
+            merchants::update(&self.db.write, am).await?;
+            report.merchants += 1;
+        }
+        for k in billing_key::Entity::find().all(&self.db.read).await? {
+            if let Some(sealed) = reseal(&k.batch_key_sealed)? {
+                let mut am: billing_key::ActiveModel = k.into();
+                am.batch_key_sealed = Set(sealed);
+                am.update(&self.db.write).await?;
+                report.billing_keys += 1;
+            }
+        }
+        Ok(report)
+    }
+}

@@ -43,6 +43,8 @@ pub struct OnetimeCommand {
     pub notice_url: Vec<String>,
     pub customer_ip: String,
     pub user_agent: Option<String>,
+    /// Also store the card as this customer's billing key (spec §4.4).
+    pub customer_uid: Option<String>,
 }
 
 /// What happened to an approval attempt's money.
@@ -135,6 +137,7 @@ impl OnetimeCommand {
             notice_url: self.notice_url.clone(),
             user_agent: self.user_agent.clone(),
             card_number_masked: Some(self.card_number.masked()),
+            customer_uid: self.customer_uid.clone(),
             ..ChargeOrder::default()
         }
     }
@@ -154,6 +157,26 @@ impl Gateway {
     ) -> ServiceResult<PaymentRecord> {
         let order = cmd.order();
         let text = order.kcp_text()?;
+        if let Some(uid) = &cmd.customer_uid {
+            // The card is stored as a billing key first: a card KCP will not take for billing is
+            // refused before anything is charged.
+            self.register_customer(
+                m,
+                super::billing::CustomerCommand {
+                    customer_uid: uid.clone(),
+                    card_number: cmd.card_number.clone(),
+                    expiry: cmd.expiry,
+                    auth: cmd.auth.clone(),
+                    customer_id: None,
+                    customer_name: cmd.buyer_name.clone(),
+                    customer_tel: cmd.buyer_tel.clone(),
+                    customer_email: cmd.buyer_email.clone(),
+                    customer_addr: cmd.buyer_addr.clone(),
+                    customer_postcode: cmd.buyer_postcode.clone(),
+                },
+            )
+            .await?;
+        }
         let call = ChargeCall::KeyIn(KeyInRequest {
             order_no: String::new(),
             amount: cmd.amount,

@@ -1,12 +1,20 @@
-//! Secrets at rest: KCP private keys and passphrases are sealed with AES-256-GCM under the master
-//! key; imp_secrets are stored only as a keyed hash (HMAC-SHA256) and compared in constant time.
+//! Secrets at rest: KCP private keys, passphrases, batch keys and webhook secrets are sealed with
+//! AES-256-GCM under the master key; imp_secrets are stored only as a keyed hash (HMAC-SHA256)
+//! and compared in constant time.
+//!
+//! **Rotation.** Every sealed value and every hash names the key that made it (`v2:<key id>:…`,
+//! `<key id>$<hex>`). Configure the new key as `OPENPORT_MASTER_KEY` and the old one(s) in
+//! `OPENPORT_PREVIOUS_MASTER_KEYS` (comma-separated): values under an old key still open, new
+//! values use the new key, `openport reseal` rewrites every sealed column under the new key, and
+//! each imp_secret hash is upgraded the next time its merchant calls getToken. Once `openport
+//! reseal` reports nothing left under an old key (and merchants have logged in), drop it.
 use aes_gcm::aead::{Aead, KeyInit, OsRng};
 use aes_gcm::{AeadCore, Aes256Gcm, Key, Nonce};
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use hmac::{Hmac, Mac};
 use secrecy::{ExposeSecret, SecretString};
-use sha2::Sha256;
+use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 /// Test-mode master key used when none is configured. It is public (it is in this file), so test
@@ -17,61 +25,49 @@ const DEV_MASTER_KEY: [u8; 32] = *b"openport-test-mode-master-key-32";
 pub enum SecretError {
     #[error("master key must be base64 of exactly 32 bytes")]
     BadMasterKey,
-    #[error("sealed value is malformed or was sealed with another master key")]
+    #[error("sealed value is malformed or was sealed with a master key that is not configured")]
     Unseal,
 }
 
+/// One master key: its cipher, its hash key and a short public id (a digest, never the key).
 #[derive(Clone)]
-pub struct MasterKey {
+struct KeyMaterial {
+    id: String,
     cipher: Aes256Gcm,
     hash_key: [u8; 32],
 }
 
-impl std::fmt::Debug for MasterKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("MasterKey(<redacted>)")
-    }
-}
-
-impl MasterKey {
-    pub fn from_config(configured: Option<&SecretString>) -> Result<Self, SecretError> {
-        match configured {
-            Some(s) => {
-                let bytes = B64
-                    .decode(s.expose_secret().trim())
-                    .map_err(|_| SecretError::BadMasterKey)?;
-                let arr: [u8; 32] = bytes.try_into().map_err(|_| SecretError::BadMasterKey)?;
-                Ok(Self::from_bytes(arr))
-            }
-            None => Ok(Self::from_bytes(DEV_MASTER_KEY)),
-        }
-    }
-
-    fn from_bytes(bytes: [u8; 32]) -> Self {
+impl KeyMaterial {
+    fn new(bytes: [u8; 32]) -> Self {
         let mut mac =
             <Hmac<Sha256> as Mac>::new_from_slice(&bytes).expect("HMAC takes any key length");
         mac.update(b"openport imp_secret hash v1");
         let hash_key: [u8; 32] = mac.finalize().into_bytes().into();
+        let id =
+            hex::encode(&Sha256::digest([b"openport key id ".as_slice(), &bytes].concat())[..4]);
         Self {
+            id,
             cipher: Aes256Gcm::new(Key::<Aes256Gcm>::from_slice(&bytes)),
             hash_key,
         }
     }
 
-    /// `v1:` + base64(nonce ‖ ciphertext ‖ tag).
-    pub fn seal(&self, plaintext: &[u8]) -> String {
-        let nonce = Aes256Gcm::generate_nonce(&mut OsRng);
-        let ct = self
-            .cipher
-            .encrypt(&nonce, plaintext)
-            .expect("AES-GCM encryption cannot fail");
-        let mut out = nonce.to_vec();
-        out.extend_from_slice(&ct);
-        format!("v1:{}", B64.encode(out))
+    fn decode(b64: &str) -> Result<Self, SecretError> {
+        let bytes = B64
+            .decode(b64.trim())
+            .map_err(|_| SecretError::BadMasterKey)?;
+        let arr: [u8; 32] = bytes.try_into().map_err(|_| SecretError::BadMasterKey)?;
+        Ok(Self::new(arr))
     }
 
-    pub fn open(&self, sealed: &str) -> Result<Vec<u8>, SecretError> {
-        let raw = sealed.strip_prefix("v1:").ok_or(SecretError::Unseal)?;
+    fn hash(&self, secret: &str) -> String {
+        let mut mac =
+            <Hmac<Sha256> as Mac>::new_from_slice(&self.hash_key).expect("any key length");
+        mac.update(secret.as_bytes());
+        hex::encode(mac.finalize().into_bytes())
+    }
+
+    fn open_raw(&self, raw: &str) -> Result<Vec<u8>, SecretError> {
         let bytes = B64.decode(raw).map_err(|_| SecretError::Unseal)?;
         if bytes.len() < 12 {
             return Err(SecretError::Unseal);
@@ -81,26 +77,130 @@ impl MasterKey {
             .decrypt(Nonce::from_slice(nonce), ct)
             .map_err(|_| SecretError::Unseal)
     }
+}
+
+#[derive(Clone)]
+pub struct MasterKey {
+    current: KeyMaterial,
+    previous: Vec<KeyMaterial>,
+}
+
+impl std::fmt::Debug for MasterKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "MasterKey(id {}, {} previous)",
+            self.current.id,
+            self.previous.len()
+        )
+    }
+}
+
+/// What checking an imp_secret found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecretCheck {
+    Mismatch,
+    Match,
+    /// Right secret, hashed under an old key: store this new hash.
+    MatchRehash(String),
+}
+
+impl MasterKey {
+    pub fn from_config(configured: Option<&SecretString>) -> Result<Self, SecretError> {
+        Self::with_previous(configured, None)
+    }
+
+    /// The current key and, for rotation, the previous ones (comma-separated base64).
+    pub fn with_previous(
+        current: Option<&SecretString>,
+        previous: Option<&SecretString>,
+    ) -> Result<Self, SecretError> {
+        let current = match current {
+            Some(s) => KeyMaterial::decode(s.expose_secret())?,
+            None => KeyMaterial::new(DEV_MASTER_KEY),
+        };
+        let previous = match previous {
+            Some(list) => list
+                .expose_secret()
+                .split(',')
+                .filter(|s| !s.trim().is_empty())
+                .map(KeyMaterial::decode)
+                .collect::<Result<Vec<_>, _>>()?,
+            None => vec![],
+        };
+        Ok(Self { current, previous })
+    }
+
+    /// The current key's public id (a digest).
+    pub fn key_id(&self) -> &str {
+        &self.current.id
+    }
+
+    fn all(&self) -> impl Iterator<Item = &KeyMaterial> {
+        std::iter::once(&self.current).chain(self.previous.iter())
+    }
+
+    /// `v2:<key id>:` + base64(nonce ‖ ciphertext ‖ tag).
+    pub fn seal(&self, plaintext: &[u8]) -> String {
+        let nonce = Aes256Gcm::generate_nonce(&mut OsRng);
+        let ct = self
+            .current
+            .cipher
+            .encrypt(&nonce, plaintext)
+            .expect("AES-GCM encryption cannot fail");
+        let mut out = nonce.to_vec();
+        out.extend_from_slice(&ct);
+        format!("v2:{}:{}", self.current.id, B64.encode(out))
+    }
+
+    pub fn open(&self, sealed: &str) -> Result<Vec<u8>, SecretError> {
+        if let Some(rest) = sealed.strip_prefix("v2:") {
+            let (id, raw) = rest.split_once(':').ok_or(SecretError::Unseal)?;
+            let key = self.all().find(|k| k.id == id).ok_or(SecretError::Unseal)?;
+            return key.open_raw(raw);
+        }
+        // v1 values (no key id) are tried under every configured key.
+        let raw = sealed.strip_prefix("v1:").ok_or(SecretError::Unseal)?;
+        self.all()
+            .find_map(|k| k.open_raw(raw).ok())
+            .ok_or(SecretError::Unseal)
+    }
 
     pub fn open_string(&self, sealed: &str) -> Result<String, SecretError> {
         String::from_utf8(self.open(sealed)?).map_err(|_| SecretError::Unseal)
     }
 
-    /// Keyed hash of an imp_secret (hex). The key is derived from the master key, so a stolen
-    /// database alone does not allow offline guessing.
+    /// True when `sealed` is not under the current key (`openport reseal` rewrites it).
+    pub fn needs_reseal(&self, sealed: &str) -> bool {
+        !sealed.starts_with(&format!("v2:{}:", self.current.id))
+    }
+
+    /// Keyed hash of an imp_secret: `<key id>$<hex>`. The key is derived from the master key, so
+    /// a stolen database alone does not allow offline guessing.
     pub fn secret_hash(&self, secret: &str) -> String {
-        let mut mac =
-            <Hmac<Sha256> as Mac>::new_from_slice(&self.hash_key).expect("any key length");
-        mac.update(secret.as_bytes());
-        hex::encode(mac.finalize().into_bytes())
+        format!("{}${}", self.current.id, self.current.hash(secret))
     }
 
     /// Constant-time comparison of a presented imp_secret with the stored hash.
-    pub fn secret_matches(&self, secret: &str, stored_hash: &str) -> bool {
-        self.secret_hash(secret)
-            .as_bytes()
-            .ct_eq(stored_hash.as_bytes())
-            .into()
+    pub fn check_secret(&self, secret: &str, stored: &str) -> SecretCheck {
+        let (id, hex_hash) = match stored.split_once('$') {
+            Some((id, h)) => (Some(id), h),
+            None => (None, stored),
+        };
+        for key in self.all().filter(|k| id.is_none_or(|i| i == k.id)) {
+            if bool::from(key.hash(secret).as_bytes().ct_eq(hex_hash.as_bytes())) {
+                return if key.id == self.current.id && id.is_some() {
+                    SecretCheck::Match
+                } else {
+                    SecretCheck::MatchRehash(self.secret_hash(secret))
+                };
+            }
+        }
+        SecretCheck::Mismatch
+    }
+
+    pub fn secret_matches(&self, secret: &str, stored: &str) -> bool {
+        self.check_secret(secret, stored) != SecretCheck::Mismatch
     }
 }
 
@@ -108,11 +208,14 @@ impl MasterKey {
 mod tests {
     use super::*;
 
+    fn key(b: u8) -> SecretString {
+        SecretString::from(B64.encode([b; 32]))
+    }
+
     #[test]
     fn a_sealed_value_opens_only_with_the_same_master_key() {
         let a = MasterKey::from_config(None).unwrap();
-        let other =
-            MasterKey::from_config(Some(&SecretString::from(B64.encode([7u8; 32])))).unwrap();
+        let other = MasterKey::from_config(Some(&key(7))).unwrap();
         let sealed = a.seal(b"-----BEGIN ENCRYPTED PRIVATE KEY-----");
         assert!(!sealed.contains("PRIVATE"));
         assert_eq!(
@@ -126,9 +229,32 @@ mod tests {
     fn an_imp_secret_is_checked_against_its_keyed_hash() {
         let k = MasterKey::from_config(None).unwrap();
         let h = k.secret_hash("s3cret");
-        assert_ne!(h, "s3cret");
-        assert!(k.secret_matches("s3cret", &h));
-        assert!(!k.secret_matches("s3cret!", &h));
+        assert!(!h.contains("s3cret"));
+        assert_eq!(k.check_secret("s3cret", &h), SecretCheck::Match);
+        assert_eq!(k.check_secret("s3cret!", &h), SecretCheck::Mismatch);
+    }
+
+    #[test]
+    fn after_rotation_old_values_open_and_old_hashes_match_and_are_upgraded() {
+        let old = MasterKey::from_config(Some(&key(1))).unwrap();
+        let sealed = old.seal(b"batch-key");
+        let hash = old.secret_hash("s3cret");
+        let rotated = MasterKey::with_previous(Some(&key(2)), Some(&key(1))).unwrap();
+        assert_eq!(rotated.open(&sealed).unwrap(), b"batch-key");
+        assert!(rotated.needs_reseal(&sealed));
+        assert!(!rotated.needs_reseal(&rotated.seal(b"x")));
+        match rotated.check_secret("s3cret", &hash) {
+            SecretCheck::MatchRehash(new) => {
+                assert_eq!(rotated.check_secret("s3cret", &new), SecretCheck::Match)
+            }
+            other => panic!("{other:?}"),
+        }
+        let without_old = MasterKey::from_config(Some(&key(2))).unwrap();
+        assert!(without_old.open(&sealed).is_err());
+        assert_eq!(
+            without_old.check_secret("s3cret", &hash),
+            SecretCheck::Mismatch
+        );
     }
 
     #[test]

@@ -108,3 +108,22 @@ pub async fn delete_expired_tokens(db: &impl ConnectionTrait, now: i64) -> Resul
         .await?;
     Ok(res.rows_affected)
 }
+
+pub async fn set_secret_hash(db: &impl ConnectionTrait, id: i64, hash: &str) -> Result<(), DbErr> {
+    merchant::Entity::update_many()
+        .col_expr(
+            merchant::Column::ImpSecretHash,
+            sea_orm::sea_query::Expr::value(hash),
+        )
+        .filter(merchant::Column::Id.eq(id))
+        .exec(db)
+        .await?;
+    Ok(())
+}
+
+pub async fn update(
+    db: &impl ConnectionTrait,
+    m: merchant::ActiveModel,
+) -> Result<merchant::Model, DbErr> {
+    m.update(db).await
+}

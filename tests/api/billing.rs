@@ -220,3 +220,75 @@ async fn a_billing_payment_can_be_cancelled_partly() {
     assert_eq!(c["response"]["cancel_amount"], 2500);
     app.assert_ledger_agrees().await;
 }
+
+#[tokio::test]
+async fn rotating_the_master_key_loses_no_billing_key_and_no_merchant_secret() {
+    use base64::Engine;
+    use secrecy::SecretString;
+    let b64 = |b: u8| base64::engine::general_purpose::STANDARD.encode([b; 32]);
+    let (old_key, new_key) = (b64(1), b64(2));
+    let ok = old_key.clone();
+    let first =
+        crate::helpers::spawn_app_with(move |c| c.master_key = Some(SecretString::from(ok))).await;
+    let token = first.token().await;
+    register(&first, &token, "rot", test_cards::SHINHAN_CREDIT).await;
+    let db_url = first.database_url.clone();
+    let sandbox = format!("http://{}", first.app.sandbox.as_ref().unwrap().addr);
+
+    // The new key is current, the old one still accepted.
+    let (db, sb, nk, okey) = (
+        db_url.clone(),
+        sandbox.clone(),
+        new_key.clone(),
+        old_key.clone(),
+    );
+    let rotated = crate::helpers::spawn_app_with(move |c| {
+        c.database_url = db;
+        c.kcp.api_base = Some(sb);
+        c.sandbox.embedded = Some(false);
+        c.master_key = Some(SecretString::from(nk));
+        c.previous_master_keys = Some(SecretString::from(okey));
+    })
+    .await;
+    let token = rotated.token().await; // upgrades the imp_secret hash
+    let (_, paid) = again(&rotated, &token, "rot", "rot-1", 1000).await;
+    assert_eq!(paid["response"]["status"], "paid", "{paid}");
+    let report = rotated.app.gateway.reseal_secrets().await.unwrap();
+    assert_eq!(report.billing_keys, 1);
+    assert!(report.merchants >= 1);
+
+    // The old key is gone: everything still works.
+    let (db, sb, nk) = (db_url, sandbox, new_key);
+    let only_new = crate::helpers::spawn_app_with(move |c| {
+        c.database_url = db;
+        c.kcp.api_base = Some(sb);
+        c.sandbox.embedded = Some(false);
+        c.master_key = Some(SecretString::from(nk));
+    })
+    .await;
+    let token = only_new.token().await;
+    let (_, paid) = again(&only_new, &token, "rot", "rot-2", 1000).await;
+    assert_eq!(paid["response"]["status"], "paid", "{paid}");
+    assert_eq!(first.sandbox.ledger().len(), 2);
+}
+
+#[tokio::test]
+async fn onetime_with_a_customer_uid_pays_and_stores_the_card_as_a_billing_key() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let (_, body) = app
+        .post(
+            "/subscribe/payments/onetime",
+            Some(&token),
+            json!({"merchant_uid": "ot-key", "amount": 5000, "card_number": test_cards::SHINHAN_CREDIT,
+                   "expiry": future_expiry(), "birth": "800101", "pwd_2digit": "00", "customer_uid": "ot-cust"}),
+        )
+        .await;
+    assert_eq!(body["code"], 0, "{body}");
+    assert_eq!(body["response"]["status"], "paid");
+    assert_eq!(body["response"]["customer_uid"], "ot-cust");
+    let (_, c) = app.get("/subscribe/customers/ot-cust", Some(&token)).await;
+    assert_eq!(c["response"]["card_number"], "411111******1111");
+    let (_, again_body) = again(&app, &token, "ot-cust", "ot-again", 5000).await;
+    assert_eq!(again_body["response"]["status"], "paid");
+}
