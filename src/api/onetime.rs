@@ -121,6 +121,10 @@ pub(crate) fn parse_onetime(
     let expiry = Expiry::parse(&required(req.expiry, "expiry")?, today).map_err(card_error)?;
     let auth =
         CardAuth::parse(req.birth.as_deref(), req.pwd_2digit.as_deref()).map_err(card_error)?;
+    // KCP's authenticated key-in needs both (spec §2.7); only billing keys take a birth date alone.
+    if auth.as_ref().is_some_and(|a| !a.is_complete()) {
+        return Err(card_error(CardDataError::AuthPair));
+    }
     let customer_uid = req.customer_uid.filter(|c| !c.trim().is_empty());
     if customer_uid
         .as_ref()

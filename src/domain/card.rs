@@ -147,38 +147,48 @@ impl std::fmt::Debug for Expiry {
 #[derive(Clone, PartialEq, Eq)]
 pub struct CardAuth {
     birth: String,
-    pwd_2digit: String,
+    pwd_2digit: Option<String>,
 }
 
 impl CardAuth {
     /// `birth` is YYMMDD (6) or a business registration number (10); `pwd_2digit` two digits.
-    /// Either both or neither must be given.
+    /// A PIN without a birth date is refused; a birth date alone is kept (billing keys take it,
+    /// key-in refuses it: see [`CardAuth::is_complete`]).
     pub fn parse(birth: Option<&str>, pwd: Option<&str>) -> Result<Option<Self>, CardDataError> {
         let birth = birth.map(str::trim).filter(|s| !s.is_empty());
         let pwd = pwd.map(str::trim).filter(|s| !s.is_empty());
-        match (birth, pwd) {
-            (None, None) => Ok(None),
-            (Some(b), Some(p)) => {
-                let b: String = b.chars().filter(|c| *c != '-').collect();
-                if !(b.len() == 6 || b.len() == 10) || !b.bytes().all(|c| c.is_ascii_digit()) {
-                    return Err(CardDataError::BirthFormat);
-                }
-                if p.len() != 2 || !p.bytes().all(|c| c.is_ascii_digit()) {
-                    return Err(CardDataError::PwdFormat);
-                }
-                Ok(Some(Self {
-                    birth: b,
-                    pwd_2digit: p.to_string(),
-                }))
-            }
-            _ => Err(CardDataError::AuthPair),
+        let Some(b) = birth else {
+            return if pwd.is_some() {
+                Err(CardDataError::AuthPair)
+            } else {
+                Ok(None)
+            };
+        };
+        let b: String = b.chars().filter(|c| *c != '-').collect();
+        if !(b.len() == 6 || b.len() == 10) || !b.bytes().all(|c| c.is_ascii_digit()) {
+            return Err(CardDataError::BirthFormat);
         }
+        if let Some(p) = pwd {
+            if p.len() != 2 || !p.bytes().all(|c| c.is_ascii_digit()) {
+                return Err(CardDataError::PwdFormat);
+            }
+        }
+        Ok(Some(Self {
+            birth: b,
+            pwd_2digit: pwd.map(str::to_string),
+        }))
     }
+
+    /// Both a birth date and the PIN prefix: what KCP's authenticated key-in needs (spec §2.7).
+    pub fn is_complete(&self) -> bool {
+        self.pwd_2digit.is_some()
+    }
+
     pub fn expose_birth(&self) -> &str {
         &self.birth
     }
-    pub fn expose_pwd(&self) -> &str {
-        &self.pwd_2digit
+    pub fn expose_pwd(&self) -> Option<&str> {
+        self.pwd_2digit.as_deref()
     }
 }
 
@@ -276,8 +286,13 @@ mod tests {
             CardAuth::parse(Some("800101"), Some("0")),
             Err(CardDataError::PwdFormat)
         );
+        // A birth date alone is kept (billing keys take it); a PIN alone is refused.
+        assert!(!CardAuth::parse(Some("800101"), None)
+            .unwrap()
+            .unwrap()
+            .is_complete());
         assert_eq!(
-            CardAuth::parse(Some("800101"), None),
+            CardAuth::parse(None, Some("00")),
             Err(CardDataError::AuthPair)
         );
     }

@@ -307,6 +307,13 @@ pub trait PgBilling: Send + Sync {
     async fn pay_with_points(&self, _req: &PointPaymentRequest) -> Result<PointApproval, PgError> {
         unsupported("Benepia points")
     }
+    /// Inquiry of a Benepia point payment (`std/inquery`, `pay_type PAPT`, docs/kcp.md §8.4): how
+    /// an unknown point-payment or re-approval outcome is resolved. The [`CardApproval`] inside
+    /// the answer carries the point approval's `tno`, `order_no`, `amount`, `app_no` and time; its
+    /// card fields are empty.
+    async fn inquire_points(&self, _trade: &TradeRef) -> Result<TradeState, PgError> {
+        unsupported("Benepia points")
+    }
     /// Re-approves `amount` of a cancelled point payment (`mod_type STRA`): how a partial cancel of
     /// points is done (cancel all, re-approve the rest; spec/kcp.md §2.8).
     async fn reapprove_points(

@@ -188,7 +188,10 @@ impl Gateway {
                 number: cmd.card_number.expose_digits().to_string(),
                 expiry_yymm: cmd.expiry.yymm(),
                 birth: cmd.auth.as_ref().map(|a| a.expose_birth().to_string()),
-                pwd_2digit: cmd.auth.as_ref().map(|a| a.expose_pwd().to_string()),
+                pwd_2digit: cmd
+                    .auth
+                    .as_ref()
+                    .and_then(|a| a.expose_pwd().map(str::to_string)),
             },
             quota: cmd.card_quota,
             customer_ip: cmd.customer_ip.clone(),

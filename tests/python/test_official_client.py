@@ -94,3 +94,42 @@ def test_a_wrong_secret_is_refused():
     with pytest.raises(Iamport.HttpError) as err:
         bad.find(imp_uid="imp_000000000000")
     assert err.value.code == 401
+
+
+def test_recurring_billing_with_the_official_client(client):
+    uid = new_uid("py-cust")
+    customer = client.customer_create(customer_uid=uid, card_number="4111-1111-1111-1111",
+                                      expiry="2031-12", birth="800101", pwd_2digit="00")
+    assert customer["card_number"] == "411111******1111"
+    assert client.customer_get(uid)["customer_uid"] == uid
+
+    paid = client.pay_again(customer_uid=uid, merchant_uid=new_uid("py-again"), amount=9900, name="월간 구독")
+    assert paid["status"] == "paid"
+    assert paid["customer_uid_usage"] == "payment"
+
+    at = int(time.time()) + 3600
+    scheduled = client.pay_schedule(customer_uid=uid, schedules=[
+        {"merchant_uid": new_uid("py-sch"), "schedule_at": at, "amount": 9900, "name": "다음 달"},
+        {"merchant_uid": new_uid("py-sch"), "schedule_at": at + 86400, "amount": 9900},
+    ])
+    assert [s["schedule_status"] for s in scheduled] == ["scheduled", "scheduled"]
+    assert scheduled[0]["imp_uid"] is None
+    assert client.pay_schedule_get(scheduled[0]["merchant_uid"])["schedule_at"] == at
+    between = client.pay_schedule_get_between(schedule_from=at, schedule_to=at + 86401)
+    assert between["total"] == 2
+
+    revoked = client.pay_unschedule(customer_uid=uid)
+    assert len(revoked) == 2
+    deleted = client.customer_delete(uid)
+    assert deleted["customer_uid"] == uid
+    with pytest.raises(Iamport.ResponseError) as err:
+        client.pay_again(customer_uid=uid, merchant_uid=new_uid("py-again"), amount=1000)
+    assert err.value.message == "등록되지 않은 구매자입니다."
+
+
+def test_a_declined_again_is_a_failed_payment(client):
+    uid = new_uid("py-kb")
+    client.customer_create(customer_uid=uid, card_number="5272-8900-0000-6050", expiry="2031-12", birth="800101")
+    failed = client.pay_again(customer_uid=uid, merchant_uid=new_uid("py-again"), amount=1000)
+    assert failed["status"] == "failed"
+    assert failed["imp_uid"].startswith("imp_")

@@ -26,7 +26,8 @@ use super::wire::{
     BatchKeyDeleteRequest, BatchKeyIssueRequest, BatchKeyResponse, BatchPaymentRequestBody,
     CancelRequestBody, CancelResponse, CardPaymentResponse, InquiryRequest, InquiryResponse,
     KeyInPaymentRequest, PointApprovalResponse, PointBalanceRequest, PointBalanceResponse,
-    PointPaymentRequestBody, PointReapprovalRequest, ResultHead, WireError,
+    PointPaymentRequestBody, PointReapprovalRequest, ResultHead, WireError, PAY_TYPE_CARD,
+    PAY_TYPE_POINT,
 };
 use crate::pg::{
     BatchKey, BatchKeyRequest, BatchPaymentRequest, CancelConfirmation, CancelRequest,
@@ -366,14 +367,28 @@ impl PgConnector for KcpConnector {
     }
 
     async fn inquire(&self, trade: &TradeRef) -> Result<TradeState, PgError> {
+        self.inquire_as(trade, PAY_TYPE_CARD, |r| TradeState::try_from(r))
+            .await
+    }
+}
+
+impl KcpConnector {
+    /// `std/inquery` for `pay_type` (spec §2.10): `8201` is [`TradeState::NotFound`], an answer
+    /// about another trade than the one asked for is `Unknown`.
+    async fn inquire_as(
+        &self,
+        trade: &TradeRef,
+        pay_type: &'static str,
+        parse: impl FnOnce(InquiryResponse) -> Result<TradeState, WireError> + Send,
+    ) -> Result<TradeState, PgError> {
         let (span, body) = match trade {
             TradeRef::Tno(tno) => (
-                tracing::info_span!("kcp.inquire", site_cd = %self.site_cd, tno = %tno),
-                InquiryRequest::by_tno(&self.site_cd, &self.signer, tno),
+                tracing::info_span!("kcp.inquire", site_cd = %self.site_cd, pay_type, tno = %tno),
+                InquiryRequest::for_tno(&self.site_cd, &self.signer, tno, pay_type),
             ),
             TradeRef::OrderNo(order) => (
-                tracing::info_span!("kcp.inquire", site_cd = %self.site_cd, ordr_idxx = %order),
-                InquiryRequest::by_order_no(&self.site_cd, &self.signer, order),
+                tracing::info_span!("kcp.inquire", site_cd = %self.site_cd, pay_type, ordr_idxx = %order),
+                InquiryRequest::for_order_no(&self.site_cd, &self.signer, order, pay_type),
             ),
         };
         async {
@@ -385,8 +400,7 @@ impl PgConnector for KcpConnector {
                 Answer::Refused { code, .. } if code == NO_SUCH_TRADE => Ok(TradeState::NotFound),
                 Answer::Refused { code, message } => Err(codes::declined(&code, &message)),
                 Answer::Success(resp) => {
-                    let state =
-                        TradeState::try_from(resp).map_err(|e| PgError::Unknown(e.to_string()))?;
+                    let state = parse(resp).map_err(|e| PgError::Unknown(e.to_string()))?;
                     reconcile_inquiry(state, trade)
                 }
             }
@@ -450,7 +464,7 @@ impl PgBilling for KcpConnector {
         .await
     }
 
-    /// Sends `amount "0"` (docs/kcp.md §8.3): the balance is asked without a purchase in view.
+    /// Sends the fixed `amount "1004"` KCP requires for a balance inquiry (seed 003, docs/kcp.md §8.3).
     async fn point_balance(&self, order_no: &str, account: &PointAccount) -> Result<Won, PgError> {
         let span = tracing::info_span!("kcp.point_balance", site_cd = %self.site_cd, ordr_idxx = %order_no);
         async {
@@ -476,6 +490,13 @@ impl PgBilling for KcpConnector {
         }
         .instrument(span)
         .await
+    }
+
+    /// `std/inquery` with `pay_type PAPT` (documented assumption, docs/kcp.md §8.4): the answer's
+    /// `stat_pt_cd` replaces `stat_ca_cd`; `8201` is `NotFound`.
+    async fn inquire_points(&self, trade: &TradeRef) -> Result<TradeState, PgError> {
+        self.inquire_as(trade, PAY_TYPE_POINT, InquiryResponse::into_point_state)
+            .await
     }
 
     /// `gw/mod/v1/cancel` `STRA`; the answer's `tno` (recorded as `tno` in the span, next to the

@@ -23,6 +23,8 @@ use crate::pg::{
 pub const CURRENCY_KRW: &str = "410";
 /// Card inquiries and approvals use `pay_type` PACA (spec §2.3 table).
 pub const PAY_TYPE_CARD: &str = "PACA";
+/// Point payments are inquired with `pay_type` PAPT: DOCUMENTED ASSUMPTION (docs/kcp.md §8.4).
+pub const PAY_TYPE_POINT: &str = "PAPT";
 /// Authenticated key-in: with birth date / business number and PIN prefix (spec §2.7).
 pub const CARD_TX_TYPE_AUTHENTICATED: &str = "11121000";
 /// Non-authenticated key-in (spec §2.7).
@@ -161,7 +163,7 @@ impl KeyInPaymentRequest {
         let ordr_idxx = order_no(&req.order_no)?;
         let amount = amount(req.amount)?;
         let quota = quota(req.quota)?;
-        let card = CheckedCard::new(&req.card)?;
+        let card = CheckedCard::new(&req.card, false)?;
         let card_tx_type = if card.is_authenticated() {
             CARD_TX_TYPE_AUTHENTICATED
         } else {
@@ -206,8 +208,10 @@ struct CheckedCard {
 }
 
 impl CheckedCard {
-    /// Errors never quote the card data.
-    fn new(card: &CardSecret) -> Result<Self, PgError> {
+    /// Errors never quote the card data. `birth_alone` allows a birth date without the PIN prefix:
+    /// billing-key issuance takes it (iamport's `pwd_2digit` is optional there); key-in does not
+    /// (spec §2.7: authenticated key-in needs both).
+    fn new(card: &CardSecret, birth_alone: bool) -> Result<Self, PgError> {
         let card_data = DeclineReason::CardRejected;
         if !is_digits(&card.number, 13, 16) {
             return Err(invalid_request(
@@ -233,6 +237,15 @@ impl CheckedCard {
                     ));
                 }
                 (Some(Sensitive::new(birth)), Some(Sensitive::new(pwd)))
+            }
+            (Some(birth), None) if birth_alone => {
+                if !(is_digits(birth, 6, 6) || is_digits(birth, 10, 10)) {
+                    return Err(invalid_request(
+                        "birth must be 6 digits or a 10-digit business number",
+                        card_data,
+                    ));
+                }
+                (Some(Sensitive::new(birth)), None)
             }
             (None, None) => (None, None),
             // Silently downgrading to a non-authenticated call would surprise the merchant.
@@ -325,31 +338,55 @@ pub struct InquiryRequest {
 }
 
 impl InquiryRequest {
+    /// Card inquiry (`pay_type` PACA) by tno.
     pub fn by_tno(site_cd: &str, signer: &KcpSigner, tno_value: &str) -> Result<Self, PgError> {
-        let tno = tno(tno_value)?;
-        Ok(Self {
-            site_cd: site_cd.to_owned(),
-            kcp_cert_info: signer.cert_info().to_owned(),
-            kcp_sign_data: sign(signer, &format!("{site_cd}^{tno}^{PAY_TYPE_CARD}"))?,
-            tno,
-            order_no: None,
-            pay_type: PAY_TYPE_CARD,
-        })
+        Self::for_tno(site_cd, signer, tno_value, PAY_TYPE_CARD)
     }
 
+    /// Card inquiry (`pay_type` PACA) by order number.
     pub fn by_order_no(
         site_cd: &str,
         signer: &KcpSigner,
         ordr_idxx: &str,
     ) -> Result<Self, PgError> {
+        Self::for_order_no(site_cd, signer, ordr_idxx, PAY_TYPE_CARD)
+    }
+
+    /// Inquiry of `tno` for a `pay_type` (PACA card, PAPT points), signed over
+    /// `site_cd^tno^pay_type`.
+    pub fn for_tno(
+        site_cd: &str,
+        signer: &KcpSigner,
+        tno_value: &str,
+        pay_type: &'static str,
+    ) -> Result<Self, PgError> {
+        let tno = tno(tno_value)?;
+        Ok(Self {
+            site_cd: site_cd.to_owned(),
+            kcp_cert_info: signer.cert_info().to_owned(),
+            kcp_sign_data: sign(signer, &format!("{site_cd}^{tno}^{pay_type}"))?,
+            tno,
+            order_no: None,
+            pay_type,
+        })
+    }
+
+    /// Inquiry by order number (documented assumption, see the type's doc), signed over
+    /// `site_cd^order_no^pay_type`.
+    pub fn for_order_no(
+        site_cd: &str,
+        signer: &KcpSigner,
+        ordr_idxx: &str,
+        pay_type: &'static str,
+    ) -> Result<Self, PgError> {
         let order = order_no(ordr_idxx)?;
         Ok(Self {
             site_cd: site_cd.to_owned(),
             kcp_cert_info: signer.cert_info().to_owned(),
-            kcp_sign_data: sign(signer, &format!("{site_cd}^{order}^{PAY_TYPE_CARD}"))?,
+            kcp_sign_data: sign(signer, &format!("{site_cd}^{order}^{pay_type}"))?,
             tno: String::new(),
             order_no: Some(order),
-            pay_type: PAY_TYPE_CARD,
+            pay_type,
         })
     }
 }
@@ -390,7 +427,7 @@ impl BatchKeyIssueRequest {
     pub fn new(site_cd: &str, signer: &KcpSigner, req: &BatchKeyRequest) -> Result<Self, PgError> {
         let ordr_idxx = order_no(&req.order_no)?;
         let group_id = kcp_id(&req.group_id, "batch group id")?;
-        let card = CheckedCard::new(&req.card)?;
+        let card = CheckedCard::new(&req.card, true)?;
         Ok(Self {
             site_cd: site_cd.to_owned(),
             kcp_cert_info: signer.cert_info().to_owned(),
@@ -512,9 +549,8 @@ impl BatchKeyDeleteRequest {
     }
 }
 
-/// Benepia point balance, `gw/hub/v1/payment` (spec §2.8). KCP's example sends `amount "1004"`;
-/// openport asks for the balance without a purchase in view and sends `"0"` (documented choice,
-/// docs/kcp.md §8.3).
+/// Benepia point balance, `gw/hub/v1/payment` (spec §2.8). `amount` is fixed at `"1004"` for a
+/// balance inquiry ("포인트 조회 시 '1004' 고정", seed 003); KCP refuses anything else with 8105.
 #[derive(Serialize, Clone)]
 pub struct PointBalanceRequest {
     pub site_cd: String,
@@ -540,8 +576,8 @@ impl std::fmt::Debug for PointBalanceRequest {
     }
 }
 
-/// The balance amount openport sends (see [`PointBalanceRequest`]).
-pub const POINT_BALANCE_AMOUNT: &str = "0";
+/// The balance amount KCP requires (see [`PointBalanceRequest`]): a fixed marker, not a purchase.
+pub const POINT_BALANCE_AMOUNT: &str = "1004";
 
 impl PointBalanceRequest {
     pub fn new(
@@ -1014,6 +1050,9 @@ pub struct InquiryResponse {
     /// STSR approved, STPC partially cancelled, STSC cancelled.
     #[serde(default, deserialize_with = "lenient")]
     pub stat_ca_cd: Option<String>,
+    /// The same status for a point trade (`pay_type` PAPT, docs/kcp.md §8.4).
+    #[serde(default, deserialize_with = "lenient")]
+    pub stat_pt_cd: Option<String>,
     #[serde(default, deserialize_with = "lenient")]
     pub app_time: Option<String>,
     #[serde(default, deserialize_with = "lenient")]
@@ -1062,37 +1101,92 @@ impl TryFrom<InquiryResponse> for TradeState {
             card_bin_type_02: r.card_bin_type_02.as_deref(),
             partcanc_yn: r.partcanc_yn.as_deref(),
         })?;
-        let rem_mny = r
-            .rem_mny
-            .as_deref()
-            .map(|s| parse_won(s).ok_or_else(|| WireError("rem_mny is not an amount".into())));
-        match r.stat_ca_cd.as_deref().map(str::trim) {
-            Some(STAT_APPROVED) => {
-                let remaining = rem_mny.transpose()?.unwrap_or(approval.amount);
-                Ok(TradeState::Approved {
-                    approval,
-                    remaining,
-                })
+        trade_state(
+            approval,
+            r.stat_ca_cd.as_deref(),
+            "stat_ca_cd",
+            r.rem_mny.as_deref(),
+            r.canc_time.as_deref(),
+        )
+    }
+}
+
+impl InquiryResponse {
+    /// A point trade's answer (`pay_type` PAPT, docs/kcp.md §8.4): `stat_pt_cd` instead of
+    /// `stat_ca_cd`, the point approval number in `app_no`, no card fields.
+    ///
+    /// [`TradeState`] carries a [`CardApproval`]; for points its card fields stay empty
+    /// (`issuer_*`, `masked_card_number` "", `quota` 0, not a check card, no partial cancel, which
+    /// KCP indeed refuses for points). Only `tno`, `order_no`, `amount`, `app_no` and `approved_at`
+    /// are read by the point flows, so one trade type serves both kinds without a parallel enum.
+    pub fn into_point_state(self) -> Result<TradeState, WireError> {
+        if let Some(method) = self.pay_method.as_deref().filter(|m| !m.is_empty()) {
+            if method != PAY_TYPE_POINT {
+                return Err(WireError(format!(
+                    "inquiry answered for pay_method {method}, not points"
+                )));
             }
-            Some(STAT_PARTIALLY_CANCELLED) => {
-                let remaining = rem_mny
-                    .transpose()?
-                    .ok_or_else(|| WireError("partially cancelled trade without rem_mny".into()))?;
-                Ok(TradeState::Approved {
-                    approval,
-                    remaining,
-                })
-            }
-            Some(STAT_CANCELLED) => {
-                let cancelled_at = time_or_now(r.canc_time.as_deref(), "canc_time");
-                Ok(TradeState::Cancelled {
-                    approval,
-                    cancelled_at,
-                })
-            }
-            Some(other) => Err(WireError(format!("unknown stat_ca_cd `{other}`"))),
-            None => Err(WireError("inquiry answer without stat_ca_cd".into())),
         }
+        let approval = card_approval(CardFields {
+            tno: self.tno.as_deref(),
+            order_no: self.order_no.as_deref(),
+            amount: self.amount.as_deref(),
+            app_time: self.app_time.as_deref(),
+            app_no: self.app_no.as_deref(),
+            card_cd: None,
+            card_name: None,
+            card_no: None,
+            quota: None,
+            card_bin_type_02: None,
+            partcanc_yn: None,
+        })?;
+        trade_state(
+            approval,
+            self.stat_pt_cd.as_deref(),
+            "stat_pt_cd",
+            self.rem_mny.as_deref(),
+            self.canc_time.as_deref(),
+        )
+    }
+}
+
+/// An inquiry's status word (STSR / STPC / STSC) and balance as a [`TradeState`]; a status we do
+/// not know is an error (the caller treats the outcome as still unknown) rather than a guess.
+fn trade_state(
+    approval: CardApproval,
+    stat: Option<&str>,
+    stat_field: &str,
+    rem_mny: Option<&str>,
+    canc_time: Option<&str>,
+) -> Result<TradeState, WireError> {
+    let rem_mny =
+        rem_mny.map(|s| parse_won(s).ok_or_else(|| WireError("rem_mny is not an amount".into())));
+    match stat.map(str::trim) {
+        Some(STAT_APPROVED) => {
+            let remaining = rem_mny.transpose()?.unwrap_or(approval.amount);
+            Ok(TradeState::Approved {
+                approval,
+                remaining,
+            })
+        }
+        Some(STAT_PARTIALLY_CANCELLED) => {
+            let remaining = rem_mny
+                .transpose()?
+                .ok_or_else(|| WireError("partially cancelled trade without rem_mny".into()))?;
+            Ok(TradeState::Approved {
+                approval,
+                remaining,
+            })
+        }
+        Some(STAT_CANCELLED) => {
+            let cancelled_at = time_or_now(canc_time, "canc_time");
+            Ok(TradeState::Cancelled {
+                approval,
+                cancelled_at,
+            })
+        }
+        Some(other) => Err(WireError(format!("unknown {stat_field} `{other}`"))),
+        None => Err(WireError(format!("inquiry answer without {stat_field}"))),
     }
 }
 

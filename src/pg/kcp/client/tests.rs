@@ -901,7 +901,7 @@ async fn invalid_billing_input_is_refused_before_anything_is_sent() {
         Err(PgError::Declined { .. })
     ));
     let mut issue = batch_key_request();
-    issue.card.pwd_2digit = None;
+    issue.card.birth = None; // a PIN prefix without a birth date
     assert!(matches!(
         kcp.issue_batch_key(&issue).await,
         Err(PgError::Declined {

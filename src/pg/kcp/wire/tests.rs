@@ -501,6 +501,78 @@ fn a_minimal_inquiry_answer_with_only_required_fields_parses() {
     assert_eq!(approval.masked_card_number, "");
 }
 
+fn point_inquiry(stat: &str) -> InquiryResponse {
+    serde_json::from_value(json!({"res_cd":"0000","res_msg":"정상처리","tno":"20260310123456",
+        "order_no":"OP000000000123","pay_method":"PAPT","amount":"7000","rem_mny":"7000",
+        "stat_pt_cd":stat,"app_time":"20260310120000","app_no":"0264502327","canc_time":"20260311090000"}))
+    .unwrap()
+}
+
+#[test]
+fn a_point_inquiry_reads_stat_pt_cd_and_leaves_the_card_fields_empty() {
+    let TradeState::Approved {
+        approval,
+        remaining,
+    } = point_inquiry("STSR").into_point_state().unwrap()
+    else {
+        panic!("not approved")
+    };
+    assert_eq!(
+        (
+            approval.tno.as_str(),
+            approval.order_no.as_str(),
+            approval.amount,
+            approval.app_no.as_str(),
+            remaining
+        ),
+        ("20260310123456", "OP000000000123", 7000, "0264502327", 7000)
+    );
+    assert_eq!(
+        (
+            approval.issuer_code.as_str(),
+            approval.masked_card_number.as_str(),
+            approval.quota
+        ),
+        ("", "", 0)
+    );
+    assert!(matches!(
+        point_inquiry("STSC").into_point_state().unwrap(),
+        TradeState::Cancelled { .. }
+    ));
+}
+
+#[test]
+fn a_point_inquiry_without_stat_pt_cd_or_about_a_card_is_not_guessed() {
+    let mut no_status = point_inquiry("STSR");
+    no_status.stat_pt_cd = None;
+    no_status.stat_ca_cd = Some("STSR".into());
+    assert!(no_status.into_point_state().is_err());
+    let mut card = point_inquiry("STSR");
+    card.pay_method = Some("PACA".into());
+    assert!(card.into_point_state().is_err());
+    assert!(
+        TradeState::try_from(point_inquiry("STSR")).is_err(),
+        "a card parse refuses PAPT"
+    );
+}
+
+#[test]
+fn a_point_inquiry_is_signed_over_the_papt_pay_type() {
+    let s = signer();
+    let by_tno = InquiryRequest::for_tno("T0000", &s, "20260310123456", PAY_TYPE_POINT).unwrap();
+    assert_eq!(by_tno.pay_type, "PAPT");
+    assert_eq!(
+        by_tno.kcp_sign_data,
+        s.sign("T0000^20260310123456^PAPT").unwrap()
+    );
+    let by_order = InquiryRequest::for_order_no("T0000", &s, "OP1", PAY_TYPE_POINT).unwrap();
+    assert_eq!(
+        (by_order.tno.as_str(), by_order.order_no.as_deref()),
+        ("", Some("OP1"))
+    );
+    assert_eq!(by_order.kcp_sign_data, s.sign("T0000^OP1^PAPT").unwrap());
+}
+
 // ----- billing keys and Benepia points -------------------------------------------------------
 
 /// The spec §2.6 example's merchant and key, with seed 002's test card.
@@ -569,12 +641,24 @@ fn batch_key_issuance_without_birth_and_pin_sends_neither_field() {
 }
 
 #[test]
+fn batch_key_issuance_takes_a_birth_date_without_the_pin_prefix() {
+    let body =
+        BatchKeyIssueRequest::new("A52Q7", &signer(), &batch_key_request(Some("951010"), None))
+            .unwrap();
+    let json = serde_json::to_value(&body).unwrap();
+    assert_eq!(json["card_taxno"], "951010");
+    assert!(json.get("card_pwd").is_none(), "{json}");
+}
+
+#[test]
+fn key_in_still_refuses_a_birth_date_without_the_pin_prefix() {
+    let req = key_in(Some("951010"), None);
+    assert!(KeyInPaymentRequest::new("T0000", &signer(), &req).is_err());
+}
+
+#[test]
 fn batch_key_issuance_refuses_card_data_like_key_in() {
-    for (birth, pwd) in [
-        (Some("951010"), None),
-        (None, Some("00")),
-        (Some("9510"), Some("00")),
-    ] {
+    for (birth, pwd) in [(None, Some("00")), (Some("9510"), Some("00"))] {
         let err = BatchKeyIssueRequest::new("A52Q7", &signer(), &batch_key_request(birth, pwd))
             .unwrap_err();
         assert_eq!(
@@ -641,10 +725,10 @@ fn batch_key_delete_body_is_the_spec_example() {
 }
 
 #[test]
-fn point_balance_body_asks_with_amount_zero() {
+fn point_balance_body_sends_the_fixed_amount_1004() {
     let body =
         PointBalanceRequest::new("T0000", &signer(), "TEST1234567890", &point_account()).unwrap();
-    assert_eq!(body.amount, "0");
+    assert_eq!(body.amount, "1004", "seed 003: 포인트 조회 시 '1004' 고정");
     assert_matches_golden(&body, "point-balance");
 }
 
