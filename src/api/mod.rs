@@ -1,12 +1,14 @@
 //! The iamport-compatible REST surface. All routes are listed here, in one place.
 pub mod admin;
 pub mod auth;
+pub mod benepia;
 pub mod cancel;
 pub mod customers;
 pub mod envelope;
 pub mod error;
 pub mod extract;
 pub mod onetime;
+pub mod order;
 pub mod payment_json;
 pub mod payments;
 pub mod prepare;
@@ -40,6 +42,8 @@ use error::ApiError;
         prepare::change,
         prepare::get,
         onetime::onetime,
+        benepia::point,
+        benepia::payment,
         subscribe::again,
         subscribe::schedule,
         subscribe::unschedule,
@@ -88,6 +92,8 @@ pub fn router() -> Router<AppState> {
         )
         .route("/payments/{imp_uid}", get(payments::get_one))
         .route("/subscribe/payments/onetime", post(onetime::onetime))
+        .route("/benepia/point", post(benepia::point))
+        .route("/benepia/payment", post(benepia::payment))
         .route("/subscribe/payments/again", post(subscribe::again))
         .route(
             "/subscribe/payments/schedule",

@@ -6,6 +6,7 @@ use utoipa::ToSchema;
 use super::envelope::{ok, Envelope};
 use super::error::{ApiError, ApiResult};
 use super::extract::{de, Body, MerchantCaller};
+use super::order::{order, OrderFields};
 use super::payment_json::PaymentAnnotation;
 use crate::app::AppState;
 use crate::domain::card::{CardAuth, CardDataError, CardNumber, Expiry};
@@ -15,11 +16,8 @@ use crate::service::ServiceError;
 /// Card fields are kept as received only until they are parsed; this type is never logged.
 #[derive(Deserialize, ToSchema)]
 pub struct OnetimeRequest {
-    #[serde(default, deserialize_with = "de::opt_string")]
-    pub merchant_uid: Option<String>,
-    #[serde(default, deserialize_with = "de::opt_i64")]
-    #[schema(value_type = Option<i64>)]
-    pub amount: Option<i64>,
+    #[serde(flatten)]
+    pub order: OrderFields,
     #[serde(default, deserialize_with = "de::opt_string")]
     pub card_number: Option<String>,
     #[serde(default, deserialize_with = "de::opt_string")]
@@ -35,30 +33,6 @@ pub struct OnetimeRequest {
     pub customer_uid: Option<String>,
     #[serde(default, deserialize_with = "de::opt_string")]
     pub pg: Option<String>,
-    #[serde(default, deserialize_with = "de::opt_string")]
-    pub currency: Option<String>,
-    #[serde(default, deserialize_with = "de::opt_string")]
-    pub name: Option<String>,
-    #[serde(default, deserialize_with = "de::opt_string")]
-    pub buyer_name: Option<String>,
-    #[serde(default, deserialize_with = "de::opt_string")]
-    pub buyer_email: Option<String>,
-    #[serde(default, deserialize_with = "de::opt_string")]
-    pub buyer_tel: Option<String>,
-    #[serde(default, deserialize_with = "de::opt_string")]
-    pub buyer_addr: Option<String>,
-    #[serde(default, deserialize_with = "de::opt_string")]
-    pub buyer_postcode: Option<String>,
-    #[serde(default, deserialize_with = "de::opt_i64")]
-    #[schema(value_type = Option<i64>)]
-    pub card_quota: Option<i64>,
-    #[serde(default, deserialize_with = "de::opt_json_string")]
-    pub custom_data: Option<String>,
-    #[serde(default, deserialize_with = "de::string_list")]
-    pub notice_url: Vec<String>,
-    #[serde(default, deserialize_with = "de::opt_i64")]
-    #[schema(value_type = Option<i64>)]
-    pub tax_free: Option<i64>,
     #[serde(default, deserialize_with = "de::opt_i64")]
     #[schema(value_type = Option<i64>)]
     pub vat_amount: Option<i64>,
@@ -81,41 +55,7 @@ pub(crate) fn parse_onetime(
     req: OnetimeRequest,
     today: chrono::NaiveDate,
 ) -> ApiResult<OnetimeCommand> {
-    let merchant_uid = required(
-        req.merchant_uid.filter(|s| !s.trim().is_empty()),
-        "merchant_uid",
-    )?;
-    if merchant_uid.chars().count() > 80 {
-        return Err(ApiError::bad_request(
-            "merchant_uid는 80자 이하여야 합니다.",
-        ));
-    }
-    let amount = required(req.amount, "amount")?;
-    if amount <= 0 {
-        return Err(ApiError::bad_request("amount는 0보다 큰 정수여야 합니다."));
-    }
-    if amount > 999_999_999_999 {
-        return Err(ApiError::bad_request("amount가 허용 범위를 넘었습니다."));
-    }
-    let currency = req
-        .currency
-        .filter(|c| !c.is_empty())
-        .unwrap_or_else(|| "KRW".into())
-        .to_ascii_uppercase();
-    if currency != "KRW" {
-        return Err(ApiError::bad_request(
-            "지원하지 않는 통화입니다. (KRW만 지원)",
-        ));
-    }
-    if req.tax_free.is_some_and(|t| t < 0 || t > amount) {
-        return Err(ApiError::bad_request(
-            "tax_free는 0 이상 amount 이하여야 합니다.",
-        ));
-    }
-    let card_quota = match req.card_quota.unwrap_or(0) {
-        q @ 0..=36 => q as u8,
-        _ => return Err(ApiError::bad_request("card_quota는 0~36 사이여야 합니다.")),
-    };
+    let mut order = order(req.order)?;
     let card_number =
         CardNumber::parse(&required(req.card_number, "card_number")?).map_err(card_error)?;
     let expiry = Expiry::parse(&required(req.expiry, "expiry")?, today).map_err(card_error)?;
@@ -125,8 +65,9 @@ pub(crate) fn parse_onetime(
     if auth.as_ref().is_some_and(|a| !a.is_complete()) {
         return Err(card_error(CardDataError::AuthPair));
     }
-    let customer_uid = req.customer_uid.filter(|c| !c.trim().is_empty());
-    if customer_uid
+    order.customer_uid = req.customer_uid.filter(|c| !c.trim().is_empty());
+    if order
+        .customer_uid
         .as_ref()
         .is_some_and(|c| c.chars().count() > 80)
     {
@@ -134,24 +75,11 @@ pub(crate) fn parse_onetime(
     }
     let _ = (req.cvc, req.pg, req.vat_amount);
     Ok(OnetimeCommand {
-        merchant_uid,
-        amount,
-        currency,
+        order,
         card_number,
         expiry,
         auth,
-        card_quota,
-        name: req.name,
-        buyer_name: req.buyer_name,
-        buyer_email: req.buyer_email,
-        buyer_tel: req.buyer_tel,
-        buyer_addr: req.buyer_addr,
-        buyer_postcode: req.buyer_postcode,
-        custom_data: req.custom_data,
-        notice_url: req.notice_url,
         customer_ip: String::new(),
-        user_agent: None,
-        customer_uid,
     })
 }
 

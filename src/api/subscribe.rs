@@ -8,99 +8,15 @@ use super::envelope::{ok, Envelope};
 use super::error::{ApiError, ApiResult};
 use super::extract::{de, query_value, Body, MerchantCaller};
 use super::onetime::kst_today;
+use super::order::{order, OrderFields};
 use super::payment_json::PaymentAnnotation;
 use crate::app::AppState;
 use crate::service::billing::AgainCommand;
 use crate::service::lookup::{Page, Paging};
-use crate::service::pay::ChargeOrder;
 use crate::service::schedules::ScheduleItem;
 use crate::service::ServiceError;
 use crate::store::billing::ScheduleQuery;
 use crate::store::entity::schedule;
-
-/// The order fields `again` and each schedule share.
-#[derive(Deserialize, ToSchema, Default, Clone)]
-pub struct OrderFields {
-    #[serde(default, deserialize_with = "de::opt_string")]
-    pub merchant_uid: Option<String>,
-    #[serde(default, deserialize_with = "de::opt_i64")]
-    #[schema(value_type = Option<i64>)]
-    pub amount: Option<i64>,
-    #[serde(default, deserialize_with = "de::opt_string")]
-    pub currency: Option<String>,
-    #[serde(default, deserialize_with = "de::opt_string")]
-    pub name: Option<String>,
-    #[serde(default, deserialize_with = "de::opt_string")]
-    pub buyer_name: Option<String>,
-    #[serde(default, deserialize_with = "de::opt_string")]
-    pub buyer_email: Option<String>,
-    #[serde(default, deserialize_with = "de::opt_string")]
-    pub buyer_tel: Option<String>,
-    #[serde(default, deserialize_with = "de::opt_string")]
-    pub buyer_addr: Option<String>,
-    #[serde(default, deserialize_with = "de::opt_string")]
-    pub buyer_postcode: Option<String>,
-    #[serde(default, deserialize_with = "de::opt_i64")]
-    #[schema(value_type = Option<i64>)]
-    pub card_quota: Option<i64>,
-    #[serde(default, deserialize_with = "de::opt_json_string")]
-    pub custom_data: Option<String>,
-    #[serde(default, deserialize_with = "de::string_list")]
-    pub notice_url: Vec<String>,
-    #[serde(default, deserialize_with = "de::opt_i64")]
-    #[schema(value_type = Option<i64>)]
-    pub tax_free: Option<i64>,
-    #[serde(default, deserialize_with = "de::opt_i64")]
-    #[schema(value_type = Option<i64>)]
-    pub schedule_at: Option<i64>,
-}
-
-fn order(f: OrderFields) -> ApiResult<ChargeOrder> {
-    let merchant_uid = f
-        .merchant_uid
-        .filter(|s| !s.trim().is_empty())
-        .ok_or_else(|| ApiError::bad_request("merchant_uid 파라메터가 누락되었습니다."))?;
-    if merchant_uid.chars().count() > 80 {
-        return Err(ApiError::bad_request(
-            "merchant_uid는 80자 이하여야 합니다.",
-        ));
-    }
-    let amount = f
-        .amount
-        .ok_or_else(|| ApiError::bad_request("amount 파라메터가 누락되었습니다."))?;
-    if amount <= 0 || amount > 999_999_999_999 {
-        return Err(ApiError::bad_request("amount는 0보다 큰 정수여야 합니다."));
-    }
-    let currency = f
-        .currency
-        .filter(|c| !c.is_empty())
-        .unwrap_or_else(|| "KRW".into())
-        .to_ascii_uppercase();
-    if currency != "KRW" {
-        return Err(ApiError::bad_request(
-            "지원하지 않는 통화입니다. (KRW만 지원)",
-        ));
-    }
-    let card_quota = match f.card_quota.unwrap_or(0) {
-        q @ 0..=36 => q as u8,
-        _ => return Err(ApiError::bad_request("card_quota는 0~36 사이여야 합니다.")),
-    };
-    Ok(ChargeOrder {
-        merchant_uid,
-        amount,
-        currency,
-        card_quota,
-        name: f.name,
-        buyer_name: f.buyer_name,
-        buyer_email: f.buyer_email,
-        buyer_tel: f.buyer_tel,
-        buyer_addr: f.buyer_addr,
-        buyer_postcode: f.buyer_postcode,
-        custom_data: f.custom_data,
-        notice_url: f.notice_url,
-        ..ChargeOrder::default()
-    })
-}
 
 #[derive(Deserialize, ToSchema)]
 pub struct AgainRequest {
@@ -214,7 +130,17 @@ pub struct ScheduleRequest {
     #[serde(flatten)]
     pub card: CustomerRequest,
     #[serde(default)]
-    pub schedules: Vec<OrderFields>,
+    pub schedules: Vec<ScheduleFields>,
+}
+
+/// One schedule: the order fields plus when to charge.
+#[derive(Deserialize, ToSchema)]
+pub struct ScheduleFields {
+    #[serde(flatten)]
+    pub order: OrderFields,
+    #[serde(default, deserialize_with = "de::opt_i64")]
+    #[schema(value_type = Option<i64>)]
+    pub schedule_at: Option<i64>,
 }
 
 #[utoipa::path(post, path = "/subscribe/payments/schedule", request_body = ScheduleRequest, responses((status = 200, body = [ScheduleAnnotation])))]
@@ -233,7 +159,7 @@ pub async fn schedule(
             .ok_or_else(|| ApiError::bad_request("schedule_at 파라메터가 누락되었습니다."))?;
         items.push(ScheduleItem {
             schedule_at: at,
-            order: order(f)?,
+            order: order(f.order)?,
         });
     }
     let list = s.gateway.schedule_payments(&m, &uid, card, items).await?;

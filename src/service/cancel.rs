@@ -89,8 +89,16 @@ impl Gateway {
         let attempt = payments::update_attempt(&self.db.write, a).await?;
 
         let connector = self.connectors.for_merchant(m, &self.secrets)?;
-        // A full cancel of an untouched approval must be STSC (spec/kcp.md §2.9).
-        let kind = if plan.is_full && payment.cancel_amount == 0 {
+        let is_point = payment.pay_method == super::benepia::POINT;
+        // Points have no STPC: a partial cancel is STSC + STRA (service/benepia.rs).
+        if is_point && !plan.is_full {
+            return self
+                .cancel_points_partially(connector.as_ref(), payment, attempt, cmd.enable_webhook)
+                .await;
+        }
+        // A full cancel of an untouched approval must be STSC (spec/kcp.md §2.9); a point
+        // payment's current tno always holds exactly its balance, so its full cancel is STSC too.
+        let kind = if plan.is_full && (payment.cancel_amount == 0 || is_point) {
             CancelKind::Full
         } else {
             CancelKind::Partial {

@@ -1,5 +1,6 @@
 //! Use cases. Transactions live here; HTTP and KCP wire formats do not.
 pub mod auth;
+pub mod benepia;
 pub mod billing;
 pub mod cancel;
 pub mod connectors;

@@ -25,26 +25,12 @@ pub const MIN_INSTALMENT_AMOUNT: i64 = 50_000;
 /// A key-in payment request, parsed at the edge.
 #[derive(Debug, Clone)]
 pub struct OnetimeCommand {
-    pub merchant_uid: String,
-    pub amount: i64,
-    pub currency: String,
+    /// With `customer_uid` set, the card is also stored as that customer's billing key.
+    pub order: ChargeOrder,
     pub card_number: CardNumber,
     pub expiry: Expiry,
     pub auth: Option<CardAuth>,
-    pub card_quota: u8,
-    pub name: Option<String>,
-    pub buyer_name: Option<String>,
-    pub buyer_email: Option<String>,
-    pub buyer_tel: Option<String>,
-    pub buyer_addr: Option<String>,
-    pub buyer_postcode: Option<String>,
-    /// Already a JSON string.
-    pub custom_data: Option<String>,
-    pub notice_url: Vec<String>,
     pub customer_ip: String,
-    pub user_agent: Option<String>,
-    /// Also store the card as this customer's billing key (spec §4.4).
-    pub customer_uid: Option<String>,
 }
 
 /// What happened to an approval attempt's money.
@@ -120,29 +106,6 @@ impl ChargeOrder {
     }
 }
 
-impl OnetimeCommand {
-    fn order(&self) -> ChargeOrder {
-        ChargeOrder {
-            merchant_uid: self.merchant_uid.clone(),
-            amount: self.amount,
-            currency: self.currency.clone(),
-            card_quota: self.card_quota,
-            name: self.name.clone(),
-            buyer_name: self.buyer_name.clone(),
-            buyer_email: self.buyer_email.clone(),
-            buyer_tel: self.buyer_tel.clone(),
-            buyer_addr: self.buyer_addr.clone(),
-            buyer_postcode: self.buyer_postcode.clone(),
-            custom_data: self.custom_data.clone(),
-            notice_url: self.notice_url.clone(),
-            user_agent: self.user_agent.clone(),
-            card_number_masked: Some(self.card_number.masked()),
-            customer_uid: self.customer_uid.clone(),
-            ..ChargeOrder::default()
-        }
-    }
-}
-
 /// The KCP call that makes a charge; its `order_no` is filled in once the attempt is recorded.
 pub(crate) enum ChargeCall {
     KeyIn(KeyInRequest),
@@ -155,9 +118,10 @@ impl Gateway {
         m: &merchant::Model,
         cmd: OnetimeCommand,
     ) -> ServiceResult<PaymentRecord> {
-        let order = cmd.order();
+        let mut order = cmd.order.clone();
+        order.card_number_masked = Some(cmd.card_number.masked());
         let text = order.kcp_text()?;
-        if let Some(uid) = &cmd.customer_uid {
+        if let Some(uid) = &order.customer_uid {
             // The card is stored as a billing key first: a card KCP will not take for billing is
             // refused before anything is charged.
             self.register_customer(
@@ -168,18 +132,18 @@ impl Gateway {
                     expiry: cmd.expiry,
                     auth: cmd.auth.clone(),
                     customer_id: None,
-                    customer_name: cmd.buyer_name.clone(),
-                    customer_tel: cmd.buyer_tel.clone(),
-                    customer_email: cmd.buyer_email.clone(),
-                    customer_addr: cmd.buyer_addr.clone(),
-                    customer_postcode: cmd.buyer_postcode.clone(),
+                    customer_name: order.buyer_name.clone(),
+                    customer_tel: order.buyer_tel.clone(),
+                    customer_email: order.buyer_email.clone(),
+                    customer_addr: order.buyer_addr.clone(),
+                    customer_postcode: order.buyer_postcode.clone(),
                 },
             )
             .await?;
         }
         let call = ChargeCall::KeyIn(KeyInRequest {
             order_no: String::new(),
-            amount: cmd.amount,
+            amount: order.amount,
             good_name: text.good_name,
             buyer_name: text.buyer_name,
             buyer_email: text.buyer_email,
@@ -193,7 +157,7 @@ impl Gateway {
                     .as_ref()
                     .and_then(|a| a.expose_pwd().map(str::to_string)),
             },
-            quota: cmd.card_quota,
+            quota: order.card_quota,
             customer_ip: cmd.customer_ip.clone(),
         });
         match self.charge(m, &order, call).await? {
@@ -332,7 +296,7 @@ impl Gateway {
 
     /// Commits the pending payment and its attempt. The unique index refuses a second live payment
     /// for the merchant_uid; a previous attempt whose outcome is still open is resolved first.
-    async fn open_approval(
+    pub(crate) async fn open_approval(
         &self,
         m: &merchant::Model,
         cmd: &ChargeOrder,
@@ -486,7 +450,7 @@ impl Gateway {
 
     /// STSC with KCP's net-cancel reason; the attempt stays open (and the payment pending) if the
     /// cancel's own outcome is unknown, so the resolver finishes it.
-    async fn net_cancel(
+    pub(crate) async fn net_cancel(
         &self,
         connector: &dyn PgConnector,
         payment: payment::Model,
@@ -616,7 +580,7 @@ impl Gateway {
         Ok(p)
     }
 
-    async fn mark_unknown(
+    pub(crate) async fn mark_unknown(
         &self,
         attempt: pg_attempt::Model,
         why: &str,

@@ -4,9 +4,10 @@
 //! than `settle_secs`, so a slow request cannot be approved after we concluded it failed.
 use sea_orm::Set;
 
+use super::benepia::POINT;
 use super::pay::ApprovalOutcome;
 use super::{Gateway, ServiceError, ServiceResult};
-use crate::pg::{PgConnector, TradeRef, TradeState};
+use crate::pg::{Pg, TradeRef, TradeState};
 use crate::store::entity::{payment, pg_attempt};
 use crate::store::payments;
 
@@ -23,7 +24,7 @@ pub(crate) enum CancelOutcome {
 impl Gateway {
     pub(crate) async fn resolve_approval(
         &self,
-        connector: &dyn PgConnector,
+        connector: &dyn Pg,
         payment: payment::Model,
         attempt: pg_attempt::Model,
         honour: bool,
@@ -32,7 +33,18 @@ impl Gateway {
             Some(t) => TradeRef::Tno(t.clone()),
             None => TradeRef::OrderNo(attempt.order_no.clone()),
         };
-        match connector.inquire(&trade).await {
+        // Benepia points are inquired with PAPT (service/benepia.rs); a PACA inquiry never finds them.
+        let is_point = payment.pay_method == POINT;
+        let state = if is_point {
+            connector.inquire_points(&trade).await
+        } else {
+            connector.inquire(&trade).await
+        };
+        match state {
+            Ok(TradeState::Approved { approval, .. }) if is_point => {
+                self.settle_point_approval(connector, payment, attempt, approval.into(), honour)
+                    .await
+            }
             Ok(TradeState::Approved { approval, .. }) => {
                 self.settle_approval(connector, payment, attempt, approval, honour)
                     .await
@@ -77,17 +89,29 @@ impl Gateway {
 
     pub(crate) async fn resolve_cancel(
         &self,
-        connector: &dyn PgConnector,
+        connector: &dyn Pg,
         payment: payment::Model,
         attempt: pg_attempt::Model,
     ) -> ServiceResult<CancelOutcome> {
+        // A partial cancel of points is STSC + STRA, settled in service/benepia.rs.
+        if Self::is_partial_point_cancel(&payment, &attempt) {
+            return Ok(self
+                .resolve_partial_point_cancel(connector, payment, attempt, false)
+                .await?
+                .into_cancel_outcome());
+        }
         let Some(tno) = attempt.tno.clone().or_else(|| payment.pg_tid.clone()) else {
             return Err(ServiceError::Internal(format!(
                 "cancel attempt {} without tno",
                 attempt.id
             )));
         };
-        let remaining = match connector.inquire(&TradeRef::Tno(tno)).await {
+        let state = if payment.pay_method == POINT {
+            connector.inquire_points(&TradeRef::Tno(tno)).await
+        } else {
+            connector.inquire(&TradeRef::Tno(tno)).await
+        };
+        let remaining = match state {
             Ok(TradeState::Approved { remaining, .. }) => remaining,
             Ok(TradeState::Cancelled { .. }) => 0,
             Ok(TradeState::NotFound) => {
@@ -199,12 +223,16 @@ impl Gateway {
         Ok(ids.len())
     }
 
-    fn settled(&self, attempt: &pg_attempt::Model) -> bool {
+    pub(crate) fn settled(&self, attempt: &pg_attempt::Model) -> bool {
         self.clock.unix() >= attempt.created_at + self.settings.settle_secs
     }
 
     /// Leaves the attempt open and asks to look again later (exponential backoff, ≤ 5 minutes).
-    async fn postpone(&self, attempt: pg_attempt::Model, why: &str) -> ServiceResult<()> {
+    pub(crate) async fn postpone(
+        &self,
+        attempt: pg_attempt::Model,
+        why: &str,
+    ) -> ServiceResult<()> {
         let now = self.clock.unix();
         let tries = attempt.tries + 1;
         let backoff = (5i64 << tries.min(6)).min(300);

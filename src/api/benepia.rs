@@ -1,0 +1,177 @@
+//! `POST /benepia/point` and `POST /benepia/payment`: Benepia welfare points over KCP (iamport
+//! OpenAPI `queryBenepiaPoint` / `payBenepiaPoint`, KCP spec/kcp.md §2.8).
+//!
+//! The Benepia password is kept only until it is handed to the service: it is never echoed in an
+//! error, and the request types have no `Debug`.
+use axum::extract::State;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::envelope::{ok, Envelope};
+use super::error::{ApiError, ApiResult};
+use super::extract::{de, Body, MerchantCaller};
+use super::payment_json::PaymentAnnotation;
+use crate::app::AppState;
+use crate::pg::PointAccount;
+use crate::service::benepia::PointPaymentCommand;
+use crate::service::ServiceError;
+
+/// iamport's `merchant_uid` limit for this API (OpenAPI `maxLength 40`).
+const MERCHANT_UID_MAX: usize = 40;
+
+#[derive(Deserialize, ToSchema)]
+pub struct BenepiaPointRequest {
+    #[serde(default, deserialize_with = "de::opt_string")]
+    pub benepia_user: Option<String>,
+    #[serde(default, deserialize_with = "de::opt_string")]
+    pub benepia_password: Option<String>,
+    /// Required by openport: KCP's balance call needs `pt_memcorp_cd` (spec/kcp.md §2.8).
+    #[serde(default, deserialize_with = "de::opt_string")]
+    pub benepia_member_code: Option<String>,
+    /// Accepted and ignored: a merchant has one KCP site in openport.
+    #[serde(default, deserialize_with = "de::opt_string")]
+    pub channel_key: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct BenepiaPointAnnotation {
+    /// Points left on the account.
+    pub point: i64,
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct BenepiaPaymentRequest {
+    #[serde(default, deserialize_with = "de::opt_string")]
+    pub benepia_user: Option<String>,
+    #[serde(default, deserialize_with = "de::opt_string")]
+    pub benepia_password: Option<String>,
+    /// Required by openport (iamport treats a missing code as a test payment; KCP needs
+    /// `pt_memcorp_cd`).
+    #[serde(default, deserialize_with = "de::opt_string")]
+    pub benepia_member_code: Option<String>,
+    #[serde(default, deserialize_with = "de::opt_string")]
+    pub merchant_uid: Option<String>,
+    #[serde(default, deserialize_with = "de::opt_i64")]
+    #[schema(value_type = Option<i64>)]
+    pub amount: Option<i64>,
+    #[serde(default, deserialize_with = "de::opt_string")]
+    pub name: Option<String>,
+    #[serde(default, deserialize_with = "de::opt_string")]
+    pub buyer_name: Option<String>,
+    #[serde(default, deserialize_with = "de::opt_string")]
+    pub buyer_email: Option<String>,
+    #[serde(default, deserialize_with = "de::opt_string")]
+    pub buyer_tel: Option<String>,
+    #[serde(default, deserialize_with = "de::opt_string")]
+    pub buyer_addr: Option<String>,
+    #[serde(default, deserialize_with = "de::opt_string")]
+    pub buyer_postcode: Option<String>,
+    /// Accepted and ignored, as for `/benepia/point`.
+    #[serde(default, deserialize_with = "de::opt_string")]
+    pub channel_key: Option<String>,
+    #[serde(default, deserialize_with = "de::string_list")]
+    pub notice_url: Vec<String>,
+    #[serde(default, deserialize_with = "de::opt_json_string")]
+    pub custom_data: Option<String>,
+}
+
+fn required(v: Option<String>, name: &str) -> ApiResult<String> {
+    v.filter(|s| !s.trim().is_empty())
+        .ok_or_else(|| ApiError::bad_request(format!("{name} 파라메터가 누락되었습니다.")))
+}
+
+/// The three credentials, all required. Values are never quoted in a message.
+fn account(
+    user: Option<String>,
+    password: Option<String>,
+    member_code: Option<String>,
+) -> ApiResult<PointAccount> {
+    Ok(PointAccount {
+        id: required(user, "benepia_user")?,
+        password: required(password, "benepia_password")?,
+        member_company: required(member_code, "benepia_member_code")?,
+    })
+}
+
+/// Benepia point balance. `benepia_member_code` is REQUIRED here although iamport's OpenAPI does
+/// not list it for this call: KCP's balance request needs `pt_memcorp_cd` (spec/kcp.md §2.8).
+/// Missing credentials → HTTP 400, code -1; a KCP refusal (unknown account, wrong password) →
+/// code 1 with KCP's code and message.
+#[utoipa::path(post, path = "/benepia/point", request_body = BenepiaPointRequest,
+    responses((status = 200, body = BenepiaPointAnnotation, description = "the account's balance; code 1 when KCP refuses")))]
+pub async fn point(
+    State(s): State<AppState>,
+    MerchantCaller(m): MerchantCaller,
+    Body(req): Body<BenepiaPointRequest>,
+) -> ApiResult<Envelope<BenepiaPointAnnotation>> {
+    let _ = req.channel_key;
+    let account = account(
+        req.benepia_user,
+        req.benepia_password,
+        req.benepia_member_code,
+    )?;
+    let point = s.gateway.point_balance(&m, &account).await?;
+    Ok(ok(BenepiaPointAnnotation { point }))
+}
+
+fn parse_payment(req: BenepiaPaymentRequest) -> ApiResult<PointPaymentCommand> {
+    let account = account(
+        req.benepia_user,
+        req.benepia_password,
+        req.benepia_member_code,
+    )?;
+    let merchant_uid = required(req.merchant_uid, "merchant_uid")?;
+    if merchant_uid.chars().count() > MERCHANT_UID_MAX {
+        return Err(ApiError::bad_request(format!(
+            "merchant_uid는 {MERCHANT_UID_MAX}자 이하여야 합니다."
+        )));
+    }
+    let amount = req
+        .amount
+        .ok_or_else(|| ApiError::bad_request("amount 파라메터가 누락되었습니다."))?;
+    if amount <= 0 {
+        return Err(ApiError::bad_request("amount는 0보다 큰 정수여야 합니다."));
+    }
+    if amount > 999_999_999_999 {
+        return Err(ApiError::bad_request("amount가 허용 범위를 넘었습니다."));
+    }
+    let name = required(req.name, "name")?;
+    let _ = req.channel_key;
+    Ok(PointPaymentCommand {
+        merchant_uid,
+        amount,
+        name: Some(name),
+        buyer_name: req.buyer_name,
+        buyer_email: req.buyer_email,
+        buyer_tel: req.buyer_tel,
+        buyer_addr: req.buyer_addr,
+        buyer_postcode: req.buyer_postcode,
+        custom_data: req.custom_data,
+        notice_url: req.notice_url,
+        user_agent: None,
+        account,
+    })
+}
+
+/// Benepia point payment. `benepia_member_code` is REQUIRED (iamport makes a test payment without
+/// it; openport needs KCP's `pt_memcorp_cd`). A KCP refusal (wrong password, not enough points)
+/// is code 0 with `status "failed"` and `fail_reason "[code] message"`; an outcome that could not
+/// be confirmed is code 1 and is settled by the resolver (PAPT inquiry). A partial cancel of the
+/// payment (`/payments/cancel`) is done as KCP's full cancel plus re-approval, which gives the
+/// payment a new `pg_tid`.
+#[utoipa::path(post, path = "/benepia/payment", request_body = BenepiaPaymentRequest,
+    responses((status = 200, body = PaymentAnnotation, description = "paid, or failed (code 0) when KCP refuses")))]
+pub async fn payment(
+    State(s): State<AppState>,
+    MerchantCaller(m): MerchantCaller,
+    Body(req): Body<BenepiaPaymentRequest>,
+) -> ApiResult<Envelope<PaymentAnnotation>> {
+    let cmd = parse_payment(req)?;
+    // Run to completion even if the client disconnects: an abandoned future could stop between
+    // KCP's approval and its recording.
+    let gateway = s.gateway.clone();
+    let record = tokio::spawn(async move { gateway.pay_with_points(&m, cmd).await })
+        .await
+        .map_err(|e| ServiceError::Internal(format!("point payment task: {e}")))??;
+    Ok(ok(record.into()))
+}

@@ -1,0 +1,93 @@
+//! Order fields shared by every charge request, parsed into the service's `ChargeOrder`.
+use serde::Deserialize;
+use utoipa::ToSchema;
+
+use super::error::{ApiError, ApiResult};
+use super::extract::de;
+use crate::service::pay::ChargeOrder;
+
+/// The order fields every charge request shares (onetime, again, each schedule).
+#[derive(Deserialize, ToSchema, Default, Clone)]
+pub struct OrderFields {
+    #[serde(default, deserialize_with = "de::opt_string")]
+    pub merchant_uid: Option<String>,
+    #[serde(default, deserialize_with = "de::opt_i64")]
+    #[schema(value_type = Option<i64>)]
+    pub amount: Option<i64>,
+    #[serde(default, deserialize_with = "de::opt_string")]
+    pub currency: Option<String>,
+    #[serde(default, deserialize_with = "de::opt_string")]
+    pub name: Option<String>,
+    #[serde(default, deserialize_with = "de::opt_string")]
+    pub buyer_name: Option<String>,
+    #[serde(default, deserialize_with = "de::opt_string")]
+    pub buyer_email: Option<String>,
+    #[serde(default, deserialize_with = "de::opt_string")]
+    pub buyer_tel: Option<String>,
+    #[serde(default, deserialize_with = "de::opt_string")]
+    pub buyer_addr: Option<String>,
+    #[serde(default, deserialize_with = "de::opt_string")]
+    pub buyer_postcode: Option<String>,
+    #[serde(default, deserialize_with = "de::opt_i64")]
+    #[schema(value_type = Option<i64>)]
+    pub card_quota: Option<i64>,
+    #[serde(default, deserialize_with = "de::opt_json_string")]
+    pub custom_data: Option<String>,
+    #[serde(default, deserialize_with = "de::string_list")]
+    pub notice_url: Vec<String>,
+    #[serde(default, deserialize_with = "de::opt_i64")]
+    #[schema(value_type = Option<i64>)]
+    pub tax_free: Option<i64>,
+}
+
+pub(crate) fn order(f: OrderFields) -> ApiResult<ChargeOrder> {
+    let merchant_uid = f
+        .merchant_uid
+        .filter(|s| !s.trim().is_empty())
+        .ok_or_else(|| ApiError::bad_request("merchant_uid 파라메터가 누락되었습니다."))?;
+    if merchant_uid.chars().count() > 80 {
+        return Err(ApiError::bad_request(
+            "merchant_uid는 80자 이하여야 합니다.",
+        ));
+    }
+    let amount = f
+        .amount
+        .ok_or_else(|| ApiError::bad_request("amount 파라메터가 누락되었습니다."))?;
+    if amount <= 0 || amount > 999_999_999_999 {
+        return Err(ApiError::bad_request("amount는 0보다 큰 정수여야 합니다."));
+    }
+    let currency = f
+        .currency
+        .filter(|c| !c.is_empty())
+        .unwrap_or_else(|| "KRW".into())
+        .to_ascii_uppercase();
+    if currency != "KRW" {
+        return Err(ApiError::bad_request(
+            "지원하지 않는 통화입니다. (KRW만 지원)",
+        ));
+    }
+    if f.tax_free.is_some_and(|t| t < 0 || t > amount) {
+        return Err(ApiError::bad_request(
+            "tax_free는 0 이상 amount 이하여야 합니다.",
+        ));
+    }
+    let card_quota = match f.card_quota.unwrap_or(0) {
+        q @ 0..=36 => q as u8,
+        _ => return Err(ApiError::bad_request("card_quota는 0~36 사이여야 합니다.")),
+    };
+    Ok(ChargeOrder {
+        merchant_uid,
+        amount,
+        currency,
+        card_quota,
+        name: f.name,
+        buyer_name: f.buyer_name,
+        buyer_email: f.buyer_email,
+        buyer_tel: f.buyer_tel,
+        buyer_addr: f.buyer_addr,
+        buyer_postcode: f.buyer_postcode,
+        custom_data: f.custom_data,
+        notice_url: f.notice_url,
+        ..ChargeOrder::default()
+    })
+}

@@ -1,0 +1,744 @@
+//! Benepia welfare-point payments: `POST /benepia/point` and `POST /benepia/payment` (iamport
+//! OpenAPI `/benepia/*`, KCP spec/kcp.md §2.8, seed 003), and the partial cancel of a point
+//! payment, which KCP does as a full cancel plus a re-approval (docs/kcp.md §8.3).
+//!
+//! A point payment follows the charge flow of `pay.rs` step for step: the pending payment and its
+//! attempt are committed before KCP is called, the outcome is recorded in one transaction, a KCP
+//! refusal is a `failed` payment (code 0), an unknown outcome is settled by inquiry
+//! ([`crate::pg::PgBilling::inquire_points`], `pay_type PAPT`) and an approval that cannot be
+//! honoured is net-cancelled. Benepia credentials live only in the request: they are never stored,
+//! and [`PointAccount`]'s `Debug` hides them.
+use chrono::{DateTime, Utc};
+use sea_orm::{ActiveModelTrait, Set, TransactionTrait};
+
+use super::pay::{ApprovalOutcome, ChargeOrder};
+use super::resolve::CancelOutcome;
+use super::{Gateway, PaymentRecord, ServiceError, ServiceResult};
+use crate::domain::ids::random_hex;
+use crate::domain::payment::PaymentStatus;
+use crate::pg::{
+    CancelKind, CancelRequest, CardApproval, DeclineReason, Pg, PgError, PointAccount,
+    PointApproval, PointPaymentRequest, TradeRef, TradeState, Won,
+};
+use crate::store::entity::{cancellation, merchant, payment, pg_attempt};
+use crate::store::payments;
+
+/// `payments.pay_method` of a Benepia point payment (iamport's `point`).
+pub const POINT: &str = "point";
+
+/// Marks a partial point cancel whose full cancel (`STSC`) went through and whose re-approval
+/// (`STRA`) is still owed; written into the open cancel attempt (see [`Gateway::cancel_points_partially`]).
+pub const REAPPROVE_PENDING: &str = "reapprove_pending";
+
+/// A point payment request, parsed at the edge.
+#[derive(Debug, Clone)]
+pub struct PointPaymentCommand {
+    pub merchant_uid: String,
+    pub amount: Won,
+    pub name: Option<String>,
+    pub buyer_name: Option<String>,
+    pub buyer_email: Option<String>,
+    pub buyer_tel: Option<String>,
+    pub buyer_addr: Option<String>,
+    pub buyer_postcode: Option<String>,
+    /// Already a JSON string.
+    pub custom_data: Option<String>,
+    pub notice_url: Vec<String>,
+    pub user_agent: Option<String>,
+    /// Benepia id, password and member company code (`pt_memcorp_cd`): never stored or logged.
+    pub account: PointAccount,
+}
+
+impl PointPaymentCommand {
+    fn order(&self) -> ChargeOrder {
+        ChargeOrder {
+            merchant_uid: self.merchant_uid.clone(),
+            amount: self.amount,
+            currency: "KRW".into(),
+            name: self.name.clone(),
+            buyer_name: self.buyer_name.clone(),
+            buyer_email: self.buyer_email.clone(),
+            buyer_tel: self.buyer_tel.clone(),
+            buyer_addr: self.buyer_addr.clone(),
+            buyer_postcode: self.buyer_postcode.clone(),
+            custom_data: self.custom_data.clone(),
+            notice_url: self.notice_url.clone(),
+            user_agent: self.user_agent.clone(),
+            ..ChargeOrder::default()
+        }
+    }
+}
+
+/// The part of a point approval the flows need, from a payment or re-approval answer
+/// ([`PointApproval`]) or from an inquiry ([`CardApproval`] with empty card fields).
+#[derive(Debug, Clone)]
+pub(crate) struct PointTrade {
+    pub tno: String,
+    pub order_no: String,
+    pub amount: Won,
+    pub app_no: String,
+    pub approved_at: DateTime<Utc>,
+}
+
+impl From<PointApproval> for PointTrade {
+    fn from(a: PointApproval) -> Self {
+        Self {
+            tno: a.tno,
+            order_no: a.order_no,
+            amount: a.amount,
+            app_no: a.app_no,
+            approved_at: a.approved_at,
+        }
+    }
+}
+
+impl From<CardApproval> for PointTrade {
+    fn from(a: CardApproval) -> Self {
+        Self {
+            tno: a.tno,
+            order_no: a.order_no,
+            amount: a.amount,
+            app_no: a.app_no,
+            approved_at: a.approved_at,
+        }
+    }
+}
+
+/// How a KCP refusal of a point call reads in an iamport message.
+fn refusal(code: &str, message: &str) -> String {
+    format!("[{code}] {message}")
+}
+
+impl Gateway {
+    /// The account's point balance (`pt_txtype 97000000`). Nothing is recorded: no money moves.
+    /// A KCP refusal (unknown account 8401, wrong password 8402) is a code-1 refusal.
+    pub async fn point_balance(
+        &self,
+        m: &merchant::Model,
+        account: &PointAccount,
+    ) -> ServiceResult<Won> {
+        let connector = self.connectors.for_merchant(m, &self.secrets)?;
+        let order_no = format!("PB{}", random_hex(10));
+        match connector.point_balance(&order_no, account).await {
+            Ok(balance) => Ok(balance),
+            Err(PgError::Declined { code, message, .. }) => Err(ServiceError::Refused(format!(
+                "포인트 조회에 실패하였습니다. {}",
+                refusal(&code, &message)
+            ))),
+            Err(PgError::Config(msg)) => {
+                tracing::error!(merchant_id = m.id, "KCP configuration error: {msg}");
+                Err(ServiceError::Refused(
+                    "PG 설정 오류로 포인트를 조회하지 못했습니다.".into(),
+                ))
+            }
+            Err(e) => {
+                tracing::warn!(merchant_id = m.id, "point balance outcome unknown: {e}");
+                Err(ServiceError::Refused(
+                    "PG사 응답을 확인하지 못했습니다. 잠시 후 다시 조회해 주세요.".into(),
+                ))
+            }
+        }
+    }
+
+    /// A Benepia point payment, with `charge()`'s write order and outcome rules (module doc).
+    pub async fn pay_with_points(
+        &self,
+        m: &merchant::Model,
+        cmd: PointPaymentCommand,
+    ) -> ServiceResult<PaymentRecord> {
+        let order = cmd.order();
+        self.check_prepared(m.id, &order.merchant_uid, order.amount, &order.currency)
+            .await?;
+        let text = order.kcp_text()?;
+        let connector = self.connectors.for_merchant(m, &self.secrets)?;
+        let (payment, attempt) = self.open_approval(m, &order).await?;
+        // `open_approval` records a card payment; the method is corrected (and committed) before
+        // KCP is called, so the resolver always inquires a point payment as one (PAPT). A crash
+        // in between leaves a card attempt that was never sent: PACA finds nothing, it fails.
+        let payment = self.mark_point_payment(payment).await?;
+        let req = PointPaymentRequest {
+            order_no: payment.order_no.clone(),
+            amount: cmd.amount,
+            good_name: text.good_name,
+            buyer_name: text.buyer_name,
+            buyer_email: text.buyer_email,
+            buyer_tel: text.buyer_tel,
+            account: cmd.account,
+        };
+        let outcome = match connector.pay_with_points(&req).await {
+            Ok(approval) => {
+                self.settle_point_approval(
+                    connector.as_ref(),
+                    payment,
+                    attempt,
+                    approval.into(),
+                    true,
+                )
+                .await?
+            }
+            Err(PgError::Declined {
+                code,
+                message,
+                reason,
+            }) => {
+                let message = refusal(&code, &message);
+                let payment = self
+                    .record_failure(payment, attempt, Some(code), &message)
+                    .await?;
+                ApprovalOutcome::Declined {
+                    payment,
+                    reason,
+                    message,
+                }
+            }
+            Err(PgError::Mismatch { tno, detail }) => {
+                tracing::error!(imp_uid = %payment.imp_uid, %tno, "KCP point approval differs from the request ({detail}); net-cancelling");
+                self.net_cancel(
+                    connector.as_ref(),
+                    payment,
+                    attempt,
+                    &tno,
+                    "승인금액 또는 주문번호 불일치로 자동취소(망취소)되었습니다.",
+                )
+                .await?
+            }
+            Err(PgError::Config(msg)) => {
+                tracing::error!(merchant_id = m.id, "KCP configuration error: {msg}");
+                let payment = self
+                    .record_failure(
+                        payment,
+                        attempt,
+                        None,
+                        "PG 설정 오류로 결제하지 못했습니다.",
+                    )
+                    .await?;
+                ApprovalOutcome::Declined {
+                    payment,
+                    reason: DeclineReason::Other,
+                    message: "PG 설정 오류".into(),
+                }
+            }
+            Err(err) => {
+                tracing::warn!(imp_uid = %payment.imp_uid, order_no = %payment.order_no, "point payment outcome unknown: {err}");
+                let attempt = self.mark_unknown(attempt, &err.to_string()).await?;
+                // The merchant has not been answered yet, so an approval found now is honoured.
+                self.resolve_approval(connector.as_ref(), payment, attempt, true)
+                    .await?
+            }
+        };
+        Self::answer(outcome)
+    }
+
+    async fn mark_point_payment(&self, payment: payment::Model) -> ServiceResult<payment::Model> {
+        let mut p: payment::ActiveModel = payment.into();
+        p.pay_method = Set(POINT.into());
+        p.card_quota = Set(0);
+        Ok(p.update(&self.db.write).await?)
+    }
+
+    /// `settle_approval` for points: the approval is recorded without card fields, or
+    /// net-cancelled when it differs from the payment, `honour` is false, or it cannot be recorded.
+    pub(crate) async fn settle_point_approval(
+        &self,
+        connector: &dyn Pg,
+        payment: payment::Model,
+        attempt: pg_attempt::Model,
+        trade: PointTrade,
+        honour: bool,
+    ) -> ServiceResult<ApprovalOutcome> {
+        let matches = trade.amount == payment.amount && trade.order_no == payment.order_no;
+        if !matches {
+            tracing::error!(imp_uid = %payment.imp_uid, tno = %trade.tno, "KCP approved other points or another order; net-cancelling");
+        }
+        if matches && honour {
+            match self.record_points_paid(&payment, &attempt, &trade).await {
+                Ok(p) => return Ok(ApprovalOutcome::Paid(p)),
+                Err(e) => {
+                    tracing::error!(imp_uid = %payment.imp_uid, "cannot record point approval, net-cancelling: {e}")
+                }
+            }
+        }
+        let reason = if matches {
+            "결제 결과를 확정하지 못해 자동취소(망취소)되었습니다."
+        } else {
+            "승인금액 또는 주문번호 불일치로 자동취소(망취소)되었습니다."
+        };
+        self.net_cancel(connector, payment, attempt, &trade.tno, reason)
+            .await
+    }
+
+    /// `record_paid` for points: `pg_tid` = tno, `apply_num` = `pnt_app_no`, no card fields; the
+    /// `paid` webhook commits with the state change.
+    async fn record_points_paid(
+        &self,
+        payment: &payment::Model,
+        attempt: &pg_attempt::Model,
+        trade: &PointTrade,
+    ) -> Result<payment::Model, sea_orm::DbErr> {
+        let now = self.clock.unix();
+        let txn = self.db.write.begin().await?;
+        let mut p: payment::ActiveModel = payment.clone().into();
+        p.status = Set(PaymentStatus::Paid.as_db().into());
+        p.pay_method = Set(POINT.into());
+        p.pg_tid = Set(Some(trade.tno.clone()));
+        p.apply_num = Set(Some(trade.app_no.clone()));
+        p.card_code = Set(None);
+        p.card_name = Set(None);
+        p.card_number = Set(None);
+        p.card_type = Set(None);
+        p.card_quota = Set(0);
+        p.paid_at = Set(Some(trade.approved_at.timestamp()));
+        p.updated_at = Set(now);
+        let p = p.update(&txn).await?;
+        self.enqueue_webhook(&txn, &p, "paid", None).await?;
+        let mut a: pg_attempt::ActiveModel = attempt.clone().into();
+        a.state = Set("succeeded".into());
+        a.tno = Set(Some(trade.tno.clone()));
+        a.result_code = Set(Some("0000".into()));
+        a.updated_at = Set(now);
+        a.update(&txn).await?;
+        txn.commit().await?;
+        Ok(p)
+    }
+
+    /// A partial cancel of a point payment. KCP has no partial cancel for points (`STPC` is
+    /// refused), so it is done as KCP prescribes (spec/kcp.md §2.8): `STSC` of the whole current
+    /// tno, then `STRA` of what remains, which creates a NEW tno that becomes the payment's
+    /// `pg_tid`. iamport's view is that of a partial cancel: cumulative `cancel_amount` and one
+    /// `cancel_history` entry for the amount cancelled.
+    ///
+    /// Safety rule: between the two calls KCP holds no balance at all, so the payment is never
+    /// shown partially cancelled until the re-approval is confirmed.
+    /// 1. `attempt` (kind `cancel`, amount = the cancel) is committed by the caller before any call,
+    ///    and it keeps the payment's only open-cancel slot until this finishes.
+    /// 2. `STSC`. Refused → the attempt fails, nothing changed. Unknown → settled by inquiry.
+    /// 3. Once `STSC` is confirmed the attempt is marked [`REAPPROVE_PENDING`] and its `order_no`
+    ///    set to the re-approval's order number (committed) BEFORE `STRA` is sent.
+    /// 4. `STRA` approved → the cancellation, the new `pg_tid` and the attempt commit together.
+    ///    Unknown → the attempt stays open; the resolver (`resolve_cancel`) finds the re-approval
+    ///    by its order number (PAPT inquiry) or, once settled and absent, sends `STRA` again (KCP
+    ///    re-approves a cancelled tno only once, so a repeat cannot charge twice). Refused while
+    ///    KCP has no re-approval for the order → the points are all back with the member: the
+    ///    whole balance is recorded cancelled and the merchant is told so.
+    pub(crate) async fn cancel_points_partially(
+        &self,
+        connector: &dyn Pg,
+        payment: payment::Model,
+        attempt: pg_attempt::Model,
+        notify: bool,
+    ) -> ServiceResult<PaymentRecord> {
+        let tno = attempt
+            .tno
+            .clone()
+            .ok_or_else(|| ServiceError::Internal("point cancel attempt without tno".into()))?;
+        let request = CancelRequest {
+            tno: tno.clone(),
+            kind: CancelKind::Full,
+            reason: kcp_reason(&attempt),
+        };
+        let outcome = match connector.cancel(&request).await {
+            Ok(_) => {
+                let attempt = self.mark_reapprove_pending(&payment, attempt).await?;
+                self.send_reapproval(connector, payment.clone(), attempt, notify)
+                    .await?
+            }
+            Err(PgError::Declined {
+                code,
+                message,
+                reason,
+            }) => {
+                self.close_attempt(attempt, "failed", &refusal(&code, &message))
+                    .await?;
+                if reason == DeclineReason::AlreadyCancelled {
+                    tracing::error!(imp_uid = %payment.imp_uid, "KCP says already cancelled but openport has a point balance");
+                }
+                return Err(ServiceError::Refused(format!(
+                    "결제취소에 실패하였습니다.({message})"
+                )));
+            }
+            Err(e) => {
+                tracing::warn!(imp_uid = %payment.imp_uid, "point cancel (STSC) outcome unknown: {e}");
+                let mut a: pg_attempt::ActiveModel = attempt.into();
+                a.state = Set("unknown".into());
+                let attempt = payments::update_attempt(&self.db.write, a).await?;
+                self.resolve_partial_point_cancel(connector, payment.clone(), attempt, notify)
+                    .await?
+            }
+        };
+        self.answer_point_cancel(&payment, outcome).await
+    }
+
+    async fn answer_point_cancel(
+        &self,
+        payment: &payment::Model,
+        outcome: PointCancelOutcome,
+    ) -> ServiceResult<PaymentRecord> {
+        match outcome {
+            PointCancelOutcome::Applied(p) => self.payment_record(*p).await,
+            PointCancelOutcome::FullyCancelled(message) => Err(ServiceError::Refused(format!(
+                "포인트 재승인이 거절되어 결제 전액이 취소되었습니다. {message} (imp_uid: {})",
+                payment.imp_uid
+            ))),
+            PointCancelOutcome::NotApplied(why) => Err(ServiceError::Refused(format!(
+                "결제취소에 실패하였습니다.({why})"
+            ))),
+            PointCancelOutcome::Unknown => Err(ServiceError::Refused(format!(
+                "PG사 취소 응답을 확인하지 못했습니다. 취소 결과는 자동으로 확인됩니다. (imp_uid: {})",
+                payment.imp_uid
+            ))),
+        }
+    }
+
+    /// True for an open cancel attempt on a point payment that cancels less than the balance: the
+    /// STSC + STRA case, which the resolver hands to [`Self::resolve_partial_point_cancel`].
+    pub(crate) fn is_partial_point_cancel(
+        payment: &payment::Model,
+        attempt: &pg_attempt::Model,
+    ) -> bool {
+        payment.pay_method == POINT
+            && attempt.amount > 0
+            && attempt.amount < payment.amount - payment.cancel_amount
+    }
+
+    /// Settles a partial point cancel whose outcome is open (the resolver's entry point, also used
+    /// at once when a call's answer is lost). Before [`REAPPROVE_PENDING`] the question is whether
+    /// `STSC` took the old tno; after it, whether the re-approval exists under its order number.
+    pub(crate) async fn resolve_partial_point_cancel(
+        &self,
+        connector: &dyn Pg,
+        payment: payment::Model,
+        attempt: pg_attempt::Model,
+        notify: bool,
+    ) -> ServiceResult<PointCancelOutcome> {
+        let reorder = reapproval_order_no(&payment, &attempt);
+        if attempt.order_no == reorder {
+            return self
+                .find_or_send_reapproval(connector, payment, attempt, notify)
+                .await;
+        }
+        let Some(tno) = attempt.tno.clone() else {
+            return Err(ServiceError::Internal(format!(
+                "cancel attempt {} without tno",
+                attempt.id
+            )));
+        };
+        match connector.inquire_points(&TradeRef::Tno(tno)).await {
+            Ok(TradeState::Cancelled { .. }) => {
+                let attempt = self.mark_reapprove_pending(&payment, attempt).await?;
+                self.send_reapproval(connector, payment, attempt, notify)
+                    .await
+            }
+            Ok(TradeState::Approved { .. }) if self.settled(&attempt) => {
+                self.close_attempt(attempt, "failed", "KCP에 반영되지 않음")
+                    .await?;
+                Ok(PointCancelOutcome::NotApplied("PG사 응답 없음".into()))
+            }
+            Ok(TradeState::Approved { .. }) => {
+                self.postpone(attempt, "STSC not applied yet").await?;
+                Ok(PointCancelOutcome::Unknown)
+            }
+            Ok(TradeState::NotFound) => {
+                tracing::error!(imp_uid = %payment.imp_uid, "point cancel attempt: KCP has no such transaction");
+                self.close_attempt(attempt, "conflict", "KCP에 거래가 없음")
+                    .await?;
+                Ok(PointCancelOutcome::NotApplied("KCP에 거래가 없음".into()))
+            }
+            Err(e) => {
+                self.postpone(attempt, &e.to_string()).await?;
+                Ok(PointCancelOutcome::Unknown)
+            }
+        }
+    }
+
+    /// After `STSC`: a re-approval already at KCP is recorded; none (once settled) → `STRA` again.
+    async fn find_or_send_reapproval(
+        &self,
+        connector: &dyn Pg,
+        payment: payment::Model,
+        attempt: pg_attempt::Model,
+        notify: bool,
+    ) -> ServiceResult<PointCancelOutcome> {
+        match connector
+            .inquire_points(&TradeRef::OrderNo(attempt.order_no.clone()))
+            .await
+        {
+            Ok(TradeState::Approved { approval, .. }) => {
+                self.record_reapproval(payment, attempt, approval.into(), notify)
+                    .await
+            }
+            Ok(TradeState::Cancelled { approval, .. }) => {
+                tracing::error!(imp_uid = %payment.imp_uid, tno = %approval.tno, "the re-approval of a partial point cancel was cancelled at KCP; left for the operator");
+                self.close_attempt(
+                    attempt,
+                    "conflict",
+                    &format!(
+                        "{REAPPROVE_PENDING}: re-approval {} cancelled at KCP",
+                        approval.tno
+                    ),
+                )
+                .await?;
+                Ok(PointCancelOutcome::NotApplied(
+                    "재승인 거래가 취소됨".into(),
+                ))
+            }
+            Ok(TradeState::NotFound) if self.settled(&attempt) => {
+                self.send_reapproval(connector, payment, attempt, notify)
+                    .await
+            }
+            Ok(TradeState::NotFound) => {
+                self.postpone(attempt, &format!("{REAPPROVE_PENDING}: not found yet"))
+                    .await?;
+                Ok(PointCancelOutcome::Unknown)
+            }
+            Err(e) => {
+                self.postpone(attempt, &format!("{REAPPROVE_PENDING}: {e}"))
+                    .await?;
+                Ok(PointCancelOutcome::Unknown)
+            }
+        }
+    }
+
+    /// Step 3 of [`Self::cancel_points_partially`]: committed before `STRA` is sent.
+    async fn mark_reapprove_pending(
+        &self,
+        payment: &payment::Model,
+        attempt: pg_attempt::Model,
+    ) -> ServiceResult<pg_attempt::Model> {
+        let now = self.clock.unix();
+        let reorder = reapproval_order_no(payment, &attempt);
+        let mut a: pg_attempt::ActiveModel = attempt.into();
+        a.state = Set("unknown".into());
+        a.order_no = Set(reorder.clone());
+        a.result_message = Set(Some(format!(
+            "{REAPPROVE_PENDING}: STSC done, STRA owed as {reorder}"
+        )));
+        a.updated_at = Set(now);
+        Ok(payments::update_attempt(&self.db.write, a).await?)
+    }
+
+    /// `STRA` of the balance left after this cancel, on the (cancelled) tno of the attempt.
+    async fn send_reapproval(
+        &self,
+        connector: &dyn Pg,
+        payment: payment::Model,
+        attempt: pg_attempt::Model,
+        notify: bool,
+    ) -> ServiceResult<PointCancelOutcome> {
+        let tno = attempt.tno.clone().unwrap_or_default();
+        let remaining = payment.amount - payment.cancel_amount - attempt.amount;
+        let good_name = payment
+            .name
+            .clone()
+            .filter(|n| !n.trim().is_empty())
+            .unwrap_or_else(|| "openport".into());
+        match connector
+            .reapprove_points(&tno, remaining, &attempt.order_no, &good_name)
+            .await
+        {
+            Ok(approval) => {
+                self.record_reapproval(payment, attempt, approval.into(), notify)
+                    .await
+            }
+            Err(PgError::Declined { code, message, .. }) => {
+                // A refusal may be KCP saying the re-approval already exists (a repeat after a
+                // lost answer): only "no re-approval under our order number" makes it final.
+                match connector
+                    .inquire_points(&TradeRef::OrderNo(attempt.order_no.clone()))
+                    .await
+                {
+                    Ok(TradeState::Approved { approval, .. }) => {
+                        self.record_reapproval(payment, attempt, approval.into(), notify)
+                            .await
+                    }
+                    Ok(TradeState::NotFound) => {
+                        let message = refusal(&code, &message);
+                        tracing::error!(imp_uid = %payment.imp_uid, %tno, "point re-approval refused ({message}); the whole payment is cancelled at KCP");
+                        self.record_full_point_cancel(payment, attempt, &message, notify)
+                            .await?;
+                        Ok(PointCancelOutcome::FullyCancelled(message))
+                    }
+                    Ok(TradeState::Cancelled { .. }) | Err(_) => {
+                        self.postpone(
+                            attempt,
+                            &format!("{REAPPROVE_PENDING}: STRA refused [{code}], state unclear"),
+                        )
+                        .await?;
+                        Ok(PointCancelOutcome::Unknown)
+                    }
+                }
+            }
+            Err(PgError::Mismatch {
+                tno: new_tno,
+                detail,
+            }) => {
+                tracing::error!(imp_uid = %payment.imp_uid, %new_tno, "KCP re-approved other points ({detail}); left for the operator");
+                self.close_attempt(
+                    attempt,
+                    "conflict",
+                    &format!("{REAPPROVE_PENDING}: re-approval {new_tno} mismatch: {detail}"),
+                )
+                .await?;
+                Ok(PointCancelOutcome::NotApplied("재승인 금액 불일치".into()))
+            }
+            Err(e) => {
+                tracing::warn!(imp_uid = %payment.imp_uid, "point re-approval (STRA) outcome unknown: {e}");
+                // Asked at once: a lost answer is usually found under its order number.
+                match connector
+                    .inquire_points(&TradeRef::OrderNo(attempt.order_no.clone()))
+                    .await
+                {
+                    Ok(TradeState::Approved { approval, .. }) => {
+                        self.record_reapproval(payment, attempt, approval.into(), notify)
+                            .await
+                    }
+                    _ => {
+                        self.postpone(attempt, &format!("{REAPPROVE_PENDING}: {e}"))
+                            .await?;
+                        Ok(PointCancelOutcome::Unknown)
+                    }
+                }
+            }
+        }
+    }
+
+    /// The re-approval is confirmed: the cancellation (of the old tno), the payment's cumulative
+    /// `cancel_amount` and new `pg_tid`/`apply_num`, and the attempt, in one transaction.
+    async fn record_reapproval(
+        &self,
+        payment: payment::Model,
+        attempt: pg_attempt::Model,
+        trade: PointTrade,
+        notify: bool,
+    ) -> ServiceResult<PointCancelOutcome> {
+        let expected = payment.amount - payment.cancel_amount - attempt.amount;
+        if trade.amount != expected {
+            tracing::error!(imp_uid = %payment.imp_uid, tno = %trade.tno, amount = trade.amount, expected, "point re-approval for another amount; left for the operator");
+            self.close_attempt(
+                attempt,
+                "conflict",
+                &format!(
+                    "{REAPPROVE_PENDING}: re-approval {} of {} (expected {expected})",
+                    trade.tno, trade.amount
+                ),
+            )
+            .await?;
+            return Ok(PointCancelOutcome::NotApplied("재승인 금액 불일치".into()));
+        }
+        let amount = attempt.amount;
+        let p = self
+            .commit_point_cancel(payment, attempt, amount, Some(&trade), notify)
+            .await?;
+        Ok(PointCancelOutcome::Applied(Box::new(p)))
+    }
+
+    /// The re-approval was refused and KCP holds nothing: the whole balance is cancelled.
+    async fn record_full_point_cancel(
+        &self,
+        payment: payment::Model,
+        attempt: pg_attempt::Model,
+        why: &str,
+        notify: bool,
+    ) -> ServiceResult<payment::Model> {
+        let amount = payment.amount - payment.cancel_amount;
+        let mut a: pg_attempt::ActiveModel = attempt.into();
+        a.result_message = Set(Some(format!("STRA refused {why}: whole balance cancelled")));
+        let attempt = payments::update_attempt(&self.db.write, a).await?;
+        self.commit_point_cancel(payment, attempt, amount, None, notify)
+            .await
+    }
+
+    /// `record_cancellation` for points: also moves `pg_tid` to the re-approval's tno.
+    async fn commit_point_cancel(
+        &self,
+        payment: payment::Model,
+        attempt: pg_attempt::Model,
+        amount: Won,
+        reapproval: Option<&PointTrade>,
+        notify: bool,
+    ) -> ServiceResult<payment::Model> {
+        let now = self.clock.unix();
+        let txn = self.db.write.begin().await?;
+        let cancellation = payments::insert_cancellation(
+            &txn,
+            cancellation::ActiveModel {
+                payment_id: Set(payment.id),
+                cancellation_id: Set(random_hex(12)),
+                pg_tid: Set(attempt
+                    .tno
+                    .clone()
+                    .or(payment.pg_tid.clone())
+                    .unwrap_or_default()),
+                amount: Set(amount),
+                reason: Set(attempt.reason.clone()),
+                cancelled_at: Set(now),
+                ..Default::default()
+            },
+        )
+        .await?;
+        let cancel_amount = payment.cancel_amount + amount;
+        let mut p: payment::ActiveModel = payment.into();
+        p.cancel_amount = Set(cancel_amount);
+        p.status = Set(PaymentStatus::Cancelled.as_db().into());
+        p.cancelled_at = Set(Some(now));
+        p.cancel_reason = Set(attempt.reason.clone());
+        if let Some(r) = reapproval {
+            p.pg_tid = Set(Some(r.tno.clone()));
+            p.apply_num = Set(Some(r.app_no.clone()));
+        }
+        p.updated_at = Set(now);
+        let p = p.update(&txn).await?;
+        if notify {
+            self.enqueue_webhook(&txn, &p, "cancelled", Some(&cancellation.cancellation_id))
+                .await?;
+        }
+        let mut a: pg_attempt::ActiveModel = attempt.into();
+        a.state = Set("succeeded".into());
+        a.result_code = Set(Some("0000".into()));
+        if let Some(r) = reapproval {
+            a.result_message = Set(Some(format!("STSC + STRA, re-approved as {}", r.tno)));
+        }
+        a.updated_at = Set(now);
+        a.update(&txn).await?;
+        txn.commit().await?;
+        Ok(p)
+    }
+}
+
+/// What became of a partial point cancel.
+pub(crate) enum PointCancelOutcome {
+    Applied(Box<payment::Model>),
+    /// The re-approval was refused: the payment is cancelled in full (the message says why).
+    FullyCancelled(String),
+    NotApplied(String),
+    Unknown,
+}
+
+impl PointCancelOutcome {
+    /// The resolver's view (`resolve_cancel`).
+    pub(crate) fn into_cancel_outcome(self) -> CancelOutcome {
+        match self {
+            Self::Applied(p) => CancelOutcome::Applied(p),
+            Self::FullyCancelled(_) | Self::NotApplied(_) => CancelOutcome::NotApplied,
+            Self::Unknown => CancelOutcome::Unknown,
+        }
+    }
+}
+
+/// The re-approval's KCP order number: the payment's plus `R` and the attempt id, letters and
+/// digits (≤ 40), unique per cancel and stable across retries, so a repeated `STRA` or an
+/// inquiry by order number always names the same re-approval.
+fn reapproval_order_no(payment: &payment::Model, attempt: &pg_attempt::Model) -> String {
+    format!("{}R{}", payment.order_no, attempt.id)
+}
+
+/// KCP's `mod_desc`, as for card cancels.
+fn kcp_reason(attempt: &pg_attempt::Model) -> String {
+    attempt
+        .reason
+        .clone()
+        .filter(|r| !r.trim().is_empty())
+        .unwrap_or_else(|| "가맹점 요청 취소".into())
+        .chars()
+        .take(50)
+        .collect()
+}
