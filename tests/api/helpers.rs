@@ -317,15 +317,41 @@ impl TestApp {
             .unwrap();
         let ledger = self.sandbox.ledger();
         for entry in &ledger {
+            // A point re-approval (STRA, partial cancel of points) carries its own order number:
+            // it belongs to the payment of the approval it re-approves.
+            let mut root = entry;
+            while let Some(orig) = root.reapproval_of.as_deref() {
+                root = ledger
+                    .iter()
+                    .find(|e| e.tno == orig)
+                    .expect("re-approved tno in the ledger");
+            }
             let p = payments
                 .iter()
-                .find(|p| p.order_no == entry.order_no)
+                .find(|p| p.order_no == root.order_no)
                 .unwrap_or_else(|| {
                     panic!(
                         "KCP approval {} ({}) has no payment in openport",
                         entry.tno, entry.order_no
                     )
                 });
+            // A point approval cancelled and re-approved is superseded: the payment follows the
+            // re-approval's tno and balance.
+            if let Some(next) = &entry.reapproved_by {
+                assert!(
+                    matches!(entry.state, kcp_sandbox::TransactionState::Cancelled),
+                    "re-approved {} is not cancelled",
+                    entry.tno
+                );
+                assert_ne!(
+                    p.pg_tid.as_deref(),
+                    Some(entry.tno.as_str()),
+                    "{} still points at {} (re-approved as {next})",
+                    p.imp_uid,
+                    entry.tno
+                );
+                continue;
+            }
             assert_eq!(
                 p.pg_tid.as_deref(),
                 Some(entry.tno.as_str()),

@@ -367,7 +367,7 @@ impl PgConnector for KcpConnector {
     }
 
     async fn inquire(&self, trade: &TradeRef) -> Result<TradeState, PgError> {
-        self.inquire_as(trade, PAY_TYPE_CARD, |r| TradeState::try_from(r))
+        self.inquire_as(trade, PAY_TYPE_CARD, TradeState::try_from)
             .await
     }
 }

@@ -1,0 +1,370 @@
+//! Benepia welfare points (`/benepia/point`, `/benepia/payment`) and the cancels of point payments,
+//! against the sandbox's point accounts (docs/sandbox.md §2.2).
+use kcp_sandbox::test_points::{BENEPIA_01, BENEPIA_02};
+use kcp_sandbox::{paths, Fault, FaultRule, TransactionState};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+use crate::helpers::{captured_logs, spawn_app, TestApp, SETTLE_SECS};
+
+async fn pay_points(
+    app: &TestApp,
+    token: &str,
+    merchant_uid: &str,
+    amount: i64,
+    user: &str,
+    password: &str,
+) -> (StatusCode, Value) {
+    app.post(
+        "/benepia/payment",
+        Some(token),
+        json!({"benepia_user": user, "benepia_password": password, "benepia_member_code": "BENE01",
+               "merchant_uid": merchant_uid, "amount": amount, "name": "복지몰 상품",
+               "buyer_name": "홍길동", "buyer_email": "buyer@example.com", "buyer_tel": "010-1234-5678",
+               "channel_key": "channel-key-ignored"}),
+    )
+    .await
+}
+
+/// Pays with benepia01 and returns the paid Payment object.
+async fn paid_with_points(app: &TestApp, token: &str, merchant_uid: &str, amount: i64) -> Value {
+    let (status, body) = pay_points(
+        app,
+        token,
+        merchant_uid,
+        amount,
+        BENEPIA_01.id,
+        BENEPIA_01.password,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["code"], 0, "{body}");
+    assert_eq!(body["response"]["status"], "paid", "{body}");
+    body["response"].clone()
+}
+
+async fn cancel(app: &TestApp, token: &str, imp_uid: &Value, amount: Option<i64>) -> Value {
+    let mut req = json!({"imp_uid": imp_uid, "reason": "고객 요청"});
+    if let Some(a) = amount {
+        req["amount"] = json!(a);
+    }
+    app.post("/payments/cancel", Some(token), req).await.1
+}
+
+async fn payment(app: &TestApp, token: &str, imp_uid: &Value) -> Value {
+    let imp_uid = imp_uid.as_str().unwrap();
+    app.get(&format!("/payments/{imp_uid}"), Some(token))
+        .await
+        .1["response"]
+        .clone()
+}
+
+fn balance(app: &TestApp, id: &str) -> i64 {
+    app.sandbox.point_balance(id).expect("sandbox account")
+}
+
+#[tokio::test]
+async fn the_balance_of_a_benepia_account_is_answered_as_point() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let (status, body) = app
+        .post(
+            "/benepia/point",
+            Some(&token),
+            json!({"benepia_user": BENEPIA_01.id, "benepia_password": BENEPIA_01.password,
+                   "benepia_member_code": BENEPIA_01.memcorp_cd, "channel_key": "ignored"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["code"], 0, "{body}");
+    assert_eq!(body["response"], json!({"point": 100_000}));
+}
+
+#[tokio::test]
+async fn the_balance_call_accepts_a_form_body_and_refuses_a_wrong_password_with_code_1() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let form = |password: &'static str| {
+        app.http
+            .post(app.url("/benepia/point"))
+            .header("Authorization", &token)
+            .form(&[
+                ("benepia_user", BENEPIA_02.id),
+                ("benepia_password", password),
+                ("benepia_member_code", BENEPIA_02.memcorp_cd),
+            ])
+            .send()
+    };
+    let (_, body) = TestApp::read(form(BENEPIA_02.password).await.unwrap()).await;
+    assert_eq!(body["response"]["point"], 5_000, "{body}");
+    let (status, body) = TestApp::read(form("not-the-password").await.unwrap()).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["code"], 1, "{body}");
+    assert!(
+        body["message"].as_str().unwrap().contains("[8402]"),
+        "{body}"
+    );
+    assert!(!body.to_string().contains("not-the-password"));
+}
+
+#[tokio::test]
+async fn missing_benepia_fields_are_400_with_code_minus_1_naming_the_field() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let (status, body) = app
+        .post(
+            "/benepia/point",
+            Some(&token),
+            json!({"benepia_user": BENEPIA_01.id, "benepia_password": "pw-should-not-echo"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body["code"], -1);
+    assert!(body["message"]
+        .as_str()
+        .unwrap()
+        .contains("benepia_member_code"));
+    assert!(!body.to_string().contains("pw-should-not-echo"));
+    let (status, body) = app
+        .post(
+            "/benepia/payment",
+            Some(&token),
+            json!({"benepia_user": BENEPIA_01.id, "benepia_password": "pw-should-not-echo",
+                   "benepia_member_code": "BENE01", "merchant_uid": "bp-missing", "name": "x"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body["code"], -1);
+    assert!(body["message"].as_str().unwrap().contains("amount"));
+    assert!(!body.to_string().contains("pw-should-not-echo"));
+    assert!(app.sandbox.ledger().is_empty());
+}
+
+#[tokio::test]
+async fn a_point_payment_is_paid_as_point_and_debits_the_account() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let p = paid_with_points(&app, &token, "bp-1", 7_000).await;
+    assert_eq!(p["pay_method"], "point");
+    assert_eq!(p["pg_provider"], "kcp");
+    assert_eq!(p["emb_pg_provider"], Value::Null);
+    assert_eq!(p["amount"], 7_000);
+    assert_eq!(p["name"], "복지몰 상품");
+    assert!(p["paid_at"].as_i64().unwrap() > 0);
+    for field in ["card_code", "card_name", "card_number", "card_type"] {
+        assert_eq!(p[field], Value::Null, "{field}");
+    }
+    assert_eq!(p["card_quota"], 0);
+    let ledger = app.sandbox.ledger();
+    assert_eq!(ledger.len(), 1);
+    assert_eq!(ledger[0].pay_method, "PAPT");
+    assert_eq!(p["pg_tid"], ledger[0].tno.as_str());
+    assert_eq!(p["apply_num"], ledger[0].app_no.as_str());
+    assert_eq!(balance(&app, BENEPIA_01.id), 93_000);
+    assert_eq!(payment(&app, &token, &p["imp_uid"]).await, p);
+    app.assert_ledger_agrees().await;
+}
+
+#[tokio::test]
+async fn a_wrong_password_and_too_few_points_are_code_0_with_status_failed() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    for (uid, user, password, amount, code) in [
+        ("bp-pw", BENEPIA_01.id, "wrong-pass", 1_000, "[8402]"),
+        (
+            "bp-short",
+            BENEPIA_02.id,
+            BENEPIA_02.password,
+            10_000,
+            "[8403]",
+        ),
+    ] {
+        let (status, body) = pay_points(&app, &token, uid, amount, user, password).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(body["code"], 0, "{body}");
+        let p = &body["response"];
+        assert_eq!(p["status"], "failed", "{body}");
+        assert_eq!(p["pay_method"], "point");
+        assert!(p["imp_uid"].as_str().unwrap().starts_with("imp_"));
+        assert!(p["failed_at"].as_i64().unwrap() > 0);
+        assert!(
+            p["fail_reason"].as_str().unwrap().starts_with(code),
+            "{body}"
+        );
+    }
+    assert_eq!(balance(&app, BENEPIA_01.id), 100_000);
+    assert_eq!(balance(&app, BENEPIA_02.id), 5_000);
+    // A failed merchant_uid can be paid again.
+    paid_with_points(&app, &token, "bp-pw", 1_000).await;
+    app.assert_ledger_agrees().await;
+}
+
+#[tokio::test]
+async fn a_full_cancel_of_a_point_payment_gives_the_points_back() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let p = paid_with_points(&app, &token, "bp-full", 12_000).await;
+    let c = cancel(&app, &token, &p["imp_uid"], None).await;
+    assert_eq!(c["code"], 0, "{c}");
+    assert_eq!(c["response"]["status"], "cancelled");
+    assert_eq!(c["response"]["cancel_amount"], 12_000);
+    assert_eq!(c["response"]["pg_tid"], p["pg_tid"]);
+    assert_eq!(balance(&app, BENEPIA_01.id), 100_000);
+    assert!(matches!(
+        app.sandbox.ledger()[0].state,
+        TransactionState::Cancelled
+    ));
+    app.assert_ledger_agrees().await;
+}
+
+#[tokio::test]
+async fn a_partial_cancel_of_points_is_a_full_cancel_plus_a_reapproval_under_a_new_tno() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let p = paid_with_points(&app, &token, "bp-part", 10_000).await;
+    let first_tno = p["pg_tid"].clone();
+
+    let c = cancel(&app, &token, &p["imp_uid"], Some(3_000)).await;
+    assert_eq!(c["code"], 0, "{c}");
+    let r = &c["response"];
+    assert_eq!(r["cancel_amount"], 3_000);
+    assert_eq!(r["amount"], 10_000);
+    assert_ne!(
+        r["pg_tid"], first_tno,
+        "the re-approval's tno is the payment's"
+    );
+    let history = r["cancel_history"].as_array().unwrap();
+    assert_eq!(history.len(), 1);
+    assert_eq!(history[0]["amount"], 3_000);
+    assert_eq!(history[0]["pg_tid"], first_tno);
+    assert_eq!(balance(&app, BENEPIA_01.id), 93_000);
+    let ledger = app.sandbox.ledger();
+    assert_eq!(ledger.len(), 2);
+    assert_eq!(ledger[1].reapproval_of.as_deref(), first_tno.as_str());
+    assert_eq!(ledger[1].balance, 7_000);
+    assert_eq!(r["pg_tid"], ledger[1].tno.as_str());
+    app.assert_ledger_agrees().await;
+
+    // A second partial cancel works on the re-approval; the rest is then cancelled with STSC.
+    let c = cancel(&app, &token, &p["imp_uid"], Some(2_000)).await;
+    assert_eq!(c["response"]["cancel_amount"], 5_000, "{c}");
+    assert_eq!(balance(&app, BENEPIA_01.id), 95_000);
+    app.assert_ledger_agrees().await;
+    let c = cancel(&app, &token, &p["imp_uid"], None).await;
+    assert_eq!(c["code"], 0, "{c}");
+    assert_eq!(c["response"]["cancel_amount"], 10_000);
+    assert_eq!(c["response"]["cancel_history"].as_array().unwrap().len(), 3);
+    assert_eq!(balance(&app, BENEPIA_01.id), 100_000);
+    app.assert_ledger_agrees().await;
+}
+
+#[tokio::test]
+async fn a_lost_point_payment_answer_is_recovered_by_the_papt_inquiry() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    app.sandbox
+        .inject(FaultRule::new(paths::HUB_PAYMENT, Fault::LoseResponse));
+    let p = paid_with_points(&app, &token, "bp-lost", 4_000).await;
+    assert_eq!(p["pay_method"], "point");
+    assert_eq!(p["pg_tid"], app.sandbox.ledger()[0].tno.as_str());
+    assert_eq!(p["card_name"], Value::Null);
+    assert_eq!(balance(&app, BENEPIA_01.id), 96_000);
+    app.assert_ledger_agrees().await;
+}
+
+#[tokio::test]
+async fn a_point_payment_that_never_reached_kcp_fails_once_settled_and_charges_nothing() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    app.sandbox
+        .inject(FaultRule::new(paths::HUB_PAYMENT, Fault::Drop));
+    let (_, body) = pay_points(
+        &app,
+        &token,
+        "bp-drop",
+        4_000,
+        BENEPIA_01.id,
+        BENEPIA_01.password,
+    )
+    .await;
+    assert_eq!(body["code"], 1, "{body}");
+    app.advance(SETTLE_SECS + 1);
+    app.resolve_all().await;
+    assert_eq!(balance(&app, BENEPIA_01.id), 100_000);
+    let p = paid_with_points(&app, &token, "bp-drop", 4_000).await;
+    assert_eq!(p["status"], "paid");
+    app.assert_ledger_agrees().await;
+}
+
+#[tokio::test]
+async fn a_lost_reapproval_answer_is_found_by_its_order_number() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let p = paid_with_points(&app, &token, "bp-stra-lost", 10_000).await;
+    app.sandbox
+        .inject(FaultRule::new(paths::CANCEL, Fault::LoseResponse).when("mod_type", "STRA"));
+    let c = cancel(&app, &token, &p["imp_uid"], Some(4_000)).await;
+    assert_eq!(c["code"], 0, "{c}");
+    assert_eq!(c["response"]["cancel_amount"], 4_000);
+    assert_eq!(
+        c["response"]["pg_tid"],
+        app.sandbox.ledger()[1].tno.as_str()
+    );
+    assert_eq!(balance(&app, BENEPIA_01.id), 94_000);
+    app.assert_ledger_agrees().await;
+}
+
+#[tokio::test]
+async fn a_reapproval_that_never_reached_kcp_is_retried_and_the_payment_is_not_shown_partly_cancelled_meanwhile(
+) {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let p = paid_with_points(&app, &token, "bp-stra-drop", 10_000).await;
+    app.sandbox
+        .inject(FaultRule::new(paths::CANCEL, Fault::Drop).when("mod_type", "STRA"));
+    let c = cancel(&app, &token, &p["imp_uid"], Some(4_000)).await;
+    assert_eq!(c["code"], 1, "{c}");
+    // KCP holds nothing now (STSC went through); openport does not claim a partial balance.
+    assert_eq!(balance(&app, BENEPIA_01.id), 100_000);
+    let now = payment(&app, &token, &p["imp_uid"]).await;
+    assert_eq!(now["status"], "paid");
+    assert_eq!(now["cancel_amount"], 0);
+    assert_eq!(now["cancel_history"], json!([]));
+    // The open cancel attempt holds the payment: another cancel waits for it.
+    let busy = cancel(&app, &token, &p["imp_uid"], Some(1_000)).await;
+    assert_eq!(busy["code"], 1, "{busy}");
+
+    app.advance(SETTLE_SECS + 1);
+    app.resolve_all().await;
+    let done = payment(&app, &token, &p["imp_uid"]).await;
+    assert_eq!(done["cancel_amount"], 4_000, "{done}");
+    assert_ne!(done["pg_tid"], p["pg_tid"]);
+    assert_eq!(balance(&app, BENEPIA_01.id), 94_000);
+    app.assert_ledger_agrees().await;
+}
+
+#[tokio::test]
+async fn the_benepia_password_never_appears_in_logs_or_answers() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let secret = "Zq9-benepia-Secret";
+    let (_, body) = app
+        .post(
+            "/benepia/point",
+            Some(&token),
+            json!({"benepia_user": BENEPIA_01.id, "benepia_password": secret,
+                   "benepia_member_code": "BENE01"}),
+        )
+        .await;
+    assert_eq!(body["code"], 1, "{body}");
+    let (_, body) = pay_points(&app, &token, "bp-log", 1_000, BENEPIA_01.id, secret).await;
+    assert_eq!(body["response"]["status"], "failed", "{body}");
+    assert!(!body.to_string().contains(secret));
+    paid_with_points(&app, &token, "bp-log-ok", 1_000).await;
+    let logs = captured_logs();
+    assert!(!logs.contains(secret), "the Benepia password was logged");
+    assert!(
+        !logs.contains(BENEPIA_01.password),
+        "the Benepia password was logged"
+    );
+}
