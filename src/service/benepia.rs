@@ -64,6 +64,7 @@ impl PointPaymentCommand {
             custom_data: self.custom_data.clone(),
             notice_url: self.notice_url.clone(),
             user_agent: self.user_agent.clone(),
+            pay_method: Some(POINT),
             ..ChargeOrder::default()
         }
     }
@@ -152,10 +153,6 @@ impl Gateway {
         let text = order.kcp_text()?;
         let connector = self.connectors.for_merchant(m, &self.secrets)?;
         let (payment, attempt) = self.open_approval(m, &order).await?;
-        // `open_approval` records a card payment; the method is corrected (and committed) before
-        // KCP is called, so the resolver always inquires a point payment as one (PAPT). A crash
-        // in between leaves a card attempt that was never sent: PACA finds nothing, it fails.
-        let payment = self.mark_point_payment(payment).await?;
         let req = PointPaymentRequest {
             order_no: payment.order_no.clone(),
             amount: cmd.amount,
@@ -227,13 +224,6 @@ impl Gateway {
             }
         };
         Self::answer(outcome)
-    }
-
-    async fn mark_point_payment(&self, payment: payment::Model) -> ServiceResult<payment::Model> {
-        let mut p: payment::ActiveModel = payment.into();
-        p.pay_method = Set(POINT.into());
-        p.card_quota = Set(0);
-        Ok(p.update(&self.db.write).await?)
     }
 
     /// `settle_approval` for points: the approval is recorded without card fields, or

@@ -55,14 +55,17 @@ impl Gateway {
             )
             .map_err(|e| ServiceError::Refused(e.to_string()))
         };
-        plan(&payment)?;
+        let first_plan = plan(&payment)?;
         let tno = payment
             .pg_tid
             .clone()
             .ok_or_else(|| ServiceError::Refused(NOT_FOUND.into()))?;
         let reason = cmd.reason.clone().filter(|r| !r.trim().is_empty());
 
-        let attempt = match self.insert_cancel_attempt(&payment, &tno, &reason).await {
+        let attempt = match self
+            .insert_cancel_attempt(&payment, &tno, &reason, first_plan.amount)
+            .await
+        {
             Ok(a) => a,
             Err(e) if is_unique_violation(&e) => {
                 return Err(ServiceError::Refused(
@@ -160,6 +163,7 @@ impl Gateway {
         p: &payment::Model,
         tno: &str,
         reason: &Option<String>,
+        amount: i64,
     ) -> Result<pg_attempt::Model, sea_orm::DbErr> {
         let now = self.clock.unix();
         payments::insert_attempt(
@@ -170,7 +174,9 @@ impl Gateway {
                 state: Set("pending".into()),
                 order_no: Set(p.order_no.clone()),
                 tno: Set(Some(tno.to_string())),
-                amount: Set(0),
+                // The planned amount from the start: a crash before the re-check below must not
+                // leave an open attempt the resolver would read as a 0-won cancel.
+                amount: Set(amount),
                 reason: Set(reason.clone()),
                 result_code: Set(None),
                 result_message: Set(None),

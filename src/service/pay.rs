@@ -68,6 +68,8 @@ pub struct ChargeOrder {
     pub customer_uid: Option<String>,
     /// `payment` (again) or `payment.scheduled`.
     pub customer_uid_usage: Option<&'static str>,
+    /// iamport's `pay_method`; None = `card`.
+    pub pay_method: Option<&'static str>,
     /// What is known of the card before approval (billing key: from the key).
     pub card_number_masked: Option<String>,
     pub card_code: Option<String>,
@@ -353,7 +355,7 @@ impl Gateway {
                 merchant_uid: Set(cmd.merchant_uid.clone()),
                 order_no: Set(order_no.clone()),
                 status: Set(PaymentStatus::Pending.as_db().into()),
-                pay_method: Set("card".into()),
+                pay_method: Set(cmd.pay_method.unwrap_or("card").into()),
                 channel: Set("api".into()),
                 pg_provider: Set("kcp".into()),
                 pg_id: Set(m.site_cd.clone()),
