@@ -89,7 +89,13 @@ impl MigrationTrait for Migration {
             .create_table(
                 Table::create()
                     .table(BillingKeys::Table)
-                    .col(col(BillingKeys::Id).big_integer().not_null().auto_increment().primary_key())
+                    .col(
+                        col(BillingKeys::Id)
+                            .big_integer()
+                            .not_null()
+                            .auto_increment()
+                            .primary_key(),
+                    )
                     .col(col(BillingKeys::MerchantId).big_integer().not_null())
                     .col(col(BillingKeys::CustomerUid).string().not_null())
                     .col(col(BillingKeys::Status).string().not_null())
@@ -126,7 +132,13 @@ impl MigrationTrait for Migration {
             .create_table(
                 Table::create()
                     .table(Schedules::Table)
-                    .col(col(Schedules::Id).big_integer().not_null().auto_increment().primary_key())
+                    .col(
+                        col(Schedules::Id)
+                            .big_integer()
+                            .not_null()
+                            .auto_increment()
+                            .primary_key(),
+                    )
                     .col(col(Schedules::MerchantId).big_integer().not_null())
                     .col(col(Schedules::CustomerUid).string().not_null())
                     .col(col(Schedules::MerchantUid).string().not_null())
@@ -188,10 +200,19 @@ impl MigrationTrait for Migration {
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        manager.drop_table(Table::drop().table(Schedules::Table).to_owned()).await?;
-        manager.drop_table(Table::drop().table(BillingKeys::Table).to_owned()).await?;
         manager
-            .alter_table(Table::alter().table(Merchants::Table).drop_column(Merchants::KcpGroupId).to_owned())
+            .drop_table(Table::drop().table(Schedules::Table).to_owned())
+            .await?;
+        manager
+            .drop_table(Table::drop().table(BillingKeys::Table).to_owned())
+            .await?;
+        manager
+            .alter_table(
+                Table::alter()
+                    .table(Merchants::Table)
+                    .drop_column(Merchants::KcpGroupId)
+                    .to_owned(),
+            )
             .await
     }
 }
