@@ -1,6 +1,6 @@
 //! Who used the CPUs during a level: the harness, the gateway, everything else (Linux `/proc` only;
 //! elsewhere nothing is reported). On a shared machine "other" shows when a measurement was
-//! disturbed, e.g. by a compiler; with `--db postgres://…` the PostgreSQL server counts as other.
+//! disturbed, e.g. by a compiler. PostgreSQL server processes are counted apart.
 
 /// Cumulative tick counters at one moment.
 #[derive(Clone, Copy)]
@@ -9,6 +9,7 @@ pub struct Sample {
     total: u64,
     bench: u64,
     gateway: u64,
+    database: u64,
 }
 
 /// Average cores used over an interval.
@@ -16,6 +17,8 @@ pub struct Sample {
 pub struct Share {
     pub bench: f64,
     pub gateway: f64,
+    /// PostgreSQL server processes (`postgres`), 0 with SQLite (which runs inside the gateway).
+    pub database: f64,
     pub other: f64,
 }
 
@@ -41,7 +44,25 @@ pub fn sample(gateway_pid: Option<u32>) -> Option<Sample> {
         gateway: gateway_pid
             .and_then(|p| process_ticks(&p.to_string()))
             .unwrap_or(0),
+        database: postgres_ticks(),
     })
+}
+
+/// utime + stime of every process named `postgres` (the server and its backends). Backends that
+/// exit between two samples are lost, which the benchmark's pooled connections make rare.
+fn postgres_ticks() -> u64 {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return 0;
+    };
+    dir.filter_map(Result::ok)
+        .filter_map(|e| e.file_name().to_str().map(str::to_owned))
+        .filter(|name| name.bytes().all(|b| b.is_ascii_digit()))
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                .is_ok_and(|comm| comm.trim_end() == "postgres")
+        })
+        .filter_map(|pid| process_ticks(&pid))
+        .sum()
 }
 
 /// utime + stime of a process (all its threads).
@@ -64,9 +85,11 @@ pub fn share(before: Option<Sample>, after: Option<Sample>) -> Option<Share> {
     let busy = b.busy.saturating_sub(a.busy);
     let bench = b.bench.saturating_sub(a.bench);
     let gateway = b.gateway.saturating_sub(a.gateway);
+    let database = b.database.saturating_sub(a.database);
     Some(Share {
         bench: cores(bench),
         gateway: cores(gateway),
-        other: cores(busy.saturating_sub(bench + gateway)),
+        database: cores(database),
+        other: cores(busy.saturating_sub(bench + gateway + database)),
     })
 }

@@ -18,7 +18,12 @@ pub struct Meta {
 fn cpu(r: &LevelResult) -> String {
     r.cpu.map_or_else(
         || "-".into(),
-        |c| format!("{:.2} / {:.2} / {:.2}", c.bench, c.gateway, c.other),
+        |c| {
+            format!(
+                "{:.2} / {:.2} / {:.2} / {:.2}",
+                c.bench, c.gateway, c.database, c.other
+            )
+        },
     )
 }
 
@@ -80,7 +85,7 @@ pub fn table(meta: &Meta, results: &[LevelResult]) -> String {
     );
     let _ = writeln!(
         s,
-        "\n| scenario | concurrency | requests | errors | throughput (ok req/s) | p50 (ms) | p99 (ms) | CPU cores bench / gateway / other |"
+        "\n| scenario | concurrency | requests | errors | throughput (ok req/s) | p50 (ms) | p99 (ms) | CPU cores bench / gateway / postgres / other |"
     );
     let _ = writeln!(s, "|---|---:|---:|---:|---:|---:|---:|---:|");
     for r in results {
