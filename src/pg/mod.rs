@@ -326,3 +326,144 @@ pub trait PgBilling: Send + Sync {
         unsupported("Benepia points")
     }
 }
+
+/// Pay methods of KCP's standard payment window (spec/kcp.md §2.1–2.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WindowMethod {
+    /// `CARD` (also easy-pay: the card window with the easy pay preselected).
+    Card,
+    /// `BANK`: real-time account transfer.
+    Bank,
+    /// `VCNT`: virtual account.
+    VirtualAccount,
+    /// `MOBX`: mobile phone.
+    Phone,
+    /// `TPNT`: points (with a `van_code`).
+    Point,
+    /// `GIFT`: gift certificates (with a `van_code`).
+    GiftCertificate,
+    /// `AUTH`: billing-key (batch key) issuance window.
+    BatchKey,
+}
+
+/// Trade registration before the window opens (spec/kcp.md §2.1, `std/tradeReg/register`).
+#[derive(Debug, Clone)]
+pub struct TradeRegistration {
+    /// KCP `ordr_idxx`.
+    pub order_no: String,
+    pub amount: Won,
+    pub good_name: String,
+    pub method: WindowMethod,
+    /// Where KCP posts the window's result (`Ret_URL`).
+    pub return_url: String,
+    pub escrow: bool,
+    pub user_agent: String,
+}
+
+/// KCP's answer to a trade registration: what the hand-off page posts to the window.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RegisteredTrade {
+    pub approval_key: String,
+    pub trace_no: String,
+    pub pay_url: String,
+}
+
+/// The opaque window result KCP posted to `Ret_URL`, to redeem at `gw/enc/v1/payment`.
+#[derive(Debug, Clone)]
+pub struct WindowApprovalRequest {
+    pub order_no: String,
+    /// The merchant's own amount (`ordr_mony`): KCP compares it with the window amount (8059).
+    pub amount: Won,
+    /// `tran_cd` as posted (`00100000` payment, `00300001` batch-key authentication).
+    pub tran_cd: String,
+    pub enc_data: String,
+    pub enc_info: String,
+    /// `use_pay_method` 12-digit bitmask as posted; the connector derives `pay_type` from it.
+    pub use_pay_method: String,
+}
+
+/// A window approval, per method (spec/kcp.md §2.4).
+#[derive(Debug, Clone, PartialEq)]
+pub enum WindowApproval {
+    Card(CardApproval),
+    Bank {
+        tno: String,
+        order_no: String,
+        amount: Won,
+        approved_at: DateTime<Utc>,
+        bank_code: String,
+        bank_name: String,
+    },
+    /// Issued, awaiting deposit.
+    VirtualAccount {
+        tno: String,
+        order_no: String,
+        amount: Won,
+        bank_code: String,
+        bank_name: String,
+        account: String,
+        /// The account holder shown to the buyer (`depositor`).
+        holder: String,
+        /// Deposit deadline (`va_date`).
+        due: DateTime<Utc>,
+        issued_at: DateTime<Utc>,
+    },
+    Phone {
+        tno: String,
+        order_no: String,
+        amount: Won,
+        approved_at: DateTime<Utc>,
+        carrier: String,
+        mobile_no: String,
+    },
+    Point {
+        tno: String,
+        order_no: String,
+        amount: Won,
+        approved_at: DateTime<Utc>,
+        app_no: String,
+    },
+    Gift {
+        tno: String,
+        order_no: String,
+        amount: Won,
+        approved_at: DateTime<Utc>,
+        van_code: String,
+        app_no: String,
+    },
+}
+
+/// Escrow delivery registration (`STE1`, documented assumption: spec/kcp.md §2.11).
+#[derive(Debug, Clone)]
+pub struct EscrowDelivery {
+    pub tno: String,
+    pub carrier: String,
+    pub invoice: String,
+}
+
+/// KCP's standard payment window (browser checkout): registration, approval of the window's
+/// result, billing keys from the window, escrow. Every method has a refusing default.
+#[async_trait]
+pub trait PgCheckout: Send + Sync {
+    async fn register_trade(&self, _req: &TradeRegistration) -> Result<RegisteredTrade, PgError> {
+        unsupported("the payment window")
+    }
+    /// `gw/enc/v1/payment` with `ordr_mony` and the `pay_type` of `use_pay_method`.
+    async fn approve_window(
+        &self,
+        _req: &WindowApprovalRequest,
+    ) -> Result<WindowApproval, PgError> {
+        unsupported("the payment window")
+    }
+    /// `gw/enc/v1/payment` with `tran_cd 00300001` (no `ordr_mony`): a batch key from the window.
+    async fn issue_batch_key_from_window(
+        &self,
+        _req: &WindowApprovalRequest,
+    ) -> Result<BatchKey, PgError> {
+        unsupported("the payment window")
+    }
+    /// Escrow: shipping started (`STE1`).
+    async fn escrow_delivery(&self, _req: &EscrowDelivery) -> Result<(), PgError> {
+        unsupported("escrow")
+    }
+}
