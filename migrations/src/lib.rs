@@ -4,6 +4,7 @@ pub use sea_orm_migration::prelude::*;
 mod m20261122_000001_core;
 mod m20261122_000002_billing;
 mod m20261122_000003_webhooks;
+mod m20261122_000004_checkout;
 
 pub struct Migrator;
 
@@ -14,6 +15,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000001_core::Migration),
             Box::new(m20261122_000002_billing::Migration),
             Box::new(m20261122_000003_webhooks::Migration),
+            Box::new(m20261122_000004_checkout::Migration),
         ]
     }
 }

@@ -1,5 +1,6 @@
 //! Pure types and rules of the payment domain. No I/O here.
 pub mod card;
+pub mod checkout;
 pub mod ids;
 pub mod payment;
 pub mod text;

@@ -327,24 +327,7 @@ pub trait PgBilling: Send + Sync {
     }
 }
 
-/// Pay methods of KCP's standard payment window (spec/kcp.md §2.1–2.3).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum WindowMethod {
-    /// `CARD` (also easy-pay: the card window with the easy pay preselected).
-    Card,
-    /// `BANK`: real-time account transfer.
-    Bank,
-    /// `VCNT`: virtual account.
-    VirtualAccount,
-    /// `MOBX`: mobile phone.
-    Phone,
-    /// `TPNT`: points (with a `van_code`).
-    Point,
-    /// `GIFT`: gift certificates (with a `van_code`).
-    GiftCertificate,
-    /// `AUTH`: billing-key (batch key) issuance window.
-    BatchKey,
-}
+pub use crate::domain::checkout::WindowMethod;
 
 /// Trade registration before the window opens (spec/kcp.md §2.1, `std/tradeReg/register`).
 #[derive(Debug, Clone)]

@@ -490,7 +490,7 @@ impl Gateway {
         }
     }
 
-    async fn record_paid(
+    pub(crate) async fn record_paid(
         &self,
         payment: &payment::Model,
         attempt: &pg_attempt::Model,

@@ -2,6 +2,8 @@
 pub mod access_token;
 pub mod billing_key;
 pub mod cancellation;
+pub mod checkout_session;
+pub mod kcp_notification;
 pub mod merchant;
 pub mod payment;
 pub mod pg_attempt;

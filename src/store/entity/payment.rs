@@ -46,6 +46,16 @@ pub struct Model {
     pub failed_at: Option<i64>,
     pub cancelled_at: Option<i64>,
     pub updated_at: i64,
+    pub emb_pg_provider: Option<String>,
+    pub escrow: bool,
+    pub bank_code: Option<String>,
+    pub bank_name: Option<String>,
+    pub vbank_code: Option<String>,
+    pub vbank_name: Option<String>,
+    pub vbank_num: Option<String>,
+    pub vbank_holder: Option<String>,
+    pub vbank_date: Option<i64>,
+    pub vbank_issued_at: Option<i64>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -1,0 +1,126 @@
+//! How an iamport `pay_method` (and `pg`) opens KCP's standard window (spec/kcp.md §2.1–2.2,
+//! spec/iamport-v1.md §6).
+/// Pay methods of KCP's standard payment window (spec/kcp.md §2.1–2.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WindowMethod {
+    /// `CARD` (also easy-pay: the card window with the easy pay preselected).
+    Card,
+    /// `BANK`: real-time account transfer.
+    Bank,
+    /// `VCNT`: virtual account.
+    VirtualAccount,
+    /// `MOBX`: mobile phone.
+    Phone,
+    /// `TPNT`: points (with a `van_code`).
+    Point,
+    /// `GIFT`: gift certificates (with a `van_code`).
+    GiftCertificate,
+    /// `AUTH`: billing-key (batch key) issuance window.
+    BatchKey,
+}
+
+/// The KCP side of one pay method.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WindowPlan {
+    pub method: WindowMethod,
+    /// `pay_method` of the registration and window (`CARD`, `BANK`, …).
+    pub kcp_pay_method: &'static str,
+    /// `ActionResult` of the mobile window.
+    pub action_result: &'static str,
+    pub van_code: Option<&'static str>,
+    /// iamport `emb_pg_provider` for easy-pay inside the card window.
+    pub emb_pg_provider: Option<&'static str>,
+    /// Gift certificates need the buyer's id at the issuer (`bypass.shop_user_id`).
+    pub needs_shop_user_id: bool,
+}
+
+const fn plan(method: WindowMethod, kcp: &'static str, action: &'static str) -> WindowPlan {
+    WindowPlan { method, kcp_pay_method: kcp, action_result: action, van_code: None, emb_pg_provider: None, needs_shop_user_id: false }
+}
+
+/// None when KCP's window has no such method.
+pub fn window_plan(pay_method: &str, billing: bool) -> Option<WindowPlan> {
+    use WindowMethod::*;
+    if billing {
+        return Some(plan(BatchKey, "AUTH", "batch"));
+    }
+    let gift = |van| WindowPlan { van_code: Some(van), needs_shop_user_id: true, ..plan(GiftCertificate, "GIFT", "scbl") };
+    Some(match pay_method {
+        "" | "card" => plan(Card, "CARD", "card"),
+        "trans" => plan(Bank, "BANK", "acnt"),
+        "vbank" => plan(VirtualAccount, "VCNT", "vcnt"),
+        "phone" => plan(Phone, "MOBX", "mobx"),
+        "point" => WindowPlan { van_code: Some("SCSK"), ..plan(Point, "TPNT", "tpnt") },
+        "cultureland" | "smartculture" => WindowPlan { action_result: "sccl", ..gift("SCCL") },
+        "booknlife" => gift("SCBL"),
+        "happymoney" => WindowPlan { action_result: "schm", ..gift("SCHM") },
+        "samsung" | "kakaopay" | "naverpay" | "payco" => WindowPlan {
+            emb_pg_provider: Some(match pay_method {
+                "samsung" => "samsung",
+                "kakaopay" => "kakaopay",
+                "naverpay" => "naverpay",
+                _ => "payco",
+            }),
+            ..plan(Card, "CARD", "card")
+        },
+        _ => return None,
+    })
+}
+
+/// `use_pay_method` bitmask (spec/kcp.md §2.3) → iamport pay_method family, for checking that
+/// the window paid the way it was opened.
+pub fn method_of_bitmask(mask: &str) -> Option<WindowMethod> {
+    use WindowMethod::*;
+    Some(match mask {
+        "100000000000" => Card,
+        "010000000000" => Bank,
+        "001000000000" => VirtualAccount,
+        "000100000000" => Point,
+        "000010000000" => Phone,
+        "000000001000" => GiftCertificate,
+        _ => return None,
+    })
+}
+
+/// KCP's escrow `good_info`: fields separated by US (0x1F), items by RS (0x1E), no trailing
+/// separator (spec/kcp.md §2.11).
+pub fn escrow_good_info(items: &[(String, String, i64, i64)]) -> String {
+    items
+        .iter()
+        .enumerate()
+        .map(|(i, (order, name, qty, amount))| {
+            format!(
+                "seq={}\u{1f}ordr_numb={}\u{1f}good_name={}\u{1f}good_cntx={}\u{1f}good_amtx={}",
+                i + 1,
+                order,
+                name,
+                qty,
+                amount
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\u{1e}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn iamport_methods_open_the_right_kcp_window() {
+        assert_eq!(window_plan("card", false).unwrap().kcp_pay_method, "CARD");
+        assert_eq!(window_plan("trans", false).unwrap().action_result, "acnt");
+        assert_eq!(window_plan("vbank", false).unwrap().kcp_pay_method, "VCNT");
+        assert_eq!(window_plan("kakaopay", false).unwrap().emb_pg_provider, Some("kakaopay"));
+        let gift = window_plan("happymoney", false).unwrap();
+        assert_eq!((gift.kcp_pay_method, gift.van_code, gift.needs_shop_user_id), ("GIFT", Some("SCHM"), true));
+        assert_eq!(window_plan("card", true).unwrap().kcp_pay_method, "AUTH");
+        assert!(window_plan("paypal", false).is_none());
+    }
+
+    #[test]
+    fn good_info_uses_us_and_rs_separators_without_a_trailing_one() {
+        let s = escrow_good_info(&[("o1".into(), "양말".into(), 2, 1000), ("o2".into(), "모자".into(), 1, 500)]);
+        assert_eq!(s, "seq=1\u{1f}ordr_numb=o1\u{1f}good_name=양말\u{1f}good_cntx=2\u{1f}good_amtx=1000\u{1e}seq=2\u{1f}ordr_numb=o2\u{1f}good_name=모자\u{1f}good_cntx=1\u{1f}good_amtx=500");
+    }
+}

@@ -1,0 +1,24 @@
+use sea_orm::entity::prelude::*;
+
+/// A KCP common notification (spec/kcp.md §2.12), kept once per `noti_id`.
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+#[sea_orm(table_name = "kcp_notifications")]
+pub struct Model {
+    #[sea_orm(primary_key)]
+    pub id: i64,
+    pub noti_id: String,
+    pub site_cd: String,
+    pub tno: String,
+    pub tx_cd: String,
+    pub op_cd: Option<String>,
+    /// `ipgm_mnyx`: this deposit.
+    pub amount: i64,
+    /// `totl_mnyx`: everything deposited so far, as KCP counts it.
+    pub total: i64,
+    pub received_at: i64,
+}
+
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {}
+
+impl ActiveModelBehavior for ActiveModel {}
