@@ -5,6 +5,7 @@ pub mod billing;
 pub mod cancel;
 pub mod connectors;
 pub mod lookup;
+pub mod notifications;
 pub mod merchants;
 pub mod pay;
 pub mod prepare;
