@@ -22,6 +22,7 @@ enum Payments {
     VbankHolder,
     VbankDate,
     VbankIssuedAt,
+    EscrowLogis,
 }
 
 #[derive(DeriveIden)]
@@ -79,6 +80,9 @@ impl MigrationTrait for Migration {
                 .alter_table(Table::alter().table(Payments::Table).add_column(ColumnDef::new(c).string().null()).to_owned())
                 .await?;
         }
+        manager
+            .alter_table(Table::alter().table(Payments::Table).add_column(ColumnDef::new(Payments::EscrowLogis).text().null()).to_owned())
+            .await?;
         for c in [Payments::VbankDate, Payments::VbankIssuedAt] {
             manager
                 .alter_table(Table::alter().table(Payments::Table).add_column(ColumnDef::new(c).big_integer().null()).to_owned())

@@ -7,6 +7,7 @@ pub mod customers;
 pub mod envelope;
 pub mod error;
 pub mod extract;
+pub mod notifications;
 pub mod onetime;
 pub mod order;
 pub mod payment_json;
@@ -134,6 +135,7 @@ pub fn router() -> Router<AppState> {
             "/subscribe/customers/{customer_uid}/schedules",
             get(subscribe::customer_schedules),
         )
+        .route("/kcp/notify", post(notifications::notify))
         .route("/admin/merchants", get(admin::merchants))
         .route("/openapi.json", get(openapi))
         .merge(webhooks::routes())

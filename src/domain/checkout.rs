@@ -35,7 +35,14 @@ pub struct WindowPlan {
 }
 
 const fn plan(method: WindowMethod, kcp: &'static str, action: &'static str) -> WindowPlan {
-    WindowPlan { method, kcp_pay_method: kcp, action_result: action, van_code: None, emb_pg_provider: None, needs_shop_user_id: false }
+    WindowPlan {
+        method,
+        kcp_pay_method: kcp,
+        action_result: action,
+        van_code: None,
+        emb_pg_provider: None,
+        needs_shop_user_id: false,
+    }
 }
 
 /// None when KCP's window has no such method.
@@ -44,16 +51,29 @@ pub fn window_plan(pay_method: &str, billing: bool) -> Option<WindowPlan> {
     if billing {
         return Some(plan(BatchKey, "AUTH", "batch"));
     }
-    let gift = |van| WindowPlan { van_code: Some(van), needs_shop_user_id: true, ..plan(GiftCertificate, "GIFT", "scbl") };
+    let gift = |van| WindowPlan {
+        van_code: Some(van),
+        needs_shop_user_id: true,
+        ..plan(GiftCertificate, "GIFT", "scbl")
+    };
     Some(match pay_method {
         "" | "card" => plan(Card, "CARD", "card"),
         "trans" => plan(Bank, "BANK", "acnt"),
         "vbank" => plan(VirtualAccount, "VCNT", "vcnt"),
         "phone" => plan(Phone, "MOBX", "mobx"),
-        "point" => WindowPlan { van_code: Some("SCSK"), ..plan(Point, "TPNT", "tpnt") },
-        "cultureland" | "smartculture" => WindowPlan { action_result: "sccl", ..gift("SCCL") },
+        "point" => WindowPlan {
+            van_code: Some("SCSK"),
+            ..plan(Point, "TPNT", "tpnt")
+        },
+        "cultureland" | "smartculture" => WindowPlan {
+            action_result: "sccl",
+            ..gift("SCCL")
+        },
         "booknlife" => gift("SCBL"),
-        "happymoney" => WindowPlan { action_result: "schm", ..gift("SCHM") },
+        "happymoney" => WindowPlan {
+            action_result: "schm",
+            ..gift("SCHM")
+        },
         "samsung" | "kakaopay" | "naverpay" | "payco" => WindowPlan {
             emb_pg_provider: Some(match pay_method {
                 "samsung" => "samsung",
@@ -111,16 +131,25 @@ mod tests {
         assert_eq!(window_plan("card", false).unwrap().kcp_pay_method, "CARD");
         assert_eq!(window_plan("trans", false).unwrap().action_result, "acnt");
         assert_eq!(window_plan("vbank", false).unwrap().kcp_pay_method, "VCNT");
-        assert_eq!(window_plan("kakaopay", false).unwrap().emb_pg_provider, Some("kakaopay"));
+        assert_eq!(
+            window_plan("kakaopay", false).unwrap().emb_pg_provider,
+            Some("kakaopay")
+        );
         let gift = window_plan("happymoney", false).unwrap();
-        assert_eq!((gift.kcp_pay_method, gift.van_code, gift.needs_shop_user_id), ("GIFT", Some("SCHM"), true));
+        assert_eq!(
+            (gift.kcp_pay_method, gift.van_code, gift.needs_shop_user_id),
+            ("GIFT", Some("SCHM"), true)
+        );
         assert_eq!(window_plan("card", true).unwrap().kcp_pay_method, "AUTH");
         assert!(window_plan("paypal", false).is_none());
     }
 
     #[test]
     fn good_info_uses_us_and_rs_separators_without_a_trailing_one() {
-        let s = escrow_good_info(&[("o1".into(), "양말".into(), 2, 1000), ("o2".into(), "모자".into(), 1, 500)]);
+        let s = escrow_good_info(&[
+            ("o1".into(), "양말".into(), 2, 1000),
+            ("o2".into(), "모자".into(), 1, 500),
+        ]);
         assert_eq!(s, "seq=1\u{1f}ordr_numb=o1\u{1f}good_name=양말\u{1f}good_cntx=2\u{1f}good_amtx=1000\u{1e}seq=2\u{1f}ordr_numb=o2\u{1f}good_name=모자\u{1f}good_cntx=1\u{1f}good_amtx=500");
     }
 }

@@ -10,7 +10,8 @@ use crate::store::entity::{kcp_notification, payment};
 use crate::store::is_unique_violation;
 
 /// KCP's reply that stops re-sends (spec/kcp.md §2.12, exact).
-pub const ACK: &str = "<html><body><form><input type=\"hidden\" name=\"result\" value=\"0000\"></form></body></html>";
+pub const ACK: &str =
+    "<html><body><form><input type=\"hidden\" name=\"result\" value=\"0000\"></form></body></html>";
 
 #[derive(Debug, Clone)]
 pub struct Notification {
@@ -27,7 +28,9 @@ impl Gateway {
     /// Records one notification. Ok(()) means "answer 0000": done now or done before.
     pub async fn handle_notification(&self, n: Notification) -> ServiceResult<()> {
         if n.noti_id.is_empty() || n.tno.is_empty() {
-            return Err(ServiceError::BadRequest("noti_id, tno가 필요합니다.".into()));
+            return Err(ServiceError::BadRequest(
+                "noti_id, tno가 필요합니다.".into(),
+            ));
         }
         let now = self.clock.unix();
         let txn = self.db.write.begin().await?;
@@ -59,7 +62,9 @@ impl Gateway {
             .filter(payment::Column::PayMethod.eq("vbank"))
             .one(&txn)
             .await?
-            .ok_or_else(|| ServiceError::NotFound(format!("가상계좌 결제건이 없습니다. (tno {})", n.tno)))?;
+            .ok_or_else(|| {
+                ServiceError::NotFound(format!("가상계좌 결제건이 없습니다. (tno {})", n.tno))
+            })?;
         let reversed = n.op_cd.as_deref() == Some("13");
         let status = PaymentStatus::from_db(&p.status);
         let mut am: payment::ActiveModel = p.clone().into();

@@ -56,6 +56,8 @@ pub struct Model {
     pub vbank_holder: Option<String>,
     pub vbank_date: Option<i64>,
     pub vbank_issued_at: Option<i64>,
+    /// Escrow delivery registration (`/escrows/logis`) as JSON.
+    pub escrow_logis: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -1,0 +1,100 @@
+//! `POST /kcp/notify`: KCP's common notification (spec/kcp.md §2.12). The reply body is exactly
+//! KCP's `result=0000` HTML once the notification is recorded (or was already); anything else
+//! makes KCP send it again, which is what an unrecorded notification needs.
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+
+use crate::app::AppState;
+use crate::service::notifications::{Notification, ACK};
+
+pub async fn notify(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    let form = decode_form(&headers, &body);
+    let get = |k: &str| {
+        form.iter()
+            .find(|(key, _)| key == k)
+            .map(|(_, v)| v.trim().to_string())
+            .unwrap_or_default()
+    };
+    let amount = |k: &str| get(k).parse::<i64>().unwrap_or(0);
+    let n = Notification {
+        site_cd: get("site_cd"),
+        tno: get("tno"),
+        tx_cd: get("tx_cd"),
+        noti_id: get("noti_id"),
+        op_cd: Some(get("op_cd")).filter(|s| !s.is_empty()),
+        amount: amount("ipgm_mnyx"),
+        total: amount("totl_mnyx"),
+    };
+    match s.gateway.handle_notification(n).await {
+        Ok(()) => Html(ACK).into_response(),
+        Err(e) => {
+            tracing::warn!("KCP notification not recorded: {e}");
+            (StatusCode::OK, Html("<html><body><form><input type=\"hidden\" name=\"result\" value=\"9999\"></form></body></html>")).into_response()
+        }
+    }
+}
+
+/// KCP posts form-urlencoded UTF-8 (with `encoding_trans=UTF-8`) or EUC-KR (legacy): decode the
+/// percent-escapes to bytes first, then the charset (spec/kcp.md §2.3).
+pub fn decode_form(headers: &HeaderMap, body: &[u8]) -> Vec<(String, String)> {
+    let euc_kr_declared = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.to_ascii_lowercase().contains("euc-kr"));
+    let decode = |bytes: Vec<u8>| -> String {
+        if !euc_kr_declared {
+            if let Ok(s) = String::from_utf8(bytes.clone()) {
+                return s;
+            }
+        }
+        encoding_rs::EUC_KR.decode(&bytes).0.into_owned()
+    };
+    let unplus = |s: &[u8]| {
+        s.iter()
+            .map(|b| if *b == b'+' { b' ' } else { *b })
+            .collect::<Vec<u8>>()
+    };
+    body.split(|b| *b == b'&')
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| {
+            let mut it = pair.splitn(2, |b| *b == b'=');
+            let k: Vec<u8> =
+                percent_encoding::percent_decode(&unplus(it.next().unwrap_or_default())).collect();
+            let v: Vec<u8> =
+                percent_encoding::percent_decode(&unplus(it.next().unwrap_or_default())).collect();
+            (decode(k), decode(v))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_euc_kr_form_and_a_utf8_form_decode_to_the_same_text() {
+        let (euc, _, _) = encoding_rs::EUC_KR.encode("홍길동");
+        let escaped: String = euc.iter().map(|b| format!("%{b:02X}")).collect();
+        let body = format!("ipgm_name={escaped}&tno=123");
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::CONTENT_TYPE,
+            "application/x-www-form-urlencoded; charset=euc-kr"
+                .parse()
+                .unwrap(),
+        );
+        assert_eq!(decode_form(&h, body.as_bytes())[0].1, "홍길동");
+        let utf8 = "ipgm_name=%ED%99%8D%EA%B8%B8%EB%8F%99+A&tno=1";
+        assert_eq!(
+            decode_form(&HeaderMap::new(), utf8.as_bytes())[0].1,
+            "홍길동 A"
+        );
+        // Undeclared EUC-KR (invalid UTF-8) is still read.
+        assert_eq!(
+            decode_form(&HeaderMap::new(), body.as_bytes())[0].1,
+            "홍길동"
+        );
+    }
+}
