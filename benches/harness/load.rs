@@ -26,7 +26,7 @@ const ERROR_KINDS: usize = 8;
 const ERROR_TEXT: usize = 400;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, clap::ValueEnum, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
+#[serde(rename_all = "kebab-case")]
 pub enum Scenario {
     /// `GET /payments/{imp_uid}` of one paid payment.
     Lookup,

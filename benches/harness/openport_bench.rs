@@ -116,18 +116,24 @@ async fn run(args: Args) -> anyhow::Result<()> {
     // The gateway of the moment; `measure` replaces it when it restarts one. Whatever is left in
     // the slot is stopped here, also after an error or Ctrl-C (and killed on drop in any case).
     let mut slot: Option<Gateway> = None;
+    let mut was_interrupted = false;
     let outcome = tokio::select! {
         r = measure(&args, &mut slot, &bin, &db, &dir, &tag) => r,
-        _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
+        signal = interrupted() => {
+            was_interrupted = true;
+            Err(anyhow::anyhow!("interrupted by {signal}"))
+        }
     };
+    // A failure keeps the gateway log for diagnosis; an interruption cleans up like a success.
+    let failed = outcome.is_err() && !was_interrupted;
     if let Some(gateway) = slot.take() {
-        if outcome.is_err() {
+        if failed {
             eprintln!("gateway log (last lines):\n{}", gateway.log_tail(30));
         }
         gateway.stop().await;
     }
 
-    if args.keep || outcome.is_err() {
+    if args.keep || failed {
         eprintln!("kept {} (gateway.log)", dir.display());
     } else {
         let _ = std::fs::remove_dir_all(&dir);
@@ -227,6 +233,22 @@ async fn measure(
         eprintln!("wrote {}", path.display());
     }
     Ok(())
+}
+
+/// Ctrl-C (SIGINT) or, on Unix, SIGTERM (e.g. from `timeout`).
+async fn interrupted() -> &'static str {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            return tokio::select! {
+                _ = tokio::signal::ctrl_c() => "Ctrl-C",
+                _ = term.recv() => "SIGTERM",
+            };
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+    "Ctrl-C"
 }
 
 /// Waits for a freshly started gateway and creates what the scenarios need: a token, a sandbox
