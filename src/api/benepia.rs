@@ -10,6 +10,7 @@ use utoipa::ToSchema;
 use super::envelope::{ok, Envelope};
 use super::error::{ApiError, ApiResult};
 use super::extract::{de, Body, MerchantCaller};
+use super::order::{order, OrderFields};
 use super::payment_json::PaymentAnnotation;
 use crate::app::AppState;
 use crate::pg::PointAccount;
@@ -49,30 +50,11 @@ pub struct BenepiaPaymentRequest {
     /// `pt_memcorp_cd`).
     #[serde(default, deserialize_with = "de::opt_string")]
     pub benepia_member_code: Option<String>,
-    #[serde(default, deserialize_with = "de::opt_string")]
-    pub merchant_uid: Option<String>,
-    #[serde(default, deserialize_with = "de::opt_i64")]
-    #[schema(value_type = Option<i64>)]
-    pub amount: Option<i64>,
-    #[serde(default, deserialize_with = "de::opt_string")]
-    pub name: Option<String>,
-    #[serde(default, deserialize_with = "de::opt_string")]
-    pub buyer_name: Option<String>,
-    #[serde(default, deserialize_with = "de::opt_string")]
-    pub buyer_email: Option<String>,
-    #[serde(default, deserialize_with = "de::opt_string")]
-    pub buyer_tel: Option<String>,
-    #[serde(default, deserialize_with = "de::opt_string")]
-    pub buyer_addr: Option<String>,
-    #[serde(default, deserialize_with = "de::opt_string")]
-    pub buyer_postcode: Option<String>,
     /// Accepted and ignored, as for `/benepia/point`.
     #[serde(default, deserialize_with = "de::opt_string")]
     pub channel_key: Option<String>,
-    #[serde(default, deserialize_with = "de::string_list")]
-    pub notice_url: Vec<String>,
-    #[serde(default, deserialize_with = "de::opt_json_string")]
-    pub custom_data: Option<String>,
+    #[serde(flatten)]
+    pub order: OrderFields,
 }
 
 fn required(v: Option<String>, name: &str) -> ApiResult<String> {
@@ -120,37 +102,15 @@ fn parse_payment(req: BenepiaPaymentRequest) -> ApiResult<PointPaymentCommand> {
         req.benepia_password,
         req.benepia_member_code,
     )?;
-    let merchant_uid = required(req.merchant_uid, "merchant_uid")?;
-    if merchant_uid.chars().count() > MERCHANT_UID_MAX {
+    let _ = req.channel_key;
+    required(req.order.name.clone(), "name")?;
+    let order = order(req.order)?;
+    if order.merchant_uid.chars().count() > MERCHANT_UID_MAX {
         return Err(ApiError::bad_request(format!(
             "merchant_uid는 {MERCHANT_UID_MAX}자 이하여야 합니다."
         )));
     }
-    let amount = req
-        .amount
-        .ok_or_else(|| ApiError::bad_request("amount 파라메터가 누락되었습니다."))?;
-    if amount <= 0 {
-        return Err(ApiError::bad_request("amount는 0보다 큰 정수여야 합니다."));
-    }
-    if amount > 999_999_999_999 {
-        return Err(ApiError::bad_request("amount가 허용 범위를 넘었습니다."));
-    }
-    let name = required(req.name, "name")?;
-    let _ = req.channel_key;
-    Ok(PointPaymentCommand {
-        merchant_uid,
-        amount,
-        name: Some(name),
-        buyer_name: req.buyer_name,
-        buyer_email: req.buyer_email,
-        buyer_tel: req.buyer_tel,
-        buyer_addr: req.buyer_addr,
-        buyer_postcode: req.buyer_postcode,
-        custom_data: req.custom_data,
-        notice_url: req.notice_url,
-        user_agent: None,
-        account,
-    })
+    Ok(PointPaymentCommand { order, account })
 }
 
 /// Benepia point payment. `benepia_member_code` is REQUIRED (iamport makes a test payment without

@@ -33,41 +33,10 @@ pub const REAPPROVE_PENDING: &str = "reapprove_pending";
 /// A point payment request, parsed at the edge.
 #[derive(Debug, Clone)]
 pub struct PointPaymentCommand {
-    pub merchant_uid: String,
-    pub amount: Won,
-    pub name: Option<String>,
-    pub buyer_name: Option<String>,
-    pub buyer_email: Option<String>,
-    pub buyer_tel: Option<String>,
-    pub buyer_addr: Option<String>,
-    pub buyer_postcode: Option<String>,
-    /// Already a JSON string.
-    pub custom_data: Option<String>,
-    pub notice_url: Vec<String>,
-    pub user_agent: Option<String>,
+    /// The order (`pay_method` is set to `point` by the service).
+    pub order: ChargeOrder,
     /// Benepia id, password and member company code (`pt_memcorp_cd`): never stored or logged.
     pub account: PointAccount,
-}
-
-impl PointPaymentCommand {
-    fn order(&self) -> ChargeOrder {
-        ChargeOrder {
-            merchant_uid: self.merchant_uid.clone(),
-            amount: self.amount,
-            currency: "KRW".into(),
-            name: self.name.clone(),
-            buyer_name: self.buyer_name.clone(),
-            buyer_email: self.buyer_email.clone(),
-            buyer_tel: self.buyer_tel.clone(),
-            buyer_addr: self.buyer_addr.clone(),
-            buyer_postcode: self.buyer_postcode.clone(),
-            custom_data: self.custom_data.clone(),
-            notice_url: self.notice_url.clone(),
-            user_agent: self.user_agent.clone(),
-            pay_method: Some(POINT),
-            ..ChargeOrder::default()
-        }
-    }
 }
 
 /// The part of a point approval the flows need, from a payment or re-approval answer
@@ -147,7 +116,11 @@ impl Gateway {
         m: &merchant::Model,
         cmd: PointPaymentCommand,
     ) -> ServiceResult<PaymentRecord> {
-        let order = cmd.order();
+        let order = ChargeOrder {
+            pay_method: Some(POINT),
+            currency: "KRW".into(),
+            ..cmd.order
+        };
         self.check_prepared(m.id, &order.merchant_uid, order.amount, &order.currency)
             .await?;
         let text = order.kcp_text()?;
@@ -155,7 +128,7 @@ impl Gateway {
         let (payment, attempt) = self.open_approval(m, &order).await?;
         let req = PointPaymentRequest {
             order_no: payment.order_no.clone(),
-            amount: cmd.amount,
+            amount: order.amount,
             good_name: text.good_name,
             buyer_name: text.buyer_name,
             buyer_email: text.buyer_email,
