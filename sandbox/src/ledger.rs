@@ -130,17 +130,37 @@ impl LedgerEntry {
     }
 }
 
-/// Approvals keyed by tno, in approval order.
+/// Approvals keyed by tno, in approval order, with an index by merchant order so looking an
+/// order up (every approval checks for a duplicate) does not scan the whole ledger.
 #[derive(Debug, Default)]
 pub(crate) struct Ledger {
     by_tno: BTreeMap<String, LedgerEntry>,
     order: Vec<String>,
+    /// (site_cd, order_no) → tnos of that order, oldest first.
+    by_order: std::collections::HashMap<(String, String), Vec<String>>,
 }
 
 impl Ledger {
     pub fn insert(&mut self, entry: LedgerEntry) {
         self.order.push(entry.tno.clone());
+        self.by_order
+            .entry((entry.site_cd.clone(), entry.order_no.clone()))
+            .or_default()
+            .push(entry.tno.clone());
         self.by_tno.insert(entry.tno.clone(), entry);
+    }
+
+    /// Approvals of one merchant order, newest first.
+    fn of_order<'a>(
+        &'a self,
+        site_cd: &str,
+        order_no: &str,
+    ) -> impl Iterator<Item = &'a LedgerEntry> + 'a {
+        self.by_order
+            .get(&(site_cd.to_string(), order_no.to_string()))
+            .into_iter()
+            .flat_map(|tnos| tnos.iter().rev())
+            .filter_map(|tno| self.by_tno.get(tno))
     }
 
     pub fn get_mut(&mut self, tno: &str) -> Option<&mut LedgerEntry> {
@@ -153,11 +173,7 @@ impl Ledger {
 
     /// The latest approval for a merchant order: how a caller that lost the answer finds it.
     pub fn by_order(&self, site_cd: &str, order_no: &str) -> Option<&LedgerEntry> {
-        self.order
-            .iter()
-            .rev()
-            .filter_map(|tno| self.by_tno.get(tno))
-            .find(|entry| entry.site_cd == site_cd && entry.order_no == order_no)
+        self.of_order(site_cd, order_no).next()
     }
 
     /// The latest approval for a merchant order paid with `pay_method` (`PACA`, `PAPT`).
@@ -167,15 +183,8 @@ impl Ledger {
         order_no: &str,
         pay_method: &str,
     ) -> Option<&LedgerEntry> {
-        self.order
-            .iter()
-            .rev()
-            .filter_map(|tno| self.by_tno.get(tno))
-            .find(|entry| {
-                entry.site_cd == site_cd
-                    && entry.order_no == order_no
-                    && entry.pay_method == pay_method
-            })
+        self.of_order(site_cd, order_no)
+            .find(|entry| entry.pay_method == pay_method)
     }
 
     /// Whether an approval for (site_cd, order_no) still stands: the sandbox never charges an
