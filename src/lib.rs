@@ -1,6 +1,7 @@
 //! openport: an iamport (PortOne V1) compatible payment gateway over NHN KCP.
 pub mod api;
 pub mod app;
+pub mod checkout;
 pub mod clock;
 pub mod config;
 pub mod domain;

@@ -263,3 +263,34 @@ pub(crate) fn pay(shared: &Shared, fields: &Fields, site_cd: &str) -> Result<Rep
     tracing::info!(tno = %approval.tno, site_cd, order_no = %order.order_no, amount = order.amount, %key, "kcp sandbox approved batch payment");
     Ok(approval.reply)
 }
+
+/// A key issued through the batch window (`AUTH`, spec §2.5): the same book and the same rules
+/// for its charges as a key-in issuance. Returns the key.
+pub(crate) fn issue_from_window(
+    shared: &Shared,
+    site_cd: &str,
+    group_id: &str,
+    card_no: &str,
+) -> String {
+    let issuer = test_cards::issuer(card_no);
+    let issued_at = kcp_time(shared.now());
+    let mut book = shared.batch_keys();
+    let batch_key = book.new_key(&issued_at);
+    let digest = full_digest(&batch_key);
+    let shown = BatchKey {
+        key_sha256_prefix: batch_key_digest(&batch_key),
+        site_cd: site_cd.to_owned(),
+        group_id: group_id.to_owned(),
+        masked_card_no: test_cards::mask(card_no),
+        card_cd: issuer.card_cd.to_owned(),
+        card_name: issuer.card_name.to_owned(),
+        card_bank_cd: issuer.bank_cd.to_owned(),
+        card_bin_type_02: issuer.bin_type_02.to_owned(),
+        state: BatchKeyState::Active,
+        issued_at,
+        deleted_at: None,
+    };
+    book.order.push(digest.clone());
+    book.by_digest.insert(digest, StoredKey { shown, issuer });
+    batch_key
+}

@@ -29,6 +29,7 @@ mod point;
 mod router;
 pub mod test_cards;
 pub mod test_points;
+pub mod window;
 mod wire;
 
 pub use batch::{batch_key_digest, BatchKey, BatchKeyState};
@@ -47,6 +48,14 @@ pub mod paths {
     pub const CANCEL: &str = "/gw/mod/v1/cancel";
     /// Transaction inquiry, KCP's spelling (spec §2.10).
     pub const INQUIRY: &str = "/std/inquery";
+    /// Approval with window data and batch keys from the window (spec §2.4, §2.5).
+    pub const ENC_PAYMENT: &str = "/gw/enc/v1/payment";
+    /// Trade registration, newer endpoint with `kcp_cert_info` (spec §2.1).
+    pub const TRADE_REGISTER: &str = "/std/tradeReg/register";
+    /// Trade registration, older mobile endpoint (spec §2.1).
+    pub const MOBILE_TRADE_REGISTER: &str = "/trade/register.do";
+    /// The payment window (`PayUrl`, spec §1.2).
+    pub const PAY_WINDOW: &str = "/pay/mobileGW.kcp";
 }
 
 /// How a sandbox behaves.
@@ -95,6 +104,8 @@ pub(crate) struct Shared {
     points: Mutex<point::PointBook>,
     /// Armed fault rules, consumed as requests match them.
     faults: Mutex<faults::FaultBook>,
+    /// Trades registered for the payment window and what buyers entered in it.
+    windows: Mutex<window::WindowBook>,
 }
 
 impl Shared {
@@ -120,6 +131,12 @@ impl Shared {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
+    pub(crate) fn windows(&self) -> MutexGuard<'_, window::WindowBook> {
+        self.windows
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
     pub(crate) fn faults(&self) -> MutexGuard<'_, faults::FaultBook> {
         self.faults
             .lock()
@@ -138,6 +155,7 @@ impl Sandbox {
                 batch_keys: Mutex::default(),
                 points: Mutex::default(),
                 faults: Mutex::default(),
+                windows: Mutex::default(),
             }),
         })
     }

@@ -5,13 +5,18 @@ use std::sync::Arc;
 use axum::routing::post;
 use axum::{middleware, Router};
 
-use crate::{cancel, control, faults, hub, inquiry, paths, Shared};
+use crate::{cancel, control, faults, hub, inquiry, paths, window, Shared};
 
 pub(crate) fn build(shared: Arc<Shared>) -> Router {
     Router::new()
         .route(paths::HUB_PAYMENT, post(hub::payment))
         .route(paths::CANCEL, post(cancel::cancel))
         .route(paths::INQUIRY, post(inquiry::inquire))
+        .route(paths::ENC_PAYMENT, post(window::approve_window))
+        .route(paths::TRADE_REGISTER, post(window::register_std))
+        .route(paths::MOBILE_TRADE_REGISTER, post(window::register_mobile))
+        .route(paths::PAY_WINDOW, post(window::window_page))
+        .route("/pay/submit", post(window::submit))
         // Faults apply to KCP's paths only, never to the control API.
         .route_layer(middleware::from_fn_with_state(
             shared.clone(),

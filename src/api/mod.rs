@@ -6,6 +6,7 @@ pub mod cancel;
 pub mod customers;
 pub mod envelope;
 pub mod error;
+pub mod escrow;
 pub mod extract;
 pub mod notifications;
 pub mod onetime;
@@ -63,6 +64,9 @@ use error::ApiError;
         webhooks::list,
         webhooks::resend,
         webhooks::configure,
+        escrow::register,
+        escrow::change,
+        escrow::get,
     )
 )]
 pub struct ApiDoc;
@@ -136,6 +140,11 @@ pub fn router() -> Router<AppState> {
             get(subscribe::customer_schedules),
         )
         .route("/kcp/notify", post(notifications::notify))
+        .route(
+            "/escrows/logis/{imp_uid}",
+            get(escrow::get).post(escrow::register).put(escrow::change),
+        )
+        .merge(crate::checkout::router())
         .route("/admin/merchants", get(admin::merchants))
         .route("/openapi.json", get(openapi))
         .merge(webhooks::routes())

@@ -266,9 +266,9 @@ pub struct PointApproval {
 }
 
 /// Everything a merchant's PG connector offers: the core and billing.
-pub trait Pg: PgConnector + PgBilling {}
+pub trait Pg: PgConnector + PgBilling + PgCheckout {}
 
-impl<T: PgConnector + PgBilling> Pg for T {}
+impl<T: PgConnector + PgBilling + PgCheckout> Pg for T {}
 
 fn unsupported<T>(what: &str) -> Result<T, PgError> {
     Err(PgError::Config(format!(

@@ -7,6 +7,7 @@ mod auth;
 mod benepia;
 mod billing;
 mod cancel;
+mod checkout;
 mod lookups;
 mod onetime;
 mod prepare;

@@ -549,3 +549,4 @@ fn reconcile_inquiry(mut state: TradeState, trade: &TradeRef) -> Result<TradeSta
 
 #[cfg(test)]
 mod tests;
+mod window;

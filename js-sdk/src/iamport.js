@@ -1,0 +1,494 @@
+/*
+ * openport iamport.js: the browser side of openport's iamport (PortOne V1) compatible checkout.
+ *
+ * Loaded as <script src="{openport}/js/iamport.js">, it defines window.IMP with IMP.init(code) and
+ * IMP.request_pay(params, callback?), so front-end code written for iamport runs unchanged.
+ * Plain ES5, no build step: the gateway serves this exact file (include_str!). Type-checked with
+ * `npm run typecheck` (tsc --checkJs) against iamport-typings. js-sdk/README.md has the contract.
+ */
+// @ts-check
+/**
+ * @typedef {import('iamport-typings/src/index').default} Iamport
+ * @typedef {import('iamport-typings/src/index').RequestPayParams} RequestPayParams
+ * @typedef {import('iamport-typings/src/index').RequestPayResponse} RequestPayResponse
+ * @typedef {import('iamport-typings/src/index').RequestPayResponseCallback} RequestPayResponseCallback
+ *
+ * iamport request_pay parameters that iamport-typings lacks.
+ * @typedef {Object} OpenportExtraParams
+ * @property {Array<{orderNumber: string, name: string, quantity: number, amount: number}>} [kcpProducts]
+ *   KCP escrow products (their sum is not compared with amount).
+ * @property {{shop_user_id?: string}} [bypass] required by KCP for phone, points and gift certificates.
+ * @property {boolean} [popup] on a mobile browser: keep the page and call the callback (overlay).
+ * @typedef {RequestPayParams & OpenportExtraParams} OpenportRequestPayParams
+ *
+ * Documented rsp fields that iamport-typings lacks.
+ * @typedef {Object} OpenportExtraResponse
+ * @property {string|null} [card_name]
+ * @property {string|null} [card_number]
+ * @property {number} [card_quota]
+ * @property {string} [currency]
+ * @property {string|null} [custom_data]
+ * @property {number} [paid_at]
+ * @property {string|null} [receipt_url]
+ * @typedef {RequestPayResponse & OpenportExtraResponse} OpenportRequestPayResponse
+ *
+ * @typedef {{code: number, message: string|null, response: any}} Envelope
+ *
+ * One request_pay call, from the checkout request to the callback.
+ * @typedef {Object} Checkout
+ * @property {OpenportRequestPayParams} params
+ * @property {RequestPayResponseCallback|null} callback
+ * @property {boolean} done
+ * @property {string|null} session
+ * @property {string|null} impUid
+ * @property {HTMLElement|null} overlay
+ * @property {HTMLIFrameElement|null} frame
+ * @property {boolean} cancelling
+ * @property {Array<function(): void>} cleanups
+ */
+(function (window, document) {
+  'use strict';
+
+  var existing = /** @type {any} */ (window.IMP);
+  if (existing && existing.openport) {
+    return; // loaded twice: keep the first instance (and its checkout in progress)
+  }
+
+  var REQUEST_TIMEOUT_MS = 30000;
+  var CANCEL_TIMEOUT_MS = 10000;
+  var MOBILE_UA = /Android|iPhone|iPad|iPod|Mobile|BlackBerry|IEMobile|Opera Mini|Windows Phone/i;
+
+  /** @param {string} url @returns {string} */
+  function originOf(url) {
+    var a = document.createElement('a');
+    a.href = url;
+    if (a.origin && a.origin !== 'null') {
+      return a.origin;
+    }
+    var defaultPort = (a.protocol === 'http:' && a.port === '80') || (a.protocol === 'https:' && a.port === '443');
+    return a.protocol + '//' + a.hostname + (a.port && !defaultPort ? ':' + a.port : '');
+  }
+
+  /** @returns {string} the absolute URL this script was loaded from */
+  function scriptSrc() {
+    var current = /** @type {HTMLScriptElement|null} */ (document.currentScript);
+    if (current && current.src) {
+      return current.src;
+    }
+    var scripts = document.getElementsByTagName('script');
+    for (var i = scripts.length - 1; i >= 0; i--) {
+      if (/\/js\/iamport(\.min)?\.js([?#]|$)/.test(scripts[i].src)) {
+        return scripts[i].src;
+      }
+    }
+    return window.location.href;
+  }
+
+  var SRC = scriptSrc();
+  var cut = SRC.search(/js\/iamport(\.min)?\.js([?#]|$)/);
+  /** The gateway's base URL, with a trailing slash (keeps a path prefix such as /pay/). */
+  var BASE = cut > 0 ? SRC.substring(0, cut) : originOf(SRC) + '/';
+  var BASE_ORIGIN = originOf(BASE);
+
+  /** @type {string|null} */
+  var merchantCode = null;
+  /** @type {Checkout|null} */
+  var active = null;
+
+  function isMobileUA() {
+    return MOBILE_UA.test((window.navigator && window.navigator.userAgent) || '');
+  }
+
+  /**
+   * POST a JSON body and hand the parsed iamport envelope (or null) to done, exactly once.
+   * @param {string} url
+   * @param {any} body
+   * @param {number} timeoutMs
+   * @param {function(number, Envelope|null): void} done
+   */
+  function postJson(url, body, timeoutMs, done) {
+    var called = false;
+    var xhr = new XMLHttpRequest();
+    /** @param {Envelope|null} json */
+    function end(json) {
+      if (!called) {
+        called = true;
+        done(xhr.status, json);
+      }
+    }
+    try {
+      xhr.open('POST', url, true);
+      xhr.setRequestHeader('Content-Type', 'application/json');
+      xhr.timeout = timeoutMs;
+      xhr.onload = function () {
+        var json = null;
+        try {
+          json = JSON.parse(xhr.responseText);
+        } catch (e) {
+          json = null;
+        }
+        end(json && typeof json === 'object' ? json : null);
+      };
+      xhr.onerror = function () { end(null); };
+      xhr.ontimeout = function () { end(null); };
+      xhr.onabort = function () { end(null); };
+      xhr.send(JSON.stringify(body));
+    } catch (e) {
+      window.setTimeout(function () { end(null); }, 0);
+    }
+  }
+
+  /**
+   * A failed rsp in iamport's shape.
+   * @param {OpenportRequestPayParams} params
+   * @param {string} code
+   * @param {string} message
+   * @param {any} [extra] fields the gateway sent (imp_uid, ...), copied over the defaults
+   * @returns {OpenportRequestPayResponse}
+   */
+  function failure(params, code, message, extra) {
+    /** @type {OpenportRequestPayResponse} */
+    var rsp = {
+      success: false,
+      imp_success: false,
+      error_code: code,
+      error_msg: message,
+      imp_uid: null,
+      merchant_uid: params.merchant_uid,
+      pay_method: params.pay_method,
+      paid_amount: 0,
+      status: 'failed',
+      name: params.name,
+      pg_provider: undefined,
+      buyer_name: params.buyer_name,
+      buyer_email: params.buyer_email,
+      buyer_tel: params.buyer_tel,
+      buyer_addr: params.buyer_addr
+    };
+    copyInto(rsp, extra);
+    rsp.success = false;
+    rsp.imp_success = false;
+    if (!rsp.error_msg) {
+      rsp.error_msg = message;
+    }
+    if (!rsp.error_code) {
+      rsp.error_code = code;
+    }
+    return rsp;
+  }
+
+  /** @param {any} target @param {any} source */
+  function copyInto(target, source) {
+    if (source && typeof source === 'object') {
+      for (var key in source) {
+        if (Object.prototype.hasOwnProperty.call(source, key)) {
+          target[key] = source[key];
+        }
+      }
+    }
+    return target;
+  }
+
+  /**
+   * The rsp the gateway's final page sent, with success and imp_success kept in step.
+   * @param {any} raw
+   * @param {Checkout} checkout
+   * @returns {OpenportRequestPayResponse}
+   */
+  function normalize(raw, checkout) {
+    /** @type {OpenportRequestPayResponse} */
+    var rsp = copyInto({ imp_uid: checkout.impUid, merchant_uid: checkout.params.merchant_uid }, raw);
+    if (typeof rsp.success !== 'boolean') {
+      rsp.success = rsp.imp_success === true;
+    }
+    if (typeof rsp.imp_success !== 'boolean') {
+      rsp.imp_success = rsp.success;
+    }
+    if (rsp.imp_uid === undefined) {
+      rsp.imp_uid = null;
+    }
+    return rsp;
+  }
+
+  /**
+   * m_redirect_url with iamport's result parameters appended ('&' when it already has a query).
+   * @param {string} url
+   * @param {OpenportRequestPayResponse} rsp
+   */
+  function redirectUrl(url, rsp) {
+    var hash = '';
+    var at = url.indexOf('#');
+    if (at >= 0) {
+      hash = url.substring(at);
+      url = url.substring(0, at);
+    }
+    var pairs = [
+      ['imp_uid', rsp.imp_uid || ''],
+      ['merchant_uid', rsp.merchant_uid || ''],
+      ['imp_success', rsp.imp_success ? 'true' : 'false']
+    ];
+    if (!rsp.imp_success) {
+      pairs.push(['error_code', rsp.error_code || '']);
+      pairs.push(['error_msg', rsp.error_msg || '']);
+    }
+    var query = [];
+    for (var i = 0; i < pairs.length; i++) {
+      query.push(encodeURIComponent(pairs[i][0]) + '=' + encodeURIComponent(pairs[i][1]));
+    }
+    var joiner = url.indexOf('?') < 0 ? '?' : /[?&]$/.test(url) ? '' : '&';
+    return url + joiner + query.join('&') + hash;
+  }
+
+  /**
+   * End a call that never opened a window: the mobile flow goes to m_redirect_url, else callback.
+   * @param {OpenportRequestPayParams} params
+   * @param {RequestPayResponseCallback|null} callback
+   * @param {boolean} mobile
+   * @param {OpenportRequestPayResponse} rsp
+   */
+  function endEarly(params, callback, mobile, rsp) {
+    if (mobile && typeof params.m_redirect_url === 'string' && params.m_redirect_url) {
+      window.location.href = redirectUrl(params.m_redirect_url, rsp);
+      return;
+    }
+    if (callback) {
+      window.setTimeout(function () { callback(rsp); }, 0);
+    }
+  }
+
+  /** @param {Checkout} checkout @param {OpenportRequestPayResponse} rsp */
+  function finish(checkout, rsp) {
+    if (checkout.done) {
+      return;
+    }
+    checkout.done = true;
+    for (var i = checkout.cleanups.length - 1; i >= 0; i--) {
+      try {
+        checkout.cleanups[i]();
+      } catch (e) {
+        // keep cleaning up
+      }
+    }
+    checkout.cleanups = [];
+    if (checkout.overlay && checkout.overlay.parentNode) {
+      checkout.overlay.parentNode.removeChild(checkout.overlay);
+    }
+    checkout.overlay = null;
+    checkout.frame = null;
+    if (active === checkout) {
+      active = null;
+    }
+    if (checkout.callback) {
+      checkout.callback(rsp);
+    }
+  }
+
+  /**
+   * The buyer gave up (close button, or the overlay was removed by the page): the gateway marks the
+   * session failed and answers the rsp to report.
+   * @param {Checkout} checkout
+   */
+  function cancel(checkout) {
+    if (checkout.done || checkout.cancelling) {
+      return;
+    }
+    checkout.cancelling = true;
+    var url = BASE + 'checkout/session/' + encodeURIComponent(checkout.session || '') + '/cancel';
+    postJson(url, {}, CANCEL_TIMEOUT_MS, function (_status, json) {
+      if (json && json.code === 0 && json.response && typeof json.response === 'object') {
+        finish(checkout, normalize(json.response, checkout));
+      } else {
+        finish(checkout, failure(checkout.params, 'F_CANCEL', '사용자가 결제를 취소하셨습니다',
+          { imp_uid: checkout.impUid }));
+      }
+    });
+  }
+
+  /** @param {HTMLElement} el @param {Object<string, string>} styles */
+  function style(el, styles) {
+    for (var key in styles) {
+      if (Object.prototype.hasOwnProperty.call(styles, key)) {
+        el.style.setProperty(key, styles[key], 'important');
+      }
+    }
+  }
+
+  /** @param {Checkout} checkout @param {string} startUrl */
+  function openOverlay(checkout, startUrl) {
+    var overlay = document.createElement('div');
+    overlay.id = 'openport-overlay';
+    overlay.setAttribute('role', 'dialog');
+    overlay.setAttribute('aria-modal', 'true');
+    overlay.setAttribute('aria-label', '결제창');
+    style(overlay, {
+      position: 'fixed', top: '0', left: '0', right: '0', bottom: '0', margin: '0', padding: '0',
+      'z-index': '2147483646', background: 'rgba(0, 0, 0, 0.55)', display: 'block'
+    });
+
+    var box = document.createElement('div');
+    style(box, {
+      position: 'absolute', top: '50%', left: '50%', transform: 'translate(-50%, -50%)',
+      width: '820px', 'max-width': '100%', height: '660px', 'max-height': '100%',
+      background: '#fff', 'border-radius': '8px', overflow: 'hidden', 'box-shadow': '0 8px 32px rgba(0,0,0,.35)'
+    });
+
+    var frame = document.createElement('iframe');
+    frame.id = 'openport-frame';
+    frame.name = 'openport-frame';
+    frame.title = '결제창';
+    frame.setAttribute('allow', 'payment');
+    style(frame, { border: '0', width: '100%', height: '100%', display: 'block' });
+
+    var close = document.createElement('button');
+    close.id = 'openport-close';
+    close.type = 'button';
+    close.setAttribute('aria-label', '결제창 닫기');
+    close.appendChild(document.createTextNode('\u00d7'));
+    style(close, {
+      position: 'absolute', top: '6px', right: '8px', width: '36px', height: '36px', 'z-index': '1',
+      border: '0', 'border-radius': '18px', background: 'rgba(0,0,0,.06)', color: '#333',
+      'font-size': '24px', 'line-height': '36px', cursor: 'pointer', padding: '0'
+    });
+    close.onclick = function () {
+      close.disabled = true;
+      cancel(checkout);
+    };
+
+    box.appendChild(frame);
+    box.appendChild(close);
+    overlay.appendChild(box);
+
+    checkout.overlay = overlay;
+    checkout.frame = frame;
+
+    /** @param {MessageEvent} event */
+    function onMessage(event) {
+      if (event.origin !== BASE_ORIGIN) {
+        return;
+      }
+      var data = event.data;
+      if (typeof data === 'string') {
+        try {
+          data = JSON.parse(data);
+        } catch (e) {
+          return;
+        }
+      }
+      if (!data || data.source !== 'openport' || !data.rsp || typeof data.rsp !== 'object') {
+        return;
+      }
+      if (data.session && checkout.session && data.session !== checkout.session) {
+        return;
+      }
+      if (checkout.frame && event.source && event.source !== checkout.frame.contentWindow) {
+        return;
+      }
+      finish(checkout, normalize(data.rsp, checkout));
+    }
+    window.addEventListener('message', onMessage, false);
+    checkout.cleanups.push(function () { window.removeEventListener('message', onMessage, false); });
+
+    // Escape must not make the payment window vanish without a result: keep the overlay, and keep the
+    // key away from the page's own handlers (a merchant modal closing around it).
+    /** @param {KeyboardEvent} event */
+    function onKey(event) {
+      if (event.key === 'Escape' || event.key === 'Esc' || event.keyCode === 27) {
+        event.preventDefault();
+        event.stopPropagation();
+      }
+    }
+    document.addEventListener('keydown', onKey, true);
+    checkout.cleanups.push(function () { document.removeEventListener('keydown', onKey, true); });
+
+    var root = document.body || document.documentElement;
+    var previousOverflow = root.style.overflow;
+    root.style.overflow = 'hidden';
+    checkout.cleanups.push(function () { root.style.overflow = previousOverflow; });
+
+    root.appendChild(overlay);
+    frame.src = startUrl;
+
+    // A page that removes the overlay itself (a single-page app re-rendering the body) cancels the
+    // checkout the same way the close button does, so the callback still runs once.
+    if (typeof window.MutationObserver === 'function') {
+      var observer = new window.MutationObserver(function () {
+        if (!checkout.done && checkout.overlay && !document.documentElement.contains(checkout.overlay)) {
+          cancel(checkout);
+        }
+      });
+      observer.observe(document.documentElement, { childList: true, subtree: true });
+      checkout.cleanups.push(function () { observer.disconnect(); });
+    }
+    try {
+      close.focus();
+    } catch (e) {
+      // focus is best effort
+    }
+  }
+
+  /**
+   * @param {OpenportRequestPayParams} params
+   * @param {RequestPayResponseCallback} [callback]
+   */
+  function requestPay(params, callback) {
+    var cb = typeof callback === 'function' ? callback : null;
+    var p = /** @type {OpenportRequestPayParams} */ (params && typeof params === 'object' ? params : {});
+    var mobile = isMobileUA() && p.popup !== true;
+
+    if (!merchantCode) {
+      endEarly(p, cb, mobile, failure(p, 'F_NOT_INITIALIZED', 'IMP.init을 먼저 호출해 주세요'));
+      return;
+    }
+    if (active) {
+      // One checkout at a time; the one in progress is left alone (no redirect).
+      if (cb) {
+        var busyCallback = cb;
+        var busy = failure(p, 'F_IN_PROGRESS', '이미 진행 중인 결제가 있습니다.');
+        window.setTimeout(function () { busyCallback(busy); }, 0);
+      }
+      return;
+    }
+
+    /** @type {Checkout} */
+    var checkout = {
+      params: p, callback: cb, done: false, session: null, impUid: null,
+      overlay: null, frame: null, cancelling: false, cleanups: []
+    };
+    active = checkout;
+
+    var body = { imp_code: merchantCode, params: p, mobile: mobile, page_url: window.location.href };
+    postJson(BASE + 'checkout/request', body, REQUEST_TIMEOUT_MS, function (status, json) {
+      var response = json && json.response && typeof json.response === 'object' ? json.response : null;
+      if (json && json.code === 0 && response && typeof response.start_url === 'string') {
+        checkout.session = response.session || null;
+        checkout.impUid = response.imp_uid || null;
+        if (mobile) {
+          active = null;
+          checkout.done = true;
+          window.location.href = response.start_url;
+        } else {
+          openOverlay(checkout, response.start_url);
+        }
+        return;
+      }
+      active = null;
+      checkout.done = true;
+      var rsp = json
+        ? failure(p, String(json.code), json.message || '결제를 시작하지 못했습니다.', response)
+        : failure(p, 'F_NETWORK', '결제 서버에 연결하지 못했습니다.' + (status ? ' (HTTP ' + status + ')' : ''));
+      endEarly(p, cb, mobile, rsp);
+    });
+  }
+
+  /** @type {Iamport & {openport: boolean, version: string}} */
+  var IMP = {
+    openport: true,
+    version: '0.1.0',
+    /** @param {string} code */
+    init: function (code) {
+      merchantCode = code ? String(code) : null;
+    },
+    request_pay: requestPay
+  };
+  window.IMP = IMP;
+})(window, document);

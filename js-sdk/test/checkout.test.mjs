@@ -1,0 +1,285 @@
+// IMP.request_pay end to end against a running openport (OPENPORT_URL, test mode, sandbox KCP):
+// a merchant page on its own origin loads {openport}/js/iamport.js, the buyer goes through the
+// sandbox KCP window in the overlay (or the whole page on mobile), and the merchant server then
+// verifies the payment over REST as iamport tells merchants to.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import {
+  OPENPORT_URL, BASE, launch, startMerchant, callbacks, exactlyOnce, windowFrame, completeWindow,
+  getPayment, prepare, payKeyIn, uid, MOBILE_UA,
+} from './lib/harness.mjs';
+
+let browser;
+let merchant;
+
+before(async () => {
+  merchant = await startMerchant(OPENPORT_URL);
+  browser = await launch();
+});
+
+after(async () => {
+  await browser?.close();
+  await merchant?.close();
+});
+
+test('openport serves js-sdk/src/iamport.js byte for byte at /js/iamport.js', { timeout: 20_000 }, async () => {
+  const res = await fetch(`${BASE}/js/iamport.js`, { signal: AbortSignal.timeout(10_000) });
+  assert.equal(res.status, 200);
+  assert.match(res.headers.get('content-type') ?? '', /javascript/);
+  assert.equal(await res.text(), readFileSync(new URL('../src/iamport.js', import.meta.url), 'utf8'));
+});
+
+const params = (extra = {}) => ({
+  pg: 'kcp', pay_method: 'card', merchant_uid: uid('web'), name: '포인트 5,000', amount: 5000,
+  buyer_name: '홍길동', buyer_tel: '010-1234-5678', buyer_email: 'buyer@example.com',
+  bypass: { shop_user_id: 'user123' }, ...extra,
+});
+
+async function openPage(options = {}) {
+  const context = await browser.newContext(options);
+  const page = await context.newPage();
+  page.setDefaultTimeout(20_000);
+  const errors = [];
+  page.on('pageerror', (e) => errors.push(e));
+  await page.goto(`${merchant.origin}/pay`);
+  await page.waitForFunction(() => typeof window.IMP === 'object' && typeof window.IMP.request_pay === 'function',
+    undefined, { timeout: 5_000 });
+  return { page, context, errors };
+}
+
+/** PC flow: request_pay, the sandbox window in the overlay, the callback. */
+async function payInOverlay(p, fill = (frame) => completeWindow(frame, p.pay_method)) {
+  const { page, context, errors } = await openPage();
+  try {
+    await page.evaluate((x) => window.pay(x), p);
+    await page.locator('#openport-overlay #openport-frame').waitFor();
+    await fill(windowFrame(page));
+    const [rsp] = await callbacks(page);
+    assert.equal(await exactlyOnce(page), 1, 'the callback ran more than once');
+    assert.equal(await page.locator('#openport-overlay').count(), 0, 'the overlay is still there');
+    assert.deepEqual(errors, []);
+    return rsp;
+  } finally {
+    await context.close();
+  }
+}
+
+/** A refusal before the window: callback, and no overlay ever. */
+async function refused(p) {
+  const { page, context } = await openPage();
+  try {
+    await page.evaluate((x) => window.pay(x), p);
+    const [rsp] = await callbacks(page, 1, 20_000);
+    assert.equal(await page.locator('#openport-overlay').count(), 0);
+    return rsp;
+  } finally {
+    await context.close();
+  }
+}
+
+test('PC card payment: callback success, then REST shows it paid for the amount', { timeout: 90_000 }, async () => {
+  const p = params({ custom_data: { package: 5000 } });
+  const rsp = await payInOverlay(p);
+  assert.equal(rsp.success, true, JSON.stringify(rsp));
+  assert.equal(rsp.imp_success, true);
+  assert.match(rsp.imp_uid, /^imp_\d{12}$/);
+  assert.equal(rsp.merchant_uid, p.merchant_uid);
+  assert.equal(rsp.pay_method, 'card');
+  assert.equal(rsp.paid_amount, 5000);
+  assert.equal(rsp.status, 'paid');
+  assert.equal(rsp.pg_provider, 'kcp');
+  assert.ok(rsp.pg_tid, 'pg_tid');
+  assert.ok(rsp.apply_num, 'apply_num');
+  const { status, json } = await getPayment(rsp.imp_uid);
+  assert.equal(status, 200, JSON.stringify(json));
+  assert.equal(json.response.status, 'paid');
+  assert.equal(json.response.amount, p.amount);
+  assert.equal(json.response.merchant_uid, p.merchant_uid);
+  assert.equal(json.response.pay_method, 'card');
+  assert.equal(json.response.custom_data, JSON.stringify(p.custom_data));
+  assert.equal(json.response.buyer_name, p.buyer_name);
+});
+
+test('buyer cancel inside the window: callback with success false', { timeout: 90_000 }, async () => {
+  const p = params();
+  const rsp = await payInOverlay(p, (frame) => frame.locator('#cancel').click());
+  assert.equal(rsp.success, false, JSON.stringify(rsp));
+  assert.equal(rsp.imp_success, false);
+  assert.equal(rsp.merchant_uid, p.merchant_uid);
+  assert.ok(rsp.error_msg, 'error_msg');
+  if (rsp.imp_uid) {
+    const { json } = await getPayment(rsp.imp_uid);
+    assert.equal(json.response.status, 'failed');
+  }
+});
+
+test('the overlay close button: the session is cancelled at the gateway, callback success false', { timeout: 90_000 }, async () => {
+  const p = params();
+  const rsp = await payInOverlay(p, async (frame) => {
+    await frame.locator('#card_no').waitFor(); // the KCP window is up
+    await frame.owner().page().locator('#openport-close').click();
+  });
+  assert.equal(rsp.success, false, JSON.stringify(rsp));
+  assert.equal(rsp.merchant_uid, p.merchant_uid);
+  if (rsp.imp_uid) {
+    const { json } = await getPayment(rsp.imp_uid);
+    assert.equal(json.response.status, 'failed');
+  }
+});
+
+test('an already-paid merchant_uid is refused before the window', { timeout: 60_000 }, async () => {
+  const mid = uid('paid');
+  const paid = await payKeyIn(mid, 1000);
+  assert.equal(paid.json.code, 0, JSON.stringify(paid.json));
+  const rsp = await refused(params({ merchant_uid: mid, amount: 1000 }));
+  assert.equal(rsp.success, false);
+  assert.equal(rsp.imp_success, false);
+  assert.equal(rsp.imp_uid, null);
+  assert.equal(rsp.merchant_uid, mid);
+  assert.ok(rsp.error_msg);
+  const { json } = await getPayment(paid.json.response.imp_uid);
+  assert.equal(json.response.status, 'paid');
+});
+
+test('a prepared amount that differs is refused before the window', { timeout: 60_000 }, async () => {
+  const mid = uid('prep');
+  const prepared = await prepare(mid, 1000);
+  assert.equal(prepared.json.code, 0, JSON.stringify(prepared.json));
+  const rsp = await refused(params({ merchant_uid: mid, amount: 900 }));
+  assert.equal(rsp.success, false);
+  assert.equal(rsp.merchant_uid, mid);
+  assert.ok(rsp.error_msg);
+  if (rsp.imp_uid) {
+    const { json } = await getPayment(rsp.imp_uid);
+    assert.notEqual(json.response.status, 'paid');
+  }
+});
+
+test('a prepared amount that matches goes through', { timeout: 90_000 }, async () => {
+  const mid = uid('prep-ok');
+  assert.equal((await prepare(mid, 3000)).json.code, 0);
+  const rsp = await payInOverlay(params({ merchant_uid: mid, amount: 3000 }));
+  assert.equal(rsp.success, true, JSON.stringify(rsp));
+  assert.equal(rsp.paid_amount, 3000);
+});
+
+test('bank transfer in the window', { timeout: 90_000 }, async () => {
+  const p = params({ pay_method: 'trans' });
+  const rsp = await payInOverlay(p);
+  assert.equal(rsp.success, true, JSON.stringify(rsp));
+  assert.equal(rsp.pay_method, 'trans');
+  assert.equal(rsp.status, 'paid');
+  const { json } = await getPayment(rsp.imp_uid);
+  assert.equal(json.response.status, 'paid');
+  assert.equal(json.response.pay_method, 'trans');
+  assert.equal(json.response.amount, p.amount);
+});
+
+test('phone payment in the window', { timeout: 90_000 }, async () => {
+  const p = params({ pay_method: 'phone', amount: 1000 });
+  const rsp = await payInOverlay(p);
+  assert.equal(rsp.success, true, JSON.stringify(rsp));
+  assert.equal(rsp.pay_method, 'phone');
+  const { json } = await getPayment(rsp.imp_uid);
+  assert.equal(json.response.status, 'paid');
+  assert.equal(json.response.amount, 1000);
+});
+
+test('virtual account: issued, rsp status ready with the account', { timeout: 90_000 }, async () => {
+  const p = params({ pay_method: 'vbank', amount: 10000 });
+  const rsp = await payInOverlay(p);
+  assert.equal(rsp.success, true, JSON.stringify(rsp));
+  assert.equal(rsp.pay_method, 'vbank');
+  assert.equal(rsp.status, 'ready');
+  assert.ok(rsp.vbank_num, 'vbank_num');
+  assert.ok(rsp.vbank_name, 'vbank_name');
+  assert.ok(rsp.vbank_date > 0, 'vbank_date');
+  const { json } = await getPayment(rsp.imp_uid);
+  assert.equal(json.response.status, 'ready');
+  assert.equal(json.response.vbank_num, rsp.vbank_num);
+});
+
+test('mobile: full-page window, then m_redirect_url with the result appended by &', { timeout: 90_000 }, async () => {
+  const { page, context } = await openPage({ userAgent: MOBILE_UA, viewport: { width: 390, height: 844 } });
+  try {
+    const p = params({ m_redirect_url: `${merchant.origin}/done?order=42` });
+    await page.evaluate((x) => window.pay(x), p);
+    await page.waitForURL((url) => url.origin !== merchant.origin);
+    assert.equal(await page.locator('#openport-overlay').count(), 0);
+    await completeWindow(page, 'card');
+    await page.waitForURL((url) => url.href.startsWith(`${merchant.origin}/done`), { timeout: 60_000 });
+    assert.match(page.url(), /\/done\?order=42&/);
+    const q = new URL(page.url()).searchParams;
+    assert.equal(q.get('order'), '42');
+    assert.equal(q.get('merchant_uid'), p.merchant_uid);
+    assert.equal(q.get('imp_success'), 'true');
+    assert.match(q.get('imp_uid'), /^imp_\d{12}$/);
+    const { json } = await getPayment(q.get('imp_uid'));
+    assert.equal(json.response.status, 'paid');
+    assert.equal(json.response.amount, p.amount);
+    assert.equal(json.response.channel, 'mobile');
+  } finally {
+    await context.close();
+  }
+});
+
+test('mobile: buyer cancel comes back with imp_success=false and the error', { timeout: 90_000 }, async () => {
+  const { page, context } = await openPage({ userAgent: MOBILE_UA });
+  try {
+    const p = params({ m_redirect_url: `${merchant.origin}/done?order=43` });
+    await page.evaluate((x) => window.pay(x), p);
+    await page.waitForURL((url) => url.origin !== merchant.origin);
+    await page.locator('#cancel').click();
+    await page.waitForURL((url) => url.href.startsWith(`${merchant.origin}/done`), { timeout: 60_000 });
+    const q = new URL(page.url()).searchParams;
+    assert.equal(q.get('order'), '43');
+    assert.equal(q.get('merchant_uid'), p.merchant_uid);
+    assert.equal(q.get('imp_success'), 'false');
+    assert.ok(q.get('error_msg'));
+  } finally {
+    await context.close();
+  }
+});
+
+test('mobile: an already-paid merchant_uid goes straight back to m_redirect_url', { timeout: 60_000 }, async () => {
+  const mid = uid('paid-m');
+  assert.equal((await payKeyIn(mid, 1000)).json.code, 0);
+  const { page, context } = await openPage({ userAgent: MOBILE_UA });
+  try {
+    await page.evaluate((x) => window.pay(x), params({ merchant_uid: mid, amount: 1000, m_redirect_url: `${merchant.origin}/done?order=44` }));
+    await page.waitForURL((url) => url.href.startsWith(`${merchant.origin}/done`));
+    const q = new URL(page.url()).searchParams;
+    assert.equal(q.get('imp_success'), 'false');
+    assert.equal(q.get('imp_uid'), '');
+    assert.equal(q.get('merchant_uid'), mid);
+    assert.ok(q.get('error_msg'));
+  } finally {
+    await context.close();
+  }
+});
+
+test('the demo point shop at / pays and shows the verified result', { timeout: 90_000 }, async () => {
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  page.setDefaultTimeout(20_000);
+  try {
+    const res = await page.goto(`${BASE}/`);
+    assert.equal(res.status(), 200);
+    await page.locator('#package-5000').check();
+    await page.locator('#method-card').check();
+    await page.locator('#pay-button').click();
+    await completeWindow(windowFrame(page), 'card');
+    await page.locator('#result[data-status="paid"]').waitFor({ timeout: 60_000 });
+    const text = await page.locator('#result').textContent();
+    const impUid = text.match(/imp_\d{12}/)?.[0];
+    assert.ok(impUid, text);
+    assert.match(text, /paid/);
+    assert.equal(await page.locator('#result').getAttribute('data-verified'), 'true');
+    const { json } = await getPayment(impUid);
+    assert.equal(json.response.status, 'paid');
+    assert.equal(json.response.amount, 5000);
+  } finally {
+    await context.close();
+  }
+});

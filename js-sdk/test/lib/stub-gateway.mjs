@@ -1,0 +1,114 @@
+// A stand-in for openport's checkout endpoints, written from the contract in js-sdk/README.md, so
+// the SDK's own behaviour (overlay, messages, cancel, redirects) is tested without a gateway.
+// The same flows against the real gateway are in checkout.test.mjs.
+import http from 'node:http';
+import { readFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+
+const SDK = new URL('../../src/iamport.js', import.meta.url);
+const DEMO = new URL('../../demo/index.html', import.meta.url);
+
+export async function startStubGateway() {
+  const sessions = new Map();
+  const requests = [];
+  const cancels = [];
+  let origin;
+
+  const cors = {
+    'Access-Control-Allow-Origin': '*',
+    'Access-Control-Allow-Methods': 'GET, POST, OPTIONS',
+    'Access-Control-Allow-Headers': 'Content-Type',
+  };
+  const json = (res, status, body) => {
+    res.writeHead(status, { 'Content-Type': 'application/json; charset=UTF-8', ...cors });
+    res.end(JSON.stringify(body));
+  };
+  const readBody = (req) => new Promise((resolve) => {
+    let data = '';
+    req.on('data', (c) => { data += c; });
+    req.on('end', () => resolve(data));
+  });
+  const rspFor = (s, success) => ({
+    success, imp_success: success, error_code: success ? null : 'F1001',
+    error_msg: success ? null : '사용자가 결제를 취소하셨습니다',
+    imp_uid: s.impUid, merchant_uid: s.params.merchant_uid, pay_method: s.params.pay_method,
+    paid_amount: success ? s.params.amount : 0, status: success ? 'paid' : 'failed', name: s.params.name,
+    pg_provider: 'kcp', pg_tid: success ? `T${s.impUid}` : null,
+  });
+
+  const server = http.createServer(async (req, res) => {
+    const url = new URL(req.url, 'http://stub');
+    const parts = url.pathname.split('/').filter(Boolean);
+    if (req.method === 'OPTIONS') { res.writeHead(204, cors).end(); return; }
+    if (req.method === 'GET' && url.pathname === '/js/iamport.js') {
+      res.writeHead(200, { 'Content-Type': 'text/javascript; charset=utf-8', 'Cache-Control': 'no-store' });
+      res.end(readFileSync(SDK));
+      return;
+    }
+    if (req.method === 'GET' && url.pathname === '/') { // the demo shop, as the gateway serves it
+      res.writeHead(200, { 'Content-Type': 'text/html; charset=utf-8' });
+      res.end(readFileSync(DEMO));
+      return;
+    }
+    if (req.method === 'GET' && parts[0] === 'demo' && parts[1] === 'api' && parts[2] === 'verify') {
+      const s = [...sessions.values()].find((x) => x.impUid === parts[3]);
+      if (!s) { json(res, 404, { verified: false, payment: null }); return; }
+      const expected = Number(s.params.merchant_uid.split('-')[2]);
+      res.writeHead(200, { 'Content-Type': 'application/json; charset=UTF-8' });
+      res.end(JSON.stringify({ verified: expected === s.params.amount, payment: {
+        imp_uid: s.impUid, merchant_uid: s.params.merchant_uid, status: 'paid', amount: s.params.amount,
+        pay_method: s.params.pay_method, card_name: '신한카드', card_number: '411111******1111', apply_num: '12345678',
+      } }));
+      return;
+    }
+    if (req.method === 'POST' && url.pathname === '/checkout/request') {
+      let body;
+      try { body = JSON.parse(await readBody(req)); } catch { json(res, 400, { code: -1, message: 'bad json', response: null }); return; }
+      requests.push({ body, contentType: req.headers['content-type'] });
+      const mid = body.params?.merchant_uid ?? '';
+      if (body.imp_code === 'imp_unknown') { json(res, 404, { code: -1, message: '존재하지 않는 가맹점입니다.', response: null }); return; }
+      if (mid.startsWith('refuse')) {
+        json(res, 200, { code: 1, message: '이미 결제가 완료된 주문번호입니다.', response: { imp_uid: null, merchant_uid: mid } });
+        return;
+      }
+      const token = randomBytes(12).toString('hex');
+      const impUid = `imp_${String(Date.now()).slice(-12)}`;
+      sessions.set(token, { ...body, impUid, merchantOrigin: new URL(body.page_url).origin });
+      json(res, 200, { code: 0, message: null, response: {
+        imp_uid: impUid, merchant_uid: mid, session: token, start_url: `${origin}/checkout/session/${token}`,
+      } });
+      return;
+    }
+    if (parts[0] === 'checkout' && parts[1] === 'session' && sessions.has(parts[2])) {
+      const s = sessions.get(parts[2]);
+      if (req.method === 'POST' && parts[3] === 'cancel') {
+        cancels.push(parts[2]);
+        json(res, 200, { code: 0, message: null, response: rspFor(s, false) });
+        return;
+      }
+      if (req.method === 'GET' && parts[3] === 'finish') { // the mobile end: 302 to m_redirect_url
+        const target = s.params.m_redirect_url || s.page_url;
+        const q = new URLSearchParams({ imp_uid: s.impUid, merchant_uid: s.params.merchant_uid, imp_success: 'true' });
+        res.writeHead(302, { Location: `${target}${target.includes('?') ? '&' : '?'}${q}` }).end();
+        return;
+      }
+      if (req.method === 'GET' && parts.length === 3) {
+        const post = (rsp, extra = {}) => `window.parent.postMessage(${JSON.stringify({ source: 'openport', rsp, ...extra })}, ${JSON.stringify(s.merchantOrigin)})`;
+        res.writeHead(200, { 'Content-Type': 'text/html; charset=utf-8' });
+        res.end(`<!doctype html><meta charset="utf-8"><title>stub window</title>
+<p id="kind">${s.mobile ? 'mobile' : 'pc'}</p>
+<button id="complete" onclick='${s.mobile ? `location.href="/checkout/session/${parts[2]}/finish"` : post(rspFor(s, true))}'>pay</button>
+<button id="complete-twice" onclick='${post(rspFor(s, true))}; ${post(rspFor(s, true))}'>pay twice</button>
+<button id="wrong-session" onclick='${post(rspFor(s, true), { session: 'someone-else' })}'>other session</button>`);
+        return;
+      }
+    }
+    json(res, 404, { code: -1, message: 'not found', response: null });
+  });
+  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+  origin = `http://127.0.0.1:${server.address().port}`;
+  return {
+    url: `${origin}/`, origin, requests, cancels,
+    close: () => new Promise((resolve) => { server.closeAllConnections?.(); server.close(resolve); }),
+  };
+}

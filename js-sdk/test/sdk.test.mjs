@@ -1,0 +1,294 @@
+// The SDK's own behaviour in a real Chromium, against a stub of the gateway's checkout endpoints
+// (test/lib/stub-gateway.mjs): runs without openport. The merchant page is on another origin.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { launch, startMerchant, callbacks, exactlyOnce, MOBILE_UA, uid } from './lib/harness.mjs';
+import { startStubGateway } from './lib/stub-gateway.mjs';
+
+let browser;
+let gateway;
+let merchant;
+
+before(async () => {
+  gateway = await startStubGateway();
+  merchant = await startMerchant(gateway.url);
+  browser = await launch();
+});
+
+after(async () => {
+  await browser?.close();
+  await merchant?.close();
+  await gateway?.close();
+});
+
+const params = (extra = {}) => ({
+  pg: 'kcp', pay_method: 'card', merchant_uid: uid('sdk'), name: '포인트 1,000', amount: 1000,
+  buyer_name: '홍길동', buyer_tel: '010-1234-5678', buyer_email: 'buyer@example.com', ...extra,
+});
+
+async function openPage(options = {}) {
+  const context = await browser.newContext(options);
+  const page = await context.newPage();
+  page.setDefaultTimeout(15_000);
+  const errors = [];
+  page.on('pageerror', (e) => errors.push(e));
+  await page.goto(`${merchant.origin}${options.path ?? '/pay'}`);
+  return { page, context, errors };
+}
+
+test('request_pay before IMP.init calls back with an error and opens nothing', { timeout: 30_000 }, async () => {
+  const { page, context } = await openPage({ path: '/pay-no-init' });
+  const before = gateway.requests.length;
+  await page.evaluate((p) => window.pay(p), params());
+  const [rsp] = await callbacks(page, 1, 10_000);
+  assert.equal(rsp.success, false);
+  assert.equal(rsp.imp_success, false);
+  assert.equal(rsp.imp_uid, null);
+  assert.match(rsp.error_msg, /IMP\.init을 먼저 호출해 주세요/);
+  assert.equal(await page.locator('#openport-overlay').count(), 0);
+  assert.equal(gateway.requests.length, before);
+  await context.close();
+});
+
+test('PC: the overlay loads start_url, the final message closes it and calls back once', { timeout: 30_000 }, async () => {
+  const { page, context, errors } = await openPage();
+  const p = params({ kcpProducts: [{ orderNumber: 'o1', name: 'pts', quantity: 1, amount: 1000 }],
+    bypass: { shop_user_id: 'user123' }, custom_data: { package: 1000 } });
+  await page.evaluate((x) => window.pay(x), p);
+  await page.locator('#openport-overlay #openport-frame').waitFor();
+  assert.equal(await page.locator('#openport-overlay').count(), 1);
+  assert.equal(await page.locator('#openport-close').count(), 1);
+  const sent = gateway.requests.at(-1);
+  assert.match(sent.contentType, /^application\/json/);
+  assert.equal(sent.body.imp_code, 'imp00000000');
+  assert.equal(sent.body.mobile, false);
+  assert.equal(sent.body.page_url, `${merchant.origin}/pay`);
+  assert.deepEqual(sent.body.params, p);
+  const frame = page.frameLocator('#openport-frame');
+  assert.equal(await frame.locator('#kind').textContent(), 'pc');
+  await frame.locator('#complete-twice').click();
+  const [rsp] = await callbacks(page);
+  assert.equal(rsp.success, true);
+  assert.equal(rsp.imp_success, true);
+  assert.match(rsp.imp_uid, /^imp_\d{12}$/);
+  assert.equal(rsp.merchant_uid, p.merchant_uid);
+  assert.equal(rsp.paid_amount, 1000);
+  assert.equal(await exactlyOnce(page), 1);
+  assert.equal(await page.locator('#openport-overlay').count(), 0);
+  assert.equal(await page.evaluate(() => document.body.style.overflow), '');
+  assert.deepEqual(errors, []);
+  await context.close();
+});
+
+test('messages from another origin or another session are ignored', { timeout: 30_000 }, async () => {
+  const { page, context } = await openPage();
+  await page.evaluate((x) => window.pay(x), params());
+  await page.locator('#openport-frame').waitFor();
+  await page.evaluate(() => window.postMessage({ source: 'openport', rsp: { success: true, imp_uid: 'imp_forged' } }, '*'));
+  await page.frameLocator('#openport-frame').locator('#wrong-session').click();
+  await page.waitForTimeout(500);
+  assert.equal(await page.evaluate(() => window.__rsps.length), 0);
+  assert.equal(await page.locator('#openport-overlay').count(), 1);
+  await page.frameLocator('#openport-frame').locator('#complete').click();
+  const [rsp] = await callbacks(page);
+  assert.notEqual(rsp.imp_uid, 'imp_forged');
+  await context.close();
+});
+
+test('the close button cancels the session at the gateway and calls back with success false', { timeout: 30_000 }, async () => {
+  const { page, context } = await openPage();
+  await page.evaluate((x) => window.pay(x), params());
+  await page.locator('#openport-frame').waitFor();
+  const sent = gateway.requests.at(-1);
+  await page.locator('#openport-close').click();
+  const [rsp] = await callbacks(page);
+  assert.equal(rsp.success, false);
+  assert.equal(rsp.imp_success, false);
+  assert.equal(rsp.merchant_uid, sent.body.params.merchant_uid);
+  assert.match(rsp.imp_uid, /^imp_/);
+  assert.equal(gateway.cancels.length >= 1, true);
+  assert.equal(await page.locator('#openport-overlay').count(), 0);
+  assert.equal(await exactlyOnce(page), 1);
+  await context.close();
+});
+
+test('Escape leaves the window open and calls nothing back', { timeout: 30_000 }, async () => {
+  const { page, context } = await openPage();
+  await page.evaluate(() => { window.__escapes = 0; document.body.addEventListener('keydown', (e) => { if (e.key === 'Escape') window.__escapes += 1; }); });
+  await page.evaluate((x) => window.pay(x), params());
+  await page.locator('#openport-frame').waitFor();
+  await page.keyboard.press('Escape');
+  await page.waitForTimeout(300);
+  assert.equal(await page.locator('#openport-overlay').count(), 1);
+  assert.equal(await page.evaluate(() => window.__rsps.length), 0);
+  assert.equal(await page.evaluate(() => window.__escapes), 0);
+  await page.frameLocator('#openport-frame').locator('#complete').click();
+  await callbacks(page);
+  await context.close();
+});
+
+test('one checkout at a time: a second request_pay is refused and the first one goes on', { timeout: 30_000 }, async () => {
+  const { page, context } = await openPage();
+  const count = gateway.requests.length;
+  const first = params();
+  await page.evaluate((x) => window.pay(x), first);
+  await page.evaluate((x) => window.pay(x), params());
+  const [busy] = await callbacks(page);
+  assert.equal(busy.success, false);
+  assert.equal(busy.error_code, 'F_IN_PROGRESS');
+  await page.locator('#openport-frame').waitFor();
+  assert.equal(await page.locator('#openport-overlay').count(), 1);
+  assert.equal(gateway.requests.length, count + 1);
+  await page.frameLocator('#openport-frame').locator('#complete').click();
+  const rsps = await callbacks(page, 2);
+  assert.equal(rsps[1].success, true);
+  assert.equal(rsps[1].merchant_uid, first.merchant_uid);
+  // and after it ends, the next checkout opens normally
+  await page.evaluate((x) => window.pay(x), params());
+  await page.locator('#openport-frame').waitFor();
+  await page.frameLocator('#openport-frame').locator('#complete').click();
+  assert.equal((await callbacks(page, 3))[2].success, true);
+  assert.equal(await exactlyOnce(page), 3);
+  await context.close();
+});
+
+test('without a callback nothing breaks', { timeout: 30_000 }, async () => {
+  const { page, context, errors } = await openPage();
+  await page.evaluate((x) => window.pay(x, false), params());
+  await page.locator('#openport-frame').waitFor();
+  await page.frameLocator('#openport-frame').locator('#complete').click();
+  await page.locator('#openport-overlay').waitFor({ state: 'detached' });
+  await page.evaluate((x) => window.pay(x, false), params({ merchant_uid: uid('refuse') }));
+  await page.waitForTimeout(300);
+  assert.deepEqual(errors, []);
+  await context.close();
+});
+
+test('a refusal before the window calls back with the gateway message and imp_uid null', { timeout: 30_000 }, async () => {
+  const { page, context } = await openPage();
+  const p = params({ merchant_uid: uid('refuse') });
+  await page.evaluate((x) => window.pay(x), p);
+  const [rsp] = await callbacks(page);
+  assert.equal(rsp.success, false);
+  assert.equal(rsp.imp_uid, null);
+  assert.equal(rsp.merchant_uid, p.merchant_uid);
+  assert.equal(rsp.error_msg, '이미 결제가 완료된 주문번호입니다.');
+  assert.equal(rsp.error_code, '1');
+  assert.equal(await page.locator('#openport-overlay').count(), 0);
+  await context.close();
+});
+
+test('an unknown merchant code (HTTP 4xx envelope) is reported through the callback', { timeout: 30_000 }, async () => {
+  const { page, context } = await openPage();
+  await page.evaluate(() => IMP.init('imp_unknown'));
+  await page.evaluate((x) => window.pay(x), params());
+  const [rsp] = await callbacks(page);
+  assert.equal(rsp.success, false);
+  assert.equal(rsp.error_msg, '존재하지 않는 가맹점입니다.');
+  await context.close();
+});
+
+test('a page that removes the overlay itself still gets one callback (cancelled)', { timeout: 30_000 }, async () => {
+  const { page, context } = await openPage();
+  await page.evaluate((x) => window.pay(x), params());
+  await page.locator('#openport-frame').waitFor();
+  const cancels = gateway.cancels.length;
+  await page.evaluate(() => document.getElementById('openport-overlay').remove());
+  const [rsp] = await callbacks(page);
+  assert.equal(rsp.success, false);
+  assert.equal(gateway.cancels.length, cancels + 1);
+  assert.equal(await exactlyOnce(page), 1);
+  await context.close();
+});
+
+test('PC with m_redirect_url still uses the overlay and the callback', { timeout: 30_000 }, async () => {
+  const { page, context } = await openPage();
+  await page.evaluate((x) => window.pay(x), params({ m_redirect_url: `${merchant.origin}/done?order=1` }));
+  await page.locator('#openport-frame').waitFor();
+  assert.equal(gateway.requests.at(-1).body.mobile, false);
+  await page.frameLocator('#openport-frame').locator('#complete').click();
+  assert.equal((await callbacks(page))[0].success, true);
+  assert.equal(new URL(page.url()).pathname, '/pay');
+  await context.close();
+});
+
+test('mobile: the page moves to start_url and comes back to m_redirect_url', { timeout: 30_000 }, async () => {
+  const { page, context } = await openPage({ userAgent: MOBILE_UA });
+  const p = params({ m_redirect_url: `${merchant.origin}/done?order=42` });
+  await page.evaluate((x) => window.pay(x), p);
+  await page.waitForURL(`${gateway.origin}/checkout/session/**`);
+  assert.equal(gateway.requests.at(-1).body.mobile, true);
+  assert.equal(await page.locator('#kind').textContent(), 'mobile');
+  await page.locator('#complete').click();
+  await page.waitForURL(`${merchant.origin}/done?**`);
+  assert.match(page.url(), /\/done\?order=42&imp_uid=/);
+  const q = new URL(page.url()).searchParams;
+  assert.equal(q.get('merchant_uid'), p.merchant_uid);
+  assert.equal(q.get('imp_success'), 'true');
+  await context.close();
+});
+
+test('mobile: a refusal before the window goes to m_redirect_url with imp_success=false', { timeout: 30_000 }, async () => {
+  const { page, context } = await openPage({ userAgent: MOBILE_UA });
+  const p = params({ merchant_uid: uid('refuse'), m_redirect_url: `${merchant.origin}/done?order=7#top` });
+  await page.evaluate((x) => window.pay(x), p);
+  await page.waitForURL(`${merchant.origin}/done?**`);
+  const url = new URL(page.url());
+  assert.match(page.url(), /\/done\?order=7&imp_uid=&merchant_uid=/);
+  assert.equal(url.hash, '#top');
+  assert.equal(url.searchParams.get('order'), '7');
+  assert.equal(url.searchParams.get('imp_uid'), '');
+  assert.equal(url.searchParams.get('merchant_uid'), p.merchant_uid);
+  assert.equal(url.searchParams.get('imp_success'), 'false');
+  assert.equal(url.searchParams.get('error_code'), '1');
+  assert.equal(url.searchParams.get('error_msg'), '이미 결제가 완료된 주문번호입니다.');
+  await context.close();
+});
+
+test('mobile with popup: true keeps the page and uses the overlay', { timeout: 30_000 }, async () => {
+  const { page, context } = await openPage({ userAgent: MOBILE_UA });
+  await page.evaluate((x) => window.pay(x), params({ popup: true, m_redirect_url: `${merchant.origin}/done` }));
+  await page.locator('#openport-frame').waitFor();
+  assert.equal(gateway.requests.at(-1).body.mobile, false);
+  await page.frameLocator('#openport-frame').locator('#complete').click();
+  assert.equal((await callbacks(page))[0].success, true);
+  await context.close();
+});
+
+test('the script served twice keeps one IMP', { timeout: 30_000 }, async () => {
+  const { page, context } = await openPage();
+  await page.addScriptTag({ url: `${gateway.url}js/iamport.js` });
+  await page.evaluate((x) => window.pay(x), params());
+  await page.locator('#openport-frame').waitFor();
+  await page.frameLocator('#openport-frame').locator('#complete').click();
+  assert.equal((await callbacks(page))[0].success, true);
+  await context.close();
+});
+
+test('the demo shop drives IMP and shows the server-verified result', { timeout: 30_000 }, async () => {
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  page.setDefaultTimeout(15_000);
+  const errors = [];
+  page.on('pageerror', (e) => errors.push(e));
+  await page.goto(gateway.url);
+  await page.locator('#package-10000').check();
+  await page.locator('#method-phone').check();
+  await page.locator('#pay-button').click();
+  const sent = () => gateway.requests.at(-1).body;
+  await page.locator('#openport-frame').waitFor();
+  assert.equal(sent().imp_code, 'imp00000000');
+  assert.equal(sent().params.amount, 10000);
+  assert.equal(sent().params.pay_method, 'phone');
+  assert.deepEqual(sent().params.bypass, { shop_user_id: 'user123' });
+  await page.frameLocator('#openport-frame').locator('#complete').click();
+  await page.locator('#result[data-status="paid"]').waitFor();
+  assert.equal(await page.locator('#result').getAttribute('data-verified'), 'true');
+  const text = await page.locator('#result').textContent();
+  assert.match(text, /paid/);
+  assert.match(text, /imp_\d{12}/);
+  assert.equal(await page.locator('#pay-button').isDisabled(), false);
+  if (process.env.DEMO_SCREENSHOT) await page.screenshot({ path: process.env.DEMO_SCREENSHOT, fullPage: true });
+  assert.deepEqual(errors, []);
+  await context.close();
+});

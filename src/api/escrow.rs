@@ -1,0 +1,128 @@
+//! `POST|PUT|GET /escrows/logis/{imp_uid}` (spec/iamport-v1.md §4.6).
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use serde::Deserialize;
+use utoipa::ToSchema;
+
+use super::envelope::{ok, Envelope};
+use super::error::{ApiError, ApiResult};
+use super::extract::{de, Body, MerchantCaller};
+use crate::app::AppState;
+use crate::service::escrow::{EscrowRefusal, Logis};
+
+#[derive(Deserialize, ToSchema, Default)]
+pub struct LogisFields {
+    #[serde(default, deserialize_with = "de::opt_string")]
+    pub company: Option<String>,
+    #[serde(default, deserialize_with = "de::opt_string")]
+    pub invoice: Option<String>,
+    #[serde(default, deserialize_with = "de::opt_i64")]
+    #[schema(value_type = Option<i64>)]
+    pub sent_at: Option<i64>,
+    #[serde(default, deserialize_with = "de::opt_string")]
+    pub receiving_at: Option<String>,
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct LogisRequest {
+    #[serde(default)]
+    pub logis: Option<LogisFields>,
+    /// Accepted as iamport documents them; KCP's STE1 takes carrier and waybill only.
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub sender: Option<serde_json::Value>,
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub receiver: Option<serde_json::Value>,
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub products: Option<serde_json::Value>,
+}
+
+fn refusal(e: EscrowRefusal) -> ApiError {
+    match e {
+        EscrowRefusal::NotFound => ApiError::not_found("존재하지 않는 결제정보입니다."),
+        EscrowRefusal::NotEscrow => ApiError::bad_request("에스크로 결제건이 아닙니다."),
+        EscrowRefusal::AlreadyRegistered => ApiError::new(
+            StatusCode::CONFLICT,
+            -1,
+            "이미 배송정보가 등록된 결제건입니다.",
+        ),
+        EscrowRefusal::NotEditable => ApiError::new(
+            StatusCode::CONFLICT,
+            -1,
+            "배송정보를 등록하거나 수정할 수 없는 상태입니다.",
+        ),
+        EscrowRefusal::Service(e) => e.into(),
+    }
+}
+
+fn parse(req: LogisRequest) -> ApiResult<Logis> {
+    let l = req
+        .logis
+        .ok_or_else(|| ApiError::bad_request("logis 파라메터가 누락되었습니다."))?;
+    let company = l
+        .company
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| ApiError::bad_request("logis.company 파라메터가 누락되었습니다."))?;
+    let invoice = l
+        .invoice
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| ApiError::bad_request("logis.invoice 파라메터가 누락되었습니다."))?;
+    let sent_at = l
+        .sent_at
+        .ok_or_else(|| ApiError::bad_request("logis.sent_at 파라메터가 누락되었습니다."))?;
+    let _ = (req.sender, req.receiver, req.products);
+    Ok(Logis {
+        company,
+        invoice,
+        sent_at,
+        applied_at: 0,
+        receiving_at: l.receiving_at,
+    })
+}
+
+#[utoipa::path(post, path = "/escrows/logis/{imp_uid}", params(("imp_uid" = String, Path)), request_body = LogisRequest,
+    responses((status = 200, body = Logis), (status = 404), (status = 409), (status = 400)))]
+pub async fn register(
+    State(s): State<AppState>,
+    MerchantCaller(m): MerchantCaller,
+    Path(imp_uid): Path<String>,
+    Body(req): Body<LogisRequest>,
+) -> ApiResult<Envelope<Logis>> {
+    let logis = parse(req)?;
+    Ok(ok(s
+        .gateway
+        .register_escrow_logis(&m, &imp_uid, logis, false)
+        .await
+        .map_err(refusal)?))
+}
+
+#[utoipa::path(put, path = "/escrows/logis/{imp_uid}", params(("imp_uid" = String, Path)), request_body = LogisRequest,
+    responses((status = 200, body = Logis), (status = 404), (status = 409), (status = 400)))]
+pub async fn change(
+    State(s): State<AppState>,
+    MerchantCaller(m): MerchantCaller,
+    Path(imp_uid): Path<String>,
+    Body(req): Body<LogisRequest>,
+) -> ApiResult<Envelope<Logis>> {
+    let logis = parse(req)?;
+    Ok(ok(s
+        .gateway
+        .register_escrow_logis(&m, &imp_uid, logis, true)
+        .await
+        .map_err(refusal)?))
+}
+
+#[utoipa::path(get, path = "/escrows/logis/{imp_uid}", params(("imp_uid" = String, Path)), responses((status = 200, body = Logis), (status = 404)))]
+pub async fn get(
+    State(s): State<AppState>,
+    MerchantCaller(m): MerchantCaller,
+    Path(imp_uid): Path<String>,
+) -> ApiResult<Envelope<Option<Logis>>> {
+    Ok(ok(s
+        .gateway
+        .escrow_logis(&m, &imp_uid)
+        .await
+        .map_err(refusal)?))
+}

@@ -1,0 +1,387 @@
+//! Browser-facing checkout: the `IMP` script, request_pay's server side, the hand-off page that
+//! posts to KCP's window, `Ret_URL`, and the answer to the browser (callback or redirect).
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use serde::Deserialize;
+use serde_json::Value;
+use tower_http::cors::{Any, CorsLayer};
+
+use crate::api::envelope::{json_response, ok};
+use crate::api::error::ApiError;
+use crate::app::AppState;
+use crate::service::checkout::{CheckoutFinish, CheckoutRequest, Rsp, WindowFields};
+use crate::service::pay::ChargeOrder;
+
+/// The SDK, embedded so the binary serves exactly the file the browser suite tests.
+const IAMPORT_JS: &str = include_str!("../../js-sdk/src/iamport.js");
+/// The demo shop (test mode): seed 000's point-purchase page.
+const DEMO_HTML: &str = include_str!("../../js-sdk/demo/index.html");
+
+pub fn router() -> Router<AppState> {
+    let cors = CorsLayer::new()
+        .allow_origin(Any)
+        .allow_methods(Any)
+        .allow_headers(Any);
+    Router::new()
+        .route("/js/iamport.js", get(script))
+        .route("/checkout/request", post(request).layer(cors.clone()))
+        .route("/checkout/session/{token}", get(hand_off))
+        .route("/checkout/session/{token}/cancel", post(cancel).layer(cors))
+        .route("/checkout/kcp/return", post(kcp_return))
+        .route("/", get(demo))
+        .route("/demo/api/verify/{imp_uid}", get(verify))
+}
+
+async fn script() -> Response {
+    let mut res = IAMPORT_JS.into_response();
+    res.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/javascript; charset=UTF-8"),
+    );
+    res
+}
+
+async fn demo(State(s): State<AppState>) -> Response {
+    if !s.gateway.settings.test_mode {
+        return StatusCode::NOT_FOUND.into_response();
+    }
+    Html(DEMO_HTML).into_response()
+}
+
+/// The origin the browser used to reach openport (`Ret_URL` and the hand-off URL must be
+/// reachable by the buyer's browser, not just by the server).
+fn public_base(headers: &HeaderMap) -> String {
+    let host = headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("127.0.0.1:8080");
+    let proto = headers
+        .get("x-forwarded-proto")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("http");
+    format!("{proto}://{host}")
+}
+
+#[derive(Deserialize)]
+struct RequestBody {
+    imp_code: Option<String>,
+    params: Option<Value>,
+    #[serde(default)]
+    mobile: bool,
+    page_url: Option<String>,
+}
+
+fn text(v: &Value, k: &str) -> Option<String> {
+    match v.get(k)? {
+        Value::String(s) if !s.is_empty() => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+fn int(v: &Value, k: &str) -> Option<i64> {
+    match v.get(k)? {
+        Value::Number(n) => n
+            .as_i64()
+            .or_else(|| n.as_f64().filter(|f| f.fract() == 0.0).map(|f| f as i64)),
+        Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    }
+}
+
+fn origin_of(url: &str) -> String {
+    let rest = url.split_once("://");
+    match rest {
+        Some((scheme, r)) => format!("{scheme}://{}", r.split('/').next().unwrap_or("")),
+        None => String::new(),
+    }
+}
+
+/// RequestPayParams (spec §6) → a checkout request; a refusal carries iamport's envelope.
+fn parse(p: &Value, mobile: bool, page_url: &str) -> Result<CheckoutRequest, String> {
+    let merchant_uid = text(p, "merchant_uid").ok_or("merchant_uid는 필수입니다.")?;
+    if merchant_uid.chars().count() > 80 {
+        return Err("merchant_uid는 80자 이하여야 합니다.".into());
+    }
+    let amount = int(p, "amount").ok_or("amount는 정수여야 합니다.")?;
+    let pg = text(p, "pg").unwrap_or_default();
+    let customer_uid = text(p, "customer_uid");
+    let billing = customer_uid.is_some() && (pg.starts_with("kcp_billing") || amount == 0);
+    let currency = text(p, "currency")
+        .unwrap_or_else(|| "KRW".into())
+        .to_ascii_uppercase();
+    if currency != "KRW" {
+        return Err("지원하지 않는 통화입니다. (KRW만 지원)".into());
+    }
+    let notice_url = match p.get("notice_url") {
+        Some(Value::String(s)) if !s.is_empty() => vec![s.clone()],
+        Some(Value::Array(a)) => a
+            .iter()
+            .filter_map(|v| v.as_str().map(str::to_string))
+            .collect(),
+        _ => vec![],
+    };
+    let custom_data = match p.get("custom_data") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(v) => Some(v.to_string()),
+    };
+    let products = p
+        .get("kcpProducts")
+        .and_then(Value::as_array)
+        .map(|items| {
+            items
+                .iter()
+                .map(|i| {
+                    (
+                        text(i, "orderNumber").unwrap_or_default(),
+                        text(i, "name").unwrap_or_default(),
+                        int(i, "quantity").unwrap_or(1),
+                        int(i, "amount").unwrap_or(0),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let card_quota = p
+        .get("display")
+        .and_then(|d| d.get("card_quota"))
+        .and_then(Value::as_array)
+        .map(|q| {
+            q.iter()
+                .filter_map(Value::as_u64)
+                .filter(|m| *m <= 36)
+                .map(|m| m as u8)
+                .collect()
+        });
+    Ok(CheckoutRequest {
+        order: ChargeOrder {
+            merchant_uid,
+            amount,
+            currency,
+            name: text(p, "name"),
+            buyer_name: text(p, "buyer_name"),
+            buyer_email: text(p, "buyer_email"),
+            buyer_tel: text(p, "buyer_tel"),
+            buyer_addr: text(p, "buyer_addr"),
+            buyer_postcode: text(p, "buyer_postcode"),
+            custom_data,
+            notice_url,
+            customer_uid,
+            ..ChargeOrder::default()
+        },
+        pay_method: text(p, "pay_method").unwrap_or_else(|| "card".into()),
+        billing,
+        escrow: p.get("escrow").and_then(Value::as_bool).unwrap_or(false),
+        products,
+        card_quota,
+        shop_user_id: p.get("bypass").and_then(|b| text(b, "shop_user_id")),
+        confirm_url: text(p, "confirm_url"),
+        redirect_url: text(p, "m_redirect_url"),
+        mobile,
+        page_origin: origin_of(page_url),
+        digital: p.get("digital").and_then(Value::as_bool).unwrap_or(false),
+    })
+}
+
+fn refusal(code: i32, message: String, merchant_uid: &str, imp_uid: Option<String>) -> Response {
+    json_response(
+        StatusCode::OK,
+        &serde_json::json!({"code": code, "message": message, "response": {"imp_uid": imp_uid, "merchant_uid": merchant_uid}}),
+    )
+}
+
+async fn request(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    let Ok(req) = serde_json::from_slice::<RequestBody>(&body) else {
+        return ApiError::bad_request("요청 본문(JSON)을 해석할 수 없습니다.").into_response();
+    };
+    let params = req.params.unwrap_or(Value::Null);
+    let merchant_uid = text(&params, "merchant_uid").unwrap_or_default();
+    let m = match s
+        .gateway
+        .merchant_by_code(req.imp_code.as_deref().unwrap_or(""))
+        .await
+    {
+        Ok(m) => m,
+        Err(e) => return ApiError::from(e).into_response(),
+    };
+    let parsed = match parse(&params, req.mobile, req.page_url.as_deref().unwrap_or("")) {
+        Ok(p) => p,
+        Err(msg) => return refusal(-1, msg, &merchant_uid, None),
+    };
+    let return_url = format!("{}/checkout/kcp/return", public_base(&headers));
+    let gateway = s.gateway.clone();
+    let started =
+        tokio::spawn(async move { gateway.start_checkout(&m, parsed, &return_url).await }).await;
+    match started {
+        Ok(Ok(st)) => ok(serde_json::json!({
+            "imp_uid": st.imp_uid,
+            "merchant_uid": st.merchant_uid,
+            "session": st.token,
+            "start_url": format!("{}/checkout/session/{}", public_base(&headers), st.token),
+        }))
+        .into_response(),
+        Ok(Err(r)) => refusal(r.code, r.message, &merchant_uid, r.imp_uid),
+        Err(e) => ApiError::from(crate::service::ServiceError::Internal(format!(
+            "checkout task: {e}"
+        )))
+        .into_response(),
+    }
+}
+
+fn escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+        .replace('\'', "&#39;")
+}
+
+/// The hand-off page: a form posted to KCP's `PayUrl` (spec/kcp.md §1.2 step 2).
+async fn hand_off(State(s): State<AppState>, Path(token): Path<String>) -> Response {
+    let session = match s.gateway.checkout_session(&token).await {
+        Ok(x) if x.state == "open" => x,
+        Ok(_) => {
+            return Html(
+                "<!doctype html><meta charset=utf-8><p>이미 종료된 결제입니다.</p>".to_string(),
+            )
+            .into_response()
+        }
+        Err(e) => return ApiError::from(e).into_response(),
+    };
+    let window: WindowFields = serde_json::from_str(&session.params).unwrap_or_default();
+    let inputs: String = window
+        .fields
+        .iter()
+        .map(|(k, v)| {
+            format!(
+                "<input type=\"hidden\" name=\"{}\" value=\"{}\">",
+                escape(k),
+                escape(v)
+            )
+        })
+        .collect();
+    let action = escape(session.pay_url.as_deref().unwrap_or(""));
+    Html(format!(
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>결제창으로 이동 중</title></head>\
+         <body><form id=\"kcp_hand_off\" method=\"post\" action=\"{action}\" accept-charset=\"UTF-8\">{inputs}\
+         <noscript><button type=\"submit\">결제창 열기</button></noscript></form>\
+         <script>document.getElementById('kcp_hand_off').submit();</script></body></html>"
+    ))
+    .into_response()
+}
+
+async fn cancel(State(s): State<AppState>, Path(token): Path<String>) -> Response {
+    match s.gateway.cancel_checkout(&token).await {
+        Ok(f) => ok(f.rsp).into_response(),
+        Err(e) => ApiError::from(e).into_response(),
+    }
+}
+
+async fn kcp_return(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    let form = crate::api::notifications::decode_form(&headers, &body);
+    let gateway = s.gateway.clone();
+    let done = tokio::spawn(async move { gateway.complete_checkout(&form).await }).await;
+    match done {
+        Ok(Ok(f)) => answer(f),
+        Ok(Err(e)) => {
+            tracing::warn!("Ret_URL: {e}");
+            Html(format!(
+                "<!doctype html><meta charset=utf-8><p>{}</p>",
+                escape(&e.to_string())
+            ))
+            .into_response()
+        }
+        Err(e) => {
+            tracing::error!("Ret_URL task: {e}");
+            StatusCode::INTERNAL_SERVER_ERROR.into_response()
+        }
+    }
+}
+
+/// PC: a page that hands `rsp` to the merchant page (the SDK's overlay); mobile: a redirect to
+/// `m_redirect_url` with `imp_uid, merchant_uid, imp_success` (+ error fields), `&`-joined when
+/// the URL already has a query (spec §6).
+pub fn answer(f: CheckoutFinish) -> Response {
+    if f.mobile {
+        if let Some(url) = f.redirect_url.as_deref().filter(|u| !u.is_empty()) {
+            return Redirect::to(&redirect_target(url, &f.rsp)).into_response();
+        }
+    }
+    let rsp = serde_json::to_string(&f.rsp)
+        .unwrap_or_else(|_| "{}".into())
+        .replace("</", "<\\/");
+    let origin = serde_json::to_string(if f.page_origin.is_empty() {
+        "*"
+    } else {
+        &f.page_origin
+    })
+    .unwrap_or_else(|_| "\"*\"".into());
+    Html(format!(
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>결제 완료</title></head><body>\
+         <p id=\"openport-result\">{}</p><script>(function(){{var rsp={rsp};\
+         var target=window.parent!==window?window.parent:window.opener;\
+         if(target){{target.postMessage({{source:'openport',rsp:rsp}},{origin});}}}})();</script></body></html>",
+        if f.rsp.success { "결제가 완료되었습니다." } else { "결제가 완료되지 않았습니다." }
+    ))
+    .into_response()
+}
+
+pub fn redirect_target(url: &str, rsp: &Rsp) -> String {
+    let mut q = form_urlencoded::Serializer::new(String::new());
+    q.append_pair("imp_uid", rsp.imp_uid.as_deref().unwrap_or(""));
+    q.append_pair("merchant_uid", &rsp.merchant_uid);
+    q.append_pair("imp_success", if rsp.success { "true" } else { "false" });
+    if !rsp.success {
+        q.append_pair("error_code", rsp.error_code.as_deref().unwrap_or("F400"));
+        q.append_pair("error_msg", rsp.error_msg.as_deref().unwrap_or(""));
+    }
+    let sep = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{sep}{}", q.finish())
+}
+
+/// The demo's server side: re-queries the payment over REST with the demo credentials, as a
+/// merchant's backend should, and compares the amount with the package the page offered.
+async fn verify(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Path(imp_uid): Path<String>,
+) -> Response {
+    if !s.gateway.settings.test_mode {
+        return StatusCode::NOT_FOUND.into_response();
+    }
+    let base = public_base(&headers);
+    let http = reqwest::Client::new();
+    let result = async {
+        let token: Value = http
+            .post(format!("{base}/users/getToken"))
+            .json(&serde_json::json!({"imp_key": crate::service::merchants::DEMO_IMP_KEY, "imp_secret": crate::service::merchants::DEMO_IMP_SECRET}))
+            .send()
+            .await?
+            .json()
+            .await?;
+        let t = token["response"]["access_token"].as_str().unwrap_or_default().to_string();
+        let payment: Value = http.get(format!("{base}/payments/{imp_uid}")).header("Authorization", t).send().await?.json().await?;
+        Ok::<_, reqwest::Error>(payment)
+    }
+    .await;
+    match result {
+        Ok(p) => {
+            let r = &p["response"];
+            let verified =
+                r["status"] == "paid" || (r["status"] == "ready" && r["pay_method"] == "vbank");
+            json_response(
+                StatusCode::OK,
+                &serde_json::json!({"verified": verified, "payment": r}),
+            )
+        }
+        Err(e) => json_response(
+            StatusCode::BAD_GATEWAY,
+            &serde_json::json!({"verified": false, "error": e.to_string()}),
+        ),
+    }
+}

@@ -1,0 +1,980 @@
+//! Browser checkout over KCP's standard payment window (spec/kcp.md §1.2, §2.1–2.4;
+//! spec/iamport-v1.md §6–7): `IMP.request_pay` → trade registration → the window → `Ret_URL` →
+//! approval with the merchant's own amount → callback or redirect.
+//!
+//! Money rules are the key-in ones: the approval attempt is committed before
+//! `gw/enc/v1/payment` is called; the payment moves `ready → pending` with a conditional update so
+//! a window can be redeemed once; KCP's amount and order are compared with ours and anything that
+//! cannot stand is net-cancelled.
+use std::time::Duration;
+
+use sea_orm::sea_query::Expr;
+use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, Set, TransactionTrait};
+use serde::Serialize;
+
+use super::pay::{ApprovalOutcome, ChargeOrder};
+use super::{Gateway, ServiceError, ServiceResult};
+use crate::domain::checkout::{
+    escrow_good_info, method_of_bitmask, window_plan, WindowMethod, WindowPlan,
+};
+use crate::domain::ids::{new_imp_uid, order_no_for, random_hex};
+use crate::domain::payment::PaymentStatus;
+use crate::domain::text::for_kcp;
+use crate::pg::{PgError, TradeRegistration, WindowApproval, WindowApprovalRequest};
+use crate::store::entity::{checkout_session, merchant, payment, pg_attempt};
+use crate::store::{billing, is_unique_violation, merchants, payments};
+
+/// A `request_pay` as the SDK sends it, parsed.
+#[derive(Debug, Clone, Default)]
+pub struct CheckoutRequest {
+    pub order: ChargeOrder,
+    pub pay_method: String,
+    pub billing: bool,
+    pub escrow: bool,
+    /// iamport `kcpProducts`: (orderNumber, name, quantity, amount).
+    pub products: Vec<(String, String, i64, i64)>,
+    /// `display.card_quota`: allowed instalment months (empty = lump sum only).
+    pub card_quota: Option<Vec<u8>>,
+    pub shop_user_id: Option<String>,
+    pub confirm_url: Option<String>,
+    pub redirect_url: Option<String>,
+    pub mobile: bool,
+    /// Origin of the merchant page, where the result is posted back (PC).
+    pub page_origin: String,
+    pub digital: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct CheckoutStarted {
+    pub imp_uid: String,
+    pub merchant_uid: String,
+    pub token: String,
+}
+
+/// A refusal before the window opens: reported to the SDK with the imp_uid when one exists.
+#[derive(Debug)]
+pub struct CheckoutRefused {
+    pub code: i32,
+    pub message: String,
+    pub imp_uid: Option<String>,
+}
+
+impl From<ServiceError> for CheckoutRefused {
+    fn from(e: ServiceError) -> Self {
+        let code = match e {
+            ServiceError::CardRejected(_) | ServiceError::BadRequest(_) => -1,
+            _ => 1,
+        };
+        Self {
+            code,
+            message: e.to_string(),
+            imp_uid: None,
+        }
+    }
+}
+
+/// The window fields the hand-off page posts to KCP, kept with the session.
+#[derive(Debug, Clone, Serialize, serde::Deserialize, Default)]
+pub struct WindowFields {
+    pub fields: Vec<(String, String)>,
+    pub page_origin: String,
+}
+
+/// iamport's `rsp` (RequestPayResponse).
+#[derive(Debug, Clone, Serialize)]
+pub struct Rsp {
+    pub success: bool,
+    pub imp_success: bool,
+    pub error_code: Option<String>,
+    pub error_msg: Option<String>,
+    pub imp_uid: Option<String>,
+    pub merchant_uid: String,
+    pub pay_method: Option<String>,
+    pub paid_amount: i64,
+    pub status: Option<String>,
+    pub name: Option<String>,
+    pub pg_provider: String,
+    pub emb_pg_provider: Option<String>,
+    pub pg_tid: Option<String>,
+    pub buyer_name: Option<String>,
+    pub buyer_email: Option<String>,
+    pub buyer_tel: Option<String>,
+    pub buyer_addr: Option<String>,
+    pub buyer_postcode: Option<String>,
+    pub custom_data: Option<String>,
+    pub paid_at: i64,
+    pub receipt_url: Option<String>,
+    pub apply_num: Option<String>,
+    pub card_name: Option<String>,
+    pub card_number: Option<String>,
+    pub card_quota: i32,
+    pub currency: String,
+    pub vbank_num: Option<String>,
+    pub vbank_name: Option<String>,
+    pub vbank_holder: Option<String>,
+    pub vbank_date: i64,
+}
+
+impl Rsp {
+    pub fn of(p: &payment::Model, error: Option<(&str, String)>) -> Self {
+        let status = PaymentStatus::from_db(&p.status);
+        let ok = error.is_none() && matches!(status, PaymentStatus::Paid | PaymentStatus::Ready);
+        let (error_code, error_msg) = match error {
+            Some((c, m)) => (Some(c.to_string()), Some(m)),
+            None if !ok => (Some("F400".into()), p.fail_reason.clone()),
+            None => (None, None),
+        };
+        Self {
+            success: ok,
+            imp_success: ok,
+            error_code,
+            error_msg,
+            imp_uid: Some(p.imp_uid.clone()),
+            merchant_uid: p.merchant_uid.clone(),
+            pay_method: Some(p.pay_method.clone()),
+            paid_amount: if status == PaymentStatus::Paid {
+                p.amount
+            } else {
+                0
+            },
+            status: Some(status.as_iamport().to_string()),
+            name: p.name.clone(),
+            pg_provider: p.pg_provider.clone(),
+            emb_pg_provider: p.emb_pg_provider.clone(),
+            pg_tid: p.pg_tid.clone(),
+            buyer_name: p.buyer_name.clone(),
+            buyer_email: p.buyer_email.clone(),
+            buyer_tel: p.buyer_tel.clone(),
+            buyer_addr: p.buyer_addr.clone(),
+            buyer_postcode: p.buyer_postcode.clone(),
+            custom_data: p.custom_data.clone(),
+            paid_at: p.paid_at.unwrap_or(0),
+            receipt_url: None,
+            apply_num: p.apply_num.clone(),
+            card_name: p.card_name.clone(),
+            card_number: p.card_number.clone(),
+            card_quota: p.card_quota,
+            currency: p.currency.clone(),
+            vbank_num: p.vbank_num.clone(),
+            vbank_name: p.vbank_name.clone(),
+            vbank_holder: p.vbank_holder.clone(),
+            vbank_date: p.vbank_date.unwrap_or(0),
+        }
+    }
+
+    /// A refusal before any payment existed.
+    pub fn refused(merchant_uid: &str, imp_uid: Option<String>, message: &str) -> Self {
+        Self {
+            success: false,
+            imp_success: false,
+            error_code: Some("F400".into()),
+            error_msg: Some(message.to_string()),
+            imp_uid,
+            merchant_uid: merchant_uid.to_string(),
+            pay_method: None,
+            paid_amount: 0,
+            status: Some("failed".into()),
+            name: None,
+            pg_provider: "kcp".into(),
+            emb_pg_provider: None,
+            pg_tid: None,
+            buyer_name: None,
+            buyer_email: None,
+            buyer_tel: None,
+            buyer_addr: None,
+            buyer_postcode: None,
+            custom_data: None,
+            paid_at: 0,
+            receipt_url: None,
+            apply_num: None,
+            card_name: None,
+            card_number: None,
+            card_quota: 0,
+            currency: "KRW".into(),
+            vbank_num: None,
+            vbank_name: None,
+            vbank_holder: None,
+            vbank_date: 0,
+        }
+    }
+}
+
+/// How the browser is answered at the end.
+pub struct CheckoutFinish {
+    pub rsp: Rsp,
+    pub mobile: bool,
+    pub redirect_url: Option<String>,
+    pub page_origin: String,
+}
+
+/// confirm_url's wait (spec §7).
+const CONFIRM_TIMEOUT: Duration = Duration::from_secs(10);
+const USER_CANCEL: &str = "사용자가 결제를 취소하였습니다.";
+
+impl Gateway {
+    pub async fn merchant_by_code(&self, imp_code: &str) -> ServiceResult<merchant::Model> {
+        merchants::by_imp_code(&self.db.read, imp_code)
+            .await?
+            .ok_or_else(|| {
+                ServiceError::BadRequest("등록되지 않은 가맹점 식별코드입니다. (IMP.init)".into())
+            })
+    }
+
+    /// Everything before the window: rules, the payment (`ready`), KCP's trade registration and
+    /// the session. `return_url` is openport's `Ret_URL` as the browser reaches it.
+    pub async fn start_checkout(
+        &self,
+        m: &merchant::Model,
+        req: CheckoutRequest,
+        return_url: &str,
+    ) -> Result<CheckoutStarted, CheckoutRefused> {
+        let plan = window_plan(&req.pay_method, req.billing).ok_or_else(|| {
+            ServiceError::BadRequest(format!("지원하지 않는 결제수단입니다: {}", req.pay_method))
+        })?;
+        if req.order.amount < 0 || (req.order.amount == 0 && !req.billing) {
+            return Err(ServiceError::BadRequest("amount는 0보다 커야 합니다.".into()).into());
+        }
+        if plan.needs_shop_user_id && req.shop_user_id.as_deref().is_none_or(str::is_empty) {
+            return Err(ServiceError::BadRequest(
+                "상품권 결제에는 bypass.shop_user_id가 필요합니다.".into(),
+            )
+            .into());
+        }
+        if req.escrow && req.products.is_empty() {
+            return Err(ServiceError::BadRequest(
+                "KCP 에스크로 결제에는 kcpProducts가 필요합니다.".into(),
+            )
+            .into());
+        }
+        self.check_prepared(
+            m.id,
+            &req.order.merchant_uid,
+            req.order.amount,
+            &req.order.currency,
+        )
+        .await?;
+        let good_name = for_kcp("name", req.order.name.as_deref().unwrap_or(""), 100)
+            .map_err(|e| ServiceError::BadRequest(e.to_string()))?;
+        let good_name = if good_name.is_empty() {
+            "openport".to_string()
+        } else {
+            good_name
+        };
+        let payment = self.open_checkout_payment(m, &req, &plan).await?;
+        let refuse = |message: String| CheckoutRefused {
+            code: 1,
+            message,
+            imp_uid: Some(payment.imp_uid.clone()),
+        };
+
+        let connector = self
+            .connectors
+            .for_merchant(m, &self.secrets)
+            .map_err(|e| refuse(e.to_string()))?;
+        let registration = TradeRegistration {
+            order_no: payment.order_no.clone(),
+            amount: req.order.amount,
+            good_name: good_name.clone(),
+            method: plan.method,
+            return_url: return_url.to_string(),
+            escrow: req.escrow,
+            user_agent: if req.mobile {
+                "mobile".into()
+            } else {
+                "pc".into()
+            },
+        };
+        let trade = match connector.register_trade(&registration).await {
+            Ok(t) => t,
+            Err(e) => {
+                let reason = format!("PG사 거래등록에 실패하였습니다. ({e})");
+                self.fail_ready(&payment, &reason)
+                    .await
+                    .map_err(CheckoutRefused::from)?;
+                return Err(refuse(reason));
+            }
+        };
+        let window = WindowFields {
+            fields: self.window_fields(m, &req, &plan, &payment, &good_name, &trade, return_url),
+            page_origin: req.page_origin.clone(),
+        };
+        let token = random_hex(16);
+        let now = self.clock.unix();
+        checkout_session::ActiveModel {
+            token: Set(token.clone()),
+            payment_id: Set(payment.id),
+            merchant_id: Set(m.id),
+            imp_uid: Set(payment.imp_uid.clone()),
+            method: Set(req.pay_method.clone()),
+            kcp_pay_method: Set(plan.kcp_pay_method.into()),
+            action_result: Set(plan.action_result.into()),
+            van_code: Set(plan.van_code.map(str::to_string)),
+            approval_key: Set(Some(trade.approval_key.clone())),
+            trace_no: Set(Some(trade.trace_no.clone())),
+            pay_url: Set(Some(trade.pay_url.clone())),
+            mobile: Set(req.mobile),
+            redirect_url: Set(req.redirect_url.clone()),
+            confirm_url: Set(req.confirm_url.clone()),
+            params: Set(serde_json::to_string(&window).unwrap_or_default()),
+            state: Set("open".into()),
+            created_at: Set(now),
+            updated_at: Set(now),
+            ..Default::default()
+        }
+        .insert(&self.db.write)
+        .await
+        .map_err(|e| CheckoutRefused::from(ServiceError::from(e)))?;
+        Ok(CheckoutStarted {
+            imp_uid: payment.imp_uid,
+            merchant_uid: payment.merchant_uid,
+            token,
+        })
+    }
+
+    /// The `ready` payment of this request. A previous `ready` one (a window the buyer left) is
+    /// retired; a paid or in-flight one refuses the request (spec §6: already paid → refused).
+    async fn open_checkout_payment(
+        &self,
+        m: &merchant::Model,
+        req: &CheckoutRequest,
+        plan: &WindowPlan,
+    ) -> ServiceResult<payment::Model> {
+        for _ in 0..3 {
+            let now = self.clock.unix();
+            let imp_uid = new_imp_uid();
+            let o = &req.order;
+            let row = payment::ActiveModel {
+                order_no: Set(order_no_for(&imp_uid)),
+                imp_uid: Set(imp_uid),
+                merchant_id: Set(m.id),
+                merchant_uid: Set(o.merchant_uid.clone()),
+                status: Set(PaymentStatus::Ready.as_db().into()),
+                pay_method: Set(if req.billing {
+                    "card".into()
+                } else {
+                    req.pay_method.clone()
+                }),
+                channel: Set(if req.mobile {
+                    "mobile".into()
+                } else {
+                    "pc".into()
+                }),
+                pg_provider: Set(if req.billing {
+                    "kcp_billing".into()
+                } else {
+                    "kcp".into()
+                }),
+                pg_id: Set(m.site_cd.clone()),
+                pg_tid: Set(None),
+                amount: Set(o.amount),
+                cancel_amount: Set(0),
+                currency: Set(o.currency.clone()),
+                name: Set(o.name.clone()),
+                buyer_name: Set(o.buyer_name.clone()),
+                buyer_email: Set(o.buyer_email.clone()),
+                buyer_tel: Set(o.buyer_tel.clone()),
+                buyer_addr: Set(o.buyer_addr.clone()),
+                buyer_postcode: Set(o.buyer_postcode.clone()),
+                custom_data: Set(o.custom_data.clone()),
+                notice_url: Set((!o.notice_url.is_empty())
+                    .then(|| serde_json::to_string(&o.notice_url).unwrap_or_default())),
+                user_agent: Set(None),
+                card_code: Set(None),
+                card_name: Set(None),
+                card_number: Set(None),
+                card_type: Set(None),
+                card_quota: Set(0),
+                apply_num: Set(None),
+                fail_reason: Set(None),
+                cancel_reason: Set(None),
+                sandbox: Set(m.test_mode),
+                customer_uid: Set(o.customer_uid.clone()),
+                customer_uid_usage: Set(req.billing.then(|| "issue".to_string())),
+                started_at: Set(now),
+                paid_at: Set(None),
+                failed_at: Set(None),
+                cancelled_at: Set(None),
+                updated_at: Set(now),
+                emb_pg_provider: Set(plan.emb_pg_provider.map(str::to_string)),
+                escrow: Set(req.escrow),
+                ..Default::default()
+            };
+            match payments::insert(&self.db.write, row).await {
+                Ok(p) => return Ok(p),
+                Err(e) if is_unique_violation(&e) => {
+                    let Some(live) =
+                        payments::live_by_merchant_uid(&self.db.write, m.id, &o.merchant_uid)
+                            .await?
+                    else {
+                        continue;
+                    };
+                    let abandoned =
+                        live.status == PaymentStatus::Ready.as_db() && live.vbank_num.is_none();
+                    if !abandoned {
+                        return Err(ServiceError::Refused(format!(
+                            "이미 결제가 완료된 merchant_uid입니다. (imp_uid: {})",
+                            live.imp_uid
+                        )));
+                    }
+                    self.fail_ready(&live, "새 결제 요청으로 대체되었습니다.")
+                        .await?;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(ServiceError::Refused(
+            "같은 merchant_uid로 처리 중인 결제가 있습니다.".into(),
+        ))
+    }
+
+    /// `ready` → `failed` only if still `ready` (a window being redeemed right now wins).
+    async fn fail_ready(&self, p: &payment::Model, reason: &str) -> ServiceResult<bool> {
+        let now = self.clock.unix();
+        let res = payment::Entity::update_many()
+            .col_expr(
+                payment::Column::Status,
+                Expr::value(PaymentStatus::Failed.as_db()),
+            )
+            .col_expr(payment::Column::FailReason, Expr::value(reason))
+            .col_expr(payment::Column::FailedAt, Expr::value(now))
+            .col_expr(payment::Column::UpdatedAt, Expr::value(now))
+            .filter(payment::Column::Id.eq(p.id))
+            .filter(payment::Column::Status.eq(PaymentStatus::Ready.as_db()))
+            .filter(payment::Column::PgTid.is_null())
+            .exec(&self.db.write)
+            .await?;
+        Ok(res.rows_affected == 1)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn window_fields(
+        &self,
+        m: &merchant::Model,
+        req: &CheckoutRequest,
+        plan: &WindowPlan,
+        p: &payment::Model,
+        good_name: &str,
+        trade: &crate::pg::RegisteredTrade,
+        return_url: &str,
+    ) -> Vec<(String, String)> {
+        let text = |v: &Option<String>, max| {
+            for_kcp("buyer", v.as_deref().unwrap_or(""), max).unwrap_or_default()
+        };
+        let mut f: Vec<(&str, String)> = vec![
+            ("approval_key", trade.approval_key.clone()),
+            ("traceNo", trade.trace_no.clone()),
+            ("PayUrl", trade.pay_url.clone()),
+            ("site_cd", m.site_cd.clone()),
+            ("ordr_idxx", p.order_no.clone()),
+            ("good_name", good_name.to_string()),
+            ("good_mny", p.amount.to_string()),
+            ("req_tx", "pay".into()),
+            ("currency", "410".into()),
+            ("escw_used", if req.escrow { "Y" } else { "N" }.into()),
+            ("pay_method", plan.kcp_pay_method.into()),
+            ("ActionResult", plan.action_result.into()),
+            ("Ret_URL", return_url.to_string()),
+            ("buyr_name", text(&req.order.buyer_name, 30)),
+            ("buyr_tel1", text(&req.order.buyer_tel, 20)),
+            ("buyr_tel2", text(&req.order.buyer_tel, 20)),
+            ("buyr_mail", text(&req.order.buyer_email, 50)),
+            ("encoding_trans", "UTF-8".into()),
+            ("param_opt_1", p.imp_uid.clone()),
+        ];
+        if let Some(v) = plan.van_code {
+            f.push(("van_code", v.into()));
+        }
+        if plan.needs_shop_user_id
+            || matches!(plan.method, WindowMethod::Phone | WindowMethod::Point)
+        {
+            let id = req
+                .shop_user_id
+                .clone()
+                .unwrap_or_else(|| req.order.merchant_uid.clone());
+            f.push(("shop_user_id", id.chars().take(20).collect()));
+        }
+        if plan.method == WindowMethod::Phone {
+            f.push(("digital", if req.digital { "Y" } else { "N" }.into()));
+        }
+        if let Some(q) = &req.card_quota {
+            // Instalments only from 50,000 won (spec/kcp.md §4); `[]` = lump sum only.
+            let max = if p.amount >= 50_000 {
+                q.iter().copied().max().unwrap_or(0)
+            } else {
+                0
+            };
+            f.push(("quotaopt", max.to_string()));
+        }
+        if plan.method == WindowMethod::BatchKey {
+            f.push((
+                "kcp_group_id",
+                m.kcp_group_id
+                    .clone()
+                    .unwrap_or_else(|| format!("{}1000001", m.site_cd)),
+            ));
+            f.push(("batch_cardno_return_yn", "Y".into()));
+        }
+        if req.escrow {
+            f.push(("pay_mod", "Y".into()));
+            f.push(("deli_term", "00".into()));
+            f.push(("bask_cntx", req.products.len().to_string()));
+            f.push(("good_info", escrow_good_info(&req.products)));
+        }
+        f.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
+    }
+
+    pub async fn checkout_session(&self, token: &str) -> ServiceResult<checkout_session::Model> {
+        checkout_session::Entity::find()
+            .filter(checkout_session::Column::Token.eq(token))
+            .one(&self.db.read)
+            .await?
+            .ok_or_else(|| ServiceError::NotFound("결제창 정보가 존재하지 않습니다.".into()))
+    }
+
+    /// The buyer closed the window before paying (overlay close button).
+    pub async fn cancel_checkout(&self, token: &str) -> ServiceResult<CheckoutFinish> {
+        let s = self.checkout_session(token).await?;
+        let p = payments::by_id(&self.db.write, s.payment_id)
+            .await?
+            .ok_or_else(|| ServiceError::Internal("payment vanished".into()))?;
+        if self.fail_ready(&p, USER_CANCEL).await? {
+            self.close_session(&s, "cancelled").await?;
+        }
+        self.finish(&s, None).await
+    }
+
+    async fn close_session(&self, s: &checkout_session::Model, state: &str) -> ServiceResult<()> {
+        checkout_session::Entity::update_many()
+            .col_expr(checkout_session::Column::State, Expr::value(state))
+            .col_expr(
+                checkout_session::Column::UpdatedAt,
+                Expr::value(self.clock.unix()),
+            )
+            .filter(checkout_session::Column::Id.eq(s.id))
+            .exec(&self.db.write)
+            .await?;
+        Ok(())
+    }
+
+    async fn finish(
+        &self,
+        s: &checkout_session::Model,
+        error: Option<(&str, String)>,
+    ) -> ServiceResult<CheckoutFinish> {
+        let p = payments::by_id(&self.db.write, s.payment_id)
+            .await?
+            .ok_or_else(|| ServiceError::Internal("payment vanished".into()))?;
+        let window: WindowFields = serde_json::from_str(&s.params).unwrap_or_default();
+        Ok(CheckoutFinish {
+            rsp: Rsp::of(&p, error),
+            mobile: s.mobile,
+            redirect_url: s.redirect_url.clone(),
+            page_origin: window.page_origin,
+        })
+    }
+
+    /// `Ret_URL`: what KCP's window posted (spec/kcp.md §2.3). Always answers the browser; the
+    /// money decisions are recorded before it does.
+    pub async fn complete_checkout(
+        &self,
+        form: &[(String, String)],
+    ) -> ServiceResult<CheckoutFinish> {
+        let get = |k: &str| {
+            form.iter()
+                .find(|(key, _)| key == k)
+                .map(|(_, v)| v.clone())
+                .unwrap_or_default()
+        };
+        let order_no = get("ordr_idxx");
+        let s = checkout_session::Entity::find()
+            .filter(
+                checkout_session::Column::PaymentId.in_subquery(
+                    sea_orm::sea_query::Query::select()
+                        .column(payment::Column::Id)
+                        .from(payment::Entity)
+                        .and_where(payment::Column::OrderNo.eq(order_no.clone()))
+                        .to_owned(),
+                ),
+            )
+            .one(&self.db.read)
+            .await?
+            .ok_or_else(|| ServiceError::NotFound("결제창 정보가 존재하지 않습니다.".into()))?;
+        let p = payments::by_id(&self.db.write, s.payment_id)
+            .await?
+            .ok_or_else(|| ServiceError::Internal("payment vanished".into()))?;
+        if p.status != PaymentStatus::Ready.as_db() || p.pg_tid.is_some() {
+            // Already decided (a replayed post, or the buyer's second tab): show what it is.
+            return self.finish(&s, None).await;
+        }
+        let res_cd = get("res_cd");
+        if res_cd != "0000" {
+            let msg = get("res_msg");
+            let reason = if res_cd == "3001" {
+                USER_CANCEL.to_string()
+            } else {
+                format!("[{res_cd}] {msg}")
+            };
+            self.fail_ready(&p, &reason).await?;
+            self.close_session(&s, "cancelled").await?;
+            return self.finish(&s, Some((&res_cd, reason))).await;
+        }
+        // The merchant must check ordr_chk against its own order before approving (spec §1.1).
+        let expected = format!("{}|{}", p.order_no, p.amount);
+        let chk = get("ordr_chk");
+        if !chk.is_empty() && chk != expected {
+            let reason = "주문정보가 일치하지 않아 결제를 중단합니다.".to_string();
+            self.fail_ready(&p, &reason).await?;
+            return self.finish(&s, Some(("F400", reason))).await;
+        }
+        if let Some(url) = &s.confirm_url {
+            if let Err(reason) = self.confirm(url, &p).await {
+                let reason = format!("고객사 요청에 의해 결제를 중단합니다. (상세사유 : {reason})");
+                self.fail_ready(&p, &reason).await?;
+                return self.finish(&s, Some(("F400", reason))).await;
+            }
+        }
+        let m = self.merchant(p.merchant_id).await?;
+        let connector = self.connectors.for_merchant(&m, &self.secrets)?;
+        let Some(attempt) = self.claim_window(&p).await? else {
+            return self.finish(&s, None).await;
+        };
+        let req = WindowApprovalRequest {
+            order_no: p.order_no.clone(),
+            amount: p.amount,
+            tran_cd: get("tran_cd"),
+            enc_data: get("enc_data"),
+            enc_info: get("enc_info"),
+            use_pay_method: get("use_pay_method"),
+        };
+        let p = payments::by_id(&self.db.write, p.id)
+            .await?
+            .ok_or_else(|| ServiceError::Internal("payment vanished".into()))?;
+        if s.kcp_pay_method == "AUTH" {
+            self.complete_billing_window(
+                &m,
+                connector.as_ref(),
+                &s,
+                p,
+                attempt,
+                &req,
+                &get("card_mask_no"),
+            )
+            .await?;
+            self.close_session(&s, "completed").await?;
+            return self.finish(&s, None).await;
+        }
+        let opened = window_plan(&s.method, false).map(|pl| pl.method);
+        if method_of_bitmask(&req.use_pay_method).is_some_and(|used| Some(used) != opened) {
+            tracing::warn!(imp_uid = %p.imp_uid, "window paid with another method than it was opened with");
+        }
+        let outcome = match connector.approve_window(&req).await {
+            Ok(approval) => {
+                self.settle_window(connector.as_ref(), p, attempt, approval)
+                    .await?
+            }
+            Err(PgError::Declined { code, message, .. }) => {
+                let message = format!("[{code}] {message}");
+                ApprovalOutcome::Declined {
+                    payment: self
+                        .record_failure(p, attempt, Some(code), &message)
+                        .await?,
+                    reason: crate::pg::DeclineReason::Other,
+                    message,
+                }
+            }
+            Err(PgError::Mismatch { tno, detail }) => {
+                tracing::error!(imp_uid = %p.imp_uid, %tno, "window approval differs from the order ({detail}); net-cancelling");
+                self.net_cancel(
+                    connector.as_ref(),
+                    p,
+                    attempt,
+                    &tno,
+                    "승인금액 또는 주문번호 불일치로 자동취소(망취소)되었습니다.",
+                )
+                .await?
+            }
+            Err(e) => {
+                tracing::warn!(imp_uid = %p.imp_uid, "window approval outcome unknown: {e}");
+                let attempt = self.mark_unknown(attempt, &e.to_string()).await?;
+                if p.pay_method == "card" || p.emb_pg_provider.is_some() {
+                    self.resolve_approval(connector.as_ref(), p, attempt, true)
+                        .await?
+                } else {
+                    ApprovalOutcome::Unknown(p)
+                }
+            }
+        };
+        self.close_session(&s, "completed").await?;
+        let error = match &outcome {
+            ApprovalOutcome::Unknown(p) => Some((
+                "F500",
+                format!(
+                    "결제 결과를 확인 중입니다. 잠시 후 결제내역을 조회해 주세요. (imp_uid: {})",
+                    p.imp_uid
+                ),
+            )),
+            _ => None,
+        };
+        self.finish(&s, error).await
+    }
+
+    /// `ready` → `pending` plus the approval attempt, in one transaction: a window is redeemed once.
+    async fn claim_window(&self, p: &payment::Model) -> ServiceResult<Option<pg_attempt::Model>> {
+        let now = self.clock.unix();
+        let txn = self.db.write.begin().await?;
+        let res = payment::Entity::update_many()
+            .col_expr(
+                payment::Column::Status,
+                Expr::value(PaymentStatus::Pending.as_db()),
+            )
+            .col_expr(payment::Column::UpdatedAt, Expr::value(now))
+            .filter(payment::Column::Id.eq(p.id))
+            .filter(payment::Column::Status.eq(PaymentStatus::Ready.as_db()))
+            .exec(&txn)
+            .await?;
+        if res.rows_affected != 1 {
+            return Ok(None);
+        }
+        let attempt = payments::insert_attempt(
+            &txn,
+            pg_attempt::ActiveModel {
+                payment_id: Set(p.id),
+                kind: Set("approve".into()),
+                state: Set("pending".into()),
+                order_no: Set(p.order_no.clone()),
+                tno: Set(None),
+                amount: Set(p.amount),
+                reason: Set(None),
+                result_code: Set(None),
+                result_message: Set(None),
+                tries: Set(0),
+                next_check_at: Set(now + self.settings.settle_secs),
+                lease_until: Set(0),
+                created_at: Set(now),
+                updated_at: Set(now),
+                ..Default::default()
+            },
+        )
+        .await?;
+        txn.commit().await?;
+        Ok(Some(attempt))
+    }
+
+    /// Records a window approval per method, or cancels it at KCP when it must not stand.
+    async fn settle_window(
+        &self,
+        connector: &dyn crate::pg::Pg,
+        p: payment::Model,
+        attempt: pg_attempt::Model,
+        approval: WindowApproval,
+    ) -> ServiceResult<ApprovalOutcome> {
+        if let WindowApproval::Card(card) = approval {
+            return self
+                .settle_approval(connector, p, attempt, card, true)
+                .await;
+        }
+        let now = self.clock.unix();
+        let (tno, amount) = match &approval {
+            WindowApproval::Bank { tno, amount, .. }
+            | WindowApproval::VirtualAccount { tno, amount, .. }
+            | WindowApproval::Phone { tno, amount, .. }
+            | WindowApproval::Point { tno, amount, .. }
+            | WindowApproval::Gift { tno, amount, .. } => (tno.clone(), *amount),
+            WindowApproval::Card(_) => unreachable!("handled above"),
+        };
+        if amount != p.amount {
+            return self
+                .net_cancel(
+                    connector,
+                    p,
+                    attempt,
+                    &tno,
+                    "승인금액 불일치로 자동취소(망취소)되었습니다.",
+                )
+                .await;
+        }
+        let txn = self.db.write.begin().await?;
+        let mut am: payment::ActiveModel = p.clone().into();
+        am.pg_tid = Set(Some(tno.clone()));
+        am.updated_at = Set(now);
+        let mut webhook = "paid";
+        match &approval {
+            WindowApproval::Bank {
+                approved_at,
+                bank_code,
+                bank_name,
+                ..
+            } => {
+                am.status = Set(PaymentStatus::Paid.as_db().into());
+                am.paid_at = Set(Some(approved_at.timestamp()));
+                am.bank_code = Set(Some(bank_code.clone()));
+                am.bank_name = Set(Some(bank_name.clone()));
+            }
+            WindowApproval::VirtualAccount {
+                bank_code,
+                bank_name,
+                account,
+                holder,
+                due,
+                issued_at,
+                ..
+            } => {
+                am.status = Set(PaymentStatus::Ready.as_db().into());
+                am.vbank_code = Set(Some(bank_code.clone()));
+                am.vbank_name = Set(Some(bank_name.clone()));
+                am.vbank_num = Set(Some(account.clone()));
+                am.vbank_holder = Set(Some(holder.clone()));
+                am.vbank_date = Set(Some(due.timestamp()));
+                am.vbank_issued_at = Set(Some(issued_at.timestamp()));
+                webhook = "ready";
+            }
+            WindowApproval::Phone { approved_at, .. } => {
+                am.status = Set(PaymentStatus::Paid.as_db().into());
+                am.paid_at = Set(Some(approved_at.timestamp()));
+            }
+            WindowApproval::Point {
+                approved_at,
+                app_no,
+                ..
+            }
+            | WindowApproval::Gift {
+                approved_at,
+                app_no,
+                ..
+            } => {
+                am.status = Set(PaymentStatus::Paid.as_db().into());
+                am.paid_at = Set(Some(approved_at.timestamp()));
+                am.apply_num = Set(Some(app_no.clone()));
+            }
+            WindowApproval::Card(_) => unreachable!("handled above"),
+        }
+        let recorded = async {
+            let p = am.update(&txn).await?;
+            self.enqueue_webhook(&txn, &p, webhook, None).await?;
+            let mut a: pg_attempt::ActiveModel = attempt.clone().into();
+            a.state = Set("succeeded".into());
+            a.tno = Set(Some(tno.clone()));
+            a.result_code = Set(Some("0000".into()));
+            a.updated_at = Set(now);
+            a.update(&txn).await?;
+            txn.commit().await?;
+            Ok::<_, sea_orm::DbErr>(p)
+        }
+        .await;
+        match recorded {
+            Ok(p) => Ok(ApprovalOutcome::Paid(p)),
+            Err(e) => {
+                tracing::error!(imp_uid = %p.imp_uid, "cannot record window approval, net-cancelling: {e}");
+                self.net_cancel(
+                    connector,
+                    p,
+                    attempt,
+                    &tno,
+                    "결제 결과를 기록하지 못해 자동취소(망취소)되었습니다.",
+                )
+                .await
+            }
+        }
+    }
+
+    /// The billing-key window: the key is stored for the session's customer_uid; the 0-won
+    /// `issue` payment is shown as paid (iamport's `customer_uid_usage: "issue"`).
+    #[allow(clippy::too_many_arguments)]
+    async fn complete_billing_window(
+        &self,
+        m: &merchant::Model,
+        connector: &dyn crate::pg::Pg,
+        _s: &checkout_session::Model,
+        p: payment::Model,
+        attempt: pg_attempt::Model,
+        req: &WindowApprovalRequest,
+        card_mask_no: &str,
+    ) -> ServiceResult<()> {
+        let key = match connector.issue_batch_key_from_window(req).await {
+            Ok(k) => k,
+            Err(e) => {
+                let reason = format!("빌링키 발급에 실패하였습니다. ({e})");
+                self.record_failure(p, attempt, None, &reason).await?;
+                return Ok(());
+            }
+        };
+        let uid = p.customer_uid.clone().unwrap_or_default();
+        let now = self.clock.unix();
+        let masked = if key.masked_card_number.is_empty() {
+            card_mask_no.to_string()
+        } else {
+            key.masked_card_number.clone()
+        };
+        let txn = self.db.write.begin().await?;
+        if let Some(old) = billing::active_key(&txn, m.id, &uid).await? {
+            billing::retire_key(&txn, old.id, "replaced", now).await?;
+        }
+        billing::insert_key(
+            &txn,
+            crate::store::entity::billing_key::ActiveModel {
+                merchant_id: Set(m.id),
+                customer_uid: Set(uid),
+                status: Set("active".into()),
+                batch_key_sealed: Set(self.secrets.seal(key.batch_key.as_bytes())),
+                group_id: Set(m
+                    .kcp_group_id
+                    .clone()
+                    .unwrap_or_else(|| format!("{}1000001", m.site_cd))),
+                pg_id: Set(m.site_cd.clone()),
+                card_code: Set(
+                    crate::domain::card::iamport_card_code(&key.issuer_code).map(str::to_string)
+                ),
+                card_name: Set(Some(key.issuer_name.clone())),
+                card_number: Set(Some(masked.clone())),
+                card_type: Set(Some(i32::from(key.is_check_card))),
+                customer_id: Set(None),
+                customer_name: Set(p.buyer_name.clone()),
+                customer_tel: Set(p.buyer_tel.clone()),
+                customer_email: Set(p.buyer_email.clone()),
+                customer_addr: Set(p.buyer_addr.clone()),
+                customer_postcode: Set(p.buyer_postcode.clone()),
+                sandbox: Set(m.test_mode),
+                inserted_at: Set(now),
+                updated_at: Set(now),
+                deleted_at: Set(None),
+                ..Default::default()
+            },
+        )
+        .await?;
+        let mut am: payment::ActiveModel = p.into();
+        am.status = Set(PaymentStatus::Paid.as_db().into());
+        am.paid_at = Set(Some(now));
+        am.card_number = Set(Some(masked));
+        am.card_name = Set(Some(key.issuer_name));
+        am.updated_at = Set(now);
+        am.update(&txn).await?;
+        let mut a: pg_attempt::ActiveModel = attempt.into();
+        a.state = Set("succeeded".into());
+        a.updated_at = Set(now);
+        a.update(&txn).await?;
+        txn.commit().await?;
+        Ok(())
+    }
+
+    /// confirm_url (spec §7): 200 proceeds; anything else, or 10 s without an answer, stops.
+    async fn confirm(&self, url: &str, p: &payment::Model) -> Result<(), String> {
+        let body = serde_json::json!({"imp_uid": p.imp_uid, "merchant_uid": p.merchant_uid, "amount": p.amount});
+        let client = reqwest::Client::builder()
+            .timeout(CONFIRM_TIMEOUT)
+            .build()
+            .map_err(|e| e.to_string())?;
+        match client.post(url).json(&body).send().await {
+            Ok(res) if res.status().as_u16() == 200 => Ok(()),
+            Ok(res) => {
+                let reason = res
+                    .json::<serde_json::Value>()
+                    .await
+                    .ok()
+                    .and_then(|v| v.get("reason").and_then(|r| r.as_str()).map(str::to_string))
+                    .unwrap_or_else(|| "알 수 없음".into());
+                Err(reason)
+            }
+            Err(_) => Err("알 수 없음".into()),
+        }
+    }
+}
