@@ -22,18 +22,32 @@ const IAMPORT_JS: &str = include_str!("../../js-sdk/src/iamport.js");
 const DEMO_HTML: &str = include_str!("../../js-sdk/demo/index.html");
 
 pub fn router() -> Router<AppState> {
-    let cors = CorsLayer::new()
-        .allow_origin(Any)
-        .allow_methods(Any)
-        .allow_headers(Any);
+    // Merchant pages call these from their own origin (a preflighted JSON POST): the CORS layer
+    // wraps the routes so it answers the preflight before method routing does.
+    let cross_origin = Router::new()
+        .route("/checkout/request", post(request).options(preflight))
+        .route(
+            "/checkout/session/{token}/cancel",
+            post(cancel).options(preflight),
+        )
+        .layer(
+            CorsLayer::new()
+                .allow_origin(Any)
+                .allow_methods(Any)
+                .allow_headers(Any),
+        );
     Router::new()
         .route("/js/iamport.js", get(script))
-        .route("/checkout/request", post(request).layer(cors.clone()))
         .route("/checkout/session/{token}", get(hand_off))
-        .route("/checkout/session/{token}/cancel", post(cancel).layer(cors))
         .route("/checkout/kcp/return", post(kcp_return))
         .route("/", get(demo))
         .route("/demo/api/verify/{imp_uid}", get(verify))
+        .merge(cross_origin)
+}
+
+/// Answered by the CORS layer; the route exists so OPTIONS reaches it.
+async fn preflight() -> StatusCode {
+    StatusCode::NO_CONTENT
 }
 
 async fn script() -> Response {
