@@ -54,6 +54,9 @@ fn handle(shared: &Shared, body: &Bytes) -> Result<Reply, Refusal> {
     if let Some(desc) = mod_desc {
         wire::check_text("mod_desc", desc, 100)?;
     }
+    if mod_type == "STE1" {
+        return crate::window::escrow_shipping(shared, site_cd, tno, &fields);
+    }
     let request = match mod_type {
         "STSC" => Request::Cancel(Modification::Full),
         "STPC" => Request::Cancel(Modification::Partial {

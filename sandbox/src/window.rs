@@ -55,6 +55,43 @@ pub(crate) struct WindowResult {
 pub(crate) struct WindowBook {
     trades: HashMap<String, Trade>,
     results: HashMap<String, WindowResult>,
+    /// Escrow approvals (tno → site) and whether shipping was registered (`STE1`).
+    escrow: HashMap<String, (String, bool)>,
+}
+
+/// A documented sandbox code: `STE1` on a transaction that is not an escrow payment.
+pub const NOT_ESCROW: &str = "8501";
+/// A documented sandbox code: `STE1` a second time.
+pub const ESCROW_ALREADY_SHIPPED: &str = "8502";
+
+/// Escrow shipping start (`mod_type STE1` on `gw/mod/v1/cancel`, documented assumption: spec
+/// §2.11): carrier (`deli_corp`) and waybill (`deli_numb`) are required; once per transaction.
+pub(crate) fn escrow_shipping(
+    s: &Shared,
+    site_cd: &str,
+    tno: &str,
+    fields: &Fields,
+) -> Result<Reply, Refusal> {
+    fields.required("deli_numb")?;
+    fields.required("deli_corp")?;
+    let mut book = s.windows();
+    match book.escrow.get_mut(tno) {
+        Some((site, _)) if site != site_cd => Err(Refusal::new(
+            codes::NO_SUCH_TRANSACTION,
+            codes::NO_SUCH_TRANSACTION_MSG,
+        )),
+        Some((_, shipped)) if *shipped => Err(Refusal::new(
+            ESCROW_ALREADY_SHIPPED,
+            "이미 배송시작이 등록된 거래입니다.",
+        )),
+        Some((_, shipped)) => {
+            *shipped = true;
+            let mut reply = Reply::ok();
+            reply.set("tno", tno);
+            Ok(reply)
+        }
+        None => Err(Refusal::new(NOT_ESCROW, "에스크로 거래가 아닙니다.")),
+    }
 }
 
 /// Registration codes of seed 000 (`Code`).
@@ -509,6 +546,9 @@ fn handle_approval(s: &Shared, body: &Bytes) -> Result<Reply, Refusal> {
         let mut approval = approve(s, &mut ledger, site_cd, &order, card, &issuer)?;
         if trade.escrow {
             approval.reply.set("escw_yn", "Y");
+            s.windows()
+                .escrow
+                .insert(approval.tno.clone(), (site_cd.to_string(), false));
         }
         return Ok(approval.reply);
     }
@@ -595,6 +635,11 @@ fn handle_approval(s: &Shared, body: &Bytes) -> Result<Reply, Refusal> {
                 .set("tk_app_no", entry.app_no.as_str())
                 .set("tk_app_time", app_time.as_str());
         }
+    }
+    if trade.escrow {
+        s.windows()
+            .escrow
+            .insert(entry.tno.clone(), (site_cd.to_string(), false));
     }
     tracing::info!(tno = %entry.tno, site_cd, order_no = %trade.order_no, pay_type, "kcp sandbox approved a window payment");
     ledger.insert(entry);

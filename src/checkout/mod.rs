@@ -198,6 +198,7 @@ fn parse(p: &Value, mobile: bool, page_url: &str) -> Result<CheckoutRequest, Str
         redirect_url: text(p, "m_redirect_url"),
         mobile,
         page_origin: origin_of(page_url),
+        page_url: page_url.to_string(),
         digital: p.get("digital").and_then(Value::as_bool).unwrap_or(false),
     })
 }
@@ -386,8 +387,17 @@ async fn verify(
     match result {
         Ok(p) => {
             let r = &p["response"];
-            let verified =
+            // A merchant checks the amount against its own order before crediting anything: the
+            // demo's order id names the points package, and 1 point costs 1 won.
+            let ordered = r["merchant_uid"]
+                .as_str()
+                .and_then(|uid| uid.strip_prefix("demo-points-"))
+                .and_then(|rest| rest.split('-').next())
+                .and_then(|points| points.parse::<i64>().ok());
+            let amount_ok = ordered.is_some() && ordered == r["amount"].as_i64();
+            let settled =
                 r["status"] == "paid" || (r["status"] == "ready" && r["pay_method"] == "vbank");
+            let verified = settled && amount_ok;
             json_response(
                 StatusCode::OK,
                 &serde_json::json!({"verified": verified, "payment": r}),

@@ -41,6 +41,8 @@ pub struct CheckoutRequest {
     pub mobile: bool,
     /// Origin of the merchant page, where the result is posted back (PC).
     pub page_origin: String,
+    /// The merchant page itself: where a mobile flow without `m_redirect_url` returns.
+    pub page_url: String,
     pub digital: bool,
 }
 
@@ -78,6 +80,8 @@ impl From<ServiceError> for CheckoutRefused {
 pub struct WindowFields {
     pub fields: Vec<(String, String)>,
     pub page_origin: String,
+    #[serde(default)]
+    pub page_url: String,
 }
 
 /// iamport's `rsp` (RequestPayResponse).
@@ -297,6 +301,7 @@ impl Gateway {
         let window = WindowFields {
             fields: self.window_fields(m, &req, &plan, &payment, &good_name, &trade, return_url),
             page_origin: req.page_origin.clone(),
+            page_url: req.page_url.clone(),
         };
         let token = random_hex(16);
         let now = self.clock.unix();
@@ -565,10 +570,15 @@ impl Gateway {
             .await?
             .ok_or_else(|| ServiceError::Internal("payment vanished".into()))?;
         let window: WindowFields = serde_json::from_str(&s.params).unwrap_or_default();
+        // A mobile page that gave no m_redirect_url is sent back to where it came from.
+        let redirect_url = s
+            .redirect_url
+            .clone()
+            .or_else(|| (s.mobile && !window.page_url.is_empty()).then(|| window.page_url.clone()));
         Ok(CheckoutFinish {
             rsp: Rsp::of(&p, error),
             mobile: s.mobile,
-            redirect_url: s.redirect_url.clone(),
+            redirect_url,
             page_origin: window.page_origin,
         })
     }

@@ -183,3 +183,141 @@ async fn an_already_paid_merchant_uid_or_a_prepared_amount_mismatch_is_refused_b
     assert_eq!(mismatch["code"], 1, "{mismatch}");
     assert!(mismatch["response"]["imp_uid"].is_null());
 }
+
+#[tokio::test]
+async fn a_vbank_deposit_notification_marks_the_payment_paid_once_per_noti_id() {
+    let app = spawn_app().await;
+    let vbank = request_pay(
+        &app,
+        json!({"pay_method": "vbank", "merchant_uid": "web-vb", "amount": 5000}),
+        &[("bank", "BK04"), ("action", "pay")],
+    )
+    .await;
+    assert_eq!(vbank["status"], "ready", "{vbank}");
+    let token = app.token().await;
+    let imp_uid = vbank["imp_uid"].as_str().unwrap();
+    let (_, p) = app.get(&format!("/payments/{imp_uid}"), Some(&token)).await;
+    let tno = p["response"]["pg_tid"].as_str().unwrap().to_string();
+    let notify = |noti_id: &str, amount: &str, total: &str, op_cd: &str| {
+        vec![
+            ("site_cd", "T0000".to_string()),
+            ("tno", tno.clone()),
+            ("order_no", "x".to_string()),
+            ("tx_cd", "TX00".to_string()),
+            ("tx_tm", "20261123120000".to_string()),
+            ("ipgm_name", "홍길동".to_string()),
+            ("ipgm_mnyx", amount.to_string()),
+            ("totl_mnyx", total.to_string()),
+            ("noti_id", noti_id.to_string()),
+            ("op_cd", op_cd.to_string()),
+        ]
+    };
+    let ack = "<html><body><form><input type=\"hidden\" name=\"result\" value=\"0000\"></form></body></html>";
+    // A partial deposit keeps it ready.
+    let body = app
+        .http
+        .post(app.url("/kcp/notify"))
+        .form(&notify("n1", "3000", "3000", "00"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(body, ack);
+    let (_, p) = app.get(&format!("/payments/{imp_uid}"), Some(&token)).await;
+    assert_eq!(p["response"]["status"], "ready");
+    // The rest arrives: paid. KCP re-sending the same noti_id changes nothing.
+    for _ in 0..2 {
+        let body = app
+            .http
+            .post(app.url("/kcp/notify"))
+            .form(&notify("n2", "2000", "5000", "00"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert_eq!(body, ack);
+    }
+    let (_, p) = app.get(&format!("/payments/{imp_uid}"), Some(&token)).await;
+    assert_eq!(p["response"]["status"], "paid", "{p}");
+    assert!(p["response"]["paid_at"].as_i64().unwrap() > 0);
+    // A deposit cancelled through the bank network (op_cd 13) reverses it.
+    app.http
+        .post(app.url("/kcp/notify"))
+        .form(&notify("n3", "2000", "3000", "13"))
+        .send()
+        .await
+        .unwrap();
+    let (_, p) = app.get(&format!("/payments/{imp_uid}"), Some(&token)).await;
+    assert_eq!(p["response"]["status"], "ready");
+    // An unknown transaction is not acknowledged, so KCP sends it again later.
+    let mut unknown = notify("n4", "1", "1", "00");
+    unknown[1].1 = "20260101000000".into();
+    let body = app
+        .http
+        .post(app.url("/kcp/notify"))
+        .form(&unknown)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(!body.contains("value=\"0000\""), "{body}");
+}
+
+#[tokio::test]
+async fn escrow_delivery_is_registered_once_and_refused_for_other_payments() {
+    let app = spawn_app().await;
+    let rsp = request_pay(
+        &app,
+        json!({"pay_method": "card", "merchant_uid": "web-esc", "amount": 2000, "escrow": true,
+               "kcpProducts": [{"orderNumber": "o1", "name": "양말", "quantity": 2, "amount": 1000}]}),
+        &[("card_no", "4111111111111111"), ("card_expiry", "3112"), ("action", "pay")],
+    )
+    .await;
+    assert_eq!(rsp["status"], "paid", "{rsp}");
+    let token = app.token().await;
+    let imp_uid = rsp["imp_uid"].as_str().unwrap();
+    let (_, p) = app.get(&format!("/payments/{imp_uid}"), Some(&token)).await;
+    assert_eq!(p["response"]["escrow"], true);
+    let logis =
+        json!({"logis": {"company": "CJ대한통운", "invoice": "123456789", "sent_at": 1795000000}});
+    let (status, body) = app
+        .post(
+            &format!("/escrows/logis/{imp_uid}"),
+            Some(&token),
+            logis.clone(),
+        )
+        .await;
+    assert_eq!(status, reqwest::StatusCode::OK, "{body}");
+    assert_eq!(body["response"]["invoice"], "123456789", "{body}");
+    let (status, _) = app
+        .post(
+            &format!("/escrows/logis/{imp_uid}"),
+            Some(&token),
+            logis.clone(),
+        )
+        .await;
+    assert_eq!(status, reqwest::StatusCode::CONFLICT);
+    let (_, got) = app
+        .get(&format!("/escrows/logis/{imp_uid}"), Some(&token))
+        .await;
+    assert_eq!(got["response"]["company"], "CJ대한통운");
+    let plain = app.paid(&token, "web-plain", 1000).await;
+    let (status, _) = app
+        .post(
+            &format!("/escrows/logis/{}", plain["imp_uid"].as_str().unwrap()),
+            Some(&token),
+            logis.clone(),
+        )
+        .await;
+    assert_eq!(status, reqwest::StatusCode::BAD_REQUEST);
+    let (status, _) = app
+        .post("/escrows/logis/imp_000000000000", Some(&token), logis)
+        .await;
+    assert_eq!(status, reqwest::StatusCode::NOT_FOUND);
+}
