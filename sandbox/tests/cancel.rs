@@ -184,8 +184,15 @@ async fn unsupported_mod_types_and_malformed_tnos_are_refused() {
     let harness = spawn().await;
     let tno = harness.approved("mod1", "1000").await;
     assert_eq!(
-        harness.cancel(&tno, "STE1", json!({})).await["res_cd"],
+        harness.cancel(&tno, "STE9", json!({})).await["res_cd"],
         "9503"
+    );
+    // Escrow shipping (STE1) exists, but only for escrow approvals.
+    assert_eq!(
+        harness
+            .cancel(&tno, "STE1", json!({"deli_numb": "123", "deli_corp": "CJ"}))
+            .await["res_cd"],
+        "8501"
     );
     assert_eq!(
         harness.cancel("123", "STSC", json!({})).await["res_cd"],
