@@ -29,6 +29,18 @@ impl Gateway {
         attempt: pg_attempt::Model,
         honour: bool,
     ) -> ServiceResult<ApprovalOutcome> {
+        // Only card (PACA) and point (PAPT) inquiries exist in the connector. A window payment of
+        // another method (bank transfer, virtual account, phone, gift) must not be concluded from
+        // a card inquiry that cannot find it: it stays open, visible to the operator.
+        if !matches!(
+            payment.pay_method.as_str(),
+            "card" | "samsung" | "kakaopay" | "naverpay" | "payco" | POINT
+        ) {
+            tracing::error!(imp_uid = %payment.imp_uid, pay_method = %payment.pay_method, "unknown outcome needs manual reconciliation: no inquiry for this method");
+            self.postpone(attempt, "no inquiry for this pay method: reconcile by hand")
+                .await?;
+            return Ok(ApprovalOutcome::Unknown(payment));
+        }
         let trade = match &attempt.tno {
             Some(t) => TradeRef::Tno(t.clone()),
             None => TradeRef::OrderNo(attempt.order_no.clone()),
