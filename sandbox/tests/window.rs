@@ -1,0 +1,220 @@
+//! The standard payment window over real HTTP: registration, the window page, the post back to
+//! Ret_URL, and the approval that redeems the window's result once.
+mod common;
+
+use common::{merchant, spawn, Harness};
+use serde_json::{json, Value};
+
+/// The named inputs of the first form of a page.
+fn inputs(html: &str) -> Vec<(String, String)> {
+    let attr = |tag: &str, name: &str| -> Option<String> {
+        let key = format!("{name}=\"");
+        let start = tag.find(&key)? + key.len();
+        Some(tag[start..start + tag[start..].find('"')?].replace("&amp;", "&"))
+    };
+    let mut out = Vec::new();
+    let mut rest = html;
+    while let Some(i) = rest.find("<input") {
+        let tag = &rest[i..i + rest[i..].find('>').unwrap()];
+        if let Some(name) = attr(tag, "name") {
+            out.push((name, attr(tag, "value").unwrap_or_default()));
+        }
+        rest = &rest[i + 6..];
+    }
+    out
+}
+
+fn get<'a>(fields: &'a [(String, String)], k: &str) -> &'a str {
+    fields
+        .iter()
+        .find(|(n, _)| n == k)
+        .map(|(_, v)| v.as_str())
+        .unwrap_or("")
+}
+
+async fn register(h: &Harness, order: &str, amount: &str, method: &str) -> Value {
+    h.post(
+        kcp_sandbox::paths::TRADE_REGISTER,
+        &json!({"site_cd": "T0000", "kcp_cert_info": merchant("T0000").cert_info, "ordr_idxx": order, "good_mny": amount,
+                "good_name": "테스트", "pay_method": method, "Ret_URL": "http://shop.test/return", "escw_used": "N", "user_agent": "pc"}),
+    )
+    .await
+}
+
+/// Opens the window and submits it; returns the fields posted back to Ret_URL.
+async fn pay(
+    h: &Harness,
+    reg: &Value,
+    order: &str,
+    amount: &str,
+    entered: &[(&str, &str)],
+) -> Vec<(String, String)> {
+    let window = h
+        .client
+        .post(h.url(kcp_sandbox::paths::PAY_WINDOW))
+        .form(&[
+            ("approval_key", reg["approvalKey"].as_str().unwrap()),
+            ("traceNo", reg["traceNo"].as_str().unwrap()),
+            ("ordr_idxx", order),
+            ("good_mny", amount),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        window.contains("id=\"pay\"") && window.contains("id=\"cancel\""),
+        "{window}"
+    );
+    let mut form = inputs(&window);
+    for (k, v) in entered {
+        form.push((k.to_string(), v.to_string()));
+    }
+    let back = h
+        .client
+        .post(h.url("/pay/submit"))
+        .form(&form)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        back.contains("action=\"http://shop.test/return\""),
+        "{back}"
+    );
+    inputs(&back)
+}
+
+fn approval(fields: &[(String, String)], ordr_mony: &str, pay_type: &str) -> Value {
+    json!({"tran_cd": get(fields, "tran_cd"), "site_cd": "T0000", "kcp_cert_info": merchant("T0000").cert_info,
+           "enc_data": get(fields, "enc_data"), "enc_info": get(fields, "enc_info"), "ordr_mony": ordr_mony, "pay_type": pay_type})
+}
+
+#[tokio::test]
+async fn registration_gives_an_approval_key_trace_no_and_the_window_url() {
+    let h = spawn().await;
+    let reg = register(&h, "W1", "1000", "CARD").await;
+    assert_eq!(reg["Code"], "0000", "{reg}");
+    assert!(reg["traceNo"].as_str().unwrap().starts_with("T0000"));
+    assert!(reg["PayUrl"]
+        .as_str()
+        .unwrap()
+        .ends_with("/pay/mobileGW.kcp"));
+    let bad = register(&h, "W-1", "1000", "CARD").await;
+    assert_eq!(bad["Code"], "0002");
+}
+
+#[tokio::test]
+async fn a_card_window_result_is_approved_once_for_the_right_amount() {
+    let h = spawn().await;
+    let reg = register(&h, "W2", "5000", "CARD").await;
+    let back = pay(
+        &h,
+        &reg,
+        "W2",
+        "5000",
+        &[
+            ("card_no", "4111111111111111"),
+            ("card_expiry", "3112"),
+            ("action", "pay"),
+        ],
+    )
+    .await;
+    assert_eq!(get(&back, "res_cd"), "0000");
+    assert_eq!(get(&back, "use_pay_method"), "100000000000");
+    assert_eq!(get(&back, "ordr_chk"), "W2|5000");
+    assert!(
+        !get(&back, "enc_data").contains("4111"),
+        "enc_data never carries the card number"
+    );
+    let wrong = h
+        .post(
+            kcp_sandbox::paths::ENC_PAYMENT,
+            &approval(&back, "4999", "PACA"),
+        )
+        .await;
+    assert_eq!(wrong["res_cd"], "8059", "{wrong}");
+    let ok = h
+        .post(
+            kcp_sandbox::paths::ENC_PAYMENT,
+            &approval(&back, "5000", "PACA"),
+        )
+        .await;
+    assert_eq!(ok["res_cd"], "0000", "{ok}");
+    assert_eq!(ok["card_no"], "411111******1111");
+    let replay = h
+        .post(
+            kcp_sandbox::paths::ENC_PAYMENT,
+            &approval(&back, "5000", "PACA"),
+        )
+        .await;
+    assert_eq!(replay["res_cd"], "9530", "{replay}");
+    assert_eq!(h.sandbox.ledger().len(), 1);
+}
+
+#[tokio::test]
+async fn a_buyer_cancel_or_a_declining_card_comes_back_without_enc_data() {
+    let h = spawn().await;
+    let reg = register(&h, "W3", "1000", "CARD").await;
+    let back = pay(&h, &reg, "W3", "1000", &[("action", "cancel")]).await;
+    assert_eq!(get(&back, "res_cd"), "3001");
+    assert_eq!(get(&back, "enc_data"), "");
+    let reg = register(&h, "W4", "1000", "CARD").await;
+    let back = pay(
+        &h,
+        &reg,
+        "W4",
+        "1000",
+        &[
+            ("card_no", kcp_sandbox::test_cards::DAILY_LIMIT_EXCEEDED),
+            ("card_expiry", "3112"),
+            ("action", "pay"),
+        ],
+    )
+    .await;
+    assert_eq!(get(&back, "res_cd"), "8186");
+}
+
+#[tokio::test]
+async fn a_virtual_account_window_issues_an_account_with_a_deadline() {
+    let h = spawn().await;
+    let reg = register(&h, "W5", "7000", "VCNT").await;
+    let back = pay(
+        &h,
+        &reg,
+        "W5",
+        "7000",
+        &[("bank", "BK07"), ("action", "pay")],
+    )
+    .await;
+    let ok = h
+        .post(
+            kcp_sandbox::paths::ENC_PAYMENT,
+            &approval(&back, "7000", "PAVC"),
+        )
+        .await;
+    assert_eq!(ok["res_cd"], "0000", "{ok}");
+    assert_eq!(ok["bankcode"], "BK07");
+    assert!(ok["account"].as_str().unwrap().starts_with('T'));
+    assert_eq!(ok["va_date"].as_str().unwrap().len(), 14);
+    let wrong_type = register(&h, "W6", "7000", "VCNT").await;
+    let back = pay(
+        &h,
+        &wrong_type,
+        "W6",
+        "7000",
+        &[("bank", "BK07"), ("action", "pay")],
+    )
+    .await;
+    let refused = h
+        .post(
+            kcp_sandbox::paths::ENC_PAYMENT,
+            &approval(&back, "7000", "PACA"),
+        )
+        .await;
+    assert_eq!(refused["res_cd"], "8104", "{refused}");
+}
