@@ -135,6 +135,11 @@ impl App {
             .await
             .with_context(|| format!("listen on {}", config.listen))?;
         let addr = listener.local_addr()?;
+        if let Some(sb) = &sandbox {
+            // The embedded KCP sends its common notifications (vbank deposits) to this gateway.
+            sb.sandbox
+                .set_notify_url("*", &format!("http://{addr}/kcp/notify"));
+        }
         let service = http_service(AppState {
             gateway: gateway.clone(),
         });

@@ -26,6 +26,10 @@ pub(crate) fn routes() -> Router<Arc<Shared>> {
         .route("/_sandbox/batch-keys", get(batch_keys))
         .route("/_sandbox/points", get(points))
         .route("/_sandbox/certificates", post(issue_certificate))
+        .route("/_sandbox/notify-url", post(set_notify_url))
+        .route("/_sandbox/vbank/deposit", post(deposit))
+        .route("/_sandbox/notifications", get(notifications))
+        .route("/_sandbox/notifications/flush", post(flush))
 }
 
 async fn add_fault(State(shared): State<Arc<Shared>>, Json(rule): Json<FaultRule>) -> StatusCode {
@@ -79,4 +83,48 @@ async fn issue_certificate(
             .into_response(),
         Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
     }
+}
+
+#[derive(Deserialize)]
+struct NotifyUrl {
+    site_cd: String,
+    url: String,
+}
+
+async fn set_notify_url(State(shared): State<Arc<Shared>>, Json(r): Json<NotifyUrl>) -> StatusCode {
+    crate::notify::set_url(&shared, &r.site_cd, &r.url);
+    StatusCode::NO_CONTENT
+}
+
+#[derive(Deserialize)]
+struct Deposit {
+    tno: String,
+    /// Defaults to the account's amount.
+    amount: Option<i64>,
+    op_cd: Option<String>,
+}
+
+async fn deposit(State(shared): State<Arc<Shared>>, Json(d): Json<Deposit>) -> Response {
+    let amount = match d.amount {
+        Some(a) => a,
+        None => match shared.ledger().get(&d.tno) {
+            Some(e) => e.amount,
+            None => return (StatusCode::NOT_FOUND, "no such virtual account").into_response(),
+        },
+    };
+    match crate::notify::deposit(&shared, &d.tno, amount, d.op_cd.as_deref().unwrap_or("00")) {
+        Ok(record) => {
+            crate::notify::deliver(shared.clone(), record.clone());
+            Json(record).into_response()
+        }
+        Err(e) => (StatusCode::BAD_REQUEST, e.to_string()).into_response(),
+    }
+}
+
+async fn notifications(State(shared): State<Arc<Shared>>) -> Response {
+    Json(crate::notify::log(&shared)).into_response()
+}
+
+async fn flush(State(shared): State<Arc<Shared>>) -> Response {
+    Json(serde_json::json!({"acknowledged": crate::notify::flush(&shared).await})).into_response()
 }

@@ -25,6 +25,7 @@ mod hub;
 mod inquiry;
 pub mod keyfile;
 pub mod ledger;
+pub mod notify;
 mod point;
 mod router;
 pub mod test_cards;
@@ -106,6 +107,8 @@ pub(crate) struct Shared {
     faults: Mutex<faults::FaultBook>,
     /// Trades registered for the payment window and what buyers entered in it.
     windows: Mutex<window::WindowBook>,
+    /// Notification URLs, deposits and every notification sent.
+    notify: Mutex<notify::NotifyBook>,
 }
 
 impl Shared {
@@ -127,6 +130,12 @@ impl Shared {
 
     pub(crate) fn points(&self) -> MutexGuard<'_, point::PointBook> {
         self.points
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    pub(crate) fn notify(&self) -> MutexGuard<'_, notify::NotifyBook> {
+        self.notify
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
@@ -156,6 +165,7 @@ impl Sandbox {
                 points: Mutex::default(),
                 faults: Mutex::default(),
                 windows: Mutex::default(),
+                notify: Mutex::default(),
             }),
         })
     }
@@ -182,6 +192,33 @@ impl Sandbox {
 
     pub fn clear_faults(&self) {
         self.shared.faults().clear();
+    }
+
+    /// Where KCP's common notifications for `site_cd` go (`*` = any site without its own).
+    pub fn set_notify_url(&self, site_cd: &str, url: &str) {
+        notify::set_url(&self.shared, site_cd, url);
+    }
+
+    /// A deposit on an issued virtual account (`op_cd` "13" reverses one): recorded, then
+    /// notified (`TX00`) in the background until the merchant acknowledges it.
+    pub fn deposit(
+        &self,
+        tno: &str,
+        amount: i64,
+        op_cd: &str,
+    ) -> Result<notify::NotificationRecord, notify::DepositError> {
+        let record = notify::deposit(&self.shared, tno, amount, op_cd)?;
+        notify::deliver(self.shared.clone(), record.clone());
+        Ok(record)
+    }
+
+    /// Re-sends every notification not acknowledged yet, now; returns how many were acknowledged.
+    pub async fn flush_notifications(&self) -> usize {
+        notify::flush(&self.shared).await
+    }
+
+    pub fn notifications(&self) -> Vec<notify::NotificationRecord> {
+        notify::log(&self.shared)
     }
 
     /// A snapshot of every approval, in approval order.

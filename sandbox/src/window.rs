@@ -57,6 +57,13 @@ pub(crate) struct WindowBook {
     results: HashMap<String, WindowResult>,
     /// Escrow approvals (tno → site) and whether shipping was registered (`STE1`).
     escrow: HashMap<String, (String, bool)>,
+    /// Issued virtual accounts: tno → account number.
+    accounts: HashMap<String, String>,
+}
+
+/// The account number of an issued virtual account.
+pub(crate) fn vbank_account(s: &Shared, tno: &str) -> Option<String> {
+    s.windows().accounts.get(tno).cloned()
 }
 
 /// A documented sandbox code: `STE1` on a transaction that is not an escrow payment.
@@ -615,6 +622,7 @@ fn handle_approval(s: &Shared, body: &Bytes) -> Result<Reply, Refusal> {
                 .set("depositor", "한국사이버결제")
                 .set("va_name", "구매자")
                 .set("va_date", format!("{}235959", &due[..8]));
+            s.windows().accounts.insert(entry.tno.clone(), account);
         }
         "MOBX" => {
             reply

@@ -218,3 +218,66 @@ async fn a_virtual_account_window_issues_an_account_with_a_deadline() {
         .await;
     assert_eq!(refused["res_cd"], "8104", "{refused}");
 }
+
+/// A notification receiver that refuses the first `fail` notifications, then acknowledges.
+async fn receiver(fail: usize) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let seen = std::sync::Arc::new(AtomicUsize::new(0));
+    let counter = seen.clone();
+    let app = axum::Router::new().route(
+        "/notify",
+        axum::routing::post(move || {
+            let n = counter.fetch_add(1, Ordering::SeqCst);
+            async move {
+                if n < fail {
+                    "<html><body>error</body></html>".to_string()
+                } else {
+                    "<html><body><form><input type=\"hidden\" name=\"result\" value=\"0000\"></form></body></html>".to_string()
+                }
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/notify", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (url, seen)
+}
+
+#[tokio::test]
+async fn a_deposit_notification_is_sent_again_until_the_merchant_answers_0000() {
+    let h = spawn().await;
+    let reg = register(&h, "W7", "7000", "VCNT").await;
+    let back = pay(
+        &h,
+        &reg,
+        "W7",
+        "7000",
+        &[("bank", "BK04"), ("action", "pay")],
+    )
+    .await;
+    let ok = h
+        .post(
+            kcp_sandbox::paths::ENC_PAYMENT,
+            &approval(&back, "7000", "PAVC"),
+        )
+        .await;
+    let tno = ok["tno"].as_str().unwrap().to_string();
+    let (url, seen) = receiver(2).await;
+    h.sandbox.set_notify_url("T0000", &url);
+    let record = h.sandbox.deposit(&tno, 7000, "00").unwrap();
+    assert_eq!(record.total, 7000);
+    // Don't wait for the backoff: flush until acknowledged (bounded).
+    for _ in 0..5 {
+        if h.sandbox.notifications()[0].acknowledged {
+            break;
+        }
+        h.sandbox.flush_notifications().await;
+    }
+    let sent = h.sandbox.notifications();
+    assert!(sent[0].acknowledged, "{sent:?}");
+    assert!(seen.load(std::sync::atomic::Ordering::SeqCst) >= 3);
+    assert!(
+        h.sandbox.deposit("20260101000000", 1, "00").is_err(),
+        "only issued accounts take deposits"
+    );
+}

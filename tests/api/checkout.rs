@@ -321,3 +321,37 @@ async fn escrow_delivery_is_registered_once_and_refused_for_other_payments() {
         .await;
     assert_eq!(status, reqwest::StatusCode::NOT_FOUND);
 }
+
+#[tokio::test]
+async fn a_deposit_at_the_sandbox_is_notified_and_makes_the_vbank_payment_paid() {
+    let app = spawn_app().await;
+    let vbank = request_pay(
+        &app,
+        json!({"pay_method": "vbank", "merchant_uid": "web-dep", "amount": 8000}),
+        &[("bank", "BK04"), ("action", "pay")],
+    )
+    .await;
+    let token = app.token().await;
+    let imp_uid = vbank["imp_uid"].as_str().unwrap();
+    let (_, p) = app.get(&format!("/payments/{imp_uid}"), Some(&token)).await;
+    let tno = p["response"]["pg_tid"].as_str().unwrap().to_string();
+    app.sandbox.deposit(&tno, 8000, "00").unwrap();
+    let mut paid = false;
+    for _ in 0..50 {
+        let (_, p) = app.get(&format!("/payments/{imp_uid}"), Some(&token)).await;
+        if p["response"]["status"] == "paid" {
+            paid = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(paid, "the TX00 notification made the payment paid");
+    let sent = app.sandbox.notifications();
+    assert_eq!(sent.len(), 1);
+    assert!(sent[0].acknowledged, "{sent:?}");
+    assert_eq!(
+        app.sandbox.flush_notifications().await,
+        0,
+        "nothing left to send"
+    );
+}
