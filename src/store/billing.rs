@@ -131,6 +131,21 @@ pub async fn reschedule(
     Ok(res.rows_affected == 1)
 }
 
+/// Due at `now`: pending and time has come, or running on an instance whose lease ran out.
+fn due(now: i64) -> Condition {
+    Condition::any()
+        .add(
+            Condition::all()
+                .add(schedule::Column::Status.eq("scheduled"))
+                .add(schedule::Column::ScheduleAt.lte(now)),
+        )
+        .add(
+            Condition::all()
+                .add(schedule::Column::Status.eq("executing"))
+                .add(schedule::Column::LeaseUntil.lt(now)),
+        )
+}
+
 /// Schedules due now: pending ones whose time has come, and running ones whose instance's lease
 /// ran out (it died mid-charge).
 pub async fn due_schedules(
@@ -141,19 +156,7 @@ pub async fn due_schedules(
     schedule::Entity::find()
         .select_only()
         .column(schedule::Column::Id)
-        .filter(
-            Condition::any()
-                .add(
-                    Condition::all()
-                        .add(schedule::Column::Status.eq("scheduled"))
-                        .add(schedule::Column::ScheduleAt.lte(now)),
-                )
-                .add(
-                    Condition::all()
-                        .add(schedule::Column::Status.eq("executing"))
-                        .add(schedule::Column::LeaseUntil.lt(now)),
-                ),
-        )
+        .filter(due(now))
         .order_by_asc(schedule::Column::ScheduleAt)
         .limit(limit)
         .into_tuple::<i64>()
@@ -173,19 +176,7 @@ pub async fn claim_schedule(
         .col_expr(schedule::Column::LeaseUntil, Expr::value(lease_until))
         .col_expr(schedule::Column::UpdatedAt, Expr::value(now))
         .filter(schedule::Column::Id.eq(id))
-        .filter(
-            Condition::any()
-                .add(
-                    Condition::all()
-                        .add(schedule::Column::Status.eq("scheduled"))
-                        .add(schedule::Column::ScheduleAt.lte(now)),
-                )
-                .add(
-                    Condition::all()
-                        .add(schedule::Column::Status.eq("executing"))
-                        .add(schedule::Column::LeaseUntil.lt(now)),
-                ),
-        )
+        .filter(due(now))
         .exec(db)
         .await?;
     Ok(res.rows_affected == 1)
