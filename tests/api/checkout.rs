@@ -355,3 +355,115 @@ async fn a_deposit_at_the_sandbox_is_notified_and_makes_the_vbank_payment_paid()
         "nothing left to send"
     );
 }
+
+/// A local merchant endpoint for confirm_url that refuses with a reason.
+async fn refusing_confirm_url() -> String {
+    let app = axum::Router::new().route(
+        "/confirm",
+        axum::routing::post(|| async {
+            (
+                axum::http::StatusCode::BAD_REQUEST,
+                axum::Json(json!({"reason": "재고 없음"})),
+            )
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/confirm", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    url
+}
+
+#[tokio::test]
+async fn a_confirm_url_refusal_stops_the_payment_before_approval_with_its_reason() {
+    let app = spawn_app().await;
+    let confirm = refusing_confirm_url().await;
+    let rsp = request_pay(
+        &app,
+        json!({"pay_method": "card", "merchant_uid": "web-confirm", "amount": 1000, "confirm_url": confirm}),
+        &[("card_no", "4111111111111111"), ("card_expiry", "3112"), ("action", "pay")],
+    )
+    .await;
+    assert_eq!(rsp["success"], false, "{rsp}");
+    assert_eq!(
+        rsp["error_msg"],
+        "고객사 요청에 의해 결제를 중단합니다. (상세사유 : 재고 없음)"
+    );
+    assert!(app.sandbox.ledger().is_empty(), "nothing was approved");
+    let token = app.token().await;
+    let (_, p) = app
+        .get(
+            &format!("/payments/{}", rsp["imp_uid"].as_str().unwrap()),
+            Some(&token),
+        )
+        .await;
+    assert_eq!(p["response"]["status"], "failed");
+}
+
+#[tokio::test]
+async fn a_tampered_order_check_in_the_window_result_is_refused_without_approval() {
+    let app = spawn_app().await;
+    let (_, started) = app
+        .post("/checkout/request", None, json!({"imp_code": "imp00000000", "params": {"merchant_uid": "web-tamper", "amount": 50000}, "page_url": "http://shop.test/"}))
+        .await;
+    let hand_off = app
+        .http
+        .get(started["response"]["start_url"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let (pay_url, fields) = form(&hand_off);
+    let window = post_form(&app, &pay_url, &fields).await;
+    let (submit, mut entered) = form(&window);
+    entered.extend(
+        [
+            ("card_no", "4111111111111111"),
+            ("card_expiry", "3112"),
+            ("action", "pay"),
+        ]
+        .map(|(k, v)| (k.to_string(), v.to_string())),
+    );
+    let submit = format!("{}{}", pay_url.split("/pay/").next().unwrap(), submit);
+    let back = post_form(&app, &submit, &entered).await;
+    let (ret_url, mut result) = form(&back);
+    // The buyer's browser rewrites the amount it reports back.
+    for (k, v) in result.iter_mut() {
+        if k == "ordr_chk" {
+            *v = v.replace("|50000", "|500");
+        }
+    }
+    let answer = post_form(&app, &ret_url, &result).await;
+    assert!(answer.contains("\"success\":false"), "{answer}");
+    assert!(app.sandbox.ledger().is_empty(), "nothing was approved");
+}
+
+#[tokio::test]
+async fn the_billing_key_window_stores_a_key_without_charging_and_again_uses_it() {
+    let app = spawn_app().await;
+    let rsp = request_pay(
+        &app,
+        json!({"pg": "kcp_billing", "pay_method": "card", "merchant_uid": "web-billing", "amount": 0, "customer_uid": "web-cust"}),
+        &[("card_no", "5555555555554444"), ("card_expiry", "3112"), ("action", "pay")],
+    )
+    .await;
+    assert_eq!(rsp["success"], true, "{rsp}");
+    assert!(
+        app.sandbox.ledger().is_empty(),
+        "issuing a key charges nothing"
+    );
+    let token = app.token().await;
+    let (_, c) = app.get("/subscribe/customers/web-cust", Some(&token)).await;
+    assert_eq!(c["response"]["card_number"], "555555******4444", "{c}");
+    let (_, p) = app
+        .get(
+            &format!("/payments/{}", rsp["imp_uid"].as_str().unwrap()),
+            Some(&token),
+        )
+        .await;
+    assert_eq!(p["response"]["customer_uid_usage"], "issue");
+    let (_, paid) = crate::billing::again(&app, &token, "web-cust", "web-billing-1", 4900).await;
+    assert_eq!(paid["response"]["status"], "paid", "{paid}");
+    assert_eq!(app.sandbox.ledger().len(), 1);
+}
