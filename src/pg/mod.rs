@@ -352,7 +352,8 @@ pub struct RegisteredTrade {
 }
 
 /// The opaque window result KCP posted to `Ret_URL`, to redeem at `gw/enc/v1/payment`.
-#[derive(Debug, Clone)]
+/// `Debug` hides `enc_data` / `enc_info`: they are what the buyer entered, encrypted.
+#[derive(Clone)]
 pub struct WindowApprovalRequest {
     pub order_no: String,
     /// The merchant's own amount (`ordr_mony`): KCP compares it with the window amount (8059).
@@ -363,6 +364,18 @@ pub struct WindowApprovalRequest {
     pub enc_info: String,
     /// `use_pay_method` 12-digit bitmask as posted; the connector derives `pay_type` from it.
     pub use_pay_method: String,
+}
+
+impl std::fmt::Debug for WindowApprovalRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WindowApprovalRequest")
+            .field("order_no", &self.order_no)
+            .field("amount", &self.amount)
+            .field("tran_cd", &self.tran_cd)
+            .field("use_pay_method", &self.use_pay_method)
+            .field("enc_data", &"<redacted>")
+            .finish()
+    }
 }
 
 /// A window approval, per method (spec/kcp.md §2.4).

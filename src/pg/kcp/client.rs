@@ -3,9 +3,9 @@
 //!
 //! | what happened                                                              | result                |
 //! |---------------------------------------------------------------------------|-----------------------|
-//! | transport error, timeout, HTTP 5xx, unreadable body                       | [`PgError::Unknown`]  |
-//! | readable body, `res_cd` ≠ `0000`                                          | [`PgError::Declined`] |
-//! | `res_cd` `0000` but no `tno` / amount / `pnt_amount` / `batch_key` / `rsv_pnt` | [`PgError::Unknown`]  |
+//! | transport error, timeout, HTTP 5xx, unreadable body, no `res_cd` (registration: no `Code`) | [`PgError::Unknown`]  |
+//! | readable body, `res_cd` ≠ `0000` (registration: `Code` ≠ `0000`)          | [`PgError::Declined`] |
+//! | `res_cd` `0000` but no `tno` / amount / `pnt_amount` / `batch_key` / `rsv_pnt` (vbank: `account` / `va_date`; registration: `approvalKey` / `traceNo` / `PayUrl`) | [`PgError::Unknown`]  |
 //! | approval whose amount (points: `pnt_amount`) or order number ≠ the request | [`PgError::Mismatch`] |
 //! | `res_cd` `0000`                                                           | `Ok`                  |
 //!
@@ -35,8 +35,9 @@ use crate::pg::{
     PointPaymentRequest, TradeRef, TradeState, Won,
 };
 
-/// KCP endpoints (spec/kcp.md §1). Only `hub`, `cancel` and `inquiry` are used by this connector;
-/// the others are here so the checkout flow configures every KCP URL in one place.
+/// KCP endpoints (spec/kcp.md §1). `mobile_trade_register` (the older registration without
+/// `kcp_cert_info`) is not called by this connector; it is here so every KCP URL is configured in
+/// one place.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KcpUrls {
     /// `gw/hub/v1/payment`: key-in, billing-key issuance / payment / delete, Benepia points.
@@ -145,7 +146,13 @@ impl KcpConnector {
         if config.timeout.is_zero() {
             return Err(PgError::Config("KCP timeout must be positive".into()));
         }
-        for url in [&config.urls.hub, &config.urls.cancel, &config.urls.inquiry] {
+        for url in [
+            &config.urls.hub,
+            &config.urls.cancel,
+            &config.urls.inquiry,
+            &config.urls.enc_payment,
+            &config.urls.trade_register,
+        ] {
             if reqwest::Url::parse(url).is_err() {
                 return Err(PgError::Config(format!("invalid KCP URL `{url}`")));
             }
@@ -182,23 +189,7 @@ impl KcpConnector {
         url: &str,
         body: &Req,
     ) -> Result<Answer<Resp>, PgError> {
-        let started = std::time::Instant::now();
-        let response = self.http.post(url).timeout(self.timeout).json(body).send().await.map_err(|e| {
-            tracing::warn!(error = %e, timeout = e.is_timeout(), elapsed_ms = started.elapsed().as_millis() as u64, "KCP call failed");
-            PgError::Unknown(transport_message(&e))
-        })?;
-        let status = response.status();
-        let bytes = response.bytes().await.map_err(|e| {
-            tracing::warn!(error = %e, %status, "reading KCP answer failed");
-            PgError::Unknown(transport_message(&e))
-        })?;
-        tracing::debug!(%status, bytes = bytes.len(), elapsed_ms = started.elapsed().as_millis() as u64, "KCP answered");
-        if status.is_server_error() {
-            return Err(PgError::Unknown(format!("KCP answered HTTP {status}")));
-        }
-        // KCP's REST answers are UTF-8; a legacy EUC-KR message must not turn a clear refusal
-        // into an unknown outcome, so undecodable bytes are replaced rather than rejected.
-        let text = String::from_utf8_lossy(&bytes);
+        let (status, text) = self.post(url, body).await?;
         let head: ResultHead = serde_json::from_str(&text).map_err(|e| unreadable(status, &e))?;
         let code = head.res_cd.as_deref().map(str::trim).unwrap_or_default();
         if code.is_empty() {
@@ -215,6 +206,32 @@ impl KcpConnector {
         }
         let parsed = serde_json::from_str(&text).map_err(|e| unreadable(status, &e))?;
         Ok(Answer::Success(parsed))
+    }
+
+    /// POSTs `body` as JSON and returns the answer's text when there is one to read: transport
+    /// failures, timeouts and HTTP 5xx are [`PgError::Unknown`].
+    async fn post<Req: Serialize>(
+        &self,
+        url: &str,
+        body: &Req,
+    ) -> Result<(reqwest::StatusCode, String), PgError> {
+        let started = std::time::Instant::now();
+        let response = self.http.post(url).timeout(self.timeout).json(body).send().await.map_err(|e| {
+            tracing::warn!(error = %e, timeout = e.is_timeout(), elapsed_ms = started.elapsed().as_millis() as u64, "KCP call failed");
+            PgError::Unknown(transport_message(&e))
+        })?;
+        let status = response.status();
+        let bytes = response.bytes().await.map_err(|e| {
+            tracing::warn!(error = %e, %status, "reading KCP answer failed");
+            PgError::Unknown(transport_message(&e))
+        })?;
+        tracing::debug!(%status, bytes = bytes.len(), elapsed_ms = started.elapsed().as_millis() as u64, "KCP answered");
+        if status.is_server_error() {
+            return Err(PgError::Unknown(format!("KCP answered HTTP {status}")));
+        }
+        // KCP's REST answers are UTF-8; a legacy EUC-KR message must not turn a clear refusal
+        // into an unknown outcome, so undecodable bytes are replaced rather than rejected.
+        Ok((status, String::from_utf8_lossy(&bytes).into_owned()))
     }
 }
 

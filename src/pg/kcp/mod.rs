@@ -1,9 +1,12 @@
 //! The NHN KCP connector: [`KcpConnector`] implements [`super::PgConnector`] over KCP's REST API
 //! (spec/kcp.md §2.7 key-in, §2.9 cancel, §2.10 inquiry) and [`super::PgBilling`] (§2.5–§2.6
-//! billing keys, §2.8 Benepia points). Mapping notes live in docs/kcp.md.
+//! billing keys, §2.8 Benepia points) and [`super::PgCheckout`] (§1–§2.5 the payment window, §2.11
+//! escrow shipping). Mapping notes live in docs/kcp.md.
 //!
-//! - `client.rs`: configuration, HTTP calls and the error semantics that keep money safe.
-//! - `wire.rs`: serde structs, exactly KCP's field names and string formats.
+//! - `client.rs`: configuration, HTTP calls and the error semantics that keep money safe
+//!   (`client/window.rs`: the window calls).
+//! - `wire.rs`: serde structs, exactly KCP's field names and string formats (`wire/window.rs`: the
+//!   window's).
 //! - `codes.rs`: KCP `res_cd` → [`super::DeclineReason`].
 //! - `sign.rs`: the service certificate (`kcp_cert_info`) and the signing key (`kcp_sign_data`).
 

@@ -1222,6 +1222,19 @@ impl BatchKeyResponse {
     /// registered a key we cannot name, so the caller reports an unknown outcome. When KCP does
     /// not return the masked number, it is masked from the card the merchant sent.
     pub fn into_batch_key(self, card: &CardSecret) -> Result<BatchKey, WireError> {
+        self.into_batch_key_or(|| mask_card_number(&card.number))
+    }
+
+    /// The same for a key issued from the batch window (spec §2.5), where openport never saw the
+    /// card: without `card_mask_no` the masked number is left empty.
+    pub fn into_window_batch_key(self) -> Result<BatchKey, WireError> {
+        self.into_batch_key_or(String::new)
+    }
+
+    fn into_batch_key_or(
+        self,
+        fallback_mask: impl FnOnce() -> String,
+    ) -> Result<BatchKey, WireError> {
         let batch_key = self
             .batch_key
             .as_ref()
@@ -1234,7 +1247,7 @@ impl BatchKeyResponse {
             .as_ref()
             .map(CardNo::masked)
             .filter(|m| !m.is_empty())
-            .unwrap_or_else(|| mask_card_number(&card.number));
+            .unwrap_or_else(fallback_mask);
         let text = |v: Option<&str>| v.map(str::trim).unwrap_or_default().to_owned();
         Ok(BatchKey {
             batch_key,
@@ -1432,6 +1445,8 @@ fn time_or_now(value: Option<&str>, field: &'static str) -> DateTime<Utc> {
 }
 
 pub use crate::domain::card::mask_card_number;
+
+pub mod window;
 
 #[cfg(test)]
 mod tests;

@@ -914,3 +914,5 @@ async fn invalid_billing_input_is_refused_before_anything_is_sent() {
     assert!(kcp.point_balance("A1", &account).await.is_err());
     assert!(script.seen.lock().unwrap().is_empty());
 }
+
+mod window;

@@ -6,12 +6,12 @@ use serde_json::{json, Value};
 const CERT: &str = include_str!("../../../../tests/fixtures/kcp/splCert.pem");
 const KEY: &str = include_str!("../../../../tests/fixtures/kcp/splPrikeyPKCS8.pem");
 
-fn signer() -> KcpSigner {
+pub(super) fn signer() -> KcpSigner {
     KcpSigner::from_pem(CERT, KEY, &SecretString::from("changeit".to_owned()))
         .expect("fixture key loads")
 }
 
-fn golden(name: &str) -> Value {
+pub(super) fn golden(name: &str) -> Value {
     let path = format!(
         "{}/tests/fixtures/kcp/{name}.json",
         env!("CARGO_MANIFEST_DIR")
@@ -21,7 +21,7 @@ fn golden(name: &str) -> Value {
 }
 
 /// Field-by-field so a failure names the field; also fails on extra or missing fields.
-fn assert_matches_golden(built: &impl Serialize, name: &str) {
+pub(super) fn assert_matches_golden(built: &impl Serialize, name: &str) {
     let built = serde_json::to_value(built).unwrap();
     let expected = golden(name);
     let (built, expected) = (built.as_object().unwrap(), expected.as_object().unwrap());
