@@ -23,6 +23,11 @@ pub struct Share {
 }
 
 pub fn sample(gateway_pid: Option<u32>) -> Option<Sample> {
+    sample_all(gateway_pid.as_slice())
+}
+
+/// Like [`sample`], counting several gateway processes together as "gateway".
+pub fn sample_all(gateway_pids: &[u32]) -> Option<Sample> {
     let stat = std::fs::read_to_string("/proc/stat").ok()?;
     let cpu: Vec<u64> = stat
         .lines()
@@ -41,9 +46,10 @@ pub fn sample(gateway_pid: Option<u32>) -> Option<Sample> {
         busy,
         total,
         bench: process_ticks("self").unwrap_or(0),
-        gateway: gateway_pid
-            .and_then(|p| process_ticks(&p.to_string()))
-            .unwrap_or(0),
+        gateway: gateway_pids
+            .iter()
+            .filter_map(|p| process_ticks(&p.to_string()))
+            .sum(),
         database: postgres_ticks(),
     })
 }

@@ -11,8 +11,9 @@ use hdrhistogram::Histogram;
 use serde_json::{json, Value};
 use tokio::task::JoinSet;
 
-/// Card number as a merchant sends it to `/subscribe/payments/onetime` (the sandbox's 신한 test card).
-const CARD_DASHED: &str = "4111-1111-1111-1111";
+/// Card number as a merchant sends it to `/subscribe/payments/onetime` and
+/// `/subscribe/customers/{customer_uid}` (the sandbox's 신한 test card).
+pub const CARD_DASHED: &str = "4111-1111-1111-1111";
 const CARD_DIGITS: &str = "4111111111111111";
 /// Amount of each payment, and of each payment the cancel scenario cancels from.
 const PAYMENT_AMOUNT: i64 = 1000;
@@ -36,6 +37,11 @@ pub enum Scenario {
     SandboxKeyin,
     /// `POST /payments/cancel` of 100 KRW from pre-created 1,000,000 KRW payments.
     Cancel,
+    /// `POST /subscribe/payments/again` with one registered billing key, a new merchant_uid each time.
+    Again,
+    /// Not a closed-loop level: three gateway processes on one fresh PostgreSQL database drain
+    /// `--schedules` due schedules (see scheduler.rs). Runs once, whatever `--concurrency` says.
+    Scheduler,
 }
 
 impl Scenario {
@@ -45,6 +51,8 @@ impl Scenario {
             Scenario::Onetime => "onetime",
             Scenario::SandboxKeyin => "sandbox-keyin",
             Scenario::Cancel => "cancel",
+            Scenario::Again => "again",
+            Scenario::Scheduler => "scheduler",
         }
     }
 }
@@ -62,6 +70,8 @@ pub struct Target {
     pub lookup_imp_uid: String,
     pub cancel_imp_uids: Vec<String>,
     pub cert_info: String,
+    /// The billing key the `again` scenario charges (empty when `again` does not run).
+    pub customer_uid: String,
 }
 
 pub fn future_expiry() -> (String, String) {
@@ -214,6 +224,14 @@ impl Target {
                 );
                 self.onetime(&uid, PAYMENT_AMOUNT).await.map(drop)
             }
+            Scenario::Again => {
+                let uid = format!(
+                    "bench-{}-a{}{}c{}-{}-{}",
+                    self.tag, id.phase, id.round, id.concurrency, id.worker, id.seq
+                );
+                self.again(&uid, PAYMENT_AMOUNT).await
+            }
+            Scenario::Scheduler => bail!("the scheduler scenario is not a request loop"),
             Scenario::Cancel => {
                 // Worker w of c takes payments w, w+c, w+2c, … in turn: no two workers of a level
                 // ever cancel from the same payment, so they do not wait on each other's rows.
@@ -280,6 +298,28 @@ impl Target {
         }
     }
 
+    /// `POST /subscribe/payments/again` with the run's billing key; success is a paid payment.
+    async fn again(&self, merchant_uid: &str, amount: i64) -> anyhow::Result<()> {
+        let res = self
+            .client
+            .post(format!("{}/subscribe/payments/again", self.base))
+            .header("Authorization", &self.token)
+            .json(&json!({
+                "customer_uid": self.customer_uid,
+                "merchant_uid": merchant_uid,
+                "amount": amount,
+                "name": "openport-bench again",
+            }))
+            .send()
+            .await?;
+        let (status, body) = read(res).await?;
+        if status == 200 && body["code"] == 0 && body["response"]["status"] == "paid" {
+            Ok(())
+        } else {
+            bail!("HTTP {status}: {body}")
+        }
+    }
+
     async fn cancel(&self, imp_uid: &str) -> anyhow::Result<()> {
         let res = self
             .client
@@ -332,7 +372,35 @@ impl Target {
     }
 }
 
-async fn read(res: reqwest::Response) -> anyhow::Result<(u16, Value)> {
+/// `POST /subscribe/customers/{customer_uid}`: issues a billing key for the test card (birth
+/// `800101`, so the sandbox authenticates it like a real 본인확인 key).
+pub async fn register_customer(
+    client: &reqwest::Client,
+    base: &str,
+    token: &str,
+    customer_uid: &str,
+    expiry_iso: &str,
+) -> anyhow::Result<()> {
+    let res = client
+        .post(format!("{base}/subscribe/customers/{customer_uid}"))
+        .header("Authorization", token)
+        .json(&json!({
+            "card_number": CARD_DASHED,
+            "expiry": expiry_iso,
+            "birth": "800101",
+            "customer_name": "openport-bench",
+        }))
+        .send()
+        .await?;
+    let (status, body) = read(res).await?;
+    if status == 200 && body["code"] == 0 && body["response"]["customer_uid"] == customer_uid {
+        Ok(())
+    } else {
+        bail!("POST /subscribe/customers/{customer_uid} answered HTTP {status}: {body}")
+    }
+}
+
+pub async fn read(res: reqwest::Response) -> anyhow::Result<(u16, Value)> {
     let status = res.status().as_u16();
     let bytes = res.bytes().await?;
     let body = serde_json::from_slice(&bytes)

@@ -4,6 +4,7 @@
 mod cpu;
 mod load;
 mod report;
+mod scheduler;
 mod server;
 
 use std::path::{Path, PathBuf};
@@ -39,9 +40,22 @@ struct Args {
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "lookup,onetime,sandbox-keyin,cancel"
+        default_value = "lookup,onetime,sandbox-keyin,cancel,again"
     )]
     scenarios: Vec<Scenario>,
+    /// `scheduler`: schedules to create, all due at the same second.
+    #[arg(long, default_value_t = 10_000)]
+    schedules: usize,
+    /// `scheduler`: schedules per `POST /subscribe/payments/schedule`.
+    #[arg(long, default_value_t = 500)]
+    schedule_batch: usize,
+    /// `scheduler`: OPENPORT_RESOLVER__INTERVAL_MS of the three instances (the scheduler runs every
+    /// min(this, 1000) ms).
+    #[arg(long, default_value_t = 200)]
+    scheduler_interval_ms: u64,
+    /// `scheduler`: schedules checked one by one over REST afterwards.
+    #[arg(long, default_value_t = 200)]
+    schedule_sample: usize,
     /// Upper bound on requests per scenario and level (the duration usually ends a level first).
     #[arg(long, default_value_t = 5_000_000)]
     max_requests: u64,
@@ -72,6 +86,9 @@ fn main() -> anyhow::Result<()> {
     }
     if args.duration == 0 {
         bail!("--duration must be at least 1 second");
+    }
+    if args.schedules == 0 || args.schedule_batch == 0 || args.scheduler_interval_ms == 0 {
+        bail!("--schedules, --schedule-batch and --scheduler-interval-ms must be positive");
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -116,9 +133,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
     // The gateway of the moment; `measure` replaces it when it restarts one. Whatever is left in
     // the slot is stopped here, also after an error or Ctrl-C (and killed on drop in any case).
     let mut slot: Option<Gateway> = None;
+    // The `scheduler` scenario's three gateways and its own database, cleaned up like the slot.
+    let mut fleet: Vec<Gateway> = Vec::new();
+    let mut scheduler_db: Option<Database> = None;
     let mut was_interrupted = false;
     let outcome = tokio::select! {
-        r = measure(&args, &mut slot, &bin, &db, &dir, &tag) => r,
+        r = measure(&args, &mut slot, &mut fleet, &mut scheduler_db, &bin, &db, &dir, &tag) => r,
         signal = interrupted() => {
             was_interrupted = true;
             Err(anyhow::anyhow!("interrupted by {signal}"))
@@ -132,6 +152,16 @@ async fn run(args: Args) -> anyhow::Result<()> {
         }
         gateway.stop().await;
     }
+    for gateway in fleet {
+        if failed {
+            eprintln!(
+                "{} (last lines):\n{}",
+                gateway.log.display(),
+                gateway.log_tail(15)
+            );
+        }
+        gateway.stop().await;
+    }
 
     if args.keep || failed {
         eprintln!("kept {} (gateway.log)", dir.display());
@@ -142,15 +172,27 @@ async fn run(args: Args) -> anyhow::Result<()> {
         if let Database::Postgres { name, .. } = &db {
             eprintln!("kept PostgreSQL database {name}");
         }
-    } else if let Err(e) = db.destroy().await {
-        eprintln!("could not drop the benchmark database: {e:#}");
+    } else {
+        for db in std::iter::once(&db).chain(scheduler_db.as_ref()) {
+            if let Err(e) = db.destroy().await {
+                eprintln!("could not drop the benchmark database: {e:#}");
+            }
+        }
+    }
+    if args.keep {
+        if let Some(Database::Postgres { name, .. }) = &scheduler_db {
+            eprintln!("kept PostgreSQL database {name}");
+        }
     }
     outcome
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn measure(
     args: &Args,
     slot: &mut Option<Gateway>,
+    fleet: &mut Vec<Gateway>,
+    scheduler_db: &mut Option<Database>,
     bin: &Path,
     db: &Database,
     dir: &Path,
@@ -164,8 +206,56 @@ async fn measure(
         .no_proxy()
         .build()?;
     let mut results = Vec::new();
+    let mut scheduled = None;
     let mut target: Option<Arc<Target>> = None;
     for &scenario in &args.scenarios {
+        if scenario == Scenario::Scheduler {
+            let Database::Postgres { admin_url, .. } = db else {
+                eprintln!(
+                    "  scheduler: skipped — it needs PostgreSQL (three gateway processes share one \
+                     database); run it with --db postgres://…"
+                );
+                continue;
+            };
+            // Alone on the machine: the level gateway would only take memory and CPU.
+            if let Some(old) = slot.take() {
+                old.stop().await;
+            }
+            target = None;
+            let settings = scheduler::Settings {
+                n: args.schedules,
+                batch: args.schedule_batch,
+                interval_ms: args.scheduler_interval_ms,
+                sample: args.schedule_sample,
+                rust_log: args.gateway_log.clone(),
+            };
+            let r = scheduler::run(
+                &settings,
+                bin,
+                admin_url,
+                dir,
+                tag,
+                &client,
+                fleet,
+                scheduler_db,
+            )
+            .await?;
+            eprintln!(
+                "  scheduler: {} of {} executed, all after {} s ({} schedules/s), exactly once: {}",
+                r.executed,
+                r.n,
+                r.drained
+                    .map_or_else(|| "-".into(), |d| format!("{:.2}", d.as_secs_f64())),
+                r.throughput()
+                    .map_or_else(|| "-".into(), |t| format!("{t:.0}")),
+                r.duplicates_free()
+            );
+            for gateway in fleet.drain(..) {
+                gateway.stop().await;
+            }
+            scheduled = Some(r);
+            continue;
+        }
         for &c in &args.concurrency {
             if target.is_none() || !args.reuse_gateway {
                 if let Some(old) = slot.take() {
@@ -223,13 +313,19 @@ async fn measure(
         gateway_log: args.gateway_log.clone().unwrap_or_else(|| "default".into()),
         restarts: !args.reuse_gateway,
     };
-    println!("{}", report::table(&meta, &results));
+    if !results.is_empty() {
+        println!("{}", report::table(&meta, &results));
+    }
+    if let Some(r) = &scheduled {
+        println!("{}", scheduler::table(r));
+    }
     if let Some(path) = &args.json {
-        std::fs::write(
-            path,
-            serde_json::to_string_pretty(&report::json(&meta, &results))?,
-        )
-        .with_context(|| format!("write {}", path.display()))?;
+        let mut out = report::json(&meta, &results);
+        if let Some(r) = &scheduled {
+            out["scheduler"] = scheduler::json(r);
+        }
+        std::fs::write(path, serde_json::to_string_pretty(&out)?)
+            .with_context(|| format!("write {}", path.display()))?;
         eprintln!("wrote {}", path.display());
     }
     Ok(())
@@ -279,7 +375,22 @@ async fn prepare(
         lookup_imp_uid: String::new(),
         cancel_imp_uids: Vec::new(),
         cert_info,
+        customer_uid: String::new(),
     };
+    if args.scenarios.contains(&Scenario::Again) {
+        // The sandbox keeps batch keys in memory: every fresh gateway needs its own billing key.
+        let uid = format!("bench-{tag}-g{generation}-customer");
+        load::register_customer(
+            client,
+            &target.base,
+            &target.token,
+            &uid,
+            &target.expiry_iso,
+        )
+        .await
+        .context("register the billing key the again scenario charges")?;
+        target.customer_uid = uid;
+    }
     target.lookup_imp_uid = target
         .onetime(&format!("bench-{tag}-g{generation}-lookup"), 1000)
         .await

@@ -130,6 +130,27 @@ pub fn free_ports() -> anyhow::Result<(SocketAddr, SocketAddr)> {
     Ok((a.local_addr()?, b.local_addr()?))
 }
 
+/// How to start one gateway process.
+pub struct Options {
+    /// `OPENPORT_RESOLVER__INTERVAL_MS`; the scheduler runs every min(this, 1000) ms.
+    pub resolver_interval_ms: u64,
+    /// `None`: the embedded sandbox on a free loopback port. `Some(origin)`: no embedded sandbox,
+    /// KCP calls go to `origin` (`OPENPORT_KCP__API_BASE`), e.g. the first instance's sandbox.
+    pub kcp_api_base: Option<String>,
+    /// Log file in the work directory.
+    pub log_name: String,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            resolver_interval_ms: 1000,
+            kcp_api_base: None,
+            log_name: "gateway.log".into(),
+        }
+    }
+}
+
 /// The running gateway. Dropping it kills the process (`kill_on_drop`).
 pub struct Gateway {
     child: Child,
@@ -147,8 +168,20 @@ impl Gateway {
         dir: &Path,
         rust_log: Option<&str>,
     ) -> anyhow::Result<Self> {
+        Self::start_with(bin, db, dir, rust_log, &Options::default())
+    }
+
+    /// [`Gateway::start`] with a resolver/scheduler interval, a log file and, for a second or third
+    /// instance on the same database, the KCP origin of another instance's embedded sandbox.
+    pub fn start_with(
+        bin: &Path,
+        db: &Database,
+        dir: &Path,
+        rust_log: Option<&str>,
+        opts: &Options,
+    ) -> anyhow::Result<Self> {
         let (listen, sandbox) = free_ports()?;
-        let log = dir.join("gateway.log");
+        let log = dir.join(&opts.log_name);
         // Appended: a run may start several gateways on the same database.
         let out = std::fs::OpenOptions::new()
             .create(true)
@@ -166,12 +199,25 @@ impl Gateway {
             .env("OPENPORT_LISTEN", listen.to_string())
             .env("DATABASE_URL", db.url())
             .env("OPENPORT_TEST_MODE", "true")
-            .env("OPENPORT_SANDBOX__LISTEN", sandbox.to_string())
-            .env("OPENPORT_RESOLVER__INTERVAL_MS", "1000")
+            .env(
+                "OPENPORT_RESOLVER__INTERVAL_MS",
+                opts.resolver_interval_ms.to_string(),
+            )
             .stdin(Stdio::null())
             .stdout(Stdio::from(out.try_clone()?))
             .stderr(Stdio::from(out))
             .kill_on_drop(true);
+        let sandbox_base = match &opts.kcp_api_base {
+            None => {
+                cmd.env("OPENPORT_SANDBOX__LISTEN", sandbox.to_string());
+                format!("http://{sandbox}")
+            }
+            Some(base) => {
+                cmd.env("OPENPORT_SANDBOX__EMBEDDED", "false")
+                    .env("OPENPORT_KCP__API_BASE", base);
+                base.clone()
+            }
+        };
         if let Some(level) = rust_log {
             cmd.env("RUST_LOG", level);
         }
@@ -181,7 +227,7 @@ impl Gateway {
         Ok(Self {
             child,
             base: format!("http://{listen}"),
-            sandbox_base: format!("http://{sandbox}"),
+            sandbox_base,
             log,
         })
     }
