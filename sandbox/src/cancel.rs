@@ -1,6 +1,7 @@
 //! `POST /gw/mod/v1/cancel`: full (`STSC`) and partial (`STPC`) cancels of a card approval
 //! (spec/kcp.md §2.9), full cancels of a Benepia point payment (which give the points back) and
-//! their re-approval (`STRA`, spec §2.8, seed 003). Escrow status changes (STE*) belong here later.
+//! their re-approval (`STRA`, spec §2.8, seed 003), cancels of window payments (bank transfer, a paid
+//! virtual account, phone, gift) and escrow shipping start (`STE1`, in `window`).
 
 use std::sync::Arc;
 
@@ -89,6 +90,13 @@ fn handle(shared: &Shared, body: &Bytes) -> Result<Reply, Refusal> {
         return Err(Refusal::new(
             codes::ALREADY_CANCELLED,
             "이미 취소된 거래입니다.",
+        ));
+    }
+    // An unpaid virtual account has nothing to refund (assumption, docs/sandbox.md).
+    if entry.state == TransactionState::Issued {
+        return Err(Refusal::new(
+            codes::VBANK_NOT_DEPOSITED,
+            "입금이 완료되지 않은 가상계좌는 취소할 수 없습니다.",
         ));
     }
     // KCP refunds part of a point payment by cancelling it and re-approving the rest (STRA).

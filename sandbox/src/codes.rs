@@ -80,3 +80,18 @@ pub const ALREADY_REAPPROVED: &str = "8407";
 pub const NO_SUCH_TRANSACTION: &str = "8201";
 /// The message that goes with [`NO_SUCH_TRANSACTION`], exactly.
 pub const NO_SUCH_TRANSACTION_MSG: &str = "해당 거래가 존재하지 않습니다.";
+
+/// `tran_cd` missing on `gw/enc/v1/payment` (spec §4).
+pub const TRAN_CD_MISSING: &str = "9562";
+/// *Assumption*: a window result already redeemed at `gw/enc/v1/payment` (a replay).
+pub const WINDOW_REPLAYED: &str = "9530";
+/// *Assumption*: `enc_data` is no window result the sandbox handed out (or another site's).
+pub const WINDOW_UNKNOWN: &str = "9531";
+/// *Assumption*: approval `ordr_no` is not the registered `ordr_idxx`.
+pub const ORDER_NO_MISMATCH: &str = "9532";
+/// *Assumption*: `STE1` on a transaction that is not an escrow payment.
+pub const NOT_ESCROW: &str = "8501";
+/// *Assumption*: `STE1` a second time on the same transaction.
+pub const ESCROW_ALREADY_SHIPPED: &str = "8502";
+/// *Assumption*: cancel (or `STE1`) of a virtual account that has not been paid in full yet.
+pub const VBANK_NOT_DEPOSITED: &str = "8503";

@@ -117,6 +117,9 @@ async fn deposit(State(shared): State<Arc<Shared>>, Json(d): Json<Deposit>) -> R
             crate::notify::deliver(shared.clone(), record.clone());
             Json(record).into_response()
         }
+        Err(e @ crate::notify::DepositError::NoSuchAccount) => {
+            (StatusCode::NOT_FOUND, e.to_string()).into_response()
+        }
         Err(e) => (StatusCode::BAD_REQUEST, e.to_string()).into_response(),
     }
 }

@@ -8,6 +8,7 @@
 //! Assumption (docs/sandbox.md §6): a Benepia point payment is inquired with `pay_type` PAPT and
 //! answered like a card, minus the card fields, with `stat_pt_cd` in place of `stat_ca_cd`.
 //! `pay_type` picks the kind: a PACA inquiry never finds a point payment, nor PAPT a card.
+//! Window payments are inquired with their own `pay_type` (PABK, PAVC, PAMC, PATK).
 
 use std::sync::Arc;
 
@@ -53,7 +54,10 @@ fn handle(shared: &Shared, body: &Bytes) -> Result<Reply, Refusal> {
     };
     merchant.verify_signature(&fields, &format!("{site_cd}^{signed_id}^{pay_type}"))?;
 
-    if pay_type != "PACA" && pay_type != "PAPT" {
+    if !matches!(
+        pay_type,
+        "PACA" | "PAPT" | "PABK" | "PAVC" | "PAMC" | "PATK"
+    ) {
         return Err(Refusal::new(
             codes::INVALID_FIELD,
             format!("샌드박스가 지원하지 않는 pay_type 입니다: {pay_type}"),
@@ -97,10 +101,22 @@ fn handle(shared: &Shared, body: &Bytes) -> Result<Reply, Refusal> {
                 .set("card_bin_type_02", card.bin_type_02.as_str());
         }
         None => {
+            // Bank transfer and phone follow spec §2.10 (`stat_bk_cd` + `bk_rem_mny`, `stat_hp_cd`
+            // + `hp_rem_mny`); points, virtual accounts and gift certificates are assumptions.
+            let (stat, rem) = match entry.pay_method.as_str() {
+                "PABK" => ("stat_bk_cd", Some("bk_rem_mny")),
+                "PAMC" => ("stat_hp_cd", Some("hp_rem_mny")),
+                "PAVC" => ("stat_va_cd", None),
+                "PATK" => ("stat_tk_cd", None),
+                _ => ("stat_pt_cd", None),
+            };
             reply
-                .set("stat_pt_cd", entry.state.stat_ca_cd())
+                .set(stat, entry.state.stat_ca_cd())
                 .set("app_time", entry.app_time.as_str())
                 .set("app_no", entry.app_no.as_str());
+            if let Some(rem) = rem {
+                reply.set(rem, entry.balance.to_string());
+            }
         }
     }
     if let Some(canc_time) = entry.canc_time() {

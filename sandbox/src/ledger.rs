@@ -23,6 +23,11 @@ pub enum TransactionState {
     /// STSC: cancelled, balance 0.
     #[serde(rename = "STSC")]
     Cancelled,
+    /// A virtual account issued and not paid in full yet (sandbox code `STIS`, an assumption:
+    /// KCP publishes no inquiry status for it). Becomes `Approved` once the deposits reach the
+    /// amount.
+    #[serde(rename = "STIS")]
+    Issued,
 }
 
 impl TransactionState {
@@ -31,6 +36,7 @@ impl TransactionState {
             Self::Approved => "STSR",
             Self::PartiallyCancelled => "STPC",
             Self::Cancelled => "STSC",
+            Self::Issued => "STIS",
         }
     }
 }

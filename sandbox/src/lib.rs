@@ -7,7 +7,9 @@
 //!
 //! One module per KCP call family: `hub` (key-in card payments, dispatching to `batch` for batch
 //! keys and batch payments and to `point` for Benepia points), `cancel` (with point re-approval),
-//! `inquiry`. Trade registration, window approval and notifications are not emulated yet.
+//! `inquiry`; `window` (trade registration, the payment window page, the post back to `Ret_URL`,
+//! approval of window results and escrow shipping start) and `notify` (virtual-account deposits
+//! and KCP's common notifications).
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -38,6 +40,7 @@ pub use ca::IssuedCertificate;
 pub use clock::ManualClock;
 pub use faults::{Fault, FaultRule};
 pub use ledger::{CancelRecord, CardSummary, LedgerEntry, PointSummary, TransactionState};
+pub use notify::{DepositError, NotificationAttempt, NotificationRecord};
 pub use point::PointAccount;
 
 /// The KCP paths the sandbox serves (spec/kcp.md §1), relative to KCP's host.

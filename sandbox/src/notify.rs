@@ -1,29 +1,64 @@
 //! Virtual-account deposits and KCP's common notification (spec §2.12): a deposit on an issued
 //! account is sent to the site's notification URL as a `TX00` form POST, and sent again (bounded
 //! backoff) until the merchant answers the `result=0000` HTML.
+//!
+//! A deposit is recorded whatever its amount (partial and over deposits too: KCP reports what
+//! arrived). The ledger entry moves from `Issued` to `Approved` once the deposits reach the
+//! amount, and back to `Issued` if a reversal (`op_cd` 13) takes the total under it again.
 use std::collections::HashMap;
 use std::time::Duration;
 
-use rand::Rng;
 use serde::Serialize;
 
 use crate::clock::kcp_time;
+use crate::ledger::TransactionState;
 use crate::Shared;
+
+/// `op_cd` of a deposit cancelled through the bank network (spec §2.12).
+pub const OP_CD_REVERSAL: &str = "13";
+/// `op_cd` the sandbox sends for an ordinary deposit.
+pub const OP_CD_DEPOSIT: &str = "00";
+
+/// One send of a notification and how the merchant answered.
+#[derive(Debug, Clone, Serialize)]
+pub struct NotificationAttempt {
+    /// `yyyyMMddHHmmss` KST, sandbox clock.
+    pub at: String,
+    /// The HTTP status, or `None` when the request failed (refused connection, timeout).
+    pub http_status: Option<u16>,
+    /// The body held `<input type="hidden" name="result" value="0000">`.
+    pub acknowledged: bool,
+}
 
 /// One notification and what became of it.
 #[derive(Debug, Clone, Serialize)]
 pub struct NotificationRecord {
     pub noti_id: String,
+    pub tx_cd: String,
     pub site_cd: String,
     pub tno: String,
     pub url: String,
     pub op_cd: String,
+    /// `ipgm_mnyx`: this deposit (or reversal).
     pub amount: i64,
+    /// `totl_mnyx`: everything deposited so far.
     pub total: i64,
     pub attempts: u32,
     pub acknowledged: bool,
-    #[serde(skip)]
-    form: Vec<(String, String)>,
+    /// Every send, in order.
+    pub tries: Vec<NotificationAttempt>,
+    /// The form fields sent, in order (no card data: a deposit notification carries none).
+    pub fields: Vec<(String, String)>,
+}
+
+impl NotificationRecord {
+    /// A field of the form sent.
+    pub fn field(&self, name: &str) -> Option<&str> {
+        self.fields
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
 }
 
 #[derive(Default)]
@@ -33,11 +68,13 @@ pub(crate) struct NotifyBook {
     /// tno → total deposited so far.
     deposits: HashMap<String, i64>,
     log: Vec<NotificationRecord>,
+    /// Makes `noti_id` unique within the sandbox.
+    sequence: u64,
 }
 
-/// How many times a notification is sent before the sandbox gives up (KCP retries for days; a
-/// test sandbox must stop by itself).
-const MAX_ATTEMPTS: u32 = 5;
+/// How many times a notification is sent by the background retry before the sandbox gives up
+/// (KCP retries for days; a test sandbox must stop by itself). Flushing sends again regardless.
+pub const MAX_ATTEMPTS: u32 = 5;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DepositError {
@@ -45,6 +82,10 @@ pub enum DepositError {
     NoSuchAccount,
     #[error("no notification URL for site {0}")]
     NoUrl(String),
+    #[error("the deposit amount must be more than 0")]
+    BadAmount,
+    #[error("the virtual account was cancelled")]
+    Closed,
 }
 
 pub(crate) fn set_url(s: &Shared, site_cd: &str, url: &str) {
@@ -59,118 +100,154 @@ pub(crate) fn deposit(
     amount: i64,
     op_cd: &str,
 ) -> Result<NotificationRecord, DepositError> {
-    let (site_cd, order_no) = {
+    if amount <= 0 {
+        return Err(DepositError::BadAmount);
+    }
+    let (site_cd, order_no, due) = {
         let ledger = s.ledger();
         let entry = ledger
             .get(tno)
             .filter(|e| e.pay_method == "PAVC")
             .ok_or(DepositError::NoSuchAccount)?;
-        (entry.site_cd.clone(), entry.order_no.clone())
-    };
-    let account = crate::window::vbank_account(s, tno).unwrap_or_default();
-    let mut book = s.notify();
-    let url = book
-        .urls
-        .get(&site_cd)
-        .or_else(|| book.urls.get("*"))
-        .cloned()
-        .ok_or_else(|| DepositError::NoUrl(site_cd.clone()))?;
-    let total = {
-        let t = book.deposits.entry(tno.to_string()).or_insert(0);
-        if op_cd == "13" {
-            *t -= amount;
-        } else {
-            *t += amount;
+        if entry.state == TransactionState::Cancelled {
+            return Err(DepositError::Closed);
         }
-        *t
+        (entry.site_cd.clone(), entry.order_no.clone(), entry.amount)
     };
-    let noti_id = format!(
-        "{}{:06}",
-        kcp_time(s.now()),
-        rand::thread_rng().gen_range(0..1_000_000)
-    );
+    let account = crate::window::vbank_account(s, tno).ok_or(DepositError::NoSuchAccount)?;
     let now = kcp_time(s.now());
-    let form: Vec<(String, String)> = [
-        ("site_cd", site_cd.clone()),
-        ("tno", tno.to_string()),
-        ("order_no", order_no),
-        ("tx_cd", "TX00".into()),
-        ("tx_tm", now.clone()),
-        ("ipgm_name", "홍길동".into()),
-        ("remitter", "홍길동".into()),
-        ("ipgm_mnyx", amount.to_string()),
-        ("totl_mnyx", total.to_string()),
-        ("ipgm_time", now),
-        ("bank_code", "BK04".into()),
-        ("account", account),
-        ("noti_id", noti_id.clone()),
-        ("op_cd", op_cd.to_string()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v))
-    .collect();
-    let record = NotificationRecord {
-        noti_id,
-        site_cd,
-        tno: tno.to_string(),
-        url,
-        op_cd: op_cd.to_string(),
-        amount,
-        total,
-        attempts: 0,
-        acknowledged: false,
-        form,
+    let record = {
+        let mut book = s.notify();
+        let url = book
+            .urls
+            .get(&site_cd)
+            .or_else(|| book.urls.get("*"))
+            .cloned()
+            .ok_or_else(|| DepositError::NoUrl(site_cd.clone()))?;
+        let total = {
+            let t = book.deposits.entry(tno.to_string()).or_insert(0);
+            if op_cd == OP_CD_REVERSAL {
+                *t = (*t - amount).max(0);
+            } else {
+                *t += amount;
+            }
+            *t
+        };
+        book.sequence += 1;
+        let noti_id = format!("{now}{:06}", book.sequence);
+        let fields: Vec<(String, String)> = [
+            ("site_cd", site_cd.clone()),
+            ("tno", tno.to_string()),
+            ("order_no", order_no),
+            ("tx_cd", "TX00".into()),
+            ("tx_tm", now.clone()),
+            ("ipgm_name", account.holder.clone()),
+            ("remitter", account.holder.clone()),
+            ("ipgm_mnyx", amount.to_string()),
+            ("totl_mnyx", total.to_string()),
+            ("ipgm_time", now.clone()),
+            ("bank_code", account.bank_code.clone()),
+            ("account", account.account.clone()),
+            ("noti_id", noti_id.clone()),
+            ("op_cd", op_cd.to_string()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        let record = NotificationRecord {
+            noti_id,
+            tx_cd: "TX00".into(),
+            site_cd,
+            tno: tno.to_string(),
+            url,
+            op_cd: op_cd.to_string(),
+            amount,
+            total,
+            attempts: 0,
+            acknowledged: false,
+            tries: Vec::new(),
+            fields,
+        };
+        book.log.push(record.clone());
+        record
     };
-    book.log.push(record.clone());
+    // Paid in full once the deposits reach the amount; a reversal can take that back.
+    if let Some(entry) = s.ledger().get_mut(tno) {
+        match entry.state {
+            TransactionState::Issued if record.total >= due => {
+                entry.state = TransactionState::Approved;
+            }
+            TransactionState::Approved if record.total < due && entry.cancels.is_empty() => {
+                entry.state = TransactionState::Issued;
+            }
+            _ => {}
+        }
+    }
+    tracing::info!(tno, op_cd, amount, total = record.total, noti_id = %record.noti_id, "kcp sandbox recorded a virtual-account deposit");
     Ok(record)
 }
 
-/// Sends one notification once; true when the merchant acknowledged it.
-async fn send(http: &reqwest::Client, record: &NotificationRecord) -> bool {
+/// Sends one notification once: the HTTP status (if any) and whether it was acknowledged.
+async fn send(http: &reqwest::Client, record: &NotificationRecord) -> (Option<u16>, bool) {
     match http
         .post(&record.url)
-        .form(&record.form)
+        .form(&record.fields)
         .timeout(Duration::from_secs(10))
         .send()
         .await
     {
-        Ok(res) => res
-            .text()
-            .await
-            .map(|body| body.contains("name=\"result\" value=\"0000\""))
-            .unwrap_or(false),
-        Err(_) => false,
+        Ok(res) => {
+            let status = res.status().as_u16();
+            let ok = res
+                .text()
+                .await
+                .map(|body| body.contains("<input type=\"hidden\" name=\"result\" value=\"0000\">"))
+                .unwrap_or(false);
+            (Some(status), ok)
+        }
+        Err(_) => (None, false),
     }
 }
 
-fn mark(s: &Shared, noti_id: &str, acknowledged: bool) -> u32 {
+fn is_acknowledged(s: &Shared, noti_id: &str) -> bool {
+    s.notify()
+        .log
+        .iter()
+        .any(|r| r.noti_id == noti_id && r.acknowledged)
+}
+
+/// Records an attempt; returns the attempts so far.
+fn mark(s: &Shared, noti_id: &str, http_status: Option<u16>, acknowledged: bool) -> u32 {
+    let at = kcp_time(s.now());
     let mut book = s.notify();
     match book.log.iter_mut().find(|r| r.noti_id == noti_id) {
         Some(r) => {
             r.attempts += 1;
             r.acknowledged |= acknowledged;
+            r.tries.push(NotificationAttempt {
+                at,
+                http_status,
+                acknowledged,
+            });
             r.attempts
         }
         None => MAX_ATTEMPTS,
     }
 }
 
-/// Delivers a notification in the background: 1 s, 2 s, 4 s, 8 s between attempts.
+/// Delivers a notification in the background: 1 s, 2 s, 4 s, 8 s between attempts, at most
+/// [`MAX_ATTEMPTS`] sends, none once it is acknowledged (by this task or a flush).
 pub(crate) fn deliver(shared: std::sync::Arc<Shared>, record: NotificationRecord) {
     tokio::spawn(async move {
         let http = reqwest::Client::new();
         let mut wait = Duration::from_secs(1);
         loop {
-            let ok = send(&http, &record).await;
-            let attempts = mark(&shared, &record.noti_id, ok);
-            if ok
-                || attempts >= MAX_ATTEMPTS
-                || shared
-                    .notify()
-                    .log
-                    .iter()
-                    .any(|r| r.noti_id == record.noti_id && r.acknowledged)
-            {
+            if is_acknowledged(&shared, &record.noti_id) {
+                return;
+            }
+            let (status, ok) = send(&http, &record).await;
+            let attempts = mark(&shared, &record.noti_id, status, ok);
+            if ok || attempts >= MAX_ATTEMPTS {
                 return;
             }
             tokio::time::sleep(wait).await;
@@ -179,7 +256,8 @@ pub(crate) fn deliver(shared: std::sync::Arc<Shared>, record: NotificationRecord
     });
 }
 
-/// Sends every unacknowledged notification once, now (tests and the CLI don't wait for backoff).
+/// Sends every unacknowledged notification once, now, in order (tests and the CLI don't wait for
+/// the backoff); returns how many were acknowledged by this flush.
 pub(crate) async fn flush(shared: &Shared) -> usize {
     let pending: Vec<NotificationRecord> = shared
         .notify()
@@ -191,8 +269,11 @@ pub(crate) async fn flush(shared: &Shared) -> usize {
     let http = reqwest::Client::new();
     let mut acknowledged = 0;
     for r in pending {
-        let ok = send(&http, &r).await;
-        mark(shared, &r.noti_id, ok);
+        if is_acknowledged(shared, &r.noti_id) {
+            continue;
+        }
+        let (status, ok) = send(&http, &r).await;
+        mark(shared, &r.noti_id, status, ok);
         acknowledged += usize::from(ok);
     }
     acknowledged

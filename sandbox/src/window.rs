@@ -3,10 +3,12 @@
 //! post back to the merchant's `Ret_URL`, and the approval that redeems the window's result once.
 //!
 //! Element ids of the window page: `#card_no`, `#card_expiry` (YYMM), `#quota`, `#bank`,
-//! `#mobile_no`, `#pin`, `#pay`, `#cancel`.
+//! `#carrier`, `#mobile_no`, `#pin`, `#pay`, `#cancel` (docs/sandbox.md).
 //!
 //! `enc_data` is an opaque handle to what the buyer entered, kept in memory here; it never
-//! carries the card number.
+//! carries the card number. What the window page was opened with (buyer, `quotaopt`, `van_code`,
+//! `ipgm_date`, …) is kept server-side with the registration, so a tampered hidden input changes
+//! nothing.
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -22,8 +24,68 @@ use crate::hub::{
     approve, card_summary, check_card_number, check_expiry, issuer_decides, CardOrder,
 };
 use crate::ledger::{self, LedgerEntry, TransactionState};
-use crate::wire::{Fields, Refusal, Reply};
+use crate::wire::{self, Fields, Refusal, Reply};
 use crate::{auth, codes, test_cards, Shared};
+
+/// `tran_cd` of a payment window result (spec §2.3).
+pub const TRAN_CD_PAYMENT: &str = "00100000";
+/// `tran_cd` of a batch (billing key) window result (spec §2.3, §2.5).
+pub const TRAN_CD_BATCH: &str = "00300001";
+/// The window path `PayUrl` points at, and the path of the window's own form.
+pub const SUBMIT_PATH: &str = "/pay/submit";
+
+/// A documented sandbox code, kept here for callers of earlier versions: see [`codes`].
+pub const NOT_ESCROW: &str = codes::NOT_ESCROW;
+pub const ESCROW_ALREADY_SHIPPED: &str = codes::ESCROW_ALREADY_SHIPPED;
+pub const WINDOW_REPLAYED: &str = codes::WINDOW_REPLAYED;
+pub const WINDOW_UNKNOWN: &str = codes::WINDOW_UNKNOWN;
+
+/// Registration codes of seed 000 (`Code`).
+const MISSING: &str = "0001";
+const BAD: &str = "0002";
+const AUTH: &str = "0003";
+
+/// Installments only from 50,000 KRW (spec §4).
+const INSTALLMENT_MINIMUM: i64 = 50_000;
+
+/// Banks offered by the bank-transfer and virtual-account windows.
+const BANKS: &[(&str, &str)] = &[
+    ("BK04", "국민은행"),
+    ("BK20", "우리은행"),
+    ("BK88", "신한은행"),
+    ("BK81", "하나은행"),
+    ("BK11", "농협"),
+    ("BK03", "기업은행"),
+    ("BK07", "수협"),
+];
+
+/// Carriers of the phone window (`commid`).
+const CARRIERS: &[(&str, &str)] = &[("SKT", "SKT"), ("KTF", "KT"), ("LGT", "LG U+")];
+
+fn bank_name(code: &str) -> &'static str {
+    BANKS
+        .iter()
+        .find(|(c, _)| *c == code)
+        .map_or("국민은행", |(_, n)| n)
+}
+
+/// What the window page was opened with (spec §2.2), kept server-side.
+#[derive(Debug, Clone, Default)]
+struct Opened {
+    buyr_name: String,
+    buyr_tel1: String,
+    buyr_tel2: String,
+    buyr_mail: String,
+    params: [String; 3],
+    /// Largest installment count offered (0 = lump sum only).
+    quota_max: u8,
+    van_code: String,
+    ipgm_date: String,
+    group_id: String,
+    return_card_mask: bool,
+    pay_mod: String,
+    good_info: String,
+}
 
 /// A trade registered for a window.
 #[derive(Debug, Clone)]
@@ -36,79 +98,96 @@ pub(crate) struct Trade {
     ret_url: String,
     escrow: bool,
     trace_no: String,
+    opened: Option<Opened>,
+    /// The window posted its result (paid, declined or cancelled) to `Ret_URL`: it is closed.
+    done: bool,
 }
 
-/// What the buyer entered, redeemable once at `gw/enc/v1/payment`.
+/// What the buyer entered, redeemable once at `gw/enc/v1/payment`. Never the PIN of a gift
+/// certificate or point card; the card number only to mask it and issue a batch key.
 #[derive(Clone)]
 pub(crate) struct WindowResult {
     approval_key: String,
-    method: String,
     card_no: Option<String>,
     quota: String,
-    bank: Option<String>,
-    mobile_no: Option<String>,
-    group_id: String,
+    bank: String,
+    carrier: String,
+    mobile_no: String,
     redeemed: bool,
+}
+
+/// An issued virtual account.
+#[derive(Debug, Clone)]
+pub(crate) struct VirtualAccount {
+    pub account: String,
+    pub bank_code: String,
+    pub holder: String,
 }
 
 #[derive(Default)]
 pub(crate) struct WindowBook {
+    /// approvalKey → trade.
     trades: HashMap<String, Trade>,
+    /// enc_data → what was entered.
     results: HashMap<String, WindowResult>,
     /// Escrow approvals (tno → site) and whether shipping was registered (`STE1`).
     escrow: HashMap<String, (String, bool)>,
-    /// Issued virtual accounts: tno → account number.
-    accounts: HashMap<String, String>,
+    /// Issued virtual accounts by tno.
+    accounts: HashMap<String, VirtualAccount>,
 }
 
-/// The account number of an issued virtual account.
-pub(crate) fn vbank_account(s: &Shared, tno: &str) -> Option<String> {
+/// The issued virtual account of `tno`.
+pub(crate) fn vbank_account(s: &Shared, tno: &str) -> Option<VirtualAccount> {
     s.windows().accounts.get(tno).cloned()
 }
 
-/// A documented sandbox code: `STE1` on a transaction that is not an escrow payment.
-pub const NOT_ESCROW: &str = "8501";
-/// A documented sandbox code: `STE1` a second time.
-pub const ESCROW_ALREADY_SHIPPED: &str = "8502";
-
 /// Escrow shipping start (`mod_type STE1` on `gw/mod/v1/cancel`, documented assumption: spec
-/// §2.11): carrier (`deli_corp`) and waybill (`deli_numb`) are required; once per transaction.
+/// §2.11): carrier (`deli_corp`) and waybill (`deli_numb`) are required; once per transaction,
+/// on an escrow payment that stands (not cancelled; a virtual account paid in full).
 pub(crate) fn escrow_shipping(
     s: &Shared,
     site_cd: &str,
     tno: &str,
     fields: &Fields,
 ) -> Result<Reply, Refusal> {
-    fields.required("deli_numb")?;
-    fields.required("deli_corp")?;
+    wire::check_text("deli_numb", fields.required("deli_numb")?, 100)?;
+    wire::check_text("deli_corp", fields.required("deli_corp")?, 100)?;
+    let state = s
+        .ledger()
+        .get(tno)
+        .filter(|e| e.site_cd == site_cd)
+        .map(|e| e.state)
+        .ok_or_else(|| Refusal::new(codes::NO_SUCH_TRANSACTION, codes::NO_SUCH_TRANSACTION_MSG))?;
     let mut book = s.windows();
-    match book.escrow.get_mut(tno) {
-        Some((site, _)) if site != site_cd => Err(Refusal::new(
-            codes::NO_SUCH_TRANSACTION,
-            codes::NO_SUCH_TRANSACTION_MSG,
+    let Some((_, shipped)) = book.escrow.get_mut(tno) else {
+        return Err(Refusal::new(codes::NOT_ESCROW, "에스크로 거래가 아닙니다."));
+    };
+    match state {
+        TransactionState::Cancelled => Err(Refusal::new(
+            codes::ALREADY_CANCELLED,
+            "이미 취소된 거래입니다.",
         )),
-        Some((_, shipped)) if *shipped => Err(Refusal::new(
-            ESCROW_ALREADY_SHIPPED,
+        TransactionState::Issued => Err(Refusal::new(
+            codes::VBANK_NOT_DEPOSITED,
+            "입금이 완료되지 않은 가상계좌입니다.",
+        )),
+        _ if *shipped => Err(Refusal::new(
+            codes::ESCROW_ALREADY_SHIPPED,
             "이미 배송시작이 등록된 거래입니다.",
         )),
-        Some((_, shipped)) => {
+        _ => {
             *shipped = true;
+            tracing::info!(
+                tno,
+                site_cd,
+                "kcp sandbox registered escrow shipping (STE1)"
+            );
             let mut reply = Reply::ok();
             reply.set("tno", tno);
             Ok(reply)
         }
-        None => Err(Refusal::new(NOT_ESCROW, "에스크로 거래가 아닙니다.")),
     }
 }
-
-/// Registration codes of seed 000 (`Code`).
-const MISSING: &str = "0001";
-const BAD: &str = "0002";
-const AUTH: &str = "0003";
-/// A window result redeemed twice (documented sandbox code).
-pub const WINDOW_REPLAYED: &str = "9530";
-/// A window result unknown to the sandbox (documented sandbox code).
-pub const WINDOW_UNKNOWN: &str = "9531";
 
 fn reg_error(code: &str, msg: &str) -> Response {
     Json(serde_json::json!({"Code": code, "Message": msg})).into_response()
@@ -126,8 +205,7 @@ fn host_of(headers: &HeaderMap) -> String {
         .to_string()
 }
 
-/// `POST /std/tradeReg/register` (JSON, certificate checked) and `POST /trade/register.do`
-/// (older mobile endpoint: JSON or form, no certificate).
+/// `POST /std/tradeReg/register` (JSON, certificate checked).
 pub(crate) async fn register_std(
     State(s): State<Arc<Shared>>,
     headers: HeaderMap,
@@ -135,11 +213,17 @@ pub(crate) async fn register_std(
 ) -> Response {
     let fields = match Fields::parse(&body) {
         Ok(f) => f,
-        Err(_) => return reg_error(BAD, "요청 형식 오류"),
+        Err(_) => return reg_error(BAD, "요청 전문 형식 오류"),
     };
     let Ok(site_cd) = fields.site_cd() else {
-        return reg_error(MISSING, "site_cd 누락");
+        return match fields.optional("site_cd") {
+            None => reg_error(MISSING, "필수 파라미터 누락: site_cd"),
+            Some(_) => reg_error(BAD, "site_cd 형식 오류"),
+        };
     };
+    if fields.optional("kcp_cert_info").is_none() {
+        return reg_error(MISSING, "필수 파라미터 누락: kcp_cert_info");
+    }
     if auth::authenticate(&s.ca, &fields, site_cd).is_err() {
         return reg_error(AUTH, "인증 실패");
     }
@@ -147,59 +231,86 @@ pub(crate) async fn register_std(
     register(&s, &headers, get)
 }
 
+/// `POST /trade/register.do` (older mobile endpoint: JSON or form, no certificate).
 pub(crate) async fn register_mobile(
     State(s): State<Arc<Shared>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let map: HashMap<String, String> =
-        match serde_json::from_slice::<HashMap<String, String>>(&body) {
-            Ok(m) => m,
-            Err(_) => form_fields(&body),
-        };
+    let map: HashMap<String, String> = if body.trim_ascii_start().starts_with(b"{") {
+        match Fields::parse(&body) {
+            Ok(f) => f.into_map(),
+            Err(_) => return reg_error(BAD, "요청 전문 형식 오류"),
+        }
+    } else {
+        form_fields(&body)
+    };
     register(&s, &headers, |k| {
         map.get(k).cloned().filter(|v| !v.is_empty())
     })
 }
 
 fn register(s: &Shared, headers: &HeaderMap, get: impl Fn(&str) -> Option<String>) -> Response {
-    let need = |k: &str| get(k).ok_or(k.to_string());
-    let (site_cd, order_no, good_mny, good_name, pay_method, ret_url) = match (
+    let mut missing = [
+        "site_cd",
+        "ordr_idxx",
+        "good_mny",
+        "good_name",
+        "pay_method",
+        "Ret_URL",
+    ]
+    .into_iter()
+    .filter(|k| get(k).is_none());
+    if let Some(k) = missing.next() {
+        return reg_error(MISSING, &format!("필수 파라미터 누락: {k}"));
+    }
+    let need = |k: &str| get(k).unwrap_or_default();
+    let (site_cd, order_no, good_mny, good_name, pay_method, ret_url) = (
         need("site_cd"),
         need("ordr_idxx"),
         need("good_mny"),
         need("good_name"),
         need("pay_method"),
         need("Ret_URL"),
-    ) {
-        (Ok(a), Ok(b), Ok(c), Ok(d), Ok(e), Ok(f)) => (a, b, c, d, e, f),
-        _ => return reg_error(MISSING, "필수 파라미터 누락"),
-    };
-    let Ok(amount) = good_mny.parse::<i64>() else {
-        return reg_error(BAD, "good_mny 형식 오류");
-    };
-    if order_no.len() > 40
-        || !order_no.chars().all(|c| c.is_ascii_alphanumeric())
-        || good_mny.len() > 12
-    {
-        return reg_error(BAD, "파라미터 형식 오류");
+    );
+    let bad = |what: &str| reg_error(BAD, &format!("파라미터 오류: {what}"));
+    if !wire::is_site_cd(&site_cd) {
+        return bad("site_cd");
+    }
+    if order_no.len() > 40 || !order_no.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        return bad("ordr_idxx");
+    }
+    if !wire::is_digits(&good_mny) || good_mny.len() > 12 {
+        return bad("good_mny");
+    }
+    let amount: i64 = good_mny.parse().unwrap_or(0);
+    if good_name.chars().count() > 100 {
+        return bad("good_name");
     }
     if !matches!(
         pay_method.as_str(),
         "CARD" | "BANK" | "VCNT" | "MOBX" | "TPNT" | "GIFT" | "AUTH"
     ) {
-        return reg_error(BAD, "pay_method 오류");
+        return bad("pay_method");
     }
+    // A billing-key window may register 0 won: nothing is charged.
+    if amount == 0 && pay_method != "AUTH" {
+        return bad("good_mny");
+    }
+    if !(ret_url.starts_with("http://") || ret_url.starts_with("https://")) {
+        return bad("Ret_URL");
+    }
+    let escrow = match get("escw_used").as_deref() {
+        None | Some("N") => false,
+        Some("Y") => true,
+        Some(_) => return bad("escw_used"),
+    };
     let approval_key = format!(
         "{}=",
         Alphanumeric.sample_string(&mut rand::thread_rng(), 43)
     );
-    let trace_no = format!(
-        "{site_cd}{}",
-        Alphanumeric
-            .sample_string(&mut rand::thread_rng(), 11)
-            .to_ascii_uppercase()
-    );
+    let trace_no = ledger::new_trace_no(&site_cd);
+    tracing::info!(%site_cd, %order_no, amount, %pay_method, escrow, "kcp sandbox registered a window trade");
     let trade = Trade {
         site_cd,
         order_no,
@@ -207,14 +318,16 @@ fn register(s: &Shared, headers: &HeaderMap, get: impl Fn(&str) -> Option<String
         good_name,
         pay_method: pay_method.clone(),
         ret_url,
-        escrow: get("escw_used").as_deref() == Some("Y"),
+        escrow,
         trace_no: trace_no.clone(),
+        opened: None,
+        done: false,
     };
     s.windows().trades.insert(approval_key.clone(), trade);
-    let pay_url = format!("http://{}/pay/mobileGW.kcp", host_of(headers));
+    let pay_url = format!("http://{}{}", host_of(headers), crate::paths::PAY_WINDOW);
     Json(serde_json::json!({
         "Code": "0000", "Message": "정상처리", "approvalKey": approval_key, "traceNo": trace_no,
-        "PayUrl": pay_url, "paymentMethod": pay_method, "request_URI": "/pay/mobileGW.kcp"
+        "PayUrl": pay_url, "paymentMethod": pay_method, "request_URI": crate::paths::PAY_WINDOW
     }))
     .into_response()
 }
@@ -236,82 +349,144 @@ fn page(title: &str, body: &str) -> Response {
     .into_response()
 }
 
+fn error_page(message: &str) -> Response {
+    page("오류", &format!("<p id=\"error\">{}</p>", escape(message)))
+}
+
+fn options(items: &[(&str, &str)]) -> String {
+    items
+        .iter()
+        .map(|(v, label)| format!("<option value=\"{v}\">{label}</option>"))
+        .collect()
+}
+
 /// `POST /pay/mobileGW.kcp`: the window (spec §2.2 fields).
 pub(crate) async fn window_page(State(s): State<Arc<Shared>>, body: Bytes) -> Response {
     let f = form_fields(&body);
     let get = |k: &str| f.get(k).cloned().unwrap_or_default();
     let key = get("approval_key");
-    let Some(trade) = s.windows().trades.get(&key).cloned() else {
-        return page(
-            "오류",
-            "<p id=\"error\">등록되지 않은 거래입니다. (approval_key)</p>",
-        );
+    let trade = {
+        let mut book = s.windows();
+        let Some(trade) = book.trades.get_mut(&key) else {
+            return error_page("등록되지 않은 거래입니다. (approval_key)");
+        };
+        if trade.done {
+            return error_page("이미 결제창 처리가 끝난 거래입니다.");
+        }
+        if get("traceNo") != trade.trace_no
+            || get("ordr_idxx") != trade.order_no
+            || get("good_mny") != trade.amount.to_string()
+            || f.get("site_cd").is_some_and(|v| *v != trade.site_cd)
+        {
+            return error_page("거래정보가 등록 내용과 다릅니다.");
+        }
+        let quota_max = if trade.amount >= INSTALLMENT_MINIMUM {
+            get("quotaopt").parse::<u8>().unwrap_or(0).min(12)
+        } else {
+            0
+        };
+        let van_code = match (trade.pay_method.as_str(), get("van_code")) {
+            ("TPNT", v) if v.is_empty() => "SCSK".to_string(),
+            ("GIFT", v) if v.is_empty() => "SCCL".to_string(),
+            (_, v) => v,
+        };
+        trade.opened = Some(Opened {
+            buyr_name: get("buyr_name"),
+            buyr_tel1: get("buyr_tel1"),
+            buyr_tel2: get("buyr_tel2"),
+            buyr_mail: get("buyr_mail"),
+            params: [get("param_opt_1"), get("param_opt_2"), get("param_opt_3")],
+            quota_max,
+            van_code,
+            ipgm_date: get("ipgm_date"),
+            group_id: get("kcp_group_id"),
+            return_card_mask: get("batch_cardno_return_yn") == "Y",
+            pay_mod: get("pay_mod"),
+            good_info: get("good_info"),
+        });
+        trade.clone()
     };
-    if get("traceNo") != trade.trace_no
-        || get("ordr_idxx") != trade.order_no
-        || get("good_mny") != trade.amount.to_string()
-    {
-        return page(
-            "오류",
-            "<p id=\"error\">거래정보가 등록 내용과 다릅니다.</p>",
-        );
-    }
-    let quotaopt: u8 = get("quotaopt").parse().unwrap_or(0);
-    let inputs = match trade.pay_method.as_str() {
+    let opened = trade.opened.clone().unwrap_or_default();
+    let (heading, inputs, pay_label) = match trade.pay_method.as_str() {
         "CARD" | "AUTH" => {
             let mut q = String::from("<option value=\"00\">일시불</option>");
-            if trade.amount >= 50_000 {
-                for m in 2..=quotaopt.min(12) {
-                    q.push_str(&format!("<option value=\"{m:02}\">{m}개월</option>"));
-                }
+            for m in 2..=opened.quota_max {
+                q.push_str(&format!("<option value=\"{m:02}\">{m}개월</option>"));
             }
-            format!(
-                "<label>카드번호 <input id=\"card_no\" name=\"card_no\" inputmode=\"numeric\" autocomplete=\"off\"></label>\
-                 <label>유효기간(YYMM) <input id=\"card_expiry\" name=\"card_expiry\" maxlength=\"4\"></label>\
-                 <label>할부 <select id=\"quota\" name=\"quota\">{q}</select></label>"
+            let quota = if trade.pay_method == "CARD" {
+                format!("<label>할부 <select id=\"quota\" name=\"quota\">{q}</select></label>")
+            } else {
+                String::new()
+            };
+            (
+                if trade.pay_method == "AUTH" {
+                    "카드 등록 (자동결제)"
+                } else {
+                    "신용카드"
+                },
+                format!(
+                    "<label>카드번호 <input id=\"card_no\" name=\"card_no\" inputmode=\"numeric\" autocomplete=\"off\"></label>\
+                     <label>유효기간(YYMM) <input id=\"card_expiry\" name=\"card_expiry\" maxlength=\"4\" inputmode=\"numeric\"></label>{quota}"
+                ),
+                if trade.pay_method == "AUTH" {
+                    "카드 등록"
+                } else {
+                    "결제하기"
+                },
             )
         }
-        "BANK" | "VCNT" => "<label>은행 <select id=\"bank\" name=\"bank\"><option value=\"BK04\">국민은행</option>\
-             <option value=\"BK20\">우리은행</option><option value=\"BK88\">신한은행</option><option value=\"BK07\">수협</option></select></label>"
-            .to_string(),
-        "MOBX" => "<label>통신사 <select id=\"carrier\" name=\"carrier\"><option>SKT</option><option>KTF</option><option>LGT</option></select></label>\
-             <label>휴대폰번호 <input id=\"mobile_no\" name=\"mobile_no\" inputmode=\"numeric\"></label>"
-            .to_string(),
-        _ => "<label>번호/PIN <input id=\"pin\" name=\"pin\"></label>".to_string(),
+        "BANK" => (
+            "계좌이체",
+            format!(
+                "<label>은행 <select id=\"bank\" name=\"bank\">{}</select></label>",
+                options(BANKS)
+            ),
+            "이체하기",
+        ),
+        "VCNT" => (
+            "가상계좌",
+            format!(
+                "<label>입금 은행 <select id=\"bank\" name=\"bank\">{}</select></label>",
+                options(BANKS)
+            ),
+            "계좌 발급",
+        ),
+        "MOBX" => (
+            "휴대폰 결제",
+            format!(
+                "<label>통신사 <select id=\"carrier\" name=\"carrier\">{}</select></label>\
+                 <label>휴대폰번호 <input id=\"mobile_no\" name=\"mobile_no\" inputmode=\"numeric\" autocomplete=\"off\"></label>",
+                options(CARRIERS)
+            ),
+            "결제하기",
+        ),
+        "TPNT" => (
+            "포인트",
+            "<label>카드번호/PIN <input id=\"pin\" name=\"pin\" autocomplete=\"off\"></label>".to_string(),
+            "결제하기",
+        ),
+        _ => (
+            "상품권",
+            "<label>상품권 번호/PIN <input id=\"pin\" name=\"pin\" autocomplete=\"off\"></label>".to_string(),
+            "결제하기",
+        ),
     };
-    let hidden = [
-        "approval_key",
-        "param_opt_1",
-        "param_opt_2",
-        "param_opt_3",
-        "buyr_name",
-        "buyr_tel1",
-        "buyr_tel2",
-        "buyr_mail",
-        "batch_cardno_return_yn",
-        "escw_used",
-        "kcp_group_id",
-    ]
-    .iter()
-    .map(|k| {
-        format!(
-            "<input type=\"hidden\" name=\"{k}\" value=\"{}\">",
-            escape(&get(k))
-        )
-    })
-    .collect::<String>();
     page(
         "KCP 결제",
         &format!(
-            "<p>{} — <strong>{}원</strong></p><form id=\"window\" method=\"post\" action=\"/pay/submit\">{hidden}{inputs}\
-             <button id=\"pay\" type=\"submit\" name=\"action\" value=\"pay\">결제하기</button>\
-             <button id=\"cancel\" type=\"submit\" name=\"action\" value=\"cancel\">취소</button></form>",
+            "<h3>{heading}</h3><p>{} — <strong id=\"amount\">{}원</strong></p>\
+             <form id=\"window\" method=\"post\" action=\"{SUBMIT_PATH}\" accept-charset=\"UTF-8\">\
+             <input type=\"hidden\" name=\"approval_key\" value=\"{}\">{inputs}\
+             <button id=\"pay\" type=\"submit\" name=\"action\" value=\"pay\">{pay_label}</button>\
+             <button id=\"cancel\" type=\"submit\" name=\"action\" value=\"cancel\" formnovalidate>취소</button></form>",
             escape(&trade.good_name),
-            trade.amount
+            trade.amount,
+            escape(&key),
         ),
     )
 }
 
+/// The `use_pay_method` bitmask of spec §2.3.
 fn bitmask(method: &str) -> &'static str {
     match method {
         "CARD" | "AUTH" => "100000000000",
@@ -335,11 +510,16 @@ fn post_back(ret_url: &str, fields: &[(&str, String)]) -> Response {
         })
         .collect();
     Html(format!(
-        "<!doctype html><html><head><meta charset=\"utf-8\"></head><body><form id=\"ret\" method=\"post\" action=\"{}\" accept-charset=\"UTF-8\">{inputs}</form>\
+        "<!doctype html><html><head><meta charset=\"utf-8\"></head><body><form id=\"ret\" method=\"post\" action=\"{}\" accept-charset=\"UTF-8\">{inputs}\
+         <noscript><button type=\"submit\">계속</button></noscript></form>\
          <script>document.getElementById('ret').submit();</script></body></html>",
         escape(ret_url)
     ))
     .into_response()
+}
+
+fn digits(v: &str) -> String {
+    v.chars().filter(char::is_ascii_digit).collect()
 }
 
 /// `POST /pay/submit`: the buyer paid or cancelled in the window.
@@ -347,115 +527,152 @@ pub(crate) async fn submit(State(s): State<Arc<Shared>>, body: Bytes) -> Respons
     let f = form_fields(&body);
     let get = |k: &str| f.get(k).cloned().unwrap_or_default();
     let key = get("approval_key");
-    let Some(trade) = s.windows().trades.get(&key).cloned() else {
-        return page("오류", "<p id=\"error\">등록되지 않은 거래입니다.</p>");
+    let trade = {
+        let mut book = s.windows();
+        match book.trades.get_mut(&key) {
+            None => return error_page("등록되지 않은 거래입니다."),
+            Some(t) if t.done => return error_page("이미 결제창 처리가 끝난 거래입니다."),
+            Some(t) if t.opened.is_none() => return error_page("결제창이 열리지 않은 거래입니다."),
+            Some(t) => {
+                t.done = true;
+                t.clone()
+            }
+        }
     };
+    let opened = trade.opened.clone().unwrap_or_default();
+    let batch = trade.pay_method == "AUTH";
     let mut out: Vec<(&str, String)> = vec![
         ("req_tx", "pay".into()),
         ("site_cd", trade.site_cd.clone()),
+        (
+            "tran_cd",
+            if batch {
+                TRAN_CD_BATCH
+            } else {
+                TRAN_CD_PAYMENT
+            }
+            .into(),
+        ),
         ("ordr_idxx", trade.order_no.clone()),
         ("good_name", trade.good_name.clone()),
         ("good_mny", trade.amount.to_string()),
-        ("buyr_name", get("buyr_name")),
-        ("buyr_tel1", get("buyr_tel1")),
-        ("buyr_tel2", get("buyr_tel2")),
-        ("buyr_mail", get("buyr_mail")),
-        ("param_opt_1", get("param_opt_1")),
-        ("param_opt_2", get("param_opt_2")),
-        ("param_opt_3", get("param_opt_3")),
-        (
-            "escw_used",
-            if trade.escrow { "Y".into() } else { "N".into() },
-        ),
-        (
-            "tran_cd",
-            if trade.pay_method == "AUTH" {
-                "00300001".into()
-            } else {
-                "00100000".into()
-            },
-        ),
+        ("buyr_name", opened.buyr_name.clone()),
+        ("buyr_tel1", opened.buyr_tel1.clone()),
+        ("buyr_tel2", opened.buyr_tel2.clone()),
+        ("buyr_mail", opened.buyr_mail.clone()),
         ("use_pay_method", bitmask(&trade.pay_method).into()),
+        ("ordr_chk", format!("{}|{}", trade.order_no, trade.amount)),
+        ("param_opt_1", opened.params[0].clone()),
+        ("param_opt_2", opened.params[1].clone()),
+        ("param_opt_3", opened.params[2].clone()),
+        ("cash_yn", "N".into()),
+        ("cash_tr_code", String::new()),
+        ("escw_used", if trade.escrow { "Y" } else { "N" }.into()),
     ];
-    let refuse = |mut out: Vec<(&str, String)>, code: &str, msg: &str| {
-        out.push(("res_cd", code.to_string()));
-        out.push(("res_msg", msg.to_string()));
+    if trade.escrow {
+        out.push(("pay_mod", opened.pay_mod.clone()));
+        out.push(("good_info", opened.good_info.clone()));
+    }
+    let finish = |mut out: Vec<(&str, String)>, code: &str, msg: &str| {
+        tracing::info!(site_cd = %trade.site_cd, order_no = %trade.order_no, res_cd = code, "kcp sandbox window returns to Ret_URL");
+        out.insert(1, ("res_cd", code.to_string()));
+        out.insert(2, ("res_msg", msg.to_string()));
         post_back(&trade.ret_url, &out)
     };
     if get("action") == "cancel" {
-        return refuse(out, "3001", "사용자가 취소하였습니다");
+        return finish(out, "3001", "사용자가 취소하였습니다");
     }
     let mut result = WindowResult {
         approval_key: key.clone(),
-        method: trade.pay_method.clone(),
         card_no: None,
         quota: "00".into(),
-        bank: None,
-        mobile_no: None,
-        group_id: get("kcp_group_id"),
+        bank: String::new(),
+        carrier: String::new(),
+        mobile_no: String::new(),
         redeemed: false,
     };
     match trade.pay_method.as_str() {
         "CARD" | "AUTH" => {
-            let card_no: String = get("card_no")
-                .chars()
-                .filter(char::is_ascii_digit)
-                .collect();
+            let card_no = digits(&get("card_no"));
             if let Err(r) = check_card_number(&card_no) {
-                return refuse(out, r.code, &r.message);
+                return finish(out, r.code, &r.message);
             }
-            if let Err(r) = check_expiry(&s, &get("card_expiry")) {
-                return refuse(out, r.code, &r.message);
+            if let Err(r) = check_expiry(&s, get("card_expiry").trim()) {
+                return finish(out, r.code, &r.message);
             }
-            let issuer = test_cards::issuer(&card_no);
-            if trade.pay_method == "CARD" {
-                if let Err(r) = issuer_decides(&s, &issuer) {
-                    return refuse(out, r.code, &r.message);
-                }
-            }
-            if get("batch_cardno_return_yn") == "Y" {
-                out.push(("card_mask_no", test_cards::mask(&card_no)));
-            }
-            result.quota = Some(get("quota"))
+            let quota = Some(get("quota"))
                 .filter(|q| !q.is_empty())
                 .unwrap_or_else(|| "00".into());
+            let quota_ok = quota == "00"
+                || (quota.len() == 2
+                    && quota
+                        .parse::<u8>()
+                        .is_ok_and(|m| (2..=opened.quota_max).contains(&m)));
+            if !batch && !quota_ok {
+                return finish(
+                    out,
+                    codes::INSTALLMENT_ERROR,
+                    "선택할 수 없는 할부개월입니다.",
+                );
+            }
+            let issuer = test_cards::issuer(&card_no);
+            // A batch window only registers the card: issuers decide at each charge.
+            if !batch {
+                if let Err(r) = issuer_decides(&s, &issuer) {
+                    return finish(out, r.code, &r.message);
+                }
+            }
+            if batch && opened.return_card_mask {
+                out.push(("card_mask_no", test_cards::mask(&card_no)));
+            }
+            result.quota = if batch { "00".into() } else { quota };
             result.card_no = Some(card_no);
         }
         "BANK" | "VCNT" => {
-            result.bank = Some(
-                Some(get("bank"))
-                    .filter(|b| !b.is_empty())
-                    .unwrap_or_else(|| "BK04".into()),
-            )
+            let bank = get("bank");
+            result.bank = if BANKS.iter().any(|(c, _)| *c == bank) {
+                bank
+            } else {
+                "BK04".into()
+            };
         }
         "MOBX" => {
-            let no: String = get("mobile_no")
-                .chars()
-                .filter(char::is_ascii_digit)
-                .collect();
-            if no.len() < 10 {
-                return refuse(out, codes::INVALID_FIELD, "휴대폰번호 형식 오류");
+            let no = digits(&get("mobile_no"));
+            if !(10..=11).contains(&no.len()) || !no.starts_with("01") {
+                return finish(
+                    out,
+                    codes::INVALID_FIELD,
+                    "휴대폰번호 형식이 올바르지 않습니다.",
+                );
             }
-            result.mobile_no = Some(no);
+            let carrier = get("carrier");
+            result.carrier = if CARRIERS.iter().any(|(c, _)| *c == carrier) {
+                carrier
+            } else {
+                "SKT".into()
+            };
+            result.mobile_no = no;
         }
         _ => {
+            // The PIN only has to be there; it is neither kept nor logged.
             if get("pin").trim().is_empty() {
-                return refuse(out, codes::INVALID_FIELD, "번호를 입력해 주세요");
+                return finish(out, codes::MISSING_FIELD, "번호를 입력해 주세요");
             }
         }
     }
-    let enc_data = Alphanumeric.sample_string(&mut rand::thread_rng(), 48);
+    let enc_data = format!(
+        "{}.{}",
+        Alphanumeric.sample_string(&mut rand::thread_rng(), 32),
+        Alphanumeric.sample_string(&mut rand::thread_rng(), 16)
+    );
     let enc_info = Alphanumeric.sample_string(&mut rand::thread_rng(), 24);
     s.windows().results.insert(enc_data.clone(), result);
-    out.push(("res_cd", "0000".into()));
-    out.push(("res_msg", "정상처리".into()));
-    out.push(("enc_data", enc_data));
     out.push(("enc_info", enc_info));
-    out.push(("ordr_chk", format!("{}|{}", trade.order_no, trade.amount)));
-    out.push(("cash_yn", "N".into()));
-    post_back(&trade.ret_url, &out)
+    out.push(("enc_data", enc_data));
+    finish(out, codes::OK, "정상처리")
 }
 
+/// The approval `pay_type` of a registration's `pay_method` (spec §2.3 table).
 fn pay_type_of(method: &str) -> &'static str {
     match method {
         "CARD" => "PACA",
@@ -463,7 +680,8 @@ fn pay_type_of(method: &str) -> &'static str {
         "VCNT" => "PAVC",
         "MOBX" => "PAMC",
         "TPNT" => "PAPT",
-        _ => "PATK",
+        "GIFT" => "PATK",
+        _ => "",
     }
 }
 
@@ -475,88 +693,107 @@ pub(crate) async fn approve_window(State(s): State<Arc<Shared>>, body: Bytes) ->
     }
 }
 
+/// `ipgm_date` of the window (`yyyyMMdd` or `yyyyMMddHHmmss`), else 7 days later, 23:59:59 KST.
+fn deposit_deadline(ipgm_date: &str, now: chrono::DateTime<chrono::Utc>) -> String {
+    let d = ipgm_date.trim();
+    if wire::is_digits(d) && d.len() == 8 {
+        return format!("{d}235959");
+    }
+    if wire::is_digits(d) && d.len() == 14 {
+        return d.to_string();
+    }
+    let due = kcp_time(now + chrono::Duration::days(7));
+    format!("{}235959", &due[..8])
+}
+
 fn handle_approval(s: &Shared, body: &Bytes) -> Result<Reply, Refusal> {
     let fields = Fields::parse(body)?;
     let site_cd = fields.site_cd()?;
     auth::authenticate(&s.ca, &fields, site_cd)?;
-    let tran_cd = fields.required("tran_cd")?;
+    let tran_cd = fields
+        .optional("tran_cd")
+        .ok_or_else(|| Refusal::new(codes::TRAN_CD_MISSING, "tran_cd 가 없습니다."))?;
+    if tran_cd != TRAN_CD_PAYMENT && tran_cd != TRAN_CD_BATCH {
+        return Err(Refusal::new(
+            codes::INVALID_FIELD,
+            format!("샌드박스가 지원하지 않는 tran_cd 입니다: {tran_cd}"),
+        ));
+    }
     let enc_data = fields.required("enc_data")?;
     fields.required("enc_info")?;
+    let unknown = || Refusal::new(codes::WINDOW_UNKNOWN, "결제창 결과를 찾을 수 없습니다.");
     let (result, trade) = {
         let mut guard = s.windows();
         let book = &mut *guard;
-        let result = book
-            .results
-            .get_mut(enc_data)
-            .ok_or_else(|| Refusal::new(WINDOW_UNKNOWN, "결제창 결과를 찾을 수 없습니다."))?;
+        let result = book.results.get_mut(enc_data).ok_or_else(unknown)?;
+        let trade = book
+            .trades
+            .get(&result.approval_key)
+            .cloned()
+            .ok_or_else(unknown)?;
+        if trade.site_cd != site_cd {
+            return Err(unknown());
+        }
         if result.redeemed {
             return Err(Refusal::new(
-                WINDOW_REPLAYED,
+                codes::WINDOW_REPLAYED,
                 "이미 승인 요청된 결제창 결과입니다.",
             ));
         }
-        let snapshot = result.clone();
-        let trade = book
-            .trades
-            .get(&snapshot.approval_key)
-            .cloned()
-            .ok_or_else(|| Refusal::new(WINDOW_UNKNOWN, "거래 정보가 없습니다."))?;
-        if trade.site_cd != site_cd {
+        let batch = trade.pay_method == "AUTH";
+        if batch != (tran_cd == TRAN_CD_BATCH) {
             return Err(Refusal::new(
-                WINDOW_UNKNOWN,
-                "다른 상점의 결제창 결과입니다.",
+                codes::TX_TYPE_ERROR,
+                "tran_cd 가 결제창 결과와 다릅니다.",
             ));
         }
-        if tran_cd != "00300001" {
-            let ordr_mony: i64 = fields
-                .required("ordr_mony")?
-                .parse()
-                .map_err(|_| Refusal::new(codes::AMOUNT_ERROR, "ordr_mony 형식 오류"))?;
+        if !batch {
+            let ordr_mony = wire::amount("ordr_mony", fields.required("ordr_mony")?)?;
             if ordr_mony != trade.amount {
                 return Err(Refusal::new(codes::AMOUNT_MISMATCH, "결제금액 불일치"));
             }
-            if fields.required("pay_type")? != pay_type_of(&snapshot.method) {
+            if fields.required("pay_type")? != pay_type_of(&trade.pay_method) {
                 return Err(Refusal::new(
                     codes::PAY_METHOD_ERROR,
-                    "pay_type이 결제수단과 다릅니다.",
+                    "pay_type 이 결제수단과 다릅니다.",
                 ));
+            }
+            if fields
+                .optional("ordr_no")
+                .is_some_and(|o| o != trade.order_no)
+            {
+                return Err(Refusal::new(codes::ORDER_NO_MISMATCH, "주문번호 불일치"));
             }
         }
         result.redeemed = true;
-        (snapshot, trade)
+        (result.clone(), trade)
     };
-    if tran_cd == "00300001" {
-        let card_no = result.card_no.clone().unwrap_or_default();
-        let issuer = test_cards::issuer(&card_no);
-        let batch_key = crate::batch::issue_from_window(s, site_cd, &result.group_id, &card_no);
-        let mut reply = Reply::ok();
-        reply
-            .set("batch_key", batch_key.as_str())
-            .set("card_cd", issuer.card_cd)
-            .set("card_name", issuer.card_name)
-            .set("card_bank_cd", issuer.bank_cd)
-            .set("card_bin_type_01", "0")
-            .set("card_bin_type_02", issuer.bin_type_02)
-            .set("card_mask_no", test_cards::mask(&card_no));
-        return Ok(reply);
+    if tran_cd == TRAN_CD_BATCH {
+        return Ok(batch_key_reply(s, site_cd, &trade, &result));
     }
-    let order = CardOrder {
-        order_no: &trade.order_no,
-        amount: trade.amount,
-        quota: &result.quota,
-    };
     let mut ledger = s.ledger();
-    if result.method == "CARD" {
+    if trade.pay_method == "CARD" {
         let card_no = result.card_no.clone().unwrap_or_default();
         let issuer = test_cards::issuer(&card_no);
         let card = card_summary(&issuer, test_cards::mask(&card_no), &result.quota);
+        let order = CardOrder {
+            order_no: &trade.order_no,
+            amount: trade.amount,
+            quota: &result.quota,
+        };
         let mut approval = approve(s, &mut ledger, site_cd, &order, card, &issuer)?;
+        // The window's trace number follows the approval (spec §2.1, §2.4).
+        if let Some(entry) = ledger.get_mut(&approval.tno) {
+            entry.trace_no = trade.trace_no.clone();
+        }
+        approval.reply.set("trace_no", trade.trace_no.as_str());
         if trade.escrow {
             approval.reply.set("escw_yn", "Y");
             s.windows()
                 .escrow
                 .insert(approval.tno.clone(), (site_cd.to_string(), false));
         }
+        tracing::info!(tno = %approval.tno, site_cd, order_no = %trade.order_no, "kcp sandbox approved a window card payment");
         return Ok(approval.reply);
     }
     if ledger.order_is_live(site_cd, &trade.order_no) {
@@ -565,9 +802,11 @@ fn handle_approval(s: &Shared, body: &Bytes) -> Result<Reply, Refusal> {
             "이미 승인된 주문번호입니다.",
         ));
     }
+    let opened = trade.opened.clone().unwrap_or_default();
     let now = s.now();
     let app_time = kcp_time(now);
-    let pay_type = pay_type_of(&result.method);
+    let pay_type = pay_type_of(&trade.pay_method);
+    let vbank = trade.pay_method == "VCNT";
     let entry = LedgerEntry {
         tno: ledger.new_tno(&app_time[..8]),
         site_cd: site_cd.to_owned(),
@@ -575,9 +814,17 @@ fn handle_approval(s: &Shared, body: &Bytes) -> Result<Reply, Refusal> {
         pay_method: pay_type.to_owned(),
         amount: trade.amount,
         balance: trade.amount,
-        state: TransactionState::Approved,
+        state: if vbank {
+            TransactionState::Issued
+        } else {
+            TransactionState::Approved
+        },
         app_time: app_time.clone(),
-        app_no: ledger::new_app_no(),
+        app_no: if trade.pay_method == "TPNT" {
+            ledger::new_point_app_no()
+        } else {
+            ledger::new_app_no()
+        },
         trace_no: trade.trace_no.clone(),
         approved_at: now,
         card: None,
@@ -587,6 +834,7 @@ fn handle_approval(s: &Shared, body: &Bytes) -> Result<Reply, Refusal> {
         reapproval_of: None,
     };
     let amount = trade.amount.to_string();
+    let vat = (2 * trade.amount + 11) / 22;
     let mut reply = Reply::ok();
     reply
         .set("res_en_msg", "processing completed")
@@ -596,50 +844,64 @@ fn handle_approval(s: &Shared, body: &Bytes) -> Result<Reply, Refusal> {
         .set("pay_method", pay_type)
         .set("app_time", app_time.as_str())
         .set("trace_no", trade.trace_no.as_str())
-        .set("escw_yn", if trade.escrow { "Y" } else { "N" });
-    let bank_name = |code: &str| match code {
-        "BK20" => "우리은행",
-        "BK88" => "신한은행",
-        "BK07" => "수협",
-        _ => "국민은행",
-    };
-    match result.method.as_str() {
+        .set("escw_yn", if trade.escrow { "Y" } else { "N" })
+        .set("res_tax_flag", "TG03")
+        .set("res_tax_mny", (trade.amount - vat).to_string())
+        .set("res_vat_mny", vat.to_string())
+        .set("res_free_mny", "0")
+        .set("van_cd", "VNKC")
+        .set("van_apptime", app_time.as_str())
+        .set("mall_taxno", "0000000000")
+        .set("mcht_taxno", "0000000000");
+    match trade.pay_method.as_str() {
         "BANK" => {
-            let code = result.bank.clone().unwrap_or_default();
             reply
-                .set("bank_code", code.as_str())
-                .set("bank_name", bank_name(&code))
+                .set("bank_code", result.bank.as_str())
+                .set("bank_name", bank_name(&result.bank))
                 .set("bk_mny", amount.as_str());
         }
         "VCNT" => {
-            let code = result.bank.clone().unwrap_or_default();
-            let due = kcp_time(now + chrono::Duration::days(7));
             let account = format!("T{:013}", rand::random::<u64>() % 10_000_000_000_000);
+            let holder = if opened.buyr_name.is_empty() {
+                "구매자".to_string()
+            } else {
+                opened.buyr_name.clone()
+            };
             reply
-                .set("bankcode", code.as_str())
-                .set("bankname", bank_name(&code))
+                .set("bankcode", result.bank.as_str())
+                .set("bankname", bank_name(&result.bank))
                 .set("account", account.as_str())
                 .set("depositor", "한국사이버결제")
-                .set("va_name", "구매자")
-                .set("va_date", format!("{}235959", &due[..8]));
-            s.windows().accounts.insert(entry.tno.clone(), account);
+                .set("va_name", holder.as_str())
+                .set("va_date", deposit_deadline(&opened.ipgm_date, now));
+            s.windows().accounts.insert(
+                entry.tno.clone(),
+                VirtualAccount {
+                    account,
+                    bank_code: result.bank.clone(),
+                    holder,
+                },
+            );
         }
         "MOBX" => {
             reply
-                .set("commid", "SKT")
-                .set("mobile_no", result.mobile_no.clone().unwrap_or_default());
+                .set("commid", result.carrier.as_str())
+                .set("mobile_no", result.mobile_no.as_str());
         }
         "TPNT" => {
+            // A fictitious card of 1,000,000 points, no points added by the payment.
             reply
-                .set("pnt_issue", "SCSK")
+                .set("pnt_issue", opened.van_code.as_str())
                 .set("pnt_amount", amount.as_str())
                 .set("use_pnt", amount.as_str())
+                .set("add_pnt", "0")
+                .set("rsv_pnt", (1_000_000 - trade.amount).max(0).to_string())
                 .set("pnt_app_time", app_time.as_str())
                 .set("pnt_app_no", entry.app_no.as_str());
         }
         _ => {
             reply
-                .set("tk_van_code", "SCCL")
+                .set("tk_van_code", opened.van_code.as_str())
                 .set("tk_app_no", entry.app_no.as_str())
                 .set("tk_app_time", app_time.as_str());
         }
@@ -652,4 +914,28 @@ fn handle_approval(s: &Shared, body: &Bytes) -> Result<Reply, Refusal> {
     tracing::info!(tno = %entry.tno, site_cd, order_no = %trade.order_no, pay_type, "kcp sandbox approved a window payment");
     ledger.insert(entry);
     Ok(reply)
+}
+
+/// The batch window's answer (spec §2.5): a key usable with batch payments (§2.6).
+fn batch_key_reply(s: &Shared, site_cd: &str, trade: &Trade, result: &WindowResult) -> Reply {
+    let opened = trade.opened.clone().unwrap_or_default();
+    let card_no = result.card_no.clone().unwrap_or_default();
+    let issuer = test_cards::issuer(&card_no);
+    let group_id = if opened.group_id.is_empty() {
+        format!("{site_cd}1000001")
+    } else {
+        opened.group_id
+    };
+    let batch_key = crate::batch::issue_from_window(s, site_cd, &group_id, &card_no);
+    tracing::info!(site_cd, group_id = %group_id, key = %crate::batch::batch_key_digest(&batch_key), "kcp sandbox issued a batch key from the window");
+    let mut reply = Reply::ok();
+    reply
+        .set("batch_key", batch_key.as_str())
+        .set("card_cd", issuer.card_cd)
+        .set("card_name", issuer.card_name)
+        .set("card_bank_cd", issuer.bank_cd)
+        .set("card_bin_type_01", "0")
+        .set("card_bin_type_02", issuer.bin_type_02)
+        .set("card_mask_no", test_cards::mask(&card_no));
+    reply
 }

@@ -114,6 +114,11 @@ impl Fields {
             .filter(|value| !value.is_empty())
     }
 
+    /// Every field, for callers that look fields up by owned name.
+    pub fn into_map(self) -> std::collections::HashMap<String, String> {
+        self.0.into_iter().collect()
+    }
+
     /// The `site_cd` every call carries: 5 ASCII letters or digits (spec §6).
     pub fn site_cd(&self) -> Result<&str, Refusal> {
         let site_cd = self.required("site_cd")?;

@@ -1,0 +1,976 @@
+//! The standard payment window end to end over real HTTP, the way a browser drives it: trade
+//! registration (both endpoints), the window page, its form submitted and the auto-submitting
+//! post back delivered to a real `Ret_URL` receiver, approval per method, replay refusal, cancel,
+//! virtual-account deposits with `TX00` notifications, escrow `STE1`, and the batch window.
+mod common;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use common::{batch_pay, merchant, spawn, Harness, GROUP, SITE};
+use kcp_sandbox::{paths, test_cards, TransactionState};
+use serde_json::{json, Value};
+
+type Form = Vec<(String, String)>;
+/// A window case: method, amount, element ids expected, extra window fields.
+type Case = (
+    &'static str,
+    &'static str,
+    &'static [&'static str],
+    &'static [(&'static str, &'static str)],
+);
+
+fn unescape(s: &str) -> String {
+    s.replace("&quot;", "\"")
+        .replace("&#39;", "'")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&amp;", "&")
+}
+
+/// The action and named inputs of the first form of a page.
+fn form(html: &str) -> (String, Form) {
+    let attr = |tag: &str, name: &str| -> Option<String> {
+        let key = format!(" {name}=\"");
+        let start = tag.find(&key)? + key.len();
+        Some(unescape(&tag[start..start + tag[start..].find('"')?]))
+    };
+    let start = html.find("<form").expect("a form");
+    let tag = &html[start..start + html[start..].find('>').unwrap()];
+    let action = attr(tag, "action").unwrap_or_default();
+    let mut fields = Vec::new();
+    let mut rest = &html[start..];
+    while let Some(i) = rest.find("<input") {
+        let tag = &rest[i..i + rest[i..].find('>').unwrap()];
+        if let Some(name) = attr(tag, "name") {
+            fields.push((name, attr(tag, "value").unwrap_or_default()));
+        }
+        rest = &rest[i + 6..];
+    }
+    (action, fields)
+}
+
+fn get<'a>(fields: &'a [(String, String)], k: &str) -> Option<&'a str> {
+    fields.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str())
+}
+
+/// A merchant endpoint recording every form posted to it and answering with `reply(n)`.
+struct Receiver {
+    url: String,
+    forms: Arc<Mutex<Vec<Form>>>,
+}
+
+async fn receiver(fail_first: usize) -> Receiver {
+    let forms: Arc<Mutex<Vec<Form>>> = Arc::default();
+    let seen = Arc::new(AtomicUsize::new(0));
+    let (f, s) = (forms.clone(), seen.clone());
+    let app = axum::Router::new().route(
+        "/{*path}",
+        axum::routing::post(move |body: axum::body::Bytes| {
+            let n = s.fetch_add(1, Ordering::SeqCst);
+            f.lock()
+                .unwrap()
+                .push(form_urlencoded::parse(&body).into_owned().collect());
+            async move {
+                if n < fail_first {
+                    "<html><body>busy</body></html>".to_string()
+                } else {
+                    "<html><body><form><input type=\"hidden\" name=\"result\" value=\"0000\"></form></body></html>".to_string()
+                }
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    Receiver { url, forms }
+}
+
+async fn register_with(h: &Harness, body: Value) -> Value {
+    let mut req = json!({"site_cd": SITE, "kcp_cert_info": merchant(SITE).cert_info, "good_name": "테스트 상품",
+                         "Ret_URL": "http://shop.test/return", "escw_used": "N", "user_agent": "Mozilla/5.0"});
+    common::merge(&mut req, body);
+    h.post(paths::TRADE_REGISTER, &req).await
+}
+
+async fn register(h: &Harness, order: &str, amount: &str, method: &str, ret_url: &str) -> Value {
+    let reg = register_with(
+        h,
+        json!({"ordr_idxx": order, "good_mny": amount, "pay_method": method, "Ret_URL": ret_url}),
+    )
+    .await;
+    assert_eq!(reg["Code"], "0000", "{reg}");
+    reg
+}
+
+/// The spec §2.2 fields a merchant page posts to PayUrl, plus `extra`.
+fn window_fields(
+    reg: &Value,
+    order: &str,
+    amount: &str,
+    method: &str,
+    ret_url: &str,
+    extra: &[(&str, &str)],
+) -> Form {
+    let action = match method {
+        "CARD" => "card",
+        "BANK" => "acnt",
+        "VCNT" => "vcnt",
+        "MOBX" => "mobx",
+        "TPNT" => "tpnt",
+        "GIFT" => "sccl",
+        _ => "batch",
+    };
+    let mut f: Vec<(&str, &str)> = vec![
+        ("approval_key", reg["approvalKey"].as_str().unwrap()),
+        ("traceNo", reg["traceNo"].as_str().unwrap()),
+        ("PayUrl", reg["PayUrl"].as_str().unwrap()),
+        ("site_cd", SITE),
+        ("ordr_idxx", order),
+        ("good_name", "테스트 상품"),
+        ("good_mny", amount),
+        ("req_tx", "pay"),
+        ("currency", "410"),
+        ("escw_used", "N"),
+        ("pay_method", method),
+        ("ActionResult", action),
+        ("Ret_URL", ret_url),
+        ("buyr_name", "홍길동"),
+        ("buyr_tel1", "02-0000-0000"),
+        ("buyr_tel2", "010-0000-0000"),
+        ("buyr_mail", "buyer@example.com"),
+        ("encoding_trans", "UTF-8"),
+        ("param_opt_1", "imp_123"),
+    ];
+    f.extend_from_slice(extra);
+    f.into_iter().map(|(k, v)| (k.into(), v.into())).collect()
+}
+
+async fn post_form(h: &Harness, url: &str, fields: &Form) -> String {
+    h.client
+        .post(url)
+        .form(fields)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
+/// Opens the window, fills it, submits it and lets the post back reach `Ret_URL` like a browser
+/// would; returns the window page and the fields `Ret_URL` received.
+async fn browse(
+    h: &Harness,
+    window: Form,
+    entered: &[(&str, &str)],
+    ret: &Receiver,
+) -> (String, Form) {
+    let pay_url = get(&window, "PayUrl").unwrap().to_string();
+    let page = post_form(h, &pay_url, &window).await;
+    let (action, mut fields) = form(&page);
+    assert_eq!(action, "/pay/submit", "{page}");
+    fields.extend(entered.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    let back = post_form(h, &h.url(&action), &fields).await;
+    assert!(
+        back.contains(".submit()"),
+        "the post back submits itself: {back}"
+    );
+    let (ret_url, result) = form(&back);
+    assert_eq!(ret_url, get(&window, "Ret_URL").unwrap());
+    let before = ret.forms.lock().unwrap().len();
+    post_form(h, &ret_url, &result).await;
+    let received = ret.forms.lock().unwrap()[before].clone();
+    assert_eq!(received, result);
+    (page, received)
+}
+
+/// Registration, window and post back in one go for `method`.
+async fn window_result(
+    h: &Harness,
+    ret: &Receiver,
+    order: &str,
+    amount: &str,
+    method: &str,
+    extra: &[(&str, &str)],
+    entered: &[(&str, &str)],
+) -> Form {
+    let ret_url = format!("{}/return", ret.url);
+    let reg = register(h, order, amount, method, &ret_url).await;
+    let (_, back) = browse(
+        h,
+        window_fields(&reg, order, amount, method, &ret_url, extra),
+        entered,
+        ret,
+    )
+    .await;
+    back
+}
+
+fn approval(back: &Form, ordr_mony: &str, pay_type: &str) -> Value {
+    json!({"tran_cd": get(back, "tran_cd").unwrap(), "site_cd": SITE, "kcp_cert_info": merchant(SITE).cert_info,
+           "enc_data": get(back, "enc_data").unwrap_or(""), "enc_info": get(back, "enc_info").unwrap_or(""),
+           "ordr_mony": ordr_mony, "pay_type": pay_type, "ordr_no": get(back, "ordr_idxx").unwrap()})
+}
+
+#[tokio::test]
+async fn both_registration_endpoints_answer_a_key_a_trace_number_and_this_sandboxs_window_url() {
+    let h = spawn().await;
+    let reg = register(&h, "R1", "1000", "CARD", "http://shop.test/return").await;
+    assert_eq!(reg["Message"], "정상처리");
+    assert_eq!(reg["approvalKey"].as_str().unwrap().len(), 44);
+    let trace = reg["traceNo"].as_str().unwrap();
+    assert!(trace.starts_with(SITE) && trace.len() == 16, "{trace}");
+    assert!(trace[5..]
+        .bytes()
+        .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit()));
+    assert_eq!(
+        reg["PayUrl"],
+        h.url(paths::PAY_WINDOW),
+        "PayUrl follows the Host header"
+    );
+    assert_eq!(reg["paymentMethod"], "CARD");
+    assert_eq!(reg["request_URI"], paths::PAY_WINDOW);
+
+    // The older mobile endpoint: no certificate, JSON or form.
+    let form_reg: Value = h
+        .client
+        .post(h.url(paths::MOBILE_TRADE_REGISTER))
+        .form(&[
+            ("site_cd", SITE),
+            ("ordr_idxx", "R2"),
+            ("good_mny", "1000"),
+            ("good_name", "상품"),
+            ("pay_method", "BANK"),
+            ("Ret_URL", "http://shop.test/r"),
+            ("escw_used", "N"),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(form_reg["Code"], "0000", "{form_reg}");
+    let json_reg = h
+        .post(
+            paths::MOBILE_TRADE_REGISTER,
+            &json!({"site_cd": SITE, "ordr_idxx": "R3", "good_mny": "1000",
+              "good_name": "상품", "pay_method": "VCNT", "Ret_URL": "http://shop.test/r"}),
+        )
+        .await;
+    assert_eq!(json_reg["Code"], "0000", "{json_reg}");
+
+    // 0001 missing, 0002 bad, 0003 authentication.
+    let code = |v: Value| v["Code"].as_str().unwrap().to_string();
+    assert_eq!(
+        code(register_with(&h, json!({"ordr_idxx": "R4", "good_mny": "1000"})).await),
+        "0001"
+    );
+    assert_eq!(
+        code(
+            h.post(
+                paths::TRADE_REGISTER,
+                &json!({"site_cd": SITE, "ordr_idxx": "R4", "good_mny": "1000", "good_name": "x",
+             "pay_method": "CARD", "Ret_URL": "http://shop.test/r"})
+            )
+            .await
+        ),
+        "0001",
+        "the newer endpoint needs kcp_cert_info"
+    );
+    for bad in [
+        json!({"ordr_idxx": "R-4", "good_mny": "1000", "pay_method": "CARD"}),
+        json!({"ordr_idxx": "R4", "good_mny": "1,000", "pay_method": "CARD"}),
+        json!({"ordr_idxx": "R4", "good_mny": "0", "pay_method": "CARD"}),
+        json!({"ordr_idxx": "R4", "good_mny": "1000", "pay_method": "PAYCO"}),
+        json!({"ordr_idxx": "R4", "good_mny": "1000", "pay_method": "CARD", "escw_used": "X"}),
+        json!({"ordr_idxx": "R4", "good_mny": "1000", "pay_method": "CARD", "good_name": "가".repeat(101)}),
+        json!({"ordr_idxx": "R4", "good_mny": "1000", "pay_method": "CARD", "Ret_URL": "/relative"}),
+    ] {
+        assert_eq!(code(register_with(&h, bad.clone()).await), "0002", "{bad}");
+    }
+    let foreign = register_with(
+        &h,
+        json!({"site_cd": "A52Q7", "ordr_idxx": "R5", "good_mny": "1000", "pay_method": "CARD"}),
+    )
+    .await;
+    assert_eq!(code(foreign), "0003", "T0000's certificate is not A52Q7's");
+    // A billing-key window may register 0 won.
+    assert_eq!(
+        code(
+            register_with(
+                &h,
+                json!({"ordr_idxx": "R6", "good_mny": "0", "pay_method": "AUTH"})
+            )
+            .await
+        ),
+        "0000"
+    );
+}
+
+#[tokio::test]
+async fn the_window_page_has_the_driver_ids_for_each_method_and_refuses_a_mismatch() {
+    let h = spawn().await;
+    let ret = "http://shop.test/return";
+    let cases: [Case; 7] = [
+        (
+            "CARD",
+            "60000",
+            &["card_no", "card_expiry", "quota"],
+            &[("quotaopt", "3")],
+        ),
+        ("BANK", "1000", &["bank"], &[]),
+        ("VCNT", "1000", &["bank"], &[]),
+        ("MOBX", "1000", &["carrier", "mobile_no"], &[]),
+        ("TPNT", "1000", &["pin"], &[("van_code", "SCSK")]),
+        ("GIFT", "1000", &["pin"], &[("van_code", "SCCL")]),
+        (
+            "AUTH",
+            "0",
+            &["card_no", "card_expiry"],
+            &[("kcp_group_id", GROUP)],
+        ),
+    ];
+    for (i, (method, amount, ids, extra)) in cases.into_iter().enumerate() {
+        let order = format!("P{i}");
+        let reg = register(&h, &order, amount, method, ret).await;
+        let page = post_form(
+            &h,
+            &h.url(paths::PAY_WINDOW),
+            &window_fields(&reg, &order, amount, method, ret, extra),
+        )
+        .await;
+        for id in ids.iter().chain(&["pay", "cancel"]) {
+            assert!(
+                page.contains(&format!("id=\"{id}\"")),
+                "{method}: #{id} missing in {page}"
+            );
+        }
+        assert!(page.contains("charset=\"utf-8\""));
+        assert!(!page.contains("id=\"error\""), "{page}");
+        if method == "CARD" {
+            assert!(
+                page.contains("value=\"03\"") && !page.contains("value=\"04\""),
+                "quotaopt 3 → up to 3 months"
+            );
+        }
+    }
+    // Installments are not offered under 50,000 won, whatever quotaopt says.
+    let reg = register(&h, "Q1", "49000", "CARD", ret).await;
+    let page = post_form(
+        &h,
+        &h.url(paths::PAY_WINDOW),
+        &window_fields(&reg, "Q1", "49000", "CARD", ret, &[("quotaopt", "12")]),
+    )
+    .await;
+    assert!(
+        page.contains("id=\"quota\"") && !page.contains("value=\"02\""),
+        "{page}"
+    );
+    // Amount, order number or trace number other than registered → an error page.
+    let reg = register(&h, "Q2", "1000", "CARD", ret).await;
+    for (k, v) in [
+        ("good_mny", "999"),
+        ("ordr_idxx", "Q3"),
+        ("traceNo", "T0000XXXXXXXXXXX"),
+        ("approval_key", "nope="),
+    ] {
+        let mut fields = window_fields(&reg, "Q2", "1000", "CARD", ret, &[]);
+        fields.iter_mut().find(|(n, _)| n == k).unwrap().1 = v.into();
+        let page = post_form(&h, &h.url(paths::PAY_WINDOW), &fields).await;
+        assert!(
+            page.contains("id=\"error\"") && !page.contains("id=\"pay\""),
+            "{k}: {page}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_card_window_posts_spec_fields_to_ret_url_and_is_approved_once() {
+    let h = spawn().await;
+    let ret = receiver(0).await;
+    let back = window_result(
+        &h,
+        &ret,
+        "C1",
+        "60000",
+        "CARD",
+        &[("quotaopt", "6"), ("param_opt_2", "p2")],
+        &[
+            ("card_no", "4111-1111-1111-1111"),
+            ("card_expiry", "3112"),
+            ("quota", "03"),
+            ("action", "pay"),
+        ],
+    )
+    .await;
+    for (k, v) in [
+        ("req_tx", "pay"),
+        ("res_cd", "0000"),
+        ("res_msg", "정상처리"),
+        ("site_cd", SITE),
+        ("tran_cd", "00100000"),
+        ("ordr_idxx", "C1"),
+        ("good_name", "테스트 상품"),
+        ("good_mny", "60000"),
+        ("buyr_name", "홍길동"),
+        ("buyr_tel1", "02-0000-0000"),
+        ("buyr_tel2", "010-0000-0000"),
+        ("buyr_mail", "buyer@example.com"),
+        ("use_pay_method", "100000000000"),
+        ("ordr_chk", "C1|60000"),
+        ("param_opt_1", "imp_123"),
+        ("param_opt_2", "p2"),
+        ("param_opt_3", ""),
+        ("cash_yn", "N"),
+        ("escw_used", "N"),
+    ] {
+        assert_eq!(get(&back, k), Some(v), "{k} in {back:?}");
+    }
+    let enc_data = get(&back, "enc_data").unwrap();
+    assert!(
+        !enc_data.is_empty()
+            && enc_data
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+    );
+    assert!(!enc_data.contains("4111") && !get(&back, "enc_info").unwrap().is_empty());
+
+    let mismatch = h
+        .post(paths::ENC_PAYMENT, &approval(&back, "59000", "PACA"))
+        .await;
+    assert_eq!(mismatch["res_cd"], "8059", "{mismatch}");
+    assert_eq!(mismatch["res_msg"], "결제금액 불일치");
+    let wrong_type = h
+        .post(paths::ENC_PAYMENT, &approval(&back, "60000", "PABK"))
+        .await;
+    assert_eq!(wrong_type["res_cd"], "8104");
+    let mut wrong_order = approval(&back, "60000", "PACA");
+    wrong_order["ordr_no"] = json!("C2");
+    assert_eq!(
+        h.post(paths::ENC_PAYMENT, &wrong_order).await["res_cd"],
+        "9532"
+    );
+    let mut no_tran = approval(&back, "60000", "PACA");
+    no_tran.as_object_mut().unwrap().remove("tran_cd");
+    assert_eq!(h.post(paths::ENC_PAYMENT, &no_tran).await["res_cd"], "9562");
+
+    let ok = h
+        .post(paths::ENC_PAYMENT, &approval(&back, "60000", "PACA"))
+        .await;
+    assert_eq!(ok["res_cd"], "0000", "{ok}");
+    for k in [
+        "res_en_msg",
+        "tno",
+        "app_time",
+        "app_no",
+        "trace_no",
+        "card_cd",
+        "card_name",
+        "van_cd",
+        "res_vat_mny",
+    ] {
+        assert!(ok[k].as_str().is_some_and(|v| !v.is_empty()), "{k} in {ok}");
+    }
+    assert_eq!(
+        (
+            ok["amount"].as_str(),
+            ok["pay_method"].as_str(),
+            ok["quota"].as_str()
+        ),
+        (Some("60000"), Some("PACA"), Some("03"))
+    );
+    assert_eq!(ok["card_no"], "411111******1111");
+    assert_eq!(ok["order_no"], "C1");
+    assert_eq!(ok["escw_yn"], "N");
+
+    let replay = h
+        .post(paths::ENC_PAYMENT, &approval(&back, "60000", "PACA"))
+        .await;
+    assert_eq!(replay["res_cd"], "9530", "{replay}");
+    let mut unknown = approval(&back, "60000", "PACA");
+    unknown["enc_data"] = json!("made.up");
+    assert_eq!(h.post(paths::ENC_PAYMENT, &unknown).await["res_cd"], "9531");
+
+    let ledger = h.sandbox.ledger();
+    assert_eq!(ledger.len(), 1);
+    assert_eq!(ledger[0].trace_no, ok["trace_no"].as_str().unwrap());
+    let tno = ok["tno"].as_str().unwrap();
+    assert_eq!(h.inquire_tno(tno).await["stat_ca_cd"], "STSR");
+    assert_eq!(h.cancel(tno, "STSC", json!({})).await["res_cd"], "0000");
+    assert_eq!(h.inquire_tno(tno).await["stat_ca_cd"], "STSC");
+}
+
+#[tokio::test]
+async fn buyer_cancel_declines_and_a_closed_window_come_back_without_enc_data() {
+    let h = spawn().await;
+    let ret = receiver(0).await;
+    let back = window_result(&h, &ret, "D1", "1000", "CARD", &[], &[("action", "cancel")]).await;
+    assert_eq!(get(&back, "res_cd"), Some("3001"));
+    assert_eq!(get(&back, "res_msg"), Some("사용자가 취소하였습니다"));
+    assert_eq!(get(&back, "enc_data"), None);
+    for (order, card, code) in [
+        ("D2", test_cards::KB_KOOKMIN, "8102"),
+        ("D3", test_cards::MONTHLY_LIMIT_EXCEEDED, "8188"),
+        ("D4", test_cards::INSUFFICIENT_LIMIT, "8187"),
+        ("D5", "4111111111111112", "8108"),
+    ] {
+        let back = window_result(
+            &h,
+            &ret,
+            order,
+            "1000",
+            "CARD",
+            &[],
+            &[
+                ("card_no", card),
+                ("card_expiry", "3112"),
+                ("action", "pay"),
+            ],
+        )
+        .await;
+        assert_eq!(get(&back, "res_cd"), Some(code), "{card}");
+        assert_eq!(get(&back, "enc_data"), None);
+    }
+    // An installment the window did not offer (quotaopt absent) is refused in the window.
+    let back = window_result(
+        &h,
+        &ret,
+        "D6",
+        "60000",
+        "CARD",
+        &[],
+        &[
+            ("card_no", test_cards::SHINHAN_CREDIT),
+            ("card_expiry", "3112"),
+            ("quota", "03"),
+            ("action", "pay"),
+        ],
+    )
+    .await;
+    assert_eq!(get(&back, "res_cd"), Some("8106"));
+
+    // The window of a finished registration does not open again.
+    let ret_url = format!("{}/return", ret.url);
+    let reg = register(&h, "D7", "1000", "CARD", &ret_url).await;
+    let fields = window_fields(&reg, "D7", "1000", "CARD", &ret_url, &[]);
+    browse(&h, fields.clone(), &[("action", "cancel")], &ret).await;
+    let again = post_form(&h, &h.url(paths::PAY_WINDOW), &fields).await;
+    assert!(again.contains("id=\"error\""), "{again}");
+    assert!(h.sandbox.ledger().is_empty());
+}
+
+#[tokio::test]
+async fn bank_phone_point_and_gift_windows_answer_their_own_fields() {
+    let h = spawn().await;
+    let ret = receiver(0).await;
+
+    let back = window_result(
+        &h,
+        &ret,
+        "M1",
+        "3000",
+        "BANK",
+        &[],
+        &[("bank", "BK20"), ("action", "pay")],
+    )
+    .await;
+    assert_eq!(get(&back, "use_pay_method"), Some("010000000000"));
+    let bank = h
+        .post(paths::ENC_PAYMENT, &approval(&back, "3000", "PABK"))
+        .await;
+    assert_eq!(
+        (bank["res_cd"].as_str(), bank["pay_method"].as_str()),
+        (Some("0000"), Some("PABK")),
+        "{bank}"
+    );
+    assert_eq!(
+        (
+            bank["bank_code"].as_str(),
+            bank["bank_name"].as_str(),
+            bank["bk_mny"].as_str()
+        ),
+        (Some("BK20"), Some("우리은행"), Some("3000"))
+    );
+    assert_eq!(bank["app_time"].as_str().unwrap().len(), 14);
+    let inquiry = h.inquire_as("PABK", bank["tno"].as_str().unwrap()).await;
+    assert_eq!(
+        (
+            inquiry["stat_bk_cd"].as_str(),
+            inquiry["bk_rem_mny"].as_str()
+        ),
+        (Some("STSR"), Some("3000")),
+        "{inquiry}"
+    );
+
+    let back = window_result(
+        &h,
+        &ret,
+        "M2",
+        "4000",
+        "MOBX",
+        &[],
+        &[
+            ("carrier", "KTF"),
+            ("mobile_no", "010-1234-5678"),
+            ("action", "pay"),
+        ],
+    )
+    .await;
+    assert_eq!(get(&back, "use_pay_method"), Some("000010000000"));
+    let phone = h
+        .post(paths::ENC_PAYMENT, &approval(&back, "4000", "PAMC"))
+        .await;
+    assert_eq!(
+        (
+            phone["commid"].as_str(),
+            phone["mobile_no"].as_str(),
+            phone["pay_method"].as_str()
+        ),
+        (Some("KTF"), Some("01012345678"), Some("PAMC")),
+        "{phone}"
+    );
+    let bad_phone = window_result(
+        &h,
+        &ret,
+        "M3",
+        "4000",
+        "MOBX",
+        &[],
+        &[("mobile_no", "12345"), ("action", "pay")],
+    )
+    .await;
+    assert_eq!(get(&bad_phone, "res_cd"), Some("9503"));
+
+    let back = window_result(
+        &h,
+        &ret,
+        "M4",
+        "5000",
+        "TPNT",
+        &[("van_code", "SCSK")],
+        &[("pin", "1234567890123456"), ("action", "pay")],
+    )
+    .await;
+    assert_eq!(get(&back, "use_pay_method"), Some("000100000000"));
+    let point = h
+        .post(paths::ENC_PAYMENT, &approval(&back, "5000", "PAPT"))
+        .await;
+    for (k, v) in [
+        ("pnt_issue", "SCSK"),
+        ("pnt_amount", "5000"),
+        ("use_pnt", "5000"),
+        ("add_pnt", "0"),
+        ("rsv_pnt", "995000"),
+        ("pay_method", "PAPT"),
+    ] {
+        assert_eq!(point[k], v, "{k} in {point}");
+    }
+    assert_eq!(point["pnt_app_no"].as_str().unwrap().len(), 10);
+
+    let back = window_result(
+        &h,
+        &ret,
+        "M5",
+        "10000",
+        "GIFT",
+        &[("van_code", "SCHM")],
+        &[("pin", "1234567890123456"), ("action", "pay")],
+    )
+    .await;
+    assert_eq!(get(&back, "use_pay_method"), Some("000000001000"));
+    let gift = h
+        .post(paths::ENC_PAYMENT, &approval(&back, "10000", "PATK"))
+        .await;
+    assert_eq!(
+        (gift["tk_van_code"].as_str(), gift["pay_method"].as_str()),
+        (Some("SCHM"), Some("PATK")),
+        "{gift}"
+    );
+    assert_eq!(gift["tk_app_time"].as_str().unwrap().len(), 14);
+    assert!(!gift["tk_app_no"].as_str().unwrap().is_empty());
+    let empty_pin = window_result(&h, &ret, "M6", "10000", "GIFT", &[], &[("action", "pay")]).await;
+    assert_eq!(get(&empty_pin, "res_cd"), Some("9502"));
+
+    for answer in [&bank, &phone, &point, &gift] {
+        assert_eq!(answer["escw_yn"], "N");
+        assert!(answer["trace_no"].as_str().unwrap().starts_with(SITE));
+    }
+    // Cancels work on window payments like on cards.
+    let tno = phone["tno"].as_str().unwrap();
+    assert_eq!(h.cancel(tno, "STSC", json!({})).await["res_cd"], "0000");
+    assert_eq!(h.inquire_as("PAMC", tno).await["stat_hp_cd"], "STSC");
+    assert_eq!(h.sandbox.ledger().len(), 4);
+}
+
+#[tokio::test]
+async fn the_batch_window_issues_a_key_the_batch_payment_accepts() {
+    let h = spawn().await;
+    let ret = receiver(0).await;
+    let back = window_result(
+        &h,
+        &ret,
+        "B1",
+        "0",
+        "AUTH",
+        &[("kcp_group_id", GROUP), ("batch_cardno_return_yn", "Y")],
+        &[
+            ("card_no", test_cards::SAMSUNG_CHECK),
+            ("card_expiry", "3112"),
+            ("action", "pay"),
+        ],
+    )
+    .await;
+    assert_eq!(get(&back, "res_cd"), Some("0000"));
+    assert_eq!(get(&back, "tran_cd"), Some("00300001"));
+    assert_eq!(get(&back, "card_mask_no"), Some("555555******4444"));
+    // A payment tran_cd on a batch result is refused, without using it up.
+    let as_payment = h.post(paths::ENC_PAYMENT, &json!({"tran_cd": "00100000", "site_cd": SITE, "kcp_cert_info": merchant(SITE).cert_info,
+        "enc_data": get(&back, "enc_data"), "enc_info": get(&back, "enc_info"), "ordr_mony": "0", "pay_type": "PACA"})).await;
+    assert_eq!(as_payment["res_cd"], "8103", "{as_payment}");
+    let body = json!({"tran_cd": "00300001", "site_cd": SITE, "kcp_cert_info": merchant(SITE).cert_info,
+        "enc_data": get(&back, "enc_data"), "enc_info": get(&back, "enc_info")});
+    let issued = h.post(paths::ENC_PAYMENT, &body).await;
+    assert_eq!(issued["res_cd"], "0000", "{issued}");
+    assert_eq!(
+        (
+            issued["card_cd"].as_str(),
+            issued["card_bin_type_02"].as_str()
+        ),
+        (Some("CCSS"), Some("1"))
+    );
+    let key = issued["batch_key"].as_str().unwrap();
+    assert_eq!(key.len(), 16);
+    assert!(issued.get("tno").is_none());
+    assert_eq!(h.post(paths::ENC_PAYMENT, &body).await["res_cd"], "9530");
+    let paid = h.pay(&batch_pay(SITE, key, "B2", "9900")).await;
+    assert_eq!(paid["res_cd"], "0000", "{paid}");
+    assert_eq!(paid["card_no"], "555555******4444");
+}
+
+#[tokio::test]
+async fn a_virtual_account_is_issued_deposited_notified_until_acknowledged_and_then_cancellable() {
+    let h = spawn().await;
+    let ret = receiver(0).await;
+    let back = window_result(
+        &h,
+        &ret,
+        "V1",
+        "7000",
+        "VCNT",
+        &[("ipgm_date", "20260315")],
+        &[("bank", "BK07"), ("action", "pay")],
+    )
+    .await;
+    assert_eq!(get(&back, "use_pay_method"), Some("001000000000"));
+    let vbank = h
+        .post(paths::ENC_PAYMENT, &approval(&back, "7000", "PAVC"))
+        .await;
+    for (k, v) in [
+        ("res_cd", "0000"),
+        ("pay_method", "PAVC"),
+        ("amount", "7000"),
+        ("bankcode", "BK07"),
+        ("bankname", "수협"),
+        ("depositor", "한국사이버결제"),
+        ("va_name", "홍길동"),
+        ("va_date", "20260315235959"),
+        ("escw_yn", "N"),
+    ] {
+        assert_eq!(vbank[k], v, "{k} in {vbank}");
+    }
+    let account = vbank["account"].as_str().unwrap();
+    assert!(account.starts_with('T'));
+    let tno = vbank["tno"].as_str().unwrap();
+    assert_eq!(h.sandbox.ledger()[0].state, TransactionState::Issued);
+    assert_eq!(h.inquire_as("PAVC", tno).await["stat_va_cd"], "STIS");
+    // Unpaid: nothing to cancel.
+    assert_eq!(h.cancel(tno, "STSC", json!({})).await["res_cd"], "8503");
+
+    // Without ipgm_date the deadline is 7 days later, 23:59:59 KST.
+    let other = window_result(
+        &h,
+        &ret,
+        "V2",
+        "1000",
+        "VCNT",
+        &[],
+        &[("bank", "BK04"), ("action", "pay")],
+    )
+    .await;
+    let other = h
+        .post(paths::ENC_PAYMENT, &approval(&other, "1000", "PAVC"))
+        .await;
+    assert_eq!(other["va_date"], "20260317235959");
+
+    // A notification receiver that refuses twice. Deposit over HTTP: 3,000 then the rest.
+    let noti = receiver(2).await;
+    let set: reqwest::Response = h
+        .client
+        .post(h.url("/_sandbox/notify-url"))
+        .json(&json!({"site_cd": SITE, "url": format!("{}/kcp/notify", noti.url)}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(set.status(), 204);
+    let first: Value = h
+        .client
+        .post(h.url("/_sandbox/vbank/deposit"))
+        .json(&json!({"tno": tno, "amount": 3000}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        (first["amount"].as_i64(), first["total"].as_i64()),
+        (Some(3000), Some(3000)),
+        "{first}"
+    );
+    assert_eq!(
+        h.sandbox.ledger()[0].state,
+        TransactionState::Issued,
+        "a partial deposit does not pay it"
+    );
+    for _ in 0..10 {
+        if h.sandbox.notifications().iter().all(|n| n.acknowledged) {
+            break;
+        }
+        let flushed: Value = h
+            .client
+            .post(h.url("/_sandbox/notifications/flush"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert!(flushed["acknowledged"].is_u64());
+    }
+    let sent = h.sandbox.notifications();
+    assert!(sent[0].acknowledged && sent[0].attempts >= 3, "{sent:?}");
+    assert!(!sent[0].tries[0].acknowledged && sent[0].tries.last().unwrap().acknowledged);
+    assert_eq!(sent[0].tries[0].http_status, Some(200));
+    let received = noti.forms.lock().unwrap().clone();
+    assert!(
+        received.len() >= 3 && received.iter().all(|f| f == &received[0]),
+        "re-sent unchanged, same noti_id"
+    );
+    let f = &received[0];
+    for (k, v) in [
+        ("site_cd", SITE),
+        ("tno", tno),
+        ("order_no", "V1"),
+        ("tx_cd", "TX00"),
+        ("ipgm_name", "홍길동"),
+        ("remitter", "홍길동"),
+        ("ipgm_mnyx", "3000"),
+        ("totl_mnyx", "3000"),
+        ("bank_code", "BK07"),
+        ("account", account),
+        ("op_cd", "00"),
+    ] {
+        assert_eq!(get(f, k), Some(v), "{k} in {f:?}");
+    }
+    for k in ["tx_tm", "ipgm_time"] {
+        assert_eq!(get(f, k).unwrap().len(), 14);
+    }
+
+    let second = h.sandbox.deposit(tno, 4000, "00").unwrap();
+    assert_eq!(second.total, 7000);
+    assert_ne!(
+        second.noti_id, sent[0].noti_id,
+        "noti_id is unique per notification"
+    );
+    assert_eq!(
+        h.sandbox.ledger()[0].state,
+        TransactionState::Approved,
+        "paid in full"
+    );
+    assert_eq!(h.inquire_as("PAVC", tno).await["stat_va_cd"], "STSR");
+    h.sandbox.flush_notifications().await;
+    assert!(h.sandbox.notifications()[1].acknowledged);
+    // A reversal (op_cd 13) takes it back under the amount.
+    let reversal = h.sandbox.deposit(tno, 4000, "13").unwrap();
+    assert_eq!(
+        (reversal.total, reversal.field("op_cd")),
+        (3000, Some("13"))
+    );
+    assert_eq!(h.sandbox.ledger()[0].state, TransactionState::Issued);
+    h.sandbox.deposit(tno, 5000, "00").unwrap();
+    assert_eq!(
+        h.sandbox.ledger()[0].state,
+        TransactionState::Approved,
+        "an over-deposit pays it too"
+    );
+
+    assert_eq!(h.cancel(tno, "STSC", json!({})).await["res_cd"], "0000");
+    assert!(
+        h.sandbox.deposit(tno, 1, "00").is_err(),
+        "a cancelled account takes no deposit"
+    );
+    assert!(h.sandbox.deposit("20260101000000", 1, "00").is_err());
+    let missing = h
+        .client
+        .post(h.url("/_sandbox/vbank/deposit"))
+        .json(&json!({"tno": "20260101000000"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), 404);
+}
+
+#[tokio::test]
+async fn escrow_payments_carry_escw_yn_and_take_one_shipping_start() {
+    let h = spawn().await;
+    let ret = receiver(0).await;
+    let ret_url = format!("{}/return", ret.url);
+    let reg = register_with(&h, json!({"ordr_idxx": "E1", "good_mny": "20000", "pay_method": "CARD", "Ret_URL": ret_url, "escw_used": "Y"})).await;
+    let mut fields = window_fields(&reg, "E1", "20000", "CARD", &ret_url, &[("pay_mod", "Y")]);
+    fields.iter_mut().find(|(k, _)| k == "escw_used").unwrap().1 = "Y".into();
+    let (_, back) = browse(
+        &h,
+        fields,
+        &[
+            ("card_no", test_cards::SHINHAN_CREDIT),
+            ("card_expiry", "3112"),
+            ("action", "pay"),
+        ],
+        &ret,
+    )
+    .await;
+    assert_eq!(get(&back, "escw_used"), Some("Y"));
+    let ok = h
+        .post(paths::ENC_PAYMENT, &approval(&back, "20000", "PACA"))
+        .await;
+    assert_eq!(ok["escw_yn"], "Y", "{ok}");
+    let tno = ok["tno"].as_str().unwrap();
+
+    let ship = json!({"deli_numb": "123456789012", "deli_corp": "CJ대한통운"});
+    assert_eq!(
+        h.cancel(tno, "STE1", json!({"deli_corp": "CJ대한통운"}))
+            .await["res_cd"],
+        "9502",
+        "waybill required"
+    );
+    let shipped = h.cancel(tno, "STE1", ship.clone()).await;
+    assert_eq!(
+        (shipped["res_cd"].as_str(), shipped["tno"].as_str()),
+        (Some("0000"), Some(tno)),
+        "{shipped}"
+    );
+    assert_eq!(h.cancel(tno, "STE1", ship.clone()).await["res_cd"], "8502");
+
+    let plain = h.approved("E2", "1000").await;
+    assert_eq!(
+        h.cancel(&plain, "STE1", ship.clone()).await["res_cd"],
+        "8501"
+    );
+    // The signature is over site_cd^tno^STE1.
+    let mut forged = json!({"site_cd": SITE, "kcp_cert_info": merchant(SITE).cert_info, "tno": tno, "mod_type": "STE1",
+                            "kcp_sign_data": merchant(SITE).sign(&format!("{SITE}^{tno}^STSC"))});
+    common::merge(&mut forged, ship);
+    assert_eq!(h.post(paths::CANCEL, &forged).await["res_cd"], "9512");
+}
