@@ -32,6 +32,10 @@ pub enum Fault {
     Drop,
     /// Process fully (the ledger changes), then abort the connection instead of answering.
     LoseResponse,
+    /// Process fully, then answer with one field of the JSON answer replaced: a KCP whose answer
+    /// disagrees with what was asked (e.g. an approval `amount` other than the order's), which
+    /// a gateway must net-cancel rather than record.
+    AnswerField { field: String, value: String },
 }
 
 /// A fault armed for requests to `path`, optionally only those whose JSON `field == value`.
@@ -206,7 +210,27 @@ async fn apply_detached(shared: Arc<Shared>, request: Request, next: Next) -> Re
             let _processed = next.run(request).await;
             aborted()
         }
+        Fault::AnswerField { field, value } => {
+            rewrite_field(next.run(request).await, &field, value).await
+        }
     }
+}
+
+/// The answer with `field` set to `value`, when it is a JSON object; anything else unchanged.
+async fn rewrite_field(response: Response, field: &str, value: String) -> Response {
+    let (mut parts, body) = response.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, BODY_LIMIT).await else {
+        return aborted();
+    };
+    let body = match serde_json::from_slice::<serde_json::Value>(&bytes) {
+        Ok(serde_json::Value::Object(mut answer)) => {
+            answer.insert(field.to_string(), serde_json::Value::String(value));
+            parts.headers.remove(header::CONTENT_LENGTH);
+            Bytes::from(serde_json::Value::Object(answer).to_string())
+        }
+        _ => bytes,
+    };
+    Response::from_parts(parts, Body::from(body))
 }
 
 fn error_page(status: u16) -> Response {
@@ -258,6 +282,17 @@ mod tests {
             serde_json::from_str(r#"{"path":"/std/inquery","fault":{"kind":"lose_response"}}"#)
                 .unwrap();
         assert_eq!(rule, FaultRule::new("/std/inquery", Fault::LoseResponse));
+        let rule: FaultRule = serde_json::from_str(
+            r#"{"path":"/gw/enc/v1/payment","fault":{"kind":"answer_field","field":"amount","value":"1"}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            rule.fault,
+            Fault::AnswerField {
+                field: "amount".into(),
+                value: "1".into()
+            }
+        );
     }
 
     #[test]

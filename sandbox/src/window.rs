@@ -375,10 +375,30 @@ pub(crate) async fn window_page(State(s): State<Arc<Shared>>, body: Bytes) -> Re
         }
         if get("traceNo") != trade.trace_no
             || get("ordr_idxx") != trade.order_no
-            || get("good_mny") != trade.amount.to_string()
             || f.get("site_cd").is_some_and(|v| *v != trade.site_cd)
         {
             return error_page("거래정보가 등록 내용과 다릅니다.");
+        }
+        // The window charges the amount it is posted (spec §2.4: KCP compares the merchant's
+        // `ordr_mony` with *the window amount* at approval, 8059 on a mismatch), so a buyer who
+        // edits `good_mny` on the hand-off form sees and pays that amount here, and the
+        // merchant's checks (`ordr_chk`, `ordr_mony`) are what catch it.
+        match get("good_mny").parse::<i64>() {
+            Ok(amount)
+                if wire::is_digits(&get("good_mny"))
+                    && (amount > 0 || trade.pay_method == "AUTH") =>
+            {
+                if amount != trade.amount {
+                    tracing::warn!(
+                        order_no = %trade.order_no,
+                        registered = trade.amount,
+                        window = amount,
+                        "kcp sandbox window opened with another amount than registered"
+                    );
+                }
+                trade.amount = amount;
+            }
+            _ => return error_page("결제금액(good_mny) 형식 오류"),
         }
         let quota_max = if trade.amount >= INSTALLMENT_MINIMUM {
             get("quotaopt").parse::<u8>().unwrap_or(0).min(12)

@@ -368,10 +368,10 @@ async fn the_window_page_has_the_driver_ids_for_each_method_and_refuses_a_mismat
         page.contains("id=\"quota\"") && !page.contains("value=\"02\""),
         "{page}"
     );
-    // Amount, order number or trace number other than registered → an error page.
+    // Order number or trace number other than registered, or no amount → an error page.
     let reg = register(&h, "Q2", "1000", "CARD", ret).await;
     for (k, v) in [
-        ("good_mny", "999"),
+        ("good_mny", "1,000"),
         ("ordr_idxx", "Q3"),
         ("traceNo", "T0000XXXXXXXXXXX"),
         ("approval_key", "nope="),
@@ -500,6 +500,35 @@ async fn a_card_window_posts_spec_fields_to_ret_url_and_is_approved_once() {
     assert_eq!(h.inquire_tno(tno).await["stat_ca_cd"], "STSR");
     assert_eq!(h.cancel(tno, "STSC", json!({})).await["res_cd"], "0000");
     assert_eq!(h.inquire_tno(tno).await["stat_ca_cd"], "STSC");
+}
+
+#[tokio::test]
+async fn an_amount_edited_on_the_hand_off_form_is_what_the_window_charges_and_approval_refuses_it()
+{
+    let h = spawn().await;
+    let ret = receiver(0).await;
+    let ret_url = format!("{}/return", ret.url);
+    let reg = register(&h, "T1", "50000", "CARD", &ret_url).await;
+    // The buyer's browser posts 500 where the merchant registered 50,000.
+    let (page, back) = browse(
+        &h,
+        window_fields(&reg, "T1", "500", "CARD", &ret_url, &[]),
+        &[
+            ("card_no", "4111111111111111"),
+            ("card_expiry", "3112"),
+            ("action", "pay"),
+        ],
+        &ret,
+    )
+    .await;
+    assert!(page.contains("500원"), "{page}");
+    assert_eq!(get(&back, "good_mny"), Some("500"));
+    assert_eq!(get(&back, "ordr_chk"), Some("T1|500"));
+    let refused = h
+        .post(paths::ENC_PAYMENT, &approval(&back, "50000", "PACA"))
+        .await;
+    assert_eq!(refused["res_cd"], "8059", "{refused}");
+    assert!(h.sandbox.ledger().is_empty(), "nothing was approved");
 }
 
 #[tokio::test]

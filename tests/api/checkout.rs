@@ -2,6 +2,8 @@
 //! hand-off page, KCP's window (sandbox), the post back to Ret_URL, and the answer.
 use serde_json::{json, Value};
 
+use kcp_sandbox::{Fault, FaultRule, TransactionState};
+
 use crate::helpers::{spawn_app, TestApp};
 
 fn unescape(s: &str) -> String {
@@ -46,14 +48,15 @@ async fn post_form(app: &TestApp, url: &str, fields: &[(String, String)]) -> Str
         .unwrap()
 }
 
-/// Runs one request_pay through the window; `fill` adds what the buyer enters.
-async fn request_pay(app: &TestApp, params: Value, fill: &[(&str, &str)]) -> Value {
+/// Starts one request_pay (not mobile) and follows it to the hand-off page: the PayUrl and the
+/// fields the page posts there.
+async fn hand_off(app: &TestApp, params: Value) -> (String, Vec<(String, String)>) {
     let (_, started) = app
         .post("/checkout/request", None, json!({"imp_code": "imp00000000", "params": params, "mobile": false, "page_url": "http://shop.test/cart"}))
         .await;
     assert_eq!(started["code"], 0, "{started}");
     let start_url = started["response"]["start_url"].as_str().unwrap();
-    let hand_off = app
+    let page = app
         .http
         .get(start_url)
         .send()
@@ -62,8 +65,18 @@ async fn request_pay(app: &TestApp, params: Value, fill: &[(&str, &str)]) -> Val
         .text()
         .await
         .unwrap();
-    let (pay_url, fields) = form(&hand_off);
-    let window = post_form(app, &pay_url, &fields).await;
+    form(&page)
+}
+
+/// Posts the hand-off fields to the window, enters `fill`, and follows the post back to
+/// `Ret_URL`: the `rsp` the result page hands to the merchant page.
+async fn through_window(
+    app: &TestApp,
+    pay_url: &str,
+    fields: &[(String, String)],
+    fill: &[(&str, &str)],
+) -> Value {
+    let window = post_form(app, pay_url, fields).await;
     assert!(window.contains("id=\"pay\""), "{window}");
     let (submit, mut entered) = form(&window);
     let submit = format!("{}{}", pay_url.split("/pay/").next().unwrap(), submit);
@@ -83,6 +96,12 @@ async fn request_pay(app: &TestApp, params: Value, fill: &[(&str, &str)]) -> Val
         .unwrap()
         + start;
     serde_json::from_str(&answer[start..end].replace("<\\/", "</")).unwrap()
+}
+
+/// Runs one request_pay through the window; `fill` adds what the buyer enters.
+async fn request_pay(app: &TestApp, params: Value, fill: &[(&str, &str)]) -> Value {
+    let (pay_url, fields) = hand_off(app, params).await;
+    through_window(app, &pay_url, &fields, fill).await
 }
 
 #[tokio::test]
@@ -466,4 +485,75 @@ async fn the_billing_key_window_stores_a_key_without_charging_and_again_uses_it(
     let (_, paid) = crate::billing::again(&app, &token, "web-cust", "web-billing-1", 4900).await;
     assert_eq!(paid["response"]["status"], "paid", "{paid}");
     assert_eq!(app.sandbox.ledger().len(), 1);
+}
+
+const CARD_OK: [(&str, &str); 3] = [
+    ("card_no", "4111111111111111"),
+    ("card_expiry", "3112"),
+    ("action", "pay"),
+];
+
+#[tokio::test]
+async fn an_amount_edited_in_the_browser_before_the_window_is_caught_without_a_charge() {
+    let app = spawn_app().await;
+    let (pay_url, mut fields) =
+        hand_off(&app, json!({"merchant_uid": "web-edit", "amount": 50000})).await;
+    fields
+        .iter_mut()
+        .find(|(k, _)| k == "good_mny")
+        .expect("the hand-off posts good_mny")
+        .1 = "500".into();
+    let rsp = through_window(&app, &pay_url, &fields, &CARD_OK).await;
+    assert_eq!(rsp["success"], false, "{rsp}");
+    assert!(app.sandbox.ledger().is_empty(), "nothing was approved");
+    let token = app.token().await;
+    let (_, p) = app
+        .get(
+            &format!("/payments/{}", rsp["imp_uid"].as_str().unwrap()),
+            Some(&token),
+        )
+        .await;
+    assert_eq!(p["response"]["status"], "failed", "{p}");
+    assert_eq!(p["response"]["amount"], 50000);
+}
+
+#[tokio::test]
+async fn an_approval_for_another_amount_than_the_order_is_net_cancelled() {
+    let app = spawn_app().await;
+    app.sandbox.inject(FaultRule::new(
+        "/gw/enc/v1/payment",
+        Fault::AnswerField {
+            field: "amount".into(),
+            value: "500".into(),
+        },
+    ));
+    let rsp = request_pay(
+        &app,
+        json!({"merchant_uid": "web-amount", "amount": 50000}),
+        &CARD_OK,
+    )
+    .await;
+    assert_eq!(rsp["success"], false, "{rsp}");
+    let ledger = app.sandbox.ledger();
+    assert_eq!(ledger.len(), 1, "KCP approved once");
+    assert_eq!(
+        ledger[0].state,
+        TransactionState::Cancelled,
+        "and was net-cancelled"
+    );
+    assert_eq!(
+        ledger[0].cancels[0].mod_desc.as_deref(),
+        Some("가맹점 DB 처리 실패(자동취소)"),
+        "{:?}",
+        ledger[0].cancels
+    );
+    let token = app.token().await;
+    let (_, p) = app
+        .get(
+            &format!("/payments/{}", rsp["imp_uid"].as_str().unwrap()),
+            Some(&token),
+        )
+        .await;
+    assert_ne!(p["response"]["status"], "paid", "{p}");
+    app.assert_ledger_agrees().await;
 }
