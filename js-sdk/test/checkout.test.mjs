@@ -6,16 +6,21 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import {
-  OPENPORT_URL, BASE, launch, startMerchant, callbacks, exactlyOnce, windowFrame, completeWindow,
+  OPENPORT_URL, BASE, launch, startMerchant, windowFrame, completeWindow,
   getPayment, prepare, payKeyIn, uid, MOBILE_UA,
 } from './lib/harness.mjs';
+import { params, merchantPages } from './lib/pages.mjs';
 
 let browser;
 let merchant;
+let openPage;
+let payInOverlay;
+let refused;
 
 before(async () => {
   merchant = await startMerchant(OPENPORT_URL);
   browser = await launch();
+  ({ openPage, payInOverlay, refused } = merchantPages(browser, merchant));
 });
 
 after(async () => {
@@ -29,54 +34,6 @@ test('openport serves js-sdk/src/iamport.js byte for byte at /js/iamport.js', { 
   assert.match(res.headers.get('content-type') ?? '', /javascript/);
   assert.equal(await res.text(), readFileSync(new URL('../src/iamport.js', import.meta.url), 'utf8'));
 });
-
-const params = (extra = {}) => ({
-  pg: 'kcp', pay_method: 'card', merchant_uid: uid('web'), name: '포인트 5,000', amount: 5000,
-  buyer_name: '홍길동', buyer_tel: '010-1234-5678', buyer_email: 'buyer@example.com',
-  bypass: { shop_user_id: 'user123' }, ...extra,
-});
-
-async function openPage(options = {}) {
-  const context = await browser.newContext(options);
-  const page = await context.newPage();
-  page.setDefaultTimeout(20_000);
-  const errors = [];
-  page.on('pageerror', (e) => errors.push(e));
-  await page.goto(`${merchant.origin}/pay`);
-  await page.waitForFunction(() => typeof window.IMP === 'object' && typeof window.IMP.request_pay === 'function',
-    undefined, { timeout: 5_000 });
-  return { page, context, errors };
-}
-
-/** PC flow: request_pay, the sandbox window in the overlay, the callback. */
-async function payInOverlay(p, fill = (frame) => completeWindow(frame, p.pay_method)) {
-  const { page, context, errors } = await openPage();
-  try {
-    await page.evaluate((x) => window.pay(x), p);
-    await page.locator('#openport-overlay #openport-frame').waitFor();
-    await fill(windowFrame(page));
-    const [rsp] = await callbacks(page);
-    assert.equal(await exactlyOnce(page), 1, 'the callback ran more than once');
-    assert.equal(await page.locator('#openport-overlay').count(), 0, 'the overlay is still there');
-    assert.deepEqual(errors, []);
-    return rsp;
-  } finally {
-    await context.close();
-  }
-}
-
-/** A refusal before the window: callback, and no overlay ever. */
-async function refused(p) {
-  const { page, context } = await openPage();
-  try {
-    await page.evaluate((x) => window.pay(x), p);
-    const [rsp] = await callbacks(page, 1, 20_000);
-    assert.equal(await page.locator('#openport-overlay').count(), 0);
-    return rsp;
-  } finally {
-    await context.close();
-  }
-}
 
 test('PC card payment: callback success, then REST shows it paid for the amount', { timeout: 90_000 }, async () => {
   const p = params({ custom_data: { package: 5000 } });

@@ -48,9 +48,24 @@ export function merchantPage(gatewayUrl, { init = true } = {}) {
  * (m_redirect_url targets) a small page that shows its URL.
  */
 export async function startMerchant(gatewayUrl) {
-  const server = http.createServer((req, res) => {
+  /** Webhooks received at `/hooks`, in order: the parsed body (JSON or form) of each. */
+  const hooks = [];
+  const server = http.createServer(async (req, res) => {
     const url = new URL(req.url, 'http://merchant');
     res.setHeader('Cache-Control', 'no-store');
+    if (req.method === 'POST' && url.pathname === '/hooks') {
+      let body = '';
+      for await (const chunk of req) body += chunk;
+      const json = (req.headers['content-type'] ?? '').includes('json');
+      hooks.push(json ? JSON.parse(body) : Object.fromEntries(new URLSearchParams(body)));
+      res.writeHead(200, { 'Content-Type': 'text/plain' }).end('ok');
+      return;
+    }
+    if (req.method === 'POST' && url.pathname === '/confirm/refuse') {
+      for await (const _ of req); // eslint-disable-line no-unused-vars
+      res.writeHead(400, { 'Content-Type': 'application/json' }).end(JSON.stringify({ reason: '재고 없음' }));
+      return;
+    }
     if (url.pathname === '/pay' || url.pathname === '/pay-no-init') {
       res.writeHead(200, { 'Content-Type': 'text/html; charset=utf-8' });
       res.end(merchantPage(gatewayUrl, { init: url.pathname === '/pay' }));
@@ -68,6 +83,17 @@ export async function startMerchant(gatewayUrl) {
   const origin = `http://127.0.0.1:${server.address().port}`;
   return {
     origin,
+    hooks,
+    /** Waits until a webhook matching `pred` arrived and returns it. */
+    async hook(pred, timeout = 30_000) {
+      const until = Date.now() + timeout;
+      for (;;) {
+        const found = hooks.find(pred);
+        if (found) return found;
+        if (Date.now() > until) throw new Error(`no such webhook; received ${JSON.stringify(hooks)}`);
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    },
     close: () => new Promise((resolve) => { server.closeAllConnections?.(); server.close(resolve); }),
   };
 }
@@ -86,7 +112,7 @@ export async function exactlyOnce(page) {
 
 // --- iamport REST, as the merchant's server calls it -------------------------------------------
 
-async function rest(method, path, body, token) {
+export async function rest(method, path, body, token) {
   const headers = { Accept: 'application/json' };
   if (body !== undefined) headers['Content-Type'] = 'application/json';
   if (token) headers.Authorization = `Bearer ${token}`;
@@ -115,6 +141,17 @@ export async function getPayment(impUid) {
 
 export async function prepare(merchantUid, amount) {
   return rest('POST', '/payments/prepare', { merchant_uid: merchantUid, amount }, await token());
+}
+
+export async function getCustomer(customerUid) {
+  return rest('GET', `/subscribe/customers/${encodeURIComponent(customerUid)}`, undefined, await token());
+}
+
+/** Charges a stored billing key (`POST /subscribe/payments/again`). */
+export async function payAgain(customerUid, merchantUid, amount) {
+  return rest('POST', '/subscribe/payments/again', {
+    customer_uid: customerUid, merchant_uid: merchantUid, amount, name: '정기결제',
+  }, await token());
 }
 
 /** Pays a merchant_uid without a window (key-in), so a later request_pay with it must be refused. */
@@ -168,4 +205,30 @@ export async function completeWindow(scope, payMethod) {
 /** The overlay's frame, as playwright-core sees it across navigations and origins. */
 export function windowFrame(page) {
   return page.frameLocator('#openport-frame');
+}
+
+// --- the KCP sandbox's control API (docs/sandbox.md) ---------------------------------------------
+
+/**
+ * The sandbox's origin (it listens on its own port): OPENPORT_SANDBOX_URL, or read off the page
+ * the window was opened on — a frame (or the page) whose path is KCP's window path.
+ */
+export function sandboxOrigin(page) {
+  if (process.env.OPENPORT_SANDBOX_URL) return process.env.OPENPORT_SANDBOX_URL.replace(/\/$/, '');
+  const frame = page.frames().find((f) => /\/pay\//.test(new URL(f.url(), 'http://x').pathname));
+  if (!frame) throw new Error('the KCP window is not open');
+  return new URL(frame.url()).origin;
+}
+
+/** Calls the sandbox control API; throws on a non-2xx answer. */
+export async function sandbox(origin, method, path, body) {
+  const res = await fetch(`${origin}${path}`, {
+    method,
+    headers: body === undefined ? {} : { 'Content-Type': 'application/json' },
+    body: body === undefined ? undefined : JSON.stringify(body),
+    signal: AbortSignal.timeout(20_000),
+  });
+  const text = await res.text();
+  if (!res.ok) throw new Error(`sandbox ${method} ${path}: ${res.status} ${text}`);
+  try { return JSON.parse(text); } catch { return text; }
 }

@@ -1,0 +1,191 @@
+// The rest of IMP.request_pay's flows in a real browser against a running openport
+// (OPENPORT_URL, test mode, sandbox KCP): points, gift certificates, easy-pay, the billing-key
+// window, a virtual account through deposit and webhooks, escrow, confirm_url, and an amount the
+// buyer's browser edits.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import {
+  OPENPORT_URL, launch, startMerchant, completeWindow, getPayment, getCustomer, payAgain, rest,
+  token, uid, sandboxOrigin, sandbox,
+} from './lib/harness.mjs';
+import { params, merchantPages } from './lib/pages.mjs';
+
+let browser;
+let merchant;
+let payInOverlay;
+
+before(async () => {
+  merchant = await startMerchant(OPENPORT_URL);
+  browser = await launch();
+  ({ payInOverlay } = merchantPages(browser, merchant));
+});
+
+after(async () => {
+  await browser?.close();
+  await merchant?.close();
+});
+
+/** Plays the buyer for `method` after handing the sandbox's origin to `seen`. */
+const filling = (method, seen) => async (frame, page) => {
+  await frame.locator('#pay').waitFor();
+  await seen(sandboxOrigin(page));
+  await completeWindow(frame, method);
+};
+
+for (const [pay_method, extra] of [['point', {}], ['cultureland', {}], ['booknlife', {}]]) {
+  test(`${pay_method} in the window: paid, and REST agrees`, { timeout: 90_000 }, async () => {
+    const p = params({ pay_method, amount: 3000, ...extra });
+    const rsp = await payInOverlay(p);
+    assert.equal(rsp.success, true, JSON.stringify(rsp));
+    assert.equal(rsp.status, 'paid');
+    assert.equal(rsp.pay_method, pay_method);
+    const { json } = await getPayment(rsp.imp_uid);
+    assert.equal(json.response.status, 'paid');
+    assert.equal(json.response.amount, 3000);
+    assert.equal(json.response.pay_method, pay_method);
+  });
+}
+
+test('a gift certificate without bypass.shop_user_id is refused before the window', { timeout: 60_000 }, async () => {
+  const { openPage } = merchantPages(browser, merchant);
+  const { page, context } = await openPage();
+  try {
+    await page.evaluate((x) => window.pay(x), params({ pay_method: 'happymoney', bypass: {} }));
+    await page.waitForFunction(() => window.__rsps.length === 1);
+    const [rsp] = await page.evaluate(() => window.__rsps);
+    assert.equal(rsp.success, false);
+    assert.equal(rsp.imp_uid, null);
+    assert.match(rsp.error_msg, /shop_user_id/);
+    assert.equal(await page.locator('#openport-overlay').count(), 0);
+  } finally {
+    await context.close();
+  }
+});
+
+test('kakaopay opens the card window with the easy-pay preselected and records emb_pg_provider', { timeout: 90_000 }, async () => {
+  const rsp = await payInOverlay(params({ pay_method: 'kakaopay' }), (frame) => completeWindow(frame, 'card'));
+  assert.equal(rsp.success, true, JSON.stringify(rsp));
+  const { json } = await getPayment(rsp.imp_uid);
+  assert.equal(json.response.status, 'paid');
+  assert.equal(json.response.emb_pg_provider, 'kakaopay');
+});
+
+test('the billing-key window stores the card as customer_uid, charges nothing, and again charges it', { timeout: 90_000 }, async () => {
+  const customerUid = uid('cust');
+  const p = params({ pg: 'kcp_billing', customer_uid: customerUid, amount: 0, name: '카드 등록' });
+  let origin;
+  const rsp = await payInOverlay(p, async (frame, page) => {
+    await frame.locator('#card_no').waitFor();
+    origin = sandboxOrigin(page);
+    await completeWindow(frame, 'card');
+  });
+  assert.equal(rsp.success, true, JSON.stringify(rsp));
+  const ledger = await sandbox(origin, 'GET', '/_sandbox/ledger');
+  assert.ok(!JSON.stringify(ledger).includes(p.merchant_uid), 'nothing charged for the key');
+  const { json: customer } = await getCustomer(customerUid);
+  assert.equal(customer.code, 0, JSON.stringify(customer));
+  assert.equal(customer.response.card_number, '411111******1111');
+  const { json: again } = await payAgain(customerUid, uid('again'), 4900);
+  assert.equal(again.code, 0, JSON.stringify(again));
+  assert.equal(again.response.status, 'paid');
+  assert.equal(again.response.amount, 4900);
+});
+
+test('a virtual account: ready webhook, a deposit at the sandbox, then paid webhook and REST paid', { timeout: 120_000 }, async () => {
+  const p = params({ pay_method: 'vbank', amount: 12000, notice_url: `${merchant.origin}/hooks` });
+  let origin;
+  const rsp = await payInOverlay(p, filling('vbank', (o) => { origin = o; }));
+  assert.equal(rsp.success, true, JSON.stringify(rsp));
+  assert.equal(rsp.status, 'ready');
+  const ready = await merchant.hook((h) => h.imp_uid === rsp.imp_uid && h.status === 'ready');
+  assert.equal(ready.merchant_uid, p.merchant_uid);
+  const { json: issued } = await getPayment(rsp.imp_uid);
+  assert.equal(issued.response.status, 'ready');
+  assert.ok(issued.response.pg_tid, 'the account has a KCP tno');
+
+  const deposit = await sandbox(origin, 'POST', '/_sandbox/vbank/deposit', { tno: issued.response.pg_tid });
+  assert.equal(deposit.total, 12000);
+  const paid = await merchant.hook((h) => h.imp_uid === rsp.imp_uid && h.status === 'paid');
+  assert.equal(paid.merchant_uid, p.merchant_uid);
+  const { json } = await getPayment(rsp.imp_uid);
+  assert.equal(json.response.status, 'paid');
+  assert.equal(json.response.amount, 12000);
+  assert.ok(json.response.paid_at > 0);
+  const notes = await sandbox(origin, 'GET', '/_sandbox/notifications');
+  const mine = notes.filter((n) => n.tno === issued.response.pg_tid);
+  assert.equal(mine.length, 1);
+  assert.equal(mine[0].acknowledged, true, 'openport answered result=0000');
+});
+
+test('escrow with kcpProducts: paid as escrow, and the delivery registers once', { timeout: 90_000 }, async () => {
+  const p = params({
+    amount: 3000, escrow: true,
+    kcpProducts: [
+      { orderNumber: 'sock-1', name: '양말', quantity: 2, amount: 1000 },
+      { orderNumber: 'cap-1', name: '모자', quantity: 1, amount: 1000 },
+    ],
+  });
+  const rsp = await payInOverlay(p);
+  assert.equal(rsp.success, true, JSON.stringify(rsp));
+  const { json } = await getPayment(rsp.imp_uid);
+  assert.equal(json.response.escrow, true);
+  const logis = { logis: { company: 'CJ대한통운', invoice: '123456789', sent_at: Math.floor(Date.now() / 1000) } };
+  const first = await rest('POST', `/escrows/logis/${rsp.imp_uid}`, logis, await token());
+  assert.equal(first.status, 200, JSON.stringify(first.json));
+  assert.equal(first.json.response.invoice, '123456789');
+  const second = await rest('POST', `/escrows/logis/${rsp.imp_uid}`, logis, await token());
+  assert.equal(second.status, 409);
+});
+
+test('a confirm_url that refuses stops the payment before approval, with its reason', { timeout: 90_000 }, async () => {
+  const p = params({ confirm_url: `${merchant.origin}/confirm/refuse` });
+  const rsp = await payInOverlay(p);
+  assert.equal(rsp.success, false, JSON.stringify(rsp));
+  assert.equal(rsp.error_msg, '고객사 요청에 의해 결제를 중단합니다. (상세사유 : 재고 없음)');
+  const { json } = await getPayment(rsp.imp_uid);
+  assert.equal(json.response.status, 'failed');
+});
+
+test('an amount the buyer edits on the way to the window is caught and nothing is charged', { timeout: 90_000 }, async () => {
+  const p = params({ amount: 50000 });
+  let origin;
+  const rsp = await payInOverlay(p, filling('card', (o) => { origin = o; }), async (context) => {
+    // The buyer rewrites good_mny in the form the hand-off page posts to KCP's window.
+    await context.route('**/pay/mobileGW.kcp', (route) => {
+      const body = new URLSearchParams(route.request().postData() ?? '');
+      body.set('good_mny', '500');
+      route.continue({ postData: body.toString() });
+    });
+  });
+  assert.equal(rsp.success, false, JSON.stringify(rsp));
+  const { json } = await getPayment(rsp.imp_uid);
+  assert.equal(json.response.status, 'failed');
+  assert.equal(json.response.amount, 50000);
+  const ledger = await sandbox(origin, 'GET', '/_sandbox/ledger');
+  assert.ok(!ledger.some((e) => e.amount === 500 && e.state !== 'STSC'), 'no approval of the edited amount stands');
+});
+
+test('a KCP approval for another amount than the order is net-cancelled and reported as a failure', { timeout: 90_000 }, async () => {
+  const p = params({ amount: 7000, notice_url: `${merchant.origin}/hooks` });
+  let origin;
+  try {
+    const rsp = await payInOverlay(p, filling('card', async (o) => {
+      origin = o;
+      await sandbox(o, 'POST', '/_sandbox/faults', {
+        path: '/gw/enc/v1/payment', fault: { kind: 'answer_field', field: 'amount', value: '700' },
+      });
+    }));
+    assert.equal(rsp.success, false, JSON.stringify(rsp));
+    assert.match(rsp.error_msg, /자동취소/);
+    const { json } = await getPayment(rsp.imp_uid);
+    assert.notEqual(json.response.status, 'paid');
+    const ledger = await sandbox(origin, 'GET', '/_sandbox/ledger');
+    const entry = ledger.find((e) => e.amount === 7000 && e.tno === json.response.pg_tid)
+      ?? ledger.filter((e) => e.amount === 7000).at(-1);
+    assert.ok(entry, 'KCP approved it');
+    assert.equal(entry.state, 'STSC', 'and it was net-cancelled');
+    assert.ok(!merchant.hooks.some((h) => h.imp_uid === rsp.imp_uid && h.status === 'paid'), 'no paid webhook');
+  } finally {
+    if (origin) await sandbox(origin, 'DELETE', '/_sandbox/faults');
+  }
+});
