@@ -429,6 +429,20 @@ pub enum WindowApproval {
     },
 }
 
+impl WindowApproval {
+    /// KCP's transaction number and the amount approved, whatever the method.
+    pub fn tno_and_amount(&self) -> (&str, Won) {
+        match self {
+            Self::Card(c) => (&c.tno, c.amount),
+            Self::Bank { tno, amount, .. }
+            | Self::VirtualAccount { tno, amount, .. }
+            | Self::Phone { tno, amount, .. }
+            | Self::Point { tno, amount, .. }
+            | Self::Gift { tno, amount, .. } => (tno, *amount),
+        }
+    }
+}
+
 /// Escrow delivery registration (`STE1`, documented assumption: spec/kcp.md §2.11).
 #[derive(Debug, Clone)]
 pub struct EscrowDelivery {
@@ -461,5 +475,15 @@ pub trait PgCheckout: Send + Sync {
     /// Escrow: shipping started (`STE1`).
     async fn escrow_delivery(&self, _req: &EscrowDelivery) -> Result<(), PgError> {
         unsupported("escrow")
+    }
+    /// Inquiry of a window payment that is not a card (spec/kcp.md §2.10): bank transfer, phone
+    /// or gift certificate. What it can tell is the common part (tno, amount, approval time and
+    /// number, status); method details such as the bank are not in KCP's inquiry answer.
+    async fn inquire_window(
+        &self,
+        _trade: &TradeRef,
+        _method: WindowMethod,
+    ) -> Result<TradeState, PgError> {
+        unsupported("inquiry of window payments")
     }
 }

@@ -706,7 +706,19 @@ impl Gateway {
             Err(e) => {
                 tracing::warn!(imp_uid = %p.imp_uid, "window approval outcome unknown: {e}");
                 let attempt = self.mark_unknown(attempt, &e.to_string()).await?;
-                if p.pay_method == "card" || p.emb_pg_provider.is_some() {
+                // The buyer has not been answered yet, so an approval an inquiry finds now is
+                // honoured. Window points and virtual accounts wait for the resolver (which
+                // net-cancels what it finds later, the buyer having been told it failed).
+                let inquirable = matches!(
+                    opened,
+                    Some(
+                        WindowMethod::Card
+                            | WindowMethod::Bank
+                            | WindowMethod::Phone
+                            | WindowMethod::GiftCertificate
+                    )
+                );
+                if inquirable {
                     self.resolve_approval(connector.as_ref(), p, attempt, true)
                         .await?
                 } else {
@@ -771,7 +783,7 @@ impl Gateway {
     }
 
     /// Records a window approval per method, or cancels it at KCP when it must not stand.
-    async fn settle_window(
+    pub(crate) async fn settle_window(
         &self,
         connector: &dyn crate::pg::Pg,
         p: payment::Model,
@@ -784,14 +796,8 @@ impl Gateway {
                 .await;
         }
         let now = self.clock.unix();
-        let (tno, amount) = match &approval {
-            WindowApproval::Bank { tno, amount, .. }
-            | WindowApproval::VirtualAccount { tno, amount, .. }
-            | WindowApproval::Phone { tno, amount, .. }
-            | WindowApproval::Point { tno, amount, .. }
-            | WindowApproval::Gift { tno, amount, .. } => (tno.clone(), *amount),
-            WindowApproval::Card(_) => unreachable!("handled above"),
-        };
+        let (tno, amount) = approval.tno_and_amount();
+        let tno = tno.to_string();
         if amount != p.amount {
             return self
                 .net_cancel(
@@ -817,8 +823,9 @@ impl Gateway {
             } => {
                 am.status = Set(PaymentStatus::Paid.as_db().into());
                 am.paid_at = Set(Some(approved_at.timestamp()));
-                am.bank_code = Set(Some(bank_code.clone()));
-                am.bank_name = Set(Some(bank_name.clone()));
+                // Empty when the approval is known from an inquiry, which names no bank.
+                am.bank_code = Set(Some(bank_code.clone()).filter(|c| !c.is_empty()));
+                am.bank_name = Set(Some(bank_name.clone()).filter(|n| !n.is_empty()));
             }
             WindowApproval::VirtualAccount {
                 bank_code,

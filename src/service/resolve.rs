@@ -7,7 +7,8 @@ use sea_orm::Set;
 use super::benepia::POINT;
 use super::pay::ApprovalOutcome;
 use super::{Gateway, ServiceError, ServiceResult};
-use crate::pg::{Pg, TradeRef, TradeState};
+use crate::domain::checkout::window_plan;
+use crate::pg::{CardApproval, Pg, TradeRef, TradeState, WindowApproval, WindowMethod};
 use crate::store::entity::{payment, pg_attempt};
 use crate::store::payments;
 
@@ -29,13 +30,24 @@ impl Gateway {
         attempt: pg_attempt::Model,
         honour: bool,
     ) -> ServiceResult<ApprovalOutcome> {
-        // Only card (PACA) and point (PAPT) inquiries exist in the connector. A window payment of
-        // another method (bank transfer, virtual account, phone, gift) must not be concluded from
-        // a card inquiry that cannot find it: it stays open, visible to the operator.
-        if !matches!(
-            payment.pay_method.as_str(),
-            "card" | "samsung" | "kakaopay" | "naverpay" | "payco" | POINT
-        ) {
+        // Cards and easy-pay are inquired with PACA, points with PAPT, bank transfers, phone and
+        // gift certificates of the window with their own pay_type. A virtual account has no
+        // inquiry status for "issued, unpaid" (spec §2.10), so an unknown issuance is not
+        // concluded from a guess: it stays open, visible to the operator.
+        let window = window_plan(&payment.pay_method, false)
+            .map(|plan| plan.method)
+            .filter(|m| {
+                matches!(
+                    m,
+                    WindowMethod::Bank | WindowMethod::Phone | WindowMethod::GiftCertificate
+                )
+            });
+        if window.is_none()
+            && !matches!(
+                payment.pay_method.as_str(),
+                "card" | "samsung" | "kakaopay" | "naverpay" | "payco" | POINT
+            )
+        {
             tracing::error!(imp_uid = %payment.imp_uid, pay_method = %payment.pay_method, "unknown outcome needs manual reconciliation: no inquiry for this method");
             self.postpone(attempt, "no inquiry for this pay method: reconcile by hand")
                 .await?;
@@ -49,6 +61,8 @@ impl Gateway {
         let is_point = payment.pay_method == POINT;
         let state = if is_point {
             connector.inquire_points(&trade).await
+        } else if let Some(method) = window {
+            connector.inquire_window(&trade, method).await
         } else {
             connector.inquire(&trade).await
         };
@@ -56,6 +70,26 @@ impl Gateway {
             Ok(TradeState::Approved { approval, .. }) if is_point => {
                 self.settle_point_approval(connector, payment, attempt, approval.into(), honour)
                     .await
+            }
+            Ok(TradeState::Approved { approval, .. }) if window.is_some() => {
+                let van_code = window_plan(&payment.pay_method, false)
+                    .and_then(|plan| plan.van_code)
+                    .unwrap_or_default();
+                let approval = window_approval_from_inquiry(window, approval, van_code);
+                if honour {
+                    self.settle_window(connector, payment, attempt, approval)
+                        .await
+                } else {
+                    let tno = approval.tno_and_amount().0.to_string();
+                    self.net_cancel(
+                        connector,
+                        payment,
+                        attempt,
+                        &tno,
+                        "결제 결과를 확정하지 못해 자동취소(망취소)되었습니다.",
+                    )
+                    .await
+                }
             }
             Ok(TradeState::Approved { approval, .. }) => {
                 self.settle_approval(connector, payment, attempt, approval, honour)
@@ -272,5 +306,40 @@ impl Gateway {
         a.updated_at = Set(self.clock.unix());
         payments::update_attempt(&self.db.write, a).await?;
         Ok(())
+    }
+}
+
+/// A window approval known only from an inquiry: KCP's answer carries the common fields, not the
+/// method's details (bank, carrier, phone number), which stay empty.
+fn window_approval_from_inquiry(
+    method: Option<WindowMethod>,
+    a: CardApproval,
+    van_code: &str,
+) -> WindowApproval {
+    match method {
+        Some(WindowMethod::Bank) => WindowApproval::Bank {
+            tno: a.tno,
+            order_no: a.order_no,
+            amount: a.amount,
+            approved_at: a.approved_at,
+            bank_code: String::new(),
+            bank_name: String::new(),
+        },
+        Some(WindowMethod::Phone) => WindowApproval::Phone {
+            tno: a.tno,
+            order_no: a.order_no,
+            amount: a.amount,
+            approved_at: a.approved_at,
+            carrier: String::new(),
+            mobile_no: String::new(),
+        },
+        _ => WindowApproval::Gift {
+            tno: a.tno,
+            order_no: a.order_no,
+            amount: a.amount,
+            approved_at: a.approved_at,
+            van_code: van_code.to_string(),
+            app_no: a.app_no,
+        },
     }
 }

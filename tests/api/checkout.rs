@@ -4,7 +4,7 @@ use serde_json::{json, Value};
 
 use kcp_sandbox::{Fault, FaultRule, TransactionState};
 
-use crate::helpers::{spawn_app, TestApp};
+use crate::helpers::{spawn_app, TestApp, SETTLE_SECS};
 
 fn unescape(s: &str) -> String {
     s.replace("&quot;", "\"")
@@ -555,5 +555,106 @@ async fn an_approval_for_another_amount_than_the_order_is_net_cancelled() {
         )
         .await;
     assert_ne!(p["response"]["status"], "paid", "{p}");
+    app.assert_ledger_agrees().await;
+}
+
+/// The payment behind an `rsp`, as the merchant's server reads it.
+async fn payment_of(app: &TestApp, rsp: &Value) -> Value {
+    let token = app.token().await;
+    let (_, p) = app
+        .get(
+            &format!("/payments/{}", rsp["imp_uid"].as_str().unwrap()),
+            Some(&token),
+        )
+        .await;
+    p["response"].clone()
+}
+
+#[tokio::test]
+async fn a_bank_transfer_whose_approval_answer_is_lost_is_paid_after_a_pabk_inquiry() {
+    let app = spawn_app().await;
+    app.sandbox
+        .inject(FaultRule::new("/gw/enc/v1/payment", Fault::LoseResponse));
+    let rsp = request_pay(
+        &app,
+        json!({"pay_method": "trans", "merchant_uid": "web-lost-bank", "amount": 3000}),
+        &[("bank", "BK20"), ("action", "pay")],
+    )
+    .await;
+    assert_eq!(rsp["success"], true, "{rsp}");
+    let p = payment_of(&app, &rsp).await;
+    assert_eq!(p["status"], "paid", "{p}");
+    assert_eq!(p["amount"], 3000);
+    assert_eq!(p["pg_tid"], app.sandbox.ledger()[0].tno.as_str());
+    app.assert_ledger_agrees().await;
+}
+
+#[tokio::test]
+async fn a_gift_certificate_approval_lost_on_the_way_back_is_paid_after_a_patk_inquiry() {
+    let app = spawn_app().await;
+    app.sandbox
+        .inject(FaultRule::new("/gw/enc/v1/payment", Fault::LoseResponse));
+    let rsp = request_pay(
+        &app,
+        json!({"pay_method": "cultureland", "merchant_uid": "web-lost-gift", "amount": 2000,
+               "bypass": {"shop_user_id": "user123"}}),
+        &[("pin", "1234567890123456"), ("action", "pay")],
+    )
+    .await;
+    assert_eq!(rsp["success"], true, "{rsp}");
+    let p = payment_of(&app, &rsp).await;
+    assert_eq!(p["status"], "paid", "{p}");
+    assert!(
+        !p["apply_num"].as_str().unwrap_or_default().is_empty(),
+        "{p}"
+    );
+    app.assert_ledger_agrees().await;
+}
+
+#[tokio::test]
+async fn a_bank_transfer_the_buyer_was_told_failed_is_net_cancelled_when_the_resolver_finds_it() {
+    let app = spawn_app().await;
+    app.sandbox
+        .inject(FaultRule::new("/gw/enc/v1/payment", Fault::LoseResponse));
+    app.sandbox.inject(FaultRule::new(
+        "/std/inquery",
+        Fault::HttpStatus { status: 503 },
+    ));
+    let rsp = request_pay(
+        &app,
+        json!({"pay_method": "trans", "merchant_uid": "web-late-bank", "amount": 3000}),
+        &[("bank", "BK20"), ("action", "pay")],
+    )
+    .await;
+    assert_eq!(rsp["success"], false, "{rsp}");
+    assert_eq!(
+        payment_of(&app, &rsp).await["status"],
+        "ready",
+        "not concluded from a guess"
+    );
+    app.resolve_all().await;
+    let p = payment_of(&app, &rsp).await;
+    assert_eq!(p["status"], "failed", "{p}");
+    assert_eq!(app.sandbox.ledger()[0].state, TransactionState::Cancelled);
+    app.assert_ledger_agrees().await;
+}
+
+#[tokio::test]
+async fn a_phone_approval_that_never_reached_kcp_fails_only_after_the_inquiry_finds_nothing() {
+    let app = spawn_app().await;
+    app.sandbox
+        .inject(FaultRule::new("/gw/enc/v1/payment", Fault::Drop));
+    let rsp = request_pay(
+        &app,
+        json!({"pay_method": "phone", "merchant_uid": "web-drop-phone", "amount": 1500}),
+        &[("mobile_no", "01012345678"), ("action", "pay")],
+    )
+    .await;
+    assert_eq!(rsp["success"], false, "{rsp}");
+    app.advance(SETTLE_SECS + 1);
+    app.resolve_all().await;
+    let p = payment_of(&app, &rsp).await;
+    assert_eq!(p["status"], "failed", "{p}");
+    assert!(app.sandbox.ledger().is_empty());
     app.assert_ledger_agrees().await;
 }

@@ -25,6 +25,12 @@ pub const CURRENCY_KRW: &str = "410";
 pub const PAY_TYPE_CARD: &str = "PACA";
 /// Point payments are inquired with `pay_type` PAPT: DOCUMENTED ASSUMPTION (docs/kcp.md §8.4).
 pub const PAY_TYPE_POINT: &str = "PAPT";
+/// Bank transfer (spec §2.3 table; inquiry fields spec §2.10).
+pub const PAY_TYPE_BANK: &str = "PABK";
+/// Mobile phone (spec §2.3 table; inquiry fields spec §2.10).
+pub const PAY_TYPE_PHONE: &str = "PAMC";
+/// Gift certificate (spec §2.3 table).
+pub const PAY_TYPE_GIFT: &str = "PATK";
 /// Authenticated key-in: with birth date / business number and PIN prefix (spec §2.7).
 pub const CARD_TX_TYPE_AUTHENTICATED: &str = "11121000";
 /// Non-authenticated key-in (spec §2.7).
@@ -1053,6 +1059,22 @@ pub struct InquiryResponse {
     /// The same status for a point trade (`pay_type` PAPT, docs/kcp.md §8.4).
     #[serde(default, deserialize_with = "lenient")]
     pub stat_pt_cd: Option<String>,
+    /// The status of a bank transfer (`pay_type` PABK, spec §2.10).
+    #[serde(default, deserialize_with = "lenient")]
+    pub stat_bk_cd: Option<String>,
+    /// Cancellable balance of a bank transfer.
+    #[serde(default, deserialize_with = "lenient")]
+    pub bk_rem_mny: Option<String>,
+    /// The status of a phone payment (`pay_type` PAMC, spec §2.10).
+    #[serde(default, deserialize_with = "lenient")]
+    pub stat_hp_cd: Option<String>,
+    /// Cancellable balance of a phone payment.
+    #[serde(default, deserialize_with = "lenient")]
+    pub hp_rem_mny: Option<String>,
+    /// The status of a gift-certificate payment (`pay_type` PATK): DOCUMENTED ASSUMPTION
+    /// (docs/kcp.md), spec §2.10 names only the card, bank and phone fields.
+    #[serde(default, deserialize_with = "lenient")]
+    pub stat_tk_cd: Option<String>,
     #[serde(default, deserialize_with = "lenient")]
     pub app_time: Option<String>,
     #[serde(default, deserialize_with = "lenient")]
@@ -1120,13 +1142,32 @@ impl InquiryResponse {
     /// KCP indeed refuses for points). Only `tno`, `order_no`, `amount`, `app_no` and `approved_at`
     /// are read by the point flows, so one trade type serves both kinds without a parallel enum.
     pub fn into_point_state(self) -> Result<TradeState, WireError> {
+        self.into_state_of(PAY_TYPE_POINT)
+    }
+
+    /// A non-card trade's answer for `pay_type` (PAPT points, PABK bank transfer, PAMC phone,
+    /// PATK gift certificate): the status and balance fields of that kind, the common fields
+    /// (`tno`, `order_no`, `amount`, `app_time`, `app_no`) in a [`CardApproval`] shell whose card
+    /// fields stay empty. An answer for another kind is an error, never a guess.
+    pub fn into_state_of(self, pay_type: &str) -> Result<TradeState, WireError> {
         if let Some(method) = self.pay_method.as_deref().filter(|m| !m.is_empty()) {
-            if method != PAY_TYPE_POINT {
+            if method != pay_type {
                 return Err(WireError(format!(
-                    "inquiry answered for pay_method {method}, not points"
+                    "inquiry answered for pay_method {method}, not {pay_type}"
                 )));
             }
         }
+        let (stat, stat_field, rem_mny) = match pay_type {
+            PAY_TYPE_POINT => (self.stat_pt_cd, "stat_pt_cd", self.rem_mny),
+            PAY_TYPE_BANK => (self.stat_bk_cd, "stat_bk_cd", self.bk_rem_mny),
+            PAY_TYPE_PHONE => (self.stat_hp_cd, "stat_hp_cd", self.hp_rem_mny),
+            PAY_TYPE_GIFT => (self.stat_tk_cd, "stat_tk_cd", self.rem_mny),
+            other => {
+                return Err(WireError(format!(
+                    "no inquiry status field known for pay_type {other}"
+                )))
+            }
+        };
         let approval = card_approval(CardFields {
             tno: self.tno.as_deref(),
             order_no: self.order_no.as_deref(),
@@ -1142,9 +1183,9 @@ impl InquiryResponse {
         })?;
         trade_state(
             approval,
-            self.stat_pt_cd.as_deref(),
-            "stat_pt_cd",
-            self.rem_mny.as_deref(),
+            stat.as_deref(),
+            stat_field,
+            rem_mny.as_deref(),
             self.canc_time.as_deref(),
         )
     }

@@ -16,10 +16,14 @@ use crate::pg::kcp::wire::window::{
     TradeRegisterResponse, WindowApprovalBody, WindowApprovalResponse, WindowBatchKeyBody,
     REGISTRATION_SUCCESS,
 };
-use crate::pg::kcp::wire::{BatchKeyResponse, CardPaymentResponse, PAY_TYPE_CARD};
+use crate::pg::kcp::wire::{
+    BatchKeyResponse, CardPaymentResponse, PAY_TYPE_BANK, PAY_TYPE_CARD, PAY_TYPE_GIFT,
+    PAY_TYPE_PHONE,
+};
 use crate::pg::{
     BatchKey, CardApproval, DeclineReason, EscrowDelivery, PgCheckout, PgError, RegisteredTrade,
-    TradeRegistration, WindowApproval, WindowApprovalRequest, Won,
+    TradeRef, TradeRegistration, TradeState, WindowApproval, WindowApprovalRequest, WindowMethod,
+    Won,
 };
 
 /// The cross-check KCP's manual makes mandatory (spec/kcp.md §5), for every window method: an
@@ -53,6 +57,28 @@ fn check_window_matches(
 
 #[async_trait]
 impl PgCheckout for KcpConnector {
+    /// `std/inquery` with the method's `pay_type` (PABK, PAMC, PATK). Virtual accounts are not
+    /// inquired: KCP documents no status for an issued, unpaid account, so an unknown issuance
+    /// stays with the operator rather than being concluded from a guess.
+    async fn inquire_window(
+        &self,
+        trade: &TradeRef,
+        method: WindowMethod,
+    ) -> Result<TradeState, PgError> {
+        let pay_type = match method {
+            WindowMethod::Bank => PAY_TYPE_BANK,
+            WindowMethod::Phone => PAY_TYPE_PHONE,
+            WindowMethod::GiftCertificate => PAY_TYPE_GIFT,
+            other => {
+                return Err(PgError::Config(format!(
+                    "no KCP inquiry for window method {other:?}"
+                )))
+            }
+        };
+        self.inquire_as(trade, pay_type, move |r| r.into_state_of(pay_type))
+            .await
+    }
+
     /// `std/tradeReg/register` (spec §2.1). Its answer carries `Code`/`Message`, not
     /// `res_cd`/`res_msg`: `Code` ≠ `0000` (`0001` missing parameter, `0002` bad parameter, `0003`
     /// authentication, `0004` failure) is `Declined` with [`DeclineReason::Other`]; no `Code`, an

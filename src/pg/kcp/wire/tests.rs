@@ -946,3 +946,42 @@ fn a_point_success_without_tno_or_amount_is_unusable_but_a_missing_balance_is_no
     let approval = resp.into_approval("A1").unwrap();
     assert_eq!((approval.amount, approval.balance_after), (1004, 0));
 }
+
+#[test]
+fn bank_and_phone_inquiries_read_their_own_status_and_balance_fields() {
+    let bank: InquiryResponse = serde_json::from_value(json!({"res_cd":"0000","tno":"20260310123457",
+        "order_no":"OB1","pay_method":"PABK","amount":"3000","stat_bk_cd":"STPC","bk_rem_mny":"2000",
+        "app_time":"20260310120000"}))
+    .unwrap();
+    let TradeState::Approved {
+        approval,
+        remaining,
+    } = bank.into_state_of(PAY_TYPE_BANK).unwrap()
+    else {
+        panic!("not approved")
+    };
+    assert_eq!((approval.amount, remaining), (3000, 2000));
+    let phone: InquiryResponse =
+        serde_json::from_value(json!({"res_cd":"0000","tno":"20260310123458",
+        "order_no":"OP1","pay_method":"PAMC","amount":"1500","stat_hp_cd":"STSC","hp_rem_mny":"0",
+        "app_time":"20260310120000","canc_time":"20260311090000"}))
+        .unwrap();
+    assert!(matches!(
+        phone.into_state_of(PAY_TYPE_PHONE).unwrap(),
+        TradeState::Cancelled { .. }
+    ));
+}
+
+#[test]
+fn a_window_inquiry_answered_with_the_card_status_or_another_method_is_not_guessed() {
+    let card_status: InquiryResponse =
+        serde_json::from_value(json!({"res_cd":"0000","tno":"20260310123457",
+        "order_no":"OB1","amount":"3000","stat_ca_cd":"STSR","app_time":"20260310120000"}))
+        .unwrap();
+    assert!(card_status.into_state_of(PAY_TYPE_BANK).is_err());
+    let other: InquiryResponse =
+        serde_json::from_value(json!({"res_cd":"0000","tno":"20260310123457",
+        "pay_method":"PAMC","amount":"3000","stat_bk_cd":"STSR","app_time":"20260310120000"}))
+        .unwrap();
+    assert!(other.into_state_of(PAY_TYPE_BANK).is_err());
+}
