@@ -20,7 +20,9 @@ use crate::domain::checkout::{
 use crate::domain::ids::{new_imp_uid, order_no_for, random_hex};
 use crate::domain::payment::PaymentStatus;
 use crate::domain::text::for_kcp;
-use crate::pg::{PgError, TradeRegistration, WindowApproval, WindowApprovalRequest};
+use crate::pg::{
+    IssuedVirtualAccount, PgError, TradeRegistration, WindowApproval, WindowApprovalRequest,
+};
 use crate::store::entity::{checkout_session, merchant, payment, pg_attempt};
 use crate::store::{billing, is_unique_violation, merchants, payments};
 
@@ -786,7 +788,7 @@ impl Gateway {
         let now = self.clock.unix();
         let (tno, amount) = match &approval {
             WindowApproval::Bank { tno, amount, .. }
-            | WindowApproval::VirtualAccount { tno, amount, .. }
+            | WindowApproval::VirtualAccount(IssuedVirtualAccount { tno, amount, .. })
             | WindowApproval::Phone { tno, amount, .. }
             | WindowApproval::Point { tno, amount, .. }
             | WindowApproval::Gift { tno, amount, .. } => (tno.clone(), *amount),
@@ -820,7 +822,7 @@ impl Gateway {
                 am.bank_code = Set(Some(bank_code.clone()));
                 am.bank_name = Set(Some(bank_name.clone()));
             }
-            WindowApproval::VirtualAccount {
+            WindowApproval::VirtualAccount(IssuedVirtualAccount {
                 bank_code,
                 bank_name,
                 account,
@@ -828,7 +830,7 @@ impl Gateway {
                 due,
                 issued_at,
                 ..
-            } => {
+            }) => {
                 am.status = Set(PaymentStatus::Ready.as_db().into());
                 am.vbank_code = Set(Some(bank_code.clone()));
                 am.vbank_name = Set(Some(bank_name.clone()));
