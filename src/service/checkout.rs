@@ -20,6 +20,7 @@ use crate::domain::checkout::{
 use crate::domain::ids::{new_imp_uid, order_no_for, random_hex};
 use crate::domain::payment::PaymentStatus;
 use crate::domain::text::for_kcp;
+use crate::domain::vbank::VbankBank;
 use crate::pg::{
     IssuedVirtualAccount, PgError, TradeRegistration, WindowApproval, WindowApprovalRequest,
 };
@@ -772,8 +773,10 @@ impl Gateway {
         Ok(Some(attempt))
     }
 
-    /// Records a window approval per method, or cancels it at KCP when it must not stand.
-    async fn settle_window(
+    /// Records a window approval per method, or cancels it at KCP when it must not stand. A
+    /// virtual account (from the window or from `POST /vbanks`) becomes `ready` with its account
+    /// and a `ready` webhook; its `vbank_code` is iamport's code for KCP's bank.
+    pub(crate) async fn settle_window(
         &self,
         connector: &dyn crate::pg::Pg,
         p: payment::Model,
@@ -832,7 +835,10 @@ impl Gateway {
                 ..
             }) => {
                 am.status = Set(PaymentStatus::Ready.as_db().into());
-                am.vbank_code = Set(Some(bank_code.clone()));
+                am.vbank_code = Set(Some(
+                    VbankBank::from_kcp(bank_code)
+                        .map_or_else(|| bank_code.clone(), |b| b.iamport_code.to_string()),
+                ));
                 am.vbank_name = Set(Some(bank_name.clone()));
                 am.vbank_num = Set(Some(account.clone()));
                 am.vbank_holder = Set(Some(holder.clone()));
