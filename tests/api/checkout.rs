@@ -144,17 +144,11 @@ async fn bank_transfer_and_virtual_account_windows_are_paid_and_issued() {
     assert!(vbank["vbank_num"].as_str().unwrap().starts_with('T'));
     assert!(vbank["vbank_date"].as_i64().unwrap() > 0);
     let token = app.token().await;
-    let (_, p) = app
-        .get(
-            &format!("/payments/{}", vbank["imp_uid"].as_str().unwrap()),
-            Some(&token),
-        )
+    let p = app
+        .payment(&token, vbank["imp_uid"].as_str().unwrap())
         .await;
     assert_eq!(
-        (
-            p["response"]["vbank_code"].as_str(),
-            p["response"]["vbank_name"].as_str()
-        ),
+        (p["vbank_code"].as_str(), p["vbank_name"].as_str()),
         (Some("004"), Some("국민은행")),
         "iamport's bank code for KCP's BK04: {p}"
     );
@@ -184,13 +178,8 @@ async fn a_window_virtual_account_whose_approval_answer_was_lost_is_revoked_by_t
     app.resolve_all().await;
 
     let token = app.token().await;
-    let (_, p) = app
-        .get(
-            &format!("/payments/{}", rsp["imp_uid"].as_str().unwrap()),
-            Some(&token),
-        )
-        .await;
-    assert_eq!(p["response"]["status"], "failed", "{p}");
+    let p = app.payment(&token, rsp["imp_uid"].as_str().unwrap()).await;
+    assert_eq!(p["status"], "failed", "{p}");
     assert_eq!(
         app.sandbox.ledger()[0].state,
         kcp_sandbox::TransactionState::Cancelled,

@@ -288,6 +288,14 @@ impl TestApp {
         .await
     }
 
+    /// `GET /payments/{imp_uid}`: the Payment object (`null` when not found).
+    pub async fn payment(&self, token: &str, imp_uid: &str) -> Value {
+        self.get(&format!("/payments/{imp_uid}"), Some(token))
+            .await
+            .1["response"]
+            .clone()
+    }
+
     /// Pays and returns the paid Payment object.
     pub async fn paid(&self, token: &str, merchant_uid: &str, amount: i64) -> Value {
         let (status, body) = self

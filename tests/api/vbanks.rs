@@ -27,13 +27,6 @@ async fn issued(app: &TestApp, token: &str, body: Value) -> Value {
     res["response"].clone()
 }
 
-async fn payment(app: &TestApp, token: &str, imp_uid: &str) -> Value {
-    app.get(&format!("/payments/{imp_uid}"), Some(token))
-        .await
-        .1["response"]
-        .clone()
-}
-
 async fn revoke(app: &TestApp, token: &str, imp_uid: &str) -> (StatusCode, Value) {
     let res = app
         .http
@@ -52,7 +45,7 @@ async fn deposit_until_paid(app: &TestApp, token: &str, p: &Value) {
         .deposit(tno, p["amount"].as_i64().unwrap(), "00")
         .unwrap();
     for _ in 0..100 {
-        if payment(app, token, p["imp_uid"].as_str().unwrap()).await["status"] == "paid" {
+        if app.payment(token, p["imp_uid"].as_str().unwrap()).await["status"] == "paid" {
             return;
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
@@ -102,11 +95,7 @@ async fn an_issued_account_is_ready_then_paid_by_a_deposit_with_ready_and_paid_w
     let tno = p["pg_tid"].as_str().unwrap();
     assert_eq!(tno.len(), 14);
     let imp_uid = p["imp_uid"].as_str().unwrap();
-    assert_eq!(
-        payment(&app, &token, imp_uid).await,
-        p,
-        "GET shows the same"
-    );
+    assert_eq!(app.payment(&token, imp_uid).await, p, "GET shows the same");
     let ledger = app.sandbox.ledger();
     assert_eq!(
         (ledger.len(), ledger[0].tno.as_str(), ledger[0].state),
@@ -119,7 +108,7 @@ async fn an_issued_account_is_ready_then_paid_by_a_deposit_with_ready_and_paid_w
     assert_eq!(got, std::slice::from_ref(&ready));
 
     deposit_until_paid(&app, &token, &p).await;
-    let paid = payment(&app, &token, imp_uid).await;
+    let paid = app.payment(&token, imp_uid).await;
     assert!(paid["paid_at"].as_i64().unwrap() > 0, "{paid}");
     assert_eq!(paid["vbank_num"], p["vbank_num"]);
 
@@ -241,7 +230,7 @@ async fn a_revoked_account_is_cancelled_takes_no_deposit_and_stays_cancelled() {
         .await
         .unwrap();
     assert!(ack.contains("value=\"0000\""), "{ack}");
-    assert_eq!(payment(&app, &token, imp_uid).await["status"], "cancelled");
+    assert_eq!(app.payment(&token, imp_uid).await["status"], "cancelled");
     let (status, again) = revoke(&app, &token, imp_uid).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{again}");
     let (_, cancel) = app
@@ -282,7 +271,7 @@ async fn revoking_a_paid_account_or_a_card_payment_is_a_400_and_an_unknown_imp_u
     let (status, res) = revoke(&app, &token, imp_uid).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{res}");
     assert_eq!(res["code"], -1);
-    assert_eq!(payment(&app, &token, imp_uid).await["status"], "paid");
+    assert_eq!(app.payment(&token, imp_uid).await["status"], "paid");
 
     let card = app.paid(&token, "card-1", 1000).await;
     let (status, res) = revoke(&app, &token, card["imp_uid"].as_str().unwrap()).await;
@@ -450,12 +439,12 @@ async fn when_the_inquiry_fails_too_the_resolver_later_revokes_the_account_and_f
 
     assert_eq!(res["code"], 1, "{res}");
     let imp_uid = message_imp_uid(&res["message"]);
-    let shown = payment(&app, &token, &imp_uid).await;
+    let shown = app.payment(&token, &imp_uid).await;
     assert_eq!(shown["status"], "ready", "never concluded on a guess");
     assert!(shown["vbank_num"].is_null());
     app.advance(SETTLE_SECS + 1);
     app.resolve_all().await;
-    let p = payment(&app, &token, &imp_uid).await;
+    let p = app.payment(&token, &imp_uid).await;
     assert_eq!(p["status"], "failed", "{p}");
     let entry = &app.sandbox.ledger()[0];
     assert_eq!(entry.state, TransactionState::Cancelled, "revoked at KCP");
@@ -491,7 +480,7 @@ async fn an_unanswered_issuance_fails_after_the_settle_delay_and_its_merchant_ui
     // No resolver run: the retry settles the open attempt by inquiry, then issues.
     let p = issued(&app, &token, vbank(&app, "vb-503", 5000)).await;
     assert_ne!(p["imp_uid"], imp_uid.as_str());
-    assert_eq!(payment(&app, &token, &imp_uid).await["status"], "failed");
+    assert_eq!(app.payment(&token, &imp_uid).await["status"], "failed");
     app.assert_ledger_agrees().await;
 }
 
