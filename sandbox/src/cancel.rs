@@ -1,7 +1,9 @@
 //! `POST /gw/mod/v1/cancel`: full (`STSC`) and partial (`STPC`) cancels of a card approval
 //! (spec/kcp.md §2.9), full cancels of a Benepia point payment (which give the points back) and
 //! their re-approval (`STRA`, spec §2.8, seed 003), cancels of window payments (bank transfer, a paid
-//! virtual account, phone, gift) and escrow shipping start (`STE1`, in `window`).
+//! virtual account, phone, gift), the revocation of an unpaid virtual account (`STSC` on an issued
+//! account closes it: later deposits are refused; assumption, docs/sandbox.md §6) and escrow
+//! shipping start (`STE1`, in `window`).
 
 use std::sync::Arc;
 
@@ -92,11 +94,12 @@ fn handle(shared: &Shared, body: &Bytes) -> Result<Reply, Refusal> {
             "이미 취소된 거래입니다.",
         ));
     }
-    // An unpaid virtual account has nothing to refund (assumption, docs/sandbox.md).
-    if entry.state == TransactionState::Issued {
+    // An unpaid virtual account can only be closed as a whole (STSC: revocation, assumption in
+    // docs/sandbox.md §6); there is nothing paid to refund part of.
+    if entry.state == TransactionState::Issued && !matches!(modification, Modification::Full) {
         return Err(Refusal::new(
             codes::VBANK_NOT_DEPOSITED,
-            "입금이 완료되지 않은 가상계좌는 취소할 수 없습니다.",
+            "입금이 완료되지 않은 가상계좌는 부분취소할 수 없습니다.",
         ));
     }
     // KCP refunds part of a point payment by cancelling it and re-approving the rest (STRA).

@@ -95,3 +95,9 @@ pub const NOT_ESCROW: &str = "8501";
 pub const ESCROW_ALREADY_SHIPPED: &str = "8502";
 /// *Assumption*: cancel (or `STE1`) of a virtual account that has not been paid in full yet.
 pub const VBANK_NOT_DEPOSITED: &str = "8503";
+/// *Assumption*: window-less virtual-account issuance with a `bank_code` the sandbox issues no
+/// accounts for (it offers the window's banks: BK04, BK20, BK88, BK81, BK11, BK03, BK07).
+pub const VBANK_BANK_ERROR: &str = "8504";
+/// *Assumption*: window-less virtual-account issuance whose `va_date` is not `yyyyMMddHHmmss`, not
+/// a real time, or not after now (KST).
+pub const VBANK_DUE_ERROR: &str = "8505";

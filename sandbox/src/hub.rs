@@ -1,7 +1,8 @@
 //! `POST /gw/hub/v1/payment`: payments without a window, dispatched on `pay_method`:
 //! key-in card payments (`CARD`, spec/kcp.md §2.7, here), batch payments (`CARD` with
 //! `card_tx_type` 11511000) and batch key issuance / deletion (`BATCH`) in `batch`
-//! (§2.5, §2.6), Benepia points (`POINT`) in `point` (§2.8).
+//! (§2.5, §2.6), Benepia points (`POINT`) in `point` (§2.8), virtual accounts without a window
+//! (`VCNT`, an assumption) in `vbank`.
 //!
 //! The card checks and the card approval answer live here and are shared with batch payments.
 
@@ -14,11 +15,12 @@ use chrono::Datelike;
 
 use crate::auth;
 use crate::batch;
-use crate::clock::{kcp_time, kst};
+use crate::clock::kst;
 use crate::codes;
-use crate::ledger::{self, CardSummary, LedgerEntry, TransactionState};
+use crate::ledger::{self, CardSummary, LedgerEntry};
 use crate::point;
 use crate::test_cards::{self, Issuer, IssuerDecision};
+use crate::vbank;
 use crate::wire::{self, Fields, Refusal, Reply};
 use crate::Shared;
 
@@ -48,6 +50,7 @@ fn handle(shared: &Shared, body: &Bytes) -> Result<Reply, Refusal> {
         "CARD" => key_in(shared, &fields, site_cd),
         "BATCH" => batch::manage(shared, &fields, site_cd),
         "POINT" => point::hub(shared, &fields, site_cd),
+        "VCNT" => vbank::issue(shared, &fields, site_cd),
         other => Err(Refusal::new(
             codes::PAY_METHOD_ERROR,
             format!("샌드박스가 지원하지 않는 pay_method 입니다: {other}"),
@@ -116,8 +119,9 @@ fn parse_key_in<'a>(shared: &Shared, fields: &'a Fields) -> Result<KeyIn<'a>, Re
     })
 }
 
-/// `ordr_idxx` … `quota` of a card charge, checked in the order KCP lists them (spec §2.6, §2.7).
-pub(crate) fn parse_card_order(fields: &Fields) -> Result<CardOrder<'_>, Refusal> {
+/// The order fields every hub charge opens with (spec §2.7, §6): `ordr_idxx` (returned),
+/// `good_name`, and the optional `buyr_name`, `buyr_mail`, `buyr_tel2`.
+pub(crate) fn check_order_text(fields: &Fields) -> Result<&str, Refusal> {
     let order_no = fields.required("ordr_idxx")?;
     wire::check_text("ordr_idxx", order_no, 40)?;
     wire::check_text("good_name", fields.required("good_name")?, 100)?;
@@ -126,6 +130,12 @@ pub(crate) fn parse_card_order(fields: &Fields) -> Result<CardOrder<'_>, Refusal
             wire::check_text(name, value, max)?;
         }
     }
+    Ok(order_no)
+}
+
+/// `ordr_idxx` … `quota` of a card charge, checked in the order KCP lists them (spec §2.6, §2.7).
+pub(crate) fn parse_card_order(fields: &Fields) -> Result<CardOrder<'_>, Refusal> {
+    let order_no = check_order_text(fields)?;
 
     let amount = wire::amount("amount", fields.required("amount")?)?;
     let card_mny = wire::amount("card_mny", fields.required("card_mny")?)?;
@@ -311,32 +321,9 @@ pub(crate) fn approve(
     card: CardSummary,
     issuer: &Issuer,
 ) -> Result<Approval, Refusal> {
-    if ledger.order_is_live(site_cd, order.order_no) {
-        return Err(Refusal::new(
-            codes::DUPLICATE_ORDER,
-            "이미 승인된 주문번호입니다.",
-        ));
-    }
-    let now = shared.now();
-    let app_time = kcp_time(now);
-    let entry = LedgerEntry {
-        tno: ledger.new_tno(&app_time[..8]),
-        site_cd: site_cd.to_owned(),
-        order_no: order.order_no.to_owned(),
-        pay_method: "PACA".to_owned(),
-        amount: order.amount,
-        balance: order.amount,
-        state: TransactionState::Approved,
-        app_time: app_time.clone(),
-        app_no: ledger::new_app_no(),
-        trace_no: ledger::new_trace_no(site_cd),
-        approved_at: now,
-        card: Some(card),
-        point: None,
-        cancels: Vec::new(),
-        reapproved_by: None,
-        reapproval_of: None,
-    };
+    let mut entry =
+        ledger.new_approval(site_cd, order.order_no, "PACA", order.amount, shared.now())?;
+    entry.card = Some(card);
     let reply = approval_reply(&entry, issuer);
     let tno = entry.tno.clone();
     ledger.insert(entry);

@@ -8,7 +8,9 @@
 //! Assumption (docs/sandbox.md §6): a Benepia point payment is inquired with `pay_type` PAPT and
 //! answered like a card, minus the card fields, with `stat_pt_cd` in place of `stat_ca_cd`.
 //! `pay_type` picks the kind: a PACA inquiry never finds a point payment, nor PAPT a card.
-//! Window payments are inquired with their own `pay_type` (PABK, PAVC, PAMC, PATK).
+//! Window payments are inquired with their own `pay_type` (PABK, PAVC, PAMC, PATK); a virtual
+//! account's answer also names the account (`bankcode`, `bankname`, `account`, `depositor`,
+//! `va_name`, `va_date`: assumption, docs/sandbox.md §6).
 
 use std::sync::Arc;
 
@@ -116,6 +118,14 @@ fn handle(shared: &Shared, body: &Bytes) -> Result<Reply, Refusal> {
                 .set("app_no", entry.app_no.as_str());
             if let Some(rem) = rem {
                 reply.set(rem, entry.balance.to_string());
+            }
+            // Assumption (docs/sandbox.md §6): a virtual account's inquiry repeats the account of
+            // the issuance answer, so a caller that lost that answer can still tell the buyer
+            // where to pay.
+            if entry.pay_method == "PAVC" {
+                if let Some(account) = crate::window::vbank_account(shared, &entry.tno) {
+                    crate::window::set_vbank_fields(&mut reply, &account);
+                }
             }
         }
     }

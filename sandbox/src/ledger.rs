@@ -10,6 +10,10 @@ use chrono::{DateTime, Utc};
 use rand::Rng;
 use serde::Serialize;
 
+use crate::clock::kcp_time;
+use crate::codes;
+use crate::wire::Refusal;
+
 /// Where an approval stands, named by KCP's `stat_ca_cd` (cards) / `stat_pt_cd` (points)
 /// (spec §2.10).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -198,6 +202,45 @@ impl Ledger {
     pub fn order_is_live(&self, site_cd: &str, order_no: &str) -> bool {
         self.by_order(site_cd, order_no)
             .is_some_and(|entry| entry.state != TransactionState::Cancelled)
+    }
+
+    /// A new approval of `amount` for (site_cd, order_no) at `now`, not inserted yet: a fresh tno,
+    /// approval and trace numbers, nothing cancelled. Callers set what their kind adds (card,
+    /// points, an `Issued` state). Refused with 9520 while an approval of the order stands: the
+    /// sandbox never charges an order twice.
+    pub fn new_approval(
+        &self,
+        site_cd: &str,
+        order_no: &str,
+        pay_method: &str,
+        amount: i64,
+        now: DateTime<Utc>,
+    ) -> Result<LedgerEntry, Refusal> {
+        if self.order_is_live(site_cd, order_no) {
+            return Err(Refusal::new(
+                codes::DUPLICATE_ORDER,
+                "이미 승인된 주문번호입니다.",
+            ));
+        }
+        let app_time = kcp_time(now);
+        Ok(LedgerEntry {
+            tno: self.new_tno(&app_time[..8]),
+            site_cd: site_cd.to_owned(),
+            order_no: order_no.to_owned(),
+            pay_method: pay_method.to_owned(),
+            amount,
+            balance: amount,
+            state: TransactionState::Approved,
+            app_time,
+            app_no: new_app_no(),
+            trace_no: new_trace_no(site_cd),
+            approved_at: now,
+            card: None,
+            point: None,
+            cancels: Vec::new(),
+            reapproved_by: None,
+            reapproval_of: None,
+        })
     }
 
     /// A fresh 14-digit tno: KST date + 6 random digits (shape from spec §2.4, §6).

@@ -6,7 +6,8 @@
 //! socket ([`serve`]).
 //!
 //! One module per KCP call family: `hub` (key-in card payments, dispatching to `batch` for batch
-//! keys and batch payments and to `point` for Benepia points), `cancel` (with point re-approval),
+//! keys and batch payments, to `point` for Benepia points and to `vbank` for virtual accounts
+//! issued without a window), `cancel` (with point re-approval and virtual-account revocation),
 //! `inquiry`; `window` (trade registration, the payment window page, the post back to `Ret_URL`,
 //! approval of window results and escrow shipping start) and `notify` (virtual-account deposits
 //! and KCP's common notifications).
@@ -32,6 +33,7 @@ mod point;
 mod router;
 pub mod test_cards;
 pub mod test_points;
+mod vbank;
 pub mod window;
 mod wire;
 
@@ -46,7 +48,8 @@ pub use point::PointAccount;
 /// The KCP paths the sandbox serves (spec/kcp.md §1), relative to KCP's host.
 pub mod paths {
     /// Hub calls without a payment window: key-in card payments (spec §2.7), batch key issuance
-    /// and deletion and batch payments (§2.5, §2.6), Benepia points (§2.8).
+    /// and deletion and batch payments (§2.5, §2.6), Benepia points (§2.8), virtual accounts
+    /// (`pay_method` VCNT, docs/sandbox.md §2.3).
     pub const HUB_PAYMENT: &str = "/gw/hub/v1/payment";
     /// Cancel / modify (spec §2.9), point re-approval (§2.8).
     pub const CANCEL: &str = "/gw/mod/v1/cancel";

@@ -7,9 +7,8 @@
 
 use serde::Serialize;
 
-use crate::clock::kcp_time;
 use crate::codes;
-use crate::ledger::{self, Ledger, LedgerEntry, PointSummary, TransactionState};
+use crate::ledger::{self, Ledger, PointSummary, TransactionState};
 use crate::test_points::{self, BenepiaAccount};
 use crate::wire::{self, Fields, Refusal, Reply};
 use crate::Shared;
@@ -267,12 +266,13 @@ impl Charge<'_> {
         ledger: &mut Ledger,
         points: &mut PointBook,
     ) -> Result<(String, Reply), Refusal> {
-        if ledger.order_is_live(self.site_cd, self.order_no) {
-            return Err(Refusal::new(
-                codes::DUPLICATE_ORDER,
-                "이미 승인된 주문번호입니다.",
-            ));
-        }
+        let mut entry = ledger.new_approval(
+            self.site_cd,
+            self.order_no,
+            "PAPT",
+            self.amount,
+            shared.now(),
+        )?;
         let account = points.account_mut(&self.point.account_id).ok_or_else(|| {
             Refusal::new(
                 codes::POINT_ACCOUNT_NOT_FOUND,
@@ -288,26 +288,9 @@ impl Charge<'_> {
         account.balance -= self.amount;
         let rsv_pnt = account.balance.to_string();
 
-        let now = shared.now();
-        let app_time = kcp_time(now);
-        let entry = LedgerEntry {
-            tno: ledger.new_tno(&app_time[..8]),
-            site_cd: self.site_cd.to_owned(),
-            order_no: self.order_no.to_owned(),
-            pay_method: "PAPT".to_owned(),
-            amount: self.amount,
-            balance: self.amount,
-            state: TransactionState::Approved,
-            app_time,
-            app_no: ledger::new_point_app_no(),
-            trace_no: ledger::new_trace_no(self.site_cd),
-            approved_at: now,
-            card: None,
-            point: Some(self.point),
-            cancels: Vec::new(),
-            reapproved_by: None,
-            reapproval_of: self.reapproval_of,
-        };
+        entry.app_no = ledger::new_point_app_no();
+        entry.point = Some(self.point);
+        entry.reapproval_of = self.reapproval_of;
         let mut reply = Reply::ok();
         reply
             .set("tno", entry.tno.as_str())

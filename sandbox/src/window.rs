@@ -23,7 +23,7 @@ use crate::clock::kcp_time;
 use crate::hub::{
     approve, card_summary, check_card_number, check_expiry, issuer_decides, CardOrder,
 };
-use crate::ledger::{self, LedgerEntry, TransactionState};
+use crate::ledger::{self, TransactionState};
 use crate::wire::{self, Fields, Refusal, Reply};
 use crate::{auth, codes, test_cards, Shared};
 
@@ -59,14 +59,19 @@ const BANKS: &[(&str, &str)] = &[
     ("BK07", "수협"),
 ];
 
+/// The buyer's name when the merchant sent none.
+pub(crate) const BUYER: &str = "구매자";
+
 /// Carriers of the phone window (`commid`).
 const CARRIERS: &[(&str, &str)] = &[("SKT", "SKT"), ("KTF", "KT"), ("LGT", "LG U+")];
 
 fn bank_name(code: &str) -> &'static str {
-    BANKS
-        .iter()
-        .find(|(c, _)| *c == code)
-        .map_or("국민은행", |(_, n)| n)
+    known_bank(code).unwrap_or("국민은행")
+}
+
+/// The name of a bank the sandbox offers (`BK04` → 국민은행), or `None` for any other code.
+pub(crate) fn known_bank(code: &str) -> Option<&'static str> {
+    BANKS.iter().find(|(c, _)| *c == code).map(|(_, n)| *n)
 }
 
 /// What the window page was opened with (spec §2.2), kept server-side.
@@ -121,8 +126,19 @@ pub(crate) struct WindowResult {
 pub(crate) struct VirtualAccount {
     pub account: String,
     pub bank_code: String,
-    pub holder: String,
+    /// Who is expected to deposit (the buyer): the notifications' `ipgm_name` / `remitter`.
+    pub remitter: String,
+    /// The account holder shown to the buyer (`depositor`).
+    pub depositor: String,
+    /// The answer's `va_name`: the buyer for a window account, the holder the merchant named for a
+    /// window-less one.
+    pub va_name: String,
+    /// Deposit deadline, `yyyyMMddHHmmss` KST (`va_date`).
+    pub va_date: String,
 }
+
+/// The account holder KCP shows when the merchant names none (spec §2.4's real answer).
+pub(crate) const DEFAULT_DEPOSITOR: &str = "한국사이버결제";
 
 #[derive(Default)]
 pub(crate) struct WindowBook {
@@ -139,6 +155,41 @@ pub(crate) struct WindowBook {
 /// The issued virtual account of `tno`.
 pub(crate) fn vbank_account(s: &Shared, tno: &str) -> Option<VirtualAccount> {
     s.windows().accounts.get(tno).cloned()
+}
+
+/// Opens a virtual account for `tno` (window approval or window-less issuance) and returns it,
+/// with a fresh `T`-prefixed 14-character number like KCP's test accounts (spec §2.4).
+pub(crate) fn open_vbank_account(
+    s: &Shared,
+    tno: &str,
+    bank_code: &str,
+    remitter: &str,
+    depositor: &str,
+    va_name: &str,
+    va_date: &str,
+) -> VirtualAccount {
+    let account = VirtualAccount {
+        account: format!("T{:013}", rand::random::<u64>() % 10_000_000_000_000),
+        bank_code: bank_code.to_owned(),
+        remitter: remitter.to_owned(),
+        depositor: depositor.to_owned(),
+        va_name: va_name.to_owned(),
+        va_date: va_date.to_owned(),
+    };
+    s.windows().accounts.insert(tno.to_owned(), account.clone());
+    account
+}
+
+/// The virtual-account fields of an answer (spec §2.4: `bankcode`/`bankname` without the
+/// underscore), for issuance and inquiry alike.
+pub(crate) fn set_vbank_fields(reply: &mut Reply, account: &VirtualAccount) {
+    reply
+        .set("bankcode", account.bank_code.as_str())
+        .set("bankname", bank_name(&account.bank_code))
+        .set("account", account.account.as_str())
+        .set("depositor", account.depositor.as_str())
+        .set("va_name", account.va_name.as_str())
+        .set("va_date", account.va_date.as_str());
 }
 
 /// Escrow shipping start (`mod_type STE1` on `gw/mod/v1/cancel`, documented assumption: spec
@@ -816,43 +867,18 @@ fn handle_approval(s: &Shared, body: &Bytes) -> Result<Reply, Refusal> {
         tracing::info!(tno = %approval.tno, site_cd, order_no = %trade.order_no, "kcp sandbox approved a window card payment");
         return Ok(approval.reply);
     }
-    if ledger.order_is_live(site_cd, &trade.order_no) {
-        return Err(Refusal::new(
-            codes::DUPLICATE_ORDER,
-            "이미 승인된 주문번호입니다.",
-        ));
-    }
     let opened = trade.opened.clone().unwrap_or_default();
     let now = s.now();
-    let app_time = kcp_time(now);
     let pay_type = pay_type_of(&trade.pay_method);
-    let vbank = trade.pay_method == "VCNT";
-    let entry = LedgerEntry {
-        tno: ledger.new_tno(&app_time[..8]),
-        site_cd: site_cd.to_owned(),
-        order_no: trade.order_no.clone(),
-        pay_method: pay_type.to_owned(),
-        amount: trade.amount,
-        balance: trade.amount,
-        state: if vbank {
-            TransactionState::Issued
-        } else {
-            TransactionState::Approved
-        },
-        app_time: app_time.clone(),
-        app_no: if trade.pay_method == "TPNT" {
-            ledger::new_point_app_no()
-        } else {
-            ledger::new_app_no()
-        },
-        trace_no: trade.trace_no.clone(),
-        approved_at: now,
-        card: None,
-        point: None,
-        cancels: Vec::new(),
-        reapproved_by: None,
-        reapproval_of: None,
-    };
+    let mut entry = ledger.new_approval(site_cd, &trade.order_no, pay_type, trade.amount, now)?;
+    if trade.pay_method == "VCNT" {
+        entry.state = TransactionState::Issued;
+    }
+    if trade.pay_method == "TPNT" {
+        entry.app_no = ledger::new_point_app_no();
+    }
+    entry.trace_no = trade.trace_no.clone();
+    let app_time = entry.app_time.clone();
     let amount = trade.amount.to_string();
     let vat = (2 * trade.amount + 11) / 22;
     let mut reply = Reply::ok();
@@ -881,27 +907,21 @@ fn handle_approval(s: &Shared, body: &Bytes) -> Result<Reply, Refusal> {
                 .set("bk_mny", amount.as_str());
         }
         "VCNT" => {
-            let account = format!("T{:013}", rand::random::<u64>() % 10_000_000_000_000);
             let holder = if opened.buyr_name.is_empty() {
-                "구매자".to_string()
+                BUYER.to_string()
             } else {
                 opened.buyr_name.clone()
             };
-            reply
-                .set("bankcode", result.bank.as_str())
-                .set("bankname", bank_name(&result.bank))
-                .set("account", account.as_str())
-                .set("depositor", "한국사이버결제")
-                .set("va_name", holder.as_str())
-                .set("va_date", deposit_deadline(&opened.ipgm_date, now));
-            s.windows().accounts.insert(
-                entry.tno.clone(),
-                VirtualAccount {
-                    account,
-                    bank_code: result.bank.clone(),
-                    holder,
-                },
+            let account = open_vbank_account(
+                s,
+                &entry.tno,
+                &result.bank,
+                &holder,
+                DEFAULT_DEPOSITOR,
+                &holder,
+                &deposit_deadline(&opened.ipgm_date, now),
             );
+            set_vbank_fields(&mut reply, &account);
         }
         "MOBX" => {
             reply

@@ -245,7 +245,7 @@ async fn amounts_quota_currency_and_expiry_are_checked() {
         (json!({"card_expiry": "3013"}), "8109"),
         (json!({"card_expiry": "12/30"}), "8109"),
         (json!({"card_tx_type": "11911000"}), "8103"),
-        (json!({"pay_method": "VCNT"}), "8104"),
+        (json!({"pay_method": "BANK"}), "8104"),
         (json!({"good_name": "양말, 신발"}), "9504"),
         (json!({"buyr_name": "<script>"}), "9504"),
         (json!({"ordr_idxx": "a".repeat(41)}), "9503"),

@@ -814,8 +814,11 @@ async fn a_virtual_account_is_issued_deposited_notified_until_acknowledged_and_t
     let tno = vbank["tno"].as_str().unwrap();
     assert_eq!(h.sandbox.ledger()[0].state, TransactionState::Issued);
     assert_eq!(h.inquire_as("PAVC", tno).await["stat_va_cd"], "STIS");
-    // Unpaid: nothing to cancel.
-    assert_eq!(h.cancel(tno, "STSC", json!({})).await["res_cd"], "8503");
+    // Unpaid: nothing paid to refund part of (a whole STSC would close it: tests/vbank_issue.rs).
+    assert_eq!(
+        h.partial_cancel(tno, "1000", "7000").await["res_cd"],
+        "8503"
+    );
 
     // Without ipgm_date the deadline is 7 days later, 23:59:59 KST.
     let other = window_result(

@@ -15,11 +15,12 @@ pub mod payment_json;
 pub mod payments;
 pub mod prepare;
 pub mod subscribe;
+pub mod vbanks;
 pub mod webhooks;
 
 use axum::http::{StatusCode, Uri};
 use axum::response::IntoResponse;
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::Router;
 use utoipa::OpenApi;
 
@@ -67,6 +68,8 @@ use error::ApiError;
         escrow::register,
         escrow::change,
         escrow::get,
+        vbanks::issue,
+        vbanks::revoke,
     )
 )]
 pub struct ApiDoc;
@@ -144,6 +147,8 @@ pub fn router() -> Router<AppState> {
             "/escrows/logis/{imp_uid}",
             get(escrow::get).post(escrow::register).put(escrow::change),
         )
+        .route("/vbanks", post(vbanks::issue))
+        .route("/vbanks/{imp_uid}", delete(vbanks::revoke))
         .merge(crate::checkout::router())
         .route("/admin/merchants", get(admin::merchants))
         .route("/openapi.json", get(openapi))

@@ -4,3 +4,4 @@ pub mod checkout;
 pub mod ids;
 pub mod payment;
 pub mod text;
+pub mod vbank;

@@ -265,10 +265,11 @@ pub struct PointApproval {
     pub balance_after: Won,
 }
 
-/// Everything a merchant's PG connector offers: the core and billing.
-pub trait Pg: PgConnector + PgBilling + PgCheckout {}
+/// Everything a merchant's PG connector offers: the core, billing, the window and virtual
+/// accounts issued without it.
+pub trait Pg: PgConnector + PgBilling + PgCheckout + PgVirtualAccounts {}
 
-impl<T: PgConnector + PgBilling + PgCheckout> Pg for T {}
+impl<T: PgConnector + PgBilling + PgCheckout + PgVirtualAccounts> Pg for T {}
 
 fn unsupported<T>(what: &str) -> Result<T, PgError> {
     Err(PgError::Config(format!(
@@ -390,20 +391,8 @@ pub enum WindowApproval {
         bank_code: String,
         bank_name: String,
     },
-    /// Issued, awaiting deposit.
-    VirtualAccount {
-        tno: String,
-        order_no: String,
-        amount: Won,
-        bank_code: String,
-        bank_name: String,
-        account: String,
-        /// The account holder shown to the buyer (`depositor`).
-        holder: String,
-        /// Deposit deadline (`va_date`).
-        due: DateTime<Utc>,
-        issued_at: DateTime<Utc>,
-    },
+    /// Issued, awaiting deposit: the same account as one issued without the window.
+    VirtualAccount(IssuedVirtualAccount),
     Phone {
         tno: String,
         order_no: String,
@@ -435,7 +424,7 @@ impl WindowApproval {
         match self {
             Self::Card(c) => (&c.tno, c.amount),
             Self::Bank { tno, amount, .. }
-            | Self::VirtualAccount { tno, amount, .. }
+            | Self::VirtualAccount(IssuedVirtualAccount { tno, amount, .. })
             | Self::Phone { tno, amount, .. }
             | Self::Point { tno, amount, .. }
             | Self::Gift { tno, amount, .. } => (tno, *amount),
@@ -485,5 +474,82 @@ pub trait PgCheckout: Send + Sync {
         _method: WindowMethod,
     ) -> Result<TradeState, PgError> {
         unsupported("inquiry of window payments")
+    }
+}
+
+/// A virtual account issued without the payment window (`POST /vbanks`). KCP publishes no such
+/// call; openport models it on the hub (docs/kcp.md §10, documented assumption).
+#[derive(Debug, Clone)]
+pub struct VbankIssueRequest {
+    /// Our order number for this attempt (KCP `ordr_idxx`).
+    pub order_no: String,
+    pub amount: Won,
+    pub good_name: String,
+    pub buyer_name: String,
+    pub buyer_email: String,
+    pub buyer_tel: String,
+    /// KCP's bank code (`BK04` …), already mapped from iamport's.
+    pub bank_code: String,
+    /// The deposit deadline.
+    pub due: DateTime<Utc>,
+    /// The account holder to show (iamport `vbank_holder`); KCP's own name when `None`.
+    pub holder: Option<String>,
+}
+
+/// A virtual account KCP issued (spec/kcp.md §2.4's virtual-account answer), awaiting deposits.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IssuedVirtualAccount {
+    pub tno: String,
+    pub order_no: String,
+    pub amount: Won,
+    /// KCP's bank code (`bankcode`, e.g. `BK07`) and name (`bankname`).
+    pub bank_code: String,
+    pub bank_name: String,
+    pub account: String,
+    /// The account holder shown to the buyer (`depositor`).
+    pub holder: String,
+    /// Deposit deadline (`va_date`).
+    pub due: DateTime<Utc>,
+    pub issued_at: DateTime<Utc>,
+}
+
+/// What an inquiry (`pay_type PAVC`, docs/kcp.md §10) says about a virtual account.
+#[derive(Debug, Clone, PartialEq)]
+pub enum VbankState {
+    /// KCP issued no account for this order (it never reached KCP, or KCP refused it).
+    NotFound,
+    /// KCP holds the account open: awaiting deposits, or `paid` in full. `remaining` is what a
+    /// cancel could still take; `account` is set when the answer names the account (number and
+    /// deadline), which is what the buyer must be told.
+    Open {
+        tno: String,
+        remaining: Won,
+        paid: bool,
+        account: Option<IssuedVirtualAccount>,
+    },
+    /// Closed (`STSC`): revoked before payment, or refunded in full.
+    Closed {
+        tno: String,
+        closed_at: DateTime<Utc>,
+    },
+}
+
+/// Virtual accounts without the window: issuance, revocation and inquiry. Separate from
+/// [`PgCheckout`] because KCP's window-less form is an assumption a PG may not offer; every
+/// method has a refusing default.
+#[async_trait]
+pub trait PgVirtualAccounts: Send + Sync {
+    /// Issues an account (`gw/hub/v1/payment`, `pay_method VCNT`, documented assumption).
+    async fn issue_vbank(&self, _req: &VbankIssueRequest) -> Result<IssuedVirtualAccount, PgError> {
+        unsupported("virtual accounts without the window")
+    }
+    /// Closes an unpaid account (`gw/mod/v1/cancel`, `STSC`): later deposits are refused.
+    async fn revoke_vbank(&self, _tno: &str, _reason: &str) -> Result<CancelConfirmation, PgError> {
+        unsupported("virtual accounts without the window")
+    }
+    /// Inquiry of a virtual account (`std/inquery`, `pay_type PAVC`): how an unknown issuance or
+    /// revocation is resolved.
+    async fn inquire_vbank(&self, _trade: &TradeRef) -> Result<VbankState, PgError> {
+        unsupported("virtual accounts without the window")
     }
 }

@@ -11,7 +11,7 @@
 use chrono::{DateTime, Utc};
 use sea_orm::{ActiveModelTrait, Set, TransactionTrait};
 
-use super::pay::{ApprovalOutcome, ChargeOrder};
+use super::pay::{ApprovalOutcome, ChargeOrder, CHARGE_FAILURES};
 use super::resolve::CancelOutcome;
 use super::{Gateway, PaymentRecord, ServiceError, ServiceResult};
 use crate::domain::ids::random_hex;
@@ -146,53 +146,8 @@ impl Gateway {
                 )
                 .await?
             }
-            Err(PgError::Declined {
-                code,
-                message,
-                reason,
-            }) => {
-                let message = refusal(&code, &message);
-                let payment = self
-                    .record_failure(payment, attempt, Some(code), &message)
-                    .await?;
-                ApprovalOutcome::Declined {
-                    payment,
-                    reason,
-                    message,
-                }
-            }
-            Err(PgError::Mismatch { tno, detail }) => {
-                tracing::error!(imp_uid = %payment.imp_uid, %tno, "KCP point approval differs from the request ({detail}); net-cancelling");
-                self.net_cancel(
-                    connector.as_ref(),
-                    payment,
-                    attempt,
-                    &tno,
-                    "승인금액 또는 주문번호 불일치로 자동취소(망취소)되었습니다.",
-                )
-                .await?
-            }
-            Err(PgError::Config(msg)) => {
-                tracing::error!(merchant_id = m.id, "KCP configuration error: {msg}");
-                let payment = self
-                    .record_failure(
-                        payment,
-                        attempt,
-                        None,
-                        "PG 설정 오류로 결제하지 못했습니다.",
-                    )
-                    .await?;
-                ApprovalOutcome::Declined {
-                    payment,
-                    reason: DeclineReason::Other,
-                    message: "PG 설정 오류".into(),
-                }
-            }
             Err(err) => {
-                tracing::warn!(imp_uid = %payment.imp_uid, order_no = %payment.order_no, "point payment outcome unknown: {err}");
-                let attempt = self.mark_unknown(attempt, &err.to_string()).await?;
-                // The merchant has not been answered yet, so an approval found now is honoured.
-                self.resolve_approval(connector.as_ref(), payment, attempt, true)
+                self.conclude_pg_error(connector.as_ref(), payment, attempt, err, &CHARGE_FAILURES)
                     .await?
             }
         };

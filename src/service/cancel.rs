@@ -62,19 +62,9 @@ impl Gateway {
             .ok_or_else(|| ServiceError::Refused(NOT_FOUND.into()))?;
         let reason = cmd.reason.clone().filter(|r| !r.trim().is_empty());
 
-        let attempt = match self
-            .insert_cancel_attempt(&payment, &tno, &reason, first_plan.amount)
-            .await
-        {
-            Ok(a) => a,
-            Err(e) if is_unique_violation(&e) => {
-                return Err(ServiceError::Refused(
-                    "이 결제건에 처리 중인 취소 요청이 있습니다. 잠시 후 다시 시도해 주세요."
-                        .into(),
-                ))
-            }
-            Err(e) => return Err(e.into()),
-        };
+        let attempt = self
+            .open_cancel_attempt(&payment, &tno, &reason, first_plan.amount)
+            .await?;
         // Holding the only open cancel, re-read: another cancel may have completed meanwhile.
         let payment = payments::by_id(&self.db.write, payment.id)
             .await?
@@ -158,15 +148,17 @@ impl Gateway {
         }
     }
 
-    async fn insert_cancel_attempt(
+    /// Commits the payment's cancel attempt (pending) before KCP is called. The unique index
+    /// allows one open cancel per payment: a second one is refused while the first is in flight.
+    pub(crate) async fn open_cancel_attempt(
         &self,
         p: &payment::Model,
         tno: &str,
         reason: &Option<String>,
         amount: i64,
-    ) -> Result<pg_attempt::Model, sea_orm::DbErr> {
+    ) -> ServiceResult<pg_attempt::Model> {
         let now = self.clock.unix();
-        payments::insert_attempt(
+        let inserted = payments::insert_attempt(
             &self.db.write,
             pg_attempt::ActiveModel {
                 payment_id: Set(p.id),
@@ -188,7 +180,14 @@ impl Gateway {
                 ..Default::default()
             },
         )
-        .await
+        .await;
+        match inserted {
+            Ok(a) => Ok(a),
+            Err(e) if is_unique_violation(&e) => Err(ServiceError::Refused(
+                "이 결제건에 처리 중인 취소 요청이 있습니다. 잠시 후 다시 시도해 주세요.".into(),
+            )),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// The cancellation row, the payment's cumulative cancel_amount and the attempt, in one transaction.

@@ -20,7 +20,10 @@ use crate::domain::checkout::{
 use crate::domain::ids::{new_imp_uid, order_no_for, random_hex};
 use crate::domain::payment::PaymentStatus;
 use crate::domain::text::for_kcp;
-use crate::pg::{PgError, TradeRegistration, WindowApproval, WindowApprovalRequest};
+use crate::domain::vbank::VbankBank;
+use crate::pg::{
+    IssuedVirtualAccount, PgError, TradeRegistration, WindowApproval, WindowApprovalRequest,
+};
 use crate::store::entity::{checkout_session, merchant, payment, pg_attempt};
 use crate::store::{billing, is_unique_violation, merchants, payments};
 
@@ -782,7 +785,9 @@ impl Gateway {
         Ok(Some(attempt))
     }
 
-    /// Records a window approval per method, or cancels it at KCP when it must not stand.
+    /// Records a window approval per method, or cancels it at KCP when it must not stand. A
+    /// virtual account (from the window or from `POST /vbanks`) becomes `ready` with its account
+    /// and a `ready` webhook; its `vbank_code` is iamport's code for KCP's bank.
     pub(crate) async fn settle_window(
         &self,
         connector: &dyn crate::pg::Pg,
@@ -827,7 +832,7 @@ impl Gateway {
                 am.bank_code = Set(Some(bank_code.clone()).filter(|c| !c.is_empty()));
                 am.bank_name = Set(Some(bank_name.clone()).filter(|n| !n.is_empty()));
             }
-            WindowApproval::VirtualAccount {
+            WindowApproval::VirtualAccount(IssuedVirtualAccount {
                 bank_code,
                 bank_name,
                 account,
@@ -835,9 +840,12 @@ impl Gateway {
                 due,
                 issued_at,
                 ..
-            } => {
+            }) => {
                 am.status = Set(PaymentStatus::Ready.as_db().into());
-                am.vbank_code = Set(Some(bank_code.clone()));
+                am.vbank_code = Set(Some(
+                    VbankBank::from_kcp(bank_code)
+                        .map_or_else(|| bank_code.clone(), |b| b.iamport_code.to_string()),
+                ));
                 am.vbank_name = Set(Some(bank_name.clone()));
                 am.vbank_num = Set(Some(account.clone()));
                 am.vbank_holder = Set(Some(holder.clone()));

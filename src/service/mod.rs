@@ -14,6 +14,7 @@ pub mod prepare;
 pub mod resolve;
 pub mod schedules;
 pub mod secrets;
+pub mod vbanks;
 pub mod webhooks;
 
 use std::sync::Arc;

@@ -11,8 +11,8 @@ use crate::domain::ids::{new_imp_uid, order_no_for};
 use crate::domain::payment::PaymentStatus;
 use crate::domain::text::for_kcp;
 use crate::pg::{
-    CancelKind, CancelRequest, CardApproval, CardSecret, DeclineReason, KeyInRequest, PgConnector,
-    PgError,
+    CancelKind, CancelRequest, CardApproval, CardSecret, DeclineReason, KeyInRequest, Pg,
+    PgConnector, PgError,
 };
 use crate::store::entity::{merchant, payment, pg_attempt};
 use crate::store::{is_unique_violation, payments};
@@ -32,6 +32,20 @@ pub struct OnetimeCommand {
     pub auth: Option<CardAuth>,
     pub customer_ip: String,
 }
+
+/// The fail reasons a flow records when its PG call ends without an approval it can keep.
+pub(crate) struct FailReasons {
+    /// KCP approved another amount or order: it was net-cancelled.
+    pub mismatch: &'static str,
+    /// openport's KCP configuration is unusable: nothing was sent.
+    pub config: &'static str,
+}
+
+/// The fail reasons of card and point charges.
+pub(crate) const CHARGE_FAILURES: FailReasons = FailReasons {
+    mismatch: "승인금액 또는 주문번호 불일치로 자동취소(망취소)되었습니다.",
+    config: "PG 설정 오류로 결제하지 못했습니다.",
+};
 
 /// What happened to an approval attempt's money.
 pub(crate) enum ApprovalOutcome {
@@ -224,11 +238,32 @@ impl Gateway {
                 self.settle_approval(connector.as_ref(), payment, attempt, approval, true)
                     .await?
             }
-            Err(PgError::Declined {
+            Err(err) => {
+                self.conclude_pg_error(connector.as_ref(), payment, attempt, err, &CHARGE_FAILURES)
+                    .await?
+            }
+        })
+    }
+
+    /// Closes an attempt whose PG call returned an error, the same way for every charge (card,
+    /// billing key, points, virtual account): a refusal fails the payment with `[code] message`;
+    /// an approval of something else is net-cancelled (spec/kcp.md §5); a configuration error
+    /// fails it; an unknown outcome is settled by inquiry now, while the merchant is still
+    /// waiting, so an approval found is honoured.
+    pub(crate) async fn conclude_pg_error(
+        &self,
+        connector: &dyn Pg,
+        payment: payment::Model,
+        attempt: pg_attempt::Model,
+        err: PgError,
+        reasons: &FailReasons,
+    ) -> ServiceResult<ApprovalOutcome> {
+        Ok(match err {
+            PgError::Declined {
                 code,
                 message,
                 reason,
-            }) => {
+            } => {
                 let message = format!("[{code}] {message}");
                 let payment = self
                     .record_failure(payment, attempt, Some(code), &message)
@@ -239,26 +274,18 @@ impl Gateway {
                     message,
                 }
             }
-            Err(PgError::Mismatch { tno, detail }) => {
-                tracing::error!(imp_uid = %payment.imp_uid, %tno, "KCP approval differs from the request ({detail}); net-cancelling");
-                self.net_cancel(
-                    connector.as_ref(),
-                    payment,
-                    attempt,
-                    &tno,
-                    "승인금액 또는 주문번호 불일치로 자동취소(망취소)되었습니다.",
-                )
-                .await?
+            PgError::Mismatch { tno, detail } => {
+                tracing::error!(imp_uid = %payment.imp_uid, %tno, "KCP approved something else than asked ({detail}); net-cancelling");
+                self.net_cancel(connector, payment, attempt, &tno, reasons.mismatch)
+                    .await?
             }
-            Err(PgError::Config(msg)) => {
-                tracing::error!(merchant_id = m.id, "KCP configuration error: {msg}");
+            PgError::Config(msg) => {
+                tracing::error!(
+                    merchant_id = payment.merchant_id,
+                    "KCP configuration error: {msg}"
+                );
                 let payment = self
-                    .record_failure(
-                        payment,
-                        attempt,
-                        None,
-                        "PG 설정 오류로 결제하지 못했습니다.",
-                    )
+                    .record_failure(payment, attempt, None, reasons.config)
                     .await?;
                 ApprovalOutcome::Declined {
                     payment,
@@ -266,11 +293,10 @@ impl Gateway {
                     message: "PG 설정 오류".into(),
                 }
             }
-            Err(err) => {
-                tracing::warn!(imp_uid = %payment.imp_uid, order_no = %payment.order_no, "approval outcome unknown: {err}");
+            err => {
+                tracing::warn!(imp_uid = %payment.imp_uid, order_no = %payment.order_no, "outcome unknown: {err}");
                 let attempt = self.mark_unknown(attempt, &err.to_string()).await?;
-                // The merchant has not been answered yet, so an approval found now can be honoured.
-                self.resolve_approval(connector.as_ref(), payment, attempt, true)
+                self.resolve_approval(connector, payment, attempt, true)
                     .await?
             }
         })

@@ -6,9 +6,10 @@ use sea_orm::Set;
 
 use super::benepia::POINT;
 use super::pay::ApprovalOutcome;
+use super::vbanks::VBANK;
 use super::{Gateway, ServiceError, ServiceResult};
 use crate::domain::checkout::window_plan;
-use crate::pg::{CardApproval, Pg, TradeRef, TradeState, WindowApproval, WindowMethod};
+use crate::pg::{CardApproval, Pg, TradeRef, TradeState, VbankState, WindowApproval, WindowMethod};
 use crate::store::entity::{payment, pg_attempt};
 use crate::store::payments;
 
@@ -30,10 +31,14 @@ impl Gateway {
         attempt: pg_attempt::Model,
         honour: bool,
     ) -> ServiceResult<ApprovalOutcome> {
+        // Virtual accounts (window or `POST /vbanks`) are inquired with PAVC (service/vbanks.rs).
+        if payment.pay_method == VBANK {
+            return self
+                .resolve_vbank_issue(connector, payment, attempt, honour)
+                .await;
+        }
         // Cards and easy-pay are inquired with PACA, points with PAPT, bank transfers, phone and
-        // gift certificates of the window with their own pay_type. A virtual account has no
-        // inquiry status for "issued, unpaid" (spec §2.10), so an unknown issuance is not
-        // concluded from a guess: it stays open, visible to the operator.
+        // gift certificates of the window with their own pay_type.
         let window = window_plan(&payment.pay_method, false)
             .map(|plan| plan.method)
             .filter(|m| {
@@ -152,15 +157,34 @@ impl Gateway {
                 attempt.id
             )));
         };
-        let state = if payment.pay_method == POINT {
-            connector.inquire_points(&TradeRef::Tno(tno)).await
-        } else {
-            connector.inquire(&TradeRef::Tno(tno)).await
+        // What is left to cancel at KCP (`None`: no such transaction), inquired with the payment's
+        // own pay_type: PAPT for points, PAVC for virtual accounts (their revocation too), PACA.
+        let trade = TradeRef::Tno(tno);
+        let remaining = match payment.pay_method.as_str() {
+            VBANK => connector
+                .inquire_vbank(&trade)
+                .await
+                .map(|state| match state {
+                    VbankState::NotFound => None,
+                    VbankState::Open { remaining, .. } => Some(remaining),
+                    VbankState::Closed { .. } => Some(0),
+                }),
+            method => {
+                let state = if method == POINT {
+                    connector.inquire_points(&trade).await
+                } else {
+                    connector.inquire(&trade).await
+                };
+                state.map(|state| match state {
+                    TradeState::NotFound => None,
+                    TradeState::Approved { remaining, .. } => Some(remaining),
+                    TradeState::Cancelled { .. } => Some(0),
+                })
+            }
         };
-        let remaining = match state {
-            Ok(TradeState::Approved { remaining, .. }) => remaining,
-            Ok(TradeState::Cancelled { .. }) => 0,
-            Ok(TradeState::NotFound) => {
+        let remaining = match remaining {
+            Ok(Some(remaining)) => remaining,
+            Ok(None) => {
                 self.close_attempt(attempt, "conflict", "KCP에 거래가 없음")
                     .await?;
                 tracing::error!(imp_uid = %payment.imp_uid, "cancel attempt: KCP has no such transaction");

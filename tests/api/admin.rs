@@ -65,9 +65,12 @@ async fn the_openapi_document_lists_the_served_paths() {
         "/payments/cancel",
         "/subscribe/payments/onetime",
         "/payments/prepare",
+        "/vbanks",
+        "/vbanks/{imp_uid}",
     ] {
         assert!(body["paths"].get(path).is_some(), "missing {path}");
     }
+    assert!(body["paths"]["/vbanks/{imp_uid}"].get("delete").is_some());
 }
 
 #[tokio::test]

@@ -162,6 +162,49 @@ async fn bank_transfer_and_virtual_account_windows_are_paid_and_issued() {
     assert_eq!(vbank["status"], "ready", "{vbank}");
     assert!(vbank["vbank_num"].as_str().unwrap().starts_with('T'));
     assert!(vbank["vbank_date"].as_i64().unwrap() > 0);
+    let token = app.token().await;
+    let p = app
+        .payment(&token, vbank["imp_uid"].as_str().unwrap())
+        .await;
+    assert_eq!(
+        (p["vbank_code"].as_str(), p["vbank_name"].as_str()),
+        (Some("004"), Some("국민은행")),
+        "iamport's bank code for KCP's BK04: {p}"
+    );
+    app.assert_ledger_agrees().await;
+}
+
+#[tokio::test]
+async fn a_window_virtual_account_whose_approval_answer_was_lost_is_revoked_by_the_resolver() {
+    let app = spawn_app().await;
+    app.sandbox.inject(kcp_sandbox::FaultRule::new(
+        kcp_sandbox::paths::ENC_PAYMENT,
+        kcp_sandbox::Fault::LoseResponse,
+    ));
+    let rsp = request_pay(
+        &app,
+        json!({"pay_method": "vbank", "merchant_uid": "web-lost", "amount": 5000}),
+        &[("bank", "BK04"), ("action", "pay")],
+    )
+    .await;
+    assert_eq!(rsp["error_code"], "F500", "{rsp}");
+    assert_eq!(
+        app.sandbox.ledger()[0].state,
+        kcp_sandbox::TransactionState::Issued
+    );
+
+    app.advance(crate::helpers::SETTLE_SECS + 1);
+    app.resolve_all().await;
+
+    let token = app.token().await;
+    let p = app.payment(&token, rsp["imp_uid"].as_str().unwrap()).await;
+    assert_eq!(p["status"], "failed", "{p}");
+    assert_eq!(
+        app.sandbox.ledger()[0].state,
+        kcp_sandbox::TransactionState::Cancelled,
+        "nobody was told the account: it is closed at KCP"
+    );
+    app.assert_ledger_agrees().await;
 }
 
 #[tokio::test]

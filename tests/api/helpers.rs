@@ -1,8 +1,13 @@
 //! `spawn_app()`: a real openport with its embedded KCP sandbox on random ports and a fresh database.
 #![allow(dead_code)]
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::http::HeaderMap;
 
 use openport::clock::Clock;
 use openport::config::Config;
@@ -283,6 +288,14 @@ impl TestApp {
         .await
     }
 
+    /// `GET /payments/{imp_uid}`: the Payment object (`null` when not found).
+    pub async fn payment(&self, token: &str, imp_uid: &str) -> Value {
+        self.get(&format!("/payments/{imp_uid}"), Some(token))
+            .await
+            .1["response"]
+            .clone()
+    }
+
     /// Pays and returns the paid Payment object.
     pub async fn paid(&self, token: &str, merchant_uid: &str, amount: i64) -> Value {
         let (status, body) = self
@@ -310,7 +323,8 @@ impl TestApp {
     }
 
     /// The money invariant: KCP's ledger and openport's payments agree exactly.
-    /// No approval without a paid (or net-cancelled / cancelled) payment; no paid payment without an approval.
+    /// No approval without a paid (or net-cancelled / cancelled) payment; no paid payment without an
+    /// approval; an open virtual account is a `ready` payment and the other way round.
     pub async fn assert_ledger_agrees(&self) {
         let payments = openport::store::payments::all_payments(&self.app.gateway.db.read)
             .await
@@ -368,6 +382,12 @@ impl TestApp {
                     p.cancel_amount,
                     p.amount
                 ),
+                // A virtual account issued and not paid in full: waiting for its deposit.
+                kcp_sandbox::TransactionState::Issued => assert_eq!(
+                    p.status, "ready",
+                    "KCP holds the open account {} but openport shows {}",
+                    entry.tno, p.status
+                ),
                 _ => {
                     assert!(
                         p.status == "paid" || p.status == "cancelled",
@@ -386,7 +406,11 @@ impl TestApp {
         }
         for p in &payments {
             assert_ne!(p.status, "pending", "{} still pending", p.imp_uid);
-            if p.status == "paid" || p.status == "cancelled" {
+            // A ready payment with a tno is an issued virtual account: KCP must hold it too.
+            if p.status == "paid"
+                || p.status == "cancelled"
+                || (p.status == "ready" && p.pg_tid.is_some())
+            {
                 assert!(
                     ledger
                         .iter()
@@ -397,5 +421,104 @@ impl TestApp {
                 );
             }
         }
+    }
+}
+
+/// One request the receiver got.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub path: String,
+    pub headers: HeaderMap,
+    pub body: String,
+}
+
+#[derive(Default)]
+struct ReceiverState {
+    requests: Vec<Received>,
+    /// Statuses to answer with, in order; then `200`.
+    script: VecDeque<u16>,
+    /// Answer every request with this status once the script is used up (default 200).
+    always: Option<u16>,
+    delay: Duration,
+}
+
+/// A merchant's webhook endpoint: an axum server on 127.0.0.1:0 that records every request.
+#[derive(Clone)]
+pub struct Receiver {
+    state: Arc<Mutex<ReceiverState>>,
+    base: String,
+}
+
+impl Received {
+    /// The body as JSON (webhooks in the merchant's default JSON format).
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|_| panic!("not JSON: {}", self.body))
+    }
+}
+
+impl Receiver {
+    pub async fn start() -> Self {
+        let state = Arc::new(Mutex::new(ReceiverState::default()));
+        let shared = state.clone();
+        let app = axum::Router::new().fallback(
+            move |uri: axum::http::Uri, headers: HeaderMap, body: Bytes| {
+                let shared = shared.clone();
+                async move {
+                    let (status, delay) = {
+                        let mut s = shared.lock().unwrap();
+                        s.requests.push(Received {
+                            path: uri.path().to_string(),
+                            headers,
+                            body: String::from_utf8_lossy(&body).into_owned(),
+                        });
+                        let status = s.script.pop_front().or(s.always).unwrap_or(200);
+                        (status, s.delay)
+                    };
+                    tokio::time::sleep(delay).await;
+                    let status = axum::http::StatusCode::from_u16(status).unwrap();
+                    let body = if status.is_success() {
+                        "OK".to_string()
+                    } else {
+                        "x".repeat(1000)
+                    };
+                    (status, body)
+                }
+            },
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            axum::serve(listener, app).await.unwrap();
+        });
+        Self {
+            state,
+            base: format!("http://{addr}"),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    pub fn fail_next(&self, statuses: &[u16]) {
+        self.state.lock().unwrap().script.extend(statuses);
+    }
+
+    pub fn always(&self, status: u16) {
+        self.state.lock().unwrap().always = Some(status);
+    }
+
+    pub fn recover(&self) {
+        let mut s = self.state.lock().unwrap();
+        s.script.clear();
+        s.always = None;
+    }
+
+    pub fn slow(&self, delay: Duration) {
+        self.state.lock().unwrap().delay = delay;
+    }
+
+    pub fn requests(&self) -> Vec<Received> {
+        self.state.lock().unwrap().requests.clone()
     }
 }

@@ -13,4 +13,5 @@ mod onetime;
 mod prepare;
 mod reliability;
 mod schedules;
+mod vbanks;
 mod webhooks;

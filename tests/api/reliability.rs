@@ -4,14 +4,7 @@ use std::time::Duration;
 use kcp_sandbox::{paths, Fault, FaultRule, TransactionState};
 use serde_json::json;
 
-use crate::helpers::{spawn_app, test_cards, TestApp, KCP_TIMEOUT_MS, SETTLE_SECS};
-
-async fn status_of(app: &TestApp, token: &str, imp_uid: &str) -> serde_json::Value {
-    app.get(&format!("/payments/{imp_uid}"), Some(token))
-        .await
-        .1["response"]
-        .clone()
-}
+use crate::helpers::{spawn_app, test_cards, KCP_TIMEOUT_MS, SETTLE_SECS};
 
 fn imp_uid_in(message: &serde_json::Value) -> String {
     let m = message.as_str().unwrap();
@@ -46,7 +39,7 @@ async fn a_dropped_approval_stays_ready_then_fails_after_the_settle_delay_and_ca
     assert_eq!(body["code"], 1, "{body}");
     let imp_uid = imp_uid_in(&body["message"]);
     assert_eq!(
-        status_of(&app, &token, &imp_uid).await["status"],
+        app.payment(&token, &imp_uid).await["status"],
         "ready",
         "never failed on a guess"
     );
@@ -60,7 +53,7 @@ async fn a_dropped_approval_stays_ready_then_fails_after_the_settle_delay_and_ca
 
     app.advance(SETTLE_SECS + 1);
     app.resolve_all().await;
-    let p = status_of(&app, &token, &imp_uid).await;
+    let p = app.payment(&token, &imp_uid).await;
     assert_eq!(p["status"], "failed");
     assert!(p["failed_at"].as_i64().unwrap() > 0);
 
@@ -109,7 +102,7 @@ async fn an_approval_that_arrives_after_the_timeout_is_net_cancelled() {
 
     app.advance(SETTLE_SECS + 1);
     app.resolve_all().await;
-    let p = status_of(&app, &token, &imp_uid).await;
+    let p = app.payment(&token, &imp_uid).await;
     assert_eq!(p["status"], "failed", "{p}");
     let ledger = app.sandbox.ledger();
     assert_eq!(ledger[0].state, TransactionState::Cancelled);
@@ -134,10 +127,10 @@ async fn when_the_inquiry_fails_too_the_resolver_later_net_cancels_the_approval(
         .await;
     assert_eq!(body["code"], 1, "{body}");
     let imp_uid = imp_uid_in(&body["message"]);
-    assert_eq!(status_of(&app, &token, &imp_uid).await["status"], "ready");
+    assert_eq!(app.payment(&token, &imp_uid).await["status"], "ready");
     app.advance(SETTLE_SECS + 1);
     app.resolve_all().await;
-    assert_eq!(status_of(&app, &token, &imp_uid).await["status"], "failed");
+    assert_eq!(app.payment(&token, &imp_uid).await["status"], "failed");
     assert_eq!(app.sandbox.ledger()[0].state, TransactionState::Cancelled);
     app.assert_ledger_agrees().await;
 }
@@ -191,7 +184,7 @@ async fn a_dropped_cancel_blocks_other_cancels_until_resolved_as_not_applied() {
     app.advance(SETTLE_SECS + 1);
     app.resolve_all().await;
     assert_eq!(
-        status_of(&app, &token, p["imp_uid"].as_str().unwrap()).await["cancel_amount"],
+        app.payment(&token, p["imp_uid"].as_str().unwrap()).await["cancel_amount"],
         0
     );
     let (_, body) = app
@@ -227,7 +220,7 @@ async fn a_cancel_that_lands_after_the_timeout_is_recorded_by_the_resolver() {
     tokio::time::sleep(Duration::from_millis(1500)).await;
     app.advance(SETTLE_SECS + 1);
     app.resolve_all().await;
-    let now = status_of(&app, &token, p["imp_uid"].as_str().unwrap()).await;
+    let now = app.payment(&token, p["imp_uid"].as_str().unwrap()).await;
     assert_eq!(now["cancel_amount"], 4000, "{now}");
     assert_eq!(now["cancel_history"].as_array().unwrap().len(), 1);
     app.assert_ledger_agrees().await;

@@ -1,10 +1,6 @@
 //! Webhook outbox (spec/iamport-v1.md §5) against a real local HTTP receiver.
-use std::collections::VecDeque;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::body::Bytes;
-use axum::http::{HeaderMap, StatusCode as AxumStatus};
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use hmac::{Hmac, Mac};
@@ -13,99 +9,9 @@ use sea_orm::TransactionTrait;
 use serde_json::{json, Value};
 use sha2::Sha256;
 
-use crate::helpers::{future_expiry, spawn_app, test_cards, TestApp, ADMIN_TOKEN};
-
-/// One request the receiver got.
-#[derive(Debug, Clone)]
-struct Received {
-    path: String,
-    headers: HeaderMap,
-    body: String,
-}
-
-#[derive(Default)]
-struct ReceiverState {
-    requests: Vec<Received>,
-    /// Statuses to answer with, in order; then `200`.
-    script: VecDeque<u16>,
-    /// Answer every request with this status once the script is used up (default 200).
-    always: Option<u16>,
-    delay: Duration,
-}
-
-/// A merchant's webhook endpoint: an axum server on 127.0.0.1:0 that records every request.
-#[derive(Clone)]
-struct Receiver {
-    state: Arc<Mutex<ReceiverState>>,
-    base: String,
-}
-
-impl Receiver {
-    async fn start() -> Self {
-        let state = Arc::new(Mutex::new(ReceiverState::default()));
-        let shared = state.clone();
-        let app = axum::Router::new().fallback(
-            move |uri: axum::http::Uri, headers: HeaderMap, body: Bytes| {
-                let shared = shared.clone();
-                async move {
-                    let (status, delay) = {
-                        let mut s = shared.lock().unwrap();
-                        s.requests.push(Received {
-                            path: uri.path().to_string(),
-                            headers,
-                            body: String::from_utf8_lossy(&body).into_owned(),
-                        });
-                        let status = s.script.pop_front().or(s.always).unwrap_or(200);
-                        (status, s.delay)
-                    };
-                    tokio::time::sleep(delay).await;
-                    let status = AxumStatus::from_u16(status).unwrap();
-                    let body = if status.is_success() {
-                        "OK".to_string()
-                    } else {
-                        "x".repeat(1000)
-                    };
-                    (status, body)
-                }
-            },
-        );
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move {
-            axum::serve(listener, app).await.unwrap();
-        });
-        Self {
-            state,
-            base: format!("http://{addr}"),
-        }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("{}{}", self.base, path)
-    }
-
-    fn fail_next(&self, statuses: &[u16]) {
-        self.state.lock().unwrap().script.extend(statuses);
-    }
-
-    fn always(&self, status: u16) {
-        self.state.lock().unwrap().always = Some(status);
-    }
-
-    fn recover(&self) {
-        let mut s = self.state.lock().unwrap();
-        s.script.clear();
-        s.always = None;
-    }
-
-    fn slow(&self, delay: Duration) {
-        self.state.lock().unwrap().delay = delay;
-    }
-
-    fn requests(&self) -> Vec<Received> {
-        self.state.lock().unwrap().requests.clone()
-    }
-}
+use crate::helpers::{
+    future_expiry, spawn_app, test_cards, Received, Receiver, TestApp, ADMIN_TOKEN,
+};
 
 fn demo_merchant_id(app: &TestApp) -> i64 {
     app.app.demo.as_ref().expect("demo merchant").merchant.id
@@ -182,7 +88,7 @@ async fn history(app: &TestApp, query: &str) -> Vec<Value> {
 }
 
 fn json_body(r: &Received) -> Value {
-    serde_json::from_str(&r.body).unwrap_or_else(|_| panic!("not JSON: {}", r.body))
+    r.json()
 }
 
 #[tokio::test]

@@ -360,3 +360,21 @@ pub fn point_pay(account: &BenepiaAccount, order_no: &str, amount: &str) -> Valu
         "buyr_tel2": "010-000-0000",
     })
 }
+
+/// A window-less virtual-account issuance (the sandbox's documented form, `pay_method` VCNT):
+/// 7,000 won at 수협 (`BK07`), due KST 2026-03-17 23:59:59.
+pub fn vbank_issue(order_no: &str) -> Value {
+    json!({
+        "site_cd": SITE,
+        "kcp_cert_info": merchant(SITE).cert_info,
+        "pay_method": "VCNT",
+        "ordr_idxx": order_no,
+        "amount": "7000",
+        "good_name": "테스트 상품",
+        "buyr_name": "홍길동",
+        "buyr_mail": "buyer@example.com",
+        "buyr_tel2": "01012345678",
+        "bank_code": "BK07",
+        "va_date": "20260317235959",
+    })
+}

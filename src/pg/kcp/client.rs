@@ -5,7 +5,7 @@
 //! |---------------------------------------------------------------------------|-----------------------|
 //! | transport error, timeout, HTTP 5xx, unreadable body, no `res_cd` (registration: no `Code`) | [`PgError::Unknown`]  |
 //! | readable body, `res_cd` ≠ `0000` (registration: `Code` ≠ `0000`)          | [`PgError::Declined`] |
-//! | `res_cd` `0000` but no `tno` / amount / `pnt_amount` / `batch_key` / `rsv_pnt` (vbank: `account` / `va_date`; registration: `approvalKey` / `traceNo` / `PayUrl`) | [`PgError::Unknown`]  |
+//! | `res_cd` `0000` but no `tno` / amount / `pnt_amount` / `batch_key` / `rsv_pnt` (vbank, window or not: `account` / `va_date`; registration: `approvalKey` / `traceNo` / `PayUrl`) | [`PgError::Unknown`]  |
 //! | approval whose amount (points: `pnt_amount`) or order number ≠ the request | [`PgError::Mismatch`] |
 //! | `res_cd` `0000`                                                           | `Ok`                  |
 //!
@@ -566,4 +566,5 @@ fn reconcile_inquiry(mut state: TradeState, trade: &TradeRef) -> Result<TradeSta
 
 #[cfg(test)]
 mod tests;
+mod vbank;
 mod window;

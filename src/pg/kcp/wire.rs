@@ -1095,6 +1095,12 @@ pub struct InquiryResponse {
     pub partcanc_yn: Option<String>,
     #[serde(default, deserialize_with = "lenient")]
     pub canc_time: Option<String>,
+    /// The status of a virtual account (`pay_type` PAVC, docs/kcp.md §10).
+    #[serde(default, deserialize_with = "lenient")]
+    pub stat_va_cd: Option<String>,
+    /// A virtual account's own fields, when the answer repeats them (docs/kcp.md §10).
+    #[serde(flatten)]
+    pub vbank: window::VirtualAccountFields,
 }
 
 impl TryFrom<InquiryResponse> for TradeState {
@@ -1472,6 +1478,12 @@ pub fn parse_kcp_time(s: &str) -> Option<DateTime<Utc>> {
         .map(|t| t.with_timezone(&Utc))
 }
 
+/// UTC → `yyyyMMddHHmmss` in Korea time, the form of every KCP time field (spec §6).
+pub fn format_kcp_time(at: DateTime<Utc>) -> String {
+    let kst = FixedOffset::east_opt(9 * 3600).unwrap_or_else(|| chrono::Offset::fix(&Utc));
+    at.with_timezone(&kst).format("%Y%m%d%H%M%S").to_string()
+}
+
 fn time_or_now(value: Option<&str>, field: &'static str) -> DateTime<Utc> {
     match value.and_then(parse_kcp_time) {
         Some(t) => t,
@@ -1487,6 +1499,7 @@ fn time_or_now(value: Option<&str>, field: &'static str) -> DateTime<Utc> {
 
 pub use crate::domain::card::mask_card_number;
 
+pub mod vbank;
 pub mod window;
 
 #[cfg(test)]

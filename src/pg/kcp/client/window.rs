@@ -29,7 +29,7 @@ use crate::pg::{
 /// The cross-check KCP's manual makes mandatory (spec/kcp.md §5), for every window method: an
 /// approval for another amount or order must be net-cancelled. An answer without `order_no` (the
 /// vbank sample has none) is taken to be about the order asked for.
-fn check_window_matches(
+pub(super) fn check_window_matches(
     mut approval: WindowApproval,
     amount: Won,
     order_no: &str,

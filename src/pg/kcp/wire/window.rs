@@ -15,8 +15,8 @@ use super::{
 };
 use crate::pg::kcp::sign::KcpSigner;
 use crate::pg::{
-    DeclineReason, EscrowDelivery, PgError, RegisteredTrade, TradeRegistration, WindowApproval,
-    WindowApprovalRequest, WindowMethod, Won,
+    DeclineReason, EscrowDelivery, IssuedVirtualAccount, PgError, RegisteredTrade,
+    TradeRegistration, WindowApproval, WindowApprovalRequest, WindowMethod, Won,
 };
 
 /// `tran_cd` of a billing-key (batch) window result (spec §2.3); also what the batch-key
@@ -331,6 +331,59 @@ pub struct EscrowDeliveryResponse {
     pub tno: Option<String>,
 }
 
+/// A virtual account's own answer fields (spec §2.4: `bankcode` / `bankname` without the
+/// underscore), in an approval or issuance answer and, when it repeats them, an inquiry's.
+#[derive(Deserialize, Debug, Default)]
+pub struct VirtualAccountFields {
+    #[serde(default, deserialize_with = "lenient")]
+    pub bankcode: Option<String>,
+    #[serde(default, deserialize_with = "lenient")]
+    pub bankname: Option<String>,
+    #[serde(default, deserialize_with = "lenient")]
+    pub account: Option<String>,
+    /// The account holder shown to the buyer.
+    #[serde(default, deserialize_with = "lenient")]
+    pub depositor: Option<String>,
+    /// The deposit deadline.
+    #[serde(default, deserialize_with = "lenient")]
+    pub va_date: Option<String>,
+}
+
+impl VirtualAccountFields {
+    /// The account of transaction `tno`. The number and a readable deadline are what the buyer
+    /// must be told, so without them there is no usable account; bank and holder default to empty.
+    pub fn account(
+        &self,
+        tno: String,
+        order_no: String,
+        amount: Won,
+        issued_at: DateTime<Utc>,
+    ) -> Result<IssuedVirtualAccount, WireError> {
+        let account = text(self.account.as_deref());
+        if account.is_empty() {
+            return Err(WireError(format!(
+                "virtual account {tno} issued without account"
+            )));
+        }
+        let due = self.va_date.as_deref().and_then(parse_due).ok_or_else(|| {
+            WireError(format!(
+                "virtual account {tno} issued without a readable va_date"
+            ))
+        })?;
+        Ok(IssuedVirtualAccount {
+            bank_code: text(self.bankcode.as_deref()),
+            bank_name: text(self.bankname.as_deref()),
+            holder: text(self.depositor.as_deref()),
+            account,
+            due,
+            tno,
+            order_no,
+            amount,
+            issued_at,
+        })
+    }
+}
+
 /// Non-card answers of `gw/enc/v1/payment` (spec §2.4): the common fields plus each method's own.
 #[derive(Deserialize, Debug, Default)]
 pub struct WindowApprovalResponse {
@@ -355,17 +408,9 @@ pub struct WindowApprovalResponse {
     pub bank_name: Option<String>,
     #[serde(default, deserialize_with = "lenient")]
     pub bk_mny: Option<String>,
-    /// Virtual account: `bankcode` / `bankname` without the underscore (spec §2.4).
-    #[serde(default, deserialize_with = "lenient")]
-    pub bankcode: Option<String>,
-    #[serde(default, deserialize_with = "lenient")]
-    pub bankname: Option<String>,
-    #[serde(default, deserialize_with = "lenient")]
-    pub account: Option<String>,
-    #[serde(default, deserialize_with = "lenient")]
-    pub depositor: Option<String>,
-    #[serde(default, deserialize_with = "lenient")]
-    pub va_date: Option<String>,
+    /// Virtual account.
+    #[serde(flatten)]
+    pub vbank: VirtualAccountFields,
     /// Mobile phone.
     #[serde(default, deserialize_with = "lenient")]
     pub commid: Option<String>,
@@ -440,28 +485,11 @@ impl WindowApprovalResponse {
                 order_no,
             },
             PAY_TYPE_VBANK => {
-                let account = text(self.account.as_deref());
-                if account.is_empty() {
-                    return Err(WireError(format!(
-                        "virtual account {tno} issued without account"
-                    )));
-                }
-                let due = self.va_date.as_deref().and_then(parse_due).ok_or_else(|| {
-                    WireError(format!(
-                        "virtual account {tno} issued without a readable va_date"
-                    ))
-                })?;
-                WindowApproval::VirtualAccount {
-                    amount: won(&[self.amount.as_deref()], "amount")?,
-                    bank_code: text(self.bankcode.as_deref()),
-                    bank_name: text(self.bankname.as_deref()),
-                    holder: text(self.depositor.as_deref()),
-                    issued_at: time_or_now(app_time, "app_time"),
-                    account,
-                    due,
-                    tno,
-                    order_no,
-                }
+                let amount = won(&[self.amount.as_deref()], "amount")?;
+                let issued_at = time_or_now(app_time, "app_time");
+                WindowApproval::VirtualAccount(
+                    self.vbank.account(tno, order_no, amount, issued_at)?,
+                )
             }
             PAY_TYPE_PHONE => WindowApproval::Phone {
                 amount: won(&[self.amount.as_deref()], "amount")?,
@@ -508,13 +536,8 @@ impl WindowApprovalResponse {
 pub fn approval_identity(approval: &mut WindowApproval) -> (&str, Won, &mut String) {
     match approval {
         WindowApproval::Card(c) => (c.tno.as_str(), c.amount, &mut c.order_no),
+        WindowApproval::VirtualAccount(a) => (a.tno.as_str(), a.amount, &mut a.order_no),
         WindowApproval::Bank {
-            tno,
-            amount,
-            order_no,
-            ..
-        }
-        | WindowApproval::VirtualAccount {
             tno,
             amount,
             order_no,

@@ -3,8 +3,8 @@
 
 use super::*;
 use crate::pg::{
-    EscrowDelivery, PgCheckout, RegisteredTrade, TradeRegistration, WindowApproval,
-    WindowApprovalRequest, WindowMethod,
+    EscrowDelivery, IssuedVirtualAccount, PgCheckout, RegisteredTrade, TradeRegistration,
+    WindowApproval, WindowApprovalRequest, WindowMethod,
 };
 
 /// spec/kcp.md §2.4, the real T0000 card answer, verbatim.
@@ -240,7 +240,7 @@ async fn the_spec_vbank_answer_is_an_issued_virtual_account_for_the_order_asked(
     let approval = kcp.approve_window(&vbank_result()).await.unwrap();
 
     match approval {
-        WindowApproval::VirtualAccount {
+        WindowApproval::VirtualAccount(IssuedVirtualAccount {
             tno,
             order_no,
             amount,
@@ -248,7 +248,7 @@ async fn the_spec_vbank_answer_is_an_issued_virtual_account_for_the_order_asked(
             bank_code,
             holder,
             ..
-        } => assert_eq!(
+        }) => assert_eq!(
             (
                 tno.as_str(),
                 order_no.as_str(),

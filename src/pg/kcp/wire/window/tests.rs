@@ -317,7 +317,7 @@ fn the_spec_vbank_answer_parses_into_a_virtual_account() {
     );
     assert_eq!(
         resp.into_approval("PAVC").unwrap(),
-        WindowApproval::VirtualAccount {
+        WindowApproval::VirtualAccount(IssuedVirtualAccount {
             tno: "20220609985536".into(),
             order_no: String::new(),
             amount: 123,
@@ -327,7 +327,7 @@ fn the_spec_vbank_answer_parses_into_a_virtual_account() {
             holder: "한국사이버결제".into(),
             due: kst(2022, 6, 16, 23, 59, 59),
             issued_at: kst(2022, 6, 9, 11, 48, 0),
-        }
+        })
     );
 }
 
@@ -337,7 +337,7 @@ fn a_vbank_deadline_given_as_a_date_is_the_end_of_that_day() {
         r#"{"res_cd":"0000","tno":"20220609985536","amount":"123","account":"T0709260000806","va_date":"20220616"}"#,
     );
     match resp.into_approval("PAVC").unwrap() {
-        WindowApproval::VirtualAccount { due, .. } => {
+        WindowApproval::VirtualAccount(IssuedVirtualAccount { due, .. }) => {
             assert_eq!(due, kst(2022, 6, 16, 23, 59, 59))
         }
         other => panic!("{other:?}"),

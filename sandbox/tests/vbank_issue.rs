@@ -1,0 +1,185 @@
+//! Virtual accounts issued without a window (`pay_method` VCNT on the hub, docs/sandbox.md §2.3)
+//! and their revocation (`STSC` on an unpaid account), over HTTP.
+mod common;
+
+use common::{merge, spawn, vbank_issue, OTHER_SITE};
+use kcp_sandbox::{paths, DepositError, Fault, FaultRule, TransactionState};
+use serde_json::json;
+
+#[tokio::test]
+async fn an_account_is_issued_without_a_window_and_paid_by_deposits() {
+    let h = spawn().await;
+    let issued = h.pay(&vbank_issue("VA1")).await;
+    for (field, value) in [
+        ("res_cd", "0000"),
+        ("pay_method", "PAVC"),
+        ("amount", "7000"),
+        ("order_no", "VA1"),
+        ("bankcode", "BK07"),
+        ("bankname", "수협"),
+        ("depositor", "한국사이버결제"),
+        ("va_name", "홍길동"),
+        ("va_date", "20260317235959"),
+        ("app_time", "20260310120000"),
+        ("escw_yn", "N"),
+    ] {
+        assert_eq!(issued[field], value, "{field} in {issued}");
+    }
+    let account = issued["account"].as_str().unwrap();
+    assert!(account.starts_with('T') && account.len() == 14, "{account}");
+    let tno = issued["tno"].as_str().unwrap();
+    assert_eq!(tno.len(), 14);
+    let ledger = h.sandbox.ledger();
+    assert_eq!(
+        (ledger[0].pay_method.as_str(), ledger[0].state),
+        ("PAVC", TransactionState::Issued)
+    );
+
+    // Inquiry by order number (how a lost answer is recovered) names the account too.
+    let found = h.inquire_order_as("PAVC", "VA1").await;
+    assert_eq!(
+        (
+            found["tno"].as_str(),
+            found["stat_va_cd"].as_str(),
+            found["account"].as_str(),
+            found["va_date"].as_str(),
+            found["bankcode"].as_str(),
+        ),
+        (
+            Some(tno),
+            Some("STIS"),
+            Some(account),
+            Some("20260317235959"),
+            Some("BK07")
+        ),
+        "{found}"
+    );
+
+    h.sandbox.set_notify_url("*", "http://127.0.0.1:9/unused");
+    let deposit = h.sandbox.deposit(tno, 7000, "00").unwrap();
+    assert_eq!(deposit.field("account"), Some(account));
+    assert_eq!(deposit.field("ipgm_name"), Some("홍길동"));
+    assert_eq!(h.sandbox.ledger()[0].state, TransactionState::Approved);
+    assert_eq!(h.inquire_as("PAVC", tno).await["stat_va_cd"], "STSR");
+}
+
+#[tokio::test]
+async fn the_holder_the_merchant_names_is_the_accounts_depositor() {
+    let h = spawn().await;
+    let mut body = vbank_issue("VA2");
+    merge(&mut body, json!({"va_name": "오픈포트상점"}));
+    let issued = h.pay(&body).await;
+    assert_eq!(issued["res_cd"], "0000", "{issued}");
+    assert_eq!(
+        (issued["depositor"].as_str(), issued["va_name"].as_str()),
+        (Some("오픈포트상점"), Some("오픈포트상점"))
+    );
+}
+
+#[tokio::test]
+async fn a_bad_bank_a_past_or_malformed_deadline_and_bad_amounts_are_refused() {
+    let h = spawn().await;
+    let cases = [
+        (json!({"bank_code": "BK99"}), "8504"),
+        (json!({"bank_code": "004"}), "8504"),
+        (json!({"va_date": "20260310115959"}), "8505"),
+        (json!({"va_date": "20260310120000"}), "8505"),
+        (json!({"va_date": "20260317"}), "8505"),
+        (json!({"va_date": "20261332000000"}), "8505"),
+        (json!({"amount": "0"}), "8105"),
+        (json!({"amount": "7,000"}), "8105"),
+        (json!({"good_name": ""}), "9502"),
+        (json!({"bank_code": ""}), "9502"),
+        (json!({"va_name": "a<b"}), "9504"),
+        (json!({"ordr_idxx": "a".repeat(41)}), "9503"),
+        (json!({"site_cd": OTHER_SITE}), "9511"),
+    ];
+    for (extra, code) in cases {
+        let mut body = vbank_issue("VA3");
+        merge(&mut body, extra.clone());
+        let reply = h.pay(&body).await;
+        assert_eq!(reply["res_cd"], code, "{extra}: {reply}");
+    }
+    assert!(h.sandbox.ledger().is_empty());
+}
+
+#[tokio::test]
+async fn a_second_account_for_a_standing_order_is_refused_until_the_first_is_revoked() {
+    let h = spawn().await;
+    let first = h.pay(&vbank_issue("VA4")).await;
+    assert_eq!(first["res_cd"], "0000");
+    assert_eq!(h.pay(&vbank_issue("VA4")).await["res_cd"], "9520");
+    let tno = first["tno"].as_str().unwrap();
+    assert_eq!(h.cancel(tno, "STSC", json!({})).await["res_cd"], "0000");
+    assert_eq!(h.pay(&vbank_issue("VA4")).await["res_cd"], "0000");
+}
+
+#[tokio::test]
+async fn an_unpaid_account_is_revoked_by_a_full_cancel_and_takes_no_deposit_after() {
+    let h = spawn().await;
+    let issued = h.pay(&vbank_issue("VA5")).await;
+    let tno = issued["tno"].as_str().unwrap();
+    assert_eq!(
+        h.partial_cancel(tno, "1000", "7000").await["res_cd"],
+        "8503",
+        "an unpaid account has nothing to refund in part"
+    );
+    let revoked = h
+        .cancel(tno, "STSC", json!({"mod_desc": "가상계좌 발급취소"}))
+        .await;
+    assert_eq!(
+        (revoked["res_cd"].as_str(), revoked["tno"].as_str()),
+        (Some("0000"), Some(tno)),
+        "{revoked}"
+    );
+    assert_eq!(revoked["canc_time"], "20260310120000");
+    let entry = &h.sandbox.ledger()[0];
+    assert_eq!(
+        (entry.state, entry.balance),
+        (TransactionState::Cancelled, 0)
+    );
+
+    h.sandbox.set_notify_url("*", "http://127.0.0.1:9/unused");
+    assert!(matches!(
+        h.sandbox.deposit(tno, 7000, "00"),
+        Err(DepositError::Closed)
+    ));
+    let refused = h
+        .client
+        .post(h.url("/_sandbox/vbank/deposit"))
+        .json(&json!({"tno": tno}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 400);
+    let inquiry = h.inquire_as("PAVC", tno).await;
+    assert_eq!(
+        (
+            inquiry["stat_va_cd"].as_str(),
+            inquiry["canc_time"].as_str()
+        ),
+        (Some("STSC"), Some("20260310120000"))
+    );
+    assert_eq!(h.cancel(tno, "STSC", json!({})).await["res_cd"], "8133");
+    assert!(h.sandbox.notifications().is_empty());
+}
+
+#[tokio::test]
+async fn a_lost_issuance_answer_still_issued_the_account_once() {
+    let h = spawn().await;
+    h.sandbox
+        .inject(FaultRule::new(paths::HUB_PAYMENT, Fault::LoseResponse).when("ordr_idxx", "VA6"));
+    let lost = h
+        .client
+        .post(h.url(paths::HUB_PAYMENT))
+        .json(&vbank_issue("VA6"))
+        .send()
+        .await;
+    assert!(lost.is_err(), "no answer arrives");
+    let found = h.inquire_order_as("PAVC", "VA6").await;
+    assert_eq!(found["stat_va_cd"], "STIS", "{found}");
+    assert!(found["account"].as_str().unwrap().starts_with('T'));
+    assert_eq!(h.pay(&vbank_issue("VA6")).await["res_cd"], "9520");
+    assert_eq!(h.sandbox.ledger().len(), 1);
+    assert_eq!(h.inquire_order_as("PACA", "VA6").await["res_cd"], "8201");
+}

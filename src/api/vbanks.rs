@@ -1,0 +1,93 @@
+//! `POST /vbanks` and `DELETE /vbanks/{imp_uid}`: virtual accounts without the payment window
+//! (spec/iamport-v1.md §4.7), over KCP's window-less issuance (documented assumption, docs/kcp.md
+//! §10).
+use axum::extract::{Path, State};
+use serde::Deserialize;
+use utoipa::ToSchema;
+
+use super::envelope::{ok, Envelope};
+use super::error::{ApiError, ApiResult};
+use super::extract::{de, Body, MerchantCaller};
+use super::order::{order, OrderFields};
+use super::payment_json::PaymentAnnotation;
+use crate::app::AppState;
+use crate::domain::vbank::VbankBank;
+use crate::service::vbanks::VbankCommand;
+use crate::service::ServiceError;
+
+#[derive(Deserialize, ToSchema)]
+pub struct VbankRequest {
+    #[serde(flatten)]
+    pub order: OrderFields,
+    /// iamport's bank code (`004` KB국민, `088` 신한, `020` 우리, `081` 하나, `011` NH농협, `003` IBK기업,
+    /// `007` 수협).
+    #[serde(default, deserialize_with = "de::opt_string")]
+    pub vbank_code: Option<String>,
+    /// Deposit deadline, Unix seconds, in the future.
+    #[serde(default, deserialize_with = "de::opt_i64")]
+    #[schema(value_type = Option<i64>)]
+    pub vbank_due: Option<i64>,
+    /// The account holder to show (≤ 16 characters); KCP's own name when absent.
+    #[serde(default, deserialize_with = "de::opt_string")]
+    pub vbank_holder: Option<String>,
+    /// Accepted for compatibility and ignored: one KCP site per merchant, no channels.
+    #[serde(default, deserialize_with = "de::opt_string")]
+    pub channel_key: Option<String>,
+    #[serde(default, deserialize_with = "de::opt_string")]
+    pub pg: Option<String>,
+}
+
+/// Parses the request into the service's command; every refusal here is a 400 before anything is
+/// written.
+fn parse(req: VbankRequest) -> ApiResult<VbankCommand> {
+    let order = order(req.order)?;
+    let code = req
+        .vbank_code
+        .filter(|c| !c.trim().is_empty())
+        .ok_or_else(|| ApiError::bad_request("vbank_code 파라메터가 누락되었습니다."))?;
+    let bank = VbankBank::parse(&code).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let due = req
+        .vbank_due
+        .ok_or_else(|| ApiError::bad_request("vbank_due 파라메터가 누락되었습니다."))?;
+    let _ = (req.channel_key, req.pg);
+    Ok(VbankCommand {
+        order,
+        bank,
+        due,
+        holder: req.vbank_holder.filter(|h| !h.trim().is_empty()),
+    })
+}
+
+#[utoipa::path(post, path = "/vbanks", request_body = VbankRequest,
+    responses((status = 200, body = PaymentAnnotation, description = "status `ready` with the account; code 1 when KCP refuses or the merchant_uid is taken"),
+        (status = 400, description = "missing or invalid parameter (vbank_code, vbank_due in the past, amount)")))]
+pub async fn issue(
+    State(s): State<AppState>,
+    MerchantCaller(m): MerchantCaller,
+    Body(req): Body<VbankRequest>,
+) -> ApiResult<Envelope<PaymentAnnotation>> {
+    let cmd = parse(req)?;
+    // Run to completion even if the client disconnects: an abandoned future could stop between
+    // KCP's issuance and its recording.
+    let gateway = s.gateway.clone();
+    let record = tokio::spawn(async move { gateway.issue_vbank(&m, cmd).await })
+        .await
+        .map_err(|e| ServiceError::Internal(format!("vbank task: {e}")))??;
+    Ok(ok(record.into()))
+}
+
+#[utoipa::path(delete, path = "/vbanks/{imp_uid}", params(("imp_uid" = String, Path)),
+    responses((status = 200, body = PaymentAnnotation, description = "`cancelled`; code 1 when KCP refuses"),
+        (status = 400, description = "not a virtual account awaiting its deposit (`ready`)"),
+        (status = 404, description = "no such imp_uid")))]
+pub async fn revoke(
+    State(s): State<AppState>,
+    MerchantCaller(m): MerchantCaller,
+    Path(imp_uid): Path<String>,
+) -> ApiResult<Envelope<PaymentAnnotation>> {
+    let gateway = s.gateway.clone();
+    let record = tokio::spawn(async move { gateway.revoke_vbank(&m, &imp_uid).await })
+        .await
+        .map_err(|e| ServiceError::Internal(format!("vbank task: {e}")))??;
+    Ok(ok(record.into()))
+}

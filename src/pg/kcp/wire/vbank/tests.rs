@@ -1,0 +1,165 @@
+use super::*;
+use crate::pg::kcp::wire::tests::{assert_matches_golden, signer};
+use crate::pg::kcp::wire::InquiryRequest;
+use chrono::{DateTime, TimeZone, Utc};
+
+fn kst(y: i32, mo: u32, d: u32, h: u32, mi: u32, s: u32) -> DateTime<Utc> {
+    chrono::FixedOffset::east_opt(9 * 3600)
+        .unwrap()
+        .with_ymd_and_hms(y, mo, d, h, mi, s)
+        .unwrap()
+        .with_timezone(&Utc)
+}
+
+pub(crate) fn issue_request() -> VbankIssueRequest {
+    VbankIssueRequest {
+        order_no: "OP123456789012".into(),
+        amount: 7000,
+        good_name: "테스트 상품".into(),
+        buyer_name: "홍길동".into(),
+        buyer_email: "buyer@example.com".into(),
+        buyer_tel: "01012345678".into(),
+        bank_code: "BK07".into(),
+        due: kst(2026, 3, 17, 23, 59, 59),
+        holder: Some("오픈포트상점".into()),
+    }
+}
+
+fn inquiry(json: &str) -> InquiryResponse {
+    serde_json::from_str(json).expect("answer parses")
+}
+
+#[test]
+fn issuance_body_matches_the_golden_fixture() {
+    let body = VbankIssueBody::new("T0000", &signer(), &issue_request()).unwrap();
+    assert_matches_golden(&body, "vbank-issue");
+}
+
+#[test]
+fn without_a_holder_va_name_is_omitted_and_kcp_shows_its_own() {
+    let req = VbankIssueRequest {
+        holder: None,
+        ..issue_request()
+    };
+    let body =
+        serde_json::to_value(VbankIssueBody::new("T0000", &signer(), &req).unwrap()).unwrap();
+    assert!(body.get("va_name").is_none(), "{body}");
+    let blank = VbankIssueRequest {
+        holder: Some(" <> ".into()),
+        ..issue_request()
+    };
+    let body =
+        serde_json::to_value(VbankIssueBody::new("T0000", &signer(), &blank).unwrap()).unwrap();
+    assert!(
+        body.get("va_name").is_none(),
+        "a holder of forbidden characters only: {body}"
+    );
+}
+
+#[test]
+fn a_bank_code_that_is_not_kcps_is_refused_before_anything_is_sent() {
+    for bank in ["004", "BK7", "BKAB", ""] {
+        let req = VbankIssueRequest {
+            bank_code: bank.into(),
+            ..issue_request()
+        };
+        match VbankIssueBody::new("T0000", &signer(), &req) {
+            Err(PgError::Declined { code, .. }) => assert_eq!(code, "invalid_request", "{bank}"),
+            other => panic!("{bank}: expected a local refusal, got {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn debug_shows_identifiers_not_the_buyer() {
+    let body = VbankIssueBody::new("T0000", &signer(), &issue_request()).unwrap();
+    let shown = format!("{body:?}");
+    assert!(shown.contains("OP123456789012") && shown.contains("BK07"));
+    assert!(!shown.contains("홍길동") && !shown.contains("buyer@example.com"));
+}
+
+#[test]
+fn inquiry_by_order_no_with_pay_type_pavc_matches_the_golden_fixture() {
+    let body =
+        InquiryRequest::for_order_no("T0000", &signer(), "OP123456789012", PAY_TYPE_VBANK).unwrap();
+    assert_matches_golden(&body, "vbank-inquiry-by-order-no");
+}
+
+#[test]
+fn an_issued_account_inquires_as_open_with_its_account() {
+    let state = inquiry(
+        r#"{"res_cd":"0000","tno":"20260310123456","order_no":"OP123456789012","pay_method":"PAVC",
+            "amount":"7000","rem_mny":"7000","stat_va_cd":"STIS","app_time":"20260310120000",
+            "bankcode":"BK07","bankname":"수협","account":"T0709260000806","depositor":"오픈포트상점",
+            "va_name":"오픈포트상점","va_date":"20260317235959"}"#,
+    )
+    .into_vbank_state()
+    .unwrap();
+    assert_eq!(
+        state,
+        VbankState::Open {
+            tno: "20260310123456".into(),
+            remaining: 7000,
+            paid: false,
+            account: Some(IssuedVirtualAccount {
+                tno: "20260310123456".into(),
+                order_no: "OP123456789012".into(),
+                amount: 7000,
+                bank_code: "BK07".into(),
+                bank_name: "수협".into(),
+                account: "T0709260000806".into(),
+                holder: "오픈포트상점".into(),
+                due: kst(2026, 3, 17, 23, 59, 59),
+                issued_at: kst(2026, 3, 10, 12, 0, 0),
+            }),
+        }
+    );
+}
+
+#[test]
+fn a_paid_account_is_open_and_paid_and_an_answer_without_the_account_names_none() {
+    let state = inquiry(
+        r#"{"res_cd":"0000","tno":"20260310123456","pay_method":"PAVC","amount":"7000","stat_va_cd":"STSR"}"#,
+    )
+    .into_vbank_state()
+    .unwrap();
+    assert_eq!(
+        state,
+        VbankState::Open {
+            tno: "20260310123456".into(),
+            remaining: 7000,
+            paid: true,
+            account: None
+        }
+    );
+}
+
+#[test]
+fn a_revoked_account_is_closed_at_its_cancel_time() {
+    let state = inquiry(
+        r#"{"res_cd":"0000","tno":"20260310123456","pay_method":"PAVC","amount":"7000","rem_mny":"0",
+            "stat_va_cd":"STSC","canc_time":"20260311090000"}"#,
+    )
+    .into_vbank_state()
+    .unwrap();
+    assert_eq!(
+        state,
+        VbankState::Closed {
+            tno: "20260310123456".into(),
+            closed_at: kst(2026, 3, 11, 9, 0, 0)
+        }
+    );
+}
+
+#[test]
+fn an_unknown_status_another_method_or_no_tno_is_never_guessed() {
+    for json in [
+        r#"{"res_cd":"0000","tno":"20260310123456","pay_method":"PAVC","amount":"7000","stat_va_cd":"STXX"}"#,
+        r#"{"res_cd":"0000","tno":"20260310123456","pay_method":"PAVC","amount":"7000"}"#,
+        r#"{"res_cd":"0000","tno":"20260310123456","pay_method":"PACA","amount":"7000","stat_va_cd":"STIS"}"#,
+        r#"{"res_cd":"0000","pay_method":"PAVC","amount":"7000","stat_va_cd":"STIS"}"#,
+        r#"{"res_cd":"0000","tno":"20260310123456","pay_method":"PAVC","stat_va_cd":"STIS"}"#,
+    ] {
+        assert!(inquiry(json).into_vbank_state().is_err(), "{json}");
+    }
+}

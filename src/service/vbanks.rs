@@ -1,0 +1,299 @@
+//! Virtual accounts without the payment window: `POST /vbanks` and `DELETE /vbanks/{imp_uid}`
+//! (spec/iamport-v1.md §4.7), over KCP's window-less issuance and its revocation (documented
+//! assumptions, docs/kcp.md §10).
+//!
+//! Money rules are the key-in ones (service/pay.rs): the payment (pending) and its attempt are
+//! committed before KCP is called, the outcome is recorded in one transaction with its `ready`
+//! webhook, and the one-live-payment-per-merchant_uid index lets concurrent requests issue at most
+//! one account. An outcome openport does not know is settled by inquiry (`pay_type PAVC`), never
+//! guessed; an account openport cannot stand behind (another amount or order, or found only after
+//! the merchant was told "unknown") is revoked at KCP.
+use chrono::{DateTime, Utc};
+
+use super::pay::{ApprovalOutcome, ChargeOrder, FailReasons};
+use super::resolve::CancelOutcome;
+use super::{Gateway, PaymentRecord, ServiceError, ServiceResult};
+use crate::domain::payment::PaymentStatus;
+use crate::domain::text::for_kcp;
+use crate::domain::vbank::VbankBank;
+use crate::pg::{
+    DeclineReason, IssuedVirtualAccount, Pg, PgError, TradeRef, VbankIssueRequest, VbankState,
+    WindowApproval,
+};
+use crate::store::entity::{merchant, payment, pg_attempt};
+use crate::store::payments;
+
+/// iamport's `pay_method` of a virtual account.
+pub const VBANK: &str = "vbank";
+/// KCP's reason text (`mod_desc`) and the payment's `cancel_reason` for a revocation.
+pub const REVOKE_REASON: &str = "가상계좌 발급취소";
+/// What a failed issuance records: an account KCP issued for another amount or order is revoked.
+const VBANK_FAILURES: FailReasons = FailReasons {
+    mismatch: "발급금액 또는 주문번호 불일치로 가상계좌 발급이 취소되었습니다.",
+    config: "PG 설정 오류로 가상계좌를 발급하지 못했습니다.",
+};
+/// Why an account found after its issuance answer was lost is revoked (or was closed meanwhile).
+const UNSETTLED: &str = "발급 결과를 확정하지 못해 가상계좌 발급이 취소되었습니다.";
+/// iamport caps `vbank_holder` at 16 characters ([OAS] `maxLength`).
+const HOLDER_MAX: usize = 16;
+
+/// `POST /vbanks`, parsed at the edge.
+#[derive(Debug, Clone)]
+pub struct VbankCommand {
+    /// `pay_method` is set to `vbank` by [`Gateway::issue_vbank`].
+    pub order: ChargeOrder,
+    pub bank: VbankBank,
+    /// The deposit deadline, Unix seconds (iamport `vbank_due`).
+    pub due: i64,
+    /// iamport `vbank_holder`.
+    pub holder: Option<String>,
+}
+
+impl Gateway {
+    /// Issues a virtual account: `ready` with the account, and a `ready` webhook.
+    pub async fn issue_vbank(
+        &self,
+        m: &merchant::Model,
+        cmd: VbankCommand,
+    ) -> ServiceResult<PaymentRecord> {
+        let due = DateTime::<Utc>::from_timestamp(cmd.due, 0)
+            .filter(|due| due.timestamp() > self.clock.unix())
+            .ok_or_else(|| {
+                ServiceError::BadRequest("vbank_due는 현재 이후의 Unix 시각이어야 합니다.".into())
+            })?;
+        let holder = cmd
+            .holder
+            .as_deref()
+            .map(|h| for_kcp("vbank_holder", h, HOLDER_MAX))
+            .transpose()
+            .map_err(|e| ServiceError::BadRequest(e.to_string()))?
+            .filter(|h| !h.is_empty());
+        let mut order = cmd.order;
+        order.pay_method = Some(VBANK);
+        order.card_quota = 0;
+        let text = order.kcp_text()?;
+        self.check_prepared(m.id, &order.merchant_uid, order.amount, &order.currency)
+            .await?;
+        let connector = self.connectors.for_merchant(m, &self.secrets)?;
+        let (payment, attempt) = self.open_approval(m, &order).await?;
+        let req = VbankIssueRequest {
+            order_no: payment.order_no.clone(),
+            amount: order.amount,
+            good_name: text.good_name,
+            buyer_name: text.buyer_name,
+            buyer_email: text.buyer_email,
+            buyer_tel: text.buyer_tel,
+            bank_code: cmd.bank.kcp_code.to_string(),
+            due,
+            holder,
+        };
+        let outcome = match connector.issue_vbank(&req).await {
+            Ok(account) => {
+                self.settle_vbank(connector.as_ref(), payment, attempt, account)
+                    .await?
+            }
+            Err(err) => {
+                self.conclude_pg_error(connector.as_ref(), payment, attempt, err, &VBANK_FAILURES)
+                    .await?
+            }
+        };
+        match outcome {
+            ApprovalOutcome::Paid(p) => self.payment_record(p).await,
+            ApprovalOutcome::Declined { payment: p, .. } | ApprovalOutcome::NetCancelled(p) => {
+                Err(ServiceError::Refused(format!(
+                    "가상계좌 발급에 실패하였습니다. ({})",
+                    p.fail_reason.unwrap_or_default()
+                )))
+            }
+            unknown @ ApprovalOutcome::Unknown(_) => Self::answer(unknown),
+        }
+    }
+
+    /// Records an issued account (`ready`, its `ready` webhook in the same transaction) exactly as
+    /// a window-issued one, or revokes it at KCP when it must not stand (another order; the amount
+    /// is checked by `settle_window`). An account that names no order is taken to be ours.
+    async fn settle_vbank(
+        &self,
+        connector: &dyn Pg,
+        payment: payment::Model,
+        attempt: pg_attempt::Model,
+        mut account: IssuedVirtualAccount,
+    ) -> ServiceResult<ApprovalOutcome> {
+        if account.order_no.is_empty() {
+            account.order_no.clone_from(&payment.order_no);
+        }
+        if account.order_no != payment.order_no {
+            return self
+                .net_cancel(
+                    connector,
+                    payment,
+                    attempt,
+                    &account.tno,
+                    VBANK_FAILURES.mismatch,
+                )
+                .await;
+        }
+        self.settle_window(
+            connector,
+            payment,
+            attempt,
+            WindowApproval::VirtualAccount(account),
+        )
+        .await
+    }
+
+    /// Settles an issuance whose answer was lost, by inquiry (`PAVC`, by order number unless a tno
+    /// is known). An account found is handed out only when `honour` (the merchant is still
+    /// waiting) and the answer names it; otherwise nobody can tell the buyer where to pay, so it
+    /// is revoked. "No account" is believed only after the settle delay, as for card approvals.
+    pub(crate) async fn resolve_vbank_issue(
+        &self,
+        connector: &dyn Pg,
+        payment: payment::Model,
+        attempt: pg_attempt::Model,
+        honour: bool,
+    ) -> ServiceResult<ApprovalOutcome> {
+        let trade = match &attempt.tno {
+            Some(tno) => TradeRef::Tno(tno.clone()),
+            None => TradeRef::OrderNo(attempt.order_no.clone()),
+        };
+        match connector.inquire_vbank(&trade).await {
+            Ok(VbankState::Open {
+                account: Some(account),
+                paid: false,
+                ..
+            }) if honour => {
+                self.settle_vbank(connector, payment, attempt, account)
+                    .await
+            }
+            Ok(VbankState::Open { tno, .. }) => {
+                tracing::warn!(imp_uid = %payment.imp_uid, %tno, "virtual account found after its answer was lost; revoking");
+                self.net_cancel(connector, payment, attempt, &tno, UNSETTLED)
+                    .await
+            }
+            Ok(VbankState::Closed { tno, .. }) => {
+                let p = self
+                    .record_net_cancelled(payment, attempt, &tno, UNSETTLED)
+                    .await?;
+                Ok(ApprovalOutcome::NetCancelled(p))
+            }
+            Ok(VbankState::NotFound) if self.settled(&attempt) => {
+                let p = self
+                    .record_failure(
+                        payment,
+                        attempt,
+                        None,
+                        "PG사 가상계좌 발급 내역이 없어 발급 실패로 처리되었습니다.",
+                    )
+                    .await?;
+                Ok(ApprovalOutcome::Declined {
+                    payment: p,
+                    reason: DeclineReason::Other,
+                    message: "PG사 발급 내역 없음".into(),
+                })
+            }
+            Ok(VbankState::NotFound) => {
+                self.postpone(attempt, "not found yet").await?;
+                Ok(ApprovalOutcome::Unknown(payment))
+            }
+            Err(e) => {
+                tracing::warn!(imp_uid = %payment.imp_uid, "virtual-account inquiry failed: {e}");
+                self.postpone(attempt, &e.to_string()).await?;
+                Ok(ApprovalOutcome::Unknown(payment))
+            }
+        }
+    }
+
+    /// `DELETE /vbanks/{imp_uid}`: closes an unpaid account at KCP (`STSC`). The payment becomes
+    /// `cancelled` like a full cancel — `cancel_amount` = `amount`, one `cancel_history` entry
+    /// with [`REVOKE_REASON`], `paid_at` still 0 — so nothing can be cancelled or deposited after
+    /// it (docs/api.md). No webhook: API cancels send none (spec §5).
+    pub async fn revoke_vbank(
+        &self,
+        m: &merchant::Model,
+        imp_uid: &str,
+    ) -> ServiceResult<PaymentRecord> {
+        let found = payments::by_imp_uid(&self.db.read, Some(m.id), imp_uid)
+            .await?
+            .ok_or_else(|| ServiceError::NotFound(super::lookup::NOT_FOUND.into()))?;
+        let tno = revocable(&found)?;
+        let attempt = self
+            .open_cancel_attempt(&found, &tno, &Some(REVOKE_REASON.into()), found.amount)
+            .await?;
+        // Holding the only open cancel, re-read: a deposit may have paid it meanwhile.
+        let payment = payments::by_id(&self.db.write, found.id)
+            .await?
+            .ok_or_else(|| ServiceError::NotFound(super::lookup::NOT_FOUND.into()))?;
+        if let Err(e) = revocable(&payment) {
+            self.close_attempt(attempt, "failed", "not sent: no longer ready")
+                .await?;
+            return Err(e);
+        }
+        let connector = self.connectors.for_merchant(m, &self.secrets)?;
+        match connector.revoke_vbank(&tno, REVOKE_REASON).await {
+            Ok(done) => {
+                let p = self
+                    .record_cancellation(payment, attempt, done.cancelled_at, false)
+                    .await?;
+                self.payment_record(p).await
+            }
+            Err(PgError::Declined {
+                reason: DeclineReason::AlreadyCancelled,
+                ..
+            }) => {
+                // Closed at KCP already (its admin screen, or a revocation whose answer was lost):
+                // what KCP says is what openport records.
+                tracing::warn!(imp_uid = %payment.imp_uid, %tno, "KCP says the virtual account is already closed");
+                let p = self
+                    .record_cancellation(payment, attempt, self.clock.now(), false)
+                    .await?;
+                self.payment_record(p).await
+            }
+            Err(PgError::Declined { code, message, .. }) => {
+                self.close_attempt(attempt, "failed", &format!("[{code}] {message}"))
+                    .await?;
+                Err(ServiceError::Refused(format!(
+                    "가상계좌 발급취소에 실패하였습니다.({message})"
+                )))
+            }
+            Err(e) => {
+                tracing::warn!(imp_uid = %payment.imp_uid, "revocation outcome unknown: {e}");
+                let attempt = self.mark_unknown(attempt, &e.to_string()).await?;
+                match self
+                    .resolve_cancel(connector.as_ref(), payment.clone(), attempt)
+                    .await?
+                {
+                    CancelOutcome::Applied(p) => self.payment_record(*p).await,
+                    CancelOutcome::NotApplied => Err(ServiceError::Refused(
+                        "가상계좌 발급취소에 실패하였습니다.(PG사 응답 없음)".into(),
+                    )),
+                    CancelOutcome::Unknown => Err(ServiceError::Refused(format!(
+                        "PG사 발급취소 응답을 확인하지 못했습니다. 결과는 자동으로 확인됩니다. (imp_uid: {})",
+                        payment.imp_uid
+                    ))),
+                }
+            }
+        }
+    }
+}
+
+/// Only a virtual account awaiting its deposit can be revoked (spec §4.7: 400 otherwise); its
+/// `tno` is what KCP closes.
+fn revocable(p: &payment::Model) -> ServiceResult<String> {
+    if p.pay_method != VBANK {
+        return Err(ServiceError::BadRequest(
+            "가상계좌 결제건이 아닙니다.".into(),
+        ));
+    }
+    let status = PaymentStatus::from_db(&p.status);
+    match (&p.pg_tid, &p.vbank_num) {
+        (Some(tno), Some(_)) if status == PaymentStatus::Ready => Ok(tno.clone()),
+        _ if status == PaymentStatus::Pending => Err(ServiceError::BadRequest(
+            "가상계좌 발급 결과를 확인 중인 결제건입니다. 잠시 후 다시 시도해 주세요.".into(),
+        )),
+        _ => Err(ServiceError::BadRequest(format!(
+            "입금대기(ready) 상태의 가상계좌만 발급취소할 수 있습니다. (status: {})",
+            status.as_iamport()
+        ))),
+    }
+}

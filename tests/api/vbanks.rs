@@ -1,0 +1,501 @@
+//! `POST /vbanks` and `DELETE /vbanks/{imp_uid}` (spec/iamport-v1.md §4.7) through HTTP, against
+//! the embedded KCP sandbox's window-less issuance (docs/sandbox.md §2.3): the account, its
+//! deposit and webhooks, revocation, refusals, and the reliability rules of every KCP call.
+use kcp_sandbox::{paths, DepositError, Fault, FaultRule, TransactionState};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+use crate::helpers::{spawn_app, Receiver, TestApp, SETTLE_SECS};
+
+const WEEK: i64 = 7 * 24 * 3600;
+
+/// A `POST /vbanks` body: KB국민 (`004`), due in a week by the gateway's clock.
+fn vbank(app: &TestApp, merchant_uid: &str, amount: i64) -> Value {
+    json!({
+        "merchant_uid": merchant_uid, "amount": amount, "vbank_code": "004",
+        "vbank_due": app.app.gateway.clock.unix() + WEEK, "name": "가상계좌 상품",
+        "buyer_name": "홍길동", "buyer_email": "buyer@example.com", "buyer_tel": "010-1234-5678",
+    })
+}
+
+/// Issues `body` and returns the `ready` Payment object.
+async fn issued(app: &TestApp, token: &str, body: Value) -> Value {
+    let (status, res) = app.post("/vbanks", Some(token), body).await;
+    assert_eq!(status, StatusCode::OK, "{res}");
+    assert_eq!(res["code"], 0, "{res}");
+    assert_eq!(res["response"]["status"], "ready", "{res}");
+    res["response"].clone()
+}
+
+async fn revoke(app: &TestApp, token: &str, imp_uid: &str) -> (StatusCode, Value) {
+    let res = app
+        .http
+        .delete(app.url(&format!("/vbanks/{imp_uid}")))
+        .header("Authorization", token)
+        .send()
+        .await
+        .expect("request");
+    TestApp::read(res).await
+}
+
+/// Deposits the whole amount at the sandbox and waits for its `TX00` to make the payment paid.
+async fn deposit_until_paid(app: &TestApp, token: &str, p: &Value) {
+    let tno = p["pg_tid"].as_str().unwrap();
+    app.sandbox
+        .deposit(tno, p["amount"].as_i64().unwrap(), "00")
+        .unwrap();
+    for _ in 0..100 {
+        if app.payment(token, p["imp_uid"].as_str().unwrap()).await["status"] == "paid" {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!(
+        "the deposit notification did not make {} paid",
+        p["imp_uid"]
+    );
+}
+
+fn message_imp_uid(message: &Value) -> String {
+    let m = message.as_str().unwrap();
+    let start = m.find("(imp_uid: ").expect("message names the imp_uid") + "(imp_uid: ".len();
+    m[start..start + 16].to_string()
+}
+
+#[tokio::test]
+async fn an_issued_account_is_ready_then_paid_by_a_deposit_with_ready_and_paid_webhooks() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let hooks = Receiver::start().await;
+    let mut body = vbank(&app, "vb-1", 15000);
+    body["notice_url"] = json!(hooks.url("/hook"));
+    body["vbank_holder"] = json!("오픈포트상점");
+    body["custom_data"] = json!({"order": 7});
+    let due = body["vbank_due"].as_i64().unwrap();
+
+    let p = issued(&app, &token, body).await;
+
+    for (field, value) in [
+        ("merchant_uid", json!("vb-1")),
+        ("pay_method", json!("vbank")),
+        ("channel", json!("api")),
+        ("pg_provider", json!("kcp")),
+        ("amount", json!(15000)),
+        ("vbank_code", json!("004")),
+        ("vbank_name", json!("국민은행")),
+        ("vbank_holder", json!("오픈포트상점")),
+        ("vbank_date", json!(due)),
+        ("paid_at", json!(0)),
+        ("custom_data", json!("{\"order\":7}")),
+    ] {
+        assert_eq!(p[field], value, "{field} in {p}");
+    }
+    assert!(p["vbank_num"].as_str().unwrap().starts_with('T'), "{p}");
+    assert!(p["vbank_issued_at"].as_i64().unwrap() > 0);
+    let tno = p["pg_tid"].as_str().unwrap();
+    assert_eq!(tno.len(), 14);
+    let imp_uid = p["imp_uid"].as_str().unwrap();
+    assert_eq!(app.payment(&token, imp_uid).await, p, "GET shows the same");
+    let ledger = app.sandbox.ledger();
+    assert_eq!(
+        (ledger.len(), ledger[0].tno.as_str(), ledger[0].state),
+        (1, tno, TransactionState::Issued)
+    );
+    app.assert_ledger_agrees().await;
+    let ready = json!({"imp_uid": imp_uid, "merchant_uid": "vb-1", "status": "ready"});
+    app.app.gateway.deliver_due_webhooks(100).await.unwrap();
+    let got: Vec<Value> = hooks.requests().iter().map(|r| r.json()).collect();
+    assert_eq!(got, std::slice::from_ref(&ready));
+
+    deposit_until_paid(&app, &token, &p).await;
+    let paid = app.payment(&token, imp_uid).await;
+    assert!(paid["paid_at"].as_i64().unwrap() > 0, "{paid}");
+    assert_eq!(paid["vbank_num"], p["vbank_num"]);
+
+    app.app.gateway.deliver_due_webhooks(100).await.unwrap();
+    let got: Vec<Value> = hooks.requests().iter().map(|r| r.json()).collect();
+    assert_eq!(
+        got,
+        [
+            ready,
+            json!({"imp_uid": imp_uid, "merchant_uid": "vb-1", "status": "paid"}),
+        ]
+    );
+    app.assert_ledger_agrees().await;
+}
+
+#[tokio::test]
+async fn a_form_body_issues_an_account_like_json() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let due = (app.app.gateway.clock.unix() + WEEK).to_string();
+    let res = app
+        .http
+        .post(app.url("/vbanks"))
+        .header("Authorization", &token)
+        .form(&[
+            ("merchant_uid", "vb-form"),
+            ("amount", "3000"),
+            ("vbank_code", "88"),
+            ("vbank_due", due.as_str()),
+            ("notice_url", "http://127.0.0.1:9/a"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = TestApp::read(res).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        (
+            body["response"]["status"].as_str(),
+            body["response"]["vbank_code"].as_str(),
+            body["response"]["vbank_name"].as_str(),
+            body["response"]["vbank_holder"].as_str(),
+        ),
+        (
+            Some("ready"),
+            Some("088"),
+            Some("신한은행"),
+            Some("한국사이버결제")
+        ),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn a_revoked_account_is_cancelled_takes_no_deposit_and_stays_cancelled() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let hooks = Receiver::start().await;
+    let mut body = vbank(&app, "vb-revoke", 9000);
+    body["notice_url"] = json!(hooks.url("/hook"));
+    let p = issued(&app, &token, body).await;
+    let imp_uid = p["imp_uid"].as_str().unwrap();
+    let tno = p["pg_tid"].as_str().unwrap();
+
+    let (status, res) = revoke(&app, &token, imp_uid).await;
+
+    assert_eq!(status, StatusCode::OK, "{res}");
+    assert_eq!(res["code"], 0, "{res}");
+    let r = &res["response"];
+    assert_eq!(
+        (
+            r["status"].as_str(),
+            r["cancel_amount"].as_i64(),
+            r["paid_at"].as_i64(),
+            r["cancel_reason"].as_str()
+        ),
+        (
+            Some("cancelled"),
+            Some(9000),
+            Some(0),
+            Some("가상계좌 발급취소")
+        ),
+        "{r}"
+    );
+    assert!(r["cancelled_at"].as_i64().unwrap() > 0);
+    assert_eq!(r["cancel_history"][0]["pg_tid"], tno);
+    assert_eq!(
+        r["vbank_num"], p["vbank_num"],
+        "the account stays on record"
+    );
+    let entry = &app.sandbox.ledger()[0];
+    assert_eq!(entry.state, TransactionState::Cancelled);
+    assert_eq!(
+        entry.cancels[0].mod_desc.as_deref(),
+        Some("가상계좌 발급취소")
+    );
+
+    assert!(matches!(
+        app.sandbox.deposit(tno, 9000, "00"),
+        Err(DepositError::Closed)
+    ));
+    // Were KCP to notify a deposit on it anyway, it is acknowledged and changes nothing.
+    let ack = app
+        .http
+        .post(app.url("/kcp/notify"))
+        .form(&[
+            ("site_cd", "T0000"),
+            ("tno", tno),
+            ("tx_cd", "TX00"),
+            ("noti_id", "late-deposit-1"),
+            ("ipgm_mnyx", "9000"),
+            ("totl_mnyx", "9000"),
+            ("op_cd", "00"),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(ack.contains("value=\"0000\""), "{ack}");
+    assert_eq!(app.payment(&token, imp_uid).await["status"], "cancelled");
+    let (status, again) = revoke(&app, &token, imp_uid).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{again}");
+    let (_, cancel) = app
+        .post(
+            "/payments/cancel",
+            Some(&token),
+            json!({"imp_uid": imp_uid}),
+        )
+        .await;
+    assert_eq!(
+        (cancel["code"].as_i64(), cancel["message"].as_str()),
+        (Some(1), Some("이미 전액취소된 주문입니다.")),
+        "{cancel}"
+    );
+
+    app.app.gateway.deliver_due_webhooks(100).await.unwrap();
+    let statuses: Vec<Value> = hooks
+        .requests()
+        .iter()
+        .map(|r| r.json()["status"].clone())
+        .collect();
+    assert_eq!(
+        statuses,
+        [json!("ready")],
+        "API revocations send no webhook"
+    );
+    app.assert_ledger_agrees().await;
+}
+
+#[tokio::test]
+async fn revoking_a_paid_account_or_a_card_payment_is_a_400_and_an_unknown_imp_uid_a_404() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let p = issued(&app, &token, vbank(&app, "vb-paid", 5000)).await;
+    deposit_until_paid(&app, &token, &p).await;
+    let imp_uid = p["imp_uid"].as_str().unwrap();
+
+    let (status, res) = revoke(&app, &token, imp_uid).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{res}");
+    assert_eq!(res["code"], -1);
+    assert_eq!(app.payment(&token, imp_uid).await["status"], "paid");
+
+    let card = app.paid(&token, "card-1", 1000).await;
+    let (status, res) = revoke(&app, &token, card["imp_uid"].as_str().unwrap()).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{res}");
+
+    let (status, res) = revoke(&app, &token, "imp_000000000000").await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{res}");
+
+    // Another merchant's account is not found for this one.
+    let open = issued(&app, &token, vbank(&app, "vb-mine", 5000)).await;
+    let (key, secret) = app.second_merchant().await;
+    let other = app.token_for(&key, &secret).await;
+    let (status, _) = revoke(&app, &other, open["imp_uid"].as_str().unwrap()).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    app.assert_ledger_agrees().await;
+}
+
+#[tokio::test]
+async fn invalid_requests_are_400s_that_write_nothing_and_call_no_kcp() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let now = app.app.gateway.clock.unix();
+    let base = vbank(&app, "vb-bad", 5000);
+    let with = |field: &str, value: Value| {
+        let mut b = base.clone();
+        if value.is_null() {
+            b.as_object_mut().unwrap().remove(field);
+        } else {
+            b[field] = value;
+        }
+        b
+    };
+    let cases = [
+        ("no vbank_code", with("vbank_code", Value::Null)),
+        ("unknown bank", with("vbank_code", json!("999"))),
+        ("a KCP code", with("vbank_code", json!("BK04"))),
+        ("no vbank_due", with("vbank_due", Value::Null)),
+        ("a past vbank_due", with("vbank_due", json!(now - 60))),
+        ("vbank_due now", with("vbank_due", json!(now))),
+        (
+            "a vbank_due out of range",
+            with("vbank_due", json!(i64::MAX)),
+        ),
+        ("a fractional amount", with("amount", json!(1000.5))),
+        ("a text amount", with("amount", json!("천원"))),
+        ("a zero amount", with("amount", json!(0))),
+        ("no amount", with("amount", Value::Null)),
+        ("no merchant_uid", with("merchant_uid", Value::Null)),
+        (
+            "script in the holder",
+            with("vbank_holder", json!("<script>x</script>")),
+        ),
+    ];
+    for (what, body) in cases {
+        let (status, res) = app.post("/vbanks", Some(&token), body).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{what}: {res}");
+        assert_eq!(res["code"], -1, "{what}: {res}");
+        assert!(res["response"].is_null());
+    }
+    let form = app
+        .http
+        .post(app.url("/vbanks"))
+        .header("Authorization", &token)
+        .form(&[
+            ("merchant_uid", "vb-bad"),
+            ("amount", "12.5"),
+            ("vbank_code", "004"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(TestApp::read(form).await.0, StatusCode::BAD_REQUEST);
+
+    let payments = openport::store::payments::all_payments(&app.app.gateway.db.read)
+        .await
+        .unwrap();
+    assert!(payments.is_empty(), "{payments:?}");
+    assert!(app.sandbox.ledger().is_empty());
+}
+
+#[tokio::test]
+async fn the_same_merchant_uid_issued_concurrently_gets_exactly_one_account() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let body = vbank(&app, "vb-race", 5000);
+    let tries = (0..8).map(|_| app.post("/vbanks", Some(&token), body.clone()));
+    let answers = futures::future::join_all(tries).await;
+
+    let ready: Vec<&Value> = answers
+        .iter()
+        .filter(|(_, b)| b["code"] == 0)
+        .map(|(_, b)| &b["response"])
+        .collect();
+    assert_eq!(ready.len(), 1, "{answers:?}");
+    assert!(answers
+        .iter()
+        .all(|(s, b)| *s == StatusCode::OK && (b["code"] == 0 || b["code"] == 1)));
+    assert_eq!(app.sandbox.ledger().len(), 1, "KCP issued one account");
+    let (_, later) = app.post("/vbanks", Some(&token), body).await;
+    assert_eq!(later["code"], 1, "a ready merchant_uid is taken: {later}");
+    let (_, card) = app
+        .pay(
+            &token,
+            "vb-race",
+            5000,
+            crate::helpers::test_cards::SHINHAN_CREDIT,
+        )
+        .await;
+    assert_eq!(card["code"], 1, "nor can it be paid by card: {card}");
+    app.assert_ledger_agrees().await;
+}
+
+#[tokio::test]
+async fn a_prepared_amount_is_enforced() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let (_, prepared) = app
+        .post(
+            "/payments/prepare",
+            Some(&token),
+            json!({"merchant_uid": "vb-prep", "amount": 5000}),
+        )
+        .await;
+    assert_eq!(prepared["code"], 0, "{prepared}");
+    let (_, res) = app
+        .post("/vbanks", Some(&token), vbank(&app, "vb-prep", 4000))
+        .await;
+    assert_eq!(res["code"], 1, "{res}");
+    assert!(app.sandbox.ledger().is_empty());
+    issued(&app, &token, vbank(&app, "vb-prep", 5000)).await;
+}
+
+#[tokio::test]
+async fn a_lost_issuance_answer_is_recovered_by_inquiry_and_answered_ready() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    app.sandbox
+        .inject(FaultRule::new(paths::HUB_PAYMENT, Fault::LoseResponse).when("pay_method", "VCNT"));
+
+    let p = issued(&app, &token, vbank(&app, "vb-lost", 5000)).await;
+
+    let ledger = app.sandbox.ledger();
+    assert_eq!(ledger.len(), 1);
+    assert_eq!(p["pg_tid"], ledger[0].tno.as_str());
+    assert!(p["vbank_num"].as_str().unwrap().starts_with('T'));
+    assert_eq!(p["vbank_name"], "국민은행");
+    app.assert_ledger_agrees().await;
+    deposit_until_paid(&app, &token, &p).await;
+    app.assert_ledger_agrees().await;
+}
+
+#[tokio::test]
+async fn when_the_inquiry_fails_too_the_resolver_later_revokes_the_account_and_frees_the_merchant_uid(
+) {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    app.sandbox
+        .inject(FaultRule::new(paths::HUB_PAYMENT, Fault::LoseResponse).when("pay_method", "VCNT"));
+    app.sandbox
+        .inject(FaultRule::new(paths::INQUIRY, Fault::Drop));
+
+    let (_, res) = app
+        .post("/vbanks", Some(&token), vbank(&app, "vb-lost2", 5000))
+        .await;
+
+    assert_eq!(res["code"], 1, "{res}");
+    let imp_uid = message_imp_uid(&res["message"]);
+    let shown = app.payment(&token, &imp_uid).await;
+    assert_eq!(shown["status"], "ready", "never concluded on a guess");
+    assert!(shown["vbank_num"].is_null());
+    app.advance(SETTLE_SECS + 1);
+    app.resolve_all().await;
+    let p = app.payment(&token, &imp_uid).await;
+    assert_eq!(p["status"], "failed", "{p}");
+    let entry = &app.sandbox.ledger()[0];
+    assert_eq!(entry.state, TransactionState::Cancelled, "revoked at KCP");
+    assert_eq!(p["pg_tid"], entry.tno.as_str());
+    app.assert_ledger_agrees().await;
+
+    let again = issued(&app, &token, vbank(&app, "vb-lost2", 5000)).await;
+    assert_ne!(again["imp_uid"], imp_uid.as_str());
+    app.assert_ledger_agrees().await;
+}
+
+#[tokio::test]
+async fn an_unanswered_issuance_fails_after_the_settle_delay_and_its_merchant_uid_is_reused() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    app.sandbox.inject(FaultRule::new(
+        paths::HUB_PAYMENT,
+        Fault::HttpStatus { status: 503 },
+    ));
+
+    let (_, res) = app
+        .post("/vbanks", Some(&token), vbank(&app, "vb-503", 5000))
+        .await;
+
+    assert_eq!(res["code"], 1, "{res}");
+    let imp_uid = message_imp_uid(&res["message"]);
+    let (_, retry) = app
+        .post("/vbanks", Some(&token), vbank(&app, "vb-503", 5000))
+        .await;
+    assert_eq!(retry["code"], 1, "not before the outcome is known: {retry}");
+    assert!(app.sandbox.ledger().is_empty());
+    app.advance(SETTLE_SECS + 1);
+    // No resolver run: the retry settles the open attempt by inquiry, then issues.
+    let p = issued(&app, &token, vbank(&app, "vb-503", 5000)).await;
+    assert_ne!(p["imp_uid"], imp_uid.as_str());
+    assert_eq!(app.payment(&token, &imp_uid).await["status"], "failed");
+    app.assert_ledger_agrees().await;
+}
+
+#[tokio::test]
+async fn a_lost_revocation_answer_is_confirmed_by_inquiry() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let p = issued(&app, &token, vbank(&app, "vb-rl", 5000)).await;
+    app.sandbox
+        .inject(FaultRule::new(paths::CANCEL, Fault::LoseResponse));
+
+    let (status, res) = revoke(&app, &token, p["imp_uid"].as_str().unwrap()).await;
+
+    assert_eq!(status, StatusCode::OK, "{res}");
+    assert_eq!(res["response"]["status"], "cancelled", "{res}");
+    assert_eq!(app.sandbox.ledger()[0].state, TransactionState::Cancelled);
+    app.assert_ledger_agrees().await;
+}
