@@ -32,7 +32,9 @@ const filling = (method, seen) => async (frame, page) => {
   await completeWindow(frame, method);
 };
 
-for (const [pay_method, extra] of [['point', {}], ['cultureland', {}], ['booknlife', {}]]) {
+for (const [pay_method, extra] of [
+  ['point', {}], ['cultureland', {}], ['smartculture', {}], ['happymoney', {}], ['booknlife', {}],
+]) {
   test(`${pay_method} in the window: paid, and REST agrees`, { timeout: 90_000 }, async () => {
     const p = params({ pay_method, amount: 3000, ...extra });
     const rsp = await payInOverlay(p);
@@ -62,13 +64,15 @@ test('a gift certificate without bypass.shop_user_id is refused before the windo
   }
 });
 
-test('kakaopay opens the card window with the easy-pay preselected and records emb_pg_provider', { timeout: 90_000 }, async () => {
-  const rsp = await payInOverlay(params({ pay_method: 'kakaopay' }), (frame) => completeWindow(frame, 'card'));
-  assert.equal(rsp.success, true, JSON.stringify(rsp));
-  const { json } = await getPayment(rsp.imp_uid);
-  assert.equal(json.response.status, 'paid');
-  assert.equal(json.response.emb_pg_provider, 'kakaopay');
-});
+for (const easyPay of ['samsung', 'kakaopay', 'naverpay', 'payco']) {
+  test(`${easyPay} opens the card window with the easy-pay preselected and records emb_pg_provider`, { timeout: 90_000 }, async () => {
+    const rsp = await payInOverlay(params({ pay_method: easyPay }), (frame) => completeWindow(frame, 'card'));
+    assert.equal(rsp.success, true, JSON.stringify(rsp));
+    const { json } = await getPayment(rsp.imp_uid);
+    assert.equal(json.response.status, 'paid');
+    assert.equal(json.response.emb_pg_provider, easyPay);
+  });
+}
 
 test('the billing-key window stores the card as customer_uid, charges nothing, and again charges it', { timeout: 90_000 }, async () => {
   const customerUid = uid('cust');
