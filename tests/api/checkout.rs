@@ -549,15 +549,9 @@ async fn an_amount_edited_in_the_browser_before_the_window_is_caught_without_a_c
     let rsp = through_window(&app, &pay_url, &fields, &CARD_OK).await;
     assert_eq!(rsp["success"], false, "{rsp}");
     assert!(app.sandbox.ledger().is_empty(), "nothing was approved");
-    let token = app.token().await;
-    let (_, p) = app
-        .get(
-            &format!("/payments/{}", rsp["imp_uid"].as_str().unwrap()),
-            Some(&token),
-        )
-        .await;
-    assert_eq!(p["response"]["status"], "failed", "{p}");
-    assert_eq!(p["response"]["amount"], 50000);
+    let p = payment_of(&app, &rsp).await;
+    assert_eq!(p["status"], "failed", "{p}");
+    assert_eq!(p["amount"], 50000);
 }
 
 #[tokio::test]
@@ -590,68 +584,44 @@ async fn an_approval_for_another_amount_than_the_order_is_net_cancelled() {
         "{:?}",
         ledger[0].cancels
     );
-    let token = app.token().await;
-    let (_, p) = app
-        .get(
-            &format!("/payments/{}", rsp["imp_uid"].as_str().unwrap()),
-            Some(&token),
-        )
-        .await;
-    assert_ne!(p["response"]["status"], "paid", "{p}");
+    let p = payment_of(&app, &rsp).await;
+    assert_ne!(p["status"], "paid", "{p}");
     app.assert_ledger_agrees().await;
 }
 
 /// The payment behind an `rsp`, as the merchant's server reads it.
 async fn payment_of(app: &TestApp, rsp: &Value) -> Value {
     let token = app.token().await;
-    let (_, p) = app
-        .get(
-            &format!("/payments/{}", rsp["imp_uid"].as_str().unwrap()),
-            Some(&token),
-        )
-        .await;
-    p["response"].clone()
+    app.payment(&token, rsp["imp_uid"].as_str().unwrap()).await
 }
 
 #[tokio::test]
-async fn a_bank_transfer_whose_approval_answer_is_lost_is_paid_after_a_pabk_inquiry() {
-    let app = spawn_app().await;
-    app.sandbox
-        .inject(FaultRule::new("/gw/enc/v1/payment", Fault::LoseResponse));
-    let rsp = request_pay(
-        &app,
-        json!({"pay_method": "trans", "merchant_uid": "web-lost-bank", "amount": 3000}),
-        &[("bank", "BK20"), ("action", "pay")],
-    )
-    .await;
-    assert_eq!(rsp["success"], true, "{rsp}");
-    let p = payment_of(&app, &rsp).await;
-    assert_eq!(p["status"], "paid", "{p}");
-    assert_eq!(p["amount"], 3000);
-    assert_eq!(p["pg_tid"], app.sandbox.ledger()[0].tno.as_str());
-    app.assert_ledger_agrees().await;
-}
-
-#[tokio::test]
-async fn a_gift_certificate_approval_lost_on_the_way_back_is_paid_after_a_patk_inquiry() {
-    let app = spawn_app().await;
-    app.sandbox
-        .inject(FaultRule::new("/gw/enc/v1/payment", Fault::LoseResponse));
-    let rsp = request_pay(
-        &app,
-        json!({"pay_method": "cultureland", "merchant_uid": "web-lost-gift", "amount": 2000,
-               "bypass": {"shop_user_id": "user123"}}),
-        &[("pin", "1234567890123456"), ("action", "pay")],
-    )
-    .await;
-    assert_eq!(rsp["success"], true, "{rsp}");
-    let p = payment_of(&app, &rsp).await;
-    assert_eq!(p["status"], "paid", "{p}");
-    assert!(
-        !p["apply_num"].as_str().unwrap_or_default().is_empty(),
-        "{p}"
-    );
-    app.assert_ledger_agrees().await;
+async fn bank_transfer_and_gift_approvals_whose_answer_is_lost_are_paid_after_an_inquiry_of_their_pay_type(
+) {
+    let cases = [
+        (
+            json!({"pay_method": "trans", "merchant_uid": "web-lost-bank", "amount": 3000}),
+            [("bank", "BK20"), ("action", "pay")],
+        ),
+        (
+            json!({"pay_method": "cultureland", "merchant_uid": "web-lost-gift", "amount": 2000,
+                   "bypass": {"shop_user_id": "user123"}}),
+            [("pin", "1234567890123456"), ("action", "pay")],
+        ),
+    ];
+    for (params, fill) in cases {
+        let app = spawn_app().await;
+        app.sandbox
+            .inject(FaultRule::new("/gw/enc/v1/payment", Fault::LoseResponse));
+        let amount = params["amount"].clone();
+        let rsp = request_pay(&app, params, &fill).await;
+        assert_eq!(rsp["success"], true, "{rsp}");
+        let p = payment_of(&app, &rsp).await;
+        assert_eq!(p["status"], "paid", "{p}");
+        assert_eq!(p["amount"], amount);
+        assert_eq!(p["pg_tid"], app.sandbox.ledger()[0].tno.as_str());
+        app.assert_ledger_agrees().await;
+    }
 }
 
 #[tokio::test]
