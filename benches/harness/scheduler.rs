@@ -28,6 +28,23 @@ pub struct Settings {
     /// Schedules sampled over REST after the run.
     pub sample: usize,
     pub rust_log: Option<String>,
+    /// `OPENPORT_SCHEDULER__CONCURRENCY` and `OPENPORT_SCHEDULER__BATCH` of the three instances
+    /// (None: the gateway's defaults).
+    pub concurrency: Option<usize>,
+    pub claim_batch: Option<u64>,
+}
+
+impl Settings {
+    fn gateway_env(&self) -> Vec<(String, String)> {
+        let mut env = Vec::new();
+        if let Some(c) = self.concurrency {
+            env.push(("OPENPORT_SCHEDULER__CONCURRENCY".into(), c.to_string()));
+        }
+        if let Some(b) = self.claim_batch {
+            env.push(("OPENPORT_SCHEDULER__BATCH".into(), b.to_string()));
+        }
+        env
+    }
 }
 
 pub struct SchedulerResult {
@@ -35,6 +52,8 @@ pub struct SchedulerResult {
     pub instances: usize,
     pub interval_ms: u64,
     pub batch: usize,
+    pub concurrency: Option<usize>,
+    pub claim_batch: Option<u64>,
     /// Wall time of creating all schedules, and the lead between the start of creation and the
     /// due second.
     pub create_time: Duration,
@@ -106,6 +125,7 @@ pub async fn run(
         resolver_interval_ms: settings.interval_ms,
         kcp_api_base: None,
         log_name: "scheduler-1.log".into(),
+        env: settings.gateway_env(),
     };
     let gw = fleet.push_mut_compat(Gateway::start_with(
         bin,
@@ -122,6 +142,7 @@ pub async fn run(
             resolver_interval_ms: settings.interval_ms,
             kcp_api_base: Some(sandbox.clone()),
             log_name: format!("scheduler-{i}.log"),
+            env: settings.gateway_env(),
         };
         let gw = fleet.push_mut_compat(Gateway::start_with(
             bin,
@@ -299,6 +320,8 @@ pub async fn run(
         instances: fleet.len(),
         interval_ms: settings.interval_ms,
         batch: settings.batch,
+        concurrency: settings.concurrency,
+        claim_batch: settings.claim_batch,
         create_time,
         lead,
         first_seen,
@@ -414,13 +437,18 @@ pub fn table(r: &SchedulerResult) -> String {
     let _ = writeln!(
         s,
         "\nscheduler: {} instances on one PostgreSQL database · {} schedules due at the same second · \
-         created {} per request in {:.1} s (lead {} s) · resolver interval {} ms",
+         created {} per request in {:.1} s (lead {} s) · resolver interval {} ms · scheduler \
+         concurrency {} · claim batch {}",
         r.instances,
         r.n,
         r.batch,
         r.create_time.as_secs_f64(),
         r.lead.as_secs(),
-        r.interval_ms
+        r.interval_ms,
+        r.concurrency
+            .map_or_else(|| "default".into(), |c| c.to_string()),
+        r.claim_batch
+            .map_or_else(|| "default".into(), |b| b.to_string()),
     );
     let _ = writeln!(
         s,
@@ -500,6 +528,8 @@ pub fn json(r: &SchedulerResult) -> Value {
         "instances": r.instances,
         "resolver_interval_ms": r.interval_ms,
         "batch": r.batch,
+        "scheduler_concurrency": r.concurrency,
+        "scheduler_claim_batch": r.claim_batch,
         "create_s": r.create_time.as_secs_f64(),
         "lead_s": r.lead.as_secs(),
         "first_executed_after_due_s": r.first_seen.map(|d| d.as_secs_f64()),

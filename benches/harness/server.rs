@@ -139,6 +139,8 @@ pub struct Options {
     pub kcp_api_base: Option<String>,
     /// Log file in the work directory.
     pub log_name: String,
+    /// More `OPENPORT_*` settings for this process (e.g. the scheduler's concurrency).
+    pub env: Vec<(String, String)>,
 }
 
 impl Default for Options {
@@ -147,6 +149,7 @@ impl Default for Options {
             resolver_interval_ms: 1000,
             kcp_api_base: None,
             log_name: "gateway.log".into(),
+            env: Vec::new(),
         }
     }
 }
@@ -218,6 +221,7 @@ impl Gateway {
                 base.clone()
             }
         };
+        cmd.envs(opts.env.iter().map(|(k, v)| (k, v)));
         if let Some(level) = rust_log {
             cmd.env("RUST_LOG", level);
         }
