@@ -61,6 +61,10 @@ struct Args {
     /// instances (default: the gateway's).
     #[arg(long)]
     scheduler_claim_batch: Option<u64>,
+    /// `scheduler`: run `ANALYZE` on its database once this many schedules are executed (as
+    /// autovacuum would about a minute into the load; default: never).
+    #[arg(long)]
+    scheduler_analyze_at: Option<u64>,
     /// `scheduler`: schedules checked one by one over REST afterwards.
     #[arg(long, default_value_t = 200)]
     schedule_sample: usize,
@@ -238,6 +242,7 @@ async fn measure(
                 rust_log: args.gateway_log.clone(),
                 concurrency: args.scheduler_concurrency,
                 claim_batch: args.scheduler_claim_batch,
+                analyze_at: args.scheduler_analyze_at,
             };
             let r = scheduler::run(
                 &settings,

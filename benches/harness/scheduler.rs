@@ -32,6 +32,10 @@ pub struct Settings {
     /// (None: the gateway's defaults).
     pub concurrency: Option<usize>,
     pub claim_batch: Option<u64>,
+    /// Run `ANALYZE` on the database once this many schedules are executed (None: never), as
+    /// autovacuum would about a minute into the load: a fresh database has no statistics, and
+    /// plans cached without them can scan every payment of the merchant.
+    pub analyze_at: Option<u64>,
 }
 
 impl Settings {
@@ -54,6 +58,8 @@ pub struct SchedulerResult {
     pub batch: usize,
     pub concurrency: Option<usize>,
     pub claim_batch: Option<u64>,
+    /// Seconds after due when `ANALYZE` was run (`Settings::analyze_at`).
+    pub analyzed_after: Option<f64>,
     /// Wall time of creating all schedules, and the lead between the start of creation and the
     /// due second.
     pub create_time: Duration,
@@ -225,9 +231,18 @@ pub async fn run(
     let mut executed = 0;
     let mut timeline = Vec::new();
     let mut next_mark = 1.0;
+    let mut analyzed_after = None;
     while due_at.elapsed() < limit {
         executed = count(client, &base, &token, due, "executed").await?;
         let t = due_at.elapsed();
+        if analyzed_after.is_none() && settings.analyze_at.is_some_and(|at| executed >= at) {
+            db.analyze().await.context("ANALYZE")?;
+            analyzed_after = Some(t.as_secs_f64());
+            eprintln!(
+                "  scheduler: ANALYZE after {:.1} s ({executed} executed)",
+                t.as_secs_f64()
+            );
+        }
         if executed > 0 && first_seen.is_none() {
             first_seen = Some(t);
         }
@@ -322,6 +337,7 @@ pub async fn run(
         batch: settings.batch,
         concurrency: settings.concurrency,
         claim_batch: settings.claim_batch,
+        analyzed_after,
         create_time,
         lead,
         first_seen,
@@ -450,6 +466,9 @@ pub fn table(r: &SchedulerResult) -> String {
         r.claim_batch
             .map_or_else(|| "default".into(), |b| b.to_string()),
     );
+    if let Some(t) = r.analyzed_after {
+        let _ = writeln!(s, "ANALYZE run {t:.1} s after due");
+    }
     let _ = writeln!(
         s,
         "\n| schedules | executed | still scheduled | first executed after due (s) | all executed after due (s) | schedules/s | sandbox approvals | distinct order_no | orders charged twice | sampled over REST | sample problems | CPU cores bench / 3 gateways / postgres / other |"
@@ -530,6 +549,7 @@ pub fn json(r: &SchedulerResult) -> Value {
         "batch": r.batch,
         "scheduler_concurrency": r.concurrency,
         "scheduler_claim_batch": r.claim_batch,
+        "analyzed_after_due_s": r.analyzed_after,
         "create_s": r.create_time.as_secs_f64(),
         "lead_s": r.lead.as_secs(),
         "first_executed_after_due_s": r.first_seen.map(|d| d.as_secs_f64()),

@@ -91,6 +91,17 @@ impl Database {
         })
     }
 
+    /// Runs `ANALYZE` on the run's PostgreSQL database (no-op on SQLite).
+    pub async fn analyze(&self) -> anyhow::Result<()> {
+        let Database::Postgres { url, .. } = self else {
+            return Ok(());
+        };
+        let mut conn = PgConnection::connect(url).await?;
+        conn.execute("ANALYZE").await?;
+        let _ = conn.close().await;
+        Ok(())
+    }
+
     /// Drops the run's PostgreSQL database (the SQLite file goes with the temporary directory).
     pub async fn destroy(&self) -> anyhow::Result<()> {
         let Database::Postgres {
