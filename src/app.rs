@@ -111,6 +111,7 @@ impl App {
             settings: GatewaySettings {
                 test_mode: config.test_mode,
                 settle_secs: config.resolver.settle_secs,
+                schedule_concurrency: config.scheduler.concurrency,
             },
             tokens: Arc::new(TokenCache::default()),
             admin_token: config.admin_token.clone().map(Arc::new),
@@ -128,6 +129,7 @@ impl App {
             crate::jobs::scheduler::spawn(
                 gateway.clone(),
                 Duration::from_millis(config.resolver.interval_ms.min(1000)),
+                config.scheduler.batch,
                 shutdown.subscribe(),
             );
         }

@@ -34,6 +34,7 @@ pub struct Config {
     pub kcp: KcpSettings,
     pub sandbox: SandboxSettings,
     pub resolver: ResolverSettings,
+    pub scheduler: SchedulerSettings,
     /// `json` for production log lines, `pretty` for humans.
     pub log_format: String,
 }
@@ -72,6 +73,21 @@ pub struct ResolverSettings {
     pub settle_secs: i64,
 }
 
+/// How each instance drains due schedules (docs/operations.md "Schedules and webhooks"). The
+/// scheduler runs at the resolver's interval (at most every second) and again at once while its
+/// last batch found work.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SchedulerSettings {
+    /// Schedules one instance charges at the same time. Each holds a database connection for
+    /// its writes and one KCP call: keep it below the PostgreSQL pool (32 per instance), which
+    /// HTTP requests share. 0 counts as 1.
+    pub concurrency: usize,
+    /// Schedules claimed by one statement. A batch is charged before the next is claimed, so a
+    /// few times `concurrency` keeps the charges flowing; much more only holds schedules that
+    /// other instances could be charging.
+    pub batch: u64,
+}
+
 impl Default for Config {
     fn default() -> Self {
         Self {
@@ -98,6 +114,10 @@ impl Default for Config {
             resolver: ResolverSettings {
                 interval_ms: 2_000,
                 settle_secs: 60,
+            },
+            scheduler: SchedulerSettings {
+                concurrency: 16,
+                batch: 64,
             },
             log_format: "pretty".into(),
         }

@@ -53,6 +53,18 @@ struct Args {
     /// min(this, 1000) ms).
     #[arg(long, default_value_t = 200)]
     scheduler_interval_ms: u64,
+    /// `scheduler`: OPENPORT_SCHEDULER__CONCURRENCY of the three instances (default: the
+    /// gateway's).
+    #[arg(long)]
+    scheduler_concurrency: Option<usize>,
+    /// `scheduler`: OPENPORT_SCHEDULER__BATCH (schedules claimed per statement) of the three
+    /// instances (default: the gateway's).
+    #[arg(long)]
+    scheduler_claim_batch: Option<u64>,
+    /// `scheduler`: run `ANALYZE` on its database once this many schedules are executed (as
+    /// autovacuum would about a minute into the load; default: never).
+    #[arg(long)]
+    scheduler_analyze_at: Option<u64>,
     /// `scheduler`: schedules checked one by one over REST afterwards.
     #[arg(long, default_value_t = 200)]
     schedule_sample: usize,
@@ -228,6 +240,9 @@ async fn measure(
                 interval_ms: args.scheduler_interval_ms,
                 sample: args.schedule_sample,
                 rust_log: args.gateway_log.clone(),
+                concurrency: args.scheduler_concurrency,
+                claim_batch: args.scheduler_claim_batch,
+                analyze_at: args.scheduler_analyze_at,
             };
             let r = scheduler::run(
                 &settings,

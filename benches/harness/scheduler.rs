@@ -28,6 +28,27 @@ pub struct Settings {
     /// Schedules sampled over REST after the run.
     pub sample: usize,
     pub rust_log: Option<String>,
+    /// `OPENPORT_SCHEDULER__CONCURRENCY` and `OPENPORT_SCHEDULER__BATCH` of the three instances
+    /// (None: the gateway's defaults).
+    pub concurrency: Option<usize>,
+    pub claim_batch: Option<u64>,
+    /// Run `ANALYZE` on the database once this many schedules are executed (None: never), as
+    /// autovacuum would about a minute into the load: a fresh database has no statistics, and
+    /// plans cached without them can scan every payment of the merchant.
+    pub analyze_at: Option<u64>,
+}
+
+impl Settings {
+    fn gateway_env(&self) -> Vec<(String, String)> {
+        let mut env = Vec::new();
+        if let Some(c) = self.concurrency {
+            env.push(("OPENPORT_SCHEDULER__CONCURRENCY".into(), c.to_string()));
+        }
+        if let Some(b) = self.claim_batch {
+            env.push(("OPENPORT_SCHEDULER__BATCH".into(), b.to_string()));
+        }
+        env
+    }
 }
 
 pub struct SchedulerResult {
@@ -35,6 +56,10 @@ pub struct SchedulerResult {
     pub instances: usize,
     pub interval_ms: u64,
     pub batch: usize,
+    pub concurrency: Option<usize>,
+    pub claim_batch: Option<u64>,
+    /// Seconds after due when `ANALYZE` was run (`Settings::analyze_at`).
+    pub analyzed_after: Option<f64>,
     /// Wall time of creating all schedules, and the lead between the start of creation and the
     /// due second.
     pub create_time: Duration,
@@ -106,6 +131,7 @@ pub async fn run(
         resolver_interval_ms: settings.interval_ms,
         kcp_api_base: None,
         log_name: "scheduler-1.log".into(),
+        env: settings.gateway_env(),
     };
     let gw = fleet.push_mut_compat(Gateway::start_with(
         bin,
@@ -122,6 +148,7 @@ pub async fn run(
             resolver_interval_ms: settings.interval_ms,
             kcp_api_base: Some(sandbox.clone()),
             log_name: format!("scheduler-{i}.log"),
+            env: settings.gateway_env(),
         };
         let gw = fleet.push_mut_compat(Gateway::start_with(
             bin,
@@ -204,9 +231,18 @@ pub async fn run(
     let mut executed = 0;
     let mut timeline = Vec::new();
     let mut next_mark = 1.0;
+    let mut analyzed_after = None;
     while due_at.elapsed() < limit {
         executed = count(client, &base, &token, due, "executed").await?;
         let t = due_at.elapsed();
+        if analyzed_after.is_none() && settings.analyze_at.is_some_and(|at| executed >= at) {
+            db.analyze().await.context("ANALYZE")?;
+            analyzed_after = Some(t.as_secs_f64());
+            eprintln!(
+                "  scheduler: ANALYZE after {:.1} s ({executed} executed)",
+                t.as_secs_f64()
+            );
+        }
         if executed > 0 && first_seen.is_none() {
             first_seen = Some(t);
         }
@@ -299,6 +335,9 @@ pub async fn run(
         instances: fleet.len(),
         interval_ms: settings.interval_ms,
         batch: settings.batch,
+        concurrency: settings.concurrency,
+        claim_batch: settings.claim_batch,
+        analyzed_after,
         create_time,
         lead,
         first_seen,
@@ -414,14 +453,22 @@ pub fn table(r: &SchedulerResult) -> String {
     let _ = writeln!(
         s,
         "\nscheduler: {} instances on one PostgreSQL database · {} schedules due at the same second · \
-         created {} per request in {:.1} s (lead {} s) · resolver interval {} ms",
+         created {} per request in {:.1} s (lead {} s) · resolver interval {} ms · scheduler \
+         concurrency {} · claim batch {}",
         r.instances,
         r.n,
         r.batch,
         r.create_time.as_secs_f64(),
         r.lead.as_secs(),
-        r.interval_ms
+        r.interval_ms,
+        r.concurrency
+            .map_or_else(|| "default".into(), |c| c.to_string()),
+        r.claim_batch
+            .map_or_else(|| "default".into(), |b| b.to_string()),
     );
+    if let Some(t) = r.analyzed_after {
+        let _ = writeln!(s, "ANALYZE run {t:.1} s after due");
+    }
     let _ = writeln!(
         s,
         "\n| schedules | executed | still scheduled | first executed after due (s) | all executed after due (s) | schedules/s | sandbox approvals | distinct order_no | orders charged twice | sampled over REST | sample problems | CPU cores bench / 3 gateways / postgres / other |"
@@ -500,6 +547,9 @@ pub fn json(r: &SchedulerResult) -> Value {
         "instances": r.instances,
         "resolver_interval_ms": r.interval_ms,
         "batch": r.batch,
+        "scheduler_concurrency": r.concurrency,
+        "scheduler_claim_batch": r.claim_batch,
+        "analyzed_after_due_s": r.analyzed_after,
         "create_s": r.create_time.as_secs_f64(),
         "lead_s": r.lead.as_secs(),
         "first_executed_after_due_s": r.first_seen.map(|d| d.as_secs_f64()),

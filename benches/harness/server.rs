@@ -91,6 +91,17 @@ impl Database {
         })
     }
 
+    /// Runs `ANALYZE` on the run's PostgreSQL database (no-op on SQLite).
+    pub async fn analyze(&self) -> anyhow::Result<()> {
+        let Database::Postgres { url, .. } = self else {
+            return Ok(());
+        };
+        let mut conn = PgConnection::connect(url).await?;
+        conn.execute("ANALYZE").await?;
+        let _ = conn.close().await;
+        Ok(())
+    }
+
     /// Drops the run's PostgreSQL database (the SQLite file goes with the temporary directory).
     pub async fn destroy(&self) -> anyhow::Result<()> {
         let Database::Postgres {
@@ -139,6 +150,8 @@ pub struct Options {
     pub kcp_api_base: Option<String>,
     /// Log file in the work directory.
     pub log_name: String,
+    /// More `OPENPORT_*` settings for this process (e.g. the scheduler's concurrency).
+    pub env: Vec<(String, String)>,
 }
 
 impl Default for Options {
@@ -147,6 +160,7 @@ impl Default for Options {
             resolver_interval_ms: 1000,
             kcp_api_base: None,
             log_name: "gateway.log".into(),
+            env: Vec::new(),
         }
     }
 }
@@ -218,6 +232,7 @@ impl Gateway {
                 base.clone()
             }
         };
+        cmd.envs(opts.env.iter().map(|(k, v)| (k, v)));
         if let Some(level) = rust_log {
             cmd.env("RUST_LOG", level);
         }

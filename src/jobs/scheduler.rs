@@ -4,7 +4,14 @@ use std::time::Duration;
 
 use crate::service::Gateway;
 
-pub fn spawn(gateway: Gateway, every: Duration, mut stop: tokio::sync::watch::Receiver<bool>) {
+/// Starts the scheduler: every `every`, claims and charges batches of `batch` due schedules.
+pub fn spawn(
+    gateway: Gateway,
+    every: Duration,
+    batch: u64,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let batch = batch.max(1);
     tokio::spawn(async move {
         loop {
             tokio::select! {
@@ -13,7 +20,7 @@ pub fn spawn(gateway: Gateway, every: Duration, mut stop: tokio::sync::watch::Re
             }
             // Drain in batches while there is work, so a backlog does not wait for the timer.
             loop {
-                match gateway.run_due_schedules(100).await {
+                match gateway.run_due_schedules(batch).await {
                     Ok(n) if n > 0 => continue,
                     Ok(_) => break,
                     Err(e) => {

@@ -67,6 +67,8 @@ pub struct GatewaySettings {
     pub test_mode: bool,
     /// See `config::ResolverSettings::settle_secs`.
     pub settle_secs: i64,
+    /// See `config::SchedulerSettings::concurrency`.
+    pub schedule_concurrency: usize,
 }
 
 /// Everything the use cases need, shared by the HTTP handlers and the background jobs.

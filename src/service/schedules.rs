@@ -1,5 +1,6 @@
 //! Scheduled payments (spec/iamport-v1.md §4.4): registration, revocation, lookups, and the run
 //! that charges each due schedule exactly once, whatever the number of instances.
+use futures::StreamExt;
 use sea_orm::{Set, TransactionTrait};
 
 use super::billing::{AgainCommand, CustomerCommand};
@@ -234,31 +235,58 @@ impl Gateway {
         self.payment_record(p).await
     }
 
-    /// The scheduler's unit of work: runs every due schedule this instance wins the claim for.
+    /// The scheduler's unit of work: claims up to `limit` due schedules in one statement (other
+    /// instances skip them, see [`billing::claim_due_schedules`]) and charges them, at most
+    /// `settings.schedule_concurrency` at a time, so that one instance keeps several KCP calls and
+    /// commits in flight instead of waiting for each in turn. Each charge runs as its own task: a
+    /// failing (or panicking) schedule is logged and the others go on. Returns how many were
+    /// executed (a released one, whose outcome is still open, does not count).
     pub async fn run_due_schedules(&self, limit: u64) -> ServiceResult<usize> {
-        let ids = billing::due_schedules(&self.db.read, self.clock.unix(), limit).await?;
+        let now = self.clock.unix();
+        let claimed =
+            billing::claim_due_schedules(&self.db.write, now, now + LEASE_SECS, limit).await?;
+        let mut charges = futures::stream::iter(claimed)
+            .map(|s| {
+                let gateway = self.clone();
+                let id = s.id;
+                tokio::spawn(async move { (id, gateway.charge_claimed_schedule(s).await) })
+            })
+            .buffer_unordered(self.settings.schedule_concurrency.max(1));
         let mut ran = 0;
-        for id in ids {
-            match self.run_schedule(id).await {
-                Ok(true) => ran += 1,
-                Ok(false) => {}
-                Err(e) => tracing::error!(schedule_id = id, "scheduler: {e}"),
+        while let Some(done) = charges.next().await {
+            match done {
+                Ok((_, Ok(true))) => ran += 1,
+                Ok((_, Ok(false))) => {}
+                Ok((id, Err(e))) => tracing::error!(schedule_id = id, "scheduler: {e}"),
+                Err(e) => tracing::error!("scheduler task: {e}"),
             }
         }
         Ok(ran)
     }
 
-    /// Charges one schedule if this instance claims it. Exactly once: the claim is a conditional
-    /// UPDATE, and the charge itself is guarded by the one-live-payment-per-merchant_uid index, so
-    /// an instance taking over a dead one's schedule finds the payment the dead one started.
+    /// Charges one schedule if this instance claims it (see [`Self::charge_claimed_schedule`]).
     pub async fn run_schedule(&self, id: i64) -> ServiceResult<bool> {
         let now = self.clock.unix();
-        if !billing::claim_schedule(&self.db.write, id, now, now + LEASE_SECS).await? {
+        match billing::claim_schedule(&self.db.write, id, now, now + LEASE_SECS).await? {
+            Some(s) => self.charge_claimed_schedule(s).await,
+            None => Ok(false),
+        }
+    }
+
+    /// Charges a schedule this instance has claimed. Exactly once: the claim is a conditional
+    /// UPDATE, and the charge itself is guarded by the one-live-payment-per-merchant_uid index, so
+    /// an instance taking over a dead one's schedule finds the payment the dead one started.
+    async fn charge_claimed_schedule(&self, s: schedule::Model) -> ServiceResult<bool> {
+        let id = s.id;
+        let now = self.clock.unix();
+        // A schedule that waited in a batch behind slow charges (KCP timing out) may be near the
+        // end of its lease: another instance takes it over once the lease runs out, so the lease
+        // is extended before the charge starts, or the schedule is left to that instance.
+        if s.lease_until - now < LEASE_SECS / 2
+            && !billing::renew_lease(&self.db.write, id, s.lease_until, now + LEASE_SECS).await?
+        {
             return Ok(false);
         }
-        let s = billing::schedule_by_id(&self.db.write, id)
-            .await?
-            .ok_or_else(|| ServiceError::Internal("schedule vanished".into()))?;
         let m = self.merchant(s.merchant_id).await?;
         if let Some(live) =
             payments::live_by_merchant_uid(&self.db.write, m.id, &s.merchant_uid).await?

@@ -14,6 +14,47 @@ fn now() -> i64 {
     chrono::Utc::now().timestamp()
 }
 
+/// Registers `n` schedules `{prefix}-{i}` of `customer_uid`, all due at `at`, amounts 1000 + i (so
+/// a KCP fault can pick one out by its amount).
+async fn schedule_many(
+    app: &TestApp,
+    token: &str,
+    customer_uid: &str,
+    prefix: &str,
+    n: u64,
+    at: i64,
+) {
+    let items: Vec<Value> = (0..n)
+        .map(|i| json!({"merchant_uid": format!("{prefix}-{i}"), "schedule_at": at, "amount": 1000 + i}))
+        .collect();
+    for chunk in items.chunks(60) {
+        let body = schedule(
+            app,
+            token,
+            json!({"customer_uid": customer_uid, "schedules": chunk}),
+        )
+        .await;
+        assert_eq!(body["code"], 0, "{body}");
+    }
+}
+
+/// Every schedule executed once: as many KCP approvals as schedules, each for its own order.
+async fn assert_each_charged_once(app: &TestApp, n: u64) {
+    let ledger = app.sandbox.ledger();
+    let mut orders: Vec<&str> = ledger.iter().map(|e| e.order_no.as_str()).collect();
+    orders.sort();
+    orders.dedup();
+    assert_eq!(ledger.len() as u64, n, "approvals");
+    assert_eq!(orders.len() as u64, n, "distinct orders");
+    assert_eq!(
+        openport::store::billing::count_schedules_by_status(&app.app.gateway.db.read, "executed")
+            .await
+            .unwrap(),
+        n
+    );
+    app.assert_ledger_agrees().await;
+}
+
 #[tokio::test]
 async fn a_schedule_is_shown_unexecuted_then_runs_once_when_due() {
     let app = spawn_app().await;
@@ -260,14 +301,12 @@ async fn a_schedule_whose_instance_died_after_claiming_it_is_finished_by_another
     app.advance(11);
     // An instance claims it and dies before charging.
     let db = &app.app.gateway.db.write;
-    let id = openport::store::billing::due_schedules(db, now() + 11, 10)
-        .await
-        .unwrap()[0];
-    assert!(
-        openport::store::billing::claim_schedule(db, id, now() + 11, now() + 11 + 120)
+    let claimed =
+        openport::store::billing::claim_due_schedules(db, now() + 11, now() + 11 + 120, 10)
             .await
-            .unwrap()
-    );
+            .unwrap();
+    assert_eq!(claimed.len(), 1);
+    assert_eq!(claimed[0].status, "executing");
     assert_eq!(
         app.app.gateway.run_due_schedules(10).await.unwrap(),
         0,
@@ -328,16 +367,7 @@ async fn three_instances_run_each_of_many_due_schedules_exactly_once() {
     let token = first.token().await;
     register(&first, &token, "s-many", test_cards::SHINHAN_CREDIT).await;
     let n = 240;
-    for chunk in 0..(n / 60) {
-        let items: Vec<Value> = (0..60).map(|i| json!({"merchant_uid": format!("many-{chunk}-{i}"), "schedule_at": now() + 30, "amount": 1000 + i})).collect();
-        let body = schedule(
-            &first,
-            &token,
-            json!({"customer_uid": "s-many", "schedules": items}),
-        )
-        .await;
-        assert_eq!(body["code"], 0, "{body}");
-    }
+    schedule_many(&first, &token, "s-many", "many", n, now() + 30).await;
     for app in std::iter::once(&first).chain(others.iter()) {
         app.advance(31);
     }
@@ -365,17 +395,159 @@ async fn three_instances_run_each_of_many_due_schedules_exactly_once() {
         ran += r.await.unwrap();
     }
     assert_eq!(ran, n as usize, "every schedule ran once in total");
-    let ledger = first.sandbox.ledger();
-    assert_eq!(ledger.len(), n as usize);
-    let mut orders: Vec<&str> = ledger.iter().map(|e| e.order_no.as_str()).collect();
-    orders.sort();
-    orders.dedup();
-    assert_eq!(orders.len(), n as usize);
+    assert_each_charged_once(&first, n).await;
+}
+
+/// Several scheduler runs of one instance racing over the same due schedules, in batches smaller
+/// than the backlog: every claim is atomic, so no schedule is charged by two runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_scheduler_runs_charge_each_of_many_due_schedules_exactly_once() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    register(&app, &token, "s-race", test_cards::SHINHAN_CREDIT).await;
+    let n = 120;
+    schedule_many(&app, &token, "s-race", "race", n, now() + 30).await;
+    app.advance(31);
+    let runs: Vec<_> = (0..4)
+        .map(|_| {
+            let g = app.app.gateway.clone();
+            tokio::spawn(async move {
+                let mut total = 0;
+                // Bounded: 4 runs × 20 rounds × 10 claimed is far more than the backlog.
+                for _ in 0..20 {
+                    match g.run_due_schedules(10).await.unwrap() {
+                        0 => break,
+                        ran => total += ran,
+                    }
+                }
+                total
+            })
+        })
+        .collect();
+    let mut ran = 0;
+    for r in runs {
+        ran += r.await.unwrap();
+    }
+    assert_eq!(ran, n as usize, "every schedule ran once in total");
+    assert_eq!(app.app.gateway.run_due_schedules(100).await.unwrap(), 0);
+    assert_each_charged_once(&app, n).await;
+}
+
+#[tokio::test]
+async fn a_batch_larger_than_the_concurrency_limit_is_executed_in_full() {
+    let app = spawn_app_with(|c| c.scheduler.concurrency = 3).await;
+    let token = app.token().await;
+    register(&app, &token, "s-wide", test_cards::SHINHAN_CREDIT).await;
+    let n = 40;
+    schedule_many(&app, &token, "s-wide", "wide", n, now() + 30).await;
+    app.advance(31);
     assert_eq!(
-        openport::store::billing::count_schedules_by_status(&first.app.gateway.db.read, "executed")
-            .await
-            .unwrap(),
-        n
+        app.app.gateway.run_due_schedules(100).await.unwrap(),
+        n as usize
     );
-    first.assert_ledger_agrees().await;
+    assert_each_charged_once(&app, n).await;
+}
+
+/// A dead instance's batch stays its own until the lease runs out; then one run takes it over.
+#[tokio::test]
+async fn a_batch_claimed_by_a_dead_instance_is_taken_over_after_its_lease_and_not_before() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    register(&app, &token, "s-lease", test_cards::SHINHAN_CREDIT).await;
+    schedule_many(&app, &token, "s-lease", "lease", 10, now() + 30).await;
+    app.advance(31);
+    let t = now() + 31;
+    let dead =
+        openport::store::billing::claim_due_schedules(&app.app.gateway.db.write, t, t + 120, 4)
+            .await
+            .unwrap();
+    let dead_uids: Vec<&str> = dead.iter().map(|s| s.merchant_uid.as_str()).collect();
+    assert_eq!(
+        dead_uids,
+        ["lease-0", "lease-1", "lease-2", "lease-3"],
+        "oldest first, by id"
+    );
+
+    assert_eq!(
+        app.app.gateway.run_due_schedules(100).await.unwrap(),
+        6,
+        "the lease holds"
+    );
+    assert_eq!(app.sandbox.ledger().len(), 6);
+    app.advance(121);
+    assert_eq!(app.app.gateway.run_due_schedules(100).await.unwrap(), 4);
+    assert_each_charged_once(&app, 10).await;
+}
+
+/// The lease value a claim wrote is the holder's token: after a takeover the former holder can
+/// no longer extend it (and so does not start a charge the new holder is making).
+#[tokio::test]
+async fn a_lease_taken_over_by_another_instance_cannot_be_renewed_by_its_former_holder() {
+    use openport::store::billing::{claim_due_schedules, renew_lease};
+    let app = spawn_app().await;
+    let token = app.token().await;
+    register(&app, &token, "s-renew", test_cards::SHINHAN_CREDIT).await;
+    schedule_many(&app, &token, "s-renew", "renew", 1, now() + 30).await;
+    let db = &app.app.gateway.db.write;
+    let t = now() + 31;
+    let first = claim_due_schedules(db, t, t + 120, 10).await.unwrap();
+    assert!(renew_lease(db, first[0].id, t + 120, t + 150)
+        .await
+        .unwrap());
+    assert!(claim_due_schedules(db, t + 140, t + 260, 10)
+        .await
+        .unwrap()
+        .is_empty());
+    let second = claim_due_schedules(db, t + 151, t + 271, 10).await.unwrap();
+    assert_eq!(second.len(), 1, "taken over once the renewed lease ran out");
+    assert!(!renew_lease(db, first[0].id, t + 150, t + 300)
+        .await
+        .unwrap());
+    assert!(renew_lease(db, second[0].id, t + 271, t + 300)
+        .await
+        .unwrap());
+}
+
+/// One batch: a declined card, a KCP call that never answers, and good charges. Each schedule
+/// gets its own outcome, and the unanswered one is executed later, once.
+#[tokio::test]
+async fn a_declined_and_an_unanswered_schedule_do_not_hold_up_the_rest_of_their_batch() {
+    use kcp_sandbox::{paths, Fault, FaultRule};
+    let app = spawn_app().await;
+    let token = app.token().await;
+    register(&app, &token, "s-mixed", test_cards::SHINHAN_CREDIT).await;
+    register(&app, &token, "s-broke", test_cards::INSUFFICIENT_LIMIT).await;
+    schedule_many(&app, &token, "s-mixed", "mixed", 8, now() + 30).await;
+    schedule_many(&app, &token, "s-broke", "broke", 1, now() + 30).await;
+    app.advance(31);
+    app.sandbox
+        .inject(FaultRule::new(paths::HUB_PAYMENT, Fault::Drop).when("amount", "1003"));
+    app.sandbox
+        .inject(FaultRule::new(paths::INQUIRY, Fault::Drop));
+    assert_eq!(
+        app.app.gateway.run_due_schedules(100).await.unwrap(),
+        8,
+        "7 paid and 1 failed; mixed-3 is open"
+    );
+    let token = app.token().await;
+    let (_, broke) = app
+        .get("/subscribe/payments/schedule/broke-0", Some(&token))
+        .await;
+    assert_eq!(broke["response"]["payment_status"], "failed", "{broke}");
+    let (_, open) = app
+        .get("/subscribe/payments/schedule/mixed-3", Some(&token))
+        .await;
+    assert_eq!(open["response"]["schedule_status"], "scheduled", "{open}");
+    assert_eq!(app.sandbox.ledger().len(), 7);
+
+    app.advance(crate::helpers::SETTLE_SECS + 60);
+    app.resolve_all().await;
+    assert_eq!(app.app.gateway.run_due_schedules(100).await.unwrap(), 1);
+    let token = app.token().await;
+    let (_, done) = app
+        .get("/subscribe/payments/schedule/mixed-3", Some(&token))
+        .await;
+    assert_eq!(done["response"]["payment_status"], "paid", "{done}");
+    assert_eq!(app.sandbox.ledger().len(), 8);
+    app.assert_ledger_agrees().await;
 }
