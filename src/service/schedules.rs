@@ -363,9 +363,42 @@ impl Gateway {
                 billing::release_schedule(&self.db.write, id, done + 30).await?;
                 return Ok(false);
             }
-            Err(ServiceError::Refused(reason))
-            | Err(ServiceError::CardRejected(reason))
-            | Err(ServiceError::BadRequest(reason)) => {
+            // A refusal can also mean that another instance, whose lease on this schedule ran
+            // out while it charged, holds the merchant_uid now: its payment decides, not the
+            // refusal.
+            Err(ServiceError::Refused(reason)) => {
+                match payments::live_by_merchant_uid(&self.db.write, m.id, &s.merchant_uid).await? {
+                    Some(live)
+                        if PaymentStatus::from_db(&live.status) == PaymentStatus::Pending =>
+                    {
+                        billing::release_schedule(&self.db.write, id, done + 30).await?;
+                        return Ok(false);
+                    }
+                    Some(live) => {
+                        billing::finish_schedule(
+                            &self.db.write,
+                            id,
+                            Some(&live.imp_uid),
+                            "paid",
+                            None,
+                            done,
+                        )
+                        .await?
+                    }
+                    None => {
+                        billing::finish_schedule(
+                            &self.db.write,
+                            id,
+                            None,
+                            "failed",
+                            Some(reason),
+                            done,
+                        )
+                        .await?
+                    }
+                }
+            }
+            Err(ServiceError::CardRejected(reason)) | Err(ServiceError::BadRequest(reason)) => {
                 billing::finish_schedule(&self.db.write, id, None, "failed", Some(reason), done)
                     .await?
             }
