@@ -434,10 +434,10 @@ pub(crate) async fn window_page(State(s): State<Arc<Shared>>, body: Bytes) -> Re
         // `ordr_mony` with *the window amount* at approval, 8059 on a mismatch), so a buyer who
         // edits `good_mny` on the hand-off form sees and pays that amount here, and the
         // merchant's checks (`ordr_chk`, `ordr_mony`) are what catch it.
-        match get("good_mny").parse::<i64>() {
+        let posted = get("good_mny");
+        match posted.parse::<i64>() {
             Ok(amount)
-                if wire::is_digits(&get("good_mny"))
-                    && (amount > 0 || trade.pay_method == "AUTH") =>
+                if wire::is_digits(&posted) && (amount > 0 || trade.pay_method == "AUTH") =>
             {
                 if amount != trade.amount {
                     tracing::warn!(

@@ -39,20 +39,18 @@ impl Gateway {
         }
         // Cards and easy-pay are inquired with PACA, points with PAPT, bank transfers, phone and
         // gift certificates of the window with their own pay_type.
-        let window = window_plan(&payment.pay_method, false)
-            .map(|plan| plan.method)
-            .filter(|m| {
-                matches!(
-                    m,
-                    WindowMethod::Bank | WindowMethod::Phone | WindowMethod::GiftCertificate
-                )
-            });
-        if window.is_none()
-            && !matches!(
-                payment.pay_method.as_str(),
-                "card" | "samsung" | "kakaopay" | "naverpay" | "payco" | POINT
+        let plan = window_plan(&payment.pay_method, false);
+        let method = plan.as_ref().map(|plan| plan.method);
+        if !matches!(
+            method,
+            Some(
+                WindowMethod::Card
+                    | WindowMethod::Point
+                    | WindowMethod::Bank
+                    | WindowMethod::Phone
+                    | WindowMethod::GiftCertificate
             )
-        {
+        ) {
             tracing::error!(imp_uid = %payment.imp_uid, pay_method = %payment.pay_method, "unknown outcome needs manual reconciliation: no inquiry for this method");
             self.postpone(attempt, "no inquiry for this pay method: reconcile by hand")
                 .await?;
@@ -63,7 +61,13 @@ impl Gateway {
             None => TradeRef::OrderNo(attempt.order_no.clone()),
         };
         // Benepia points are inquired with PAPT (service/benepia.rs); a PACA inquiry never finds them.
-        let is_point = payment.pay_method == POINT;
+        let is_point = method == Some(WindowMethod::Point);
+        let window = method.filter(|m| {
+            matches!(
+                m,
+                WindowMethod::Bank | WindowMethod::Phone | WindowMethod::GiftCertificate
+            )
+        });
         let state = if is_point {
             connector.inquire_points(&trade).await
         } else if let Some(method) = window {
@@ -77,9 +81,7 @@ impl Gateway {
                     .await
             }
             Ok(TradeState::Approved { approval, .. }) if window.is_some() => {
-                let van_code = window_plan(&payment.pay_method, false)
-                    .and_then(|plan| plan.van_code)
-                    .unwrap_or_default();
+                let van_code = plan.and_then(|plan| plan.van_code).unwrap_or_default();
                 let approval = window_approval_from_inquiry(window, approval, van_code);
                 if honour {
                     self.settle_window(connector, payment, attempt, approval)
