@@ -8,6 +8,11 @@ use openport::service::merchants::NewMerchant;
 use openport::App;
 use secrecy::{ExposeSecret, SecretString};
 
+/// A request allocates a lot of small, short-lived buffers (rows, SQL text, JSON); glibc's malloc
+/// and free were ≈ 25 % of a lookup's CPU under load (docs/performance.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "openport",

@@ -3,6 +3,7 @@
 //! latency per scenario. See benches/README.md.
 mod cpu;
 mod load;
+mod reconcile;
 mod report;
 mod scheduler;
 mod server;
@@ -281,6 +282,13 @@ async fn measure(
                 target = Some(prepare(args, gateway, &client, tag, max_c).await?);
             }
             let target = target.clone().expect("prepared above");
+            let takes_payments = matches!(scenario, Scenario::Onetime | Scenario::Again);
+            let counted = if takes_payments {
+                Some(reconcile::counts(&target).await?)
+            } else {
+                None
+            };
+            let mut warm_ok = 0;
             if args.warmup > 0 {
                 let w = load::run_level(
                     target.clone(),
@@ -291,6 +299,7 @@ async fn measure(
                     'w',
                 )
                 .await?;
+                warm_ok = w.requests - w.errors;
                 if w.errors > 0 {
                     eprintln!(
                         "  warm-up {} c{c}: {} errors of {}",
@@ -303,7 +312,7 @@ async fn measure(
             let pid = slot.as_ref().and_then(Gateway::pid);
             let before = cpu::sample(pid);
             let mut r = load::run_level(
-                target,
+                target.clone(),
                 scenario,
                 c,
                 Duration::from_secs(args.duration),
@@ -313,6 +322,11 @@ async fn measure(
             .await?;
             r.cpu = cpu::share(before, cpu::sample(pid));
             eprintln!("  {}", report::line(&r));
+            if let Some(counted) = counted {
+                let after = reconcile::counts(&target).await?;
+                let ok = warm_ok + r.requests - r.errors;
+                eprintln!("  {}", reconcile::check(counted, after, ok)?);
+            }
             results.push(r);
         }
     }

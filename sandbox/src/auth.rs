@@ -11,7 +11,10 @@ use rsa::RsaPublicKey;
 use sha2::Sha256;
 use x509_cert::Certificate;
 
-use crate::ca::{CertificateAuthority, CertificateRejection};
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use crate::ca::CertificateAuthority;
 use crate::codes;
 use crate::wire::{Fields, Refusal};
 
@@ -20,7 +23,7 @@ const END: &str = "-----END CERTIFICATE-----";
 
 /// The merchant behind a request whose certificate checked out; its key verifies signatures.
 pub struct Merchant {
-    public_key: RsaPublicKey,
+    key: VerifyingKey<Sha256>,
 }
 
 impl Merchant {
@@ -31,9 +34,42 @@ impl Merchant {
         let encoded = fields.required("kcp_sign_data")?;
         let bytes = STANDARD.decode(encoded).map_err(|_| refused())?;
         let signature = Signature::try_from(bytes.as_slice()).map_err(|_| refused())?;
-        VerifyingKey::<Sha256>::new(self.public_key.clone())
+        self.key
             .verify(message.as_bytes(), &signature)
             .map_err(|_| refused())
+    }
+}
+
+/// A certificate the CA's signature was checked on: its common name and public key.
+#[derive(Clone)]
+struct Verified {
+    common_name: String,
+    key: VerifyingKey<Sha256>,
+}
+
+/// Certificates already verified, by their exact `kcp_cert_info` text. Every KCP call carries the
+/// certificate, and checking the CA's RSA signature on it each time was a large share of the
+/// sandbox's CPU under load; the outcome for the same bytes never changes. Only certificates that
+/// verified are kept, at most [`CACHE_LIMIT`] (then the cache starts over).
+#[derive(Default)]
+pub struct CertificateCache {
+    verified: Mutex<HashMap<String, Verified>>,
+}
+
+const CACHE_LIMIT: usize = 1024;
+
+impl CertificateCache {
+    fn get(&self, cert_info: &str) -> Option<Verified> {
+        self.verified.lock().ok()?.get(cert_info).cloned()
+    }
+
+    fn put(&self, cert_info: &str, verified: Verified) {
+        if let Ok(mut map) = self.verified.lock() {
+            if map.len() >= CACHE_LIMIT {
+                map.clear();
+            }
+            map.insert(cert_info.to_owned(), verified);
+        }
     }
 }
 
@@ -43,24 +79,38 @@ pub fn authenticate(
     fields: &Fields,
     site_cd: &str,
 ) -> Result<Merchant, Refusal> {
-    let rejected = || Refusal::new(codes::CERTIFICATE_REJECTED, "인증서 검증에 실패하였습니다.");
     let cert_info = fields.required("kcp_cert_info")?;
+    let verified = match ca.cache.get(cert_info) {
+        Some(verified) => verified,
+        None => {
+            let verified = verify(ca, cert_info)?;
+            ca.cache.put(cert_info, verified.clone());
+            verified
+        }
+    };
+    if verified.common_name != site_cd {
+        return Err(Refusal::new(
+            codes::CERTIFICATE_SITE_MISMATCH,
+            "인증서의 사이트코드가 site_cd 와 일치하지 않습니다.",
+        ));
+    }
+    Ok(Merchant { key: verified.key })
+}
+
+fn verify(ca: &CertificateAuthority, cert_info: &str) -> Result<Verified, Refusal> {
+    let rejected = || Refusal::new(codes::CERTIFICATE_REJECTED, "인증서 검증에 실패하였습니다.");
     let cert = parse_one_line_pem(cert_info).ok_or_else(rejected)?;
-    ca.check(&cert, site_cd)
-        .map_err(|rejection| match rejection {
-            CertificateRejection::ForeignIssuer => rejected(),
-            CertificateRejection::SiteMismatch => Refusal::new(
-                codes::CERTIFICATE_SITE_MISMATCH,
-                "인증서의 사이트코드가 site_cd 와 일치하지 않습니다.",
-            ),
-        })?;
+    let common_name = ca.verify_issued(&cert).map_err(|_| rejected())?;
     let spki = cert
         .tbs_certificate
         .subject_public_key_info
         .to_der()
         .map_err(|_| rejected())?;
     let public_key = RsaPublicKey::from_public_key_der(&spki).map_err(|_| rejected())?;
-    Ok(Merchant { public_key })
+    Ok(Verified {
+        common_name,
+        key: VerifyingKey::new(public_key),
+    })
 }
 
 /// `-----BEGIN CERTIFICATE-----MIID…==-----END CERTIFICATE-----` with newlines removed (spec §3).

@@ -329,6 +329,14 @@ async fn a_certificate_from_another_ca_or_for_another_site_is_refused() {
     // The other site's own certificate works for its own site_cd.
     let own = key_in(OTHER_SITE, test_cards::SHINHAN_CREDIT, "cert5", "1000");
     assert_eq!(harness.pay(&own).await["res_cd"], "0000");
+    // Once verified (and remembered), the certificate is still refused for another site, and a
+    // refused one stays refused.
+    let other_site_again = with(
+        card(test_cards::SHINHAN_CREDIT, "cert6"),
+        json!({"kcp_cert_info": merchant(OTHER_SITE).cert_info}),
+    );
+    assert_eq!(harness.pay(&other_site_again).await["res_cd"], "9511");
+    assert_eq!(harness.pay(&foreign).await["res_cd"], "9510");
 }
 
 #[tokio::test]

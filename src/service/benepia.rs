@@ -9,7 +9,7 @@
 //! honoured is net-cancelled. Benepia credentials live only in the request: they are never stored,
 //! and [`PointAccount`]'s `Debug` hides them.
 use chrono::{DateTime, Utc};
-use sea_orm::{ActiveModelTrait, Set, TransactionTrait};
+use sea_orm::{ActiveModelTrait, Set};
 
 use super::pay::{ApprovalOutcome, ChargeOrder, CHARGE_FAILURES};
 use super::resolve::CancelOutcome;

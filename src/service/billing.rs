@@ -1,6 +1,6 @@
 //! Billing keys (`/subscribe/customers`) and charges on them (`/subscribe/payments/again`):
 //! spec/iamport-v1.md §4.4–4.5, KCP §2.5–2.6.
-use sea_orm::{Set, TransactionTrait};
+use sea_orm::Set;
 use secrecy::{ExposeSecret, SecretString};
 
 use super::pay::{ApprovalOutcome, ChargeCall, ChargeOrder};

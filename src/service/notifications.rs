@@ -2,7 +2,7 @@
 //! `noti_id` counts once; a deposit that completes the amount makes the payment `paid` and fires
 //! its webhook in the same transaction; `op_cd 13` (deposit cancelled by the bank network)
 //! reverses it.
-use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, Set, TransactionTrait};
+use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, Set};
 
 use super::{Gateway, ServiceError, ServiceResult};
 use crate::domain::payment::PaymentStatus;

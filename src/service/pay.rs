@@ -3,7 +3,7 @@
 //! Write order (design.md §2): the payment (pending) and its attempt are committed BEFORE KCP is
 //! called; the outcome is recorded in one transaction afterwards. A unique index lets only one
 //! non-failed payment hold a merchant_uid, so concurrent calls charge KCP at most once.
-use sea_orm::{ActiveModelTrait, Set, TransactionTrait};
+use sea_orm::{ActiveModelTrait, Set};
 
 use super::{Gateway, PaymentRecord, ServiceError, ServiceResult};
 use crate::domain::card::{iamport_card_code, CardAuth, CardNumber, Expiry};

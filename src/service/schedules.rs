@@ -1,7 +1,7 @@
 //! Scheduled payments (spec/iamport-v1.md §4.4): registration, revocation, lookups, and the run
 //! that charges each due schedule exactly once, whatever the number of instances.
 use futures::StreamExt;
-use sea_orm::{Set, TransactionTrait};
+use sea_orm::Set;
 
 use super::billing::{AgainCommand, CustomerCommand};
 use super::lookup::{Page, Paging};

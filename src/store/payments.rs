@@ -31,7 +31,8 @@ pub async fn by_imp_uid(
     merchant_id: Option<i64>,
     imp_uid: &str,
 ) -> Result<Option<payment::Model>, DbErr> {
-    let mut q = payment::Entity::find().filter(payment::Column::ImpUid.eq(imp_uid));
+    let mut q =
+        super::every_column(payment::Entity::find()).filter(payment::Column::ImpUid.eq(imp_uid));
     if let Some(m) = merchant_id {
         q = q.filter(payment::Column::MerchantId.eq(m));
     }

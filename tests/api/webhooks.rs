@@ -5,7 +5,6 @@ use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use hmac::{Hmac, Mac};
 use reqwest::StatusCode;
-use sea_orm::TransactionTrait;
 use serde_json::{json, Value};
 use sha2::Sha256;
 
