@@ -8,8 +8,8 @@ use super::lookup::{Page, Paging};
 use super::pay::{ApprovalOutcome, ChargeOrder};
 use super::{Gateway, PaymentRecord, ServiceError, ServiceResult};
 use crate::domain::payment::PaymentStatus;
-use crate::store::billing::{self, ScheduleQuery};
-use crate::store::entity::{merchant, schedule};
+use crate::store::billing::{self, ScheduleOutcome, ScheduleQuery};
+use crate::store::entity::{merchant, payment, schedule};
 use crate::store::{is_unique_violation, payments};
 
 /// How long an instance owns a schedule it claimed; a dead instance's schedule is taken over after.
@@ -277,15 +277,20 @@ impl Gateway {
     /// UPDATE, and the charge itself is guarded by the one-live-payment-per-merchant_uid index, so
     /// an instance taking over a dead one's schedule finds the payment the dead one started.
     async fn charge_claimed_schedule(&self, s: schedule::Model) -> ServiceResult<bool> {
-        let id = s.id;
         let now = self.clock.unix();
+        let mut claim = Claim {
+            id: s.id,
+            lease: s.lease_until,
+        };
         // A schedule that waited in a batch behind slow charges (KCP timing out) may be near the
         // end of its lease: another instance takes it over once the lease runs out, so the lease
         // is extended before the charge starts, or the schedule is left to that instance.
-        if s.lease_until - now < LEASE_SECS / 2
-            && !billing::renew_lease(&self.db.write, id, s.lease_until, now + LEASE_SECS).await?
-        {
-            return Ok(false);
+        if s.lease_until - now < LEASE_SECS / 2 {
+            let renewed = now + LEASE_SECS;
+            if !billing::renew_lease(&self.db.write, s.id, s.lease_until, renewed).await? {
+                return Ok(false);
+            }
+            claim.lease = renewed;
         }
         let m = self.merchant(s.merchant_id).await?;
         if let Some(live) =
@@ -294,22 +299,11 @@ impl Gateway {
             match PaymentStatus::from_db(&live.status) {
                 PaymentStatus::Pending => {
                     if !self.try_resolve_payment(&live).await? {
-                        billing::release_schedule(&self.db.write, id, now + 30).await?;
+                        self.release_schedule(claim, now + 30).await?;
                         return Ok(false);
                     }
                 }
-                _ => {
-                    billing::finish_schedule(
-                        &self.db.write,
-                        id,
-                        Some(&live.imp_uid),
-                        "paid",
-                        None,
-                        now,
-                    )
-                    .await?;
-                    return Ok(true);
-                }
+                _ => return self.finish_schedule(claim, paid(&live), now).await,
             }
         }
         let order = ChargeOrder {
@@ -332,7 +326,7 @@ impl Gateway {
             ..ChargeOrder::default()
         };
         let done = self.clock.unix();
-        match self
+        let outcome = self
             .charge_billing_key(
                 &m,
                 AgainCommand {
@@ -340,28 +334,22 @@ impl Gateway {
                     order,
                 },
             )
-            .await
-        {
-            Ok(ApprovalOutcome::Paid(p)) => {
-                billing::finish_schedule(&self.db.write, id, Some(&p.imp_uid), "paid", None, done)
-                    .await?
-            }
+            .await;
+        match outcome {
+            Ok(ApprovalOutcome::Paid(p)) => self.finish_schedule(claim, paid(&p), done).await,
             Ok(ApprovalOutcome::Declined { payment, .. })
             | Ok(ApprovalOutcome::NetCancelled(payment)) => {
-                billing::finish_schedule(
-                    &self.db.write,
-                    id,
-                    Some(&payment.imp_uid),
-                    "failed",
-                    payment.fail_reason.clone(),
-                    done,
-                )
-                .await?
+                let failed = ScheduleOutcome {
+                    imp_uid: Some(&payment.imp_uid),
+                    payment_status: "failed",
+                    fail_reason: payment.fail_reason.as_deref(),
+                };
+                self.finish_schedule(claim, failed, done).await
             }
             // Outcome open: the resolver settles the payment; a later run records it.
             Ok(ApprovalOutcome::Unknown(_)) => {
-                billing::release_schedule(&self.db.write, id, done + 30).await?;
-                return Ok(false);
+                self.release_schedule(claim, done + 30).await?;
+                Ok(false)
             }
             // A refusal can also mean that another instance, whose lease on this schedule ran
             // out while it charged, holds the merchant_uid now: its payment decides, not the
@@ -371,42 +359,66 @@ impl Gateway {
                     Some(live)
                         if PaymentStatus::from_db(&live.status) == PaymentStatus::Pending =>
                     {
-                        billing::release_schedule(&self.db.write, id, done + 30).await?;
-                        return Ok(false);
+                        self.release_schedule(claim, done + 30).await?;
+                        Ok(false)
                     }
-                    Some(live) => {
-                        billing::finish_schedule(
-                            &self.db.write,
-                            id,
-                            Some(&live.imp_uid),
-                            "paid",
-                            None,
-                            done,
-                        )
-                        .await?
-                    }
-                    None => {
-                        billing::finish_schedule(
-                            &self.db.write,
-                            id,
-                            None,
-                            "failed",
-                            Some(reason),
-                            done,
-                        )
-                        .await?
-                    }
+                    Some(live) => self.finish_schedule(claim, paid(&live), done).await,
+                    None => self.finish_schedule(claim, refused(&reason), done).await,
                 }
             }
             Err(ServiceError::CardRejected(reason)) | Err(ServiceError::BadRequest(reason)) => {
-                billing::finish_schedule(&self.db.write, id, None, "failed", Some(reason), done)
-                    .await?
+                self.finish_schedule(claim, refused(&reason), done).await
             }
             Err(e) => {
-                billing::release_schedule(&self.db.write, id, done + 60).await?;
-                return Err(e);
+                self.release_schedule(claim, done + 60).await?;
+                Err(e)
             }
         }
-        Ok(true)
+    }
+
+    /// Records the outcome if this instance still holds the schedule; true when it did.
+    async fn finish_schedule(
+        &self,
+        claim: Claim,
+        outcome: ScheduleOutcome<'_>,
+        now: i64,
+    ) -> ServiceResult<bool> {
+        let recorded =
+            billing::finish_schedule(&self.db.write, claim.id, claim.lease, outcome, now).await?;
+        if !recorded {
+            tracing::warn!(
+                schedule_id = claim.id,
+                "schedule was taken over by another instance while this one charged; its outcome stands"
+            );
+        }
+        Ok(recorded)
+    }
+
+    async fn release_schedule(&self, claim: Claim, retry_at: i64) -> ServiceResult<()> {
+        billing::release_schedule(&self.db.write, claim.id, claim.lease, retry_at).await?;
+        Ok(())
+    }
+}
+
+/// A schedule this instance holds: its id and the lease value that is the holder's token.
+#[derive(Debug, Clone, Copy)]
+struct Claim {
+    id: i64,
+    lease: i64,
+}
+
+fn paid(p: &payment::Model) -> ScheduleOutcome<'_> {
+    ScheduleOutcome {
+        imp_uid: Some(&p.imp_uid),
+        payment_status: "paid",
+        fail_reason: None,
+    }
+}
+
+fn refused(reason: &str) -> ScheduleOutcome<'_> {
+    ScheduleOutcome {
+        imp_uid: None,
+        payment_status: "failed",
+        fail_reason: Some(reason),
     }
 }

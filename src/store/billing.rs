@@ -252,49 +252,74 @@ pub async fn renew_lease(
 ) -> Result<bool, DbErr> {
     let res = schedule::Entity::update_many()
         .col_expr(schedule::Column::LeaseUntil, Expr::value(lease_until))
-        .filter(schedule::Column::Id.eq(id))
-        .filter(schedule::Column::Status.eq("executing"))
-        .filter(schedule::Column::LeaseUntil.eq(held_until))
+        .filter(held(id, held_until))
         .exec(db)
         .await?;
     Ok(res.rows_affected == 1)
 }
 
-/// Records a schedule's result.
+/// Records a schedule's result, if this holder's lease (`held_until`, the token its claim or renewal
+/// wrote) is still the schedule's: false when another instance has taken the schedule over since,
+/// whose outcome then stands.
 pub async fn finish_schedule(
     db: &impl ConnectionTrait,
     id: i64,
-    imp_uid: Option<&str>,
-    payment_status: &str,
-    fail_reason: Option<String>,
+    held_until: i64,
+    outcome: ScheduleOutcome<'_>,
     now: i64,
-) -> Result<(), DbErr> {
-    schedule::Entity::update_many()
+) -> Result<bool, DbErr> {
+    let res = schedule::Entity::update_many()
         .col_expr(schedule::Column::Status, Expr::value("executed"))
-        .col_expr(schedule::Column::ImpUid, Expr::value(imp_uid))
-        .col_expr(schedule::Column::PaymentStatus, Expr::value(payment_status))
-        .col_expr(schedule::Column::FailReason, Expr::value(fail_reason))
+        .col_expr(schedule::Column::ImpUid, Expr::value(outcome.imp_uid))
+        .col_expr(
+            schedule::Column::PaymentStatus,
+            Expr::value(outcome.payment_status),
+        )
+        .col_expr(
+            schedule::Column::FailReason,
+            Expr::value(outcome.fail_reason),
+        )
         .col_expr(schedule::Column::ExecutedAt, Expr::value(now))
         .col_expr(schedule::Column::UpdatedAt, Expr::value(now))
-        .filter(schedule::Column::Id.eq(id))
+        .filter(held(id, held_until))
         .exec(db)
         .await?;
-    Ok(())
+    Ok(res.rows_affected == 1)
 }
 
-/// Gives a claimed schedule back (its outcome is still open): another run picks it up later.
+/// What a scheduled charge came to.
+#[derive(Debug, Clone, Copy)]
+pub struct ScheduleOutcome<'a> {
+    pub imp_uid: Option<&'a str>,
+    /// `paid` or `failed`.
+    pub payment_status: &'a str,
+    pub fail_reason: Option<&'a str>,
+}
+
+/// Gives a claimed schedule back (its outcome is still open): another run picks it up at
+/// `retry_at`. Like [`finish_schedule`], only while `held_until` is still the lease.
 pub async fn release_schedule(
     db: &impl ConnectionTrait,
     id: i64,
+    held_until: i64,
     retry_at: i64,
-) -> Result<(), DbErr> {
-    schedule::Entity::update_many()
+) -> Result<bool, DbErr> {
+    let res = schedule::Entity::update_many()
         .col_expr(schedule::Column::LeaseUntil, Expr::value(retry_at))
-        .filter(schedule::Column::Id.eq(id))
-        .filter(schedule::Column::Status.eq("executing"))
+        .filter(held(id, held_until))
         .exec(db)
         .await?;
-    Ok(())
+    Ok(res.rows_affected == 1)
+}
+
+/// The schedule `id` while the lease `held_until` is its current one. A claim sets the lease to its
+/// time plus the lease length, and a new claim is only possible after the old lease has run out, so
+/// lease values only grow: each is one holder's token.
+fn held(id: i64, held_until: i64) -> Condition {
+    Condition::all()
+        .add(schedule::Column::Id.eq(id))
+        .add(schedule::Column::Status.eq("executing"))
+        .add(schedule::Column::LeaseUntil.eq(held_until))
 }
 
 /// Filters of schedule lists.

@@ -508,6 +508,55 @@ async fn a_lease_taken_over_by_another_instance_cannot_be_renewed_by_its_former_
         .unwrap());
 }
 
+/// A former holder whose lease ran out while it charged cannot overwrite the result of the
+/// instance that took the schedule over, nor give the schedule back: the schedule shows what its
+/// current holder recorded.
+#[tokio::test]
+async fn a_former_holder_cannot_overwrite_the_result_of_the_instance_that_took_over() {
+    use openport::store::billing::{
+        claim_due_schedules, finish_schedule, release_schedule, ScheduleOutcome,
+    };
+    let app = spawn_app().await;
+    let token = app.token().await;
+    register(&app, &token, "s-over", test_cards::SHINHAN_CREDIT).await;
+    schedule_many(&app, &token, "s-over", "over", 1, now() + 30).await;
+    let db = &app.app.gateway.db.write;
+    let t = now() + 31;
+    let former = claim_due_schedules(db, t, t + 120, 10).await.unwrap();
+    let current = claim_due_schedules(db, t + 121, t + 241, 10).await.unwrap();
+    assert_eq!((former.len(), current.len()), (1, 1));
+    let id = current[0].id;
+    let paid = ScheduleOutcome {
+        imp_uid: Some("imp_current"),
+        payment_status: "paid",
+        fail_reason: None,
+    };
+    let failed = ScheduleOutcome {
+        imp_uid: Some("imp_former"),
+        payment_status: "failed",
+        fail_reason: Some("declined"),
+    };
+    assert!(
+        !release_schedule(db, id, t + 120, t + 150).await.unwrap(),
+        "the former holder no longer gives it back"
+    );
+    assert!(finish_schedule(db, id, t + 241, paid, t + 130)
+        .await
+        .unwrap());
+    assert!(
+        !finish_schedule(db, id, t + 120, failed, t + 131)
+            .await
+            .unwrap(),
+        "nor records its own outcome over the current holder's"
+    );
+    let (_, body) = app
+        .get("/subscribe/payments/schedule/over-0", Some(&token))
+        .await;
+    assert_eq!(body["response"]["schedule_status"], "executed", "{body}");
+    assert_eq!(body["response"]["payment_status"], "paid", "{body}");
+    assert_eq!(body["response"]["imp_uid"], "imp_current", "{body}");
+}
+
 /// One batch: a declined card, a KCP call that never answers, and good charges. Each schedule
 /// gets its own outcome, and the unanswered one is executed later, once.
 #[tokio::test]
