@@ -372,9 +372,8 @@ impl Gateway {
         let now = self.clock.unix();
         let imp_uid = new_imp_uid();
         let order_no = order_no_for(&imp_uid);
-        let txn = self.db.write.begin().await?;
-        let payment = payments::insert(
-            &txn,
+        payments::open_charge(
+            &self.db.write,
             payment::ActiveModel {
                 imp_uid: Set(imp_uid),
                 merchant_id: Set(m.id),
@@ -417,12 +416,7 @@ impl Gateway {
                 updated_at: Set(now),
                 ..Default::default()
             },
-        )
-        .await?;
-        let attempt = payments::insert_attempt(
-            &txn,
             pg_attempt::ActiveModel {
-                payment_id: Set(payment.id),
                 kind: Set("approve".into()),
                 state: Set("pending".into()),
                 order_no: Set(order_no),
@@ -439,9 +433,7 @@ impl Gateway {
                 ..Default::default()
             },
         )
-        .await?;
-        txn.commit().await?;
-        Ok((payment, attempt))
+        .await
     }
 
     /// Records an approval KCP reported, or cancels it at KCP when it must not stand: the amount or

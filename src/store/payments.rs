@@ -1,8 +1,9 @@
 //! Payments, their cancellations, KCP attempts and prepared amounts.
-use sea_orm::sea_query::Expr;
+use sea_orm::sea_query::{Alias, Asterisk, CommonTableExpression, Expr, Query, WithClause};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DbErr, EntityTrait, PaginatorTrait,
-    QueryFilter, QueryOrder, QuerySelect, Set,
+    ActiveModelTrait, ActiveValue, ColumnTrait, Condition, ConnectionTrait, DbBackend, DbErr,
+    EntityTrait, FromQueryResult, Iterable, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
+    QueryTrait, Set, TryIntoModel,
 };
 
 use super::entity::{cancellation, payment, pg_attempt, prepare};
@@ -361,4 +362,84 @@ mod tests {
             "{sql}"
         );
     }
+}
+
+/// Inserts a pending payment and its first attempt, atomically and durably: what every charge
+/// records before it calls KCP. On PostgreSQL this is ONE statement (a data-modifying `WITH`,
+/// atomic by itself) instead of `BEGIN`, two inserts and `COMMIT`: each round trip to the server
+/// costs more CPU on loopback than the inserts themselves (docs/performance.md). SQLite has no
+/// data-modifying `WITH`; there it is a transaction (group-committed, `store::sqlite`).
+pub async fn open_charge(
+    db: &super::Writer,
+    payment: payment::ActiveModel,
+    attempt: pg_attempt::ActiveModel,
+) -> Result<(payment::Model, pg_attempt::Model), DbErr> {
+    if db.get_database_backend() != DbBackend::Postgres {
+        let txn = db.begin().await?;
+        let p = insert(&txn, payment).await?;
+        let mut attempt = attempt;
+        attempt.payment_id = Set(p.id);
+        let a = insert_attempt(&txn, attempt).await?;
+        txn.commit().await?;
+        return Ok((p, a));
+    }
+    let (p_cte, a_cte) = (Alias::new("p"), Alias::new("a"));
+    let mut insert_payment = payment::Entity::insert(payment).into_query();
+    insert_payment.returning_all();
+    // The attempt's columns as given, with payment_id taken from the inserted payment.
+    let mut columns = vec![pg_attempt::Column::PaymentId];
+    let mut values = vec![Expr::col((p_cte.clone(), payment::Column::Id))];
+    for column in pg_attempt::Column::iter() {
+        if matches!(
+            column,
+            pg_attempt::Column::Id | pg_attempt::Column::PaymentId
+        ) {
+            continue;
+        }
+        if let ActiveValue::Set(v) = attempt.get(column) {
+            columns.push(column);
+            values.push(Expr::val(v));
+        }
+    }
+    let mut insert_attempt = Query::insert();
+    insert_attempt
+        .into_table(pg_attempt::Entity)
+        .columns(columns)
+        .select_from(Query::select().exprs(values).from(p_cte.clone()).to_owned())
+        .map_err(|e| DbErr::Custom(format!("attempt insert: {e}")))?
+        .returning_col(pg_attempt::Column::Id);
+    let both = WithClause::new()
+        .cte(
+            CommonTableExpression::new()
+                .query(insert_payment)
+                .table_name(p_cte.clone())
+                .to_owned(),
+        )
+        .cte(
+            CommonTableExpression::new()
+                .query(insert_attempt)
+                .table_name(a_cte.clone())
+                .to_owned(),
+        )
+        .to_owned()
+        .query(
+            Query::select()
+                .column((p_cte.clone(), Asterisk))
+                .expr_as(
+                    Expr::col((a_cte.clone(), pg_attempt::Column::Id)),
+                    Alias::new("attempt_id"),
+                )
+                .from(p_cte)
+                .from(a_cte)
+                .to_owned(),
+        );
+    let row = db
+        .query_one(DbBackend::Postgres.build(&both))
+        .await?
+        .ok_or_else(|| DbErr::RecordNotInserted)?;
+    let p = payment::Model::from_query_result(&row, "")?;
+    let mut attempt = attempt;
+    attempt.id = Set(row.try_get("", "attempt_id")?);
+    attempt.payment_id = Set(p.id);
+    Ok((p, attempt.try_into_model()?))
 }
