@@ -346,24 +346,6 @@ pub async fn all_payments(db: &impl ConnectionTrait) -> Result<Vec<payment::Mode
         .await
 }
 
-#[cfg(test)]
-mod tests {
-    use sea_orm::{DbBackend, QueryTrait};
-
-    /// The literal is what lets the lookup match the partial unique index (see
-    /// [`super::live_by_merchant_uid`]); a bound parameter would not.
-    #[test]
-    fn the_live_payment_lookup_spells_out_the_partial_index_predicate() {
-        let sql = super::live_payment(1, "order-1")
-            .build(DbBackend::Postgres)
-            .to_string();
-        assert!(
-            sql.ends_with(r#"AND ("payments"."status" <> 'failed')"#),
-            "{sql}"
-        );
-    }
-}
-
 /// Inserts a pending payment and its first attempt, atomically and durably: what every charge
 /// records before it calls KCP. On PostgreSQL this is ONE statement (a data-modifying `WITH`,
 /// atomic by itself) instead of `BEGIN`, two inserts and `COMMIT`: each round trip to the server
@@ -442,4 +424,22 @@ pub async fn open_charge(
     attempt.id = Set(row.try_get("", "attempt_id")?);
     attempt.payment_id = Set(p.id);
     Ok((p, attempt.try_into_model()?))
+}
+
+#[cfg(test)]
+mod tests {
+    use sea_orm::{DbBackend, QueryTrait};
+
+    /// The literal is what lets the lookup match the partial unique index (see
+    /// [`super::live_by_merchant_uid`]); a bound parameter would not.
+    #[test]
+    fn the_live_payment_lookup_spells_out_the_partial_index_predicate() {
+        let sql = super::live_payment(1, "order-1")
+            .build(DbBackend::Postgres)
+            .to_string();
+        assert!(
+            sql.ends_with(r#"AND ("payments"."status" <> 'failed')"#),
+            "{sql}"
+        );
+    }
 }
