@@ -52,9 +52,13 @@ impl Gateway {
             )
         ) {
             tracing::error!(imp_uid = %payment.imp_uid, pay_method = %payment.pay_method, "unknown outcome needs manual reconciliation: no inquiry for this method");
-            self.postpone(attempt, "no inquiry for this pay method: reconcile by hand")
-                .await?;
-            return Ok(ApprovalOutcome::Unknown(payment));
+            return self
+                .leave_open(
+                    payment,
+                    attempt,
+                    "no inquiry for this pay method: reconcile by hand",
+                )
+                .await;
         }
         let trade = match &attempt.tno {
             Some(t) => TradeRef::Tno(t.clone()),
@@ -114,28 +118,18 @@ impl Gateway {
                 Ok(ApprovalOutcome::NetCancelled(p))
             }
             Ok(TradeState::NotFound) if self.settled(&attempt) => {
-                let p = self
-                    .record_failure(
-                        payment,
-                        attempt,
-                        None,
-                        "PG사 승인 내역이 없어 결제 실패로 처리되었습니다.",
-                    )
-                    .await?;
-                Ok(ApprovalOutcome::Declined {
-                    payment: p,
-                    reason: crate::pg::DeclineReason::Other,
-                    message: "PG사 승인 내역 없음".into(),
-                })
+                self.fail_unrecorded(
+                    payment,
+                    attempt,
+                    "PG사 승인 내역이 없어 결제 실패로 처리되었습니다.",
+                    "PG사 승인 내역 없음",
+                )
+                .await
             }
-            Ok(TradeState::NotFound) => {
-                self.postpone(attempt, "not found yet").await?;
-                Ok(ApprovalOutcome::Unknown(payment))
-            }
+            Ok(TradeState::NotFound) => self.leave_open(payment, attempt, "not found yet").await,
             Err(e) => {
                 tracing::warn!(imp_uid = %payment.imp_uid, "inquiry failed: {e}");
-                self.postpone(attempt, &e.to_string()).await?;
-                Ok(ApprovalOutcome::Unknown(payment))
+                self.leave_open(payment, attempt, &e.to_string()).await
             }
         }
     }
@@ -297,6 +291,36 @@ impl Gateway {
 
     pub(crate) fn settled(&self, attempt: &pg_attempt::Model) -> bool {
         self.clock.unix() >= attempt.created_at + self.settings.settle_secs
+    }
+
+    /// KCP has no record of an approval attempt older than the settle delay: it never happened, so
+    /// the payment fails with `fail_reason` (the merchant sees `message`).
+    pub(crate) async fn fail_unrecorded(
+        &self,
+        payment: payment::Model,
+        attempt: pg_attempt::Model,
+        fail_reason: &str,
+        message: &str,
+    ) -> ServiceResult<ApprovalOutcome> {
+        let payment = self
+            .record_failure(payment, attempt, None, fail_reason)
+            .await?;
+        Ok(ApprovalOutcome::Declined {
+            payment,
+            reason: crate::pg::DeclineReason::Other,
+            message: message.into(),
+        })
+    }
+
+    /// Leaves an approval's outcome open (the payment stays pending) and looks again later.
+    pub(crate) async fn leave_open(
+        &self,
+        payment: payment::Model,
+        attempt: pg_attempt::Model,
+        why: &str,
+    ) -> ServiceResult<ApprovalOutcome> {
+        self.postpone(attempt, why).await?;
+        Ok(ApprovalOutcome::Unknown(payment))
     }
 
     /// Leaves the attempt open and asks to look again later (exponential backoff, ≤ 5 minutes).

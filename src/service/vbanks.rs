@@ -178,28 +178,18 @@ impl Gateway {
                 Ok(ApprovalOutcome::NetCancelled(p))
             }
             Ok(VbankState::NotFound) if self.settled(&attempt) => {
-                let p = self
-                    .record_failure(
-                        payment,
-                        attempt,
-                        None,
-                        "PG사 가상계좌 발급 내역이 없어 발급 실패로 처리되었습니다.",
-                    )
-                    .await?;
-                Ok(ApprovalOutcome::Declined {
-                    payment: p,
-                    reason: DeclineReason::Other,
-                    message: "PG사 발급 내역 없음".into(),
-                })
+                self.fail_unrecorded(
+                    payment,
+                    attempt,
+                    "PG사 가상계좌 발급 내역이 없어 발급 실패로 처리되었습니다.",
+                    "PG사 발급 내역 없음",
+                )
+                .await
             }
-            Ok(VbankState::NotFound) => {
-                self.postpone(attempt, "not found yet").await?;
-                Ok(ApprovalOutcome::Unknown(payment))
-            }
+            Ok(VbankState::NotFound) => self.leave_open(payment, attempt, "not found yet").await,
             Err(e) => {
                 tracing::warn!(imp_uid = %payment.imp_uid, "virtual-account inquiry failed: {e}");
-                self.postpone(attempt, &e.to_string()).await?;
-                Ok(ApprovalOutcome::Unknown(payment))
+                self.leave_open(payment, attempt, &e.to_string()).await
             }
         }
     }
