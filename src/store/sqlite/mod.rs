@@ -19,6 +19,7 @@ pub mod writer;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use rusqlite::types::{Value as SqlValue, ValueRef};
@@ -148,8 +149,14 @@ impl ColumnKinds {
         })
     }
 
+    /// The column types of every entity, gathered once per process.
+    fn shared() -> &'static Self {
+        static KINDS: OnceLock<ColumnKinds> = OnceLock::new();
+        KINDS.get_or_init(Self::of_all_entities)
+    }
+
     /// Runs a statement that returns rows (a SELECT, or a write with RETURNING).
-    fn query(&self, conn: &Connection, statement: &Statement) -> Result<Vec<ProxyRow>, DbErr> {
+    fn rows(&self, conn: &Connection, statement: &Statement) -> Result<Vec<ProxyRow>, DbErr> {
         let mut prepared = conn.prepare_cached(&statement.sql).map_err(sqlite_error)?;
         let names: Vec<String> = prepared
             .column_names()
@@ -170,6 +177,11 @@ impl ColumnKinds {
         }
         Ok(out)
     }
+}
+
+/// Runs a statement that returns rows (a SELECT, or a write with RETURNING).
+fn query(conn: &Connection, statement: &Statement) -> Result<Vec<ProxyRow>, DbErr> {
+    ColumnKinds::shared().rows(conn, statement)
 }
 
 /// Runs a statement for its effect.

@@ -9,13 +9,12 @@ use std::sync::Mutex;
 use rusqlite::Connection;
 use sea_orm::{DbErr, ProxyDatabaseTrait, ProxyExecResult, ProxyRow, Statement};
 
-use super::{open, sqlite_error, ColumnKinds};
+use super::{open, query, sqlite_error};
 
 #[derive(Debug)]
 pub struct SqliteReader {
     path: PathBuf,
     idle: Mutex<Vec<Connection>>,
-    kinds: ColumnKinds,
 }
 
 impl SqliteReader {
@@ -25,7 +24,6 @@ impl SqliteReader {
         let this = Self {
             path: path.to_owned(),
             idle: Mutex::new(vec![]),
-            kinds: ColumnKinds::of_all_entities(),
         };
         let first = this.connect()?;
         this.idle.lock().expect("reader pool").push(first);
@@ -60,7 +58,7 @@ impl SqliteReader {
 #[async_trait::async_trait]
 impl ProxyDatabaseTrait for SqliteReader {
     async fn query(&self, statement: Statement) -> Result<Vec<ProxyRow>, DbErr> {
-        self.with_connection(|conn| self.kinds.query(conn, &statement))
+        self.with_connection(|conn| query(conn, &statement))
     }
 
     async fn execute(&self, statement: Statement) -> Result<ProxyExecResult, DbErr> {

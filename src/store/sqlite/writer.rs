@@ -35,7 +35,7 @@ use sea_orm::{
 };
 use tokio::sync::{oneshot, OwnedMutexGuard};
 
-use super::{execute, open, sqlite_error, ColumnKinds};
+use super::{execute, open, query, sqlite_error};
 
 /// At most this many transactions share one outer commit, which bounds how long the first waits.
 const MAX_GROUP: usize = 64;
@@ -188,7 +188,6 @@ struct Shared {
     state: Arc<tokio::sync::Mutex<Locked>>,
     /// Writers waiting for the lock to begin a transaction.
     queued: AtomicUsize,
-    kinds: ColumnKinds,
 }
 
 #[derive(Debug, Clone)]
@@ -216,7 +215,6 @@ impl SqliteWriter {
             shared: Arc::new(Shared {
                 state: Arc::new(tokio::sync::Mutex::new(Locked(Mutex::new(state)))),
                 queued: AtomicUsize::new(0),
-                kinds: ColumnKinds::of_all_entities(),
             }),
         })
     }
@@ -241,12 +239,9 @@ impl SqliteWriter {
     }
 
     /// A statement outside a transaction, as a transaction of its own.
-    async fn single<T>(
-        &self,
-        f: impl FnOnce(&Connection, &ColumnKinds) -> Result<T, DbErr>,
-    ) -> Result<T, DbErr> {
+    async fn single<T>(&self, f: impl FnOnce(&Connection) -> Result<T, DbErr>) -> Result<T, DbErr> {
         let txn = self.begin().await?;
-        let out = txn.run(|c| f(c, &self.shared.kinds))?;
+        let out = txn.run(f)?;
         txn.commit().await?;
         Ok(out)
     }
@@ -275,13 +270,13 @@ impl ConnectionTrait for SqliteWriter {
     }
 
     async fn execute(&self, stmt: Statement) -> Result<ExecResult, DbErr> {
-        self.single(|c, _| execute(c, &stmt))
+        self.single(|c| execute(c, &stmt))
             .await
             .map(ExecResult::from)
     }
 
     async fn execute_unprepared(&self, sql: &str) -> Result<ExecResult, DbErr> {
-        self.single(|c, _| {
+        self.single(|c| {
             c.execute_batch(sql).map_err(sqlite_error)?;
             Ok(ProxyExecResult::new(0, c.changes()))
         })
@@ -290,12 +285,12 @@ impl ConnectionTrait for SqliteWriter {
     }
 
     async fn query_one(&self, stmt: Statement) -> Result<Option<QueryResult>, DbErr> {
-        let rows = self.single(|c, k| k.query(c, &stmt)).await?;
+        let rows = self.single(|c| query(c, &stmt)).await?;
         Ok(rows.into_iter().next().map(QueryResult::from))
     }
 
     async fn query_all(&self, stmt: Statement) -> Result<Vec<QueryResult>, DbErr> {
-        let rows = self.single(|c, k| k.query(c, &stmt)).await?;
+        let rows = self.single(|c| query(c, &stmt)).await?;
         Ok(rows.into_iter().map(QueryResult::from).collect())
     }
 }
@@ -350,13 +345,18 @@ impl SqliteTransaction {
     }
 
     pub async fn rollback(mut self) -> Result<(), DbErr> {
-        if let Some(guard) = self.guard.take() {
-            guard.with(|state| {
+        self.undo()
+    }
+
+    /// Undoes this transaction's savepoint and gives the writer back (rollback and drop).
+    fn undo(&mut self) -> Result<(), DbErr> {
+        match self.guard.take() {
+            Some(guard) => guard.with(|state| {
                 state.rollback();
                 Ok(())
-            })?;
+            }),
+            None => Ok(()),
         }
-        Ok(())
     }
 }
 
@@ -387,12 +387,7 @@ fn group_outcome(
 
 impl Drop for SqliteTransaction {
     fn drop(&mut self) {
-        if let Some(guard) = self.guard.take() {
-            let _ = guard.with(|state| {
-                state.rollback();
-                Ok(())
-            });
-        }
+        let _ = self.undo();
     }
 }
 
@@ -414,12 +409,12 @@ impl ConnectionTrait for SqliteTransaction {
     }
 
     async fn query_one(&self, stmt: Statement) -> Result<Option<QueryResult>, DbErr> {
-        let rows = self.run(|c| self.shared.kinds.query(c, &stmt))?;
+        let rows = self.run(|c| query(c, &stmt))?;
         Ok(rows.into_iter().next().map(QueryResult::from))
     }
 
     async fn query_all(&self, stmt: Statement) -> Result<Vec<QueryResult>, DbErr> {
-        let rows = self.run(|c| self.shared.kinds.query(c, &stmt))?;
+        let rows = self.run(|c| query(c, &stmt))?;
         Ok(rows.into_iter().map(QueryResult::from).collect())
     }
 }
