@@ -252,10 +252,11 @@ fn parameter(value: &Value) -> Result<SqlValue, DbErr> {
         Value::Char(v) => opt(v, |c| SqlValue::Text(c.to_string())),
         Value::Bytes(v) => opt(v, |b| SqlValue::Blob(b.as_ref().clone())),
         Value::Json(v) => opt(v, |j| SqlValue::Text(j.to_string())),
-        other => {
-            return Err(DbErr::Type(format!(
-                "parameter type not supported on SQLite here: {other:?}"
-            )))
+        // Not `{other:?}`: that would put the value into an error message.
+        _ => {
+            return Err(DbErr::Type(
+                "parameter type not supported on SQLite here".into(),
+            ))
         }
     })
 }
