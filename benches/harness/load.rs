@@ -1,5 +1,9 @@
-//! Scenarios and the closed-loop load generator: `c` workers, each sending its next request when the
-//! previous one answered, until the deadline or the request budget runs out.
+//! Scenarios and the load generator. Closed loop (the default): `c` workers, each sending its next
+//! request when the previous one answered, until the deadline or the request budget runs out. Open
+//! loop (`--rate`): requests are due at a fixed rate whatever the answers, at most `c` in flight,
+//! and each latency counts from the moment the request was due, so time spent waiting for a free
+//! slot is measured too (no coordinated omission). Two scenarios run at the same rate carry the
+//! same load, which a closed loop cannot give a fast and a slow scenario.
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -83,6 +87,8 @@ pub fn future_expiry() -> (String, String) {
 pub struct LevelResult {
     pub scenario: Scenario,
     pub concurrency: usize,
+    /// Requests per second offered (open loop); None for a closed loop.
+    pub rate: Option<f64>,
     pub requests: u64,
     pub errors: u64,
     pub elapsed: Duration,
@@ -109,36 +115,128 @@ struct WorkerResult {
     error_kinds: BTreeMap<String, u64>,
 }
 
+impl WorkerResult {
+    fn new() -> Self {
+        Self {
+            requests: 0,
+            errors: 0,
+            histogram: histogram(),
+            error_kinds: BTreeMap::new(),
+        }
+    }
+
+    /// Counts one answer: its latency when it succeeded, its error text when not.
+    fn record(&mut self, took: Duration, outcome: anyhow::Result<()>) {
+        self.requests += 1;
+        match outcome {
+            Ok(()) => {
+                let us = (took.as_micros() as u64).clamp(1, 120_000_000);
+                let _ = self.histogram.record(us);
+            }
+            Err(e) => {
+                self.errors += 1;
+                let text: String = format!("{e:#}").chars().take(ERROR_TEXT).collect();
+                count_error(&mut self.error_kinds, text, 1);
+            }
+        }
+    }
+}
+
+/// Keeps at most [`ERROR_KINDS`] distinct texts; the rest are counted as "(other errors)".
+fn count_error(kinds: &mut BTreeMap<String, u64>, text: String, n: u64) {
+    if kinds.len() < ERROR_KINDS || kinds.contains_key(&text) {
+        *kinds.entry(text).or_default() += n;
+    } else {
+        *kinds.entry("(other errors)".into()).or_default() += n;
+    }
+}
+
+/// How a level offers its requests.
+#[derive(Clone, Copy, Debug)]
+pub enum Load {
+    /// `c` workers, each waiting for its answer before the next request.
+    Closed,
+    /// This many requests per second, due at even intervals, at most `c` in flight.
+    Open { rate: f64 },
+}
+
 fn histogram() -> Histogram<u64> {
     // 1 µs … 120 s, 3 significant digits.
     Histogram::new_with_bounds(1, 120_000_000, 3).expect("static histogram bounds")
 }
 
-/// Runs `scenario` with `concurrency` workers for `duration` (each worker sends at most
-/// `budget / concurrency` requests). `phase` tells warm-up and measurement apart in order numbers.
+/// Runs `scenario` at `concurrency` for `duration`, closed or open loop, sending at most `budget`
+/// requests. `phase` tells warm-up and measurement apart in order numbers.
 pub async fn run_level(
     target: Arc<Target>,
     scenario: Scenario,
     concurrency: usize,
+    load: Load,
     duration: Duration,
     budget: u64,
     phase: char,
 ) -> anyhow::Result<LevelResult> {
     // Every level (warm-up or measured) gets its own number, so order numbers never repeat.
     let round = ROUND.fetch_add(1, Ordering::Relaxed);
-    let per_worker = (budget / concurrency as u64).max(1);
     let started = Instant::now();
-    let deadline = started + duration;
+    let (total, rate) = match load {
+        Load::Closed => (
+            closed_loop(
+                target,
+                scenario,
+                concurrency,
+                duration,
+                budget,
+                phase,
+                round,
+            )
+            .await?,
+            None,
+        ),
+        Load::Open { rate } => (
+            open_loop(
+                target,
+                scenario,
+                concurrency,
+                rate,
+                duration,
+                budget,
+                phase,
+                round,
+            )
+            .await?,
+            Some(rate),
+        ),
+    };
+    Ok(LevelResult {
+        scenario,
+        concurrency,
+        rate,
+        requests: total.requests,
+        errors: total.errors,
+        elapsed: started.elapsed(),
+        histogram: total.histogram,
+        error_kinds: total.error_kinds,
+        cpu: None,
+    })
+}
+
+async fn closed_loop(
+    target: Arc<Target>,
+    scenario: Scenario,
+    concurrency: usize,
+    duration: Duration,
+    budget: u64,
+    phase: char,
+    round: u64,
+) -> anyhow::Result<WorkerResult> {
+    let per_worker = (budget / concurrency as u64).max(1);
+    let deadline = Instant::now() + duration;
     let mut workers = JoinSet::new();
     for worker in 0..concurrency {
         let target = target.clone();
         workers.spawn(async move {
-            let mut out = WorkerResult {
-                requests: 0,
-                errors: 0,
-                histogram: histogram(),
-                error_kinds: BTreeMap::new(),
-            };
+            let mut out = WorkerResult::new();
             let mut seq: u64 = 0;
             while out.requests < per_worker && Instant::now() < deadline {
                 let id = RequestId {
@@ -151,56 +249,89 @@ pub async fn run_level(
                 seq += 1;
                 let t0 = Instant::now();
                 let outcome = target.send(scenario, &id).await;
-                let took = t0.elapsed();
-                out.requests += 1;
-                match outcome {
-                    Ok(()) => {
-                        let us = (took.as_micros() as u64).clamp(1, 120_000_000);
-                        let _ = out.histogram.record(us);
-                    }
-                    Err(e) => {
-                        out.errors += 1;
-                        let text: String = format!("{e:#}").chars().take(ERROR_TEXT).collect();
-                        if out.error_kinds.len() < ERROR_KINDS
-                            || out.error_kinds.contains_key(&text)
-                        {
-                            *out.error_kinds.entry(text).or_default() += 1;
-                        } else {
-                            *out.error_kinds.entry("(other errors)".into()).or_default() += 1;
-                        }
-                    }
-                }
+                out.record(t0.elapsed(), outcome);
             }
             out
         });
     }
-    let mut total = LevelResult {
-        scenario,
-        concurrency,
-        requests: 0,
-        errors: 0,
-        elapsed: Duration::ZERO,
-        histogram: histogram(),
-        error_kinds: BTreeMap::new(),
-        cpu: None,
-    };
+    let mut total = WorkerResult::new();
     while let Some(joined) = workers.join_next().await {
         let w = joined.context("worker task")?;
         total.requests += w.requests;
         total.errors += w.errors;
         total.histogram.add(&w.histogram)?;
         for (k, n) in w.error_kinds {
-            if total.error_kinds.len() < ERROR_KINDS || total.error_kinds.contains_key(&k) {
-                *total.error_kinds.entry(k).or_default() += n;
-            } else {
-                *total
-                    .error_kinds
-                    .entry("(other errors)".into())
-                    .or_default() += n;
-            }
+            count_error(&mut total.error_kinds, k, n);
         }
     }
-    total.elapsed = started.elapsed();
+    Ok(total)
+}
+
+/// Sends request `i` at `start + i / rate` (or as soon as one of the `concurrency` slots frees up
+/// after that) and times it from `start + i / rate` (see the timer note below). Stops sending at the deadline and waits for
+/// the requests in flight.
+#[allow(clippy::too_many_arguments)]
+async fn open_loop(
+    target: Arc<Target>,
+    scenario: Scenario,
+    concurrency: usize,
+    rate: f64,
+    duration: Duration,
+    budget: u64,
+    phase: char,
+    round: u64,
+) -> anyhow::Result<WorkerResult> {
+    let slots = Arc::new(tokio::sync::Semaphore::new(concurrency));
+    let total = Arc::new(std::sync::Mutex::new(WorkerResult::new()));
+    let start = tokio::time::Instant::now();
+    let deadline = start + duration;
+    let mut in_flight = JoinSet::new();
+    for seq in 0..budget {
+        let due = start + Duration::from_secs_f64(seq as f64 / rate);
+        if due >= deadline {
+            break;
+        }
+        // Timed from when it was due; but when the generator was on time and only the timer
+        // woke it late (tokio's timer has millisecond granularity), from when it woke: that delay
+        // is the harness's, not the system's.
+        let on_time = tokio::time::Instant::now() < due;
+        tokio::time::sleep_until(due).await;
+        let due = if on_time {
+            tokio::time::Instant::now()
+        } else {
+            due
+        };
+        let slot = slots
+            .clone()
+            .acquire_owned()
+            .await
+            .context("slots closed")?;
+        let (target, total) = (target.clone(), total.clone());
+        in_flight.spawn(async move {
+            let id = RequestId {
+                phase,
+                round,
+                concurrency,
+                worker: 0,
+                seq,
+            };
+            let outcome = target.send(scenario, &id).await;
+            let took = due.elapsed();
+            drop(slot);
+            if let Ok(mut total) = total.lock() {
+                total.record(took, outcome);
+            }
+        });
+        // Reap finished tasks as we go so the set stays small.
+        while in_flight.try_join_next().is_some() {}
+    }
+    while in_flight.join_next().await.is_some() {}
+    let total = Arc::try_unwrap(total)
+        .ok()
+        .context("requests still hold the results")?
+        .into_inner()
+        .ok()
+        .context("a request panicked while recording")?;
     Ok(total)
 }
 

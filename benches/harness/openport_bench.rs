@@ -37,6 +37,12 @@ struct Args {
     /// Concurrency levels (closed-loop workers), comma-separated.
     #[arg(long, value_delimiter = ',', default_value = "1,16,64")]
     concurrency: Vec<usize>,
+    /// Open loop: offer this many requests per second at every level (at most `--concurrency` in
+    /// flight, latency counted from when each request was due) instead of closed-loop workers.
+    /// Runs `onetime` and `sandbox-keyin` at the same load, so their p99 difference is the
+    /// gateway's added latency at that load.
+    #[arg(long)]
+    rate: Option<f64>,
     /// Scenarios to run, comma-separated.
     #[arg(
         long,
@@ -99,6 +105,9 @@ fn main() -> anyhow::Result<()> {
     }
     if args.duration == 0 {
         bail!("--duration must be at least 1 second");
+    }
+    if args.rate.is_some_and(|r| !(r.is_finite() && r > 0.0)) {
+        bail!("--rate needs a positive number of requests per second");
     }
     if args.schedules == 0 || args.schedule_batch == 0 || args.scheduler_interval_ms == 0 {
         bail!("--schedules, --schedule-batch and --scheduler-interval-ms must be positive");
@@ -272,6 +281,9 @@ async fn measure(
             scheduled = Some(r);
             continue;
         }
+        let load = args
+            .rate
+            .map_or(load::Load::Closed, |rate| load::Load::Open { rate });
         for &c in &args.concurrency {
             if target.is_none() || !args.reuse_gateway {
                 if let Some(old) = slot.take() {
@@ -294,6 +306,7 @@ async fn measure(
                     target.clone(),
                     scenario,
                     c,
+                    load,
                     Duration::from_secs(args.warmup),
                     args.max_requests,
                     'w',
@@ -315,6 +328,7 @@ async fn measure(
                 target.clone(),
                 scenario,
                 c,
+                load,
                 Duration::from_secs(args.duration),
                 args.max_requests,
                 'm',

@@ -27,6 +27,14 @@ fn cpu(r: &LevelResult) -> String {
     )
 }
 
+/// `16`, or `≤16 at 1000/s` for an open-loop level.
+fn level(r: &LevelResult) -> String {
+    match r.rate {
+        None => r.concurrency.to_string(),
+        Some(rate) => format!("≤{} at {rate:.0}/s", r.concurrency),
+    }
+}
+
 fn ms(v: Option<f64>) -> String {
     v.map_or_else(|| "-".into(), |v| format!("{v:.2}"))
 }
@@ -34,9 +42,9 @@ fn ms(v: Option<f64>) -> String {
 /// One progress line.
 pub fn line(r: &LevelResult) -> String {
     format!(
-        "{:<14} c{:<3} {:>8} req {:>6} err {:>9.0} req/s  p50 {:>7} ms  p99 {:>7} ms  cpu {}",
+        "{:<14} c{:<14} {:>8} req {:>6} err {:>9.0} req/s  p50 {:>7} ms  p99 {:>7} ms  cpu {}",
         r.scenario.label(),
-        r.concurrency,
+        level(r),
         r.requests,
         r.errors,
         r.throughput(),
@@ -46,8 +54,9 @@ pub fn line(r: &LevelResult) -> String {
     )
 }
 
-/// `onetime p99 − sandbox key-in p99` per concurrency level where both ran.
-fn gateway_added(results: &[LevelResult]) -> Vec<(usize, f64, f64)> {
+/// `onetime p99 − sandbox key-in p99` per level (concurrency, and rate when open loop) where both
+/// ran.
+fn gateway_added(results: &[LevelResult]) -> Vec<(String, f64, f64)> {
     let find = |s: Scenario, c: usize| {
         results
             .iter()
@@ -60,7 +69,7 @@ fn gateway_added(results: &[LevelResult]) -> Vec<(usize, f64, f64)> {
             find(Scenario::Onetime, r.concurrency),
             find(Scenario::SandboxKeyin, r.concurrency),
         ) {
-            out.push((r.concurrency, a, b));
+            out.push((level(r), a, b));
         }
     }
     out
@@ -93,7 +102,7 @@ pub fn table(meta: &Meta, results: &[LevelResult]) -> String {
             s,
             "| {} | {} | {} | {} | {:.0} | {} | {} | {} |",
             r.scenario.label(),
-            r.concurrency,
+            level(r),
             r.requests,
             r.errors,
             r.throughput(),
@@ -139,6 +148,7 @@ pub fn json(meta: &Meta, results: &[LevelResult]) -> Value {
         "results": results.iter().map(|r| json!({
             "scenario": r.scenario,
             "concurrency": r.concurrency,
+            "offered_per_s": r.rate,
             "requests": r.requests,
             "errors": r.errors,
             "elapsed_s": r.elapsed.as_secs_f64(),
@@ -151,7 +161,7 @@ pub fn json(meta: &Meta, results: &[LevelResult]) -> Value {
             "cpu_cores": r.cpu,
         })).collect::<Vec<_>>(),
         "gateway_added_p99_ms": gateway_added(results).into_iter().map(|(c, a, b)| json!({
-            "concurrency": c, "onetime_p99_ms": a, "sandbox_keyin_p99_ms": b, "added_ms": a - b,
+            "level": c, "onetime_p99_ms": a, "sandbox_keyin_p99_ms": b, "added_ms": a - b,
         })).collect::<Vec<_>>(),
     })
 }
