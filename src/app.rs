@@ -112,6 +112,7 @@ impl App {
                 test_mode: config.test_mode,
                 settle_secs: config.resolver.settle_secs,
                 schedule_concurrency: config.scheduler.concurrency,
+                webhook_private_targets: config.webhook_private_targets(),
             },
             tokens: Arc::new(TokenCache::default()),
             admin_token: config.admin_token.clone().map(Arc::new),

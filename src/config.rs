@@ -35,6 +35,7 @@ pub struct Config {
     pub sandbox: SandboxSettings,
     pub resolver: ResolverSettings,
     pub scheduler: SchedulerSettings,
+    pub webhooks: WebhookSettings,
     /// `json` for production log lines, `pretty` for humans.
     pub log_format: String,
 }
@@ -88,6 +89,16 @@ pub struct SchedulerSettings {
     pub batch: u64,
 }
 
+/// Webhook delivery (docs/operations.md "Schedules and webhooks").
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct WebhookSettings {
+    /// May webhooks go to this host, private networks, link-local addresses (cloud metadata) and
+    /// other non-public addresses? A `notice_url` can come from a checkout page, so allowing them
+    /// lets anyone make openport POST inside its network. Unset: allowed in test mode (local
+    /// receivers), refused otherwise.
+    pub private_targets: Option<bool>,
+}
+
 impl Default for Config {
     fn default() -> Self {
         Self {
@@ -119,12 +130,18 @@ impl Default for Config {
                 concurrency: 16,
                 batch: 64,
             },
+            webhooks: WebhookSettings::default(),
             log_format: "pretty".into(),
         }
     }
 }
 
 impl Config {
+    /// Whether webhooks may go to non-public addresses: as configured, else only in test mode.
+    pub fn webhook_private_targets(&self) -> bool {
+        self.webhooks.private_targets.unwrap_or(self.test_mode)
+    }
+
     /// Loads defaults, then `file` (if given), then the environment.
     pub fn load(file: Option<&Path>) -> Result<Self, Box<figment::Error>> {
         let mut fig = Figment::from(Serialized::defaults(Config::default()));

@@ -9,6 +9,7 @@ pub mod escrow;
 pub mod lookup;
 pub mod merchants;
 pub mod notifications;
+pub mod outbound;
 pub mod pay;
 pub mod prepare;
 pub mod resolve;
@@ -69,6 +70,8 @@ pub struct GatewaySettings {
     pub settle_secs: i64,
     /// See `config::SchedulerSettings::concurrency`.
     pub schedule_concurrency: usize,
+    /// See `config::WebhookSettings::private_targets` (resolved against test mode).
+    pub webhook_private_targets: bool,
 }
 
 /// Everything the use cases need, shared by the HTTP handlers and the background jobs.

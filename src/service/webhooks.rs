@@ -16,7 +16,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
-use super::{Gateway, ServiceError, ServiceResult};
+use super::{outbound, Gateway, ServiceError, ServiceResult};
 use crate::store::entity::{merchant, payment, webhook_attempt, webhook_delivery};
 use crate::store::merchants;
 use crate::store::webhooks::{self as store, AttemptResult, DeliveryQuery};
@@ -179,18 +179,32 @@ pub fn message_id(delivery_id: i64) -> String {
 }
 
 /// One client for all webhook POSTs: iamport's timeouts, no redirects (a redirected POST would
-/// turn into a GET, and a 3xx is not the 200 the spec asks for).
-fn http() -> &'static reqwest::Client {
-    static CLIENT: OnceLock<reqwest::Client> = OnceLock::new();
-    CLIENT.get_or_init(|| {
-        reqwest::Client::builder()
+/// turn into a GET, a 3xx is not the 200 the spec asks for, and a redirect could lead past the
+/// address check). Unless private targets are allowed, names resolve to public addresses only
+/// (`outbound`).
+fn http(private_targets: bool) -> &'static reqwest::Client {
+    static OPEN: OnceLock<reqwest::Client> = OnceLock::new();
+    static PUBLIC_ONLY: OnceLock<reqwest::Client> = OnceLock::new();
+    let build = |private_targets: bool| {
+        let builder = reqwest::Client::builder()
             .connect_timeout(CONNECT_TIMEOUT)
             .timeout(TOTAL_TIMEOUT)
             .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("openport-webhook/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .expect("HTTP client with static settings")
-    })
+            .user_agent(concat!("openport-webhook/", env!("CARGO_PKG_VERSION")));
+        let builder = if private_targets {
+            builder
+        } else {
+            builder
+                .no_proxy()
+                .dns_resolver(std::sync::Arc::new(outbound::PublicOnly))
+        };
+        builder.build().expect("HTTP client with static settings")
+    };
+    if private_targets {
+        OPEN.get_or_init(|| build(true))
+    } else {
+        PUBLIC_ONLY.get_or_init(|| build(false))
+    }
 }
 
 /// What one POST came to.
@@ -475,9 +489,13 @@ impl Gateway {
         m: &merchant::Model,
         timestamp: i64,
     ) -> Result<Sent, String> {
+        let private_targets = self.settings.webhook_private_targets;
+        if !private_targets {
+            outbound::refuse_private_literal(&d.url)?;
+        }
         let body = body_of(d)?;
         let content_type = WebhookContentType::from_db(&d.content_type);
-        let mut req = http()
+        let mut req = http(private_targets)
             .post(&d.url)
             .header(reqwest::header::CONTENT_TYPE, content_type.mime());
         if let Some(sealed) = &m.webhook_secret_sealed {

@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 use sha2::Sha256;
 
 use crate::helpers::{
-    future_expiry, spawn_app, test_cards, Received, Receiver, TestApp, ADMIN_TOKEN,
+    future_expiry, spawn_app, spawn_app_with, test_cards, Received, Receiver, TestApp, ADMIN_TOKEN,
 };
 
 fn demo_merchant_id(app: &TestApp) -> i64 {
@@ -635,5 +635,59 @@ async fn a_declined_scheduled_charge_fires_failed_and_a_paid_one_fires_paid() {
             ("ws-limit".to_string(), "failed".to_string()),
             ("ws-ok".to_string(), "paid".to_string())
         ]
+    );
+}
+
+#[tokio::test]
+async fn with_private_targets_off_a_webhook_to_this_host_is_refused_by_address_and_by_name() {
+    let app = spawn_app_with(|c| c.webhooks.private_targets = Some(false)).await;
+    let receiver = Receiver::start().await;
+    let token = app.token().await;
+    let by_name = receiver.url("/by-name").replace("127.0.0.1", "localhost");
+    let notice = json!([receiver.url("/by-address"), by_name]);
+    let body = json!({"merchant_uid": "wh-private", "amount": 1000,
+        "card_number": test_cards::SHINHAN_CREDIT, "expiry": future_expiry(),
+        "notice_url": notice});
+    let (_, paid) = app
+        .post("/subscribe/payments/onetime", Some(&token), body)
+        .await;
+    assert_eq!(paid["response"]["status"], "paid", "{paid}");
+    let imp_uid = paid["response"]["imp_uid"].as_str().unwrap();
+
+    assert_eq!(deliver(&app).await, 2);
+
+    assert!(receiver.requests().is_empty(), "{:?}", receiver.requests());
+    let list = history(&app, &format!("?imp_uid={imp_uid}")).await;
+    assert_eq!(list.len(), 2, "{list:?}");
+    for delivery in &list {
+        let error = delivery["attempts"][0]["error"]
+            .as_str()
+            .unwrap_or_default();
+        assert!(error.contains("not a public address"), "{delivery}");
+        assert!(
+            delivery["attempts"][0]["http_status"].is_null(),
+            "{delivery}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn test_mode_delivers_to_this_host_unless_told_otherwise() {
+    let app = spawn_app().await;
+    assert!(app.app.gateway.settings.webhook_private_targets);
+    let refusing = spawn_app_with(|c| c.webhooks.private_targets = Some(false)).await;
+    assert!(!refusing.app.gateway.settings.webhook_private_targets);
+    let mut live = openport::config::Config {
+        test_mode: false,
+        ..Default::default()
+    };
+    assert!(
+        !live.webhook_private_targets(),
+        "refused by default outside test mode"
+    );
+    live.webhooks.private_targets = Some(true);
+    assert!(
+        live.webhook_private_targets(),
+        "unless the operator allows them"
     );
 }

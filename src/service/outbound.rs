@@ -1,0 +1,177 @@
+//! Where openport may send requests that somebody else addressed: webhook targets.
+//!
+//! A webhook's URL comes from the merchant, and a `notice_url` can come from a checkout page, that
+//! is, from whoever drives the buyer's browser. Without a guard, anyone could make the gateway POST
+//! to addresses only it can reach: its own admin port, the database host, a cloud metadata service
+//! (server-side request forgery). So, unless the operator allows it, a webhook may only go to a
+//! public address. The check sits where the connection is made, not where the URL is stored: a name
+//! is checked on the addresses it resolves to *for this connection* (the connection uses exactly
+//! those), so a name that resolves to a public address when stored and to 127.0.0.1 when used
+//! (DNS rebinding) is still refused. URLs with a literal address never reach a resolver, so
+//! [`refuse_private_literal`] checks those before the request is sent; redirects are not followed.
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+
+use reqwest::dns::{Addrs, Name, Resolve, Resolving};
+
+/// Whether `ip` is an address on the public internet, as opposed to this host, a private network,
+/// link-local, shared (carrier-grade NAT), multicast, documentation or otherwise reserved ranges.
+pub fn is_public(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => is_public_v4(v4),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => is_public_v4(v4),
+            None => is_public_v6(v6),
+        },
+    }
+}
+
+fn is_public_v4(ip: Ipv4Addr) -> bool {
+    let [a, b, c, _] = ip.octets();
+    !(ip.is_unspecified()
+        || ip.is_loopback()
+        || ip.is_private()
+        || ip.is_link_local()
+        || ip.is_broadcast()
+        || ip.is_multicast()
+        || ip.is_documentation()
+        || a == 0                                  // "this network"
+        || (a == 100 && (64..128).contains(&b))   // shared address space (RFC 6598)
+        || (a == 192 && b == 0 && c == 0)         // IETF protocol assignments
+        || (a == 198 && (b == 18 || b == 19))     // benchmarking
+        || a >= 240) // reserved
+}
+
+fn is_public_v6(ip: Ipv6Addr) -> bool {
+    let first = ip.segments()[0];
+    !(ip.is_unspecified()
+        || ip.is_loopback()
+        || ip.is_multicast()
+        || ip.is_unique_local()
+        || ip.is_unicast_link_local()
+        || (first & 0xffc0) == 0xfec0              // site-local (deprecated, still routable inside)
+        || (first == 0x2001 && ip.segments()[1] == 0x0db8) // documentation
+        || (first == 0x0064 && ip.segments()[1] == 0xff9b) // NAT64, embeds an IPv4 address
+        || ip.to_ipv4().is_some_and(|v4| !is_public_v4(v4))) // IPv4-compatible (deprecated)
+}
+
+/// Err with the reason when `url` names a literal address that is not public.
+pub fn refuse_private_literal(url: &str) -> Result<(), String> {
+    let Ok(parsed) = reqwest::Url::parse(url) else {
+        return Ok(()); // not a URL at all: the request fails on its own
+    };
+    let host = parsed.host_str().unwrap_or_default();
+    // IPv6 literals come bracketed; a name does not parse as an address.
+    let Ok(ip) = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse::<IpAddr>()
+    else {
+        return Ok(());
+    };
+    if is_public(ip) {
+        Ok(())
+    } else {
+        Err(refusal(&ip.to_string()))
+    }
+}
+
+fn refusal(target: &str) -> String {
+    format!(
+        "refused: {target} is not a public address (webhooks to private networks are off; \
+         see OPENPORT_WEBHOOKS__PRIVATE_TARGETS)"
+    )
+}
+
+/// A resolver that keeps only public addresses and fails when none is left, so the connection
+/// can only be made to an address that passed [`is_public`].
+#[derive(Debug, Default, Clone, Copy)]
+pub struct PublicOnly;
+
+impl Resolve for PublicOnly {
+    fn resolve(&self, name: Name) -> Resolving {
+        Box::pin(async move {
+            let host = name.as_str().to_owned();
+            let found: Vec<SocketAddr> =
+                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            let public: Vec<SocketAddr> = found.into_iter().filter(|a| is_public(a.ip())).collect();
+            if public.is_empty() {
+                return Err(refusal(&host).into());
+            }
+            Ok(Box::new(public.into_iter()) as Addrs)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn this_host_private_networks_and_reserved_ranges_are_not_public() {
+        for ip in [
+            "127.0.0.1",
+            "127.8.9.10",
+            "0.0.0.0",
+            "10.1.2.3",
+            "172.16.0.1",
+            "172.31.255.255",
+            "192.168.0.10",
+            "169.254.169.254",
+            "100.64.0.1",
+            "100.127.255.254",
+            "192.0.0.8",
+            "192.0.2.1",
+            "198.18.0.1",
+            "224.0.0.1",
+            "255.255.255.255",
+            "240.0.0.1",
+            "::",
+            "::1",
+            "fe80::1",
+            "fc00::1",
+            "fd12:3456::1",
+            "fec0::1",
+            "ff02::1",
+            "2001:db8::1",
+            "::ffff:127.0.0.1",
+            "::ffff:10.0.0.1",
+            "::ffff:169.254.169.254",
+            "64:ff9b::a00:1",
+        ] {
+            assert!(!is_public(ip.parse().unwrap()), "{ip} counted as public");
+        }
+    }
+
+    #[test]
+    fn internet_addresses_are_public() {
+        for ip in [
+            "1.1.1.1",
+            "8.8.8.8",
+            "172.32.0.1",
+            "100.128.0.1",
+            "203.0.114.1",
+            "2606:4700::1111",
+            "::ffff:8.8.8.8",
+        ] {
+            assert!(is_public(ip.parse().unwrap()), "{ip} counted as private");
+        }
+    }
+
+    #[test]
+    fn a_literal_private_address_in_a_url_is_refused_and_names_are_left_to_the_resolver() {
+        assert!(refuse_private_literal("http://127.0.0.1:8080/hook").is_err());
+        assert!(refuse_private_literal("http://[::1]/hook").is_err());
+        assert!(refuse_private_literal("http://169.254.169.254/latest/meta-data").is_err());
+        assert!(refuse_private_literal("https://8.8.8.8/hook").is_ok());
+        assert!(refuse_private_literal("https://merchant.example/hook").is_ok());
+    }
+
+    #[tokio::test]
+    async fn the_resolver_refuses_a_name_that_only_resolves_to_this_host() {
+        let name: Name = "localhost".parse().unwrap();
+        let Err(e) = PublicOnly.resolve(name).await else {
+            panic!("localhost resolved to a public address");
+        };
+        assert!(e.to_string().contains("not a public address"), "{e}");
+    }
+}
