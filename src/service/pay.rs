@@ -3,7 +3,7 @@
 //! Write order (design.md §2): the payment (pending) and its attempt are committed BEFORE KCP is
 //! called; the outcome is recorded in one transaction afterwards. A unique index lets only one
 //! non-failed payment hold a merchant_uid, so concurrent calls charge KCP at most once.
-use sea_orm::{ActiveModelTrait, Set};
+use sea_orm::Set;
 
 use super::{Gateway, PaymentRecord, ServiceError, ServiceResult};
 use crate::domain::card::{iamport_card_code, CardAuth, CardNumber, Expiry};
@@ -508,6 +508,8 @@ impl Gateway {
         }
     }
 
+    /// The payment `paid`, its attempt `succeeded` and the `paid` webhook (spec §5), in one atomic
+    /// write (`payments::conclude_charge`).
     pub(crate) async fn record_paid(
         &self,
         payment: &payment::Model,
@@ -515,7 +517,7 @@ impl Gateway {
         ap: &CardApproval,
     ) -> Result<payment::Model, sea_orm::DbErr> {
         let now = self.clock.unix();
-        let txn = self.db.write.begin().await?;
+        let webhooks = self.webhooks_announcing(payment, "paid").await?;
         let mut p: payment::ActiveModel = payment.clone().into();
         p.status = Set(PaymentStatus::Paid.as_db().into());
         p.pg_tid = Set(Some(ap.tno.clone()));
@@ -527,17 +529,12 @@ impl Gateway {
         p.card_quota = Set(i32::from(ap.quota));
         p.paid_at = Set(Some(ap.approved_at.timestamp()));
         p.updated_at = Set(now);
-        let p = p.update(&txn).await?;
-        // The outbox row commits with the state change (spec §5: paid fires a webhook).
-        self.enqueue_webhook(&txn, &p, "paid", None).await?;
         let mut a: pg_attempt::ActiveModel = attempt.clone().into();
         a.state = Set("succeeded".into());
         a.tno = Set(Some(ap.tno.clone()));
         a.result_code = Set(Some("0000".into()));
         a.updated_at = Set(now);
-        a.update(&txn).await?;
-        txn.commit().await?;
-        Ok(p)
+        payments::conclude_charge(&self.db.write, p, a, webhooks).await
     }
 
     pub(crate) async fn record_failure(
@@ -562,7 +559,8 @@ impl Gateway {
             .await
     }
 
-    /// Marks the payment failed (freeing its merchant_uid) and closes the attempt, in one transaction.
+    /// Marks the payment failed (freeing its merchant_uid) and closes the attempt, in one atomic
+    /// write (`payments::conclude_charge`).
     async fn close_failed(
         &self,
         payment: payment::Model,
@@ -573,7 +571,12 @@ impl Gateway {
         reason: &str,
     ) -> ServiceResult<payment::Model> {
         let now = self.clock.unix();
-        let txn = self.db.write.begin().await?;
+        // Ordinary failures fire nothing; a scheduled charge's failure does (spec §5).
+        let webhooks = if payment.customer_uid_usage.as_deref() == Some("payment.scheduled") {
+            self.webhooks_announcing(&payment, "failed").await?
+        } else {
+            Vec::new()
+        };
         let mut p: payment::ActiveModel = payment.into();
         p.status = Set(PaymentStatus::Failed.as_db().into());
         p.fail_reason = Set(Some(reason.to_string()));
@@ -582,11 +585,6 @@ impl Gateway {
             p.pg_tid = Set(Some(t.to_string()));
         }
         p.updated_at = Set(now);
-        let p = p.update(&txn).await?;
-        // Ordinary failures fire nothing; a scheduled charge's failure does (spec §5).
-        if p.customer_uid_usage.as_deref() == Some("payment.scheduled") {
-            self.enqueue_webhook(&txn, &p, "failed", None).await?;
-        }
         let mut a: pg_attempt::ActiveModel = attempt.into();
         a.state = Set(attempt_state.into());
         if let Some(t) = tno {
@@ -595,9 +593,7 @@ impl Gateway {
         a.result_code = Set(code);
         a.result_message = Set(Some(reason.to_string()));
         a.updated_at = Set(now);
-        a.update(&txn).await?;
-        txn.commit().await?;
-        Ok(p)
+        Ok(payments::conclude_charge(&self.db.write, p, a, webhooks).await?)
     }
 
     pub(crate) async fn mark_unknown(

@@ -178,6 +178,18 @@ pub fn message_id(delivery_id: i64) -> String {
     format!("msg_{delivery_id}")
 }
 
+/// The merchant a payment belongs to, as the database has it now.
+async fn merchant_of(
+    db: &impl ConnectionTrait,
+    payment: &payment::Model,
+) -> Result<merchant::Model, DbErr> {
+    merchants::by_id(db, payment.merchant_id)
+        .await?
+        .ok_or_else(|| {
+            DbErr::RecordNotFound(format!("merchant {} of a payment", payment.merchant_id))
+        })
+}
+
 /// One client for all webhook POSTs: iamport's timeouts, no redirects (a redirected POST would
 /// turn into a GET, a 3xx is not the 200 the spec asks for, and a redirect could lead past the
 /// address check). Unless private targets are allowed, names resolve to public addresses only
@@ -288,11 +300,34 @@ impl Gateway {
         status: &str,
         cancellation_id: Option<&str>,
     ) -> Result<(), DbErr> {
-        let merchant = merchants::by_id(txn, payment.merchant_id)
-            .await?
-            .ok_or_else(|| {
-                DbErr::RecordNotFound(format!("merchant {} of a payment", payment.merchant_id))
-            })?;
+        let merchant = merchant_of(txn, payment).await?;
+        for row in self.webhook_rows(&merchant, payment, status, cancellation_id) {
+            store::insert_delivery(txn, row).await?;
+        }
+        Ok(())
+    }
+
+    /// The outbox rows announcing `status` of `payment`, with the merchant's current webhook
+    /// settings read from the database: for a caller that writes them together with its change
+    /// (`store::payments::conclude_charge`).
+    pub async fn webhooks_announcing(
+        &self,
+        payment: &payment::Model,
+        status: &str,
+    ) -> Result<Vec<webhook_delivery::ActiveModel>, DbErr> {
+        let merchant = merchant_of(&self.db.read, payment).await?;
+        Ok(self.webhook_rows(&merchant, payment, status, None))
+    }
+
+    /// The outbox rows [`Self::enqueue_webhook`] writes. `merchant` must be read from the
+    /// database, not from a cache: its webhook settings may have just changed.
+    fn webhook_rows(
+        &self,
+        merchant: &merchant::Model,
+        payment: &payment::Model,
+        status: &str,
+        cancellation_id: Option<&str>,
+    ) -> Vec<webhook_delivery::ActiveModel> {
         let mut urls = notice_urls(payment.notice_url.as_deref());
         if urls.is_empty() {
             urls.extend(
@@ -306,12 +341,11 @@ impl Gateway {
         }
         let now = self.clock.unix();
         let content_type = WebhookContentType::from_db(&merchant.webhook_content_type);
-        for url in urls {
-            // An unusable notice_url is kept (failed at once) so the operator can see why the
-            // merchant heard nothing.
-            let usable = valid_target(&url);
-            store::insert_delivery(
-                txn,
+        urls.into_iter()
+            .map(|url| {
+                // An unusable notice_url is kept (failed at once) so the operator can see why the
+                // merchant heard nothing.
+                let usable = valid_target(&url);
                 webhook_delivery::ActiveModel {
                     merchant_id: Set(payment.merchant_id),
                     imp_uid: Set(payment.imp_uid.clone()),
@@ -329,11 +363,9 @@ impl Gateway {
                     created_at: Set(now),
                     updated_at: Set(now),
                     ..Default::default()
-                },
-            )
-            .await?;
-        }
-        Ok(())
+                }
+            })
+            .collect()
     }
 
     /// Sets a merchant's default webhook URL (None = no default), body encoding and signing

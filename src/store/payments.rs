@@ -6,7 +6,7 @@ use sea_orm::{
     QueryTrait, Set, TryIntoModel,
 };
 
-use super::entity::{cancellation, payment, pg_attempt, prepare};
+use super::entity::{cancellation, payment, pg_attempt, prepare, webhook_delivery};
 
 pub async fn insert(
     db: &impl ConnectionTrait,
@@ -424,6 +424,66 @@ pub async fn open_charge(
     attempt.id = Set(row.try_get("", "attempt_id")?);
     attempt.payment_id = Set(p.id);
     Ok((p, attempt.try_into_model()?))
+}
+
+/// Records a charge's outcome atomically: the payment's new state, its attempt closed, and the
+/// webhooks announcing it (none, one per target). Both models carry their ids and only the changed
+/// columns are `Set`. On PostgreSQL this is ONE statement (a data-modifying `WITH`, atomic by
+/// itself: all its parts commit or none) instead of `BEGIN`, two updates, the inserts and
+/// `COMMIT`; SQLite has no data-modifying `WITH`, so there it is a transaction. An absent payment
+/// is `RecordNotUpdated` either way.
+pub async fn conclude_charge(
+    db: &super::Writer,
+    payment: payment::ActiveModel,
+    attempt: pg_attempt::ActiveModel,
+    webhooks: Vec<webhook_delivery::ActiveModel>,
+) -> Result<payment::Model, DbErr> {
+    if db.get_database_backend() != DbBackend::Postgres {
+        let txn = db.begin().await?;
+        let p = payment.update(&txn).await?;
+        attempt.update(&txn).await?;
+        for w in webhooks {
+            super::webhooks::insert_delivery(&txn, w).await?;
+        }
+        txn.commit().await?;
+        return Ok(p);
+    }
+    let p_cte = Alias::new("p");
+    let mut update_payment = payment::Entity::update(payment).into_query();
+    update_payment.returning_all();
+    let mut with = WithClause::new()
+        .cte(
+            CommonTableExpression::new()
+                .query(update_payment)
+                .table_name(p_cte.clone())
+                .to_owned(),
+        )
+        .cte(
+            CommonTableExpression::new()
+                .query(pg_attempt::Entity::update(attempt).into_query())
+                .table_name(Alias::new("a"))
+                .to_owned(),
+        )
+        .to_owned();
+    if !webhooks.is_empty() {
+        with.cte(
+            CommonTableExpression::new()
+                .query(webhook_delivery::Entity::insert_many(webhooks).into_query())
+                .table_name(Alias::new("w"))
+                .to_owned(),
+        );
+    }
+    let statement = with.query(
+        Query::select()
+            .column((p_cte.clone(), Asterisk))
+            .from(p_cte)
+            .to_owned(),
+    );
+    let row = db
+        .query_one(DbBackend::Postgres.build(&statement))
+        .await?
+        .ok_or_else(|| DbErr::RecordNotUpdated)?;
+    payment::Model::from_query_result(&row, "")
 }
 
 #[cfg(test)]

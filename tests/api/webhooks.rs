@@ -691,3 +691,97 @@ async fn test_mode_delivers_to_this_host_unless_told_otherwise() {
         "unless the operator allows them"
     );
 }
+
+#[tokio::test]
+async fn a_charge_outcome_and_its_webhooks_are_written_together_or_not_at_all() {
+    use openport::store::entity::{pg_attempt, webhook_delivery};
+    use openport::store::payments;
+    use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, IntoActiveModel, QueryFilter};
+
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let imp_uid = app.paid(&token, "wh-atomic", 1000).await["imp_uid"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let db = &app.app.gateway.db;
+    let paid = payments::by_imp_uid(&db.read, None, &imp_uid)
+        .await
+        .unwrap()
+        .unwrap();
+    let attempt = pg_attempt::Entity::find()
+        .filter(pg_attempt::Column::PaymentId.eq(paid.id))
+        .one(&db.read)
+        .await
+        .unwrap()
+        .unwrap();
+    let row = |url: &str| webhook_delivery::ActiveModel {
+        id: Set(987_654),
+        merchant_id: Set(paid.merchant_id),
+        imp_uid: Set(paid.imp_uid.clone()),
+        merchant_uid: Set(paid.merchant_uid.clone()),
+        status: Set("failed".into()),
+        cancellation_id: Set(None),
+        url: Set(url.into()),
+        content_type: Set("json".into()),
+        state: Set("pending".into()),
+        attempts: Set(0),
+        next_attempt_at: Set(0),
+        lease_until: Set(0),
+        last_http_status: Set(None),
+        last_error: Set(None),
+        created_at: Set(0),
+        updated_at: Set(0),
+    };
+    let change = || {
+        let mut p = paid.clone().into_active_model();
+        p.status = Set("failed".into());
+        let mut a = attempt.clone().into_active_model();
+        a.state = Set("failed".into());
+        (p, a)
+    };
+
+    // Two rows with the same id: the last part of the write fails, so none of it may stand.
+    let (p, a) = change();
+    let refused = payments::conclude_charge(
+        &db.write,
+        p,
+        a,
+        vec![row("https://a.example/h"), row("https://b.example/h")],
+    )
+    .await;
+    assert!(refused.is_err(), "{refused:?}");
+    let after = payments::by_id(&db.read, paid.id).await.unwrap().unwrap();
+    assert_eq!(after.status, "paid");
+    let attempt_after = pg_attempt::Entity::find_by_id(attempt.id)
+        .one(&db.read)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(attempt_after.state, attempt.state);
+    assert!(webhook_delivery::Entity::find_by_id(987_654)
+        .one(&db.read)
+        .await
+        .unwrap()
+        .is_none());
+
+    // The same write with one row goes through whole.
+    let (p, a) = change();
+    let written = payments::conclude_charge(&db.write, p, a, vec![row("https://a.example/h")])
+        .await
+        .unwrap();
+    assert_eq!(written.status, "failed");
+    assert_eq!(written.imp_uid, paid.imp_uid);
+    let attempt_after = pg_attempt::Entity::find_by_id(attempt.id)
+        .one(&db.read)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(attempt_after.state, "failed");
+    let delivery = webhook_delivery::Entity::find_by_id(987_654)
+        .one(&db.read)
+        .await
+        .unwrap()
+        .expect("the webhook row");
+    assert_eq!(delivery.url, "https://a.example/h");
+}
