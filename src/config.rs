@@ -90,13 +90,26 @@ pub struct SchedulerSettings {
 }
 
 /// Webhook delivery (docs/operations.md "Schedules and webhooks").
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct WebhookSettings {
     /// May webhooks go to this host, private networks, link-local addresses (cloud metadata) and
     /// other non-public addresses? A `notice_url` can come from a checkout page, so allowing them
     /// lets anyone make openport POST inside its network. Unset: allowed in test mode (local
     /// receivers), refused otherwise.
     pub private_targets: Option<bool>,
+    /// Days a finished delivery (delivered or given up) and its attempts stay in the history
+    /// before the worker deletes them; 0 keeps them forever. Every payment writes at least one
+    /// row when the merchant has a webhook URL, so without a limit the table only grows.
+    pub retention_days: u64,
+}
+
+impl Default for WebhookSettings {
+    fn default() -> Self {
+        Self {
+            private_targets: None,
+            retention_days: 90,
+        }
+    }
 }
 
 impl Default for Config {

@@ -568,6 +568,22 @@ impl Gateway {
         })
     }
 
+    /// Deletes up to `limit` finished deliveries whose last attempt is more than
+    /// `retention_days` old, with their attempts; 0 days keeps everything. Returns how many
+    /// deliveries went. Any number of instances may run it at once.
+    pub async fn prune_webhook_history(
+        &self,
+        retention_days: u64,
+        limit: u64,
+    ) -> ServiceResult<u64> {
+        if retention_days == 0 {
+            return Ok(0);
+        }
+        let age = i64::try_from(retention_days.saturating_mul(86_400)).unwrap_or(i64::MAX);
+        let before = self.clock.unix().saturating_sub(age);
+        Ok(store::prune_finished(&self.db.write, before, limit).await?)
+    }
+
     /// Operator resend: the delivery is due now with a fresh retry schedule.
     pub async fn resend_webhook(&self, id: i64) -> ServiceResult<DeliveryRecord> {
         if !store::requeue(&self.db.write, id, self.clock.unix()).await? {

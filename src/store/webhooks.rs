@@ -1,8 +1,8 @@
 //! Webhook outbox rows and delivery attempts.
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect, Set,
+    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DbErr, EntityTrait, QueryFilter,
+    QueryOrder, QuerySelect, QueryTrait, Set,
 };
 
 use super::entity::{merchant, webhook_attempt, webhook_delivery};
@@ -125,6 +125,49 @@ pub async fn requeue(db: &impl ConnectionTrait, id: i64, now: i64) -> Result<boo
         .exec(db)
         .await?;
     Ok(res.rows_affected == 1)
+}
+
+/// Deletes up to `limit` finished deliveries (`delivered` or `failed`) whose last attempt was
+/// before `before`, with their attempts; returns how many deliveries went. Pending deliveries are
+/// never touched, and a delivery an operator re-queues meanwhile is `pending` again, so the second
+/// statement skips it. Uses the `(state, next_attempt_at)` index: a finished delivery's
+/// `next_attempt_at` is the time of its last attempt.
+pub async fn prune_finished(db: &super::Writer, before: i64, limit: u64) -> Result<u64, DbErr> {
+    let finished = || {
+        Condition::all()
+            .add(webhook_delivery::Column::State.is_in(["delivered", "failed"]))
+            .add(webhook_delivery::Column::NextAttemptAt.lt(before))
+    };
+    let ids: Vec<i64> = webhook_delivery::Entity::find()
+        .select_only()
+        .column(webhook_delivery::Column::Id)
+        .filter(finished())
+        .order_by_asc(webhook_delivery::Column::Id)
+        .limit(limit)
+        .into_tuple()
+        .all(db)
+        .await?;
+    if ids.is_empty() {
+        return Ok(0);
+    }
+    let txn = db.begin().await?;
+    let still_finished = webhook_delivery::Entity::find()
+        .select_only()
+        .column(webhook_delivery::Column::Id)
+        .filter(webhook_delivery::Column::Id.is_in(ids.clone()))
+        .filter(finished())
+        .into_query();
+    webhook_attempt::Entity::delete_many()
+        .filter(webhook_attempt::Column::DeliveryId.in_subquery(still_finished))
+        .exec(&txn)
+        .await?;
+    let gone = webhook_delivery::Entity::delete_many()
+        .filter(webhook_delivery::Column::Id.is_in(ids))
+        .filter(finished())
+        .exec(&txn)
+        .await?;
+    txn.commit().await?;
+    Ok(gone.rows_affected)
 }
 
 /// Filters of the operator's delivery history; every field narrows the result.

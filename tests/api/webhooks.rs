@@ -785,3 +785,68 @@ async fn a_charge_outcome_and_its_webhooks_are_written_together_or_not_at_all() 
         .expect("the webhook row");
     assert_eq!(delivery.url, "https://a.example/h");
 }
+
+#[tokio::test]
+async fn finished_deliveries_past_the_retention_are_pruned_with_their_attempts_and_pending_ones_stay(
+) {
+    use openport::store::entity::webhook_attempt;
+    use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
+
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let (ok, refusing, failing) = (
+        Receiver::start().await,
+        Receiver::start().await,
+        Receiver::start().await,
+    );
+    refusing.always(400);
+    failing.always(503);
+    let mut imp_uids = Vec::new();
+    for (uid, receiver) in [
+        ("wh-prune-ok", &ok),
+        ("wh-prune-400", &refusing),
+        ("wh-prune-503", &failing),
+    ] {
+        let body = json!({"merchant_uid": uid, "amount": 1000,
+            "card_number": test_cards::SHINHAN_CREDIT, "expiry": future_expiry(),
+            "notice_url": receiver.url("/hook")});
+        let (_, paid) = app
+            .post("/subscribe/payments/onetime", Some(&token), body)
+            .await;
+        assert_eq!(paid["response"]["status"], "paid", "{paid}");
+        imp_uids.push(paid["response"]["imp_uid"].as_str().unwrap().to_string());
+    }
+    assert_eq!(deliver(&app).await, 3);
+    let state_of = |list: &[Value]| list[0]["state"].as_str().unwrap().to_string();
+    let mut ids = Vec::new();
+    for (imp_uid, state) in imp_uids.iter().zip(["delivered", "failed", "pending"]) {
+        let list = history(&app, &format!("?imp_uid={imp_uid}")).await;
+        assert_eq!(state_of(&list), state);
+        ids.push(list[0]["id"].as_i64().unwrap());
+    }
+    let gw = &app.app.gateway;
+
+    // Young deliveries stay; 0 days keeps everything.
+    assert_eq!(gw.prune_webhook_history(90, 1000).await.unwrap(), 0);
+    app.advance(91 * 86_400);
+    assert_eq!(gw.prune_webhook_history(0, 1000).await.unwrap(), 0);
+    assert_eq!(history(&app, "").await.len(), 3);
+
+    assert_eq!(gw.prune_webhook_history(90, 1000).await.unwrap(), 2);
+    let left = history(&app, "").await;
+    assert_eq!(left.len(), 1, "{left:?}");
+    assert_eq!(left[0]["imp_uid"], imp_uids[2].as_str());
+    assert_eq!(left[0]["state"], "pending");
+    assert_eq!(left[0]["attempts"].as_array().unwrap().len(), 1);
+    let orphans = webhook_attempt::Entity::find()
+        .filter(webhook_attempt::Column::DeliveryId.is_in(ids[..2].to_vec()))
+        .count(&gw.db.read)
+        .await
+        .unwrap();
+    assert_eq!(orphans, 0);
+    // The payments themselves are untouched (a new token: 91 days have passed).
+    let token = app.token().await;
+    for imp_uid in &imp_uids {
+        assert_eq!(app.payment(&token, imp_uid).await["status"], "paid");
+    }
+}
