@@ -178,16 +178,26 @@ pub fn message_id(delivery_id: i64) -> String {
     format!("msg_{delivery_id}")
 }
 
-/// The merchant a payment belongs to, as the database has it now.
-async fn merchant_of(
+/// Where a merchant's webhooks go by default, as the database has it now (not the in-process
+/// merchant cache: an operator may have just changed it, on any instance).
+struct MerchantTarget {
+    url: Option<String>,
+    content_type: WebhookContentType,
+}
+
+async fn merchant_target(
     db: &impl ConnectionTrait,
     payment: &payment::Model,
-) -> Result<merchant::Model, DbErr> {
-    merchants::by_id(db, payment.merchant_id)
+) -> Result<MerchantTarget, DbErr> {
+    let target = merchants::webhook_target(db, payment.merchant_id)
         .await?
         .ok_or_else(|| {
             DbErr::RecordNotFound(format!("merchant {} of a payment", payment.merchant_id))
-        })
+        })?;
+    Ok(MerchantTarget {
+        url: target.webhook_url,
+        content_type: WebhookContentType::from_db(&target.webhook_content_type),
+    })
 }
 
 /// One client for all webhook POSTs: iamport's timeouts, no redirects (a redirected POST would
@@ -300,8 +310,8 @@ impl Gateway {
         status: &str,
         cancellation_id: Option<&str>,
     ) -> Result<(), DbErr> {
-        let merchant = merchant_of(txn, payment).await?;
-        for row in self.webhook_rows(&merchant, payment, status, cancellation_id) {
+        let target = merchant_target(txn, payment).await?;
+        for row in self.webhook_rows(&target, payment, status, cancellation_id) {
             store::insert_delivery(txn, row).await?;
         }
         Ok(())
@@ -315,15 +325,14 @@ impl Gateway {
         payment: &payment::Model,
         status: &str,
     ) -> Result<Vec<webhook_delivery::ActiveModel>, DbErr> {
-        let merchant = merchant_of(&self.db.read, payment).await?;
-        Ok(self.webhook_rows(&merchant, payment, status, None))
+        let target = merchant_target(&self.db.read, payment).await?;
+        Ok(self.webhook_rows(&target, payment, status, None))
     }
 
-    /// The outbox rows [`Self::enqueue_webhook`] writes. `merchant` must be read from the
-    /// database, not from a cache: its webhook settings may have just changed.
+    /// The outbox rows [`Self::enqueue_webhook`] writes.
     fn webhook_rows(
         &self,
-        merchant: &merchant::Model,
+        merchant: &MerchantTarget,
         payment: &payment::Model,
         status: &str,
         cancellation_id: Option<&str>,
@@ -332,7 +341,7 @@ impl Gateway {
         if urls.is_empty() {
             urls.extend(
                 merchant
-                    .webhook_url
+                    .url
                     .as_deref()
                     .map(str::trim)
                     .filter(|u| !u.is_empty())
@@ -340,7 +349,7 @@ impl Gateway {
             );
         }
         let now = self.clock.unix();
-        let content_type = WebhookContentType::from_db(&merchant.webhook_content_type);
+        let content_type = merchant.content_type;
         urls.into_iter()
             .map(|url| {
                 // An unusable notice_url is kept (failed at once) so the operator can see why the

@@ -3,6 +3,10 @@
 //!
 //! Running SQLite inline on an async worker is acceptable because a read in WAL mode never waits
 //! for the writer and a lookup takes microseconds; the paged queries read at most a page of rows.
+//!
+//! Rows are sea-orm `ProxyRow`s, which keep their columns in a map sorted by name: read them by
+//! name (entities, `FromQueryResult` structs, one-column tuples), never as a tuple of several
+//! columns, whose positions would be alphabetical rather than the SELECT's.
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
