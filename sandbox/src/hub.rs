@@ -184,10 +184,15 @@ pub(crate) fn check_card_number(card_no: &str) -> Result<(), Refusal> {
             "카드번호 형식이 올바르지 않습니다.",
         ));
     }
-    if !test_cards::luhn_valid(card_no) {
-        return Err(Refusal::new(codes::CARD_NUMBER_ERROR, "카드번호 오류"));
+    // KCP's guide card fails Luhn; the issuer step decides it (test server only).
+    if card_no != test_cards::KCP_GUIDE_CARD && !test_cards::luhn_valid(card_no) {
+        return Err(card_number_error());
     }
     Ok(())
+}
+
+fn card_number_error() -> Refusal {
+    Refusal::new(codes::CARD_NUMBER_ERROR, "카드번호 오류")
 }
 
 /// `card_taxno` (6-digit birth date or 10-digit business number) and `card_pwd` (2 digits),
@@ -290,6 +295,8 @@ pub(crate) fn issuer_decides(shared: &Shared, issuer: &Issuer) -> Result<(), Ref
         IssuerDecision::DailyLimit => Err(Refusal::new(codes::DAILY_LIMIT, "일일한도초과")),
         IssuerDecision::MonthlyLimit => Err(Refusal::new(codes::MONTHLY_LIMIT, "월한도초과")),
         IssuerDecision::LimitExceeded => Err(Refusal::new(codes::LIMIT_EXCEEDED, "한도초과")),
+        IssuerDecision::TestServerOnly if shared.config.test_mode => Ok(()),
+        IssuerDecision::TestServerOnly => Err(card_number_error()),
     }
 }
 

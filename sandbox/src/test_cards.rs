@@ -1,5 +1,6 @@
-//! Deterministic test cards (docs/sandbox.md). All are Luhn-valid, because the gateway checks
-//! Luhn before it calls KCP. Anything Luhn-valid that is not listed approves as a BC card.
+//! Deterministic test cards (docs/sandbox.md). All but KCP's own guide card are Luhn-valid,
+//! because the gateway checks Luhn before it calls KCP. Anything Luhn-valid that is not listed
+//! approves as a BC card.
 //!
 //! Every card can be registered as a batch (billing) key; what a charge with that key does is
 //! listed per card.
@@ -27,6 +28,11 @@ pub const INSUFFICIENT_LIMIT: &str = "4000000000008179";
 /// An unlisted Luhn-valid number: approves as CCBC 비씨카드.
 pub const ANY_OTHER: &str = "4000000000000002";
 
+/// KCP's test card from its integration guide (seed 000). It fails the Luhn check, yet it is the
+/// number KCP's test server is documented with, so in test mode the sandbox approves it (as a BC
+/// card); outside test mode it is refused like any number failing Luhn (8108).
+pub const KCP_GUIDE_CARD: &str = "4673090000000032";
+
 /// The right `card_pwd` (first two PIN digits) for every test card.
 pub const PIN_PREFIX: &str = "00";
 /// A `card_taxno` birth date that never matches the card holder.
@@ -42,6 +48,8 @@ pub(crate) enum IssuerDecision {
     MonthlyLimit,
     /// No credit left at all (8187).
     LimitExceeded,
+    /// KCP's guide card: only its test server takes it (8108 otherwise).
+    TestServerOnly,
 }
 
 /// Issuer facts echoed in the approval (spec §2.4).
@@ -103,6 +111,10 @@ pub(crate) fn issuer(card_no: &str) -> Issuer {
         },
         INSUFFICIENT_LIMIT => Issuer {
             decision: IssuerDecision::LimitExceeded,
+            ..BC
+        },
+        KCP_GUIDE_CARD => Issuer {
+            decision: IssuerDecision::TestServerOnly,
             ..BC
         },
         _ => BC,

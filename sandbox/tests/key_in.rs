@@ -358,3 +358,17 @@ async fn an_order_number_cannot_be_approved_twice_while_the_first_stands() {
         .await;
     assert_eq!(after_cancel["res_cd"], "0000");
 }
+
+#[tokio::test]
+async fn kcps_guide_card_approves_on_the_test_server_only_though_it_fails_luhn() {
+    let test = spawn().await;
+    let reply = test.pay(&card(test_cards::KCP_GUIDE_CARD, "guide1")).await;
+    assert_eq!(reply["res_cd"], "0000", "{reply}");
+    assert_eq!(reply["card_cd"], "CCBC");
+    assert_eq!(test.sandbox.ledger().len(), 1);
+
+    let live = spawn_with(false).await;
+    let reply = live.pay(&card(test_cards::KCP_GUIDE_CARD, "guide2")).await;
+    assert_eq!(reply["res_cd"], "8108", "{reply}");
+    assert!(live.sandbox.ledger().is_empty());
+}

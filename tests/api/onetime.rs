@@ -340,3 +340,16 @@ async fn two_instances_on_one_database_charge_kcp_once_for_one_merchant_uid() {
     assert_eq!(first.sandbox.ledger().len(), 1);
     first.assert_ledger_agrees().await;
 }
+
+#[tokio::test]
+async fn the_test_card_from_kcps_guide_pays_in_test_mode() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let (status, body) = app
+        .pay(&token, "guide-card", 1000, "4673-0900-0000-0032")
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["response"]["status"], "paid", "{body}");
+    assert_eq!(body["response"]["card_number"], "467309******0032");
+    app.assert_ledger_agrees().await;
+}
