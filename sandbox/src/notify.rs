@@ -86,6 +86,8 @@ pub enum DepositError {
     BadAmount,
     #[error("the virtual account was cancelled")]
     Closed,
+    #[error("the virtual account's deposit deadline (va_date) has passed")]
+    Expired,
 }
 
 pub(crate) fn set_url(s: &Shared, site_cd: &str, url: &str) {
@@ -115,6 +117,12 @@ pub(crate) fn deposit(
         (entry.site_cd.clone(), entry.order_no.clone(), entry.amount)
     };
     let account = crate::window::vbank_account(s, tno).ok_or(DepositError::NoSuchAccount)?;
+    // The bank takes no deposit into an account past its deadline; a reversal of an earlier
+    // deposit still goes through.
+    let past_due = crate::vbank::deadline(&account.va_date).is_some_and(|due| due <= s.now());
+    if op_cd != OP_CD_REVERSAL && past_due {
+        return Err(DepositError::Expired);
+    }
     let now = kcp_time(s.now());
     let record = {
         let mut book = s.notify();

@@ -9,9 +9,8 @@
 //! window's virtual-account answer (§2.4), and the account joins the window's book, so deposits,
 //! notifications (§2.12), inquiry (`PAVC`) and revocation (`STSC`) treat both alike.
 
-use chrono::{NaiveDateTime, TimeZone};
+use chrono::{DateTime, FixedOffset, NaiveDateTime, TimeZone, Utc};
 
-use crate::clock::kst;
 use crate::codes;
 use crate::hub;
 use crate::ledger::TransactionState;
@@ -67,28 +66,31 @@ fn parse<'a>(shared: &Shared, fields: &'a Fields) -> Result<Issuance<'a>, Refusa
 /// `va_date` is `yyyyMMddHHmmss` KST and must lie after now: an account that is already due could
 /// never be paid.
 fn check_deadline(shared: &Shared, va_date: &str) -> Result<(), Refusal> {
-    let malformed = || {
-        Refusal::new(
+    let Some(due) = deadline(va_date) else {
+        return Err(Refusal::new(
             codes::VBANK_DUE_ERROR,
             "va_date 는 yyyyMMddHHmmss 형식의 입금기한입니다.",
-        )
+        ));
     };
-    if va_date.len() != 14 || !wire::is_digits(va_date) {
-        return Err(malformed());
-    }
-    let naive = NaiveDateTime::parse_from_str(va_date, "%Y%m%d%H%M%S").map_err(|_| malformed())?;
-    let due = kst(shared.now())
-        .timezone()
-        .from_local_datetime(&naive)
-        .single()
-        .ok_or_else(malformed)?;
-    if due <= kst(shared.now()) {
+    if due <= shared.now() {
         return Err(Refusal::new(
             codes::VBANK_DUE_ERROR,
             "입금기한(va_date)이 이미 지났습니다.",
         ));
     }
     Ok(())
+}
+
+/// The instant a `va_date` (`yyyyMMddHHmmss`, KST) names; None when it is not one.
+pub(crate) fn deadline(va_date: &str) -> Option<DateTime<Utc>> {
+    if va_date.len() != 14 || !wire::is_digits(va_date) {
+        return None;
+    }
+    let naive = NaiveDateTime::parse_from_str(va_date, "%Y%m%d%H%M%S").ok()?;
+    FixedOffset::east_opt(9 * 3600)?
+        .from_local_datetime(&naive)
+        .single()
+        .map(|at| at.with_timezone(&Utc))
 }
 
 /// `pay_method` VCNT on the hub: records an `Issued` ledger entry (`PAVC`) and its account, and

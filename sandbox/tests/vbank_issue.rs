@@ -183,3 +183,30 @@ async fn a_lost_issuance_answer_still_issued_the_account_once() {
     assert_eq!(h.sandbox.ledger().len(), 1);
     assert_eq!(h.inquire_order_as("PACA", "VA6").await["res_cd"], "8201");
 }
+
+#[tokio::test]
+async fn an_account_past_its_deadline_takes_no_deposit_but_a_reversal_still_goes_through() {
+    let h = spawn().await;
+    h.sandbox.set_notify_url("*", "http://127.0.0.1:9/unused");
+    let issued = h.pay(&vbank_issue("VA-due")).await;
+    let tno = issued["tno"].as_str().unwrap();
+    assert_eq!(issued["va_date"], "20260317235959", "{issued}");
+    h.sandbox.deposit(tno, 1000, "00").unwrap();
+
+    h.clock.advance(chrono::TimeDelta::days(8));
+    assert!(matches!(
+        h.sandbox.deposit(tno, 6000, "00"),
+        Err(DepositError::Expired)
+    ));
+    let refused = h
+        .client
+        .post(h.url("/_sandbox/vbank/deposit"))
+        .json(&json!({"tno": tno, "amount": 6000}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 400);
+    assert!(refused.text().await.unwrap().contains("deadline"));
+    let reversal = h.sandbox.deposit(tno, 1000, "13").unwrap();
+    assert_eq!(reversal.total, 0);
+}
