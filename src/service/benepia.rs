@@ -121,8 +121,6 @@ impl Gateway {
             currency: "KRW".into(),
             ..cmd.order
         };
-        self.check_prepared(m.id, &order.merchant_uid, order.amount, &order.currency)
-            .await?;
         let text = order.kcp_text()?;
         let connector = self.connectors.for_merchant(m, &self.secrets)?;
         let (payment, attempt) = self.open_approval(m, &order).await?;

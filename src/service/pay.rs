@@ -15,6 +15,7 @@ use crate::pg::{
     PgConnector, PgError,
 };
 use crate::store::entity::{merchant, payment, pg_attempt};
+use crate::store::payments::OpenedCharge;
 use crate::store::{is_unique_violation, payments};
 
 /// KCP's reason text for a net-cancel (spec/kcp.md §5).
@@ -213,8 +214,6 @@ impl Gateway {
         order: &ChargeOrder,
         call: ChargeCall,
     ) -> ServiceResult<ApprovalOutcome> {
-        self.check_prepared(m.id, &order.merchant_uid, order.amount, &order.currency)
-            .await?;
         if order.card_quota >= 2 && order.amount < MIN_INSTALMENT_AMOUNT {
             return Err(ServiceError::CardRejected(format!(
                 "할부결제는 {MIN_INSTALMENT_AMOUNT}원 이상 결제에만 가능합니다. (card_quota: {})",
@@ -302,7 +301,9 @@ impl Gateway {
         })
     }
 
-    /// spec/iamport-v1.md §4.3: a prepared merchant_uid only accepts its prepared amount.
+    /// spec/iamport-v1.md §4.3: a prepared merchant_uid only accepts its prepared amount. Charges
+    /// that go through [`Self::open_approval`] are checked there, inside the write; this is for
+    /// flows that must refuse before anything is written (the checkout window).
     pub(crate) async fn check_prepared(
         &self,
         merchant_id: i64,
@@ -313,10 +314,7 @@ impl Gateway {
         if let Some(p) = payments::prepare_by_uid(&self.db.read, merchant_id, merchant_uid).await? {
             let currency_ok = p.currency.as_deref().is_none_or(|c| c == currency);
             if p.amount != amount || !currency_ok {
-                return Err(ServiceError::Refused(format!(
-                    "사전등록된 결제정보와 일치하지 않습니다. (사전등록 금액: {}, 요청 금액: {amount})",
-                    p.amount
-                )));
+                return Err(prepared_mismatch(p.amount, amount));
             }
         }
         Ok(())
@@ -331,7 +329,10 @@ impl Gateway {
     ) -> ServiceResult<(payment::Model, pg_attempt::Model)> {
         for _ in 0..3 {
             match self.insert_pending(m, cmd).await {
-                Ok(pair) => return Ok(pair),
+                Ok(OpenedCharge::Opened(opened)) => return Ok(*opened),
+                Ok(OpenedCharge::PreparedDiffers(prepared)) => {
+                    return Err(prepared_mismatch(prepared.amount, cmd.amount))
+                }
                 Err(e) if is_unique_violation(&e) => {
                     let Some(live) =
                         payments::live_by_merchant_uid(&self.db.write, m.id, &cmd.merchant_uid)
@@ -368,7 +369,7 @@ impl Gateway {
         &self,
         m: &merchant::Model,
         cmd: &ChargeOrder,
-    ) -> Result<(payment::Model, pg_attempt::Model), sea_orm::DbErr> {
+    ) -> Result<OpenedCharge, sea_orm::DbErr> {
         let now = self.clock.unix();
         let imp_uid = new_imp_uid();
         let order_no = order_no_for(&imp_uid);
@@ -607,4 +608,11 @@ impl Gateway {
         a.updated_at = Set(self.clock.unix());
         Ok(payments::update_attempt(&self.db.write, a).await?)
     }
+}
+
+/// The answer when a prepared merchant_uid is charged with another amount (spec §4.3).
+fn prepared_mismatch(prepared: i64, requested: i64) -> ServiceError {
+    ServiceError::Refused(format!(
+        "사전등록된 결제정보와 일치하지 않습니다. (사전등록 금액: {prepared}, 요청 금액: {requested})"
+    ))
 }

@@ -72,8 +72,6 @@ impl Gateway {
         order.pay_method = Some(VBANK);
         order.card_quota = 0;
         let text = order.kcp_text()?;
-        self.check_prepared(m.id, &order.merchant_uid, order.amount, &order.currency)
-            .await?;
         let connector = self.connectors.for_merchant(m, &self.secrets)?;
         let (payment, attempt) = self.open_approval(m, &order).await?;
         let req = VbankIssueRequest {

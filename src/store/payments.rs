@@ -346,28 +346,97 @@ pub async fn all_payments(db: &impl ConnectionTrait) -> Result<Vec<payment::Mode
         .await
 }
 
+/// What [`open_charge`] did.
+#[derive(Debug)]
+pub enum OpenedCharge {
+    /// The pending payment and its attempt are committed (boxed: they are large).
+    Opened(Box<(payment::Model, pg_attempt::Model)>),
+    /// Nothing was written: the merchant_uid was prepared (`POST /payments/prepare`) with another
+    /// amount or currency, shown here.
+    PreparedDiffers(prepare::Model),
+}
+
+/// Whether a prepared amount refuses this charge: the same rule as the service's
+/// `check_prepared`, for the one place that checks inside the write.
+fn prepared_refuses(p: &prepare::Model, amount: i64, currency: &str) -> bool {
+    p.amount != amount || p.currency.as_deref().is_some_and(|c| c != currency)
+}
+
 /// Inserts a pending payment and its first attempt, atomically and durably: what every charge
-/// records before it calls KCP. On PostgreSQL this is ONE statement (a data-modifying `WITH`,
-/// atomic by itself) instead of `BEGIN`, two inserts and `COMMIT`: each round trip to the server
-/// costs more CPU on loopback than the inserts themselves (docs/performance.md). SQLite has no
-/// data-modifying `WITH`; there it is a transaction (group-committed, `store::sqlite`).
+/// records before it calls KCP, unless its merchant_uid was prepared with another amount or
+/// currency (spec §4.3), which is checked in the same write. On PostgreSQL this is ONE statement
+/// (a data-modifying `WITH`, atomic by itself, whose insert only happens `WHERE NOT EXISTS` such a
+/// prepared row) instead of a `SELECT`, `BEGIN`, two inserts and `COMMIT`: each round trip costs
+/// CPU on both sides (docs/performance.md). SQLite has no data-modifying `WITH`; there it is a
+/// transaction (group-committed, `store::sqlite`).
 pub async fn open_charge(
     db: &super::Writer,
     payment: payment::ActiveModel,
     attempt: pg_attempt::ActiveModel,
-) -> Result<(payment::Model, pg_attempt::Model), DbErr> {
+) -> Result<OpenedCharge, DbErr> {
+    let missing = || {
+        DbErr::Custom(
+            "open_charge: merchant_id, merchant_uid, amount and currency must be set".into(),
+        )
+    };
+    let merchant_id = *payment.merchant_id.try_as_ref().ok_or_else(missing)?;
+    let merchant_uid = payment
+        .merchant_uid
+        .try_as_ref()
+        .ok_or_else(missing)?
+        .clone();
+    let amount = *payment.amount.try_as_ref().ok_or_else(missing)?;
+    let currency = payment.currency.try_as_ref().ok_or_else(missing)?.clone();
     if db.get_database_backend() != DbBackend::Postgres {
         let txn = db.begin().await?;
+        if let Some(p) = prepare_by_uid(&txn, merchant_id, &merchant_uid).await? {
+            if prepared_refuses(&p, amount, &currency) {
+                return Ok(OpenedCharge::PreparedDiffers(p));
+            }
+        }
         let p = insert(&txn, payment).await?;
         let mut attempt = attempt;
         attempt.payment_id = Set(p.id);
         let a = insert_attempt(&txn, attempt).await?;
         txn.commit().await?;
-        return Ok((p, a));
+        return Ok(OpenedCharge::Opened(Box::new((p, a))));
     }
     let (p_cte, a_cte) = (Alias::new("p"), Alias::new("a"));
-    let mut insert_payment = payment::Entity::insert(payment).into_query();
-    insert_payment.returning_all();
+    // The payment's columns as given, inserted only when no prepared row refuses them.
+    let (mut columns, mut values) = (vec![], vec![]);
+    for column in payment::Column::iter() {
+        if let ActiveValue::Set(v) = payment.get(column) {
+            columns.push(column);
+            values.push(Expr::val(v));
+        }
+    }
+    let refusing_prepare = Query::select()
+        .expr(Expr::val(1))
+        .from(prepare::Entity)
+        .and_where(prepare::Column::MerchantId.eq(merchant_id))
+        .and_where(prepare::Column::MerchantUid.eq(merchant_uid.as_str()))
+        .cond_where(
+            Condition::any()
+                .add(prepare::Column::Amount.ne(amount))
+                .add(
+                    Condition::all()
+                        .add(prepare::Column::Currency.is_not_null())
+                        .add(prepare::Column::Currency.ne(currency.as_str())),
+                ),
+        )
+        .to_owned();
+    let mut insert_payment = Query::insert();
+    insert_payment
+        .into_table(payment::Entity)
+        .columns(columns)
+        .select_from(
+            Query::select()
+                .exprs(values)
+                .and_where(Expr::exists(refusing_prepare).not())
+                .to_owned(),
+        )
+        .map_err(|e| DbErr::Custom(format!("payment insert: {e}")))?
+        .returning_all();
     // The attempt's columns as given, with payment_id taken from the inserted payment.
     let mut columns = vec![pg_attempt::Column::PaymentId];
     let mut values = vec![Expr::col((p_cte.clone(), payment::Column::Id))];
@@ -415,15 +484,29 @@ pub async fn open_charge(
                 .from(a_cte)
                 .to_owned(),
         );
-    let row = db
-        .query_one(DbBackend::Postgres.build(&both))
-        .await?
-        .ok_or_else(|| DbErr::RecordNotInserted)?;
+    let statement = DbBackend::Postgres.build(&both);
+    let mut tries = 0;
+    let row = loop {
+        if let Some(row) = db.query_one(statement.clone()).await? {
+            break row;
+        }
+        // Nothing inserted: a prepared row refused it. Read it for the answer. If it no longer
+        // refuses (re-prepared in between), the charge is simply tried again.
+        if let Some(p) = prepare_by_uid(db, merchant_id, &merchant_uid).await? {
+            if prepared_refuses(&p, amount, &currency) {
+                return Ok(OpenedCharge::PreparedDiffers(p));
+            }
+        }
+        tries += 1;
+        if tries == 3 {
+            return Err(DbErr::RecordNotInserted);
+        }
+    };
     let p = payment::Model::from_query_result(&row, "")?;
     let mut attempt = attempt;
     attempt.id = Set(row.try_get("", "attempt_id")?);
     attempt.payment_id = Set(p.id);
-    Ok((p, attempt.try_into_model()?))
+    Ok(OpenedCharge::Opened(Box::new((p, attempt.try_into_model()?))))
 }
 
 /// Records a charge's outcome atomically: the payment's new state, its attempt closed, and the

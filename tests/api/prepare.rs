@@ -66,7 +66,14 @@ async fn onetime_refuses_a_prepared_merchant_uid_with_another_amount() {
         .post("/subscribe/payments/onetime", Some(&token), body)
         .await;
     assert_eq!(res["code"], 1, "{res}");
+    assert_eq!(
+        res["message"],
+        "사전등록된 결제정보와 일치하지 않습니다. (사전등록 금액: 1000, 요청 금액: 999)"
+    );
     assert!(app.sandbox.ledger().is_empty());
+    // Refused inside the write that would have opened the charge: nothing was recorded.
+    let (status, found) = app.get("/payments/findAll/prep-2", Some(&token)).await;
+    assert_eq!(status, reqwest::StatusCode::NOT_FOUND, "{found}");
     let (_, res) = app
         .pay(&token, "prep-2", 1000, test_cards::SHINHAN_CREDIT)
         .await;
