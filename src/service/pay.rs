@@ -312,8 +312,7 @@ impl Gateway {
         currency: &str,
     ) -> ServiceResult<()> {
         if let Some(p) = payments::prepare_by_uid(&self.db.read, merchant_id, merchant_uid).await? {
-            let currency_ok = p.currency.as_deref().is_none_or(|c| c == currency);
-            if p.amount != amount || !currency_ok {
+            if payments::prepared_refuses(&p, amount, currency) {
                 return Err(prepared_mismatch(p.amount, amount));
             }
         }

@@ -356,9 +356,9 @@ pub enum OpenedCharge {
     PreparedDiffers(prepare::Model),
 }
 
-/// Whether a prepared amount refuses this charge: the same rule as the service's
-/// `check_prepared`, for the one place that checks inside the write.
-fn prepared_refuses(p: &prepare::Model, amount: i64, currency: &str) -> bool {
+/// Whether a merchant_uid prepared as `p` refuses a charge of `amount` in `currency` (spec §4.3):
+/// another amount, or another currency when one was prepared.
+pub fn prepared_refuses(p: &prepare::Model, amount: i64, currency: &str) -> bool {
     p.amount != amount || p.currency.as_deref().is_some_and(|c| c != currency)
 }
 
@@ -506,15 +506,18 @@ pub async fn open_charge(
     let mut attempt = attempt;
     attempt.id = Set(row.try_get("", "attempt_id")?);
     attempt.payment_id = Set(p.id);
-    Ok(OpenedCharge::Opened(Box::new((p, attempt.try_into_model()?))))
+    Ok(OpenedCharge::Opened(Box::new((
+        p,
+        attempt.try_into_model()?,
+    ))))
 }
 
 /// Records a charge's outcome atomically: the payment's new state, its attempt closed, and the
 /// webhooks announcing it (none, one per target). Both models carry their ids and only the changed
 /// columns are `Set`. On PostgreSQL this is ONE statement (a data-modifying `WITH`, atomic by
 /// itself: all its parts commit or none) instead of `BEGIN`, two updates, the inserts and
-/// `COMMIT`; SQLite has no data-modifying `WITH`, so there it is a transaction. An absent payment
-/// is `RecordNotUpdated` either way.
+/// `COMMIT`; SQLite has no data-modifying `WITH`, so there it is a transaction. The payment is
+/// matched by id only, and payments are never deleted, so its update always finds the row.
 pub async fn conclude_charge(
     db: &super::Writer,
     payment: payment::ActiveModel,
