@@ -1,6 +1,7 @@
 //! `POST /users/getToken` and token checks (spec/iamport-v1.md §1).
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
 
 use secrecy::ExposeSecret;
 use subtle::ConstantTimeEq;
@@ -42,13 +43,19 @@ impl Principal {
     }
 }
 
+/// How long a cached merchant row is used before it is read again. The row holds the merchant's
+/// KCP settings; an operator's change made on another instance (or with the CLI) reaches every
+/// instance within this time instead of only at its next restart.
+const MERCHANT_TTL: Duration = Duration::from_secs(60);
+
 /// In-process cache of token → (merchant, expiry) and of merchant rows, so an authenticated
 /// lookup costs no extra database round trip. The database stays the truth: a miss (or an entry
-/// past its cached expiry) reads it, so tokens issued by another instance work everywhere.
+/// past its cached expiry) reads it, so tokens issued by another instance work everywhere, and a
+/// merchant row is read again once it is [`MERCHANT_TTL`] old.
 #[derive(Default)]
 pub struct TokenCache {
     tokens: RwLock<HashMap<String, (i64, i64)>>,
-    merchants: RwLock<HashMap<i64, Arc<merchant::Model>>>,
+    merchants: RwLock<HashMap<i64, (Arc<merchant::Model>, Instant)>>,
 }
 
 impl TokenCache {
@@ -66,12 +73,15 @@ impl TokenCache {
             map.insert(token.to_string(), (merchant_id, expires_at));
         }
     }
-    fn merchant(&self, id: i64) -> Option<Arc<merchant::Model>> {
-        self.merchants.read().ok()?.get(&id).cloned()
+    fn merchant(&self, id: i64, now: Instant) -> Option<Arc<merchant::Model>> {
+        let map = self.merchants.read().ok()?;
+        map.get(&id)
+            .filter(|(_, read_at)| now.saturating_duration_since(*read_at) < MERCHANT_TTL)
+            .map(|(m, _)| m.clone())
     }
-    fn put_merchant(&self, m: Arc<merchant::Model>) {
+    fn put_merchant(&self, m: Arc<merchant::Model>, now: Instant) {
         if let Ok(mut map) = self.merchants.write() {
-            map.insert(m.id, m);
+            map.insert(m.id, (m, now));
         }
     }
 }
@@ -156,7 +166,7 @@ impl Gateway {
     }
 
     pub async fn merchant(&self, id: i64) -> ServiceResult<Arc<merchant::Model>> {
-        if let Some(m) = self.tokens.merchant(id) {
+        if let Some(m) = self.tokens.merchant(id, Instant::now()) {
             return Ok(m);
         }
         let m = Arc::new(
@@ -164,7 +174,45 @@ impl Gateway {
                 .await?
                 .ok_or(ServiceError::Unauthorized)?,
         );
-        self.tokens.put_merchant(m.clone());
+        self.tokens.put_merchant(m.clone(), Instant::now());
         Ok(m)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn merchant(id: i64) -> Arc<merchant::Model> {
+        Arc::new(merchant::Model {
+            id,
+            imp_code: "imp00000001".into(),
+            name: "shop".into(),
+            imp_key: "key".into(),
+            imp_secret_hash: "hash".into(),
+            site_cd: "T0000".into(),
+            kcp_certificate_pem: String::new(),
+            kcp_private_key_sealed: String::new(),
+            kcp_passphrase_sealed: String::new(),
+            test_mode: true,
+            created_at: 0,
+            webhook_url: None,
+            webhook_content_type: "json".into(),
+            webhook_secret_sealed: None,
+            kcp_group_id: None,
+        })
+    }
+
+    #[test]
+    fn a_cached_merchant_row_is_read_again_once_it_is_a_minute_old() {
+        let cache = TokenCache::default();
+        let t0 = Instant::now();
+        cache.put_merchant(merchant(7), t0);
+        assert!(cache.merchant(7, t0 + Duration::from_secs(59)).is_some());
+        assert!(cache.merchant(7, t0 + MERCHANT_TTL).is_none());
+        assert!(cache.merchant(8, t0).is_none());
+        // Reading it again starts a new minute.
+        cache.put_merchant(merchant(7), t0 + MERCHANT_TTL);
+        assert!(cache.merchant(7, t0 + MERCHANT_TTL).is_some());
     }
 }
