@@ -2,21 +2,38 @@
 
 use std::sync::{Arc, Mutex};
 
-use chrono::{DateTime, FixedOffset, NaiveDate, Offset, TimeDelta, Utc};
+use chrono::{DateTime, FixedOffset, NaiveDate, NaiveDateTime, Offset, TimeDelta, TimeZone, Utc};
 
 /// The sandbox's clock: a function so tests can substitute a [`ManualClock`].
 pub type Now = Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>;
 
 /// Korea Standard Time, UTC+9, no daylight saving: every KCP time field uses it (spec §6).
-pub fn kst(at: DateTime<Utc>) -> DateTime<FixedOffset> {
+fn kst_offset() -> FixedOffset {
     // 9 hours is always a valid offset.
-    let offset = FixedOffset::east_opt(9 * 3600).unwrap_or_else(|| Utc.fix());
-    at.with_timezone(&offset)
+    FixedOffset::east_opt(9 * 3600).unwrap_or_else(|| Utc.fix())
 }
+
+/// `at` in Korea Standard Time.
+pub fn kst(at: DateTime<Utc>) -> DateTime<FixedOffset> {
+    at.with_timezone(&kst_offset())
+}
+
+/// KCP's time format: `yyyyMMddHHmmss` in KST (spec §6).
+const KCP_TIME: &str = "%Y%m%d%H%M%S";
 
 /// `yyyyMMddHHmmss` in KST (spec §6).
 pub fn kcp_time(at: DateTime<Utc>) -> String {
-    kst(at).format("%Y%m%d%H%M%S").to_string()
+    kst(at).format(KCP_TIME).to_string()
+}
+
+/// The instant a `yyyyMMddHHmmss` KST string names (the inverse of [`kcp_time`]); None when it
+/// is not one.
+pub fn from_kcp_time(s: &str) -> Option<DateTime<Utc>> {
+    let naive = NaiveDateTime::parse_from_str(s, KCP_TIME).ok()?;
+    kst_offset()
+        .from_local_datetime(&naive)
+        .single()
+        .map(|at| at.with_timezone(&Utc))
 }
 
 /// The KST calendar day, which decides "same-day" cancel rules (spec §2.9).
@@ -72,5 +89,7 @@ mod tests {
             .unwrap()
             .with_timezone(&Utc);
         assert_eq!(kcp_time(at), "20230327113214");
+        assert_eq!(from_kcp_time("20230327113214"), Some(at));
+        assert_eq!(from_kcp_time("2023-03-27"), None);
     }
 }

@@ -9,7 +9,9 @@
 //! window's virtual-account answer (§2.4), and the account joins the window's book, so deposits,
 //! notifications (§2.12), inquiry (`PAVC`) and revocation (`STSC`) treat both alike.
 
-use chrono::{DateTime, FixedOffset, NaiveDateTime, TimeZone, Utc};
+use chrono::{DateTime, Utc};
+
+use crate::clock::from_kcp_time;
 
 use crate::codes;
 use crate::hub;
@@ -81,16 +83,12 @@ fn check_deadline(shared: &Shared, va_date: &str) -> Result<(), Refusal> {
     Ok(())
 }
 
-/// The instant a `va_date` (`yyyyMMddHHmmss`, KST) names; None when it is not one.
+/// The instant a `va_date` names; None when it is not one.
 pub(crate) fn deadline(va_date: &str) -> Option<DateTime<Utc>> {
     if va_date.len() != 14 || !wire::is_digits(va_date) {
         return None;
     }
-    let naive = NaiveDateTime::parse_from_str(va_date, "%Y%m%d%H%M%S").ok()?;
-    FixedOffset::east_opt(9 * 3600)?
-        .from_local_datetime(&naive)
-        .single()
-        .map(|at| at.with_timezone(&Utc))
+    from_kcp_time(va_date)
 }
 
 /// `pay_method` VCNT on the hub: records an `Issued` ledger entry (`PAVC`) and its account, and
