@@ -1,5 +1,7 @@
 //! Payments, their cancellations, KCP attempts and prepared amounts.
-use sea_orm::sea_query::{Alias, Asterisk, CommonTableExpression, Expr, Query, WithClause};
+use sea_orm::sea_query::{
+    Alias, Asterisk, CommonTableExpression, Expr, Query, SimpleExpr, WithClause,
+};
 use sea_orm::{
     ActiveModelTrait, ActiveValue, ColumnTrait, Condition, ConnectionTrait, DbBackend, DbErr,
     EntityTrait, FromQueryResult, Iterable, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
@@ -403,13 +405,7 @@ pub async fn open_charge(
     }
     let (p_cte, a_cte) = (Alias::new("p"), Alias::new("a"));
     // The payment's columns as given, inserted only when no prepared row refuses them.
-    let (mut columns, mut values) = (vec![], vec![]);
-    for column in payment::Column::iter() {
-        if let ActiveValue::Set(v) = payment.get(column) {
-            columns.push(column);
-            values.push(Expr::val(v));
-        }
-    }
+    let (columns, values) = set_columns(&payment, |_| true);
     let refusing_prepare = Query::select()
         .expr(Expr::val(1))
         .from(prepare::Entity)
@@ -438,20 +434,13 @@ pub async fn open_charge(
         .map_err(|e| DbErr::Custom(format!("payment insert: {e}")))?
         .returning_all();
     // The attempt's columns as given, with payment_id taken from the inserted payment.
+    let (given, given_values) = set_columns(&attempt, |c| {
+        !matches!(c, pg_attempt::Column::Id | pg_attempt::Column::PaymentId)
+    });
     let mut columns = vec![pg_attempt::Column::PaymentId];
-    let mut values = vec![Expr::col((p_cte.clone(), payment::Column::Id))];
-    for column in pg_attempt::Column::iter() {
-        if matches!(
-            column,
-            pg_attempt::Column::Id | pg_attempt::Column::PaymentId
-        ) {
-            continue;
-        }
-        if let ActiveValue::Set(v) = attempt.get(column) {
-            columns.push(column);
-            values.push(Expr::val(v));
-        }
-    }
+    columns.extend(given);
+    let mut values: Vec<SimpleExpr> = vec![Expr::col((p_cte.clone(), payment::Column::Id)).into()];
+    values.extend(given_values);
     let mut insert_attempt = Query::insert();
     insert_attempt
         .into_table(pg_attempt::Entity)
@@ -510,6 +499,21 @@ pub async fn open_charge(
         p,
         attempt.try_into_model()?,
     ))))
+}
+
+/// The columns of `model` that are `Set` (and that `keep` accepts), with their values as
+/// expressions: what an `INSERT … SELECT` of that model lists.
+fn set_columns<A: ActiveModelTrait>(
+    model: &A,
+    keep: impl Fn(&<A::Entity as EntityTrait>::Column) -> bool,
+) -> (Vec<<A::Entity as EntityTrait>::Column>, Vec<SimpleExpr>) {
+    <A::Entity as EntityTrait>::Column::iter()
+        .filter(|c| keep(c))
+        .filter_map(|c| match model.get(c) {
+            ActiveValue::Set(v) => Some((c, Expr::val(v).into())),
+            _ => None,
+        })
+        .unzip()
 }
 
 /// Records a charge's outcome atomically: the payment's new state, its attempt closed, and the
