@@ -166,16 +166,32 @@ impl Gateway {
     }
 
     pub async fn merchant(&self, id: i64) -> ServiceResult<Arc<merchant::Model>> {
+        self.cached_merchant(id)
+            .await?
+            .ok_or(ServiceError::Unauthorized)
+    }
+
+    /// The merchant row from the cache while it is younger than [`MERCHANT_TTL`], else from the
+    /// database (and cached again).
+    pub(super) async fn cached_merchant(
+        &self,
+        id: i64,
+    ) -> Result<Option<Arc<merchant::Model>>, sea_orm::DbErr> {
         if let Some(m) = self.tokens.merchant(id, Instant::now()) {
-            return Ok(m);
+            return Ok(Some(m));
         }
-        let m = Arc::new(
-            merchants::by_id(&self.db.read, id)
-                .await?
-                .ok_or(ServiceError::Unauthorized)?,
-        );
+        let Some(m) = merchants::by_id(&self.db.read, id).await? else {
+            return Ok(None);
+        };
+        let m = Arc::new(m);
         self.tokens.put_merchant(m.clone(), Instant::now());
-        Ok(m)
+        Ok(Some(m))
+    }
+
+    /// Replaces the cached row after this instance changed it, so the change applies here at once
+    /// (other instances read it again within [`MERCHANT_TTL`]).
+    pub(super) fn remember_merchant(&self, m: merchant::Model) {
+        self.tokens.put_merchant(Arc::new(m), Instant::now());
     }
 }
 

@@ -178,26 +178,10 @@ pub fn message_id(delivery_id: i64) -> String {
     format!("msg_{delivery_id}")
 }
 
-/// Where a merchant's webhooks go by default, as the database has it now (not the in-process
-/// merchant cache: an operator may have just changed it, on any instance).
+/// Where a merchant's webhooks go by default, and in which encoding.
 struct MerchantTarget {
     url: Option<String>,
     content_type: WebhookContentType,
-}
-
-async fn merchant_target(
-    db: &impl ConnectionTrait,
-    payment: &payment::Model,
-) -> Result<MerchantTarget, DbErr> {
-    let target = merchants::webhook_target(db, payment.merchant_id)
-        .await?
-        .ok_or_else(|| {
-            DbErr::RecordNotFound(format!("merchant {} of a payment", payment.merchant_id))
-        })?;
-    Ok(MerchantTarget {
-        url: target.webhook_url,
-        content_type: WebhookContentType::from_db(&target.webhook_content_type),
-    })
 }
 
 /// One client for all webhook POSTs: iamport's timeouts, no redirects (a redirected POST would
@@ -310,23 +294,40 @@ impl Gateway {
         status: &str,
         cancellation_id: Option<&str>,
     ) -> Result<(), DbErr> {
-        let target = merchant_target(txn, payment).await?;
+        let target = self.merchant_target(payment).await?;
         for row in self.webhook_rows(&target, payment, status, cancellation_id) {
             store::insert_delivery(txn, row).await?;
         }
         Ok(())
     }
 
-    /// The outbox rows announcing `status` of `payment`, with the merchant's current webhook
-    /// settings read from the database: for a caller that writes them together with its change
-    /// (`store::payments::conclude_charge`).
+    /// The outbox rows announcing `status` of `payment`: for a caller that writes them together
+    /// with its change (`store::payments::conclude_charge`).
     pub async fn webhooks_announcing(
         &self,
         payment: &payment::Model,
         status: &str,
     ) -> Result<Vec<webhook_delivery::ActiveModel>, DbErr> {
-        let target = merchant_target(&self.db.read, payment).await?;
+        let target = self.merchant_target(payment).await?;
         Ok(self.webhook_rows(&target, payment, status, None))
+    }
+
+    /// The merchant's webhook settings from the merchant row cache (`auth`), not a database read
+    /// per payment: a payment's outcome is written with one statement on PostgreSQL, and this read
+    /// was a round trip of its own. A change made on this instance applies at once (the cache is
+    /// refreshed by [`Self::set_webhook_settings`]); one made on another instance applies here
+    /// within a minute, like every other merchant setting.
+    async fn merchant_target(&self, payment: &payment::Model) -> Result<MerchantTarget, DbErr> {
+        let m = self
+            .cached_merchant(payment.merchant_id)
+            .await?
+            .ok_or_else(|| {
+                DbErr::RecordNotFound(format!("merchant {} of a payment", payment.merchant_id))
+            })?;
+        Ok(MerchantTarget {
+            url: m.webhook_url.clone(),
+            content_type: WebhookContentType::from_db(&m.webhook_content_type),
+        })
     }
 
     /// The outbox rows [`Self::enqueue_webhook`] writes.
@@ -417,7 +418,9 @@ impl Gateway {
             sealed,
         )
         .await?;
-        Ok(WebhookSettings::of(&m))
+        let settings = WebhookSettings::of(&m);
+        self.remember_merchant(m);
+        Ok(settings)
     }
 
     /// One worker run: claims up to `limit` due deliveries (each exactly once across all

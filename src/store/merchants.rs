@@ -1,7 +1,7 @@
 //! Merchants and their access tokens.
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, FromQueryResult,
-    QueryFilter, QueryOrder, QuerySelect, Set,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder,
+    Set,
 };
 
 use super::entity::{access_token, merchant};
@@ -25,30 +25,6 @@ pub async fn by_imp_key(
 
 pub async fn by_id(db: &impl ConnectionTrait, id: i64) -> Result<Option<merchant::Model>, DbErr> {
     merchant::Entity::find_by_id(id).one(db).await
-}
-
-/// A merchant's default webhook URL and content type.
-#[derive(Debug, Clone, FromQueryResult)]
-pub struct WebhookTarget {
-    pub webhook_url: Option<String>,
-    pub webhook_content_type: String,
-}
-
-/// Only the webhook columns of a merchant: the row also holds the KCP certificate and sealed key
-/// (kilobytes, stored out of line), which every payment's outcome would otherwise read for two
-/// short columns. Read by name into a struct, not as a tuple: on SQLite files the reader's rows
-/// (sea-orm's `ProxyRow`) keep their columns sorted by name, so positions are not the SELECT's.
-pub async fn webhook_target(
-    db: &impl ConnectionTrait,
-    id: i64,
-) -> Result<Option<WebhookTarget>, DbErr> {
-    merchant::Entity::find_by_id(id)
-        .select_only()
-        .column(merchant::Column::WebhookUrl)
-        .column(merchant::Column::WebhookContentType)
-        .into_model::<WebhookTarget>()
-        .one(db)
-        .await
 }
 
 pub async fn by_imp_code(
