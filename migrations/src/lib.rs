@@ -5,6 +5,7 @@ mod m20261122_000001_core;
 mod m20261122_000002_billing;
 mod m20261122_000003_webhooks;
 mod m20261122_000004_checkout;
+mod m20261202_000005_fewer_index_writes;
 
 pub struct Migrator;
 
@@ -16,6 +17,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000002_billing::Migration),
             Box::new(m20261122_000003_webhooks::Migration),
             Box::new(m20261122_000004_checkout::Migration),
+            Box::new(m20261202_000005_fewer_index_writes::Migration),
         ]
     }
 }

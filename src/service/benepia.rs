@@ -21,7 +21,7 @@ use crate::pg::{
     PointApproval, PointPaymentRequest, TradeRef, TradeState, Won,
 };
 use crate::store::entity::{cancellation, merchant, payment, pg_attempt};
-use crate::store::payments;
+use crate::store::payments::{self, Opened};
 
 /// `payments.pay_method` of a Benepia point payment (iamport's `point`).
 pub const POINT: &str = "point";
@@ -123,7 +123,9 @@ impl Gateway {
         };
         let text = order.kcp_text()?;
         let connector = self.connectors.for_merchant(m, &self.secrets)?;
-        let (payment, attempt) = self.open_approval(m, &order).await?;
+        let Opened {
+            payment, attempt, ..
+        } = self.open_approval(m, &order, None).await?;
         let req = PointPaymentRequest {
             order_no: payment.order_no.clone(),
             amount: order.amount,

@@ -245,32 +245,26 @@ impl Gateway {
         m: &merchant::Model,
         cmd: AgainCommand,
     ) -> ServiceResult<ApprovalOutcome> {
-        let key = billing::active_key(&self.db.read, m.id, &cmd.customer_uid)
-            .await?
-            .ok_or_else(|| ServiceError::Refused("등록되지 않은 구매자입니다.".into()))?;
         let mut order = cmd.order;
         order.customer_uid = Some(cmd.customer_uid.clone());
         order.customer_uid_usage = order.customer_uid_usage.or(Some("payment"));
-        order.card_number_masked = key.card_number.clone();
-        order.card_code = key.card_code.clone();
-        order.card_name = key.card_name.clone();
-        order.card_type = key.card_type;
         let text = order.kcp_text()?;
-        let batch_key = self
-            .secrets
-            .open_string(&key.batch_key_sealed)
-            .map_err(|e| ServiceError::Internal(e.to_string()))?;
-        let call = ChargeCall::Batch(BatchPaymentRequest {
-            order_no: String::new(),
-            amount: order.amount,
-            good_name: text.good_name,
-            buyer_name: text.buyer_name,
-            buyer_email: text.buyer_email,
-            buyer_tel: text.buyer_tel,
-            batch_key,
-            group_id: key.group_id.clone(),
-            quota: order.card_quota,
-        });
+        // The key is read, and its card fields recorded, by the write that opens the charge
+        // (`store::payments::open_charge`); `charge` fills in the batch key and group.
+        let call = ChargeCall::Batch {
+            customer_uid: cmd.customer_uid,
+            request: BatchPaymentRequest {
+                order_no: String::new(),
+                amount: order.amount,
+                good_name: text.good_name,
+                buyer_name: text.buyer_name,
+                buyer_email: text.buyer_email,
+                buyer_tel: text.buyer_tel,
+                batch_key: String::new(),
+                group_id: String::new(),
+                quota: order.card_quota,
+            },
+        };
         self.charge(m, &order, call).await
     }
 }

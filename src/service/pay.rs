@@ -11,15 +11,17 @@ use crate::domain::ids::{new_imp_uid, order_no_for};
 use crate::domain::payment::PaymentStatus;
 use crate::domain::text::for_kcp;
 use crate::pg::{
-    CancelKind, CancelRequest, CardApproval, CardSecret, DeclineReason, KeyInRequest, Pg,
-    PgConnector, PgError,
+    BatchPaymentRequest, CancelKind, CancelRequest, CardApproval, CardSecret, DeclineReason,
+    KeyInRequest, Pg, PgConnector, PgError,
 };
-use crate::store::entity::{merchant, payment, pg_attempt};
-use crate::store::payments::OpenedCharge;
+use crate::store::entity::{billing_key, merchant, payment, pg_attempt};
+use crate::store::payments::{Opened, OpenedCharge};
 use crate::store::{is_unique_violation, payments};
 
 /// KCP's reason text for a net-cancel (spec/kcp.md §5).
 pub const NET_CANCEL_REASON: &str = "가맹점 DB 처리 실패(자동취소)";
+/// The answer to a charge with a customer_uid that has no billing key (spec §4.4).
+pub const UNKNOWN_CUSTOMER: &str = "등록되지 않은 구매자입니다.";
 /// Instalments are only allowed from this amount (spec/kcp.md §4).
 pub const MIN_INSTALMENT_AMOUNT: i64 = 50_000;
 
@@ -126,7 +128,13 @@ impl ChargeOrder {
 /// The KCP call that makes a charge; its `order_no` is filled in once the attempt is recorded.
 pub(crate) enum ChargeCall {
     KeyIn(KeyInRequest),
-    Batch(crate::pg::BatchPaymentRequest),
+    /// A charge with the customer's active billing key, which is read (and its card fields
+    /// copied into the payment) by the same write that opens the charge; the request's
+    /// `batch_key` and `group_id` are filled in from it.
+    Batch {
+        customer_uid: String,
+        request: crate::pg::BatchPaymentRequest,
+    },
 }
 
 impl Gateway {
@@ -221,15 +229,29 @@ impl Gateway {
             )));
         }
         let connector = self.connectors.for_merchant(m, &self.secrets)?;
-        let (payment, attempt) = self.open_approval(m, order).await?;
+        let customer_uid = match &call {
+            ChargeCall::KeyIn(_) => None,
+            ChargeCall::Batch { customer_uid, .. } => Some(customer_uid.as_str()),
+        };
+        let Opened {
+            payment,
+            attempt,
+            billing_key,
+        } = self.open_approval(m, order, customer_uid).await?;
         let result = match call {
             ChargeCall::KeyIn(mut req) => {
                 req.order_no = payment.order_no.clone();
                 connector.approve_key_in(&req).await
             }
-            ChargeCall::Batch(mut req) => {
-                req.order_no = payment.order_no.clone();
-                connector.pay_with_batch_key(&req).await
+            ChargeCall::Batch { mut request, .. } => {
+                request.order_no = payment.order_no.clone();
+                match billing_key.map(|key| self.batch_key_of(key, request)) {
+                    Some(Ok(request)) => connector.pay_with_batch_key(&request).await,
+                    Some(Err(e)) => Err(e),
+                    None => Err(PgError::Config(
+                        "billing key missing from the opened charge".into(),
+                    )),
+                }
             }
         };
         Ok(match result {
@@ -319,18 +341,40 @@ impl Gateway {
         Ok(())
     }
 
+    /// The batch key of an opened billing-key charge, unsealed into its KCP request. A key that
+    /// cannot be unsealed (the master key it was sealed with is gone) is a configuration error:
+    /// the charge fails without calling KCP.
+    fn batch_key_of(
+        &self,
+        key: billing_key::Model,
+        mut request: BatchPaymentRequest,
+    ) -> Result<BatchPaymentRequest, PgError> {
+        request.batch_key = self
+            .secrets
+            .open_string(&key.batch_key_sealed)
+            .map_err(|e| PgError::Config(format!("billing key: {e}")))?;
+        request.group_id = key.group_id;
+        Ok(request)
+    }
+
     /// Commits the pending payment and its attempt. The unique index refuses a second live payment
     /// for the merchant_uid; a previous attempt whose outcome is still open is resolved first.
+    /// A charge naming `customer_uid` is opened only while that customer has an active billing
+    /// key, which comes back with it.
     pub(crate) async fn open_approval(
         &self,
         m: &merchant::Model,
         cmd: &ChargeOrder,
-    ) -> ServiceResult<(payment::Model, pg_attempt::Model)> {
+        customer_uid: Option<&str>,
+    ) -> ServiceResult<Opened> {
         for _ in 0..3 {
-            match self.insert_pending(m, cmd).await {
+            match self.insert_pending(m, cmd, customer_uid).await {
                 Ok(OpenedCharge::Opened(opened)) => return Ok(*opened),
                 Ok(OpenedCharge::PreparedDiffers(prepared)) => {
                     return Err(prepared_mismatch(prepared.amount, cmd.amount))
+                }
+                Ok(OpenedCharge::NoBillingKey) => {
+                    return Err(ServiceError::Refused(UNKNOWN_CUSTOMER.into()))
                 }
                 Err(e) if is_unique_violation(&e) => {
                     let Some(live) =
@@ -368,6 +412,7 @@ impl Gateway {
         &self,
         m: &merchant::Model,
         cmd: &ChargeOrder,
+        customer_uid: Option<&str>,
     ) -> Result<OpenedCharge, sea_orm::DbErr> {
         let now = self.clock.unix();
         let imp_uid = new_imp_uid();
@@ -432,6 +477,7 @@ impl Gateway {
                 updated_at: Set(now),
                 ..Default::default()
             },
+            customer_uid,
         )
         .await
     }

@@ -5,7 +5,7 @@ use sea_orm::Set;
 
 use super::billing::{AgainCommand, CustomerCommand};
 use super::lookup::{Page, Paging};
-use super::pay::{ApprovalOutcome, ChargeOrder};
+use super::pay::{ApprovalOutcome, ChargeOrder, UNKNOWN_CUSTOMER};
 use super::{Gateway, PaymentRecord, ServiceError, ServiceResult};
 use crate::domain::payment::PaymentStatus;
 use crate::store::billing::{self, ScheduleOutcome, ScheduleQuery};
@@ -55,7 +55,7 @@ impl Gateway {
                 Some(c) => {
                     self.register_customer(m, c).await?;
                 }
-                None => return Err(ServiceError::Refused("등록되지 않은 구매자입니다.".into())),
+                None => return Err(ServiceError::Refused(UNKNOWN_CUSTOMER.into())),
             }
         }
         let txn = self.db.write.begin().await?;

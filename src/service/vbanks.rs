@@ -21,7 +21,7 @@ use crate::pg::{
     WindowApproval,
 };
 use crate::store::entity::{merchant, payment, pg_attempt};
-use crate::store::payments;
+use crate::store::payments::{self, Opened};
 
 /// iamport's `pay_method` of a virtual account.
 pub const VBANK: &str = "vbank";
@@ -73,7 +73,9 @@ impl Gateway {
         order.card_quota = 0;
         let text = order.kcp_text()?;
         let connector = self.connectors.for_merchant(m, &self.secrets)?;
-        let (payment, attempt) = self.open_approval(m, &order).await?;
+        let Opened {
+            payment, attempt, ..
+        } = self.open_approval(m, &order, None).await?;
         let req = VbankIssueRequest {
             order_no: payment.order_no.clone(),
             amount: order.amount,

@@ -2,7 +2,8 @@
 use sea_orm::sea_query::{Expr, IntoCondition, LockBehavior, LockType, SimpleExpr};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DbBackend, DbErr, EntityTrait,
-    FromQueryResult, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, QueryTrait, Statement,
+    FromQueryResult, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, QueryTrait, Select,
+    Statement,
 };
 
 use super::entity::{billing_key, schedule};
@@ -12,12 +13,19 @@ pub async fn active_key(
     merchant_id: i64,
     customer_uid: &str,
 ) -> Result<Option<billing_key::Model>, DbErr> {
+    active_key_query(merchant_id, customer_uid).one(db).await
+}
+
+/// The customer's active billing key (at most one, by the unique index `billing_keys_one_active`,
+/// whose predicate the literal `'active'` matches, so a cached generic plan can probe it).
+pub(super) fn active_key_query(
+    merchant_id: i64,
+    customer_uid: &str,
+) -> Select<billing_key::Entity> {
     billing_key::Entity::find()
         .filter(billing_key::Column::MerchantId.eq(merchant_id))
         .filter(billing_key::Column::CustomerUid.eq(customer_uid))
-        .filter(billing_key::Column::Status.eq("active"))
-        .one(db)
-        .await
+        .filter(Expr::cust(r#""billing_keys"."status" = 'active'"#))
 }
 
 pub async fn active_keys(

@@ -4,11 +4,11 @@ use sea_orm::sea_query::{
 };
 use sea_orm::{
     ActiveModelTrait, ActiveValue, ColumnTrait, Condition, ConnectionTrait, DbBackend, DbErr,
-    EntityTrait, FromQueryResult, Iterable, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
-    QueryTrait, Set, TryIntoModel,
+    EntityTrait, FromQueryResult, IdenStatic, Iterable, PaginatorTrait, QueryFilter, QueryOrder,
+    QuerySelect, QueryTrait, Set, TryIntoModel,
 };
 
-use super::entity::{cancellation, payment, pg_attempt, prepare, webhook_delivery};
+use super::entity::{billing_key, cancellation, payment, pg_attempt, prepare, webhook_delivery};
 
 pub async fn insert(
     db: &impl ConnectionTrait,
@@ -67,26 +67,20 @@ pub async fn by_imp_uids(
 
 /// The payment that holds the merchant_uid (any status but `failed`); there is at most one.
 ///
-/// `'failed'` is written into the SQL instead of bound: only then does the condition imply the
-/// predicate of the partial unique index `payments_one_live_per_merchant_uid`, so a plan can probe
-/// it. With a bound value, PostgreSQL can never use that index in a connection's cached generic
-/// plan, and a plan made while `payments` was nearly empty walked `payments_by_started` (every
-/// payment of the merchant) on each call for the rest of the connection's life; the scheduler,
-/// which looks up every schedule's merchant_uid, read 28 M index entries for 10,000 schedules
-/// (docs/performance.md).
+/// `failed_key` is 0 exactly for such payments (a generated column, see the migration
+/// `m20261202_000005_fewer_index_writes`), so this probes the unique index
+/// `payments_one_live_per_merchant_uid_key` on all three of its columns.
 pub async fn live_by_merchant_uid(
     db: &impl ConnectionTrait,
     merchant_id: i64,
     merchant_uid: &str,
 ) -> Result<Option<payment::Model>, DbErr> {
-    live_payment(merchant_id, merchant_uid).one(db).await
-}
-
-fn live_payment(merchant_id: i64, merchant_uid: &str) -> sea_orm::Select<payment::Entity> {
     payment::Entity::find()
         .filter(payment::Column::MerchantId.eq(merchant_id))
         .filter(payment::Column::MerchantUid.eq(merchant_uid))
-        .filter(Expr::cust(r#""payments"."status" <> 'failed'"#))
+        .filter(Expr::col((payment::Entity, Alias::new("failed_key"))).eq(0))
+        .one(db)
+        .await
 }
 
 /// Sort orders of the lookup endpoints (spec/iamport-v1.md §4.1).
@@ -259,6 +253,11 @@ pub async fn open_attempts_of(
         .await
 }
 
+/// The open states of an attempt, written out rather than bound: only then does a condition
+/// imply the predicate of the partial index `pg_attempts_due`, so that PostgreSQL can use it in a
+/// connection's cached generic plan.
+const OPEN_ATTEMPT: &str = r#""pg_attempts"."state" IN ('pending', 'unknown')"#;
+
 /// Ids of open attempts due for the resolver.
 pub async fn due_attempts(
     db: &impl ConnectionTrait,
@@ -268,7 +267,7 @@ pub async fn due_attempts(
     let rows = pg_attempt::Entity::find()
         .select_only()
         .column(pg_attempt::Column::Id)
-        .filter(pg_attempt::Column::State.is_in(["pending", "unknown"]))
+        .filter(Expr::cust(OPEN_ATTEMPT))
         .filter(pg_attempt::Column::NextCheckAt.lte(now))
         .filter(pg_attempt::Column::LeaseUntil.lt(now))
         .order_by_asc(pg_attempt::Column::NextCheckAt)
@@ -299,7 +298,7 @@ pub async fn claim_attempt(
 
 pub async fn count_open_attempts(db: &impl ConnectionTrait) -> Result<u64, DbErr> {
     pg_attempt::Entity::find()
-        .filter(pg_attempt::Column::State.is_in(["pending", "unknown"]))
+        .filter(Expr::cust(OPEN_ATTEMPT))
         .count(db)
         .await
 }
@@ -352,10 +351,21 @@ pub async fn all_payments(db: &impl ConnectionTrait) -> Result<Vec<payment::Mode
 #[derive(Debug)]
 pub enum OpenedCharge {
     /// The pending payment and its attempt are committed (boxed: they are large).
-    Opened(Box<(payment::Model, pg_attempt::Model)>),
+    Opened(Box<Opened>),
     /// Nothing was written: the merchant_uid was prepared (`POST /payments/prepare`) with another
     /// amount or currency, shown here.
     PreparedDiffers(prepare::Model),
+    /// Nothing was written: the charge names a customer_uid that has no active billing key.
+    NoBillingKey,
+}
+
+/// A charge opened by [`open_charge`].
+#[derive(Debug)]
+pub struct Opened {
+    pub payment: payment::Model,
+    pub attempt: pg_attempt::Model,
+    /// The active billing key the charge was opened with, when it names one.
+    pub billing_key: Option<billing_key::Model>,
 }
 
 /// Whether a merchant_uid prepared as `p` refuses a charge of `amount` in `currency` (spec §4.3):
@@ -364,17 +374,31 @@ pub fn prepared_refuses(p: &prepare::Model, amount: i64, currency: &str) -> bool
     p.amount != amount || p.currency.as_deref().is_some_and(|c| c != currency)
 }
 
+/// The payment columns a billing-key charge takes from its key: what is known of the card before
+/// KCP answers.
+const CARD_FROM_KEY: [(payment::Column, billing_key::Column); 4] = [
+    (payment::Column::CardNumber, billing_key::Column::CardNumber),
+    (payment::Column::CardCode, billing_key::Column::CardCode),
+    (payment::Column::CardName, billing_key::Column::CardName),
+    (payment::Column::CardType, billing_key::Column::CardType),
+];
+
 /// Inserts a pending payment and its first attempt, atomically and durably: what every charge
 /// records before it calls KCP, unless its merchant_uid was prepared with another amount or
-/// currency (spec §4.3), which is checked in the same write. On PostgreSQL this is ONE statement
-/// (a data-modifying `WITH`, atomic by itself, whose insert only happens `WHERE NOT EXISTS` such a
-/// prepared row) instead of a `SELECT`, `BEGIN`, two inserts and `COMMIT`: each round trip costs
-/// CPU on both sides (docs/performance.md). SQLite has no data-modifying `WITH`; there it is a
-/// transaction (group-committed, `store::sqlite`).
+/// currency (spec §4.3), or it names a `customer_uid` (`billing_key`) without an active billing
+/// key; both are checked in the same write. A billing-key charge copies the key's card fields
+/// into the payment and gets the key back.
+///
+/// On PostgreSQL this is ONE statement (a data-modifying `WITH`, atomic by itself, whose insert
+/// only happens `WHERE NOT EXISTS` such a prepared row, and `FROM` the active key when one is
+/// named) instead of reading the key, reading the prepared row, `BEGIN`, two inserts and
+/// `COMMIT`: each round trip costs CPU on both sides (docs/performance.md). SQLite has no
+/// data-modifying `WITH`; there it is a transaction (group-committed, `store::sqlite`).
 pub async fn open_charge(
     db: &super::Writer,
     payment: payment::ActiveModel,
     attempt: pg_attempt::ActiveModel,
+    billing_key: Option<&str>,
 ) -> Result<OpenedCharge, DbErr> {
     let missing = || {
         DbErr::Custom(
@@ -396,16 +420,46 @@ pub async fn open_charge(
                 return Ok(OpenedCharge::PreparedDiffers(p));
             }
         }
+        let mut payment = payment;
+        let key = match billing_key {
+            Some(customer_uid) => {
+                let Some(key) = super::billing::active_key(&txn, merchant_id, customer_uid).await?
+                else {
+                    return Ok(OpenedCharge::NoBillingKey);
+                };
+                payment.card_number = Set(key.card_number.clone());
+                payment.card_code = Set(key.card_code.clone());
+                payment.card_name = Set(key.card_name.clone());
+                payment.card_type = Set(key.card_type);
+                Some(key)
+            }
+            None => None,
+        };
         let p = insert(&txn, payment).await?;
         let mut attempt = attempt;
         attempt.payment_id = Set(p.id);
         let a = insert_attempt(&txn, attempt).await?;
         txn.commit().await?;
-        return Ok(OpenedCharge::Opened(Box::new((p, a))));
+        return Ok(OpenedCharge::Opened(Box::new(Opened {
+            payment: p,
+            attempt: a,
+            billing_key: key,
+        })));
     }
-    let (p_cte, a_cte) = (Alias::new("p"), Alias::new("a"));
-    // The payment's columns as given, inserted only when no prepared row refuses them.
-    let (columns, values) = set_columns(&payment, |_| true);
+    let (k_cte, p_cte, a_cte) = (Alias::new("k"), Alias::new("p"), Alias::new("a"));
+    // The payment's columns as given (the card's from the key, for a billing-key charge),
+    // inserted only when no prepared row refuses them.
+    let (columns, mut values) = set_columns(&payment, |_| true);
+    if billing_key.is_some() {
+        for (column, value) in columns.iter().zip(values.iter_mut()) {
+            if let Some((_, from_key)) = CARD_FROM_KEY
+                .iter()
+                .find(|(c, _)| c.as_str() == column.as_str())
+            {
+                *value = Expr::col((k_cte.clone(), *from_key)).into();
+            }
+        }
+    }
     let refusing_prepare = Query::select()
         .expr(Expr::val(1))
         .from(prepare::Entity)
@@ -421,16 +475,18 @@ pub async fn open_charge(
                 ),
         )
         .to_owned();
+    let mut source = Query::select();
+    source
+        .exprs(values)
+        .and_where(Expr::exists(refusing_prepare).not());
+    if billing_key.is_some() {
+        source.from(k_cte.clone());
+    }
     let mut insert_payment = Query::insert();
     insert_payment
         .into_table(payment::Entity)
         .columns(columns)
-        .select_from(
-            Query::select()
-                .exprs(values)
-                .and_where(Expr::exists(refusing_prepare).not())
-                .to_owned(),
-        )
+        .select_from(source)
         .map_err(|e| DbErr::Custom(format!("payment insert: {e}")))?
         .returning_all();
     // The attempt's columns as given, with payment_id taken from the inserted payment.
@@ -448,42 +504,64 @@ pub async fn open_charge(
         .select_from(Query::select().exprs(values).from(p_cte.clone()).to_owned())
         .map_err(|e| DbErr::Custom(format!("attempt insert: {e}")))?
         .returning_col(pg_attempt::Column::Id);
-    let both = WithClause::new()
-        .cte(
-            CommonTableExpression::new()
-                .query(insert_payment)
-                .table_name(p_cte.clone())
-                .to_owned(),
+    let mut with = WithClause::new();
+    let mut answer = Query::select();
+    answer
+        .column((p_cte.clone(), Asterisk))
+        .expr_as(
+            Expr::col((a_cte.clone(), pg_attempt::Column::Id)),
+            Alias::new("attempt_id"),
         )
-        .cte(
+        .from(p_cte.clone())
+        .from(a_cte.clone());
+    if let Some(customer_uid) = billing_key {
+        with.cte(
             CommonTableExpression::new()
-                .query(insert_attempt)
-                .table_name(a_cte.clone())
-                .to_owned(),
-        )
-        .to_owned()
-        .query(
-            Query::select()
-                .column((p_cte.clone(), Asterisk))
-                .expr_as(
-                    Expr::col((a_cte.clone(), pg_attempt::Column::Id)),
-                    Alias::new("attempt_id"),
-                )
-                .from(p_cte)
-                .from(a_cte)
+                .query(super::billing::active_key_query(merchant_id, customer_uid).into_query())
+                .table_name(k_cte.clone())
                 .to_owned(),
         );
-    let statement = DbBackend::Postgres.build(&both);
+        // The key's columns, prefixed so they do not collide with the payment's.
+        for c in billing_key::Column::iter() {
+            answer.expr_as(
+                Expr::col((k_cte.clone(), c)),
+                Alias::new(format!("{KEY_PREFIX}{}", c.as_str())),
+            );
+        }
+        answer.from(k_cte);
+    }
+    with.cte(
+        CommonTableExpression::new()
+            .query(insert_payment)
+            .table_name(p_cte)
+            .to_owned(),
+    )
+    .cte(
+        CommonTableExpression::new()
+            .query(insert_attempt)
+            .table_name(a_cte)
+            .to_owned(),
+    );
+    let statement = DbBackend::Postgres.build(&with.query(answer));
     let mut tries = 0;
     let row = loop {
         if let Some(row) = db.query_one(statement.clone()).await? {
             break row;
         }
-        // Nothing inserted: a prepared row refused it. Read it for the answer. If it no longer
-        // refuses (re-prepared in between), the charge is simply tried again.
+        // Nothing inserted: a prepared row refused it, or the key is not active. Read which, for
+        // the answer. If neither holds any more (re-prepared, key re-registered in between), the
+        // charge is simply tried again.
         if let Some(p) = prepare_by_uid(db, merchant_id, &merchant_uid).await? {
             if prepared_refuses(&p, amount, &currency) {
                 return Ok(OpenedCharge::PreparedDiffers(p));
+            }
+        }
+        if let Some(customer_uid) = billing_key {
+            if super::billing::active_key(db, merchant_id, customer_uid)
+                .await?
+                .is_none()
+            {
+                return Ok(OpenedCharge::NoBillingKey);
             }
         }
         tries += 1;
@@ -492,14 +570,22 @@ pub async fn open_charge(
         }
     };
     let p = payment::Model::from_query_result(&row, "")?;
+    let key = match billing_key {
+        Some(_) => Some(billing_key::Model::from_query_result(&row, KEY_PREFIX)?),
+        None => None,
+    };
     let mut attempt = attempt;
     attempt.id = Set(row.try_get("", "attempt_id")?);
     attempt.payment_id = Set(p.id);
-    Ok(OpenedCharge::Opened(Box::new((
-        p,
-        attempt.try_into_model()?,
-    ))))
+    Ok(OpenedCharge::Opened(Box::new(Opened {
+        payment: p,
+        attempt: attempt.try_into_model()?,
+        billing_key: key,
+    })))
 }
+
+/// How [`open_charge`] names the billing key's columns in its answer.
+const KEY_PREFIX: &str = "key_";
 
 /// The columns of `model` that are `Set` (and that `keep` accepts), with their values as
 /// expressions: what an `INSERT … SELECT` of that model lists.
@@ -574,22 +660,4 @@ pub async fn conclude_charge(
         .await?
         .ok_or_else(|| DbErr::RecordNotUpdated)?;
     payment::Model::from_query_result(&row, "")
-}
-
-#[cfg(test)]
-mod tests {
-    use sea_orm::{DbBackend, QueryTrait};
-
-    /// The literal is what lets the lookup match the partial unique index (see
-    /// [`super::live_by_merchant_uid`]); a bound parameter would not.
-    #[test]
-    fn the_live_payment_lookup_spells_out_the_partial_index_predicate() {
-        let sql = super::live_payment(1, "order-1")
-            .build(DbBackend::Postgres)
-            .to_string();
-        assert!(
-            sql.ends_with(r#"AND ("payments"."status" <> 'failed')"#),
-            "{sql}"
-        );
-    }
 }

@@ -97,6 +97,9 @@ async fn a_declined_again_is_code_0_with_status_failed_and_a_real_imp_uid() {
         assert!(p["imp_uid"].as_str().unwrap().starts_with("imp_"));
         assert!(p["failed_at"].as_i64().unwrap() > 0);
         assert!(!p["fail_reason"].as_str().unwrap().is_empty());
+        // What the key knows of the card is on the payment even though KCP refused it.
+        assert_eq!(p["card_number"], reg["response"]["card_number"], "{body}");
+        assert_eq!(p["card_name"], reg["response"]["card_name"], "{body}");
     }
     assert!(app.sandbox.ledger().is_empty());
 }
@@ -108,6 +111,10 @@ async fn an_unknown_customer_uid_is_code_1_everywhere() {
     let (_, body) = again(&app, &token, "nobody", "sub-x", 1000).await;
     assert_eq!(body["code"], 1);
     assert_eq!(body["message"], "등록되지 않은 구매자입니다.");
+    assert!(
+        all_payments(&app).await.is_empty(),
+        "a refused charge writes no payment"
+    );
     let (status, body) = app.get("/subscribe/customers/nobody", Some(&token)).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body["code"], 1);
@@ -161,6 +168,8 @@ async fn deleting_a_customer_deletes_the_key_at_kcp_and_refuses_later_charges() 
     assert_eq!(body["response"]["customer_uid"], "cust-4");
     let (_, body) = again(&app, &token, "cust-4", "sub-4", 1000).await;
     assert_eq!(body["code"], 1);
+    assert_eq!(body["message"], "등록되지 않은 구매자입니다.");
+    assert!(all_payments(&app).await.is_empty());
     let (_, body) = app.get("/subscribe/customers/cust-4", Some(&token)).await;
     assert_eq!(body["code"], 1);
     assert!(format!("{:?}", app.sandbox.batch_keys()[0].state)
@@ -291,4 +300,10 @@ async fn onetime_with_a_customer_uid_pays_and_stores_the_card_as_a_billing_key()
     assert_eq!(c["response"]["card_number"], "411111******1111");
     let (_, again_body) = again(&app, &token, "ot-cust", "ot-again", 5000).await;
     assert_eq!(again_body["response"]["status"], "paid");
+}
+
+async fn all_payments(app: &TestApp) -> Vec<openport::store::entity::payment::Model> {
+    openport::store::payments::all_payments(&app.app.gateway.db.read)
+        .await
+        .unwrap()
 }

@@ -62,7 +62,7 @@ pub struct TestApp {
 }
 
 /// A fresh database URL: a temp SQLite file, or a new database on the PostgreSQL of `DATABASE_URL`.
-async fn fresh_database() -> (String, Option<tempfile::TempDir>) {
+pub async fn fresh_database() -> (String, Option<tempfile::TempDir>) {
     match std::env::var("DATABASE_URL") {
         Ok(url) if url.starts_with("postgres") => {
             use sea_orm::sqlx::Connection;

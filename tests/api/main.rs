@@ -9,6 +9,7 @@ mod billing;
 mod cancel;
 mod checkout;
 mod lookups;
+mod migrations;
 mod onetime;
 mod prepare;
 mod reliability;

@@ -1,0 +1,94 @@
+//! Upgrading a database that already holds payments.
+use migration::{Migrator, MigratorTrait};
+use sea_orm::{ConnectionTrait, Database, DatabaseConnection, Statement};
+
+use crate::helpers::fresh_database;
+
+async fn exec(db: &DatabaseConnection, sql: &str) -> Result<u64, sea_orm::DbErr> {
+    db.execute(Statement::from_string(db.get_database_backend(), sql))
+        .await
+        .map(|r| r.rows_affected())
+}
+
+async fn insert_payment(
+    db: &DatabaseConnection,
+    imp_uid: &str,
+    merchant_uid: &str,
+    status: &str,
+) -> Result<u64, sea_orm::DbErr> {
+    exec(
+        db,
+        &format!(
+            "INSERT INTO payments (imp_uid, merchant_id, merchant_uid, order_no, status, pay_method, \
+             channel, pg_provider, pg_id, amount, cancel_amount, currency, card_quota, sandbox, \
+             started_at, updated_at, escrow) \
+             VALUES ('{imp_uid}', 1, '{merchant_uid}', 'o-{imp_uid}', '{status}', 'card', 'api', \
+             'kcp', 'T0000', 1000, 0, 'KRW', 0, true, 1, 1, false)"
+        ),
+    )
+    .await
+}
+
+/// Migration `m20261202_000005` replaced the partial unique index on live payments with one over
+/// the generated `failed_key`: on a database with history, failed payments keep sharing their
+/// merchant_uid, the live one still holds it alone, and a payment that fails frees it.
+#[tokio::test]
+async fn upgrading_keeps_one_live_payment_per_merchant_uid_and_any_number_of_failed_ones() {
+    let (url, _dir) = fresh_database().await;
+    let db = Database::connect(&url).await.unwrap();
+    Migrator::up(&db, Some(4)).await.unwrap();
+    exec(
+        &db,
+        "INSERT INTO merchants (id, imp_code, name, imp_key, imp_secret_hash, site_cd, \
+         kcp_certificate_pem, kcp_private_key_sealed, kcp_passphrase_sealed, test_mode, \
+         created_at, webhook_content_type) \
+         VALUES (1, 'imp00000001', 'shop', 'key', 'hash', 'T0000', '', '', '', true, 1, 'json')",
+    )
+    .await
+    .unwrap();
+    for (imp_uid, status) in [("imp_a", "failed"), ("imp_b", "failed"), ("imp_c", "paid")] {
+        insert_payment(&db, imp_uid, "order-1", status)
+            .await
+            .unwrap();
+    }
+    Migrator::up(&db, None).await.unwrap();
+
+    let keys: Vec<(String, i64, i64)> = db
+        .query_all(Statement::from_string(
+            db.get_database_backend(),
+            "SELECT imp_uid, id, failed_key FROM payments ORDER BY id",
+        ))
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r.try_get("", "imp_uid").unwrap(),
+                r.try_get("", "id").unwrap(),
+                r.try_get("", "failed_key").unwrap(),
+            )
+        })
+        .collect();
+    for (imp_uid, id, failed_key) in &keys {
+        let expected = if imp_uid == "imp_c" { 0 } else { *id };
+        assert_eq!(*failed_key, expected, "{imp_uid}");
+    }
+
+    let second_live = insert_payment(&db, "imp_d", "order-1", "ready").await;
+    assert!(
+        openport::store::is_unique_violation(&second_live.unwrap_err()),
+        "a second live payment for the merchant_uid is refused"
+    );
+    insert_payment(&db, "imp_e", "order-1", "failed")
+        .await
+        .expect("another failed one is not");
+    exec(
+        &db,
+        "UPDATE payments SET status = 'failed' WHERE imp_uid = 'imp_c'",
+    )
+    .await
+    .unwrap();
+    insert_payment(&db, "imp_f", "order-1", "ready")
+        .await
+        .expect("once the live payment failed, the merchant_uid is free");
+}
