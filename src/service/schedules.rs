@@ -293,19 +293,9 @@ impl Gateway {
             claim.lease = renewed;
         }
         let m = self.merchant(s.merchant_id).await?;
-        if let Some(live) =
-            payments::live_by_merchant_uid(&self.db.write, m.id, &s.merchant_uid).await?
-        {
-            match PaymentStatus::from_db(&live.status) {
-                PaymentStatus::Pending => {
-                    if !self.try_resolve_payment(&live).await? {
-                        self.release_schedule(claim, now + 30).await?;
-                        return Ok(false);
-                    }
-                }
-                _ => return self.finish_schedule(claim, paid(&live), now).await,
-            }
-        }
+        // No look for an earlier payment of this merchant_uid first (an instance whose lease ran
+        // out may have started one): the write that opens the charge meets it at the unique index,
+        // and the refusal below is answered by that payment.
         let order = ChargeOrder {
             merchant_uid: s.merchant_uid.clone(),
             amount: s.amount,
