@@ -14,7 +14,7 @@ use der::{asn1::OctetStringRef, Decode, Encode, Reader};
 use pkcs12::kdf::{derive_key_utf8, Pkcs12KeyType};
 use rsa::{
     pkcs1::DecodeRsaPrivateKey, pkcs8::DecodePrivateKey, pkcs8::DecodePublicKey,
-    traits::PublicKeyParts, Pkcs1v15Sign, RsaPrivateKey, RsaPublicKey,
+    pkcs8::EncodePrivateKey, traits::PublicKeyParts, Pkcs1v15Sign, RsaPrivateKey, RsaPublicKey,
 };
 use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
@@ -60,8 +60,15 @@ pub enum KeyError {
 
 /// The merchant's RSA private key. `Debug` is redacted; the key never leaves this type except as
 /// signatures.
+///
+/// Signatures are made with `ring` when it accepts the key (RSA of 2048 to 4096 bits, which KCP
+/// issues): its assembly Montgomery multiplication signs several times faster than the pure-Rust
+/// `rsa` crate, whose big-number arithmetic was ≈ 43 % of all CPU under a cancel load
+/// (docs/performance.md). Any other key signs with `rsa`; both give the same bytes (PKCS#1 v1.5
+/// is deterministic), which a test checks.
 pub struct KcpPrivateKey {
     key: RsaPrivateKey,
+    fast: Option<ring::signature::RsaKeyPair>,
 }
 
 impl std::fmt::Debug for KcpPrivateKey {
@@ -100,23 +107,48 @@ impl KcpPrivateKey {
                     .map_err(|e| KeyError::NotRsa(e.to_string()))?,
                 other => return Err(KeyError::UnsupportedKeyLabel(other.to_owned())),
             };
-        Ok(Self { key })
+        Ok(Self::new(key))
+    }
+
+    fn new(key: RsaPrivateKey) -> Self {
+        // The PKCS#8 document is zeroized when dropped.
+        let fast = key
+            .to_pkcs8_der()
+            .ok()
+            .and_then(|der| ring::signature::RsaKeyPair::from_pkcs8(der.as_bytes()).ok());
+        Self { key, fast }
     }
 
     /// `kcp_sign_data`: standard Base64 of RSA PKCS#1 v1.5 SHA-256 ("SHA256withRSA") over the UTF-8
     /// bytes of `message` (spec/kcp.md §3). PKCS#1 v1.5 is deterministic, so equal messages give
     /// equal signatures; blinding (the RNG) only hides timing.
     pub fn sign(&self, message: &str) -> Result<String, KeyError> {
+        let signature = match &self.fast {
+            Some(pair) => {
+                let mut signature = vec![0; pair.public().modulus_len()];
+                pair.sign(
+                    &ring::signature::RSA_PKCS1_SHA256,
+                    &ring::rand::SystemRandom::new(),
+                    message.as_bytes(),
+                    &mut signature,
+                )
+                .map_err(|_| KeyError::Signing("RSA signing failed".into()))?;
+                signature
+            }
+            None => self.sign_with_rsa_crate(message)?,
+        };
+        Ok(base64::engine::general_purpose::STANDARD.encode(signature))
+    }
+
+    fn sign_with_rsa_crate(&self, message: &str) -> Result<Vec<u8>, KeyError> {
         let digest = Sha256::digest(message.as_bytes());
-        let signature = self
-            .key
+        self.key
             .sign_with_rng(
                 &mut rsa::rand_core::OsRng,
                 Pkcs1v15Sign::new::<Sha256>(),
                 &digest,
             )
-            .map_err(|e| KeyError::Signing(e.to_string()))?;
-        Ok(base64::engine::general_purpose::STANDARD.encode(signature))
+            .map_err(|e| KeyError::Signing(e.to_string()))
     }
 
     pub fn public_key(&self) -> RsaPublicKey {
@@ -337,6 +369,18 @@ mod tests {
                 v["kcp_sign_data"].as_str().unwrap(),
                 "vector {message}"
             );
+        }
+    }
+
+    #[test]
+    fn ring_signs_the_kcp_key_and_gives_the_rsa_crates_bytes() {
+        let key = KcpPrivateKey::from_pem(KEY, &pass("changeit")).unwrap();
+        assert!(key.fast.is_some(), "ring accepts KCP's 2048-bit key");
+        for message in ["", "20261202|STSC|1000", "한글 메시지"] {
+            let by_ring = key.sign(message).unwrap();
+            let by_rsa = base64::engine::general_purpose::STANDARD
+                .encode(key.sign_with_rsa_crate(message).unwrap());
+            assert_eq!(by_ring, by_rsa, "{message:?}");
         }
     }
 
