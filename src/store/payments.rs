@@ -4,8 +4,8 @@ use sea_orm::sea_query::{
 };
 use sea_orm::{
     ActiveModelTrait, ActiveValue, ColumnTrait, Condition, ConnectionTrait, DbBackend, DbErr,
-    EntityTrait, FromQueryResult, IdenStatic, Iterable, PaginatorTrait, QueryFilter, QueryOrder,
-    QuerySelect, QueryTrait, Set, TryIntoModel,
+    EntityTrait, FromQueryResult, IdenStatic, Iterable, ModelTrait, PaginatorTrait, QueryFilter,
+    QueryOrder, QuerySelect, QueryTrait, Set, TryIntoModel,
 };
 
 use super::entity::{billing_key, cancellation, payment, pg_attempt, prepare, webhook_delivery};
@@ -415,26 +415,25 @@ pub async fn open_charge(
     let currency = payment.currency.try_as_ref().ok_or_else(missing)?.clone();
     if db.get_database_backend() != DbBackend::Postgres {
         let txn = db.begin().await?;
-        if let Some(p) = prepare_by_uid(&txn, merchant_id, &merchant_uid).await? {
-            if prepared_refuses(&p, amount, &currency) {
-                return Ok(OpenedCharge::PreparedDiffers(p));
+        let key = match admission(
+            &txn,
+            merchant_id,
+            &merchant_uid,
+            amount,
+            &currency,
+            billing_key,
+        )
+        .await?
+        {
+            Ok(key) => key,
+            Err(refused) => return Ok(refused),
+        };
+        let mut payment = payment;
+        if let Some(key) = &key {
+            for (column, key_column) in CARD_FROM_KEY {
+                payment.set(column, key.get(key_column));
             }
         }
-        let mut payment = payment;
-        let key = match billing_key {
-            Some(customer_uid) => {
-                let Some(key) = super::billing::active_key(&txn, merchant_id, customer_uid).await?
-                else {
-                    return Ok(OpenedCharge::NoBillingKey);
-                };
-                payment.card_number = Set(key.card_number.clone());
-                payment.card_code = Set(key.card_code.clone());
-                payment.card_name = Set(key.card_name.clone());
-                payment.card_type = Set(key.card_type);
-                Some(key)
-            }
-            None => None,
-        };
         let p = insert(&txn, payment).await?;
         let mut attempt = attempt;
         attempt.payment_id = Set(p.id);
@@ -550,18 +549,17 @@ pub async fn open_charge(
         // Nothing inserted: a prepared row refused it, or the key is not active. Read which, for
         // the answer. If neither holds any more (re-prepared, key re-registered in between), the
         // charge is simply tried again.
-        if let Some(p) = prepare_by_uid(db, merchant_id, &merchant_uid).await? {
-            if prepared_refuses(&p, amount, &currency) {
-                return Ok(OpenedCharge::PreparedDiffers(p));
-            }
-        }
-        if let Some(customer_uid) = billing_key {
-            if super::billing::active_key(db, merchant_id, customer_uid)
-                .await?
-                .is_none()
-            {
-                return Ok(OpenedCharge::NoBillingKey);
-            }
+        if let Err(refused) = admission(
+            db,
+            merchant_id,
+            &merchant_uid,
+            amount,
+            &currency,
+            billing_key,
+        )
+        .await?
+        {
+            return Ok(refused);
         }
         tries += 1;
         if tries == 3 {
@@ -581,6 +579,33 @@ pub async fn open_charge(
         attempt: attempt.try_into_model()?,
         billing_key: key,
     })))
+}
+
+/// Whether a charge may open, read in `db`: refused (`Err`) when its merchant_uid was prepared
+/// with another amount or currency, or when it names a customer_uid without an active billing
+/// key; else the active key it names, if any. SQLite asks this inside the transaction that opens
+/// the charge; on PostgreSQL the opening statement checks the same in SQL, and this only explains
+/// a statement that inserted nothing.
+async fn admission(
+    db: &impl ConnectionTrait,
+    merchant_id: i64,
+    merchant_uid: &str,
+    amount: i64,
+    currency: &str,
+    billing_key: Option<&str>,
+) -> Result<Result<Option<billing_key::Model>, OpenedCharge>, DbErr> {
+    if let Some(p) = prepare_by_uid(db, merchant_id, merchant_uid).await? {
+        if prepared_refuses(&p, amount, currency) {
+            return Ok(Err(OpenedCharge::PreparedDiffers(p)));
+        }
+    }
+    let Some(customer_uid) = billing_key else {
+        return Ok(Ok(None));
+    };
+    Ok(super::billing::active_key(db, merchant_id, customer_uid)
+        .await?
+        .map(Some)
+        .ok_or(OpenedCharge::NoBillingKey))
 }
 
 /// How [`open_charge`] names the billing key's columns in its answer.
