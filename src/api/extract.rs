@@ -32,9 +32,10 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
             .await
             .map_err(|_| ApiError::bad_request("요청 본문을 읽을 수 없습니다."))?;
         if form {
-            return serde_urlencoded::from_bytes(&bytes)
+            return form_json(&bytes)
+                .and_then(|v| serde_json::from_value(v).ok())
                 .map(Body)
-                .map_err(|_| ApiError::bad_request("요청 파라미터(form)를 해석할 수 없습니다."));
+                .ok_or_else(|| ApiError::bad_request("요청 파라미터(form)를 해석할 수 없습니다."));
         }
         let raw: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) {
             b"{}"
@@ -53,6 +54,100 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
                 }
             ))
         })
+    }
+}
+
+/// Deepest key a form may use (`schedules[0][merchant_uid]` is 3).
+const FORM_DEPTH: usize = 5;
+
+/// A form body as the JSON its fields would be, with the bracket spellings iamport's clients
+/// send (PHP's and qs's): `a[]=1&a[]=2` and a repeated `a` are lists, `a[0][b]=x` nests.
+/// `serde_urlencoded` knows only flat keys: it dropped `merchant_uid[]` silently, which turned
+/// an unschedule of one payment into an unschedule of all. None when a key is malformed, nests
+/// too deep, or is used both as a value and as a container.
+fn form_json(body: &[u8]) -> Option<serde_json::Value> {
+    let mut root = serde_json::Map::new();
+    for (key, value) in form_urlencoded::parse(body) {
+        let path: Vec<&str> = match key.split_once('[') {
+            None => vec![&key],
+            Some((name, rest)) => std::iter::once(name)
+                .chain(rest.strip_suffix(']')?.split("]["))
+                .collect(),
+        };
+        if path.len() > FORM_DEPTH || path[0].is_empty() {
+            return None;
+        }
+        insert_form_value(&mut root, &path, value.into_owned())?;
+    }
+    Some(serde_json::Value::Object(
+        root.into_iter()
+            .map(|(k, v)| (k, numbered_to_list(v)))
+            .collect(),
+    ))
+}
+
+fn insert_form_value(
+    map: &mut serde_json::Map<String, serde_json::Value>,
+    path: &[&str],
+    value: String,
+) -> Option<()> {
+    use serde_json::Value;
+    let (head, rest) = path.split_first()?;
+    // `a[]` appends: the next number of the list being built.
+    let key = match *head {
+        "" => map.len().to_string(),
+        name => name.to_string(),
+    };
+    if rest.is_empty() {
+        match map.get_mut(&key) {
+            None => {
+                map.insert(key, Value::String(value));
+            }
+            Some(Value::String(first)) => {
+                let first = std::mem::take(first);
+                map.insert(key, Value::Array(vec![first.into(), value.into()]));
+            }
+            Some(Value::Array(list)) => list.push(value.into()),
+            Some(_) => return None,
+        }
+        return Some(());
+    }
+    match map
+        .entry(key)
+        .or_insert_with(|| Value::Object(serde_json::Map::new()))
+    {
+        Value::Object(child) => insert_form_value(child, rest, value),
+        _ => None,
+    }
+}
+
+/// Objects built from numbered keys (`a[0]`, `a[]`) become lists, in the order of their numbers.
+fn numbered_to_list(v: serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    match v {
+        Value::Object(map) => {
+            let numbered: Option<Vec<(u64, Value)>> = map
+                .iter()
+                .map(|(k, v)| k.parse::<u64>().ok().map(|n| (n, v.clone())))
+                .collect();
+            match numbered {
+                Some(mut items) if !items.is_empty() => {
+                    items.sort_by_key(|(n, _)| *n);
+                    Value::Array(
+                        items
+                            .into_iter()
+                            .map(|(_, v)| numbered_to_list(v))
+                            .collect(),
+                    )
+                }
+                _ => Value::Object(
+                    map.into_iter()
+                        .map(|(k, v)| (k, numbered_to_list(v)))
+                        .collect(),
+                ),
+            }
+        }
+        other => other,
     }
 }
 
@@ -229,6 +324,25 @@ pub mod de {
         })
     }
 
+    /// A string or an array of strings; None only when the field is absent or null, so that an
+    /// empty list given on purpose is not mistaken for "no filter".
+    pub fn opt_string_list<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<Vec<String>>, D::Error> {
+        Ok(match Option::<serde_json::Value>::deserialize(d)? {
+            None | Some(serde_json::Value::Null) => None,
+            Some(serde_json::Value::String(s)) if s.trim().is_empty() => Some(vec![]),
+            Some(serde_json::Value::String(s)) => Some(vec![s]),
+            Some(serde_json::Value::Array(a)) => Some(
+                a.into_iter()
+                    .filter_map(|v| v.as_str().map(str::to_string))
+                    .filter(|s| !s.trim().is_empty())
+                    .collect(),
+            ),
+            Some(_) => return Err(de::Error::custom("문자열 또는 문자열 배열이어야 합니다")),
+        })
+    }
+
     /// A string or an array of strings.
     pub fn string_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
         Ok(match Option::<serde_json::Value>::deserialize(d)? {
@@ -239,5 +353,36 @@ pub mod de {
                 .collect(),
             _ => vec![],
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::form_json;
+    use serde_json::json;
+
+    #[test]
+    fn bracketed_and_repeated_form_keys_become_lists_and_nest() {
+        let body = b"customer_uid=c&merchant_uid%5B%5D=m1&merchant_uid[]=m2\
+            &schedules[1][amount]=2000&schedules[0][merchant_uid]=s0&schedules[0][amount]=1000\
+            &notice_url=a&notice_url=b";
+        assert_eq!(
+            form_json(body),
+            Some(json!({
+                "customer_uid": "c",
+                "merchant_uid": ["m1", "m2"],
+                "schedules": [{"merchant_uid": "s0", "amount": "1000"}, {"amount": "2000"}],
+                "notice_url": ["a", "b"],
+            }))
+        );
+    }
+
+    #[test]
+    fn malformed_or_conflicting_form_keys_are_refused() {
+        assert_eq!(form_json(b"a[b=1"), None);
+        assert_eq!(form_json(b"a=1&a[b]=2"), None);
+        assert_eq!(form_json(b"[x]=1"), None);
+        assert_eq!(form_json(b"a[1][2][3][4][5]=1"), None);
+        assert_eq!(form_json(b""), Some(json!({})));
     }
 }

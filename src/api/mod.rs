@@ -54,6 +54,7 @@ use error::ApiError;
         subscribe::by_customer,
         subscribe::get_one,
         subscribe::update,
+        subscribe::reschedule,
         subscribe::retry,
         subscribe::customer_schedules,
         customers::register,
@@ -121,7 +122,7 @@ pub fn router() -> Router<AppState> {
         )
         .route(
             "/subscribe/payments/schedule/{merchant_uid}/reschedule",
-            post(subscribe::update),
+            post(subscribe::reschedule),
         )
         .route(
             "/subscribe/payments/schedule/{merchant_uid}/retry",

@@ -170,8 +170,9 @@ pub async fn schedule(
 pub struct UnscheduleRequest {
     #[serde(default, deserialize_with = "de::opt_string")]
     pub customer_uid: Option<String>,
-    #[serde(default, deserialize_with = "de::string_list")]
-    pub merchant_uid: Vec<String>,
+    /// Absent: all of the customer's pending schedules.
+    #[serde(default, deserialize_with = "de::opt_string_list")]
+    pub merchant_uid: Option<Vec<String>>,
 }
 
 #[utoipa::path(post, path = "/subscribe/payments/unschedule", request_body = UnscheduleRequest, responses((status = 200, body = [ScheduleAnnotation])))]
@@ -180,9 +181,25 @@ pub async fn unschedule(
     MerchantCaller(m): MerchantCaller,
     Body(req): Body<UnscheduleRequest>,
 ) -> ApiResult<Envelope<Vec<ScheduleAnnotation>>> {
-    let uid = customer_uid(req.customer_uid)?;
-    let only = (!req.merchant_uid.is_empty()).then_some(req.merchant_uid);
-    let list = s.gateway.unschedule(&m, &uid, only).await?;
+    // Spec: without merchant_uid all of the customer's schedules are revoked, without customer_uid
+    // the named ones whoever's they are; an empty list names nothing and is refused rather than
+    // taken for "all".
+    let uid = req.customer_uid.filter(|s| !s.trim().is_empty());
+    let only = match req.merchant_uid {
+        Some(list) if list.is_empty() => {
+            return Err(ApiError::bad_request(
+                "merchant_uid 파라메터가 비어 있습니다.",
+            ))
+        }
+        Some(list) => Some(list),
+        None if uid.is_none() => {
+            return Err(ApiError::bad_request(
+                "customer_uid 또는 merchant_uid 파라메터가 필요합니다.",
+            ))
+        }
+        None => None,
+    };
+    let list = s.gateway.unschedule(&m, uid.as_deref(), only).await?;
     Ok(ok(list.into_iter().map(Into::into).collect()))
 }
 
@@ -200,7 +217,7 @@ fn paging(q: Option<&str>) -> ApiResult<Paging> {
     Ok(Paging::new(
         int(q, "page")?.map(|p| p.max(1) as u64),
         int(q, "limit")?.map(|l| l.max(1) as u64),
-        100,
+        1000, // OpenAPI: limit ≤ 1000
     ))
 }
 
@@ -271,10 +288,24 @@ pub async fn update(
     Path(uid): Path<String>,
     Body(req): Body<RescheduleRequest>,
 ) -> ApiResult<Envelope<ScheduleAnnotation>> {
-    let at = req
-        .schedule_at
-        .ok_or_else(|| ApiError::bad_request("schedule_at 파라메터가 누락되었습니다."))?;
+    let at = schedule_at(req)?;
+    Ok(ok(s.gateway.move_schedule(&m, &uid, at).await?.into()))
+}
+
+#[utoipa::path(post, path = "/subscribe/payments/schedule/{merchant_uid}/reschedule", params(("merchant_uid" = String, Path)), request_body = RescheduleRequest, responses((status = 200, body = ScheduleAnnotation)))]
+pub async fn reschedule(
+    State(s): State<AppState>,
+    MerchantCaller(m): MerchantCaller,
+    Path(uid): Path<String>,
+    Body(req): Body<RescheduleRequest>,
+) -> ApiResult<Envelope<ScheduleAnnotation>> {
+    let at = schedule_at(req)?;
     Ok(ok(s.gateway.reschedule(&m, &uid, at).await?.into()))
+}
+
+fn schedule_at(req: RescheduleRequest) -> ApiResult<i64> {
+    req.schedule_at
+        .ok_or_else(|| ApiError::bad_request("schedule_at 파라메터가 누락되었습니다."))
 }
 
 #[utoipa::path(post, path = "/subscribe/payments/schedule/{merchant_uid}/retry", params(("merchant_uid" = String, Path)), responses((status = 200, body = PaymentAnnotation)))]

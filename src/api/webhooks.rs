@@ -156,7 +156,8 @@ pub struct WebhookSettingsRequest {
     pub url: Option<String>,
     #[serde(default, deserialize_with = "de::opt_string")]
     pub content_type: Option<String>,
-    /// Standard Webhooks secret (`whsec_<base64>` or a string; a key of at least 16 bytes). Never returned.
+    /// Standard Webhooks secret: a key of at least 16 bytes in base64, with or without the `whsec_`
+    /// prefix, as the standard's libraries take it. Never returned.
     #[serde(default, deserialize_with = "de::opt_string")]
     #[schema(value_type = Option<String>)]
     pub secret: Option<String>,

@@ -151,6 +151,8 @@ pub enum DeclineReason {
     CardDeclined,
     /// Already cancelled at the PG (KCP 8133).
     AlreadyCancelled,
+    /// The billing key was deleted at the PG (KCP 8303): a delete that meets it already happened.
+    BatchKeyDeleted,
     /// Anything else the PG refused.
     Other,
 }

@@ -7,7 +7,7 @@ use super::pay::{ApprovalOutcome, ChargeCall, ChargeOrder};
 use super::{Gateway, PaymentRecord, ServiceError, ServiceResult};
 use crate::domain::card::{iamport_card_code, CardAuth, CardNumber, Expiry};
 use crate::domain::ids::random_hex;
-use crate::pg::{BatchKeyRequest, BatchPaymentRequest, CardSecret, PgError};
+use crate::pg::{BatchKeyRequest, BatchPaymentRequest, CardSecret, DeclineReason, PgError};
 use crate::store::entity::{billing_key, merchant};
 use crate::store::{billing, is_unique_violation};
 
@@ -118,10 +118,13 @@ impl Gateway {
         for _ in 0..3 {
             let txn = self.db.write.begin().await?;
             let old = billing::active_key(&txn, m.id, &cmd.customer_uid).await?;
+            let mut row = row.clone();
             if let Some(o) = &old {
                 billing::retire_key(&txn, o.id, "replaced", now).await?;
+                // The customer was registered then; only `updated` moves (spec §4.5).
+                row.inserted_at = Set(o.inserted_at);
             }
-            match billing::insert_key(&txn, row.clone()).await {
+            match billing::insert_key(&txn, row).await {
                 Ok(stored) => {
                     txn.commit().await?;
                     replaced = Some((stored, old));
@@ -202,6 +205,11 @@ impl Gateway {
             .await
         {
             Ok(()) => {}
+            // An earlier delete whose answer was lost went through: finish it here.
+            Err(PgError::Declined {
+                reason: DeclineReason::BatchKeyDeleted,
+                ..
+            }) => tracing::info!(customer_uid, "batch key was already deleted at KCP"),
             Err(PgError::Declined { message, .. }) => {
                 return Err(ServiceError::Refused(format!(
                     "빌링키 삭제에 실패하였습니다.({message})"
@@ -218,7 +226,7 @@ impl Gateway {
         let now = self.clock.unix();
         let txn = self.db.write.begin().await?;
         billing::retire_key(&txn, key.id, "deleted", now).await?;
-        for s in billing::pending_schedules(&txn, m.id, customer_uid, None).await? {
+        for s in billing::pending_schedules(&txn, m.id, Some(customer_uid), None).await? {
             billing::revoke_schedule(&txn, s.id, now).await?;
         }
         txn.commit().await?;

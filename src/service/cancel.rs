@@ -6,12 +6,13 @@ use chrono::{DateTime, Utc};
 use sea_orm::{ActiveModelTrait, Set};
 
 use super::resolve::CancelOutcome;
+use super::schedules::SCHEDULED_USAGE;
 use super::{Gateway, PaymentRecord, ServiceError, ServiceResult};
 use crate::domain::ids::random_hex;
 use crate::domain::payment::{plan_cancel, PaymentStatus};
 use crate::pg::{CancelKind, CancelRequest, DeclineReason, PgError};
 use crate::store::entity::{cancellation, merchant, payment, pg_attempt};
-use crate::store::{is_unique_violation, payments};
+use crate::store::{billing, is_unique_violation, payments};
 
 #[derive(Debug, Clone, Default)]
 pub struct CancelCommand {
@@ -226,6 +227,10 @@ impl Gateway {
         p.cancel_reason = Set(attempt.reason.clone());
         p.updated_at = Set(now);
         let p = p.update(&txn).await?;
+        // A schedule shows its payment's status (spec §4.4: paid / failed / cancelled).
+        if p.customer_uid_usage.as_deref() == Some(SCHEDULED_USAGE) {
+            billing::schedule_payment_cancelled(&txn, p.merchant_id, &p.imp_uid, now).await?;
+        }
         // API cancels notify only when asked (`enable_webhook`, spec §5).
         if notify {
             self.enqueue_webhook(&txn, &p, "cancelled", Some(&cancellation.cancellation_id))

@@ -222,12 +222,7 @@ impl Gateway {
         order: &ChargeOrder,
         call: ChargeCall,
     ) -> ServiceResult<ApprovalOutcome> {
-        if order.card_quota >= 2 && order.amount < MIN_INSTALMENT_AMOUNT {
-            return Err(ServiceError::CardRejected(format!(
-                "할부결제는 {MIN_INSTALMENT_AMOUNT}원 이상 결제에만 가능합니다. (card_quota: {})",
-                order.card_quota
-            )));
-        }
+        instalment_allowed(order)?;
         let connector = self.connectors.for_merchant(m, &self.secrets)?;
         let customer_uid = match &call {
             ChargeCall::KeyIn(_) => None,
@@ -618,11 +613,12 @@ impl Gateway {
     ) -> ServiceResult<payment::Model> {
         let now = self.clock.unix();
         // Ordinary failures fire nothing; a scheduled charge's failure does (spec §5).
-        let webhooks = if payment.customer_uid_usage.as_deref() == Some("payment.scheduled") {
-            self.webhooks_announcing(&payment, "failed").await?
-        } else {
-            Vec::new()
-        };
+        let webhooks =
+            if payment.customer_uid_usage.as_deref() == Some(super::schedules::SCHEDULED_USAGE) {
+                self.webhooks_announcing(&payment, "failed").await?
+            } else {
+                Vec::new()
+            };
         let mut p: payment::ActiveModel = payment.into();
         p.status = Set(PaymentStatus::Failed.as_db().into());
         p.fail_reason = Set(Some(reason.to_string()));
@@ -653,6 +649,17 @@ impl Gateway {
         a.updated_at = Set(self.clock.unix());
         Ok(payments::update_attempt(&self.db.write, a).await?)
     }
+}
+
+/// Instalments (`card_quota` ≥ 2) only from 50,000 KRW (iamport's rule; KCP answers 8106).
+pub(crate) fn instalment_allowed(order: &ChargeOrder) -> ServiceResult<()> {
+    if order.card_quota >= 2 && order.amount < MIN_INSTALMENT_AMOUNT {
+        return Err(ServiceError::CardRejected(format!(
+            "할부결제는 {MIN_INSTALMENT_AMOUNT}원 이상 결제에만 가능합니다. (card_quota: {})",
+            order.card_quota
+        )));
+    }
+    Ok(())
 }
 
 /// The answer when a prepared merchant_uid is charged with another amount (spec §4.3).

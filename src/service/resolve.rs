@@ -237,7 +237,8 @@ impl Gateway {
             }
             let merchant = self.merchant(live.merchant_id).await?;
             let connector = self.connectors.for_merchant(&merchant, &self.secrets)?;
-            let honour = live.customer_uid_usage.as_deref() == Some("payment.scheduled");
+            let honour =
+                live.customer_uid_usage.as_deref() == Some(super::schedules::SCHEDULED_USAGE);
             let outcome = self
                 .resolve_approval(connector.as_ref(), live.clone(), attempt, honour)
                 .await?;
@@ -264,7 +265,8 @@ impl Gateway {
         let merchant = self.merchant(payment.merchant_id).await?;
         let connector = self.connectors.for_merchant(&merchant, &self.secrets)?;
         // Nobody was told a scheduled charge failed, so an approval found for it stands.
-        let honour = payment.customer_uid_usage.as_deref() == Some("payment.scheduled");
+        let honour =
+            payment.customer_uid_usage.as_deref() == Some(super::schedules::SCHEDULED_USAGE);
         match attempt.kind.as_str() {
             "approve" => {
                 self.resolve_approval(connector.as_ref(), payment, attempt, honour)

@@ -5,17 +5,22 @@ use sea_orm::Set;
 
 use super::billing::{AgainCommand, CustomerCommand};
 use super::lookup::{Page, Paging};
-use super::pay::{ApprovalOutcome, ChargeOrder, UNKNOWN_CUSTOMER};
+use super::pay::{instalment_allowed, ApprovalOutcome, ChargeOrder, UNKNOWN_CUSTOMER};
 use super::{Gateway, PaymentRecord, ServiceError, ServiceResult};
 use crate::domain::payment::PaymentStatus;
-use crate::store::billing::{self, ScheduleOutcome, ScheduleQuery};
+use crate::store::billing::{self, FinishedSchedule, ScheduleQuery};
 use crate::store::entity::{merchant, payment, schedule};
 use crate::store::{is_unique_violation, payments};
 
+/// `customer_uid_usage` of a scheduled charge's payment (spec §3).
+pub const SCHEDULED_USAGE: &str = "payment.scheduled";
 /// How long an instance owns a schedule it claimed; a dead instance's schedule is taken over after.
 const LEASE_SECS: i64 = 120;
 /// The longest window of a schedule list (spec: ≤ 3 months).
 const MAX_RANGE_SECS: i64 = 92 * 24 * 3600;
+/// How long a finished schedule waits for others to be recorded with it (see
+/// [`Gateway::run_due_schedules`]).
+const FINISH_DELAY: std::time::Duration = std::time::Duration::from_millis(50);
 
 #[derive(Debug, Clone)]
 pub struct ScheduleItem {
@@ -40,6 +45,7 @@ impl Gateway {
         }
         let now = self.clock.unix();
         for it in &items {
+            instalment_allowed(&it.order)?;
             if it.schedule_at <= now {
                 return Err(ServiceError::Refused(format!(
                     "예약시각(schedule_at)은 현재 시각 이후여야 합니다. (merchant_uid: {})",
@@ -62,6 +68,14 @@ impl Gateway {
         let mut out = Vec::with_capacity(items.len());
         for it in items {
             let o = it.order;
+            // A merchant_uid that already has a payment cannot be charged again: scheduling it
+            // would only record a refusal later (and never adopt that other payment).
+            if let Some(live) = payments::live_by_merchant_uid(&txn, m.id, &o.merchant_uid).await? {
+                return Err(ServiceError::Refused(format!(
+                    "이미 결제가 진행되었거나 완료된 merchant_uid입니다. ({}, imp_uid: {})",
+                    o.merchant_uid, live.imp_uid
+                )));
+            }
             let row = schedule::ActiveModel {
                 merchant_id: Set(m.id),
                 customer_uid: Set(customer_uid.to_string()),
@@ -78,6 +92,7 @@ impl Gateway {
                 custom_data: Set(o.custom_data.clone()),
                 notice_url: Set((!o.notice_url.is_empty())
                     .then(|| serde_json::to_string(&o.notice_url).unwrap_or_default())),
+                card_quota: Set(i32::from(o.card_quota)),
                 status: Set("scheduled".into()),
                 imp_uid: Set(None),
                 payment_status: Set(None),
@@ -104,13 +119,19 @@ impl Gateway {
         Ok(out)
     }
 
-    /// Revokes the customer's pending schedules (all of them, or those named).
+    /// Revokes pending schedules: the customer's (all of them, or those named), or the named ones
+    /// of any customer.
     pub async fn unschedule(
         &self,
         m: &merchant::Model,
-        customer_uid: &str,
+        customer_uid: Option<&str>,
         merchant_uids: Option<Vec<String>>,
     ) -> ServiceResult<Vec<schedule::Model>> {
+        if customer_uid.is_none() && merchant_uids.is_none() {
+            return Err(ServiceError::BadRequest(
+                "customer_uid 또는 merchant_uid 파라메터가 필요합니다.".into(),
+            ));
+        }
         let now = self.clock.unix();
         let pending =
             billing::pending_schedules(&self.db.read, m.id, customer_uid, merchant_uids.as_deref())
@@ -179,7 +200,27 @@ impl Gateway {
         })
     }
 
-    /// Moves a pending schedule, or re-arms an executed one whose charge failed.
+    /// Moves a pending schedule (`PUT …/schedule/{merchant_uid}`): one that ran or was revoked
+    /// is refused with 400, as iamport does.
+    pub async fn move_schedule(
+        &self,
+        m: &merchant::Model,
+        merchant_uid: &str,
+        schedule_at: i64,
+    ) -> ServiceResult<schedule::Model> {
+        let now = self.clock.unix();
+        future_schedule_at(schedule_at, now)?;
+        let s = self.schedule(m, merchant_uid).await?;
+        if !billing::reschedule(&self.db.write, s.id, schedule_at, now).await? {
+            return Err(ServiceError::BadRequest(
+                "이미 실행 혹은 취소된 결제예약입니다.".into(),
+            ));
+        }
+        self.schedule(m, merchant_uid).await
+    }
+
+    /// Schedules again one whose charge failed or that was revoked (`POST …/reschedule`); a
+    /// pending, running or paid one is refused with 400.
     pub async fn reschedule(
         &self,
         m: &merchant::Model,
@@ -187,28 +228,15 @@ impl Gateway {
         schedule_at: i64,
     ) -> ServiceResult<schedule::Model> {
         let now = self.clock.unix();
-        if schedule_at <= now {
-            return Err(ServiceError::Refused(
-                "예약시각(schedule_at)은 현재 시각 이후여야 합니다.".into(),
-            ));
-        }
+        future_schedule_at(schedule_at, now)?;
         let s = self.schedule(m, merchant_uid).await?;
-        let ok = match (s.status.as_str(), s.payment_status.as_deref()) {
-            ("scheduled", _) => billing::reschedule(&self.db.write, s.id, schedule_at, now).await?,
-            ("executed", Some("failed")) => {
-                billing::rearm_schedule(&self.db.write, s.id, schedule_at, now).await?
-            }
-            _ => false,
-        };
-        if !ok {
-            return Err(ServiceError::Refused(
-                "변경할 수 없는 예약결제입니다. (이미 실행되었거나 취소됨)".into(),
-            ));
+        if !billing::rearm_schedule(&self.db.write, s.id, schedule_at, now).await? {
+            return Err(not_rearmable());
         }
         self.schedule(m, merchant_uid).await
     }
 
-    /// Runs a failed schedule again now.
+    /// Runs a failed or revoked schedule again now.
     pub async fn retry_schedule(
         &self,
         m: &merchant::Model,
@@ -216,12 +244,9 @@ impl Gateway {
     ) -> ServiceResult<PaymentRecord> {
         let now = self.clock.unix();
         let s = self.schedule(m, merchant_uid).await?;
-        if !(s.status == "executed" && s.payment_status.as_deref() == Some("failed")) {
-            return Err(ServiceError::Refused(
-                "실패한 예약결제만 재시도할 수 있습니다.".into(),
-            ));
+        if !billing::rearm_schedule(&self.db.write, s.id, now, now).await? {
+            return Err(not_rearmable());
         }
-        billing::rearm_schedule(&self.db.write, s.id, now, now).await?;
         self.run_schedule(s.id).await?;
         let s = self.schedule(m, merchant_uid).await?;
         let imp_uid = s.imp_uid.ok_or_else(|| {
@@ -241,42 +266,71 @@ impl Gateway {
     /// commits in flight instead of waiting for each in turn. Each charge runs as its own task: a
     /// failing (or panicking) schedule is logged and the others go on. Returns how many were
     /// executed (a released one, whose outcome is still open, does not count).
+    ///
+    /// The outcomes are recorded on the schedules in groups (one statement for up to
+    /// `schedule_concurrency` of them, or whatever has finished after [`FINISH_DELAY`]): the
+    /// payment itself, and its webhook, are already durable by then, and a schedule whose outcome
+    /// is lost with this instance is taken over once its lease runs out and answered by that
+    /// payment.
     pub async fn run_due_schedules(&self, limit: u64) -> ServiceResult<usize> {
         let now = self.clock.unix();
         let claimed =
             billing::claim_due_schedules(&self.db.write, now, now + LEASE_SECS, limit).await?;
+        let group = self.settings.schedule_concurrency.max(1);
         let mut charges = futures::stream::iter(claimed)
             .map(|s| {
                 let gateway = self.clone();
                 let id = s.id;
                 tokio::spawn(async move { (id, gateway.charge_claimed_schedule(s).await) })
             })
-            .buffer_unordered(self.settings.schedule_concurrency.max(1));
+            .buffer_unordered(group);
+        let mut finished = Vec::with_capacity(group);
         let mut ran = 0;
-        while let Some(done) = charges.next().await {
+        loop {
+            let done = tokio::select! {
+                done = charges.next() => done,
+                () = tokio::time::sleep(FINISH_DELAY), if !finished.is_empty() => {
+                    ran += self.finish_schedules(std::mem::take(&mut finished)).await?;
+                    continue;
+                }
+            };
             match done {
-                Ok((_, Ok(true))) => ran += 1,
-                Ok((_, Ok(false))) => {}
-                Ok((id, Err(e))) => tracing::error!(schedule_id = id, "scheduler: {e}"),
-                Err(e) => tracing::error!("scheduler task: {e}"),
+                Some(Ok((_, Ok(Some(f))))) => finished.push(f),
+                Some(Ok((_, Ok(None)))) => {}
+                Some(Ok((id, Err(e)))) => tracing::error!(schedule_id = id, "scheduler: {e}"),
+                Some(Err(e)) => tracing::error!("scheduler task: {e}"),
+                None => break,
+            }
+            if finished.len() >= group {
+                ran += self.finish_schedules(std::mem::take(&mut finished)).await?;
             }
         }
+        ran += self.finish_schedules(finished).await?;
         Ok(ran)
     }
 
     /// Charges one schedule if this instance claims it (see [`Self::charge_claimed_schedule`]).
     pub async fn run_schedule(&self, id: i64) -> ServiceResult<bool> {
         let now = self.clock.unix();
-        match billing::claim_schedule(&self.db.write, id, now, now + LEASE_SECS).await? {
-            Some(s) => self.charge_claimed_schedule(s).await,
+        let Some(s) = billing::claim_schedule(&self.db.write, id, now, now + LEASE_SECS).await?
+        else {
+            return Ok(false);
+        };
+        match self.charge_claimed_schedule(s).await? {
+            Some(f) => Ok(self.finish_schedules(vec![f]).await? == 1),
             None => Ok(false),
         }
     }
 
-    /// Charges a schedule this instance has claimed. Exactly once: the claim is a conditional
-    /// UPDATE, and the charge itself is guarded by the one-live-payment-per-merchant_uid index, so
-    /// an instance taking over a dead one's schedule finds the payment the dead one started.
-    async fn charge_claimed_schedule(&self, s: schedule::Model) -> ServiceResult<bool> {
+    /// Charges a schedule this instance has claimed and returns its outcome to record, or None
+    /// when the schedule was given back (outcome still open) or left to another instance. Exactly
+    /// once: the claim is a conditional UPDATE, and the charge itself is guarded by the
+    /// one-live-payment-per-merchant_uid index, so an instance taking over a dead one's schedule
+    /// finds the payment the dead one started.
+    async fn charge_claimed_schedule(
+        &self,
+        s: schedule::Model,
+    ) -> ServiceResult<Option<FinishedSchedule>> {
         let now = self.clock.unix();
         let mut claim = Claim {
             id: s.id,
@@ -288,7 +342,7 @@ impl Gateway {
         if s.lease_until - now < LEASE_SECS / 2 {
             let renewed = now + LEASE_SECS;
             if !billing::renew_lease(&self.db.write, s.id, s.lease_until, renewed).await? {
-                return Ok(false);
+                return Ok(None);
             }
             claim.lease = renewed;
         }
@@ -312,7 +366,8 @@ impl Gateway {
                 .as_deref()
                 .and_then(|j| serde_json::from_str(j).ok())
                 .unwrap_or_default(),
-            customer_uid_usage: Some("payment.scheduled"),
+            card_quota: u8::try_from(s.card_quota).unwrap_or(0),
+            customer_uid_usage: Some(SCHEDULED_USAGE),
             ..ChargeOrder::default()
         };
         let done = self.clock.unix();
@@ -325,39 +380,49 @@ impl Gateway {
                 },
             )
             .await;
+        let finished = |imp_uid: Option<&str>, payment_status, fail_reason: Option<&str>| {
+            Ok(Some(FinishedSchedule {
+                id: claim.id,
+                held_until: claim.lease,
+                imp_uid: imp_uid.map(str::to_owned),
+                payment_status,
+                fail_reason: fail_reason.map(str::to_owned),
+                executed_at: done,
+            }))
+        };
         match outcome {
-            Ok(ApprovalOutcome::Paid(p)) => self.finish_schedule(claim, paid(&p), done).await,
+            Ok(ApprovalOutcome::Paid(p)) => finished(Some(&p.imp_uid), "paid", None),
             Ok(ApprovalOutcome::Declined { payment, .. })
-            | Ok(ApprovalOutcome::NetCancelled(payment)) => {
-                let failed = ScheduleOutcome {
-                    imp_uid: Some(&payment.imp_uid),
-                    payment_status: "failed",
-                    fail_reason: payment.fail_reason.as_deref(),
-                };
-                self.finish_schedule(claim, failed, done).await
-            }
+            | Ok(ApprovalOutcome::NetCancelled(payment)) => finished(
+                Some(&payment.imp_uid),
+                "failed",
+                payment.fail_reason.as_deref(),
+            ),
             // Outcome open: the resolver settles the payment; a later run records it.
             Ok(ApprovalOutcome::Unknown(_)) => {
                 self.release_schedule(claim, done + 30).await?;
-                Ok(false)
+                Ok(None)
             }
             // A refusal can also mean that another instance, whose lease on this schedule ran
             // out while it charged, holds the merchant_uid now: its payment decides, not the
             // refusal.
+            // Only a charge of this very schedule is adopted: a payment some other call made
+            // with the same merchant_uid leaves the schedule failed with the refusal.
             Err(ServiceError::Refused(reason)) => {
-                match payments::live_by_merchant_uid(&self.db.write, m.id, &s.merchant_uid).await? {
-                    Some(live)
-                        if PaymentStatus::from_db(&live.status) == PaymentStatus::Pending =>
-                    {
+                let live = payments::live_by_merchant_uid(&self.db.write, m.id, &s.merchant_uid)
+                    .await?
+                    .filter(|p| charged_for(p, &s));
+                match live.map(|p| (PaymentStatus::from_db(&p.status), p)) {
+                    Some((PaymentStatus::Pending, _)) => {
                         self.release_schedule(claim, done + 30).await?;
-                        Ok(false)
+                        Ok(None)
                     }
-                    Some(live) => self.finish_schedule(claim, paid(&live), done).await,
-                    None => self.finish_schedule(claim, refused(&reason), done).await,
+                    Some((status, p)) => finished(Some(&p.imp_uid), status.as_iamport(), None),
+                    None => finished(None, "failed", Some(&reason)),
                 }
             }
             Err(ServiceError::CardRejected(reason)) | Err(ServiceError::BadRequest(reason)) => {
-                self.finish_schedule(claim, refused(&reason), done).await
+                finished(None, "failed", Some(&reason))
             }
             Err(e) => {
                 self.release_schedule(claim, done + 60).await?;
@@ -366,22 +431,16 @@ impl Gateway {
         }
     }
 
-    /// Records the outcome if this instance still holds the schedule; true when it did.
-    async fn finish_schedule(
-        &self,
-        claim: Claim,
-        outcome: ScheduleOutcome<'_>,
-        now: i64,
-    ) -> ServiceResult<bool> {
-        let recorded =
-            billing::finish_schedule(&self.db.write, claim.id, claim.lease, outcome, now).await?;
-        if !recorded {
+    /// Records outcomes where this instance still holds the schedule; returns how many it did.
+    async fn finish_schedules(&self, done: Vec<FinishedSchedule>) -> ServiceResult<usize> {
+        let recorded = billing::finish_schedules(&self.db.write, &done).await?;
+        for f in done.iter().filter(|f| !recorded.contains(&f.id)) {
             tracing::warn!(
-                schedule_id = claim.id,
+                schedule_id = f.id,
                 "schedule was taken over by another instance while this one charged; its outcome stands"
             );
         }
-        Ok(recorded)
+        Ok(recorded.len())
     }
 
     async fn release_schedule(&self, claim: Claim, retry_at: i64) -> ServiceResult<()> {
@@ -390,25 +449,34 @@ impl Gateway {
     }
 }
 
+fn future_schedule_at(schedule_at: i64, now: i64) -> ServiceResult<()> {
+    if schedule_at <= now {
+        return Err(ServiceError::BadRequest(
+            "예약시각(schedule_at)은 현재 시각 이후여야 합니다.".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// spec (OpenAPI, reschedule and retry): only a failed or revoked schedule is run again.
+fn not_rearmable() -> ServiceError {
+    ServiceError::BadRequest(
+        "실패했거나 취소된 결제예약만 다시 예약할 수 있습니다. (아직 실행되지 않았거나, 실행 중이거나, 승인된 결제예약)"
+            .into(),
+    )
+}
+
+/// True when `p` is the charge a run of schedule `s` made (possibly by an instance that lost its
+/// lease), not another payment that took the merchant_uid.
+fn charged_for(p: &payment::Model, s: &schedule::Model) -> bool {
+    p.customer_uid_usage.as_deref() == Some(SCHEDULED_USAGE)
+        && p.customer_uid.as_deref() == Some(s.customer_uid.as_str())
+        && p.amount == s.amount
+}
+
 /// A schedule this instance holds: its id and the lease value that is the holder's token.
 #[derive(Debug, Clone, Copy)]
 struct Claim {
     id: i64,
     lease: i64,
-}
-
-fn paid(p: &payment::Model) -> ScheduleOutcome<'_> {
-    ScheduleOutcome {
-        imp_uid: Some(&p.imp_uid),
-        payment_status: "paid",
-        fail_reason: None,
-    }
-}
-
-fn refused(reason: &str) -> ScheduleOutcome<'_> {
-    ScheduleOutcome {
-        imp_uid: None,
-        payment_status: "failed",
-        fail_reason: Some(reason),
-    }
 }

@@ -156,13 +156,17 @@ fn valid_target(url: &str) -> bool {
         .unwrap_or(false)
 }
 
-/// The HMAC key of a Standard Webhooks secret: `whsec_<base64>` is decoded as the standard says;
-/// any other string is used as its UTF-8 bytes.
+/// The HMAC key of a Standard Webhooks secret: base64, with or without the `whsec_` prefix, as
+/// the standard's libraries decode it (a merchant verifies with `Webhook(secret)`). New secrets
+/// must decode ([`standard_key`]); a secret stored before that rule that does not decode is used
+/// as its UTF-8 bytes, as it was then.
 fn signing_key(secret: &str) -> Vec<u8> {
-    secret
-        .strip_prefix("whsec_")
-        .and_then(|b| B64.decode(b).ok())
-        .unwrap_or_else(|| secret.as_bytes().to_vec())
+    standard_key(secret).unwrap_or_else(|| secret.as_bytes().to_vec())
+}
+
+fn standard_key(secret: &str) -> Option<Vec<u8>> {
+    B64.decode(secret.strip_prefix("whsec_").unwrap_or(secret))
+        .ok()
 }
 
 /// `v1,<base64 HMAC-SHA256(key, "{id}.{timestamp}.{body}")>` (Standard Webhooks, spec §5).
@@ -397,9 +401,9 @@ impl Gateway {
         }
         let secret = secret.filter(|s| !s.expose_secret().is_empty());
         if let Some(s) = &secret {
-            if signing_key(s.expose_secret()).len() < 16 {
+            if standard_key(s.expose_secret()).is_none_or(|k| k.len() < 16) {
                 return Err(ServiceError::BadRequest(
-                    "webhook secret은 16바이트 이상이어야 합니다.".into(),
+                    "webhook secret은 16바이트 이상의 키를 base64로 나타낸 값이어야 합니다. (whsec_ 접두어 허용)".into(),
                 ));
             }
         }

@@ -1,5 +1,5 @@
 //! Billing keys and schedules.
-use sea_orm::sea_query::{Expr, IntoCondition, LockBehavior, LockType, SimpleExpr};
+use sea_orm::sea_query::{CaseStatement, Expr, IntoCondition, LockBehavior, LockType, SimpleExpr};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DbBackend, DbErr, EntityTrait,
     FromQueryResult, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, QueryTrait, Select,
@@ -96,13 +96,15 @@ pub async fn schedule_by_id(
 pub async fn pending_schedules(
     db: &impl ConnectionTrait,
     merchant_id: i64,
-    customer_uid: &str,
+    customer_uid: Option<&str>,
     merchant_uids: Option<&[String]>,
 ) -> Result<Vec<schedule::Model>, DbErr> {
     let mut q = schedule::Entity::find()
         .filter(schedule::Column::MerchantId.eq(merchant_id))
-        .filter(schedule::Column::CustomerUid.eq(customer_uid))
         .filter(schedule::Column::Status.eq("scheduled"));
+    if let Some(uid) = customer_uid {
+        q = q.filter(schedule::Column::CustomerUid.eq(uid));
+    }
     if let Some(uids) = merchant_uids {
         q = q.filter(schedule::Column::MerchantUid.is_in(uids.to_vec()));
     }
@@ -266,46 +268,89 @@ pub async fn renew_lease(
     Ok(res.rows_affected == 1)
 }
 
-/// Records a schedule's result, if this holder's lease (`held_until`, the token its claim or renewal
-/// wrote) is still the schedule's: false when another instance has taken the schedule over since,
-/// whose outcome then stands.
-pub async fn finish_schedule(
+/// Records the outcomes of charged schedules in one statement (the scheduler finishes a batch's
+/// schedules together, which saves a round trip and a commit per schedule). Each is recorded only
+/// while this instance's lease (`held_until`) is still its lease; returns the ids that were.
+pub async fn finish_schedules(
     db: &impl ConnectionTrait,
-    id: i64,
-    held_until: i64,
-    outcome: ScheduleOutcome<'_>,
-    now: i64,
-) -> Result<bool, DbErr> {
-    let res = schedule::Entity::update_many()
+    done: &[FinishedSchedule],
+) -> Result<Vec<i64>, DbErr> {
+    if done.is_empty() {
+        return Ok(vec![]);
+    }
+    let by_id = |value: fn(&FinishedSchedule) -> sea_orm::Value| {
+        done.iter().fold(CaseStatement::new(), |case, f| {
+            case.case(schedule::Column::Id.eq(f.id), Expr::val(value(f)))
+        })
+    };
+    let held_any = done
+        .iter()
+        .fold(Condition::any(), |any, f| any.add(held(f.id, f.held_until)));
+    let mut update = schedule::Entity::update_many()
         .col_expr(schedule::Column::Status, Expr::value("executed"))
-        .col_expr(schedule::Column::ImpUid, Expr::value(outcome.imp_uid))
+        .col_expr(
+            schedule::Column::ImpUid,
+            by_id(|f| f.imp_uid.clone().into()).into(),
+        )
         .col_expr(
             schedule::Column::PaymentStatus,
-            Expr::value(outcome.payment_status),
+            by_id(|f| f.payment_status.into()).into(),
         )
         .col_expr(
             schedule::Column::FailReason,
-            Expr::value(outcome.fail_reason),
+            by_id(|f| f.fail_reason.clone().into()).into(),
         )
-        .col_expr(schedule::Column::ExecutedAt, Expr::value(now))
-        .col_expr(schedule::Column::UpdatedAt, Expr::value(now))
-        .filter(held(id, held_until))
-        .exec(db)
+        .col_expr(
+            schedule::Column::ExecutedAt,
+            by_id(|f| f.executed_at.into()).into(),
+        )
+        .col_expr(
+            schedule::Column::UpdatedAt,
+            by_id(|f| f.executed_at.into()).into(),
+        )
+        .filter(held_any);
+    QueryTrait::query(&mut update).returning_col(schedule::Column::Id);
+    let rows = db
+        .query_all(
+            db.get_database_backend()
+                .build(QueryTrait::query(&mut update)),
+        )
         .await?;
-    Ok(res.rows_affected == 1)
+    rows.iter().map(|r| r.try_get::<i64>("", "id")).collect()
 }
 
-/// What a scheduled charge came to.
-#[derive(Debug, Clone, Copy)]
-pub struct ScheduleOutcome<'a> {
-    pub imp_uid: Option<&'a str>,
+/// What a claimed schedule's charge came to, for [`finish_schedules`].
+#[derive(Debug, Clone)]
+pub struct FinishedSchedule {
+    pub id: i64,
+    /// The lease that made this instance the holder.
+    pub held_until: i64,
+    pub imp_uid: Option<String>,
     /// `paid` or `failed`.
-    pub payment_status: &'a str,
-    pub fail_reason: Option<&'a str>,
+    pub payment_status: &'static str,
+    pub fail_reason: Option<String>,
+    pub executed_at: i64,
+}
+
+/// Shows a cancel of a scheduled charge on its schedule.
+pub async fn schedule_payment_cancelled(
+    db: &impl ConnectionTrait,
+    merchant_id: i64,
+    imp_uid: &str,
+    now: i64,
+) -> Result<(), DbErr> {
+    schedule::Entity::update_many()
+        .col_expr(schedule::Column::PaymentStatus, Expr::value("cancelled"))
+        .col_expr(schedule::Column::UpdatedAt, Expr::value(now))
+        .filter(schedule::Column::MerchantId.eq(merchant_id))
+        .filter(schedule::Column::ImpUid.eq(imp_uid))
+        .exec(db)
+        .await?;
+    Ok(())
 }
 
 /// Gives a claimed schedule back (its outcome is still open): another run picks it up at
-/// `retry_at`. Like [`finish_schedule`], only while `held_until` is still the lease.
+/// `retry_at`. Like [`finish_schedules`], only while `held_until` is still the lease.
 pub async fn release_schedule(
     db: &impl ConnectionTrait,
     id: i64,
@@ -423,11 +468,22 @@ pub async fn rearm_schedule(
             schedule::Column::ExecutedAt,
             Expr::value(Option::<i64>::None),
         )
+        .col_expr(
+            schedule::Column::RevokedAt,
+            Expr::value(Option::<i64>::None),
+        )
         .col_expr(schedule::Column::LeaseUntil, Expr::value(0))
         .col_expr(schedule::Column::UpdatedAt, Expr::value(now))
         .filter(schedule::Column::Id.eq(id))
-        .filter(schedule::Column::Status.eq("executed"))
-        .filter(schedule::Column::PaymentStatus.eq("failed"))
+        .filter(
+            Condition::any()
+                .add(
+                    Condition::all()
+                        .add(schedule::Column::Status.eq("executed"))
+                        .add(schedule::Column::PaymentStatus.eq("failed")),
+                )
+                .add(schedule::Column::Status.eq("revoked")),
+        )
         .exec(db)
         .await?;
     Ok(res.rows_affected == 1)

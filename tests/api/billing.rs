@@ -138,8 +138,19 @@ async fn re_registering_a_customer_replaces_the_key_and_deletes_the_old_one_at_k
     let app = spawn_app().await;
     let token = app.token().await;
     register(&app, &token, "cust-3", test_cards::SHINHAN_CREDIT).await;
+    let (_, first) = app.get("/subscribe/customers/cust-3", Some(&token)).await;
+    app.advance(60);
     let body = register(&app, &token, "cust-3", test_cards::SAMSUNG_CHECK).await;
     assert_eq!(body["response"]["card_number"], "555555******4444");
+    assert_eq!(
+        body["response"]["inserted"], first["response"]["inserted"],
+        "still registered since then: {body}"
+    );
+    assert_eq!(
+        body["response"]["updated"].as_i64().unwrap(),
+        first["response"]["updated"].as_i64().unwrap() + 60,
+        "{body}"
+    );
     let keys = app.sandbox.batch_keys();
     assert_eq!(keys.len(), 2);
     let states: Vec<String> = keys
@@ -175,6 +186,43 @@ async fn deleting_a_customer_deletes_the_key_at_kcp_and_refuses_later_charges() 
     assert!(format!("{:?}", app.sandbox.batch_keys()[0].state)
         .to_lowercase()
         .contains("deleted"));
+}
+
+/// A delete whose answer was lost did delete the key at KCP: the retry meets "already deleted"
+/// and finishes the delete here (key gone, schedules revoked) instead of failing for ever.
+#[tokio::test]
+async fn a_delete_retried_after_a_lost_answer_finishes_the_delete() {
+    use kcp_sandbox::{paths, Fault, FaultRule};
+    let app = spawn_app().await;
+    let token = app.token().await;
+    register(&app, &token, "cust-lost", test_cards::SHINHAN_CREDIT).await;
+    let delete = || async {
+        let res = app
+            .http
+            .delete(app.url("/subscribe/customers/cust-lost"))
+            .header("Authorization", &token)
+            .send()
+            .await
+            .unwrap();
+        TestApp::read(res).await.1
+    };
+    app.sandbox.inject(
+        FaultRule::new(paths::HUB_PAYMENT, Fault::LoseResponse)
+            .when("tx_type", "10005010")
+            .times(1),
+    );
+    let lost = delete().await;
+    assert_eq!(lost["code"], 1, "outcome unknown: {lost}");
+    assert!(format!("{:?}", app.sandbox.batch_keys()[0].state)
+        .to_lowercase()
+        .contains("deleted"));
+    let retried = delete().await;
+    assert_eq!(retried["code"], 0, "{retried}");
+    assert_eq!(retried["response"]["customer_uid"], "cust-lost");
+    let (_, body) = app
+        .get("/subscribe/customers/cust-lost", Some(&token))
+        .await;
+    assert_eq!(body["code"], 1, "{body}");
 }
 
 #[tokio::test]

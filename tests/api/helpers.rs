@@ -233,6 +233,21 @@ impl TestApp {
         Self::read(req.send().await.expect("request")).await
     }
 
+    /// A form-encoded POST, the fields as given (repeats and bracketed keys kept).
+    pub async fn post_form(
+        &self,
+        path: &str,
+        token: &str,
+        fields: &[(&str, &str)],
+    ) -> (StatusCode, Value) {
+        let req = self
+            .http
+            .post(self.url(path))
+            .header("Authorization", token)
+            .form(fields);
+        Self::read(req.send().await.expect("request")).await
+    }
+
     pub async fn put(&self, path: &str, token: &str, body: Value) -> (StatusCode, Value) {
         let req = self
             .http

@@ -192,6 +192,69 @@ async fn unschedule_revokes_named_or_all_pending_schedules() {
     assert!(app.sandbox.ledger().is_empty());
 }
 
+/// Forms from PHP-style clients name lists with brackets (`merchant_uid[]`, `schedules[0][…]`):
+/// they schedule and revoke exactly what they name. An empty list names nothing and revokes
+/// nothing, and merchant_uids alone revoke those schedules whoever's they are.
+#[tokio::test]
+async fn form_bodies_with_bracketed_lists_schedule_and_unschedule_only_what_they_name() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    register(&app, &token, "s-form", test_cards::SHINHAN_CREDIT).await;
+    let at = (now() + 600).to_string();
+    let mut owned = vec![("customer_uid".to_string(), "s-form".to_string())];
+    for i in 0..4 {
+        owned.push((format!("schedules[{i}][merchant_uid]"), format!("form-{i}")));
+        owned.push((format!("schedules[{i}][amount]"), "1000".into()));
+        owned.push((format!("schedules[{i}][schedule_at]"), at.clone()));
+    }
+    let fields: Vec<(&str, &str)> = owned.iter().map(|(k, v)| (&**k, &**v)).collect();
+    let (status, body) = app
+        .post_form("/subscribe/payments/schedule", &token, &fields)
+        .await;
+    assert_eq!((status.as_u16(), &body["code"]), (200, &json!(0)), "{body}");
+    assert_eq!(body["response"].as_array().unwrap().len(), 4, "{body}");
+
+    let (_, body) = app
+        .post_form(
+            "/subscribe/payments/unschedule",
+            &token,
+            &[
+                ("customer_uid", "s-form"),
+                ("merchant_uid[]", "form-0"),
+                ("merchant_uid[]", "form-1"),
+            ],
+        )
+        .await;
+    let revoked: Vec<&str> = body["response"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{body}"))
+        .iter()
+        .map(|s| s["merchant_uid"].as_str().unwrap())
+        .collect();
+    assert_eq!(revoked, ["form-0", "form-1"]);
+
+    let (status, body) = app
+        .post(
+            "/subscribe/payments/unschedule",
+            Some(&token),
+            json!({"customer_uid": "s-form", "merchant_uid": []}),
+        )
+        .await;
+    assert_eq!(status, 400, "an empty list is not 'all': {body}");
+    let (_, body) = app
+        .post_form(
+            "/subscribe/payments/unschedule",
+            &token,
+            &[("merchant_uid", "form-2")],
+        )
+        .await;
+    assert_eq!(body["response"][0]["merchant_uid"], "form-2", "{body}");
+    let (_, body) = app
+        .get("/subscribe/payments/schedule/form-3", Some(&token))
+        .await;
+    assert_eq!(body["response"]["schedule_status"], "scheduled", "{body}");
+}
+
 #[tokio::test]
 async fn schedule_lists_are_paged_within_three_months_and_by_customer_with_a_hyphenated_status() {
     let app = spawn_app().await;
@@ -510,43 +573,61 @@ async fn a_lease_taken_over_by_another_instance_cannot_be_renewed_by_its_former_
 
 /// A former holder whose lease ran out while it charged cannot overwrite the result of the
 /// instance that took the schedule over, nor give the schedule back: the schedule shows what its
-/// current holder recorded.
+/// current holder recorded. Outcomes recorded together each land on their own schedule.
 #[tokio::test]
 async fn a_former_holder_cannot_overwrite_the_result_of_the_instance_that_took_over() {
     use openport::store::billing::{
-        claim_due_schedules, finish_schedule, release_schedule, ScheduleOutcome,
+        claim_due_schedules, finish_schedules, release_schedule, FinishedSchedule,
     };
     let app = spawn_app().await;
     let token = app.token().await;
     register(&app, &token, "s-over", test_cards::SHINHAN_CREDIT).await;
-    schedule_many(&app, &token, "s-over", "over", 1, now() + 30).await;
+    schedule_many(&app, &token, "s-over", "over", 2, now() + 30).await;
     let db = &app.app.gateway.db.write;
     let t = now() + 31;
     let former = claim_due_schedules(db, t, t + 120, 10).await.unwrap();
     let current = claim_due_schedules(db, t + 121, t + 241, 10).await.unwrap();
-    assert_eq!((former.len(), current.len()), (1, 1));
-    let id = current[0].id;
-    let paid = ScheduleOutcome {
-        imp_uid: Some("imp_current"),
-        payment_status: "paid",
-        fail_reason: None,
+    assert_eq!((former.len(), current.len()), (2, 2));
+    let outcome = |id, held_until, imp_uid: &str, payment_status, fail_reason: Option<&str>| {
+        FinishedSchedule {
+            id,
+            held_until,
+            imp_uid: Some(imp_uid.into()),
+            payment_status,
+            fail_reason: fail_reason.map(Into::into),
+            executed_at: t + 130,
+        }
     };
-    let failed = ScheduleOutcome {
-        imp_uid: Some("imp_former"),
-        payment_status: "failed",
-        fail_reason: Some("declined"),
-    };
+    let (first, second) = (current[0].id, current[1].id);
     assert!(
-        !release_schedule(db, id, t + 120, t + 150).await.unwrap(),
+        !release_schedule(db, first, t + 120, t + 150).await.unwrap(),
         "the former holder no longer gives it back"
     );
-    assert!(finish_schedule(db, id, t + 241, paid, t + 130)
-        .await
-        .unwrap());
+    let mut recorded = finish_schedules(
+        db,
+        &[
+            outcome(first, t + 241, "imp_current", "paid", None),
+            outcome(second, t + 241, "imp_second", "failed", Some("declined")),
+        ],
+    )
+    .await
+    .unwrap();
+    recorded.sort_unstable();
+    assert_eq!(recorded, [first, second]);
     assert!(
-        !finish_schedule(db, id, t + 120, failed, t + 131)
-            .await
-            .unwrap(),
+        finish_schedules(
+            db,
+            &[outcome(
+                first,
+                t + 120,
+                "imp_former",
+                "failed",
+                Some("declined")
+            )]
+        )
+        .await
+        .unwrap()
+        .is_empty(),
         "nor records its own outcome over the current holder's"
     );
     let (_, body) = app
@@ -555,6 +636,13 @@ async fn a_former_holder_cannot_overwrite_the_result_of_the_instance_that_took_o
     assert_eq!(body["response"]["schedule_status"], "executed", "{body}");
     assert_eq!(body["response"]["payment_status"], "paid", "{body}");
     assert_eq!(body["response"]["imp_uid"], "imp_current", "{body}");
+    assert_eq!(body["response"]["fail_reason"], Value::Null, "{body}");
+    let (_, body) = app
+        .get("/subscribe/payments/schedule/over-1", Some(&token))
+        .await;
+    assert_eq!(body["response"]["payment_status"], "failed", "{body}");
+    assert_eq!(body["response"]["imp_uid"], "imp_second", "{body}");
+    assert_eq!(body["response"]["fail_reason"], "declined", "{body}");
 }
 
 /// One batch: a declined card, a KCP call that never answers, and good charges. Each schedule
@@ -599,4 +687,199 @@ async fn a_declined_and_an_unanswered_schedule_do_not_hold_up_the_rest_of_their_
     assert_eq!(done["response"]["payment_status"], "paid", "{done}");
     assert_eq!(app.sandbox.ledger().len(), 8);
     app.assert_ledger_agrees().await;
+}
+
+/// A schedule is a charge of its own: a merchant_uid that already has a payment cannot be
+/// scheduled, and a payment that takes the merchant_uid after scheduling is not taken for the
+/// schedule's charge: the schedule fails with the refusal and the customer is charged once.
+#[tokio::test]
+async fn a_schedule_never_adopts_another_payment_of_its_merchant_uid() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    register(&app, &token, "s-own", test_cards::SHINHAN_CREDIT).await;
+    let again = |merchant_uid: &'static str| {
+        let (app, token) = (&app, &token);
+        async move {
+            app.post(
+                "/subscribe/payments/again",
+                Some(token),
+                json!({"customer_uid": "s-own", "merchant_uid": merchant_uid, "amount": 1000, "name": "x"}),
+            )
+            .await
+            .1
+        }
+    };
+    let paid = again("own-0").await;
+    assert_eq!(paid["response"]["status"], "paid", "{paid}");
+    let refused = schedule(
+        &app,
+        &token,
+        json!({"customer_uid": "s-own", "schedules": [{"merchant_uid": "own-0", "schedule_at": now() + 60, "amount": 1000}]}),
+    )
+    .await;
+    assert_eq!(refused["code"], 1, "{refused}");
+    assert!(
+        refused["message"].as_str().unwrap().contains("own-0"),
+        "{refused}"
+    );
+
+    schedule_many(&app, &token, "s-own", "later", 1, now() + 60).await;
+    let (_, list) = app
+        .get("/subscribe/payments/schedule/later-0", Some(&token))
+        .await;
+    assert_eq!(list["response"]["schedule_status"], "scheduled", "{list}");
+    let other = again("later-0").await;
+    assert_eq!(other["response"]["status"], "paid", "{other}");
+    app.advance(61);
+    app.app.gateway.run_due_schedules(100).await.unwrap();
+    let (_, s) = app
+        .get("/subscribe/payments/schedule/later-0", Some(&token))
+        .await;
+    assert_eq!(s["response"]["payment_status"], "failed", "{s}");
+    assert_eq!(s["response"]["imp_uid"], Value::Null, "{s}");
+    assert!(
+        s["response"]["fail_reason"]
+            .as_str()
+            .unwrap()
+            .contains("이미 결제가 완료된"),
+        "{s}"
+    );
+    // own-0 and later-0 by `again`; the schedule of later-0 charged nothing.
+    assert_eq!(app.sandbox.ledger().len(), 2);
+}
+
+/// spec §4.4: a schedule's payment_status follows its payment, cancels included.
+#[tokio::test]
+async fn a_cancelled_scheduled_charge_shows_cancelled_on_its_schedule() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    register(&app, &token, "s-cx", test_cards::SHINHAN_CREDIT).await;
+    schedule_many(&app, &token, "s-cx", "cx", 1, now() + 30).await;
+    app.advance(31);
+    assert_eq!(app.app.gateway.run_due_schedules(10).await.unwrap(), 1);
+    let token = app.token().await;
+    let (_, s) = app
+        .get("/subscribe/payments/schedule/cx-0", Some(&token))
+        .await;
+    assert_eq!(s["response"]["payment_status"], "paid", "{s}");
+    let imp_uid = s["response"]["imp_uid"].as_str().unwrap().to_string();
+    let (_, cancelled) = app
+        .post(
+            "/payments/cancel",
+            Some(&token),
+            json!({"imp_uid": imp_uid, "reason": "refund"}),
+        )
+        .await;
+    assert_eq!(cancelled["response"]["status"], "cancelled", "{cancelled}");
+    let (_, s) = app
+        .get("/subscribe/payments/schedule/cx-0", Some(&token))
+        .await;
+    assert_eq!(s["response"]["payment_status"], "cancelled", "{s}");
+    assert_eq!(s["response"]["imp_uid"], imp_uid.as_str(), "{s}");
+}
+
+/// spec (OpenAPI): `PUT …/schedule/{merchant_uid}` moves a pending schedule only; `POST
+/// …/reschedule` and `…/retry` take a failed or revoked one only; the wrong state, or a time in
+/// the past, is a 400.
+#[tokio::test]
+async fn moving_a_schedule_and_rescheduling_a_failed_or_revoked_one_are_different_calls() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    register(&app, &token, "s-mv", test_cards::INSUFFICIENT_LIMIT).await;
+    schedule_many(&app, &token, "s-mv", "mv", 2, now() + 10).await;
+    let put = |uid: &'static str, at: i64| {
+        let (app, token) = (&app, &token);
+        async move {
+            app.put(
+                &format!("/subscribe/payments/schedule/{uid}"),
+                token,
+                json!({ "schedule_at": at }),
+            )
+            .await
+        }
+    };
+    let reschedule = |uid: &'static str, at: i64| {
+        let (app, token) = (&app, &token);
+        async move {
+            app.post(
+                &format!("/subscribe/payments/schedule/{uid}/reschedule"),
+                Some(token),
+                json!({ "schedule_at": at }),
+            )
+            .await
+        }
+    };
+    let (status, body) = reschedule("mv-0", now() + 20).await;
+    assert_eq!(status, 400, "a pending schedule is moved with PUT: {body}");
+    let (status, body) = put("mv-0", now() - 5).await;
+    assert_eq!(status, 400, "the past: {body}");
+    let (status, body) = put("mv-1", now() + 50).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["response"]["schedule_status"], "scheduled", "{body}");
+
+    app.advance(11);
+    app.app.gateway.run_due_schedules(10).await.unwrap();
+    let token = app.token().await;
+    let (status, body) = put("mv-0", now() + 100).await;
+    assert_eq!(status, 400, "PUT does not re-arm a failed schedule: {body}");
+    let (status, body) = reschedule("mv-0", now() + 100).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["response"]["schedule_status"], "scheduled", "{body}");
+
+    let (_, body) = app
+        .post(
+            "/subscribe/payments/unschedule",
+            Some(&token),
+            json!({"customer_uid": "s-mv", "merchant_uid": "mv-1"}),
+        )
+        .await;
+    assert_eq!(body["response"][0]["schedule_status"], "revoked", "{body}");
+    let (status, body) = reschedule("mv-1", now() + 200).await;
+    assert_eq!(
+        status, 200,
+        "a revoked schedule can be scheduled again: {body}"
+    );
+    assert_eq!(body["response"]["revoked_at"], 0, "{body}");
+    let (status, _) = app
+        .post(
+            "/subscribe/payments/schedule/mv-1/retry",
+            Some(&token),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 400, "a pending schedule is not retried");
+}
+
+/// A schedule's instalment months are those of its charge, and the 50,000 KRW rule for
+/// instalments refuses the schedule when it is registered, not when it comes due.
+#[tokio::test]
+async fn a_scheduled_charge_uses_the_schedules_instalment_months() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    register(&app, &token, "s-quota", test_cards::SHINHAN_CREDIT).await;
+    let refused = schedule(
+        &app,
+        &token,
+        json!({"customer_uid": "s-quota", "schedules": [{"merchant_uid": "q-small", "schedule_at": now() + 30, "amount": 10000, "card_quota": 3}]}),
+    )
+    .await;
+    assert_eq!(refused["code"], -1, "{refused}");
+    let body = schedule(
+        &app,
+        &token,
+        json!({"customer_uid": "s-quota", "schedules": [{"merchant_uid": "q-3", "schedule_at": now() + 30, "amount": 60000, "card_quota": 3}]}),
+    )
+    .await;
+    assert_eq!(body["code"], 0, "{body}");
+    app.advance(31);
+    assert_eq!(app.app.gateway.run_due_schedules(10).await.unwrap(), 1);
+    let ledger = app.sandbox.ledger();
+    assert_eq!(ledger.len(), 1);
+    assert_eq!(ledger[0].card.as_ref().unwrap().quota, "03");
+    let token = app.token().await;
+    let (_, s) = app
+        .get("/subscribe/payments/schedule/q-3", Some(&token))
+        .await;
+    let imp_uid = s["response"]["imp_uid"].as_str().unwrap();
+    assert_eq!(app.payment(&token, imp_uid).await["card_quota"], 3);
 }

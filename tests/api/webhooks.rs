@@ -443,9 +443,20 @@ async fn webhook_settings_are_validated_and_operator_only() {
         .await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
 
+    let (status, _) = configure(
+        &app,
+        json!({"url": "https://shop.example/hook", "secret": "a-long-enough-secret"}),
+    )
+    .await;
+    assert_eq!(
+        status,
+        StatusCode::BAD_REQUEST,
+        "not base64: the standard's libraries could not verify with it"
+    );
+    // Base64 without the `whsec_` prefix is a Standard Webhooks secret too.
     let (status, body) = configure(
         &app,
-        json!({"url": "https://shop.example/hook", "content_type": "json", "secret": "a-long-enough-secret"}),
+        json!({"url": "https://shop.example/hook", "content_type": "json", "secret": "b3BlbnBvcnQtd2ViaG9vay1rZXk="}),
     )
     .await;
     assert_eq!(status, StatusCode::OK, "{body}");

@@ -14,6 +14,10 @@ pub const NO_SUCH_TRADE: &str = "8201";
 /// Already cancelled (spec/kcp.md §2.9).
 pub const ALREADY_CANCELLED: &str = "8133";
 
+/// The batch key was deleted (charge or second delete). KCP's code for this is not public; this
+/// is the sandbox's (docs/sandbox.md), and a deployment against real KCP should confirm it.
+pub const BATCH_KEY_DELETED: &str = "8303";
+
 /// The code our connector uses when it refuses to send a request itself (malformed input); never
 /// returned by KCP, so it cannot be confused with one of KCP's four-digit codes.
 pub const LOCAL_INVALID_REQUEST: &str = "invalid_request";
@@ -34,6 +38,7 @@ pub fn decline_reason(res_cd: &str) -> DeclineReason {
         }
         "8102" | "8186" | "8188" => DeclineReason::CardDeclined,
         ALREADY_CANCELLED => DeclineReason::AlreadyCancelled,
+        BATCH_KEY_DELETED => DeclineReason::BatchKeyDeleted,
         code if is_issuer_refusal(code) => DeclineReason::CardDeclined,
         _ => DeclineReason::Other,
     }
@@ -92,6 +97,7 @@ mod tests {
     #[test]
     fn code_8133_is_already_cancelled() {
         assert_eq!(decline_reason("8133"), DeclineReason::AlreadyCancelled);
+        assert_eq!(decline_reason("8303"), DeclineReason::BatchKeyDeleted);
     }
 
     #[test]

@@ -20,6 +20,8 @@ pub struct Model {
     pub buyer_postcode: Option<String>,
     pub custom_data: Option<String>,
     pub notice_url: Option<String>,
+    /// Instalment months of the charge (0 = lump sum).
+    pub card_quota: i32,
     /// `scheduled`, `executing` (claimed by one instance), `executed`, `revoked`.
     pub status: String,
     pub imp_uid: Option<String>,
