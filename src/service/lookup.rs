@@ -177,8 +177,8 @@ impl Gateway {
             .filter(|f| *f > 0)
             .unwrap_or(to - DEFAULT_RANGE_SECS);
         let column = match sq.filter {
-            StatusFilter::All
-            | StatusFilter::Only(PaymentStatus::Ready | PaymentStatus::Pending) => {
+            StatusFilter::All => TimeColumn::OfStatus,
+            StatusFilter::Only(PaymentStatus::Ready | PaymentStatus::Pending) => {
                 TimeColumn::Started
             }
             StatusFilter::Only(PaymentStatus::Paid) => TimeColumn::Paid,

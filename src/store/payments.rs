@@ -113,7 +113,7 @@ pub struct PaymentQuery {
     pub customer_uid: Option<String>,
     /// Database status words; empty = all.
     pub statuses: Vec<&'static str>,
-    /// Inclusive Unix-second range on the column `time_column` names.
+    /// Inclusive Unix-second range on the time `TimeColumn` names.
     pub time_range: Option<(TimeColumn, i64, i64)>,
     pub include_sandbox: bool,
 }
@@ -124,6 +124,23 @@ pub enum TimeColumn {
     Paid,
     Failed,
     Cancelled,
+    /// The time of each payment's own status: paid_at of a paid one, cancelled_at of a cancelled
+    /// one, failed_at of a failed one, started_at of any other. What `/payments/status/all`
+    /// compares from/to with (spec/iamport-v1.md §4.1: the compared time depends on the status).
+    OfStatus,
+}
+
+/// [`TimeColumn::OfStatus`] as SQL: a `CASE` on the status, the same on SQLite and PostgreSQL.
+fn time_of_status() -> SimpleExpr {
+    let status = || Expr::col(payment::Column::Status);
+    Expr::case(status().eq("paid"), Expr::col(payment::Column::PaidAt))
+        .case(
+            status().eq("cancelled"),
+            Expr::col(payment::Column::CancelledAt),
+        )
+        .case(status().eq("failed"), Expr::col(payment::Column::FailedAt))
+        .finally(Expr::col(payment::Column::StartedAt))
+        .into()
 }
 
 fn filtered(q: &PaymentQuery) -> sea_orm::Select<payment::Entity> {
@@ -144,13 +161,14 @@ fn filtered(q: &PaymentQuery) -> sea_orm::Select<payment::Entity> {
         s = s.filter(payment::Column::Sandbox.eq(false));
     }
     if let Some((col, from, to)) = q.time_range {
-        let c = match col {
-            TimeColumn::Started => payment::Column::StartedAt,
-            TimeColumn::Paid => payment::Column::PaidAt,
-            TimeColumn::Failed => payment::Column::FailedAt,
-            TimeColumn::Cancelled => payment::Column::CancelledAt,
+        let time: SimpleExpr = match col {
+            TimeColumn::Started => Expr::col(payment::Column::StartedAt).into(),
+            TimeColumn::Paid => Expr::col(payment::Column::PaidAt).into(),
+            TimeColumn::Failed => Expr::col(payment::Column::FailedAt).into(),
+            TimeColumn::Cancelled => Expr::col(payment::Column::CancelledAt).into(),
+            TimeColumn::OfStatus => time_of_status(),
         };
-        s = s.filter(c.between(from, to));
+        s = s.filter(Expr::expr(time).between(from, to));
     }
     s
 }

@@ -138,3 +138,64 @@ async fn an_unknown_route_is_an_iamport_style_404() {
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert_eq!(body["code"], -1);
 }
+
+#[tokio::test]
+async fn status_all_compares_from_and_to_with_the_time_of_each_payments_own_status() {
+    const DAY: i64 = 24 * 3600;
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let cancel = |token: String, p: serde_json::Value| {
+        let app = &app;
+        async move {
+            let (_, body) = app
+                .post(
+                    "/payments/cancel",
+                    Some(&token),
+                    serde_json::json!({"imp_uid": p["imp_uid"]}),
+                )
+                .await;
+            assert_eq!(body["response"]["status"], "cancelled", "{body}");
+            body["response"]["cancelled_at"].as_i64().unwrap()
+        }
+    };
+    // Started and paid on day 0, cancelled on day 10.
+    let early = app.paid(&token, "span-early", 1000).await;
+    app.advance(10 * DAY);
+    let token = app.token().await;
+    let day10 = cancel(token.clone(), early).await;
+    // Started and paid on day 10, cancelled on day 20.
+    let middle = app.paid(&token, "span-middle", 1000).await;
+    app.advance(10 * DAY);
+    let token = app.token().await;
+    let day20 = cancel(token.clone(), middle).await;
+    // Started and paid on day 20.
+    app.paid(&token, "span-late", 1000).await;
+    let listed = |day: i64| {
+        let (app, token) = (&app, token.clone());
+        async move {
+            let (status, body) = app
+                .get(
+                    &format!(
+                        "/payments/status/all?from={}&to={}&sorting=started",
+                        day - 60,
+                        day + 60
+                    ),
+                    Some(&token),
+                )
+                .await;
+            assert_eq!(status, StatusCode::OK, "{body}");
+            let r = &body["response"];
+            let uids: Vec<String> = r["list"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|p| p["merchant_uid"].as_str().unwrap().to_string())
+                .collect();
+            assert_eq!(r["total"], uids.len(), "{body}");
+            uids
+        }
+    };
+
+    assert_eq!(listed(day10).await, ["span-early"]);
+    assert_eq!(listed(day20).await, ["span-middle", "span-late"]);
+}
