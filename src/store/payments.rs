@@ -1,11 +1,11 @@
 //! Payments, their cancellations, KCP attempts and prepared amounts.
 use sea_orm::sea_query::{
-    Alias, Asterisk, CommonTableExpression, Expr, Query, SimpleExpr, WithClause,
+    Alias, Asterisk, CommonTableExpression, Expr, Func, Query, SimpleExpr, WithClause,
 };
 use sea_orm::{
     ActiveModelTrait, ActiveValue, ColumnTrait, Condition, ConnectionTrait, DbBackend, DbErr,
-    EntityTrait, FromQueryResult, IdenStatic, Iterable, ModelTrait, PaginatorTrait, QueryFilter,
-    QueryOrder, QuerySelect, QueryTrait, Set, TryIntoModel,
+    EntityTrait, FromQueryResult, IdenStatic, Iterable, ModelTrait, Order, PaginatorTrait,
+    QueryFilter, QueryOrder, QuerySelect, QueryTrait, Set, TryIntoModel,
 };
 
 use super::entity::{billing_key, cancellation, payment, pg_attempt, prepare, webhook_delivery};
@@ -173,20 +173,29 @@ fn filtered(q: &PaymentQuery) -> sea_orm::Select<payment::Entity> {
     s
 }
 
+/// Sorts by the chosen time, then by id so that equal times come in the same order everywhere.
+/// An unset (NULL) paid_at sorts as 0, which is what iamport shows for it (spec §3): SQLite puts
+/// NULLs first in ascending order and PostgreSQL last, so the bare column would order the two
+/// databases differently.
 fn sorted(
     s: sea_orm::Select<payment::Entity>,
     sorting: Sorting,
 ) -> sea_orm::Select<payment::Entity> {
-    let (col, desc) = match sorting {
-        Sorting::Started { desc } => (payment::Column::StartedAt, desc),
-        Sorting::Paid { desc } => (payment::Column::PaidAt, desc),
-        Sorting::Updated { desc } => (payment::Column::UpdatedAt, desc),
+    let (time, desc): (SimpleExpr, bool) = match sorting {
+        Sorting::Started { desc } => (Expr::col(payment::Column::StartedAt).into(), desc),
+        Sorting::Paid { desc } => (
+            Func::coalesce([
+                Expr::col(payment::Column::PaidAt).into(),
+                Expr::val(0).into(),
+            ])
+            .into(),
+            desc,
+        ),
+        Sorting::Updated { desc } => (Expr::col(payment::Column::UpdatedAt).into(), desc),
     };
-    if desc {
-        s.order_by_desc(col).order_by_desc(payment::Column::Id)
-    } else {
-        s.order_by_asc(col).order_by_asc(payment::Column::Id)
-    }
+    let order = if desc { Order::Desc } else { Order::Asc };
+    s.order_by(time, order.clone())
+        .order_by(payment::Column::Id, order)
 }
 
 /// One page (1-based) and the total count.

@@ -199,3 +199,47 @@ async fn status_all_compares_from_and_to_with_the_time_of_each_payments_own_stat
     assert_eq!(listed(day10).await, ["span-early"]);
     assert_eq!(listed(day20).await, ["span-middle", "span-late"]);
 }
+
+#[tokio::test]
+async fn sorting_by_paid_time_puts_payments_never_paid_last_on_every_database() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let (_, failed) = app
+        .pay(&token, "sort-1", 1000, test_cards::DAILY_LIMIT_EXCEEDED)
+        .await;
+    assert_eq!(failed["response"]["status"], "failed", "{failed}");
+    app.advance(60);
+    let paid = app.paid(&token, "sort-1", 1000).await;
+    app.advance(60);
+    let later = app.paid(&token, "sort-2", 1000).await;
+
+    let (status, found) = app
+        .get("/payments/find/sort-1?sorting=-paid", Some(&token))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{found}");
+    assert_eq!(found["response"]["imp_uid"], paid["imp_uid"]);
+    let (_, found) = app
+        .get("/payments/find/sort-1?sorting=paid", Some(&token))
+        .await;
+    assert_eq!(
+        found["response"]["imp_uid"], failed["response"]["imp_uid"],
+        "an unset paid_at is 0, the earliest"
+    );
+    let (_, list) = app
+        .get("/payments/status/all?sorting=-paid", Some(&token))
+        .await;
+    let order: Vec<&serde_json::Value> = list["response"]["list"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| &p["imp_uid"])
+        .collect();
+    assert_eq!(
+        order,
+        [
+            &later["imp_uid"],
+            &paid["imp_uid"],
+            &failed["response"]["imp_uid"]
+        ]
+    );
+}
