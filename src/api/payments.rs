@@ -181,7 +181,7 @@ pub async fn by_status(
         from: number(q, "from")?,
         to: number(q, "to")?,
         sorting: sorting(q)?,
-        paging: paging(q, 100)?,
+        paging: paging(q, 1000)?,
     };
     Ok(ok(s.gateway.payments_by_status(&who, query).await?.into()))
 }

@@ -243,3 +243,25 @@ async fn sorting_by_paid_time_puts_payments_never_paid_last_on_every_database() 
         ]
     );
 }
+
+#[tokio::test]
+async fn status_lists_take_a_limit_of_up_to_1000() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    for chunk in 0..11 {
+        let calls = (0..10).map(|i| {
+            let uid = format!("many-{}", chunk * 10 + i);
+            let token = token.clone();
+            let app = &app;
+            async move { app.paid(&token, &uid, 1000).await }
+        });
+        futures::future::join_all(calls).await;
+    }
+    let (status, body) = app
+        .get("/payments/status/paid?limit=1000", Some(&token))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["response"]["total"], 110);
+    assert_eq!(body["response"]["list"].as_array().unwrap().len(), 110);
+    assert_eq!(body["response"]["next"], 0);
+}
