@@ -175,6 +175,25 @@ pub async fn by_status(
     Path(st): Path<String>,
     RawQuery(q): RawQuery,
 ) -> ApiResult<Envelope<PaymentPage>> {
+    by_status_with(s, who, st, q).await
+}
+
+/// `/payments/status` and `/payments/status/` (the trailing slash is dropped before routing): an
+/// empty status segment means no filter (spec/iamport-v1.md §4.1).
+pub async fn by_any_status(
+    State(s): State<AppState>,
+    Caller(who): Caller,
+    RawQuery(q): RawQuery,
+) -> ApiResult<Envelope<PaymentPage>> {
+    by_status_with(s, who, String::new(), q).await
+}
+
+async fn by_status_with(
+    s: AppState,
+    who: crate::service::auth::Principal,
+    st: String,
+    q: Option<String>,
+) -> ApiResult<Envelope<PaymentPage>> {
     let q = q.as_deref();
     let query = StatusQuery {
         filter: status(&st)?,

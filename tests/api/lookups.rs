@@ -265,3 +265,22 @@ async fn status_lists_take_a_limit_of_up_to_1000() {
     assert_eq!(body["response"]["list"].as_array().unwrap().len(), 110);
     assert_eq!(body["response"]["next"], 0);
 }
+
+#[tokio::test]
+async fn an_empty_status_segment_lists_payments_of_every_status() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    app.paid(&token, "empty-1", 1000).await;
+    app.pay(&token, "empty-2", 1000, test_cards::DAILY_LIMIT_EXCEEDED)
+        .await;
+    for path in [
+        "/payments/status",
+        "/payments/status/",
+        "/payments/status//",
+        "/payments/status/undefined",
+    ] {
+        let (status, body) = app.get(path, Some(&token)).await;
+        assert_eq!(status, StatusCode::OK, "{path}: {body}");
+        assert_eq!(body["response"]["total"], 2, "{path}: {body}");
+    }
+}
