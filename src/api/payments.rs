@@ -82,17 +82,17 @@ pub async fn get_many(
         .gateway
         .payments_by_ids(&who, &imp_uids, &merchant_uids)
         .await?;
-    if found.is_empty() {
+    if found.records.is_empty() {
         return Err(ApiError::not_found(NOT_FOUND));
     }
-    let status = if found.len() < asked {
+    let status = if found.unmatched > 0 {
         StatusCode::MULTI_STATUS
     } else {
         StatusCode::OK
     };
     Ok(Envelope {
         status,
-        response: found.into_iter().map(Into::into).collect(),
+        response: found.records.into_iter().map(Into::into).collect(),
     })
 }
 

@@ -284,3 +284,28 @@ async fn an_empty_status_segment_lists_payments_of_every_status() {
         assert_eq!(body["response"]["total"], 2, "{path}: {body}");
     }
 }
+
+#[tokio::test]
+async fn a_multi_get_naming_one_payment_by_imp_uid_and_merchant_uid_answers_200() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let a = app.paid(&token, "both-a", 1000).await;
+    let ia = a["imp_uid"].as_str().unwrap();
+    let (status, body) = app
+        .get(
+            &format!("/payments?imp_uid[]={ia}&merchant_uid[]=both-a"),
+            Some(&token),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["response"].as_array().unwrap().len(), 1, "{body}");
+    assert_eq!(body["response"][0]["imp_uid"], ia);
+    let (status, body) = app
+        .get(
+            &format!("/payments?imp_uid[]={ia}&merchant_uid[]=both-a&merchant_uid[]=none"),
+            Some(&token),
+        )
+        .await;
+    assert_eq!(status, StatusCode::MULTI_STATUS, "{body}");
+    assert_eq!(body["response"].as_array().unwrap().len(), 1, "{body}");
+}
