@@ -6,6 +6,7 @@ mod m20261122_000002_billing;
 mod m20261122_000003_webhooks;
 mod m20261122_000004_checkout;
 mod m20261202_000005_fewer_index_writes;
+mod m20261210_000006_one_live_token;
 
 pub struct Migrator;
 
@@ -18,6 +19,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000003_webhooks::Migration),
             Box::new(m20261122_000004_checkout::Migration),
             Box::new(m20261202_000005_fewer_index_writes::Migration),
+            Box::new(m20261210_000006_one_live_token::Migration),
         ]
     }
 }
