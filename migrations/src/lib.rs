@@ -7,6 +7,7 @@ mod m20261122_000003_webhooks;
 mod m20261122_000004_checkout;
 mod m20261202_000005_fewer_index_writes;
 mod m20261202_000006_schedule_card_quota;
+mod m20261202_000007_one_live_token;
 
 pub struct Migrator;
 
@@ -20,6 +21,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000004_checkout::Migration),
             Box::new(m20261202_000005_fewer_index_writes::Migration),
             Box::new(m20261202_000006_schedule_card_quota::Migration),
+            Box::new(m20261202_000007_one_live_token::Migration),
         ]
     }
 }

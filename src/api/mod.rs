@@ -95,6 +95,7 @@ pub fn router() -> Router<AppState> {
             "/payments/findAll/{merchant_uid}/{payment_status}",
             get(payments::find_all_status),
         )
+        .route("/payments/status", get(payments::by_any_status))
         .route(
             "/payments/status/{payment_status}",
             get(payments::by_status),

@@ -71,8 +71,11 @@ pub(crate) fn order(f: OrderFields) -> ApiResult<ChargeOrder> {
             "tax_free는 0 이상 amount 이하여야 합니다.",
         ));
     }
+    // iamport: only 2 months and more is an instalment; 0 and 1 both mean a lump sum, which KCP
+    // knows only as quota "00" (it reads "01" as an instalment).
     let card_quota = match f.card_quota.unwrap_or(0) {
-        q @ 0..=36 => q as u8,
+        0 | 1 => 0,
+        q @ 2..=36 => q as u8,
         _ => return Err(ApiError::bad_request("card_quota는 0~36 사이여야 합니다.")),
     };
     Ok(ChargeOrder {

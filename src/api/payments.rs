@@ -82,17 +82,17 @@ pub async fn get_many(
         .gateway
         .payments_by_ids(&who, &imp_uids, &merchant_uids)
         .await?;
-    if found.is_empty() {
+    if found.records.is_empty() {
         return Err(ApiError::not_found(NOT_FOUND));
     }
-    let status = if found.len() < asked {
+    let status = if found.unmatched > 0 {
         StatusCode::MULTI_STATUS
     } else {
         StatusCode::OK
     };
     Ok(Envelope {
         status,
-        response: found.into_iter().map(Into::into).collect(),
+        response: found.records.into_iter().map(Into::into).collect(),
     })
 }
 
@@ -175,13 +175,32 @@ pub async fn by_status(
     Path(st): Path<String>,
     RawQuery(q): RawQuery,
 ) -> ApiResult<Envelope<PaymentPage>> {
+    by_status_with(s, who, st, q).await
+}
+
+/// `/payments/status` and `/payments/status/` (the trailing slash is dropped before routing): an
+/// empty status segment means no filter (spec/iamport-v1.md §4.1).
+pub async fn by_any_status(
+    State(s): State<AppState>,
+    Caller(who): Caller,
+    RawQuery(q): RawQuery,
+) -> ApiResult<Envelope<PaymentPage>> {
+    by_status_with(s, who, String::new(), q).await
+}
+
+async fn by_status_with(
+    s: AppState,
+    who: crate::service::auth::Principal,
+    st: String,
+    q: Option<String>,
+) -> ApiResult<Envelope<PaymentPage>> {
     let q = q.as_deref();
     let query = StatusQuery {
         filter: status(&st)?,
         from: number(q, "from")?,
         to: number(q, "to")?,
         sorting: sorting(q)?,
-        paging: paging(q, 100)?,
+        paging: paging(q, 1000)?,
     };
     Ok(ok(s.gateway.payments_by_status(&who, query).await?.into()))
 }

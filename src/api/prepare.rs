@@ -48,7 +48,13 @@ fn parse(req: PrepareRequest) -> ApiResult<(String, i64, Option<String>)> {
     if amount < 0 {
         return Err(ApiError::bad_request("amount는 0 이상이어야 합니다."));
     }
-    Ok((uid, amount, req.currency.filter(|c| !c.is_empty())))
+    // Charges upper-case their currency (`order::order`), and a prepared currency must compare
+    // equal to theirs (spec §4.3).
+    let currency = req
+        .currency
+        .filter(|c| !c.is_empty())
+        .map(|c| c.to_ascii_uppercase());
+    Ok((uid, amount, currency))
 }
 
 #[utoipa::path(post, path = "/payments/prepare", request_body = PrepareRequest, responses((status = 200, body = PrepareAnnotation)))]

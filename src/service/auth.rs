@@ -10,7 +10,7 @@ use super::secrets::SecretCheck;
 use super::{Gateway, ServiceError, ServiceResult};
 use crate::domain::ids::random_hex;
 use crate::store::entity::merchant;
-use crate::store::{is_unique_violation, merchants};
+use crate::store::merchants;
 
 /// A token lives 30 minutes.
 pub const TOKEN_TTL_SECS: i64 = 30 * 60;
@@ -118,23 +118,44 @@ impl Gateway {
                 expired_at,
             });
         }
-        let token = random_hex(20);
-        let expired_at = now + TOKEN_TTL_SECS;
-        match merchants::insert_token(&self.db.write, token.clone(), merchant.id, now, expired_at)
-            .await
-        {
-            Ok(_) => {}
-            Err(e) if is_unique_violation(&e) => {
-                return Err(ServiceError::Internal("token collision".into()))
+        // No live token was read: claim the merchant's slot for a new one. Concurrent first calls
+        // (here or on another instance) race for the slot, and the losers hand out the winner's.
+        for _ in 0..3 {
+            let token = random_hex(20);
+            let expired_at = now + TOKEN_TTL_SECS;
+            if merchants::claim_token_slot(
+                &self.db.write,
+                token.clone(),
+                merchant.id,
+                now,
+                expired_at,
+            )
+            .await?
+            {
+                self.tokens.put(&token, merchant.id, expired_at, now);
+                return Ok(IssuedToken {
+                    access_token: token,
+                    now,
+                    expired_at,
+                });
             }
-            Err(e) => return Err(e.into()),
+            // Read on the writer: it has seen the winner's write, which the readers may not yet.
+            if let Some(t) = merchants::slot_token(&self.db.write, merchant.id)
+                .await?
+                .filter(|t| t.expires_at > now)
+            {
+                self.tokens.put(&t.token, merchant.id, t.expires_at, now);
+                return Ok(IssuedToken {
+                    access_token: t.token,
+                    now,
+                    expired_at: t.expires_at,
+                });
+            }
+            // The holder expired or was deleted in between: claim again.
         }
-        self.tokens.put(&token, merchant.id, expired_at, now);
-        Ok(IssuedToken {
-            access_token: token,
-            now,
-            expired_at,
-        })
+        Err(ServiceError::Internal(
+            "no access token could be issued".into(),
+        ))
     }
 
     /// Resolves a presented token (any transport) to a principal; 401 when missing, unknown or expired.

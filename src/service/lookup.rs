@@ -18,6 +18,16 @@ pub struct Page<T> {
     pub list: Vec<T>,
 }
 
+/// What a multi-get found.
+#[derive(Debug, Clone)]
+pub struct FoundPayments {
+    pub records: Vec<PaymentRecord>,
+    /// How many of the requested ids matched no payment. Not `requested − records`: an imp_uid
+    /// and a merchant_uid may name the same payment, which is listed once (spec §2: 207 means
+    /// some ids were not found).
+    pub unmatched: usize,
+}
+
 #[derive(Debug, Clone, Copy)]
 pub struct Paging {
     pub page: u64,
@@ -92,30 +102,35 @@ impl Gateway {
         self.payment_record(p).await
     }
 
-    /// Multi-get: found records in the order asked; the caller answers 207 when some are missing.
+    /// Multi-get: found records in the order asked, and how many ids matched nothing.
     pub async fn payments_by_ids(
         &self,
         who: &Principal,
         imp_uids: &[String],
         merchant_uids: &[String],
-    ) -> ServiceResult<Vec<PaymentRecord>> {
+    ) -> ServiceResult<FoundPayments> {
         let found =
             payments::by_imp_uids(&self.db.read, who.scope(), imp_uids, merchant_uids).await?;
         let mut ordered: Vec<payment::Model> = Vec::new();
+        let mut unmatched = 0;
         for id in imp_uids {
-            if let Some(p) = found.iter().find(|p| &p.imp_uid == id) {
-                ordered.push(p.clone());
+            match found.iter().find(|p| &p.imp_uid == id) {
+                Some(p) => ordered.push(p.clone()),
+                None => unmatched += 1,
             }
         }
         // A merchant_uid names its newest attempt, as /payments/find does.
         for uid in merchant_uids {
-            if let Some(p) = found.iter().find(|p| &p.merchant_uid == uid) {
-                if !ordered.iter().any(|o| o.id == p.id) {
-                    ordered.push(p.clone());
-                }
+            match found.iter().find(|p| &p.merchant_uid == uid) {
+                Some(p) if !ordered.iter().any(|o| o.id == p.id) => ordered.push(p.clone()),
+                Some(_) => {}
+                None => unmatched += 1,
             }
         }
-        self.records(ordered).await
+        Ok(FoundPayments {
+            records: self.records(ordered).await?,
+            unmatched,
+        })
     }
 
     fn merchant_uid_query(
@@ -177,8 +192,8 @@ impl Gateway {
             .filter(|f| *f > 0)
             .unwrap_or(to - DEFAULT_RANGE_SECS);
         let column = match sq.filter {
-            StatusFilter::All
-            | StatusFilter::Only(PaymentStatus::Ready | PaymentStatus::Pending) => {
+            StatusFilter::All => TimeColumn::OfStatus,
+            StatusFilter::Only(PaymentStatus::Ready | PaymentStatus::Pending) => {
                 TimeColumn::Started
             }
             StatusFilter::Only(PaymentStatus::Paid) => TimeColumn::Paid,

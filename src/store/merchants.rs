@@ -1,4 +1,5 @@
 //! Merchants and their access tokens.
+use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder,
     Set,
@@ -67,21 +68,51 @@ pub async fn token(
         .await
 }
 
-pub async fn insert_token(
+/// Puts a new token into the merchant's live slot, unless the slot holds a token that is still
+/// valid at `now`: one statement (an upsert on the unique `live_slot`), atomic on SQLite and on
+/// PostgreSQL, so of concurrent callers, on any number of instances, exactly one fills a free or
+/// expired slot. True when `token` is now the merchant's; else [`slot_token`] reads the holder.
+/// The expired token it replaces is deleted with it: nothing accepts it any more.
+pub async fn claim_token_slot(
     db: &impl ConnectionTrait,
     token: String,
     merchant_id: i64,
     now: i64,
     expires_at: i64,
-) -> Result<access_token::Model, DbErr> {
-    access_token::ActiveModel {
+) -> Result<bool, DbErr> {
+    let inserted = access_token::Entity::insert(access_token::ActiveModel {
         token: Set(token),
         merchant_id: Set(merchant_id),
         created_at: Set(now),
         expires_at: Set(expires_at),
-    }
-    .insert(db)
-    .await
+        live_slot: Set(Some(merchant_id)),
+    })
+    .on_conflict(
+        OnConflict::column(access_token::Column::LiveSlot)
+            .update_columns([
+                access_token::Column::Token,
+                access_token::Column::CreatedAt,
+                access_token::Column::ExpiresAt,
+            ])
+            .action_and_where(
+                Expr::col((access_token::Entity, access_token::Column::ExpiresAt)).lte(now),
+            )
+            .to_owned(),
+    )
+    .exec_without_returning(db)
+    .await?;
+    Ok(inserted == 1)
+}
+
+/// The token in the merchant's live slot (valid or not).
+pub async fn slot_token(
+    db: &impl ConnectionTrait,
+    merchant_id: i64,
+) -> Result<Option<access_token::Model>, DbErr> {
+    access_token::Entity::find()
+        .filter(access_token::Column::LiveSlot.eq(merchant_id))
+        .one(db)
+        .await
 }
 
 pub async fn extend_token(

@@ -1,11 +1,11 @@
 //! Payments, their cancellations, KCP attempts and prepared amounts.
 use sea_orm::sea_query::{
-    Alias, Asterisk, CommonTableExpression, Expr, Query, SimpleExpr, WithClause,
+    Alias, Asterisk, CommonTableExpression, Expr, Func, Query, SimpleExpr, WithClause,
 };
 use sea_orm::{
     ActiveModelTrait, ActiveValue, ColumnTrait, Condition, ConnectionTrait, DbBackend, DbErr,
-    EntityTrait, FromQueryResult, IdenStatic, Iterable, ModelTrait, PaginatorTrait, QueryFilter,
-    QueryOrder, QuerySelect, QueryTrait, Set, TryIntoModel,
+    EntityTrait, FromQueryResult, IdenStatic, Iterable, ModelTrait, Order, PaginatorTrait,
+    QueryFilter, QueryOrder, QuerySelect, QueryTrait, Set, TryIntoModel,
 };
 
 use super::entity::{billing_key, cancellation, payment, pg_attempt, prepare, webhook_delivery};
@@ -113,7 +113,7 @@ pub struct PaymentQuery {
     pub customer_uid: Option<String>,
     /// Database status words; empty = all.
     pub statuses: Vec<&'static str>,
-    /// Inclusive Unix-second range on the column `time_column` names.
+    /// Inclusive Unix-second range on the time `TimeColumn` names.
     pub time_range: Option<(TimeColumn, i64, i64)>,
     pub include_sandbox: bool,
 }
@@ -124,6 +124,23 @@ pub enum TimeColumn {
     Paid,
     Failed,
     Cancelled,
+    /// The time of each payment's own status: paid_at of a paid one, cancelled_at of a cancelled
+    /// one, failed_at of a failed one, started_at of any other. What `/payments/status/all`
+    /// compares from/to with (spec/iamport-v1.md §4.1: the compared time depends on the status).
+    OfStatus,
+}
+
+/// [`TimeColumn::OfStatus`] as SQL: a `CASE` on the status, the same on SQLite and PostgreSQL.
+fn time_of_status() -> SimpleExpr {
+    let status = || Expr::col(payment::Column::Status);
+    Expr::case(status().eq("paid"), Expr::col(payment::Column::PaidAt))
+        .case(
+            status().eq("cancelled"),
+            Expr::col(payment::Column::CancelledAt),
+        )
+        .case(status().eq("failed"), Expr::col(payment::Column::FailedAt))
+        .finally(Expr::col(payment::Column::StartedAt))
+        .into()
 }
 
 fn filtered(q: &PaymentQuery) -> sea_orm::Select<payment::Entity> {
@@ -144,31 +161,41 @@ fn filtered(q: &PaymentQuery) -> sea_orm::Select<payment::Entity> {
         s = s.filter(payment::Column::Sandbox.eq(false));
     }
     if let Some((col, from, to)) = q.time_range {
-        let c = match col {
-            TimeColumn::Started => payment::Column::StartedAt,
-            TimeColumn::Paid => payment::Column::PaidAt,
-            TimeColumn::Failed => payment::Column::FailedAt,
-            TimeColumn::Cancelled => payment::Column::CancelledAt,
+        let time: SimpleExpr = match col {
+            TimeColumn::Started => Expr::col(payment::Column::StartedAt).into(),
+            TimeColumn::Paid => Expr::col(payment::Column::PaidAt).into(),
+            TimeColumn::Failed => Expr::col(payment::Column::FailedAt).into(),
+            TimeColumn::Cancelled => Expr::col(payment::Column::CancelledAt).into(),
+            TimeColumn::OfStatus => time_of_status(),
         };
-        s = s.filter(c.between(from, to));
+        s = s.filter(Expr::expr(time).between(from, to));
     }
     s
 }
 
+/// Sorts by the chosen time, then by id so that equal times come in the same order everywhere.
+/// An unset (NULL) paid_at sorts as 0, which is what iamport shows for it (spec §3): SQLite puts
+/// NULLs first in ascending order and PostgreSQL last, so the bare column would order the two
+/// databases differently.
 fn sorted(
     s: sea_orm::Select<payment::Entity>,
     sorting: Sorting,
 ) -> sea_orm::Select<payment::Entity> {
-    let (col, desc) = match sorting {
-        Sorting::Started { desc } => (payment::Column::StartedAt, desc),
-        Sorting::Paid { desc } => (payment::Column::PaidAt, desc),
-        Sorting::Updated { desc } => (payment::Column::UpdatedAt, desc),
+    let (time, desc): (SimpleExpr, bool) = match sorting {
+        Sorting::Started { desc } => (Expr::col(payment::Column::StartedAt).into(), desc),
+        Sorting::Paid { desc } => (
+            Func::coalesce([
+                Expr::col(payment::Column::PaidAt).into(),
+                Expr::val(0).into(),
+            ])
+            .into(),
+            desc,
+        ),
+        Sorting::Updated { desc } => (Expr::col(payment::Column::UpdatedAt).into(), desc),
     };
-    if desc {
-        s.order_by_desc(col).order_by_desc(payment::Column::Id)
-    } else {
-        s.order_by_asc(col).order_by_asc(payment::Column::Id)
-    }
+    let order = if desc { Order::Desc } else { Order::Asc };
+    s.order_by(time, order.clone())
+        .order_by(payment::Column::Id, order)
 }
 
 /// One page (1-based) and the total count.

@@ -149,3 +149,50 @@ async fn a_missing_unknown_or_expired_token_is_401_never_403() {
     let (status, _) = app.get("/payments/imp_000000000000", Some(&token)).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
 }
+
+/// Many threads, so that the calls really overlap on both instances.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn parallel_first_get_token_calls_on_two_instances_return_one_token() {
+    let first = spawn_app().await;
+    let database_url = first.database_url.clone();
+    let sandbox_base = format!("http://{}", first.app.sandbox.as_ref().unwrap().addr);
+    let second = crate::helpers::spawn_app_with(|c| {
+        c.database_url = database_url;
+        c.kcp.api_base = Some(sandbox_base);
+        c.sandbox.embedded = Some(false);
+    })
+    .await;
+    let calls = (0..32).map(|i| {
+        let app = if i % 2 == 0 { &first } else { &second };
+        app.post(
+            "/users/getToken",
+            None,
+            json!({"imp_key": DEMO_IMP_KEY, "imp_secret": DEMO_IMP_SECRET}),
+        )
+    });
+    let results = futures::future::join_all(calls).await;
+    let mut tokens: Vec<&str> = results
+        .iter()
+        .map(|(status, body)| {
+            assert_eq!(*status, StatusCode::OK, "{body}");
+            body["response"]["access_token"].as_str().unwrap()
+        })
+        .collect();
+    tokens.sort();
+    tokens.dedup();
+    assert_eq!(tokens.len(), 1, "{results:?}");
+}
+
+#[tokio::test]
+async fn once_the_token_expired_get_token_issues_a_new_one_and_only_that_one_works() {
+    let app = spawn_app().await;
+    let old = app.token().await;
+    app.advance(1801);
+    let new = app.token().await;
+    assert_ne!(new, old);
+    assert_eq!(app.token().await, new, "the new token is the live one");
+    let (status, _) = app.get("/payments/imp_000000000000", Some(&new)).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "authenticated");
+    let (status, _) = app.get("/payments/imp_000000000000", Some(&old)).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+}

@@ -138,3 +138,174 @@ async fn an_unknown_route_is_an_iamport_style_404() {
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert_eq!(body["code"], -1);
 }
+
+#[tokio::test]
+async fn status_all_compares_from_and_to_with_the_time_of_each_payments_own_status() {
+    const DAY: i64 = 24 * 3600;
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let cancel = |token: String, p: serde_json::Value| {
+        let app = &app;
+        async move {
+            let (_, body) = app
+                .post(
+                    "/payments/cancel",
+                    Some(&token),
+                    serde_json::json!({"imp_uid": p["imp_uid"]}),
+                )
+                .await;
+            assert_eq!(body["response"]["status"], "cancelled", "{body}");
+            body["response"]["cancelled_at"].as_i64().unwrap()
+        }
+    };
+    // Started and paid on day 0, cancelled on day 10.
+    let early = app.paid(&token, "span-early", 1000).await;
+    app.advance(10 * DAY);
+    let token = app.token().await;
+    let day10 = cancel(token.clone(), early).await;
+    // Started and paid on day 10, cancelled on day 20.
+    let middle = app.paid(&token, "span-middle", 1000).await;
+    app.advance(10 * DAY);
+    let token = app.token().await;
+    let day20 = cancel(token.clone(), middle).await;
+    // Started and paid on day 20.
+    app.paid(&token, "span-late", 1000).await;
+    let listed = |day: i64| {
+        let (app, token) = (&app, token.clone());
+        async move {
+            let (status, body) = app
+                .get(
+                    &format!(
+                        "/payments/status/all?from={}&to={}&sorting=started",
+                        day - 60,
+                        day + 60
+                    ),
+                    Some(&token),
+                )
+                .await;
+            assert_eq!(status, StatusCode::OK, "{body}");
+            let r = &body["response"];
+            let uids: Vec<String> = r["list"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|p| p["merchant_uid"].as_str().unwrap().to_string())
+                .collect();
+            assert_eq!(r["total"], uids.len(), "{body}");
+            uids
+        }
+    };
+
+    assert_eq!(listed(day10).await, ["span-early"]);
+    assert_eq!(listed(day20).await, ["span-middle", "span-late"]);
+}
+
+#[tokio::test]
+async fn sorting_by_paid_time_puts_payments_never_paid_last_on_every_database() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let (_, failed) = app
+        .pay(&token, "sort-1", 1000, test_cards::DAILY_LIMIT_EXCEEDED)
+        .await;
+    assert_eq!(failed["response"]["status"], "failed", "{failed}");
+    app.advance(60);
+    let paid = app.paid(&token, "sort-1", 1000).await;
+    app.advance(60);
+    let later = app.paid(&token, "sort-2", 1000).await;
+
+    let (status, found) = app
+        .get("/payments/find/sort-1?sorting=-paid", Some(&token))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{found}");
+    assert_eq!(found["response"]["imp_uid"], paid["imp_uid"]);
+    let (_, found) = app
+        .get("/payments/find/sort-1?sorting=paid", Some(&token))
+        .await;
+    assert_eq!(
+        found["response"]["imp_uid"], failed["response"]["imp_uid"],
+        "an unset paid_at is 0, the earliest"
+    );
+    let (_, list) = app
+        .get("/payments/status/all?sorting=-paid", Some(&token))
+        .await;
+    let order: Vec<&serde_json::Value> = list["response"]["list"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| &p["imp_uid"])
+        .collect();
+    assert_eq!(
+        order,
+        [
+            &later["imp_uid"],
+            &paid["imp_uid"],
+            &failed["response"]["imp_uid"]
+        ]
+    );
+}
+
+#[tokio::test]
+async fn status_lists_take_a_limit_of_up_to_1000() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    for chunk in 0..11 {
+        let calls = (0..10).map(|i| {
+            let uid = format!("many-{}", chunk * 10 + i);
+            let token = token.clone();
+            let app = &app;
+            async move { app.paid(&token, &uid, 1000).await }
+        });
+        futures::future::join_all(calls).await;
+    }
+    let (status, body) = app
+        .get("/payments/status/paid?limit=1000", Some(&token))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["response"]["total"], 110);
+    assert_eq!(body["response"]["list"].as_array().unwrap().len(), 110);
+    assert_eq!(body["response"]["next"], 0);
+}
+
+#[tokio::test]
+async fn an_empty_status_segment_lists_payments_of_every_status() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    app.paid(&token, "empty-1", 1000).await;
+    app.pay(&token, "empty-2", 1000, test_cards::DAILY_LIMIT_EXCEEDED)
+        .await;
+    for path in [
+        "/payments/status",
+        "/payments/status/",
+        "/payments/status//",
+        "/payments/status/undefined",
+    ] {
+        let (status, body) = app.get(path, Some(&token)).await;
+        assert_eq!(status, StatusCode::OK, "{path}: {body}");
+        assert_eq!(body["response"]["total"], 2, "{path}: {body}");
+    }
+}
+
+#[tokio::test]
+async fn a_multi_get_naming_one_payment_by_imp_uid_and_merchant_uid_answers_200() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let a = app.paid(&token, "both-a", 1000).await;
+    let ia = a["imp_uid"].as_str().unwrap();
+    let (status, body) = app
+        .get(
+            &format!("/payments?imp_uid[]={ia}&merchant_uid[]=both-a"),
+            Some(&token),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["response"].as_array().unwrap().len(), 1, "{body}");
+    assert_eq!(body["response"][0]["imp_uid"], ia);
+    let (status, body) = app
+        .get(
+            &format!("/payments?imp_uid[]={ia}&merchant_uid[]=both-a&merchant_uid[]=none"),
+            Some(&token),
+        )
+        .await;
+    assert_eq!(status, StatusCode::MULTI_STATUS, "{body}");
+    assert_eq!(body["response"].as_array().unwrap().len(), 1, "{body}");
+}

@@ -353,3 +353,21 @@ async fn the_test_card_from_kcps_guide_pays_in_test_mode() {
     assert_eq!(body["response"]["card_number"], "467309******0032");
     app.assert_ledger_agrees().await;
 }
+
+#[tokio::test]
+async fn a_card_quota_of_1_is_a_lump_sum_paid_with_card_quota_0() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let (_, body) = app
+        .post(
+            "/subscribe/payments/onetime",
+            Some(&token),
+            json!({"merchant_uid": "quota-one", "amount": 1000, "card_quota": 1, "card_number": test_cards::SHINHAN_CREDIT, "expiry": future_expiry()}),
+        )
+        .await;
+    assert_eq!(body["code"], 0, "{body}");
+    assert_eq!(body["response"]["status"], "paid", "{body}");
+    assert_eq!(body["response"]["card_quota"], 0, "{body}");
+    let ledger = app.sandbox.ledger();
+    assert_eq!(ledger[0].card.as_ref().unwrap().quota, "00");
+}

@@ -79,3 +79,25 @@ async fn onetime_refuses_a_prepared_merchant_uid_with_another_amount() {
         .await;
     assert_eq!(res["response"]["status"], "paid", "{res}");
 }
+
+#[tokio::test]
+async fn a_currency_prepared_in_lower_case_accepts_the_same_currency_and_amount() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let (_, prepared) = app
+        .post(
+            "/payments/prepare",
+            Some(&token),
+            json!({"merchant_uid": "prep-krw", "amount": 1000, "currency": "krw"}),
+        )
+        .await;
+    assert_eq!(prepared["code"], 0, "{prepared}");
+    let body = json!({"merchant_uid": "prep-krw", "amount": 1000, "currency": "krw",
+        "card_number": test_cards::SHINHAN_CREDIT, "expiry": future_expiry()});
+    let (_, res) = app
+        .post("/subscribe/payments/onetime", Some(&token), body)
+        .await;
+    assert_eq!(res["code"], 0, "{res}");
+    assert_eq!(res["response"]["status"], "paid", "{res}");
+    assert_eq!(res["response"]["currency"], "KRW");
+}

@@ -8,6 +8,9 @@ pub struct Model {
     pub merchant_id: i64,
     pub created_at: i64,
     pub expires_at: i64,
+    /// The merchant's id on the token getToken hands out, NULL on any other; unique, so a
+    /// merchant has at most one (migration `m20261202_000007_one_live_token`).
+    pub live_slot: Option<i64>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
