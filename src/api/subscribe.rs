@@ -13,7 +13,7 @@ use super::payment_json::PaymentAnnotation;
 use crate::app::AppState;
 use crate::service::billing::AgainCommand;
 use crate::service::lookup::{Page, Paging};
-use crate::service::schedules::ScheduleItem;
+use crate::service::schedules::{Reschedule, ScheduleItem};
 use crate::service::ServiceError;
 use crate::store::billing::ScheduleQuery;
 use crate::store::entity::schedule;
@@ -283,29 +283,35 @@ pub struct RescheduleRequest {
 
 #[utoipa::path(put, path = "/subscribe/payments/schedule/{merchant_uid}", params(("merchant_uid" = String, Path)), request_body = RescheduleRequest, responses((status = 200, body = ScheduleAnnotation)))]
 pub async fn update(
-    State(s): State<AppState>,
-    MerchantCaller(m): MerchantCaller,
-    Path(uid): Path<String>,
-    Body(req): Body<RescheduleRequest>,
+    s: State<AppState>,
+    m: MerchantCaller,
+    uid: Path<String>,
+    req: Body<RescheduleRequest>,
 ) -> ApiResult<Envelope<ScheduleAnnotation>> {
-    let at = schedule_at(req)?;
-    Ok(ok(s.gateway.move_schedule(&m, &uid, at).await?.into()))
+    retime(s, m, uid, req, Reschedule::Pending).await
 }
 
 #[utoipa::path(post, path = "/subscribe/payments/schedule/{merchant_uid}/reschedule", params(("merchant_uid" = String, Path)), request_body = RescheduleRequest, responses((status = 200, body = ScheduleAnnotation)))]
 pub async fn reschedule(
+    s: State<AppState>,
+    m: MerchantCaller,
+    uid: Path<String>,
+    req: Body<RescheduleRequest>,
+) -> ApiResult<Envelope<ScheduleAnnotation>> {
+    retime(s, m, uid, req, Reschedule::FailedOrRevoked).await
+}
+
+async fn retime(
     State(s): State<AppState>,
     MerchantCaller(m): MerchantCaller,
     Path(uid): Path<String>,
     Body(req): Body<RescheduleRequest>,
+    how: Reschedule,
 ) -> ApiResult<Envelope<ScheduleAnnotation>> {
-    let at = schedule_at(req)?;
-    Ok(ok(s.gateway.reschedule(&m, &uid, at).await?.into()))
-}
-
-fn schedule_at(req: RescheduleRequest) -> ApiResult<i64> {
-    req.schedule_at
-        .ok_or_else(|| ApiError::bad_request("schedule_at 파라메터가 누락되었습니다."))
+    let at = req
+        .schedule_at
+        .ok_or_else(|| ApiError::bad_request("schedule_at 파라메터가 누락되었습니다."))?;
+    Ok(ok(s.gateway.reschedule(&m, &uid, at, how).await?.into()))
 }
 
 #[utoipa::path(post, path = "/subscribe/payments/schedule/{merchant_uid}/retry", params(("merchant_uid" = String, Path)), responses((status = 200, body = PaymentAnnotation)))]

@@ -22,6 +22,13 @@ const MAX_RANGE_SECS: i64 = 92 * 24 * 3600;
 /// [`Gateway::run_due_schedules`]).
 const FINISH_DELAY: std::time::Duration = std::time::Duration::from_millis(50);
 
+/// Which schedules a new time applies to (see [`Gateway::reschedule`]).
+#[derive(Debug, Clone, Copy)]
+pub enum Reschedule {
+    Pending,
+    FailedOrRevoked,
+}
+
 #[derive(Debug, Clone)]
 pub struct ScheduleItem {
     pub schedule_at: i64,
@@ -200,38 +207,34 @@ impl Gateway {
         })
     }
 
-    /// Moves a pending schedule (`PUT …/schedule/{merchant_uid}`): one that ran or was revoked
-    /// is refused with 400, as iamport does.
-    pub async fn move_schedule(
-        &self,
-        m: &merchant::Model,
-        merchant_uid: &str,
-        schedule_at: i64,
-    ) -> ServiceResult<schedule::Model> {
-        let now = self.clock.unix();
-        future_schedule_at(schedule_at, now)?;
-        let s = self.schedule(m, merchant_uid).await?;
-        if !billing::reschedule(&self.db.write, s.id, schedule_at, now).await? {
-            return Err(ServiceError::BadRequest(
-                "이미 실행 혹은 취소된 결제예약입니다.".into(),
-            ));
-        }
-        self.schedule(m, merchant_uid).await
-    }
-
-    /// Schedules again one whose charge failed or that was revoked (`POST …/reschedule`); a
-    /// pending, running or paid one is refused with 400.
+    /// Moves a pending schedule (`PUT …/schedule/{merchant_uid}`: one that ran or was revoked is
+    /// refused), or schedules again one whose charge failed or that was revoked (`POST
+    /// …/reschedule`: a pending, running or paid one is refused). Refusals are 400s, as iamport's.
     pub async fn reschedule(
         &self,
         m: &merchant::Model,
         merchant_uid: &str,
         schedule_at: i64,
+        how: Reschedule,
     ) -> ServiceResult<schedule::Model> {
         let now = self.clock.unix();
         future_schedule_at(schedule_at, now)?;
         let s = self.schedule(m, merchant_uid).await?;
-        if !billing::rearm_schedule(&self.db.write, s.id, schedule_at, now).await? {
-            return Err(not_rearmable());
+        let done = match how {
+            Reschedule::Pending => {
+                billing::reschedule(&self.db.write, s.id, schedule_at, now).await?
+            }
+            Reschedule::FailedOrRevoked => {
+                billing::rearm_schedule(&self.db.write, s.id, schedule_at, now).await?
+            }
+        };
+        if !done {
+            return Err(match how {
+                Reschedule::Pending => {
+                    ServiceError::BadRequest("이미 실행 혹은 취소된 결제예약입니다.".into())
+                }
+                Reschedule::FailedOrRevoked => not_rearmable(),
+            });
         }
         self.schedule(m, merchant_uid).await
     }

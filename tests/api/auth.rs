@@ -154,14 +154,7 @@ async fn a_missing_unknown_or_expired_token_is_401_never_403() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn parallel_first_get_token_calls_on_two_instances_return_one_token() {
     let first = spawn_app().await;
-    let database_url = first.database_url.clone();
-    let sandbox_base = format!("http://{}", first.app.sandbox.as_ref().unwrap().addr);
-    let second = crate::helpers::spawn_app_with(|c| {
-        c.database_url = database_url;
-        c.kcp.api_base = Some(sandbox_base);
-        c.sandbox.embedded = Some(false);
-    })
-    .await;
+    let second = first.another_instance(|_| {}).await;
     let calls = (0..32).map(|i| {
         let app = if i % 2 == 0 { &first } else { &second };
         app.post(

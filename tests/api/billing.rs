@@ -289,24 +289,15 @@ async fn rotating_the_master_key_loses_no_billing_key_and_no_merchant_secret() {
         crate::helpers::spawn_app_with(move |c| c.master_key = Some(SecretString::from(ok))).await;
     let token = first.token().await;
     register(&first, &token, "rot", test_cards::SHINHAN_CREDIT).await;
-    let db_url = first.database_url.clone();
-    let sandbox = format!("http://{}", first.app.sandbox.as_ref().unwrap().addr);
 
     // The new key is current, the old one still accepted.
-    let (db, sb, nk, okey) = (
-        db_url.clone(),
-        sandbox.clone(),
-        new_key.clone(),
-        old_key.clone(),
-    );
-    let rotated = crate::helpers::spawn_app_with(move |c| {
-        c.database_url = db;
-        c.kcp.api_base = Some(sb);
-        c.sandbox.embedded = Some(false);
-        c.master_key = Some(SecretString::from(nk));
-        c.previous_master_keys = Some(SecretString::from(okey));
-    })
-    .await;
+    let (nk, okey) = (new_key.clone(), old_key.clone());
+    let rotated = first
+        .another_instance(move |c| {
+            c.master_key = Some(SecretString::from(nk));
+            c.previous_master_keys = Some(SecretString::from(okey));
+        })
+        .await;
     let token = rotated.token().await; // upgrades the imp_secret hash
     let (_, paid) = again(&rotated, &token, "rot", "rot-1", 1000).await;
     assert_eq!(paid["response"]["status"], "paid", "{paid}");
@@ -315,14 +306,9 @@ async fn rotating_the_master_key_loses_no_billing_key_and_no_merchant_secret() {
     assert!(report.merchants >= 1);
 
     // The old key is gone: everything still works.
-    let (db, sb, nk) = (db_url, sandbox, new_key);
-    let only_new = crate::helpers::spawn_app_with(move |c| {
-        c.database_url = db;
-        c.kcp.api_base = Some(sb);
-        c.sandbox.embedded = Some(false);
-        c.master_key = Some(SecretString::from(nk));
-    })
-    .await;
+    let only_new = first
+        .another_instance(move |c| c.master_key = Some(SecretString::from(new_key)))
+        .await;
     let token = only_new.token().await;
     let (_, paid) = again(&only_new, &token, "rot", "rot-2", 1000).await;
     assert_eq!(paid["response"]["status"], "paid", "{paid}");

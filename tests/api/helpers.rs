@@ -174,6 +174,24 @@ pub fn future_expiry() -> String {
 }
 
 impl TestApp {
+    /// Another openport instance on this one's database, calling this one's KCP sandbox (several
+    /// instances sharing one database, master-key rotation); `adjust` sets anything else.
+    pub async fn another_instance(&self, adjust: impl FnOnce(&mut Config)) -> TestApp {
+        let database_url = self.database_url.clone();
+        let sandbox = self
+            .app
+            .sandbox
+            .as_ref()
+            .map(|s| format!("http://{}", s.addr));
+        spawn_app_with(move |c| {
+            c.database_url = database_url;
+            c.kcp.api_base = sandbox;
+            c.sandbox.embedded = Some(false);
+            adjust(c);
+        })
+        .await
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.base, path)
     }

@@ -313,14 +313,7 @@ async fn the_operator_token_cannot_pay_on_a_merchants_behalf() {
 #[tokio::test]
 async fn two_instances_on_one_database_charge_kcp_once_for_one_merchant_uid() {
     let first = spawn_app().await;
-    let database_url = first.database_url.clone();
-    let sandbox_base = format!("http://{}", first.app.sandbox.as_ref().unwrap().addr);
-    let second = crate::helpers::spawn_app_with(|c| {
-        c.database_url = database_url;
-        c.kcp.api_base = Some(sandbox_base);
-        c.sandbox.embedded = Some(false);
-    })
-    .await;
+    let second = first.another_instance(|_| {}).await;
     let t1 = first.token().await;
     let t2 = second.token().await;
     let calls = (0..16).map(|i| {

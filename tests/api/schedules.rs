@@ -414,18 +414,9 @@ async fn a_scheduled_charge_whose_answer_was_lost_is_honoured_not_repeated() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn three_instances_run_each_of_many_due_schedules_exactly_once() {
     let first = spawn_app().await;
-    let base = format!("http://{}", first.app.sandbox.as_ref().unwrap().addr);
     let mut others = Vec::new();
     for _ in 0..2 {
-        let (db, sb) = (first.database_url.clone(), base.clone());
-        others.push(
-            spawn_app_with(move |c| {
-                c.database_url = db;
-                c.kcp.api_base = Some(sb);
-                c.sandbox.embedded = Some(false);
-            })
-            .await,
-        );
+        others.push(first.another_instance(|_| {}).await);
     }
     let token = first.token().await;
     register(&first, &token, "s-many", test_cards::SHINHAN_CREDIT).await;

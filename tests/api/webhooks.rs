@@ -502,19 +502,9 @@ async fn nothing_is_sent_without_a_url_or_when_the_change_is_rolled_back() {
 #[tokio::test]
 async fn three_instances_on_one_database_deliver_each_webhook_exactly_once() {
     let first = spawn_app().await;
-    let database_url = first.database_url.clone();
-    let sandbox_base = format!("http://{}", first.app.sandbox.as_ref().unwrap().addr);
     let mut others = Vec::new();
     for _ in 0..2 {
-        let (db, sb) = (database_url.clone(), sandbox_base.clone());
-        others.push(
-            crate::helpers::spawn_app_with(move |c| {
-                c.database_url = db;
-                c.kcp.api_base = Some(sb);
-                c.sandbox.embedded = Some(false);
-            })
-            .await,
-        );
+        others.push(first.another_instance(|_| {}).await);
     }
     let (second, third) = (&others[0], &others[1]);
     let receiver = Receiver::start().await;
