@@ -180,6 +180,13 @@ fn parse_reapproval(fields: &Fields) -> Result<Reapproval<'_>, Refusal> {
         wire::check_text("mod_ordr_idxx", order_no, 40)?;
     }
     if let Some(goods) = fields.optional("mod_ordr_goods") {
+        // 50 bytes (seed 003 §2.4), not characters: a Korean syllable is three.
+        if goods.len() > 50 {
+            return Err(Refusal::new(
+                codes::INVALID_FIELD,
+                "mod_ordr_goods 는 최대 50바이트입니다.",
+            ));
+        }
         wire::check_text("mod_ordr_goods", goods, 50)?;
     }
     Ok(Reapproval { mod_mny, order_no })

@@ -368,3 +368,28 @@ async fn the_benepia_password_never_appears_in_logs_or_answers() {
         "the Benepia password was logged"
     );
 }
+
+/// KCP takes 50 bytes of product name on a point re-approval (seed 003 §2.4), half of a payment's
+/// 100: a partial cancel of a payment with a long Korean name re-approves the rest, cut to fit,
+/// instead of being refused after its full cancel went through.
+#[tokio::test]
+async fn a_partial_point_cancel_of_a_payment_with_a_long_name_reapproves_the_rest() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let name = "복지몰 한정 특가 상품 세트 구성 안내".repeat(2); // 40 characters, 104 bytes
+    let (_, body) = app
+        .post(
+            "/benepia/payment",
+            Some(&token),
+            json!({"benepia_user": BENEPIA_01.id, "benepia_password": BENEPIA_01.password,
+                   "benepia_member_code": "BENE01", "merchant_uid": "bp-long", "amount": 10_000,
+                   "name": name}),
+        )
+        .await;
+    assert_eq!(body["response"]["status"], "paid", "{body}");
+    let c = cancel(&app, &token, &body["response"]["imp_uid"], Some(4_000)).await;
+    assert_eq!(c["code"], 0, "{c}");
+    assert_eq!(c["response"]["cancel_amount"], 4_000, "{c}");
+    assert_eq!(balance(&app, BENEPIA_01.id), 94_000);
+    app.assert_ledger_agrees().await;
+}

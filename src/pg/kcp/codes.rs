@@ -26,7 +26,8 @@ pub const LOCAL_INVALID_REQUEST: &str = "invalid_request";
 ///
 /// - 8101, 8103–8110: KCP could not accept the card data or request format (card number, transaction
 ///   type, amount, instalment, expiry, birth date / business number): the card data was refused.
-/// - 8102 (card not allowed for this merchant), 8186/8188 (daily / monthly limit), and the issuer
+/// - 8102 (card not allowed for this merchant), 8186/8188 (daily / monthly limit), 8187 (limit
+///   exceeded, the sandbox's `INSUFFICIENT_LIMIT` card), and the issuer
 ///   refusals KCP relays as `CCxx` / `ACxx` (limit exceeded, insufficient funds — public KCP decline
 ///   guides list CC07, CC08, CC09, CC10, CC61, CC88, AC25): the card was declined.
 /// - 8133: already cancelled.
@@ -36,7 +37,7 @@ pub fn decline_reason(res_cd: &str) -> DeclineReason {
         "8101" | "8103" | "8104" | "8105" | "8106" | "8107" | "8108" | "8109" | "8110" => {
             DeclineReason::CardRejected
         }
-        "8102" | "8186" | "8188" => DeclineReason::CardDeclined,
+        "8102" | "8186" | "8187" | "8188" => DeclineReason::CardDeclined,
         ALREADY_CANCELLED => DeclineReason::AlreadyCancelled,
         BATCH_KEY_DELETED => DeclineReason::BatchKeyDeleted,
         code if is_issuer_refusal(code) => DeclineReason::CardDeclined,
@@ -89,7 +90,7 @@ mod tests {
 
     #[test]
     fn limit_and_merchant_refusals_are_card_declined() {
-        for code in ["8102", "8186", "8188", "CC07", "CC61", "AC25"] {
+        for code in ["8102", "8186", "8187", "8188", "CC07", "CC61", "AC25"] {
             assert_eq!(decline_reason(code), DeclineReason::CardDeclined, "{code}");
         }
     }

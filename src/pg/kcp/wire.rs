@@ -67,6 +67,10 @@ pub const STAT_CANCELLED: &str = "STSC";
 
 /// Byte limits from spec §6 and §2.9 (`mod_desc` ≤100 bytes).
 const GOOD_NAME_MAX: usize = 100;
+/// `mod_ordr_goods` of a point re-approval: 50 bytes (seed 003 §2.4), not good_name's 100. A
+/// longer name is refused by KCP after the full cancel before it went through, which would give
+/// the buyer all the points back instead of part.
+const REAPPROVAL_GOOD_NAME_MAX: usize = 50;
 const BUYR_NAME_MAX: usize = 30;
 const BUYR_MAIL_MAX: usize = 50;
 const BUYR_TEL_MAX: usize = 20;
@@ -710,7 +714,7 @@ impl PointReapprovalRequest {
             kcp_sign_data: sign(signer, &format!("{site_cd}^{tno}^{mod_type}"))?,
             mod_mny: amount(mod_mny)?,
             mod_ordr_idxx: order_no(ordr_idxx)?,
-            mod_ordr_goods: free_text(good_name, GOOD_NAME_MAX),
+            mod_ordr_goods: free_text(good_name, REAPPROVAL_GOOD_NAME_MAX),
             mod_desc: None,
             tno,
             mod_type,
@@ -748,9 +752,9 @@ fn order_no(value: &str) -> Result<String, PgError> {
 
 /// `tno`: 14 digits (spec §6); anything else cannot be a KCP transaction.
 fn tno(value: &str) -> Result<String, PgError> {
-    if !is_digits(value, 1, 20) {
+    if !is_digits(value, 14, 14) {
         return Err(invalid_request(
-            "KCP tno must be digits",
+            "KCP tno must be 14 digits",
             DeclineReason::Other,
         ));
     }

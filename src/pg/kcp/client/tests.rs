@@ -262,7 +262,7 @@ async fn a_refused_connection_is_unknown() {
     let kcp = connector(&base, Duration::from_secs(2));
     assert_unknown(
         kcp.cancel(&CancelRequest {
-            tno: "1".into(),
+            tno: "23336986737476".into(),
             kind: CancelKind::Full,
             reason: String::new(),
         })
