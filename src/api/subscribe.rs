@@ -151,6 +151,7 @@ pub async fn schedule(
 ) -> ApiResult<Envelope<Vec<ScheduleAnnotation>>> {
     let uid = customer_uid(req.customer_uid)?;
     let card = parse_customer(&uid, req.card, kst_today(&s))?;
+    // Not made: KCP checks the card when it issues the key (docs/api.md).
     let _ = req.checking_amount;
     let mut items = Vec::with_capacity(req.schedules.len());
     for f in req.schedules {

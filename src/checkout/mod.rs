@@ -115,6 +115,28 @@ fn origin_of(url: &str) -> String {
     }
 }
 
+/// iamport's `vbank_due` (Korea time): `YYYYMMDDhhmm` (through that minute), `YYYYMMDD` (through
+/// that day), `YYYYMMDDhhmmss`, or Unix seconds.
+fn vbank_due(s: &str) -> Option<chrono::DateTime<chrono::Utc>> {
+    use chrono::{NaiveDateTime, TimeZone};
+    let s = s.trim();
+    if !s.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let local = match s.len() {
+        8 => format!("{s}235959"),
+        10 => return chrono::DateTime::from_timestamp(s.parse().ok()?, 0),
+        12 => format!("{s}59"),
+        14 => s.to_string(),
+        _ => return None,
+    };
+    let naive = NaiveDateTime::parse_from_str(&local, "%Y%m%d%H%M%S").ok()?;
+    chrono::FixedOffset::east_opt(9 * 3600)?
+        .from_local_datetime(&naive)
+        .single()
+        .map(|t| t.with_timezone(&chrono::Utc))
+}
+
 /// RequestPayParams (spec §6) → a checkout request; a refusal carries iamport's envelope.
 fn parse(p: &Value, mobile: bool, page_url: &str) -> Result<CheckoutRequest, String> {
     let merchant_uid = text(p, "merchant_uid").ok_or("merchant_uid는 필수입니다.")?;
@@ -200,6 +222,9 @@ fn parse(p: &Value, mobile: bool, page_url: &str) -> Result<CheckoutRequest, Str
         page_origin: origin_of(page_url),
         page_url: page_url.to_string(),
         digital: p.get("digital").and_then(Value::as_bool).unwrap_or(false),
+        vbank_due: text(p, "vbank_due")
+            .map(|d| vbank_due(&d).ok_or("vbank_due는 YYYYMMDDhhmm 형식이어야 합니다."))
+            .transpose()?,
     })
 }
 

@@ -61,8 +61,10 @@ pub fn window_plan(pay_method: &str, billing: bool) -> Option<WindowPlan> {
         "trans" => plan(Bank, "BANK", "acnt"),
         "vbank" => plan(VirtualAccount, "VCNT", "vcnt"),
         "phone" => plan(Phone, "MOBX", "mobx"),
+        // iamport's `point` on KCP is Benepia welfare points (seed 004), `van_code` SCWB
+        // (spec/kcp.md §2.2); SCSK would open OK캐쉬백's window.
         "point" => WindowPlan {
-            van_code: Some("SCSK"),
+            van_code: Some("SCWB"),
             ..plan(Point, "TPNT", "tpnt")
         },
         "cultureland" | "smartculture" => WindowPlan {
@@ -139,6 +141,12 @@ mod tests {
         assert_eq!(
             (gift.kcp_pay_method, gift.van_code, gift.needs_shop_user_id),
             ("GIFT", Some("SCHM"), true)
+        );
+        let point = window_plan("point", false).unwrap();
+        assert_eq!(
+            (point.kcp_pay_method, point.van_code),
+            ("TPNT", Some("SCWB")),
+            "Benepia, not OK캐쉬백"
         );
         assert_eq!(window_plan("card", true).unwrap().kcp_pay_method, "AUTH");
         assert!(window_plan("paypal", false).is_none());

@@ -47,6 +47,8 @@ pub struct CheckoutRequest {
     /// The merchant page itself: where a mobile flow without `m_redirect_url` returns.
     pub page_url: String,
     pub digital: bool,
+    /// iamport `vbank_due`: the virtual account's deposit deadline (KCP `ipgm_date`).
+    pub vbank_due: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 #[derive(Debug, Clone)]
@@ -512,6 +514,9 @@ impl Gateway {
                 0
             };
             f.push(("quotaopt", max.to_string()));
+        }
+        if let (WindowMethod::VirtualAccount, Some(due)) = (plan.method, req.vbank_due) {
+            f.push(("ipgm_date", crate::pg::kcp::wire::format_kcp_time(due)));
         }
         if plan.method == WindowMethod::BatchKey {
             f.push((

@@ -146,9 +146,9 @@ async fn re_registering_a_customer_replaces_the_key_and_deletes_the_old_one_at_k
         body["response"]["inserted"], first["response"]["inserted"],
         "still registered since then: {body}"
     );
-    assert_eq!(
-        body["response"]["updated"].as_i64().unwrap(),
-        first["response"]["updated"].as_i64().unwrap() + 60,
+    assert!(
+        body["response"]["updated"].as_i64().unwrap()
+            >= first["response"]["updated"].as_i64().unwrap() + 60,
         "{body}"
     );
     let keys = app.sandbox.batch_keys();

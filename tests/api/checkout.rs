@@ -671,3 +671,41 @@ async fn a_phone_approval_that_never_reached_kcp_fails_only_after_the_inquiry_fi
     assert!(app.sandbox.ledger().is_empty());
     app.assert_ledger_agrees().await;
 }
+
+/// iamport's `vbank_due` (`YYYYMMDDhhmm`, Korea time) is the account's deposit deadline at KCP
+/// (`ipgm_date`) and so the payment's `vbank_date`; a malformed one is refused before the window.
+#[tokio::test]
+async fn a_virtual_account_window_takes_the_deposit_deadline_from_vbank_due() {
+    let app = spawn_app().await;
+    let due = chrono::Utc::now() + chrono::Duration::days(3);
+    let kst = due.with_timezone(&chrono::FixedOffset::east_opt(9 * 3600).unwrap());
+    let vbank_due = kst.format("%Y%m%d%H%M").to_string();
+    let vbank = request_pay(
+        &app,
+        json!({"pay_method": "vbank", "merchant_uid": "web-due", "amount": 5000, "vbank_due": vbank_due}),
+        &[("bank", "BK04"), ("action", "pay")],
+    )
+    .await;
+    assert_eq!(vbank["status"], "ready", "{vbank}");
+    let expected = chrono::NaiveDateTime::parse_from_str(&format!("{vbank_due}59"), "%Y%m%d%H%M%S")
+        .unwrap()
+        .and_local_timezone(chrono::FixedOffset::east_opt(9 * 3600).unwrap())
+        .unwrap()
+        .timestamp();
+    assert_eq!(vbank["vbank_date"], expected, "{vbank}");
+}
+
+#[tokio::test]
+async fn a_malformed_vbank_due_is_refused_before_the_window_opens() {
+    let app = spawn_app().await;
+    let (_, started) = app
+        .post("/checkout/request", None, json!({"imp_code": "imp00000000", "mobile": false, "page_url": "http://shop.test/cart",
+            "params": {"pay_method": "vbank", "merchant_uid": "web-bad-due", "amount": 5000, "vbank_due": "next week"}}))
+        .await;
+    assert_ne!(started["code"], 0, "{started}");
+    assert!(
+        started["message"].as_str().unwrap().contains("vbank_due"),
+        "{started}"
+    );
+    assert!(app.sandbox.ledger().is_empty());
+}
