@@ -125,28 +125,19 @@ fn insert_form_value(
 fn numbered_to_list(v: serde_json::Value) -> serde_json::Value {
     use serde_json::Value;
     match v {
-        Value::Object(map) => {
-            let numbered: Option<Vec<(u64, Value)>> = map
-                .iter()
-                .map(|(k, v)| k.parse::<u64>().ok().map(|n| (n, v.clone())))
+        Value::Object(map) if !map.is_empty() && map.keys().all(|k| k.parse::<u64>().is_ok()) => {
+            let mut items: Vec<(u64, Value)> = map
+                .into_iter()
+                .map(|(k, v)| (k.parse().unwrap_or_default(), numbered_to_list(v)))
                 .collect();
-            match numbered {
-                Some(mut items) if !items.is_empty() => {
-                    items.sort_by_key(|(n, _)| *n);
-                    Value::Array(
-                        items
-                            .into_iter()
-                            .map(|(_, v)| numbered_to_list(v))
-                            .collect(),
-                    )
-                }
-                _ => Value::Object(
-                    map.into_iter()
-                        .map(|(k, v)| (k, numbered_to_list(v)))
-                        .collect(),
-                ),
-            }
+            items.sort_by_key(|(n, _)| *n);
+            Value::Array(items.into_iter().map(|(_, v)| v).collect())
         }
+        Value::Object(map) => Value::Object(
+            map.into_iter()
+                .map(|(k, v)| (k, numbered_to_list(v)))
+                .collect(),
+        ),
         other => other,
     }
 }

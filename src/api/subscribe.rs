@@ -183,8 +183,8 @@ pub async fn unschedule(
     Body(req): Body<UnscheduleRequest>,
 ) -> ApiResult<Envelope<Vec<ScheduleAnnotation>>> {
     // Spec: without merchant_uid all of the customer's schedules are revoked, without customer_uid
-    // the named ones whoever's they are; an empty list names nothing and is refused rather than
-    // taken for "all".
+    // the named ones whoever's they are (the service refuses neither); an empty list names nothing
+    // and is refused rather than taken for "all".
     let uid = req.customer_uid.filter(|s| !s.trim().is_empty());
     let only = match req.merchant_uid {
         Some(list) if list.is_empty() => {
@@ -192,13 +192,7 @@ pub async fn unschedule(
                 "merchant_uid 파라메터가 비어 있습니다.",
             ))
         }
-        Some(list) => Some(list),
-        None if uid.is_none() => {
-            return Err(ApiError::bad_request(
-                "customer_uid 또는 merchant_uid 파라메터가 필요합니다.",
-            ))
-        }
-        None => None,
+        only => only,
     };
     let list = s.gateway.unschedule(&m, uid.as_deref(), only).await?;
     Ok(ok(list.into_iter().map(Into::into).collect()))

@@ -105,18 +105,22 @@ impl Gateway {
             merchants::set_secret_hash(&self.db.write, merchant.id, &hash).await?;
         }
         let now = self.clock.unix();
+        // Every token handed out is cached for `authenticate`.
+        let hand_out = |access_token: String, expired_at: i64| {
+            self.tokens.put(&access_token, merchant.id, expired_at, now);
+            IssuedToken {
+                access_token,
+                now,
+                expired_at,
+            }
+        };
         if let Some(t) = merchants::live_token(&self.db.read, merchant.id, now).await? {
             let mut expired_at = t.expires_at;
             if expired_at - now <= EXTEND_WINDOW_SECS {
                 expired_at += EXTEND_BY_SECS;
                 merchants::extend_token(&self.db.write, &t.token, expired_at).await?;
             }
-            self.tokens.put(&t.token, merchant.id, expired_at, now);
-            return Ok(IssuedToken {
-                access_token: t.token,
-                now,
-                expired_at,
-            });
+            return Ok(hand_out(t.token, expired_at));
         }
         // No live token was read: claim the merchant's slot for a new one. Concurrent first calls
         // (here or on another instance) race for the slot, and the losers hand out the winner's.
@@ -132,24 +136,14 @@ impl Gateway {
             )
             .await?
             {
-                self.tokens.put(&token, merchant.id, expired_at, now);
-                return Ok(IssuedToken {
-                    access_token: token,
-                    now,
-                    expired_at,
-                });
+                return Ok(hand_out(token, expired_at));
             }
             // Read on the writer: it has seen the winner's write, which the readers may not yet.
             if let Some(t) = merchants::slot_token(&self.db.write, merchant.id)
                 .await?
                 .filter(|t| t.expires_at > now)
             {
-                self.tokens.put(&t.token, merchant.id, t.expires_at, now);
-                return Ok(IssuedToken {
-                    access_token: t.token,
-                    now,
-                    expired_at: t.expires_at,
-                });
+                return Ok(hand_out(t.token, t.expires_at));
             }
             // The holder expired or was deleted in between: claim again.
         }

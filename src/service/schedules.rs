@@ -408,9 +408,8 @@ impl Gateway {
             }
             // A refusal can also mean that another instance, whose lease on this schedule ran
             // out while it charged, holds the merchant_uid now: its payment decides, not the
-            // refusal.
-            // Only a charge of this very schedule is adopted: a payment some other call made
-            // with the same merchant_uid leaves the schedule failed with the refusal.
+            // refusal. Only a charge of this very schedule is adopted: a payment some other call
+            // made with the same merchant_uid leaves the schedule failed with the refusal.
             Err(ServiceError::Refused(reason)) => {
                 let live = payments::live_by_merchant_uid(&self.db.write, m.id, &s.merchant_uid)
                     .await?

@@ -283,6 +283,7 @@ pub async fn finish_schedules(
             case.case(schedule::Column::Id.eq(f.id), Expr::val(value(f)))
         })
     };
+    let executed_at = by_id(|f| f.executed_at.into());
     let held_any = done
         .iter()
         .fold(Condition::any(), |any, f| any.add(held(f.id, f.held_until)));
@@ -300,14 +301,8 @@ pub async fn finish_schedules(
             schedule::Column::FailReason,
             by_id(|f| f.fail_reason.clone().into()).into(),
         )
-        .col_expr(
-            schedule::Column::ExecutedAt,
-            by_id(|f| f.executed_at.into()).into(),
-        )
-        .col_expr(
-            schedule::Column::UpdatedAt,
-            by_id(|f| f.executed_at.into()).into(),
-        )
+        .col_expr(schedule::Column::ExecutedAt, executed_at.clone().into())
+        .col_expr(schedule::Column::UpdatedAt, executed_at.into())
         .filter(held_any);
     QueryTrait::query(&mut update).returning_col(schedule::Column::Id);
     let rows = db
@@ -326,7 +321,7 @@ pub struct FinishedSchedule {
     /// The lease that made this instance the holder.
     pub held_until: i64,
     pub imp_uid: Option<String>,
-    /// `paid` or `failed`.
+    /// iamport's status of the payment: `paid` or `failed`, or that of a payment a takeover adopts.
     pub payment_status: &'static str,
     pub fail_reason: Option<String>,
     pub executed_at: i64,
