@@ -1,10 +1,11 @@
-//! Batch (billing) keys on `POST /gw/hub/v1/payment`: issuance without a window and deletion
-//! (`pay_method` BATCH), and charges with a key (`pay_method` CARD, `card_tx_type` 11511000)
-//! (spec/kcp.md §2.5, §2.6).
+//! Batch (billing) keys on `POST /gw/hub/v1/payment`: issuance without a window (`pay_method`
+//! CARD, `card_tx_type` 12100000), deletion (`pay_method` BATCH, `tx_type` 10005010), and charges
+//! with a key (`pay_method` CARD, `card_tx_type` 11511000) (spec/kcp.md §2.5, §2.6).
 //!
-//! Assumption (docs/sandbox.md §6): KCP's REST form of a key-in issuance is not public; it is
-//! modelled on the key-in hub call with `tx_type` 10005000, next to the documented delete
-//! (`tx_type` 10005010). The answer has §2.5's shape plus `card_mask_no`.
+//! Assumption (docs/sandbox.md §6): KCP's REST form of a key-in issuance was not found; as spec
+//! §2.5 asks, it is the key-in hub call with the batch-issuance `card_tx_type` (12100000, with
+//! `sign_txtype` 0001 and `group_id`, as KCP's PayPlus module sends them) and no amount. The
+//! answer has §2.5's shape plus `card_mask_no`.
 //!
 //! The sandbox keeps a key's SHA-256 digest, never the key: a charge finds its key by digest.
 
@@ -23,8 +24,10 @@ use crate::Shared;
 
 /// `card_tx_type` of a charge with a batch key (spec §2.6).
 pub(crate) const BATCH_PAYMENT: &str = "11511000";
-/// `tx_type` of a batch key issuance without a window (assumption, docs/sandbox.md §6).
-const ISSUE: &str = "10005000";
+/// `card_tx_type` of a batch key issuance without a window (assumption, docs/sandbox.md §6).
+pub(crate) const BATCH_ISSUE: &str = "12100000";
+/// `sign_txtype` of a batch key issuance: an auth-key request.
+const ISSUE_SIGN_TXTYPE: &str = "0001";
 /// `tx_type` of a batch key deletion (spec §2.6).
 const DELETE: &str = "10005010";
 
@@ -130,10 +133,9 @@ impl BatchKeyBook {
     }
 }
 
-/// `pay_method` BATCH: issuance or deletion, by `tx_type`.
+/// `pay_method` BATCH: the deletion of a key (`tx_type` 10005010, spec §2.6).
 pub(crate) fn manage(shared: &Shared, fields: &Fields, site_cd: &str) -> Result<Reply, Refusal> {
     match fields.required("tx_type")? {
-        ISSUE => issue(shared, fields, site_cd),
         DELETE => delete(shared, fields, site_cd),
         other => Err(Refusal::new(
             codes::TX_TYPE_ERROR,
@@ -157,7 +159,26 @@ fn check_group_id<'a>(fields: &'a Fields, name: &str, site_cd: &str) -> Result<&
     Ok(group_id)
 }
 
-fn issue(shared: &Shared, fields: &Fields, site_cd: &str) -> Result<Reply, Refusal> {
+/// `pay_method` CARD with `card_tx_type` 12100000: a key from card data, no money moves.
+pub(crate) fn issue(shared: &Shared, fields: &Fields, site_cd: &str) -> Result<Reply, Refusal> {
+    let sign_txtype = fields.required("sign_txtype")?;
+    if sign_txtype != ISSUE_SIGN_TXTYPE {
+        return Err(Refusal::new(
+            codes::TX_TYPE_ERROR,
+            format!("배치키 발급의 sign_txtype 은 {ISSUE_SIGN_TXTYPE} 입니다: {sign_txtype}"),
+        ));
+    }
+    for name in ["amount", "card_mny"] {
+        if fields
+            .optional(name)
+            .is_some_and(|v| !v.is_empty() && v != "0")
+        {
+            return Err(Refusal::new(
+                codes::AMOUNT_ERROR,
+                format!("배치키 발급에는 금액({name})이 없습니다."),
+            ));
+        }
+    }
     let group_id = check_group_id(fields, "group_id", site_cd)?;
     let order_no = fields.required("ordr_idxx")?;
     wire::check_text("ordr_idxx", order_no, 40)?;
@@ -187,25 +208,8 @@ fn issue(shared: &Shared, fields: &Fields, site_cd: &str) -> Result<Reply, Refus
         }
     }
 
-    // Every issuer issues keys; KB, NH, Kakao Bank and the limit cards refuse the charges.
+    let (batch_key, shown) = store_key(shared, site_cd, group_id, card_no);
     let issuer = test_cards::issuer(card_no);
-    let issued_at = kcp_time(shared.now());
-    let mut book = shared.batch_keys();
-    let batch_key = book.new_key(&issued_at);
-    let digest = full_digest(&batch_key);
-    let shown = BatchKey {
-        key_sha256_prefix: batch_key_digest(&batch_key),
-        site_cd: site_cd.to_owned(),
-        group_id: group_id.to_owned(),
-        masked_card_no: test_cards::mask(card_no),
-        card_cd: issuer.card_cd.to_owned(),
-        card_name: issuer.card_name.to_owned(),
-        card_bank_cd: issuer.bank_cd.to_owned(),
-        card_bin_type_02: issuer.bin_type_02.to_owned(),
-        state: BatchKeyState::Active,
-        issued_at,
-        deleted_at: None,
-    };
     let mut reply = Reply::ok();
     reply
         .set("batch_key", batch_key.as_str())
@@ -216,8 +220,6 @@ fn issue(shared: &Shared, fields: &Fields, site_cd: &str) -> Result<Reply, Refus
         .set("card_bin_type_02", issuer.bin_type_02)
         .set("card_mask_no", shown.masked_card_no.as_str());
     tracing::info!(site_cd, group_id, order_no, key = %shown.key_sha256_prefix, "kcp sandbox issued batch key");
-    book.order.push(digest.clone());
-    book.by_digest.insert(digest, StoredKey { shown, issuer });
     Ok(reply)
 }
 
@@ -272,6 +274,12 @@ pub(crate) fn issue_from_window(
     group_id: &str,
     card_no: &str,
 ) -> String {
+    store_key(shared, site_cd, group_id, card_no).0
+}
+
+/// Issues and books a fresh key for `card_no`; returns the key and what the sandbox shows of it.
+/// Every issuer issues keys; KB, NH, Kakao Bank and the limit cards refuse the charges.
+fn store_key(shared: &Shared, site_cd: &str, group_id: &str, card_no: &str) -> (String, BatchKey) {
     let issuer = test_cards::issuer(card_no);
     let issued_at = kcp_time(shared.now());
     let mut book = shared.batch_keys();
@@ -291,6 +299,12 @@ pub(crate) fn issue_from_window(
         deleted_at: None,
     };
     book.order.push(digest.clone());
-    book.by_digest.insert(digest, StoredKey { shown, issuer });
-    batch_key
+    book.by_digest.insert(
+        digest,
+        StoredKey {
+            shown: shown.clone(),
+            issuer,
+        },
+    );
+    (batch_key, shown)
 }

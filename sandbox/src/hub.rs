@@ -1,6 +1,6 @@
 //! `POST /gw/hub/v1/payment`: payments without a window, dispatched on `pay_method`:
-//! key-in card payments (`CARD`, spec/kcp.md §2.7, here), batch payments (`CARD` with
-//! `card_tx_type` 11511000) and batch key issuance / deletion (`BATCH`) in `batch`
+//! key-in card payments (`CARD`, spec/kcp.md §2.7, here), batch payments and batch key
+//! issuance (`CARD` with `card_tx_type` 11511000 / 12100000) and deletion (`BATCH`) in `batch`
 //! (§2.5, §2.6), Benepia points (`POINT`) in `point` (§2.8), virtual accounts without a window
 //! (`VCNT`, an assumption) in `vbank`.
 //!
@@ -44,10 +44,11 @@ fn handle(shared: &Shared, body: &Bytes) -> Result<Reply, Refusal> {
     // Hub payments carry a certificate but no signature (spec §3).
     auth::authenticate(&shared.ca, &fields, site_cd)?;
     match fields.required("pay_method")? {
-        "CARD" if fields.optional("card_tx_type") == Some(batch::BATCH_PAYMENT) => {
-            batch::pay(shared, &fields, site_cd)
-        }
-        "CARD" => key_in(shared, &fields, site_cd),
+        "CARD" => match fields.optional("card_tx_type") {
+            Some(batch::BATCH_PAYMENT) => batch::pay(shared, &fields, site_cd),
+            Some(batch::BATCH_ISSUE) => batch::issue(shared, &fields, site_cd),
+            _ => key_in(shared, &fields, site_cd),
+        },
         "BATCH" => batch::manage(shared, &fields, site_cd),
         "POINT" => point::hub(shared, &fields, site_cd),
         "VCNT" => vbank::issue(shared, &fields, site_cd),

@@ -335,7 +335,7 @@ fn register(s: &Shared, headers: &HeaderMap, get: impl Fn(&str) -> Option<String
         return bad("good_mny");
     }
     let amount: i64 = good_mny.parse().unwrap_or(0);
-    if good_name.chars().count() > 100 {
+    if good_name.len() > 100 {
         return bad("good_name");
     }
     if !matches!(

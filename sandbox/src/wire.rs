@@ -141,15 +141,17 @@ pub fn is_digits(value: &str) -> bool {
     !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit())
 }
 
-/// Refuses KCP's forbidden characters and script in free text (spec/kcp.md §6).
-pub fn check_text(name: &str, value: &str, max_chars: usize) -> Result<(), Refusal> {
+/// Refuses KCP's forbidden characters and script in free text (spec/kcp.md §6), and text longer
+/// than KCP's limit, which KCP gives in bytes ("100byte 이내", seed 003): the UTF-8 bytes of the
+/// JSON body, so a Korean syllable counts three.
+pub fn check_text(name: &str, value: &str, max_bytes: usize) -> Result<(), Refusal> {
     const FORBIDDEN: &[char] = &[
         ',', '&', ';', '\n', '\r', '\\', '|', '\'', '"', '<', '>', '\0',
     ];
-    if value.chars().count() > max_chars {
+    if value.len() > max_bytes {
         return Err(Refusal::new(
             codes::INVALID_FIELD,
-            format!("{name} 은(는) 최대 {max_chars}자입니다."),
+            format!("{name} 은(는) 최대 {max_bytes}바이트입니다."),
         ));
     }
     let lower = value.to_ascii_lowercase();

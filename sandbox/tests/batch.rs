@@ -97,7 +97,14 @@ async fn issuance_checks_the_card_like_key_in_and_the_group_id() {
         (json!({"group_id": "T0000100000A"}), "8301"),
         (json!({"group_id": ""}), "9502"),
         (json!({"ordr_idxx": ""}), "9502"),
-        (json!({"tx_type": "10005999"}), "8103"),
+        (json!({"sign_txtype": "0002"}), "8103"),
+        (
+            json!({"pay_method": "BATCH", "tx_type": "10005000"}),
+            "8103",
+        ),
+        (json!({"sign_txtype": ""}), "9502"),
+        (json!({"card_mny": "1000"}), "8105"),
+        (json!({"amount": "1000"}), "8105"),
         (json!({"buyr_name": "<b>"}), "9504"),
     ];
     for (extra, code) in cases {
@@ -111,6 +118,7 @@ async fn issuance_checks_the_card_like_key_in_and_the_group_id() {
         json!({"card_taxno": "900101", "card_pwd": "00"}),
         json!({"card_taxno": "1234567890", "card_pwd": "00"}),
         json!({"card_taxno": "900101"}),
+        json!({"card_mny": ""}),
         json!({}),
     ]
     .into_iter()

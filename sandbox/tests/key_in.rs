@@ -249,6 +249,9 @@ async fn amounts_quota_currency_and_expiry_are_checked() {
         (json!({"good_name": "양말, 신발"}), "9504"),
         (json!({"buyr_name": "<script>"}), "9504"),
         (json!({"ordr_idxx": "a".repeat(41)}), "9503"),
+        // KCP's limits are bytes: 34 syllables are 102 bytes in UTF-8.
+        (json!({"good_name": "양".repeat(34)}), "9503"),
+        (json!({"buyr_name": "홍".repeat(11)}), "9503"),
         (json!({"site_cd": "T00000"}), "9503"),
     ];
     for (extra, code) in cases {

@@ -285,7 +285,7 @@ async fn both_registration_endpoints_answer_a_key_a_trace_number_and_this_sandbo
         json!({"ordr_idxx": "R4", "good_mny": "0", "pay_method": "CARD"}),
         json!({"ordr_idxx": "R4", "good_mny": "1000", "pay_method": "PAYCO"}),
         json!({"ordr_idxx": "R4", "good_mny": "1000", "pay_method": "CARD", "escw_used": "X"}),
-        json!({"ordr_idxx": "R4", "good_mny": "1000", "pay_method": "CARD", "good_name": "가".repeat(101)}),
+        json!({"ordr_idxx": "R4", "good_mny": "1000", "pay_method": "CARD", "good_name": "가".repeat(34)}),
         json!({"ordr_idxx": "R4", "good_mny": "1000", "pay_method": "CARD", "Ret_URL": "/relative"}),
     ] {
         assert_eq!(code(register_with(&h, bad.clone()).await), "0002", "{bad}");

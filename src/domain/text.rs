@@ -1,9 +1,13 @@
 //! Text that goes to KCP: spec/kcp.md §6 forbids some characters and script in request data.
 
-/// Characters KCP refuses in request data (seed `003`): `, & ; \n \ | ' " < >` and U+0000.
-const FORBIDDEN: &[char] = &[
-    ',', '&', ';', '\n', '\r', '\\', '|', '\'', '"', '<', '>', '\0',
-];
+/// Characters KCP refuses in request data (seed `003`): `, & ; \n \ | ' " < >` and U+0000;
+/// other control characters go too (a tab in a product name helps no one).
+pub fn is_forbidden(c: char) -> bool {
+    matches!(
+        c,
+        ',' | '&' | ';' | '\n' | '\r' | '\\' | '|' | '\'' | '"' | '<' | '>' | '\0'
+    ) || c.is_control()
+}
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{field}에 스크립트로 해석될 수 있는 내용은 사용할 수 없습니다.")]
@@ -12,22 +16,43 @@ pub struct ScriptRefused {
 }
 
 /// Makes a free-text value safe for KCP: script-like content is refused with a clear error (it is
-/// never legitimate in an order or buyer name); forbidden characters are replaced by a space and
-/// the result is cut to KCP's maximum length in characters.
+/// never legitimate in an order or buyer name); the rest is [`sanitize`]d.
 pub fn for_kcp(
     field: &'static str,
     value: &str,
-    max_chars: usize,
+    max_bytes: usize,
 ) -> Result<String, ScriptRefused> {
     let lower = value.to_ascii_lowercase();
     if lower.contains("<script") || lower.contains("javascript:") || lower.contains("eval(") {
         return Err(ScriptRefused { field });
     }
+    Ok(sanitize(value, max_bytes))
+}
+
+/// Forbidden characters become spaces (removing `<`/`>` also defuses markup), then the trimmed
+/// text is cut to KCP's limit, which KCP gives in bytes ("100byte 이내", seed 003), on a
+/// character boundary. Sanitizing rather than refusing means a product called "Shirt, blue"
+/// still sells.
+pub fn sanitize(value: &str, max_bytes: usize) -> String {
     let cleaned: String = value
         .chars()
-        .map(|c| if FORBIDDEN.contains(&c) { ' ' } else { c })
+        .map(|c| if is_forbidden(c) { ' ' } else { c })
         .collect();
-    Ok(cleaned.trim().chars().take(max_chars).collect())
+    truncate_bytes(cleaned.trim(), max_bytes)
+        .trim_end()
+        .to_owned()
+}
+
+/// The longest prefix of `s` of at most `max` bytes that ends on a character boundary.
+pub fn truncate_bytes(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
 }
 
 #[cfg(test)]
@@ -40,7 +65,9 @@ mod tests {
             for_kcp("name", "a,b&c;d|e'f\"g", 100).unwrap(),
             "a b c d e f g"
         );
-        assert_eq!(for_kcp("name", "가나다라", 2).unwrap(), "가나");
+        // KCP counts bytes: a Korean syllable is three in UTF-8, and none is cut in half.
+        assert_eq!(for_kcp("name", "가나다라", 7).unwrap(), "가나");
+        assert_eq!(for_kcp("name", "a 가", 3).unwrap(), "a");
     }
 
     #[test]

@@ -34,8 +34,9 @@ const VBANK_FAILURES: FailReasons = FailReasons {
 };
 /// Why an account found after its issuance answer was lost is revoked (or was closed meanwhile).
 const UNSETTLED: &str = "발급 결과를 확정하지 못해 가상계좌 발급이 취소되었습니다.";
-/// iamport caps `vbank_holder` at 16 characters ([OAS] `maxLength`).
-const HOLDER_MAX: usize = 16;
+/// iamport caps `vbank_holder` at 16 characters ([OAS] `maxLength`); the connector then keeps
+/// KCP's byte limit.
+const HOLDER_MAX_CHARS: usize = 16;
 
 /// `POST /vbanks`, parsed at the edge.
 #[derive(Debug, Clone)]
@@ -64,9 +65,10 @@ impl Gateway {
         let holder = cmd
             .holder
             .as_deref()
-            .map(|h| for_kcp("vbank_holder", h, HOLDER_MAX))
+            .map(|h| for_kcp("vbank_holder", h, h.len()))
             .transpose()
             .map_err(|e| ServiceError::BadRequest(e.to_string()))?
+            .map(|h| h.chars().take(HOLDER_MAX_CHARS).collect::<String>())
             .filter(|h| !h.is_empty());
         let mut order = cmd.order;
         order.pay_method = Some(VBANK);

@@ -364,3 +364,23 @@ async fn a_card_quota_of_1_is_a_lump_sum_paid_with_card_quota_0() {
     let ledger = app.sandbox.ledger();
     assert_eq!(ledger[0].card.as_ref().unwrap().quota, "00");
 }
+
+#[tokio::test]
+async fn a_korean_name_longer_than_kcps_100_bytes_is_paid_and_kept_whole() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    // 40 syllables: 40 characters, 120 bytes in UTF-8. KCP counts bytes.
+    let name = "월".repeat(40);
+    let (_, body) = app
+        .post(
+            "/subscribe/payments/onetime",
+            Some(&token),
+            json!({"merchant_uid": "long-name", "amount": 1000, "card_number": test_cards::SHINHAN_CREDIT,
+                   "expiry": future_expiry(), "name": name, "buyer_name": "가나다라마바사아자차카"}),
+        )
+        .await;
+    assert_eq!(body["code"], 0, "{body}");
+    assert_eq!(body["response"]["status"], "paid", "{body}");
+    assert_eq!(body["response"]["name"], name.as_str());
+    assert_eq!(app.sandbox.ledger().len(), 1);
+}

@@ -270,13 +270,15 @@ pub fn merge(body: &mut Value, extra: Value) {
     body.extend(extra);
 }
 
-/// A batch key issuance without a window (the sandbox's documented form, `tx_type` 10005000).
+/// A batch key issuance without a window (the sandbox's documented form, `card_tx_type`
+/// 12100000).
 pub fn batch_issue(site_cd: &str, group_id: &str, card_no: &str) -> Value {
     json!({
         "site_cd": site_cd,
         "kcp_cert_info": merchant(site_cd).cert_info,
-        "pay_method": "BATCH",
-        "tx_type": "10005000",
+        "pay_method": "CARD",
+        "card_tx_type": "12100000",
+        "sign_txtype": "0001",
         "group_id": group_id,
         "ordr_idxx": "issue-1",
         "card_no": card_no,

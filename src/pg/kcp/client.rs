@@ -432,8 +432,8 @@ impl KcpConnector {
 /// line or error.
 #[async_trait]
 impl PgBilling for KcpConnector {
-    /// Hub call with `pay_method BATCH`, `tx_type 10005000`: a documented assumption (docs/kcp.md
-    /// §8.1), the real window-less form is not public.
+    /// Hub call with `pay_method CARD`, `card_tx_type 12100000`: a documented assumption
+    /// (docs/kcp.md §8.1), the real window-less REST form was not found.
     async fn issue_batch_key(&self, req: &BatchKeyRequest) -> Result<BatchKey, PgError> {
         let span = tracing::info_span!("kcp.issue_batch_key", site_cd = %self.site_cd, ordr_idxx = %req.order_no);
         async {

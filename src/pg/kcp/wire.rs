@@ -13,6 +13,9 @@ use serde::{Deserialize, Deserializer, Serialize};
 
 use super::codes::invalid_request;
 use super::sign::{KcpSigner, KeyError};
+/// Forbidden characters and byte limits (spec §6) are the domain's rule, shared with the
+/// service's early checks.
+pub(super) use crate::domain::text::{is_forbidden, sanitize as free_text};
 use crate::pg::{
     BatchKey, BatchKeyRequest, BatchPaymentRequest, CancelKind, CancelRequest, CardApproval,
     CardSecret, DeclineReason, KeyInRequest, PgError, PointAccount, PointApproval,
@@ -43,11 +46,16 @@ pub const MOD_TYPE_PARTIAL: &str = "STPC";
 pub const MOD_TYPE_POINT_REAPPROVAL: &str = "STRA";
 /// Billing-key charge (spec §2.6).
 pub const CARD_TX_TYPE_BATCH: &str = "11511000";
-/// `pay_method` of the billing-key management calls (spec §2.6 delete; issuance by assumption).
+/// `pay_method` of the billing-key delete call (spec §2.6).
 pub const PAY_METHOD_BATCH: &str = "BATCH";
-/// Billing-key issuance from card data: DOCUMENTED ASSUMPTION (docs/kcp.md §8.1), spec §2.5 says
-/// the real REST form is not public.
-pub const TX_TYPE_BATCH_ISSUE: &str = "10005000";
+/// `pay_method` of card calls on the hub: key-in, billing-key charges, billing-key issuance.
+pub const PAY_METHOD_CARD: &str = "CARD";
+/// Billing-key issuance from card data: KCP's `card_tx_type` for an auth (batch) key, as its
+/// PayPlus module sends it. The REST form is a DOCUMENTED ASSUMPTION (docs/kcp.md §8.1): spec
+/// §2.5 says it was not found and asks for the key-in hub call with this `card_tx_type`.
+pub const CARD_TX_TYPE_BATCH_ISSUE: &str = "12100000";
+/// `sign_txtype` PayPlus sends with a batch-key issuance ("0001", an auth-key request).
+pub const SIGN_TXTYPE_BATCH_ISSUE: &str = "0001";
 /// Billing-key delete (spec §2.6).
 pub const TX_TYPE_BATCH_DELETE: &str = "10005010";
 /// `pay_method` of the point calls (spec §2.8).
@@ -182,7 +190,7 @@ impl KeyInPaymentRequest {
         Ok(Self {
             site_cd: site_cd.to_owned(),
             kcp_cert_info: signer.cert_info().to_owned(),
-            pay_method: "CARD",
+            pay_method: PAY_METHOD_CARD,
             cust_ip: req
                 .customer_ip
                 .trim()
@@ -402,15 +410,18 @@ impl InquiryRequest {
 }
 
 /// Billing-key issuance from card data, `gw/hub/v1/payment`. DOCUMENTED ASSUMPTION (docs/kcp.md
-/// §8.1): spec §2.5 says KCP's window-less REST form is not public, so this is modelled on key-in
-/// (§2.7, same card fields and the same "birth + PIN prefix both or neither" rule) and on the
-/// batch-key delete call (§2.6, `pay_method BATCH` + `tx_type`). Not signed (hub call, §3).
+/// §8.1): spec §2.5 says KCP's window-less REST form was not found and asks for the key-in hub
+/// call (§2.7: `pay_method CARD`, the same card fields, the same "birth + PIN prefix both or
+/// neither" rule) with the batch-issuance `card_tx_type`. That type, `sign_txtype` and
+/// `group_id` are what KCP's PayPlus module sends for the same request (tran_cd 00300001); there
+/// is no amount. Not signed (hub call, §3).
 #[derive(Serialize, Clone)]
 pub struct BatchKeyIssueRequest {
     pub site_cd: String,
     pub kcp_cert_info: String,
     pub pay_method: &'static str,
-    pub tx_type: &'static str,
+    pub card_tx_type: &'static str,
+    pub sign_txtype: &'static str,
     pub group_id: String,
     pub ordr_idxx: String,
     pub card_no: Sensitive,
@@ -441,8 +452,9 @@ impl BatchKeyIssueRequest {
         Ok(Self {
             site_cd: site_cd.to_owned(),
             kcp_cert_info: signer.cert_info().to_owned(),
-            pay_method: PAY_METHOD_BATCH,
-            tx_type: TX_TYPE_BATCH_ISSUE,
+            pay_method: PAY_METHOD_CARD,
+            card_tx_type: CARD_TX_TYPE_BATCH_ISSUE,
+            sign_txtype: SIGN_TXTYPE_BATCH_ISSUE,
             group_id,
             ordr_idxx,
             card_no: card.card_no,
@@ -503,7 +515,7 @@ impl BatchPaymentRequestBody {
         Ok(Self {
             site_cd: site_cd.to_owned(),
             kcp_cert_info: signer.cert_info().to_owned(),
-            pay_method: "CARD",
+            pay_method: PAY_METHOD_CARD,
             cust_ip: "",
             card_mny: amount.clone(),
             amount,
@@ -824,27 +836,6 @@ fn point_account(account: &PointAccount) -> Result<(Sensitive, Sensitive, String
     ))
 }
 
-/// Characters KCP forbids in request data (spec §6, seed 003).
-fn is_forbidden(c: char) -> bool {
-    matches!(
-        c,
-        ',' | '&' | ';' | '\n' | '\r' | '\\' | '|' | '\'' | '"' | '<' | '>' | '\0'
-    ) || c.is_control()
-}
-
-/// Display text: forbidden characters become spaces (removing `<`/`>` also defuses markup), then
-/// cut to `max_bytes` on a character boundary. Sanitizing rather than refusing means a product
-/// called "Shirt, blue" still sells.
-fn free_text(value: &str, max_bytes: usize) -> String {
-    let cleaned: String = value
-        .chars()
-        .map(|c| if is_forbidden(c) { ' ' } else { c })
-        .collect();
-    truncate_bytes(cleaned.trim(), max_bytes)
-        .trim_end()
-        .to_owned()
-}
-
 /// Contact data that is only useful verbatim: unusable values are sent empty (KCP treats these
 /// fields as optional) rather than altered.
 fn contact(value: &str, max_bytes: usize) -> String {
@@ -854,17 +845,6 @@ fn contact(value: &str, max_bytes: usize) -> String {
         return String::new();
     }
     value.to_owned()
-}
-
-fn truncate_bytes(s: &str, max: usize) -> &str {
-    if s.len() <= max {
-        return s;
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    &s[..end]
 }
 
 // ---------------------------------------------------------------------------------------------
