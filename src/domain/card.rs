@@ -61,14 +61,15 @@ impl std::fmt::Debug for CardNumber {
 }
 
 /// iamport's and KCP's mask: the first 6 and the last 4 digits kept, everything else `*`
-/// (`411111******1111`). Already-masked input passes through; a number too short to be a card
-/// number keeps at most its last 4 digits, so a mask never reveals more than 10 digits.
+/// (`411111******1111`). Separators are dropped and a `*` counts as a hidden digit, so a mask made
+/// elsewhere is masked again rather than trusted: `411111111111111*` (a browser can post
+/// anything) keeps 10 digits, not 15. A number too short to be a card number keeps at most its
+/// last 4 digits, so a mask never reveals more than 10 digits.
 pub fn mask_card_number(raw: &str) -> String {
-    let raw = raw.trim();
-    if raw.is_empty() || raw.contains('*') {
-        return raw.to_owned();
-    }
-    let chars: Vec<char> = raw.chars().collect();
+    let chars: Vec<char> = raw
+        .chars()
+        .filter(|c| c.is_ascii_digit() || *c == '*')
+        .collect();
     let n = chars.len();
     let keep = |i: usize| {
         if n >= 13 {

@@ -931,7 +931,8 @@ impl Gateway {
         let uid = p.customer_uid.clone().unwrap_or_default();
         let now = self.clock.unix();
         let masked = if key.masked_card_number.is_empty() {
-            card_mask_no.to_string()
+            // Posted by the buyer's browser: masked here whatever it holds.
+            crate::domain::card::mask_card_number(card_mask_no)
         } else {
             key.masked_card_number.clone()
         };

@@ -356,6 +356,11 @@ fn unmasked_numbers_keep_the_first_six_and_last_four_digits() {
     assert_eq!(mask_card_number("411111******1111"), "411111******1111");
     assert_eq!(mask_card_number("12345678"), "****5678");
     assert_eq!(mask_card_number("1234"), "****");
+    // A mask made elsewhere is masked again, never trusted.
+    assert_eq!(mask_card_number("411111111111111*"), "411111******111*");
+    assert_eq!(mask_card_number("4111-11**-****-1111"), "411111******1111");
+    assert_eq!(mask_card_number("*4111111111111111"), "*41111*******1111");
+    assert_eq!(mask_card_number("N/A"), "");
 }
 
 fn cancel(kind: CancelKind) -> CancelRequest {
