@@ -6,10 +6,10 @@ use std::time::{Duration, Instant};
 use secrecy::ExposeSecret;
 use subtle::ConstantTimeEq;
 
-use super::secrets::SecretCheck;
+use super::secrets::{token_digest, SecretCheck};
 use super::{Gateway, ServiceError, ServiceResult};
 use crate::domain::ids::random_hex;
-use crate::store::entity::merchant;
+use crate::store::entity::{access_token, merchant};
 use crate::store::merchants;
 
 /// A token lives 30 minutes.
@@ -118,23 +118,21 @@ impl Gateway {
             let mut expired_at = t.expires_at;
             if expired_at - now <= EXTEND_WINDOW_SECS {
                 expired_at += EXTEND_BY_SECS;
-                merchants::extend_token(&self.db.write, &t.token, expired_at).await?;
+                merchants::extend_token(&self.db.write, &t.token_sha256, expired_at).await?;
             }
-            return Ok(hand_out(t.token, expired_at));
+            return Ok(hand_out(self.unseal_token(&t)?, expired_at));
         }
         // No live token was read: claim the merchant's slot for a new one. Concurrent first calls
         // (here or on another instance) race for the slot, and the losers hand out the winner's.
         for _ in 0..3 {
             let token = random_hex(20);
             let expired_at = now + TOKEN_TTL_SECS;
-            if merchants::claim_token_slot(
-                &self.db.write,
-                token.clone(),
-                merchant.id,
-                now,
-                expired_at,
-            )
-            .await?
+            let stored = merchants::StoredToken {
+                sha256: token_digest(&token),
+                sealed: self.secrets.seal(token.as_bytes()),
+            };
+            if merchants::claim_token_slot(&self.db.write, stored, merchant.id, now, expired_at)
+                .await?
             {
                 return Ok(hand_out(token, expired_at));
             }
@@ -143,13 +141,22 @@ impl Gateway {
                 .await?
                 .filter(|t| t.expires_at > now)
             {
-                return Ok(hand_out(t.token, t.expires_at));
+                return Ok(hand_out(self.unseal_token(&t)?, t.expires_at));
             }
             // The holder expired or was deleted in between: claim again.
         }
         Err(ServiceError::Internal(
             "no access token could be issued".into(),
         ))
+    }
+
+    /// The token of a stored row, to hand out again.
+    fn unseal_token(&self, t: &access_token::Model) -> ServiceResult<String> {
+        self.secrets.open_string(&t.token_sealed).map_err(|e| {
+            ServiceError::Internal(format!(
+                "the live access token cannot be unsealed (was the master key changed without OPENPORT_PREVIOUS_MASTER_KEYS?): {e}"
+            ))
+        })
     }
 
     /// Resolves a presented token (any transport) to a principal; 401 when missing, unknown or expired.
@@ -167,7 +174,7 @@ impl Gateway {
         let merchant_id = match self.tokens.get(token, now) {
             Some(id) => id,
             None => {
-                let row = merchants::token(&self.db.read, token)
+                let row = merchants::token(&self.db.read, &token_digest(token))
                     .await?
                     .ok_or(ServiceError::Unauthorized)?;
                 if row.expires_at <= now {

@@ -204,6 +204,12 @@ impl MasterKey {
     }
 }
 
+/// How an access token is found at rest: its hex SHA-256. A token is 160 random bits, so the
+/// digest cannot be reversed or guessed, and it needs no key (it survives master-key rotation).
+pub fn token_digest(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

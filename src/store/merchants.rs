@@ -59,13 +59,20 @@ pub async fn live_token(
         .await
 }
 
+/// The token whose digest is `token_sha256`.
 pub async fn token(
     db: &impl ConnectionTrait,
-    token: &str,
+    token_sha256: &str,
 ) -> Result<Option<access_token::Model>, DbErr> {
-    access_token::Entity::find_by_id(token.to_string())
+    access_token::Entity::find_by_id(token_sha256.to_string())
         .one(db)
         .await
+}
+
+/// A token as it is stored: found by its digest, kept sealed.
+pub struct StoredToken {
+    pub sha256: String,
+    pub sealed: String,
 }
 
 /// Puts a new token into the merchant's live slot, unless the slot holds a token that is still
@@ -75,13 +82,14 @@ pub async fn token(
 /// The expired token it replaces is deleted with it: nothing accepts it any more.
 pub async fn claim_token_slot(
     db: &impl ConnectionTrait,
-    token: String,
+    token: StoredToken,
     merchant_id: i64,
     now: i64,
     expires_at: i64,
 ) -> Result<bool, DbErr> {
     let inserted = access_token::Entity::insert(access_token::ActiveModel {
-        token: Set(token),
+        token_sha256: Set(token.sha256),
+        token_sealed: Set(token.sealed),
         merchant_id: Set(merchant_id),
         created_at: Set(now),
         expires_at: Set(expires_at),
@@ -90,7 +98,8 @@ pub async fn claim_token_slot(
     .on_conflict(
         OnConflict::column(access_token::Column::LiveSlot)
             .update_columns([
-                access_token::Column::Token,
+                access_token::Column::TokenSha256,
+                access_token::Column::TokenSealed,
                 access_token::Column::CreatedAt,
                 access_token::Column::ExpiresAt,
             ])
@@ -117,7 +126,7 @@ pub async fn slot_token(
 
 pub async fn extend_token(
     db: &impl ConnectionTrait,
-    token: &str,
+    token_sha256: &str,
     expires_at: i64,
 ) -> Result<(), DbErr> {
     access_token::Entity::update_many()
@@ -125,7 +134,7 @@ pub async fn extend_token(
             access_token::Column::ExpiresAt,
             sea_orm::sea_query::Expr::value(expires_at),
         )
-        .filter(access_token::Column::Token.eq(token))
+        .filter(access_token::Column::TokenSha256.eq(token_sha256))
         .exec(db)
         .await?;
     Ok(())

@@ -189,3 +189,31 @@ async fn once_the_token_expired_get_token_issues_a_new_one_and_only_that_one_wor
     let (status, _) = app.get("/payments/imp_000000000000", Some(&old)).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
 }
+
+#[tokio::test]
+async fn a_token_is_stored_as_a_digest_and_sealed_and_another_instance_accepts_and_hands_it_out() {
+    use openport::store::entity::access_token;
+    use sea_orm::EntityTrait;
+
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let rows = access_token::Entity::find()
+        .all(&app.app.gateway.db.read)
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 1);
+    // Nothing at rest is the token itself: a copy of the database hands out no working token.
+    let row = format!("{:?}", rows[0]);
+    assert!(!row.contains(&token), "{row}");
+    assert_eq!(
+        rows[0].token_sha256,
+        openport::service::secrets::token_digest(&token)
+    );
+
+    // A second instance has nothing cached: it finds the token by its digest, and getToken
+    // there unseals the same one.
+    let other = app.another_instance(|_| {}).await;
+    let (status, body) = other.get("/payments/imp_000000000000", Some(&token)).await;
+    assert_ne!(status, StatusCode::UNAUTHORIZED, "{body}");
+    assert_eq!(other.token().await, token);
+}
