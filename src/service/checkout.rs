@@ -124,12 +124,25 @@ pub struct Rsp {
     pub vbank_date: i64,
 }
 
+/// The `error_code` of a payment whose outcome is not known yet: the buyer is told to look again
+/// later, not that it failed.
+const CHECKING: &str = "F500";
+
+fn checking_message(imp_uid: &str) -> String {
+    format!("결제 결과를 확인 중입니다. 잠시 후 결제내역을 조회해 주세요. (imp_uid: {imp_uid})")
+}
+
 impl Rsp {
     pub fn of(p: &payment::Model, error: Option<(&str, String)>) -> Self {
         let status = PaymentStatus::from_db(&p.status);
         let ok = error.is_none() && matches!(status, PaymentStatus::Paid | PaymentStatus::Ready);
         let (error_code, error_msg) = match error {
             Some((c, m)) => (Some(c.to_string()), Some(m)),
+            // Still in flight (a second tab or a replayed post while the first is approving): not
+            // a failure, which could make the buyer pay again under another order.
+            None if status == PaymentStatus::Pending => {
+                (Some(CHECKING.into()), Some(checking_message(&p.imp_uid)))
+            }
             None if !ok => (Some("F400".into()), p.fail_reason.clone()),
             None => (None, None),
         };
@@ -736,13 +749,7 @@ impl Gateway {
         };
         self.close_session(&s, "completed").await?;
         let error = match &outcome {
-            ApprovalOutcome::Unknown(p) => Some((
-                "F500",
-                format!(
-                    "결제 결과를 확인 중입니다. 잠시 후 결제내역을 조회해 주세요. (imp_uid: {})",
-                    p.imp_uid
-                ),
-            )),
+            ApprovalOutcome::Unknown(p) => Some((CHECKING, checking_message(&p.imp_uid))),
             _ => None,
         };
         self.finish(&s, error).await

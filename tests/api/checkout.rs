@@ -85,17 +85,7 @@ async fn through_window(
     }
     let back = post_form(app, &submit, &entered).await;
     let (ret_url, result) = form(&back);
-    let answer = post_form(app, &ret_url, &result).await;
-    let start = answer
-        .find("var rsp=")
-        .expect("the result page hands rsp to the merchant page")
-        + 8;
-    let end = answer[start..]
-        .find(";\nvar")
-        .or_else(|| answer[start..].find(";var"))
-        .unwrap()
-        + start;
-    serde_json::from_str(&answer[start..end].replace("<\\/", "</")).unwrap()
+    rsp_of(&post_form(app, &ret_url, &result).await)
 }
 
 /// Runs one request_pay through the window; `fill` adds what the buyer enters.
@@ -650,6 +640,52 @@ async fn a_bank_transfer_the_buyer_was_told_failed_is_net_cancelled_when_the_res
     assert_eq!(p["status"], "failed", "{p}");
     assert_eq!(app.sandbox.ledger()[0].state, TransactionState::Cancelled);
     app.assert_ledger_agrees().await;
+}
+
+/// The `rsp` a result page hands to the merchant page.
+fn rsp_of(answer: &str) -> Value {
+    let start = answer
+        .find("var rsp=")
+        .expect("the result page hands rsp to the merchant page")
+        + 8;
+    let end = answer[start..]
+        .find(";\nvar")
+        .or_else(|| answer[start..].find(";var"))
+        .unwrap()
+        + start;
+    serde_json::from_str(&answer[start..end].replace("<\\/", "</")).unwrap()
+}
+
+#[tokio::test]
+async fn a_replayed_result_post_while_the_outcome_is_unknown_says_checking_not_failed() {
+    let app = spawn_app().await;
+    app.sandbox
+        .inject(FaultRule::new("/gw/enc/v1/payment", Fault::LoseResponse));
+    app.sandbox.inject(FaultRule::new(
+        "/std/inquery",
+        Fault::HttpStatus { status: 503 },
+    ));
+    let (pay_url, fields) = hand_off(
+        &app,
+        json!({"pay_method": "trans", "merchant_uid": "web-replayed", "amount": 3000}),
+    )
+    .await;
+    let window = post_form(&app, &pay_url, &fields).await;
+    let (submit, mut entered) = form(&window);
+    let submit = format!("{}{}", pay_url.split("/pay/").next().unwrap(), submit);
+    entered.push(("bank".into(), "BK20".into()));
+    entered.push(("action".into(), "pay".into()));
+    let back = post_form(&app, &submit, &entered).await;
+    let (ret_url, result) = form(&back);
+    let first = rsp_of(&post_form(&app, &ret_url, &result).await);
+    assert_eq!(first["error_code"], "F500", "{first}");
+    // The buyer's second tab, or a reload of the result page: still being checked, so the buyer
+    // is not told to pay again.
+    let replayed = rsp_of(&post_form(&app, &ret_url, &result).await);
+    assert_eq!(replayed["success"], false, "{replayed}");
+    assert_eq!(replayed["error_code"], "F500", "{replayed}");
+    assert_eq!(replayed["imp_uid"], first["imp_uid"]);
+    assert_eq!(app.sandbox.ledger().len(), 1, "the replay approved nothing");
 }
 
 #[tokio::test]
