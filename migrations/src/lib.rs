@@ -9,6 +9,7 @@ mod m20261202_000005_fewer_index_writes;
 mod m20261202_000006_schedule_card_quota;
 mod m20261202_000007_one_live_token;
 mod m20261203_000008_tokens_at_rest;
+mod m20261203_000009_prepared_currency_upper;
 
 pub struct Migrator;
 
@@ -24,6 +25,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000006_schedule_card_quota::Migration),
             Box::new(m20261202_000007_one_live_token::Migration),
             Box::new(m20261203_000008_tokens_at_rest::Migration),
+            Box::new(m20261203_000009_prepared_currency_upper::Migration),
         ]
     }
 }

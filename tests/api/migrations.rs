@@ -92,3 +92,57 @@ async fn upgrading_keeps_one_live_payment_per_merchant_uid_and_any_number_of_fai
         .await
         .expect("once the live payment failed, the merchant_uid is free");
 }
+
+/// Migrations `m20261203_000008` and `000009`: tokens stored in clear are gone (their holders ask
+/// getToken again), and a currency prepared in lower case before prepare upper-cased it is KRW.
+#[tokio::test]
+async fn upgrading_forgets_clear_text_tokens_and_upper_cases_prepared_currencies() {
+    let (url, _dir) = fresh_database().await;
+    let db = Database::connect(&url).await.unwrap();
+    Migrator::up(&db, Some(7)).await.unwrap();
+    exec(
+        &db,
+        "INSERT INTO merchants (id, imp_code, name, imp_key, imp_secret_hash, site_cd, \
+         kcp_certificate_pem, kcp_private_key_sealed, kcp_passphrase_sealed, test_mode, \
+         created_at, webhook_content_type) \
+         VALUES (1, 'imp00000001', 'shop', 'key', 'hash', 'T0000', '', '', '', true, 1, 'json')",
+    )
+    .await
+    .unwrap();
+    exec(
+        &db,
+        "INSERT INTO access_tokens (token, merchant_id, created_at, expires_at, live_slot) \
+         VALUES ('cleartexttoken', 1, 1, 99999999999, 1)",
+    )
+    .await
+    .unwrap();
+    exec(
+        &db,
+        "INSERT INTO prepares (merchant_id, merchant_uid, amount, currency, created_at) \
+         VALUES (1, 'p-lower', 1000, 'krw', 1), (1, 'p-none', 1000, NULL, 1)",
+    )
+    .await
+    .unwrap();
+    Migrator::up(&db, None).await.unwrap();
+
+    let count = |sql: &'static str| {
+        let db = &db;
+        async move {
+            db.query_one(Statement::from_string(db.get_database_backend(), sql))
+                .await
+                .unwrap()
+                .unwrap()
+                .try_get::<i64>("", "n")
+                .unwrap()
+        }
+    };
+    assert_eq!(count("SELECT COUNT(*) AS n FROM access_tokens").await, 0);
+    assert_eq!(
+        count("SELECT COUNT(*) AS n FROM prepares WHERE currency = 'KRW'").await,
+        1
+    );
+    assert_eq!(
+        count("SELECT COUNT(*) AS n FROM prepares WHERE currency IS NULL").await,
+        1
+    );
+}
