@@ -617,12 +617,7 @@ async fn bank_transfer_and_gift_approvals_whose_answer_is_lost_are_paid_after_an
 #[tokio::test]
 async fn a_bank_transfer_the_buyer_was_told_failed_is_net_cancelled_when_the_resolver_finds_it() {
     let app = spawn_app().await;
-    app.sandbox
-        .inject(FaultRule::new("/gw/enc/v1/payment", Fault::LoseResponse));
-    app.sandbox.inject(FaultRule::new(
-        "/std/inquery",
-        Fault::HttpStatus { status: 503 },
-    ));
+    lose_the_approval_and_the_inquiry(&app);
     let rsp = request_pay(
         &app,
         json!({"pay_method": "trans", "merchant_uid": "web-late-bank", "amount": 3000}),
@@ -642,6 +637,17 @@ async fn a_bank_transfer_the_buyer_was_told_failed_is_net_cancelled_when_the_res
     app.assert_ledger_agrees().await;
 }
 
+/// The window's approval answer is lost and the inquiry that follows fails: the outcome stays
+/// unknown until the resolver runs.
+fn lose_the_approval_and_the_inquiry(app: &TestApp) {
+    app.sandbox
+        .inject(FaultRule::new("/gw/enc/v1/payment", Fault::LoseResponse));
+    app.sandbox.inject(FaultRule::new(
+        "/std/inquery",
+        Fault::HttpStatus { status: 503 },
+    ));
+}
+
 /// The `rsp` a result page hands to the merchant page.
 fn rsp_of(answer: &str) -> Value {
     let start = answer
@@ -659,12 +665,7 @@ fn rsp_of(answer: &str) -> Value {
 #[tokio::test]
 async fn a_replayed_result_post_while_the_outcome_is_unknown_says_checking_not_failed() {
     let app = spawn_app().await;
-    app.sandbox
-        .inject(FaultRule::new("/gw/enc/v1/payment", Fault::LoseResponse));
-    app.sandbox.inject(FaultRule::new(
-        "/std/inquery",
-        Fault::HttpStatus { status: 503 },
-    ));
+    lose_the_approval_and_the_inquiry(&app);
     let (pay_url, fields) = hand_off(
         &app,
         json!({"pay_method": "trans", "merchant_uid": "web-replayed", "amount": 3000}),

@@ -10,6 +10,19 @@ async fn exec(db: &DatabaseConnection, sql: &str) -> Result<u64, sea_orm::DbErr>
         .map(|r| r.rows_affected())
 }
 
+/// Merchant 1, as the migrations of its time knew it.
+async fn insert_merchant(db: &DatabaseConnection) {
+    exec(
+        db,
+        "INSERT INTO merchants (id, imp_code, name, imp_key, imp_secret_hash, site_cd, \
+         kcp_certificate_pem, kcp_private_key_sealed, kcp_passphrase_sealed, test_mode, \
+         created_at, webhook_content_type) \
+         VALUES (1, 'imp00000001', 'shop', 'key', 'hash', 'T0000', '', '', '', true, 1, 'json')",
+    )
+    .await
+    .unwrap();
+}
+
 async fn insert_payment(
     db: &DatabaseConnection,
     imp_uid: &str,
@@ -37,15 +50,7 @@ async fn upgrading_keeps_one_live_payment_per_merchant_uid_and_any_number_of_fai
     let (url, _dir) = fresh_database().await;
     let db = Database::connect(&url).await.unwrap();
     Migrator::up(&db, Some(4)).await.unwrap();
-    exec(
-        &db,
-        "INSERT INTO merchants (id, imp_code, name, imp_key, imp_secret_hash, site_cd, \
-         kcp_certificate_pem, kcp_private_key_sealed, kcp_passphrase_sealed, test_mode, \
-         created_at, webhook_content_type) \
-         VALUES (1, 'imp00000001', 'shop', 'key', 'hash', 'T0000', '', '', '', true, 1, 'json')",
-    )
-    .await
-    .unwrap();
+    insert_merchant(&db).await;
     for (imp_uid, status) in [("imp_a", "failed"), ("imp_b", "failed"), ("imp_c", "paid")] {
         insert_payment(&db, imp_uid, "order-1", status)
             .await
@@ -100,15 +105,7 @@ async fn upgrading_forgets_clear_text_tokens_and_upper_cases_prepared_currencies
     let (url, _dir) = fresh_database().await;
     let db = Database::connect(&url).await.unwrap();
     Migrator::up(&db, Some(7)).await.unwrap();
-    exec(
-        &db,
-        "INSERT INTO merchants (id, imp_code, name, imp_key, imp_secret_hash, site_cd, \
-         kcp_certificate_pem, kcp_private_key_sealed, kcp_passphrase_sealed, test_mode, \
-         created_at, webhook_content_type) \
-         VALUES (1, 'imp00000001', 'shop', 'key', 'hash', 'T0000', '', '', '', true, 1, 'json')",
-    )
-    .await
-    .unwrap();
+    insert_merchant(&db).await;
     exec(
         &db,
         "INSERT INTO access_tokens (token, merchant_id, created_at, expires_at, live_slot) \
