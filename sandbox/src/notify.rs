@@ -4,7 +4,9 @@
 //!
 //! A deposit is recorded whatever its amount (partial and over deposits too: KCP reports what
 //! arrived). The ledger entry moves from `Issued` to `Approved` once the deposits reach the
-//! amount, and back to `Issued` if a reversal (`op_cd` 13) takes the total under it again.
+//! amount, and back to `Issued` if a reversal (`op_cd` 13) takes the total under it again; the
+//! inquiry (`PAVC`) shows that before the notification is sent, since the notification is only a
+//! hint that a merchant should check by inquiry.
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -162,7 +164,7 @@ pub(crate) fn deposit(
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
         .collect();
-        let record = NotificationRecord {
+        NotificationRecord {
             noti_id,
             tx_cd: "TX00".into(),
             site_cd,
@@ -175,11 +177,11 @@ pub(crate) fn deposit(
             acknowledged: false,
             tries: Vec::new(),
             fields,
-        };
-        book.log.push(record.clone());
-        record
+        }
     };
-    // Paid in full once the deposits reach the amount; a reversal can take that back.
+    // Paid in full once the deposits reach the amount; a reversal can take that back. The books
+    // change before the notification is logged (and so before any send or flush): a merchant that
+    // verifies a notification by inquiry, as it should, finds the deposit it announces.
     if let Some(entry) = s.ledger().get_mut(tno) {
         match entry.state {
             TransactionState::Issued if record.total >= due => {
@@ -191,6 +193,7 @@ pub(crate) fn deposit(
             _ => {}
         }
     }
+    s.notify().log.push(record.clone());
     tracing::info!(tno, op_cd, amount, total = record.total, noti_id = %record.noti_id, "kcp sandbox recorded a virtual-account deposit");
     Ok(record)
 }

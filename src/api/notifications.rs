@@ -1,6 +1,8 @@
-//! `POST /kcp/notify`: KCP's common notification (spec/kcp.md §2.12). The reply body is exactly
-//! KCP's `result=0000` HTML once the notification is recorded (or was already); anything else
-//! makes KCP send it again, which is what an unrecorded notification needs.
+//! `POST /kcp/notify`: KCP's common notification (spec/kcp.md §2.12). The form is unsigned, so the
+//! service verifies it with an inquiry before it changes anything (service/notifications.rs). The
+//! reply body is exactly KCP's `result=0000` HTML once the notification is decided (now or
+//! before); anything else makes KCP send it again, which is what a notification that could not be
+//! recorded or verified needs.
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
@@ -8,6 +10,10 @@ use axum::response::{Html, IntoResponse, Response};
 
 use crate::app::AppState;
 use crate::service::notifications::{Notification, ACK};
+
+/// Any reply but `result=0000` makes KCP send the notification again (spec §2.12).
+const RETRY: &str =
+    "<html><body><form><input type=\"hidden\" name=\"result\" value=\"9999\"></form></body></html>";
 
 pub async fn notify(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
     let form = decode_form(&headers, &body);
@@ -28,10 +34,10 @@ pub async fn notify(State(s): State<AppState>, headers: HeaderMap, body: Bytes) 
         total: amount("totl_mnyx"),
     };
     match s.gateway.handle_notification(n).await {
-        Ok(()) => Html(ACK).into_response(),
+        Ok(_) => Html(ACK).into_response(),
         Err(e) => {
-            tracing::warn!("KCP notification not recorded: {e}");
-            (StatusCode::OK, Html("<html><body><form><input type=\"hidden\" name=\"result\" value=\"9999\"></form></body></html>")).into_response()
+            tracing::warn!("KCP notification not acknowledged (KCP will send it again): {e}");
+            (StatusCode::OK, Html(RETRY)).into_response()
         }
     }
 }

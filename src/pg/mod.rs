@@ -520,11 +520,14 @@ pub struct IssuedVirtualAccount {
 pub enum VbankState {
     /// KCP issued no account for this order (it never reached KCP, or KCP refused it).
     NotFound,
-    /// KCP holds the account open: awaiting deposits, or `paid` in full. `remaining` is what a
-    /// cancel could still take; `account` is set when the answer names the account (number and
+    /// KCP holds the account open: awaiting deposits, or `paid` in full. `amount` is what KCP
+    /// holds the account for (`paid` means the deposits reached it, so a deposit notification is
+    /// believed only when it also covers the payment's own amount); `remaining` is what a cancel
+    /// could still take; `account` is set when the answer names the account (number and
     /// deadline), which is what the buyer must be told.
     Open {
         tno: String,
+        amount: Won,
         remaining: Won,
         paid: bool,
         account: Option<IssuedVirtualAccount>,

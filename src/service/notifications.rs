@@ -1,18 +1,39 @@
-//! KCP common notifications (spec/kcp.md §2.12): virtual-account deposits (`TX00`). Each
-//! `noti_id` counts once; a deposit that completes the amount makes the payment `paid` and fires
-//! its webhook in the same transaction; `op_cd 13` (deposit cancelled by the bank network)
-//! reverses it.
-use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, Set};
+//! KCP common notifications (spec/kcp.md §2.12) at `POST /kcp/notify`: virtual-account deposits
+//! (`TX00`) and their reversals (`op_cd 13`).
+//!
+//! The form is unsigned and the URL public, and a buyer sees his own account's `tno` on the
+//! checkout return page: anyone can post `tx_cd=TX00&tno=…&totl_mnyx=…`. So a notification is a
+//! hint to look, never proof (docs/kcp.md §11): openport asks KCP (`std/inquery`, `pay_type PAVC`,
+//! by `tno`, with the merchant's own certificate) and changes the payment only to what KCP says —
+//! `paid` when KCP holds the account paid in full for at least the payment's amount, back to
+//! `ready` on a reversal only when KCP no longer holds it paid. The form's amounts are kept for
+//! the operator and decide nothing.
+//!
+//! Order of work (design.md §2; SQLite has one writer, store/sqlite/writer.rs): record the
+//! notification (one short write) → read the payment → ask KCP with no transaction open → one
+//! transaction that moves the payment only if it is still in the status the decision was made on
+//! (so concurrent re-sends and the resolver apply a change at most once), writes the `paid`
+//! webhook, and marks the notification verified. A notification that could not be verified is not
+//! acknowledged, and its row stays unverified so that KCP's re-send is verified anew.
+use sea_orm::{DbErr, Set};
 
-use super::{Gateway, ServiceError, ServiceResult};
+use super::{Gateway, ServiceError};
 use crate::domain::payment::PaymentStatus;
+use crate::pg::{PgError, TradeRef, VbankState, Won};
 use crate::store::entity::{kcp_notification, payment};
-use crate::store::is_unique_violation;
+use crate::store::notifications::{self, Recorded};
+use crate::store::payments;
+use crate::store::webhooks::insert_delivery;
 
 /// KCP's reply that stops re-sends (spec/kcp.md §2.12, exact).
 pub const ACK: &str =
     "<html><body><form><input type=\"hidden\" name=\"result\" value=\"0000\"></form></body></html>";
+/// `tx_cd` of a virtual-account deposit (spec §2.12).
+pub const TX_DEPOSIT: &str = "TX00";
+/// `op_cd` of a deposit cancelled through the bank network (spec §2.12).
+pub const OP_CD_REVERSAL: &str = "13";
 
+/// One notification as posted. Nothing in it is trusted but as a pointer to a trade.
 #[derive(Debug, Clone)]
 pub struct Notification {
     pub site_cd: String,
@@ -20,21 +41,127 @@ pub struct Notification {
     pub tx_cd: String,
     pub noti_id: String,
     pub op_cd: Option<String>,
+    /// `ipgm_mnyx`: kept for the operator only.
     pub amount: i64,
+    /// `totl_mnyx`: kept for the operator only.
     pub total: i64,
 }
 
+impl Notification {
+    fn is_reversal(&self) -> bool {
+        self.op_cd.as_deref() == Some(OP_CD_REVERSAL)
+    }
+
+    /// Whether `row` (the first notification recorded under this `noti_id`) is this one: only then
+    /// does its outcome stand for this one, so a forged post that took a `noti_id` first cannot
+    /// make KCP's own notification under it be ignored.
+    fn is_recorded_as(&self, row: &kcp_notification::Model) -> bool {
+        row.site_cd == self.site_cd
+            && row.tno == self.tno
+            && row.tx_cd == self.tx_cd
+            && row.op_cd == self.op_cd
+            && row.amount == self.amount
+            && row.total == self.total
+    }
+}
+
+/// What verifying a notification found; stored as `kcp_notifications.outcome`. Every verdict is
+/// acknowledged (`0000`): KCP sending it again could not change it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// KCP confirmed it and the payment changed (`paid` with its webhook, or back to `ready`).
+    Applied,
+    /// KCP's state gives no reason to change the payment: a forged or partial deposit, a reversal
+    /// KCP does not confirm, or a change already made.
+    Unchanged,
+    /// Its `site_cd` is not the site the payment was made on. Acknowledged all the same: it names a
+    /// trade of another site, which no re-send makes ours, and whoever sent it should stop; the
+    /// row and a warning are left for the operator.
+    Refused,
+    /// Not a deposit (`tx_cd` other than `TX00`): kept for the operator, nothing depends on it.
+    Kept,
+}
+
+impl Verdict {
+    pub fn as_db(self) -> &'static str {
+        match self {
+            Self::Applied => "applied",
+            Self::Unchanged => "unchanged",
+            Self::Refused => "refused",
+            Self::Kept => "kept",
+        }
+    }
+}
+
+/// Why a notification is not acknowledged, so that KCP sends it again.
+#[derive(Debug, thiserror::Error)]
+pub enum NotificationError {
+    #[error("noti_id and tno are required")]
+    Incomplete,
+    #[error("no virtual-account payment with tno {0}")]
+    UnknownTrade(String),
+    /// KCP could not be asked, or answered nothing usable: the deposit is neither believed nor
+    /// denied until a re-send can be verified.
+    #[error("KCP inquiry of {tno} failed: {source}")]
+    Unverified { tno: String, source: PgError },
+    /// The payment changed while KCP was being asked; the re-send is decided on the new status.
+    #[error("payment {0} changed during verification")]
+    Superseded(String),
+    /// KCP's inquiry does not (yet) show what the notification says. A forgery earns nothing but
+    /// re-sends it cannot make; a real notification that ran ahead of KCP's inquiry is verified
+    /// again when KCP re-sends it, instead of being acknowledged and lost.
+    #[error("KCP's inquiry of {tno} does not show the change notified ({kcp})")]
+    NotConfirmed { tno: String, kcp: &'static str },
+    #[error(transparent)]
+    Service(#[from] ServiceError),
+    #[error("database: {0}")]
+    Db(#[from] DbErr),
+}
+
+/// The status KCP's answer moves a virtual-account payment to, if any: `paid` from `ready` when KCP
+/// holds the account paid for at least `amount`, `ready` from `paid` on a reversal when KCP no
+/// longer holds it paid. Anything else (not found, closed, or agreeing with the status) moves
+/// nothing: a closed account is the cancel flow's to record, never the notification's.
+fn confirmed_change(
+    status: PaymentStatus,
+    amount: Won,
+    reversal: bool,
+    kcp: &VbankState,
+) -> Option<PaymentStatus> {
+    let VbankState::Open {
+        paid,
+        amount: held_for,
+        ..
+    } = kcp
+    else {
+        return None;
+    };
+    match (status, reversal) {
+        (PaymentStatus::Ready, false) if *paid && *held_for >= amount => Some(PaymentStatus::Paid),
+        (PaymentStatus::Paid, true) if !*paid => Some(PaymentStatus::Ready),
+        _ => None,
+    }
+}
+
+/// KCP's answer for the log, without the account it may name (the holder can be the buyer).
+fn kcp_says(state: &VbankState) -> &'static str {
+    match state {
+        VbankState::NotFound => "not found",
+        VbankState::Open { paid: true, .. } => "open, paid",
+        VbankState::Open { paid: false, .. } => "open, not paid",
+        VbankState::Closed { .. } => "closed",
+    }
+}
+
 impl Gateway {
-    /// Records one notification. Ok(()) means "answer 0000": done now or done before.
-    pub async fn handle_notification(&self, n: Notification) -> ServiceResult<()> {
+    /// Records one notification and verifies it with KCP. `Ok` means "answer 0000" (decided now or
+    /// before); `Err` means "answer anything else" so KCP sends it again.
+    pub async fn handle_notification(&self, n: Notification) -> Result<Verdict, NotificationError> {
         if n.noti_id.is_empty() || n.tno.is_empty() {
-            return Err(ServiceError::BadRequest(
-                "noti_id, tno가 필요합니다.".into(),
-            ));
+            return Err(NotificationError::Incomplete);
         }
         let now = self.clock.unix();
-        let txn = self.db.write.begin().await?;
-        let inserted = kcp_notification::ActiveModel {
+        let row = kcp_notification::ActiveModel {
             noti_id: Set(n.noti_id.clone()),
             site_cd: Set(n.site_cd.clone()),
             tno: Set(n.tno.clone()),
@@ -44,49 +171,216 @@ impl Gateway {
             total: Set(n.total),
             received_at: Set(now),
             ..Default::default()
-        }
-        .insert(&txn)
-        .await;
-        match inserted {
-            Ok(_) => {}
-            Err(e) if is_unique_violation(&e) => return Ok(()), // a re-send we already counted
-            Err(e) => return Err(e.into()),
-        }
-        if n.tx_cd != "TX00" {
-            // Other events are kept for the operator; nothing in openport depends on them yet.
-            txn.commit().await?;
-            return Ok(());
-        }
-        let p = payment::Entity::find()
-            .filter(payment::Column::PgTid.eq(n.tno.clone()))
-            .filter(payment::Column::PayMethod.eq("vbank"))
-            .one(&txn)
-            .await?
-            .ok_or_else(|| {
-                ServiceError::NotFound(format!("가상계좌 결제건이 없습니다. (tno {})", n.tno))
-            })?;
-        let reversed = n.op_cd.as_deref() == Some("13");
-        let status = PaymentStatus::from_db(&p.status);
-        let mut am: payment::ActiveModel = p.clone().into();
-        let mut event = None;
-        if reversed {
-            if status == PaymentStatus::Paid && n.total < p.amount {
-                am.status = Set(PaymentStatus::Ready.as_db().into());
-                am.paid_at = Set(None);
+        };
+        // The row whose outcome this verification settles; None when the noti_id was first
+        // recorded for another notification, which keeps its own.
+        let row = match notifications::record(&self.db.write, row).await? {
+            Recorded::New(row) => Some(row.id),
+            Recorded::Existing(row) if n.is_recorded_as(&row) => {
+                // Only a change made is taken as done: anything else costs one inquiry again and
+                // changes nothing KCP does not confirm.
+                if row.outcome.as_deref() == Some(Verdict::Applied.as_db()) {
+                    return Ok(Verdict::Applied);
+                }
+                Some(row.id)
             }
-        } else if status == PaymentStatus::Ready && n.total >= p.amount {
-            // KCP settles what arrived; openport marks paid once the order amount is covered
-            // (an over-deposit is KCP's to refund).
-            am.status = Set(PaymentStatus::Paid.as_db().into());
-            am.paid_at = Set(Some(now));
-            event = Some("paid");
+            Recorded::Existing(_) => {
+                tracing::warn!(noti_id = %n.noti_id, tno = %n.tno, "KCP notification reuses a noti_id with other fields; verified on its own");
+                None
+            }
+        };
+        self.verify(&n, row, now).await
+    }
+
+    /// Decides a recorded notification (its row `row`, if it is its own) against KCP's state.
+    async fn verify(
+        &self,
+        n: &Notification,
+        row: Option<i64>,
+        now: i64,
+    ) -> Result<Verdict, NotificationError> {
+        if n.tx_cd != TX_DEPOSIT {
+            return self.settle(row, Verdict::Kept, now).await;
         }
-        am.updated_at = Set(now);
-        let p = am.update(&txn).await?;
-        if let Some(e) = event {
-            self.enqueue_webhook(&txn, &p, e, None).await?;
+        let payment = payments::vbank_by_tno(&self.db.read, &n.tno)
+            .await?
+            .ok_or_else(|| NotificationError::UnknownTrade(n.tno.clone()))?;
+        if payment.pg_id != n.site_cd {
+            tracing::warn!(imp_uid = %payment.imp_uid, site_cd = %n.site_cd, pg_id = %payment.pg_id, noti_id = %n.noti_id, "KCP notification names another site than the payment's; refused");
+            return self.settle(row, Verdict::Refused, now).await;
+        }
+        let status = PaymentStatus::from_db(&payment.status);
+        let expected = if n.is_reversal() {
+            PaymentStatus::Paid
+        } else {
+            PaymentStatus::Ready
+        };
+        if status != expected || (!n.is_reversal() && n.total < payment.amount) {
+            // Nothing KCP could say would move it (a partial deposit, were it true, keeps the
+            // account ready): no inquiry, and nothing a re-send could change.
+            return self.settle(row, Verdict::Unchanged, now).await;
+        }
+        let merchant = self.merchant(payment.merchant_id).await?;
+        let connector = self.connectors.for_merchant(&merchant, &self.secrets)?;
+        let kcp = connector
+            .inquire_vbank(&TradeRef::Tno(n.tno.clone()))
+            .await
+            .map_err(|source| NotificationError::Unverified {
+                tno: n.tno.clone(),
+                source,
+            })?;
+        match confirmed_change(status, payment.amount, n.is_reversal(), &kcp) {
+            Some(to) => self.apply(payment, status, to, row, now).await,
+            // A closed account is the cancel flow's to record: nothing a re-send could change.
+            None if matches!(kcp, VbankState::Closed { .. }) => {
+                self.settle(row, Verdict::Unchanged, now).await
+            }
+            None => {
+                tracing::info!(imp_uid = %payment.imp_uid, noti_id = %n.noti_id, kcp = kcp_says(&kcp), "KCP notification not confirmed by inquiry; payment unchanged, KCP asked to send it again");
+                Err(NotificationError::NotConfirmed {
+                    tno: n.tno.clone(),
+                    kcp: kcp_says(&kcp),
+                })
+            }
+        }
+    }
+
+    /// Moves the payment as KCP confirmed, in one transaction with its `paid` webhook and the
+    /// notification's verdict, unless it left `from` while KCP was being asked.
+    async fn apply(
+        &self,
+        payment: payment::Model,
+        from: PaymentStatus,
+        to: PaymentStatus,
+        row: Option<i64>,
+        now: i64,
+    ) -> Result<Verdict, NotificationError> {
+        let (paid_at, webhooks) = if to == PaymentStatus::Paid {
+            (Some(now), self.webhooks_announcing(&payment, "paid").await?)
+        } else {
+            (None, Vec::new())
+        };
+        let txn = self.db.write.begin().await?;
+        let moved =
+            payments::change_status_if(&txn, payment.id, from.as_db(), to.as_db(), paid_at, now)
+                .await?;
+        if !moved {
+            txn.rollback().await?;
+            return Err(NotificationError::Superseded(payment.imp_uid));
+        }
+        for webhook in webhooks {
+            insert_delivery(&txn, webhook).await?;
+        }
+        if let Some(id) = row {
+            notifications::set_outcome(&txn, id, Verdict::Applied.as_db(), now).await?;
         }
         txn.commit().await?;
-        Ok(())
+        tracing::info!(imp_uid = %payment.imp_uid, from = from.as_db(), to = to.as_db(), "virtual account changed as KCP confirmed");
+        Ok(Verdict::Applied)
+    }
+
+    /// Records a verdict that changes no payment.
+    async fn settle(
+        &self,
+        row: Option<i64>,
+        verdict: Verdict,
+        now: i64,
+    ) -> Result<Verdict, NotificationError> {
+        if let Some(id) = row {
+            notifications::set_outcome(&self.db.write, id, verdict.as_db(), now).await?;
+        }
+        Ok(verdict)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn open(paid: bool, amount: Won) -> VbankState {
+        VbankState::Open {
+            tno: "20260310123456".into(),
+            amount,
+            remaining: amount,
+            paid,
+            account: None,
+        }
+    }
+
+    #[test]
+    fn a_deposit_makes_a_ready_account_paid_only_when_kcp_holds_it_paid_for_the_whole_amount() {
+        use PaymentStatus::*;
+        assert_eq!(
+            confirmed_change(Ready, 5000, false, &open(true, 5000)),
+            Some(Paid)
+        );
+        assert_eq!(
+            confirmed_change(Ready, 5000, false, &open(false, 5000)),
+            None
+        );
+        assert_eq!(
+            confirmed_change(Ready, 5000, false, &open(true, 4999)),
+            None
+        );
+        assert_eq!(
+            confirmed_change(Ready, 5000, false, &VbankState::NotFound),
+            None
+        );
+        assert_eq!(confirmed_change(Paid, 5000, false, &open(true, 5000)), None);
+        assert_eq!(
+            confirmed_change(Cancelled, 5000, false, &open(true, 5000)),
+            None
+        );
+    }
+
+    #[test]
+    fn a_reversal_makes_a_paid_account_ready_only_when_kcp_no_longer_holds_it_paid() {
+        use PaymentStatus::*;
+        assert_eq!(
+            confirmed_change(Paid, 5000, true, &open(false, 5000)),
+            Some(Ready)
+        );
+        assert_eq!(confirmed_change(Paid, 5000, true, &open(true, 5000)), None);
+        let closed = VbankState::Closed {
+            tno: "20260310123456".into(),
+            closed_at: chrono::Utc::now(),
+        };
+        assert_eq!(confirmed_change(Paid, 5000, true, &closed), None);
+        assert_eq!(
+            confirmed_change(Ready, 5000, true, &open(false, 5000)),
+            None
+        );
+    }
+
+    #[test]
+    fn a_recorded_notification_stands_for_a_re_send_only_when_every_field_matches() {
+        let n = Notification {
+            site_cd: "T0000".into(),
+            tno: "20260310123456".into(),
+            tx_cd: TX_DEPOSIT.into(),
+            noti_id: "n1".into(),
+            op_cd: Some("00".into()),
+            amount: 5000,
+            total: 5000,
+        };
+        let row = kcp_notification::Model {
+            id: 1,
+            noti_id: "n1".into(),
+            site_cd: "T0000".into(),
+            tno: "20260310123456".into(),
+            tx_cd: TX_DEPOSIT.into(),
+            op_cd: Some("00".into()),
+            amount: 5000,
+            total: 5000,
+            received_at: 0,
+            outcome: None,
+            verified_at: None,
+        };
+        assert!(n.is_recorded_as(&row));
+        let other = kcp_notification::Model {
+            tno: "20260310999999".into(),
+            ..row
+        };
+        assert!(!n.is_recorded_as(&other));
     }
 }

@@ -2,6 +2,7 @@
 pub mod billing;
 pub mod entity;
 pub mod merchants;
+pub mod notifications;
 pub mod payments;
 pub mod sqlite;
 pub mod webhooks;

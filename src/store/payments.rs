@@ -28,6 +28,40 @@ pub async fn by_id(db: &impl ConnectionTrait, id: i64) -> Result<Option<payment:
     payment::Entity::find_by_id(id).one(db).await
 }
 
+/// The virtual-account payment KCP knows as `tno` (the `tno` of a common notification).
+pub async fn vbank_by_tno(
+    db: &impl ConnectionTrait,
+    tno: &str,
+) -> Result<Option<payment::Model>, DbErr> {
+    super::every_column(payment::Entity::find())
+        .filter(payment::Column::PgTid.eq(tno))
+        .filter(payment::Column::PayMethod.eq("vbank"))
+        .one(db)
+        .await
+}
+
+/// Moves payment `id` from status `from` to `to` (with `paid_at`) only if it is still `from`, and
+/// says whether this call moved it: a writer that decided on what it read earlier (before a KCP
+/// call, with no transaction open) applies its change at most once however many race it.
+pub async fn change_status_if(
+    db: &impl ConnectionTrait,
+    id: i64,
+    from: &str,
+    to: &str,
+    paid_at: Option<i64>,
+    now: i64,
+) -> Result<bool, DbErr> {
+    let res = payment::Entity::update_many()
+        .col_expr(payment::Column::Status, Expr::value(to))
+        .col_expr(payment::Column::PaidAt, Expr::value(paid_at))
+        .col_expr(payment::Column::UpdatedAt, Expr::value(now))
+        .filter(payment::Column::Id.eq(id))
+        .filter(payment::Column::Status.eq(from))
+        .exec(db)
+        .await?;
+    Ok(res.rows_affected == 1)
+}
+
 /// `merchant_id` None = any merchant (admin).
 pub async fn by_imp_uid(
     db: &impl ConnectionTrait,

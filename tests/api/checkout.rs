@@ -236,6 +236,18 @@ async fn an_already_paid_merchant_uid_or_a_prepared_amount_mismatch_is_refused_b
     assert!(mismatch["response"]["imp_uid"].is_null());
 }
 
+/// Waits until the sandbox's notification `noti_id` is acknowledged by the gateway.
+async fn acknowledged(app: &TestApp, noti_id: &str) -> kcp_sandbox::NotificationRecord {
+    for _ in 0..200 {
+        let sent = app.sandbox.notifications();
+        if let Some(n) = sent.iter().find(|n| n.noti_id == noti_id && n.acknowledged) {
+            return n.clone();
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    panic!("notification {noti_id} was never acknowledged");
+}
+
 #[tokio::test]
 async fn a_vbank_deposit_notification_marks_the_payment_paid_once_per_noti_id() {
     let app = spawn_app().await;
@@ -248,76 +260,42 @@ async fn a_vbank_deposit_notification_marks_the_payment_paid_once_per_noti_id() 
     assert_eq!(vbank["status"], "ready", "{vbank}");
     let token = app.token().await;
     let imp_uid = vbank["imp_uid"].as_str().unwrap();
-    let (_, p) = app.get(&format!("/payments/{imp_uid}"), Some(&token)).await;
-    let tno = p["response"]["pg_tid"].as_str().unwrap().to_string();
-    let notify = |noti_id: &str, amount: &str, total: &str, op_cd: &str| {
-        vec![
-            ("site_cd", "T0000".to_string()),
-            ("tno", tno.clone()),
-            ("order_no", "x".to_string()),
-            ("tx_cd", "TX00".to_string()),
-            ("tx_tm", "20261123120000".to_string()),
-            ("ipgm_name", "홍길동".to_string()),
-            ("ipgm_mnyx", amount.to_string()),
-            ("totl_mnyx", total.to_string()),
-            ("noti_id", noti_id.to_string()),
-            ("op_cd", op_cd.to_string()),
-        ]
+    let status = || async {
+        let (_, p) = app.get(&format!("/payments/{imp_uid}"), Some(&token)).await;
+        p["response"].clone()
     };
+    let tno = status().await["pg_tid"].as_str().unwrap().to_string();
     let ack = "<html><body><form><input type=\"hidden\" name=\"result\" value=\"0000\"></form></body></html>";
+    let post = |fields: Vec<(String, String)>| {
+        let req = app.http.post(app.url("/kcp/notify")).form(&fields);
+        async move { req.send().await.unwrap().text().await.unwrap() }
+    };
     // A partial deposit keeps it ready.
-    let body = app
-        .http
-        .post(app.url("/kcp/notify"))
-        .form(&notify("n1", "3000", "3000", "00"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    assert_eq!(body, ack);
-    let (_, p) = app.get(&format!("/payments/{imp_uid}"), Some(&token)).await;
-    assert_eq!(p["response"]["status"], "ready");
+    let first = app.sandbox.deposit(&tno, 3000, "00").unwrap();
+    acknowledged(&app, &first.noti_id).await;
+    assert_eq!(status().await["status"], "ready");
     // The rest arrives: paid. KCP re-sending the same noti_id changes nothing.
-    for _ in 0..2 {
-        let body = app
-            .http
-            .post(app.url("/kcp/notify"))
-            .form(&notify("n2", "2000", "5000", "00"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        assert_eq!(body, ack);
-    }
-    let (_, p) = app.get(&format!("/payments/{imp_uid}"), Some(&token)).await;
-    assert_eq!(p["response"]["status"], "paid", "{p}");
-    assert!(p["response"]["paid_at"].as_i64().unwrap() > 0);
+    let second = app.sandbox.deposit(&tno, 2000, "00").unwrap();
+    acknowledged(&app, &second.noti_id).await;
+    let paid = status().await;
+    assert_eq!(paid["status"], "paid", "{paid}");
+    assert!(paid["paid_at"].as_i64().unwrap() > 0);
+    assert_eq!(post(second.fields.clone()).await, ack);
+    assert_eq!(status().await, paid);
     // A deposit cancelled through the bank network (op_cd 13) reverses it.
-    app.http
-        .post(app.url("/kcp/notify"))
-        .form(&notify("n3", "2000", "3000", "13"))
-        .send()
-        .await
-        .unwrap();
-    let (_, p) = app.get(&format!("/payments/{imp_uid}"), Some(&token)).await;
-    assert_eq!(p["response"]["status"], "ready");
+    let reversal = app.sandbox.deposit(&tno, 2000, "13").unwrap();
+    acknowledged(&app, &reversal.noti_id).await;
+    assert_eq!(status().await["status"], "ready");
     // An unknown transaction is not acknowledged, so KCP sends it again later.
-    let mut unknown = notify("n4", "1", "1", "00");
-    unknown[1].1 = "20260101000000".into();
-    let body = app
-        .http
-        .post(app.url("/kcp/notify"))
-        .form(&unknown)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let mut unknown = second.fields.clone();
+    for (k, v) in &mut unknown {
+        match k.as_str() {
+            "tno" => *v = "20260101000000".into(),
+            "noti_id" => *v = "n-unknown".into(),
+            _ => {}
+        }
+    }
+    let body = post(unknown).await;
     assert!(!body.contains("value=\"0000\""), "{body}");
 }
 

@@ -1,7 +1,9 @@
 //! `POST /vbanks` and `DELETE /vbanks/{imp_uid}` (spec/iamport-v1.md §4.7) through HTTP, against
 //! the embedded KCP sandbox's window-less issuance (docs/sandbox.md §2.3): the account, its
 //! deposit and webhooks, revocation, refusals, and the reliability rules of every KCP call.
-use kcp_sandbox::{paths, DepositError, Fault, FaultRule, TransactionState};
+//! Deposit notifications (`POST /kcp/notify`, spec/kcp.md §2.12) are posted by the sandbox after a
+//! deposit, or forged here as anyone could: only what KCP confirms by inquiry may change a payment.
+use kcp_sandbox::{paths, DepositError, Fault, FaultRule, NotificationRecord, TransactionState};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
@@ -54,6 +56,86 @@ async fn deposit_until_paid(app: &TestApp, token: &str, p: &Value) {
         "the deposit notification did not make {} paid",
         p["imp_uid"]
     );
+}
+
+/// Posts a notification form to the gateway as anyone on the internet can; true when the reply
+/// acknowledges it (`result=0000`), which stops KCP's re-sends.
+async fn post_notification(app: &TestApp, fields: &[(String, String)]) -> bool {
+    let body = app
+        .http
+        .post(app.url("/kcp/notify"))
+        .form(fields)
+        .send()
+        .await
+        .expect("notification posted")
+        .text()
+        .await
+        .unwrap();
+    body.contains("<input type=\"hidden\" name=\"result\" value=\"0000\">")
+}
+
+/// A `TX00` form for the account of `p` that no deposit stands behind.
+fn forged(p: &Value, noti_id: &str, total: i64, op_cd: &str) -> Vec<(String, String)> {
+    [
+        ("site_cd", "T0000".to_string()),
+        ("tno", p["pg_tid"].as_str().unwrap().to_string()),
+        ("order_no", "x".into()),
+        ("tx_cd", "TX00".into()),
+        ("tx_tm", "20261123120000".into()),
+        ("ipgm_name", "홍길동".into()),
+        ("ipgm_mnyx", total.to_string()),
+        ("totl_mnyx", total.to_string()),
+        ("noti_id", noti_id.into()),
+        ("op_cd", op_cd.into()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect()
+}
+
+/// The sandbox's notification `noti_id` once `done` says so (it sends in the background).
+async fn sandbox_notification(
+    app: &TestApp,
+    noti_id: &str,
+    done: impl Fn(&NotificationRecord) -> bool,
+) -> NotificationRecord {
+    for _ in 0..200 {
+        let found = app
+            .sandbox
+            .notifications()
+            .into_iter()
+            .find(|n| n.noti_id == noti_id);
+        if let Some(n) = found.filter(|n| done(n)) {
+            return n;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    panic!("the sandbox's notification {noti_id} never got there");
+}
+
+/// The statuses of the webhooks delivered so far, in order.
+async fn webhook_statuses(app: &TestApp, hooks: &Receiver) -> Vec<String> {
+    app.app.gateway.deliver_due_webhooks(100).await.unwrap();
+    hooks
+        .requests()
+        .iter()
+        .map(|r| r.json()["status"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// An account issued with its webhooks going to `hooks`, its `ready` webhook delivered (the worker
+/// sends due webhooks concurrently, so later ones arrive after it only if it is out first).
+async fn issued_with_hooks(
+    app: &TestApp,
+    token: &str,
+    merchant_uid: &str,
+    hooks: &Receiver,
+) -> Value {
+    let mut body = vbank(app, merchant_uid, 7000);
+    body["notice_url"] = json!(hooks.url("/hook"));
+    let p = issued(app, token, body).await;
+    assert_eq!(webhook_statuses(app, hooks).await, ["ready"]);
+    p
 }
 
 fn message_imp_uid(message: &Value) -> String {
@@ -497,5 +579,148 @@ async fn a_lost_revocation_answer_is_confirmed_by_inquiry() {
     assert_eq!(status, StatusCode::OK, "{res}");
     assert_eq!(res["response"]["status"], "cancelled", "{res}");
     assert_eq!(app.sandbox.ledger()[0].state, TransactionState::Cancelled);
+    app.assert_ledger_agrees().await;
+}
+
+#[tokio::test]
+async fn a_forged_deposit_notification_without_a_deposit_at_kcp_leaves_the_account_ready_and_sends_no_webhook(
+) {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let hooks = Receiver::start().await;
+    let p = issued_with_hooks(&app, &token, "vb-forged", &hooks).await;
+
+    let acknowledged = post_notification(&app, &forged(&p, "forged-1", 7000, "00")).await;
+
+    assert!(
+        !acknowledged,
+        "not what KCP's inquiry shows: asked to send it again, in case KCP's notification ran ahead of its inquiry"
+    );
+    let shown = app.payment(&token, p["imp_uid"].as_str().unwrap()).await;
+    assert_eq!(
+        (shown["status"].as_str(), shown["paid_at"].as_i64()),
+        (Some("ready"), Some(0)),
+        "{shown}"
+    );
+    assert_eq!(webhook_statuses(&app, &hooks).await, ["ready"]);
+    assert_eq!(app.sandbox.ledger()[0].state, TransactionState::Issued);
+    app.assert_ledger_agrees().await;
+}
+
+#[tokio::test]
+async fn a_forged_reversal_of_a_paid_account_leaves_it_paid() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let hooks = Receiver::start().await;
+    let p = issued_with_hooks(&app, &token, "vb-unreverse", &hooks).await;
+    deposit_until_paid(&app, &token, &p).await;
+    let imp_uid = p["imp_uid"].as_str().unwrap();
+    let paid = app.payment(&token, imp_uid).await;
+
+    let acknowledged = post_notification(&app, &forged(&p, "forged-13", 0, "13")).await;
+
+    assert!(!acknowledged, "KCP still holds it paid");
+    assert_eq!(
+        app.payment(&token, imp_uid).await,
+        paid,
+        "still paid, as it was"
+    );
+    assert_eq!(app.sandbox.ledger()[0].state, TransactionState::Approved);
+    assert_eq!(webhook_statuses(&app, &hooks).await, ["ready", "paid"]);
+    app.assert_ledger_agrees().await;
+}
+
+#[tokio::test]
+async fn a_notification_naming_another_site_changes_nothing_even_for_a_real_deposit() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let hooks = Receiver::start().await;
+    let p = issued_with_hooks(&app, &token, "vb-site", &hooks).await;
+    let imp_uid = p["imp_uid"].as_str().unwrap();
+    // KCP's own notification goes elsewhere; the gateway sees only what is posted below.
+    let elsewhere = Receiver::start().await;
+    app.sandbox
+        .set_notify_url("T0000", &elsewhere.url("/kcp/notify"));
+    let deposit = app
+        .sandbox
+        .deposit(p["pg_tid"].as_str().unwrap(), 7000, "00")
+        .unwrap();
+    let mut other_site = deposit.fields.clone();
+    for (k, v) in &mut other_site {
+        if k == "site_cd" {
+            *v = "T9999".into();
+        }
+    }
+
+    let acknowledged = post_notification(&app, &other_site).await;
+
+    assert!(
+        acknowledged,
+        "no re-send can make another site's trade ours"
+    );
+    assert_eq!(app.payment(&token, imp_uid).await["status"], "ready");
+    assert_eq!(webhook_statuses(&app, &hooks).await, ["ready"]);
+    // The same deposit under its own site (KCP's form) is verified and applied.
+    assert!(post_notification(&app, &deposit.fields).await);
+    assert_eq!(app.payment(&token, imp_uid).await["status"], "paid");
+    assert_eq!(webhook_statuses(&app, &hooks).await, ["ready", "paid"]);
+}
+
+#[tokio::test]
+async fn a_real_deposit_makes_the_account_paid_with_one_paid_webhook_and_a_re_send_changes_nothing_more(
+) {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let hooks = Receiver::start().await;
+    let p = issued_with_hooks(&app, &token, "vb-real", &hooks).await;
+    let imp_uid = p["imp_uid"].as_str().unwrap();
+
+    deposit_until_paid(&app, &token, &p).await;
+
+    let sent = app.sandbox.notifications()[0].clone();
+    let sent = sandbox_notification(&app, &sent.noti_id, |n| n.acknowledged).await;
+    let paid = app.payment(&token, imp_uid).await;
+    assert!(paid["paid_at"].as_i64().unwrap() > 0, "{paid}");
+    assert_eq!(webhook_statuses(&app, &hooks).await, ["ready", "paid"]);
+    // KCP sends the same notification again (its answer was lost, say).
+    app.advance(60);
+    assert!(post_notification(&app, &sent.fields).await);
+    assert_eq!(app.payment(&token, imp_uid).await, paid, "paid_at kept too");
+    assert_eq!(webhook_statuses(&app, &hooks).await, ["ready", "paid"]);
+    app.assert_ledger_agrees().await;
+}
+
+#[tokio::test]
+async fn when_the_inquiry_fails_the_deposit_is_not_acknowledged_and_a_re_send_after_the_fault_applies_it(
+) {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let hooks = Receiver::start().await;
+    let p = issued_with_hooks(&app, &token, "vb-unverified", &hooks).await;
+    let imp_uid = p["imp_uid"].as_str().unwrap();
+    let tno = p["pg_tid"].as_str().unwrap();
+    app.sandbox.inject(
+        FaultRule::new(paths::INQUIRY, Fault::HttpStatus { status: 503 })
+            .when("tno", tno)
+            .times(100),
+    );
+
+    let deposit = app.sandbox.deposit(tno, 7000, "00").unwrap();
+
+    let first = sandbox_notification(&app, &deposit.noti_id, |n| n.attempts >= 1).await;
+    assert_eq!(
+        (first.tries[0].http_status, first.tries[0].acknowledged),
+        (Some(200), false),
+        "KCP is answered, with a result that makes it send again"
+    );
+    assert_eq!(app.payment(&token, imp_uid).await["status"], "ready");
+    assert_eq!(webhook_statuses(&app, &hooks).await, ["ready"]);
+    // KCP answers inquiries again; its re-send of the same noti_id is verified and applied.
+    app.sandbox.clear_faults();
+    app.sandbox.flush_notifications().await;
+    let done = sandbox_notification(&app, &deposit.noti_id, |n| n.acknowledged).await;
+    assert!(done.attempts >= 2, "{done:?}");
+    assert_eq!(app.payment(&token, imp_uid).await["status"], "paid");
+    assert_eq!(webhook_statuses(&app, &hooks).await, ["ready", "paid"]);
     app.assert_ledger_agrees().await;
 }

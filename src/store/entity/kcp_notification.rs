@@ -1,6 +1,6 @@
 use sea_orm::entity::prelude::*;
 
-/// A KCP common notification (spec/kcp.md §2.12), kept once per `noti_id`.
+/// A KCP common notification (spec/kcp.md §2.12), kept once per `noti_id` as first received.
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
 #[sea_orm(table_name = "kcp_notifications")]
 pub struct Model {
@@ -16,6 +16,10 @@ pub struct Model {
     /// `totl_mnyx`: everything deposited so far, as KCP counts it.
     pub total: i64,
     pub received_at: i64,
+    /// What verifying it by inquiry found (`service::notifications::Verdict`); `None` while KCP
+    /// could not be asked, so a re-send is verified again.
+    pub outcome: Option<String>,
+    pub verified_at: Option<i64>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -150,6 +150,7 @@ impl InquiryResponse {
             .ok();
         let open = |paid| VbankState::Open {
             tno: tno.clone(),
+            amount,
             remaining,
             paid,
             account: account.clone(),

@@ -99,6 +99,7 @@ fn an_issued_account_inquires_as_open_with_its_account() {
         state,
         VbankState::Open {
             tno: "20260310123456".into(),
+            amount: 7000,
             remaining: 7000,
             paid: false,
             account: Some(IssuedVirtualAccount {
@@ -127,6 +128,7 @@ fn a_paid_account_is_open_and_paid_and_an_answer_without_the_account_names_none(
         state,
         VbankState::Open {
             tno: "20260310123456".into(),
+            amount: 7000,
             remaining: 7000,
             paid: true,
             account: None
