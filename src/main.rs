@@ -113,7 +113,7 @@ enum SandboxCommand {
         url: String,
         #[arg(long)]
         path: String,
-        /// delay | http_status | drop | lose_response
+        /// delay | slow_answer | http_status | drop | lose_response
         #[arg(long)]
         kind: String,
         #[arg(long)]
