@@ -8,6 +8,7 @@ mod m20261122_000004_checkout;
 mod m20261202_000005_fewer_index_writes;
 mod m20261202_000006_schedule_card_quota;
 mod m20261202_000007_one_live_token;
+mod m20261203_000008_attempt_notify;
 
 pub struct Migrator;
 
@@ -22,6 +23,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000005_fewer_index_writes::Migration),
             Box::new(m20261202_000006_schedule_card_quota::Migration),
             Box::new(m20261202_000007_one_live_token::Migration),
+            Box::new(m20261203_000008_attempt_notify::Migration),
         ]
     }
 }
