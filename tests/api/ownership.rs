@@ -190,6 +190,55 @@ async fn a_scheduled_charge_settled_by_its_run_and_by_the_resolver_is_paid_once_
 }
 
 #[tokio::test]
+async fn a_retried_schedule_whose_outcome_is_lost_answers_its_pending_payment_which_then_is_paid() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    register(&app, &token, "own-retry", test_cards::SHINHAN_CREDIT).await;
+    let at = chrono::Utc::now().timestamp() + 3600;
+    app.post(
+        "/subscribe/payments/schedule",
+        Some(&token),
+        json!({"customer_uid": "own-retry", "schedules": [{"merchant_uid": "own-r1", "schedule_at": at, "amount": 1000}]}),
+    )
+    .await;
+    let (_, revoked) = app
+        .post(
+            "/subscribe/payments/unschedule",
+            Some(&token),
+            json!({"customer_uid": "own-retry", "merchant_uid": "own-r1"}),
+        )
+        .await;
+    assert_eq!(revoked["code"], 0, "{revoked}");
+    app.sandbox
+        .inject(FaultRule::new(paths::HUB_PAYMENT, Fault::LoseResponse));
+    app.sandbox
+        .inject(FaultRule::new(paths::INQUIRY, Fault::Drop));
+
+    let (_, body) = app
+        .post(
+            "/subscribe/payments/schedule/own-r1/retry",
+            Some(&token),
+            json!({}),
+        )
+        .await;
+    assert_eq!(body["code"], 0, "a charge in flight, not a refusal: {body}");
+    assert_eq!(body["response"]["status"], "ready", "{body}");
+    let imp_uid = body["response"]["imp_uid"].as_str().unwrap().to_string();
+
+    app.advance(SETTLE_SECS + 60);
+    app.resolve_all().await;
+    assert_eq!(app.payment(&token, &imp_uid).await["status"], "paid");
+    app.app.gateway.run_due_schedules(10).await.unwrap();
+    let (_, s) = app
+        .get("/subscribe/payments/schedule/own-r1", Some(&token))
+        .await;
+    assert_eq!(s["response"]["payment_status"], "paid", "{s}");
+    assert_eq!(s["response"]["imp_uid"], imp_uid.as_str());
+    assert_eq!(app.sandbox.ledger().len(), 1);
+    app.assert_ledger_agrees().await;
+}
+
+#[tokio::test]
 async fn two_resolver_passes_over_one_cancel_attempt_write_one_cancellation_and_one_webhook() {
     let app = spawn_app().await;
     let token = app.token().await;
