@@ -58,6 +58,7 @@ impl App {
     }
 
     pub async fn build_with_clock(config: Config, clock: Clock) -> anyhow::Result<Self> {
+        config.validate()?;
         if !config.test_mode && config.master_key.is_none() {
             anyhow::bail!(
                 "OPENPORT_MASTER_KEY (base64 of 32 bytes) is required when test mode is off"
@@ -111,6 +112,7 @@ impl App {
             settings: GatewaySettings {
                 test_mode: config.test_mode,
                 settle_secs: config.resolver.settle_secs,
+                lease_secs: config.attempt_lease_secs(),
                 schedule_concurrency: config.scheduler.concurrency,
                 webhook_private_targets: config.webhook_private_targets(),
             },

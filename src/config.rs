@@ -69,8 +69,12 @@ pub struct SandboxSettings {
 pub struct ResolverSettings {
     /// How often the unknown-outcome resolver looks for open attempts.
     pub interval_ms: u64,
-    /// How long after an attempt started before "KCP has no such transaction" is believed. Must be
-    /// longer than the KCP timeout, so a slow request cannot be approved after we concluded.
+    /// How long after an attempt started before "KCP has no such transaction" is believed, and
+    /// before the resolver first looks at it. Must be longer than a request can hold an attempt
+    /// ([`Config::attempt_hold`], three KCP timeouts): the request's own inquiry then never
+    /// believes "no such transaction" for a call KCP may still be processing, and the resolver
+    /// only meets attempts whose request has let go (the lease still guards a slower one).
+    /// [`Config::validate`] refuses to start otherwise.
     pub settle_secs: i64,
 }
 
@@ -137,7 +141,7 @@ impl Default for Config {
             },
             resolver: ResolverSettings {
                 interval_ms: 2_000,
-                settle_secs: 60,
+                settle_secs: 120,
             },
             scheduler: SchedulerSettings {
                 concurrency: 16,
@@ -149,7 +153,54 @@ impl Default for Config {
     }
 }
 
+/// A configuration openport refuses to start with.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error(
+        "resolver.settle_secs ({settle_secs} s) must be longer than a request can hold a KCP attempt \
+         ({hold_ms} ms: three times kcp.timeout_ms, the call, its inquiry and a margin); \
+         set OPENPORT_RESOLVER__SETTLE_SECS to at least {minimum} or lower OPENPORT_KCP__TIMEOUT_MS"
+    )]
+    SettleTooShort {
+        settle_secs: i64,
+        hold_ms: u64,
+        minimum: u64,
+    },
+}
+
 impl Config {
+    /// The longest one holder of a KCP attempt (the request that made the call, or the resolver)
+    /// works on it without renewing its lease: two KCP calls (the call whose answer is lost and the
+    /// inquiry that follows it, or an inquiry and the net-cancel it decides) plus one more timeout
+    /// for the database writes around them. A holder renews its lease before every further call
+    /// with an effect at KCP (service/attempts.rs).
+    pub fn attempt_hold(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.kcp.timeout_ms.saturating_mul(3))
+    }
+
+    /// [`Self::attempt_hold`] as the lease written on an attempt, in whole seconds: rounded up,
+    /// plus one because leases are compared with Unix seconds, which floor the current time.
+    pub fn attempt_lease_secs(&self) -> i64 {
+        let secs = self.attempt_hold().as_millis().div_ceil(1000) + 1;
+        i64::try_from(secs).unwrap_or(i64::MAX)
+    }
+
+    /// Refuses settings that break the money rules (docs/operations.md "Unknown outcomes").
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let hold_ms = u64::try_from(self.attempt_hold().as_millis()).unwrap_or(u64::MAX);
+        let settle_ms = u64::try_from(self.resolver.settle_secs)
+            .unwrap_or(0)
+            .saturating_mul(1000);
+        if settle_ms <= hold_ms {
+            return Err(ConfigError::SettleTooShort {
+                settle_secs: self.resolver.settle_secs,
+                hold_ms,
+                minimum: hold_ms / 1000 + 1,
+            });
+        }
+        Ok(())
+    }
+
     /// Whether webhooks may go to non-public addresses: as configured, else only in test mode.
     pub fn webhook_private_targets(&self) -> bool {
         self.webhooks.private_targets.unwrap_or(self.test_mode)
@@ -190,5 +241,40 @@ impl Config {
         self.sandbox
             .embedded
             .unwrap_or(self.test_mode && self.kcp.api_base.is_none())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_defaults_let_the_settle_delay_outlast_a_requests_hold_on_an_attempt() {
+        let config = Config::default();
+        assert!(config.validate().is_ok());
+        assert_eq!(config.attempt_hold().as_secs(), 90);
+        assert_eq!(config.attempt_lease_secs(), 91);
+    }
+
+    #[test]
+    fn a_settle_delay_shorter_than_a_requests_hold_refuses_to_start_and_names_the_minimum() {
+        let mut config = Config::default();
+        config.resolver.settle_secs = 60;
+        let refused = config.validate().expect_err("60 s < three 30 s timeouts");
+        let message = refused.to_string();
+        assert!(message.contains("at least 91"), "{message}");
+        config.resolver.settle_secs = 90;
+        assert!(config.validate().is_err(), "equal is not longer");
+        config.kcp.timeout_ms = 29_000;
+        assert!(config.validate().is_ok());
+    }
+
+    #[test]
+    fn a_lease_rounds_the_hold_up_to_whole_seconds_and_one_more() {
+        let mut config = Config::default();
+        config.kcp.timeout_ms = 1_500;
+        assert_eq!(config.attempt_lease_secs(), 6);
+        config.resolver.settle_secs = 5;
+        assert!(config.validate().is_ok(), "4.5 s of hold fit in 5 s");
     }
 }

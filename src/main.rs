@@ -113,7 +113,7 @@ enum SandboxCommand {
         url: String,
         #[arg(long)]
         path: String,
-        /// delay | http_status | drop | lose_response
+        /// delay | slow_answer | http_status | drop | lose_response
         #[arg(long)]
         kind: String,
         #[arg(long)]
@@ -177,10 +177,11 @@ async fn main() -> anyhow::Result<()> {
                 .await
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
             println!(
-                "resealed under key {}: {} merchants, {} billing keys",
+                "resealed under key {}: {} merchants, {} billing keys, {} access tokens",
                 app.gateway.secrets.key_id(),
                 report.merchants,
-                report.billing_keys
+                report.billing_keys,
+                report.access_tokens
             );
             app.shutdown().await;
             Ok(())

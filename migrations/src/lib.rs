@@ -11,6 +11,7 @@ mod m20261202_000007_one_live_token;
 mod m20261203_000008_tokens_at_rest;
 mod m20261203_000009_prepared_currency_upper;
 mod m20261203_000010_notification_outcome;
+mod m20261203_000011_attempt_notify;
 
 pub struct Migrator;
 
@@ -28,6 +29,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261203_000008_tokens_at_rest::Migration),
             Box::new(m20261203_000009_prepared_currency_upper::Migration),
             Box::new(m20261203_000010_notification_outcome::Migration),
+            Box::new(m20261203_000011_attempt_notify::Migration),
         ]
     }
 }

@@ -26,6 +26,10 @@ const BODY_LIMIT: usize = 1024 * 1024;
 pub enum Fault {
     /// Wait, then process normally.
     Delay { ms: u64 },
+    /// Process fully (the ledger changes), then wait before answering: an answer that is already
+    /// stale when it arrives, e.g. an inquiry that says "approved" of an approval cancelled
+    /// meanwhile. What a gateway must not act on without checking it still owns the outcome.
+    SlowAnswer { ms: u64 },
     /// Answer this status with an HTML error page without processing, like a proxy in front of KCP.
     HttpStatus { status: u16 },
     /// Do not process; close the connection without a usable response.
@@ -204,6 +208,11 @@ async fn apply_detached(shared: Arc<Shared>, request: Request, next: Next) -> Re
             tokio::time::sleep(Duration::from_millis(ms)).await;
             next.run(request).await
         }
+        Fault::SlowAnswer { ms } => {
+            let answer = next.run(request).await;
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+            answer
+        }
         Fault::HttpStatus { status } => error_page(status),
         Fault::Drop => aborted(),
         Fault::LoseResponse => {
@@ -293,6 +302,11 @@ mod tests {
                 value: "1".into()
             }
         );
+        let rule: FaultRule = serde_json::from_str(
+            r#"{"path":"/std/inquery","fault":{"kind":"slow_answer","ms":800}}"#,
+        )
+        .unwrap();
+        assert_eq!(rule.fault, Fault::SlowAnswer { ms: 800 });
     }
 
     #[test]

@@ -200,6 +200,12 @@ impl Sandbox {
         self.shared.faults().clear();
     }
 
+    /// The rules still armed (a rule disappears once used up): how a test knows that a request
+    /// has reached the sandbox.
+    pub fn armed_faults(&self) -> Vec<FaultRule> {
+        self.shared.faults().rules()
+    }
+
     /// Where KCP's common notifications for `site_cd` go (`*` = any site without its own).
     pub fn set_notify_url(&self, site_cd: &str, url: &str) {
         notify::set_url(&self.shared, site_cd, url);

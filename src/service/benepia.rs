@@ -9,9 +9,10 @@
 //! honoured is net-cancelled. Benepia credentials live only in the request: they are never stored,
 //! and [`PointAccount`]'s `Debug` hides them.
 use chrono::{DateTime, Utc};
-use sea_orm::{ActiveModelTrait, Set};
+use futures::future::FutureExt;
+use sea_orm::{ColumnTrait, Condition, Set};
 
-use super::pay::{ApprovalOutcome, ChargeOrder, CHARGE_FAILURES};
+use super::pay::{ApprovalOutcome, ChargeOrder, Settling, CHARGE_FAILURES};
 use super::resolve::CancelOutcome;
 use super::{Gateway, PaymentRecord, ServiceError, ServiceResult};
 use crate::domain::ids::random_hex;
@@ -156,45 +157,61 @@ impl Gateway {
 
     /// `settle_approval` for points: the approval is recorded without card fields, or
     /// net-cancelled when it differs from the payment, `honour` is false, or it cannot be recorded.
-    pub(crate) async fn settle_point_approval(
-        &self,
-        connector: &dyn Pg,
+    pub(crate) fn settle_point_approval<'a>(
+        &'a self,
+        connector: &'a dyn Pg,
         payment: payment::Model,
         attempt: pg_attempt::Model,
         trade: PointTrade,
         honour: bool,
-    ) -> ServiceResult<ApprovalOutcome> {
-        let matches = trade.amount == payment.amount && trade.order_no == payment.order_no;
-        if !matches {
-            tracing::error!(imp_uid = %payment.imp_uid, tno = %trade.tno, "KCP approved other points or another order; net-cancelling");
-        }
-        if matches && honour {
-            match self.record_points_paid(&payment, &attempt, &trade).await {
-                Ok(p) => return Ok(ApprovalOutcome::Paid(p)),
-                Err(e) => {
-                    tracing::error!(imp_uid = %payment.imp_uid, "cannot record point approval, net-cancelling: {e}")
+    ) -> Settling<'a> {
+        async move {
+            let matches = trade.amount == payment.amount && trade.order_no == payment.order_no;
+            if !matches {
+                tracing::error!(imp_uid = %payment.imp_uid, tno = %trade.tno, "KCP approved other points or another order; net-cancelling");
+            }
+            if matches && honour {
+                match self.record_points_paid(&payment, &attempt, &trade).await {
+                    Ok(Some(p)) => return Ok(ApprovalOutcome::Paid(p)),
+                    Ok(None) => return self.approval_decided(payment.id).await,
+                    // `net_cancel` renews the lease first: an attempt the record closed after
+                    // all is answered from the database, not cancelled.
+                    Err(e) => {
+                        tracing::error!(imp_uid = %payment.imp_uid, "cannot record point approval, net-cancelling unless it was recorded after all: {e}")
+                    }
                 }
             }
+            let reason = if matches {
+                "결제 결과를 확정하지 못해 자동취소(망취소)되었습니다."
+            } else {
+                "승인금액 또는 주문번호 불일치로 자동취소(망취소)되었습니다."
+            };
+            self.net_cancel(connector, payment, attempt, &trade.tno, reason)
+                .await
         }
-        let reason = if matches {
-            "결제 결과를 확정하지 못해 자동취소(망취소)되었습니다."
-        } else {
-            "승인금액 또는 주문번호 불일치로 자동취소(망취소)되었습니다."
-        };
-        self.net_cancel(connector, payment, attempt, &trade.tno, reason)
-            .await
+        .boxed()
     }
 
     /// `record_paid` for points: `pg_tid` = tno, `apply_num` = `pnt_app_no`, no card fields; the
-    /// `paid` webhook commits with the state change.
+    /// `paid` webhook commits with the state change. None (nothing written) when another holder
+    /// settled the attempt.
     async fn record_points_paid(
         &self,
         payment: &payment::Model,
         attempt: &pg_attempt::Model,
         trade: &PointTrade,
-    ) -> Result<payment::Model, sea_orm::DbErr> {
+    ) -> Result<Option<payment::Model>, sea_orm::DbErr> {
         let now = self.clock.unix();
         let txn = self.db.write.begin().await?;
+        let mut a: pg_attempt::ActiveModel = attempt.clone().into();
+        a.state = Set("succeeded".into());
+        a.tno = Set(Some(trade.tno.clone()));
+        a.result_code = Set(Some("0000".into()));
+        a.updated_at = Set(now);
+        if !payments::write_held_attempt(&txn, attempt, a).await? {
+            txn.rollback().await?;
+            return Ok(None);
+        }
         let mut p: payment::ActiveModel = payment.clone().into();
         p.status = Set(PaymentStatus::Paid.as_db().into());
         p.pay_method = Set(POINT.into());
@@ -207,16 +224,15 @@ impl Gateway {
         p.card_quota = Set(0);
         p.paid_at = Set(Some(trade.approved_at.timestamp()));
         p.updated_at = Set(now);
-        let p = p.update(&txn).await?;
+        let pending =
+            Condition::all().add(payment::Column::Status.eq(PaymentStatus::Pending.as_db()));
+        let Some(p) = payments::update_payment_if(&txn, p, pending).await? else {
+            txn.rollback().await?;
+            return Ok(None);
+        };
         self.enqueue_webhook(&txn, &p, "paid", None).await?;
-        let mut a: pg_attempt::ActiveModel = attempt.clone().into();
-        a.state = Set("succeeded".into());
-        a.tno = Set(Some(trade.tno.clone()));
-        a.result_code = Set(Some("0000".into()));
-        a.updated_at = Set(now);
-        a.update(&txn).await?;
         txn.commit().await?;
-        Ok(p)
+        Ok(Some(p))
     }
 
     /// A partial cancel of a point payment. KCP has no partial cancel for points (`STPC` is
@@ -243,7 +259,6 @@ impl Gateway {
         connector: &dyn Pg,
         payment: payment::Model,
         attempt: pg_attempt::Model,
-        notify: bool,
     ) -> ServiceResult<PaymentRecord> {
         let tno = attempt
             .tno
@@ -254,10 +269,10 @@ impl Gateway {
             kind: CancelKind::Full,
             reason: kcp_reason(&attempt),
         };
+        let attempt_id = attempt.id;
         let outcome = match connector.cancel(&request).await {
             Ok(_) => {
-                let attempt = self.mark_reapprove_pending(&payment, attempt).await?;
-                self.send_reapproval(connector, payment.clone(), attempt, notify)
+                self.reapprove_after_stsc(connector, payment.clone(), attempt)
                     .await?
             }
             Err(PgError::Declined {
@@ -265,8 +280,13 @@ impl Gateway {
                 message,
                 reason,
             }) => {
-                self.close_attempt(attempt, "failed", &refusal(&code, &message))
-                    .await?;
+                if !self
+                    .close_attempt(attempt, "failed", &refusal(&code, &message))
+                    .await?
+                {
+                    let outcome = self.point_cancel_decided(attempt_id).await?;
+                    return self.answer_point_cancel(&payment, outcome).await;
+                }
                 if reason == DeclineReason::AlreadyCancelled {
                     tracing::error!(imp_uid = %payment.imp_uid, "KCP says already cancelled but openport has a point balance");
                 }
@@ -276,11 +296,13 @@ impl Gateway {
             }
             Err(e) => {
                 tracing::warn!(imp_uid = %payment.imp_uid, "point cancel (STSC) outcome unknown: {e}");
-                let mut a: pg_attempt::ActiveModel = attempt.into();
-                a.state = Set("unknown".into());
-                let attempt = payments::update_attempt(&self.db.write, a).await?;
-                self.resolve_partial_point_cancel(connector, payment.clone(), attempt, notify)
-                    .await?
+                match self.mark_unknown(attempt, &e.to_string()).await? {
+                    Some(attempt) => {
+                        self.resolve_partial_point_cancel(connector, payment.clone(), attempt)
+                            .await?
+                    }
+                    None => self.point_cancel_decided(attempt_id).await?,
+                }
             }
         };
         self.answer_point_cancel(&payment, outcome).await
@@ -326,12 +348,11 @@ impl Gateway {
         connector: &dyn Pg,
         payment: payment::Model,
         attempt: pg_attempt::Model,
-        notify: bool,
     ) -> ServiceResult<PointCancelOutcome> {
         let reorder = reapproval_order_no(&payment, &attempt);
         if attempt.order_no == reorder {
             return self
-                .find_or_send_reapproval(connector, payment, attempt, notify)
+                .find_or_send_reapproval(connector, payment, attempt)
                 .await;
         }
         let Some(tno) = attempt.tno.clone() else {
@@ -342,29 +363,90 @@ impl Gateway {
         };
         match connector.inquire_points(&TradeRef::Tno(tno)).await {
             Ok(TradeState::Cancelled { .. }) => {
-                let attempt = self.mark_reapprove_pending(&payment, attempt).await?;
-                self.send_reapproval(connector, payment, attempt, notify)
-                    .await
+                self.reapprove_after_stsc(connector, payment, attempt).await
             }
             Ok(TradeState::Approved { .. }) if self.settled(&attempt) => {
-                self.close_attempt(attempt, "failed", "KCP에 반영되지 않음")
-                    .await?;
-                Ok(PointCancelOutcome::NotApplied("PG사 응답 없음".into()))
+                self.point_closed_or_decided(
+                    attempt,
+                    "failed",
+                    "KCP에 반영되지 않음",
+                    PointCancelOutcome::NotApplied("PG사 응답 없음".into()),
+                )
+                .await
             }
             Ok(TradeState::Approved { .. }) => {
-                self.postpone(attempt, "STSC not applied yet").await?;
-                Ok(PointCancelOutcome::Unknown)
+                self.point_postponed_or_decided(attempt, "STSC not applied yet")
+                    .await
             }
             Ok(TradeState::NotFound) => {
                 tracing::error!(imp_uid = %payment.imp_uid, "point cancel attempt: KCP has no such transaction");
-                self.close_attempt(attempt, "conflict", "KCP에 거래가 없음")
-                    .await?;
-                Ok(PointCancelOutcome::NotApplied("KCP에 거래가 없음".into()))
+                self.point_closed_or_decided(
+                    attempt,
+                    "conflict",
+                    "KCP에 거래가 없음",
+                    PointCancelOutcome::NotApplied("KCP에 거래가 없음".into()),
+                )
+                .await
             }
             Err(e) => {
-                self.postpone(attempt, &e.to_string()).await?;
-                Ok(PointCancelOutcome::Unknown)
+                self.point_postponed_or_decided(attempt, &e.to_string())
+                    .await
             }
+        }
+    }
+
+    /// Step 3 then 4 of [`Self::cancel_points_partially`], once `STSC` is confirmed.
+    async fn reapprove_after_stsc(
+        &self,
+        connector: &dyn Pg,
+        payment: payment::Model,
+        attempt: pg_attempt::Model,
+    ) -> ServiceResult<PointCancelOutcome> {
+        let attempt_id = attempt.id;
+        match self.mark_reapprove_pending(&payment, attempt).await? {
+            Some(attempt) => self.send_reapproval(connector, payment, attempt).await,
+            None => self.point_cancel_decided(attempt_id).await,
+        }
+    }
+
+    /// What another holder decided about a point cancel attempt, as this flow answers it.
+    async fn point_cancel_decided(&self, attempt_id: i64) -> ServiceResult<PointCancelOutcome> {
+        Ok(match self.cancel_decided(attempt_id).await? {
+            CancelOutcome::Applied(p) => PointCancelOutcome::Applied(p),
+            CancelOutcome::NotApplied => {
+                PointCancelOutcome::NotApplied("다른 요청에서 처리되지 않음으로 확정됨".into())
+            }
+            CancelOutcome::Unknown => PointCancelOutcome::Unknown,
+        })
+    }
+
+    /// `outcome` once the attempt is closed as `state`, or what another holder decided.
+    async fn point_closed_or_decided(
+        &self,
+        attempt: pg_attempt::Model,
+        state: &str,
+        why: &str,
+        outcome: PointCancelOutcome,
+    ) -> ServiceResult<PointCancelOutcome> {
+        let id = attempt.id;
+        if self.close_attempt(attempt, state, why).await? {
+            Ok(outcome)
+        } else {
+            self.point_cancel_decided(id).await
+        }
+    }
+
+    /// Unknown once the attempt is left open for later, or what another holder decided.
+    async fn point_postponed_or_decided(
+        &self,
+        attempt: pg_attempt::Model,
+        why: &str,
+    ) -> ServiceResult<PointCancelOutcome> {
+        let id = attempt.id;
+        if self.postpone(attempt, why).await? {
+            Ok(PointCancelOutcome::Unknown)
+        } else {
+            self.point_cancel_decided(id).await
         }
     }
 
@@ -374,74 +456,77 @@ impl Gateway {
         connector: &dyn Pg,
         payment: payment::Model,
         attempt: pg_attempt::Model,
-        notify: bool,
     ) -> ServiceResult<PointCancelOutcome> {
         match connector
             .inquire_points(&TradeRef::OrderNo(attempt.order_no.clone()))
             .await
         {
             Ok(TradeState::Approved { approval, .. }) => {
-                self.record_reapproval(payment, attempt, approval.into(), notify)
+                self.record_reapproval(payment, attempt, approval.into())
                     .await
             }
             Ok(TradeState::Cancelled { approval, .. }) => {
                 tracing::error!(imp_uid = %payment.imp_uid, tno = %approval.tno, "the re-approval of a partial point cancel was cancelled at KCP; left for the operator");
-                self.close_attempt(
+                let why = format!(
+                    "{REAPPROVE_PENDING}: re-approval {} cancelled at KCP",
+                    approval.tno
+                );
+                self.point_closed_or_decided(
                     attempt,
                     "conflict",
-                    &format!(
-                        "{REAPPROVE_PENDING}: re-approval {} cancelled at KCP",
-                        approval.tno
-                    ),
+                    &why,
+                    PointCancelOutcome::NotApplied("재승인 거래가 취소됨".into()),
                 )
-                .await?;
-                Ok(PointCancelOutcome::NotApplied(
-                    "재승인 거래가 취소됨".into(),
-                ))
+                .await
             }
             Ok(TradeState::NotFound) if self.settled(&attempt) => {
-                self.send_reapproval(connector, payment, attempt, notify)
-                    .await
+                self.send_reapproval(connector, payment, attempt).await
             }
             Ok(TradeState::NotFound) => {
-                self.postpone(attempt, &format!("{REAPPROVE_PENDING}: not found yet"))
-                    .await?;
-                Ok(PointCancelOutcome::Unknown)
+                self.point_postponed_or_decided(
+                    attempt,
+                    &format!("{REAPPROVE_PENDING}: not found yet"),
+                )
+                .await
             }
             Err(e) => {
-                self.postpone(attempt, &format!("{REAPPROVE_PENDING}: {e}"))
-                    .await?;
-                Ok(PointCancelOutcome::Unknown)
+                self.point_postponed_or_decided(attempt, &format!("{REAPPROVE_PENDING}: {e}"))
+                    .await
             }
         }
     }
 
-    /// Step 3 of [`Self::cancel_points_partially`]: committed before `STRA` is sent.
+    /// Step 3 of [`Self::cancel_points_partially`]: committed before `STRA` is sent. None when
+    /// another holder settled the attempt meanwhile.
     async fn mark_reapprove_pending(
         &self,
         payment: &payment::Model,
         attempt: pg_attempt::Model,
-    ) -> ServiceResult<pg_attempt::Model> {
+    ) -> ServiceResult<Option<pg_attempt::Model>> {
         let now = self.clock.unix();
         let reorder = reapproval_order_no(payment, &attempt);
-        let mut a: pg_attempt::ActiveModel = attempt.into();
+        let mut a: pg_attempt::ActiveModel = attempt.clone().into();
         a.state = Set("unknown".into());
         a.order_no = Set(reorder.clone());
         a.result_message = Set(Some(format!(
             "{REAPPROVE_PENDING}: STSC done, STRA owed as {reorder}"
         )));
         a.updated_at = Set(now);
-        Ok(payments::update_attempt(&self.db.write, a).await?)
+        self.write_held(&attempt, a).await
     }
 
-    /// `STRA` of the balance left after this cancel, on the (cancelled) tno of the attempt.
+    /// `STRA` of the balance left after this cancel, on the (cancelled) tno of the attempt; only
+    /// while this holder still holds the attempt (its lease renewed first).
     async fn send_reapproval(
         &self,
         connector: &dyn Pg,
         payment: payment::Model,
         attempt: pg_attempt::Model,
-        notify: bool,
     ) -> ServiceResult<PointCancelOutcome> {
+        let attempt_id = attempt.id;
+        let Some(attempt) = self.renew(attempt).await? else {
+            return self.point_cancel_decided(attempt_id).await;
+        };
         let tno = attempt.tno.clone().unwrap_or_default();
         let remaining = payment.amount - payment.cancel_amount - attempt.amount;
         let good_name = payment
@@ -454,7 +539,7 @@ impl Gateway {
             .await
         {
             Ok(approval) => {
-                self.record_reapproval(payment, attempt, approval.into(), notify)
+                self.record_reapproval(payment, attempt, approval.into())
                     .await
             }
             Err(PgError::Declined { code, message, .. }) => {
@@ -465,23 +550,26 @@ impl Gateway {
                     .await
                 {
                     Ok(TradeState::Approved { approval, .. }) => {
-                        self.record_reapproval(payment, attempt, approval.into(), notify)
+                        self.record_reapproval(payment, attempt, approval.into())
                             .await
                     }
                     Ok(TradeState::NotFound) => {
                         let message = refusal(&code, &message);
                         tracing::error!(imp_uid = %payment.imp_uid, %tno, "point re-approval refused ({message}); the whole payment is cancelled at KCP");
-                        self.record_full_point_cancel(payment, attempt, &message, notify)
-                            .await?;
-                        Ok(PointCancelOutcome::FullyCancelled(message))
+                        match self
+                            .record_full_point_cancel(payment, attempt, &message)
+                            .await?
+                        {
+                            Some(_) => Ok(PointCancelOutcome::FullyCancelled(message)),
+                            None => self.point_cancel_decided(attempt_id).await,
+                        }
                     }
                     Ok(TradeState::Cancelled { .. }) | Err(_) => {
-                        self.postpone(
+                        self.point_postponed_or_decided(
                             attempt,
                             &format!("{REAPPROVE_PENDING}: STRA refused [{code}], state unclear"),
                         )
-                        .await?;
-                        Ok(PointCancelOutcome::Unknown)
+                        .await
                     }
                 }
             }
@@ -490,13 +578,13 @@ impl Gateway {
                 detail,
             }) => {
                 tracing::error!(imp_uid = %payment.imp_uid, %new_tno, "KCP re-approved other points ({detail}); left for the operator");
-                self.close_attempt(
+                self.point_closed_or_decided(
                     attempt,
                     "conflict",
                     &format!("{REAPPROVE_PENDING}: re-approval {new_tno} mismatch: {detail}"),
+                    PointCancelOutcome::NotApplied("재승인 금액 불일치".into()),
                 )
-                .await?;
-                Ok(PointCancelOutcome::NotApplied("재승인 금액 불일치".into()))
+                .await
             }
             Err(e) => {
                 tracing::warn!(imp_uid = %payment.imp_uid, "point re-approval (STRA) outcome unknown: {e}");
@@ -506,13 +594,15 @@ impl Gateway {
                     .await
                 {
                     Ok(TradeState::Approved { approval, .. }) => {
-                        self.record_reapproval(payment, attempt, approval.into(), notify)
+                        self.record_reapproval(payment, attempt, approval.into())
                             .await
                     }
                     _ => {
-                        self.postpone(attempt, &format!("{REAPPROVE_PENDING}: {e}"))
-                            .await?;
-                        Ok(PointCancelOutcome::Unknown)
+                        self.point_postponed_or_decided(
+                            attempt,
+                            &format!("{REAPPROVE_PENDING}: {e}"),
+                        )
+                        .await
                     }
                 }
             }
@@ -526,56 +616,70 @@ impl Gateway {
         payment: payment::Model,
         attempt: pg_attempt::Model,
         trade: PointTrade,
-        notify: bool,
     ) -> ServiceResult<PointCancelOutcome> {
         let expected = payment.amount - payment.cancel_amount - attempt.amount;
         if trade.amount != expected {
             tracing::error!(imp_uid = %payment.imp_uid, tno = %trade.tno, amount = trade.amount, expected, "point re-approval for another amount; left for the operator");
-            self.close_attempt(
-                attempt,
-                "conflict",
-                &format!(
-                    "{REAPPROVE_PENDING}: re-approval {} of {} (expected {expected})",
-                    trade.tno, trade.amount
-                ),
-            )
-            .await?;
-            return Ok(PointCancelOutcome::NotApplied("재승인 금액 불일치".into()));
+            let why = format!(
+                "{REAPPROVE_PENDING}: re-approval {} of {} (expected {expected})",
+                trade.tno, trade.amount
+            );
+            return self
+                .point_closed_or_decided(
+                    attempt,
+                    "conflict",
+                    &why,
+                    PointCancelOutcome::NotApplied("재승인 금액 불일치".into()),
+                )
+                .await;
         }
-        let amount = attempt.amount;
-        let p = self
-            .commit_point_cancel(payment, attempt, amount, Some(&trade), notify)
-            .await?;
-        Ok(PointCancelOutcome::Applied(Box::new(p)))
+        let (attempt_id, amount) = (attempt.id, attempt.amount);
+        let message = format!("STSC + STRA, re-approved as {}", trade.tno);
+        match self
+            .commit_point_cancel(payment, attempt, amount, Some(&trade), message)
+            .await?
+        {
+            Some(p) => Ok(PointCancelOutcome::Applied(Box::new(p))),
+            None => self.point_cancel_decided(attempt_id).await,
+        }
     }
 
-    /// The re-approval was refused and KCP holds nothing: the whole balance is cancelled.
+    /// The re-approval was refused and KCP holds nothing: the whole balance is cancelled. None
+    /// when another holder settled the attempt.
     async fn record_full_point_cancel(
         &self,
         payment: payment::Model,
         attempt: pg_attempt::Model,
         why: &str,
-        notify: bool,
-    ) -> ServiceResult<payment::Model> {
+    ) -> ServiceResult<Option<payment::Model>> {
         let amount = payment.amount - payment.cancel_amount;
-        let mut a: pg_attempt::ActiveModel = attempt.into();
-        a.result_message = Set(Some(format!("STRA refused {why}: whole balance cancelled")));
-        let attempt = payments::update_attempt(&self.db.write, a).await?;
-        self.commit_point_cancel(payment, attempt, amount, None, notify)
+        let message = format!("STRA refused {why}: whole balance cancelled");
+        self.commit_point_cancel(payment, attempt, amount, None, message)
             .await
     }
 
-    /// `record_cancellation` for points: also moves `pg_tid` to the re-approval's tno.
+    /// `record_cancellation` for points: also moves `pg_tid` to the re-approval's tno. Like it,
+    /// only while this holder still holds the attempt open and the cancelled amount is the one
+    /// read; otherwise nothing is written (None).
     async fn commit_point_cancel(
         &self,
         payment: payment::Model,
         attempt: pg_attempt::Model,
         amount: Won,
         reapproval: Option<&PointTrade>,
-        notify: bool,
-    ) -> ServiceResult<payment::Model> {
+        message: String,
+    ) -> ServiceResult<Option<payment::Model>> {
         let now = self.clock.unix();
         let txn = self.db.write.begin().await?;
+        let mut a: pg_attempt::ActiveModel = attempt.clone().into();
+        a.state = Set("succeeded".into());
+        a.result_code = Set(Some("0000".into()));
+        a.result_message = Set(Some(message));
+        a.updated_at = Set(now);
+        if !payments::write_held_attempt(&txn, &attempt, a).await? {
+            txn.rollback().await?;
+            return Ok(None);
+        }
         let cancellation = payments::insert_cancellation(
             &txn,
             cancellation::ActiveModel {
@@ -593,9 +697,9 @@ impl Gateway {
             },
         )
         .await?;
-        let cancel_amount = payment.cancel_amount + amount;
+        let read_cancel_amount = payment.cancel_amount;
         let mut p: payment::ActiveModel = payment.into();
-        p.cancel_amount = Set(cancel_amount);
+        p.cancel_amount = Set(read_cancel_amount + amount);
         p.status = Set(PaymentStatus::Cancelled.as_db().into());
         p.cancelled_at = Set(Some(now));
         p.cancel_reason = Set(attempt.reason.clone());
@@ -604,21 +708,18 @@ impl Gateway {
             p.apply_num = Set(Some(r.app_no.clone()));
         }
         p.updated_at = Set(now);
-        let p = p.update(&txn).await?;
-        if notify {
+        let unchanged = Condition::all().add(payment::Column::CancelAmount.eq(read_cancel_amount));
+        let Some(p) = payments::update_payment_if(&txn, p, unchanged).await? else {
+            txn.rollback().await?;
+            return Ok(None);
+        };
+        // API cancels notify only when asked (`enable_webhook`, spec §5).
+        if attempt.notify {
             self.enqueue_webhook(&txn, &p, "cancelled", Some(&cancellation.cancellation_id))
                 .await?;
         }
-        let mut a: pg_attempt::ActiveModel = attempt.into();
-        a.state = Set("succeeded".into());
-        a.result_code = Set(Some("0000".into()));
-        if let Some(r) = reapproval {
-            a.result_message = Set(Some(format!("STSC + STRA, re-approved as {}", r.tno)));
-        }
-        a.updated_at = Set(now);
-        a.update(&txn).await?;
         txn.commit().await?;
-        Ok(p)
+        Ok(Some(p))
     }
 }
 

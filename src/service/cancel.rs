@@ -3,7 +3,7 @@
 //! A unique index allows one open cancel attempt per payment, so concurrent partial cancels are
 //! serialised by the database: the balance each one checks is the balance KCP will see.
 use chrono::{DateTime, Utc};
-use sea_orm::{ActiveModelTrait, Set};
+use sea_orm::{ColumnTrait, Condition, Set};
 
 use super::resolve::CancelOutcome;
 use super::schedules::SCHEDULED_USAGE;
@@ -28,6 +28,8 @@ pub struct CancelCommand {
 }
 
 const NOT_FOUND: &str = "취소할 결제건이 존재하지 않습니다.";
+/// The refusal while another cancel of the payment is in flight.
+const IN_FLIGHT: &str = "이 결제건에 처리 중인 취소 요청이 있습니다. 잠시 후 다시 시도해 주세요.";
 
 impl Gateway {
     pub async fn cancel_payment(
@@ -64,7 +66,13 @@ impl Gateway {
         let reason = cmd.reason.clone().filter(|r| !r.trim().is_empty());
 
         let attempt = self
-            .open_cancel_attempt(&payment, &tno, &reason, first_plan.amount)
+            .open_cancel_attempt(
+                &payment,
+                &tno,
+                &reason,
+                first_plan.amount,
+                cmd.enable_webhook,
+            )
             .await?;
         // Holding the only open cancel, re-read: another cancel may have completed meanwhile.
         let payment = payments::by_id(&self.db.write, payment.id)
@@ -78,16 +86,19 @@ impl Gateway {
                 return Err(e);
             }
         };
-        let mut a: pg_attempt::ActiveModel = attempt.into();
+        let mut a: pg_attempt::ActiveModel = attempt.clone().into();
         a.amount = Set(plan.amount);
-        let attempt = payments::update_attempt(&self.db.write, a).await?;
+        let Some(attempt) = self.write_held(&attempt, a).await? else {
+            // Not this request's any more (it stalled past its lease): nothing was sent to KCP.
+            return Err(ServiceError::Refused(IN_FLIGHT.into()));
+        };
 
         let connector = self.connectors.for_merchant(m, &self.secrets)?;
         let is_point = payment.pay_method == super::benepia::POINT;
         // Points have no STPC: a partial cancel is STSC + STRA (service/benepia.rs).
         if is_point && !plan.is_full {
             return self
-                .cancel_points_partially(connector.as_ref(), payment, attempt, cmd.enable_webhook)
+                .cancel_points_partially(connector.as_ref(), payment, attempt)
                 .await;
         }
         // A full cancel of an untouched approval must be STSC (spec/kcp.md §2.9); a point
@@ -111,52 +122,78 @@ impl Gateway {
             kind,
             reason: kcp_reason,
         };
-        match connector.cancel(&request).await {
-            Ok(conf) => {
-                let p = self
-                    .record_cancellation(payment, attempt, conf.cancelled_at, cmd.enable_webhook)
-                    .await?;
-                self.payment_record(p).await
-            }
+        let attempt_id = attempt.id;
+        let outcome = match connector.cancel(&request).await {
+            Ok(conf) => match self
+                .record_cancellation(payment.clone(), attempt, conf.cancelled_at)
+                .await?
+            {
+                Some(p) => CancelOutcome::Applied(Box::new(p)),
+                None => self.cancel_decided(attempt_id).await?,
+            },
             Err(PgError::Declined {
                 code,
                 message,
                 reason: r,
             }) => {
-                self.close_attempt(attempt, "failed", &format!("[{code}] {message}"))
-                    .await?;
+                if !self
+                    .close_attempt(attempt, "failed", &format!("[{code}] {message}"))
+                    .await?
+                {
+                    return self
+                        .answer_cancel(&payment, self.cancel_decided(attempt_id).await?)
+                        .await;
+                }
                 if r == DeclineReason::AlreadyCancelled {
                     tracing::error!(imp_uid = %payment.imp_uid, "KCP says already cancelled but openport has a balance");
                 }
-                Err(ServiceError::Refused(format!(
+                return Err(ServiceError::Refused(format!(
                     "결제취소에 실패하였습니다.({message})"
-                )))
+                )));
             }
             Err(e) => {
                 tracing::warn!(imp_uid = %payment.imp_uid, "cancel outcome unknown: {e}");
-                let mut a: pg_attempt::ActiveModel = attempt.into();
-                a.state = Set("unknown".into());
-                let attempt = payments::update_attempt(&self.db.write, a).await?;
-                match self.resolve_cancel(connector.as_ref(), payment.clone(), attempt).await? {
-                    CancelOutcome::Applied(p) => self.payment_record(*p).await,
-                    CancelOutcome::NotApplied => Err(ServiceError::Refused("결제취소에 실패하였습니다.(PG사 응답 없음)".into())),
-                    CancelOutcome::Unknown => Err(ServiceError::Refused(format!(
-                        "PG사 취소 응답을 확인하지 못했습니다. 취소 결과는 자동으로 확인됩니다. (imp_uid: {})",
-                        payment.imp_uid
-                    ))),
+                match self.mark_unknown(attempt, &e.to_string()).await? {
+                    Some(attempt) => {
+                        self.resolve_cancel(connector.as_ref(), payment.clone(), attempt)
+                            .await?
+                    }
+                    None => self.cancel_decided(attempt_id).await?,
                 }
             }
+        };
+        self.answer_cancel(&payment, outcome).await
+    }
+
+    /// How a cancel's outcome is answered: the payment once applied, a refusal otherwise.
+    async fn answer_cancel(
+        &self,
+        payment: &payment::Model,
+        outcome: CancelOutcome,
+    ) -> ServiceResult<PaymentRecord> {
+        match outcome {
+            CancelOutcome::Applied(p) => self.payment_record(*p).await,
+            CancelOutcome::NotApplied => Err(ServiceError::Refused(
+                "결제취소에 실패하였습니다.(PG사 응답 없음)".into(),
+            )),
+            CancelOutcome::Unknown => Err(ServiceError::Refused(format!(
+                "PG사 취소 응답을 확인하지 못했습니다. 취소 결과는 자동으로 확인됩니다. (imp_uid: {})",
+                payment.imp_uid
+            ))),
         }
     }
 
-    /// Commits the payment's cancel attempt (pending) before KCP is called. The unique index
-    /// allows one open cancel per payment: a second one is refused while the first is in flight.
+    /// Commits the payment's cancel attempt (pending, held by this request) before KCP is called.
+    /// The unique index allows one open cancel per payment: a second one is refused while the
+    /// first is in flight. `notify`: the merchant asked for a `cancelled` webhook, which whoever
+    /// settles the cancel then sends.
     pub(crate) async fn open_cancel_attempt(
         &self,
         p: &payment::Model,
         tno: &str,
         reason: &Option<String>,
         amount: i64,
+        notify: bool,
     ) -> ServiceResult<pg_attempt::Model> {
         let now = self.clock.unix();
         let inserted = payments::insert_attempt(
@@ -175,33 +212,42 @@ impl Gateway {
                 result_message: Set(None),
                 tries: Set(0),
                 next_check_at: Set(now + self.settings.settle_secs),
-                lease_until: Set(0),
+                lease_until: Set(self.lease_from(now)),
                 created_at: Set(now),
                 updated_at: Set(now),
+                notify: Set(notify),
                 ..Default::default()
             },
         )
         .await;
         match inserted {
             Ok(a) => Ok(a),
-            Err(e) if is_unique_violation(&e) => Err(ServiceError::Refused(
-                "이 결제건에 처리 중인 취소 요청이 있습니다. 잠시 후 다시 시도해 주세요.".into(),
-            )),
+            Err(e) if is_unique_violation(&e) => Err(ServiceError::Refused(IN_FLIGHT.into())),
             Err(e) => Err(e.into()),
         }
     }
 
-    /// The cancellation row, the payment's cumulative cancel_amount and the attempt, in one transaction.
+    /// The cancellation row, the payment's cumulative cancel_amount, the attempt and (when the
+    /// merchant asked, `attempt.notify`) the `cancelled` webhook, in one transaction. Only while
+    /// this holder still holds the attempt open and the payment's cancelled amount is the one read
+    /// with it; otherwise nothing is written (None): another holder recorded it, once.
     pub(crate) async fn record_cancellation(
         &self,
         payment: payment::Model,
         attempt: pg_attempt::Model,
         at: DateTime<Utc>,
-        notify: bool,
-    ) -> ServiceResult<payment::Model> {
+    ) -> ServiceResult<Option<payment::Model>> {
         let now = self.clock.unix();
         let at = at.timestamp();
         let txn = self.db.write.begin().await?;
+        let mut a: pg_attempt::ActiveModel = attempt.clone().into();
+        a.state = Set("succeeded".into());
+        a.result_code = Set(Some("0000".into()));
+        a.updated_at = Set(now);
+        if !payments::write_held_attempt(&txn, &attempt, a).await? {
+            txn.rollback().await?;
+            return Ok(None);
+        }
         let cancellation = payments::insert_cancellation(
             &txn,
             cancellation::ActiveModel {
@@ -219,29 +265,28 @@ impl Gateway {
             },
         )
         .await?;
-        let cancel_amount = payment.cancel_amount + attempt.amount;
+        let read_cancel_amount = payment.cancel_amount;
         let mut p: payment::ActiveModel = payment.into();
-        p.cancel_amount = Set(cancel_amount);
+        p.cancel_amount = Set(read_cancel_amount + attempt.amount);
         p.status = Set(PaymentStatus::Cancelled.as_db().into());
         p.cancelled_at = Set(Some(at));
         p.cancel_reason = Set(attempt.reason.clone());
         p.updated_at = Set(now);
-        let p = p.update(&txn).await?;
+        let unchanged = Condition::all().add(payment::Column::CancelAmount.eq(read_cancel_amount));
+        let Some(p) = payments::update_payment_if(&txn, p, unchanged).await? else {
+            txn.rollback().await?;
+            return Ok(None);
+        };
         // A schedule shows its payment's status (spec §4.4: paid / failed / cancelled).
         if p.customer_uid_usage.as_deref() == Some(SCHEDULED_USAGE) {
             billing::schedule_payment_cancelled(&txn, p.merchant_id, &p.imp_uid, now).await?;
         }
         // API cancels notify only when asked (`enable_webhook`, spec §5).
-        if notify {
+        if attempt.notify {
             self.enqueue_webhook(&txn, &p, "cancelled", Some(&cancellation.cancellation_id))
                 .await?;
         }
-        let mut a: pg_attempt::ActiveModel = attempt.into();
-        a.state = Set("succeeded".into());
-        a.result_code = Set(Some("0000".into()));
-        a.updated_at = Set(now);
-        a.update(&txn).await?;
         txn.commit().await?;
-        Ok(p)
+        Ok(Some(p))
     }
 }

@@ -8,11 +8,12 @@
 //! cannot stand is net-cancelled.
 use std::time::Duration;
 
+use futures::future::FutureExt;
 use sea_orm::sea_query::Expr;
-use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, Set};
+use sea_orm::{ActiveModelTrait, ColumnTrait, Condition, EntityTrait, QueryFilter, Set};
 use serde::Serialize;
 
-use super::pay::{ApprovalOutcome, ChargeOrder};
+use super::pay::{ApprovalOutcome, ChargeOrder, Settling};
 use super::{Gateway, ServiceError, ServiceResult};
 use crate::domain::checkout::{
     escrow_good_info, method_of_bitmask, window_plan, WindowMethod, WindowPlan,
@@ -705,13 +706,16 @@ impl Gateway {
             }
             Err(PgError::Declined { code, message, .. }) => {
                 let message = format!("[{code}] {message}");
-                ApprovalOutcome::Declined {
-                    payment: self
-                        .record_failure(p, attempt, Some(code), &message)
-                        .await?,
+                let payment_id = p.id;
+                let written = self
+                    .record_failure(p, attempt, Some(code), &message)
+                    .await?;
+                self.written_or_decided(payment_id, written, |payment| ApprovalOutcome::Declined {
+                    payment,
                     reason: crate::pg::DeclineReason::Other,
                     message,
-                }
+                })
+                .await?
             }
             Err(PgError::Mismatch { tno, detail }) => {
                 tracing::error!(imp_uid = %p.imp_uid, %tno, "window approval differs from the order ({detail}); net-cancelling");
@@ -726,10 +730,10 @@ impl Gateway {
             }
             Err(e) => {
                 tracing::warn!(imp_uid = %p.imp_uid, "window approval outcome unknown: {e}");
-                let attempt = self.mark_unknown(attempt, &e.to_string()).await?;
                 // The buyer has not been answered yet, so an approval an inquiry finds now is
-                // honoured. Window points and virtual accounts wait for the resolver (which
-                // net-cancels what it finds later, the buyer having been told it failed).
+                // honoured: this request still holds the attempt, so nobody else settles it
+                // meanwhile. Window points and virtual accounts are let go to the resolver
+                // (which net-cancels what it finds later, the buyer having been told it failed).
                 let inquirable = matches!(
                     opened,
                     Some(
@@ -740,10 +744,18 @@ impl Gateway {
                     )
                 );
                 if inquirable {
-                    self.resolve_approval(connector.as_ref(), p, attempt, true)
-                        .await?
+                    match self.mark_unknown(attempt, &e.to_string()).await? {
+                        Some(attempt) => {
+                            self.resolve_approval(connector.as_ref(), p, attempt, true)
+                                .await?
+                        }
+                        None => self.approval_decided(p.id).await?,
+                    }
                 } else {
-                    ApprovalOutcome::Unknown(p)
+                    match self.let_go(attempt, &e.to_string()).await? {
+                        Some(_) => ApprovalOutcome::Unknown(p),
+                        None => self.approval_decided(p.id).await?,
+                    }
                 }
             }
         };
@@ -786,9 +798,12 @@ impl Gateway {
                 result_message: Set(None),
                 tries: Set(0),
                 next_check_at: Set(now + self.settings.settle_secs),
-                lease_until: Set(0),
+                // This request holds it until it records the outcome or lets go
+                // (service/attempts.rs).
+                lease_until: Set(self.lease_from(now)),
                 created_at: Set(now),
                 updated_at: Set(now),
+                notify: Set(false),
                 ..Default::default()
             },
         )
@@ -799,119 +814,135 @@ impl Gateway {
 
     /// Records a window approval per method, or cancels it at KCP when it must not stand. A
     /// virtual account (from the window or from `POST /vbanks`) becomes `ready` with its account
-    /// and a `ready` webhook; its `vbank_code` is iamport's code for KCP's bank.
-    pub(crate) async fn settle_window(
-        &self,
-        connector: &dyn crate::pg::Pg,
+    /// and a `ready` webhook; its `vbank_code` is iamport's code for KCP's bank. Like every
+    /// outcome, only while this holder still holds the attempt open and the payment is pending;
+    /// otherwise the answer is what another holder decided.
+    pub(crate) fn settle_window<'a>(
+        &'a self,
+        connector: &'a dyn crate::pg::Pg,
         p: payment::Model,
         attempt: pg_attempt::Model,
         approval: WindowApproval,
-    ) -> ServiceResult<ApprovalOutcome> {
-        if let WindowApproval::Card(card) = approval {
-            return self
-                .settle_approval(connector, p, attempt, card, true)
-                .await;
+    ) -> Settling<'a> {
+        async move {
+            if let WindowApproval::Card(card) = approval {
+                return self
+                    .settle_approval(connector, p, attempt, card, true)
+                    .await;
+            }
+            let now = self.clock.unix();
+            let (tno, amount) = approval.tno_and_amount();
+            let tno = tno.to_string();
+            if amount != p.amount {
+                return self
+                    .net_cancel(
+                        connector,
+                        p,
+                        attempt,
+                        &tno,
+                        "승인금액 불일치로 자동취소(망취소)되었습니다.",
+                    )
+                    .await;
+            }
+            let txn = self.db.write.begin().await?;
+            let mut am: payment::ActiveModel = p.clone().into();
+            am.pg_tid = Set(Some(tno.clone()));
+            am.updated_at = Set(now);
+            let mut webhook = "paid";
+            match &approval {
+                WindowApproval::Bank {
+                    approved_at,
+                    bank_code,
+                    bank_name,
+                    ..
+                } => {
+                    am.status = Set(PaymentStatus::Paid.as_db().into());
+                    am.paid_at = Set(Some(approved_at.timestamp()));
+                    // Empty when the approval is known from an inquiry, which names no bank.
+                    am.bank_code = Set(Some(bank_code.clone()).filter(|c| !c.is_empty()));
+                    am.bank_name = Set(Some(bank_name.clone()).filter(|n| !n.is_empty()));
+                }
+                WindowApproval::VirtualAccount(IssuedVirtualAccount {
+                    bank_code,
+                    bank_name,
+                    account,
+                    holder,
+                    due,
+                    issued_at,
+                    ..
+                }) => {
+                    am.status = Set(PaymentStatus::Ready.as_db().into());
+                    am.vbank_code = Set(Some(
+                        VbankBank::from_kcp(bank_code)
+                            .map_or_else(|| bank_code.clone(), |b| b.iamport_code.to_string()),
+                    ));
+                    am.vbank_name = Set(Some(bank_name.clone()));
+                    am.vbank_num = Set(Some(account.clone()));
+                    am.vbank_holder = Set(Some(holder.clone()));
+                    am.vbank_date = Set(Some(due.timestamp()));
+                    am.vbank_issued_at = Set(Some(issued_at.timestamp()));
+                    webhook = "ready";
+                }
+                WindowApproval::Phone { approved_at, .. } => {
+                    am.status = Set(PaymentStatus::Paid.as_db().into());
+                    am.paid_at = Set(Some(approved_at.timestamp()));
+                }
+                WindowApproval::Point {
+                    approved_at,
+                    app_no,
+                    ..
+                }
+                | WindowApproval::Gift {
+                    approved_at,
+                    app_no,
+                    ..
+                } => {
+                    am.status = Set(PaymentStatus::Paid.as_db().into());
+                    am.paid_at = Set(Some(approved_at.timestamp()));
+                    am.apply_num = Set(Some(app_no.clone()));
+                }
+                WindowApproval::Card(_) => unreachable!("handled above"),
+            }
+            let recorded = async {
+                let mut a: pg_attempt::ActiveModel = attempt.clone().into();
+                a.state = Set("succeeded".into());
+                a.tno = Set(Some(tno.clone()));
+                a.result_code = Set(Some("0000".into()));
+                a.updated_at = Set(now);
+                if !payments::write_held_attempt(&txn, &attempt, a).await? {
+                    txn.rollback().await?;
+                    return Ok(None);
+                }
+                let pending = PaymentStatus::Pending.as_db();
+                let pending = Condition::all().add(payment::Column::Status.eq(pending));
+                let Some(p) = payments::update_payment_if(&txn, am, pending).await? else {
+                    txn.rollback().await?;
+                    return Ok(None);
+                };
+                self.enqueue_webhook(&txn, &p, webhook, None).await?;
+                txn.commit().await?;
+                Ok::<_, sea_orm::DbErr>(Some(p))
+            }
+            .await;
+            match recorded {
+                Ok(Some(p)) => Ok(ApprovalOutcome::Paid(p)),
+                Ok(None) => self.approval_decided(p.id).await,
+                // `net_cancel` renews the lease first: an attempt the record closed after all is
+                // answered from the database, not cancelled.
+                Err(e) => {
+                    tracing::error!(imp_uid = %p.imp_uid, "cannot record window approval, net-cancelling unless it was recorded after all: {e}");
+                    self.net_cancel(
+                        connector,
+                        p,
+                        attempt,
+                        &tno,
+                        "결제 결과를 기록하지 못해 자동취소(망취소)되었습니다.",
+                    )
+                    .await
+                }
+            }
         }
-        let now = self.clock.unix();
-        let (tno, amount) = approval.tno_and_amount();
-        let tno = tno.to_string();
-        if amount != p.amount {
-            return self
-                .net_cancel(
-                    connector,
-                    p,
-                    attempt,
-                    &tno,
-                    "승인금액 불일치로 자동취소(망취소)되었습니다.",
-                )
-                .await;
-        }
-        let txn = self.db.write.begin().await?;
-        let mut am: payment::ActiveModel = p.clone().into();
-        am.pg_tid = Set(Some(tno.clone()));
-        am.updated_at = Set(now);
-        let mut webhook = "paid";
-        match &approval {
-            WindowApproval::Bank {
-                approved_at,
-                bank_code,
-                bank_name,
-                ..
-            } => {
-                am.status = Set(PaymentStatus::Paid.as_db().into());
-                am.paid_at = Set(Some(approved_at.timestamp()));
-                // Empty when the approval is known from an inquiry, which names no bank.
-                am.bank_code = Set(Some(bank_code.clone()).filter(|c| !c.is_empty()));
-                am.bank_name = Set(Some(bank_name.clone()).filter(|n| !n.is_empty()));
-            }
-            WindowApproval::VirtualAccount(IssuedVirtualAccount {
-                bank_code,
-                bank_name,
-                account,
-                holder,
-                due,
-                issued_at,
-                ..
-            }) => {
-                am.status = Set(PaymentStatus::Ready.as_db().into());
-                am.vbank_code = Set(Some(
-                    VbankBank::from_kcp(bank_code)
-                        .map_or_else(|| bank_code.clone(), |b| b.iamport_code.to_string()),
-                ));
-                am.vbank_name = Set(Some(bank_name.clone()));
-                am.vbank_num = Set(Some(account.clone()));
-                am.vbank_holder = Set(Some(holder.clone()));
-                am.vbank_date = Set(Some(due.timestamp()));
-                am.vbank_issued_at = Set(Some(issued_at.timestamp()));
-                webhook = "ready";
-            }
-            WindowApproval::Phone { approved_at, .. } => {
-                am.status = Set(PaymentStatus::Paid.as_db().into());
-                am.paid_at = Set(Some(approved_at.timestamp()));
-            }
-            WindowApproval::Point {
-                approved_at,
-                app_no,
-                ..
-            }
-            | WindowApproval::Gift {
-                approved_at,
-                app_no,
-                ..
-            } => {
-                am.status = Set(PaymentStatus::Paid.as_db().into());
-                am.paid_at = Set(Some(approved_at.timestamp()));
-                am.apply_num = Set(Some(app_no.clone()));
-            }
-            WindowApproval::Card(_) => unreachable!("handled above"),
-        }
-        let recorded = async {
-            let p = am.update(&txn).await?;
-            self.enqueue_webhook(&txn, &p, webhook, None).await?;
-            let mut a: pg_attempt::ActiveModel = attempt.clone().into();
-            a.state = Set("succeeded".into());
-            a.tno = Set(Some(tno.clone()));
-            a.result_code = Set(Some("0000".into()));
-            a.updated_at = Set(now);
-            a.update(&txn).await?;
-            txn.commit().await?;
-            Ok::<_, sea_orm::DbErr>(p)
-        }
-        .await;
-        match recorded {
-            Ok(p) => Ok(ApprovalOutcome::Paid(p)),
-            Err(e) => {
-                tracing::error!(imp_uid = %p.imp_uid, "cannot record window approval, net-cancelling: {e}");
-                self.net_cancel(
-                    connector,
-                    p,
-                    attempt,
-                    &tno,
-                    "결제 결과를 기록하지 못해 자동취소(망취소)되었습니다.",
-                )
-                .await
-            }
-        }
+        .boxed()
     }
 
     /// The billing-key window: the key is stored for the session's customer_uid; the 0-won
@@ -931,6 +962,7 @@ impl Gateway {
             Ok(k) => k,
             Err(e) => {
                 let reason = format!("빌링키 발급에 실패하였습니다. ({e})");
+                // None: another holder settled the attempt, and its outcome stands.
                 self.record_failure(p, attempt, None, &reason).await?;
                 return Ok(());
             }
@@ -944,6 +976,14 @@ impl Gateway {
             key.masked_card_number.clone()
         };
         let txn = self.db.write.begin().await?;
+        let mut a: pg_attempt::ActiveModel = attempt.clone().into();
+        a.state = Set("succeeded".into());
+        a.updated_at = Set(now);
+        if !payments::write_held_attempt(&txn, &attempt, a).await? {
+            tracing::warn!(imp_uid = %p.imp_uid, "billing-key window settled by another holder; its outcome stands");
+            txn.rollback().await?;
+            return Ok(());
+        }
         if let Some(old) = billing::active_key(&txn, m.id, &uid).await? {
             billing::retire_key(&txn, old.id, "replaced", now).await?;
         }
@@ -986,10 +1026,6 @@ impl Gateway {
         am.card_name = Set(Some(key.issuer_name));
         am.updated_at = Set(now);
         am.update(&txn).await?;
-        let mut a: pg_attempt::ActiveModel = attempt.into();
-        a.state = Set("succeeded".into());
-        a.updated_at = Set(now);
-        a.update(&txn).await?;
         txn.commit().await?;
         Ok(())
     }

@@ -105,13 +105,15 @@ impl Gateway {
 pub struct ResealReport {
     pub merchants: usize,
     pub billing_keys: usize,
+    /// Live access tokens (getToken hands them out again, so they must open under the new key).
+    pub access_tokens: usize,
 }
 
 impl Gateway {
     /// Rewrites every sealed column that is not under the current master key (after a rotation).
     /// Each row is rewritten on its own: safe to interrupt and run again.
     pub async fn reseal_secrets(&self) -> ServiceResult<ResealReport> {
-        use crate::store::entity::billing_key;
+        use crate::store::entity::{access_token, billing_key};
         use sea_orm::{ActiveModelTrait, EntityTrait};
         let reseal = |v: &str| -> ServiceResult<Option<String>> {
             if !self.secrets.needs_reseal(v) {
@@ -153,6 +155,18 @@ impl Gateway {
                 am.batch_key_sealed = Set(sealed);
                 am.update(&self.db.write).await?;
                 report.billing_keys += 1;
+            }
+        }
+        let now = self.clock.unix();
+        for t in access_token::Entity::find().all(&self.db.read).await? {
+            if t.expires_at <= now {
+                continue;
+            }
+            if let Some(sealed) = reseal(&t.token_sealed)? {
+                let mut am: access_token::ActiveModel = t.into();
+                am.token_sealed = Set(sealed);
+                am.update(&self.db.write).await?;
+                report.access_tokens += 1;
             }
         }
         Ok(report)

@@ -1,4 +1,5 @@
 //! Use cases. Transactions live here; HTTP and KCP wire formats do not.
+pub mod attempts;
 pub mod auth;
 pub mod benepia;
 pub mod billing;
@@ -68,6 +69,9 @@ pub struct GatewaySettings {
     pub test_mode: bool,
     /// See `config::ResolverSettings::settle_secs`.
     pub settle_secs: i64,
+    /// How long a holder of a KCP attempt owns it before another may claim it (see
+    /// `config::Config::attempt_lease_secs` and `service::attempts`).
+    pub lease_secs: i64,
     /// See `config::SchedulerSettings::concurrency`.
     pub schedule_concurrency: usize,
     /// See `config::WebhookSettings::private_targets` (resolved against test mode).

@@ -3,6 +3,7 @@
 //! Write order (design.md §2): the payment (pending) and its attempt are committed BEFORE KCP is
 //! called; the outcome is recorded in one transaction afterwards. A unique index lets only one
 //! non-failed payment hold a merchant_uid, so concurrent calls charge KCP at most once.
+use futures::future::{BoxFuture, FutureExt};
 use sea_orm::Set;
 
 use super::{Gateway, PaymentRecord, ServiceError, ServiceResult};
@@ -64,6 +65,12 @@ pub(crate) enum ApprovalOutcome {
     /// Nobody knows yet; the resolver will settle it.
     Unknown(payment::Model),
 }
+
+/// The future of a step that settles an approval attempt (record it, net-cancel it, inquire and
+/// decide). Boxed: the follow-up of a lost answer nests these steps several deep (inquiry, then
+/// a window or virtual-account variant, then a record or a net-cancel), and unboxed each step's
+/// future is laid out inside its caller's, which overflowed a debug build's 2 MiB thread stack.
+pub(crate) type Settling<'a> = BoxFuture<'a, ServiceResult<ApprovalOutcome>>;
 
 /// What a charge records before KCP is called: common to key-in, billing-key and scheduled charges.
 #[derive(Debug, Clone, Default)]
@@ -281,14 +288,16 @@ impl Gateway {
                 reason,
             } => {
                 let message = format!("[{code}] {message}");
-                let payment = self
+                let payment_id = payment.id;
+                let written = self
                     .record_failure(payment, attempt, Some(code), &message)
                     .await?;
-                ApprovalOutcome::Declined {
+                self.written_or_decided(payment_id, written, |payment| ApprovalOutcome::Declined {
                     payment,
                     reason,
                     message,
-                }
+                })
+                .await?
             }
             PgError::Mismatch { tno, detail } => {
                 tracing::error!(imp_uid = %payment.imp_uid, %tno, "KCP approved something else than asked ({detail}); net-cancelling");
@@ -300,20 +309,28 @@ impl Gateway {
                     merchant_id = payment.merchant_id,
                     "KCP configuration error: {msg}"
                 );
-                let payment = self
+                let payment_id = payment.id;
+                let written = self
                     .record_failure(payment, attempt, None, reasons.config)
                     .await?;
-                ApprovalOutcome::Declined {
+                self.written_or_decided(payment_id, written, |payment| ApprovalOutcome::Declined {
                     payment,
                     reason: DeclineReason::Other,
                     message: "PG 설정 오류".into(),
-                }
+                })
+                .await?
             }
             err => {
                 tracing::warn!(imp_uid = %payment.imp_uid, order_no = %payment.order_no, "outcome unknown: {err}");
-                let attempt = self.mark_unknown(attempt, &err.to_string()).await?;
-                self.resolve_approval(connector, payment, attempt, true)
-                    .await?
+                // Still this request's attempt (it holds the lease from the insert), so its own
+                // inquiry settles it: nobody else can claim it meanwhile.
+                match self.mark_unknown(attempt, &err.to_string()).await? {
+                    Some(attempt) => {
+                        self.resolve_approval(connector, payment, attempt, true)
+                            .await?
+                    }
+                    None => self.approval_decided(payment.id).await?,
+                }
             }
         })
     }
@@ -467,9 +484,12 @@ impl Gateway {
                 result_message: Set(None),
                 tries: Set(0),
                 next_check_at: Set(now + self.settings.settle_secs),
-                lease_until: Set(0),
+                // This request holds it until it records the outcome or lets go
+                // (service/attempts.rs).
+                lease_until: Set(self.lease_from(now)),
                 created_at: Set(now),
                 updated_at: Set(now),
+                notify: Set(false),
                 ..Default::default()
             },
             customer_uid,
@@ -479,84 +499,114 @@ impl Gateway {
 
     /// Records an approval KCP reported, or cancels it at KCP when it must not stand: the amount or
     /// order differs from ours (spec/kcp.md §5), `honour` is false (the merchant was already told
-    /// the payment did not go through), or the result cannot be recorded.
-    pub(crate) async fn settle_approval(
-        &self,
-        connector: &dyn PgConnector,
+    /// the payment did not go through), or the result cannot be recorded. When the record finds
+    /// the attempt settled by another holder, their outcome is the answer.
+    pub(crate) fn settle_approval<'a>(
+        &'a self,
+        connector: &'a dyn PgConnector,
         payment: payment::Model,
         attempt: pg_attempt::Model,
         approval: CardApproval,
         honour: bool,
-    ) -> ServiceResult<ApprovalOutcome> {
-        let matches = approval.amount == payment.amount && approval.order_no == payment.order_no;
-        if !matches {
-            tracing::error!(imp_uid = %payment.imp_uid, tno = %approval.tno, "KCP approved a different amount or order; net-cancelling");
-        }
-        if matches && honour {
-            match self.record_paid(&payment, &attempt, &approval).await {
-                Ok(p) => return Ok(ApprovalOutcome::Paid(p)),
-                Err(e) => {
-                    tracing::error!(imp_uid = %payment.imp_uid, "cannot record approval, net-cancelling: {e}")
+    ) -> Settling<'a> {
+        async move {
+            let matches =
+                approval.amount == payment.amount && approval.order_no == payment.order_no;
+            if !matches {
+                tracing::error!(imp_uid = %payment.imp_uid, tno = %approval.tno, "KCP approved a different amount or order; net-cancelling");
+            }
+            if matches && honour {
+                match self.record_paid(&payment, &attempt, &approval).await {
+                    Ok(Some(p)) => return Ok(ApprovalOutcome::Paid(p)),
+                    Ok(None) => return self.approval_decided(payment.id).await,
+                    // The error may have come after the commit landed (a connection lost on the
+                    // way back): `net_cancel` renews the lease first, which fails on an attempt
+                    // that the record closed, and then answers from the database instead.
+                    Err(e) => {
+                        tracing::error!(imp_uid = %payment.imp_uid, "cannot record approval, net-cancelling unless it was recorded after all: {e}")
+                    }
                 }
             }
+            let reason = if matches {
+                "결제 결과를 확정하지 못해 자동취소(망취소)되었습니다."
+            } else {
+                "승인금액 또는 주문번호 불일치로 자동취소(망취소)되었습니다."
+            };
+            self.net_cancel(connector, payment, attempt, &approval.tno, reason)
+                .await
         }
-        let reason = if matches {
-            "결제 결과를 확정하지 못해 자동취소(망취소)되었습니다."
-        } else {
-            "승인금액 또는 주문번호 불일치로 자동취소(망취소)되었습니다."
-        };
-        self.net_cancel(connector, payment, attempt, &approval.tno, reason)
-            .await
+        .boxed()
     }
 
     /// STSC with KCP's net-cancel reason; the attempt stays open (and the payment pending) if the
-    /// cancel's own outcome is unknown, so the resolver finishes it.
-    pub(crate) async fn net_cancel(
-        &self,
-        connector: &dyn PgConnector,
+    /// cancel's own outcome is unknown, so the resolver finishes it. Only while this holder still
+    /// holds the attempt open (its lease renewed first): an attempt someone else settled, or that
+    /// an approval record closed after all, is answered from the database and never cancelled.
+    pub(crate) fn net_cancel<'a>(
+        &'a self,
+        connector: &'a dyn PgConnector,
         payment: payment::Model,
         attempt: pg_attempt::Model,
-        tno: &str,
-        fail_reason: &str,
-    ) -> ServiceResult<ApprovalOutcome> {
-        let req = CancelRequest {
-            tno: tno.to_string(),
-            kind: CancelKind::Full,
-            reason: NET_CANCEL_REASON.into(),
-        };
-        match connector.cancel(&req).await {
-            Ok(_)
-            | Err(PgError::Declined {
-                reason: DeclineReason::AlreadyCancelled,
-                ..
-            }) => {
-                let p = self
-                    .record_net_cancelled(payment, attempt, tno, fail_reason)
-                    .await?;
-                Ok(ApprovalOutcome::NetCancelled(p))
-            }
-            Err(e) => {
-                tracing::error!(imp_uid = %payment.imp_uid, %tno, "net-cancel did not complete: {e}");
-                let mut a: pg_attempt::ActiveModel = attempt.into();
-                a.state = Set("unknown".into());
-                a.tno = Set(Some(tno.to_string()));
-                a.result_message = Set(Some(format!("net-cancel pending: {e}")));
-                a.next_check_at = Set(self.clock.unix());
-                a.updated_at = Set(self.clock.unix());
-                payments::update_attempt(&self.db.write, a).await?;
-                Ok(ApprovalOutcome::Unknown(payment))
+        tno: &'a str,
+        fail_reason: &'a str,
+    ) -> Settling<'a> {
+        async move {
+            let Some(attempt) = self.renew(attempt).await? else {
+                return self.approval_decided(payment.id).await;
+            };
+            let req = CancelRequest {
+                tno: tno.to_string(),
+                kind: CancelKind::Full,
+                reason: NET_CANCEL_REASON.into(),
+            };
+            match connector.cancel(&req).await {
+                Ok(_)
+                | Err(PgError::Declined {
+                    reason: DeclineReason::AlreadyCancelled,
+                    ..
+                }) => {
+                    let payment_id = payment.id;
+                    let written = self
+                        .record_net_cancelled(payment, attempt, tno, fail_reason)
+                        .await?;
+                    if written.is_none() {
+                        // The lease was renewed just before the cancel, so only a holder stalled
+                        // past its lease gets here: KCP has the cancel, the database another
+                        // outcome.
+                        tracing::error!(%tno, payment_id, "net-cancelled at KCP, but another holder recorded this attempt meanwhile: reconcile by hand");
+                    }
+                    self.written_or_decided(payment_id, written, ApprovalOutcome::NetCancelled)
+                        .await
+                }
+                Err(e) => {
+                    tracing::error!(imp_uid = %payment.imp_uid, %tno, "net-cancel did not complete: {e}");
+                    // Let go at once: the resolver finishes the cancel.
+                    let now = self.clock.unix();
+                    let mut a: pg_attempt::ActiveModel = attempt.clone().into();
+                    a.state = Set("unknown".into());
+                    a.tno = Set(Some(tno.to_string()));
+                    a.result_message = Set(Some(format!("net-cancel pending: {e}")));
+                    a.next_check_at = Set(now);
+                    a.lease_until = Set(0);
+                    a.updated_at = Set(now);
+                    match self.write_held(&attempt, a).await? {
+                        Some(_) => Ok(ApprovalOutcome::Unknown(payment)),
+                        None => self.approval_decided(payment.id).await,
+                    }
+                }
             }
         }
+        .boxed()
     }
 
     /// The payment `paid`, its attempt `succeeded` and the `paid` webhook (spec §5), in one atomic
-    /// write (`payments::conclude_charge`).
+    /// write (`payments::conclude_charge`); None when another holder settled the attempt.
     pub(crate) async fn record_paid(
         &self,
         payment: &payment::Model,
         attempt: &pg_attempt::Model,
         ap: &CardApproval,
-    ) -> Result<payment::Model, sea_orm::DbErr> {
+    ) -> Result<Option<payment::Model>, sea_orm::DbErr> {
         let now = self.clock.unix();
         let webhooks = self.webhooks_announcing(payment, "paid").await?;
         let mut p: payment::ActiveModel = payment.clone().into();
@@ -575,33 +625,44 @@ impl Gateway {
         a.tno = Set(Some(ap.tno.clone()));
         a.result_code = Set(Some("0000".into()));
         a.updated_at = Set(now);
-        payments::conclude_charge(&self.db.write, p, a, webhooks).await
+        payments::conclude_charge(
+            &self.db.write,
+            attempt,
+            PaymentStatus::Pending.as_db(),
+            p,
+            a,
+            webhooks,
+        )
+        .await
     }
 
+    /// The payment failed with `reason`; None when another holder settled the attempt.
     pub(crate) async fn record_failure(
         &self,
         payment: payment::Model,
         attempt: pg_attempt::Model,
         code: Option<String>,
         reason: &str,
-    ) -> ServiceResult<payment::Model> {
+    ) -> ServiceResult<Option<payment::Model>> {
         self.close_failed(payment, attempt, "failed", None, code, reason)
             .await
     }
 
+    /// The payment failed, its approval `tno` cancelled at KCP; None when another holder settled
+    /// the attempt.
     pub(crate) async fn record_net_cancelled(
         &self,
         payment: payment::Model,
         attempt: pg_attempt::Model,
         tno: &str,
         reason: &str,
-    ) -> ServiceResult<payment::Model> {
+    ) -> ServiceResult<Option<payment::Model>> {
         self.close_failed(payment, attempt, "net_cancelled", Some(tno), None, reason)
             .await
     }
 
     /// Marks the payment failed (freeing its merchant_uid) and closes the attempt, in one atomic
-    /// write (`payments::conclude_charge`).
+    /// write (`payments::conclude_charge`), if this holder still holds the attempt open.
     async fn close_failed(
         &self,
         payment: payment::Model,
@@ -610,7 +671,7 @@ impl Gateway {
         tno: Option<&str>,
         code: Option<String>,
         reason: &str,
-    ) -> ServiceResult<payment::Model> {
+    ) -> ServiceResult<Option<payment::Model>> {
         let now = self.clock.unix();
         // Ordinary failures fire nothing; a scheduled charge's failure does (spec §5).
         let webhooks =
@@ -627,7 +688,7 @@ impl Gateway {
             p.pg_tid = Set(Some(t.to_string()));
         }
         p.updated_at = Set(now);
-        let mut a: pg_attempt::ActiveModel = attempt.into();
+        let mut a: pg_attempt::ActiveModel = attempt.clone().into();
         a.state = Set(attempt_state.into());
         if let Some(t) = tno {
             a.tno = Set(Some(t.to_string()));
@@ -635,19 +696,29 @@ impl Gateway {
         a.result_code = Set(code);
         a.result_message = Set(Some(reason.to_string()));
         a.updated_at = Set(now);
-        Ok(payments::conclude_charge(&self.db.write, p, a, webhooks).await?)
+        Ok(payments::conclude_charge(
+            &self.db.write,
+            &attempt,
+            PaymentStatus::Pending.as_db(),
+            p,
+            a,
+            webhooks,
+        )
+        .await?)
     }
 
+    /// The attempt's answer was lost; its holder keeps it (and its lease) for the follow-up.
+    /// None when another holder settled it meanwhile.
     pub(crate) async fn mark_unknown(
         &self,
         attempt: pg_attempt::Model,
         why: &str,
-    ) -> ServiceResult<pg_attempt::Model> {
-        let mut a: pg_attempt::ActiveModel = attempt.into();
+    ) -> ServiceResult<Option<pg_attempt::Model>> {
+        let mut a: pg_attempt::ActiveModel = attempt.clone().into();
         a.state = Set("unknown".into());
         a.result_message = Set(Some(why.chars().take(200).collect()));
         a.updated_at = Set(self.clock.unix());
-        Ok(payments::update_attempt(&self.db.write, a).await?)
+        self.write_held(&attempt, a).await
     }
 }
 

@@ -2,19 +2,20 @@
 //! by `std/inquery`, never by guessing (spec/kcp.md §5). An approval that openport can no longer
 //! honour is net-cancelled; "KCP has no such approval" is believed only once the attempt is older
 //! than `settle_secs`, so a slow request cannot be approved after we concluded it failed.
+//!
+//! The resolver, and a merchant's retry, settle only attempts they claimed: never one that the
+//! request which made the call still holds (service/attempts.rs).
+use futures::future::FutureExt;
 use sea_orm::Set;
 
 use super::benepia::POINT;
-use super::pay::ApprovalOutcome;
+use super::pay::{ApprovalOutcome, Settling};
 use super::vbanks::VBANK;
 use super::{Gateway, ServiceError, ServiceResult};
 use crate::domain::checkout::window_plan;
 use crate::pg::{CardApproval, Pg, TradeRef, TradeState, VbankState, WindowApproval, WindowMethod};
 use crate::store::entity::{payment, pg_attempt};
 use crate::store::payments;
-
-/// How long one resolver instance owns an attempt it claimed.
-const LEASE_SECS: i64 = 120;
 
 /// What became of a cancel attempt.
 pub(crate) enum CancelOutcome {
@@ -24,114 +25,121 @@ pub(crate) enum CancelOutcome {
 }
 
 impl Gateway {
-    pub(crate) async fn resolve_approval(
-        &self,
-        connector: &dyn Pg,
+    pub(crate) fn resolve_approval<'a>(
+        &'a self,
+        connector: &'a dyn Pg,
         payment: payment::Model,
         attempt: pg_attempt::Model,
         honour: bool,
-    ) -> ServiceResult<ApprovalOutcome> {
-        // Virtual accounts (window or `POST /vbanks`) are inquired with PAVC (service/vbanks.rs).
-        if payment.pay_method == VBANK {
-            return self
-                .resolve_vbank_issue(connector, payment, attempt, honour)
-                .await;
-        }
-        // Cards and easy-pay are inquired with PACA, points with PAPT, bank transfers, phone and
-        // gift certificates of the window with their own pay_type.
-        let plan = window_plan(&payment.pay_method, false);
-        let method = plan.as_ref().map(|plan| plan.method);
-        if !matches!(
-            method,
-            Some(
-                WindowMethod::Card
-                    | WindowMethod::Point
-                    | WindowMethod::Bank
-                    | WindowMethod::Phone
-                    | WindowMethod::GiftCertificate
-            )
-        ) {
-            tracing::error!(imp_uid = %payment.imp_uid, pay_method = %payment.pay_method, "unknown outcome needs manual reconciliation: no inquiry for this method");
-            return self
-                .leave_open(
-                    payment,
-                    attempt,
-                    "no inquiry for this pay method: reconcile by hand",
-                )
-                .await;
-        }
-        let trade = match &attempt.tno {
-            Some(t) => TradeRef::Tno(t.clone()),
-            None => TradeRef::OrderNo(attempt.order_no.clone()),
-        };
-        // Benepia points are inquired with PAPT (service/benepia.rs); a PACA inquiry never finds them.
-        let is_point = method == Some(WindowMethod::Point);
-        let window = method.filter(|m| {
-            matches!(
-                m,
-                WindowMethod::Bank | WindowMethod::Phone | WindowMethod::GiftCertificate
-            )
-        });
-        let state = if is_point {
-            connector.inquire_points(&trade).await
-        } else if let Some(method) = window {
-            connector.inquire_window(&trade, method).await
-        } else {
-            connector.inquire(&trade).await
-        };
-        match state {
-            Ok(TradeState::Approved { approval, .. }) if is_point => {
-                self.settle_point_approval(connector, payment, attempt, approval.into(), honour)
-                    .await
+    ) -> Settling<'a> {
+        async move {
+            // Virtual accounts (window or `POST /vbanks`) are inquired with PAVC
+            // (service/vbanks.rs).
+            if payment.pay_method == VBANK {
+                return self
+                    .resolve_vbank_issue(connector, payment, attempt, honour)
+                    .await;
             }
-            Ok(TradeState::Approved { approval, .. }) if window.is_some() => {
-                let van_code = plan.and_then(|plan| plan.van_code).unwrap_or_default();
-                let approval = window_approval_from_inquiry(window, approval, van_code);
-                if honour {
-                    self.settle_window(connector, payment, attempt, approval)
-                        .await
-                } else {
-                    let tno = approval.tno_and_amount().0.to_string();
-                    self.net_cancel(
-                        connector,
+            // Cards and easy-pay are inquired with PACA, points with PAPT, bank transfers, phone
+            // and gift certificates of the window with their own pay_type.
+            let plan = window_plan(&payment.pay_method, false);
+            let method = plan.as_ref().map(|plan| plan.method);
+            if !matches!(
+                method,
+                Some(
+                    WindowMethod::Card
+                        | WindowMethod::Point
+                        | WindowMethod::Bank
+                        | WindowMethod::Phone
+                        | WindowMethod::GiftCertificate
+                )
+            ) {
+                tracing::error!(imp_uid = %payment.imp_uid, pay_method = %payment.pay_method, "unknown outcome needs manual reconciliation: no inquiry for this method");
+                return self
+                    .leave_open(
                         payment,
                         attempt,
-                        &tno,
-                        "결제 결과를 확정하지 못해 자동취소(망취소)되었습니다.",
+                        "no inquiry for this pay method: reconcile by hand",
+                    )
+                    .await;
+            }
+            let trade = match &attempt.tno {
+                Some(t) => TradeRef::Tno(t.clone()),
+                None => TradeRef::OrderNo(attempt.order_no.clone()),
+            };
+            // Benepia points are inquired with PAPT (service/benepia.rs); a PACA inquiry never
+            // finds them.
+            let is_point = method == Some(WindowMethod::Point);
+            let window = method.filter(|m| {
+                matches!(
+                    m,
+                    WindowMethod::Bank | WindowMethod::Phone | WindowMethod::GiftCertificate
+                )
+            });
+            let state = if is_point {
+                connector.inquire_points(&trade).await
+            } else if let Some(method) = window {
+                connector.inquire_window(&trade, method).await
+            } else {
+                connector.inquire(&trade).await
+            };
+            match state {
+                Ok(TradeState::Approved { approval, .. }) if is_point => {
+                    self.settle_point_approval(connector, payment, attempt, approval.into(), honour)
+                        .await
+                }
+                Ok(TradeState::Approved { approval, .. }) if window.is_some() => {
+                    let van_code = plan.and_then(|plan| plan.van_code).unwrap_or_default();
+                    let approval = window_approval_from_inquiry(window, approval, van_code);
+                    if honour {
+                        self.settle_window(connector, payment, attempt, approval)
+                            .await
+                    } else {
+                        let tno = approval.tno_and_amount().0.to_string();
+                        self.net_cancel(
+                            connector,
+                            payment,
+                            attempt,
+                            &tno,
+                            "결제 결과를 확정하지 못해 자동취소(망취소)되었습니다.",
+                        )
+                        .await
+                    }
+                }
+                Ok(TradeState::Approved { approval, .. }) => {
+                    self.settle_approval(connector, payment, attempt, approval, honour)
+                        .await
+                }
+                Ok(TradeState::Cancelled { approval, .. }) => {
+                    let payment_id = payment.id;
+                    let written = self
+                        .record_net_cancelled(
+                            payment,
+                            attempt,
+                            &approval.tno,
+                            "결제 결과를 확정하지 못해 자동취소(망취소)되었습니다.",
+                        )
+                        .await?;
+                    self.written_or_decided(payment_id, written, ApprovalOutcome::NetCancelled)
+                        .await
+                }
+                Ok(TradeState::NotFound) if self.settled(&attempt) => {
+                    self.fail_unrecorded(
+                        payment,
+                        attempt,
+                        "PG사 승인 내역이 없어 결제 실패로 처리되었습니다.",
+                        "PG사 승인 내역 없음",
                     )
                     .await
                 }
-            }
-            Ok(TradeState::Approved { approval, .. }) => {
-                self.settle_approval(connector, payment, attempt, approval, honour)
-                    .await
-            }
-            Ok(TradeState::Cancelled { approval, .. }) => {
-                let p = self
-                    .record_net_cancelled(
-                        payment,
-                        attempt,
-                        &approval.tno,
-                        "결제 결과를 확정하지 못해 자동취소(망취소)되었습니다.",
-                    )
-                    .await?;
-                Ok(ApprovalOutcome::NetCancelled(p))
-            }
-            Ok(TradeState::NotFound) if self.settled(&attempt) => {
-                self.fail_unrecorded(
-                    payment,
-                    attempt,
-                    "PG사 승인 내역이 없어 결제 실패로 처리되었습니다.",
-                    "PG사 승인 내역 없음",
-                )
-                .await
-            }
-            Ok(TradeState::NotFound) => self.leave_open(payment, attempt, "not found yet").await,
-            Err(e) => {
-                tracing::warn!(imp_uid = %payment.imp_uid, "inquiry failed: {e}");
-                self.leave_open(payment, attempt, &e.to_string()).await
+                Ok(TradeState::NotFound) => self.leave_open(payment, attempt, "not found yet").await,
+                Err(e) => {
+                    tracing::warn!(imp_uid = %payment.imp_uid, "inquiry failed: {e}");
+                    self.leave_open(payment, attempt, &e.to_string()).await
+                }
             }
         }
+        .boxed()
     }
 
     pub(crate) async fn resolve_cancel(
@@ -143,7 +151,7 @@ impl Gateway {
         // A partial cancel of points is STSC + STRA, settled in service/benepia.rs.
         if Self::is_partial_point_cancel(&payment, &attempt) {
             return Ok(self
-                .resolve_partial_point_cancel(connector, payment, attempt, false)
+                .resolve_partial_point_cancel(connector, payment, attempt)
                 .await?
                 .into_cancel_outcome());
         }
@@ -178,63 +186,105 @@ impl Gateway {
                 })
             }
         };
+        let attempt_id = attempt.id;
         let remaining = match remaining {
             Ok(Some(remaining)) => remaining,
             Ok(None) => {
-                self.close_attempt(attempt, "conflict", "KCP에 거래가 없음")
-                    .await?;
                 tracing::error!(imp_uid = %payment.imp_uid, "cancel attempt: KCP has no such transaction");
-                return Ok(CancelOutcome::NotApplied);
+                return self
+                    .closed_or_decided(
+                        attempt,
+                        "conflict",
+                        "KCP에 거래가 없음",
+                        CancelOutcome::NotApplied,
+                    )
+                    .await;
             }
             Err(e) => {
-                self.postpone(attempt, &e.to_string()).await?;
-                return Ok(CancelOutcome::Unknown);
+                return self
+                    .postponed_or_decided(attempt, &e.to_string(), CancelOutcome::Unknown)
+                    .await;
             }
         };
         let balance_before = payment.amount - payment.cancel_amount;
         if remaining == balance_before - attempt.amount {
             let now = self.clock.now();
-            let p = self
-                .record_cancellation(payment, attempt, now, false)
-                .await?;
-            Ok(CancelOutcome::Applied(Box::new(p)))
+            match self.record_cancellation(payment, attempt, now).await? {
+                Some(p) => Ok(CancelOutcome::Applied(Box::new(p))),
+                None => self.cancel_decided(attempt_id).await,
+            }
         } else if remaining == balance_before {
             if self.settled(&attempt) {
-                self.close_attempt(attempt, "failed", "KCP에 반영되지 않음")
-                    .await?;
-                Ok(CancelOutcome::NotApplied)
+                self.closed_or_decided(
+                    attempt,
+                    "failed",
+                    "KCP에 반영되지 않음",
+                    CancelOutcome::NotApplied,
+                )
+                .await
             } else {
-                self.postpone(attempt, "not applied yet").await?;
-                Ok(CancelOutcome::Unknown)
+                self.postponed_or_decided(attempt, "not applied yet", CancelOutcome::Unknown)
+                    .await
             }
         } else {
             tracing::error!(
                 imp_uid = %payment.imp_uid, remaining, balance_before,
                 "KCP balance matches neither outcome of the cancel; left for the operator"
             );
-            self.close_attempt(
+            self.closed_or_decided(
                 attempt,
                 "conflict",
                 &format!("KCP 잔액 {remaining}, 기대값 불일치"),
+                CancelOutcome::NotApplied,
             )
-            .await?;
-            Ok(CancelOutcome::NotApplied)
+            .await
         }
     }
 
-    /// A payment holding a merchant_uid while its outcome is open: settles it now if it is due.
-    /// Returns true when the merchant_uid is free again.
+    /// `outcome` once the cancel attempt is closed as `state`, or what another holder decided.
+    async fn closed_or_decided(
+        &self,
+        attempt: pg_attempt::Model,
+        state: &str,
+        why: &str,
+        outcome: CancelOutcome,
+    ) -> ServiceResult<CancelOutcome> {
+        let id = attempt.id;
+        if self.close_attempt(attempt, state, why).await? {
+            Ok(outcome)
+        } else {
+            self.cancel_decided(id).await
+        }
+    }
+
+    /// `outcome` once the cancel attempt is left open for later, or what another holder decided.
+    async fn postponed_or_decided(
+        &self,
+        attempt: pg_attempt::Model,
+        why: &str,
+        outcome: CancelOutcome,
+    ) -> ServiceResult<CancelOutcome> {
+        let id = attempt.id;
+        if self.postpone(attempt, why).await? {
+            Ok(outcome)
+        } else {
+            self.cancel_decided(id).await
+        }
+    }
+
+    /// A payment holding a merchant_uid while its outcome is open: settles it now if it is due and
+    /// nobody holds it (the request that made the call may still be inquiring). Returns true when
+    /// the merchant_uid is free again.
     pub(crate) async fn try_resolve_payment(&self, live: &payment::Model) -> ServiceResult<bool> {
-        let now = self.clock.unix();
         for attempt in payments::open_attempts_of(&self.db.write, live.id).await? {
             // Only the settle delay matters here, not the resolver's backoff: the merchant is
             // waiting on this retry.
             if attempt.kind != "approve" || !self.settled(&attempt) {
                 continue;
             }
-            if !payments::claim_attempt(&self.db.write, attempt.id, now, now + LEASE_SECS).await? {
+            let Some(attempt) = self.claim(attempt.id).await? else {
                 continue;
-            }
+            };
             let merchant = self.merchant(live.merchant_id).await?;
             let connector = self.connectors.for_merchant(&merchant, &self.secrets)?;
             let honour =
@@ -250,15 +300,12 @@ impl Gateway {
         Ok(false)
     }
 
-    /// The resolver job's unit of work: settles one due attempt, if this instance wins its lease.
+    /// The resolver job's unit of work: settles one due attempt, if this instance wins its lease
+    /// (never while another holder, such as the request that made the call, holds it).
     pub async fn resolve_attempt(&self, id: i64) -> ServiceResult<()> {
-        let now = self.clock.unix();
-        if !payments::claim_attempt(&self.db.write, id, now, now + LEASE_SECS).await? {
+        let Some(attempt) = self.claim(id).await? else {
             return Ok(());
-        }
-        let attempt = payments::attempt_by_id(&self.db.write, id)
-            .await?
-            .ok_or_else(|| ServiceError::Internal("attempt vanished".into()))?;
+        };
         let payment = payments::by_id(&self.db.write, attempt.payment_id)
             .await?
             .ok_or_else(|| ServiceError::Internal("payment vanished".into()))?;
@@ -304,60 +351,66 @@ impl Gateway {
         fail_reason: &str,
         message: &str,
     ) -> ServiceResult<ApprovalOutcome> {
-        let payment = self
+        let payment_id = payment.id;
+        let written = self
             .record_failure(payment, attempt, None, fail_reason)
             .await?;
-        Ok(ApprovalOutcome::Declined {
+        self.written_or_decided(payment_id, written, |payment| ApprovalOutcome::Declined {
             payment,
             reason: crate::pg::DeclineReason::Other,
             message: message.into(),
         })
+        .await
     }
 
-    /// Leaves an approval's outcome open (the payment stays pending) and looks again later.
+    /// Leaves an approval's outcome open (the payment stays pending) and looks again later; or,
+    /// when another holder settled it meanwhile, answers their outcome.
     pub(crate) async fn leave_open(
         &self,
         payment: payment::Model,
         attempt: pg_attempt::Model,
         why: &str,
     ) -> ServiceResult<ApprovalOutcome> {
-        self.postpone(attempt, why).await?;
-        Ok(ApprovalOutcome::Unknown(payment))
+        if self.postpone(attempt, why).await? {
+            Ok(ApprovalOutcome::Unknown(payment))
+        } else {
+            self.approval_decided(payment.id).await
+        }
     }
 
-    /// Leaves the attempt open and asks to look again later (exponential backoff, ≤ 5 minutes).
+    /// Leaves the attempt open, lets go of it (the resolver claims it later) and asks to look
+    /// again later (exponential backoff, ≤ 5 minutes). False when this holder no longer held it.
     pub(crate) async fn postpone(
         &self,
         attempt: pg_attempt::Model,
         why: &str,
-    ) -> ServiceResult<()> {
+    ) -> ServiceResult<bool> {
         let now = self.clock.unix();
         let tries = attempt.tries + 1;
         let backoff = (5i64 << tries.min(6)).min(300);
         let next = (now + backoff).max(attempt.created_at + self.settings.settle_secs);
-        let mut a: pg_attempt::ActiveModel = attempt.into();
+        let mut a: pg_attempt::ActiveModel = attempt.clone().into();
         a.state = Set("unknown".into());
         a.tries = Set(tries);
         a.next_check_at = Set(next);
         a.lease_until = Set(0);
         a.result_message = Set(Some(why.chars().take(200).collect()));
         a.updated_at = Set(now);
-        payments::update_attempt(&self.db.write, a).await?;
-        Ok(())
+        Ok(self.write_held(&attempt, a).await?.is_some())
     }
 
+    /// Closes the attempt as `state`. False when this holder no longer held it open.
     pub(crate) async fn close_attempt(
         &self,
         attempt: pg_attempt::Model,
         state: &str,
         why: &str,
-    ) -> ServiceResult<()> {
-        let mut a: pg_attempt::ActiveModel = attempt.into();
+    ) -> ServiceResult<bool> {
+        let mut a: pg_attempt::ActiveModel = attempt.clone().into();
         a.state = Set(state.into());
         a.result_message = Set(Some(why.chars().take(200).collect()));
         a.updated_at = Set(self.clock.unix());
-        payments::update_attempt(&self.db.write, a).await?;
-        Ok(())
+        Ok(self.write_held(&attempt, a).await?.is_some())
     }
 }
 

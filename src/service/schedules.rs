@@ -239,7 +239,14 @@ impl Gateway {
         self.schedule(m, merchant_uid).await
     }
 
-    /// Runs a failed or revoked schedule again now.
+    /// Runs a failed or revoked schedule again now, and answers the payment it made.
+    ///
+    /// A charge whose KCP outcome is still open is answered too, as its payment (code 0, status
+    /// `ready`), not refused: the resolver settles it later and, this being a scheduled charge
+    /// that no one was told had failed, honours an approval it finds (service/resolve.rs). A
+    /// refusal would tell the merchant "not charged" about a payment that may then be paid. As for
+    /// every scheduled charge, the merchant learns the final `paid` or `failed` from its webhook
+    /// (spec/iamport-v1.md §4.4, §5), and `GET /payments/{imp_uid}` shows it meanwhile.
     pub async fn retry_schedule(
         &self,
         m: &merchant::Model,
@@ -252,14 +259,20 @@ impl Gateway {
         }
         self.run_schedule(s.id).await?;
         let s = self.schedule(m, merchant_uid).await?;
-        let imp_uid = s.imp_uid.ok_or_else(|| {
-            ServiceError::Refused(
-                "예약결제를 실행하지 못했습니다. 잠시 후 다시 조회해 주세요.".into(),
-            )
-        })?;
-        let p = payments::by_imp_uid(&self.db.read, Some(m.id), &imp_uid)
-            .await?
-            .ok_or_else(|| ServiceError::Internal("scheduled payment vanished".into()))?;
+        let p = match &s.imp_uid {
+            Some(imp_uid) => payments::by_imp_uid(&self.db.read, Some(m.id), imp_uid)
+                .await?
+                .ok_or_else(|| ServiceError::Internal("scheduled payment vanished".into()))?,
+            // Not recorded on the schedule: the charge's outcome is open (or nothing was charged).
+            None => payments::live_by_merchant_uid(&self.db.write, m.id, merchant_uid)
+                .await?
+                .filter(|p| charged_for(p, &s))
+                .ok_or_else(|| {
+                    ServiceError::Refused(
+                        "예약결제를 실행하지 못했습니다. 잠시 후 다시 조회해 주세요.".into(),
+                    )
+                })?,
+        };
         self.payment_record(p).await
     }
 

@@ -9,8 +9,9 @@
 //! guessed; an account openport cannot stand behind (another amount or order, or found only after
 //! the merchant was told "unknown") is revoked at KCP.
 use chrono::{DateTime, Utc};
+use futures::future::FutureExt;
 
-use super::pay::{ApprovalOutcome, ChargeOrder, FailReasons};
+use super::pay::{ApprovalOutcome, ChargeOrder, FailReasons, Settling};
 use super::resolve::CancelOutcome;
 use super::{Gateway, PaymentRecord, ServiceError, ServiceResult};
 use crate::domain::payment::PaymentStatus;
@@ -148,52 +149,57 @@ impl Gateway {
     /// is known). An account found is handed out only when `honour` (the merchant is still
     /// waiting) and the answer names it; otherwise nobody can tell the buyer where to pay, so it
     /// is revoked. "No account" is believed only after the settle delay, as for card approvals.
-    pub(crate) async fn resolve_vbank_issue(
-        &self,
-        connector: &dyn Pg,
+    pub(crate) fn resolve_vbank_issue<'a>(
+        &'a self,
+        connector: &'a dyn Pg,
         payment: payment::Model,
         attempt: pg_attempt::Model,
         honour: bool,
-    ) -> ServiceResult<ApprovalOutcome> {
-        let trade = match &attempt.tno {
-            Some(tno) => TradeRef::Tno(tno.clone()),
-            None => TradeRef::OrderNo(attempt.order_no.clone()),
-        };
-        match connector.inquire_vbank(&trade).await {
-            Ok(VbankState::Open {
-                account: Some(account),
-                paid: false,
-                ..
-            }) if honour => {
-                self.settle_vbank(connector, payment, attempt, account)
+    ) -> Settling<'a> {
+        async move {
+            let trade = match &attempt.tno {
+                Some(tno) => TradeRef::Tno(tno.clone()),
+                None => TradeRef::OrderNo(attempt.order_no.clone()),
+            };
+            match connector.inquire_vbank(&trade).await {
+                Ok(VbankState::Open {
+                    account: Some(account),
+                    paid: false,
+                    ..
+                }) if honour => {
+                    self.settle_vbank(connector, payment, attempt, account)
+                        .await
+                }
+                Ok(VbankState::Open { tno, .. }) => {
+                    tracing::warn!(imp_uid = %payment.imp_uid, %tno, "virtual account found after its answer was lost; revoking");
+                    self.net_cancel(connector, payment, attempt, &tno, UNSETTLED)
+                        .await
+                }
+                Ok(VbankState::Closed { tno, .. }) => {
+                    let payment_id = payment.id;
+                    let written = self
+                        .record_net_cancelled(payment, attempt, &tno, UNSETTLED)
+                        .await?;
+                    self.written_or_decided(payment_id, written, ApprovalOutcome::NetCancelled)
+                        .await
+                }
+                Ok(VbankState::NotFound) if self.settled(&attempt) => {
+                    self.fail_unrecorded(
+                        payment,
+                        attempt,
+                        "PG사 가상계좌 발급 내역이 없어 발급 실패로 처리되었습니다.",
+                        "PG사 발급 내역 없음",
+                    )
                     .await
-            }
-            Ok(VbankState::Open { tno, .. }) => {
-                tracing::warn!(imp_uid = %payment.imp_uid, %tno, "virtual account found after its answer was lost; revoking");
-                self.net_cancel(connector, payment, attempt, &tno, UNSETTLED)
-                    .await
-            }
-            Ok(VbankState::Closed { tno, .. }) => {
-                let p = self
-                    .record_net_cancelled(payment, attempt, &tno, UNSETTLED)
-                    .await?;
-                Ok(ApprovalOutcome::NetCancelled(p))
-            }
-            Ok(VbankState::NotFound) if self.settled(&attempt) => {
-                self.fail_unrecorded(
-                    payment,
-                    attempt,
-                    "PG사 가상계좌 발급 내역이 없어 발급 실패로 처리되었습니다.",
-                    "PG사 발급 내역 없음",
-                )
-                .await
-            }
-            Ok(VbankState::NotFound) => self.leave_open(payment, attempt, "not found yet").await,
-            Err(e) => {
-                tracing::warn!(imp_uid = %payment.imp_uid, "virtual-account inquiry failed: {e}");
-                self.leave_open(payment, attempt, &e.to_string()).await
+                }
+                Ok(VbankState::NotFound) => self.leave_open(payment, attempt, "not found yet").await,
+                Err(e) => {
+                    tracing::warn!(imp_uid = %payment.imp_uid, "virtual-account inquiry failed: {e}");
+                    self.leave_open(payment, attempt, &e.to_string()).await
+                }
             }
         }
+        .boxed()
     }
 
     /// `DELETE /vbanks/{imp_uid}`: closes an unpaid account at KCP (`STSC`). The payment becomes
@@ -210,7 +216,13 @@ impl Gateway {
             .ok_or_else(|| ServiceError::NotFound(super::lookup::NOT_FOUND.into()))?;
         let tno = revocable(&found)?;
         let attempt = self
-            .open_cancel_attempt(&found, &tno, &Some(REVOKE_REASON.into()), found.amount)
+            .open_cancel_attempt(
+                &found,
+                &tno,
+                &Some(REVOKE_REASON.into()),
+                found.amount,
+                false,
+            )
             .await?;
         // Holding the only open cancel, re-read: a deposit may have paid it meanwhile.
         let payment = payments::by_id(&self.db.write, found.id)
@@ -222,12 +234,11 @@ impl Gateway {
             return Err(e);
         }
         let connector = self.connectors.for_merchant(m, &self.secrets)?;
-        match connector.revoke_vbank(&tno, REVOKE_REASON).await {
+        let attempt_id = attempt.id;
+        let outcome = match connector.revoke_vbank(&tno, REVOKE_REASON).await {
             Ok(done) => {
-                let p = self
-                    .record_cancellation(payment, attempt, done.cancelled_at, false)
-                    .await?;
-                self.payment_record(p).await
+                self.recorded_or_decided(payment.clone(), attempt, done.cancelled_at)
+                    .await?
             }
             Err(PgError::Declined {
                 reason: DeclineReason::AlreadyCancelled,
@@ -236,35 +247,54 @@ impl Gateway {
                 // Closed at KCP already (its admin screen, or a revocation whose answer was lost):
                 // what KCP says is what openport records.
                 tracing::warn!(imp_uid = %payment.imp_uid, %tno, "KCP says the virtual account is already closed");
-                let p = self
-                    .record_cancellation(payment, attempt, self.clock.now(), false)
-                    .await?;
-                self.payment_record(p).await
+                self.recorded_or_decided(payment.clone(), attempt, self.clock.now())
+                    .await?
             }
             Err(PgError::Declined { code, message, .. }) => {
-                self.close_attempt(attempt, "failed", &format!("[{code}] {message}"))
-                    .await?;
-                Err(ServiceError::Refused(format!(
-                    "가상계좌 발급취소에 실패하였습니다.({message})"
-                )))
+                if self
+                    .close_attempt(attempt, "failed", &format!("[{code}] {message}"))
+                    .await?
+                {
+                    return Err(ServiceError::Refused(format!(
+                        "가상계좌 발급취소에 실패하였습니다.({message})"
+                    )));
+                }
+                self.cancel_decided(attempt_id).await?
             }
             Err(e) => {
                 tracing::warn!(imp_uid = %payment.imp_uid, "revocation outcome unknown: {e}");
-                let attempt = self.mark_unknown(attempt, &e.to_string()).await?;
-                match self
-                    .resolve_cancel(connector.as_ref(), payment.clone(), attempt)
-                    .await?
-                {
-                    CancelOutcome::Applied(p) => self.payment_record(*p).await,
-                    CancelOutcome::NotApplied => Err(ServiceError::Refused(
-                        "가상계좌 발급취소에 실패하였습니다.(PG사 응답 없음)".into(),
-                    )),
-                    CancelOutcome::Unknown => Err(ServiceError::Refused(format!(
-                        "PG사 발급취소 응답을 확인하지 못했습니다. 결과는 자동으로 확인됩니다. (imp_uid: {})",
-                        payment.imp_uid
-                    ))),
+                match self.mark_unknown(attempt, &e.to_string()).await? {
+                    Some(attempt) => {
+                        self.resolve_cancel(connector.as_ref(), payment.clone(), attempt)
+                            .await?
+                    }
+                    None => self.cancel_decided(attempt_id).await?,
                 }
             }
+        };
+        match outcome {
+            CancelOutcome::Applied(p) => self.payment_record(*p).await,
+            CancelOutcome::NotApplied => Err(ServiceError::Refused(
+                "가상계좌 발급취소에 실패하였습니다.(PG사 응답 없음)".into(),
+            )),
+            CancelOutcome::Unknown => Err(ServiceError::Refused(format!(
+                "PG사 발급취소 응답을 확인하지 못했습니다. 결과는 자동으로 확인됩니다. (imp_uid: {})",
+                payment.imp_uid
+            ))),
+        }
+    }
+
+    /// The revocation recorded, or what another holder of the attempt decided.
+    async fn recorded_or_decided(
+        &self,
+        payment: payment::Model,
+        attempt: pg_attempt::Model,
+        at: DateTime<Utc>,
+    ) -> ServiceResult<CancelOutcome> {
+        let attempt_id = attempt.id;
+        match self.record_cancellation(payment, attempt, at).await? {
+            Some(p) => Ok(CancelOutcome::Applied(Box::new(p))),
+            None => self.cancel_decided(attempt_id).await,
         }
     }
 }

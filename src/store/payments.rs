@@ -287,11 +287,65 @@ pub async fn insert_attempt(
     a.insert(db).await
 }
 
-pub async fn update_attempt(
+/// The states of an attempt whose outcome is still open.
+pub const OPEN_STATES: [&str; 2] = ["pending", "unknown"];
+
+/// The attempt `held` while it is still open and still held with the lease it was read with (the
+/// holder's token, see [`claim_attempt`]).
+fn still_held(held: &pg_attempt::Model) -> Condition {
+    Condition::all()
+        .add(pg_attempt::Column::Id.eq(held.id))
+        .add(pg_attempt::Column::State.is_in(OPEN_STATES))
+        .add(pg_attempt::Column::LeaseUntil.eq(held.lease_until))
+}
+
+/// Writes the `Set` columns of `changes` onto the attempt `held`, only while it is still open and
+/// still held with the lease `held` was read with. Returns the attempt as written, or None when
+/// it was not (0 rows): another holder settled it, or took it over when this one's lease ran out.
+pub async fn update_held_attempt(
     db: &impl ConnectionTrait,
-    a: pg_attempt::ActiveModel,
-) -> Result<pg_attempt::Model, DbErr> {
-    a.update(db).await
+    held: &pg_attempt::Model,
+    changes: pg_attempt::ActiveModel,
+) -> Result<Option<pg_attempt::Model>, DbErr> {
+    if !write_held_attempt(db, held, changes.clone()).await? {
+        return Ok(None);
+    }
+    let mut written: pg_attempt::ActiveModel = held.clone().into();
+    for column in pg_attempt::Column::iter() {
+        if let ActiveValue::Set(value) = changes.get(column) {
+            written.set(column, value);
+        }
+    }
+    written.try_into_model().map(Some)
+}
+
+/// [`update_held_attempt`] answering only whether it wrote: for a transaction that records an
+/// outcome, which must write nothing else (roll back) when this is false.
+pub async fn write_held_attempt(
+    db: &impl ConnectionTrait,
+    held: &pg_attempt::Model,
+    changes: pg_attempt::ActiveModel,
+) -> Result<bool, DbErr> {
+    let res = pg_attempt::Entity::update_many()
+        .set(changes)
+        .filter(still_held(held))
+        .exec(db)
+        .await?;
+    Ok(res.rows_affected == 1)
+}
+
+/// Writes the `Set` columns of `p` onto its payment only where `condition` holds (the state the
+/// write was decided on); None when it does not (0 rows).
+pub async fn update_payment_if(
+    db: &impl ConnectionTrait,
+    p: payment::ActiveModel,
+    condition: Condition,
+) -> Result<Option<payment::Model>, DbErr> {
+    match payment::Entity::update(p).filter(condition).exec(db).await {
+        Ok(p) => Ok(Some(p)),
+        Err(DbErr::RecordNotUpdated) => Ok(None),
+        Err(e) => Err(e),
+    }
 }
 
 pub async fn attempt_by_id(
@@ -308,7 +362,7 @@ pub async fn open_attempts_of(
 ) -> Result<Vec<pg_attempt::Model>, DbErr> {
     pg_attempt::Entity::find()
         .filter(pg_attempt::Column::PaymentId.eq(payment_id))
-        .filter(pg_attempt::Column::State.is_in(["pending", "unknown"]))
+        .filter(pg_attempt::Column::State.is_in(OPEN_STATES))
         .order_by_desc(pg_attempt::Column::Id)
         .all(db)
         .await
@@ -339,8 +393,10 @@ pub async fn due_attempts(
     Ok(rows)
 }
 
-/// Takes the lease on an open attempt: a conditional UPDATE, so across any number of instances
-/// exactly one wins (no lock held while KCP is called).
+/// Takes the lease on an open attempt nobody holds (its lease ran out or was let go, 0): a
+/// conditional UPDATE, so across any number of instances exactly one wins (no lock held while KCP
+/// is called). A claim always writes a later lease than the one it replaces, so each lease value
+/// names one holder: the token its writes are conditional on ([`update_held_attempt`]).
 pub async fn claim_attempt(
     db: &impl ConnectionTrait,
     id: i64,
@@ -350,7 +406,7 @@ pub async fn claim_attempt(
     let res = pg_attempt::Entity::update_many()
         .col_expr(pg_attempt::Column::LeaseUntil, Expr::value(lease_until))
         .filter(pg_attempt::Column::Id.eq(id))
-        .filter(pg_attempt::Column::State.is_in(["pending", "unknown"]))
+        .filter(pg_attempt::Column::State.is_in(OPEN_STATES))
         .filter(pg_attempt::Column::LeaseUntil.lt(now))
         .exec(db)
         .await?;
@@ -692,48 +748,100 @@ fn set_columns<A: ActiveModelTrait>(
 
 /// Records a charge's outcome atomically: the payment's new state, its attempt closed, and the
 /// webhooks announcing it (none, one per target). Both models carry their ids and only the changed
-/// columns are `Set`. On PostgreSQL this is ONE statement (a data-modifying `WITH`, atomic by
-/// itself: all its parts commit or none) instead of `BEGIN`, two updates, the inserts and
-/// `COMMIT`; SQLite has no data-modifying `WITH`, so there it is a transaction. The payment is
-/// matched by id only, and payments are never deleted, so its update always finds the row.
+/// columns are `Set`. All of it is conditional: the attempt `held` still open and still held with
+/// the lease it was read with, and the payment still in status `from`. Otherwise nothing is written
+/// and None comes back: someone else decided this attempt, and their outcome stands.
+///
+/// On PostgreSQL this is ONE statement (a data-modifying `WITH`, atomic by itself: all its parts
+/// commit or none) instead of `BEGIN`, two updates, the inserts and `COMMIT`. The attempt's update
+/// comes first and requires the payment's status; the payment's update and each webhook's insert
+/// require the attempt's update to have happened (the parts of one statement see one snapshot and
+/// talk only through `RETURNING`). A concurrent writer blocks on the attempt's row and then finds
+/// it closed. SQLite has no data-modifying `WITH`; there it is a transaction that checks each
+/// update and rolls back.
 pub async fn conclude_charge(
     db: &super::Writer,
+    held: &pg_attempt::Model,
+    from: &str,
     payment: payment::ActiveModel,
     attempt: pg_attempt::ActiveModel,
     webhooks: Vec<webhook_delivery::ActiveModel>,
-) -> Result<payment::Model, DbErr> {
+) -> Result<Option<payment::Model>, DbErr> {
     if db.get_database_backend() != DbBackend::Postgres {
         let txn = db.begin().await?;
-        let p = payment.update(&txn).await?;
-        attempt.update(&txn).await?;
+        if !write_held_attempt(&txn, held, attempt).await? {
+            txn.rollback().await?;
+            return Ok(None);
+        }
+        let in_status = Condition::all().add(payment::Column::Status.eq(from));
+        let Some(p) = update_payment_if(&txn, payment, in_status).await? else {
+            txn.rollback().await?;
+            return Ok(None);
+        };
         for w in webhooks {
             super::webhooks::insert_delivery(&txn, w).await?;
         }
         txn.commit().await?;
-        return Ok(p);
+        return Ok(Some(p));
     }
-    let p_cte = Alias::new("p");
-    let mut update_payment = payment::Entity::update(payment).into_query();
+    let (a_cte, p_cte) = (Alias::new("a"), Alias::new("p"));
+    let payment_id = payment
+        .id
+        .clone()
+        .into_value()
+        .ok_or_else(|| DbErr::Custom("conclude_charge: payment id must be set".into()))?;
+    let payment_in_status = Query::select()
+        .expr(Expr::val(1))
+        .from(payment::Entity)
+        .and_where(payment::Column::Id.eq(payment_id))
+        .and_where(payment::Column::Status.eq(from))
+        .to_owned();
+    let mut update_attempt = pg_attempt::Entity::update_many()
+        .set(attempt)
+        .filter(still_held(held))
+        .filter(Expr::exists(payment_in_status))
+        .into_query();
+    update_attempt.returning_col(pg_attempt::Column::Id);
+    let attempt_updated = || {
+        Expr::exists(
+            Query::select()
+                .expr(Expr::val(1))
+                .from(a_cte.clone())
+                .to_owned(),
+        )
+    };
+    let mut update_payment = payment::Entity::update(payment)
+        .filter(payment::Column::Status.eq(from))
+        .filter(attempt_updated())
+        .into_query();
     update_payment.returning_all();
     let mut with = WithClause::new()
+        .cte(
+            CommonTableExpression::new()
+                .query(update_attempt)
+                .table_name(a_cte.clone())
+                .to_owned(),
+        )
         .cte(
             CommonTableExpression::new()
                 .query(update_payment)
                 .table_name(p_cte.clone())
                 .to_owned(),
         )
-        .cte(
-            CommonTableExpression::new()
-                .query(pg_attempt::Entity::update(attempt).into_query())
-                .table_name(Alias::new("a"))
-                .to_owned(),
-        )
         .to_owned();
-    if !webhooks.is_empty() {
+    // Each webhook row is inserted `FROM p`: one row when the payment was updated, none otherwise.
+    for (i, w) in webhooks.iter().enumerate() {
+        let (columns, values) = set_columns(w, |_| true);
+        let mut insert = Query::insert();
+        insert
+            .into_table(webhook_delivery::Entity)
+            .columns(columns)
+            .select_from(Query::select().exprs(values).from(p_cte.clone()).to_owned())
+            .map_err(|e| DbErr::Custom(format!("webhook insert: {e}")))?;
         with.cte(
             CommonTableExpression::new()
-                .query(webhook_delivery::Entity::insert_many(webhooks).into_query())
-                .table_name(Alias::new("w"))
+                .query(insert)
+                .table_name(Alias::new(format!("w{i}")))
                 .to_owned(),
         );
     }
@@ -743,9 +851,8 @@ pub async fn conclude_charge(
             .from(p_cte)
             .to_owned(),
     );
-    let row = db
-        .query_one(DbBackend::Postgres.build(&statement))
-        .await?
-        .ok_or_else(|| DbErr::RecordNotUpdated)?;
-    payment::Model::from_query_result(&row, "")
+    match db.query_one(DbBackend::Postgres.build(&statement)).await? {
+        Some(row) => payment::Model::from_query_result(&row, "").map(Some),
+        None => Ok(None),
+    }
 }

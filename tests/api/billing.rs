@@ -304,6 +304,10 @@ async fn rotating_the_master_key_loses_no_billing_key_and_no_merchant_secret() {
     let report = rotated.app.gateway.reseal_secrets().await.unwrap();
     assert_eq!(report.billing_keys, 1);
     assert!(report.merchants >= 1);
+    assert_eq!(
+        report.access_tokens, 1,
+        "the live token getToken hands out again"
+    );
 
     // The old key is gone: everything still works.
     let only_new = first

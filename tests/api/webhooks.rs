@@ -697,7 +697,9 @@ async fn test_mode_delivers_to_this_host_unless_told_otherwise() {
 async fn a_charge_outcome_and_its_webhooks_are_written_together_or_not_at_all() {
     use openport::store::entity::{pg_attempt, webhook_delivery};
     use openport::store::payments;
-    use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, IntoActiveModel, QueryFilter};
+    use sea_orm::{
+        ActiveModelTrait, ActiveValue::Set, ColumnTrait, EntityTrait, IntoActiveModel, QueryFilter,
+    };
 
     let app = spawn_app().await;
     let token = app.token().await;
@@ -716,6 +718,14 @@ async fn a_charge_outcome_and_its_webhooks_are_written_together_or_not_at_all() 
         .await
         .unwrap()
         .unwrap();
+    // Reopened, as if its outcome were still being settled: an outcome is only written on an
+    // open attempt of a pending payment.
+    let mut reopen = attempt.clone().into_active_model();
+    reopen.state = Set("unknown".into());
+    let attempt = reopen.update(&db.write).await.unwrap();
+    let mut reopen = paid.clone().into_active_model();
+    reopen.status = Set("pending".into());
+    let paid = reopen.update(&db.write).await.unwrap();
     let row = |url: &str| webhook_delivery::ActiveModel {
         id: Set(987_654),
         merchant_id: Set(paid.merchant_id),
@@ -746,6 +756,8 @@ async fn a_charge_outcome_and_its_webhooks_are_written_together_or_not_at_all() 
     let (p, a) = change();
     let refused = payments::conclude_charge(
         &db.write,
+        &attempt,
+        "pending",
         p,
         a,
         vec![row("https://a.example/h"), row("https://b.example/h")],
@@ -753,7 +765,7 @@ async fn a_charge_outcome_and_its_webhooks_are_written_together_or_not_at_all() 
     .await;
     assert!(refused.is_err(), "{refused:?}");
     let after = payments::by_id(&db.read, paid.id).await.unwrap().unwrap();
-    assert_eq!(after.status, "paid");
+    assert_eq!(after.status, "pending");
     let attempt_after = pg_attempt::Entity::find_by_id(attempt.id)
         .one(&db.read)
         .await
@@ -768,9 +780,17 @@ async fn a_charge_outcome_and_its_webhooks_are_written_together_or_not_at_all() 
 
     // The same write with one row goes through whole.
     let (p, a) = change();
-    let written = payments::conclude_charge(&db.write, p, a, vec![row("https://a.example/h")])
-        .await
-        .unwrap();
+    let written = payments::conclude_charge(
+        &db.write,
+        &attempt,
+        "pending",
+        p,
+        a,
+        vec![row("https://a.example/h")],
+    )
+    .await
+    .unwrap()
+    .expect("the attempt was open");
     assert_eq!(written.status, "failed");
     assert_eq!(written.imp_uid, paid.imp_uid);
     let attempt_after = pg_attempt::Entity::find_by_id(attempt.id)

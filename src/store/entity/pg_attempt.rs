@@ -9,7 +9,8 @@ pub struct Model {
     pub payment_id: i64,
     /// `approve` or `cancel`.
     pub kind: String,
-    /// `pending` (sent or about to be), `unknown` (answer lost), `succeeded`, `failed`.
+    /// `pending` (sent or about to be), `unknown` (answer lost), `succeeded`, `failed`,
+    /// `net_cancelled`, `conflict` (left for the operator). Only `pending` and `unknown` are open.
     pub state: String,
     pub order_no: String,
     pub tno: Option<String>,
@@ -21,10 +22,15 @@ pub struct Model {
     pub tries: i32,
     /// When the resolver may look at it next (Unix seconds).
     pub next_check_at: i64,
-    /// A resolver instance owns it until then (Unix seconds).
+    /// Its holder (the request that made the call, or the resolver that claimed it) owns it until
+    /// then (Unix seconds); 0 = let go. The value is also the holder's token: every write on the
+    /// attempt is conditional on it (service/attempts.rs).
     pub lease_until: i64,
     pub created_at: i64,
     pub updated_at: i64,
+    /// A cancel the merchant asked to announce (`enable_webhook`): whoever settles it sends the
+    /// `cancelled` webhook.
+    pub notify: bool,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

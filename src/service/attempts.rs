@@ -1,0 +1,148 @@
+//! Who may settle a KCP attempt: one holder at a time, and the database decides who.
+//!
+//! The request that calls KCP holds its attempt from the moment the attempt is inserted (its
+//! `lease_until` is set then), through its own follow-up of an unknown outcome (the inquiry, a
+//! net-cancel), until it records the outcome or lets go (`lease_until = 0`, the outcome still
+//! open). Only then, or once that lease has run out, can the resolver or a merchant's retry of the
+//! merchant_uid claim it (`payments::claim_attempt`). Without this, a request still inquiring
+//! after a lost answer and the resolver could settle one approval two ways: the request honouring
+//! it (paid, merchant told "paid") while the resolver net-cancelled it at KCP.
+//!
+//! - **Token.** The lease value a holder wrote is its token: a claim always writes a later one
+//!   than the lease it replaces. Every write on an attempt, and every outcome recorded with it, is
+//!   conditional on the attempt being still open and still held with that token
+//!   (`payments::update_held_attempt`, `payments::conclude_charge`). A write that finds 0 rows
+//!   means another holder decided: nothing is written, and the answer is read back from what the
+//!   database says ([`Gateway::approval_decided`], [`Gateway::cancel_decided`]), never guessed.
+//! - **Lease length.** A lease covers two KCP calls and a margin (`Config::attempt_hold`), and a
+//!   holder renews it ([`Gateway::renew`]) before every further KCP call with an effect (a cancel,
+//!   a net-cancel, a point re-approval), so a holder is not taken over in the middle of a call. The
+//!   renewal is also the check that the holder still holds an open attempt: a holder whose record
+//!   of an approval failed but actually committed (a connection lost after `COMMIT`) finds the
+//!   attempt closed and answers "paid" instead of net-cancelling it.
+use sea_orm::Set;
+
+use super::pay::ApprovalOutcome;
+use super::resolve::CancelOutcome;
+use super::{Gateway, ServiceError, ServiceResult};
+use crate::domain::payment::PaymentStatus;
+use crate::pg::DeclineReason;
+use crate::store::entity::{payment, pg_attempt};
+use crate::store::payments;
+
+impl Gateway {
+    /// The lease a holder writes at `now`: on a new attempt, a claim, or a renewal.
+    pub(crate) fn lease_from(&self, now: i64) -> i64 {
+        now + self.settings.lease_secs
+    }
+
+    /// Claims attempt `id` if nobody holds it (see `payments::claim_attempt`); the attempt as
+    /// claimed, its `lease_until` being this holder's token.
+    pub(crate) async fn claim(&self, id: i64) -> ServiceResult<Option<pg_attempt::Model>> {
+        let now = self.clock.unix();
+        if !payments::claim_attempt(&self.db.write, id, now, self.lease_from(now)).await? {
+            return Ok(None);
+        }
+        Ok(payments::attempt_by_id(&self.db.write, id).await?)
+    }
+
+    /// Extends the lease on an attempt this holder holds, before a KCP call with an effect. None:
+    /// the attempt is no longer this holder's to act on (settled, or taken over), so the call must
+    /// not be made.
+    pub(crate) async fn renew(
+        &self,
+        held: pg_attempt::Model,
+    ) -> ServiceResult<Option<pg_attempt::Model>> {
+        let lease = self.lease_from(self.clock.unix()).max(held.lease_until);
+        let mut a: pg_attempt::ActiveModel = held.clone().into();
+        a.lease_until = Set(lease);
+        self.write_held(&held, a).await
+    }
+
+    /// Marks the attempt's outcome unknown and lets go of it, for the resolver to claim once it is
+    /// due (`next_check_at` unchanged). None when another holder settled it meanwhile.
+    pub(crate) async fn let_go(
+        &self,
+        held: pg_attempt::Model,
+        why: &str,
+    ) -> ServiceResult<Option<pg_attempt::Model>> {
+        let mut a: pg_attempt::ActiveModel = held.clone().into();
+        a.state = Set("unknown".into());
+        a.lease_until = Set(0);
+        a.result_message = Set(Some(why.chars().take(200).collect()));
+        a.updated_at = Set(self.clock.unix());
+        self.write_held(&held, a).await
+    }
+
+    /// Writes `changes` onto the attempt `held` if this holder still holds it open; None when
+    /// another holder decided it meanwhile (then nothing was written).
+    pub(crate) async fn write_held(
+        &self,
+        held: &pg_attempt::Model,
+        changes: pg_attempt::ActiveModel,
+    ) -> ServiceResult<Option<pg_attempt::Model>> {
+        let written = payments::update_held_attempt(&self.db.write, held, changes).await?;
+        if written.is_none() {
+            tracing::warn!(
+                attempt_id = held.id,
+                "attempt settled or taken over by another holder; its decision stands"
+            );
+        }
+        Ok(written)
+    }
+
+    /// The outcome of an approval attempt as the database has it: for a holder whose write found
+    /// that someone else decided. Still pending → unknown (the other holder is still at it).
+    pub(crate) async fn approval_decided(&self, payment_id: i64) -> ServiceResult<ApprovalOutcome> {
+        let p = payments::by_id(&self.db.write, payment_id)
+            .await?
+            .ok_or_else(|| ServiceError::Internal("payment vanished".into()))?;
+        Ok(match PaymentStatus::from_db(&p.status) {
+            PaymentStatus::Pending => ApprovalOutcome::Unknown(p),
+            PaymentStatus::Failed => {
+                let message = p.fail_reason.clone().unwrap_or_default();
+                ApprovalOutcome::Declined {
+                    payment: p,
+                    reason: DeclineReason::Other,
+                    message,
+                }
+            }
+            // Paid (and perhaps cancelled since), or a virtual account issued (ready).
+            PaymentStatus::Paid | PaymentStatus::Cancelled | PaymentStatus::Ready => {
+                ApprovalOutcome::Paid(p)
+            }
+        })
+    }
+
+    /// The outcome this holder wrote, or what was decided instead when its write found the
+    /// attempt settled by someone else (`written` None).
+    pub(crate) async fn written_or_decided(
+        &self,
+        payment_id: i64,
+        written: Option<payment::Model>,
+        outcome: impl FnOnce(payment::Model) -> ApprovalOutcome,
+    ) -> ServiceResult<ApprovalOutcome> {
+        match written {
+            Some(p) => Ok(outcome(p)),
+            None => self.approval_decided(payment_id).await,
+        }
+    }
+
+    /// The outcome of a cancel attempt as the database has it, for a holder whose write found
+    /// that someone else decided.
+    pub(crate) async fn cancel_decided(&self, attempt_id: i64) -> ServiceResult<CancelOutcome> {
+        let a = payments::attempt_by_id(&self.db.write, attempt_id)
+            .await?
+            .ok_or_else(|| ServiceError::Internal("attempt vanished".into()))?;
+        Ok(match a.state.as_str() {
+            "succeeded" => {
+                let p = payments::by_id(&self.db.write, a.payment_id)
+                    .await?
+                    .ok_or_else(|| ServiceError::Internal("payment vanished".into()))?;
+                CancelOutcome::Applied(Box::new(p))
+            }
+            "pending" | "unknown" => CancelOutcome::Unknown,
+            _ => CancelOutcome::NotApplied,
+        })
+    }
+}

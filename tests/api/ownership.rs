@@ -1,0 +1,496 @@
+//! One holder per KCP attempt (src/service/attempts.rs): the request's own follow-up of a lost
+//! answer, the resolver and a merchant's retry never settle one attempt two ways, and never record
+//! one outcome twice. Afterwards the API's answer, openport's database and KCP's ledger agree.
+use std::time::Duration;
+
+use kcp_sandbox::{paths, Fault, FaultRule, TransactionState};
+use openport::store::entity::{cancellation, payment, pg_attempt, webhook_delivery};
+use openport::store::payments;
+use reqwest::StatusCode;
+use sea_orm::{
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, EntityTrait, IntoActiveModel, PaginatorTrait,
+    QueryFilter,
+};
+use serde_json::{json, Value};
+
+use crate::billing::register;
+use crate::helpers::{future_expiry, spawn_app, test_cards, TestApp, SETTLE_SECS};
+
+/// Long enough for the request to still be waiting when the resolver runs, shorter than the KCP
+/// timeout of the tests (1.5 s).
+const SLOW_ANSWER_MS: u64 = 1000;
+/// Past the lease of the request that made the call (`Config::attempt_lease_secs`: 6 s in tests).
+const PAST_THE_LEASE: i64 = SETTLE_SECS + 10;
+/// Where the tests' webhooks would go: nothing listens, the rows are what is looked at.
+const NOTICE_URL: &str = "http://127.0.0.1:9/hook";
+
+/// `POST /subscribe/payments/onetime` in the background, with a notice_url (so a `paid` webhook
+/// would be written), while the test acts meanwhile.
+fn pay_in_background(
+    app: &TestApp,
+    token: &str,
+    merchant_uid: &str,
+) -> tokio::task::JoinHandle<(StatusCode, Value)> {
+    let request = app
+        .http
+        .post(app.url("/subscribe/payments/onetime"))
+        .header("Authorization", token)
+        .json(&json!({
+            "merchant_uid": merchant_uid, "amount": 1000, "card_number": test_cards::SHINHAN_CREDIT,
+            "expiry": future_expiry(), "birth": "800101", "pwd_2digit": "00",
+            "notice_url": NOTICE_URL
+        }));
+    tokio::spawn(async move { TestApp::read(request.send().await.expect("request")).await })
+}
+
+/// The approval's answer is lost (KCP approved it) and the inquiry that follows answers late: by
+/// the time "approved" arrives, the rest of the test has run.
+fn lose_the_approval_and_slow_the_inquiry(app: &TestApp) {
+    app.sandbox
+        .inject(FaultRule::new(paths::HUB_PAYMENT, Fault::LoseResponse));
+    app.sandbox.inject(FaultRule::new(
+        paths::INQUIRY,
+        Fault::SlowAnswer { ms: SLOW_ANSWER_MS },
+    ));
+}
+
+/// Waits until every armed fault has been used: the calls they were armed for reached KCP.
+async fn until_the_faults_are_used(app: &TestApp) {
+    for _ in 0..300 {
+        if app.sandbox.armed_faults().is_empty() {
+            // The slow answer's call is processed right after its rule is taken.
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("faults never used: {:?}", app.sandbox.armed_faults());
+}
+
+async fn only_attempt(app: &TestApp) -> pg_attempt::Model {
+    let mut all = pg_attempt::Entity::find()
+        .all(&app.app.gateway.db.read)
+        .await
+        .unwrap();
+    assert_eq!(all.len(), 1, "{all:?}");
+    all.remove(0)
+}
+
+async fn webhooks_of(app: &TestApp, imp_uid: &str, status: &str) -> u64 {
+    webhook_delivery::Entity::find()
+        .filter(webhook_delivery::Column::ImpUid.eq(imp_uid))
+        .filter(webhook_delivery::Column::Status.eq(status))
+        .count(&app.app.gateway.db.read)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn neither_the_resolver_nor_a_retry_can_claim_an_attempt_while_its_request_is_still_inquiring(
+) {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    lose_the_approval_and_slow_the_inquiry(&app);
+    let request = pay_in_background(&app, &token, "own-1");
+    until_the_faults_are_used(&app).await;
+
+    // Due by its settle delay, but still held by the request that made the call.
+    app.advance(SETTLE_SECS);
+    let attempt = only_attempt(&app).await;
+    assert!(attempt.lease_until > 0, "held from the insert: {attempt:?}");
+    assert_eq!(app.app.gateway.resolve_due(10).await.unwrap(), 0);
+    app.app.gateway.resolve_attempt(attempt.id).await.unwrap();
+    let (_, retry) = app
+        .pay(&token, "own-1", 1000, test_cards::SHINHAN_CREDIT)
+        .await;
+    assert_eq!(retry["code"], 1, "{retry}");
+    assert!(
+        retry["message"].as_str().unwrap().contains("처리 중"),
+        "{retry}"
+    );
+
+    let (_, body) = request.await.unwrap();
+    assert_eq!(body["code"], 0, "{body}");
+    assert_eq!(body["response"]["status"], "paid", "{body}");
+    let ledger = app.sandbox.ledger();
+    assert_eq!(ledger.len(), 1);
+    assert_eq!(
+        ledger[0].state,
+        TransactionState::Approved,
+        "never net-cancelled"
+    );
+    let imp_uid = body["response"]["imp_uid"].as_str().unwrap();
+    assert_eq!(app.payment(&token, imp_uid).await["status"], "paid");
+    assert_eq!(webhooks_of(&app, imp_uid, "paid").await, 1);
+    app.assert_ledger_agrees().await;
+}
+
+#[tokio::test]
+async fn a_request_whose_attempt_was_taken_over_answers_what_the_resolver_decided() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    lose_the_approval_and_slow_the_inquiry(&app);
+    let request = pay_in_background(&app, &token, "own-2");
+    until_the_faults_are_used(&app).await;
+
+    // The request stalls past its lease: the resolver takes the attempt over and, the merchant
+    // not having been told "paid", net-cancels the approval.
+    app.advance(PAST_THE_LEASE);
+    assert_eq!(app.app.gateway.resolve_due(10).await.unwrap(), 1);
+    assert_eq!(app.sandbox.ledger()[0].state, TransactionState::Cancelled);
+
+    // The request's inquiry then answers "approved", stale: it records nothing and answers what
+    // the database says.
+    let (_, body) = request.await.unwrap();
+    assert_eq!(body["code"], 0, "{body}");
+    assert_eq!(body["response"]["status"], "failed", "{body}");
+    let imp_uid = body["response"]["imp_uid"].as_str().unwrap();
+    let p = app.payment(&token, imp_uid).await;
+    assert_eq!(p["status"], "failed", "{p}");
+    assert_eq!(webhooks_of(&app, imp_uid, "paid").await, 0);
+    app.assert_ledger_agrees().await;
+}
+
+#[tokio::test]
+async fn a_scheduled_charge_settled_by_its_run_and_by_the_resolver_is_paid_once_with_one_webhook() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    register(&app, &token, "own-cust", test_cards::SHINHAN_CREDIT).await;
+    let at = chrono::Utc::now().timestamp() + 10;
+    let (_, body) = app
+        .post(
+            "/subscribe/payments/schedule",
+            Some(&token),
+            json!({"customer_uid": "own-cust", "schedules": [
+                {"merchant_uid": "own-s1", "schedule_at": at, "amount": 1000, "notice_url": NOTICE_URL}
+            ]}),
+        )
+        .await;
+    assert_eq!(body["code"], 0, "{body}");
+    app.advance(11);
+    lose_the_approval_and_slow_the_inquiry(&app);
+    let gateway = app.app.gateway.clone();
+    let run = tokio::spawn(async move { gateway.run_due_schedules(10).await });
+    until_the_faults_are_used(&app).await;
+
+    // Both would honour the approval (a scheduled charge was told to no one): one records it.
+    app.advance(PAST_THE_LEASE);
+    assert_eq!(app.app.gateway.resolve_due(10).await.unwrap(), 1);
+    assert_eq!(run.await.unwrap().unwrap(), 1);
+
+    let (_, body) = app
+        .get("/subscribe/payments/schedule/own-s1", Some(&token))
+        .await;
+    assert_eq!(body["response"]["payment_status"], "paid", "{body}");
+    let imp_uid = body["response"]["imp_uid"].as_str().unwrap();
+    assert_eq!(app.payment(&token, imp_uid).await["status"], "paid");
+    assert_eq!(webhooks_of(&app, imp_uid, "paid").await, 1);
+    assert_eq!(app.sandbox.ledger().len(), 1);
+    app.assert_ledger_agrees().await;
+}
+
+#[tokio::test]
+async fn a_retried_schedule_whose_outcome_is_lost_answers_its_pending_payment_which_then_is_paid() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    register(&app, &token, "own-retry", test_cards::SHINHAN_CREDIT).await;
+    let at = chrono::Utc::now().timestamp() + 3600;
+    app.post(
+        "/subscribe/payments/schedule",
+        Some(&token),
+        json!({"customer_uid": "own-retry", "schedules": [{"merchant_uid": "own-r1", "schedule_at": at, "amount": 1000}]}),
+    )
+    .await;
+    let (_, revoked) = app
+        .post(
+            "/subscribe/payments/unschedule",
+            Some(&token),
+            json!({"customer_uid": "own-retry", "merchant_uid": "own-r1"}),
+        )
+        .await;
+    assert_eq!(revoked["code"], 0, "{revoked}");
+    app.sandbox
+        .inject(FaultRule::new(paths::HUB_PAYMENT, Fault::LoseResponse));
+    app.sandbox
+        .inject(FaultRule::new(paths::INQUIRY, Fault::Drop));
+
+    let (_, body) = app
+        .post(
+            "/subscribe/payments/schedule/own-r1/retry",
+            Some(&token),
+            json!({}),
+        )
+        .await;
+    assert_eq!(body["code"], 0, "a charge in flight, not a refusal: {body}");
+    assert_eq!(body["response"]["status"], "ready", "{body}");
+    let imp_uid = body["response"]["imp_uid"].as_str().unwrap().to_string();
+
+    app.advance(SETTLE_SECS + 60);
+    app.resolve_all().await;
+    assert_eq!(app.payment(&token, &imp_uid).await["status"], "paid");
+    app.app.gateway.run_due_schedules(10).await.unwrap();
+    let (_, s) = app
+        .get("/subscribe/payments/schedule/own-r1", Some(&token))
+        .await;
+    assert_eq!(s["response"]["payment_status"], "paid", "{s}");
+    assert_eq!(s["response"]["imp_uid"], imp_uid.as_str());
+    assert_eq!(app.sandbox.ledger().len(), 1);
+    app.assert_ledger_agrees().await;
+}
+
+#[tokio::test]
+async fn two_resolver_passes_over_one_cancel_attempt_write_one_cancellation_and_one_webhook() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let (_, paid) = app
+        .post(
+            "/subscribe/payments/onetime",
+            Some(&token),
+            json!({"merchant_uid": "own-c1", "amount": 10000, "card_number": test_cards::SHINHAN_CREDIT,
+                   "expiry": future_expiry(), "birth": "800101", "pwd_2digit": "00", "notice_url": NOTICE_URL}),
+        )
+        .await;
+    assert_eq!(paid["response"]["status"], "paid", "{paid}");
+    let imp_uid = paid["response"]["imp_uid"].as_str().unwrap().to_string();
+    // KCP applies the cancel, its answer and the inquiry after it are lost: left to the resolver.
+    app.sandbox
+        .inject(FaultRule::new(paths::CANCEL, Fault::LoseResponse));
+    app.sandbox
+        .inject(FaultRule::new(paths::INQUIRY, Fault::Drop));
+    let (_, body) = app
+        .post(
+            "/payments/cancel",
+            Some(&token),
+            json!({"imp_uid": imp_uid, "amount": 3000, "enable_webhook": true}),
+        )
+        .await;
+    assert_eq!(body["code"], 1, "{body}");
+
+    // The first pass claims the attempt and waits for a slow inquiry; it stalls past its lease, a
+    // second pass takes over and records the cancel; the first one's answer then arrives. (The
+    // request's own inquiry failed, so the first look is 10 s later: the resolver's backoff.)
+    app.advance(SETTLE_SECS + 10);
+    app.sandbox.inject(FaultRule::new(
+        paths::INQUIRY,
+        Fault::SlowAnswer { ms: SLOW_ANSWER_MS },
+    ));
+    let gateway = app.app.gateway.clone();
+    let first = tokio::spawn(async move { gateway.resolve_due(10).await });
+    until_the_faults_are_used(&app).await;
+    app.advance(PAST_THE_LEASE);
+    assert_eq!(app.app.gateway.resolve_due(10).await.unwrap(), 1);
+    assert_eq!(first.await.unwrap().unwrap(), 1);
+
+    let p = app.payment(&token, &imp_uid).await;
+    assert_eq!(p["cancel_amount"], 3000, "{p}");
+    assert_eq!(p["cancel_history"].as_array().unwrap().len(), 1, "{p}");
+    let rows = cancellation::Entity::find()
+        .count(&app.app.gateway.db.read)
+        .await
+        .unwrap();
+    assert_eq!(rows, 1);
+    assert_eq!(webhooks_of(&app, &imp_uid, "cancelled").await, 1);
+    app.assert_ledger_agrees().await;
+}
+
+#[tokio::test]
+async fn openport_refuses_to_start_when_the_settle_delay_is_not_longer_than_a_requests_hold() {
+    let mut config = openport::config::Config::default();
+    config.resolver.settle_secs = 60; // the old default, below three 30 s KCP timeouts
+    let refused = openport::App::build(config).await.err().expect("refused");
+    assert!(refused.to_string().contains("settle_secs"), "{refused:#}");
+}
+
+/// A paid payment of the demo merchant and its (closed) approval attempt, read from the database.
+async fn paid_with_attempt(
+    app: &TestApp,
+    merchant_uid: &str,
+) -> (payment::Model, pg_attempt::Model) {
+    let token = app.token().await;
+    let imp_uid = app.paid(&token, merchant_uid, 1000).await["imp_uid"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let db = &app.app.gateway.db;
+    let p = payments::by_imp_uid(&db.read, None, &imp_uid)
+        .await
+        .unwrap()
+        .unwrap();
+    let a = pg_attempt::Entity::find()
+        .filter(pg_attempt::Column::PaymentId.eq(p.id))
+        .one(&db.read)
+        .await
+        .unwrap()
+        .unwrap();
+    (p, a)
+}
+
+/// The writes of [`payments::conclude_charge`] that would fail `p` and close `a`.
+fn failing(
+    p: &payment::Model,
+    a: &pg_attempt::Model,
+) -> (payment::ActiveModel, pg_attempt::ActiveModel) {
+    let mut pm = p.clone().into_active_model();
+    pm.status = Set("failed".into());
+    let mut am = a.clone().into_active_model();
+    am.state = Set("failed".into());
+    (pm, am)
+}
+
+fn webhook_row(p: &payment::Model) -> webhook_delivery::ActiveModel {
+    webhook_delivery::ActiveModel {
+        merchant_id: Set(p.merchant_id),
+        imp_uid: Set(p.imp_uid.clone()),
+        merchant_uid: Set(p.merchant_uid.clone()),
+        status: Set("failed".into()),
+        cancellation_id: Set(None),
+        url: Set(NOTICE_URL.into()),
+        content_type: Set("json".into()),
+        state: Set("pending".into()),
+        attempts: Set(0),
+        next_attempt_at: Set(0),
+        lease_until: Set(0),
+        last_http_status: Set(None),
+        last_error: Set(None),
+        created_at: Set(0),
+        updated_at: Set(0),
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn an_outcome_write_on_an_attempt_already_closed_affects_no_row() {
+    let app = spawn_app().await;
+    let (p, a) = paid_with_attempt(&app, "own-closed").await;
+    assert_eq!(a.state, "succeeded");
+    let db = &app.app.gateway.db;
+
+    for from in ["pending", "paid"] {
+        let (pm, am) = failing(&p, &a);
+        let written = payments::conclude_charge(&db.write, &a, from, pm, am, vec![webhook_row(&p)])
+            .await
+            .unwrap();
+        assert!(written.is_none(), "from {from}: {written:?}");
+    }
+    let mut changes = a.clone().into_active_model();
+    changes.state = Set("unknown".into());
+    assert!(
+        payments::update_held_attempt(&db.write, &a, changes.clone())
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(!payments::write_held_attempt(&db.write, &a, changes)
+        .await
+        .unwrap());
+
+    assert_eq!(
+        payments::by_id(&db.read, p.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .status,
+        "paid"
+    );
+    let after = payments::attempt_by_id(&db.read, a.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(after.state, "succeeded");
+    assert_eq!(webhooks_of(&app, &p.imp_uid, "failed").await, 0);
+}
+
+#[tokio::test]
+async fn an_outcome_write_by_a_holder_whose_lease_was_taken_over_affects_no_row() {
+    let app = spawn_app().await;
+    let (p, a) = paid_with_attempt(&app, "own-taken").await;
+    let db = &app.app.gateway.db;
+    // Reopened as a payment whose outcome is open and that nobody holds.
+    let mut reopen = a.clone().into_active_model();
+    reopen.state = Set("unknown".into());
+    reopen.lease_until = Set(0);
+    let a = reopen.update(&db.write).await.unwrap();
+    let mut reopen = p.clone().into_active_model();
+    reopen.status = Set("pending".into());
+    let p = reopen.update(&db.write).await.unwrap();
+
+    let now = chrono::Utc::now().timestamp();
+    assert!(payments::claim_attempt(&db.write, a.id, now, now + 6)
+        .await
+        .unwrap());
+    let first = payments::attempt_by_id(&db.read, a.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        !payments::claim_attempt(&db.write, a.id, now, now + 6)
+            .await
+            .unwrap(),
+        "held"
+    );
+    // Its lease runs out; another holder claims it.
+    assert!(payments::claim_attempt(&db.write, a.id, now + 7, now + 13)
+        .await
+        .unwrap());
+    let second = payments::attempt_by_id(&db.read, a.id)
+        .await
+        .unwrap()
+        .unwrap();
+
+    let (pm, am) = failing(&p, &first);
+    let stale =
+        payments::conclude_charge(&db.write, &first, "pending", pm, am, vec![webhook_row(&p)])
+            .await
+            .unwrap();
+    assert!(stale.is_none(), "{stale:?}");
+    assert_eq!(webhooks_of(&app, &p.imp_uid, "failed").await, 0);
+    assert_eq!(
+        payments::by_id(&db.read, p.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .status,
+        "pending"
+    );
+
+    let (pm, am) = failing(&p, &second);
+    let current =
+        payments::conclude_charge(&db.write, &second, "pending", pm, am, vec![webhook_row(&p)])
+            .await
+            .unwrap()
+            .expect("the holder's write");
+    assert_eq!(current.status, "failed");
+    assert_eq!(webhooks_of(&app, &p.imp_uid, "failed").await, 1);
+}
+
+#[tokio::test]
+async fn an_outcome_write_on_a_payment_in_another_status_leaves_its_attempt_open() {
+    let app = spawn_app().await;
+    let (p, a) = paid_with_attempt(&app, "own-status").await;
+    let db = &app.app.gateway.db;
+    let mut reopen = a.clone().into_active_model();
+    reopen.state = Set("unknown".into());
+    let a = reopen.update(&db.write).await.unwrap();
+
+    // The payment is `paid`, the write expects `pending`: neither part is written.
+    let (pm, am) = failing(&p, &a);
+    let written =
+        payments::conclude_charge(&db.write, &a, "pending", pm, am, vec![webhook_row(&p)])
+            .await
+            .unwrap();
+    assert!(written.is_none(), "{written:?}");
+    let after = payments::attempt_by_id(&db.read, a.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(after.state, "unknown");
+    assert_eq!(
+        payments::by_id(&db.read, p.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .status,
+        "paid"
+    );
+    assert_eq!(webhooks_of(&app, &p.imp_uid, "failed").await, 0);
+}
