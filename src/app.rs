@@ -115,6 +115,7 @@ impl App {
                 lease_secs: config.attempt_lease_secs(),
                 schedule_concurrency: config.scheduler.concurrency,
                 webhook_private_targets: config.webhook_private_targets(),
+                trust_order_no_inquiry: config.kcp.order_no_inquiry.unwrap_or(sandbox.is_some()),
             },
             tokens: Arc::new(TokenCache::default()),
             admin_token: config.admin_token.clone().map(Arc::new),

@@ -55,6 +55,11 @@ pub struct KcpSettings {
     pub private_key_password: Option<SecretString>,
     pub payment_url: Option<String>,
     pub register_url: Option<String>,
+    /// Whether "no such trade" from an inquiry by order number (no `tno` known, docs/kcp.md §4) is
+    /// taken as proof that KCP approved nothing. KCP documents inquiries by `tno` only, so against
+    /// real KCP such an order stays open for an operator until this is confirmed with KCP. Unset:
+    /// trusted when the embedded sandbox plays KCP (it implements the form), not otherwise.
+    pub order_no_inquiry: Option<bool>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -134,6 +139,7 @@ impl Default for Config {
                 private_key_password: None,
                 payment_url: None,
                 register_url: None,
+                order_no_inquiry: None,
             },
             sandbox: SandboxSettings {
                 embedded: None,

@@ -450,17 +450,16 @@ impl Gateway {
         }
     }
 
-    /// After `STSC`: a re-approval already at KCP is recorded; none (once settled) → `STRA` again.
+    /// After `STSC`: a re-approval already at KCP is recorded; none (once settled, and only where
+    /// an inquiry by order number is trusted) → `STRA` again.
     async fn find_or_send_reapproval(
         &self,
         connector: &dyn Pg,
         payment: payment::Model,
         attempt: pg_attempt::Model,
     ) -> ServiceResult<PointCancelOutcome> {
-        match connector
-            .inquire_points(&TradeRef::OrderNo(attempt.order_no.clone()))
-            .await
-        {
+        let trade = TradeRef::OrderNo(attempt.order_no.clone());
+        match connector.inquire_points(&trade).await {
             Ok(TradeState::Approved { approval, .. }) => {
                 self.record_reapproval(payment, attempt, approval.into())
                     .await
@@ -479,7 +478,7 @@ impl Gateway {
                 )
                 .await
             }
-            Ok(TradeState::NotFound) if self.settled(&attempt) => {
+            Ok(TradeState::NotFound) if self.absence_is_final(&attempt, &trade) => {
                 self.send_reapproval(connector, payment, attempt).await
             }
             Ok(TradeState::NotFound) => {

@@ -76,6 +76,8 @@ pub struct GatewaySettings {
     pub schedule_concurrency: usize,
     /// See `config::WebhookSettings::private_targets` (resolved against test mode).
     pub webhook_private_targets: bool,
+    /// See `config::KcpSettings::order_no_inquiry` (resolved against the embedded sandbox).
+    pub trust_order_no_inquiry: bool,
 }
 
 /// Everything the use cases need, shared by the HTTP handlers and the background jobs.

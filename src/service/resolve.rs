@@ -123,7 +123,7 @@ impl Gateway {
                     self.written_or_decided(payment_id, written, ApprovalOutcome::NetCancelled)
                         .await
                 }
-                Ok(TradeState::NotFound) if self.settled(&attempt) => {
+                Ok(TradeState::NotFound) if self.absence_is_final(&attempt, &trade) => {
                     self.fail_unrecorded(
                         payment,
                         attempt,
@@ -340,6 +340,16 @@ impl Gateway {
 
     pub(crate) fn settled(&self, attempt: &pg_attempt::Model) -> bool {
         self.clock.unix() >= attempt.created_at + self.settings.settle_secs
+    }
+
+    /// Whether KCP's "no such trade" for `trade` proves that KCP did nothing for the attempt: once
+    /// the attempt is settled, for an inquiry by `tno` (KCP's documented form); for one by order
+    /// number only where that form is trusted (`config::KcpSettings::order_no_inquiry`). Otherwise
+    /// the attempt stays open, inquired again with backoff, for an operator: never failed on a
+    /// guess, which could let the merchant charge again while KCP holds an approval.
+    pub(crate) fn absence_is_final(&self, attempt: &pg_attempt::Model, trade: &TradeRef) -> bool {
+        self.settled(attempt)
+            && (matches!(trade, TradeRef::Tno(_)) || self.settings.trust_order_no_inquiry)
     }
 
     /// KCP has no record of an approval attempt older than the settle delay: it never happened, so

@@ -183,7 +183,7 @@ impl Gateway {
                     self.written_or_decided(payment_id, written, ApprovalOutcome::NetCancelled)
                         .await
                 }
-                Ok(VbankState::NotFound) if self.settled(&attempt) => {
+                Ok(VbankState::NotFound) if self.absence_is_final(&attempt, &trade) => {
                     self.fail_unrecorded(
                         payment,
                         attempt,

@@ -63,6 +63,41 @@ async fn a_dropped_approval_stays_ready_then_fails_after_the_settle_delay_and_ca
 }
 
 #[tokio::test]
+async fn where_an_inquiry_by_order_number_is_not_trusted_a_dropped_approval_stays_open_for_an_operator(
+) {
+    // As against real KCP: "no such order" by order number is not proof that nothing was approved.
+    let app = crate::helpers::spawn_app_with(|c| c.kcp.order_no_inquiry = Some(false)).await;
+    let token = app.token().await;
+    app.sandbox
+        .inject(FaultRule::new(paths::HUB_PAYMENT, Fault::Drop));
+    let (_, body) = app
+        .pay(&token, "drop-untrusted", 1000, test_cards::SHINHAN_CREDIT)
+        .await;
+    assert_eq!(body["code"], 1, "{body}");
+    let imp_uid = imp_uid_in(&body["message"]);
+
+    for _ in 0..3 {
+        app.advance(SETTLE_SECS + 1);
+        app.app.gateway.resolve_due(1000).await.unwrap();
+    }
+    assert_eq!(
+        app.payment(&token, &imp_uid).await["status"],
+        "ready",
+        "never failed on an unconfirmed answer"
+    );
+    let open = openport::store::payments::count_open_attempts(&app.app.gateway.db.read)
+        .await
+        .unwrap();
+    assert_eq!(open, 1, "the attempt stays open, inquired again");
+    // And the merchant_uid stays taken: no second charge while KCP might hold the first.
+    let (_, retry) = app
+        .pay(&token, "drop-untrusted", 1000, test_cards::SHINHAN_CREDIT)
+        .await;
+    assert_eq!(retry["code"], 1, "{retry}");
+    assert!(app.sandbox.ledger().is_empty());
+}
+
+#[tokio::test]
 async fn a_retry_after_the_settle_delay_resolves_the_old_attempt_itself() {
     let app = spawn_app().await;
     let token = app.token().await;
