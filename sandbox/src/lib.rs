@@ -224,6 +224,22 @@ impl Sandbox {
         Ok(record)
     }
 
+    /// A full cancel made outside the merchant's API calls, as an operator can in KCP's admin
+    /// console: the remaining balance is cancelled (`STSC`). False when there is no such
+    /// transaction or nothing is left to cancel.
+    pub fn cancel_in_admin(&self, tno: &str) -> bool {
+        let canc_time = clock::kcp_time(self.shared.now());
+        let mut ledger = self.shared.ledger();
+        match ledger.get_mut(tno) {
+            Some(entry) if entry.balance > 0 => {
+                let balance = entry.balance;
+                entry.record_cancel("STSC", balance, canc_time, Some("관리자 취소".to_owned()));
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// Re-sends every notification not acknowledged yet, now; returns how many were acknowledged.
     pub async fn flush_notifications(&self) -> usize {
         notify::flush(&self.shared).await

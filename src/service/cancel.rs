@@ -64,6 +64,9 @@ impl Gateway {
             .clone()
             .ok_or_else(|| ServiceError::Refused(NOT_FOUND.into()))?;
         let reason = cmd.reason.clone().filter(|r| !r.trim().is_empty());
+        // Before the attempt: an unusable KCP configuration must not leave an open cancel behind
+        // (it would block every cancel of the payment until the resolver closed it).
+        let connector = self.connectors.for_merchant(m, &self.secrets)?;
 
         let attempt = self
             .open_cancel_attempt(
@@ -93,7 +96,6 @@ impl Gateway {
             return Err(ServiceError::Refused(IN_FLIGHT.into()));
         };
 
-        let connector = self.connectors.for_merchant(m, &self.secrets)?;
         let is_point = payment.pay_method == super::benepia::POINT;
         // Points have no STPC: a partial cancel is STSC + STRA (service/benepia.rs).
         if is_point && !plan.is_full {
@@ -134,8 +136,25 @@ impl Gateway {
             Err(PgError::Declined {
                 code,
                 message,
-                reason: r,
+                reason: DeclineReason::AlreadyCancelled,
             }) => {
+                // KCP holds it cancelled while openport holds a balance: cancelled in KCP's admin,
+                // or an earlier cancel landed after openport concluded it had not. Failing here
+                // would leave it `paid` for good (every later cancel refused the same way), and a
+                // merchant refunding by other means would refund twice: KCP's inquiry decides.
+                tracing::warn!(imp_uid = %payment.imp_uid, %code, "KCP says already cancelled while openport holds a balance; inquiring");
+                match self
+                    .mark_unknown(attempt, &format!("[{code}] {message}"))
+                    .await?
+                {
+                    Some(attempt) => {
+                        self.resolve_cancel(connector.as_ref(), payment.clone(), attempt)
+                            .await?
+                    }
+                    None => self.cancel_decided(attempt_id).await?,
+                }
+            }
+            Err(PgError::Declined { code, message, .. }) => {
                 if !self
                     .close_attempt(attempt, "failed", &format!("[{code}] {message}"))
                     .await?
@@ -143,9 +162,6 @@ impl Gateway {
                     return self
                         .answer_cancel(&payment, self.cancel_decided(attempt_id).await?)
                         .await;
-                }
-                if r == DeclineReason::AlreadyCancelled {
-                    tracing::error!(imp_uid = %payment.imp_uid, "KCP says already cancelled but openport has a balance");
                 }
                 return Err(ServiceError::Refused(format!(
                     "결제취소에 실패하였습니다.({message})"

@@ -160,3 +160,50 @@ async fn concurrent_partial_cancels_never_refund_more_than_was_paid() {
     assert_eq!(app.sandbox.ledger()[0].balance, 1000 - 300 * ok as i64);
     app.assert_ledger_agrees().await;
 }
+
+#[tokio::test]
+async fn a_payment_cancelled_in_kcps_admin_is_recorded_by_a_full_cancel_and_a_partial_one_is_left_for_the_operator(
+) {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let full = app.paid(&token, "admin-full", 10000).await;
+    let partial = app.paid(&token, "admin-partial", 10000).await;
+    for p in [&full, &partial] {
+        assert!(app.sandbox.cancel_in_admin(p["pg_tid"].as_str().unwrap()));
+    }
+
+    // KCP answers 8133 (already cancelled); its inquiry shows the balance gone, which is what the
+    // full cancel asked for: recorded, not refused (else it stayed `paid` for good).
+    let (_, body) = app
+        .post(
+            "/payments/cancel",
+            Some(&token),
+            json!({"imp_uid": full["imp_uid"], "reason": "환불"}),
+        )
+        .await;
+    assert_eq!(body["code"], 0, "{body}");
+    assert_eq!(body["response"]["status"], "cancelled");
+    assert_eq!(body["response"]["cancel_amount"], 10000);
+
+    // A partial cancel matches neither outcome: refused, and the attempt is left in conflict.
+    let (_, body) = app
+        .post(
+            "/payments/cancel",
+            Some(&token),
+            json!({"imp_uid": partial["imp_uid"], "amount": 3000}),
+        )
+        .await;
+    assert_eq!(body["code"], 1, "{body}");
+    let shown = app
+        .payment(&token, partial["imp_uid"].as_str().unwrap())
+        .await;
+    assert_eq!(shown["status"], "paid");
+    assert_eq!(shown["cancel_amount"], 0);
+    let open = openport::store::payments::count_open_attempts(&app.app.gateway.db.read)
+        .await
+        .unwrap();
+    assert_eq!(
+        open, 0,
+        "closed as a conflict for the operator, not left blocking"
+    );
+}
