@@ -4,6 +4,7 @@ use axum::extract::State;
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use super::doc::{MerchantListReply, TokenErrors};
 use super::envelope::{ok, Envelope};
 use super::error::ApiResult;
 use super::extract::AdminCaller;
@@ -21,7 +22,8 @@ pub struct MerchantSummary {
     pub created_at: i64,
 }
 
-#[utoipa::path(get, path = "/admin/merchants", responses((status = 200, body = [MerchantSummary]), (status = 401)))]
+#[utoipa::path(get, path = "/admin/merchants", operation_id = "listMerchants",
+    responses((status = 200, body = MerchantListReply), TokenErrors))]
 pub async fn merchants(
     State(s): State<AppState>,
     _admin: AdminCaller,

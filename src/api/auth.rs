@@ -3,6 +3,7 @@ use axum::extract::State;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use super::doc::{BodyErrors, ErrorEnvelope, TokenReply};
 use super::envelope::{ok, Envelope};
 use super::error::{ApiError, ApiResult};
 use super::extract::{de, Body};
@@ -11,8 +12,10 @@ use crate::app::AppState;
 #[derive(Deserialize, ToSchema)]
 pub struct GetTokenRequest {
     #[serde(default, deserialize_with = "de::opt_string")]
+    #[schema(value_type = String, required = true, min_length = 1)]
     pub imp_key: Option<String>,
     #[serde(default, deserialize_with = "de::opt_string")]
+    #[schema(value_type = String, required = true, min_length = 1)]
     pub imp_secret: Option<String>,
 }
 
@@ -24,8 +27,12 @@ pub struct AccessToken {
 }
 
 /// Issues a 30-minute token; the same token while it is valid, extended in its last minute.
-#[utoipa::path(post, path = "/users/getToken", request_body = GetTokenRequest,
-    responses((status = 200, body = AccessToken), (status = 401, description = "bad imp_key/imp_secret")))]
+#[utoipa::path(post, path = "/users/getToken", operation_id = "getToken", request_body = GetTokenRequest,
+    responses(
+        (status = 200, body = TokenReply),
+        (status = 400, body = ErrorEnvelope, description = "imp_key or imp_secret missing or empty, or a body that is not JSON/form"),
+        (status = 401, body = ErrorEnvelope, description = "no merchant has this imp_key and imp_secret"),
+        BodyErrors))]
 pub async fn get_token(
     State(state): State<AppState>,
     Body(req): Body<GetTokenRequest>,

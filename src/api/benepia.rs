@@ -7,6 +7,9 @@ use axum::extract::State;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use super::doc::{
+    BenepiaPaymentBody, BenepiaPointOutcome, ErrorEnvelope, PaymentOutcome, TokenBodyErrors,
+};
 use super::envelope::{ok, Envelope};
 use super::error::{ApiError, ApiResult};
 use super::extract::{de, Body, MerchantCaller};
@@ -23,11 +26,14 @@ const MERCHANT_UID_MAX: usize = 40;
 #[derive(Deserialize, ToSchema)]
 pub struct BenepiaPointRequest {
     #[serde(default, deserialize_with = "de::opt_string")]
+    #[schema(value_type = String, required = true, pattern = r"\S")]
     pub benepia_user: Option<String>,
     #[serde(default, deserialize_with = "de::opt_string")]
+    #[schema(value_type = String, required = true, pattern = r"\S")]
     pub benepia_password: Option<String>,
     /// Required by openport: KCP's balance call needs `pt_memcorp_cd` (spec/kcp.md §2.8).
     #[serde(default, deserialize_with = "de::opt_string")]
+    #[schema(value_type = String, required = true, pattern = r"\S")]
     pub benepia_member_code: Option<String>,
     /// Accepted and ignored: a merchant has one KCP site in openport.
     #[serde(default, deserialize_with = "de::opt_string")]
@@ -43,12 +49,15 @@ pub struct BenepiaPointAnnotation {
 #[derive(Deserialize, ToSchema)]
 pub struct BenepiaPaymentRequest {
     #[serde(default, deserialize_with = "de::opt_string")]
+    #[schema(value_type = String, required = true, pattern = r"\S")]
     pub benepia_user: Option<String>,
     #[serde(default, deserialize_with = "de::opt_string")]
+    #[schema(value_type = String, required = true, pattern = r"\S")]
     pub benepia_password: Option<String>,
     /// Required by openport (iamport treats a missing code as a test payment; KCP needs
     /// `pt_memcorp_cd`).
     #[serde(default, deserialize_with = "de::opt_string")]
+    #[schema(value_type = String, required = true, pattern = r"\S")]
     pub benepia_member_code: Option<String>,
     /// Accepted and ignored, as for `/benepia/point`.
     #[serde(default, deserialize_with = "de::opt_string")]
@@ -79,8 +88,11 @@ fn account(
 /// not list it for this call: KCP's balance request needs `pt_memcorp_cd` (spec/kcp.md §2.8).
 /// Missing credentials → HTTP 400, code -1; a KCP refusal (unknown account, wrong password) →
 /// code 1 with KCP's code and message.
-#[utoipa::path(post, path = "/benepia/point", request_body = BenepiaPointRequest,
-    responses((status = 200, body = BenepiaPointAnnotation, description = "the account's balance; code 1 when KCP refuses")))]
+#[utoipa::path(post, path = "/benepia/point", operation_id = "queryBenepiaPoint", request_body = BenepiaPointRequest,
+    responses(
+        (status = 200, body = BenepiaPointOutcome, description = "the account's balance; code 1 (response null) when KCP refuses or does not answer"),
+        (status = 400, body = ErrorEnvelope, description = "benepia_user, benepia_password or benepia_member_code missing or blank, or a body that is not JSON/form with these types"),
+        TokenBodyErrors))]
 pub async fn point(
     State(s): State<AppState>,
     MerchantCaller(m): MerchantCaller,
@@ -119,8 +131,11 @@ fn parse_payment(req: BenepiaPaymentRequest) -> ApiResult<PointPaymentCommand> {
 /// be confirmed is code 1 and is settled by the resolver (PAPT inquiry). A partial cancel of the
 /// payment (`/payments/cancel`) is done as KCP's full cancel plus re-approval, which gives the
 /// payment a new `pg_tid`.
-#[utoipa::path(post, path = "/benepia/payment", request_body = BenepiaPaymentRequest,
-    responses((status = 200, body = PaymentAnnotation, description = "paid, or failed (code 0) when KCP refuses")))]
+#[utoipa::path(post, path = "/benepia/payment", operation_id = "payBenepiaPoint", request_body = BenepiaPaymentBody,
+    responses(
+        (status = 200, body = PaymentOutcome, description = "paid, or failed (code 0) when KCP refuses; code 1 (response null) when the merchant_uid is taken or the outcome could not be confirmed"),
+        (status = 400, body = ErrorEnvelope, description = "a Benepia credential or name missing or blank, merchant_uid over 40 characters, an invalid order field, or a body that is not JSON/form with these types"),
+        TokenBodyErrors))]
 pub async fn payment(
     State(s): State<AppState>,
     MerchantCaller(m): MerchantCaller,

@@ -3,6 +3,7 @@ use axum::extract::State;
 use serde::Deserialize;
 use utoipa::ToSchema;
 
+use super::doc::{CancelBody, ErrorEnvelope, PaymentOutcome, TokenBodyErrors};
 use super::envelope::{ok, Envelope};
 use super::error::{ApiError, ApiResult};
 use super::extract::{de, Body, MerchantCaller};
@@ -11,14 +12,16 @@ use crate::app::AppState;
 use crate::service::cancel::CancelCommand;
 use crate::service::ServiceError;
 
+/// The payment is named by `imp_uid` or `merchant_uid` (see `CancelBody`); a blank one is absent.
 #[derive(Deserialize, ToSchema)]
 pub struct CancelRequest {
     #[serde(default, deserialize_with = "de::opt_string")]
     pub imp_uid: Option<String>,
     #[serde(default, deserialize_with = "de::opt_string")]
     pub merchant_uid: Option<String>,
+    /// The amount to cancel; absent (or null) for all that is left.
     #[serde(default, deserialize_with = "de::opt_i64")]
-    #[schema(value_type = Option<i64>)]
+    #[schema(value_type = Option<i64>, minimum = 0)]
     pub amount: Option<i64>,
     #[serde(default, deserialize_with = "de::opt_i64")]
     #[schema(value_type = Option<i64>)]
@@ -35,8 +38,11 @@ pub struct CancelRequest {
     pub enable_webhook: Option<bool>,
 }
 
-#[utoipa::path(post, path = "/payments/cancel", request_body = CancelRequest,
-    responses((status = 200, body = PaymentAnnotation, description = "code 1 when refused")))]
+#[utoipa::path(post, path = "/payments/cancel", operation_id = "cancelPayment", request_body = CancelBody,
+    responses(
+        (status = 200, body = PaymentOutcome, description = "the cancelled payment; code 1 (response null) when no such payment, the amount or checksum does not fit, or KCP refuses"),
+        (status = 400, body = ErrorEnvelope, description = "neither imp_uid nor merchant_uid, a negative amount, or a body that is not JSON/form with these types"),
+        TokenBodyErrors))]
 pub async fn cancel(
     State(s): State<AppState>,
     MerchantCaller(m): MerchantCaller,

@@ -4,6 +4,10 @@ use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use super::doc::{
+    CustomerListReply, CustomerOutcome, CustomerRegistration, ErrorEnvelope, NonBlank,
+    PaymentPageReply, TokenBodyErrors, TokenErrors,
+};
 use super::envelope::{ok, Envelope};
 use super::error::{ApiError, ApiResult};
 use super::extract::{de, query_value, query_values, Body, MerchantCaller};
@@ -16,10 +20,14 @@ use crate::service::lookup::Paging;
 use crate::service::ServiceError;
 use crate::store::entity::billing_key;
 
+/// Card data and the customer's details. A card that does not parse (number, `expiry`,
+/// `birth`, `pwd_2digit`) is refused with code -1 (HTTP 200), not 400; `customer_name` with script
+/// in it is refused with HTTP 400.
 #[derive(Deserialize, ToSchema, Default)]
 pub struct CustomerRequest {
     #[serde(default, deserialize_with = "de::opt_string")]
     pub card_number: Option<String>,
+    /// `YYYY-MM` (or `YYYYMM`, `YY/MM`).
     #[serde(default, deserialize_with = "de::opt_string")]
     pub expiry: Option<String>,
     #[serde(default, deserialize_with = "de::opt_string")]
@@ -126,8 +134,13 @@ fn valid_uid(uid: &str) -> ApiResult<()> {
     Ok(())
 }
 
-#[utoipa::path(post, path = "/subscribe/customers/{customer_uid}", params(("customer_uid" = String, Path)),
-    request_body = CustomerRequest, responses((status = 200, body = CustomerAnnotation)))]
+#[utoipa::path(post, path = "/subscribe/customers/{customer_uid}", operation_id = "customer_save",
+    params(("customer_uid" = String, Path, min_length = 1, max_length = 80, pattern = r"\S")),
+    request_body = CustomerRegistration,
+    responses(
+        (status = 200, body = CustomerOutcome, description = "the billing key; code -1 (response null) when the card data or KCP refuses the card, code 1 when KCP's answer is unknown"),
+        (status = 400, body = ErrorEnvelope, description = "customer_uid blank or over 80 characters, card_number or expiry missing, script in customer_name, or a body that is not JSON/form with these types"),
+        TokenBodyErrors))]
 pub async fn register(
     State(s): State<AppState>,
     MerchantCaller(m): MerchantCaller,
@@ -144,7 +157,11 @@ pub async fn register(
     Ok(ok(key.into()))
 }
 
-#[utoipa::path(get, path = "/subscribe/customers/{customer_uid}", params(("customer_uid" = String, Path)), responses((status = 200, body = CustomerAnnotation)))]
+#[utoipa::path(get, path = "/subscribe/customers/{customer_uid}", operation_id = "customer_view",
+    params(("customer_uid" = String, Path, min_length = 1)),
+    responses(
+        (status = 200, body = CustomerOutcome, description = "the billing key; code 1 (response null) when none is registered under this customer_uid, as iamport answers"),
+        TokenErrors))]
 pub async fn get(
     State(s): State<AppState>,
     MerchantCaller(m): MerchantCaller,
@@ -153,7 +170,11 @@ pub async fn get(
     Ok(ok(s.gateway.customer(&m, &uid).await?.into()))
 }
 
-#[utoipa::path(delete, path = "/subscribe/customers/{customer_uid}", params(("customer_uid" = String, Path)), responses((status = 200, body = CustomerAnnotation)))]
+#[utoipa::path(delete, path = "/subscribe/customers/{customer_uid}", operation_id = "customer_delete",
+    params(("customer_uid" = String, Path, min_length = 1)),
+    responses(
+        (status = 200, body = CustomerOutcome, description = "the deleted billing key (its pending schedules are revoked); code 1 (response null) when none is registered under this customer_uid or KCP refuses or does not answer"),
+        TokenErrors))]
 pub async fn delete(
     State(s): State<AppState>,
     MerchantCaller(m): MerchantCaller,
@@ -162,7 +183,15 @@ pub async fn delete(
     Ok(ok(s.gateway.delete_customer(&m, &uid).await?.into()))
 }
 
-#[utoipa::path(get, path = "/subscribe/customers", responses((status = 200, body = [CustomerAnnotation]), (status = 207), (status = 404)))]
+/// `customer_uid` and `customer_uid[0]` are read as `customer_uid[]` too.
+#[utoipa::path(get, path = "/subscribe/customers", operation_id = "customer_view_multiple",
+    params(("customer_uid[]" = Vec<NonBlank>, Query, min_items = 1, max_items = 100, style = Form, explode = true)),
+    responses(
+        (status = 200, body = CustomerListReply, description = "every billing key asked, in the order asked"),
+        (status = 207, body = CustomerListReply, description = "some found (those are listed), some not"),
+        (status = 400, body = ErrorEnvelope, description = "no customer_uid[], or more than 100"),
+        (status = 404, body = ErrorEnvelope, description = "none found"),
+        TokenErrors))]
 pub async fn get_many(
     State(s): State<AppState>,
     MerchantCaller(m): MerchantCaller,
@@ -191,7 +220,13 @@ pub async fn get_many(
     })
 }
 
-#[utoipa::path(get, path = "/subscribe/customers/{customer_uid}/payments", params(("customer_uid" = String, Path)), responses((status = 200, body = PaymentPage)))]
+/// Payments made with a billing key, newest first, 20 a page.
+#[utoipa::path(get, path = "/subscribe/customers/{customer_uid}/payments", operation_id = "customer_payments",
+    params(
+        ("customer_uid" = String, Path, min_length = 1),
+        ("page" = Option<i32>, Query, description = "1-based; default 1 (and so is anything that is not a positive integer)"),
+    ),
+    responses((status = 200, body = PaymentPageReply), TokenErrors))]
 pub async fn payments(
     State(s): State<AppState>,
     MerchantCaller(m): MerchantCaller,

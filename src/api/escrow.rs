@@ -4,6 +4,7 @@ use axum::http::StatusCode;
 use serde::Deserialize;
 use utoipa::ToSchema;
 
+use super::doc::{ErrorEnvelope, LogisOutcome, LogisReply, TokenBodyErrors, TokenErrors};
 use super::envelope::{ok, Envelope};
 use super::error::{ApiError, ApiResult};
 use super::extract::{de, Body, MerchantCaller};
@@ -12,12 +13,17 @@ use crate::service::escrow::{EscrowRefusal, Logis};
 
 #[derive(Deserialize, ToSchema, Default)]
 pub struct LogisFields {
+    /// The carrier's code.
     #[serde(default, deserialize_with = "de::opt_string")]
+    #[schema(value_type = String, required = true, min_length = 1)]
     pub company: Option<String>,
+    /// The waybill number.
     #[serde(default, deserialize_with = "de::opt_string")]
+    #[schema(value_type = String, required = true, min_length = 1)]
     pub invoice: Option<String>,
+    /// Unix seconds.
     #[serde(default, deserialize_with = "de::opt_i64")]
-    #[schema(value_type = Option<i64>)]
+    #[schema(value_type = i64, required = true)]
     pub sent_at: Option<i64>,
     #[serde(default, deserialize_with = "de::opt_string")]
     pub receiving_at: Option<String>,
@@ -26,6 +32,7 @@ pub struct LogisFields {
 #[derive(Deserialize, ToSchema)]
 pub struct LogisRequest {
     #[serde(default)]
+    #[schema(value_type = LogisFields, required = true)]
     pub logis: Option<LogisFields>,
     /// Accepted as iamport documents them; KCP's STE1 takes carrier and waybill only.
     #[serde(default)]
@@ -82,8 +89,14 @@ fn parse(req: LogisRequest) -> ApiResult<Logis> {
     })
 }
 
-#[utoipa::path(post, path = "/escrows/logis/{imp_uid}", params(("imp_uid" = String, Path)), request_body = LogisRequest,
-    responses((status = 200, body = Logis), (status = 404), (status = 409), (status = 400)))]
+#[utoipa::path(post, path = "/escrows/logis/{imp_uid}", operation_id = "escrow_logis_save",
+    params(("imp_uid" = String, Path, min_length = 1)), request_body = LogisRequest,
+    responses(
+        (status = 200, body = LogisOutcome, description = "the registered delivery; code 1 (response null) when KCP refuses or does not answer"),
+        (status = 400, body = ErrorEnvelope, description = "logis, logis.company, logis.invoice or logis.sent_at missing, not an escrow payment, or a body that is not JSON/form with these types"),
+        (status = 404, body = ErrorEnvelope, description = "no such payment"),
+        (status = 409, body = ErrorEnvelope, description = "a delivery is registered already, or the payment's state allows none"),
+        TokenBodyErrors))]
 pub async fn register(
     State(s): State<AppState>,
     MerchantCaller(m): MerchantCaller,
@@ -98,8 +111,14 @@ pub async fn register(
         .map_err(refusal)?))
 }
 
-#[utoipa::path(put, path = "/escrows/logis/{imp_uid}", params(("imp_uid" = String, Path)), request_body = LogisRequest,
-    responses((status = 200, body = Logis), (status = 404), (status = 409), (status = 400)))]
+#[utoipa::path(put, path = "/escrows/logis/{imp_uid}", operation_id = "escrow_logis_edit",
+    params(("imp_uid" = String, Path, min_length = 1)), request_body = LogisRequest,
+    responses(
+        (status = 200, body = LogisOutcome, description = "the changed delivery; code 1 (response null) when KCP refuses or does not answer"),
+        (status = 400, body = ErrorEnvelope, description = "logis, logis.company, logis.invoice or logis.sent_at missing, not an escrow payment, or a body that is not JSON/form with these types"),
+        (status = 404, body = ErrorEnvelope, description = "no such payment"),
+        (status = 409, body = ErrorEnvelope, description = "no delivery is registered yet, or the payment's state allows no change"),
+        TokenBodyErrors))]
 pub async fn change(
     State(s): State<AppState>,
     MerchantCaller(m): MerchantCaller,
@@ -114,7 +133,13 @@ pub async fn change(
         .map_err(refusal)?))
 }
 
-#[utoipa::path(get, path = "/escrows/logis/{imp_uid}", params(("imp_uid" = String, Path)), responses((status = 200, body = Logis), (status = 404)))]
+#[utoipa::path(get, path = "/escrows/logis/{imp_uid}", operation_id = "escrow_logis_get",
+    params(("imp_uid" = String, Path, min_length = 1)),
+    responses(
+        (status = 200, body = LogisReply, description = "the delivery, or null when none is registered"),
+        (status = 400, body = ErrorEnvelope, description = "not an escrow payment"),
+        (status = 404, body = ErrorEnvelope, description = "no such payment"),
+        TokenErrors))]
 pub async fn get(
     State(s): State<AppState>,
     MerchantCaller(m): MerchantCaller,

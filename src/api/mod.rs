@@ -4,6 +4,7 @@ pub mod auth;
 pub mod benepia;
 pub mod cancel;
 pub mod customers;
+pub mod doc;
 pub mod envelope;
 pub mod error;
 pub mod escrow;
@@ -31,15 +32,26 @@ use error::ApiError;
 #[openapi(
     info(
         title = "openport",
-        description = "iamport (PortOne V1) compatible REST API served by openport over NHN KCP"
+        description = "iamport (PortOne V1) compatible REST API served by openport over NHN KCP.\n\n\
+            Every answer is the iamport envelope `{code, message, response}`. HTTP 200 with code 0 \
+            carries the result; several operations also answer HTTP 200 with code 1 (a business \
+            rule refused) or -1 (card data refused), with `response: null` and the reason in \
+            `message`. Other failures are HTTP 4xx/5xx with code -1 and `response: null` \
+            (`ErrorEnvelope`). Bodies may be JSON or `application/x-www-form-urlencoded` (with \
+            `a[]`/`a[0][b]` keys); numbers may be sent as numeric strings, and an empty query value \
+            counts as absent. A path segment that is not valid UTF-8 once decoded is refused by \
+            the router with a plain-text HTTP 400."
     ),
     paths(
         auth::get_token,
         payments::get_one,
         payments::get_many,
         payments::find,
+        payments::find_status,
         payments::find_all,
+        payments::find_all_status,
         payments::by_status,
+        payments::by_any_status,
         cancel::cancel,
         prepare::create,
         prepare::change,
@@ -71,7 +83,14 @@ use error::ApiError;
         escrow::get,
         vbanks::issue,
         vbanks::revoke,
-    )
+    ),
+    // Referenced from parameters and shared responses, which do not register what they name.
+    components(schemas(
+        doc::ErrorEnvelope,
+        doc::NonBlank,
+        doc::PaymentStatusParam,
+        doc::PaymentSorting,
+    ))
 )]
 pub struct ApiDoc;
 

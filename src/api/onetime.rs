@@ -3,6 +3,7 @@ use axum::extract::State;
 use serde::Deserialize;
 use utoipa::ToSchema;
 
+use super::doc::{ErrorEnvelope, PaymentOutcome, TokenBodyErrors};
 use super::envelope::{ok, Envelope};
 use super::error::{ApiError, ApiResult};
 use super::extract::{de, Body, MerchantCaller};
@@ -18,9 +19,13 @@ use crate::service::ServiceError;
 pub struct OnetimeRequest {
     #[serde(flatten)]
     pub order: OrderFields,
+    /// A card number that does not parse is refused with code -1 (HTTP 200), not 400.
     #[serde(default, deserialize_with = "de::opt_string")]
+    #[schema(value_type = String, required = true)]
     pub card_number: Option<String>,
+    /// `YYYY-MM` (or `YYYYMM`, `YY/MM`); a bad or past one is refused with code -1 (HTTP 200).
     #[serde(default, deserialize_with = "de::opt_string")]
+    #[schema(value_type = String, required = true)]
     pub expiry: Option<String>,
     #[serde(default, deserialize_with = "de::opt_string")]
     pub birth: Option<String>,
@@ -29,7 +34,9 @@ pub struct OnetimeRequest {
     /// Accepted for compatibility and discarded: KCP's key-in API takes no CVC.
     #[serde(default, deserialize_with = "de::opt_string")]
     pub cvc: Option<String>,
+    /// Keeps the card as this billing key too; at most 80 characters.
     #[serde(default, deserialize_with = "de::opt_string")]
+    #[schema(max_length = 80)]
     pub customer_uid: Option<String>,
     #[serde(default, deserialize_with = "de::opt_string")]
     pub pg: Option<String>,
@@ -83,8 +90,11 @@ pub(crate) fn parse_onetime(
     })
 }
 
-#[utoipa::path(post, path = "/subscribe/payments/onetime", request_body = OnetimeRequest,
-    responses((status = 200, body = PaymentAnnotation, description = "paid, or failed (code 0) on a PG decline; code -1 when card data is rejected")))]
+#[utoipa::path(post, path = "/subscribe/payments/onetime", operation_id = "onetime", request_body = OnetimeRequest,
+    responses(
+        (status = 200, body = PaymentOutcome, description = "paid, or failed (code 0) on a PG decline; code -1 when card data is rejected, code 1 when the merchant_uid is taken or the outcome is not known yet"),
+        (status = 400, body = ErrorEnvelope, description = "a missing or invalid order field (merchant_uid, amount, currency, tax_free, card_quota, customer_uid, script in a text field), card_number or expiry missing, or a body that is not JSON/form with these types"),
+        TokenBodyErrors))]
 pub async fn onetime(
     State(s): State<AppState>,
     MerchantCaller(m): MerchantCaller,

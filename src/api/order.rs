@@ -6,37 +6,48 @@ use super::error::{ApiError, ApiResult};
 use super::extract::de;
 use crate::service::pay::ChargeOrder;
 
-/// The order fields every charge request shares (onetime, again, each schedule).
+/// The order fields every charge request shares (onetime, again, each schedule, vbanks, Benepia).
+/// Free text (`name`, `buyer_*`) is cut to KCP's byte limits; text with script in it
+/// (`<script`, `javascript:`, `eval(`) is refused with HTTP 400.
 #[derive(Deserialize, ToSchema, Default, Clone)]
 pub struct OrderFields {
     #[serde(default, deserialize_with = "de::opt_string")]
+    #[schema(value_type = String, required = true, pattern = r"\S", max_length = 80)]
     pub merchant_uid: Option<String>,
     #[serde(default, deserialize_with = "de::opt_i64")]
-    #[schema(value_type = Option<i64>)]
+    #[schema(value_type = i64, required = true, minimum = 1, maximum = 999_999_999_999i64)]
     pub amount: Option<i64>,
+    /// KRW only (any case); absent or empty is KRW.
     #[serde(default, deserialize_with = "de::opt_string")]
+    #[schema(value_type = Option<String>, pattern = "^([Kk][Rr][Ww])?$")]
     pub currency: Option<String>,
+    /// At most 100 bytes reach KCP.
     #[serde(default, deserialize_with = "de::opt_string")]
     pub name: Option<String>,
+    /// At most 30 bytes reach KCP.
     #[serde(default, deserialize_with = "de::opt_string")]
     pub buyer_name: Option<String>,
+    /// At most 50 bytes reach KCP.
     #[serde(default, deserialize_with = "de::opt_string")]
     pub buyer_email: Option<String>,
+    /// Its digits reach KCP (at most 20 bytes).
     #[serde(default, deserialize_with = "de::opt_string")]
     pub buyer_tel: Option<String>,
     #[serde(default, deserialize_with = "de::opt_string")]
     pub buyer_addr: Option<String>,
     #[serde(default, deserialize_with = "de::opt_string")]
     pub buyer_postcode: Option<String>,
+    /// Instalment months: 0 or 1 is a lump sum.
     #[serde(default, deserialize_with = "de::opt_i64")]
-    #[schema(value_type = Option<i64>)]
+    #[schema(value_type = Option<i64>, minimum = 0, maximum = 36)]
     pub card_quota: Option<i64>,
     #[serde(default, deserialize_with = "de::opt_json_string")]
     pub custom_data: Option<String>,
     #[serde(default, deserialize_with = "de::string_list")]
     pub notice_url: Vec<String>,
+    /// Not more than `amount` (HTTP 400 otherwise).
     #[serde(default, deserialize_with = "de::opt_i64")]
-    #[schema(value_type = Option<i64>)]
+    #[schema(value_type = Option<i64>, minimum = 0, maximum = 999_999_999_999i64)]
     pub tax_free: Option<i64>,
 }
 

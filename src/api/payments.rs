@@ -2,6 +2,10 @@
 use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 
+use super::doc::{
+    ErrorEnvelope, NonBlank, PaymentListReply, PaymentPageReply, PaymentReply, PaymentSorting,
+    PaymentStatusParam, TokenErrors,
+};
 use super::envelope::{ok, Envelope};
 use super::error::{ApiError, ApiResult};
 use super::extract::{query_value, query_values, Caller};
@@ -42,8 +46,15 @@ fn paging(q: Option<&str>, max: u64) -> ApiResult<Paging> {
 
 /// `include_sandbox` defaults to true for openport: in test mode every payment is a sandbox one,
 /// and iamport clients never send the flag. `include_sandbox=false` hides them.
-#[utoipa::path(get, path = "/payments/{imp_uid}", params(("imp_uid" = String, Path)),
-    responses((status = 200, body = PaymentAnnotation), (status = 404), (status = 401)))]
+#[utoipa::path(get, path = "/payments/{imp_uid}", operation_id = "getPaymentByImpUid",
+    params(
+        ("imp_uid" = String, Path, min_length = 1),
+        ("include_sandbox" = Option<String>, Query, description = "`false` hides sandbox payments; anything else (or nothing) shows them"),
+    ),
+    responses(
+        (status = 200, body = PaymentReply),
+        (status = 404, body = ErrorEnvelope, description = "no such payment (of this merchant)"),
+        TokenErrors))]
 pub async fn get_one(
     State(s): State<AppState>,
     Caller(who): Caller,
@@ -59,7 +70,21 @@ pub async fn get_one(
 }
 
 /// `GET /payments?imp_uid[]=…&merchant_uid[]=…`: 207 when some are missing, 404 when none found.
-#[utoipa::path(get, path = "/payments", responses((status = 200, body = [PaymentAnnotation]), (status = 207), (status = 404)))]
+/// At least one id in all and at most 100, which OpenAPI cannot say across two parameters.
+/// `imp_uid` and `imp_uid[0]` are read as `imp_uid[]` too (and `merchant_uid` likewise).
+#[utoipa::path(get, path = "/payments", operation_id = "getPaymentListByImpUid",
+    params(
+        ("imp_uid[]" = Option<Vec<NonBlank>>, Query, max_items = 100, style = Form, explode = true,
+            description = "imp_uids to look up; with `merchant_uid[]`, 1 to 100 ids in all (else HTTP 400)"),
+        ("merchant_uid[]" = Option<Vec<NonBlank>>, Query, max_items = 100, style = Form, explode = true,
+            description = "merchant_uids to look up (each its newest attempt); with `imp_uid[]`, 1 to 100 ids in all (else HTTP 400)"),
+    ),
+    responses(
+        (status = 200, body = PaymentListReply, description = "every id found, in the order asked"),
+        (status = 207, body = PaymentListReply, description = "some ids found (those are listed), some not"),
+        (status = 400, body = ErrorEnvelope, description = "no id given, or more than 100"),
+        (status = 404, body = ErrorEnvelope, description = "none of the ids found"),
+        TokenErrors))]
 pub async fn get_many(
     State(s): State<AppState>,
     Caller(who): Caller,
@@ -96,9 +121,17 @@ pub async fn get_many(
     })
 }
 
-#[utoipa::path(get, path = "/payments/find/{merchant_uid}/{payment_status}",
-    params(("merchant_uid" = String, Path), ("payment_status" = String, Path)),
-    responses((status = 200, body = PaymentAnnotation), (status = 404)))]
+/// The newest payment (by `sorting`) with this merchant_uid, of any status.
+#[utoipa::path(get, path = "/payments/find/{merchant_uid}", operation_id = "getPaymentByMerchantUidAnyStatus",
+    params(
+        ("merchant_uid" = String, Path, min_length = 1),
+        ("sorting" = Option<PaymentSorting>, Query),
+    ),
+    responses(
+        (status = 200, body = PaymentReply),
+        (status = 400, body = ErrorEnvelope, description = "unknown `sorting`"),
+        (status = 404, body = ErrorEnvelope, description = "no payment has this merchant_uid"),
+        TokenErrors))]
 pub async fn find(
     State(s): State<AppState>,
     Caller(who): Caller,
@@ -108,6 +141,18 @@ pub async fn find(
     find_with(s, who, uid, String::new(), q).await
 }
 
+/// The newest payment (by `sorting`) with this merchant_uid and status.
+#[utoipa::path(get, path = "/payments/find/{merchant_uid}/{payment_status}", operation_id = "getPaymentByMerchantUid",
+    params(
+        ("merchant_uid" = String, Path, min_length = 1),
+        ("payment_status" = PaymentStatusParam, Path),
+        ("sorting" = Option<PaymentSorting>, Query),
+    ),
+    responses(
+        (status = 200, body = PaymentReply),
+        (status = 400, body = ErrorEnvelope, description = "unknown `payment_status` or `sorting`"),
+        (status = 404, body = ErrorEnvelope, description = "no payment has this merchant_uid and status"),
+        TokenErrors))]
 pub async fn find_status(
     State(s): State<AppState>,
     Caller(who): Caller,
@@ -131,9 +176,19 @@ async fn find_with(
     Ok(ok(r.into()))
 }
 
-#[utoipa::path(get, path = "/payments/findAll/{merchant_uid}/{payment_status}",
-    params(("merchant_uid" = String, Path), ("payment_status" = String, Path)),
-    responses((status = 200, body = PaymentPage), (status = 404)))]
+/// Every payment (attempt) with this merchant_uid, of any status, a page at a time.
+#[utoipa::path(get, path = "/payments/findAll/{merchant_uid}", operation_id = "getAllPaymentsByMerchantUidAnyStatus",
+    params(
+        ("merchant_uid" = String, Path, min_length = 1),
+        ("sorting" = Option<PaymentSorting>, Query),
+        ("page" = Option<i32>, Query, description = "1-based; default 1, and below 1 reads as 1"),
+        ("limit" = Option<i32>, Query, description = "default 20; clamped to 1..=1000"),
+    ),
+    responses(
+        (status = 200, body = PaymentPageReply),
+        (status = 400, body = ErrorEnvelope, description = "unknown `sorting`, or `page`/`limit` not an integer"),
+        (status = 404, body = ErrorEnvelope, description = "no payment has this merchant_uid"),
+        TokenErrors))]
 pub async fn find_all(
     State(s): State<AppState>,
     Caller(who): Caller,
@@ -143,6 +198,20 @@ pub async fn find_all(
     find_all_with(s, who, uid, String::new(), q).await
 }
 
+/// Every payment (attempt) with this merchant_uid and status, a page at a time.
+#[utoipa::path(get, path = "/payments/findAll/{merchant_uid}/{payment_status}", operation_id = "getAllPaymentsByMerchantUid",
+    params(
+        ("merchant_uid" = String, Path, min_length = 1),
+        ("payment_status" = PaymentStatusParam, Path),
+        ("sorting" = Option<PaymentSorting>, Query),
+        ("page" = Option<i32>, Query, description = "1-based; default 1, and below 1 reads as 1"),
+        ("limit" = Option<i32>, Query, description = "default 20; clamped to 1..=1000"),
+    ),
+    responses(
+        (status = 200, body = PaymentPageReply),
+        (status = 400, body = ErrorEnvelope, description = "unknown `payment_status` or `sorting`, or `page`/`limit` not an integer"),
+        (status = 404, body = ErrorEnvelope, description = "no payment has this merchant_uid and status"),
+        TokenErrors))]
 pub async fn find_all_status(
     State(s): State<AppState>,
     Caller(who): Caller,
@@ -167,8 +236,21 @@ async fn find_all_with(
     Ok(ok(page.into()))
 }
 
-#[utoipa::path(get, path = "/payments/status/{payment_status}", params(("payment_status" = String, Path)),
-    responses((status = 200, body = PaymentPage), (status = 400)))]
+/// Payments of a status whose time of that status (`all`: of their current status) lies in
+/// `from` ≤ t ≤ `to`, a page at a time.
+#[utoipa::path(get, path = "/payments/status/{payment_status}", operation_id = "getPaymentsByStatus",
+    params(
+        ("payment_status" = PaymentStatusParam, Path),
+        ("from" = Option<i64>, Query, description = "Unix seconds; default (or ≤ 0) `to` minus 90 days"),
+        ("to" = Option<i64>, Query, description = "Unix seconds; default (or ≤ 0) now"),
+        ("sorting" = Option<PaymentSorting>, Query),
+        ("page" = Option<i32>, Query, description = "1-based; default 1, and below 1 reads as 1"),
+        ("limit" = Option<i32>, Query, description = "default 20; clamped to 1..=1000"),
+    ),
+    responses(
+        (status = 200, body = PaymentPageReply),
+        (status = 400, body = ErrorEnvelope, description = "unknown `payment_status` or `sorting`, or `from`/`to`/`page`/`limit` not an integer"),
+        TokenErrors))]
 pub async fn by_status(
     State(s): State<AppState>,
     Caller(who): Caller,
@@ -180,6 +262,18 @@ pub async fn by_status(
 
 /// `/payments/status` and `/payments/status/` (the trailing slash is dropped before routing): an
 /// empty status segment means no filter (spec/iamport-v1.md §4.1).
+#[utoipa::path(get, path = "/payments/status", operation_id = "getPaymentsOfAnyStatus",
+    params(
+        ("from" = Option<i64>, Query, description = "Unix seconds; default (or ≤ 0) `to` minus 90 days"),
+        ("to" = Option<i64>, Query, description = "Unix seconds; default (or ≤ 0) now"),
+        ("sorting" = Option<PaymentSorting>, Query),
+        ("page" = Option<i32>, Query, description = "1-based; default 1, and below 1 reads as 1"),
+        ("limit" = Option<i32>, Query, description = "default 20; clamped to 1..=1000"),
+    ),
+    responses(
+        (status = 200, body = PaymentPageReply),
+        (status = 400, body = ErrorEnvelope, description = "unknown `sorting`, or `from`/`to`/`page`/`limit` not an integer"),
+        TokenErrors))]
 pub async fn by_any_status(
     State(s): State<AppState>,
     Caller(who): Caller,

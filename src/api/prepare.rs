@@ -3,6 +3,7 @@ use axum::extract::{Path, State};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use super::doc::{ErrorEnvelope, PrepareOutcome, PrepareReply, TokenBodyErrors, TokenErrors};
 use super::envelope::{ok, Envelope};
 use super::error::{ApiError, ApiResult};
 use super::extract::{de, Body, MerchantCaller};
@@ -12,9 +13,10 @@ use crate::store::entity::prepare;
 #[derive(Deserialize, ToSchema)]
 pub struct PrepareRequest {
     #[serde(default, deserialize_with = "de::opt_string")]
+    #[schema(value_type = String, required = true, pattern = r"\S")]
     pub merchant_uid: Option<String>,
     #[serde(default, deserialize_with = "de::opt_i64")]
-    #[schema(value_type = Option<i64>)]
+    #[schema(value_type = i64, required = true, minimum = 0)]
     pub amount: Option<i64>,
     #[serde(default, deserialize_with = "de::opt_string")]
     pub currency: Option<String>,
@@ -57,7 +59,11 @@ fn parse(req: PrepareRequest) -> ApiResult<(String, i64, Option<String>)> {
     Ok((uid, amount, currency))
 }
 
-#[utoipa::path(post, path = "/payments/prepare", request_body = PrepareRequest, responses((status = 200, body = PrepareAnnotation)))]
+#[utoipa::path(post, path = "/payments/prepare", operation_id = "preparePayment", request_body = PrepareRequest,
+    responses(
+        (status = 200, body = PrepareOutcome, description = "the registered amount; code 1 (response null) when the merchant_uid is already registered"),
+        (status = 400, body = ErrorEnvelope, description = "merchant_uid or amount missing, a negative amount, or a body that is not JSON/form with these types"),
+        TokenBodyErrors))]
 pub async fn create(
     State(s): State<AppState>,
     MerchantCaller(m): MerchantCaller,
@@ -71,7 +77,12 @@ pub async fn create(
         .into()))
 }
 
-#[utoipa::path(put, path = "/payments/prepare", request_body = PrepareRequest, responses((status = 200, body = PrepareAnnotation), (status = 404)))]
+#[utoipa::path(put, path = "/payments/prepare", operation_id = "editPreparePayment", request_body = PrepareRequest,
+    responses(
+        (status = 200, body = PrepareReply),
+        (status = 400, body = ErrorEnvelope, description = "merchant_uid or amount missing, a negative amount, or a body that is not JSON/form with these types"),
+        (status = 404, body = ErrorEnvelope, description = "no amount is registered for this merchant_uid"),
+        TokenBodyErrors))]
 pub async fn change(
     State(s): State<AppState>,
     MerchantCaller(m): MerchantCaller,
@@ -85,7 +96,12 @@ pub async fn change(
         .into()))
 }
 
-#[utoipa::path(get, path = "/payments/prepare/{merchant_uid}", params(("merchant_uid" = String, Path)), responses((status = 200, body = PrepareAnnotation), (status = 404)))]
+#[utoipa::path(get, path = "/payments/prepare/{merchant_uid}", operation_id = "getPaymentPrepareByMerchantUid",
+    params(("merchant_uid" = String, Path, min_length = 1)),
+    responses(
+        (status = 200, body = PrepareReply),
+        (status = 404, body = ErrorEnvelope, description = "no amount is registered for this merchant_uid"),
+        TokenErrors))]
 pub async fn get(
     State(s): State<AppState>,
     MerchantCaller(m): MerchantCaller,

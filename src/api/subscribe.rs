@@ -4,6 +4,10 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::customers::{parse_customer, CustomerRequest};
+use super::doc::{
+    uid_or_uids, ErrorEnvelope, PaymentOutcome, ScheduleBody, ScheduleListOutcome,
+    SchedulePageReply, ScheduleReply, TokenBodyErrors, TokenErrors, UnscheduleBody,
+};
 use super::envelope::{ok, Envelope};
 use super::error::{ApiError, ApiResult};
 use super::extract::{de, query_value, Body, MerchantCaller};
@@ -21,6 +25,7 @@ use crate::store::entity::schedule;
 #[derive(Deserialize, ToSchema)]
 pub struct AgainRequest {
     #[serde(default, deserialize_with = "de::opt_string")]
+    #[schema(value_type = String, required = true, pattern = r"\S")]
     pub customer_uid: Option<String>,
     #[serde(flatten)]
     pub order: OrderFields,
@@ -31,8 +36,11 @@ fn customer_uid(v: Option<String>) -> ApiResult<String> {
         .ok_or_else(|| ApiError::bad_request("customer_uid 파라메터가 누락되었습니다."))
 }
 
-#[utoipa::path(post, path = "/subscribe/payments/again", request_body = AgainRequest,
-    responses((status = 200, body = PaymentAnnotation, description = "paid, or failed (code 0) on a decline; code 1 for an unknown customer_uid")))]
+#[utoipa::path(post, path = "/subscribe/payments/again", operation_id = "again", request_body = AgainRequest,
+    responses(
+        (status = 200, body = PaymentOutcome, description = "paid, or failed (code 0) on a decline; code 1 (response null) for an unknown customer_uid, a merchant_uid already taken or an outcome not known yet; code -1 when the card takes no instalments"),
+        (status = 400, body = ErrorEnvelope, description = "customer_uid missing, an invalid order field (merchant_uid, amount, currency, tax_free, card_quota, script in a text field), or a body that is not JSON/form with these types"),
+        TokenBodyErrors))]
 pub async fn again(
     State(s): State<AppState>,
     MerchantCaller(m): MerchantCaller,
@@ -123,13 +131,16 @@ impl From<Page<schedule::Model>> for SchedulePage {
 #[derive(Deserialize, ToSchema)]
 pub struct ScheduleRequest {
     #[serde(default, deserialize_with = "de::opt_string")]
+    #[schema(value_type = String, required = true, pattern = r"\S")]
     pub customer_uid: Option<String>,
     #[serde(default, deserialize_with = "de::opt_i64")]
     #[schema(value_type = Option<i64>)]
     pub checking_amount: Option<i64>,
     #[serde(flatten)]
     pub card: CustomerRequest,
+    /// All or nothing: one invalid schedule refuses the request.
     #[serde(default)]
+    #[schema(required = true, min_items = 1)]
     pub schedules: Vec<ScheduleFields>,
 }
 
@@ -138,12 +149,17 @@ pub struct ScheduleRequest {
 pub struct ScheduleFields {
     #[serde(flatten)]
     pub order: OrderFields,
+    /// Unix seconds, in the future (else code 1, HTTP 200).
     #[serde(default, deserialize_with = "de::opt_i64")]
-    #[schema(value_type = Option<i64>)]
+    #[schema(value_type = i64, required = true)]
     pub schedule_at: Option<i64>,
 }
 
-#[utoipa::path(post, path = "/subscribe/payments/schedule", request_body = ScheduleRequest, responses((status = 200, body = [ScheduleAnnotation])))]
+#[utoipa::path(post, path = "/subscribe/payments/schedule", operation_id = "schedule", request_body = ScheduleBody,
+    responses(
+        (status = 200, body = ScheduleListOutcome, description = "the schedules made; code 1 (response null) for a schedule_at not in the future, a merchant_uid already used, an unknown customer_uid without card data, or a billing key KCP would not issue; code -1 for refused card data"),
+        (status = 400, body = ErrorEnvelope, description = "customer_uid or schedules missing, only one of card_number and expiry, an item without schedule_at or with an invalid order field, or a body that is not JSON/form with these types"),
+        TokenBodyErrors))]
 pub async fn schedule(
     State(s): State<AppState>,
     MerchantCaller(m): MerchantCaller,
@@ -171,12 +187,17 @@ pub async fn schedule(
 pub struct UnscheduleRequest {
     #[serde(default, deserialize_with = "de::opt_string")]
     pub customer_uid: Option<String>,
-    /// Absent: all of the customer's pending schedules.
+    /// Absent: all of the customer's pending schedules. One merchant_uid or a non-empty list.
     #[serde(default, deserialize_with = "de::opt_string_list")]
+    #[schema(schema_with = uid_or_uids)]
     pub merchant_uid: Option<Vec<String>>,
 }
 
-#[utoipa::path(post, path = "/subscribe/payments/unschedule", request_body = UnscheduleRequest, responses((status = 200, body = [ScheduleAnnotation])))]
+#[utoipa::path(post, path = "/subscribe/payments/unschedule", operation_id = "unschedule", request_body = UnscheduleBody,
+    responses(
+        (status = 200, body = ScheduleListOutcome, description = "the schedules revoked; code 1 (response null) when there was none to revoke"),
+        (status = 400, body = ErrorEnvelope, description = "neither customer_uid nor merchant_uid, an empty merchant_uid list, or a body that is not JSON/form with these types"),
+        TokenBodyErrors))]
 pub async fn unschedule(
     State(s): State<AppState>,
     MerchantCaller(m): MerchantCaller,
@@ -216,7 +237,21 @@ fn paging(q: Option<&str>) -> ApiResult<Paging> {
     ))
 }
 
-#[utoipa::path(get, path = "/subscribe/payments/schedule", responses((status = 200, body = SchedulePage)))]
+/// Schedules whose `schedule_at` lies in `schedule_from` ≤ t < `schedule_to`; the range must be
+/// non-empty and at most 3 months long (HTTP 400 otherwise), which OpenAPI cannot say.
+#[utoipa::path(get, path = "/subscribe/payments/schedule", operation_id = "findSchedulesByRange",
+    params(
+        ("schedule_from" = i64, Query, minimum = 0, description = "Unix seconds, inclusive"),
+        ("schedule_to" = i64, Query, minimum = 0, description = "Unix seconds, exclusive; after schedule_from, and at most 3 months after it"),
+        ("schedule_status" = Option<String>, Query, description = "`scheduled` (includes one being charged now), `executed` or `revoked`; another value matches nothing"),
+        ("sorting" = Option<String>, Query, description = "`-schedule_at` for the latest first; anything else is ascending"),
+        ("page" = Option<i32>, Query, description = "1-based; default 1, and below 1 reads as 1"),
+        ("limit" = Option<i32>, Query, description = "default 20; clamped to 1..=1000"),
+    ),
+    responses(
+        (status = 200, body = SchedulePageReply),
+        (status = 400, body = ErrorEnvelope, description = "schedule_from or schedule_to missing, an empty or longer than 3 months range, or a parameter that is not an integer"),
+        TokenErrors))]
 pub async fn list(
     State(s): State<AppState>,
     MerchantCaller(m): MerchantCaller,
@@ -238,7 +273,19 @@ pub async fn list(
         .into()))
 }
 
-#[utoipa::path(get, path = "/subscribe/payments/schedule/customers/{customer_uid}", params(("customer_uid" = String, Path)), responses((status = 200, body = SchedulePage)))]
+#[utoipa::path(get, path = "/subscribe/payments/schedule/customers/{customer_uid}", operation_id = "findSchedulesByCustomer",
+    params(
+        ("customer_uid" = String, Path, min_length = 1),
+        ("from" = Option<i64>, Query, description = "Unix seconds, inclusive"),
+        ("to" = Option<i64>, Query, description = "Unix seconds, exclusive"),
+        ("schedule-status" = Option<String>, Query, description = "`scheduled` (includes one being charged now), `executed` or `revoked`; another value matches nothing. Also read as `schedule_status`"),
+        ("page" = Option<i32>, Query, description = "1-based; default 1, and below 1 reads as 1"),
+        ("limit" = Option<i32>, Query, description = "default 20; clamped to 1..=1000"),
+    ),
+    responses(
+        (status = 200, body = SchedulePageReply),
+        (status = 400, body = ErrorEnvelope, description = "from, to, page or limit not an integer"),
+        TokenErrors))]
 pub async fn by_customer(
     State(s): State<AppState>,
     MerchantCaller(m): MerchantCaller,
@@ -260,7 +307,12 @@ pub async fn by_customer(
         .into()))
 }
 
-#[utoipa::path(get, path = "/subscribe/payments/schedule/{merchant_uid}", params(("merchant_uid" = String, Path)), responses((status = 200, body = ScheduleAnnotation), (status = 404)))]
+#[utoipa::path(get, path = "/subscribe/payments/schedule/{merchant_uid}", operation_id = "getScheduleByMid",
+    params(("merchant_uid" = String, Path, min_length = 1)),
+    responses(
+        (status = 200, body = ScheduleReply),
+        (status = 404, body = ErrorEnvelope, description = "no schedule has this merchant_uid"),
+        TokenErrors))]
 pub async fn get_one(
     State(s): State<AppState>,
     MerchantCaller(m): MerchantCaller,
@@ -271,12 +323,20 @@ pub async fn get_one(
 
 #[derive(Deserialize, ToSchema)]
 pub struct RescheduleRequest {
+    /// Unix seconds, in the future (HTTP 400 otherwise, checked against the server's clock).
     #[serde(default, deserialize_with = "de::opt_i64")]
-    #[schema(value_type = Option<i64>)]
+    #[schema(value_type = i64, required = true)]
     pub schedule_at: Option<i64>,
 }
 
-#[utoipa::path(put, path = "/subscribe/payments/schedule/{merchant_uid}", params(("merchant_uid" = String, Path)), request_body = RescheduleRequest, responses((status = 200, body = ScheduleAnnotation)))]
+/// Moves a schedule that has not run yet.
+#[utoipa::path(put, path = "/subscribe/payments/schedule/{merchant_uid}", operation_id = "updateScheduleByMid",
+    params(("merchant_uid" = String, Path, min_length = 1)), request_body = RescheduleRequest,
+    responses(
+        (status = 200, body = ScheduleReply),
+        (status = 400, body = ErrorEnvelope, description = "schedule_at missing or not in the future, the schedule already ran or was revoked, or a body that is not JSON/form with these types"),
+        (status = 404, body = ErrorEnvelope, description = "no schedule has this merchant_uid"),
+        TokenBodyErrors))]
 pub async fn update(
     s: State<AppState>,
     m: MerchantCaller,
@@ -286,7 +346,14 @@ pub async fn update(
     retime(s, m, uid, req, Reschedule::Pending).await
 }
 
-#[utoipa::path(post, path = "/subscribe/payments/schedule/{merchant_uid}/reschedule", params(("merchant_uid" = String, Path)), request_body = RescheduleRequest, responses((status = 200, body = ScheduleAnnotation)))]
+/// Schedules again a schedule whose charge failed or that was revoked.
+#[utoipa::path(post, path = "/subscribe/payments/schedule/{merchant_uid}/reschedule", operation_id = "rescheduleByMid",
+    params(("merchant_uid" = String, Path, min_length = 1)), request_body = RescheduleRequest,
+    responses(
+        (status = 200, body = ScheduleReply),
+        (status = 400, body = ErrorEnvelope, description = "schedule_at missing or not in the future, the schedule neither failed nor was revoked, or a body that is not JSON/form with these types"),
+        (status = 404, body = ErrorEnvelope, description = "no schedule has this merchant_uid"),
+        TokenBodyErrors))]
 pub async fn reschedule(
     s: State<AppState>,
     m: MerchantCaller,
@@ -309,7 +376,14 @@ async fn retime(
     Ok(ok(s.gateway.reschedule(&m, &uid, at, how).await?.into()))
 }
 
-#[utoipa::path(post, path = "/subscribe/payments/schedule/{merchant_uid}/retry", params(("merchant_uid" = String, Path)), responses((status = 200, body = PaymentAnnotation)))]
+/// Charges now a schedule whose charge failed or that was revoked.
+#[utoipa::path(post, path = "/subscribe/payments/schedule/{merchant_uid}/retry", operation_id = "retryScheduleByMid",
+    params(("merchant_uid" = String, Path, min_length = 1)),
+    responses(
+        (status = 200, body = PaymentOutcome, description = "the payment the run made (paid or failed, code 0); code 1 (response null) when it could not run"),
+        (status = 400, body = ErrorEnvelope, description = "the schedule neither failed nor was revoked"),
+        (status = 404, body = ErrorEnvelope, description = "no schedule has this merchant_uid"),
+        TokenErrors))]
 pub async fn retry(
     State(s): State<AppState>,
     MerchantCaller(m): MerchantCaller,
@@ -322,7 +396,19 @@ pub async fn retry(
     Ok(ok(record.into()))
 }
 
-#[utoipa::path(get, path = "/subscribe/customers/{customer_uid}/schedules", params(("customer_uid" = String, Path)), responses((status = 200, body = SchedulePage)))]
+#[utoipa::path(get, path = "/subscribe/customers/{customer_uid}/schedules", operation_id = "findSchedulesByCustomerUid",
+    params(
+        ("customer_uid" = String, Path, min_length = 1),
+        ("from" = Option<i64>, Query, description = "Unix seconds, inclusive"),
+        ("to" = Option<i64>, Query, description = "Unix seconds, exclusive"),
+        ("schedule-status" = Option<String>, Query, description = "`scheduled` (includes one being charged now), `executed` or `revoked`; another value matches nothing. Also read as `schedule_status`"),
+        ("page" = Option<i32>, Query, description = "1-based; default 1, and below 1 reads as 1"),
+        ("limit" = Option<i32>, Query, description = "default 20; clamped to 1..=1000"),
+    ),
+    responses(
+        (status = 200, body = SchedulePageReply),
+        (status = 400, body = ErrorEnvelope, description = "from, to, page or limit not an integer"),
+        TokenErrors))]
 pub async fn customer_schedules(
     s: State<AppState>,
     m: MerchantCaller,

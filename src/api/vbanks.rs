@@ -5,6 +5,7 @@ use axum::extract::{Path, State};
 use serde::Deserialize;
 use utoipa::ToSchema;
 
+use super::doc::{ErrorEnvelope, PaymentOutcome, TokenBodyErrors, TokenErrors};
 use super::envelope::{ok, Envelope};
 use super::error::{ApiError, ApiResult};
 use super::extract::{de, Body, MerchantCaller};
@@ -21,11 +22,14 @@ pub struct VbankRequest {
     pub order: OrderFields,
     /// iamport's bank code (`004` KB국민, `088` 신한, `020` 우리, `081` 하나, `011` NH농협, `003` IBK기업,
     /// `007` 수협).
+    /// Also without its leading zeros (`4`, `88`).
     #[serde(default, deserialize_with = "de::opt_string")]
+    #[schema(value_type = String, required = true, pattern = "^(0{0,2}[347]|0?(11|20|81|88))$")]
     pub vbank_code: Option<String>,
-    /// Deposit deadline, Unix seconds, in the future.
+    /// Deposit deadline, Unix seconds, in the future (HTTP 400 otherwise, checked against the
+    /// server's clock).
     #[serde(default, deserialize_with = "de::opt_i64")]
-    #[schema(value_type = Option<i64>)]
+    #[schema(value_type = i64, required = true)]
     pub vbank_due: Option<i64>,
     /// The account holder to show (≤ 16 characters); KCP's own name when absent.
     #[serde(default, deserialize_with = "de::opt_string")]
@@ -58,9 +62,11 @@ fn parse(req: VbankRequest) -> ApiResult<VbankCommand> {
     })
 }
 
-#[utoipa::path(post, path = "/vbanks", request_body = VbankRequest,
-    responses((status = 200, body = PaymentAnnotation, description = "status `ready` with the account; code 1 when KCP refuses or the merchant_uid is taken"),
-        (status = 400, description = "missing or invalid parameter (vbank_code, vbank_due in the past, amount)")))]
+#[utoipa::path(post, path = "/vbanks", operation_id = "createVbank", request_body = VbankRequest,
+    responses(
+        (status = 200, body = PaymentOutcome, description = "status `ready` with the account; code 1 (response null) when KCP refuses or the merchant_uid is taken"),
+        (status = 400, body = ErrorEnvelope, description = "a missing or invalid parameter (vbank_code, vbank_due in the past, an order field, script in vbank_holder), or a body that is not JSON/form with these types"),
+        TokenBodyErrors))]
 pub async fn issue(
     State(s): State<AppState>,
     MerchantCaller(m): MerchantCaller,
@@ -76,10 +82,13 @@ pub async fn issue(
     Ok(ok(record.into()))
 }
 
-#[utoipa::path(delete, path = "/vbanks/{imp_uid}", params(("imp_uid" = String, Path)),
-    responses((status = 200, body = PaymentAnnotation, description = "`cancelled`; code 1 when KCP refuses"),
-        (status = 400, description = "not a virtual account awaiting its deposit (`ready`)"),
-        (status = 404, description = "no such imp_uid")))]
+#[utoipa::path(delete, path = "/vbanks/{imp_uid}", operation_id = "revokeVbank",
+    params(("imp_uid" = String, Path, min_length = 1)),
+    responses(
+        (status = 200, body = PaymentOutcome, description = "`cancelled`; code 1 (response null) when KCP refuses or does not answer"),
+        (status = 400, body = ErrorEnvelope, description = "not a virtual account awaiting its deposit (`ready`)"),
+        (status = 404, body = ErrorEnvelope, description = "no such imp_uid"),
+        TokenErrors))]
 pub async fn revoke(
     State(s): State<AppState>,
     MerchantCaller(m): MerchantCaller,

@@ -6,6 +6,10 @@ use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use super::doc::{
+    ErrorEnvelope, TokenBodyErrors, TokenErrors, WebhookDeliveryListReply, WebhookDeliveryReply,
+    WebhookSettingsReply,
+};
 use super::envelope::{ok, Envelope};
 use super::error::{ApiError, ApiResult};
 use super::extract::{de, query_value, AdminCaller, Body};
@@ -103,9 +107,16 @@ fn parse_id(raw: &str, what: &str) -> Result<i64, ApiError> {
 
 /// Delivery history, newest first (at most 100), optionally narrowed by `imp_uid`,
 /// `merchant_id` and `state` (`pending` | `delivered` | `failed`).
-#[utoipa::path(get, path = "/admin/webhooks",
-    params(("imp_uid" = Option<String>, Query), ("merchant_id" = Option<i64>, Query), ("state" = Option<String>, Query)),
-    responses((status = 200, body = [WebhookDeliveryView]), (status = 400), (status = 401)))]
+#[utoipa::path(get, path = "/admin/webhooks", operation_id = "listWebhookDeliveries",
+    params(
+        ("imp_uid" = Option<String>, Query),
+        ("merchant_id" = Option<i64>, Query),
+        ("state" = Option<String>, Query, pattern = "^(pending|delivered|failed)$"),
+    ),
+    responses(
+        (status = 200, body = WebhookDeliveryListReply),
+        (status = 400, body = ErrorEnvelope, description = "merchant_id not an integer, or an unknown state"),
+        TokenErrors))]
 pub async fn list(
     State(s): State<AppState>,
     _admin: AdminCaller,
@@ -136,8 +147,13 @@ pub async fn list(
 }
 
 /// Re-queues a delivery: due now, with a fresh retry schedule.
-#[utoipa::path(post, path = "/admin/webhooks/{id}/resend", params(("id" = i64, Path)),
-    responses((status = 200, body = WebhookDeliveryView), (status = 401), (status = 404)))]
+#[utoipa::path(post, path = "/admin/webhooks/{id}/resend", operation_id = "resendWebhook",
+    params(("id" = i64, Path)),
+    responses(
+        (status = 200, body = WebhookDeliveryReply),
+        (status = 400, body = ErrorEnvelope, description = "id not an integer"),
+        (status = 404, body = ErrorEnvelope, description = "no such delivery"),
+        TokenErrors))]
 pub async fn resend(
     State(s): State<AppState>,
     _admin: AdminCaller,
@@ -154,7 +170,9 @@ pub struct WebhookSettingsRequest {
     /// Default target when a payment has no notice_url; null = none.
     #[serde(default, deserialize_with = "de::opt_string")]
     pub url: Option<String>,
+    /// `json` (default) or `form`.
     #[serde(default, deserialize_with = "de::opt_string")]
+    #[schema(pattern = "^(json|form)?$")]
     pub content_type: Option<String>,
     /// Standard Webhooks secret: a key of at least 16 bytes in base64, with or without the `whsec_`
     /// prefix, as the standard's libraries take it. Never returned.
@@ -163,9 +181,14 @@ pub struct WebhookSettingsRequest {
     pub secret: Option<String>,
 }
 
-#[utoipa::path(put, path = "/admin/merchants/{id}/webhook", params(("id" = i64, Path)),
+#[utoipa::path(put, path = "/admin/merchants/{id}/webhook", operation_id = "configureWebhook",
+    params(("id" = i64, Path)),
     request_body = WebhookSettingsRequest,
-    responses((status = 200, body = WebhookSettings), (status = 400), (status = 401), (status = 404)))]
+    responses(
+        (status = 200, body = WebhookSettingsReply),
+        (status = 400, body = ErrorEnvelope, description = "id not an integer, an unknown content_type, a url that is not an absolute http(s) URL, a secret that is not a base64 key of 16 bytes or more, or a body that is not JSON/form with these types"),
+        (status = 404, body = ErrorEnvelope, description = "no such merchant"),
+        TokenBodyErrors))]
 pub async fn configure(
     State(s): State<AppState>,
     _admin: AdminCaller,

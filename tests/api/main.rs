@@ -11,6 +11,7 @@ mod checkout;
 mod lookups;
 mod migrations;
 mod onetime;
+mod openapi;
 mod ownership;
 mod prepare;
 mod reliability;

@@ -1,0 +1,405 @@
+//! What the OpenAPI document (`GET /openapi.json`) says beyond the handlers' own types: the iamport
+//! envelope around every answer (spec/iamport-v1.md §2), the error statuses the operations share,
+//! the values parameters take, and the request rules a derive cannot state (one of two fields, a
+//! field required in one use of a shared type). Nothing here runs when a request is served: these
+//! types only describe what `error.rs`, `envelope.rs` and the handlers do.
+use std::collections::BTreeMap;
+
+use utoipa::openapi::schema::{
+    AllOfBuilder, AnyOfBuilder, ArrayBuilder, ObjectBuilder, OneOfBuilder, Schema, Type,
+};
+use utoipa::openapi::{ContentBuilder, Ref, RefOr, Response, ResponseBuilder};
+use utoipa::{IntoResponses, PartialSchema, ToSchema};
+
+use super::admin::MerchantSummary;
+use super::auth::AccessToken;
+use super::benepia::{BenepiaPaymentRequest, BenepiaPointAnnotation};
+use super::cancel::CancelRequest;
+use super::customers::{CustomerAnnotation, CustomerRequest};
+use super::payment_json::{PaymentAnnotation, PaymentPage};
+use super::prepare::PrepareAnnotation;
+use super::subscribe::{ScheduleAnnotation, SchedulePage, ScheduleRequest, UnscheduleRequest};
+use super::webhooks::WebhookDeliveryView;
+use crate::service::escrow::Logis;
+use crate::service::webhooks::WebhookSettings;
+
+const JSON: &str = "application/json";
+
+fn null() -> ObjectBuilder {
+    ObjectBuilder::new().schema_type(Type::Null)
+}
+
+fn string() -> ObjectBuilder {
+    ObjectBuilder::new().schema_type(Type::String)
+}
+
+fn code_zero() -> ObjectBuilder {
+    ObjectBuilder::new()
+        .schema_type(Type::Integer)
+        .enum_values(Some([0]))
+        .description(Some("0: the request was carried out."))
+}
+
+fn code_outcome() -> ObjectBuilder {
+    ObjectBuilder::new()
+        .schema_type(Type::Integer)
+        .enum_values(Some([0, 1, -1]))
+        .description(Some(
+            "0: carried out (a charge the PG declined is code 0 with `status` `failed`); \
+             1: refused by a business rule; -1: card data refused. \
+             When it is not 0, `response` is null and `message` says why.",
+        ))
+}
+
+fn code_error() -> ObjectBuilder {
+    ObjectBuilder::new()
+        .schema_type(Type::Integer)
+        .enum_values(Some([-1]))
+}
+
+/// A string with a character other than white space: the handlers take a blank value for a
+/// missing one.
+#[derive(ToSchema)]
+#[schema(pattern = r"\S")]
+pub struct NonBlank(pub String);
+
+/// `merchant_uid` of an unschedule: one, or a non-empty list (an empty list is refused rather than
+/// taken for "all of the customer's").
+pub(crate) fn uid_or_uids() -> OneOfBuilder {
+    OneOfBuilder::new()
+        .item(null())
+        .item(Ref::from_schema_name(NonBlank::name()))
+        .item(
+            ArrayBuilder::new()
+                .items(Ref::from_schema_name(NonBlank::name()))
+                .min_items(Some(1)),
+        )
+}
+
+/// `{"code": -1, "message": "…", "response": null}`: every HTTP 4xx and 5xx answer (`error.rs`).
+#[derive(ToSchema)]
+pub struct ErrorEnvelope {
+    #[schema(schema_with = code_error)]
+    pub code: i32,
+    /// Why, in iamport's (Korean) words. Never quotes card data or secrets.
+    pub message: String,
+    #[schema(schema_with = null, required = true)]
+    pub response: Option<String>,
+}
+
+/// `{"code": 0, "message": null, "response": …}` around `$inner`: the HTTP 200 answer of an
+/// operation that never refuses with HTTP 200 (its failures are 4xx/5xx `ErrorEnvelope`s).
+macro_rules! reply {
+    ($(#[doc = $doc:literal])* $name:ident($inner:ty)) => {
+        $(#[doc = $doc])*
+        #[derive(ToSchema)]
+        pub struct $name {
+            #[schema(schema_with = code_zero)]
+            pub code: i32,
+            #[schema(schema_with = null, required = true)]
+            pub message: Option<String>,
+            #[schema(required = true)]
+            pub response: $inner,
+        }
+    };
+}
+
+/// The HTTP 200 answer of an operation that can also refuse with HTTP 200, as iamport does:
+/// `code` 0 with the result, or `code` 1 / -1 with `response: null` and the reason in `message`.
+macro_rules! outcome {
+    ($(#[doc = $doc:literal])* $name:ident($inner:ty)) => {
+        $(#[doc = $doc])*
+        #[derive(ToSchema)]
+        pub struct $name {
+            #[schema(schema_with = code_outcome)]
+            pub code: i32,
+            /// null when `code` is 0.
+            #[schema(required = true)]
+            pub message: Option<String>,
+            /// null when `code` is not 0.
+            #[schema(required = true)]
+            pub response: Option<$inner>,
+        }
+    };
+}
+
+reply!(
+    /// An access token (code 0).
+    TokenReply(AccessToken)
+);
+reply!(
+    /// A payment (code 0).
+    PaymentReply(PaymentAnnotation)
+);
+reply!(
+    /// Payments in the order asked (code 0; HTTP 207 when some were not found).
+    PaymentListReply(Vec<PaymentAnnotation>)
+);
+reply!(
+    /// A page of payments (code 0).
+    PaymentPageReply(PaymentPage)
+);
+reply!(
+    /// A pre-registered amount (code 0).
+    PrepareReply(PrepareAnnotation)
+);
+reply!(
+    /// A payment schedule (code 0).
+    ScheduleReply(ScheduleAnnotation)
+);
+reply!(
+    /// A page of payment schedules (code 0).
+    SchedulePageReply(SchedulePage)
+);
+reply!(
+    /// Billing keys in the order asked (code 0; HTTP 207 when some were not found).
+    CustomerListReply(Vec<CustomerAnnotation>)
+);
+reply!(
+    /// The delivery information of an escrow payment, null when none is registered yet (code 0).
+    LogisReply(Option<Logis>)
+);
+reply!(
+    /// Every merchant (code 0).
+    MerchantListReply(Vec<MerchantSummary>)
+);
+reply!(
+    /// Webhook deliveries, newest first (code 0).
+    WebhookDeliveryListReply(Vec<WebhookDeliveryView>)
+);
+reply!(
+    /// A webhook delivery (code 0).
+    WebhookDeliveryReply(WebhookDeliveryView)
+);
+reply!(
+    /// A merchant's webhook settings (code 0).
+    WebhookSettingsReply(WebhookSettings)
+);
+outcome!(
+    /// A payment (code 0), or a refusal (code 1 or -1, `response` null).
+    PaymentOutcome(PaymentAnnotation)
+);
+outcome!(
+    /// A pre-registered amount (code 0), or a refusal (code 1, `response` null).
+    PrepareOutcome(PrepareAnnotation)
+);
+outcome!(
+    /// Payment schedules (code 0), or a refusal (code 1 or -1, `response` null).
+    ScheduleListOutcome(Vec<ScheduleAnnotation>)
+);
+outcome!(
+    /// A billing key (code 0), or a refusal (code 1 or -1, `response` null).
+    CustomerOutcome(CustomerAnnotation)
+);
+outcome!(
+    /// A Benepia point balance (code 0), or KCP's refusal (code 1, `response` null).
+    BenepiaPointOutcome(BenepiaPointAnnotation)
+);
+outcome!(
+    /// The registered delivery information (code 0), or KCP's refusal (code 1, `response` null).
+    LogisOutcome(Logis)
+);
+
+fn error_response(description: &str) -> RefOr<Response> {
+    ResponseBuilder::new()
+        .description(description)
+        .content(
+            JSON,
+            ContentBuilder::new()
+                .schema(Some(Ref::from_schema_name(ErrorEnvelope::name())))
+                .build(),
+        )
+        .build()
+        .into()
+}
+
+fn unauthorized() -> (String, RefOr<Response>) {
+    (
+        "401".into(),
+        error_response(
+            "No access token, an unknown or expired one, or one of the wrong kind (the operator's \
+             on a merchant operation, a merchant's on an operator one).",
+        ),
+    )
+}
+
+fn internal() -> (String, RefOr<Response>) {
+    (
+        "500".into(),
+        error_response("The database or the server failed; the cause is logged, not shown."),
+    )
+}
+
+fn too_large() -> (String, RefOr<Response>) {
+    let text = ContentBuilder::new().schema(Some(string())).build();
+    (
+        "413".into(),
+        ResponseBuilder::new()
+            .description("The body is over 256 KiB (a plain-text answer of the size limit).")
+            .content("text/plain", text)
+            .build()
+            .into(),
+    )
+}
+
+/// 401 and 500: what any operation behind an access token can answer besides its own statuses.
+pub struct TokenErrors;
+
+impl IntoResponses for TokenErrors {
+    fn responses() -> BTreeMap<String, RefOr<Response>> {
+        BTreeMap::from([unauthorized(), internal()])
+    }
+}
+
+/// 401, 413 and 500: [`TokenErrors`] and the body-size limit, for operations that read a body.
+pub struct TokenBodyErrors;
+
+impl IntoResponses for TokenBodyErrors {
+    fn responses() -> BTreeMap<String, RefOr<Response>> {
+        BTreeMap::from([unauthorized(), too_large(), internal()])
+    }
+}
+
+/// 413 and 500: the body-size limit and a server failure (`/users/getToken`).
+pub struct BodyErrors;
+
+impl IntoResponses for BodyErrors {
+    fn responses() -> BTreeMap<String, RefOr<Response>> {
+        BTreeMap::from([too_large(), internal()])
+    }
+}
+
+/// A payment-status filter in a path. `undefined` is taken as `all` too, as iamport does.
+#[derive(ToSchema)]
+#[schema(rename_all = "lowercase")]
+pub enum PaymentStatusParam {
+    All,
+    Ready,
+    Paid,
+    Failed,
+    Cancelled,
+}
+
+/// The order of payment lists; `-` is newest first. Default `-started`.
+#[derive(ToSchema)]
+pub enum PaymentSorting {
+    #[schema(rename = "-started")]
+    StartedDesc,
+    #[schema(rename = "started")]
+    Started,
+    #[schema(rename = "-paid")]
+    PaidDesc,
+    #[schema(rename = "paid")]
+    Paid,
+    #[schema(rename = "-updated")]
+    UpdatedDesc,
+    #[schema(rename = "updated")]
+    Updated,
+}
+
+/// `{"name": {"type": "string", "pattern": "\\S"}}` required: one named, non-blank string field.
+fn required_non_blank(name: &str) -> ObjectBuilder {
+    ObjectBuilder::new()
+        .property(name, Ref::from_schema_name(NonBlank::name()))
+        .required(name)
+}
+
+/// Declares a documentation-only request type: `$base`'s schema with the `$extra` rules, which the
+/// derive on `$base` cannot state.
+macro_rules! refined {
+    ($(#[doc = $doc:literal])* $name:ident: $base:ty, $extra:expr) => {
+        $(#[doc = $doc])*
+        pub struct $name;
+
+        impl PartialSchema for $name {
+            fn schema() -> RefOr<Schema> {
+                AllOfBuilder::new()
+                    .item(Ref::from_schema_name(<$base as ToSchema>::name()))
+                    .item($extra)
+                    .description(Some(
+                        [$($doc),*].map(str::trim).join(" "),
+                    ))
+                    .into()
+            }
+        }
+
+        impl ToSchema for $name {
+            fn schemas(out: &mut Vec<(String, RefOr<Schema>)>) {
+                out.push((<$base as ToSchema>::name().into(), <$base as PartialSchema>::schema()));
+                <$base as ToSchema>::schemas(out);
+                out.push((NonBlank::name().into(), NonBlank::schema()));
+            }
+        }
+    };
+}
+
+refined!(
+    /// A cancel names its payment by `imp_uid` or by `merchant_uid` (`imp_uid` wins when both are
+    /// given); with neither the answer is HTTP 400.
+    CancelBody: CancelRequest,
+    AnyOfBuilder::new()
+        .item(required_non_blank("imp_uid"))
+        .item(required_non_blank("merchant_uid"))
+);
+
+refined!(
+    /// An unschedule names a `customer_uid` (all of its pending schedules, or those of
+    /// `merchant_uid` among them), or `merchant_uid` alone (those schedules, whoever's they are);
+    /// with neither the answer is HTTP 400.
+    UnscheduleBody: UnscheduleRequest,
+    AnyOfBuilder::new()
+        .item(required_non_blank("customer_uid"))
+        .item(
+            ObjectBuilder::new()
+                .property(
+                    "merchant_uid",
+                    OneOfBuilder::new()
+                        .item(Ref::from_schema_name(NonBlank::name()))
+                        .item(
+                            ArrayBuilder::new()
+                                .items(Ref::from_schema_name(NonBlank::name()))
+                                .min_items(Some(1)),
+                        ),
+                )
+                .required("merchant_uid")
+        )
+);
+
+refined!(
+    /// A billing-key registration needs the card: `card_number` and `expiry` are required.
+    CustomerRegistration: CustomerRequest,
+    ObjectBuilder::new()
+        .property("card_number", string())
+        .required("card_number")
+        .property("expiry", string())
+        .required("expiry")
+);
+
+refined!(
+    /// Card data is optional (the customer's billing key is used, or issued from it first), but
+    /// `card_number` and `expiry` come together.
+    ScheduleBody: ScheduleRequest,
+    AnyOfBuilder::new()
+        .item(
+            ObjectBuilder::new()
+                .property("card_number", string())
+                .required("card_number")
+                .property("expiry", string())
+                .required("expiry"),
+        )
+        .item(
+            ObjectBuilder::new()
+                .property("card_number", null())
+                .property("expiry", null()),
+        )
+);
+
+refined!(
+    /// A Benepia point payment also needs the product `name`, and its `merchant_uid` is at most 40
+    /// characters (iamport's limit for this API).
+    BenepiaPaymentBody: BenepiaPaymentRequest,
+    ObjectBuilder::new()
+        .property("name", Ref::from_schema_name(NonBlank::name()))
+        .required("name")
+        .property("merchant_uid", string().max_length(Some(40)))
+);
