@@ -186,7 +186,11 @@ impl Gateway {
                     "schedule_from, schedule_to 파라메터가 필요합니다.".into(),
                 ));
             };
-            if to <= from || to - from > MAX_RANGE_SECS {
+            if to <= from
+                || to
+                    .checked_sub(from)
+                    .is_none_or(|range| range > MAX_RANGE_SECS)
+            {
                 return Err(ServiceError::BadRequest(
                     "조회 기간은 3개월 이내여야 합니다. (schedule_from ≤ t < schedule_to)".into(),
                 ));

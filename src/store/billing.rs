@@ -420,7 +420,7 @@ pub async fn schedules_page(
             .order_by_asc(schedule::Column::Id)
     };
     let list = s
-        .offset(page.saturating_sub(1) * limit)
+        .offset(super::page_offset(page, limit))
         .limit(limit)
         .all(db)
         .await?;

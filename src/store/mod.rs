@@ -211,6 +211,15 @@ pub fn every_column<E: EntityTrait>(query: Select<E>) -> Select<E> {
 }
 
 /// True when `err` is a unique-constraint violation (the double-charge guard, duplicate prepares).
+/// The rows a 1-based `page` of `limit` skips. A page far past the end (the API takes any `page`
+/// a client sends) skips at most `i64::MAX` rows, the most either database takes: an empty page,
+/// not an overflow.
+pub fn page_offset(page: u64, limit: u64) -> u64 {
+    page.saturating_sub(1)
+        .saturating_mul(limit)
+        .min(i64::MAX as u64)
+}
+
 pub fn is_unique_violation(err: &DbErr) -> bool {
     matches!(err.sql_err(), Some(SqlErr::UniqueConstraintViolation(_)))
         || matches!(err, DbErr::Exec(sea_orm::RuntimeErr::Internal(m)) if m.starts_with(sqlite::UNIQUE_MARKER))

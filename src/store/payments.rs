@@ -242,7 +242,7 @@ pub async fn page(
 ) -> Result<(u64, Vec<payment::Model>), DbErr> {
     let total = filtered(q).count(db).await?;
     let list = sorted(filtered(q), sorting)
-        .offset((page.saturating_sub(1)) * limit)
+        .offset(super::page_offset(page, limit))
         .limit(limit)
         .all(db)
         .await?;

@@ -309,3 +309,35 @@ async fn a_multi_get_naming_one_payment_by_imp_uid_and_merchant_uid_answers_200(
     assert_eq!(status, StatusCode::MULTI_STATUS, "{body}");
     assert_eq!(body["response"].as_array().unwrap().len(), 1, "{body}");
 }
+
+#[tokio::test]
+async fn a_page_far_past_the_end_or_an_extreme_schedule_range_is_answered_not_crashed() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    app.paid(&token, "far-1", 1000).await;
+    for path in [
+        "/payments/status/paid?page=9223372036854775807&limit=1000",
+        "/payments/status/all?page=18446744073709551615",
+        "/subscribe/customers/nobody/schedules?page=9223372036854775807",
+    ] {
+        let (status, body) = app.get(path, Some(&token)).await;
+        assert!(
+            status.is_success() || status.is_client_error(),
+            "{path}: {status} {body}"
+        );
+        if status.is_success() && body["response"]["list"].is_array() {
+            assert_eq!(
+                body["response"]["list"],
+                serde_json::json!([]),
+                "{path}: {body}"
+            );
+        }
+    }
+    let (status, body) = app
+        .get(
+            "/subscribe/payments/schedule?schedule_from=-9223372036854775808&schedule_to=9223372036854775807",
+            Some(&token),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+}
