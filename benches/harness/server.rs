@@ -51,9 +51,7 @@ impl Database {
 
     pub fn describe(&self) -> String {
         match self {
-            Database::Sqlite { .. } => {
-                "SQLite (temporary file, WAL, fsync per commit group)".into()
-            }
+            Database::Sqlite { .. } => "SQLite (temporary file, WAL, synchronous=FULL)".into(),
             Database::Postgres { name, .. } => format!("PostgreSQL (fresh database {name})"),
         }
     }

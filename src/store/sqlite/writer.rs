@@ -25,25 +25,7 @@
 //! - Statements outside a transaction run as one-statement transactions.
 //!
 //! The outer `COMMIT` runs on the blocking pool, so a slow disk stalls no async worker.
-//!
-//! **The fsync outside the lock.** With `synchronous=FULL`, SQLite fsyncs the WAL inside `COMMIT`,
-//! and the one connection (so every writer) waited for the disk: no transaction could run its
-//! statements while a group's fsync was in flight. The connection therefore runs with
-//! `synchronous=NORMAL` (SQLite then writes the WAL frames at `COMMIT` and fsyncs only around
-//! checkpoints) and [`WalSync`] makes each group durable itself: after the outer `COMMIT` the lock
-//! is given back at once and the group's committers wait for an `fdatasync` of the WAL file that
-//! began after their `COMMIT` returned. One fsync covers every frame written before it, so the
-//! groups committed while one fsync runs share the next. `commit` still returns only once the
-//! transaction is durable, and whatever a caller does after it (calling KCP, sending a webhook)
-//! follows a durable write. What changes: other connections can read a group during the fraction
-//! of a millisecond between its `COMMIT` and its fsync; only a lookup does that without writing
-//! first, and a machine crash in that moment loses nothing a caller was told was done.
-//!
-//! A failed fsync aborts the process, as PostgreSQL panics on one: after a failed fsync the kernel
-//! may have dropped the dirty pages, a later fsync can succeed without them, and no transaction
-//! already shown to readers can be called failed. On restart SQLite recovers what is on disk and
-//! the resolver reconciles open attempts with KCP.
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -82,81 +64,7 @@ struct State {
     open: Option<u64>,
     next_group: u64,
     /// Committers of the open outer transaction, told its outcome when it ends.
-    waiting: Vec<Committer>,
-    /// Makes committed groups durable.
-    wal: Arc<WalSync>,
-}
-
-/// Told the outcome of its transaction's group: `Ok` once it is durable.
-type Committer = oneshot::Sender<Result<(), String>>;
-
-/// Fsyncs the WAL file for the groups committed since the last fsync (see "The fsync outside the
-/// lock" in the module doc). At most one fsync runs at a time, on the blocking pool; groups that
-/// commit meanwhile wait for the next one, which covers them all.
-#[derive(Debug)]
-struct WalSync {
-    path: PathBuf,
-    state: Mutex<SyncState>,
-    /// Fsyncs done: the tests' evidence that a commit waited for one.
-    syncs: std::sync::atomic::AtomicU64,
-}
-
-#[derive(Debug, Default)]
-struct SyncState {
-    /// Committers whose group is committed and not yet known durable.
-    pending: Vec<Committer>,
-    /// True while a blocking task is fsyncing (and will look at `pending` again after).
-    running: bool,
-}
-
-impl WalSync {
-    fn new(database: &Path) -> Arc<Self> {
-        let mut path = database.as_os_str().to_owned();
-        path.push("-wal");
-        Arc::new(Self {
-            path: PathBuf::from(path),
-            state: Mutex::default(),
-            syncs: std::sync::atomic::AtomicU64::new(0),
-        })
-    }
-
-    /// Called right after a group's `COMMIT` returned, with the group's committers.
-    fn committed(self: &Arc<Self>, committers: Vec<Committer>) {
-        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        state.pending.extend(committers);
-        if !state.running {
-            state.running = true;
-            let this = self.clone();
-            // A transaction dropped outside the runtime (at shutdown) still gets its fsync.
-            match tokio::runtime::Handle::try_current() {
-                Ok(runtime) => drop(runtime.spawn_blocking(move || this.run())),
-                Err(_) => drop(std::thread::spawn(move || this.run())),
-            }
-        }
-    }
-
-    /// Fsyncs until no committed group is left waiting. Every committer taken before an fsync
-    /// had its `COMMIT` return before the fsync began.
-    fn run(&self) {
-        loop {
-            let committers = {
-                let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-                if state.pending.is_empty() {
-                    state.running = false;
-                    return;
-                }
-                std::mem::take(&mut state.pending)
-            };
-            if let Err(e) = std::fs::File::open(&self.path).and_then(|wal| wal.sync_data()) {
-                tracing::error!(path = %self.path.display(), "fsync of the SQLite WAL failed, stopping: {e}");
-                std::process::abort();
-            }
-            self.syncs.fetch_add(1, Ordering::SeqCst);
-            for committer in committers {
-                let _ = committer.send(Ok(()));
-            }
-        }
-    }
+    waiting: Vec<oneshot::Sender<Result<(), String>>>,
 }
 
 impl State {
@@ -223,8 +131,7 @@ impl State {
         if !self.waiting.is_empty() && self.waiting.iter().all(|w| w.is_closed()) {
             // Every committer of the group gave up waiting (their requests were dropped), so
             // none of them would commit it: do it now rather than keep the write lock.
-            let wal = self.wal.clone();
-            self.commit_group(&wal);
+            let _ = self.commit_group();
         } else {
             self.close_if_unused();
         }
@@ -240,21 +147,17 @@ impl State {
         }
     }
 
-    /// Commits the outer transaction. A failed `COMMIT` tells every waiting committer at once;
-    /// a successful one hands them to `wal`, which tells them once the group is on disk.
-    fn commit_group(&mut self, wal: &Arc<WalSync>) {
-        match self.conn.execute_batch("COMMIT") {
-            Ok(()) => {
-                self.open = None;
-                wal.committed(std::mem::take(&mut self.waiting));
-            }
-            Err(e) => {
-                if !self.conn.is_autocommit() {
-                    let _ = self.conn.execute_batch("ROLLBACK");
-                }
-                self.end_group(Err(format!("sqlite: {e}")));
-            }
+    /// Commits the outer transaction and tells every waiting committer.
+    fn commit_group(&mut self) -> Result<(), String> {
+        let outcome = self
+            .conn
+            .execute_batch("COMMIT")
+            .map_err(|e| format!("sqlite: {e}"));
+        if outcome.is_err() && !self.conn.is_autocommit() {
+            let _ = self.conn.execute_batch("ROLLBACK");
         }
+        self.end_group(outcome.clone());
+        outcome
     }
 
     fn end_group(&mut self, outcome: Result<(), String>) {
@@ -297,10 +200,9 @@ impl SqliteWriter {
     pub fn open(path: &Path) -> Result<Self, DbErr> {
         let conn = open(path)?;
         conn.busy_handler(Some(busy)).map_err(sqlite_error)?;
-        // Durable commits (design.md §2): the WAL is fsynced after every group by `WalSync`, not
-        // inside `COMMIT` (module doc); NORMAL keeps SQLite's own syncs around checkpoints.
+        // Durable commits (design.md §2): WAL with synchronous=FULL fsyncs every commit.
         conn.execute_batch(
-            "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;",
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;",
         )
         .map_err(sqlite_error)?;
         let state = State {
@@ -308,7 +210,6 @@ impl SqliteWriter {
             open: None,
             next_group: 0,
             waiting: vec![],
-            wal: WalSync::new(path),
         };
         Ok(Self {
             shared: Arc::new(Shared {
@@ -459,14 +360,12 @@ impl SqliteTransaction {
     }
 }
 
-/// Commits the open outer transaction on the blocking pool (a `COMMIT` may run a checkpoint);
-/// the lock is held until the `COMMIT` is done, not during the fsync that follows.
+/// Commits the open outer transaction on the blocking pool; the lock is held until it is done.
 async fn commit_group(guard: OwnedMutexGuard<Locked>) -> Result<(), DbErr> {
     tokio::task::spawn_blocking(move || {
         guard.with(|state| {
             // Every waiter, this committer included, is told the outcome.
-            let wal = state.wal.clone();
-            state.commit_group(&wal);
+            let _ = state.commit_group();
             Ok(())
         })
     })
@@ -533,14 +432,6 @@ mod tests {
             .unwrap();
         let w = SqliteWriter::open(&path).unwrap();
         (dir, path, w)
-    }
-
-    impl SqliteWriter {
-        async fn wal_syncs(&self) -> u64 {
-            let guard = self.shared.state.lock().await;
-            let wal = guard.with(|s| Ok(s.wal.clone())).unwrap();
-            wal.syncs.load(Ordering::SeqCst)
-        }
     }
 
     fn insert(x: i64) -> Statement {
@@ -646,26 +537,6 @@ mod tests {
             .with(|s| Ok(s.next_group))
             .unwrap();
         assert!(groups < 200, "{groups} outer transactions for 200");
-        let syncs = w.wal_syncs().await;
-        assert!(
-            (1..=groups).contains(&syncs),
-            "{syncs} fsyncs for {groups} groups"
-        );
-    }
-
-    #[tokio::test]
-    async fn a_commit_returns_only_after_an_fsync_of_the_wal_begun_after_it() {
-        let (_dir, path, w) = writer();
-        for x in 0..5 {
-            let before = w.wal_syncs().await;
-            w.execute(insert(x)).await.unwrap();
-            assert_eq!(
-                w.wal_syncs().await,
-                before + 1,
-                "commit {x} did not wait for its fsync"
-            );
-        }
-        assert_eq!(committed(&path), vec![0, 1, 2, 3, 4]);
     }
 
     #[tokio::test]
