@@ -555,3 +555,29 @@ impl Receiver {
         self.state.lock().unwrap().requests.clone()
     }
 }
+
+/// A pending `failed` webhook for `p` to `url`, as an outcome write puts it in the outbox.
+pub fn failed_webhook_row(
+    p: &openport::store::entity::payment::Model,
+    url: &str,
+) -> openport::store::entity::webhook_delivery::ActiveModel {
+    use sea_orm::Set;
+    openport::store::entity::webhook_delivery::ActiveModel {
+        merchant_id: Set(p.merchant_id),
+        imp_uid: Set(p.imp_uid.clone()),
+        merchant_uid: Set(p.merchant_uid.clone()),
+        status: Set("failed".into()),
+        cancellation_id: Set(None),
+        url: Set(url.into()),
+        content_type: Set("json".into()),
+        state: Set("pending".into()),
+        attempts: Set(0),
+        next_attempt_at: Set(0),
+        lease_until: Set(0),
+        last_http_status: Set(None),
+        last_error: Set(None),
+        created_at: Set(0),
+        updated_at: Set(0),
+        ..Default::default()
+    }
+}

@@ -338,24 +338,7 @@ fn failing(
 }
 
 fn webhook_row(p: &payment::Model) -> webhook_delivery::ActiveModel {
-    webhook_delivery::ActiveModel {
-        merchant_id: Set(p.merchant_id),
-        imp_uid: Set(p.imp_uid.clone()),
-        merchant_uid: Set(p.merchant_uid.clone()),
-        status: Set("failed".into()),
-        cancellation_id: Set(None),
-        url: Set(NOTICE_URL.into()),
-        content_type: Set("json".into()),
-        state: Set("pending".into()),
-        attempts: Set(0),
-        next_attempt_at: Set(0),
-        lease_until: Set(0),
-        last_http_status: Set(None),
-        last_error: Set(None),
-        created_at: Set(0),
-        updated_at: Set(0),
-        ..Default::default()
-    }
+    crate::helpers::failed_webhook_row(p, NOTICE_URL)
 }
 
 #[tokio::test]

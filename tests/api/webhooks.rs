@@ -728,21 +728,7 @@ async fn a_charge_outcome_and_its_webhooks_are_written_together_or_not_at_all() 
     let paid = reopen.update(&db.write).await.unwrap();
     let row = |url: &str| webhook_delivery::ActiveModel {
         id: Set(987_654),
-        merchant_id: Set(paid.merchant_id),
-        imp_uid: Set(paid.imp_uid.clone()),
-        merchant_uid: Set(paid.merchant_uid.clone()),
-        status: Set("failed".into()),
-        cancellation_id: Set(None),
-        url: Set(url.into()),
-        content_type: Set("json".into()),
-        state: Set("pending".into()),
-        attempts: Set(0),
-        next_attempt_at: Set(0),
-        lease_until: Set(0),
-        last_http_status: Set(None),
-        last_error: Set(None),
-        created_at: Set(0),
-        updated_at: Set(0),
+        ..crate::helpers::failed_webhook_row(&paid, url)
     };
     let change = || {
         let mut p = paid.clone().into_active_model();
