@@ -5,11 +5,13 @@
 //! types only describe what `error.rs`, `envelope.rs` and the handlers do.
 use std::collections::BTreeMap;
 
+use utoipa::openapi::path::{Parameter, ParameterBuilder, ParameterIn};
 use utoipa::openapi::schema::{
-    AllOfBuilder, AnyOfBuilder, ArrayBuilder, ObjectBuilder, OneOfBuilder, Schema, Type,
+    AllOfBuilder, AnyOfBuilder, ArrayBuilder, KnownFormat, ObjectBuilder, OneOfBuilder, Schema,
+    SchemaFormat, Type,
 };
-use utoipa::openapi::{ContentBuilder, Ref, RefOr, Response, ResponseBuilder};
-use utoipa::{IntoResponses, PartialSchema, ToSchema};
+use utoipa::openapi::{ContentBuilder, Ref, RefOr, Required, Response, ResponseBuilder};
+use utoipa::{IntoParams, IntoResponses, PartialSchema, ToSchema};
 
 use super::admin::MerchantSummary;
 use super::auth::AccessToken;
@@ -403,3 +405,74 @@ refined!(
         .required("name")
         .property("merchant_uid", string().max_length(Some(40)))
 );
+
+/// A query parameter of a list: optional, with `schema` and `description`.
+fn query_param(name: &str, schema: impl Into<RefOr<Schema>>, description: &str) -> Parameter {
+    ParameterBuilder::new()
+        .name(name)
+        .parameter_in(ParameterIn::Query)
+        .required(Required::False)
+        .schema(Some(schema))
+        .description(Some(description))
+        .build()
+}
+
+fn integer(format: KnownFormat) -> Schema {
+    ObjectBuilder::new()
+        .schema_type(Type::Integer)
+        .format(Some(SchemaFormat::KnownFormat(format)))
+        .into()
+}
+
+/// `page` and `limit` of every paged list (the store skips at most what the databases take, so a
+/// page far past the end is empty).
+pub struct PageParams;
+
+impl PageParams {
+    fn params() -> Vec<Parameter> {
+        vec![
+            query_param(
+                "page",
+                integer(KnownFormat::Int32),
+                "1-based; default 1, and below 1 reads as 1",
+            ),
+            query_param(
+                "limit",
+                integer(KnownFormat::Int32),
+                "default 20; clamped to 1..=1000",
+            ),
+        ]
+    }
+}
+
+impl IntoParams for PageParams {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        Self::params()
+    }
+}
+
+/// The filter and paging of a customer's schedules (two routes list them).
+pub struct CustomerSchedules;
+
+impl IntoParams for CustomerSchedules {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        let mut params = vec![
+            query_param(
+                "from",
+                integer(KnownFormat::Int64),
+                "Unix seconds, inclusive",
+            ),
+            query_param("to", integer(KnownFormat::Int64), "Unix seconds, exclusive"),
+            query_param(
+                "schedule-status",
+                ObjectBuilder::new().schema_type(Type::String),
+                SCHEDULE_STATUS,
+            ),
+        ];
+        params.extend(PageParams::params());
+        params
+    }
+}
+
+/// What a schedule-status filter takes.
+pub const SCHEDULE_STATUS: &str = "`scheduled` (includes one being charged now), `executed` or `revoked`; another value matches nothing. Also read as `schedule_status`";

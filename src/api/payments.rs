@@ -3,8 +3,8 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 
 use super::doc::{
-    ErrorEnvelope, NonBlank, PaymentListReply, PaymentPageReply, PaymentReply, PaymentSorting,
-    PaymentStatusParam, TokenErrors,
+    ErrorEnvelope, NonBlank, PageParams, PaymentListReply, PaymentPageReply, PaymentReply,
+    PaymentSorting, PaymentStatusParam, TokenErrors,
 };
 use super::envelope::{ok, Envelope};
 use super::error::{ApiError, ApiResult};
@@ -181,8 +181,7 @@ async fn find_with(
     params(
         ("merchant_uid" = String, Path, min_length = 1),
         ("sorting" = Option<PaymentSorting>, Query),
-        ("page" = Option<i32>, Query, description = "1-based; default 1, and below 1 reads as 1"),
-        ("limit" = Option<i32>, Query, description = "default 20; clamped to 1..=1000"),
+        PageParams,
     ),
     responses(
         (status = 200, body = PaymentPageReply),
@@ -204,8 +203,7 @@ pub async fn find_all(
         ("merchant_uid" = String, Path, min_length = 1),
         ("payment_status" = PaymentStatusParam, Path),
         ("sorting" = Option<PaymentSorting>, Query),
-        ("page" = Option<i32>, Query, description = "1-based; default 1, and below 1 reads as 1"),
-        ("limit" = Option<i32>, Query, description = "default 20; clamped to 1..=1000"),
+        PageParams,
     ),
     responses(
         (status = 200, body = PaymentPageReply),
@@ -244,8 +242,7 @@ async fn find_all_with(
         ("from" = Option<i64>, Query, description = "Unix seconds; default (or ≤ 0) `to` minus 90 days"),
         ("to" = Option<i64>, Query, description = "Unix seconds; default (or ≤ 0) now"),
         ("sorting" = Option<PaymentSorting>, Query),
-        ("page" = Option<i32>, Query, description = "1-based; default 1, and below 1 reads as 1"),
-        ("limit" = Option<i32>, Query, description = "default 20; clamped to 1..=1000"),
+        PageParams,
     ),
     responses(
         (status = 200, body = PaymentPageReply),
@@ -267,8 +264,7 @@ pub async fn by_status(
         ("from" = Option<i64>, Query, description = "Unix seconds; default (or ≤ 0) `to` minus 90 days"),
         ("to" = Option<i64>, Query, description = "Unix seconds; default (or ≤ 0) now"),
         ("sorting" = Option<PaymentSorting>, Query),
-        ("page" = Option<i32>, Query, description = "1-based; default 1, and below 1 reads as 1"),
-        ("limit" = Option<i32>, Query, description = "default 20; clamped to 1..=1000"),
+        PageParams,
     ),
     responses(
         (status = 200, body = PaymentPageReply),

@@ -5,8 +5,9 @@ use utoipa::ToSchema;
 
 use super::customers::{parse_customer, CustomerRequest};
 use super::doc::{
-    uid_or_uids, ErrorEnvelope, PaymentOutcome, ScheduleBody, ScheduleListOutcome,
-    SchedulePageReply, ScheduleReply, TokenBodyErrors, TokenErrors, UnscheduleBody,
+    uid_or_uids, CustomerSchedules, ErrorEnvelope, PageParams, PaymentOutcome, ScheduleBody,
+    ScheduleListOutcome, SchedulePageReply, ScheduleReply, TokenBodyErrors, TokenErrors,
+    UnscheduleBody,
 };
 use super::envelope::{ok, Envelope};
 use super::error::{ApiError, ApiResult};
@@ -245,8 +246,7 @@ fn paging(q: Option<&str>) -> ApiResult<Paging> {
         ("schedule_to" = i64, Query, minimum = 0, description = "Unix seconds, exclusive; after schedule_from, and at most 3 months after it"),
         ("schedule_status" = Option<String>, Query, description = "`scheduled` (includes one being charged now), `executed` or `revoked`; another value matches nothing"),
         ("sorting" = Option<String>, Query, description = "`-schedule_at` for the latest first; anything else is ascending"),
-        ("page" = Option<i32>, Query, description = "1-based; default 1, and below 1 reads as 1"),
-        ("limit" = Option<i32>, Query, description = "default 20; clamped to 1..=1000"),
+        PageParams,
     ),
     responses(
         (status = 200, body = SchedulePageReply),
@@ -276,11 +276,7 @@ pub async fn list(
 #[utoipa::path(get, path = "/subscribe/payments/schedule/customers/{customer_uid}", operation_id = "findSchedulesByCustomer",
     params(
         ("customer_uid" = String, Path, min_length = 1),
-        ("from" = Option<i64>, Query, description = "Unix seconds, inclusive"),
-        ("to" = Option<i64>, Query, description = "Unix seconds, exclusive"),
-        ("schedule-status" = Option<String>, Query, description = "`scheduled` (includes one being charged now), `executed` or `revoked`; another value matches nothing. Also read as `schedule_status`"),
-        ("page" = Option<i32>, Query, description = "1-based; default 1, and below 1 reads as 1"),
-        ("limit" = Option<i32>, Query, description = "default 20; clamped to 1..=1000"),
+        CustomerSchedules,
     ),
     responses(
         (status = 200, body = SchedulePageReply),
@@ -399,11 +395,7 @@ pub async fn retry(
 #[utoipa::path(get, path = "/subscribe/customers/{customer_uid}/schedules", operation_id = "findSchedulesByCustomerUid",
     params(
         ("customer_uid" = String, Path, min_length = 1),
-        ("from" = Option<i64>, Query, description = "Unix seconds, inclusive"),
-        ("to" = Option<i64>, Query, description = "Unix seconds, exclusive"),
-        ("schedule-status" = Option<String>, Query, description = "`scheduled` (includes one being charged now), `executed` or `revoked`; another value matches nothing. Also read as `schedule_status`"),
-        ("page" = Option<i32>, Query, description = "1-based; default 1, and below 1 reads as 1"),
-        ("limit" = Option<i32>, Query, description = "default 20; clamped to 1..=1000"),
+        CustomerSchedules,
     ),
     responses(
         (status = 200, body = SchedulePageReply),
