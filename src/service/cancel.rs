@@ -154,6 +154,15 @@ impl Gateway {
                     None => self.cancel_decided(attempt_id).await?,
                 }
             }
+            Err(PgError::NotSent(msg)) => {
+                tracing::warn!(imp_uid = %payment.imp_uid, "KCP unreachable, cancel not sent: {msg}");
+                if !self.close_attempt(attempt, "failed", "not sent").await? {
+                    return self
+                        .answer_cancel(&payment, self.cancel_decided(attempt_id).await?)
+                        .await;
+                }
+                return Err(ServiceError::Refused(super::pay::NOT_SENT.into()));
+            }
             Err(PgError::Declined { code, message, .. }) => {
                 if !self
                     .close_attempt(attempt, "failed", &format!("[{code}] {message}"))

@@ -704,12 +704,15 @@ impl Gateway {
                 self.settle_window(connector.as_ref(), p, attempt, approval)
                     .await?
             }
-            Err(PgError::Declined { code, message, .. }) => {
-                let message = format!("[{code}] {message}");
+            Err(e @ (PgError::Declined { .. } | PgError::NotSent(_))) => {
+                let (code, message) = match e {
+                    PgError::Declined { code, message, .. } => {
+                        (Some(code.clone()), format!("[{code}] {message}"))
+                    }
+                    _ => (None, super::pay::NOT_SENT.to_string()),
+                };
                 let payment_id = p.id;
-                let written = self
-                    .record_failure(p, attempt, Some(code), &message)
-                    .await?;
+                let written = self.record_failure(p, attempt, code, &message).await?;
                 self.written_or_decided(payment_id, written, |payment| ApprovalOutcome::Declined {
                     payment,
                     reason: crate::pg::DeclineReason::Other,

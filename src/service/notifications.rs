@@ -210,12 +210,15 @@ impl Gateway {
             return self.settle(row, Verdict::Refused, now).await;
         }
         let status = PaymentStatus::from_db(&payment.status);
-        let expected = if n.is_reversal() {
-            PaymentStatus::Paid
+        let decided = if n.is_reversal() {
+            // A reversal of a deposit not applied yet is checked too: acknowledged unseen, it
+            // could never come again, and a re-send of the deposit during KCP's lag would then
+            // make the account paid although the money went back.
+            !matches!(status, PaymentStatus::Paid | PaymentStatus::Ready)
         } else {
-            PaymentStatus::Ready
+            status != PaymentStatus::Ready || n.total < payment.amount
         };
-        if status != expected || (!n.is_reversal() && n.total < payment.amount) {
+        if decided {
             // Nothing KCP could say would move it (a partial deposit, were it true, keeps the
             // account ready): no inquiry, and nothing a re-send could change.
             return self.settle(row, Verdict::Unchanged, now).await;
@@ -233,6 +236,13 @@ impl Gateway {
             Some(to) => self.apply(payment, status, to, row, now).await,
             // A closed account is the cancel flow's to record: nothing a re-send could change.
             None if matches!(kcp, VbankState::Closed { .. }) => {
+                self.settle(row, Verdict::Unchanged, now).await
+            }
+            // A reversal KCP agrees with, of a deposit openport never applied.
+            None if n.is_reversal()
+                && status == PaymentStatus::Ready
+                && matches!(kcp, VbankState::Open { paid: false, .. }) =>
+            {
                 self.settle(row, Verdict::Unchanged, now).await
             }
             None => {

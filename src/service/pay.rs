@@ -23,6 +23,8 @@ use crate::store::{is_unique_violation, payments};
 pub const NET_CANCEL_REASON: &str = "가맹점 DB 처리 실패(자동취소)";
 /// The answer to a charge with a customer_uid that has no billing key (spec §4.4).
 pub const UNKNOWN_CUSTOMER: &str = "등록되지 않은 구매자입니다.";
+/// A call that never reached KCP (no connection could be made): nothing was charged or changed.
+pub(crate) const NOT_SENT: &str = "PG사에 연결하지 못했습니다. 결제(취소)되지 않았습니다.";
 /// Instalments are only allowed from this amount (spec/kcp.md §4).
 pub const MIN_INSTALMENT_AMOUNT: i64 = 50_000;
 
@@ -320,6 +322,19 @@ impl Gateway {
                 })
                 .await?
             }
+            PgError::NotSent(msg) => {
+                tracing::warn!(imp_uid = %payment.imp_uid, "KCP unreachable, nothing sent: {msg}");
+                let payment_id = payment.id;
+                let written = self
+                    .record_failure(payment, attempt, None, NOT_SENT)
+                    .await?;
+                self.written_or_decided(payment_id, written, |payment| ApprovalOutcome::Declined {
+                    payment,
+                    reason: DeclineReason::Other,
+                    message: NOT_SENT.into(),
+                })
+                .await?
+            }
             err => {
                 tracing::warn!(imp_uid = %payment.imp_uid, order_no = %payment.order_no, "outcome unknown: {err}");
                 // Still this request's attempt (it holds the lease from the insert), so its own
@@ -580,13 +595,21 @@ impl Gateway {
                 }
                 Err(e) => {
                     tracing::error!(imp_uid = %payment.imp_uid, %tno, "net-cancel did not complete: {e}");
-                    // Let go at once: the resolver finishes the cancel.
+                    // Let go: the resolver finishes the cancel, at once after the request's own
+                    // try, then backing off (a KCP that keeps failing is not asked every tick).
                     let now = self.clock.unix();
+                    let tries = attempt.tries + 1;
+                    let next = if attempt.tries == 0 {
+                        now
+                    } else {
+                        now + super::resolve::retry_backoff(tries)
+                    };
                     let mut a: pg_attempt::ActiveModel = attempt.clone().into();
                     a.state = Set("unknown".into());
                     a.tno = Set(Some(tno.to_string()));
                     a.result_message = Set(Some(format!("net-cancel pending: {e}")));
-                    a.next_check_at = Set(now);
+                    a.tries = Set(tries);
+                    a.next_check_at = Set(next);
                     a.lease_until = Set(0);
                     a.updated_at = Set(now);
                     match self.write_held(&attempt, a).await? {

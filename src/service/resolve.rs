@@ -397,8 +397,7 @@ impl Gateway {
     ) -> ServiceResult<bool> {
         let now = self.clock.unix();
         let tries = attempt.tries + 1;
-        let backoff = (5i64 << tries.min(6)).min(300);
-        let next = (now + backoff).max(attempt.created_at + self.settings.settle_secs);
+        let next = (now + retry_backoff(tries)).max(attempt.created_at + self.settings.settle_secs);
         let mut a: pg_attempt::ActiveModel = attempt.clone().into();
         a.state = Set("unknown".into());
         a.tries = Set(tries);
@@ -457,4 +456,10 @@ fn window_approval_from_inquiry(
             app_no: a.app_no,
         },
     }
+}
+
+/// Seconds before the `tries`-th look at an open attempt: 10 s doubling to 5 minutes, so a PG that
+/// keeps failing is not asked on every resolver tick.
+pub(crate) fn retry_backoff(tries: i32) -> i64 {
+    (5i64 << tries.clamp(0, 6)).min(300)
 }

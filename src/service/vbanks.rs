@@ -215,6 +215,8 @@ impl Gateway {
             .await?
             .ok_or_else(|| ServiceError::NotFound(super::lookup::NOT_FOUND.into()))?;
         let tno = revocable(&found)?;
+        // Before the attempt, as for cancels: an unusable configuration leaves no open attempt.
+        let connector = self.connectors.for_merchant(m, &self.secrets)?;
         let attempt = self
             .open_cancel_attempt(
                 &found,
@@ -233,7 +235,6 @@ impl Gateway {
                 .await?;
             return Err(e);
         }
-        let connector = self.connectors.for_merchant(m, &self.secrets)?;
         let attempt_id = attempt.id;
         let outcome = match connector.revoke_vbank(&tno, REVOKE_REASON).await {
             Ok(done) => {

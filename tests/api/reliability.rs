@@ -260,3 +260,36 @@ async fn a_cancel_that_lands_after_the_timeout_is_recorded_by_the_resolver() {
     assert_eq!(now["cancel_history"].as_array().unwrap().len(), 1);
     app.assert_ledger_agrees().await;
 }
+
+#[tokio::test]
+async fn a_payment_kcp_could_not_even_be_connected_to_fails_at_once_and_frees_its_merchant_uid() {
+    let app = spawn_app().await;
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let nowhere = format!("http://{}", closed.local_addr().unwrap());
+    drop(closed);
+    // An instance whose KCP refuses connections: nothing can have been sent.
+    let cut_off = app
+        .another_instance(move |c| c.kcp.api_base = Some(nowhere))
+        .await;
+    let token = cut_off.token().await;
+    let (_, body) = cut_off
+        .pay(&token, "not-sent-1", 1000, test_cards::SHINHAN_CREDIT)
+        .await;
+    assert_eq!(body["code"], 0, "{body}");
+    assert_eq!(body["response"]["status"], "failed", "{body}");
+    assert!(
+        body["response"]["fail_reason"]
+            .as_str()
+            .unwrap()
+            .contains("연결하지 못했습니다"),
+        "{body}"
+    );
+    let open = openport::store::payments::count_open_attempts(&app.app.gateway.db.read)
+        .await
+        .unwrap();
+    assert_eq!(open, 0, "nothing left for the resolver or an operator");
+    // The merchant_uid is free at once: the working instance charges it.
+    let paid = app.paid(&token, "not-sent-1", 1000).await;
+    assert_eq!(paid["status"], "paid");
+    app.assert_ledger_agrees().await;
+}

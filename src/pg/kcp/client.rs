@@ -218,7 +218,13 @@ impl KcpConnector {
         let started = std::time::Instant::now();
         let response = self.http.post(url).timeout(self.timeout).json(body).send().await.map_err(|e| {
             tracing::warn!(error = %e, timeout = e.is_timeout(), elapsed_ms = started.elapsed().as_millis() as u64, "KCP call failed");
-            PgError::Unknown(transport_message(&e))
+            // A connection that could not be made carried no request; any later failure may
+            // have reached KCP.
+            if e.is_connect() && !e.is_timeout() {
+                PgError::NotSent(transport_message(&e))
+            } else {
+                PgError::Unknown(transport_message(&e))
+            }
         })?;
         let status = response.status();
         let bytes = response.bytes().await.map_err(|e| {

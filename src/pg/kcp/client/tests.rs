@@ -255,19 +255,21 @@ async fn a_dropped_connection_is_unknown() {
 }
 
 #[tokio::test]
-async fn a_refused_connection_is_unknown() {
+async fn a_refused_connection_is_not_sent_not_unknown() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     drop(listener);
     let kcp = connector(&base, Duration::from_secs(2));
-    assert_unknown(
-        kcp.cancel(&CancelRequest {
+    let refused = kcp
+        .cancel(&CancelRequest {
             tno: "23336986737476".into(),
             kind: CancelKind::Full,
             reason: String::new(),
         })
-        .await,
-    );
+        .await;
+    assert!(matches!(refused, Err(PgError::NotSent(_))), "{refused:?}");
+    let refused = kcp.approve_key_in(&key_in()).await;
+    assert!(matches!(refused, Err(PgError::NotSent(_))), "{refused:?}");
 }
 
 #[tokio::test]
