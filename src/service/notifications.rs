@@ -17,7 +17,7 @@
 //! acknowledged, and its row stays unverified so that KCP's re-send is verified anew.
 use sea_orm::{DbErr, Set};
 
-use super::{Gateway, ServiceError};
+use super::{Gateway, ServiceError, ServiceResult};
 use crate::domain::payment::PaymentStatus;
 use crate::pg::{PgError, TradeRef, VbankState, Won};
 use crate::store::entity::{kcp_notification, payment};
@@ -153,7 +153,69 @@ fn kcp_says(state: &VbankState) -> &'static str {
     }
 }
 
+/// A deposit whose notification could not be verified is left to KCP's re-sends this long, then
+/// asked about by the resolver every [`REVERIFY_EVERY_SECS`], for [`REVERIFY_FOR_SECS`]: KCP
+/// re-sends a notification only so many times, and a deposit KCP holds must not stay unpaid
+/// here because its inquiry failed or lagged through all of them.
+const REVERIFY_AFTER_SECS: i64 = 120;
+const REVERIFY_EVERY_SECS: i64 = 300;
+const REVERIFY_FOR_SECS: i64 = 3 * 24 * 3600;
+
+impl From<&kcp_notification::Model> for Notification {
+    fn from(row: &kcp_notification::Model) -> Self {
+        Self {
+            site_cd: row.site_cd.clone(),
+            tno: row.tno.clone(),
+            tx_cd: row.tx_cd.clone(),
+            noti_id: row.noti_id.clone(),
+            op_cd: row.op_cd.clone(),
+            amount: row.amount,
+            total: row.total,
+        }
+    }
+}
+
 impl Gateway {
+    /// Verifies again the deposit notifications left unverified (see [`REVERIFY_AFTER_SECS`]):
+    /// one inquiry per virtual account however many notifications name it (the endpoint is
+    /// public, so rows can be forged in any number). Returns how many changed a payment.
+    pub async fn reverify_notifications(&self, limit: u64) -> ServiceResult<usize> {
+        let now = self.clock.unix();
+        let rows = notifications::unverified(
+            &self.db.read,
+            TX_DEPOSIT,
+            (now - REVERIFY_FOR_SECS, now - REVERIFY_AFTER_SECS),
+            now - REVERIFY_EVERY_SECS,
+            limit,
+        )
+        .await?;
+        let mut by_tno: std::collections::BTreeMap<&str, Vec<&kcp_notification::Model>> =
+            std::collections::BTreeMap::new();
+        for row in &rows {
+            by_tno.entry(row.tno.as_str()).or_default().push(row);
+        }
+        let mut applied = 0;
+        for (tno, rows) in by_tno {
+            // Newest first: the latest total KCP notified.
+            let latest = rows[0];
+            match self
+                .verify(&Notification::from(latest), Some(latest.id), now)
+                .await
+            {
+                Ok(Verdict::Applied) => applied += 1,
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::info!(%tno, "unverified KCP notification still not confirmed: {e}")
+                }
+            }
+            // The others are decided by the next sweep without an inquiry once the payment moved;
+            // all wait before KCP is asked again.
+            let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
+            notifications::checked(&self.db.write, &ids, now).await?;
+        }
+        Ok(applied)
+    }
+
     /// Records one notification and verifies it with KCP. `Ok` means "answer 0000" (decided now or
     /// before); `Err` means "answer anything else" so KCP sends it again.
     pub async fn handle_notification(&self, n: Notification) -> Result<Verdict, NotificationError> {

@@ -1,7 +1,10 @@
 //! KCP common notifications (`kcp_notifications`): one row per `noti_id`, as first received, with
 //! what verifying it found.
-use sea_orm::sea_query::Expr;
-use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter};
+use sea_orm::sea_query::{Condition, Expr};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect,
+};
 
 use super::entity::kcp_notification;
 use super::is_unique_violation;
@@ -44,6 +47,45 @@ pub async fn set_outcome(
         .col_expr(kcp_notification::Column::Outcome, Expr::value(outcome))
         .col_expr(kcp_notification::Column::VerifiedAt, Expr::value(now))
         .filter(kcp_notification::Column::Id.eq(id))
+        .exec(db)
+        .await?;
+    Ok(())
+}
+
+/// Deposit notifications (`tx_cd`) still unverified, received in `received` (inclusive), not
+/// checked since `checked_before`: newest first, at most `limit`.
+pub async fn unverified(
+    db: &impl ConnectionTrait,
+    tx_cd: &str,
+    received: (i64, i64),
+    checked_before: i64,
+    limit: u64,
+) -> Result<Vec<kcp_notification::Model>, DbErr> {
+    kcp_notification::Entity::find()
+        .filter(kcp_notification::Column::Outcome.is_null())
+        .filter(kcp_notification::Column::TxCd.eq(tx_cd))
+        .filter(kcp_notification::Column::ReceivedAt.between(received.0, received.1))
+        .filter(
+            Condition::any()
+                .add(kcp_notification::Column::VerifiedAt.is_null())
+                .add(kcp_notification::Column::VerifiedAt.lt(checked_before)),
+        )
+        .order_by_desc(kcp_notification::Column::ReceivedAt)
+        .limit(limit)
+        .all(db)
+        .await
+}
+
+/// Records that notifications `ids` were checked at `now` without a verdict (`outcome` stays
+/// empty), so the next sweep waits before asking KCP again.
+pub async fn checked(db: &impl ConnectionTrait, ids: &[i64], now: i64) -> Result<(), DbErr> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    kcp_notification::Entity::update_many()
+        .col_expr(kcp_notification::Column::VerifiedAt, Expr::value(now))
+        .filter(kcp_notification::Column::Id.is_in(ids.iter().copied()))
+        .filter(kcp_notification::Column::Outcome.is_null())
         .exec(db)
         .await?;
     Ok(())

@@ -724,3 +724,42 @@ async fn when_the_inquiry_fails_the_deposit_is_not_acknowledged_and_a_re_send_af
     assert_eq!(webhook_statuses(&app, &hooks).await, ["ready", "paid"]);
     app.assert_ledger_agrees().await;
 }
+
+#[tokio::test]
+async fn a_deposit_whose_notifications_all_went_unconfirmed_is_applied_by_the_resolvers_sweep() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let hooks = Receiver::start().await;
+    let p = issued_with_hooks(&app, &token, "vb-sweep", &hooks).await;
+    let imp_uid = p["imp_uid"].as_str().unwrap();
+    let tno = p["pg_tid"].as_str().unwrap();
+    // KCP's own re-sends go elsewhere (as if it had given up on us); the gateway sees the one
+    // posted below, while KCP's inquiry fails.
+    let elsewhere = Receiver::start().await;
+    app.sandbox
+        .set_notify_url("T0000", &elsewhere.url("/kcp/notify"));
+    let deposit = app.sandbox.deposit(tno, 7000, "00").unwrap();
+    app.sandbox.inject(
+        FaultRule::new(paths::INQUIRY, Fault::HttpStatus { status: 503 })
+            .when("tno", tno)
+            .times(1),
+    );
+    assert!(!post_notification(&app, &deposit.fields).await);
+    assert_eq!(app.payment(&token, imp_uid).await["status"], "ready");
+
+    // KCP's re-sends get two minutes first; then the resolver asks KCP itself.
+    app.advance(60);
+    app.app.gateway.resolve_due(100).await.unwrap();
+    assert_eq!(app.payment(&token, imp_uid).await["status"], "ready");
+    app.advance(100);
+    app.app.gateway.resolve_due(100).await.unwrap();
+    let paid = app.payment(&token, imp_uid).await;
+    assert_eq!(paid["status"], "paid", "{paid}");
+    assert_eq!(webhook_statuses(&app, &hooks).await, ["ready", "paid"]);
+    // Nothing more on later sweeps.
+    app.advance(600);
+    app.app.gateway.resolve_due(100).await.unwrap();
+    assert_eq!(app.payment(&token, imp_uid).await, paid);
+    assert_eq!(webhook_statuses(&app, &hooks).await, ["ready", "paid"]);
+    app.assert_ledger_agrees().await;
+}

@@ -17,8 +17,11 @@ pub struct Model {
     pub total: i64,
     pub received_at: i64,
     /// What verifying it by inquiry found (`service::notifications::Verdict`); `None` while KCP
-    /// could not be asked, so a re-send is verified again.
+    /// could not be asked or did not show it yet, so a re-send (or the resolver's sweep,
+    /// `Gateway::reverify_notifications`) verifies it again.
     pub outcome: Option<String>,
+    /// When it was last verified: with an outcome, when that was decided; without, when the
+    /// sweep last asked KCP.
     pub verified_at: Option<i64>,
 }
 
