@@ -1,5 +1,6 @@
 //! Webhook delivery worker (see service/webhooks.rs): every few seconds, delivers what is due, and
-//! once an hour deletes finished deliveries past `[webhooks] retention_days`. Any number of
+//! once an hour deletes finished deliveries, and KCP notifications, past `[webhooks]
+//! retention_days`. Any number of
 //! instances may run it on one database; the lease in `webhook_deliveries` makes each delivery
 //! attempt happen once.
 use std::time::{Duration, Instant};
@@ -42,6 +43,12 @@ pub fn spawn(gateway: &Gateway, config: &Config, shutdown: &tokio::sync::watch::
                 }
             };
             if Instant::now() >= next_prune {
+                if let Err(e) = gateway
+                    .prune_notifications(retention_days, PRUNE_BATCH)
+                    .await
+                {
+                    tracing::error!("KCP notification pruning: {e}");
+                }
                 next_prune = match gateway
                     .prune_webhook_history(retention_days, PRUNE_BATCH)
                     .await

@@ -216,6 +216,18 @@ impl Gateway {
         Ok(applied)
     }
 
+    /// Deletes up to `limit` notifications received more than `retention_days` ago (0 keeps
+    /// everything): the endpoint is public, so rows, forged ones included, must not pile up for
+    /// good. Long past the resolver's re-verification window. Returns how many went.
+    pub async fn prune_notifications(&self, retention_days: u64, limit: u64) -> ServiceResult<u64> {
+        if retention_days == 0 {
+            return Ok(0);
+        }
+        let age = i64::try_from(retention_days.saturating_mul(86_400)).unwrap_or(i64::MAX);
+        let before = self.clock.unix().saturating_sub(age);
+        Ok(notifications::prune(&self.db.write, before, limit).await?)
+    }
+
     /// Records one notification and verifies it with KCP. `Ok` means "answer 0000" (decided now or
     /// before); `Err` means "answer anything else" so KCP sends it again.
     pub async fn handle_notification(&self, n: Notification) -> Result<Verdict, NotificationError> {

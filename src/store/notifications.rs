@@ -90,3 +90,24 @@ pub async fn checked(db: &impl ConnectionTrait, ids: &[i64], now: i64) -> Result
         .await?;
     Ok(())
 }
+
+/// Deletes up to `limit` notifications received before `before`; returns how many went.
+pub async fn prune(db: &impl ConnectionTrait, before: i64, limit: u64) -> Result<u64, DbErr> {
+    let ids: Vec<i64> = kcp_notification::Entity::find()
+        .select_only()
+        .column(kcp_notification::Column::Id)
+        .filter(kcp_notification::Column::ReceivedAt.lt(before))
+        .order_by_asc(kcp_notification::Column::Id)
+        .limit(limit)
+        .into_tuple()
+        .all(db)
+        .await?;
+    if ids.is_empty() {
+        return Ok(0);
+    }
+    let res = kcp_notification::Entity::delete_many()
+        .filter(kcp_notification::Column::Id.is_in(ids))
+        .exec(db)
+        .await?;
+    Ok(res.rows_affected)
+}

@@ -763,3 +763,30 @@ async fn a_deposit_whose_notifications_all_went_unconfirmed_is_applied_by_the_re
     assert_eq!(webhook_statuses(&app, &hooks).await, ["ready", "paid"]);
     app.assert_ledger_agrees().await;
 }
+
+#[tokio::test]
+async fn notifications_past_the_retention_are_pruned_forged_ones_included() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let hooks = Receiver::start().await;
+    let p = issued_with_hooks(&app, &token, "vb-prune", &hooks).await;
+    for i in 0..3 {
+        post_notification(&app, &forged(&p, &format!("old-{i}"), 7000, "00")).await;
+    }
+    let gateway = &app.app.gateway;
+    assert_eq!(gateway.prune_notifications(90, 100).await.unwrap(), 0);
+    app.advance(91 * 86_400);
+    post_notification(&app, &forged(&p, "recent", 7000, "00")).await;
+    assert_eq!(
+        gateway.prune_notifications(0, 100).await.unwrap(),
+        0,
+        "0 keeps all"
+    );
+    assert_eq!(gateway.prune_notifications(90, 2).await.unwrap(), 2);
+    assert_eq!(gateway.prune_notifications(90, 100).await.unwrap(), 1);
+    assert_eq!(
+        gateway.prune_notifications(90, 100).await.unwrap(),
+        0,
+        "the recent one stays"
+    );
+}
