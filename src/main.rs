@@ -51,8 +51,37 @@ enum Command {
         #[command(subcommand)]
         command: MerchantCommand,
     },
+    /// Open KCP attempts: list them, or settle one an operator checked in KCP's admin.
+    Attempt {
+        #[command(subcommand)]
+        command: AttemptCommand,
+    },
     /// The KCP sandbox alone, or its tools.
     Sandbox(SandboxArgs),
+}
+
+#[derive(Subcommand)]
+enum AttemptCommand {
+    /// Open attempts, oldest first: id, kind, imp_uid, merchant_uid, the order number KCP knows.
+    List {
+        #[command(flatten)]
+        common: Common,
+        #[arg(long, default_value_t = 100)]
+        limit: u64,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Fail an open approval whose order number has no approval in KCP's admin (cancel any there
+    /// first): the payment fails and its merchant_uid is free again.
+    Fail {
+        #[command(flatten)]
+        common: Common,
+        #[arg(long)]
+        id: i64,
+        /// Required: you checked KCP's admin and it holds no approval for the order number.
+        #[arg(long, required = true)]
+        none_at_kcp: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -165,12 +194,7 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Reseal(common) => {
-            let mut config = load(&common)?;
-            init_tracing(config.log_format == "json");
-            config.listen = "127.0.0.1:0".parse()?;
-            config.resolver.interval_ms = 0;
-            config.sandbox.embedded = Some(false);
-            let app = App::build(config).await?;
+            let app = offline_app(&common).await?;
             let report = app
                 .gateway
                 .reseal_secrets()
@@ -187,6 +211,7 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Merchant { command } => merchant(command).await,
+        Command::Attempt { command } => attempt(command).await,
         Command::Sandbox(args) => sandbox(args).await,
     }
 }
@@ -214,6 +239,68 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     });
     app.wait().await;
     Ok(())
+}
+
+/// The gateway without its server, resolver or sandbox: for commands that only read or write the
+/// database.
+async fn offline_app(common: &Common) -> anyhow::Result<App> {
+    let mut config = load(common)?;
+    init_tracing(config.log_format == "json");
+    config.listen = "127.0.0.1:0".parse()?;
+    config.resolver.interval_ms = 0;
+    config.sandbox.embedded = Some(false);
+    App::build(config).await
+}
+
+async fn attempt(cmd: AttemptCommand) -> anyhow::Result<()> {
+    match cmd {
+        AttemptCommand::List {
+            common,
+            limit,
+            json,
+        } => {
+            let app = offline_app(&common).await?;
+            let open = app
+                .gateway
+                .open_attempts(limit)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&open)?);
+            } else {
+                for a in &open {
+                    println!(
+                        "{}\t{}\t{}\t{}\t{}\torder_no {}\ttno {}\t{} won\tcreated {}\t{}",
+                        a.id,
+                        a.kind,
+                        a.state,
+                        a.imp_uid,
+                        a.merchant_uid,
+                        a.order_no,
+                        a.tno.as_deref().unwrap_or("-"),
+                        a.amount,
+                        a.created_at,
+                        a.result_message.as_deref().unwrap_or("")
+                    );
+                }
+            }
+            app.shutdown().await;
+            Ok(())
+        }
+        AttemptCommand::Fail {
+            common,
+            id,
+            none_at_kcp,
+        } => {
+            anyhow::ensure!(none_at_kcp, "--none-at-kcp is required");
+            let app = offline_app(&common).await?;
+            let settled = app.gateway.fail_attempt_none_at_kcp(id).await;
+            app.shutdown().await;
+            let imp_uid = settled.map_err(|e| anyhow::anyhow!("{e}"))?;
+            println!("attempt {id} settled: payment {imp_uid} failed, its merchant_uid is free");
+            Ok(())
+        }
+    }
 }
 
 async fn merchant(cmd: MerchantCommand) -> anyhow::Result<()> {

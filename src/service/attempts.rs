@@ -146,3 +146,89 @@ impl Gateway {
         })
     }
 }
+
+/// An open attempt as an operator sees it (`openport attempt list`).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct OpenAttempt {
+    pub id: i64,
+    pub kind: String,
+    pub state: String,
+    pub imp_uid: String,
+    pub merchant_uid: String,
+    /// The order number KCP knows the call by (`ordr_idxx`): what to search KCP's admin for.
+    pub order_no: String,
+    pub tno: Option<String>,
+    pub amount: i64,
+    pub created_at: i64,
+    pub tries: i32,
+    pub result_message: Option<String>,
+}
+
+impl Gateway {
+    /// Open attempts, oldest first: the ones an operator may have to settle (an approval lost
+    /// before KCP named its `tno`, where an inquiry by order number is not trusted).
+    pub async fn open_attempts(&self, limit: u64) -> ServiceResult<Vec<OpenAttempt>> {
+        let mut out = Vec::new();
+        for a in payments::open_attempts(&self.db.read, limit).await? {
+            let p = payments::by_id(&self.db.read, a.payment_id)
+                .await?
+                .ok_or_else(|| ServiceError::Internal("payment vanished".into()))?;
+            out.push(OpenAttempt {
+                id: a.id,
+                kind: a.kind,
+                state: a.state,
+                imp_uid: p.imp_uid,
+                merchant_uid: p.merchant_uid,
+                order_no: a.order_no,
+                tno: a.tno,
+                amount: a.amount,
+                created_at: a.created_at,
+                tries: a.tries,
+                result_message: a.result_message,
+            });
+        }
+        Ok(out)
+    }
+
+    /// The operator's verdict on an open approval after looking in KCP's admin: KCP holds no
+    /// approval for its order number (one it held has been cancelled there). The payment fails and
+    /// its merchant_uid is free. Refused for a cancel, a settled attempt, or one a request or the
+    /// resolver holds right now (try again in a minute).
+    pub async fn fail_attempt_none_at_kcp(&self, id: i64) -> ServiceResult<String> {
+        let attempt = payments::attempt_by_id(&self.db.read, id)
+            .await?
+            .ok_or_else(|| ServiceError::NotFound(format!("attempt {id} does not exist")))?;
+        if attempt.kind != "approve" {
+            return Err(ServiceError::BadRequest(format!(
+                "attempt {id} is a {}: only an approval can be settled this way",
+                attempt.kind
+            )));
+        }
+        let Some(attempt) = self.claim(id).await? else {
+            return Err(ServiceError::Refused(format!(
+                "attempt {id} is settled or held by a request or the resolver right now"
+            )));
+        };
+        let payment = payments::by_id(&self.db.write, attempt.payment_id)
+            .await?
+            .ok_or_else(|| ServiceError::Internal("payment vanished".into()))?;
+        let imp_uid = payment.imp_uid.clone();
+        match self
+            .fail_unrecorded(
+                payment,
+                attempt,
+                "PG사 승인 내역이 없음을 운영자가 확인하여 결제 실패로 처리되었습니다.",
+                "PG사 승인 내역 없음 (운영자 확인)",
+            )
+            .await?
+        {
+            ApprovalOutcome::Declined { .. } => {
+                tracing::warn!(attempt_id = id, %imp_uid, "operator settled an open approval as failed (none at KCP)");
+                Ok(imp_uid)
+            }
+            _ => Err(ServiceError::Refused(format!(
+                "attempt {id} was settled otherwise meanwhile"
+            ))),
+        }
+    }
+}

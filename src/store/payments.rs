@@ -413,6 +413,19 @@ pub async fn claim_attempt(
     Ok(res.rows_affected == 1)
 }
 
+/// Every open attempt, oldest first (at most `limit`): what an operator looks at.
+pub async fn open_attempts(
+    db: &impl ConnectionTrait,
+    limit: u64,
+) -> Result<Vec<pg_attempt::Model>, DbErr> {
+    pg_attempt::Entity::find()
+        .filter(Expr::cust(OPEN_ATTEMPT))
+        .order_by_asc(pg_attempt::Column::Id)
+        .limit(limit)
+        .all(db)
+        .await
+}
+
 pub async fn count_open_attempts(db: &impl ConnectionTrait) -> Result<u64, DbErr> {
     pg_attempt::Entity::find()
         .filter(Expr::cust(OPEN_ATTEMPT))

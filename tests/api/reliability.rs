@@ -95,6 +95,24 @@ async fn where_an_inquiry_by_order_number_is_not_trusted_a_dropped_approval_stay
         .await;
     assert_eq!(retry["code"], 1, "{retry}");
     assert!(app.sandbox.ledger().is_empty());
+
+    // The operator lists it, finds nothing for its order number in KCP's admin, and fails it.
+    let gateway = &app.app.gateway;
+    let open = gateway.open_attempts(10).await.unwrap();
+    assert_eq!(open.len(), 1);
+    assert_eq!(open[0].imp_uid, imp_uid);
+    assert!(
+        gateway.fail_attempt_none_at_kcp(open[0].id).await.is_ok(),
+        "settled"
+    );
+    assert!(
+        gateway.fail_attempt_none_at_kcp(open[0].id).await.is_err(),
+        "only once"
+    );
+    assert_eq!(app.payment(&token, &imp_uid).await["status"], "failed");
+    let paid = app.paid(&token, "drop-untrusted", 1000).await;
+    assert_ne!(paid["imp_uid"], imp_uid.as_str());
+    app.assert_ledger_agrees().await;
 }
 
 #[tokio::test]
