@@ -220,11 +220,9 @@ impl Gateway {
     /// everything): the endpoint is public, so rows, forged ones included, must not pile up for
     /// good. Long past the resolver's re-verification window. Returns how many went.
     pub async fn prune_notifications(&self, retention_days: u64, limit: u64) -> ServiceResult<u64> {
-        if retention_days == 0 {
+        let Some(before) = self.retention_cutoff(retention_days) else {
             return Ok(0);
-        }
-        let age = i64::try_from(retention_days.saturating_mul(86_400)).unwrap_or(i64::MAX);
-        let before = self.clock.unix().saturating_sub(age);
+        };
         Ok(notifications::prune(&self.db.write, before, limit).await?)
     }
 

@@ -592,12 +592,19 @@ impl Gateway {
         retention_days: u64,
         limit: u64,
     ) -> ServiceResult<u64> {
-        if retention_days == 0 {
+        let Some(before) = self.retention_cutoff(retention_days) else {
             return Ok(0);
+        };
+        Ok(store::prune_finished(&self.db.write, before, limit).await?)
+    }
+
+    /// The Unix time before which rows `retention_days` old go; None when 0 keeps everything.
+    pub(crate) fn retention_cutoff(&self, retention_days: u64) -> Option<i64> {
+        if retention_days == 0 {
+            return None;
         }
         let age = i64::try_from(retention_days.saturating_mul(86_400)).unwrap_or(i64::MAX);
-        let before = self.clock.unix().saturating_sub(age);
-        Ok(store::prune_finished(&self.db.write, before, limit).await?)
+        Some(self.clock.unix().saturating_sub(age))
     }
 
     /// Operator resend: the delivery is due now with a fresh retry schedule.
