@@ -219,8 +219,14 @@ fn http_service(
     axum::ServiceExt::<Request<axum::body::Body>>::into_make_service(svc)
 }
 
+/// How often the resolver looks for deposits KCP notified while it could not confirm them
+/// (`Gateway::reverify_notifications`): each is asked about every five minutes at most, so a
+/// scan of `kcp_notifications` on every resolver tick would be wasted.
+const REVERIFY_SWEEP_EVERY: Duration = Duration::from_secs(60);
+
 fn spawn_resolver(gateway: Gateway, every: Duration, mut stop: tokio::sync::watch::Receiver<bool>) {
     tokio::spawn(async move {
+        let mut next_sweep = std::time::Instant::now();
         loop {
             tokio::select! {
                 _ = tokio::time::sleep(every) => {}
@@ -228,6 +234,12 @@ fn spawn_resolver(gateway: Gateway, every: Duration, mut stop: tokio::sync::watc
             }
             if let Err(e) = gateway.resolve_due(100).await {
                 tracing::error!("resolver: {e}");
+            }
+            if std::time::Instant::now() >= next_sweep {
+                next_sweep = std::time::Instant::now() + REVERIFY_SWEEP_EVERY;
+                if let Err(e) = gateway.reverify_notifications(100).await {
+                    tracing::error!("resolver: unverified KCP notifications: {e}");
+                }
             }
         }
     });

@@ -335,10 +335,6 @@ impl Gateway {
                 tracing::error!(attempt_id = id, "resolver: {e}");
             }
         }
-        // Deposits KCP notified while it could not confirm them (service/notifications.rs).
-        if let Err(e) = self.reverify_notifications(limit).await {
-            tracing::error!("resolver: unverified KCP notifications: {e}");
-        }
         Ok(ids.len())
     }
 

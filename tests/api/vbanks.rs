@@ -749,16 +749,16 @@ async fn a_deposit_whose_notifications_all_went_unconfirmed_is_applied_by_the_re
 
     // KCP's re-sends get two minutes first; then the resolver asks KCP itself.
     app.advance(60);
-    app.app.gateway.resolve_due(100).await.unwrap();
+    app.app.gateway.reverify_notifications(100).await.unwrap();
     assert_eq!(app.payment(&token, imp_uid).await["status"], "ready");
     app.advance(100);
-    app.app.gateway.resolve_due(100).await.unwrap();
+    app.app.gateway.reverify_notifications(100).await.unwrap();
     let paid = app.payment(&token, imp_uid).await;
     assert_eq!(paid["status"], "paid", "{paid}");
     assert_eq!(webhook_statuses(&app, &hooks).await, ["ready", "paid"]);
     // Nothing more on later sweeps.
     app.advance(600);
-    app.app.gateway.resolve_due(100).await.unwrap();
+    app.app.gateway.reverify_notifications(100).await.unwrap();
     assert_eq!(app.payment(&token, imp_uid).await, paid);
     assert_eq!(webhook_statuses(&app, &hooks).await, ["ready", "paid"]);
     app.assert_ledger_agrees().await;
