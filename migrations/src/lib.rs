@@ -12,6 +12,7 @@ mod m20261203_000008_tokens_at_rest;
 mod m20261203_000009_prepared_currency_upper;
 mod m20261203_000010_notification_outcome;
 mod m20261203_000011_attempt_notify;
+mod m20261203_000012_attempts_by_tno;
 
 pub struct Migrator;
 
@@ -30,6 +31,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261203_000009_prepared_currency_upper::Migration),
             Box::new(m20261203_000010_notification_outcome::Migration),
             Box::new(m20261203_000011_attempt_notify::Migration),
+            Box::new(m20261203_000012_attempts_by_tno::Migration),
         ]
     }
 }

@@ -33,11 +33,22 @@ pub async fn vbank_by_tno(
     db: &impl ConnectionTrait,
     tno: &str,
 ) -> Result<Option<payment::Model>, DbErr> {
+    vbank_by_tno_query(tno).one(db).await
+}
+
+/// [`vbank_by_tno`]'s query: through the attempt that recorded the account
+/// (`pg_attempts_by_tno`, migration 000012), since `payments.pg_tid` has no index and this runs
+/// for every notification anyone posts.
+pub fn vbank_by_tno_query(tno: &str) -> sea_orm::Select<payment::Entity> {
+    let attempts_with_tno = Query::select()
+        .column(pg_attempt::Column::PaymentId)
+        .from(pg_attempt::Entity)
+        .and_where(pg_attempt::Column::Tno.eq(tno))
+        .to_owned();
     super::every_column(payment::Entity::find())
+        .filter(payment::Column::Id.in_subquery(attempts_with_tno))
         .filter(payment::Column::PgTid.eq(tno))
         .filter(payment::Column::PayMethod.eq("vbank"))
-        .one(db)
-        .await
 }
 
 /// Moves payment `id` from status `from` to `to` (with `paid_at`) only if it is still `from`, and
