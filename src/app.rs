@@ -15,6 +15,7 @@ use tower_http::trace::TraceLayer;
 
 use crate::clock::Clock;
 use crate::config::Config;
+use crate::net::AddressList;
 use crate::pg::kcp::KcpUrls;
 use crate::service::auth::TokenCache;
 use crate::service::connectors::Connectors;
@@ -30,6 +31,15 @@ use crate::store::{redact_url, Db};
 pub struct AppState {
     /// The use cases (database, KCP connectors, clock, secrets).
     pub gateway: Gateway,
+    /// Who may post KCP's common notifications, and which proxies' `X-Forwarded-For` is believed.
+    pub notify_sources: Arc<NotifySources>,
+}
+
+/// [`crate::config::KcpSettings::notify_sources`] and [`Config::trusted_proxies`], parsed.
+#[derive(Debug)]
+pub struct NotifySources {
+    pub allowed: AddressList,
+    pub proxies: AddressList,
 }
 
 /// The KCP sandbox served by this process (test mode).
@@ -148,6 +158,10 @@ impl App {
         }
         let service = http_service(AppState {
             gateway: gateway.clone(),
+            notify_sources: Arc::new(NotifySources {
+                allowed: config.kcp_notify_sources()?,
+                proxies: config.trusted_proxies()?,
+            }),
         });
         let server = tokio::spawn(async move {
             let done = async move {
@@ -190,7 +204,7 @@ impl App {
 /// The router with its middleware, wrapped by path normalisation (which must run before routing).
 fn http_service(
     state: AppState,
-) -> axum::routing::IntoMakeService<
+) -> axum::extract::connect_info::IntoMakeServiceWithConnectInfo<
     impl tower::Service<
             Request<axum::body::Body>,
             Response = axum::response::Response,
@@ -198,6 +212,7 @@ fn http_service(
             Future = impl Send,
         > + Clone
         + Send,
+    SocketAddr,
 > {
     let request_id = HeaderName::from_static("x-request-id");
     let router = crate::api::router()
@@ -216,7 +231,10 @@ fn http_service(
     let svc = ServiceBuilder::new()
         .map_request(crate::api::normalize_path)
         .service(router);
-    axum::ServiceExt::<Request<axum::body::Body>>::into_make_service(svc)
+    // The peer's address is kept for `/kcp/notify`, which only KCP's senders may use.
+    axum::ServiceExt::<Request<axum::body::Body>>::into_make_service_with_connect_info::<SocketAddr>(
+        svc,
+    )
 }
 
 /// How often the resolver looks for deposits KCP notified while it could not confirm them

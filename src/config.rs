@@ -11,6 +11,8 @@ use figment::Figment;
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 
+use crate::net::{AddressList, BadAddress};
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Config {
     /// Address the gateway listens on.
@@ -31,6 +33,11 @@ pub struct Config {
     /// `service::secrets` and `openport reseal`.
     #[serde(skip_serializing)]
     pub previous_master_keys: Option<SecretString>,
+    /// Reverse proxies in front of openport (addresses or CIDR blocks, commas between): a request
+    /// from one of them is taken to come from the last address its `X-Forwarded-For` names that is
+    /// not itself a trusted proxy. Unset: none, and `X-Forwarded-For` is ignored (a client could
+    /// write anything there).
+    pub trusted_proxies: Option<String>,
     pub kcp: KcpSettings,
     pub sandbox: SandboxSettings,
     pub resolver: ResolverSettings,
@@ -60,6 +67,12 @@ pub struct KcpSettings {
     /// real KCP such an order stays open for an operator until this is confirmed with KCP. Unset:
     /// trusted when the embedded sandbox plays KCP (it implements the form), not otherwise.
     pub order_no_inquiry: Option<bool>,
+    /// Who may post KCP's common notifications (`/kcp/notify`, spec/kcp.md §2.12): IP addresses or
+    /// CIDR blocks separated by commas, or `any`. The form is unsigned, so anyone who can reach
+    /// the endpoint can make openport record a row and ask KCP about a trade. Unset: the addresses
+    /// KCP sends from (production 103.215.144.173 and .174; in test mode KCP's test sender
+    /// 210.122.176.144 and this host, where the sandbox runs).
+    pub notify_sources: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -130,6 +143,7 @@ impl Default for Config {
             admin_token: None,
             master_key: None,
             previous_master_keys: None,
+            trusted_proxies: None,
             kcp: KcpSettings {
                 api_base: None,
                 timeout_ms: 30_000,
@@ -140,6 +154,7 @@ impl Default for Config {
                 payment_url: None,
                 register_url: None,
                 order_no_inquiry: None,
+                notify_sources: None,
             },
             sandbox: SandboxSettings {
                 embedded: None,
@@ -159,6 +174,11 @@ impl Default for Config {
     }
 }
 
+/// The addresses KCP posts its common notifications from (spec/kcp.md §1).
+const KCP_SENDERS: &[&str] = &["103.215.144.173", "103.215.144.174"];
+/// In test mode: KCP's test sender, and this host (the sandbox, embedded or not).
+const KCP_TEST_SENDERS: &[&str] = &["210.122.176.144", "127.0.0.0/8", "::1"];
+
 /// A configuration openport refuses to start with.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -172,6 +192,15 @@ pub enum ConfigError {
         hold_ms: u64,
         minimum: u64,
     },
+    #[error("{setting}: {error}")]
+    BadAddressList {
+        setting: &'static str,
+        error: BadAddress,
+    },
+    #[error(
+        "OPENPORT_TRUSTED_PROXIES cannot be `any`: every client could then name its own address"
+    )]
+    AnyProxy,
 }
 
 impl Config {
@@ -204,7 +233,36 @@ impl Config {
                 minimum: hold_ms / 1000 + 1,
             });
         }
+        self.kcp_notify_sources()?;
+        self.trusted_proxies()?;
         Ok(())
+    }
+
+    /// [`KcpSettings::notify_sources`], parsed, or KCP's senders for this mode.
+    pub fn kcp_notify_sources(&self) -> Result<AddressList, ConfigError> {
+        match &self.kcp.notify_sources {
+            Some(list) => AddressList::parse(list).map_err(|error| ConfigError::BadAddressList {
+                setting: "OPENPORT_KCP__NOTIFY_SOURCES",
+                error,
+            }),
+            None if self.test_mode => Ok(AddressList::of(KCP_TEST_SENDERS)),
+            None => Ok(AddressList::of(KCP_SENDERS)),
+        }
+    }
+
+    /// [`Config::trusted_proxies`], parsed; empty when unset.
+    pub fn trusted_proxies(&self) -> Result<AddressList, ConfigError> {
+        let Some(list) = &self.trusted_proxies else {
+            return Ok(AddressList::Only(vec![]));
+        };
+        match AddressList::parse(list) {
+            Ok(AddressList::Any) => Err(ConfigError::AnyProxy),
+            Ok(list) => Ok(list),
+            Err(error) => Err(ConfigError::BadAddressList {
+                setting: "OPENPORT_TRUSTED_PROXIES",
+                error,
+            }),
+        }
     }
 
     /// Whether webhooks may go to non-public addresses: as configured, else only in test mode.
@@ -253,6 +311,42 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn kcp_notifications_are_taken_from_kcps_senders_and_in_test_mode_from_this_host() {
+        let ip = |s: &str| s.parse::<std::net::IpAddr>().unwrap();
+        let mut config = Config {
+            test_mode: false,
+            ..Config::default()
+        };
+        let production = config.kcp_notify_sources().unwrap();
+        assert!(production.contains(ip("103.215.144.173")));
+        assert!(production.contains(ip("103.215.144.174")));
+        assert!(!production.contains(ip("127.0.0.1")));
+        assert!(!production.contains(ip("210.122.176.144")));
+        config.test_mode = true;
+        let test = config.kcp_notify_sources().unwrap();
+        assert!(test.contains(ip("210.122.176.144")));
+        assert!(test.contains(ip("127.0.0.1")));
+        assert!(!test.contains(ip("103.215.144.173")));
+    }
+
+    #[test]
+    fn an_address_list_that_does_not_parse_or_proxies_set_to_any_refuse_to_start() {
+        let mut config = Config::default();
+        config.kcp.notify_sources = Some("103.215.144.173, spl.kcp.co.kr".into());
+        let err = config.validate().unwrap_err().to_string();
+        assert!(
+            err.contains("OPENPORT_KCP__NOTIFY_SOURCES") && err.contains("spl.kcp.co.kr"),
+            "{err}"
+        );
+        config.kcp.notify_sources = Some("any".into());
+        assert!(config.validate().is_ok());
+        config.trusted_proxies = Some("any".into());
+        assert!(matches!(config.validate(), Err(ConfigError::AnyProxy)));
+        config.trusted_proxies = Some("10.0.0.0/8".into());
+        assert!(config.validate().is_ok());
+    }
 
     #[test]
     fn the_defaults_let_the_settle_delay_outlast_a_requests_hold_on_an_attempt() {

@@ -6,6 +6,7 @@ pub mod clock;
 pub mod config;
 pub mod domain;
 pub mod jobs;
+pub mod net;
 pub mod pg;
 pub mod service;
 pub mod store;

@@ -3,19 +3,68 @@
 //! reply body is exactly KCP's `result=0000` HTML once the notification is decided (now or
 //! before); anything else makes KCP send it again, which is what a notification that could not be
 //! recorded or verified needs.
+use std::convert::Infallible;
+use std::net::{IpAddr, SocketAddr};
+
 use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::{ConnectInfo, FromRequestParts, State};
+use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 
 use crate::app::AppState;
+use crate::net::{client_address, AddressList};
 use crate::service::notifications::{Notification, ACK};
 
 /// Any reply but `result=0000` makes KCP send the notification again (spec §2.12).
 const RETRY: &str =
     "<html><body><form><input type=\"hidden\" name=\"result\" value=\"9999\"></form></body></html>";
 
-pub async fn notify(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+/// The TCP peer of the request, when the server recorded it.
+pub struct Peer(Option<IpAddr>);
+
+impl<S: Send + Sync> FromRequestParts<S> for Peer {
+    type Rejection = Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(Self(
+            parts
+                .extensions
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|c| c.0.ip()),
+        ))
+    }
+}
+
+pub async fn notify(
+    State(s): State<AppState>,
+    Peer(peer): Peer,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    // Only KCP's senders: the form is unsigned, and each one costs a row and an inquiry at KCP.
+    // Nothing is recorded for anyone else; the answer is not `0000`, so if KCP itself sends from
+    // an address missing from the list, it keeps re-sending until the list is fixed.
+    let forwarded: Vec<&str> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    let sources = &s.notify_sources;
+    let client = client_address(peer, &forwarded, &sources.proxies);
+    let allowed = match (&sources.allowed, client) {
+        (AddressList::Any, _) => true,
+        (list, Some(ip)) => list.contains(ip),
+        (_, None) => false,
+    };
+    if !allowed {
+        tracing::warn!(
+            peer = ?peer,
+            client = ?client,
+            "KCP notification from an address not in OPENPORT_KCP__NOTIFY_SOURCES refused"
+        );
+        return (StatusCode::FORBIDDEN, Html(RETRY)).into_response();
+    }
     let form = decode_form(&headers, &body);
     let get = |k: &str| {
         form.iter()

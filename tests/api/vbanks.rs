@@ -7,7 +7,7 @@ use kcp_sandbox::{paths, DepositError, Fault, FaultRule, NotificationRecord, Tra
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-use crate::helpers::{spawn_app, Receiver, TestApp, SETTLE_SECS};
+use crate::helpers::{spawn_app, spawn_app_with, Receiver, TestApp, SETTLE_SECS};
 
 const WEEK: i64 = 7 * 24 * 3600;
 
@@ -840,4 +840,87 @@ async fn a_kcp_notification_finds_its_account_through_an_index_not_by_reading_ev
     let reads_a_table_whole =
         |l: &str| l.contains("Seq Scan") || l.trim_start().starts_with("SCAN");
     assert!(!plan.lines().any(reads_a_table_whole), "{plan}");
+}
+
+/// Posts `fields` to `/kcp/notify` with `X-Forwarded-For` headers; the status and whether KCP
+/// would take the reply as an acknowledgement.
+async fn post_notification_via(
+    app: &TestApp,
+    fields: &[(String, String)],
+    forwarded_for: &[&str],
+) -> (StatusCode, bool) {
+    let mut req = app.http.post(app.url("/kcp/notify")).form(fields);
+    for hop in forwarded_for {
+        req = req.header("x-forwarded-for", *hop);
+    }
+    let res = req.send().await.expect("notification posted");
+    let status = res.status();
+    let body = res.text().await.unwrap();
+    (status, body.contains("name=\"result\" value=\"0000\""))
+}
+
+async fn recorded_notifications(app: &TestApp) -> u64 {
+    use sea_orm::{EntityTrait, PaginatorTrait};
+    openport::store::entity::kcp_notification::Entity::find()
+        .count(&app.app.gateway.db.read)
+        .await
+        .unwrap()
+}
+
+/// A real deposit at KCP for `p` whose notification KCP sent elsewhere; its fields.
+fn deposit_sent_elsewhere(app: &TestApp, p: &Value, elsewhere: &Receiver) -> Vec<(String, String)> {
+    app.sandbox
+        .set_notify_url("T0000", &elsewhere.url("/kcp/notify"));
+    app.sandbox
+        .deposit(p["pg_tid"].as_str().unwrap(), 7000, "00")
+        .unwrap()
+        .fields
+}
+
+#[tokio::test]
+async fn a_notification_from_an_address_kcp_does_not_send_from_is_refused_and_recorded_nowhere() {
+    let app = spawn_app_with(|c| c.kcp.notify_sources = Some("203.0.113.7".into())).await;
+    let token = app.token().await;
+    let p = issued(&app, &token, vbank(&app, "vb-source", 7000)).await;
+    let imp_uid = p["imp_uid"].as_str().unwrap();
+    let elsewhere = Receiver::start().await;
+    let fields = deposit_sent_elsewhere(&app, &p, &elsewhere);
+
+    // KCP's very form, a real deposit behind it, from this host (not in the list).
+    let (status, acknowledged) = post_notification_via(&app, &fields, &[]).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(!acknowledged, "KCP itself would send it again");
+    // No proxy is trusted, so a header naming KCP's address is the sender's own word.
+    let (status, acknowledged) = post_notification_via(&app, &fields, &["203.0.113.7"]).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(!acknowledged);
+
+    assert_eq!(recorded_notifications(&app).await, 0);
+    assert_eq!(app.payment(&token, imp_uid).await["status"], "ready");
+}
+
+#[tokio::test]
+async fn behind_a_trusted_proxy_the_address_the_proxy_saw_decides() {
+    let app = spawn_app_with(|c| {
+        c.kcp.notify_sources = Some("203.0.113.7".into());
+        c.trusted_proxies = Some("127.0.0.1/32".into());
+    })
+    .await;
+    let token = app.token().await;
+    let p = issued(&app, &token, vbank(&app, "vb-proxy", 7000)).await;
+    let imp_uid = p["imp_uid"].as_str().unwrap();
+    let elsewhere = Receiver::start().await;
+    let fields = deposit_sent_elsewhere(&app, &p, &elsewhere);
+
+    // The client wrote KCP's address first; the proxy appended the address it really saw.
+    let (status, _) = post_notification_via(&app, &fields, &["203.0.113.7, 198.51.100.9"]).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(app.payment(&token, imp_uid).await["status"], "ready");
+    // A proxy that saw KCP's address.
+    let (status, acknowledged) =
+        post_notification_via(&app, &fields, &["198.51.100.9, 203.0.113.7"]).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(acknowledged);
+    assert_eq!(app.payment(&token, imp_uid).await["status"], "paid");
+    assert_eq!(recorded_notifications(&app).await, 1);
 }
