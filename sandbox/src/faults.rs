@@ -40,6 +40,10 @@ pub enum Fault {
     /// disagrees with what was asked (e.g. an approval `amount` other than the order's), which
     /// a gateway must net-cancel rather than record.
     AnswerField { field: String, value: String },
+    /// Do not process; refuse with KCP's failure shape (HTTP 200, `{"res_cd","res_msg"}`), as KCP
+    /// refuses what it will not do for reasons a test cannot otherwise arrange (an issuer's or
+    /// Benepia's refusal of a re-approval, say).
+    Refuse { code: String, message: String },
 }
 
 /// A fault armed for requests to `path`, optionally only those whose JSON `field == value`.
@@ -221,6 +225,9 @@ async fn apply_detached(shared: Arc<Shared>, request: Request, next: Next) -> Re
         }
         Fault::AnswerField { field, value } => {
             rewrite_field(next.run(request).await, &field, value).await
+        }
+        Fault::Refuse { code, message } => {
+            axum::Json(serde_json::json!({ "res_cd": code, "res_msg": message })).into_response()
         }
     }
 }

@@ -315,10 +315,13 @@ impl Gateway {
     ) -> ServiceResult<PaymentRecord> {
         match outcome {
             PointCancelOutcome::Applied(p) => self.payment_record(*p).await,
-            PointCancelOutcome::FullyCancelled(message) => Err(ServiceError::Refused(format!(
-                "포인트 재승인이 거절되어 결제 전액이 취소되었습니다. {message} (imp_uid: {})",
-                payment.imp_uid
-            ))),
+            // What KCP did is the answer: a code 1 would tell the merchant nothing was cancelled
+            // while the buyer has every point back. The record says it (`cancel_amount` is the
+            // whole amount) and a `cancelled` webhook was queued whatever `enable_webhook` said.
+            PointCancelOutcome::FullyCancelled(p, message) => {
+                tracing::warn!(imp_uid = %payment.imp_uid, "partial point cancel answered as a full cancel: {message}");
+                self.payment_record(*p).await
+            }
             PointCancelOutcome::NotApplied(why) => Err(ServiceError::Refused(format!(
                 "결제취소에 실패하였습니다.({why})"
             ))),
@@ -559,7 +562,7 @@ impl Gateway {
                             .record_full_point_cancel(payment, attempt, &message)
                             .await?
                         {
-                            Some(_) => Ok(PointCancelOutcome::FullyCancelled(message)),
+                            Some(p) => Ok(PointCancelOutcome::FullyCancelled(Box::new(p), message)),
                             None => self.point_cancel_decided(attempt_id).await,
                         }
                     }
@@ -635,7 +638,7 @@ impl Gateway {
         let (attempt_id, amount) = (attempt.id, attempt.amount);
         let message = format!("STSC + STRA, re-approved as {}", trade.tno);
         match self
-            .commit_point_cancel(payment, attempt, amount, Some(&trade), message)
+            .commit_point_cancel(payment, attempt, amount, Some(&trade), message, false)
             .await?
         {
             Some(p) => Ok(PointCancelOutcome::Applied(Box::new(p))),
@@ -653,7 +656,8 @@ impl Gateway {
     ) -> ServiceResult<Option<payment::Model>> {
         let amount = payment.amount - payment.cancel_amount;
         let message = format!("STRA refused {why}: whole balance cancelled");
-        self.commit_point_cancel(payment, attempt, amount, None, message)
+        // More was cancelled than asked: the merchant is told even without `enable_webhook`.
+        self.commit_point_cancel(payment, attempt, amount, None, message, true)
             .await
     }
 
@@ -667,6 +671,7 @@ impl Gateway {
         amount: Won,
         reapproval: Option<&PointTrade>,
         message: String,
+        always_notify: bool,
     ) -> ServiceResult<Option<payment::Model>> {
         let now = self.clock.unix();
         let txn = self.db.write.begin().await?;
@@ -713,7 +718,7 @@ impl Gateway {
             return Ok(None);
         };
         // API cancels notify only when asked (`enable_webhook`, spec §5).
-        if attempt.notify {
+        if attempt.notify || always_notify {
             self.enqueue_webhook(&txn, &p, "cancelled", Some(&cancellation.cancellation_id))
                 .await?;
         }
@@ -726,7 +731,7 @@ impl Gateway {
 pub(crate) enum PointCancelOutcome {
     Applied(Box<payment::Model>),
     /// The re-approval was refused: the payment is cancelled in full (the message says why).
-    FullyCancelled(String),
+    FullyCancelled(Box<payment::Model>, String),
     NotApplied(String),
     Unknown,
 }
@@ -736,7 +741,8 @@ impl PointCancelOutcome {
     pub(crate) fn into_cancel_outcome(self) -> CancelOutcome {
         match self {
             Self::Applied(p) => CancelOutcome::Applied(p),
-            Self::FullyCancelled(_) | Self::NotApplied(_) => CancelOutcome::NotApplied,
+            Self::FullyCancelled(p, _) => CancelOutcome::Applied(p),
+            Self::NotApplied(_) => CancelOutcome::NotApplied,
             Self::Unknown => CancelOutcome::Unknown,
         }
     }

@@ -89,8 +89,17 @@ impl Gateway {
                 return Err(e);
             }
         };
+        // A partial cancel of points that completed meanwhile re-approved the balance under a new
+        // tno (service/benepia.rs): the old one is cancelled at KCP, and "already cancelled" for
+        // it would be taken as this cancel's success. Nothing was sent yet, so the attempt names
+        // the payment's current tno.
+        let tno = payment
+            .pg_tid
+            .clone()
+            .ok_or_else(|| ServiceError::Refused(NOT_FOUND.into()))?;
         let mut a: pg_attempt::ActiveModel = attempt.clone().into();
         a.amount = Set(plan.amount);
+        a.tno = Set(Some(tno.clone()));
         let Some(attempt) = self.write_held(&attempt, a).await? else {
             // Not this request's any more (it stalled past its lease): nothing was sent to KCP.
             return Err(ServiceError::Refused(IN_FLIGHT.into()));

@@ -5,7 +5,7 @@ use kcp_sandbox::{paths, Fault, FaultRule, TransactionState};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-use crate::helpers::{captured_logs, spawn_app, TestApp, SETTLE_SECS};
+use crate::helpers::{captured_logs, spawn_app, Receiver, TestApp, SETTLE_SECS};
 
 async fn pay_points(
     app: &TestApp,
@@ -392,4 +392,59 @@ async fn a_partial_point_cancel_of_a_payment_with_a_long_name_reapproves_the_res
     assert_eq!(c["response"]["cancel_amount"], 4_000, "{c}");
     assert_eq!(balance(&app, BENEPIA_01.id), 94_000);
     app.assert_ledger_agrees().await;
+}
+
+#[tokio::test]
+async fn a_refused_reapproval_cancels_everything_and_says_so_with_code_0_and_a_cancelled_webhook() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let hooks = Receiver::start().await;
+    let (status, body) = app
+        .post(
+            "/benepia/payment",
+            Some(&token),
+            json!({"benepia_user": BENEPIA_01.id, "benepia_password": BENEPIA_01.password,
+                   "benepia_member_code": "BENE01", "merchant_uid": "bp-stra-refused",
+                   "amount": 10_000, "name": "복지몰 상품", "buyer_name": "홍길동",
+                   "notice_url": hooks.url("/hook")}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let p = body["response"].clone();
+    assert_eq!(p["status"], "paid", "{body}");
+    let statuses = || async {
+        app.app.gateway.deliver_due_webhooks(100).await.unwrap();
+        hooks
+            .requests()
+            .iter()
+            .map(|r| r.json()["status"].as_str().unwrap().to_string())
+            .collect::<Vec<_>>()
+    };
+    // Delivered before the cancel: the worker sends due webhooks concurrently.
+    assert_eq!(statuses().await, ["paid"]);
+    app.sandbox.inject(
+        FaultRule::new(
+            paths::CANCEL,
+            Fault::Refuse {
+                code: "8888".into(),
+                message: "재승인 불가".into(),
+            },
+        )
+        .when("mod_type", "STRA"),
+    );
+
+    // Asked for 3,000 back (no `enable_webhook`); KCP cancelled the whole approval and will not
+    // re-approve the rest.
+    let c = cancel(&app, &token, &p["imp_uid"], Some(3_000)).await;
+
+    assert_eq!(c["code"], 0, "what KCP did is answered: {c}");
+    assert_eq!(c["response"]["status"], "cancelled", "{c}");
+    assert_eq!(c["response"]["cancel_amount"], 10_000, "{c}");
+    assert_eq!(balance(&app, BENEPIA_01.id), 100_000, "every point is back");
+    app.assert_ledger_agrees().await;
+    assert_eq!(
+        statuses().await,
+        ["paid", "cancelled"],
+        "the merchant is told"
+    );
 }
