@@ -7,7 +7,7 @@ use super::pay::{ApprovalOutcome, ChargeCall, ChargeOrder};
 use super::{Gateway, PaymentRecord, ServiceError, ServiceResult};
 use crate::domain::card::{iamport_card_code, CardAuth, CardNumber, Expiry};
 use crate::domain::ids::random_hex;
-use crate::pg::{BatchKeyRequest, BatchPaymentRequest, CardSecret, DeclineReason, PgError};
+use crate::pg::{BatchKeyRequest, BatchPaymentRequest, CardSecret, DeclineReason, Pg, PgError};
 use crate::store::entity::{billing_key, merchant};
 use crate::store::{billing, is_unique_violation};
 
@@ -32,6 +32,13 @@ pub struct AgainCommand {
     pub customer_uid: String,
     pub order: ChargeOrder,
 }
+
+/// How many keys one delete follows when re-registrations keep replacing the key it deletes.
+const DELETE_ROUNDS: usize = 3;
+
+/// The refusal once they did: the customer is not deleted.
+const RE_REGISTERED_DURING_DELETE: &str =
+    "같은 customer_uid로 동시에 등록 중이어서 빌링키를 삭제하지 못했습니다. 다시 시도해 주세요.";
 
 pub fn customer_not_found(uid: &str) -> ServiceError {
     ServiceError::Refused(format!(
@@ -187,14 +194,62 @@ impl Gateway {
             .collect())
     }
 
-    /// Deletes the key at KCP (`tx_type 10005010`), then here, revoking the customer's pending schedules.
+    /// Deletes the key at KCP (`tx_type 10005010`), then here, revoking the customer's pending
+    /// schedules. A re-registration can replace the key while KCP deletes it: the new key is then
+    /// deleted too (the customer asked to be deleted after it was stored, and a "deleted" answer
+    /// must leave nothing that charges), at most [`DELETE_ROUNDS`] times before the delete is
+    /// refused as not done.
     pub async fn delete_customer(
         &self,
         m: &merchant::Model,
         customer_uid: &str,
     ) -> ServiceResult<billing_key::Model> {
-        let key = self.customer(m, customer_uid).await?;
+        let mut key = self.customer(m, customer_uid).await?;
         let connector = self.connectors.for_merchant(m, &self.secrets)?;
+        for _ in 0..DELETE_ROUNDS {
+            self.delete_customer_key_at_pg(connector.as_ref(), &key)
+                .await?;
+            let now = self.clock.unix();
+            let txn = self.db.write.begin().await?;
+            if !billing::retire_key(&txn, key.id, "deleted", now).await? {
+                // Not active any more: replaced by a re-registration (whose key is active now
+                // and goes next), or deleted by a concurrent delete (nothing active is left).
+                if let Some(current) = billing::active_key(&txn, m.id, customer_uid).await? {
+                    txn.rollback().await?;
+                    tracing::info!(
+                        customer_uid,
+                        "customer re-registered during its delete; deleting the new key too"
+                    );
+                    key = current;
+                    continue;
+                }
+            }
+            for s in billing::pending_schedules(&txn, m.id, Some(customer_uid), None).await? {
+                billing::revoke_schedule(&txn, s.id, now).await?;
+            }
+            txn.commit().await?;
+            return Ok(billing_key::Model {
+                status: "deleted".into(),
+                deleted_at: Some(now),
+                updated_at: now,
+                ..key
+            });
+        }
+        tracing::warn!(
+            customer_uid,
+            "customer kept being re-registered during its delete"
+        );
+        Err(ServiceError::Refused(RE_REGISTERED_DURING_DELETE.into()))
+    }
+
+    /// The delete's call to KCP: Ok once KCP holds the key deleted, also when an earlier delete
+    /// whose answer was lost did it; a refusal or an unknown outcome leaves the customer as is.
+    async fn delete_customer_key_at_pg(
+        &self,
+        connector: &dyn Pg,
+        key: &billing_key::Model,
+    ) -> ServiceResult<()> {
+        let customer_uid = key.customer_uid.as_str();
         let batch_key = SecretString::from(
             self.secrets
                 .open_string(&key.batch_key_sealed)
@@ -204,38 +259,26 @@ impl Gateway {
             .delete_batch_key(batch_key.expose_secret(), &key.group_id)
             .await
         {
-            Ok(()) => {}
+            Ok(()) => Ok(()),
             // An earlier delete whose answer was lost went through: finish it here.
             Err(PgError::Declined {
                 reason: DeclineReason::BatchKeyDeleted,
                 ..
-            }) => tracing::info!(customer_uid, "batch key was already deleted at KCP"),
-            Err(PgError::Declined { message, .. }) => {
-                return Err(ServiceError::Refused(format!(
-                    "빌링키 삭제에 실패하였습니다.({message})"
-                )))
+            }) => {
+                tracing::info!(customer_uid, "batch key was already deleted at KCP");
+                Ok(())
             }
+            Err(PgError::Declined { message, .. }) => Err(ServiceError::Refused(format!(
+                "빌링키 삭제에 실패하였습니다.({message})"
+            ))),
             Err(e) => {
                 tracing::warn!(customer_uid, "batch key deletion outcome unknown: {e}");
-                return Err(ServiceError::Refused(
+                Err(ServiceError::Refused(
                     "PG사 응답을 확인하지 못해 빌링키를 삭제하지 못했습니다. 다시 시도해 주세요."
                         .into(),
-                ));
+                ))
             }
         }
-        let now = self.clock.unix();
-        let txn = self.db.write.begin().await?;
-        billing::retire_key(&txn, key.id, "deleted", now).await?;
-        for s in billing::pending_schedules(&txn, m.id, Some(customer_uid), None).await? {
-            billing::revoke_schedule(&txn, s.id, now).await?;
-        }
-        txn.commit().await?;
-        Ok(billing_key::Model {
-            status: "deleted".into(),
-            deleted_at: Some(now),
-            updated_at: now,
-            ..key
-        })
     }
 
     /// A charge on the customer's billing key. A decline is a normal answer (code 0, `failed`).

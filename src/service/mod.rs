@@ -7,6 +7,7 @@ pub mod cancel;
 pub mod checkout;
 pub mod connectors;
 pub mod escrow;
+pub(crate) mod inquiry;
 pub mod lookup;
 pub mod merchants;
 pub mod notifications;

@@ -8,7 +8,7 @@
 use futures::future::FutureExt;
 use sea_orm::Set;
 
-use super::benepia::POINT;
+use super::inquiry::TradeInquiry;
 use super::pay::{ApprovalOutcome, Settling};
 use super::vbanks::VBANK;
 use super::{Gateway, ServiceError, ServiceResult};
@@ -41,19 +41,8 @@ impl Gateway {
                     .await;
             }
             // Cards and easy-pay are inquired with PACA, points with PAPT, bank transfers, phone
-            // and gift certificates of the window with their own pay_type.
-            let plan = window_plan(&payment.pay_method, false);
-            let method = plan.as_ref().map(|plan| plan.method);
-            if !matches!(
-                method,
-                Some(
-                    WindowMethod::Card
-                        | WindowMethod::Point
-                        | WindowMethod::Bank
-                        | WindowMethod::Phone
-                        | WindowMethod::GiftCertificate
-                )
-            ) {
+            // and gift certificates of the window with their own pay_type (service/inquiry.rs).
+            let Some(inquiry) = TradeInquiry::of(&payment.pay_method) else {
                 tracing::error!(imp_uid = %payment.imp_uid, pay_method = %payment.pay_method, "unknown outcome needs manual reconciliation: no inquiry for this method");
                 return self
                     .leave_open(
@@ -62,34 +51,23 @@ impl Gateway {
                         "no inquiry for this pay method: reconcile by hand",
                     )
                     .await;
-            }
+            };
             let trade = match &attempt.tno {
                 Some(t) => TradeRef::Tno(t.clone()),
                 None => TradeRef::OrderNo(attempt.order_no.clone()),
             };
-            // Benepia points are inquired with PAPT (service/benepia.rs); a PACA inquiry never
-            // finds them.
-            let is_point = method == Some(WindowMethod::Point);
-            let window = method.filter(|m| {
-                matches!(
-                    m,
-                    WindowMethod::Bank | WindowMethod::Phone | WindowMethod::GiftCertificate
-                )
-            });
-            let state = if is_point {
-                connector.inquire_points(&trade).await
-            } else if let Some(method) = window {
-                connector.inquire_window(&trade, method).await
-            } else {
-                connector.inquire(&trade).await
-            };
+            let is_point = inquiry == TradeInquiry::Point;
+            let window = inquiry.window_method();
+            let state = inquiry.ask(connector, &trade).await;
             match state {
                 Ok(TradeState::Approved { approval, .. }) if is_point => {
                     self.settle_point_approval(connector, payment, attempt, approval.into(), honour)
                         .await
                 }
                 Ok(TradeState::Approved { approval, .. }) if window.is_some() => {
-                    let van_code = plan.and_then(|plan| plan.van_code).unwrap_or_default();
+                    let van_code = window_plan(&payment.pay_method, false)
+                        .and_then(|plan| plan.van_code)
+                        .unwrap_or_default();
                     let approval = window_approval_from_inquiry(window, approval, van_code);
                     if honour {
                         self.settle_window(connector, payment, attempt, approval)
@@ -161,30 +139,40 @@ impl Gateway {
                 attempt.id
             )));
         };
-        // What is left to cancel at KCP (`None`: no such transaction), inquired with the payment's
-        // own pay_type: PAPT for points, PAVC for virtual accounts (their revocation too), PACA.
+        // What is left to cancel at KCP (`None`: no such transaction), inquired under the
+        // payment's own pay_type: PAVC for virtual accounts (their revocation too), the others as
+        // for an approval (service/inquiry.rs). Under any other pay_type KCP answers "no such
+        // transaction", and a refund KCP made would be closed here as a failed cancel.
         let trade = TradeRef::Tno(tno);
-        let remaining = match payment.pay_method.as_str() {
-            VBANK => connector
+        let remaining = if payment.pay_method == VBANK {
+            connector
                 .inquire_vbank(&trade)
                 .await
                 .map(|state| match state {
                     VbankState::NotFound => None,
                     VbankState::Open { remaining, .. } => Some(remaining),
                     VbankState::Closed { .. } => Some(0),
-                }),
-            method => {
-                let state = if method == POINT {
-                    connector.inquire_points(&trade).await
-                } else {
-                    connector.inquire(&trade).await
-                };
-                state.map(|state| match state {
+                })
+        } else if let Some(inquiry) = TradeInquiry::of(&payment.pay_method) {
+            inquiry
+                .ask(connector, &trade)
+                .await
+                .map(|state| match state {
                     TradeState::NotFound => None,
                     TradeState::Approved { remaining, .. } => Some(remaining),
                     TradeState::Cancelled { .. } => Some(0),
                 })
-            }
+        } else {
+            // Not concluded from a guess either way: the payment keeps its open cancel (no other
+            // cancel starts meanwhile) until an operator reconciles it.
+            tracing::error!(imp_uid = %payment.imp_uid, pay_method = %payment.pay_method, "cancel outcome needs manual reconciliation: no inquiry for this method");
+            return self
+                .postponed_or_decided(
+                    attempt,
+                    "no inquiry for this pay method: reconcile by hand",
+                    CancelOutcome::Unknown,
+                )
+                .await;
         };
         let attempt_id = attempt.id;
         let remaining = match remaining {

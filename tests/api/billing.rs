@@ -225,6 +225,99 @@ async fn a_delete_retried_after_a_lost_answer_finishes_the_delete() {
     assert_eq!(body["code"], 1, "{body}");
 }
 
+/// `DELETE /subscribe/customers/{uid}`.
+async fn delete_customer(app: &TestApp, token: &str, uid: &str) -> Value {
+    let res = app
+        .http
+        .delete(app.url(&format!("/subscribe/customers/{uid}")))
+        .header("Authorization", token)
+        .send()
+        .await
+        .unwrap();
+    TestApp::read(res).await.1
+}
+
+/// The customer is re-registered while KCP is still deleting its old key for a DELETE: the
+/// DELETE that answers "deleted" deletes the new key too, so nothing can charge the customer.
+#[tokio::test]
+async fn a_delete_racing_a_re_registration_deletes_the_new_key_too() {
+    use kcp_sandbox::{paths, BatchKeyState, Fault, FaultRule};
+    // KCP's delete is held long enough for the whole re-registration to run meanwhile.
+    let app = crate::helpers::spawn_app_with(|c| {
+        c.kcp.timeout_ms = 4_000;
+        c.resolver.settle_secs = 15;
+    })
+    .await;
+    let token = app.token().await;
+    register(&app, &token, "cust-race", test_cards::SHINHAN_CREDIT).await;
+    app.sandbox.inject(
+        FaultRule::new(paths::HUB_PAYMENT, Fault::Delay { ms: 2_500 })
+            .when("tx_type", "10005010")
+            .times(1),
+    );
+
+    let delete = delete_customer(&app, &token, "cust-race");
+    let re_register = async {
+        // Once the delete has reached KCP (its fault is used up), the customer gets a new card.
+        while !app.sandbox.armed_faults().is_empty() {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        register(&app, &token, "cust-race", test_cards::SAMSUNG_CHECK).await
+    };
+    let (deleted, registered) = tokio::join!(delete, re_register);
+    assert_eq!(registered["code"], 0, "{registered}");
+    assert_eq!(deleted["code"], 0, "{deleted}");
+    assert_eq!(deleted["response"]["customer_uid"], "cust-race");
+    assert_eq!(
+        deleted["response"]["card_number"], "555555******4444",
+        "the customer as it was when deleted: {deleted}"
+    );
+
+    let (_, body) = app
+        .get("/subscribe/customers/cust-race", Some(&token))
+        .await;
+    assert_eq!(body["code"], 1, "no key left active: {body}");
+    let (_, body) = again(&app, &token, "cust-race", "sub-race", 1000).await;
+    assert_eq!(body["code"], 1, "{body}");
+    let keys = app.sandbox.batch_keys();
+    assert_eq!(keys.len(), 2);
+    assert!(
+        keys.iter().all(|k| k.state == BatchKeyState::Deleted),
+        "{keys:?}"
+    );
+    assert!(all_payments(&app).await.is_empty());
+}
+
+/// Two deletes of one customer at once: KCP deletes the key once, and both answer "deleted"
+/// (the later one finds the key already retired and nothing active left).
+#[tokio::test]
+async fn two_deletes_of_one_customer_at_once_both_answer_deleted() {
+    use kcp_sandbox::{paths, BatchKeyState, Fault, FaultRule};
+    let app = spawn_app().await;
+    let token = app.token().await;
+    register(&app, &token, "cust-twice", test_cards::SHINHAN_CREDIT).await;
+    app.sandbox.inject(
+        FaultRule::new(paths::HUB_PAYMENT, Fault::Delay { ms: 500 })
+            .when("tx_type", "10005010")
+            .times(1),
+    );
+    let slow = delete_customer(&app, &token, "cust-twice");
+    let fast = async {
+        while !app.sandbox.armed_faults().is_empty() {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        delete_customer(&app, &token, "cust-twice").await
+    };
+    let (slow, fast) = tokio::join!(slow, fast);
+    assert_eq!(fast["code"], 0, "{fast}");
+    assert_eq!(slow["code"], 0, "{slow}");
+    let (_, body) = app
+        .get("/subscribe/customers/cust-twice", Some(&token))
+        .await;
+    assert_eq!(body["code"], 1, "{body}");
+    assert_eq!(app.sandbox.batch_keys()[0].state, BatchKeyState::Deleted);
+}
+
 #[tokio::test]
 async fn a_multi_get_of_customers_answers_207_and_404() {
     let app = spawn_app().await;

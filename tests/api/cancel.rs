@@ -1,7 +1,9 @@
+use kcp_sandbox::{paths, Fault, FaultRule, TransactionState};
 use reqwest::StatusCode;
-use serde_json::json;
+use serde_json::{json, Value};
 
-use crate::helpers::spawn_app;
+use crate::checkout::request_pay;
+use crate::helpers::{spawn_app, TestApp};
 
 #[tokio::test]
 async fn partial_cancels_accumulate_until_the_balance_is_zero() {
@@ -206,4 +208,119 @@ async fn a_payment_cancelled_in_kcps_admin_is_recorded_by_a_full_cancel_and_a_pa
         open, 0,
         "closed as a conflict for the operator, not left blocking"
     );
+}
+
+/// Window payments that KCP inquires under their own `pay_type` (PABK, PAMC, PATK), never the
+/// card's PACA: the request_pay parameters and what the buyer enters in the window.
+fn window_payments() -> [(Value, [(&'static str, &'static str); 2]); 3] {
+    [
+        (
+            json!({"pay_method": "trans", "merchant_uid": "cx-bank", "amount": 3000}),
+            [("bank", "BK20"), ("action", "pay")],
+        ),
+        (
+            json!({"pay_method": "phone", "merchant_uid": "cx-phone", "amount": 1500}),
+            [("mobile_no", "01012345678"), ("action", "pay")],
+        ),
+        (
+            json!({"pay_method": "cultureland", "merchant_uid": "cx-gift", "amount": 2000,
+                   "bypass": {"shop_user_id": "user123"}}),
+            [("pin", "1234567890123456"), ("action", "pay")],
+        ),
+    ]
+}
+
+/// Pays through the window; the payment as the merchant's server reads it.
+async fn paid_in_window(app: &TestApp, token: &str, params: Value, fill: &[(&str, &str)]) -> Value {
+    let rsp = request_pay(app, params, fill).await;
+    assert_eq!(rsp["status"], "paid", "{rsp}");
+    let p = app.payment(token, rsp["imp_uid"].as_str().unwrap()).await;
+    assert_eq!(p["status"], "paid", "{p}");
+    p
+}
+
+/// `POST /payments/cancel` of the whole payment.
+async fn cancel_all(app: &TestApp, token: &str, p: &Value) -> Value {
+    app.post(
+        "/payments/cancel",
+        Some(token),
+        json!({"imp_uid": p["imp_uid"], "reason": "환불"}),
+    )
+    .await
+    .1
+}
+
+#[tokio::test]
+async fn a_bank_transfer_phone_or_gift_cancel_whose_answer_was_lost_is_recorded_after_an_inquiry_of_its_pay_type(
+) {
+    for (params, fill) in window_payments() {
+        let app = spawn_app().await;
+        let token = app.token().await;
+        let p = paid_in_window(&app, &token, params, &fill).await;
+        app.sandbox
+            .inject(FaultRule::new(paths::CANCEL, Fault::LoseResponse));
+
+        // KCP refunded and the answer never arrived: the inquiry of the payment's own pay_type
+        // finds the balance gone, so the merchant is told it is cancelled.
+        let body = cancel_all(&app, &token, &p).await;
+        assert_eq!(body["code"], 0, "{} {body}", p["pay_method"]);
+        assert_eq!(body["response"]["status"], "cancelled");
+        assert_eq!(body["response"]["cancel_amount"], p["amount"]);
+        assert_eq!(app.sandbox.ledger()[0].state, TransactionState::Cancelled);
+        app.resolve_all().await;
+        app.assert_ledger_agrees().await;
+    }
+}
+
+#[tokio::test]
+async fn a_bank_transfer_cancel_whose_answer_and_inquiry_were_lost_is_cancelled_by_the_resolver() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let (params, fill) = window_payments()[0].clone();
+    let p = paid_in_window(&app, &token, params, &fill).await;
+    app.sandbox
+        .inject(FaultRule::new(paths::CANCEL, Fault::LoseResponse));
+    app.sandbox.inject(FaultRule::new(
+        paths::INQUIRY,
+        Fault::HttpStatus { status: 503 },
+    ));
+
+    let body = cancel_all(&app, &token, &p).await;
+    assert_eq!(body["code"], 1, "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("확인하지 못했습니다"),
+        "told it is being checked, not that it failed: {body}"
+    );
+    let imp_uid = p["imp_uid"].as_str().unwrap();
+    assert_eq!(app.payment(&token, imp_uid).await["status"], "paid");
+
+    app.resolve_all().await;
+    let shown = app.payment(&token, imp_uid).await;
+    assert_eq!(shown["status"], "cancelled", "{shown}");
+    assert_eq!(shown["cancel_amount"], p["amount"]);
+    app.assert_ledger_agrees().await;
+    // Settled for good: a retry is refused as already cancelled, not sent to KCP again.
+    let body = cancel_all(&app, &token, &p).await;
+    assert_eq!(body["message"], "이미 전액취소된 주문입니다.", "{body}");
+}
+
+#[tokio::test]
+async fn a_bank_transfer_phone_or_gift_payment_cancelled_in_kcps_admin_is_recorded_by_a_full_cancel(
+) {
+    for (params, fill) in window_payments() {
+        let app = spawn_app().await;
+        let token = app.token().await;
+        let p = paid_in_window(&app, &token, params, &fill).await;
+        assert!(app.sandbox.cancel_in_admin(p["pg_tid"].as_str().unwrap()));
+
+        // KCP answers 8133; the inquiry of the payment's own pay_type shows the balance gone.
+        let body = cancel_all(&app, &token, &p).await;
+        assert_eq!(body["code"], 0, "{} {body}", p["pay_method"]);
+        assert_eq!(body["response"]["status"], "cancelled");
+        assert_eq!(body["response"]["cancel_amount"], p["amount"]);
+        app.assert_ledger_agrees().await;
+    }
 }

@@ -88,8 +88,9 @@ async fn through_window(
     rsp_of(&post_form(app, &ret_url, &result).await)
 }
 
-/// Runs one request_pay through the window; `fill` adds what the buyer enters.
-async fn request_pay(app: &TestApp, params: Value, fill: &[(&str, &str)]) -> Value {
+/// Runs one request_pay through the window; `fill` adds what the buyer enters. Other test
+/// modules pay by bank transfer, phone or gift certificate with it: only the window can.
+pub(crate) async fn request_pay(app: &TestApp, params: Value, fill: &[(&str, &str)]) -> Value {
     let (pay_url, fields) = hand_off(app, params).await;
     through_window(app, &pay_url, &fields, fill).await
 }
