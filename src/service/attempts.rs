@@ -142,7 +142,10 @@ impl Gateway {
                 CancelOutcome::Applied(Box::new(p))
             }
             "pending" | "unknown" => CancelOutcome::Unknown,
-            _ => CancelOutcome::NotApplied,
+            _ => CancelOutcome::NotApplied(
+                a.result_message
+                    .unwrap_or_else(|| "PG사에서 취소되지 않음".into()),
+            ),
         })
     }
 }

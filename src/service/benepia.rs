@@ -373,7 +373,7 @@ impl Gateway {
                     attempt,
                     "failed",
                     "KCP에 반영되지 않음",
-                    PointCancelOutcome::NotApplied("PG사 응답 없음".into()),
+                    PointCancelOutcome::NotApplied("PG사에서 취소되지 않음".into()),
                 )
                 .await
             }
@@ -416,9 +416,7 @@ impl Gateway {
     async fn point_cancel_decided(&self, attempt_id: i64) -> ServiceResult<PointCancelOutcome> {
         Ok(match self.cancel_decided(attempt_id).await? {
             CancelOutcome::Applied(p) => PointCancelOutcome::Applied(p),
-            CancelOutcome::NotApplied => {
-                PointCancelOutcome::NotApplied("다른 요청에서 처리되지 않음으로 확정됨".into())
-            }
+            CancelOutcome::NotApplied(why) => PointCancelOutcome::NotApplied(why),
             CancelOutcome::Unknown => PointCancelOutcome::Unknown,
         })
     }
@@ -742,7 +740,7 @@ impl PointCancelOutcome {
         match self {
             Self::Applied(p) => CancelOutcome::Applied(p),
             Self::FullyCancelled(p, _) => CancelOutcome::Applied(p),
-            Self::NotApplied(_) => CancelOutcome::NotApplied,
+            Self::NotApplied(why) => CancelOutcome::NotApplied(why),
             Self::Unknown => CancelOutcome::Unknown,
         }
     }

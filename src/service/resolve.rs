@@ -20,7 +20,8 @@ use crate::store::payments;
 /// What became of a cancel attempt.
 pub(crate) enum CancelOutcome {
     Applied(Box<payment::Model>),
-    NotApplied,
+    /// KCP did not apply it, or holds something else; why, for the merchant's answer.
+    NotApplied(String),
     Unknown,
 }
 
@@ -184,7 +185,7 @@ impl Gateway {
                         attempt,
                         "conflict",
                         "KCP에 거래가 없음",
-                        CancelOutcome::NotApplied,
+                        CancelOutcome::NotApplied("PG사에 해당 거래가 없음".into()),
                     )
                     .await;
             }
@@ -207,7 +208,7 @@ impl Gateway {
                     attempt,
                     "failed",
                     "KCP에 반영되지 않음",
-                    CancelOutcome::NotApplied,
+                    CancelOutcome::NotApplied("PG사에서 취소되지 않음".into()),
                 )
                 .await
             } else {
@@ -223,7 +224,9 @@ impl Gateway {
                 attempt,
                 "conflict",
                 &format!("KCP 잔액 {remaining}, 기대값 불일치"),
-                CancelOutcome::NotApplied,
+                CancelOutcome::NotApplied(format!(
+                    "PG사 잔액 {remaining}원이 예상과 달라 운영자 확인이 필요합니다"
+                )),
             )
             .await
         }

@@ -275,9 +275,9 @@ impl Gateway {
         };
         match outcome {
             CancelOutcome::Applied(p) => self.payment_record(*p).await,
-            CancelOutcome::NotApplied => Err(ServiceError::Refused(
-                "가상계좌 발급취소에 실패하였습니다.(PG사 응답 없음)".into(),
-            )),
+            CancelOutcome::NotApplied(why) => Err(ServiceError::Refused(format!(
+                "가상계좌 발급취소에 실패하였습니다.({why})"
+            ))),
             CancelOutcome::Unknown => Err(ServiceError::Refused(format!(
                 "PG사 발급취소 응답을 확인하지 못했습니다. 결과는 자동으로 확인됩니다. (imp_uid: {})",
                 payment.imp_uid

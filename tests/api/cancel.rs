@@ -196,6 +196,12 @@ async fn a_payment_cancelled_in_kcps_admin_is_recorded_by_a_full_cancel_and_a_pa
         )
         .await;
     assert_eq!(body["code"], 1, "{body}");
+    // KCP did answer: the merchant is told its balance disagrees, not that KCP was silent.
+    let message = body["message"].as_str().unwrap();
+    assert!(
+        message.contains("PG사 잔액 0원") && message.contains("운영자 확인"),
+        "{message}"
+    );
     let shown = app
         .payment(&token, partial["imp_uid"].as_str().unwrap())
         .await;
