@@ -82,6 +82,18 @@ enum AttemptCommand {
         #[arg(long, required = true)]
         none_at_kcp: bool,
     },
+    /// Record that KCP's admin holds nothing under the order number an open attempt waits for
+    /// (`attempt list`), and settle it at once: an approval or an account issuance fails, a
+    /// Benepia re-approval whose answer was lost is sent again.
+    ConfirmAbsent {
+        #[command(flatten)]
+        common: Common,
+        #[arg(long)]
+        id: i64,
+        /// The order number you looked up in KCP's admin; it must be the attempt's.
+        #[arg(long)]
+        order_no: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -298,6 +310,22 @@ async fn attempt(cmd: AttemptCommand) -> anyhow::Result<()> {
             app.shutdown().await;
             let imp_uid = settled.map_err(|e| anyhow::anyhow!("{e}"))?;
             println!("attempt {id} settled: payment {imp_uid} failed, its merchant_uid is free");
+            Ok(())
+        }
+        AttemptCommand::ConfirmAbsent {
+            common,
+            id,
+            order_no,
+        } => {
+            let app = offline_app(&common).await?;
+            let settled = app.gateway.confirm_absent_at_kcp(id, &order_no).await;
+            app.shutdown().await;
+            let a = settled.map_err(|e| anyhow::anyhow!("{e}"))?;
+            println!(
+                "attempt {id} is now {} ({})",
+                a.state,
+                a.result_message.as_deref().unwrap_or("-")
+            );
             Ok(())
         }
     }

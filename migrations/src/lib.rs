@@ -13,6 +13,7 @@ mod m20261203_000009_prepared_currency_upper;
 mod m20261203_000010_notification_outcome;
 mod m20261203_000011_attempt_notify;
 mod m20261203_000012_attempts_by_tno;
+mod m20261203_000013_attempt_absent_order_no;
 
 pub struct Migrator;
 
@@ -32,6 +33,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261203_000010_notification_outcome::Migration),
             Box::new(m20261203_000011_attempt_notify::Migration),
             Box::new(m20261203_000012_attempts_by_tno::Migration),
+            Box::new(m20261203_000013_attempt_absent_order_no::Migration),
         ]
     }
 }

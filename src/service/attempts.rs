@@ -193,6 +193,61 @@ impl Gateway {
         Ok(out)
     }
 
+    /// An operator looked in KCP's admin and found no trade under `order_no`, the order number
+    /// the open attempt `id` waits for: recorded on the attempt, which is then resolved at once
+    /// with that word (`absence_is_final`) where it used to stay open against real KCP: an
+    /// approval or an account issuance fails, a Benepia re-approval (`STRA`) whose answer was
+    /// lost is sent again. The word covers that order number only, never a later one of the same
+    /// attempt. Returns the attempt as it stands afterwards.
+    pub async fn confirm_absent_at_kcp(
+        &self,
+        id: i64,
+        order_no: &str,
+    ) -> ServiceResult<pg_attempt::Model> {
+        let attempt = payments::attempt_by_id(&self.db.read, id)
+            .await?
+            .ok_or_else(|| ServiceError::NotFound(format!("attempt {id} does not exist")))?;
+        let wrong_order = |waits_for: &str| {
+            ServiceError::BadRequest(format!(
+                "attempt {id} waits for order number {waits_for}, not {order_no}: look that one up in KCP's admin"
+            ))
+        };
+        if !matches!(attempt.state.as_str(), "pending" | "unknown") {
+            return Err(ServiceError::BadRequest(format!(
+                "attempt {id} is {}: it is settled already",
+                attempt.state
+            )));
+        }
+        if attempt.order_no != order_no {
+            return Err(wrong_order(&attempt.order_no));
+        }
+        let Some(held) = self.claim(id).await? else {
+            return Err(ServiceError::Refused(format!(
+                "attempt {id} is settled or held by a request or the resolver right now"
+            )));
+        };
+        let mut a: pg_attempt::ActiveModel = held.clone().into();
+        if held.order_no == order_no {
+            a.absent_order_no = Set(Some(order_no.to_string()));
+            a.next_check_at = Set(self.clock.unix());
+        }
+        a.lease_until = Set(0);
+        if self.write_held(&held, a).await?.is_none() {
+            return Err(ServiceError::Refused(format!(
+                "attempt {id} was settled otherwise meanwhile"
+            )));
+        }
+        if held.order_no != order_no {
+            // It moved on (a point cancel's re-approval has an order number of its own).
+            return Err(wrong_order(&held.order_no));
+        }
+        tracing::warn!(attempt_id = id, %order_no, "operator: KCP's admin holds nothing under this order number");
+        self.resolve_attempt(id).await?;
+        payments::attempt_by_id(&self.db.write, id)
+            .await?
+            .ok_or_else(|| ServiceError::Internal("attempt vanished".into()))
+    }
+
     /// The operator's verdict on an open approval after looking in KCP's admin: KCP holds no
     /// approval for its order number (one it held has been cancelled there). The payment fails and
     /// its merchant_uid is free. Refused for a cancel, a settled attempt, or one a request or the

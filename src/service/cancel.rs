@@ -250,6 +250,7 @@ impl Gateway {
                 created_at: Set(now),
                 updated_at: Set(now),
                 notify: Set(notify),
+                absent_order_no: Set(None),
                 ..Default::default()
             },
         )

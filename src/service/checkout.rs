@@ -807,6 +807,7 @@ impl Gateway {
                 created_at: Set(now),
                 updated_at: Set(now),
                 notify: Set(false),
+                absent_order_no: Set(None),
                 ..Default::default()
             },
         )

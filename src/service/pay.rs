@@ -505,6 +505,7 @@ impl Gateway {
                 created_at: Set(now),
                 updated_at: Set(now),
                 notify: Set(false),
+                absent_order_no: Set(None),
                 ..Default::default()
             },
             customer_uid,

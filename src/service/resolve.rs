@@ -335,12 +335,20 @@ impl Gateway {
 
     /// Whether KCP's "no such trade" for `trade` proves that KCP did nothing for the attempt: once
     /// the attempt is settled, for an inquiry by `tno` (KCP's documented form); for one by order
-    /// number only where that form is trusted (`config::KcpSettings::order_no_inquiry`). Otherwise
-    /// the attempt stays open, inquired again with backoff, for an operator: never failed on a
-    /// guess, which could let the merchant charge again while KCP holds an approval.
+    /// number only where that form is trusted (`config::KcpSettings::order_no_inquiry`) or an
+    /// operator found that very order number absent from KCP's admin
+    /// ([`Gateway::confirm_absent_at_kcp`]). Otherwise the attempt stays open, inquired again with
+    /// backoff, for an operator: never failed on a guess, which could let the merchant charge
+    /// again while KCP holds an approval.
     pub(crate) fn absence_is_final(&self, attempt: &pg_attempt::Model, trade: &TradeRef) -> bool {
         self.settled(attempt)
-            && (matches!(trade, TradeRef::Tno(_)) || self.settings.trust_order_no_inquiry)
+            && match trade {
+                TradeRef::Tno(_) => true,
+                TradeRef::OrderNo(order_no) => {
+                    self.settings.trust_order_no_inquiry
+                        || attempt.absent_order_no.as_deref() == Some(order_no.as_str())
+                }
+            }
     }
 
     /// KCP has no record of an approval attempt older than the settle delay: it never happened, so

@@ -5,7 +5,7 @@ use kcp_sandbox::{paths, Fault, FaultRule, TransactionState};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-use crate::helpers::{captured_logs, spawn_app, Receiver, TestApp, SETTLE_SECS};
+use crate::helpers::{captured_logs, spawn_app, spawn_app_with, Receiver, TestApp, SETTLE_SECS};
 
 async fn pay_points(
     app: &TestApp,
@@ -447,4 +447,68 @@ async fn a_refused_reapproval_cancels_everything_and_says_so_with_code_0_and_a_c
         ["paid", "cancelled"],
         "the merchant is told"
     );
+}
+
+#[tokio::test]
+async fn where_order_number_inquiries_are_untrusted_a_lost_reapproval_waits_for_the_operator_who_confirms_it_absent(
+) {
+    // As against real KCP: the re-approval's tno was never learnt, and "no such order" by order
+    // number proves nothing, so sending STRA again could re-approve the points twice.
+    let app = spawn_app_with(|c| c.kcp.order_no_inquiry = Some(false)).await;
+    let token = app.token().await;
+    let p = paid_with_points(&app, &token, "bp-stra-operator", 10_000).await;
+    app.sandbox
+        .inject(FaultRule::new(paths::CANCEL, Fault::Drop).when("mod_type", "STRA"));
+    let c = cancel(&app, &token, &p["imp_uid"], Some(4_000)).await;
+    assert_eq!(c["code"], 1, "{c}");
+    for _ in 0..3 {
+        app.advance(SETTLE_SECS + 1);
+        app.app.gateway.resolve_due(1000).await.unwrap();
+    }
+    assert_eq!(
+        balance(&app, BENEPIA_01.id),
+        100_000,
+        "STSC only, STRA never sent"
+    );
+    assert_eq!(
+        payment(&app, &token, &p["imp_uid"]).await["cancel_amount"],
+        0
+    );
+
+    let gateway = &app.app.gateway;
+    let open = gateway.open_attempts(10).await.unwrap();
+    assert_eq!(open.len(), 1, "the cancel stays open for the operator");
+    let (id, order_no) = (open[0].id, open[0].order_no.clone());
+    assert_ne!(
+        order_no, p["merchant_uid"],
+        "the re-approval's own order number"
+    );
+    // A word about another order number (the payment's own, say) settles nothing.
+    let paid_order_no = openport::store::payments::by_imp_uid(
+        &gateway.db.read,
+        None,
+        p["imp_uid"].as_str().unwrap(),
+    )
+    .await
+    .unwrap()
+    .unwrap()
+    .order_no;
+    assert!(gateway
+        .confirm_absent_at_kcp(id, &paid_order_no)
+        .await
+        .is_err());
+    assert_eq!(gateway.open_attempts(10).await.unwrap().len(), 1);
+
+    // KCP's admin shows nothing under the re-approval's order number: STRA is sent again.
+    let settled = gateway.confirm_absent_at_kcp(id, &order_no).await.unwrap();
+    assert_eq!(settled.state, "succeeded", "{settled:?}");
+    let done = payment(&app, &token, &p["imp_uid"]).await;
+    assert_eq!(done["cancel_amount"], 4_000, "{done}");
+    assert_eq!(balance(&app, BENEPIA_01.id), 94_000);
+    assert!(gateway.open_attempts(10).await.unwrap().is_empty());
+    assert!(
+        gateway.confirm_absent_at_kcp(id, &order_no).await.is_err(),
+        "only an open attempt"
+    );
+    app.assert_ledger_agrees().await;
 }

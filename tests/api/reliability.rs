@@ -116,6 +116,40 @@ async fn where_an_inquiry_by_order_number_is_not_trusted_a_dropped_approval_stay
 }
 
 #[tokio::test]
+async fn an_operators_word_that_kcp_holds_nothing_under_an_order_number_fails_that_approval_only() {
+    let app = crate::helpers::spawn_app_with(|c| c.kcp.order_no_inquiry = Some(false)).await;
+    let token = app.token().await;
+    app.sandbox
+        .inject(FaultRule::new(paths::HUB_PAYMENT, Fault::Drop));
+    let (_, body) = app
+        .pay(&token, "confirm-absent", 1000, test_cards::SHINHAN_CREDIT)
+        .await;
+    let imp_uid = imp_uid_in(&body["message"]);
+    let gateway = &app.app.gateway;
+    let open = gateway.open_attempts(10).await.unwrap();
+    let (id, order_no) = (open[0].id, open[0].order_no.clone());
+
+    // Before the settle delay the word is kept, but KCP may still be working on the call.
+    let early = gateway.confirm_absent_at_kcp(id, &order_no).await.unwrap();
+    assert!(
+        matches!(early.state.as_str(), "pending" | "unknown"),
+        "{early:?}"
+    );
+    assert_eq!(app.payment(&token, &imp_uid).await["status"], "ready");
+    assert!(gateway
+        .confirm_absent_at_kcp(id, "OP000000000000")
+        .await
+        .is_err());
+
+    app.advance(SETTLE_SECS + 1);
+    app.resolve_all().await;
+    assert_eq!(app.payment(&token, &imp_uid).await["status"], "failed");
+    let paid = app.paid(&token, "confirm-absent", 1000).await;
+    assert_ne!(paid["imp_uid"], imp_uid.as_str());
+    app.assert_ledger_agrees().await;
+}
+
+#[tokio::test]
 async fn a_retry_after_the_settle_delay_resolves_the_old_attempt_itself() {
     let app = spawn_app().await;
     let token = app.token().await;

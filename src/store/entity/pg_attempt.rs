@@ -31,6 +31,10 @@ pub struct Model {
     /// A cancel the merchant asked to announce (`enable_webhook`): whoever settles it sends the
     /// `cancelled` webhook.
     pub notify: bool,
+    /// An order number an operator found absent from KCP's admin (`openport attempt
+    /// confirm-absent`): "no such trade" for exactly it is final even where inquiries by order
+    /// number are not trusted (service/resolve.rs `absence_is_final`).
+    pub absent_order_no: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
