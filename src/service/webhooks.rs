@@ -607,12 +607,15 @@ impl Gateway {
         Some(self.clock.unix().saturating_sub(age))
     }
 
-    /// Operator resend: the delivery is due now with a fresh retry schedule.
+    /// Operator resend: the delivery is due now with a fresh retry schedule. Refused while one of
+    /// its attempts is in flight (`store::requeue`): the operator asks again once it is done.
     pub async fn resend_webhook(&self, id: i64) -> ServiceResult<DeliveryRecord> {
         if !store::requeue(&self.db.write, id, self.clock.unix()).await? {
-            return Err(ServiceError::NotFound(
-                "웹훅 전송 내역을 찾을 수 없습니다.".into(),
-            ));
+            let delivery = self.webhook_delivery(id).await?;
+            return Err(ServiceError::Refused(format!(
+                "웹훅이 지금 전송 중입니다. 전송이 끝난 뒤 다시 요청해 주세요. (id: {}, 임대 만료: {})",
+                delivery.delivery.id, delivery.delivery.lease_until
+            )));
         }
         self.webhook_delivery(id).await
     }

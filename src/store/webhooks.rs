@@ -113,8 +113,9 @@ pub async fn insert_attempt(
     a.insert(db).await
 }
 
-/// Makes a delivery due now with a fresh retry schedule (operator resend). The lease is left
-/// alone: a delivery in flight finishes first, so a resend never doubles a concurrent POST.
+/// Makes a delivery due now with a fresh retry schedule (operator resend), unless it is in flight
+/// (leased): the attempt's own result, written when its POST ends, would overwrite the resend, so
+/// the resend could end `failed` or be lost while the operator was told it was queued.
 pub async fn requeue(db: &impl ConnectionTrait, id: i64, now: i64) -> Result<bool, DbErr> {
     let res = webhook_delivery::Entity::update_many()
         .col_expr(webhook_delivery::Column::State, Expr::value("pending"))
@@ -122,6 +123,7 @@ pub async fn requeue(db: &impl ConnectionTrait, id: i64, now: i64) -> Result<boo
         .col_expr(webhook_delivery::Column::NextAttemptAt, Expr::value(now))
         .col_expr(webhook_delivery::Column::UpdatedAt, Expr::value(now))
         .filter(webhook_delivery::Column::Id.eq(id))
+        .filter(webhook_delivery::Column::LeaseUntil.lt(now))
         .exec(db)
         .await?;
     Ok(res.rows_affected == 1)

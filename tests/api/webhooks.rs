@@ -857,3 +857,53 @@ async fn finished_deliveries_past_the_retention_are_pruned_with_their_attempts_a
         assert_eq!(app.payment(&token, imp_uid).await["status"], "paid");
     }
 }
+
+#[tokio::test]
+async fn a_resend_while_the_delivery_is_in_flight_is_refused_instead_of_being_overwritten() {
+    let app = spawn_app().await;
+    let receiver = Receiver::start().await;
+    configure(&app, json!({"url": receiver.url("/in-flight")})).await;
+    let token = app.token().await;
+    let imp_uid = paid_payment(&app, &token, "wh-in-flight", Value::Null).await;
+    enqueue(&app, &imp_uid, "paid", None).await;
+    let id = history(&app, &format!("?imp_uid={imp_uid}")).await[0]["id"]
+        .as_i64()
+        .unwrap();
+    receiver.slow(Duration::from_millis(1500));
+    let gateway = app.app.gateway.clone();
+    let worker = tokio::spawn(async move { gateway.deliver_due_webhooks(100).await });
+    // Until the worker holds the lease, while its POST waits for the receiver.
+    for _ in 0..100 {
+        let d = openport::store::webhooks::delivery_by_id(&app.app.gateway.db.read, id)
+            .await
+            .unwrap()
+            .unwrap();
+        if d.lease_until > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    let (status, body) = app
+        .post(
+            &format!("/admin/webhooks/{id}/resend"),
+            Some(ADMIN_TOKEN),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["code"], 1, "refused while in flight: {body}");
+
+    worker.await.unwrap().unwrap();
+    let (status, body) = app
+        .post(
+            &format!("/admin/webhooks/{id}/resend"),
+            Some(ADMIN_TOKEN),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["response"]["state"], "pending", "{body}");
+    assert_eq!(deliver(&app).await, 1);
+    assert_eq!(receiver.requests().len(), 2);
+}
