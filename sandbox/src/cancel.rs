@@ -3,7 +3,7 @@
 //! their re-approval (`STRA`, spec §2.8, seed 003), cancels of window payments (bank transfer, a paid
 //! virtual account, phone, gift), the revocation of an unpaid virtual account (`STSC` on an issued
 //! account closes it: later deposits are refused; assumption, docs/sandbox.md §6) and escrow
-//! shipping start (`STE1`, in `window`).
+//! shipping start (`STE1`, in `escrow`).
 
 use std::sync::Arc;
 
@@ -58,7 +58,7 @@ fn handle(shared: &Shared, body: &Bytes) -> Result<Reply, Refusal> {
         wire::check_text("mod_desc", desc, 100)?;
     }
     if mod_type == "STE1" {
-        return crate::window::escrow_shipping(shared, site_cd, tno, &fields);
+        return crate::escrow::ship(shared, site_cd, tno, &fields);
     }
     let request = match mod_type {
         "STSC" => Request::Cancel(Modification::Full),

@@ -11,6 +11,7 @@ use axum::{Json, Router};
 use serde::Deserialize;
 
 use crate::batch::BatchKey;
+use crate::escrow::EscrowShipment;
 use crate::faults::FaultRule;
 use crate::ledger::LedgerEntry;
 use crate::point::PointAccount;
@@ -25,6 +26,7 @@ pub(crate) fn routes() -> Router<Arc<Shared>> {
         .route("/_sandbox/ledger", get(ledger))
         .route("/_sandbox/batch-keys", get(batch_keys))
         .route("/_sandbox/points", get(points))
+        .route("/_sandbox/escrow-shipments", get(escrow_shipments))
         .route("/_sandbox/certificates", post(issue_certificate))
         .route("/_sandbox/notify-url", post(set_notify_url))
         .route("/_sandbox/vbank/deposit", post(deposit))
@@ -58,6 +60,11 @@ async fn batch_keys(State(shared): State<Arc<Shared>>) -> Json<Vec<BatchKey>> {
 /// Benepia balances, without passwords.
 async fn points(State(shared): State<Arc<Shared>>) -> Json<Vec<PointAccount>> {
     Json(shared.points().snapshot())
+}
+
+/// The escrow shipping starts (`STE1`) registered: carrier and waybill by tno.
+async fn escrow_shipments(State(shared): State<Arc<Shared>>) -> Json<Vec<EscrowShipment>> {
+    Json(crate::escrow::shipments(&shared))
 }
 
 #[derive(Deserialize)]

@@ -9,7 +9,7 @@
 //! keys and batch payments, to `point` for Benepia points and to `vbank` for virtual accounts
 //! issued without a window), `cancel` (with point re-approval and virtual-account revocation),
 //! `inquiry`; `window` (trade registration, the payment window page, the post back to `Ret_URL`,
-//! approval of window results and escrow shipping start) and `notify` (virtual-account deposits
+//! approval of window results), `escrow` (escrow shipping start) and `notify` (virtual-account deposits
 //! and KCP's common notifications).
 
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -23,6 +23,7 @@ mod cancel;
 pub mod clock;
 pub mod codes;
 mod control;
+mod escrow;
 pub mod faults;
 mod hub;
 mod inquiry;
@@ -40,6 +41,7 @@ mod wire;
 pub use batch::{batch_key_digest, BatchKey, BatchKeyState};
 pub use ca::IssuedCertificate;
 pub use clock::ManualClock;
+pub use escrow::EscrowShipment;
 pub use faults::{Fault, FaultRule};
 pub use ledger::{CancelRecord, CardSummary, LedgerEntry, PointSummary, TransactionState};
 pub use notify::{DepositError, NotificationAttempt, NotificationRecord};
@@ -257,6 +259,11 @@ impl Sandbox {
     /// Every batch key issued, in issuance order: state and masked card, never the key.
     pub fn batch_keys(&self) -> Vec<BatchKey> {
         self.shared.batch_keys().snapshot()
+    }
+
+    /// The escrow shipping start (`STE1`) KCP holds for `tno`, if one was registered.
+    pub fn escrow_shipment(&self, tno: &str) -> Option<EscrowShipment> {
+        escrow::shipment(&self.shared, tno)
     }
 
     /// The Benepia balance of account `pt_idno`, or `None` for an unknown account.

@@ -146,8 +146,8 @@ pub(crate) struct WindowBook {
     trades: HashMap<String, Trade>,
     /// enc_data → what was entered.
     results: HashMap<String, WindowResult>,
-    /// Escrow approvals (tno → site) and whether shipping was registered (`STE1`).
-    escrow: HashMap<String, (String, bool)>,
+    /// Escrow approvals by tno, with the shipping start KCP holds once registered (`escrow`).
+    pub(crate) escrow: HashMap<String, Option<crate::escrow::EscrowShipment>>,
     /// Issued virtual accounts by tno.
     accounts: HashMap<String, VirtualAccount>,
 }
@@ -190,54 +190,6 @@ pub(crate) fn set_vbank_fields(reply: &mut Reply, account: &VirtualAccount) {
         .set("depositor", account.depositor.as_str())
         .set("va_name", account.va_name.as_str())
         .set("va_date", account.va_date.as_str());
-}
-
-/// Escrow shipping start (`mod_type STE1` on `gw/mod/v1/cancel`, documented assumption: spec
-/// §2.11): carrier (`deli_corp`) and waybill (`deli_numb`) are required; once per transaction,
-/// on an escrow payment that stands (not cancelled; a virtual account paid in full).
-pub(crate) fn escrow_shipping(
-    s: &Shared,
-    site_cd: &str,
-    tno: &str,
-    fields: &Fields,
-) -> Result<Reply, Refusal> {
-    wire::check_text("deli_numb", fields.required("deli_numb")?, 100)?;
-    wire::check_text("deli_corp", fields.required("deli_corp")?, 100)?;
-    let state = s
-        .ledger()
-        .get(tno)
-        .filter(|e| e.site_cd == site_cd)
-        .map(|e| e.state)
-        .ok_or_else(|| Refusal::new(codes::NO_SUCH_TRANSACTION, codes::NO_SUCH_TRANSACTION_MSG))?;
-    let mut book = s.windows();
-    let Some((_, shipped)) = book.escrow.get_mut(tno) else {
-        return Err(Refusal::new(codes::NOT_ESCROW, "에스크로 거래가 아닙니다."));
-    };
-    match state {
-        TransactionState::Cancelled => Err(Refusal::new(
-            codes::ALREADY_CANCELLED,
-            "이미 취소된 거래입니다.",
-        )),
-        TransactionState::Issued => Err(Refusal::new(
-            codes::VBANK_NOT_DEPOSITED,
-            "입금이 완료되지 않은 가상계좌입니다.",
-        )),
-        _ if *shipped => Err(Refusal::new(
-            codes::ESCROW_ALREADY_SHIPPED,
-            "이미 배송시작이 등록된 거래입니다.",
-        )),
-        _ => {
-            *shipped = true;
-            tracing::info!(
-                tno,
-                site_cd,
-                "kcp sandbox registered escrow shipping (STE1)"
-            );
-            let mut reply = Reply::ok();
-            reply.set("tno", tno);
-            Ok(reply)
-        }
-    }
 }
 
 fn reg_error(code: &str, msg: &str) -> Response {
@@ -860,9 +812,7 @@ fn handle_approval(s: &Shared, body: &Bytes) -> Result<Reply, Refusal> {
         approval.reply.set("trace_no", trade.trace_no.as_str());
         if trade.escrow {
             approval.reply.set("escw_yn", "Y");
-            s.windows()
-                .escrow
-                .insert(approval.tno.clone(), (site_cd.to_string(), false));
+            crate::escrow::open(s, &approval.tno);
         }
         tracing::info!(tno = %approval.tno, site_cd, order_no = %trade.order_no, "kcp sandbox approved a window card payment");
         return Ok(approval.reply);
@@ -947,9 +897,7 @@ fn handle_approval(s: &Shared, body: &Bytes) -> Result<Reply, Refusal> {
         }
     }
     if trade.escrow {
-        s.windows()
-            .escrow
-            .insert(entry.tno.clone(), (site_cd.to_string(), false));
+        crate::escrow::open(s, &entry.tno);
     }
     tracing::info!(tno = %entry.tno, site_cd, order_no = %trade.order_no, pay_type, "kcp sandbox approved a window payment");
     ledger.insert(entry);

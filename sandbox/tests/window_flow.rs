@@ -987,13 +987,38 @@ async fn escrow_payments_carry_escw_yn_and_take_one_shipping_start() {
         "9502",
         "waybill required"
     );
+    assert_eq!(
+        h.sandbox.escrow_shipment(tno),
+        None,
+        "a refused STE1 registers nothing"
+    );
     let shipped = h.cancel(tno, "STE1", ship.clone()).await;
     assert_eq!(
         (shipped["res_cd"].as_str(), shipped["tno"].as_str()),
         (Some("0000"), Some(tno)),
         "{shipped}"
     );
+    // KCP has no call that changes a shipment: another STE1 is refused, whatever it carries,
+    // and the first one stays.
     assert_eq!(h.cancel(tno, "STE1", ship.clone()).await["res_cd"], "8502");
+    let other = json!({"deli_numb": "999", "deli_corp": "한진택배"});
+    assert_eq!(h.cancel(tno, "STE1", other).await["res_cd"], "8502");
+    let held = h.sandbox.escrow_shipment(tno).expect("a shipment");
+    assert_eq!(
+        (held.deli_corp.as_str(), held.deli_numb.as_str()),
+        ("CJ대한통운", "123456789012")
+    );
+    let listed: serde_json::Value = h
+        .client
+        .get(h.url("/_sandbox/escrow-shipments"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed[0]["deli_numb"], "123456789012", "{listed}");
+    assert_eq!(listed[0]["tno"], tno, "{listed}");
 
     let plain = h.approved("E2", "1000").await;
     assert_eq!(

@@ -9,6 +9,7 @@ use super::envelope::{ok, Envelope};
 use super::error::{ApiError, ApiResult};
 use super::extract::{de, Body, MerchantCaller};
 use crate::app::AppState;
+use crate::domain::escrow::{Delivery, Waybill};
 use crate::service::escrow::{EscrowRefusal, Logis};
 
 #[derive(Deserialize, ToSchema, Default)]
@@ -55,6 +56,11 @@ fn refusal(e: EscrowRefusal) -> ApiError {
             -1,
             "이미 배송정보가 등록된 결제건입니다.",
         ),
+        EscrowRefusal::NotRegistered => ApiError::new(
+            StatusCode::CONFLICT,
+            -1,
+            "등록된 배송정보가 존재하지 않습니다.",
+        ),
         EscrowRefusal::NotEditable => ApiError::new(
             StatusCode::CONFLICT,
             -1,
@@ -64,7 +70,7 @@ fn refusal(e: EscrowRefusal) -> ApiError {
     }
 }
 
-fn parse(req: LogisRequest) -> ApiResult<Logis> {
+fn parse(req: LogisRequest) -> ApiResult<Delivery> {
     let l = req
         .logis
         .ok_or_else(|| ApiError::bad_request("logis 파라메터가 누락되었습니다."))?;
@@ -80,11 +86,12 @@ fn parse(req: LogisRequest) -> ApiResult<Logis> {
         .sent_at
         .ok_or_else(|| ApiError::bad_request("logis.sent_at 파라메터가 누락되었습니다."))?;
     let _ = (req.sender, req.receiver, req.products);
-    Ok(Logis {
-        company,
-        invoice,
+    Ok(Delivery {
+        waybill: Waybill {
+            carrier: company,
+            invoice,
+        },
         sent_at,
-        applied_at: 0,
         receiving_at: l.receiving_at,
     })
 }
@@ -92,7 +99,7 @@ fn parse(req: LogisRequest) -> ApiResult<Logis> {
 #[utoipa::path(post, path = "/escrows/logis/{imp_uid}", operation_id = "escrow_logis_save",
     params(("imp_uid" = String, Path, min_length = 1)), request_body = LogisRequest,
     responses(
-        (status = 200, body = LogisOutcome, description = "the registered delivery; code 1 (response null) when KCP refuses or does not answer"),
+        (status = 200, body = LogisOutcome, description = "the registered delivery, with `pg_logis`: the shipping start KCP holds as far as openport knows. Code 1 (response null) when KCP refuses or does not answer; a lost answer is remembered, and the retried POST that KCP answers 'already registered' registers the delivery with `pg_logis.confirmed` false"),
         (status = 400, body = ErrorEnvelope, description = "logis, logis.company, logis.invoice or logis.sent_at missing, not an escrow payment, or a body that is not JSON/form with these types"),
         (status = 404, body = ErrorEnvelope, description = "no such payment"),
         (status = 409, body = ErrorEnvelope, description = "a delivery is registered already, or the payment's state allows none"),
@@ -103,10 +110,10 @@ pub async fn register(
     Path(imp_uid): Path<String>,
     Body(req): Body<LogisRequest>,
 ) -> ApiResult<Envelope<Logis>> {
-    let logis = parse(req)?;
+    let delivery = parse(req)?;
     Ok(ok(s
         .gateway
-        .register_escrow_logis(&m, &imp_uid, logis, false)
+        .register_escrow_logis(&m, &imp_uid, delivery)
         .await
         .map_err(refusal)?))
 }
@@ -114,7 +121,7 @@ pub async fn register(
 #[utoipa::path(put, path = "/escrows/logis/{imp_uid}", operation_id = "escrow_logis_edit",
     params(("imp_uid" = String, Path, min_length = 1)), request_body = LogisRequest,
     responses(
-        (status = 200, body = LogisOutcome, description = "the changed delivery; code 1 (response null) when KCP refuses or does not answer"),
+        (status = 200, body = LogisOutcome, description = "the changed delivery. KCP has no call that changes a shipping start: nothing is sent, only openport's record changes, and `pg_logis` keeps what KCP holds. Code 1 (response null) when concurrent requests keep changing the delivery"),
         (status = 400, body = ErrorEnvelope, description = "logis, logis.company, logis.invoice or logis.sent_at missing, not an escrow payment, or a body that is not JSON/form with these types"),
         (status = 404, body = ErrorEnvelope, description = "no such payment"),
         (status = 409, body = ErrorEnvelope, description = "no delivery is registered yet, or the payment's state allows no change"),
@@ -125,10 +132,10 @@ pub async fn change(
     Path(imp_uid): Path<String>,
     Body(req): Body<LogisRequest>,
 ) -> ApiResult<Envelope<Logis>> {
-    let logis = parse(req)?;
+    let delivery = parse(req)?;
     Ok(ok(s
         .gateway
-        .register_escrow_logis(&m, &imp_uid, logis, true)
+        .change_escrow_logis(&m, &imp_uid, delivery)
         .await
         .map_err(refusal)?))
 }
@@ -136,7 +143,7 @@ pub async fn change(
 #[utoipa::path(get, path = "/escrows/logis/{imp_uid}", operation_id = "escrow_logis_get",
     params(("imp_uid" = String, Path, min_length = 1)),
     responses(
-        (status = 200, body = LogisReply, description = "the delivery, or null when none is registered"),
+        (status = 200, body = LogisReply, description = "the delivery as registered or changed last, with `pg_logis` (what KCP holds), or null when none is registered"),
         (status = 400, body = ErrorEnvelope, description = "not an escrow payment"),
         (status = 404, body = ErrorEnvelope, description = "no such payment"),
         TokenErrors))]

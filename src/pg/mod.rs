@@ -159,6 +159,9 @@ pub enum DeclineReason {
     AlreadyCancelled,
     /// The billing key was deleted at the PG (KCP 8303): a delete that meets it already happened.
     BatchKeyDeleted,
+    /// The escrow transaction already has a shipping start at the PG (KCP 8502, documented
+    /// assumption): a retried one whose first answer was lost meets this.
+    AlreadyShipped,
     /// Anything else the PG refused.
     Other,
 }

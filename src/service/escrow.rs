@@ -1,31 +1,86 @@
 //! Escrow delivery registration (`/escrows/logis/{imp_uid}`, spec/iamport-v1.md §4.6) mapped to
 //! KCP's shipping-start status change `STE1` (documented assumption, spec/kcp.md §2.11).
-use sea_orm::{ActiveModelTrait, Set};
-use serde::{Deserialize, Serialize};
+//!
+//! KCP takes one shipping start per transaction and has no call that changes it, so:
+//! - POST records the waybill as sent *before* sending it, so that a lost answer is remembered;
+//!   a retry that KCP answers "already registered" (8502) registers the merchant's delivery and
+//!   records which earlier send KCP holds instead of this one (`domain::escrow`).
+//! - PUT changes openport's record only and sends nothing; KCP keeps what it holds.
+//!
+//! Every answer carries `pg_logis`, what KCP holds as far as openport knows, so openport never
+//! presents a delivery as KCP's that KCP did not confirm (docs/kcp.md §9.4).
+use serde::Serialize;
 
 use super::{Gateway, ServiceError};
+use crate::domain::escrow::{
+    self, Delivery, EscrowShipping, KcpShipment, NotRegistered, Registration, Waybill,
+};
 use crate::domain::payment::PaymentStatus;
-use crate::pg::{EscrowDelivery, PgError};
+use crate::pg::{DeclineReason, EscrowDelivery, PgError};
 use crate::store::entity::{merchant, payment};
+use crate::store::escrow::{self as record, Unreadable};
 use crate::store::payments;
 
-/// What the merchant registered, returned as iamport's EscrowLogisAnnotation.
-#[derive(Debug, Clone, Serialize, Deserialize, Default, utoipa::ToSchema)]
+/// How often a record change is re-decided when concurrent requests keep changing the record.
+const RECORD_TRIES: usize = 5;
+
+/// The registered delivery, returned as iamport's EscrowLogisAnnotation plus `pg_logis`.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Logis {
+    /// The carrier's code, as the merchant registered or changed it last.
     pub company: String,
+    /// The waybill number, as the merchant registered or changed it last.
     pub invoice: String,
+    /// Unix seconds.
     pub sent_at: i64,
+    /// When the delivery was registered or last changed (Unix seconds).
     pub applied_at: i64,
-    #[serde(default)]
     pub receiving_at: Option<String>,
+    pub pg_logis: PgLogis,
 }
 
-/// Why an escrow call is refused: iamport's HTTP statuses (404 / 409 / 400).
+/// openport's addition to iamport's annotation: the shipping start KCP holds, as far as openport
+/// knows. KCP has no call that changes it, so after a PUT it may differ from the delivery above.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct PgLogis {
+    /// The carrier KCP holds; null when openport cannot name it.
+    pub company: Option<String>,
+    /// The waybill number KCP holds; null when openport cannot name it.
+    pub invoice: Option<String>,
+    /// True when KCP answered that it registered exactly this carrier and waybill. False when
+    /// KCP answered that it already held a shipping start (a POST retried after a lost answer):
+    /// `company`/`invoice` are then the one earlier request whose answer was lost, or null.
+    pub confirmed: bool,
+}
+
+impl From<&Registration> for Logis {
+    fn from(r: &Registration) -> Self {
+        let at_kcp = r.at_kcp.waybill();
+        Self {
+            company: r.delivery.waybill.carrier.clone(),
+            invoice: r.delivery.waybill.invoice.clone(),
+            sent_at: r.delivery.sent_at,
+            applied_at: r.applied_at,
+            receiving_at: r.delivery.receiving_at.clone(),
+            pg_logis: PgLogis {
+                company: at_kcp.map(|w| w.carrier.clone()),
+                invoice: at_kcp.map(|w| w.invoice.clone()),
+                confirmed: r.at_kcp.confirmed(),
+            },
+        }
+    }
+}
+
+/// Why an escrow call is refused: iamport's HTTP statuses (404 / 400 / 409).
 #[derive(Debug)]
 pub enum EscrowRefusal {
     NotFound,
     NotEscrow,
+    /// POST on a payment with a registered delivery.
     AlreadyRegistered,
+    /// PUT on a payment without a registered delivery.
+    NotRegistered,
+    /// The payment's state allows no delivery (not paid, cancelled).
     NotEditable,
     Service(ServiceError),
 }
@@ -42,13 +97,48 @@ impl From<sea_orm::DbErr> for EscrowRefusal {
     }
 }
 
+impl From<Unreadable> for EscrowRefusal {
+    fn from(e: Unreadable) -> Self {
+        Self::Service(ServiceError::Internal(e.to_string()))
+    }
+}
+
+impl From<escrow::AlreadyRegistered> for EscrowRefusal {
+    fn from(_: escrow::AlreadyRegistered) -> Self {
+        Self::AlreadyRegistered
+    }
+}
+
+impl From<NotRegistered> for EscrowRefusal {
+    fn from(_: NotRegistered) -> Self {
+        Self::NotRegistered
+    }
+}
+
+/// What a record change decided.
+enum Decision<T> {
+    /// Write this record (None: no record), then answer `T`.
+    Write(Option<EscrowShipping>, T),
+    /// Leave the record as it is and answer `T`.
+    Keep(T),
+}
+
+/// The payment's transaction at KCP, if a shipping start may be registered on it.
+fn shippable(p: &payment::Model) -> Result<String, EscrowRefusal> {
+    if PaymentStatus::from_db(&p.status) != PaymentStatus::Paid {
+        return Err(EscrowRefusal::NotEditable);
+    }
+    p.pg_tid.clone().ok_or(EscrowRefusal::NotEditable)
+}
+
 impl Gateway {
     async fn escrow_payment(
         &self,
+        db: &impl sea_orm::ConnectionTrait,
         m: &merchant::Model,
         imp_uid: &str,
     ) -> Result<payment::Model, EscrowRefusal> {
-        let p = payments::by_imp_uid(&self.db.read, Some(m.id), imp_uid)
+        let p = payments::by_imp_uid(db, Some(m.id), imp_uid)
             .await?
             .ok_or(EscrowRefusal::NotFound)?;
         if !p.escrow {
@@ -57,62 +147,164 @@ impl Gateway {
         Ok(p)
     }
 
+    /// Reads the payment's record, lets `decide` change it, and writes the change only if nobody
+    /// changed the record meanwhile (compare-and-set on the stored text); otherwise decides again
+    /// on what the other request wrote.
+    async fn change_escrow_record<T>(
+        &self,
+        m: &merchant::Model,
+        imp_uid: &str,
+        decide: impl Fn(&payment::Model, Option<&EscrowShipping>) -> Result<Decision<T>, EscrowRefusal>,
+    ) -> Result<T, EscrowRefusal> {
+        for _ in 0..RECORD_TRIES {
+            let p = self.escrow_payment(&self.db.write, m, imp_uid).await?;
+            let current = record::decode(p.escrow_logis.as_deref())?;
+            let (next, answer) = match decide(&p, current.as_ref())? {
+                Decision::Keep(answer) => return Ok(answer),
+                Decision::Write(next, answer) => (next, answer),
+            };
+            let text = next.as_ref().map(record::encode).transpose()?;
+            let now = self.clock.unix();
+            if record::replace(&self.db.write, p.id, p.escrow_logis.as_deref(), text, now).await? {
+                return Ok(answer);
+            }
+        }
+        Err(EscrowRefusal::Service(ServiceError::Refused(
+            "다른 요청이 배송정보를 변경하고 있습니다. 잠시 후 다시 시도해 주세요.".into(),
+        )))
+    }
+
+    /// GET: the registered delivery; none while only unanswered shipping starts are recorded.
     pub async fn escrow_logis(
         &self,
         m: &merchant::Model,
         imp_uid: &str,
     ) -> Result<Option<Logis>, EscrowRefusal> {
-        let p = self.escrow_payment(m, imp_uid).await?;
-        Ok(p.escrow_logis
-            .as_deref()
-            .and_then(|j| serde_json::from_str(j).ok()))
+        let p = self.escrow_payment(&self.db.read, m, imp_uid).await?;
+        Ok(match record::decode(p.escrow_logis.as_deref())? {
+            Some(EscrowShipping::Registered(r)) => Some(Logis::from(&r)),
+            Some(EscrowShipping::Unanswered(_)) | None => None,
+        })
     }
 
-    /// POST registers (409 when already registered); PUT changes what was registered (409 when
-    /// nothing was). Both tell KCP shipping started (`STE1`) with the carrier and waybill.
+    /// POST: tells KCP shipping started (`STE1`) with the carrier and waybill, and registers the
+    /// delivery (409 once one is registered).
     pub async fn register_escrow_logis(
         &self,
         m: &merchant::Model,
         imp_uid: &str,
-        mut logis: Logis,
-        update: bool,
+        delivery: Delivery,
     ) -> Result<Logis, EscrowRefusal> {
-        let p = self.escrow_payment(m, imp_uid).await?;
-        match (update, p.escrow_logis.is_some()) {
-            (false, true) => return Err(EscrowRefusal::AlreadyRegistered),
-            (true, false) => return Err(EscrowRefusal::NotEditable),
-            _ => {}
-        }
-        if PaymentStatus::from_db(&p.status) != PaymentStatus::Paid {
-            return Err(EscrowRefusal::NotEditable);
-        }
-        let tno = p.pg_tid.clone().ok_or(EscrowRefusal::NotEditable)?;
         let connector = self.connectors.for_merchant(m, &self.secrets)?;
-        match connector
-            .escrow_delivery(&EscrowDelivery {
-                tno,
-                carrier: logis.company.clone(),
-                invoice: logis.invoice.clone(),
+        let waybill = delivery.waybill.clone();
+        let (tno, added) = self
+            .change_escrow_record(m, imp_uid, |p, current| {
+                let sending = escrow::sending(current, &waybill)?;
+                let tno = shippable(p)?;
+                Ok(Decision::Write(Some(sending.record), (tno, sending.added)))
             })
-            .await
-        {
-            Ok(()) => {}
-            Err(PgError::Declined { code, message, .. }) => {
-                return Err(EscrowRefusal::Service(ServiceError::Refused(format!(
-                    "배송정보 등록에 실패하였습니다. [{code}] {message}"
-                ))))
+            .await?;
+        let sent = connector
+            .escrow_delivery(&EscrowDelivery {
+                tno: tno.clone(),
+                carrier: waybill.carrier.clone(),
+                invoice: waybill.invoice.clone(),
+            })
+            .await;
+        let now = self.clock.unix();
+        match sent {
+            Ok(()) => {
+                let registered = escrow::accepted(delivery, now);
+                let logis = Logis::from(&registered);
+                let next = Some(EscrowShipping::Registered(registered));
+                self.change_escrow_record(m, imp_uid, |_, _| {
+                    Ok(Decision::Write(next.clone(), logis.clone()))
+                })
+                .await
             }
-            Err(e) => {
-                return Err(EscrowRefusal::Service(ServiceError::Refused(format!(
+            Err(PgError::Declined {
+                reason: DeclineReason::AlreadyShipped,
+                ..
+            }) => {
+                let registered = self
+                    .change_escrow_record(m, imp_uid, |_, current| {
+                        let r = escrow::already_held(current, delivery.clone(), added, now)?;
+                        Ok(Decision::Write(
+                            Some(EscrowShipping::Registered(r.clone())),
+                            r,
+                        ))
+                    })
+                    .await?;
+                warn_unless_kcp_holds(imp_uid, &registered, "registered");
+                Ok(Logis::from(&registered))
+            }
+            Err(e @ (PgError::Declined { .. } | PgError::NotSent(_) | PgError::Config(_))) => {
+                // KCP did not take it: forget this send, keep any earlier unanswered one.
+                self.change_escrow_record(m, imp_uid, |_, current| {
+                    Ok(match escrow::withdrawn(current, &waybill, added) {
+                        Some(next) => Decision::Write(next, ()),
+                        None => Decision::Keep(()),
+                    })
+                })
+                .await?;
+                Err(EscrowRefusal::Service(ServiceError::Refused(match e {
+                    PgError::Declined { code, message, .. } => {
+                        format!("배송정보 등록에 실패하였습니다. [{code}] {message}")
+                    }
+                    other => format!("배송정보 등록에 실패하였습니다. ({other})"),
+                })))
+            }
+            Err(e @ (PgError::Unknown(_) | PgError::Mismatch { .. })) => {
+                tracing::warn!(imp_uid, tno, error = %e,
+                    "escrow shipping start outcome unknown; recorded as unanswered, a retried POST settles it");
+                Err(EscrowRefusal::Service(ServiceError::Refused(format!(
                     "PG사 응답을 확인하지 못했습니다. 다시 시도해 주세요. ({e})"
                 ))))
             }
         }
-        logis.applied_at = self.clock.unix();
-        let mut am: payment::ActiveModel = p.into();
-        am.escrow_logis = Set(Some(serde_json::to_string(&logis).unwrap_or_default()));
-        am.updated_at = Set(self.clock.unix());
-        am.update(&self.db.write).await?;
-        Ok(logis)
     }
+
+    /// PUT: changes the registered delivery (409 when none is). KCP has no call for that, so
+    /// nothing is sent: the change is openport's, and `pg_logis` keeps what KCP holds.
+    pub async fn change_escrow_logis(
+        &self,
+        m: &merchant::Model,
+        imp_uid: &str,
+        delivery: Delivery,
+    ) -> Result<Logis, EscrowRefusal> {
+        let now = self.clock.unix();
+        let changed = self
+            .change_escrow_record(m, imp_uid, |p, current| {
+                let r = escrow::changed(current, delivery.clone(), now)?;
+                shippable(p)?;
+                Ok(Decision::Write(
+                    Some(EscrowShipping::Registered(r.clone())),
+                    r,
+                ))
+            })
+            .await?;
+        warn_unless_kcp_holds(imp_uid, &changed, "changed in openport only");
+        Ok(Logis::from(&changed))
+    }
+}
+
+/// Logs a warning when KCP may hold another waybill than the registered delivery's (never the
+/// waybill itself: it leads to the buyer's address).
+fn warn_unless_kcp_holds(imp_uid: &str, r: &Registration, what: &str) {
+    let holds: Option<&Waybill> = r.at_kcp.waybill();
+    if holds == Some(&r.delivery.waybill) {
+        return;
+    }
+    let kcp = match (&r.at_kcp, holds) {
+        (_, Some(_)) => "another waybill",
+        (KcpShipment::AlreadyHeld(earlier), None) if earlier.is_empty() => {
+            "a shipping start openport never sent"
+        }
+        _ => "one of several earlier waybills",
+    };
+    tracing::warn!(
+        imp_uid,
+        kcp,
+        "escrow delivery {what}: KCP holds {kcp}, not the registered one (pg_logis says which)"
+    );
 }

@@ -1,6 +1,7 @@
 //! Persistence: sea-orm entities and the queries the services need. No business rules here.
 pub mod billing;
 pub mod entity;
+pub mod escrow;
 pub mod merchants;
 pub mod notifications;
 pub mod payments;

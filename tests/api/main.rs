@@ -8,6 +8,7 @@ mod benepia;
 mod billing;
 mod cancel;
 mod checkout;
+mod escrow;
 mod lookups;
 mod migrations;
 mod onetime;

@@ -441,6 +441,23 @@ async fn an_escrow_answer_about_another_tno_is_unknown() {
     assert_unknown(kcp.escrow_delivery(&delivery()).await);
 }
 
+#[tokio::test]
+async fn an_escrow_shipping_start_kcp_already_holds_is_declined_as_already_shipped() {
+    let (kcp, _) = kcp(
+        200,
+        r#"{"res_cd":"8502","res_msg":"이미 배송시작이 등록된 거래입니다."}"#,
+        Duration::ZERO,
+    )
+    .await;
+    let Err(PgError::Declined { code, reason, .. }) = kcp.escrow_delivery(&delivery()).await else {
+        panic!("not declined")
+    };
+    assert_eq!(
+        (code.as_str(), reason),
+        ("8502", DeclineReason::AlreadyShipped)
+    );
+}
+
 // ----- every window call ----------------------------------------------------------------------
 
 #[tokio::test]

@@ -1,0 +1,276 @@
+//! Escrow deliveries (`/escrows/logis/{imp_uid}`) against the sandbox's shipping start (`STE1`):
+//! a change after registration, and a shipping start whose answer was lost.
+use kcp_sandbox::{paths, Fault, FaultRule};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+use crate::checkout::request_pay;
+use crate::helpers::{captured_logs, spawn_app, TestApp};
+
+/// A card escrow payment through the window: its imp_uid, KCP's tno and a token.
+async fn escrow_payment(app: &TestApp, merchant_uid: &str) -> (String, String, String) {
+    let rsp = request_pay(
+        app,
+        json!({"pay_method": "card", "merchant_uid": merchant_uid, "amount": 2000, "escrow": true,
+               "kcpProducts": [{"orderNumber": "o1", "name": "양말", "quantity": 2, "amount": 1000}]}),
+        &[("card_no", "4111111111111111"), ("card_expiry", "3112"), ("action", "pay")],
+    )
+    .await;
+    assert_eq!(rsp["status"], "paid", "{rsp}");
+    let token = app.token().await;
+    let imp_uid = rsp["imp_uid"].as_str().unwrap().to_owned();
+    let tno = app.payment(&token, &imp_uid).await["pg_tid"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    (imp_uid, tno, token)
+}
+
+fn logis(company: &str, invoice: &str) -> Value {
+    json!({"logis": {"company": company, "invoice": invoice, "sent_at": 1795000000}})
+}
+
+fn path(imp_uid: &str) -> String {
+    format!("/escrows/logis/{imp_uid}")
+}
+
+async fn lookup(app: &TestApp, token: &str, imp_uid: &str) -> Value {
+    let (status, body) = app.get(&path(imp_uid), Some(token)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body["response"].clone()
+}
+
+/// The carrier and waybill the sandbox (KCP) holds for `tno`.
+fn held_at_kcp(app: &TestApp, tno: &str) -> Option<(String, String)> {
+    app.sandbox
+        .escrow_shipment(tno)
+        .map(|s| (s.deli_corp, s.deli_numb))
+}
+
+fn held(company: &str, invoice: &str) -> Option<(String, String)> {
+    Some((company.to_owned(), invoice.to_owned()))
+}
+
+fn lose_the_next_shipping_start(app: &TestApp) {
+    app.sandbox
+        .inject(FaultRule::new(paths::CANCEL, Fault::LoseResponse).when("mod_type", "STE1"));
+}
+
+#[tokio::test]
+async fn a_put_after_a_post_changes_the_delivery_and_the_lookup_shows_the_new_one() {
+    let app = spawn_app().await;
+    let (imp_uid, tno, token) = escrow_payment(&app, "esc-put").await;
+    let (_, posted) = app
+        .post(&path(&imp_uid), Some(&token), logis("CJ대한통운", "111"))
+        .await;
+    assert_eq!(posted["code"], 0, "{posted}");
+    assert_eq!(
+        posted["response"]["pg_logis"],
+        json!({"company": "CJ대한통운", "invoice": "111", "confirmed": true})
+    );
+
+    let (status, put) = app
+        .put(&path(&imp_uid), &token, logis("한진택배", "222"))
+        .await;
+
+    assert_eq!(status, StatusCode::OK, "{put}");
+    assert_eq!(put["code"], 0, "{put}");
+    assert_eq!(put["response"]["company"], "한진택배", "{put}");
+    assert_eq!(put["response"]["invoice"], "222", "{put}");
+    let now = lookup(&app, &token, &imp_uid).await;
+    assert_eq!(now["company"], "한진택배", "{now}");
+    assert_eq!(now["invoice"], "222", "{now}");
+    // KCP has no call that changes a shipping start: it keeps the first, and openport says so.
+    assert_eq!(held_at_kcp(&app, &tno), held("CJ대한통운", "111"));
+    assert_eq!(
+        now["pg_logis"],
+        json!({"company": "CJ대한통운", "invoice": "111", "confirmed": true}),
+        "{now}"
+    );
+}
+
+#[tokio::test]
+async fn a_put_before_any_post_is_refused_with_409_and_registers_nothing() {
+    let app = spawn_app().await;
+    let (imp_uid, tno, token) = escrow_payment(&app, "esc-put-first").await;
+
+    let (status, body) = app
+        .put(&path(&imp_uid), &token, logis("CJ대한통운", "111"))
+        .await;
+
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_eq!(body["message"], "등록된 배송정보가 존재하지 않습니다.");
+    assert_eq!(lookup(&app, &token, &imp_uid).await, Value::Null);
+    assert_eq!(held_at_kcp(&app, &tno), None);
+}
+
+#[tokio::test]
+async fn a_post_retried_after_a_lost_shipping_start_answer_ends_registered() {
+    let app = spawn_app().await;
+    let (imp_uid, tno, token) = escrow_payment(&app, "esc-lost").await;
+    lose_the_next_shipping_start(&app);
+    let (status, first) = app
+        .post(&path(&imp_uid), Some(&token), logis("CJ대한통운", "111"))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{first}");
+    assert_eq!(first["code"], 1, "{first}");
+    assert_eq!(held_at_kcp(&app, &tno), held("CJ대한통운", "111"));
+    // openport does not know KCP took it, so it claims no delivery yet.
+    assert_eq!(lookup(&app, &token, &imp_uid).await, Value::Null);
+
+    let (status, retried) = app
+        .post(&path(&imp_uid), Some(&token), logis("CJ대한통운", "111"))
+        .await;
+
+    assert_eq!(status, StatusCode::OK, "{retried}");
+    assert_eq!(retried["code"], 0, "{retried}");
+    assert_eq!(retried["response"]["invoice"], "111", "{retried}");
+    let now = lookup(&app, &token, &imp_uid).await;
+    assert_eq!(now["invoice"], "111", "{now}");
+    // KCP answered "already registered": the waybill is the lost request's, not confirmed by KCP.
+    assert_eq!(
+        now["pg_logis"],
+        json!({"company": "CJ대한통운", "invoice": "111", "confirmed": false}),
+        "{now}"
+    );
+    let (status, again) = app
+        .post(&path(&imp_uid), Some(&token), logis("CJ대한통운", "111"))
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{again}");
+}
+
+#[tokio::test]
+async fn a_retried_post_with_another_waybill_is_registered_and_says_kcp_holds_the_lost_one() {
+    let app = spawn_app().await;
+    let (imp_uid, tno, token) = escrow_payment(&app, "esc-lost-other").await;
+    lose_the_next_shipping_start(&app);
+    let (_, first) = app
+        .post(
+            &path(&imp_uid),
+            Some(&token),
+            logis("CJ대한통운", "630012345678"),
+        )
+        .await;
+    assert_eq!(first["code"], 1, "{first}");
+
+    let (_, retried) = app
+        .post(
+            &path(&imp_uid),
+            Some(&token),
+            logis("한진택배", "640123987650"),
+        )
+        .await;
+
+    assert_eq!(retried["code"], 0, "{retried}");
+    assert_eq!(retried["response"]["company"], "한진택배", "{retried}");
+    assert_eq!(retried["response"]["invoice"], "640123987650", "{retried}");
+    assert_eq!(
+        retried["response"]["pg_logis"],
+        json!({"company": "CJ대한통운", "invoice": "630012345678", "confirmed": false}),
+        "{retried}"
+    );
+    assert_eq!(held_at_kcp(&app, &tno), held("CJ대한통운", "630012345678"));
+    let logs = captured_logs();
+    assert!(
+        logs.lines().any(|l| l.contains("WARN")
+            && l.contains(&imp_uid)
+            && l.contains("KCP holds another waybill")),
+        "a warning names the payment"
+    );
+    assert!(
+        !logs.contains("640123987650"),
+        "waybill numbers lead to the buyer's address and are not logged"
+    );
+}
+
+#[tokio::test]
+async fn a_shipping_start_kcp_refuses_registers_nothing_and_a_later_post_is_confirmed() {
+    let app = spawn_app().await;
+    let (imp_uid, tno, token) = escrow_payment(&app, "esc-refused").await;
+    app.sandbox.inject(
+        FaultRule::new(
+            paths::CANCEL,
+            Fault::Refuse {
+                code: "8888".into(),
+                message: "처리 불가".into(),
+            },
+        )
+        .when("mod_type", "STE1"),
+    );
+    let (_, refused) = app
+        .post(&path(&imp_uid), Some(&token), logis("CJ대한통운", "111"))
+        .await;
+    assert_eq!(refused["code"], 1, "{refused}");
+    assert!(
+        refused["message"].as_str().unwrap().contains("[8888]"),
+        "{refused}"
+    );
+    assert_eq!(lookup(&app, &token, &imp_uid).await, Value::Null);
+    assert_eq!(held_at_kcp(&app, &tno), None);
+
+    let (_, posted) = app
+        .post(&path(&imp_uid), Some(&token), logis("한진택배", "222"))
+        .await;
+
+    assert_eq!(posted["code"], 0, "{posted}");
+    assert_eq!(
+        posted["response"]["pg_logis"],
+        json!({"company": "한진택배", "invoice": "222", "confirmed": true}),
+        "{posted}"
+    );
+    assert_eq!(held_at_kcp(&app, &tno), held("한진택배", "222"));
+}
+
+#[tokio::test]
+async fn a_put_after_a_lost_shipping_start_answer_is_refused_until_the_post_is_retried() {
+    let app = spawn_app().await;
+    let (imp_uid, tno, token) = escrow_payment(&app, "esc-lost-put").await;
+    lose_the_next_shipping_start(&app);
+    let (_, first) = app
+        .post(&path(&imp_uid), Some(&token), logis("CJ대한통운", "111"))
+        .await;
+    assert_eq!(first["code"], 1, "{first}");
+
+    let (status, put) = app
+        .put(&path(&imp_uid), &token, logis("CJ대한통운", "111"))
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{put}");
+
+    let (_, retried) = app
+        .post(&path(&imp_uid), Some(&token), logis("CJ대한통운", "111"))
+        .await;
+    assert_eq!(retried["code"], 0, "{retried}");
+    let (_, put) = app
+        .put(&path(&imp_uid), &token, logis("CJ대한통운", "112"))
+        .await;
+    assert_eq!(put["code"], 0, "{put}");
+    let now = lookup(&app, &token, &imp_uid).await;
+    assert_eq!(now["invoice"], "112", "{now}");
+    assert_eq!(now["pg_logis"]["invoice"], "111", "{now}");
+    assert_eq!(held_at_kcp(&app, &tno), held("CJ대한통운", "111"));
+}
+
+#[tokio::test]
+async fn a_cancelled_escrow_payment_takes_no_delivery_and_no_change() {
+    let app = spawn_app().await;
+    let (imp_uid, _, token) = escrow_payment(&app, "esc-cancelled").await;
+    let (_, posted) = app
+        .post(&path(&imp_uid), Some(&token), logis("CJ대한통운", "111"))
+        .await;
+    assert_eq!(posted["code"], 0, "{posted}");
+    let (_, cancelled) = app
+        .post(
+            "/payments/cancel",
+            Some(&token),
+            json!({"imp_uid": imp_uid, "reason": "반품"}),
+        )
+        .await;
+    assert_eq!(cancelled["code"], 0, "{cancelled}");
+
+    let (status, put) = app
+        .put(&path(&imp_uid), &token, logis("CJ대한통운", "112"))
+        .await;
+
+    assert_eq!(status, StatusCode::CONFLICT, "{put}");
+    assert_eq!(lookup(&app, &token, &imp_uid).await["invoice"], "111");
+}
