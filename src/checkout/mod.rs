@@ -15,6 +15,7 @@ use crate::api::error::ApiError;
 use crate::app::AppState;
 use crate::service::checkout::{CheckoutFinish, CheckoutRequest, Rsp, WindowFields};
 use crate::service::pay::ChargeOrder;
+use crate::service::ServiceError;
 
 /// The SDK, embedded so the binary serves exactly the file the browser suite tests.
 const IAMPORT_JS: &str = include_str!("../../js-sdk/src/iamport.js");
@@ -324,23 +325,44 @@ async fn cancel(State(s): State<AppState>, Path(token): Path<String>) -> Respons
 
 async fn kcp_return(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
     let form = crate::api::notifications::decode_form(&headers, &body);
+    let request_id = headers
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("-")
+        .to_string();
     let gateway = s.gateway.clone();
     let done = tokio::spawn(async move { gateway.complete_checkout(&form).await }).await;
     match done {
         Ok(Ok(f)) => answer(f),
         Ok(Err(e)) => {
-            tracing::warn!("Ret_URL: {e}");
-            Html(format!(
-                "<!doctype html><meta charset=utf-8><p>{}</p>",
-                escape(&e.to_string())
-            ))
-            .into_response()
+            tracing::warn!(%request_id, "Ret_URL: {e}");
+            return_error_page(&e, &request_id)
         }
         Err(e) => {
-            tracing::error!("Ret_URL task: {e}");
+            tracing::error!(%request_id, "Ret_URL task: {e}");
             StatusCode::INTERNAL_SERVER_ERROR.into_response()
         }
     }
+}
+
+/// What the buyer's browser is shown when `Ret_URL` cannot answer with an `rsp`. Our own
+/// messages for a window we do not know are shown as they are; anything else (a database or
+/// internal failure, whose text names our internals) only in general terms, with the request
+/// id that finds the logged detail. Money may have moved before such a failure, so the buyer
+/// is told to look at the order before paying again.
+fn return_error_page(e: &ServiceError, request_id: &str) -> Response {
+    let message = match e {
+        ServiceError::NotFound(m) | ServiceError::BadRequest(m) => m.clone(),
+        _ => format!(
+            "결제 결과를 처리하는 중 오류가 발생했습니다. 다시 결제하기 전에 주문 내역을 확인해 \
+             주세요. (요청번호: {request_id})"
+        ),
+    };
+    Html(format!(
+        "<!doctype html><meta charset=utf-8><p id=\"openport-error\">{}</p>",
+        escape(&message)
+    ))
+    .into_response()
 }
 
 /// PC: a page that hands `rsp` to the merchant page (the SDK's overlay); mobile: a redirect to
@@ -432,5 +454,35 @@ async fn verify(
             StatusCode::BAD_GATEWAY,
             &serde_json::json!({"verified": false, "error": e.to_string()}),
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn text_of(res: Response) -> String {
+        let body = axum::body::to_bytes(res.into_body(), usize::MAX)
+            .await
+            .expect("body");
+        String::from_utf8(body.to_vec()).expect("UTF-8")
+    }
+
+    #[tokio::test]
+    async fn a_database_failure_at_ret_url_shows_the_buyer_a_request_id_and_not_its_text() {
+        let e = ServiceError::Db(sea_orm::DbErr::Custom(
+            "connection to 10.0.0.5:5432 refused".into(),
+        ));
+        let page = text_of(return_error_page(&e, "req-123")).await;
+        assert!(page.contains("req-123"), "{page}");
+        assert!(!page.contains("database"), "{page}");
+        assert!(!page.contains("10.0.0.5"), "{page}");
+    }
+
+    #[tokio::test]
+    async fn an_unknown_window_at_ret_url_is_named_as_such() {
+        let e = ServiceError::NotFound("결제창 정보가 존재하지 않습니다.".into());
+        let page = text_of(return_error_page(&e, "req-1")).await;
+        assert!(page.contains("결제창 정보가 존재하지 않습니다."), "{page}");
     }
 }

@@ -6,8 +6,6 @@
 //! `gw/enc/v1/payment` is called; the payment moves `ready → pending` with a conditional update so
 //! a window can be redeemed once; KCP's amount and order are compared with ours and anything that
 //! cannot stand is net-cancelled.
-use std::time::Duration;
-
 use futures::future::FutureExt;
 use sea_orm::sea_query::Expr;
 use sea_orm::{ActiveModelTrait, ColumnTrait, Condition, EntityTrait, QueryFilter, Set};
@@ -68,14 +66,23 @@ pub struct CheckoutRefused {
 }
 
 impl From<ServiceError> for CheckoutRefused {
+    /// The message reaches the buyer's browser: a database or internal failure is logged here
+    /// and named only in general terms.
     fn from(e: ServiceError) -> Self {
         let code = match e {
             ServiceError::CardRejected(_) | ServiceError::BadRequest(_) => -1,
             _ => 1,
         };
+        let message = match e {
+            ServiceError::Db(_) | ServiceError::Internal(_) => {
+                tracing::error!("checkout refused on an internal failure: {e}");
+                "결제를 시작하지 못했습니다. 잠시 후 다시 시도해 주세요.".to_string()
+            }
+            e => e.to_string(),
+        };
         Self {
             code,
-            message: e.to_string(),
+            message,
             imp_uid: None,
         }
     }
@@ -88,6 +95,42 @@ pub struct WindowFields {
     pub page_origin: String,
     #[serde(default)]
     pub page_url: String,
+    /// A secret of this window, sent in [`RETURN_KEY_FIELD`], which KCP posts back to `Ret_URL`
+    /// unchanged (spec/kcp.md §2.2–2.3). Only the buyer's browser (through the session's
+    /// hand-off page) and KCP see it, so a post naming the window's `ordr_idxx` without it is
+    /// not the window's result: whoever learnt an imp_uid can neither read the buyer's `rsp`
+    /// nor fail an open window with `res_cd=3001`. Empty for sessions opened before it existed.
+    #[serde(default)]
+    pub return_key: String,
+}
+
+impl WindowFields {
+    /// Whether a `Ret_URL` post carrying `posted` in [`RETURN_KEY_FIELD`] comes from this window.
+    pub fn returned_by_its_window(&self, posted: &str) -> bool {
+        use subtle::ConstantTimeEq;
+        self.return_key.is_empty()
+            || bool::from(self.return_key.as_bytes().ct_eq(posted.as_bytes()))
+    }
+
+    /// The amount the window showed (`good_mny`).
+    fn shown_amount(&self) -> Option<i64> {
+        self.fields
+            .iter()
+            .find(|(k, _)| k == "good_mny")
+            .and_then(|(_, v)| v.parse().ok())
+    }
+}
+
+/// The window field that carries [`WindowFields::return_key`] (`param_opt_1` carries the imp_uid).
+pub const RETURN_KEY_FIELD: &str = "param_opt_2";
+
+/// KCP's `pay_method` of the billing-key (batch key) window (spec/kcp.md §2.2).
+const BILLING_WINDOW: &str = "AUTH";
+
+/// Unknown order number, or a post that is not the window's own: answered alike, so a guess
+/// learns nothing.
+fn unknown_window() -> ServiceError {
+    ServiceError::NotFound("결제창 정보가 존재하지 않습니다.".into())
 }
 
 /// iamport's `rsp` (RequestPayResponse).
@@ -230,8 +273,6 @@ pub struct CheckoutFinish {
     pub page_origin: String,
 }
 
-/// confirm_url's wait (spec §7).
-const CONFIRM_TIMEOUT: Duration = Duration::from_secs(10);
 const USER_CANCEL: &str = "사용자가 결제를 취소하였습니다.";
 
 impl Gateway {
@@ -268,6 +309,9 @@ impl Gateway {
                 "KCP 에스크로 결제에는 kcpProducts가 필요합니다.".into(),
             )
             .into());
+        }
+        if let Some(url) = &req.confirm_url {
+            self.check_confirm_url(url)?;
         }
         self.check_prepared(
             m.id,
@@ -317,10 +361,21 @@ impl Gateway {
                 return Err(refuse(reason));
             }
         };
+        let return_key = random_hex(16);
         let window = WindowFields {
-            fields: self.window_fields(m, &req, &plan, &payment, &good_name, &trade, return_url),
+            fields: self.window_fields(
+                m,
+                &req,
+                &plan,
+                &payment,
+                &good_name,
+                &trade,
+                return_url,
+                &return_key,
+            ),
             page_origin: req.page_origin.clone(),
             page_url: req.page_url.clone(),
+            return_key,
         };
         let token = random_hex(16);
         let now = self.clock.unix();
@@ -390,7 +445,11 @@ impl Gateway {
                 }),
                 pg_id: Set(m.site_cd.clone()),
                 pg_tid: Set(None),
-                amount: Set(o.amount),
+                // KCP charges nothing when it issues a billing key, whatever amount the window
+                // showed (seed 004: "KCP는 빌링키 발급시 실 결제는 발생되지 않습니다 (금액을
+                // 지정해도 결제가 발생되지 않음)"): the `issue` payment records no money, so
+                // neither its amount nor the `rsp`'s paid_amount claims any.
+                amount: Set(if req.billing { 0 } else { o.amount }),
                 cancel_amount: Set(0),
                 currency: Set(o.currency.clone()),
                 name: Set(o.name.clone()),
@@ -465,6 +524,7 @@ impl Gateway {
             .filter(payment::Column::Id.eq(p.id))
             .filter(payment::Column::Status.eq(PaymentStatus::Ready.as_db()))
             .filter(payment::Column::PgTid.is_null())
+            .filter(payment::Column::VbankNum.is_null())
             .exec(&self.db.write)
             .await?;
         Ok(res.rows_affected == 1)
@@ -480,6 +540,7 @@ impl Gateway {
         good_name: &str,
         trade: &crate::pg::RegisteredTrade,
         return_url: &str,
+        return_key: &str,
     ) -> Vec<(String, String)> {
         let text = |v: &Option<String>, max| {
             for_kcp("buyer", v.as_deref().unwrap_or(""), max).unwrap_or_default()
@@ -491,7 +552,8 @@ impl Gateway {
             ("site_cd", m.site_cd.clone()),
             ("ordr_idxx", p.order_no.clone()),
             ("good_name", good_name.to_string()),
-            ("good_mny", p.amount.to_string()),
+            // What the merchant asked for: a billing-key window shows it and charges nothing.
+            ("good_mny", req.order.amount.to_string()),
             ("req_tx", "pay".into()),
             ("currency", "410".into()),
             ("escw_used", if req.escrow { "Y" } else { "N" }.into()),
@@ -504,6 +566,7 @@ impl Gateway {
             ("buyr_mail", text(&req.order.buyer_email, 50)),
             ("encoding_trans", "UTF-8".into()),
             ("param_opt_1", p.imp_uid.clone()),
+            (RETURN_KEY_FIELD, return_key.to_string()),
         ];
         if let Some(v) = plan.van_code {
             f.push(("van_code", v.into()));
@@ -605,6 +668,26 @@ impl Gateway {
         })
     }
 
+    /// Fails a window that nothing came of and answers with why; when it is no longer such a
+    /// window (another post redeemed it meanwhile: an issued account, an approval in flight),
+    /// the answer is the payment as it stands, not this post's reason.
+    async fn stop_window(
+        &self,
+        s: &checkout_session::Model,
+        p: &payment::Model,
+        code: &str,
+        reason: String,
+        close_as: Option<&str>,
+    ) -> ServiceResult<CheckoutFinish> {
+        if !self.fail_ready(p, &reason).await? {
+            return self.finish(s, None).await;
+        }
+        if let Some(state) = close_as {
+            self.close_session(s, state).await?;
+        }
+        self.finish(s, Some((code, reason))).await
+    }
+
     /// `Ret_URL`: what KCP's window posted (spec/kcp.md §2.3). Always answers the browser; the
     /// money decisions are recorded before it does.
     pub async fn complete_checkout(
@@ -630,7 +713,12 @@ impl Gateway {
             )
             .one(&self.db.read)
             .await?
-            .ok_or_else(|| ServiceError::NotFound("결제창 정보가 존재하지 않습니다.".into()))?;
+            .ok_or_else(unknown_window)?;
+        let window: WindowFields = serde_json::from_str(&s.params).unwrap_or_default();
+        if !window.returned_by_its_window(&get(RETURN_KEY_FIELD)) {
+            tracing::warn!(imp_uid = %s.imp_uid, "Ret_URL post without its window's return key; ignored");
+            return Err(unknown_window());
+        }
         let p = payments::by_id(&self.db.write, s.payment_id)
             .await?
             .ok_or_else(|| ServiceError::Internal("payment vanished".into()))?;
@@ -646,23 +734,27 @@ impl Gateway {
             } else {
                 format!("[{res_cd}] {msg}")
             };
-            self.fail_ready(&p, &reason).await?;
-            self.close_session(&s, "cancelled").await?;
-            return self.finish(&s, Some((&res_cd, reason))).await;
+            return self
+                .stop_window(&s, &p, &res_cd, reason, Some("cancelled"))
+                .await;
         }
         // The merchant must check ordr_chk against its own order before approving (spec §1.1).
-        let expected = format!("{}|{}", p.order_no, p.amount);
+        // A billing-key window showed the amount the merchant asked for but records none.
+        let shown = if s.kcp_pay_method == BILLING_WINDOW {
+            window.shown_amount().unwrap_or(p.amount)
+        } else {
+            p.amount
+        };
+        let expected = format!("{}|{}", p.order_no, shown);
         let chk = get("ordr_chk");
         if !chk.is_empty() && chk != expected {
             let reason = "주문정보가 일치하지 않아 결제를 중단합니다.".to_string();
-            self.fail_ready(&p, &reason).await?;
-            return self.finish(&s, Some(("F400", reason))).await;
+            return self.stop_window(&s, &p, "F400", reason, None).await;
         }
         if let Some(url) = &s.confirm_url {
             if let Err(reason) = self.confirm(url, &p).await {
                 let reason = format!("고객사 요청에 의해 결제를 중단합니다. (상세사유 : {reason})");
-                self.fail_ready(&p, &reason).await?;
-                return self.finish(&s, Some(("F400", reason))).await;
+                return self.stop_window(&s, &p, "F400", reason, None).await;
             }
         }
         let m = self.merchant(p.merchant_id).await?;
@@ -681,7 +773,7 @@ impl Gateway {
         let p = payments::by_id(&self.db.write, p.id)
             .await?
             .ok_or_else(|| ServiceError::Internal("payment vanished".into()))?;
-        if s.kcp_pay_method == "AUTH" {
+        if s.kcp_pay_method == BILLING_WINDOW {
             self.complete_billing_window(
                 &m,
                 connector.as_ref(),
@@ -771,6 +863,11 @@ impl Gateway {
     }
 
     /// `ready` → `pending` plus the approval attempt, in one transaction: a window is redeemed once.
+    /// Only a window nothing came of yet: an issued virtual account is `ready` too, with its tno
+    /// and account, and a second `Ret_URL` post that read the payment before the account was
+    /// recorded (a double submit, another instance) must not redeem the window again, since
+    /// KCP's refusal of the replay (9530) would fail a payment whose account stays open at KCP
+    /// and whose deposit would then be ignored.
     async fn claim_window(&self, p: &payment::Model) -> ServiceResult<Option<pg_attempt::Model>> {
         let now = self.clock.unix();
         let txn = self.db.write.begin().await?;
@@ -782,6 +879,8 @@ impl Gateway {
             .col_expr(payment::Column::UpdatedAt, Expr::value(now))
             .filter(payment::Column::Id.eq(p.id))
             .filter(payment::Column::Status.eq(PaymentStatus::Ready.as_db()))
+            .filter(payment::Column::PgTid.is_null())
+            .filter(payment::Column::VbankNum.is_null())
             .exec(&txn)
             .await?;
         if res.rows_affected != 1 {
@@ -1032,27 +1131,5 @@ impl Gateway {
         am.update(&txn).await?;
         txn.commit().await?;
         Ok(())
-    }
-
-    /// confirm_url (spec §7): 200 proceeds; anything else, or 10 s without an answer, stops.
-    async fn confirm(&self, url: &str, p: &payment::Model) -> Result<(), String> {
-        let body = serde_json::json!({"imp_uid": p.imp_uid, "merchant_uid": p.merchant_uid, "amount": p.amount});
-        let client = reqwest::Client::builder()
-            .timeout(CONFIRM_TIMEOUT)
-            .build()
-            .map_err(|e| e.to_string())?;
-        match client.post(url).json(&body).send().await {
-            Ok(res) if res.status().as_u16() == 200 => Ok(()),
-            Ok(res) => {
-                let reason = res
-                    .json::<serde_json::Value>()
-                    .await
-                    .ok()
-                    .and_then(|v| v.get("reason").and_then(|r| r.as_str()).map(str::to_string))
-                    .unwrap_or_else(|| "알 수 없음".into());
-                Err(reason)
-            }
-            Err(_) => Err("알 수 없음".into()),
-        }
     }
 }

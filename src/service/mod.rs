@@ -5,6 +5,7 @@ pub mod benepia;
 pub mod billing;
 pub mod cancel;
 pub mod checkout;
+mod confirm;
 pub mod connectors;
 pub mod escrow;
 pub(crate) mod inquiry;

@@ -1,7 +1,8 @@
-//! Where openport may send requests that somebody else addressed: webhook targets.
+//! Where openport may send requests that somebody else addressed: webhook targets and a checkout's
+//! `confirm_url`.
 //!
-//! A webhook's URL comes from the merchant, and a `notice_url` can come from a checkout page, that
-//! is, from whoever drives the buyer's browser. Without a guard, anyone could make the gateway POST
+//! A webhook's URL comes from the merchant, and a `notice_url` or a `confirm_url` can come from a
+//! checkout page, that is, from whoever drives the buyer's browser. Without a guard, anyone could make the gateway POST
 //! to addresses only it can reach: its own admin port, the database host, a cloud metadata service
 //! (server-side request forgery). So, unless the operator allows it, a webhook may only go to a
 //! public address. The check sits where the connection is made, not where the URL is stored: a name
@@ -9,6 +10,7 @@
 //! those), so a name that resolves to a public address when stored and to 127.0.0.1 when used
 //! (DNS rebinding) is still refused. URLs with a literal address never reach a resolver, so
 //! [`refuse_private_literal`] checks those before the request is sent; redirects are not followed.
+//! Every such client starts from [`guarded_client`].
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
@@ -77,9 +79,25 @@ pub fn refuse_private_literal(url: &str) -> Result<(), String> {
 
 fn refusal(target: &str) -> String {
     format!(
-        "refused: {target} is not a public address (webhooks to private networks are off; \
-         see OPENPORT_WEBHOOKS__PRIVATE_TARGETS)"
+        "refused: {target} is not a public address (webhooks and confirm_url calls to private \
+         networks are off; see OPENPORT_WEBHOOKS__PRIVATE_TARGETS)"
     )
+}
+
+/// A client for URLs somebody else chose: no redirects (a redirected POST turns into a GET, a 3xx
+/// is not the answer asked for, and a redirect could lead past the address check) and, unless
+/// private targets are allowed (`config::WebhookSettings::private_targets`), no proxy and names
+/// resolved to public addresses only. Callers add their timeouts and still call
+/// [`refuse_private_literal`] before sending.
+pub fn guarded_client(private_targets: bool) -> reqwest::ClientBuilder {
+    let builder = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none());
+    if private_targets {
+        builder
+    } else {
+        builder
+            .no_proxy()
+            .dns_resolver(std::sync::Arc::new(PublicOnly))
+    }
 }
 
 /// A resolver that keeps only public addresses and fails when none is left, so the connection

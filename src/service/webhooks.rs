@@ -196,19 +196,12 @@ fn http(private_targets: bool) -> &'static reqwest::Client {
     static OPEN: OnceLock<reqwest::Client> = OnceLock::new();
     static PUBLIC_ONLY: OnceLock<reqwest::Client> = OnceLock::new();
     let build = |private_targets: bool| {
-        let builder = reqwest::Client::builder()
+        outbound::guarded_client(private_targets)
             .connect_timeout(CONNECT_TIMEOUT)
             .timeout(TOTAL_TIMEOUT)
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("openport-webhook/", env!("CARGO_PKG_VERSION")));
-        let builder = if private_targets {
-            builder
-        } else {
-            builder
-                .no_proxy()
-                .dns_resolver(std::sync::Arc::new(outbound::PublicOnly))
-        };
-        builder.build().expect("HTTP client with static settings")
+            .user_agent(concat!("openport-webhook/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .expect("HTTP client with static settings")
     };
     if private_targets {
         OPEN.get_or_init(|| build(true))

@@ -68,14 +68,14 @@ async fn hand_off(app: &TestApp, params: Value) -> (String, Vec<(String, String)
     form(&page)
 }
 
-/// Posts the hand-off fields to the window, enters `fill`, and follows the post back to
-/// `Ret_URL`: the `rsp` the result page hands to the merchant page.
-async fn through_window(
+/// Posts the hand-off fields to the window and enters `fill`: the `Ret_URL` and the fields the
+/// window's result page posts there (not posted yet).
+async fn window_result(
     app: &TestApp,
     pay_url: &str,
     fields: &[(String, String)],
     fill: &[(&str, &str)],
-) -> Value {
+) -> (String, Vec<(String, String)>) {
     let window = post_form(app, pay_url, fields).await;
     assert!(window.contains("id=\"pay\""), "{window}");
     let (submit, mut entered) = form(&window);
@@ -84,7 +84,18 @@ async fn through_window(
         entered.push((k.to_string(), v.to_string()));
     }
     let back = post_form(app, &submit, &entered).await;
-    let (ret_url, result) = form(&back);
+    form(&back)
+}
+
+/// Posts the hand-off fields to the window, enters `fill`, and follows the post back to
+/// `Ret_URL`: the `rsp` the result page hands to the merchant page.
+async fn through_window(
+    app: &TestApp,
+    pay_url: &str,
+    fields: &[(String, String)],
+    fill: &[(&str, &str)],
+) -> Value {
+    let (ret_url, result) = window_result(app, pay_url, fields, fill).await;
     rsp_of(&post_form(app, &ret_url, &result).await)
 }
 
@@ -724,4 +735,226 @@ async fn a_malformed_vbank_due_is_refused_before_the_window_opens() {
         "{started}"
     );
     assert!(app.sandbox.ledger().is_empty());
+}
+
+/// A merchant's confirm_url whose first call is held until the test releases it; later calls
+/// are answered 200 at once. It lets a test order two `Ret_URL` posts deterministically.
+struct GatedConfirm {
+    url: String,
+    /// Notified when the first call has arrived (and is being held).
+    arrived: std::sync::Arc<tokio::sync::Notify>,
+    /// Notify to let the first call be answered 200.
+    release: std::sync::Arc<tokio::sync::Notify>,
+}
+
+impl GatedConfirm {
+    async fn start() -> Self {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use std::sync::Arc;
+        let arrived = Arc::new(tokio::sync::Notify::new());
+        let release = Arc::new(tokio::sync::Notify::new());
+        let calls = Arc::new(AtomicUsize::new(0));
+        let (a, r) = (arrived.clone(), release.clone());
+        let app = axum::Router::new().route(
+            "/confirm",
+            axum::routing::post(move || {
+                let (a, r, calls) = (a.clone(), r.clone(), calls.clone());
+                async move {
+                    if calls.fetch_add(1, Ordering::SeqCst) == 0 {
+                        a.notify_one();
+                        r.notified().await;
+                    }
+                    axum::http::StatusCode::OK
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/confirm", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        Self {
+            url,
+            arrived,
+            release,
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_second_result_post_that_read_the_window_before_its_account_was_issued_leaves_the_account_open(
+) {
+    let app = spawn_app().await;
+    let gate = GatedConfirm::start().await;
+    let (pay_url, fields) = hand_off(
+        &app,
+        json!({"pay_method": "vbank", "merchant_uid": "web-vb-twice", "amount": 5000, "confirm_url": gate.url}),
+    )
+    .await;
+    let (ret_url, result) = window_result(
+        &app,
+        &pay_url,
+        &fields,
+        &[("bank", "BK04"), ("action", "pay")],
+    )
+    .await;
+    // A double submit (or a second instance): this post reads the payment while it is still an
+    // unredeemed window, then waits on the merchant's confirm_url.
+    let late = {
+        let (http, url, result) = (app.http.clone(), ret_url.clone(), result.clone());
+        tokio::spawn(async move {
+            let res = http.post(url).form(&result).send().await.unwrap();
+            res.text().await.unwrap()
+        })
+    };
+    gate.arrived.notified().await;
+    let first = rsp_of(&post_form(&app, &ret_url, &result).await);
+    assert_eq!(first["status"], "ready", "{first}");
+    let account = first["vbank_num"].as_str().expect("an account").to_string();
+
+    gate.release.notify_one();
+    let second = rsp_of(&late.await.unwrap());
+
+    assert_eq!(second["success"], true, "{second}");
+    assert_eq!(second["status"], "ready", "{second}");
+    assert_eq!(second["vbank_num"], account.as_str(), "{second}");
+    let p = payment_of(&app, &first).await;
+    assert_eq!(p["status"], "ready", "{p}");
+    assert_eq!(p["vbank_num"], account.as_str(), "{p}");
+    let tno = p["pg_tid"].as_str().unwrap().to_string();
+    app.sandbox.deposit(&tno, 5000, "00").unwrap();
+    let mut status = Value::Null;
+    for _ in 0..100 {
+        status = payment_of(&app, &first).await["status"].clone();
+        if status == "paid" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        status, "paid",
+        "the deposit to the issued account is honoured"
+    );
+    app.assert_ledger_agrees().await;
+}
+
+#[tokio::test]
+async fn a_billing_key_window_with_an_amount_shows_it_but_records_no_money_taken() {
+    let app = spawn_app().await;
+    let (pay_url, fields) = hand_off(
+        &app,
+        json!({"pg": "kcp_billing", "pay_method": "card", "merchant_uid": "web-billing-amount",
+               "amount": 5000, "customer_uid": "web-cust-amount"}),
+    )
+    .await;
+    let shown = fields.iter().find(|(k, _)| k == "good_mny").unwrap();
+    assert_eq!(shown.1, "5000", "the window shows what the merchant asked");
+
+    let rsp = through_window(
+        &app,
+        &pay_url,
+        &fields,
+        &[
+            ("card_no", "5555555555554444"),
+            ("card_expiry", "3112"),
+            ("action", "pay"),
+        ],
+    )
+    .await;
+
+    assert_eq!(rsp["success"], true, "{rsp}");
+    assert_eq!(rsp["paid_amount"], 0, "{rsp}");
+    assert!(app.sandbox.ledger().is_empty(), "KCP charged nothing");
+    let p = payment_of(&app, &rsp).await;
+    assert_eq!(p["status"], "paid", "{p}");
+    assert_eq!(p["amount"], 0, "{p}");
+    assert_eq!(p["customer_uid_usage"], "issue", "{p}");
+    let token = app.token().await;
+    let (_, c) = app
+        .get("/subscribe/customers/web-cust-amount", Some(&token))
+        .await;
+    assert_eq!(c["response"]["card_number"], "555555******4444", "{c}");
+}
+
+#[tokio::test]
+async fn with_private_targets_off_a_confirm_url_on_this_host_is_never_called_and_nothing_is_charged(
+) {
+    let app = crate::helpers::spawn_app_with(|c| c.webhooks.private_targets = Some(false)).await;
+    let receiver = crate::helpers::Receiver::start().await;
+
+    // By address: refused before the window opens.
+    let (_, started) = app
+        .post("/checkout/request", None, json!({"imp_code": "imp00000000", "page_url": "http://shop.test/cart",
+            "params": {"merchant_uid": "web-ssrf-ip", "amount": 1000, "confirm_url": receiver.url("/confirm")}}))
+        .await;
+    assert_ne!(started["code"], 0, "{started}");
+    assert!(
+        started["message"].as_str().unwrap().contains("confirm_url"),
+        "{started}"
+    );
+
+    // By name: it resolves to this host only when called, so the window's result is stopped.
+    let by_name = receiver.url("/confirm").replace("127.0.0.1", "localhost");
+    let rsp = request_pay(
+        &app,
+        json!({"merchant_uid": "web-ssrf-name", "amount": 1000, "confirm_url": by_name}),
+        &CARD_OK,
+    )
+    .await;
+    assert_eq!(rsp["success"], false, "{rsp}");
+    assert_eq!(
+        rsp["error_msg"],
+        "고객사 요청에 의해 결제를 중단합니다. (상세사유 : 알 수 없음)"
+    );
+    assert_eq!(payment_of(&app, &rsp).await["status"], "failed");
+    assert!(app.sandbox.ledger().is_empty(), "nothing was approved");
+    assert!(receiver.requests().is_empty(), "{:?}", receiver.requests());
+}
+
+#[tokio::test]
+async fn a_result_post_without_its_windows_return_key_neither_reads_nor_fails_the_payment() {
+    let app = spawn_app().await;
+    let (pay_url, fields) = hand_off(
+        &app,
+        json!({"merchant_uid": "web-forged", "amount": 1000, "buyer_name": "홍길동"}),
+    )
+    .await;
+    let (ret_url, result) = window_result(&app, &pay_url, &fields, &CARD_OK).await;
+    let field = |k: &str| {
+        result
+            .iter()
+            .find(|(key, _)| key == k)
+            .map(|(_, v)| v.clone())
+            .unwrap()
+    };
+    let order_no = field("ordr_idxx");
+    // Whoever learnt the imp_uid (so the order number) posts a cancel for the open window, and
+    // another tries a guessed key.
+    let forged = |res_cd: &str| {
+        vec![
+            ("res_cd".to_string(), res_cd.to_string()),
+            ("ordr_idxx".to_string(), order_no.clone()),
+            ("param_opt_1".to_string(), field("param_opt_1")),
+        ]
+    };
+    let mut guessed = result.clone();
+    for (k, v) in guessed.iter_mut() {
+        if k == "param_opt_2" {
+            *v = "0".repeat(v.len());
+        }
+    }
+    for post in [forged("3001"), guessed] {
+        let page = post_form(&app, &ret_url, &post).await;
+        assert!(!page.contains("var rsp="), "{page}");
+    }
+
+    let rsp = rsp_of(&post_form(&app, &ret_url, &result).await);
+    assert_eq!(
+        rsp["status"], "paid",
+        "the window's own result still pays: {rsp}"
+    );
+
+    // Once paid, a post without the key reveals nothing of the buyer.
+    let page = post_form(&app, &ret_url, &forged("0000")).await;
+    assert!(!page.contains("var rsp="), "{page}");
+    assert!(!page.contains("홍길동"), "{page}");
+    app.assert_ledger_agrees().await;
 }
