@@ -7,9 +7,11 @@ use super::billing::{AgainCommand, CustomerCommand};
 use super::lookup::{Page, Paging};
 use super::pay::{instalment_allowed, ApprovalOutcome, ChargeOrder, UNKNOWN_CUSTOMER};
 use super::{Gateway, PaymentRecord, ServiceError, ServiceResult};
+use crate::domain::ids::{new_imp_uid, order_no_for};
 use crate::domain::payment::PaymentStatus;
 use crate::store::billing::{self, FinishedSchedule, HeldSchedule, ScheduleQuery};
 use crate::store::entity::{merchant, payment, schedule};
+use crate::store::payments::UnopenedFailure;
 use crate::store::{is_unique_violation, payments};
 
 /// `customer_uid_usage` of a scheduled charge's payment (spec §3).
@@ -54,6 +56,9 @@ impl Gateway {
         let now = self.clock.unix();
         for it in &items {
             instalment_allowed(&it.order)?;
+            // Text KCP would be refused (script content) fails the schedule now, not when it is
+            // due and no one is waiting for the answer.
+            it.order.kcp_text()?;
             if it.schedule_at <= now {
                 return Err(ServiceError::Refused(format!(
                     "예약시각(schedule_at)은 현재 시각 이후여야 합니다. (merchant_uid: {})",
@@ -444,16 +449,18 @@ impl Gateway {
             // Taken over or revoked before the charge opened: nothing was charged here.
             Err(ServiceError::ScheduleNotHeld) => Ok(None),
             // A payment holds the merchant_uid. A run of this schedule by an older openport, which
-            // did not name its payment on the schedule, is adopted; any other payment, or none,
-            // leaves the schedule failed with the refusal.
+            // did not name its payment on the schedule, is adopted; any other payment is the
+            // merchant's own, and the schedule fails with the refusal. No payment at all: the
+            // refusal was the schedule's own (no billing key, prepared with another amount).
             Err(ServiceError::Refused(reason)) => {
                 match payments::live_by_merchant_uid(&self.db.write, m.id, &s.merchant_uid).await? {
                     Some(p) if charged_for(&p, &s) => self.answer_with(claim, p).await,
-                    _ => Ok(Some(unopened(claim, &reason, started))),
+                    Some(_) => Ok(Some(unopened(claim, None, &reason, started))),
+                    None => self.fail_unopened(&m, &s, claim, &reason, started).await,
                 }
             }
             Err(ServiceError::CardRejected(reason)) | Err(ServiceError::BadRequest(reason)) => {
-                Ok(Some(unopened(claim, &reason, started)))
+                self.fail_unopened(&m, &s, claim, &reason, started).await
             }
             Err(e) => {
                 self.release_schedule(claim, started + 60).await?;
@@ -484,6 +491,36 @@ impl Gateway {
             return Ok(None);
         }
         Ok(Some(recorded(claim, &p, p.started_at)))
+    }
+
+    /// A run that failed before a charge could be opened: recorded as a failed payment that KCP
+    /// never saw, with the `failed` webhook every scheduled payment's failure sends (spec §4.4,
+    /// §5), and named on the schedule in the same write
+    /// (`payments::record_unopened_schedule_failure`), so the merchant hears of it and a later run
+    /// answers with it. Without a payment or webhook when a live payment, the merchant's own,
+    /// holds the merchant_uid.
+    async fn fail_unopened(
+        &self,
+        m: &merchant::Model,
+        s: &schedule::Model,
+        claim: HeldSchedule,
+        reason: &str,
+        at: i64,
+    ) -> ServiceResult<Option<FinishedSchedule>> {
+        let failed = unopened_payment(m, s, reason, self.clock.unix());
+        let webhooks = self.webhooks_announcing(&failed, "failed").await?;
+        let imp_uid = failed.imp_uid.clone();
+        let mut row: payment::ActiveModel = failed.into();
+        row.id = sea_orm::ActiveValue::NotSet;
+        Ok(
+            match payments::record_unopened_schedule_failure(&self.db.write, claim, row, webhooks)
+                .await?
+            {
+                UnopenedFailure::Recorded => Some(unopened(claim, Some(&imp_uid), reason, at)),
+                UnopenedFailure::MerchantUidTaken => Some(unopened(claim, None, reason, at)),
+                UnopenedFailure::ScheduleNotHeld => None,
+            },
+        )
     }
 
     /// Records outcomes where this instance still holds the schedule; returns how many it did.
@@ -564,13 +601,81 @@ fn recorded(claim: HeldSchedule, p: &payment::Model, executed_at: i64) -> Finish
 }
 
 /// The outcome of a run that failed before a charge could be opened.
-fn unopened(claim: HeldSchedule, reason: &str, executed_at: i64) -> FinishedSchedule {
+fn unopened(
+    claim: HeldSchedule,
+    imp_uid: Option<&str>,
+    reason: &str,
+    executed_at: i64,
+) -> FinishedSchedule {
     FinishedSchedule {
         id: claim.id,
         held_until: claim.held_until,
-        imp_uid: None,
+        imp_uid: imp_uid.map(str::to_owned),
         payment_status: "failed",
         fail_reason: Some(reason.to_owned()),
         executed_at,
+    }
+}
+
+/// The failed payment of a scheduled run that KCP never saw (see [`Gateway::fail_unopened`]): the
+/// schedule's order, as a charge would have recorded it, failed with `reason`.
+fn unopened_payment(
+    m: &merchant::Model,
+    s: &schedule::Model,
+    reason: &str,
+    now: i64,
+) -> payment::Model {
+    let imp_uid = new_imp_uid();
+    payment::Model {
+        id: 0,
+        order_no: order_no_for(&imp_uid),
+        imp_uid,
+        merchant_id: m.id,
+        merchant_uid: s.merchant_uid.clone(),
+        status: PaymentStatus::Failed.as_db().into(),
+        pay_method: "card".into(),
+        channel: "api".into(),
+        pg_provider: "kcp".into(),
+        pg_id: m.site_cd.clone(),
+        pg_tid: None,
+        amount: s.amount,
+        cancel_amount: 0,
+        currency: s.currency.clone(),
+        name: s.name.clone(),
+        buyer_name: s.buyer_name.clone(),
+        buyer_email: s.buyer_email.clone(),
+        buyer_tel: s.buyer_tel.clone(),
+        buyer_addr: s.buyer_addr.clone(),
+        buyer_postcode: s.buyer_postcode.clone(),
+        custom_data: s.custom_data.clone(),
+        notice_url: s.notice_url.clone(),
+        user_agent: None,
+        card_code: None,
+        card_name: None,
+        card_number: None,
+        card_type: None,
+        card_quota: s.card_quota,
+        apply_num: None,
+        fail_reason: Some(reason.to_owned()),
+        cancel_reason: None,
+        sandbox: m.test_mode,
+        customer_uid: Some(s.customer_uid.clone()),
+        customer_uid_usage: Some(SCHEDULED_USAGE.into()),
+        started_at: now,
+        paid_at: None,
+        failed_at: Some(now),
+        cancelled_at: None,
+        updated_at: now,
+        emb_pg_provider: None,
+        escrow: false,
+        bank_code: None,
+        bank_name: None,
+        vbank_code: None,
+        vbank_name: None,
+        vbank_num: None,
+        vbank_holder: None,
+        vbank_date: None,
+        vbank_issued_at: None,
+        escrow_logis: None,
     }
 }

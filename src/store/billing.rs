@@ -380,8 +380,9 @@ pub struct HeldSchedule {
 
 /// Records on a held schedule the imp_uid of the charge being opened for it; false (nothing
 /// written) when the holder lost the schedule (taken over after its lease, or revoked). Called
-/// inside the write that opens the charge (`payments::open_charge`), so a schedule and its payment
-/// are written together: whoever claims the schedule next finds the payment and answers
+/// inside the write that opens the charge (`payments::open_charge`) or records a run that failed
+/// before one could be opened (`payments::record_unopened_schedule_failure`), so a schedule and its
+/// payment are written together: whoever claims the schedule next finds the payment and answers
 /// with it, however the run that made it ended (its outcome never recorded on the schedule: the
 /// process stopped, the write failed, the lease ran out), and never charges the schedule again.
 pub async fn record_schedule_charge(

@@ -775,6 +775,61 @@ pub async fn open_charge(
     })))
 }
 
+/// What [`record_unopened_schedule_failure`] did.
+#[derive(Debug)]
+pub enum UnopenedFailure {
+    /// The failed payment, its webhooks and its imp_uid on the schedule are written.
+    Recorded,
+    /// Nothing was written: a live payment (one the merchant made) holds the merchant_uid.
+    MerchantUidTaken,
+    /// Nothing was written: the run no longer holds its schedule.
+    ScheduleNotHeld,
+}
+
+/// A scheduled run that failed before a charge could be opened (the customer has no billing key,
+/// the merchant_uid was prepared with another amount, the schedule's text is refused): its failed
+/// payment, which KCP never saw, with the `failed` webhooks spec/iamport-v1.md §4.4 and §5 promise
+/// for every scheduled payment, and its imp_uid on the schedule, in one transaction (a rare path:
+/// on both databases a plain transaction), conditional on the run still holding the schedule, like
+/// [`open_charge`]. Not while a live payment holds the merchant_uid: that one is the merchant's own
+/// and a `failed` about its merchant_uid would contradict it.
+pub async fn record_unopened_schedule_failure(
+    db: &super::Writer,
+    hold: HeldSchedule,
+    payment: payment::ActiveModel,
+    webhooks: Vec<webhook_delivery::ActiveModel>,
+) -> Result<UnopenedFailure, DbErr> {
+    let missing = || {
+        DbErr::Custom(
+            "record_unopened_schedule_failure: imp_uid, merchant_id and merchant_uid must be set"
+                .into(),
+        )
+    };
+    let imp_uid = payment.imp_uid.try_as_ref().ok_or_else(missing)?.clone();
+    let merchant_id = *payment.merchant_id.try_as_ref().ok_or_else(missing)?;
+    let merchant_uid = payment
+        .merchant_uid
+        .try_as_ref()
+        .ok_or_else(missing)?
+        .clone();
+    let txn = db.begin().await?;
+    if !super::billing::record_schedule_charge(&txn, hold, &imp_uid).await? {
+        return Ok(UnopenedFailure::ScheduleNotHeld);
+    }
+    if live_by_merchant_uid(&txn, merchant_id, &merchant_uid)
+        .await?
+        .is_some()
+    {
+        return Ok(UnopenedFailure::MerchantUidTaken);
+    }
+    insert(&txn, payment).await?;
+    for w in webhooks {
+        super::webhooks::insert_delivery(&txn, w).await?;
+    }
+    txn.commit().await?;
+    Ok(UnopenedFailure::Recorded)
+}
+
 /// Whether a charge may open, read in `db`: refused (`Err`) when its merchant_uid was prepared
 /// with another amount or currency, or when it names a customer_uid without an active billing
 /// key; else the active key it names, if any. SQLite asks this inside the transaction that opens

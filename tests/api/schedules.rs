@@ -1162,6 +1162,67 @@ async fn a_claimed_schedule_is_revocable_until_its_charge_opens() {
     app.assert_ledger_agrees().await;
 }
 
+/// spec §4.4, §5: a scheduled payment that fails sends `failed`, also when it fails before KCP is
+/// asked (here: the merchant_uid was prepared with another amount). Its failed payment is what
+/// the webhook names and the schedule shows.
+#[tokio::test]
+async fn a_scheduled_run_refused_before_charging_records_a_failed_payment_and_sends_failed() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    register(&app, &token, "s-pre", test_cards::SHINHAN_CREDIT).await;
+    let (_, prepared) = app
+        .post(
+            "/payments/prepare",
+            Some(&token),
+            json!({"merchant_uid": "pre-1", "amount": 5000}),
+        )
+        .await;
+    assert_eq!(prepared["code"], 0, "{prepared}");
+    let body = schedule(&app, &token, json!({"customer_uid": "s-pre", "schedules": [
+        {"merchant_uid": "pre-1", "schedule_at": now() + 10, "amount": 1000, "notice_url": NOTICE_URL}
+    ]}))
+    .await;
+    assert_eq!(body["code"], 0, "{body}");
+    app.advance(11);
+    assert_eq!(app.app.gateway.run_due_schedules(10).await.unwrap(), 1);
+
+    let (_, s) = app
+        .get("/subscribe/payments/schedule/pre-1", Some(&token))
+        .await;
+    assert_eq!(s["response"]["payment_status"], "failed", "{s}");
+    let imp_uid = s["response"]["imp_uid"].as_str().unwrap();
+    let p = app.payment(&token, imp_uid).await;
+    assert_eq!(p["status"], "failed", "{p}");
+    assert_eq!(p["customer_uid_usage"], "payment.scheduled", "{p}");
+    assert_eq!(p["fail_reason"], s["response"]["fail_reason"], "{p}");
+    assert_eq!(webhooks_of(&app, "pre-1", "failed").await, 1);
+    assert!(app.sandbox.ledger().is_empty());
+    app.assert_ledger_agrees().await;
+}
+
+/// A schedule's text is checked when it is registered, as a charge's would be: text KCP is not
+/// sent (script content) refuses the schedule then, not when it is due and no one is waiting.
+#[tokio::test]
+async fn a_schedule_whose_name_would_be_refused_is_refused_when_registered() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    register(&app, &token, "s-text", test_cards::SHINHAN_CREDIT).await;
+    let (status, body) = app
+        .post(
+            "/subscribe/payments/schedule",
+            Some(&token),
+            json!({"customer_uid": "s-text", "schedules": [
+                {"merchant_uid": "txt-1", "schedule_at": now() + 10, "amount": 1000, "name": "<script>alert(1)</script>"}
+            ]}),
+        )
+        .await;
+    assert_eq!(status, reqwest::StatusCode::BAD_REQUEST, "{body}");
+    let (status, _) = app
+        .get("/subscribe/payments/schedule/txt-1", Some(&token))
+        .await;
+    assert_eq!(status, reqwest::StatusCode::NOT_FOUND);
+}
+
 /// The write that opens a scheduled charge is conditional on the run still holding the schedule:
 /// a run whose schedule was taken over while it waited for its turn in the batch charges nothing,
 /// and leaves the schedule as the new holder has it.
