@@ -1260,3 +1260,30 @@ async fn a_run_that_lost_its_schedule_before_the_charge_opened_charges_nothing()
     assert_eq!(app.sandbox.ledger().len(), 1);
     app.assert_ledger_agrees().await;
 }
+
+/// A graceful shutdown waits for the scheduler's charges in flight and their record, instead of
+/// leaving a charged schedule claimed until its lease runs out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shutdown_waits_for_the_scheduled_charges_in_flight_to_be_recorded() {
+    use kcp_sandbox::{paths, Fault, FaultRule};
+    let app = spawn_app_with(|c| c.resolver.interval_ms = 50).await;
+    let token = app.token().await;
+    register(&app, &token, "s-stop", test_cards::SHINHAN_CREDIT).await;
+    app.sandbox
+        .inject(FaultRule::new(paths::HUB_PAYMENT, Fault::Delay { ms: 800 }));
+    schedule_many(&app, &token, "s-stop", "stop", 1, now() + 10).await;
+    app.advance(11);
+    until_the_charge_is_at_kcp(&app).await;
+
+    let gateway = app.app.gateway.clone();
+    let merchant_id = app.app.demo.as_ref().expect("demo merchant").merchant.id;
+    let TestApp { app: running, .. } = app;
+    running.shutdown().await;
+
+    let s = openport::store::billing::schedule_by_uid(&gateway.db.read, merchant_id, "stop-0")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(s.status, "executed", "{s:?}");
+    assert_eq!(s.payment_status.as_deref(), Some("paid"), "{s:?}");
+}
