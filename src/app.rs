@@ -59,6 +59,10 @@ pub struct App {
     pub demo: Option<CreatedMerchant>,
     shutdown: tokio::sync::watch::Sender<bool>,
     server: tokio::task::JoinHandle<()>,
+    /// The scheduler job, awaited at shutdown so that the charges of its batch finish and are
+    /// recorded before the process exits (a schedule left claimed is still recorded from its
+    /// payment by the next run, but only once its lease runs out).
+    scheduler: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl App {
@@ -133,6 +137,7 @@ impl App {
         let demo = ensure_demo_merchant(&config, &gateway, sandbox.as_ref()).await?;
 
         let (shutdown, mut stop) = tokio::sync::watch::channel(false);
+        let mut scheduler = None;
         if config.resolver.interval_ms > 0 {
             spawn_resolver(
                 gateway.clone(),
@@ -140,12 +145,12 @@ impl App {
                 shutdown.subscribe(),
             );
             crate::jobs::webhooks::spawn(&gateway, &config, &shutdown);
-            crate::jobs::scheduler::spawn(
+            scheduler = Some(crate::jobs::scheduler::spawn(
                 gateway.clone(),
                 Duration::from_millis(config.resolver.interval_ms.min(1000)),
                 config.scheduler.batch,
                 shutdown.subscribe(),
-            );
+            ));
         }
         let listener = TcpListener::bind(config.listen)
             .await
@@ -182,18 +187,25 @@ impl App {
             demo,
             shutdown,
             server,
+            scheduler,
         })
     }
 
-    /// Stops accepting requests, lets in-flight ones finish, and stops the jobs.
+    /// Stops accepting requests, lets in-flight ones finish, and stops the jobs, waiting for the
+    /// scheduler's charges in flight.
     pub async fn shutdown(self) {
         let _ = self.shutdown.send(true);
-        let _ = self.server.await;
+        self.wait().await;
     }
 
-    /// Waits until the server stops (after `shutdown` or a fatal error).
+    /// Waits until the server stops (after `shutdown` or a fatal error), then stops the jobs and
+    /// waits for the scheduler's charges in flight.
     pub async fn wait(self) {
         let _ = self.server.await;
+        let _ = self.shutdown.send(true);
+        if let Some(scheduler) = self.scheduler {
+            let _ = scheduler.await;
+        }
     }
 
     pub fn stop_handle(&self) -> tokio::sync::watch::Sender<bool> {

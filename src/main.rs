@@ -246,11 +246,32 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     }
     let stop = app.stop_handle();
     tokio::spawn(async move {
-        let _ = tokio::signal::ctrl_c().await;
+        stop_signal().await;
         let _ = stop.send(true);
     });
     app.wait().await;
     Ok(())
+}
+
+/// Ctrl-C, or SIGTERM, which is how service managers and container runtimes stop a process: either
+/// starts a graceful shutdown, in which requests in flight and the scheduler's charges finish and
+/// are recorded. Without SIGTERM handled, a stop killed the process in the middle of them.
+async fn stop_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+                return;
+            }
+            Err(e) => tracing::warn!("cannot listen for SIGTERM, only for Ctrl-C: {e}"),
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
 }
 
 /// The gateway without its server, resolver or sandbox: for commands that only read or write the

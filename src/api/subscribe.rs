@@ -83,6 +83,9 @@ pub struct ScheduleAnnotation {
 
 impl From<schedule::Model> for ScheduleAnnotation {
     fn from(s: schedule::Model) -> Self {
+        // A schedule names its payment from the moment the charge opens (so that a run taking it
+        // over finds the payment); iamport shows it once the schedule is executed.
+        let imp_uid = s.imp_uid.filter(|_| s.status == "executed");
         Self {
             schedule_status: if s.status == "executing" {
                 "scheduled".into()
@@ -91,7 +94,7 @@ impl From<schedule::Model> for ScheduleAnnotation {
             },
             customer_uid: s.customer_uid,
             merchant_uid: s.merchant_uid,
-            imp_uid: s.imp_uid,
+            imp_uid,
             schedule_at: s.schedule_at,
             executed_at: s.executed_at.unwrap_or(0),
             revoked_at: s.revoked_at.unwrap_or(0),

@@ -49,6 +49,11 @@ pub enum ServiceError {
     /// HTTP 200, code 1: a business rule refused the request.
     #[error("{0}")]
     Refused(String),
+    /// A scheduled charge was not opened: its run no longer holds the schedule (another instance
+    /// took it over, or the merchant revoked it). Handled by the scheduler; an API caller that
+    /// meets it gets code 1 like any refusal.
+    #[error("예약결제가 다른 곳에서 처리되고 있어 실행하지 않았습니다.")]
+    ScheduleNotHeld,
     /// HTTP 500 with an opaque message; logged once with the cause.
     #[error("database error: {0}")]
     Db(#[from] DbErr),

@@ -15,6 +15,7 @@ use crate::pg::{
     BatchPaymentRequest, CancelKind, CancelRequest, CardApproval, CardSecret, DeclineReason,
     KeyInRequest, Pg, PgConnector, PgError,
 };
+use crate::store::billing::HeldSchedule;
 use crate::store::entity::{billing_key, merchant, payment, pg_attempt};
 use crate::store::payments::{Opened, OpenedCharge};
 use crate::store::{is_unique_violation, payments};
@@ -101,6 +102,9 @@ pub struct ChargeOrder {
     pub card_code: Option<String>,
     pub card_name: Option<String>,
     pub card_type: Option<i32>,
+    /// A scheduled charge: the schedule its run holds. The charge opens only while the run still
+    /// holds it, and names the payment on it in the same write (`payments::open_charge`).
+    pub schedule: Option<HeldSchedule>,
 }
 
 /// Text fields as KCP accepts them (spec/kcp.md §6), from a charge order.
@@ -403,6 +407,7 @@ impl Gateway {
                 Ok(OpenedCharge::NoBillingKey) => {
                     return Err(ServiceError::Refused(UNKNOWN_CUSTOMER.into()))
                 }
+                Ok(OpenedCharge::ScheduleNotHeld) => return Err(ServiceError::ScheduleNotHeld),
                 Err(e) if is_unique_violation(&e) => {
                     let Some(live) =
                         payments::live_by_merchant_uid(&self.db.write, m.id, &cmd.merchant_uid)
@@ -509,6 +514,7 @@ impl Gateway {
                 ..Default::default()
             },
             customer_uid,
+            cmd.schedule,
         )
         .await
     }

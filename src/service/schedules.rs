@@ -7,15 +7,18 @@ use super::billing::{AgainCommand, CustomerCommand};
 use super::lookup::{Page, Paging};
 use super::pay::{instalment_allowed, ApprovalOutcome, ChargeOrder, UNKNOWN_CUSTOMER};
 use super::{Gateway, PaymentRecord, ServiceError, ServiceResult};
+use crate::domain::ids::{new_imp_uid, order_no_for};
 use crate::domain::payment::PaymentStatus;
-use crate::store::billing::{self, FinishedSchedule, ScheduleQuery};
+use crate::store::billing::{self, FinishedSchedule, HeldSchedule, ScheduleQuery};
 use crate::store::entity::{merchant, payment, schedule};
+use crate::store::payments::UnopenedFailure;
 use crate::store::{is_unique_violation, payments};
 
 /// `customer_uid_usage` of a scheduled charge's payment (spec §3).
 pub const SCHEDULED_USAGE: &str = "payment.scheduled";
-/// How long an instance owns a schedule it claimed; a dead instance's schedule is taken over after.
-const LEASE_SECS: i64 = 120;
+/// The shortest time an instance owns a schedule it claimed (see
+/// [`Gateway::schedule_lease_secs`]); a dead instance's schedule is taken over after.
+const MIN_LEASE_SECS: i64 = 120;
 /// The longest window of a schedule list (spec: ≤ 3 months).
 const MAX_RANGE_SECS: i64 = 92 * 24 * 3600;
 /// How long a finished schedule waits for others to be recorded with it (see
@@ -53,6 +56,9 @@ impl Gateway {
         let now = self.clock.unix();
         for it in &items {
             instalment_allowed(&it.order)?;
+            // Text KCP would be refused (script content) fails the schedule now, not when it is
+            // due and no one is waiting for the answer.
+            it.order.kcp_text()?;
             if it.schedule_at <= now {
                 return Err(ServiceError::Refused(format!(
                     "예약시각(schedule_at)은 현재 시각 이후여야 합니다. (merchant_uid: {})",
@@ -251,6 +257,10 @@ impl Gateway {
     /// refusal would tell the merchant "not charged" about a payment that may then be paid. As for
     /// every scheduled charge, the merchant learns the final `paid` or `failed` from its webhook
     /// (spec/iamport-v1.md §4.4, §5), and `GET /payments/{imp_uid}` shows it meanwhile.
+    ///
+    /// The schedule is re-armed and claimed by one conditional UPDATE: re-armed first, it was due
+    /// at once and the background scheduler could claim it before this call did, which then
+    /// answered "not run" while the scheduler charged it.
     pub async fn retry_schedule(
         &self,
         m: &merchant::Model,
@@ -258,25 +268,28 @@ impl Gateway {
     ) -> ServiceResult<PaymentRecord> {
         let now = self.clock.unix();
         let s = self.schedule(m, merchant_uid).await?;
-        if !billing::rearm_schedule(&self.db.write, s.id, now, now).await? {
+        let Some(claimed) =
+            billing::rearm_and_claim(&self.db.write, s.id, now, now + self.schedule_lease_secs())
+                .await?
+        else {
             return Err(not_rearmable());
-        }
-        self.run_schedule(s.id).await?;
-        let s = self.schedule(m, merchant_uid).await?;
-        let p = match &s.imp_uid {
-            Some(imp_uid) => payments::by_imp_uid(&self.db.read, Some(m.id), imp_uid)
-                .await?
-                .ok_or_else(|| ServiceError::Internal("scheduled payment vanished".into()))?,
-            // Not recorded on the schedule: the charge's outcome is open (or nothing was charged).
-            None => payments::live_by_merchant_uid(&self.db.write, m.id, merchant_uid)
-                .await?
-                .filter(|p| charged_for(p, &s))
-                .ok_or_else(|| {
-                    ServiceError::Refused(
-                        "예약결제를 실행하지 못했습니다. 잠시 후 다시 조회해 주세요.".into(),
-                    )
-                })?,
         };
+        if let Some(f) = self.charge_claimed_schedule(claimed).await? {
+            self.finish_schedules(vec![f]).await?;
+        }
+        // The schedule names the payment its charge opened, from the moment it opened: whatever
+        // became of it, that payment is the answer.
+        let s = self.schedule(m, merchant_uid).await?;
+        let Some(imp_uid) = &s.imp_uid else {
+            // Nothing was charged: a refusal before any charge, which the schedule shows, or the
+            // schedule was revoked meanwhile.
+            return Err(ServiceError::Refused(s.fail_reason.clone().unwrap_or_else(
+                || "예약결제를 실행하지 못했습니다. 잠시 후 다시 조회해 주세요.".into(),
+            )));
+        };
+        let p = payments::by_imp_uid(&self.db.write, Some(m.id), imp_uid)
+            .await?
+            .ok_or_else(|| ServiceError::Internal("scheduled payment vanished".into()))?;
         self.payment_record(p).await
     }
 
@@ -289,13 +302,20 @@ impl Gateway {
     ///
     /// The outcomes are recorded on the schedules in groups (one statement for up to
     /// `schedule_concurrency` of them, or whatever has finished after [`FINISH_DELAY`]): the
-    /// payment itself, and its webhook, are already durable by then, and a schedule whose outcome
-    /// is lost with this instance is taken over once its lease runs out and answered by that
-    /// payment.
+    /// payment itself, and its webhook, are already durable by then, and the schedule names its
+    /// payment since the charge opened, so an outcome that is not recorded (the write fails, the
+    /// process stops, the lease runs out) is recorded from that payment by whoever claims the
+    /// schedule next, never charged again. A failed write of outcomes therefore does not end the
+    /// run: it goes on waiting for its other charges, whose outcomes it records as they come.
     pub async fn run_due_schedules(&self, limit: u64) -> ServiceResult<usize> {
         let now = self.clock.unix();
-        let claimed =
-            billing::claim_due_schedules(&self.db.write, now, now + LEASE_SECS, limit).await?;
+        let claimed = billing::claim_due_schedules(
+            &self.db.write,
+            now,
+            now + self.schedule_lease_secs(),
+            limit,
+        )
+        .await?;
         let group = self.settings.schedule_concurrency.max(1);
         let mut charges = futures::stream::iter(claimed)
             .map(|s| {
@@ -310,7 +330,7 @@ impl Gateway {
             let done = tokio::select! {
                 done = charges.next() => done,
                 () = tokio::time::sleep(FINISH_DELAY), if !finished.is_empty() => {
-                    ran += self.finish_schedules(std::mem::take(&mut finished)).await?;
+                    ran += self.finish_or_leave(std::mem::take(&mut finished)).await;
                     continue;
                 }
             };
@@ -322,54 +342,69 @@ impl Gateway {
                 None => break,
             }
             if finished.len() >= group {
-                ran += self.finish_schedules(std::mem::take(&mut finished)).await?;
+                ran += self.finish_or_leave(std::mem::take(&mut finished)).await;
             }
         }
-        ran += self.finish_schedules(finished).await?;
+        ran += self.finish_or_leave(finished).await;
         Ok(ran)
     }
 
-    /// Charges one schedule if this instance claims it (see [`Self::charge_claimed_schedule`]).
-    pub async fn run_schedule(&self, id: i64) -> ServiceResult<bool> {
-        let now = self.clock.unix();
-        let Some(s) = billing::claim_schedule(&self.db.write, id, now, now + LEASE_SECS).await?
-        else {
-            return Ok(false);
-        };
-        match self.charge_claimed_schedule(s).await? {
-            Some(f) => Ok(self.finish_schedules(vec![f]).await? == 1),
-            None => Ok(false),
-        }
+    /// How long one charge of a schedule may take: its KCP attempt is held for at most
+    /// `Config::attempt_hold` (the call, the inquiry after a lost answer, and a margin; three
+    /// `kcp.timeout_ms`), and the writes around it fit in that margin.
+    fn charge_hold_secs(&self) -> i64 {
+        self.settings.lease_secs
+    }
+
+    /// How long a claim holds a schedule: two charges' time, at least [`MIN_LEASE_SECS`]. A
+    /// charge only starts with more than one charge's time left on the lease (see
+    /// [`Self::charge_claimed_schedule`]), so a run is not taken over in the middle of a charge
+    /// unless it stalls; derived from the KCP timeout, since a fixed lease shorter than a charge
+    /// (120 s against 91 s of attempt hold by default, less than that with a longer timeout)
+    /// let another instance take a schedule over while its charge was still running.
+    fn schedule_lease_secs(&self) -> i64 {
+        MIN_LEASE_SECS.max(self.charge_hold_secs().saturating_mul(2))
     }
 
     /// Charges a schedule this instance has claimed and returns its outcome to record, or None
     /// when the schedule was given back (outcome still open) or left to another instance. Exactly
-    /// once: the claim is a conditional UPDATE, and the charge itself is guarded by the
-    /// one-live-payment-per-merchant_uid index, so an instance taking over a dead one's schedule
-    /// finds the payment the dead one started.
+    /// once: the claim is a conditional UPDATE; the charge opens only while this run still holds
+    /// the claim, and names its payment on the schedule in the same write
+    /// (`payments::open_charge`), so a run that claims the schedule later (its predecessor's lease
+    /// ran out, its outcome was never recorded) finds that payment, failed ones included, and
+    /// answers with it instead of charging again.
     async fn charge_claimed_schedule(
         &self,
         s: schedule::Model,
     ) -> ServiceResult<Option<FinishedSchedule>> {
         let now = self.clock.unix();
-        let mut claim = Claim {
+        let mut claim = HeldSchedule {
             id: s.id,
-            lease: s.lease_until,
+            held_until: s.lease_until,
         };
+        if let Some(imp_uid) = &s.imp_uid {
+            match payments::by_imp_uid(&self.db.write, Some(s.merchant_id), imp_uid).await? {
+                Some(p) => return self.answer_with(claim, p).await,
+                // Written together with the schedule's imp_uid: not expected. Nothing holds this
+                // imp_uid, so nothing was charged under it.
+                None => tracing::error!(
+                    schedule_id = s.id,
+                    %imp_uid,
+                    "schedule names a payment that does not exist; charging it"
+                ),
+            }
+        }
         // A schedule that waited in a batch behind slow charges (KCP timing out) may be near the
         // end of its lease: another instance takes it over once the lease runs out, so the lease
         // is extended before the charge starts, or the schedule is left to that instance.
-        if s.lease_until - now < LEASE_SECS / 2 {
-            let renewed = now + LEASE_SECS;
+        if s.lease_until - now <= self.charge_hold_secs() {
+            let renewed = now + self.schedule_lease_secs();
             if !billing::renew_lease(&self.db.write, s.id, s.lease_until, renewed).await? {
                 return Ok(None);
             }
-            claim.lease = renewed;
+            claim.held_until = renewed;
         }
         let m = self.merchant(s.merchant_id).await?;
-        // No look for an earlier payment of this merchant_uid first (an instance whose lease ran
-        // out may have started one): the write that opens the charge meets it at the unique index,
-        // and the refusal below is answered by that payment.
         let order = ChargeOrder {
             merchant_uid: s.merchant_uid.clone(),
             amount: s.amount,
@@ -388,9 +423,10 @@ impl Gateway {
                 .unwrap_or_default(),
             card_quota: u8::try_from(s.card_quota).unwrap_or(0),
             customer_uid_usage: Some(SCHEDULED_USAGE),
+            schedule: Some(claim),
             ..ChargeOrder::default()
         };
-        let done = self.clock.unix();
+        let started = self.clock.unix();
         let outcome = self
             .charge_billing_key(
                 &m,
@@ -400,54 +436,91 @@ impl Gateway {
                 },
             )
             .await;
-        let finished = |imp_uid: Option<&str>, payment_status, fail_reason: Option<&str>| {
-            Ok(Some(FinishedSchedule {
-                id: claim.id,
-                held_until: claim.lease,
-                imp_uid: imp_uid.map(str::to_owned),
-                payment_status,
-                fail_reason: fail_reason.map(str::to_owned),
-                executed_at: done,
-            }))
-        };
         match outcome {
-            Ok(ApprovalOutcome::Paid(p)) => finished(Some(&p.imp_uid), "paid", None),
-            Ok(ApprovalOutcome::Declined { payment, .. })
-            | Ok(ApprovalOutcome::NetCancelled(payment)) => finished(
-                Some(&payment.imp_uid),
-                "failed",
-                payment.fail_reason.as_deref(),
-            ),
-            // Outcome open: the resolver settles the payment; a later run records it.
+            Ok(ApprovalOutcome::Paid(p))
+            | Ok(ApprovalOutcome::Declined { payment: p, .. })
+            | Ok(ApprovalOutcome::NetCancelled(p)) => Ok(Some(recorded(claim, &p, started))),
+            // Outcome open: the resolver settles the payment, which the schedule names; a later
+            // run records it.
             Ok(ApprovalOutcome::Unknown(_)) => {
-                self.release_schedule(claim, done + 30).await?;
+                self.release_schedule(claim, started + 30).await?;
                 Ok(None)
             }
-            // A refusal can also mean that another instance, whose lease on this schedule ran
-            // out while it charged, holds the merchant_uid now: its payment decides, not the
-            // refusal. Only a charge of this very schedule is adopted: a payment some other call
-            // made with the same merchant_uid leaves the schedule failed with the refusal.
+            // Taken over or revoked before the charge opened: nothing was charged here.
+            Err(ServiceError::ScheduleNotHeld) => Ok(None),
+            // A payment holds the merchant_uid. A run of this schedule by an older openport, which
+            // did not name its payment on the schedule, is adopted; any other payment is the
+            // merchant's own, and the schedule fails with the refusal. No payment at all: the
+            // refusal was the schedule's own (no billing key, prepared with another amount).
             Err(ServiceError::Refused(reason)) => {
-                let live = payments::live_by_merchant_uid(&self.db.write, m.id, &s.merchant_uid)
-                    .await?
-                    .filter(|p| charged_for(p, &s));
-                match live.map(|p| (PaymentStatus::from_db(&p.status), p)) {
-                    Some((PaymentStatus::Pending, _)) => {
-                        self.release_schedule(claim, done + 30).await?;
-                        Ok(None)
-                    }
-                    Some((status, p)) => finished(Some(&p.imp_uid), status.as_iamport(), None),
-                    None => finished(None, "failed", Some(&reason)),
+                match payments::live_by_merchant_uid(&self.db.write, m.id, &s.merchant_uid).await? {
+                    Some(p) if charged_for(&p, &s) => self.answer_with(claim, p).await,
+                    Some(_) => Ok(Some(unopened(claim, None, &reason, started))),
+                    None => self.fail_unopened(&m, &s, claim, &reason, started).await,
                 }
             }
             Err(ServiceError::CardRejected(reason)) | Err(ServiceError::BadRequest(reason)) => {
-                finished(None, "failed", Some(&reason))
+                self.fail_unopened(&m, &s, claim, &reason, started).await
             }
             Err(e) => {
-                self.release_schedule(claim, done + 60).await?;
+                self.release_schedule(claim, started + 60).await?;
                 Err(e)
             }
         }
+    }
+
+    /// Answers a claimed schedule with the payment a run of it opened: its outcome is recorded on
+    /// the schedule as it stands, a failure as much as an approval (the merchant has had that
+    /// payment's webhook). One whose outcome is open is settled now if it is due and nobody holds
+    /// its attempt, as a charge meeting it would; else the schedule is given back for a later run.
+    async fn answer_with(
+        &self,
+        claim: HeldSchedule,
+        p: payment::Model,
+    ) -> ServiceResult<Option<FinishedSchedule>> {
+        let p = if PaymentStatus::from_db(&p.status) == PaymentStatus::Pending {
+            self.try_resolve_payment(&p).await?;
+            payments::by_id(&self.db.write, p.id)
+                .await?
+                .ok_or_else(|| ServiceError::Internal("payment vanished".into()))?
+        } else {
+            p
+        };
+        if PaymentStatus::from_db(&p.status) == PaymentStatus::Pending {
+            self.release_schedule(claim, self.clock.unix() + 30).await?;
+            return Ok(None);
+        }
+        Ok(Some(recorded(claim, &p, p.started_at)))
+    }
+
+    /// A run that failed before a charge could be opened: recorded as a failed payment that KCP
+    /// never saw, with the `failed` webhook every scheduled payment's failure sends (spec §4.4,
+    /// §5), and named on the schedule in the same write
+    /// (`payments::record_unopened_schedule_failure`), so the merchant hears of it and a later run
+    /// answers with it. Without a payment or webhook when a live payment, the merchant's own,
+    /// holds the merchant_uid.
+    async fn fail_unopened(
+        &self,
+        m: &merchant::Model,
+        s: &schedule::Model,
+        claim: HeldSchedule,
+        reason: &str,
+        at: i64,
+    ) -> ServiceResult<Option<FinishedSchedule>> {
+        let failed = unopened_payment(m, s, reason, self.clock.unix());
+        let webhooks = self.webhooks_announcing(&failed, "failed").await?;
+        let imp_uid = failed.imp_uid.clone();
+        let mut row: payment::ActiveModel = failed.into();
+        row.id = sea_orm::ActiveValue::NotSet;
+        Ok(
+            match payments::record_unopened_schedule_failure(&self.db.write, claim, row, webhooks)
+                .await?
+            {
+                UnopenedFailure::Recorded => Some(unopened(claim, Some(&imp_uid), reason, at)),
+                UnopenedFailure::MerchantUidTaken => Some(unopened(claim, None, reason, at)),
+                UnopenedFailure::ScheduleNotHeld => None,
+            },
+        )
     }
 
     /// Records outcomes where this instance still holds the schedule; returns how many it did.
@@ -462,8 +535,26 @@ impl Gateway {
         Ok(recorded.len())
     }
 
-    async fn release_schedule(&self, claim: Claim, retry_at: i64) -> ServiceResult<()> {
-        billing::release_schedule(&self.db.write, claim.id, claim.lease, retry_at).await?;
+    /// [`Self::finish_schedules`] for a batch run, which must not end while its other charges
+    /// run (they would go on detached, their outcomes unrecorded): a failed write is logged and
+    /// counts none. Those schedules stay claimed; whoever claims them once the lease runs out
+    /// records them from the payments they name.
+    async fn finish_or_leave(&self, done: Vec<FinishedSchedule>) -> usize {
+        let count = done.len();
+        match self.finish_schedules(done).await {
+            Ok(recorded) => recorded,
+            Err(e) => {
+                tracing::error!(
+                    schedules = count,
+                    "scheduler: outcomes not recorded; recorded from their payments after the lease: {e}"
+                );
+                0
+            }
+        }
+    }
+
+    async fn release_schedule(&self, claim: HeldSchedule, retry_at: i64) -> ServiceResult<()> {
+        billing::release_schedule(&self.db.write, claim.id, claim.held_until, retry_at).await?;
         Ok(())
     }
 }
@@ -493,9 +584,98 @@ fn charged_for(p: &payment::Model, s: &schedule::Model) -> bool {
         && p.amount == s.amount
 }
 
-/// A schedule this instance holds: its id and the lease value that is the holder's token.
-#[derive(Debug, Clone, Copy)]
-struct Claim {
-    id: i64,
-    lease: i64,
+/// The outcome of a charge to record on its schedule: the payment's iamport status (`paid` or
+/// `failed`, or `cancelled` for an approval cancelled since) and, for a failure, its reason.
+fn recorded(claim: HeldSchedule, p: &payment::Model, executed_at: i64) -> FinishedSchedule {
+    let status = PaymentStatus::from_db(&p.status);
+    FinishedSchedule {
+        id: claim.id,
+        held_until: claim.held_until,
+        imp_uid: Some(p.imp_uid.clone()),
+        payment_status: status.as_iamport(),
+        fail_reason: (status == PaymentStatus::Failed)
+            .then(|| p.fail_reason.clone())
+            .flatten(),
+        executed_at,
+    }
+}
+
+/// The outcome of a run that failed before a charge could be opened.
+fn unopened(
+    claim: HeldSchedule,
+    imp_uid: Option<&str>,
+    reason: &str,
+    executed_at: i64,
+) -> FinishedSchedule {
+    FinishedSchedule {
+        id: claim.id,
+        held_until: claim.held_until,
+        imp_uid: imp_uid.map(str::to_owned),
+        payment_status: "failed",
+        fail_reason: Some(reason.to_owned()),
+        executed_at,
+    }
+}
+
+/// The failed payment of a scheduled run that KCP never saw (see [`Gateway::fail_unopened`]): the
+/// schedule's order, as a charge would have recorded it, failed with `reason`.
+fn unopened_payment(
+    m: &merchant::Model,
+    s: &schedule::Model,
+    reason: &str,
+    now: i64,
+) -> payment::Model {
+    let imp_uid = new_imp_uid();
+    payment::Model {
+        id: 0,
+        order_no: order_no_for(&imp_uid),
+        imp_uid,
+        merchant_id: m.id,
+        merchant_uid: s.merchant_uid.clone(),
+        status: PaymentStatus::Failed.as_db().into(),
+        pay_method: "card".into(),
+        channel: "api".into(),
+        pg_provider: "kcp".into(),
+        pg_id: m.site_cd.clone(),
+        pg_tid: None,
+        amount: s.amount,
+        cancel_amount: 0,
+        currency: s.currency.clone(),
+        name: s.name.clone(),
+        buyer_name: s.buyer_name.clone(),
+        buyer_email: s.buyer_email.clone(),
+        buyer_tel: s.buyer_tel.clone(),
+        buyer_addr: s.buyer_addr.clone(),
+        buyer_postcode: s.buyer_postcode.clone(),
+        custom_data: s.custom_data.clone(),
+        notice_url: s.notice_url.clone(),
+        user_agent: None,
+        card_code: None,
+        card_name: None,
+        card_number: None,
+        card_type: None,
+        card_quota: s.card_quota,
+        apply_num: None,
+        fail_reason: Some(reason.to_owned()),
+        cancel_reason: None,
+        sandbox: m.test_mode,
+        customer_uid: Some(s.customer_uid.clone()),
+        customer_uid_usage: Some(SCHEDULED_USAGE.into()),
+        started_at: now,
+        paid_at: None,
+        failed_at: Some(now),
+        cancelled_at: None,
+        updated_at: now,
+        emb_pg_provider: None,
+        escrow: false,
+        bank_code: None,
+        bank_name: None,
+        vbank_code: None,
+        vbank_name: None,
+        vbank_num: None,
+        vbank_holder: None,
+        vbank_date: None,
+        vbank_issued_at: None,
+        escrow_logis: None,
+    }
 }

@@ -92,7 +92,8 @@ pub async fn schedule_by_id(
     schedule::Entity::find_by_id(id).one(db).await
 }
 
-/// Pending (`scheduled`) schedules of a customer, optionally only the given merchant_uids.
+/// Pending schedules of a customer, optionally only the given merchant_uids: those not yet run,
+/// and those claimed by a run that has not opened a charge (see [`revocable`]).
 pub async fn pending_schedules(
     db: &impl ConnectionTrait,
     merchant_id: i64,
@@ -101,7 +102,7 @@ pub async fn pending_schedules(
 ) -> Result<Vec<schedule::Model>, DbErr> {
     let mut q = schedule::Entity::find()
         .filter(schedule::Column::MerchantId.eq(merchant_id))
-        .filter(schedule::Column::Status.eq("scheduled"));
+        .filter(revocable());
     if let Some(uid) = customer_uid {
         q = q.filter(schedule::Column::CustomerUid.eq(uid));
     }
@@ -111,17 +112,34 @@ pub async fn pending_schedules(
     q.order_by_asc(schedule::Column::ScheduleAt).all(db).await
 }
 
-/// Revokes a schedule that is still pending; false when it already ran or is running.
+/// Revokes a schedule that is still pending ([`revocable`]); false when it already ran or its
+/// charge is open.
 pub async fn revoke_schedule(db: &impl ConnectionTrait, id: i64, now: i64) -> Result<bool, DbErr> {
     let res = schedule::Entity::update_many()
         .col_expr(schedule::Column::Status, Expr::value("revoked"))
         .col_expr(schedule::Column::RevokedAt, Expr::value(now))
         .col_expr(schedule::Column::UpdatedAt, Expr::value(now))
         .filter(schedule::Column::Id.eq(id))
-        .filter(schedule::Column::Status.eq("scheduled"))
+        .filter(revocable())
         .exec(db)
         .await?;
     Ok(res.rows_affected == 1)
+}
+
+/// What a merchant may still revoke: a schedule not yet run, or one a run has claimed but not
+/// charged, whatever became of that run (an instance that died, a charge that could not start,
+/// such as a KCP configuration error). A charge is opened only by a write conditional on the
+/// claim still holding ([`record_schedule_charge`]), which a revoke ends, so no charge can start
+/// after it. Once a charge is opened (`imp_uid` set) the schedule follows that payment, which may
+/// yet be approved: it is no longer revocable.
+fn revocable() -> Condition {
+    Condition::any()
+        .add(schedule::Column::Status.eq("scheduled"))
+        .add(
+            Condition::all()
+                .add(schedule::Column::Status.eq("executing"))
+                .add(schedule::Column::ImpUid.is_null()),
+        )
 }
 
 /// Moves a pending schedule to another time.
@@ -179,25 +197,6 @@ pub async fn claim_due_schedules(
     // RETURNING comes in no particular order.
     claimed.sort_by_key(|s| (s.schedule_at, s.id));
     Ok(claimed)
-}
-
-/// Claims one schedule if it is due (retry of a failed schedule, tests): None when it is not due
-/// or another instance holds it.
-pub async fn claim_schedule(
-    db: &impl ConnectionTrait,
-    id: i64,
-    now: i64,
-    lease_until: i64,
-) -> Result<Option<schedule::Model>, DbErr> {
-    let claim = claim_statement(
-        db.get_database_backend(),
-        now,
-        lease_until,
-        Condition::all()
-            .add(schedule::Column::Id.eq(id))
-            .add(due(now)),
-    );
-    schedule::Model::find_by_statement(claim).one(db).await
 }
 
 /// Which rows a batch claim takes: the ids of the `limit` oldest due schedules, locked. The
@@ -363,11 +362,49 @@ pub async fn release_schedule(
 /// The schedule `id` while the lease `held_until` is its current one. A claim sets the lease to its
 /// time plus the lease length, and a new claim is only possible after the old lease has run out, so
 /// lease values only grow: each is one holder's token.
-fn held(id: i64, held_until: i64) -> Condition {
+pub(super) fn held(id: i64, held_until: i64) -> Condition {
     Condition::all()
         .add(schedule::Column::Id.eq(id))
         .add(schedule::Column::Status.eq("executing"))
         .add(schedule::Column::LeaseUntil.eq(held_until))
+}
+
+/// A schedule an instance has claimed: its id and the lease its claim wrote, which is the holder's
+/// token (see [`held`]). A scheduled charge carries it so that the write opening the charge is
+/// conditional on it ([`record_schedule_charge`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HeldSchedule {
+    pub id: i64,
+    pub held_until: i64,
+}
+
+/// Records on a held schedule the imp_uid of the charge being opened for it; false (nothing
+/// written) when the holder lost the schedule (taken over after its lease, or revoked). Called
+/// inside the write that opens the charge (`payments::open_charge`) or records a run that failed
+/// before one could be opened (`payments::record_unopened_schedule_failure`), so a schedule and its
+/// payment are written together: whoever claims the schedule next finds the payment and answers
+/// with it, however the run that made it ended (its outcome never recorded on the schedule: the
+/// process stopped, the write failed, the lease ran out), and never charges the schedule again.
+pub async fn record_schedule_charge(
+    db: &impl ConnectionTrait,
+    hold: HeldSchedule,
+    imp_uid: &str,
+) -> Result<bool, DbErr> {
+    let res = schedule::Entity::update_many()
+        .col_expr(schedule::Column::ImpUid, Expr::value(imp_uid))
+        .filter(held(hold.id, hold.held_until))
+        .exec(db)
+        .await?;
+    Ok(res.rows_affected == 1)
+}
+
+/// Whether the holder of `hold` still holds it.
+pub async fn still_held(db: &impl ConnectionTrait, hold: HeldSchedule) -> Result<bool, DbErr> {
+    Ok(schedule::Entity::find()
+        .filter(held(hold.id, hold.held_until))
+        .count(db)
+        .await?
+        == 1)
 }
 
 /// Filters of schedule lists.
@@ -437,15 +474,45 @@ pub async fn count_schedules_by_status(
         .await
 }
 
-/// Puts an executed-but-failed schedule back in the queue at `at`.
+/// Puts an executed-but-failed (or revoked) schedule back in the queue at `at`.
 pub async fn rearm_schedule(
     db: &impl ConnectionTrait,
     id: i64,
     at: i64,
     now: i64,
 ) -> Result<bool, DbErr> {
-    let res = schedule::Entity::update_many()
+    let res = rearm(id, at, now)
         .col_expr(schedule::Column::Status, Expr::value("scheduled"))
+        .col_expr(schedule::Column::LeaseUntil, Expr::value(0))
+        .exec(db)
+        .await?;
+    Ok(res.rows_affected == 1)
+}
+
+/// Re-arms a failed or revoked schedule and claims it for this instance until `lease_until`, in
+/// one conditional UPDATE (`…/retry`): re-armed and then claimed in two steps, the schedule was
+/// due in between, so the background scheduler could take it and the retry answered "not run".
+/// None when the schedule is not failed or revoked.
+pub async fn rearm_and_claim(
+    db: &impl ConnectionTrait,
+    id: i64,
+    now: i64,
+    lease_until: i64,
+) -> Result<Option<schedule::Model>, DbErr> {
+    let mut update = rearm(id, now, now)
+        .col_expr(schedule::Column::Status, Expr::value("executing"))
+        .col_expr(schedule::Column::LeaseUntil, Expr::value(lease_until))
+        .into_query();
+    update.returning_all();
+    schedule::Model::find_by_statement(db.get_database_backend().build(&update))
+        .one(db)
+        .await
+}
+
+/// The UPDATE that clears a failed or revoked schedule's last run and sets it due at `at`; the
+/// caller sets its status and lease.
+fn rearm(id: i64, at: i64, now: i64) -> sea_orm::UpdateMany<schedule::Entity> {
+    schedule::Entity::update_many()
         .col_expr(schedule::Column::ScheduleAt, Expr::value(at))
         .col_expr(
             schedule::Column::ImpUid,
@@ -467,7 +534,6 @@ pub async fn rearm_schedule(
             schedule::Column::RevokedAt,
             Expr::value(Option::<i64>::None),
         )
-        .col_expr(schedule::Column::LeaseUntil, Expr::value(0))
         .col_expr(schedule::Column::UpdatedAt, Expr::value(now))
         .filter(schedule::Column::Id.eq(id))
         .filter(
@@ -479,9 +545,6 @@ pub async fn rearm_schedule(
                 )
                 .add(schedule::Column::Status.eq("revoked")),
         )
-        .exec(db)
-        .await?;
-    Ok(res.rows_affected == 1)
 }
 
 #[cfg(test)]

@@ -8,7 +8,10 @@ use sea_orm::{
     QueryFilter, QueryOrder, QuerySelect, QueryTrait, Set, TryIntoModel,
 };
 
-use super::entity::{billing_key, cancellation, payment, pg_attempt, prepare, webhook_delivery};
+use super::billing::HeldSchedule;
+use super::entity::{
+    billing_key, cancellation, payment, pg_attempt, prepare, schedule, webhook_delivery,
+};
 
 pub async fn insert(
     db: &impl ConnectionTrait,
@@ -498,6 +501,9 @@ pub enum OpenedCharge {
     PreparedDiffers(prepare::Model),
     /// Nothing was written: the charge names a customer_uid that has no active billing key.
     NoBillingKey,
+    /// Nothing was written: a scheduled charge whose run no longer holds its schedule (another
+    /// instance took it over after the lease ran out, or the merchant revoked it).
+    ScheduleNotHeld,
 }
 
 /// A charge opened by [`open_charge`].
@@ -528,7 +534,9 @@ const CARD_FROM_KEY: [(payment::Column, billing_key::Column); 4] = [
 /// records before it calls KCP, unless its merchant_uid was prepared with another amount or
 /// currency (spec §4.3), or it names a `customer_uid` (`billing_key`) without an active billing
 /// key; both are checked in the same write. A billing-key charge copies the key's card fields
-/// into the payment and gets the key back.
+/// into the payment and gets the key back. A scheduled charge (`schedule`) opens only while its run
+/// still holds the schedule, and records the payment's imp_uid on it in the same write
+/// (`billing::record_schedule_charge`).
 ///
 /// On PostgreSQL this is ONE statement (a data-modifying `WITH`, atomic by itself, whose insert
 /// only happens `WHERE NOT EXISTS` such a prepared row, and `FROM` the active key when one is
@@ -540,6 +548,7 @@ pub async fn open_charge(
     payment: payment::ActiveModel,
     attempt: pg_attempt::ActiveModel,
     billing_key: Option<&str>,
+    schedule: Option<HeldSchedule>,
 ) -> Result<OpenedCharge, DbErr> {
     let missing = || {
         DbErr::Custom(
@@ -554,8 +563,14 @@ pub async fn open_charge(
         .clone();
     let amount = *payment.amount.try_as_ref().ok_or_else(missing)?;
     let currency = payment.currency.try_as_ref().ok_or_else(missing)?.clone();
+    let imp_uid = payment.imp_uid.try_as_ref().ok_or_else(missing)?.clone();
     if db.get_database_backend() != DbBackend::Postgres {
         let txn = db.begin().await?;
+        if let Some(hold) = schedule {
+            if !super::billing::record_schedule_charge(&txn, hold, &imp_uid).await? {
+                return Ok(OpenedCharge::ScheduleNotHeld);
+            }
+        }
         let key = match admission(
             &txn,
             merchant_id,
@@ -614,12 +629,37 @@ pub async fn open_charge(
                 ),
         )
         .to_owned();
+    // A scheduled charge: its imp_uid on the schedule, while this run holds it and the payment
+    // is admitted (the same conditions as the insert's, read in the same snapshot), so that the
+    // schedule names a payment exactly when the payment is inserted; the payment is inserted only
+    // `FROM` the updated schedule.
+    let s_cte = Alias::new("s");
+    let record_on_schedule = schedule.map(|hold| {
+        let mut update = schedule::Entity::update_many()
+            .col_expr(schedule::Column::ImpUid, Expr::value(imp_uid.as_str()))
+            .filter(super::billing::held(hold.id, hold.held_until))
+            .filter(Expr::exists(refusing_prepare.clone()).not());
+        if billing_key.is_some() {
+            update = update.filter(Expr::exists(
+                Query::select()
+                    .expr(Expr::val(1))
+                    .from(k_cte.clone())
+                    .to_owned(),
+            ));
+        }
+        let mut update = update.into_query();
+        update.returning_col(schedule::Column::Id);
+        update
+    });
     let mut source = Query::select();
     source
         .exprs(values)
         .and_where(Expr::exists(refusing_prepare).not());
     if billing_key.is_some() {
         source.from(k_cte.clone());
+    }
+    if record_on_schedule.is_some() {
+        source.from(s_cte.clone());
     }
     let mut insert_payment = Query::insert();
     insert_payment
@@ -669,6 +709,14 @@ pub async fn open_charge(
         }
         answer.from(k_cte);
     }
+    if let Some(update) = record_on_schedule {
+        with.cte(
+            CommonTableExpression::new()
+                .query(update)
+                .table_name(s_cte)
+                .to_owned(),
+        );
+    }
     with.cte(
         CommonTableExpression::new()
             .query(insert_payment)
@@ -687,9 +735,14 @@ pub async fn open_charge(
         if let Some(row) = db.query_one(statement.clone()).await? {
             break row;
         }
-        // Nothing inserted: a prepared row refused it, or the key is not active. Read which, for
-        // the answer. If neither holds any more (re-prepared, key re-registered in between), the
-        // charge is simply tried again.
+        // Nothing inserted: the run lost its schedule, a prepared row refused it, or the key is
+        // not active. Read which, for the answer. If none holds any more (re-prepared, key
+        // re-registered in between), the charge is simply tried again.
+        if let Some(hold) = schedule {
+            if !super::billing::still_held(db, hold).await? {
+                return Ok(OpenedCharge::ScheduleNotHeld);
+            }
+        }
         if let Err(refused) = admission(
             db,
             merchant_id,
@@ -720,6 +773,61 @@ pub async fn open_charge(
         attempt: attempt.try_into_model()?,
         billing_key: key,
     })))
+}
+
+/// What [`record_unopened_schedule_failure`] did.
+#[derive(Debug)]
+pub enum UnopenedFailure {
+    /// The failed payment, its webhooks and its imp_uid on the schedule are written.
+    Recorded,
+    /// Nothing was written: a live payment (one the merchant made) holds the merchant_uid.
+    MerchantUidTaken,
+    /// Nothing was written: the run no longer holds its schedule.
+    ScheduleNotHeld,
+}
+
+/// A scheduled run that failed before a charge could be opened (the customer has no billing key,
+/// the merchant_uid was prepared with another amount, the schedule's text is refused): its failed
+/// payment, which KCP never saw, with the `failed` webhooks spec/iamport-v1.md §4.4 and §5 promise
+/// for every scheduled payment, and its imp_uid on the schedule, in one transaction (a rare path:
+/// on both databases a plain transaction), conditional on the run still holding the schedule, like
+/// [`open_charge`]. Not while a live payment holds the merchant_uid: that one is the merchant's own
+/// and a `failed` about its merchant_uid would contradict it.
+pub async fn record_unopened_schedule_failure(
+    db: &super::Writer,
+    hold: HeldSchedule,
+    payment: payment::ActiveModel,
+    webhooks: Vec<webhook_delivery::ActiveModel>,
+) -> Result<UnopenedFailure, DbErr> {
+    let missing = || {
+        DbErr::Custom(
+            "record_unopened_schedule_failure: imp_uid, merchant_id and merchant_uid must be set"
+                .into(),
+        )
+    };
+    let imp_uid = payment.imp_uid.try_as_ref().ok_or_else(missing)?.clone();
+    let merchant_id = *payment.merchant_id.try_as_ref().ok_or_else(missing)?;
+    let merchant_uid = payment
+        .merchant_uid
+        .try_as_ref()
+        .ok_or_else(missing)?
+        .clone();
+    let txn = db.begin().await?;
+    if !super::billing::record_schedule_charge(&txn, hold, &imp_uid).await? {
+        return Ok(UnopenedFailure::ScheduleNotHeld);
+    }
+    if live_by_merchant_uid(&txn, merchant_id, &merchant_uid)
+        .await?
+        .is_some()
+    {
+        return Ok(UnopenedFailure::MerchantUidTaken);
+    }
+    insert(&txn, payment).await?;
+    for w in webhooks {
+        super::webhooks::insert_delivery(&txn, w).await?;
+    }
+    txn.commit().await?;
+    Ok(UnopenedFailure::Recorded)
 }
 
 /// Whether a charge may open, read in `db`: refused (`Err`) when its merchant_uid was prepared

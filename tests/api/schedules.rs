@@ -637,7 +637,8 @@ async fn a_former_holder_cannot_overwrite_the_result_of_the_instance_that_took_o
 }
 
 /// One batch: a declined card, a KCP call that never answers, and good charges. Each schedule
-/// gets its own outcome, and the unanswered one is executed later, once.
+/// gets its own outcome, and the unanswered one ends as its payment does once the resolver settles
+/// it: KCP never processed the call, so failed (with its `failed` webhook), and not charged again.
 #[tokio::test]
 async fn a_declined_and_an_unanswered_schedule_do_not_hold_up_the_rest_of_their_batch() {
     use kcp_sandbox::{paths, Fault, FaultRule};
@@ -675,8 +676,11 @@ async fn a_declined_and_an_unanswered_schedule_do_not_hold_up_the_rest_of_their_
     let (_, done) = app
         .get("/subscribe/payments/schedule/mixed-3", Some(&token))
         .await;
-    assert_eq!(done["response"]["payment_status"], "paid", "{done}");
-    assert_eq!(app.sandbox.ledger().len(), 8);
+    assert_eq!(done["response"]["payment_status"], "failed", "{done}");
+    let imp_uid = done["response"]["imp_uid"].as_str().unwrap();
+    assert_eq!(app.payment(&token, imp_uid).await["status"], "failed");
+    assert_eq!(payments_of(&app, "mixed-3").await.len(), 1, "charged once");
+    assert_eq!(app.sandbox.ledger().len(), 7);
     app.assert_ledger_agrees().await;
 }
 
@@ -873,4 +877,413 @@ async fn a_scheduled_charge_uses_the_schedules_instalment_months() {
         .await;
     let imp_uid = s["response"]["imp_uid"].as_str().unwrap();
     assert_eq!(app.payment(&token, imp_uid).await["card_quota"], 3);
+}
+
+/// Where scheduled charges send their webhooks in these tests (nothing listens: only the outbox
+/// rows are counted).
+const NOTICE_URL: &str = "http://127.0.0.1:9/hook";
+
+/// Every payment of a merchant_uid, oldest first.
+async fn payments_of(
+    app: &TestApp,
+    merchant_uid: &str,
+) -> Vec<openport::store::entity::payment::Model> {
+    openport::store::payments::all_payments(&app.app.gateway.db.read)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|p| p.merchant_uid == merchant_uid)
+        .collect()
+}
+
+/// The webhooks written for a merchant_uid with `status`.
+async fn webhooks_of(app: &TestApp, merchant_uid: &str, status: &str) -> u64 {
+    use openport::store::entity::webhook_delivery;
+    use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
+    webhook_delivery::Entity::find()
+        .filter(webhook_delivery::Column::MerchantUid.eq(merchant_uid))
+        .filter(webhook_delivery::Column::Status.eq(status))
+        .count(&app.app.gateway.db.read)
+        .await
+        .unwrap()
+}
+
+/// Waits until KCP has taken the request a fault was armed for (a delayed charge is then at KCP).
+async fn until_the_charge_is_at_kcp(app: &TestApp) {
+    for _ in 0..300 {
+        if app.sandbox.armed_faults().is_empty() {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    panic!("the charge never reached KCP");
+}
+
+/// Sets a schedule back to what a run leaves when it charged and its outcome never reached the
+/// schedule (the process stopped, the write failed): claimed, its lease run out, naming the
+/// payment its charge opened, nothing recorded.
+async fn lose_the_recorded_outcome(app: &TestApp, merchant_uid: &str, lease_until: i64) {
+    use openport::store::entity::schedule;
+    use sea_orm::sea_query::Expr;
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+    let res = schedule::Entity::update_many()
+        .col_expr(schedule::Column::Status, Expr::value("executing"))
+        .col_expr(
+            schedule::Column::PaymentStatus,
+            Expr::value(Option::<String>::None),
+        )
+        .col_expr(
+            schedule::Column::FailReason,
+            Expr::value(Option::<String>::None),
+        )
+        .col_expr(
+            schedule::Column::ExecutedAt,
+            Expr::value(Option::<i64>::None),
+        )
+        .col_expr(schedule::Column::LeaseUntil, Expr::value(lease_until))
+        .filter(schedule::Column::MerchantUid.eq(merchant_uid))
+        .exec(&app.app.gateway.db.write)
+        .await
+        .unwrap();
+    assert_eq!(res.rows_affected, 1);
+}
+
+/// The ledger of a scheduled charge KCP refused, then a lost record of it: the run that claims the
+/// schedule next answers with the failed payment. Charging again would have approved (the card is
+/// good), after the merchant had the `failed` webhook.
+#[tokio::test]
+async fn a_declined_scheduled_charge_whose_recorded_outcome_was_lost_is_not_charged_again() {
+    use kcp_sandbox::{paths, Fault, FaultRule};
+    let app = spawn_app().await;
+    let token = app.token().await;
+    register(&app, &token, "s-relost", test_cards::SHINHAN_CREDIT).await;
+    let body = schedule(&app, &token, json!({"customer_uid": "s-relost", "schedules": [
+        {"merchant_uid": "rl-1", "schedule_at": now() + 10, "amount": 1000, "notice_url": NOTICE_URL}
+    ]}))
+    .await;
+    assert_eq!(body["code"], 0, "{body}");
+    app.advance(11);
+    app.sandbox.inject(FaultRule::new(
+        paths::HUB_PAYMENT,
+        Fault::Refuse {
+            code: "8187".into(),
+            message: "한도초과".into(),
+        },
+    ));
+    assert_eq!(app.app.gateway.run_due_schedules(10).await.unwrap(), 1);
+    let (_, first) = app
+        .get("/subscribe/payments/schedule/rl-1", Some(&token))
+        .await;
+    assert_eq!(first["response"]["payment_status"], "failed", "{first}");
+    let imp_uid = first["response"]["imp_uid"].as_str().unwrap().to_string();
+
+    lose_the_recorded_outcome(&app, "rl-1", now() + 11).await;
+    app.advance(1);
+    assert_eq!(app.app.gateway.run_due_schedules(10).await.unwrap(), 1);
+
+    let (_, s) = app
+        .get("/subscribe/payments/schedule/rl-1", Some(&token))
+        .await;
+    assert_eq!(s["response"]["schedule_status"], "executed", "{s}");
+    assert_eq!(s["response"]["payment_status"], "failed", "{s}");
+    assert_eq!(s["response"]["imp_uid"], imp_uid.as_str(), "{s}");
+    assert!(
+        s["response"]["fail_reason"]
+            .as_str()
+            .unwrap()
+            .contains("8187"),
+        "{s}"
+    );
+    let payments = payments_of(&app, "rl-1").await;
+    assert_eq!(payments.len(), 1, "one charge attempt: {payments:?}");
+    assert_eq!(payments[0].status, "failed");
+    assert!(app.sandbox.ledger().is_empty(), "nothing approved at KCP");
+    assert_eq!(webhooks_of(&app, "rl-1", "failed").await, 1);
+    assert_eq!(webhooks_of(&app, "rl-1", "paid").await, 0);
+    app.assert_ledger_agrees().await;
+}
+
+/// A run whose lease ran out while its charge was still at KCP (a lease shorter than a charge, a
+/// stalled instance): the instance that takes the schedule over finds the charge in flight and
+/// gives the schedule back, the charge is declined, and the run after that records the decline
+/// from its payment: one charge attempt, one `failed` webhook.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_charge_that_outlives_its_lease_is_found_by_the_instance_that_takes_the_schedule_over() {
+    use kcp_sandbox::{paths, Fault, FaultRule};
+    let first = spawn_app().await;
+    let other = first.another_instance(|_| {}).await;
+    let token = first.token().await;
+    register(&first, &token, "s-slow", test_cards::INSUFFICIENT_LIMIT).await;
+    let body = schedule(&first, &token, json!({"customer_uid": "s-slow", "schedules": [
+        {"merchant_uid": "slow-1", "schedule_at": now() + 10, "amount": 1000, "notice_url": NOTICE_URL}
+    ]}))
+    .await;
+    assert_eq!(body["code"], 0, "{body}");
+    for app in [&first, &other] {
+        app.advance(11);
+    }
+    first.sandbox.inject(FaultRule::new(
+        paths::HUB_PAYMENT,
+        Fault::Delay { ms: 1_000 },
+    ));
+    let gateway = first.app.gateway.clone();
+    let run = tokio::spawn(async move { gateway.run_due_schedules(10).await });
+    until_the_charge_is_at_kcp(&first).await;
+
+    // The first run's lease ends while its charge is at KCP.
+    lose_the_recorded_outcome(&first, "slow-1", now() + 10).await;
+    assert_eq!(
+        other.app.gateway.run_due_schedules(10).await.unwrap(),
+        0,
+        "the charge in flight is found, not made again"
+    );
+    assert_eq!(
+        run.await.unwrap().unwrap(),
+        0,
+        "the first run no longer holds the schedule: it does not record"
+    );
+    assert_eq!(payments_of(&first, "slow-1").await[0].status, "failed");
+
+    for app in [&first, &other] {
+        app.advance(31);
+    }
+    assert_eq!(other.app.gateway.run_due_schedules(10).await.unwrap(), 1);
+    let token = first.token().await;
+    let (_, s) = first
+        .get("/subscribe/payments/schedule/slow-1", Some(&token))
+        .await;
+    assert_eq!(s["response"]["payment_status"], "failed", "{s}");
+    let payments = payments_of(&first, "slow-1").await;
+    assert_eq!(payments.len(), 1, "one charge attempt: {payments:?}");
+    assert_eq!(
+        s["response"]["imp_uid"],
+        payments[0].imp_uid.as_str(),
+        "{s}"
+    );
+    assert_eq!(webhooks_of(&first, "slow-1", "failed").await, 1);
+    first.assert_ledger_agrees().await;
+}
+
+/// A claim holds a schedule for two charges' time as the KCP timeout makes it (three timeouts per
+/// charge), not a fixed 120 s that a charge with a long timeout outlives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claim_holds_a_schedule_longer_than_one_charge_can_take() {
+    use kcp_sandbox::{paths, Fault, FaultRule};
+    let app = spawn_app_with(|c| {
+        c.kcp.timeout_ms = 60_000;
+        c.resolver.settle_secs = 200;
+    })
+    .await;
+    let token = app.token().await;
+    register(&app, &token, "s-hold", test_cards::SHINHAN_CREDIT).await;
+    schedule_many(&app, &token, "s-hold", "hold", 1, now() + 10).await;
+    app.advance(11);
+    app.sandbox
+        .inject(FaultRule::new(paths::HUB_PAYMENT, Fault::Delay { ms: 500 }));
+    let gateway = app.app.gateway.clone();
+    let run = tokio::spawn(async move { gateway.run_due_schedules(10).await });
+    until_the_charge_is_at_kcp(&app).await;
+    let merchant_id = app.app.demo.as_ref().expect("demo merchant").merchant.id;
+    let s =
+        openport::store::billing::schedule_by_uid(&app.app.gateway.db.read, merchant_id, "hold-0")
+            .await
+            .unwrap()
+            .unwrap();
+    let charge = app.app.gateway.settings.lease_secs;
+    assert_eq!(charge, 181, "three 60 s timeouts, rounded up, plus one");
+    assert_eq!(s.status, "executing");
+    assert!(
+        s.lease_until - (now() + 11) >= 2 * charge,
+        "leased until {} at {}",
+        s.lease_until,
+        now() + 11
+    );
+    assert_eq!(run.await.unwrap().unwrap(), 1);
+    assert_eq!(app.sandbox.ledger().len(), 1);
+}
+
+/// A schedule claimed by a run that never opened its charge (the instance died) can still be
+/// revoked, and is then never charged; one whose charge is open cannot, since that payment may yet
+/// be approved, and it ends as its payment does, without a second charge.
+#[tokio::test]
+async fn a_claimed_schedule_is_revocable_until_its_charge_opens() {
+    use kcp_sandbox::{paths, Fault, FaultRule};
+    let app = spawn_app().await;
+    let token = app.token().await;
+    register(&app, &token, "s-rev", test_cards::SHINHAN_CREDIT).await;
+    schedule_many(&app, &token, "s-rev", "rev", 2, now() + 10).await;
+    app.advance(11);
+    let t = now() + 11;
+    let dead =
+        openport::store::billing::claim_due_schedules(&app.app.gateway.db.write, t, t + 120, 1)
+            .await
+            .unwrap();
+    assert_eq!(dead[0].merchant_uid, "rev-0");
+    let unschedule = |merchant_uid: &'static str| {
+        let (app, token) = (&app, &token);
+        async move {
+            app.post(
+                "/subscribe/payments/unschedule",
+                Some(token),
+                json!({"customer_uid": "s-rev", "merchant_uid": merchant_uid}),
+            )
+            .await
+            .1
+        }
+    };
+    let revoked = unschedule("rev-0").await;
+    assert_eq!(revoked["code"], 0, "{revoked}");
+    assert_eq!(revoked["response"][0]["schedule_status"], "revoked");
+
+    // rev-1's charge opens and its answer is lost: the outcome is open.
+    app.sandbox
+        .inject(FaultRule::new(paths::HUB_PAYMENT, Fault::Drop));
+    app.sandbox
+        .inject(FaultRule::new(paths::INQUIRY, Fault::Drop));
+    assert_eq!(app.app.gateway.run_due_schedules(10).await.unwrap(), 0);
+    let refused = unschedule("rev-1").await;
+    assert_eq!(refused["code"], 1, "its charge is open: {refused}");
+
+    app.advance(121 + crate::helpers::SETTLE_SECS);
+    app.resolve_all().await;
+    assert_eq!(app.app.gateway.run_due_schedules(10).await.unwrap(), 1);
+    let token = app.token().await;
+    let (_, s) = app
+        .get("/subscribe/payments/schedule/rev-0", Some(&token))
+        .await;
+    assert_eq!(s["response"]["schedule_status"], "revoked", "{s}");
+    let (_, s) = app
+        .get("/subscribe/payments/schedule/rev-1", Some(&token))
+        .await;
+    assert_eq!(s["response"]["payment_status"], "failed", "{s}");
+    assert!(payments_of(&app, "rev-0").await.is_empty());
+    assert_eq!(payments_of(&app, "rev-1").await.len(), 1);
+    assert!(app.sandbox.ledger().is_empty());
+    app.assert_ledger_agrees().await;
+}
+
+/// spec §4.4, §5: a scheduled payment that fails sends `failed`, also when it fails before KCP is
+/// asked (here: the merchant_uid was prepared with another amount). Its failed payment is what
+/// the webhook names and the schedule shows.
+#[tokio::test]
+async fn a_scheduled_run_refused_before_charging_records_a_failed_payment_and_sends_failed() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    register(&app, &token, "s-pre", test_cards::SHINHAN_CREDIT).await;
+    let (_, prepared) = app
+        .post(
+            "/payments/prepare",
+            Some(&token),
+            json!({"merchant_uid": "pre-1", "amount": 5000}),
+        )
+        .await;
+    assert_eq!(prepared["code"], 0, "{prepared}");
+    let body = schedule(&app, &token, json!({"customer_uid": "s-pre", "schedules": [
+        {"merchant_uid": "pre-1", "schedule_at": now() + 10, "amount": 1000, "notice_url": NOTICE_URL}
+    ]}))
+    .await;
+    assert_eq!(body["code"], 0, "{body}");
+    app.advance(11);
+    assert_eq!(app.app.gateway.run_due_schedules(10).await.unwrap(), 1);
+
+    let (_, s) = app
+        .get("/subscribe/payments/schedule/pre-1", Some(&token))
+        .await;
+    assert_eq!(s["response"]["payment_status"], "failed", "{s}");
+    let imp_uid = s["response"]["imp_uid"].as_str().unwrap();
+    let p = app.payment(&token, imp_uid).await;
+    assert_eq!(p["status"], "failed", "{p}");
+    assert_eq!(p["customer_uid_usage"], "payment.scheduled", "{p}");
+    assert_eq!(p["fail_reason"], s["response"]["fail_reason"], "{p}");
+    assert_eq!(webhooks_of(&app, "pre-1", "failed").await, 1);
+    assert!(app.sandbox.ledger().is_empty());
+    app.assert_ledger_agrees().await;
+}
+
+/// A schedule's text is checked when it is registered, as a charge's would be: text KCP is not
+/// sent (script content) refuses the schedule then, not when it is due and no one is waiting.
+#[tokio::test]
+async fn a_schedule_whose_name_would_be_refused_is_refused_when_registered() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    register(&app, &token, "s-text", test_cards::SHINHAN_CREDIT).await;
+    let (status, body) = app
+        .post(
+            "/subscribe/payments/schedule",
+            Some(&token),
+            json!({"customer_uid": "s-text", "schedules": [
+                {"merchant_uid": "txt-1", "schedule_at": now() + 10, "amount": 1000, "name": "<script>alert(1)</script>"}
+            ]}),
+        )
+        .await;
+    assert_eq!(status, reqwest::StatusCode::BAD_REQUEST, "{body}");
+    let (status, _) = app
+        .get("/subscribe/payments/schedule/txt-1", Some(&token))
+        .await;
+    assert_eq!(status, reqwest::StatusCode::NOT_FOUND);
+}
+
+/// The write that opens a scheduled charge is conditional on the run still holding the schedule:
+/// a run whose schedule was taken over while it waited for its turn in the batch charges nothing,
+/// and leaves the schedule as the new holder has it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_that_lost_its_schedule_before_the_charge_opened_charges_nothing() {
+    use kcp_sandbox::{paths, Fault, FaultRule};
+    let app = spawn_app_with(|c| c.scheduler.concurrency = 1).await;
+    let token = app.token().await;
+    register(&app, &token, "s-fence", test_cards::SHINHAN_CREDIT).await;
+    schedule_many(&app, &token, "s-fence", "fence", 2, now() + 10).await;
+    app.advance(11);
+    app.sandbox.inject(
+        FaultRule::new(paths::HUB_PAYMENT, Fault::Delay { ms: 800 }).when("amount", "1000"),
+    );
+    let gateway = app.app.gateway.clone();
+    let run = tokio::spawn(async move { gateway.run_due_schedules(10).await });
+    until_the_charge_is_at_kcp(&app).await;
+
+    // Another instance takes fence-1 over while fence-0 is charged.
+    let taken_over = now() + 500;
+    lose_the_recorded_outcome(&app, "fence-1", taken_over).await;
+    assert_eq!(run.await.unwrap().unwrap(), 1, "fence-0 only");
+
+    assert!(payments_of(&app, "fence-1").await.is_empty());
+    let merchant_id = app.app.demo.as_ref().expect("demo merchant").merchant.id;
+    let s =
+        openport::store::billing::schedule_by_uid(&app.app.gateway.db.read, merchant_id, "fence-1")
+            .await
+            .unwrap()
+            .unwrap();
+    assert_eq!(
+        (s.status.as_str(), s.lease_until, s.imp_uid),
+        ("executing", taken_over, None)
+    );
+    assert_eq!(app.sandbox.ledger().len(), 1);
+    app.assert_ledger_agrees().await;
+}
+
+/// A graceful shutdown waits for the scheduler's charges in flight and their record, instead of
+/// leaving a charged schedule claimed until its lease runs out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shutdown_waits_for_the_scheduled_charges_in_flight_to_be_recorded() {
+    use kcp_sandbox::{paths, Fault, FaultRule};
+    let app = spawn_app_with(|c| c.resolver.interval_ms = 50).await;
+    let token = app.token().await;
+    register(&app, &token, "s-stop", test_cards::SHINHAN_CREDIT).await;
+    app.sandbox
+        .inject(FaultRule::new(paths::HUB_PAYMENT, Fault::Delay { ms: 800 }));
+    schedule_many(&app, &token, "s-stop", "stop", 1, now() + 10).await;
+    app.advance(11);
+    until_the_charge_is_at_kcp(&app).await;
+
+    let gateway = app.app.gateway.clone();
+    let merchant_id = app.app.demo.as_ref().expect("demo merchant").merchant.id;
+    let TestApp { app: running, .. } = app;
+    running.shutdown().await;
+
+    let s = openport::store::billing::schedule_by_uid(&gateway.db.read, merchant_id, "stop-0")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(s.status, "executed", "{s:?}");
+    assert_eq!(s.payment_status.as_deref(), Some("paid"), "{s:?}");
 }
