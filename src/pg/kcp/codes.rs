@@ -29,8 +29,11 @@ pub const LOCAL_INVALID_REQUEST: &str = "invalid_request";
 
 /// Categorises a non-success `res_cd`.
 ///
-/// - 8101, 8103–8110: KCP could not accept the card data or request format (card number, transaction
-///   type, amount, instalment, expiry, birth date / business number): the card data was refused.
+/// - 8101, 8107–8110: KCP could not accept the card data (card, card number, expiry, birth date /
+///   business number): the card data was refused.
+/// - 8103–8106 (transaction type, pay method, amount, instalment) say nothing about the card: the
+///   payment simply failed with KCP's message, rather than telling the merchant the card data
+///   was wrong.
 /// - 8102 (card not allowed for this merchant), 8186/8188 (daily / monthly limit), 8187 (limit
 ///   exceeded, the sandbox's `INSUFFICIENT_LIMIT` card), and the issuer
 ///   refusals KCP relays as `CCxx` / `ACxx` (limit exceeded, insufficient funds — public KCP decline
@@ -39,9 +42,7 @@ pub const LOCAL_INVALID_REQUEST: &str = "invalid_request";
 /// - Anything else (3001 user cancel, 8059 amount mismatch, 8178 cannot cancel, system errors).
 pub fn decline_reason(res_cd: &str) -> DeclineReason {
     match res_cd {
-        "8101" | "8103" | "8104" | "8105" | "8106" | "8107" | "8108" | "8109" | "8110" => {
-            DeclineReason::CardRejected
-        }
+        "8101" | "8107" | "8108" | "8109" | "8110" => DeclineReason::CardRejected,
         "8102" | "8186" | "8187" | "8188" => DeclineReason::CardDeclined,
         ALREADY_CANCELLED => DeclineReason::AlreadyCancelled,
         BATCH_KEY_DELETED => DeclineReason::BatchKeyDeleted,
@@ -87,10 +88,15 @@ mod tests {
 
     #[test]
     fn card_format_errors_are_card_rejected() {
-        for code in [
-            "8101", "8103", "8104", "8105", "8106", "8107", "8108", "8109", "8110",
-        ] {
+        for code in ["8101", "8107", "8108", "8109", "8110"] {
             assert_eq!(decline_reason(code), DeclineReason::CardRejected, "{code}");
+        }
+    }
+
+    #[test]
+    fn request_format_errors_that_are_not_about_the_card_are_other() {
+        for code in ["8103", "8104", "8105", "8106"] {
+            assert_eq!(decline_reason(code), DeclineReason::Other, "{code}");
         }
     }
 
