@@ -354,7 +354,17 @@ impl Gateway {
         let trade = match connector.register_trade(&registration).await {
             Ok(t) => t,
             Err(e) => {
-                let reason = format!("PG사 거래등록에 실패하였습니다. ({e})");
+                // KCP's own refusal is the buyer's to read; a transport or configuration error
+                // (URLs, key loading) is the operator's, so it goes to the log only.
+                let reason = match &e {
+                    PgError::Declined { code, message, .. } => {
+                        format!("PG사 거래등록에 실패하였습니다. ([{code}] {message})")
+                    }
+                    other => {
+                        tracing::error!(imp_uid = %payment.imp_uid, "KCP trade registration failed: {other}");
+                        "PG사 거래등록에 실패하였습니다. 잠시 후 다시 시도해 주세요.".to_string()
+                    }
+                };
                 self.fail_ready(&payment, &reason)
                     .await
                     .map_err(CheckoutRefused::from)?;

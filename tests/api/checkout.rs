@@ -2,7 +2,7 @@
 //! hand-off page, KCP's window (sandbox), the post back to Ret_URL, and the answer.
 use serde_json::{json, Value};
 
-use kcp_sandbox::{Fault, FaultRule, TransactionState};
+use kcp_sandbox::{paths, Fault, FaultRule, TransactionState};
 
 use crate::helpers::{spawn_app, TestApp, SETTLE_SECS};
 
@@ -957,4 +957,49 @@ async fn a_result_post_without_its_windows_return_key_neither_reads_nor_fails_th
     assert!(!page.contains("var rsp="), "{page}");
     assert!(!page.contains("홍길동"), "{page}");
     app.assert_ledger_agrees().await;
+}
+
+#[tokio::test]
+async fn a_failed_trade_registration_shows_the_buyer_kcps_refusal_but_never_transport_details() {
+    let app = spawn_app().await;
+    let start = |merchant_uid: &'static str| {
+        let app = &app;
+        async move {
+            app.post(
+                "/checkout/request",
+                None,
+                json!({"imp_code": "imp00000000", "page_url": "http://shop.test/cart",
+                       "params": {"merchant_uid": merchant_uid, "amount": 1000}}),
+            )
+            .await
+            .1
+        }
+    };
+    app.sandbox.inject(FaultRule::new(
+        paths::TRADE_REGISTER,
+        Fault::HttpStatus { status: 503 },
+    ));
+    let unreachable = start("web-reg-503").await;
+    assert_eq!(unreachable["code"], 1, "{unreachable}");
+    let message = unreachable["message"].as_str().unwrap();
+    assert!(message.contains("거래등록에 실패"), "{message}");
+    assert!(
+        !message.contains("http") && !message.contains("503") && !message.contains("127.0.0.1"),
+        "no transport detail: {message}"
+    );
+
+    // KCP's refusal (its registration answers `Code`/`Message`, spec/kcp.md §2.1): `0003`.
+    app.sandbox.inject(FaultRule::new(
+        paths::TRADE_REGISTER,
+        Fault::AnswerField {
+            field: "Code".into(),
+            value: "0003".into(),
+        },
+    ));
+    let refused = start("web-reg-refused").await;
+    assert_eq!(refused["code"], 1, "{refused}");
+    assert!(
+        refused["message"].as_str().unwrap().contains("([0003] "),
+        "KCP's code is the buyer's to read: {refused}"
+    );
 }
