@@ -82,6 +82,17 @@ enum AttemptCommand {
         #[arg(long, required = true)]
         none_at_kcp: bool,
     },
+    /// Mark a `conflict` attempt reconciled once KCP's admin and the payment agree again (fixed
+    /// by hand where needed); until then the payment takes no API cancel.
+    Reconciled {
+        #[command(flatten)]
+        common: Common,
+        #[arg(long)]
+        id: i64,
+        /// What was found and done, kept on the attempt.
+        #[arg(long)]
+        note: String,
+    },
     /// Record that KCP's admin holds nothing under the order number an open attempt waits for
     /// (`attempt list`), and settle it at once: an approval or an account issuance fails, a
     /// Benepia re-approval whose answer was lost is sent again.
@@ -331,6 +342,14 @@ async fn attempt(cmd: AttemptCommand) -> anyhow::Result<()> {
             app.shutdown().await;
             let imp_uid = settled.map_err(|e| anyhow::anyhow!("{e}"))?;
             println!("attempt {id} settled: payment {imp_uid} failed, its merchant_uid is free");
+            Ok(())
+        }
+        AttemptCommand::Reconciled { common, id, note } => {
+            let app = offline_app(&common).await?;
+            let done = app.gateway.mark_reconciled(id, &note).await;
+            app.shutdown().await;
+            done.map_err(|e| anyhow::anyhow!("{e}"))?;
+            println!("attempt {id} reconciled: its payment takes cancels again");
             Ok(())
         }
         AttemptCommand::ConfirmAbsent {

@@ -193,6 +193,19 @@ impl Gateway {
         Ok(out)
     }
 
+    /// An operator reconciled a `conflict` attempt with KCP's admin (and the payment's record, by
+    /// hand where needed): the payment takes API cancels again. `note` says what was done.
+    pub async fn mark_reconciled(&self, id: i64, note: &str) -> ServiceResult<()> {
+        let note = format!("reconciled by operator: {note}");
+        if !payments::mark_reconciled(&self.db.write, id, &note, self.clock.unix()).await? {
+            return Err(ServiceError::BadRequest(format!(
+                "attempt {id} is not a conflict"
+            )));
+        }
+        tracing::warn!(attempt_id = id, "operator reconciled a conflict attempt");
+        Ok(())
+    }
+
     /// An operator looked in KCP's admin and found no trade under `order_no`, the order number
     /// the open attempt `id` waits for: recorded on the attempt, which is then resolved at once
     /// with that word (`absence_is_final`) where it used to stay open against real KCP: an

@@ -48,6 +48,15 @@ impl Gateway {
             }
         };
         let payment = found.ok_or_else(|| ServiceError::Refused(NOT_FOUND.into()))?;
+        // KCP holds something else than this payment's record (a cancel or a point re-approval
+        // closed as a conflict): a cancel planned from the record could act on a cancelled tno,
+        // be told "already cancelled" and record money back that KCP still holds.
+        if let Some(conflict) = payments::unreconciled_conflict(&self.db.read, payment.id).await? {
+            return Err(ServiceError::Refused(format!(
+                "이 결제건은 PG사 내역과 일치하지 않아 운영자 확인이 필요합니다. (imp_uid: {}, attempt {})",
+                payment.imp_uid, conflict.id
+            )));
+        }
         let plan = |p: &payment::Model| {
             plan_cancel(
                 PaymentStatus::from_db(&p.status),

@@ -369,6 +369,38 @@ pub async fn attempt_by_id(
     pg_attempt::Entity::find_by_id(id).one(db).await
 }
 
+/// An attempt of the payment closed as `conflict` (KCP holds something else than openport) and
+/// not yet reconciled by an operator, if any.
+pub async fn unreconciled_conflict(
+    db: &impl ConnectionTrait,
+    payment_id: i64,
+) -> Result<Option<pg_attempt::Model>, DbErr> {
+    pg_attempt::Entity::find()
+        .filter(pg_attempt::Column::PaymentId.eq(payment_id))
+        .filter(pg_attempt::Column::State.eq("conflict"))
+        .one(db)
+        .await
+}
+
+/// Marks a `conflict` attempt `reconciled` with the operator's note; false when it is not (or no
+/// longer) a conflict.
+pub async fn mark_reconciled(
+    db: &impl ConnectionTrait,
+    id: i64,
+    note: &str,
+    now: i64,
+) -> Result<bool, DbErr> {
+    let res = pg_attempt::Entity::update_many()
+        .col_expr(pg_attempt::Column::State, Expr::value("reconciled"))
+        .col_expr(pg_attempt::Column::ResultMessage, Expr::value(note))
+        .col_expr(pg_attempt::Column::UpdatedAt, Expr::value(now))
+        .filter(pg_attempt::Column::Id.eq(id))
+        .filter(pg_attempt::Column::State.eq("conflict"))
+        .exec(db)
+        .await?;
+    Ok(res.rows_affected == 1)
+}
+
 /// Open (pending / unknown) attempts of a payment, newest first.
 pub async fn open_attempts_of(
     db: &impl ConnectionTrait,

@@ -214,6 +214,46 @@ async fn a_payment_cancelled_in_kcps_admin_is_recorded_by_a_full_cancel_and_a_pa
         open, 0,
         "closed as a conflict for the operator, not left blocking"
     );
+
+    // Until the operator reconciles it, no cancel is planned from a record KCP disagrees with.
+    let cancel_rest = || async {
+        app.post(
+            "/payments/cancel",
+            Some(&token),
+            json!({"imp_uid": partial["imp_uid"]}),
+        )
+        .await
+        .1
+    };
+    let refused = cancel_rest().await;
+    assert_eq!(refused["code"], 1, "{refused}");
+    assert!(
+        refused["message"].as_str().unwrap().contains("운영자 확인"),
+        "{refused}"
+    );
+    let gateway = &app.app.gateway;
+    let payment = openport::store::payments::by_imp_uid(
+        &gateway.db.read,
+        None,
+        partial["imp_uid"].as_str().unwrap(),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    let conflict = openport::store::payments::unreconciled_conflict(&gateway.db.read, payment.id)
+        .await
+        .unwrap()
+        .expect("the conflict attempt");
+    gateway
+        .mark_reconciled(conflict.id, "cancelled in KCP's admin on the buyer's call")
+        .await
+        .unwrap();
+    assert!(gateway.mark_reconciled(conflict.id, "again").await.is_err());
+    // Reconciled: a full cancel records what KCP holds (cancelled in its admin).
+    let done = cancel_rest().await;
+    assert_eq!(done["code"], 0, "{done}");
+    assert_eq!(done["response"]["status"], "cancelled");
+    app.assert_ledger_agrees().await;
 }
 
 /// Window payments that KCP inquires under their own `pay_type` (PABK, PAMC, PATK), never the

@@ -10,7 +10,8 @@ pub struct Model {
     /// `approve` or `cancel`.
     pub kind: String,
     /// `pending` (sent or about to be), `unknown` (answer lost), `succeeded`, `failed`,
-    /// `net_cancelled`, `conflict` (left for the operator). Only `pending` and `unknown` are open.
+    /// `net_cancelled`, `conflict` (left for the operator: the payment takes no API cancel until
+    /// it is `reconciled`, `openport attempt reconciled`). Only `pending` and `unknown` are open.
     pub state: String,
     pub order_no: String,
     pub tno: Option<String>,
