@@ -6,7 +6,6 @@
 //! operator allows private targets, no redirects, no proxy. Of the answer only what the contract
 //! needs is kept: its status, and the `reason` of a refusal (read from a bounded prefix of the
 //! body, shortened), which becomes the payment's fail_reason.
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use super::{outbound, Gateway, ServiceError, ServiceResult};
@@ -22,20 +21,11 @@ const REASON_CHARS: usize = 200;
 const NO_REASON: &str = "알 수 없음";
 
 fn http(private_targets: bool) -> &'static reqwest::Client {
-    static OPEN: OnceLock<reqwest::Client> = OnceLock::new();
-    static PUBLIC_ONLY: OnceLock<reqwest::Client> = OnceLock::new();
-    let build = |private_targets: bool| {
-        outbound::guarded_client(private_targets)
-            .timeout(CONFIRM_TIMEOUT)
+    static CLIENTS: outbound::GuardedClients = outbound::GuardedClients::new();
+    CLIENTS.get(private_targets, |b| {
+        b.timeout(CONFIRM_TIMEOUT)
             .user_agent(concat!("openport-confirm/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .expect("HTTP client with static settings")
-    };
-    if private_targets {
-        OPEN.get_or_init(|| build(true))
-    } else {
-        PUBLIC_ONLY.get_or_init(|| build(false))
-    }
+    })
 }
 
 impl Gateway {

@@ -100,6 +100,46 @@ pub fn guarded_client(private_targets: bool) -> reqwest::ClientBuilder {
     }
 }
 
+/// The two [`guarded_client`]s of one caller (private targets allowed or not), each built once on
+/// first use: a client holds a connection pool, so it is made once per process, not per request.
+pub struct GuardedClients {
+    open: std::sync::OnceLock<reqwest::Client>,
+    public_only: std::sync::OnceLock<reqwest::Client>,
+}
+
+impl GuardedClients {
+    pub const fn new() -> Self {
+        Self {
+            open: std::sync::OnceLock::new(),
+            public_only: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// The client for `private_targets`, `finish` adding the caller's timeouts and user agent.
+    pub fn get(
+        &self,
+        private_targets: bool,
+        finish: impl FnOnce(reqwest::ClientBuilder) -> reqwest::ClientBuilder,
+    ) -> &reqwest::Client {
+        let cell = if private_targets {
+            &self.open
+        } else {
+            &self.public_only
+        };
+        cell.get_or_init(|| {
+            finish(guarded_client(private_targets))
+                .build()
+                .expect("HTTP client with static settings")
+        })
+    }
+}
+
+impl Default for GuardedClients {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 /// A resolver that keeps only public addresses and fails when none is left, so the connection
 /// can only be made to an address that passed [`is_public`].
 #[derive(Debug, Default, Clone, Copy)]

@@ -5,7 +5,6 @@
 //! URL in the SAME transaction as the change ([`Gateway::enqueue_webhook`]), so an event is
 //! announced if and only if it was committed. Workers on any number of instances then claim due
 //! rows with a lease ([`Gateway::deliver_due_webhooks`]) and POST them outside any transaction.
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use base64::engine::general_purpose::STANDARD as B64;
@@ -193,21 +192,12 @@ struct MerchantTarget {
 /// address check). Unless private targets are allowed, names resolve to public addresses only
 /// (`outbound`).
 fn http(private_targets: bool) -> &'static reqwest::Client {
-    static OPEN: OnceLock<reqwest::Client> = OnceLock::new();
-    static PUBLIC_ONLY: OnceLock<reqwest::Client> = OnceLock::new();
-    let build = |private_targets: bool| {
-        outbound::guarded_client(private_targets)
-            .connect_timeout(CONNECT_TIMEOUT)
+    static CLIENTS: outbound::GuardedClients = outbound::GuardedClients::new();
+    CLIENTS.get(private_targets, |b| {
+        b.connect_timeout(CONNECT_TIMEOUT)
             .timeout(TOTAL_TIMEOUT)
             .user_agent(concat!("openport-webhook/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .expect("HTTP client with static settings")
-    };
-    if private_targets {
-        OPEN.get_or_init(|| build(true))
-    } else {
-        PUBLIC_ONLY.get_or_init(|| build(false))
-    }
+    })
 }
 
 /// What one POST came to.
