@@ -62,7 +62,8 @@ enum Command {
 
 #[derive(Subcommand)]
 enum AttemptCommand {
-    /// Open attempts, oldest first: id, kind, imp_uid, merchant_uid, the order number KCP knows.
+    /// Open attempts (with `--conflicts`: those closed as conflicts, not reconciled yet), oldest
+    /// first: id, kind, imp_uid, merchant_uid, the order number KCP knows.
     List {
         #[command(flatten)]
         common: Common,
@@ -70,6 +71,9 @@ enum AttemptCommand {
         limit: u64,
         #[arg(long)]
         json: bool,
+        /// List the attempts closed as `conflict` (not reconciled yet) instead of the open ones.
+        #[arg(long)]
+        conflicts: bool,
     },
     /// Fail an open approval whose order number has no approval in KCP's admin (cancel any there
     /// first): the payment fails and its merchant_uid is free again.
@@ -302,13 +306,15 @@ async fn attempt(cmd: AttemptCommand) -> anyhow::Result<()> {
             common,
             limit,
             json,
+            conflicts,
         } => {
             let app = offline_app(&common).await?;
-            let open = app
-                .gateway
-                .open_attempts(limit)
-                .await
-                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            let listed = if conflicts {
+                app.gateway.conflict_attempts(limit).await
+            } else {
+                app.gateway.open_attempts(limit).await
+            };
+            let open = listed.map_err(|e| anyhow::anyhow!("{e}"))?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&open)?);
             } else {

@@ -171,8 +171,21 @@ impl Gateway {
     /// Open attempts, oldest first: the ones an operator may have to settle (an approval lost
     /// before KCP named its `tno`, where an inquiry by order number is not trusted).
     pub async fn open_attempts(&self, limit: u64) -> ServiceResult<Vec<OpenAttempt>> {
+        let attempts = payments::open_attempts(&self.db.read, limit).await?;
+        self.described(attempts).await
+    }
+
+    /// Attempts closed as `conflict` and not reconciled yet, oldest first: their payments take no
+    /// API cancel until an operator reconciles them ([`Self::mark_reconciled`]).
+    pub async fn conflict_attempts(&self, limit: u64) -> ServiceResult<Vec<OpenAttempt>> {
+        let attempts = payments::conflict_attempts(&self.db.read, limit).await?;
+        self.described(attempts).await
+    }
+
+    /// Attempts with their payments' imp_uid and merchant_uid, as an operator lists them.
+    async fn described(&self, attempts: Vec<pg_attempt::Model>) -> ServiceResult<Vec<OpenAttempt>> {
         let mut out = Vec::new();
-        for a in payments::open_attempts(&self.db.read, limit).await? {
+        for a in attempts {
             let p = payments::by_id(&self.db.read, a.payment_id)
                 .await?
                 .ok_or_else(|| ServiceError::Internal("payment vanished".into()))?;

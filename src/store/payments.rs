@@ -472,6 +472,20 @@ pub async fn open_attempts(
         .await
 }
 
+/// Attempts closed as `conflict` and not yet reconciled, oldest first. For the operator's command
+/// only: closed attempts have no index on their state, so this reads the table.
+pub async fn conflict_attempts(
+    db: &impl ConnectionTrait,
+    limit: u64,
+) -> Result<Vec<pg_attempt::Model>, DbErr> {
+    pg_attempt::Entity::find()
+        .filter(pg_attempt::Column::State.eq("conflict"))
+        .order_by_asc(pg_attempt::Column::Id)
+        .limit(limit)
+        .all(db)
+        .await
+}
+
 pub async fn count_open_attempts(db: &impl ConnectionTrait) -> Result<u64, DbErr> {
     pg_attempt::Entity::find()
         .filter(Expr::cust(OPEN_ATTEMPT))
