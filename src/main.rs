@@ -289,8 +289,8 @@ async fn stop_signal() {
     let _ = tokio::signal::ctrl_c().await;
 }
 
-/// The gateway without its server, resolver or sandbox: for commands that only read or write the
-/// database.
+/// The gateway without its HTTP server, background jobs or embedded sandbox: for operator commands
+/// (which may still call KCP with the configured settings, as `attempt confirm-absent` does).
 async fn offline_app(common: &Common) -> anyhow::Result<App> {
     let mut config = load(common)?;
     init_tracing(config.log_format == "json");
@@ -314,11 +314,12 @@ async fn attempt(cmd: AttemptCommand) -> anyhow::Result<()> {
             } else {
                 app.gateway.open_attempts(limit).await
             };
-            let open = listed.map_err(|e| anyhow::anyhow!("{e}"))?;
+            app.shutdown().await;
+            let attempts = listed.map_err(|e| anyhow::anyhow!("{e}"))?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&open)?);
+                println!("{}", serde_json::to_string_pretty(&attempts)?);
             } else {
-                for a in &open {
+                for a in &attempts {
                     println!(
                         "{}\t{}\t{}\t{}\t{}\torder_no {}\ttno {}\t{} won\tcreated {}\t{}",
                         a.id,
@@ -334,7 +335,6 @@ async fn attempt(cmd: AttemptCommand) -> anyhow::Result<()> {
                     );
                 }
             }
-            app.shutdown().await;
             Ok(())
         }
         AttemptCommand::Fail {

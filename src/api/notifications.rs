@@ -52,10 +52,10 @@ pub async fn notify(
         .collect();
     let sources = &s.notify_sources;
     let client = client_address(peer, &forwarded, &sources.proxies);
-    let allowed = match (&sources.allowed, client) {
-        (AddressList::Any, _) => true,
-        (list, Some(ip)) => list.contains(ip),
-        (_, None) => false,
+    // A sender whose address is unknown gets through only where every address does.
+    let allowed = match client {
+        Some(ip) => sources.allowed.contains(ip),
+        None => sources.allowed == AddressList::Any,
     };
     if !allowed {
         tracing::warn!(

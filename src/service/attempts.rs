@@ -238,7 +238,7 @@ impl Gateway {
                 "attempt {id} waits for order number {waits_for}, not {order_no}: look that one up in KCP's admin"
             ))
         };
-        if !matches!(attempt.state.as_str(), "pending" | "unknown") {
+        if !payments::OPEN_STATES.contains(&attempt.state.as_str()) {
             return Err(ServiceError::BadRequest(format!(
                 "attempt {id} is {}: it is settled already",
                 attempt.state
@@ -252,19 +252,21 @@ impl Gateway {
                 "attempt {id} is settled or held by a request or the resolver right now"
             )));
         };
+        // It may have moved on since it was read (a point cancel's re-approval has an order
+        // number of its own): then it is only let go, the word recorded nowhere.
+        let moved_on = held.order_no != order_no;
         let mut a: pg_attempt::ActiveModel = held.clone().into();
-        if held.order_no == order_no {
+        a.lease_until = Set(0);
+        if !moved_on {
             a.absent_order_no = Set(Some(order_no.to_string()));
             a.next_check_at = Set(self.clock.unix());
         }
-        a.lease_until = Set(0);
         if self.write_held(&held, a).await?.is_none() {
             return Err(ServiceError::Refused(format!(
                 "attempt {id} was settled otherwise meanwhile"
             )));
         }
-        if held.order_no != order_no {
-            // It moved on (a point cancel's re-approval has an order number of its own).
+        if moved_on {
             return Err(wrong_order(&held.order_no));
         }
         tracing::warn!(attempt_id = id, %order_no, "operator: KCP's admin holds nothing under this order number");
