@@ -460,7 +460,7 @@ async fn onetime_keeping(
 }
 
 #[tokio::test]
-async fn a_refused_onetime_with_a_customer_uid_leaves_the_customers_card_and_details_as_they_were() {
+async fn a_refused_onetime_with_a_customer_uid_keeps_the_customers_card_and_details() {
     let app = spawn_app().await;
     let token = app.token().await;
     let (_, registered) = app
@@ -484,12 +484,18 @@ async fn a_refused_onetime_with_a_customer_uid_leaves_the_customers_card_and_det
     let taken = onetime_keeping(&app, &token, "keep-taken", 1000, 0).await;
     assert_eq!(taken["code"], 1, "merchant_uid already paid: {taken}");
     let instalment = onetime_keeping(&app, &token, "keep-quota", 10_000, 3).await;
-    assert_eq!(instalment["code"], -1, "instalments under 50,000: {instalment}");
+    assert_eq!(
+        instalment["code"], -1,
+        "instalments under 50,000: {instalment}"
+    );
     let prepared = onetime_keeping(&app, &token, "keep-prepared", 1000, 0).await;
     assert_eq!(prepared["code"], 1, "another prepared amount: {prepared}");
 
     let (_, c) = app.get("/subscribe/customers/keep-a", Some(&token)).await;
-    assert_eq!(c["response"], registered["response"], "card A and its details");
+    assert_eq!(
+        c["response"], registered["response"],
+        "card A and its details"
+    );
     assert_eq!(app.sandbox.batch_keys().len(), 1, "KCP issued no other key");
 
     // Paid, the card is kept: card B, the buyer's name, and the customer_id onetime has no
@@ -522,9 +528,7 @@ async fn a_onetime_whose_card_kcp_will_not_keep_fails_its_charge_before_anything
         .await;
     assert_eq!(body["code"], -1, "{body}");
     assert!(app.sandbox.ledger().is_empty(), "nothing was charged");
-    let (_, found) = app
-        .get("/payments/find/keep-kb/failed", Some(&token))
-        .await;
+    let (_, found) = app.get("/payments/find/keep-kb/failed", Some(&token)).await;
     assert_eq!(found["response"]["status"], "failed", "{found}");
     assert_eq!(found["response"]["fail_reason"], body["message"]);
     // The merchant_uid is free again.
