@@ -687,10 +687,16 @@ impl Gateway {
         let mut p: payment::ActiveModel = payment.clone().into();
         p.status = Set(PaymentStatus::Paid.as_db().into());
         p.pg_tid = Set(Some(ap.tno.clone()));
-        p.apply_num = Set(Some(ap.app_no.clone()));
-        p.card_code = Set(iamport_card_code(&ap.issuer_code).map(str::to_string));
-        p.card_name = Set(Some(ap.issuer_name.clone()));
-        p.card_number = Set(Some(ap.masked_card_number.clone()));
+        // An approval found by inquiry may lack the card fields (spec/kcp.md §2.10 lists no
+        // `card_cd`; a proxy may drop more): what KCP leaves out is null, never "", and what the
+        // payment already knows (the masked key-in number, the billing key's card) stays.
+        p.apply_num = Set(non_empty(&ap.app_no));
+        p.card_code = Set(iamport_card_code(&ap.issuer_code)
+            .map(str::to_string)
+            .or_else(|| payment.card_code.clone()));
+        p.card_name = Set(non_empty(&ap.issuer_name).or_else(|| payment.card_name.clone()));
+        p.card_number =
+            Set(non_empty(&ap.masked_card_number).or_else(|| payment.card_number.clone()));
         p.card_type = Set(Some(i32::from(ap.is_check_card)));
         p.card_quota = Set(i32::from(ap.quota));
         p.paid_at = Set(Some(ap.approved_at.timestamp()));
@@ -806,6 +812,13 @@ pub(crate) fn instalment_allowed(order: &ChargeOrder) -> ServiceResult<()> {
         )));
     }
     Ok(())
+}
+
+/// A text field of KCP's answer; None when KCP left it empty or out.
+fn non_empty(text: &str) -> Option<String> {
+    Some(text.trim())
+        .filter(|t| !t.is_empty())
+        .map(str::to_string)
 }
 
 /// The answer when a prepared merchant_uid is charged with another amount (spec §4.3).
