@@ -4,6 +4,7 @@ use utoipa::ToSchema;
 
 use super::error::{ApiError, ApiResult};
 use super::extract::de;
+use crate::domain::payment::{MAX_AMOUNT, MERCHANT_UID_MAX_CHARS};
 use crate::service::pay::ChargeOrder;
 
 /// The order fields every charge request shares (onetime, again, each schedule, vbanks, Benepia).
@@ -52,31 +53,9 @@ pub struct OrderFields {
 }
 
 pub(crate) fn order(f: OrderFields) -> ApiResult<ChargeOrder> {
-    let merchant_uid = f
-        .merchant_uid
-        .filter(|s| !s.trim().is_empty())
-        .ok_or_else(|| ApiError::bad_request("merchant_uid 파라메터가 누락되었습니다."))?;
-    if merchant_uid.chars().count() > 80 {
-        return Err(ApiError::bad_request(
-            "merchant_uid는 80자 이하여야 합니다.",
-        ));
-    }
-    let amount = f
-        .amount
-        .ok_or_else(|| ApiError::bad_request("amount 파라메터가 누락되었습니다."))?;
-    if amount <= 0 || amount > 999_999_999_999 {
-        return Err(ApiError::bad_request("amount는 0보다 큰 정수여야 합니다."));
-    }
-    let currency = f
-        .currency
-        .filter(|c| !c.is_empty())
-        .unwrap_or_else(|| "KRW".into())
-        .to_ascii_uppercase();
-    if currency != "KRW" {
-        return Err(ApiError::bad_request(
-            "지원하지 않는 통화입니다. (KRW만 지원)",
-        ));
-    }
+    let merchant_uid = merchant_uid(f.merchant_uid)?;
+    let amount = amount(f.amount, 1)?;
+    let currency = currency(f.currency)?.unwrap_or_else(|| "KRW".into());
     if f.tax_free.is_some_and(|t| t < 0 || t > amount) {
         return Err(ApiError::bad_request(
             "tax_free는 0 이상 amount 이하여야 합니다.",
@@ -104,4 +83,52 @@ pub(crate) fn order(f: OrderFields) -> ApiResult<ChargeOrder> {
         notice_url: f.notice_url,
         ..ChargeOrder::default()
     })
+}
+
+/// A merchant_uid as every order takes it, charges and prepared amounts alike: given, not blank, at
+/// most [`MERCHANT_UID_MAX_CHARS`].
+pub(crate) fn merchant_uid(given: Option<String>) -> ApiResult<String> {
+    let uid = given
+        .filter(|s| !s.trim().is_empty())
+        .ok_or_else(|| ApiError::bad_request("merchant_uid 파라메터가 누락되었습니다."))?;
+    if uid.chars().count() > MERCHANT_UID_MAX_CHARS {
+        return Err(ApiError::bad_request(format!(
+            "merchant_uid는 {MERCHANT_UID_MAX_CHARS}자 이하여야 합니다."
+        )));
+    }
+    Ok(uid)
+}
+
+/// An order amount, from `min` to [`MAX_AMOUNT`]: the same ceiling for what is charged and what
+/// is prepared, so no amount can be prepared that no charge could take.
+pub(crate) fn amount(given: Option<i64>, min: i64) -> ApiResult<i64> {
+    let amount = given.ok_or_else(|| ApiError::bad_request("amount 파라메터가 누락되었습니다."))?;
+    if amount < min {
+        return Err(ApiError::bad_request(if min > 0 {
+            "amount는 0보다 큰 정수여야 합니다."
+        } else {
+            "amount는 0 이상이어야 합니다."
+        }));
+    }
+    if amount > MAX_AMOUNT {
+        return Err(ApiError::bad_request(format!(
+            "amount는 {MAX_AMOUNT} 이하여야 합니다."
+        )));
+    }
+    Ok(amount)
+}
+
+/// KRW only, in any case, upper-cased (a prepared currency must compare equal to a charge's,
+/// spec §4.3); None when absent or empty.
+pub(crate) fn currency(given: Option<String>) -> ApiResult<Option<String>> {
+    let Some(currency) = given.filter(|c| !c.is_empty()) else {
+        return Ok(None);
+    };
+    let currency = currency.to_ascii_uppercase();
+    if currency != "KRW" {
+        return Err(ApiError::bad_request(
+            "지원하지 않는 통화입니다. (KRW만 지원)",
+        ));
+    }
+    Ok(Some(currency))
 }

@@ -1,5 +1,14 @@
 //! Payment status machine and the cancel rules of spec/iamport-v1.md §4.2.
 
+/// The largest amount of an order: KCP's `good_mny` has 12 digits (spec/kcp.md §6).
+pub const MAX_AMOUNT: i64 = 999_999_999_999;
+
+/// The longest merchant_uid openport takes, in characters. iamport documents 40 (its OAS), but
+/// nothing here is bound by it: KCP's `ordr_idxx` is openport's own order number
+/// (`ids::order_no_for`), never the merchant_uid, and longer ones have been accepted since the
+/// first release.
+pub const MERCHANT_UID_MAX_CHARS: usize = 80;
+
 /// Internal status. `Pending` is an attempt whose outcome openport does not know yet (sent to KCP,
 /// answer lost or not yet recorded); iamport has no such word, so it is shown as `ready` and is
 /// never shown as `paid` or `failed` on a guess.
