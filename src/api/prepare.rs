@@ -5,7 +5,7 @@ use utoipa::ToSchema;
 
 use super::doc::{ErrorEnvelope, PrepareOutcome, PrepareReply, TokenBodyErrors, TokenErrors};
 use super::envelope::{ok, Envelope};
-use super::error::{ApiError, ApiResult};
+use super::error::ApiResult;
 use super::extract::{de, Body, MerchantCaller};
 use super::order;
 use crate::app::AppState;
