@@ -267,9 +267,16 @@ fn numbered_to_list(v: serde_json::Value) -> serde_json::Value {
     }
 }
 
+/// A presented access token and whether it came in the query string.
+pub struct PresentedToken {
+    pub value: String,
+    /// `?_token=`: the URL, token included, ends up in access logs and browser histories.
+    pub in_query: bool,
+}
+
 /// The access token from `Authorization: Bearer t`, `Authorization: t`, `X-ImpTokenHeader: t`
 /// or `?_token=t` — in that order of precedence (spec/iamport-v1.md §1).
-pub fn token_of(parts: &Parts) -> Option<String> {
+pub fn token_of(parts: &Parts) -> Option<PresentedToken> {
     let header = |name: &str| {
         parts
             .headers
@@ -278,20 +285,27 @@ pub fn token_of(parts: &Parts) -> Option<String> {
             .map(str::trim)
             .filter(|s| !s.is_empty())
     };
+    let in_header = |value: String| PresentedToken {
+        value,
+        in_query: false,
+    };
     if let Some(v) = header(AUTHORIZATION.as_str()) {
         let t = v
             .strip_prefix("Bearer ")
             .or_else(|| v.strip_prefix("bearer "))
             .unwrap_or(v);
-        return Some(t.trim().to_string());
+        return Some(in_header(t.trim().to_string()));
     }
     if let Some(v) = header("x-imptokenheader") {
-        return Some(v.to_string());
+        return Some(in_header(v.to_string()));
     }
     parts.uri.query().and_then(|q| {
         form_urlencoded::parse(q.as_bytes())
             .find(|(k, _)| k == "_token")
-            .map(|(_, v)| v.into_owned())
+            .map(|(_, v)| PresentedToken {
+                value: v.into_owned(),
+                in_query: true,
+            })
     })
 }
 
@@ -303,7 +317,16 @@ impl FromRequestParts<AppState> for Caller {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let token = token_of(parts);
-        Ok(Self(state.gateway.authenticate(token.as_deref()).await?))
+        let principal = state
+            .gateway
+            .authenticate(token.as_ref().map(|t| t.value.as_str()))
+            .await?;
+        // Merchants keep all four transports (iamport clients use `_token`); the operator token,
+        // which reads every merchant's data, is never taken from a URL (docs/security.md).
+        if matches!(principal, Principal::Admin) && token.is_some_and(|t| t.in_query) {
+            return Err(ApiError::unauthorized());
+        }
+        Ok(Self(principal))
     }
 }
 
