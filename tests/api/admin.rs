@@ -119,9 +119,7 @@ async fn the_operator_token_is_refused_in_the_query_string_while_merchants_keep_
     let app = spawn_app().await;
     let merchant = app.token().await;
     for path in ["/admin/merchants", "/payments/status/all"] {
-        let (status, body) = app
-            .get(&format!("{path}?_token={ADMIN_TOKEN}"), None)
-            .await;
+        let (status, body) = app.get(&format!("{path}?_token={ADMIN_TOKEN}"), None).await;
         assert_eq!(status, StatusCode::UNAUTHORIZED, "{path}: {body}");
         assert_eq!(body["code"], -1);
         let (status, _) = app.get(path, Some(ADMIN_TOKEN)).await;
@@ -134,7 +132,11 @@ async fn the_operator_token_is_refused_in_the_query_string_while_merchants_keep_
         .send()
         .await
         .unwrap();
-    assert_eq!(res.status(), StatusCode::OK, "the legacy header is a header");
+    assert_eq!(
+        res.status(),
+        StatusCode::OK,
+        "the legacy header is a header"
+    );
     let (status, _) = app
         .get(&format!("/payments/status/all?_token={merchant}"), None)
         .await;
