@@ -478,3 +478,43 @@ async fn a_tax_free_part_is_refused_everywhere_rather_than_charged_or_refunded_a
     assert_eq!(body["response"]["cancel_amount"], 1100, "{body}");
     app.assert_ledger_agrees().await;
 }
+
+/// openport's KCP order number (`ordr_idxx`) of a payment.
+async fn order_no_of(app: &crate::helpers::TestApp, imp_uid: &str) -> String {
+    openport::store::payments::all_payments(&app.app.gateway.db.read)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|p| p.imp_uid == imp_uid)
+        .unwrap()
+        .order_no
+}
+
+#[tokio::test]
+async fn a_paid_or_cancelled_card_payment_shows_kcps_slip_as_receipt_url_and_a_failed_one_none() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let paid = app.paid(&token, "receipt-1", 1004).await;
+    let imp_uid = paid["imp_uid"].as_str().unwrap();
+    let expected = format!(
+        "https://testadmin8.kcp.co.kr/assist/bill.BillActionNew.do?cmd=card_bill&tno={}&order_no={}&trade_mony=1004",
+        paid["pg_tid"].as_str().unwrap(),
+        order_no_of(&app, imp_uid).await
+    );
+    assert_eq!(paid["receipt_url"], expected.as_str());
+    let (_, cancelled) = app
+        .post(
+            "/payments/cancel",
+            Some(&token),
+            json!({"imp_uid": imp_uid, "amount": 4}),
+        )
+        .await;
+    assert_eq!(cancelled["response"]["status"], "cancelled", "{cancelled}");
+    assert_eq!(cancelled["response"]["receipt_url"], expected.as_str());
+    assert!(cancelled["response"]["cancel_history"][0]["receipt_url"].is_null());
+    let (_, declined) = app
+        .pay(&token, "receipt-2", 1000, test_cards::INSUFFICIENT_LIMIT)
+        .await;
+    assert_eq!(declined["response"]["status"], "failed", "{declined}");
+    assert!(declined["response"]["receipt_url"].is_null());
+}
