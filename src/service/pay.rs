@@ -146,7 +146,7 @@ pub(crate) enum ChargeCall {
     /// A key-in charge; with `keep_as`, the card is first stored as that customer's billing key.
     KeyIn {
         request: KeyInRequest,
-        keep_as: Option<super::billing::CustomerCommand>,
+        keep_as: Option<Box<super::billing::CustomerCommand>>,
     },
     /// A charge with the customer's active billing key, which is read (and its card fields
     /// copied into the payment) by the same write that opens the charge; the request's
@@ -186,7 +186,7 @@ impl Gateway {
                     keeps_unset_details: true,
                 });
         let call = ChargeCall::KeyIn {
-            keep_as,
+            keep_as: keep_as.map(Box::new),
             request: KeyInRequest {
                 order_no: String::new(),
                 amount: order.amount,
@@ -262,10 +262,12 @@ impl Gateway {
             } => {
                 let attempt = match keep_as {
                     None => attempt,
-                    Some(customer) => match self.keep_card(m, customer, &payment, attempt).await? {
-                        Some(attempt) => attempt,
-                        None => return self.approval_decided(payment.id).await,
-                    },
+                    Some(customer) => {
+                        match self.keep_card(m, *customer, &payment, attempt).await? {
+                            Some(attempt) => attempt,
+                            None => return self.approval_decided(payment.id).await,
+                        }
+                    }
                 };
                 request.order_no = payment.order_no.clone();
                 (attempt, connector.approve_key_in(&request).await)
