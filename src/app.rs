@@ -237,7 +237,14 @@ fn http_service(
                     tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id)
                 }))
                 .layer(PropagateRequestIdLayer::new(request_id))
-                .layer(RequestBodyLimitLayer::new(256 * 1024)),
+                .layer(RequestBodyLimitLayer::new(256 * 1024))
+                // Still limited, as the axum body the middleware below reads.
+                .map_request(|req: Request<tower_http::body::Limited<axum::body::Body>>| {
+                    req.map(axum::body::Body::new)
+                })
+                .layer(axum::middleware::from_fn(
+                    crate::api::extract::refuse_control_characters,
+                )),
         )
         .with_state(state);
     let svc = ServiceBuilder::new()

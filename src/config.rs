@@ -8,7 +8,7 @@ use std::path::Path;
 
 use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
 use crate::net::{AddressList, BadAddress};
@@ -201,7 +201,16 @@ pub enum ConfigError {
         "OPENPORT_TRUSTED_PROXIES cannot be `any`: every client could then name its own address"
     )]
     AnyProxy,
+    #[error(
+        "OPENPORT_ADMIN_TOKEN has {length} characters; the operator token reads every merchant's \
+         payments and must have at least {MIN_ADMIN_TOKEN_CHARS} (e.g. `openssl rand -hex 32`)"
+    )]
+    AdminTokenTooShort { length: usize },
 }
+
+/// The operator token's minimum length: it is compared on every request and guessing it opens
+/// every merchant's data.
+pub const MIN_ADMIN_TOKEN_CHARS: usize = 32;
 
 impl Config {
     /// The longest one holder of a KCP attempt (the request that made the call, or the resolver)
@@ -232,6 +241,12 @@ impl Config {
                 hold_ms,
                 minimum: hold_ms / 1000 + 1,
             });
+        }
+        if let Some(token) = &self.admin_token {
+            let length = token.expose_secret().chars().count();
+            if length < MIN_ADMIN_TOKEN_CHARS {
+                return Err(ConfigError::AdminTokenTooShort { length });
+            }
         }
         self.kcp_notify_sources()?;
         self.trusted_proxies()?;
@@ -346,6 +361,24 @@ mod tests {
         assert!(matches!(config.validate(), Err(ConfigError::AnyProxy)));
         config.trusted_proxies = Some("10.0.0.0/8".into());
         assert!(config.validate().is_ok());
+    }
+
+    #[test]
+    fn an_operator_token_under_32_characters_refuses_to_start() {
+        let mut config = Config {
+            admin_token: Some(SecretString::from("x".repeat(31))),
+            ..Config::default()
+        };
+        let refused = config.validate().expect_err("31 characters");
+        assert!(refused.to_string().contains("at least 32"), "{refused}");
+        assert!(
+            !refused.to_string().contains(&"x".repeat(31)),
+            "never echoed"
+        );
+        config.admin_token = Some(SecretString::from("x".repeat(32)));
+        assert!(config.validate().is_ok());
+        config.admin_token = None;
+        assert!(config.validate().is_ok(), "no operator token at all");
     }
 
     #[test]

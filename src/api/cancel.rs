@@ -23,11 +23,13 @@ pub struct CancelRequest {
     #[serde(default, deserialize_with = "de::opt_i64")]
     #[schema(value_type = Option<i64>, minimum = 0)]
     pub amount: Option<i64>,
+    /// 0 or absent: openport does not make mixed-tax (KCP `TG03`) cancels (HTTP 400 otherwise).
     #[serde(default, deserialize_with = "de::opt_i64")]
-    #[schema(value_type = Option<i64>)]
+    #[schema(value_type = Option<i64>, minimum = 0, maximum = 0)]
     pub tax_free: Option<i64>,
+    /// From 0 to `amount` (HTTP 400 otherwise); not sent: KCP computes the VAT itself.
     #[serde(default, deserialize_with = "de::opt_i64")]
-    #[schema(value_type = Option<i64>)]
+    #[schema(value_type = Option<i64>, minimum = 0)]
     pub vat_amount: Option<i64>,
     #[serde(default, deserialize_with = "de::opt_i64")]
     #[schema(value_type = Option<i64>)]
@@ -41,7 +43,7 @@ pub struct CancelRequest {
 #[utoipa::path(post, path = "/payments/cancel", operation_id = "cancelPayment", request_body = CancelBody,
     responses(
         (status = 200, body = PaymentOutcome, description = "the cancelled payment; code 1 (response null) when no such payment, the amount or checksum does not fit, or KCP refuses"),
-        (status = 400, body = ErrorEnvelope, description = "neither imp_uid nor merchant_uid, a negative amount, or a body that is not JSON/form with these types"),
+        (status = 400, body = ErrorEnvelope, description = "neither imp_uid nor merchant_uid, a negative amount, a nonzero tax_free, a vat_amount under 0 or over amount, or a body that is not JSON/form with these types"),
         TokenBodyErrors))]
 pub async fn cancel(
     State(s): State<AppState>,
@@ -52,6 +54,7 @@ pub async fn cancel(
     if req.amount.is_some_and(|a| a < 0) {
         return Err(ApiError::bad_request("amount는 0 이상이어야 합니다."));
     }
+    super::order::tax_fields(req.tax_free, req.vat_amount, req.amount.filter(|a| *a > 0))?;
     let cmd = CancelCommand {
         imp_uid: blank(req.imp_uid),
         merchant_uid: blank(req.merchant_uid),
@@ -60,7 +63,6 @@ pub async fn cancel(
         reason: blank(req.reason),
         enable_webhook: req.enable_webhook.unwrap_or(false),
     };
-    let _ = (req.tax_free, req.vat_amount);
     let gateway = s.gateway.clone();
     let record = tokio::spawn(async move { gateway.cancel_payment(&m, cmd).await })
         .await

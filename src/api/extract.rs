@@ -6,10 +6,14 @@ use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::header::{AUTHORIZATION, CONTENT_TYPE};
 use axum::http::request::Parts;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
 use serde::de::DeserializeOwned;
+use serde_json::Value;
 
 use super::error::ApiError;
 use crate::app::AppState;
+use crate::domain::text::is_refused_control;
 use crate::service::auth::Principal;
 use crate::store::entity::merchant;
 
@@ -20,28 +24,31 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        let form = req
-            .headers()
-            .get(CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|ct| {
-                ct.to_ascii_lowercase()
-                    .starts_with("application/x-www-form-urlencoded")
-            });
+        let form = is_form(req.headers());
         let bytes = Bytes::from_request(req, state)
             .await
             .map_err(|_| ApiError::bad_request("요청 본문을 읽을 수 없습니다."))?;
         if form {
-            return form_json(&bytes)
-                .and_then(|v| serde_json::from_value(v).ok())
+            let fields = form_json(&bytes).ok_or_else(|| {
+                ApiError::bad_request("요청 파라미터(form)를 해석할 수 없습니다.")
+            })?;
+            refuse_controls_in(&fields)?;
+            return serde_json::from_value(fields)
                 .map(Body)
-                .ok_or_else(|| ApiError::bad_request("요청 파라미터(form)를 해석할 수 없습니다."));
+                .map_err(|_| ApiError::bad_request("요청 파라미터(form)를 해석할 수 없습니다."));
         }
         let raw: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) {
             b"{}"
         } else {
             &bytes
         };
+        // JSON strings carry control characters only as escapes (`\u0000`, `\b`, `\f`): a body
+        // without a backslash has none to look for.
+        if raw.contains(&b'\\') {
+            if let Ok(fields) = serde_json::from_slice::<Value>(raw) {
+                refuse_controls_in(&fields)?;
+            }
+        }
         serde_json::from_slice(raw).map(Body).map_err(|e| {
             ApiError::bad_request(format!(
                 "요청 본문(JSON)을 해석할 수 없습니다. (line {}, column {}: {})",
@@ -55,6 +62,124 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
             ))
         })
     }
+}
+
+/// The answer to a request value holding a refused control character ([`is_refused_control`]),
+/// naming where it is but never the value.
+fn control_refused(place: &str) -> ApiError {
+    ApiError::bad_request(format!(
+        "{place}에 허용되지 않는 제어 문자(U+0000 등)가 있습니다."
+    ))
+}
+
+/// Refuses a body whose keys or string values hold a refused control character, naming the field.
+fn refuse_controls_in(fields: &Value) -> Result<(), ApiError> {
+    match field_with(fields, "", is_refused_control) {
+        Some(field) => Err(control_refused(&field)),
+        None => Ok(()),
+    }
+}
+
+/// The first field (`a`, `a.b`, `a[0]`) whose key or string value holds a character `bad` picks.
+fn field_with(v: &Value, at: &str, bad: fn(char) -> bool) -> Option<String> {
+    let holds = |s: &str| s.chars().any(bad);
+    match v {
+        Value::String(s) if holds(s) => Some(if at.is_empty() {
+            "요청 본문".into()
+        } else {
+            at.into()
+        }),
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .find_map(|(i, item)| field_with(item, &format!("{at}[{i}]"), bad)),
+        Value::Object(map) => map.iter().find_map(|(key, item)| {
+            if holds(key) {
+                return Some("필드 이름".into());
+            }
+            let at = if at.is_empty() {
+                key.clone()
+            } else {
+                format!("{at}.{key}")
+            };
+            field_with(item, &at, bad)
+        }),
+        _ => None,
+    }
+}
+
+/// Middleware on every route, before any handler: refuses (HTTP 400, iamport's envelope) a request
+/// whose path or query, once percent-decoded, holds a refused control character, or whose body
+/// holds U+0000 in a form or JSON value. Handlers reading a body themselves (the checkout's, KCP's
+/// notifications) are covered too; for bodies only U+0000 is refused here, because KCP posts
+/// escrow's `good_info` back with its US/RS separators. [`Body`] refuses the other controls in
+/// the API's bodies.
+pub async fn refuse_control_characters(req: Request, next: Next) -> Response {
+    let bad = |s: &str| s.chars().any(is_refused_control);
+    let path_bad = percent_encoding::percent_decode_str(req.uri().path())
+        .any(|b| is_refused_control(char::from(b)));
+    if path_bad {
+        return control_refused("요청 경로").into_response();
+    }
+    if let Some(query) = req.uri().query() {
+        if let Some((key, _)) =
+            form_urlencoded::parse(query.as_bytes()).find(|(k, v)| bad(k) || bad(v))
+        {
+            let place = if bad(&key) {
+                "쿼리 파라미터 이름".into()
+            } else {
+                key.into_owned()
+            };
+            return control_refused(&place).into_response();
+        }
+    }
+    let (parts, body) = req.into_parts();
+    // Read under the body limit layered outside this one; over it, axum's own 413.
+    let bytes = match Bytes::from_request(Request::new(body), &()).await {
+        Ok(bytes) => bytes,
+        Err(rejection) => return rejection.into_response(),
+    };
+    if let Some(place) = field_with_nul(&bytes, is_form(&parts.headers)) {
+        return control_refused(&place).into_response();
+    }
+    next.run(Request::from_parts(parts, axum::body::Body::from(bytes)))
+        .await
+}
+
+/// Where a body holds U+0000: a raw zero byte, or one encoded as the body's type encodes it (a
+/// form's `%00`, JSON's `\u0000`). The encoded spelling is decoded before it counts, so text that
+/// only spells one (`%2500`, an escaped backslash before `u0000`) is not a NUL.
+fn field_with_nul(bytes: &[u8], form: bool) -> Option<String> {
+    let has = |needle: &[u8]| bytes.windows(needle.len()).any(|w| w == needle);
+    let nul = |c: char| c == '\0';
+    if bytes.contains(&0) {
+        return Some("요청 본문".into());
+    }
+    if form {
+        let (key, _) =
+            form_urlencoded::parse(bytes).find(|(k, v)| k.contains(nul) || v.contains(nul))?;
+        return Some(if key.contains(nul) {
+            "필드 이름".into()
+        } else {
+            key.into_owned()
+        });
+    }
+    if !has(b"\\u0000") {
+        return None;
+    }
+    let fields = serde_json::from_slice::<Value>(bytes).ok()?;
+    field_with(&fields, "", nul)
+}
+
+/// Whether a body is a form; anything else is read as JSON.
+fn is_form(headers: &axum::http::HeaderMap) -> bool {
+    headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| {
+            ct.to_ascii_lowercase()
+                .starts_with("application/x-www-form-urlencoded")
+        })
 }
 
 /// Deepest key a form may use (`schedules[0][merchant_uid]` is 3).
@@ -142,9 +267,16 @@ fn numbered_to_list(v: serde_json::Value) -> serde_json::Value {
     }
 }
 
+/// A presented access token and whether it came in the query string.
+pub struct PresentedToken {
+    pub value: String,
+    /// `?_token=`: the URL, token included, ends up in access logs and browser histories.
+    pub in_query: bool,
+}
+
 /// The access token from `Authorization: Bearer t`, `Authorization: t`, `X-ImpTokenHeader: t`
 /// or `?_token=t` — in that order of precedence (spec/iamport-v1.md §1).
-pub fn token_of(parts: &Parts) -> Option<String> {
+pub fn token_of(parts: &Parts) -> Option<PresentedToken> {
     let header = |name: &str| {
         parts
             .headers
@@ -153,20 +285,27 @@ pub fn token_of(parts: &Parts) -> Option<String> {
             .map(str::trim)
             .filter(|s| !s.is_empty())
     };
+    let in_header = |value: String| PresentedToken {
+        value,
+        in_query: false,
+    };
     if let Some(v) = header(AUTHORIZATION.as_str()) {
         let t = v
             .strip_prefix("Bearer ")
             .or_else(|| v.strip_prefix("bearer "))
             .unwrap_or(v);
-        return Some(t.trim().to_string());
+        return Some(in_header(t.trim().to_string()));
     }
     if let Some(v) = header("x-imptokenheader") {
-        return Some(v.to_string());
+        return Some(in_header(v.to_string()));
     }
     parts.uri.query().and_then(|q| {
         form_urlencoded::parse(q.as_bytes())
             .find(|(k, _)| k == "_token")
-            .map(|(_, v)| v.into_owned())
+            .map(|(_, v)| PresentedToken {
+                value: v.into_owned(),
+                in_query: true,
+            })
     })
 }
 
@@ -178,7 +317,16 @@ impl FromRequestParts<AppState> for Caller {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let token = token_of(parts);
-        Ok(Self(state.gateway.authenticate(token.as_deref()).await?))
+        let principal = state
+            .gateway
+            .authenticate(token.as_ref().map(|t| t.value.as_str()))
+            .await?;
+        // Merchants keep all four transports (iamport clients use `_token`); the operator token,
+        // which reads every merchant's data, is never taken from a URL (docs/security.md).
+        if matches!(principal, Principal::Admin) && token.is_some_and(|t| t.in_query) {
+            return Err(ApiError::unauthorized());
+        }
+        Ok(Self(principal))
     }
 }
 
@@ -349,8 +497,26 @@ pub mod de {
 
 #[cfg(test)]
 mod tests {
-    use super::form_json;
+    use super::{field_with_nul, form_json};
     use serde_json::json;
+
+    #[test]
+    fn a_nul_counts_once_decoded_and_is_found_by_its_field() {
+        assert_eq!(field_with_nul(b"a=1&b=x%00", true), Some("b".into()));
+        assert_eq!(
+            field_with_nul(br#"{"a":{"b":["\u0000"]}}"#, false),
+            Some("a.b[0]".into())
+        );
+        assert_eq!(field_with_nul(b"a\0b", false), Some("요청 본문".into()));
+        // Text that only spells a NUL: an encoded percent sign, an escaped backslash, a form's
+        // encoding inside JSON.
+        assert_eq!(field_with_nul(b"a=%2500", true), None);
+        assert_eq!(field_with_nul(br#"{"a":"\\u0000"}"#, false), None);
+        assert_eq!(
+            field_with_nul(br#"{"url":"https://shop.test/?q=%00"}"#, false),
+            None
+        );
+    }
 
     #[test]
     fn bracketed_and_repeated_form_keys_become_lists_and_nest() {

@@ -40,7 +40,9 @@ use error::ApiError;
             (`ErrorEnvelope`). Bodies may be JSON or `application/x-www-form-urlencoded` (with \
             `a[]`/`a[0][b]` keys); numbers may be sent as numeric strings, and an empty query value \
             counts as absent. A path segment that is not valid UTF-8 once decoded is refused by \
-            the router with a plain-text HTTP 400."
+            the router with a plain-text HTTP 400. A control character (U+0000 to U+001F but \
+            tab, CR and LF) in the path, the query or a body value is refused with HTTP 400 \
+            (`ErrorEnvelope`) naming the field."
     ),
     paths(
         auth::get_token,

@@ -40,9 +40,6 @@ pub struct OnetimeRequest {
     pub customer_uid: Option<String>,
     #[serde(default, deserialize_with = "de::opt_string")]
     pub pg: Option<String>,
-    #[serde(default, deserialize_with = "de::opt_i64")]
-    #[schema(value_type = Option<i64>)]
-    pub vat_amount: Option<i64>,
 }
 
 fn required<T>(v: Option<T>, name: &str) -> ApiResult<T> {
@@ -80,7 +77,7 @@ pub(crate) fn parse_onetime(
     {
         return Err(ApiError::bad_request("customer_uid는 1~80자여야 합니다."));
     }
-    let _ = (req.cvc, req.pg, req.vat_amount);
+    let _ = (req.cvc, req.pg);
     Ok(OnetimeCommand {
         order,
         card_number,
@@ -93,7 +90,7 @@ pub(crate) fn parse_onetime(
 #[utoipa::path(post, path = "/subscribe/payments/onetime", operation_id = "onetime", request_body = OnetimeRequest,
     responses(
         (status = 200, body = PaymentOutcome, description = "paid, or failed (code 0) on a PG decline; code -1 when card data is rejected, code 1 when the merchant_uid is taken or the outcome is not known yet"),
-        (status = 400, body = ErrorEnvelope, description = "a missing or invalid order field (merchant_uid, amount, currency, tax_free, card_quota, customer_uid, script in a text field), card_number or expiry missing, or a body that is not JSON/form with these types"),
+        (status = 400, body = ErrorEnvelope, description = "a missing or invalid order field (merchant_uid, amount, currency, a nonzero tax_free, vat_amount, card_quota, customer_uid, script in a text field), card_number or expiry missing, or a body that is not JSON/form with these types"),
         TokenBodyErrors))]
 pub async fn onetime(
     State(s): State<AppState>,

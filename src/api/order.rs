@@ -4,6 +4,7 @@ use utoipa::ToSchema;
 
 use super::error::{ApiError, ApiResult};
 use super::extract::de;
+use crate::domain::payment::{MAX_AMOUNT, MERCHANT_UID_MAX_CHARS};
 use crate::service::pay::ChargeOrder;
 
 /// The order fields every charge request shares (onetime, again, each schedule, vbanks, Benepia).
@@ -45,43 +46,22 @@ pub struct OrderFields {
     pub custom_data: Option<String>,
     #[serde(default, deserialize_with = "de::string_list")]
     pub notice_url: Vec<String>,
-    /// Not more than `amount` (HTTP 400 otherwise).
+    /// 0 or absent: openport does not make mixed-tax (KCP `TG03`) payments, and refuses a tax-free
+    /// part (HTTP 400) rather than charge it as taxable.
+    #[serde(default, deserialize_with = "de::opt_i64")]
+    #[schema(value_type = Option<i64>, minimum = 0, maximum = 0)]
+    pub tax_free: Option<i64>,
+    /// From 0 to `amount` (HTTP 400 otherwise); not sent: KCP computes the VAT itself.
     #[serde(default, deserialize_with = "de::opt_i64")]
     #[schema(value_type = Option<i64>, minimum = 0, maximum = 999_999_999_999i64)]
-    pub tax_free: Option<i64>,
+    pub vat_amount: Option<i64>,
 }
 
 pub(crate) fn order(f: OrderFields) -> ApiResult<ChargeOrder> {
-    let merchant_uid = f
-        .merchant_uid
-        .filter(|s| !s.trim().is_empty())
-        .ok_or_else(|| ApiError::bad_request("merchant_uid 파라메터가 누락되었습니다."))?;
-    if merchant_uid.chars().count() > 80 {
-        return Err(ApiError::bad_request(
-            "merchant_uid는 80자 이하여야 합니다.",
-        ));
-    }
-    let amount = f
-        .amount
-        .ok_or_else(|| ApiError::bad_request("amount 파라메터가 누락되었습니다."))?;
-    if amount <= 0 || amount > 999_999_999_999 {
-        return Err(ApiError::bad_request("amount는 0보다 큰 정수여야 합니다."));
-    }
-    let currency = f
-        .currency
-        .filter(|c| !c.is_empty())
-        .unwrap_or_else(|| "KRW".into())
-        .to_ascii_uppercase();
-    if currency != "KRW" {
-        return Err(ApiError::bad_request(
-            "지원하지 않는 통화입니다. (KRW만 지원)",
-        ));
-    }
-    if f.tax_free.is_some_and(|t| t < 0 || t > amount) {
-        return Err(ApiError::bad_request(
-            "tax_free는 0 이상 amount 이하여야 합니다.",
-        ));
-    }
+    let merchant_uid = merchant_uid(f.merchant_uid)?;
+    let amount = amount(f.amount, 1)?;
+    let currency = currency(f.currency)?.unwrap_or_else(|| "KRW".into());
+    tax_fields(f.tax_free, f.vat_amount, Some(amount))?;
     // iamport: only 2 months and more is an instalment; 0 and 1 both mean a lump sum, which KCP
     // knows only as quota "00" (it reads "01" as an instalment).
     let card_quota = match f.card_quota.unwrap_or(0) {
@@ -104,4 +84,76 @@ pub(crate) fn order(f: OrderFields) -> ApiResult<ChargeOrder> {
         notice_url: f.notice_url,
         ..ChargeOrder::default()
     })
+}
+
+/// A merchant_uid as every order takes it, charges and prepared amounts alike: given, not blank, at
+/// most [`MERCHANT_UID_MAX_CHARS`].
+pub(crate) fn merchant_uid(given: Option<String>) -> ApiResult<String> {
+    let uid = given
+        .filter(|s| !s.trim().is_empty())
+        .ok_or_else(|| ApiError::bad_request("merchant_uid 파라메터가 누락되었습니다."))?;
+    if uid.chars().count() > MERCHANT_UID_MAX_CHARS {
+        return Err(ApiError::bad_request(format!(
+            "merchant_uid는 {MERCHANT_UID_MAX_CHARS}자 이하여야 합니다."
+        )));
+    }
+    Ok(uid)
+}
+
+/// An order amount, from `min` to [`MAX_AMOUNT`]: the same ceiling for what is charged and what
+/// is prepared, so no amount can be prepared that no charge could take.
+pub(crate) fn amount(given: Option<i64>, min: i64) -> ApiResult<i64> {
+    let amount = given.ok_or_else(|| ApiError::bad_request("amount 파라메터가 누락되었습니다."))?;
+    if amount < min {
+        return Err(ApiError::bad_request(if min > 0 {
+            "amount는 0보다 큰 정수여야 합니다."
+        } else {
+            "amount는 0 이상이어야 합니다."
+        }));
+    }
+    if amount > MAX_AMOUNT {
+        return Err(ApiError::bad_request(format!(
+            "amount는 {MAX_AMOUNT} 이하여야 합니다."
+        )));
+    }
+    Ok(amount)
+}
+
+/// KRW only, in any case, upper-cased (a prepared currency must compare equal to a charge's,
+/// spec §4.3); None when absent or empty.
+pub(crate) fn currency(given: Option<String>) -> ApiResult<Option<String>> {
+    let Some(currency) = given.filter(|c| !c.is_empty()) else {
+        return Ok(None);
+    };
+    let currency = currency.to_ascii_uppercase();
+    if currency != "KRW" {
+        return Err(ApiError::bad_request(
+            "지원하지 않는 통화입니다. (KRW만 지원)",
+        ));
+    }
+    Ok(Some(currency))
+}
+
+/// The mixed-tax fields of a charge or a cancel (spec/iamport-v1.md §4.2, §4.4). KCP splits an
+/// amount into taxable, VAT and tax-free parts only for sites contracted for mixed tax
+/// (`tax_flag=TG03` with `comm_tax_mny`/`comm_vat_mny`/`comm_free_mny`, spec/kcp.md), which
+/// openport does not send. A tax-free part it dropped would be charged (or refunded) as taxable,
+/// which has tax consequences for the merchant: a nonzero `tax_free` is refused. `vat_amount` is
+/// checked (0 to `amount`) and not sent: on other sites KCP computes the VAT itself (docs/api.md).
+pub(crate) fn tax_fields(
+    tax_free: Option<i64>,
+    vat_amount: Option<i64>,
+    amount: Option<i64>,
+) -> ApiResult<()> {
+    if tax_free.is_some_and(|t| t != 0) {
+        return Err(ApiError::bad_request(
+            "면세공급가액(tax_free)은 지원하지 않습니다. KCP 복합과세(TG03) 결제를 지원하지 않으므로 tax_free는 0이거나 생략해야 합니다.",
+        ));
+    }
+    if vat_amount.is_some_and(|v| v < 0 || amount.is_some_and(|a| v > a)) {
+        return Err(ApiError::bad_request(
+            "vat_amount는 0 이상 amount 이하의 정수여야 합니다.",
+        ));
+    }
+    Ok(())
 }

@@ -3,7 +3,7 @@
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::domain::payment::PaymentStatus;
+use crate::domain::payment::{receipt_url, PaymentStatus};
 use crate::service::lookup::Page;
 use crate::service::PaymentRecord;
 
@@ -72,8 +72,18 @@ pub struct PaymentAnnotation {
 impl From<PaymentRecord> for PaymentAnnotation {
     fn from(r: PaymentRecord) -> Self {
         let p = r.payment;
+        let status = PaymentStatus::from_db(&p.status);
+        // KCP's slip exists once money moved: paid, or cancelled after it was paid (a revoked
+        // virtual account was never paid). Cancellations keep no receipt of their own yet
+        // (`cancel_history[].receipt_url`, `cancel_receipt_urls`).
+        let receipt_url = match (&p.pg_tid, status, p.paid_at) {
+            (Some(tno), PaymentStatus::Paid | PaymentStatus::Cancelled, Some(_)) => {
+                receipt_url(&p.pay_method, tno, &p.order_no, p.amount, p.sandbox)
+            }
+            _ => None,
+        };
         Self {
-            status: PaymentStatus::from_db(&p.status).as_iamport().to_string(),
+            status: status.as_iamport().to_string(),
             imp_uid: p.imp_uid,
             merchant_uid: p.merchant_uid,
             pay_method: p.pay_method,
@@ -114,7 +124,7 @@ impl From<PaymentRecord> for PaymentAnnotation {
             cancelled_at: p.cancelled_at.unwrap_or(0),
             fail_reason: p.fail_reason,
             cancel_reason: p.cancel_reason,
-            receipt_url: None,
+            receipt_url,
             cancel_history: r
                 .cancellations
                 .into_iter()

@@ -5,20 +5,23 @@ use utoipa::ToSchema;
 
 use super::doc::{ErrorEnvelope, PrepareOutcome, PrepareReply, TokenBodyErrors, TokenErrors};
 use super::envelope::{ok, Envelope};
-use super::error::{ApiError, ApiResult};
+use super::error::ApiResult;
 use super::extract::{de, Body, MerchantCaller};
+use super::order;
 use crate::app::AppState;
 use crate::store::entity::prepare;
 
 #[derive(Deserialize, ToSchema)]
 pub struct PrepareRequest {
     #[serde(default, deserialize_with = "de::opt_string")]
-    #[schema(value_type = String, required = true, pattern = r"\S")]
+    #[schema(value_type = String, required = true, pattern = r"\S", max_length = 80)]
     pub merchant_uid: Option<String>,
     #[serde(default, deserialize_with = "de::opt_i64")]
-    #[schema(value_type = i64, required = true, minimum = 0)]
+    #[schema(value_type = i64, required = true, minimum = 0, maximum = 999_999_999_999i64)]
     pub amount: Option<i64>,
+    /// KRW only (any case); absent or empty: the charge's currency is not compared.
     #[serde(default, deserialize_with = "de::opt_string")]
+    #[schema(value_type = Option<String>, pattern = "^([Kk][Rr][Ww])?$")]
     pub currency: Option<String>,
 }
 
@@ -39,30 +42,20 @@ impl From<prepare::Model> for PrepareAnnotation {
     }
 }
 
+/// The rules of charges (`order::order`), so that what is prepared can be paid; an amount of 0 is
+/// taken too, for the billing-key window, which may be opened with 0 (spec §6).
 fn parse(req: PrepareRequest) -> ApiResult<(String, i64, Option<String>)> {
-    let uid = req
-        .merchant_uid
-        .filter(|s| !s.trim().is_empty())
-        .ok_or_else(|| ApiError::bad_request("merchant_uid 파라메터가 누락되었습니다."))?;
-    let amount = req
-        .amount
-        .ok_or_else(|| ApiError::bad_request("amount 파라메터가 누락되었습니다."))?;
-    if amount < 0 {
-        return Err(ApiError::bad_request("amount는 0 이상이어야 합니다."));
-    }
-    // Charges upper-case their currency (`order::order`), and a prepared currency must compare
-    // equal to theirs (spec §4.3).
-    let currency = req
-        .currency
-        .filter(|c| !c.is_empty())
-        .map(|c| c.to_ascii_uppercase());
-    Ok((uid, amount, currency))
+    Ok((
+        order::merchant_uid(req.merchant_uid)?,
+        order::amount(req.amount, 0)?,
+        order::currency(req.currency)?,
+    ))
 }
 
 #[utoipa::path(post, path = "/payments/prepare", operation_id = "preparePayment", request_body = PrepareRequest,
     responses(
         (status = 200, body = PrepareOutcome, description = "the registered amount; code 1 (response null) when the merchant_uid is already registered"),
-        (status = 400, body = ErrorEnvelope, description = "merchant_uid or amount missing, a negative amount, or a body that is not JSON/form with these types"),
+        (status = 400, body = ErrorEnvelope, description = "merchant_uid or amount missing, a merchant_uid over 80 characters, an amount under 0 or over 999,999,999,999, a currency other than KRW, or a body that is not JSON/form with these types"),
         TokenBodyErrors))]
 pub async fn create(
     State(s): State<AppState>,
@@ -80,7 +73,7 @@ pub async fn create(
 #[utoipa::path(put, path = "/payments/prepare", operation_id = "editPreparePayment", request_body = PrepareRequest,
     responses(
         (status = 200, body = PrepareReply),
-        (status = 400, body = ErrorEnvelope, description = "merchant_uid or amount missing, a negative amount, or a body that is not JSON/form with these types"),
+        (status = 400, body = ErrorEnvelope, description = "merchant_uid or amount missing, a merchant_uid over 80 characters, an amount under 0 or over 999,999,999,999, a currency other than KRW, or a body that is not JSON/form with these types"),
         (status = 404, body = ErrorEnvelope, description = "no amount is registered for this merchant_uid"),
         TokenBodyErrors))]
 pub async fn change(

@@ -40,7 +40,7 @@ fn customer_uid(v: Option<String>) -> ApiResult<String> {
 #[utoipa::path(post, path = "/subscribe/payments/again", operation_id = "again", request_body = AgainRequest,
     responses(
         (status = 200, body = PaymentOutcome, description = "paid, or failed (code 0) on a decline; code 1 (response null) for an unknown customer_uid, a merchant_uid already taken or an outcome not known yet; code -1 when the card takes no instalments"),
-        (status = 400, body = ErrorEnvelope, description = "customer_uid missing, an invalid order field (merchant_uid, amount, currency, tax_free, card_quota, script in a text field), or a body that is not JSON/form with these types"),
+        (status = 400, body = ErrorEnvelope, description = "customer_uid missing, an invalid order field (merchant_uid, amount, currency, a nonzero tax_free, vat_amount, card_quota, script in a text field), or a body that is not JSON/form with these types"),
         TokenBodyErrors))]
 pub async fn again(
     State(s): State<AppState>,

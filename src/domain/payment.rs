@@ -1,5 +1,14 @@
 //! Payment status machine and the cancel rules of spec/iamport-v1.md §4.2.
 
+/// The largest amount of an order: KCP's `good_mny` has 12 digits (spec/kcp.md §6).
+pub const MAX_AMOUNT: i64 = 999_999_999_999;
+
+/// The longest merchant_uid openport takes, in characters. iamport documents 40 (its OAS), but
+/// nothing here is bound by it: KCP's `ordr_idxx` is openport's own order number
+/// (`ids::order_no_for`), never the merchant_uid, and longer ones have been accepted since the
+/// first release.
+pub const MERCHANT_UID_MAX_CHARS: usize = 80;
+
 /// Internal status. `Pending` is an attempt whose outcome openport does not know yet (sent to KCP,
 /// answer lost or not yet recorded); iamport has no such word, so it is shown as `ready` and is
 /// never shown as `paid` or `failed` on a guess.
@@ -72,6 +81,42 @@ impl StatusFilter {
             Self::Only(s) => vec![s.as_db()],
         }
     }
+}
+
+/// KCP's sales slip (매출전표) of a payment, which iamport shows as `receipt_url`: KCP's admin
+/// host (its test host for test-mode payments) with `cmd` by pay method (`card_bill` for cards and
+/// the easy pays KCP charges as cards, `acnt_bill` bank transfer, `vcnt_bill` virtual account),
+/// the `tno`, openport's KCP order number (`ordr_idxx`) and the amount, as iamport's and KCP's
+/// samples build it. None for methods KCP publishes no slip for (phone, points, gift
+/// certificates) and without a `tno` or an amount. Which payments show it is the caller's call.
+pub fn receipt_url(
+    pay_method: &str,
+    tno: &str,
+    order_no: &str,
+    amount: i64,
+    test_mode: bool,
+) -> Option<String> {
+    let cmd = match pay_method {
+        "card" | "samsung" | "kakaopay" | "naverpay" | "payco" => "card_bill",
+        "trans" => "acnt_bill",
+        "vbank" => "vcnt_bill",
+        _ => return None,
+    };
+    if tno.is_empty() || amount <= 0 {
+        return None;
+    }
+    let host = if test_mode {
+        "https://testadmin8.kcp.co.kr"
+    } else {
+        "https://admin8.kcp.co.kr"
+    };
+    let query = form_urlencoded::Serializer::new(String::new())
+        .append_pair("cmd", cmd)
+        .append_pair("tno", tno)
+        .append_pair("order_no", order_no)
+        .append_pair("trade_mony", &amount.to_string())
+        .finish();
+    Some(format!("{host}/assist/bill.BillActionNew.do?{query}"))
 }
 
 /// Why a cancel request is refused before anything is sent to KCP. Messages are iamport's.
@@ -182,6 +227,30 @@ mod tests {
         assert_eq!(
             plan_cancel(Failed, 1000, 0, None, None),
             Err(CancelRefusal::NotPaid)
+        );
+    }
+
+    #[test]
+    fn a_receipt_url_is_kcps_slip_for_its_method_and_mode() {
+        assert_eq!(
+            receipt_url("card", "22336466628585", "imp_347242536261", 1004, false).as_deref(),
+            Some("https://admin8.kcp.co.kr/assist/bill.BillActionNew.do?cmd=card_bill&tno=22336466628585&order_no=imp_347242536261&trade_mony=1004"),
+            "iamport's published answer"
+        );
+        let test = |method| receipt_url(method, "1", "OP1", 10, true);
+        assert!(test("trans").unwrap().starts_with(
+            "https://testadmin8.kcp.co.kr/assist/bill.BillActionNew.do?cmd=acnt_bill&"
+        ));
+        assert!(test("vbank").unwrap().contains("cmd=vcnt_bill&"));
+        assert!(test("kakaopay").unwrap().contains("cmd=card_bill&"));
+        for method in ["phone", "point", "cultureland", "booknlife", "happymoney"] {
+            assert_eq!(test(method), None, "{method}");
+        }
+        assert_eq!(receipt_url("card", "", "OP1", 10, true), None);
+        assert_eq!(
+            receipt_url("card", "1", "OP1", 0, true),
+            None,
+            "a billing key's issue"
         );
     }
 

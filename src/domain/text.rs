@@ -9,6 +9,13 @@ pub fn is_forbidden(c: char) -> bool {
     ) || c.is_control()
 }
 
+/// Characters no request value may hold: U+0000, which PostgreSQL cannot store in text (SQLSTATE
+/// 22021: a 500 instead of an answer), and the other C0 controls, which no iamport field has a use
+/// for. Tab, CR and LF stay: addresses and product names are pasted with them.
+pub fn is_refused_control(c: char) -> bool {
+    c < ' ' && !matches!(c, '\t' | '\r' | '\n')
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{field}에 스크립트로 해석될 수 있는 내용은 사용할 수 없습니다.")]
 pub struct ScriptRefused {

@@ -115,15 +115,24 @@ impl Gateway {
             }
         };
         if let Some(t) = merchants::live_token(&self.db.read, merchant.id, now).await? {
-            let mut expired_at = t.expires_at;
-            if expired_at - now <= EXTEND_WINDOW_SECS {
-                expired_at += EXTEND_BY_SECS;
-                merchants::extend_token(&self.db.write, &t.token_sha256, expired_at).await?;
+            // Unsealed before it is extended: a token that cannot be handed out again is
+            // replaced, not kept alive.
+            match self.unseal_token(&t) {
+                Some(token) => {
+                    let mut expired_at = t.expires_at;
+                    if expired_at - now <= EXTEND_WINDOW_SECS {
+                        expired_at += EXTEND_BY_SECS;
+                        merchants::extend_token(&self.db.write, &t.token_sha256, expired_at)
+                            .await?;
+                    }
+                    return Ok(hand_out(token, expired_at));
+                }
+                None => merchants::leave_slot(&self.db.write, &t.token_sha256).await?,
             }
-            return Ok(hand_out(self.unseal_token(&t)?, expired_at));
         }
-        // No live token was read: claim the merchant's slot for a new one. Concurrent first calls
-        // (here or on another instance) race for the slot, and the losers hand out the winner's.
+        // No live token was read (or none that can be handed out): claim the merchant's slot for
+        // a new one. Concurrent first calls (here or on another instance) race for the slot, and
+        // the losers hand out the winner's.
         for _ in 0..3 {
             let token = random_hex(20);
             let expired_at = now + TOKEN_TTL_SECS;
@@ -141,22 +150,33 @@ impl Gateway {
                 .await?
                 .filter(|t| t.expires_at > now)
             {
-                return Ok(hand_out(self.unseal_token(&t)?, t.expires_at));
+                match self.unseal_token(&t) {
+                    Some(token) => return Ok(hand_out(token, t.expires_at)),
+                    None => merchants::leave_slot(&self.db.write, &t.token_sha256).await?,
+                }
             }
-            // The holder expired or was deleted in between: claim again.
+            // The holder expired, was deleted or cannot be handed out: claim again.
         }
         Err(ServiceError::Internal(
             "no access token could be issued".into(),
         ))
     }
 
-    /// The token of a stored row, to hand out again.
-    fn unseal_token(&self, t: &access_token::Model) -> ServiceResult<String> {
-        self.secrets.open_string(&t.token_sealed).map_err(|e| {
-            ServiceError::Internal(format!(
-                "the live access token cannot be unsealed (was the master key changed without OPENPORT_PREVIOUS_MASTER_KEYS?): {e}"
-            ))
-        })
+    /// The token of a stored row, to hand out again; None when it cannot be unsealed (the master
+    /// key was changed without `OPENPORT_PREVIOUS_MASTER_KEYS`). Such a token stays valid for
+    /// whoever holds it until it expires, but getToken replaces it: a client must always be able
+    /// to get a token.
+    fn unseal_token(&self, t: &access_token::Model) -> Option<String> {
+        match self.secrets.open_string(&t.token_sealed) {
+            Ok(token) => Some(token),
+            Err(e) => {
+                tracing::warn!(
+                    merchant_id = t.merchant_id,
+                    "the live access token cannot be unsealed (was the master key changed without OPENPORT_PREVIOUS_MASTER_KEYS?); issuing a new one: {e}"
+                );
+                None
+            }
+        }
     }
 
     /// Resolves a presented token (any transport) to a principal; 401 when missing, unknown or expired.

@@ -24,6 +24,10 @@ pub struct CustomerCommand {
     pub customer_email: Option<String>,
     pub customer_addr: Option<String>,
     pub customer_postcode: Option<String>,
+    /// Customer fields left unset keep the values of the key this one replaces. For a card kept
+    /// by `onetime`, which has no `customer_id` parameter and whose `buyer_*` are optional
+    /// (spec/iamport-v1.md §4.4): storing the card must not erase what the merchant registered.
+    pub keeps_unset_details: bool,
 }
 
 /// `POST /subscribe/payments/again` (and a schedule's run).
@@ -44,6 +48,21 @@ pub fn customer_not_found(uid: &str) -> ServiceError {
     ServiceError::Refused(format!(
         "요청하신 customer_uid({uid})로 등록된 정보를 찾을 수 없습니다."
     ))
+}
+
+/// The customer fields a new key leaves unset, taken from the key it replaces.
+fn keep_unset_details(row: &mut billing_key::ActiveModel, old: &billing_key::Model) {
+    let keep = |field: &mut sea_orm::ActiveValue<Option<String>>, registered: &Option<String>| {
+        if matches!(field, sea_orm::ActiveValue::Set(None)) {
+            *field = Set(registered.clone());
+        }
+    };
+    keep(&mut row.customer_id, &old.customer_id);
+    keep(&mut row.customer_name, &old.customer_name);
+    keep(&mut row.customer_tel, &old.customer_tel);
+    keep(&mut row.customer_email, &old.customer_email);
+    keep(&mut row.customer_addr, &old.customer_addr);
+    keep(&mut row.customer_postcode, &old.customer_postcode);
 }
 
 impl Gateway {
@@ -109,12 +128,12 @@ impl Gateway {
             card_name: Set(Some(key.issuer_name.clone())),
             card_number: Set(Some(key.masked_card_number.clone())),
             card_type: Set(Some(i32::from(key.is_check_card))),
-            customer_id: Set(cmd.customer_id),
-            customer_name: Set(cmd.customer_name),
-            customer_tel: Set(cmd.customer_tel),
-            customer_email: Set(cmd.customer_email),
-            customer_addr: Set(cmd.customer_addr),
-            customer_postcode: Set(cmd.customer_postcode),
+            customer_id: Set(cmd.customer_id.clone()),
+            customer_name: Set(cmd.customer_name.clone()),
+            customer_tel: Set(cmd.customer_tel.clone()),
+            customer_email: Set(cmd.customer_email.clone()),
+            customer_addr: Set(cmd.customer_addr.clone()),
+            customer_postcode: Set(cmd.customer_postcode.clone()),
             sandbox: Set(m.test_mode),
             inserted_at: Set(now),
             updated_at: Set(now),
@@ -130,6 +149,9 @@ impl Gateway {
                 billing::retire_key(&txn, o.id, "replaced", now).await?;
                 // The customer was registered then; only `updated` moves (spec §4.5).
                 row.inserted_at = Set(o.inserted_at);
+                if cmd.keeps_unset_details {
+                    keep_unset_details(&mut row, o);
+                }
             }
             match billing::insert_key(&txn, row).await {
                 Ok(stored) => {

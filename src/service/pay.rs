@@ -26,6 +26,9 @@ pub const NET_CANCEL_REASON: &str = "가맹점 DB 처리 실패(자동취소)";
 pub const UNKNOWN_CUSTOMER: &str = "등록되지 않은 구매자입니다.";
 /// A call that never reached KCP (no connection could be made): nothing was charged or changed.
 pub(crate) const NOT_SENT: &str = "PG사에 연결하지 못했습니다. 결제(취소)되지 않았습니다.";
+/// The fail reason of a key-in charge whose card could not be stored as the billing key asked
+/// for, for a reason other than KCP's refusal: nothing was charged.
+const KEY_NOT_STORED: &str = "빌링키를 저장하지 못해 결제를 진행하지 않았습니다.";
 /// Instalments are only allowed from this amount (spec/kcp.md §4).
 pub const MIN_INSTALMENT_AMOUNT: i64 = 50_000;
 
@@ -140,7 +143,11 @@ impl ChargeOrder {
 
 /// The KCP call that makes a charge; its `order_no` is filled in once the attempt is recorded.
 pub(crate) enum ChargeCall {
-    KeyIn(KeyInRequest),
+    /// A key-in charge; with `keep_as`, the card is first stored as that customer's billing key.
+    KeyIn {
+        request: KeyInRequest,
+        keep_as: Option<Box<super::billing::CustomerCommand>>,
+    },
     /// A charge with the customer's active billing key, which is read (and its card fields
     /// copied into the payment) by the same write that opens the charge; the request's
     /// `batch_key` and `group_id` are filled in from it.
@@ -159,13 +166,14 @@ impl Gateway {
         let mut order = cmd.order.clone();
         order.card_number_masked = Some(cmd.card_number.masked());
         let text = order.kcp_text()?;
-        if let Some(uid) = &order.customer_uid {
-            // The card is stored as a billing key first: a card KCP will not take for billing is
-            // refused before anything is charged.
-            self.register_customer(
-                m,
-                super::billing::CustomerCommand {
-                    customer_uid: uid.clone(),
+        // With a customer_uid the card is also stored as that customer's billing key: once the
+        // charge is open (its rules passed), before KCP is asked to approve it.
+        let keep_as =
+            order
+                .customer_uid
+                .clone()
+                .map(|customer_uid| super::billing::CustomerCommand {
+                    customer_uid,
                     card_number: cmd.card_number.clone(),
                     expiry: cmd.expiry,
                     auth: cmd.auth.clone(),
@@ -175,29 +183,30 @@ impl Gateway {
                     customer_email: order.buyer_email.clone(),
                     customer_addr: order.buyer_addr.clone(),
                     customer_postcode: order.buyer_postcode.clone(),
+                    keeps_unset_details: true,
+                });
+        let call = ChargeCall::KeyIn {
+            keep_as: keep_as.map(Box::new),
+            request: KeyInRequest {
+                order_no: String::new(),
+                amount: order.amount,
+                good_name: text.good_name,
+                buyer_name: text.buyer_name,
+                buyer_email: text.buyer_email,
+                buyer_tel: text.buyer_tel,
+                card: CardSecret {
+                    number: cmd.card_number.expose_digits().to_string(),
+                    expiry_yymm: cmd.expiry.yymm(),
+                    birth: cmd.auth.as_ref().map(|a| a.expose_birth().to_string()),
+                    pwd_2digit: cmd
+                        .auth
+                        .as_ref()
+                        .and_then(|a| a.expose_pwd().map(str::to_string)),
                 },
-            )
-            .await?;
-        }
-        let call = ChargeCall::KeyIn(KeyInRequest {
-            order_no: String::new(),
-            amount: order.amount,
-            good_name: text.good_name,
-            buyer_name: text.buyer_name,
-            buyer_email: text.buyer_email,
-            buyer_tel: text.buyer_tel,
-            card: CardSecret {
-                number: cmd.card_number.expose_digits().to_string(),
-                expiry_yymm: cmd.expiry.yymm(),
-                birth: cmd.auth.as_ref().map(|a| a.expose_birth().to_string()),
-                pwd_2digit: cmd
-                    .auth
-                    .as_ref()
-                    .and_then(|a| a.expose_pwd().map(str::to_string)),
+                quota: order.card_quota,
+                customer_ip: cmd.customer_ip.clone(),
             },
-            quota: order.card_quota,
-            customer_ip: cmd.customer_ip.clone(),
-        });
+        };
         match self.charge(m, &order, call).await? {
             ApprovalOutcome::Declined {
                 payment,
@@ -238,7 +247,7 @@ impl Gateway {
         instalment_allowed(order)?;
         let connector = self.connectors.for_merchant(m, &self.secrets)?;
         let customer_uid = match &call {
-            ChargeCall::KeyIn(_) => None,
+            ChargeCall::KeyIn { .. } => None,
             ChargeCall::Batch { customer_uid, .. } => Some(customer_uid.as_str()),
         };
         let Opened {
@@ -246,20 +255,33 @@ impl Gateway {
             attempt,
             billing_key,
         } = self.open_approval(m, order, customer_uid).await?;
-        let result = match call {
-            ChargeCall::KeyIn(mut req) => {
-                req.order_no = payment.order_no.clone();
-                connector.approve_key_in(&req).await
+        let (attempt, result) = match call {
+            ChargeCall::KeyIn {
+                mut request,
+                keep_as,
+            } => {
+                let attempt = match keep_as {
+                    None => attempt,
+                    Some(customer) => {
+                        match self.keep_card(m, *customer, &payment, attempt).await? {
+                            Some(attempt) => attempt,
+                            None => return self.approval_decided(payment.id).await,
+                        }
+                    }
+                };
+                request.order_no = payment.order_no.clone();
+                (attempt, connector.approve_key_in(&request).await)
             }
             ChargeCall::Batch { mut request, .. } => {
                 request.order_no = payment.order_no.clone();
-                match billing_key.map(|key| self.batch_key_of(key, request)) {
+                let result = match billing_key.map(|key| self.batch_key_of(key, request)) {
                     Some(Ok(request)) => connector.pay_with_batch_key(&request).await,
                     Some(Err(e)) => Err(e),
                     None => Err(PgError::Config(
                         "billing key missing from the opened charge".into(),
                     )),
-                }
+                };
+                (attempt, result)
             }
         };
         Ok(match result {
@@ -272,6 +294,31 @@ impl Gateway {
                     .await?
             }
         })
+    }
+
+    /// Stores the card of an opened key-in charge as the customer's billing key (spec §4.4). Only
+    /// now: a charge its rules refuse (the merchant_uid paid or in progress, another prepared
+    /// amount, instalments under 50,000 KRW) must not replace the customer's card. A key KCP does
+    /// not issue fails the charge, which was not sent, and the refusal is the answer. Some: the
+    /// attempt with its lease renewed for the approval (the issuance used part of it); None when
+    /// another holder settled the attempt meanwhile.
+    async fn keep_card(
+        &self,
+        m: &merchant::Model,
+        customer: super::billing::CustomerCommand,
+        payment: &payment::Model,
+        attempt: pg_attempt::Model,
+    ) -> ServiceResult<Option<pg_attempt::Model>> {
+        let Err(refusal) = self.register_customer(m, customer).await else {
+            return self.renew(attempt).await;
+        };
+        let reason = match &refusal {
+            ServiceError::CardRejected(why) | ServiceError::Refused(why) => why.clone(),
+            _ => KEY_NOT_STORED.to_string(),
+        };
+        self.record_failure(payment.clone(), attempt, None, &reason)
+            .await?;
+        Err(refusal)
     }
 
     /// Closes an attempt whose PG call returned an error, the same way for every charge (card,
@@ -642,10 +689,16 @@ impl Gateway {
         let mut p: payment::ActiveModel = payment.clone().into();
         p.status = Set(PaymentStatus::Paid.as_db().into());
         p.pg_tid = Set(Some(ap.tno.clone()));
-        p.apply_num = Set(Some(ap.app_no.clone()));
-        p.card_code = Set(iamport_card_code(&ap.issuer_code).map(str::to_string));
-        p.card_name = Set(Some(ap.issuer_name.clone()));
-        p.card_number = Set(Some(ap.masked_card_number.clone()));
+        // An approval found by inquiry may lack the card fields (spec/kcp.md §2.10 lists no
+        // `card_cd`; a proxy may drop more): what KCP leaves out is null, never "", and what the
+        // payment already knows (the masked key-in number, the billing key's card) stays.
+        p.apply_num = Set(non_empty(&ap.app_no));
+        p.card_code = Set(iamport_card_code(&ap.issuer_code)
+            .map(str::to_string)
+            .or_else(|| payment.card_code.clone()));
+        p.card_name = Set(non_empty(&ap.issuer_name).or_else(|| payment.card_name.clone()));
+        p.card_number =
+            Set(non_empty(&ap.masked_card_number).or_else(|| payment.card_number.clone()));
         p.card_type = Set(Some(i32::from(ap.is_check_card)));
         p.card_quota = Set(i32::from(ap.quota));
         p.paid_at = Set(Some(ap.approved_at.timestamp()));
@@ -761,6 +814,13 @@ pub(crate) fn instalment_allowed(order: &ChargeOrder) -> ServiceResult<()> {
         )));
     }
     Ok(())
+}
+
+/// A text field of KCP's answer; None when KCP left it empty or out.
+fn non_empty(text: &str) -> Option<String> {
+    Some(text.trim())
+        .filter(|t| !t.is_empty())
+        .map(str::to_string)
 }
 
 /// The answer when a prepared merchant_uid is charged with another amount (spec §4.3).

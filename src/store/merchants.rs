@@ -124,6 +124,20 @@ pub async fn slot_token(
         .await
 }
 
+/// Takes the token out of its merchant's live slot (it stays valid until it expires), so that
+/// [`claim_token_slot`] can put another one there: for a token getToken cannot hand out again.
+pub async fn leave_slot(db: &impl ConnectionTrait, token_sha256: &str) -> Result<(), DbErr> {
+    access_token::Entity::update_many()
+        .col_expr(
+            access_token::Column::LiveSlot,
+            sea_orm::sea_query::Expr::value(Option::<i64>::None),
+        )
+        .filter(access_token::Column::TokenSha256.eq(token_sha256))
+        .exec(db)
+        .await?;
+    Ok(())
+}
+
 pub async fn extend_token(
     db: &impl ConnectionTrait,
     token_sha256: &str,

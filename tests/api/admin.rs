@@ -113,3 +113,32 @@ async fn no_card_number_pin_birth_secret_or_private_key_reaches_a_log_line() {
         assert!(!logs.contains(needle), "{needle} reached the logs");
     }
 }
+
+#[tokio::test]
+async fn the_operator_token_is_refused_in_the_query_string_while_merchants_keep_it() {
+    let app = spawn_app().await;
+    let merchant = app.token().await;
+    for path in ["/admin/merchants", "/payments/status/all"] {
+        let (status, body) = app.get(&format!("{path}?_token={ADMIN_TOKEN}"), None).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{path}: {body}");
+        assert_eq!(body["code"], -1);
+        let (status, _) = app.get(path, Some(ADMIN_TOKEN)).await;
+        assert_eq!(status, StatusCode::OK, "{path} with the header");
+    }
+    let res = app
+        .http
+        .get(app.url("/admin/merchants"))
+        .header("X-ImpTokenHeader", ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        res.status(),
+        StatusCode::OK,
+        "the legacy header is a header"
+    );
+    let (status, _) = app
+        .get(&format!("/payments/status/all?_token={merchant}"), None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "merchants keep `_token`");
+}

@@ -217,3 +217,66 @@ async fn a_token_is_stored_as_a_digest_and_sealed_and_another_instance_accepts_a
     assert_ne!(status, StatusCode::UNAUTHORIZED, "{body}");
     assert_eq!(other.token().await, token);
 }
+
+#[tokio::test]
+async fn a_live_token_that_cannot_be_unsealed_is_replaced_by_a_new_one_and_not_extended() {
+    use base64::Engine;
+    use openport::service::secrets::token_digest;
+    use secrecy::SecretString;
+    let b64 = |b: u8| base64::engine::general_purpose::STANDARD.encode([b; 32]);
+    let (old_key, new_key) = (b64(1), b64(2));
+    let ok = old_key.clone();
+    let first =
+        crate::helpers::spawn_app_with(move |c| c.master_key = Some(SecretString::from(ok))).await;
+    let old = first.token().await;
+    // Rotated: the imp_secret's hash moves to the new key, the token stays sealed under the old.
+    let (nk, okey) = (new_key.clone(), old_key.clone());
+    let rotated = first
+        .another_instance(move |c| {
+            c.master_key = Some(SecretString::from(nk));
+            c.previous_master_keys = Some(SecretString::from(okey));
+        })
+        .await;
+    assert_eq!(rotated.token().await, old);
+    // The old key dropped without a reseal; asked in the token's last minute.
+    let only_new = first
+        .another_instance(move |c| c.master_key = Some(SecretString::from(new_key)))
+        .await;
+    let stored = |token: String| {
+        let db = only_new.app.gateway.db.read.clone();
+        async move {
+            openport::store::merchants::token(&db, &token_digest(&token))
+                .await
+                .unwrap()
+                .unwrap()
+        }
+    };
+    let old_expiry = stored(old.clone()).await.expires_at;
+    only_new.advance(1800 - 30);
+    let (status, body) = only_new
+        .post(
+            "/users/getToken",
+            None,
+            json!({"imp_key": DEMO_IMP_KEY, "imp_secret": DEMO_IMP_SECRET}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let r = &body["response"];
+    let new = r["access_token"].as_str().unwrap().to_string();
+    assert_ne!(new, old);
+    assert_eq!(
+        r["expired_at"].as_i64().unwrap() - r["now"].as_i64().unwrap(),
+        1800
+    );
+    assert_eq!(
+        stored(old.clone()).await.expires_at,
+        old_expiry,
+        "not extended"
+    );
+    // The new token is the one handed out from now on; the old one works until it expires.
+    assert_eq!(only_new.token().await, new);
+    let (status, _) = only_new
+        .get("/payments/status/all", Some(old.as_str()))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+}

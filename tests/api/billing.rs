@@ -438,3 +438,101 @@ async fn all_payments(app: &TestApp) -> Vec<openport::store::entity::payment::Mo
         .await
         .unwrap()
 }
+
+/// `onetime` with card B for a customer registered with card A.
+async fn onetime_keeping(
+    app: &TestApp,
+    token: &str,
+    merchant_uid: &str,
+    amount: i64,
+    card_quota: i64,
+) -> Value {
+    app.post(
+        "/subscribe/payments/onetime",
+        Some(token),
+        json!({"merchant_uid": merchant_uid, "amount": amount, "card_quota": card_quota,
+               "card_number": test_cards::SAMSUNG_CHECK, "expiry": future_expiry(),
+               "birth": "800101", "pwd_2digit": "00", "customer_uid": "keep-a",
+               "buyer_name": "김철수"}),
+    )
+    .await
+    .1
+}
+
+#[tokio::test]
+async fn a_refused_onetime_with_a_customer_uid_keeps_the_customers_card_and_details() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let (_, registered) = app
+        .post(
+            "/subscribe/customers/keep-a",
+            Some(&token),
+            json!({"card_number": test_cards::SHINHAN_CREDIT, "expiry": future_expiry(),
+                   "birth": "800101", "pwd_2digit": "00", "customer_id": "member-7",
+                   "customer_name": "홍길동", "customer_email": "buyer@example.com"}),
+        )
+        .await;
+    assert_eq!(registered["code"], 0, "{registered}");
+    app.paid(&token, "keep-taken", 1000).await;
+    app.post(
+        "/payments/prepare",
+        Some(&token),
+        json!({"merchant_uid": "keep-prepared", "amount": 5000}),
+    )
+    .await;
+
+    let taken = onetime_keeping(&app, &token, "keep-taken", 1000, 0).await;
+    assert_eq!(taken["code"], 1, "merchant_uid already paid: {taken}");
+    let instalment = onetime_keeping(&app, &token, "keep-quota", 10_000, 3).await;
+    assert_eq!(
+        instalment["code"], -1,
+        "instalments under 50,000: {instalment}"
+    );
+    let prepared = onetime_keeping(&app, &token, "keep-prepared", 1000, 0).await;
+    assert_eq!(prepared["code"], 1, "another prepared amount: {prepared}");
+
+    let (_, c) = app.get("/subscribe/customers/keep-a", Some(&token)).await;
+    assert_eq!(
+        c["response"], registered["response"],
+        "card A and its details"
+    );
+    assert_eq!(app.sandbox.batch_keys().len(), 1, "KCP issued no other key");
+
+    // Paid, the card is kept: card B, the buyer's name, and the customer_id onetime has no
+    // parameter for.
+    let paid = onetime_keeping(&app, &token, "keep-paid", 1000, 0).await;
+    assert_eq!(paid["response"]["status"], "paid", "{paid}");
+    let (_, c) = app.get("/subscribe/customers/keep-a", Some(&token)).await;
+    let c = &c["response"];
+    assert_eq!(c["card_number"], paid["response"]["card_number"]);
+    assert_ne!(c["card_number"], registered["response"]["card_number"]);
+    assert_eq!(c["customer_name"], "김철수");
+    assert_eq!(c["customer_id"], "member-7");
+    assert_eq!(c["customer_email"], "buyer@example.com");
+    assert_eq!(c["inserted"], registered["response"]["inserted"]);
+    app.assert_ledger_agrees().await;
+}
+
+#[tokio::test]
+async fn a_onetime_whose_card_kcp_will_not_keep_fails_its_charge_before_anything_is_charged() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let (_, body) = app
+        .post(
+            "/subscribe/payments/onetime",
+            Some(&token),
+            json!({"merchant_uid": "keep-kb", "amount": 1000, "card_number": test_cards::SHINHAN_CREDIT,
+                   "expiry": future_expiry(), "birth": test_cards::WRONG_BIRTH, "pwd_2digit": "00",
+                   "customer_uid": "keep-kb"}),
+        )
+        .await;
+    assert_eq!(body["code"], -1, "{body}");
+    assert!(app.sandbox.ledger().is_empty(), "nothing was charged");
+    let (_, found) = app.get("/payments/find/keep-kb/failed", Some(&token)).await;
+    assert_eq!(found["response"]["status"], "failed", "{found}");
+    assert_eq!(found["response"]["fail_reason"], body["message"]);
+    // The merchant_uid is free again.
+    let paid = app.paid(&token, "keep-kb", 1000).await;
+    assert_eq!(paid["status"], "paid");
+    app.assert_ledger_agrees().await;
+}

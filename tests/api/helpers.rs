@@ -17,7 +17,7 @@ use reqwest::StatusCode;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{json, Value};
 
-pub const ADMIN_TOKEN: &str = "test-operator-token";
+pub const ADMIN_TOKEN: &str = "test-operator-token-0123456789abcdef";
 pub use kcp_sandbox::test_cards;
 
 /// The settle delay tests run with: longer than the KCP timeout below.

@@ -8,6 +8,7 @@ mod benepia;
 mod billing;
 mod cancel;
 mod checkout;
+mod control_chars;
 mod escrow;
 mod lookups;
 mod migrations;

@@ -384,3 +384,137 @@ async fn a_korean_name_longer_than_kcps_100_bytes_is_paid_and_kept_whole() {
     assert_eq!(body["response"]["name"], name.as_str());
     assert_eq!(app.sandbox.ledger().len(), 1);
 }
+
+#[tokio::test]
+async fn a_tax_free_part_is_refused_everywhere_rather_than_charged_or_refunded_as_taxable() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let card = json!({"card_number": test_cards::SHINHAN_CREDIT, "expiry": future_expiry(),
+                      "birth": "800101", "pwd_2digit": "00"});
+    let with = |base: &serde_json::Value, extra: serde_json::Value| {
+        let mut body = base.clone();
+        for (k, v) in extra.as_object().unwrap() {
+            body[k] = v.clone();
+        }
+        body
+    };
+    let refused = |status: StatusCode, body: &serde_json::Value, field: &str| {
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+        let message = body["message"].as_str().unwrap();
+        assert!(message.contains(field), "{message}");
+    };
+    let onetime = |extra: serde_json::Value| {
+        let body = with(
+            &card,
+            with(&json!({"merchant_uid": "tax-1", "amount": 11000}), extra),
+        );
+        let (app, token) = (&app, &token);
+        async move {
+            app.post("/subscribe/payments/onetime", Some(token), body)
+                .await
+        }
+    };
+    let (status, body) = onetime(json!({"tax_free": 1000})).await;
+    refused(status, &body, "TG03");
+    let (status, body) = onetime(json!({"tax_free": "1000"})).await;
+    refused(status, &body, "TG03");
+    let (status, body) = onetime(json!({"vat_amount": 11001})).await;
+    refused(status, &body, "vat_amount");
+    let (status, body) = onetime(json!({"vat_amount": -1})).await;
+    refused(status, &body, "vat_amount");
+    let (status, body) = onetime(json!({"vat_amount": 100.5})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    // `again` and schedules share the order fields.
+    let (status, body) = app
+        .post(
+            "/subscribe/payments/again",
+            Some(&token),
+            json!({"customer_uid": "c", "merchant_uid": "tax-2", "amount": 1000, "tax_free": 100}),
+        )
+        .await;
+    refused(status, &body, "TG03");
+    let (status, body) = app
+        .post(
+            "/subscribe/payments/schedule",
+            Some(&token),
+            json!({"customer_uid": "c", "schedules": [{"merchant_uid": "tax-3",
+                   "schedule_at": 4_000_000_000i64, "amount": 1000, "vat_amount": 2000}]}),
+        )
+        .await;
+    refused(status, &body, "vat_amount");
+    assert!(app.sandbox.ledger().is_empty(), "nothing charged");
+
+    // Zero tax-free and a VAT within the amount are taken (KCP computes the VAT itself).
+    let (_, paid) = onetime(json!({"tax_free": 0, "vat_amount": 1000})).await;
+    assert_eq!(paid["response"]["status"], "paid", "{paid}");
+    let imp_uid = paid["response"]["imp_uid"].clone();
+    let (status, body) = app
+        .post(
+            "/payments/cancel",
+            Some(&token),
+            json!({"imp_uid": imp_uid, "amount": 1100, "tax_free": 1100}),
+        )
+        .await;
+    refused(status, &body, "TG03");
+    let (status, body) = app
+        .post(
+            "/payments/cancel",
+            Some(&token),
+            json!({"imp_uid": imp_uid, "amount": 1100, "vat_amount": 1200}),
+        )
+        .await;
+    refused(status, &body, "vat_amount");
+    assert_eq!(
+        app.payment(&token, imp_uid.as_str().unwrap()).await["cancel_amount"],
+        0
+    );
+    let (_, body) = app
+        .post(
+            "/payments/cancel",
+            Some(&token),
+            json!({"imp_uid": imp_uid, "amount": 1100, "tax_free": 0, "vat_amount": 100}),
+        )
+        .await;
+    assert_eq!(body["response"]["cancel_amount"], 1100, "{body}");
+    app.assert_ledger_agrees().await;
+}
+
+/// openport's KCP order number (`ordr_idxx`) of a payment.
+async fn order_no_of(app: &crate::helpers::TestApp, imp_uid: &str) -> String {
+    openport::store::payments::all_payments(&app.app.gateway.db.read)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|p| p.imp_uid == imp_uid)
+        .unwrap()
+        .order_no
+}
+
+#[tokio::test]
+async fn a_paid_or_cancelled_card_payment_shows_kcps_slip_as_receipt_url_and_a_failed_one_none() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let paid = app.paid(&token, "receipt-1", 1004).await;
+    let imp_uid = paid["imp_uid"].as_str().unwrap();
+    let expected = format!(
+        "https://testadmin8.kcp.co.kr/assist/bill.BillActionNew.do?cmd=card_bill&tno={}&order_no={}&trade_mony=1004",
+        paid["pg_tid"].as_str().unwrap(),
+        order_no_of(&app, imp_uid).await
+    );
+    assert_eq!(paid["receipt_url"], expected.as_str());
+    let (_, cancelled) = app
+        .post(
+            "/payments/cancel",
+            Some(&token),
+            json!({"imp_uid": imp_uid, "amount": 4}),
+        )
+        .await;
+    assert_eq!(cancelled["response"]["status"], "cancelled", "{cancelled}");
+    assert_eq!(cancelled["response"]["receipt_url"], expected.as_str());
+    assert!(cancelled["response"]["cancel_history"][0]["receipt_url"].is_null());
+    let (_, declined) = app
+        .pay(&token, "receipt-2", 1000, test_cards::INSUFFICIENT_LIMIT)
+        .await;
+    assert_eq!(declined["response"]["status"], "failed", "{declined}");
+    assert!(declined["response"]["receipt_url"].is_null());
+}

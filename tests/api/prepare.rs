@@ -101,3 +101,52 @@ async fn a_currency_prepared_in_lower_case_accepts_the_same_currency_and_amount(
     assert_eq!(res["response"]["status"], "paid", "{res}");
     assert_eq!(res["response"]["currency"], "KRW");
 }
+
+#[tokio::test]
+async fn prepare_takes_only_what_a_charge_could_pay() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let prepare = |body: serde_json::Value| {
+        let (app, token) = (&app, &token);
+        async move { app.post("/payments/prepare", Some(token), body).await }
+    };
+    let too_long = "m".repeat(81);
+    for (body, why) in [
+        (
+            json!({"merchant_uid": too_long, "amount": 1000}),
+            "merchant_uid",
+        ),
+        (
+            json!({"merchant_uid": "prep-max", "amount": 1_000_000_000_000i64}),
+            "999999999999",
+        ),
+        (json!({"merchant_uid": "prep-neg", "amount": -1}), "0 이상"),
+        (
+            json!({"merchant_uid": "prep-usd", "amount": 1000, "currency": "USD"}),
+            "KRW",
+        ),
+    ] {
+        let (status, res) = prepare(body.clone()).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}: {res}");
+        assert!(res["message"].as_str().unwrap().contains(why), "{res}");
+        // PUT follows the same rules.
+        let (status, _) = app.put("/payments/prepare", &token, body).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+    }
+    // The longest merchant_uid and the largest amount that a charge takes are taken here too.
+    let longest = "m".repeat(80);
+    let (_, res) = prepare(json!({"merchant_uid": longest, "amount": 999_999_999_999i64})).await;
+    assert_eq!(res["code"], 0, "{res}");
+    let (status, res) = app
+        .post(
+            "/subscribe/payments/onetime",
+            Some(&token),
+            json!({"merchant_uid": "m".repeat(81), "amount": 1000, "card_number": test_cards::SHINHAN_CREDIT,
+                   "expiry": future_expiry(), "birth": "800101", "pwd_2digit": "00"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{res}");
+    // The billing-key window may be opened with 0, so 0 can be prepared.
+    let (_, res) = prepare(json!({"merchant_uid": "prep-zero", "amount": 0})).await;
+    assert_eq!(res["response"]["amount"], 0, "{res}");
+}

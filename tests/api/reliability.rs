@@ -345,3 +345,52 @@ async fn a_payment_kcp_could_not_even_be_connected_to_fails_at_once_and_frees_it
     assert_eq!(paid["status"], "paid");
     app.assert_ledger_agrees().await;
 }
+
+#[tokio::test]
+async fn an_approval_found_by_inquiry_without_card_fields_keeps_the_masked_number_and_shows_null() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let lost_then_answered_without = |field: &str| {
+        app.sandbox
+            .inject(FaultRule::new(paths::HUB_PAYMENT, Fault::LoseResponse));
+        app.sandbox.inject(FaultRule::new(
+            paths::INQUIRY,
+            Fault::AnswerField {
+                field: field.into(),
+                value: String::new(),
+            },
+        ));
+    };
+    lost_then_answered_without("card_no");
+    let (_, no_number) = app
+        .pay(&token, "inq-no-number", 1000, test_cards::SHINHAN_CREDIT)
+        .await;
+    lost_then_answered_without("app_no");
+    let (_, no_app_no) = app
+        .pay(&token, "inq-no-app-no", 1000, test_cards::SHINHAN_CREDIT)
+        .await;
+    lost_then_answered_without("card_name");
+    let (_, no_name) = app
+        .pay(&token, "inq-no-name", 1000, test_cards::SHINHAN_CREDIT)
+        .await;
+    for body in [&no_number, &no_app_no, &no_name] {
+        assert_eq!(body["response"]["status"], "paid", "{body}");
+    }
+    assert_eq!(no_number["response"]["card_number"], "411111******1111");
+    assert!(!no_number["response"]["apply_num"]
+        .as_str()
+        .unwrap()
+        .is_empty());
+    assert!(no_app_no["response"]["apply_num"].is_null(), "{no_app_no}");
+    assert!(no_name["response"]["card_name"].is_null(), "{no_name}");
+    for body in [&no_number, &no_app_no, &no_name] {
+        let p = app
+            .payment(&token, body["response"]["imp_uid"].as_str().unwrap())
+            .await;
+        for field in ["apply_num", "card_name", "card_number", "card_code"] {
+            assert_ne!(p[field], "", "{field} of {p}");
+        }
+    }
+    assert_eq!(app.sandbox.ledger().len(), 3);
+    app.assert_ledger_agrees().await;
+}

@@ -924,3 +924,25 @@ async fn behind_a_trusted_proxy_the_address_the_proxy_saw_decides() {
     assert_eq!(app.payment(&token, imp_uid).await["status"], "paid");
     assert_eq!(recorded_notifications(&app).await, 1);
 }
+
+#[tokio::test]
+async fn a_virtual_account_shows_kcps_slip_once_paid_and_none_while_ready_or_revoked() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let p = issued(&app, &token, vbank(&app, "vb-receipt", 15000)).await;
+    assert!(p["receipt_url"].is_null(), "{p}");
+    deposit_until_paid(&app, &token, &p).await;
+    let paid = app.payment(&token, p["imp_uid"].as_str().unwrap()).await;
+    let url = paid["receipt_url"].as_str().unwrap();
+    assert!(
+        url.starts_with(
+            "https://testadmin8.kcp.co.kr/assist/bill.BillActionNew.do?cmd=vcnt_bill&tno="
+        ) && url.contains(p["pg_tid"].as_str().unwrap())
+            && url.ends_with("&trade_mony=15000"),
+        "{url}"
+    );
+    let other = issued(&app, &token, vbank(&app, "vb-receipt-2", 1000)).await;
+    let (_, revoked) = revoke(&app, &token, other["imp_uid"].as_str().unwrap()).await;
+    assert_eq!(revoked["response"]["status"], "cancelled", "{revoked}");
+    assert!(revoked["response"]["receipt_url"].is_null(), "never paid");
+}
