@@ -1039,7 +1039,9 @@ impl Gateway {
             .await;
             match recorded {
                 Ok(Some(p)) => Ok(ApprovalOutcome::Paid(p)),
-                Ok(None) => self.approval_decided(p.id).await,
+                // Another holder settled the attempt: the approval in hand stands only if the
+                // payment holds it (service/orphans.rs).
+                Ok(None) => self.approval_orphaned(connector, p.id, &tno, false).await,
                 // `net_cancel` renews the lease first: an attempt the record closed after all is
                 // answered from the database, not cancelled.
                 Err(e) => {

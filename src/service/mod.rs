@@ -12,6 +12,7 @@ pub(crate) mod inquiry;
 pub mod lookup;
 pub mod merchants;
 pub mod notifications;
+pub(crate) mod orphans;
 pub mod outbound;
 pub mod pay;
 pub mod prepare;

@@ -23,6 +23,9 @@ pub(crate) enum CancelOutcome {
     /// KCP did not apply it, or holds something else; why, for the merchant's answer.
     NotApplied(String),
     Unknown,
+    /// KCP confirmed the cancel to its holder after another holder had closed it as not applied:
+    /// attempt N is a `conflict` for an operator (`Gateway::confirmed_cancel_decided`).
+    Conflict(i64),
 }
 
 impl Gateway {
@@ -309,6 +312,9 @@ impl Gateway {
             "approve" => {
                 self.resolve_approval(connector.as_ref(), payment, attempt, honour)
                     .await?;
+            }
+            super::orphans::KIND => {
+                self.settle_orphan(connector.as_ref(), attempt).await?;
             }
             _ => {
                 self.resolve_cancel(connector.as_ref(), payment, attempt)
