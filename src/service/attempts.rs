@@ -40,8 +40,14 @@ impl Gateway {
     }
 
     /// Claims attempt `id` if nobody holds it (see `payments::claim_attempt`); the attempt as
-    /// claimed, its `lease_until` being this holder's token.
+    /// claimed, its `lease_until` being this holder's token. None while this host's clock is off
+    /// the database's.
     pub(crate) async fn claim(&self, id: i64) -> ServiceResult<Option<pg_attempt::Model>> {
+        // Judged by a clock that is off, another holder's lease could look run out
+        // (service/clock_check.rs): attempts are left to instances whose clocks agree.
+        if self.clock_is_skewed() {
+            return Ok(None);
+        }
         let now = self.clock.unix();
         if !payments::claim_attempt(&self.db.write, id, now, self.lease_from(now)).await? {
             return Ok(None);

@@ -682,3 +682,49 @@ async fn a_net_cancel_cut_short_by_a_crash_leaves_its_tno_on_the_attempt_for_the
     assert_eq!(app.sandbox.ledger()[0].state, TransactionState::Cancelled);
     app.assert_ledger_agrees().await;
 }
+
+#[tokio::test]
+async fn an_instance_whose_clock_is_off_the_databases_claims_no_attempt_until_it_is_back_in_line() {
+    use openport::service::clock_check::{judge, ClockReading};
+    let app = spawn_app().await;
+    let gateway = &app.app.gateway;
+    // Checked at start against the database server's clock: PostgreSQL's is shared by every
+    // instance, SQLite's file has one host.
+    match gateway.check_clock().await.unwrap() {
+        ClockReading::Within { skew_ms } => assert!(skew_ms.abs() < 5_000, "{skew_ms}"),
+        ClockReading::NotShared => assert!(app.database_url.starts_with("sqlite")),
+        skewed => panic!("{skewed}"),
+    }
+    let token = app.token().await;
+    app.sandbox
+        .inject(FaultRule::new(paths::HUB_PAYMENT, Fault::Drop));
+    let (_, body) = app
+        .pay(&token, "own-clock", 1000, test_cards::SHINHAN_CREDIT)
+        .await;
+    assert_eq!(body["code"], 1, "{body}");
+    let imp_uid = imp_uid_of(&body);
+    // Past the settle delay and the backoff after the request's own inquiry: due.
+    app.advance(SETTLE_SECS + 10);
+
+    // The resolver's check finds this host a minute ahead of the database.
+    let now = chrono::Utc::now();
+    let db_ms = now.timestamp_millis() - 60_000;
+    let reading = gateway.record_clock_reading(judge(now, now, db_ms, 5_000));
+    assert!(matches!(reading, ClockReading::Skewed { .. }), "{reading}");
+    assert_eq!(gateway.resolve_due(10).await.unwrap(), 0);
+    let attempt = only_attempt(&app).await;
+    gateway.resolve_attempt(attempt.id).await.unwrap();
+    let (_, retry) = app
+        .pay(&token, "own-clock", 1000, test_cards::SHINHAN_CREDIT)
+        .await;
+    assert_eq!(retry["code"], 1, "{retry}");
+    assert_eq!(app.payment(&token, &imp_uid).await["status"], "ready");
+    assert_eq!(only_attempt(&app).await.state, attempt.state, "not claimed");
+
+    // Back in line: claimed and settled again.
+    let now = chrono::Utc::now();
+    gateway.record_clock_reading(judge(now, now, now.timestamp_millis(), 5_000));
+    assert_eq!(gateway.resolve_due(10).await.unwrap(), 1);
+    assert_eq!(app.payment(&token, &imp_uid).await["status"], "failed");
+    app.assert_ledger_agrees().await;
+}

@@ -992,7 +992,10 @@ async fn a_notification_other_than_a_deposit_carries_no_noti_id_and_is_recorded_
     .map(|(k, v)| (k.to_string(), v.to_string()))
     .collect();
 
-    assert!(post_notification(&app, &closed).await, "KCP would re-send it forever");
+    assert!(
+        post_notification(&app, &closed).await,
+        "KCP would re-send it forever"
+    );
     assert!(post_notification(&app, &closed).await, "a re-send too");
     let later: Vec<(String, String)> = closed
         .iter()
@@ -1010,9 +1013,16 @@ async fn a_notification_other_than_a_deposit_carries_no_noti_id_and_is_recorded_
         .all(&app.app.gateway.db.read)
         .await
         .unwrap();
-    assert_eq!(rows.len(), 2, "one per notification, re-sends counted once: {rows:?}");
+    assert_eq!(
+        rows.len(),
+        2,
+        "one per notification, re-sends counted once: {rows:?}"
+    );
     assert!(rows.iter().all(|r| r.outcome.as_deref() == Some("kept")));
-    assert_eq!(app.payment(&token, p["imp_uid"].as_str().unwrap()).await["status"], "ready");
+    assert_eq!(
+        app.payment(&token, p["imp_uid"].as_str().unwrap()).await["status"],
+        "ready"
+    );
 
     // A deposit still needs its noti_id: without it, KCP is asked to send it again.
     let mut deposit_without_id = closed.clone();
