@@ -17,6 +17,9 @@ use crate::pg::{CardApproval, Pg, TradeRef, TradeState, VbankState, WindowApprov
 use crate::store::entity::{payment, pg_attempt};
 use crate::store::payments;
 
+/// `customer_uid_usage` of the billing-key window's 0-won payment (service/checkout.rs).
+const ISSUE_USAGE: &str = "issue";
+
 /// What became of a cancel attempt.
 pub(crate) enum CancelOutcome {
     Applied(Box<payment::Model>),
@@ -37,6 +40,20 @@ impl Gateway {
         honour: bool,
     ) -> Settling<'a> {
         async move {
+            // A billing-key issuance whose answer was lost: KCP has no inquiry for one (spec/kcp.md
+            // §2.5: the key is only in the answer), so neither "issued" nor "not issued" can be
+            // learnt, and no key can be deleted without being named. Left open for an operator,
+            // who looks in KCP's admin (`openport attempt fail --none-at-kcp`).
+            if payment.customer_uid_usage.as_deref() == Some(ISSUE_USAGE) {
+                tracing::error!(imp_uid = %payment.imp_uid, "billing-key issuance outcome unknown: KCP has no inquiry for it, reconcile by hand");
+                return self
+                    .leave_open(
+                        payment,
+                        attempt,
+                        "no inquiry for a billing-key issuance: reconcile by hand",
+                    )
+                    .await;
+            }
             // Virtual accounts (window or `POST /vbanks`) are inquired with PAVC
             // (service/vbanks.rs).
             if payment.pay_method == VBANK {
