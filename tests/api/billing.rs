@@ -454,7 +454,10 @@ async fn a_billing_key_window_whose_issuance_answer_is_lost_is_not_failed_on_a_g
     )
     .await;
     assert_eq!(rsp["success"], false, "{rsp}");
-    assert_eq!(rsp["error_code"], "F500", "being checked, not failed: {rsp}");
+    assert_eq!(
+        rsp["error_code"], "F500",
+        "being checked, not failed: {rsp}"
+    );
     assert_eq!(app.sandbox.batch_keys().len(), 1, "KCP holds a key");
     let token = app.token().await;
     let imp_uid = rsp["imp_uid"].as_str().unwrap();
@@ -526,6 +529,8 @@ async fn a_billing_key_issued_to_a_window_whose_attempt_was_settled_meanwhile_is
     assert_eq!(keys.len(), 1);
     assert_eq!(keys[0].state, BatchKeyState::Deleted, "{keys:?}");
     let token = app.token().await;
-    let (_, c) = app.get("/subscribe/customers/bw-late-cust", Some(&token)).await;
+    let (_, c) = app
+        .get("/subscribe/customers/bw-late-cust", Some(&token))
+        .await;
     assert_eq!(c["code"], 1, "{c}");
 }
