@@ -546,7 +546,7 @@ async fn an_approval_in_hand_while_another_holder_still_decides_is_net_cancelled
     let app = spawn_app().await;
     let token = app.token().await;
     app.sandbox
-        .inject(FaultRule::new(paths::HUB_PAYMENT, Fault::Delay { ms: 800 }));
+        .inject(FaultRule::new(paths::HUB_PAYMENT, Fault::Delay { ms: 400 }));
     let request = pay_in_background(&app, &token, "own-late-2");
     until_the_faults_are_used(&app).await;
     // The resolver takes the attempt over; KCP answers its inquiry ("nothing") only after the
@@ -554,7 +554,7 @@ async fn an_approval_in_hand_while_another_holder_still_decides_is_net_cancelled
     app.advance(PAST_THE_LEASE);
     app.sandbox.inject(FaultRule::new(
         paths::INQUIRY,
-        Fault::SlowAnswer { ms: 1200 },
+        Fault::SlowAnswer { ms: 1300 },
     ));
     let gateway = app.app.gateway.clone();
     let resolver = tokio::spawn(async move { gateway.resolve_due(10).await });
