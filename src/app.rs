@@ -18,6 +18,7 @@ use crate::config::Config;
 use crate::net::AddressList;
 use crate::pg::kcp::KcpUrls;
 use crate::service::auth::TokenCache;
+use crate::service::clock_check::ClockReading;
 use crate::service::connectors::Connectors;
 use crate::service::merchants::{
     CreatedMerchant, NewMerchant, DEMO_IMP_CODE, DEMO_IMP_KEY, DEMO_IMP_SECRET, DEMO_SITE_CD,
@@ -130,10 +131,20 @@ impl App {
                 schedule_concurrency: config.scheduler.concurrency,
                 webhook_private_targets: config.webhook_private_targets(),
                 trust_order_no_inquiry: config.kcp.order_no_inquiry.unwrap_or(sandbox.is_some()),
+                max_clock_skew_ms: i64::try_from(config.resolver.max_clock_skew_secs)
+                    .unwrap_or(i64::MAX / 1000)
+                    .saturating_mul(1000),
             },
             tokens: Arc::new(TokenCache::default()),
             admin_token: config.admin_token.clone().map(Arc::new),
+            clock_skewed: Arc::new(std::sync::atomic::AtomicBool::new(false)),
         };
+        // Instances sharing a database judge each other's leases by their own clocks.
+        let reading = gateway.check_clock().await.context("clock check")?;
+        if let ClockReading::Skewed { .. } = reading {
+            anyhow::bail!("{reading}");
+        }
+        tracing::info!(clock = %reading, "clock checked against the database");
         let demo = ensure_demo_merchant(&config, &gateway, sandbox.as_ref()).await?;
 
         let (shutdown, mut stop) = tokio::sync::watch::channel(false);
@@ -261,13 +272,25 @@ fn http_service(
 /// scan of `kcp_notifications` on every resolver tick would be wasted.
 const REVERIFY_SWEEP_EVERY: Duration = Duration::from_secs(60);
 
+/// How often the resolver compares this host's clock with the database's
+/// (`Gateway::check_clock`): a clock that drifts off stops this instance claiming attempts.
+const CLOCK_CHECK_EVERY: Duration = Duration::from_secs(60);
+
 fn spawn_resolver(gateway: Gateway, every: Duration, mut stop: tokio::sync::watch::Receiver<bool>) {
     tokio::spawn(async move {
         let mut next_sweep = std::time::Instant::now();
+        let mut next_clock_check = std::time::Instant::now() + CLOCK_CHECK_EVERY;
         loop {
             tokio::select! {
                 _ = tokio::time::sleep(every) => {}
                 _ = stop.wait_for(|s| *s) => return,
+            }
+            if std::time::Instant::now() >= next_clock_check {
+                next_clock_check = std::time::Instant::now() + CLOCK_CHECK_EVERY;
+                // The verdict is recorded (and logged) by the check; claims obey it.
+                if let Err(e) = gateway.check_clock().await {
+                    tracing::error!("resolver: clock check: {e}");
+                }
             }
             if let Err(e) = gateway.resolve_due(100).await {
                 tracing::error!("resolver: {e}");

@@ -94,6 +94,16 @@ pub struct ResolverSettings {
     /// only meets attempts whose request has let go (the lease still guards a slower one).
     /// [`Config::validate`] refuses to start otherwise.
     pub settle_secs: i64,
+    /// How far this host's clock may be off the database server's (PostgreSQL) before openport
+    /// refuses to start, and, found by the resolver's periodic check, claims no KCP attempt:
+    /// leases and the settle delay compare times written by different instances' clocks
+    /// (service/clock_check.rs). 0 = not checked.
+    #[serde(default = "default_max_clock_skew_secs")]
+    pub max_clock_skew_secs: u64,
+}
+
+fn default_max_clock_skew_secs() -> u64 {
+    5
 }
 
 /// How each instance drains due schedules (docs/operations.md "Schedules and webhooks"). The
@@ -163,6 +173,7 @@ impl Default for Config {
             resolver: ResolverSettings {
                 interval_ms: 2_000,
                 settle_secs: 120,
+                max_clock_skew_secs: default_max_clock_skew_secs(),
             },
             scheduler: SchedulerSettings {
                 concurrency: 16,

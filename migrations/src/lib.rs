@@ -14,6 +14,7 @@ mod m20261203_000010_notification_outcome;
 mod m20261203_000011_attempt_notify;
 mod m20261203_000012_attempts_by_tno;
 mod m20261203_000013_attempt_absent_order_no;
+mod m20261203_000014_cancel_amount_range;
 
 pub struct Migrator;
 
@@ -34,6 +35,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261203_000011_attempt_notify::Migration),
             Box::new(m20261203_000012_attempts_by_tno::Migration),
             Box::new(m20261203_000013_attempt_absent_order_no::Migration),
+            Box::new(m20261203_000014_cancel_amount_range::Migration),
         ]
     }
 }

@@ -72,15 +72,18 @@ pub async fn notify(
             .map(|(_, v)| v.trim().to_string())
             .unwrap_or_default()
     };
-    let amount = |k: &str| get(k).parse::<i64>().unwrap_or(0);
     let n = Notification {
         site_cd: get("site_cd"),
         tno: get("tno"),
         tx_cd: get("tx_cd"),
+        tx_tm: get("tx_tm"),
         noti_id: get("noti_id"),
         op_cd: Some(get("op_cd")).filter(|s| !s.is_empty()),
-        amount: amount("ipgm_mnyx"),
-        total: amount("totl_mnyx"),
+        // Kept for the operator only.
+        amount: get("ipgm_mnyx").parse::<i64>().unwrap_or(0),
+        // Absent or unreadable is unknown, never 0: a full deposit whose total did not come
+        // through as a number is asked about, not taken for a partial one.
+        total: Notification::total_from(&get("totl_mnyx")),
     };
     match s.gateway.handle_notification(n).await {
         Ok(_) => Html(ACK).into_response(),

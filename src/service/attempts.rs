@@ -14,6 +14,9 @@
 //!   (`payments::update_held_attempt`, `payments::conclude_charge`). A write that finds 0 rows
 //!   means another holder decided: nothing is written, and the answer is read back from what the
 //!   database says ([`Gateway::approval_decided`], [`Gateway::cancel_decided`]), never guessed.
+//!   A holder with something from KCP in hand does not simply adopt it: an approval the payment
+//!   does not hold is net-cancelled (service/orphans.rs), and a cancel KCP confirmed that another
+//!   holder closed as not applied becomes a conflict ([`Gateway::confirmed_cancel_decided`]).
 //! - **Lease length.** A lease covers two KCP calls and a margin (`Config::attempt_hold`), and a
 //!   holder renews it ([`Gateway::renew`]) before every further KCP call with an effect (a cancel,
 //!   a net-cancel, a point re-approval), so a holder is not taken over in the middle of a call. The
@@ -37,8 +40,14 @@ impl Gateway {
     }
 
     /// Claims attempt `id` if nobody holds it (see `payments::claim_attempt`); the attempt as
-    /// claimed, its `lease_until` being this holder's token.
+    /// claimed, its `lease_until` being this holder's token. None while this host's clock is off
+    /// the database's.
     pub(crate) async fn claim(&self, id: i64) -> ServiceResult<Option<pg_attempt::Model>> {
+        // Judged by a clock that is off, another holder's lease could look run out
+        // (service/clock_check.rs): attempts are left to instances whose clocks agree.
+        if self.clock_is_skewed() {
+            return Ok(None);
+        }
         let now = self.clock.unix();
         if !payments::claim_attempt(&self.db.write, id, now, self.lease_from(now)).await? {
             return Ok(None);
@@ -56,6 +65,22 @@ impl Gateway {
         let lease = self.lease_from(self.clock.unix()).max(held.lease_until);
         let mut a: pg_attempt::ActiveModel = held.clone().into();
         a.lease_until = Set(lease);
+        self.write_held(&held, a).await
+    }
+
+    /// [`Self::renew`] before a net-cancel of the approval `tno`, naming it on the attempt in the
+    /// same write: should this holder die during the cancel, the resolver inquires (and cancels)
+    /// that trade by its `tno`, KCP's documented form, instead of by order number, which is not
+    /// trusted against real KCP (`absence_is_final`).
+    pub(crate) async fn renew_naming(
+        &self,
+        held: pg_attempt::Model,
+        tno: &str,
+    ) -> ServiceResult<Option<pg_attempt::Model>> {
+        let lease = self.lease_from(self.clock.unix()).max(held.lease_until);
+        let mut a: pg_attempt::ActiveModel = held.clone().into();
+        a.lease_until = Set(lease);
+        a.tno = Set(Some(tno.to_string()));
         self.write_held(&held, a).await
     }
 
@@ -147,6 +172,36 @@ impl Gateway {
                     .unwrap_or_else(|| "PG사에서 취소되지 않음".into()),
             ),
         })
+    }
+
+    /// [`Self::cancel_decided`] for a holder to whom KCP confirmed the cancel: when another holder
+    /// closed the attempt as not applied (its inquiry ran before KCP applied the cancel), the
+    /// database holds a balance KCP no longer does. The attempt becomes a `conflict` for an
+    /// operator (the payment takes no API cancel until it is reconciled), and the merchant is
+    /// told that KCP cancelled it, never "not cancelled".
+    pub(crate) async fn confirmed_cancel_decided(
+        &self,
+        attempt_id: i64,
+    ) -> ServiceResult<CancelOutcome> {
+        let decided = self.cancel_decided(attempt_id).await?;
+        if !matches!(decided, CancelOutcome::NotApplied(_)) {
+            return Ok(decided);
+        }
+        let note =
+            "KCP confirmed this cancel after the attempt was closed as not applied: reconcile";
+        let now = self.clock.unix();
+        if payments::close_again_as_conflict(&self.db.write, attempt_id, "failed", note, now)
+            .await?
+        {
+            tracing::error!(
+                attempt_id,
+                "KCP applied a cancel recorded as not applied; closed as a conflict for an operator"
+            );
+        }
+        match self.cancel_decided(attempt_id).await? {
+            CancelOutcome::NotApplied(_) => Ok(CancelOutcome::Conflict(attempt_id)),
+            other => Ok(other),
+        }
     }
 }
 
@@ -288,6 +343,14 @@ impl Gateway {
             return Err(ServiceError::BadRequest(format!(
                 "attempt {id} is a {}: only an approval can be settled this way",
                 attempt.kind
+            )));
+        }
+        // KCP may still be working on a call younger than the settle delay (a request's lease
+        // can run out before its call has): its approval could land after this verdict.
+        if !self.settled(&attempt) {
+            return Err(ServiceError::Refused(format!(
+                "attempt {id} is younger than the settle delay ({} s): KCP may still be working on the call, try again later",
+                self.settings.settle_secs
             )));
         }
         let Some(attempt) = self.claim(id).await? else {

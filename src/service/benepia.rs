@@ -173,7 +173,13 @@ impl Gateway {
             if matches && honour {
                 match self.record_points_paid(&payment, &attempt, &trade).await {
                     Ok(Some(p)) => return Ok(ApprovalOutcome::Paid(p)),
-                    Ok(None) => return self.approval_decided(payment.id).await,
+                    // Another holder settled the attempt: the approval in hand stands only if the
+                    // payment holds it (service/orphans.rs).
+                    Ok(None) => {
+                        return self
+                            .approval_orphaned(connector, payment.id, &trade.tno, false)
+                            .await
+                    }
                     // `net_cancel` renews the lease first: an attempt the record closed after
                     // all is answered from the database, not cancelled.
                     Err(e) => {
@@ -418,6 +424,10 @@ impl Gateway {
             CancelOutcome::Applied(p) => PointCancelOutcome::Applied(p),
             CancelOutcome::NotApplied(why) => PointCancelOutcome::NotApplied(why),
             CancelOutcome::Unknown => PointCancelOutcome::Unknown,
+            // Only a holder KCP confirmed a cancel to asks for this view (`cancel.rs`, `vbanks.rs`).
+            CancelOutcome::Conflict(id) => {
+                PointCancelOutcome::NotApplied(format!("운영자 확인 필요 (attempt {id})"))
+            }
         })
     }
 

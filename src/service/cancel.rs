@@ -149,7 +149,8 @@ impl Gateway {
                 .await?
             {
                 Some(p) => CancelOutcome::Applied(Box::new(p)),
-                None => self.cancel_decided(attempt_id).await?,
+                // KCP applied it: never answered "not applied", whatever another holder wrote.
+                None => self.confirmed_cancel_decided(attempt_id).await?,
             },
             Err(PgError::Declined {
                 code,
@@ -221,6 +222,10 @@ impl Gateway {
             ))),
             CancelOutcome::Unknown => Err(ServiceError::Refused(format!(
                 "PG사 취소 응답을 확인하지 못했습니다. 취소 결과는 자동으로 확인됩니다. (imp_uid: {})",
+                payment.imp_uid
+            ))),
+            CancelOutcome::Conflict(attempt_id) => Err(ServiceError::Refused(format!(
+                "PG사에서는 취소되었으나 결제 기록과 일치하지 않아 운영자 확인이 필요합니다. (imp_uid: {}, attempt {attempt_id})",
                 payment.imp_uid
             ))),
         }

@@ -1039,7 +1039,9 @@ impl Gateway {
             .await;
             match recorded {
                 Ok(Some(p)) => Ok(ApprovalOutcome::Paid(p)),
-                Ok(None) => self.approval_decided(p.id).await,
+                // Another holder settled the attempt: the approval in hand stands only if the
+                // payment holds it (service/orphans.rs).
+                Ok(None) => self.approval_orphaned(connector, p.id, &tno, false).await,
                 // `net_cancel` renews the lease first: an attempt the record closed after all is
                 // answered from the database, not cancelled.
                 Err(e) => {
@@ -1073,10 +1075,19 @@ impl Gateway {
     ) -> ServiceResult<()> {
         let key = match connector.issue_batch_key_from_window(req).await {
             Ok(k) => k,
-            Err(e) => {
+            // A refusal, or nothing sent: KCP issued no key.
+            Err(e @ (PgError::Declined { .. } | PgError::NotSent(_) | PgError::Config(_))) => {
                 let reason = format!("빌링키 발급에 실패하였습니다. ({e})");
                 // None: another holder settled the attempt, and its outcome stands.
                 self.record_failure(p, attempt, None, &reason).await?;
+                return Ok(());
+            }
+            // KCP may have issued a key whose answer was lost: never concluded either way. KCP
+            // has no inquiry for an issuance (spec/kcp.md §2.5), so the resolver leaves it open
+            // for an operator (`resolve_approval`); the buyer is told it is being checked.
+            Err(e) => {
+                tracing::error!(imp_uid = %p.imp_uid, "billing-key issuance outcome unknown: {e}");
+                self.let_go(attempt, &e.to_string()).await?;
                 return Ok(());
             }
         };
@@ -1095,6 +1106,14 @@ impl Gateway {
         if !payments::write_held_attempt(&txn, &attempt, a).await? {
             tracing::warn!(imp_uid = %p.imp_uid, "billing-key window settled by another holder; its outcome stands");
             txn.rollback().await?;
+            // Nobody stores the key KCP just issued: it is deleted there (tx_type 10005010).
+            let group_id = m
+                .kcp_group_id
+                .clone()
+                .unwrap_or_else(|| format!("{}1000001", m.site_cd));
+            if let Err(e) = connector.delete_batch_key(&key.batch_key, &group_id).await {
+                tracing::error!(imp_uid = %p.imp_uid, card = %key.masked_card_number, "a billing key KCP issued is stored nowhere and could not be deleted at KCP: {e}");
+            }
             return Ok(());
         }
         if let Some(old) = billing::active_key(&txn, m.id, &uid).await? {

@@ -5,6 +5,7 @@ pub mod benepia;
 pub mod billing;
 pub mod cancel;
 pub mod checkout;
+pub mod clock_check;
 mod confirm;
 pub mod connectors;
 pub mod escrow;
@@ -12,6 +13,7 @@ pub(crate) mod inquiry;
 pub mod lookup;
 pub mod merchants;
 pub mod notifications;
+pub(crate) mod orphans;
 pub mod outbound;
 pub mod pay;
 pub mod prepare;
@@ -85,6 +87,8 @@ pub struct GatewaySettings {
     pub webhook_private_targets: bool,
     /// See `config::KcpSettings::order_no_inquiry` (resolved against the embedded sandbox).
     pub trust_order_no_inquiry: bool,
+    /// See `config::ResolverSettings::max_clock_skew_secs`, in milliseconds; 0 = not checked.
+    pub max_clock_skew_ms: i64,
 }
 
 /// Everything the use cases need, shared by the HTTP handlers and the background jobs.
@@ -97,4 +101,7 @@ pub struct Gateway {
     pub settings: GatewaySettings,
     pub tokens: Arc<auth::TokenCache>,
     pub admin_token: Option<Arc<secrecy::SecretString>>,
+    /// The last clock reading found this host's clock off the database's: no attempt is claimed
+    /// (service/clock_check.rs).
+    pub clock_skewed: Arc<std::sync::atomic::AtomicBool>,
 }

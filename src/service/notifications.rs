@@ -1,5 +1,8 @@
 //! KCP common notifications (spec/kcp.md §2.12) at `POST /kcp/notify`: virtual-account deposits
-//! (`TX00`) and their reversals (`op_cd 13`).
+//! (`TX00`) and their reversals (`op_cd 13`). The other notifications (`TX01`–`TX08`: refunds,
+//! escrow events, an account closed) carry no `noti_id` (spec §2.12 lists it for `TX00` only):
+//! they are recorded under a key of their common fields (`tno`, `tx_cd`, `tx_tm`) and
+//! acknowledged, KCP's re-sends of one counting once; openport applies none of them yet.
 //!
 //! The form is unsigned and the URL public, and a buyer sees his own account's `tno` on the
 //! checkout return page: anyone can post `tx_cd=TX00&tno=…&totl_mnyx=…`. So a notification is a
@@ -39,17 +42,43 @@ pub struct Notification {
     pub site_cd: String,
     pub tno: String,
     pub tx_cd: String,
+    /// `tx_tm`, common to every notification: part of the key of those without `noti_id`.
+    pub tx_tm: String,
+    /// Only `TX00` carries one (spec §2.12).
     pub noti_id: String,
     pub op_cd: Option<String>,
     /// `ipgm_mnyx`: kept for the operator only.
     pub amount: i64,
-    /// `totl_mnyx`: kept for the operator only.
-    pub total: i64,
+    /// `totl_mnyx`: None when absent or not a positive number. Only a total known to be below the
+    /// payment's amount spares KCP an inquiry (a partial deposit, were it true, changes nothing);
+    /// it never makes a payment paid.
+    pub total: Option<Won>,
 }
 
 impl Notification {
+    /// `totl_mnyx` as posted: a deposit's total is positive, so anything else is unknown.
+    pub fn total_from(posted: &str) -> Option<Won> {
+        posted.trim().parse::<Won>().ok().filter(|t| *t > 0)
+    }
+
     fn is_reversal(&self) -> bool {
         self.op_cd.as_deref() == Some(OP_CD_REVERSAL)
+    }
+
+    /// What the notification is recorded and deduplicated under: its `noti_id`, which a deposit
+    /// must carry; for the other `tx_cd`, which carry none, their common fields. None when the
+    /// notification lacks what that takes.
+    fn key(&self) -> Option<String> {
+        if self.tno.is_empty() || self.tx_cd.is_empty() {
+            return None;
+        }
+        if !self.noti_id.is_empty() {
+            return Some(self.noti_id.clone());
+        }
+        if self.tx_cd == TX_DEPOSIT {
+            return None;
+        }
+        Some(format!("{}:{}:{}", self.tx_cd, self.tno, self.tx_tm))
     }
 
     /// Whether `row` (the first notification recorded under this `noti_id`) is this one: only then
@@ -61,7 +90,7 @@ impl Notification {
             && row.tx_cd == self.tx_cd
             && row.op_cd == self.op_cd
             && row.amount == self.amount
-            && row.total == self.total
+            && row.total == self.total.unwrap_or(0)
     }
 }
 
@@ -78,7 +107,8 @@ pub enum Verdict {
     /// trade of another site, which no re-send makes ours, and whoever sent it should stop; the
     /// row and a warning are left for the operator.
     Refused,
-    /// Not a deposit (`tx_cd` other than `TX00`): kept for the operator, nothing depends on it.
+    /// Not a deposit (`tx_cd` other than `TX00`: a refund, an escrow event, an account closed):
+    /// kept for the operator, nothing depends on it.
     Kept,
 }
 
@@ -96,7 +126,7 @@ impl Verdict {
 /// Why a notification is not acknowledged, so that KCP sends it again.
 #[derive(Debug, thiserror::Error)]
 pub enum NotificationError {
-    #[error("noti_id and tno are required")]
+    #[error("tno and tx_cd are required, and noti_id for a deposit (TX00)")]
     Incomplete,
     #[error("no virtual-account payment with tno {0}")]
     UnknownTrade(String),
@@ -168,9 +198,12 @@ impl From<&kcp_notification::Model> for Notification {
             tno: row.tno.clone(),
             tx_cd: row.tx_cd.clone(),
             noti_id: row.noti_id.clone(),
+            // Not stored: a row's key (`noti_id`) already holds it where it counts.
+            tx_tm: String::new(),
             op_cd: row.op_cd.clone(),
             amount: row.amount,
-            total: row.total,
+            // Stored as 0 when unknown (rows from before, too).
+            total: Some(row.total).filter(|t| *t > 0),
         }
     }
 }
@@ -229,18 +262,18 @@ impl Gateway {
     /// Records one notification and verifies it with KCP. `Ok` means "answer 0000" (decided now or
     /// before); `Err` means "answer anything else" so KCP sends it again.
     pub async fn handle_notification(&self, n: Notification) -> Result<Verdict, NotificationError> {
-        if n.noti_id.is_empty() || n.tno.is_empty() {
+        let Some(key) = n.key() else {
             return Err(NotificationError::Incomplete);
-        }
+        };
         let now = self.clock.unix();
         let row = kcp_notification::ActiveModel {
-            noti_id: Set(n.noti_id.clone()),
+            noti_id: Set(key.clone()),
             site_cd: Set(n.site_cd.clone()),
             tno: Set(n.tno.clone()),
             tx_cd: Set(n.tx_cd.clone()),
             op_cd: Set(n.op_cd.clone()),
             amount: Set(n.amount),
-            total: Set(n.total),
+            total: Set(n.total.unwrap_or(0)),
             received_at: Set(now),
             ..Default::default()
         };
@@ -257,7 +290,7 @@ impl Gateway {
                 Some(row.id)
             }
             Recorded::Existing(_) => {
-                tracing::warn!(noti_id = %n.noti_id, tno = %n.tno, "KCP notification reuses a noti_id with other fields; verified on its own");
+                tracing::warn!(noti_id = %key, tno = %n.tno, "KCP notification reuses a noti_id with other fields; verified on its own");
                 None
             }
         };
@@ -272,6 +305,8 @@ impl Gateway {
         now: i64,
     ) -> Result<Verdict, NotificationError> {
         if n.tx_cd != TX_DEPOSIT {
+            // Nothing openport does depends on them yet; the row is there for the operator.
+            tracing::info!(tno = %n.tno, tx_cd = %n.tx_cd, "KCP notification recorded, not applied");
             return self.settle(row, Verdict::Kept, now).await;
         }
         let payment = payments::vbank_by_tno(&self.db.read, &n.tno)
@@ -288,7 +323,8 @@ impl Gateway {
             // make the account paid although the money went back.
             !matches!(status, PaymentStatus::Paid | PaymentStatus::Ready)
         } else {
-            status != PaymentStatus::Ready || n.total < payment.amount
+            // Only a total known to be short spares the inquiry: an unknown one is asked about.
+            status != PaymentStatus::Ready || n.total.is_some_and(|total| total < payment.amount)
         };
         if decided {
             // Nothing KCP could say would move it (a partial deposit, were it true, keeps the
@@ -440,10 +476,11 @@ mod tests {
             site_cd: "T0000".into(),
             tno: "20260310123456".into(),
             tx_cd: TX_DEPOSIT.into(),
+            tx_tm: "20260310120000".into(),
             noti_id: "n1".into(),
             op_cd: Some("00".into()),
             amount: 5000,
-            total: 5000,
+            total: Some(5000),
         };
         let row = kcp_notification::Model {
             id: 1,
@@ -464,5 +501,40 @@ mod tests {
             ..row
         };
         assert!(!n.is_recorded_as(&other));
+    }
+
+    #[test]
+    fn a_total_that_is_absent_or_not_a_positive_number_is_unknown() {
+        assert_eq!(Notification::total_from("5000"), Some(5000));
+        assert_eq!(Notification::total_from(" 5000 "), Some(5000));
+        for unknown in ["", "5,000", "abc", "0", "-5000", "5000.0"] {
+            assert_eq!(Notification::total_from(unknown), None, "{unknown:?}");
+        }
+    }
+
+    #[test]
+    fn only_a_deposit_needs_a_noti_id_and_the_others_are_keyed_by_their_common_fields() {
+        let n = |tx_cd: &str, noti_id: &str| Notification {
+            site_cd: "T0000".into(),
+            tno: "20260310123456".into(),
+            tx_cd: tx_cd.into(),
+            tx_tm: "20260310120000".into(),
+            noti_id: noti_id.into(),
+            op_cd: None,
+            amount: 0,
+            total: None,
+        };
+        assert_eq!(n(TX_DEPOSIT, "n1").key().as_deref(), Some("n1"));
+        assert_eq!(n(TX_DEPOSIT, "").key(), None);
+        assert_eq!(
+            n("TX02", "").key().as_deref(),
+            Some("TX02:20260310123456:20260310120000")
+        );
+        assert_eq!(n("TX02", "n2").key().as_deref(), Some("n2"));
+        let no_tno = Notification {
+            tno: String::new(),
+            ..n("TX07", "")
+        };
+        assert_eq!(no_tno.key(), None);
     }
 }

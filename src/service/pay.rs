@@ -587,7 +587,13 @@ impl Gateway {
             if matches && honour {
                 match self.record_paid(&payment, &attempt, &approval).await {
                     Ok(Some(p)) => return Ok(ApprovalOutcome::Paid(p)),
-                    Ok(None) => return self.approval_decided(payment.id).await,
+                    // Another holder settled the attempt: the approval in hand stands only if the
+                    // payment holds it (service/orphans.rs).
+                    Ok(None) => {
+                        return self
+                            .approval_orphaned(connector, payment.id, &approval.tno, false)
+                            .await
+                    }
                     // The error may have come after the commit landed (a connection lost on the
                     // way back): `net_cancel` renews the lease first, which fails on an attempt
                     // that the record closed, and then answers from the database instead.
@@ -609,8 +615,9 @@ impl Gateway {
 
     /// STSC with KCP's net-cancel reason; the attempt stays open (and the payment pending) if the
     /// cancel's own outcome is unknown, so the resolver finishes it. Only while this holder still
-    /// holds the attempt open (its lease renewed first): an attempt someone else settled, or that
-    /// an approval record closed after all, is answered from the database and never cancelled.
+    /// holds the attempt open (its lease renewed first, `tno` named on it in the same write): an
+    /// attempt someone else settled, or that an approval record closed after all, is cancelled
+    /// only if the payment does not hold the approval (service/orphans.rs).
     pub(crate) fn net_cancel<'a>(
         &'a self,
         connector: &'a dyn PgConnector,
@@ -620,8 +627,10 @@ impl Gateway {
         fail_reason: &'a str,
     ) -> Settling<'a> {
         async move {
-            let Some(attempt) = self.renew(attempt).await? else {
-                return self.approval_decided(payment.id).await;
+            let Some(attempt) = self.renew_naming(attempt, tno).await? else {
+                return self
+                    .approval_orphaned(connector, payment.id, tno, false)
+                    .await;
             };
             let req = CancelRequest {
                 tno: tno.to_string(),
@@ -635,17 +644,19 @@ impl Gateway {
                     ..
                 }) => {
                     let payment_id = payment.id;
-                    let written = self
+                    match self
                         .record_net_cancelled(payment, attempt, tno, fail_reason)
-                        .await?;
-                    if written.is_none() {
+                        .await?
+                    {
+                        Some(p) => Ok(ApprovalOutcome::NetCancelled(p)),
                         // The lease was renewed just before the cancel, so only a holder stalled
                         // past its lease gets here: KCP has the cancel, the database another
-                        // outcome.
-                        tracing::error!(%tno, payment_id, "net-cancelled at KCP, but another holder recorded this attempt meanwhile: reconcile by hand");
+                        // outcome, a conflict if it holds the approval.
+                        None => {
+                            self.approval_orphaned(connector, payment_id, tno, true)
+                                .await
+                        }
                     }
-                    self.written_or_decided(payment_id, written, ApprovalOutcome::NetCancelled)
-                        .await
                 }
                 Err(e) => {
                     tracing::error!(imp_uid = %payment.imp_uid, %tno, "net-cancel did not complete: {e}");
@@ -668,7 +679,10 @@ impl Gateway {
                     a.updated_at = Set(now);
                     match self.write_held(&attempt, a).await? {
                         Some(_) => Ok(ApprovalOutcome::Unknown(payment)),
-                        None => self.approval_decided(payment.id).await,
+                        None => {
+                            self.approval_orphaned(connector, payment.id, tno, false)
+                                .await
+                        }
                     }
                 }
             }

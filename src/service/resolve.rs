@@ -17,12 +17,18 @@ use crate::pg::{CardApproval, Pg, TradeRef, TradeState, VbankState, WindowApprov
 use crate::store::entity::{payment, pg_attempt};
 use crate::store::payments;
 
+/// `customer_uid_usage` of the billing-key window's 0-won payment (service/checkout.rs).
+const ISSUE_USAGE: &str = "issue";
+
 /// What became of a cancel attempt.
 pub(crate) enum CancelOutcome {
     Applied(Box<payment::Model>),
     /// KCP did not apply it, or holds something else; why, for the merchant's answer.
     NotApplied(String),
     Unknown,
+    /// KCP confirmed the cancel to its holder after another holder had closed it as not applied:
+    /// attempt N is a `conflict` for an operator (`Gateway::confirmed_cancel_decided`).
+    Conflict(i64),
 }
 
 impl Gateway {
@@ -34,6 +40,20 @@ impl Gateway {
         honour: bool,
     ) -> Settling<'a> {
         async move {
+            // A billing-key issuance whose answer was lost: KCP has no inquiry for one (spec/kcp.md
+            // §2.5: the key is only in the answer), so neither "issued" nor "not issued" can be
+            // learnt, and no key can be deleted without being named. Left open for an operator,
+            // who looks in KCP's admin (`openport attempt fail --none-at-kcp`).
+            if payment.customer_uid_usage.as_deref() == Some(ISSUE_USAGE) {
+                tracing::error!(imp_uid = %payment.imp_uid, "billing-key issuance outcome unknown: KCP has no inquiry for it, reconcile by hand");
+                return self
+                    .leave_open(
+                        payment,
+                        attempt,
+                        "no inquiry for a billing-key issuance: reconcile by hand",
+                    )
+                    .await;
+            }
             // Virtual accounts (window or `POST /vbanks`) are inquired with PAVC
             // (service/vbanks.rs).
             if payment.pay_method == VBANK {
@@ -310,6 +330,9 @@ impl Gateway {
                 self.resolve_approval(connector.as_ref(), payment, attempt, honour)
                     .await?;
             }
+            super::orphans::KIND => {
+                self.settle_orphan(connector.as_ref(), attempt).await?;
+            }
             _ => {
                 self.resolve_cancel(connector.as_ref(), payment, attempt)
                     .await?;
@@ -320,6 +343,9 @@ impl Gateway {
 
     /// Settles every due attempt once; returns how many were looked at.
     pub async fn resolve_due(&self, limit: u64) -> ServiceResult<usize> {
+        if self.clock_is_skewed() {
+            return Ok(0);
+        }
         let ids = payments::due_attempts(&self.db.read, self.clock.unix(), limit).await?;
         for id in &ids {
             if let Err(e) = self.resolve_attempt(*id).await {

@@ -238,8 +238,15 @@ impl Gateway {
         let attempt_id = attempt.id;
         let outcome = match connector.revoke_vbank(&tno, REVOKE_REASON).await {
             Ok(done) => {
-                self.recorded_or_decided(payment.clone(), attempt, done.cancelled_at)
+                let attempt_id = attempt.id;
+                match self
+                    .record_cancellation(payment.clone(), attempt, done.cancelled_at)
                     .await?
+                {
+                    Some(p) => CancelOutcome::Applied(Box::new(p)),
+                    // KCP closed it: never answered "not revoked", whatever another holder wrote.
+                    None => self.confirmed_cancel_decided(attempt_id).await?,
+                }
             }
             Err(PgError::Declined {
                 reason: DeclineReason::AlreadyCancelled,
@@ -280,6 +287,10 @@ impl Gateway {
             ))),
             CancelOutcome::Unknown => Err(ServiceError::Refused(format!(
                 "PG사 발급취소 응답을 확인하지 못했습니다. 결과는 자동으로 확인됩니다. (imp_uid: {})",
+                payment.imp_uid
+            ))),
+            CancelOutcome::Conflict(attempt_id) => Err(ServiceError::Refused(format!(
+                "PG사에서는 발급취소되었으나 결제 기록과 일치하지 않아 운영자 확인이 필요합니다. (imp_uid: {}, attempt {attempt_id})",
                 payment.imp_uid
             ))),
         }

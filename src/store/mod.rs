@@ -123,6 +123,23 @@ impl Db {
         use migration::MigratorTrait;
         migration::Migrator::up(&self.schema, None).await
     }
+
+    /// The database server's clock (Unix milliseconds), which every instance sharing it can be
+    /// compared with; None on SQLite, whose file only one host uses (service/clock.rs).
+    pub async fn server_time_ms(&self) -> Result<Option<i64>, DbErr> {
+        if self.read.get_database_backend() != DbBackend::Postgres {
+            return Ok(None);
+        }
+        let row = self
+            .read
+            .query_one(Statement::from_string(
+                DbBackend::Postgres,
+                "SELECT CAST(FLOOR(EXTRACT(EPOCH FROM clock_timestamp()) * 1000) AS BIGINT) AS ms",
+            ))
+            .await?
+            .ok_or_else(|| DbErr::Custom("the database did not tell its time".into()))?;
+        Ok(Some(row.try_get::<i64>("", "ms")?))
+    }
 }
 
 /// The write connection: sqlx's (PostgreSQL, in-memory SQLite) or the SQLite writer.

@@ -401,6 +401,26 @@ pub async fn mark_reconciled(
     Ok(res.rows_affected == 1)
 }
 
+/// Turns the closed attempt `id` from `from` into a `conflict` with `note`: for a holder to whom
+/// KCP confirmed what another holder had closed as not done. False when it is no longer `from`.
+pub async fn close_again_as_conflict(
+    db: &impl ConnectionTrait,
+    id: i64,
+    from: &str,
+    note: &str,
+    now: i64,
+) -> Result<bool, DbErr> {
+    let res = pg_attempt::Entity::update_many()
+        .col_expr(pg_attempt::Column::State, Expr::value("conflict"))
+        .col_expr(pg_attempt::Column::ResultMessage, Expr::value(note))
+        .col_expr(pg_attempt::Column::UpdatedAt, Expr::value(now))
+        .filter(pg_attempt::Column::Id.eq(id))
+        .filter(pg_attempt::Column::State.eq(from))
+        .exec(db)
+        .await?;
+    Ok(res.rows_affected == 1)
+}
+
 /// Open (pending / unknown) attempts of a payment, newest first.
 pub async fn open_attempts_of(
     db: &impl ConnectionTrait,

@@ -536,3 +536,99 @@ async fn a_onetime_whose_card_kcp_will_not_keep_fails_its_charge_before_anything
     assert_eq!(paid["status"], "paid");
     app.assert_ledger_agrees().await;
 }
+
+#[tokio::test]
+async fn a_billing_key_window_whose_issuance_answer_is_lost_is_not_failed_on_a_guess_but_left_to_an_operator(
+) {
+    use kcp_sandbox::{paths, Fault, FaultRule};
+    let app = spawn_app().await;
+    // KCP issues the key; its answer never reaches openport.
+    app.sandbox
+        .inject(FaultRule::new(paths::ENC_PAYMENT, Fault::LoseResponse));
+    let rsp = crate::checkout::request_pay(
+        &app,
+        json!({"pg": "kcp_billing", "pay_method": "card", "merchant_uid": "bw-lost", "amount": 0, "customer_uid": "bw-cust"}),
+        &[("card_no", "5555555555554444"), ("card_expiry", "3112"), ("action", "pay")],
+    )
+    .await;
+    assert_eq!(rsp["success"], false, "{rsp}");
+    assert_eq!(
+        rsp["error_code"], "F500",
+        "being checked, not failed: {rsp}"
+    );
+    assert_eq!(app.sandbox.batch_keys().len(), 1, "KCP holds a key");
+    let token = app.token().await;
+    let imp_uid = rsp["imp_uid"].as_str().unwrap();
+    assert_eq!(app.payment(&token, imp_uid).await["status"], "ready");
+
+    // KCP has no inquiry for an issuance: the resolver cannot learn the outcome either.
+    app.advance(crate::helpers::SETTLE_SECS + 60);
+    app.app.gateway.resolve_due(10).await.unwrap();
+    app.advance(400);
+    app.app.gateway.resolve_due(10).await.unwrap();
+    assert_eq!(app.payment(&token, imp_uid).await["status"], "ready");
+    let open = app.app.gateway.open_attempts(10).await.unwrap();
+    assert_eq!(open.len(), 1, "{open:?}");
+    assert!(
+        open[0]
+            .result_message
+            .as_deref()
+            .is_some_and(|m| m.contains("billing-key issuance")),
+        "{open:?}"
+    );
+    // The operator settles it after looking in KCP's admin.
+    app.app
+        .gateway
+        .fail_attempt_none_at_kcp(open[0].id)
+        .await
+        .unwrap();
+    assert_eq!(app.payment(&token, imp_uid).await["status"], "failed");
+}
+
+#[tokio::test]
+async fn a_billing_key_issued_to_a_window_whose_attempt_was_settled_meanwhile_is_deleted_at_kcp() {
+    use kcp_sandbox::{paths, BatchKeyState, Fault, FaultRule};
+    let app = std::sync::Arc::new(spawn_app().await);
+    // KCP takes its time over the issuance: the window is still waiting when its lease runs out
+    // and an operator, past the settle delay, fails the attempt.
+    app.sandbox.inject(FaultRule::new(
+        paths::ENC_PAYMENT,
+        Fault::Delay { ms: 1000 },
+    ));
+    let window = {
+        let app = app.clone();
+        tokio::spawn(async move {
+            crate::checkout::request_pay(
+                &app,
+                json!({"pg": "kcp_billing", "pay_method": "card", "merchant_uid": "bw-late", "amount": 0, "customer_uid": "bw-late-cust"}),
+                &[("card_no", "5555555555554444"), ("card_expiry", "3112"), ("action", "pay")],
+            )
+            .await
+        })
+    };
+    for _ in 0..300 {
+        if app.sandbox.armed_faults().is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    app.advance(crate::helpers::SETTLE_SECS + 10);
+    let open = app.app.gateway.open_attempts(10).await.unwrap();
+    app.app
+        .gateway
+        .fail_attempt_none_at_kcp(open[0].id)
+        .await
+        .unwrap();
+
+    // KCP's key then reaches the window: stored nowhere, so deleted at KCP.
+    let rsp = window.await.unwrap();
+    assert_eq!(rsp["success"], false, "{rsp}");
+    let keys = app.sandbox.batch_keys();
+    assert_eq!(keys.len(), 1);
+    assert_eq!(keys[0].state, BatchKeyState::Deleted, "{keys:?}");
+    let token = app.token().await;
+    let (_, c) = app
+        .get("/subscribe/customers/bw-late-cust", Some(&token))
+        .await;
+    assert_eq!(c["code"], 1, "{c}");
+}

@@ -143,3 +143,63 @@ async fn upgrading_forgets_clear_text_tokens_and_upper_cases_prepared_currencies
         1
     );
 }
+
+/// Migration `m20261203_000014`: a payment's `cancel_amount` stays within `0..=amount` whatever
+/// writes it (a CHECK constraint on PostgreSQL, triggers on SQLite).
+#[tokio::test]
+async fn a_cancelled_amount_outside_zero_to_the_amount_is_refused_by_the_database() {
+    let (url, _dir) = fresh_database().await;
+    let db = Database::connect(&url).await.unwrap();
+    Migrator::up(&db, Some(13)).await.unwrap();
+    insert_merchant(&db).await;
+    insert_payment(&db, "imp_old", "order-old", "paid")
+        .await
+        .unwrap();
+    Migrator::up(&db, None).await.unwrap();
+
+    insert_payment(&db, "imp_new", "order-new", "paid")
+        .await
+        .unwrap();
+    for imp_uid in ["imp_old", "imp_new"] {
+        for bad in [1001, -1] {
+            let refused = exec(
+                &db,
+                &format!("UPDATE payments SET cancel_amount = {bad} WHERE imp_uid = '{imp_uid}'"),
+            )
+            .await;
+            assert!(refused.is_err(), "{imp_uid}: cancel_amount {bad} accepted");
+        }
+        let whole = exec(
+            &db,
+            &format!("UPDATE payments SET cancel_amount = 1000, status = 'cancelled' WHERE imp_uid = '{imp_uid}'"),
+        )
+        .await;
+        assert_eq!(
+            whole.unwrap(),
+            1,
+            "{imp_uid}: the whole amount back is fine"
+        );
+        let shrunk = exec(
+            &db,
+            &format!("UPDATE payments SET amount = 999 WHERE imp_uid = '{imp_uid}'"),
+        )
+        .await;
+        assert!(
+            shrunk.is_err(),
+            "{imp_uid}: an amount below what was cancelled accepted"
+        );
+    }
+    let inserted = exec(
+        &db,
+        "INSERT INTO payments (imp_uid, merchant_id, merchant_uid, order_no, status, pay_method, \
+         channel, pg_provider, pg_id, amount, cancel_amount, currency, card_quota, sandbox, \
+         started_at, updated_at, escrow) \
+         VALUES ('imp_bad', 1, 'order-bad', 'o-bad', 'cancelled', 'card', 'api', 'kcp', 'T0000', \
+         1000, 2000, 'KRW', 0, true, 1, 1, false)",
+    )
+    .await;
+    assert!(
+        inserted.is_err(),
+        "a payment inserted with more cancelled than paid"
+    );
+}

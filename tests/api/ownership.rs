@@ -477,3 +477,254 @@ async fn an_outcome_write_on_a_payment_in_another_status_leaves_its_attempt_open
     );
     assert_eq!(webhooks_of(&app, &p.imp_uid, "failed").await, 0);
 }
+
+/// Long enough for the test to let the resolver take the attempt over and settle it while KCP is
+/// still "working" on the call, shorter than the KCP timeout of the tests (1.5 s).
+const KCP_STILL_WORKING_MS: u64 = 1000;
+
+#[tokio::test]
+async fn an_approval_that_reaches_its_request_after_the_resolver_failed_the_payment_is_net_cancelled(
+) {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    // KCP takes its time over the approval: the request is still waiting for it when the
+    // resolver, the request's lease having run out, inquires, finds nothing and fails it.
+    app.sandbox.inject(FaultRule::new(
+        paths::HUB_PAYMENT,
+        Fault::Delay {
+            ms: KCP_STILL_WORKING_MS,
+        },
+    ));
+    let request = pay_in_background(&app, &token, "own-late");
+    until_the_faults_are_used(&app).await;
+    app.advance(PAST_THE_LEASE);
+    assert_eq!(app.app.gateway.resolve_due(10).await.unwrap(), 1);
+    assert!(app.sandbox.ledger().is_empty(), "KCP approved nothing yet");
+    let payment_id = only_attempt(&app).await.payment_id;
+    let failed = payments::by_id(&app.app.gateway.db.read, payment_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(failed.status, "failed");
+
+    // Then KCP's approval reaches the request: it does not stand, and is cancelled at KCP.
+    let (_, body) = request.await.unwrap();
+    assert_eq!(body["code"], 0, "{body}");
+    assert_eq!(body["response"]["status"], "failed", "{body}");
+    let ledger = app.sandbox.ledger();
+    assert_eq!(ledger.len(), 1);
+    assert_eq!(ledger[0].state, TransactionState::Cancelled);
+    assert_eq!(
+        ledger[0].cancels[0].mod_desc.as_deref(),
+        Some("가맹점 DB 처리 실패(자동취소)")
+    );
+    assert_eq!(body["response"]["pg_tid"], ledger[0].tno.as_str());
+    let net_cancel = pg_attempt::Entity::find()
+        .filter(pg_attempt::Column::Kind.eq("net_cancel"))
+        .one(&app.app.gateway.db.read)
+        .await
+        .unwrap()
+        .expect("the net-cancel recorded before KCP was called");
+    assert_eq!(net_cancel.state, "net_cancelled");
+    assert_eq!(net_cancel.tno.as_deref(), Some(ledger[0].tno.as_str()));
+    assert_eq!(
+        payments::count_open_attempts(&app.app.gateway.db.read)
+            .await
+            .unwrap(),
+        0
+    );
+    app.assert_ledger_agrees().await;
+    // The merchant_uid the failure freed is charged once more, and only once.
+    app.paid(&token, "own-late", 1000).await;
+    assert_eq!(app.sandbox.ledger().len(), 2);
+    app.assert_ledger_agrees().await;
+}
+
+#[tokio::test]
+async fn an_approval_in_hand_while_another_holder_still_decides_is_net_cancelled_once_it_failed_the_payment(
+) {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    app.sandbox
+        .inject(FaultRule::new(paths::HUB_PAYMENT, Fault::Delay { ms: 400 }));
+    let request = pay_in_background(&app, &token, "own-late-2");
+    until_the_faults_are_used(&app).await;
+    // The resolver takes the attempt over; KCP answers its inquiry ("nothing") only after the
+    // approval has reached the request.
+    app.advance(PAST_THE_LEASE);
+    app.sandbox.inject(FaultRule::new(
+        paths::INQUIRY,
+        Fault::SlowAnswer { ms: 1300 },
+    ));
+    let gateway = app.app.gateway.clone();
+    let resolver = tokio::spawn(async move { gateway.resolve_due(10).await });
+
+    // The payment is still pending: the request cannot tell what becomes of it.
+    let (_, body) = request.await.unwrap();
+    assert_eq!(body["code"], 1, "{body}");
+    assert_eq!(resolver.await.unwrap().unwrap(), 1);
+    assert_eq!(app.sandbox.ledger()[0].state, TransactionState::Approved);
+
+    // The resolver failed it on its stale "nothing": the approval the request recorded for a
+    // net-cancel of its own is cancelled at KCP.
+    app.resolve_all().await;
+    let ledger = app.sandbox.ledger();
+    assert_eq!(ledger[0].state, TransactionState::Cancelled);
+    let imp_uid = imp_uid_of(&body);
+    let p = app.payment(&token, &imp_uid).await;
+    assert_eq!(p["status"], "failed", "{p}");
+    assert_eq!(p["pg_tid"], ledger[0].tno.as_str());
+    app.assert_ledger_agrees().await;
+}
+
+/// The imp_uid a refusal names (`(imp_uid: imp_…)`).
+fn imp_uid_of(body: &Value) -> String {
+    let m = body["message"].as_str().unwrap();
+    let start = m.find("(imp_uid: ").expect("message names the imp_uid") + "(imp_uid: ".len();
+    m[start..start + 16].to_string()
+}
+
+#[tokio::test]
+async fn a_cancel_kcp_confirms_after_the_resolver_closed_it_as_not_applied_is_a_conflict_not_a_refusal(
+) {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let paid = app.paid(&token, "own-cancel-late", 10000).await;
+    let imp_uid = paid["imp_uid"].as_str().unwrap().to_string();
+    app.sandbox.inject(FaultRule::new(
+        paths::CANCEL,
+        Fault::Delay {
+            ms: KCP_STILL_WORKING_MS,
+        },
+    ));
+    let request = app
+        .http
+        .post(app.url("/payments/cancel"))
+        .header("Authorization", &token)
+        .json(&json!({"imp_uid": imp_uid, "amount": 3000}));
+    let request =
+        tokio::spawn(async move { TestApp::read(request.send().await.expect("request")).await });
+    until_the_faults_are_used(&app).await;
+    // The resolver takes the cancel over before KCP applied it: "not applied", closed failed.
+    app.advance(PAST_THE_LEASE);
+    assert_eq!(app.app.gateway.resolve_due(10).await.unwrap(), 1);
+
+    // KCP then confirms the cancel to the request: never answered "not cancelled".
+    let (_, body) = request.await.unwrap();
+    assert_eq!(body["code"], 1, "{body}");
+    let message = body["message"].as_str().unwrap();
+    assert!(message.contains("PG사에서는 취소되었으나"), "{body}");
+    assert_eq!(app.sandbox.ledger()[0].balance, 7000);
+    let conflicts = app.app.gateway.conflict_attempts(10).await.unwrap();
+    assert_eq!(conflicts.len(), 1, "{conflicts:?}");
+    assert_eq!(conflicts[0].imp_uid, imp_uid);
+    // No cancel is planned from the record KCP disagrees with until an operator reconciles it.
+    let (_, again) = app
+        .post(
+            "/payments/cancel",
+            Some(&token),
+            json!({"imp_uid": imp_uid, "amount": 3000}),
+        )
+        .await;
+    assert_eq!(again["code"], 1, "{again}");
+    assert!(
+        again["message"].as_str().unwrap().contains("운영자 확인"),
+        "{again}"
+    );
+    assert_eq!(app.sandbox.ledger()[0].balance, 7000);
+}
+
+#[tokio::test]
+async fn a_net_cancel_cut_short_by_a_crash_leaves_its_tno_on_the_attempt_for_the_resolver() {
+    // As against real KCP: only an inquiry by tno is KCP's documented form.
+    let app = crate::helpers::spawn_app_with(|c| c.kcp.order_no_inquiry = Some(false)).await;
+    let token = app.token().await;
+    app.sandbox
+        .inject(FaultRule::new(paths::HUB_PAYMENT, Fault::LoseResponse));
+    app.sandbox
+        .inject(FaultRule::new(paths::INQUIRY, Fault::Drop));
+    let (_, body) = app
+        .pay(&token, "own-crash", 1000, test_cards::SHINHAN_CREDIT)
+        .await;
+    assert_eq!(body["code"], 1, "{body}");
+    let attempt = only_attempt(&app).await;
+    assert_eq!(attempt.tno, None, "the approval's answer was lost");
+
+    // The resolver finds the approval (the merchant was told nothing: it is net-cancelled) and
+    // dies while its cancel is on the way to KCP.
+    app.advance(SETTLE_SECS + 60);
+    app.sandbox.inject(FaultRule::new(
+        paths::CANCEL,
+        Fault::Delay {
+            ms: KCP_STILL_WORKING_MS,
+        },
+    ));
+    let gateway = app.app.gateway.clone();
+    let id = attempt.id;
+    let resolver = tokio::spawn(async move { gateway.resolve_attempt(id).await });
+    until_the_faults_are_used(&app).await;
+    resolver.abort();
+    assert!(resolver.await.unwrap_err().is_cancelled());
+
+    let tno = app.sandbox.ledger()[0].tno.clone();
+    let left = only_attempt(&app).await;
+    assert_eq!(
+        left.tno.as_deref(),
+        Some(tno.as_str()),
+        "named before the cancel was sent"
+    );
+    tokio::time::sleep(Duration::from_millis(KCP_STILL_WORKING_MS + 200)).await;
+    app.advance(PAST_THE_LEASE);
+    app.resolve_all().await;
+    let imp_uid = imp_uid_of(&body);
+    let p = app.payment(&token, &imp_uid).await;
+    assert_eq!(p["status"], "failed", "{p}");
+    assert_eq!(app.sandbox.ledger()[0].state, TransactionState::Cancelled);
+    app.assert_ledger_agrees().await;
+}
+
+#[tokio::test]
+async fn an_instance_whose_clock_is_off_the_databases_claims_no_attempt_until_it_is_back_in_line() {
+    use openport::service::clock_check::{judge, ClockReading};
+    let app = spawn_app().await;
+    let gateway = &app.app.gateway;
+    // Checked at start against the database server's clock: PostgreSQL's is shared by every
+    // instance, SQLite's file has one host.
+    match gateway.check_clock().await.unwrap() {
+        ClockReading::Within { skew_ms } => assert!(skew_ms.abs() < 5_000, "{skew_ms}"),
+        ClockReading::NotShared => assert!(app.database_url.starts_with("sqlite")),
+        skewed => panic!("{skewed}"),
+    }
+    let token = app.token().await;
+    app.sandbox
+        .inject(FaultRule::new(paths::HUB_PAYMENT, Fault::Drop));
+    let (_, body) = app
+        .pay(&token, "own-clock", 1000, test_cards::SHINHAN_CREDIT)
+        .await;
+    assert_eq!(body["code"], 1, "{body}");
+    let imp_uid = imp_uid_of(&body);
+    // Past the settle delay and the backoff after the request's own inquiry: due.
+    app.advance(SETTLE_SECS + 10);
+
+    // The resolver's check finds this host a minute ahead of the database.
+    let now = chrono::Utc::now();
+    let db_ms = now.timestamp_millis() - 60_000;
+    let reading = gateway.record_clock_reading(judge(now, now, db_ms, 5_000));
+    assert!(matches!(reading, ClockReading::Skewed { .. }), "{reading}");
+    assert_eq!(gateway.resolve_due(10).await.unwrap(), 0);
+    let attempt = only_attempt(&app).await;
+    gateway.resolve_attempt(attempt.id).await.unwrap();
+    let (_, retry) = app
+        .pay(&token, "own-clock", 1000, test_cards::SHINHAN_CREDIT)
+        .await;
+    assert_eq!(retry["code"], 1, "{retry}");
+    assert_eq!(app.payment(&token, &imp_uid).await["status"], "ready");
+    assert_eq!(only_attempt(&app).await.state, attempt.state, "not claimed");
+
+    // Back in line: claimed and settled again.
+    let now = chrono::Utc::now();
+    gateway.record_clock_reading(judge(now, now, now.timestamp_millis(), 5_000));
+    assert_eq!(gateway.resolve_due(10).await.unwrap(), 1);
+    assert_eq!(app.payment(&token, &imp_uid).await["status"], "failed");
+    app.assert_ledger_agrees().await;
+}

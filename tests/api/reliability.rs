@@ -392,5 +392,33 @@ async fn an_approval_found_by_inquiry_without_card_fields_keeps_the_masked_numbe
         }
     }
     assert_eq!(app.sandbox.ledger().len(), 3);
+}
+
+#[tokio::test]
+async fn an_operator_cannot_fail_an_approval_younger_than_the_settle_delay() {
+    let app = crate::helpers::spawn_app_with(|c| c.kcp.order_no_inquiry = Some(false)).await;
+    let token = app.token().await;
+    app.sandbox
+        .inject(FaultRule::new(paths::HUB_PAYMENT, Fault::Drop));
+    let (_, body) = app
+        .pay(&token, "fail-none-early", 1000, test_cards::SHINHAN_CREDIT)
+        .await;
+    let imp_uid = imp_uid_in(&body["message"]);
+    let gateway = &app.app.gateway;
+    let id = gateway.open_attempts(10).await.unwrap()[0].id;
+
+    // Nobody holds it (the request let go), but KCP may still be working on the call.
+    let early = gateway.fail_attempt_none_at_kcp(id).await;
+    assert!(
+        early
+            .as_ref()
+            .is_err_and(|e| e.to_string().contains("settle delay")),
+        "{early:?}"
+    );
+    assert_eq!(app.payment(&token, &imp_uid).await["status"], "ready");
+
+    app.advance(SETTLE_SECS + 1);
+    assert!(gateway.fail_attempt_none_at_kcp(id).await.is_ok());
+    assert_eq!(app.payment(&token, &imp_uid).await["status"], "failed");
     app.assert_ledger_agrees().await;
 }

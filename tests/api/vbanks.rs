@@ -946,3 +946,113 @@ async fn a_virtual_account_shows_kcps_slip_once_paid_and_none_while_ready_or_rev
     assert_eq!(revoked["response"]["status"], "cancelled", "{revoked}");
     assert!(revoked["response"]["receipt_url"].is_null(), "never paid");
 }
+
+#[tokio::test]
+async fn a_full_deposit_whose_total_is_missing_or_unreadable_is_verified_with_kcp_and_applied() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let hooks = Receiver::start().await;
+    let p = issued_with_hooks(&app, &token, "vb-no-total", &hooks).await;
+    let imp_uid = p["imp_uid"].as_str().unwrap();
+    // KCP's own notification goes elsewhere; the gateway sees only what is posted below.
+    let elsewhere = Receiver::start().await;
+    app.sandbox
+        .set_notify_url("T0000", &elsewhere.url("/kcp/notify"));
+    let deposit = app
+        .sandbox
+        .deposit(p["pg_tid"].as_str().unwrap(), 7000, "00")
+        .unwrap();
+    // Its total reaches openport unreadable: not taken for 0 (a partial deposit), but asked about.
+    let odd_total: Vec<(String, String)> = deposit
+        .fields
+        .iter()
+        .map(|(k, v)| match k.as_str() {
+            "totl_mnyx" => (k.clone(), "7,000".to_string()),
+            _ => (k.clone(), v.clone()),
+        })
+        .collect();
+    assert!(post_notification(&app, &odd_total).await);
+    assert_eq!(app.payment(&token, imp_uid).await["status"], "paid");
+    assert_eq!(webhook_statuses(&app, &hooks).await, ["ready", "paid"]);
+
+    // The same with no total at all, for another account.
+    let q = issued(&app, &token, vbank(&app, "vb-no-total-2", 7000)).await;
+    let deposit = app
+        .sandbox
+        .deposit(q["pg_tid"].as_str().unwrap(), 7000, "00")
+        .unwrap();
+    let no_total: Vec<(String, String)> = deposit
+        .fields
+        .iter()
+        .filter(|(k, _)| k != "totl_mnyx")
+        .cloned()
+        .collect();
+    assert!(post_notification(&app, &no_total).await);
+    assert_eq!(
+        app.payment(&token, q["imp_uid"].as_str().unwrap()).await["status"],
+        "paid"
+    );
+    app.assert_ledger_agrees().await;
+}
+
+#[tokio::test]
+async fn a_notification_other_than_a_deposit_carries_no_noti_id_and_is_recorded_once_and_acknowledged(
+) {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let p = issued(&app, &token, vbank(&app, "vb-tx07", 7000)).await;
+    let tno = p["pg_tid"].as_str().unwrap();
+    // spec/kcp.md §2.12: the common fields, no noti_id (TX07: the account was closed).
+    let closed: Vec<(String, String)> = [
+        ("site_cd", "T0000"),
+        ("tno", tno),
+        ("order_no", "x"),
+        ("tx_cd", "TX07"),
+        ("tx_tm", "20261203120000"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+
+    assert!(
+        post_notification(&app, &closed).await,
+        "KCP would re-send it forever"
+    );
+    assert!(post_notification(&app, &closed).await, "a re-send too");
+    let later: Vec<(String, String)> = closed
+        .iter()
+        .map(|(k, v)| match k.as_str() {
+            "tx_tm" => (k.clone(), "20261203130000".to_string()),
+            _ => (k.clone(), v.clone()),
+        })
+        .collect();
+    assert!(post_notification(&app, &later).await);
+
+    use openport::store::entity::kcp_notification;
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+    let rows = kcp_notification::Entity::find()
+        .filter(kcp_notification::Column::TxCd.eq("TX07"))
+        .all(&app.app.gateway.db.read)
+        .await
+        .unwrap();
+    assert_eq!(
+        rows.len(),
+        2,
+        "one per notification, re-sends counted once: {rows:?}"
+    );
+    assert!(rows.iter().all(|r| r.outcome.as_deref() == Some("kept")));
+    assert_eq!(
+        app.payment(&token, p["imp_uid"].as_str().unwrap()).await["status"],
+        "ready"
+    );
+
+    // A deposit still needs its noti_id: without it, KCP is asked to send it again.
+    let mut deposit_without_id = closed.clone();
+    for (k, v) in &mut deposit_without_id {
+        if k == "tx_cd" {
+            *v = "TX00".into();
+        }
+    }
+    deposit_without_id.push(("totl_mnyx".into(), "7000".into()));
+    assert!(!post_notification(&app, &deposit_without_id).await);
+}

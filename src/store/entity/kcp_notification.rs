@@ -6,6 +6,8 @@ use sea_orm::entity::prelude::*;
 pub struct Model {
     #[sea_orm(primary_key)]
     pub id: i64,
+    /// KCP's `noti_id`; for a notification that carries none (any `tx_cd` but `TX00`), the key
+    /// `tx_cd:tno:tx_tm` (service/notifications.rs).
     pub noti_id: String,
     pub site_cd: String,
     pub tno: String,
@@ -13,7 +15,8 @@ pub struct Model {
     pub op_cd: Option<String>,
     /// `ipgm_mnyx`: this deposit.
     pub amount: i64,
-    /// `totl_mnyx`: everything deposited so far, as KCP counts it.
+    /// `totl_mnyx`: everything deposited so far, as KCP counts it; 0 when absent or unreadable
+    /// (unknown: a deposit's total is positive).
     pub total: i64,
     pub received_at: i64,
     /// What verifying it by inquiry found (`service::notifications::Verdict`); `None` while KCP

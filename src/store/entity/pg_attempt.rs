@@ -7,7 +7,8 @@ pub struct Model {
     #[sea_orm(primary_key)]
     pub id: i64,
     pub payment_id: i64,
-    /// `approve` or `cancel`.
+    /// `approve`, `cancel`, or `net_cancel`: the cancel of an approval that reached a holder whose
+    /// `approve` attempt another holder had settled without it (service/orphans.rs).
     pub kind: String,
     /// `pending` (sent or about to be), `unknown` (answer lost), `succeeded`, `failed`,
     /// `net_cancelled`, `conflict` (left for the operator: the payment takes no API cancel until

@@ -1,0 +1,138 @@
+//! Instances sharing one database must share one time.
+//!
+//! Leases and the settle delay compare times that different instances wrote, each from its own
+//! clock: the creator's `created_at`, `lease_until` and `next_check_at` against the claimer's "now"
+//! (`payments::claim_attempt`, `due_attempts`, [`Gateway::settled`]). An instance whose clock runs
+//! a minute ahead takes over attempts whose request is still waiting for KCP, and concludes "KCP
+//! has no such trade" before KCP could have answered. The comparisons stay in Rust (tests move a
+//! fake clock), so the clocks themselves are checked: against the database server's clock, which
+//! all instances share, at start (`openport serve` refuses to start when they differ by more than
+//! `resolver.max_clock_skew_secs`) and again by the resolver job, which stops claiming attempts
+//! while this host's clock is off. SQLite has one host: nothing to compare.
+use std::sync::atomic::Ordering;
+
+use chrono::{DateTime, Utc};
+
+use super::{Gateway, ServiceResult};
+
+/// What comparing this host's clock with the database's found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClockReading {
+    /// SQLite: one host, one clock.
+    NotShared,
+    /// This host's clock is `skew_ms` ahead of the database's (negative: behind), within the bound
+    /// (or the check is off, bound 0).
+    Within { skew_ms: i64 },
+    /// Beyond `max_ms`: this instance must not claim attempts.
+    Skewed { skew_ms: i64, max_ms: i64 },
+}
+
+impl std::fmt::Display for ClockReading {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::NotShared => f.write_str("not shared (SQLite)"),
+            Self::Within { skew_ms } => write!(f, "{skew_ms} ms off the database's"),
+            Self::Skewed { skew_ms, max_ms } => write!(
+                f,
+                "this host's clock is {skew_ms} ms off the database server's, more than the {max_ms} ms \
+                 allowed (resolver.max_clock_skew_secs): leases and the settle delay would be misjudged; \
+                 synchronise the clocks (NTP) of every openport host and the database"
+            ),
+        }
+    }
+}
+
+/// Judges this host's clock against the database's: `db_ms` was read between `before` and
+/// `after` (this host's clock), so it is compared with their midpoint and the round trip does
+/// not count as skew. `max_ms` 0: not judged.
+pub fn judge(before: DateTime<Utc>, after: DateTime<Utc>, db_ms: i64, max_ms: i64) -> ClockReading {
+    let (before, after) = (before.timestamp_millis(), after.timestamp_millis());
+    let here = before + (after - before) / 2;
+    let skew_ms = here - db_ms;
+    if max_ms > 0 && skew_ms.abs() > max_ms {
+        ClockReading::Skewed { skew_ms, max_ms }
+    } else {
+        ClockReading::Within { skew_ms }
+    }
+}
+
+impl Gateway {
+    /// Compares this host's real clock (never the gateway's clock, which tests move) with the
+    /// database server's, and records the verdict that `claim` obeys.
+    pub async fn check_clock(&self) -> ServiceResult<ClockReading> {
+        let before = Utc::now();
+        let Some(db_ms) = self.db.server_time_ms().await? else {
+            return Ok(ClockReading::NotShared);
+        };
+        let after = Utc::now();
+        Ok(self.record_clock_reading(judge(before, after, db_ms, self.settings.max_clock_skew_ms)))
+    }
+
+    /// Records a reading: while the last one is [`ClockReading::Skewed`] this instance claims no
+    /// attempt (`Gateway::claim`), so the resolver and a merchant's retry leave them to instances
+    /// whose clocks agree. Logged when it turns either way.
+    pub fn record_clock_reading(&self, reading: ClockReading) -> ClockReading {
+        let skewed = matches!(reading, ClockReading::Skewed { .. });
+        let was = self.clock_skewed.swap(skewed, Ordering::SeqCst);
+        if skewed {
+            tracing::error!("{reading}; claiming no KCP attempts until it is fixed");
+        } else if was {
+            tracing::warn!(
+                "clock back in line with the database's ({reading}); claiming KCP attempts again"
+            );
+        }
+        reading
+    }
+
+    /// Whether the last clock reading found this host's clock off (see [`Self::check_clock`]).
+    pub fn clock_is_skewed(&self) -> bool {
+        self.clock_skewed.load(Ordering::SeqCst)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(ms: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp_millis(ms).unwrap()
+    }
+
+    #[test]
+    fn a_clock_within_the_bound_passes_and_one_beyond_it_either_way_is_skewed() {
+        let db = 1_800_000_000_000;
+        assert_eq!(
+            judge(at(db + 4_000), at(db + 4_000), db, 5_000),
+            ClockReading::Within { skew_ms: 4_000 }
+        );
+        assert_eq!(
+            judge(at(db + 60_000), at(db + 60_000), db, 5_000),
+            ClockReading::Skewed {
+                skew_ms: 60_000,
+                max_ms: 5_000
+            }
+        );
+        assert_eq!(
+            judge(at(db - 6_000), at(db - 6_000), db, 5_000),
+            ClockReading::Skewed {
+                skew_ms: -6_000,
+                max_ms: 5_000
+            }
+        );
+        // Off: never skewed.
+        assert_eq!(
+            judge(at(db + 60_000), at(db + 60_000), db, 0),
+            ClockReading::Within { skew_ms: 60_000 }
+        );
+    }
+
+    #[test]
+    fn the_round_trip_of_the_query_is_not_counted_as_skew() {
+        // The database read its clock half-way through a 3 s round trip.
+        let db = 1_800_000_000_000;
+        assert_eq!(
+            judge(at(db - 1_500), at(db + 1_500), db, 1_000),
+            ClockReading::Within { skew_ms: 0 }
+        );
+    }
+}

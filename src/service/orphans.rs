@@ -1,0 +1,267 @@
+//! An approval KCP handed to a holder whose attempt another holder has closed meanwhile.
+//!
+//! A request can lose its attempt in the middle of its KCP call (its lease ran out,
+//! service/attempts.rs): the new holder's inquiry may run before KCP applies the call, find
+//! nothing and fail the payment, freeing its merchant_uid. KCP's approval then reaches the first
+//! holder, whose record writes nothing. Answered from the database alone ("failed"), KCP would
+//! keep an approval nobody cancels while the merchant may charge the merchant_uid again.
+//!
+//! So a holder with an approval (`tno`) in hand that finds its attempt gone asks what the database
+//! holds ([`Standing`]): the payment holds this very approval → it stands; the payment failed with
+//! this `tno` → another holder net-cancelled it already; otherwise the approval must not stand and
+//! is net-cancelled on an attempt of its own, kind [`KIND`], recorded before KCP is called like
+//! every call with an effect. A lost answer leaves that attempt open for the resolver, which
+//! settles it the same way ([`Gateway::settle_orphan`]); while the payment is still pending (its
+//! approval attempt is being decided by another holder) it waits for that decision.
+use futures::future::FutureExt;
+use sea_orm::{ColumnTrait, Condition, Set};
+
+use super::pay::{ApprovalOutcome, Settling, NET_CANCEL_REASON};
+use super::{Gateway, ServiceError, ServiceResult};
+use crate::domain::payment::PaymentStatus;
+use crate::pg::{CancelKind, CancelRequest, DeclineReason, PgConnector, PgError};
+use crate::store::entity::{payment, pg_attempt};
+use crate::store::payments;
+
+/// `pg_attempts.kind` of a net-cancel of an approval whose own attempt another holder closed.
+pub const KIND: &str = "net_cancel";
+
+/// The payment's fail reason once an approval it did not hold was net-cancelled for it.
+const CANCELLED_FOR_IT: &str = "결제 결과를 확정하지 못해 자동취소(망취소)되었습니다.";
+
+/// What the database holds of payment `p` and KCP's approval `tno`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Standing {
+    /// Still pending: its approval attempt is being decided by another holder.
+    Pending,
+    /// Paid (or issued, or cancelled since) with this very approval: it stands.
+    Holds,
+    /// Failed with this `tno`: it was net-cancelled already.
+    Cancelled,
+    /// Failed without it, or settled under another trade: this approval must not stand.
+    Stray,
+}
+
+fn standing(p: &payment::Model, tno: &str) -> Standing {
+    standing_of(PaymentStatus::from_db(&p.status), p.pg_tid.as_deref(), tno)
+}
+
+fn standing_of(status: PaymentStatus, pg_tid: Option<&str>, tno: &str) -> Standing {
+    let named = pg_tid == Some(tno);
+    match status {
+        PaymentStatus::Pending => Standing::Pending,
+        PaymentStatus::Failed if named => Standing::Cancelled,
+        PaymentStatus::Paid | PaymentStatus::Cancelled | PaymentStatus::Ready if named => {
+            Standing::Holds
+        }
+        _ => Standing::Stray,
+    }
+}
+
+impl Gateway {
+    /// A holder with KCP's approval `tno` in hand found the attempt of payment `payment_id`
+    /// settled or taken over by another holder (module doc). `cancelled_at_kcp`: this holder has
+    /// net-cancelled `tno` already and its record of that found the attempt gone.
+    pub(crate) fn approval_orphaned<'a>(
+        &'a self,
+        connector: &'a dyn PgConnector,
+        payment_id: i64,
+        tno: &'a str,
+        cancelled_at_kcp: bool,
+    ) -> Settling<'a> {
+        async move {
+            let p = self.payment_of(payment_id).await?;
+            match standing(&p, tno) {
+                Standing::Holds if cancelled_at_kcp => {
+                    // Only a holder stalled past the lease it renewed before the cancel gets here.
+                    tracing::error!(imp_uid = %p.imp_uid, %tno, "net-cancelled at KCP while another holder recorded the approval: closed as a conflict for an operator");
+                    self.open_orphan(
+                        &p,
+                        tno,
+                        "conflict",
+                        "net-cancelled at KCP while the payment holds it: reconcile by hand",
+                    )
+                    .await?;
+                    return Ok(ApprovalOutcome::Unknown(p));
+                }
+                Standing::Holds => return Ok(ApprovalOutcome::Paid(p)),
+                Standing::Cancelled => return Ok(ApprovalOutcome::NetCancelled(p)),
+                Standing::Pending | Standing::Stray => {}
+            }
+            tracing::warn!(imp_uid = %p.imp_uid, %tno, "approval in hand for an attempt another holder settled; net-cancelling it on an attempt of its own");
+            let attempt = self
+                .open_orphan(&p, tno, "pending", "net-cancel of an approval in hand")
+                .await?;
+            self.settle_orphan(connector, attempt).await
+        }
+        .boxed()
+    }
+
+    /// Settles a [`KIND`] attempt this holder holds: by the request that opened it, or by the
+    /// resolver after a lost answer. The approval is cancelled (`STSC`, KCP's net-cancel reason)
+    /// only once the payment's own approval attempt is decided and does not hold it.
+    pub(crate) fn settle_orphan<'a>(
+        &'a self,
+        connector: &'a dyn PgConnector,
+        attempt: pg_attempt::Model,
+    ) -> Settling<'a> {
+        async move {
+            let tno = attempt.tno.clone().ok_or_else(|| {
+                ServiceError::Internal(format!("net-cancel attempt {} without tno", attempt.id))
+            })?;
+            let p = self.payment_of(attempt.payment_id).await?;
+            match standing(&p, &tno) {
+                Standing::Pending => {
+                    self.postpone(attempt, "waits for the approval attempt's outcome")
+                        .await?;
+                    return Ok(ApprovalOutcome::Unknown(p));
+                }
+                Standing::Holds => {
+                    self.close_attempt(attempt, "failed", "not sent: the payment holds this approval")
+                        .await?;
+                    return Ok(ApprovalOutcome::Paid(p));
+                }
+                Standing::Cancelled => {
+                    self.close_attempt(attempt, "net_cancelled", "net-cancelled by the approval's own attempt")
+                        .await?;
+                    return Ok(ApprovalOutcome::NetCancelled(p));
+                }
+                Standing::Stray => {}
+            }
+            let Some(attempt) = self.renew(attempt).await? else {
+                return Ok(ApprovalOutcome::Unknown(p));
+            };
+            let req = CancelRequest {
+                tno: tno.clone(),
+                kind: CancelKind::Full,
+                reason: NET_CANCEL_REASON.into(),
+            };
+            match connector.cancel(&req).await {
+                Ok(_)
+                | Err(PgError::Declined {
+                    reason: DeclineReason::AlreadyCancelled,
+                    ..
+                }) => self.record_orphan_cancelled(p, attempt, &tno).await,
+                Err(PgError::Declined { code, message, .. }) => {
+                    tracing::error!(imp_uid = %p.imp_uid, %tno, %code, "KCP refused to net-cancel an approval the payment does not hold: closed as a conflict for an operator");
+                    self.close_attempt(attempt, "conflict", &format!("[{code}] {message}"))
+                        .await?;
+                    Ok(ApprovalOutcome::Unknown(p))
+                }
+                Err(e) => {
+                    tracing::error!(imp_uid = %p.imp_uid, %tno, "net-cancel did not complete: {e}");
+                    self.postpone(attempt, &format!("net-cancel pending: {e}"))
+                        .await?;
+                    Ok(ApprovalOutcome::Unknown(p))
+                }
+            }
+        }
+        .boxed()
+    }
+
+    /// The net-cancel recorded on its attempt and, when the payment failed without naming a trade,
+    /// on the payment too (`pg_tid` = the cancelled approval, so its record shows where KCP's
+    /// approval went), in one transaction.
+    async fn record_orphan_cancelled(
+        &self,
+        p: payment::Model,
+        attempt: pg_attempt::Model,
+        tno: &str,
+    ) -> ServiceResult<ApprovalOutcome> {
+        let now = self.clock.unix();
+        let txn = self.db.write.begin().await?;
+        let mut a: pg_attempt::ActiveModel = attempt.clone().into();
+        a.state = Set("net_cancelled".into());
+        a.result_code = Set(Some("0000".into()));
+        a.result_message = Set(Some(NET_CANCEL_REASON.into()));
+        a.updated_at = Set(now);
+        if !payments::write_held_attempt(&txn, &attempt, a).await? {
+            txn.rollback().await?;
+            // Another holder took it over when this one stalled: it cancels again (KCP answers
+            // "already cancelled") and records it.
+            return Ok(ApprovalOutcome::Unknown(p));
+        }
+        if PaymentStatus::from_db(&p.status) == PaymentStatus::Failed && p.pg_tid.is_none() {
+            let mut pm: payment::ActiveModel = p.clone().into();
+            pm.pg_tid = Set(Some(tno.to_string()));
+            pm.fail_reason = Set(Some(CANCELLED_FOR_IT.into()));
+            pm.updated_at = Set(now);
+            let unnamed = Condition::all()
+                .add(payment::Column::Status.eq(PaymentStatus::Failed.as_db()))
+                .add(payment::Column::PgTid.is_null());
+            payments::update_payment_if(&txn, pm, unnamed).await?;
+        }
+        txn.commit().await?;
+        tracing::warn!(imp_uid = %p.imp_uid, %tno, "approval the payment does not hold net-cancelled");
+        let p = self.payment_of(p.id).await?;
+        Ok(match PaymentStatus::from_db(&p.status) {
+            PaymentStatus::Failed => ApprovalOutcome::NetCancelled(p),
+            _ => self.approval_decided(p.id).await?,
+        })
+    }
+
+    /// Inserts a [`KIND`] attempt for `tno` of payment `p` in `state`: `pending` is held by this
+    /// holder (its lease written with it) and due for the resolver as soon as that runs out.
+    async fn open_orphan(
+        &self,
+        p: &payment::Model,
+        tno: &str,
+        state: &str,
+        note: &str,
+    ) -> ServiceResult<pg_attempt::Model> {
+        let now = self.clock.unix();
+        let open = payments::OPEN_STATES.contains(&state);
+        Ok(payments::insert_attempt(
+            &self.db.write,
+            pg_attempt::ActiveModel {
+                payment_id: Set(p.id),
+                kind: Set(KIND.into()),
+                state: Set(state.into()),
+                order_no: Set(p.order_no.clone()),
+                tno: Set(Some(tno.to_string())),
+                // KCP's approval may be for another amount (a mismatch); STSC cancels it whole.
+                amount: Set(p.amount),
+                reason: Set(Some(NET_CANCEL_REASON.into())),
+                result_code: Set(None),
+                result_message: Set(Some(note.into())),
+                tries: Set(0),
+                next_check_at: Set(now),
+                lease_until: Set(if open { self.lease_from(now) } else { 0 }),
+                created_at: Set(now),
+                updated_at: Set(now),
+                notify: Set(false),
+                absent_order_no: Set(None),
+                ..Default::default()
+            },
+        )
+        .await?)
+    }
+
+    async fn payment_of(&self, id: i64) -> ServiceResult<payment::Model> {
+        payments::by_id(&self.db.write, id)
+            .await?
+            .ok_or_else(|| ServiceError::Internal("payment vanished".into()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_approval_stands_only_where_the_payment_holds_it_and_is_cancelled_wherever_it_does_not() {
+        use PaymentStatus::*;
+        let t = "20261203000001";
+        assert_eq!(standing_of(Pending, None, t), Standing::Pending);
+        assert_eq!(standing_of(Paid, Some(t), t), Standing::Holds);
+        assert_eq!(standing_of(Cancelled, Some(t), t), Standing::Holds);
+        assert_eq!(standing_of(Ready, Some(t), t), Standing::Holds);
+        assert_eq!(standing_of(Failed, Some(t), t), Standing::Cancelled);
+        assert_eq!(standing_of(Failed, None, t), Standing::Stray);
+        assert_eq!(standing_of(Ready, None, t), Standing::Stray);
+        assert_eq!(
+            standing_of(Paid, Some("20261203000002"), t),
+            Standing::Stray
+        );
+    }
+}
