@@ -138,6 +138,34 @@ fn vbank_due(s: &str) -> Option<chrono::DateTime<chrono::Utc>> {
         .map(|t| t.with_timezone(&chrono::Utc))
 }
 
+/// Whether a request opens KCP's billing-key window (seed 004, "비인증 결제창 요청"): KCP issues
+/// a key there and never charges ("실제 승인은 이루어지지 않습니다"), whatever amount it shows, while
+/// its payment window charges and never issues a key. So a request must not carry a
+/// customer_uid and be charged without a key:
+/// - `kcp_billing` (or `kcp_billing.{site_cd}`) is the billing window, and needs customer_uid;
+/// - customer_uid without a pg (the merchant's default channel, per the seed) opens it too;
+/// - on `kcp` (the payment window's channel) customer_uid is taken as a key request only with
+///   amount 0; with an amount the merchant expects a charge KCP's billing window would not make,
+///   so it is refused with the way that works (issue on `kcp_billing`, charge with `again`).
+fn billing_window(pg: &str, has_customer_uid: bool, amount: i64) -> Result<bool, String> {
+    let channel = pg.split('.').next().unwrap_or("");
+    if channel == "kcp_billing" {
+        if !has_customer_uid {
+            return Err("kcp_billing 결제창에는 customer_uid가 필요합니다.".into());
+        }
+        return Ok(true);
+    }
+    if !has_customer_uid {
+        return Ok(false);
+    }
+    if channel == "kcp" && amount != 0 {
+        return Err("KCP 결제창은 customer_uid로 빌링키를 발급하지 않습니다: pg 'kcp_billing'으로 \
+                    빌링키를 발급한 뒤 REST API(/subscribe/payments/again)로 결제해 주세요."
+            .into());
+    }
+    Ok(true)
+}
+
 /// RequestPayParams (spec §6) → a checkout request; a refusal carries iamport's envelope.
 fn parse(p: &Value, mobile: bool, page_url: &str) -> Result<CheckoutRequest, String> {
     let merchant_uid = text(p, "merchant_uid").ok_or("merchant_uid는 필수입니다.")?;
@@ -145,9 +173,16 @@ fn parse(p: &Value, mobile: bool, page_url: &str) -> Result<CheckoutRequest, Str
         return Err("merchant_uid는 80자 이하여야 합니다.".into());
     }
     let amount = int(p, "amount").ok_or("amount는 정수여야 합니다.")?;
-    let pg = text(p, "pg").unwrap_or_default();
+    let pay_method = text(p, "pay_method").unwrap_or_else(|| "card".into());
     let customer_uid = text(p, "customer_uid");
-    let billing = customer_uid.is_some() && (pg.starts_with("kcp_billing") || amount == 0);
+    let billing = billing_window(
+        &text(p, "pg").unwrap_or_default(),
+        customer_uid.is_some(),
+        amount,
+    )?;
+    if billing && pay_method != "card" {
+        return Err("빌링키 발급 결제창(customer_uid)은 pay_method 'card'만 지원합니다.".into());
+    }
     let currency = text(p, "currency")
         .unwrap_or_else(|| "KRW".into())
         .to_ascii_uppercase();
@@ -211,7 +246,7 @@ fn parse(p: &Value, mobile: bool, page_url: &str) -> Result<CheckoutRequest, Str
             customer_uid,
             ..ChargeOrder::default()
         },
-        pay_method: text(p, "pay_method").unwrap_or_else(|| "card".into()),
+        pay_method,
         billing,
         escrow: p.get("escrow").and_then(Value::as_bool).unwrap_or(false),
         products,

@@ -1003,3 +1003,86 @@ async fn a_failed_trade_registration_shows_the_buyer_kcps_refusal_but_never_tran
         "KCP's code is the buyer's to read: {refused}"
     );
 }
+
+/// `POST /checkout/request` as the SDK sends it from `http://shop.test/cart` (PC): the envelope.
+async fn start_checkout(app: &TestApp, params: Value) -> Value {
+    app.post(
+        "/checkout/request",
+        None,
+        json!({"imp_code": "imp00000000", "mobile": false, "page_url": "http://shop.test/cart", "params": params}),
+    )
+    .await
+    .1
+}
+
+fn field<'a>(fields: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    fields
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+}
+
+/// Seed 004: KCP's billing window issues a key and never charges, its payment window charges and
+/// never issues one; a customer_uid must never end up charged without a key.
+#[tokio::test]
+async fn a_customer_uid_never_opens_a_charging_window_without_issuing_its_key() {
+    let app = spawn_app().await;
+    let on_kcp = start_checkout(
+        &app,
+        json!({"pg": "kcp", "pay_method": "card", "merchant_uid": "web-cuid-kcp", "amount": 5000, "customer_uid": "cust-kcp"}),
+    )
+    .await;
+    assert_eq!(on_kcp["code"], -1, "{on_kcp}");
+    assert!(
+        on_kcp["message"].as_str().unwrap().contains("kcp_billing"),
+        "{on_kcp}"
+    );
+    let without_uid = start_checkout(
+        &app,
+        json!({"pg": "kcp_billing", "merchant_uid": "web-cuid-missing", "amount": 0}),
+    )
+    .await;
+    assert_eq!(without_uid["code"], -1, "{without_uid}");
+    assert!(
+        without_uid["message"]
+            .as_str()
+            .unwrap()
+            .contains("customer_uid"),
+        "{without_uid}"
+    );
+    let token = app.token().await;
+    for uid in ["web-cuid-kcp", "web-cuid-missing"] {
+        let (status, _) = app
+            .get(&format!("/payments/find/{uid}"), Some(&token))
+            .await;
+        assert_eq!(status, 404, "no payment was opened for {uid}");
+    }
+
+    // Without a pg (the default channel, seed 004) customer_uid opens the billing window: the
+    // amount is shown, a key is issued, nothing is charged.
+    let (pay_url, fields) = hand_off(
+        &app,
+        json!({"merchant_uid": "web-cuid-default", "amount": 5000, "customer_uid": "cust-default"}),
+    )
+    .await;
+    assert_eq!(field(&fields, "pay_method"), Some("AUTH"));
+    assert_eq!(field(&fields, "good_mny"), Some("5000"));
+    let rsp = through_window(
+        &app,
+        &pay_url,
+        &fields,
+        &[
+            ("card_no", "5555555555554444"),
+            ("card_expiry", "3112"),
+            ("action", "pay"),
+        ],
+    )
+    .await;
+    assert_eq!(rsp["success"], true, "{rsp}");
+    assert_eq!(rsp["paid_amount"], 0, "{rsp}");
+    assert!(app.sandbox.ledger().is_empty(), "KCP charged nothing");
+    let (_, c) = app
+        .get("/subscribe/customers/cust-default", Some(&token))
+        .await;
+    assert_eq!(c["response"]["card_number"], "555555******4444", "{c}");
+}
