@@ -116,19 +116,38 @@ fn origin_of(url: &str) -> String {
     }
 }
 
-/// iamport's `vbank_due` (Korea time): `YYYYMMDDhhmm` (through that minute), `YYYYMMDD` (through
-/// that day), `YYYYMMDDhhmmss`, or Unix seconds.
+/// iamport's `vbank_due` (Korea time), in the forms PortOne's SDK documents: `YYYY-MM-DD` and
+/// `YYYYMMDD` (through that day), `YYYY-MM-DD HH:mm:ss`, `YYYYMMDDHHmm` (through that minute) and
+/// `YYYYMMDDHHmmss`; also `YYYY-MM-DD HH:mm` and Unix seconds (10 digits, as `POST /vbanks` takes).
 fn vbank_due(s: &str) -> Option<chrono::DateTime<chrono::Utc>> {
     use chrono::{NaiveDateTime, TimeZone};
     let s = s.trim();
-    if !s.bytes().all(|b| b.is_ascii_digit()) {
+    if s.len() == 10 && s.bytes().all(|b| b.is_ascii_digit()) {
+        return chrono::DateTime::from_timestamp(s.parse().ok()?, 0);
+    }
+    // `YYYY-MM-DD HH:mm:ss` → `YYYYMMDDHHmmss`: separators only where the form puts them.
+    let digits: String = match s.len() {
+        10 | 16 | 19 => {
+            let b = s.as_bytes();
+            let at = |i: usize, c: u8| b.get(i) == Some(&c);
+            let shaped = at(4, b'-')
+                && at(7, b'-')
+                && (s.len() == 10 || (at(10, b' ') || at(10, b'T')) && at(13, b':'))
+                && (s.len() != 19 || at(16, b':'));
+            if !shaped {
+                return None;
+            }
+            s.chars().filter(char::is_ascii_digit).collect()
+        }
+        _ => s.to_string(),
+    };
+    if !digits.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
-    let local = match s.len() {
-        8 => format!("{s}235959"),
-        10 => return chrono::DateTime::from_timestamp(s.parse().ok()?, 0),
-        12 => format!("{s}59"),
-        14 => s.to_string(),
+    let local = match digits.len() {
+        8 => format!("{digits}235959"),
+        12 => format!("{digits}59"),
+        14 => digits,
         _ => return None,
     };
     let naive = NaiveDateTime::parse_from_str(&local, "%Y%m%d%H%M%S").ok()?;
@@ -219,6 +238,14 @@ fn parse(p: &Value, mobile: bool, page_url: &str) -> Result<CheckoutRequest, Str
                 .collect()
         })
         .unwrap_or_default();
+    // Only a virtual account has a deadline: public integrations pass the `'YYYYMMDD'`
+    // placeholder with every pay method, and a card payment must not be refused for it.
+    let vbank_due = match text(p, "vbank_due") {
+        Some(d) if pay_method == "vbank" => Some(vbank_due(&d).ok_or(
+            "vbank_due는 YYYYMMDD, YYYY-MM-DD, YYYYMMDDHHmm(ss) 또는 YYYY-MM-DD HH:mm:ss 형식이어야 합니다.",
+        )?),
+        _ => None,
+    };
     let card_quota = p
         .get("display")
         .and_then(|d| d.get("card_quota"))
@@ -258,9 +285,7 @@ fn parse(p: &Value, mobile: bool, page_url: &str) -> Result<CheckoutRequest, Str
         page_origin: origin_of(page_url),
         page_url: page_url.to_string(),
         digital: p.get("digital").and_then(Value::as_bool).unwrap_or(false),
-        vbank_due: text(p, "vbank_due")
-            .map(|d| vbank_due(&d).ok_or("vbank_due는 YYYYMMDDhhmm 형식이어야 합니다."))
-            .transpose()?,
+        vbank_due,
     })
 }
 
@@ -501,6 +526,53 @@ mod tests {
             .await
             .expect("body");
         String::from_utf8(body.to_vec()).expect("UTF-8")
+    }
+
+    #[test]
+    fn vbank_due_takes_every_documented_form_in_korea_time() {
+        let kst = |s: &str| {
+            chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S")
+                .unwrap()
+                .and_local_timezone(chrono::FixedOffset::east_opt(9 * 3600).unwrap())
+                .unwrap()
+                .with_timezone(&chrono::Utc)
+        };
+        let end_of_day = kst("2031-12-24 23:59:59");
+        assert_eq!(vbank_due("2031-12-24"), Some(end_of_day));
+        assert_eq!(vbank_due("20311224"), Some(end_of_day));
+        assert_eq!(
+            vbank_due("2031-12-24 18:30:15"),
+            Some(kst("2031-12-24 18:30:15"))
+        );
+        assert_eq!(
+            vbank_due("2031-12-24 18:30"),
+            Some(kst("2031-12-24 18:30:59"))
+        );
+        assert_eq!(vbank_due("203112241830"), Some(kst("2031-12-24 18:30:59")));
+        assert_eq!(
+            vbank_due("20311224183015"),
+            Some(kst("2031-12-24 18:30:15"))
+        );
+        assert_eq!(
+            vbank_due("1955000000"),
+            chrono::DateTime::from_timestamp(1_955_000_000, 0)
+        );
+    }
+
+    #[test]
+    fn a_vbank_due_that_is_no_documented_form_or_no_date_is_none() {
+        for bad in [
+            "YYYYMMDD",
+            "next week",
+            "2031-1224",
+            "2031/12/24",
+            "20311324",
+            "2031-12-24 25:00:00",
+            "2031-12-24-18:30",
+            "",
+        ] {
+            assert_eq!(vbank_due(bad), None, "{bad}");
+        }
     }
 
     #[tokio::test]

@@ -1086,3 +1086,30 @@ async fn a_customer_uid_never_opens_a_charging_window_without_issuing_its_key() 
         .await;
     assert_eq!(c["response"]["card_number"], "555555******4444", "{c}");
 }
+
+/// PortOne's documented `vbank_due` forms include `YYYY-MM-DD HH:mm:ss`; and the `'YYYYMMDD'`
+/// placeholder public integrations pass with every method stops no card payment.
+#[tokio::test]
+async fn vbank_due_takes_the_dashed_forms_and_is_ignored_by_other_pay_methods() {
+    let app = spawn_app().await;
+    let (_, fields) = hand_off(
+        &app,
+        json!({"pay_method": "vbank", "merchant_uid": "web-due-dashed", "amount": 5000, "vbank_due": "2031-12-24 18:30:15"}),
+    )
+    .await;
+    assert_eq!(field(&fields, "ipgm_date"), Some("20311224183015"));
+    let (_, fields) = hand_off(
+        &app,
+        json!({"pay_method": "vbank", "merchant_uid": "web-due-day", "amount": 5000, "vbank_due": "2031-12-24"}),
+    )
+    .await;
+    assert_eq!(field(&fields, "ipgm_date"), Some("20311224235959"));
+
+    let rsp = request_pay(
+        &app,
+        json!({"pay_method": "card", "merchant_uid": "web-due-card", "amount": 1000, "vbank_due": "YYYYMMDD"}),
+        &CARD_OK,
+    )
+    .await;
+    assert_eq!(rsp["status"], "paid", "{rsp}");
+}
