@@ -149,6 +149,7 @@ test('virtual account: issued, rsp status ready with the account', { timeout: 90
   assert.equal(rsp.success, true, JSON.stringify(rsp));
   assert.equal(rsp.pay_method, 'vbank');
   assert.equal(rsp.status, 'ready');
+  assert.equal(rsp.paid_amount, 10000, 'iamport: 가상계좌 입금예정 금액');
   assert.ok(rsp.vbank_num, 'vbank_num');
   assert.ok(rsp.vbank_name, 'vbank_name');
   assert.ok(rsp.vbank_date > 0, 'vbank_date');

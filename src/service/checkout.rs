@@ -198,10 +198,12 @@ impl Rsp {
             imp_uid: Some(p.imp_uid.clone()),
             merchant_uid: p.merchant_uid.clone(),
             pay_method: Some(p.pay_method.clone()),
-            paid_amount: if status == PaymentStatus::Paid {
-                p.amount
-            } else {
-                0
+            // iamport's manual: "실제 결제승인된 금액이나 가상계좌 입금예정 금액" — an issued
+            // virtual account reports the amount due.
+            paid_amount: match status {
+                PaymentStatus::Paid => p.amount,
+                PaymentStatus::Ready if p.vbank_num.is_some() => p.amount,
+                _ => 0,
             },
             status: Some(status.as_iamport().to_string()),
             name: p.name.clone(),

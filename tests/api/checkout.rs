@@ -162,6 +162,10 @@ async fn bank_transfer_and_virtual_account_windows_are_paid_and_issued() {
     )
     .await;
     assert_eq!(vbank["status"], "ready", "{vbank}");
+    assert_eq!(
+        vbank["paid_amount"], 5000,
+        "iamport: 가상계좌 입금예정 금액"
+    );
     assert!(vbank["vbank_num"].as_str().unwrap().starts_with('T'));
     assert!(vbank["vbank_date"].as_i64().unwrap() > 0);
     let token = app.token().await;
