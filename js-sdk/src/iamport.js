@@ -240,6 +240,21 @@
   }
 
   /**
+   * m_redirect_url resolved against this page, as the gateway resolves it (it answers the redirect
+   * from its own host); null unless http(s).
+   * @param {string} url
+   * @returns {string|null}
+   */
+  function httpUrl(url) {
+    if (!url) {
+      return null;
+    }
+    var a = document.createElement('a');
+    a.href = url;
+    return a.protocol === 'http:' || a.protocol === 'https:' ? a.href : null;
+  }
+
+  /**
    * End a call that never opened a window: the mobile flow goes to m_redirect_url, else callback.
    * @param {OpenportRequestPayParams} params
    * @param {RequestPayResponseCallback|null} callback
@@ -247,8 +262,9 @@
    * @param {OpenportRequestPayResponse} rsp
    */
   function endEarly(params, callback, mobile, rsp) {
-    if (mobile && typeof params.m_redirect_url === 'string' && params.m_redirect_url) {
-      window.location.href = redirectUrl(params.m_redirect_url, rsp);
+    var target = mobile && typeof params.m_redirect_url === 'string' ? httpUrl(params.m_redirect_url) : null;
+    if (target) {
+      window.location.href = redirectUrl(target, rsp);
       return;
     }
     if (callback) {

@@ -245,6 +245,25 @@ test('mobile: a refusal before the window goes to m_redirect_url with imp_succes
   await context.close();
 });
 
+test('mobile: a relative m_redirect_url is the merchant page\'s and a javascript: one is never followed', { timeout: 30_000 }, async () => {
+  const { page, context, errors } = await openPage({ userAgent: MOBILE_UA });
+  await page.evaluate((x) => window.pay(x), params({ merchant_uid: uid('refuse'), m_redirect_url: 'done?order=8#top' }));
+  await page.waitForURL(`${merchant.origin}/done?**`);
+  const url = new URL(page.url());
+  assert.equal(url.searchParams.get('order'), '8');
+  assert.equal(url.searchParams.get('imp_success'), 'false');
+  assert.equal(url.hash, '#top');
+  await page.goto(`${merchant.origin}/pay`);
+  await page.evaluate(() => { window.__hijacked = false; });
+  await page.evaluate((x) => window.pay(x), params({ merchant_uid: uid('refuse'), m_redirect_url: 'javascript:window.__hijacked=true' }));
+  const [rsp] = await callbacks(page, 1, 10_000);
+  assert.equal(rsp.success, false);
+  assert.equal(await page.evaluate(() => window.__hijacked), false);
+  assert.equal(new URL(page.url()).pathname, '/pay');
+  assert.deepEqual(errors, []);
+  await context.close();
+});
+
 test('mobile with popup: true keeps the page and uses the overlay', { timeout: 30_000 }, async () => {
   const { page, context } = await openPage({ userAgent: MOBILE_UA });
   await page.evaluate((x) => window.pay(x), params({ popup: true, m_redirect_url: `${merchant.origin}/done` }));

@@ -185,6 +185,21 @@ fn billing_window(pg: &str, has_customer_uid: bool, amount: i64) -> Result<bool,
     Ok(true)
 }
 
+/// `m_redirect_url` as the merchant page meant it: a relative URL is resolved against the page
+/// (`page_url`, the SDK's `location.href`) now, since the redirect is answered from openport's
+/// `Ret_URL`, where the browser would resolve it against openport's host. Only http(s): the
+/// buyer's browser is sent there.
+fn resolve_redirect(url: &str, page_url: &str) -> Result<String, String> {
+    let resolved = match reqwest::Url::parse(page_url) {
+        Ok(page) if matches!(page.scheme(), "http" | "https") => page.join(url.trim()),
+        _ => reqwest::Url::parse(url.trim()),
+    };
+    match resolved {
+        Ok(u) if matches!(u.scheme(), "http" | "https") => Ok(u.into()),
+        _ => Err("m_redirect_url은 http(s) 주소이거나 결제 페이지 기준의 상대 주소여야 합니다.".into()),
+    }
+}
+
 /// RequestPayParams (spec §6) → a checkout request; a refusal carries iamport's envelope.
 fn parse(p: &Value, mobile: bool, page_url: &str) -> Result<CheckoutRequest, String> {
     let merchant_uid = text(p, "merchant_uid").ok_or("merchant_uid는 필수입니다.")?;
@@ -280,7 +295,9 @@ fn parse(p: &Value, mobile: bool, page_url: &str) -> Result<CheckoutRequest, Str
         card_quota,
         shop_user_id: p.get("bypass").and_then(|b| text(b, "shop_user_id")),
         confirm_url: text(p, "confirm_url"),
-        redirect_url: text(p, "m_redirect_url"),
+        redirect_url: text(p, "m_redirect_url")
+            .map(|url| resolve_redirect(&url, page_url))
+            .transpose()?,
         mobile,
         page_origin: origin_of(page_url),
         page_url: page_url.to_string(),
@@ -453,6 +470,9 @@ pub fn answer(f: CheckoutFinish) -> Response {
     .into_response()
 }
 
+/// `url` with iamport's result parameters in its query, before any `#fragment`: `&`-joined to a
+/// query it has, nothing added after a trailing `?` or `&` (the SDK's `redirectUrl` for a refusal
+/// before the window does the same).
 pub fn redirect_target(url: &str, rsp: &Rsp) -> String {
     let mut q = form_urlencoded::Serializer::new(String::new());
     q.append_pair("imp_uid", rsp.imp_uid.as_deref().unwrap_or(""));
@@ -462,8 +482,15 @@ pub fn redirect_target(url: &str, rsp: &Rsp) -> String {
         q.append_pair("error_code", rsp.error_code.as_deref().unwrap_or("F400"));
         q.append_pair("error_msg", rsp.error_msg.as_deref().unwrap_or(""));
     }
-    let sep = if url.contains('?') { '&' } else { '?' };
-    format!("{url}{sep}{}", q.finish())
+    let (url, fragment) = url.split_at(url.find('#').unwrap_or(url.len()));
+    let joiner = if !url.contains('?') {
+        "?"
+    } else if url.ends_with('?') || url.ends_with('&') {
+        ""
+    } else {
+        "&"
+    };
+    format!("{url}{joiner}{}{fragment}", q.finish())
 }
 
 /// The demo's server side: re-queries the payment over REST with the demo credentials, as a
@@ -526,6 +553,47 @@ mod tests {
             .await
             .expect("body");
         String::from_utf8(body.to_vec()).expect("UTF-8")
+    }
+
+    #[test]
+    fn the_result_goes_into_the_query_before_the_fragment_as_the_sdk_puts_it() {
+        let rsp = Rsp::refused("o-1", None, "거절");
+        assert_eq!(
+            redirect_target("https://shop.test/done?order=7#top", &rsp),
+            "https://shop.test/done?order=7&imp_uid=&merchant_uid=o-1&imp_success=false\
+             &error_code=F400&error_msg=%EA%B1%B0%EC%A0%88#top"
+        );
+        assert!(redirect_target("https://shop.test/done#top", &rsp)
+            .starts_with("https://shop.test/done?imp_uid=&"));
+        assert!(redirect_target("https://shop.test/done?", &rsp)
+            .starts_with("https://shop.test/done?imp_uid=&"));
+        assert!(redirect_target("https://shop.test/done?a=1&", &rsp)
+            .starts_with("https://shop.test/done?a=1&imp_uid=&"));
+    }
+
+    #[test]
+    fn a_relative_m_redirect_url_is_the_merchant_pages_and_only_http_is_taken() {
+        let page = "https://shop.test/cart/checkout?step=2";
+        assert_eq!(
+            resolve_redirect("/done?order=1#top", page).unwrap(),
+            "https://shop.test/done?order=1#top"
+        );
+        assert_eq!(
+            resolve_redirect("done", page).unwrap(),
+            "https://shop.test/cart/done"
+        );
+        assert_eq!(
+            resolve_redirect("http://other.test/x", page).unwrap(),
+            "http://other.test/x"
+        );
+        assert_eq!(
+            resolve_redirect("https://other.test/x", "").unwrap(),
+            "https://other.test/x"
+        );
+        for bad in ["javascript:alert(1)", "data:text/html,x", "ftp://shop.test/x"] {
+            assert!(resolve_redirect(bad, page).is_err(), "{bad}");
+        }
+        assert!(resolve_redirect("/done", "").is_err(), "nothing to resolve against");
     }
 
     #[test]

@@ -51,9 +51,12 @@ async fn post_form(app: &TestApp, url: &str, fields: &[(String, String)]) -> Str
 /// Starts one request_pay (not mobile) and follows it to the hand-off page: the PayUrl and the
 /// fields the page posts there.
 async fn hand_off(app: &TestApp, params: Value) -> (String, Vec<(String, String)>) {
-    let (_, started) = app
-        .post("/checkout/request", None, json!({"imp_code": "imp00000000", "params": params, "mobile": false, "page_url": "http://shop.test/cart"}))
-        .await;
+    hand_off_from(app, json!({"imp_code": "imp00000000", "params": params, "mobile": false, "page_url": "http://shop.test/cart"})).await
+}
+
+/// [`hand_off`] for a whole checkout request body (mobile, page_url).
+async fn hand_off_from(app: &TestApp, body: Value) -> (String, Vec<(String, String)>) {
+    let (_, started) = app.post("/checkout/request", None, body).await;
     assert_eq!(started["code"], 0, "{started}");
     let start_url = started["response"]["start_url"].as_str().unwrap();
     let page = app
@@ -1116,4 +1119,43 @@ async fn vbank_due_takes_the_dashed_forms_and_is_ignored_by_other_pay_methods() 
     )
     .await;
     assert_eq!(rsp["status"], "paid", "{rsp}");
+}
+
+/// The mobile flow ends with a redirect answered from openport's `Ret_URL`: a relative
+/// m_redirect_url must be the merchant page's, not openport's, and its fragment stays last.
+#[tokio::test]
+async fn a_relative_m_redirect_url_brings_the_mobile_buyer_back_to_the_merchants_host() {
+    let app = spawn_app().await;
+    let (pay_url, fields) = hand_off_from(
+        &app,
+        json!({"imp_code": "imp00000000", "mobile": true, "page_url": "https://shop.test/cart/pay?step=2",
+               "params": {"merchant_uid": "web-rel-redirect", "amount": 1000, "m_redirect_url": "/done?order=9#receipt"}}),
+    )
+    .await;
+    let (ret_url, result) = window_result(&app, &pay_url, &fields, &CARD_OK).await;
+    let no_follow = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let res = no_follow.post(&ret_url).form(&result).send().await.unwrap();
+    assert!(res.status().is_redirection(), "{}", res.status());
+    let location = res.headers()["location"].to_str().unwrap().to_string();
+    assert!(
+        location.starts_with("https://shop.test/done?order=9&imp_uid=imp_"),
+        "{location}"
+    );
+    assert!(location.ends_with("&imp_success=true#receipt"), "{location}");
+
+    for bad in ["javascript:alert(1)", "data:text/html,hi"] {
+        let refused = app
+            .post("/checkout/request", None, json!({"imp_code": "imp00000000", "mobile": true, "page_url": "https://shop.test/cart",
+                "params": {"merchant_uid": "web-bad-redirect", "amount": 1000, "m_redirect_url": bad}}))
+            .await
+            .1;
+        assert_eq!(refused["code"], -1, "{refused}");
+        assert!(
+            refused["message"].as_str().unwrap().contains("m_redirect_url"),
+            "{refused}"
+        );
+    }
 }
