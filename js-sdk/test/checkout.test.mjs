@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import {
   OPENPORT_URL, BASE, launch, startMerchant, windowFrame, completeWindow,
-  getPayment, prepare, payKeyIn, uid, MOBILE_UA,
+  getPayment, prepare, payKeyIn, uid, MOBILE_UA, SCRIPT_PATHS, callbacks,
 } from './lib/harness.mjs';
 import { params, merchantPages } from './lib/pages.mjs';
 
@@ -120,6 +120,30 @@ test('a prepared amount that matches goes through', { timeout: 90_000 }, async (
   assert.equal(rsp.success, true, JSON.stringify(rsp));
   assert.equal(rsp.paid_amount, 3000);
 });
+
+for (const [path, script] of Object.entries(SCRIPT_PATHS)) {
+  test(`the SDK loaded from iamport's path /${script} pays through the same gateway`, { timeout: 90_000 }, async () => {
+    const served = await fetch(`${BASE}/${script}`);
+    assert.equal(served.status, 200);
+    assert.match(served.headers.get('content-type'), /javascript/);
+    assert.equal(await served.text(), await (await fetch(`${BASE}/js/iamport.js`)).text());
+    const context = await browser.newContext();
+    const page = await context.newPage();
+    page.setDefaultTimeout(20_000);
+    try {
+      await page.goto(`${merchant.origin}${path}`);
+      const p = params();
+      await page.evaluate((x) => window.pay(x), p);
+      await page.locator('#openport-overlay #openport-frame').waitFor();
+      await completeWindow(windowFrame(page), 'card');
+      const [rsp] = await callbacks(page);
+      assert.equal(rsp.success, true, JSON.stringify(rsp));
+      assert.equal(rsp.merchant_uid, p.merchant_uid);
+    } finally {
+      await context.close();
+    }
+  });
+}
 
 test('bank transfer in the window', { timeout: 90_000 }, async () => {
   const p = params({ pay_method: 'trans' });

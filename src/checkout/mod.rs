@@ -39,6 +39,9 @@ pub fn router() -> Router<AppState> {
         );
     Router::new()
         .route("/js/iamport.js", get(script))
+        // iamport's own script paths, so a page only has to change the host.
+        .route("/v1/iamport.js", get(script))
+        .route("/js/iamport.payment-1.2.0.js", get(script))
         .route("/checkout/session/{token}", get(hand_off))
         .route("/checkout/kcp/return", post(kcp_return))
         .route("/", get(demo))

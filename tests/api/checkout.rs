@@ -1159,3 +1159,29 @@ async fn a_relative_m_redirect_url_brings_the_mobile_buyer_back_to_the_merchants
         );
     }
 }
+
+#[tokio::test]
+async fn iamports_script_paths_serve_the_same_sdk() {
+    let app = spawn_app().await;
+    let body = |path: &'static str| {
+        let app = &app;
+        async move {
+            let res = app
+                .http
+                .get(format!("{}{path}", app.base))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(res.status(), 200, "{path}");
+            assert!(res.headers()["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with("application/javascript"));
+            res.text().await.unwrap()
+        }
+    };
+    let sdk = body("/js/iamport.js").await;
+    assert!(sdk.contains("window.IMP = IMP"));
+    assert_eq!(body("/v1/iamport.js").await, sdk);
+    assert_eq!(body("/js/iamport.payment-1.2.0.js").await, sdk);
+}
