@@ -145,6 +145,16 @@ for (const [path, script] of Object.entries(SCRIPT_PATHS)) {
   });
 }
 
+test('a request_pay without merchant_uid is given one, named in the rsp', { timeout: 90_000 }, async () => {
+  const p = params({ amount: 1100 });
+  delete p.merchant_uid;
+  const rsp = await payInOverlay(p);
+  assert.equal(rsp.success, true, JSON.stringify(rsp));
+  assert.match(rsp.merchant_uid, /^mid_\d+_[0-9a-f]{8}$/);
+  const { json } = await getPayment(rsp.imp_uid);
+  assert.equal(json.response.merchant_uid, rsp.merchant_uid);
+});
+
 test('bank transfer in the window', { timeout: 90_000 }, async () => {
   const p = params({ pay_method: 'trans' });
   const rsp = await payInOverlay(p);

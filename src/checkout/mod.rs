@@ -204,8 +204,12 @@ fn resolve_redirect(url: &str, page_url: &str) -> Result<String, String> {
 }
 
 /// RequestPayParams (spec §6) → a checkout request; a refusal carries iamport's envelope.
-fn parse(p: &Value, mobile: bool, page_url: &str) -> Result<CheckoutRequest, String> {
-    let merchant_uid = text(p, "merchant_uid").ok_or("merchant_uid는 필수입니다.")?;
+fn parse(
+    p: &Value,
+    merchant_uid: String,
+    mobile: bool,
+    page_url: &str,
+) -> Result<CheckoutRequest, String> {
     if merchant_uid.chars().count() > 80 {
         return Err("merchant_uid는 80자 이하여야 합니다.".into());
     }
@@ -321,7 +325,9 @@ async fn request(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -> 
         return ApiError::bad_request("요청 본문(JSON)을 해석할 수 없습니다.").into_response();
     };
     let params = req.params.unwrap_or(Value::Null);
-    let merchant_uid = text(&params, "merchant_uid").unwrap_or_default();
+    // Optional, as at iamport: one is made up and reported in the rsp.
+    let merchant_uid = text(&params, "merchant_uid")
+        .unwrap_or_else(|| crate::domain::ids::new_merchant_uid(s.gateway.clock.now()));
     let m = match s
         .gateway
         .merchant_by_code(req.imp_code.as_deref().unwrap_or(""))
@@ -330,7 +336,12 @@ async fn request(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -> 
         Ok(m) => m,
         Err(e) => return ApiError::from(e).into_response(),
     };
-    let parsed = match parse(&params, req.mobile, req.page_url.as_deref().unwrap_or("")) {
+    let parsed = match parse(
+        &params,
+        merchant_uid.clone(),
+        req.mobile,
+        req.page_url.as_deref().unwrap_or(""),
+    ) {
         Ok(p) => p,
         Err(msg) => return refusal(-1, msg, &merchant_uid, None),
     };

@@ -1185,3 +1185,22 @@ async fn iamports_script_paths_serve_the_same_sdk() {
     assert_eq!(body("/v1/iamport.js").await, sdk);
     assert_eq!(body("/js/iamport.payment-1.2.0.js").await, sdk);
 }
+
+/// iamport makes a merchant_uid up when request_pay has none; so does openport, and the rsp
+/// names it.
+#[tokio::test]
+async fn a_request_pay_without_merchant_uid_is_given_a_unique_one() {
+    let app = spawn_app().await;
+    let first = start_checkout(&app, json!({"amount": 1000})).await;
+    assert_eq!(first["code"], 0, "{first}");
+    let generated = first["response"]["merchant_uid"].as_str().unwrap();
+    assert!(generated.starts_with("mid_"), "{first}");
+    let second = start_checkout(&app, json!({"amount": 1000})).await;
+    assert_ne!(second["response"]["merchant_uid"], generated, "{second}");
+
+    let rsp = request_pay(&app, json!({"pay_method": "card", "amount": 1200}), &CARD_OK).await;
+    assert_eq!(rsp["status"], "paid", "{rsp}");
+    let merchant_uid = rsp["merchant_uid"].as_str().unwrap();
+    assert!(merchant_uid.starts_with("mid_"), "{rsp}");
+    assert_eq!(payment_of(&app, &rsp).await["merchant_uid"], merchant_uid);
+}
