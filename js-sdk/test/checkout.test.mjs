@@ -155,6 +155,15 @@ test('a request_pay without merchant_uid is given one, named in the rsp', { time
   assert.equal(json.response.merchant_uid, rsp.merchant_uid);
 });
 
+test('buyer_name and custom_data holding </script> and <!--<script> reach the callback unchanged', { timeout: 90_000 }, async () => {
+  const buyerName = '홍</script><!--<script>길동\u2028';
+  const customData = { note: '</script><script>window.__injected = true</script><!--<script>', amp: 'a&b' };
+  const rsp = await payInOverlay(params({ buyer_name: buyerName, custom_data: customData }));
+  assert.equal(rsp.success, true, JSON.stringify(rsp));
+  assert.equal(rsp.buyer_name, buyerName);
+  assert.deepEqual(JSON.parse(rsp.custom_data), customData);
+});
+
 test('bank transfer in the window', { timeout: 90_000 }, async () => {
   const p = params({ pay_method: 'trans' });
   const rsp = await payInOverlay(p);

@@ -465,15 +465,13 @@ pub fn answer(f: CheckoutFinish) -> Response {
             return Redirect::to(&redirect_target(url, &f.rsp)).into_response();
         }
     }
-    let rsp = serde_json::to_string(&f.rsp)
-        .unwrap_or_else(|_| "{}".into())
-        .replace("</", "<\\/");
-    let origin = serde_json::to_string(if f.page_origin.is_empty() {
+    let rsp = script_json(&f.rsp).unwrap_or_else(|| "{}".into());
+    let origin = script_json(if f.page_origin.is_empty() {
         "*"
     } else {
         &f.page_origin
     })
-    .unwrap_or_else(|_| "\"*\"".into());
+    .unwrap_or_else(|| "\"*\"".into());
     Html(format!(
         "<!doctype html><html><head><meta charset=\"utf-8\"><title>결제 완료</title></head><body>\
          <p id=\"openport-result\">{}</p><script>(function(){{var rsp={rsp};\
@@ -482,6 +480,26 @@ pub fn answer(f: CheckoutFinish) -> Response {
         if f.rsp.success { "결제가 완료되었습니다." } else { "결제가 완료되지 않았습니다." }
     ))
     .into_response()
+}
+
+/// JSON to embed in a `<script>`: `<`, `>` and `&` as `\u00XX` escapes, so no `</script>`,
+/// `<!--` or `<script` in the buyer's or merchant's text changes how the HTML parser reads the
+/// script, and U+2028/U+2029 escaped for older JavaScript engines. JSON.parse and the script both
+/// read the escapes back as the original characters.
+fn script_json<T: serde::Serialize + ?Sized>(value: &T) -> Option<String> {
+    let json = serde_json::to_string(value).ok()?;
+    let mut out = String::with_capacity(json.len());
+    for c in json.chars() {
+        match c {
+            '<' => out.push_str("\\u003c"),
+            '>' => out.push_str("\\u003e"),
+            '&' => out.push_str("\\u0026"),
+            '\u{2028}' => out.push_str("\\u2028"),
+            '\u{2029}' => out.push_str("\\u2029"),
+            c => out.push(c),
+        }
+    }
+    Some(out)
 }
 
 /// `url` with iamport's result parameters in its query, before any `#fragment`: `&`-joined to a
@@ -608,6 +626,30 @@ mod tests {
             assert!(resolve_redirect(bad, page).is_err(), "{bad}");
         }
         assert!(resolve_redirect("/done", "").is_err(), "nothing to resolve against");
+    }
+
+    #[tokio::test]
+    async fn text_in_the_rsp_cannot_end_or_hide_the_result_pages_script() {
+        let mut rsp = Rsp::refused("o-<!--<script>", None, "x");
+        rsp.buyer_name = Some("</script><script>alert(1)</script>&amp;\u{2028}\u{2029}".into());
+        rsp.custom_data = Some("{\"note\":\"<!--<script>\"}".into());
+        let page = text_of(answer(CheckoutFinish {
+            rsp: rsp.clone(),
+            mobile: false,
+            redirect_url: None,
+            page_origin: "https://shop.test".into(),
+        }))
+        .await;
+        let script = &page[page.find("<script>").unwrap() + 8..];
+        let script = &script[..script.find("</script>").expect("one script element")];
+        assert!(script.ends_with("})();"), "the script element ends where it should: {script}");
+        assert!(!script.contains('<') && !script.contains('>') && !script.contains('&'));
+        assert!(!script.contains('\u{2028}') && !script.contains('\u{2029}'));
+        let json = &script[script.find("var rsp=").unwrap() + 8..script.find(";var target").unwrap()];
+        let back: serde_json::Value = serde_json::from_str(json).unwrap();
+        assert_eq!(back["buyer_name"], rsp.buyer_name.unwrap().as_str());
+        assert_eq!(back["custom_data"], rsp.custom_data.unwrap().as_str());
+        assert_eq!(back["merchant_uid"], "o-<!--<script>");
     }
 
     #[test]
