@@ -1,5 +1,7 @@
 //! Browser-facing checkout: the `IMP` script, request_pay's server side, the hand-off page that
 //! posts to KCP's window, `Ret_URL`, and the answer to the browser (callback or redirect).
+use std::net::IpAddr;
+
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -12,7 +14,9 @@ use tower_http::cors::{Any, CorsLayer};
 
 use crate::api::envelope::{json_response, ok};
 use crate::api::error::ApiError;
-use crate::app::AppState;
+use crate::api::notifications::Peer;
+use crate::app::{AppState, PublicUrls};
+use crate::net::AddressList;
 use crate::service::checkout::{CheckoutFinish, CheckoutRequest, Rsp, WindowFields};
 use crate::service::pay::ChargeOrder;
 use crate::service::ServiceError;
@@ -70,18 +74,45 @@ async fn demo(State(s): State<AppState>) -> Response {
     Html(DEMO_HTML).into_response()
 }
 
-/// The origin the browser used to reach openport (`Ret_URL` and the hand-off URL must be
-/// reachable by the buyer's browser, not just by the server).
-fn public_base(headers: &HeaderMap) -> String {
-    let host = headers
-        .get(header::HOST)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("127.0.0.1:8080");
-    let proto = headers
-        .get("x-forwarded-proto")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("http");
-    format!("{proto}://{host}")
+/// The base of the URLs this request hands out (`Ret_URL`, the hand-off page), which the buyer's
+/// browser must reach: `OPENPORT_PUBLIC_URL` when configured. Otherwise the request's `Host`,
+/// which the client writes, so only in test mode or when it names this machine (a loopback
+/// address or `localhost`); its scheme is `https` only when a trusted proxy
+/// (`OPENPORT_TRUSTED_PROXIES`) says so in `X-Forwarded-Proto`. None: no usable base
+/// (docs/operations.md "Public URL").
+fn public_base(
+    urls: &PublicUrls,
+    test_mode: bool,
+    headers: &HeaderMap,
+    peer: Option<IpAddr>,
+    proxies: &AddressList,
+) -> Option<String> {
+    if let Some(base) = &urls.configured {
+        return Some(base.clone());
+    }
+    let host = headers.get(header::HOST)?.to_str().ok()?;
+    let authority: axum::http::uri::Authority = host.parse().ok()?;
+    if authority.as_str().contains('@') || !(test_mode || is_loopback_host(authority.host())) {
+        return None;
+    }
+    let from_proxy = peer.is_some_and(|ip| match proxies {
+        AddressList::Only(list) => !list.is_empty() && proxies.contains(ip),
+        AddressList::Any => false,
+    });
+    let https = from_proxy
+        && headers
+            .get("x-forwarded-proto")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(',').next())
+            .is_some_and(|v| v.trim().eq_ignore_ascii_case("https"));
+    let scheme = if https { "https" } else { "http" };
+    Some(format!("{scheme}://{}", authority.as_str()))
+}
+
+fn is_loopback_host(host: &str) -> bool {
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    bare.eq_ignore_ascii_case("localhost")
+        || bare.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 #[derive(Deserialize)]
@@ -181,9 +212,11 @@ fn billing_window(pg: &str, has_customer_uid: bool, amount: i64) -> Result<bool,
         return Ok(false);
     }
     if channel == "kcp" && amount != 0 {
-        return Err("KCP 결제창은 customer_uid로 빌링키를 발급하지 않습니다: pg 'kcp_billing'으로 \
+        return Err(
+            "KCP 결제창은 customer_uid로 빌링키를 발급하지 않습니다: pg 'kcp_billing'으로 \
                     빌링키를 발급한 뒤 REST API(/subscribe/payments/again)로 결제해 주세요."
-            .into());
+                .into(),
+        );
     }
     Ok(true)
 }
@@ -199,7 +232,9 @@ fn resolve_redirect(url: &str, page_url: &str) -> Result<String, String> {
     };
     match resolved {
         Ok(u) if matches!(u.scheme(), "http" | "https") => Ok(u.into()),
-        _ => Err("m_redirect_url은 http(s) 주소이거나 결제 페이지 기준의 상대 주소여야 합니다.".into()),
+        _ => Err(
+            "m_redirect_url은 http(s) 주소이거나 결제 페이지 기준의 상대 주소여야 합니다.".into(),
+        ),
     }
 }
 
@@ -320,7 +355,12 @@ fn refusal(code: i32, message: String, merchant_uid: &str, imp_uid: Option<Strin
     )
 }
 
-async fn request(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+async fn request(
+    State(s): State<AppState>,
+    Peer(peer): Peer,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let Ok(req) = serde_json::from_slice::<RequestBody>(&body) else {
         return ApiError::bad_request("요청 본문(JSON)을 해석할 수 없습니다.").into_response();
     };
@@ -345,7 +385,24 @@ async fn request(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -> 
         Ok(p) => p,
         Err(msg) => return refusal(-1, msg, &merchant_uid, None),
     };
-    let return_url = format!("{}/checkout/kcp/return", public_base(&headers));
+    let Some(base) = public_base(
+        &s.urls,
+        s.gateway.settings.test_mode,
+        &headers,
+        peer,
+        &s.notify_sources.proxies,
+    ) else {
+        tracing::error!(
+            "checkout refused: OPENPORT_PUBLIC_URL is not set and the request's Host is not this machine"
+        );
+        return json_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &serde_json::json!({"code": -1,
+                "message": "openport의 공개 주소(OPENPORT_PUBLIC_URL)가 설정되지 않아 결제창을 열 수 없습니다.",
+                "response": {"imp_uid": null, "merchant_uid": merchant_uid}}),
+        );
+    };
+    let return_url = format!("{base}/checkout/kcp/return");
     let gateway = s.gateway.clone();
     let started =
         tokio::spawn(async move { gateway.start_checkout(&m, parsed, &return_url).await }).await;
@@ -354,7 +411,7 @@ async fn request(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -> 
             "imp_uid": st.imp_uid,
             "merchant_uid": st.merchant_uid,
             "session": st.token,
-            "start_url": format!("{}/checkout/session/{}", public_base(&headers), st.token),
+            "start_url": format!("{base}/checkout/session/{}", st.token),
         }))
         .into_response(),
         Ok(Err(r)) => refusal(r.code, r.message, &merchant_uid, r.imp_uid),
@@ -526,17 +583,30 @@ pub fn redirect_target(url: &str, rsp: &Rsp) -> String {
 }
 
 /// The demo's server side: re-queries the payment over REST with the demo credentials, as a
-/// merchant's backend should, and compares the amount with the package the page offered.
-async fn verify(
-    State(s): State<AppState>,
-    headers: HeaderMap,
-    Path(imp_uid): Path<String>,
-) -> Response {
+/// merchant's backend should, and compares the amount with the package the page offered. It calls
+/// this instance on its own listen address only (never a host the request names, which would let
+/// anyone make openport fetch a URL of their choosing and show the answer) and follows no
+/// redirect.
+async fn verify(State(s): State<AppState>, Path(imp_uid): Path<String>) -> Response {
     if !s.gateway.settings.test_mode {
         return StatusCode::NOT_FOUND.into_response();
     }
-    let base = public_base(&headers);
-    let http = reqwest::Client::new();
+    let id_like = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '-';
+    if imp_uid.is_empty() || imp_uid.len() > 64 || !imp_uid.chars().all(id_like) {
+        return json_response(
+            StatusCode::BAD_REQUEST,
+            &serde_json::json!({"verified": false, "error": "imp_uid is not an imp_uid"}),
+        );
+    }
+    let base = &s.urls.local;
+    let Ok(http) = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .timeout(std::time::Duration::from_secs(10))
+        .build()
+    else {
+        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+    };
     let result = async {
         let token: Value = http
             .post(format!("{base}/users/getToken"))
@@ -587,6 +657,84 @@ mod tests {
         String::from_utf8(body.to_vec()).expect("UTF-8")
     }
 
+    fn headers(host: &str, proto: Option<&str>) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(header::HOST, HeaderValue::from_str(host).unwrap());
+        if let Some(p) = proto {
+            h.insert("x-forwarded-proto", HeaderValue::from_str(p).unwrap());
+        }
+        h
+    }
+
+    fn urls(configured: Option<&str>) -> PublicUrls {
+        PublicUrls {
+            configured: configured.map(str::to_string),
+            local: "http://127.0.0.1:8080".into(),
+        }
+    }
+
+    #[test]
+    fn a_configured_public_url_is_the_base_whatever_the_request_says() {
+        let proxies = AddressList::parse("10.0.0.0/8").unwrap();
+        let base = public_base(
+            &urls(Some("https://pay.example.com/pg")),
+            false,
+            &headers("evil.test", Some("http")),
+            Some("10.0.0.2".parse().unwrap()),
+            &proxies,
+        );
+        assert_eq!(base.as_deref(), Some("https://pay.example.com/pg"));
+    }
+
+    #[test]
+    fn x_forwarded_proto_is_believed_from_a_trusted_proxy_only() {
+        let proxies = AddressList::parse("10.0.0.0/8").unwrap();
+        let h = headers("shop.test:8443", Some("https"));
+        let from =
+            |peer: &str| public_base(&urls(None), true, &h, Some(peer.parse().unwrap()), &proxies);
+        assert_eq!(from("10.0.0.2").as_deref(), Some("https://shop.test:8443"));
+        assert_eq!(
+            from("198.51.100.7").as_deref(),
+            Some("http://shop.test:8443")
+        );
+        let nobody = AddressList::Only(vec![]);
+        let base = public_base(
+            &urls(None),
+            true,
+            &h,
+            Some("10.0.0.2".parse().unwrap()),
+            &nobody,
+        );
+        assert_eq!(base.as_deref(), Some("http://shop.test:8443"));
+    }
+
+    #[test]
+    fn without_a_public_url_production_takes_only_a_loopback_host() {
+        let none = AddressList::Only(vec![]);
+        let base = |host: &str, test_mode: bool| {
+            public_base(&urls(None), test_mode, &headers(host, None), None, &none)
+        };
+        assert_eq!(base("pay.example.com", false), None);
+        assert_eq!(base("203.0.113.9:8080", false), None);
+        for local in ["127.0.0.1:8080", "localhost:8080", "[::1]:8080"] {
+            assert_eq!(
+                base(local, false),
+                Some(format!("http://{local}")),
+                "{local}"
+            );
+        }
+        assert_eq!(
+            base("pay.example.com", true).as_deref(),
+            Some("http://pay.example.com")
+        );
+        assert_eq!(base("user@evil.test", true), None);
+        assert_eq!(base("evil.test/x", true), None);
+        assert_eq!(
+            public_base(&urls(None), true, &HeaderMap::new(), None, &none),
+            None
+        );
+    }
+
     #[test]
     fn the_result_goes_into_the_query_before_the_fragment_as_the_sdk_puts_it() {
         let rsp = Rsp::refused("o-1", None, "거절");
@@ -622,10 +770,17 @@ mod tests {
             resolve_redirect("https://other.test/x", "").unwrap(),
             "https://other.test/x"
         );
-        for bad in ["javascript:alert(1)", "data:text/html,x", "ftp://shop.test/x"] {
+        for bad in [
+            "javascript:alert(1)",
+            "data:text/html,x",
+            "ftp://shop.test/x",
+        ] {
             assert!(resolve_redirect(bad, page).is_err(), "{bad}");
         }
-        assert!(resolve_redirect("/done", "").is_err(), "nothing to resolve against");
+        assert!(
+            resolve_redirect("/done", "").is_err(),
+            "nothing to resolve against"
+        );
     }
 
     #[tokio::test]
@@ -642,10 +797,14 @@ mod tests {
         .await;
         let script = &page[page.find("<script>").unwrap() + 8..];
         let script = &script[..script.find("</script>").expect("one script element")];
-        assert!(script.ends_with("})();"), "the script element ends where it should: {script}");
+        assert!(
+            script.ends_with("})();"),
+            "the script element ends where it should: {script}"
+        );
         assert!(!script.contains('<') && !script.contains('>') && !script.contains('&'));
         assert!(!script.contains('\u{2028}') && !script.contains('\u{2029}'));
-        let json = &script[script.find("var rsp=").unwrap() + 8..script.find(";var target").unwrap()];
+        let json =
+            &script[script.find("var rsp=").unwrap() + 8..script.find(";var target").unwrap()];
         let back: serde_json::Value = serde_json::from_str(json).unwrap();
         assert_eq!(back["buyer_name"], rsp.buyer_name.unwrap().as_str());
         assert_eq!(back["custom_data"], rsp.custom_data.unwrap().as_str());

@@ -1144,7 +1144,10 @@ async fn a_relative_m_redirect_url_brings_the_mobile_buyer_back_to_the_merchants
         location.starts_with("https://shop.test/done?order=9&imp_uid=imp_"),
         "{location}"
     );
-    assert!(location.ends_with("&imp_success=true#receipt"), "{location}");
+    assert!(
+        location.ends_with("&imp_success=true#receipt"),
+        "{location}"
+    );
 
     for bad in ["javascript:alert(1)", "data:text/html,hi"] {
         let refused = app
@@ -1154,7 +1157,10 @@ async fn a_relative_m_redirect_url_brings_the_mobile_buyer_back_to_the_merchants
             .1;
         assert_eq!(refused["code"], -1, "{refused}");
         assert!(
-            refused["message"].as_str().unwrap().contains("m_redirect_url"),
+            refused["message"]
+                .as_str()
+                .unwrap()
+                .contains("m_redirect_url"),
             "{refused}"
         );
     }
@@ -1198,9 +1204,91 @@ async fn a_request_pay_without_merchant_uid_is_given_a_unique_one() {
     let second = start_checkout(&app, json!({"amount": 1000})).await;
     assert_ne!(second["response"]["merchant_uid"], generated, "{second}");
 
-    let rsp = request_pay(&app, json!({"pay_method": "card", "amount": 1200}), &CARD_OK).await;
+    let rsp = request_pay(
+        &app,
+        json!({"pay_method": "card", "amount": 1200}),
+        &CARD_OK,
+    )
+    .await;
     assert_eq!(rsp["status"], "paid", "{rsp}");
     let merchant_uid = rsp["merchant_uid"].as_str().unwrap();
     assert!(merchant_uid.starts_with("mid_"), "{rsp}");
     assert_eq!(payment_of(&app, &rsp).await["merchant_uid"], merchant_uid);
+}
+
+/// With `OPENPORT_PUBLIC_URL` every URL handed out is built on it: neither the request's `Host`
+/// nor an `X-Forwarded-Proto` from a client that is no trusted proxy names openport.
+#[tokio::test]
+async fn the_configured_public_url_makes_ret_url_and_start_url_whatever_the_host_header_says() {
+    let app = crate::helpers::spawn_app_with(|c| {
+        c.public_url = Some("https://pay.example.test/pg/".into())
+    })
+    .await;
+    let res = app
+        .http
+        .post(app.url("/checkout/request"))
+        .header("host", "evil.test")
+        .header("x-forwarded-proto", "http")
+        .json(
+            &json!({"imp_code": "imp00000000", "mobile": false, "page_url": "http://shop.test/cart",
+                      "params": {"merchant_uid": "web-public-url", "amount": 1000}}),
+        )
+        .send()
+        .await
+        .unwrap();
+    let started: Value = res.json().await.unwrap();
+    assert_eq!(started["code"], 0, "{started}");
+    let start_url = started["response"]["start_url"].as_str().unwrap();
+    let path = start_url
+        .strip_prefix("https://pay.example.test/pg/checkout/session/")
+        .unwrap_or_else(|| panic!("{start_url}"));
+    // The proxy strips /pg: the hand-off page is openport's /checkout/session/{token}.
+    let page = app
+        .http
+        .get(app.url(&format!("/checkout/session/{path}")))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let (_, fields) = form(&page);
+    assert_eq!(
+        field(&fields, "Ret_URL"),
+        Some("https://pay.example.test/pg/checkout/kcp/return")
+    );
+}
+
+/// The demo verifier (test mode) calls this instance on its listen address: a `Host` naming
+/// another server neither receives a request from openport nor has its answer shown.
+#[tokio::test]
+async fn the_demo_verifier_calls_only_openport_whatever_host_the_request_names() {
+    let app = spawn_app().await;
+    let receiver = crate::helpers::Receiver::start().await;
+    let rsp = request_pay(
+        &app,
+        json!({"merchant_uid": "demo-points-1000-abc", "amount": 1000}),
+        &CARD_OK,
+    )
+    .await;
+    let imp_uid = rsp["imp_uid"].as_str().unwrap();
+    let other_host = receiver
+        .url("")
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_string();
+    let res = app
+        .http
+        .get(app.url(&format!("/demo/api/verify/{imp_uid}")))
+        .header("host", other_host)
+        .send()
+        .await
+        .unwrap();
+    let answer: Value = res.json().await.unwrap();
+    assert_eq!(answer["verified"], true, "{answer}");
+    assert_eq!(answer["payment"]["imp_uid"], imp_uid);
+    assert!(receiver.requests().is_empty(), "{:?}", receiver.requests());
+
+    let (status, _) = app.get("/demo/api/verify/imp_1%3Fx%3D1", None).await;
+    assert_eq!(status, 400);
 }
