@@ -14,7 +14,7 @@ use serde::Serialize;
 use super::pay::{ApprovalOutcome, ChargeOrder, Settling};
 use super::{Gateway, ServiceError, ServiceResult};
 use crate::domain::checkout::{
-    escrow_good_info, method_of_bitmask, window_plan, WindowMethod, WindowPlan,
+    escrow_good_info, escrow_items, method_of_bitmask, window_plan, WindowMethod, WindowPlan,
 };
 use crate::domain::ids::{new_imp_uid, order_no_for, random_hex};
 use crate::domain::payment::PaymentStatus;
@@ -291,7 +291,7 @@ impl Gateway {
     pub async fn start_checkout(
         &self,
         m: &merchant::Model,
-        req: CheckoutRequest,
+        mut req: CheckoutRequest,
         return_url: &str,
     ) -> Result<CheckoutStarted, CheckoutRefused> {
         let plan = window_plan(&req.pay_method, req.billing).ok_or_else(|| {
@@ -306,6 +306,8 @@ impl Gateway {
             )
             .into());
         }
+        req.products =
+            escrow_items(&req.products).map_err(|e| ServiceError::BadRequest(e.to_string()))?;
         if req.escrow && req.products.is_empty() {
             return Err(ServiceError::BadRequest(
                 "KCP 에스크로 결제에는 kcpProducts가 필요합니다.".into(),

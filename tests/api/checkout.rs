@@ -1292,3 +1292,42 @@ async fn the_demo_verifier_calls_only_openport_whatever_host_the_request_names()
     let (status, _) = app.get("/demo/api/verify/imp_1%3Fx%3D1", None).await;
     assert_eq!(status, 400);
 }
+
+/// kcpProducts go into KCP's `good_info` under good_name's rules (spec/kcp.md §6): a product
+/// name cannot add items or fields with good_info's own separators, and script is refused.
+#[tokio::test]
+async fn kcp_products_text_is_sanitized_like_good_name_before_it_reaches_good_info() {
+    let app = spawn_app().await;
+    let (pay_url, fields) = hand_off(
+        &app,
+        json!({"merchant_uid": "web-escrow-text", "amount": 3000, "escrow": true,
+               "kcpProducts": [
+                   {"orderNumber": "sock;1", "name": "양말\u{1f}good_amtx=1\u{1e}seq=9|x", "quantity": 2, "amount": 1000},
+                   {"orderNumber": "cap-1", "name": "모자, \"blue\"", "quantity": 1, "amount": 1000}
+               ]}),
+    )
+    .await;
+    let info = field(&fields, "good_info").unwrap();
+    assert_eq!(
+        info,
+        "seq=1\u{1f}ordr_numb=sock 1\u{1f}good_name=양말 good_amtx=1 seq=9 x\u{1f}good_cntx=2\u{1f}good_amtx=1000\
+         \u{1e}seq=2\u{1f}ordr_numb=cap-1\u{1f}good_name=모자   blue\u{1f}good_cntx=1\u{1f}good_amtx=1000"
+    );
+    let rsp = through_window(&app, &pay_url, &fields, &CARD_OK).await;
+    assert_eq!(rsp["status"], "paid", "{rsp}");
+
+    let refused = start_checkout(
+        &app,
+        json!({"merchant_uid": "web-escrow-script", "amount": 1000, "escrow": true,
+               "kcpProducts": [{"orderNumber": "o1", "name": "<script>alert(1)</script>", "quantity": 1, "amount": 1000}]}),
+    )
+    .await;
+    assert_eq!(refused["code"], -1, "{refused}");
+    assert!(
+        refused["message"]
+            .as_str()
+            .unwrap()
+            .contains("kcpProducts.name"),
+        "{refused}"
+    );
+}
