@@ -976,7 +976,10 @@ impl Gateway {
                     am.status = Set(PaymentStatus::Paid.as_db().into());
                     am.paid_at = Set(Some(approved_at.timestamp()));
                     // Empty when the approval is known from an inquiry, which names no bank.
-                    am.bank_code = Set(Some(bank_code.clone()).filter(|c| !c.is_empty()));
+                    // KCP's code (`BK04`) as iamport's standard one (`004`), as for accounts.
+                    am.bank_code = Set(Some(bank_code.as_str())
+                        .filter(|c| !c.is_empty())
+                        .map(VbankBank::iamport_code_of_kcp));
                     am.bank_name = Set(Some(bank_name.clone()).filter(|n| !n.is_empty()));
                 }
                 WindowApproval::VirtualAccount(IssuedVirtualAccount {
@@ -989,10 +992,7 @@ impl Gateway {
                     ..
                 }) => {
                     am.status = Set(PaymentStatus::Ready.as_db().into());
-                    am.vbank_code = Set(Some(
-                        VbankBank::from_kcp(bank_code)
-                            .map_or_else(|| bank_code.clone(), |b| b.iamport_code.to_string()),
-                    ));
+                    am.vbank_code = Set(Some(VbankBank::iamport_code_of_kcp(bank_code)));
                     am.vbank_name = Set(Some(bank_name.clone()));
                     am.vbank_num = Set(Some(account.clone()));
                     am.vbank_holder = Set(Some(holder.clone()));

@@ -158,6 +158,11 @@ async fn bank_transfer_and_virtual_account_windows_are_paid_and_issued() {
     )
     .await;
     assert_eq!(bank["status"], "paid", "{bank}");
+    let transfer = payment_of(&app, &bank).await;
+    assert_eq!(
+        transfer["bank_code"], "020",
+        "iamport's standard code for KCP's BK20, as for virtual accounts: {transfer}"
+    );
     let vbank = request_pay(
         &app,
         json!({"pay_method": "vbank", "merchant_uid": "web-4", "amount": 5000}),
