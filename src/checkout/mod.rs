@@ -249,6 +249,19 @@ fn parse(
         return Err("merchant_uid는 80자 이하여야 합니다.".into());
     }
     let amount = int(p, "amount").ok_or("amount는 정수여야 합니다.")?;
+    // Mixed taxation (comm_free_mny, spec/kcp.md §6) is for KCP's TG03-contracted sites only and
+    // is not sent: refused rather than dropped, or the tax-free part would be taxed.
+    let no_tax_free = match p.get("tax_free") {
+        None | Some(Value::Null) => true,
+        Some(Value::String(s)) if s.trim().is_empty() => true,
+        Some(_) => int(p, "tax_free") == Some(0),
+    };
+    if !no_tax_free {
+        return Err(
+            "면세금액(tax_free)은 지원되지 않습니다: KCP 복합과세(TG03) 계약 가맹점 기능입니다."
+                .into(),
+        );
+    }
     let pay_method = text(p, "pay_method").unwrap_or_else(|| "card".into());
     let customer_uid = text(p, "customer_uid");
     let billing = billing_window(

@@ -1336,3 +1336,30 @@ async fn kcp_products_text_is_sanitized_like_good_name_before_it_reaches_good_in
         "{refused}"
     );
 }
+
+/// Mixed taxation is not sent to KCP: a tax_free amount is refused, not dropped (it would be
+/// taxed); 0 is no tax-free part.
+#[tokio::test]
+async fn a_nonzero_tax_free_is_refused_before_the_window_and_zero_is_no_tax_free_part() {
+    let app = spawn_app().await;
+    for tax_free in [json!(100), json!("100")] {
+        let refused = start_checkout(
+            &app,
+            json!({"merchant_uid": "web-tax-free", "amount": 1000, "tax_free": tax_free}),
+        )
+        .await;
+        assert_eq!(refused["code"], -1, "{refused}");
+        assert_eq!(
+            refused["message"],
+            "면세금액(tax_free)은 지원되지 않습니다: KCP 복합과세(TG03) 계약 가맹점 기능입니다."
+        );
+    }
+    let rsp = request_pay(
+        &app,
+        json!({"merchant_uid": "web-tax-free-0", "amount": 1000, "tax_free": 0}),
+        &CARD_OK,
+    )
+    .await;
+    assert_eq!(rsp["status"], "paid", "{rsp}");
+    assert!(app.sandbox.ledger().iter().all(|e| e.amount == 1000));
+}
