@@ -765,6 +765,24 @@ impl Gateway {
             let reason = "주문정보가 일치하지 않아 결제를 중단합니다.".to_string();
             return self.stop_window(&s, &p, "F400", reason, None).await;
         }
+        // The approval's pay_type comes from `use_pay_method`, which the buyer's browser posts
+        // back; KCP's standard window only offers the method it was opened with. Another one
+        // would approve (or fail to approve) under the wrong pay_type while the payment keeps the
+        // method it was opened with, so inquiries would ask with the wrong pay_type and a virtual
+        // account issued under a card payment would never match its deposits. Refused before the
+        // approval call and before the attempt is claimed, so nothing is sent to KCP.
+        if s.kcp_pay_method != BILLING_WINDOW {
+            let opened = window_plan(&s.method, false).map(|pl| pl.method);
+            let used = method_of_bitmask(get("use_pay_method").trim());
+            if used.is_none() || used != opened {
+                tracing::warn!(imp_uid = %p.imp_uid, opened = %s.kcp_pay_method, "window result names another pay method than the window was opened with; not approved");
+                let reason =
+                    "결제창을 연 결제수단과 다른 결제수단(use_pay_method)의 결과여서 결제를 \
+                              중단합니다."
+                        .to_string();
+                return self.stop_window(&s, &p, "F400", reason, None).await;
+            }
+        }
         if let Some(url) = &s.confirm_url {
             if let Err(reason) = self.confirm(url, &p).await {
                 let reason = format!("고객사 요청에 의해 결제를 중단합니다. (상세사유 : {reason})");
@@ -802,9 +820,6 @@ impl Gateway {
             return self.finish(&s, None).await;
         }
         let opened = window_plan(&s.method, false).map(|pl| pl.method);
-        if method_of_bitmask(&req.use_pay_method).is_some_and(|used| Some(used) != opened) {
-            tracing::warn!(imp_uid = %p.imp_uid, "window paid with another method than it was opened with");
-        }
         let outcome = match connector.approve_window(&req).await {
             Ok(approval) => {
                 self.settle_window(connector.as_ref(), p, attempt, approval)

@@ -1363,3 +1363,54 @@ async fn a_nonzero_tax_free_is_refused_before_the_window_and_zero_is_no_tax_free
     assert_eq!(rsp["status"], "paid", "{rsp}");
     assert!(app.sandbox.ledger().iter().all(|e| e.amount == 1000));
 }
+
+/// `use_pay_method` comes back through the buyer's browser and decides the approval's pay_type;
+/// KCP's window only offers the method it was opened with, so another one is refused before
+/// anything is sent to KCP.
+#[tokio::test]
+async fn a_result_naming_another_pay_method_than_the_window_was_opened_with_is_never_approved() {
+    let app = spawn_app().await;
+    let probe = FaultRule::new(paths::ENC_PAYMENT, Fault::Delay { ms: 0 });
+    app.sandbox.inject(probe.clone());
+    let (pay_url, fields) = hand_off(
+        &app,
+        json!({"pay_method": "card", "merchant_uid": "web-method-swap", "amount": 1000}),
+    )
+    .await;
+    let (ret_url, mut result) = window_result(&app, &pay_url, &fields, &CARD_OK).await;
+    assert_eq!(field(&result, "use_pay_method"), Some("100000000000"));
+    for (k, v) in result.iter_mut() {
+        if k == "use_pay_method" {
+            *v = "001000000000".into(); // a virtual account
+        }
+    }
+    let rsp = rsp_of(&post_form(&app, &ret_url, &result).await);
+    assert_eq!(rsp["success"], false, "{rsp}");
+    assert!(
+        rsp["error_msg"]
+            .as_str()
+            .unwrap()
+            .contains("use_pay_method"),
+        "{rsp}"
+    );
+    let p = payment_of(&app, &rsp).await;
+    assert_eq!(p["status"], "failed", "{p}");
+    assert_eq!(p["pay_method"], "card");
+    assert_eq!(
+        app.sandbox.armed_faults(),
+        vec![probe],
+        "no approval call reached KCP"
+    );
+    assert!(app.sandbox.ledger().is_empty());
+
+    // The genuine result of the same window is not approved afterwards either.
+    for (k, v) in result.iter_mut() {
+        if k == "use_pay_method" {
+            *v = "100000000000".into();
+        }
+    }
+    let again = rsp_of(&post_form(&app, &ret_url, &result).await);
+    assert_eq!(again["status"], "failed", "{again}");
+    assert!(app.sandbox.ledger().is_empty());
+    app.assert_ledger_agrees().await;
+}
