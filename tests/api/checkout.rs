@@ -1414,3 +1414,44 @@ async fn a_result_naming_another_pay_method_than_the_window_was_opened_with_is_n
     assert!(app.sandbox.ledger().is_empty());
     app.assert_ledger_agrees().await;
 }
+
+/// A merchant_uid whose account waits for its deposit, or whose approval is still being decided,
+/// is not "already paid": the refusal says what it is.
+#[tokio::test]
+async fn a_merchant_uid_with_an_issued_account_or_a_payment_in_flight_is_refused_for_what_it_is() {
+    let app = spawn_app().await;
+    let vbank = request_pay(
+        &app,
+        json!({"pay_method": "vbank", "merchant_uid": "web-taken-vbank", "amount": 5000}),
+        &[("bank", "BK04"), ("action", "pay")],
+    )
+    .await;
+    assert_eq!(vbank["status"], "ready", "{vbank}");
+    let refused = start_checkout(
+        &app,
+        json!({"merchant_uid": "web-taken-vbank", "amount": 5000}),
+    )
+    .await;
+    assert_eq!(refused["code"], 1, "{refused}");
+    let message = refused["message"].as_str().unwrap();
+    assert!(message.contains("가상계좌가 발급"), "{message}");
+    assert!(!message.contains("완료"), "{message}");
+
+    lose_the_approval_and_the_inquiry(&app);
+    let in_flight = request_pay(
+        &app,
+        json!({"pay_method": "trans", "merchant_uid": "web-taken-pending", "amount": 3000}),
+        &[("bank", "BK20"), ("action", "pay")],
+    )
+    .await;
+    assert_eq!(in_flight["error_code"], "F500", "{in_flight}");
+    let refused = start_checkout(
+        &app,
+        json!({"merchant_uid": "web-taken-pending", "amount": 3000}),
+    )
+    .await;
+    assert_eq!(refused["code"], 1, "{refused}");
+    let message = refused["message"].as_str().unwrap();
+    assert!(message.contains("진행 중인 결제"), "{message}");
+    assert!(!message.contains("완료"), "{message}");
+}
