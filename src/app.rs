@@ -34,6 +34,36 @@ pub struct AppState {
     pub gateway: Gateway,
     /// Who may post KCP's common notifications, and which proxies' `X-Forwarded-For` is believed.
     pub notify_sources: Arc<NotifySources>,
+    /// The URLs openport hands out (checkout) and the one it calls itself on (demo verifier).
+    pub urls: Arc<PublicUrls>,
+}
+
+/// [`Config::public_url`], checked, and this instance's own address.
+#[derive(Debug)]
+pub struct PublicUrls {
+    /// `OPENPORT_PUBLIC_URL` without its trailing slash: the base of every URL handed out.
+    pub configured: Option<String>,
+    /// `http://` + the address this instance listens on (an unspecified address as loopback):
+    /// where the demo verifier reaches this instance, whatever a request's `Host` names.
+    pub local: String,
+}
+
+impl PublicUrls {
+    fn new(configured: Option<String>, listen: SocketAddr) -> Self {
+        let ip = match listen.ip() {
+            std::net::IpAddr::V4(v4) if v4.is_unspecified() => {
+                std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)
+            }
+            std::net::IpAddr::V6(v6) if v6.is_unspecified() => {
+                std::net::IpAddr::V6(std::net::Ipv6Addr::LOCALHOST)
+            }
+            ip => ip,
+        };
+        Self {
+            configured,
+            local: format!("http://{}", SocketAddr::new(ip, listen.port())),
+        }
+    }
 }
 
 /// [`crate::config::KcpSettings::notify_sources`] and [`Config::trusted_proxies`], parsed.
@@ -78,6 +108,9 @@ impl App {
             anyhow::bail!(
                 "OPENPORT_MASTER_KEY (base64 of 32 bytes) is required when test mode is off"
             );
+        }
+        if !config.test_mode && config.public_url.is_none() {
+            tracing::warn!("OPENPORT_PUBLIC_URL is not set: browser checkout (IMP.request_pay) is refused except on a loopback Host (docs/operations.md \"Public URL\")");
         }
         if config.master_key.is_none() {
             tracing::warn!("no master key configured: using the public test-mode key (never use this in production)");
@@ -178,6 +211,7 @@ impl App {
                 allowed: config.kcp_notify_sources()?,
                 proxies: config.trusted_proxies()?,
             }),
+            urls: Arc::new(PublicUrls::new(config.public_base()?, addr)),
         });
         let server = tokio::spawn(async move {
             let done = async move {

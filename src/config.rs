@@ -38,6 +38,12 @@ pub struct Config {
     /// not itself a trusted proxy. Unset: none, and `X-Forwarded-For` is ignored (a client could
     /// write anything there).
     pub trusted_proxies: Option<String>,
+    /// The URL buyers' browsers (and KCP's window) reach openport at, e.g.
+    /// `https://pay.example.com` or `https://example.com/pay`: the base of `Ret_URL` and the
+    /// checkout hand-off URL. Unset: taken from each request's `Host` (and `X-Forwarded-Proto`
+    /// from a trusted proxy), which outside test mode is done only for a loopback `Host`
+    /// (docs/operations.md "Public URL").
+    pub public_url: Option<String>,
     pub kcp: KcpSettings,
     pub sandbox: SandboxSettings,
     pub resolver: ResolverSettings,
@@ -154,6 +160,7 @@ impl Default for Config {
             master_key: None,
             previous_master_keys: None,
             trusted_proxies: None,
+            public_url: None,
             kcp: KcpSettings {
                 api_base: None,
                 timeout_ms: 30_000,
@@ -217,6 +224,11 @@ pub enum ConfigError {
          payments and must have at least {MIN_ADMIN_TOKEN_CHARS} (e.g. `openssl rand -hex 32`)"
     )]
     AdminTokenTooShort { length: usize },
+    #[error(
+        "OPENPORT_PUBLIC_URL {0:?} must be an http(s) URL without credentials, query or fragment, \
+         such as https://pay.example.com or https://example.com/pay"
+    )]
+    BadPublicUrl(String),
 }
 
 /// The operator token's minimum length: it is compared on every request and guessing it opens
@@ -261,7 +273,28 @@ impl Config {
         }
         self.kcp_notify_sources()?;
         self.trusted_proxies()?;
+        self.public_base()?;
         Ok(())
+    }
+
+    /// [`Config::public_url`] without its trailing slash, checked: the base URLs handed out are
+    /// built on.
+    pub fn public_base(&self) -> Result<Option<String>, ConfigError> {
+        let Some(raw) = self.public_url.as_deref().map(str::trim) else {
+            return Ok(None);
+        };
+        let bad = || ConfigError::BadPublicUrl(raw.to_string());
+        let url = reqwest::Url::parse(raw).map_err(|_| bad())?;
+        let usable = matches!(url.scheme(), "http" | "https")
+            && url.host_str().is_some_and(|h| !h.is_empty())
+            && url.username().is_empty()
+            && url.password().is_none()
+            && url.query().is_none()
+            && url.fragment().is_none();
+        if !usable {
+            return Err(bad());
+        }
+        Ok(Some(url.as_str().trim_end_matches('/').to_string()))
     }
 
     /// [`KcpSettings::notify_sources`], parsed, or KCP's senders for this mode.
@@ -390,6 +423,36 @@ mod tests {
         assert!(config.validate().is_ok());
         config.admin_token = None;
         assert!(config.validate().is_ok(), "no operator token at all");
+    }
+
+    #[test]
+    fn a_public_url_is_an_http_base_without_its_trailing_slash_or_refuses_to_start() {
+        let mut config = Config::default();
+        assert_eq!(config.public_base().unwrap(), None);
+        for (given, base) in [
+            ("https://pay.example.com", "https://pay.example.com"),
+            ("https://pay.example.com/", "https://pay.example.com"),
+            ("https://example.com/pay/", "https://example.com/pay"),
+            ("http://127.0.0.1:8080", "http://127.0.0.1:8080"),
+        ] {
+            config.public_url = Some(given.into());
+            assert_eq!(
+                config.public_base().unwrap().as_deref(),
+                Some(base),
+                "{given}"
+            );
+        }
+        for bad in [
+            "pay.example.com",
+            "ftp://pay.example.com",
+            "https://user:pw@pay.example.com",
+            "https://pay.example.com/?x=1",
+            "https://pay.example.com/#top",
+        ] {
+            config.public_url = Some(bad.into());
+            let err = config.validate().unwrap_err().to_string();
+            assert!(err.contains("OPENPORT_PUBLIC_URL"), "{bad}: {err}");
+        }
     }
 
     #[test]

@@ -1,8 +1,10 @@
 /*
  * openport iamport.js: the browser side of openport's iamport (PortOne V1) compatible checkout.
  *
- * Loaded as <script src="{openport}/js/iamport.js">, it defines window.IMP with IMP.init(code) and
- * IMP.request_pay(params, callback?), so front-end code written for iamport runs unchanged.
+ * Loaded as <script src="{openport}/js/iamport.js"> (or iamport's other paths, /v1/iamport.js and
+ * /js/iamport.payment-1.2.0.js), it defines window.IMP with IMP.init(code), IMP.agency(code, tier),
+ * IMP.request_pay(params, callback?) and IMP.certification(params, callback?), so front-end code
+ * written for iamport runs unchanged.
  * Plain ES5, no build step: the gateway serves this exact file (include_str!). Type-checked with
  * `npm run typecheck` (tsc --checkJs) against iamport-typings. js-sdk/README.md has the contract.
  */
@@ -69,6 +71,9 @@
     return a.protocol + '//' + a.hostname + (a.port && !defaultPort ? ':' + a.port : '');
   }
 
+  /** The script's own paths (iamport's too: /v1/iamport.js, /js/iamport.payment-1.2.0.js). */
+  var SCRIPT_PATH = /(js\/iamport(\.min|\.payment-[0-9.]+)?\.js|v1\/iamport\.js)([?#]|$)/;
+
   /** @returns {string} the absolute URL this script was loaded from */
   function scriptSrc() {
     var current = /** @type {HTMLScriptElement|null} */ (document.currentScript);
@@ -77,7 +82,7 @@
     }
     var scripts = document.getElementsByTagName('script');
     for (var i = scripts.length - 1; i >= 0; i--) {
-      if (/\/js\/iamport(\.min)?\.js([?#]|$)/.test(scripts[i].src)) {
+      if (SCRIPT_PATH.test(scripts[i].src)) {
         return scripts[i].src;
       }
     }
@@ -85,7 +90,7 @@
   }
 
   var SRC = scriptSrc();
-  var cut = SRC.search(/js\/iamport(\.min)?\.js([?#]|$)/);
+  var cut = SRC.search(SCRIPT_PATH);
   /** The gateway's base URL, with a trailing slash (keeps a path prefix such as /pay/). */
   var BASE = cut > 0 ? SRC.substring(0, cut) : originOf(SRC) + '/';
   var BASE_ORIGIN = originOf(BASE);
@@ -240,6 +245,21 @@
   }
 
   /**
+   * m_redirect_url resolved against this page, as the gateway resolves it (it answers the redirect
+   * from its own host); null unless http(s).
+   * @param {string} url
+   * @returns {string|null}
+   */
+  function httpUrl(url) {
+    if (!url) {
+      return null;
+    }
+    var a = document.createElement('a');
+    a.href = url;
+    return a.protocol === 'http:' || a.protocol === 'https:' ? a.href : null;
+  }
+
+  /**
    * End a call that never opened a window: the mobile flow goes to m_redirect_url, else callback.
    * @param {OpenportRequestPayParams} params
    * @param {RequestPayResponseCallback|null} callback
@@ -247,8 +267,9 @@
    * @param {OpenportRequestPayResponse} rsp
    */
   function endEarly(params, callback, mobile, rsp) {
-    if (mobile && typeof params.m_redirect_url === 'string' && params.m_redirect_url) {
-      window.location.href = redirectUrl(params.m_redirect_url, rsp);
+    var target = mobile && typeof params.m_redirect_url === 'string' ? httpUrl(params.m_redirect_url) : null;
+    if (target) {
+      window.location.href = redirectUrl(target, rsp);
       return;
     }
     if (callback) {
@@ -427,11 +448,42 @@
   }
 
   /**
+   * Calls `start` with the callback, or without one returns a Promise of the response (iamport's
+   * SDK from 1.3 on); undefined with a callback, as before.
+   * @template T
+   * @param {function(function(T): void): void} start
+   * @param {function(T): void} [callback]
+   * @returns {Promise<T>|undefined}
+   */
+  function callbackOrPromise(start, callback) {
+    if (typeof callback === 'function') {
+      start(callback);
+      return undefined;
+    }
+    var PromiseCtor = /** @type {any} */ (window).Promise;
+    if (typeof PromiseCtor !== 'function') {
+      start(function () {});
+      return undefined;
+    }
+    return new PromiseCtor(start);
+  }
+
+  /**
    * @param {OpenportRequestPayParams} params
    * @param {RequestPayResponseCallback} [callback]
+   * @returns {Promise<OpenportRequestPayResponse>|undefined}
    */
   function requestPay(params, callback) {
-    var cb = typeof callback === 'function' ? callback : null;
+    return callbackOrPromise(function (/** @type {RequestPayResponseCallback} */ done) {
+      startPay(params, done);
+    }, callback);
+  }
+
+  /**
+   * @param {OpenportRequestPayParams} params
+   * @param {RequestPayResponseCallback} cb
+   */
+  function startPay(params, cb) {
     var p = /** @type {OpenportRequestPayParams} */ (params && typeof params === 'object' ? params : {});
     var mobile = isMobileUA() && p.popup !== true;
 
@@ -441,11 +493,8 @@
     }
     if (active) {
       // One checkout at a time; the one in progress is left alone (no redirect).
-      if (cb) {
-        var busyCallback = cb;
-        var busy = failure(p, 'F_IN_PROGRESS', '이미 진행 중인 결제가 있습니다.');
-        window.setTimeout(function () { busyCallback(busy); }, 0);
-      }
+      var busy = failure(p, 'F_IN_PROGRESS', '이미 진행 중인 결제가 있습니다.');
+      window.setTimeout(function () { cb(busy); }, 0);
       return;
     }
 
@@ -480,15 +529,54 @@
     });
   }
 
-  /** @type {Iamport & {openport: boolean, version: string}} */
+  /** @param {string} code */
+  function init(code) {
+    merchantCode = code ? String(code) : null;
+  }
+
+  /**
+   * Identity verification is a different product (PASS/SMS through danal and others), which
+   * openport does not offer: the merchant's callback gets a failure rather than a TypeError.
+   * @param {any} params
+   * @param {function(any): void} [callback]
+   */
+  function certification(params, callback) {
+    var p = params && typeof params === 'object' ? params : {};
+    return callbackOrPromise(function (/** @type {function(any): void} */ done) {
+      var rsp = {
+        success: false,
+        imp_success: false,
+        imp_uid: null,
+        merchant_uid: p.merchant_uid,
+        pg_provider: null,
+        pg_type: null,
+        error_code: 'F_NOT_SUPPORTED',
+        error_msg: 'openport는 본인인증(IMP.certification)을 지원하지 않습니다.'
+      };
+      window.setTimeout(function () { done(rsp); }, 0);
+    }, callback);
+  }
+
+  /**
+   * @type {Iamport & {openport: boolean, version: string,
+   *   agency: function(string, string=): void,
+   *   certification: function(any, function(any): void=): (Promise<any>|undefined)}}
+   */
   var IMP = {
     openport: true,
     version: '0.1.0',
-    /** @param {string} code */
-    init: function (code) {
-      merchantCode = code ? String(code) : null;
+    init: init,
+    /**
+     * iamport's agency (partner) form of init. The tier code names a sub-merchant of an agency at
+     * iamport; at openport the imp_code alone names the merchant, so the tier is ignored.
+     * @param {string} code
+     * @param {string} [_tierCode]
+     */
+    agency: function (code, _tierCode) {
+      init(code);
     },
-    request_pay: requestPay
+    request_pay: requestPay,
+    certification: certification
   };
   window.IMP = IMP;
 })(window, document);

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import {
   OPENPORT_URL, BASE, launch, startMerchant, windowFrame, completeWindow,
-  getPayment, prepare, payKeyIn, uid, MOBILE_UA,
+  getPayment, prepare, payKeyIn, uid, MOBILE_UA, SCRIPT_PATHS, callbacks,
 } from './lib/harness.mjs';
 import { params, merchantPages } from './lib/pages.mjs';
 
@@ -121,6 +121,49 @@ test('a prepared amount that matches goes through', { timeout: 90_000 }, async (
   assert.equal(rsp.paid_amount, 3000);
 });
 
+for (const [path, script] of Object.entries(SCRIPT_PATHS)) {
+  test(`the SDK loaded from iamport's path /${script} pays through the same gateway`, { timeout: 90_000 }, async () => {
+    const served = await fetch(`${BASE}/${script}`);
+    assert.equal(served.status, 200);
+    assert.match(served.headers.get('content-type'), /javascript/);
+    assert.equal(await served.text(), await (await fetch(`${BASE}/js/iamport.js`)).text());
+    const context = await browser.newContext();
+    const page = await context.newPage();
+    page.setDefaultTimeout(20_000);
+    try {
+      await page.goto(`${merchant.origin}${path}`);
+      const p = params();
+      await page.evaluate((x) => window.pay(x), p);
+      await page.locator('#openport-overlay #openport-frame').waitFor();
+      await completeWindow(windowFrame(page), 'card');
+      const [rsp] = await callbacks(page);
+      assert.equal(rsp.success, true, JSON.stringify(rsp));
+      assert.equal(rsp.merchant_uid, p.merchant_uid);
+    } finally {
+      await context.close();
+    }
+  });
+}
+
+test('a request_pay without merchant_uid is given one, named in the rsp', { timeout: 90_000 }, async () => {
+  const p = params({ amount: 1100 });
+  delete p.merchant_uid;
+  const rsp = await payInOverlay(p);
+  assert.equal(rsp.success, true, JSON.stringify(rsp));
+  assert.match(rsp.merchant_uid, /^mid_\d+_[0-9a-f]{8}$/);
+  const { json } = await getPayment(rsp.imp_uid);
+  assert.equal(json.response.merchant_uid, rsp.merchant_uid);
+});
+
+test('buyer_name and custom_data holding </script> and <!--<script> reach the callback unchanged', { timeout: 90_000 }, async () => {
+  const buyerName = '홍</script><!--<script>길동\u2028';
+  const customData = { note: '</script><script>window.__injected = true</script><!--<script>', amp: 'a&b' };
+  const rsp = await payInOverlay(params({ buyer_name: buyerName, custom_data: customData }));
+  assert.equal(rsp.success, true, JSON.stringify(rsp));
+  assert.equal(rsp.buyer_name, buyerName);
+  assert.deepEqual(JSON.parse(rsp.custom_data), customData);
+});
+
 test('bank transfer in the window', { timeout: 90_000 }, async () => {
   const p = params({ pay_method: 'trans' });
   const rsp = await payInOverlay(p);
@@ -149,6 +192,7 @@ test('virtual account: issued, rsp status ready with the account', { timeout: 90
   assert.equal(rsp.success, true, JSON.stringify(rsp));
   assert.equal(rsp.pay_method, 'vbank');
   assert.equal(rsp.status, 'ready');
+  assert.equal(rsp.paid_amount, 10000, 'iamport: 가상계좌 입금예정 금액');
   assert.ok(rsp.vbank_num, 'vbank_num');
   assert.ok(rsp.vbank_name, 'vbank_name');
   assert.ok(rsp.vbank_date > 0, 'vbank_date');

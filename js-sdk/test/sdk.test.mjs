@@ -245,6 +245,84 @@ test('mobile: a refusal before the window goes to m_redirect_url with imp_succes
   await context.close();
 });
 
+test('mobile: a relative m_redirect_url is the merchant page\'s and a javascript: one is never followed', { timeout: 30_000 }, async () => {
+  const { page, context, errors } = await openPage({ userAgent: MOBILE_UA });
+  await page.evaluate((x) => window.pay(x), params({ merchant_uid: uid('refuse'), m_redirect_url: 'done?order=8#top' }));
+  await page.waitForURL(`${merchant.origin}/done?**`);
+  const url = new URL(page.url());
+  assert.equal(url.searchParams.get('order'), '8');
+  assert.equal(url.searchParams.get('imp_success'), 'false');
+  assert.equal(url.hash, '#top');
+  await page.goto(`${merchant.origin}/pay`);
+  await page.evaluate(() => { window.__hijacked = false; });
+  await page.evaluate((x) => window.pay(x), params({ merchant_uid: uid('refuse'), m_redirect_url: 'javascript:window.__hijacked=true' }));
+  const [rsp] = await callbacks(page, 1, 10_000);
+  assert.equal(rsp.success, false);
+  assert.equal(await page.evaluate(() => window.__hijacked), false);
+  assert.equal(new URL(page.url()).pathname, '/pay');
+  assert.deepEqual(errors, []);
+  await context.close();
+});
+
+test('request_pay without a callback returns a Promise of the rsp; with one it returns undefined', { timeout: 30_000 }, async () => {
+  const { page, context, errors } = await openPage();
+  const p = params();
+  const pending = page.evaluate((x) => {
+    const returned = IMP.request_pay(x);
+    window.__isPromise = returned instanceof Promise;
+    return returned;
+  }, p);
+  await page.locator('#openport-frame').waitFor();
+  assert.equal(await page.evaluate(() => window.__isPromise), true);
+  await page.frameLocator('#openport-frame').locator('#complete').click();
+  const rsp = await pending;
+  assert.equal(rsp.success, true);
+  assert.equal(rsp.merchant_uid, p.merchant_uid);
+  // A refusal before the window resolves too (it never rejects: rsp.success says how it went).
+  const refused = await page.evaluate((x) => IMP.request_pay(x), params({ merchant_uid: uid('refuse') }));
+  assert.equal(refused.success, false);
+  assert.equal(refused.error_msg, '이미 결제가 완료된 주문번호입니다.');
+  const withCallback = await page.evaluate((x) => {
+    const returned = IMP.request_pay(x, (r) => window.__rsps.push(r));
+    return returned === undefined;
+  }, params({ merchant_uid: uid('refuse') }));
+  assert.equal(withCallback, true);
+  await callbacks(page);
+  assert.deepEqual(errors, []);
+  await context.close();
+});
+
+test('IMP.agency is init with the tier code ignored', { timeout: 30_000 }, async () => {
+  const { page, context } = await openPage({ path: '/pay-no-init' });
+  await page.evaluate(() => IMP.agency('imp00000000', 'tier-42'));
+  await page.evaluate((x) => window.pay(x), params());
+  await page.locator('#openport-frame').waitFor();
+  assert.equal(gateway.requests.at(-1).body.imp_code, 'imp00000000');
+  await page.frameLocator('#openport-frame').locator('#complete').click();
+  assert.equal((await callbacks(page))[0].success, true);
+  await context.close();
+});
+
+test('IMP.certification calls back with a failure saying openport does not verify identities', { timeout: 30_000 }, async () => {
+  const { page, context, errors } = await openPage();
+  const before = gateway.requests.length;
+  const viaCallback = await page.evaluate(() => new Promise((resolve) => {
+    IMP.certification({ merchant_uid: 'cert-1', popup: true }, resolve);
+  }));
+  assert.equal(viaCallback.success, false);
+  assert.equal(viaCallback.imp_uid, null);
+  assert.equal(viaCallback.merchant_uid, 'cert-1');
+  assert.match(viaCallback.error_msg, /본인인증/);
+  assert.match(viaCallback.error_msg, /지원하지 않습니다/);
+  const viaPromise = await page.evaluate(() => IMP.certification({ merchant_uid: 'cert-2' }));
+  assert.equal(viaPromise.success, false);
+  assert.equal(viaPromise.merchant_uid, 'cert-2');
+  assert.equal(gateway.requests.length, before, 'nothing was sent');
+  assert.equal(await page.locator('#openport-overlay').count(), 0);
+  assert.deepEqual(errors, []);
+  await context.close();
+});
+
 test('mobile with popup: true keeps the page and uses the overlay', { timeout: 30_000 }, async () => {
   const { page, context } = await openPage({ userAgent: MOBILE_UA });
   await page.evaluate((x) => window.pay(x), params({ popup: true, m_redirect_url: `${merchant.origin}/done` }));

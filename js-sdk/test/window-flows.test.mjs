@@ -193,3 +193,24 @@ test('a KCP approval for another amount than the order is net-cancelled and repo
     if (origin) await sandbox(origin, 'DELETE', '/_sandbox/faults');
   }
 });
+
+test('a window result whose use_pay_method the browser changed is refused before approval', { timeout: 90_000 }, async () => {
+  const p = params({ amount: 4000 });
+  let origin;
+  const rsp = await payInOverlay(p, filling('card', (o) => { origin = o; }), async (context) => {
+    // The buyer's browser rewrites the method in what KCP's window posts back to Ret_URL.
+    await context.route('**/checkout/kcp/return', (route) => {
+      const body = new URLSearchParams(route.request().postData() ?? '');
+      body.set('use_pay_method', '001000000000');
+      route.continue({ postData: body.toString() });
+    });
+  });
+  assert.equal(rsp.success, false, JSON.stringify(rsp));
+  assert.match(rsp.error_msg, /use_pay_method/);
+  const { json } = await getPayment(rsp.imp_uid);
+  assert.equal(json.response.status, 'failed');
+  assert.equal(json.response.pay_method, 'card');
+  const ledger = await sandbox(origin, 'GET', '/_sandbox/ledger');
+  const orderNo = `OP${rsp.imp_uid.replace(/^imp_/, '')}`; // openport's KCP ordr_idxx
+  assert.ok(!ledger.some((e) => e.order_no === orderNo), 'nothing approved at KCP');
+});

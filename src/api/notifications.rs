@@ -21,7 +21,7 @@ const RETRY: &str =
     "<html><body><form><input type=\"hidden\" name=\"result\" value=\"9999\"></form></body></html>";
 
 /// The TCP peer of the request, when the server recorded it.
-pub struct Peer(Option<IpAddr>);
+pub struct Peer(pub Option<IpAddr>);
 
 impl<S: Send + Sync> FromRequestParts<S> for Peer {
     type Rejection = Infallible;

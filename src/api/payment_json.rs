@@ -3,7 +3,7 @@
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::domain::payment::{receipt_url, PaymentStatus};
+use crate::domain::payment::PaymentStatus;
 use crate::service::lookup::Page;
 use crate::service::PaymentRecord;
 
@@ -73,15 +73,7 @@ impl From<PaymentRecord> for PaymentAnnotation {
     fn from(r: PaymentRecord) -> Self {
         let p = r.payment;
         let status = PaymentStatus::from_db(&p.status);
-        // KCP's slip exists once money moved: paid, or cancelled after it was paid (a revoked
-        // virtual account was never paid). Cancellations keep no receipt of their own yet
-        // (`cancel_history[].receipt_url`, `cancel_receipt_urls`).
-        let receipt_url = match (&p.pg_tid, status, p.paid_at) {
-            (Some(tno), PaymentStatus::Paid | PaymentStatus::Cancelled, Some(_)) => {
-                receipt_url(&p.pay_method, tno, &p.order_no, p.amount, p.sandbox)
-            }
-            _ => None,
-        };
+        let receipt_url = p.receipt_url();
         Self {
             status: status.as_iamport().to_string(),
             imp_uid: p.imp_uid,

@@ -1,5 +1,7 @@
 //! Browser-facing checkout: the `IMP` script, request_pay's server side, the hand-off page that
 //! posts to KCP's window, `Ret_URL`, and the answer to the browser (callback or redirect).
+use std::net::IpAddr;
+
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -12,7 +14,9 @@ use tower_http::cors::{Any, CorsLayer};
 
 use crate::api::envelope::{json_response, ok};
 use crate::api::error::ApiError;
-use crate::app::AppState;
+use crate::api::notifications::Peer;
+use crate::app::{AppState, PublicUrls};
+use crate::net::AddressList;
 use crate::service::checkout::{CheckoutFinish, CheckoutRequest, Rsp, WindowFields};
 use crate::service::pay::ChargeOrder;
 use crate::service::ServiceError;
@@ -39,6 +43,9 @@ pub fn router() -> Router<AppState> {
         );
     Router::new()
         .route("/js/iamport.js", get(script))
+        // iamport's own script paths, so a page only has to change the host.
+        .route("/v1/iamport.js", get(script))
+        .route("/js/iamport.payment-1.2.0.js", get(script))
         .route("/checkout/session/{token}", get(hand_off))
         .route("/checkout/kcp/return", post(kcp_return))
         .route("/", get(demo))
@@ -67,18 +74,45 @@ async fn demo(State(s): State<AppState>) -> Response {
     Html(DEMO_HTML).into_response()
 }
 
-/// The origin the browser used to reach openport (`Ret_URL` and the hand-off URL must be
-/// reachable by the buyer's browser, not just by the server).
-fn public_base(headers: &HeaderMap) -> String {
-    let host = headers
-        .get(header::HOST)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("127.0.0.1:8080");
-    let proto = headers
-        .get("x-forwarded-proto")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("http");
-    format!("{proto}://{host}")
+/// The base of the URLs this request hands out (`Ret_URL`, the hand-off page), which the buyer's
+/// browser must reach: `OPENPORT_PUBLIC_URL` when configured. Otherwise the request's `Host`,
+/// which the client writes, so only in test mode or when it names this machine (a loopback
+/// address or `localhost`); its scheme is `https` only when a trusted proxy
+/// (`OPENPORT_TRUSTED_PROXIES`) says so in `X-Forwarded-Proto`. None: no usable base
+/// (docs/operations.md "Public URL").
+fn public_base(
+    urls: &PublicUrls,
+    test_mode: bool,
+    headers: &HeaderMap,
+    peer: Option<IpAddr>,
+    proxies: &AddressList,
+) -> Option<String> {
+    if let Some(base) = &urls.configured {
+        return Some(base.clone());
+    }
+    let host = headers.get(header::HOST)?.to_str().ok()?;
+    let authority: axum::http::uri::Authority = host.parse().ok()?;
+    if authority.as_str().contains('@') || !(test_mode || is_loopback_host(authority.host())) {
+        return None;
+    }
+    let from_proxy = peer.is_some_and(|ip| match proxies {
+        AddressList::Only(list) => !list.is_empty() && proxies.contains(ip),
+        AddressList::Any => false,
+    });
+    let https = from_proxy
+        && headers
+            .get("x-forwarded-proto")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(',').next())
+            .is_some_and(|v| v.trim().eq_ignore_ascii_case("https"));
+    let scheme = if https { "https" } else { "http" };
+    Some(format!("{scheme}://{}", authority.as_str()))
+}
+
+fn is_loopback_host(host: &str) -> bool {
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    bare.eq_ignore_ascii_case("localhost")
+        || bare.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 #[derive(Deserialize)]
@@ -116,19 +150,38 @@ fn origin_of(url: &str) -> String {
     }
 }
 
-/// iamport's `vbank_due` (Korea time): `YYYYMMDDhhmm` (through that minute), `YYYYMMDD` (through
-/// that day), `YYYYMMDDhhmmss`, or Unix seconds.
+/// iamport's `vbank_due` (Korea time), in the forms PortOne's SDK documents: `YYYY-MM-DD` and
+/// `YYYYMMDD` (through that day), `YYYY-MM-DD HH:mm:ss`, `YYYYMMDDHHmm` (through that minute) and
+/// `YYYYMMDDHHmmss`; also `YYYY-MM-DD HH:mm` and Unix seconds (10 digits, as `POST /vbanks` takes).
 fn vbank_due(s: &str) -> Option<chrono::DateTime<chrono::Utc>> {
     use chrono::{NaiveDateTime, TimeZone};
     let s = s.trim();
-    if !s.bytes().all(|b| b.is_ascii_digit()) {
+    if s.len() == 10 && s.bytes().all(|b| b.is_ascii_digit()) {
+        return chrono::DateTime::from_timestamp(s.parse().ok()?, 0);
+    }
+    // `YYYY-MM-DD HH:mm:ss` → `YYYYMMDDHHmmss`: separators only where the form puts them.
+    let digits: String = match s.len() {
+        10 | 16 | 19 => {
+            let b = s.as_bytes();
+            let at = |i: usize, c: u8| b.get(i) == Some(&c);
+            let shaped = at(4, b'-')
+                && at(7, b'-')
+                && (s.len() == 10 || (at(10, b' ') || at(10, b'T')) && at(13, b':'))
+                && (s.len() != 19 || at(16, b':'));
+            if !shaped {
+                return None;
+            }
+            s.chars().filter(char::is_ascii_digit).collect()
+        }
+        _ => s.to_string(),
+    };
+    if !digits.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
-    let local = match s.len() {
-        8 => format!("{s}235959"),
-        10 => return chrono::DateTime::from_timestamp(s.parse().ok()?, 0),
-        12 => format!("{s}59"),
-        14 => s.to_string(),
+    let local = match digits.len() {
+        8 => format!("{digits}235959"),
+        12 => format!("{digits}59"),
+        14 => digits,
         _ => return None,
     };
     let naive = NaiveDateTime::parse_from_str(&local, "%Y%m%d%H%M%S").ok()?;
@@ -138,16 +191,87 @@ fn vbank_due(s: &str) -> Option<chrono::DateTime<chrono::Utc>> {
         .map(|t| t.with_timezone(&chrono::Utc))
 }
 
+/// Whether a request opens KCP's billing-key window (seed 004, "비인증 결제창 요청"): KCP issues
+/// a key there and never charges ("실제 승인은 이루어지지 않습니다"), whatever amount it shows, while
+/// its payment window charges and never issues a key. So a request must not carry a
+/// customer_uid and be charged without a key:
+/// - `kcp_billing` (or `kcp_billing.{site_cd}`) is the billing window, and needs customer_uid;
+/// - customer_uid without a pg (the merchant's default channel, per the seed) opens it too;
+/// - on `kcp` (the payment window's channel) customer_uid is taken as a key request only with
+///   amount 0; with an amount the merchant expects a charge KCP's billing window would not make,
+///   so it is refused with the way that works (issue on `kcp_billing`, charge with `again`).
+fn billing_window(pg: &str, has_customer_uid: bool, amount: i64) -> Result<bool, String> {
+    let channel = pg.split('.').next().unwrap_or("");
+    if channel == "kcp_billing" {
+        if !has_customer_uid {
+            return Err("kcp_billing 결제창에는 customer_uid가 필요합니다.".into());
+        }
+        return Ok(true);
+    }
+    if !has_customer_uid {
+        return Ok(false);
+    }
+    if channel == "kcp" && amount != 0 {
+        return Err(
+            "KCP 결제창은 customer_uid로 빌링키를 발급하지 않습니다: pg 'kcp_billing'으로 \
+                    빌링키를 발급한 뒤 REST API(/subscribe/payments/again)로 결제해 주세요."
+                .into(),
+        );
+    }
+    Ok(true)
+}
+
+/// `m_redirect_url` as the merchant page meant it: a relative URL is resolved against the page
+/// (`page_url`, the SDK's `location.href`) now, since the redirect is answered from openport's
+/// `Ret_URL`, where the browser would resolve it against openport's host. Only http(s): the
+/// buyer's browser is sent there.
+fn resolve_redirect(url: &str, page_url: &str) -> Result<String, String> {
+    let resolved = match reqwest::Url::parse(page_url) {
+        Ok(page) if matches!(page.scheme(), "http" | "https") => page.join(url.trim()),
+        _ => reqwest::Url::parse(url.trim()),
+    };
+    match resolved {
+        Ok(u) if matches!(u.scheme(), "http" | "https") => Ok(u.into()),
+        _ => Err(
+            "m_redirect_url은 http(s) 주소이거나 결제 페이지 기준의 상대 주소여야 합니다.".into(),
+        ),
+    }
+}
+
 /// RequestPayParams (spec §6) → a checkout request; a refusal carries iamport's envelope.
-fn parse(p: &Value, mobile: bool, page_url: &str) -> Result<CheckoutRequest, String> {
-    let merchant_uid = text(p, "merchant_uid").ok_or("merchant_uid는 필수입니다.")?;
+fn parse(
+    p: &Value,
+    merchant_uid: String,
+    mobile: bool,
+    page_url: &str,
+) -> Result<CheckoutRequest, String> {
     if merchant_uid.chars().count() > 80 {
         return Err("merchant_uid는 80자 이하여야 합니다.".into());
     }
     let amount = int(p, "amount").ok_or("amount는 정수여야 합니다.")?;
-    let pg = text(p, "pg").unwrap_or_default();
+    // Mixed taxation (comm_free_mny, spec/kcp.md §6) is for KCP's TG03-contracted sites only and
+    // is not sent: refused rather than dropped, or the tax-free part would be taxed.
+    let no_tax_free = match p.get("tax_free") {
+        None | Some(Value::Null) => true,
+        Some(Value::String(s)) if s.trim().is_empty() => true,
+        Some(_) => int(p, "tax_free") == Some(0),
+    };
+    if !no_tax_free {
+        return Err(
+            "면세금액(tax_free)은 지원되지 않습니다: KCP 복합과세(TG03) 계약 가맹점 기능입니다."
+                .into(),
+        );
+    }
+    let pay_method = text(p, "pay_method").unwrap_or_else(|| "card".into());
     let customer_uid = text(p, "customer_uid");
-    let billing = customer_uid.is_some() && (pg.starts_with("kcp_billing") || amount == 0);
+    let billing = billing_window(
+        &text(p, "pg").unwrap_or_default(),
+        customer_uid.is_some(),
+        amount,
+    )?;
+    if billing && pay_method != "card" {
+        return Err("빌링키 발급 결제창(customer_uid)은 pay_method 'card'만 지원합니다.".into());
+    }
     let currency = text(p, "currency")
         .unwrap_or_else(|| "KRW".into())
         .to_ascii_uppercase();
@@ -184,6 +308,14 @@ fn parse(p: &Value, mobile: bool, page_url: &str) -> Result<CheckoutRequest, Str
                 .collect()
         })
         .unwrap_or_default();
+    // Only a virtual account has a deadline: public integrations pass the `'YYYYMMDD'`
+    // placeholder with every pay method, and a card payment must not be refused for it.
+    let vbank_due = match text(p, "vbank_due") {
+        Some(d) if pay_method == "vbank" => Some(vbank_due(&d).ok_or(
+            "vbank_due는 YYYYMMDD, YYYY-MM-DD, YYYYMMDDHHmm(ss) 또는 YYYY-MM-DD HH:mm:ss 형식이어야 합니다.",
+        )?),
+        _ => None,
+    };
     let card_quota = p
         .get("display")
         .and_then(|d| d.get("card_quota"))
@@ -211,21 +343,21 @@ fn parse(p: &Value, mobile: bool, page_url: &str) -> Result<CheckoutRequest, Str
             customer_uid,
             ..ChargeOrder::default()
         },
-        pay_method: text(p, "pay_method").unwrap_or_else(|| "card".into()),
+        pay_method,
         billing,
         escrow: p.get("escrow").and_then(Value::as_bool).unwrap_or(false),
         products,
         card_quota,
         shop_user_id: p.get("bypass").and_then(|b| text(b, "shop_user_id")),
         confirm_url: text(p, "confirm_url"),
-        redirect_url: text(p, "m_redirect_url"),
+        redirect_url: text(p, "m_redirect_url")
+            .map(|url| resolve_redirect(&url, page_url))
+            .transpose()?,
         mobile,
         page_origin: origin_of(page_url),
         page_url: page_url.to_string(),
         digital: p.get("digital").and_then(Value::as_bool).unwrap_or(false),
-        vbank_due: text(p, "vbank_due")
-            .map(|d| vbank_due(&d).ok_or("vbank_due는 YYYYMMDDhhmm 형식이어야 합니다."))
-            .transpose()?,
+        vbank_due,
     })
 }
 
@@ -236,12 +368,19 @@ fn refusal(code: i32, message: String, merchant_uid: &str, imp_uid: Option<Strin
     )
 }
 
-async fn request(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+async fn request(
+    State(s): State<AppState>,
+    Peer(peer): Peer,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let Ok(req) = serde_json::from_slice::<RequestBody>(&body) else {
         return ApiError::bad_request("요청 본문(JSON)을 해석할 수 없습니다.").into_response();
     };
     let params = req.params.unwrap_or(Value::Null);
-    let merchant_uid = text(&params, "merchant_uid").unwrap_or_default();
+    // Optional, as at iamport: one is made up and reported in the rsp.
+    let merchant_uid = text(&params, "merchant_uid")
+        .unwrap_or_else(|| crate::domain::ids::new_merchant_uid(s.gateway.clock.now()));
     let m = match s
         .gateway
         .merchant_by_code(req.imp_code.as_deref().unwrap_or(""))
@@ -250,11 +389,33 @@ async fn request(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -> 
         Ok(m) => m,
         Err(e) => return ApiError::from(e).into_response(),
     };
-    let parsed = match parse(&params, req.mobile, req.page_url.as_deref().unwrap_or("")) {
+    let parsed = match parse(
+        &params,
+        merchant_uid.clone(),
+        req.mobile,
+        req.page_url.as_deref().unwrap_or(""),
+    ) {
         Ok(p) => p,
         Err(msg) => return refusal(-1, msg, &merchant_uid, None),
     };
-    let return_url = format!("{}/checkout/kcp/return", public_base(&headers));
+    let Some(base) = public_base(
+        &s.urls,
+        s.gateway.settings.test_mode,
+        &headers,
+        peer,
+        &s.notify_sources.proxies,
+    ) else {
+        tracing::error!(
+            "checkout refused: OPENPORT_PUBLIC_URL is not set and the request's Host is not this machine"
+        );
+        return json_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &serde_json::json!({"code": -1,
+                "message": "openport의 공개 주소(OPENPORT_PUBLIC_URL)가 설정되지 않아 결제창을 열 수 없습니다.",
+                "response": {"imp_uid": null, "merchant_uid": merchant_uid}}),
+        );
+    };
+    let return_url = format!("{base}/checkout/kcp/return");
     let gateway = s.gateway.clone();
     let started =
         tokio::spawn(async move { gateway.start_checkout(&m, parsed, &return_url).await }).await;
@@ -263,7 +424,7 @@ async fn request(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -> 
             "imp_uid": st.imp_uid,
             "merchant_uid": st.merchant_uid,
             "session": st.token,
-            "start_url": format!("{}/checkout/session/{}", public_base(&headers), st.token),
+            "start_url": format!("{base}/checkout/session/{}", st.token),
         }))
         .into_response(),
         Ok(Err(r)) => refusal(r.code, r.message, &merchant_uid, r.imp_uid),
@@ -374,15 +535,13 @@ pub fn answer(f: CheckoutFinish) -> Response {
             return Redirect::to(&redirect_target(url, &f.rsp)).into_response();
         }
     }
-    let rsp = serde_json::to_string(&f.rsp)
-        .unwrap_or_else(|_| "{}".into())
-        .replace("</", "<\\/");
-    let origin = serde_json::to_string(if f.page_origin.is_empty() {
+    let rsp = script_json(&f.rsp).unwrap_or_else(|| "{}".into());
+    let origin = script_json(if f.page_origin.is_empty() {
         "*"
     } else {
         &f.page_origin
     })
-    .unwrap_or_else(|_| "\"*\"".into());
+    .unwrap_or_else(|| "\"*\"".into());
     Html(format!(
         "<!doctype html><html><head><meta charset=\"utf-8\"><title>결제 완료</title></head><body>\
          <p id=\"openport-result\">{}</p><script>(function(){{var rsp={rsp};\
@@ -393,6 +552,29 @@ pub fn answer(f: CheckoutFinish) -> Response {
     .into_response()
 }
 
+/// JSON to embed in a `<script>`: `<`, `>` and `&` as `\u00XX` escapes, so no `</script>`,
+/// `<!--` or `<script` in the buyer's or merchant's text changes how the HTML parser reads the
+/// script, and U+2028/U+2029 escaped for older JavaScript engines. JSON.parse and the script both
+/// read the escapes back as the original characters.
+fn script_json<T: serde::Serialize + ?Sized>(value: &T) -> Option<String> {
+    let json = serde_json::to_string(value).ok()?;
+    let mut out = String::with_capacity(json.len());
+    for c in json.chars() {
+        match c {
+            '<' => out.push_str("\\u003c"),
+            '>' => out.push_str("\\u003e"),
+            '&' => out.push_str("\\u0026"),
+            '\u{2028}' => out.push_str("\\u2028"),
+            '\u{2029}' => out.push_str("\\u2029"),
+            c => out.push(c),
+        }
+    }
+    Some(out)
+}
+
+/// `url` with iamport's result parameters in its query, before any `#fragment`: `&`-joined to a
+/// query it has, nothing added after a trailing `?` or `&` (the SDK's `redirectUrl` for a refusal
+/// before the window does the same).
 pub fn redirect_target(url: &str, rsp: &Rsp) -> String {
     let mut q = form_urlencoded::Serializer::new(String::new());
     q.append_pair("imp_uid", rsp.imp_uid.as_deref().unwrap_or(""));
@@ -402,22 +584,42 @@ pub fn redirect_target(url: &str, rsp: &Rsp) -> String {
         q.append_pair("error_code", rsp.error_code.as_deref().unwrap_or("F400"));
         q.append_pair("error_msg", rsp.error_msg.as_deref().unwrap_or(""));
     }
-    let sep = if url.contains('?') { '&' } else { '?' };
-    format!("{url}{sep}{}", q.finish())
+    let (url, fragment) = url.split_at(url.find('#').unwrap_or(url.len()));
+    let joiner = if !url.contains('?') {
+        "?"
+    } else if url.ends_with('?') || url.ends_with('&') {
+        ""
+    } else {
+        "&"
+    };
+    format!("{url}{joiner}{}{fragment}", q.finish())
 }
 
 /// The demo's server side: re-queries the payment over REST with the demo credentials, as a
-/// merchant's backend should, and compares the amount with the package the page offered.
-async fn verify(
-    State(s): State<AppState>,
-    headers: HeaderMap,
-    Path(imp_uid): Path<String>,
-) -> Response {
+/// merchant's backend should, and compares the amount with the package the page offered. It calls
+/// this instance on its own listen address only (never a host the request names, which would let
+/// anyone make openport fetch a URL of their choosing and show the answer) and follows no
+/// redirect.
+async fn verify(State(s): State<AppState>, Path(imp_uid): Path<String>) -> Response {
     if !s.gateway.settings.test_mode {
         return StatusCode::NOT_FOUND.into_response();
     }
-    let base = public_base(&headers);
-    let http = reqwest::Client::new();
+    let id_like = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '-';
+    if imp_uid.is_empty() || imp_uid.len() > 64 || !imp_uid.chars().all(id_like) {
+        return json_response(
+            StatusCode::BAD_REQUEST,
+            &serde_json::json!({"verified": false, "error": "imp_uid is not an imp_uid"}),
+        );
+    }
+    let base = &s.urls.local;
+    let Ok(http) = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .timeout(std::time::Duration::from_secs(10))
+        .build()
+    else {
+        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+    };
     let result = async {
         let token: Value = http
             .post(format!("{base}/users/getToken"))
@@ -466,6 +668,207 @@ mod tests {
             .await
             .expect("body");
         String::from_utf8(body.to_vec()).expect("UTF-8")
+    }
+
+    fn headers(host: &str, proto: Option<&str>) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(header::HOST, HeaderValue::from_str(host).unwrap());
+        if let Some(p) = proto {
+            h.insert("x-forwarded-proto", HeaderValue::from_str(p).unwrap());
+        }
+        h
+    }
+
+    fn urls(configured: Option<&str>) -> PublicUrls {
+        PublicUrls {
+            configured: configured.map(str::to_string),
+            local: "http://127.0.0.1:8080".into(),
+        }
+    }
+
+    #[test]
+    fn a_configured_public_url_is_the_base_whatever_the_request_says() {
+        let proxies = AddressList::parse("10.0.0.0/8").unwrap();
+        let base = public_base(
+            &urls(Some("https://pay.example.com/pg")),
+            false,
+            &headers("evil.test", Some("http")),
+            Some("10.0.0.2".parse().unwrap()),
+            &proxies,
+        );
+        assert_eq!(base.as_deref(), Some("https://pay.example.com/pg"));
+    }
+
+    #[test]
+    fn x_forwarded_proto_is_believed_from_a_trusted_proxy_only() {
+        let proxies = AddressList::parse("10.0.0.0/8").unwrap();
+        let h = headers("shop.test:8443", Some("https"));
+        let from =
+            |peer: &str| public_base(&urls(None), true, &h, Some(peer.parse().unwrap()), &proxies);
+        assert_eq!(from("10.0.0.2").as_deref(), Some("https://shop.test:8443"));
+        assert_eq!(
+            from("198.51.100.7").as_deref(),
+            Some("http://shop.test:8443")
+        );
+        let nobody = AddressList::Only(vec![]);
+        let base = public_base(
+            &urls(None),
+            true,
+            &h,
+            Some("10.0.0.2".parse().unwrap()),
+            &nobody,
+        );
+        assert_eq!(base.as_deref(), Some("http://shop.test:8443"));
+    }
+
+    #[test]
+    fn without_a_public_url_production_takes_only_a_loopback_host() {
+        let none = AddressList::Only(vec![]);
+        let base = |host: &str, test_mode: bool| {
+            public_base(&urls(None), test_mode, &headers(host, None), None, &none)
+        };
+        assert_eq!(base("pay.example.com", false), None);
+        assert_eq!(base("203.0.113.9:8080", false), None);
+        for local in ["127.0.0.1:8080", "localhost:8080", "[::1]:8080"] {
+            assert_eq!(
+                base(local, false),
+                Some(format!("http://{local}")),
+                "{local}"
+            );
+        }
+        assert_eq!(
+            base("pay.example.com", true).as_deref(),
+            Some("http://pay.example.com")
+        );
+        assert_eq!(base("user@evil.test", true), None);
+        assert_eq!(base("evil.test/x", true), None);
+        assert_eq!(
+            public_base(&urls(None), true, &HeaderMap::new(), None, &none),
+            None
+        );
+    }
+
+    #[test]
+    fn the_result_goes_into_the_query_before_the_fragment_as_the_sdk_puts_it() {
+        let rsp = Rsp::refused("o-1", None, "거절");
+        assert_eq!(
+            redirect_target("https://shop.test/done?order=7#top", &rsp),
+            "https://shop.test/done?order=7&imp_uid=&merchant_uid=o-1&imp_success=false\
+             &error_code=F400&error_msg=%EA%B1%B0%EC%A0%88#top"
+        );
+        assert!(redirect_target("https://shop.test/done#top", &rsp)
+            .starts_with("https://shop.test/done?imp_uid=&"));
+        assert!(redirect_target("https://shop.test/done?", &rsp)
+            .starts_with("https://shop.test/done?imp_uid=&"));
+        assert!(redirect_target("https://shop.test/done?a=1&", &rsp)
+            .starts_with("https://shop.test/done?a=1&imp_uid=&"));
+    }
+
+    #[test]
+    fn a_relative_m_redirect_url_is_the_merchant_pages_and_only_http_is_taken() {
+        let page = "https://shop.test/cart/checkout?step=2";
+        assert_eq!(
+            resolve_redirect("/done?order=1#top", page).unwrap(),
+            "https://shop.test/done?order=1#top"
+        );
+        assert_eq!(
+            resolve_redirect("done", page).unwrap(),
+            "https://shop.test/cart/done"
+        );
+        assert_eq!(
+            resolve_redirect("http://other.test/x", page).unwrap(),
+            "http://other.test/x"
+        );
+        assert_eq!(
+            resolve_redirect("https://other.test/x", "").unwrap(),
+            "https://other.test/x"
+        );
+        for bad in [
+            "javascript:alert(1)",
+            "data:text/html,x",
+            "ftp://shop.test/x",
+        ] {
+            assert!(resolve_redirect(bad, page).is_err(), "{bad}");
+        }
+        assert!(
+            resolve_redirect("/done", "").is_err(),
+            "nothing to resolve against"
+        );
+    }
+
+    #[tokio::test]
+    async fn text_in_the_rsp_cannot_end_or_hide_the_result_pages_script() {
+        let mut rsp = Rsp::refused("o-<!--<script>", None, "x");
+        rsp.buyer_name = Some("</script><script>alert(1)</script>&amp;\u{2028}\u{2029}".into());
+        rsp.custom_data = Some("{\"note\":\"<!--<script>\"}".into());
+        let page = text_of(answer(CheckoutFinish {
+            rsp: rsp.clone(),
+            mobile: false,
+            redirect_url: None,
+            page_origin: "https://shop.test".into(),
+        }))
+        .await;
+        let script = &page[page.find("<script>").unwrap() + 8..];
+        let script = &script[..script.find("</script>").expect("one script element")];
+        assert!(
+            script.ends_with("})();"),
+            "the script element ends where it should: {script}"
+        );
+        assert!(!script.contains('<') && !script.contains('>') && !script.contains('&'));
+        assert!(!script.contains('\u{2028}') && !script.contains('\u{2029}'));
+        let json =
+            &script[script.find("var rsp=").unwrap() + 8..script.find(";var target").unwrap()];
+        let back: serde_json::Value = serde_json::from_str(json).unwrap();
+        assert_eq!(back["buyer_name"], rsp.buyer_name.unwrap().as_str());
+        assert_eq!(back["custom_data"], rsp.custom_data.unwrap().as_str());
+        assert_eq!(back["merchant_uid"], "o-<!--<script>");
+    }
+
+    #[test]
+    fn vbank_due_takes_every_documented_form_in_korea_time() {
+        let kst = |s: &str| {
+            chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S")
+                .unwrap()
+                .and_local_timezone(chrono::FixedOffset::east_opt(9 * 3600).unwrap())
+                .unwrap()
+                .with_timezone(&chrono::Utc)
+        };
+        let end_of_day = kst("2031-12-24 23:59:59");
+        assert_eq!(vbank_due("2031-12-24"), Some(end_of_day));
+        assert_eq!(vbank_due("20311224"), Some(end_of_day));
+        assert_eq!(
+            vbank_due("2031-12-24 18:30:15"),
+            Some(kst("2031-12-24 18:30:15"))
+        );
+        assert_eq!(
+            vbank_due("2031-12-24 18:30"),
+            Some(kst("2031-12-24 18:30:59"))
+        );
+        assert_eq!(vbank_due("203112241830"), Some(kst("2031-12-24 18:30:59")));
+        assert_eq!(
+            vbank_due("20311224183015"),
+            Some(kst("2031-12-24 18:30:15"))
+        );
+        assert_eq!(
+            vbank_due("1955000000"),
+            chrono::DateTime::from_timestamp(1_955_000_000, 0)
+        );
+    }
+
+    #[test]
+    fn a_vbank_due_that_is_no_documented_form_or_no_date_is_none() {
+        for bad in [
+            "YYYYMMDD",
+            "next week",
+            "2031-1224",
+            "2031/12/24",
+            "20311324",
+            "2031-12-24 25:00:00",
+            "2031-12-24-18:30",
+            "",
+        ] {
+            assert_eq!(vbank_due(bad), None, "{bad}");
+        }
     }
 
     #[tokio::test]

@@ -1,5 +1,7 @@
 //! How an iamport `pay_method` (and `pg`) opens KCP's standard window (spec/kcp.md §2.1–2.2,
 //! spec/iamport-v1.md §6).
+use super::text::{for_kcp, ScriptRefused};
+
 /// Pay methods of KCP's standard payment window (spec/kcp.md §2.1–2.3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WindowMethod {
@@ -104,6 +106,27 @@ pub fn method_of_bitmask(mask: &str) -> Option<WindowMethod> {
     })
 }
 
+/// iamport `kcpProducts` (orderNumber, name, quantity, amount) with their text made fit for KCP
+/// by the rules `good_name` follows (spec/kcp.md §6, [`for_kcp`]): script is refused, forbidden
+/// characters become spaces. That includes every control character, so `good_info`'s own
+/// separators (US 0x1F, RS 0x1E) cannot be smuggled in to add or rewrite fields or items. Names
+/// take `good_name`'s 100 bytes, order numbers `ordr_idxx`'s 40.
+pub fn escrow_items(
+    items: &[(String, String, i64, i64)],
+) -> Result<Vec<(String, String, i64, i64)>, ScriptRefused> {
+    items
+        .iter()
+        .map(|(order, name, qty, amount)| {
+            Ok((
+                for_kcp("kcpProducts.orderNumber", order, 40)?,
+                for_kcp("kcpProducts.name", name, 100)?,
+                *qty,
+                *amount,
+            ))
+        })
+        .collect()
+}
+
 /// KCP's escrow `good_info`: fields separated by US (0x1F), items by RS (0x1E), no trailing
 /// separator (spec/kcp.md §2.11).
 pub fn escrow_good_info(items: &[(String, String, i64, i64)]) -> String {
@@ -150,6 +173,35 @@ mod tests {
         );
         assert_eq!(window_plan("card", true).unwrap().kcp_pay_method, "AUTH");
         assert!(window_plan("paypal", false).is_none());
+    }
+
+    #[test]
+    fn product_text_loses_kcps_forbidden_characters_and_the_separators_of_good_info() {
+        let items = escrow_items(&[(
+            "o-1;2".into(),
+            "양말\u{1f}good_amtx=1\u{1e}seq=9, \"blue\"".into(),
+            2,
+            1000,
+        )])
+        .unwrap();
+        assert_eq!(
+            items,
+            vec![(
+                "o-1 2".into(),
+                "양말 good_amtx=1 seq=9   blue".into(),
+                2,
+                1000
+            )]
+        );
+        let info = escrow_good_info(&items);
+        assert_eq!(info.matches('\u{1f}').count(), 4);
+        assert!(!info.contains('\u{1e}'));
+    }
+
+    #[test]
+    fn script_in_a_product_is_refused_with_the_field_named() {
+        let err = escrow_items(&[("o1".into(), "<script>x</script>".into(), 1, 1)]).unwrap_err();
+        assert_eq!(err.field, "kcpProducts.name");
     }
 
     #[test]

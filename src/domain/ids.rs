@@ -15,6 +15,13 @@ pub fn order_no_for(imp_uid: &str) -> String {
     format!("OP{}", imp_uid.trim_start_matches("imp_"))
 }
 
+/// A merchant_uid for a `request_pay` that gave none: iamport makes one up then (its manual's
+/// default "random"). `mid_` + Unix milliseconds + 8 random hex digits: unique without a lookup,
+/// and sortable by time for an operator.
+pub fn new_merchant_uid(now: chrono::DateTime<chrono::Utc>) -> String {
+    format!("mid_{}_{}", now.timestamp_millis(), random_hex(4))
+}
+
 /// Opaque random token (hex), used for access tokens and cancellation ids.
 pub fn random_hex(bytes: usize) -> String {
     let mut buf = vec![0u8; bytes];

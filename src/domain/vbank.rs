@@ -77,6 +77,13 @@ impl VbankBank {
             .find(|b| b.kcp_code == kcp_code.trim())
             .copied()
     }
+
+    /// What iamport shows as `vbank_code` / `bank_code` for a bank KCP names by its own code (a
+    /// window's virtual account `bankcode`, a transfer's `bank_code`): the standard code of this
+    /// table (`BK04` → `004`), or KCP's code as it came for a bank the table lacks (not guessed).
+    pub fn iamport_code_of_kcp(kcp_code: &str) -> String {
+        Self::from_kcp(kcp_code).map_or_else(|| kcp_code.to_string(), |b| b.iamport_code.into())
+    }
 }
 
 #[cfg(test)]
@@ -89,6 +96,12 @@ mod tests {
         assert_eq!(VbankBank::parse("88").unwrap().kcp_code, "BK88");
         assert_eq!(VbankBank::parse(" 7 ").unwrap().kcp_code, "BK07");
         assert_eq!(VbankBank::from_kcp("BK81").unwrap().iamport_code, "081");
+        assert_eq!(VbankBank::iamport_code_of_kcp("BK20"), "020");
+        assert_eq!(
+            VbankBank::iamport_code_of_kcp("BK99"),
+            "BK99",
+            "not guessed"
+        );
     }
 
     #[test]

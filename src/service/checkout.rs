@@ -14,7 +14,7 @@ use serde::Serialize;
 use super::pay::{ApprovalOutcome, ChargeOrder, Settling};
 use super::{Gateway, ServiceError, ServiceResult};
 use crate::domain::checkout::{
-    escrow_good_info, method_of_bitmask, window_plan, WindowMethod, WindowPlan,
+    escrow_good_info, escrow_items, method_of_bitmask, window_plan, WindowMethod, WindowPlan,
 };
 use crate::domain::ids::{new_imp_uid, order_no_for, random_hex};
 use crate::domain::payment::PaymentStatus;
@@ -198,10 +198,12 @@ impl Rsp {
             imp_uid: Some(p.imp_uid.clone()),
             merchant_uid: p.merchant_uid.clone(),
             pay_method: Some(p.pay_method.clone()),
-            paid_amount: if status == PaymentStatus::Paid {
-                p.amount
-            } else {
-                0
+            // iamport's manual: "실제 결제승인된 금액이나 가상계좌 입금예정 금액" — an issued
+            // virtual account reports the amount due.
+            paid_amount: match status {
+                PaymentStatus::Paid => p.amount,
+                PaymentStatus::Ready if p.vbank_num.is_some() => p.amount,
+                _ => 0,
             },
             status: Some(status.as_iamport().to_string()),
             name: p.name.clone(),
@@ -215,7 +217,7 @@ impl Rsp {
             buyer_postcode: p.buyer_postcode.clone(),
             custom_data: p.custom_data.clone(),
             paid_at: p.paid_at.unwrap_or(0),
-            receipt_url: None,
+            receipt_url: p.receipt_url(),
             apply_num: p.apply_num.clone(),
             card_name: p.card_name.clone(),
             card_number: p.card_number.clone(),
@@ -275,6 +277,22 @@ pub struct CheckoutFinish {
 
 const USER_CANCEL: &str = "사용자가 결제를 취소하였습니다.";
 
+/// Why a merchant_uid's live payment refuses a new request_pay, as it stands: a buyer told
+/// "already paid" of an account still waiting for its deposit, or of an approval still being
+/// decided, would be told something false.
+fn taken_message(live: &payment::Model) -> String {
+    let imp_uid = &live.imp_uid;
+    match PaymentStatus::from_db(&live.status) {
+        PaymentStatus::Ready if live.vbank_num.is_some() => format!(
+            "이 merchant_uid로 이미 가상계좌가 발급되어 입금을 기다리고 있습니다. (imp_uid: {imp_uid})"
+        ),
+        PaymentStatus::Ready | PaymentStatus::Pending => format!(
+            "이 merchant_uid로 진행 중인 결제가 있습니다. 잠시 후 결제내역을 조회해 주세요. (imp_uid: {imp_uid})"
+        ),
+        _ => format!("이미 결제가 완료된 merchant_uid입니다. (imp_uid: {imp_uid})"),
+    }
+}
+
 impl Gateway {
     pub async fn merchant_by_code(&self, imp_code: &str) -> ServiceResult<merchant::Model> {
         merchants::by_imp_code(&self.db.read, imp_code)
@@ -289,7 +307,7 @@ impl Gateway {
     pub async fn start_checkout(
         &self,
         m: &merchant::Model,
-        req: CheckoutRequest,
+        mut req: CheckoutRequest,
         return_url: &str,
     ) -> Result<CheckoutStarted, CheckoutRefused> {
         let plan = window_plan(&req.pay_method, req.billing).ok_or_else(|| {
@@ -304,6 +322,8 @@ impl Gateway {
             )
             .into());
         }
+        req.products =
+            escrow_items(&req.products).map_err(|e| ServiceError::BadRequest(e.to_string()))?;
         if req.escrow && req.products.is_empty() {
             return Err(ServiceError::BadRequest(
                 "KCP 에스크로 결제에는 kcpProducts가 필요합니다.".into(),
@@ -504,10 +524,7 @@ impl Gateway {
                     let abandoned =
                         live.status == PaymentStatus::Ready.as_db() && live.vbank_num.is_none();
                     if !abandoned {
-                        return Err(ServiceError::Refused(format!(
-                            "이미 결제가 완료된 merchant_uid입니다. (imp_uid: {})",
-                            live.imp_uid
-                        )));
+                        return Err(ServiceError::Refused(taken_message(&live)));
                     }
                     self.fail_ready(&live, "새 결제 요청으로 대체되었습니다.")
                         .await?;
@@ -761,6 +778,24 @@ impl Gateway {
             let reason = "주문정보가 일치하지 않아 결제를 중단합니다.".to_string();
             return self.stop_window(&s, &p, "F400", reason, None).await;
         }
+        // The approval's pay_type comes from `use_pay_method`, which the buyer's browser posts
+        // back; KCP's standard window only offers the method it was opened with. Another one
+        // would approve (or fail to approve) under the wrong pay_type while the payment keeps the
+        // method it was opened with, so inquiries would ask with the wrong pay_type and a virtual
+        // account issued under a card payment would never match its deposits. Refused before the
+        // approval call and before the attempt is claimed, so nothing is sent to KCP.
+        if s.kcp_pay_method != BILLING_WINDOW {
+            let opened = window_plan(&s.method, false).map(|pl| pl.method);
+            let used = method_of_bitmask(get("use_pay_method").trim());
+            if used.is_none() || used != opened {
+                tracing::warn!(imp_uid = %p.imp_uid, opened = %s.kcp_pay_method, "window result names another pay method than the window was opened with; not approved");
+                let reason =
+                    "결제창을 연 결제수단과 다른 결제수단(use_pay_method)의 결과여서 결제를 \
+                              중단합니다."
+                        .to_string();
+                return self.stop_window(&s, &p, "F400", reason, None).await;
+            }
+        }
         if let Some(url) = &s.confirm_url {
             if let Err(reason) = self.confirm(url, &p).await {
                 let reason = format!("고객사 요청에 의해 결제를 중단합니다. (상세사유 : {reason})");
@@ -798,9 +833,6 @@ impl Gateway {
             return self.finish(&s, None).await;
         }
         let opened = window_plan(&s.method, false).map(|pl| pl.method);
-        if method_of_bitmask(&req.use_pay_method).is_some_and(|used| Some(used) != opened) {
-            tracing::warn!(imp_uid = %p.imp_uid, "window paid with another method than it was opened with");
-        }
         let outcome = match connector.approve_window(&req).await {
             Ok(approval) => {
                 self.settle_window(connector.as_ref(), p, attempt, approval)
@@ -972,7 +1004,10 @@ impl Gateway {
                     am.status = Set(PaymentStatus::Paid.as_db().into());
                     am.paid_at = Set(Some(approved_at.timestamp()));
                     // Empty when the approval is known from an inquiry, which names no bank.
-                    am.bank_code = Set(Some(bank_code.clone()).filter(|c| !c.is_empty()));
+                    // KCP's code (`BK04`) as iamport's standard one (`004`), as for accounts.
+                    am.bank_code = Set(Some(bank_code.as_str())
+                        .filter(|c| !c.is_empty())
+                        .map(VbankBank::iamport_code_of_kcp));
                     am.bank_name = Set(Some(bank_name.clone()).filter(|n| !n.is_empty()));
                 }
                 WindowApproval::VirtualAccount(IssuedVirtualAccount {
@@ -985,10 +1020,7 @@ impl Gateway {
                     ..
                 }) => {
                     am.status = Set(PaymentStatus::Ready.as_db().into());
-                    am.vbank_code = Set(Some(
-                        VbankBank::from_kcp(bank_code)
-                            .map_or_else(|| bank_code.clone(), |b| b.iamport_code.to_string()),
-                    ));
+                    am.vbank_code = Set(Some(VbankBank::iamport_code_of_kcp(bank_code)));
                     am.vbank_name = Set(Some(bank_name.clone()));
                     am.vbank_num = Set(Some(account.clone()));
                     am.vbank_holder = Set(Some(holder.clone()));

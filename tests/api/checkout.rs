@@ -51,9 +51,12 @@ async fn post_form(app: &TestApp, url: &str, fields: &[(String, String)]) -> Str
 /// Starts one request_pay (not mobile) and follows it to the hand-off page: the PayUrl and the
 /// fields the page posts there.
 async fn hand_off(app: &TestApp, params: Value) -> (String, Vec<(String, String)>) {
-    let (_, started) = app
-        .post("/checkout/request", None, json!({"imp_code": "imp00000000", "params": params, "mobile": false, "page_url": "http://shop.test/cart"}))
-        .await;
+    hand_off_from(app, json!({"imp_code": "imp00000000", "params": params, "mobile": false, "page_url": "http://shop.test/cart"})).await
+}
+
+/// [`hand_off`] for a whole checkout request body (mobile, page_url).
+async fn hand_off_from(app: &TestApp, body: Value) -> (String, Vec<(String, String)>) {
+    let (_, started) = app.post("/checkout/request", None, body).await;
     assert_eq!(started["code"], 0, "{started}");
     let start_url = started["response"]["start_url"].as_str().unwrap();
     let page = app
@@ -128,6 +131,16 @@ async fn a_card_payment_through_the_window_is_paid_and_verifiable_over_rest() {
     assert_eq!(p["response"]["status"], "paid", "{p}");
     assert_eq!(p["response"]["channel"], "pc");
     assert_eq!(p["response"]["card_number"], "411111******1111");
+    assert_eq!(
+        rsp["receipt_url"], p["response"]["receipt_url"],
+        "the callback names KCP's slip as the lookup does"
+    );
+    assert!(
+        rsp["receipt_url"].as_str().is_some_and(
+            |u| u.starts_with("https://testadmin8.kcp.co.kr/") && u.contains("cmd=card_bill")
+        ),
+        "{rsp}"
+    );
     app.assert_ledger_agrees().await;
 }
 
@@ -155,6 +168,11 @@ async fn bank_transfer_and_virtual_account_windows_are_paid_and_issued() {
     )
     .await;
     assert_eq!(bank["status"], "paid", "{bank}");
+    let transfer = payment_of(&app, &bank).await;
+    assert_eq!(
+        transfer["bank_code"], "020",
+        "iamport's standard code for KCP's BK20, as for virtual accounts: {transfer}"
+    );
     let vbank = request_pay(
         &app,
         json!({"pay_method": "vbank", "merchant_uid": "web-4", "amount": 5000}),
@@ -162,7 +180,12 @@ async fn bank_transfer_and_virtual_account_windows_are_paid_and_issued() {
     )
     .await;
     assert_eq!(vbank["status"], "ready", "{vbank}");
+    assert_eq!(
+        vbank["paid_amount"], 5000,
+        "iamport: 가상계좌 입금예정 금액"
+    );
     assert!(vbank["vbank_num"].as_str().unwrap().starts_with('T'));
+    assert!(vbank["receipt_url"].is_null(), "nothing paid yet: {vbank}");
     assert!(vbank["vbank_date"].as_i64().unwrap() > 0);
     let token = app.token().await;
     let p = app
@@ -1002,4 +1025,444 @@ async fn a_failed_trade_registration_shows_the_buyer_kcps_refusal_but_never_tran
         refused["message"].as_str().unwrap().contains("([0003] "),
         "KCP's code is the buyer's to read: {refused}"
     );
+}
+
+/// `POST /checkout/request` as the SDK sends it from `http://shop.test/cart` (PC): the envelope.
+async fn start_checkout(app: &TestApp, params: Value) -> Value {
+    app.post(
+        "/checkout/request",
+        None,
+        json!({"imp_code": "imp00000000", "mobile": false, "page_url": "http://shop.test/cart", "params": params}),
+    )
+    .await
+    .1
+}
+
+fn field<'a>(fields: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    fields
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+}
+
+/// Seed 004: KCP's billing window issues a key and never charges, its payment window charges and
+/// never issues one; a customer_uid must never end up charged without a key.
+#[tokio::test]
+async fn a_customer_uid_never_opens_a_charging_window_without_issuing_its_key() {
+    let app = spawn_app().await;
+    let on_kcp = start_checkout(
+        &app,
+        json!({"pg": "kcp", "pay_method": "card", "merchant_uid": "web-cuid-kcp", "amount": 5000, "customer_uid": "cust-kcp"}),
+    )
+    .await;
+    assert_eq!(on_kcp["code"], -1, "{on_kcp}");
+    assert!(
+        on_kcp["message"].as_str().unwrap().contains("kcp_billing"),
+        "{on_kcp}"
+    );
+    let without_uid = start_checkout(
+        &app,
+        json!({"pg": "kcp_billing", "merchant_uid": "web-cuid-missing", "amount": 0}),
+    )
+    .await;
+    assert_eq!(without_uid["code"], -1, "{without_uid}");
+    assert!(
+        without_uid["message"]
+            .as_str()
+            .unwrap()
+            .contains("customer_uid"),
+        "{without_uid}"
+    );
+    let token = app.token().await;
+    for uid in ["web-cuid-kcp", "web-cuid-missing"] {
+        let (status, _) = app
+            .get(&format!("/payments/find/{uid}"), Some(&token))
+            .await;
+        assert_eq!(status, 404, "no payment was opened for {uid}");
+    }
+
+    // Without a pg (the default channel, seed 004) customer_uid opens the billing window: the
+    // amount is shown, a key is issued, nothing is charged.
+    let (pay_url, fields) = hand_off(
+        &app,
+        json!({"merchant_uid": "web-cuid-default", "amount": 5000, "customer_uid": "cust-default"}),
+    )
+    .await;
+    assert_eq!(field(&fields, "pay_method"), Some("AUTH"));
+    assert_eq!(field(&fields, "good_mny"), Some("5000"));
+    let rsp = through_window(
+        &app,
+        &pay_url,
+        &fields,
+        &[
+            ("card_no", "5555555555554444"),
+            ("card_expiry", "3112"),
+            ("action", "pay"),
+        ],
+    )
+    .await;
+    assert_eq!(rsp["success"], true, "{rsp}");
+    assert_eq!(rsp["paid_amount"], 0, "{rsp}");
+    assert!(app.sandbox.ledger().is_empty(), "KCP charged nothing");
+    let (_, c) = app
+        .get("/subscribe/customers/cust-default", Some(&token))
+        .await;
+    assert_eq!(c["response"]["card_number"], "555555******4444", "{c}");
+}
+
+/// PortOne's documented `vbank_due` forms include `YYYY-MM-DD HH:mm:ss`; and the `'YYYYMMDD'`
+/// placeholder public integrations pass with every method stops no card payment.
+#[tokio::test]
+async fn vbank_due_takes_the_dashed_forms_and_is_ignored_by_other_pay_methods() {
+    let app = spawn_app().await;
+    let (_, fields) = hand_off(
+        &app,
+        json!({"pay_method": "vbank", "merchant_uid": "web-due-dashed", "amount": 5000, "vbank_due": "2031-12-24 18:30:15"}),
+    )
+    .await;
+    assert_eq!(field(&fields, "ipgm_date"), Some("20311224183015"));
+    let (_, fields) = hand_off(
+        &app,
+        json!({"pay_method": "vbank", "merchant_uid": "web-due-day", "amount": 5000, "vbank_due": "2031-12-24"}),
+    )
+    .await;
+    assert_eq!(field(&fields, "ipgm_date"), Some("20311224235959"));
+
+    let rsp = request_pay(
+        &app,
+        json!({"pay_method": "card", "merchant_uid": "web-due-card", "amount": 1000, "vbank_due": "YYYYMMDD"}),
+        &CARD_OK,
+    )
+    .await;
+    assert_eq!(rsp["status"], "paid", "{rsp}");
+}
+
+/// The mobile flow ends with a redirect answered from openport's `Ret_URL`: a relative
+/// m_redirect_url must be the merchant page's, not openport's, and its fragment stays last.
+#[tokio::test]
+async fn a_relative_m_redirect_url_brings_the_mobile_buyer_back_to_the_merchants_host() {
+    let app = spawn_app().await;
+    let (pay_url, fields) = hand_off_from(
+        &app,
+        json!({"imp_code": "imp00000000", "mobile": true, "page_url": "https://shop.test/cart/pay?step=2",
+               "params": {"merchant_uid": "web-rel-redirect", "amount": 1000, "m_redirect_url": "/done?order=9#receipt"}}),
+    )
+    .await;
+    let (ret_url, result) = window_result(&app, &pay_url, &fields, &CARD_OK).await;
+    let no_follow = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let res = no_follow.post(&ret_url).form(&result).send().await.unwrap();
+    assert!(res.status().is_redirection(), "{}", res.status());
+    let location = res.headers()["location"].to_str().unwrap().to_string();
+    assert!(
+        location.starts_with("https://shop.test/done?order=9&imp_uid=imp_"),
+        "{location}"
+    );
+    assert!(
+        location.ends_with("&imp_success=true#receipt"),
+        "{location}"
+    );
+
+    for bad in ["javascript:alert(1)", "data:text/html,hi"] {
+        let refused = app
+            .post("/checkout/request", None, json!({"imp_code": "imp00000000", "mobile": true, "page_url": "https://shop.test/cart",
+                "params": {"merchant_uid": "web-bad-redirect", "amount": 1000, "m_redirect_url": bad}}))
+            .await
+            .1;
+        assert_eq!(refused["code"], -1, "{refused}");
+        assert!(
+            refused["message"]
+                .as_str()
+                .unwrap()
+                .contains("m_redirect_url"),
+            "{refused}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn iamports_script_paths_serve_the_same_sdk() {
+    let app = spawn_app().await;
+    let body = |path: &'static str| {
+        let app = &app;
+        async move {
+            let res = app
+                .http
+                .get(format!("{}{path}", app.base))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(res.status(), 200, "{path}");
+            assert!(res.headers()["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with("application/javascript"));
+            res.text().await.unwrap()
+        }
+    };
+    let sdk = body("/js/iamport.js").await;
+    assert!(sdk.contains("window.IMP = IMP"));
+    assert_eq!(body("/v1/iamport.js").await, sdk);
+    assert_eq!(body("/js/iamport.payment-1.2.0.js").await, sdk);
+}
+
+/// iamport makes a merchant_uid up when request_pay has none; so does openport, and the rsp
+/// names it.
+#[tokio::test]
+async fn a_request_pay_without_merchant_uid_is_given_a_unique_one() {
+    let app = spawn_app().await;
+    let first = start_checkout(&app, json!({"amount": 1000})).await;
+    assert_eq!(first["code"], 0, "{first}");
+    let generated = first["response"]["merchant_uid"].as_str().unwrap();
+    assert!(generated.starts_with("mid_"), "{first}");
+    let second = start_checkout(&app, json!({"amount": 1000})).await;
+    assert_ne!(second["response"]["merchant_uid"], generated, "{second}");
+
+    let rsp = request_pay(
+        &app,
+        json!({"pay_method": "card", "amount": 1200}),
+        &CARD_OK,
+    )
+    .await;
+    assert_eq!(rsp["status"], "paid", "{rsp}");
+    let merchant_uid = rsp["merchant_uid"].as_str().unwrap();
+    assert!(merchant_uid.starts_with("mid_"), "{rsp}");
+    assert_eq!(payment_of(&app, &rsp).await["merchant_uid"], merchant_uid);
+}
+
+/// With `OPENPORT_PUBLIC_URL` every URL handed out is built on it: neither the request's `Host`
+/// nor an `X-Forwarded-Proto` from a client that is no trusted proxy names openport.
+#[tokio::test]
+async fn the_configured_public_url_makes_ret_url_and_start_url_whatever_the_host_header_says() {
+    let app = crate::helpers::spawn_app_with(|c| {
+        c.public_url = Some("https://pay.example.test/pg/".into())
+    })
+    .await;
+    let res = app
+        .http
+        .post(app.url("/checkout/request"))
+        .header("host", "evil.test")
+        .header("x-forwarded-proto", "http")
+        .json(
+            &json!({"imp_code": "imp00000000", "mobile": false, "page_url": "http://shop.test/cart",
+                      "params": {"merchant_uid": "web-public-url", "amount": 1000}}),
+        )
+        .send()
+        .await
+        .unwrap();
+    let started: Value = res.json().await.unwrap();
+    assert_eq!(started["code"], 0, "{started}");
+    let start_url = started["response"]["start_url"].as_str().unwrap();
+    let path = start_url
+        .strip_prefix("https://pay.example.test/pg/checkout/session/")
+        .unwrap_or_else(|| panic!("{start_url}"));
+    // The proxy strips /pg: the hand-off page is openport's /checkout/session/{token}.
+    let page = app
+        .http
+        .get(app.url(&format!("/checkout/session/{path}")))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let (_, fields) = form(&page);
+    assert_eq!(
+        field(&fields, "Ret_URL"),
+        Some("https://pay.example.test/pg/checkout/kcp/return")
+    );
+}
+
+/// The demo verifier (test mode) calls this instance on its listen address: a `Host` naming
+/// another server neither receives a request from openport nor has its answer shown.
+#[tokio::test]
+async fn the_demo_verifier_calls_only_openport_whatever_host_the_request_names() {
+    let app = spawn_app().await;
+    let receiver = crate::helpers::Receiver::start().await;
+    let rsp = request_pay(
+        &app,
+        json!({"merchant_uid": "demo-points-1000-abc", "amount": 1000}),
+        &CARD_OK,
+    )
+    .await;
+    let imp_uid = rsp["imp_uid"].as_str().unwrap();
+    let other_host = receiver
+        .url("")
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_string();
+    let res = app
+        .http
+        .get(app.url(&format!("/demo/api/verify/{imp_uid}")))
+        .header("host", other_host)
+        .send()
+        .await
+        .unwrap();
+    let answer: Value = res.json().await.unwrap();
+    assert_eq!(answer["verified"], true, "{answer}");
+    assert_eq!(answer["payment"]["imp_uid"], imp_uid);
+    assert!(receiver.requests().is_empty(), "{:?}", receiver.requests());
+
+    let (status, _) = app.get("/demo/api/verify/imp_1%3Fx%3D1", None).await;
+    assert_eq!(status, 400);
+}
+
+/// kcpProducts go into KCP's `good_info` under good_name's rules (spec/kcp.md §6): a product
+/// name cannot add items or fields with good_info's own separators, and script is refused.
+#[tokio::test]
+async fn kcp_products_text_is_sanitized_like_good_name_before_it_reaches_good_info() {
+    let app = spawn_app().await;
+    let (pay_url, fields) = hand_off(
+        &app,
+        json!({"merchant_uid": "web-escrow-text", "amount": 3000, "escrow": true,
+               "kcpProducts": [
+                   {"orderNumber": "sock;1", "name": "양말\u{1f}good_amtx=1\u{1e}seq=9|x", "quantity": 2, "amount": 1000},
+                   {"orderNumber": "cap-1", "name": "모자, \"blue\"", "quantity": 1, "amount": 1000}
+               ]}),
+    )
+    .await;
+    let info = field(&fields, "good_info").unwrap();
+    assert_eq!(
+        info,
+        "seq=1\u{1f}ordr_numb=sock 1\u{1f}good_name=양말 good_amtx=1 seq=9 x\u{1f}good_cntx=2\u{1f}good_amtx=1000\
+         \u{1e}seq=2\u{1f}ordr_numb=cap-1\u{1f}good_name=모자   blue\u{1f}good_cntx=1\u{1f}good_amtx=1000"
+    );
+    let rsp = through_window(&app, &pay_url, &fields, &CARD_OK).await;
+    assert_eq!(rsp["status"], "paid", "{rsp}");
+
+    let refused = start_checkout(
+        &app,
+        json!({"merchant_uid": "web-escrow-script", "amount": 1000, "escrow": true,
+               "kcpProducts": [{"orderNumber": "o1", "name": "<script>alert(1)</script>", "quantity": 1, "amount": 1000}]}),
+    )
+    .await;
+    assert_eq!(refused["code"], -1, "{refused}");
+    assert!(
+        refused["message"]
+            .as_str()
+            .unwrap()
+            .contains("kcpProducts.name"),
+        "{refused}"
+    );
+}
+
+/// Mixed taxation is not sent to KCP: a tax_free amount is refused, not dropped (it would be
+/// taxed); 0 is no tax-free part.
+#[tokio::test]
+async fn a_nonzero_tax_free_is_refused_before_the_window_and_zero_is_no_tax_free_part() {
+    let app = spawn_app().await;
+    for tax_free in [json!(100), json!("100")] {
+        let refused = start_checkout(
+            &app,
+            json!({"merchant_uid": "web-tax-free", "amount": 1000, "tax_free": tax_free}),
+        )
+        .await;
+        assert_eq!(refused["code"], -1, "{refused}");
+        assert_eq!(
+            refused["message"],
+            "면세금액(tax_free)은 지원되지 않습니다: KCP 복합과세(TG03) 계약 가맹점 기능입니다."
+        );
+    }
+    let rsp = request_pay(
+        &app,
+        json!({"merchant_uid": "web-tax-free-0", "amount": 1000, "tax_free": 0}),
+        &CARD_OK,
+    )
+    .await;
+    assert_eq!(rsp["status"], "paid", "{rsp}");
+    assert!(app.sandbox.ledger().iter().all(|e| e.amount == 1000));
+}
+
+/// `use_pay_method` comes back through the buyer's browser and decides the approval's pay_type;
+/// KCP's window only offers the method it was opened with, so another one is refused before
+/// anything is sent to KCP.
+#[tokio::test]
+async fn a_result_naming_another_pay_method_than_the_window_was_opened_with_is_never_approved() {
+    let app = spawn_app().await;
+    let probe = FaultRule::new(paths::ENC_PAYMENT, Fault::Delay { ms: 0 });
+    app.sandbox.inject(probe.clone());
+    let (pay_url, fields) = hand_off(
+        &app,
+        json!({"pay_method": "card", "merchant_uid": "web-method-swap", "amount": 1000}),
+    )
+    .await;
+    let (ret_url, mut result) = window_result(&app, &pay_url, &fields, &CARD_OK).await;
+    assert_eq!(field(&result, "use_pay_method"), Some("100000000000"));
+    for (k, v) in result.iter_mut() {
+        if k == "use_pay_method" {
+            *v = "001000000000".into(); // a virtual account
+        }
+    }
+    let rsp = rsp_of(&post_form(&app, &ret_url, &result).await);
+    assert_eq!(rsp["success"], false, "{rsp}");
+    assert!(
+        rsp["error_msg"]
+            .as_str()
+            .unwrap()
+            .contains("use_pay_method"),
+        "{rsp}"
+    );
+    let p = payment_of(&app, &rsp).await;
+    assert_eq!(p["status"], "failed", "{p}");
+    assert_eq!(p["pay_method"], "card");
+    assert_eq!(
+        app.sandbox.armed_faults(),
+        vec![probe],
+        "no approval call reached KCP"
+    );
+    assert!(app.sandbox.ledger().is_empty());
+
+    // The genuine result of the same window is not approved afterwards either.
+    for (k, v) in result.iter_mut() {
+        if k == "use_pay_method" {
+            *v = "100000000000".into();
+        }
+    }
+    let again = rsp_of(&post_form(&app, &ret_url, &result).await);
+    assert_eq!(again["status"], "failed", "{again}");
+    assert!(app.sandbox.ledger().is_empty());
+    app.assert_ledger_agrees().await;
+}
+
+/// A merchant_uid whose account waits for its deposit, or whose approval is still being decided,
+/// is not "already paid": the refusal says what it is.
+#[tokio::test]
+async fn a_merchant_uid_with_an_issued_account_or_a_payment_in_flight_is_refused_for_what_it_is() {
+    let app = spawn_app().await;
+    let vbank = request_pay(
+        &app,
+        json!({"pay_method": "vbank", "merchant_uid": "web-taken-vbank", "amount": 5000}),
+        &[("bank", "BK04"), ("action", "pay")],
+    )
+    .await;
+    assert_eq!(vbank["status"], "ready", "{vbank}");
+    let refused = start_checkout(
+        &app,
+        json!({"merchant_uid": "web-taken-vbank", "amount": 5000}),
+    )
+    .await;
+    assert_eq!(refused["code"], 1, "{refused}");
+    let message = refused["message"].as_str().unwrap();
+    assert!(message.contains("가상계좌가 발급"), "{message}");
+    assert!(!message.contains("완료"), "{message}");
+
+    lose_the_approval_and_the_inquiry(&app);
+    let in_flight = request_pay(
+        &app,
+        json!({"pay_method": "trans", "merchant_uid": "web-taken-pending", "amount": 3000}),
+        &[("bank", "BK20"), ("action", "pay")],
+    )
+    .await;
+    assert_eq!(in_flight["error_code"], "F500", "{in_flight}");
+    let refused = start_checkout(
+        &app,
+        json!({"merchant_uid": "web-taken-pending", "amount": 3000}),
+    )
+    .await;
+    assert_eq!(refused["code"], 1, "{refused}");
+    let message = refused["message"].as_str().unwrap();
+    assert!(message.contains("진행 중인 결제"), "{message}");
+    assert!(!message.contains("완료"), "{message}");
 }

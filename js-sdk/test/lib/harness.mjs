@@ -28,10 +28,10 @@ export function uid(prefix) {
  * The merchant's checkout page: loads iamport.js from `gatewayUrl` (another origin), calls
  * IMP.init, and records every callback in window.__rsps.
  */
-export function merchantPage(gatewayUrl, { init = true } = {}) {
+export function merchantPage(gatewayUrl, { init = true, script = 'js/iamport.js' } = {}) {
   return `<!doctype html>
 <html lang="ko"><head><meta charset="utf-8"><title>merchant</title>
-<script src="${gatewayUrl}js/iamport.js"></script></head>
+<script src="${gatewayUrl}${script}"></script></head>
 <body><h1>가맹점 결제 페이지</h1>
 <script>
   window.__rsps = [];
@@ -42,6 +42,12 @@ export function merchantPage(gatewayUrl, { init = true } = {}) {
   };
 </script></body></html>`;
 }
+
+/** Merchant pages that load the SDK from iamport's other script paths. */
+export const SCRIPT_PATHS = {
+  '/pay-v1': 'v1/iamport.js',
+  '/pay-1.2.0': 'js/iamport.payment-1.2.0.js',
+};
 
 /**
  * The merchant's own web server on 127.0.0.1:<random>: `/pay` is the checkout page, anything else
@@ -69,6 +75,11 @@ export async function startMerchant(gatewayUrl) {
     if (url.pathname === '/pay' || url.pathname === '/pay-no-init') {
       res.writeHead(200, { 'Content-Type': 'text/html; charset=utf-8' });
       res.end(merchantPage(gatewayUrl, { init: url.pathname === '/pay' }));
+      return;
+    }
+    if (SCRIPT_PATHS[url.pathname]) { // the page as written for iamport's own script paths
+      res.writeHead(200, { 'Content-Type': 'text/html; charset=utf-8' });
+      res.end(merchantPage(gatewayUrl, { script: SCRIPT_PATHS[url.pathname] }));
       return;
     }
     if (url.pathname === '/favicon.ico') {

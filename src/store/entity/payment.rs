@@ -64,3 +64,26 @@ pub struct Model {
 pub enum Relation {}
 
 impl ActiveModelBehavior for ActiveModel {}
+
+impl Model {
+    /// iamport's `receipt_url`: KCP's slip, which exists once money moved: paid, or cancelled
+    /// after it was paid (a revoked virtual account was never paid). Cancellations keep no
+    /// receipt of their own yet (`cancel_history[].receipt_url`, `cancel_receipt_urls`).
+    pub fn receipt_url(&self) -> Option<String> {
+        use crate::domain::payment::{receipt_url, PaymentStatus};
+        match (
+            &self.pg_tid,
+            PaymentStatus::from_db(&self.status),
+            self.paid_at,
+        ) {
+            (Some(tno), PaymentStatus::Paid | PaymentStatus::Cancelled, Some(_)) => receipt_url(
+                &self.pay_method,
+                tno,
+                &self.order_no,
+                self.amount,
+                self.sandbox,
+            ),
+            _ => None,
+        }
+    }
+}
