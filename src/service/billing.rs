@@ -7,7 +7,7 @@ use super::pay::{ApprovalOutcome, ChargeCall, ChargeOrder};
 use super::{Gateway, PaymentRecord, ServiceError, ServiceResult};
 use crate::domain::card::{iamport_card_code, CardAuth, CardNumber, Expiry};
 use crate::domain::ids::random_hex;
-use crate::pg::{BatchKeyRequest, BatchPaymentRequest, CardSecret, DeclineReason, Pg, PgError};
+use crate::pg::{BatchKeyRequest, BatchPaymentRequest, DeclineReason, Pg, PgError};
 use crate::store::entity::{billing_key, merchant};
 use crate::store::{billing, is_unique_violation};
 
@@ -85,15 +85,7 @@ impl Gateway {
         let req = BatchKeyRequest {
             order_no: format!("BK{}", random_hex(8)),
             group_id: group_id.clone(),
-            card: CardSecret {
-                number: cmd.card_number.expose_digits().to_string(),
-                expiry_yymm: cmd.expiry.yymm(),
-                birth: cmd.auth.as_ref().map(|a| a.expose_birth().to_string()),
-                pwd_2digit: cmd
-                    .auth
-                    .as_ref()
-                    .and_then(|a| a.expose_pwd().map(str::to_string)),
-            },
+            card: super::pay::card_secret(&cmd.card_number, cmd.expiry, cmd.auth.as_ref()),
             buyer_name: crate::domain::text::for_kcp(
                 "customer_name",
                 cmd.customer_name.as_deref().unwrap_or(""),

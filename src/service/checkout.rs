@@ -11,6 +11,7 @@ use sea_orm::sea_query::Expr;
 use sea_orm::{ActiveModelTrait, ColumnTrait, Condition, EntityTrait, QueryFilter, Set};
 use serde::Serialize;
 
+use super::pay::taken_message;
 use super::pay::{ApprovalOutcome, ChargeOrder, Settling};
 use super::{Gateway, ServiceError, ServiceResult};
 use crate::domain::checkout::{
@@ -276,22 +277,6 @@ pub struct CheckoutFinish {
 }
 
 const USER_CANCEL: &str = "사용자가 결제를 취소하였습니다.";
-
-/// Why a merchant_uid's live payment refuses a new request_pay, as it stands: a buyer told
-/// "already paid" of an account still waiting for its deposit, or of an approval still being
-/// decided, would be told something false.
-fn taken_message(live: &payment::Model) -> String {
-    let imp_uid = &live.imp_uid;
-    match PaymentStatus::from_db(&live.status) {
-        PaymentStatus::Ready if live.vbank_num.is_some() => format!(
-            "이 merchant_uid로 이미 가상계좌가 발급되어 입금을 기다리고 있습니다. (imp_uid: {imp_uid})"
-        ),
-        PaymentStatus::Ready | PaymentStatus::Pending => format!(
-            "이 merchant_uid로 진행 중인 결제가 있습니다. 잠시 후 결제내역을 조회해 주세요. (imp_uid: {imp_uid})"
-        ),
-        _ => format!("이미 결제가 완료된 merchant_uid입니다. (imp_uid: {imp_uid})"),
-    }
-}
 
 impl Gateway {
     pub async fn merchant_by_code(&self, imp_code: &str) -> ServiceResult<merchant::Model> {

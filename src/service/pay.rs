@@ -194,15 +194,7 @@ impl Gateway {
                 buyer_name: text.buyer_name,
                 buyer_email: text.buyer_email,
                 buyer_tel: text.buyer_tel,
-                card: CardSecret {
-                    number: cmd.card_number.expose_digits().to_string(),
-                    expiry_yymm: cmd.expiry.yymm(),
-                    birth: cmd.auth.as_ref().map(|a| a.expose_birth().to_string()),
-                    pwd_2digit: cmd
-                        .auth
-                        .as_ref()
-                        .and_then(|a| a.expose_pwd().map(str::to_string)),
-                },
+                card: card_secret(&cmd.card_number, cmd.expiry, cmd.auth.as_ref()),
                 quota: order.card_quota,
                 customer_ip: cmd.customer_ip.clone(),
             },
@@ -471,12 +463,7 @@ impl Gateway {
                                 )));
                             }
                         }
-                        _ => {
-                            return Err(ServiceError::Refused(format!(
-                                "이미 결제가 완료된 merchant_uid입니다. (imp_uid: {})",
-                                live.imp_uid
-                            )))
-                        }
+                        _ => return Err(ServiceError::Refused(taken_message(&live))),
                     }
                 }
                 Err(e) => return Err(e.into()),
@@ -828,6 +815,37 @@ pub(crate) fn instalment_allowed(order: &ChargeOrder) -> ServiceResult<()> {
         )));
     }
     Ok(())
+}
+
+/// Why a merchant_uid's live payment refuses a new charge or request_pay, as it stands: a buyer told
+/// "already paid" of an account still waiting for its deposit, or of an approval still being
+/// decided, would be told something false.
+pub(crate) fn taken_message(live: &payment::Model) -> String {
+    let imp_uid = &live.imp_uid;
+    match PaymentStatus::from_db(&live.status) {
+        PaymentStatus::Ready if live.vbank_num.is_some() => format!(
+            "이 merchant_uid로 이미 가상계좌가 발급되어 입금을 기다리고 있습니다. (imp_uid: {imp_uid})"
+        ),
+        PaymentStatus::Ready | PaymentStatus::Pending => format!(
+            "이 merchant_uid로 진행 중인 결제가 있습니다. 잠시 후 결제내역을 조회해 주세요. (imp_uid: {imp_uid})"
+        ),
+        _ => format!("이미 결제가 완료된 merchant_uid입니다. (imp_uid: {imp_uid})"),
+    }
+}
+
+/// The card as KCP's key-in and batch-key calls take it: the only place its digits leave the
+/// domain types that keep them masked.
+pub(crate) fn card_secret(
+    number: &CardNumber,
+    expiry: Expiry,
+    auth: Option<&CardAuth>,
+) -> CardSecret {
+    CardSecret {
+        number: number.expose_digits().to_string(),
+        expiry_yymm: expiry.yymm(),
+        birth: auth.map(|a| a.expose_birth().to_string()),
+        pwd_2digit: auth.and_then(|a| a.expose_pwd().map(str::to_string)),
+    }
 }
 
 /// A text field of KCP's answer; None when KCP left it empty or out.

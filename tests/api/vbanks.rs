@@ -1056,3 +1056,31 @@ async fn a_notification_other_than_a_deposit_carries_no_noti_id_and_is_recorded_
     deposit_without_id.push(("totl_mnyx".into(), "7000".into()));
     assert!(!post_notification(&app, &deposit_without_id).await);
 }
+
+#[tokio::test]
+async fn a_card_charge_for_a_merchant_uid_whose_account_waits_for_its_deposit_is_refused_as_such() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let p = issued(&app, &token, vbank(&app, "vb-then-card", 8000)).await;
+
+    let (status, refused) = app
+        .pay(
+            &token,
+            "vb-then-card",
+            8000,
+            crate::helpers::test_cards::SHINHAN_CREDIT,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{refused}");
+    assert_eq!(refused["code"], 1, "{refused}");
+    let message = refused["message"].as_str().unwrap();
+    assert!(
+        message.contains("가상계좌가 발급되어") && message.contains(p["imp_uid"].as_str().unwrap()),
+        "not 'already paid': {message}"
+    );
+    assert_eq!(
+        app.sandbox.ledger().len(),
+        1,
+        "the account only: no card charged"
+    );
+}
