@@ -1287,3 +1287,37 @@ async fn a_shutdown_waits_for_the_scheduled_charges_in_flight_to_be_recorded() {
     assert_eq!(s.status, "executed", "{s:?}");
     assert_eq!(s.payment_status.as_deref(), Some("paid"), "{s:?}");
 }
+
+#[tokio::test]
+async fn an_instance_whose_clock_is_off_the_databases_runs_no_schedule_until_it_is_back_in_line() {
+    use openport::service::clock_check::{judge, ClockReading};
+    let app = spawn_app().await;
+    let token = app.token().await;
+    register(&app, &token, "skew-cust", test_cards::SHINHAN_CREDIT).await;
+    let body = schedule(
+        &app,
+        &token,
+        json!({"customer_uid": "skew-cust", "schedules": [
+            {"merchant_uid": "skew-1", "schedule_at": now() + 60, "amount": 3000}
+        ]}),
+    )
+    .await;
+    assert_eq!(body["code"], 0, "{body}");
+    app.advance(61);
+
+    // The resolver's clock check finds this host a minute ahead of the database's: due times
+    // and leases written by other instances would be misjudged, so it charges nothing.
+    let gateway = &app.app.gateway;
+    let now = chrono::Utc::now();
+    let reading =
+        gateway.record_clock_reading(judge(now, now, now.timestamp_millis() - 60_000, 5_000));
+    assert!(matches!(reading, ClockReading::Skewed { .. }), "{reading}");
+    assert_eq!(gateway.run_due_schedules(100).await.unwrap(), 0);
+    assert_eq!(gateway.deliver_due_webhooks(100).await.unwrap(), 0);
+    assert!(app.sandbox.ledger().is_empty(), "nothing charged");
+
+    let now = chrono::Utc::now();
+    gateway.record_clock_reading(judge(now, now, now.timestamp_millis(), 5_000));
+    assert_eq!(gateway.run_due_schedules(100).await.unwrap(), 1);
+    assert_each_charged_once(&app, 1).await;
+}
