@@ -33,9 +33,14 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
                 ApiError::bad_request("요청 파라미터(form)를 해석할 수 없습니다.")
             })?;
             refuse_controls_in(&fields)?;
-            return serde_json::from_value(fields)
+            return serde_path_to_error::deserialize(fields)
                 .map(Body)
-                .map_err(|_| ApiError::bad_request("요청 파라미터(form)를 해석할 수 없습니다."));
+                .map_err(|e| {
+                    ApiError::bad_request(format!(
+                        "요청 파라미터(form)의 {} 값 형식이 올바르지 않습니다.",
+                        field_name(e.path())
+                    ))
+                });
         }
         let raw: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) {
             b"{}"
@@ -49,18 +54,34 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
                 refuse_controls_in(&fields)?;
             }
         }
-        serde_json::from_slice(raw).map(Body).map_err(|e| {
-            ApiError::bad_request(format!(
-                "요청 본문(JSON)을 해석할 수 없습니다. (line {}, column {}: {})",
-                e.line(),
-                e.column(),
-                match e.classify() {
-                    serde_json::error::Category::Syntax | serde_json::error::Category::Eof =>
-                        "문법 오류",
-                    _ => "필드 형식 오류",
-                }
-            ))
-        })
+        let mut fields = serde_json::Deserializer::from_slice(raw);
+        let body = serde_path_to_error::deserialize(&mut fields)
+            .map_err(|e| json_refusal(e.inner(), Some(e.path())))?;
+        fields.end().map_err(|e| json_refusal(&e, None))?;
+        Ok(Body(body))
+    }
+}
+
+/// serde's own message may quote the value (a card number, say): only where it is goes back,
+/// with which field for a value of the wrong shape.
+fn json_refusal(e: &serde_json::Error, path: Option<&serde_path_to_error::Path>) -> ApiError {
+    let at = format!("line {}, column {}", e.line(), e.column());
+    ApiError::bad_request(match (e.classify(), path) {
+        (serde_json::error::Category::Data, Some(path)) => format!(
+            "요청 본문(JSON)의 {} 값 형식이 올바르지 않습니다. ({at})",
+            field_name(path)
+        ),
+        _ => format!("요청 본문(JSON)을 해석할 수 없습니다. ({at}: 문법 오류)"),
+    })
+}
+
+/// A field as a merchant wrote it (`amount`, `schedules[0].amount`), or the body itself.
+fn field_name(path: &serde_path_to_error::Path) -> String {
+    let path = path.to_string();
+    if path.is_empty() || path == "." {
+        "요청 본문".into()
+    } else {
+        format!("`{path}`")
     }
 }
 
@@ -132,6 +153,10 @@ pub async fn refuse_control_characters(req: Request, next: Next) -> Response {
             };
             return control_refused(&place).into_response();
         }
+    }
+    // A lookup has no body to read (nor to rebuild the request around).
+    if axum::body::HttpBody::size_hint(req.body()).exact() == Some(0) {
+        return next.run(req).await;
     }
     let (parts, body) = req.into_parts();
     // Read under the body limit layered outside this one; over it, axum's own 413.

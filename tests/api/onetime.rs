@@ -518,3 +518,42 @@ async fn a_paid_or_cancelled_card_payment_shows_kcps_slip_as_receipt_url_and_a_f
     assert_eq!(declined["response"]["status"], "failed", "{declined}");
     assert!(declined["response"]["receipt_url"].is_null());
 }
+
+#[tokio::test]
+async fn a_value_of_the_wrong_shape_is_a_400_naming_its_field_but_never_its_value() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let (status, body) = app
+        .post(
+            "/subscribe/payments/onetime",
+            Some(&token),
+            json!({"merchant_uid": "shape-1", "amount": 1000, "card_number": {"digits": "4111111111111111"},
+                   "expiry": future_expiry()}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let message = body["message"].as_str().unwrap();
+    assert!(message.contains("`card_number`"), "{message}");
+    assert!(
+        !message.contains("4111"),
+        "the card number is never echoed: {message}"
+    );
+
+    let (status, body) = app
+        .post(
+            "/subscribe/payments/schedule",
+            Some(&token),
+            json!({"customer_uid": "shape-c", "schedules": [
+                {"merchant_uid": "shape-2", "schedule_at": [1], "amount": 1000}]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("`schedules[0].schedule_at`"),
+        "{body}"
+    );
+    assert!(app.sandbox.ledger().is_empty());
+}
