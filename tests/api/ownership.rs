@@ -541,6 +541,62 @@ async fn an_approval_that_reaches_its_request_after_the_resolver_failed_the_paym
 }
 
 #[tokio::test]
+async fn an_approval_in_hand_whose_net_cancel_kcp_refuses_is_listed_as_a_conflict_and_never_answered_failed(
+) {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    app.sandbox.inject(FaultRule::new(
+        paths::HUB_PAYMENT,
+        Fault::Delay {
+            ms: KCP_STILL_WORKING_MS,
+        },
+    ));
+    let request = pay_in_background(&app, &token, "own-refused");
+    until_the_faults_are_used(&app).await;
+    app.advance(PAST_THE_LEASE);
+    assert_eq!(app.app.gateway.resolve_due(10).await.unwrap(), 1);
+    // KCP will not cancel the approval that is about to reach the request.
+    app.sandbox.inject(FaultRule::new(
+        paths::CANCEL,
+        Fault::Refuse {
+            code: "8500".into(),
+            message: "취소할 수 없는 거래입니다".into(),
+        },
+    ));
+
+    let (_, body) = request.await.unwrap();
+    assert_eq!(
+        body["code"], 1,
+        "KCP holds an approval the record does not: not a plain failure: {body}"
+    );
+    let ledger = app.sandbox.ledger();
+    assert_eq!(ledger.len(), 1);
+    assert_eq!(
+        ledger[0].state,
+        TransactionState::Approved,
+        "KCP refused the cancel"
+    );
+    let conflicts = app.app.gateway.conflict_attempts(10).await.unwrap();
+    assert_eq!(conflicts.len(), 1, "{conflicts:?}");
+    assert_eq!(conflicts[0].kind, "net_cancel");
+    assert_eq!(conflicts[0].tno.as_deref(), Some(ledger[0].tno.as_str()));
+    assert!(
+        conflicts[0]
+            .result_message
+            .as_deref()
+            .is_some_and(|m| m.contains("8500")),
+        "{conflicts:?}"
+    );
+    assert_eq!(
+        payments::count_open_attempts(&app.app.gateway.db.read)
+            .await
+            .unwrap(),
+        0,
+        "nothing left for the resolver to guess at"
+    );
+}
+
+#[tokio::test]
 async fn an_approval_in_hand_while_another_holder_still_decides_is_net_cancelled_once_it_failed_the_payment(
 ) {
     let app = spawn_app().await;
