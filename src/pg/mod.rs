@@ -63,8 +63,9 @@ pub struct CardApproval {
     /// Masked by KCP already (e.g. `411111******1111`).
     pub masked_card_number: String,
     pub quota: u8,
-    /// `card_bin_type_02`: false = credit, true = check card.
-    pub is_check_card: bool,
+    /// `card_bin_type_02`: false = credit, true = check card; None when KCP leaves it out (its
+    /// documented inquiry answer has no such field, spec §2.10).
+    pub is_check_card: Option<bool>,
     pub partial_cancel_allowed: bool,
 }
 

@@ -700,7 +700,7 @@ impl Gateway {
         p.card_name = Set(non_empty(&ap.issuer_name).or_else(|| payment.card_name.clone()));
         p.card_number =
             Set(non_empty(&ap.masked_card_number).or_else(|| payment.card_number.clone()));
-        p.card_type = Set(Some(i32::from(ap.is_check_card)));
+        p.card_type = Set(ap.is_check_card.map(i32::from).or(payment.card_type));
         p.card_quota = Set(i32::from(ap.quota));
         p.paid_at = Set(Some(ap.approved_at.timestamp()));
         p.updated_at = Set(now);

@@ -391,7 +391,15 @@ async fn an_approval_found_by_inquiry_without_card_fields_keeps_the_masked_numbe
             assert_ne!(p[field], "", "{field} of {p}");
         }
     }
-    assert_eq!(app.sandbox.ledger().len(), 3);
+    // A check card whose inquiry answer leaves out the check-card flag: not known, so not
+    // "credit" (0).
+    lost_then_answered_without("card_bin_type_02");
+    let (_, no_flag) = app
+        .pay(&token, "inq-no-flag", 1000, test_cards::SAMSUNG_CHECK)
+        .await;
+    assert_eq!(no_flag["response"]["status"], "paid", "{no_flag}");
+    assert!(no_flag["response"]["card_type"].is_null(), "{no_flag}");
+    assert_eq!(app.sandbox.ledger().len(), 4);
 }
 
 #[tokio::test]

@@ -1421,7 +1421,11 @@ fn card_approval(f: CardFields<'_>) -> Result<CardApproval, WireError> {
         issuer_name: text(f.card_name),
         masked_card_number: f.card_no.map(CardNo::masked).unwrap_or_default(),
         quota: f.quota.and_then(|q| q.trim().parse().ok()).unwrap_or(0),
-        is_check_card: f.card_bin_type_02.map(str::trim) == Some("1"),
+        is_check_card: match f.card_bin_type_02.map(str::trim) {
+            Some("1") => Some(true),
+            Some("0") => Some(false),
+            _ => None,
+        },
         partial_cancel_allowed: f.partcanc_yn.map(str::trim) == Some("Y"),
         tno,
     })

@@ -293,7 +293,7 @@ fn the_spec_card_sample_parses_into_an_approval_with_a_masked_number() {
             issuer_name: "국민카드".into(),
             masked_card_number: "527289******6055".into(),
             quota: 0,
-            is_check_card: true,
+            is_check_card: Some(true),
             partial_cancel_allowed: true,
         }
     );
@@ -448,7 +448,17 @@ fn an_approved_inquiry_reports_the_remaining_balance() {
         (approval.tno.as_str(), approval.amount, remaining),
         ("23336986737476", 1000, 1000)
     );
-    assert!(!approval.is_check_card);
+    assert_eq!(approval.is_check_card, Some(false));
+}
+
+#[test]
+fn an_inquiry_without_the_check_card_flag_says_nothing_about_it() {
+    let mut answer = inquiry("STSR", Some("1000"));
+    answer.card_bin_type_02 = None;
+    let TradeState::Approved { approval, .. } = TradeState::try_from(answer).unwrap() else {
+        panic!("not approved")
+    };
+    assert_eq!(approval.is_check_card, None, "unknown, not 'credit'");
 }
 
 #[test]
