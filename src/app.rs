@@ -86,7 +86,8 @@ pub struct App {
     pub addr: SocketAddr,
     pub gateway: Gateway,
     pub sandbox: Option<EmbeddedSandbox>,
-    /// The demo merchant, when this start created it (its secret is shown once).
+    /// The first merchant, when this start created it on an empty database (test mode: the demo
+    /// merchant; otherwise the one of the `KCP_*` settings): its secret is shown once.
     pub demo: Option<CreatedMerchant>,
     shutdown: tokio::sync::watch::Sender<bool>,
     server: tokio::task::JoinHandle<()>,
@@ -152,6 +153,15 @@ impl App {
             (None, None) if config.test_mode => KcpUrls::test(),
             (None, None) => KcpUrls::production(),
         };
+        // The embedded sandbox serves every path itself; otherwise the seed's URLs apply.
+        let urls = if sandbox.is_some() {
+            urls
+        } else {
+            urls.with_named(
+                config.kcp.payment_url.as_deref(),
+                config.kcp.register_url.as_deref(),
+            )
+        };
         let gateway = Gateway {
             db,
             clock,
@@ -178,7 +188,7 @@ impl App {
             anyhow::bail!("{reading}");
         }
         tracing::info!(clock = %reading, "clock checked against the database");
-        let demo = ensure_demo_merchant(&config, &gateway, sandbox.as_ref()).await?;
+        let demo = ensure_first_merchant(&config, &gateway, sandbox.as_ref()).await?;
 
         let (shutdown, mut stop) = tokio::sync::watch::channel(false);
         let mut scheduler = None;
@@ -339,15 +349,45 @@ fn spawn_resolver(gateway: Gateway, every: Duration, mut stop: tokio::sync::watc
     });
 }
 
-/// In test mode an empty database gets the documented demo merchant. Its KCP credentials come from
-/// `KCP_*` settings when given, otherwise from the embedded sandbox's CA.
-async fn ensure_demo_merchant(
+/// An empty database gets its first merchant. In test mode: the documented demo merchant, whose KCP
+/// credentials come from the `KCP_*` settings when given, otherwise from the embedded sandbox's CA.
+/// Outside test mode: the single merchant of a setup configured with the seed's `KCP_SITE_CD`,
+/// `KCP_CERT_INFO`, `KCP_PRIVATE_KEY_PATH` (+ `KCP_PRIVATE_KEY_PASSWORD`), with fresh iamport
+/// credentials (never the public demo ones), printed once by `serve`.
+async fn ensure_first_merchant(
     config: &Config,
     gateway: &Gateway,
     sandbox: Option<&EmbeddedSandbox>,
 ) -> anyhow::Result<Option<CreatedMerchant>> {
-    if !config.test_mode || !gateway.list_merchants().await?.is_empty() {
+    if !gateway.list_merchants().await?.is_empty() {
         return Ok(None);
+    }
+    if !config.test_mode {
+        let (Some(site_cd), Some(cert), Some(key_path)) = (
+            &config.kcp.site_cd,
+            &config.kcp.cert_info,
+            &config.kcp.private_key_path,
+        ) else {
+            return Ok(None);
+        };
+        let key = std::fs::read_to_string(key_path).with_context(|| format!("read {key_path}"))?;
+        let created = gateway
+            .create_merchant(NewMerchant {
+                name: format!("KCP {site_cd}"),
+                site_cd: site_cd.clone(),
+                certificate_pem: cert.clone(),
+                private_key_pem: key,
+                private_key_passphrase: config
+                    .kcp
+                    .private_key_password
+                    .clone()
+                    .unwrap_or_else(|| SecretString::from("")),
+                test_mode: false,
+                credentials: None,
+            })
+            .await
+            .map_err(|e| anyhow::anyhow!("merchant from KCP_SITE_CD: {e}"))?;
+        return Ok(Some(created));
     }
     let (site_cd, cert, key, pass) = match (
         &config.kcp.site_cd,

@@ -66,6 +66,9 @@ pub struct KcpSettings {
     pub private_key_path: Option<String>,
     #[serde(skip_serializing)]
     pub private_key_password: Option<SecretString>,
+    /// The seed's `KCP_PAYMENT_URL` (window approval, `gw/enc/v1/payment`) and `KCP_REGISTER_URL`
+    /// (trade registration): replace those URLs of the environment chosen; unused with the
+    /// embedded sandbox.
     pub payment_url: Option<String>,
     pub register_url: Option<String>,
     /// Whether "no such trade" from an inquiry by order number (no `tno` known, docs/kcp.md §4) is
@@ -113,7 +116,7 @@ fn default_max_clock_skew_secs() -> u64 {
 }
 
 /// How each instance drains due schedules (docs/operations.md "Schedules and webhooks"). The
-/// scheduler runs at the resolver's interval (at most every second) and again at once while its
+/// scheduler runs at the resolver's interval but at least once a second, and again at once while its
 /// last batch found work.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SchedulerSettings {
@@ -229,6 +232,8 @@ pub enum ConfigError {
          such as https://pay.example.com or https://example.com/pay"
     )]
     BadPublicUrl(String),
+    #[error("{setting} {url:?} must be an http(s) URL, such as https://stg-spl.kcp.co.kr/gw/enc/v1/payment")]
+    BadKcpUrl { setting: &'static str, url: String },
 }
 
 /// The operator token's minimum length: it is compared on every request and guessing it opens
@@ -274,6 +279,21 @@ impl Config {
         self.kcp_notify_sources()?;
         self.trusted_proxies()?;
         self.public_base()?;
+        for (setting, url) in [
+            ("KCP_PAYMENT_URL", &self.kcp.payment_url),
+            ("KCP_REGISTER_URL", &self.kcp.register_url),
+        ] {
+            let Some(url) = url else { continue };
+            let parsed = reqwest::Url::parse(url).ok();
+            if !parsed
+                .is_some_and(|u| matches!(u.scheme(), "http" | "https") && u.host_str().is_some())
+            {
+                return Err(ConfigError::BadKcpUrl {
+                    setting,
+                    url: url.clone(),
+                });
+            }
+        }
         Ok(())
     }
 
@@ -405,6 +425,17 @@ mod tests {
         assert!(matches!(config.validate(), Err(ConfigError::AnyProxy)));
         config.trusted_proxies = Some("10.0.0.0/8".into());
         assert!(config.validate().is_ok());
+    }
+
+    #[test]
+    fn the_seeds_kcp_urls_must_be_http_urls_or_openport_refuses_to_start() {
+        let mut config = Config::default();
+        config.kcp.payment_url = Some("https://stg-spl.kcp.co.kr/gw/enc/v1/payment".into());
+        config.kcp.register_url = Some("https://testsmpay.kcp.co.kr/trade/register.do".into());
+        assert!(config.validate().is_ok());
+        config.kcp.register_url = Some("testsmpay.kcp.co.kr/trade/register.do".into());
+        let refused = config.validate().unwrap_err().to_string();
+        assert!(refused.contains("KCP_REGISTER_URL"), "{refused}");
     }
 
     #[test]

@@ -247,9 +247,16 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     init_tracing(config.log_format == "json");
     let app = App::build(config).await?;
     if let Some(demo) = &app.demo {
-        println!(
-            "\nopenport test mode: demo merchant created (public test credentials, sandbox only)"
-        );
+        if demo.merchant.test_mode {
+            println!(
+                "\nopenport test mode: demo merchant created (public test credentials, sandbox only)"
+            );
+        } else {
+            println!(
+                "\nopenport: merchant created from KCP_SITE_CD / KCP_CERT_INFO / KCP_PRIVATE_KEY_PATH \
+                 (the imp_secret is shown only now; keep it)"
+            );
+        }
         println!("  imp_code   {}", demo.merchant.imp_code);
         println!("  imp_key    {}", demo.merchant.imp_key);
         println!("  imp_secret {}", demo.imp_secret.expose_secret());

@@ -142,3 +142,43 @@ async fn the_operator_token_is_refused_in_the_query_string_while_merchants_keep_
         .await;
     assert_eq!(status, StatusCode::OK, "merchants keep `_token`");
 }
+
+#[tokio::test]
+async fn outside_test_mode_the_seeds_kcp_settings_make_the_first_merchant_with_its_own_credentials()
+{
+    use base64::Engine;
+    use secrecy::{ExposeSecret, SecretString};
+    let key = base64::engine::general_purpose::STANDARD.encode([7u8; 32]);
+    // KCP_SITE_CD, KCP_CERT_INFO, KCP_PRIVATE_KEY_PATH and its password are set by the helper.
+    let app = crate::helpers::spawn_app_with(move |c| {
+        c.test_mode = false;
+        c.master_key = Some(SecretString::from(key));
+        c.public_url = Some("https://pay.example.com".into());
+    })
+    .await;
+    let created = app
+        .app
+        .demo
+        .as_ref()
+        .expect("an empty database gets the merchant");
+    assert!(
+        !created.merchant.test_mode,
+        "a live merchant, not the demo one"
+    );
+    assert_eq!(created.merchant.site_cd, "T0000");
+    assert_ne!(
+        created.merchant.imp_key, "imp_apikey",
+        "never the public test key"
+    );
+    assert_ne!(created.merchant.imp_code, "imp00000000");
+    let (status, body) = app
+        .post(
+            "/users/getToken",
+            None,
+            serde_json::json!({"imp_key": created.merchant.imp_key,
+                               "imp_secret": created.imp_secret.expose_secret()}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["code"], 0, "{body}");
+}

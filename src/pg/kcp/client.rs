@@ -65,6 +65,23 @@ impl KcpUrls {
         Self::from_origins("https://spl.kcp.co.kr", "https://smpay.kcp.co.kr")
     }
 
+    /// The seed's single-merchant settings name two of KCP's URLs whole (`KCP_PAYMENT_URL`, the
+    /// window approval; `KCP_REGISTER_URL`, a trade registration, the mobile `trade/register.do` or
+    /// the newer `std/tradeReg/register`): they replace those of the environment chosen.
+    pub fn with_named(mut self, payment: Option<&str>, register: Option<&str>) -> Self {
+        if let Some(url) = payment {
+            self.enc_payment = url.to_string();
+        }
+        if let Some(url) = register {
+            if url.trim_end_matches('/').ends_with("/trade/register.do") {
+                self.mobile_trade_register = url.to_string();
+            } else {
+                self.trade_register = url.to_string();
+            }
+        }
+        self
+    }
+
     /// Every path under one origin, e.g. `http://127.0.0.1:PORT` for the local KCP sandbox.
     pub fn with_base(base: &str) -> Self {
         let base = base.trim_end_matches('/');

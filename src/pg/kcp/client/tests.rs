@@ -453,6 +453,38 @@ fn config_and_connector_debug_redact_key_and_passphrase() {
 }
 
 #[test]
+fn the_seeds_payment_and_register_urls_replace_those_of_the_environment() {
+    let prod = KcpUrls::production();
+    let seed = KcpUrls::production().with_named(
+        Some("https://stg-spl.kcp.co.kr/gw/enc/v1/payment"),
+        Some("https://testsmpay.kcp.co.kr/trade/register.do"),
+    );
+    assert_eq!(
+        seed.enc_payment,
+        "https://stg-spl.kcp.co.kr/gw/enc/v1/payment"
+    );
+    assert_eq!(
+        seed.mobile_trade_register,
+        "https://testsmpay.kcp.co.kr/trade/register.do"
+    );
+    assert_eq!(
+        seed.trade_register, prod.trade_register,
+        "the other one stays"
+    );
+    assert_eq!(seed.hub, prod.hub);
+    let newer = KcpUrls::production().with_named(
+        None,
+        Some("https://stg-spl.kcp.co.kr/std/tradeReg/register"),
+    );
+    assert_eq!(
+        newer.trade_register,
+        "https://stg-spl.kcp.co.kr/std/tradeReg/register"
+    );
+    assert_eq!(newer.mobile_trade_register, prod.mobile_trade_register);
+    assert_eq!(newer.enc_payment, prod.enc_payment);
+}
+
+#[test]
 fn urls_follow_the_spec_table_and_with_base_keeps_the_paths() {
     let test = KcpUrls::test();
     assert_eq!(test.hub, "https://stg-spl.kcp.co.kr/gw/hub/v1/payment");
