@@ -19,7 +19,7 @@ use sea_orm::{ColumnTrait, Condition, Set};
 use super::pay::{ApprovalOutcome, Settling, NET_CANCEL_REASON};
 use super::{Gateway, ServiceError, ServiceResult};
 use crate::domain::payment::PaymentStatus;
-use crate::pg::{CancelKind, CancelRequest, DeclineReason, PgConnector, PgError};
+use crate::pg::{PgConnector, PgError};
 use crate::store::entity::{payment, pg_attempt};
 use crate::store::payments;
 
@@ -131,17 +131,8 @@ impl Gateway {
             let Some(attempt) = self.renew(attempt).await? else {
                 return Ok(ApprovalOutcome::Unknown(p));
             };
-            let req = CancelRequest {
-                tno: tno.clone(),
-                kind: CancelKind::Full,
-                reason: NET_CANCEL_REASON.into(),
-            };
-            match connector.cancel(&req).await {
-                Ok(_)
-                | Err(PgError::Declined {
-                    reason: DeclineReason::AlreadyCancelled,
-                    ..
-                }) => self.record_orphan_cancelled(p, attempt, &tno).await,
+            match super::pay::net_cancel_at_kcp(connector, &tno).await {
+                Ok(()) => self.record_orphan_cancelled(p, attempt, &tno).await,
                 Err(PgError::Declined { code, message, .. }) => {
                     tracing::error!(imp_uid = %p.imp_uid, %tno, %code, "KCP refused to net-cancel an approval the payment does not hold: closed as a conflict for an operator");
                     self.close_attempt(attempt, "conflict", &format!("[{code}] {message}"))

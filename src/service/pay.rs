@@ -619,17 +619,8 @@ impl Gateway {
                     .approval_orphaned(connector, payment.id, tno, false)
                     .await;
             };
-            let req = CancelRequest {
-                tno: tno.to_string(),
-                kind: CancelKind::Full,
-                reason: NET_CANCEL_REASON.into(),
-            };
-            match connector.cancel(&req).await {
-                Ok(_)
-                | Err(PgError::Declined {
-                    reason: DeclineReason::AlreadyCancelled,
-                    ..
-                }) => {
+            match net_cancel_at_kcp(connector, tno).await {
+                Ok(()) => {
                     let payment_id = payment.id;
                     match self
                         .record_net_cancelled(payment, attempt, tno, fail_reason)
@@ -830,6 +821,27 @@ pub(crate) fn taken_message(live: &payment::Model) -> String {
             "이 merchant_uid로 진행 중인 결제가 있습니다. 잠시 후 결제내역을 조회해 주세요. (imp_uid: {imp_uid})"
         ),
         _ => format!("이미 결제가 완료된 merchant_uid입니다. (imp_uid: {imp_uid})"),
+    }
+}
+
+/// Cancels approval `tno` whole at KCP with KCP's net-cancel reason (spec/kcp.md §5). "Already
+/// cancelled" is the cancel done (an earlier try of this net-cancel got through).
+pub(crate) async fn net_cancel_at_kcp(
+    connector: &dyn PgConnector,
+    tno: &str,
+) -> Result<(), PgError> {
+    let req = CancelRequest {
+        tno: tno.to_string(),
+        kind: CancelKind::Full,
+        reason: NET_CANCEL_REASON.into(),
+    };
+    match connector.cancel(&req).await {
+        Ok(_)
+        | Err(PgError::Declined {
+            reason: DeclineReason::AlreadyCancelled,
+            ..
+        }) => Ok(()),
+        Err(e) => Err(e),
     }
 }
 
