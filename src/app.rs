@@ -362,26 +362,18 @@ async fn ensure_first_merchant(
     if !gateway.list_merchants().await?.is_empty() {
         return Ok(None);
     }
+    let configured = configured_kcp_credentials(config)?;
     if !config.test_mode {
-        let (Some(site_cd), Some(cert), Some(key_path)) = (
-            &config.kcp.site_cd,
-            &config.kcp.cert_info,
-            &config.kcp.private_key_path,
-        ) else {
+        let Some((site_cd, cert, key, pass)) = configured else {
             return Ok(None);
         };
-        let key = std::fs::read_to_string(key_path).with_context(|| format!("read {key_path}"))?;
         let created = gateway
             .create_merchant(NewMerchant {
                 name: format!("KCP {site_cd}"),
-                site_cd: site_cd.clone(),
-                certificate_pem: cert.clone(),
+                site_cd,
+                certificate_pem: cert,
                 private_key_pem: key,
-                private_key_passphrase: config
-                    .kcp
-                    .private_key_password
-                    .clone()
-                    .unwrap_or_else(|| SecretString::from("")),
+                private_key_passphrase: pass,
                 test_mode: false,
                 credentials: None,
             })
@@ -389,23 +381,9 @@ async fn ensure_first_merchant(
             .map_err(|e| anyhow::anyhow!("merchant from KCP_SITE_CD: {e}"))?;
         return Ok(Some(created));
     }
-    let (site_cd, cert, key, pass) = match (
-        &config.kcp.site_cd,
-        &config.kcp.cert_info,
-        &config.kcp.private_key_path,
-        sandbox,
-    ) {
-        (Some(site), Some(cert), Some(key_path), _) => {
-            let key =
-                std::fs::read_to_string(key_path).with_context(|| format!("read {key_path}"))?;
-            let pass = config
-                .kcp
-                .private_key_password
-                .clone()
-                .unwrap_or_else(|| SecretString::from(""));
-            (site.clone(), cert.clone(), key, pass)
-        }
-        (_, _, _, Some(sb)) => {
+    let (site_cd, cert, key, pass) = match (configured, sandbox) {
+        (Some(credentials), _) => credentials,
+        (None, Some(sb)) => {
             let site = config
                 .kcp
                 .site_cd
@@ -414,7 +392,7 @@ async fn ensure_first_merchant(
             let (cert, key, pass) = issue_sandbox_certificate(&sb.sandbox, &site).await?;
             (site, cert, key, pass)
         }
-        _ => {
+        (None, None) => {
             tracing::warn!("test mode without KCP credentials or an embedded sandbox: no demo merchant created");
             return Ok(None);
         }
@@ -436,6 +414,27 @@ async fn ensure_first_merchant(
         .await
         .map_err(|e| anyhow::anyhow!("demo merchant: {e}"))?;
     Ok(Some(created))
+}
+
+/// The seed's single-merchant KCP settings (`KCP_SITE_CD`, `KCP_CERT_INFO`, the key read from
+/// `KCP_PRIVATE_KEY_PATH`, `KCP_PRIVATE_KEY_PASSWORD`) when all three are given.
+fn configured_kcp_credentials(
+    config: &Config,
+) -> anyhow::Result<Option<(String, String, String, SecretString)>> {
+    let (Some(site_cd), Some(cert), Some(key_path)) = (
+        &config.kcp.site_cd,
+        &config.kcp.cert_info,
+        &config.kcp.private_key_path,
+    ) else {
+        return Ok(None);
+    };
+    let key = std::fs::read_to_string(key_path).with_context(|| format!("read {key_path}"))?;
+    let pass = config
+        .kcp
+        .private_key_password
+        .clone()
+        .unwrap_or_else(|| SecretString::from(""));
+    Ok(Some((site_cd.clone(), cert.clone(), key, pass)))
 }
 
 /// A certificate and encrypted key for `site_cd` from the sandbox CA, with a fresh passphrase.

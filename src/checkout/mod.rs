@@ -16,6 +16,7 @@ use crate::api::envelope::{json_response, ok};
 use crate::api::error::ApiError;
 use crate::api::notifications::Peer;
 use crate::app::{AppState, PublicUrls};
+use crate::domain::payment::MERCHANT_UID_MAX_CHARS;
 use crate::net::AddressList;
 use crate::service::checkout::{CheckoutFinish, CheckoutRequest, Rsp, WindowFields};
 use crate::service::pay::ChargeOrder;
@@ -245,8 +246,10 @@ fn parse(
     mobile: bool,
     page_url: &str,
 ) -> Result<CheckoutRequest, String> {
-    if merchant_uid.chars().count() > 80 {
-        return Err("merchant_uid는 80자 이하여야 합니다.".into());
+    if merchant_uid.chars().count() > MERCHANT_UID_MAX_CHARS {
+        return Err(format!(
+            "merchant_uid는 {MERCHANT_UID_MAX_CHARS}자 이하여야 합니다."
+        ));
     }
     let amount = int(p, "amount").ok_or("amount는 정수여야 합니다.")?;
     // Mixed taxation (comm_free_mny, spec/kcp.md §6) is for KCP's TG03-contracted sites only and

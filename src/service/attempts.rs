@@ -190,8 +190,15 @@ impl Gateway {
         let note =
             "KCP confirmed this cancel after the attempt was closed as not applied: reconcile";
         let now = self.clock.unix();
-        if payments::close_again_as_conflict(&self.db.write, attempt_id, "failed", note, now)
-            .await?
+        if payments::restate_closed_attempt(
+            &self.db.write,
+            attempt_id,
+            "failed",
+            "conflict",
+            note,
+            now,
+        )
+        .await?
         {
             tracing::error!(
                 attempt_id,
@@ -265,7 +272,16 @@ impl Gateway {
     /// hand where needed): the payment takes API cancels again. `note` says what was done.
     pub async fn mark_reconciled(&self, id: i64, note: &str) -> ServiceResult<()> {
         let note = format!("reconciled by operator: {note}");
-        if !payments::mark_reconciled(&self.db.write, id, &note, self.clock.unix()).await? {
+        if !payments::restate_closed_attempt(
+            &self.db.write,
+            id,
+            "conflict",
+            "reconciled",
+            &note,
+            self.clock.unix(),
+        )
+        .await?
+        {
             return Err(ServiceError::BadRequest(format!(
                 "attempt {id} is not a conflict"
             )));

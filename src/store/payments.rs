@@ -382,36 +382,19 @@ pub async fn unreconciled_conflict(
         .await
 }
 
-/// Marks a `conflict` attempt `reconciled` with the operator's note; false when it is not (or no
-/// longer) a conflict.
-pub async fn mark_reconciled(
-    db: &impl ConnectionTrait,
-    id: i64,
-    note: &str,
-    now: i64,
-) -> Result<bool, DbErr> {
-    let res = pg_attempt::Entity::update_many()
-        .col_expr(pg_attempt::Column::State, Expr::value("reconciled"))
-        .col_expr(pg_attempt::Column::ResultMessage, Expr::value(note))
-        .col_expr(pg_attempt::Column::UpdatedAt, Expr::value(now))
-        .filter(pg_attempt::Column::Id.eq(id))
-        .filter(pg_attempt::Column::State.eq("conflict"))
-        .exec(db)
-        .await?;
-    Ok(res.rows_affected == 1)
-}
-
-/// Turns the closed attempt `id` from `from` into a `conflict` with `note`: for a holder to whom
-/// KCP confirmed what another holder had closed as not done. False when it is no longer `from`.
-pub async fn close_again_as_conflict(
+/// Moves the closed attempt `id` from state `from` to `to` with `note`: a `conflict` an operator
+/// marks `reconciled`, or a `failed` one KCP later confirmed, which becomes a `conflict`. False
+/// when it is no longer `from`.
+pub async fn restate_closed_attempt(
     db: &impl ConnectionTrait,
     id: i64,
     from: &str,
+    to: &str,
     note: &str,
     now: i64,
 ) -> Result<bool, DbErr> {
     let res = pg_attempt::Entity::update_many()
-        .col_expr(pg_attempt::Column::State, Expr::value("conflict"))
+        .col_expr(pg_attempt::Column::State, Expr::value(to))
         .col_expr(pg_attempt::Column::ResultMessage, Expr::value(note))
         .col_expr(pg_attempt::Column::UpdatedAt, Expr::value(now))
         .filter(pg_attempt::Column::Id.eq(id))
