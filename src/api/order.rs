@@ -4,7 +4,7 @@ use utoipa::ToSchema;
 
 use super::error::{ApiError, ApiResult};
 use super::extract::de;
-use crate::domain::payment::{MAX_AMOUNT, MERCHANT_UID_MAX_CHARS};
+use crate::domain::payment::{MAX_AMOUNT, MERCHANT_UID_MAX_CHARS, TAX_FREE_UNSUPPORTED};
 use crate::service::pay::ChargeOrder;
 
 /// The order fields every charge request shares (onetime, again, each schedule, vbanks, Benepia).
@@ -146,9 +146,7 @@ pub(crate) fn tax_fields(
     amount: Option<i64>,
 ) -> ApiResult<()> {
     if tax_free.is_some_and(|t| t != 0) {
-        return Err(ApiError::bad_request(
-            "면세공급가액(tax_free)은 지원하지 않습니다. KCP 복합과세(TG03) 결제를 지원하지 않으므로 tax_free는 0이거나 생략해야 합니다.",
-        ));
+        return Err(ApiError::bad_request(TAX_FREE_UNSUPPORTED));
     }
     if vat_amount.is_some_and(|v| v < 0 || amount.is_some_and(|a| v > a)) {
         return Err(ApiError::bad_request(

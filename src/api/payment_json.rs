@@ -74,6 +74,25 @@ impl From<PaymentRecord> for PaymentAnnotation {
         let p = r.payment;
         let status = PaymentStatus::from_db(&p.status);
         let receipt_url = p.receipt_url();
+        let cancel_history: Vec<PaymentCancelAnnotation> = r
+            .cancellations
+            .into_iter()
+            .map(|c| PaymentCancelAnnotation {
+                receipt_url: p.cancel_receipt_url(&c.pg_tid),
+                pg_tid: c.pg_tid,
+                amount: c.amount,
+                cancelled_at: c.cancelled_at,
+                reason: c.reason,
+                cancellation_id: c.cancellation_id,
+            })
+            .collect();
+        // Partial cancels of one trade share its slip: listed once.
+        let mut cancel_receipt_urls: Vec<String> = Vec::new();
+        for url in cancel_history.iter().filter_map(|c| c.receipt_url.as_ref()) {
+            if !cancel_receipt_urls.contains(url) {
+                cancel_receipt_urls.push(url.clone());
+            }
+        }
         Self {
             status: status.as_iamport().to_string(),
             imp_uid: p.imp_uid,
@@ -117,19 +136,8 @@ impl From<PaymentRecord> for PaymentAnnotation {
             fail_reason: p.fail_reason,
             cancel_reason: p.cancel_reason,
             receipt_url,
-            cancel_history: r
-                .cancellations
-                .into_iter()
-                .map(|c| PaymentCancelAnnotation {
-                    pg_tid: c.pg_tid,
-                    amount: c.amount,
-                    cancelled_at: c.cancelled_at,
-                    reason: c.reason,
-                    receipt_url: None,
-                    cancellation_id: c.cancellation_id,
-                })
-                .collect(),
-            cancel_receipt_urls: vec![],
+            cancel_history,
+            cancel_receipt_urls,
             cash_receipt_issued: false,
             customer_uid: p.customer_uid,
             customer_uid_usage: p.customer_uid_usage,

@@ -16,7 +16,7 @@ use crate::api::envelope::{json_response, ok};
 use crate::api::error::ApiError;
 use crate::api::notifications::Peer;
 use crate::app::{AppState, PublicUrls};
-use crate::domain::payment::MERCHANT_UID_MAX_CHARS;
+use crate::domain::payment::{MERCHANT_UID_MAX_CHARS, TAX_FREE_UNSUPPORTED};
 use crate::net::AddressList;
 use crate::service::checkout::{CheckoutFinish, CheckoutRequest, Rsp, WindowFields};
 use crate::service::pay::ChargeOrder;
@@ -143,6 +143,16 @@ fn int(v: &Value, k: &str) -> Option<i64> {
     }
 }
 
+/// The merchant page's address as the SDK reported it (`location.href`), kept only when it is an
+/// http(s) URL: it becomes a mobile buyer's way back (a redirect) and the origin results are
+/// posted to, so anything else (`javascript:`, `data:`, a file) is taken as no page at all.
+fn web_page(url: &str) -> String {
+    match reqwest::Url::parse(url.trim()) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") && u.has_host() => u.into(),
+        _ => String::new(),
+    }
+}
+
 fn origin_of(url: &str) -> String {
     let rest = url.split_once("://");
     match rest {
@@ -260,10 +270,7 @@ fn parse(
         Some(_) => int(p, "tax_free") == Some(0),
     };
     if !no_tax_free {
-        return Err(
-            "면세금액(tax_free)은 지원되지 않습니다: KCP 복합과세(TG03) 계약 가맹점 기능입니다."
-                .into(),
-        );
+        return Err(TAX_FREE_UNSUPPORTED.into());
     }
     let pay_method = text(p, "pay_method").unwrap_or_else(|| "card".into());
     let customer_uid = text(p, "customer_uid");
@@ -396,7 +403,7 @@ async fn request(
         &params,
         merchant_uid.clone(),
         req.mobile,
-        req.page_url.as_deref().unwrap_or(""),
+        &web_page(req.page_url.as_deref().unwrap_or("")),
     ) {
         Ok(p) => p,
         Err(msg) => return refusal(-1, msg, &merchant_uid, None),
@@ -765,6 +772,23 @@ mod tests {
             .starts_with("https://shop.test/done?imp_uid=&"));
         assert!(redirect_target("https://shop.test/done?a=1&", &rsp)
             .starts_with("https://shop.test/done?a=1&imp_uid=&"));
+    }
+
+    #[test]
+    fn a_page_url_other_than_http_is_no_page_at_all() {
+        assert_eq!(
+            web_page("https://shop.test/order?id=1"),
+            "https://shop.test/order?id=1"
+        );
+        for url in [
+            "javascript:alert(1)",
+            "data:text/html,hi",
+            "file:///etc/passwd",
+            "",
+            "shop",
+        ] {
+            assert_eq!(web_page(url), "", "{url}");
+        }
     }
 
     #[test]

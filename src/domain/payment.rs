@@ -9,6 +9,11 @@ pub const MAX_AMOUNT: i64 = 999_999_999_999;
 /// first release.
 pub const MERCHANT_UID_MAX_CHARS: usize = 80;
 
+/// Why a nonzero `tax_free` is refused, on every charge, cancel and `request_pay`: KCP splits an
+/// amount into taxable and tax-free parts only for sites contracted for mixed tax (`TG03`), which
+/// openport does not send, so a tax-free part would be charged or refunded as taxable.
+pub const TAX_FREE_UNSUPPORTED: &str = "면세공급가액(tax_free)은 지원하지 않습니다. KCP 복합과세(TG03) 결제를 지원하지 않으므로 tax_free는 0이거나 생략해야 합니다.";
+
 /// Internal status. `Pending` is an attempt whose outcome openport does not know yet (sent to KCP,
 /// answer lost or not yet recorded); iamport has no such word, so it is shown as `ready` and is
 /// never shown as `paid` or `failed` on a guess.

@@ -50,6 +50,29 @@ const BANKS: &[VbankBank] = &[
     },
 ];
 
+/// Banks KCP names in answers (a transfer's `bank_code`) but openport never asks for a virtual
+/// account at: KCP's code and iamport's standard code, as KCP's bank lists in merchants' pages
+/// pair them (`BK` + the standard code's last two digits). Codes outside both tables stay as KCP
+/// sent them (KCP's older lists use other numbers for some banks, e.g. `BK26`, `BK99`).
+const ANSWERED_ONLY: &[(&str, &str)] = &[
+    ("BK02", "002"), // KDB산업은행
+    ("BK05", "005"), // 외환은행 (now 하나은행)
+    ("BK23", "023"), // SC제일은행
+    ("BK27", "027"), // 한국씨티은행
+    ("BK31", "031"), // 대구은행
+    ("BK32", "032"), // 부산은행
+    ("BK34", "034"), // 광주은행
+    ("BK35", "035"), // 제주은행
+    ("BK37", "037"), // 전북은행
+    ("BK39", "039"), // 경남은행
+    ("BK45", "045"), // 새마을금고
+    ("BK48", "048"), // 신협
+    ("BK54", "054"), // HSBC
+    ("BK71", "071"), // 우체국
+    ("BK89", "089"), // 케이뱅크
+    ("BK90", "090"), // 카카오뱅크
+];
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("지원하지 않는 은행코드입니다. (vbank_code: {0})")]
 pub struct UnknownBank(pub String);
@@ -79,10 +102,21 @@ impl VbankBank {
     }
 
     /// What iamport shows as `vbank_code` / `bank_code` for a bank KCP names by its own code (a
-    /// window's virtual account `bankcode`, a transfer's `bank_code`): the standard code of this
-    /// table (`BK04` → `004`), or KCP's code as it came for a bank the table lacks (not guessed).
+    /// window's virtual account `bankcode`, a transfer's `bank_code`): the standard code
+    /// (`BK04` → `004`, `BK90` → `090`), or KCP's code as it came for a bank neither table
+    /// lists (not guessed).
     pub fn iamport_code_of_kcp(kcp_code: &str) -> String {
-        Self::from_kcp(kcp_code).map_or_else(|| kcp_code.to_string(), |b| b.iamport_code.into())
+        let kcp_code = kcp_code.trim();
+        Self::from_kcp(kcp_code)
+            .map(|b| b.iamport_code)
+            .or_else(|| {
+                ANSWERED_ONLY
+                    .iter()
+                    .find(|(kcp, _)| *kcp == kcp_code)
+                    .map(|(_, iamport)| *iamport)
+            })
+            .unwrap_or(kcp_code)
+            .to_string()
     }
 }
 
@@ -97,10 +131,16 @@ mod tests {
         assert_eq!(VbankBank::parse(" 7 ").unwrap().kcp_code, "BK07");
         assert_eq!(VbankBank::from_kcp("BK81").unwrap().iamport_code, "081");
         assert_eq!(VbankBank::iamport_code_of_kcp("BK20"), "020");
+        assert_eq!(VbankBank::iamport_code_of_kcp("BK90"), "090");
+        assert_eq!(VbankBank::iamport_code_of_kcp("BK71"), "071");
         assert_eq!(
             VbankBank::iamport_code_of_kcp("BK99"),
             "BK99",
             "not guessed"
+        );
+        assert!(
+            VbankBank::parse("090").is_err(),
+            "a bank KCP only answers with is never asked for an account"
         );
     }
 

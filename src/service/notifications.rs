@@ -15,9 +15,10 @@
 //! Order of work (design.md §2; SQLite has one writer, store/sqlite/writer.rs): record the
 //! notification (one short write) → read the payment → ask KCP with no transaction open → one
 //! transaction that moves the payment only if it is still in the status the decision was made on
-//! (so concurrent re-sends and the resolver apply a change at most once), writes the `paid`
-//! webhook, and marks the notification verified. A notification that could not be verified is not
-//! acknowledged, and its row stays unverified so that KCP's re-send is verified anew.
+//! (so concurrent re-sends and the resolver apply a change at most once), writes its webhook
+//! (`paid`, or `ready` for a reversal), and marks the notification verified. A notification that
+//! could not be verified is not acknowledged, and its row stays unverified so that KCP's re-send
+//! is verified anew.
 use sea_orm::{DbErr, Set};
 
 use super::{Gateway, ServiceError, ServiceResult};
@@ -363,7 +364,7 @@ impl Gateway {
         }
     }
 
-    /// Moves the payment as KCP confirmed, in one transaction with its `paid` webhook and the
+    /// Moves the payment as KCP confirmed, in one transaction with its webhook and the
     /// notification's verdict, unless it left `from` while KCP was being asked.
     async fn apply(
         &self,
@@ -373,11 +374,10 @@ impl Gateway {
         row: Option<i64>,
         now: i64,
     ) -> Result<Verdict, NotificationError> {
-        let (paid_at, webhooks) = if to == PaymentStatus::Paid {
-            (Some(now), self.webhooks_announcing(&payment, "paid").await?)
-        } else {
-            (None, Vec::new())
-        };
+        // A reversal is announced too (status `ready`): the merchant was told `paid` and may be
+        // about to ship; its webhook handler re-reads the payment either way.
+        let paid_at = (to == PaymentStatus::Paid).then_some(now);
+        let webhooks = self.webhooks_announcing(&payment, to.as_iamport()).await?;
         let txn = self.db.write.begin().await?;
         let moved =
             payments::change_status_if(&txn, payment.id, from.as_db(), to.as_db(), paid_at, now)

@@ -1362,7 +1362,7 @@ async fn a_nonzero_tax_free_is_refused_before_the_window_and_zero_is_no_tax_free
         assert_eq!(refused["code"], -1, "{refused}");
         assert_eq!(
             refused["message"],
-            "면세금액(tax_free)은 지원되지 않습니다: KCP 복합과세(TG03) 계약 가맹점 기능입니다."
+            "면세공급가액(tax_free)은 지원하지 않습니다. KCP 복합과세(TG03) 결제를 지원하지 않으므로 tax_free는 0이거나 생략해야 합니다."
         );
     }
     let rsp = request_pay(

@@ -491,7 +491,8 @@ async fn order_no_of(app: &crate::helpers::TestApp, imp_uid: &str) -> String {
 }
 
 #[tokio::test]
-async fn a_paid_or_cancelled_card_payment_shows_kcps_slip_as_receipt_url_and_a_failed_one_none() {
+async fn a_paid_or_cancelled_card_payment_shows_kcps_slip_as_receipt_url_and_for_its_cancels_and_a_failed_one_none(
+) {
     let app = spawn_app().await;
     let token = app.token().await;
     let paid = app.paid(&token, "receipt-1", 1004).await;
@@ -511,7 +512,25 @@ async fn a_paid_or_cancelled_card_payment_shows_kcps_slip_as_receipt_url_and_a_f
         .await;
     assert_eq!(cancelled["response"]["status"], "cancelled", "{cancelled}");
     assert_eq!(cancelled["response"]["receipt_url"], expected.as_str());
-    assert!(cancelled["response"]["cancel_history"][0]["receipt_url"].is_null());
+    assert_eq!(
+        cancelled["response"]["cancel_history"][0]["receipt_url"],
+        expected.as_str()
+    );
+    let (_, again) = app
+        .post(
+            "/payments/cancel",
+            Some(&token),
+            json!({"imp_uid": imp_uid, "amount": 1000}),
+        )
+        .await;
+    let history = &again["response"]["cancel_history"];
+    assert_eq!(history.as_array().map(Vec::len), Some(2), "{again}");
+    assert_eq!(history[1]["receipt_url"], expected.as_str());
+    assert_eq!(
+        again["response"]["cancel_receipt_urls"],
+        json!([expected]),
+        "one slip for the trade, listed once"
+    );
     let (_, declined) = app
         .pay(&token, "receipt-2", 1000, test_cards::INSUFFICIENT_LIMIT)
         .await;

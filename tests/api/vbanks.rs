@@ -608,6 +608,45 @@ async fn a_forged_deposit_notification_without_a_deposit_at_kcp_leaves_the_accou
 }
 
 #[tokio::test]
+async fn a_real_reversal_makes_the_account_ready_again_and_tells_the_merchant_by_webhook() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let hooks = Receiver::start().await;
+    let p = issued_with_hooks(&app, &token, "vb-reverse", &hooks).await;
+    deposit_until_paid(&app, &token, &p).await;
+    let imp_uid = p["imp_uid"].as_str().unwrap();
+    assert_eq!(webhook_statuses(&app, &hooks).await, ["ready", "paid"]);
+
+    app.sandbox
+        .deposit(
+            p["pg_tid"].as_str().unwrap(),
+            p["amount"].as_i64().unwrap(),
+            "13",
+        )
+        .unwrap();
+
+    let mut shown = app.payment(&token, imp_uid).await;
+    for _ in 0..100 {
+        if shown["status"] != "paid" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        shown = app.payment(&token, imp_uid).await;
+    }
+    assert_eq!(
+        (shown["status"].as_str(), shown["paid_at"].as_i64()),
+        (Some("ready"), Some(0)),
+        "{shown}"
+    );
+    assert_eq!(
+        webhook_statuses(&app, &hooks).await,
+        ["ready", "paid", "ready"],
+        "a merchant told `paid` hears of the reversal"
+    );
+    app.assert_ledger_agrees().await;
+}
+
+#[tokio::test]
 async fn a_forged_reversal_of_a_paid_account_leaves_it_paid() {
     let app = spawn_app().await;
     let token = app.token().await;

@@ -67,8 +67,7 @@ impl ActiveModelBehavior for ActiveModel {}
 
 impl Model {
     /// iamport's `receipt_url`: KCP's slip, which exists once money moved: paid, or cancelled
-    /// after it was paid (a revoked virtual account was never paid). Cancellations keep no
-    /// receipt of their own yet (`cancel_history[].receipt_url`, `cancel_receipt_urls`).
+    /// after it was paid (a revoked virtual account was never paid).
     pub fn receipt_url(&self) -> Option<String> {
         use crate::domain::payment::{receipt_url, PaymentStatus};
         match (
@@ -85,5 +84,20 @@ impl Model {
             ),
             _ => None,
         }
+    }
+
+    /// The slip of one cancellation (`cancel_history[].receipt_url`, `cancel_receipt_urls`):
+    /// KCP keeps no document per cancel; its slip of the trade the cancel was made on
+    /// (`cancel_pg_tid`: a point payment's partial cancel re-approves under a new `tno`) shows
+    /// the cancelled amounts. None where the payment has no slip at all.
+    pub fn cancel_receipt_url(&self, cancel_pg_tid: &str) -> Option<String> {
+        self.paid_at?;
+        crate::domain::payment::receipt_url(
+            &self.pay_method,
+            cancel_pg_tid,
+            &self.order_no,
+            self.amount,
+            self.sandbox,
+        )
     }
 }
