@@ -77,7 +77,7 @@ impl From<billing_key::Model> for CustomerAnnotation {
     fn from(k: billing_key::Model) -> Self {
         Self {
             customer_uid: k.customer_uid,
-            pg_provider: "kcp".into(),
+            pg_provider: crate::domain::payment::PG_KCP_BILLING.into(),
             pg_id: k.pg_id,
             card_name: k.card_name,
             card_code: k.card_code,
@@ -181,7 +181,13 @@ pub async fn delete(
     MerchantCaller(m): MerchantCaller,
     Path(uid): Path<String>,
 ) -> ApiResult<Envelope<CustomerAnnotation>> {
-    Ok(ok(s.gateway.delete_customer(&m, &uid).await?.into()))
+    // Deletes at KCP, then records it: run to the end whether or not the client waits (as every
+    // call with an effect at KCP), or a key gone at KCP stays active here with its schedules.
+    let gateway = s.gateway.clone();
+    let key = tokio::spawn(async move { gateway.delete_customer(&m, &uid).await })
+        .await
+        .map_err(|e| ServiceError::Internal(format!("billing key task: {e}")))??;
+    Ok(ok(key.into()))
 }
 
 /// `customer_uid` and `customer_uid[0]` are read as `customer_uid[]` too.

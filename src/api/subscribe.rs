@@ -183,7 +183,11 @@ pub async fn schedule(
             order: order(f.order)?,
         });
     }
-    let list = s.gateway.schedule_payments(&m, &uid, card, items).await?;
+    // May issue a billing key at KCP first: run to the end whether or not the client waits.
+    let gateway = s.gateway.clone();
+    let list = tokio::spawn(async move { gateway.schedule_payments(&m, &uid, card, items).await })
+        .await
+        .map_err(|e| ServiceError::Internal(format!("schedule task: {e}")))??;
     Ok(ok(list.into_iter().map(Into::into).collect()))
 }
 
@@ -248,7 +252,7 @@ fn paging(q: Option<&str>) -> ApiResult<Paging> {
         ("schedule_from" = i64, Query, minimum = 0, description = "Unix seconds, inclusive"),
         ("schedule_to" = i64, Query, minimum = 0, description = "Unix seconds, exclusive; after schedule_from, and at most 3 months after it"),
         ("schedule_status" = Option<String>, Query, description = "`scheduled` (includes one being charged now), `executed` or `revoked`; another value matches nothing"),
-        ("sorting" = Option<String>, Query, description = "`-schedule_at` for the latest first; anything else is ascending"),
+        ("sorting" = Option<String>, Query, description = "`scheduled` for the earliest `schedule_at` first; otherwise (iamport's default) the latest first"),
         PageParams,
     ),
     responses(
@@ -268,7 +272,8 @@ pub async fn list(
         to: int(q, "schedule_to")?,
         status: query_value(q, "schedule_status"),
     };
-    let desc = query_value(q, "sorting").as_deref() == Some("-schedule_at");
+    // iamport: "scheduled : 예약일자 과거순 (Default : 예약일자 최신순)".
+    let desc = query_value(q, "sorting").as_deref() != Some("scheduled");
     Ok(ok(s
         .gateway
         .schedules(&m, query, paging(q)?, desc)
@@ -301,7 +306,8 @@ pub async fn by_customer(
     };
     Ok(ok(s
         .gateway
-        .schedules(&m, query, paging(q)?, false)
+        // iamport: "예약된 시각 기준으로 최신순으로 정렬되어 전달됩니다."
+        .schedules(&m, query, paging(q)?, true)
         .await?
         .into()))
 }
@@ -381,7 +387,7 @@ async fn retime(
     responses(
         (status = 200, body = PaymentOutcome, description = "the payment the run made (paid or failed, code 0); code 1 (response null) when it could not run"),
         (status = 400, body = ErrorEnvelope, description = "the schedule neither failed nor was revoked"),
-        (status = 404, body = ErrorEnvelope, description = "no schedule has this merchant_uid"),
+        (status = 404, body = ErrorEnvelope, description = "no schedule has this merchant_uid, or its customer has no billing key (deleted): nothing is run"),
         TokenErrors))]
 pub async fn retry(
     State(s): State<AppState>,

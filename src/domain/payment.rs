@@ -9,6 +9,13 @@ pub const MAX_AMOUNT: i64 = 999_999_999_999;
 /// first release.
 pub const MERCHANT_UID_MAX_CHARS: usize = 80;
 
+/// iamport's `pg_provider` of KCP's payment window and key-in payments.
+pub const PG_KCP: &str = "kcp";
+/// iamport's `pg_provider` of KCP's billing channel: billing keys (CustomerAnnotation), the window
+/// that issues one, and every charge made with one (`again`, scheduled, `onetime` with
+/// `customer_uid`), as iamport shows payments of its `kcp_billing` channel.
+pub const PG_KCP_BILLING: &str = "kcp_billing";
+
 /// Why a nonzero `tax_free` is refused, on every charge, cancel and `request_pay`: KCP splits an
 /// amount into taxable and tax-free parts only for sites contracted for mixed tax (`TG03`), which
 /// openport does not send, so a tax-free part would be charged or refunded as taxable.

@@ -167,7 +167,7 @@ impl Gateway {
     }
 
     /// Best effort: a replaced key that KCP keeps can no longer be used by openport anyway.
-    async fn delete_key_at_pg(&self, m: &merchant::Model, key: &billing_key::Model) {
+    pub(super) async fn delete_key_at_pg(&self, m: &merchant::Model, key: &billing_key::Model) {
         let result = async {
             let connector = self.connectors.for_merchant(m, &self.secrets)?;
             let batch_key = SecretString::from(

@@ -18,7 +18,7 @@ use crate::domain::checkout::{
     escrow_good_info, escrow_items, method_of_bitmask, window_plan, WindowMethod, WindowPlan,
 };
 use crate::domain::ids::{new_imp_uid, order_no_for, random_hex};
-use crate::domain::payment::PaymentStatus;
+use crate::domain::payment::{PaymentStatus, PG_KCP, PG_KCP_BILLING};
 use crate::domain::text::for_kcp;
 use crate::domain::vbank::VbankBank;
 use crate::pg::{
@@ -244,7 +244,7 @@ impl Rsp {
             paid_amount: 0,
             status: Some("failed".into()),
             name: None,
-            pg_provider: "kcp".into(),
+            pg_provider: PG_KCP.into(),
             emb_pg_provider: None,
             pg_tid: None,
             buyer_name: None,
@@ -453,11 +453,7 @@ impl Gateway {
                 } else {
                     "pc".into()
                 }),
-                pg_provider: Set(if req.billing {
-                    "kcp_billing".into()
-                } else {
-                    "kcp".into()
-                }),
+                pg_provider: Set(if req.billing { PG_KCP_BILLING } else { PG_KCP }.into()),
                 pg_id: Set(m.site_cd.clone()),
                 pg_tid: Set(None),
                 // KCP charges nothing when it issues a billing key, whatever amount the window
@@ -1133,7 +1129,8 @@ impl Gateway {
             }
             return Ok(());
         }
-        if let Some(old) = billing::active_key(&txn, m.id, &uid).await? {
+        let replaced = billing::active_key(&txn, m.id, &uid).await?;
+        if let Some(old) = &replaced {
             billing::retire_key(&txn, old.id, "replaced", now).await?;
         }
         billing::insert_key(
@@ -1176,6 +1173,10 @@ impl Gateway {
         am.updated_at = Set(now);
         am.update(&txn).await?;
         txn.commit().await?;
+        // As a REST re-registration does: the card the customer replaced is deleted at KCP too.
+        if let Some(old) = replaced {
+            self.delete_key_at_pg(m, &old).await;
+        }
         Ok(())
     }
 }

@@ -18,6 +18,28 @@ pub struct Page<T> {
     pub list: Vec<T>,
 }
 
+impl<T> Page<T> {
+    /// Page `paging.page` of `total` rows: `previous` is 0 on the first page and the last page
+    /// when asked past the end; `next` is 0 on the last page.
+    pub fn new(total: u64, paging: Paging, list: Vec<T>) -> Self {
+        let last_page = total.div_ceil(paging.limit);
+        Self {
+            total,
+            previous: if paging.page > 1 {
+                (paging.page - 1).min(last_page.max(1))
+            } else {
+                0
+            },
+            next: if paging.page < last_page {
+                paging.page + 1
+            } else {
+                0
+            },
+            list,
+        }
+    }
+}
+
 /// What a multi-get found.
 #[derive(Debug, Clone)]
 pub struct FoundPayments {
@@ -235,20 +257,6 @@ impl Gateway {
     ) -> ServiceResult<Page<PaymentRecord>> {
         let (total, list) =
             payments::page(&self.db.read, q, sorting, paging.page, paging.limit).await?;
-        let last_page = total.div_ceil(paging.limit);
-        Ok(Page {
-            total,
-            previous: if paging.page > 1 {
-                (paging.page - 1).min(last_page.max(1))
-            } else {
-                0
-            },
-            next: if paging.page < last_page {
-                paging.page + 1
-            } else {
-                0
-            },
-            list: self.records(list).await?,
-        })
+        Ok(Page::new(total, paging, self.records(list).await?))
     }
 }

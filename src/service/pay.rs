@@ -9,7 +9,7 @@ use sea_orm::Set;
 use super::{Gateway, PaymentRecord, ServiceError, ServiceResult};
 use crate::domain::card::{iamport_card_code, CardAuth, CardNumber, Expiry};
 use crate::domain::ids::{new_imp_uid, order_no_for};
-use crate::domain::payment::PaymentStatus;
+use crate::domain::payment::{PaymentStatus, PG_KCP, PG_KCP_BILLING};
 use crate::domain::text::for_kcp;
 use crate::pg::{
     BatchPaymentRequest, CancelKind, CancelRequest, CardApproval, CardSecret, DeclineReason,
@@ -493,7 +493,12 @@ impl Gateway {
                 status: Set(PaymentStatus::Pending.as_db().into()),
                 pay_method: Set(cmd.pay_method.unwrap_or("card").into()),
                 channel: Set("api".into()),
-                pg_provider: Set("kcp".into()),
+                pg_provider: Set(if customer_uid.is_some() {
+                    PG_KCP_BILLING
+                } else {
+                    PG_KCP
+                }
+                .into()),
                 pg_id: Set(m.site_cd.clone()),
                 pg_tid: Set(None),
                 amount: Set(cmd.amount),

@@ -8,7 +8,7 @@ use super::lookup::{Page, Paging};
 use super::pay::{instalment_allowed, ApprovalOutcome, ChargeOrder, UNKNOWN_CUSTOMER};
 use super::{Gateway, PaymentRecord, ServiceError, ServiceResult};
 use crate::domain::ids::{new_imp_uid, order_no_for};
-use crate::domain::payment::PaymentStatus;
+use crate::domain::payment::{PaymentStatus, PG_KCP_BILLING};
 use crate::store::billing::{self, FinishedSchedule, HeldSchedule, ScheduleQuery};
 use crate::store::entity::{merchant, payment, schedule};
 use crate::store::payments::UnopenedFailure;
@@ -66,17 +66,18 @@ impl Gateway {
                 )));
             }
         }
-        if billing::active_key(&self.db.read, m.id, customer_uid)
-            .await?
-            .is_none()
-        {
-            match card {
-                Some(c) => {
-                    self.register_customer(m, c).await?;
-                }
+        let key = match billing::active_key(&self.db.read, m.id, customer_uid).await? {
+            Some(key) => key,
+            None => match card {
+                Some(c) => self.register_customer(m, c).await?,
                 None => return Err(ServiceError::Refused(UNKNOWN_CUSTOMER.into())),
-            }
-        }
+            },
+        };
+        // OpenAPI (`POST /subscribe/payments/schedule`): a buyer field left out is the billing
+        // key's customer field ("누락되면 빌링키 등록 시 입력한 customer_name … 이 사용됩니다").
+        let or_customer = |given: &Option<String>, registered: &Option<String>| {
+            given.clone().or_else(|| registered.clone())
+        };
         let txn = self.db.write.begin().await?;
         let mut out = Vec::with_capacity(items.len());
         for it in items {
@@ -97,11 +98,11 @@ impl Gateway {
                 amount: Set(o.amount),
                 currency: Set(o.currency.clone()),
                 name: Set(o.name.clone()),
-                buyer_name: Set(o.buyer_name.clone()),
-                buyer_email: Set(o.buyer_email.clone()),
-                buyer_tel: Set(o.buyer_tel.clone()),
-                buyer_addr: Set(o.buyer_addr.clone()),
-                buyer_postcode: Set(o.buyer_postcode.clone()),
+                buyer_name: Set(or_customer(&o.buyer_name, &key.customer_name)),
+                buyer_email: Set(or_customer(&o.buyer_email, &key.customer_email)),
+                buyer_tel: Set(or_customer(&o.buyer_tel, &key.customer_tel)),
+                buyer_addr: Set(or_customer(&o.buyer_addr, &key.customer_addr)),
+                buyer_postcode: Set(or_customer(&o.buyer_postcode, &key.customer_postcode)),
                 custom_data: Set(o.custom_data.clone()),
                 notice_url: Set((!o.notice_url.is_empty())
                     .then(|| serde_json::to_string(&o.notice_url).unwrap_or_default())),
@@ -204,17 +205,7 @@ impl Gateway {
         }
         let (total, list) =
             billing::schedules_page(&self.db.read, &q, paging.page, paging.limit, desc).await?;
-        let last = total.div_ceil(paging.limit);
-        Ok(Page {
-            total,
-            previous: paging.page.saturating_sub(1),
-            next: if paging.page < last {
-                paging.page + 1
-            } else {
-                0
-            },
-            list,
-        })
+        Ok(Page::new(total, paging, list))
     }
 
     /// Moves a pending schedule (`PUT …/schedule/{merchant_uid}`: one that ran or was revoked is
@@ -268,6 +259,16 @@ impl Gateway {
     ) -> ServiceResult<PaymentRecord> {
         let now = self.clock.unix();
         let s = self.schedule(m, merchant_uid).await?;
+        // iamport: 404 "존재하지 않는 결제예약 혹은 빌링키" — nothing is re-armed, charged or
+        // announced for a customer whose key was deleted (which revoked the schedule).
+        if billing::active_key(&self.db.read, m.id, &s.customer_uid)
+            .await?
+            .is_none()
+        {
+            return Err(ServiceError::NotFound(
+                "존재하지 않는 결제예약 혹은 빌링키입니다.".into(),
+            ));
+        }
         let Some(claimed) =
             billing::rearm_and_claim(&self.db.write, s.id, now, now + self.schedule_lease_secs())
                 .await?
@@ -641,7 +642,7 @@ fn unopened_payment(
         status: PaymentStatus::Failed.as_db().into(),
         pay_method: "card".into(),
         channel: "api".into(),
-        pg_provider: "kcp".into(),
+        pg_provider: PG_KCP_BILLING.into(),
         pg_id: m.site_cd.clone(),
         pg_tid: None,
         amount: s.amount,

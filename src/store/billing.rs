@@ -292,9 +292,17 @@ pub async fn finish_schedules(
             schedule::Column::ImpUid,
             by_id(|f| f.imp_uid.clone().into()).into(),
         )
+        // A cancel of the payment committed between its charge and this write (the outcomes of
+        // a batch are written together, after the payments) has set `cancelled`: it stays.
         .col_expr(
             schedule::Column::PaymentStatus,
-            by_id(|f| f.payment_status.into()).into(),
+            CaseStatement::new()
+                .case(
+                    schedule::Column::PaymentStatus.eq("cancelled"),
+                    Expr::val("cancelled"),
+                )
+                .finally(by_id(|f| f.payment_status.into()))
+                .into(),
         )
         .col_expr(
             schedule::Column::FailReason,

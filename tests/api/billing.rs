@@ -38,7 +38,7 @@ async fn a_registered_customer_shows_a_masked_card_and_never_the_billing_key() {
     assert_eq!(body["code"], 0, "{body}");
     let c = &body["response"];
     assert_eq!(c["customer_uid"], "cust-1");
-    assert_eq!(c["pg_provider"], "kcp");
+    assert_eq!(c["pg_provider"], "kcp_billing");
     assert_eq!(c["pg_id"], "T0000");
     assert_eq!(c["card_number"], "411111******1111");
     assert_eq!(c["card_code"], "366");
@@ -67,6 +67,10 @@ async fn again_charges_the_billing_key_and_marks_the_payment_as_a_key_payment() 
     assert_eq!(p["channel"], "api");
     assert_eq!(p["customer_uid"], "cust-2");
     assert_eq!(p["customer_uid_usage"], "payment");
+    assert_eq!(
+        p["pg_provider"], "kcp_billing",
+        "iamport's KCP billing channel"
+    );
     assert_eq!(p["card_number"], "411111******1111");
     assert_eq!(app.sandbox.ledger().len(), 1);
     let (_, page) = app
@@ -226,7 +230,7 @@ async fn a_delete_retried_after_a_lost_answer_finishes_the_delete() {
 }
 
 /// `DELETE /subscribe/customers/{uid}`.
-async fn delete_customer(app: &TestApp, token: &str, uid: &str) -> Value {
+pub async fn delete_customer(app: &TestApp, token: &str, uid: &str) -> Value {
     let res = app
         .http
         .delete(app.url(&format!("/subscribe/customers/{uid}")))

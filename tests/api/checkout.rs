@@ -531,6 +531,35 @@ async fn the_billing_key_window_stores_a_key_without_charging_and_again_uses_it(
     let (_, paid) = crate::billing::again(&app, &token, "web-cust", "web-billing-1", 4900).await;
     assert_eq!(paid["response"]["status"], "paid", "{paid}");
     assert_eq!(app.sandbox.ledger().len(), 1);
+
+    // The customer registers another card in the window: the first key is deleted at KCP.
+    let second = request_pay(
+        &app,
+        json!({"pg": "kcp_billing", "pay_method": "card", "merchant_uid": "web-billing-2", "amount": 0, "customer_uid": "web-cust"}),
+        &[("card_no", "4111111111111111"), ("card_expiry", "3112"), ("action", "pay")],
+    )
+    .await;
+    assert_eq!(second["success"], true, "{second}");
+    let states: Vec<(String, kcp_sandbox::BatchKeyState)> = app
+        .sandbox
+        .batch_keys()
+        .into_iter()
+        .map(|k| (k.masked_card_no, k.state))
+        .collect();
+    assert_eq!(
+        states,
+        [
+            (
+                "555555******4444".to_string(),
+                kcp_sandbox::BatchKeyState::Deleted
+            ),
+            (
+                "411111******1111".to_string(),
+                kcp_sandbox::BatchKeyState::Active
+            ),
+        ],
+        "a replaced card is not left chargeable at KCP"
+    );
 }
 
 const CARD_OK: [(&str, &str); 3] = [

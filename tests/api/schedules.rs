@@ -256,7 +256,8 @@ async fn form_bodies_with_bracketed_lists_schedule_and_unschedule_only_what_they
 }
 
 #[tokio::test]
-async fn schedule_lists_are_paged_within_three_months_and_by_customer_with_a_hyphenated_status() {
+async fn schedule_lists_are_paged_within_three_months_latest_first_and_by_customer_with_a_hyphenated_status(
+) {
     let app = spawn_app().await;
     let token = app.token().await;
     register(&app, &token, "s-list", test_cards::SHINHAN_CREDIT).await;
@@ -284,7 +285,41 @@ async fn schedule_lists_are_paged_within_three_months_and_by_customer_with_a_hyp
     let r = &body["response"];
     assert_eq!(r["total"], 4, "to is exclusive: {body}");
     assert_eq!(r["next"], 2);
-    assert_eq!(r["list"][0]["merchant_uid"], "ls-0");
+    assert_eq!(
+        (
+            r["list"][0]["merchant_uid"].as_str(),
+            r["list"][1]["merchant_uid"].as_str()
+        ),
+        (Some("ls-3"), Some("ls-2")),
+        "iamport's default: the latest schedule_at first"
+    );
+    let (_, body) = app
+        .get(
+            &format!(
+                "/subscribe/payments/schedule?schedule_from={base}&schedule_to={}&sorting=scheduled",
+                base + 4
+            ),
+            Some(&token),
+        )
+        .await;
+    assert_eq!(body["response"]["list"][0]["merchant_uid"], "ls-0");
+    let (_, past_the_end) = app
+        .get(
+            &format!(
+                "/subscribe/payments/schedule?schedule_from={base}&schedule_to={}&limit=2&page=9",
+                base + 4
+            ),
+            Some(&token),
+        )
+        .await;
+    assert_eq!(
+        (
+            past_the_end["response"]["previous"].as_u64(),
+            past_the_end["response"]["next"].as_u64()
+        ),
+        (Some(2), Some(0)),
+        "previous is the last page, as for payments"
+    );
     let (status, _) = app
         .get(
             &format!(
@@ -312,6 +347,10 @@ async fn schedule_lists_are_paged_within_three_months_and_by_customer_with_a_hyp
         .get("/subscribe/customers/s-list/schedules", Some(&token))
         .await;
     assert_eq!(body["response"]["total"], 5);
+    assert_eq!(
+        body["response"]["list"][0]["merchant_uid"], "ls-4",
+        "by customer: the latest first, as iamport documents"
+    );
 }
 
 #[tokio::test]
@@ -1320,4 +1359,69 @@ async fn an_instance_whose_clock_is_off_the_databases_runs_no_schedule_until_it_
     gateway.record_clock_reading(judge(now, now, now.timestamp_millis(), 5_000));
     assert_eq!(gateway.run_due_schedules(100).await.unwrap(), 1);
     assert_each_charged_once(&app, 1).await;
+}
+
+#[tokio::test]
+async fn a_schedule_without_buyer_fields_takes_those_the_billing_key_was_registered_with() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    register(&app, &token, "s-buyer", test_cards::SHINHAN_CREDIT).await;
+
+    let body = schedule(
+        &app,
+        &token,
+        json!({"customer_uid": "s-buyer", "schedules": [
+            {"merchant_uid": "sb-1", "schedule_at": now() + 10, "amount": 1000, "buyer_name": "김주문"}]}),
+    )
+    .await;
+
+    let shown = &body["response"][0];
+    assert_eq!(
+        (shown["buyer_name"].as_str(), shown["buyer_email"].as_str()),
+        (Some("김주문"), Some("buyer@example.com")),
+        "a given field wins, a missing one is the customer's: {body}"
+    );
+    app.advance(11);
+    app.app.gateway.run_due_schedules(10).await.unwrap();
+    let (_, s) = app
+        .get("/subscribe/payments/schedule/sb-1", Some(&token))
+        .await;
+    let paid = app
+        .payment(&token, s["response"]["imp_uid"].as_str().unwrap())
+        .await;
+    assert_eq!(paid["buyer_email"], "buyer@example.com", "{paid}");
+}
+
+#[tokio::test]
+async fn a_retry_of_a_schedule_whose_billing_key_was_deleted_is_a_404_and_charges_or_announces_nothing(
+) {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    register(&app, &token, "s-gone", test_cards::SHINHAN_CREDIT).await;
+    schedule(
+        &app,
+        &token,
+        json!({"customer_uid": "s-gone", "schedules": [
+            {"merchant_uid": "sg-1", "schedule_at": now() + 10, "amount": 1000}]}),
+    )
+    .await;
+    let deleted = crate::billing::delete_customer(&app, &token, "s-gone").await;
+    assert_eq!(deleted["code"], 0, "{deleted}");
+
+    let (status, body) = app
+        .post(
+            "/subscribe/payments/schedule/sg-1/retry",
+            Some(&token),
+            json!({}),
+        )
+        .await;
+
+    assert_eq!(status, reqwest::StatusCode::NOT_FOUND, "{body}");
+    assert_eq!(body["message"], "존재하지 않는 결제예약 혹은 빌링키입니다.");
+    let (_, s) = app
+        .get("/subscribe/payments/schedule/sg-1", Some(&token))
+        .await;
+    assert_eq!(s["response"]["schedule_status"], "revoked", "{s}");
+    assert!(s["response"]["imp_uid"].is_null());
+    assert!(app.sandbox.ledger().is_empty());
 }
