@@ -85,6 +85,9 @@ enum AttemptCommand {
         /// Required: you checked KCP's admin and it holds no approval for the order number.
         #[arg(long, required = true)]
         none_at_kcp: bool,
+        /// The order number you looked up in KCP's admin; it must be the attempt's.
+        #[arg(long)]
+        order_no: String,
     },
     /// Mark a `conflict` attempt reconciled once KCP's admin and the payment agree again (fixed
     /// by hand where needed); until then the payment takes no API cancel.
@@ -348,10 +351,11 @@ async fn attempt(cmd: AttemptCommand) -> anyhow::Result<()> {
             common,
             id,
             none_at_kcp,
+            order_no,
         } => {
             anyhow::ensure!(none_at_kcp, "--none-at-kcp is required");
             let app = offline_app(&common).await?;
-            let settled = app.gateway.fail_attempt_none_at_kcp(id).await;
+            let settled = app.gateway.fail_attempt_none_at_kcp(id, &order_no).await;
             app.shutdown().await;
             let imp_uid = settled.map_err(|e| anyhow::anyhow!("{e}"))?;
             println!("attempt {id} settled: payment {imp_uid} failed, its merchant_uid is free");

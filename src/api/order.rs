@@ -4,7 +4,9 @@ use utoipa::ToSchema;
 
 use super::error::{ApiError, ApiResult};
 use super::extract::de;
-use crate::domain::payment::{MAX_AMOUNT, MERCHANT_UID_MAX_CHARS, TAX_FREE_UNSUPPORTED};
+use crate::domain::payment::{
+    check_notice_urls, MAX_AMOUNT, MERCHANT_UID_MAX_CHARS, TAX_FREE_UNSUPPORTED,
+};
 use crate::service::pay::ChargeOrder;
 
 /// The order fields every charge request shares (onetime, again, each schedule, vbanks, Benepia).
@@ -62,6 +64,7 @@ pub(crate) fn order(f: OrderFields) -> ApiResult<ChargeOrder> {
     let amount = amount(f.amount, 1)?;
     let currency = currency(f.currency)?.unwrap_or_else(|| "KRW".into());
     tax_fields(f.tax_free, f.vat_amount, Some(amount))?;
+    check_notice_urls(&f.notice_url).map_err(ApiError::bad_request)?;
     // iamport: only 2 months and more is an instalment; 0 and 1 both mean a lump sum, which KCP
     // knows only as quota "00" (it reads "01" as an instalment).
     let card_quota = match f.card_quota.unwrap_or(0) {

@@ -296,6 +296,7 @@ fn parse(
             .collect(),
         _ => vec![],
     };
+    crate::domain::payment::check_notice_urls(&notice_url)?;
     let custom_data = match p.get("custom_data") {
         None | Some(Value::Null) => None,
         Some(Value::String(s)) => Some(s.clone()),

@@ -9,6 +9,27 @@ pub const MAX_AMOUNT: i64 = 999_999_999_999;
 /// first release.
 pub const MERCHANT_UID_MAX_CHARS: usize = 80;
 
+/// At most this many `notice_url`s per payment, each at most [`NOTICE_URL_MAX_CHARS`] long: every
+/// URL becomes a webhook delivery with retries, and a browser's `request_pay` may set them, so an
+/// unbounded list would let one checkout queue thousands of deliveries.
+pub const NOTICE_URLS_MAX: usize = 10;
+pub const NOTICE_URL_MAX_CHARS: usize = 2048;
+
+/// Refuses a `notice_url` list longer than [`NOTICE_URLS_MAX`] or with a URL longer than
+/// [`NOTICE_URL_MAX_CHARS`]; the message is iamport-style, for a 400.
+pub fn check_notice_urls(urls: &[String]) -> Result<(), String> {
+    if urls.len() > NOTICE_URLS_MAX
+        || urls
+            .iter()
+            .any(|u| u.chars().count() > NOTICE_URL_MAX_CHARS)
+    {
+        return Err(format!(
+            "notice_url은 {NOTICE_URLS_MAX}개 이하, 각 {NOTICE_URL_MAX_CHARS}자 이하여야 합니다."
+        ));
+    }
+    Ok(())
+}
+
 /// iamport's `pg_provider` of KCP's payment window and key-in payments.
 pub const PG_KCP: &str = "kcp";
 /// iamport's `pg_provider` of KCP's billing channel: billing keys (CustomerAnnotation), the window

@@ -351,7 +351,12 @@ impl Gateway {
     /// approval for its order number (one it held has been cancelled there). The payment fails and
     /// its merchant_uid is free. Refused for a cancel, a settled attempt, or one a request or the
     /// resolver holds right now (try again in a minute).
-    pub async fn fail_attempt_none_at_kcp(&self, id: i64) -> ServiceResult<String> {
+    ///
+    /// `order_no` is the number the operator looked up, which must be the attempt's (a mistyped
+    /// id fails nothing else). An attempt that names KCP's `tno` is refused: KCP approved it, and
+    /// the resolver is cancelling that approval by its `tno` (a net-cancel whose answer was lost);
+    /// failing it here would stop that and leave the buyer charged.
+    pub async fn fail_attempt_none_at_kcp(&self, id: i64, order_no: &str) -> ServiceResult<String> {
         let attempt = payments::attempt_by_id(&self.db.read, id)
             .await?
             .ok_or_else(|| ServiceError::NotFound(format!("attempt {id} does not exist")))?;
@@ -359,6 +364,17 @@ impl Gateway {
             return Err(ServiceError::BadRequest(format!(
                 "attempt {id} is a {}: only an approval can be settled this way",
                 attempt.kind
+            )));
+        }
+        if attempt.order_no != order_no {
+            return Err(ServiceError::BadRequest(format!(
+                "attempt {id} waits for order number {}, not {order_no}: look that one up in KCP's admin",
+                attempt.order_no
+            )));
+        }
+        if let Some(tno) = &attempt.tno {
+            return Err(ServiceError::Refused(format!(
+                "attempt {id} names KCP's approval {tno}: KCP approved it and the resolver is cancelling it by that number; it cannot be failed by hand (see `openport attempt list`)"
             )));
         }
         // KCP may still be working on a call younger than the settle delay (a request's lease

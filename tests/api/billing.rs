@@ -583,7 +583,7 @@ async fn a_billing_key_window_whose_issuance_answer_is_lost_is_not_failed_on_a_g
     // The operator settles it after looking in KCP's admin.
     app.app
         .gateway
-        .fail_attempt_none_at_kcp(open[0].id)
+        .fail_attempt_none_at_kcp(open[0].id, &open[0].order_no)
         .await
         .unwrap();
     assert_eq!(app.payment(&token, imp_uid).await["status"], "failed");
@@ -620,7 +620,7 @@ async fn a_billing_key_issued_to_a_window_whose_attempt_was_settled_meanwhile_is
     let open = app.app.gateway.open_attempts(10).await.unwrap();
     app.app
         .gateway
-        .fail_attempt_none_at_kcp(open[0].id)
+        .fail_attempt_none_at_kcp(open[0].id, &open[0].order_no)
         .await
         .unwrap();
 

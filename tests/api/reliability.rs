@@ -102,11 +102,17 @@ async fn where_an_inquiry_by_order_number_is_not_trusted_a_dropped_approval_stay
     assert_eq!(open.len(), 1);
     assert_eq!(open[0].imp_uid, imp_uid);
     assert!(
-        gateway.fail_attempt_none_at_kcp(open[0].id).await.is_ok(),
+        gateway
+            .fail_attempt_none_at_kcp(open[0].id, &open[0].order_no)
+            .await
+            .is_ok(),
         "settled"
     );
     assert!(
-        gateway.fail_attempt_none_at_kcp(open[0].id).await.is_err(),
+        gateway
+            .fail_attempt_none_at_kcp(open[0].id, &open[0].order_no)
+            .await
+            .is_err(),
         "only once"
     );
     assert_eq!(app.payment(&token, &imp_uid).await["status"], "failed");
@@ -413,10 +419,11 @@ async fn an_operator_cannot_fail_an_approval_younger_than_the_settle_delay() {
         .await;
     let imp_uid = imp_uid_in(&body["message"]);
     let gateway = &app.app.gateway;
-    let id = gateway.open_attempts(10).await.unwrap()[0].id;
+    let open = gateway.open_attempts(10).await.unwrap();
+    let (id, order_no) = (open[0].id, open[0].order_no.as_str());
 
     // Nobody holds it (the request let go), but KCP may still be working on the call.
-    let early = gateway.fail_attempt_none_at_kcp(id).await;
+    let early = gateway.fail_attempt_none_at_kcp(id, order_no).await;
     assert!(
         early
             .as_ref()
@@ -426,7 +433,67 @@ async fn an_operator_cannot_fail_an_approval_younger_than_the_settle_delay() {
     assert_eq!(app.payment(&token, &imp_uid).await["status"], "ready");
 
     app.advance(SETTLE_SECS + 1);
-    assert!(gateway.fail_attempt_none_at_kcp(id).await.is_ok());
+    let mistyped = gateway.fail_attempt_none_at_kcp(id, "000000000000").await;
+    assert!(
+        mistyped
+            .as_ref()
+            .is_err_and(|e| e.to_string().contains(order_no)),
+        "the order number looked up must be the attempt's: {mistyped:?}"
+    );
+    assert!(gateway.fail_attempt_none_at_kcp(id, order_no).await.is_ok());
     assert_eq!(app.payment(&token, &imp_uid).await["status"], "failed");
+    app.assert_ledger_agrees().await;
+}
+
+#[tokio::test]
+async fn an_operator_cannot_fail_an_attempt_that_names_kcps_approval_while_its_net_cancel_is_pending(
+) {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    app.sandbox.inject(FaultRule::new(
+        paths::HUB_PAYMENT,
+        Fault::Delay {
+            ms: KCP_TIMEOUT_MS + 1000,
+        },
+    ));
+    let (_, body) = app
+        .pay(&token, "fail-named", 1000, test_cards::SHINHAN_CREDIT)
+        .await;
+    assert_eq!(body["code"], 1, "{body}");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(app.sandbox.ledger().len(), 1, "KCP approved it late");
+    // The resolver finds the approval nobody awaits and net-cancels it; that answer is lost.
+    app.sandbox
+        .inject(FaultRule::new(paths::CANCEL, Fault::Drop).times(1));
+    app.advance(SETTLE_SECS + 1);
+    let gateway = &app.app.gateway;
+    let mut open = vec![];
+    for _ in 0..6 {
+        gateway.resolve_due(1000).await.unwrap();
+        open = gateway.open_attempts(10).await.unwrap();
+        if open.first().is_some_and(|a| a.tno.is_some()) {
+            break;
+        }
+        app.advance(400);
+    }
+    assert_eq!(open.len(), 1, "{open:?}");
+    assert!(open[0].tno.is_some(), "{open:?}");
+
+    let verdict = gateway
+        .fail_attempt_none_at_kcp(open[0].id, &open[0].order_no)
+        .await;
+
+    assert!(
+        verdict
+            .as_ref()
+            .is_err_and(|e| e.to_string().contains("names KCP's approval")),
+        "{verdict:?}"
+    );
+    app.resolve_all().await;
+    assert_eq!(
+        app.sandbox.ledger()[0].state,
+        TransactionState::Cancelled,
+        "the resolver finished the net-cancel"
+    );
     app.assert_ledger_agrees().await;
 }

@@ -907,3 +907,44 @@ async fn a_resend_while_the_delivery_is_in_flight_is_refused_instead_of_being_ov
     assert_eq!(deliver(&app).await, 1);
     assert_eq!(receiver.requests().len(), 2);
 }
+
+#[tokio::test]
+async fn more_than_ten_notice_urls_or_an_overlong_one_are_refused_from_rest_and_from_the_browser_before_anything_is_written(
+) {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let eleven: Vec<String> = (0..11).map(|i| format!("https://hook.test/{i}")).collect();
+    let overlong = vec![format!("https://hook.test/{}", "a".repeat(2048))];
+    for notice in [json!(eleven), json!(overlong)] {
+        let (status, res) = app
+            .post(
+                "/subscribe/payments/onetime",
+                Some(&token),
+                json!({"merchant_uid": "many-hooks", "amount": 1000,
+                       "card_number": test_cards::SHINHAN_CREDIT, "expiry": future_expiry(),
+                       "notice_url": notice.clone()}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{res}");
+        assert!(
+            res["message"].as_str().unwrap().contains("notice_url"),
+            "{res}"
+        );
+        let (_, browser) = app
+            .post(
+                "/checkout/request",
+                None,
+                json!({"imp_code": "imp00000000", "page_url": "http://shop.test/cart",
+                       "params": {"pay_method": "vbank", "merchant_uid": "many-hooks-web",
+                                  "amount": 5000, "notice_url": notice}}),
+            )
+            .await;
+        assert_eq!(browser["code"], -1, "{browser}");
+    }
+    assert!(app.sandbox.ledger().is_empty());
+    let (_, none) = app.get("/payments/find/many-hooks", Some(&token)).await;
+    assert_eq!(none["code"], -1, "nothing written: {none}");
+    // Ten are taken.
+    let ten: Vec<String> = (0..10).map(|i| format!("https://hook.test/{i}")).collect();
+    paid_payment(&app, &token, "ten-hooks", json!(ten)).await;
+}
