@@ -16,6 +16,7 @@ use super::onetime::kst_today;
 use super::order::{order, OrderFields};
 use super::payment_json::PaymentAnnotation;
 use crate::app::AppState;
+use crate::domain::payment::PG_KCP_BILLING;
 use crate::service::billing::AgainCommand;
 use crate::service::lookup::{Page, Paging};
 use crate::service::schedules::{Reschedule, ScheduleItem};
@@ -64,6 +65,10 @@ pub struct ScheduleAnnotation {
     pub customer_uid: String,
     pub merchant_uid: String,
     pub imp_uid: Option<String>,
+    /// `kcp_billing`: a schedule charges a billing key.
+    pub pg_provider: String,
+    /// KCP's site_cd.
+    pub pg_id: String,
     pub schedule_at: i64,
     pub executed_at: i64,
     pub revoked_at: i64,
@@ -81,8 +86,9 @@ pub struct ScheduleAnnotation {
     pub fail_reason: Option<String>,
 }
 
-impl From<schedule::Model> for ScheduleAnnotation {
-    fn from(s: schedule::Model) -> Self {
+impl ScheduleAnnotation {
+    /// Schedule `s` of the merchant whose KCP site is `site_cd`.
+    pub fn of(s: schedule::Model, site_cd: &str) -> Self {
         // A schedule names its payment from the moment the charge opens (so that a run taking it
         // over finds the payment); iamport shows it once the schedule is executed.
         let imp_uid = s.imp_uid.filter(|_| s.status == "executed");
@@ -95,6 +101,8 @@ impl From<schedule::Model> for ScheduleAnnotation {
             customer_uid: s.customer_uid,
             merchant_uid: s.merchant_uid,
             imp_uid,
+            pg_provider: PG_KCP_BILLING.into(),
+            pg_id: site_cd.into(),
             schedule_at: s.schedule_at,
             executed_at: s.executed_at.unwrap_or(0),
             revoked_at: s.revoked_at.unwrap_or(0),
@@ -121,15 +129,21 @@ pub struct SchedulePage {
     pub list: Vec<ScheduleAnnotation>,
 }
 
-impl From<Page<schedule::Model>> for SchedulePage {
-    fn from(p: Page<schedule::Model>) -> Self {
+impl SchedulePage {
+    fn of(p: Page<schedule::Model>, site_cd: &str) -> Self {
         Self {
             total: p.total,
             previous: p.previous,
             next: p.next,
-            list: p.list.into_iter().map(Into::into).collect(),
+            list: annotated(p.list, site_cd),
         }
     }
+}
+
+fn annotated(list: Vec<schedule::Model>, site_cd: &str) -> Vec<ScheduleAnnotation> {
+    list.into_iter()
+        .map(|s| ScheduleAnnotation::of(s, site_cd))
+        .collect()
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -185,10 +199,11 @@ pub async fn schedule(
     }
     // May issue a billing key at KCP first: run to the end whether or not the client waits.
     let gateway = s.gateway.clone();
+    let site_cd = m.site_cd.clone();
     let list = tokio::spawn(async move { gateway.schedule_payments(&m, &uid, card, items).await })
         .await
         .map_err(|e| ServiceError::Internal(format!("schedule task: {e}")))??;
-    Ok(ok(list.into_iter().map(Into::into).collect()))
+    Ok(ok(annotated(list, &site_cd)))
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -224,7 +239,7 @@ pub async fn unschedule(
         only => only,
     };
     let list = s.gateway.unschedule(&m, uid.as_deref(), only).await?;
-    Ok(ok(list.into_iter().map(Into::into).collect()))
+    Ok(ok(annotated(list, &m.site_cd)))
 }
 
 fn int(q: Option<&str>, name: &str) -> ApiResult<Option<i64>> {
@@ -274,11 +289,8 @@ pub async fn list(
     };
     // iamport: "scheduled : 예약일자 과거순 (Default : 예약일자 최신순)".
     let desc = query_value(q, "sorting").as_deref() != Some("scheduled");
-    Ok(ok(s
-        .gateway
-        .schedules(&m, query, paging(q)?, desc)
-        .await?
-        .into()))
+    let page = s.gateway.schedules(&m, query, paging(q)?, desc).await?;
+    Ok(ok(SchedulePage::of(page, &m.site_cd)))
 }
 
 #[utoipa::path(get, path = "/subscribe/payments/schedule/customers/{customer_uid}", operation_id = "findSchedulesByCustomer",
@@ -304,12 +316,9 @@ pub async fn by_customer(
         to: int(q, "to")?,
         status: query_value(q, "schedule-status").or_else(|| query_value(q, "schedule_status")),
     };
-    Ok(ok(s
-        .gateway
-        // iamport: "예약된 시각 기준으로 최신순으로 정렬되어 전달됩니다."
-        .schedules(&m, query, paging(q)?, true)
-        .await?
-        .into()))
+    // iamport: "예약된 시각 기준으로 최신순으로 정렬되어 전달됩니다."
+    let page = s.gateway.schedules(&m, query, paging(q)?, true).await?;
+    Ok(ok(SchedulePage::of(page, &m.site_cd)))
 }
 
 #[utoipa::path(get, path = "/subscribe/payments/schedule/{merchant_uid}", operation_id = "getScheduleByMid",
@@ -323,7 +332,10 @@ pub async fn get_one(
     MerchantCaller(m): MerchantCaller,
     Path(uid): Path<String>,
 ) -> ApiResult<Envelope<ScheduleAnnotation>> {
-    Ok(ok(s.gateway.schedule(&m, &uid).await?.into()))
+    Ok(ok(ScheduleAnnotation::of(
+        s.gateway.schedule(&m, &uid).await?,
+        &m.site_cd,
+    )))
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -378,7 +390,10 @@ async fn retime(
     let at = req
         .schedule_at
         .ok_or_else(|| ApiError::bad_request("schedule_at 파라메터가 누락되었습니다."))?;
-    Ok(ok(s.gateway.reschedule(&m, &uid, at, how).await?.into()))
+    Ok(ok(ScheduleAnnotation::of(
+        s.gateway.reschedule(&m, &uid, at, how).await?,
+        &m.site_cd,
+    )))
 }
 
 /// Charges now a schedule whose charge failed or that was revoked.

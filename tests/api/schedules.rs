@@ -70,6 +70,10 @@ async fn a_schedule_is_shown_unexecuted_then_runs_once_when_due() {
     assert!(s["imp_uid"].is_null());
     assert!(s["payment_status"].is_null());
     assert_eq!(s["schedule_status"], "scheduled");
+    assert_eq!(
+        (s["pg_provider"].as_str(), s["pg_id"].as_str()),
+        (Some("kcp_billing"), Some("T0000"))
+    );
     assert_eq!(s["executed_at"], 0);
     assert_eq!(s["revoked_at"], 0);
     assert_eq!(s["schedule_at"], at);
