@@ -128,10 +128,21 @@ impl App {
         db.migrate().await.context("migrations")?;
 
         let sandbox = if config.embedded_sandbox() {
+            // KCP never forgets what it approved: the sandbox keeps its books next to the database
+            // that keeps the payments, or forgets them with each stop when told to.
+            let state_file = config.sandbox_state_file();
+            match &state_file {
+                Some(path) => {
+                    tracing::info!(path = %path.display(), "embedded KCP sandbox keeps its state in a file")
+                }
+                None => tracing::info!("embedded KCP sandbox state in memory only"),
+            }
             let sb = kcp_sandbox::Sandbox::new(kcp_sandbox::SandboxConfig {
                 now: clock.as_fn(),
                 test_mode: true,
-            })?;
+                state_file,
+            })
+            .context("embedded KCP sandbox (OPENPORT_SANDBOX__STATE_FILE)")?;
             let listener = TcpListener::bind(config.sandbox.listen)
                 .await
                 .context("sandbox listen address")?;
@@ -253,13 +264,21 @@ impl App {
         self.wait().await;
     }
 
-    /// Waits until the server stops (after `shutdown` or a fatal error), then stops the jobs and
-    /// waits for the scheduler's charges in flight.
+    /// Waits until the server stops (after `shutdown` or a fatal error), then stops the jobs,
+    /// waits for the scheduler's charges in flight, and writes the embedded sandbox's state, so
+    /// that a clean stop loses none of it to the state writer's debounce.
     pub async fn wait(self) {
         let _ = self.server.await;
         let _ = self.shutdown.send(true);
         if let Some(scheduler) = self.scheduler {
             let _ = scheduler.await;
+        }
+        if let Some(embedded) = self.sandbox {
+            let sandbox = embedded.sandbox;
+            if let Ok(Err(error)) = tokio::task::spawn_blocking(move || sandbox.persist_now()).await
+            {
+                tracing::error!("{error:#}");
+            }
         }
     }
 

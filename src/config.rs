@@ -4,7 +4,7 @@
 //! `DATABASE_URL` and the seed documents' single-merchant KCP names (`KCP_SITE_CD`, `KCP_CERT_INFO`,
 //! `KCP_PAYMENT_URL`, `KCP_REGISTER_URL`, `KCP_PRIVATE_KEY_PATH`, `KCP_PRIVATE_KEY_PASSWORD`, `KCP_API_BASE`).
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
@@ -90,6 +90,13 @@ pub struct SandboxSettings {
     pub embedded: Option<bool>,
     /// Where the embedded sandbox listens (`127.0.0.1:0` = any free port).
     pub listen: SocketAddr,
+    /// The file the embedded sandbox keeps its ledger, batch keys, Benepia balances, virtual
+    /// accounts and deposits in across restarts (docs/sandbox.md §7), as openport's database keeps
+    /// the payments they belong to. Unset: `<database file stem>-kcp-sandbox.json` next to a SQLite
+    /// database file, none otherwise (PostgreSQL, in-memory SQLite). Empty: none, the sandbox
+    /// forgets everything when openport stops ([`Config::sandbox_state_file`]).
+    #[serde(default)]
+    pub state_file: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -179,6 +186,7 @@ impl Default for Config {
             sandbox: SandboxSettings {
                 embedded: None,
                 listen: "127.0.0.1:0".parse().expect("static address"),
+                state_file: None,
             },
             resolver: ResolverSettings {
                 interval_ms: 2_000,
@@ -385,6 +393,24 @@ impl Config {
             .embedded
             .unwrap_or(self.test_mode && self.kcp.api_base.is_none())
     }
+
+    /// Where the embedded sandbox keeps its state ([`SandboxSettings::state_file`]): `None` without
+    /// an embedded sandbox, when set empty, or by default on anything but a SQLite database file,
+    /// whose sandbox state goes next to it (`openport.db` → `openport-kcp-sandbox.json`).
+    pub fn sandbox_state_file(&self) -> Option<PathBuf> {
+        if !self.embedded_sandbox() {
+            return None;
+        }
+        match self.sandbox.state_file.as_deref().map(str::trim) {
+            Some("") => None,
+            Some(path) => Some(PathBuf::from(path)),
+            None => {
+                let db = crate::store::sqlite_file(&self.database_url)?;
+                let stem = db.file_stem()?.to_string_lossy();
+                Some(db.with_file_name(format!("{stem}-kcp-sandbox.json")))
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -505,6 +531,59 @@ mod tests {
         assert!(config.validate().is_err(), "equal is not longer");
         config.kcp.timeout_ms = 29_000;
         assert!(config.validate().is_ok());
+    }
+
+    #[test]
+    fn the_sandbox_state_goes_next_to_a_sqlite_database_file_unless_set_or_turned_off() {
+        let mut config = Config::default();
+        assert_eq!(
+            config.sandbox_state_file(),
+            Some(PathBuf::from("openport-kcp-sandbox.json"))
+        );
+        config.database_url = "sqlite:///var/lib/openport/pay.db?mode=rwc".into();
+        assert_eq!(
+            config.sandbox_state_file(),
+            Some(PathBuf::from("/var/lib/openport/pay-kcp-sandbox.json"))
+        );
+        config.sandbox.state_file = Some("/tmp/kcp.json".into());
+        assert_eq!(
+            config.sandbox_state_file(),
+            Some(PathBuf::from("/tmp/kcp.json"))
+        );
+        config.sandbox.state_file = Some(String::new());
+        assert_eq!(config.sandbox_state_file(), None, "empty turns it off");
+
+        config.sandbox.state_file = None;
+        for url in [
+            "sqlite::memory:",
+            "postgres://postgres@127.0.0.1:5432/openport",
+        ] {
+            config.database_url = url.into();
+            assert_eq!(config.sandbox_state_file(), None, "{url}");
+        }
+        config.database_url = "sqlite://openport.db?mode=rwc".into();
+        config.sandbox.state_file = Some("/tmp/kcp.json".into());
+        config.sandbox.embedded = Some(false);
+        assert_eq!(config.sandbox_state_file(), None, "no embedded sandbox");
+    }
+
+    #[test]
+    // figment::Jail's closure must return figment's own (large) error type.
+    #[allow(clippy::result_large_err)]
+    fn an_empty_state_file_variable_turns_the_sandbox_state_off() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("OPENPORT_SANDBOX__STATE_FILE", "");
+            let config = Config::load(None).expect("loads");
+            assert_eq!(config.sandbox.state_file.as_deref(), Some(""));
+            assert_eq!(config.sandbox_state_file(), None);
+            jail.set_env("OPENPORT_SANDBOX__STATE_FILE", "/srv/kcp.json");
+            let config = Config::load(None).expect("loads");
+            assert_eq!(
+                config.sandbox_state_file(),
+                Some(PathBuf::from("/srv/kcp.json"))
+            );
+            Ok(())
+        });
     }
 
     #[test]

@@ -213,6 +213,9 @@ impl Gateway {
             .env("OPENPORT_LISTEN", listen.to_string())
             .env("DATABASE_URL", db.url())
             .env("OPENPORT_TEST_MODE", "true")
+            // The embedded sandbox in memory: its state file's writes are no part of the figures,
+            // and a restarted gateway meets a sandbox that forgot, as before the state file.
+            .env("OPENPORT_SANDBOX__STATE_FILE", "")
             .env(
                 "OPENPORT_RESOLVER__INTERVAL_MS",
                 opts.resolver_interval_ms.to_string(),

@@ -12,13 +12,13 @@
 use std::collections::BTreeMap;
 
 use rand::Rng;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::clock::kcp_time;
 use crate::codes;
 use crate::hub;
-use crate::test_cards::{self, Issuer};
+use crate::test_cards::{self, Issuer, IssuerDecision};
 use crate::wire::{self, Fields, Refusal, Reply};
 use crate::Shared;
 
@@ -32,7 +32,7 @@ const ISSUE_SIGN_TXTYPE: &str = "0001";
 const DELETE: &str = "10005010";
 
 /// Where a batch key stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum BatchKeyState {
     Active,
@@ -41,7 +41,7 @@ pub enum BatchKeyState {
 }
 
 /// What the sandbox shows of a batch key: its card (masked) and state, never the key itself.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BatchKey {
     /// [`batch_key_digest`] of the key: enough to tell keys apart, useless to charge with.
     pub key_sha256_prefix: String,
@@ -78,6 +78,18 @@ struct StoredKey {
     issuer: Issuer,
 }
 
+/// A batch key as the state file keeps it: what the book holds, never the key (docs/sandbox.md
+/// §7). The issuer is kept by what it decides on charges; the card facts are in `key`, and both
+/// find the issuer again among the test cards' when the file is read.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct KeptKey {
+    /// The full SHA-256 of the key (hex): how a charge finds it.
+    key_sha256: String,
+    key: BatchKey,
+    decision: IssuerDecision,
+    billing: bool,
+}
+
 /// Every batch key issued, in issuance order.
 #[derive(Default)]
 pub(crate) struct BatchKeyBook {
@@ -86,6 +98,65 @@ pub(crate) struct BatchKeyBook {
 }
 
 impl BatchKeyBook {
+    /// Every key as the state file keeps it, in issuance order.
+    pub fn kept(&self) -> Vec<KeptKey> {
+        self.order
+            .iter()
+            .filter_map(|digest| self.by_digest.get_key_value(digest))
+            .map(|(digest, stored)| KeptKey {
+                key_sha256: digest.clone(),
+                key: stored.shown.clone(),
+                decision: stored.issuer.decision,
+                billing: stored.issuer.billing,
+            })
+            .collect()
+    }
+
+    /// The book of a state file's keys. Refused: a digest that is not one, or twice; an issuer
+    /// this sandbox does not have (a file of another version of the test cards).
+    pub fn restore(kept: Vec<KeptKey>) -> Result<Self, String> {
+        let mut book = Self::default();
+        for KeptKey {
+            key_sha256,
+            key,
+            decision,
+            billing,
+        } in kept
+        {
+            let prefix = &key.key_sha256_prefix;
+            let well_formed = key_sha256.len() == 64
+                && key_sha256.bytes().all(|b| b.is_ascii_hexdigit())
+                && key_sha256.starts_with(prefix.as_str());
+            if !well_formed {
+                return Err(format!(
+                    "batch key {prefix}: key_sha256 is not the key's SHA-256"
+                ));
+            }
+            if book.by_digest.contains_key(&key_sha256) {
+                return Err(format!("batch key {prefix} appears twice"));
+            }
+            let issuer = test_cards::issuers()
+                .find(|issuer| {
+                    issuer.card_cd == key.card_cd
+                        && issuer.card_name == key.card_name
+                        && issuer.bank_cd == key.card_bank_cd
+                        && issuer.bin_type_02 == key.card_bin_type_02
+                        && issuer.decision == decision
+                        && issuer.billing == billing
+                })
+                .ok_or_else(|| {
+                    format!(
+                        "batch key {prefix}: no test card issuer {} ({decision:?}) in this sandbox",
+                        key.card_cd
+                    )
+                })?;
+            book.order.push(key_sha256.clone());
+            book.by_digest
+                .insert(key_sha256, StoredKey { shown: key, issuer });
+        }
+        Ok(book)
+    }
+
     pub fn snapshot(&self) -> Vec<BatchKey> {
         self.order
             .iter()

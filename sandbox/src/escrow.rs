@@ -4,7 +4,7 @@
 //! sandbox keeps the first one it accepted and refuses another (`8502`) — what a merchant whose
 //! answer was lost meets when it sends the shipping start again.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::clock::kcp_time;
 use crate::ledger::TransactionState;
@@ -13,7 +13,7 @@ use crate::{codes, Shared};
 
 /// The shipping start KCP holds for an escrow transaction: what a test compares with what the
 /// gateway claims.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EscrowShipment {
     pub tno: String,
     pub deli_corp: String,

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use rand::Rng;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::clock::kcp_time;
 use crate::codes;
@@ -16,7 +16,7 @@ use crate::wire::Refusal;
 
 /// Where an approval stands, named by KCP's `stat_ca_cd` (cards) / `stat_pt_cd` (points)
 /// (spec §2.10).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum TransactionState {
     /// STSR: approved, nothing cancelled.
     #[serde(rename = "STSR")]
@@ -46,7 +46,7 @@ impl TransactionState {
 }
 
 /// Card facts echoed by approval and inquiry; the number is masked.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CardSummary {
     pub masked_card_no: String,
     pub card_cd: String,
@@ -57,7 +57,7 @@ pub struct CardSummary {
 }
 
 /// Point facts of a Benepia payment (spec §2.8): whose points were used.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PointSummary {
     /// `pt_issue`: always `SCWB` (Benepia).
     pub pt_issue: String,
@@ -67,7 +67,7 @@ pub struct PointSummary {
 }
 
 /// One cancel (STSC or STPC) applied to an approval.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CancelRecord {
     /// 1, 2, … per approval; reported as `mod_pacn_seq_no` for partial cancels.
     pub seq: u32,
@@ -80,7 +80,7 @@ pub struct CancelRecord {
 }
 
 /// One approval and its history.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LedgerEntry {
     pub tno: String,
     pub site_cd: String,
@@ -252,6 +252,19 @@ impl Ledger {
                 return tno;
             }
         }
+    }
+
+    /// A ledger of `entries` in approval order, as [`Ledger::snapshot`] gave them: the ledger of a
+    /// state file. A tno found twice is refused (no sandbox wrote that file).
+    pub fn restore(entries: Vec<LedgerEntry>) -> Result<Self, String> {
+        let mut ledger = Self::default();
+        for entry in entries {
+            if ledger.by_tno.contains_key(&entry.tno) {
+                return Err(format!("tno {} appears twice in the ledger", entry.tno));
+            }
+            ledger.insert(entry);
+        }
+        Ok(ledger)
     }
 
     pub fn snapshot(&self) -> Vec<LedgerEntry> {

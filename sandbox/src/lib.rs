@@ -10,10 +10,12 @@
 //! issued without a window), `cancel` (with point re-approval and virtual-account revocation),
 //! `inquiry`; `window` (trade registration, the payment window page, the post back to `Ret_URL`,
 //! approval of window results), `escrow` (escrow shipping start) and `notify` (virtual-account deposits
-//! and KCP's common notifications).
+//! and KCP's common notifications). `state` keeps the books in a file across restarts when asked to.
 
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use anyhow::Context;
 use chrono::{DateTime, Utc};
 
 mod auth;
@@ -32,6 +34,7 @@ pub mod ledger;
 pub mod notify;
 mod point;
 mod router;
+mod state;
 pub mod test_cards;
 pub mod test_points;
 mod vbank;
@@ -46,6 +49,7 @@ pub use faults::{Fault, FaultRule};
 pub use ledger::{CancelRecord, CardSummary, LedgerEntry, PointSummary, TransactionState};
 pub use notify::{DepositError, NotificationAttempt, NotificationRecord};
 pub use point::PointAccount;
+pub use state::FORMAT_VERSION as STATE_FORMAT_VERSION;
 
 /// The KCP paths the sandbox serves (spec/kcp.md §1), relative to KCP's host.
 pub mod paths {
@@ -74,6 +78,10 @@ pub struct SandboxConfig {
     pub now: clock::Now,
     /// KCP test mode, where KB cards are refused (spec §4, seed 001).
     pub test_mode: bool,
+    /// Where the ledger, batch keys, Benepia balances, virtual accounts and deposits are kept
+    /// across restarts (docs/sandbox.md §7): read by [`Sandbox::new`] if the file exists, written
+    /// after changes. `None`: in memory only, nothing is written.
+    pub state_file: Option<PathBuf>,
 }
 
 impl Default for SandboxConfig {
@@ -81,6 +89,7 @@ impl Default for SandboxConfig {
         Self {
             now: Arc::new(Utc::now),
             test_mode: true,
+            state_file: None,
         }
     }
 }
@@ -90,6 +99,7 @@ impl std::fmt::Debug for SandboxConfig {
         f.debug_struct("SandboxConfig")
             .field("now", &(self.now)())
             .field("test_mode", &self.test_mode)
+            .field("state_file", &self.state_file)
             .finish()
     }
 }
@@ -103,9 +113,14 @@ pub struct Sandbox {
 /// State behind every handler.
 pub(crate) struct Shared {
     config: SandboxConfig,
+    /// Where the kept books are written, when [`SandboxConfig::state_file`] is set.
+    state_file: Option<state::StateFile>,
+    /// Marked by every mutable borrow of a kept book; wakes the writer.
+    changes: Arc<state::Changes>,
     /// Issues merchant certificates and checks `kcp_cert_info`.
     ca: ca::CertificateAuthority,
-    /// Approvals and cancels, cards and points. Lock order: batch keys, then ledger, then points.
+    /// Approvals and cancels, cards and points. Lock order: batch keys, then ledger, then points,
+    /// then windows, then notifications.
     ledger: Mutex<ledger::Ledger>,
     /// Batch keys issued, by digest.
     batch_keys: Mutex<batch::BatchKeyBook>,
@@ -113,7 +128,8 @@ pub(crate) struct Shared {
     points: Mutex<point::PointBook>,
     /// Armed fault rules, consumed as requests match them.
     faults: Mutex<faults::FaultBook>,
-    /// Trades registered for the payment window and what buyers entered in it.
+    /// Trades registered for the payment window and what buyers entered in it; issued virtual
+    /// accounts and escrow approvals.
     windows: Mutex<window::WindowBook>,
     /// Notification URLs, deposits and every notification sent.
     notify: Mutex<notify::NotifyBook>,
@@ -124,34 +140,24 @@ impl Shared {
         (self.config.now)()
     }
 
-    pub(crate) fn ledger(&self) -> MutexGuard<'_, ledger::Ledger> {
-        self.ledger
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    pub(crate) fn ledger(&self) -> state::Tracked<'_, ledger::Ledger> {
+        state::Tracked::lock(&self.ledger, &self.changes)
     }
 
-    pub(crate) fn batch_keys(&self) -> MutexGuard<'_, batch::BatchKeyBook> {
-        self.batch_keys
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    pub(crate) fn batch_keys(&self) -> state::Tracked<'_, batch::BatchKeyBook> {
+        state::Tracked::lock(&self.batch_keys, &self.changes)
     }
 
-    pub(crate) fn points(&self) -> MutexGuard<'_, point::PointBook> {
-        self.points
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    pub(crate) fn points(&self) -> state::Tracked<'_, point::PointBook> {
+        state::Tracked::lock(&self.points, &self.changes)
     }
 
-    pub(crate) fn notify(&self) -> MutexGuard<'_, notify::NotifyBook> {
-        self.notify
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    pub(crate) fn notify(&self) -> state::Tracked<'_, notify::NotifyBook> {
+        state::Tracked::lock(&self.notify, &self.changes)
     }
 
-    pub(crate) fn windows(&self) -> MutexGuard<'_, window::WindowBook> {
-        self.windows
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    pub(crate) fn windows(&self) -> state::Tracked<'_, window::WindowBook> {
+        state::Tracked::lock(&self.windows, &self.changes)
     }
 
     pub(crate) fn faults(&self) -> MutexGuard<'_, faults::FaultBook> {
@@ -161,21 +167,67 @@ impl Shared {
     }
 }
 
+impl Drop for Shared {
+    /// A sandbox dropped with changes not written yet writes them, and its writer stops.
+    fn drop(&mut self) {
+        if self.changes.is_dirty() {
+            if let Err(error) = state::persist(self) {
+                tracing::error!("{error:#}");
+            }
+        }
+        self.changes.close();
+    }
+}
+
 impl Sandbox {
-    /// Builds a sandbox around the committed sandbox CA (`sandbox/ca/*.pem`).
+    /// Builds a sandbox around the committed sandbox CA (`sandbox/ca/*.pem`). With a
+    /// [`SandboxConfig::state_file`], its books are read from that file, or, when there is no
+    /// file yet, the empty books are written to it at once (so that a path that cannot be
+    /// written fails here, not after the first payment). A file that cannot be read, or that is
+    /// not a state file of [`STATE_FORMAT_VERSION`], is an error naming it.
     pub fn new(config: SandboxConfig) -> anyhow::Result<Self> {
-        Ok(Self {
-            shared: Arc::new(Shared {
-                config,
-                ca: ca::CertificateAuthority::load()?,
-                ledger: Mutex::default(),
-                batch_keys: Mutex::default(),
-                points: Mutex::default(),
-                faults: Mutex::default(),
-                windows: Mutex::default(),
-                notify: Mutex::default(),
-            }),
-        })
+        let ca = ca::CertificateAuthority::load()?;
+        let restored = match &config.state_file {
+            Some(path) => state::load(path)?,
+            None => None,
+        };
+        let loaded = restored.is_some();
+        let books = restored.unwrap_or_default();
+        let state_file = config.state_file.clone().map(state::StateFile::new);
+        let shared = Arc::new(Shared {
+            changes: Arc::new(state::Changes::new(state_file.is_some())),
+            state_file,
+            config,
+            ca,
+            ledger: Mutex::new(books.ledger),
+            batch_keys: Mutex::new(books.batch_keys),
+            points: Mutex::new(books.points),
+            faults: Mutex::default(),
+            windows: Mutex::new(books.windows),
+            notify: Mutex::new(books.notify),
+        });
+        if let Some(file) = &shared.state_file {
+            if loaded {
+                tracing::info!(path = %file.path.display(), "kcp sandbox state read");
+            } else {
+                state::persist(&shared)?;
+                tracing::info!(path = %file.path.display(), "kcp sandbox state file created");
+            }
+            state::spawn_writer(&shared).context("kcp sandbox state writer thread")?;
+        }
+        Ok(Self { shared })
+    }
+
+    /// The file the books are kept in, if any.
+    pub fn state_file(&self) -> Option<&Path> {
+        self.shared.config.state_file.as_deref()
+    }
+
+    /// Writes the books to the state file now (a no-op without one, or when nothing changed since
+    /// the last write): what a graceful shutdown calls, so that a clean stop loses nothing even
+    /// within the writer's debounce. Blocking file I/O with an fsync.
+    pub fn persist_now(&self) -> anyhow::Result<()> {
+        state::persist(&self.shared)
     }
 
     /// KCP's paths plus the `/_sandbox` control API.

@@ -7,10 +7,10 @@
 //! amount, and back to `Issued` if a reversal (`op_cd` 13) takes the total under it again; the
 //! inquiry (`PAVC`) shows that before the notification is sent, since the notification is only a
 //! hint that a merchant should check by inquiry.
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::clock::kcp_time;
 use crate::ledger::TransactionState;
@@ -22,7 +22,7 @@ pub const OP_CD_REVERSAL: &str = "13";
 pub const OP_CD_DEPOSIT: &str = "00";
 
 /// One send of a notification and how the merchant answered.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct NotificationAttempt {
     /// `yyyyMMddHHmmss` KST, sandbox clock.
     pub at: String,
@@ -33,7 +33,7 @@ pub struct NotificationAttempt {
 }
 
 /// One notification and what became of it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct NotificationRecord {
     pub noti_id: String,
     pub tx_cd: String,
@@ -72,6 +72,42 @@ pub(crate) struct NotifyBook {
     log: Vec<NotificationRecord>,
     /// Makes `noti_id` unique within the sandbox.
     sequence: u64,
+}
+
+/// The notification book as the state file keeps it (docs/sandbox.md §7): URLs, deposit totals,
+/// the `noti_id` sequence (a merchant deduplicates on `noti_id`, so a restarted sandbox must not
+/// reuse one) and every notification with its attempts. Ordered maps: an unchanged book writes the
+/// same bytes.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub(crate) struct KeptNotifications {
+    urls: BTreeMap<String, String>,
+    deposits: BTreeMap<String, i64>,
+    sequence: u64,
+    log: Vec<NotificationRecord>,
+}
+
+impl NotifyBook {
+    pub(crate) fn kept(&self) -> KeptNotifications {
+        KeptNotifications {
+            urls: self
+                .urls
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            deposits: self.deposits.iter().map(|(k, v)| (k.clone(), *v)).collect(),
+            sequence: self.sequence,
+            log: self.log.clone(),
+        }
+    }
+
+    pub(crate) fn restore(kept: KeptNotifications) -> Self {
+        Self {
+            urls: kept.urls.into_iter().collect(),
+            deposits: kept.deposits.into_iter().collect(),
+            sequence: kept.sequence,
+            log: kept.log,
+        }
+    }
 }
 
 /// How many times a notification is sent by the background retry before the sandbox gives up

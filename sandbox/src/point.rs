@@ -5,7 +5,7 @@
 //! A point payment is a ledger entry with `pay_method` PAPT; balances live in [`PointBook`],
 //! seeded from [`crate::test_points`].
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::codes;
 use crate::ledger::{self, Ledger, PointSummary, TransactionState};
@@ -25,7 +25,7 @@ const POINTS_ONLY: &str = "04";
 const BALANCE_AMOUNT: i64 = 1004;
 
 /// A Benepia account as `GET /_sandbox/points` shows it: no password.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PointAccount {
     pub pt_idno: String,
     pub pt_memcorp_cd: String,
@@ -73,6 +73,30 @@ impl PointBook {
                 balance: account.balance,
             })
             .collect()
+    }
+
+    /// The book with a state file's balances (as [`PointBook::snapshot`] gave them); accounts the
+    /// file does not name keep their test balance. An account this sandbox does not know is
+    /// refused: the file belongs to other test accounts.
+    pub fn restore(kept: &[PointAccount]) -> Result<Self, String> {
+        let mut book = Self::default();
+        for saved in kept {
+            let account = book
+                .accounts
+                .iter_mut()
+                .find(|account| {
+                    account.known.id == saved.pt_idno
+                        && account.known.memcorp_cd == saved.pt_memcorp_cd
+                })
+                .ok_or_else(|| {
+                    format!(
+                        "Benepia account of member company {} is not one of this sandbox's test accounts",
+                        saved.pt_memcorp_cd
+                    )
+                })?;
+            account.balance = saved.balance;
+        }
+        Ok(book)
     }
 
     fn account_mut(&mut self, id: &str) -> Option<&mut Account> {

@@ -39,7 +39,8 @@ pub const PIN_PREFIX: &str = "00";
 pub const WRONG_BIRTH: &str = "000000";
 
 /// What the issuer decides for a card number, after the format checks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub(crate) enum IssuerDecision {
     Approve,
     /// KB cards are not approved in KCP's test mode (spec §4, seed 001).
@@ -119,6 +120,26 @@ pub(crate) fn issuer(card_no: &str) -> Issuer {
         },
         _ => BC,
     }
+}
+
+/// Every issuer a card number can map to: the listed cards' and BC's (any other number). A batch
+/// key read back from a state file finds its issuer here (the file never holds the card number).
+pub(crate) fn issuers() -> impl Iterator<Item = Issuer> {
+    [
+        SHINHAN_CREDIT,
+        SAMSUNG_CHECK,
+        LOTTE_AMEX,
+        KB_KOOKMIN,
+        NH_NONGHYUP,
+        KAKAO_BANK,
+        DAILY_LIMIT_EXCEEDED,
+        MONTHLY_LIMIT_EXCEEDED,
+        INSUFFICIENT_LIMIT,
+        KCP_GUIDE_CARD,
+        ANY_OTHER,
+    ]
+    .into_iter()
+    .map(issuer)
 }
 
 /// The Luhn (mod 10) check KCP answers 8108 for.

@@ -9,7 +9,7 @@
 //! carries the card number. What the window page was opened with (buyer, `quotaopt`, `van_code`,
 //! `ipgm_date`, …) is kept server-side with the registration, so a tampered hidden input changes
 //! nothing.
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use axum::body::Bytes;
@@ -122,7 +122,7 @@ pub(crate) struct WindowResult {
 }
 
 /// An issued virtual account.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub(crate) struct VirtualAccount {
     pub account: String,
     pub bank_code: String,
@@ -150,6 +150,42 @@ pub(crate) struct WindowBook {
     pub(crate) escrow: HashMap<String, Option<crate::escrow::EscrowShipment>>,
     /// Issued virtual accounts by tno.
     accounts: HashMap<String, VirtualAccount>,
+}
+
+/// What of the window book outlives a restart (docs/sandbox.md §7): issued virtual accounts and
+/// escrow approvals with their shipping start. Registered trades and window results not redeemed
+/// yet are windows in progress, not kept. Ordered maps, so that an unchanged book writes the same
+/// bytes.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub(crate) struct KeptWindows {
+    pub(crate) virtual_accounts: BTreeMap<String, VirtualAccount>,
+    pub(crate) escrow: BTreeMap<String, Option<crate::escrow::EscrowShipment>>,
+}
+
+impl WindowBook {
+    pub(crate) fn kept(&self) -> KeptWindows {
+        KeptWindows {
+            virtual_accounts: self
+                .accounts
+                .iter()
+                .map(|(tno, account)| (tno.clone(), account.clone()))
+                .collect(),
+            escrow: self
+                .escrow
+                .iter()
+                .map(|(tno, shipment)| (tno.clone(), shipment.clone()))
+                .collect(),
+        }
+    }
+
+    /// A book holding a state file's accounts and escrow approvals, no window in progress.
+    pub(crate) fn restore(kept: KeptWindows) -> Self {
+        Self {
+            accounts: kept.virtual_accounts.into_iter().collect(),
+            escrow: kept.escrow.into_iter().collect(),
+            ..Self::default()
+        }
+    }
 }
 
 /// The issued virtual account of `tno`.

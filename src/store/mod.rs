@@ -257,8 +257,41 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
+/// The file of a `sqlite:` database URL as [`Db::connect`] opens it; `None` for an in-memory
+/// database or any other URL.
+pub fn sqlite_file(url: &str) -> Option<std::path::PathBuf> {
+    if !url.starts_with("sqlite:") || url.contains(":memory:") || url.contains("mode=memory") {
+        return None;
+    }
+    let opts: SqliteConnectOptions = url.parse().ok()?;
+    Some(opts.get_filename().to_path_buf())
+}
+
 #[cfg(test)]
 mod tests {
+    use std::path::Path;
+
+    #[test]
+    fn a_sqlite_url_names_its_file_and_an_in_memory_or_postgres_one_none() {
+        for (url, file) in [
+            ("sqlite://openport.db?mode=rwc", Some("openport.db")),
+            ("sqlite:openport.db", Some("openport.db")),
+            (
+                "sqlite:///var/lib/openport/pay.db?mode=rwc",
+                Some("/var/lib/openport/pay.db"),
+            ),
+            ("sqlite::memory:", None),
+            ("sqlite://shared?mode=memory&cache=shared", None),
+            ("postgres://u:p@h:5432/openport", None),
+        ] {
+            assert_eq!(
+                super::sqlite_file(url).as_deref(),
+                file.map(Path::new),
+                "{url}"
+            );
+        }
+    }
+
     #[test]
     fn a_database_password_never_reaches_a_log_line() {
         assert_eq!(

@@ -138,6 +138,8 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
         ..Config::default()
     };
     config.sandbox.listen = "127.0.0.1:0".parse().unwrap();
+    // In memory, as before the state file: a test that wants one names it.
+    config.sandbox.state_file = Some(String::new());
     config.resolver.interval_ms = 0; // tests drive the resolver themselves
     config.resolver.settle_secs = SETTLE_SECS;
     config.kcp.timeout_ms = KCP_TIMEOUT_MS;
@@ -190,6 +192,26 @@ impl TestApp {
             adjust(c);
         })
         .await
+    }
+
+    /// Stops this instance as a graceful shutdown does and starts a new one on the same database
+    /// (its temporary directory kept), with an embedded sandbox of its own, never this one's;
+    /// `adjust` sets anything else, e.g. the sandbox state file the new sandbox reads.
+    pub async fn restart(self, adjust: impl FnOnce(&mut Config)) -> TestApp {
+        let TestApp {
+            app,
+            database_url,
+            _dir: dir,
+            ..
+        } = self;
+        app.shutdown().await;
+        let mut restarted = spawn_app_with(move |c| {
+            c.database_url = database_url;
+            adjust(c);
+        })
+        .await;
+        restarted._dir = dir;
+        restarted
     }
 
     pub fn url(&self, path: &str) -> String {

@@ -17,6 +17,7 @@ mod openapi;
 mod ownership;
 mod prepare;
 mod reliability;
+mod sandbox_state;
 mod schedules;
 mod vbanks;
 mod webhooks;

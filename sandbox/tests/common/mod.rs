@@ -78,10 +78,28 @@ pub async fn spawn() -> Harness {
 }
 
 pub async fn spawn_with(test_mode: bool) -> Harness {
+    start(SandboxConfig {
+        test_mode,
+        ..SandboxConfig::default()
+    })
+    .await
+}
+
+/// A sandbox keeping its books in `state_file` (read if it exists).
+pub async fn spawn_keeping(state_file: &std::path::Path) -> Harness {
+    start(SandboxConfig {
+        state_file: Some(state_file.to_path_buf()),
+        ..SandboxConfig::default()
+    })
+    .await
+}
+
+/// `config` on a manual clock at [`start_time`], served on a free port.
+async fn start(config: SandboxConfig) -> Harness {
     let clock = ManualClock::new(start_time());
     let sandbox = Sandbox::new(SandboxConfig {
         now: clock.as_now(),
-        test_mode,
+        ..config
     })
     .unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
