@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use axum::extract::MatchedPath;
 use axum::http::{HeaderName, Request};
 use rand::distributions::{Alphanumeric, DistString};
 use secrecy::SecretString;
@@ -286,17 +287,15 @@ fn http_service(
         .layer(
             ServiceBuilder::new()
                 .layer(SetRequestIdLayer::new(request_id.clone(), MakeRequestUuid))
-                .layer(TraceLayer::new_for_http().make_span_with(|req: &Request<axum::body::Body>| {
-                    // Method, path and request id only: bodies and queries may hold personal data.
-                    let id = req.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("-");
-                    tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id)
-                }))
+                .layer(TraceLayer::new_for_http().make_span_with(request_span))
                 .layer(PropagateRequestIdLayer::new(request_id))
                 .layer(RequestBodyLimitLayer::new(256 * 1024))
                 // Still limited, as the axum body the middleware below reads.
-                .map_request(|req: Request<tower_http::body::Limited<axum::body::Body>>| {
-                    req.map(axum::body::Body::new)
-                })
+                .map_request(
+                    |req: Request<tower_http::body::Limited<axum::body::Body>>| {
+                        req.map(axum::body::Body::new)
+                    },
+                )
                 .layer(axum::middleware::from_fn(
                     crate::api::extract::refuse_control_characters,
                 )),
@@ -347,6 +346,22 @@ fn spawn_resolver(gateway: Gateway, every: Duration, mut stop: tokio::sync::watc
             }
         }
     });
+}
+
+/// The span of one request: method, route and request id only. Bodies and queries may hold
+/// personal data, and a path may hold a capability: `/checkout/session/{token}` is the buyer's
+/// checkout, so the route's template is logged (`MatchedPath`), never the path itself.
+fn request_span(req: &Request<axum::body::Body>) -> tracing::Span {
+    let id = req
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("-");
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("(no route)", MatchedPath::as_str);
+    tracing::info_span!("request", method = %req.method(), route = %route, request_id = %id)
 }
 
 /// An empty database gets its first merchant. In test mode: the documented demo merchant, whose KCP

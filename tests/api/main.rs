@@ -18,5 +18,6 @@ mod ownership;
 mod prepare;
 mod reliability;
 mod schedules;
+mod startup;
 mod vbanks;
 mod webhooks;
