@@ -13,6 +13,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::net::{AddressList, BadAddress};
 
+mod raw_env;
+pub use raw_env::LoadError;
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Config {
     /// Address the gateway listens on.
@@ -303,7 +306,8 @@ impl Config {
         let Some(raw) = self.public_url.as_deref().map(str::trim) else {
             return Ok(None);
         };
-        let bad = || ConfigError::BadPublicUrl(raw.to_string());
+        // Credentials are refused, and never echoed.
+        let bad = || ConfigError::BadPublicUrl(crate::store::redact_url(raw));
         let url = reqwest::Url::parse(raw).map_err(|_| bad())?;
         let usable = matches!(url.scheme(), "http" | "https")
             && url.host_str().is_some_and(|h| !h.is_empty())
@@ -349,35 +353,22 @@ impl Config {
         self.webhooks.private_targets.unwrap_or(self.test_mode)
     }
 
-    /// Loads defaults, then `file` (if given), then the environment.
-    pub fn load(file: Option<&Path>) -> Result<Self, Box<figment::Error>> {
+    /// Loads defaults, then `file` (if given), then the environment. Secrets, `DATABASE_URL` and
+    /// the seed's `KCP_*` strings are taken from the environment verbatim (config/raw_env.rs), and
+    /// no error message shows a secret's value.
+    pub fn load(file: Option<&Path>) -> Result<Self, LoadError> {
         let mut fig = Figment::from(Serialized::defaults(Config::default()));
         if let Some(f) = file {
             fig = fig.merge(Toml::file(f));
         }
         fig = fig
-            .merge(Env::prefixed("OPENPORT_").split("__"))
-            .merge(Env::raw().only(&["DATABASE_URL"]))
             .merge(
-                Env::raw()
-                    .only(&[
-                        "KCP_SITE_CD",
-                        "KCP_CERT_INFO",
-                        "KCP_PRIVATE_KEY_PATH",
-                        "KCP_PRIVATE_KEY_PASSWORD",
-                        "KCP_PAYMENT_URL",
-                        "KCP_REGISTER_URL",
-                        "KCP_API_BASE",
-                    ])
-                    .map(|k| {
-                        k.as_str()
-                            .trim_start_matches("KCP_")
-                            .to_ascii_lowercase()
-                            .into()
-                    })
-                    .map(|k| format!("kcp.{k}").into()),
-            );
-        fig.extract().map_err(Box::new)
+                Env::prefixed("OPENPORT_")
+                    .split("__")
+                    .filter(|k| !raw_env::is_raw(k.as_str())),
+            )
+            .merge(raw_env::RawEnv);
+        fig.extract().map_err(LoadError::from_figment)
     }
 
     pub fn embedded_sandbox(&self) -> bool {
@@ -514,5 +505,115 @@ mod tests {
         assert_eq!(config.attempt_lease_secs(), 6);
         config.resolver.settle_secs = 5;
         assert!(config.validate().is_ok(), "4.5 s of hold fit in 5 s");
+    }
+
+    #[test]
+    fn a_public_url_with_credentials_is_refused_without_showing_its_password() {
+        let config = Config {
+            public_url: Some("https://shop:hunter2@pay.example.com".into()),
+            ..Config::default()
+        };
+        let refused = config.validate().unwrap_err().to_string();
+        assert!(refused.contains("OPENPORT_PUBLIC_URL"), "{refused}");
+        assert!(!refused.contains("hunter2"), "{refused}");
+    }
+
+    #[test]
+    // figment::Jail's closure must return figment's own (large) error type.
+    #[allow(clippy::result_large_err)]
+    fn secrets_and_the_seeds_kcp_strings_are_read_from_the_environment_as_typed() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("KCP_PRIVATE_KEY_PASSWORD", "482913");
+            jail.set_env(
+                "OPENPORT_ADMIN_TOKEN",
+                "\"quoted\" [and] 12345678901234567890123",
+            );
+            jail.set_env("OPENPORT_MASTER_KEY", "true");
+            jail.set_env("OPENPORT_PREVIOUS_MASTER_KEYS", "[a, b]");
+            jail.set_env("KCP_SITE_CD", "12345");
+            jail.set_env("OPENPORT_KCP__TIMEOUT_MS", "1500");
+            let config = Config::load(None).expect("loads");
+            let secret =
+                |s: &Option<SecretString>| s.as_ref().map(|s| s.expose_secret().to_string());
+            assert_eq!(
+                secret(&config.kcp.private_key_password).as_deref(),
+                Some("482913")
+            );
+            assert_eq!(
+                secret(&config.admin_token).as_deref(),
+                Some("\"quoted\" [and] 12345678901234567890123"),
+                "quotes kept as typed"
+            );
+            assert_eq!(secret(&config.master_key).as_deref(), Some("true"));
+            assert_eq!(
+                secret(&config.previous_master_keys).as_deref(),
+                Some("[a, b]")
+            );
+            assert_eq!(config.kcp.site_cd.as_deref(), Some("12345"));
+            assert_eq!(
+                config.kcp.timeout_ms, 1500,
+                "other settings are still typed"
+            );
+
+            // The seed's name wins over the OPENPORT_ one, as before.
+            jail.set_env("OPENPORT_KCP__PRIVATE_KEY_PASSWORD", "other");
+            let config = Config::load(None).expect("loads");
+            assert_eq!(
+                secret(&config.kcp.private_key_password).as_deref(),
+                Some("482913")
+            );
+            Ok(())
+        });
+    }
+
+    #[test]
+    #[allow(clippy::result_large_err)]
+    fn a_configuration_error_names_a_secrets_setting_and_never_shows_its_value() {
+        figment::Jail::expect_with(|jail| {
+            for (toml, setting, hidden) in [
+                ("master_key = 482913", "OPENPORT_MASTER_KEY", "482913"),
+                (
+                    "admin_token = [\"tok-3141592653\"]",
+                    "OPENPORT_ADMIN_TOKEN",
+                    "tok-3141592653",
+                ),
+                (
+                    "previous_master_keys = 1.5",
+                    "OPENPORT_PREVIOUS_MASTER_KEYS",
+                    "1.5",
+                ),
+                ("database_url = 80", "DATABASE_URL", "80"),
+                (
+                    "[kcp]\nprivate_key_password = 271828",
+                    "KCP_PRIVATE_KEY_PASSWORD",
+                    "271828",
+                ),
+            ] {
+                jail.create_file("openport.toml", toml)?;
+                let refused = Config::load(Some(Path::new("openport.toml")))
+                    .expect_err(toml)
+                    .to_string();
+                assert!(refused.contains("bad value for"), "{toml}: {refused}");
+                assert!(refused.contains(setting), "{toml}: {refused}");
+                assert!(!refused.contains(hidden), "{toml}: {refused}");
+            }
+
+            jail.create_file(
+                "broken.toml",
+                "log_format = \"json\"\nmaster_key = \"c2VjcmV0LWtleQ\n",
+            )?;
+            let refused = Config::load(Some(Path::new("broken.toml")))
+                .expect_err("an unterminated string")
+                .to_string();
+            assert!(refused.contains("line 2"), "{refused}");
+            assert!(!refused.contains("c2VjcmV0LWtleQ"), "{refused}");
+
+            jail.create_file("typo.toml", "log_format = 5\n")?;
+            let refused = Config::load(Some(Path::new("typo.toml")))
+                .expect_err("a number is not a log format")
+                .to_string();
+            assert!(refused.contains("log_format"), "{refused}");
+            Ok(())
+        });
     }
 }
