@@ -203,6 +203,25 @@ const KCP_SENDERS: &[&str] = &["103.215.144.173", "103.215.144.174"];
 /// In test mode: KCP's test sender, and this host (the sandbox, embedded or not).
 const KCP_TEST_SENDERS: &[&str] = &["210.122.176.144", "127.0.0.0/8", "::1"];
 
+/// KCP's production hosts (spec/kcp.md §1: REST and trade registration, the mobile window, the
+/// PC window script). Test mode refuses a KCP URL naming one: its merchants' payments are marked
+/// `sandbox: true` and the README's demo credentials work there.
+const KCP_PRODUCTION_HOSTS: &[&str] = &["spl.kcp.co.kr", "smpay.kcp.co.kr", "spay.kcp.co.kr"];
+
+/// The KCP production host `url` names, if any (a URL without a scheme is read as https).
+fn kcp_production_host(url: &str) -> Option<&'static str> {
+    let url = url.trim();
+    let parsed = url::Url::parse(url)
+        .ok()
+        .filter(|u| u.host_str().is_some())
+        .or_else(|| url::Url::parse(&format!("https://{url}")).ok())?;
+    let host = parsed
+        .host_str()?
+        .trim_end_matches('.')
+        .to_ascii_lowercase();
+    KCP_PRODUCTION_HOSTS.iter().copied().find(|h| *h == host)
+}
+
 /// A configuration openport refuses to start with.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -237,6 +256,15 @@ pub enum ConfigError {
     BadPublicUrl(String),
     #[error("{setting} {url:?} must be an http(s) URL, such as https://stg-spl.kcp.co.kr/gw/enc/v1/payment")]
     BadKcpUrl { setting: &'static str, url: String },
+    #[error(
+        "{setting} names KCP's production host {host} while test mode is on: test payments and the \
+         README's demo credentials would reach real KCP. Use KCP's staging hosts (stg-spl.kcp.co.kr, \
+         testsmpay.kcp.co.kr) or set OPENPORT_TEST_MODE=false"
+    )]
+    ProductionKcpInTestMode {
+        setting: &'static str,
+        host: &'static str,
+    },
 }
 
 /// The operator token's minimum length: it is compared on every request and guessing it opens
@@ -295,6 +323,17 @@ impl Config {
                     setting,
                     url: url.clone(),
                 });
+            }
+        }
+        if self.test_mode {
+            for (setting, url) in [
+                ("OPENPORT_KCP__API_BASE / KCP_API_BASE", &self.kcp.api_base),
+                ("KCP_PAYMENT_URL", &self.kcp.payment_url),
+                ("KCP_REGISTER_URL", &self.kcp.register_url),
+            ] {
+                if let Some(host) = url.as_deref().and_then(kcp_production_host) {
+                    return Err(ConfigError::ProductionKcpInTestMode { setting, host });
+                }
             }
         }
         Ok(())
@@ -505,6 +544,35 @@ mod tests {
         assert_eq!(config.attempt_lease_secs(), 6);
         config.resolver.settle_secs = 5;
         assert!(config.validate().is_ok(), "4.5 s of hold fit in 5 s");
+    }
+
+    #[test]
+    fn in_test_mode_a_kcp_url_naming_a_production_host_refuses_to_start() {
+        let mut config = Config::default();
+        for (field, url) in [
+            ("api_base", "https://spl.kcp.co.kr"),
+            ("payment_url", "https://SPL.kcp.co.kr./gw/enc/v1/payment"),
+            ("register_url", "https://smpay.kcp.co.kr/trade/register.do"),
+            ("api_base", "spay.kcp.co.kr:443"),
+        ] {
+            let mut c = config.clone();
+            let slot = match field {
+                "api_base" => &mut c.kcp.api_base,
+                "payment_url" => &mut c.kcp.payment_url,
+                _ => &mut c.kcp.register_url,
+            };
+            *slot = Some(url.into());
+            let refused = c.validate().expect_err(url).to_string();
+            assert!(refused.contains("production host"), "{url}: {refused}");
+            c.test_mode = false;
+            assert!(c.validate().is_ok(), "outside test mode: {url}");
+        }
+        config.kcp.api_base = Some("https://stg-spl.kcp.co.kr".into());
+        config.kcp.payment_url = Some("https://stg-spl.kcp.co.kr/gw/enc/v1/payment".into());
+        config.kcp.register_url = Some("https://testsmpay.kcp.co.kr/trade/register.do".into());
+        assert!(config.validate().is_ok(), "KCP's staging hosts");
+        config.kcp.api_base = Some("http://127.0.0.1:9090".into());
+        assert!(config.validate().is_ok(), "a standalone sandbox");
     }
 
     #[test]
