@@ -21,12 +21,13 @@ use crate::pg::kcp::KcpUrls;
 use crate::service::auth::TokenCache;
 use crate::service::clock_check::ClockReading;
 use crate::service::connectors::Connectors;
-use crate::service::merchants::{
-    CreatedMerchant, NewMerchant, DEMO_IMP_CODE, DEMO_IMP_KEY, DEMO_IMP_SECRET, DEMO_SITE_CD,
-};
+use crate::service::merchants::CreatedMerchant;
 use crate::service::secrets::MasterKey;
 use crate::service::{Gateway, GatewaySettings};
 use crate::store::{redact_url, Db};
+
+mod first_merchant;
+pub use first_merchant::Seeding;
 
 /// State shared by every handler.
 #[derive(Clone)]
@@ -87,9 +88,12 @@ pub struct App {
     pub addr: SocketAddr,
     pub gateway: Gateway,
     pub sandbox: Option<EmbeddedSandbox>,
-    /// The first merchant, when this start created it on an empty database (test mode: the demo
-    /// merchant; otherwise the one of the `KCP_*` settings): its secret is shown once.
+    /// The first merchant, when this start created it (test mode: the demo merchant on an empty
+    /// database; otherwise the one of the `KCP_*` settings on a database without a live merchant).
     pub demo: Option<CreatedMerchant>,
+    /// Where a live first merchant's credentials were written (mode 0600): its imp_secret is
+    /// never printed, since stdout is where the logs go.
+    pub credentials_file: Option<std::path::PathBuf>,
     shutdown: tokio::sync::watch::Sender<bool>,
     server: tokio::task::JoinHandle<()>,
     /// The scheduler job, awaited at shutdown so that the charges of its batch finish and are
@@ -99,12 +103,30 @@ pub struct App {
 }
 
 impl App {
-    /// Builds and starts everything with the system clock.
+    /// Builds and starts everything with the system clock, as `openport serve` does: the first
+    /// merchant is made when there is none (a live one's credentials file goes to the working
+    /// directory).
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         Self::build_with_clock(config, Clock::system()).await
     }
 
+    /// [`Self::build`] for an operator command: no first merchant is made.
+    pub async fn build_for_operator(config: Config) -> anyhow::Result<Self> {
+        Self::build_with(config, Clock::system(), Seeding::Off).await
+    }
+
     pub async fn build_with_clock(config: Config, clock: Clock) -> anyhow::Result<Self> {
+        let seeding = Seeding::FirstMerchant {
+            credentials_dir: ".".into(),
+        };
+        Self::build_with(config, clock, seeding).await
+    }
+
+    pub async fn build_with(
+        config: Config,
+        clock: Clock,
+        seeding: Seeding,
+    ) -> anyhow::Result<Self> {
         config.validate()?;
         if !config.test_mode && config.master_key.is_none() {
             anyhow::bail!(
@@ -189,7 +211,13 @@ impl App {
             anyhow::bail!("{reading}");
         }
         tracing::info!(clock = %reading, "clock checked against the database");
-        let demo = ensure_first_merchant(&config, &gateway, sandbox.as_ref()).await?;
+        let first =
+            first_merchant::ensure_first_merchant(&config, &gateway, sandbox.as_ref(), &seeding)
+                .await?;
+        let (demo, credentials_file) = match first {
+            Some(f) => (Some(f.created), f.credentials_file),
+            None => (None, None),
+        };
 
         let (shutdown, mut stop) = tokio::sync::watch::channel(false);
         let mut scheduler = None;
@@ -241,6 +269,7 @@ impl App {
             gateway,
             sandbox,
             demo,
+            credentials_file,
             shutdown,
             server,
             scheduler,
@@ -362,94 +391,6 @@ fn request_span(req: &Request<axum::body::Body>) -> tracing::Span {
         .get::<MatchedPath>()
         .map_or("(no route)", MatchedPath::as_str);
     tracing::info_span!("request", method = %req.method(), route = %route, request_id = %id)
-}
-
-/// An empty database gets its first merchant. In test mode: the documented demo merchant, whose KCP
-/// credentials come from the `KCP_*` settings when given, otherwise from the embedded sandbox's CA.
-/// Outside test mode: the single merchant of a setup configured with the seed's `KCP_SITE_CD`,
-/// `KCP_CERT_INFO`, `KCP_PRIVATE_KEY_PATH` (+ `KCP_PRIVATE_KEY_PASSWORD`), with fresh iamport
-/// credentials (never the public demo ones), printed once by `serve`.
-async fn ensure_first_merchant(
-    config: &Config,
-    gateway: &Gateway,
-    sandbox: Option<&EmbeddedSandbox>,
-) -> anyhow::Result<Option<CreatedMerchant>> {
-    if !gateway.list_merchants().await?.is_empty() {
-        return Ok(None);
-    }
-    let configured = configured_kcp_credentials(config)?;
-    if !config.test_mode {
-        let Some((site_cd, cert, key, pass)) = configured else {
-            return Ok(None);
-        };
-        let created = gateway
-            .create_merchant(NewMerchant {
-                name: format!("KCP {site_cd}"),
-                site_cd,
-                certificate_pem: cert,
-                private_key_pem: key,
-                private_key_passphrase: pass,
-                test_mode: false,
-                credentials: None,
-            })
-            .await
-            .map_err(|e| anyhow::anyhow!("merchant from KCP_SITE_CD: {e}"))?;
-        return Ok(Some(created));
-    }
-    let (site_cd, cert, key, pass) = match (configured, sandbox) {
-        (Some(credentials), _) => credentials,
-        (None, Some(sb)) => {
-            let site = config
-                .kcp
-                .site_cd
-                .clone()
-                .unwrap_or_else(|| DEMO_SITE_CD.to_string());
-            let (cert, key, pass) = issue_sandbox_certificate(&sb.sandbox, &site).await?;
-            (site, cert, key, pass)
-        }
-        (None, None) => {
-            tracing::warn!("test mode without KCP credentials or an embedded sandbox: no demo merchant created");
-            return Ok(None);
-        }
-    };
-    let created = gateway
-        .create_merchant(NewMerchant {
-            name: "openport demo shop".into(),
-            site_cd,
-            certificate_pem: cert,
-            private_key_pem: key,
-            private_key_passphrase: pass,
-            test_mode: true,
-            credentials: Some((
-                DEMO_IMP_CODE.into(),
-                DEMO_IMP_KEY.into(),
-                DEMO_IMP_SECRET.into(),
-            )),
-        })
-        .await
-        .map_err(|e| anyhow::anyhow!("demo merchant: {e}"))?;
-    Ok(Some(created))
-}
-
-/// The seed's single-merchant KCP settings (`KCP_SITE_CD`, `KCP_CERT_INFO`, the key read from
-/// `KCP_PRIVATE_KEY_PATH`, `KCP_PRIVATE_KEY_PASSWORD`) when all three are given.
-fn configured_kcp_credentials(
-    config: &Config,
-) -> anyhow::Result<Option<(String, String, String, SecretString)>> {
-    let (Some(site_cd), Some(cert), Some(key_path)) = (
-        &config.kcp.site_cd,
-        &config.kcp.cert_info,
-        &config.kcp.private_key_path,
-    ) else {
-        return Ok(None);
-    };
-    let key = std::fs::read_to_string(key_path).with_context(|| format!("read {key_path}"))?;
-    let pass = config
-        .kcp
-        .private_key_password
-        .clone()
-        .unwrap_or_else(|| SecretString::from(""));
-    Ok(Some((site_cd.clone(), cert.clone(), key, pass)))
 }
 
 /// A certificate and encrypted key for `site_cd` from the sandbox CA, with a fresh passphrase.

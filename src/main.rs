@@ -246,21 +246,25 @@ async fn main() -> anyhow::Result<()> {
 async fn serve(config: Config) -> anyhow::Result<()> {
     init_tracing(config.log_format == "json");
     let app = App::build(config).await?;
-    if let Some(demo) = &app.demo {
-        if demo.merchant.test_mode {
+    match (&app.demo, &app.credentials_file) {
+        // stdout is where the logs go (systemd, containers): a live secret never goes there.
+        (Some(created), Some(file)) => println!(
+            "\nopenport: merchant {} created from KCP_SITE_CD / KCP_CERT_INFO / KCP_PRIVATE_KEY_PATH; \
+             its imp_key and imp_secret are in {} (readable by this user only): copy them to your \
+             secret store, then delete the file\n",
+            created.merchant.imp_code,
+            file.display()
+        ),
+        (Some(demo), None) => {
             println!(
                 "\nopenport test mode: demo merchant created (public test credentials, sandbox only)"
             );
-        } else {
-            println!(
-                "\nopenport: merchant created from KCP_SITE_CD / KCP_CERT_INFO / KCP_PRIVATE_KEY_PATH \
-                 (the imp_secret is shown only now; keep it)"
-            );
+            println!("  imp_code   {}", demo.merchant.imp_code);
+            println!("  imp_key    {}", demo.merchant.imp_key);
+            println!("  imp_secret {}", demo.imp_secret.expose_secret());
+            println!("  site_cd    {}\n", demo.merchant.site_cd);
         }
-        println!("  imp_code   {}", demo.merchant.imp_code);
-        println!("  imp_key    {}", demo.merchant.imp_key);
-        println!("  imp_secret {}", demo.imp_secret.expose_secret());
-        println!("  site_cd    {}\n", demo.merchant.site_cd);
+        (None, _) => {}
     }
     println!("openport listening on http://{}", app.addr);
     if let Some(sb) = &app.sandbox {
@@ -304,7 +308,7 @@ async fn offline_app(common: &Common) -> anyhow::Result<App> {
     config.listen = "127.0.0.1:0".parse()?;
     config.resolver.interval_ms = 0;
     config.sandbox.embedded = Some(false);
-    App::build(config).await
+    App::build_for_operator(config).await
 }
 
 async fn attempt(cmd: AttemptCommand) -> anyhow::Result<()> {
@@ -399,7 +403,7 @@ async fn merchant(cmd: MerchantCommand) -> anyhow::Result<()> {
             // Creating a merchant needs neither the HTTP server nor the resolver.
             config.listen = "127.0.0.1:0".parse()?;
             config.resolver.interval_ms = 0;
-            let app = App::build(config.clone()).await?;
+            let app = App::build_for_operator(config.clone()).await?;
             let (cert_pem, key_pem, pass) = match (cert, key) {
                 (Some(c), Some(k)) => (
                     std::fs::read_to_string(&c).with_context(|| format!("read {}", c.display()))?,

@@ -17,6 +17,23 @@ pub const DEMO_IMP_SECRET: &str =
     "ekKoeW8RyKuT0zgaZsUtXXTLQ4AhPFW3ZGseDA6bkA5lamv9OqDMnxyeB9wqOsuO9W3Mx9YSJ4dTqJ3f";
 pub const DEMO_SITE_CD: &str = "T0000";
 
+/// Fresh iamport credentials: imp_code, imp_key, imp_secret.
+pub fn fresh_credentials() -> (String, String, String) {
+    let mut rng = rand::thread_rng();
+    (
+        format!("imp{:08}", rng.gen_range(0..100_000_000u32)),
+        format!(
+            "{:016}",
+            rng.gen_range(1_000_000_000_000_000u64..10_000_000_000_000_000u64)
+        ),
+        fresh_secret(&mut rng),
+    )
+}
+
+fn fresh_secret(rng: &mut impl Rng) -> String {
+    Alphanumeric.sample_string(rng, 80)
+}
+
 pub struct NewMerchant {
     pub name: String,
     pub site_cd: String,
@@ -57,17 +74,7 @@ impl Gateway {
             ServiceError::BadRequest(format!("KCP 인증서/개인키를 사용할 수 없습니다: {e}"))
         })?;
 
-        let (imp_code, imp_key, imp_secret) = new.credentials.unwrap_or_else(|| {
-            let mut rng = rand::thread_rng();
-            (
-                format!("imp{:08}", rng.gen_range(0..100_000_000u32)),
-                format!(
-                    "{:016}",
-                    rng.gen_range(1_000_000_000_000_000u64..10_000_000_000_000_000u64)
-                ),
-                Alphanumeric.sample_string(&mut rng, 80),
-            )
-        });
+        let (imp_code, imp_key, imp_secret) = new.credentials.unwrap_or_else(fresh_credentials);
         let model = merchant::ActiveModel {
             imp_code: Set(imp_code),
             name: Set(new.name),

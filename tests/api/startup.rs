@@ -1,5 +1,16 @@
-//! What a start keeps to itself: the request log.
-use crate::helpers::{captured_logs, spawn_app};
+//! What a start keeps to itself: the first live merchant's secret, operator commands, the
+//! request log.
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+
+use crate::helpers::{captured_logs, kcp_test_credentials, spawn_app};
+
+fn b64_key(byte: u8) -> String {
+    base64::engine::general_purpose::STANDARD.encode([byte; 32])
+}
 
 #[tokio::test]
 async fn the_request_log_names_the_route_never_the_checkout_sessions_token() {
@@ -18,4 +29,120 @@ async fn the_request_log_names_the_route_never_the_checkout_sessions_token() {
         "the route is logged"
     );
     assert!(!logs.contains(&token), "the session token reached the logs");
+}
+
+/// An `openport` process configured as a single live merchant's setup (`KCP_*`) on a fresh
+/// SQLite database in `dir`, which is also its working directory.
+fn openport_command(dir: &std::path::Path, args: &[&str]) -> Command {
+    let (cert, key_path, passphrase) = kcp_test_credentials();
+    let mut command = Command::new(env!("CARGO_BIN_EXE_openport"));
+    command
+        .args(args)
+        .current_dir(dir)
+        .env_clear()
+        .env("OPENPORT_TEST_MODE", "false")
+        .env("OPENPORT_MASTER_KEY", b64_key(5))
+        .env("OPENPORT_LISTEN", "127.0.0.1:0")
+        .env("OPENPORT_PUBLIC_URL", "https://pay.example.com")
+        .env(
+            "DATABASE_URL",
+            format!("sqlite://{}?mode=rwc", dir.join("openport.db").display()),
+        )
+        .env("KCP_SITE_CD", "T0000")
+        .env("KCP_CERT_INFO", cert)
+        .env("KCP_PRIVATE_KEY_PATH", key_path)
+        .env("KCP_PRIVATE_KEY_PASSWORD", passphrase);
+    command
+}
+
+async fn merchants_in(dir: &std::path::Path) -> Vec<openport::store::entity::merchant::Model> {
+    let url = format!("sqlite://{}?mode=rwc", dir.join("openport.db").display());
+    let db = openport::store::Db::connect(&url).await.unwrap();
+    openport::store::merchants::all(&db.read).await.unwrap()
+}
+
+#[tokio::test]
+async fn serve_writes_a_live_merchants_first_credentials_to_a_file_never_to_stdout() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = openport_command(dir.path(), &["serve"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("openport serve");
+    let stdout = child.stdout.take().unwrap();
+    let reading = std::thread::spawn(move || {
+        let mut seen = String::new();
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            seen.push_str(&line);
+            seen.push('\n');
+            if line.starts_with("openport listening on") {
+                break;
+            }
+        }
+        seen
+    });
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !reading.is_finished() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let stdout = reading.join().unwrap();
+    assert!(stdout.contains("openport listening on"), "{stdout}");
+
+    let merchants = merchants_in(dir.path()).await;
+    assert_eq!(merchants.len(), 1, "{stdout}");
+    let m = &merchants[0];
+    let file = dir
+        .path()
+        .join(format!("openport-credentials-{}.txt", m.imp_code));
+    assert!(
+        stdout.contains(&file.file_name().unwrap().to_string_lossy().to_string()),
+        "the file is named: {stdout}"
+    );
+    let text = std::fs::read_to_string(&file).expect("the credentials file");
+    let secret = text
+        .lines()
+        .find_map(|l| l.strip_prefix("imp_secret="))
+        .expect("the imp_secret");
+    assert_eq!(secret.len(), 80);
+    assert!(!stdout.contains(secret), "the secret reached stdout");
+    assert!(text.contains(&format!("imp_key={}\n", m.imp_key)));
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&file).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "{mode:o}");
+    }
+}
+
+#[tokio::test]
+async fn operator_commands_never_make_the_first_merchant() {
+    let dir = tempfile::tempdir().unwrap();
+    for args in [
+        &["attempt", "list"][..],
+        &["reseal"],
+        &["attempt", "list", "--conflicts"],
+    ] {
+        let out = openport_command(dir.path(), args)
+            .output()
+            .expect("openport runs");
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            merchants_in(dir.path()).await.is_empty(),
+            "{args:?} made a merchant whose secret nobody saw"
+        );
+    }
+    let files: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("openport-credentials"))
+        .collect();
+    assert!(files.is_empty(), "{files:?}");
 }
