@@ -21,7 +21,7 @@ use crate::pg::kcp::KcpUrls;
 use crate::service::auth::TokenCache;
 use crate::service::clock_check::ClockReading;
 use crate::service::connectors::Connectors;
-use crate::service::merchants::CreatedMerchant;
+use crate::service::merchants::{serves_in_mode, CreatedMerchant};
 use crate::service::secrets::MasterKey;
 use crate::service::{Gateway, GatewaySettings};
 use crate::store::{redact_url, Db};
@@ -211,6 +211,7 @@ impl App {
             anyhow::bail!("{reading}");
         }
         tracing::info!(clock = %reading, "clock checked against the database");
+        warn_of_test_merchants(&gateway).await?;
         let first =
             first_merchant::ensure_first_merchant(&config, &gateway, sandbox.as_ref(), &seeding)
                 .await?;
@@ -375,6 +376,27 @@ fn spawn_resolver(gateway: Gateway, every: Duration, mut stop: tokio::sync::watc
             }
         }
     });
+}
+
+/// Outside test mode, names the merchants made in test mode: they get no token and no checkout
+/// here ([`serves_in_mode`]), which an operator who tried openport out on this database should
+/// know rather than find out from a 401.
+async fn warn_of_test_merchants(gateway: &Gateway) -> anyhow::Result<()> {
+    let test_mode = gateway.settings.test_mode;
+    let idle: Vec<String> = gateway
+        .list_merchants()
+        .await?
+        .into_iter()
+        .filter(|m| !serves_in_mode(test_mode, m))
+        .map(|m| m.imp_code)
+        .collect();
+    if !idle.is_empty() {
+        tracing::warn!(
+            merchants = %idle.join(", "),
+            "merchants made in test mode get no token and no checkout outside test mode (docs/operations.md \"From test mode to live\")"
+        );
+    }
+    Ok(())
 }
 
 /// The span of one request: method, route and request id only. Bodies and queries may hold

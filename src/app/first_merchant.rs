@@ -35,11 +35,13 @@ pub struct FirstMerchant {
     pub credentials_file: Option<PathBuf>,
 }
 
-/// An empty database gets its first merchant. In test mode: the documented demo merchant, whose
-/// KCP credentials come from the `KCP_*` settings when given, otherwise from the embedded
-/// sandbox's CA. Outside test mode: the single merchant of a setup configured with the seed's
-/// `KCP_SITE_CD`, `KCP_CERT_INFO`, `KCP_PRIVATE_KEY_PATH` (+ `KCP_PRIVATE_KEY_PASSWORD`), with
-/// fresh iamport credentials (never the public demo ones) written to a new file.
+/// In test mode, an empty database gets the documented demo merchant, whose KCP credentials come
+/// from the `KCP_*` settings when given, otherwise from the embedded sandbox's CA. Outside test
+/// mode, a database without a live merchant gets the single merchant of a setup configured with
+/// the seed's `KCP_SITE_CD`, `KCP_CERT_INFO`, `KCP_PRIVATE_KEY_PATH` (+ `KCP_PRIVATE_KEY_PASSWORD`),
+/// with fresh iamport credentials (never the public demo ones) written to a new file: merchants
+/// made in test mode do not serve a live instance, so a database tried out in test mode first
+/// still gets its live merchant.
 pub(super) async fn ensure_first_merchant(
     config: &Config,
     gateway: &Gateway,
@@ -49,16 +51,20 @@ pub(super) async fn ensure_first_merchant(
     let Seeding::FirstMerchant { credentials_dir } = seeding else {
         return Ok(None);
     };
-    if !gateway.list_merchants().await?.is_empty() {
-        return Ok(None);
-    }
+    let existing = gateway.list_merchants().await?;
     if !config.test_mode {
+        if existing.iter().any(|m| !m.test_mode) {
+            return Ok(None);
+        }
         let Some((site_cd, cert, key, pass)) = configured_kcp_credentials(config)? else {
             return Ok(None);
         };
         return live_merchant(gateway, credentials_dir, site_cd, cert, key, pass)
             .await
             .map(Some);
+    }
+    if !existing.is_empty() {
+        return Ok(None);
     }
     let (site_cd, cert, key, pass) = match (configured_kcp_credentials(config)?, sandbox) {
         (Some(credentials), _) => credentials,

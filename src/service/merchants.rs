@@ -17,6 +17,15 @@ pub const DEMO_IMP_SECRET: &str =
     "ekKoeW8RyKuT0zgaZsUtXXTLQ4AhPFW3ZGseDA6bkA5lamv9OqDMnxyeB9wqOsuO9W3Mx9YSJ4dTqJ3f";
 pub const DEMO_SITE_CD: &str = "T0000";
 
+/// Whether merchant `m` is served by an instance in test mode (`test_mode`) or not. A merchant
+/// made in test mode (the demo merchant above all: its credentials are in the README) serves
+/// only test-mode instances: the same database run with `OPENPORT_TEST_MODE=false` gives it no
+/// token and no checkout, whatever its stored secret (docs/operations.md "From test mode to
+/// live").
+pub fn serves_in_mode(test_mode: bool, m: &merchant::Model) -> bool {
+    test_mode || (!m.test_mode && m.imp_key != DEMO_IMP_KEY)
+}
+
 /// Fresh iamport credentials: imp_code, imp_key, imp_secret.
 pub fn fresh_credentials() -> (String, String, String) {
     let mut rng = rand::thread_rng();

@@ -1,15 +1,85 @@
-//! What a start keeps to itself: the first live merchant's secret, operator commands, the
-//! request log.
+//! What a start refuses or keeps to itself: test-mode merchants on a live instance, the first
+//! live merchant's secret, operator commands, the request log.
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
+use openport::service::merchants::{DEMO_IMP_CODE, DEMO_IMP_KEY, DEMO_IMP_SECRET};
+use reqwest::StatusCode;
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::json;
 
 use crate::helpers::{captured_logs, kcp_test_credentials, spawn_app};
 
 fn b64_key(byte: u8) -> String {
     base64::engine::general_purpose::STANDARD.encode([byte; 32])
+}
+
+#[tokio::test]
+async fn a_database_tried_in_test_mode_gives_its_demo_merchant_no_token_once_test_mode_is_off() {
+    // Tried out in test mode (no master key: the public test-mode key), then run live.
+    let test = spawn_app().await;
+    let test_token = test.token().await;
+    let key = b64_key(9);
+    let live = test
+        .another_instance(move |c| {
+            c.test_mode = false;
+            c.master_key = Some(SecretString::from(key));
+            c.public_url = Some("https://pay.example.com".into());
+        })
+        .await;
+
+    let (status, body) = live
+        .post(
+            "/users/getToken",
+            None,
+            json!({"imp_key": DEMO_IMP_KEY, "imp_secret": DEMO_IMP_SECRET}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    let (status, body) = live
+        .get("/payments/status/all", Some(test_token.as_str()))
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::UNAUTHORIZED,
+        "a token got in test mode: {body}"
+    );
+    let (_, started) = live
+        .post(
+            "/checkout/request",
+            None,
+            json!({"imp_code": DEMO_IMP_CODE, "mobile": false, "page_url": "https://shop.example.com/cart",
+                   "params": {"pg": "kcp", "pay_method": "card", "merchant_uid": "live-1", "amount": 1000}}),
+        )
+        .await;
+    assert_ne!(started["code"], 0, "no checkout either: {started}");
+
+    // The live instance made its own merchant from KCP_* (set by the helper), with its
+    // credentials in a file only its user may read.
+    let created = live.app.demo.as_ref().expect("the first live merchant");
+    assert!(!created.merchant.test_mode);
+    let file = live
+        .app
+        .credentials_file
+        .as_ref()
+        .expect("a credentials file");
+    assert!(file.starts_with(live.credentials_dir.path()));
+    let text = std::fs::read_to_string(file).unwrap();
+    let secret = created.imp_secret.expose_secret();
+    assert!(text.contains(&format!("imp_secret={secret}\n")), "{text}");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(file).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "{mode:o}");
+    }
+    live.token_for(&created.merchant.imp_key, secret).await;
+    assert!(
+        !captured_logs().contains(secret),
+        "the secret reached a log line"
+    );
 }
 
 #[tokio::test]
