@@ -211,6 +211,9 @@ impl App {
             anyhow::bail!("{reading}");
         }
         tracing::info!(clock = %reading, "clock checked against the database");
+        if let Some(unknown) = gateway.unknown_master_keys().await? {
+            return Err(unknown.into());
+        }
         warn_of_test_merchants(&gateway).await?;
         let first =
             first_merchant::ensure_first_merchant(&config, &gateway, sandbox.as_ref(), &seeding)

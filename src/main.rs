@@ -4,7 +4,8 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use openport::config::Config;
-use openport::service::merchants::NewMerchant;
+use openport::service::merchants::{new_imp_secret, NewMerchant};
+use openport::service::secrets::MasterKey;
 use openport::App;
 use secrecy::{ExposeSecret, SecretString};
 
@@ -139,6 +140,16 @@ enum MerchantCommand {
         #[command(flatten)]
         common: Common,
     },
+    /// Give a merchant a new imp_secret (printed once): for a secret that leaked, or a hash left
+    /// under a master key that is gone (openport then refuses to start and names the merchant).
+    NewSecret {
+        #[command(flatten)]
+        common: Common,
+        #[arg(long)]
+        imp_code: String,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Args)]
@@ -234,6 +245,15 @@ async fn main() -> anyhow::Result<()> {
                 report.billing_keys,
                 report.access_tokens
             );
+            if report.hashes_under_old_keys.is_empty() {
+                println!("every imp_secret hash is under the current key");
+            } else {
+                println!(
+                    "imp_secret hashes still under an old key (upgraded at the merchant's next \
+                     getToken; keep the old key in OPENPORT_PREVIOUS_MASTER_KEYS until then): {}",
+                    report.hashes_under_old_keys.join(", ")
+                );
+            }
             app.shutdown().await;
             Ok(())
         }
@@ -448,6 +468,46 @@ async fn merchant(cmd: MerchantCommand) -> anyhow::Result<()> {
                 println!("(the imp_secret is shown only now)");
             }
             app.shutdown().await;
+            Ok(())
+        }
+        MerchantCommand::NewSecret {
+            common,
+            imp_code,
+            json,
+        } => {
+            let config = load(&common)?;
+            init_tracing(config.log_format == "json");
+            // The database and the master key alone: a full start is refused while a hash is
+            // under a key that is gone, which is what this command mends.
+            let secrets = MasterKey::with_previous(
+                config.master_key.as_ref(),
+                config.previous_master_keys.as_ref(),
+            )
+            .context("master key")?;
+            let db = openport::store::Db::connect(&config.database_url).await?;
+            db.migrate().await?;
+            let renewed = new_imp_secret(&db, &secrets, &imp_code)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            let m = &renewed.merchant;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({"imp_code": m.imp_code, "imp_key": m.imp_key,
+                        "imp_secret": renewed.imp_secret.expose_secret()})
+                );
+            } else {
+                println!(
+                    "imp_code   {}\nimp_key    {}\nimp_secret {}",
+                    m.imp_code,
+                    m.imp_key,
+                    renewed.imp_secret.expose_secret()
+                );
+                println!(
+                    "(the imp_secret is shown only now; the old one gets no token from now on, \
+                     tokens it already got stay valid until they expire)"
+                );
+            }
             Ok(())
         }
         MerchantCommand::List { common } => {

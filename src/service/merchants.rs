@@ -4,6 +4,7 @@ use rand::Rng;
 use sea_orm::Set;
 use secrecy::{ExposeSecret, SecretString};
 
+use super::secrets::hash_key_id;
 use super::{Gateway, ServiceError, ServiceResult};
 use crate::pg::kcp::{KcpConfig, KcpConnector};
 use crate::store::entity::merchant;
@@ -116,13 +117,43 @@ impl Gateway {
     }
 }
 
+/// Gives merchant `imp_code` a new imp_secret, hashed under the current master key, and returns
+/// it (shown once, like a new merchant's). For a merchant whose hash is under a master key that
+/// is gone, or whose secret leaked. Works on the database alone: openport refuses to start while
+/// a merchant's hash is under a key it does not have (service/key_check.rs), and this is how an
+/// operator gets past that without the old key. Tokens already issued stay valid until they
+/// expire (30 minutes at most).
+pub async fn new_imp_secret(
+    db: &crate::store::Db,
+    secrets: &super::secrets::MasterKey,
+    imp_code: &str,
+) -> ServiceResult<CreatedMerchant> {
+    let Some(mut merchant) = merchants::by_imp_code(&db.read, imp_code).await? else {
+        return Err(ServiceError::NotFound(format!(
+            "no merchant with imp_code {imp_code}"
+        )));
+    };
+    let secret = fresh_secret(&mut rand::thread_rng());
+    let hash = secrets.secret_hash(&secret);
+    merchants::set_secret_hash(&db.write, merchant.id, &hash).await?;
+    merchant.imp_secret_hash = hash;
+    Ok(CreatedMerchant {
+        merchant,
+        imp_secret: SecretString::from(secret),
+    })
+}
+
 /// What `openport reseal` rewrote.
-#[derive(Debug, Default, Clone, Copy)]
+#[derive(Debug, Default, Clone)]
 pub struct ResealReport {
     pub merchants: usize,
     pub billing_keys: usize,
     /// Live access tokens (getToken hands them out again, so they must open under the new key).
     pub access_tokens: usize,
+    /// imp_codes of the merchants whose imp_secret hash is not under the current key yet: a hash
+    /// cannot be resealed (the secret is not stored), it is upgraded at the merchant's next
+    /// getToken. Until this is empty, the old key must stay in `OPENPORT_PREVIOUS_MASTER_KEYS`.
+    pub hashes_under_old_keys: Vec<String>,
 }
 
 impl Gateway {
@@ -143,6 +174,9 @@ impl Gateway {
         };
         let mut report = ResealReport::default();
         for m in merchants::all(&self.db.read).await? {
+            if hash_key_id(&m.imp_secret_hash) != Some(self.secrets.key_id()) {
+                report.hashes_under_old_keys.push(m.imp_code.clone());
+            }
             let key = reseal(&m.kcp_private_key_sealed)?;
             let pass = reseal(&m.kcp_passphrase_sealed)?;
             let hook = match &m.webhook_secret_sealed {

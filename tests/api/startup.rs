@@ -1,19 +1,49 @@
-//! What a start refuses or keeps to itself: test-mode merchants on a live instance, the first
-//! live merchant's secret, operator commands, the request log.
+//! What a start refuses or keeps to itself: test-mode merchants on a live instance, master keys
+//! that open nothing, the first live merchant's secret, operator commands, the request log.
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
+use openport::clock::Clock;
+use openport::config::Config;
 use openport::service::merchants::{DEMO_IMP_CODE, DEMO_IMP_KEY, DEMO_IMP_SECRET};
+use openport::service::secrets::MasterKey;
+use openport::App;
 use reqwest::StatusCode;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
 
-use crate::helpers::{captured_logs, kcp_test_credentials, spawn_app};
+use crate::helpers::{captured_logs, kcp_test_credentials, spawn_app, spawn_app_with, TestApp};
 
 fn b64_key(byte: u8) -> String {
     base64::engine::general_purpose::STANDARD.encode([byte; 32])
+}
+
+fn key_id(b64: &str) -> String {
+    MasterKey::from_config(Some(&SecretString::from(b64.to_string())))
+        .unwrap()
+        .key_id()
+        .to_string()
+}
+
+/// Starts an instance on `app`'s database without the test helper's `expect`: the error, if it
+/// refuses to start.
+async fn start_on(app: &TestApp, adjust: impl FnOnce(&mut Config)) -> anyhow::Result<App> {
+    let mut config = Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        database_url: app.database_url.clone(),
+        ..Config::default()
+    };
+    config.resolver.interval_ms = 0;
+    config.sandbox.embedded = Some(false);
+    config.kcp.api_base = app
+        .app
+        .sandbox
+        .as_ref()
+        .map(|s| format!("http://{}", s.addr));
+    adjust(&mut config);
+    App::build_with(config, Clock::system(), openport::app::Seeding::Off).await
 }
 
 #[tokio::test]
@@ -80,6 +110,106 @@ async fn a_database_tried_in_test_mode_gives_its_demo_merchant_no_token_once_tes
         !captured_logs().contains(secret),
         "the secret reached a log line"
     );
+}
+
+#[tokio::test]
+async fn a_master_key_that_opens_nothing_stored_refuses_to_start_naming_the_key_ids() {
+    let (k1, k2) = (b64_key(1), b64_key(2));
+    let first_key = k1.clone();
+    let first = spawn_app_with(move |c| c.master_key = Some(SecretString::from(first_key))).await;
+    first.token().await;
+
+    let wrong = k2.clone();
+    let refused = start_on(&first, move |c| {
+        c.master_key = Some(SecretString::from(wrong))
+    })
+    .await
+    .err()
+    .expect("a master key that opens nothing is refused");
+    let message = format!("{refused:#}");
+    assert!(message.contains(&key_id(&k1)), "{message}");
+    assert!(message.contains(&key_id(&k2)), "{message}");
+    assert!(message.contains(DEMO_IMP_CODE), "{message}");
+    assert!(
+        message.contains("OPENPORT_PREVIOUS_MASTER_KEYS"),
+        "{message}"
+    );
+    for material in [&k1, &k2] {
+        assert!(!message.contains(material.as_str()), "{message}");
+    }
+
+    // The old key listed as a previous one: it starts, and the right secret gets its token.
+    let (current, previous) = (k2.clone(), k1.clone());
+    let rotated = first
+        .another_instance(move |c| {
+            c.master_key = Some(SecretString::from(current));
+            c.previous_master_keys = Some(SecretString::from(previous));
+        })
+        .await;
+    rotated.token().await;
+}
+
+#[tokio::test]
+async fn a_hash_left_under_a_dropped_key_refuses_to_start_until_the_merchant_gets_a_new_secret() {
+    let (k1, k2) = (b64_key(1), b64_key(2));
+    let first_key = k1.clone();
+    let first = spawn_app_with(move |c| c.master_key = Some(SecretString::from(first_key))).await;
+    first.token().await;
+    let (current, previous) = (k2.clone(), k1.clone());
+    let rotated = first
+        .another_instance(move |c| {
+            c.master_key = Some(SecretString::from(current));
+            c.previous_master_keys = Some(SecretString::from(previous));
+        })
+        .await;
+    // Resealed, but the merchant has not called getToken since: its hash is under the old key.
+    let report = rotated.app.gateway.reseal_secrets().await.unwrap();
+    assert_eq!(
+        report.hashes_under_old_keys,
+        vec![DEMO_IMP_CODE.to_string()]
+    );
+
+    let only_new = k2.clone();
+    let refused = start_on(&first, move |c| {
+        c.master_key = Some(SecretString::from(only_new))
+    })
+    .await
+    .err()
+    .expect("the merchant could never log in again");
+    let message = format!("{refused:#}");
+    assert!(message.contains(&key_id(&k1)), "{message}");
+    assert!(
+        message.contains(&format!("merchant {DEMO_IMP_CODE}: imp_secret hash")),
+        "{message}"
+    );
+    assert!(
+        message.contains("openport merchant new-secret"),
+        "{message}"
+    );
+
+    let secrets = MasterKey::from_config(Some(&SecretString::from(k2.clone()))).unwrap();
+    let renewed = openport::service::merchants::new_imp_secret(
+        &first.app.gateway.db,
+        &secrets,
+        DEMO_IMP_CODE,
+    )
+    .await
+    .unwrap();
+    let only_new = k2.clone();
+    let started = first
+        .another_instance(move |c| c.master_key = Some(SecretString::from(only_new)))
+        .await;
+    started
+        .token_for(DEMO_IMP_KEY, renewed.imp_secret.expose_secret())
+        .await;
+    let (status, _) = started
+        .post(
+            "/users/getToken",
+            None,
+            json!({"imp_key": DEMO_IMP_KEY, "imp_secret": DEMO_IMP_SECRET}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "the old secret is gone");
 }
 
 #[tokio::test]
