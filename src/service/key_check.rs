@@ -105,6 +105,12 @@ impl fmt::Display for UnknownKeys {
              keep the old key in OPENPORT_PREVIOUS_MASTER_KEYS until `openport reseal` reports \
              nothing left under it (docs/operations.md \"Rotating the master key\").",
         )?;
+        if self.keys.contains_key(&test_key) {
+            f.write_str(
+                " The public test-mode key (the one used without OPENPORT_MASTER_KEY) can be listed \
+                 as a previous key like any other; its base64 is in docs/operations.md.",
+            )?;
+        }
         if self.only_hashes() {
             f.write_str(
                 " Only imp_secret hashes are left under it: a merchant that cannot log in \
@@ -227,9 +233,8 @@ mod tests {
         let mut r = report(&["KCP private key"], 0);
         let under = r.keys.remove("1a2b3c4d").unwrap();
         r.keys.insert(MasterKey::test_mode_key_id(), under);
-        assert!(
-            r.to_string().contains("openport's public test-mode key"),
-            "{r}"
-        );
+        let text = r.to_string();
+        assert!(text.contains("openport's public test-mode key"), "{text}");
+        assert!(text.contains("docs/operations.md"), "{text}");
     }
 }

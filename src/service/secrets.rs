@@ -315,6 +315,13 @@ mod tests {
     }
 
     #[test]
+    fn the_test_mode_keys_base64_in_docs_operations_md_is_the_test_mode_key() {
+        let documented = SecretString::from("b3BlbnBvcnQtdGVzdC1tb2RlLW1hc3Rlci1rZXktMzI=");
+        let k = MasterKey::with_previous(Some(&key(2)), Some(&documented)).unwrap();
+        assert!(k.has_key(&MasterKey::test_mode_key_id()));
+    }
+
+    #[test]
     fn a_master_key_of_the_wrong_length_is_refused() {
         let short = SecretString::from(B64.encode([1u8; 16]));
         assert!(MasterKey::from_config(Some(&short)).is_err());
