@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use axum::extract::MatchedPath;
 use axum::http::{HeaderName, Request};
 use rand::distributions::{Alphanumeric, DistString};
 use secrecy::SecretString;
@@ -20,12 +21,13 @@ use crate::pg::kcp::KcpUrls;
 use crate::service::auth::TokenCache;
 use crate::service::clock_check::ClockReading;
 use crate::service::connectors::Connectors;
-use crate::service::merchants::{
-    CreatedMerchant, NewMerchant, DEMO_IMP_CODE, DEMO_IMP_KEY, DEMO_IMP_SECRET, DEMO_SITE_CD,
-};
+use crate::service::merchants::{serves_in_mode, CreatedMerchant};
 use crate::service::secrets::MasterKey;
 use crate::service::{Gateway, GatewaySettings};
 use crate::store::{redact_url, Db};
+
+mod first_merchant;
+pub use first_merchant::Seeding;
 
 /// State shared by every handler.
 #[derive(Clone)]
@@ -86,9 +88,12 @@ pub struct App {
     pub addr: SocketAddr,
     pub gateway: Gateway,
     pub sandbox: Option<EmbeddedSandbox>,
-    /// The first merchant, when this start created it on an empty database (test mode: the demo
-    /// merchant; otherwise the one of the `KCP_*` settings): its secret is shown once.
+    /// The first merchant, when this start created it (test mode: the demo merchant on an empty
+    /// database; otherwise the one of the `KCP_*` settings on a database without a live merchant).
     pub demo: Option<CreatedMerchant>,
+    /// Where a live first merchant's credentials were written (mode 0600): its imp_secret is
+    /// never printed, since stdout is where the logs go.
+    pub credentials_file: Option<std::path::PathBuf>,
     shutdown: tokio::sync::watch::Sender<bool>,
     server: tokio::task::JoinHandle<()>,
     /// The scheduler job, awaited at shutdown so that the charges of its batch finish and are
@@ -98,12 +103,30 @@ pub struct App {
 }
 
 impl App {
-    /// Builds and starts everything with the system clock.
+    /// Builds and starts everything with the system clock, as `openport serve` does: the first
+    /// merchant is made when there is none (a live one's credentials file goes to the working
+    /// directory).
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         Self::build_with_clock(config, Clock::system()).await
     }
 
+    /// [`Self::build`] for an operator command: no first merchant is made.
+    pub async fn build_for_operator(config: Config) -> anyhow::Result<Self> {
+        Self::build_with(config, Clock::system(), Seeding::Off).await
+    }
+
     pub async fn build_with_clock(config: Config, clock: Clock) -> anyhow::Result<Self> {
+        let seeding = Seeding::FirstMerchant {
+            credentials_dir: ".".into(),
+        };
+        Self::build_with(config, clock, seeding).await
+    }
+
+    pub async fn build_with(
+        config: Config,
+        clock: Clock,
+        seeding: Seeding,
+    ) -> anyhow::Result<Self> {
         config.validate()?;
         if !config.test_mode && config.master_key.is_none() {
             anyhow::bail!(
@@ -199,7 +222,17 @@ impl App {
             anyhow::bail!("{reading}");
         }
         tracing::info!(clock = %reading, "clock checked against the database");
-        let demo = ensure_first_merchant(&config, &gateway, sandbox.as_ref()).await?;
+        if let Some(unknown) = gateway.unknown_master_keys().await? {
+            return Err(unknown.into());
+        }
+        warn_of_test_merchants(&gateway).await?;
+        let first =
+            first_merchant::ensure_first_merchant(&config, &gateway, sandbox.as_ref(), &seeding)
+                .await?;
+        let (demo, credentials_file) = match first {
+            Some(f) => (Some(f.created), f.credentials_file),
+            None => (None, None),
+        };
 
         let (shutdown, mut stop) = tokio::sync::watch::channel(false);
         let mut scheduler = None;
@@ -251,6 +284,7 @@ impl App {
             gateway,
             sandbox,
             demo,
+            credentials_file,
             shutdown,
             server,
             scheduler,
@@ -305,17 +339,15 @@ fn http_service(
         .layer(
             ServiceBuilder::new()
                 .layer(SetRequestIdLayer::new(request_id.clone(), MakeRequestUuid))
-                .layer(TraceLayer::new_for_http().make_span_with(|req: &Request<axum::body::Body>| {
-                    // Method, path and request id only: bodies and queries may hold personal data.
-                    let id = req.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("-");
-                    tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id)
-                }))
+                .layer(TraceLayer::new_for_http().make_span_with(request_span))
                 .layer(PropagateRequestIdLayer::new(request_id))
                 .layer(RequestBodyLimitLayer::new(256 * 1024))
                 // Still limited, as the axum body the middleware below reads.
-                .map_request(|req: Request<tower_http::body::Limited<axum::body::Body>>| {
-                    req.map(axum::body::Body::new)
-                })
+                .map_request(
+                    |req: Request<tower_http::body::Limited<axum::body::Body>>| {
+                        req.map(axum::body::Body::new)
+                    },
+                )
                 .layer(axum::middleware::from_fn(
                     crate::api::extract::refuse_control_characters,
                 )),
@@ -368,92 +400,41 @@ fn spawn_resolver(gateway: Gateway, every: Duration, mut stop: tokio::sync::watc
     });
 }
 
-/// An empty database gets its first merchant. In test mode: the documented demo merchant, whose KCP
-/// credentials come from the `KCP_*` settings when given, otherwise from the embedded sandbox's CA.
-/// Outside test mode: the single merchant of a setup configured with the seed's `KCP_SITE_CD`,
-/// `KCP_CERT_INFO`, `KCP_PRIVATE_KEY_PATH` (+ `KCP_PRIVATE_KEY_PASSWORD`), with fresh iamport
-/// credentials (never the public demo ones), printed once by `serve`.
-async fn ensure_first_merchant(
-    config: &Config,
-    gateway: &Gateway,
-    sandbox: Option<&EmbeddedSandbox>,
-) -> anyhow::Result<Option<CreatedMerchant>> {
-    if !gateway.list_merchants().await?.is_empty() {
-        return Ok(None);
+/// Outside test mode, names the merchants made in test mode: they get no token and no checkout
+/// here ([`serves_in_mode`]), which an operator who tried openport out on this database should
+/// know rather than find out from a 401.
+async fn warn_of_test_merchants(gateway: &Gateway) -> anyhow::Result<()> {
+    let test_mode = gateway.settings.test_mode;
+    let idle: Vec<String> = gateway
+        .list_merchants()
+        .await?
+        .into_iter()
+        .filter(|m| !serves_in_mode(test_mode, m))
+        .map(|m| m.imp_code)
+        .collect();
+    if !idle.is_empty() {
+        tracing::warn!(
+            merchants = %idle.join(", "),
+            "merchants made in test mode get no token and no checkout outside test mode (docs/operations.md \"From test mode to live\")"
+        );
     }
-    let configured = configured_kcp_credentials(config)?;
-    if !config.test_mode {
-        let Some((site_cd, cert, key, pass)) = configured else {
-            return Ok(None);
-        };
-        let created = gateway
-            .create_merchant(NewMerchant {
-                name: format!("KCP {site_cd}"),
-                site_cd,
-                certificate_pem: cert,
-                private_key_pem: key,
-                private_key_passphrase: pass,
-                test_mode: false,
-                credentials: None,
-            })
-            .await
-            .map_err(|e| anyhow::anyhow!("merchant from KCP_SITE_CD: {e}"))?;
-        return Ok(Some(created));
-    }
-    let (site_cd, cert, key, pass) = match (configured, sandbox) {
-        (Some(credentials), _) => credentials,
-        (None, Some(sb)) => {
-            let site = config
-                .kcp
-                .site_cd
-                .clone()
-                .unwrap_or_else(|| DEMO_SITE_CD.to_string());
-            let (cert, key, pass) = issue_sandbox_certificate(&sb.sandbox, &site).await?;
-            (site, cert, key, pass)
-        }
-        (None, None) => {
-            tracing::warn!("test mode without KCP credentials or an embedded sandbox: no demo merchant created");
-            return Ok(None);
-        }
-    };
-    let created = gateway
-        .create_merchant(NewMerchant {
-            name: "openport demo shop".into(),
-            site_cd,
-            certificate_pem: cert,
-            private_key_pem: key,
-            private_key_passphrase: pass,
-            test_mode: true,
-            credentials: Some((
-                DEMO_IMP_CODE.into(),
-                DEMO_IMP_KEY.into(),
-                DEMO_IMP_SECRET.into(),
-            )),
-        })
-        .await
-        .map_err(|e| anyhow::anyhow!("demo merchant: {e}"))?;
-    Ok(Some(created))
+    Ok(())
 }
 
-/// The seed's single-merchant KCP settings (`KCP_SITE_CD`, `KCP_CERT_INFO`, the key read from
-/// `KCP_PRIVATE_KEY_PATH`, `KCP_PRIVATE_KEY_PASSWORD`) when all three are given.
-fn configured_kcp_credentials(
-    config: &Config,
-) -> anyhow::Result<Option<(String, String, String, SecretString)>> {
-    let (Some(site_cd), Some(cert), Some(key_path)) = (
-        &config.kcp.site_cd,
-        &config.kcp.cert_info,
-        &config.kcp.private_key_path,
-    ) else {
-        return Ok(None);
-    };
-    let key = std::fs::read_to_string(key_path).with_context(|| format!("read {key_path}"))?;
-    let pass = config
-        .kcp
-        .private_key_password
-        .clone()
-        .unwrap_or_else(|| SecretString::from(""));
-    Ok(Some((site_cd.clone(), cert.clone(), key, pass)))
+/// The span of one request: method, route and request id only. Bodies and queries may hold
+/// personal data, and a path may hold a capability: `/checkout/session/{token}` is the buyer's
+/// checkout, so the route's template is logged (`MatchedPath`), never the path itself.
+fn request_span(req: &Request<axum::body::Body>) -> tracing::Span {
+    let id = req
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("-");
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("(no route)", MatchedPath::as_str);
+    tracing::info_span!("request", method = %req.method(), route = %route, request_id = %id)
 }
 
 /// A certificate and encrypted key for `site_cd` from the sandbox CA, with a fresh passphrase.

@@ -13,6 +13,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::net::{AddressList, BadAddress};
 
+mod raw_env;
+pub use raw_env::LoadError;
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Config {
     /// Address the gateway listens on.
@@ -208,6 +211,25 @@ const KCP_SENDERS: &[&str] = &["103.215.144.173", "103.215.144.174"];
 /// In test mode: KCP's test sender, and this host (the sandbox, embedded or not).
 const KCP_TEST_SENDERS: &[&str] = &["210.122.176.144", "127.0.0.0/8", "::1"];
 
+/// KCP's production hosts (spec/kcp.md §1: REST and trade registration, the mobile window, the
+/// PC window script). Test mode refuses a KCP URL naming one: its merchants' payments are marked
+/// `sandbox: true` and the README's demo credentials work there.
+const KCP_PRODUCTION_HOSTS: &[&str] = &["spl.kcp.co.kr", "smpay.kcp.co.kr", "spay.kcp.co.kr"];
+
+/// The KCP production host `url` names, if any (a URL without a scheme is read as https).
+fn kcp_production_host(url: &str) -> Option<&'static str> {
+    let url = url.trim();
+    let parsed = url::Url::parse(url)
+        .ok()
+        .filter(|u| u.host_str().is_some())
+        .or_else(|| url::Url::parse(&format!("https://{url}")).ok())?;
+    let host = parsed
+        .host_str()?
+        .trim_end_matches('.')
+        .to_ascii_lowercase();
+    KCP_PRODUCTION_HOSTS.iter().copied().find(|h| *h == host)
+}
+
 /// A configuration openport refuses to start with.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -242,6 +264,15 @@ pub enum ConfigError {
     BadPublicUrl(String),
     #[error("{setting} {url:?} must be an http(s) URL, such as https://stg-spl.kcp.co.kr/gw/enc/v1/payment")]
     BadKcpUrl { setting: &'static str, url: String },
+    #[error(
+        "{setting} names KCP's production host {host} while test mode is on: test payments and the \
+         README's demo credentials would reach real KCP. Use KCP's staging hosts (stg-spl.kcp.co.kr, \
+         testsmpay.kcp.co.kr) or set OPENPORT_TEST_MODE=false"
+    )]
+    ProductionKcpInTestMode {
+        setting: &'static str,
+        host: &'static str,
+    },
 }
 
 /// The operator token's minimum length: it is compared on every request and guessing it opens
@@ -302,6 +333,17 @@ impl Config {
                 });
             }
         }
+        if self.test_mode {
+            for (setting, url) in [
+                ("OPENPORT_KCP__API_BASE / KCP_API_BASE", &self.kcp.api_base),
+                ("KCP_PAYMENT_URL", &self.kcp.payment_url),
+                ("KCP_REGISTER_URL", &self.kcp.register_url),
+            ] {
+                if let Some(host) = url.as_deref().and_then(kcp_production_host) {
+                    return Err(ConfigError::ProductionKcpInTestMode { setting, host });
+                }
+            }
+        }
         Ok(())
     }
 
@@ -311,7 +353,8 @@ impl Config {
         let Some(raw) = self.public_url.as_deref().map(str::trim) else {
             return Ok(None);
         };
-        let bad = || ConfigError::BadPublicUrl(raw.to_string());
+        // Credentials are refused, and never echoed.
+        let bad = || ConfigError::BadPublicUrl(crate::store::redact_url(raw));
         let url = reqwest::Url::parse(raw).map_err(|_| bad())?;
         let usable = matches!(url.scheme(), "http" | "https")
             && url.host_str().is_some_and(|h| !h.is_empty())
@@ -357,35 +400,22 @@ impl Config {
         self.webhooks.private_targets.unwrap_or(self.test_mode)
     }
 
-    /// Loads defaults, then `file` (if given), then the environment.
-    pub fn load(file: Option<&Path>) -> Result<Self, Box<figment::Error>> {
+    /// Loads defaults, then `file` (if given), then the environment. Secrets, `DATABASE_URL` and
+    /// the seed's `KCP_*` strings are taken from the environment verbatim (config/raw_env.rs), and
+    /// no error message shows a secret's value.
+    pub fn load(file: Option<&Path>) -> Result<Self, LoadError> {
         let mut fig = Figment::from(Serialized::defaults(Config::default()));
         if let Some(f) = file {
             fig = fig.merge(Toml::file(f));
         }
         fig = fig
-            .merge(Env::prefixed("OPENPORT_").split("__"))
-            .merge(Env::raw().only(&["DATABASE_URL"]))
             .merge(
-                Env::raw()
-                    .only(&[
-                        "KCP_SITE_CD",
-                        "KCP_CERT_INFO",
-                        "KCP_PRIVATE_KEY_PATH",
-                        "KCP_PRIVATE_KEY_PASSWORD",
-                        "KCP_PAYMENT_URL",
-                        "KCP_REGISTER_URL",
-                        "KCP_API_BASE",
-                    ])
-                    .map(|k| {
-                        k.as_str()
-                            .trim_start_matches("KCP_")
-                            .to_ascii_lowercase()
-                            .into()
-                    })
-                    .map(|k| format!("kcp.{k}").into()),
-            );
-        fig.extract().map_err(Box::new)
+                Env::prefixed("OPENPORT_")
+                    .split("__")
+                    .filter(|k| !raw_env::is_raw(k.as_str())),
+            )
+            .merge(raw_env::RawEnv);
+        fig.extract().map_err(LoadError::from_figment)
     }
 
     pub fn embedded_sandbox(&self) -> bool {
@@ -593,5 +623,144 @@ mod tests {
         assert_eq!(config.attempt_lease_secs(), 6);
         config.resolver.settle_secs = 5;
         assert!(config.validate().is_ok(), "4.5 s of hold fit in 5 s");
+    }
+
+    #[test]
+    fn in_test_mode_a_kcp_url_naming_a_production_host_refuses_to_start() {
+        let mut config = Config::default();
+        for (field, url) in [
+            ("api_base", "https://spl.kcp.co.kr"),
+            ("payment_url", "https://SPL.kcp.co.kr./gw/enc/v1/payment"),
+            ("register_url", "https://smpay.kcp.co.kr/trade/register.do"),
+            ("api_base", "spay.kcp.co.kr:443"),
+        ] {
+            let mut c = config.clone();
+            let slot = match field {
+                "api_base" => &mut c.kcp.api_base,
+                "payment_url" => &mut c.kcp.payment_url,
+                _ => &mut c.kcp.register_url,
+            };
+            *slot = Some(url.into());
+            let refused = c.validate().expect_err(url).to_string();
+            assert!(refused.contains("production host"), "{url}: {refused}");
+            c.test_mode = false;
+            assert!(c.validate().is_ok(), "outside test mode: {url}");
+        }
+        config.kcp.api_base = Some("https://stg-spl.kcp.co.kr".into());
+        config.kcp.payment_url = Some("https://stg-spl.kcp.co.kr/gw/enc/v1/payment".into());
+        config.kcp.register_url = Some("https://testsmpay.kcp.co.kr/trade/register.do".into());
+        assert!(config.validate().is_ok(), "KCP's staging hosts");
+        config.kcp.api_base = Some("http://127.0.0.1:9090".into());
+        assert!(config.validate().is_ok(), "a standalone sandbox");
+    }
+
+    #[test]
+    fn a_public_url_with_credentials_is_refused_without_showing_its_password() {
+        let config = Config {
+            public_url: Some("https://shop:hunter2@pay.example.com".into()),
+            ..Config::default()
+        };
+        let refused = config.validate().unwrap_err().to_string();
+        assert!(refused.contains("OPENPORT_PUBLIC_URL"), "{refused}");
+        assert!(!refused.contains("hunter2"), "{refused}");
+    }
+
+    #[test]
+    // figment::Jail's closure must return figment's own (large) error type.
+    #[allow(clippy::result_large_err)]
+    fn secrets_and_the_seeds_kcp_strings_are_read_from_the_environment_as_typed() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("KCP_PRIVATE_KEY_PASSWORD", "482913");
+            jail.set_env(
+                "OPENPORT_ADMIN_TOKEN",
+                "\"quoted\" [and] 12345678901234567890123",
+            );
+            jail.set_env("OPENPORT_MASTER_KEY", "true");
+            jail.set_env("OPENPORT_PREVIOUS_MASTER_KEYS", "[a, b]");
+            jail.set_env("KCP_SITE_CD", "12345");
+            jail.set_env("OPENPORT_KCP__TIMEOUT_MS", "1500");
+            let config = Config::load(None).expect("loads");
+            let secret =
+                |s: &Option<SecretString>| s.as_ref().map(|s| s.expose_secret().to_string());
+            assert_eq!(
+                secret(&config.kcp.private_key_password).as_deref(),
+                Some("482913")
+            );
+            assert_eq!(
+                secret(&config.admin_token).as_deref(),
+                Some("\"quoted\" [and] 12345678901234567890123"),
+                "quotes kept as typed"
+            );
+            assert_eq!(secret(&config.master_key).as_deref(), Some("true"));
+            assert_eq!(
+                secret(&config.previous_master_keys).as_deref(),
+                Some("[a, b]")
+            );
+            assert_eq!(config.kcp.site_cd.as_deref(), Some("12345"));
+            assert_eq!(
+                config.kcp.timeout_ms, 1500,
+                "other settings are still typed"
+            );
+
+            // The seed's name wins over the OPENPORT_ one, as before.
+            jail.set_env("OPENPORT_KCP__PRIVATE_KEY_PASSWORD", "other");
+            let config = Config::load(None).expect("loads");
+            assert_eq!(
+                secret(&config.kcp.private_key_password).as_deref(),
+                Some("482913")
+            );
+            Ok(())
+        });
+    }
+
+    #[test]
+    #[allow(clippy::result_large_err)]
+    fn a_configuration_error_names_a_secrets_setting_and_never_shows_its_value() {
+        figment::Jail::expect_with(|jail| {
+            for (toml, setting, hidden) in [
+                ("master_key = 482913", "OPENPORT_MASTER_KEY", "482913"),
+                (
+                    "admin_token = [\"tok-3141592653\"]",
+                    "OPENPORT_ADMIN_TOKEN",
+                    "tok-3141592653",
+                ),
+                (
+                    "previous_master_keys = 1.5",
+                    "OPENPORT_PREVIOUS_MASTER_KEYS",
+                    "1.5",
+                ),
+                ("database_url = 80", "DATABASE_URL", "80"),
+                (
+                    "[kcp]\nprivate_key_password = 271828",
+                    "KCP_PRIVATE_KEY_PASSWORD",
+                    "271828",
+                ),
+            ] {
+                jail.create_file("openport.toml", toml)?;
+                let refused = Config::load(Some(Path::new("openport.toml")))
+                    .expect_err(toml)
+                    .to_string();
+                assert!(refused.contains("bad value for"), "{toml}: {refused}");
+                assert!(refused.contains(setting), "{toml}: {refused}");
+                assert!(!refused.contains(hidden), "{toml}: {refused}");
+            }
+
+            jail.create_file(
+                "broken.toml",
+                "log_format = \"json\"\nmaster_key = \"c2VjcmV0LWtleQ\n",
+            )?;
+            let refused = Config::load(Some(Path::new("broken.toml")))
+                .expect_err("an unterminated string")
+                .to_string();
+            assert!(refused.contains("line 2"), "{refused}");
+            assert!(!refused.contains("c2VjcmV0LWtleQ"), "{refused}");
+
+            jail.create_file("typo.toml", "log_format = 5\n")?;
+            let refused = Config::load(Some(Path::new("typo.toml")))
+                .expect_err("a number is not a log format")
+                .to_string();
+            assert!(refused.contains("log_format"), "{refused}");
+            Ok(())
+        });
     }
 }

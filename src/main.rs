@@ -4,7 +4,8 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use openport::config::Config;
-use openport::service::merchants::NewMerchant;
+use openport::service::merchants::{new_imp_secret, NewMerchant};
+use openport::service::secrets::MasterKey;
 use openport::App;
 use secrecy::{ExposeSecret, SecretString};
 
@@ -142,6 +143,16 @@ enum MerchantCommand {
         #[command(flatten)]
         common: Common,
     },
+    /// Give a merchant a new imp_secret (printed once): for a secret that leaked, or a hash left
+    /// under a master key that is gone (openport then refuses to start and names the merchant).
+    NewSecret {
+        #[command(flatten)]
+        common: Common,
+        #[arg(long)]
+        imp_code: String,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Args)]
@@ -237,6 +248,15 @@ async fn main() -> anyhow::Result<()> {
                 report.billing_keys,
                 report.access_tokens
             );
+            if report.hashes_under_old_keys.is_empty() {
+                println!("every imp_secret hash is under the current key");
+            } else {
+                println!(
+                    "imp_secret hashes still under an old key (upgraded at the merchant's next \
+                     getToken; keep the old key in OPENPORT_PREVIOUS_MASTER_KEYS until then): {}",
+                    report.hashes_under_old_keys.join(", ")
+                );
+            }
             app.shutdown().await;
             Ok(())
         }
@@ -249,21 +269,25 @@ async fn main() -> anyhow::Result<()> {
 async fn serve(config: Config) -> anyhow::Result<()> {
     init_tracing(config.log_format == "json");
     let app = App::build(config).await?;
-    if let Some(demo) = &app.demo {
-        if demo.merchant.test_mode {
+    match (&app.demo, &app.credentials_file) {
+        // stdout is where the logs go (systemd, containers): a live secret never goes there.
+        (Some(created), Some(file)) => println!(
+            "\nopenport: merchant {} created from KCP_SITE_CD / KCP_CERT_INFO / KCP_PRIVATE_KEY_PATH; \
+             its imp_key and imp_secret are in {} (readable by this user only): copy them to your \
+             secret store, then delete the file\n",
+            created.merchant.imp_code,
+            file.display()
+        ),
+        (Some(demo), None) => {
             println!(
                 "\nopenport test mode: demo merchant created (public test credentials, sandbox only)"
             );
-        } else {
-            println!(
-                "\nopenport: merchant created from KCP_SITE_CD / KCP_CERT_INFO / KCP_PRIVATE_KEY_PATH \
-                 (the imp_secret is shown only now; keep it)"
-            );
+            println!("  imp_code   {}", demo.merchant.imp_code);
+            println!("  imp_key    {}", demo.merchant.imp_key);
+            println!("  imp_secret {}", demo.imp_secret.expose_secret());
+            println!("  site_cd    {}\n", demo.merchant.site_cd);
         }
-        println!("  imp_code   {}", demo.merchant.imp_code);
-        println!("  imp_key    {}", demo.merchant.imp_key);
-        println!("  imp_secret {}", demo.imp_secret.expose_secret());
-        println!("  site_cd    {}\n", demo.merchant.site_cd);
+        (None, _) => {}
     }
     println!("openport listening on http://{}", app.addr);
     if let Some(sb) = &app.sandbox {
@@ -307,7 +331,7 @@ async fn offline_app(common: &Common) -> anyhow::Result<App> {
     config.listen = "127.0.0.1:0".parse()?;
     config.resolver.interval_ms = 0;
     config.sandbox.embedded = Some(false);
-    App::build(config).await
+    App::build_for_operator(config).await
 }
 
 async fn attempt(cmd: AttemptCommand) -> anyhow::Result<()> {
@@ -403,7 +427,7 @@ async fn merchant(cmd: MerchantCommand) -> anyhow::Result<()> {
             // Creating a merchant needs neither the HTTP server nor the resolver.
             config.listen = "127.0.0.1:0".parse()?;
             config.resolver.interval_ms = 0;
-            let app = App::build(config.clone()).await?;
+            let app = App::build_for_operator(config.clone()).await?;
             let (cert_pem, key_pem, pass) = match (cert, key) {
                 (Some(c), Some(k)) => (
                     std::fs::read_to_string(&c).with_context(|| format!("read {}", c.display()))?,
@@ -448,6 +472,46 @@ async fn merchant(cmd: MerchantCommand) -> anyhow::Result<()> {
                 println!("(the imp_secret is shown only now)");
             }
             app.shutdown().await;
+            Ok(())
+        }
+        MerchantCommand::NewSecret {
+            common,
+            imp_code,
+            json,
+        } => {
+            let config = load(&common)?;
+            init_tracing(config.log_format == "json");
+            // The database and the master key alone: a full start is refused while a hash is
+            // under a key that is gone, which is what this command mends.
+            let secrets = MasterKey::with_previous(
+                config.master_key.as_ref(),
+                config.previous_master_keys.as_ref(),
+            )
+            .context("master key")?;
+            let db = openport::store::Db::connect(&config.database_url).await?;
+            db.migrate().await?;
+            let renewed = new_imp_secret(&db, &secrets, &imp_code)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            let m = &renewed.merchant;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({"imp_code": m.imp_code, "imp_key": m.imp_key,
+                        "imp_secret": renewed.imp_secret.expose_secret()})
+                );
+            } else {
+                println!(
+                    "imp_code   {}\nimp_key    {}\nimp_secret {}",
+                    m.imp_code,
+                    m.imp_key,
+                    renewed.imp_secret.expose_secret()
+                );
+                println!(
+                    "(the imp_secret is shown only now; the old one gets no token from now on, \
+                     tokens it already got stay valid until they expire)"
+                );
+            }
             Ok(())
         }
         MerchantCommand::List { common } => {

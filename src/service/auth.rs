@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use secrecy::ExposeSecret;
 use subtle::ConstantTimeEq;
 
+use super::merchants::serves_in_mode;
 use super::secrets::{token_digest, SecretCheck};
 use super::{Gateway, ServiceError, ServiceResult};
 use crate::domain::ids::random_hex;
@@ -100,6 +101,13 @@ impl Gateway {
         let Some(merchant) = merchant.filter(|_| check != SecretCheck::Mismatch) else {
             return Err(ServiceError::Unauthorized);
         };
+        if !serves_in_mode(self.settings.test_mode, &merchant) {
+            tracing::warn!(
+                imp_code = %merchant.imp_code,
+                "getToken refused: a merchant made in test mode gets no token outside test mode (docs/operations.md \"From test mode to live\")"
+            );
+            return Err(ServiceError::Unauthorized);
+        }
         if let SecretCheck::MatchRehash(hash) = check {
             // The master key was rotated: store the hash under the current key.
             merchants::set_secret_hash(&self.db.write, merchant.id, &hash).await?;
@@ -204,7 +212,12 @@ impl Gateway {
                 row.merchant_id
             }
         };
-        Ok(Principal::Merchant(self.merchant(merchant_id).await?))
+        let merchant = self.merchant(merchant_id).await?;
+        // A token the merchant got while this database ran in test mode.
+        if !serves_in_mode(self.settings.test_mode, &merchant) {
+            return Err(ServiceError::Unauthorized);
+        }
+        Ok(Principal::Merchant(merchant))
     }
 
     pub async fn merchant(&self, id: i64) -> ServiceResult<Arc<merchant::Model>> {

@@ -282,6 +282,8 @@ impl Gateway {
     pub async fn merchant_by_code(&self, imp_code: &str) -> ServiceResult<merchant::Model> {
         merchants::by_imp_code(&self.db.read, imp_code)
             .await?
+            // A merchant made in test mode has no checkout outside test mode, as no token.
+            .filter(|m| super::merchants::serves_in_mode(self.settings.test_mode, m))
             .ok_or_else(|| {
                 ServiceError::BadRequest("등록되지 않은 가맹점 식별코드입니다. (IMP.init)".into())
             })

@@ -4,6 +4,7 @@ use rand::Rng;
 use sea_orm::Set;
 use secrecy::{ExposeSecret, SecretString};
 
+use super::secrets::hash_key_id;
 use super::{Gateway, ServiceError, ServiceResult};
 use crate::pg::kcp::{KcpConfig, KcpConnector};
 use crate::store::entity::merchant;
@@ -16,6 +17,32 @@ pub const DEMO_IMP_KEY: &str = "imp_apikey";
 pub const DEMO_IMP_SECRET: &str =
     "ekKoeW8RyKuT0zgaZsUtXXTLQ4AhPFW3ZGseDA6bkA5lamv9OqDMnxyeB9wqOsuO9W3Mx9YSJ4dTqJ3f";
 pub const DEMO_SITE_CD: &str = "T0000";
+
+/// Whether merchant `m` is served by an instance in test mode (`test_mode`) or not. A merchant
+/// made in test mode (the demo merchant above all: its credentials are in the README) serves
+/// only test-mode instances: the same database run with `OPENPORT_TEST_MODE=false` gives it no
+/// token and no checkout, whatever its stored secret (docs/operations.md "From test mode to
+/// live").
+pub fn serves_in_mode(test_mode: bool, m: &merchant::Model) -> bool {
+    test_mode || (!m.test_mode && m.imp_key != DEMO_IMP_KEY)
+}
+
+/// Fresh iamport credentials: imp_code, imp_key, imp_secret.
+pub fn fresh_credentials() -> (String, String, String) {
+    let mut rng = rand::thread_rng();
+    (
+        format!("imp{:08}", rng.gen_range(0..100_000_000u32)),
+        format!(
+            "{:016}",
+            rng.gen_range(1_000_000_000_000_000u64..10_000_000_000_000_000u64)
+        ),
+        fresh_secret(&mut rng),
+    )
+}
+
+fn fresh_secret(rng: &mut impl Rng) -> String {
+    Alphanumeric.sample_string(rng, 80)
+}
 
 pub struct NewMerchant {
     pub name: String,
@@ -57,17 +84,7 @@ impl Gateway {
             ServiceError::BadRequest(format!("KCP 인증서/개인키를 사용할 수 없습니다: {e}"))
         })?;
 
-        let (imp_code, imp_key, imp_secret) = new.credentials.unwrap_or_else(|| {
-            let mut rng = rand::thread_rng();
-            (
-                format!("imp{:08}", rng.gen_range(0..100_000_000u32)),
-                format!(
-                    "{:016}",
-                    rng.gen_range(1_000_000_000_000_000u64..10_000_000_000_000_000u64)
-                ),
-                Alphanumeric.sample_string(&mut rng, 80),
-            )
-        });
+        let (imp_code, imp_key, imp_secret) = new.credentials.unwrap_or_else(fresh_credentials);
         let model = merchant::ActiveModel {
             imp_code: Set(imp_code),
             name: Set(new.name),
@@ -100,13 +117,43 @@ impl Gateway {
     }
 }
 
+/// Gives merchant `imp_code` a new imp_secret, hashed under the current master key, and returns
+/// it (shown once, like a new merchant's). For a merchant whose hash is under a master key that
+/// is gone, or whose secret leaked. Works on the database alone: openport refuses to start while
+/// a merchant's hash is under a key it does not have (service/key_check.rs), and this is how an
+/// operator gets past that without the old key. Tokens already issued stay valid until they
+/// expire (30 minutes at most).
+pub async fn new_imp_secret(
+    db: &crate::store::Db,
+    secrets: &super::secrets::MasterKey,
+    imp_code: &str,
+) -> ServiceResult<CreatedMerchant> {
+    let Some(mut merchant) = merchants::by_imp_code(&db.read, imp_code).await? else {
+        return Err(ServiceError::NotFound(format!(
+            "no merchant with imp_code {imp_code}"
+        )));
+    };
+    let secret = fresh_secret(&mut rand::thread_rng());
+    let hash = secrets.secret_hash(&secret);
+    merchants::set_secret_hash(&db.write, merchant.id, &hash).await?;
+    merchant.imp_secret_hash = hash;
+    Ok(CreatedMerchant {
+        merchant,
+        imp_secret: SecretString::from(secret),
+    })
+}
+
 /// What `openport reseal` rewrote.
-#[derive(Debug, Default, Clone, Copy)]
+#[derive(Debug, Default, Clone)]
 pub struct ResealReport {
     pub merchants: usize,
     pub billing_keys: usize,
     /// Live access tokens (getToken hands them out again, so they must open under the new key).
     pub access_tokens: usize,
+    /// imp_codes of the merchants whose imp_secret hash is not under the current key yet: a hash
+    /// cannot be resealed (the secret is not stored), it is upgraded at the merchant's next
+    /// getToken. Until this is empty, the old key must stay in `OPENPORT_PREVIOUS_MASTER_KEYS`.
+    pub hashes_under_old_keys: Vec<String>,
 }
 
 impl Gateway {
@@ -127,6 +174,9 @@ impl Gateway {
         };
         let mut report = ResealReport::default();
         for m in merchants::all(&self.db.read).await? {
+            if hash_key_id(&m.imp_secret_hash) != Some(self.secrets.key_id()) {
+                report.hashes_under_old_keys.push(m.imp_code.clone());
+            }
             let key = reseal(&m.kcp_private_key_sealed)?;
             let pass = reseal(&m.kcp_passphrase_sealed)?;
             let hook = match &m.webhook_secret_sealed {

@@ -21,6 +21,10 @@ use subtle::ConstantTimeEq;
 /// mode prints a warning and production refuses to start without a real one.
 const DEV_MASTER_KEY: [u8; 32] = *b"openport-test-mode-master-key-32";
 
+/// Characters of a key id (hex of four digest bytes). Every stored value carries its key's id at
+/// a fixed place, so the database can be asked which keys it needs (store/key_ids.rs).
+pub const KEY_ID_CHARS: usize = 8;
+
 #[derive(Debug, thiserror::Error)]
 pub enum SecretError {
     #[error("master key must be base64 of exactly 32 bytes")]
@@ -136,6 +140,22 @@ impl MasterKey {
         &self.current.id
     }
 
+    /// The previous keys' ids, in the order configured.
+    pub fn previous_ids(&self) -> impl Iterator<Item = &str> {
+        self.previous.iter().map(|k| k.id.as_str())
+    }
+
+    /// Whether `id` is the current key's or a previous key's.
+    pub fn has_key(&self, id: &str) -> bool {
+        self.all().any(|k| k.id == id)
+    }
+
+    /// The id of the public key test mode uses without `OPENPORT_MASTER_KEY`: values sealed under
+    /// it in a database that is now run with a real key are named as such.
+    pub fn test_mode_key_id() -> String {
+        KeyMaterial::new(DEV_MASTER_KEY).id
+    }
+
     fn all(&self) -> impl Iterator<Item = &KeyMaterial> {
         std::iter::once(&self.current).chain(self.previous.iter())
     }
@@ -204,6 +224,19 @@ impl MasterKey {
     }
 }
 
+/// The key id a sealed value names (`v2:<key id>:…`); None for a v1 value, which names none.
+pub fn sealed_key_id(sealed: &str) -> Option<&str> {
+    sealed
+        .strip_prefix("v2:")?
+        .split_once(':')
+        .map(|(id, _)| id)
+}
+
+/// The key id an imp_secret hash names (`<key id>$<hex>`); None for a hash stored without one.
+pub fn hash_key_id(stored: &str) -> Option<&str> {
+    stored.split_once('$').map(|(id, _)| id)
+}
+
 /// How an access token is found at rest: its hex SHA-256. A token is 160 random bits, so the
 /// digest cannot be reversed or guessed, and it needs no key (it survives master-key rotation).
 pub fn token_digest(token: &str) -> String {
@@ -261,6 +294,31 @@ mod tests {
             without_old.check_secret("s3cret", &hash),
             SecretCheck::Mismatch
         );
+    }
+
+    #[test]
+    fn sealed_values_and_hashes_name_their_keys_id_and_the_id_has_a_fixed_length() {
+        let k = MasterKey::with_previous(Some(&key(2)), Some(&key(1))).unwrap();
+        let old = MasterKey::from_config(Some(&key(1))).unwrap();
+        assert_eq!(sealed_key_id(&k.seal(b"x")), Some(k.key_id()));
+        assert_eq!(hash_key_id(&k.secret_hash("s")), Some(k.key_id()));
+        assert_eq!(k.key_id().len(), KEY_ID_CHARS);
+        assert_eq!(sealed_key_id("v1:AAAA"), None);
+        assert_eq!(hash_key_id("abcdef"), None);
+        assert!(k.has_key(old.key_id()));
+        assert_eq!(k.previous_ids().collect::<Vec<_>>(), vec![old.key_id()]);
+        assert!(!old.has_key(k.key_id()));
+        assert_eq!(
+            MasterKey::test_mode_key_id(),
+            MasterKey::from_config(None).unwrap().key_id()
+        );
+    }
+
+    #[test]
+    fn the_test_mode_keys_base64_in_docs_operations_md_is_the_test_mode_key() {
+        let documented = SecretString::from("b3BlbnBvcnQtdGVzdC1tb2RlLW1hc3Rlci1rZXktMzI=");
+        let k = MasterKey::with_previous(Some(&key(2)), Some(&documented)).unwrap();
+        assert!(k.has_key(&MasterKey::test_mode_key_id()));
     }
 
     #[test]

@@ -2,6 +2,7 @@
 pub mod billing;
 pub mod entity;
 pub mod escrow;
+pub mod key_ids;
 pub mod merchants;
 pub mod notifications;
 pub mod payments;
@@ -243,17 +244,39 @@ pub fn is_unique_violation(err: &DbErr) -> bool {
         || matches!(err, DbErr::Exec(sea_orm::RuntimeErr::Internal(m)) if m.starts_with(sqlite::UNIQUE_MARKER))
 }
 
-/// A database URL with its password hidden, for logs.
+/// A database URL with its password hidden, for logs and messages: the userinfo's
+/// (`postgres://u:pw@h/db`) and a `password=` (or `sslpassword=`) query parameter's, which sqlx
+/// takes as well. A URL that does not parse is not shown at all.
 pub fn redact_url(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(s), Some(at)) if at > s => {
-            let creds = &url[s + 3..at];
-            match creds.find(':') {
-                Some(c) => format!("{}{}:***{}", &url[..s + 3], &creds[..c], &url[at..]),
-                None => url.to_string(),
-            }
-        }
-        _ => url.to_string(),
+    const MASK: &str = "***";
+    let Ok(mut parsed) = url::Url::parse(url) else {
+        return "(a URL that does not parse; not shown)".into();
+    };
+    let mut masked = false;
+    if parsed.password().is_some() {
+        masked = parsed.set_password(Some(MASK)).is_ok();
+    }
+    let secret =
+        |k: &str| k.eq_ignore_ascii_case("password") || k.eq_ignore_ascii_case("sslpassword");
+    if parsed.query_pairs().any(|(k, _)| secret(&k)) {
+        let pairs: Vec<(String, String)> = parsed
+            .query_pairs()
+            .map(|(k, v)| {
+                let v = if secret(&k) {
+                    MASK.into()
+                } else {
+                    v.into_owned()
+                };
+                (k.into_owned(), v)
+            })
+            .collect();
+        parsed.query_pairs_mut().clear().extend_pairs(pairs);
+        masked = true;
+    }
+    if masked {
+        parsed.to_string()
+    } else {
+        url.to_string()
     }
 }
 
@@ -302,5 +325,32 @@ mod tests {
             super::redact_url("sqlite://openport.db?mode=rwc"),
             "sqlite://openport.db?mode=rwc"
         );
+    }
+
+    #[test]
+    fn a_database_password_in_the_query_string_or_the_userinfo_is_masked() {
+        for (url, shown) in [
+            (
+                "postgres://u@h:5432/db?password=secret",
+                "postgres://u@h:5432/db?password=***",
+            ),
+            (
+                "postgres://u@h/db?sslmode=disable&PASSWORD=secret&application_name=op",
+                "postgres://u@h/db?sslmode=disable&PASSWORD=***&application_name=op",
+            ),
+            (
+                "postgres://u:secret@h/db?sslpassword=secret",
+                "postgres://u:***@h/db?sslpassword=***",
+            ),
+            ("postgres://u:p%40ss@h/db", "postgres://u:***@h/db"),
+            (
+                "postgres://h/db?sslmode=disable",
+                "postgres://h/db?sslmode=disable",
+            ),
+            ("sqlite::memory:", "sqlite::memory:"),
+        ] {
+            assert_eq!(super::redact_url(url), shown, "{url}");
+        }
+        assert!(!super::redact_url("not a url secret").contains("secret"));
     }
 }

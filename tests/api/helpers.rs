@@ -59,6 +59,8 @@ pub struct TestApp {
     pub database_url: String,
     offset: Arc<AtomicI64>,
     _dir: Option<tempfile::TempDir>,
+    /// Where `serve`'s first live merchant writes its credentials file in tests.
+    pub credentials_dir: tempfile::TempDir,
 }
 
 /// A fresh database URL: a temp SQLite file, or a new database on the PostgreSQL of `DATABASE_URL`.
@@ -150,7 +152,11 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
     adjust(&mut config);
     let database_url = config.database_url.clone();
     let (clock, offset) = Clock::shifted();
-    let app = App::build_with_clock(config, clock)
+    let credentials_dir = tempfile::tempdir().expect("tempdir");
+    let seeding = openport::app::Seeding::FirstMerchant {
+        credentials_dir: credentials_dir.path().to_path_buf(),
+    };
+    let app = App::build_with(config, clock, seeding)
         .await
         .expect("openport starts");
     // An instance configured with an external sandbox gets a detached one here, never called;
@@ -167,6 +173,7 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
         sandbox,
         offset,
         _dir: dir,
+        credentials_dir,
     }
 }
 
@@ -602,4 +609,15 @@ pub fn failed_webhook_row(
         updated_at: Set(0),
         ..Default::default()
     }
+}
+
+/// The test KCP site's certificate (PEM), the path of its encrypted key and the key's passphrase,
+/// for an `openport` process configured through `KCP_*`.
+pub fn kcp_test_credentials() -> (String, String, String) {
+    let creds = credentials();
+    (
+        creds.cert_pem.clone(),
+        creds.key_path.clone(),
+        creds.passphrase.clone(),
+    )
 }

@@ -19,5 +19,6 @@ mod prepare;
 mod reliability;
 mod sandbox_state;
 mod schedules;
+mod startup;
 mod vbanks;
 mod webhooks;

@@ -1,0 +1,227 @@
+//! The first merchant `openport serve` makes: the demo merchant in test mode, the seed's
+//! single live merchant (`KCP_*`) otherwise, whose fresh credentials go to a file, never to the
+//! log stream.
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use secrecy::SecretString;
+
+use super::{issue_sandbox_certificate, EmbeddedSandbox};
+use crate::config::Config;
+use crate::service::merchants::{
+    fresh_credentials, CreatedMerchant, NewMerchant, DEMO_IMP_CODE, DEMO_IMP_KEY, DEMO_IMP_SECRET,
+    DEMO_SITE_CD,
+};
+use crate::service::Gateway;
+
+/// Whether a start makes the first merchant. Only `openport serve` does: an operator command
+/// (`merchant create`, `attempt …`, `reseal`) that did would make a live merchant whose secret
+/// nobody is shown.
+#[derive(Debug, Clone)]
+pub enum Seeding {
+    /// Make the first merchant (see [`ensure_first_merchant`]); a live merchant's credentials are
+    /// written to a new file in `credentials_dir`.
+    FirstMerchant { credentials_dir: PathBuf },
+    /// Make none.
+    Off,
+}
+
+/// The first merchant made by this start, and where its credentials were written.
+pub struct FirstMerchant {
+    pub created: CreatedMerchant,
+    /// The file holding a live merchant's credentials (mode 0600); None for the demo merchant,
+    /// whose credentials are published.
+    pub credentials_file: Option<PathBuf>,
+}
+
+/// In test mode, an empty database gets the documented demo merchant, whose KCP credentials come
+/// from the `KCP_*` settings when given, otherwise from the embedded sandbox's CA. Outside test
+/// mode, a database without a live merchant gets the single merchant of a setup configured with
+/// the seed's `KCP_SITE_CD`, `KCP_CERT_INFO`, `KCP_PRIVATE_KEY_PATH` (+ `KCP_PRIVATE_KEY_PASSWORD`),
+/// with fresh iamport credentials (never the public demo ones) written to a new file: merchants
+/// made in test mode do not serve a live instance, so a database tried out in test mode first
+/// still gets its live merchant.
+pub(super) async fn ensure_first_merchant(
+    config: &Config,
+    gateway: &Gateway,
+    sandbox: Option<&EmbeddedSandbox>,
+    seeding: &Seeding,
+) -> anyhow::Result<Option<FirstMerchant>> {
+    let Seeding::FirstMerchant { credentials_dir } = seeding else {
+        return Ok(None);
+    };
+    let existing = gateway.list_merchants().await?;
+    if !config.test_mode {
+        if existing.iter().any(|m| !m.test_mode) {
+            return Ok(None);
+        }
+        let Some((site_cd, cert, key, pass)) = configured_kcp_credentials(config)? else {
+            return Ok(None);
+        };
+        return live_merchant(gateway, credentials_dir, site_cd, cert, key, pass)
+            .await
+            .map(Some);
+    }
+    if !existing.is_empty() {
+        return Ok(None);
+    }
+    let (site_cd, cert, key, pass) = match (configured_kcp_credentials(config)?, sandbox) {
+        (Some(credentials), _) => credentials,
+        (None, Some(sb)) => {
+            let site = config
+                .kcp
+                .site_cd
+                .clone()
+                .unwrap_or_else(|| DEMO_SITE_CD.to_string());
+            let (cert, key, pass) = issue_sandbox_certificate(&sb.sandbox, &site).await?;
+            (site, cert, key, pass)
+        }
+        (None, None) => {
+            tracing::warn!("test mode without KCP credentials or an embedded sandbox: no demo merchant created");
+            return Ok(None);
+        }
+    };
+    let created = gateway
+        .create_merchant(NewMerchant {
+            name: "openport demo shop".into(),
+            site_cd,
+            certificate_pem: cert,
+            private_key_pem: key,
+            private_key_passphrase: pass,
+            test_mode: true,
+            credentials: Some((
+                DEMO_IMP_CODE.into(),
+                DEMO_IMP_KEY.into(),
+                DEMO_IMP_SECRET.into(),
+            )),
+        })
+        .await
+        .map_err(|e| anyhow::anyhow!("demo merchant: {e}"))?;
+    Ok(Some(FirstMerchant {
+        created,
+        credentials_file: None,
+    }))
+}
+
+/// The live merchant of the `KCP_*` settings. Its credentials file is written before the merchant
+/// is stored, so a directory openport cannot write to stops the start with nothing made, rather
+/// than leaving a merchant whose secret nobody has.
+async fn live_merchant(
+    gateway: &Gateway,
+    credentials_dir: &Path,
+    site_cd: String,
+    cert: String,
+    key: String,
+    pass: SecretString,
+) -> anyhow::Result<FirstMerchant> {
+    let (imp_code, imp_key, imp_secret) = fresh_credentials();
+    let path = credentials_dir.join(format!("openport-credentials-{imp_code}.txt"));
+    write_credentials(&path, &imp_code, &imp_key, &imp_secret, &site_cd).with_context(|| {
+        format!(
+            "write the first merchant's credentials to {} (run `openport serve` from a directory \
+             it may write to, or create the merchant with `openport merchant create`)",
+            path.display()
+        )
+    })?;
+    let created = gateway
+        .create_merchant(NewMerchant {
+            name: format!("KCP {site_cd}"),
+            site_cd,
+            certificate_pem: cert,
+            private_key_pem: key,
+            private_key_passphrase: pass,
+            test_mode: false,
+            credentials: Some((imp_code, imp_key, imp_secret)),
+        })
+        .await;
+    match created {
+        Ok(created) => {
+            tracing::warn!(
+                imp_code = %created.merchant.imp_code,
+                file = %path.display(),
+                "merchant created from KCP_SITE_CD: its imp_secret is in this file only; copy it to your secret store, then delete the file"
+            );
+            Ok(FirstMerchant {
+                created,
+                credentials_file: Some(path),
+            })
+        }
+        Err(e) => {
+            let _ = std::fs::remove_file(&path);
+            Err(anyhow::anyhow!("merchant from KCP_SITE_CD: {e}"))
+        }
+    }
+}
+
+/// Writes the credentials to a new file that only this user may read (0600 on Unix). Never over
+/// an existing file.
+fn write_credentials(
+    path: &Path,
+    imp_code: &str,
+    imp_key: &str,
+    imp_secret: &str,
+    site_cd: &str,
+) -> std::io::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(path)?;
+    write!(
+        file,
+        "# openport: the iamport credentials of the merchant made from KCP_SITE_CD at its first start.\n\
+         # openport keeps only a hash of the imp_secret: copy it to your secret store, then delete this file.\n\
+         imp_code={imp_code}\n\
+         imp_key={imp_key}\n\
+         imp_secret={imp_secret}\n\
+         site_cd={site_cd}\n"
+    )?;
+    file.sync_all()
+}
+
+/// The seed's single-merchant KCP settings (`KCP_SITE_CD`, `KCP_CERT_INFO`, the key read from
+/// `KCP_PRIVATE_KEY_PATH`, `KCP_PRIVATE_KEY_PASSWORD`) when all three are given.
+fn configured_kcp_credentials(
+    config: &Config,
+) -> anyhow::Result<Option<(String, String, String, SecretString)>> {
+    let (Some(site_cd), Some(cert), Some(key_path)) = (
+        &config.kcp.site_cd,
+        &config.kcp.cert_info,
+        &config.kcp.private_key_path,
+    ) else {
+        return Ok(None);
+    };
+    let key = std::fs::read_to_string(key_path).with_context(|| format!("read {key_path}"))?;
+    let pass = config
+        .kcp
+        .private_key_password
+        .clone()
+        .unwrap_or_else(|| SecretString::from(""));
+    Ok(Some((site_cd.clone(), cert.clone(), key, pass)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_credentials_file_is_new_and_readable_by_its_owner_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("creds.txt");
+        write_credentials(&path, "imp12345678", "1234567890123456", "s3cret", "A0001").unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.contains("imp_secret=s3cret\n"), "{text}");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        assert!(
+            write_credentials(&path, "imp1", "k", "other", "A0001").is_err(),
+            "never over an existing file"
+        );
+        assert!(std::fs::read_to_string(&path).unwrap().contains("s3cret"));
+    }
+}

@@ -1,0 +1,348 @@
+//! What a start refuses or keeps to itself: test-mode merchants on a live instance, master keys
+//! that open nothing, the first live merchant's secret, operator commands, the request log.
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use openport::clock::Clock;
+use openport::config::Config;
+use openport::service::merchants::{DEMO_IMP_CODE, DEMO_IMP_KEY, DEMO_IMP_SECRET};
+use openport::service::secrets::MasterKey;
+use openport::App;
+use reqwest::StatusCode;
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::json;
+
+use crate::helpers::{captured_logs, kcp_test_credentials, spawn_app, spawn_app_with, TestApp};
+
+fn b64_key(byte: u8) -> String {
+    base64::engine::general_purpose::STANDARD.encode([byte; 32])
+}
+
+fn key_id(b64: &str) -> String {
+    MasterKey::from_config(Some(&SecretString::from(b64.to_string())))
+        .unwrap()
+        .key_id()
+        .to_string()
+}
+
+/// Starts an instance on `app`'s database without the test helper's `expect`: the error, if it
+/// refuses to start.
+async fn start_on(app: &TestApp, adjust: impl FnOnce(&mut Config)) -> anyhow::Result<App> {
+    let mut config = Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        database_url: app.database_url.clone(),
+        ..Config::default()
+    };
+    config.resolver.interval_ms = 0;
+    config.sandbox.embedded = Some(false);
+    config.kcp.api_base = app
+        .app
+        .sandbox
+        .as_ref()
+        .map(|s| format!("http://{}", s.addr));
+    adjust(&mut config);
+    App::build_with(config, Clock::system(), openport::app::Seeding::Off).await
+}
+
+#[tokio::test]
+async fn a_database_tried_in_test_mode_gives_its_demo_merchant_no_token_once_test_mode_is_off() {
+    // Tried out in test mode (no master key: the public test-mode key), then run live.
+    let test = spawn_app().await;
+    let test_token = test.token().await;
+    let key = b64_key(9);
+    let live = test
+        .another_instance(move |c| {
+            c.test_mode = false;
+            c.master_key = Some(SecretString::from(key));
+            c.public_url = Some("https://pay.example.com".into());
+        })
+        .await;
+
+    let (status, body) = live
+        .post(
+            "/users/getToken",
+            None,
+            json!({"imp_key": DEMO_IMP_KEY, "imp_secret": DEMO_IMP_SECRET}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    let (status, body) = live
+        .get("/payments/status/all", Some(test_token.as_str()))
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::UNAUTHORIZED,
+        "a token got in test mode: {body}"
+    );
+    let (_, started) = live
+        .post(
+            "/checkout/request",
+            None,
+            json!({"imp_code": DEMO_IMP_CODE, "mobile": false, "page_url": "https://shop.example.com/cart",
+                   "params": {"pg": "kcp", "pay_method": "card", "merchant_uid": "live-1", "amount": 1000}}),
+        )
+        .await;
+    assert_ne!(started["code"], 0, "no checkout either: {started}");
+
+    // The live instance made its own merchant from KCP_* (set by the helper), with its
+    // credentials in a file only its user may read.
+    let created = live.app.demo.as_ref().expect("the first live merchant");
+    assert!(!created.merchant.test_mode);
+    let file = live
+        .app
+        .credentials_file
+        .as_ref()
+        .expect("a credentials file");
+    assert!(file.starts_with(live.credentials_dir.path()));
+    let text = std::fs::read_to_string(file).unwrap();
+    let secret = created.imp_secret.expose_secret();
+    assert!(text.contains(&format!("imp_secret={secret}\n")), "{text}");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(file).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "{mode:o}");
+    }
+    live.token_for(&created.merchant.imp_key, secret).await;
+    assert!(
+        !captured_logs().contains(secret),
+        "the secret reached a log line"
+    );
+}
+
+#[tokio::test]
+async fn a_master_key_that_opens_nothing_stored_refuses_to_start_naming_the_key_ids() {
+    let (k1, k2) = (b64_key(1), b64_key(2));
+    let first_key = k1.clone();
+    let first = spawn_app_with(move |c| c.master_key = Some(SecretString::from(first_key))).await;
+    first.token().await;
+
+    let wrong = k2.clone();
+    let refused = start_on(&first, move |c| {
+        c.master_key = Some(SecretString::from(wrong))
+    })
+    .await
+    .err()
+    .expect("a master key that opens nothing is refused");
+    let message = format!("{refused:#}");
+    assert!(message.contains(&key_id(&k1)), "{message}");
+    assert!(message.contains(&key_id(&k2)), "{message}");
+    assert!(message.contains(DEMO_IMP_CODE), "{message}");
+    assert!(
+        message.contains("OPENPORT_PREVIOUS_MASTER_KEYS"),
+        "{message}"
+    );
+    for material in [&k1, &k2] {
+        assert!(!message.contains(material.as_str()), "{message}");
+    }
+
+    // The old key listed as a previous one: it starts, and the right secret gets its token.
+    let (current, previous) = (k2.clone(), k1.clone());
+    let rotated = first
+        .another_instance(move |c| {
+            c.master_key = Some(SecretString::from(current));
+            c.previous_master_keys = Some(SecretString::from(previous));
+        })
+        .await;
+    rotated.token().await;
+}
+
+#[tokio::test]
+async fn a_hash_left_under_a_dropped_key_refuses_to_start_until_the_merchant_gets_a_new_secret() {
+    let (k1, k2) = (b64_key(1), b64_key(2));
+    let first_key = k1.clone();
+    let first = spawn_app_with(move |c| c.master_key = Some(SecretString::from(first_key))).await;
+    first.token().await;
+    let (current, previous) = (k2.clone(), k1.clone());
+    let rotated = first
+        .another_instance(move |c| {
+            c.master_key = Some(SecretString::from(current));
+            c.previous_master_keys = Some(SecretString::from(previous));
+        })
+        .await;
+    // Resealed, but the merchant has not called getToken since: its hash is under the old key.
+    let report = rotated.app.gateway.reseal_secrets().await.unwrap();
+    assert_eq!(
+        report.hashes_under_old_keys,
+        vec![DEMO_IMP_CODE.to_string()]
+    );
+
+    let only_new = k2.clone();
+    let refused = start_on(&first, move |c| {
+        c.master_key = Some(SecretString::from(only_new))
+    })
+    .await
+    .err()
+    .expect("the merchant could never log in again");
+    let message = format!("{refused:#}");
+    assert!(message.contains(&key_id(&k1)), "{message}");
+    assert!(
+        message.contains(&format!("merchant {DEMO_IMP_CODE}: imp_secret hash")),
+        "{message}"
+    );
+    assert!(
+        message.contains("openport merchant new-secret"),
+        "{message}"
+    );
+
+    let secrets = MasterKey::from_config(Some(&SecretString::from(k2.clone()))).unwrap();
+    let renewed = openport::service::merchants::new_imp_secret(
+        &first.app.gateway.db,
+        &secrets,
+        DEMO_IMP_CODE,
+    )
+    .await
+    .unwrap();
+    let only_new = k2.clone();
+    let started = first
+        .another_instance(move |c| c.master_key = Some(SecretString::from(only_new)))
+        .await;
+    started
+        .token_for(DEMO_IMP_KEY, renewed.imp_secret.expose_secret())
+        .await;
+    let (status, _) = started
+        .post(
+            "/users/getToken",
+            None,
+            json!({"imp_key": DEMO_IMP_KEY, "imp_secret": DEMO_IMP_SECRET}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "the old secret is gone");
+}
+
+#[tokio::test]
+async fn the_request_log_names_the_route_never_the_checkout_sessions_token() {
+    let app = spawn_app().await;
+    let token = format!("sess{}", openport::domain::ids::random_hex(12));
+    let res = app
+        .http
+        .get(app.url(&format!("/checkout/session/{token}")))
+        .send()
+        .await
+        .unwrap();
+    assert!(res.status().is_client_error(), "{}", res.status());
+    let logs = captured_logs();
+    assert!(
+        logs.contains("route=/checkout/session/{token}"),
+        "the route is logged"
+    );
+    assert!(!logs.contains(&token), "the session token reached the logs");
+}
+
+/// An `openport` process configured as a single live merchant's setup (`KCP_*`) on a fresh
+/// SQLite database in `dir`, which is also its working directory.
+fn openport_command(dir: &std::path::Path, args: &[&str]) -> Command {
+    let (cert, key_path, passphrase) = kcp_test_credentials();
+    let mut command = Command::new(env!("CARGO_BIN_EXE_openport"));
+    command
+        .args(args)
+        .current_dir(dir)
+        .env_clear()
+        .env("OPENPORT_TEST_MODE", "false")
+        .env("OPENPORT_MASTER_KEY", b64_key(5))
+        .env("OPENPORT_LISTEN", "127.0.0.1:0")
+        .env("OPENPORT_PUBLIC_URL", "https://pay.example.com")
+        .env(
+            "DATABASE_URL",
+            format!("sqlite://{}?mode=rwc", dir.join("openport.db").display()),
+        )
+        .env("KCP_SITE_CD", "T0000")
+        .env("KCP_CERT_INFO", cert)
+        .env("KCP_PRIVATE_KEY_PATH", key_path)
+        .env("KCP_PRIVATE_KEY_PASSWORD", passphrase);
+    command
+}
+
+async fn merchants_in(dir: &std::path::Path) -> Vec<openport::store::entity::merchant::Model> {
+    let url = format!("sqlite://{}?mode=rwc", dir.join("openport.db").display());
+    let db = openport::store::Db::connect(&url).await.unwrap();
+    openport::store::merchants::all(&db.read).await.unwrap()
+}
+
+#[tokio::test]
+async fn serve_writes_a_live_merchants_first_credentials_to_a_file_never_to_stdout() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = openport_command(dir.path(), &["serve"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("openport serve");
+    let stdout = child.stdout.take().unwrap();
+    let reading = std::thread::spawn(move || {
+        let mut seen = String::new();
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            seen.push_str(&line);
+            seen.push('\n');
+            if line.starts_with("openport listening on") {
+                break;
+            }
+        }
+        seen
+    });
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !reading.is_finished() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let stdout = reading.join().unwrap();
+    assert!(stdout.contains("openport listening on"), "{stdout}");
+
+    let merchants = merchants_in(dir.path()).await;
+    assert_eq!(merchants.len(), 1, "{stdout}");
+    let m = &merchants[0];
+    let file = dir
+        .path()
+        .join(format!("openport-credentials-{}.txt", m.imp_code));
+    assert!(
+        stdout.contains(&file.file_name().unwrap().to_string_lossy().to_string()),
+        "the file is named: {stdout}"
+    );
+    let text = std::fs::read_to_string(&file).expect("the credentials file");
+    let secret = text
+        .lines()
+        .find_map(|l| l.strip_prefix("imp_secret="))
+        .expect("the imp_secret");
+    assert_eq!(secret.len(), 80);
+    assert!(!stdout.contains(secret), "the secret reached stdout");
+    assert!(text.contains(&format!("imp_key={}\n", m.imp_key)));
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&file).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "{mode:o}");
+    }
+}
+
+#[tokio::test]
+async fn operator_commands_never_make_the_first_merchant() {
+    let dir = tempfile::tempdir().unwrap();
+    for args in [
+        &["attempt", "list"][..],
+        &["reseal"],
+        &["attempt", "list", "--conflicts"],
+    ] {
+        let out = openport_command(dir.path(), args)
+            .output()
+            .expect("openport runs");
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            merchants_in(dir.path()).await.is_empty(),
+            "{args:?} made a merchant whose secret nobody saw"
+        );
+    }
+    let files: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("openport-credentials"))
+        .collect();
+    assert!(files.is_empty(), "{files:?}");
+}
