@@ -174,10 +174,13 @@ async fn a_retry_after_the_settle_delay_resolves_the_old_attempt_itself() {
     app.assert_ledger_agrees().await;
 }
 
-#[tokio::test]
-async fn an_approval_that_arrives_after_the_timeout_is_net_cancelled() {
-    let app = spawn_app().await;
-    let token = app.token().await;
+/// A key-in payment KCP approves only after openport's timeout: the request is answered code 1
+/// (outcome unknown) and, once this returns, KCP's ledger holds the approval. Returns the answer.
+async fn approved_after_the_timeout(
+    app: &crate::helpers::TestApp,
+    token: &str,
+    merchant_uid: &str,
+) -> serde_json::Value {
     app.sandbox.inject(FaultRule::new(
         paths::HUB_PAYMENT,
         Fault::Delay {
@@ -185,13 +188,21 @@ async fn an_approval_that_arrives_after_the_timeout_is_net_cancelled() {
         },
     ));
     let (_, body) = app
-        .pay(&token, "late-1", 1000, test_cards::SHINHAN_CREDIT)
+        .pay(token, merchant_uid, 1000, test_cards::SHINHAN_CREDIT)
         .await;
     assert_eq!(body["code"], 1, "{body}");
-    let imp_uid = imp_uid_in(&body["message"]);
     // Let the slow approval land at KCP.
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    assert_eq!(app.sandbox.ledger().len(), 1);
+    assert_eq!(app.sandbox.ledger().len(), 1, "KCP approved it late");
+    body
+}
+
+#[tokio::test]
+async fn an_approval_that_arrives_after_the_timeout_is_net_cancelled() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let body = approved_after_the_timeout(&app, &token, "late-1").await;
+    let imp_uid = imp_uid_in(&body["message"]);
 
     app.advance(SETTLE_SECS + 1);
     app.resolve_all().await;
@@ -450,18 +461,7 @@ async fn an_operator_cannot_fail_an_attempt_that_names_kcps_approval_while_its_n
 ) {
     let app = spawn_app().await;
     let token = app.token().await;
-    app.sandbox.inject(FaultRule::new(
-        paths::HUB_PAYMENT,
-        Fault::Delay {
-            ms: KCP_TIMEOUT_MS + 1000,
-        },
-    ));
-    let (_, body) = app
-        .pay(&token, "fail-named", 1000, test_cards::SHINHAN_CREDIT)
-        .await;
-    assert_eq!(body["code"], 1, "{body}");
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    assert_eq!(app.sandbox.ledger().len(), 1, "KCP approved it late");
+    approved_after_the_timeout(&app, &token, "fail-named").await;
     // The resolver finds the approval nobody awaits and net-cancels it; that answer is lost.
     app.sandbox
         .inject(FaultRule::new(paths::CANCEL, Fault::Drop).times(1));
