@@ -16,7 +16,9 @@ use crate::api::envelope::{json_response, ok};
 use crate::api::error::ApiError;
 use crate::api::notifications::Peer;
 use crate::app::{AppState, PublicUrls};
-use crate::domain::payment::{MERCHANT_UID_MAX_CHARS, TAX_FREE_UNSUPPORTED};
+use crate::domain::payment::{
+    check_notice_urls, MERCHANT_UID_MAX_CHARS, PG_KCP, PG_KCP_BILLING, TAX_FREE_UNSUPPORTED,
+};
 use crate::net::AddressList;
 use crate::service::checkout::{CheckoutFinish, CheckoutRequest, Rsp, WindowFields};
 use crate::service::pay::ChargeOrder;
@@ -213,7 +215,7 @@ fn vbank_due(s: &str) -> Option<chrono::DateTime<chrono::Utc>> {
 ///   so it is refused with the way that works (issue on `kcp_billing`, charge with `again`).
 fn billing_window(pg: &str, has_customer_uid: bool, amount: i64) -> Result<bool, String> {
     let channel = pg.split('.').next().unwrap_or("");
-    if channel == "kcp_billing" {
+    if channel == PG_KCP_BILLING {
         if !has_customer_uid {
             return Err("kcp_billing 결제창에는 customer_uid가 필요합니다.".into());
         }
@@ -222,7 +224,7 @@ fn billing_window(pg: &str, has_customer_uid: bool, amount: i64) -> Result<bool,
     if !has_customer_uid {
         return Ok(false);
     }
-    if channel == "kcp" && amount != 0 {
+    if channel == PG_KCP && amount != 0 {
         return Err(
             "KCP 결제창은 customer_uid로 빌링키를 발급하지 않습니다: pg 'kcp_billing'으로 \
                     빌링키를 발급한 뒤 REST API(/subscribe/payments/again)로 결제해 주세요."
@@ -296,7 +298,7 @@ fn parse(
             .collect(),
         _ => vec![],
     };
-    crate::domain::payment::check_notice_urls(&notice_url)?;
+    check_notice_urls(&notice_url)?;
     let custom_data = match p.get("custom_data") {
         None | Some(Value::Null) => None,
         Some(Value::String(s)) => Some(s.clone()),

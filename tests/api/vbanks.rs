@@ -46,16 +46,19 @@ async fn deposit_until_paid(app: &TestApp, token: &str, p: &Value) {
     app.sandbox
         .deposit(tno, p["amount"].as_i64().unwrap(), "00")
         .unwrap();
+    until_status(app, token, p["imp_uid"].as_str().unwrap(), "paid").await;
+}
+
+/// Waits (up to 5 s) until the payment shows `status`, as KCP's notification makes it; the payment.
+async fn until_status(app: &TestApp, token: &str, imp_uid: &str, status: &str) -> Value {
     for _ in 0..100 {
-        if app.payment(token, p["imp_uid"].as_str().unwrap()).await["status"] == "paid" {
-            return;
+        let shown = app.payment(token, imp_uid).await;
+        if shown["status"] == status {
+            return shown;
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
-    panic!(
-        "the deposit notification did not make {} paid",
-        p["imp_uid"]
-    );
+    panic!("KCP's notification did not make {imp_uid} {status}");
 }
 
 /// Posts a notification form to the gateway as anyone on the internet can; true when the reply
@@ -625,14 +628,7 @@ async fn a_real_reversal_makes_the_account_ready_again_and_tells_the_merchant_by
         )
         .unwrap();
 
-    let mut shown = app.payment(&token, imp_uid).await;
-    for _ in 0..100 {
-        if shown["status"] != "paid" {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        shown = app.payment(&token, imp_uid).await;
-    }
+    let shown = until_status(&app, &token, imp_uid, "ready").await;
     assert_eq!(
         (shown["status"].as_str(), shown["paid_at"].as_i64()),
         (Some("ready"), Some(0)),
@@ -678,13 +674,8 @@ async fn a_notification_naming_another_site_changes_nothing_even_for_a_real_depo
     let imp_uid = p["imp_uid"].as_str().unwrap();
     // KCP's own notification goes elsewhere; the gateway sees only what is posted below.
     let elsewhere = Receiver::start().await;
-    app.sandbox
-        .set_notify_url("T0000", &elsewhere.url("/kcp/notify"));
-    let deposit = app
-        .sandbox
-        .deposit(p["pg_tid"].as_str().unwrap(), 7000, "00")
-        .unwrap();
-    let mut other_site = deposit.fields.clone();
+    let deposit = deposit_sent_elsewhere(&app, &p, &elsewhere);
+    let mut other_site = deposit.clone();
     for (k, v) in &mut other_site {
         if k == "site_cd" {
             *v = "T9999".into();
@@ -700,7 +691,7 @@ async fn a_notification_naming_another_site_changes_nothing_even_for_a_real_depo
     assert_eq!(app.payment(&token, imp_uid).await["status"], "ready");
     assert_eq!(webhook_statuses(&app, &hooks).await, ["ready"]);
     // The same deposit under its own site (KCP's form) is verified and applied.
-    assert!(post_notification(&app, &deposit.fields).await);
+    assert!(post_notification(&app, &deposit).await);
     assert_eq!(app.payment(&token, imp_uid).await["status"], "paid");
     assert_eq!(webhook_statuses(&app, &hooks).await, ["ready", "paid"]);
 }
@@ -775,15 +766,13 @@ async fn a_deposit_whose_notifications_all_went_unconfirmed_is_applied_by_the_re
     // KCP's own re-sends go elsewhere (as if it had given up on us); the gateway sees the one
     // posted below, while KCP's inquiry fails.
     let elsewhere = Receiver::start().await;
-    app.sandbox
-        .set_notify_url("T0000", &elsewhere.url("/kcp/notify"));
-    let deposit = app.sandbox.deposit(tno, 7000, "00").unwrap();
+    let deposit = deposit_sent_elsewhere(&app, &p, &elsewhere);
     app.sandbox.inject(
         FaultRule::new(paths::INQUIRY, Fault::HttpStatus { status: 503 })
             .when("tno", tno)
             .times(1),
     );
-    assert!(!post_notification(&app, &deposit.fields).await);
+    assert!(!post_notification(&app, &deposit).await);
     assert_eq!(app.payment(&token, imp_uid).await["status"], "ready");
 
     // KCP's re-sends get two minutes first; then the resolver asks KCP itself.
@@ -995,15 +984,9 @@ async fn a_full_deposit_whose_total_is_missing_or_unreadable_is_verified_with_kc
     let imp_uid = p["imp_uid"].as_str().unwrap();
     // KCP's own notification goes elsewhere; the gateway sees only what is posted below.
     let elsewhere = Receiver::start().await;
-    app.sandbox
-        .set_notify_url("T0000", &elsewhere.url("/kcp/notify"));
-    let deposit = app
-        .sandbox
-        .deposit(p["pg_tid"].as_str().unwrap(), 7000, "00")
-        .unwrap();
+    let deposit = deposit_sent_elsewhere(&app, &p, &elsewhere);
     // Its total reaches openport unreadable: not taken for 0 (a partial deposit), but asked about.
     let odd_total: Vec<(String, String)> = deposit
-        .fields
         .iter()
         .map(|(k, v)| match k.as_str() {
             "totl_mnyx" => (k.clone(), "7,000".to_string()),
