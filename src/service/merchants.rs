@@ -7,6 +7,7 @@ use secrecy::{ExposeSecret, SecretString};
 use super::secrets::hash_key_id;
 use super::{Gateway, ServiceError, ServiceResult};
 use crate::pg::kcp::{KcpConfig, KcpConnector};
+use crate::store::billing::ServedMerchants;
 use crate::store::entity::merchant;
 use crate::store::{is_unique_violation, merchants};
 
@@ -62,6 +63,17 @@ pub struct CreatedMerchant {
 }
 
 impl Gateway {
+    /// Whose due schedules this instance runs: [`serves_in_mode`] as a database condition.
+    pub(crate) fn served_merchants(&self) -> ServedMerchants {
+        if self.settings.test_mode {
+            ServedMerchants::All
+        } else {
+            ServedMerchants::LiveOnly {
+                demo_imp_key: DEMO_IMP_KEY,
+            }
+        }
+    }
+
     pub async fn create_merchant(&self, new: NewMerchant) -> ServiceResult<CreatedMerchant> {
         if new.site_cd.len() != 5 || !new.site_cd.chars().all(|c| c.is_ascii_alphanumeric()) {
             return Err(ServiceError::BadRequest(

@@ -8,7 +8,7 @@ use sea_orm::Set;
 
 use super::{Gateway, PaymentRecord, ServiceError, ServiceResult};
 use crate::domain::card::{iamport_card_code, CardAuth, CardNumber, Expiry};
-use crate::domain::ids::{new_imp_uid, order_no_for};
+use crate::domain::ids::{new_imp_uid, new_scheduled_imp_uid, order_no_for};
 use crate::domain::payment::{PaymentStatus, PG_KCP, PG_KCP_BILLING};
 use crate::domain::text::for_kcp;
 use crate::pg::{
@@ -481,7 +481,11 @@ impl Gateway {
         customer_uid: Option<&str>,
     ) -> Result<OpenedCharge, sea_orm::DbErr> {
         let now = self.clock.unix();
-        let imp_uid = new_imp_uid();
+        let imp_uid = if cmd.customer_uid_usage == Some(super::schedules::SCHEDULED_USAGE) {
+            new_scheduled_imp_uid()
+        } else {
+            new_imp_uid()
+        };
         let order_no = order_no_for(&imp_uid);
         payments::open_charge(
             &self.db.write,

@@ -7,7 +7,7 @@ use super::billing::{AgainCommand, CustomerCommand};
 use super::lookup::{Page, Paging};
 use super::pay::{instalment_allowed, ApprovalOutcome, ChargeOrder, UNKNOWN_CUSTOMER};
 use super::{Gateway, PaymentRecord, ServiceError, ServiceResult};
-use crate::domain::ids::{new_imp_uid, order_no_for};
+use crate::domain::ids::{new_scheduled_imp_uid, order_no_for};
 use crate::domain::payment::{PaymentStatus, PG_KCP_BILLING};
 use crate::store::billing::{self, FinishedSchedule, HeldSchedule, ScheduleQuery};
 use crate::store::entity::{merchant, payment, schedule};
@@ -318,6 +318,7 @@ impl Gateway {
         let now = self.clock.unix();
         let claimed = billing::claim_due_schedules(
             &self.db.write,
+            self.served_merchants(),
             now,
             now + self.schedule_lease_secs(),
             limit,
@@ -632,7 +633,7 @@ fn unopened_payment(
     reason: &str,
     now: i64,
 ) -> payment::Model {
-    let imp_uid = new_imp_uid();
+    let imp_uid = new_scheduled_imp_uid();
     payment::Model {
         id: 0,
         order_no: order_no_for(&imp_uid),

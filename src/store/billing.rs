@@ -6,7 +6,21 @@ use sea_orm::{
     Statement,
 };
 
-use super::entity::{billing_key, schedule};
+use super::entity::{billing_key, merchant, schedule};
+
+/// Whose schedules an instance runs: every merchant's (test mode), or only those of live
+/// merchants (`service::merchants::serves_in_mode`). A live instance must leave a test-mode
+/// merchant's schedules alone: their billing keys are the sandbox's, so a charge at KCP would only
+/// be refused, and the refusal would be recorded and announced (`failed` webhook) as the schedule's
+/// outcome. They stay `scheduled` for an instance in test mode.
+#[derive(Debug, Clone, Copy)]
+pub enum ServedMerchants {
+    All,
+    /// Merchants made outside test mode, and never the demo merchant (whose imp_key this is).
+    LiveOnly {
+        demo_imp_key: &'static str,
+    },
+}
 
 pub async fn active_key(
     db: &impl ConnectionTrait,
@@ -181,6 +195,7 @@ fn due(now: i64) -> Condition {
 /// SQLite has one writer and no row locks: the UPDATE with its sub-select is atomic as it is.
 pub async fn claim_due_schedules(
     db: &impl ConnectionTrait,
+    served: ServedMerchants,
     now: i64,
     lease_until: i64,
     limit: u64,
@@ -190,7 +205,7 @@ pub async fn claim_due_schedules(
         backend,
         now,
         lease_until,
-        due_batch(backend, now, limit),
+        due_batch(backend, served, now, limit),
     ))
     .all(db)
     .await?;
@@ -203,11 +218,25 @@ pub async fn claim_due_schedules(
 /// outer UPDATE does not test [`due`] again: the sub-select re-checks each row it locks against the
 /// row's latest version (and on SQLite the statement is atomic), and the lock holds until commit.
 /// Testing it there only let PostgreSQL's plan read every due row once more per claim.
-fn due_batch(backend: DbBackend, now: i64, limit: u64) -> SimpleExpr {
-    let ids = schedule::Entity::find()
+fn due_batch(backend: DbBackend, served: ServedMerchants, now: i64, limit: u64) -> SimpleExpr {
+    let mut ids = schedule::Entity::find()
         .select_only()
         .column(schedule::Column::Id)
-        .filter(due(now))
+        .filter(due(now));
+    if let ServedMerchants::LiveOnly { demo_imp_key } = served {
+        // An uncorrelated sub-select over the (few) merchants: both databases run it once.
+        ids = ids.filter(
+            schedule::Column::MerchantId.in_subquery(
+                merchant::Entity::find()
+                    .select_only()
+                    .column(merchant::Column::Id)
+                    .filter(merchant::Column::TestMode.eq(false))
+                    .filter(merchant::Column::ImpKey.ne(demo_imp_key))
+                    .into_query(),
+            ),
+        );
+    }
+    let ids = ids
         .order_by_asc(schedule::Column::ScheduleAt)
         .order_by_asc(schedule::Column::Id)
         .limit(limit)
@@ -563,7 +592,15 @@ mod tests {
     /// tested against both databases in tests/api/schedules.rs.
     #[test]
     fn a_batch_claim_selects_its_rows_once_and_skips_locked_ones_on_postgres() {
-        let sql = |backend| claim_statement(backend, 5, 125, due_batch(backend, 5, 4)).to_string();
+        let sql = |backend| {
+            claim_statement(
+                backend,
+                5,
+                125,
+                due_batch(backend, ServedMerchants::All, 5, 4),
+            )
+            .to_string()
+        };
         let due = r#"("schedules"."status" = 'scheduled' AND "schedules"."schedule_at" <= 5) OR ("schedules"."status" = 'executing' AND "schedules"."lease_until" < 5)"#;
         assert_eq!(
             sql(DbBackend::Postgres),

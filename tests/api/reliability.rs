@@ -176,7 +176,7 @@ async fn a_retry_after_the_settle_delay_resolves_the_old_attempt_itself() {
 
 /// A key-in payment KCP approves only after openport's timeout: the request is answered code 1
 /// (outcome unknown) and, once this returns, KCP's ledger holds the approval. Returns the answer.
-async fn approved_after_the_timeout(
+pub(crate) async fn approved_after_the_timeout(
     app: &crate::helpers::TestApp,
     token: &str,
     merchant_uid: &str,

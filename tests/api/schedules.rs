@@ -1,4 +1,5 @@
 //! Scheduled payments: registration, revocation, lookups and exactly-once runs.
+use openport::store::billing::ServedMerchants;
 use serde_json::{json, Value};
 
 use crate::billing::register;
@@ -101,6 +102,10 @@ async fn a_schedule_is_shown_unexecuted_then_runs_once_when_due() {
     assert_eq!(s["payment_status"], "paid");
     assert!(s["executed_at"].as_i64().unwrap() > 0);
     let imp_uid = s["imp_uid"].as_str().unwrap();
+    assert!(
+        imp_uid.starts_with("imps_"),
+        "iamport's shape for scheduled payments: {imp_uid}"
+    );
     let (_, p) = app.get(&format!("/payments/{imp_uid}"), Some(&token)).await;
     assert_eq!(p["response"]["customer_uid_usage"], "payment.scheduled");
     assert_eq!(p["response"]["amount"], 3000);
@@ -373,7 +378,7 @@ async fn a_declined_scheduled_charge_is_recorded_failed_and_can_be_retried_or_re
     assert!(body["response"]["imp_uid"]
         .as_str()
         .unwrap()
-        .starts_with("imp_"));
+        .starts_with("imps_"));
 
     let (_, p) = app
         .post(
@@ -407,10 +412,15 @@ async fn a_schedule_whose_instance_died_after_claiming_it_is_finished_by_another
     app.advance(11);
     // An instance claims it and dies before charging.
     let db = &app.app.gateway.db.write;
-    let claimed =
-        openport::store::billing::claim_due_schedules(db, now() + 11, now() + 11 + 120, 10)
-            .await
-            .unwrap();
+    let claimed = openport::store::billing::claim_due_schedules(
+        db,
+        ServedMerchants::All,
+        now() + 11,
+        now() + 11 + 120,
+        10,
+    )
+    .await
+    .unwrap();
     assert_eq!(claimed.len(), 1);
     assert_eq!(claimed[0].status, "executing");
     assert_eq!(
@@ -554,10 +564,15 @@ async fn a_batch_claimed_by_a_dead_instance_is_taken_over_after_its_lease_and_no
     schedule_many(&app, &token, "s-lease", "lease", 10, now() + 30).await;
     app.advance(31);
     let t = now() + 31;
-    let dead =
-        openport::store::billing::claim_due_schedules(&app.app.gateway.db.write, t, t + 120, 4)
-            .await
-            .unwrap();
+    let dead = openport::store::billing::claim_due_schedules(
+        &app.app.gateway.db.write,
+        ServedMerchants::All,
+        t,
+        t + 120,
+        4,
+    )
+    .await
+    .unwrap();
     let dead_uids: Vec<&str> = dead.iter().map(|s| s.merchant_uid.as_str()).collect();
     assert_eq!(
         dead_uids,
@@ -587,15 +602,21 @@ async fn a_lease_taken_over_by_another_instance_cannot_be_renewed_by_its_former_
     schedule_many(&app, &token, "s-renew", "renew", 1, now() + 30).await;
     let db = &app.app.gateway.db.write;
     let t = now() + 31;
-    let first = claim_due_schedules(db, t, t + 120, 10).await.unwrap();
+    let first = claim_due_schedules(db, ServedMerchants::All, t, t + 120, 10)
+        .await
+        .unwrap();
     assert!(renew_lease(db, first[0].id, t + 120, t + 150)
         .await
         .unwrap());
-    assert!(claim_due_schedules(db, t + 140, t + 260, 10)
+    assert!(
+        claim_due_schedules(db, ServedMerchants::All, t + 140, t + 260, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let second = claim_due_schedules(db, ServedMerchants::All, t + 151, t + 271, 10)
         .await
-        .unwrap()
-        .is_empty());
-    let second = claim_due_schedules(db, t + 151, t + 271, 10).await.unwrap();
+        .unwrap();
     assert_eq!(second.len(), 1, "taken over once the renewed lease ran out");
     assert!(!renew_lease(db, first[0].id, t + 150, t + 300)
         .await
@@ -619,8 +640,12 @@ async fn a_former_holder_cannot_overwrite_the_result_of_the_instance_that_took_o
     schedule_many(&app, &token, "s-over", "over", 2, now() + 30).await;
     let db = &app.app.gateway.db.write;
     let t = now() + 31;
-    let former = claim_due_schedules(db, t, t + 120, 10).await.unwrap();
-    let current = claim_due_schedules(db, t + 121, t + 241, 10).await.unwrap();
+    let former = claim_due_schedules(db, ServedMerchants::All, t, t + 120, 10)
+        .await
+        .unwrap();
+    let current = claim_due_schedules(db, ServedMerchants::All, t + 121, t + 241, 10)
+        .await
+        .unwrap();
     assert_eq!((former.len(), current.len()), (2, 2));
     let outcome = |id, held_until, imp_uid: &str, payment_status, fail_reason: Option<&str>| {
         FinishedSchedule {
@@ -1159,10 +1184,15 @@ async fn a_claimed_schedule_is_revocable_until_its_charge_opens() {
     schedule_many(&app, &token, "s-rev", "rev", 2, now() + 10).await;
     app.advance(11);
     let t = now() + 11;
-    let dead =
-        openport::store::billing::claim_due_schedules(&app.app.gateway.db.write, t, t + 120, 1)
-            .await
-            .unwrap();
+    let dead = openport::store::billing::claim_due_schedules(
+        &app.app.gateway.db.write,
+        ServedMerchants::All,
+        t,
+        t + 120,
+        1,
+    )
+    .await
+    .unwrap();
     assert_eq!(dead[0].merchant_uid, "rev-0");
     let unschedule = |merchant_uid: &'static str| {
         let (app, token) = (&app, &token);

@@ -5,6 +5,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
+use kcp_sandbox::TransactionState;
 use openport::clock::Clock;
 use openport::config::Config;
 use openport::service::merchants::{DEMO_IMP_CODE, DEMO_IMP_KEY, DEMO_IMP_SECRET};
@@ -14,7 +15,10 @@ use reqwest::StatusCode;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
 
-use crate::helpers::{captured_logs, kcp_test_credentials, spawn_app, spawn_app_with, TestApp};
+use crate::helpers::{
+    captured_logs, kcp_test_credentials, spawn_app, spawn_app_with, test_cards, TestApp,
+    SETTLE_SECS,
+};
 
 fn b64_key(byte: u8) -> String {
     base64::engine::general_purpose::STANDARD.encode([byte; 32])
@@ -345,4 +349,62 @@ async fn operator_commands_never_make_the_first_merchant() {
         .filter(|n| n.starts_with("openport-credentials"))
         .collect();
     assert!(files.is_empty(), "{files:?}");
+}
+
+#[tokio::test]
+async fn a_live_instance_leaves_a_test_mode_merchants_due_schedules_and_open_attempts_alone() {
+    let test = spawn_app().await;
+    let token = test.token().await;
+    // An approval KCP made after openport stopped waiting, and a schedule that falls due.
+    crate::reliability::approved_after_the_timeout(&test, &token, "open-1").await;
+    crate::billing::register(&test, &token, "c-1", test_cards::SHINHAN_CREDIT).await;
+    let at = chrono::Utc::now().timestamp() + 10;
+    let (_, body) = test
+        .post(
+            "/subscribe/payments/schedule",
+            Some(&token),
+            json!({"customer_uid": "c-1", "schedules": [{"merchant_uid": "s-1", "schedule_at": at, "amount": 1000}]}),
+        )
+        .await;
+    assert_eq!(body["code"], 0, "{body}");
+
+    // The same database run live, with the sandbox as its KCP: were it to act, the schedule
+    // would be charged and the late approval net-cancelled. It keeps the public test-mode key
+    // (docs/operations.md), so it could open what was sealed for the demo merchant.
+    let key = b64_key(9);
+    let live = test
+        .another_instance(move |c| {
+            c.test_mode = false;
+            c.master_key = Some(SecretString::from(key));
+            c.previous_master_keys = Some(SecretString::from(
+                "b3BlbnBvcnQtdGVzdC1tb2RlLW1hc3Rlci1rZXktMzI=",
+            ));
+            c.public_url = Some("https://pay.example.com".into());
+        })
+        .await;
+    live.advance(SETTLE_SECS + 11);
+    assert_eq!(live.app.gateway.run_due_schedules(10).await.unwrap(), 0);
+    live.app.gateway.resolve_due(10).await.unwrap();
+    let ledger = test.sandbox.ledger();
+    assert_eq!(ledger.len(), 1, "nothing charged at KCP");
+    assert_eq!(ledger[0].state, TransactionState::Approved, "nor cancelled");
+    let (_, open) = test.get("/payments/find/open-1", Some(&token)).await;
+    assert_eq!(open["response"]["status"], "ready", "{open}");
+    let (_, s) = test
+        .get("/subscribe/payments/schedule/s-1", Some(&token))
+        .await;
+    assert_eq!(s["response"]["schedule_status"], "scheduled", "{s}");
+
+    // An instance in test mode still does both.
+    test.advance(SETTLE_SECS + 11);
+    assert_eq!(test.app.gateway.run_due_schedules(10).await.unwrap(), 1);
+    test.resolve_all().await;
+    let token = test.token().await;
+    let (_, open) = test.get("/payments/find/open-1", Some(&token)).await;
+    assert_eq!(open["response"]["status"], "failed", "{open}");
+    let (_, s) = test
+        .get("/subscribe/payments/schedule/s-1", Some(&token))
+        .await;
+    assert_eq!(s["response"]["payment_status"], "paid", "{s}");
+    test.assert_ledger_agrees().await;
 }
