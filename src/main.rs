@@ -160,6 +160,11 @@ struct SandboxArgs {
     /// Listen address of the standalone sandbox.
     #[arg(long, default_value = "127.0.0.1:9090")]
     listen: String,
+    /// Keep KCP's side (ledger, batch keys, point balances, virtual accounts, deposits) in this
+    /// file across restarts, as the embedded sandbox does (docs/sandbox.md §7). Without it the
+    /// standalone sandbox forgets everything when it stops.
+    #[arg(long)]
+    state_file: Option<PathBuf>,
     #[command(subcommand)]
     command: Option<SandboxCommand>,
 }
@@ -533,10 +538,21 @@ async fn sandbox(args: SandboxArgs) -> anyhow::Result<()> {
     match args.command {
         None => {
             init_tracing(false);
-            let sb = kcp_sandbox::Sandbox::new(kcp_sandbox::SandboxConfig::default())?;
+            let sb = kcp_sandbox::Sandbox::new(kcp_sandbox::SandboxConfig {
+                state_file: args.state_file.clone(),
+                ..kcp_sandbox::SandboxConfig::default()
+            })
+            .with_context(|| match &args.state_file {
+                Some(path) => format!("KCP sandbox state file {}", path.display()),
+                None => "KCP sandbox".to_string(),
+            })?;
             let listener = tokio::net::TcpListener::bind(&args.listen).await?;
             println!("KCP sandbox listening on http://{}", listener.local_addr()?);
-            kcp_sandbox::serve(sb, listener).await?;
+            axum::serve(listener, sb.router())
+                .with_graceful_shutdown(stop_signal())
+                .await?;
+            // The state writer is debounced: a clean stop writes what changed since its last run.
+            tokio::task::spawn_blocking(move || sb.persist_now()).await??;
             Ok(())
         }
         Some(SandboxCommand::IssueCert {
