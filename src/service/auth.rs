@@ -51,27 +51,46 @@ const MERCHANT_TTL: Duration = Duration::from_secs(60);
 
 /// In-process cache of token → (merchant, expiry) and of merchant rows, so an authenticated
 /// lookup costs no extra database round trip. The database stays the truth: a miss (or an entry
-/// past its cached expiry) reads it, so tokens issued by another instance work everywhere, and a
-/// merchant row is read again once it is [`MERCHANT_TTL`] old.
+/// past its cached expiry) reads it, so tokens issued by another instance work everywhere. A
+/// merchant row is read again once it is [`MERCHANT_TTL`] old, and so is a token: a token deleted
+/// from the database (`openport merchant new-secret` revokes the merchant's tokens) is refused by
+/// every instance within that time, not only once it expires.
 #[derive(Default)]
 pub struct TokenCache {
-    tokens: RwLock<HashMap<String, (i64, i64)>>,
+    tokens: RwLock<HashMap<String, CachedToken>>,
     merchants: RwLock<HashMap<i64, (Arc<merchant::Model>, Instant)>>,
 }
 
+#[derive(Clone, Copy)]
+struct CachedToken {
+    merchant_id: i64,
+    expires_at: i64,
+    read_at: Instant,
+}
+
 impl TokenCache {
-    fn get(&self, token: &str, now: i64) -> Option<i64> {
+    /// The merchant of a cached token valid at `now` (Unix seconds) and read from the database
+    /// less than [`MERCHANT_TTL`] before `at`.
+    fn get(&self, token: &str, now: i64, at: Instant) -> Option<i64> {
         let map = self.tokens.read().ok()?;
         map.get(token)
-            .filter(|(_, exp)| *exp > now)
-            .map(|(m, _)| *m)
+            .filter(|t| t.expires_at > now)
+            .filter(|t| at.saturating_duration_since(t.read_at) < MERCHANT_TTL)
+            .map(|t| t.merchant_id)
     }
-    fn put(&self, token: &str, merchant_id: i64, expires_at: i64, now: i64) {
+    fn put(&self, token: &str, merchant_id: i64, expires_at: i64, now: i64, at: Instant) {
         if let Ok(mut map) = self.tokens.write() {
             if map.len() > 100_000 {
-                map.retain(|_, (_, exp)| *exp > now);
+                map.retain(|_, t| t.expires_at > now);
             }
-            map.insert(token.to_string(), (merchant_id, expires_at));
+            map.insert(
+                token.to_string(),
+                CachedToken {
+                    merchant_id,
+                    expires_at,
+                    read_at: at,
+                },
+            );
         }
     }
     fn merchant(&self, id: i64, now: Instant) -> Option<Arc<merchant::Model>> {
@@ -115,7 +134,8 @@ impl Gateway {
         let now = self.clock.unix();
         // Every token handed out is cached for `authenticate`.
         let hand_out = |access_token: String, expired_at: i64| {
-            self.tokens.put(&access_token, merchant.id, expired_at, now);
+            self.tokens
+                .put(&access_token, merchant.id, expired_at, now, Instant::now());
             IssuedToken {
                 access_token,
                 now,
@@ -199,7 +219,7 @@ impl Gateway {
             }
         }
         let now = self.clock.unix();
-        let merchant_id = match self.tokens.get(token, now) {
+        let merchant_id = match self.tokens.get(token, now, Instant::now()) {
             Some(id) => id,
             None => {
                 let row = merchants::token(&self.db.read, &token_digest(token))
@@ -208,7 +228,8 @@ impl Gateway {
                 if row.expires_at <= now {
                     return Err(ServiceError::Unauthorized);
                 }
-                self.tokens.put(token, row.merchant_id, row.expires_at, now);
+                self.tokens
+                    .put(token, row.merchant_id, row.expires_at, now, Instant::now());
                 row.merchant_id
             }
         };
@@ -285,5 +306,27 @@ mod tests {
         // Reading it again starts a new minute.
         cache.put_merchant(merchant(7), t0 + MERCHANT_TTL);
         assert!(cache.merchant(7, t0 + MERCHANT_TTL).is_some());
+    }
+
+    #[test]
+    fn a_cached_token_is_checked_against_the_database_again_once_it_is_a_minute_old() {
+        let cache = TokenCache::default();
+        let t0 = Instant::now();
+        cache.put("tok", 7, 1_000 + TOKEN_TTL_SECS, 1_000, t0);
+        assert_eq!(
+            cache.get("tok", 1_059, t0 + Duration::from_secs(59)),
+            Some(7)
+        );
+        assert_eq!(
+            cache.get("tok", 1_060, t0 + MERCHANT_TTL),
+            None,
+            "revoked tokens are found out"
+        );
+        assert_eq!(
+            cache.get("tok", 1_000 + TOKEN_TTL_SECS, t0),
+            None,
+            "expired"
+        );
+        assert_eq!(cache.get("other", 1_000, t0), None);
     }
 }

@@ -147,7 +147,13 @@ pub async fn new_imp_secret(
     };
     let secret = fresh_secret(&mut rand::thread_rng());
     let hash = secrets.secret_hash(&secret);
-    merchants::set_secret_hash(&db.write, merchant.id, &hash).await?;
+    // A secret is renewed because the old one leaked (or cannot be checked any more): the tokens
+    // got with it go in the same transaction. Instances that cached one refuse it within a minute
+    // (`auth::TokenCache`); the merchant's next getToken, with the new secret, gets a new one.
+    let txn = db.write.begin().await?;
+    merchants::set_secret_hash(&txn, merchant.id, &hash).await?;
+    merchants::delete_tokens_of(&txn, merchant.id).await?;
+    txn.commit().await?;
     merchant.imp_secret_hash = hash;
     Ok(CreatedMerchant {
         merchant,

@@ -163,6 +163,15 @@ pub async fn delete_expired_tokens(db: &impl ConnectionTrait, now: i64) -> Resul
     Ok(res.rows_affected)
 }
 
+/// Revokes every token of the merchant, valid or not.
+pub async fn delete_tokens_of(db: &impl ConnectionTrait, merchant_id: i64) -> Result<u64, DbErr> {
+    let res = access_token::Entity::delete_many()
+        .filter(access_token::Column::MerchantId.eq(merchant_id))
+        .exec(db)
+        .await?;
+    Ok(res.rows_affected)
+}
+
 pub async fn set_secret_hash(db: &impl ConnectionTrait, id: i64, hash: &str) -> Result<(), DbErr> {
     merchant::Entity::update_many()
         .col_expr(

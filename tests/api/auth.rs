@@ -301,3 +301,39 @@ async fn a_live_token_that_cannot_be_unsealed_is_replaced_by_a_new_one_and_not_e
         .await;
     assert_eq!(status, StatusCode::OK);
 }
+
+#[tokio::test]
+async fn a_new_secret_revokes_the_tokens_got_with_the_old_one() {
+    use openport::service::merchants::{new_imp_secret, DEMO_IMP_CODE};
+    use openport::service::secrets::MasterKey;
+    use secrecy::ExposeSecret;
+
+    let app = spawn_app().await;
+    let leaked = app.token().await;
+    let secrets = MasterKey::from_config(None).unwrap(); // test mode's key, as the app's
+    let renewed = new_imp_secret(&app.app.gateway.db, &secrets, DEMO_IMP_CODE)
+        .await
+        .unwrap();
+
+    // An instance that has not cached the token (the one this one caches is refused within a
+    // minute, src/service/auth.rs) refuses it, and getToken refuses the old secret.
+    let other = app.another_instance(|_| {}).await;
+    let (status, body) = other.get("/payments/status/all", Some(&leaked)).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    let (status, _) = other
+        .post(
+            "/users/getToken",
+            None,
+            json!({"imp_key": DEMO_IMP_KEY, "imp_secret": DEMO_IMP_SECRET}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+
+    // The new secret gets a new token, which works.
+    let fresh = other
+        .token_for(DEMO_IMP_KEY, renewed.imp_secret.expose_secret())
+        .await;
+    assert_ne!(fresh, leaked);
+    let (status, body) = other.get("/payments/status/all", Some(&fresh)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}
