@@ -548,9 +548,7 @@ async fn sandbox(args: SandboxArgs) -> anyhow::Result<()> {
             })?;
             let listener = tokio::net::TcpListener::bind(&args.listen).await?;
             println!("KCP sandbox listening on http://{}", listener.local_addr()?);
-            axum::serve(listener, sb.router())
-                .with_graceful_shutdown(stop_signal())
-                .await?;
+            kcp_sandbox::serve_until(sb.clone(), listener, stop_signal()).await?;
             // The state writer is debounced: a clean stop writes what changed since its last run.
             tokio::task::spawn_blocking(move || sb.persist_now()).await??;
             Ok(())

@@ -326,5 +326,20 @@ impl Sandbox {
 
 /// Serves the sandbox on `listener` until the task is dropped.
 pub async fn serve(sandbox: Sandbox, listener: tokio::net::TcpListener) -> std::io::Result<()> {
-    axum::serve(listener, sandbox.router()).await
+    serve_until(sandbox, listener, std::future::pending()).await
+}
+
+/// Serves the sandbox on `listener` until `stop` completes, then lets requests in flight finish.
+/// First it resumes the background sending of notifications the merchant has not acknowledged
+/// (a sandbox restored from its state file after a restart), as KCP keeps re-sending across its
+/// own restarts: a deposit notification lost while the gateway was down is not left to a flush.
+pub async fn serve_until(
+    sandbox: Sandbox,
+    listener: tokio::net::TcpListener,
+    stop: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    notify::resume(&sandbox.shared);
+    axum::serve(listener, sandbox.router())
+        .with_graceful_shutdown(stop)
+        .await
 }

@@ -303,6 +303,23 @@ pub(crate) fn deliver(shared: std::sync::Arc<Shared>, record: NotificationRecord
     });
 }
 
+/// Starts [`deliver`] again for every notification neither acknowledged nor out of attempts: those
+/// of a sandbox restored from its state file, whose background sends stopped with the last process.
+/// Each goes on from the attempts it had (so at most [`MAX_ATTEMPTS`] in all), to the URL it was
+/// recorded with.
+pub(crate) fn resume(shared: &std::sync::Arc<Shared>) {
+    let pending: Vec<NotificationRecord> = shared
+        .notify()
+        .log
+        .iter()
+        .filter(|r| !r.acknowledged && r.attempts < MAX_ATTEMPTS)
+        .cloned()
+        .collect();
+    for record in pending {
+        deliver(shared.clone(), record);
+    }
+}
+
 /// Sends every unacknowledged notification once, now, in order (tests and the CLI don't wait for
 /// the backoff); returns how many were acknowledged by this flush.
 pub(crate) async fn flush(shared: &Shared) -> usize {

@@ -249,3 +249,63 @@ async fn without_a_state_file_nothing_is_written() {
     assert_eq!(h.sandbox.state_file(), None);
     assert_eq!(listing(), before);
 }
+
+#[tokio::test]
+async fn a_restarted_sandbox_resumes_sending_the_notifications_not_acknowledged_yet() {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    // A merchant that refuses notifications until told to take them.
+    let taking = Arc::new(AtomicBool::new(false));
+    let received = Arc::new(AtomicUsize::new(0));
+    let (t, r) = (taking.clone(), received.clone());
+    let receiver = axum::Router::new().route(
+        "/noti",
+        axum::routing::post(move || {
+            let (t, r) = (t.clone(), r.clone());
+            async move {
+                r.fetch_add(1, Ordering::SeqCst);
+                if t.load(Ordering::SeqCst) {
+                    r#"<html><body><form><input type="hidden" name="result" value="0000"></form></body></html>"#
+                } else {
+                    "busy"
+                }
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/noti", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, receiver).await });
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("kcp-sandbox.json");
+    let before = spawn_keeping(&path).await;
+    let account = before.pay(&vbank_issue("VA1")).await;
+    let account = account["tno"].as_str().unwrap().to_owned();
+    before.sandbox.set_notify_url("*", &url);
+    let sent = before.sandbox.deposit(&account, 3000, "00").unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while received.load(Ordering::SeqCst) == 0 {
+        assert!(std::time::Instant::now() < deadline, "never sent");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    before.sandbox.persist_now().unwrap();
+
+    taking.store(true, Ordering::SeqCst);
+    let after = spawn_keeping(&path).await;
+
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let kept = after.sandbox.notifications();
+        let record = kept.iter().find(|n| n.noti_id == sent.noti_id).unwrap();
+        if record.acknowledged {
+            assert!(record.attempts >= 2, "{record:?}");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not sent again after the restart: {record:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
