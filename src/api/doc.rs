@@ -17,10 +17,12 @@ use super::admin::MerchantSummary;
 use super::auth::AccessToken;
 use super::benepia::{BenepiaPaymentRequest, BenepiaPointAnnotation};
 use super::cancel::CancelRequest;
+use super::codes::StandardCodeAnnotation;
 use super::customers::{CustomerAnnotation, CustomerRequest};
 use super::payment_json::{PaymentAnnotation, PaymentPage};
 use super::prepare::PrepareAnnotation;
 use super::subscribe::{ScheduleAnnotation, SchedulePage, ScheduleRequest, UnscheduleRequest};
+use super::users::PgSettingAnnotation;
 use super::webhooks::WebhookDeliveryView;
 use crate::service::escrow::Logis;
 use crate::service::webhooks::WebhookSettings;
@@ -176,6 +178,18 @@ reply!(
 reply!(
     /// A merchant's webhook settings (code 0).
     WebhookSettingsReply(WebhookSettings)
+);
+reply!(
+    /// Banks or card companies with their standard codes (code 0).
+    StandardCodeListReply(Vec<StandardCodeAnnotation>)
+);
+reply!(
+    /// A bank or card company (code 0).
+    StandardCodeReply(StandardCodeAnnotation)
+);
+reply!(
+    /// The merchant's PG settings (code 0).
+    PgSettingListReply(Vec<PgSettingAnnotation>)
 );
 outcome!(
     /// A payment (code 0), or a refusal (code 1 or -1, `response` null).

@@ -3,6 +3,7 @@ pub mod admin;
 pub mod auth;
 pub mod benepia;
 pub mod cancel;
+pub mod codes;
 pub mod customers;
 pub mod doc;
 pub mod envelope;
@@ -16,6 +17,7 @@ pub mod payment_json;
 pub mod payments;
 pub mod prepare;
 pub mod subscribe;
+pub mod users;
 pub mod vbanks;
 pub mod webhooks;
 
@@ -85,6 +87,11 @@ use error::ApiError;
         escrow::get,
         vbanks::issue,
         vbanks::revoke,
+        codes::banks,
+        codes::bank,
+        codes::cards,
+        codes::card,
+        users::pg_settings,
     ),
     // Referenced from parameters and shared responses, which do not register what they name.
     components(schemas(
@@ -173,6 +180,11 @@ pub fn router() -> Router<AppState> {
         .route("/vbanks", post(vbanks::issue))
         .route("/vbanks/{imp_uid}", delete(vbanks::revoke))
         .merge(crate::checkout::router())
+        .route("/banks", get(codes::banks))
+        .route("/banks/{bank_standard_code}", get(codes::bank))
+        .route("/cards", get(codes::cards))
+        .route("/cards/{card_standard_code}", get(codes::card))
+        .route("/users/pg", get(users::pg_settings))
         .route("/admin/merchants", get(admin::merchants))
         .route("/openapi.json", get(openapi))
         .merge(webhooks::routes())

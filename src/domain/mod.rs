@@ -1,6 +1,7 @@
 //! Pure types and rules of the payment domain. No I/O here.
 pub mod card;
 pub mod checkout;
+pub mod codes;
 pub mod escrow;
 pub mod ids;
 pub mod payment;

@@ -9,68 +9,61 @@ pub struct VbankBank {
     pub iamport_code: &'static str,
     /// KCP's code, e.g. `BK04`.
     pub kcp_code: &'static str,
-    pub name: &'static str,
 }
 
 const BANKS: &[VbankBank] = &[
     VbankBank {
         iamport_code: "003",
         kcp_code: "BK03",
-        name: "IBK기업은행",
     },
     VbankBank {
         iamport_code: "004",
         kcp_code: "BK04",
-        name: "KB국민은행",
     },
     VbankBank {
         iamport_code: "007",
         kcp_code: "BK07",
-        name: "수협은행",
     },
     VbankBank {
         iamport_code: "011",
         kcp_code: "BK11",
-        name: "NH농협은행",
     },
     VbankBank {
         iamport_code: "020",
         kcp_code: "BK20",
-        name: "우리은행",
     },
     VbankBank {
         iamport_code: "081",
         kcp_code: "BK81",
-        name: "하나은행",
     },
     VbankBank {
         iamport_code: "088",
         kcp_code: "BK88",
-        name: "신한은행",
     },
 ];
 
 /// Banks KCP names in answers (a transfer's `bank_code`) but openport never asks for a virtual
 /// account at: KCP's code and iamport's standard code, as KCP's bank lists in merchants' pages
-/// pair them (`BK` + the standard code's last two digits). Codes outside both tables stay as KCP
-/// sent them (KCP's older lists use other numbers for some banks, e.g. `BK26`, `BK99`).
+/// pair them (`BK` + the standard code's last two digits; names in `domain::codes::BANKS`). Codes
+/// outside both tables stay as KCP sent them (KCP's older lists use other numbers for some banks,
+/// e.g. `BK26`, `BK99`).
 const ANSWERED_ONLY: &[(&str, &str)] = &[
-    ("BK02", "002"), // KDB산업은행
-    ("BK05", "005"), // 외환은행 (now 하나은행)
-    ("BK23", "023"), // SC제일은행
-    ("BK27", "027"), // 한국씨티은행
-    ("BK31", "031"), // 대구은행
-    ("BK32", "032"), // 부산은행
-    ("BK34", "034"), // 광주은행
-    ("BK35", "035"), // 제주은행
-    ("BK37", "037"), // 전북은행
-    ("BK39", "039"), // 경남은행
-    ("BK45", "045"), // 새마을금고
-    ("BK48", "048"), // 신협
-    ("BK54", "054"), // HSBC
-    ("BK71", "071"), // 우체국
-    ("BK89", "089"), // 케이뱅크
-    ("BK90", "090"), // 카카오뱅크
+    ("BK02", "002"),
+    ("BK05", "005"),
+    ("BK23", "023"),
+    ("BK27", "027"),
+    ("BK31", "031"),
+    ("BK32", "032"),
+    ("BK34", "034"),
+    ("BK35", "035"),
+    ("BK37", "037"),
+    ("BK39", "039"),
+    ("BK45", "045"),
+    ("BK48", "048"),
+    ("BK54", "054"),
+    ("BK71", "071"),
+    ("BK89", "089"),
+    ("BK90", "090"),
 ];
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -91,6 +84,14 @@ impl VbankBank {
             .find(|b| b.iamport_code == normalized)
             .copied()
             .ok_or_else(|| UnknownBank(code.chars().take(20).collect()))
+    }
+
+    /// Every KCP bank code openport maps to a standard code.
+    pub fn kcp_codes() -> impl Iterator<Item = &'static str> {
+        BANKS
+            .iter()
+            .map(|b| b.kcp_code)
+            .chain(ANSWERED_ONLY.iter().map(|(kcp, _)| *kcp))
     }
 
     /// The bank behind a KCP code (`BK07`), e.g. from a window's answer.

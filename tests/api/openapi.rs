@@ -14,6 +14,11 @@ const WITHOUT_BAD_REQUEST: &[(&str, &str)] = &[
     ("delete", "/subscribe/customers/{customer_uid}"),
     ("get", "/subscribe/customers/{customer_uid}/payments"),
     ("get", "/admin/merchants"),
+    ("get", "/banks"),
+    ("get", "/banks/{bank_standard_code}"),
+    ("get", "/cards"),
+    ("get", "/cards/{card_standard_code}"),
+    ("get", "/users/pg"),
 ];
 
 /// Operations that answer a business refusal with HTTP 200, code ≠ 0 and `response: null`
