@@ -100,6 +100,9 @@ pub struct App {
     /// recorded before the process exits (a schedule left claimed is still recorded from its
     /// payment by the next run, but only once its lease runs out).
     scheduler: Option<tokio::task::JoinHandle<()>>,
+    /// The webhook worker, awaited at shutdown so that POSTs in flight record their result
+    /// (within `jobs::webhooks`' grace; the rest are retried once their lease expires).
+    webhooks: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl App {
@@ -236,13 +239,14 @@ impl App {
 
         let (shutdown, mut stop) = tokio::sync::watch::channel(false);
         let mut scheduler = None;
+        let mut webhooks = None;
         if config.resolver.interval_ms > 0 {
             spawn_resolver(
                 gateway.clone(),
                 Duration::from_millis(config.resolver.interval_ms),
                 shutdown.subscribe(),
             );
-            crate::jobs::webhooks::spawn(&gateway, &config, &shutdown);
+            webhooks = crate::jobs::webhooks::spawn(&gateway, &config, &shutdown);
             scheduler = Some(crate::jobs::scheduler::spawn(
                 gateway.clone(),
                 Duration::from_millis(config.resolver.interval_ms.min(1000)),
@@ -288,24 +292,26 @@ impl App {
             shutdown,
             server,
             scheduler,
+            webhooks,
         })
     }
 
     /// Stops accepting requests, lets in-flight ones finish, and stops the jobs, waiting for the
-    /// scheduler's charges in flight.
+    /// scheduler's charges and the webhook POSTs in flight.
     pub async fn shutdown(self) {
         let _ = self.shutdown.send(true);
         self.wait().await;
     }
 
     /// Waits until the server stops (after `shutdown` or a fatal error), then stops the jobs,
-    /// waits for the scheduler's charges in flight, and writes the embedded sandbox's state, so
-    /// that a clean stop loses none of it to the state writer's debounce.
+    /// waits for the scheduler's charges and the webhook POSTs in flight, and writes the embedded
+    /// sandbox's state, so that a clean stop loses none of it to the state writer's debounce.
     pub async fn wait(self) {
         let _ = self.server.await;
         let _ = self.shutdown.send(true);
-        if let Some(scheduler) = self.scheduler {
-            let _ = scheduler.await;
+        // Both already stop on their own; awaiting one after the other adds no time.
+        for job in [self.scheduler, self.webhooks].into_iter().flatten() {
+            let _ = job.await;
         }
         if let Some(embedded) = self.sandbox {
             let sandbox = embedded.sandbox;

@@ -309,7 +309,8 @@ async fn serve(config: Config) -> anyhow::Result<()> {
 
 /// Ctrl-C, or SIGTERM, which is how service managers and container runtimes stop a process: either
 /// starts a graceful shutdown, in which requests in flight and the scheduler's charges finish and
-/// are recorded. Without SIGTERM handled, a stop killed the process in the middle of them.
+/// are recorded, and webhook POSTs get a short grace (jobs/webhooks.rs). Without SIGTERM handled,
+/// a stop killed the process in the middle of them.
 async fn stop_signal() {
     #[cfg(unix)]
     {

@@ -1,66 +1,230 @@
-//! Webhook delivery worker (see service/webhooks.rs): every few seconds, delivers what is due, and
-//! once an hour deletes finished deliveries, and KCP notifications, past `[webhooks]
-//! retention_days`. Any number of
-//! instances may run it on one database; the lease in `webhook_deliveries` makes each delivery
-//! attempt happen once.
+//! Webhook delivery worker (see service/webhooks.rs): keeps up to [`PARALLEL_DELIVERIES`] POSTs in
+//! flight, at most [`MERCHANT_IN_FLIGHT`] of them for one merchant, and tops the slots up as POSTs
+//! end; once an hour it deletes finished deliveries, and KCP notifications, past `[webhooks]
+//! retention_days`. Any number of instances may run it on one database; the lease in
+//! `webhook_deliveries` makes each delivery attempt happen once.
+//!
+//! It used to list a batch, POST it and wait for the whole batch before listing again: a
+//! receiver that accepts the connection and never answers held every slot for the 30 s timeout,
+//! batch after batch, and every other merchant's webhooks waited behind it.
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use crate::config::Config;
-use crate::service::Gateway;
+use tokio::task::{Id, JoinSet};
+use tokio::time::MissedTickBehavior;
 
-/// Rows claimed per run; a full batch means more may be waiting, so the worker runs again at once.
-const BATCH: u64 = 100;
+use crate::config::Config;
+use crate::service::webhooks::{ClaimedWebhook, PARALLEL_DELIVERIES};
+use crate::service::{Gateway, ServiceResult};
+
+/// POSTs one merchant may have in flight on one instance, of its [`PARALLEL_DELIVERIES`]. A
+/// receiver that accepts connections and never answers holds each POST for the whole 30 s
+/// timeout; capped, it slows only its own merchant's webhooks, and the other slots keep serving
+/// everyone else. Per merchant, not per host: the merchant is the gateway's unit of fairness (its
+/// settings, its payments, its `notice_url`s), one merchant's `notice_url`s can name any number
+/// of hosts (a per-host cap would let it take every slot), and merchants sharing a host (a shop
+/// platform) each keep their own share.
+pub const MERCHANT_IN_FLIGHT: usize = 4;
+
+/// How long a graceful shutdown waits for POSTs in flight to end and record their result. Those
+/// still running then are dropped: their lease expires and another run retries them, the
+/// at-least-once delivery the outbox already has (a crash does the same). Waiting out a
+/// receiver that never answers would hold the stop for the full 30 s timeout, longer than most
+/// service managers give a process before they kill it.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 /// Finished deliveries deleted per pruning run; a full batch means more are old enough, so the
 /// next run prunes again instead of waiting [`PRUNE_EVERY`].
 const PRUNE_BATCH: u64 = 1000;
 const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 
-/// Starts the worker at the resolver's interval, until `shutdown` turns true. Interval 0 means
-/// tests drive deliveries themselves (`Gateway::deliver_due_webhooks`): nothing is started.
-pub fn spawn(gateway: &Gateway, config: &Config, shutdown: &tokio::sync::watch::Sender<bool>) {
+/// The POSTs this instance has in flight, by merchant, and the claiming that refills them.
+pub struct WebhookWorker {
+    gateway: Gateway,
+    running: JoinSet<ServiceResult<()>>,
+    /// The merchant of each running POST, by task, so that a task that panics frees its slot too.
+    merchant_of: HashMap<Id, i64>,
+    /// POSTs in flight per merchant; merchants with none are absent.
+    per_merchant: HashMap<i64, usize>,
+}
+
+impl WebhookWorker {
+    pub fn new(gateway: Gateway) -> Self {
+        Self {
+            gateway,
+            running: JoinSet::new(),
+            merchant_of: HashMap::new(),
+            per_merchant: HashMap::new(),
+        }
+    }
+
+    /// POSTs in flight.
+    pub fn in_flight(&self) -> usize {
+        self.running.len()
+    }
+
+    fn in_flight_for(&self, merchant_id: i64) -> usize {
+        self.per_merchant.get(&merchant_id).copied().unwrap_or(0)
+    }
+
+    /// Claims due deliveries into the free slots, merchants at their cap left out of the listing,
+    /// and starts their POSTs. A listing that fills the free slots may leave more due, so it lists
+    /// again at once while slots are still free. Returns true when due deliveries may be left
+    /// waiting for a slot (a full listing, or rows skipped because their merchant reached its cap
+    /// meanwhile): the caller refills again as soon as a POST ends. Rows not taken are not
+    /// claimed, so another instance may take them.
+    pub async fn refill(&mut self) -> ServiceResult<bool> {
+        loop {
+            let free = PARALLEL_DELIVERIES.saturating_sub(self.running.len());
+            if free == 0 {
+                return Ok(true);
+            }
+            // The claim refuses while the clock is off; this only spares the listing.
+            if self.gateway.clock_is_skewed() {
+                return Ok(false);
+            }
+            let capped: Vec<i64> = self
+                .per_merchant
+                .iter()
+                .filter(|(_, n)| **n >= MERCHANT_IN_FLIGHT)
+                .map(|(m, _)| *m)
+                .collect();
+            let due = self.gateway.due_webhooks(free as u64, &capped).await?;
+            let full = due.len() == free;
+            let (mut started, mut skipped) = (0, false);
+            for d in due {
+                if self.in_flight_for(d.merchant_id) >= MERCHANT_IN_FLIGHT {
+                    skipped = true;
+                    continue;
+                }
+                if let Some(claim) = self.gateway.claim_webhook(d.id).await? {
+                    self.start(d.merchant_id, claim);
+                    started += 1;
+                }
+            }
+            // A full listing that started nothing went to other instances: not worth a loop.
+            if !full || started == 0 || self.running.len() >= PARALLEL_DELIVERIES {
+                return Ok(full || skipped);
+            }
+        }
+    }
+
+    fn start(&mut self, merchant_id: i64, claim: ClaimedWebhook) {
+        let gateway = self.gateway.clone();
+        let task = self
+            .running
+            .spawn(async move { gateway.send_webhook(claim).await });
+        self.merchant_of.insert(task.id(), merchant_id);
+        *self.per_merchant.entry(merchant_id).or_default() += 1;
+    }
+
+    /// Waits for one POST in flight to end (its result is recorded by then; failures are logged
+    /// here). Returns whether it freed a slot of a merchant that was at its cap, whose due rows
+    /// the last listing left out; None when nothing is in flight. Cancel safe.
+    pub async fn finished(&mut self) -> Option<bool> {
+        let task = match self.running.join_next_with_id().await? {
+            Ok((task, Ok(()))) => task,
+            Ok((task, Err(e))) => {
+                tracing::error!("webhook delivery: {e}");
+                task
+            }
+            Err(e) => {
+                tracing::error!("webhook delivery task: {e}");
+                e.id()
+            }
+        };
+        let Some(merchant_id) = self.merchant_of.remove(&task) else {
+            return Some(false);
+        };
+        let count = self.per_merchant.entry(merchant_id).or_default();
+        let was_capped = *count >= MERCHANT_IN_FLIGHT;
+        *count = count.saturating_sub(1);
+        if *count == 0 {
+            self.per_merchant.remove(&merchant_id);
+        }
+        Some(was_capped)
+    }
+
+    /// Lets the POSTs in flight end for up to `grace`, then drops the rest (see
+    /// [`SHUTDOWN_GRACE`]).
+    pub async fn wind_down(mut self, grace: Duration) {
+        let _ =
+            tokio::time::timeout(grace, async { while self.finished().await.is_some() {} }).await;
+        if !self.running.is_empty() {
+            tracing::warn!(
+                in_flight = self.running.len(),
+                "webhook POSTs dropped at shutdown; their leases expire and another run retries them"
+            );
+            self.running.shutdown().await;
+        }
+    }
+}
+
+/// Starts the worker, until `shutdown` turns true; the handle ends once the POSTs in flight have
+/// ended or been dropped ([`SHUTDOWN_GRACE`]). It lists due deliveries every resolver interval,
+/// and at once when a POST ends while deliveries are waiting for a slot. Interval 0 means tests
+/// drive deliveries themselves (`Gateway::deliver_due_webhooks`): nothing is started.
+pub fn spawn(
+    gateway: &Gateway,
+    config: &Config,
+    shutdown: &tokio::sync::watch::Sender<bool>,
+) -> Option<tokio::task::JoinHandle<()>> {
     if config.resolver.interval_ms == 0 {
-        return;
+        return None;
     }
     let gateway = gateway.clone();
     let every = Duration::from_millis(config.resolver.interval_ms);
     let retention_days = config.webhooks.retention_days;
     let mut stop = shutdown.subscribe();
-    tokio::spawn(async move {
-        let mut pause = every;
+    Some(tokio::spawn(async move {
+        let mut worker = WebhookWorker::new(gateway.clone());
+        let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut waiting = false;
         let mut next_prune = Instant::now();
         loop {
-            tokio::select! {
-                _ = tokio::time::sleep(pause) => {}
-                _ = stop.wait_for(|s| *s) => return,
+            let list_now = tokio::select! {
+                _ = stop.wait_for(|s| *s) => break,
+                freed = worker.finished(), if worker.in_flight() > 0 => {
+                    waiting || freed == Some(true)
+                }
+                _ = ticks.tick() => true,
+            };
+            if !list_now {
+                continue;
             }
-            pause = match gateway.deliver_due_webhooks(BATCH).await {
-                Ok(n) if n as u64 >= BATCH => Duration::ZERO,
-                Ok(_) => every,
+            waiting = match worker.refill().await {
+                Ok(waiting) => waiting,
                 Err(e) => {
                     tracing::error!("webhook worker: {e}");
-                    every
+                    false
                 }
             };
             if Instant::now() >= next_prune {
-                if let Err(e) = gateway
-                    .prune_notifications(retention_days, PRUNE_BATCH)
-                    .await
-                {
-                    tracing::error!("KCP notification pruning: {e}");
-                }
-                next_prune = match gateway
-                    .prune_webhook_history(retention_days, PRUNE_BATCH)
-                    .await
-                {
-                    Ok(n) if n >= PRUNE_BATCH => Instant::now(),
-                    Ok(_) => Instant::now() + PRUNE_EVERY,
-                    Err(e) => {
-                        tracing::error!("webhook history pruning: {e}");
-                        Instant::now() + PRUNE_EVERY
-                    }
-                };
+                next_prune = prune(&gateway, retention_days).await;
             }
         }
-    });
+        worker.wind_down(SHUTDOWN_GRACE).await;
+    }))
+}
+
+/// Deletes history past the retention; returns when to prune next.
+async fn prune(gateway: &Gateway, retention_days: u64) -> Instant {
+    if let Err(e) = gateway
+        .prune_notifications(retention_days, PRUNE_BATCH)
+        .await
+    {
+        tracing::error!("KCP notification pruning: {e}");
+    }
+    match gateway
+        .prune_webhook_history(retention_days, PRUNE_BATCH)
+        .await
+    {
+        Ok(n) if n >= PRUNE_BATCH => Instant::now(),
+        Ok(_) => Instant::now() + PRUNE_EVERY,
+        Err(e) => {
+            tracing::error!("webhook history pruning: {e}");
+            Instant::now() + PRUNE_EVERY
+        }
+    }
 }

@@ -4,7 +4,8 @@
 //! changes state (spec/iamport-v1.md §5). openport writes one `webhook_deliveries` row per target
 //! URL in the SAME transaction as the change ([`Gateway::enqueue_webhook`]), so an event is
 //! announced if and only if it was committed. Workers on any number of instances then claim due
-//! rows with a lease ([`Gateway::deliver_due_webhooks`]) and POST them outside any transaction.
+//! rows with a lease ([`Gateway::claim_webhook`]) and POST them outside any transaction
+//! ([`Gateway::send_webhook`]); `jobs::webhooks` schedules them.
 use std::time::{Duration, Instant};
 
 use base64::engine::general_purpose::STANDARD as B64;
@@ -18,7 +19,7 @@ use sha2::Sha256;
 use super::{outbound, Gateway, ServiceError, ServiceResult};
 use crate::store::entity::{merchant, payment, webhook_attempt, webhook_delivery};
 use crate::store::merchants;
-use crate::store::webhooks::{self as store, AttemptResult, DeliveryQuery};
+use crate::store::webhooks::{self as store, AttemptResult, DeliveryQuery, DueDelivery};
 
 /// Minutes to wait after the 1st, 2nd, … failed attempt. After the last one the delivery is
 /// `failed` (6 attempts in all: PortOne V2's schedule 0, 1, 4, 16, 64, 256 min, spec §5).
@@ -35,8 +36,8 @@ const TOTAL_TIMEOUT: Duration = Duration::from_secs(30);
 /// What is kept of a receiver's answer (it is the merchant's data, not ours).
 const EXCERPT_CHARS: usize = 200;
 
-/// Deliveries POSTed at once by one worker run.
-const PARALLEL_DELIVERIES: usize = 16;
+/// Deliveries one instance POSTs at once.
+pub const PARALLEL_DELIVERIES: usize = 16;
 
 /// How a merchant wants webhook bodies encoded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -91,6 +92,14 @@ impl WebhookSettings {
             signed: m.webhook_secret_sealed.is_some(),
         }
     }
+}
+
+/// A delivery this instance holds the lease on, until [`Gateway::send_webhook`] records its
+/// attempt. Only [`Gateway::claim_webhook`] makes one.
+#[derive(Debug)]
+pub struct ClaimedWebhook {
+    id: i64,
+    lease: i64,
 }
 
 /// A delivery with its attempts, oldest attempt first (operator history).
@@ -410,24 +419,25 @@ impl Gateway {
         Ok(settings)
     }
 
-    /// One worker run: claims up to `limit` due deliveries (each exactly once across all
-    /// instances) and POSTs them, at most [`PARALLEL_DELIVERIES`] at a time. Returns how many
-    /// this instance attempted. Tests call it directly; `jobs::webhooks` calls it on a timer.
+    /// One run over what is due now: claims up to `limit` deliveries (each exactly once across
+    /// all instances) and POSTs them, at most [`PARALLEL_DELIVERIES`] at a time, returning how
+    /// many this instance attempted. Tests and tools step deliveries with it; `openport serve`
+    /// runs `jobs::webhooks`, which claims continuously on the same pieces ([`Self::due_webhooks`],
+    /// [`Self::claim_webhook`], [`Self::send_webhook`]) and caps each merchant's share.
     pub async fn deliver_due_webhooks(&self, limit: u64) -> ServiceResult<usize> {
-        // As the scheduler: with this host's clock off the database's, a delivery whose lease
-        // another instance holds could look expired and be sent twice.
+        // The claim refuses while the clock is off; this only spares the listing.
         if self.clock_is_skewed() {
             return Ok(0);
         }
-        let ids = store::due_deliveries(&self.db.read, self.clock.unix(), limit).await?;
+        let due = self.due_webhooks(limit, &[]).await?;
         let mut running = tokio::task::JoinSet::new();
         let mut attempted = 0;
-        for id in ids {
+        for d in due {
             while running.len() >= PARALLEL_DELIVERIES {
                 attempted += joined(running.join_next().await);
             }
             let gateway = self.clone();
-            running.spawn(async move { gateway.deliver_one(id).await });
+            running.spawn(async move { gateway.deliver_one(d.id).await });
         }
         while let Some(done) = running.join_next().await {
             attempted += joined(Some(done));
@@ -435,13 +445,49 @@ impl Gateway {
         Ok(attempted)
     }
 
+    /// Up to `limit` due deliveries, oldest due first, none of `except_merchants`' (see
+    /// `store::webhooks::due_deliveries`). Listing claims nothing: another instance may take
+    /// any of them first.
+    pub async fn due_webhooks(
+        &self,
+        limit: u64,
+        except_merchants: &[i64],
+    ) -> ServiceResult<Vec<DueDelivery>> {
+        Ok(
+            store::due_deliveries(&self.db.read, self.clock.unix(), limit, except_merchants)
+                .await?,
+        )
+    }
+
     /// Claims and POSTs one delivery. Ok(false) when another worker holds it or it is not due.
     pub async fn deliver_one(&self, id: i64) -> ServiceResult<bool> {
+        let Some(claim) = self.claim_webhook(id).await? else {
+            return Ok(false);
+        };
+        self.send_webhook(claim).await?;
+        Ok(true)
+    }
+
+    /// Takes the lease on a due delivery for `LEASE_SECS`; None when another worker holds it,
+    /// it is no longer due, or this host's clock is off the database's. Every path that POSTs a
+    /// webhook claims it here.
+    pub async fn claim_webhook(&self, id: i64) -> ServiceResult<Option<ClaimedWebhook>> {
+        // As the scheduler: with this host's clock off the database's, a delivery whose lease
+        // another instance holds could look expired and be sent twice.
+        if self.clock_is_skewed() {
+            return Ok(None);
+        }
         let now = self.clock.unix();
         let lease = now + LEASE_SECS;
         if !store::claim_delivery(&self.db.write, id, now, lease).await? {
-            return Ok(false);
+            return Ok(None);
         }
+        Ok(Some(ClaimedWebhook { id, lease }))
+    }
+
+    /// POSTs a claimed delivery and records the attempt, while the claim's lease still holds.
+    pub async fn send_webhook(&self, claim: ClaimedWebhook) -> ServiceResult<()> {
+        let ClaimedWebhook { id, lease } = claim;
         let delivery = store::delivery_by_id(&self.db.write, id)
             .await?
             .ok_or_else(|| ServiceError::Internal("webhook delivery vanished".into()))?;
@@ -515,7 +561,7 @@ impl Gateway {
                 "webhook lease expired during the attempt"
             );
         }
-        Ok(true)
+        Ok(())
     }
 
     /// One POST. Err only when the request could not even be built (bad secret, bad body).

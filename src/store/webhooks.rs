@@ -21,24 +21,45 @@ pub async fn delivery_by_id(
     webhook_delivery::Entity::find_by_id(id).one(db).await
 }
 
-/// Ids of pending deliveries whose next attempt is due and that no worker holds.
+/// A pending delivery whose next attempt is due and that no worker holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DueDelivery {
+    pub id: i64,
+    /// Known before the claim, so a worker can keep to its per-merchant cap without taking a
+    /// lease it would not use.
+    pub merchant_id: i64,
+}
+
+/// Due deliveries, oldest due first, leaving out those of `except_merchants`: a worker names the
+/// merchants already at its cap, so a merchant with a long queue cannot fill the list with rows
+/// the worker would only skip while everyone else's wait behind them.
 pub async fn due_deliveries(
     db: &impl ConnectionTrait,
     now: i64,
     limit: u64,
-) -> Result<Vec<i64>, DbErr> {
-    webhook_delivery::Entity::find()
+    except_merchants: &[i64],
+) -> Result<Vec<DueDelivery>, DbErr> {
+    let mut due = webhook_delivery::Entity::find()
         .select_only()
         .column(webhook_delivery::Column::Id)
+        .column(webhook_delivery::Column::MerchantId)
         .filter(webhook_delivery::Column::State.eq("pending"))
         .filter(webhook_delivery::Column::NextAttemptAt.lte(now))
-        .filter(webhook_delivery::Column::LeaseUntil.lt(now))
+        .filter(webhook_delivery::Column::LeaseUntil.lt(now));
+    if !except_merchants.is_empty() {
+        due = due.filter(webhook_delivery::Column::MerchantId.is_not_in(except_merchants.to_vec()));
+    }
+    let rows: Vec<(i64, i64)> = due
         .order_by_asc(webhook_delivery::Column::NextAttemptAt)
         .order_by_asc(webhook_delivery::Column::Id)
         .limit(limit)
-        .into_tuple::<i64>()
+        .into_tuple()
         .all(db)
-        .await
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(id, merchant_id)| DueDelivery { id, merchant_id })
+        .collect())
 }
 
 /// Takes the lease on a due delivery: a conditional UPDATE, so across any number of instances

@@ -2,7 +2,7 @@
 #![allow(dead_code)]
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
@@ -582,6 +582,40 @@ impl Receiver {
 
     pub fn requests(&self) -> Vec<Received> {
         self.state.lock().unwrap().requests.clone()
+    }
+}
+
+/// A webhook receiver that accepts connections and never answers (a "tarpit"): every POST to it
+/// holds its connection until the gateway's 30 s timeout. It counts the connections it accepted,
+/// which are the POSTs in flight to it while that timeout has not run out.
+pub struct Tarpit {
+    base: String,
+    accepted: Arc<AtomicUsize>,
+}
+
+impl Tarpit {
+    pub async fn start() -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let counter = accepted.clone();
+        tokio::spawn(async move {
+            // Held, never read and never closed, until the test ends.
+            let mut held = Vec::new();
+            while let Ok((stream, _)) = listener.accept().await {
+                counter.fetch_add(1, Ordering::SeqCst);
+                held.push(stream);
+            }
+        });
+        Self { base, accepted }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    pub fn accepted(&self) -> usize {
+        self.accepted.load(Ordering::SeqCst)
     }
 }
 

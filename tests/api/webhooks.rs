@@ -8,8 +8,11 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 use sha2::Sha256;
 
+use openport::jobs::webhooks::MERCHANT_IN_FLIGHT;
+
 use crate::helpers::{
-    future_expiry, spawn_app, spawn_app_with, test_cards, Received, Receiver, TestApp, ADMIN_TOKEN,
+    future_expiry, spawn_app, spawn_app_with, test_cards, Received, Receiver, Tarpit, TestApp,
+    ADMIN_TOKEN,
 };
 
 fn demo_merchant_id(app: &TestApp) -> i64 {
@@ -947,4 +950,155 @@ async fn more_than_ten_notice_urls_or_an_overlong_one_are_refused_from_rest_and_
     // Ten are taken.
     let ten: Vec<String> = (0..10).map(|i| format!("https://hook.test/{i}")).collect();
     paid_payment(&app, &token, "ten-hooks", json!(ten)).await;
+}
+
+/// Polls `done` every 20 ms for up to 15 s: half the 30 s a POST to a tarpit takes to time out,
+/// so an outcome that waits for those POSTs misses the deadline.
+async fn within_fifteen_seconds(what: &str, mut done: impl AsyncFnMut() -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while !done().await {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not within 15 s: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// An app running its own webhook worker (every 50 ms) with `n` webhooks of the demo merchant
+/// due to a tarpit; returns once the worker's POSTs have reached the tarpit.
+async fn merchant_behind_a_tarpit(n: usize) -> (TestApp, Tarpit) {
+    let app = spawn_app_with(|c| c.resolver.interval_ms = 50).await;
+    let token = app.token().await;
+    // Paid before the merchant has a URL: the payment itself announces nothing.
+    let imp_uid = paid_payment(&app, &token, "wh-tarpit", Value::Null).await;
+    let tarpit = Tarpit::start().await;
+    let (status, body) = configure(&app, json!({"url": tarpit.url("/hook")})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    for i in 0..n {
+        enqueue(&app, &imp_uid, "cancelled", Some(&format!("c{i}"))).await;
+    }
+    within_fifteen_seconds("the worker's POSTs reach the tarpit", async || {
+        tarpit.accepted() >= MERCHANT_IN_FLIGHT
+    })
+    .await;
+    (app, tarpit)
+}
+
+/// A paid payment of a second merchant with a `notice_url` to `receiver`: its `paid` webhook is
+/// due after every webhook queued before it. Returns its imp_uid.
+async fn another_merchants_payment(app: &TestApp, receiver: &Receiver) -> String {
+    let (key, secret) = app.second_merchant().await;
+    let token = app.token_for(&key, &secret).await;
+    let (status, res) = app
+        .post(
+            "/subscribe/payments/onetime",
+            Some(&token),
+            json!({"merchant_uid": "wh-other-shop", "amount": 1000,
+                   "card_number": test_cards::SHINHAN_CREDIT, "expiry": future_expiry(),
+                   "birth": "800101", "pwd_2digit": "00", "name": "다른 가맹점",
+                   "notice_url": receiver.url("/other")}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{res}");
+    assert_eq!(res["response"]["status"], "paid", "{res}");
+    res["response"]["imp_uid"].as_str().unwrap().to_string()
+}
+
+/// Waits until the worker has delivered the webhook of `imp_uid`.
+async fn until_delivered(app: &TestApp, imp_uid: &str) {
+    within_fifteen_seconds("the other merchant's webhook is delivered", async || {
+        history(app, &format!("?imp_uid={imp_uid}"))
+            .await
+            .first()
+            .is_some_and(|d| d["state"] == "delivered")
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_merchant_whose_receiver_never_answers_does_not_hold_up_another_merchants_webhooks() {
+    let (app, _tarpit) = merchant_behind_a_tarpit(20).await;
+    let receiver = Receiver::start().await;
+
+    let imp_uid = another_merchants_payment(&app, &receiver).await;
+    until_delivered(&app, &imp_uid).await;
+
+    let got = receiver.requests();
+    assert_eq!(got.len(), 1);
+    assert_eq!(json_body(&got[0])["imp_uid"], imp_uid.as_str());
+    // Meanwhile none of the tarpit's POSTs has ended: every one of its deliveries is still
+    // pending without a recorded attempt.
+    let tarpitted = history(&app, &format!("?merchant_id={}", demo_merchant_id(&app))).await;
+    assert_eq!(tarpitted.len(), 20);
+    for d in &tarpitted {
+        assert_eq!(
+            (&d["state"], &d["attempt_count"]),
+            (&json!("pending"), &json!(0)),
+            "{d}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_merchant_whose_receiver_never_answers_gets_no_more_posts_in_flight_than_its_cap() {
+    use openport::store::entity::webhook_delivery;
+    use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
+
+    let (app, tarpit) = merchant_behind_a_tarpit(20).await;
+    // The other merchant's webhook, due after all 20, is delivered: the worker listed due rows
+    // after reaching the cap, with the tarpit's first in that order, and took none of them.
+    let receiver = Receiver::start().await;
+    let imp_uid = another_merchants_payment(&app, &receiver).await;
+    until_delivered(&app, &imp_uid).await;
+
+    assert_eq!(tarpit.accepted(), MERCHANT_IN_FLIGHT, "POSTs to the tarpit");
+    let db = &app.app.gateway.db;
+    let leased = webhook_delivery::Entity::find()
+        .filter(webhook_delivery::Column::MerchantId.eq(demo_merchant_id(&app)))
+        .filter(webhook_delivery::Column::LeaseUntil.gt(0))
+        .count(&db.read)
+        .await
+        .unwrap();
+    assert_eq!(
+        leased, MERCHANT_IN_FLIGHT as u64,
+        "only the rows in flight are claimed; the rest stay free for any instance"
+    );
+}
+
+#[tokio::test]
+async fn a_shutdown_gives_webhook_posts_in_flight_a_short_grace_and_leaves_unanswered_ones_to_their_lease(
+) {
+    use openport::store::entity::webhook_delivery;
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+
+    let (app, tarpit) = merchant_behind_a_tarpit(20).await;
+    let gateway = app.app.gateway.clone();
+    let merchant_id = demo_merchant_id(&app);
+    let TestApp { app: running, .. } = app;
+
+    tokio::time::timeout(Duration::from_secs(15), running.shutdown())
+        .await
+        .expect("the stop does not wait out the receiver's 30 s timeout");
+
+    let rows = webhook_delivery::Entity::find()
+        .filter(webhook_delivery::Column::MerchantId.eq(merchant_id))
+        .all(&gateway.db.read)
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 20);
+    assert!(
+        rows.iter().all(|d| d.state == "pending" && d.attempts == 0),
+        "the dropped POSTs recorded nothing: {rows:?}"
+    );
+    let leased = rows.iter().filter(|d| d.lease_until > 0).count();
+    assert_eq!(
+        leased, MERCHANT_IN_FLIGHT,
+        "the dropped POSTs keep their lease until it expires, then any instance sends them again"
+    );
+    assert_eq!(
+        tarpit.accepted(),
+        MERCHANT_IN_FLIGHT,
+        "nothing claimed after the stop"
+    );
 }
