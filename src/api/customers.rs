@@ -128,7 +128,7 @@ pub(crate) fn parse_customer(
     }))
 }
 
-fn valid_uid(uid: &str) -> ApiResult<()> {
+pub(super) fn valid_uid(uid: &str) -> ApiResult<()> {
     if uid.trim().is_empty() || uid.chars().count() > 80 {
         return Err(ApiError::bad_request("customer_uid는 1~80자여야 합니다."));
     }

@@ -184,6 +184,8 @@ pub async fn schedule(
     Body(req): Body<ScheduleRequest>,
 ) -> ApiResult<Envelope<Vec<ScheduleAnnotation>>> {
     let uid = customer_uid(req.customer_uid)?;
+    // It may register a billing key under this customer_uid: the rule of `POST /subscribe/customers`.
+    super::customers::valid_uid(&uid)?;
     let card = parse_customer(&uid, req.card, kst_today(&s))?;
     // Not made: KCP checks the card when it issues the key (docs/api.md).
     let _ = req.checking_amount;

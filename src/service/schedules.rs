@@ -66,6 +66,26 @@ impl Gateway {
                 )));
             }
         }
+        // Everything that refuses the request is checked before a billing key may be issued at
+        // KCP for it: a refused request writes nothing. The transaction below checks again (a
+        // concurrent request may take a merchant_uid meanwhile; then only the key stays, which
+        // this request's card data asked for).
+        let mut named = std::collections::HashSet::new();
+        for it in &items {
+            let uid = it.order.merchant_uid.as_str();
+            if !named.insert(uid)
+                || billing::schedule_by_uid(&self.db.read, m.id, uid)
+                    .await?
+                    .is_some()
+            {
+                return Err(ServiceError::Refused(format!(
+                    "이미 예약된 merchant_uid입니다. ({uid})"
+                )));
+            }
+            if let Some(live) = payments::live_by_merchant_uid(&self.db.read, m.id, uid).await? {
+                return Err(taken_by(uid, &live.imp_uid));
+            }
+        }
         let key = match billing::active_key(&self.db.read, m.id, customer_uid).await? {
             Some(key) => key,
             None => match card {
@@ -85,10 +105,7 @@ impl Gateway {
             // A merchant_uid that already has a payment cannot be charged again: scheduling it
             // would only record a refusal later (and never adopt that other payment).
             if let Some(live) = payments::live_by_merchant_uid(&txn, m.id, &o.merchant_uid).await? {
-                return Err(ServiceError::Refused(format!(
-                    "이미 결제가 진행되었거나 완료된 merchant_uid입니다. ({}, imp_uid: {})",
-                    o.merchant_uid, live.imp_uid
-                )));
+                return Err(taken_by(&o.merchant_uid, &live.imp_uid));
             }
             let row = schedule::ActiveModel {
                 merchant_id: Set(m.id),
@@ -606,6 +623,13 @@ fn recorded(claim: HeldSchedule, p: &payment::Model, executed_at: i64) -> Finish
             .flatten(),
         executed_at,
     }
+}
+
+/// A merchant_uid that already has a payment cannot be scheduled: it could only be refused later.
+fn taken_by(merchant_uid: &str, imp_uid: &str) -> ServiceError {
+    ServiceError::Refused(format!(
+        "이미 결제가 진행되었거나 완료된 merchant_uid입니다. ({merchant_uid}, imp_uid: {imp_uid})"
+    ))
 }
 
 /// The outcome of a run that failed before a charge could be opened.

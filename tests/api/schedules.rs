@@ -128,6 +128,62 @@ async fn card_data_in_a_schedule_request_issues_the_billing_key_first() {
 }
 
 #[tokio::test]
+async fn a_schedule_request_refused_for_its_merchant_uids_issues_no_billing_key() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    app.paid(&token, "taken", 1000).await;
+    schedule(&app, &token, json!({"customer_uid": "other", "card_number": test_cards::SAMSUNG_CHECK,
+        "expiry": future_expiry(), "schedules": [{"merchant_uid": "scheduled", "schedule_at": now() + 60, "amount": 1000}]})).await;
+    let keys_before = app.sandbox.batch_keys().len();
+    for (i, uids) in [
+        ["twice", "twice"],
+        ["fresh", "taken"],
+        ["scheduled", "fresh"],
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let customer = format!("new-{i}");
+        let body = schedule(
+            &app,
+            &token,
+            json!({"customer_uid": customer, "card_number": test_cards::SAMSUNG_CHECK,
+            "expiry": future_expiry(), "schedules": [
+                {"merchant_uid": uids[0], "schedule_at": now() + 60, "amount": 1000},
+                {"merchant_uid": uids[1], "schedule_at": now() + 120, "amount": 1000}]}),
+        )
+        .await;
+        assert_eq!(body["code"], 1, "{uids:?}: {body}");
+        let (_, c) = app
+            .get(&format!("/subscribe/customers/{customer}"), Some(&token))
+            .await;
+        assert_eq!(c["code"], 1, "no key stored for {uids:?}: {c}");
+        let (status, _) = app
+            .get("/subscribe/payments/schedule/fresh", Some(&token))
+            .await;
+        assert_eq!(status, reqwest::StatusCode::NOT_FOUND);
+    }
+    assert_eq!(
+        app.sandbox.batch_keys().len(),
+        keys_before,
+        "none issued at KCP"
+    );
+
+    // A customer_uid the billing-key API refuses is refused here too, before KCP.
+    let (status, body) = app
+        .post(
+            "/subscribe/payments/schedule",
+            Some(&token),
+            json!({"customer_uid": "c".repeat(81),
+            "card_number": test_cards::SAMSUNG_CHECK, "expiry": future_expiry(),
+            "schedules": [{"merchant_uid": "long", "schedule_at": now() + 60, "amount": 1000}]}),
+        )
+        .await;
+    assert_eq!(status, reqwest::StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(app.sandbox.batch_keys().len(), keys_before);
+}
+
+#[tokio::test]
 async fn one_bad_item_refuses_the_whole_request() {
     let app = spawn_app().await;
     let token = app.token().await;
