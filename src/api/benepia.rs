@@ -16,6 +16,7 @@ use super::extract::{de, Body, MerchantCaller};
 use super::order::{order, OrderFields};
 use super::payment_json::PaymentAnnotation;
 use crate::app::AppState;
+use crate::domain::text::{is_sendable_credential, POINT_FIELD_MAX};
 use crate::pg::PointAccount;
 use crate::service::benepia::PointPaymentCommand;
 use crate::service::ServiceError;
@@ -71,16 +72,28 @@ fn required(v: Option<String>, name: &str) -> ApiResult<String> {
         .ok_or_else(|| ApiError::bad_request(format!("{name} 파라메터가 누락되었습니다.")))
 }
 
-/// The three credentials, all required. Values are never quoted in a message.
+/// The three credentials, all required, and each one KCP can be sent as it is
+/// (`domain::text::is_sendable_credential`): refused here with HTTP 400, before anything is
+/// written, rather than by the connector after the payment is recorded. Values are never quoted
+/// in a message.
 fn account(
     user: Option<String>,
     password: Option<String>,
     member_code: Option<String>,
 ) -> ApiResult<PointAccount> {
+    let field = |v: Option<String>, name: &str| {
+        let v = required(v, name)?;
+        if !is_sendable_credential(&v) {
+            return Err(ApiError::bad_request(format!(
+                "{name}는 {POINT_FIELD_MAX}바이트 이하여야 하며 앞뒤 공백이나 , & ; \\ | ' \" < > 문자를 포함할 수 없습니다."
+            )));
+        }
+        Ok(v)
+    };
     Ok(PointAccount {
-        id: required(user, "benepia_user")?,
-        password: required(password, "benepia_password")?,
-        member_company: required(member_code, "benepia_member_code")?,
+        id: field(user, "benepia_user")?,
+        password: field(password, "benepia_password")?,
+        member_company: field(member_code, "benepia_member_code")?,
     })
 }
 

@@ -9,6 +9,17 @@ pub fn is_forbidden(c: char) -> bool {
     ) || c.is_control()
 }
 
+/// The longest Benepia account id, password or member code openport sends KCP (`pt_idno`,
+/// `pt_pwd`, `pt_memcorp_cd`; KCP publishes no length, spec §2.8).
+pub const POINT_FIELD_MAX: usize = 64;
+
+/// Whether a Benepia credential can go to KCP as it is: non-empty, at most [`POINT_FIELD_MAX`]
+/// bytes, no white space at its ends, no character KCP forbids. Never altered instead: a sanitized
+/// password would just be a wrong one.
+pub fn is_sendable_credential(v: &str) -> bool {
+    !v.is_empty() && v.len() <= POINT_FIELD_MAX && v.trim() == v && !v.chars().any(is_forbidden)
+}
+
 /// Characters no request value may hold: U+0000, which PostgreSQL cannot store in text (SQLSTATE
 /// 22021: a 500 instead of an answer), and the other C0 controls, which no iamport field has a use
 /// for. Tab, CR and LF stay: addresses and product names are pasted with them.

@@ -141,6 +141,35 @@ async fn missing_benepia_fields_are_400_with_code_minus_1_naming_the_field() {
 }
 
 #[tokio::test]
+async fn credentials_kcp_cannot_take_are_400_before_anything_is_written() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let long = "p".repeat(65);
+    for (user, password) in [
+        (BENEPIA_01.id, "pa,ss-no-echo"),
+        (BENEPIA_01.id, long.as_str()),
+        ("bene'pia", BENEPIA_01.password),
+        (" benepia01", BENEPIA_01.password),
+    ] {
+        let (status, body) = pay_points(&app, &token, "bp-bad", 1000, user, password).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{user}: {body}");
+        assert_eq!(body["code"], -1);
+        assert!(!body.to_string().contains("pa,ss-no-echo"));
+        let (status, body) = app
+            .post(
+                "/benepia/point",
+                Some(&token),
+                json!({"benepia_user": user, "benepia_password": password, "benepia_member_code": "BENE01"}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{user}: {body}");
+    }
+    let (status, _) = app.get("/payments/find/bp-bad", Some(&token)).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "no failed payment recorded");
+    assert!(app.sandbox.ledger().is_empty());
+}
+
+#[tokio::test]
 async fn a_point_payment_is_paid_as_point_and_debits_the_account() {
     let app = spawn_app().await;
     let token = app.token().await;

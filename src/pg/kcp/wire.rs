@@ -88,8 +88,6 @@ const MAX_AMOUNT: Won = 999_999_999_999;
 /// Not in spec §6; generous bounds for identifiers KCP issues (batch keys are 16 characters, group
 /// ids 12), so a malformed value is refused locally instead of breaking KCP's parser.
 const KCP_ID_MAX: usize = 64;
-/// Point account fields: no length is published; only what would break KCP's parser is refused.
-const POINT_FIELD_MAX: usize = 64;
 
 /// A string KCP must receive but nobody may read in logs: serialized as-is, `Debug` redacted,
 /// zeroed when dropped.
@@ -814,9 +812,7 @@ fn kcp_id(value: &str, what: &str) -> Result<String, PgError> {
 /// published, so only what KCP forbids (§6) or an empty / oversized value is refused, and never
 /// altered: a sanitized password would just be a wrong one. Errors never quote the values.
 fn point_account(account: &PointAccount) -> Result<(Sensitive, Sensitive, String), PgError> {
-    let usable = |v: &str| {
-        !v.is_empty() && v.len() <= POINT_FIELD_MAX && v.trim() == v && !v.chars().any(is_forbidden)
-    };
+    let usable = crate::domain::text::is_sendable_credential;
     if !usable(&account.id) || !usable(&account.password) {
         return Err(invalid_request(
             "point account id and password must be non-empty, at most 64 bytes, without spaces at the ends or , & ; \\ | ' \" < >",
