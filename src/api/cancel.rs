@@ -19,8 +19,9 @@ pub struct CancelRequest {
     pub imp_uid: Option<String>,
     #[serde(default, deserialize_with = "de::opt_string")]
     pub merchant_uid: Option<String>,
-    /// The amount to cancel; absent (or null) for all that is left.
-    #[serde(default, deserialize_with = "de::opt_i64")]
+    /// The amount to cancel; absent (or null) for all that is left. A blank string is refused
+    /// (HTTP 400), never taken for "all".
+    #[serde(default, deserialize_with = "de::opt_i64_not_blank")]
     #[schema(value_type = Option<i64>, minimum = 0)]
     pub amount: Option<i64>,
     /// 0 or absent: openport does not make mixed-tax (KCP `TG03`) cancels (HTTP 400 otherwise).
@@ -31,7 +32,8 @@ pub struct CancelRequest {
     #[serde(default, deserialize_with = "de::opt_i64")]
     #[schema(value_type = Option<i64>, minimum = 0)]
     pub vat_amount: Option<i64>,
-    #[serde(default, deserialize_with = "de::opt_i64")]
+    /// Absent (or null): not compared. A blank string is refused (HTTP 400).
+    #[serde(default, deserialize_with = "de::opt_i64_not_blank")]
     #[schema(value_type = Option<i64>)]
     pub checksum: Option<i64>,
     #[serde(default, deserialize_with = "de::opt_string")]

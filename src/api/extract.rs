@@ -217,7 +217,7 @@ const FORM_DEPTH: usize = 5;
 /// too deep, or is used both as a value and as a container.
 fn form_json(body: &[u8]) -> Option<serde_json::Value> {
     let mut root = serde_json::Map::new();
-    for (key, value) in form_urlencoded::parse(body) {
+    for (key, value) in form_pairs(body)? {
         let path: Vec<&str> = match key.split_once('[') {
             None => vec![&key],
             Some((name, rest)) => std::iter::once(name)
@@ -227,13 +227,36 @@ fn form_json(body: &[u8]) -> Option<serde_json::Value> {
         if path.len() > FORM_DEPTH || path[0].is_empty() {
             return None;
         }
-        insert_form_value(&mut root, &path, value.into_owned())?;
+        insert_form_value(&mut root, &path, value)?;
     }
     Some(serde_json::Value::Object(
         root.into_iter()
             .map(|(k, v)| (k, numbered_to_list(v)))
             .collect(),
     ))
+}
+
+/// The decoded `key=value` pairs of a form, or None when one is not UTF-8 once decoded.
+/// `form_urlencoded::parse` would put U+FFFD in its place, and that text would be stored and sent
+/// to KCP as if the client had sent it (a JSON body with such bytes is refused).
+fn form_pairs(body: &[u8]) -> Option<Vec<(String, String)>> {
+    let decode = |part: &[u8]| {
+        let spaced: Vec<u8> = part
+            .iter()
+            .map(|b| if *b == b'+' { b' ' } else { *b })
+            .collect();
+        String::from_utf8(percent_encoding::percent_decode(&spaced).collect()).ok()
+    };
+    body.split(|b| *b == b'&')
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| {
+            let (key, value) = match pair.iter().position(|b| *b == b'=') {
+                Some(i) => (&pair[..i], &pair[i + 1..]),
+                None => (pair, &pair[pair.len()..]),
+            };
+            Some((decode(key)?, decode(value)?))
+        })
+        .collect()
 }
 
 fn insert_form_value(
@@ -420,52 +443,72 @@ pub mod de {
     }
 
     /// An integer given as a number or a numeric string. Fractions are refused: money is integral.
+    /// A blank string is absent (an empty form field, `amount=`).
     pub fn opt_i64<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = Option<i64>;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("an integer")
-            }
-            fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
-                Ok(None)
-            }
-            fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
-                Ok(None)
-            }
-            fn visit_some<D2: Deserializer<'de>>(self, d: D2) -> Result<Self::Value, D2::Error> {
-                d.deserialize_any(self)
-            }
-            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
-                Ok(Some(v))
-            }
-            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
-                i64::try_from(v)
-                    .map(Some)
-                    .map_err(|_| E::custom("too large"))
-            }
-            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
-                if v.fract() == 0.0 && v.abs() < 9.0e15 {
-                    Ok(Some(v as i64))
-                } else {
-                    Err(E::custom("not an integer"))
-                }
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
-                let t = v.trim();
-                if t.is_empty() {
-                    return Ok(None);
-                }
-                if let Ok(n) = t.parse::<i64>() {
-                    return Ok(Some(n));
-                }
-                match t.parse::<f64>() {
-                    Ok(f) if f.fract() == 0.0 && f.abs() < 9.0e15 => Ok(Some(f as i64)),
-                    _ => Err(E::custom("not an integer")),
-                }
+        d.deserialize_option(I64 {
+            blank_is_absent: true,
+        })
+    }
+
+    /// [`opt_i64`] for a value whose absence does something of its own: a cancel's `amount` (absent:
+    /// everything left is refunded) and `checksum` (absent: not compared). A blank string there is
+    /// a client's bug (an unset variable), not a request for that, so it is refused.
+    pub fn opt_i64_not_blank<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+        d.deserialize_option(I64 {
+            blank_is_absent: false,
+        })
+    }
+
+    struct I64 {
+        blank_is_absent: bool,
+    }
+
+    impl<'de> Visitor<'de> for I64 {
+        type Value = Option<i64>;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("an integer")
+        }
+        fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_some<D2: Deserializer<'de>>(self, d: D2) -> Result<Self::Value, D2::Error> {
+            d.deserialize_any(self)
+        }
+        fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
+            Ok(Some(v))
+        }
+        fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
+            i64::try_from(v)
+                .map(Some)
+                .map_err(|_| E::custom("too large"))
+        }
+        fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
+            if v.fract() == 0.0 && v.abs() < 9.0e15 {
+                Ok(Some(v as i64))
+            } else {
+                Err(E::custom("not an integer"))
             }
         }
-        d.deserialize_option(V)
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+            let t = v.trim();
+            if t.is_empty() {
+                return if self.blank_is_absent {
+                    Ok(None)
+                } else {
+                    Err(E::custom("blank"))
+                };
+            }
+            if let Ok(n) = t.parse::<i64>() {
+                return Ok(Some(n));
+            }
+            match t.parse::<f64>() {
+                Ok(f) if f.fract() == 0.0 && f.abs() < 9.0e15 => Ok(Some(f as i64)),
+                _ => Err(E::custom("not an integer")),
+            }
+        }
     }
 
     pub fn opt_bool<'de, D: Deserializer<'de>>(d: D) -> Result<Option<bool>, D::Error> {
@@ -566,5 +609,16 @@ mod tests {
         assert_eq!(form_json(b"[x]=1"), None);
         assert_eq!(form_json(b"a[1][2][3][4][5]=1"), None);
         assert_eq!(form_json(b""), Some(json!({})));
+    }
+
+    #[test]
+    fn a_form_value_that_is_not_utf8_once_decoded_is_refused_not_replaced() {
+        assert_eq!(form_json(b"merchant_uid=x%FF%FE&amount=1000"), None);
+        assert_eq!(form_json(b"name=%C3%28"), None);
+        assert_eq!(form_json(b"%FF=1"), None);
+        assert_eq!(
+            form_json("name=%EC%83%81%ED%92%88+A&x&y=".as_bytes()),
+            Some(json!({"name": "상품 A", "x": "", "y": ""}))
+        );
     }
 }

@@ -58,10 +58,16 @@ impl Gateway {
         m: &merchant::Model,
         cmd: VbankCommand,
     ) -> ServiceResult<PaymentRecord> {
+        // KCP takes the deadline as `yyyyMMddHHmmss` in KST (`va_date`): a year past 9999 has
+        // no such form, and would be refused by KCP after the payment is recorded.
+        let kst = chrono::FixedOffset::east_opt(9 * 3600).expect("KST");
         let due = DateTime::<Utc>::from_timestamp(cmd.due, 0)
             .filter(|due| due.timestamp() > self.clock.unix())
+            .filter(|due| chrono::Datelike::year(&due.with_timezone(&kst)) <= 9999)
             .ok_or_else(|| {
-                ServiceError::BadRequest("vbank_due는 현재 이후의 Unix 시각이어야 합니다.".into())
+                ServiceError::BadRequest(
+                    "vbank_due는 현재 이후, 9999-12-31 이전의 Unix 시각이어야 합니다.".into(),
+                )
             })?;
         let holder = cmd
             .holder

@@ -120,6 +120,44 @@ async fn a_checksum_mismatch_or_an_amount_over_the_balance_changes_nothing() {
 }
 
 #[tokio::test]
+async fn a_blank_amount_or_checksum_is_refused_never_taken_for_a_full_cancel() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let p = app.paid(&token, "cx-blank", 5000).await;
+    let imp_uid = p["imp_uid"].as_str().unwrap();
+    for body in [
+        json!({"imp_uid": imp_uid, "amount": " "}),
+        json!({"imp_uid": imp_uid, "amount": ""}),
+        json!({"imp_uid": imp_uid, "checksum": ""}),
+    ] {
+        let (status, answer) = app
+            .post("/payments/cancel", Some(&token), body.clone())
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}: {answer}");
+        assert_eq!(answer["code"], -1);
+    }
+    let form = app
+        .http
+        .post(app.url("/payments/cancel"))
+        .header("Authorization", &token)
+        .form(&[("imp_uid", imp_uid), ("amount", "")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(TestApp::read(form).await.0, StatusCode::BAD_REQUEST);
+    assert!(app.sandbox.ledger()[0].cancels.is_empty());
+    // null (and absence) still mean "all that is left".
+    let (_, body) = app
+        .post(
+            "/payments/cancel",
+            Some(&token),
+            json!({"imp_uid": imp_uid, "amount": null, "checksum": null}),
+        )
+        .await;
+    assert_eq!(body["response"]["cancel_amount"], 5000, "{body}");
+}
+
+#[tokio::test]
 async fn imp_uid_wins_over_merchant_uid_and_unknown_payments_are_code_1() {
     let app = spawn_app().await;
     let token = app.token().await;

@@ -400,6 +400,10 @@ async fn invalid_requests_are_400s_that_write_nothing_and_call_no_kcp() {
             "a vbank_due out of range",
             with("vbank_due", json!(i64::MAX)),
         ),
+        (
+            "a vbank_due in the year 10000 (KST)",
+            with("vbank_due", json!(253_402_268_400i64)),
+        ),
         ("a fractional amount", with("amount", json!(1000.5))),
         ("a text amount", with("amount", json!("천원"))),
         ("a zero amount", with("amount", json!(0))),
