@@ -1,6 +1,7 @@
 //! `POST|PUT|GET /escrows/logis/{imp_uid}` (spec/iamport-v1.md §4.6).
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use chrono::{DateTime, Datelike, NaiveDate, Utc};
 use serde::Deserialize;
 use utoipa::ToSchema;
 
@@ -9,7 +10,8 @@ use super::envelope::{ok, Envelope};
 use super::error::{ApiError, ApiResult};
 use super::extract::{de, Body, MerchantCaller};
 use crate::app::AppState;
-use crate::domain::escrow::{Delivery, Waybill};
+use crate::domain::escrow::{invoice_is_sendable, Delivery, Waybill, DELIVERY_FIELD_MAX};
+use crate::domain::text::is_forbidden;
 use crate::service::escrow::{EscrowRefusal, Logis};
 
 #[derive(Deserialize, ToSchema, Default)]
@@ -70,21 +72,47 @@ fn refusal(e: EscrowRefusal) -> ApiError {
     }
 }
 
+/// The delivery of a POST or a PUT, with the same rules for both: what KCP's shipping start
+/// cannot take as it is (`domain::escrow::invoice_is_sendable`, a carrier with a character KCP
+/// forbids) is HTTP 400 here, before anything is recorded or sent, and a PUT cannot store what a
+/// POST would refuse.
 fn parse(req: LogisRequest) -> ApiResult<Delivery> {
     let l = req
         .logis
         .ok_or_else(|| ApiError::bad_request("logis 파라메터가 누락되었습니다."))?;
     let company = l
         .company
-        .filter(|s| !s.is_empty())
+        .filter(|s| !s.trim().is_empty())
         .ok_or_else(|| ApiError::bad_request("logis.company 파라메터가 누락되었습니다."))?;
+    if company.chars().count() > DELIVERY_FIELD_MAX || company.chars().any(is_forbidden) {
+        return Err(ApiError::bad_request(format!(
+            "logis.company는 {DELIVERY_FIELD_MAX}자 이하이며 , & ; \\ | ' \" < > 문자를 포함할 수 없습니다."
+        )));
+    }
     let invoice = l
         .invoice
-        .filter(|s| !s.is_empty())
+        .filter(|s| !s.trim().is_empty())
         .ok_or_else(|| ApiError::bad_request("logis.invoice 파라메터가 누락되었습니다."))?;
+    if !invoice_is_sendable(&invoice) {
+        return Err(ApiError::bad_request(format!(
+            "logis.invoice는 {DELIVERY_FIELD_MAX}바이트 이하이며 , & ; \\ | ' \" < > 문자를 포함할 수 없습니다."
+        )));
+    }
     let sent_at = l
         .sent_at
         .ok_or_else(|| ApiError::bad_request("logis.sent_at 파라메터가 누락되었습니다."))?;
+    if DateTime::<Utc>::from_timestamp(sent_at, 0).is_none_or(|t| t.year() > 9999) || sent_at <= 0 {
+        return Err(ApiError::bad_request(
+            "logis.sent_at은 발송일시(Unix 시각, 초)여야 합니다.",
+        ));
+    }
+    if let Some(day) = l.receiving_at.as_deref().filter(|d| !d.is_empty()) {
+        if day.len() != 8 || NaiveDate::parse_from_str(day, "%Y%m%d").is_err() {
+            return Err(ApiError::bad_request(
+                "logis.receiving_at은 YYYYMMDD 형식의 날짜여야 합니다.",
+            ));
+        }
+    }
     let _ = (req.sender, req.receiver, req.products);
     Ok(Delivery {
         waybill: Waybill {

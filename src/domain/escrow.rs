@@ -7,6 +7,19 @@
 //! was lost leaves openport not knowing whether KCP holds it; the states below record exactly how
 //! much openport knows, so it never claims more than that (docs/kcp.md §9.4).
 
+/// No length is published for KCP's `deli_numb` / `deli_corp` (spec §2.11); a generous bound
+/// that keeps a pasted paragraph from reaching KCP.
+pub const DELIVERY_FIELD_MAX: usize = 100;
+
+/// Whether a waybill number can go to KCP (`deli_numb`): it is only useful verbatim, so it must
+/// be 1–[`DELIVERY_FIELD_MAX`] bytes without a character KCP forbids (spec §6), never altered.
+pub fn invoice_is_sendable(invoice: &str) -> bool {
+    let invoice = invoice.trim();
+    !invoice.is_empty()
+        && invoice.len() <= DELIVERY_FIELD_MAX
+        && !invoice.chars().any(crate::domain::text::is_forbidden)
+}
+
 /// Carrier and waybill number: all of a delivery that KCP receives.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Waybill {

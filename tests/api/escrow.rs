@@ -90,6 +90,49 @@ async fn a_put_after_a_post_changes_the_delivery_and_the_lookup_shows_the_new_on
 }
 
 #[tokio::test]
+async fn a_delivery_kcp_could_not_take_is_400_for_a_post_and_for_a_put_alike() {
+    let app = spawn_app().await;
+    let (imp_uid, tno, token) = escrow_payment(&app, "esc-bad").await;
+    let with = |field: &str, value: Value| {
+        let mut body = logis("CJ대한통운", "630012345678");
+        body["logis"][field] = value;
+        body
+    };
+    let bad = [
+        with("invoice", json!("a,b;c|d")),
+        with("invoice", json!("9".repeat(101))),
+        with("company", json!("<script>")),
+        with("company", json!("C".repeat(101))),
+        with("sent_at", json!(-99_999_999_999i64)),
+        with("sent_at", json!(0)),
+        with("receiving_at", json!("not-a-date")),
+        with("receiving_at", json!("20261340")),
+    ];
+    for body in &bad {
+        let (status, answer) = app.post(&path(&imp_uid), Some(&token), body.clone()).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "POST {body}: {answer}");
+    }
+    assert_eq!(held_at_kcp(&app, &tno), None, "nothing sent to KCP");
+    let (_, posted) = app
+        .post(
+            &path(&imp_uid),
+            Some(&token),
+            with("receiving_at", json!("20261224")),
+        )
+        .await;
+    assert_eq!(posted["code"], 0, "{posted}");
+    for body in &bad {
+        let (status, answer) = app.put(&path(&imp_uid), &token, body.clone()).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "PUT {body}: {answer}");
+    }
+    assert_eq!(
+        lookup(&app, &token, &imp_uid).await["invoice"],
+        "630012345678",
+        "the registered delivery is unchanged"
+    );
+}
+
+#[tokio::test]
 async fn a_put_before_any_post_is_refused_with_409_and_registers_nothing() {
     let app = spawn_app().await;
     let (imp_uid, tno, token) = escrow_payment(&app, "esc-put-first").await;

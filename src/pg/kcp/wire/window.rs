@@ -10,8 +10,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::{
-    amount, free_text, invalid_request, is_forbidden, lenient, order_no, parse_kcp_time, parse_won,
-    sign, time_or_now, tno, Sensitive, WireError, GOOD_NAME_MAX, PAY_TYPE_CARD, PAY_TYPE_POINT,
+    amount, free_text, invalid_request, lenient, order_no, parse_kcp_time, parse_won, sign,
+    time_or_now, tno, Sensitive, WireError, GOOD_NAME_MAX, PAY_TYPE_CARD, PAY_TYPE_POINT,
 };
 use crate::pg::kcp::sign::KcpSigner;
 use crate::pg::{
@@ -33,9 +33,7 @@ pub const PAY_TYPE_VBANK: &str = "PAVC";
 pub const PAY_TYPE_PHONE: &str = "PAMC";
 pub const PAY_TYPE_GIFT: &str = "PATK";
 
-/// No length is published for `deli_numb` / `deli_corp` (spec §2.11); generous bounds that keep a
-/// pasted paragraph from reaching KCP.
-const DELIVERY_FIELD_MAX: usize = 100;
+use crate::domain::escrow::{invoice_is_sendable, DELIVERY_FIELD_MAX};
 
 /// The mobile `pay_method` code of trade registration (spec §2.1).
 pub fn kcp_pay_method(method: WindowMethod) -> &'static str {
@@ -256,10 +254,7 @@ impl EscrowDeliveryBody {
     pub fn new(site_cd: &str, signer: &KcpSigner, req: &EscrowDelivery) -> Result<Self, PgError> {
         let tno = tno(&req.tno)?;
         let invoice = req.invoice.trim();
-        if invoice.is_empty()
-            || invoice.len() > DELIVERY_FIELD_MAX
-            || invoice.chars().any(is_forbidden)
-        {
+        if !invoice_is_sendable(invoice) {
             return Err(invalid_request(
                 "invoice (deli_numb) must be 1–100 bytes without , & ; \\ | ' \" < >",
                 DeclineReason::Other,
