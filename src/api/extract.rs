@@ -33,12 +33,12 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
                 ApiError::bad_request("요청 파라미터(form)를 해석할 수 없습니다.")
             })?;
             refuse_controls_in(&fields)?;
-            return serde_path_to_error::deserialize(fields)
+            return serde_path_to_error::deserialize(&fields)
                 .map(Body)
                 .map_err(|e| {
                     ApiError::bad_request(format!(
                         "요청 파라미터(form)의 {} 값 형식이 올바르지 않습니다.",
-                        field_name(e.path())
+                        field_of::<T>(e.path(), Some(&fields))
                     ))
                 });
         }
@@ -55,33 +55,53 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
             }
         }
         let mut fields = serde_json::Deserializer::from_slice(raw);
-        let body = serde_path_to_error::deserialize(&mut fields)
-            .map_err(|e| json_refusal(e.inner(), Some(e.path())))?;
-        fields.end().map_err(|e| json_refusal(&e, None))?;
+        let body = serde_path_to_error::deserialize(&mut fields).map_err(|e| {
+            let field = || field_of::<T>(e.path(), serde_json::from_slice(raw).ok().as_ref());
+            json_refusal(e.inner(), Some(field))
+        })?;
+        fields
+            .end()
+            .map_err(|e| json_refusal(&e, None::<fn() -> String>))?;
         Ok(Body(body))
     }
 }
 
 /// serde's own message may quote the value (a card number, say): only where it is goes back,
 /// with which field for a value of the wrong shape.
-fn json_refusal(e: &serde_json::Error, path: Option<&serde_path_to_error::Path>) -> ApiError {
+fn json_refusal(e: &serde_json::Error, field: Option<impl FnOnce() -> String>) -> ApiError {
     let at = format!("line {}, column {}", e.line(), e.column());
-    ApiError::bad_request(match (e.classify(), path) {
-        (serde_json::error::Category::Data, Some(path)) => format!(
+    ApiError::bad_request(match (e.classify(), field) {
+        (serde_json::error::Category::Data, Some(field)) => format!(
             "요청 본문(JSON)의 {} 값 형식이 올바르지 않습니다. ({at})",
-            field_name(path)
+            field()
         ),
         _ => format!("요청 본문(JSON)을 해석할 수 없습니다. ({at}: 문법 오류)"),
     })
 }
 
-/// A field as a merchant wrote it (`amount`, `schedules[0].amount`), or the body itself.
-fn field_name(path: &serde_path_to_error::Path) -> String {
+/// The field a refusal names, as a merchant wrote it (`amount`, `schedules[0].amount`), or the
+/// body itself. serde loses the path inside a `#[serde(flatten)]` struct (the order fields every
+/// charge shares): then the body's top-level fields are left out one at a time, and the first
+/// whose absence makes the body acceptable is named. Only on a refusal, over a body of at most
+/// the size limit.
+fn field_of<T: DeserializeOwned>(
+    path: &serde_path_to_error::Path,
+    fields: Option<&Value>,
+) -> String {
     let path = path.to_string();
-    if path.is_empty() || path == "." {
-        "요청 본문".into()
-    } else {
-        format!("`{path}`")
+    if !path.is_empty() && path != "." {
+        return format!("`{path}`");
+    }
+    let culprit = fields.and_then(Value::as_object).and_then(|all| {
+        all.keys().find(|key| {
+            let mut rest = all.clone();
+            rest.remove(key.as_str());
+            serde_json::from_value::<T>(Value::Object(rest)).is_ok()
+        })
+    });
+    match culprit {
+        Some(key) => format!("`{key}`"),
+        None => "요청 본문".into(),
     }
 }
 
@@ -541,8 +561,8 @@ pub mod de {
             Some(serde_json::Value::String(s)) if s.trim().is_empty() => Some(vec![]),
             Some(serde_json::Value::String(s)) => Some(vec![s]),
             Some(serde_json::Value::Array(a)) => Some(
-                a.into_iter()
-                    .filter_map(|v| v.as_str().map(str::to_string))
+                items(a)?
+                    .into_iter()
                     .filter(|s| !s.trim().is_empty())
                     .collect(),
             ),
@@ -550,16 +570,28 @@ pub mod de {
         })
     }
 
-    /// A string or an array of strings.
+    /// A string or an array of strings; absent, null or an empty string: none.
     pub fn string_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
         Ok(match Option::<serde_json::Value>::deserialize(d)? {
-            Some(serde_json::Value::String(s)) if !s.is_empty() => vec![s],
-            Some(serde_json::Value::Array(a)) => a
-                .into_iter()
-                .filter_map(|v| v.as_str().map(str::to_string))
-                .collect(),
-            _ => vec![],
+            None | Some(serde_json::Value::Null) => vec![],
+            Some(serde_json::Value::String(s)) if s.is_empty() => vec![],
+            Some(serde_json::Value::String(s)) => vec![s],
+            Some(serde_json::Value::Array(a)) => items(a)?,
+            Some(_) => return Err(de::Error::custom("문자열 또는 문자열 배열이어야 합니다")),
         })
+    }
+
+    /// The items of a list of strings: numbers are taken as their text, as a single value is
+    /// (`opt_string`); anything else is refused rather than dropped, since dropping it changes what
+    /// the request names (an unschedule of fewer schedules, webhooks to the default URL).
+    fn items<E: de::Error>(list: Vec<serde_json::Value>) -> Result<Vec<String>, E> {
+        list.into_iter()
+            .map(|v| match v {
+                serde_json::Value::String(s) => Ok(s),
+                serde_json::Value::Number(n) => Ok(n.to_string()),
+                _ => Err(E::custom("문자열 배열이어야 합니다")),
+            })
+            .collect()
     }
 }
 

@@ -196,8 +196,10 @@ async fn openapi() -> impl IntoResponse {
     envelope::json_response(StatusCode::OK, &ApiDoc::openapi())
 }
 
-async fn not_found(uri: Uri) -> ApiError {
-    ApiError::not_found(format!("지원하지 않는 API입니다: {}", uri.path()))
+/// The path is not quoted back: a client that put a card number or a token in it (by mistake, or
+/// by a misrouted call) would find it echoed into its own logs.
+async fn not_found() -> ApiError {
+    ApiError::not_found("지원하지 않는 API입니다.")
 }
 
 async fn method_not_allowed() -> ApiError {

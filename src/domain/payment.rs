@@ -15,8 +15,10 @@ pub const MERCHANT_UID_MAX_CHARS: usize = 80;
 pub const NOTICE_URLS_MAX: usize = 10;
 pub const NOTICE_URL_MAX_CHARS: usize = 2048;
 
-/// Refuses a `notice_url` list longer than [`NOTICE_URLS_MAX`] or with a URL longer than
-/// [`NOTICE_URL_MAX_CHARS`]; the message is iamport-style, for a 400.
+/// Refuses a `notice_url` list longer than [`NOTICE_URLS_MAX`], with a URL longer than
+/// [`NOTICE_URL_MAX_CHARS`], or with one that is not an absolute http(s) URL (no webhook could
+/// ever reach it: the merchant would learn of it only from failed deliveries); the message is
+/// iamport-style, for a 400.
 pub fn check_notice_urls(urls: &[String]) -> Result<(), String> {
     if urls.len() > NOTICE_URLS_MAX
         || urls
@@ -27,7 +29,15 @@ pub fn check_notice_urls(urls: &[String]) -> Result<(), String> {
             "notice_url은 {NOTICE_URLS_MAX}개 이하, 각 {NOTICE_URL_MAX_CHARS}자 이하여야 합니다."
         ));
     }
+    if !urls.iter().all(|u| is_web_url(u)) {
+        return Err("notice_url은 http:// 또는 https://로 시작하는 URL이어야 합니다.".into());
+    }
     Ok(())
+}
+
+/// Whether `url` is an absolute http(s) URL with a host: the only kind a webhook can be POSTed to.
+pub fn is_web_url(url: &str) -> bool {
+    url::Url::parse(url).is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
 }
 
 /// iamport's `pg_provider` of KCP's payment window and key-in payments.

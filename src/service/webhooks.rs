@@ -158,12 +158,6 @@ fn notice_urls(column: Option<&str>) -> Vec<String> {
 }
 
 /// Only absolute http(s) URLs can be POSTed to.
-fn valid_target(url: &str) -> bool {
-    reqwest::Url::parse(url)
-        .map(|u| matches!(u.scheme(), "http" | "https") && u.host_str().is_some())
-        .unwrap_or(false)
-}
-
 /// The HMAC key of a Standard Webhooks secret: base64, with or without the `whsec_` prefix, as
 /// the standard's libraries decode it (a merchant verifies with `Webhook(secret)`). New secrets
 /// must decode ([`standard_key`]); a secret stored before that rule that does not decode is used
@@ -351,7 +345,7 @@ impl Gateway {
             .map(|url| {
                 // An unusable notice_url is kept (failed at once) so the operator can see why the
                 // merchant heard nothing.
-                let usable = valid_target(&url);
+                let usable = crate::domain::payment::is_web_url(&url);
                 webhook_delivery::ActiveModel {
                     merchant_id: Set(payment.merchant_id),
                     imp_uid: Set(payment.imp_uid.clone()),
@@ -385,7 +379,7 @@ impl Gateway {
     ) -> ServiceResult<WebhookSettings> {
         let url = url.map(|u| u.trim().to_string()).filter(|u| !u.is_empty());
         if let Some(u) = &url {
-            if !valid_target(u) {
+            if !crate::domain::payment::is_web_url(u) {
                 return Err(ServiceError::BadRequest(
                     "webhook url은 http(s)로 시작하는 절대 URL이어야 합니다.".into(),
                 ));

@@ -192,7 +192,15 @@ async fn missing_or_malformed_parameters_are_a_clear_400() {
         ),
         (
             json!({"merchant_uid": "x", "amount": 10.5, "card_number": test_cards::SHINHAN_CREDIT, "expiry": future_expiry()}),
-            "JSON",
+            "`amount`",
+        ),
+        (
+            json!({"merchant_uid": "x", "amount": "1,000", "card_number": test_cards::SHINHAN_CREDIT, "expiry": future_expiry()}),
+            "`amount`",
+        ),
+        (
+            json!({"merchant_uid": "x", "amount": 1000, "card_quota": "three", "card_number": test_cards::SHINHAN_CREDIT, "expiry": future_expiry()}),
+            "`card_quota`",
         ),
         (
             json!({"merchant_uid": "x", "amount": 1000, "expiry": future_expiry()}),
@@ -225,6 +233,26 @@ async fn missing_or_malformed_parameters_are_a_clear_400() {
         .unwrap();
     let (status, body) = crate::helpers::TestApp::read(res).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    // A field given twice is named too (serde loses the path of the shared order fields).
+    let res = app
+        .http
+        .post(app.url("/subscribe/payments/onetime"))
+        .header("Authorization", &token)
+        .header("content-type", "application/json")
+        .body(format!(
+            r#"{{"merchant_uid":"x","amount":1000,"amount":2000,"card_number":"{}","expiry":"{}"}}"#,
+            test_cards::SHINHAN_CREDIT,
+            future_expiry()
+        ))
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = crate::helpers::TestApp::read(res).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(
+        body["message"].as_str().unwrap().contains("`amount`"),
+        "{body}"
+    );
     assert!(app.sandbox.ledger().is_empty());
 }
 

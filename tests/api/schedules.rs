@@ -184,6 +184,36 @@ async fn a_schedule_request_refused_for_its_merchant_uids_issues_no_billing_key(
 }
 
 #[tokio::test]
+async fn an_unschedule_list_with_an_item_that_is_not_text_is_refused_and_revokes_nothing() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    register(&app, &token, "u-list", test_cards::SHINHAN_CREDIT).await;
+    schedule(&app, &token, json!({"customer_uid": "u-list", "schedules": [{"merchant_uid": "ul-1", "schedule_at": now() + 60, "amount": 1000}]})).await;
+    for list in [
+        json!(["ul-1", null]),
+        json!(["ul-1", {"x": 1}]),
+        json!(["ul-1", true]),
+    ] {
+        let (status, body) = app
+            .post(
+                "/subscribe/payments/unschedule",
+                Some(&token),
+                json!({"customer_uid": "u-list", "merchant_uid": list}),
+            )
+            .await;
+        assert_eq!(status, reqwest::StatusCode::BAD_REQUEST, "{body}");
+        assert!(
+            body["message"].as_str().unwrap().contains("merchant_uid"),
+            "{body}"
+        );
+    }
+    let (_, s) = app
+        .get("/subscribe/payments/schedule/ul-1", Some(&token))
+        .await;
+    assert_eq!(s["response"]["schedule_status"], "scheduled", "{s}");
+}
+
+#[tokio::test]
 async fn one_bad_item_refuses_the_whole_request() {
     let app = spawn_app().await;
     let token = app.token().await;

@@ -952,6 +952,50 @@ async fn more_than_ten_notice_urls_or_an_overlong_one_are_refused_from_rest_and_
     paid_payment(&app, &token, "ten-hooks", json!(ten)).await;
 }
 
+#[tokio::test]
+async fn a_notice_url_that_is_not_an_http_url_or_not_text_is_refused_not_dropped() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    for notice in [
+        json!({}),
+        json!(true),
+        json!(["https://hook.test/a", null]),
+        json!(["https://hook.test/a", {"url": "x"}]),
+        json!(["not a url"]),
+        json!("ftp://hook.test/"),
+        json!("javascript:alert(1)"),
+    ] {
+        let (status, res) = app
+            .post(
+                "/subscribe/payments/onetime",
+                Some(&token),
+                json!({"merchant_uid": "odd-hooks", "amount": 1000,
+                       "card_number": test_cards::SHINHAN_CREDIT, "expiry": future_expiry(),
+                       "notice_url": notice.clone()}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{notice}: {res}");
+        assert!(
+            res["message"].as_str().unwrap().contains("notice_url"),
+            "{res}"
+        );
+    }
+    assert!(app.sandbox.ledger().is_empty());
+    // Absent, null and an empty string name none: the merchant's default applies.
+    for (uid, notice) in [("no-hook-1", json!(null)), ("no-hook-2", json!(""))] {
+        let (_, res) = app
+            .post(
+                "/subscribe/payments/onetime",
+                Some(&token),
+                json!({"merchant_uid": uid, "amount": 1000,
+                       "card_number": test_cards::SHINHAN_CREDIT, "expiry": future_expiry(),
+                       "notice_url": notice}),
+            )
+            .await;
+        assert_eq!(res["response"]["status"], "paid", "{res}");
+    }
+}
+
 /// Polls `done` every 20 ms for up to 15 s: half the 30 s a POST to a tarpit takes to time out,
 /// so an outcome that waits for those POSTs misses the deadline.
 async fn within_fifteen_seconds(what: &str, mut done: impl AsyncFnMut() -> bool) {
