@@ -6,6 +6,7 @@ use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::header::{AUTHORIZATION, CONTENT_TYPE};
 use axum::http::request::Parts;
+use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde::de::DeserializeOwned;
@@ -179,10 +180,21 @@ pub async fn refuse_control_characters(req: Request, next: Next) -> Response {
         return next.run(req).await;
     }
     let (parts, body) = req.into_parts();
-    // Read under the body limit layered outside this one; over it, axum's own 413.
+    // Read under the body limit layered outside this one. axum's rejections are plain text; the
+    // client gets the iamport envelope as for every other refusal.
     let bytes = match Bytes::from_request(Request::new(body), &()).await {
         Ok(bytes) => bytes,
-        Err(rejection) => return rejection.into_response(),
+        Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            return ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                -1,
+                "요청 본문이 너무 큽니다. (최대 256KiB)",
+            )
+            .into_response()
+        }
+        Err(_) => {
+            return ApiError::bad_request("요청 본문을 읽을 수 없습니다.").into_response();
+        }
     };
     if let Some(place) = field_with_nul(&bytes, is_form(&parts.headers)) {
         return control_refused(&place).into_response();
@@ -450,12 +462,17 @@ pub mod de {
     use serde::Deserialize;
     use std::fmt;
 
-    /// Any scalar as a string; null as None.
+    /// Any scalar as a string; null as None. A number is taken as its digits only when it is an
+    /// integer JSON can carry exactly: `99999999999999999999999` would become `1e+23`, an id the
+    /// client never sent.
     pub fn opt_string<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
         let v = Option::<serde_json::Value>::deserialize(d)?;
         Ok(match v {
             None | Some(serde_json::Value::Null) => None,
             Some(serde_json::Value::String(s)) => Some(s),
+            Some(serde_json::Value::Number(n)) if n.is_f64() => {
+                return Err(de::Error::custom("문자열이어야 합니다"))
+            }
             Some(serde_json::Value::Number(n)) => Some(n.to_string()),
             Some(serde_json::Value::Bool(b)) => Some(b.to_string()),
             Some(_) => return Err(de::Error::custom("문자열이어야 합니다")),

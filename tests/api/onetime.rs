@@ -203,6 +203,11 @@ async fn missing_or_malformed_parameters_are_a_clear_400() {
             "`card_quota`",
         ),
         (
+            // JSON can carry it only as a float: it would be stored as "1e23".
+            json!({"merchant_uid": 1e23, "amount": 1000, "card_number": test_cards::SHINHAN_CREDIT, "expiry": future_expiry()}),
+            "`merchant_uid`",
+        ),
+        (
             json!({"merchant_uid": "x", "amount": 1000, "expiry": future_expiry()}),
             "card_number",
         ),
