@@ -4,9 +4,8 @@ use utoipa::ToSchema;
 
 use super::error::{ApiError, ApiResult};
 use super::extract::de;
-use crate::domain::payment::{
-    check_notice_urls, MAX_AMOUNT, MERCHANT_UID_MAX_CHARS, TAX_FREE_UNSUPPORTED,
-};
+use crate::domain;
+use crate::domain::payment::{check_notice_urls, TAX_FREE_UNSUPPORTED};
 use crate::service::pay::ChargeOrder;
 
 /// The order fields every charge request shares (onetime, again, each schedule, vbanks, Benepia).
@@ -89,52 +88,24 @@ pub(crate) fn order(f: OrderFields) -> ApiResult<ChargeOrder> {
     })
 }
 
-/// A merchant_uid as every order takes it, charges and prepared amounts alike: given, not blank, at
-/// most [`MERCHANT_UID_MAX_CHARS`].
+/// A merchant_uid as every order takes it, charges and prepared amounts alike (the browser
+/// checkout's too): [`domain::order::merchant_uid`].
 pub(crate) fn merchant_uid(given: Option<String>) -> ApiResult<String> {
-    let uid = given
-        .filter(|s| !s.trim().is_empty())
-        .ok_or_else(|| ApiError::bad_request("merchant_uid 파라메터가 누락되었습니다."))?;
-    if uid.chars().count() > MERCHANT_UID_MAX_CHARS {
-        return Err(ApiError::bad_request(format!(
-            "merchant_uid는 {MERCHANT_UID_MAX_CHARS}자 이하여야 합니다."
-        )));
-    }
-    Ok(uid)
+    domain::order::merchant_uid(given).map_err(refused)
 }
 
-/// An order amount, from `min` to [`MAX_AMOUNT`]: the same ceiling for what is charged and what
-/// is prepared, so no amount can be prepared that no charge could take.
+/// An order amount, from `min` to `MAX_AMOUNT`: [`domain::order::amount`].
 pub(crate) fn amount(given: Option<i64>, min: i64) -> ApiResult<i64> {
-    let amount = given.ok_or_else(|| ApiError::bad_request("amount 파라메터가 누락되었습니다."))?;
-    if amount < min {
-        return Err(ApiError::bad_request(if min > 0 {
-            "amount는 0보다 큰 정수여야 합니다."
-        } else {
-            "amount는 0 이상이어야 합니다."
-        }));
-    }
-    if amount > MAX_AMOUNT {
-        return Err(ApiError::bad_request(format!(
-            "amount는 {MAX_AMOUNT} 이하여야 합니다."
-        )));
-    }
-    Ok(amount)
+    domain::order::amount(given, min).map_err(refused)
 }
 
-/// KRW only, in any case, upper-cased (a prepared currency must compare equal to a charge's,
-/// spec §4.3); None when absent or empty.
+/// KRW only, upper-cased; None when absent or empty: [`domain::order::currency`].
 pub(crate) fn currency(given: Option<String>) -> ApiResult<Option<String>> {
-    let Some(currency) = given.filter(|c| !c.is_empty()) else {
-        return Ok(None);
-    };
-    let currency = currency.to_ascii_uppercase();
-    if currency != "KRW" {
-        return Err(ApiError::bad_request(
-            "지원하지 않는 통화입니다. (KRW만 지원)",
-        ));
-    }
-    Ok(Some(currency))
+    domain::order::currency(given).map_err(refused)
+}
+
+fn refused(e: domain::order::OrderFieldError) -> ApiError {
+    ApiError::bad_request(e.to_string())
 }
 
 /// The mixed-tax fields of a charge or a cancel (spec/iamport-v1.md §4.2, §4.4). KCP splits an

@@ -16,8 +16,9 @@ use crate::api::envelope::{json_response, ok};
 use crate::api::error::ApiError;
 use crate::api::notifications::Peer;
 use crate::app::{AppState, PublicUrls};
+use crate::domain::order;
 use crate::domain::payment::{
-    check_notice_urls, MERCHANT_UID_MAX_CHARS, PG_KCP, PG_KCP_BILLING, TAX_FREE_UNSUPPORTED,
+    check_notice_urls, MAX_AMOUNT, PG_KCP, PG_KCP_BILLING, TAX_FREE_UNSUPPORTED,
 };
 use crate::net::AddressList;
 use crate::service::checkout::{CheckoutFinish, CheckoutRequest, Rsp, WindowFields};
@@ -81,22 +82,25 @@ async fn demo(State(s): State<AppState>) -> Response {
 /// browser must reach: `OPENPORT_PUBLIC_URL` when configured. Otherwise the request's `Host`,
 /// which the client writes, so only in test mode or when it names this machine (a loopback
 /// address or `localhost`); its scheme is `https` only when a trusted proxy
-/// (`OPENPORT_TRUSTED_PROXIES`) says so in `X-Forwarded-Proto`. None: no usable base
-/// (docs/operations.md "Public URL").
+/// (`OPENPORT_TRUSTED_PROXIES`) says so in `X-Forwarded-Proto` (docs/operations.md "Public URL").
 fn public_base(
     urls: &PublicUrls,
     test_mode: bool,
     headers: &HeaderMap,
     peer: Option<IpAddr>,
     proxies: &AddressList,
-) -> Option<String> {
+) -> Result<String, NoPublicBase> {
     if let Some(base) = &urls.configured {
-        return Some(base.clone());
+        return Ok(base.clone());
     }
-    let host = headers.get(header::HOST)?.to_str().ok()?;
-    let authority: axum::http::uri::Authority = host.parse().ok()?;
-    if authority.as_str().contains('@') || !(test_mode || is_loopback_host(authority.host())) {
-        return None;
+    let authority: axum::http::uri::Authority = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .and_then(|h| h.parse().ok())
+        .filter(|a: &axum::http::uri::Authority| !a.as_str().contains('@'))
+        .ok_or(NoPublicBase::MalformedHost)?;
+    if !(test_mode || is_loopback_host(authority.host())) {
+        return Err(NoPublicBase::Unconfigured);
     }
     let from_proxy = peer.is_some_and(|ip| match proxies {
         AddressList::Only(list) => !list.is_empty() && proxies.contains(ip),
@@ -109,7 +113,18 @@ fn public_base(
             .and_then(|v| v.split(',').next())
             .is_some_and(|v| v.trim().eq_ignore_ascii_case("https"));
     let scheme = if https { "https" } else { "http" };
-    Some(format!("{scheme}://{}", authority.as_str()))
+    Ok(format!("{scheme}://{}", authority.as_str()))
+}
+
+/// Why a request has no base for the URLs it would hand out.
+#[derive(Debug, PartialEq, Eq)]
+enum NoPublicBase {
+    /// The request's `Host` is missing or no `host[:port]` (a path, credentials, quotes…): the
+    /// client's error, answered 400; with a configured public URL it does not matter.
+    MalformedHost,
+    /// Outside test mode, without `OPENPORT_PUBLIC_URL`, a `Host` that is not this machine: the
+    /// operator's to fix, answered 503 and logged.
+    Unconfigured,
 }
 
 fn is_loopback_host(host: &str) -> bool {
@@ -135,14 +150,96 @@ fn text(v: &Value, k: &str) -> Option<String> {
     }
 }
 
-fn int(v: &Value, k: &str) -> Option<i64> {
-    match v.get(k)? {
-        Value::Number(n) => n
+/// The value is not an integer (a fraction, text, an object…).
+#[derive(Debug, PartialEq, Eq)]
+struct NotAnInteger;
+
+/// An integer param as a page sends it: a JSON integer, a number without a fraction (JavaScript
+/// has no other kind: `1e3` is 1000), or a string of digits. None when absent or null. A whole
+/// number beyond `i64` saturates (`1e20` → `i64::MAX`), so the range check that follows names the
+/// ceiling instead of taking the number for something else.
+fn int(v: &Value, k: &str) -> Result<Option<i64>, NotAnInteger> {
+    match v.get(k) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Number(n)) => n
             .as_i64()
-            .or_else(|| n.as_f64().filter(|f| f.fract() == 0.0).map(|f| f as i64)),
-        Value::String(s) => s.trim().parse().ok(),
-        _ => None,
+            .or_else(|| {
+                n.as_f64()
+                    .filter(|f| f.is_finite() && f.fract() == 0.0)
+                    .map(|f| f as i64)
+            })
+            .map(Some)
+            .ok_or(NotAnInteger),
+        Some(Value::String(s)) => s.trim().parse().map(Some).map_err(|_| NotAnInteger),
+        Some(_) => Err(NotAnInteger),
     }
+}
+
+/// An identifier (`merchant_uid`, `customer_uid`) as a page sends it: a string, or a number it
+/// computed; empty is none, as absent. Another type is refused rather than taken as none: the
+/// merchant meant an identifier, and a payment under another one could not be found by it.
+fn id_text(v: &Value, k: &str) -> Result<Option<String>, String> {
+    match v.get(k) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) if s.is_empty() => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(Value::Number(n)) => Ok(Some(n.to_string())),
+        Some(_) => Err(format!("{k} 값은 문자열이어야 합니다.")),
+    }
+}
+
+/// A flag (`escrow`, `digital`): `true`, `false`, or absent/null (false). iamport's SDK types them
+/// `boolean`; anything else (`"true"`, `"Y"`, `1`) is refused rather than guessed, since escrow
+/// changes how KCP holds the money and a guess either way is a payment the merchant did not ask
+/// for.
+fn flag(v: &Value, k: &str) -> Result<bool, String> {
+    match v.get(k) {
+        None | Some(Value::Null) => Ok(false),
+        Some(Value::Bool(b)) => Ok(*b),
+        Some(_) => Err(format!("{k} 값은 true 또는 false여야 합니다.")),
+    }
+}
+
+/// iamport `kcpProducts`: an array of `{orderNumber, name, quantity, amount}` (quantity 1 when
+/// absent, amount 0). KCP's `good_info` carries them as given (spec/kcp.md §2.11), so what is not
+/// a product is refused, not passed on: an item that is no object, a quantity below 1, an amount
+/// below 0, either above KCP's 12 digits or not an integer.
+fn products(p: &Value) -> Result<Vec<(String, String, i64, i64)>, String> {
+    let items = match p.get("kcpProducts") {
+        None | Some(Value::Null) => return Ok(vec![]),
+        Some(Value::Array(items)) => items,
+        Some(_) => return Err(
+            "kcpProducts는 상품 객체({orderNumber, name, quantity, amount})의 배열이어야 합니다."
+                .into(),
+        ),
+    };
+    let in_range = |item: &Value, i: usize, k: &str, default: i64, min: i64| {
+        match int(item, k) {
+            Ok(n) => Some(n.unwrap_or(default)),
+            Err(NotAnInteger) => None,
+        }
+        .filter(|n| (min..=MAX_AMOUNT).contains(n))
+        .ok_or_else(|| {
+            format!("kcpProducts[{i}].{k}는 {min} 이상 {MAX_AMOUNT} 이하의 정수여야 합니다.")
+        })
+    };
+    items
+        .iter()
+        .enumerate()
+        .map(|(i, item)| {
+            if !item.is_object() {
+                return Err(format!(
+                    "kcpProducts[{i}]는 상품 객체({{orderNumber, name, quantity, amount}})여야 합니다."
+                ));
+            }
+            Ok((
+                text(item, "orderNumber").unwrap_or_default(),
+                text(item, "name").unwrap_or_default(),
+                in_range(item, i, "quantity", 1, 1)?,
+                in_range(item, i, "amount", 0, 0)?,
+            ))
+        })
+        .collect()
 }
 
 /// The merchant page's address as the SDK reported it (`location.href`), kept only when it is an
@@ -251,45 +348,48 @@ fn resolve_redirect(url: &str, page_url: &str) -> Result<String, String> {
     }
 }
 
-/// RequestPayParams (spec §6) → a checkout request; a refusal carries iamport's envelope.
+/// RequestPayParams (spec §6) → a checkout request; a refusal carries iamport's envelope. The
+/// identifiers and the amount follow the REST API's rules ([`crate::domain::order`]), so nothing
+/// opens here that a REST charge would refuse.
 fn parse(
     p: &Value,
     merchant_uid: String,
     mobile: bool,
     page_url: &str,
 ) -> Result<CheckoutRequest, String> {
-    if merchant_uid.chars().count() > MERCHANT_UID_MAX_CHARS {
-        return Err(format!(
-            "merchant_uid는 {MERCHANT_UID_MAX_CHARS}자 이하여야 합니다."
-        ));
-    }
-    let amount = int(p, "amount").ok_or("amount는 정수여야 합니다.")?;
+    let merchant_uid = order::merchant_uid(Some(merchant_uid)).map_err(|e| e.to_string())?;
+    let amount = int(p, "amount")
+        .map_err(|NotAnInteger| "amount는 정수여야 합니다.".to_string())?
+        .ok_or_else(|| order::OrderFieldError::AmountMissing.to_string())?;
     // Mixed taxation (comm_free_mny, spec/kcp.md §6) is for KCP's TG03-contracted sites only and
     // is not sent: refused rather than dropped, or the tax-free part would be taxed.
     let no_tax_free = match p.get("tax_free") {
         None | Some(Value::Null) => true,
         Some(Value::String(s)) if s.trim().is_empty() => true,
-        Some(_) => int(p, "tax_free") == Some(0),
+        Some(_) => int(p, "tax_free") == Ok(Some(0)),
     };
     if !no_tax_free {
         return Err(TAX_FREE_UNSUPPORTED.into());
     }
     let pay_method = text(p, "pay_method").unwrap_or_else(|| "card".into());
-    let customer_uid = text(p, "customer_uid");
+    let customer_uid = id_text(p, "customer_uid")?
+        .map(order::customer_uid)
+        .transpose()
+        .map_err(|e| e.to_string())?;
     let billing = billing_window(
         &text(p, "pg").unwrap_or_default(),
         customer_uid.is_some(),
         amount,
     )?;
+    // A billing-key window may show 0 (it charges nothing); a payment window takes REST's range.
+    let amount =
+        order::amount(Some(amount), if billing { 0 } else { 1 }).map_err(|e| e.to_string())?;
     if billing && pay_method != "card" {
         return Err("빌링키 발급 결제창(customer_uid)은 pay_method 'card'만 지원합니다.".into());
     }
-    let currency = text(p, "currency")
-        .unwrap_or_else(|| "KRW".into())
-        .to_ascii_uppercase();
-    if currency != "KRW" {
-        return Err("지원하지 않는 통화입니다. (KRW만 지원)".into());
-    }
+    let currency = order::currency(text(p, "currency"))
+        .map_err(|e| e.to_string())?
+        .unwrap_or_else(|| "KRW".into());
     let notice_url = match p.get("notice_url") {
         Some(Value::String(s)) if !s.is_empty() => vec![s.clone()],
         Some(Value::Array(a)) => a
@@ -304,23 +404,9 @@ fn parse(
         Some(Value::String(s)) => Some(s.clone()),
         Some(v) => Some(v.to_string()),
     };
-    let products = p
-        .get("kcpProducts")
-        .and_then(Value::as_array)
-        .map(|items| {
-            items
-                .iter()
-                .map(|i| {
-                    (
-                        text(i, "orderNumber").unwrap_or_default(),
-                        text(i, "name").unwrap_or_default(),
-                        int(i, "quantity").unwrap_or(1),
-                        int(i, "amount").unwrap_or(0),
-                    )
-                })
-                .collect()
-        })
-        .unwrap_or_default();
+    let products = products(p)?;
+    let escrow = flag(p, "escrow")?;
+    let digital = flag(p, "digital")?;
     // Only a virtual account has a deadline: public integrations pass the `'YYYYMMDD'`
     // placeholder with every pay method, and a card payment must not be refused for it.
     let vbank_due = match text(p, "vbank_due") {
@@ -358,7 +444,7 @@ fn parse(
         },
         pay_method,
         billing,
-        escrow: p.get("escrow").and_then(Value::as_bool).unwrap_or(false),
+        escrow,
         products,
         card_quota,
         shop_user_id: p.get("bypass").and_then(|b| text(b, "shop_user_id")),
@@ -369,7 +455,7 @@ fn parse(
         mobile,
         page_origin: origin_of(page_url),
         page_url: page_url.to_string(),
-        digital: p.get("digital").and_then(Value::as_bool).unwrap_or(false),
+        digital,
         vbank_due,
     })
 }
@@ -392,8 +478,12 @@ async fn request(
     };
     let params = req.params.unwrap_or(Value::Null);
     // Optional, as at iamport: one is made up and reported in the rsp.
-    let merchant_uid = text(&params, "merchant_uid")
-        .unwrap_or_else(|| crate::domain::ids::new_merchant_uid(s.gateway.clock.now()));
+    let given_uid = id_text(&params, "merchant_uid");
+    let merchant_uid = match &given_uid {
+        Ok(Some(uid)) => uid.clone(),
+        Ok(None) => crate::domain::ids::new_merchant_uid(s.gateway.clock.now()),
+        Err(_) => String::new(),
+    };
     let m = match s
         .gateway
         .merchant_by_code(req.imp_code.as_deref().unwrap_or(""))
@@ -402,31 +492,47 @@ async fn request(
         Ok(m) => m,
         Err(e) => return ApiError::from(e).into_response(),
     };
-    let parsed = match parse(
-        &params,
-        merchant_uid.clone(),
-        req.mobile,
-        &web_page(req.page_url.as_deref().unwrap_or("")),
-    ) {
+    let parsed = match given_uid.and_then(|_| {
+        parse(
+            &params,
+            merchant_uid.clone(),
+            req.mobile,
+            &web_page(req.page_url.as_deref().unwrap_or("")),
+        )
+    }) {
         Ok(p) => p,
         Err(msg) => return refusal(-1, msg, &merchant_uid, None),
     };
-    let Some(base) = public_base(
+    let base = match public_base(
         &s.urls,
         s.gateway.settings.test_mode,
         &headers,
         peer,
         &s.notify_sources.proxies,
-    ) else {
-        tracing::error!(
-            "checkout refused: OPENPORT_PUBLIC_URL is not set and the request's Host is not this machine"
-        );
-        return json_response(
-            StatusCode::SERVICE_UNAVAILABLE,
-            &serde_json::json!({"code": -1,
-                "message": "openport의 공개 주소(OPENPORT_PUBLIC_URL)가 설정되지 않아 결제창을 열 수 없습니다.",
-                "response": {"imp_uid": null, "merchant_uid": merchant_uid}}),
-        );
+    ) {
+        Ok(base) => base,
+        Err(NoPublicBase::MalformedHost) => {
+            // The client's mistake (or a probe), not the operator's: no ERROR, and never the
+            // header's text in the log.
+            tracing::warn!("checkout refused: the request's Host header is not a host[:port]");
+            return json_response(
+                StatusCode::BAD_REQUEST,
+                &serde_json::json!({"code": -1,
+                    "message": "요청의 Host 헤더가 올바르지 않아 결제창을 열 수 없습니다.",
+                    "response": {"imp_uid": null, "merchant_uid": merchant_uid}}),
+            );
+        }
+        Err(NoPublicBase::Unconfigured) => {
+            tracing::error!(
+                "checkout refused: OPENPORT_PUBLIC_URL is not set and the request's Host is not this machine"
+            );
+            return json_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &serde_json::json!({"code": -1,
+                    "message": "openport의 공개 주소(OPENPORT_PUBLIC_URL)가 설정되지 않아 결제창을 열 수 없습니다.",
+                    "response": {"imp_uid": null, "merchant_uid": merchant_uid}}),
+            );
+        }
     };
     let return_url = format!("{base}/checkout/kcp/return");
     let gateway = s.gateway.clone();
@@ -709,7 +815,7 @@ mod tests {
             Some("10.0.0.2".parse().unwrap()),
             &proxies,
         );
-        assert_eq!(base.as_deref(), Some("https://pay.example.com/pg"));
+        assert_eq!(base.as_deref(), Ok("https://pay.example.com/pg"));
     }
 
     #[test]
@@ -718,11 +824,8 @@ mod tests {
         let h = headers("shop.test:8443", Some("https"));
         let from =
             |peer: &str| public_base(&urls(None), true, &h, Some(peer.parse().unwrap()), &proxies);
-        assert_eq!(from("10.0.0.2").as_deref(), Some("https://shop.test:8443"));
-        assert_eq!(
-            from("198.51.100.7").as_deref(),
-            Some("http://shop.test:8443")
-        );
+        assert_eq!(from("10.0.0.2").as_deref(), Ok("https://shop.test:8443"));
+        assert_eq!(from("198.51.100.7").as_deref(), Ok("http://shop.test:8443"));
         let nobody = AddressList::Only(vec![]);
         let base = public_base(
             &urls(None),
@@ -731,7 +834,7 @@ mod tests {
             Some("10.0.0.2".parse().unwrap()),
             &nobody,
         );
-        assert_eq!(base.as_deref(), Some("http://shop.test:8443"));
+        assert_eq!(base.as_deref(), Ok("http://shop.test:8443"));
     }
 
     #[test]
@@ -740,25 +843,37 @@ mod tests {
         let base = |host: &str, test_mode: bool| {
             public_base(&urls(None), test_mode, &headers(host, None), None, &none)
         };
-        assert_eq!(base("pay.example.com", false), None);
-        assert_eq!(base("203.0.113.9:8080", false), None);
+        assert_eq!(
+            base("pay.example.com", false),
+            Err(NoPublicBase::Unconfigured)
+        );
+        assert_eq!(
+            base("203.0.113.9:8080", false),
+            Err(NoPublicBase::Unconfigured)
+        );
         for local in ["127.0.0.1:8080", "localhost:8080", "[::1]:8080"] {
-            assert_eq!(
-                base(local, false),
-                Some(format!("http://{local}")),
-                "{local}"
-            );
+            assert_eq!(base(local, false), Ok(format!("http://{local}")), "{local}");
         }
         assert_eq!(
             base("pay.example.com", true).as_deref(),
-            Some("http://pay.example.com")
+            Ok("http://pay.example.com")
         );
-        assert_eq!(base("user@evil.test", true), None);
-        assert_eq!(base("evil.test/x", true), None);
-        assert_eq!(
-            public_base(&urls(None), true, &HeaderMap::new(), None, &none),
-            None
-        );
+    }
+
+    #[test]
+    fn a_host_that_is_no_host_is_the_clients_error_in_either_mode() {
+        let none = AddressList::Only(vec![]);
+        for test_mode in [true, false] {
+            let base =
+                |host: &str| public_base(&urls(None), test_mode, &headers(host, None), None, &none);
+            for bad in ["user@evil.test", "evil.test/x", "evil.example\"><script>"] {
+                assert_eq!(base(bad), Err(NoPublicBase::MalformedHost), "{bad}");
+            }
+            assert_eq!(
+                public_base(&urls(None), test_mode, &HeaderMap::new(), None, &none),
+                Err(NoPublicBase::MalformedHost)
+            );
+        }
     }
 
     #[test]

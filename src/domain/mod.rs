@@ -4,6 +4,7 @@ pub mod checkout;
 pub mod codes;
 pub mod escrow;
 pub mod ids;
+pub mod order;
 pub mod payment;
 pub mod text;
 pub mod vbank;

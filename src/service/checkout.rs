@@ -300,9 +300,10 @@ impl Gateway {
         let plan = window_plan(&req.pay_method, req.billing).ok_or_else(|| {
             ServiceError::BadRequest(format!("지원하지 않는 결제수단입니다: {}", req.pay_method))
         })?;
-        if req.order.amount < 0 || (req.order.amount == 0 && !req.billing) {
-            return Err(ServiceError::BadRequest("amount는 0보다 커야 합니다.".into()).into());
-        }
+        // The REST API's range (a billing-key window may show 0): checked before anything is
+        // written, so an amount KCP would refuse never opens a payment.
+        crate::domain::order::amount(Some(req.order.amount), if req.billing { 0 } else { 1 })
+            .map_err(|e| ServiceError::BadRequest(e.to_string()))?;
         if plan.needs_shop_user_id && req.shop_user_id.as_deref().is_none_or(str::is_empty) {
             return Err(ServiceError::BadRequest(
                 "상품권 결제에는 bypass.shop_user_id가 필요합니다.".into(),

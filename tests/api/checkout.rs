@@ -1495,3 +1495,268 @@ async fn a_merchant_uid_with_an_issued_account_or_a_payment_in_flight_is_refused
     assert!(message.contains("진행 중인 결제"), "{message}");
     assert!(!message.contains("완료"), "{message}");
 }
+
+/// A refusal of `POST /checkout/request` before the window, as the SDK reads it (`code -1`,
+/// `imp_uid` null), that left nothing behind: no payment (none at all, and none `GET
+/// /payments/find` knows under `merchant_uid` when the REST API can name it), no session, nothing
+/// sent to KCP.
+async fn refused_without_a_trace(app: &TestApp, refused: &Value, merchant_uid: Option<&str>) {
+    use sea_orm::EntityTrait;
+    assert_eq!(refused["code"], -1, "{refused}");
+    assert!(refused["response"]["imp_uid"].is_null(), "{refused}");
+    let payments = openport::store::payments::all_payments(&app.app.gateway.db.read)
+        .await
+        .unwrap();
+    assert!(
+        payments.is_empty(),
+        "no payment is written: {refused} left {:?}",
+        payments
+            .iter()
+            .map(|p| (&p.merchant_uid, p.amount, &p.status))
+            .collect::<Vec<_>>()
+    );
+    let sessions = openport::store::entity::checkout_session::Entity::find()
+        .all(&app.app.gateway.db.read)
+        .await
+        .unwrap();
+    assert!(sessions.is_empty(), "no session is opened: {refused}");
+    if let Some(uid) = merchant_uid {
+        let token = app.token().await;
+        let (status, found) = app
+            .get(&format!("/payments/find/{uid}"), Some(&token))
+            .await;
+        assert_eq!(status, reqwest::StatusCode::NOT_FOUND, "{found}");
+    }
+    assert!(app.sandbox.ledger().is_empty());
+}
+
+/// KCP's `good_mny` has 12 digits: an amount over 999,999,999,999 (`1e20` no longer saturates
+/// into a stored `i64::MAX`), or one that is no positive whole number, is refused as the REST
+/// API refuses it, before a payment is opened that KCP would only fail.
+#[tokio::test]
+async fn an_amount_over_the_maximum_or_not_a_positive_whole_number_is_refused_before_anything_is_written(
+) {
+    let app = spawn_app().await;
+    let over = [
+        json!(1e20),
+        json!(1_000_000_000_000i64),
+        json!(i64::MAX),
+        json!(u64::MAX),
+        json!("1000000000000"),
+    ];
+    for (i, amount) in over.into_iter().enumerate() {
+        let uid = format!("web-amount-over-{i}");
+        let refused = start_checkout(
+            &app,
+            json!({"pg": "kcp", "pay_method": "card", "merchant_uid": uid, "amount": amount}),
+        )
+        .await;
+        assert_eq!(
+            refused["message"], "amount는 999999999999 이하여야 합니다.",
+            "{amount}: {refused}"
+        );
+        refused_without_a_trace(&app, &refused, Some(&uid)).await;
+    }
+    let not_whole = [
+        json!(1000.5),
+        json!(-1000),
+        json!(0),
+        json!("12.5"),
+        json!(null),
+    ];
+    for (i, amount) in not_whole.into_iter().enumerate() {
+        let uid = format!("web-amount-bad-{i}");
+        let refused = start_checkout(
+            &app,
+            json!({"pay_method": "card", "merchant_uid": uid, "amount": amount}),
+        )
+        .await;
+        assert!(
+            refused["message"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("amount"),
+            "{amount}: {refused}"
+        );
+        refused_without_a_trace(&app, &refused, Some(&uid)).await;
+    }
+    // A billing-key window shows its amount too: the same ceiling.
+    let refused = start_checkout(
+        &app,
+        json!({"pg": "kcp_billing", "customer_uid": "user-big", "merchant_uid": "web-amount-billing", "amount": 1e13}),
+    )
+    .await;
+    refused_without_a_trace(&app, &refused, Some("web-amount-billing")).await;
+}
+
+/// The REST API takes merchant_uid and customer_uid of 1 to 80 characters, not blank, without
+/// control characters; a payment opened in the browser under another one could not be found by
+/// it (`GET /payments/find/{merchant_uid}` refuses the control character in its path).
+#[tokio::test]
+async fn a_merchant_uid_or_customer_uid_the_rest_api_would_refuse_opens_no_payment() {
+    let app = spawn_app().await;
+    for (merchant_uid, wanted) in [
+        (json!("a\u{1}b"), "merchant_uid에 허용되지 않는 제어 문자"),
+        (
+            json!("order\u{1b}[2J"),
+            "merchant_uid에 허용되지 않는 제어 문자",
+        ),
+        (json!("   "), "merchant_uid 파라메터가 누락되었습니다."),
+        (
+            json!("m".repeat(81)),
+            "merchant_uid는 80자 이하여야 합니다.",
+        ),
+        (json!({"id": 7}), "merchant_uid 값은 문자열이어야 합니다."),
+    ] {
+        let refused = start_checkout(
+            &app,
+            json!({"pg": "kcp", "pay_method": "card", "merchant_uid": merchant_uid, "amount": 1000}),
+        )
+        .await;
+        assert!(
+            refused["message"]
+                .as_str()
+                .unwrap_or_default()
+                .contains(wanted),
+            "{merchant_uid}: {refused}"
+        );
+        refused_without_a_trace(&app, &refused, None).await;
+    }
+    for (i, (customer_uid, wanted)) in [
+        (json!("c".repeat(500)), "customer_uid는 1~80자여야 합니다."),
+        (json!("  "), "customer_uid는 1~80자여야 합니다."),
+        (
+            json!("user\u{7}42"),
+            "customer_uid에 허용되지 않는 제어 문자",
+        ),
+        (json!(["user-42"]), "customer_uid 값은 문자열이어야 합니다."),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let uid = format!("web-customer-uid-{i}");
+        let refused = start_checkout(
+            &app,
+            json!({"pg": "kcp_billing", "pay_method": "card", "merchant_uid": uid,
+                   "customer_uid": customer_uid, "amount": 0}),
+        )
+        .await;
+        assert!(
+            refused["message"]
+                .as_str()
+                .unwrap_or_default()
+                .contains(wanted),
+            "{customer_uid}: {refused}"
+        );
+        refused_without_a_trace(&app, &refused, Some(&uid)).await;
+    }
+}
+
+/// A `Host` that is no `host[:port]` is the client's error: HTTP 400 with the SDK's envelope,
+/// a warning at most, and not the 503 "public URL not configured" that tells an operator to
+/// act (test mode takes any well-formed Host).
+#[tokio::test]
+async fn a_malformed_host_header_is_a_400_for_the_client_not_a_503_for_the_operator() {
+    let app = spawn_app().await;
+    let res = app
+        .http
+        .post(app.url("/checkout/request"))
+        .header("host", "evil.example\"><script>")
+        .json(
+            &json!({"imp_code": "imp00000000", "mobile": false, "page_url": "http://shop.test/cart",
+                      "params": {"merchant_uid": "web-bad-host", "amount": 1000}}),
+        )
+        .send()
+        .await
+        .unwrap();
+    let (status, refused) = TestApp::read(res).await;
+    assert_eq!(status, reqwest::StatusCode::BAD_REQUEST, "{refused}");
+    assert!(
+        refused["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("Host"),
+        "{refused}"
+    );
+    assert_eq!(refused["response"]["merchant_uid"], "web-bad-host");
+    refused_without_a_trace(&app, &refused, Some("web-bad-host")).await;
+    let logs = crate::helpers::captured_logs();
+    assert!(
+        logs.contains("the request's Host header is not a host[:port]"),
+        "a warning names the refusal"
+    );
+    assert!(
+        !logs.contains("OPENPORT_PUBLIC_URL is not set"),
+        "no ERROR line for the operator"
+    );
+    assert!(
+        !logs.contains("evil.example\"><script>"),
+        "nor the header's text"
+    );
+}
+
+/// `escrow` is a boolean in iamport's SDK: `"true"` was ignored, opening a plain payment the
+/// merchant meant as escrow; it is refused, not guessed. `kcpProducts` that are not products
+/// (not objects, quantity below 1, a negative amount, not an array) never reach `good_info`.
+#[tokio::test]
+async fn escrow_that_is_no_boolean_and_kcp_products_that_are_no_products_are_refused_before_anything_is_written(
+) {
+    let app = spawn_app().await;
+    let product = |quantity: Value, amount: Value| json!([{"orderNumber": "o1", "name": "양말", "quantity": quantity, "amount": amount}]);
+    let cases = [
+        (
+            json!("true"),
+            product(json!(1), json!(1000)),
+            "escrow 값은 true 또는 false",
+        ),
+        (
+            json!(1),
+            product(json!(1), json!(1000)),
+            "escrow 값은 true 또는 false",
+        ),
+        (json!(true), json!([1, 2]), "kcpProducts[0]는 상품 객체"),
+        (json!(true), json!("양말"), "kcpProducts는 상품 객체"),
+        (
+            json!(true),
+            product(json!(-2), json!(1000)),
+            "kcpProducts[0].quantity",
+        ),
+        (
+            json!(true),
+            product(json!(0), json!(1000)),
+            "kcpProducts[0].quantity",
+        ),
+        (
+            json!(true),
+            product(json!(1), json!(-1000)),
+            "kcpProducts[0].amount",
+        ),
+        (
+            json!(true),
+            product(json!(1.5), json!(1000)),
+            "kcpProducts[0].quantity",
+        ),
+        (
+            json!(true),
+            product(json!(1), json!(1e20)),
+            "kcpProducts[0].amount",
+        ),
+    ];
+    for (i, (escrow, products, wanted)) in cases.into_iter().enumerate() {
+        let uid = format!("web-escrow-input-{i}");
+        let refused = start_checkout(
+            &app,
+            json!({"pay_method": "card", "merchant_uid": uid, "amount": 1000,
+                   "escrow": escrow, "kcpProducts": products}),
+        )
+        .await;
+        assert!(
+            refused["message"]
+                .as_str()
+                .unwrap_or_default()
+                .contains(wanted),
+            "{escrow} {products}: {refused}"
+        );
+        refused_without_a_trace(&app, &refused, Some(&uid)).await;
+    }
+}
