@@ -129,10 +129,9 @@ pub(crate) fn parse_customer(
 }
 
 pub(super) fn valid_uid(uid: &str) -> ApiResult<()> {
-    if uid.trim().is_empty() || uid.chars().count() > 80 {
-        return Err(ApiError::bad_request("customer_uid는 1~80자여야 합니다."));
-    }
-    Ok(())
+    crate::domain::order::customer_uid(uid.to_owned())
+        .map(drop)
+        .map_err(|e| ApiError::bad_request(e.to_string()))
 }
 
 #[utoipa::path(post, path = "/subscribe/customers/{customer_uid}", operation_id = "customer_save",

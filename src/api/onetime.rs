@@ -69,14 +69,11 @@ pub(crate) fn parse_onetime(
     if auth.as_ref().is_some_and(|a| !a.is_complete()) {
         return Err(card_error(CardDataError::AuthPair));
     }
-    order.customer_uid = req.customer_uid.filter(|c| !c.trim().is_empty());
-    if order
+    order.customer_uid = req
         .customer_uid
-        .as_ref()
-        .is_some_and(|c| c.chars().count() > 80)
-    {
-        return Err(ApiError::bad_request("customer_uid는 1~80자여야 합니다."));
-    }
+        .filter(|c| !c.trim().is_empty())
+        .map(|c| super::customers::valid_uid(&c).map(|()| c))
+        .transpose()?;
     let _ = (req.cvc, req.pg);
     Ok(OnetimeCommand {
         order,
