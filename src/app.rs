@@ -10,7 +10,6 @@ use rand::distributions::{Alphanumeric, DistString};
 use secrecy::SecretString;
 use tokio::net::TcpListener;
 use tower::ServiceBuilder;
-use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 
@@ -27,7 +26,10 @@ use crate::service::{Gateway, GatewaySettings};
 use crate::store::{redact_url, Db};
 
 mod first_merchant;
+mod request_body;
+mod serve;
 pub use first_merchant::Seeding;
+use request_body::MAX_BODY_BYTES;
 
 /// State shared by every handler.
 #[derive(Clone)]
@@ -174,11 +176,16 @@ impl App {
                 .context("sandbox listen address")?;
             let addr = listener.local_addr()?;
             let serving = sb.clone();
-            tokio::spawn(async move {
-                if let Err(e) = kcp_sandbox::serve(serving, listener).await {
-                    tracing::error!("KCP sandbox stopped: {e}");
-                }
-            });
+            let timeouts = kcp_sandbox::ServerTimeouts {
+                header_read: config.http.header_read_timeout(),
+                body_read: config.http.body_read_timeout(),
+            };
+            tokio::spawn(kcp_sandbox::serve_until_with(
+                serving,
+                listener,
+                std::future::pending(),
+                timeouts,
+            ));
             tracing::info!(%addr, "embedded KCP sandbox listening");
             Some(EmbeddedSandbox { sandbox: sb, addr })
         } else {
@@ -263,24 +270,26 @@ impl App {
             sb.sandbox
                 .set_notify_url("*", &format!("http://{addr}/kcp/notify"));
         }
-        let service = http_service(AppState {
-            gateway: gateway.clone(),
-            notify_sources: Arc::new(NotifySources {
-                allowed: config.kcp_notify_sources()?,
-                proxies: config.trusted_proxies()?,
-            }),
-            urls: Arc::new(PublicUrls::new(config.public_base()?, addr)),
-        });
+        let service = http_service(
+            AppState {
+                gateway: gateway.clone(),
+                notify_sources: Arc::new(NotifySources {
+                    allowed: config.kcp_notify_sources()?,
+                    proxies: config.trusted_proxies()?,
+                }),
+                urls: Arc::new(PublicUrls::new(config.public_base()?, addr)),
+            },
+            request_body::BodyLimits {
+                max_bytes: MAX_BODY_BYTES,
+                deadline: config.http.body_read_timeout(),
+            },
+        );
+        let header_read_timeout = config.http.header_read_timeout();
         let server = tokio::spawn(async move {
             let done = async move {
                 let _ = stop.wait_for(|s| *s).await;
             };
-            if let Err(e) = axum::serve(listener, service)
-                .with_graceful_shutdown(done)
-                .await
-            {
-                tracing::error!("HTTP server stopped: {e}");
-            }
+            serve::serve(listener, service, header_read_timeout, done).await;
         });
         tracing::info!(%addr, test_mode = config.test_mode, "openport listening");
         Ok(Self {
@@ -330,6 +339,7 @@ impl App {
 /// The router with its middleware, wrapped by path normalisation (which must run before routing).
 fn http_service(
     state: AppState,
+    body_limits: request_body::BodyLimits,
 ) -> axum::extract::connect_info::IntoMakeServiceWithConnectInfo<
     impl tower::Service<
             Request<axum::body::Body>,
@@ -347,13 +357,11 @@ fn http_service(
                 .layer(SetRequestIdLayer::new(request_id.clone(), MakeRequestUuid))
                 .layer(TraceLayer::new_for_http().make_span_with(request_span))
                 .layer(PropagateRequestIdLayer::new(request_id))
-                .layer(RequestBodyLimitLayer::new(256 * 1024))
-                // Still limited, as the axum body the middleware below reads.
-                .map_request(
-                    |req: Request<tower_http::body::Limited<axum::body::Body>>| {
-                        req.map(axum::body::Body::new)
-                    },
-                )
+                // The body is in, whole and within the limit, before anything below reads it.
+                .layer(axum::middleware::from_fn_with_state(
+                    body_limits,
+                    request_body::read_whole_body,
+                ))
                 .layer(axum::middleware::from_fn(
                     crate::api::extract::refuse_control_characters,
                 )),

@@ -52,6 +52,8 @@ pub struct Config {
     pub resolver: ResolverSettings,
     pub scheduler: SchedulerSettings,
     pub webhooks: WebhookSettings,
+    #[serde(default)]
+    pub http: HttpSettings,
     /// `json` for production log lines, `pretty` for humans.
     pub log_format: String,
 }
@@ -163,6 +165,42 @@ impl Default for WebhookSettings {
     }
 }
 
+/// How long openport's HTTP server waits for a client (docs/operations.md "HTTP timeouts"). A
+/// client that stops sending part-way held its connection, and a file descriptor shared with
+/// the database and the embedded sandbox, for ever; the same values apply to the embedded
+/// sandbox's server.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct HttpSettings {
+    /// From a connection's opening, or from the end of its previous response, to the end of a
+    /// request's headers. Past it the connection is closed without an answer, so this is also
+    /// how long an idle keep-alive connection is kept.
+    pub header_read_timeout_ms: u64,
+    /// From the end of a request's headers to the end of its body (at most 256 KiB): a whole-body
+    /// deadline, not one per read, so a body dripped a byte at a time is cut off too. Past it the
+    /// request is answered 408 and the connection closed.
+    pub body_read_timeout_ms: u64,
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        Self {
+            header_read_timeout_ms: 10_000,
+            body_read_timeout_ms: 30_000,
+        }
+    }
+}
+
+impl HttpSettings {
+    pub fn header_read_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.header_read_timeout_ms)
+    }
+
+    pub fn body_read_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.body_read_timeout_ms)
+    }
+}
+
 impl Default for Config {
     fn default() -> Self {
         Self {
@@ -201,6 +239,7 @@ impl Default for Config {
                 batch: 64,
             },
             webhooks: WebhookSettings::default(),
+            http: HttpSettings::default(),
             log_format: "pretty".into(),
         }
     }
@@ -262,6 +301,8 @@ pub enum ConfigError {
          such as https://pay.example.com or https://example.com/pay"
     )]
     BadPublicUrl(String),
+    #[error("{setting} must be more than 0 ms: without a deadline a client that stops sending holds its connection for ever")]
+    NoHttpTimeout { setting: &'static str },
     #[error("{setting} {url:?} must be an http(s) URL, such as https://stg-spl.kcp.co.kr/gw/enc/v1/payment")]
     BadKcpUrl { setting: &'static str, url: String },
     #[error(
@@ -313,6 +354,20 @@ impl Config {
             let length = token.expose_secret().chars().count();
             if length < MIN_ADMIN_TOKEN_CHARS {
                 return Err(ConfigError::AdminTokenTooShort { length });
+            }
+        }
+        for (setting, ms) in [
+            (
+                "OPENPORT_HTTP__HEADER_READ_TIMEOUT_MS",
+                self.http.header_read_timeout_ms,
+            ),
+            (
+                "OPENPORT_HTTP__BODY_READ_TIMEOUT_MS",
+                self.http.body_read_timeout_ms,
+            ),
+        ] {
+            if ms == 0 {
+                return Err(ConfigError::NoHttpTimeout { setting });
             }
         }
         self.kcp_notify_sources()?;
@@ -464,6 +519,16 @@ mod tests {
         assert!(test.contains(ip("210.122.176.144")));
         assert!(test.contains(ip("127.0.0.1")));
         assert!(!test.contains(ip("103.215.144.173")));
+    }
+
+    #[test]
+    fn http_timeouts_default_to_ten_and_thirty_seconds_and_zero_refuses_to_start() {
+        let mut config = Config::default();
+        assert_eq!(config.http.header_read_timeout_ms, 10_000);
+        assert_eq!(config.http.body_read_timeout_ms, 30_000);
+        config.http.body_read_timeout_ms = 0;
+        let err = config.validate().unwrap_err().to_string();
+        assert!(err.contains("OPENPORT_HTTP__BODY_READ_TIMEOUT_MS"), "{err}");
     }
 
     #[test]

@@ -34,6 +34,7 @@ pub mod ledger;
 pub mod notify;
 mod point;
 mod router;
+mod server;
 mod state;
 pub mod test_cards;
 pub mod test_points;
@@ -49,6 +50,7 @@ pub use faults::{Fault, FaultRule};
 pub use ledger::{CancelRecord, CardSummary, LedgerEntry, PointSummary, TransactionState};
 pub use notify::{DepositError, NotificationAttempt, NotificationRecord};
 pub use point::PointAccount;
+pub use server::ServerTimeouts;
 pub use state::FORMAT_VERSION as STATE_FORMAT_VERSION;
 
 /// The KCP paths the sandbox serves (spec/kcp.md §1), relative to KCP's host.
@@ -333,13 +335,23 @@ pub async fn serve(sandbox: Sandbox, listener: tokio::net::TcpListener) -> std::
 /// First it resumes the background sending of notifications the merchant has not acknowledged
 /// (a sandbox restored from its state file after a restart), as KCP keeps re-sending across its
 /// own restarts: a deposit notification lost while the gateway was down is not left to a flush.
+/// A client too slow with its headers or its body is cut off ([`ServerTimeouts::default`]).
 pub async fn serve_until(
     sandbox: Sandbox,
     listener: tokio::net::TcpListener,
     stop: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    serve_until_with(sandbox, listener, stop, ServerTimeouts::default()).await
+}
+
+/// [`serve_until`] with the given timeouts (the gateway's embedded sandbox takes its own).
+pub async fn serve_until_with(
+    sandbox: Sandbox,
+    listener: tokio::net::TcpListener,
+    stop: impl std::future::Future<Output = ()> + Send + 'static,
+    timeouts: ServerTimeouts,
+) -> std::io::Result<()> {
     notify::resume(&sandbox.shared);
-    axum::serve(listener, sandbox.router())
-        .with_graceful_shutdown(stop)
-        .await
+    server::serve(listener, sandbox.router(), timeouts, stop).await;
+    Ok(())
 }

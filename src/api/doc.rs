@@ -247,14 +247,16 @@ fn internal() -> (String, RefOr<Response>) {
 }
 
 fn too_large() -> (String, RefOr<Response>) {
-    let text = ContentBuilder::new().schema(Some(string())).build();
+    ("413".into(), error_response("The body is over 256 KiB."))
+}
+
+fn body_timeout() -> (String, RefOr<Response>) {
     (
-        "413".into(),
-        ResponseBuilder::new()
-            .description("The body is over 256 KiB (a plain-text answer of the size limit).")
-            .content("text/plain", text)
-            .build()
-            .into(),
+        "408".into(),
+        error_response(
+            "The body did not arrive within the body-read timeout (30 s by default); the \
+             connection is closed.",
+        ),
     )
 }
 
@@ -267,21 +269,23 @@ impl IntoResponses for TokenErrors {
     }
 }
 
-/// 401, 413 and 500: [`TokenErrors`] and the body-size limit, for operations that read a body.
+/// 401, 408, 413 and 500: [`TokenErrors`] and the body's deadline and size limit, for operations
+/// that read a body.
 pub struct TokenBodyErrors;
 
 impl IntoResponses for TokenBodyErrors {
     fn responses() -> BTreeMap<String, RefOr<Response>> {
-        BTreeMap::from([unauthorized(), too_large(), internal()])
+        BTreeMap::from([unauthorized(), body_timeout(), too_large(), internal()])
     }
 }
 
-/// 413 and 500: the body-size limit and a server failure (`/users/getToken`).
+/// 408, 413 and 500: the body's deadline and size limit, and a server failure
+/// (`/users/getToken`).
 pub struct BodyErrors;
 
 impl IntoResponses for BodyErrors {
     fn responses() -> BTreeMap<String, RefOr<Response>> {
-        BTreeMap::from([too_large(), internal()])
+        BTreeMap::from([body_timeout(), too_large(), internal()])
     }
 }
 

@@ -20,6 +20,7 @@ mod prepare;
 mod reliability;
 mod sandbox_state;
 mod schedules;
+mod server;
 mod startup;
 mod vbanks;
 mod webhooks;

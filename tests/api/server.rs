@@ -1,0 +1,341 @@
+//! The HTTP servers do not wait for ever on a slow or stalled client (docs/operations.md "HTTP
+//! timeouts"): a connection whose headers do not arrive in time is closed, a body that does not
+//! is answered 408 with iamport's envelope, and a body over 256 KiB gets the 413 envelope. Raw
+//! TCP, since an HTTP client cannot be made to stall; the timeouts are shortened through
+//! `[http]` so that each test is over in about a second.
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::helpers::{spawn_app_with, TestApp};
+
+const HEADER_TIMEOUT_MS: u64 = 300;
+const BODY_TIMEOUT_MS: u64 = 400;
+/// How long a test waits for what the timeouts above promise: generous, for a loaded machine.
+const PATIENCE: Duration = Duration::from_secs(10);
+
+async fn app_with_short_timeouts() -> TestApp {
+    spawn_app_with(|c| {
+        c.http.header_read_timeout_ms = HEADER_TIMEOUT_MS;
+        c.http.body_read_timeout_ms = BODY_TIMEOUT_MS;
+    })
+    .await
+}
+
+/// Everything the server sends until it closes the connection, or `None` if it is still open
+/// after [`PATIENCE`].
+async fn read_until_closed(conn: &mut TcpStream) -> Option<Vec<u8>> {
+    let mut received = Vec::new();
+    let read_all = async {
+        let mut buf = [0u8; 4096];
+        loop {
+            match conn.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => received.extend_from_slice(&buf[..n]),
+            }
+        }
+    };
+    tokio::time::timeout(PATIENCE, read_all).await.ok()?;
+    Some(received)
+}
+
+/// Opens a connection to `addr` and sends `bytes` on it.
+async fn send(addr: SocketAddr, bytes: &[u8]) -> TcpStream {
+    let mut conn = TcpStream::connect(addr).await.expect("connect");
+    conn.write_all(bytes).await.expect("send");
+    conn
+}
+
+/// One HTTP/1.1 response: status, lower-cased headers, body.
+struct Answer {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl Answer {
+    /// The responses in `bytes`, one after the other (each with a `Content-Length`).
+    fn all(mut bytes: &[u8]) -> Vec<Answer> {
+        let mut answers = Vec::new();
+        while !bytes.is_empty() {
+            let end = bytes
+                .windows(4)
+                .position(|w| w == b"\r\n\r\n")
+                .expect("a complete head");
+            let head = std::str::from_utf8(&bytes[..end]).expect("UTF-8 head");
+            let mut lines = head.split("\r\n");
+            let status = lines.next().unwrap()[9..12].parse().unwrap();
+            let headers: Vec<(String, String)> = lines
+                .map(|l| {
+                    let (k, v) = l.split_once(':').unwrap();
+                    (k.trim().to_ascii_lowercase(), v.trim().to_string())
+                })
+                .collect();
+            let length: usize = headers
+                .iter()
+                .find(|(k, _)| k == "content-length")
+                .map_or(0, |(_, v)| v.parse().unwrap());
+            let body_start = end + 4;
+            answers.push(Answer {
+                status,
+                headers,
+                body: bytes[body_start..body_start + length].to_vec(),
+            });
+            bytes = &bytes[body_start + length..];
+        }
+        answers
+    }
+
+    fn one(bytes: &[u8]) -> Answer {
+        let mut all = Self::all(bytes);
+        assert_eq!(all.len(), 1, "{}", String::from_utf8_lossy(bytes));
+        all.remove(0)
+    }
+
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).expect("a JSON body")
+    }
+}
+
+fn assert_envelope(answer: &Answer, status: u16, message_part: &str) {
+    assert_eq!(answer.status, status);
+    assert!(
+        answer
+            .header("content-type")
+            .is_some_and(|ct| ct.starts_with("application/json")),
+        "{:?}",
+        answer.headers
+    );
+    let body = answer.json();
+    assert_eq!(body["code"], -1, "{body}");
+    assert!(body["response"].is_null(), "{body}");
+    let message = body["message"].as_str().unwrap();
+    assert!(message.contains(message_part), "{message}");
+}
+
+#[tokio::test]
+async fn a_connection_that_sends_partial_headers_or_nothing_is_closed_within_the_header_timeout() {
+    let app = app_with_short_timeouts().await;
+    for sent in [
+        &b"GET /payments/x HTTP/1.1\r\nHost: x\r\n"[..],
+        b"POST /checkout/request HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n",
+        b"",
+    ] {
+        let mut conn = send(app.app.addr, sent).await;
+        let received = read_until_closed(&mut conn).await;
+        assert!(
+            received.is_some(),
+            "{:?} is still open",
+            String::from_utf8_lossy(sent)
+        );
+    }
+}
+
+#[tokio::test]
+async fn an_idle_keep_alive_connection_is_closed_after_the_header_timeout_and_both_its_requests_answered(
+) {
+    let app = app_with_short_timeouts().await;
+    let lookup = b"GET /payments/imp_none HTTP/1.1\r\nHost: x\r\n\r\n";
+    let mut conn = send(app.app.addr, &[&lookup[..], &lookup[..]].concat()).await;
+
+    let received = read_until_closed(&mut conn)
+        .await
+        .expect("the idle connection is closed");
+
+    // Keep-alive still works: both requests were answered on the one connection.
+    let answers = Answer::all(&received);
+    assert_eq!(answers.len(), 2);
+    for answer in answers {
+        assert_envelope(&answer, 401, "Unauthorized");
+    }
+}
+
+#[tokio::test]
+async fn a_body_shorter_than_its_content_length_is_answered_408_with_the_envelope_and_closed() {
+    let app = app_with_short_timeouts().await;
+    let mut conn = send(
+        app.app.addr,
+        b"POST /users/getToken HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+          Content-Length: 100\r\n\r\n{\"imp_key\":",
+    )
+    .await;
+
+    let received = read_until_closed(&mut conn)
+        .await
+        .expect("answered and closed");
+
+    let answer = Answer::one(&received);
+    assert_envelope(&answer, 408, "제한 시간");
+    assert_eq!(answer.header("connection"), Some("close"));
+    assert!(answer.header("x-request-id").is_some());
+}
+
+#[tokio::test]
+async fn a_stalled_chunked_body_on_the_checkout_request_is_answered_408_and_closed() {
+    let app = app_with_short_timeouts().await;
+    let mut conn = send(
+        app.app.addr,
+        b"POST /checkout/request HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+          Transfer-Encoding: chunked\r\n\r\n5\r\n{\"imp\r\n",
+    )
+    .await;
+
+    let received = read_until_closed(&mut conn)
+        .await
+        .expect("answered and closed");
+
+    assert_envelope(&Answer::one(&received), 408, "제한 시간");
+}
+
+#[tokio::test]
+async fn a_body_dripped_a_byte_at_a_time_is_cut_off_at_the_body_deadline() {
+    let app = app_with_short_timeouts().await;
+    let mut conn = send(
+        app.app.addr,
+        b"POST /users/getToken HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+          Content-Length: 1000\r\n\r\n",
+    )
+    .await;
+    let (mut reader, mut writer) = conn.split();
+    // A byte every 50 ms: a timer restarted on every read would never fire.
+    let drip = async {
+        let mut every = tokio::time::interval(Duration::from_millis(50));
+        for _ in 0..1000 {
+            every.tick().await;
+            if writer.write_all(b" ").await.is_err() {
+                break;
+            }
+        }
+    };
+    let mut received = Vec::new();
+    let answer = async {
+        let mut buf = [0u8; 4096];
+        loop {
+            match reader.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => received.extend_from_slice(&buf[..n]),
+            }
+        }
+    };
+
+    let closed = tokio::time::timeout(PATIENCE, async {
+        tokio::select! {
+            () = answer => true,
+            () = drip => false,
+        }
+    })
+    .await;
+
+    assert_eq!(closed, Ok(true), "the dripped body is still being read");
+    assert_envelope(&Answer::one(&received), 408, "제한 시간");
+}
+
+#[tokio::test]
+async fn a_body_over_256_kib_gets_the_413_envelope_whether_its_length_is_declared_or_chunked() {
+    let app = app_with_short_timeouts().await;
+    let limit = 256 * 1024;
+    let padded = |len: usize| {
+        let mut body = br#"{"imp_key":"k","imp_secret":"s"}"#.to_vec();
+        body.resize(len, b' ');
+        body
+    };
+
+    let declared = app
+        .http
+        .post(app.url("/users/getToken"))
+        .header("Content-Type", "application/json")
+        .body(padded(limit + 1))
+        .send()
+        .await
+        .expect("answered");
+    let status = declared.status();
+    let content_type = declared.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    let (_, body) = TestApp::read(declared).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{body}");
+    assert!(
+        content_type.starts_with("application/json"),
+        "{content_type}"
+    );
+    assert_eq!(
+        body,
+        json!({"code": -1, "message": "요청 본문이 너무 큽니다. (최대 256KiB)", "response": null})
+    );
+
+    // Chunked: no length to refuse up front; the chunk that goes over is the last one sent, so
+    // the server has read everything when it answers.
+    let over = padded(limit + 1);
+    let mut request = b"POST /users/getToken HTTP/1.1\r\nHost: x\r\n\
+        Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+        .to_vec();
+    for chunk in over.chunks(16 * 1024) {
+        request.extend_from_slice(format!("{:x}\r\n", chunk.len()).as_bytes());
+        request.extend_from_slice(chunk);
+        request.extend_from_slice(b"\r\n");
+    }
+    let mut conn = send(app.app.addr, &request).await;
+    let received = read_until_closed(&mut conn).await.expect("answered");
+    assert_envelope(&Answer::one(&received), 413, "256KiB");
+
+    // Exactly at the limit the body is read and the handler answers.
+    let (status, body) = {
+        let res = app
+            .http
+            .post(app.url("/users/getToken"))
+            .header("Content-Type", "application/json")
+            .body(padded(limit))
+            .send()
+            .await
+            .expect("answered");
+        TestApp::read(res).await
+    };
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+}
+
+#[tokio::test]
+async fn a_graceful_shutdown_is_not_held_up_by_a_client_stalled_mid_headers() {
+    let app = app_with_short_timeouts().await;
+    let _stalled = send(app.app.addr, b"GET /payments/x HTTP/1.1\r\nHost: x\r\n").await;
+    // The stalled connection is accepted before the stop: a request the server answers
+    // proves the accept loop has moved past it.
+    let (status, _) = app.get("/payments/imp_none", None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+
+    let stopped = tokio::time::timeout(PATIENCE, app.app.shutdown()).await;
+
+    assert!(stopped.is_ok(), "the shutdown waits for the stalled client");
+}
+
+#[tokio::test]
+async fn the_embedded_sandbox_closes_a_stalled_connection_and_answers_a_stalled_body_408() {
+    let app = app_with_short_timeouts().await;
+    let sandbox = app.app.sandbox.as_ref().expect("embedded sandbox").addr;
+
+    let mut headers = send(sandbox, b"POST /gw/hub/v1/payment HTTP/1.1\r\nHost: x\r\n").await;
+    let mut body = send(
+        sandbox,
+        b"POST /gw/hub/v1/payment HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+          Content-Length: 100\r\n\r\n{",
+    )
+    .await;
+
+    assert!(
+        read_until_closed(&mut headers).await.is_some(),
+        "stalled headers"
+    );
+    let received = read_until_closed(&mut body).await.expect("stalled body");
+    assert_eq!(Answer::one(&received).status, 408);
+}
