@@ -180,8 +180,9 @@ pub async fn refuse_control_characters(req: Request, next: Next) -> Response {
         return next.run(req).await;
     }
     let (parts, body) = req.into_parts();
-    // Read under the body limit layered outside this one. axum's rejections are plain text; the
-    // client gets the iamport envelope as for every other refusal.
+    // The body arrives already read, within its size limit and deadline (app/request_body.rs);
+    // should reading it fail anyway, the client still gets the iamport envelope, never axum's
+    // plain-text rejection.
     let bytes = match Bytes::from_request(Request::new(body), &()).await {
         Ok(bytes) => bytes,
         Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
