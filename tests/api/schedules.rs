@@ -15,6 +15,18 @@ fn now() -> i64 {
     chrono::Utc::now().timestamp()
 }
 
+/// What an instance that dies right after its claim takes: up to `limit` schedules due at `at`,
+/// claimed with the scheduler's own statement and a 120 s lease, never charged.
+async fn claimed_by_a_dead_instance(
+    db: &impl sea_orm::ConnectionTrait,
+    at: i64,
+    limit: u64,
+) -> Vec<openport::store::entity::schedule::Model> {
+    openport::store::billing::claim_due_schedules(db, ServedMerchants::All, at, at + 120, limit)
+        .await
+        .unwrap()
+}
+
 /// Registers `n` schedules `{prefix}-{i}` of `customer_uid`, all due at `at`, amounts 1000 + i (so
 /// a KCP fault can pick one out by its amount).
 async fn schedule_many(
@@ -498,15 +510,7 @@ async fn a_schedule_whose_instance_died_after_claiming_it_is_finished_by_another
     app.advance(11);
     // An instance claims it and dies before charging.
     let db = &app.app.gateway.db.write;
-    let claimed = openport::store::billing::claim_due_schedules(
-        db,
-        ServedMerchants::All,
-        now() + 11,
-        now() + 11 + 120,
-        10,
-    )
-    .await
-    .unwrap();
+    let claimed = claimed_by_a_dead_instance(db, now() + 11, 10).await;
     assert_eq!(claimed.len(), 1);
     assert_eq!(claimed[0].status, "executing");
     assert_eq!(
@@ -650,15 +654,7 @@ async fn a_batch_claimed_by_a_dead_instance_is_taken_over_after_its_lease_and_no
     schedule_many(&app, &token, "s-lease", "lease", 10, now() + 30).await;
     app.advance(31);
     let t = now() + 31;
-    let dead = openport::store::billing::claim_due_schedules(
-        &app.app.gateway.db.write,
-        ServedMerchants::All,
-        t,
-        t + 120,
-        4,
-    )
-    .await
-    .unwrap();
+    let dead = claimed_by_a_dead_instance(&app.app.gateway.db.write, t, 4).await;
     let dead_uids: Vec<&str> = dead.iter().map(|s| s.merchant_uid.as_str()).collect();
     assert_eq!(
         dead_uids,
@@ -1270,15 +1266,7 @@ async fn a_claimed_schedule_is_revocable_until_its_charge_opens() {
     schedule_many(&app, &token, "s-rev", "rev", 2, now() + 10).await;
     app.advance(11);
     let t = now() + 11;
-    let dead = openport::store::billing::claim_due_schedules(
-        &app.app.gateway.db.write,
-        ServedMerchants::All,
-        t,
-        t + 120,
-        1,
-    )
-    .await
-    .unwrap();
+    let dead = claimed_by_a_dead_instance(&app.app.gateway.db.write, t, 1).await;
     assert_eq!(dead[0].merchant_uid, "rev-0");
     let unschedule = |merchant_uid: &'static str| {
         let (app, token) = (&app, &token);
