@@ -70,7 +70,7 @@ impl Notification {
     /// must carry; for the other `tx_cd`, which carry none, their common fields. None when the
     /// notification lacks what that takes.
     fn key(&self) -> Option<String> {
-        if self.tno.is_empty() || self.tx_cd.is_empty() {
+        if self.tno.is_empty() || self.tx_cd.is_empty() || !self.has_kcp_shape() {
             return None;
         }
         if !self.noti_id.is_empty() {
@@ -80,6 +80,20 @@ impl Notification {
             return None;
         }
         Some(format!("{}:{}:{}", self.tx_cd, self.tno, self.tx_tm))
+    }
+
+    /// Whether the fields are of a size and alphabet KCP sends (its `tno` is 14 digits, its codes
+    /// a few letters and digits): nothing else is recorded, looked up or written into a log line,
+    /// even from an allowed source (a misconfigured proxy, say, posting 100 KB in `tno`).
+    fn has_kcp_shape(&self) -> bool {
+        let short = |v: &str, max: usize| v.len() <= max && v.bytes().all(|b| b.is_ascii_graphic());
+        self.tno.len() <= 20
+            && self.tno.bytes().all(|b| b.is_ascii_digit())
+            && short(&self.tx_cd, 8)
+            && short(&self.site_cd, 10)
+            && short(&self.tx_tm, 20)
+            && short(&self.noti_id, 64)
+            && self.op_cd.as_deref().is_none_or(|op| short(op, 8))
     }
 
     /// Whether `row` (the first notification recorded under this `noti_id`) is this one: only then
@@ -127,7 +141,7 @@ impl Verdict {
 /// Why a notification is not acknowledged, so that KCP sends it again.
 #[derive(Debug, thiserror::Error)]
 pub enum NotificationError {
-    #[error("tno and tx_cd are required, and noti_id for a deposit (TX00)")]
+    #[error("tno and tx_cd are required, and noti_id for a deposit (TX00), all of KCP's shape")]
     Incomplete,
     #[error("no virtual-account payment with tno {0}")]
     UnknownTrade(String),
@@ -414,6 +428,49 @@ impl Gateway {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn deposit() -> Notification {
+        Notification {
+            site_cd: "T0000".into(),
+            tno: "20260310123456".into(),
+            tx_cd: TX_DEPOSIT.into(),
+            tx_tm: "20260310123456".into(),
+            noti_id: "N0000000001".into(),
+            op_cd: Some("00".into()),
+            amount: 5000,
+            total: Some(5000),
+        }
+    }
+
+    #[test]
+    fn a_notification_of_a_shape_kcp_never_sends_has_no_key() {
+        assert_eq!(deposit().key().as_deref(), Some("N0000000001"));
+        let odd = [
+            Notification {
+                tno: "9".repeat(100_000),
+                ..deposit()
+            },
+            Notification {
+                tno: "2026031012345x".into(),
+                ..deposit()
+            },
+            Notification {
+                noti_id: "n".repeat(65),
+                ..deposit()
+            },
+            Notification {
+                site_cd: "T0000 <script>".into(),
+                ..deposit()
+            },
+            Notification {
+                op_cd: Some("0".repeat(9)),
+                ..deposit()
+            },
+        ];
+        for n in odd {
+            assert_eq!(n.key(), None, "{:.40?}", n.tno);
+        }
+    }
 
     fn open(paid: bool, amount: Won) -> VbankState {
         VbankState::Open {
