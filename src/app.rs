@@ -27,7 +27,6 @@ use crate::store::{redact_url, Db};
 
 mod first_merchant;
 mod request_body;
-mod serve;
 pub use first_merchant::Seeding;
 use request_body::MAX_BODY_BYTES;
 
@@ -289,7 +288,7 @@ impl App {
             let done = async move {
                 let _ = stop.wait_for(|s| *s).await;
             };
-            serve::serve(listener, service, header_read_timeout, done).await;
+            http_server::serve(listener, service, header_read_timeout, done).await;
         });
         tracing::info!(%addr, test_mode = config.test_mode, "openport listening");
         Ok(Self {

@@ -8,12 +8,11 @@
 //! 256 KiB and every handler buffers it anyway, so reading it up front costs nothing.
 use std::time::Duration;
 
-use axum::body::{Body, HttpBody};
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use http_body_util::{BodyExt, LengthLimitError, Limited};
+use http_server::{whole_body, BodyError};
 
 use crate::api::error::ApiError;
 
@@ -28,37 +27,24 @@ pub struct BodyLimits {
     pub deadline: Duration,
 }
 
-/// Middleware: reads the body within [`BodyLimits`] and passes the request on with the bytes.
-/// Over the limit: 413 (as soon as a `Content-Length` says so, without reading). Not all there by
-/// the deadline: 408, which tells the client the request was not processed and may be sent again
-/// (RFC 9110 §15.5.9), where a 400 would call it malformed; the connection is closed, as its
-/// unread rest cannot be told from a next request. Broken off or badly chunked: 400.
+/// Middleware: reads the body within [`BodyLimits`] (`http_server::whole_body`) and passes the
+/// request on with the bytes. Over the limit: 413 (as soon as a `Content-Length` says so, without
+/// reading). Not all there by the deadline: 408, which tells the client the request was not
+/// processed and may be sent again (RFC 9110 §15.5.9), where a 400 would call it malformed; the
+/// connection is closed, as its unread rest cannot be told from a next request. Broken off or
+/// badly chunked: 400.
 pub async fn read_whole_body(
     State(limits): State<BodyLimits>,
     req: Request,
     next: Next,
 ) -> Response {
-    // A lookup has no body to read (nor to rebuild the request around).
-    if req.body().size_hint().exact() == Some(0) {
-        return next.run(req).await;
-    }
-    let (parts, body) = req.into_parts();
-    let max = u64::try_from(limits.max_bytes).unwrap_or(u64::MAX);
-    if body.size_hint().lower() > max {
-        return too_large(limits.max_bytes);
-    }
-    let read = tokio::time::timeout(
-        limits.deadline,
-        Limited::new(body, limits.max_bytes).collect(),
-    );
-    match read.await {
-        Ok(Ok(collected)) => {
-            next.run(Request::from_parts(parts, Body::from(collected.to_bytes())))
-                .await
+    match whole_body(req, limits.max_bytes, limits.deadline).await {
+        Ok(req) => next.run(req).await,
+        Err(BodyError::TooLarge) => too_large(limits.max_bytes),
+        Err(BodyError::Unreadable) => {
+            ApiError::bad_request("요청 본문을 읽을 수 없습니다.").into_response()
         }
-        Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => too_large(limits.max_bytes),
-        Ok(Err(_)) => ApiError::bad_request("요청 본문을 읽을 수 없습니다.").into_response(),
-        Err(_) => {
+        Err(BodyError::TimedOut) => {
             tracing::info!(deadline = ?limits.deadline, "request body not received in time");
             let mut res = ApiError::new(
                 StatusCode::REQUEST_TIMEOUT,

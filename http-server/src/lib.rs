@@ -1,0 +1,130 @@
+//! The HTTP server openport and its embedded KCP sandbox both run: hyper's HTTP/1.1 connection
+//! loop with a header-read timeout, and a whole-body deadline for requests.
+//!
+//! `axum::serve` builds hyper's connections without a timer, and hyper's header-read timeout (like
+//! any of its timeouts) does nothing without one: a client that sent part of its headers and then
+//! nothing was neither answered nor closed. Holding ~20,000 such connections exhausted the
+//! process's file descriptors, which the database and the embedded sandbox share, and every other
+//! client timed out. axum 0.8 offers no way to set the timer, hence this loop. It keeps what
+//! `axum::serve(..).with_graceful_shutdown(..)` did: the peer's address for the make-service
+//! (`into_make_service_with_connect_info`), keep-alive, axum's handling of accept errors (a
+//! second's pause on `EMFILE`), and a graceful stop that lets requests in flight finish.
+//!
+//! Nothing here knows KCP or iamport: the sandbox stays independent of openport's connector, and
+//! each side answers a refused body in its own form ([`whole_body`]).
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::body::{Body, HttpBody};
+use axum::extract::Request;
+use axum::response::Response;
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
+use tokio::net::TcpListener;
+use tower::{Service, ServiceExt};
+
+/// Serves HTTP/1.1 on `listener` until `stop` completes, then stops accepting, lets the requests
+/// in flight finish and closes idle connections; returns once every connection is closed (a
+/// client stalled mid-request is cut off by the timeouts, so that too is bounded).
+///
+/// The header-read timer runs from a connection's opening, and again from the end of each
+/// response until the next request's headers are in: it bounds idle keep-alive connections too.
+/// A stalled *body* is [`whole_body`]'s business. `make_service` is called with each peer's
+/// address.
+pub async fn serve<M, S>(
+    mut listener: TcpListener,
+    mut make_service: M,
+    header_read_timeout: Duration,
+    stop: impl Future<Output = ()>,
+) where
+    M: Service<SocketAddr, Response = S, Error = Infallible>,
+    S: Service<Request<Body>, Response = Response, Error = Infallible> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+{
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(header_read_timeout)
+        .keep_alive(true);
+    // `true` once `stop` completes: each connection then finishes its request and closes.
+    let (stopping, _) = tokio::sync::watch::channel(false);
+    // Each connection holds a receiver; all dropped = all connections closed.
+    let (closed, open) = tokio::sync::watch::channel(());
+    tokio::pin!(stop);
+    loop {
+        let (tcp, peer) = tokio::select! {
+            accepted = axum::serve::Listener::accept(&mut listener) => accepted,
+            () = &mut stop => break,
+        };
+        let Ok(maker) = make_service.ready().await;
+        let Ok(service) = maker.call(peer).await;
+        let service = TowerToHyperService::new(
+            service.map_request(|req: Request<Incoming>| req.map(Body::new)),
+        );
+        let connection = http.serve_connection(TokioIo::new(tcp), service);
+        let mut stopping = stopping.subscribe();
+        let open = open.clone();
+        tokio::spawn(async move {
+            tokio::pin!(connection);
+            let finished = tokio::select! {
+                result = connection.as_mut() => Some(result),
+                _ = stopping.wait_for(|s| *s) => None,
+            };
+            let result = match finished {
+                Some(result) => result,
+                None => {
+                    connection.as_mut().graceful_shutdown();
+                    connection.await
+                }
+            };
+            if let Err(e) = result {
+                // A client's doing (headers too slow, a reset): not the server's failure.
+                tracing::debug!("connection ended: {e}");
+            }
+            drop(open);
+        });
+    }
+    drop(listener);
+    stopping.send_replace(true);
+    drop(open);
+    closed.closed().await;
+}
+
+/// Why [`whole_body`] refused a request's body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyError {
+    /// Over the size limit (known at once when `Content-Length` says so, without reading).
+    TooLarge,
+    /// Not all there by the deadline: answer 408 and close the connection, as its unread rest
+    /// cannot be told from a next request.
+    TimedOut,
+    /// Broken off or badly chunked.
+    Unreadable,
+}
+
+/// The request with its body read whole, at most `max_bytes`, all of it within `deadline` from
+/// now. One deadline for the whole body: tower-http's `RequestBodyTimeoutLayer` restarts its
+/// timer on every frame, so a client dripping a byte every few seconds would keep a body, and its
+/// connection, for days. A request without a body passes as it is.
+pub async fn whole_body(
+    req: Request,
+    max_bytes: usize,
+    deadline: Duration,
+) -> Result<Request, BodyError> {
+    if req.body().size_hint().exact() == Some(0) {
+        return Ok(req);
+    }
+    let (parts, body) = req.into_parts();
+    if body.size_hint().lower() > u64::try_from(max_bytes).unwrap_or(u64::MAX) {
+        return Err(BodyError::TooLarge);
+    }
+    match tokio::time::timeout(deadline, Limited::new(body, max_bytes).collect()).await {
+        Ok(Ok(collected)) => Ok(Request::from_parts(parts, Body::from(collected.to_bytes()))),
+        Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => Err(BodyError::TooLarge),
+        Ok(Err(_)) => Err(BodyError::Unreadable),
+        Err(_) => Err(BodyError::TimedOut),
+    }
+}
