@@ -6,7 +6,6 @@ use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::header::{AUTHORIZATION, CONTENT_TYPE};
 use axum::http::request::Parts;
-use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde::de::DeserializeOwned;
@@ -180,22 +179,11 @@ pub async fn refuse_control_characters(req: Request, next: Next) -> Response {
         return next.run(req).await;
     }
     let (parts, body) = req.into_parts();
-    // The body arrives already read, within its size limit and deadline (app/request_body.rs);
-    // should reading it fail anyway, the client still gets the iamport envelope, never axum's
-    // plain-text rejection.
-    let bytes = match Bytes::from_request(Request::new(body), &()).await {
-        Ok(bytes) => bytes,
-        Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-            return ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                -1,
-                "요청 본문이 너무 큽니다. (최대 256KiB)",
-            )
-            .into_response()
-        }
-        Err(_) => {
-            return ApiError::bad_request("요청 본문을 읽을 수 없습니다.").into_response();
-        }
+    // The body arrives already read, within its size limit and deadline (app/request_body.rs,
+    // which answers 413 and 408 itself); should reading the buffered bytes fail anyway, the client
+    // still gets the iamport envelope, never axum's plain-text rejection.
+    let Ok(bytes) = Bytes::from_request(Request::new(body), &()).await else {
+        return ApiError::bad_request("요청 본문을 읽을 수 없습니다.").into_response();
     };
     if let Some(place) = field_with_nul(&bytes, is_form(&parts.headers)) {
         return control_refused(&place).into_response();
