@@ -13,7 +13,7 @@ use serde_json::Value;
 
 use super::error::ApiError;
 use crate::app::AppState;
-use crate::domain::text::is_refused_control;
+use crate::domain::text::{control_character_message, is_refused_control};
 use crate::service::auth::Principal;
 use crate::store::entity::merchant;
 
@@ -108,9 +108,7 @@ fn field_of<T: DeserializeOwned>(
 /// The answer to a request value holding a refused control character ([`is_refused_control`]),
 /// naming where it is but never the value.
 fn control_refused(place: &str) -> ApiError {
-    ApiError::bad_request(format!(
-        "{place}에 허용되지 않는 제어 문자(U+0000 등)가 있습니다."
-    ))
+    ApiError::bad_request(control_character_message(place))
 }
 
 /// Refuses a body whose keys or string values hold a refused control character, naming the field.

@@ -32,7 +32,7 @@ pub enum OrderFieldError {
     #[error("지원하지 않는 통화입니다. (KRW만 지원)")]
     Currency,
     /// The REST API's wording for the same refusal (`api::extract`), naming the field.
-    #[error("{0}에 허용되지 않는 제어 문자(U+0000 등)가 있습니다.")]
+    #[error("{}", crate::domain::text::control_character_message(.0))]
     ControlCharacter(&'static str),
 }
 

@@ -20,6 +20,12 @@ pub fn is_sendable_credential(v: &str) -> bool {
     !v.is_empty() && v.len() <= POINT_FIELD_MAX && v.trim() == v && !v.chars().any(is_forbidden)
 }
 
+/// The refusal of a request value holding a character [`is_refused_control`] picks, naming where
+/// it is (a field, the path, the query), never the value: REST's and the checkout's alike.
+pub fn control_character_message(place: &str) -> String {
+    format!("{place}에 허용되지 않는 제어 문자(U+0000 등)가 있습니다.")
+}
+
 /// Characters no request value may hold: U+0000, which PostgreSQL cannot store in text (SQLSTATE
 /// 22021: a 500 instead of an answer), and the other C0 controls, which no iamport field has a use
 /// for. Tab, CR and LF stay: addresses and product names are pasted with them.
