@@ -26,6 +26,7 @@ use crate::service::{Gateway, GatewaySettings};
 use crate::store::{redact_url, Db};
 
 mod first_merchant;
+pub mod open_files;
 mod request_body;
 pub use first_merchant::Seeding;
 use request_body::MAX_BODY_BYTES;
@@ -175,15 +176,16 @@ impl App {
                 .context("sandbox listen address")?;
             let addr = listener.local_addr()?;
             let serving = sb.clone();
-            let timeouts = kcp_sandbox::ServerTimeouts {
+            let limits = kcp_sandbox::ServerLimits {
                 header_read: config.http.header_read_timeout(),
                 body_read: config.http.body_read_timeout(),
+                max_connections: open_files::EMBEDDED_SANDBOX_CONNECTIONS,
             };
             tokio::spawn(kcp_sandbox::serve_until_with(
                 serving,
                 listener,
                 std::future::pending(),
-                timeouts,
+                limits,
             ));
             tracing::info!(%addr, "embedded KCP sandbox listening");
             Some(EmbeddedSandbox { sandbox: sb, addr })
@@ -283,14 +285,25 @@ impl App {
                 deadline: config.http.body_read_timeout(),
             },
         );
-        let header_read_timeout = config.http.header_read_timeout();
+        let limits = http_server::Limits {
+            header_read_timeout: config.http.header_read_timeout(),
+            max_connections: config
+                .http
+                .max_connections
+                .unwrap_or_else(|| open_files::default_max_connections(sandbox.is_some())),
+        };
         let server = tokio::spawn(async move {
             let done = async move {
                 let _ = stop.wait_for(|s| *s).await;
             };
-            http_server::serve(listener, service, header_read_timeout, done).await;
+            http_server::serve(listener, service, limits, done).await;
         });
-        tracing::info!(%addr, test_mode = config.test_mode, "openport listening");
+        tracing::info!(
+            %addr,
+            test_mode = config.test_mode,
+            max_connections = limits.max_connections,
+            "openport listening"
+        );
         Ok(Self {
             addr,
             gateway,

@@ -165,7 +165,7 @@ impl Default for WebhookSettings {
     }
 }
 
-/// How long openport's HTTP server waits for a client (docs/operations.md "HTTP timeouts"). A
+/// How long openport's HTTP server waits for a client (docs/operations.md "HTTP timeouts and the connection cap"). A
 /// client that stops sending part-way held its connection, and a file descriptor shared with
 /// the database and the embedded sandbox, for ever; the same values apply to the embedded
 /// sandbox's server.
@@ -180,6 +180,10 @@ pub struct HttpSettings {
     /// deadline, not one per read, so a body dripped a byte at a time is cut off too. Past it the
     /// request is answered 408 and the connection closed.
     pub body_read_timeout_ms: u64,
+    /// Client connections open at once; more wait in the listen backlog until one closes. Unset:
+    /// what the process's open-file limit leaves after the embedded sandbox, the database and
+    /// outgoing calls (`app::open_files`), which openport raises to its hard limit at start.
+    pub max_connections: Option<usize>,
 }
 
 impl Default for HttpSettings {
@@ -187,6 +191,7 @@ impl Default for HttpSettings {
         Self {
             header_read_timeout_ms: 10_000,
             body_read_timeout_ms: 30_000,
+            max_connections: None,
         }
     }
 }
@@ -303,6 +308,8 @@ pub enum ConfigError {
     BadPublicUrl(String),
     #[error("{setting} must be more than 0 ms: without a deadline a client that stops sending holds its connection for ever")]
     NoHttpTimeout { setting: &'static str },
+    #[error("OPENPORT_HTTP__MAX_CONNECTIONS must be more than 0: with no connection allowed nothing is served")]
+    NoConnectionsAllowed,
     #[error("{setting} {url:?} must be an http(s) URL, such as https://stg-spl.kcp.co.kr/gw/enc/v1/payment")]
     BadKcpUrl { setting: &'static str, url: String },
     #[error(
@@ -369,6 +376,9 @@ impl Config {
             if ms == 0 {
                 return Err(ConfigError::NoHttpTimeout { setting });
             }
+        }
+        if self.http.max_connections == Some(0) {
+            return Err(ConfigError::NoConnectionsAllowed);
         }
         self.kcp_notify_sources()?;
         self.trusted_proxies()?;
@@ -529,6 +539,12 @@ mod tests {
         config.http.body_read_timeout_ms = 0;
         let err = config.validate().unwrap_err().to_string();
         assert!(err.contains("OPENPORT_HTTP__BODY_READ_TIMEOUT_MS"), "{err}");
+        config.http.body_read_timeout_ms = 30_000;
+        config.http.max_connections = Some(0);
+        assert!(matches!(
+            config.validate(),
+            Err(ConfigError::NoConnectionsAllowed)
+        ));
     }
 
     #[test]

@@ -549,7 +549,14 @@ async fn sandbox(args: SandboxArgs) -> anyhow::Result<()> {
             })?;
             let listener = tokio::net::TcpListener::bind(&args.listen).await?;
             println!("KCP sandbox listening on http://{}", listener.local_addr()?);
-            kcp_sandbox::serve_until(sb.clone(), listener, stop_signal()).await?;
+            // The sandbox's 1,024 connections, within the open-file limit (raised to its hard
+            // limit as the gateway does).
+            let limits = kcp_sandbox::ServerLimits {
+                max_connections: openport::app::open_files::default_max_connections(false)
+                    .min(kcp_sandbox::ServerLimits::default().max_connections),
+                ..kcp_sandbox::ServerLimits::default()
+            };
+            kcp_sandbox::serve_until_with(sb.clone(), listener, stop_signal(), limits).await?;
             // The state writer is debounced: a clean stop writes what changed since its last run.
             tokio::task::spawn_blocking(move || sb.persist_now()).await??;
             Ok(())

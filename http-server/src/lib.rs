@@ -8,13 +8,16 @@
 //! client timed out. axum 0.8 offers no way to set the timer, hence this loop. It keeps what
 //! `axum::serve(..).with_graceful_shutdown(..)` did: the peer's address for the make-service
 //! (`into_make_service_with_connect_info`), keep-alive, axum's handling of accept errors (a
-//! second's pause on `EMFILE`), and a graceful stop that lets requests in flight finish.
+//! second's pause on `EMFILE`), and a graceful stop that lets requests in flight finish. Timeouts
+//! bound how long a connection lasts, not how many there are, so the loop also keeps at most
+//! [`Limits::max_connections`] open and leaves the rest in the listen backlog.
 //!
 //! Nothing here knows KCP or iamport: the sandbox stays independent of openport's connector, and
 //! each side answers a refused body in its own form ([`whole_body`]).
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::{Body, HttpBody};
@@ -25,6 +28,7 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 use tower::{Service, ServiceExt};
 
 /// Serves HTTP/1.1 on `listener` until `stop` completes, then stops accepting, lets the requests
@@ -34,11 +38,11 @@ use tower::{Service, ServiceExt};
 /// The header-read timer runs from a connection's opening, and again from the end of each
 /// response until the next request's headers are in: it bounds idle keep-alive connections too.
 /// A stalled *body* is [`whole_body`]'s business. `make_service` is called with each peer's
-/// address.
+/// address. At most [`Limits::max_connections`] connections are open at once.
 pub async fn serve<M, S>(
     mut listener: TcpListener,
     mut make_service: M,
-    header_read_timeout: Duration,
+    limits: Limits,
     stop: impl Future<Output = ()>,
 ) where
     M: Service<SocketAddr, Response = S, Error = Infallible>,
@@ -47,14 +51,37 @@ pub async fn serve<M, S>(
 {
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
-        .header_read_timeout(header_read_timeout)
+        .header_read_timeout(limits.header_read_timeout)
         .keep_alive(true);
     // `true` once `stop` completes: each connection then finishes its request and closes.
     let (stopping, _) = tokio::sync::watch::channel(false);
     // Each connection holds a receiver; all dropped = all connections closed.
     let (closed, open) = tokio::sync::watch::channel(());
+    let slots = Arc::new(Semaphore::new(limits.max_connections));
+    // Whether the last connection had to wait for a slot: the warning is logged once per spell.
+    let mut full = false;
     tokio::pin!(stop);
     loop {
+        let slot = match slots.clone().try_acquire_owned() {
+            Ok(slot) => {
+                full = false;
+                slot
+            }
+            Err(_) => {
+                if !full {
+                    full = true;
+                    tracing::warn!(
+                        max_connections = limits.max_connections,
+                        "connection limit reached: new connections wait in the listen backlog \
+                         until one closes"
+                    );
+                }
+                tokio::select! {
+                    slot = slots.clone().acquire_owned() => slot.expect("never closed"),
+                    () = &mut stop => break,
+                }
+            }
+        };
         let (tcp, peer) = tokio::select! {
             accepted = axum::serve::Listener::accept(&mut listener) => accepted,
             () = &mut stop => break,
@@ -85,12 +112,25 @@ pub async fn serve<M, S>(
                 tracing::debug!("connection ended: {e}");
             }
             drop(open);
+            drop(slot);
         });
     }
     drop(listener);
     stopping.send_replace(true);
     drop(open);
     closed.closed().await;
+}
+
+/// What [`serve`] allows each connection, and how many it keeps open.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// From a connection's opening, or the end of its previous response, to the end of a
+    /// request's headers (so also how long an idle keep-alive connection lives).
+    pub header_read_timeout: Duration,
+    /// Connections open at once. At the cap, nothing more is accepted until one closes: new
+    /// clients wait in the kernel's listen backlog instead of the process running out of file
+    /// descriptors, which its database connections and outgoing calls need as much as its clients.
+    pub max_connections: usize,
 }
 
 /// Why [`whole_body`] refused a request's body.

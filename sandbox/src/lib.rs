@@ -50,7 +50,7 @@ pub use faults::{Fault, FaultRule};
 pub use ledger::{CancelRecord, CardSummary, LedgerEntry, PointSummary, TransactionState};
 pub use notify::{DepositError, NotificationAttempt, NotificationRecord};
 pub use point::PointAccount;
-pub use server::ServerTimeouts;
+pub use server::ServerLimits;
 pub use state::FORMAT_VERSION as STATE_FORMAT_VERSION;
 
 /// The KCP paths the sandbox serves (spec/kcp.md §1), relative to KCP's host.
@@ -335,23 +335,24 @@ pub async fn serve(sandbox: Sandbox, listener: tokio::net::TcpListener) -> std::
 /// First it resumes the background sending of notifications the merchant has not acknowledged
 /// (a sandbox restored from its state file after a restart), as KCP keeps re-sending across its
 /// own restarts: a deposit notification lost while the gateway was down is not left to a flush.
-/// A client too slow with its headers or its body is cut off ([`ServerTimeouts::default`]).
+/// A client too slow with its headers or its body is cut off, and at most 1,024 connections are
+/// open at once ([`ServerLimits::default`]).
 pub async fn serve_until(
     sandbox: Sandbox,
     listener: tokio::net::TcpListener,
     stop: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    serve_until_with(sandbox, listener, stop, ServerTimeouts::default()).await
+    serve_until_with(sandbox, listener, stop, ServerLimits::default()).await
 }
 
-/// [`serve_until`] with the given timeouts (the gateway's embedded sandbox takes its own).
+/// [`serve_until`] with the given limits (the gateway's embedded sandbox takes its own).
 pub async fn serve_until_with(
     sandbox: Sandbox,
     listener: tokio::net::TcpListener,
     stop: impl std::future::Future<Output = ()> + Send + 'static,
-    timeouts: ServerTimeouts,
+    limits: ServerLimits,
 ) -> std::io::Result<()> {
     notify::resume(&sandbox.shared);
-    server::serve(listener, sandbox.router(), timeouts, stop).await;
+    server::serve(listener, sandbox.router(), limits, stop).await;
     Ok(())
 }

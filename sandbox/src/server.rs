@@ -17,9 +17,9 @@ use axum::Router;
 use http_server::{whole_body, BodyError};
 use tokio::net::TcpListener;
 
-/// How long the sandbox's server waits for a client.
+/// How long the sandbox's server waits for a client, and how many it serves at once.
 #[derive(Debug, Clone, Copy)]
-pub struct ServerTimeouts {
+pub struct ServerLimits {
     /// From a connection's opening, or the end of its previous response, to the end of a
     /// request's headers (so also how long an idle keep-alive connection lives); past it the
     /// connection is closed.
@@ -27,13 +27,16 @@ pub struct ServerTimeouts {
     /// From the end of the headers to the end of the body, however it is sent; past it the
     /// request is answered 408 and the connection closed.
     pub body_read: Duration,
+    /// Connections open at once; more wait in the listen backlog until one closes.
+    pub max_connections: usize,
 }
 
-impl Default for ServerTimeouts {
+impl Default for ServerLimits {
     fn default() -> Self {
         Self {
             header_read: Duration::from_secs(10),
             body_read: Duration::from_secs(30),
+            max_connections: 1024,
         }
     }
 }
@@ -46,17 +49,20 @@ const MAX_BODY_BYTES: usize = 2 * 1024 * 1024;
 pub(crate) async fn serve(
     listener: TcpListener,
     router: Router,
-    timeouts: ServerTimeouts,
+    limits: ServerLimits,
     stop: impl Future<Output = ()>,
 ) {
     let router = router.layer(axum::middleware::from_fn_with_state(
-        timeouts.body_read,
+        limits.body_read,
         read_whole_body,
     ));
     http_server::serve(
         listener,
         router.into_make_service(),
-        timeouts.header_read,
+        http_server::Limits {
+            header_read_timeout: limits.header_read,
+            max_connections: limits.max_connections,
+        },
         stop,
     )
     .await;

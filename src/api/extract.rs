@@ -555,47 +555,29 @@ pub mod de {
         })
     }
 
-    /// A string or an array of strings; None only when the field is absent or null, so that an
-    /// empty list given on purpose is not mistaken for "no filter".
+    /// A string or an array of strings (`domain::text::string_list`); None only when the field
+    /// is absent or null, so that an empty list given on purpose is not mistaken for "no filter".
+    /// Blank items are left out.
     pub fn opt_string_list<'de, D: Deserializer<'de>>(
         d: D,
     ) -> Result<Option<Vec<String>>, D::Error> {
         Ok(match Option::<serde_json::Value>::deserialize(d)? {
             None | Some(serde_json::Value::Null) => None,
-            Some(serde_json::Value::String(s)) if s.trim().is_empty() => Some(vec![]),
-            Some(serde_json::Value::String(s)) => Some(vec![s]),
-            Some(serde_json::Value::Array(a)) => Some(
-                items(a)?
+            v => Some(
+                crate::domain::text::string_list(v)
+                    .map_err(de::Error::custom)?
                     .into_iter()
                     .filter(|s| !s.trim().is_empty())
                     .collect(),
             ),
-            Some(_) => return Err(de::Error::custom("문자열 또는 문자열 배열이어야 합니다")),
         })
     }
 
-    /// A string or an array of strings; absent, null or an empty string: none.
+    /// A string or an array of strings (`domain::text::string_list`); absent, null or an empty
+    /// string: none.
     pub fn string_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
-        Ok(match Option::<serde_json::Value>::deserialize(d)? {
-            None | Some(serde_json::Value::Null) => vec![],
-            Some(serde_json::Value::String(s)) if s.is_empty() => vec![],
-            Some(serde_json::Value::String(s)) => vec![s],
-            Some(serde_json::Value::Array(a)) => items(a)?,
-            Some(_) => return Err(de::Error::custom("문자열 또는 문자열 배열이어야 합니다")),
-        })
-    }
-
-    /// The items of a list of strings: numbers are taken as their text, as a single value is
-    /// (`opt_string`); anything else is refused rather than dropped, since dropping it changes what
-    /// the request names (an unschedule of fewer schedules, webhooks to the default URL).
-    fn items<E: de::Error>(list: Vec<serde_json::Value>) -> Result<Vec<String>, E> {
-        list.into_iter()
-            .map(|v| match v {
-                serde_json::Value::String(s) => Ok(s),
-                serde_json::Value::Number(n) => Ok(n.to_string()),
-                _ => Err(E::custom("문자열 배열이어야 합니다")),
-            })
-            .collect()
+        crate::domain::text::string_list(Option::<serde_json::Value>::deserialize(d)?)
+            .map_err(de::Error::custom)
     }
 }
 

@@ -390,14 +390,8 @@ fn parse(
     let currency = order::currency(text(p, "currency"))
         .map_err(|e| e.to_string())?
         .unwrap_or_else(|| "KRW".into());
-    let notice_url = match p.get("notice_url") {
-        Some(Value::String(s)) if !s.is_empty() => vec![s.clone()],
-        Some(Value::Array(a)) => a
-            .iter()
-            .filter_map(|v| v.as_str().map(str::to_string))
-            .collect(),
-        _ => vec![],
-    };
+    let notice_url = crate::domain::text::string_list(p.get("notice_url").cloned())
+        .map_err(|e| format!("notice_url: {e}"))?;
     check_notice_urls(&notice_url)?;
     let custom_data = match p.get("custom_data") {
         None | Some(Value::Null) => None,

@@ -33,6 +33,30 @@ pub fn is_refused_control(c: char) -> bool {
     c < ' ' && !matches!(c, '\t' | '\r' | '\n')
 }
 
+/// A field iamport takes as one string or a list of strings (`notice_url`, unschedule's
+/// `merchant_uid`), as REST and the checkout both read it: absent, null or `""` is none; a number
+/// counts as its text, as a single value does. Anything else, an object or a list item that is not
+/// text, is refused rather than dropped, since dropping it changes what the request names (an
+/// unschedule of fewer schedules, webhooks sent to the merchant's default URL instead).
+pub fn string_list(value: Option<serde_json::Value>) -> Result<Vec<String>, &'static str> {
+    use serde_json::Value;
+    match value {
+        None | Some(Value::Null) => Ok(vec![]),
+        Some(Value::String(s)) if s.is_empty() => Ok(vec![]),
+        Some(Value::String(s)) => Ok(vec![s]),
+        Some(Value::Number(n)) => Ok(vec![n.to_string()]),
+        Some(Value::Array(items)) => items
+            .into_iter()
+            .map(|v| match v {
+                Value::String(s) => Ok(s),
+                Value::Number(n) => Ok(n.to_string()),
+                _ => Err("문자열 배열이어야 합니다"),
+            })
+            .collect(),
+        Some(_) => Err("문자열 또는 문자열 배열이어야 합니다"),
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{field}에 스크립트로 해석될 수 있는 내용은 사용할 수 없습니다.")]
 pub struct ScriptRefused {

@@ -1760,3 +1760,42 @@ async fn escrow_that_is_no_boolean_and_kcp_products_that_are_no_products_are_ref
         refused_without_a_trace(&app, &refused, Some(&uid)).await;
     }
 }
+
+/// The checkout reads `notice_url` as the REST API does (`domain::text::string_list`): an object,
+/// `true`, or a list with an item that is not text is refused before anything is written, where
+/// it used to be dropped, sending the payment's webhooks to the merchant's default URL instead.
+#[tokio::test]
+async fn a_notice_url_that_is_no_text_or_list_of_texts_is_refused_before_anything_is_written() {
+    let app = spawn_app().await;
+    let cases = [
+        (json!({"url": "https://shop.example/hook"}), "notice_url"),
+        (json!(true), "notice_url"),
+        (json!(["https://shop.example/hook", {"u": 1}]), "notice_url"),
+        (json!(["https://shop.example/hook", null]), "notice_url"),
+        (json!("ftp://shop.example/hook"), "http:// 또는 https://"),
+    ];
+    for (i, (notice_url, wanted)) in cases.into_iter().enumerate() {
+        let uid = format!("web-notice-url-{i}");
+        let refused = start_checkout(
+            &app,
+            json!({"pay_method": "card", "merchant_uid": uid, "amount": 1000,
+                   "notice_url": notice_url}),
+        )
+        .await;
+        assert!(
+            refused["message"]
+                .as_str()
+                .unwrap_or_default()
+                .contains(wanted),
+            "{notice_url}: {refused}"
+        );
+        refused_without_a_trace(&app, &refused, Some(&uid)).await;
+    }
+    let opened = start_checkout(
+        &app,
+        json!({"pay_method": "card", "merchant_uid": "web-notice-url-ok", "amount": 1000,
+               "notice_url": ["https://shop.example/a", "https://shop.example/b"]}),
+    )
+    .await;
+    assert_eq!(opened["code"], 0, "{opened}");
+}

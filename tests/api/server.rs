@@ -339,3 +339,59 @@ async fn the_embedded_sandbox_closes_a_stalled_connection_and_answers_a_stalled_
     let received = read_until_closed(&mut body).await.expect("stalled body");
     assert_eq!(Answer::one(&received).status, 408);
 }
+
+/// The first response on `conn`, or `None` if none is complete within `wait`.
+async fn first_answer(conn: &mut TcpStream, wait: Duration) -> Option<Answer> {
+    let mut received = Vec::new();
+    let read = async {
+        let mut buf = [0u8; 4096];
+        loop {
+            if let Some(end) = received.windows(4).position(|w| w == b"\r\n\r\n") {
+                let head = String::from_utf8_lossy(&received[..end]).to_ascii_lowercase();
+                let length: usize = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length:"))
+                    .map_or(0, |v| v.trim().parse().unwrap());
+                if received.len() >= end + 4 + length {
+                    return Answer::one(&received[..end + 4 + length]);
+                }
+            }
+            match conn.read(&mut buf).await {
+                Ok(0) | Err(_) => panic!("closed before an answer"),
+                Ok(n) => received.extend_from_slice(&buf[..n]),
+            }
+        }
+    };
+    tokio::time::timeout(wait, read).await.ok()
+}
+
+/// `[http] max_connections`: at the cap nothing more is accepted, so a new client waits in the
+/// listen backlog (its request unanswered, not refused) until a connection closes, and is then
+/// served; the process never runs out of file descriptors for its database or KCP calls.
+#[tokio::test]
+async fn at_the_connection_cap_a_new_client_waits_until_a_connection_closes_and_is_then_served() {
+    let app = spawn_app_with(|c| c.http.max_connections = Some(2)).await;
+    let lookup = b"GET /payments/imp_none HTTP/1.1\r\nHost: x\r\n\r\n";
+    // Two keep-alive connections, each answered once and left open: the cap is reached.
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let mut conn = send(app.app.addr, lookup).await;
+        let answer = first_answer(&mut conn, PATIENCE)
+            .await
+            .expect("a connection within the cap is served");
+        assert_eq!(answer.status, 401);
+        held.push(conn);
+    }
+    let mut waiting = send(app.app.addr, lookup).await;
+    assert!(
+        first_answer(&mut waiting, Duration::from_secs(1))
+            .await
+            .is_none(),
+        "a third connection is not served while two are open"
+    );
+    drop(held.remove(0));
+    let answer = first_answer(&mut waiting, PATIENCE)
+        .await
+        .expect("served once a connection closed");
+    assert_eq!(answer.status, 401);
+}
