@@ -4,6 +4,7 @@
 //! The Benepia password is kept only until it is handed to the service: it is never echoed in an
 //! error, and the request types have no `Debug`.
 use axum::extract::State;
+use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -16,6 +17,7 @@ use super::extract::{de, Body, MerchantCaller};
 use super::order::{order, OrderFields};
 use super::payment_json::PaymentAnnotation;
 use crate::app::AppState;
+use crate::domain::payment::PaymentStatus;
 use crate::domain::text::{is_sendable_credential, POINT_FIELD_MAX};
 use crate::pg::PointAccount;
 use crate::service::benepia::PointPaymentCommand;
@@ -103,7 +105,8 @@ fn account(
 /// code 1 with KCP's code and message.
 #[utoipa::path(post, path = "/benepia/point", operation_id = "queryBenepiaPoint", request_body = BenepiaPointRequest,
     responses(
-        (status = 200, body = BenepiaPointOutcome, description = "the account's balance; code 1 (response null) when KCP refuses or does not answer"),
+        (status = 200, body = BenepiaPointOutcome, description = "the account's balance"),
+        (status = 500, body = ErrorEnvelope, description = "베네피아 포인트 조회 실패: code 1 with KCP's code and message when KCP refuses (unknown account, wrong password), or does not answer"),
         (status = 400, body = ErrorEnvelope, description = "benepia_user, benepia_password or benepia_member_code missing or blank, or a body that is not JSON/form with these types"),
         TokenBodyErrors))]
 pub async fn point(
@@ -117,8 +120,26 @@ pub async fn point(
         req.benepia_password,
         req.benepia_member_code,
     )?;
-    let point = s.gateway.point_balance(&m, &account).await?;
+    let point = s
+        .gateway
+        .point_balance(&m, &account)
+        .await
+        .map_err(failed_at_kcp)?;
     Ok(ok(BenepiaPointAnnotation { point }))
+}
+
+/// iamport's OpenAPI answers a Benepia failure with HTTP 500 (`베네피아 포인트 조회 실패` / `…결제
+/// 실패`), not `again`'s HTTP 200 with `status "failed"`: so a merchant that takes HTTP 200 for
+/// points spent never ships an unpaid order. The envelope says why (`code 1`, KCP's code and
+/// message); a failed payment stays on record (`GET /payments/find/{merchant_uid}`). Refusals of
+/// the request itself (400) and answers not known yet (`code 1`, settled by inquiry) are unchanged.
+fn failed_at_kcp(e: ServiceError) -> ApiError {
+    match e {
+        ServiceError::Refused(message) => {
+            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, 1, message)
+        }
+        e => e.into(),
+    }
 }
 
 fn parse_payment(req: BenepiaPaymentRequest) -> ApiResult<PointPaymentCommand> {
@@ -146,7 +167,8 @@ fn parse_payment(req: BenepiaPaymentRequest) -> ApiResult<PointPaymentCommand> {
 /// payment a new `pg_tid`.
 #[utoipa::path(post, path = "/benepia/payment", operation_id = "payBenepiaPoint", request_body = BenepiaPaymentBody,
     responses(
-        (status = 200, body = PaymentOutcome, description = "paid, or failed (code 0) when KCP refuses; code 1 (response null) when the merchant_uid is taken or the outcome could not be confirmed"),
+        (status = 200, body = PaymentOutcome, description = "paid; code 1 (response null) when the merchant_uid is taken or the outcome could not be confirmed yet (settled by inquiry)"),
+        (status = 500, body = ErrorEnvelope, description = "베네피아 포인트 결제 실패: code 1 with KCP's code and message (wrong password, insufficient points); the failed payment stays on record"),
         (status = 400, body = ErrorEnvelope, description = "a Benepia credential or name missing or blank, merchant_uid over 40 characters, an invalid order field, or a body that is not JSON/form with these types"),
         TokenBodyErrors))]
 pub async fn payment(
@@ -161,5 +183,11 @@ pub async fn payment(
     let record = tokio::spawn(async move { gateway.pay_with_points(&m, cmd).await })
         .await
         .map_err(|e| ServiceError::Internal(format!("point payment task: {e}")))??;
+    if record.payment.status == PaymentStatus::Failed.as_db() {
+        return Err(failed_at_kcp(ServiceError::Refused(format!(
+            "포인트 결제에 실패하였습니다. {}",
+            record.payment.fail_reason.unwrap_or_default()
+        ))));
+    }
     Ok(ok(record.into()))
 }

@@ -171,18 +171,22 @@ pub async fn change(
 #[utoipa::path(get, path = "/escrows/logis/{imp_uid}", operation_id = "escrow_logis_get",
     params(("imp_uid" = String, Path, min_length = 1)),
     responses(
-        (status = 200, body = LogisReply, description = "the delivery as registered or changed last, with `pg_logis` (what KCP holds), or null when none is registered"),
+        (status = 200, body = LogisReply, description = "the delivery as registered or changed last, with `pg_logis` (what KCP holds)"),
         (status = 400, body = ErrorEnvelope, description = "not an escrow payment"),
         (status = 404, body = ErrorEnvelope, description = "no such payment"),
+        (status = 409, body = ErrorEnvelope, description = "등록된 배송정보가 존재하지 않습니다. (no delivery registered yet), as iamport's OpenAPI says"),
         TokenErrors))]
 pub async fn get(
     State(s): State<AppState>,
     MerchantCaller(m): MerchantCaller,
     Path(imp_uid): Path<String>,
-) -> ApiResult<Envelope<Option<Logis>>> {
-    Ok(ok(s
+) -> ApiResult<Envelope<Logis>> {
+    let logis = s
         .gateway
         .escrow_logis(&m, &imp_uid)
         .await
-        .map_err(refusal)?))
+        .map_err(refusal)?;
+    Ok(ok(
+        logis.ok_or_else(|| refusal(EscrowRefusal::NotRegistered))?
+    ))
 }

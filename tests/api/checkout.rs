@@ -349,6 +349,15 @@ async fn escrow_delivery_is_registered_once_and_refused_for_other_payments() {
     let imp_uid = rsp["imp_uid"].as_str().unwrap();
     let (_, p) = app.get(&format!("/payments/{imp_uid}"), Some(&token)).await;
     assert_eq!(p["response"]["escrow"], true);
+    // Nothing registered yet: iamport's OpenAPI answers 409, never a null delivery at code 0.
+    let (status, none) = app
+        .get(&format!("/escrows/logis/{imp_uid}"), Some(&token))
+        .await;
+    assert_eq!(status, reqwest::StatusCode::CONFLICT, "{none}");
+    assert_eq!(
+        none["message"], "등록된 배송정보가 존재하지 않습니다.",
+        "{none}"
+    );
     let logis =
         json!({"logis": {"company": "CJ대한통운", "invoice": "123456789", "sent_at": 1795000000}});
     let (status, body) = app

@@ -34,8 +34,18 @@ fn path(imp_uid: &str) -> String {
     format!("/escrows/logis/{imp_uid}")
 }
 
+/// The registered delivery, or null when none is: iamport's 409 `등록된 배송정보가 존재하지
+/// 않습니다.`.
 async fn lookup(app: &TestApp, token: &str, imp_uid: &str) -> Value {
     let (status, body) = app.get(&path(imp_uid), Some(token)).await;
+    if status == StatusCode::CONFLICT {
+        assert_eq!(
+            body["message"], "등록된 배송정보가 존재하지 않습니다.",
+            "{body}"
+        );
+        assert!(body["response"].is_null(), "{body}");
+        return Value::Null;
+    }
     assert_eq!(status, StatusCode::OK, "{body}");
     body["response"].clone()
 }
