@@ -62,6 +62,8 @@ pub struct CustomerAnnotation {
     pub card_code: Option<String>,
     pub card_number: Option<String>,
     pub card_type: Option<i32>,
+    #[serde(flatten)]
+    pub card_issuer: super::payment_json::CardIssuerAnnotation,
     pub customer_id: Option<String>,
     pub customer_name: Option<String>,
     pub customer_tel: Option<String>,
@@ -83,6 +85,7 @@ impl From<billing_key::Model> for CustomerAnnotation {
             card_code: k.card_code,
             card_number: k.card_number,
             card_type: k.card_type,
+            card_issuer: Default::default(),
             customer_id: k.customer_id,
             customer_name: k.customer_name,
             customer_tel: k.customer_tel,

@@ -17,6 +17,37 @@ pub struct PaymentCancelAnnotation {
     pub cancellation_id: String,
 }
 
+/// iamport's card issuer and publisher codes (금융결제원 standard codes), which its OpenAPI says
+/// only other PGs provide (Toss Payments, KSNET, …): always null for KCP. They are sent rather
+/// than left out, so that merchant code indexing the object as a map (`p["card_issuer_code"]`)
+/// finds them, as it does at iamport.
+#[derive(Debug, Default, Serialize, ToSchema)]
+pub struct CardIssuerAnnotation {
+    pub card_issuer_code: Option<String>,
+    pub card_issuer_name: Option<String>,
+    pub card_publisher_code: Option<String>,
+    pub card_publisher_name: Option<String>,
+}
+
+/// iamport's promotion (`promotion-id-…` and its discount): an iamport feature openport has not,
+/// so always null.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PromotionAnnotation {
+    pub id: String,
+    pub discount: i64,
+}
+
+/// A deposit into a fixed, unlimited virtual account (iamport's `VbankDepositAnnotation`), which
+/// KCP's accounts here are not: a `deposit_history` is always `[]`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct VbankDepositAnnotation {
+    pub pg_tid: String,
+    pub amount: i64,
+    pub reason: Option<String>,
+    pub depositor_name: String,
+    pub deposited_at: i64,
+}
+
 #[derive(Debug, Serialize, ToSchema)]
 pub struct PaymentAnnotation {
     pub imp_uid: String,
@@ -36,6 +67,8 @@ pub struct PaymentAnnotation {
     pub card_quota: i32,
     pub card_number: Option<String>,
     pub card_type: Option<i32>,
+    #[serde(flatten)]
+    pub card_issuer: CardIssuerAnnotation,
     pub vbank_code: Option<String>,
     pub vbank_name: Option<String>,
     pub vbank_num: Option<String>,
@@ -66,6 +99,8 @@ pub struct PaymentAnnotation {
     pub cash_receipt_issued: bool,
     pub customer_uid: Option<String>,
     pub customer_uid_usage: Option<String>,
+    pub deposit_history: Vec<VbankDepositAnnotation>,
+    pub promotion: Option<PromotionAnnotation>,
     pub sandbox: bool,
 }
 
@@ -112,6 +147,7 @@ impl From<PaymentRecord> for PaymentAnnotation {
             card_quota: p.card_quota,
             card_number: p.card_number,
             card_type: p.card_type,
+            card_issuer: CardIssuerAnnotation::default(),
             vbank_code: p.vbank_code,
             vbank_name: p.vbank_name,
             vbank_num: p.vbank_num,
@@ -141,6 +177,8 @@ impl From<PaymentRecord> for PaymentAnnotation {
             cash_receipt_issued: false,
             customer_uid: p.customer_uid,
             customer_uid_usage: p.customer_uid_usage,
+            deposit_history: vec![],
+            promotion: None,
             sandbox: p.sandbox,
         }
     }

@@ -1136,6 +1136,10 @@ impl Gateway {
         if let Some(old) = &replaced {
             billing::retire_key(&txn, old.id, "replaced", now).await?;
         }
+        // The `issue` payment shows the card as its key does.
+        let card_code =
+            crate::domain::card::iamport_card_code(&key.issuer_code).map(str::to_string);
+        let card_type = Some(i32::from(key.is_check_card));
         billing::insert_key(
             &txn,
             crate::store::entity::billing_key::ActiveModel {
@@ -1148,12 +1152,10 @@ impl Gateway {
                     .clone()
                     .unwrap_or_else(|| format!("{}1000001", m.site_cd))),
                 pg_id: Set(m.site_cd.clone()),
-                card_code: Set(
-                    crate::domain::card::iamport_card_code(&key.issuer_code).map(str::to_string)
-                ),
+                card_code: Set(card_code.clone()),
                 card_name: Set(Some(key.issuer_name.clone())),
                 card_number: Set(Some(masked.clone())),
-                card_type: Set(Some(i32::from(key.is_check_card))),
+                card_type: Set(card_type),
                 customer_id: Set(None),
                 customer_name: Set(p.buyer_name.clone()),
                 customer_tel: Set(p.buyer_tel.clone()),
@@ -1173,6 +1175,8 @@ impl Gateway {
         am.paid_at = Set(Some(now));
         am.card_number = Set(Some(masked));
         am.card_name = Set(Some(key.issuer_name));
+        am.card_code = Set(card_code);
+        am.card_type = Set(card_type);
         am.updated_at = Set(now);
         am.update(&txn).await?;
         txn.commit().await?;

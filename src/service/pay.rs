@@ -497,7 +497,9 @@ impl Gateway {
                 status: Set(PaymentStatus::Pending.as_db().into()),
                 pay_method: Set(cmd.pay_method.unwrap_or("card").into()),
                 channel: Set("api".into()),
-                pg_provider: Set(if customer_uid.is_some() {
+                // A charge with a billing key, or one storing its card as one (`onetime` with
+                // `customer_uid`), is on iamport's KCP billing channel (docs/api.md).
+                pg_provider: Set(if customer_uid.is_some() || cmd.customer_uid.is_some() {
                     PG_KCP_BILLING
                 } else {
                     PG_KCP

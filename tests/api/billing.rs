@@ -42,6 +42,11 @@ async fn a_registered_customer_shows_a_masked_card_and_never_the_billing_key() {
     assert_eq!(c["pg_id"], "T0000");
     assert_eq!(c["card_number"], "411111******1111");
     assert_eq!(c["card_code"], "366");
+    assert!(c.get("card_issuer_code").is_some_and(Value::is_null), "{c}");
+    assert!(
+        c.get("card_publisher_name").is_some_and(Value::is_null),
+        "{c}"
+    );
     assert_eq!(c["customer_name"], "홍길동");
     assert!(c["inserted"].as_i64().unwrap() > 0);
     assert_eq!(c["sandbox"], true);
@@ -431,6 +436,8 @@ async fn onetime_with_a_customer_uid_pays_and_stores_the_card_as_a_billing_key()
     assert_eq!(body["code"], 0, "{body}");
     assert_eq!(body["response"]["status"], "paid");
     assert_eq!(body["response"]["customer_uid"], "ot-cust");
+    // A payment storing its card as a billing key is on iamport's KCP billing channel.
+    assert_eq!(body["response"]["pg_provider"], "kcp_billing", "{body}");
     let (_, c) = app.get("/subscribe/customers/ot-cust", Some(&token)).await;
     assert_eq!(c["response"]["card_number"], "411111******1111");
     let (_, again_body) = again(&app, &token, "ot-cust", "ot-again", 5000).await;

@@ -537,6 +537,14 @@ async fn the_billing_key_window_stores_a_key_without_charging_and_again_uses_it(
         )
         .await;
     assert_eq!(p["response"]["customer_uid_usage"], "issue");
+    // The `issue` payment shows the card as the key does.
+    for field in ["card_code", "card_name", "card_number", "card_type"] {
+        assert_eq!(
+            p["response"][field], c["response"][field],
+            "{field}: {p} {c}"
+        );
+    }
+    assert!(p["response"]["card_code"].is_string(), "{p}");
     let (_, paid) = crate::billing::again(&app, &token, "web-cust", "web-billing-1", 4900).await;
     assert_eq!(paid["response"]["status"], "paid", "{paid}");
     assert_eq!(app.sandbox.ledger().len(), 1);

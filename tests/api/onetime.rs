@@ -1,5 +1,5 @@
 use reqwest::StatusCode;
-use serde_json::json;
+use serde_json::{json, Value};
 
 use crate::helpers::{future_expiry, spawn_app, test_cards};
 
@@ -41,6 +41,18 @@ async fn an_authenticated_key_in_payment_is_paid_with_kcp_fields_in_iamport_shap
     assert!(p["started_at"].as_i64().unwrap() > 0);
     assert_eq!(p["cancel_history"], json!([]));
     assert_eq!(p["cancel_receipt_urls"], json!([]));
+    // Fields of iamport's OpenAPI that KCP has no value for are there, null or empty, for code
+    // that indexes the object as a map.
+    for absent in [
+        "card_issuer_code",
+        "card_issuer_name",
+        "card_publisher_code",
+        "card_publisher_name",
+        "promotion",
+    ] {
+        assert!(p.get(absent).is_some_and(Value::is_null), "{absent}: {p}");
+    }
+    assert_eq!(p["deposit_history"], json!([]));
     assert!(p["imp_uid"].as_str().unwrap().starts_with("imp_"));
     let ledger = app.sandbox.ledger();
     assert_eq!(ledger.len(), 1);
