@@ -38,7 +38,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
                 .map_err(|e| {
                     ApiError::bad_request(format!(
                         "요청 파라미터(form)의 {} 값 형식이 올바르지 않습니다.",
-                        field_of::<T>(e.path(), Some(&fields))
+                        field_of::<T>(e.path(), &e.inner().to_string(), Some(&fields))
                     ))
                 });
         }
@@ -56,7 +56,13 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
         }
         let mut fields = serde_json::Deserializer::from_slice(raw);
         let body = serde_path_to_error::deserialize(&mut fields).map_err(|e| {
-            let field = || field_of::<T>(e.path(), serde_json::from_slice(raw).ok().as_ref());
+            let field = || {
+                field_of::<T>(
+                    e.path(),
+                    &e.inner().to_string(),
+                    serde_json::from_slice(raw).ok().as_ref(),
+                )
+            };
             json_refusal(e.inner(), Some(field))
         })?;
         fields
@@ -83,14 +89,22 @@ fn json_refusal(e: &serde_json::Error, field: Option<impl FnOnce() -> String>) -
 /// body itself. serde loses the path inside a `#[serde(flatten)]` struct (the order fields every
 /// charge shares): then the body's top-level fields are left out one at a time, and the first
 /// whose absence makes the body acceptable is named. Only on a refusal, over a body of at most
-/// the size limit.
+/// the size limit. A field given twice is named from serde's message: the parsed body keeps one
+/// of its values, so leaving fields out cannot find it.
 fn field_of<T: DeserializeOwned>(
     path: &serde_path_to_error::Path,
+    message: &str,
     fields: Option<&Value>,
 ) -> String {
     let path = path.to_string();
     if !path.is_empty() && path != "." {
         return format!("`{path}`");
+    }
+    if let Some(name) = message
+        .strip_prefix("duplicate field `")
+        .and_then(|rest| rest.split('`').next())
+    {
+        return format!("`{name}`");
     }
     let culprit = fields.and_then(Value::as_object).and_then(|all| {
         all.keys().find(|key| {

@@ -13,7 +13,7 @@ async fn an_authenticated_key_in_payment_is_paid_with_kcp_fields_in_iamport_shap
             Some(&token),
             json!({"merchant_uid": "order-1", "amount": 1000, "card_number": "4111-1111-1111-1111",
                    "expiry": future_expiry(), "birth": "800101", "pwd_2digit": "00", "name": "포인트 1000",
-                   "buyer_name": "홍길동", "custom_data": {"a": 1}}),
+                   "buyer_name": "홍길동", "custom_data": {"order": 7, "a": {"z": 1, "b": [2]}}}),
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
@@ -34,7 +34,8 @@ async fn an_authenticated_key_in_payment_is_paid_with_kcp_fields_in_iamport_shap
     assert_eq!(p["card_name"], "신한카드");
     assert_eq!(p["card_type"], 0);
     assert_eq!(p["card_quota"], 0);
-    assert_eq!(p["custom_data"], "{\"a\":1}");
+    // An object is stored as its JSON text, in the client's key order (as iamport keeps it).
+    assert_eq!(p["custom_data"], "{\"order\":7,\"a\":{\"z\":1,\"b\":[2]}}");
     assert_eq!(p["failed_at"], 0);
     assert_eq!(p["cancelled_at"], 0);
     assert!(p["paid_at"].as_i64().unwrap() > 0);
