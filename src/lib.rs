@@ -6,8 +6,10 @@ pub mod clock;
 pub mod config;
 pub mod domain;
 pub mod jobs;
+pub mod logging;
 pub mod net;
 pub mod pg;
+pub mod private_file;
 pub mod service;
 pub mod store;
 

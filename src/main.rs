@@ -132,7 +132,8 @@ enum MerchantCommand {
         /// KCP private key (encrypted PKCS#8 PEM file); required when test mode is off.
         #[arg(long)]
         key: Option<PathBuf>,
-        /// Passphrase of the private key (env KCP_PRIVATE_KEY_PASSWORD).
+        /// Passphrase of the private key. Prefer the environment variable KCP_PRIVATE_KEY_PASSWORD:
+        /// an argument is visible in the process list and the shell history.
         #[arg(long, env = "KCP_PRIVATE_KEY_PASSWORD", hide_env_values = true)]
         key_password: Option<String>,
         #[arg(long)]
@@ -216,9 +217,7 @@ fn load(common: &Common) -> anyhow::Result<Config> {
 }
 
 fn init_tracing(json: bool) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn,sea_orm=warn"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    let builder = tracing_subscriber::fmt().with_env_filter(openport::logging::from_env());
     if json {
         builder.json().init();
     } else {
@@ -570,9 +569,10 @@ async fn sandbox(args: SandboxArgs) -> anyhow::Result<()> {
             let issued = sb.issue_certificate(&site_cd, &passphrase)?;
             std::fs::create_dir_all(&out)?;
             std::fs::write(out.join("splCert.pem"), issued.certificate_pem)?;
-            std::fs::write(
-                out.join("splPrikeyPKCS8.pem"),
-                issued.encrypted_private_key_pem,
+            // The private key (encrypted, but its passphrase is often at hand): owner only.
+            std::io::Write::write_all(
+                &mut openport::private_file::create(&out.join("splPrikeyPKCS8.pem"), true)?,
+                issued.encrypted_private_key_pem.as_bytes(),
             )?;
             println!(
                 "wrote {0}/splCert.pem and {0}/splPrikeyPKCS8.pem (passphrase as given)",

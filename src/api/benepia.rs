@@ -4,7 +4,6 @@
 //! The Benepia password is kept only until it is handed to the service: it is never echoed in an
 //! error, and the request types have no `Debug`.
 use axum::extract::State;
-use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -105,8 +104,7 @@ fn account(
 /// code 1 with KCP's code and message.
 #[utoipa::path(post, path = "/benepia/point", operation_id = "queryBenepiaPoint", request_body = BenepiaPointRequest,
     responses(
-        (status = 200, body = BenepiaPointOutcome, description = "the account's balance"),
-        (status = 500, body = ErrorEnvelope, description = "베네피아 포인트 조회 실패: code 1 with KCP's code and message when KCP refuses (unknown account, wrong password), or does not answer"),
+        (status = 200, body = BenepiaPointOutcome, description = "the account's balance; code 1 (response null) with KCP's code and message when KCP refuses (unknown account, wrong password) or does not answer"),
         (status = 400, body = ErrorEnvelope, description = "benepia_user, benepia_password or benepia_member_code missing or blank, or a body that is not JSON/form with these types"),
         TokenBodyErrors))]
 pub async fn point(
@@ -120,26 +118,21 @@ pub async fn point(
         req.benepia_password,
         req.benepia_member_code,
     )?;
-    let point = s
-        .gateway
-        .point_balance(&m, &account)
-        .await
-        .map_err(failed_at_kcp)?;
+    let point = s.gateway.point_balance(&m, &account).await?;
     Ok(ok(BenepiaPointAnnotation { point }))
 }
 
-/// iamport's OpenAPI answers a Benepia failure with HTTP 500 (`베네피아 포인트 조회 실패` / `…결제
-/// 실패`), not `again`'s HTTP 200 with `status "failed"`: so a merchant that takes HTTP 200 for
-/// points spent never ships an unpaid order. The envelope says why (`code 1`, KCP's code and
-/// message); a failed payment stays on record (`GET /payments/find/{merchant_uid}`). Refusals of
-/// the request itself (400) and answers not known yet (`code 1`, settled by inquiry) are unchanged.
-fn failed_at_kcp(e: ServiceError) -> ApiError {
-    match e {
-        ServiceError::Refused(message) => {
-            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, 1, message)
-        }
-        e => e.into(),
-    }
+/// iamport's OpenAPI lists a Benepia failure as an error (`500 베네피아 포인트 결제 실패`), not as
+/// `again`'s success-shaped `code 0` with `status "failed"`: so a refused payment is `code 1` with
+/// KCP's code and message, and a merchant taking `code 0` for points spent (as the official
+/// clients do) never ships an unpaid order. At HTTP 200, as every business refusal here (spec §2):
+/// a 500 would say the server failed, and a wrong password is the buyer's input. The failed
+/// payment stays on record (`GET /payments/find/{merchant_uid}`).
+fn payment_failed(reason: Option<String>) -> ApiError {
+    ApiError::refused(format!(
+        "포인트 결제에 실패하였습니다. {}",
+        reason.unwrap_or_default()
+    ))
 }
 
 fn parse_payment(req: BenepiaPaymentRequest) -> ApiResult<PointPaymentCommand> {
@@ -167,8 +160,7 @@ fn parse_payment(req: BenepiaPaymentRequest) -> ApiResult<PointPaymentCommand> {
 /// payment a new `pg_tid`.
 #[utoipa::path(post, path = "/benepia/payment", operation_id = "payBenepiaPoint", request_body = BenepiaPaymentBody,
     responses(
-        (status = 200, body = PaymentOutcome, description = "paid; code 1 (response null) when the merchant_uid is taken or the outcome could not be confirmed yet (settled by inquiry)"),
-        (status = 500, body = ErrorEnvelope, description = "베네피아 포인트 결제 실패: code 1 with KCP's code and message (wrong password, insufficient points); the failed payment stays on record"),
+        (status = 200, body = PaymentOutcome, description = "paid; code 1 (response null) when KCP refuses (포인트 결제에 실패하였습니다. with KCP's code and message; the failed payment stays on record), the merchant_uid is taken, or the outcome could not be confirmed yet (settled by inquiry)"),
         (status = 400, body = ErrorEnvelope, description = "a Benepia credential or name missing or blank, merchant_uid over 40 characters, an invalid order field, or a body that is not JSON/form with these types"),
         TokenBodyErrors))]
 pub async fn payment(
@@ -184,10 +176,7 @@ pub async fn payment(
         .await
         .map_err(|e| ServiceError::Internal(format!("point payment task: {e}")))??;
     if record.payment.status == PaymentStatus::Failed.as_db() {
-        return Err(failed_at_kcp(ServiceError::Refused(format!(
-            "포인트 결제에 실패하였습니다. {}",
-            record.payment.fail_reason.unwrap_or_default()
-        ))));
+        return Err(payment_failed(record.payment.fail_reason));
     }
     Ok(ok(record.into()))
 }

@@ -1,7 +1,7 @@
 //! `GET /banks`, `/banks/{bank_standard_code}`, `/cards`, `/cards/{card_standard_code}`: iamport's
 //! standard codes and names of banks and card companies (`domain::codes`), for merchants who
 //! show `bank_code` / `vbank_code` / `card_code` by name or build a refund-bank list from them.
-use axum::extract::Path;
+use super::extract::Path;
 use serde::Serialize;
 use utoipa::ToSchema;
 

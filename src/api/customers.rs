@@ -1,5 +1,7 @@
 //! Billing keys: `/subscribe/customers…` (spec/iamport-v1.md §4.5).
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{RawQuery, State};
+
+use super::extract::Path;
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;

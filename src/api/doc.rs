@@ -208,7 +208,7 @@ outcome!(
     CustomerOutcome(CustomerAnnotation)
 );
 outcome!(
-    /// A Benepia point balance (code 0); a refusal is HTTP 500 (`ErrorEnvelope`, code 1).
+    /// A Benepia point balance (code 0), or KCP's refusal (code 1, `response` null).
     BenepiaPointOutcome(BenepiaPointAnnotation)
 );
 outcome!(

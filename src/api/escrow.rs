@@ -1,5 +1,7 @@
 //! `POST|PUT|GET /escrows/logis/{imp_uid}` (spec/iamport-v1.md §4.6).
-use axum::extract::{Path, State};
+use axum::extract::State;
+
+use super::extract::Path;
 use axum::http::StatusCode;
 use chrono::{DateTime, Datelike, NaiveDate, Utc};
 use serde::Deserialize;

@@ -17,6 +17,22 @@ use crate::domain::text::{control_character_message, is_refused_control};
 use crate::service::auth::Principal;
 use crate::store::entity::merchant;
 
+/// Path parameters, refused with iamport's envelope: axum's own rejection (a segment that is not
+/// UTF-8 once percent-decoded, `/payments/%FF`) is plain text, which a client parsing every error
+/// body as JSON cannot read.
+pub struct Path<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for Path<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        axum::extract::Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Path(v)| Path(v))
+            .map_err(|_| ApiError::bad_request("요청 경로(URL)의 값을 해석할 수 없습니다."))
+    }
+}
+
 /// A POST/PUT body, JSON or `application/x-www-form-urlencoded` (spec/iamport-v1.md §4).
 pub struct Body<T>(pub T);
 

@@ -41,8 +41,8 @@ use error::ApiError;
             `message`. Other failures are HTTP 4xx/5xx with code -1 and `response: null` \
             (`ErrorEnvelope`). Bodies may be JSON or `application/x-www-form-urlencoded` (with \
             `a[]`/`a[0][b]` keys); numbers may be sent as numeric strings, and an empty query value \
-            counts as absent. A path segment that is not valid UTF-8 once decoded is refused by \
-            the router with a plain-text HTTP 400. A control character (U+0000 to U+001F but \
+            counts as absent. A path segment that is not valid UTF-8 once decoded is HTTP 400 \
+            (`ErrorEnvelope`). A control character (U+0000 to U+001F but \
             tab, CR and LF) in the path, the query or a body value is refused with HTTP 400 \
             (`ErrorEnvelope`) naming the field."
     ),

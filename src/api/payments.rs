@@ -1,5 +1,7 @@
 //! Lookups (spec/iamport-v1.md §4.1).
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{RawQuery, State};
+
+use super::extract::Path;
 use axum::http::StatusCode;
 
 use super::doc::{

@@ -1,5 +1,7 @@
 //! `POST|PUT /payments/prepare`, `GET /payments/prepare/{merchant_uid}` (spec/iamport-v1.md §4.3).
-use axum::extract::{Path, State};
+use axum::extract::State;
+
+use super::extract::Path;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 

@@ -1,5 +1,7 @@
 //! Recurring payments: `/subscribe/payments/again` and the schedule endpoints (spec §4.4).
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{RawQuery, State};
+
+use super::extract::Path;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 

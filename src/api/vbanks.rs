@@ -1,7 +1,9 @@
 //! `POST /vbanks` and `DELETE /vbanks/{imp_uid}`: virtual accounts without the payment window
 //! (spec/iamport-v1.md §4.7), over KCP's window-less issuance (documented assumption, docs/kcp.md
 //! §10).
-use axum::extract::{Path, State};
+use axum::extract::State;
+
+use super::extract::Path;
 use serde::Deserialize;
 use utoipa::ToSchema;
 

@@ -1,5 +1,7 @@
 //! Operator endpoints for webhook deliveries (docs/webhooks.md).
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{RawQuery, State};
+
+use super::extract::Path;
 use axum::routing::{get, post, put};
 use axum::Router;
 use secrecy::SecretString;

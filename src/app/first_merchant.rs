@@ -163,11 +163,7 @@ fn write_credentials(
     imp_secret: &str,
     site_cd: &str,
 ) -> std::io::Result<()> {
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options.open(path)?;
+    let mut file = crate::private_file::create(path, false)?;
     write!(
         file,
         "# openport: the iamport credentials of the merchant made from KCP_SITE_CD at its first start.\n\

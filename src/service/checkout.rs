@@ -1093,7 +1093,17 @@ impl Gateway {
             Ok(k) => k,
             // A refusal, or nothing sent: KCP issued no key.
             Err(e @ (PgError::Declined { .. } | PgError::NotSent(_) | PgError::Config(_))) => {
-                let reason = format!("빌링키 발급에 실패하였습니다. ({e})");
+                // KCP's refusal is shown; a transport or configuration failure (KCP's URL, the
+                // host) stays in the log.
+                let reason = match e {
+                    PgError::Declined { code, message, .. } => {
+                        format!("빌링키 발급에 실패하였습니다. [{code}] {message}")
+                    }
+                    other => {
+                        tracing::warn!(imp_uid = %p.imp_uid, "billing-key issuance not sent: {other}");
+                        "빌링키 발급에 실패하였습니다. (PG사에 요청을 보내지 못했습니다.)".into()
+                    }
+                };
                 // None: another holder settled the attempt, and its outcome stands.
                 self.record_failure(p, attempt, None, &reason).await?;
                 return Ok(());

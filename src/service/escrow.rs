@@ -247,19 +247,24 @@ impl Gateway {
                     })
                 })
                 .await?;
+                // Transport and configuration details (KCP's URL, the host) stay in the log.
                 Err(EscrowRefusal::Service(ServiceError::Refused(match e {
                     PgError::Declined { code, message, .. } => {
                         format!("배송정보 등록에 실패하였습니다. [{code}] {message}")
                     }
-                    other => format!("배송정보 등록에 실패하였습니다. ({other})"),
+                    other => {
+                        tracing::warn!(imp_uid, tno, error = %other, "escrow shipping start not sent");
+                        "배송정보 등록에 실패하였습니다. (PG사에 요청을 보내지 못했습니다. 다시 시도해 주세요.)"
+                            .to_string()
+                    }
                 })))
             }
             Err(e @ (PgError::Unknown(_) | PgError::Mismatch { .. })) => {
                 tracing::warn!(imp_uid, tno, error = %e,
                     "escrow shipping start outcome unknown; recorded as unanswered, a retried POST settles it");
-                Err(EscrowRefusal::Service(ServiceError::Refused(format!(
-                    "PG사 응답을 확인하지 못했습니다. 다시 시도해 주세요. ({e})"
-                ))))
+                Err(EscrowRefusal::Service(ServiceError::Refused(
+                    "PG사 응답을 확인하지 못했습니다. 다시 시도해 주세요.".into(),
+                )))
             }
         }
     }

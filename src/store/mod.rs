@@ -50,6 +50,8 @@ pub enum ConnectError {
     Db(#[from] DbErr),
     #[error("database: {0}")]
     Sqlx(#[from] sea_orm::sqlx::Error),
+    #[error("database file: {0}")]
+    File(std::io::Error),
 }
 
 impl Db {
@@ -79,6 +81,9 @@ impl Db {
                     write: Writer::Sqlx(write.clone()),
                     schema: write,
                 });
+            }
+            if url.contains("mode=rwc") {
+                create_private(opts.get_filename())?;
             }
             // Creates the file (mode=rwc) and puts it in WAL mode before rusqlite opens it; then
             // only the migrations use it, and it closes when idle.
@@ -280,6 +285,18 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
+/// Creates a new database file readable by its owner only (0600): it holds buyers' details and
+/// sealed secrets, and SQLite gives its `-wal` and `-shm` files the database file's permissions.
+/// Under the common umask 022 SQLite alone would make all three readable by every local user. An
+/// existing file is left as it is.
+fn create_private(path: &std::path::Path) -> Result<(), ConnectError> {
+    match crate::private_file::create(path, false) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(ConnectError::File(e)),
+    }
+}
+
 /// The file of a `sqlite:` database URL as [`Db::connect`] opens it; `None` for an in-memory
 /// database or any other URL.
 pub fn sqlite_file(url: &str) -> Option<std::path::PathBuf> {
@@ -293,6 +310,25 @@ pub fn sqlite_file(url: &str) -> Option<std::path::PathBuf> {
 #[cfg(test)]
 mod tests {
     use std::path::Path;
+
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn a_new_sqlite_database_and_its_wal_are_readable_by_their_owner_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("private.db");
+        let db = super::Db::connect(&format!("sqlite://{}?mode=rwc", file.display()))
+            .await
+            .unwrap();
+        db.migrate().await.unwrap();
+        for name in ["private.db", "private.db-wal", "private.db-shm"] {
+            let mode = std::fs::metadata(dir.path().join(name))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o077, 0, "{name}: {mode:o}");
+        }
+    }
 
     #[test]
     fn a_sqlite_url_names_its_file_and_an_in_memory_or_postgres_one_none() {

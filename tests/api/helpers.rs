@@ -109,7 +109,7 @@ fn log_buffer() -> &'static Arc<std::sync::Mutex<Vec<u8>>> {
         let buf = Arc::new(std::sync::Mutex::new(Vec::new()));
         let writer_buf = buf.clone();
         let _ = tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::new("debug"))
+            .with_env_filter(openport::logging::filter(Some("debug")))
             .with_writer(move || LogWriter(writer_buf.clone()))
             .with_ansi(false)
             .try_init();

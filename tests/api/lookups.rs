@@ -341,3 +341,22 @@ async fn a_page_far_past_the_end_or_an_extreme_schedule_range_is_answered_not_cr
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
 }
+
+/// A path segment that is not UTF-8 once percent-decoded is refused with iamport's envelope, as
+/// every other refusal: axum's own answer was plain text, which a client parsing error bodies as
+/// JSON could not read.
+#[tokio::test]
+async fn a_path_that_is_not_utf8_is_a_400_with_the_envelope() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    for path in ["/payments/%FF", "/subscribe/customers/%C3%28", "/banks/%FF"] {
+        let (status, body) = app.get(path, Some(&token)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{path}: {body}");
+        assert_eq!(body["code"], -1, "{path}: {body}");
+        assert!(body["response"].is_null(), "{path}: {body}");
+        assert!(
+            body["message"].as_str().unwrap().contains("요청 경로"),
+            "{body}"
+        );
+    }
+}

@@ -1,0 +1,98 @@
+//! Which log events openport lets through, whatever `RUST_LOG` asks for.
+//!
+//! sea-orm's driver functions carry `#[instrument(level = "trace")]` spans that record the whole
+//! statement with its bound values, and every sqlx event inside them prints those fields. With
+//! `RUST_LOG=trace` on PostgreSQL that put sealed secrets (private keys, tokens, billing keys, in
+//! test mode openable with the public test key), buyers' details and checkout capabilities into
+//! the log. sea-orm is therefore held at INFO: sqlx's own `sqlx::query` events (statement text
+//! with `$1` placeholders, no values) stay available for debugging.
+use tracing_subscriber::EnvFilter;
+
+/// The default when `RUST_LOG` is unset.
+const DEFAULT: &str = "info,sqlx=warn,sea_orm=warn";
+
+/// Never above this, whatever is asked: see the module doc.
+const SEA_ORM_CEILING: &str = "sea_orm=info";
+
+/// The filter for `directives` (`RUST_LOG`'s syntax; the default when None or unparsable), with
+/// sea-orm capped at INFO. Directives naming a sea-orm target (`sea_orm::driver=trace` would win
+/// over the cap, being more specific) or selecting by span (`[execute]=trace`, which matches
+/// sea-orm's spans whatever their target) are left out.
+pub fn filter(directives: Option<&str>) -> EnvFilter {
+    let kept: Option<String> = directives.map(|d| {
+        d.split(',')
+            .map(str::trim)
+            .filter(|item| !item.starts_with("sea_orm") && !item.starts_with('['))
+            .collect::<Vec<_>>()
+            .join(",")
+    });
+    let base = kept
+        .filter(|d| !d.is_empty())
+        .and_then(|d| EnvFilter::try_new(d).ok())
+        .unwrap_or_else(|| EnvFilter::new(DEFAULT));
+    base.add_directive(SEA_ORM_CEILING.parse().expect("static directive"))
+}
+
+/// [`filter`] of the `RUST_LOG` environment variable.
+pub fn from_env() -> EnvFilter {
+    filter(std::env::var("RUST_LOG").ok().as_deref())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+
+    #[derive(Clone, Default)]
+    struct Buffer(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Buffer {
+        fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(data);
+            Ok(data.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// What a sea-orm statement span with a bound secret and a sqlx event inside it log under
+    /// `directives`.
+    fn logged(directives: &str) -> String {
+        let buffer = Buffer::default();
+        let writer = buffer.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_env_filter(filter(Some(directives)))
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .finish();
+        tracing::subscriber::with_default(subscriber, || {
+            let span = tracing::trace_span!(target: "sea_orm::driver::sqlx_postgres", "execute",
+                stmt = "INSERT … VALUES ('sealed-private-key')");
+            let _entered = span.enter();
+            tracing::debug!(target: "sqlx::query", summary = "INSERT INTO merchants", "query");
+            tracing::trace!(target: "sea_orm::database", "statement: 'sealed-private-key'");
+        });
+        let text = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
+        text
+    }
+
+    #[test]
+    fn no_level_asked_for_logs_sea_orms_bound_values_but_sqlx_statements_still_show() {
+        for directives in [
+            "trace",
+            "sea_orm=trace,sqlx=debug",
+            "debug,sea_orm::driver=trace",
+            "debug,[execute]=trace",
+        ] {
+            let text = logged(directives);
+            assert!(!text.contains("sealed-private-key"), "{directives}: {text}");
+            assert!(
+                text.contains("INSERT INTO merchants"),
+                "{directives}: {text}"
+            );
+        }
+        assert!(!logged("info").contains("sealed"));
+    }
+}
