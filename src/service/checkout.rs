@@ -27,6 +27,10 @@ use crate::pg::{
 use crate::store::entity::{checkout_session, merchant, payment, pg_attempt};
 use crate::store::{billing, is_unique_violation, merchants, payments};
 
+/// The refusal of a billing-key window that would replace a customer's key without the merchant's
+/// word (`Gateway::replacement_unauthorized`).
+pub const KEY_REPLACEMENT_REFUSED: &str = "이미 빌링키가 등록된 customer_uid입니다. 결제창에서 카드를 변경하려면 가맹점 서버에서 이 merchant_uid를 먼저 사전등록(POST /payments/prepare, amount 0)해 주세요.";
+
 /// A `request_pay` as the SDK sends it, parsed.
 #[derive(Debug, Clone, Default)]
 pub struct CheckoutRequest {
@@ -289,6 +293,30 @@ impl Gateway {
             })
     }
 
+    /// Whether a billing-key window for `customer_uid` would replace its active key without the
+    /// merchant's word. The window is opened by anyone who has the page's public `imp_code`, and
+    /// a replaced key is deleted at KCP: so an existing key is replaced only when the merchant's
+    /// server prepared the window's merchant_uid (`POST /payments/prepare`, amount 0), which only
+    /// its REST credentials can do. A first key needs no such word.
+    async fn replacement_unauthorized(
+        &self,
+        merchant_id: i64,
+        customer_uid: &str,
+        merchant_uid: &str,
+    ) -> ServiceResult<bool> {
+        if billing::active_key(&self.db.read, merchant_id, customer_uid)
+            .await?
+            .is_none()
+        {
+            return Ok(false);
+        }
+        Ok(
+            payments::prepare_by_uid(&self.db.read, merchant_id, merchant_uid)
+                .await?
+                .is_none(),
+        )
+    }
+
     /// Everything before the window: rules, the payment (`ready`), KCP's trade registration and
     /// the session. `return_url` is openport's `Ret_URL` as the browser reaches it.
     pub async fn start_checkout(
@@ -328,6 +356,20 @@ impl Gateway {
             &req.order.currency,
         )
         .await?;
+        if req.billing {
+            if let Some(uid) = &req.order.customer_uid {
+                if self
+                    .replacement_unauthorized(m.id, uid, &req.order.merchant_uid)
+                    .await?
+                {
+                    return Err(CheckoutRefused {
+                        code: 1,
+                        message: KEY_REPLACEMENT_REFUSED.into(),
+                        imp_uid: None,
+                    });
+                }
+            }
+        }
         let good_name = for_kcp("name", req.order.name.as_deref().unwrap_or(""), 100)
             .map_err(|e| ServiceError::BadRequest(e.to_string()))?;
         let good_name = if good_name.is_empty() {
@@ -1143,6 +1185,25 @@ impl Gateway {
             return Ok(());
         }
         let replaced = billing::active_key(&txn, m.id, &uid).await?;
+        // A key registered for this customer_uid since the window opened: replaced only on the
+        // merchant's word, as at the start; otherwise the new key is deleted at KCP.
+        if replaced.is_some()
+            && payments::prepare_by_uid(&txn, m.id, &p.merchant_uid)
+                .await?
+                .is_none()
+        {
+            txn.rollback().await?;
+            let group_id = m
+                .kcp_group_id
+                .clone()
+                .unwrap_or_else(|| format!("{}1000001", m.site_cd));
+            if let Err(e) = connector.delete_batch_key(&key.batch_key, &group_id).await {
+                tracing::error!(imp_uid = %p.imp_uid, card = %key.masked_card_number, "a billing key KCP issued is stored nowhere and could not be deleted at KCP: {e}");
+            }
+            self.record_failure(p, attempt, None, KEY_REPLACEMENT_REFUSED)
+                .await?;
+            return Ok(());
+        }
         if let Some(old) = &replaced {
             billing::retire_key(&txn, old.id, "replaced", now).await?;
         }

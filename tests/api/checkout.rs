@@ -549,7 +549,16 @@ async fn the_billing_key_window_stores_a_key_without_charging_and_again_uses_it(
     assert_eq!(paid["response"]["status"], "paid", "{paid}");
     assert_eq!(app.sandbox.ledger().len(), 1);
 
-    // The customer registers another card in the window: the first key is deleted at KCP.
+    // The customer registers another card in the window, which the merchant's server allowed by
+    // preparing its merchant_uid: the first key is deleted at KCP.
+    let (_, prepared) = app
+        .post(
+            "/payments/prepare",
+            Some(&token),
+            json!({"merchant_uid": "web-billing-2", "amount": 0}),
+        )
+        .await;
+    assert_eq!(prepared["code"], 0, "{prepared}");
     let second = request_pay(
         &app,
         json!({"pg": "kcp_billing", "pay_method": "card", "merchant_uid": "web-billing-2", "amount": 0, "customer_uid": "web-cust"}),
@@ -1815,4 +1824,111 @@ async fn a_notice_url_that_is_no_text_or_list_of_texts_is_refused_before_anythin
     )
     .await;
     assert_eq!(opened["code"], 0, "{opened}");
+}
+
+/// The billing-key window is opened by anyone who has the shop page's public imp_code: it replaces
+/// a customer's existing key (deleting the old one at KCP) only on the merchant's word, a
+/// merchant_uid its server prepared. Without it the window is refused before it opens and the key
+/// stays; a first key needs no such word.
+#[tokio::test]
+async fn an_anonymous_billing_key_window_cannot_replace_a_customers_key_without_the_merchants_word()
+{
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let first = request_pay(
+        &app,
+        json!({"pg": "kcp_billing", "pay_method": "card", "merchant_uid": "key-1", "amount": 0, "customer_uid": "victim"}),
+        &[("card_no", "5555555555554444"), ("card_expiry", "3112"), ("action", "pay")],
+    )
+    .await;
+    assert_eq!(first["success"], true, "a first key needs no word: {first}");
+    let refused = start_checkout(
+        &app,
+        json!({"pg": "kcp_billing", "pay_method": "card", "merchant_uid": "key-2", "amount": 0, "customer_uid": "victim"}),
+    )
+    .await;
+    assert_eq!(refused["code"], 1, "{refused}");
+    assert!(
+        refused["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("사전등록"),
+        "{refused}"
+    );
+    let (_, c) = app.get("/subscribe/customers/victim", Some(&token)).await;
+    assert_eq!(c["response"]["card_number"], "555555******4444", "{c}");
+    let states: Vec<kcp_sandbox::BatchKeyState> = app
+        .sandbox
+        .batch_keys()
+        .into_iter()
+        .map(|k| k.state)
+        .collect();
+    assert_eq!(
+        states,
+        [kcp_sandbox::BatchKeyState::Active],
+        "the key lives on at KCP"
+    );
+    let (status, _) = app.get("/payments/find/key-2", Some(&token)).await;
+    assert_eq!(status, reqwest::StatusCode::NOT_FOUND, "nothing opened");
+}
+
+/// A key registered for the customer_uid while a window was open (here over REST) is not replaced
+/// by the window's completion either: the key KCP just issued for the window is deleted there and
+/// the window's payment fails.
+#[tokio::test]
+async fn a_key_registered_while_the_window_was_open_is_kept_and_the_windows_new_key_deleted_at_kcp()
+{
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let (pay_url, fields) = hand_off(
+        &app,
+        json!({"pg": "kcp_billing", "pay_method": "card", "merchant_uid": "race-1", "amount": 0, "customer_uid": "race-cust"}),
+    )
+    .await;
+    let registered = crate::billing::register(
+        &app,
+        &token,
+        "race-cust",
+        crate::helpers::test_cards::SHINHAN_CREDIT,
+    )
+    .await;
+    assert_eq!(registered["code"], 0, "{registered}");
+    let rsp = through_window(
+        &app,
+        &pay_url,
+        &fields,
+        &[
+            ("card_no", "5555555555554444"),
+            ("card_expiry", "3112"),
+            ("action", "pay"),
+        ],
+    )
+    .await;
+    assert_eq!(rsp["success"], false, "{rsp}");
+    let (_, c) = app
+        .get("/subscribe/customers/race-cust", Some(&token))
+        .await;
+    assert_eq!(c["response"]["card_number"], "411111******1111", "{c}");
+    let (_, p) = app.get("/payments/find/race-1", Some(&token)).await;
+    assert_eq!(p["response"]["status"], "failed", "{p}");
+    let mut states: Vec<(String, kcp_sandbox::BatchKeyState)> = app
+        .sandbox
+        .batch_keys()
+        .into_iter()
+        .map(|k| (k.masked_card_no, k.state))
+        .collect();
+    states.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(
+        states,
+        [
+            (
+                "411111******1111".to_string(),
+                kcp_sandbox::BatchKeyState::Active
+            ),
+            (
+                "555555******4444".to_string(),
+                kcp_sandbox::BatchKeyState::Deleted
+            ),
+        ]
+    );
 }
