@@ -85,6 +85,33 @@ pub fn mask_card_number(raw: &str) -> String {
         .collect()
 }
 
+/// Free text from a PG (KCP's `res_msg`) with every run of 13 to 19 digits, the length of a card
+/// number, masked as [`mask_card_number`] masks one. KCP should never put a card number in a
+/// message, but the text is stored (`fail_reason`) and answered to the merchant, so it is not
+/// trusted to be free of one. Shorter numbers (codes, amounts) are kept.
+pub fn mask_card_numbers_in(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut run = String::new();
+    let flush = |run: &mut String, out: &mut String| {
+        if (13..=19).contains(&run.len()) {
+            out.push_str(&mask_card_number(run));
+        } else {
+            out.push_str(run);
+        }
+        run.clear();
+    };
+    for c in text.chars() {
+        if c.is_ascii_digit() {
+            run.push(c);
+        } else {
+            flush(&mut run, &mut out);
+            out.push(c);
+        }
+    }
+    flush(&mut run, &mut out);
+    out
+}
+
 fn luhn_ok(digits: &str) -> bool {
     let sum: u32 = digits
         .bytes()
@@ -231,6 +258,22 @@ pub fn iamport_card_code(kcp_card_cd: &str) -> Option<&'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_card_number_in_pg_text_is_masked_and_shorter_numbers_are_kept() {
+        assert_eq!(
+            mask_card_numbers_in("[8888] refused 4362187392541073 (20 items, 8187)"),
+            "[8888] refused 436218******1073 (20 items, 8187)"
+        );
+        assert_eq!(
+            mask_card_numbers_in("한도초과 1000000원"),
+            "한도초과 1000000원"
+        );
+        assert_eq!(
+            mask_card_numbers_in("no 12345678901234567890"),
+            "no 12345678901234567890"
+        );
+    }
 
     fn today() -> NaiveDate {
         NaiveDate::from_ymd_opt(2026, 11, 22).unwrap()

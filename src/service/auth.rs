@@ -19,11 +19,22 @@ pub const TOKEN_TTL_SECS: i64 = 30 * 60;
 const EXTEND_WINDOW_SECS: i64 = 60;
 const EXTEND_BY_SECS: i64 = 5 * 60;
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct IssuedToken {
     pub access_token: String,
     pub now: i64,
     pub expired_at: i64,
+}
+
+/// The token is a bearer credential: `Debug` (a `?token` in a log line) never shows it.
+impl std::fmt::Debug for IssuedToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IssuedToken")
+            .field("access_token", &"<redacted>")
+            .field("now", &self.now)
+            .field("expired_at", &self.expired_at)
+            .finish()
+    }
 }
 
 /// Who is calling.

@@ -55,11 +55,22 @@ pub struct CheckoutRequest {
     pub vbank_due: Option<chrono::DateTime<chrono::Utc>>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct CheckoutStarted {
     pub imp_uid: String,
     pub merchant_uid: String,
     pub token: String,
+}
+
+/// The session token opens the buyer's window: `Debug` never shows it.
+impl std::fmt::Debug for CheckoutStarted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CheckoutStarted")
+            .field("imp_uid", &self.imp_uid)
+            .field("merchant_uid", &self.merchant_uid)
+            .field("token", &"<redacted>")
+            .finish()
+    }
 }
 
 /// A refusal before the window opens: reported to the SDK with the imp_uid when one exists.
@@ -94,7 +105,7 @@ impl From<ServiceError> for CheckoutRefused {
 }
 
 /// The window fields the hand-off page posts to KCP, kept with the session.
-#[derive(Debug, Clone, Serialize, serde::Deserialize, Default)]
+#[derive(Clone, Serialize, serde::Deserialize, Default)]
 pub struct WindowFields {
     pub fields: Vec<(String, String)>,
     pub page_origin: String,
@@ -107,6 +118,18 @@ pub struct WindowFields {
     /// nor fail an open window with `res_cd=3001`. Empty for sessions opened before it existed.
     #[serde(default)]
     pub return_key: String,
+}
+
+/// The return key (and the window's fields, which carry it) never show in `Debug`.
+impl std::fmt::Debug for WindowFields {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WindowFields")
+            .field("fields", &format_args!("<{} fields>", self.fields.len()))
+            .field("page_origin", &self.page_origin)
+            .field("page_url", &self.page_url)
+            .field("return_key", &"<redacted>")
+            .finish()
+    }
 }
 
 impl WindowFields {

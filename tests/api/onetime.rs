@@ -622,3 +622,31 @@ async fn a_value_of_the_wrong_shape_is_a_400_naming_its_field_but_never_its_valu
     );
     assert!(app.sandbox.ledger().is_empty());
 }
+
+/// KCP's refusal text is stored as the fail_reason and answered: a card number in it (KCP should
+/// never send one) is masked like every card number openport shows.
+#[tokio::test]
+async fn a_card_number_in_kcps_refusal_text_is_masked_in_the_answer_and_the_record() {
+    use kcp_sandbox::{paths, Fault, FaultRule};
+    let app = spawn_app().await;
+    let token = app.token().await;
+    app.sandbox.inject(FaultRule::new(
+        paths::HUB_PAYMENT,
+        Fault::Refuse {
+            code: "8888".into(),
+            message: "거절 4362187392541073".into(),
+        },
+    ));
+    let (_, body) = app
+        .post(
+            "/subscribe/payments/onetime",
+            Some(&token),
+            json!({"merchant_uid": "masked-refusal", "amount": 1000,
+                   "card_number": test_cards::SHINHAN_CREDIT, "expiry": future_expiry()}),
+        )
+        .await;
+    assert!(!body.to_string().contains("4362187392541073"), "{body}");
+    let (_, found) = app.get("/payments/find/masked-refusal", Some(&token)).await;
+    let reason = found["response"]["fail_reason"].as_str().unwrap();
+    assert!(reason.contains("436218******1073"), "{found}");
+}

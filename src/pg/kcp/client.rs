@@ -218,7 +218,10 @@ impl KcpConnector {
         if code != SUCCESS {
             return Ok(Answer::Refused {
                 code: code.to_owned(),
-                message: head.res_msg.unwrap_or_default(),
+                // Stored as the fail_reason and answered: never with a card number in it.
+                message: crate::domain::card::mask_card_numbers_in(
+                    &head.res_msg.unwrap_or_default(),
+                ),
             });
         }
         let parsed = serde_json::from_str(&text).map_err(|e| unreadable(status, &e))?;
