@@ -237,7 +237,9 @@ pub async fn get_many(
         ("customer_uid" = String, Path, min_length = 1),
         ("page" = Option<i32>, Query, description = "1-based; default 1 (and so is anything that is not a positive integer)"),
     ),
-    responses((status = 200, body = PaymentPageReply), TokenErrors))]
+    responses((status = 200, body = PaymentPageReply),
+        (status = 404, body = ErrorEnvelope, description = "유효하지 않은 customer_uid: no billing key was ever registered under it (a deleted customer still lists its payments)"),
+        TokenErrors))]
 pub async fn payments(
     State(s): State<AppState>,
     MerchantCaller(m): MerchantCaller,

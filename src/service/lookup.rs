@@ -246,7 +246,19 @@ impl Gateway {
             include_sandbox: true,
             ..PaymentQuery::default()
         };
-        self.page(&q, Sorting::Started { desc: true }, paging).await
+        let page = self
+            .page(&q, Sorting::Started { desc: true }, paging)
+            .await?;
+        // iamport's OpenAPI: `404 유효하지 않은 customer_uid`. A customer whose key was deleted
+        // still lists the payments made with it.
+        if page.total == 0
+            && !crate::store::billing::customer_known(&self.db.read, m.id, customer_uid).await?
+        {
+            return Err(ServiceError::NotFound(
+                "유효하지 않은 customer_uid입니다.".into(),
+            ));
+        }
+        Ok(page)
     }
 
     async fn page(

@@ -42,6 +42,20 @@ pub(super) fn active_key_query(
         .filter(Expr::cust(r#""billing_keys"."status" = 'active'"#))
 }
 
+/// Whether `customer_uid` ever had a billing key at this merchant (active, replaced or deleted).
+pub async fn customer_known(
+    db: &impl ConnectionTrait,
+    merchant_id: i64,
+    customer_uid: &str,
+) -> Result<bool, DbErr> {
+    Ok(billing_key::Entity::find()
+        .filter(billing_key::Column::MerchantId.eq(merchant_id))
+        .filter(billing_key::Column::CustomerUid.eq(customer_uid))
+        .count(db)
+        .await?
+        > 0)
+}
+
 pub async fn active_keys(
     db: &impl ConnectionTrait,
     merchant_id: i64,

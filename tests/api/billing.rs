@@ -83,6 +83,30 @@ async fn again_charges_the_billing_key_and_marks_the_payment_as_a_key_payment() 
         .await;
     assert_eq!(page["response"]["total"], 1);
     assert_eq!(page["response"]["list"][0]["imp_uid"], p["imp_uid"]);
+    // A customer_uid that never had a key is iamport's 404, not an empty page.
+    let (status, unknown) = app
+        .get(
+            "/subscribe/customers/never-registered/payments",
+            Some(&token),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{unknown}");
+    assert_eq!(unknown["code"], -1, "{unknown}");
+    // A deleted customer still lists the payments made with its key.
+    let res = app
+        .http
+        .delete(app.url("/subscribe/customers/cust-2"))
+        .header("Authorization", &token)
+        .send()
+        .await
+        .unwrap();
+    let (_, deleted) = TestApp::read(res).await;
+    assert_eq!(deleted["code"], 0, "{deleted}");
+    let (status, page) = app
+        .get("/subscribe/customers/cust-2/payments", Some(&token))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert_eq!(page["response"]["total"], 1);
     app.assert_ledger_agrees().await;
 }
 
