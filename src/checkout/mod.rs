@@ -454,6 +454,21 @@ fn parse(
     })
 }
 
+/// The longest `user_agent` kept: browsers send 100 to 300 characters; the rest of a longer one
+/// tells nothing a merchant needs.
+const USER_AGENT_MAX_CHARS: usize = 512;
+
+/// The buyer's browser as its `User-Agent` header names it, cut to [`USER_AGENT_MAX_CHARS`];
+/// None when absent, blank or not UTF-8.
+fn buyer_user_agent(headers: &HeaderMap) -> Option<String> {
+    let ua = headers
+        .get(axum::http::header::USER_AGENT)?
+        .to_str()
+        .ok()?
+        .trim();
+    (!ua.is_empty()).then(|| ua.chars().take(USER_AGENT_MAX_CHARS).collect())
+}
+
 fn refusal(code: i32, message: String, merchant_uid: &str, imp_uid: Option<String>) -> Response {
     json_response(
         StatusCode::OK,
@@ -486,7 +501,7 @@ async fn request(
         Ok(m) => m,
         Err(e) => return ApiError::from(e).into_response(),
     };
-    let parsed = match given_uid.and_then(|_| {
+    let mut parsed = match given_uid.and_then(|_| {
         parse(
             &params,
             merchant_uid.clone(),
@@ -497,6 +512,9 @@ async fn request(
         Ok(p) => p,
         Err(msg) => return refusal(-1, msg, &merchant_uid, None),
     };
+    // The SDK posts this from the buyer's browser: its User-Agent is the payment's `user_agent`,
+    // as iamport records it.
+    parsed.order.user_agent = buyer_user_agent(&headers);
     let base = match public_base(
         &s.urls,
         s.gateway.settings.test_mode,

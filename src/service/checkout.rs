@@ -540,7 +540,7 @@ impl Gateway {
                 custom_data: Set(o.custom_data.clone()),
                 notice_url: Set((!o.notice_url.is_empty())
                     .then(|| serde_json::to_string(&o.notice_url).unwrap_or_default())),
-                user_agent: Set(None),
+                user_agent: Set(req.order.user_agent.clone()),
                 card_code: Set(None),
                 card_name: Set(None),
                 card_number: Set(None),

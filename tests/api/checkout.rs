@@ -1932,3 +1932,29 @@ async fn a_key_registered_while_the_window_was_open_is_kept_and_the_windows_new_
         ]
     );
 }
+
+/// A window payment records the buyer's browser (the `User-Agent` of the SDK's request from it)
+/// as its `user_agent`, as iamport does; REST payments have none.
+#[tokio::test]
+async fn a_window_payment_records_the_buyers_user_agent() {
+    let app = spawn_app().await;
+    let browser = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) Mobile/15E148";
+    let res = app
+        .http
+        .post(app.url("/checkout/request"))
+        .header("User-Agent", browser)
+        .json(
+            &json!({"imp_code": "imp00000000", "mobile": true, "page_url": "http://shop.test/cart",
+                      "params": {"pay_method": "card", "merchant_uid": "web-ua", "amount": 1000}}),
+        )
+        .send()
+        .await
+        .unwrap();
+    let (_, started) = TestApp::read(res).await;
+    assert_eq!(started["code"], 0, "{started}");
+    let token = app.token().await;
+    let (_, p) = app.get("/payments/find/web-ua", Some(&token)).await;
+    assert_eq!(p["response"]["user_agent"], browser, "{p}");
+    let paid = app.paid(&token, "rest-ua", 1000).await;
+    assert!(paid["user_agent"].is_null(), "{paid}");
+}
