@@ -463,7 +463,9 @@ impl Gateway {
         let token = random_hex(16);
         let now = self.clock.unix();
         checkout_session::ActiveModel {
-            token: Set(token.clone()),
+            // Its digest, as access tokens are kept: whoever reads the database cannot open or
+            // cancel a buyer's window with it.
+            token: Set(super::secrets::token_digest(&token)),
             payment_id: Set(payment.id),
             merchant_id: Set(m.id),
             imp_uid: Set(payment.imp_uid.clone()),
@@ -691,7 +693,7 @@ impl Gateway {
 
     pub async fn checkout_session(&self, token: &str) -> ServiceResult<checkout_session::Model> {
         checkout_session::Entity::find()
-            .filter(checkout_session::Column::Token.eq(token))
+            .filter(checkout_session::Column::Token.eq(super::secrets::token_digest(token)))
             .one(&self.db.read)
             .await?
             .ok_or_else(|| ServiceError::NotFound("결제창 정보가 존재하지 않습니다.".into()))

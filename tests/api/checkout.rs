@@ -1958,3 +1958,36 @@ async fn a_window_payment_records_the_buyers_user_agent() {
     let paid = app.paid(&token, "rest-ua", 1000).await;
     assert!(paid["user_agent"].is_null(), "{paid}");
 }
+
+/// The checkout session's token opens and cancels the buyer's window: only its digest is stored,
+/// as for access tokens, so reading the database does not give it.
+#[tokio::test]
+async fn a_checkout_session_token_is_stored_only_as_its_digest() {
+    use sea_orm::EntityTrait;
+    let app = spawn_app().await;
+    let started = start_checkout(
+        &app,
+        json!({"pay_method": "card", "merchant_uid": "web-digest", "amount": 1000}),
+    )
+    .await;
+    let token = started["response"]["session"].as_str().unwrap().to_string();
+    let sessions = openport::store::entity::checkout_session::Entity::find()
+        .all(&app.app.gateway.db.read)
+        .await
+        .unwrap();
+    assert_eq!(sessions.len(), 1);
+    assert_ne!(sessions[0].token, token);
+    assert!(!sessions[0].params.contains(&token));
+    assert_eq!(
+        sessions[0].token,
+        openport::service::secrets::token_digest(&token)
+    );
+    // The token still opens the window.
+    let page = app
+        .http
+        .get(started["response"]["start_url"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert!(page.status().is_success());
+}

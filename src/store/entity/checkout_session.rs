@@ -6,7 +6,8 @@ use sea_orm::entity::prelude::*;
 pub struct Model {
     #[sea_orm(primary_key)]
     pub id: i64,
-    /// Random, unguessable: the hand-off URL and the cancel call carry it.
+    /// The hex SHA-256 of the session's token (random, unguessable), which the hand-off URL and
+    /// the cancel call carry: the token itself is never stored (`secrets::token_digest`).
     pub token: String,
     pub payment_id: i64,
     pub merchant_id: i64,
