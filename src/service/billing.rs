@@ -67,7 +67,7 @@ fn keep_unset_details(row: &mut billing_key::ActiveModel, old: &billing_key::Mod
 
 impl Gateway {
     /// The merchant's batch group id (`bt_group_id`): configured, or `{site_cd}1000001`.
-    fn group_id(m: &merchant::Model) -> String {
+    pub(super) fn group_id(m: &merchant::Model) -> String {
         m.kcp_group_id
             .clone()
             .unwrap_or_else(|| format!("{}1000001", m.site_cd))

@@ -674,12 +674,7 @@ impl Gateway {
             f.push(("ipgm_date", crate::pg::kcp::wire::format_kcp_time(due)));
         }
         if plan.method == WindowMethod::BatchKey {
-            f.push((
-                "kcp_group_id",
-                m.kcp_group_id
-                    .clone()
-                    .unwrap_or_else(|| format!("{}1000001", m.site_cd)),
-            ));
+            f.push(("kcp_group_id", Self::group_id(m)));
             f.push(("batch_cardno_return_yn", "Y".into()));
         }
         if req.escrow {
@@ -1143,6 +1138,23 @@ impl Gateway {
         .boxed()
     }
 
+    /// A key KCP issued for a window that nobody will store (another holder settled the
+    /// window, or it would replace a key without the merchant's word): deleted at KCP
+    /// (`tx_type 10005010`), so no usable key is left behind there.
+    async fn discard_unstored_key(
+        m: &merchant::Model,
+        connector: &dyn crate::pg::Pg,
+        key: &crate::pg::BatchKey,
+        imp_uid: &str,
+    ) {
+        if let Err(e) = connector
+            .delete_batch_key(&key.batch_key, &Self::group_id(m))
+            .await
+        {
+            tracing::error!(imp_uid, card = %key.masked_card_number, "a billing key KCP issued is stored nowhere and could not be deleted at KCP: {e}");
+        }
+    }
+
     /// The billing-key window: the key is stored for the session's customer_uid; the 0-won
     /// `issue` payment is shown as paid (iamport's `customer_uid_usage: "issue"`).
     #[allow(clippy::too_many_arguments)]
@@ -1199,14 +1211,7 @@ impl Gateway {
         if !payments::write_held_attempt(&txn, &attempt, a).await? {
             tracing::warn!(imp_uid = %p.imp_uid, "billing-key window settled by another holder; its outcome stands");
             txn.rollback().await?;
-            // Nobody stores the key KCP just issued: it is deleted there (tx_type 10005010).
-            let group_id = m
-                .kcp_group_id
-                .clone()
-                .unwrap_or_else(|| format!("{}1000001", m.site_cd));
-            if let Err(e) = connector.delete_batch_key(&key.batch_key, &group_id).await {
-                tracing::error!(imp_uid = %p.imp_uid, card = %key.masked_card_number, "a billing key KCP issued is stored nowhere and could not be deleted at KCP: {e}");
-            }
+            Self::discard_unstored_key(m, connector, &key, &p.imp_uid).await;
             return Ok(());
         }
         let replaced = billing::active_key(&txn, m.id, &uid).await?;
@@ -1218,13 +1223,7 @@ impl Gateway {
                 .is_none()
         {
             txn.rollback().await?;
-            let group_id = m
-                .kcp_group_id
-                .clone()
-                .unwrap_or_else(|| format!("{}1000001", m.site_cd));
-            if let Err(e) = connector.delete_batch_key(&key.batch_key, &group_id).await {
-                tracing::error!(imp_uid = %p.imp_uid, card = %key.masked_card_number, "a billing key KCP issued is stored nowhere and could not be deleted at KCP: {e}");
-            }
+            Self::discard_unstored_key(m, connector, &key, &p.imp_uid).await;
             self.record_failure(p, attempt, None, KEY_REPLACEMENT_REFUSED)
                 .await?;
             return Ok(());
@@ -1243,10 +1242,7 @@ impl Gateway {
                 customer_uid: Set(uid),
                 status: Set("active".into()),
                 batch_key_sealed: Set(self.secrets.seal(key.batch_key.as_bytes())),
-                group_id: Set(m
-                    .kcp_group_id
-                    .clone()
-                    .unwrap_or_else(|| format!("{}1000001", m.site_cd))),
+                group_id: Set(Self::group_id(m)),
                 pg_id: Set(m.site_cd.clone()),
                 card_code: Set(card_code.clone()),
                 card_name: Set(Some(key.issuer_name.clone())),
