@@ -248,7 +248,7 @@ async fn find_all_with(
     ),
     responses(
         (status = 200, body = PaymentPageReply),
-        (status = 400, body = ErrorEnvelope, description = "unknown `payment_status` or `sorting`, or `from`/`to`/`page`/`limit` not an integer"),
+        (status = 400, body = ErrorEnvelope, description = "unknown `payment_status` or `sorting`, `from`/`to`/`page`/`limit` not an integer, or a `page` past the data (데이터 범위를 넘어선 page)"),
         TokenErrors))]
 pub async fn by_status(
     State(s): State<AppState>,

@@ -230,7 +230,16 @@ impl Gateway {
             time_range: Some((column, from, to)),
             include_sandbox: true,
         };
-        self.page(&q, sq.sorting, sq.paging).await
+        let page = self.page(&q, sq.sorting, sq.paging).await?;
+        // iamport's OpenAPI: `400 … 데이터 범위를 넘어선 page인 경우`. The first page of nothing
+        // is an empty page.
+        if sq.paging.page > 1 && page.list.is_empty() {
+            return Err(ServiceError::BadRequest(format!(
+                "데이터 범위를 넘어선 page입니다. (전체 {}건)",
+                page.total
+            )));
+        }
+        Ok(page)
     }
 
     /// Payments made with a customer's billing key, newest first.

@@ -97,6 +97,15 @@ async fn status_lists_are_paged_sorted_and_filtered_by_time() {
     assert_eq!(r["next"], 3);
     assert_eq!(r["list"].as_array().unwrap().len(), 2);
     assert_eq!(r["list"][0]["merchant_uid"], "page-2");
+    // A page past the data is iamport's 400; the first page of nothing is an empty page.
+    let (status, past) = app
+        .get("/payments/status/paid?limit=2&page=4", Some(&token))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{past}");
+    assert_eq!(past["code"], -1, "{past}");
+    let (status, empty) = app.get("/payments/status/cancelled", Some(&token)).await;
+    assert_eq!(status, StatusCode::OK, "{empty}");
+    assert_eq!(empty["response"]["list"], serde_json::json!([]));
     let (_, body) = app.get("/payments/status/all", Some(&token)).await;
     assert_eq!(body["response"]["total"], 6);
     assert_eq!(body["response"]["previous"], 0);
