@@ -15,6 +15,7 @@ mod m20261203_000011_attempt_notify;
 mod m20261203_000012_attempts_by_tno;
 mod m20261203_000013_attempt_absent_order_no;
 mod m20261203_000014_cancel_amount_range;
+mod m20261203_000015_schedule_customer_id;
 
 pub struct Migrator;
 
@@ -36,6 +37,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261203_000012_attempts_by_tno::Migration),
             Box::new(m20261203_000013_attempt_absent_order_no::Migration),
             Box::new(m20261203_000014_cancel_amount_range::Migration),
+            Box::new(m20261203_000015_schedule_customer_id::Migration),
         ]
     }
 }

@@ -65,6 +65,10 @@ pub async fn again(
 #[derive(Serialize, ToSchema)]
 pub struct ScheduleAnnotation {
     pub customer_uid: String,
+    /// The buyer's id: the schedule request's `customer_id`, else the billing key's.
+    pub customer_id: Option<String>,
+    /// iamport's promotion id: a feature openport has not, so always null.
+    pub promotion_id: Option<String>,
     pub merchant_uid: String,
     pub imp_uid: Option<String>,
     /// `kcp_billing`: a schedule charges a billing key.
@@ -101,6 +105,8 @@ impl ScheduleAnnotation {
                 s.status
             },
             customer_uid: s.customer_uid,
+            customer_id: s.customer_id,
+            promotion_id: None,
             merchant_uid: s.merchant_uid,
             imp_uid,
             pg_provider: PG_KCP_BILLING.into(),
@@ -188,6 +194,8 @@ pub async fn schedule(
     let uid = customer_uid(req.customer_uid)?;
     // It may register a billing key under this customer_uid: the rule of `POST /subscribe/customers`.
     super::customers::valid_uid(&uid)?;
+    // The buyer's id of the schedules (ScheduleResult `customer_id`), with or without card data.
+    let customer_id = req.card.customer_id.clone().filter(|id| !id.is_empty());
     let card = parse_customer(&uid, req.card, kst_today(&s))?;
     // Not made: KCP checks the card when it issues the key (docs/api.md).
     let _ = req.checking_amount;
@@ -204,9 +212,13 @@ pub async fn schedule(
     // May issue a billing key at KCP first: run to the end whether or not the client waits.
     let gateway = s.gateway.clone();
     let site_cd = m.site_cd.clone();
-    let list = tokio::spawn(async move { gateway.schedule_payments(&m, &uid, card, items).await })
-        .await
-        .map_err(|e| ServiceError::Internal(format!("schedule task: {e}")))??;
+    let list = tokio::spawn(async move {
+        gateway
+            .schedule_payments(&m, &uid, customer_id, card, items)
+            .await
+    })
+    .await
+    .map_err(|e| ServiceError::Internal(format!("schedule task: {e}")))??;
     Ok(ok(annotated(list, &site_cd)))
 }
 

@@ -45,6 +45,7 @@ impl Gateway {
         &self,
         m: &merchant::Model,
         customer_uid: &str,
+        customer_id: Option<String>,
         card: Option<CustomerCommand>,
         items: Vec<ScheduleItem>,
     ) -> ServiceResult<Vec<schedule::Model>> {
@@ -110,6 +111,7 @@ impl Gateway {
             let row = schedule::ActiveModel {
                 merchant_id: Set(m.id),
                 customer_uid: Set(customer_uid.to_string()),
+                customer_id: Set(or_customer(&customer_id, &key.customer_id)),
                 merchant_uid: Set(o.merchant_uid.clone()),
                 schedule_at: Set(it.schedule_at),
                 amount: Set(o.amount),

@@ -1535,3 +1535,47 @@ async fn a_retry_of_a_schedule_whose_billing_key_was_deleted_is_a_404_and_charge
     assert!(s["response"]["imp_uid"].is_null());
     assert!(app.sandbox.ledger().is_empty());
 }
+
+/// ScheduleResult's `customer_id` (iamport's OpenAPI) is the schedule request's, else the billing
+/// key's, as the schedule's buyer fields are; `promotion_id` is there, null.
+#[tokio::test]
+async fn a_schedules_customer_id_is_the_requests_or_else_the_billing_keys() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let (_, registered) = app
+        .post(
+            "/subscribe/customers/cid-cust",
+            Some(&token),
+            json!({"card_number": test_cards::SHINHAN_CREDIT, "expiry": future_expiry(),
+                   "birth": "800101", "pwd_2digit": "00", "customer_id": "member-1"}),
+        )
+        .await;
+    assert_eq!(registered["code"], 0, "{registered}");
+    let at = now() + 3600;
+    let from_key = schedule(
+        &app,
+        &token,
+        json!({"customer_uid": "cid-cust", "schedules": [
+            {"merchant_uid": "cid-1", "schedule_at": at, "amount": 1000}
+        ]}),
+    )
+    .await;
+    let s = &from_key["response"][0];
+    assert_eq!(s["customer_id"], "member-1", "{from_key}");
+    assert!(s.get("promotion_id").is_some_and(Value::is_null), "{s}");
+    let given = schedule(
+        &app,
+        &token,
+        json!({"customer_uid": "cid-cust", "customer_id": "member-2",
+        "schedules": [{"merchant_uid": "cid-2", "schedule_at": at, "amount": 1000}]}),
+    )
+    .await;
+    assert_eq!(given["response"][0]["customer_id"], "member-2", "{given}");
+    let (_, looked_up) = app
+        .get("/subscribe/payments/schedule/cid-2", Some(&token))
+        .await;
+    assert_eq!(
+        looked_up["response"]["customer_id"], "member-2",
+        "{looked_up}"
+    );
+}

@@ -8,6 +8,8 @@ pub struct Model {
     pub id: i64,
     pub merchant_id: i64,
     pub customer_uid: String,
+    /// The buyer's id (iamport's `customer_id`): the request's, else the billing key's.
+    pub customer_id: Option<String>,
     pub merchant_uid: String,
     pub schedule_at: i64,
     pub amount: i64,
