@@ -226,6 +226,7 @@ impl App {
             tokens: Arc::new(TokenCache::default()),
             admin_token: config.admin_token.clone().map(Arc::new),
             clock_skewed: Arc::new(std::sync::atomic::AtomicBool::new(false)),
+            webhooks_written: Arc::new(tokio::sync::Notify::new()),
         };
         // Instances sharing a database judge each other's leases by their own clocks.
         let reading = gateway.check_clock().await.context("clock check")?;

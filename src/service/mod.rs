@@ -105,4 +105,7 @@ pub struct Gateway {
     /// The last clock reading found this host's clock off the database's: no attempt is claimed
     /// (service/clock_check.rs).
     pub clock_skewed: Arc<std::sync::atomic::AtomicBool>,
+    /// Rung when this instance writes a webhook into the outbox, so that its worker lists due
+    /// deliveries at once instead of at its next tick (jobs/webhooks.rs).
+    pub webhooks_written: Arc<tokio::sync::Notify>,
 }

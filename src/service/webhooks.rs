@@ -287,6 +287,7 @@ impl Gateway {
         let target = self.merchant_target(payment).await?;
         for row in self.webhook_rows(&target, payment, status, cancellation_id) {
             store::insert_delivery(txn, row).await?;
+            self.webhooks_written.notify_one();
         }
         Ok(())
     }
@@ -299,7 +300,11 @@ impl Gateway {
         status: &str,
     ) -> Result<Vec<webhook_delivery::ActiveModel>, DbErr> {
         let target = self.merchant_target(payment).await?;
-        Ok(self.webhook_rows(&target, payment, status, None))
+        let rows = self.webhook_rows(&target, payment, status, None);
+        if !rows.is_empty() {
+            self.webhooks_written.notify_one();
+        }
+        Ok(rows)
     }
 
     /// The merchant's webhook settings from the merchant row cache (`auth`), not a database read

@@ -1146,3 +1146,34 @@ async fn a_shutdown_gives_webhook_posts_in_flight_a_short_grace_and_leaves_unans
         "nothing claimed after the stop"
     );
 }
+
+/// A webhook this instance writes is sent at once (after a short grace for its transaction to
+/// commit), not at the worker's next tick: here the tick is a minute away, and the webhook still
+/// arrives within seconds.
+#[tokio::test]
+async fn a_new_webhook_is_sent_without_waiting_for_the_workers_next_tick() {
+    let app = spawn_app_with(|c| c.resolver.interval_ms = 60_000).await;
+    let token = app.token().await;
+    let receiver = Receiver::start().await;
+    let (status, res) = app
+        .post(
+            "/subscribe/payments/onetime",
+            Some(&token),
+            json!({"merchant_uid": "wh-prompt", "amount": 1000,
+                   "card_number": test_cards::SHINHAN_CREDIT, "expiry": future_expiry(),
+                   "notice_url": receiver.url("/prompt")}),
+        )
+        .await;
+    assert_eq!(res["response"]["status"], "paid", "{status} {res}");
+    let imp_uid = res["response"]["imp_uid"].as_str().unwrap().to_string();
+    within_fifteen_seconds(
+        "the paid webhook arrives before the next tick",
+        async || {
+            receiver
+                .requests()
+                .iter()
+                .any(|r| r.json()["imp_uid"] == imp_uid.as_str())
+        },
+    )
+    .await;
+}
