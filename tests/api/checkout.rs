@@ -115,7 +115,7 @@ async fn a_card_payment_through_the_window_is_paid_and_verifiable_over_rest() {
     let rsp = request_pay(
         &app,
         json!({"pg": "kcp", "pay_method": "card", "merchant_uid": "web-1", "name": "포인트 1,000", "amount": 1000, "buyer_name": "홍길동"}),
-        &[("card_no", "4111111111111111"), ("card_expiry", "3112"), ("action", "pay")],
+        &CARD_OK,
     )
     .await;
     assert_eq!(rsp["success"], true, "{rsp}");
@@ -341,7 +341,7 @@ async fn escrow_delivery_is_registered_once_and_refused_for_other_payments() {
         &app,
         json!({"pay_method": "card", "merchant_uid": "web-esc", "amount": 2000, "escrow": true,
                "kcpProducts": [{"orderNumber": "o1", "name": "양말", "quantity": 2, "amount": 1000}]}),
-        &[("card_no", "4111111111111111"), ("card_expiry", "3112"), ("action", "pay")],
+        &CARD_OK,
     )
     .await;
     assert_eq!(rsp["status"], "paid", "{rsp}");
@@ -454,7 +454,7 @@ async fn a_confirm_url_refusal_stops_the_payment_before_approval_with_its_reason
     let rsp = request_pay(
         &app,
         json!({"pay_method": "card", "merchant_uid": "web-confirm", "amount": 1000, "confirm_url": confirm}),
-        &[("card_no", "4111111111111111"), ("card_expiry", "3112"), ("action", "pay")],
+        &CARD_OK,
     )
     .await;
     assert_eq!(rsp["success"], false, "{rsp}");
@@ -519,7 +519,7 @@ async fn the_billing_key_window_stores_a_key_without_charging_and_again_uses_it(
     let rsp = request_pay(
         &app,
         json!({"pg": "kcp_billing", "pay_method": "card", "merchant_uid": "web-billing", "amount": 0, "customer_uid": "web-cust"}),
-        &[("card_no", "5555555555554444"), ("card_expiry", "3112"), ("action", "pay")],
+        &MASTERCARD_OK,
     )
     .await;
     assert_eq!(rsp["success"], true, "{rsp}");
@@ -562,7 +562,7 @@ async fn the_billing_key_window_stores_a_key_without_charging_and_again_uses_it(
     let second = request_pay(
         &app,
         json!({"pg": "kcp_billing", "pay_method": "card", "merchant_uid": "web-billing-2", "amount": 0, "customer_uid": "web-cust"}),
-        &[("card_no", "4111111111111111"), ("card_expiry", "3112"), ("action", "pay")],
+        &CARD_OK,
     )
     .await;
     assert_eq!(second["success"], true, "{second}");
@@ -590,6 +590,13 @@ async fn the_billing_key_window_stores_a_key_without_charging_and_again_uses_it(
 
 const CARD_OK: [(&str, &str); 3] = [
     ("card_no", "4111111111111111"),
+    ("card_expiry", "3112"),
+    ("action", "pay"),
+];
+
+/// The buyer pays with the sandbox's approving Mastercard (`555555******4444`).
+const MASTERCARD_OK: [(&str, &str); 3] = [
+    ("card_no", "5555555555554444"),
     ("card_expiry", "3112"),
     ("action", "pay"),
 ];
@@ -926,17 +933,7 @@ async fn a_billing_key_window_with_an_amount_shows_it_but_records_no_money_taken
     let shown = fields.iter().find(|(k, _)| k == "good_mny").unwrap();
     assert_eq!(shown.1, "5000", "the window shows what the merchant asked");
 
-    let rsp = through_window(
-        &app,
-        &pay_url,
-        &fields,
-        &[
-            ("card_no", "5555555555554444"),
-            ("card_expiry", "3112"),
-            ("action", "pay"),
-        ],
-    )
-    .await;
+    let rsp = through_window(&app, &pay_url, &fields, &MASTERCARD_OK).await;
 
     assert_eq!(rsp["success"], true, "{rsp}");
     assert_eq!(rsp["paid_amount"], 0, "{rsp}");
@@ -1145,17 +1142,7 @@ async fn a_customer_uid_never_opens_a_charging_window_without_issuing_its_key() 
     .await;
     assert_eq!(field(&fields, "pay_method"), Some("AUTH"));
     assert_eq!(field(&fields, "good_mny"), Some("5000"));
-    let rsp = through_window(
-        &app,
-        &pay_url,
-        &fields,
-        &[
-            ("card_no", "5555555555554444"),
-            ("card_expiry", "3112"),
-            ("action", "pay"),
-        ],
-    )
-    .await;
+    let rsp = through_window(&app, &pay_url, &fields, &MASTERCARD_OK).await;
     assert_eq!(rsp["success"], true, "{rsp}");
     assert_eq!(rsp["paid_amount"], 0, "{rsp}");
     assert!(app.sandbox.ledger().is_empty(), "KCP charged nothing");
@@ -1838,7 +1825,7 @@ async fn an_anonymous_billing_key_window_cannot_replace_a_customers_key_without_
     let first = request_pay(
         &app,
         json!({"pg": "kcp_billing", "pay_method": "card", "merchant_uid": "key-1", "amount": 0, "customer_uid": "victim"}),
-        &[("card_no", "5555555555554444"), ("card_expiry", "3112"), ("action", "pay")],
+        &MASTERCARD_OK,
     )
     .await;
     assert_eq!(first["success"], true, "a first key needs no word: {first}");
@@ -1893,17 +1880,7 @@ async fn a_key_registered_while_the_window_was_open_is_kept_and_the_windows_new_
     )
     .await;
     assert_eq!(registered["code"], 0, "{registered}");
-    let rsp = through_window(
-        &app,
-        &pay_url,
-        &fields,
-        &[
-            ("card_no", "5555555555554444"),
-            ("card_expiry", "3112"),
-            ("action", "pay"),
-        ],
-    )
-    .await;
+    let rsp = through_window(&app, &pay_url, &fields, &MASTERCARD_OK).await;
     assert_eq!(rsp["success"], false, "{rsp}");
     let (_, c) = app
         .get("/subscribe/customers/race-cust", Some(&token))
