@@ -588,7 +588,7 @@ async fn hand_off(State(s): State<AppState>, Path(token): Path<String>) -> Respo
     };
     let window: WindowFields = serde_json::from_str(&session.params).unwrap_or_default();
     let inputs: String = window
-        .fields
+        .hand_off_fields(&token)
         .iter()
         .map(|(k, v)| {
             format!(

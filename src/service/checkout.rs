@@ -111,13 +111,21 @@ pub struct WindowFields {
     pub page_origin: String,
     #[serde(default)]
     pub page_url: String,
-    /// A secret of this window, sent in [`RETURN_KEY_FIELD`], which KCP posts back to `Ret_URL`
-    /// unchanged (spec/kcp.md §2.2–2.3). Only the buyer's browser (through the session's
-    /// hand-off page) and KCP see it, so a post naming the window's `ordr_idxx` without it is
-    /// not the window's result: whoever learnt an imp_uid can neither read the buyer's `rsp`
-    /// nor fail an open window with `res_cd=3001`. Empty for sessions opened before it existed.
+    /// The digest (`secrets::token_digest`) of this window's return key ([`return_key_of`] the
+    /// session token), which the hand-off page sends in [`RETURN_KEY_FIELD`] and KCP posts back to
+    /// `Ret_URL` unchanged (spec/kcp.md §2.2–2.3). Only the buyer's browser (through the hand-off
+    /// page) and KCP see the key, so a post naming the window's `ordr_idxx` without it is not the
+    /// window's result: whoever learnt an imp_uid can neither read the buyer's `rsp` nor fail an
+    /// open window with `res_cd=3001`. Only its digest is stored, and the session token it is
+    /// derived from is stored as a digest too, so reading the database does not give it.
     #[serde(default)]
     pub return_key: String,
+}
+
+/// The return key of the window whose session token is `token`: derived, never stored, so the
+/// hand-off page (which has the token in its URL) can send it and the database holds neither.
+pub fn return_key_of(token: &str) -> String {
+    super::secrets::token_digest(&format!("openport window return key\0{token}"))[..32].to_string()
 }
 
 /// The return key (and the window's fields, which carry it) never show in `Debug`.
@@ -136,8 +144,16 @@ impl WindowFields {
     /// Whether a `Ret_URL` post carrying `posted` in [`RETURN_KEY_FIELD`] comes from this window.
     pub fn returned_by_its_window(&self, posted: &str) -> bool {
         use subtle::ConstantTimeEq;
-        self.return_key.is_empty()
-            || bool::from(self.return_key.as_bytes().ct_eq(posted.as_bytes()))
+        let posted = super::secrets::token_digest(posted);
+        bool::from(self.return_key.as_bytes().ct_eq(posted.as_bytes()))
+    }
+
+    /// The fields the hand-off page of session `token` posts to KCP: the stored ones and the
+    /// window's return key.
+    pub fn hand_off_fields(&self, token: &str) -> Vec<(String, String)> {
+        let mut fields = self.fields.clone();
+        fields.push((RETURN_KEY_FIELD.to_string(), return_key_of(token)));
+        fields
     }
 
     /// The amount the window showed (`good_mny`).
@@ -444,23 +460,13 @@ impl Gateway {
                 return Err(refuse(reason));
             }
         };
-        let return_key = random_hex(16);
+        let token = random_hex(16);
         let window = WindowFields {
-            fields: self.window_fields(
-                m,
-                &req,
-                &plan,
-                &payment,
-                &good_name,
-                &trade,
-                return_url,
-                &return_key,
-            ),
+            fields: self.window_fields(m, &req, &plan, &payment, &good_name, &trade, return_url),
             page_origin: req.page_origin.clone(),
             page_url: req.page_url.clone(),
-            return_key,
+            return_key: super::secrets::token_digest(&return_key_of(&token)),
         };
-        let token = random_hex(16);
         let now = self.clock.unix();
         checkout_session::ActiveModel {
             // Its digest, as access tokens are kept: whoever reads the database cannot open or
@@ -618,7 +624,6 @@ impl Gateway {
         good_name: &str,
         trade: &crate::pg::RegisteredTrade,
         return_url: &str,
-        return_key: &str,
     ) -> Vec<(String, String)> {
         let text = |v: &Option<String>, max| {
             for_kcp("buyer", v.as_deref().unwrap_or(""), max).unwrap_or_default()
@@ -644,7 +649,6 @@ impl Gateway {
             ("buyr_mail", text(&req.order.buyer_email, 50)),
             ("encoding_trans", "UTF-8".into()),
             ("param_opt_1", p.imp_uid.clone()),
-            (RETURN_KEY_FIELD, return_key.to_string()),
         ];
         if let Some(v) = plan.van_code {
             f.push(("van_code", v.into()));

@@ -1937,7 +1937,8 @@ async fn a_window_payment_records_the_buyers_user_agent() {
 }
 
 /// The checkout session's token opens and cancels the buyer's window: only its digest is stored,
-/// as for access tokens, so reading the database does not give it.
+/// as for access tokens, and the window's return key is derived from it, so reading the database
+/// gives neither.
 #[tokio::test]
 async fn a_checkout_session_token_is_stored_only_as_its_digest() {
     use sea_orm::EntityTrait;
@@ -1955,16 +1956,28 @@ async fn a_checkout_session_token_is_stored_only_as_its_digest() {
     assert_eq!(sessions.len(), 1);
     assert_ne!(sessions[0].token, token);
     assert!(!sessions[0].params.contains(&token));
+    // Nor the window's return key, which the hand-off page derives from the token.
+    let return_key = openport::service::checkout::return_key_of(&token);
+    assert!(!sessions[0].params.contains(&return_key));
     assert_eq!(
         sessions[0].token,
         openport::service::secrets::token_digest(&token)
     );
-    // The token still opens the window.
+    // The token still opens the window, whose hand-off page carries the return key.
     let page = app
         .http
         .get(started["response"]["start_url"].as_str().unwrap())
         .send()
         .await
+        .unwrap()
+        .text()
+        .await
         .unwrap();
-    assert!(page.status().is_success());
+    let (_, fields) = form(&page);
+    assert!(
+        fields
+            .iter()
+            .any(|(k, v)| k == openport::service::checkout::RETURN_KEY_FIELD && *v == return_key),
+        "{page}"
+    );
 }
