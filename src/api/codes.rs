@@ -1,14 +1,13 @@
 //! `GET /banks`, `/banks/{bank_standard_code}`, `/cards`, `/cards/{card_standard_code}`: iamport's
 //! standard codes and names of banks and card companies (`domain::codes`), for merchants who
 //! show `bank_code` / `vbank_code` / `card_code` by name or build a refund-bank list from them.
-use super::extract::Path;
 use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::doc::{ErrorEnvelope, StandardCodeListReply, StandardCodeReply, TokenErrors};
 use super::envelope::{ok, Envelope};
 use super::error::{ApiError, ApiResult};
-use super::extract::Caller;
+use super::extract::{Caller, Path};
 use crate::domain::codes::{self, StandardCode};
 
 /// iamport's `StandardCodeAnnotation`.

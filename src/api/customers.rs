@@ -1,7 +1,5 @@
 //! Billing keys: `/subscribe/customers…` (spec/iamport-v1.md §4.5).
 use axum::extract::{RawQuery, State};
-
-use super::extract::Path;
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -12,7 +10,7 @@ use super::doc::{
 };
 use super::envelope::{ok, Envelope};
 use super::error::{ApiError, ApiResult};
-use super::extract::{de, query_value, query_values, Body, MerchantCaller};
+use super::extract::{de, query_value, query_values, Body, MerchantCaller, Path};
 use super::onetime::{card_error, kst_today};
 use super::payment_json::PaymentPage;
 use crate::app::AppState;

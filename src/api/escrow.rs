@@ -1,7 +1,5 @@
 //! `POST|PUT|GET /escrows/logis/{imp_uid}` (spec/iamport-v1.md §4.6).
 use axum::extract::State;
-
-use super::extract::Path;
 use axum::http::StatusCode;
 use chrono::{DateTime, Datelike, NaiveDate, Utc};
 use serde::Deserialize;
@@ -10,7 +8,7 @@ use utoipa::ToSchema;
 use super::doc::{ErrorEnvelope, LogisOutcome, LogisReply, TokenBodyErrors, TokenErrors};
 use super::envelope::{ok, Envelope};
 use super::error::{ApiError, ApiResult};
-use super::extract::{de, Body, MerchantCaller};
+use super::extract::{de, Body, MerchantCaller, Path};
 use crate::app::AppState;
 use crate::domain::escrow::{invoice_is_sendable, Delivery, Waybill, DELIVERY_FIELD_MAX};
 use crate::domain::text::is_forbidden;

@@ -1,7 +1,5 @@
 //! Lookups (spec/iamport-v1.md §4.1).
 use axum::extract::{RawQuery, State};
-
-use super::extract::Path;
 use axum::http::StatusCode;
 
 use super::doc::{
@@ -10,7 +8,7 @@ use super::doc::{
 };
 use super::envelope::{ok, Envelope};
 use super::error::{ApiError, ApiResult};
-use super::extract::{query_value, query_values, Caller};
+use super::extract::{query_value, query_values, Caller, Path};
 use super::payment_json::{PaymentAnnotation, PaymentPage};
 use crate::app::AppState;
 use crate::domain::payment::StatusFilter;

@@ -1,14 +1,12 @@
 //! `POST|PUT /payments/prepare`, `GET /payments/prepare/{merchant_uid}` (spec/iamport-v1.md §4.3).
 use axum::extract::State;
-
-use super::extract::Path;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::doc::{ErrorEnvelope, PrepareOutcome, PrepareReply, TokenBodyErrors, TokenErrors};
 use super::envelope::{ok, Envelope};
 use super::error::ApiResult;
-use super::extract::{de, Body, MerchantCaller};
+use super::extract::{de, Body, MerchantCaller, Path};
 use super::order;
 use crate::app::AppState;
 use crate::store::entity::prepare;

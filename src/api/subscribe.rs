@@ -1,7 +1,5 @@
 //! Recurring payments: `/subscribe/payments/again` and the schedule endpoints (spec §4.4).
 use axum::extract::{RawQuery, State};
-
-use super::extract::Path;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -13,7 +11,7 @@ use super::doc::{
 };
 use super::envelope::{ok, Envelope};
 use super::error::{ApiError, ApiResult};
-use super::extract::{de, query_value, Body, MerchantCaller};
+use super::extract::{de, query_value, Body, MerchantCaller, Path};
 use super::onetime::kst_today;
 use super::order::{order, OrderFields};
 use super::payment_json::PaymentAnnotation;

@@ -2,15 +2,13 @@
 //! (spec/iamport-v1.md §4.7), over KCP's window-less issuance (documented assumption, docs/kcp.md
 //! §10).
 use axum::extract::State;
-
-use super::extract::Path;
 use serde::Deserialize;
 use utoipa::ToSchema;
 
 use super::doc::{ErrorEnvelope, PaymentOutcome, TokenBodyErrors, TokenErrors};
 use super::envelope::{ok, Envelope};
 use super::error::{ApiError, ApiResult};
-use super::extract::{de, Body, MerchantCaller};
+use super::extract::{de, Body, MerchantCaller, Path};
 use super::order::{order, OrderFields};
 use super::payment_json::PaymentAnnotation;
 use crate::app::AppState;

@@ -1,7 +1,5 @@
 //! Operator endpoints for webhook deliveries (docs/webhooks.md).
 use axum::extract::{RawQuery, State};
-
-use super::extract::Path;
 use axum::routing::{get, post, put};
 use axum::Router;
 use secrecy::SecretString;
@@ -14,7 +12,7 @@ use super::doc::{
 };
 use super::envelope::{ok, Envelope};
 use super::error::{ApiError, ApiResult};
-use super::extract::{de, query_value, AdminCaller, Body};
+use super::extract::{de, query_value, AdminCaller, Body, Path};
 use crate::app::AppState;
 use crate::service::webhooks::{DeliveryRecord, WebhookContentType, WebhookSettings};
 use crate::store::webhooks::DeliveryQuery;

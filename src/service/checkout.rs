@@ -28,7 +28,7 @@ use crate::store::entity::{checkout_session, merchant, payment, pg_attempt};
 use crate::store::{billing, is_unique_violation, merchants, payments};
 
 /// The refusal of a billing-key window that would replace a customer's key without the merchant's
-/// word (`Gateway::replacement_unauthorized`).
+/// word (`replacement_refused`).
 pub const KEY_REPLACEMENT_REFUSED: &str = "이미 빌링키가 등록된 customer_uid입니다. 결제창에서 카드를 변경하려면 가맹점 서버에서 이 merchant_uid를 먼저 사전등록(POST /payments/prepare, amount 0)해 주세요.";
 
 /// A `request_pay` as the SDK sends it, parsed.
@@ -126,6 +126,26 @@ pub struct WindowFields {
 /// hand-off page (which has the token in its URL) can send it and the database holds neither.
 pub fn return_key_of(token: &str) -> String {
     super::secrets::token_digest(&format!("openport window return key\0{token}"))[..32].to_string()
+}
+
+/// Whether a billing-key window for merchant_uid `merchant_uid` may not replace `current`, the
+/// customer's active key (none: a first key, always allowed). The window is opened by anyone who
+/// has the page's public `imp_code`, and a replaced key is deleted at KCP: so an existing key is
+/// replaced only when the merchant's server prepared the window's merchant_uid
+/// (`POST /payments/prepare`, amount 0), which only its REST credentials can do. Asked when the
+/// window opens and again, in its transaction, when it completes.
+async fn replacement_refused(
+    db: &impl sea_orm::ConnectionTrait,
+    current: Option<&crate::store::entity::billing_key::Model>,
+    merchant_id: i64,
+    merchant_uid: &str,
+) -> Result<bool, sea_orm::DbErr> {
+    if current.is_none() {
+        return Ok(false);
+    }
+    Ok(payments::prepare_by_uid(db, merchant_id, merchant_uid)
+        .await?
+        .is_none())
 }
 
 /// The return key (and the window's fields, which carry it) never show in `Debug`.
@@ -332,30 +352,6 @@ impl Gateway {
             })
     }
 
-    /// Whether a billing-key window for `customer_uid` would replace its active key without the
-    /// merchant's word. The window is opened by anyone who has the page's public `imp_code`, and
-    /// a replaced key is deleted at KCP: so an existing key is replaced only when the merchant's
-    /// server prepared the window's merchant_uid (`POST /payments/prepare`, amount 0), which only
-    /// its REST credentials can do. A first key needs no such word.
-    async fn replacement_unauthorized(
-        &self,
-        merchant_id: i64,
-        customer_uid: &str,
-        merchant_uid: &str,
-    ) -> ServiceResult<bool> {
-        if billing::active_key(&self.db.read, merchant_id, customer_uid)
-            .await?
-            .is_none()
-        {
-            return Ok(false);
-        }
-        Ok(
-            payments::prepare_by_uid(&self.db.read, merchant_id, merchant_uid)
-                .await?
-                .is_none(),
-        )
-    }
-
     /// Everything before the window: rules, the payment (`ready`), KCP's trade registration and
     /// the session. `return_url` is openport's `Ret_URL` as the browser reaches it.
     pub async fn start_checkout(
@@ -397,9 +393,17 @@ impl Gateway {
         .await?;
         if req.billing {
             if let Some(uid) = &req.order.customer_uid {
-                if self
-                    .replacement_unauthorized(m.id, uid, &req.order.merchant_uid)
-                    .await?
+                let current = billing::active_key(&self.db.read, m.id, uid)
+                    .await
+                    .map_err(ServiceError::from)?;
+                if replacement_refused(
+                    &self.db.read,
+                    current.as_ref(),
+                    m.id,
+                    &req.order.merchant_uid,
+                )
+                .await
+                .map_err(ServiceError::from)?
                 {
                     return Err(CheckoutRefused {
                         code: 1,
@@ -1221,11 +1225,7 @@ impl Gateway {
         let replaced = billing::active_key(&txn, m.id, &uid).await?;
         // A key registered for this customer_uid since the window opened: replaced only on the
         // merchant's word, as at the start; otherwise the new key is deleted at KCP.
-        if replaced.is_some()
-            && payments::prepare_by_uid(&txn, m.id, &p.merchant_uid)
-                .await?
-                .is_none()
-        {
+        if replacement_refused(&txn, replaced.as_ref(), m.id, &p.merchant_uid).await? {
             txn.rollback().await?;
             Self::discard_unstored_key(m, connector, &key, &p.imp_uid).await;
             self.record_failure(p, attempt, None, KEY_REPLACEMENT_REFUSED)

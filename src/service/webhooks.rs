@@ -157,7 +157,6 @@ fn notice_urls(column: Option<&str>) -> Vec<String> {
     urls
 }
 
-/// Only absolute http(s) URLs can be POSTed to.
 /// The HMAC key of a Standard Webhooks secret: base64, with or without the `whsec_` prefix, as
 /// the standard's libraries decode it (a merchant verifies with `Webhook(secret)`). New secrets
 /// must decode ([`standard_key`]); a secret stored before that rule that does not decode is used
@@ -285,9 +284,12 @@ impl Gateway {
         cancellation_id: Option<&str>,
     ) -> Result<(), DbErr> {
         let target = self.merchant_target(payment).await?;
-        for row in self.webhook_rows(&target, payment, status, cancellation_id) {
-            store::insert_delivery(txn, row).await?;
+        let rows = self.webhook_rows(&target, payment, status, cancellation_id);
+        if !rows.is_empty() {
             self.webhooks_written.notify_one();
+        }
+        for row in rows {
+            store::insert_delivery(txn, row).await?;
         }
         Ok(())
     }
