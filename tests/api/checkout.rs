@@ -1509,6 +1509,21 @@ async fn a_merchant_uid_with_an_issued_account_or_a_payment_in_flight_is_refused
     assert!(!message.contains("완료"), "{message}");
 }
 
+/// Starts a checkout with `params` (naming its `merchant_uid`), which must be refused with a
+/// message containing `wanted` and leave nothing behind ([`refused_without_a_trace`]).
+async fn refused_with(app: &TestApp, params: Value, wanted: &str) {
+    let uid = params["merchant_uid"].as_str().map(str::to_string);
+    let refused = start_checkout(app, params.clone()).await;
+    assert!(
+        refused["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains(wanted),
+        "{params}: {refused}"
+    );
+    refused_without_a_trace(app, &refused, uid.as_deref()).await;
+}
+
 /// A refusal of `POST /checkout/request` before the window, as the SDK reads it (`code -1`,
 /// `imp_uid` null), that left nothing behind: no payment (none at all, and none `GET
 /// /payments/find` knows under `merchant_uid` when the REST API can name it), no session, nothing
@@ -1579,19 +1594,12 @@ async fn an_amount_over_the_maximum_or_not_a_positive_whole_number_is_refused_be
     ];
     for (i, amount) in not_whole.into_iter().enumerate() {
         let uid = format!("web-amount-bad-{i}");
-        let refused = start_checkout(
+        refused_with(
             &app,
             json!({"pay_method": "card", "merchant_uid": uid, "amount": amount}),
+            "amount",
         )
         .await;
-        assert!(
-            refused["message"]
-                .as_str()
-                .unwrap_or_default()
-                .contains("amount"),
-            "{amount}: {refused}"
-        );
-        refused_without_a_trace(&app, &refused, Some(&uid)).await;
     }
     // A billing-key window shows its amount too: the same ceiling.
     let refused = start_checkout(
@@ -1648,20 +1656,13 @@ async fn a_merchant_uid_or_customer_uid_the_rest_api_would_refuse_opens_no_payme
     .enumerate()
     {
         let uid = format!("web-customer-uid-{i}");
-        let refused = start_checkout(
+        refused_with(
             &app,
             json!({"pg": "kcp_billing", "pay_method": "card", "merchant_uid": uid,
                    "customer_uid": customer_uid, "amount": 0}),
+            wanted,
         )
         .await;
-        assert!(
-            refused["message"]
-                .as_str()
-                .unwrap_or_default()
-                .contains(wanted),
-            "{customer_uid}: {refused}"
-        );
-        refused_without_a_trace(&app, &refused, Some(&uid)).await;
     }
 }
 
@@ -1757,20 +1758,13 @@ async fn escrow_that_is_no_boolean_and_kcp_products_that_are_no_products_are_ref
     ];
     for (i, (escrow, products, wanted)) in cases.into_iter().enumerate() {
         let uid = format!("web-escrow-input-{i}");
-        let refused = start_checkout(
+        refused_with(
             &app,
             json!({"pay_method": "card", "merchant_uid": uid, "amount": 1000,
                    "escrow": escrow, "kcpProducts": products}),
+            wanted,
         )
         .await;
-        assert!(
-            refused["message"]
-                .as_str()
-                .unwrap_or_default()
-                .contains(wanted),
-            "{escrow} {products}: {refused}"
-        );
-        refused_without_a_trace(&app, &refused, Some(&uid)).await;
     }
 }
 
@@ -1789,20 +1783,13 @@ async fn a_notice_url_that_is_no_text_or_list_of_texts_is_refused_before_anythin
     ];
     for (i, (notice_url, wanted)) in cases.into_iter().enumerate() {
         let uid = format!("web-notice-url-{i}");
-        let refused = start_checkout(
+        refused_with(
             &app,
             json!({"pay_method": "card", "merchant_uid": uid, "amount": 1000,
                    "notice_url": notice_url}),
+            wanted,
         )
         .await;
-        assert!(
-            refused["message"]
-                .as_str()
-                .unwrap_or_default()
-                .contains(wanted),
-            "{notice_url}: {refused}"
-        );
-        refused_without_a_trace(&app, &refused, Some(&uid)).await;
     }
     let opened = start_checkout(
         &app,
