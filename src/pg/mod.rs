@@ -149,6 +149,24 @@ pub enum PgError {
     NotSent(String),
 }
 
+impl PgError {
+    /// KCP's own refusal, quoted as iamport's messages quote a PG's ([`quoted_refusal`]): the part
+    /// of a failure a merchant or buyer may read. None for every other failure, whose detail
+    /// (KCP's URL, the host, a transport or key error) is the operator's and belongs in the log.
+    pub fn refusal(&self) -> Option<String> {
+        match self {
+            PgError::Declined { code, message, .. } => Some(quoted_refusal(code, message)),
+            _ => None,
+        }
+    }
+}
+
+/// A PG's refusal as iamport's messages (and openport's recorded `fail_reason`s) show it:
+/// `[code] message`.
+pub fn quoted_refusal(code: &str, message: &str) -> String {
+    format!("[{code}] {message}")
+}
+
 /// Coarse decline categories the service layer and API messages care about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DeclineReason {

@@ -18,8 +18,8 @@ use super::{Gateway, PaymentRecord, ServiceError, ServiceResult};
 use crate::domain::ids::random_hex;
 use crate::domain::payment::PaymentStatus;
 use crate::pg::{
-    CancelKind, CancelRequest, CardApproval, DeclineReason, Pg, PgError, PointAccount,
-    PointApproval, PointPaymentRequest, TradeRef, TradeState, Won,
+    quoted_refusal, CancelKind, CancelRequest, CardApproval, DeclineReason, Pg, PgError,
+    PointAccount, PointApproval, PointPaymentRequest, TradeRef, TradeState, Won,
 };
 use crate::store::entity::{cancellation, merchant, payment, pg_attempt};
 use crate::store::payments::{self, Opened};
@@ -75,11 +75,6 @@ impl From<CardApproval> for PointTrade {
     }
 }
 
-/// How a KCP refusal of a point call reads in an iamport message.
-fn refusal(code: &str, message: &str) -> String {
-    format!("[{code}] {message}")
-}
-
 impl Gateway {
     /// The account's point balance (`pt_txtype 97000000`). Nothing is recorded: no money moves.
     /// A KCP refusal (unknown account 8401, wrong password 8402) is a code-1 refusal.
@@ -94,7 +89,7 @@ impl Gateway {
             Ok(balance) => Ok(balance),
             Err(PgError::Declined { code, message, .. }) => Err(ServiceError::Refused(format!(
                 "포인트 조회에 실패하였습니다. {}",
-                refusal(&code, &message)
+                quoted_refusal(&code, &message)
             ))),
             Err(PgError::Config(msg)) => {
                 tracing::error!(merchant_id = m.id, "KCP configuration error: {msg}");
@@ -287,7 +282,7 @@ impl Gateway {
                 reason,
             }) => {
                 if !self
-                    .close_attempt(attempt, "failed", &refusal(&code, &message))
+                    .close_attempt(attempt, "failed", &quoted_refusal(&code, &message))
                     .await?
                 {
                     let outcome = self.point_cancel_decided(attempt_id).await?;
@@ -564,7 +559,7 @@ impl Gateway {
                             .await
                     }
                     Ok(TradeState::NotFound) => {
-                        let message = refusal(&code, &message);
+                        let message = quoted_refusal(&code, &message);
                         tracing::error!(imp_uid = %payment.imp_uid, %tno, "point re-approval refused ({message}); the whole payment is cancelled at KCP");
                         match self
                             .record_full_point_cancel(payment, attempt, &message)

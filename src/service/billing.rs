@@ -7,7 +7,7 @@ use super::pay::{ApprovalOutcome, ChargeCall, ChargeOrder};
 use super::{Gateway, PaymentRecord, ServiceError, ServiceResult};
 use crate::domain::card::{iamport_card_code, CardAuth, CardNumber, Expiry};
 use crate::domain::ids::random_hex;
-use crate::pg::{BatchKeyRequest, BatchPaymentRequest, DeclineReason, Pg, PgError};
+use crate::pg::{quoted_refusal, BatchKeyRequest, BatchPaymentRequest, DeclineReason, Pg, PgError};
 use crate::store::entity::{billing_key, merchant};
 use crate::store::{billing, is_unique_violation};
 
@@ -97,7 +97,8 @@ impl Gateway {
             Ok(k) => k,
             Err(PgError::Declined { code, message, .. }) => {
                 return Err(ServiceError::CardRejected(format!(
-                    "카드정보 인증에 실패하였습니다. [{code}] {message}"
+                    "카드정보 인증에 실패하였습니다. {}",
+                    quoted_refusal(&code, &message)
                 )))
             }
             Err(e) => {

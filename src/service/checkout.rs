@@ -22,7 +22,8 @@ use crate::domain::payment::{PaymentStatus, PG_KCP, PG_KCP_BILLING};
 use crate::domain::text::for_kcp;
 use crate::domain::vbank::VbankBank;
 use crate::pg::{
-    IssuedVirtualAccount, PgError, TradeRegistration, WindowApproval, WindowApprovalRequest,
+    quoted_refusal, IssuedVirtualAccount, PgError, TradeRegistration, WindowApproval,
+    WindowApprovalRequest,
 };
 use crate::store::entity::{checkout_session, merchant, payment, pg_attempt};
 use crate::store::{billing, is_unique_violation, merchants, payments};
@@ -447,14 +448,10 @@ impl Gateway {
         let trade = match connector.register_trade(&registration).await {
             Ok(t) => t,
             Err(e) => {
-                // KCP's own refusal is the buyer's to read; a transport or configuration error
-                // (URLs, key loading) is the operator's, so it goes to the log only.
-                let reason = match &e {
-                    PgError::Declined { code, message, .. } => {
-                        format!("PG사 거래등록에 실패하였습니다. ([{code}] {message})")
-                    }
-                    other => {
-                        tracing::error!(imp_uid = %payment.imp_uid, "KCP trade registration failed: {other}");
+                let reason = match e.refusal() {
+                    Some(refusal) => format!("PG사 거래등록에 실패하였습니다. ({refusal})"),
+                    None => {
+                        tracing::error!(imp_uid = %payment.imp_uid, "KCP trade registration failed: {e}");
                         "PG사 거래등록에 실패하였습니다. 잠시 후 다시 시도해 주세요.".to_string()
                     }
                 };
@@ -895,7 +892,7 @@ impl Gateway {
             Err(e @ (PgError::Declined { .. } | PgError::NotSent(_))) => {
                 let (code, message) = match e {
                     PgError::Declined { code, message, .. } => {
-                        (Some(code.clone()), format!("[{code}] {message}"))
+                        (Some(code.clone()), quoted_refusal(&code, &message))
                     }
                     _ => (None, super::pay::NOT_SENT.to_string()),
                 };
@@ -1180,14 +1177,10 @@ impl Gateway {
             Ok(k) => k,
             // A refusal, or nothing sent: KCP issued no key.
             Err(e @ (PgError::Declined { .. } | PgError::NotSent(_) | PgError::Config(_))) => {
-                // KCP's refusal is shown; a transport or configuration failure (KCP's URL, the
-                // host) stays in the log.
-                let reason = match e {
-                    PgError::Declined { code, message, .. } => {
-                        format!("빌링키 발급에 실패하였습니다. [{code}] {message}")
-                    }
-                    other => {
-                        tracing::warn!(imp_uid = %p.imp_uid, "billing-key issuance not sent: {other}");
+                let reason = match e.refusal() {
+                    Some(refusal) => format!("빌링키 발급에 실패하였습니다. {refusal}"),
+                    None => {
+                        tracing::warn!(imp_uid = %p.imp_uid, "billing-key issuance not sent: {e}");
                         "빌링키 발급에 실패하였습니다. (PG사에 요청을 보내지 못했습니다.)".into()
                     }
                 };

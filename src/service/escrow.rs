@@ -247,17 +247,16 @@ impl Gateway {
                     })
                 })
                 .await?;
-                // Transport and configuration details (KCP's URL, the host) stay in the log.
-                Err(EscrowRefusal::Service(ServiceError::Refused(match e {
-                    PgError::Declined { code, message, .. } => {
-                        format!("배송정보 등록에 실패하였습니다. [{code}] {message}")
-                    }
-                    other => {
-                        tracing::warn!(imp_uid, tno, error = %other, "escrow shipping start not sent");
-                        "배송정보 등록에 실패하였습니다. (PG사에 요청을 보내지 못했습니다. 다시 시도해 주세요.)"
+                Err(EscrowRefusal::Service(ServiceError::Refused(
+                    match e.refusal() {
+                        Some(refusal) => format!("배송정보 등록에 실패하였습니다. {refusal}"),
+                        None => {
+                            tracing::warn!(imp_uid, tno, error = %e, "escrow shipping start not sent");
+                            "배송정보 등록에 실패하였습니다. (PG사에 요청을 보내지 못했습니다. 다시 시도해 주세요.)"
                             .to_string()
-                    }
-                })))
+                        }
+                    },
+                )))
             }
             Err(e @ (PgError::Unknown(_) | PgError::Mismatch { .. })) => {
                 tracing::warn!(imp_uid, tno, error = %e,

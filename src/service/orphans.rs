@@ -19,7 +19,7 @@ use sea_orm::{ColumnTrait, Condition, Set};
 use super::pay::{ApprovalOutcome, Settling, NET_CANCEL_REASON};
 use super::{Gateway, ServiceError, ServiceResult};
 use crate::domain::payment::PaymentStatus;
-use crate::pg::{PgConnector, PgError};
+use crate::pg::{quoted_refusal, PgConnector, PgError};
 use crate::store::entity::{payment, pg_attempt};
 use crate::store::payments;
 
@@ -135,7 +135,7 @@ impl Gateway {
                 Ok(()) => self.record_orphan_cancelled(p, attempt, &tno).await,
                 Err(PgError::Declined { code, message, .. }) => {
                     tracing::error!(imp_uid = %p.imp_uid, %tno, %code, "KCP refused to net-cancel an approval the payment does not hold: closed as a conflict for an operator");
-                    self.close_attempt(attempt, "conflict", &format!("[{code}] {message}"))
+                    self.close_attempt(attempt, "conflict", &quoted_refusal(&code, &message))
                         .await?;
                     Ok(ApprovalOutcome::Unknown(p))
                 }

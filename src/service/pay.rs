@@ -12,8 +12,8 @@ use crate::domain::ids::{new_imp_uid, new_scheduled_imp_uid, order_no_for};
 use crate::domain::payment::{PaymentStatus, PG_KCP, PG_KCP_BILLING};
 use crate::domain::text::for_kcp;
 use crate::pg::{
-    BatchPaymentRequest, CancelKind, CancelRequest, CardApproval, CardSecret, DeclineReason,
-    KeyInRequest, Pg, PgConnector, PgError,
+    quoted_refusal, BatchPaymentRequest, CancelKind, CancelRequest, CardApproval, CardSecret,
+    DeclineReason, KeyInRequest, Pg, PgConnector, PgError,
 };
 use crate::store::billing::HeldSchedule;
 use crate::store::entity::{billing_key, merchant, payment, pg_attempt};
@@ -332,7 +332,7 @@ impl Gateway {
                 message,
                 reason,
             } => {
-                let message = format!("[{code}] {message}");
+                let message = quoted_refusal(&code, &message);
                 let payment_id = payment.id;
                 let written = self
                     .record_failure(payment, attempt, Some(code), &message)

@@ -18,8 +18,8 @@ use crate::domain::payment::PaymentStatus;
 use crate::domain::text::for_kcp;
 use crate::domain::vbank::VbankBank;
 use crate::pg::{
-    DeclineReason, IssuedVirtualAccount, Pg, PgError, TradeRef, VbankIssueRequest, VbankState,
-    WindowApproval,
+    quoted_refusal, DeclineReason, IssuedVirtualAccount, Pg, PgError, TradeRef, VbankIssueRequest,
+    VbankState, WindowApproval,
 };
 use crate::store::entity::{merchant, payment, pg_attempt};
 use crate::store::payments::{self, Opened};
@@ -266,7 +266,7 @@ impl Gateway {
             }
             Err(PgError::Declined { code, message, .. }) => {
                 if self
-                    .close_attempt(attempt, "failed", &format!("[{code}] {message}"))
+                    .close_attempt(attempt, "failed", &quoted_refusal(&code, &message))
                     .await?
                 {
                     return Err(ServiceError::Refused(format!(
