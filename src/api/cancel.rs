@@ -45,7 +45,7 @@ pub struct CancelRequest {
 #[utoipa::path(post, path = "/payments/cancel", operation_id = "cancelPayment", request_body = CancelBody,
     responses(
         (status = 200, body = PaymentOutcome, description = "the cancelled payment; code 1 (response null) when no such payment, the amount or checksum does not fit, or KCP refuses"),
-        (status = 400, body = ErrorEnvelope, description = "neither imp_uid nor merchant_uid, a negative amount, a nonzero tax_free, a vat_amount under 0 or over amount, or a body that is not JSON/form with these types"),
+        (status = 400, body = ErrorEnvelope, description = "neither imp_uid nor merchant_uid, a negative amount, a nonzero tax_free, a vat_amount under 0 or over the amount cancelled (for a full cancel, the balance), or a body that is not JSON/form with these types"),
         TokenBodyErrors))]
 pub async fn cancel(
     State(s): State<AppState>,
@@ -63,6 +63,7 @@ pub async fn cancel(
         amount: req.amount,
         checksum: req.checksum,
         reason: blank(req.reason),
+        vat_amount: req.vat_amount,
         enable_webhook: req.enable_webhook.unwrap_or(false),
     };
     let gateway = s.gateway.clone();

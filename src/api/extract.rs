@@ -455,18 +455,21 @@ impl FromRequestParts<AppState> for AdminCaller {
     }
 }
 
-/// Query-string pairs, keeping repeats and `name[]` / `name[0]` spellings (multi-get).
+/// The values of a query-string parameter given as `name`, `name[]` or `name[0]` (multi-get),
+/// each once, in the order first given: an id asked for twice is answered once, as a database
+/// lookup `IN (…)` answers it.
 pub fn query_values(query: Option<&str>, name: &str) -> Vec<String> {
     let Some(q) = query else { return vec![] };
-    form_urlencoded::parse(q.as_bytes())
-        .filter(|(k, _)| {
-            k == name
-                || k.strip_prefix(name)
-                    .is_some_and(|rest| rest.starts_with('[') && rest.ends_with(']'))
-        })
-        .map(|(_, v)| v.into_owned())
-        .filter(|v| !v.is_empty())
-        .collect()
+    let mut values: Vec<String> = Vec::new();
+    for (k, v) in form_urlencoded::parse(q.as_bytes()) {
+        let named = k == name
+            || k.strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with('[') && rest.ends_with(']'));
+        if named && !v.is_empty() && !values.iter().any(|seen| *seen == v) {
+            values.push(v.into_owned());
+        }
+    }
+    values
 }
 
 pub fn query_value(query: Option<&str>, name: &str) -> Option<String> {

@@ -12,7 +12,9 @@ pub struct PaymentCancelAnnotation {
     pub pg_tid: String,
     pub amount: i64,
     pub cancelled_at: i64,
-    pub reason: Option<String>,
+    /// Always a string, `""` for a cancel made without one: iamport's OpenAPI lists it as
+    /// required, so merchant code may read it without a null check.
+    pub reason: String,
     pub receipt_url: Option<String>,
     pub cancellation_id: String,
 }
@@ -117,7 +119,7 @@ impl From<PaymentRecord> for PaymentAnnotation {
                 pg_tid: c.pg_tid,
                 amount: c.amount,
                 cancelled_at: c.cancelled_at,
-                reason: c.reason,
+                reason: c.reason.unwrap_or_default(),
                 cancellation_id: c.cancellation_id,
             })
             .collect();

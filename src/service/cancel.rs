@@ -10,7 +10,7 @@ use super::schedules::SCHEDULED_USAGE;
 use super::{Gateway, PaymentRecord, ServiceError, ServiceResult};
 use crate::domain::ids::random_hex;
 use crate::domain::payment::{plan_cancel, PaymentStatus};
-use crate::pg::{CancelKind, CancelRequest, DeclineReason, PgError};
+use crate::pg::{quoted_refusal, CancelKind, CancelRequest, DeclineReason, PgError};
 use crate::store::entity::{cancellation, merchant, payment, pg_attempt};
 use crate::store::{billing, is_unique_violation, payments};
 
@@ -23,6 +23,9 @@ pub struct CancelCommand {
     /// The balance the caller believes remains before this cancel.
     pub checksum: Option<i64>,
     pub reason: Option<String>,
+    /// The VAT part of this cancel, which KCP is not sent (docs/api.md "Mixed tax"); checked
+    /// against the amount the cancel comes to, which for a full cancel only the payment knows.
+    pub vat_amount: Option<i64>,
     /// Fire a `cancelled` webhook (iamport sends none for API cancels unless asked).
     pub enable_webhook: bool,
 }
@@ -66,6 +69,13 @@ impl Gateway {
                 cmd.checksum,
             )
             .map_err(|e| ServiceError::Refused(e.to_string()))
+            .and_then(|plan| match cmd.vat_amount {
+                Some(vat) if vat > plan.amount => Err(ServiceError::BadRequest(format!(
+                    "vat_amount({vat})가 취소금액({})보다 큽니다.",
+                    plan.amount
+                ))),
+                _ => Ok(plan),
+            })
         };
         let first_plan = plan(&payment)?;
         let tno = payment
@@ -163,7 +173,7 @@ impl Gateway {
                 // merchant refunding by other means would refund twice: KCP's inquiry decides.
                 tracing::warn!(imp_uid = %payment.imp_uid, %code, "KCP says already cancelled while openport holds a balance; inquiring");
                 match self
-                    .mark_unknown(attempt, &format!("[{code}] {message}"))
+                    .mark_unknown(attempt, &quoted_refusal(&code, &message))
                     .await?
                 {
                     Some(attempt) => {
@@ -184,7 +194,7 @@ impl Gateway {
             }
             Err(PgError::Declined { code, message, .. }) => {
                 if !self
-                    .close_attempt(attempt, "failed", &format!("[{code}] {message}"))
+                    .close_attempt(attempt, "failed", &quoted_refusal(&code, &message))
                     .await?
                 {
                     return self

@@ -352,7 +352,7 @@ async fn two_deletes_of_one_customer_at_once_both_answer_deleted() {
 }
 
 #[tokio::test]
-async fn a_multi_get_of_customers_answers_207_and_404() {
+async fn a_multi_get_of_customers_answers_207_and_404_and_a_repeated_uid_once() {
     let app = spawn_app().await;
     let token = app.token().await;
     register(&app, &token, "m-1", test_cards::SHINHAN_CREDIT).await;
@@ -364,6 +364,14 @@ async fn a_multi_get_of_customers_answers_207_and_404() {
         .await;
     assert_eq!(status, StatusCode::MULTI_STATUS);
     assert_eq!(body["response"].as_array().unwrap().len(), 1);
+    let (status, body) = app
+        .get(
+            "/subscribe/customers?customer_uid[]=m-1&customer_uid[]=m-1",
+            Some(&token),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["response"].as_array().unwrap().len(), 1, "{body}");
     let (status, _) = app
         .get("/subscribe/customers?customer_uid[]=m-2", Some(&token))
         .await;

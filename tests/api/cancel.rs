@@ -70,7 +70,7 @@ async fn partial_cancels_accumulate_until_the_balance_is_zero() {
 }
 
 #[tokio::test]
-async fn a_full_cancel_of_an_untouched_payment_is_stsc() {
+async fn a_full_cancel_of_an_untouched_payment_is_stsc_and_its_history_reason_is_a_string() {
     let app = spawn_app().await;
     let token = app.token().await;
     let p = app.paid(&token, "cx-full", 5000).await;
@@ -83,6 +83,8 @@ async fn a_full_cancel_of_an_untouched_payment_is_stsc() {
         .await;
     assert_eq!(body["code"], 0, "{body}");
     assert_eq!(body["response"]["cancel_amount"], 5000);
+    // iamport's PaymentCancelAnnotation requires `reason`: "" when the cancel gave none.
+    assert_eq!(body["response"]["cancel_history"][0]["reason"], "");
     assert_eq!(app.sandbox.ledger()[0].cancels[0].mod_type, "STSC");
 }
 

@@ -295,7 +295,8 @@ async fn an_empty_status_segment_lists_payments_of_every_status() {
 }
 
 #[tokio::test]
-async fn a_multi_get_naming_one_payment_by_imp_uid_and_merchant_uid_answers_200() {
+async fn a_multi_get_naming_one_payment_twice_or_by_imp_uid_and_merchant_uid_answers_it_once_with_200(
+) {
     let app = spawn_app().await;
     let token = app.token().await;
     let a = app.paid(&token, "both-a", 1000).await;
@@ -309,6 +310,14 @@ async fn a_multi_get_naming_one_payment_by_imp_uid_and_merchant_uid_answers_200(
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["response"].as_array().unwrap().len(), 1, "{body}");
     assert_eq!(body["response"][0]["imp_uid"], ia);
+    let (status, body) = app
+        .get(
+            &format!("/payments?imp_uid[]={ia}&imp_uid[]={ia}"),
+            Some(&token),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["response"].as_array().unwrap().len(), 1, "{body}");
     let (status, body) = app
         .get(
             &format!("/payments?imp_uid[]={ia}&merchant_uid[]=both-a&merchant_uid[]=none"),

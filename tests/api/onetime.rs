@@ -522,6 +522,25 @@ async fn a_tax_free_part_is_refused_everywhere_rather_than_charged_or_refunded_a
         )
         .await;
     assert_eq!(body["response"]["cancel_amount"], 1100, "{body}");
+    // A full cancel comes to the balance (9,900): a VAT above it is refused, and nothing is left
+    // open to block the next cancel.
+    let (status, body) = app
+        .post(
+            "/payments/cancel",
+            Some(&token),
+            json!({"imp_uid": imp_uid, "vat_amount": 9901}),
+        )
+        .await;
+    refused(status, &body, "vat_amount");
+    let (_, body) = app
+        .post(
+            "/payments/cancel",
+            Some(&token),
+            json!({"imp_uid": imp_uid, "vat_amount": 900}),
+        )
+        .await;
+    assert_eq!(body["response"]["cancel_amount"], 11000, "{body}");
+    assert_eq!(app.sandbox.ledger()[0].cancels.len(), 2);
     app.assert_ledger_agrees().await;
 }
 
