@@ -11,7 +11,7 @@ use sea_orm::sea_query::Expr;
 use sea_orm::{ActiveModelTrait, ColumnTrait, Condition, EntityTrait, QueryFilter, Set};
 use serde::Serialize;
 
-use super::pay::taken_message;
+use super::pay::taken_reason;
 use super::pay::{ApprovalOutcome, ChargeOrder, Settling};
 use super::{Gateway, ServiceError, ServiceResult};
 use crate::domain::checkout::{
@@ -582,7 +582,7 @@ impl Gateway {
                     let abandoned =
                         live.status == PaymentStatus::Ready.as_db() && live.vbank_num.is_none();
                     if !abandoned {
-                        return Err(ServiceError::Refused(taken_message(&live)));
+                        return Err(ServiceError::Refused(taken_reason(&live).into()));
                     }
                     self.fail_ready(&live, "새 결제 요청으로 대체되었습니다.")
                         .await?;

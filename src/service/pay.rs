@@ -821,18 +821,24 @@ pub(crate) fn instalment_allowed(order: &ChargeOrder) -> ServiceResult<()> {
 
 /// Why a merchant_uid's live payment refuses a new charge or request_pay, as it stands: a buyer told
 /// "already paid" of an account still waiting for its deposit, or of an approval still being
-/// decided, would be told something false.
-pub(crate) fn taken_message(live: &payment::Model) -> String {
-    let imp_uid = &live.imp_uid;
+/// decided, would be told something false. Without the payment's imp_uid: the browser checkout
+/// answers anyone who has the page's public imp_code, and a merchant_uid must not lead them to a
+/// payment's id ([`taken_message`] adds it for the merchant's own server).
+pub(crate) fn taken_reason(live: &payment::Model) -> &'static str {
     match PaymentStatus::from_db(&live.status) {
-        PaymentStatus::Ready if live.vbank_num.is_some() => format!(
-            "이 merchant_uid로 이미 가상계좌가 발급되어 입금을 기다리고 있습니다. (imp_uid: {imp_uid})"
-        ),
-        PaymentStatus::Ready | PaymentStatus::Pending => format!(
-            "이 merchant_uid로 진행 중인 결제가 있습니다. 잠시 후 결제내역을 조회해 주세요. (imp_uid: {imp_uid})"
-        ),
-        _ => format!("이미 결제가 완료된 merchant_uid입니다. (imp_uid: {imp_uid})"),
+        PaymentStatus::Ready if live.vbank_num.is_some() => {
+            "이 merchant_uid로 이미 가상계좌가 발급되어 입금을 기다리고 있습니다."
+        }
+        PaymentStatus::Ready | PaymentStatus::Pending => {
+            "이 merchant_uid로 진행 중인 결제가 있습니다. 잠시 후 결제내역을 조회해 주세요."
+        }
+        _ => "이미 결제가 완료된 merchant_uid입니다.",
     }
+}
+
+/// [`taken_reason`] with the live payment's imp_uid, for an authenticated merchant's call.
+pub(crate) fn taken_message(live: &payment::Model) -> String {
+    format!("{} (imp_uid: {})", taken_reason(live), live.imp_uid)
 }
 
 /// Cancels approval `tno` whole at KCP with KCP's net-cancel reason (spec/kcp.md §5). "Already

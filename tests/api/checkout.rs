@@ -253,6 +253,12 @@ async fn an_already_paid_merchant_uid_or_a_prepared_amount_mismatch_is_refused_b
         )
         .await;
     assert_eq!(again["code"], 1, "{again}");
+    // Anyone with the page's public imp_code may ask: a merchant_uid does not lead to its payment.
+    assert_eq!(
+        again["message"], "이미 결제가 완료된 merchant_uid입니다.",
+        "{again}"
+    );
+    assert!(again["response"]["imp_uid"].is_null(), "{again}");
     let token = app.token().await;
     app.post(
         "/payments/prepare",
