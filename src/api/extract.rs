@@ -63,6 +63,13 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
         } else {
             &bytes
         };
+        // serde fills a struct from a JSON array by position: `[1, 2]` would be read as the
+        // first two fields (`imp_uid` "1", `merchant_uid` "2"). Every iamport body is an object.
+        if raw.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
+            return Err(ApiError::bad_request(
+                "요청 본문(JSON)은 객체({…})여야 합니다.",
+            ));
+        }
         // JSON strings carry control characters only as escapes (`\u0000`, `\b`, `\f`): a body
         // without a backslash has none to look for.
         if raw.contains(&b'\\') {

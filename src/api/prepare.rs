@@ -29,7 +29,9 @@ pub struct PrepareRequest {
 pub struct PrepareAnnotation {
     pub merchant_uid: String,
     pub amount: i64,
-    pub currency: Option<String>,
+    /// `KRW` also when none was given: every charge is in KRW, the only currency openport takes,
+    /// so that is the currency the merchant_uid will be paid in.
+    pub currency: String,
 }
 
 impl From<prepare::Model> for PrepareAnnotation {
@@ -37,7 +39,7 @@ impl From<prepare::Model> for PrepareAnnotation {
         Self {
             merchant_uid: p.merchant_uid,
             amount: p.amount,
-            currency: p.currency,
+            currency: p.currency.unwrap_or_else(|| "KRW".into()),
         }
     }
 }

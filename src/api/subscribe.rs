@@ -224,7 +224,8 @@ pub async fn schedule(
 pub struct UnscheduleRequest {
     #[serde(default, deserialize_with = "de::opt_string")]
     pub customer_uid: Option<String>,
-    /// Absent: all of the customer's pending schedules. One merchant_uid or a non-empty list.
+    /// Absent, or an empty list beside a customer_uid: all of the customer's pending schedules.
+    /// One merchant_uid or a list.
     #[serde(default, deserialize_with = "de::opt_string_list")]
     #[schema(schema_with = uid_or_uids)]
     pub merchant_uid: Option<Vec<String>>,
@@ -233,7 +234,7 @@ pub struct UnscheduleRequest {
 #[utoipa::path(post, path = "/subscribe/payments/unschedule", operation_id = "unschedule", request_body = UnscheduleBody,
     responses(
         (status = 200, body = ScheduleListOutcome, description = "the schedules revoked; code 1 (response null) when there was none to revoke"),
-        (status = 400, body = ErrorEnvelope, description = "neither customer_uid nor merchant_uid, an empty merchant_uid list, or a body that is not JSON/form with these types"),
+        (status = 400, body = ErrorEnvelope, description = "neither customer_uid nor merchant_uid, an empty merchant_uid list without a customer_uid, or a body that is not JSON/form with these types"),
         TokenBodyErrors))]
 pub async fn unschedule(
     State(s): State<AppState>,
@@ -241,10 +242,13 @@ pub async fn unschedule(
     Body(req): Body<UnscheduleRequest>,
 ) -> ApiResult<Envelope<Vec<ScheduleAnnotation>>> {
     // Spec: without merchant_uid all of the customer's schedules are revoked, without customer_uid
-    // the named ones whoever's they are (the service refuses neither); an empty list names nothing
-    // and is refused rather than taken for "all".
+    // the named ones whoever's they are (the service refuses neither). The official Java client's
+    // `UnscheduleData(customer_uid)` always sends `"merchant_uid": []`, meaning "all of this
+    // customer's", so beside a customer_uid an empty list is taken as absent; alone it names
+    // nothing and is refused rather than taken for "all".
     let uid = req.customer_uid.filter(|s| !s.trim().is_empty());
     let only = match req.merchant_uid {
+        Some(list) if list.is_empty() && uid.is_some() => None,
         Some(list) if list.is_empty() => {
             return Err(ApiError::bad_request(
                 "merchant_uid 파라메터가 비어 있습니다.",

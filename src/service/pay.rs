@@ -832,6 +832,11 @@ pub(crate) fn taken_reason(live: &payment::Model) -> &'static str {
         PaymentStatus::Ready | PaymentStatus::Pending => {
             "이 merchant_uid로 진행 중인 결제가 있습니다. 잠시 후 결제내역을 조회해 주세요."
         }
+        // Paid, then cancelled in full: the merchant_uid stays used (spec §8.9), and "paid" would
+        // send the merchant looking for money it already refunded.
+        PaymentStatus::Cancelled => {
+            "이미 결제 후 취소된 merchant_uid입니다. 새 merchant_uid로 결제해 주세요."
+        }
         _ => "이미 결제가 완료된 merchant_uid입니다.",
     }
 }

@@ -253,7 +253,7 @@ impl Gateway {
                 Reschedule::Pending => {
                     ServiceError::BadRequest("이미 실행 혹은 취소된 결제예약입니다.".into())
                 }
-                Reschedule::FailedOrRevoked => not_rearmable(),
+                Reschedule::FailedOrRevoked => not_rearmable("다시 예약"),
             });
         }
         self.schedule(m, merchant_uid).await
@@ -292,7 +292,7 @@ impl Gateway {
             billing::rearm_and_claim(&self.db.write, s.id, now, now + self.schedule_lease_secs())
                 .await?
         else {
-            return Err(not_rearmable());
+            return Err(not_rearmable("재시도"));
         };
         if let Some(f) = self.charge_claimed_schedule(claimed).await? {
             self.finish_schedules(vec![f]).await?;
@@ -595,12 +595,12 @@ fn future_schedule_at(schedule_at: i64, now: i64) -> ServiceResult<()> {
     Ok(())
 }
 
-/// spec (OpenAPI, reschedule and retry): only a failed or revoked schedule is run again.
-fn not_rearmable() -> ServiceError {
-    ServiceError::BadRequest(
-        "실패했거나 취소된 결제예약만 다시 예약할 수 있습니다. (아직 실행되지 않았거나, 실행 중이거나, 승인된 결제예약)"
-            .into(),
-    )
+/// spec (OpenAPI, reschedule and retry): only a failed or revoked schedule is run again; `what`
+/// names the call refused (`다시 예약`, `재시도`).
+fn not_rearmable(what: &str) -> ServiceError {
+    ServiceError::BadRequest(format!(
+        "실패했거나 취소된 결제예약만 {what}할 수 있습니다. (아직 실행되지 않았거나, 실행 중이거나, 승인된 결제예약)"
+    ))
 }
 
 /// True when `p` is the charge a run of schedule `s` made (possibly by an instance that lost its

@@ -3,7 +3,7 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 
 use crate::checkout::request_pay;
-use crate::helpers::{spawn_app, TestApp};
+use crate::helpers::{spawn_app, test_cards, TestApp};
 
 #[tokio::test]
 async fn partial_cancels_accumulate_until_the_balance_is_zero() {
@@ -70,7 +70,8 @@ async fn partial_cancels_accumulate_until_the_balance_is_zero() {
 }
 
 #[tokio::test]
-async fn a_full_cancel_of_an_untouched_payment_is_stsc_and_its_history_reason_is_a_string() {
+async fn a_full_cancel_of_an_untouched_payment_is_stsc_with_a_string_reason_and_keeps_its_merchant_uid_used(
+) {
     let app = spawn_app().await;
     let token = app.token().await;
     let p = app.paid(&token, "cx-full", 5000).await;
@@ -86,6 +87,17 @@ async fn a_full_cancel_of_an_untouched_payment_is_stsc_and_its_history_reason_is
     // iamport's PaymentCancelAnnotation requires `reason`: "" when the cancel gave none.
     assert_eq!(body["response"]["cancel_history"][0]["reason"], "");
     assert_eq!(app.sandbox.ledger()[0].cancels[0].mod_type, "STSC");
+    // The merchant_uid stays used, and the refusal says it was cancelled, not that it is paid.
+    let (_, again) = app
+        .pay(&token, "cx-full", 5000, test_cards::SHINHAN_CREDIT)
+        .await;
+    assert_eq!(again["code"], 1, "{again}");
+    let message = again["message"].as_str().unwrap();
+    assert!(
+        message.starts_with("이미 결제 후 취소된 merchant_uid입니다."),
+        "{message}"
+    );
+    assert_eq!(app.sandbox.ledger().len(), 1, "nothing charged again");
 }
 
 #[tokio::test]
@@ -418,4 +430,27 @@ async fn a_bank_transfer_phone_or_gift_payment_cancelled_in_kcps_admin_is_record
         assert_eq!(body["response"]["cancel_amount"], p["amount"]);
         app.assert_ledger_agrees().await;
     }
+}
+
+/// serde reads a struct from a JSON array by position; an array is refused before that, so
+/// `["imp_…", "…"]` is never taken for an imp_uid and a merchant_uid.
+#[tokio::test]
+async fn a_json_array_body_is_a_400_not_a_positional_cancel() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let p = app.paid(&token, "cx-array", 5000).await;
+    let (status, body) = app
+        .post(
+            "/payments/cancel",
+            Some(&token),
+            json!([p["imp_uid"], "cx-array"]),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["code"], -1, "{body}");
+    assert_eq!(
+        app.payment(&token, p["imp_uid"].as_str().unwrap()).await["cancel_amount"],
+        0
+    );
+    assert!(app.sandbox.ledger()[0].cancels.is_empty());
 }

@@ -16,6 +16,10 @@ async fn prepare_is_not_idempotent_put_changes_it_and_get_reads_it() {
         .await;
     assert_eq!(body["code"], 0, "{body}");
     assert_eq!(body["response"]["amount"], 1000);
+    assert_eq!(
+        body["response"]["currency"], "KRW",
+        "the only currency charged"
+    );
     let (_, body) = app
         .post(
             "/payments/prepare",

@@ -300,8 +300,9 @@ async fn unschedule_revokes_named_or_all_pending_schedules() {
 }
 
 /// Forms from PHP-style clients name lists with brackets (`merchant_uid[]`, `schedules[0][…]`):
-/// they schedule and revoke exactly what they name. An empty list names nothing and revokes
-/// nothing, and merchant_uids alone revoke those schedules whoever's they are.
+/// they schedule and revoke exactly what they name. An empty list alone names nothing and revokes
+/// nothing, and merchant_uids alone revoke those schedules whoever's they are. Beside a
+/// customer_uid an empty list is what the official Java client sends for "all of this customer's".
 #[tokio::test]
 async fn form_bodies_with_bracketed_lists_schedule_and_unschedule_only_what_they_name() {
     let app = spawn_app().await;
@@ -344,10 +345,10 @@ async fn form_bodies_with_bracketed_lists_schedule_and_unschedule_only_what_they
         .post(
             "/subscribe/payments/unschedule",
             Some(&token),
-            json!({"customer_uid": "s-form", "merchant_uid": []}),
+            json!({"merchant_uid": []}),
         )
         .await;
-    assert_eq!(status, 400, "an empty list is not 'all': {body}");
+    assert_eq!(status, 400, "an empty list alone is not 'all': {body}");
     let (_, body) = app
         .post_form(
             "/subscribe/payments/unschedule",
@@ -360,6 +361,18 @@ async fn form_bodies_with_bracketed_lists_schedule_and_unschedule_only_what_they
         .get("/subscribe/payments/schedule/form-3", Some(&token))
         .await;
     assert_eq!(body["response"]["schedule_status"], "scheduled", "{body}");
+    // `new UnscheduleData(customer_uid)` (iamport-rest-client-java) always serialises its empty
+    // list: all of the customer's pending schedules.
+    let (_, body) = app
+        .post(
+            "/subscribe/payments/unschedule",
+            Some(&token),
+            json!({"customer_uid": "s-form", "merchant_uid": []}),
+        )
+        .await;
+    assert_eq!(body["code"], 0, "{body}");
+    assert_eq!(body["response"].as_array().unwrap().len(), 1, "{body}");
+    assert_eq!(body["response"][0]["merchant_uid"], "form-3", "{body}");
 }
 
 #[tokio::test]
