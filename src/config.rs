@@ -472,6 +472,10 @@ impl Config {
         let mut fig = Figment::from(Serialized::defaults(Config::default()));
         if let Some(f) = file {
             fig = fig.merge(Toml::file(f));
+            let unknown = unread_keys(&fig);
+            if !unknown.is_empty() {
+                return Err(LoadError::unknown_keys(f, unknown));
+            }
         }
         fig = fig
             .merge(
@@ -506,6 +510,21 @@ impl Config {
             }
         }
     }
+}
+
+/// The keys of `fig` (the defaults with a TOML file merged over them) that no setting reads: a
+/// misspelt `[kcp] api_bas` would otherwise leave `api_base` at its default, outside test mode
+/// KCP's production URLs, without a word. Only the file is checked: the environment may hold
+/// other programs' `OPENPORT_…` variables. A value of the wrong type is left to `extract`, which
+/// names it.
+fn unread_keys(fig: &Figment) -> Vec<String> {
+    let Ok(value) = fig.extract::<figment::value::Value>() else {
+        return vec![];
+    };
+    let mut unread = Vec::new();
+    let _ = serde_ignored::deserialize(&value, |path| unread.push(path.to_string()))
+        .map(|_: Config| ());
+    unread
 }
 
 #[cfg(test)]
@@ -838,6 +857,32 @@ mod tests {
                 .to_string();
             assert!(refused.contains("line 2"), "{refused}");
             assert!(!refused.contains("c2VjcmV0LWtleQ"), "{refused}");
+
+            // A misspelt key would leave its setting at the default (outside test mode, KCP's
+            // production URLs for `api_base`): refused, naming the keys, never their values.
+            jail.create_file(
+                "misspelt.toml",
+                "listen = \"127.0.0.1:9\"\nbogus = \"v-1\"\n[kcp]\napi_bas = \"http://x\"\ntimeout_ms = 5000\n",
+            )?;
+            let refused = Config::load(Some(Path::new("misspelt.toml")))
+                .expect_err("unknown keys")
+                .to_string();
+            assert!(refused.contains("`bogus`"), "{refused}");
+            assert!(refused.contains("`kcp.api_bas`"), "{refused}");
+            assert!(
+                !refused.contains("listen") && !refused.contains("timeout_ms"),
+                "{refused}"
+            );
+            assert!(
+                !refused.contains("http://x") && !refused.contains("v-1"),
+                "{refused}"
+            );
+            jail.create_file(
+                "known.toml",
+                "listen = \"127.0.0.1:9\"\n[kcp]\ntimeout_ms = 5000\n[resolver]\ninterval_ms = 50\n[http]\nmax_connections = 99\n",
+            )?;
+            let config = Config::load(Some(Path::new("known.toml"))).expect("known keys load");
+            assert_eq!(config.listen.to_string(), "127.0.0.1:9");
 
             jail.create_file("typo.toml", "log_format = 5\n")?;
             let refused = Config::load(Some(Path::new("typo.toml")))

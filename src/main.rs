@@ -524,9 +524,11 @@ async fn merchant(cmd: MerchantCommand) -> anyhow::Result<()> {
             let db = openport::store::Db::connect(&config.database_url).await?;
             db.migrate().await?;
             for m in openport::store::merchants::all(&db.read).await? {
+                // `id` last, so the columns before it stay where scripts found them; it is what
+                // the operator routes take (`/admin/merchants/{id}/webhook`).
                 println!(
-                    "{}\t{}\t{}\t{}\ttest_mode={}",
-                    m.imp_code, m.imp_key, m.site_cd, m.name, m.test_mode
+                    "{}\t{}\t{}\t{}\ttest_mode={}\tid={}",
+                    m.imp_code, m.imp_key, m.site_cd, m.name, m.test_mode, m.id
                 );
             }
             Ok(())

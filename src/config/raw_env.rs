@@ -149,6 +149,21 @@ pub struct LoadError {
 }
 
 impl LoadError {
+    /// Keys of configuration file `file` that no setting reads (names only, never values).
+    pub(super) fn unknown_keys(file: &std::path::Path, keys: Vec<String>) -> Self {
+        Self {
+            problems: vec![format!(
+                "{}: unknown setting{} {} (README.md, \"Configuration\": a setting's key is its OPENPORT_ name without the prefix, lower case, `__` a table)",
+                file.display(),
+                if keys.len() == 1 { "" } else { "s" },
+                keys.iter()
+                    .map(|k| format!("`{k}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )],
+        }
+    }
+
     pub(super) fn from_figment(error: Error) -> Self {
         Self {
             problems: error.into_iter().map(describe).collect(),
