@@ -283,7 +283,8 @@ struct Charge<'a> {
 
 impl Charge<'_> {
     /// Checks the order and the balance, takes the points and answers `tno, pnt_amount,
-    /// pnt_app_time, pnt_app_no, rsv_pnt` (seed 003 §2.3, §2.4).
+    /// pnt_app_time, pnt_app_no, rsv_pnt` (seed 003 §2.3), a re-approval `tno, pnt_amount,
+    /// pnt_app_no` only (§2.4).
     fn record(
         self,
         shared: &Shared,
@@ -322,6 +323,10 @@ impl Charge<'_> {
             .set("pnt_app_time", entry.app_time.as_str())
             .set("pnt_app_no", entry.app_no.as_str())
             .set("rsv_pnt", rsv_pnt);
+        // KCP's re-approval answer (seed 003) has tno, pnt_app_no and pnt_amount only.
+        if entry.reapproval_of.is_some() {
+            reply.remove("pnt_app_time").remove("rsv_pnt");
+        }
         let tno = entry.tno.clone();
         ledger.insert(entry);
         Ok((tno, reply))

@@ -908,6 +908,23 @@ fn handle_approval(s: &Shared, body: &Bytes) -> Result<Reply, Refusal> {
                 &deposit_deadline(&opened.ipgm_date, now),
             );
             set_vbank_fields(&mut reply, &account);
+            // KCP's real virtual-account answer (spec §2.4) has these only: no order_no, trace_no,
+            // tax split or VAN fields.
+            reply.keep_only(&[
+                "res_cd",
+                "res_msg",
+                "tno",
+                "amount",
+                "pay_method",
+                "bankcode",
+                "bankname",
+                "account",
+                "depositor",
+                "va_name",
+                "va_date",
+                "app_time",
+                "escw_yn",
+            ]);
         }
         "MOBX" => {
             reply
@@ -924,6 +941,9 @@ fn handle_approval(s: &Shared, body: &Bytes) -> Result<Reply, Refusal> {
                 .set("rsv_pnt", (1_000_000 - trade.amount).max(0).to_string())
                 .set("pnt_app_time", app_time.as_str())
                 .set("pnt_app_no", entry.app_no.as_str());
+            // Points answer their amount as pnt_amount only (KCP's .NET sample: "결제수단 포인트의
+            // 경우 pnt_amount로 응답").
+            reply.remove("amount");
         }
         _ => {
             reply

@@ -51,6 +51,20 @@ impl Reply {
         self.0.insert(name.to_owned(), Value::String(value.into()));
         self
     }
+
+    /// Keeps only the `names` fields: where KCP's real answer for a method is known to be leaner
+    /// than the common set, the sandbox answers as lean, so that a connector that came to need a
+    /// field KCP leaves out fails a test instead of a real payment.
+    pub fn keep_only(&mut self, names: &[&str]) -> &mut Self {
+        self.0.retain(|name, _| names.contains(&name.as_str()));
+        self
+    }
+
+    /// Leaves field `name` out, for the same reason as [`Reply::keep_only`].
+    pub fn remove(&mut self, name: &str) -> &mut Self {
+        self.0.remove(name);
+        self
+    }
 }
 
 impl IntoResponse for Reply {

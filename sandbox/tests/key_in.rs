@@ -324,6 +324,27 @@ async fn a_certificate_from_another_ca_or_for_another_site_is_refused() {
     );
     let mut missing = card(test_cards::SHINHAN_CREDIT, "cert4");
     missing.as_object_mut().unwrap().remove("kcp_cert_info");
+    // The sandbox's own certificate for this site, as a PEM file holds it (64 characters a line):
+    // KCP takes it only serialised on one line (spec §3).
+    let one_line = &merchant(SITE).cert_info;
+    let body = one_line
+        .strip_prefix("-----BEGIN CERTIFICATE-----")
+        .and_then(|b| b.strip_suffix("-----END CERTIFICATE-----"))
+        .unwrap();
+    let lines: Vec<String> = body
+        .as_bytes()
+        .chunks(64)
+        .map(|c| String::from_utf8(c.to_vec()).unwrap())
+        .collect();
+    let pem = format!(
+        "-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n",
+        lines.join("\n")
+    );
+    let multi_line = with(
+        card(test_cards::SHINHAN_CREDIT, "cert7"),
+        json!({"kcp_cert_info": pem}),
+    );
+    assert_eq!(harness.pay(&multi_line).await["res_cd"], "9510");
 
     assert_eq!(harness.pay(&foreign).await["res_cd"], "9510");
     assert_eq!(harness.pay(&other_site).await["res_cd"], "9511");

@@ -57,9 +57,10 @@ pub(super) fn check_window_matches(
 
 #[async_trait]
 impl PgCheckout for KcpConnector {
-    /// `std/inquery` with the method's `pay_type` (PABK, PAMC, PATK). Virtual accounts are not
-    /// inquired: KCP documents no status for an issued, unpaid account, so an unknown issuance
-    /// stays with the operator rather than being concluded from a guess.
+    /// `std/inquery` with the method's `pay_type` (PABK, PAMC, PATK). Virtual accounts are
+    /// inquired elsewhere, under `PAVC` with their own states (`inquire_vbank`, client/vbank.rs);
+    /// card-like methods under `PACA` (`inquire`); window points are not inquired and stay with
+    /// the operator.
     async fn inquire_window(
         &self,
         trade: &TradeRef,
