@@ -284,16 +284,28 @@ impl Sandbox {
     /// console: the remaining balance is cancelled (`STSC`). False when there is no such
     /// transaction or nothing is left to cancel.
     pub fn cancel_in_admin(&self, tno: &str) -> bool {
+        self.cancel_in_admin_partly(tno, None)
+    }
+
+    /// [`Sandbox::cancel_in_admin`] of `amount` only (`STPC`; None or the whole balance: `STSC`).
+    /// False when there is no such transaction or less than `amount` is left.
+    pub fn cancel_in_admin_partly(&self, tno: &str, amount: Option<i64>) -> bool {
         let canc_time = clock::kcp_time(self.shared.now());
         let mut ledger = self.shared.ledger();
-        match ledger.get_mut(tno) {
-            Some(entry) if entry.balance > 0 => {
-                let balance = entry.balance;
-                entry.record_cancel("STSC", balance, canc_time, Some("관리자 취소".to_owned()));
-                true
-            }
-            _ => false,
+        let Some(entry) = ledger.get_mut(tno) else {
+            return false;
+        };
+        let amount = amount.unwrap_or(entry.balance);
+        if amount <= 0 || amount > entry.balance {
+            return false;
         }
+        let mod_type = if amount == entry.balance {
+            "STSC"
+        } else {
+            "STPC"
+        };
+        entry.record_cancel(mod_type, amount, canc_time, Some("관리자 취소".to_owned()));
+        true
     }
 
     /// Re-sends every notification not acknowledged yet, now; returns how many were acknowledged.

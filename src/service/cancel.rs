@@ -31,6 +31,11 @@ pub struct CancelCommand {
 }
 
 const NOT_FOUND: &str = "취소할 결제건이 존재하지 않습니다.";
+
+/// The answer to a cancel whose outcome this request could not learn.
+fn cancel_unknown(imp_uid: &str) -> String {
+    format!("PG사 취소 응답을 확인하지 못했습니다. 취소 결과는 자동으로 확인됩니다. (imp_uid: {imp_uid})")
+}
 /// The refusal while another cancel of the payment is in flight.
 const IN_FLIGHT: &str = "이 결제건에 처리 중인 취소 요청이 있습니다. 잠시 후 다시 시도해 주세요.";
 
@@ -39,6 +44,30 @@ impl Gateway {
         &self,
         m: &merchant::Model,
         cmd: CancelCommand,
+    ) -> ServiceResult<PaymentRecord> {
+        let mut attempt_written = None;
+        match self.cancel_with(m, cmd, &mut attempt_written).await {
+            // Once the cancel's attempt is written (and perhaps sent, say a connection lost while
+            // KCP's answer was recorded), a database failure leaves its outcome unknown to this
+            // request, not nothing done: the attempt stays open and the resolver settles it. So
+            // the answer is the one for a lost KCP answer, never an HTTP 500 a merchant may read
+            // as "not cancelled" and refund by other means.
+            Err(ServiceError::Db(e)) if attempt_written.is_some() => {
+                let imp_uid = attempt_written.unwrap_or_default();
+                tracing::error!(%imp_uid, "recording a cancel failed after its attempt was written; the resolver settles it: {e}");
+                Err(ServiceError::Refused(cancel_unknown(&imp_uid)))
+            }
+            answered => answered,
+        }
+    }
+
+    /// [`Gateway::cancel_payment`]; `attempt_written` is set to the payment's imp_uid once the
+    /// cancel's attempt is recorded.
+    async fn cancel_with(
+        &self,
+        m: &merchant::Model,
+        cmd: CancelCommand,
+        attempt_written: &mut Option<String>,
     ) -> ServiceResult<PaymentRecord> {
         // imp_uid wins over merchant_uid; an unknown imp_uid fails even with a valid merchant_uid.
         let found = match (&cmd.imp_uid, &cmd.merchant_uid) {
@@ -96,6 +125,7 @@ impl Gateway {
                 cmd.enable_webhook,
             )
             .await?;
+        *attempt_written = Some(payment.imp_uid.clone());
         // Holding the only open cancel, re-read: another cancel may have completed meanwhile.
         let payment = payments::by_id(&self.db.write, payment.id)
             .await?
@@ -192,18 +222,16 @@ impl Gateway {
                 }
                 return Err(ServiceError::Refused(super::pay::NOT_SENT.into()));
             }
+            // The refusal stands unless KCP's balance shows otherwise (`refused_cancel`).
             Err(PgError::Declined { code, message, .. }) => {
-                if !self
-                    .close_attempt(attempt, "failed", &quoted_refusal(&code, &message))
-                    .await?
-                {
-                    return self
-                        .answer_cancel(&payment, self.cancel_decided(attempt_id).await?)
-                        .await;
-                }
-                return Err(ServiceError::Refused(format!(
-                    "결제취소에 실패하였습니다.({message})"
-                )));
+                self.refused_cancel(
+                    connector.as_ref(),
+                    payment.clone(),
+                    attempt,
+                    &quoted_refusal(&code, &message),
+                    &message,
+                )
+                .await?
             }
             Err(e) => {
                 tracing::warn!(imp_uid = %payment.imp_uid, "cancel outcome unknown: {e}");
@@ -230,10 +258,7 @@ impl Gateway {
             CancelOutcome::NotApplied(why) => Err(ServiceError::Refused(format!(
                 "결제취소에 실패하였습니다.({why})"
             ))),
-            CancelOutcome::Unknown => Err(ServiceError::Refused(format!(
-                "PG사 취소 응답을 확인하지 못했습니다. 취소 결과는 자동으로 확인됩니다. (imp_uid: {})",
-                payment.imp_uid
-            ))),
+            CancelOutcome::Unknown => Err(ServiceError::Refused(cancel_unknown(&payment.imp_uid))),
             CancelOutcome::Conflict(attempt_id) => Err(ServiceError::Refused(format!(
                 "PG사에서는 취소되었으나 결제 기록과 일치하지 않아 운영자 확인이 필요합니다. (imp_uid: {}, attempt {attempt_id})",
                 payment.imp_uid

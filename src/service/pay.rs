@@ -4,7 +4,7 @@
 //! called; the outcome is recorded in one transaction afterwards. A unique index lets only one
 //! non-failed payment hold a merchant_uid, so concurrent calls charge KCP at most once.
 use futures::future::{BoxFuture, FutureExt};
-use sea_orm::Set;
+use sea_orm::{DbErr, Set};
 
 use super::{Gateway, PaymentRecord, ServiceError, ServiceResult};
 use crate::domain::card::{iamport_card_code, CardAuth, CardNumber, Expiry};
@@ -242,11 +242,40 @@ impl Gateway {
             ChargeCall::KeyIn { .. } => None,
             ChargeCall::Batch { customer_uid, .. } => Some(customer_uid.as_str()),
         };
+        let opened = self.open_approval(m, order, customer_uid).await?;
+        let pending = opened.payment.clone();
+        match self
+            .charge_opened(m, connector.as_ref(), opened, call)
+            .await
+        {
+            Err(ServiceError::Db(e)) => Ok(Self::unknown_after_db_error(pending, &e)),
+            decided => decided,
+        }
+    }
+
+    /// A database failure once the attempt is recorded (possibly after KCP acted, say a
+    /// connection lost while the outcome was written): the outcome is unknown to this request,
+    /// not an internal error. The attempt stays open and the resolver settles it, so the answer is
+    /// the one for a lost KCP answer (code 1, retry with the same merchant_uid is safe), never an
+    /// HTTP 500 a merchant may read as "nothing happened".
+    fn unknown_after_db_error(pending: payment::Model, e: &DbErr) -> ApprovalOutcome {
+        tracing::error!(imp_uid = %pending.imp_uid, "recording a charge failed after its attempt was written; the resolver settles it: {e}");
+        ApprovalOutcome::Unknown(pending)
+    }
+
+    /// [`Gateway::charge`] once its payment and attempt are recorded: the KCP call and its outcome.
+    async fn charge_opened(
+        &self,
+        m: &merchant::Model,
+        connector: &dyn Pg,
+        opened: Opened,
+        call: ChargeCall,
+    ) -> ServiceResult<ApprovalOutcome> {
         let Opened {
             payment,
             attempt,
             billing_key,
-        } = self.open_approval(m, order, customer_uid).await?;
+        } = opened;
         let (attempt, result) = match call {
             ChargeCall::KeyIn {
                 mut request,
@@ -278,11 +307,11 @@ impl Gateway {
         };
         Ok(match result {
             Ok(approval) => {
-                self.settle_approval(connector.as_ref(), payment, attempt, approval, true)
+                self.settle_approval(connector, payment, attempt, approval, true)
                     .await?
             }
             Err(err) => {
-                self.conclude_pg_error(connector.as_ref(), payment, attempt, err, &CHARGE_FAILURES)
+                self.conclude_pg_error(connector, payment, attempt, err, &CHARGE_FAILURES)
                     .await?
             }
         })
@@ -479,7 +508,7 @@ impl Gateway {
         m: &merchant::Model,
         cmd: &ChargeOrder,
         customer_uid: Option<&str>,
-    ) -> Result<OpenedCharge, sea_orm::DbErr> {
+    ) -> Result<OpenedCharge, DbErr> {
         let now = self.clock.unix();
         let imp_uid = if cmd.customer_uid_usage == Some(super::schedules::SCHEDULED_USAGE) {
             new_scheduled_imp_uid()

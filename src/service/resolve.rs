@@ -14,7 +14,9 @@ use super::pay::{ApprovalOutcome, Settling};
 use super::vbanks::VBANK;
 use super::{Gateway, ServiceError, ServiceResult};
 use crate::domain::checkout::window_plan;
-use crate::pg::{CardApproval, Pg, TradeRef, TradeState, VbankState, WindowApproval, WindowMethod};
+use crate::pg::{
+    CardApproval, Pg, PgError, TradeRef, TradeState, VbankState, WindowApproval, WindowMethod,
+};
 use crate::store::entity::{payment, pg_attempt};
 use crate::store::payments;
 
@@ -155,36 +157,7 @@ impl Gateway {
                 .await?
                 .into_cancel_outcome());
         }
-        let Some(tno) = attempt.tno.clone().or_else(|| payment.pg_tid.clone()) else {
-            return Err(ServiceError::Internal(format!(
-                "cancel attempt {} without tno",
-                attempt.id
-            )));
-        };
-        // What is left to cancel at KCP (`None`: no such transaction), inquired under the
-        // payment's own pay_type: PAVC for virtual accounts (their revocation too), the others as
-        // for an approval (service/inquiry.rs). Under any other pay_type KCP answers "no such
-        // transaction", and a refund KCP made would be closed here as a failed cancel.
-        let trade = TradeRef::Tno(tno);
-        let remaining = if payment.pay_method == VBANK {
-            connector
-                .inquire_vbank(&trade)
-                .await
-                .map(|state| match state {
-                    VbankState::NotFound => None,
-                    VbankState::Open { remaining, .. } => Some(remaining),
-                    VbankState::Closed { .. } => Some(0),
-                })
-        } else if let Some(inquiry) = TradeInquiry::of(&payment.pay_method) {
-            inquiry
-                .ask(connector, &trade)
-                .await
-                .map(|state| match state {
-                    TradeState::NotFound => None,
-                    TradeState::Approved { remaining, .. } => Some(remaining),
-                    TradeState::Cancelled { .. } => Some(0),
-                })
-        } else {
+        let Some(remaining) = self.remaining_at_kcp(connector, &payment, &attempt).await? else {
             // Not concluded from a guess either way: the payment keeps its open cancel (no other
             // cancel starts meanwhile) until an operator reconciles it.
             tracing::error!(imp_uid = %payment.imp_uid, pay_method = %payment.pay_method, "cancel outcome needs manual reconciliation: no inquiry for this method");
@@ -247,6 +220,121 @@ impl Gateway {
                 &format!("KCP 잔액 {remaining}, 기대값 불일치"),
                 CancelOutcome::NotApplied(format!(
                     "PG사 잔액 {remaining}원이 예상과 달라 운영자 확인이 필요합니다"
+                )),
+            )
+            .await
+        }
+    }
+
+    /// What is left to cancel at KCP of the payment of cancel `attempt` (`Ok(None)`: KCP has no
+    /// such transaction), inquired under the payment's own pay_type: PAVC for virtual accounts
+    /// (their revocation too), the others as for an approval (service/inquiry.rs). Under any other
+    /// pay_type KCP answers "no such transaction", and a refund KCP made would be taken for none.
+    /// None when the method has no inquiry.
+    async fn remaining_at_kcp(
+        &self,
+        connector: &dyn Pg,
+        payment: &payment::Model,
+        attempt: &pg_attempt::Model,
+    ) -> ServiceResult<Option<Result<Option<i64>, PgError>>> {
+        let Some(tno) = attempt.tno.clone().or_else(|| payment.pg_tid.clone()) else {
+            return Err(ServiceError::Internal(format!(
+                "cancel attempt {} without tno",
+                attempt.id
+            )));
+        };
+        let trade = TradeRef::Tno(tno);
+        Ok(if payment.pay_method == VBANK {
+            Some(
+                connector
+                    .inquire_vbank(&trade)
+                    .await
+                    .map(|state| match state {
+                        VbankState::NotFound => None,
+                        VbankState::Open { remaining, .. } => Some(remaining),
+                        VbankState::Closed { .. } => Some(0),
+                    }),
+            )
+        } else if let Some(inquiry) = TradeInquiry::of(&payment.pay_method) {
+            Some(
+                inquiry
+                    .ask(connector, &trade)
+                    .await
+                    .map(|state| match state {
+                        TradeState::NotFound => None,
+                        TradeState::Approved { remaining, .. } => Some(remaining),
+                        TradeState::Cancelled { .. } => Some(0),
+                    }),
+            )
+        } else {
+            None
+        })
+    }
+
+    /// A cancel KCP refused (other than "already cancelled", which [`Gateway::resolve_cancel`]
+    /// settles). Mostly nothing changed and both sides agree: the refusal stands. But a refusal is
+    /// also how KCP says its balance is not the `rem_mny` openport sent: a cancel KCP applied
+    /// after openport had concluded it had not, or a refund made in KCP's admin. Failing then, as
+    /// before, left the payment `paid` with a balance KCP does not hold, every later partial
+    /// cancel refused the same way, and nobody told. So KCP is asked what is left: the balance
+    /// openport holds → refused with KCP's message; exactly this cancel's amount less (it landed
+    /// before) → recorded; anything else → a `conflict` for the operator. An inquiry that fails
+    /// leaves the refusal standing (nothing was applied by this call).
+    pub(crate) async fn refused_cancel(
+        &self,
+        connector: &dyn Pg,
+        payment: payment::Model,
+        attempt: pg_attempt::Model,
+        refusal: &str,
+        message: &str,
+    ) -> ServiceResult<CancelOutcome> {
+        let refused = CancelOutcome::NotApplied(message.to_string());
+        if Self::is_partial_point_cancel(&payment, &attempt) {
+            return self
+                .closed_or_decided(attempt, "failed", refusal, refused)
+                .await;
+        }
+        let balance = payment.amount - payment.cancel_amount;
+        let remaining = match self.remaining_at_kcp(connector, &payment, &attempt).await? {
+            Some(Ok(Some(remaining))) => remaining,
+            Some(Ok(None)) => {
+                tracing::error!(imp_uid = %payment.imp_uid, "KCP refused a cancel and has no such transaction; left for the operator");
+                return self
+                    .closed_or_decided(
+                        attempt,
+                        "conflict",
+                        &format!("{refusal}; KCP에 거래가 없음"),
+                        CancelOutcome::NotApplied(
+                            "PG사에 해당 거래가 없어 운영자 확인이 필요합니다".into(),
+                        ),
+                    )
+                    .await;
+            }
+            Some(Err(e)) => {
+                tracing::warn!(imp_uid = %payment.imp_uid, "KCP refused a cancel and could not be asked for its balance: {e}");
+                balance
+            }
+            None => balance,
+        };
+        if remaining == balance {
+            self.closed_or_decided(attempt, "failed", refusal, refused)
+                .await
+        } else if remaining == balance - attempt.amount {
+            tracing::warn!(imp_uid = %payment.imp_uid, remaining, "KCP refused a cancel it already holds applied (an earlier one landed late); recorded");
+            let attempt_id = attempt.id;
+            let now = self.clock.now();
+            match self.record_cancellation(payment, attempt, now).await? {
+                Some(p) => Ok(CancelOutcome::Applied(Box::new(p))),
+                None => self.cancel_decided(attempt_id).await,
+            }
+        } else {
+            tracing::error!(imp_uid = %payment.imp_uid, remaining, balance, "KCP refused a cancel and holds another balance; left for the operator");
+            self.closed_or_decided(
+                attempt,
+                "conflict",
+                &format!("{refusal}; KCP 잔액 {remaining}, openport 잔액 {balance}"),
+                CancelOutcome::NotApplied(format!(
+                    "PG사 잔액 {remaining}원이 결제 기록({balance}원)과 달라 운영자 확인이 필요합니다"
                 )),
             )
             .await

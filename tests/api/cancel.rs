@@ -454,3 +454,104 @@ async fn a_json_array_body_is_a_400_not_a_positional_cancel() {
     );
     assert!(app.sandbox.ledger()[0].cancels.is_empty());
 }
+
+/// KCP refuses a partial cancel whose `rem_mny` is not its balance. Where KCP's balance differs
+/// from openport's (here: 3,000 refunded in KCP's admin), the refusal is not left as a plain
+/// failure, with the payment `paid` on a balance KCP does not hold and every later cancel refused
+/// the same way: KCP is asked, and a cancel it already holds applied is recorded, anything else
+/// goes to the operator as a conflict.
+#[tokio::test]
+async fn a_cancel_kcp_refuses_on_a_balance_it_does_not_hold_is_recorded_or_left_for_the_operator() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let same = app.paid(&token, "kcp-bal-same", 10000).await;
+    let other = app.paid(&token, "kcp-bal-other", 10000).await;
+    for p in [&same, &other] {
+        assert!(app
+            .sandbox
+            .cancel_in_admin_partly(p["pg_tid"].as_str().unwrap(), Some(3000)));
+    }
+    let cancel = |p: &Value, amount: i64| {
+        app.post(
+            "/payments/cancel",
+            Some(&token),
+            json!({"imp_uid": p["imp_uid"], "amount": amount}),
+        )
+    };
+
+    // The merchant asks for the 3,000 KCP already refunded: KCP refuses the STPC (its balance is
+    // 7,000, not 10,000), its inquiry shows exactly this cancel applied, and it is recorded.
+    let (_, body) = cancel(&same, 3000).await;
+    assert_eq!(body["code"], 0, "{body}");
+    assert_eq!(body["response"]["cancel_amount"], 3000, "{body}");
+    assert_eq!(
+        body["response"]["status"], "cancelled",
+        "as iamport shows a partial cancel"
+    );
+
+    // Another amount matches neither outcome: refused, and closed as a conflict for the operator.
+    let (_, body) = cancel(&other, 2000).await;
+    assert_eq!(body["code"], 1, "{body}");
+    let message = body["message"].as_str().unwrap();
+    assert!(
+        message.contains("PG사 잔액 7000원") && message.contains("운영자 확인"),
+        "{message}"
+    );
+    let shown = app
+        .payment(&token, other["imp_uid"].as_str().unwrap())
+        .await;
+    assert_eq!(shown["cancel_amount"], 0);
+    let conflicts = openport::store::payments::conflict_attempts(&app.app.gateway.db.read, 100)
+        .await
+        .unwrap();
+    assert_eq!(conflicts.len(), 1, "{conflicts:?}");
+    // Until the operator reconciles it, no cancel is planned from a record KCP disagrees with.
+    let (_, body) = cancel(&other, 1000).await;
+    assert_eq!(body["code"], 1, "{body}");
+    assert!(
+        body["message"].as_str().unwrap().contains("운영자 확인"),
+        "{body}"
+    );
+    let kcp = app.sandbox.ledger();
+    assert_eq!(kcp[1].balance, 7000, "KCP applied nothing more");
+    assert_eq!(kcp[1].cancels.len(), 1);
+}
+
+/// A plain refusal (KCP's balance is openport's) stands, with KCP's message, and leaves nothing
+/// open.
+#[tokio::test]
+async fn a_cancel_kcp_refuses_while_both_sides_agree_is_refused_with_kcps_message() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let p = app.paid(&token, "kcp-refuse", 10000).await;
+    app.sandbox.inject(FaultRule::new(
+        paths::CANCEL,
+        Fault::Refuse {
+            code: "8178".into(),
+            message: "취소할 수 없는 거래입니다".into(),
+        },
+    ));
+    let (_, body) = app
+        .post(
+            "/payments/cancel",
+            Some(&token),
+            json!({"imp_uid": p["imp_uid"], "amount": 1000}),
+        )
+        .await;
+    assert_eq!(body["code"], 1, "{body}");
+    assert_eq!(
+        body["message"],
+        "결제취소에 실패하였습니다.(취소할 수 없는 거래입니다)"
+    );
+    let open = openport::store::payments::count_open_attempts(&app.app.gateway.db.read)
+        .await
+        .unwrap();
+    assert_eq!(open, 0);
+    assert!(
+        openport::store::payments::conflict_attempts(&app.app.gateway.db.read, 100)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    app.assert_ledger_agrees().await;
+}
