@@ -24,6 +24,14 @@ use crate::store::payments;
 const ISSUE_USAGE: &str = "issue";
 
 /// What became of a cancel attempt.
+/// `pg_attempts.kind` of the second look at KCP after a payment was failed on an inquiry by order
+/// number that found nothing ([`Gateway::schedule_absence_recheck`]).
+pub const ABSENCE_RECHECK: &str = "absence_recheck";
+
+/// How many settle delays after such a failure the second look is taken (one hour with the
+/// default 120 s).
+const RECHECK_SETTLES: i64 = 30;
+
 pub(crate) enum CancelOutcome {
     Applied(Box<payment::Model>),
     /// KCP did not apply it, or holds something else; why, for the merchant's answer.
@@ -126,6 +134,9 @@ impl Gateway {
                         .await
                 }
                 Ok(TradeState::NotFound) if self.absence_is_final(&attempt, &trade) => {
+                    if matches!(trade, TradeRef::OrderNo(_)) {
+                        self.schedule_absence_recheck(&payment).await?;
+                    }
                     self.fail_unrecorded(
                         payment,
                         attempt,
@@ -434,6 +445,10 @@ impl Gateway {
             super::orphans::KIND => {
                 self.settle_orphan(connector.as_ref(), attempt).await?;
             }
+            ABSENCE_RECHECK => {
+                self.recheck_absence(connector.as_ref(), payment, attempt)
+                    .await?;
+            }
             _ => {
                 self.resolve_cancel(connector.as_ref(), payment, attempt)
                     .await?;
@@ -476,6 +491,108 @@ impl Gateway {
                         || attempt.absent_order_no.as_deref() == Some(order_no.as_str())
                 }
             }
+    }
+
+    /// Records, before a payment is failed because an inquiry by order number found nothing, a
+    /// second look at KCP [`RECHECK_SETTLES`] settle delays later ([`ABSENCE_RECHECK`]). The
+    /// failure frees the merchant_uid, and the merchant was told a retry is safe: an approval KCP
+    /// applied later than the settle delay (a stalled KCP, which the settle delay only bounds by
+    /// assumption) would leave the buyer charged twice, once by nobody's payment. Written first,
+    /// so no crash between the two leaves a failure without its second look; a look at a payment
+    /// that did not fail (another holder decided it) closes itself.
+    async fn schedule_absence_recheck(&self, payment: &payment::Model) -> ServiceResult<()> {
+        let now = self.clock.unix();
+        payments::insert_attempt(
+            &self.db.write,
+            pg_attempt::ActiveModel {
+                payment_id: Set(payment.id),
+                kind: Set(ABSENCE_RECHECK.into()),
+                state: Set("pending".into()),
+                order_no: Set(payment.order_no.clone()),
+                tno: Set(None),
+                amount: Set(payment.amount),
+                reason: Set(None),
+                result_code: Set(None),
+                result_message: Set(Some("second look for a late approval".into())),
+                tries: Set(0),
+                next_check_at: Set(now + RECHECK_SETTLES * self.settings.settle_secs),
+                lease_until: Set(0),
+                created_at: Set(now),
+                updated_at: Set(now),
+                notify: Set(false),
+                absent_order_no: Set(None),
+                ..Default::default()
+            },
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Runs an [`ABSENCE_RECHECK`] this instance claimed: KCP asked again by order number. Still
+    /// nothing → closed; an approval now → net-cancelled on an attempt of its own, as an approval
+    /// no payment holds (service/orphans.rs); the payment not failed without a trade (another
+    /// holder decided it) → nothing to look for.
+    async fn recheck_absence(
+        &self,
+        connector: &dyn Pg,
+        payment: payment::Model,
+        attempt: pg_attempt::Model,
+    ) -> ServiceResult<()> {
+        let failed_without_trade = payment.status
+            == crate::domain::payment::PaymentStatus::Failed.as_db()
+            && payment.pg_tid.is_none();
+        let inquiry = TradeInquiry::of(&payment.pay_method);
+        let (true, Some(inquiry)) = (failed_without_trade, inquiry) else {
+            self.close_attempt(attempt, "failed", "nothing to look for")
+                .await?;
+            return Ok(());
+        };
+        let trade = TradeRef::OrderNo(attempt.order_no.clone());
+        match inquiry.ask(connector, &trade).await {
+            Ok(TradeState::NotFound) => {
+                self.close_attempt(attempt, "failed", "still no approval at KCP")
+                    .await?;
+            }
+            Ok(TradeState::Approved { approval, .. }) => {
+                // The net-cancel is an attempt of its own, written before KCP is called; this
+                // look is done once that attempt exists. One already there (the approval reached
+                // its request late, service/orphans.rs) is left to settle, or to its operator.
+                if !payments::has_attempt_for(
+                    &self.db.write,
+                    payment.id,
+                    super::orphans::KIND,
+                    &approval.tno,
+                )
+                .await?
+                {
+                    tracing::error!(imp_uid = %payment.imp_uid, tno = %approval.tno, "KCP approved a payment after it was failed for finding no approval; net-cancelling it");
+                    self.approval_orphaned(connector, payment.id, &approval.tno, false)
+                        .await?;
+                }
+                self.close_attempt(
+                    attempt,
+                    "net_cancelled",
+                    &format!(
+                        "late approval {}: its net-cancel attempt handles it",
+                        approval.tno
+                    ),
+                )
+                .await?;
+            }
+            Ok(TradeState::Cancelled { approval, .. }) => {
+                self.close_attempt(
+                    attempt,
+                    "failed",
+                    &format!("late approval {} found cancelled", approval.tno),
+                )
+                .await?;
+            }
+            Err(e) => {
+                self.postpone(attempt, &format!("second look failed: {e}"))
+                    .await?;
+            }
+        }
+        Ok(())
     }
 
     /// KCP has no record of an approval attempt older than the settle delay: it never happened, so

@@ -404,6 +404,22 @@ pub async fn restate_closed_attempt(
     Ok(res.rows_affected == 1)
 }
 
+/// Whether payment `payment_id` has an attempt of `kind` for KCP trade `tno`, in any state.
+pub async fn has_attempt_for(
+    db: &impl ConnectionTrait,
+    payment_id: i64,
+    kind: &str,
+    tno: &str,
+) -> Result<bool, DbErr> {
+    Ok(pg_attempt::Entity::find()
+        .filter(pg_attempt::Column::PaymentId.eq(payment_id))
+        .filter(pg_attempt::Column::Kind.eq(kind))
+        .filter(pg_attempt::Column::Tno.eq(tno))
+        .one(db)
+        .await?
+        .is_some())
+}
+
 /// Open (pending / unknown) attempts of a payment, newest first.
 pub async fn open_attempts_of(
     db: &impl ConnectionTrait,

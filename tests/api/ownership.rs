@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use kcp_sandbox::{paths, Fault, FaultRule, TransactionState};
+use openport::service::resolve::ABSENCE_RECHECK;
 use openport::store::entity::{cancellation, payment, pg_attempt, webhook_delivery};
 use openport::store::payments;
 use reqwest::StatusCode;
@@ -67,13 +68,26 @@ async fn until_the_faults_are_used(app: &TestApp) {
     panic!("faults never used: {:?}", app.sandbox.armed_faults());
 }
 
+/// The one attempt of the test, besides the second look at KCP that a failure for finding no
+/// approval leaves due an hour later (`resolve::ABSENCE_RECHECK`).
 async fn only_attempt(app: &TestApp) -> pg_attempt::Model {
     let mut all = pg_attempt::Entity::find()
+        .filter(pg_attempt::Column::Kind.ne(ABSENCE_RECHECK))
         .all(&app.app.gateway.db.read)
         .await
         .unwrap();
     assert_eq!(all.len(), 1, "{all:?}");
     all.remove(0)
+}
+
+/// Open attempts but the second looks, which are due an hour after their failure.
+async fn open_but_second_looks(app: &TestApp) -> u64 {
+    pg_attempt::Entity::find()
+        .filter(pg_attempt::Column::Kind.ne(ABSENCE_RECHECK))
+        .filter(pg_attempt::Column::State.is_in(payments::OPEN_STATES))
+        .count(&app.app.gateway.db.read)
+        .await
+        .unwrap()
 }
 
 async fn webhooks_of(app: &TestApp, imp_uid: &str, status: &str) -> u64 {
@@ -527,12 +541,7 @@ async fn an_approval_that_reaches_its_request_after_the_resolver_failed_the_paym
         .expect("the net-cancel recorded before KCP was called");
     assert_eq!(net_cancel.state, "net_cancelled");
     assert_eq!(net_cancel.tno.as_deref(), Some(ledger[0].tno.as_str()));
-    assert_eq!(
-        payments::count_open_attempts(&app.app.gateway.db.read)
-            .await
-            .unwrap(),
-        0
-    );
+    assert_eq!(open_but_second_looks(&app).await, 0);
     app.assert_ledger_agrees().await;
     // The merchant_uid the failure freed is charged once more, and only once.
     app.paid(&token, "own-late", 1000).await;
@@ -588,11 +597,23 @@ async fn an_approval_in_hand_whose_net_cancel_kcp_refuses_is_listed_as_a_conflic
         "{conflicts:?}"
     );
     assert_eq!(
+        open_but_second_looks(&app).await,
+        0,
+        "nothing left for the resolver to guess at"
+    );
+    // The second look an hour later finds the approval's net-cancel already listed for the
+    // operator, and opens no other.
+    app.advance(3600);
+    app.app.gateway.resolve_due(10).await.unwrap();
+    assert_eq!(
+        app.app.gateway.conflict_attempts(10).await.unwrap().len(),
+        1
+    );
+    assert_eq!(
         payments::count_open_attempts(&app.app.gateway.db.read)
             .await
             .unwrap(),
-        0,
-        "nothing left for the resolver to guess at"
+        0
     );
 }
 

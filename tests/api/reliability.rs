@@ -497,3 +497,49 @@ async fn an_operator_cannot_fail_an_attempt_that_names_kcps_approval_while_its_n
     );
     app.assert_ledger_agrees().await;
 }
+
+/// KCP applying an approval later than the settle delay is outside what the resolver can wait
+/// for: by then an inquiry by order number (trusted with the sandbox) found nothing, the payment
+/// failed and its merchant_uid was freed, and a retry charged the buyer again. A second look at
+/// KCP, recorded before that failure, finds the late approval and net-cancels it.
+#[tokio::test]
+async fn an_approval_kcp_applies_after_the_settle_delay_is_found_by_a_second_look_and_net_cancelled(
+) {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    app.sandbox.inject(FaultRule::new(
+        paths::HUB_PAYMENT,
+        Fault::Delay {
+            ms: KCP_TIMEOUT_MS + 2500,
+        },
+    ));
+    let (_, body) = app
+        .pay(&token, "very-late-1", 1000, test_cards::SHINHAN_CREDIT)
+        .await;
+    assert_eq!(body["code"], 1, "{body}");
+    let imp_uid = imp_uid_in(&body["message"]);
+
+    // Past the settle delay KCP still shows nothing: the payment fails and the merchant_uid is
+    // free again (past the request's lease, too). The second look is due much later.
+    app.advance(SETTLE_SECS + 20);
+    app.app.gateway.resolve_due(1000).await.unwrap();
+    assert_eq!(app.payment(&token, &imp_uid).await["status"], "failed");
+    assert!(app.sandbox.ledger().is_empty());
+
+    // KCP applies the stalled approval only now; the merchant, told a retry is safe, retries.
+    tokio::time::sleep(Duration::from_millis(3000)).await;
+    assert_eq!(app.sandbox.ledger().len(), 1, "KCP approved it very late");
+    let retried = app.paid(&token, "very-late-1", 1000).await;
+    assert_ne!(retried["imp_uid"], imp_uid.as_str());
+    assert_eq!(app.sandbox.ledger().len(), 2);
+
+    // The second look finds the first approval, which no payment holds, and cancels it.
+    app.resolve_all().await;
+    let ledger = app.sandbox.ledger();
+    assert_eq!(ledger[0].state, TransactionState::Cancelled, "{ledger:?}");
+    assert_eq!(ledger[1].state, TransactionState::Approved);
+    let first = app.payment(&token, &imp_uid).await;
+    assert_eq!(first["status"], "failed");
+    assert_eq!(first["pg_tid"], ledger[0].tno.as_str());
+    app.assert_ledger_agrees().await;
+}
