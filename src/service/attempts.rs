@@ -394,6 +394,9 @@ impl Gateway {
             .await?
             .ok_or_else(|| ServiceError::Internal("payment vanished".into()))?;
         let imp_uid = payment.imp_uid.clone();
+        // A word on KCP's admin at one moment: looked at again later, as every failure for
+        // finding no approval is (`schedule_absence_recheck`).
+        self.schedule_absence_recheck(&payment).await?;
         match self
             .fail_unrecorded(
                 payment,

@@ -500,7 +500,10 @@ impl Gateway {
     /// assumption) would leave the buyer charged twice, once by nobody's payment. Written first,
     /// so no crash between the two leaves a failure without its second look; a look at a payment
     /// that did not fail (another holder decided it) closes itself.
-    async fn schedule_absence_recheck(&self, payment: &payment::Model) -> ServiceResult<()> {
+    pub(crate) async fn schedule_absence_recheck(
+        &self,
+        payment: &payment::Model,
+    ) -> ServiceResult<()> {
         let now = self.clock.unix();
         payments::insert_attempt(
             &self.db.write,
