@@ -150,7 +150,7 @@ impl App {
         )
         .context("master key")?;
         tracing::info!(database = %redact_url(&config.database_url), "connecting");
-        let db = Db::connect(&config.database_url)
+        let db = Db::connect_with_pool(&config.database_url, config.database_pool_size)
             .await
             .context("database")?;
         db.migrate().await.context("migrations")?;

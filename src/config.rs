@@ -16,12 +16,19 @@ use crate::net::{AddressList, BadAddress};
 mod raw_env;
 pub use raw_env::LoadError;
 
+/// The most PostgreSQL connections `database_pool_size` may ask for.
+pub const MAX_DATABASE_POOL_SIZE: u32 = 1000;
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Config {
     /// Address the gateway listens on.
     pub listen: SocketAddr,
     /// `sqlite://…` (default, embedded) or `postgres://…`.
     pub database_url: String,
+    /// PostgreSQL connections one instance may open at most (SQLite uses one writer and its own
+    /// readers). Instances sharing a server must together stay under its `max_connections` (100
+    /// by default): three instances at the default 32 take 96.
+    pub database_pool_size: u32,
     /// Test mode: payments are `sandbox: true`, KCP's test URLs (or the embedded sandbox) are used,
     /// and an empty database gets the documented demo merchant.
     pub test_mode: bool,
@@ -211,6 +218,7 @@ impl Default for Config {
         Self {
             listen: "127.0.0.1:8080".parse().expect("static address"),
             database_url: "sqlite://openport.db?mode=rwc".into(),
+            database_pool_size: crate::store::DEFAULT_PG_POOL_SIZE,
             test_mode: true,
             admin_token: None,
             master_key: None,
@@ -277,6 +285,8 @@ fn kcp_production_host(url: &str) -> Option<&'static str> {
 /// A configuration openport refuses to start with.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
+    #[error("OPENPORT_DATABASE_POOL_SIZE ({size}) must be between 1 and {MAX_DATABASE_POOL_SIZE}")]
+    BadPoolSize { size: u32 },
     #[error(
         "resolver.settle_secs ({settle_secs} s) must be longer than a request can hold a KCP attempt \
          ({hold_ms} ms: three times kcp.timeout_ms, the call, its inquiry and a margin); \
@@ -355,6 +365,11 @@ impl Config {
                 settle_secs: self.resolver.settle_secs,
                 hold_ms,
                 minimum: hold_ms / 1000 + 1,
+            });
+        }
+        if !(1..=MAX_DATABASE_POOL_SIZE).contains(&self.database_pool_size) {
+            return Err(ConfigError::BadPoolSize {
+                size: self.database_pool_size,
             });
         }
         if let Some(token) = &self.admin_token {
@@ -610,6 +625,19 @@ mod tests {
         assert!(config.validate().is_ok());
         config.admin_token = None;
         assert!(config.validate().is_ok(), "no operator token at all");
+    }
+
+    #[test]
+    fn a_database_pool_of_none_or_over_a_thousand_connections_refuses_to_start() {
+        let mut config = Config::default();
+        assert_eq!(config.database_pool_size, 32);
+        for size in [0, 1001] {
+            config.database_pool_size = size;
+            let refused = config.validate().expect_err("out of range").to_string();
+            assert!(refused.contains("OPENPORT_DATABASE_POOL_SIZE"), "{refused}");
+        }
+        config.database_pool_size = 8;
+        assert!(config.validate().is_ok());
     }
 
     #[test]

@@ -54,8 +54,17 @@ pub enum ConnectError {
     File(std::io::Error),
 }
 
+/// PostgreSQL connections one instance opens at most unless configured (`database_pool_size`).
+pub const DEFAULT_PG_POOL_SIZE: u32 = 32;
+
 impl Db {
+    /// [`Db::connect_with_pool`] with [`DEFAULT_PG_POOL_SIZE`]: the operator commands.
     pub async fn connect(url: &str) -> Result<Self, ConnectError> {
+        Self::connect_with_pool(url, DEFAULT_PG_POOL_SIZE).await
+    }
+
+    /// Opens `url`; on PostgreSQL with at most `pg_pool_size` connections.
+    pub async fn connect_with_pool(url: &str, pg_pool_size: u32) -> Result<Self, ConnectError> {
         if url.starts_with("sqlite:") {
             let opts: SqliteConnectOptions = url.parse()?;
             // Durable commits (design.md §2): WAL with synchronous=FULL fsyncs every commit.
@@ -110,7 +119,7 @@ impl Db {
             // (design.md §2: attempt first, unknown outcomes resolved).
             let pool = PgPoolOptions::new()
                 .test_before_acquire(false)
-                .max_connections(32)
+                .max_connections(pg_pool_size)
                 .acquire_timeout(Duration::from_secs(30))
                 .connect(url)
                 .await?;
