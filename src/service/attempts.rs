@@ -33,6 +33,36 @@ use crate::pg::DeclineReason;
 use crate::store::entity::{payment, pg_attempt};
 use crate::store::payments;
 
+/// A new attempt of `kind` for KCP order number `order_no` and `amount`, written at `now`:
+/// pending, nothing tried, due at once, held by nobody. Each call site sets what differs: its
+/// payment (unless the statement that inserts both does), the tno, a reason, a hold, a later
+/// first check.
+pub(crate) fn new_attempt(
+    kind: &str,
+    order_no: String,
+    amount: i64,
+    now: i64,
+) -> pg_attempt::ActiveModel {
+    pg_attempt::ActiveModel {
+        kind: Set(kind.into()),
+        state: Set("pending".into()),
+        order_no: Set(order_no),
+        tno: Set(None),
+        amount: Set(amount),
+        reason: Set(None),
+        result_code: Set(None),
+        result_message: Set(None),
+        tries: Set(0),
+        next_check_at: Set(now),
+        lease_until: Set(0),
+        created_at: Set(now),
+        updated_at: Set(now),
+        notify: Set(false),
+        absent_order_no: Set(None),
+        ..Default::default()
+    }
+}
+
 impl Gateway {
     /// The lease a holder writes at `now`: on a new attempt, a claim, or a renewal.
     pub(crate) fn lease_from(&self, now: i64) -> i64 {

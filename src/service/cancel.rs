@@ -283,24 +283,14 @@ impl Gateway {
             &self.db.write,
             pg_attempt::ActiveModel {
                 payment_id: Set(p.id),
-                kind: Set("cancel".into()),
-                state: Set("pending".into()),
-                order_no: Set(p.order_no.clone()),
                 tno: Set(Some(tno.to_string())),
-                // The planned amount from the start: a crash before the re-check below must not
-                // leave an open attempt the resolver would read as a 0-won cancel.
-                amount: Set(amount),
                 reason: Set(reason.clone()),
-                result_code: Set(None),
-                result_message: Set(None),
-                tries: Set(0),
                 next_check_at: Set(now + self.settings.settle_secs),
                 lease_until: Set(self.lease_from(now)),
-                created_at: Set(now),
-                updated_at: Set(now),
                 notify: Set(notify),
-                absent_order_no: Set(None),
-                ..Default::default()
+                // The planned amount from the start: a crash before the re-check below must not
+                // leave an open attempt the resolver would read as a 0-won cancel.
+                ..super::attempts::new_attempt("cancel", p.order_no.clone(), amount, now)
             },
         )
         .await;

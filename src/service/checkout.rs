@@ -983,24 +983,11 @@ impl Gateway {
             &txn,
             pg_attempt::ActiveModel {
                 payment_id: Set(p.id),
-                kind: Set("approve".into()),
-                state: Set("pending".into()),
-                order_no: Set(p.order_no.clone()),
-                tno: Set(None),
-                amount: Set(p.amount),
-                reason: Set(None),
-                result_code: Set(None),
-                result_message: Set(None),
-                tries: Set(0),
                 next_check_at: Set(now + self.settings.settle_secs),
                 // This request holds it until it records the outcome or lets go
                 // (service/attempts.rs).
                 lease_until: Set(self.lease_from(now)),
-                created_at: Set(now),
-                updated_at: Set(now),
-                notify: Set(false),
-                absent_order_no: Set(None),
-                ..Default::default()
+                ..super::attempts::new_attempt("approve", p.order_no.clone(), p.amount, now)
             },
         )
         .await?;

@@ -206,23 +206,13 @@ impl Gateway {
             &self.db.write,
             pg_attempt::ActiveModel {
                 payment_id: Set(p.id),
-                kind: Set(KIND.into()),
                 state: Set(state.into()),
-                order_no: Set(p.order_no.clone()),
                 tno: Set(Some(tno.to_string())),
-                // KCP's approval may be for another amount (a mismatch); STSC cancels it whole.
-                amount: Set(p.amount),
                 reason: Set(Some(NET_CANCEL_REASON.into())),
-                result_code: Set(None),
                 result_message: Set(Some(note.into())),
-                tries: Set(0),
-                next_check_at: Set(now),
                 lease_until: Set(if open { self.lease_from(now) } else { 0 }),
-                created_at: Set(now),
-                updated_at: Set(now),
-                notify: Set(false),
-                absent_order_no: Set(None),
-                ..Default::default()
+                // KCP's approval may be for another amount (a mismatch); STSC cancels it whole.
+                ..super::attempts::new_attempt(KIND, p.order_no.clone(), p.amount, now)
             },
         )
         .await?)

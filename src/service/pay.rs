@@ -568,24 +568,11 @@ impl Gateway {
                 ..Default::default()
             },
             pg_attempt::ActiveModel {
-                kind: Set("approve".into()),
-                state: Set("pending".into()),
-                order_no: Set(order_no),
-                tno: Set(None),
-                amount: Set(cmd.amount),
-                reason: Set(None),
-                result_code: Set(None),
-                result_message: Set(None),
-                tries: Set(0),
                 next_check_at: Set(now + self.settings.settle_secs),
                 // This request holds it until it records the outcome or lets go
                 // (service/attempts.rs).
                 lease_until: Set(self.lease_from(now)),
-                created_at: Set(now),
-                updated_at: Set(now),
-                notify: Set(false),
-                absent_order_no: Set(None),
-                ..Default::default()
+                ..super::attempts::new_attempt("approve", order_no, cmd.amount, now)
             },
             customer_uid,
             cmd.schedule,

@@ -509,22 +509,14 @@ impl Gateway {
             &self.db.write,
             pg_attempt::ActiveModel {
                 payment_id: Set(payment.id),
-                kind: Set(ABSENCE_RECHECK.into()),
-                state: Set("pending".into()),
-                order_no: Set(payment.order_no.clone()),
-                tno: Set(None),
-                amount: Set(payment.amount),
-                reason: Set(None),
-                result_code: Set(None),
                 result_message: Set(Some("second look for a late approval".into())),
-                tries: Set(0),
                 next_check_at: Set(now + RECHECK_SETTLES * self.settings.settle_secs),
-                lease_until: Set(0),
-                created_at: Set(now),
-                updated_at: Set(now),
-                notify: Set(false),
-                absent_order_no: Set(None),
-                ..Default::default()
+                ..super::attempts::new_attempt(
+                    ABSENCE_RECHECK,
+                    payment.order_no.clone(),
+                    payment.amount,
+                    now,
+                )
             },
         )
         .await?;
