@@ -31,13 +31,13 @@ pub struct CancelCommand {
 }
 
 const NOT_FOUND: &str = "취소할 결제건이 존재하지 않습니다.";
+/// The refusal while another cancel of the payment is in flight.
+const IN_FLIGHT: &str = "이 결제건에 처리 중인 취소 요청이 있습니다. 잠시 후 다시 시도해 주세요.";
 
 /// The answer to a cancel whose outcome this request could not learn.
 fn cancel_unknown(imp_uid: &str) -> String {
     format!("PG사 취소 응답을 확인하지 못했습니다. 취소 결과는 자동으로 확인됩니다. (imp_uid: {imp_uid})")
 }
-/// The refusal while another cancel of the payment is in flight.
-const IN_FLIGHT: &str = "이 결제건에 처리 중인 취소 요청이 있습니다. 잠시 후 다시 시도해 주세요.";
 
 impl Gateway {
     pub async fn cancel_payment(
