@@ -56,7 +56,7 @@ fn lose_the_approval_and_slow_the_inquiry(app: &TestApp) {
 }
 
 /// Waits until every armed fault has been used: the calls they were armed for reached KCP.
-async fn until_the_faults_are_used(app: &TestApp) {
+pub(crate) async fn until_the_faults_are_used(app: &TestApp) {
     for _ in 0..300 {
         if app.sandbox.armed_faults().is_empty() {
             // The slow answer's call is processed right after its rule is taken.

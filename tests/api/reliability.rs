@@ -543,3 +543,83 @@ async fn an_approval_kcp_applies_after_the_settle_delay_is_found_by_a_second_loo
     assert_eq!(first["pg_tid"], ledger[0].tno.as_str());
     app.assert_ledger_agrees().await;
 }
+
+/// Cuts every connection of the gateway to its PostgreSQL database (as `pg_terminate_backend` does
+/// when a server restarts or an operator kills sessions). Only PostgreSQL lets a test do that; on
+/// SQLite this returns false and the test that asked has nothing to show.
+async fn cut_the_gateways_database_connections(app: &crate::helpers::TestApp) -> bool {
+    use sea_orm::sqlx::Connection;
+    if !app.database_url.starts_with("postgres") {
+        return false;
+    }
+    let mut conn = sea_orm::sqlx::PgConnection::connect(&app.database_url)
+        .await
+        .expect("connect to the test database");
+    sea_orm::sqlx::query(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE datname = current_database() AND pid <> pg_backend_pid()",
+    )
+    .execute(&mut conn)
+    .await
+    .expect("terminate the gateway's connections");
+    true
+}
+
+/// KCP applies a cancel, and the database connection the outcome is written on is gone: the
+/// merchant is told the result will be confirmed (code 1), not HTTP 500 ("nothing happened"),
+/// and the resolver records what KCP holds.
+#[tokio::test]
+async fn a_cancel_whose_outcome_cannot_be_written_is_answered_as_unknown_and_settled_later() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let p = app.paid(&token, "db-cut-1", 10000).await;
+    let imp_uid = p["imp_uid"].as_str().unwrap().to_string();
+    app.sandbox
+        .inject(FaultRule::new(paths::CANCEL, Fault::Delay { ms: 1000 }));
+    let cancel = {
+        let (http, base, token, imp_uid) = (
+            app.http.clone(),
+            app.base.clone(),
+            token.clone(),
+            imp_uid.clone(),
+        );
+        tokio::spawn(async move {
+            http.post(format!("{base}/payments/cancel"))
+                .header("Authorization", token)
+                .json(&json!({"imp_uid": imp_uid, "amount": 4000}))
+                .send()
+                .await
+                .unwrap()
+        })
+    };
+    // KCP has the cancel (the slow answer's rule is taken): the attempt is written.
+    crate::ownership::until_the_faults_are_used(&app).await;
+    if !cut_the_gateways_database_connections(&app).await {
+        let _ = cancel.await;
+        return;
+    }
+    let answer = cancel.await.unwrap();
+    assert_eq!(answer.status(), 200);
+    let body: serde_json::Value = answer.json().await.unwrap();
+    assert_eq!(body["code"], 1, "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("자동으로 확인됩니다"),
+        "{body}"
+    );
+    assert_eq!(app.sandbox.ledger()[0].balance, 6000, "KCP applied it");
+
+    // The pool hands out each cut connection once more, and drops it when its statement fails
+    // (as the resolver's next tick would meet them): used up here before the resolver runs.
+    // Idle connections are handed out in turn, so twice the pool's size of tries meets them all.
+    for _ in 0..64 {
+        let _ = openport::store::payments::count_open_attempts(&app.app.gateway.db.read).await;
+    }
+    app.advance(SETTLE_SECS + 20);
+    app.resolve_all().await;
+    let shown = app.payment(&token, &imp_uid).await;
+    assert_eq!(shown["cancel_amount"], 4000, "{shown}");
+    app.assert_ledger_agrees().await;
+}
