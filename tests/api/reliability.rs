@@ -565,6 +565,15 @@ async fn cut_the_gateways_database_connections(app: &crate::helpers::TestApp) ->
     true
 }
 
+/// The pool hands out each cut connection once more and drops it when its statement fails, as the
+/// resolver's next tick would meet them: used up before the resolver runs in a test. Idle
+/// connections are handed out in turn, so twice the pool's size of tries meets them all.
+async fn use_up_cut_connections(app: &crate::helpers::TestApp) {
+    for _ in 0..64 {
+        let _ = openport::store::payments::count_open_attempts(&app.app.gateway.db.read).await;
+    }
+}
+
 /// KCP applies a cancel, and the database connection the outcome is written on is gone: the
 /// merchant is told the result will be confirmed (code 1), not HTTP 500 ("nothing happened"),
 /// and the resolver records what KCP holds.
@@ -611,15 +620,58 @@ async fn a_cancel_whose_outcome_cannot_be_written_is_answered_as_unknown_and_set
     );
     assert_eq!(app.sandbox.ledger()[0].balance, 6000, "KCP applied it");
 
-    // The pool hands out each cut connection once more, and drops it when its statement fails
-    // (as the resolver's next tick would meet them): used up here before the resolver runs.
-    // Idle connections are handed out in turn, so twice the pool's size of tries meets them all.
-    for _ in 0..64 {
-        let _ = openport::store::payments::count_open_attempts(&app.app.gateway.db.read).await;
-    }
+    use_up_cut_connections(&app).await;
     app.advance(SETTLE_SECS + 20);
     app.resolve_all().await;
     let shown = app.payment(&token, &imp_uid).await;
     assert_eq!(shown["cancel_amount"], 4000, "{shown}");
+    app.assert_ledger_agrees().await;
+}
+
+/// The same for a charge: KCP approves, the connection its outcome is written on is gone. The
+/// merchant is told the outcome is being settled and a retry is safe (code 1), not HTTP 500; the
+/// resolver then settles it as any approval whose answer the merchant did not get (a key-in one is
+/// net-cancelled), and KCP and openport agree.
+#[tokio::test]
+async fn a_charge_whose_outcome_cannot_be_written_is_answered_as_unknown_and_settled_later() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    app.sandbox.inject(FaultRule::new(
+        paths::HUB_PAYMENT,
+        Fault::Delay { ms: 1000 },
+    ));
+    let charge = {
+        let (http, base, token) = (app.http.clone(), app.base.clone(), token.clone());
+        tokio::spawn(async move {
+            http.post(format!("{base}/subscribe/payments/onetime"))
+                .header("Authorization", token)
+                .json(&json!({"merchant_uid": "db-cut-2", "amount": 1000,
+                    "card_number": test_cards::SHINHAN_CREDIT, "expiry": crate::helpers::future_expiry()}))
+                .send()
+                .await
+                .unwrap()
+        })
+    };
+    crate::ownership::until_the_faults_are_used(&app).await;
+    if !cut_the_gateways_database_connections(&app).await {
+        let _ = charge.await;
+        return;
+    }
+    let answer = charge.await.unwrap();
+    assert_eq!(answer.status(), 200);
+    let body: serde_json::Value = answer.json().await.unwrap();
+    assert_eq!(body["code"], 1, "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("이중결제되지 않습니다"),
+        "{body}"
+    );
+    assert_eq!(app.sandbox.ledger().len(), 1, "KCP approved it");
+
+    use_up_cut_connections(&app).await;
+    app.advance(SETTLE_SECS + 20);
+    app.resolve_all().await;
     app.assert_ledger_agrees().await;
 }
