@@ -574,6 +574,46 @@ async fn use_up_cut_connections(app: &crate::helpers::TestApp) {
     }
 }
 
+/// Sends `body` to `path` while KCP takes a second over the call at `kcp_path`, and cuts the
+/// gateway's database connections while KCP works on it (after the call's attempt is written,
+/// before its outcome is): the answer's body, HTTP 200 being asserted; None on SQLite.
+async fn answer_with_connections_cut(
+    app: &crate::helpers::TestApp,
+    token: &str,
+    kcp_path: &str,
+    path: &str,
+    body: serde_json::Value,
+) -> Option<serde_json::Value> {
+    app.sandbox
+        .inject(FaultRule::new(kcp_path, Fault::Delay { ms: 1000 }));
+    let sent = {
+        let (http, url, token) = (
+            app.http.clone(),
+            format!("{}{path}", app.base),
+            token.to_string(),
+        );
+        tokio::spawn(async move {
+            http.post(url)
+                .header("Authorization", token)
+                .json(&body)
+                .send()
+                .await
+                .unwrap()
+        })
+    };
+    // KCP has the call (the slow answer's rule is taken): its attempt is written.
+    crate::ownership::until_the_faults_are_used(app).await;
+    if !cut_the_gateways_database_connections(app).await {
+        let _ = sent.await;
+        return None;
+    }
+    let answer = sent.await.unwrap();
+    assert_eq!(answer.status(), 200);
+    let body: serde_json::Value = answer.json().await.unwrap();
+    use_up_cut_connections(app).await;
+    Some(body)
+}
+
 /// KCP applies a cancel, and the database connection the outcome is written on is gone: the
 /// merchant is told the result will be confirmed (code 1), not HTTP 500 ("nothing happened"),
 /// and the resolver records what KCP holds.
@@ -583,44 +623,22 @@ async fn a_cancel_whose_outcome_cannot_be_written_is_answered_as_unknown_and_set
     let token = app.token().await;
     let p = app.paid(&token, "db-cut-1", 10000).await;
     let imp_uid = p["imp_uid"].as_str().unwrap().to_string();
-    app.sandbox
-        .inject(FaultRule::new(paths::CANCEL, Fault::Delay { ms: 1000 }));
-    let cancel = {
-        let (http, base, token, imp_uid) = (
-            app.http.clone(),
-            app.base.clone(),
-            token.clone(),
-            imp_uid.clone(),
-        );
-        tokio::spawn(async move {
-            http.post(format!("{base}/payments/cancel"))
-                .header("Authorization", token)
-                .json(&json!({"imp_uid": imp_uid, "amount": 4000}))
-                .send()
-                .await
-                .unwrap()
-        })
-    };
-    // KCP has the cancel (the slow answer's rule is taken): the attempt is written.
-    crate::ownership::until_the_faults_are_used(&app).await;
-    if !cut_the_gateways_database_connections(&app).await {
-        let _ = cancel.await;
+    let Some(body) = answer_with_connections_cut(
+        &app,
+        &token,
+        paths::CANCEL,
+        "/payments/cancel",
+        json!({"imp_uid": imp_uid, "amount": 4000}),
+    )
+    .await
+    else {
         return;
-    }
-    let answer = cancel.await.unwrap();
-    assert_eq!(answer.status(), 200);
-    let body: serde_json::Value = answer.json().await.unwrap();
+    };
     assert_eq!(body["code"], 1, "{body}");
-    assert!(
-        body["message"]
-            .as_str()
-            .unwrap()
-            .contains("자동으로 확인됩니다"),
-        "{body}"
-    );
+    let message = body["message"].as_str().unwrap();
+    assert!(message.contains("자동으로 확인됩니다"), "{body}");
     assert_eq!(app.sandbox.ledger()[0].balance, 6000, "KCP applied it");
 
-    use_up_cut_connections(&app).await;
     app.advance(SETTLE_SECS + 20);
     app.resolve_all().await;
     let shown = app.payment(&token, &imp_uid).await;
@@ -636,41 +654,23 @@ async fn a_cancel_whose_outcome_cannot_be_written_is_answered_as_unknown_and_set
 async fn a_charge_whose_outcome_cannot_be_written_is_answered_as_unknown_and_settled_later() {
     let app = spawn_app().await;
     let token = app.token().await;
-    app.sandbox.inject(FaultRule::new(
+    let Some(body) = answer_with_connections_cut(
+        &app,
+        &token,
         paths::HUB_PAYMENT,
-        Fault::Delay { ms: 1000 },
-    ));
-    let charge = {
-        let (http, base, token) = (app.http.clone(), app.base.clone(), token.clone());
-        tokio::spawn(async move {
-            http.post(format!("{base}/subscribe/payments/onetime"))
-                .header("Authorization", token)
-                .json(&json!({"merchant_uid": "db-cut-2", "amount": 1000,
-                    "card_number": test_cards::SHINHAN_CREDIT, "expiry": crate::helpers::future_expiry()}))
-                .send()
-                .await
-                .unwrap()
-        })
-    };
-    crate::ownership::until_the_faults_are_used(&app).await;
-    if !cut_the_gateways_database_connections(&app).await {
-        let _ = charge.await;
+        "/subscribe/payments/onetime",
+        json!({"merchant_uid": "db-cut-2", "amount": 1000,
+            "card_number": test_cards::SHINHAN_CREDIT, "expiry": crate::helpers::future_expiry()}),
+    )
+    .await
+    else {
         return;
-    }
-    let answer = charge.await.unwrap();
-    assert_eq!(answer.status(), 200);
-    let body: serde_json::Value = answer.json().await.unwrap();
+    };
     assert_eq!(body["code"], 1, "{body}");
-    assert!(
-        body["message"]
-            .as_str()
-            .unwrap()
-            .contains("이중결제되지 않습니다"),
-        "{body}"
-    );
+    let message = body["message"].as_str().unwrap();
+    assert!(message.contains("이중결제되지 않습니다"), "{body}");
     assert_eq!(app.sandbox.ledger().len(), 1, "KCP approved it");
 
-    use_up_cut_connections(&app).await;
     app.advance(SETTLE_SECS + 20);
     app.resolve_all().await;
     app.assert_ledger_agrees().await;
