@@ -228,7 +228,7 @@ impl Gateway {
                     connector.as_ref(),
                     payment.clone(),
                     attempt,
-                    &quoted_refusal(&code, &message),
+                    &code,
                     &message,
                 )
                 .await?

@@ -14,8 +14,10 @@ use super::pay::{ApprovalOutcome, Settling};
 use super::vbanks::VBANK;
 use super::{Gateway, ServiceError, ServiceResult};
 use crate::domain::checkout::window_plan;
+use crate::domain::payment::PaymentStatus;
 use crate::pg::{
-    CardApproval, Pg, PgError, TradeRef, TradeState, VbankState, WindowApproval, WindowMethod,
+    quoted_refusal, CardApproval, Pg, PgError, TradeRef, TradeState, VbankState, WindowApproval,
+    WindowMethod,
 };
 use crate::store::entity::{payment, pg_attempt};
 use crate::store::payments;
@@ -180,7 +182,6 @@ impl Gateway {
                 )
                 .await;
         };
-        let attempt_id = attempt.id;
         let remaining = match remaining {
             Ok(Some(remaining)) => remaining,
             Ok(None) => {
@@ -202,11 +203,8 @@ impl Gateway {
         };
         let balance_before = payment.amount - payment.cancel_amount;
         if remaining == balance_before - attempt.amount {
-            let now = self.clock.now();
-            match self.record_cancellation(payment, attempt, now).await? {
-                Some(p) => Ok(CancelOutcome::Applied(Box::new(p))),
-                None => self.cancel_decided(attempt_id).await,
-            }
+            self.recorded_or_decided(payment, attempt, self.clock.now())
+                .await
         } else if remaining == balance_before {
             if self.settled(&attempt) {
                 self.closed_or_decided(
@@ -296,9 +294,10 @@ impl Gateway {
         connector: &dyn Pg,
         payment: payment::Model,
         attempt: pg_attempt::Model,
-        refusal: &str,
+        code: &str,
         message: &str,
     ) -> ServiceResult<CancelOutcome> {
+        let refusal = &quoted_refusal(code, message);
         let refused = CancelOutcome::NotApplied(message.to_string());
         if Self::is_partial_point_cancel(&payment, &attempt) {
             return self
@@ -332,12 +331,8 @@ impl Gateway {
                 .await
         } else if remaining == balance - attempt.amount {
             tracing::warn!(imp_uid = %payment.imp_uid, remaining, "KCP refused a cancel it already holds applied (an earlier one landed late); recorded");
-            let attempt_id = attempt.id;
-            let now = self.clock.now();
-            match self.record_cancellation(payment, attempt, now).await? {
-                Some(p) => Ok(CancelOutcome::Applied(Box::new(p))),
-                None => self.cancel_decided(attempt_id).await,
-            }
+            self.recorded_or_decided(payment, attempt, self.clock.now())
+                .await
         } else {
             tracing::error!(imp_uid = %payment.imp_uid, remaining, balance, "KCP refused a cancel and holds another balance; left for the operator");
             self.closed_or_decided(
@@ -349,6 +344,21 @@ impl Gateway {
                 )),
             )
             .await
+        }
+    }
+
+    /// The cancel (or revocation) KCP holds applied, recorded as made `at` on the payment and its
+    /// attempt, or what another holder of the attempt decided.
+    pub(crate) async fn recorded_or_decided(
+        &self,
+        payment: payment::Model,
+        attempt: pg_attempt::Model,
+        at: chrono::DateTime<chrono::Utc>,
+    ) -> ServiceResult<CancelOutcome> {
+        let id = attempt.id;
+        match self.record_cancellation(payment, attempt, at).await? {
+            Some(p) => Ok(CancelOutcome::Applied(Box::new(p))),
+            None => self.cancel_decided(id).await,
         }
     }
 
@@ -533,9 +543,8 @@ impl Gateway {
         payment: payment::Model,
         attempt: pg_attempt::Model,
     ) -> ServiceResult<()> {
-        let failed_without_trade = payment.status
-            == crate::domain::payment::PaymentStatus::Failed.as_db()
-            && payment.pg_tid.is_none();
+        let failed_without_trade =
+            payment.status == PaymentStatus::Failed.as_db() && payment.pg_tid.is_none();
         let inquiry = TradeInquiry::of(&payment.pay_method);
         let (true, Some(inquiry)) = (failed_without_trade, inquiry) else {
             self.close_attempt(attempt, "failed", "nothing to look for")

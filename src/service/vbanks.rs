@@ -301,20 +301,6 @@ impl Gateway {
             ))),
         }
     }
-
-    /// The revocation recorded, or what another holder of the attempt decided.
-    async fn recorded_or_decided(
-        &self,
-        payment: payment::Model,
-        attempt: pg_attempt::Model,
-        at: DateTime<Utc>,
-    ) -> ServiceResult<CancelOutcome> {
-        let attempt_id = attempt.id;
-        match self.record_cancellation(payment, attempt, at).await? {
-            Some(p) => Ok(CancelOutcome::Applied(Box::new(p))),
-            None => self.cancel_decided(attempt_id).await,
-        }
-    }
 }
 
 /// Only a virtual account awaiting its deposit can be revoked (spec §4.7: 400 otherwise); its
