@@ -10,7 +10,8 @@
 //! - [`reader::SqliteReader`]: sea-orm's read connection (through its proxy interface), on a few
 //!   pooled connections, each statement inline;
 //! - [`writer::SqliteWriter`]: the single writer connection, with real transactions; statements
-//!   run inline, `COMMIT` (the fsync) and autocommit statements on the blocking pool.
+//!   run inline, `COMMIT` (the fsync) on the blocking pool, and so does `BEGIN IMMEDIATE` when
+//!   another process holds the write lock.
 //!
 //! sea-orm itself still builds every statement and reads every row, so the SQL and the mapping are
 //! the ones PostgreSQL gets. This module only moves values between sea-orm and SQLite.
