@@ -82,12 +82,10 @@ impl State {
     /// Opens the outer transaction if no other process holds the write lock, without waiting:
     /// false when one does. Almost always the lock is free, and then this costs a few µs where a
     /// trip to the blocking pool and back costs 100–140 µs, with this writer held all along (once
-    /// per group: ≈ 10 % of `onetime` payments per second on SQLite, docs/performance.md).
+    /// per group: 8–17 % of `onetime` payments per second on SQLite, docs/performance.md).
     fn open_outer_now(&mut self) -> Result<bool, DbErr> {
         self.conn.busy_handler(None).map_err(sqlite_error)?;
-        let begun = self.conn.execute_batch("BEGIN IMMEDIATE");
-        self.conn.busy_handler(Some(busy)).map_err(sqlite_error)?;
-        match begun {
+        let begun = match self.conn.execute_batch("BEGIN IMMEDIATE") {
             Ok(()) => {
                 self.opened();
                 Ok(true)
@@ -96,7 +94,10 @@ impl State {
                 Ok(false)
             }
             Err(e) => Err(sqlite_error(e)),
-        }
+        };
+        // Recorded as open before this can fail, so that the state matches the connection.
+        self.conn.busy_handler(Some(busy)).map_err(sqlite_error)?;
+        begun
     }
 
     /// Opens the outer transaction, waiting for another process that holds the write lock (see
