@@ -46,18 +46,18 @@ impl Gateway {
         cmd: CancelCommand,
     ) -> ServiceResult<PaymentRecord> {
         let mut attempt_written = None;
-        match self.cancel_with(m, cmd, &mut attempt_written).await {
+        let answered = self.cancel_with(m, cmd, &mut attempt_written).await;
+        match (answered, attempt_written) {
             // Once the cancel's attempt is written (and perhaps sent, say a connection lost while
             // KCP's answer was recorded), a database failure leaves its outcome unknown to this
             // request, not nothing done: the attempt stays open and the resolver settles it. So
             // the answer is the one for a lost KCP answer, never an HTTP 500 a merchant may read
             // as "not cancelled" and refund by other means.
-            Err(ServiceError::Db(e)) if attempt_written.is_some() => {
-                let imp_uid = attempt_written.unwrap_or_default();
+            (Err(ServiceError::Db(e)), Some(imp_uid)) => {
                 tracing::error!(%imp_uid, "recording a cancel failed after its attempt was written; the resolver settles it: {e}");
                 Err(ServiceError::Refused(cancel_unknown(&imp_uid)))
             }
-            answered => answered,
+            (answered, _) => answered,
         }
     }
 

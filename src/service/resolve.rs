@@ -25,7 +25,6 @@ use crate::store::payments;
 /// `customer_uid_usage` of the billing-key window's 0-won payment (service/checkout.rs).
 const ISSUE_USAGE: &str = "issue";
 
-/// What became of a cancel attempt.
 /// `pg_attempts.kind` of the second look at KCP after a payment was failed on an inquiry by order
 /// number that found nothing ([`Gateway::schedule_absence_recheck`]).
 pub const ABSENCE_RECHECK: &str = "absence_recheck";
@@ -34,6 +33,7 @@ pub const ABSENCE_RECHECK: &str = "absence_recheck";
 /// default 120 s).
 const RECHECK_SETTLES: i64 = 30;
 
+/// What became of a cancel attempt.
 pub(crate) enum CancelOutcome {
     Applied(Box<payment::Model>),
     /// KCP did not apply it, or holds something else; why, for the merchant's answer.

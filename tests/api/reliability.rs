@@ -569,7 +569,7 @@ async fn cut_the_gateways_database_connections(app: &crate::helpers::TestApp) ->
 /// resolver's next tick would meet them: used up before the resolver runs in a test. Idle
 /// connections are handed out in turn, so twice the pool's size of tries meets them all.
 async fn use_up_cut_connections(app: &crate::helpers::TestApp) {
-    for _ in 0..64 {
+    for _ in 0..2 * openport::store::DEFAULT_PG_POOL_SIZE {
         let _ = openport::store::payments::count_open_attempts(&app.app.gateway.db.read).await;
     }
 }
