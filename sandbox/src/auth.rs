@@ -115,8 +115,8 @@ fn verify(ca: &CertificateAuthority, cert_info: &str) -> Result<Verified, Refusa
 
 /// `-----BEGIN CERTIFICATE-----MIID…==-----END CERTIFICATE-----` with newlines removed (spec §3,
 /// seed 002: KCP takes the certificate serialised on one line). White space around it or in its
-/// Base64, a PEM's line breaks included, is refused as KCP refuses it: a connector that sent the file as it is would
-/// otherwise pass every test and fail every call at KCP.
+/// Base64, a PEM's line breaks included, is refused as KCP refuses it: a connector that sent the
+/// file as it is would otherwise pass every test and fail every call at KCP.
 fn parse_one_line_pem(text: &str) -> Option<Certificate> {
     let base64 = text.strip_prefix(BEGIN)?.strip_suffix(END)?;
     if base64.chars().any(char::is_whitespace) {

@@ -320,12 +320,12 @@ impl Charge<'_> {
         reply
             .set("tno", entry.tno.as_str())
             .set("pnt_amount", entry.amount.to_string())
-            .set("pnt_app_time", entry.app_time.as_str())
-            .set("pnt_app_no", entry.app_no.as_str())
-            .set("rsv_pnt", rsv_pnt);
+            .set("pnt_app_no", entry.app_no.as_str());
         // KCP's re-approval answer (seed 003) has tno, pnt_app_no and pnt_amount only.
-        if entry.reapproval_of.is_some() {
-            reply.remove("pnt_app_time").remove("rsv_pnt");
+        if entry.reapproval_of.is_none() {
+            reply
+                .set("pnt_app_time", entry.app_time.as_str())
+                .set("rsv_pnt", rsv_pnt);
         }
         let tno = entry.tno.clone();
         ledger.insert(entry);
