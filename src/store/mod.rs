@@ -12,6 +12,7 @@ pub mod webhooks;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::future::BoxFuture;
 use sea_orm::sea_query::Expr;
 use sea_orm::sqlx::postgres::PgPoolOptions;
 use sea_orm::sqlx::sqlite::{
@@ -179,11 +180,51 @@ impl Writer {
         })
     }
 
+    /// Runs `work`, a transaction that does nothing but run statements on the connection it is
+    /// given, and commits or rolls it back as it decides. On the SQLite writer it is handed over
+    /// whole and committed in a group (`sqlite::writer`, "Transactions handed over whole"), so
+    /// `work` must not await anything but its statements; elsewhere it is an ordinary transaction.
+    /// An error rolls it back.
+    pub async fn transact<T, F>(&self, work: F) -> Result<T, DbErr>
+    where
+        T: Send + 'static,
+        F: for<'c> FnOnce(Within<'c>) -> BoxFuture<'c, Result<Decided<T>, DbErr>> + Send + 'static,
+    {
+        match self {
+            Writer::Sqlite(w) => w.transact(work).await,
+            Writer::Sqlx(db) => {
+                let txn = db.begin().await?;
+                match work(Within(&txn)).await? {
+                    Decided::Commit(value) => txn.commit().await.map(|()| value),
+                    Decided::Rollback(value) => txn.rollback().await.map(|()| value),
+                }
+            }
+        }
+    }
+
     fn connection(&self) -> &dyn ConnectionTrait {
         match self {
             Writer::Sqlx(db) => db,
             Writer::Sqlite(w) => w.as_ref(),
         }
+    }
+}
+
+/// What a transaction run by [`Writer::transact`] decided, with its answer.
+#[derive(Debug)]
+pub enum Decided<T> {
+    /// Keep its changes; answered once they are durable.
+    Commit(T),
+    /// Undo them.
+    Rollback(T),
+}
+
+/// The connection [`Writer::transact`] gives its transaction.
+pub struct Within<'c>(&'c dyn ConnectionTrait);
+
+impl Within<'_> {
+    fn connection(&self) -> &dyn ConnectionTrait {
+        self.0
     }
 }
 
@@ -235,6 +276,7 @@ macro_rules! delegate_connection {
 }
 delegate_connection!(Writer);
 delegate_connection!(WriteTransaction);
+delegate_connection!(Within<'_>);
 
 /// `SELECT *` for a query of whole rows. sea-query otherwise writes out and quotes every column of
 /// the entity (about 60 for a payment) on every call, which profiled at ≈ 20 % of a lookup's CPU;
@@ -319,6 +361,63 @@ pub fn sqlite_file(url: &str) -> Option<std::path::PathBuf> {
 #[cfg(test)]
 mod tests {
     use std::path::Path;
+
+    use futures::future::FutureExt;
+    use sea_orm::{ConnectionTrait, DbErr, Statement};
+
+    use super::{Db, Decided};
+
+    #[tokio::test]
+    async fn transact_keeps_or_undoes_a_transaction_as_it_decides_on_sqlx_connections_too() {
+        // An in-memory database is written through sqlx, not the SQLite writer.
+        let db = Db::connect("sqlite::memory:").await.unwrap();
+        db.write
+            .execute_unprepared("CREATE TABLE t (x INTEGER UNIQUE)")
+            .await
+            .unwrap();
+        for (x, keep) in [(1, true), (2, false)] {
+            let answer = db
+                .write
+                .transact(move |txn| {
+                    async move {
+                        txn.execute_unprepared(&format!("INSERT INTO t (x) VALUES ({x})"))
+                            .await?;
+                        Ok(if keep {
+                            Decided::Commit(x)
+                        } else {
+                            Decided::Rollback(x)
+                        })
+                    }
+                    .boxed()
+                })
+                .await;
+            assert_eq!(answer.unwrap(), x);
+        }
+        let failed: Result<(), DbErr> = db
+            .write
+            .transact(|txn| {
+                async move {
+                    txn.execute_unprepared("INSERT INTO t (x) VALUES (3)")
+                        .await?;
+                    txn.execute_unprepared("INSERT INTO t (x) VALUES (3)")
+                        .await?;
+                    Ok(Decided::Commit(()))
+                }
+                .boxed()
+            })
+            .await;
+        assert!(super::is_unique_violation(&failed.unwrap_err()));
+        let rows = db
+            .write
+            .query_all(Statement::from_string(
+                sea_orm::DbBackend::Sqlite,
+                "SELECT x FROM t ORDER BY x",
+            ))
+            .await
+            .unwrap();
+        let xs: Vec<i64> = rows.iter().map(|r| r.try_get("", "x").unwrap()).collect();
+        assert_eq!(xs, vec![1]);
+    }
 
     #[cfg(unix)]
     #[tokio::test]

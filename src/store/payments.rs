@@ -8,10 +8,13 @@ use sea_orm::{
     QueryFilter, QueryOrder, QuerySelect, QueryTrait, Set, TryIntoModel,
 };
 
+use futures::future::FutureExt;
+
 use super::billing::HeldSchedule;
 use super::entity::{
     billing_key, cancellation, payment, pg_attempt, prepare, schedule, webhook_delivery,
 };
+use super::Decided;
 
 pub async fn insert(
     db: &impl ConnectionTrait,
@@ -607,7 +610,8 @@ const CARD_FROM_KEY: [(payment::Column, billing_key::Column); 4] = [
 /// only happens `WHERE NOT EXISTS` such a prepared row, and `FROM` the active key when one is
 /// named) instead of reading the key, reading the prepared row, `BEGIN`, two inserts and
 /// `COMMIT`: each round trip costs CPU on both sides (docs/performance.md). SQLite has no
-/// data-modifying `WITH`; there it is a transaction (group-committed, `store::sqlite`).
+/// data-modifying `WITH`; there it is a transaction handed to the writer whole
+/// ([`super::Writer::transact`]), committed in a group.
 pub async fn open_charge(
     db: &super::Writer,
     payment: payment::ActiveModel,
@@ -630,41 +634,48 @@ pub async fn open_charge(
     let currency = payment.currency.try_as_ref().ok_or_else(missing)?.clone();
     let imp_uid = payment.imp_uid.try_as_ref().ok_or_else(missing)?.clone();
     if db.get_database_backend() != DbBackend::Postgres {
-        let txn = db.begin().await?;
-        if let Some(hold) = schedule {
-            if !super::billing::record_schedule_charge(&txn, hold, &imp_uid).await? {
-                return Ok(OpenedCharge::ScheduleNotHeld);
-            }
-        }
-        let key = match admission(
-            &txn,
-            merchant_id,
-            &merchant_uid,
-            amount,
-            &currency,
-            billing_key,
-        )
-        .await?
-        {
-            Ok(key) => key,
-            Err(refused) => return Ok(refused),
-        };
-        let mut payment = payment;
-        if let Some(key) = &key {
-            for (column, key_column) in CARD_FROM_KEY {
-                payment.set(column, key.get(key_column));
-            }
-        }
-        let p = insert(&txn, payment).await?;
-        let mut attempt = attempt;
-        attempt.payment_id = Set(p.id);
-        let a = insert_attempt(&txn, attempt).await?;
-        txn.commit().await?;
-        return Ok(OpenedCharge::Opened(Box::new(Opened {
-            payment: p,
-            attempt: a,
-            billing_key: key,
-        })));
+        let billing_key = billing_key.map(str::to_owned);
+        return db
+            .transact(move |txn| {
+                async move {
+                    let txn = &txn;
+                    if let Some(hold) = schedule {
+                        if !super::billing::record_schedule_charge(txn, hold, &imp_uid).await? {
+                            return Ok(Decided::Rollback(OpenedCharge::ScheduleNotHeld));
+                        }
+                    }
+                    let key = match admission(
+                        txn,
+                        merchant_id,
+                        &merchant_uid,
+                        amount,
+                        &currency,
+                        billing_key.as_deref(),
+                    )
+                    .await?
+                    {
+                        Ok(key) => key,
+                        Err(refused) => return Ok(Decided::Rollback(refused)),
+                    };
+                    let mut payment = payment;
+                    if let Some(key) = &key {
+                        for (column, key_column) in CARD_FROM_KEY {
+                            payment.set(column, key.get(key_column));
+                        }
+                    }
+                    let p = insert(txn, payment).await?;
+                    let mut attempt = attempt;
+                    attempt.payment_id = Set(p.id);
+                    let a = insert_attempt(txn, attempt).await?;
+                    Ok(Decided::Commit(OpenedCharge::Opened(Box::new(Opened {
+                        payment: p,
+                        attempt: a,
+                        billing_key: key,
+                    }))))
+                }
+                .boxed()
+            })
+            .await;
     }
     let (k_cte, p_cte, a_cte) = (Alias::new("k"), Alias::new("p"), Alias::new("a"));
     // The payment's columns as given (the card's from the key, for a billing-key charge),
@@ -954,8 +965,8 @@ fn set_columns<A: ActiveModelTrait>(
 /// comes first and requires the payment's status; the payment's update and each webhook's insert
 /// require the attempt's update to have happened (the parts of one statement see one snapshot and
 /// talk only through `RETURNING`). A concurrent writer blocks on the attempt's row and then finds
-/// it closed. SQLite has no data-modifying `WITH`; there it is a transaction that checks each
-/// update and rolls back.
+/// it closed. SQLite has no data-modifying `WITH`; there it is a transaction handed to the writer
+/// whole ([`super::Writer::transact`]) that checks each update and rolls back.
 pub async fn conclude_charge(
     db: &super::Writer,
     held: &pg_attempt::Model,
@@ -965,21 +976,26 @@ pub async fn conclude_charge(
     webhooks: Vec<webhook_delivery::ActiveModel>,
 ) -> Result<Option<payment::Model>, DbErr> {
     if db.get_database_backend() != DbBackend::Postgres {
-        let txn = db.begin().await?;
-        if !write_held_attempt(&txn, held, attempt).await? {
-            txn.rollback().await?;
-            return Ok(None);
-        }
-        let in_status = Condition::all().add(payment::Column::Status.eq(from));
-        let Some(p) = update_payment_if(&txn, payment, in_status).await? else {
-            txn.rollback().await?;
-            return Ok(None);
-        };
-        for w in webhooks {
-            super::webhooks::insert_delivery(&txn, w).await?;
-        }
-        txn.commit().await?;
-        return Ok(Some(p));
+        let (held, from) = (held.clone(), from.to_owned());
+        return db
+            .transact(move |txn| {
+                async move {
+                    let txn = &txn;
+                    if !write_held_attempt(txn, &held, attempt).await? {
+                        return Ok(Decided::Rollback(None));
+                    }
+                    let in_status = Condition::all().add(payment::Column::Status.eq(from));
+                    let Some(p) = update_payment_if(txn, payment, in_status).await? else {
+                        return Ok(Decided::Rollback(None));
+                    };
+                    for w in webhooks {
+                        super::webhooks::insert_delivery(txn, w).await?;
+                    }
+                    Ok(Decided::Commit(Some(p)))
+                }
+                .boxed()
+            })
+            .await;
     }
     let (a_cte, p_cte) = (Alias::new("a"), Alias::new("p"));
     let payment_id = payment

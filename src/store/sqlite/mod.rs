@@ -11,7 +11,9 @@
 //!   pooled connections, each statement inline;
 //! - [`writer::SqliteWriter`]: the single writer connection, with real transactions; statements
 //!   run inline, `COMMIT` (the fsync) on the blocking pool, and so does `BEGIN IMMEDIATE` when
-//!   another process holds the write lock.
+//!   another process holds the write lock. A transaction handed over whole (`transact`: the
+//!   payments' hot path) runs on the blocking pool with the others queued beside it, so the
+//!   writer passes from task to task once per group instead of once per transaction.
 //!
 //! sea-orm itself still builds every statement and reads every row, so the SQL and the mapping are
 //! the ones PostgreSQL gets. This module only moves values between sea-orm and SQLite.

@@ -26,9 +26,21 @@
 //!
 //! The outer `COMMIT` runs on the blocking pool, so a slow disk stalls no async worker; so does the
 //! outer `BEGIN IMMEDIATE` when another process holds the write lock (`State::open_outer_now`).
+//!
+//! **Transactions handed over whole** ([`SqliteWriter::transact`]). A transaction that only runs
+//! statements (the two of every payment) need not own the connection itself: it is queued as a
+//! job, and one combiner on the blocking pool runs the queued jobs back to back, each in its own
+//! savepoint, commits them as a group and answers each caller. With `begin`, the lock passed from
+//! task to task once per transaction, and each hand-over waited for the next holder to be
+//! scheduled (≈ 40 µs at c16, a third of the writer's time: docs/performance.md); the combiner
+//! hands over once per group. Its jobs and `begin`'s transactions share the connection under the
+//! same lock and the same group commits.
+use std::panic::AssertUnwindSafe;
 use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+
+use futures::future::{BoxFuture, FutureExt};
 
 use rusqlite::{Connection, ErrorCode};
 use sea_orm::{
@@ -37,6 +49,7 @@ use sea_orm::{
 use tokio::sync::{oneshot, OwnedMutexGuard};
 
 use super::{execute, open, query, sqlite_error};
+use crate::store::{Decided, Within};
 
 /// At most this many transactions share one outer commit, which bounds how long the first waits.
 const MAX_GROUP: usize = 64;
@@ -57,6 +70,42 @@ fn busy(tries: i32) -> bool {
     true
 }
 
+/// One transaction released into the open outer transaction, told the group's outcome.
+enum Member {
+    /// A `begin` transaction's committer, waiting for the outcome.
+    Committer(oneshot::Sender<Result<(), String>>),
+    /// A job's answer (`SqliteWriter::transact`), held until the group is durable.
+    Job(Box<dyn FnOnce(Result<(), String>) + Send>),
+}
+
+impl Member {
+    /// A committer whose request was dropped will never commit the group itself.
+    fn gave_up(&self) -> bool {
+        match self {
+            Member::Committer(tx) => tx.is_closed(),
+            Member::Job(_) => false,
+        }
+    }
+
+    fn tell(self, outcome: Result<(), String>) {
+        match self {
+            Member::Committer(tx) => {
+                let _ = tx.send(outcome);
+            }
+            Member::Job(answer) => answer(outcome),
+        }
+    }
+}
+
+impl std::fmt::Debug for Member {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Member::Committer(_) => "Committer",
+            Member::Job(_) => "Job",
+        })
+    }
+}
+
 /// The connection and the outer transaction's bookkeeping.
 #[derive(Debug)]
 struct State {
@@ -64,8 +113,8 @@ struct State {
     /// Number of the outer transaction while one is open.
     open: Option<u64>,
     next_group: u64,
-    /// Committers of the open outer transaction, told its outcome when it ends.
-    waiting: Vec<oneshot::Sender<Result<(), String>>>,
+    /// Transactions released into the open outer transaction, told its outcome when it ends.
+    waiting: Vec<Member>,
 }
 
 impl State {
@@ -155,7 +204,7 @@ impl State {
         if !self.conn.is_autocommit() {
             let _ = self.conn.execute_batch("ROLLBACK TO op; RELEASE op;");
         }
-        if !self.waiting.is_empty() && self.waiting.iter().all(|w| w.is_closed()) {
+        if !self.waiting.is_empty() && self.waiting.iter().all(Member::gave_up) {
             // Every committer of the group gave up waiting (their requests were dropped), so
             // none of them would commit it: do it now rather than keep the write lock.
             let _ = self.commit_group();
@@ -189,8 +238,17 @@ impl State {
 
     fn end_group(&mut self, outcome: Result<(), String>) {
         self.open = None;
-        for waiter in self.waiting.drain(..) {
-            let _ = waiter.send(outcome.clone());
+        for member in self.waiting.drain(..) {
+            member.tell(outcome.clone());
+        }
+    }
+
+    /// Ends the combiner's group: commits it if anything was released into it.
+    fn finish_group(&mut self) {
+        if self.waiting.is_empty() {
+            self.close_if_unused();
+        } else {
+            let _ = self.commit_group();
         }
     }
 }
@@ -210,11 +268,26 @@ impl Locked {
     }
 }
 
-#[derive(Debug)]
+/// A transaction handed over whole ([`SqliteWriter::transact`]), run by the combiner.
+type Job = Box<dyn FnOnce(&Locked) + Send>;
+
 struct Shared {
     state: Arc<tokio::sync::Mutex<Locked>>,
     /// Writers waiting for the lock to begin a transaction.
     queued: AtomicUsize,
+    /// Jobs waiting for the combiner.
+    jobs: Mutex<Vec<Job>>,
+    /// A combiner runs (or is about to).
+    combining: AtomicBool,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("queued", &self.queued)
+            .field("combining", &self.combining)
+            .finish_non_exhaustive()
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -242,6 +315,8 @@ impl SqliteWriter {
             shared: Arc::new(Shared {
                 state: Arc::new(tokio::sync::Mutex::new(Locked(Mutex::new(state)))),
                 queued: AtomicUsize::new(0),
+                jobs: Mutex::new(vec![]),
+                combining: AtomicBool::new(false),
             }),
         })
     }
@@ -262,6 +337,78 @@ impl SqliteWriter {
             guard: Some(guard),
             group,
             shared: self.shared.clone(),
+        })
+    }
+
+    /// Runs `work`, a transaction that does nothing but run statements on the connection it is
+    /// given, as a job of the combiner (module doc), and answers once its changes are durable
+    /// (`Decided::Commit`) or undone (`Decided::Rollback`, or an error). Its statements run on the
+    /// blocking pool, so `work` must not await anything else: if it does, it fails.
+    pub async fn transact<T, F>(&self, work: F) -> Result<T, DbErr>
+    where
+        T: Send + 'static,
+        F: for<'c> FnOnce(Within<'c>) -> BoxFuture<'c, Result<Decided<T>, DbErr>> + Send + 'static,
+    {
+        let (tx, rx) = oneshot::channel::<Result<T, DbErr>>();
+        let job: Job = Box::new(move |locked: &Locked| {
+            if tx.is_closed() {
+                // Its caller gave up waiting: nobody would learn what it did.
+                return;
+            }
+            let begun = locked.with(|state| {
+                if state.needs_outer() {
+                    state.open_outer()?;
+                }
+                state.savepoint()
+            });
+            if let Err(e) = begun {
+                let _ = tx.send(Err(e));
+                return;
+            }
+            let conn = JobConnection(locked);
+            let decided = work(Within(&conn)).now_or_never().unwrap_or_else(|| {
+                Err(DbErr::Custom(
+                    "a transaction handed to the SQLite writer awaited more than its statements"
+                        .into(),
+                ))
+            });
+            let undone = |state: &mut State| {
+                state.rollback();
+                Ok(())
+            };
+            let answer = match decided {
+                Ok(Decided::Commit(value)) => match locked.with(State::release) {
+                    Ok(()) => {
+                        // Answered with the group's outcome, once its COMMIT is through.
+                        let _ = locked.with(|state| {
+                            state.waiting.push(Member::Job(Box::new(move |group| {
+                                let _ = tx.send(group.map(|()| value).map_err(DbErr::Custom));
+                            })));
+                            Ok(())
+                        });
+                        return;
+                    }
+                    // `release` rolled the savepoint back.
+                    Err(e) => Err(e),
+                },
+                Ok(Decided::Rollback(value)) => locked.with(undone).map(|()| value),
+                Err(e) => locked.with(undone).and(Err(e)),
+            };
+            let _ = tx.send(answer);
+        });
+        self.shared
+            .jobs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(job);
+        if !self.shared.combining.swap(true, Ordering::SeqCst) {
+            let shared = self.shared.clone();
+            tokio::task::spawn_blocking(move || combine(&shared));
+        }
+        rx.await.unwrap_or_else(|_| {
+            Err(DbErr::Custom(
+                "SQLite writer stopped before answering".into(),
+            ))
         })
     }
 
@@ -348,7 +495,7 @@ impl SqliteTransaction {
         let (tx, rx) = oneshot::channel();
         let now = guard.with(|state| {
             state.release()?;
-            state.waiting.push(tx);
+            state.waiting.push(Member::Committer(tx));
             Ok(self.shared.queued.load(Ordering::SeqCst) == 0 || state.waiting.len() >= MAX_GROUP)
         })?;
         if now {
@@ -400,6 +547,55 @@ async fn commit_group(guard: OwnedMutexGuard<Locked>) -> Result<(), DbErr> {
     .map_err(|e| DbErr::Custom(format!("SQLite writer task: {e}")))?
 }
 
+/// The combiner (module doc): takes the lock and runs the queued jobs in groups of at most
+/// `MAX_GROUP`, each group one outer transaction and one `COMMIT`, until none is left; between
+/// groups it lets `begin`'s writers have the lock when any waits for it. Runs on the blocking pool.
+fn combine(shared: &Shared) {
+    loop {
+        let guard = shared.state.clone().blocking_lock_owned();
+        loop {
+            let jobs: Vec<Job> = {
+                let mut queue = shared.jobs.lock().unwrap_or_else(|e| e.into_inner());
+                let n = queue.len().min(MAX_GROUP);
+                queue.drain(..n).collect()
+            };
+            if jobs.is_empty() {
+                break;
+            }
+            for job in jobs {
+                if std::panic::catch_unwind(AssertUnwindSafe(|| job(&guard))).is_err() {
+                    // Halfway through its statements: undo them, as for a dropped transaction.
+                    // Its caller hears that the writer stopped before answering.
+                    tracing::error!("a transaction handed to the SQLite writer panicked");
+                    let _ = guard.with(|state| {
+                        state.rollback();
+                        Ok(())
+                    });
+                }
+            }
+            let _ = guard.with(|state| {
+                state.finish_group();
+                Ok(())
+            });
+            if shared.queued.load(Ordering::SeqCst) > 0 {
+                break;
+            }
+        }
+        drop(guard);
+        shared.combining.store(false, Ordering::SeqCst);
+        // A job queued after the last look, by a caller that saw `combining` still set, would
+        // otherwise wait for the next caller.
+        let more = !shared
+            .jobs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_empty();
+        if !more || shared.combining.swap(true, Ordering::SeqCst) {
+            return;
+        }
+    }
+}
+
 fn group_outcome(
     outcome: Result<Result<(), String>, oneshot::error::RecvError>,
 ) -> Result<(), DbErr> {
@@ -418,33 +614,49 @@ impl Drop for SqliteTransaction {
     }
 }
 
-#[async_trait::async_trait]
-impl ConnectionTrait for SqliteTransaction {
-    fn get_database_backend(&self) -> DbBackend {
-        DbBackend::Sqlite
-    }
+/// The connection as a job sees it: its statements, inside its savepoint.
+struct JobConnection<'a>(&'a Locked);
 
-    async fn execute(&self, stmt: Statement) -> Result<ExecResult, DbErr> {
-        self.run(|c| execute(c, &stmt)).map(ExecResult::from)
-    }
-
-    async fn execute_unprepared(&self, sql: &str) -> Result<ExecResult, DbErr> {
-        self.run(|c| {
-            c.execute_batch(sql).map_err(sqlite_error)?;
-            Ok(ExecResult::from(ProxyExecResult::new(0, c.changes())))
-        })
-    }
-
-    async fn query_one(&self, stmt: Statement) -> Result<Option<QueryResult>, DbErr> {
-        let rows = self.run(|c| query(c, &stmt))?;
-        Ok(rows.into_iter().next().map(QueryResult::from))
-    }
-
-    async fn query_all(&self, stmt: Statement) -> Result<Vec<QueryResult>, DbErr> {
-        let rows = self.run(|c| query(c, &stmt))?;
-        Ok(rows.into_iter().map(QueryResult::from).collect())
+impl JobConnection<'_> {
+    fn run<T>(&self, f: impl FnOnce(&Connection) -> Result<T, DbErr>) -> Result<T, DbErr> {
+        self.0.with(|state| f(state.in_transaction()?))
     }
 }
+
+/// sea-orm's connection over a transaction's `run` (statements inline, inside its savepoint).
+macro_rules! statements_in_transaction {
+    ($t:ty) => {
+        #[async_trait::async_trait]
+        impl ConnectionTrait for $t {
+            fn get_database_backend(&self) -> DbBackend {
+                DbBackend::Sqlite
+            }
+
+            async fn execute(&self, stmt: Statement) -> Result<ExecResult, DbErr> {
+                self.run(|c| execute(c, &stmt)).map(ExecResult::from)
+            }
+
+            async fn execute_unprepared(&self, sql: &str) -> Result<ExecResult, DbErr> {
+                self.run(|c| {
+                    c.execute_batch(sql).map_err(sqlite_error)?;
+                    Ok(ExecResult::from(ProxyExecResult::new(0, c.changes())))
+                })
+            }
+
+            async fn query_one(&self, stmt: Statement) -> Result<Option<QueryResult>, DbErr> {
+                let rows = self.run(|c| query(c, &stmt))?;
+                Ok(rows.into_iter().next().map(QueryResult::from))
+            }
+
+            async fn query_all(&self, stmt: Statement) -> Result<Vec<QueryResult>, DbErr> {
+                let rows = self.run(|c| query(c, &stmt))?;
+                Ok(rows.into_iter().map(QueryResult::from).collect())
+            }
+        }
+    };
+}
+statements_in_transaction!(SqliteTransaction);
+statements_in_transaction!(JobConnection<'_>);
 
 #[cfg(test)]
 mod tests {
@@ -475,6 +687,16 @@ mod tests {
         let mut s = c.prepare("SELECT x FROM t ORDER BY x").unwrap();
         let rows = s.query_map([], |r| r.get(0)).unwrap();
         rows.map(Result::unwrap).collect()
+    }
+
+    /// Outer transactions begun so far.
+    async fn outer_transactions_begun(w: &SqliteWriter) -> u64 {
+        w.shared
+            .state
+            .lock()
+            .await
+            .with(|s| Ok(s.next_group))
+            .unwrap()
     }
 
     #[tokio::test]
@@ -556,14 +778,159 @@ mod tests {
         assert_eq!(rows.len(), kept * 2);
         assert!(rows.iter().all(|x| (x / 2) % 10 != 0));
         // Fewer outer commits than committed transactions: they were grouped.
-        let groups = w
-            .shared
-            .state
-            .lock()
-            .await
-            .with(|s| Ok(s.next_group))
-            .unwrap();
+        let groups = outer_transactions_begun(&w).await;
         assert!(groups < 200, "{groups} outer transactions for 200");
+    }
+
+    /// `transact`'s work: inserts `x` and `x + 1`; `then` decides what becomes of them.
+    async fn handed_over(w: &SqliteWriter, x: i64, then: Then) -> Result<i64, DbErr> {
+        w.transact(move |txn| {
+            async move {
+                txn.execute(insert(x)).await?;
+                match then {
+                    Then::Fail => {
+                        // The same row again: a unique violation after a first statement.
+                        txn.execute(insert(x)).await?;
+                    }
+                    Then::AwaitSomethingElse => {
+                        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+                    }
+                    Then::Commit | Then::Rollback => {}
+                }
+                txn.execute(insert(x + 1)).await?;
+                Ok(match then {
+                    Then::Rollback => Decided::Rollback(x),
+                    _ => Decided::Commit(x),
+                })
+            }
+            .boxed()
+        })
+        .await
+    }
+
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    enum Then {
+        Commit,
+        Rollback,
+        Fail,
+        AwaitSomethingElse,
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn transactions_handed_over_whole_commit_in_groups_each_atomically_and_all_durably() {
+        let (_dir, path, w) = writer();
+        let then = |i: i64| match i % 10 {
+            0 => Then::Rollback,
+            5 => Then::Fail,
+            _ => Then::Commit,
+        };
+        let tasks: Vec<_> = (0..200)
+            .map(|i| {
+                let w = w.clone();
+                let path = path.clone();
+                tokio::spawn(async move {
+                    let answer = handed_over(&w, i * 2, then(i)).await;
+                    match then(i) {
+                        Then::Commit => {
+                            assert_eq!(answer.unwrap(), i * 2);
+                            // Durable and visible to other connections once it is answered.
+                            assert!(committed(&path).contains(&(i * 2 + 1)));
+                        }
+                        Then::Rollback => assert_eq!(answer.unwrap(), i * 2),
+                        _ => assert!(crate::store::is_unique_violation(&answer.unwrap_err())),
+                    }
+                })
+            })
+            .collect();
+        for t in tasks {
+            t.await.unwrap();
+        }
+        let expected: Vec<i64> = (0..200)
+            .filter(|i| then(*i) == Then::Commit)
+            .flat_map(|i| [i * 2, i * 2 + 1])
+            .collect();
+        assert_eq!(committed(&path), expected);
+        let groups = outer_transactions_begun(&w).await;
+        assert!(groups < 160, "{groups} outer transactions for 160 commits");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn handed_over_and_begun_transactions_share_the_writer_and_its_group_commits() {
+        let (_dir, path, w) = writer();
+        let tasks: Vec<_> = (0..100)
+            .map(|i| {
+                let w = w.clone();
+                tokio::spawn(async move {
+                    if i % 2 == 0 {
+                        handed_over(&w, i * 2, Then::Commit).await.unwrap();
+                    } else {
+                        let txn = w.begin().await.unwrap();
+                        txn.execute(insert(i * 2)).await.unwrap();
+                        tokio::task::yield_now().await;
+                        txn.execute(insert(i * 2 + 1)).await.unwrap();
+                        txn.commit().await.unwrap();
+                    }
+                })
+            })
+            .collect();
+        for t in tasks {
+            t.await.unwrap();
+        }
+        assert_eq!(committed(&path), (0..200).collect::<Vec<_>>());
+    }
+
+    /// A begun transaction that has inserted 1, and a transaction handed over (10 and 11) queued
+    /// behind it.
+    async fn handed_over_behind_a_begun_one(
+        w: &SqliteWriter,
+    ) -> (
+        SqliteTransaction,
+        tokio::task::JoinHandle<Result<i64, DbErr>>,
+    ) {
+        let txn = w.begin().await.unwrap();
+        txn.execute(insert(1)).await.unwrap();
+        let queued = {
+            let w = w.clone();
+            tokio::spawn(async move { handed_over(&w, 10, Then::Commit).await })
+        };
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        (txn, queued)
+    }
+
+    #[tokio::test]
+    async fn a_handed_over_transaction_waits_for_a_begun_one_to_let_go_of_the_writer() {
+        let (_dir, path, w) = writer();
+        let (txn, other) = handed_over_behind_a_begun_one(&w).await;
+        assert!(!other.is_finished());
+        txn.commit().await.unwrap();
+        assert_eq!(other.await.unwrap().unwrap(), 10);
+        assert_eq!(committed(&path), vec![1, 10, 11]);
+    }
+
+    #[tokio::test]
+    async fn a_handed_over_transaction_that_awaits_anything_but_its_statements_fails_and_leaves_nothing(
+    ) {
+        let (_dir, path, w) = writer();
+        let err = handed_over(&w, 1, Then::AwaitSomethingElse)
+            .await
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("awaited more than its statements"),
+            "{err}"
+        );
+        handed_over(&w, 10, Then::Commit).await.unwrap();
+        assert_eq!(committed(&path), vec![10, 11]);
+    }
+
+    #[tokio::test]
+    async fn a_handed_over_transaction_whose_caller_gave_up_waiting_is_not_run() {
+        let (_dir, path, w) = writer();
+        let (txn, abandoned) = handed_over_behind_a_begun_one(&w).await;
+        abandoned.abort();
+        assert!(abandoned.await.unwrap_err().is_cancelled());
+        txn.commit().await.unwrap();
+        handed_over(&w, 20, Then::Commit).await.unwrap();
+        assert_eq!(committed(&path), vec![1, 20, 21]);
     }
 
     #[tokio::test]
