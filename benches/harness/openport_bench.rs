@@ -416,6 +416,7 @@ async fn prepare(
         expiry_iso,
         expiry_kcp,
         lookup_imp_uid: String::new(),
+        urls: load::Urls::new(&gateway.base, &gateway.sandbox_base)?,
         cancel_imp_uids: Vec::new(),
         cert_info,
         customer_uid: String::new(),
@@ -438,6 +439,7 @@ async fn prepare(
         .onetime(&format!("bench-{tag}-g{generation}-lookup"), 1000)
         .await
         .context("create the payment that the lookup scenario reads")?;
+    target.urls.lookup = Some(load::Urls::lookup_of(&target.base, &target.lookup_imp_uid)?);
     let mut target = Arc::new(target);
     if args.scenarios.contains(&Scenario::Cancel) {
         // One payment per worker at the highest level, so workers never share a payment; each
