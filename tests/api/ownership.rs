@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use kcp_sandbox::{paths, Fault, FaultRule, TransactionState};
+use openport::service::attempts::OpenAttempt;
 use openport::service::resolve::ABSENCE_RECHECK;
 use openport::store::entity::{cancellation, payment, pg_attempt, webhook_delivery};
 use openport::store::payments;
@@ -165,23 +166,51 @@ async fn a_request_whose_attempt_was_taken_over_answers_what_the_resolver_decide
     app.assert_ledger_agrees().await;
 }
 
-#[tokio::test]
-async fn a_scheduled_charge_settled_by_its_run_and_by_the_resolver_is_paid_once_with_one_webhook() {
-    let app = spawn_app().await;
-    let token = app.token().await;
-    register(&app, &token, "own-cust", test_cards::SHINHAN_CREDIT).await;
+/// The one conflict listed for an operator: a net-cancel of KCP's trade `tno` whose message says
+/// `why`; and no open attempt left for the resolver to guess at.
+async fn the_one_net_cancel_conflict(app: &TestApp, tno: &str, why: &str) -> OpenAttempt {
+    let mut conflicts = app.app.gateway.conflict_attempts(10).await.unwrap();
+    assert_eq!(conflicts.len(), 1, "{conflicts:?}");
+    let conflict = conflicts.remove(0);
+    assert_eq!(conflict.kind, "net_cancel");
+    assert_eq!(conflict.tno.as_deref(), Some(tno));
+    assert!(
+        conflict
+            .result_message
+            .as_deref()
+            .is_some_and(|m| m.contains(why)),
+        "{conflict:?}"
+    );
+    assert_eq!(
+        open_but_second_looks(app).await,
+        0,
+        "nothing left for the resolver to guess at"
+    );
+    conflict
+}
+
+/// A billing key for `customer_uid` and a 1,000-won schedule `merchant_uid` on it, due now.
+async fn schedule_due_now(app: &TestApp, token: &str, customer_uid: &str, merchant_uid: &str) {
+    register(app, token, customer_uid, test_cards::SHINHAN_CREDIT).await;
     let at = chrono::Utc::now().timestamp() + 10;
     let (_, body) = app
         .post(
             "/subscribe/payments/schedule",
-            Some(&token),
-            json!({"customer_uid": "own-cust", "schedules": [
-                {"merchant_uid": "own-s1", "schedule_at": at, "amount": 1000, "notice_url": NOTICE_URL}
+            Some(token),
+            json!({"customer_uid": customer_uid, "schedules": [
+                {"merchant_uid": merchant_uid, "schedule_at": at, "amount": 1000, "notice_url": NOTICE_URL}
             ]}),
         )
         .await;
     assert_eq!(body["code"], 0, "{body}");
     app.advance(11);
+}
+
+#[tokio::test]
+async fn a_scheduled_charge_settled_by_its_run_and_by_the_resolver_is_paid_once_with_one_webhook() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    schedule_due_now(&app, &token, "own-cust", "own-s1").await;
     lose_the_approval_and_slow_the_inquiry(&app);
     let gateway = app.app.gateway.clone();
     let run = tokio::spawn(async move { gateway.run_due_schedules(10).await });
@@ -585,22 +614,7 @@ async fn an_approval_in_hand_whose_net_cancel_kcp_refuses_is_listed_as_a_conflic
         TransactionState::Approved,
         "KCP refused the cancel"
     );
-    let conflicts = app.app.gateway.conflict_attempts(10).await.unwrap();
-    assert_eq!(conflicts.len(), 1, "{conflicts:?}");
-    assert_eq!(conflicts[0].kind, "net_cancel");
-    assert_eq!(conflicts[0].tno.as_deref(), Some(ledger[0].tno.as_str()));
-    assert!(
-        conflicts[0]
-            .result_message
-            .as_deref()
-            .is_some_and(|m| m.contains("8500")),
-        "{conflicts:?}"
-    );
-    assert_eq!(
-        open_but_second_looks(&app).await,
-        0,
-        "nothing left for the resolver to guess at"
-    );
+    the_one_net_cancel_conflict(&app, &ledger[0].tno, "8500").await;
     // The second look an hour later finds the approval's net-cancel already listed for the
     // operator, and opens no other.
     app.advance(3600);
@@ -615,6 +629,63 @@ async fn an_approval_in_hand_whose_net_cancel_kcp_refuses_is_listed_as_a_conflic
             .unwrap(),
         0
     );
+}
+
+/// A scheduled charge's run net-cancels an approval whose answer names another amount, and its
+/// cancel reaches KCP only after the run's lease ran out and the resolver, which honours a scheduled
+/// charge's approval (nobody was told it failed), recorded the payment paid from its inquiry. KCP
+/// then holds a cancel of the very trade the payment holds: listed for an operator, never answered
+/// as paid or as failed.
+#[tokio::test]
+async fn a_net_cancel_that_lands_after_the_resolver_recorded_its_approval_paid_is_a_conflict() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    schedule_due_now(&app, &token, "own-cust-2", "own-s2").await;
+    app.sandbox.inject(FaultRule::new(
+        paths::HUB_PAYMENT,
+        Fault::AnswerField {
+            field: "amount".into(),
+            value: "999".into(),
+        },
+    ));
+    app.sandbox.inject(FaultRule::new(
+        paths::CANCEL,
+        Fault::Delay {
+            ms: KCP_STILL_WORKING_MS,
+        },
+    ));
+    let gateway = app.app.gateway.clone();
+    let run = tokio::spawn(async move { gateway.run_due_schedules(10).await });
+    until_the_faults_are_used(&app).await;
+
+    // The run's net-cancel waits at KCP; its lease runs out and the resolver finds the approval.
+    app.advance(PAST_THE_LEASE);
+    assert_eq!(app.app.gateway.resolve_due(10).await.unwrap(), 1);
+    run.await.unwrap().unwrap();
+
+    let ledger = app.sandbox.ledger();
+    assert_eq!(ledger.len(), 1);
+    assert_eq!(
+        ledger[0].state,
+        TransactionState::Cancelled,
+        "the run's net-cancel was applied"
+    );
+    let (_, found) = app.get("/payments/find/own-s2", Some(&token)).await;
+    let imp_uid = found["response"]["imp_uid"].as_str().unwrap();
+    let p = app.payment(&token, imp_uid).await;
+    assert_eq!(p["status"], "paid", "the resolver's record stands: {p}");
+    assert_eq!(p["pg_tid"], ledger[0].tno.as_str());
+    let conflict = the_one_net_cancel_conflict(&app, &ledger[0].tno, "reconcile by hand").await;
+    assert_eq!(conflict.imp_uid, imp_uid);
+    // The next pass of the scheduler finds the payment the schedule opened: no second charge.
+    app.advance(60);
+    app.app.gateway.run_due_schedules(10).await.unwrap();
+    let (_, s) = app
+        .get("/subscribe/payments/schedule/own-s2", Some(&token))
+        .await;
+    assert_eq!(s["response"]["imp_uid"], imp_uid, "{s}");
+    assert_eq!(s["response"]["payment_status"], "paid", "{s}");
+    assert_eq!(app.sandbox.ledger().len(), 1, "charged once");
 }
 
 #[tokio::test]
