@@ -73,7 +73,6 @@ pub struct Target {
     /// `YYYY-MM` for the gateway, `YYMM` for KCP: a year ahead of today.
     pub expiry_iso: String,
     pub expiry_kcp: String,
-    pub lookup_imp_uid: String,
     /// The endpoints the scenarios call, parsed once (reqwest parses a `String` on every request).
     pub urls: Urls,
     pub cancel_imp_uids: Vec<String>,

@@ -415,7 +415,6 @@ async fn prepare(
         tag: tag.to_owned(),
         expiry_iso,
         expiry_kcp,
-        lookup_imp_uid: String::new(),
         urls: load::Urls::new(&gateway.base, &gateway.sandbox_base)?,
         cancel_imp_uids: Vec::new(),
         cert_info,
@@ -435,11 +434,11 @@ async fn prepare(
         .context("register the billing key the again scenario charges")?;
         target.customer_uid = uid;
     }
-    target.lookup_imp_uid = target
+    let lookup_imp_uid = target
         .onetime(&format!("bench-{tag}-g{generation}-lookup"), 1000)
         .await
         .context("create the payment that the lookup scenario reads")?;
-    target.urls.lookup = Some(load::Urls::lookup_of(&target.base, &target.lookup_imp_uid)?);
+    target.urls.lookup = Some(load::Urls::lookup_of(&target.base, &lookup_imp_uid)?);
     let mut target = Arc::new(target);
     if args.scenarios.contains(&Scenario::Cancel) {
         // One payment per worker at the highest level, so workers never share a payment; each

@@ -1,4 +1,5 @@
 //! Payments, their cancellations, KCP attempts and prepared amounts.
+use futures::future::FutureExt;
 use sea_orm::sea_query::{
     Alias, Asterisk, CommonTableExpression, Expr, Func, Query, SimpleExpr, WithClause,
 };
@@ -7,8 +8,6 @@ use sea_orm::{
     EntityTrait, FromQueryResult, IdenStatic, Iterable, ModelTrait, Order, PaginatorTrait,
     QueryFilter, QueryOrder, QuerySelect, QueryTrait, Set, TryIntoModel,
 };
-
-use futures::future::FutureExt;
 
 use super::billing::HeldSchedule;
 use super::entity::{

@@ -41,7 +41,6 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use futures::future::{BoxFuture, FutureExt};
-
 use rusqlite::{Connection, ErrorCode};
 use sea_orm::{
     ConnectionTrait, DbBackend, DbErr, ExecResult, ProxyExecResult, QueryResult, Statement,
@@ -275,6 +274,11 @@ impl Locked {
             .map_err(|_| DbErr::Custom("SQLite writer poisoned".into()))?;
         f(&mut state)
     }
+
+    /// A statement of the transaction that holds the writer (see `State::in_transaction`).
+    fn run<T>(&self, f: impl FnOnce(&Connection) -> Result<T, DbErr>) -> Result<T, DbErr> {
+        self.with(|state| f(state.in_transaction()?))
+    }
 }
 
 /// A transaction handed over whole ([`SqliteWriter::transact`]), run by the combiner.
@@ -288,6 +292,13 @@ struct Shared {
     jobs: Mutex<Vec<Job>>,
     /// A combiner runs (or is about to).
     combining: AtomicBool,
+}
+
+impl Shared {
+    /// The queue of jobs; a panic while it was held (there is none to expect) loses no job.
+    fn jobs(&self) -> std::sync::MutexGuard<'_, Vec<Job>> {
+        self.jobs.lock().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
 impl std::fmt::Debug for Shared {
@@ -406,11 +417,7 @@ impl SqliteWriter {
             };
             let _ = tx.send(answer);
         });
-        self.shared
-            .jobs
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(job);
+        self.shared.jobs().push(job);
         if !self.shared.combining.swap(true, Ordering::SeqCst) {
             let shared = self.shared.clone();
             tokio::task::spawn_blocking(move || combine(&shared));
@@ -493,7 +500,7 @@ impl SqliteTransaction {
         self.guard
             .as_deref()
             .ok_or_else(|| DbErr::Custom("transaction already finished".into()))?
-            .with(|state| f(state.in_transaction()?))
+            .run(f)
     }
 
     /// Returns once the transaction is durable (or failed): see "Group commit" in the module doc.
@@ -565,7 +572,7 @@ fn combine(shared: &Shared) {
         let guard = shared.state.clone().blocking_lock_owned();
         loop {
             let jobs: Vec<Job> = {
-                let mut queue = shared.jobs.lock().unwrap_or_else(|e| e.into_inner());
+                let mut queue = shared.jobs();
                 let n = queue.len().min(MAX_GROUP);
                 queue.drain(..n).collect()
             };
@@ -595,11 +602,7 @@ fn combine(shared: &Shared) {
         shared.combining.store(false, Ordering::SeqCst);
         // A job queued after the last look, by a caller that saw `combining` still set, would
         // otherwise wait for the next caller.
-        let more = !shared
-            .jobs
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .is_empty();
+        let more = !shared.jobs().is_empty();
         if !more || shared.combining.swap(true, Ordering::SeqCst) {
             return;
         }
@@ -629,7 +632,7 @@ struct JobConnection<'a>(&'a Locked);
 
 impl JobConnection<'_> {
     fn run<T>(&self, f: impl FnOnce(&Connection) -> Result<T, DbErr>) -> Result<T, DbErr> {
-        self.0.with(|state| f(state.in_transaction()?))
+        self.0.run(f)
     }
 }
 
