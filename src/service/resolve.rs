@@ -449,8 +449,12 @@ impl Gateway {
             payment.customer_uid_usage.as_deref() == Some(super::schedules::SCHEDULED_USAGE);
         match attempt.kind.as_str() {
             "approve" => {
-                self.resolve_approval(connector.as_ref(), payment, attempt, honour)
+                let outcome = self
+                    .resolve_approval(connector.as_ref(), payment, attempt, honour)
                     .await?;
+                if honour {
+                    self.finish_resolved_schedule(&outcome).await;
+                }
             }
             super::orphans::KIND => {
                 self.settle_orphan(connector.as_ref(), attempt).await?;

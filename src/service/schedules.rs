@@ -550,16 +550,27 @@ impl Gateway {
         )
     }
 
-    /// Records outcomes where this instance still holds the schedule; returns how many it did.
+    /// Records outcomes where this instance still holds the schedule; returns how many it did,
+    /// counting those the resolver recorded first from the same payment
+    /// ([`Self::finish_resolved_schedule`]: the run learnt the outcome while the resolver did).
     async fn finish_schedules(&self, done: Vec<FinishedSchedule>) -> ServiceResult<usize> {
         let recorded = billing::finish_schedules(&self.db.write, &done).await?;
-        for f in done.iter().filter(|f| !recorded.contains(&f.id)) {
+        let missed: Vec<(i64, &str)> = done
+            .iter()
+            .filter(|f| !recorded.contains(&f.id))
+            .filter_map(|f| Some((f.id, f.imp_uid.as_deref()?)))
+            .collect();
+        let by_resolver = billing::executed_naming(&self.db.write, &missed).await?;
+        for f in done
+            .iter()
+            .filter(|f| !recorded.contains(&f.id) && !by_resolver.contains(&f.id))
+        {
             tracing::warn!(
                 schedule_id = f.id,
                 "schedule was taken over by another instance while this one charged; its outcome stands"
             );
         }
-        Ok(recorded.len())
+        Ok(recorded.len() + by_resolver.len())
     }
 
     /// [`Self::finish_schedules`] for a batch run, which must not end while its other charges
@@ -577,6 +588,38 @@ impl Gateway {
                 );
                 0
             }
+        }
+    }
+
+    /// Records on its schedule the outcome the resolver settled for a scheduled charge whose run
+    /// ended without one (`billing::finish_schedule_of_payment`), so that the schedule shows its
+    /// payment as soon as the merchant has the payment's webhook. A failed write is logged, not
+    /// returned: the payment's outcome is recorded, and the schedule's next run records it from
+    /// the payment as before.
+    pub(crate) async fn finish_resolved_schedule(&self, outcome: &ApprovalOutcome) {
+        let p = match outcome {
+            ApprovalOutcome::Paid(p)
+            | ApprovalOutcome::Declined { payment: p, .. }
+            | ApprovalOutcome::NetCancelled(p) => p,
+            ApprovalOutcome::Unknown(_) => return,
+        };
+        if p.customer_uid_usage.as_deref() != Some(SCHEDULED_USAGE)
+            || PaymentStatus::from_db(&p.status) == PaymentStatus::Pending
+        {
+            return;
+        }
+        let (payment_status, fail_reason) = schedule_outcome(p);
+        let resolved = billing::ResolvedCharge {
+            imp_uid: &p.imp_uid,
+            payment_status,
+            fail_reason,
+            executed_at: p.started_at,
+            now: self.clock.unix(),
+        };
+        if let Err(e) =
+            billing::finish_schedule_of_payment(&self.db.write, p.merchant_id, &resolved).await
+        {
+            tracing::error!(imp_uid = %p.imp_uid, "schedule of a resolved charge not recorded; its next run records it: {e}");
         }
     }
 
@@ -614,17 +657,24 @@ fn charged_for(p: &payment::Model, s: &schedule::Model) -> bool {
 /// The outcome of a charge to record on its schedule: the payment's iamport status (`paid` or
 /// `failed`, or `cancelled` for an approval cancelled since) and, for a failure, its reason.
 fn recorded(claim: HeldSchedule, p: &payment::Model, executed_at: i64) -> FinishedSchedule {
-    let status = PaymentStatus::from_db(&p.status);
+    let (payment_status, fail_reason) = schedule_outcome(p);
     FinishedSchedule {
         id: claim.id,
         held_until: claim.held_until,
         imp_uid: Some(p.imp_uid.clone()),
-        payment_status: status.as_iamport(),
-        fail_reason: (status == PaymentStatus::Failed)
-            .then(|| p.fail_reason.clone())
-            .flatten(),
+        payment_status,
+        fail_reason: fail_reason.map(str::to_owned),
         executed_at,
     }
+}
+
+/// What a schedule shows of its payment `p`: `p`'s iamport status, and its reason when it failed.
+fn schedule_outcome(p: &payment::Model) -> (&'static str, Option<&str>) {
+    let status = PaymentStatus::from_db(&p.status);
+    let fail_reason = (status == PaymentStatus::Failed)
+        .then_some(p.fail_reason.as_deref())
+        .flatten();
+    (status.as_iamport(), fail_reason)
 }
 
 /// A merchant_uid that already has a payment cannot be scheduled: it could only be refused later.

@@ -339,13 +339,7 @@ pub async fn finish_schedules(
         // a batch are written together, after the payments) has set `cancelled`: it stays.
         .col_expr(
             schedule::Column::PaymentStatus,
-            CaseStatement::new()
-                .case(
-                    schedule::Column::PaymentStatus.eq("cancelled"),
-                    Expr::val("cancelled"),
-                )
-                .finally(by_id(|f| f.payment_status.into()))
-                .into(),
+            unless_cancelled(by_id(|f| f.payment_status.into())),
         )
         .col_expr(
             schedule::Column::FailReason,
@@ -362,6 +356,91 @@ pub async fn finish_schedules(
         )
         .await?;
     rows.iter().map(|r| r.try_get::<i64>("", "id")).collect()
+}
+
+/// A schedule's payment status becomes `status`, unless a cancel of the payment, committed
+/// between its charge and the write recording it, has set `cancelled`: that stays.
+fn unless_cancelled(status: impl Into<SimpleExpr>) -> SimpleExpr {
+    CaseStatement::new()
+        .case(
+            schedule::Column::PaymentStatus.eq("cancelled"),
+            Expr::val("cancelled"),
+        )
+        .finally(status)
+        .into()
+}
+
+/// Records on its schedule the outcome of a scheduled charge that the resolver settled after the
+/// run that made it ended without knowing (its answer was lost, or the run stalled past its
+/// lease). Without this the schedule showed `scheduled` and no payment until its next run, up to
+/// 30 s after the merchant had the payment's webhook. Regardless of the lease: the payment's
+/// outcome is final, and a run that holds the schedule would only record the same one (its own
+/// write then affects no row). True when the schedule was still open.
+pub async fn finish_schedule_of_payment(
+    db: &impl ConnectionTrait,
+    merchant_id: i64,
+    outcome: &ResolvedCharge<'_>,
+) -> Result<bool, DbErr> {
+    let res = schedule::Entity::update_many()
+        .col_expr(schedule::Column::Status, Expr::value("executed"))
+        .col_expr(
+            schedule::Column::PaymentStatus,
+            unless_cancelled(Expr::val(outcome.payment_status)),
+        )
+        .col_expr(
+            schedule::Column::FailReason,
+            Expr::value(outcome.fail_reason.map(str::to_owned)),
+        )
+        .col_expr(
+            schedule::Column::ExecutedAt,
+            Expr::value(outcome.executed_at),
+        )
+        .col_expr(schedule::Column::UpdatedAt, Expr::value(outcome.now))
+        .filter(schedule::Column::MerchantId.eq(merchant_id))
+        .filter(schedule::Column::ImpUid.eq(outcome.imp_uid))
+        .filter(schedule::Column::Status.eq("executing"))
+        .exec(db)
+        .await?;
+    Ok(res.rows_affected > 0)
+}
+
+/// Of the schedules `(id, imp_uid)`, the ids of those executed with that payment.
+pub async fn executed_naming(
+    db: &impl ConnectionTrait,
+    schedules: &[(i64, &str)],
+) -> Result<Vec<i64>, DbErr> {
+    if schedules.is_empty() {
+        return Ok(vec![]);
+    }
+    let any = schedules
+        .iter()
+        .fold(Condition::any(), |any, (id, imp_uid)| {
+            any.add(
+                Condition::all()
+                    .add(schedule::Column::Id.eq(*id))
+                    .add(schedule::Column::ImpUid.eq(*imp_uid)),
+            )
+        });
+    schedule::Entity::find()
+        .select_only()
+        .column(schedule::Column::Id)
+        .filter(schedule::Column::Status.eq("executed"))
+        .filter(any)
+        .into_tuple()
+        .all(db)
+        .await
+}
+
+/// A scheduled charge's outcome as the resolver recorded it, for [`finish_schedule_of_payment`].
+#[derive(Debug, Clone, Copy)]
+pub struct ResolvedCharge<'a> {
+    pub imp_uid: &'a str,
+    /// `paid`, `failed` or `cancelled`, as [`FinishedSchedule::payment_status`].
+    pub payment_status: &'static str,
+    pub fail_reason: Option<&'a str>,
+    /// When the charge started, as a run that finds the payment records it.
+    pub executed_at: i64,
+    pub now: i64,
 }
 
 /// What a claimed schedule's charge came to, for [`finish_schedules`].

@@ -565,6 +565,82 @@ async fn a_scheduled_charge_whose_answer_was_lost_is_honoured_not_repeated() {
     app.assert_ledger_agrees().await;
 }
 
+/// A run that ends without an outcome gives its schedule back for 30 s; the schedule must not
+/// show "scheduled" and no payment meanwhile, once the resolver has settled the charge and the
+/// merchant has had its webhook. `fault` is put on the approval (whose answer the run never gets)
+/// and every inquiry the run makes is dropped.
+async fn schedule_once_the_resolver_settled_a_lost_charge(
+    fault: kcp_sandbox::Fault,
+    merchant_uid: &str,
+) -> (TestApp, String, Value) {
+    use kcp_sandbox::{paths, Fault, FaultRule};
+    let app = spawn_app().await;
+    let token = app.token().await;
+    register(&app, &token, "s-settled", test_cards::SHINHAN_CREDIT).await;
+    schedule(&app, &token, json!({"customer_uid": "s-settled", "schedules": [{"merchant_uid": merchant_uid, "schedule_at": now() + 10, "amount": 1000}]})).await;
+    app.advance(11);
+    app.sandbox
+        .inject(FaultRule::new(paths::HUB_PAYMENT, fault));
+    app.sandbox
+        .inject(FaultRule::new(paths::INQUIRY, Fault::Drop));
+    assert_eq!(app.app.gateway.run_due_schedules(10).await.unwrap(), 0);
+    let path = format!("/subscribe/payments/schedule/{merchant_uid}");
+    let (_, open) = app.get(&path, Some(&token)).await;
+    assert_eq!(open["response"]["schedule_status"], "scheduled", "{open}");
+    assert_eq!(open["response"]["imp_uid"], Value::Null, "{open}");
+
+    app.advance(crate::helpers::SETTLE_SECS + 1);
+    app.resolve_all().await;
+    let (_, body) = app.get(&path, Some(&token)).await;
+    (app, token, body["response"].clone())
+}
+
+#[tokio::test]
+async fn a_scheduled_charge_the_resolver_finds_approved_shows_on_its_schedule_before_the_next_run()
+{
+    let (app, token, s) =
+        schedule_once_the_resolver_settled_a_lost_charge(kcp_sandbox::Fault::LoseResponse, "sr-1")
+            .await;
+    assert_eq!(s["schedule_status"], "executed", "{s}");
+    assert_eq!(s["payment_status"], "paid", "{s}");
+    assert!(s["executed_at"].as_i64().unwrap() > 0, "{s}");
+    let imp_uid = s["imp_uid"]
+        .as_str()
+        .expect("the schedule names its payment");
+    let p = app.payment(&token, imp_uid).await;
+    assert_eq!(p["status"], "paid", "{p}");
+    assert_eq!(p["merchant_uid"], "sr-1");
+
+    // The next pass finds nothing to run and charges nothing again.
+    app.advance(60);
+    assert_eq!(app.app.gateway.run_due_schedules(10).await.unwrap(), 0);
+    assert_eq!(app.sandbox.ledger().len(), 1);
+    app.assert_ledger_agrees().await;
+}
+
+#[tokio::test]
+async fn a_scheduled_charge_the_resolver_finds_never_made_shows_failed_on_its_schedule_with_the_reason(
+) {
+    let (app, token, s) =
+        schedule_once_the_resolver_settled_a_lost_charge(kcp_sandbox::Fault::Drop, "sr-2").await;
+    assert_eq!(s["schedule_status"], "executed", "{s}");
+    assert_eq!(s["payment_status"], "failed", "{s}");
+    let imp_uid = s["imp_uid"]
+        .as_str()
+        .expect("the schedule names its payment");
+    let p = app.payment(&token, imp_uid).await;
+    assert_eq!(p["status"], "failed", "{p}");
+    assert_eq!(s["fail_reason"], p["fail_reason"], "{s}");
+    assert!(
+        s["fail_reason"].as_str().is_some_and(|r| !r.is_empty()),
+        "{s}"
+    );
+
+    app.advance(60);
+    assert_eq!(app.app.gateway.run_due_schedules(10).await.unwrap(), 0);
+    assert!(app.sandbox.ledger().is_empty());
+}
+
 /// Three instances on one database drain hundreds of due schedules concurrently: KCP's ledger
 /// holds exactly one charge per schedule. Meaningful on PostgreSQL (CI runs it there too).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -834,7 +910,8 @@ async fn a_declined_and_an_unanswered_schedule_do_not_hold_up_the_rest_of_their_
 
     app.advance(crate::helpers::SETTLE_SECS + 60);
     app.resolve_all().await;
-    assert_eq!(app.app.gateway.run_due_schedules(100).await.unwrap(), 1);
+    // The resolver recorded mixed-3's outcome on its schedule: no run is left to do it.
+    assert_eq!(app.app.gateway.run_due_schedules(100).await.unwrap(), 0);
     let token = app.token().await;
     let (_, done) = app
         .get("/subscribe/payments/schedule/mixed-3", Some(&token))
@@ -1308,7 +1385,8 @@ async fn a_claimed_schedule_is_revocable_until_its_charge_opens() {
 
     app.advance(121 + crate::helpers::SETTLE_SECS);
     app.resolve_all().await;
-    assert_eq!(app.app.gateway.run_due_schedules(10).await.unwrap(), 1);
+    // The resolver recorded rev-1's outcome on its schedule: no run is left to do it.
+    assert_eq!(app.app.gateway.run_due_schedules(10).await.unwrap(), 0);
     let token = app.token().await;
     let (_, s) = app
         .get("/subscribe/payments/schedule/rev-0", Some(&token))
