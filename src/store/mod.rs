@@ -6,6 +6,7 @@ pub mod key_ids;
 pub mod merchants;
 pub mod notifications;
 pub mod payments;
+mod sql_text;
 pub mod sqlite;
 pub mod webhooks;
 

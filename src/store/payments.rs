@@ -1,18 +1,17 @@
 //! Payments, their cancellations, KCP attempts and prepared amounts.
 use futures::future::FutureExt;
-use sea_orm::sea_query::{
-    Alias, Asterisk, CommonTableExpression, Expr, Func, Query, SimpleExpr, WithClause,
-};
+use sea_orm::sea_query::{Alias, Expr, Func, Query, SimpleExpr};
 use sea_orm::{
     ActiveModelTrait, ActiveValue, ColumnTrait, Condition, ConnectionTrait, DbBackend, DbErr,
     EntityTrait, FromQueryResult, IdenStatic, Iterable, ModelTrait, Order, PaginatorTrait,
-    QueryFilter, QueryOrder, QuerySelect, QueryTrait, Set, TryIntoModel,
+    QueryFilter, QueryOrder, QuerySelect, Set, Statement, TryIntoModel,
 };
 
 use super::billing::HeldSchedule;
 use super::entity::{
     billing_key, cancellation, payment, pg_attempt, prepare, schedule, webhook_delivery,
 };
+use super::sql_text::{set_values, table, SqlText};
 use super::Decided;
 
 pub async fn insert(
@@ -676,135 +675,18 @@ pub async fn open_charge(
             })
             .await;
     }
-    let (k_cte, p_cte, a_cte) = (Alias::new("k"), Alias::new("p"), Alias::new("a"));
-    // The payment's columns as given (the card's from the key, for a billing-key charge),
-    // inserted only when no prepared row refuses them.
-    let from_key = |c: &payment::Column| {
-        billing_key.is_some() && CARD_FROM_KEY.iter().any(|(p, _)| p.as_str() == c.as_str())
-    };
-    let (mut columns, mut values) = set_columns(&payment, |c| !from_key(c));
-    if billing_key.is_some() {
-        for (column, key_column) in CARD_FROM_KEY {
-            columns.push(column);
-            values.push(Expr::col((k_cte.clone(), key_column)).into());
-        }
-    }
-    let refusing_prepare = Query::select()
-        .expr(Expr::val(1))
-        .from(prepare::Entity)
-        .and_where(prepare::Column::MerchantId.eq(merchant_id))
-        .and_where(prepare::Column::MerchantUid.eq(merchant_uid.as_str()))
-        .cond_where(
-            Condition::any()
-                .add(prepare::Column::Amount.ne(amount))
-                .add(
-                    Condition::all()
-                        .add(prepare::Column::Currency.is_not_null())
-                        .add(prepare::Column::Currency.ne(currency.as_str())),
-                ),
-        )
-        .to_owned();
-    // A scheduled charge: its imp_uid on the schedule, while this run holds it and the payment
-    // is admitted (the same conditions as the insert's, read in the same snapshot), so that the
-    // schedule names a payment exactly when the payment is inserted; the payment is inserted only
-    // `FROM` the updated schedule.
-    let s_cte = Alias::new("s");
-    let record_on_schedule = schedule.map(|hold| {
-        let mut update = schedule::Entity::update_many()
-            .col_expr(schedule::Column::ImpUid, Expr::value(imp_uid.as_str()))
-            .filter(super::billing::held(hold.id, hold.held_until))
-            .filter(Expr::exists(refusing_prepare.clone()).not());
-        if billing_key.is_some() {
-            update = update.filter(Expr::exists(
-                Query::select()
-                    .expr(Expr::val(1))
-                    .from(k_cte.clone())
-                    .to_owned(),
-            ));
-        }
-        let mut update = update.into_query();
-        update.returning_col(schedule::Column::Id);
-        update
-    });
-    let mut source = Query::select();
-    source
-        .exprs(values)
-        .and_where(Expr::exists(refusing_prepare).not());
-    if billing_key.is_some() {
-        source.from(k_cte.clone());
-    }
-    if record_on_schedule.is_some() {
-        source.from(s_cte.clone());
-    }
-    let mut insert_payment = Query::insert();
-    insert_payment
-        .into_table(payment::Entity)
-        .columns(columns)
-        .select_from(source)
-        .map_err(|e| DbErr::Custom(format!("payment insert: {e}")))?
-        .returning_all();
-    // The attempt's columns as given, with payment_id taken from the inserted payment.
-    let (given, given_values) = set_columns(&attempt, |c| {
-        !matches!(c, pg_attempt::Column::Id | pg_attempt::Column::PaymentId)
-    });
-    let mut columns = vec![pg_attempt::Column::PaymentId];
-    columns.extend(given);
-    let mut values: Vec<SimpleExpr> = vec![Expr::col((p_cte.clone(), payment::Column::Id)).into()];
-    values.extend(given_values);
-    let mut insert_attempt = Query::insert();
-    insert_attempt
-        .into_table(pg_attempt::Entity)
-        .columns(columns)
-        .select_from(Query::select().exprs(values).from(p_cte.clone()).to_owned())
-        .map_err(|e| DbErr::Custom(format!("attempt insert: {e}")))?
-        .returning_col(pg_attempt::Column::Id);
-    let mut with = WithClause::new();
-    let mut answer = Query::select();
-    answer
-        .column((p_cte.clone(), Asterisk))
-        .expr_as(
-            Expr::col((a_cte.clone(), pg_attempt::Column::Id)),
-            Alias::new("attempt_id"),
-        )
-        .from(p_cte.clone())
-        .from(a_cte.clone());
-    if let Some(customer_uid) = billing_key {
-        with.cte(
-            CommonTableExpression::new()
-                .query(super::billing::active_key_query(merchant_id, customer_uid).into_query())
-                .table_name(k_cte.clone())
-                .to_owned(),
-        );
-        // The key's columns, prefixed so they do not collide with the payment's.
-        for c in billing_key::Column::iter() {
-            answer.expr_as(
-                Expr::col((k_cte.clone(), c)),
-                Alias::new(format!("{KEY_PREFIX}{}", c.as_str())),
-            );
-        }
-        answer.from(k_cte);
-    }
-    if let Some(update) = record_on_schedule {
-        with.cte(
-            CommonTableExpression::new()
-                .query(update)
-                .table_name(s_cte)
-                .to_owned(),
-        );
-    }
-    with.cte(
-        CommonTableExpression::new()
-            .query(insert_payment)
-            .table_name(p_cte)
-            .to_owned(),
-    )
-    .cte(
-        CommonTableExpression::new()
-            .query(insert_attempt)
-            .table_name(a_cte)
-            .to_owned(),
+    let statement = open_charge_statement(
+        &payment,
+        &attempt,
+        &Admitted {
+            merchant_id,
+            merchant_uid: &merchant_uid,
+            amount,
+            currency: &currency,
+        },
+        billing_key,
+        schedule.map(|hold| (hold, imp_uid.as_str())),
     );
-    let statement = DbBackend::Postgres.build(&with.query(answer));
     let mut tries = 0;
     let row = loop {
         if let Some(row) = db.query_one(statement.clone()).await? {
@@ -935,22 +817,321 @@ async fn admission(
 /// How [`open_charge`] names the billing key's columns in its answer.
 const KEY_PREFIX: &str = "key_";
 
+/// What a charge's admission is checked against (see [`admission`]).
+struct Admitted<'a> {
+    merchant_id: i64,
+    merchant_uid: &'a str,
+    amount: i64,
+    currency: &'a str,
+}
+
 /// The columns of `model` that are `Set` to a value other than NULL (and that `keep` accepts),
-/// with their values as expressions: what an `INSERT … SELECT` of that model lists. A column left
-/// out gets its default, which is NULL for every nullable column (the migrations give defaults
-/// only to NOT NULL columns); fewer columns make a smaller statement for PostgreSQL to bind and
-/// set up on every execution.
-fn set_columns<A: ActiveModelTrait>(
+/// with their values: what an `INSERT … SELECT` of that model lists. A column left out gets its
+/// default, which is NULL for every nullable column (the migrations give defaults only to NOT
+/// NULL columns); fewer columns make a smaller statement for PostgreSQL to bind and set up on
+/// every execution.
+fn non_null_values<A: ActiveModelTrait>(
     model: &A,
     keep: impl Fn(&<A::Entity as EntityTrait>::Column) -> bool,
-) -> (Vec<<A::Entity as EntityTrait>::Column>, Vec<SimpleExpr>) {
-    <A::Entity as EntityTrait>::Column::iter()
-        .filter(|c| keep(c))
-        .filter_map(|c| match model.get(c) {
-            ActiveValue::Set(v) if v != v.as_null() => Some((c, Expr::val(v).into())),
-            _ => None,
+) -> Vec<(<A::Entity as EntityTrait>::Column, sea_orm::Value)> {
+    let mut values = set_values(model, keep);
+    values.retain(|(_, v)| *v != v.as_null());
+    values
+}
+
+/// `INSERT INTO table (columns…) SELECT values…[, extra…]`: each value bound, each of `extra` a
+/// column of a `WITH` part (`(part, column)`), listed after the values under `extra_columns`.
+fn insert_select<C: IdenStatic>(
+    q: &mut SqlText,
+    table: &str,
+    values: Vec<(C, sea_orm::Value)>,
+    extra: &[(&str, &str, &str)],
+) {
+    q.sql("INSERT INTO ").ident(table).sql(" (");
+    q.list(
+        values
+            .iter()
+            .map(|(c, _)| c.as_str())
+            .chain(extra.iter().map(|(column, _, _)| *column)),
+        |q, c| {
+            q.ident(c);
+        },
+    );
+    q.sql(") SELECT ");
+    q.list(values.into_iter().map(|(_, v)| v), |q, v| {
+        q.bind(v);
+    });
+    for (_, part, column) in extra {
+        q.sql(", ").column(part, column);
+    }
+}
+
+/// `SELECT 1 FROM prepares WHERE …`: a row that prepared the merchant_uid with another amount or
+/// currency than `a` (the same rule as [`prepared_refuses`]).
+fn refusing_prepare(q: &mut SqlText, a: &Admitted<'_>) {
+    let t = &table::<prepare::Entity>();
+    q.sql("SELECT 1 FROM ").ident(t).sql(" WHERE ");
+    q.column(t, prepare::Column::MerchantId.as_str())
+        .sql(" = ")
+        .bind(a.merchant_id);
+    q.sql(" AND ")
+        .column(t, prepare::Column::MerchantUid.as_str())
+        .sql(" = ")
+        .bind(a.merchant_uid);
+    q.sql(" AND (")
+        .column(t, prepare::Column::Amount.as_str())
+        .sql(" <> ")
+        .bind(a.amount);
+    q.sql(" OR (")
+        .column(t, prepare::Column::Currency.as_str())
+        .sql(" IS NOT NULL AND ")
+        .column(t, prepare::Column::Currency.as_str())
+        .sql(" <> ")
+        .bind(a.currency)
+        .sql("))");
+}
+
+/// [`open_charge`]'s one PostgreSQL statement, written as text (store/sql_text.rs):
+///
+/// ```sql
+/// WITH k AS (SELECT billing_keys.* … active key of the customer_uid),       -- billing-key charge
+///      s AS (UPDATE schedules SET imp_uid = … WHERE held AND admitted),      -- scheduled charge
+///      p AS (INSERT INTO payments (…) SELECT …[, k.card_…] [FROM k, s]
+///            WHERE NOT EXISTS (a refusing prepared row) RETURNING *),
+///      a AS (INSERT INTO pg_attempts (payment_id, …) SELECT p.id, … FROM p RETURNING id)
+/// SELECT p.*, a.id AS attempt_id[, k.… AS key_…] FROM p, a[, k]
+/// ```
+///
+/// `schedule`: the run's hold and the imp_uid to record on the schedule.
+fn open_charge_statement(
+    payment: &payment::ActiveModel,
+    attempt: &pg_attempt::ActiveModel,
+    admitted: &Admitted<'_>,
+    billing_key: Option<&str>,
+    schedule: Option<(HeldSchedule, &str)>,
+) -> Statement {
+    let mut q = SqlText::new();
+    q.sql("WITH ");
+    if let Some(customer_uid) = billing_key {
+        // The rows of `billing::active_key_query`.
+        let t = &table::<billing_key::Entity>();
+        q.ident("k").sql(" AS (SELECT ");
+        q.list(billing_key::Column::iter(), |q, c| {
+            q.column(t, c.as_str());
+        });
+        q.sql(" FROM ").ident(t).sql(" WHERE ");
+        q.column(t, billing_key::Column::MerchantId.as_str())
+            .sql(" = ")
+            .bind(admitted.merchant_id);
+        q.sql(" AND ")
+            .column(t, billing_key::Column::CustomerUid.as_str())
+            .sql(" = ")
+            .bind(customer_uid);
+        q.sql(" AND ")
+            .column(t, billing_key::Column::Status.as_str())
+            .sql(" = ")
+            .literal("active")
+            .sql("), ");
+    }
+    // A scheduled charge: its imp_uid on the schedule, while this run holds it and the payment
+    // is admitted (the same conditions as the insert's, read in the same snapshot), so that the
+    // schedule names a payment exactly when the payment is inserted; the payment is inserted only
+    // `FROM` the updated schedule.
+    if let Some((hold, imp_uid)) = schedule {
+        let t = &table::<schedule::Entity>();
+        q.ident("s").sql(" AS (UPDATE ").ident(t).sql(" SET ");
+        q.ident(schedule::Column::ImpUid.as_str())
+            .sql(" = ")
+            .bind(imp_uid);
+        // `billing::held`.
+        q.sql(" WHERE ")
+            .column(t, schedule::Column::Id.as_str())
+            .sql(" = ")
+            .bind(hold.id);
+        q.sql(" AND ")
+            .column(t, schedule::Column::Status.as_str())
+            .sql(" = ")
+            .literal("executing");
+        q.sql(" AND ")
+            .column(t, schedule::Column::LeaseUntil.as_str())
+            .sql(" = ")
+            .bind(hold.held_until);
+        q.sql(" AND NOT EXISTS (");
+        refusing_prepare(&mut q, admitted);
+        q.sql(")");
+        if billing_key.is_some() {
+            q.sql(" AND EXISTS (SELECT 1 FROM ").ident("k").sql(")");
+        }
+        q.sql(" RETURNING ")
+            .ident(schedule::Column::Id.as_str())
+            .sql("), ");
+    }
+    // The payment's columns as given (the card's from the key, for a billing-key charge),
+    // inserted only when no prepared row refuses them.
+    let from_key = |c: &payment::Column| {
+        billing_key.is_some() && CARD_FROM_KEY.iter().any(|(p, _)| p.as_str() == c.as_str())
+    };
+    let card_from_key: Vec<(&str, &str, &str)> = match billing_key {
+        Some(_) => CARD_FROM_KEY
+            .iter()
+            .map(|(p, k)| (p.as_str(), "k", k.as_str()))
+            .collect(),
+        None => Vec::new(),
+    };
+    q.ident("p").sql(" AS (");
+    insert_select(
+        &mut q,
+        &table::<payment::Entity>(),
+        non_null_values(payment, |c| !from_key(c)),
+        &card_from_key,
+    );
+    let sources: Vec<&str> = [billing_key.map(|_| "k"), schedule.map(|_| "s")]
+        .into_iter()
+        .flatten()
+        .collect();
+    if !sources.is_empty() {
+        q.sql(" FROM ").list(sources, |q, s| {
+            q.ident(s);
+        });
+    }
+    q.sql(" WHERE NOT EXISTS (");
+    refusing_prepare(&mut q, admitted);
+    q.sql(") RETURNING *), ");
+    // The attempt's columns as given, with payment_id taken from the inserted payment.
+    q.ident("a").sql(" AS (");
+    insert_select(
+        &mut q,
+        &table::<pg_attempt::Entity>(),
+        non_null_values(attempt, |c| {
+            !matches!(c, pg_attempt::Column::Id | pg_attempt::Column::PaymentId)
+        }),
+        &[(
+            pg_attempt::Column::PaymentId.as_str(),
+            "p",
+            payment::Column::Id.as_str(),
+        )],
+    );
+    q.sql(" FROM ").ident("p").sql(" RETURNING ");
+    q.ident(pg_attempt::Column::Id.as_str()).sql(") ");
+    q.sql("SELECT ").ident("p").sql(".*, ");
+    q.column("a", pg_attempt::Column::Id.as_str())
+        .sql(" AS ")
+        .ident("attempt_id");
+    if billing_key.is_some() {
+        // The key's columns, prefixed so they do not collide with the payment's.
+        for c in billing_key::Column::iter() {
+            q.sql(", ")
+                .column("k", c.as_str())
+                .sql(" AS ")
+                .ident(&format!("{KEY_PREFIX}{}", c.as_str()));
+        }
+    }
+    q.sql(" FROM ").ident("p").sql(", ").ident("a");
+    if billing_key.is_some() {
+        q.sql(", ").ident("k");
+    }
+    q.into_statement()
+}
+
+/// [`conclude_charge`]'s one PostgreSQL statement, written as text (store/sql_text.rs):
+///
+/// ```sql
+/// WITH a AS (UPDATE pg_attempts SET … WHERE still held
+///            AND EXISTS (the payment in status `from`) RETURNING id),
+///      p AS (UPDATE payments SET … WHERE id = … AND status = `from`
+///            AND EXISTS (SELECT 1 FROM a) RETURNING *),
+///      w0 AS (INSERT INTO webhook_deliveries (…) SELECT … FROM p), …
+/// SELECT p.* FROM p
+/// ```
+fn conclude_charge_statement(
+    held: &pg_attempt::Model,
+    from: &str,
+    payment: &payment::ActiveModel,
+    attempt: &pg_attempt::ActiveModel,
+    webhooks: &[webhook_delivery::ActiveModel],
+) -> Result<Statement, DbErr> {
+    let payment_id = payment
+        .id
+        .clone()
+        .into_value()
+        .ok_or_else(|| DbErr::Custom("conclude_charge: payment id must be set".into()))?;
+    let attempt_changes = set_values(attempt, |c| !matches!(c, pg_attempt::Column::Id));
+    let payment_changes = set_values(payment, |c| !matches!(c, payment::Column::Id));
+    if attempt_changes.is_empty() || payment_changes.is_empty() {
+        return Err(DbErr::Custom(
+            "conclude_charge: the attempt and the payment must each have a change".into(),
+        ));
+    }
+    let (attempts, payments) = (&table::<pg_attempt::Entity>(), &table::<payment::Entity>());
+    let mut q = SqlText::new();
+    q.sql("WITH ")
+        .ident("a")
+        .sql(" AS (UPDATE ")
+        .ident(attempts);
+    set_list(&mut q, attempt_changes);
+    // `still_held`.
+    q.sql(" WHERE ")
+        .column(attempts, pg_attempt::Column::Id.as_str())
+        .sql(" = ")
+        .bind(held.id);
+    q.sql(" AND ")
+        .column(attempts, pg_attempt::Column::State.as_str())
+        .sql(" IN (")
+        .list(OPEN_STATES, |q, state| {
+            q.literal(state);
         })
-        .unzip()
+        .sql(")");
+    q.sql(" AND ")
+        .column(attempts, pg_attempt::Column::LeaseUntil.as_str())
+        .sql(" = ")
+        .bind(held.lease_until);
+    q.sql(" AND EXISTS (SELECT 1 FROM ")
+        .ident(payments)
+        .sql(" WHERE ");
+    q.column(payments, payment::Column::Id.as_str())
+        .sql(" = ")
+        .bind(payment_id.clone());
+    q.sql(" AND ")
+        .column(payments, payment::Column::Status.as_str())
+        .sql(" = ")
+        .bind(from)
+        .sql(")");
+    q.sql(" RETURNING ")
+        .ident(pg_attempt::Column::Id.as_str())
+        .sql("), ");
+    q.ident("p").sql(" AS (UPDATE ").ident(payments);
+    set_list(&mut q, payment_changes);
+    q.sql(" WHERE ")
+        .column(payments, payment::Column::Id.as_str())
+        .sql(" = ")
+        .bind(payment_id);
+    q.sql(" AND ")
+        .column(payments, payment::Column::Status.as_str())
+        .sql(" = ")
+        .bind(from);
+    q.sql(" AND EXISTS (SELECT 1 FROM ")
+        .ident("a")
+        .sql(") RETURNING *)");
+    // Each webhook row is inserted `FROM p`: one row when the payment was updated, none otherwise.
+    for (i, w) in webhooks.iter().enumerate() {
+        q.sql(", ").ident(&format!("w{i}")).sql(" AS (");
+        insert_select(
+            &mut q,
+            &table::<webhook_delivery::Entity>(),
+            non_null_values(w, |_| true),
+            &[],
+        );
+        q.sql(" FROM ").ident("p").sql(")");
+    }
+    q.sql(" SELECT ").ident("p").sql(".* FROM ").ident("p");
+    Ok(q.into_statement())
+}
+
+/// ` SET column = value, …` of an `UPDATE`.
+fn set_list<C: IdenStatic>(q: &mut SqlText, changes: Vec<(C, sea_orm::Value)>) {
+    q.sql(" SET ").list(changes, |q, (c, v)| {
+        q.ident(c.as_str()).sql(" = ").bind(v);
+    });
 }
 
 /// Records a charge's outcome atomically: the payment's new state, its attempt closed, and the
@@ -996,74 +1177,8 @@ pub async fn conclude_charge(
             })
             .await;
     }
-    let (a_cte, p_cte) = (Alias::new("a"), Alias::new("p"));
-    let payment_id = payment
-        .id
-        .clone()
-        .into_value()
-        .ok_or_else(|| DbErr::Custom("conclude_charge: payment id must be set".into()))?;
-    let payment_in_status = Query::select()
-        .expr(Expr::val(1))
-        .from(payment::Entity)
-        .and_where(payment::Column::Id.eq(payment_id))
-        .and_where(payment::Column::Status.eq(from))
-        .to_owned();
-    let mut update_attempt = pg_attempt::Entity::update_many()
-        .set(attempt)
-        .filter(still_held(held))
-        .filter(Expr::exists(payment_in_status))
-        .into_query();
-    update_attempt.returning_col(pg_attempt::Column::Id);
-    let attempt_updated = || {
-        Expr::exists(
-            Query::select()
-                .expr(Expr::val(1))
-                .from(a_cte.clone())
-                .to_owned(),
-        )
-    };
-    let mut update_payment = payment::Entity::update(payment)
-        .filter(payment::Column::Status.eq(from))
-        .filter(attempt_updated())
-        .into_query();
-    update_payment.returning_all();
-    let mut with = WithClause::new()
-        .cte(
-            CommonTableExpression::new()
-                .query(update_attempt)
-                .table_name(a_cte.clone())
-                .to_owned(),
-        )
-        .cte(
-            CommonTableExpression::new()
-                .query(update_payment)
-                .table_name(p_cte.clone())
-                .to_owned(),
-        )
-        .to_owned();
-    // Each webhook row is inserted `FROM p`: one row when the payment was updated, none otherwise.
-    for (i, w) in webhooks.iter().enumerate() {
-        let (columns, values) = set_columns(w, |_| true);
-        let mut insert = Query::insert();
-        insert
-            .into_table(webhook_delivery::Entity)
-            .columns(columns)
-            .select_from(Query::select().exprs(values).from(p_cte.clone()).to_owned())
-            .map_err(|e| DbErr::Custom(format!("webhook insert: {e}")))?;
-        with.cte(
-            CommonTableExpression::new()
-                .query(insert)
-                .table_name(Alias::new(format!("w{i}")))
-                .to_owned(),
-        );
-    }
-    let statement = with.query(
-        Query::select()
-            .column((p_cte.clone(), Asterisk))
-            .from(p_cte)
-            .to_owned(),
-    );
-    match db.query_one(DbBackend::Postgres.build(&statement)).await? {
+    let statement = conclude_charge_statement(held, from, &payment, &attempt, &webhooks)?;
+    match db.query_one(statement).await? {
         Some(row) => payment::Model::from_query_result(&row, "").map(Some),
         None => Ok(None),
     }
