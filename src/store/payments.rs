@@ -609,7 +609,9 @@ const CARD_FROM_KEY: [(payment::Column, billing_key::Column); 4] = [
 /// named) instead of reading the key, reading the prepared row, `BEGIN`, two inserts and
 /// `COMMIT`: each round trip costs CPU on both sides (docs/performance.md). SQLite has no
 /// data-modifying `WITH`; there it is a transaction handed to the writer whole
-/// ([`super::Writer::transact`]), committed in a group.
+/// ([`super::Writer::transact`]), committed in a group: the active key's `SELECT` (a billing-key
+/// charge), the payment's `INSERT … WHERE NOT EXISTS` a refusing prepared row, the attempt's.
+/// Either way the statements are written as text (store/sql_text.rs), not built by sea-query.
 pub async fn open_charge(
     db: &super::Writer,
     payment: payment::ActiveModel,
@@ -642,32 +644,61 @@ pub async fn open_charge(
                             return Ok(Decided::Rollback(OpenedCharge::ScheduleNotHeld));
                         }
                     }
-                    let key = match admission(
-                        txn,
+                    let admitted = Admitted {
                         merchant_id,
-                        &merchant_uid,
+                        merchant_uid: &merchant_uid,
                         amount,
-                        &currency,
-                        billing_key.as_deref(),
-                    )
-                    .await?
-                    {
-                        Ok(key) => key,
-                        Err(refused) => return Ok(Decided::Rollback(refused)),
+                        currency: &currency,
                     };
+                    let customer_uid = billing_key.as_deref();
                     let mut payment = payment;
+                    let key = match customer_uid {
+                        Some(customer_uid) => {
+                            let mut q = SqlText::new(DbBackend::Sqlite);
+                            active_key_select(&mut q, merchant_id, customer_uid);
+                            match txn.query_one(q.into_statement()).await? {
+                                Some(row) => Some(billing_key::Model::from_query_result(&row, "")?),
+                                None => {
+                                    return refusal(txn, &admitted, billing_key.as_deref()).await
+                                }
+                            }
+                        }
+                        None => None,
+                    };
                     if let Some(key) = &key {
                         for (column, key_column) in CARD_FROM_KEY {
                             payment.set(column, key.get(key_column));
                         }
                     }
-                    let p = insert(txn, payment).await?;
+                    let mut q = SqlText::new(DbBackend::Sqlite);
+                    insert_admitted_payment(
+                        &mut q,
+                        non_null_values(&payment, |_| true),
+                        &[],
+                        &[],
+                        &admitted,
+                    );
+                    let Some(row) = txn.query_one(q.into_statement()).await? else {
+                        return refusal(txn, &admitted, customer_uid).await;
+                    };
+                    let p = payment::Model::from_query_result(&row, "")?;
                     let mut attempt = attempt;
                     attempt.payment_id = Set(p.id);
-                    let a = insert_attempt(txn, attempt).await?;
+                    let mut q = SqlText::new(DbBackend::Sqlite);
+                    insert_select(
+                        &mut q,
+                        &table::<pg_attempt::Entity>(),
+                        non_null_values(&attempt, |c| !matches!(c, pg_attempt::Column::Id)),
+                        &[],
+                    );
+                    q.sql(" RETURNING *");
+                    let row = txn
+                        .query_one(q.into_statement())
+                        .await?
+                        .ok_or(DbErr::RecordNotInserted)?;
                     Ok(Decided::Commit(OpenedCharge::Opened(Box::new(Opened {
                         payment: p,
-                        attempt: a,
+                        attempt: pg_attempt::Model::from_query_result(&row, "")?,
                         billing_key: key,
                     }))))
                 }
@@ -787,6 +818,30 @@ pub async fn record_unopened_schedule_failure(
     Ok(UnopenedFailure::Recorded)
 }
 
+/// Why a charge that names `billing_key` could not open, read in the transaction whose statements
+/// found no active key or inserted nothing (so [`admission`] refuses it too), rolled back.
+async fn refusal(
+    txn: &impl ConnectionTrait,
+    a: &Admitted<'_>,
+    billing_key: Option<&str>,
+) -> Result<Decided<OpenedCharge>, DbErr> {
+    match admission(
+        txn,
+        a.merchant_id,
+        a.merchant_uid,
+        a.amount,
+        a.currency,
+        billing_key,
+    )
+    .await?
+    {
+        Err(refused) => Ok(Decided::Rollback(refused)),
+        Ok(_) => Err(DbErr::Custom(
+            "open_charge: nothing inserted, yet the charge is admitted".into(),
+        )),
+    }
+}
+
 /// Whether a charge may open, read in `db`: refused (`Err`) when its merchant_uid was prepared
 /// with another amount or currency, or when it names a customer_uid without an active billing
 /// key; else the active key it names, if any. SQLite asks this inside the transaction that opens
@@ -891,6 +946,95 @@ fn refusing_prepare(q: &mut SqlText, a: &Admitted<'_>) {
         .sql("))");
 }
 
+/// `SELECT billing_keys.* FROM billing_keys WHERE` the customer_uid's active key: the rows of
+/// `billing::active_key_query`.
+fn active_key_select(q: &mut SqlText, merchant_id: i64, customer_uid: &str) {
+    let t = &table::<billing_key::Entity>();
+    q.sql("SELECT ");
+    q.list(billing_key::Column::iter(), |q, c| {
+        q.column(t, c.as_str());
+    });
+    q.sql(" FROM ").ident(t).sql(" WHERE ");
+    q.column(t, billing_key::Column::MerchantId.as_str())
+        .sql(" = ")
+        .bind(merchant_id);
+    q.sql(" AND ")
+        .column(t, billing_key::Column::CustomerUid.as_str())
+        .sql(" = ")
+        .bind(customer_uid);
+    q.sql(" AND ")
+        .column(t, billing_key::Column::Status.as_str())
+        .sql(" = ")
+        .literal("active");
+}
+
+/// `INSERT INTO payments (…) SELECT …[, extra…] [FROM sources] WHERE NOT EXISTS (a prepared row
+/// refusing it) RETURNING *`: the pending payment, inserted only when admitted.
+fn insert_admitted_payment(
+    q: &mut SqlText,
+    values: Vec<(payment::Column, sea_orm::Value)>,
+    extra: &[(&str, &str, &str)],
+    sources: &[&str],
+    admitted: &Admitted<'_>,
+) {
+    insert_select(q, &table::<payment::Entity>(), values, extra);
+    if !sources.is_empty() {
+        q.sql(" FROM ").list(sources, |q, s| {
+            q.ident(s);
+        });
+    }
+    q.sql(" WHERE NOT EXISTS (");
+    refusing_prepare(q, admitted);
+    q.sql(") RETURNING *");
+}
+
+/// `UPDATE pg_attempts SET … WHERE` the attempt `held` is still open and still held with the
+/// lease it was read with ([`still_held`]).
+fn update_held_attempt_sql(
+    q: &mut SqlText,
+    held: &pg_attempt::Model,
+    changes: Vec<(pg_attempt::Column, sea_orm::Value)>,
+) {
+    let t = &table::<pg_attempt::Entity>();
+    q.sql("UPDATE ").ident(t);
+    set_list(q, changes);
+    q.sql(" WHERE ")
+        .column(t, pg_attempt::Column::Id.as_str())
+        .sql(" = ")
+        .bind(held.id);
+    q.sql(" AND ")
+        .column(t, pg_attempt::Column::State.as_str())
+        .sql(" IN (")
+        .list(OPEN_STATES, |q, state| {
+            q.literal(state);
+        })
+        .sql(")");
+    q.sql(" AND ")
+        .column(t, pg_attempt::Column::LeaseUntil.as_str())
+        .sql(" = ")
+        .bind(held.lease_until);
+}
+
+/// `UPDATE payments SET … WHERE id = … AND status = from`.
+fn update_payment_in_status_sql(
+    q: &mut SqlText,
+    payment_id: sea_orm::Value,
+    from: &str,
+    changes: Vec<(payment::Column, sea_orm::Value)>,
+) {
+    let t = &table::<payment::Entity>();
+    q.sql("UPDATE ").ident(t);
+    set_list(q, changes);
+    q.sql(" WHERE ")
+        .column(t, payment::Column::Id.as_str())
+        .sql(" = ")
+        .bind(payment_id);
+    q.sql(" AND ")
+        .column(t, payment::Column::Status.as_str())
+        .sql(" = ")
+        .bind(from);
+}
+
 /// [`open_charge`]'s one PostgreSQL statement, written as text (store/sql_text.rs):
 ///
 /// ```sql
@@ -910,28 +1054,12 @@ fn open_charge_statement(
     billing_key: Option<&str>,
     schedule: Option<(HeldSchedule, &str)>,
 ) -> Statement {
-    let mut q = SqlText::new();
+    let mut q = SqlText::new(DbBackend::Postgres);
     q.sql("WITH ");
     if let Some(customer_uid) = billing_key {
-        // The rows of `billing::active_key_query`.
-        let t = &table::<billing_key::Entity>();
-        q.ident("k").sql(" AS (SELECT ");
-        q.list(billing_key::Column::iter(), |q, c| {
-            q.column(t, c.as_str());
-        });
-        q.sql(" FROM ").ident(t).sql(" WHERE ");
-        q.column(t, billing_key::Column::MerchantId.as_str())
-            .sql(" = ")
-            .bind(admitted.merchant_id);
-        q.sql(" AND ")
-            .column(t, billing_key::Column::CustomerUid.as_str())
-            .sql(" = ")
-            .bind(customer_uid);
-        q.sql(" AND ")
-            .column(t, billing_key::Column::Status.as_str())
-            .sql(" = ")
-            .literal("active")
-            .sql("), ");
+        q.ident("k").sql(" AS (");
+        active_key_select(&mut q, admitted.merchant_id, customer_uid);
+        q.sql("), ");
     }
     // A scheduled charge: its imp_uid on the schedule, while this run holds it and the payment
     // is admitted (the same conditions as the insert's, read in the same snapshot), so that the
@@ -978,25 +1106,19 @@ fn open_charge_statement(
             .collect(),
         None => Vec::new(),
     };
-    q.ident("p").sql(" AS (");
-    insert_select(
-        &mut q,
-        &table::<payment::Entity>(),
-        non_null_values(payment, |c| !from_key(c)),
-        &card_from_key,
-    );
     let sources: Vec<&str> = [billing_key.map(|_| "k"), schedule.map(|_| "s")]
         .into_iter()
         .flatten()
         .collect();
-    if !sources.is_empty() {
-        q.sql(" FROM ").list(sources, |q, s| {
-            q.ident(s);
-        });
-    }
-    q.sql(" WHERE NOT EXISTS (");
-    refusing_prepare(&mut q, admitted);
-    q.sql(") RETURNING *), ");
+    q.ident("p").sql(" AS (");
+    insert_admitted_payment(
+        &mut q,
+        non_null_values(payment, |c| !from_key(c)),
+        &card_from_key,
+        &sources,
+        admitted,
+    );
+    q.sql("), ");
     // The attempt's columns as given, with payment_id taken from the inserted payment.
     q.ident("a").sql(" AS (");
     insert_select(
@@ -1050,41 +1172,15 @@ fn conclude_charge_statement(
     attempt: &pg_attempt::ActiveModel,
     webhooks: &[webhook_delivery::ActiveModel],
 ) -> Result<Statement, DbErr> {
-    let payment_id = payment
-        .id
-        .clone()
-        .into_value()
-        .ok_or_else(|| DbErr::Custom("conclude_charge: payment id must be set".into()))?;
-    let attempt_changes = set_values(attempt, |c| !matches!(c, pg_attempt::Column::Id));
-    let payment_changes = set_values(payment, |c| !matches!(c, payment::Column::Id));
-    if attempt_changes.is_empty() || payment_changes.is_empty() {
-        return Err(DbErr::Custom(
-            "conclude_charge: the attempt and the payment must each have a change".into(),
-        ));
-    }
-    let (attempts, payments) = (&table::<pg_attempt::Entity>(), &table::<payment::Entity>());
-    let mut q = SqlText::new();
-    q.sql("WITH ")
-        .ident("a")
-        .sql(" AS (UPDATE ")
-        .ident(attempts);
-    set_list(&mut q, attempt_changes);
-    // `still_held`.
-    q.sql(" WHERE ")
-        .column(attempts, pg_attempt::Column::Id.as_str())
-        .sql(" = ")
-        .bind(held.id);
-    q.sql(" AND ")
-        .column(attempts, pg_attempt::Column::State.as_str())
-        .sql(" IN (")
-        .list(OPEN_STATES, |q, state| {
-            q.literal(state);
-        })
-        .sql(")");
-    q.sql(" AND ")
-        .column(attempts, pg_attempt::Column::LeaseUntil.as_str())
-        .sql(" = ")
-        .bind(held.lease_until);
+    let Conclusion {
+        payment_id,
+        attempt_changes,
+        payment_changes,
+    } = conclusion(payment, attempt)?;
+    let mut q = SqlText::new(DbBackend::Postgres);
+    q.sql("WITH ").ident("a").sql(" AS (");
+    update_held_attempt_sql(&mut q, held, attempt_changes);
+    let payments = &table::<payment::Entity>();
     q.sql(" AND EXISTS (SELECT 1 FROM ")
         .ident(payments)
         .sql(" WHERE ");
@@ -1099,32 +1195,95 @@ fn conclude_charge_statement(
     q.sql(" RETURNING ")
         .ident(pg_attempt::Column::Id.as_str())
         .sql("), ");
-    q.ident("p").sql(" AS (UPDATE ").ident(payments);
-    set_list(&mut q, payment_changes);
-    q.sql(" WHERE ")
-        .column(payments, payment::Column::Id.as_str())
-        .sql(" = ")
-        .bind(payment_id);
-    q.sql(" AND ")
-        .column(payments, payment::Column::Status.as_str())
-        .sql(" = ")
-        .bind(from);
+    q.ident("p").sql(" AS (");
+    update_payment_in_status_sql(&mut q, payment_id, from, payment_changes);
     q.sql(" AND EXISTS (SELECT 1 FROM ")
         .ident("a")
         .sql(") RETURNING *)");
     // Each webhook row is inserted `FROM p`: one row when the payment was updated, none otherwise.
     for (i, w) in webhooks.iter().enumerate() {
         q.sql(", ").ident(&format!("w{i}")).sql(" AS (");
-        insert_select(
-            &mut q,
-            &table::<webhook_delivery::Entity>(),
-            non_null_values(w, |_| true),
-            &[],
-        );
+        insert_webhook(&mut q, w);
         q.sql(" FROM ").ident("p").sql(")");
     }
     q.sql(" SELECT ").ident("p").sql(".* FROM ").ident("p");
     Ok(q.into_statement())
+}
+
+/// [`conclude_charge`]'s statements on SQLite, run in one transaction: the attempt's update
+/// (while still held), the payment's (while in status `from`, `RETURNING *`) and each webhook's
+/// insert.
+fn conclude_charge_sqlite(
+    held: &pg_attempt::Model,
+    from: &str,
+    payment: &payment::ActiveModel,
+    attempt: &pg_attempt::ActiveModel,
+    webhooks: &[webhook_delivery::ActiveModel],
+) -> Result<(Statement, Statement, Vec<Statement>), DbErr> {
+    let Conclusion {
+        payment_id,
+        attempt_changes,
+        payment_changes,
+    } = conclusion(payment, attempt)?;
+    let mut attempt_update = SqlText::new(DbBackend::Sqlite);
+    update_held_attempt_sql(&mut attempt_update, held, attempt_changes);
+    let mut payment_update = SqlText::new(DbBackend::Sqlite);
+    update_payment_in_status_sql(&mut payment_update, payment_id, from, payment_changes);
+    payment_update.sql(" RETURNING *");
+    let webhook_inserts = webhooks
+        .iter()
+        .map(|w| {
+            let mut q = SqlText::new(DbBackend::Sqlite);
+            insert_webhook(&mut q, w);
+            q.into_statement()
+        })
+        .collect();
+    Ok((
+        attempt_update.into_statement(),
+        payment_update.into_statement(),
+        webhook_inserts,
+    ))
+}
+
+/// What [`conclude_charge`] writes: the payment's id, and the `Set` columns of the attempt and of
+/// the payment (their ids aside).
+struct Conclusion {
+    payment_id: sea_orm::Value,
+    attempt_changes: Vec<(pg_attempt::Column, sea_orm::Value)>,
+    payment_changes: Vec<(payment::Column, sea_orm::Value)>,
+}
+
+fn conclusion(
+    payment: &payment::ActiveModel,
+    attempt: &pg_attempt::ActiveModel,
+) -> Result<Conclusion, DbErr> {
+    let payment_id = payment
+        .id
+        .clone()
+        .into_value()
+        .ok_or_else(|| DbErr::Custom("conclude_charge: payment id must be set".into()))?;
+    let attempt_changes = set_values(attempt, |c| !matches!(c, pg_attempt::Column::Id));
+    let payment_changes = set_values(payment, |c| !matches!(c, payment::Column::Id));
+    if attempt_changes.is_empty() || payment_changes.is_empty() {
+        return Err(DbErr::Custom(
+            "conclude_charge: the attempt and the payment must each have a change".into(),
+        ));
+    }
+    Ok(Conclusion {
+        payment_id,
+        attempt_changes,
+        payment_changes,
+    })
+}
+
+/// `INSERT INTO webhook_deliveries (…) SELECT …`.
+fn insert_webhook(q: &mut SqlText, w: &webhook_delivery::ActiveModel) {
+    insert_select(
+        q,
+        &table::<webhook_delivery::Entity>(),
+        non_null_values(w, |_| true),
+        &[],
+    );
 }
 
 /// ` SET column = value, …` of an `UPDATE`.
@@ -1146,7 +1305,8 @@ fn set_list<C: IdenStatic>(q: &mut SqlText, changes: Vec<(C, sea_orm::Value)>) {
 /// require the attempt's update to have happened (the parts of one statement see one snapshot and
 /// talk only through `RETURNING`). A concurrent writer blocks on the attempt's row and then finds
 /// it closed. SQLite has no data-modifying `WITH`; there it is a transaction handed to the writer
-/// whole ([`super::Writer::transact`]) that checks each update and rolls back.
+/// whole ([`super::Writer::transact`]) that checks each update and rolls back. Both write their
+/// statements as text (store/sql_text.rs).
 pub async fn conclude_charge(
     db: &super::Writer,
     held: &pg_attempt::Model,
@@ -1156,22 +1316,24 @@ pub async fn conclude_charge(
     webhooks: Vec<webhook_delivery::ActiveModel>,
 ) -> Result<Option<payment::Model>, DbErr> {
     if db.get_database_backend() != DbBackend::Postgres {
-        let (held, from) = (held.clone(), from.to_owned());
+        let (attempt_update, payment_update, webhook_inserts) =
+            conclude_charge_sqlite(held, from, &payment, &attempt, &webhooks)?;
         return db
             .transact(move |txn| {
                 async move {
                     let txn = &txn;
-                    if !write_held_attempt(txn, &held, attempt).await? {
+                    if txn.execute(attempt_update).await?.rows_affected() != 1 {
                         return Ok(Decided::Rollback(None));
                     }
-                    let in_status = Condition::all().add(payment::Column::Status.eq(from));
-                    let Some(p) = update_payment_if(txn, payment, in_status).await? else {
+                    let Some(row) = txn.query_one(payment_update).await? else {
                         return Ok(Decided::Rollback(None));
                     };
-                    for w in webhooks {
-                        super::webhooks::insert_delivery(txn, w).await?;
+                    for insert in webhook_inserts {
+                        txn.execute(insert).await?;
                     }
-                    Ok(Decided::Commit(Some(p)))
+                    Ok(Decided::Commit(Some(payment::Model::from_query_result(
+                        &row, "",
+                    )?)))
                 }
                 .boxed()
             })

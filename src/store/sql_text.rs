@@ -1,25 +1,28 @@
-//! PostgreSQL statements written straight as text, for the two statements every payment runs
-//! (`payments::open_charge` and `payments::conclude_charge`).
+//! Statements written straight as text, for the writes every payment makes
+//! (`payments::open_charge` and `payments::conclude_charge`, on both databases).
 //!
 //! sea-query builds a statement as a tree of expressions (each value, column and condition its
-//! own allocation) and then walks the tree to write the text: for those two statements ≈ 8 % of
+//! own allocation) and then walks the tree to write the text: for those statements a quarter of
 //! the gateway's CPU per PostgreSQL payment (docs/performance.md), for a text whose shape is the
-//! same every time. Here the text is written in one pass and each value is bound as it is
+//! same every time; on SQLite that work was done with the writer held. Here the text is written in one pass and each value is bound as it is
 //! written, so text and values cannot drift apart. Identifiers come only from the entities
 //! (`Iden::as_str`, quoted); every value the caller gives is a placeholder, never text in the SQL.
 use std::fmt::Write;
 
 use sea_orm::{ActiveModelTrait, ActiveValue, DbBackend, EntityName, Iterable, Statement, Value};
 
-/// A statement being written, with the values of its placeholders (`$1`, `$2`, …) in order.
+/// A statement being written, with the values of its placeholders in order: `$1`, `$2`, … on
+/// PostgreSQL, `?1`, `?2`, … on SQLite.
 pub(super) struct SqlText {
+    backend: DbBackend,
     sql: String,
     values: Vec<Value>,
 }
 
 impl SqlText {
-    pub(super) fn new() -> Self {
+    pub(super) fn new(backend: DbBackend) -> Self {
         Self {
+            backend,
             sql: String::with_capacity(2048),
             values: Vec::with_capacity(48),
         }
@@ -44,8 +47,12 @@ impl SqlText {
     /// A placeholder bound to `value`.
     pub(super) fn bind(&mut self, value: impl Into<Value>) -> &mut Self {
         self.values.push(value.into());
+        let mark = match self.backend {
+            DbBackend::Postgres => '$',
+            _ => '?',
+        };
         // Writing to a String cannot fail.
-        let _ = write!(self.sql, "${}", self.values.len());
+        let _ = write!(self.sql, "{mark}{}", self.values.len());
         self
     }
 
@@ -84,7 +91,7 @@ impl SqlText {
     }
 
     pub(super) fn into_statement(self) -> Statement {
-        Statement::from_sql_and_values(DbBackend::Postgres, self.sql, self.values)
+        Statement::from_sql_and_values(self.backend, self.sql, self.values)
     }
 }
 
@@ -113,7 +120,7 @@ mod tests {
 
     #[test]
     fn each_value_is_a_numbered_placeholder_in_the_order_it_was_written() {
-        let mut q = SqlText::new();
+        let mut q = SqlText::new(DbBackend::Postgres);
         q.sql("SELECT ")
             .bind(7i64)
             .sql(", ")
@@ -134,7 +141,7 @@ mod tests {
 
     #[test]
     fn identifiers_and_constants_are_quoted_and_escaped() {
-        let mut q = SqlText::new();
+        let mut q = SqlText::new(DbBackend::Postgres);
         q.ident("we\"ird")
             .sql(" = ")
             .literal("it's")
@@ -147,11 +154,11 @@ mod tests {
     }
 
     #[test]
-    fn a_list_is_separated_by_commas() {
-        let mut q = SqlText::new();
+    fn a_list_is_separated_by_commas_and_sqlite_numbers_its_placeholders_with_question_marks() {
+        let mut q = SqlText::new(DbBackend::Sqlite);
         q.list([1i64, 2, 3], |q, v| {
             q.bind(v);
         });
-        assert_eq!(q.into_statement().sql, "$1, $2, $3");
+        assert_eq!(q.into_statement().sql, "?1, ?2, ?3");
     }
 }
