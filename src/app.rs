@@ -34,8 +34,9 @@ use request_body::MAX_BODY_BYTES;
 /// State shared by every handler.
 #[derive(Clone)]
 pub struct AppState {
-    /// The use cases (database, KCP connectors, clock, secrets).
-    pub gateway: Gateway,
+    /// The use cases (database, KCP connectors, clock, secrets). Behind an `Arc`: axum clones the
+    /// state for every request, and a `Gateway` holds strings, key schedules and a dozen handles.
+    pub gateway: Arc<Gateway>,
     /// Who may post KCP's common notifications, and which proxies' `X-Forwarded-For` is believed.
     pub notify_sources: Arc<NotifySources>,
     /// The URLs openport hands out (checkout) and the one it calls itself on (demo verifier).
@@ -274,7 +275,7 @@ impl App {
         }
         let service = http_service(
             AppState {
-                gateway: gateway.clone(),
+                gateway: Arc::new(gateway.clone()),
                 notify_sources: Arc::new(NotifySources {
                     allowed: config.kcp_notify_sources()?,
                     proxies: config.trusted_proxies()?,

@@ -78,17 +78,30 @@ pub async fn change_status_if(
 }
 
 /// `merchant_id` None = any merchant (admin).
+/// The payment `imp_uid` (of merchant `merchant_id`, when given): the lookup every
+/// `GET /payments/{imp_uid}` makes, so its statement is written as text (store/sql_text.rs).
 pub async fn by_imp_uid(
     db: &impl ConnectionTrait,
     merchant_id: Option<i64>,
     imp_uid: &str,
 ) -> Result<Option<payment::Model>, DbErr> {
-    let mut q =
-        super::every_column(payment::Entity::find()).filter(payment::Column::ImpUid.eq(imp_uid));
+    let t = &table::<payment::Entity>();
+    let mut q = SqlText::new(db.get_database_backend());
+    q.sql("SELECT * FROM ").ident(t).sql(" WHERE ");
+    q.column(t, payment::Column::ImpUid.as_str())
+        .sql(" = ")
+        .bind(imp_uid);
     if let Some(m) = merchant_id {
-        q = q.filter(payment::Column::MerchantId.eq(m));
+        q.sql(" AND ")
+            .column(t, payment::Column::MerchantId.as_str())
+            .sql(" = ")
+            .bind(m);
     }
-    q.one(db).await
+    q.sql(" LIMIT 1");
+    match db.query_one(q.into_statement()).await? {
+        Some(row) => payment::Model::from_query_result(&row, "").map(Some),
+        None => Ok(None),
+    }
 }
 
 pub async fn by_imp_uids(
