@@ -88,14 +88,10 @@ pub async fn by_imp_uid(
     let t = &table::<payment::Entity>();
     let mut q = SqlText::new(db.get_database_backend());
     q.sql("SELECT * FROM ").ident(t).sql(" WHERE ");
-    q.column(t, payment::Column::ImpUid.as_str())
-        .sql(" = ")
-        .bind(imp_uid);
+    q.eq(t, payment::Column::ImpUid.as_str(), imp_uid);
     if let Some(m) = merchant_id {
         q.sql(" AND ")
-            .column(t, payment::Column::MerchantId.as_str())
-            .sql(" = ")
-            .bind(m);
+            .eq(t, payment::Column::MerchantId.as_str(), m);
     }
     q.sql(" LIMIT 1");
     match db.query_one(q.into_statement()).await? {
@@ -939,13 +935,9 @@ fn insert_select<C: IdenStatic>(
 fn refusing_prepare(q: &mut SqlText, a: &Admitted<'_>) {
     let t = &table::<prepare::Entity>();
     q.sql("SELECT 1 FROM ").ident(t).sql(" WHERE ");
-    q.column(t, prepare::Column::MerchantId.as_str())
-        .sql(" = ")
-        .bind(a.merchant_id);
+    q.eq(t, prepare::Column::MerchantId.as_str(), a.merchant_id);
     q.sql(" AND ")
-        .column(t, prepare::Column::MerchantUid.as_str())
-        .sql(" = ")
-        .bind(a.merchant_uid);
+        .eq(t, prepare::Column::MerchantUid.as_str(), a.merchant_uid);
     q.sql(" AND (")
         .column(t, prepare::Column::Amount.as_str())
         .sql(" <> ")
@@ -968,13 +960,9 @@ fn active_key_select(q: &mut SqlText, merchant_id: i64, customer_uid: &str) {
         q.column(t, c.as_str());
     });
     q.sql(" FROM ").ident(t).sql(" WHERE ");
-    q.column(t, billing_key::Column::MerchantId.as_str())
-        .sql(" = ")
-        .bind(merchant_id);
+    q.eq(t, billing_key::Column::MerchantId.as_str(), merchant_id);
     q.sql(" AND ")
-        .column(t, billing_key::Column::CustomerUid.as_str())
-        .sql(" = ")
-        .bind(customer_uid);
+        .eq(t, billing_key::Column::CustomerUid.as_str(), customer_uid);
     q.sql(" AND ")
         .column(t, billing_key::Column::Status.as_str())
         .sql(" = ")
@@ -1012,9 +1000,7 @@ fn update_held_attempt_sql(
     q.sql("UPDATE ").ident(t);
     set_list(q, changes);
     q.sql(" WHERE ")
-        .column(t, pg_attempt::Column::Id.as_str())
-        .sql(" = ")
-        .bind(held.id);
+        .eq(t, pg_attempt::Column::Id.as_str(), held.id);
     q.sql(" AND ")
         .column(t, pg_attempt::Column::State.as_str())
         .sql(" IN (")
@@ -1023,9 +1009,7 @@ fn update_held_attempt_sql(
         })
         .sql(")");
     q.sql(" AND ")
-        .column(t, pg_attempt::Column::LeaseUntil.as_str())
-        .sql(" = ")
-        .bind(held.lease_until);
+        .eq(t, pg_attempt::Column::LeaseUntil.as_str(), held.lease_until);
 }
 
 /// `UPDATE payments SET … WHERE id = … AND status = from`.
@@ -1039,13 +1023,8 @@ fn update_payment_in_status_sql(
     q.sql("UPDATE ").ident(t);
     set_list(q, changes);
     q.sql(" WHERE ")
-        .column(t, payment::Column::Id.as_str())
-        .sql(" = ")
-        .bind(payment_id);
-    q.sql(" AND ")
-        .column(t, payment::Column::Status.as_str())
-        .sql(" = ")
-        .bind(from);
+        .eq(t, payment::Column::Id.as_str(), payment_id);
+    q.sql(" AND ").eq(t, payment::Column::Status.as_str(), from);
 }
 
 /// [`open_charge`]'s one PostgreSQL statement, written as text (store/sql_text.rs):
@@ -1086,17 +1065,13 @@ fn open_charge_statement(
             .bind(imp_uid);
         // `billing::held`.
         q.sql(" WHERE ")
-            .column(t, schedule::Column::Id.as_str())
-            .sql(" = ")
-            .bind(hold.id);
+            .eq(t, schedule::Column::Id.as_str(), hold.id);
         q.sql(" AND ")
             .column(t, schedule::Column::Status.as_str())
             .sql(" = ")
             .literal("executing");
         q.sql(" AND ")
-            .column(t, schedule::Column::LeaseUntil.as_str())
-            .sql(" = ")
-            .bind(hold.held_until);
+            .eq(t, schedule::Column::LeaseUntil.as_str(), hold.held_until);
         q.sql(" AND NOT EXISTS (");
         refusing_prepare(&mut q, admitted);
         q.sql(")");
@@ -1197,13 +1172,9 @@ fn conclude_charge_statement(
     q.sql(" AND EXISTS (SELECT 1 FROM ")
         .ident(payments)
         .sql(" WHERE ");
-    q.column(payments, payment::Column::Id.as_str())
-        .sql(" = ")
-        .bind(payment_id.clone());
+    q.eq(payments, payment::Column::Id.as_str(), payment_id.clone());
     q.sql(" AND ")
-        .column(payments, payment::Column::Status.as_str())
-        .sql(" = ")
-        .bind(from)
+        .eq(payments, payment::Column::Status.as_str(), from)
         .sql(")");
     q.sql(" RETURNING ")
         .ident(pg_attempt::Column::Id.as_str())

@@ -44,6 +44,11 @@ impl SqlText {
         self.ident(table).sql(".").ident(column)
     }
 
+    /// `table.column = value`, the value bound.
+    pub(super) fn eq(&mut self, table: &str, column: &str, value: impl Into<Value>) -> &mut Self {
+        self.column(table, column).sql(" = ").bind(value)
+    }
+
     /// A placeholder bound to `value`.
     pub(super) fn bind(&mut self, value: impl Into<Value>) -> &mut Self {
         self.values.push(value.into());
