@@ -1329,3 +1329,214 @@ pub async fn conclude_charge(
         None => Ok(None),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use sea_orm::{ActiveValue::NotSet, Set};
+
+    use super::super::entity::{merchant, payment, pg_attempt, prepare};
+    use super::super::{merchants, Db};
+    use super::{conclude_charge, open_charge, OpenedCharge};
+
+    /// A migrated database at `url` with one merchant; its id.
+    async fn with_a_merchant(url: &str) -> (Db, i64) {
+        let db = Db::connect(url).await.unwrap();
+        db.migrate().await.unwrap();
+        let m = merchants::insert(
+            &db.write,
+            merchant::ActiveModel {
+                imp_code: Set("imp_test".into()),
+                name: Set("shop".into()),
+                imp_key: Set("key".into()),
+                imp_secret_hash: Set("hash".into()),
+                site_cd: Set("T0000".into()),
+                kcp_certificate_pem: Set(String::new()),
+                kcp_private_key_sealed: Set(String::new()),
+                kcp_passphrase_sealed: Set(String::new()),
+                test_mode: Set(true),
+                created_at: Set(0),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+        (db, m.id)
+    }
+
+    fn pending(merchant_id: i64, n: u32, amount: i64) -> payment::ActiveModel {
+        payment::ActiveModel {
+            imp_uid: Set(format!("imp_{n:012}")),
+            merchant_id: Set(merchant_id),
+            merchant_uid: Set(format!("order-{n}")),
+            order_no: Set(format!("OP{n:012}")),
+            status: Set("pending".into()),
+            pay_method: Set("card".into()),
+            channel: Set("api".into()),
+            pg_provider: Set("kcp".into()),
+            pg_id: Set("T0000".into()),
+            amount: Set(amount),
+            cancel_amount: Set(0),
+            currency: Set("KRW".into()),
+            // Set to NULL: left out of the INSERT, NULL all the same.
+            buyer_name: Set(None),
+            card_quota: Set(0),
+            sandbox: Set(true),
+            started_at: Set(100),
+            updated_at: Set(100),
+            ..Default::default()
+        }
+    }
+
+    fn attempt(n: u32, amount: i64) -> pg_attempt::ActiveModel {
+        pg_attempt::ActiveModel {
+            id: NotSet,
+            payment_id: NotSet,
+            kind: Set("approve".into()),
+            state: Set("pending".into()),
+            order_no: Set(format!("OP{n:012}")),
+            amount: Set(amount),
+            tries: Set(0),
+            next_check_at: Set(130),
+            lease_until: Set(200),
+            created_at: Set(100),
+            updated_at: Set(100),
+            notify: Set(false),
+            ..Default::default()
+        }
+    }
+
+    /// The statements written as text, on both of SQLite's access paths (the writer's jobs on a
+    /// file, sqlx in memory): a charge opens (payment and attempt linked), a prepared amount
+    /// refuses one and a missing billing key another with nothing written, and an outcome is
+    /// recorded once, by the holder of the attempt's lease.
+    async fn a_charge_opens_is_refused_with_nothing_written_and_concludes_once(url: &str) {
+        let (db, merchant_id) = with_a_merchant(url).await;
+        let OpenedCharge::Opened(opened) = open_charge(
+            &db.write,
+            pending(merchant_id, 1, 1000),
+            attempt(1, 1000),
+            None,
+            None,
+        )
+        .await
+        .unwrap() else {
+            panic!("not opened");
+        };
+        assert_eq!(opened.payment.status, "pending");
+        assert_eq!(opened.payment.buyer_name, None);
+        assert_eq!(opened.attempt.payment_id, opened.payment.id);
+        assert_eq!(opened.attempt.lease_until, 200);
+
+        super::insert_prepare(
+            &db.write,
+            prepare::ActiveModel {
+                merchant_id: Set(merchant_id),
+                merchant_uid: Set("order-2".into()),
+                amount: Set(5000),
+                currency: Set(None),
+                created_at: Set(0),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+        let refused = open_charge(
+            &db.write,
+            pending(merchant_id, 2, 1000),
+            attempt(2, 1000),
+            None,
+            None,
+        )
+        .await
+        .unwrap();
+        assert!(matches!(refused, OpenedCharge::PreparedDiffers(p) if p.amount == 5000));
+        // A missing key and a refusing prepared row: the prepared row's refusal, as before.
+        let refused = open_charge(
+            &db.write,
+            pending(merchant_id, 2, 1000),
+            attempt(2, 1000),
+            Some("nobody"),
+            None,
+        )
+        .await
+        .unwrap();
+        assert!(matches!(refused, OpenedCharge::PreparedDiffers(_)));
+        let refused = open_charge(
+            &db.write,
+            pending(merchant_id, 3, 1000),
+            attempt(3, 1000),
+            Some("nobody"),
+            None,
+        )
+        .await
+        .unwrap();
+        assert!(matches!(refused, OpenedCharge::NoBillingKey));
+        for n in [2, 3] {
+            let imp_uid = format!("imp_{n:012}");
+            assert!(super::by_imp_uid(&db.read, Some(merchant_id), &imp_uid)
+                .await
+                .unwrap()
+                .is_none());
+        }
+
+        let paid = |status: &str| payment::ActiveModel {
+            id: Set(opened.payment.id),
+            status: Set(status.into()),
+            pg_tid: Set(Some("T-1".into())),
+            paid_at: Set(Some(110)),
+            updated_at: Set(110),
+            ..Default::default()
+        };
+        let approved = pg_attempt::ActiveModel {
+            state: Set("approved".into()),
+            tno: Set(Some("T-1".into())),
+            updated_at: Set(110),
+            ..Default::default()
+        };
+        let p = conclude_charge(
+            &db.write,
+            &opened.attempt,
+            "pending",
+            paid("paid"),
+            approved.clone(),
+            vec![],
+        )
+        .await
+        .unwrap()
+        .expect("recorded by the holder");
+        assert_eq!(
+            (p.status.as_str(), p.pg_tid.as_deref()),
+            ("paid", Some("T-1"))
+        );
+        assert_eq!(p.paid_at, Some(110));
+        // The attempt is closed: a second outcome (another holder's, stale) writes nothing.
+        let again = conclude_charge(
+            &db.write,
+            &opened.attempt,
+            "pending",
+            paid("failed"),
+            approved,
+            vec![],
+        )
+        .await
+        .unwrap();
+        assert!(again.is_none());
+        let stored = super::by_imp_uid(&db.read, Some(merchant_id), "imp_000000000001")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(stored.status, "paid");
+    }
+
+    #[tokio::test]
+    async fn charge_statements_work_on_the_sqlite_writer() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display());
+        a_charge_opens_is_refused_with_nothing_written_and_concludes_once(&url).await;
+    }
+
+    #[tokio::test]
+    async fn charge_statements_work_on_an_in_memory_sqlite_through_sqlx() {
+        a_charge_opens_is_refused_with_nothing_written_and_concludes_once("sqlite::memory:").await;
+    }
+}
