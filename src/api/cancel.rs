@@ -9,6 +9,7 @@ use super::error::{ApiError, ApiResult};
 use super::extract::{de, Body, MerchantCaller};
 use super::payment_json::PaymentAnnotation;
 use crate::app::AppState;
+use crate::domain::text::refuse_script;
 use crate::service::cancel::CancelCommand;
 use crate::service::ServiceError;
 
@@ -45,7 +46,7 @@ pub struct CancelRequest {
 #[utoipa::path(post, path = "/payments/cancel", operation_id = "cancelPayment", request_body = CancelBody,
     responses(
         (status = 200, body = PaymentOutcome, description = "the cancelled payment; code 1 (response null) when no such payment, the amount or checksum does not fit, or KCP refuses"),
-        (status = 400, body = ErrorEnvelope, description = "neither imp_uid nor merchant_uid, a negative amount, a nonzero tax_free, a vat_amount under 0 or over the amount cancelled (for a full cancel, the balance), or a body that is not JSON/form with these types"),
+        (status = 400, body = ErrorEnvelope, description = "neither imp_uid nor merchant_uid, a negative amount, a nonzero tax_free, a vat_amount under 0 or over the amount cancelled (for a full cancel, the balance), a reason with script-like content (`<script`, `javascript:`, `eval(`: KCP refuses it), or a body that is not JSON/form with these types"),
         TokenBodyErrors))]
 pub async fn cancel(
     State(s): State<AppState>,
@@ -57,6 +58,9 @@ pub async fn cancel(
         return Err(ApiError::bad_request("amount는 0 이상이어야 합니다."));
     }
     super::order::tax_fields(req.tax_free, req.vat_amount, req.amount.filter(|a| *a > 0))?;
+    if let Some(reason) = &req.reason {
+        refuse_script("reason", reason).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    }
     let cmd = CancelCommand {
         imp_uid: blank(req.imp_uid),
         merchant_uid: blank(req.merchant_uid),

@@ -70,11 +70,19 @@ pub fn for_kcp(
     value: &str,
     max_bytes: usize,
 ) -> Result<String, ScriptRefused> {
+    refuse_script(field, value)?;
+    Ok(sanitize(value, max_bytes))
+}
+
+/// Refuses script-like content (`<script`, `javascript:`, `eval(`), which KCP refuses in any free
+/// text it is sent (spec/kcp.md §6): caught here, the merchant is told which field, instead of
+/// KCP's refusal arriving after an attempt was recorded.
+pub fn refuse_script(field: &'static str, value: &str) -> Result<(), ScriptRefused> {
     let lower = value.to_ascii_lowercase();
     if lower.contains("<script") || lower.contains("javascript:") || lower.contains("eval(") {
         return Err(ScriptRefused { field });
     }
-    Ok(sanitize(value, max_bytes))
+    Ok(())
 }
 
 /// Forbidden characters become spaces (removing `<`/`>` also defuses markup), then the trimmed

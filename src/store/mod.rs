@@ -439,6 +439,37 @@ mod tests {
         }
     }
 
+    #[tokio::test]
+    async fn a_sqlite_file_database_commits_durably_on_the_writer_and_the_readers() {
+        // design.md §2: WAL with synchronous=FULL, so an answered commit survives a power cut.
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("durable.db");
+        let db = Db::connect(&format!("sqlite://{}?mode=rwc", file.display()))
+            .await
+            .unwrap();
+        async fn pragma(conn: &impl ConnectionTrait, name: &str) -> sea_orm::QueryResult {
+            let sql = format!("PRAGMA {name}");
+            let stmt = Statement::from_string(sea_orm::DbBackend::Sqlite, sql);
+            conn.query_one(stmt).await.unwrap().unwrap()
+        }
+        for (side, sync, mode) in [
+            (
+                "writer",
+                pragma(&db.write, "synchronous").await,
+                pragma(&db.write, "journal_mode").await,
+            ),
+            (
+                "reader",
+                pragma(&db.read, "synchronous").await,
+                pragma(&db.read, "journal_mode").await,
+            ),
+        ] {
+            // 2 is FULL (0 OFF, 1 NORMAL, 3 EXTRA).
+            assert_eq!(sync.try_get_by_index::<i64>(0).unwrap(), 2, "{side}");
+            assert_eq!(mode.try_get_by_index::<String>(0).unwrap(), "wal", "{side}");
+        }
+    }
+
     #[test]
     fn a_sqlite_url_names_its_file_and_an_in_memory_or_postgres_one_none() {
         for (url, file) in [

@@ -129,6 +129,31 @@ async fn every_token_transport_is_accepted() {
 }
 
 #[tokio::test]
+async fn authorization_wins_over_x_imp_token_header_when_both_are_sent() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let url = app.url("/payments/imp_000000000000");
+    let both = |authorization: &str, legacy: &str| {
+        app.http
+            .get(&url)
+            .header("Authorization", authorization)
+            .header("X-ImpTokenHeader", legacy)
+    };
+    let (status, body) = crate::helpers::TestApp::read(
+        both(&format!("Bearer {token}"), "not-a-token")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "authenticated: {body}");
+    let (status, body) =
+        crate::helpers::TestApp::read(both("not-a-token", &token).send().await.unwrap()).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    assert_eq!(body["message"], "Unauthorized");
+}
+
+#[tokio::test]
 async fn a_missing_unknown_or_expired_token_is_401_never_403() {
     let app = spawn_app().await;
     let (status, body) = app.get("/payments/imp_000000000000", None).await;

@@ -172,6 +172,58 @@ async fn a_blank_amount_or_checksum_is_refused_never_taken_for_a_full_cancel() {
 }
 
 #[tokio::test]
+async fn a_reason_with_script_is_refused_before_kcp_and_forbidden_characters_are_cleaned() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let p = app.paid(&token, "cx-reason", 5000).await;
+    let imp_uid = p["imp_uid"].as_str().unwrap();
+    for reason in [
+        "<script>alert(1)</script>",
+        "javascript:void(0)",
+        "x eval(y)",
+    ] {
+        let (status, answer) = app
+            .post(
+                "/payments/cancel",
+                Some(&token),
+                json!({"imp_uid": imp_uid, "reason": reason}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{reason}: {answer}");
+        assert_eq!(answer["code"], -1);
+        assert!(
+            answer["message"].as_str().unwrap().contains("reason"),
+            "the field is named: {answer}"
+        );
+    }
+    assert!(
+        app.sandbox.ledger()[0].cancels.is_empty(),
+        "KCP never asked"
+    );
+    let (_, body) = app.get(&format!("/payments/{imp_uid}"), Some(&token)).await;
+    assert_eq!(body["response"]["status"], "paid", "nothing written");
+    assert_eq!(body["response"]["cancel_history"], json!([]));
+
+    let (_, body) = app
+        .post(
+            "/payments/cancel",
+            Some(&token),
+            json!({"imp_uid": imp_uid, "reason": "고객 요청, 환불 <재고 없음>"}),
+        )
+        .await;
+    assert_eq!(body["code"], 0, "{body}");
+    assert_eq!(body["response"]["status"], "cancelled");
+    let cancels = &app.sandbox.ledger()[0].cancels;
+    assert_eq!(cancels.len(), 1);
+    let sent = cancels[0].mod_desc.clone().unwrap_or_default();
+    assert!(
+        sent.starts_with("고객 요청") && sent.ends_with("재고 없음"),
+        "{sent}"
+    );
+    assert!(!sent.contains([',', '<', '>']), "cleaned for KCP: {sent}");
+}
+
+#[tokio::test]
 async fn imp_uid_wins_over_merchant_uid_and_unknown_payments_are_code_1() {
     let app = spawn_app().await;
     let token = app.token().await;

@@ -72,6 +72,97 @@ async fn a_multi_get_answers_207_when_some_are_missing_and_404_when_none_are_fou
 }
 
 #[tokio::test]
+async fn a_multi_get_of_more_than_100_ids_is_a_400_and_100_are_answered() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let p = app.paid(&token, "multi-100", 1000).await;
+    let imp_uid = p["imp_uid"].as_str().unwrap();
+    let ids = |n: usize| {
+        let mut q: Vec<String> = (1..n)
+            .map(|i| format!("merchant_uid[]=absent-{i}"))
+            .collect();
+        q.push(format!("imp_uid[]={imp_uid}"));
+        format!("/payments?{}", q.join("&"))
+    };
+    let (status, body) = app.get(&ids(100), Some(&token)).await;
+    assert_eq!(status, StatusCode::MULTI_STATUS, "{body}");
+    assert_eq!(body["response"][0]["imp_uid"], imp_uid);
+    let (status, body) = app.get(&ids(101), Some(&token)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["code"], -1);
+    assert_eq!(
+        body["message"],
+        "한 번에 최대 100건까지 조회할 수 있습니다."
+    );
+}
+
+#[tokio::test]
+async fn find_all_pages_the_attempts_of_one_order_and_sorts_them_by_start() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    // Three attempts of one order a second apart: two declined, then paid.
+    app.pay(&token, "fa-1", 1000, test_cards::DAILY_LIMIT_EXCEEDED)
+        .await;
+    app.advance(1);
+    app.pay(&token, "fa-1", 1000, test_cards::DAILY_LIMIT_EXCEEDED)
+        .await;
+    app.advance(1);
+    let paid = app.paid(&token, "fa-1", 1000).await;
+    let (_, all) = app
+        .get("/payments/findAll/fa-1?sorting=started", Some(&token))
+        .await;
+    assert_eq!(all["response"]["total"], 3, "{all}");
+    let list = all["response"]["list"].as_array().unwrap().clone();
+    assert_eq!(list[2]["imp_uid"], paid["imp_uid"], "oldest first: {all}");
+
+    let (_, page) = app
+        .get(
+            "/payments/findAll/fa-1?limit=2&page=2&sorting=started",
+            Some(&token),
+        )
+        .await;
+    let r = &page["response"];
+    assert_eq!(r["total"], 3, "{page}");
+    assert_eq!(r["previous"], 1);
+    assert_eq!(r["next"], 0);
+    assert_eq!(r["list"].as_array().unwrap().len(), 1);
+    assert_eq!(r["list"][0]["imp_uid"], paid["imp_uid"]);
+}
+
+#[tokio::test]
+async fn sorting_by_update_differs_from_sorting_by_start_once_an_older_payment_is_cancelled() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let older = app.paid(&token, "upd-older", 1000).await;
+    app.advance(1);
+    let newer = app.paid(&token, "upd-newer", 1000).await;
+    app.advance(60);
+    let (_, body) = app
+        .post(
+            "/payments/cancel",
+            Some(&token),
+            serde_json::json!({"imp_uid": older["imp_uid"], "amount": 100}),
+        )
+        .await;
+    assert_eq!(body["code"], 0, "{body}");
+    let first = |body: serde_json::Value| body["response"]["list"][0]["imp_uid"].clone();
+    for (sorting, expected) in [
+        ("-started", &newer),
+        ("started", &older),
+        ("-updated", &older),
+        ("updated", &newer),
+    ] {
+        let (_, body) = app
+            .get(
+                &format!("/payments/status/all?sorting={sorting}"),
+                Some(&token),
+            )
+            .await;
+        assert_eq!(first(body), expected["imp_uid"], "sorting={sorting}");
+    }
+}
+
+#[tokio::test]
 async fn status_lists_are_paged_sorted_and_filtered_by_time() {
     let app = spawn_app().await;
     let token = app.token().await;

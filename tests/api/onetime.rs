@@ -432,6 +432,49 @@ async fn a_korean_name_longer_than_kcps_100_bytes_is_paid_and_kept_whole() {
 }
 
 #[tokio::test]
+async fn a_name_with_characters_kcp_forbids_is_paid_cleaned_for_kcp_and_script_is_refused() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    // The sandbox refuses these characters (9504) as KCP does: a paid answer means they were
+    // cleaned before the call, and the merchant's own name is kept whole.
+    let name = "셔츠, 파랑 & 흰색 <L>; \"특가\" | 'A'";
+    let (_, body) = app
+        .post(
+            "/subscribe/payments/onetime",
+            Some(&token),
+            json!({"merchant_uid": "forbidden-chars", "amount": 1000,
+                   "card_number": test_cards::SHINHAN_CREDIT, "expiry": future_expiry(),
+                   "name": name, "buyer_name": "홍길동, 주식회사"}),
+        )
+        .await;
+    assert_eq!(body["code"], 0, "{body}");
+    assert_eq!(body["response"]["status"], "paid", "{body}");
+    assert_eq!(body["response"]["name"], name);
+    assert_eq!(app.sandbox.ledger().len(), 1);
+
+    for (field, value) in [
+        ("name", "<script>alert(1)</script>"),
+        ("buyer_name", "javascript:alert(1)"),
+    ] {
+        let mut order = json!({"merchant_uid": format!("script-{field}"), "amount": 1000,
+                               "card_number": test_cards::SHINHAN_CREDIT,
+                               "expiry": future_expiry()});
+        order[field] = json!(value);
+        let (status, body) = app
+            .post("/subscribe/payments/onetime", Some(&token), order)
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{field}: {body}");
+        assert_eq!(body["code"], -1);
+        assert!(body["message"].as_str().unwrap().contains(field), "{body}");
+        let (status, _) = app
+            .get(&format!("/payments/find/script-{field}"), Some(&token))
+            .await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "nothing written");
+    }
+    assert_eq!(app.sandbox.ledger().len(), 1, "KCP never asked");
+}
+
+#[tokio::test]
 async fn a_tax_free_part_is_refused_everywhere_rather_than_charged_or_refunded_as_taxable() {
     let app = spawn_app().await;
     let token = app.token().await;
