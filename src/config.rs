@@ -269,7 +269,7 @@ const KCP_TEST_SENDERS: &[&str] = &["210.122.176.144", "127.0.0.0/8", "::1"];
 const KCP_PRODUCTION_HOSTS: &[&str] = &["spl.kcp.co.kr", "smpay.kcp.co.kr", "spay.kcp.co.kr"];
 
 /// The KCP production host `url` names, if any (a URL without a scheme is read as https).
-fn kcp_production_host(url: &str) -> Option<&'static str> {
+pub fn kcp_production_host(url: &str) -> Option<&'static str> {
     let url = url.trim();
     let parsed = url::Url::parse(url)
         .ok()

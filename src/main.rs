@@ -136,6 +136,10 @@ enum MerchantCommand {
         /// an argument is visible in the process list and the shell history.
         #[arg(long, env = "KCP_PRIVATE_KEY_PASSWORD", hide_env_values = true)]
         key_password: Option<String>,
+        /// This merchant's own KCP origin (e.g. KCP's staging `https://stg-spl.kcp.co.kr`);
+        /// unset: the instance's (`OPENPORT_KCP__API_BASE`, the embedded sandbox in test mode).
+        #[arg(long)]
+        kcp_api_base: Option<String>,
         #[arg(long)]
         json: bool,
     },
@@ -426,6 +430,7 @@ async fn merchant(cmd: MerchantCommand) -> anyhow::Result<()> {
             cert,
             key,
             key_password,
+            kcp_api_base,
             json,
         } => {
             let mut config = load(&common)?;
@@ -456,6 +461,7 @@ async fn merchant(cmd: MerchantCommand) -> anyhow::Result<()> {
                     private_key_passphrase: pass,
                     test_mode: config.test_mode,
                     credentials: None,
+                    kcp_api_base,
                 })
                 .await
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -526,9 +532,16 @@ async fn merchant(cmd: MerchantCommand) -> anyhow::Result<()> {
             for m in openport::store::merchants::all(&db.read).await? {
                 // `id` last, so the columns before it stay where scripts found them; it is what
                 // the operator routes take (`/admin/merchants/{id}/webhook`).
+                // KCP's origin after it: the instance's unless the merchant names its own.
                 println!(
-                    "{}\t{}\t{}\t{}\ttest_mode={}\tid={}",
-                    m.imp_code, m.imp_key, m.site_cd, m.name, m.test_mode, m.id
+                    "{}\t{}\t{}\t{}\ttest_mode={}\tid={}\tkcp_api_base={}",
+                    m.imp_code,
+                    m.imp_key,
+                    m.site_cd,
+                    m.name,
+                    m.test_mode,
+                    m.id,
+                    m.kcp_api_base.as_deref().unwrap_or("instance")
                 );
             }
             Ok(())

@@ -20,6 +20,8 @@ pub struct MerchantSummary {
     pub site_cd: String,
     pub test_mode: bool,
     pub created_at: i64,
+    /// The merchant's own KCP origin; null = the instance's.
+    pub kcp_api_base: Option<String>,
 }
 
 #[utoipa::path(get, path = "/admin/merchants", operation_id = "listMerchants",
@@ -39,6 +41,7 @@ pub async fn merchants(
             site_cd: m.site_cd,
             test_mode: m.test_mode,
             created_at: m.created_at,
+            kcp_api_base: m.kcp_api_base,
         })
         .collect()))
 }

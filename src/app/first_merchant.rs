@@ -95,6 +95,7 @@ pub(super) async fn ensure_first_merchant(
                 DEMO_IMP_KEY.into(),
                 DEMO_IMP_SECRET.into(),
             )),
+            kcp_api_base: None,
         })
         .await
         .map_err(|e| anyhow::anyhow!("demo merchant: {e}"))?;
@@ -133,6 +134,7 @@ async fn live_merchant(
             private_key_passphrase: pass,
             test_mode: false,
             credentials: Some((imp_code, imp_key, imp_secret)),
+            kcp_api_base: None,
         })
         .await;
     match created {

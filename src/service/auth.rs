@@ -303,6 +303,7 @@ mod tests {
             webhook_content_type: "json".into(),
             webhook_secret_sealed: None,
             kcp_group_id: None,
+            kcp_api_base: None,
         })
     }
 

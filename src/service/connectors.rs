@@ -36,8 +36,9 @@ impl Connectors {
         }
     }
 
-    pub fn urls(&self) -> &KcpUrls {
-        &self.urls
+    /// The URLs of a merchant's KCP: its own origin's when it names one, else the instance's.
+    pub fn urls_for(&self, api_base: Option<&str>) -> KcpUrls {
+        api_base.map_or_else(|| self.urls.clone(), KcpUrls::with_base)
     }
 
     pub fn for_merchant(
@@ -63,7 +64,7 @@ impl Connectors {
             certificate_pem: m.kcp_certificate_pem.clone(),
             private_key_pem: unseal(&m.kcp_private_key_sealed)?,
             private_key_passphrase: SecretString::from(unseal(&m.kcp_passphrase_sealed)?),
-            urls: self.urls.clone(),
+            urls: self.urls_for(m.kcp_api_base.as_deref()),
             timeout: self.timeout,
         };
         let connector: Arc<dyn Pg> =

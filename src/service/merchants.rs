@@ -28,6 +28,45 @@ pub fn serves_in_mode(test_mode: bool, m: &merchant::Model) -> bool {
     test_mode || (!m.test_mode && m.imp_key != DEMO_IMP_KEY)
 }
 
+/// A merchant's own KCP origin as stored (`scheme://host[:port]`): KCP's REST paths are appended
+/// to it as to the instance's `kcp.api_base`. https, unless the host is this machine (a sandbox,
+/// or a local egress proxy): card data goes there. An instance in test mode refuses KCP's
+/// production hosts, as it does for its own setting: it marks every payment `sandbox: true`, and
+/// the demo credentials work on it.
+pub fn kcp_api_base(url: &str, test_mode: bool) -> ServiceResult<String> {
+    let refuse = |why: &str| ServiceError::BadRequest(format!("kcp_api_base: {why}"));
+    let parsed = url::Url::parse(url.trim()).map_err(|_| refuse("URL이 아닙니다."))?;
+    let host = parsed.host().ok_or_else(|| refuse("호스트가 없습니다."))?;
+    let local = match &host {
+        url::Host::Domain(d) => d.eq_ignore_ascii_case("localhost"),
+        url::Host::Ipv4(ip) => ip.is_loopback(),
+        url::Host::Ipv6(ip) => ip.is_loopback(),
+    };
+    match parsed.scheme() {
+        "https" => {}
+        "http" if local => {}
+        _ => return Err(refuse("https 주소여야 합니다 (http는 이 호스트만).")),
+    }
+    if !parsed.username().is_empty()
+        || parsed.password().is_some()
+        || parsed.query().is_some()
+        || parsed.fragment().is_some()
+        || parsed.path() != "/"
+    {
+        return Err(refuse(
+            "경로, 쿼리, 계정 정보 없는 origin이어야 합니다 (예: https://stg-spl.kcp.co.kr).",
+        ));
+    }
+    if test_mode {
+        if let Some(host) = crate::config::kcp_production_host(url) {
+            return Err(refuse(&format!(
+                "테스트 모드에서는 KCP 운영 호스트({host})를 쓸 수 없습니다."
+            )));
+        }
+    }
+    Ok(parsed.origin().ascii_serialization())
+}
+
 /// Fresh iamport credentials: imp_code, imp_key, imp_secret.
 pub fn fresh_credentials() -> (String, String, String) {
     let mut rng = rand::thread_rng();
@@ -54,6 +93,8 @@ pub struct NewMerchant {
     pub test_mode: bool,
     /// Fixed iamport credentials (the demo merchant); None = generate fresh ones.
     pub credentials: Option<(String, String, String)>,
+    /// The merchant's own KCP origin ([`kcp_api_base`]); None = the instance's.
+    pub kcp_api_base: Option<String>,
 }
 
 /// A new merchant and its imp_secret, which exists in clear only in this value.
@@ -80,6 +121,11 @@ impl Gateway {
                 "site_cd는 영문/숫자 5자리입니다.".into(),
             ));
         }
+        let api_base = new
+            .kcp_api_base
+            .as_deref()
+            .map(|url| kcp_api_base(url, self.settings.test_mode))
+            .transpose()?;
         // Refuse credentials that cannot sign before they are stored.
         KcpConnector::new(
             KcpConfig {
@@ -87,7 +133,7 @@ impl Gateway {
                 certificate_pem: new.certificate_pem.clone(),
                 private_key_pem: new.private_key_pem.clone(),
                 private_key_passphrase: new.private_key_passphrase.clone(),
-                urls: self.connectors.urls().clone(),
+                urls: self.connectors.urls_for(api_base.as_deref()),
                 timeout: std::time::Duration::from_secs(1),
             },
             reqwest::Client::new(),
@@ -110,6 +156,7 @@ impl Gateway {
                 .seal(new.private_key_passphrase.expose_secret().as_bytes())),
             test_mode: Set(new.test_mode),
             created_at: Set(self.clock.unix()),
+            kcp_api_base: Set(api_base),
             ..Default::default()
         };
         match merchants::insert(&self.db.write, model).await {
@@ -238,5 +285,44 @@ impl Gateway {
             }
         }
         Ok(report)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::kcp_api_base;
+
+    #[test]
+    fn a_merchants_kcp_origin_is_stored_as_an_origin_and_https_unless_it_is_this_host() {
+        for (url, stored) in [
+            ("https://stg-spl.kcp.co.kr/", "https://stg-spl.kcp.co.kr"),
+            (" https://STG-SPL.kcp.co.kr ", "https://stg-spl.kcp.co.kr"),
+            ("http://127.0.0.1:9000", "http://127.0.0.1:9000"),
+            ("http://localhost:9000/", "http://localhost:9000"),
+            ("http://[::1]:9000", "http://[::1]:9000"),
+        ] {
+            assert_eq!(kcp_api_base(url, true).unwrap(), stored, "{url}");
+        }
+        for url in [
+            "http://stg-spl.kcp.co.kr",
+            "ftp://127.0.0.1",
+            "https://stg-spl.kcp.co.kr/gw/hub/v1/payment",
+            "https://stg-spl.kcp.co.kr/?x=1",
+            "https://user:pw@stg-spl.kcp.co.kr",
+            "stg-spl.kcp.co.kr",
+            "",
+        ] {
+            let err = kcp_api_base(url, true).unwrap_err().to_string();
+            assert!(err.contains("kcp_api_base"), "{url}: {err}");
+        }
+    }
+
+    #[test]
+    fn kcps_production_hosts_are_refused_in_test_mode_only() {
+        assert!(kcp_api_base("https://spl.kcp.co.kr", true).is_err());
+        assert_eq!(
+            kcp_api_base("https://spl.kcp.co.kr", false).unwrap(),
+            "https://spl.kcp.co.kr"
+        );
     }
 }

@@ -182,3 +182,52 @@ async fn outside_test_mode_the_seeds_kcp_settings_make_the_first_merchant_with_i
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["code"], 0, "{body}");
 }
+
+#[tokio::test]
+async fn a_merchant_on_its_own_kcp_origin_pays_and_cancels_there_and_the_instances_kcp_sees_nothing(
+) {
+    let app = spawn_app().await;
+    // Another KCP (a second sandbox, trusting the same CA as KCP trusts its certificates).
+    let own_kcp = kcp_sandbox::Sandbox::new(kcp_sandbox::SandboxConfig::default()).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let origin = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(kcp_sandbox::serve(own_kcp.clone(), listener));
+
+    let (key, secret) = app.merchant_on_kcp(Some(&format!("{origin}/"))).await;
+    let token = app.token_for(&key, &secret).await;
+    let paid = app.paid(&token, "own-kcp-1", 3000).await;
+    assert_eq!(own_kcp.ledger().len(), 1, "charged at the merchant's KCP");
+    assert_eq!(own_kcp.ledger()[0].tno, paid["pg_tid"].as_str().unwrap());
+    let (_, body) = app
+        .post(
+            "/payments/cancel",
+            Some(&token),
+            serde_json::json!({"imp_uid": paid["imp_uid"], "amount": 1000}),
+        )
+        .await;
+    assert_eq!(body["code"], 0, "{body}");
+    assert_eq!(own_kcp.ledger()[0].balance, 2000, "cancelled there too");
+    assert!(
+        app.sandbox.ledger().is_empty(),
+        "the instance's KCP saw nothing"
+    );
+
+    // The demo merchant still pays on the instance's KCP.
+    let demo = app.token().await;
+    app.paid(&demo, "instance-kcp-1", 1000).await;
+    assert_eq!(app.sandbox.ledger().len(), 1);
+    assert_eq!(own_kcp.ledger().len(), 1);
+
+    let (_, body) = app.get("/admin/merchants", Some(ADMIN_TOKEN)).await;
+    let listed: Vec<_> = body["response"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["kcp_api_base"].clone())
+        .collect();
+    assert!(listed.contains(&serde_json::Value::Null), "{body}");
+    assert!(
+        listed.contains(&serde_json::json!(origin)),
+        "stored as an origin: {body}"
+    );
+}

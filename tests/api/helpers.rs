@@ -251,6 +251,12 @@ impl TestApp {
 
     /// A second merchant (same test KCP site) with its own credentials: (imp_key, imp_secret).
     pub async fn second_merchant(&self) -> (String, String) {
+        self.merchant_on_kcp(None).await
+    }
+
+    /// A merchant as [`Self::second_merchant`], on its own KCP origin when `kcp_api_base` names
+    /// one.
+    pub async fn merchant_on_kcp(&self, kcp_api_base: Option<&str>) -> (String, String) {
         let creds = credentials();
         let created = self
             .app
@@ -263,6 +269,7 @@ impl TestApp {
                 private_key_passphrase: SecretString::from(creds.passphrase.clone()),
                 test_mode: true,
                 credentials: None,
+                kcp_api_base: kcp_api_base.map(str::to_string),
             })
             .await
             .unwrap_or_else(|e| panic!("second merchant: {e}"));

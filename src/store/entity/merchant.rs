@@ -26,6 +26,9 @@ pub struct Model {
     pub webhook_secret_sealed: Option<String>,
     /// KCP batch group id (`bt_group_id`) for billing keys; default `{site_cd}1000001`.
     pub kcp_group_id: Option<String>,
+    /// The origin of this merchant's KCP (e.g. KCP's staging `https://stg-spl.kcp.co.kr`); None
+    /// = the instance's (the embedded sandbox in test mode, KCP's production hosts otherwise).
+    pub kcp_api_base: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
