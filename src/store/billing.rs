@@ -7,6 +7,7 @@ use sea_orm::{
 };
 
 use super::entity::{billing_key, merchant, schedule};
+use crate::domain::schedule::ScheduleStatus;
 
 /// Whose schedules an instance runs: every merchant's (test mode), or only those of live
 /// merchants (`service::merchants::serves_in_mode`). A live instance must leave a test-mode
@@ -676,8 +677,7 @@ pub struct ScheduleQuery {
     /// `from ≤ schedule_at < to`.
     pub from: Option<i64>,
     pub to: Option<i64>,
-    /// iamport words: scheduled / executed / revoked (executing counts as scheduled).
-    pub status: Option<String>,
+    pub status: Option<ScheduleStatus>,
 }
 
 fn schedules_filtered(q: &ScheduleQuery) -> sea_orm::Select<schedule::Entity> {
@@ -691,12 +691,8 @@ fn schedules_filtered(q: &ScheduleQuery) -> sea_orm::Select<schedule::Entity> {
     if let Some(t) = q.to {
         s = s.filter(schedule::Column::ScheduleAt.lt(t));
     }
-    match q.status.as_deref() {
-        Some("scheduled") => {
-            s = s.filter(schedule::Column::Status.is_in(["scheduled", "executing"]))
-        }
-        Some(other) => s = s.filter(schedule::Column::Status.eq(other)),
-        None => {}
+    if let Some(status) = q.status {
+        s = s.filter(schedule::Column::Status.is_in(status.db_statuses().iter().copied()));
     }
     s
 }
