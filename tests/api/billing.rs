@@ -856,3 +856,112 @@ async fn a_replaced_key_kcp_keeps_failing_to_delete_is_given_up_after_the_bound_
         .unwrap();
     assert!(!logs.contains(&key), "the key itself is never logged");
 }
+
+/// iamport answers an unknown customer_uid's DELETE as its GET (spec/iamport-v1.md §2: observed
+/// live, HTTP 200 code 1), and so does a customer already deleted; KCP is not called.
+#[tokio::test]
+async fn deleting_an_unknown_or_already_deleted_customer_is_code_1_with_iamports_message() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let res = app
+        .http
+        .delete(app.url("/subscribe/customers/nobody-here"))
+        .header("Authorization", &token)
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = TestApp::read(res).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["code"], 1, "{body}");
+    assert_eq!(
+        body["message"],
+        "요청하신 customer_uid(nobody-here)로 등록된 정보를 찾을 수 없습니다."
+    );
+    assert!(body["response"].is_null(), "{body}");
+    assert!(app.sandbox.batch_keys().is_empty());
+
+    register(&app, &token, "gone-once", test_cards::SHINHAN_CREDIT).await;
+    assert_eq!(delete_customer(&app, &token, "gone-once").await["code"], 0);
+    let again_deleted = delete_customer(&app, &token, "gone-once").await;
+    assert_eq!(again_deleted["code"], 1, "{again_deleted}");
+    assert_eq!(
+        again_deleted["message"],
+        "요청하신 customer_uid(gone-once)로 등록된 정보를 찾을 수 없습니다."
+    );
+}
+
+/// KCP approves the billing-key charge but its answer never arrives: the request asks KCP (by
+/// order number) before answering, so the merchant is told `paid` from KCP's word, not a guess;
+/// a resolver pass afterwards finds nothing open, and the buyer is charged once.
+#[tokio::test]
+async fn an_again_whose_kcp_answer_is_lost_is_answered_paid_from_kcps_inquiry_and_charged_once() {
+    use kcp_sandbox::{paths, Fault, FaultRule};
+    let app = spawn_app().await;
+    let token = app.token().await;
+    register(&app, &token, "cust-again-lost", test_cards::SHINHAN_CREDIT).await;
+    app.sandbox.inject(
+        FaultRule::new(paths::HUB_PAYMENT, Fault::LoseResponse).when("card_tx_type", "11511000"),
+    );
+    let (status, body) = again(&app, &token, "cust-again-lost", "sub-lost", 4900).await;
+    assert!(app.sandbox.armed_faults().is_empty(), "the answer was lost");
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["code"], 0, "{body}");
+    assert_eq!(body["response"]["status"], "paid", "{body}");
+    let ledger = app.sandbox.ledger();
+    assert_eq!(ledger.len(), 1);
+    assert_eq!(body["response"]["pg_tid"], ledger[0].tno.as_str());
+
+    app.advance(crate::helpers::SETTLE_SECS + 1);
+    app.resolve_all().await;
+    let (_, retry) = again(&app, &token, "cust-again-lost", "sub-lost", 4900).await;
+    assert_eq!(retry["code"], 1, "already paid: {retry}");
+    assert_eq!(app.sandbox.ledger().len(), 1, "charged once");
+    let paid: Vec<_> = all_payments(&app)
+        .await
+        .into_iter()
+        .filter(|p| p.merchant_uid == "sub-lost" && p.status == "paid")
+        .collect();
+    assert_eq!(paid.len(), 1);
+    app.assert_ledger_agrees().await;
+}
+
+/// The answer is lost and the request's own inquiry fails too: the merchant gets code 1 naming
+/// the imp_uid (the outcome is not known, nothing is guessed), the payment stays `ready`, a retry
+/// of the merchant_uid charges nothing, and the resolver settles it from KCP's word. A merchant
+/// told "not known" was not told "paid", so the approval KCP holds is net-cancelled, as for
+/// `onetime` (only a scheduled charge, whose merchant was told nothing, is honoured): KCP and
+/// openport agree on one approval, cancelled, and a failed payment.
+#[tokio::test]
+async fn an_again_whose_answer_and_inquiry_are_lost_is_code_1_then_settled_once_by_the_resolver() {
+    use kcp_sandbox::{paths, Fault, FaultRule, TransactionState};
+    let app = spawn_app().await;
+    let token = app.token().await;
+    register(&app, &token, "cust-again-dark", test_cards::SHINHAN_CREDIT).await;
+    app.sandbox.inject(
+        FaultRule::new(paths::HUB_PAYMENT, Fault::LoseResponse).when("card_tx_type", "11511000"),
+    );
+    app.sandbox
+        .inject(FaultRule::new(paths::INQUIRY, Fault::Drop));
+    let (status, body) = again(&app, &token, "cust-again-dark", "sub-dark", 4900).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["code"], 1, "{body}");
+    assert!(body["response"].is_null(), "{body}");
+    let message = body["message"].as_str().unwrap();
+    let start = message.find("(imp_uid: ").expect("names the imp_uid") + "(imp_uid: ".len();
+    let imp_uid = &message[start..start + 16];
+    assert_eq!(app.payment(&token, imp_uid).await["status"], "ready");
+    let (_, retry) = again(&app, &token, "cust-again-dark", "sub-dark", 4900).await;
+    assert_eq!(retry["code"], 1, "still being checked: {retry}");
+    assert_eq!(app.sandbox.ledger().len(), 1, "no second charge");
+
+    app.advance(crate::helpers::SETTLE_SECS + 1);
+    app.resolve_all().await;
+    let token = app.token().await;
+    let p = app.payment(&token, imp_uid).await;
+    assert_eq!(p["status"], "failed", "{p}");
+    let ledger = app.sandbox.ledger();
+    assert_eq!(ledger.len(), 1);
+    assert_eq!(ledger[0].state, TransactionState::Cancelled);
+    assert_eq!(p["pg_tid"], ledger[0].tno.as_str());
+    app.assert_ledger_agrees().await;
+}
