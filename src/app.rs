@@ -418,6 +418,11 @@ fn spawn_resolver(gateway: Gateway, every: Duration, mut stop: tokio::sync::watc
             if let Err(e) = gateway.resolve_due(100).await {
                 tracing::error!("resolver: {e}");
             }
+            // Replaced billing keys KCP has not confirmed deleted (service/retired_keys.rs): an
+            // indexed read of the pending ones, nearly always empty.
+            if let Err(e) = gateway.retry_key_deletions(100).await {
+                tracing::error!("resolver: retired billing keys: {e}");
+            }
             if std::time::Instant::now() >= next_sweep {
                 next_sweep = std::time::Instant::now() + REVERIFY_SWEEP_EVERY;
                 if let Err(e) = gateway.reverify_notifications(100).await {

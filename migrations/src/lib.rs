@@ -16,6 +16,7 @@ mod m20261203_000012_attempts_by_tno;
 mod m20261203_000013_attempt_absent_order_no;
 mod m20261203_000014_cancel_amount_range;
 mod m20261203_000015_schedule_customer_id;
+mod m20261204_000016_billing_key_pg_delete;
 mod m20261204_000017_merchant_kcp_api_base;
 
 pub struct Migrator;
@@ -39,6 +40,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261203_000013_attempt_absent_order_no::Migration),
             Box::new(m20261203_000014_cancel_amount_range::Migration),
             Box::new(m20261203_000015_schedule_customer_id::Migration),
+            Box::new(m20261204_000016_billing_key_pg_delete::Migration),
             Box::new(m20261204_000017_merchant_kcp_api_base::Migration),
         ]
     }

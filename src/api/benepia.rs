@@ -154,8 +154,9 @@ fn parse_payment(req: BenepiaPaymentRequest) -> ApiResult<PointPaymentCommand> {
 
 /// Benepia point payment. `benepia_member_code` is REQUIRED (iamport makes a test payment without
 /// it; openport needs KCP's `pt_memcorp_cd`). A KCP refusal (wrong password, not enough points)
-/// is code 0 with `status "failed"` and `fail_reason "[code] message"`; an outcome that could not
-/// be confirmed is code 1 and is settled by the resolver (PAPT inquiry). A partial cancel of the
+/// is code 1 `포인트 결제에 실패하였습니다. [code] message`, as iamport's OpenAPI lists it as an
+/// error, and the failed payment stays on record (docs/api.md); an outcome that could not be
+/// confirmed is code 1 too and is settled by the resolver (PAPT inquiry). A partial cancel of the
 /// payment (`/payments/cancel`) is done as KCP's full cancel plus re-approval, which gives the
 /// payment a new `pg_tid`.
 #[utoipa::path(post, path = "/benepia/payment", operation_id = "payBenepiaPoint", request_body = BenepiaPaymentBody,

@@ -478,13 +478,19 @@ impl IntoParams for CustomerSchedules {
             query_param(
                 "from",
                 integer(KnownFormat::Int64),
-                "Unix seconds, inclusive",
+                "Unix seconds, inclusive. Optional here (iamport's OpenAPI marks it required): without it the list is not bounded below",
             ),
-            query_param("to", integer(KnownFormat::Int64), "Unix seconds, exclusive"),
+            query_param(
+                "to",
+                integer(KnownFormat::Int64),
+                "Unix seconds, exclusive. Optional here (iamport's OpenAPI marks it required); given with `from`, after it and at most 3 months after it",
+            ),
             query_param(
                 "schedule-status",
-                ObjectBuilder::new().schema_type(Type::String),
-                SCHEDULE_STATUS,
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .enum_values(Some(SCHEDULE_STATUSES)),
+                CUSTOMER_SCHEDULE_STATUS,
             ),
         ];
         params.extend(PageParams::params());
@@ -492,5 +498,6 @@ impl IntoParams for CustomerSchedules {
     }
 }
 
-/// What a schedule-status filter takes.
-pub const SCHEDULE_STATUS: &str = "`scheduled` (includes one being charged now), `executed` or `revoked`; another value matches nothing. Also read as `schedule_status`";
+/// What a customer's schedule-status filter takes (iamport's OpenAPI enum).
+const CUSTOMER_SCHEDULE_STATUS: &str = "`scheduled` (includes one being charged now), `executed` or `revoked`; any other value is HTTP 400. Also read as `schedule_status`";
+const SCHEDULE_STATUSES: [&str; 3] = ["scheduled", "executed", "revoked"];

@@ -17,6 +17,7 @@ use super::order::{order, OrderFields};
 use super::payment_json::PaymentAnnotation;
 use crate::app::AppState;
 use crate::domain::payment::PG_KCP_BILLING;
+use crate::domain::schedule::ScheduleStatus;
 use crate::service::billing::AgainCommand;
 use crate::service::lookup::{Page, Paging};
 use crate::service::schedules::{Reschedule, ScheduleItem};
@@ -270,6 +271,22 @@ fn int(q: Option<&str>, name: &str) -> ApiResult<Option<i64>> {
     }
 }
 
+/// The status filter given as `name` (the first of `names` present): one of iamport's three
+/// words or HTTP 400, never a filter that silently matches nothing (domain/schedule.rs).
+fn schedule_status(q: Option<&str>, names: &[&str]) -> ApiResult<Option<ScheduleStatus>> {
+    let Some((name, value)) = names
+        .iter()
+        .find_map(|name| query_value(q, name).map(|v| (name, v)))
+    else {
+        return Ok(None);
+    };
+    ScheduleStatus::parse(&value).map(Some).ok_or_else(|| {
+        ApiError::bad_request(format!(
+            "{name}는 scheduled, executed, revoked 중 하나여야 합니다."
+        ))
+    })
+}
+
 fn paging(q: Option<&str>) -> ApiResult<Paging> {
     Ok(Paging::new(
         int(q, "page")?.map(|p| p.max(1) as u64),
@@ -284,13 +301,13 @@ fn paging(q: Option<&str>) -> ApiResult<Paging> {
     params(
         ("schedule_from" = i64, Query, minimum = 0, description = "Unix seconds, inclusive"),
         ("schedule_to" = i64, Query, minimum = 0, description = "Unix seconds, exclusive; after schedule_from, and at most 3 months after it"),
-        ("schedule_status" = Option<String>, Query, description = "`scheduled` (includes one being charged now), `executed` or `revoked`; another value matches nothing"),
+        ("schedule_status" = Option<String>, Query, description = "`scheduled` (includes one being charged now), `executed` or `revoked`; any other value is HTTP 400"),
         ("sorting" = Option<String>, Query, description = "`scheduled` for the earliest `schedule_at` first; otherwise (iamport's default) the latest first"),
         PageParams,
     ),
     responses(
         (status = 200, body = SchedulePageReply),
-        (status = 400, body = ErrorEnvelope, description = "schedule_from or schedule_to missing, an empty or longer than 3 months range, or a parameter that is not an integer"),
+        (status = 400, body = ErrorEnvelope, description = "schedule_from or schedule_to missing, an empty or longer than 3 months range, a schedule_status other than scheduled, executed or revoked, or a parameter that is not an integer"),
         TokenErrors))]
 pub async fn list(
     State(s): State<AppState>,
@@ -303,7 +320,7 @@ pub async fn list(
         customer_uid: None,
         from: int(q, "schedule_from")?,
         to: int(q, "schedule_to")?,
-        status: query_value(q, "schedule_status"),
+        status: schedule_status(q, &["schedule_status"])?,
     };
     // iamport: "scheduled : 예약일자 과거순 (Default : 예약일자 최신순)".
     let desc = query_value(q, "sorting").as_deref() != Some("scheduled");
@@ -318,7 +335,7 @@ pub async fn list(
     ),
     responses(
         (status = 200, body = SchedulePageReply),
-        (status = 400, body = ErrorEnvelope, description = "from, to, page or limit not an integer"),
+        (status = 400, body = ErrorEnvelope, description = "from, to, page or limit not an integer; from and to both given but an empty or longer than 3 months range; a schedule-status other than scheduled, executed or revoked"),
         TokenErrors))]
 pub async fn by_customer(
     State(s): State<AppState>,
@@ -332,7 +349,7 @@ pub async fn by_customer(
         customer_uid: Some(uid),
         from: int(q, "from")?,
         to: int(q, "to")?,
-        status: query_value(q, "schedule-status").or_else(|| query_value(q, "schedule_status")),
+        status: schedule_status(q, &["schedule-status", "schedule_status"])?,
     };
     // iamport: "예약된 시각 기준으로 최신순으로 정렬되어 전달됩니다."
     let page = s.gateway.schedules(&m, query, paging(q)?, true).await?;
@@ -441,7 +458,7 @@ pub async fn retry(
     ),
     responses(
         (status = 200, body = SchedulePageReply),
-        (status = 400, body = ErrorEnvelope, description = "from, to, page or limit not an integer"),
+        (status = 400, body = ErrorEnvelope, description = "from, to, page or limit not an integer; from and to both given but an empty or longer than 3 months range; a schedule-status other than scheduled, executed or revoked"),
         TokenErrors))]
 pub async fn customer_schedules(
     s: State<AppState>,

@@ -6,5 +6,6 @@ pub mod escrow;
 pub mod ids;
 pub mod order;
 pub mod payment;
+pub mod schedule;
 pub mod text;
 pub mod vbank;

@@ -1,15 +1,16 @@
 //! Billing keys (`/subscribe/customers`) and charges on them (`/subscribe/payments/again`):
 //! spec/iamport-v1.md §4.4–4.5, KCP §2.5–2.6.
 use sea_orm::Set;
-use secrecy::{ExposeSecret, SecretString};
 
 use super::pay::{ApprovalOutcome, ChargeCall, ChargeOrder};
+use super::retired_keys::KcpDeletion;
 use super::{Gateway, PaymentRecord, ServiceError, ServiceResult};
 use crate::domain::card::{iamport_card_code, CardAuth, CardNumber, Expiry};
 use crate::domain::ids::random_hex;
-use crate::pg::{quoted_refusal, BatchKeyRequest, BatchPaymentRequest, DeclineReason, Pg, PgError};
+use crate::pg::{quoted_refusal, BatchKeyRequest, BatchPaymentRequest, Pg, PgError};
+use crate::store::billing::{self, Retirement};
 use crate::store::entity::{billing_key, merchant};
-use crate::store::{billing, is_unique_violation};
+use crate::store::is_unique_violation;
 
 /// Card data and customer fields of `POST /subscribe/customers/{customer_uid}`.
 #[derive(Debug, Clone)]
@@ -74,7 +75,8 @@ impl Gateway {
     }
 
     /// Issues a KCP batch key for the card and makes it the customer_uid's key; a previous key is
-    /// replaced (and deleted at KCP once the new one is stored).
+    /// replaced, and deleted at KCP once the new one is stored (service/retired_keys.rs: retried
+    /// by the resolver until KCP confirms it).
     pub async fn register_customer(
         &self,
         m: &merchant::Model,
@@ -139,7 +141,7 @@ impl Gateway {
             let old = billing::active_key(&txn, m.id, &cmd.customer_uid).await?;
             let mut row = row.clone();
             if let Some(o) = &old {
-                billing::retire_key(&txn, o.id, "replaced", now).await?;
+                billing::retire_key(&txn, o.id, Retirement::Replaced, now).await?;
                 // The customer was registered then; only `updated` moves (spec §4.5).
                 row.inserted_at = Set(o.inserted_at);
                 if cmd.keeps_unset_details {
@@ -162,29 +164,9 @@ impl Gateway {
             ));
         };
         if let Some(old) = old {
-            self.delete_key_at_pg(m, &old).await;
+            self.delete_replaced_key(m, old.id).await;
         }
         Ok(stored)
-    }
-
-    /// Best effort: a replaced key that KCP keeps can no longer be used by openport anyway.
-    pub(super) async fn delete_key_at_pg(&self, m: &merchant::Model, key: &billing_key::Model) {
-        let result = async {
-            let connector = self.connectors.for_merchant(m, &self.secrets)?;
-            let batch_key = SecretString::from(
-                self.secrets
-                    .open_string(&key.batch_key_sealed)
-                    .map_err(|e| ServiceError::Internal(e.to_string()))?,
-            );
-            connector
-                .delete_batch_key(batch_key.expose_secret(), &key.group_id)
-                .await
-                .map_err(|e| ServiceError::Internal(e.to_string()))
-        }
-        .await;
-        if let Err(e) = result {
-            tracing::warn!(customer_uid = %key.customer_uid, "could not delete the replaced batch key at KCP: {e}");
-        }
     }
 
     pub async fn customer(
@@ -226,11 +208,13 @@ impl Gateway {
                 .await?;
             let now = self.clock.unix();
             let txn = self.db.write.begin().await?;
-            if !billing::retire_key(&txn, key.id, "deleted", now).await? {
+            if !billing::retire_key(&txn, key.id, Retirement::Deleted, now).await? {
                 // Not active any more: replaced by a re-registration (whose key is active now
                 // and goes next), or deleted by a concurrent delete (nothing active is left).
+                // KCP has deleted it all the same: a replaced key's pending deletion is done.
+                billing::key_deleted_at_pg(&txn, key.id, now).await?;
                 if let Some(current) = billing::active_key(&txn, m.id, customer_uid).await? {
-                    txn.rollback().await?;
+                    txn.commit().await?;
                     tracing::info!(
                         customer_uid,
                         "customer re-registered during its delete; deleting the new key too"
@@ -247,6 +231,9 @@ impl Gateway {
                 status: "deleted".into(),
                 deleted_at: Some(now),
                 updated_at: now,
+                pg_deleted_at: Some(now),
+                batch_key_sealed: String::new(),
+                pg_delete_next_at: None,
                 ..key
             });
         }
@@ -264,30 +251,13 @@ impl Gateway {
         connector: &dyn Pg,
         key: &billing_key::Model,
     ) -> ServiceResult<()> {
-        let customer_uid = key.customer_uid.as_str();
-        let batch_key = SecretString::from(
-            self.secrets
-                .open_string(&key.batch_key_sealed)
-                .map_err(|e| ServiceError::Internal(e.to_string()))?,
-        );
-        match connector
-            .delete_batch_key(batch_key.expose_secret(), &key.group_id)
-            .await
-        {
-            Ok(()) => Ok(()),
-            // An earlier delete whose answer was lost went through: finish it here.
-            Err(PgError::Declined {
-                reason: DeclineReason::BatchKeyDeleted,
-                ..
-            }) => {
-                tracing::info!(customer_uid, "batch key was already deleted at KCP");
-                Ok(())
-            }
-            Err(PgError::Declined { message, .. }) => Err(ServiceError::Refused(format!(
+        match self.delete_at_kcp(connector, key).await? {
+            KcpDeletion::Deleted => Ok(()),
+            KcpDeletion::Refused(message) => Err(ServiceError::Refused(format!(
                 "빌링키 삭제에 실패하였습니다.({message})"
             ))),
-            Err(e) => {
-                tracing::warn!(customer_uid, "batch key deletion outcome unknown: {e}");
+            KcpDeletion::Unknown(e) => {
+                tracing::warn!(customer_uid = %key.customer_uid, "batch key deletion outcome unknown: {e}");
                 Err(ServiceError::Refused(
                     "PG사 응답을 확인하지 못해 빌링키를 삭제하지 못했습니다. 다시 시도해 주세요."
                         .into(),

@@ -1213,7 +1213,7 @@ impl Gateway {
             return Ok(());
         }
         if let Some(old) = &replaced {
-            billing::retire_key(&txn, old.id, "replaced", now).await?;
+            billing::retire_key(&txn, old.id, billing::Retirement::Replaced, now).await?;
         }
         // The `issue` payment shows the card as its key does.
         let card_code =
@@ -1258,7 +1258,7 @@ impl Gateway {
         txn.commit().await?;
         // As a REST re-registration does: the card the customer replaced is deleted at KCP too.
         if let Some(old) = replaced {
-            self.delete_key_at_pg(m, &old).await;
+            self.delete_replaced_key(m, old.id).await;
         }
         Ok(())
     }

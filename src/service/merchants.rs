@@ -228,7 +228,9 @@ impl Gateway {
         use crate::store::entity::{access_token, billing_key};
         use sea_orm::{ActiveModelTrait, EntityTrait};
         let reseal = |v: &str| -> ServiceResult<Option<String>> {
-            if !self.secrets.needs_reseal(v) {
+            // Empty: nothing is sealed there, e.g. a retired billing key KCP has deleted
+            // (store::billing::key_deleted_at_pg erases it).
+            if v.is_empty() || !self.secrets.needs_reseal(v) {
                 return Ok(None);
             }
             let plain = self

@@ -19,6 +19,7 @@ pub mod outbound;
 pub mod pay;
 pub mod prepare;
 pub mod resolve;
+pub mod retired_keys;
 pub mod schedules;
 pub mod secrets;
 pub mod vbanks;

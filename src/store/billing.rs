@@ -7,6 +7,7 @@ use sea_orm::{
 };
 
 use super::entity::{billing_key, merchant, schedule};
+use crate::domain::schedule::ScheduleStatus;
 
 /// Whose schedules an instance runs: every merchant's (test mode), or only those of live
 /// merchants (`service::merchants::serves_in_mode`). A live instance must leave a test-mode
@@ -76,22 +77,163 @@ pub async fn insert_key(
     k.insert(db).await
 }
 
+/// How an active key is retired.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Retirement {
+    /// Replaced by a re-registration: its deletion at KCP is pending, due at once
+    /// ([`claim_key_deletion`]).
+    Replaced,
+    /// Deleted by the merchant, after KCP deleted it: recorded as deleted there, the sealed key
+    /// erased.
+    Deleted,
+}
+
 /// Marks an active key `replaced` or `deleted`; false when it was not active any more.
 pub async fn retire_key(
     db: &impl ConnectionTrait,
     id: i64,
-    status: &str,
+    how: Retirement,
     now: i64,
 ) -> Result<bool, DbErr> {
-    let res = billing_key::Entity::update_many()
-        .col_expr(billing_key::Column::Status, Expr::value(status))
+    let update = billing_key::Entity::update_many()
         .col_expr(billing_key::Column::UpdatedAt, Expr::value(now))
-        .col_expr(billing_key::Column::DeletedAt, Expr::value(now))
+        .col_expr(billing_key::Column::DeletedAt, Expr::value(now));
+    let update = match how {
+        Retirement::Replaced => update
+            .col_expr(billing_key::Column::Status, Expr::value("replaced"))
+            .col_expr(billing_key::Column::PgDeleteNextAt, Expr::value(now))
+            .col_expr(billing_key::Column::PgDeleteTries, Expr::value(0))
+            .col_expr(billing_key::Column::PgDeleteLeaseUntil, Expr::value(0i64)),
+        Retirement::Deleted => {
+            deleted_at_pg(update, now).col_expr(billing_key::Column::Status, Expr::value("deleted"))
+        }
+    };
+    let res = update
         .filter(billing_key::Column::Id.eq(id))
         .filter(billing_key::Column::Status.eq("active"))
         .exec(db)
         .await?;
     Ok(res.rows_affected == 1)
+}
+
+/// The columns of a key KCP has deleted: nothing left to try, and the sealed key erased (a key KCP
+/// no longer holds is only something to leak; `openport reseal` skips the empty value).
+fn deleted_at_pg(
+    update: sea_orm::UpdateMany<billing_key::Entity>,
+    now: i64,
+) -> sea_orm::UpdateMany<billing_key::Entity> {
+    update
+        .col_expr(billing_key::Column::PgDeletedAt, Expr::value(now))
+        .col_expr(billing_key::Column::BatchKeySealed, Expr::value(""))
+        .col_expr(
+            billing_key::Column::PgDeleteNextAt,
+            Expr::value(Option::<i64>::None),
+        )
+        .col_expr(billing_key::Column::PgDeleteLeaseUntil, Expr::value(0i64))
+}
+
+/// Retired keys whose deletion at KCP is due at `now` and that no instance is trying, oldest due
+/// first, of the merchants this instance serves (a live instance leaves the sandbox's keys to an
+/// instance in test mode, as it leaves their schedules).
+pub async fn due_key_deletions(
+    db: &impl ConnectionTrait,
+    served: ServedMerchants,
+    now: i64,
+    limit: u64,
+) -> Result<Vec<i64>, DbErr> {
+    let mut due = billing_key::Entity::find()
+        .select_only()
+        .column(billing_key::Column::Id)
+        .filter(billing_key::Column::PgDeleteNextAt.is_not_null())
+        .filter(billing_key::Column::PgDeleteNextAt.lte(now))
+        .filter(billing_key::Column::PgDeleteLeaseUntil.lt(now))
+        .filter(billing_key::Column::PgDeletedAt.is_null());
+    if let ServedMerchants::LiveOnly { demo_imp_key } = served {
+        due = due.filter(billing_key::Column::MerchantId.in_subquery(live_merchants(demo_imp_key)));
+    }
+    due.order_by_asc(billing_key::Column::PgDeleteNextAt)
+        .limit(limit)
+        .into_tuple()
+        .all(db)
+        .await
+}
+
+/// Takes the lease on a retired key's due deletion and counts the try: a conditional UPDATE, so
+/// across any number of instances exactly one calls KCP for it at a time (the webhook outbox's
+/// claim, `store::webhooks::claim_delivery`), and no transaction stays open during the call. The
+/// key as claimed (its `pg_delete_lease_until` is the holder's token), or None.
+pub async fn claim_key_deletion(
+    db: &impl ConnectionTrait,
+    id: i64,
+    now: i64,
+    lease_until: i64,
+) -> Result<Option<billing_key::Model>, DbErr> {
+    let res = billing_key::Entity::update_many()
+        .col_expr(
+            billing_key::Column::PgDeleteLeaseUntil,
+            Expr::value(lease_until),
+        )
+        .col_expr(
+            billing_key::Column::PgDeleteTries,
+            Expr::col(billing_key::Column::PgDeleteTries).add(1),
+        )
+        .filter(billing_key::Column::Id.eq(id))
+        .filter(billing_key::Column::PgDeleteNextAt.lte(now))
+        .filter(billing_key::Column::PgDeleteLeaseUntil.lt(now))
+        .filter(billing_key::Column::PgDeletedAt.is_null())
+        .exec(db)
+        .await?;
+    if res.rows_affected != 1 {
+        return Ok(None);
+    }
+    billing_key::Entity::find_by_id(id).one(db).await
+}
+
+/// Records that KCP deleted the retired key `id` (or had deleted it): whoever holds its lease, as
+/// this is KCP's word and no later try can undo it. False when it was recorded already.
+pub async fn key_deleted_at_pg(
+    db: &impl ConnectionTrait,
+    id: i64,
+    now: i64,
+) -> Result<bool, DbErr> {
+    let res = deleted_at_pg(billing_key::Entity::update_many(), now)
+        .filter(billing_key::Column::Id.eq(id))
+        .filter(billing_key::Column::Status.ne("active"))
+        .filter(billing_key::Column::PgDeletedAt.is_null())
+        .exec(db)
+        .await?;
+    Ok(res.rows_affected == 1)
+}
+
+/// Releases the lease on a deletion that did not go through, to be tried again at `next_at` (None:
+/// no more tries). Only while `held_until` is still the lease, so a holder whose lease ran out
+/// does not undo what the instance that took over wrote.
+pub async fn key_deletion_failed(
+    db: &impl ConnectionTrait,
+    id: i64,
+    held_until: i64,
+    next_at: Option<i64>,
+) -> Result<bool, DbErr> {
+    let res = billing_key::Entity::update_many()
+        .col_expr(billing_key::Column::PgDeleteNextAt, Expr::value(next_at))
+        .col_expr(billing_key::Column::PgDeleteLeaseUntil, Expr::value(0i64))
+        .filter(billing_key::Column::Id.eq(id))
+        .filter(billing_key::Column::PgDeleteLeaseUntil.eq(held_until))
+        .filter(billing_key::Column::PgDeletedAt.is_null())
+        .exec(db)
+        .await?;
+    Ok(res.rows_affected == 1)
+}
+
+/// Ids of the merchants a live instance serves ([`ServedMerchants::LiveOnly`]): an uncorrelated
+/// sub-select over the (few) merchants, which both databases run once.
+fn live_merchants(demo_imp_key: &str) -> sea_orm::sea_query::SelectStatement {
+    merchant::Entity::find()
+        .select_only()
+        .column(merchant::Column::Id)
+        .filter(merchant::Column::TestMode.eq(false))
+        .filter(merchant::Column::ImpKey.ne(demo_imp_key))
+        .into_query()
 }
 
 pub async fn insert_schedule(
@@ -238,17 +380,7 @@ fn due_batch(backend: DbBackend, served: ServedMerchants, now: i64, limit: u64) 
         .column(schedule::Column::Id)
         .filter(due(now));
     if let ServedMerchants::LiveOnly { demo_imp_key } = served {
-        // An uncorrelated sub-select over the (few) merchants: both databases run it once.
-        ids = ids.filter(
-            schedule::Column::MerchantId.in_subquery(
-                merchant::Entity::find()
-                    .select_only()
-                    .column(merchant::Column::Id)
-                    .filter(merchant::Column::TestMode.eq(false))
-                    .filter(merchant::Column::ImpKey.ne(demo_imp_key))
-                    .into_query(),
-            ),
-        );
+        ids = ids.filter(schedule::Column::MerchantId.in_subquery(live_merchants(demo_imp_key)));
     }
     let ids = ids
         .order_by_asc(schedule::Column::ScheduleAt)
@@ -545,8 +677,7 @@ pub struct ScheduleQuery {
     /// `from ≤ schedule_at < to`.
     pub from: Option<i64>,
     pub to: Option<i64>,
-    /// iamport words: scheduled / executed / revoked (executing counts as scheduled).
-    pub status: Option<String>,
+    pub status: Option<ScheduleStatus>,
 }
 
 fn schedules_filtered(q: &ScheduleQuery) -> sea_orm::Select<schedule::Entity> {
@@ -560,12 +691,8 @@ fn schedules_filtered(q: &ScheduleQuery) -> sea_orm::Select<schedule::Entity> {
     if let Some(t) = q.to {
         s = s.filter(schedule::Column::ScheduleAt.lt(t));
     }
-    match q.status.as_deref() {
-        Some("scheduled") => {
-            s = s.filter(schedule::Column::Status.is_in(["scheduled", "executing"]))
-        }
-        Some(other) => s = s.filter(schedule::Column::Status.eq(other)),
-        None => {}
+    if let Some(status) = q.status {
+        s = s.filter(schedule::Column::Status.is_in(status.db_statuses().iter().copied()));
     }
     s
 }

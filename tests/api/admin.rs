@@ -114,6 +114,100 @@ async fn no_card_number_pin_birth_secret_or_private_key_reaches_a_log_line() {
     }
 }
 
+/// The billing-key calls handle the batch key KCP issued: registration (KCP's answer), `again`
+/// (sent to KCP), a re-registration whose delete of the old key fails and is retried by the
+/// resolver, and a customer delete. The sandbox keeps only each key's digest, so the test reads
+/// the key openport sealed, checks it against the sandbox's digest (it is the key KCP issued),
+/// and looks for it, the card number and the birth date in every log line.
+#[tokio::test]
+async fn no_batch_key_card_number_or_birth_of_a_billing_key_reaches_a_log_line() {
+    use kcp_sandbox::{batch_key_digest, paths, Fault, FaultRule};
+    use openport::store::entity::billing_key;
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let register = |card: &'static str| {
+        let (app, token) = (&app, &token);
+        async move {
+            app.post(
+                "/subscribe/customers/log-bk-cust",
+                Some(token),
+                serde_json::json!({"card_number": card, "expiry": "2031-12", "birth": "740516",
+                       "pwd_2digit": "00", "customer_name": "홍길동"}),
+            )
+            .await
+            .1
+        }
+    };
+    let batch_keys = || async {
+        let rows = billing_key::Entity::find()
+            .filter(billing_key::Column::CustomerUid.eq("log-bk-cust"))
+            .order_by_asc(billing_key::Column::Id)
+            .all(&app.app.gateway.db.read)
+            .await
+            .unwrap();
+        let key = app
+            .app
+            .gateway
+            .secrets
+            .open_string(&rows.last().unwrap().batch_key_sealed)
+            .unwrap();
+        let issued = app.sandbox.batch_keys();
+        assert_eq!(
+            issued.last().unwrap().key_sha256_prefix,
+            batch_key_digest(&key),
+            "the key KCP issued"
+        );
+        key
+    };
+
+    assert_eq!(register("4111-1111-1111-1111").await["code"], 0);
+    let first = batch_keys().await;
+    let (_, paid) = app
+        .post(
+            "/subscribe/payments/again",
+            Some(&token),
+            serde_json::json!({"customer_uid": "log-bk-cust", "merchant_uid": "log-bk-1", "amount": 1000}),
+        )
+        .await;
+    assert_eq!(paid["response"]["status"], "paid", "{paid}");
+    app.sandbox.inject(
+        FaultRule::new(paths::HUB_PAYMENT, Fault::HttpStatus { status: 502 })
+            .when("tx_type", "10005010"),
+    );
+    assert_eq!(register("5555-5555-5555-4444").await["code"], 0);
+    let second = batch_keys().await;
+    app.advance(openport::service::retired_keys::retry_backoff(1) + 1);
+    assert_eq!(
+        app.app.gateway.retry_key_deletions(10).await.unwrap(),
+        1,
+        "the failed delete retried"
+    );
+    let token = app.token().await;
+    let res = app
+        .http
+        .delete(app.url("/subscribe/customers/log-bk-cust"))
+        .header("Authorization", &token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(crate::helpers::TestApp::read(res).await.1["code"], 0);
+
+    let logs = crate::helpers::captured_logs();
+    assert!(logs.contains("log-bk-cust"), "the capture works");
+    for needle in [
+        first.as_str(),
+        second.as_str(),
+        "4111111111111111",
+        "4111-1111-1111-1111",
+        "5555-5555-5555-4444",
+        "\"740516\"",
+        "=740516",
+    ] {
+        assert!(!logs.contains(needle), "{needle} reached the logs");
+    }
+}
+
 #[tokio::test]
 async fn the_operator_token_is_refused_in_the_query_string_while_merchants_keep_it() {
     let app = spawn_app().await;

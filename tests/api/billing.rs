@@ -191,6 +191,11 @@ async fn re_registering_a_customer_replaces_the_key_and_deletes_the_old_one_at_k
         .map(|k| format!("{:?}", k.state).to_lowercase())
         .collect();
     assert!(states.iter().any(|s| s.contains("deleted")), "{states:?}");
+    let rows = key_rows(&app, "cust-3").await;
+    assert!(rows[0].pg_deleted_at.is_some(), "recorded deleted at KCP");
+    assert_eq!(rows[0].batch_key_sealed, "", "and erased here");
+    assert_eq!(rows[0].pg_delete_tries, 1);
+    assert_eq!(app.app.gateway.retry_key_deletions(10).await.unwrap(), 0);
     let (_, p) = again(&app, &token, "cust-3", "sub-3", 1000).await;
     assert_eq!(p["response"]["card_number"], "555555******4444");
 }
@@ -219,6 +224,14 @@ async fn deleting_a_customer_deletes_the_key_at_kcp_and_refuses_later_charges() 
     assert!(format!("{:?}", app.sandbox.batch_keys()[0].state)
         .to_lowercase()
         .contains("deleted"));
+    let row = &key_rows(&app, "cust-4").await[0];
+    assert_eq!(row.status, "deleted");
+    assert!(
+        row.pg_deleted_at.is_some(),
+        "recorded deleted at KCP: {row:?}"
+    );
+    assert_eq!(row.pg_delete_next_at, None, "nothing left to retry");
+    assert_eq!(row.batch_key_sealed, "", "a key KCP deleted is not kept");
 }
 
 /// A delete whose answer was lost did delete the key at KCP: the retry meets "already deleted"
@@ -423,6 +436,9 @@ async fn rotating_the_master_key_loses_no_billing_key_and_no_merchant_secret() {
         crate::helpers::spawn_app_with(move |c| c.master_key = Some(SecretString::from(ok))).await;
     let token = first.token().await;
     register(&first, &token, "rot", test_cards::SHINHAN_CREDIT).await;
+    // A replaced key, deleted at KCP, leaves an erased row, which a rotation skips.
+    register(&first, &token, "rot", test_cards::SAMSUNG_CHECK).await;
+    assert_eq!(key_rows(&first, "rot").await[0].batch_key_sealed, "");
 
     // The new key is current, the old one still accepted.
     let (nk, okey) = (new_key.clone(), old_key.clone());
@@ -674,4 +690,278 @@ async fn a_billing_key_issued_to_a_window_whose_attempt_was_settled_meanwhile_is
         .get("/subscribe/customers/bw-late-cust", Some(&token))
         .await;
     assert_eq!(c["code"], 1, "{c}");
+}
+
+/// The customer's billing-key rows, oldest first (active, replaced and deleted ones).
+pub async fn key_rows(
+    app: &TestApp,
+    uid: &str,
+) -> Vec<openport::store::entity::billing_key::Model> {
+    use openport::store::entity::billing_key;
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
+    billing_key::Entity::find()
+        .filter(billing_key::Column::CustomerUid.eq(uid))
+        .order_by_asc(billing_key::Column::Id)
+        .all(&app.app.gateway.db.read)
+        .await
+        .unwrap()
+}
+
+/// The sandbox's record of the batch key a row holds sealed (found by its digest).
+fn kcp_state_of(
+    app: &TestApp,
+    row: &openport::store::entity::billing_key::Model,
+) -> kcp_sandbox::BatchKeyState {
+    let key = app
+        .app
+        .gateway
+        .secrets
+        .open_string(&row.batch_key_sealed)
+        .expect("sealed key");
+    let digest = kcp_sandbox::batch_key_digest(&key);
+    app.sandbox
+        .batch_keys()
+        .into_iter()
+        .find(|k| k.key_sha256_prefix == digest)
+        .expect("a key the sandbox issued")
+        .state
+}
+
+/// KCP fails the delete of the replaced key (an error page, nothing done): the re-registration
+/// still answers with the new key, the old one stays pending, and a resolver pass after the
+/// backoff deletes it at KCP and erases it here.
+#[tokio::test]
+async fn a_replaced_key_whose_delete_fails_at_kcp_is_deleted_by_a_later_resolver_pass() {
+    use kcp_sandbox::{paths, BatchKeyState, Fault, FaultRule};
+    let app = spawn_app().await;
+    let token = app.token().await;
+    register(&app, &token, "cust-retry", test_cards::SHINHAN_CREDIT).await;
+    let old = key_rows(&app, "cust-retry").await.remove(0);
+    app.sandbox.inject(
+        FaultRule::new(paths::HUB_PAYMENT, Fault::HttpStatus { status: 503 })
+            .when("tx_type", "10005010")
+            .times(1),
+    );
+
+    let body = register(&app, &token, "cust-retry", test_cards::SAMSUNG_CHECK).await;
+    assert_eq!(body["code"], 0, "{body}");
+    assert!(app.sandbox.armed_faults().is_empty(), "KCP was asked");
+    assert_eq!(kcp_state_of(&app, &old), BatchKeyState::Active);
+    let rows = key_rows(&app, "cust-retry").await;
+    let pending = &rows[0];
+    assert_eq!(pending.status, "replaced");
+    assert_eq!(pending.pg_deleted_at, None);
+    assert_eq!(pending.pg_delete_tries, 1);
+    assert!(pending.pg_delete_next_at.is_some(), "{pending:?}");
+
+    // Not before its backoff.
+    app.app.gateway.retry_key_deletions(10).await.unwrap();
+    assert_eq!(kcp_state_of(&app, &old), BatchKeyState::Active);
+    app.advance(openport::service::retired_keys::retry_backoff(1) + 1);
+    assert_eq!(app.app.gateway.retry_key_deletions(10).await.unwrap(), 1);
+
+    assert_eq!(kcp_state_of(&app, &old), BatchKeyState::Deleted);
+    let rows = key_rows(&app, "cust-retry").await;
+    let deleted = &rows[0];
+    assert!(deleted.pg_deleted_at.is_some(), "{deleted:?}");
+    assert_eq!(deleted.pg_delete_next_at, None);
+    assert_eq!(
+        deleted.batch_key_sealed, "",
+        "a key KCP deleted is not kept"
+    );
+    assert_eq!(kcp_state_of(&app, &rows[1]), BatchKeyState::Active);
+    let (_, paid) = again(&app, &token, "cust-retry", "sub-retry", 1000).await;
+    assert_eq!(
+        paid["response"]["card_number"], "555555******4444",
+        "{paid}"
+    );
+    assert_eq!(app.app.gateway.retry_key_deletions(10).await.unwrap(), 0);
+}
+
+/// KCP deletes the replaced key but its answer is lost: the retry meets "already deleted" (8303),
+/// which counts as deleted.
+#[tokio::test]
+async fn a_replaced_key_whose_delete_answer_was_lost_is_recorded_deleted_when_kcp_says_already_deleted(
+) {
+    use kcp_sandbox::{paths, Fault, FaultRule};
+    let app = spawn_app().await;
+    let token = app.token().await;
+    register(&app, &token, "cust-lost-old", test_cards::SHINHAN_CREDIT).await;
+    app.sandbox.inject(
+        FaultRule::new(paths::HUB_PAYMENT, Fault::LoseResponse)
+            .when("tx_type", "10005010")
+            .times(1),
+    );
+    register(&app, &token, "cust-lost-old", test_cards::SAMSUNG_CHECK).await;
+    assert!(key_rows(&app, "cust-lost-old").await[0]
+        .pg_deleted_at
+        .is_none());
+
+    app.advance(openport::service::retired_keys::retry_backoff(1) + 1);
+    app.app.gateway.retry_key_deletions(10).await.unwrap();
+
+    let old = &key_rows(&app, "cust-lost-old").await[0];
+    assert!(old.pg_deleted_at.is_some(), "{old:?}");
+    assert_eq!(old.pg_delete_tries, 2);
+    assert_eq!(old.batch_key_sealed, "");
+}
+
+/// A delete KCP keeps failing is tried [`KEY_DELETE_TRIES`] times in all, then given up with an
+/// ERROR naming the customer_uid for an operator; no more calls are made.
+#[tokio::test]
+async fn a_replaced_key_kcp_keeps_failing_to_delete_is_given_up_after_the_bound_with_an_error() {
+    use kcp_sandbox::{paths, BatchKeyState, Fault, FaultRule};
+    use openport::service::retired_keys::{retry_backoff, KEY_DELETE_TRIES};
+    const ARMED: u32 = 100;
+    let app = spawn_app().await;
+    let token = app.token().await;
+    register(&app, &token, "cust-give-up", test_cards::SHINHAN_CREDIT).await;
+    let old = key_rows(&app, "cust-give-up").await.remove(0);
+    app.sandbox.inject(
+        FaultRule::new(paths::HUB_PAYMENT, Fault::HttpStatus { status: 503 })
+            .when("tx_type", "10005010")
+            .times(ARMED),
+    );
+    register(&app, &token, "cust-give-up", test_cards::SAMSUNG_CHECK).await;
+    let calls = || ARMED - app.sandbox.armed_faults().first().map_or(0, |r| r.times);
+    assert_eq!(calls(), 1);
+
+    for tries in 1..KEY_DELETE_TRIES {
+        app.advance(retry_backoff(tries) + 1);
+        app.app.gateway.retry_key_deletions(10).await.unwrap();
+        assert_eq!(calls(), (tries + 1) as u32);
+    }
+    let given_up = &key_rows(&app, "cust-give-up").await[0];
+    assert_eq!(given_up.pg_delete_tries, KEY_DELETE_TRIES);
+    assert_eq!(given_up.pg_delete_next_at, None, "{given_up:?}");
+    assert_eq!(given_up.pg_deleted_at, None);
+    assert_eq!(kcp_state_of(&app, given_up), BatchKeyState::Active);
+    app.advance(retry_backoff(KEY_DELETE_TRIES) * 10);
+    assert_eq!(app.app.gateway.retry_key_deletions(10).await.unwrap(), 0);
+    assert_eq!(calls(), KEY_DELETE_TRIES as u32, "no call after giving up");
+
+    let logs = crate::helpers::captured_logs();
+    let line = logs
+        .lines()
+        .find(|l| {
+            l.contains("gave up deleting a retired billing key") && l.contains("cust-give-up")
+        })
+        .unwrap_or_else(|| panic!("no ERROR for the operator"));
+    assert!(line.contains("ERROR"), "{line}");
+    let key = app
+        .app
+        .gateway
+        .secrets
+        .open_string(&old.batch_key_sealed)
+        .unwrap();
+    assert!(!logs.contains(&key), "the key itself is never logged");
+}
+
+/// iamport answers an unknown customer_uid's DELETE as its GET (spec/iamport-v1.md §2: observed
+/// live, HTTP 200 code 1), and so does a customer already deleted; KCP is not called.
+#[tokio::test]
+async fn deleting_an_unknown_or_already_deleted_customer_is_code_1_with_iamports_message() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let res = app
+        .http
+        .delete(app.url("/subscribe/customers/nobody-here"))
+        .header("Authorization", &token)
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = TestApp::read(res).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["code"], 1, "{body}");
+    assert_eq!(
+        body["message"],
+        "요청하신 customer_uid(nobody-here)로 등록된 정보를 찾을 수 없습니다."
+    );
+    assert!(body["response"].is_null(), "{body}");
+    assert!(app.sandbox.batch_keys().is_empty());
+
+    register(&app, &token, "gone-once", test_cards::SHINHAN_CREDIT).await;
+    assert_eq!(delete_customer(&app, &token, "gone-once").await["code"], 0);
+    let again_deleted = delete_customer(&app, &token, "gone-once").await;
+    assert_eq!(again_deleted["code"], 1, "{again_deleted}");
+    assert_eq!(
+        again_deleted["message"],
+        "요청하신 customer_uid(gone-once)로 등록된 정보를 찾을 수 없습니다."
+    );
+}
+
+/// KCP approves the billing-key charge but its answer never arrives: the request asks KCP (by
+/// order number) before answering, so the merchant is told `paid` from KCP's word, not a guess;
+/// a resolver pass afterwards finds nothing open, and the buyer is charged once.
+#[tokio::test]
+async fn an_again_whose_kcp_answer_is_lost_is_answered_paid_from_kcps_inquiry_and_charged_once() {
+    use kcp_sandbox::{paths, Fault, FaultRule};
+    let app = spawn_app().await;
+    let token = app.token().await;
+    register(&app, &token, "cust-again-lost", test_cards::SHINHAN_CREDIT).await;
+    app.sandbox.inject(
+        FaultRule::new(paths::HUB_PAYMENT, Fault::LoseResponse).when("card_tx_type", "11511000"),
+    );
+    let (status, body) = again(&app, &token, "cust-again-lost", "sub-lost", 4900).await;
+    assert!(app.sandbox.armed_faults().is_empty(), "the answer was lost");
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["code"], 0, "{body}");
+    assert_eq!(body["response"]["status"], "paid", "{body}");
+    let ledger = app.sandbox.ledger();
+    assert_eq!(ledger.len(), 1);
+    assert_eq!(body["response"]["pg_tid"], ledger[0].tno.as_str());
+
+    app.advance(crate::helpers::SETTLE_SECS + 1);
+    app.resolve_all().await;
+    let (_, retry) = again(&app, &token, "cust-again-lost", "sub-lost", 4900).await;
+    assert_eq!(retry["code"], 1, "already paid: {retry}");
+    assert_eq!(app.sandbox.ledger().len(), 1, "charged once");
+    let paid: Vec<_> = all_payments(&app)
+        .await
+        .into_iter()
+        .filter(|p| p.merchant_uid == "sub-lost" && p.status == "paid")
+        .collect();
+    assert_eq!(paid.len(), 1);
+    app.assert_ledger_agrees().await;
+}
+
+/// The answer is lost and the request's own inquiry fails too: the merchant gets code 1 naming
+/// the imp_uid (the outcome is not known, nothing is guessed), the payment stays `ready`, a retry
+/// of the merchant_uid charges nothing, and the resolver settles it from KCP's word. A merchant
+/// told "not known" was not told "paid", so the approval KCP holds is net-cancelled, as for
+/// `onetime` (only a scheduled charge, whose merchant was told nothing, is honoured): KCP and
+/// openport agree on one approval, cancelled, and a failed payment.
+#[tokio::test]
+async fn an_again_whose_answer_and_inquiry_are_lost_is_code_1_then_settled_once_by_the_resolver() {
+    use kcp_sandbox::{paths, Fault, FaultRule, TransactionState};
+    let app = spawn_app().await;
+    let token = app.token().await;
+    register(&app, &token, "cust-again-dark", test_cards::SHINHAN_CREDIT).await;
+    app.sandbox.inject(
+        FaultRule::new(paths::HUB_PAYMENT, Fault::LoseResponse).when("card_tx_type", "11511000"),
+    );
+    app.sandbox
+        .inject(FaultRule::new(paths::INQUIRY, Fault::Drop));
+    let (status, body) = again(&app, &token, "cust-again-dark", "sub-dark", 4900).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["code"], 1, "{body}");
+    assert!(body["response"].is_null(), "{body}");
+    let message = body["message"].as_str().unwrap();
+    let start = message.find("(imp_uid: ").expect("names the imp_uid") + "(imp_uid: ".len();
+    let imp_uid = &message[start..start + 16];
+    assert_eq!(app.payment(&token, imp_uid).await["status"], "ready");
+    let (_, retry) = again(&app, &token, "cust-again-dark", "sub-dark", 4900).await;
+    assert_eq!(retry["code"], 1, "still being checked: {retry}");
+    assert_eq!(app.sandbox.ledger().len(), 1, "no second charge");
+
+    app.advance(crate::helpers::SETTLE_SECS + 1);
+    app.resolve_all().await;
+    let token = app.token().await;
+    let p = app.payment(&token, imp_uid).await;
+    assert_eq!(p["status"], "failed", "{p}");
+    let ledger = app.sandbox.ledger();
+    assert_eq!(ledger.len(), 1);
+    assert_eq!(ledger[0].state, TransactionState::Cancelled);
+    assert_eq!(p["pg_tid"], ledger[0].tno.as_str());
+    app.assert_ledger_agrees().await;
 }

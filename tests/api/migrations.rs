@@ -203,3 +203,65 @@ async fn a_cancelled_amount_outside_zero_to_the_amount_is_refused_by_the_databas
         "a payment inserted with more cancelled than paid"
     );
 }
+
+/// Migration `m20261204_000016`: keys retired before it get a deletion record. A `deleted` key was
+/// deleted at KCP before its row was retired: recorded so, its sealed key erased. A `replaced` key
+/// had one best-effort delete whose outcome nobody recorded: pending, due at once (KCP answers
+/// "already deleted" if it went through). An active key has nothing pending.
+#[tokio::test]
+async fn upgrading_marks_replaced_keys_pending_deletion_at_kcp_and_deleted_ones_done() {
+    let (url, _dir) = fresh_database().await;
+    let db = Database::connect(&url).await.unwrap();
+    Migrator::up(&db, Some(15)).await.unwrap();
+    insert_merchant(&db).await;
+    exec(
+        &db,
+        "INSERT INTO billing_keys (merchant_id, customer_uid, status, batch_key_sealed, group_id, \
+         pg_id, sandbox, inserted_at, updated_at, deleted_at) VALUES \
+         (1, 'c-active', 'active', 'v2:k:active', 'T00001000001', 'T0000', true, 1, 1, NULL), \
+         (1, 'c-replaced', 'replaced', 'v2:k:replaced', 'T00001000001', 'T0000', true, 1, 7, 7), \
+         (1, 'c-deleted', 'deleted', 'v2:k:deleted', 'T00001000001', 'T0000', true, 1, 9, 9)",
+    )
+    .await
+    .unwrap();
+    Migrator::up(&db, None).await.unwrap();
+
+    let rows = db
+        .query_all(Statement::from_string(
+            db.get_database_backend(),
+            "SELECT customer_uid, batch_key_sealed, pg_deleted_at, pg_delete_next_at, \
+             pg_delete_tries, pg_delete_lease_until FROM billing_keys ORDER BY id",
+        ))
+        .await
+        .unwrap();
+    /// customer_uid, batch_key_sealed, pg_deleted_at, pg_delete_next_at, tries, lease.
+    type KeyRow = (String, String, Option<i64>, Option<i64>, i32, i64);
+    let got: Vec<KeyRow> = rows
+        .iter()
+        .map(|r| {
+            (
+                r.try_get("", "customer_uid").unwrap(),
+                r.try_get("", "batch_key_sealed").unwrap(),
+                r.try_get("", "pg_deleted_at").unwrap(),
+                r.try_get("", "pg_delete_next_at").unwrap(),
+                r.try_get("", "pg_delete_tries").unwrap(),
+                r.try_get("", "pg_delete_lease_until").unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            ("c-active".into(), "v2:k:active".into(), None, None, 0, 0),
+            (
+                "c-replaced".into(),
+                "v2:k:replaced".into(),
+                None,
+                Some(0),
+                0,
+                0
+            ),
+            ("c-deleted".into(), String::new(), Some(9), None, 0, 0),
+        ]
+    );
+}

@@ -1670,3 +1670,154 @@ async fn a_schedules_customer_id_is_the_requests_or_else_the_billing_keys() {
         "{looked_up}"
     );
 }
+
+/// The merchant_uids of a schedule page, sorted, after checking the envelope is a page.
+fn listed(status: reqwest::StatusCode, body: &Value) -> Vec<String> {
+    assert_eq!(status, reqwest::StatusCode::OK, "{body}");
+    let mut uids: Vec<String> = body["response"]["list"]
+        .as_array()
+        .unwrap_or_else(|| panic!("a page: {body}"))
+        .iter()
+        .map(|s| s["merchant_uid"].as_str().unwrap().to_string())
+        .collect();
+    uids.sort();
+    uids
+}
+
+/// One schedule in each state: `f-wait` not run, `f-held` held by a run (stored `executing`),
+/// `f-run` executed, `f-revoke` revoked. Each of iamport's three words selects its own, `scheduled`
+/// including the held one (shown as `scheduled`); the internal `executing` and any other word is
+/// HTTP 400 with the iamport envelope, on both parameter spellings.
+#[tokio::test]
+async fn schedule_lists_filter_by_iamports_three_statuses_and_refuse_any_other_with_a_400() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    register(&app, &token, "s-filter", test_cards::SHINHAN_CREDIT).await;
+    let base = now();
+    let body = schedule(
+        &app,
+        &token,
+        json!({"customer_uid": "s-filter", "schedules": [
+            {"merchant_uid": "f-run", "schedule_at": base + 100, "amount": 1000},
+            {"merchant_uid": "f-held", "schedule_at": base + 200, "amount": 1000},
+            {"merchant_uid": "f-revoke", "schedule_at": base + 3000, "amount": 1000},
+            {"merchant_uid": "f-wait", "schedule_at": base + 4000, "amount": 1000},
+        ]}),
+    )
+    .await;
+    assert_eq!(body["code"], 0, "{body}");
+    app.post(
+        "/subscribe/payments/unschedule",
+        Some(&token),
+        json!({"customer_uid": "s-filter", "merchant_uid": "f-revoke"}),
+    )
+    .await;
+    app.advance(101);
+    assert_eq!(app.app.gateway.run_due_schedules(10).await.unwrap(), 1);
+    let held = claimed_by_a_dead_instance(&app.app.gateway.db.write, base + 200, 10).await;
+    assert_eq!(held.len(), 1);
+    assert_eq!(held[0].status, "executing");
+    let token = app.token().await;
+
+    let range = format!("schedule_from={base}&schedule_to={}", base + 5000);
+    let by_range = |filter: &str| {
+        let path = format!("/subscribe/payments/schedule?{range}{filter}");
+        let (app, token) = (&app, &token);
+        async move { app.get(&path, Some(token)).await }
+    };
+    let (status, all) = by_range("").await;
+    assert_eq!(listed(status, &all).len(), 4, "{all}");
+    let (status, scheduled) = by_range("&schedule_status=scheduled").await;
+    assert_eq!(listed(status, &scheduled), ["f-held", "f-wait"]);
+    assert!(
+        scheduled["response"]["list"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|s| s["schedule_status"] == "scheduled"),
+        "a held schedule shows as scheduled: {scheduled}"
+    );
+    let (status, executed) = by_range("&schedule_status=executed").await;
+    assert_eq!(listed(status, &executed), ["f-run"]);
+    let (status, revoked) = by_range("&schedule_status=revoked").await;
+    assert_eq!(listed(status, &revoked), ["f-revoke"]);
+
+    for bad in ["executing", "Scheduled", "all", "cancelled"] {
+        let (status, body) = by_range(&format!("&schedule_status={bad}")).await;
+        assert_eq!(status, reqwest::StatusCode::BAD_REQUEST, "{bad}: {body}");
+        assert_eq!(body["code"], -1, "{body}");
+        assert!(body["response"].is_null(), "{body}");
+        assert!(
+            body["message"]
+                .as_str()
+                .unwrap()
+                .contains("schedule_status"),
+            "{body}"
+        );
+    }
+
+    for path in [
+        "/subscribe/payments/schedule/customers/s-filter",
+        "/subscribe/customers/s-filter/schedules",
+    ] {
+        let (status, body) = app
+            .get(&format!("{path}?schedule-status=executed"), Some(&token))
+            .await;
+        assert_eq!(listed(status, &body), ["f-run"], "{path}");
+        let (status, body) = app
+            .get(&format!("{path}?schedule_status=scheduled"), Some(&token))
+            .await;
+        assert_eq!(listed(status, &body), ["f-held", "f-wait"], "{path}");
+        let (status, body) = app
+            .get(&format!("{path}?schedule-status=executing"), Some(&token))
+            .await;
+        assert_eq!(status, reqwest::StatusCode::BAD_REQUEST, "{path}: {body}");
+        assert_eq!(body["code"], -1, "{body}");
+        assert!(
+            body["message"]
+                .as_str()
+                .unwrap()
+                .contains("schedule-status"),
+            "{body}"
+        );
+    }
+}
+
+/// The per-customer lists keep `from` and `to` optional (docs/api.md), but given both they obey
+/// the ≤ 3 months rule of `GET /subscribe/payments/schedule`.
+#[tokio::test]
+async fn a_customers_schedule_list_takes_a_range_of_at_most_three_months_or_none() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    register(&app, &token, "s-range", test_cards::SHINHAN_CREDIT).await;
+    let base = now() + 1000;
+    schedule(
+        &app,
+        &token,
+        json!({"customer_uid": "s-range", "schedules": [
+            {"merchant_uid": "r-0", "schedule_at": base, "amount": 1000},
+            {"merchant_uid": "r-1", "schedule_at": base + 100, "amount": 1000},
+        ]}),
+    )
+    .await;
+    for path in [
+        "/subscribe/payments/schedule/customers/s-range",
+        "/subscribe/customers/s-range/schedules",
+    ] {
+        let get = |query: String| {
+            let (app, token) = (&app, &token);
+            async move { app.get(&format!("{path}?{query}"), Some(token)).await }
+        };
+        let (status, body) = get(String::new()).await;
+        assert_eq!(listed(status, &body), ["r-0", "r-1"], "{path}");
+        let (status, body) = get(format!("from={}", base + 1)).await;
+        assert_eq!(listed(status, &body), ["r-1"], "{path}");
+        let (status, body) = get(format!("from={base}&to={}", base + 100)).await;
+        assert_eq!(listed(status, &body), ["r-0"], "to is exclusive: {path}");
+        for (from, to) in [(base, base + 100 * 24 * 3600), (base, base)] {
+            let (status, body) = get(format!("from={from}&to={to}")).await;
+            assert_eq!(status, reqwest::StatusCode::BAD_REQUEST, "{path}: {body}");
+            assert_eq!(body["code"], -1, "{body}");
+        }
+    }
+}

@@ -10,7 +10,8 @@ pub struct Model {
     pub customer_uid: String,
     /// `active`, `replaced` or `deleted`.
     pub status: String,
-    /// The KCP batch key, sealed with the master key. Never returned, never logged.
+    /// The KCP batch key, sealed with the master key. Never returned, never logged. Empty once
+    /// KCP has deleted the key (`pg_deleted_at`): nothing is kept of a key KCP no longer holds.
     pub batch_key_sealed: String,
     pub group_id: String,
     pub pg_id: String,
@@ -28,6 +29,15 @@ pub struct Model {
     pub inserted_at: i64,
     pub updated_at: i64,
     pub deleted_at: Option<i64>,
+    /// When KCP confirmed the key deleted (`tx_type 10005010`, or "already deleted").
+    pub pg_deleted_at: Option<i64>,
+    /// When the deletion of a retired key at KCP is tried next; None when none is pending (an
+    /// active key, one KCP deleted, or one whose tries ran out).
+    pub pg_delete_next_at: Option<i64>,
+    /// Deletion calls made to KCP for this retired key.
+    pub pg_delete_tries: i32,
+    /// The lease of the instance calling KCP to delete it now (0: nobody).
+    pub pg_delete_lease_until: i64,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -1,0 +1,168 @@
+//! Deleting retired billing keys at KCP (`tx_type 10005010`, spec/kcp.md §2.6), durably.
+//!
+//! A key replaced by a re-registration is retired in the write that stores the new one, with its
+//! deletion at KCP pending (`store::billing::Retirement::Replaced`). The request then tries the
+//! deletion once; a failure, or an answer that never arrives, leaves it pending, and the resolver
+//! tries again with backoff ([`Gateway::retry_key_deletions`]) until KCP confirms it, or gives up
+//! after [`KEY_DELETE_TRIES`] calls with an ERROR naming the customer_uid, for an operator to
+//! delete the key in KCP's admin. Without this one failed call left the old card chargeable at
+//! KCP under a key nobody would delete again. Each try is claimed with a lease, as webhook
+//! deliveries are, so two instances do not call KCP for one key at once (a second delete would
+//! only meet "already deleted", which counts as deleted).
+use secrecy::{ExposeSecret, SecretString};
+
+use super::{Gateway, ServiceError, ServiceResult};
+use crate::pg::{DeclineReason, Pg, PgError};
+use crate::store::billing;
+use crate::store::entity::{billing_key, merchant};
+
+/// Calls made to delete one retired key before giving up: with [`retry_backoff`], the last one
+/// comes about 8.5 hours after the first, which outlasts an ordinary KCP outage.
+pub const KEY_DELETE_TRIES: i32 = 10;
+
+/// What KCP made of a deletion.
+#[derive(Debug)]
+pub(crate) enum KcpDeletion {
+    /// KCP holds the key deleted: by this call, or by an earlier one whose answer was lost (KCP
+    /// answers "already deleted", 8303).
+    Deleted,
+    /// KCP refused, with its message.
+    Refused(String),
+    /// No usable answer: KCP may or may not have deleted it.
+    Unknown(String),
+}
+
+/// Seconds before the try after the `tries`-th: one minute, doubling to about four hours.
+pub fn retry_backoff(tries: i32) -> i64 {
+    60i64 << (tries - 1).clamp(0, 8)
+}
+
+impl Gateway {
+    /// Asks KCP to delete `key`. The batch key is opened here, at the point of use, and never
+    /// leaves this call.
+    pub(crate) async fn delete_at_kcp(
+        &self,
+        connector: &dyn Pg,
+        key: &billing_key::Model,
+    ) -> ServiceResult<KcpDeletion> {
+        let batch_key = SecretString::from(
+            self.secrets
+                .open_string(&key.batch_key_sealed)
+                .map_err(|e| ServiceError::Internal(e.to_string()))?,
+        );
+        Ok(
+            match connector
+                .delete_batch_key(batch_key.expose_secret(), &key.group_id)
+                .await
+            {
+                Ok(()) => KcpDeletion::Deleted,
+                Err(PgError::Declined {
+                    reason: DeclineReason::BatchKeyDeleted,
+                    ..
+                }) => {
+                    tracing::info!(customer_uid = %key.customer_uid, "batch key was already deleted at KCP");
+                    KcpDeletion::Deleted
+                }
+                Err(PgError::Declined { message, .. }) => KcpDeletion::Refused(message),
+                Err(e) => KcpDeletion::Unknown(e.to_string()),
+            },
+        )
+    }
+
+    /// The first try at deleting a key this request has just replaced (`key_id`, retired as
+    /// `replaced`). Whatever happens is recorded on the key, and what is left the resolver retries:
+    /// nothing is answered to the merchant, whose new key is stored.
+    pub(crate) async fn delete_replaced_key(&self, m: &merchant::Model, key_id: i64) {
+        if let Err(e) = self.try_key_deletion(Some(m), key_id).await {
+            tracing::warn!(
+                key_id,
+                "replaced billing key: deletion at KCP left to the resolver: {e}"
+            );
+        }
+    }
+
+    /// The resolver's pass over retired keys whose deletion at KCP is due: each is tried once by
+    /// the instance that claims it. Returns how many were looked at.
+    pub async fn retry_key_deletions(&self, limit: u64) -> ServiceResult<usize> {
+        // Judged by a clock that is off, another instance's lease could look run out.
+        if self.clock_is_skewed() {
+            return Ok(0);
+        }
+        let due = billing::due_key_deletions(
+            &self.db.read,
+            self.served_merchants(),
+            self.clock.unix(),
+            limit,
+        )
+        .await?;
+        for id in &due {
+            if let Err(e) = self.try_key_deletion(None, *id).await {
+                tracing::error!(key_id = id, "retired billing key deletion: {e}");
+            }
+        }
+        Ok(due.len())
+    }
+
+    /// Claims the deletion of retired key `id` and, if this instance won it, calls KCP and records
+    /// the outcome: deleted (the sealed key erased), or another try after [`retry_backoff`], or,
+    /// after [`KEY_DELETE_TRIES`] calls, none (logged as an ERROR for an operator).
+    async fn try_key_deletion(&self, m: Option<&merchant::Model>, id: i64) -> ServiceResult<()> {
+        if self.clock_is_skewed() {
+            return Ok(());
+        }
+        let now = self.clock.unix();
+        let Some(key) =
+            billing::claim_key_deletion(&self.db.write, id, now, self.lease_from(now)).await?
+        else {
+            return Ok(());
+        };
+        let customer_uid = key.customer_uid.as_str();
+        let outcome = if key.pg_delete_tries > KEY_DELETE_TRIES {
+            // Claimed again after an instance died during the last try.
+            KcpDeletion::Unknown("the last try did not record its outcome".into())
+        } else {
+            let loaded;
+            let merchant = match m {
+                Some(m) => m,
+                None => {
+                    loaded = self.merchant(key.merchant_id).await?;
+                    loaded.as_ref()
+                }
+            };
+            let connector = self.connectors.for_merchant(merchant, &self.secrets)?;
+            self.delete_at_kcp(connector.as_ref(), &key).await?
+        };
+        let now = self.clock.unix();
+        let why = match outcome {
+            KcpDeletion::Deleted => {
+                billing::key_deleted_at_pg(&self.db.write, id, now).await?;
+                return Ok(());
+            }
+            KcpDeletion::Refused(message) => format!("KCP refused: {message}"),
+            KcpDeletion::Unknown(error) => error,
+        };
+        let tries = key.pg_delete_tries;
+        if tries >= KEY_DELETE_TRIES {
+            tracing::error!(
+                customer_uid,
+                merchant_id = key.merchant_id,
+                tries,
+                "gave up deleting a retired billing key at KCP; it may still be chargeable there: \
+                 delete it in KCP's admin (docs/operations.md): {why}"
+            );
+            billing::key_deletion_failed(&self.db.write, id, key.pg_delete_lease_until, None)
+                .await?;
+        } else {
+            let next = now + retry_backoff(tries);
+            tracing::warn!(
+                customer_uid,
+                tries,
+                retry_at = next,
+                "could not delete a retired billing key at KCP, will retry: {why}"
+            );
+            billing::key_deletion_failed(&self.db.write, id, key.pg_delete_lease_until, Some(next))
+                .await?;
+        }
+        Ok(())
+    }
+}
