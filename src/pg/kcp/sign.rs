@@ -3,8 +3,9 @@
 //! KCP hands merchants an *encrypted PKCS#8* key protected with the PKCS#12 scheme
 //! `pbeWithSHA1And3-KeyTripleDES-CBC`, which the `pkcs8`/`pkcs5` crates do not decode (they only know
 //! PBES1 with DES/RC2 and PBES2). We therefore parse the `EncryptedPrivateKeyInfo` envelope ourselves,
-//! derive key and IV with the RFC 7292 Appendix B KDF and decrypt with DES-EDE3-CBC. PBES2 and plain
-//! PKCS#8 (and PKCS#1 `RSA PRIVATE KEY`) are accepted too, so operators can re-wrap the key.
+//! derive key and IV with the RFC 7292 Appendix B KDF and decrypt with DES-EDE3-CBC. PBES2 (with
+//! PBKDF2 over HMAC-SHA1, RFC 8018's default PRF, or HMAC-SHA2, or scrypt) and plain PKCS#8 (and
+//! PKCS#1 `RSA PRIVATE KEY`) are accepted too, so operators can re-wrap the key.
 //!
 //! The certificate is read from a PEM file or from the one line KCP hands out (`KCP_CERT_INFO`).
 //!
@@ -385,6 +386,10 @@ mod tests {
     const VECTORS: &str = include_str!("../../../tests/fixtures/kcp/vectors.json");
     const PBES2_KEY: &str = include_str!("../../../tests/fixtures/kcp/pbes2-key.pem");
     const PLAIN_KEY: &str = include_str!("../../../tests/fixtures/kcp/plain-key.pem");
+    const PBES2_SHA1_DES3_KEY: &str =
+        include_str!("../../../tests/fixtures/kcp/pbes2-sha1-des3-key.pem");
+    const PBES2_SHA1_AES256_KEY: &str =
+        include_str!("../../../tests/fixtures/kcp/pbes2-sha1-aes256-key.pem");
     const PBE_SHA1_3DES_KEY: &str =
         include_str!("../../../tests/fixtures/kcp/pbe-sha1-3des-key.pem");
     const PLAIN_OF_PBE_KEY: &str =
@@ -520,6 +525,32 @@ mod tests {
                 }
                 other => panic!("{reason}: {other:?}"),
             }
+        }
+    }
+
+    #[test]
+    fn pbes2_keys_with_openssls_default_hmac_sha1_prf_load_like_their_plain_form() {
+        let plain = KcpPrivateKey::from_pem(PLAIN_KEY, &pass("")).unwrap();
+        for (name, pem) in [
+            ("des3", PBES2_SHA1_DES3_KEY),
+            ("aes-256-cbc", PBES2_SHA1_AES256_KEY),
+        ] {
+            let key = KcpPrivateKey::from_pem(pem, &pass("changeit"))
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert_eq!(key.public_key(), plain.public_key(), "{name}");
+            assert_eq!(
+                key.sign("T0000^1^STSC").unwrap(),
+                plain.sign("T0000^1^STSC").unwrap(),
+                "{name}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_wrong_passphrase_on_a_pbes2_hmac_sha1_key_is_a_typed_error() {
+        for pem in [PBES2_SHA1_DES3_KEY, PBES2_SHA1_AES256_KEY] {
+            let err = KcpPrivateKey::from_pem(pem, &pass("wrong")).unwrap_err();
+            assert_eq!(err, KeyError::WrongPassphrase);
         }
     }
 
