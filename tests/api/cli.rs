@@ -12,7 +12,9 @@ use sea_orm::{
 use secrecy::SecretString;
 use serde_json::{json, Value};
 
-use crate::helpers::{fresh_database, openport_in_test_mode, post_to, ServeProcess};
+use crate::helpers::{
+    fresh_database, kcp_test_credentials, openport_in_test_mode, post_to, ServeProcess,
+};
 
 /// Runs the binary to completion; panics with its output when it fails.
 async fn run_ok(dir: &Path, database_url: &str, args: &[&str]) -> String {
@@ -192,6 +194,42 @@ async fn merchant_create_prints_the_secret_once_keeps_only_its_hash_and_the_secr
     )
     .await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+}
+
+#[tokio::test]
+async fn merchant_create_takes_a_certificate_file_holding_kcps_one_line_form() {
+    let (url, _db_dir) = fresh_database().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key_path, passphrase) = kcp_test_credentials();
+    let cert_file = dir.path().join("cert-one-line.txt");
+    std::fs::write(&cert_file, cert.lines().collect::<String>()).unwrap();
+
+    let mut command = openport_in_test_mode(
+        dir.path(),
+        &url,
+        &[
+            "merchant",
+            "create",
+            "--name",
+            "one-line shop",
+            "--cert",
+            cert_file.to_str().unwrap(),
+            "--key",
+            &key_path,
+            "--json",
+        ],
+    );
+    command.env("KCP_PRIVATE_KEY_PASSWORD", passphrase);
+    let out = tokio::task::spawn_blocking(move || command.output().unwrap())
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let created: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(created["site_cd"], "T0000", "{created}");
 }
 
 fn openssl(args: &[&str]) -> Output {
