@@ -621,7 +621,12 @@ async fn sandbox(args: SandboxArgs) -> anyhow::Result<()> {
                 .json(&rule)
                 .send()
                 .await?;
-            println!("{} {}", res.status(), res.text().await?);
+            let status = res.status();
+            let text = res.text().await?;
+            println!("{status} {text}");
+            // A rule the sandbox refused (a kind it does not know, one needing fields this
+            // command has no flags for) is armed nowhere: a script must not go on as if it were.
+            anyhow::ensure!(status.is_success(), "the sandbox refused the fault rule");
             Ok(())
         }
     }

@@ -662,3 +662,111 @@ pub fn kcp_test_credentials() -> (String, String, String) {
         creds.passphrase.clone(),
     )
 }
+
+/// A running `openport` binary (`serve`, usually), read up to the line
+/// `openport listening on http://ADDR`; killed when dropped. Its stdout and stderr are drained
+/// meanwhile, so a chatty process never blocks on a full pipe.
+pub struct ServeProcess {
+    child: std::process::Child,
+    /// `http://ADDR` of the gateway.
+    pub base: String,
+    /// What it printed up to and including the listening line.
+    pub stdout: String,
+}
+
+impl ServeProcess {
+    /// Starts `command` and waits (60 s at most) for its listening line.
+    pub fn start(mut command: std::process::Command) -> Self {
+        use std::io::{BufRead, BufReader, Read};
+        use std::process::Stdio;
+        let mut child = command
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("the openport binary starts");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let mut stderr = child.stderr.take().expect("piped stderr");
+        let errors = std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = stderr.read_to_string(&mut text);
+            text
+        });
+        let (lines, received) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                // Once the listening line is read nobody receives: keep draining regardless.
+                let _ = lines.send(line);
+            }
+        });
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        let mut seen = String::new();
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match received.recv_timeout(left) {
+                Ok(line) => {
+                    seen.push_str(&line);
+                    seen.push('\n');
+                    if let Some(addr) = line.strip_prefix("openport listening on ") {
+                        return Self {
+                            child,
+                            base: addr.trim().to_string(),
+                            stdout: seen,
+                        };
+                    }
+                }
+                Err(_) => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    panic!(
+                        "openport did not start listening\nstdout:\n{seen}\nstderr:\n{}",
+                        errors.join().unwrap_or_default()
+                    );
+                }
+            }
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+}
+
+impl Drop for ServeProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The `openport` binary in test mode (its default) on `database_url`, listening on a free port,
+/// run in `dir` with no other environment, so nothing of the caller's shell (a `DATABASE_URL`,
+/// `KCP_*`) reaches it.
+pub fn openport_in_test_mode(
+    dir: &std::path::Path,
+    database_url: &str,
+    args: &[&str],
+) -> std::process::Command {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_openport"));
+    command
+        .args(args)
+        .current_dir(dir)
+        .env_clear()
+        .env("OPENPORT_LISTEN", "127.0.0.1:0")
+        .env("DATABASE_URL", database_url);
+    command
+}
+
+/// `POST` of a JSON body to a gateway served by a [`ServeProcess`].
+pub async fn post_to(
+    served: &ServeProcess,
+    path: &str,
+    token: Option<&str>,
+    body: Value,
+) -> (StatusCode, Value) {
+    let mut req = reqwest::Client::new().post(served.url(path)).json(&body);
+    if let Some(t) = token {
+        req = req.header("Authorization", t);
+    }
+    TestApp::read(req.send().await.expect("the gateway answers")).await
+}

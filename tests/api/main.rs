@@ -8,6 +8,7 @@ mod benepia;
 mod billing;
 mod cancel;
 mod checkout;
+mod cli;
 mod codes;
 mod control_chars;
 mod escrow;

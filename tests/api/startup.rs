@@ -16,8 +16,8 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
 
 use crate::helpers::{
-    captured_logs, kcp_test_credentials, spawn_app, spawn_app_with, test_cards, TestApp,
-    SETTLE_SECS,
+    captured_logs, fresh_database, future_expiry, kcp_test_credentials, openport_in_test_mode,
+    post_to, spawn_app, spawn_app_with, test_cards, ServeProcess, TestApp, SETTLE_SECS,
 };
 
 fn b64_key(byte: u8) -> String {
@@ -319,6 +319,49 @@ async fn serve_writes_a_live_merchants_first_credentials_to_a_file_never_to_stdo
         let mode = std::fs::metadata(&file).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600, "{mode:o}");
     }
+}
+
+/// Seed 000 sets `KCP_CERT_INFO` to the certificate on one line, as KCP hands it out
+/// (spec/kcp.md §3); the strict PEM decoder refused it and the start stopped.
+#[tokio::test]
+async fn a_single_merchant_setup_with_kcp_cert_info_on_one_line_starts_and_pays() {
+    let (cert, key_path, passphrase) = kcp_test_credentials();
+    let one_line: String = cert.lines().map(str::trim).collect();
+    assert!(one_line.starts_with("-----BEGIN CERTIFICATE-----MII") && !one_line.contains('\n'));
+    let (database_url, _db_dir) = fresh_database().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut command = openport_in_test_mode(dir.path(), &database_url, &["serve"]);
+    command
+        .env("KCP_SITE_CD", "T0000")
+        .env("KCP_CERT_INFO", &one_line)
+        .env("KCP_PRIVATE_KEY_PATH", key_path)
+        .env("KCP_PRIVATE_KEY_PASSWORD", passphrase);
+    let served = ServeProcess::start(command);
+
+    let (status, body) = post_to(
+        &served,
+        "/users/getToken",
+        None,
+        json!({"imp_key": DEMO_IMP_KEY, "imp_secret": DEMO_IMP_SECRET}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let token = body["response"]["access_token"].as_str().unwrap();
+    // The embedded sandbox approves only a kcp_cert_info its CA issued for T0000: this is the
+    // configured certificate reaching KCP's side.
+    let (status, body) = post_to(
+        &served,
+        "/subscribe/payments/onetime",
+        Some(token),
+        json!({"merchant_uid": "one-line-1", "amount": 1000,
+               "card_number": test_cards::SHINHAN_CREDIT, "expiry": future_expiry(),
+               "birth": "800101", "pwd_2digit": "00", "name": "테스트 상품"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["code"], 0, "{body}");
+    assert_eq!(body["response"]["status"], "paid", "{body}");
+    assert_eq!(body["response"]["pg_id"], "T0000", "{body}");
 }
 
 #[tokio::test]

@@ -3,8 +3,11 @@
 //! KCP hands merchants an *encrypted PKCS#8* key protected with the PKCS#12 scheme
 //! `pbeWithSHA1And3-KeyTripleDES-CBC`, which the `pkcs8`/`pkcs5` crates do not decode (they only know
 //! PBES1 with DES/RC2 and PBES2). We therefore parse the `EncryptedPrivateKeyInfo` envelope ourselves,
-//! derive key and IV with the RFC 7292 Appendix B KDF and decrypt with DES-EDE3-CBC. PBES2 and plain
-//! PKCS#8 (and PKCS#1 `RSA PRIVATE KEY`) are accepted too, so operators can re-wrap the key.
+//! derive key and IV with the RFC 7292 Appendix B KDF and decrypt with DES-EDE3-CBC. PBES2 (with
+//! PBKDF2 over HMAC-SHA1, RFC 8018's default PRF, or HMAC-SHA2, or scrypt) and plain PKCS#8 (and
+//! PKCS#1 `RSA PRIVATE KEY`) are accepted too, so operators can re-wrap the key.
+//!
+//! The certificate is read from a PEM file or from the one line KCP hands out (`KCP_CERT_INFO`).
 //!
 //! Nothing in this module ever puts key material or the passphrase into an error or a `Debug` string.
 
@@ -262,17 +265,14 @@ impl std::fmt::Debug for KcpCertificate {
 }
 
 impl KcpCertificate {
+    /// Reads the certificate from a PEM file's text or from KCP's one-line form, in which KCP
+    /// hands it to merchants and which the seed's `KCP_CERT_INFO` holds
+    /// (`-----BEGIN CERTIFICATE-----MIID…-----END CERTIFICATE-----`, spec/kcp.md §3). See
+    /// [`certificate_der`] for what is tolerated.
     pub fn from_pem(pem: &str) -> Result<Self, KeyError> {
-        let pem = strip_preamble(pem, "-----BEGIN CERTIFICATE-----");
-        let (label, der) = der::pem::decode_vec(pem.as_bytes())
-            .map_err(|e| KeyError::CertificatePem(e.to_string()))?;
-        if label != "CERTIFICATE" {
-            return Err(KeyError::CertificatePem(format!(
-                "unexpected PEM label `{label}`"
-            )));
-        }
+        let der = certificate_der(pem)?;
         let cert = x509_cert::Certificate::from_der(&der)
-            .map_err(|e| KeyError::CertificatePem(e.to_string()))?;
+            .map_err(|e| KeyError::CertificatePem(format!("not an X.509 certificate: {e}")))?;
         let spki = cert
             .tbs_certificate
             .subject_public_key_info
@@ -296,6 +296,45 @@ impl KcpCertificate {
     pub fn public_key(&self) -> &RsaPublicKey {
         &self.public_key
     }
+}
+
+const CERT_BEGIN: &str = "-----BEGIN CERTIFICATE-----";
+const CERT_END: &str = "-----END CERTIFICATE-----";
+
+/// The DER between the `CERTIFICATE` markers. The strict RFC 7468 decoder wants a line break after
+/// the first marker and lines of at most 64 characters, so it refused KCP's one-line form; here
+/// any white space in the Base64 body is dropped instead (line breaks, CRLF, the blank lines of a
+/// copy from a web page), and anything outside the markers (OpenSSL's "Bag Attributes", a BOM,
+/// trailing blanks) is ignored. What remains must be canonical Base64 of an X.509 certificate, so
+/// a truncated or mistyped value is still refused, with the reason.
+fn certificate_der(text: &str) -> Result<Vec<u8>, KeyError> {
+    let Some(start) = text.find(CERT_BEGIN) else {
+        return Err(KeyError::CertificatePem(match pem_label(text) {
+            Some(label) => format!("unexpected PEM label `{label}`"),
+            None => format!("no `{CERT_BEGIN}` marker"),
+        }));
+    };
+    let after_begin = &text[start + CERT_BEGIN.len()..];
+    let end = after_begin
+        .find(CERT_END)
+        .ok_or_else(|| KeyError::CertificatePem(format!("no `{CERT_END}` marker")))?;
+    let body: String = after_begin[..end]
+        .chars()
+        .filter(|c| !c.is_whitespace())
+        .collect();
+    if body.is_empty() {
+        return Err(KeyError::CertificatePem("empty certificate body".into()));
+    }
+    base64::engine::general_purpose::STANDARD
+        .decode(&body)
+        .map_err(|e| KeyError::CertificatePem(format!("certificate body is not Base64: {e}")))
+}
+
+/// The label of the first `-----BEGIN …-----` line, to name what was given instead of a
+/// certificate (a private key pasted into the wrong setting, say).
+fn pem_label(text: &str) -> Option<&str> {
+    let rest = &text[text.find("-----BEGIN ")? + "-----BEGIN ".len()..];
+    rest.find("-----").map(|end| &rest[..end])
 }
 
 fn one_line_pem(der: &[u8]) -> String {
@@ -347,6 +386,10 @@ mod tests {
     const VECTORS: &str = include_str!("../../../tests/fixtures/kcp/vectors.json");
     const PBES2_KEY: &str = include_str!("../../../tests/fixtures/kcp/pbes2-key.pem");
     const PLAIN_KEY: &str = include_str!("../../../tests/fixtures/kcp/plain-key.pem");
+    const PBES2_SHA1_DES3_KEY: &str =
+        include_str!("../../../tests/fixtures/kcp/pbes2-sha1-des3-key.pem");
+    const PBES2_SHA1_AES256_KEY: &str =
+        include_str!("../../../tests/fixtures/kcp/pbes2-sha1-aes256-key.pem");
     const PBE_SHA1_3DES_KEY: &str =
         include_str!("../../../tests/fixtures/kcp/pbe-sha1-3des-key.pem");
     const PLAIN_OF_PBE_KEY: &str =
@@ -410,6 +453,105 @@ mod tests {
         let a = KcpCertificate::from_pem(&messy).unwrap();
         let b = KcpCertificate::from_pem(CERT).unwrap();
         assert_eq!(a.cert_info(), b.cert_info());
+    }
+
+    /// The fixture certificate as KCP hands it out and the seed's `KCP_CERT_INFO` holds it.
+    fn one_line(pem: &str) -> String {
+        pem.lines().map(str::trim).collect()
+    }
+
+    #[test]
+    fn kcps_one_line_certificate_loads_with_the_same_key_and_cert_info_as_the_pem_file() {
+        let text = one_line(CERT);
+        assert!(text.starts_with("-----BEGIN CERTIFICATE-----MIID") && !text.contains('\n'));
+        let from_line = KcpCertificate::from_pem(&text).unwrap();
+        let from_file = KcpCertificate::from_pem(CERT).unwrap();
+        assert_eq!(from_line.public_key(), from_file.public_key());
+        assert_eq!(from_line.cert_info(), text);
+    }
+
+    #[test]
+    fn a_one_line_certificate_with_surrounding_blanks_or_crlf_breaks_gives_the_same_cert_info() {
+        let expected = one_line(CERT);
+        for variant in [
+            format!("  {expected}\r\n"),
+            format!("\n\t{expected}\n\n"),
+            CERT.replace('\n', "\r\n"),
+            // Broken at another width than 64, as a copy from a web page or an e-mail is.
+            expected
+                .replace("MIID", "\r\nMIID")
+                .replace("==-", "==\r\n-"),
+        ] {
+            let cert =
+                KcpCertificate::from_pem(&variant).unwrap_or_else(|e| panic!("{variant:?}: {e}"));
+            assert_eq!(cert.cert_info(), expected, "{variant:?}");
+        }
+    }
+
+    #[test]
+    fn a_signer_takes_the_one_line_certificate_and_still_checks_the_key_against_it() {
+        let signer = KcpSigner::from_pem(&one_line(CERT), KEY, &pass("changeit")).unwrap();
+        assert_eq!(signer.cert_info(), one_line(CERT));
+        let err = KcpSigner::from_pem(&one_line(CERT), PLAIN_KEY, &pass("")).unwrap_err();
+        assert_eq!(err, KeyError::KeyCertificateMismatch);
+    }
+
+    #[test]
+    fn a_damaged_one_line_certificate_is_refused_with_the_reason() {
+        let line = one_line(CERT);
+        let cases = [
+            (
+                line.replace("-----END CERTIFICATE-----", ""),
+                "END CERTIFICATE",
+            ),
+            (line.replacen("MIID", "MI*D", 1), "not Base64"),
+            (line.replace("OOpuQ==", "OOpuQ"), "not Base64"),
+            // Valid Base64, but a certificate cut short.
+            (line.replacen("MIID", "", 1), "not an X.509 certificate"),
+            (
+                "-----BEGIN CERTIFICATE----------END CERTIFICATE-----".into(),
+                "empty",
+            ),
+            (PLAIN_KEY.into(), "unexpected PEM label `PRIVATE KEY`"),
+            (
+                "MIIDgTCCAmmgAwIBAgIHBy4lYNG7ojAN".into(),
+                "BEGIN CERTIFICATE",
+            ),
+        ];
+        for (text, reason) in cases {
+            match KcpCertificate::from_pem(&text) {
+                Err(KeyError::CertificatePem(message)) => {
+                    assert!(message.contains(reason), "{reason}: {message}")
+                }
+                other => panic!("{reason}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn pbes2_keys_with_openssls_default_hmac_sha1_prf_load_like_their_plain_form() {
+        let plain = KcpPrivateKey::from_pem(PLAIN_KEY, &pass("")).unwrap();
+        for (name, pem) in [
+            ("des3", PBES2_SHA1_DES3_KEY),
+            ("aes-256-cbc", PBES2_SHA1_AES256_KEY),
+        ] {
+            let key = KcpPrivateKey::from_pem(pem, &pass("changeit"))
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert_eq!(key.public_key(), plain.public_key(), "{name}");
+            assert_eq!(
+                key.sign("T0000^1^STSC").unwrap(),
+                plain.sign("T0000^1^STSC").unwrap(),
+                "{name}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_wrong_passphrase_on_a_pbes2_hmac_sha1_key_is_a_typed_error() {
+        for pem in [PBES2_SHA1_DES3_KEY, PBES2_SHA1_AES256_KEY] {
+            let err = KcpPrivateKey::from_pem(pem, &pass("wrong")).unwrap_err();
+            assert_eq!(err, KeyError::WrongPassphrase);
+        }
     }
 
     #[test]

@@ -1,0 +1,394 @@
+//! The operator commands run as the built `openport` binary, as an operator runs them: `migrate`,
+//! `merchant create` / `merchant list`, `sandbox issue-cert` and `sandbox fault`.
+use std::path::Path;
+use std::process::Output;
+
+use migration::MigratorTrait;
+use openport::pg::kcp::{KcpCertificate, KcpSigner};
+use reqwest::StatusCode;
+use sea_orm::{
+    ConnectionTrait, Database, DatabaseConnection, DbBackend, FromQueryResult, Statement,
+};
+use secrecy::SecretString;
+use serde_json::{json, Value};
+
+use crate::helpers::{
+    fresh_database, kcp_test_credentials, openport_in_test_mode, post_to, ServeProcess,
+};
+
+/// Runs the binary to completion; panics with its output when it fails.
+async fn run_ok(dir: &Path, database_url: &str, args: &[&str]) -> String {
+    let out = run(dir, database_url, args).await;
+    assert!(
+        out.status.success(),
+        "openport {args:?}: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("UTF-8 output")
+}
+
+/// Runs the binary to completion off the test's runtime thread, which may be serving what the
+/// command calls (the sandbox of `sandbox fault`).
+async fn run(dir: &Path, database_url: &str, args: &[&str]) -> Output {
+    let mut command = openport_in_test_mode(dir, database_url, args);
+    tokio::task::spawn_blocking(move || command.output().expect("the openport binary runs"))
+        .await
+        .unwrap()
+}
+
+fn statement(db: &DatabaseConnection, sql: &str) -> Statement {
+    Statement::from_string(db.get_database_backend(), sql)
+}
+
+/// Every table, column and index of the database, one line each, in a stable order: what a
+/// second `migrate` must leave exactly as it was.
+async fn schema(db: &DatabaseConnection) -> Vec<String> {
+    let sql = match db.get_database_backend() {
+        DbBackend::Sqlite => {
+            "SELECT type || ' ' || name || ' ' || COALESCE(sql, '') AS line FROM sqlite_master \
+             ORDER BY type, name"
+        }
+        _ => {
+            "SELECT table_name::text || '.' || column_name::text || ' ' || data_type::text AS line \
+             FROM information_schema.columns WHERE table_schema = 'public' \
+             UNION ALL SELECT indexdef AS line FROM pg_indexes WHERE schemaname = 'public' \
+             ORDER BY line"
+        }
+    };
+    db.query_all(statement(db, sql))
+        .await
+        .expect("schema query")
+        .iter()
+        .map(|row| row.try_get::<String>("", "line").expect("line"))
+        .collect()
+}
+
+async fn applied_migrations(db: &DatabaseConnection) -> i64 {
+    db.query_one(statement(db, "SELECT COUNT(*) AS n FROM seaql_migrations"))
+        .await
+        .expect("seaql_migrations exists")
+        .expect("a row")
+        .try_get::<i64>("", "n")
+        .expect("a count")
+}
+
+#[tokio::test]
+async fn migrate_creates_the_schema_in_an_empty_database_and_a_second_run_changes_nothing() {
+    let (url, _db_dir) = fresh_database().await;
+    // On SQLite: an empty file that exists, opened without `mode=rwc`, as an operator's `touch`ed
+    // database would be.
+    let url = match openport::store::sqlite_file(&url) {
+        Some(file) => {
+            std::fs::File::create(&file).unwrap();
+            format!("sqlite://{}", file.display())
+        }
+        None => url,
+    };
+    let dir = tempfile::tempdir().unwrap();
+
+    let first = run_ok(dir.path(), &url, &["migrate"]).await;
+    assert!(first.contains("migrations applied"), "{first}");
+    let db = Database::connect(&url).await.unwrap();
+    let after_first = schema(&db).await;
+    let migrations = migration::Migrator::migrations().len() as i64;
+    assert_eq!(applied_migrations(&db).await, migrations);
+    for table in ["merchants", "payments", "pg_attempts", "access_tokens"] {
+        assert!(
+            after_first.iter().any(|line| line.contains(table)),
+            "no {table} in {after_first:#?}"
+        );
+    }
+
+    let second = run_ok(dir.path(), &url, &["migrate"]).await;
+    assert!(second.contains("migrations applied"), "{second}");
+    assert_eq!(schema(&db).await, after_first);
+    assert_eq!(applied_migrations(&db).await, migrations);
+}
+
+#[tokio::test]
+async fn merchant_create_prints_the_secret_once_keeps_only_its_hash_and_the_secret_gets_a_token() {
+    let (url, _db_dir) = fresh_database().await;
+    let dir = tempfile::tempdir().unwrap();
+
+    let printed = run_ok(
+        dir.path(),
+        &url,
+        &["merchant", "create", "--name", "CLI shop", "--json"],
+    )
+    .await;
+    assert_eq!(printed.lines().count(), 1, "one JSON line: {printed}");
+    let created: Value = serde_json::from_str(&printed).expect("JSON");
+    let mut fields: Vec<&str> = created
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    fields.sort_unstable();
+    assert_eq!(fields, ["imp_code", "imp_key", "imp_secret", "site_cd"]);
+    let field = |name: &str| created[name].as_str().unwrap().to_string();
+    let (imp_code, imp_key, secret) = (field("imp_code"), field("imp_key"), field("imp_secret"));
+    assert_eq!(field("site_cd"), "T0000", "the default site code");
+    assert!(secret.len() >= 32, "{secret}");
+    assert_eq!(printed.matches(&secret).count(), 1);
+
+    // Stored hashed: no column of the row holds the secret.
+    let db = Database::connect(&url).await.unwrap();
+    let rows = sea_orm::JsonValue::find_by_statement(statement(&db, "SELECT * FROM merchants"))
+        .all(&db)
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    let hash = rows[0]["imp_secret_hash"].as_str().expect("a hash");
+    assert!(!hash.is_empty() && hash != secret);
+    assert!(
+        !rows[0].to_string().contains(&secret),
+        "the plain secret is stored"
+    );
+    db.close().await.unwrap();
+
+    let listed = run_ok(dir.path(), &url, &["merchant", "list"]).await;
+    let line = listed
+        .lines()
+        .find(|l| l.starts_with(&imp_code))
+        .unwrap_or_else(|| panic!("{imp_code} not listed: {listed}"));
+    let columns: Vec<&str> = line.split('\t').collect();
+    assert_eq!(
+        columns[..5],
+        [
+            imp_code.as_str(),
+            imp_key.as_str(),
+            "T0000",
+            "CLI shop",
+            "test_mode=true"
+        ]
+    );
+    assert!(columns[5].starts_with("id="), "{line}");
+    assert!(!listed.contains(&secret), "the list shows the secret");
+
+    // A server on that database takes the printed secret (and only it).
+    let served = ServeProcess::start(openport_in_test_mode(dir.path(), &url, &["serve"]));
+    assert!(
+        !served.stdout.contains("demo merchant created"),
+        "a database with a merchant gets no demo merchant: {}",
+        served.stdout
+    );
+    let (status, body) = post_to(
+        &served,
+        "/users/getToken",
+        None,
+        json!({"imp_key": imp_key, "imp_secret": secret}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(
+        body["response"]["access_token"].as_str().is_some(),
+        "{body}"
+    );
+    let (status, body) = post_to(
+        &served,
+        "/users/getToken",
+        None,
+        json!({"imp_key": imp_key, "imp_secret": format!("{secret}x")}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+}
+
+#[tokio::test]
+async fn merchant_create_takes_a_certificate_file_holding_kcps_one_line_form() {
+    let (url, _db_dir) = fresh_database().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key_path, passphrase) = kcp_test_credentials();
+    let cert_file = dir.path().join("cert-one-line.txt");
+    std::fs::write(&cert_file, cert.lines().collect::<String>()).unwrap();
+
+    let mut command = openport_in_test_mode(
+        dir.path(),
+        &url,
+        &[
+            "merchant",
+            "create",
+            "--name",
+            "one-line shop",
+            "--cert",
+            cert_file.to_str().unwrap(),
+            "--key",
+            &key_path,
+            "--json",
+        ],
+    );
+    command.env("KCP_PRIVATE_KEY_PASSWORD", passphrase);
+    let out = tokio::task::spawn_blocking(move || command.output().unwrap())
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let created: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(created["site_cd"], "T0000", "{created}");
+}
+
+fn openssl(args: &[&str]) -> Output {
+    std::process::Command::new("openssl")
+        .args(args)
+        .output()
+        .expect("openssl must be installed to run this test (.ci/run installs it)")
+}
+
+fn stdout_of(out: Output) -> String {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[tokio::test]
+async fn sandbox_issue_cert_writes_a_kcp_shaped_pair_that_openssl_and_openport_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("certs");
+    // Needs no database; the documented default passphrase (`--passphrase`, README) is changeit.
+    let printed = run_ok(
+        dir.path(),
+        "sqlite::memory:",
+        &[
+            "sandbox",
+            "issue-cert",
+            "--site-cd",
+            "A1234",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+    )
+    .await;
+    let (cert, key) = (out.join("splCert.pem"), out.join("splPrikeyPKCS8.pem"));
+    assert!(printed.contains("splCert.pem") && printed.contains("splPrikeyPKCS8.pem"));
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&key).unwrap().permissions().mode();
+        assert_eq!(
+            mode & 0o777,
+            0o600,
+            "the key file is the owner's only: {mode:o}"
+        );
+    }
+    let (cert_path, key_path) = (cert.to_str().unwrap(), key.to_str().unwrap());
+
+    let subject = stdout_of(openssl(&[
+        "x509", "-in", cert_path, "-noout", "-subject", "-nameopt", "RFC2253",
+    ]));
+    assert!(subject.contains("CN=A1234"), "{subject}");
+    let dump = stdout_of(openssl(&["asn1parse", "-in", key_path]));
+    assert!(dump.contains("pbeWithSHA1And3-KeyTripleDES-CBC"), "{dump}");
+    assert!(dump.contains(":0800"), "2048 iterations: {dump}");
+    let plain = stdout_of(openssl(&[
+        "pkcs8",
+        "-in",
+        key_path,
+        "-passin",
+        "pass:changeit",
+    ]));
+    assert!(plain.starts_with("-----BEGIN PRIVATE KEY-----"), "{plain}");
+    assert!(
+        !openssl(&["pkcs8", "-in", key_path, "-passin", "pass:wrong"])
+            .status
+            .success()
+    );
+    let key_modulus = stdout_of(openssl(&[
+        "rsa",
+        "-in",
+        key_path,
+        "-passin",
+        "pass:changeit",
+        "-noout",
+        "-modulus",
+    ]));
+    let cert_modulus = stdout_of(openssl(&["x509", "-in", cert_path, "-noout", "-modulus"]));
+    assert_eq!(
+        key_modulus, cert_modulus,
+        "the key belongs to the certificate"
+    );
+
+    // openport's own loader takes the pair (it checks that they match), the certificate also
+    // in KCP's one-line form.
+    let cert_pem = std::fs::read_to_string(&cert).unwrap();
+    let key_pem = std::fs::read_to_string(&key).unwrap();
+    let pass = SecretString::from("changeit");
+    let signer = KcpSigner::from_pem(&cert_pem, &key_pem, &pass).expect("openport loads the pair");
+    let one_line: String = cert_pem.lines().collect();
+    assert_eq!(signer.cert_info(), one_line);
+    assert_eq!(
+        KcpCertificate::from_pem(&one_line).unwrap().cert_info(),
+        one_line
+    );
+}
+
+#[tokio::test]
+async fn sandbox_fault_arms_the_rule_on_a_running_sandbox_and_a_rule_it_refuses_fails_the_command()
+{
+    let sandbox = kcp_sandbox::Sandbox::new(kcp_sandbox::SandboxConfig::default()).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(kcp_sandbox::serve(sandbox.clone(), listener));
+    let dir = tempfile::tempdir().unwrap();
+    let hub = kcp_sandbox::paths::HUB_PAYMENT;
+
+    let printed = run_ok(
+        dir.path(),
+        "sqlite::memory:",
+        &[
+            "sandbox",
+            "fault",
+            "--url",
+            &url,
+            "--path",
+            hub,
+            "--kind",
+            "http_status",
+            "--status",
+            "503",
+            "--when",
+            "ordr_idxx=CLI1",
+        ],
+    )
+    .await;
+    assert!(printed.starts_with("204"), "{printed}");
+    let armed = kcp_sandbox::FaultRule::new(hub, kcp_sandbox::Fault::HttpStatus { status: 503 })
+        .when("ordr_idxx", "CLI1");
+    assert_eq!(sandbox.armed_faults(), [armed]);
+
+    // The next matching request meets it, once.
+    let http = reqwest::Client::new();
+    let body = json!({"site_cd": "T0000", "ordr_idxx": "CLI1"});
+    let first = http
+        .post(format!("{url}{hub}"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(first.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(sandbox.armed_faults().is_empty(), "used up");
+
+    // `refuse` needs a code and a message the command has no flags for: the sandbox refuses
+    // the rule, and the command says so by failing rather than leaving a script to go on.
+    let refused = run(
+        dir.path(),
+        "sqlite::memory:",
+        &[
+            "sandbox", "fault", "--url", &url, "--path", hub, "--kind", "refuse",
+        ],
+    )
+    .await;
+    assert!(!refused.status.success(), "{refused:?}");
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("refused the fault rule"),
+        "{refused:?}"
+    );
+    assert!(sandbox.armed_faults().is_empty());
+}
