@@ -232,6 +232,46 @@ async fn merchant_create_takes_a_certificate_file_holding_kcps_one_line_form() {
     assert_eq!(created["site_cd"], "T0000", "{created}");
 }
 
+#[tokio::test]
+async fn merchant_create_takes_a_kcp_origin_that_list_shows_and_refuses_one_that_is_not_an_origin()
+{
+    let (url, _db_dir) = fresh_database().await;
+    let dir = tempfile::tempdir().unwrap();
+    let create = |name: &'static str, base: &'static str| {
+        let (dir, url) = (dir.path().to_path_buf(), url.clone());
+        async move {
+            let args = ["merchant", "create", "--name", name, "--kcp-api-base", base];
+            run(&dir, &url, &args).await
+        }
+    };
+    let out = create("staging shop", "https://stg-spl.kcp.co.kr/").await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for refused in [
+        "http://stg-spl.kcp.co.kr",
+        "https://spl.kcp.co.kr",
+        "https://x.test/gw",
+    ] {
+        let out = create("refused shop", refused).await;
+        assert!(!out.status.success(), "{refused} was taken");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("kcp_api_base"), "{refused}: {stderr}");
+    }
+    let listed = run_ok(dir.path(), &url, &["merchant", "list"]).await;
+    assert_eq!(
+        listed.lines().count(),
+        1,
+        "nothing refused was stored: {listed}"
+    );
+    assert!(
+        listed.contains("\tkcp_api_base=https://stg-spl.kcp.co.kr"),
+        "{listed}"
+    );
+}
+
 fn openssl(args: &[&str]) -> Output {
     std::process::Command::new("openssl")
         .args(args)
