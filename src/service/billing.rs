@@ -135,7 +135,28 @@ impl Gateway {
             deleted_at: Set(None),
             ..Default::default()
         };
-        let mut replaced = None;
+        let (stored, old) = match self.store_issued_key(m, &cmd, row.clone()).await {
+            Ok(stored) => stored,
+            Err(e) => {
+                self.discard_issued_key(m, row, now).await;
+                return Err(e);
+            }
+        };
+        if let Some(old) = old {
+            self.delete_replaced_key(m, old.id).await;
+        }
+        Ok(stored)
+    }
+
+    /// Stores the key KCP just issued as the customer's, retiring the key it replaces:
+    /// (the stored key, the replaced one).
+    async fn store_issued_key(
+        &self,
+        m: &merchant::Model,
+        cmd: &CustomerCommand,
+        row: billing_key::ActiveModel,
+    ) -> ServiceResult<(billing_key::Model, Option<billing_key::Model>)> {
+        let now = self.clock.unix();
         for _ in 0..3 {
             let txn = self.db.write.begin().await?;
             let old = billing::active_key(&txn, m.id, &cmd.customer_uid).await?;
@@ -151,22 +172,76 @@ impl Gateway {
             match billing::insert_key(&txn, row).await {
                 Ok(stored) => {
                     txn.commit().await?;
-                    replaced = Some((stored, old));
-                    break;
+                    return Ok((stored, old));
                 }
                 Err(e) if is_unique_violation(&e) => continue,
                 Err(e) => return Err(e.into()),
             }
         }
-        let Some((stored, old)) = replaced else {
-            return Err(ServiceError::Refused(
-                "같은 customer_uid로 동시에 등록 중입니다. 다시 시도해 주세요.".into(),
-            ));
+        Err(ServiceError::Refused(
+            "같은 customer_uid로 동시에 등록 중입니다. 다시 시도해 주세요.".into(),
+        ))
+    }
+
+    /// A key KCP issued that could not be stored as the customer's (registrations of the same
+    /// customer_uid kept racing it, or the database failed): the merchant is told it was not
+    /// registered, so KCP must not keep it chargeable under a key nobody holds. It is recorded as
+    /// retired, its deletion at KCP tried now and retried by the resolver (service/retired_keys.rs);
+    /// when even that write fails, KCP is asked once now and a failure is logged as an ERROR for
+    /// an operator (the customer_uid, never the key).
+    async fn discard_issued_key(
+        &self,
+        m: &merchant::Model,
+        mut row: billing_key::ActiveModel,
+        now: i64,
+    ) {
+        let customer_uid = match &row.customer_uid {
+            sea_orm::ActiveValue::Set(uid) | sea_orm::ActiveValue::Unchanged(uid) => uid.clone(),
+            sea_orm::ActiveValue::NotSet => String::new(),
         };
-        if let Some(old) = old {
-            self.delete_replaced_key(m, old.id).await;
+        row.status = Set("replaced".into());
+        row.deleted_at = Set(Some(now));
+        row.pg_deleted_at = Set(None);
+        row.pg_delete_next_at = Set(Some(now));
+        row.pg_delete_tries = Set(0);
+        row.pg_delete_lease_until = Set(0);
+        match billing::insert_key(&self.db.write, row.clone()).await {
+            Ok(retired) => {
+                tracing::warn!(
+                    customer_uid,
+                    "an issued batch key could not be stored; it is being deleted at KCP"
+                );
+                self.delete_replaced_key(m, retired.id).await;
+            }
+            Err(e) => {
+                let deleted = async {
+                    let connector = self.connectors.for_merchant(m, &self.secrets)?;
+                    // Never stored, so no id: only the key and its group are read.
+                    let mut unstored = row;
+                    unstored.id = Set(0);
+                    let key = sea_orm::TryIntoModel::try_into_model(unstored)
+                        .map_err(|e| ServiceError::Internal(format!("unstored batch key: {e}")))?;
+                    self.delete_at_kcp(connector.as_ref(), &key).await
+                }
+                .await;
+                match deleted {
+                    Ok(super::retired_keys::KcpDeletion::Deleted) => tracing::warn!(
+                        customer_uid,
+                        "an issued batch key could not be stored ({e}); KCP deleted it"
+                    ),
+                    Ok(other) => tracing::error!(
+                        customer_uid,
+                        "an issued batch key could not be stored ({e}) nor deleted at KCP \
+                         ({other:?}); delete it in KCP's admin"
+                    ),
+                    Err(other) => tracing::error!(
+                        customer_uid,
+                        "an issued batch key could not be stored ({e}) nor deleted at KCP \
+                         ({other}); delete it in KCP's admin"
+                    ),
+                }
+            }
         }
-        Ok(stored)
     }
 
     pub async fn customer(

@@ -965,3 +965,69 @@ async fn an_again_whose_answer_and_inquiry_are_lost_is_code_1_then_settled_once_
     assert_eq!(p["pg_tid"], ledger[0].tno.as_str());
     app.assert_ledger_agrees().await;
 }
+
+#[tokio::test]
+async fn a_key_kcp_issued_that_could_not_be_stored_is_deleted_at_kcp_not_left_chargeable() {
+    use sea_orm::ConnectionTrait;
+    let app = spawn_app().await;
+    let token = app.token().await;
+    // The database refuses the customer's active key (as a failed write or a lost race would),
+    // and for `unstored-all` every row: the retired record too.
+    let refuse = "NEW.customer_uid LIKE 'unstored-%' \
+                  AND (NEW.status = 'active' OR NEW.customer_uid = 'unstored-all')";
+    let statements = if app.database_url.starts_with("postgres") {
+        vec![
+            format!(
+                "CREATE FUNCTION refuse_keys() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
+                 IF {refuse} THEN RAISE EXCEPTION 'injected failure'; END IF; RETURN NEW; END $$"
+            ),
+            "CREATE TRIGGER refuse_keys BEFORE INSERT ON billing_keys FOR EACH ROW \
+             EXECUTE FUNCTION refuse_keys()"
+                .to_string(),
+        ]
+    } else {
+        vec![format!(
+            "CREATE TRIGGER refuse_keys BEFORE INSERT ON billing_keys WHEN {refuse} \
+             BEGIN SELECT RAISE(ABORT, 'injected failure'); END"
+        )]
+    };
+    for sql in statements {
+        app.app
+            .gateway
+            .db
+            .write
+            .execute_unprepared(&sql)
+            .await
+            .unwrap();
+    }
+
+    let body = register(&app, &token, "unstored-one", test_cards::SHINHAN_CREDIT).await;
+    assert_ne!(body["code"], 0, "{body}");
+    assert_eq!(body["response"], Value::Null, "{body}");
+    let (_, found) = app
+        .get("/subscribe/customers/unstored-one", Some(&token))
+        .await;
+    assert_eq!(found["code"], 1, "not registered: {found}");
+    let keys = app.sandbox.batch_keys();
+    assert_eq!(keys.len(), 1);
+    assert_eq!(
+        format!("{:?}", keys[0].state),
+        "Deleted",
+        "KCP holds no chargeable key"
+    );
+    let rows = key_rows(&app, "unstored-one").await;
+    assert_eq!(rows.len(), 1, "recorded as a retired key");
+    assert_eq!(rows[0].status, "replaced");
+    assert!(rows[0].pg_deleted_at.is_some());
+    assert_eq!(rows[0].batch_key_sealed, "", "erased once KCP deleted it");
+
+    let body = register(&app, &token, "unstored-all", test_cards::SAMSUNG_CHECK).await;
+    assert_ne!(body["code"], 0, "{body}");
+    let keys = app.sandbox.batch_keys();
+    assert_eq!(keys.len(), 2);
+    assert!(
+        keys.iter().all(|k| format!("{:?}", k.state) == "Deleted"),
+        "deleted at KCP though nothing could be written"
+    );
+    assert!(key_rows(&app, "unstored-all").await.is_empty());
+}
