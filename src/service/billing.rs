@@ -184,12 +184,13 @@ impl Gateway {
     }
 
     /// A key KCP issued that could not be stored as the customer's (registrations of the same
-    /// customer_uid kept racing it, or the database failed): the merchant is told it was not
-    /// registered, so KCP must not keep it chargeable under a key nobody holds. It is recorded as
+    /// customer_uid kept racing it, the database failed, or a billing-key window that another
+    /// holder settled or whose customer_uid got a key the merchant did not let it replace): the
+    /// merchant is told it was not registered, so KCP must not keep it chargeable under a key nobody holds. It is recorded as
     /// retired, its deletion at KCP tried now and retried by the resolver (service/retired_keys.rs);
     /// when even that write fails, KCP is asked once now and a failure is logged as an ERROR for
     /// an operator (the customer_uid, never the key).
-    async fn discard_issued_key(
+    pub(super) async fn discard_issued_key(
         &self,
         m: &merchant::Model,
         mut row: billing_key::ActiveModel,

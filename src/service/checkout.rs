@@ -1130,23 +1130,6 @@ impl Gateway {
         .boxed()
     }
 
-    /// A key KCP issued for a window that nobody will store (another holder settled the
-    /// window, or it would replace a key without the merchant's word): deleted at KCP
-    /// (`tx_type 10005010`), so no usable key is left behind there.
-    async fn discard_unstored_key(
-        m: &merchant::Model,
-        connector: &dyn crate::pg::Pg,
-        key: &crate::pg::BatchKey,
-        imp_uid: &str,
-    ) {
-        if let Err(e) = connector
-            .delete_batch_key(&key.batch_key, &Self::group_id(m))
-            .await
-        {
-            tracing::error!(imp_uid, card = %key.masked_card_number, "a billing key KCP issued is stored nowhere and could not be deleted at KCP: {e}");
-        }
-    }
-
     /// The billing-key window: the key is stored for the session's customer_uid; the 0-won
     /// `issue` payment is shown as paid (iamport's `customer_uid_usage: "issue"`).
     #[allow(clippy::too_many_arguments)]
@@ -1192,6 +1175,33 @@ impl Gateway {
         } else {
             key.masked_card_number.clone()
         };
+        // The `issue` payment shows the card as its key does.
+        let card_code =
+            crate::domain::card::iamport_card_code(&key.issuer_code).map(str::to_string);
+        let card_type = Some(i32::from(key.is_check_card));
+        let row = crate::store::entity::billing_key::ActiveModel {
+            merchant_id: Set(m.id),
+            customer_uid: Set(uid.clone()),
+            status: Set("active".into()),
+            batch_key_sealed: Set(self.secrets.seal(key.batch_key.as_bytes())),
+            group_id: Set(Self::group_id(m)),
+            pg_id: Set(m.site_cd.clone()),
+            card_code: Set(card_code.clone()),
+            card_name: Set(Some(key.issuer_name.clone())),
+            card_number: Set(Some(masked.clone())),
+            card_type: Set(card_type),
+            customer_id: Set(None),
+            customer_name: Set(p.buyer_name.clone()),
+            customer_tel: Set(p.buyer_tel.clone()),
+            customer_email: Set(p.buyer_email.clone()),
+            customer_addr: Set(p.buyer_addr.clone()),
+            customer_postcode: Set(p.buyer_postcode.clone()),
+            sandbox: Set(m.test_mode),
+            inserted_at: Set(now),
+            updated_at: Set(now),
+            deleted_at: Set(None),
+            ..Default::default()
+        };
         let txn = self.db.write.begin().await?;
         let mut a: pg_attempt::ActiveModel = attempt.clone().into();
         a.state = Set("succeeded".into());
@@ -1199,7 +1209,8 @@ impl Gateway {
         if !payments::write_held_attempt(&txn, &attempt, a).await? {
             tracing::warn!(imp_uid = %p.imp_uid, "billing-key window settled by another holder; its outcome stands");
             txn.rollback().await?;
-            Self::discard_unstored_key(m, connector, &key, &p.imp_uid).await;
+            // A key nobody will store: deleted at KCP, durably (as a REST registration's).
+            self.discard_issued_key(m, row, now).await;
             return Ok(());
         }
         let replaced = billing::active_key(&txn, m.id, &uid).await?;
@@ -1207,7 +1218,7 @@ impl Gateway {
         // merchant's word, as at the start; otherwise the new key is deleted at KCP.
         if replacement_refused(&txn, replaced.as_ref(), m.id, &p.merchant_uid).await? {
             txn.rollback().await?;
-            Self::discard_unstored_key(m, connector, &key, &p.imp_uid).await;
+            self.discard_issued_key(m, row, now).await;
             self.record_failure(p, attempt, None, KEY_REPLACEMENT_REFUSED)
                 .await?;
             return Ok(());
@@ -1215,37 +1226,7 @@ impl Gateway {
         if let Some(old) = &replaced {
             billing::retire_key(&txn, old.id, billing::Retirement::Replaced, now).await?;
         }
-        // The `issue` payment shows the card as its key does.
-        let card_code =
-            crate::domain::card::iamport_card_code(&key.issuer_code).map(str::to_string);
-        let card_type = Some(i32::from(key.is_check_card));
-        billing::insert_key(
-            &txn,
-            crate::store::entity::billing_key::ActiveModel {
-                merchant_id: Set(m.id),
-                customer_uid: Set(uid),
-                status: Set("active".into()),
-                batch_key_sealed: Set(self.secrets.seal(key.batch_key.as_bytes())),
-                group_id: Set(Self::group_id(m)),
-                pg_id: Set(m.site_cd.clone()),
-                card_code: Set(card_code.clone()),
-                card_name: Set(Some(key.issuer_name.clone())),
-                card_number: Set(Some(masked.clone())),
-                card_type: Set(card_type),
-                customer_id: Set(None),
-                customer_name: Set(p.buyer_name.clone()),
-                customer_tel: Set(p.buyer_tel.clone()),
-                customer_email: Set(p.buyer_email.clone()),
-                customer_addr: Set(p.buyer_addr.clone()),
-                customer_postcode: Set(p.buyer_postcode.clone()),
-                sandbox: Set(m.test_mode),
-                inserted_at: Set(now),
-                updated_at: Set(now),
-                deleted_at: Set(None),
-                ..Default::default()
-            },
-        )
-        .await?;
+        billing::insert_key(&txn, row).await?;
         let mut am: payment::ActiveModel = p.into();
         am.status = Set(PaymentStatus::Paid.as_db().into());
         am.paid_at = Set(Some(now));

@@ -1901,6 +1901,14 @@ async fn a_key_registered_while_the_window_was_open_is_kept_and_the_windows_new_
             ),
         ]
     );
+    // The window's key is on record as retired and deleted at KCP, so had KCP not answered the
+    // deletion, the resolver would have tried again.
+    let rows = crate::billing::key_rows(&app, "race-cust").await;
+    let retired: Vec<_> = rows.iter().filter(|r| r.status == "replaced").collect();
+    assert_eq!(retired.len(), 1, "{rows:?}");
+    assert_eq!(retired[0].card_number.as_deref(), Some("555555******4444"));
+    assert!(retired[0].pg_deleted_at.is_some());
+    assert_eq!(retired[0].batch_key_sealed, "");
 }
 
 /// A window payment records the buyer's browser (the `User-Agent` of the SDK's request from it)
