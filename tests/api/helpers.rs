@@ -672,12 +672,22 @@ pub struct ServeProcess {
     pub base: String,
     /// What it printed up to and including the listening line.
     pub stdout: String,
+    /// Every line it has printed so far, on stdout and stderr.
+    printed: Arc<std::sync::Mutex<String>>,
 }
 
 impl ServeProcess {
+    /// Every line the process has printed so far (its log lines among them).
+    pub fn printed(&self) -> String {
+        self.printed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
     /// Starts `command` and waits (60 s at most) for its listening line.
     pub fn start(mut command: std::process::Command) -> Self {
-        use std::io::{BufRead, BufReader, Read};
+        use std::io::{BufRead, BufReader};
         use std::process::Stdio;
         let mut child = command
             .stdout(Stdio::piped())
@@ -685,20 +695,38 @@ impl ServeProcess {
             .spawn()
             .expect("the openport binary starts");
         let stdout = child.stdout.take().expect("piped stdout");
-        let mut stderr = child.stderr.take().expect("piped stderr");
-        let errors = std::thread::spawn(move || {
-            let mut text = String::new();
-            let _ = stderr.read_to_string(&mut text);
-            text
-        });
+        let stderr = child.stderr.take().expect("piped stderr");
+        let printed = Arc::new(std::sync::Mutex::new(String::new()));
+        let keep = |line: &str, printed: &std::sync::Mutex<String>| {
+            let mut all = printed.lock().unwrap_or_else(|p| p.into_inner());
+            all.push_str(line);
+            all.push('\n');
+        };
+        let errors = {
+            let printed = printed.clone();
+            std::thread::spawn(move || {
+                let mut text = String::new();
+                for line in BufReader::new(stderr).lines() {
+                    let Ok(line) = line else { break };
+                    keep(&line, &printed);
+                    text.push_str(&line);
+                    text.push('\n');
+                }
+                text
+            })
+        };
         let (lines, received) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                // Once the listening line is read nobody receives: keep draining regardless.
-                let _ = lines.send(line);
-            }
-        });
+        {
+            let printed = printed.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stdout).lines() {
+                    let Ok(line) = line else { break };
+                    keep(&line, &printed);
+                    // Once the listening line is read nobody receives: keep draining regardless.
+                    let _ = lines.send(line);
+                }
+            });
+        }
         let deadline = std::time::Instant::now() + Duration::from_secs(60);
         let mut seen = String::new();
         loop {
@@ -712,6 +740,7 @@ impl ServeProcess {
                             child,
                             base: addr.trim().to_string(),
                             stdout: seen,
+                            printed,
                         };
                     }
                 }

@@ -1821,3 +1821,136 @@ async fn a_customers_schedule_list_takes_a_range_of_at_most_three_months_or_none
         }
     }
 }
+
+/// The same as a deployment runs it: three `openport serve` processes on one database and one
+/// KCP, their own schedulers draining hundreds of schedules that fall due together. KCP's ledger
+/// holds exactly one charge per schedule, and every schedule shows its one paid payment.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_openport_processes_run_each_of_hundreds_of_due_schedules_exactly_once() {
+    use crate::helpers::{
+        fresh_database, kcp_test_credentials, openport_in_test_mode, post_to, ServeProcess,
+    };
+    use openport::service::merchants::{DEMO_IMP_KEY, DEMO_IMP_SECRET};
+    let (database_url, _db_dir) = fresh_database().await;
+    let dir = tempfile::tempdir().unwrap();
+    let kcp = kcp_sandbox::Sandbox::new(kcp_sandbox::SandboxConfig::default()).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let origin = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(kcp_sandbox::serve(kcp.clone(), listener));
+    let (cert, key_path, passphrase) = kcp_test_credentials();
+    let instance = || {
+        let mut command = openport_in_test_mode(dir.path(), &database_url, &["serve"]);
+        command
+            .env("OPENPORT_SANDBOX__EMBEDDED", "false")
+            .env("OPENPORT_KCP__API_BASE", &origin)
+            .env("OPENPORT_RESOLVER__INTERVAL_MS", "200")
+            .env("KCP_SITE_CD", "T0000")
+            .env("KCP_CERT_INFO", &cert)
+            .env("KCP_PRIVATE_KEY_PATH", &key_path)
+            .env("KCP_PRIVATE_KEY_PASSWORD", &passphrase)
+            .env("RUST_LOG", "info");
+        ServeProcess::start(command)
+    };
+    // The first one migrates and makes the demo merchant before the others start.
+    let first = instance();
+    let (_, body) = post_to(
+        &first,
+        "/users/getToken",
+        None,
+        json!({"imp_key": DEMO_IMP_KEY, "imp_secret": DEMO_IMP_SECRET}),
+    )
+    .await;
+    let token = body["response"]["access_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (_, body) = post_to(
+        &first,
+        "/subscribe/customers/procs",
+        Some(&token),
+        json!({"card_number": test_cards::SHINHAN_CREDIT, "expiry": future_expiry(),
+               "birth": "800101", "pwd_2digit": "00"}),
+    )
+    .await;
+    assert_eq!(body["code"], 0, "{body}");
+    let others = [instance(), instance()];
+    // Due once all three are up: each scheduler may claim any of them.
+    let n = 300;
+    let due = now() + 3;
+    let items: Vec<Value> = (0..n)
+        .map(|i| json!({"merchant_uid": format!("procs-{i}"), "schedule_at": due, "amount": 1000 + i}))
+        .collect();
+    for chunk in items.chunks(100) {
+        let (_, body) = post_to(
+            &first,
+            "/subscribe/payments/schedule",
+            Some(&token),
+            json!({"customer_uid": "procs", "schedules": chunk}),
+        )
+        .await;
+        assert_eq!(body["code"], 0, "{body}");
+    }
+
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while kcp.ledger().len() < n as usize && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+    // Let any second charge that was going to happen happen.
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    let ledger = kcp.ledger();
+    let mut orders: Vec<&str> = ledger.iter().map(|e| e.order_no.as_str()).collect();
+    orders.sort_unstable();
+    orders.dedup();
+    assert_eq!(ledger.len(), n as usize, "one KCP charge per schedule");
+    assert_eq!(orders.len(), n as usize, "each for its own order");
+
+    let http = reqwest::Client::new();
+    for (i, served) in std::iter::once(&first).chain(others.iter()).enumerate() {
+        // Each instance answers for every schedule, whoever ran it.
+        for k in (i..n as usize).step_by(37) {
+            let res = http
+                .get(served.url(&format!("/subscribe/payments/schedule/procs-{k}")))
+                .header("Authorization", &token)
+                .send()
+                .await
+                .unwrap();
+            let (_, body) = crate::helpers::TestApp::read(res).await;
+            let s = &body["response"];
+            assert_eq!(s["schedule_status"], "executed", "{body}");
+            assert_eq!(s["payment_status"], "paid", "{body}");
+        }
+    }
+    let res = http
+        .get(first.url("/payments/status/paid?limit=1"))
+        .header("Authorization", &token)
+        .send()
+        .await
+        .unwrap();
+    let (_, body) = crate::helpers::TestApp::read(res).await;
+    assert_eq!(
+        body["response"]["total"], n,
+        "one paid payment per schedule: {body}"
+    );
+
+    // Who charged: each process logs its batch-key calls to KCP. The schedules fell due once all
+    // three were polling, so at least two took part (all three, as a rule).
+    let charged: Vec<usize> = std::iter::once(&first)
+        .chain(others.iter())
+        .map(|served| {
+            served
+                .printed()
+                .lines()
+                .filter(|l| l.contains("kcp.pay_with_batch_key") && l.contains("KCP result"))
+                .count()
+        })
+        .collect();
+    eprintln!("batch-key charges per process: {charged:?}");
+    assert_eq!(charged.iter().sum::<usize>(), n as usize, "{charged:?}");
+    assert!(
+        charged.iter().filter(|c| **c > 0).count() >= 2,
+        "the processes shared the work: {charged:?}"
+    );
+    for served in std::iter::once(&first).chain(others.iter()) {
+        assert!(!served.printed().contains("ERROR"), "{}", served.printed());
+    }
+}
