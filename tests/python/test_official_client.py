@@ -116,7 +116,8 @@ def test_recurring_billing_with_the_official_client(client):
     assert scheduled[0]["imp_uid"] is None
     assert client.pay_schedule_get(scheduled[0]["merchant_uid"])["schedule_at"] == at
     between = client.pay_schedule_get_between(schedule_from=at, schedule_to=at + 86401)
-    assert between["total"] == 2
+    # Both listed (an earlier run on the same database may have schedules in the window too).
+    assert {s["merchant_uid"] for s in scheduled} <= {s["merchant_uid"] for s in between["list"]}
 
     revoked = client.pay_unschedule(customer_uid=uid)
     assert len(revoked) == 2
