@@ -489,7 +489,7 @@ impl IntoParams for CustomerSchedules {
                 "schedule-status",
                 ObjectBuilder::new()
                     .schema_type(Type::String)
-                    .enum_values(Some(SCHEDULE_STATUSES)),
+                    .enum_values(Some(crate::domain::schedule::ScheduleStatus::WORDS)),
                 CUSTOMER_SCHEDULE_STATUS,
             ),
         ];
@@ -500,4 +500,3 @@ impl IntoParams for CustomerSchedules {
 
 /// What a customer's schedule-status filter takes (iamport's OpenAPI enum).
 const CUSTOMER_SCHEDULE_STATUS: &str = "`scheduled` (includes one being charged now), `executed` or `revoked`; any other value is HTTP 400. Also read as `schedule_status`";
-const SCHEDULE_STATUSES: [&str; 3] = ["scheduled", "executed", "revoked"];

@@ -282,7 +282,8 @@ fn schedule_status(q: Option<&str>, names: &[&str]) -> ApiResult<Option<Schedule
     };
     ScheduleStatus::parse(&value).map(Some).ok_or_else(|| {
         ApiError::bad_request(format!(
-            "{name}는 scheduled, executed, revoked 중 하나여야 합니다."
+            "{name}는 {} 중 하나여야 합니다.",
+            ScheduleStatus::WORDS.join(", ")
         ))
     })
 }

@@ -15,6 +15,9 @@ pub enum ScheduleStatus {
 }
 
 impl ScheduleStatus {
+    /// The words a filter takes, as iamport's OpenAPI enum lists them.
+    pub const WORDS: [&'static str; 3] = ["scheduled", "executed", "revoked"];
+
     pub fn parse(s: &str) -> Option<Self> {
         Some(match s {
             "scheduled" => Self::Scheduled,

@@ -186,27 +186,18 @@ impl Gateway {
     /// A key KCP issued that could not be stored as the customer's (registrations of the same
     /// customer_uid kept racing it, the database failed, or a billing-key window that another
     /// holder settled or whose customer_uid got a key the merchant did not let it replace): the
-    /// merchant is told it was not registered, so KCP must not keep it chargeable under a key nobody holds. It is recorded as
-    /// retired, its deletion at KCP tried now and retried by the resolver (service/retired_keys.rs);
-    /// when even that write fails, KCP is asked once now and a failure is logged as an ERROR for
-    /// an operator (the customer_uid, never the key).
+    /// merchant is told it was not registered, so KCP must not keep it chargeable under a key
+    /// nobody holds. It is recorded as retired, its deletion at KCP tried now and retried by the
+    /// resolver (service/retired_keys.rs); when even that write fails, KCP is asked once now and
+    /// a failure is logged as an ERROR for an operator (the customer_uid, never the key).
     pub(super) async fn discard_issued_key(
         &self,
         m: &merchant::Model,
-        mut row: billing_key::ActiveModel,
+        row: billing_key::ActiveModel,
         now: i64,
     ) {
-        let customer_uid = match &row.customer_uid {
-            sea_orm::ActiveValue::Set(uid) | sea_orm::ActiveValue::Unchanged(uid) => uid.clone(),
-            sea_orm::ActiveValue::NotSet => String::new(),
-        };
-        row.status = Set("replaced".into());
-        row.deleted_at = Set(Some(now));
-        row.pg_deleted_at = Set(None);
-        row.pg_delete_next_at = Set(Some(now));
-        row.pg_delete_tries = Set(0);
-        row.pg_delete_lease_until = Set(0);
-        match billing::insert_key(&self.db.write, row.clone()).await {
+        let customer_uid = row.customer_uid.try_as_ref().cloned().unwrap_or_default();
+        match billing::insert_retired_key(&self.db.write, row.clone(), now).await {
             Ok(retired) => {
                 tracing::warn!(
                     customer_uid,
@@ -217,16 +208,17 @@ impl Gateway {
             Err(e) => {
                 let deleted = async {
                     let connector = self.connectors.for_merchant(m, &self.secrets)?;
-                    // Never stored, so no id: only the key and its group are read.
-                    let mut unstored = row;
-                    unstored.id = Set(0);
-                    let key = sea_orm::TryIntoModel::try_into_model(unstored)
-                        .map_err(|e| ServiceError::Internal(format!("unstored batch key: {e}")))?;
-                    self.delete_at_kcp(connector.as_ref(), &key).await
+                    let (Some(sealed), Some(group_id)) =
+                        (row.batch_key_sealed.try_as_ref(), row.group_id.try_as_ref())
+                    else {
+                        return Err(ServiceError::Internal("unstored batch key: no key".into()));
+                    };
+                    self.delete_sealed_at_kcp(connector.as_ref(), sealed, group_id, &customer_uid)
+                        .await
                 }
                 .await;
                 match deleted {
-                    Ok(super::retired_keys::KcpDeletion::Deleted) => tracing::warn!(
+                    Ok(KcpDeletion::Deleted) => tracing::warn!(
                         customer_uid,
                         "an issued batch key could not be stored ({e}); KCP deleted it"
                     ),

@@ -45,14 +45,32 @@ impl Gateway {
         connector: &dyn Pg,
         key: &billing_key::Model,
     ) -> ServiceResult<KcpDeletion> {
+        self.delete_sealed_at_kcp(
+            connector,
+            &key.batch_key_sealed,
+            &key.group_id,
+            &key.customer_uid,
+        )
+        .await
+    }
+
+    /// [`Self::delete_at_kcp`] for a key known by its sealed form and group alone (one that was
+    /// never stored).
+    pub(crate) async fn delete_sealed_at_kcp(
+        &self,
+        connector: &dyn Pg,
+        batch_key_sealed: &str,
+        group_id: &str,
+        customer_uid: &str,
+    ) -> ServiceResult<KcpDeletion> {
         let batch_key = SecretString::from(
             self.secrets
-                .open_string(&key.batch_key_sealed)
+                .open_string(batch_key_sealed)
                 .map_err(|e| ServiceError::Internal(e.to_string()))?,
         );
         Ok(
             match connector
-                .delete_batch_key(batch_key.expose_secret(), &key.group_id)
+                .delete_batch_key(batch_key.expose_secret(), group_id)
                 .await
             {
                 Ok(()) => KcpDeletion::Deleted,
@@ -60,7 +78,7 @@ impl Gateway {
                     reason: DeclineReason::BatchKeyDeleted,
                     ..
                 }) => {
-                    tracing::info!(customer_uid = %key.customer_uid, "batch key was already deleted at KCP");
+                    tracing::info!(customer_uid, "batch key was already deleted at KCP");
                     KcpDeletion::Deleted
                 }
                 Err(PgError::Declined { message, .. }) => KcpDeletion::Refused(message),

@@ -2,7 +2,7 @@
 use sea_orm::sea_query::{CaseStatement, Expr, IntoCondition, LockBehavior, LockType, SimpleExpr};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DbBackend, DbErr, EntityTrait,
-    FromQueryResult, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, QueryTrait, Select,
+    FromQueryResult, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, QueryTrait, Select, Set,
     Statement,
 };
 
@@ -74,6 +74,23 @@ pub async fn insert_key(
     db: &impl ConnectionTrait,
     k: billing_key::ActiveModel,
 ) -> Result<billing_key::Model, DbErr> {
+    k.insert(db).await
+}
+
+/// A key that was never the customer's (stored nowhere else: see `Gateway::discard_issued_key`),
+/// written straight as [`Retirement::Replaced`] leaves a key: retired at `now`, its deletion at
+/// KCP pending and due at once ([`claim_key_deletion`]).
+pub async fn insert_retired_key(
+    db: &impl ConnectionTrait,
+    mut k: billing_key::ActiveModel,
+    now: i64,
+) -> Result<billing_key::Model, DbErr> {
+    k.status = Set("replaced".into());
+    k.deleted_at = Set(Some(now));
+    k.pg_deleted_at = Set(None);
+    k.pg_delete_next_at = Set(Some(now));
+    k.pg_delete_tries = Set(0);
+    k.pg_delete_lease_until = Set(0);
     k.insert(db).await
 }
 
