@@ -33,6 +33,8 @@ pub fn run_tag() -> String {
 pub enum Database {
     Sqlite {
         url: String,
+        /// Given on the command line (`sqlite:FILE`), and kept; otherwise a temporary file.
+        file: Option<PathBuf>,
     },
     Postgres {
         /// The URL given on the command line (used to CREATE/DROP the run's database).
@@ -45,27 +47,42 @@ pub enum Database {
 impl Database {
     pub fn url(&self) -> &str {
         match self {
-            Database::Sqlite { url } | Database::Postgres { url, .. } => url,
+            Database::Sqlite { url, .. } | Database::Postgres { url, .. } => url,
         }
     }
 
     pub fn describe(&self) -> String {
         match self {
-            Database::Sqlite { .. } => "SQLite (temporary file, WAL, synchronous=FULL)".into(),
+            Database::Sqlite { file: None, .. } => {
+                "SQLite (temporary file, WAL, synchronous=FULL)".into()
+            }
+            Database::Sqlite {
+                file: Some(file), ..
+            } => format!("SQLite ({}, WAL, synchronous=FULL)", file.display()),
             Database::Postgres { name, .. } => format!("PostgreSQL (fresh database {name})"),
         }
     }
 
-    /// `sqlite` → a file in `dir`; `postgres://…` → `CREATE DATABASE openport_bench_<tag>` on that server.
+    /// `sqlite` → a file in `dir`; `sqlite:FILE` → that file (made if missing, kept afterwards: a
+    /// large database grown with benches/grow_sqlite.py); `postgres://…` → `CREATE DATABASE
+    /// openport_bench_<tag>` on that server.
     pub async fn create(spec: &str, dir: &Path, tag: &str) -> anyhow::Result<Self> {
         if spec == "sqlite" {
             let file = dir.join("openport-bench.db");
             return Ok(Database::Sqlite {
                 url: format!("sqlite://{}?mode=rwc", file.display()),
+                file: None,
+            });
+        }
+        if let Some(file) = spec.strip_prefix("sqlite:") {
+            let file = std::path::absolute(file).context("--db sqlite:FILE")?;
+            return Ok(Database::Sqlite {
+                url: format!("sqlite://{}?mode=rwc", file.display()),
+                file: Some(file),
             });
         }
         if !(spec.starts_with("postgres://") || spec.starts_with("postgresql://")) {
-            bail!("--db must be `sqlite` or a postgres://… URL, not {spec:?}");
+            bail!("--db must be `sqlite`, `sqlite:FILE` or a postgres://… URL, not {spec:?}");
         }
         let mut url = Url::parse(spec).context("--db: not a URL")?;
         match url.host_str() {
