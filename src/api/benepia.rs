@@ -25,17 +25,19 @@ use crate::service::ServiceError;
 /// iamport's `merchant_uid` limit for this API (OpenAPI `maxLength 40`).
 const MERCHANT_UID_MAX: usize = 40;
 
+/// The Benepia credentials go to KCP as they are: each at most 64 bytes (UTF-8), without white
+/// space at its ends or a character KCP forbids (`, & ; \\ | ' " < >`, control characters).
 #[derive(Deserialize, ToSchema)]
 pub struct BenepiaPointRequest {
     #[serde(default, deserialize_with = "de::opt_string")]
-    #[schema(value_type = String, required = true, pattern = r"\S")]
+    #[schema(value_type = String, required = true, max_length = 64, pattern = r#"^[^\s,&;\\|'"<>\x00-\x1F\x7F-\x9F]([^,&;\\|'"<>\x00-\x1F\x7F-\x9F]*[^\s,&;\\|'"<>\x00-\x1F\x7F-\x9F])?$"#)]
     pub benepia_user: Option<String>,
     #[serde(default, deserialize_with = "de::opt_string")]
-    #[schema(value_type = String, required = true, pattern = r"\S")]
+    #[schema(value_type = String, required = true, max_length = 64, pattern = r#"^[^\s,&;\\|'"<>\x00-\x1F\x7F-\x9F]([^,&;\\|'"<>\x00-\x1F\x7F-\x9F]*[^\s,&;\\|'"<>\x00-\x1F\x7F-\x9F])?$"#)]
     pub benepia_password: Option<String>,
     /// Required by openport: KCP's balance call needs `pt_memcorp_cd` (spec/kcp.md §2.8).
     #[serde(default, deserialize_with = "de::opt_string")]
-    #[schema(value_type = String, required = true, pattern = r"\S")]
+    #[schema(value_type = String, required = true, max_length = 64, pattern = r#"^[^\s,&;\\|'"<>\x00-\x1F\x7F-\x9F]([^,&;\\|'"<>\x00-\x1F\x7F-\x9F]*[^\s,&;\\|'"<>\x00-\x1F\x7F-\x9F])?$"#)]
     pub benepia_member_code: Option<String>,
     /// Accepted and ignored: a merchant has one KCP site in openport.
     #[serde(default, deserialize_with = "de::opt_string")]
@@ -51,15 +53,15 @@ pub struct BenepiaPointAnnotation {
 #[derive(Deserialize, ToSchema)]
 pub struct BenepiaPaymentRequest {
     #[serde(default, deserialize_with = "de::opt_string")]
-    #[schema(value_type = String, required = true, pattern = r"\S")]
+    #[schema(value_type = String, required = true, max_length = 64, pattern = r#"^[^\s,&;\\|'"<>\x00-\x1F\x7F-\x9F]([^,&;\\|'"<>\x00-\x1F\x7F-\x9F]*[^\s,&;\\|'"<>\x00-\x1F\x7F-\x9F])?$"#)]
     pub benepia_user: Option<String>,
     #[serde(default, deserialize_with = "de::opt_string")]
-    #[schema(value_type = String, required = true, pattern = r"\S")]
+    #[schema(value_type = String, required = true, max_length = 64, pattern = r#"^[^\s,&;\\|'"<>\x00-\x1F\x7F-\x9F]([^,&;\\|'"<>\x00-\x1F\x7F-\x9F]*[^\s,&;\\|'"<>\x00-\x1F\x7F-\x9F])?$"#)]
     pub benepia_password: Option<String>,
     /// Required by openport (iamport treats a missing code as a test payment; KCP needs
     /// `pt_memcorp_cd`).
     #[serde(default, deserialize_with = "de::opt_string")]
-    #[schema(value_type = String, required = true, pattern = r"\S")]
+    #[schema(value_type = String, required = true, max_length = 64, pattern = r#"^[^\s,&;\\|'"<>\x00-\x1F\x7F-\x9F]([^,&;\\|'"<>\x00-\x1F\x7F-\x9F]*[^\s,&;\\|'"<>\x00-\x1F\x7F-\x9F])?$"#)]
     pub benepia_member_code: Option<String>,
     /// Accepted and ignored, as for `/benepia/point`.
     #[serde(default, deserialize_with = "de::opt_string")]

@@ -5,13 +5,15 @@
 //! types only describe what `error.rs`, `envelope.rs` and the handlers do.
 use std::collections::BTreeMap;
 
+use utoipa::openapi::path::Operation;
 use utoipa::openapi::path::{Parameter, ParameterBuilder, ParameterIn};
+use utoipa::openapi::schema::{AdditionalProperties, ArrayItems, SchemaType};
 use utoipa::openapi::schema::{
     AllOfBuilder, AnyOfBuilder, ArrayBuilder, KnownFormat, ObjectBuilder, OneOfBuilder, Schema,
     SchemaFormat, Type,
 };
-use utoipa::openapi::{ContentBuilder, Ref, RefOr, Required, Response, ResponseBuilder};
-use utoipa::{IntoParams, IntoResponses, PartialSchema, ToSchema};
+use utoipa::openapi::{ContentBuilder, OpenApi, Ref, RefOr, Required, Response, ResponseBuilder};
+use utoipa::{IntoParams, IntoResponses, Modify, PartialSchema, ToSchema};
 
 use super::admin::MerchantSummary;
 use super::auth::AccessToken;
@@ -62,10 +64,81 @@ fn code_error() -> ObjectBuilder {
 }
 
 /// A string with a character other than white space: the handlers take a blank value for a
-/// missing one.
+/// missing one. (`\S` is completed into [`NON_BLANK`] by [`ControlCharacters`].)
 #[derive(ToSchema)]
 #[schema(pattern = r"\S")]
 pub struct NonBlank(pub String);
+
+/// Any string a request may carry: no C0 control but tab, LF and CR
+/// (`domain::text::is_refused_control`), which the handlers refuse with HTTP 400 wherever they
+/// are: path, query, body value or field name.
+pub const NO_CONTROL: &str = r"^[^\x00-\x08\x0B\x0C\x0E-\x1F]*$";
+
+/// [`NO_CONTROL`] with a character other than white space: what `pattern = r"\S"` (a non-blank
+/// value) means in a request.
+pub const NON_BLANK: &str =
+    r"^[^\x00-\x08\x0B\x0C\x0E-\x1F]*[^\s\x00-\x1F][^\x00-\x08\x0B\x0C\x0E-\x1F]*$";
+
+/// Any JSON value without a refused control character in its strings or field names, at any
+/// depth ([`NO_CONTROL`]): what a request may carry where openport takes free-form data
+/// (`custom_data`, escrow's `sender`/`receiver`/`products`) or ignores a field it does not know.
+pub struct PlainJson;
+
+impl PartialSchema for PlainJson {
+    fn schema() -> RefOr<Schema> {
+        let this = || Ref::from_schema_name(PlainJson::name());
+        OneOfBuilder::new()
+            .item(string().pattern(Some(NO_CONTROL)))
+            .item(ObjectBuilder::new().schema_type(SchemaType::Array(vec![
+                Type::Number,
+                Type::Boolean,
+                Type::Null,
+            ])))
+            .item(ArrayBuilder::new().items(this()))
+            .item(
+                ObjectBuilder::new()
+                    .property_names(Some(string().pattern(Some(NO_CONTROL))))
+                    .additional_properties(Some(this())),
+            )
+            .into()
+    }
+}
+
+impl ToSchema for PlainJson {}
+
+/// An absolute http(s) URL with a host (`domain::payment::is_web_url`), in the common form: a
+/// domain name (no IP address), an optional port, then anything printable. The handlers take any
+/// URL a WHATWG parser reads so; this is the form a client can be sure of.
+pub const WEB_URL: &str = r"^[Hh][Tt][Tt][Pp][Ss]?://[A-Za-z][A-Za-z0-9-]*(\.[A-Za-z][A-Za-z0-9-]*)*(:[0-9]{1,4})?([/?#][^\x00-\x08\x0B\x0C\x0E-\x1F]*)?$";
+
+fn web_url() -> ObjectBuilder {
+    string()
+        .format(Some(SchemaFormat::Custom("uri".into())))
+        .pattern(Some(WEB_URL))
+}
+
+/// `notice_url`: absent, null or empty, one URL, or a list of them
+/// (`domain::payment::check_notice_urls`).
+pub(crate) fn notice_urls() -> OneOfBuilder {
+    let url = || web_url().max_length(Some(crate::domain::payment::NOTICE_URL_MAX_CHARS));
+    OneOfBuilder::new()
+        .item(null())
+        .item(string().enum_values(Some([""])))
+        .item(url())
+        .item(
+            ArrayBuilder::new()
+                .items(url())
+                .max_items(Some(crate::domain::payment::NOTICE_URLS_MAX)),
+        )
+}
+
+/// A merchant's default webhook URL: null or empty for none.
+pub(crate) fn webhook_url() -> OneOfBuilder {
+    OneOfBuilder::new()
+        .item(null())
+        .item(string().enum_values(Some([""])))
+        .item(web_url())
+}
 
 /// `merchant_uid` of an unschedule: one, or a non-empty list (an empty list is refused rather than
 /// taken for "all of the customer's").
@@ -451,12 +524,12 @@ impl PageParams {
         vec![
             query_param(
                 "page",
-                integer(KnownFormat::Int32),
+                integer(KnownFormat::Int64),
                 "1-based; default 1, and below 1 reads as 1",
             ),
             query_param(
                 "limit",
-                integer(KnownFormat::Int32),
+                integer(KnownFormat::Int64),
                 "default 20; clamped to 1..=1000",
             ),
         ]
@@ -500,3 +573,120 @@ impl IntoParams for CustomerSchedules {
 
 /// What a customer's schedule-status filter takes (iamport's OpenAPI enum).
 const CUSTOMER_SCHEDULE_STATUS: &str = "`scheduled` (includes one being charged now), `executed` or `revoked`; any other value is HTTP 400. Also read as `schedule_status`";
+
+/// What `extract::refuse_control_characters` and `Body` do to every request, written into the
+/// document once instead of at each field: a string a request carries (path or query parameter,
+/// body value) is [`NO_CONTROL`] (`\S`, non-blank, becomes [`NON_BLANK`]; other patterns are
+/// anchored alternatives of printable text already), an object's field names are too, and every
+/// operation can answer HTTP 400 for a control character.
+pub struct ControlCharacters;
+
+impl Modify for ControlCharacters {
+    fn modify(&self, doc: &mut OpenApi) {
+        let mut named = Vec::new();
+        for item in doc.paths.paths.values_mut() {
+            for op in [
+                &mut item.get,
+                &mut item.put,
+                &mut item.post,
+                &mut item.delete,
+                &mut item.patch,
+            ]
+            .into_iter()
+            .flatten()
+            {
+                for param in op.parameters.iter_mut().flatten() {
+                    if let Some(schema) = &mut param.schema {
+                        refuse_controls(schema, &mut named);
+                    }
+                }
+                let bodies = op
+                    .request_body
+                    .iter_mut()
+                    .flat_map(|b| b.content.values_mut());
+                for schema in bodies.filter_map(|c| c.schema.as_mut()) {
+                    refuse_controls(schema, &mut named);
+                }
+                answers_control_refusal(op);
+            }
+        }
+        // The components a request names, and those they name in turn; each once.
+        let Some(components) = &mut doc.components else {
+            return;
+        };
+        let mut done = Vec::new();
+        while let Some(name) = named.pop() {
+            if done.contains(&name) {
+                continue;
+            }
+            if let Some(schema) = components.schemas.get_mut(&name) {
+                refuse_controls(schema, &mut named);
+            }
+            done.push(name);
+        }
+    }
+}
+
+fn answers_control_refusal(op: &mut Operation) {
+    op.responses
+        .responses
+        .entry("400".into())
+        .or_insert_with(|| {
+            error_response(
+            "a control character (U+0000 to U+001F but tab, LF and CR) in the path, the query or \
+             the body",
+        )
+        });
+}
+
+/// Applies [`ControlCharacters`]' rules to a request schema, collecting the components it names.
+fn refuse_controls(schema: &mut RefOr<Schema>, named: &mut Vec<String>) {
+    let schema = match schema {
+        RefOr::Ref(r) => {
+            if let Some(name) = r.ref_location.strip_prefix("#/components/schemas/") {
+                named.push(name.to_string());
+            }
+            return;
+        }
+        RefOr::T(schema) => schema,
+    };
+    match schema {
+        Schema::Object(o) => {
+            let takes = |t: Type| match &o.schema_type {
+                SchemaType::Type(only) => *only == t,
+                SchemaType::Array(types) => types.contains(&t),
+                SchemaType::AnyValue => true,
+            };
+            if takes(Type::String) && o.enum_values.is_none() {
+                match o.pattern.as_deref() {
+                    None => o.pattern = Some(NO_CONTROL.into()),
+                    Some(r"\S") => o.pattern = Some(NON_BLANK.into()),
+                    Some(_) => {}
+                }
+            }
+            if takes(Type::Object) {
+                o.property_names = Some(Box::new(string().pattern(Some(NO_CONTROL)).into()));
+                if o.additional_properties.is_none() {
+                    o.additional_properties =
+                        Some(Box::new(Ref::from_schema_name(PlainJson::name()).into()));
+                }
+            }
+            for property in o.properties.values_mut() {
+                refuse_controls(property, named);
+            }
+            if let Some(AdditionalProperties::RefOr(extra)) = o.additional_properties.as_deref_mut()
+            {
+                refuse_controls(extra, named);
+            }
+        }
+        Schema::Array(a) => {
+            if let ArrayItems::RefOrSchema(items) = &mut a.items {
+                refuse_controls(items, named);
+            }
+        }
+        Schema::OneOf(s) => s.items.iter_mut().for_each(|i| refuse_controls(i, named)),
+        Schema::AllOf(s) => s.items.iter_mut().for_each(|i| refuse_controls(i, named)),
+        Schema::AnyOf(s) => s.items.iter_mut().for_each(|i| refuse_controls(i, named)),
+        _ => {}
+    }
+}

@@ -16,19 +16,21 @@ use crate::service::escrow::{EscrowRefusal, Logis};
 
 #[derive(Deserialize, ToSchema, Default)]
 pub struct LogisFields {
-    /// The carrier's code.
+    /// The carrier's code: at most 100 characters, none of them one KCP forbids.
     #[serde(default, deserialize_with = "de::opt_string")]
-    #[schema(value_type = String, required = true, min_length = 1)]
+    #[schema(value_type = String, required = true, max_length = 100, pattern = r#"^[^,&;\\|'"<>\x00-\x1F\x7F-\x9F]*[^\s,&;\\|'"<>\x00-\x1F\x7F-\x9F][^,&;\\|'"<>\x00-\x1F\x7F-\x9F]*$"#)]
     pub company: Option<String>,
-    /// The waybill number.
+    /// The waybill number: at most 100 bytes (UTF-8) once trimmed, sent to KCP verbatim.
     #[serde(default, deserialize_with = "de::opt_string")]
-    #[schema(value_type = String, required = true, min_length = 1)]
+    #[schema(value_type = String, required = true, max_length = 100, pattern = r#"^[^,&;\\|'"<>\x00-\x1F\x7F-\x9F]*[^\s,&;\\|'"<>\x00-\x1F\x7F-\x9F][^,&;\\|'"<>\x00-\x1F\x7F-\x9F]*$"#)]
     pub invoice: Option<String>,
-    /// Unix seconds.
+    /// Unix seconds, after 1970 and before the year 10000.
     #[serde(default, deserialize_with = "de::opt_i64")]
-    #[schema(value_type = i64, required = true)]
+    #[schema(value_type = i64, required = true, minimum = 1, maximum = 253_402_300_799i64)]
     pub sent_at: Option<i64>,
+    /// The expected day of receipt, `YYYYMMDD` (a real day); empty is none.
     #[serde(default, deserialize_with = "de::opt_string")]
+    #[schema(value_type = Option<String>, pattern = "^(|[0-9]{4}(0[1-9]|1[0-2])(0[1-9]|1[0-9]|2[0-8])|[0-9]{4}(0[13-9]|1[0-2])(29|30)|[0-9]{4}(0[13578]|1[02])31|([0-9]{2}(0[48]|[2468][048]|[13579][26])|([02468][048]|[13579][26])00)0229)$")]
     pub receiving_at: Option<String>,
 }
 
@@ -128,7 +130,7 @@ fn parse(req: LogisRequest) -> ApiResult<Delivery> {
     params(("imp_uid" = String, Path, min_length = 1)), request_body = LogisRequest,
     responses(
         (status = 200, body = LogisOutcome, description = "the registered delivery, with `pg_logis`: the shipping start KCP holds as far as openport knows. Code 1 (response null) when KCP refuses or does not answer; a lost answer is remembered, and the retried POST that KCP answers 'already registered' registers the delivery with `pg_logis.confirmed` false"),
-        (status = 400, body = ErrorEnvelope, description = "logis, logis.company, logis.invoice or logis.sent_at missing, not an escrow payment, or a body that is not JSON/form with these types"),
+        (status = 400, body = ErrorEnvelope, description = "logis, logis.company, logis.invoice or logis.sent_at missing or outside the rules of `LogisFields` (a character KCP forbids, over 100 bytes, a sent_at that is not a time, a receiving_at that is not a YYYYMMDD day), not an escrow payment, or a body that is not JSON/form with these types"),
         (status = 404, body = ErrorEnvelope, description = "no such payment"),
         (status = 409, body = ErrorEnvelope, description = "a delivery is registered already, or the payment's state allows none"),
         TokenBodyErrors))]
@@ -150,7 +152,7 @@ pub async fn register(
     params(("imp_uid" = String, Path, min_length = 1)), request_body = LogisRequest,
     responses(
         (status = 200, body = LogisOutcome, description = "the changed delivery. KCP has no call that changes a shipping start: nothing is sent, only openport's record changes, and `pg_logis` keeps what KCP holds. Code 1 (response null) when concurrent requests keep changing the delivery"),
-        (status = 400, body = ErrorEnvelope, description = "logis, logis.company, logis.invoice or logis.sent_at missing, not an escrow payment, or a body that is not JSON/form with these types"),
+        (status = 400, body = ErrorEnvelope, description = "logis, logis.company, logis.invoice or logis.sent_at missing or outside the rules of `LogisFields` (a character KCP forbids, over 100 bytes, a sent_at that is not a time, a receiving_at that is not a YYYYMMDD day), not an escrow payment, or a body that is not JSON/form with these types"),
         (status = 404, body = ErrorEnvelope, description = "no such payment"),
         (status = 409, body = ErrorEnvelope, description = "no delivery is registered yet, or the payment's state allows no change"),
         TokenBodyErrors))]

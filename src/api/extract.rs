@@ -489,9 +489,10 @@ pub mod de {
     use serde::Deserialize;
     use std::fmt;
 
-    /// Any scalar as a string; null as None. A number is taken as its digits only when it is an
-    /// integer JSON can carry exactly: `99999999999999999999999` would become `1e+23`, an id the
-    /// client never sent.
+    /// A string, or an integer as its digits (clients send ids as numbers); null as None. A number
+    /// is taken only when it is an integer JSON can carry exactly: `99999999999999999999999` would
+    /// become `1e+23`, an id the client never sent. A boolean is refused: `true` is no one's
+    /// merchant_uid or name, but the unset variable of a client's bug.
     pub fn opt_string<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
         let v = Option::<serde_json::Value>::deserialize(d)?;
         Ok(match v {
@@ -501,7 +502,6 @@ pub mod de {
                 return Err(de::Error::custom("문자열이어야 합니다"))
             }
             Some(serde_json::Value::Number(n)) => Some(n.to_string()),
-            Some(serde_json::Value::Bool(b)) => Some(b.to_string()),
             Some(_) => return Err(de::Error::custom("문자열이어야 합니다")),
         })
     }

@@ -28,6 +28,7 @@ use axum::Router;
 use utoipa::OpenApi;
 
 use crate::app::AppState;
+use doc::ControlCharacters;
 use error::ApiError;
 
 #[derive(OpenApi)]
@@ -40,8 +41,9 @@ use error::ApiError;
             rule refused) or -1 (card data refused), with `response: null` and the reason in \
             `message`. Other failures are HTTP 4xx/5xx with code -1 and `response: null` \
             (`ErrorEnvelope`). Bodies may be JSON or `application/x-www-form-urlencoded` (with \
-            `a[]`/`a[0][b]` keys); numbers may be sent as numeric strings, and an empty query value \
-            counts as absent. A path segment that is not valid UTF-8 once decoded is HTTP 400 \
+            `a[]`/`a[0][b]` keys); numbers may be sent as numeric strings and text fields as integers \
+            (the schemas give the canonical type), but a boolean is no text (HTTP 400); an empty \
+            query value counts as absent. A path segment that is not valid UTF-8 once decoded is HTTP 400 \
             (`ErrorEnvelope`). A control character (U+0000 to U+001F but \
             tab, CR and LF) in the path, the query or a body value is refused with HTTP 400 \
             (`ErrorEnvelope`) naming the field."
@@ -93,10 +95,12 @@ use error::ApiError;
         codes::card,
         users::pg_settings,
     ),
+    modifiers(&ControlCharacters),
     // Referenced from parameters and shared responses, which do not register what they name.
     components(schemas(
         doc::ErrorEnvelope,
         doc::NonBlank,
+        doc::PlainJson,
         doc::PaymentStatusParam,
         doc::PaymentSorting,
     ))

@@ -2,6 +2,7 @@
 use serde::Deserialize;
 use utoipa::ToSchema;
 
+use super::doc::PlainJson;
 use super::error::{ApiError, ApiResult};
 use super::extract::de;
 use crate::domain;
@@ -43,9 +44,15 @@ pub struct OrderFields {
     #[serde(default, deserialize_with = "de::opt_i64")]
     #[schema(value_type = Option<i64>, minimum = 0, maximum = 36)]
     pub card_quota: Option<i64>,
+    /// Any JSON value: a string is kept as it is, anything else as its JSON text (iamport returns
+    /// `custom_data` as a string, spec/iamport-v1.md §3).
     #[serde(default, deserialize_with = "de::opt_json_string")]
+    #[schema(value_type = PlainJson, required = false)]
     pub custom_data: Option<String>,
+    /// One http(s) URL or a list of at most 10, each at most 2,048 characters (HTTP 400
+    /// otherwise); when given, the merchant's default webhook URL is not called.
     #[serde(default, deserialize_with = "de::string_list")]
+    #[schema(schema_with = super::doc::notice_urls)]
     pub notice_url: Vec<String>,
     /// 0 or absent: openport does not make mixed-tax (KCP `TG03`) payments, and refuses a tax-free
     /// part (HTTP 400) rather than charge it as taxable.

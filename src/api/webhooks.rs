@@ -111,7 +111,8 @@ fn parse_id(raw: &str, what: &str) -> Result<i64, ApiError> {
     params(
         ("imp_uid" = Option<String>, Query),
         ("merchant_id" = Option<i64>, Query),
-        ("state" = Option<String>, Query, pattern = "^(pending|delivered|failed)$"),
+        ("state" = Option<String>, Query, pattern = "^(pending|delivered|failed)?$",
+            description = "empty: no filter, as for any empty query value"),
     ),
     responses(
         (status = 200, body = WebhookDeliveryListReply),
@@ -167,8 +168,9 @@ pub async fn resend(
 /// `secret` turns signatures off.
 #[derive(Deserialize, ToSchema)]
 pub struct WebhookSettingsRequest {
-    /// Default target when a payment has no notice_url; null = none.
+    /// Default target when a payment has no notice_url; null or empty = none.
     #[serde(default, deserialize_with = "de::opt_string")]
+    #[schema(schema_with = super::doc::webhook_url)]
     pub url: Option<String>,
     /// `json` (default) or `form`.
     #[serde(default, deserialize_with = "de::opt_string")]
@@ -177,7 +179,7 @@ pub struct WebhookSettingsRequest {
     /// Standard Webhooks secret: a key of at least 16 bytes in base64, with or without the `whsec_`
     /// prefix, as the standard's libraries take it. Never returned.
     #[serde(default, deserialize_with = "de::opt_string")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, pattern = "^(|(whsec_)?(([A-Za-z0-9+/]{4}){5}([A-Za-z0-9+/][AQgw]==|[A-Za-z0-9+/]{2}[AEIMQUYcgkosw048]=)|([A-Za-z0-9+/]{4}){6,}([A-Za-z0-9+/][AQgw]==|[A-Za-z0-9+/]{2}[AEIMQUYcgkosw048]=)?))$")]
     pub secret: Option<String>,
 }
 

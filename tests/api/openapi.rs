@@ -5,22 +5,6 @@ use serde_json::Value;
 
 use crate::helpers::spawn_app;
 
-/// Operations that cannot answer HTTP 400: no body, and no parameter their handler checks.
-const WITHOUT_BAD_REQUEST: &[(&str, &str)] = &[
-    ("get", "/payments/{imp_uid}"),
-    ("get", "/payments/prepare/{merchant_uid}"),
-    ("get", "/subscribe/payments/schedule/{merchant_uid}"),
-    ("get", "/subscribe/customers/{customer_uid}"),
-    ("delete", "/subscribe/customers/{customer_uid}"),
-    ("get", "/subscribe/customers/{customer_uid}/payments"),
-    ("get", "/admin/merchants"),
-    ("get", "/banks"),
-    ("get", "/banks/{bank_standard_code}"),
-    ("get", "/cards"),
-    ("get", "/cards/{card_standard_code}"),
-    ("get", "/users/pg"),
-];
-
 /// Operations that answer a business refusal with HTTP 200, code ≠ 0 and `response: null`
 /// (`ApiError::refused`, card data refusals), as iamport does.
 const REFUSING_WITH_200: &[(&str, &str)] = &[
@@ -99,12 +83,10 @@ async fn every_openapi_operation_documents_its_error_statuses_with_the_error_env
     assert!(ops.len() >= 40, "{} operations", ops.len());
     for (method, path, op) in ops {
         let responses = &op["responses"];
-        let mut errors = vec!["500"];
+        // 400 everywhere: a control character in the path or the query is refused before routing.
+        let mut errors = vec!["400", "500"];
         if path != "/users/getToken" {
             errors.push("401");
-        }
-        if !WITHOUT_BAD_REQUEST.contains(&(method.as_str(), path.as_str())) {
-            errors.push("400");
         }
         for status in errors {
             assert_eq!(
@@ -175,4 +157,143 @@ async fn a_refusal_with_http_200_is_what_the_openapi_document_says() {
         .expect("codes")
         .contains(&body["code"]));
     assert!(allows_null(&doc, &ok["properties"]["response"]));
+}
+
+/// The class every request string of the document is kept to (`api::doc::NO_CONTROL`).
+const NO_CONTROL: &str = r"^[^\x00-\x08\x0B\x0C\x0E-\x1F]*$";
+
+/// Every string schema and object schema reachable from a request (parameters, bodies), with
+/// where it is.
+fn request_schemas(doc: &Value) -> Vec<(String, &Value)> {
+    fn walk<'a>(
+        doc: &'a Value,
+        s: &'a Value,
+        at: String,
+        seen: &mut Vec<String>,
+        out: &mut Vec<(String, &'a Value)>,
+    ) {
+        if let Some(r) = s["$ref"].as_str() {
+            if !seen.contains(&r.to_string()) {
+                seen.push(r.to_string());
+                walk(doc, resolve(doc, s), r.to_string(), seen, out);
+            }
+            return;
+        }
+        out.push((at.clone(), s));
+        for key in ["oneOf", "allOf", "anyOf"] {
+            for (i, item) in s[key].as_array().into_iter().flatten().enumerate() {
+                walk(doc, item, format!("{at}/{key}/{i}"), seen, out);
+            }
+        }
+        for (name, p) in s["properties"].as_object().into_iter().flatten() {
+            walk(doc, p, format!("{at}.{name}"), seen, out);
+        }
+        for key in ["items", "additionalProperties"] {
+            if s[key].is_object() {
+                walk(doc, &s[key], format!("{at}/{key}"), seen, out);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    let mut seen = Vec::new();
+    for (method, path, op) in operations(doc) {
+        for p in op["parameters"].as_array().into_iter().flatten() {
+            let at = format!("{method} {path} {}", p["name"]);
+            walk(doc, &p["schema"], at, &mut seen, &mut out);
+        }
+        if let Some(body) = op["requestBody"]["content"].as_object() {
+            for content in body.values() {
+                walk(
+                    doc,
+                    &content["schema"],
+                    format!("{method} {path} body"),
+                    &mut seen,
+                    &mut out,
+                );
+            }
+        }
+    }
+    out
+}
+
+fn takes(schema: &Value, t: &str) -> bool {
+    match &schema["type"] {
+        Value::String(s) => s == t,
+        Value::Array(types) => types.contains(&Value::from(t)),
+        _ => false,
+    }
+}
+
+#[tokio::test]
+async fn every_string_a_request_carries_is_documented_without_the_control_characters_refused() {
+    let doc = document().await;
+    let schemas = request_schemas(&doc);
+    assert!(schemas.len() > 100, "{} schemas", schemas.len());
+    for (at, s) in schemas {
+        if takes(s, "string") && s.get("enum").is_none() {
+            let pattern = s["pattern"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{at}: no pattern"));
+            // Either the class itself, or an anchored pattern that names what it allows: no `.`,
+            // `\S`, `\W` or `\D`, and every negated class leaves the controls out.
+            assert!(
+                pattern.starts_with('^') && pattern.ends_with('$'),
+                "{at}: {pattern}"
+            );
+            if pattern != NO_CONTROL {
+                for wide in [".", r"\S", r"\W", r"\D"] {
+                    assert!(
+                        !pattern.replace(r"\.", "").contains(wide),
+                        "{at}: {pattern}"
+                    );
+                }
+                for negated in pattern.split("[^").skip(1) {
+                    assert!(
+                        negated.contains(r"\x00-\x08") || negated.contains(r"\x00-\x1F"),
+                        "{at}: a negated class lets controls through: {pattern}"
+                    );
+                }
+            }
+        }
+        if takes(s, "object") {
+            assert_eq!(
+                s["propertyNames"]["pattern"], NO_CONTROL,
+                "{at}: field names"
+            );
+            assert!(
+                s.get("additionalProperties").is_some(),
+                "{at}: unknown fields"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_control_character_in_a_field_name_is_refused_as_the_document_says() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let (status, body) = app
+        .post(
+            "/payments/prepare",
+            Some(&token),
+            serde_json::json!({"merchant_uid": "m-1", "amount": 1000, "note\u{1}": "x"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["code"], -1, "{body}");
+    assert!(body["response"].is_null(), "{body}");
+
+    let (status, body) = app
+        .post(
+            "/payments/prepare",
+            Some(&token),
+            serde_json::json!({"merchant_uid": "m-1", "amount": 1000, "note": {"any": [1, "x"]}}),
+        )
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "an unknown field is ignored: {body}"
+    );
+    assert_eq!(body["code"], 0, "{body}");
 }

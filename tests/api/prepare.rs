@@ -154,3 +154,40 @@ async fn prepare_takes_only_what_a_charge_could_pay() {
     let (_, res) = prepare(json!({"merchant_uid": "prep-zero", "amount": 0})).await;
     assert_eq!(res["response"]["amount"], 0, "{res}");
 }
+
+#[tokio::test]
+async fn a_boolean_merchant_uid_is_refused_with_http_400_while_a_number_is_taken_as_its_digits() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    for uid in [json!(false), json!(true)] {
+        let (status, body) = app
+            .post(
+                "/payments/prepare",
+                Some(&token),
+                json!({"merchant_uid": uid, "amount": 1000}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+        assert_eq!(body["code"], -1, "{body}");
+        assert!(
+            body["message"].as_str().unwrap().contains("merchant_uid"),
+            "{body}"
+        );
+        assert!(body["response"].is_null(), "{body}");
+    }
+    let (_, body) = app.get("/payments/prepare/false", Some(&token)).await;
+    assert_eq!(
+        body["code"], -1,
+        "nothing was registered as \"false\": {body}"
+    );
+
+    let (status, body) = app
+        .post(
+            "/payments/prepare",
+            Some(&token),
+            json!({"merchant_uid": 20240101, "amount": 1000}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["response"]["merchant_uid"], "20240101", "{body}");
+}
