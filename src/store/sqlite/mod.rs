@@ -269,6 +269,17 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_bundled_sqlite_is_built_to_sync_with_fdatasync() {
+        // .cargo/config.toml gives libsqlite3-sys's build this flag (and rustc the same variable,
+        // which is what this reads): without it SQLite fsync()s every commit, inode included.
+        let flags = option_env!("LIBSQLITE3_FLAGS").unwrap_or_default();
+        assert!(
+            flags.split_whitespace().any(|f| f == "-DHAVE_FDATASYNC=1"),
+            "LIBSQLITE3_FLAGS={flags:?}"
+        );
+    }
+
+    #[test]
     fn column_kinds_agree_across_entities() {
         let kinds = ColumnKinds::of_all_entities();
         assert!(kinds.conflicts.is_empty(), "{:?}", kinds.conflicts);
