@@ -10,7 +10,7 @@ use super::doc::{
 };
 use super::envelope::{ok, Envelope};
 use super::error::{ApiError, ApiResult};
-use super::extract::{de, query_value, query_values, Body, MerchantCaller, Path};
+use super::extract::{de, query_values, Body, MerchantCaller, Path};
 use super::onetime::{card_error, kst_today};
 use super::payment_json::PaymentPage;
 use crate::app::AppState;
@@ -233,9 +233,10 @@ pub async fn get_many(
 #[utoipa::path(get, path = "/subscribe/customers/{customer_uid}/payments", operation_id = "customer_payments",
     params(
         ("customer_uid" = String, Path, min_length = 1),
-        ("page" = Option<i32>, Query, description = "1-based; default 1 (and so is anything that is not a positive integer)"),
+        ("page" = Option<i64>, Query, description = "1-based; default 1, and below 1 reads as 1"),
     ),
     responses((status = 200, body = PaymentPageReply),
+        (status = 400, body = ErrorEnvelope, description = "`page` not an integer"),
         (status = 404, body = ErrorEnvelope, description = "유효하지 않은 customer_uid: no billing key was ever registered under it (a deleted customer still lists its payments)"),
         TokenErrors))]
 pub async fn payments(
@@ -244,7 +245,9 @@ pub async fn payments(
     Path(uid): Path<String>,
     RawQuery(q): RawQuery,
 ) -> ApiResult<Envelope<PaymentPage>> {
-    let page = query_value(q.as_deref(), "page").and_then(|p| p.parse::<u64>().ok());
+    // As every paged list: an integer or HTTP 400 (it read anything else as page 1, so a
+    // client's `page=2abc` silently showed the first page again).
+    let page = super::payments::number(q.as_deref(), "page")?.map(|n| n.max(1) as u64);
     let page = s
         .gateway
         .customer_payments(&m, &uid, Paging::new(page, Some(20), 100))

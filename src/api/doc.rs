@@ -574,6 +574,46 @@ impl IntoParams for CustomerSchedules {
 /// What a customer's schedule-status filter takes (iamport's OpenAPI enum).
 const CUSTOMER_SCHEDULE_STATUS: &str = "`scheduled` (includes one being charged now), `executed` or `revoked`; any other value is HTTP 400. Also read as `schedule_status`";
 
+/// Every handler reads a query parameter through `extract::query_value(s)`, which takes an empty
+/// value (`?sorting=`, `?page=`) as absent; `allowEmptyValue` says so for each optional one, so that a client
+/// generated from the document may send it and a checker does not take the default for a refusal
+/// the handler should have made.
+pub struct EmptyQueryValues;
+
+impl Modify for EmptyQueryValues {
+    fn modify(&self, doc: &mut OpenApi) {
+        for op in operations_mut(doc) {
+            for param in op.parameters.iter_mut().flatten() {
+                // A required one given empty is missing (HTTP 400), as documented.
+                if param.parameter_in == ParameterIn::Query && param.required != Required::True {
+                    // utoipa 5 has no field for OpenAPI's `allowEmptyValue`; its extensions map
+                    // is written flat beside the parameter's fields, so the key goes in as
+                    // OpenAPI names it (not through `Extensions::add`, which adds `x-`).
+                    param
+                        .extensions
+                        .get_or_insert_with(Default::default)
+                        .insert("allowEmptyValue".into(), serde_json::Value::Bool(true));
+                }
+            }
+        }
+    }
+}
+
+/// Every operation of the document, whatever its method.
+fn operations_mut(doc: &mut OpenApi) -> impl Iterator<Item = &mut Operation> {
+    doc.paths.paths.values_mut().flat_map(|item| {
+        [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.patch,
+        ]
+        .into_iter()
+        .flatten()
+    })
+}
+
 /// What `extract::refuse_control_characters` and `Body` do to every request, written into the
 /// document once instead of at each field: a string a request carries (path or query parameter,
 /// body value) is [`NO_CONTROL`] (`\S`, non-blank, becomes [`NON_BLANK`]; other patterns are
@@ -584,31 +624,20 @@ pub struct ControlCharacters;
 impl Modify for ControlCharacters {
     fn modify(&self, doc: &mut OpenApi) {
         let mut named = Vec::new();
-        for item in doc.paths.paths.values_mut() {
-            for op in [
-                &mut item.get,
-                &mut item.put,
-                &mut item.post,
-                &mut item.delete,
-                &mut item.patch,
-            ]
-            .into_iter()
-            .flatten()
-            {
-                for param in op.parameters.iter_mut().flatten() {
-                    if let Some(schema) = &mut param.schema {
-                        refuse_controls(schema, &mut named);
-                    }
-                }
-                let bodies = op
-                    .request_body
-                    .iter_mut()
-                    .flat_map(|b| b.content.values_mut());
-                for schema in bodies.filter_map(|c| c.schema.as_mut()) {
+        for op in operations_mut(doc) {
+            for param in op.parameters.iter_mut().flatten() {
+                if let Some(schema) = &mut param.schema {
                     refuse_controls(schema, &mut named);
                 }
-                answers_control_refusal(op);
             }
+            let bodies = op
+                .request_body
+                .iter_mut()
+                .flat_map(|b| b.content.values_mut());
+            for schema in bodies.filter_map(|c| c.schema.as_mut()) {
+                refuse_controls(schema, &mut named);
+            }
+            answers_control_refusal(op);
         }
         // The components a request names, and those they name in turn; each once.
         let Some(components) = &mut doc.components else {

@@ -28,7 +28,7 @@ use axum::Router;
 use utoipa::OpenApi;
 
 use crate::app::AppState;
-use doc::ControlCharacters;
+use doc::{ControlCharacters, EmptyQueryValues};
 use error::ApiError;
 
 #[derive(OpenApi)]
@@ -95,7 +95,7 @@ use error::ApiError;
         codes::card,
         users::pg_settings,
     ),
-    modifiers(&ControlCharacters),
+    modifiers(&ControlCharacters, &EmptyQueryValues),
     // Referenced from parameters and shared responses, which do not register what they name.
     components(schemas(
         doc::ErrorEnvelope,

@@ -27,7 +27,7 @@ fn status(s: &str) -> ApiResult<StatusFilter> {
     StatusFilter::parse(s).ok_or_else(|| ApiError::bad_request("지원되지 않는 상태값입니다."))
 }
 
-fn number(q: Option<&str>, name: &str) -> ApiResult<Option<i64>> {
+pub(super) fn number(q: Option<&str>, name: &str) -> ApiResult<Option<i64>> {
     match query_value(q, name) {
         None => Ok(None),
         Some(v) => v

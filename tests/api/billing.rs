@@ -83,6 +83,28 @@ async fn again_charges_the_billing_key_and_marks_the_payment_as_a_key_payment() 
         .await;
     assert_eq!(page["response"]["total"], 1);
     assert_eq!(page["response"]["list"][0]["imp_uid"], p["imp_uid"]);
+    // `page` as on every paged list: empty is absent, below 1 is 1, not an integer is HTTP 400.
+    for query in ["page=", "page=0", "page=-3"] {
+        let (status, page) = app
+            .get(
+                &format!("/subscribe/customers/cust-2/payments?{query}"),
+                Some(&token),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{query}: {page}");
+        assert_eq!(
+            page["response"]["list"][0]["imp_uid"], p["imp_uid"],
+            "{query}"
+        );
+    }
+    let (status, refused) = app
+        .get(
+            "/subscribe/customers/cust-2/payments?page=2abc",
+            Some(&token),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{refused}");
+    assert_eq!(refused["code"], -1, "{refused}");
     // A customer_uid that never had a key is iamport's 404, not an empty page.
     let (status, unknown) = app
         .get(

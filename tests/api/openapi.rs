@@ -297,3 +297,33 @@ async fn a_control_character_in_a_field_name_is_refused_as_the_document_says() {
     );
     assert_eq!(body["code"], 0, "{body}");
 }
+
+#[tokio::test]
+async fn every_optional_query_parameter_is_documented_as_taking_an_empty_value_for_absent() {
+    // extract::query_value reads `?sorting=` as no `sorting`: the document says so (allowEmptyValue).
+    let doc = document().await;
+    let mut seen = 0;
+    for (method, path, op) in operations(&doc) {
+        for param in op["parameters"].as_array().into_iter().flatten() {
+            if param["in"] == "query" && param["required"] != true {
+                seen += 1;
+                assert_eq!(
+                    param["allowEmptyValue"], true,
+                    "{method} {path} {}",
+                    param["name"]
+                );
+            }
+        }
+    }
+    assert!(seen > 20, "{seen} query parameters");
+    let app = spawn_app().await;
+    let token = app.token().await;
+    for path in [
+        "/payments/status/paid?sorting=&page=&limit=&from=&to=",
+        "/payments/status?sorting=",
+    ] {
+        let (status, body) = app.get(path, Some(&token)).await;
+        assert_eq!(status, StatusCode::OK, "{path}: {body}");
+        assert_eq!(body["code"], 0, "{path}: {body}");
+    }
+}
