@@ -320,7 +320,8 @@ impl SqliteWriter {
     pub fn open(path: &Path) -> Result<Self, DbErr> {
         let conn = open(path)?;
         conn.busy_handler(Some(busy)).map_err(sqlite_error)?;
-        // Durable commits (design.md §2): WAL with synchronous=FULL fsyncs every commit.
+        // Durable commits (design.md §2): WAL with synchronous=FULL syncs every commit (with
+        // fdatasync: .cargo/config.toml).
         //
         // `temp_store = MEMORY`: every transaction here runs in a savepoint of a group's outer
         // transaction, and SQLite keeps the pages a savepoint changes in a sub-journal that, past
