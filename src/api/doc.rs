@@ -69,15 +69,28 @@ fn code_error() -> ObjectBuilder {
 #[schema(pattern = r"\S")]
 pub struct NonBlank(pub String);
 
-/// Any string a request may carry: no C0 control but tab, LF and CR
+/// One character a request may carry: no C0 control but tab, LF and CR
 /// (`domain::text::is_refused_control`), which the handlers refuse with HTTP 400 wherever they
-/// are: path, query, body value or field name.
-pub const NO_CONTROL: &str = r"^[^\x00-\x08\x0B\x0C\x0E-\x1F]*$";
+/// are: path, query, body value or field name. A macro so that `concat!` can build the patterns
+/// below from the one class.
+macro_rules! allowed_char {
+    () => {
+        r"[^\x00-\x08\x0B\x0C\x0E-\x1F]"
+    };
+}
+
+/// Any string a request may carry ([`allowed_char`] throughout).
+pub const NO_CONTROL: &str = concat!("^", allowed_char!(), "*$");
 
 /// [`NO_CONTROL`] with a character other than white space: what `pattern = r"\S"` (a non-blank
 /// value) means in a request.
-pub const NON_BLANK: &str =
-    r"^[^\x00-\x08\x0B\x0C\x0E-\x1F]*[^\s\x00-\x1F][^\x00-\x08\x0B\x0C\x0E-\x1F]*$";
+pub const NON_BLANK: &str = concat!(
+    "^",
+    allowed_char!(),
+    r"*[^\s\x00-\x1F]",
+    allowed_char!(),
+    "*$"
+);
 
 /// Any JSON value without a refused control character in its strings or field names, at any
 /// depth ([`NO_CONTROL`]): what a request may carry where openport takes free-form data
@@ -109,7 +122,11 @@ impl ToSchema for PlainJson {}
 /// An absolute http(s) URL with a host (`domain::payment::is_web_url`), in the common form: a
 /// domain name (no IP address), an optional port, then anything printable. The handlers take any
 /// URL a WHATWG parser reads so; this is the form a client can be sure of.
-pub const WEB_URL: &str = r"^[Hh][Tt][Tt][Pp][Ss]?://[A-Za-z][A-Za-z0-9-]*(\.[A-Za-z][A-Za-z0-9-]*)*(:[0-9]{1,4})?([/?#][^\x00-\x08\x0B\x0C\x0E-\x1F]*)?$";
+pub const WEB_URL: &str = concat!(
+    r"^[Hh][Tt][Tt][Pp][Ss]?://[A-Za-z][A-Za-z0-9-]*(\.[A-Za-z][A-Za-z0-9-]*)*(:[0-9]{1,4})?([/?#]",
+    allowed_char!(),
+    "*)?$"
+);
 
 fn web_url() -> ObjectBuilder {
     string()
@@ -575,9 +592,9 @@ impl IntoParams for CustomerSchedules {
 const CUSTOMER_SCHEDULE_STATUS: &str = "`scheduled` (includes one being charged now), `executed` or `revoked`; any other value is HTTP 400. Also read as `schedule_status`";
 
 /// Every handler reads a query parameter through `extract::query_value(s)`, which takes an empty
-/// value (`?sorting=`, `?page=`) as absent; `allowEmptyValue` says so for each optional one, so that a client
-/// generated from the document may send it and a checker does not take the default for a refusal
-/// the handler should have made.
+/// value (`?sorting=`, `?page=`) as absent; `allowEmptyValue` says so for each optional one, so
+/// that a client generated from the document may send it and a checker does not take the default
+/// for a refusal the handler should have made.
 pub struct EmptyQueryValues;
 
 impl Modify for EmptyQueryValues {

@@ -705,14 +705,10 @@ impl ServeProcess {
         let errors = {
             let printed = printed.clone();
             std::thread::spawn(move || {
-                let mut text = String::new();
                 for line in BufReader::new(stderr).lines() {
                     let Ok(line) = line else { break };
                     keep(&line, &printed);
-                    text.push_str(&line);
-                    text.push('\n');
                 }
-                text
             })
         };
         let (lines, received) = std::sync::mpsc::channel();
@@ -747,9 +743,11 @@ impl ServeProcess {
                 Err(_) => {
                     let _ = child.kill();
                     let _ = child.wait();
+                    // Once stderr is read to its end, `printed` holds all of it.
+                    let _ = errors.join();
                     panic!(
-                        "openport did not start listening\nstdout:\n{seen}\nstderr:\n{}",
-                        errors.join().unwrap_or_default()
+                        "openport did not start listening\nprinted (stdout and stderr):\n{}",
+                        printed.lock().unwrap_or_else(|p| p.into_inner())
                     );
                 }
             }

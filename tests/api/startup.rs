@@ -1,8 +1,6 @@
 //! What a start refuses or keeps to itself: test-mode merchants on a live instance, master keys
 //! that open nothing, the first live merchant's secret, operator commands, the request log.
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
 
 use base64::Engine;
 use kcp_sandbox::TransactionState;
@@ -239,19 +237,12 @@ async fn the_request_log_names_the_route_never_the_checkout_sessions_token() {
 /// SQLite database in `dir`, which is also its working directory.
 fn openport_command(dir: &std::path::Path, args: &[&str]) -> Command {
     let (cert, key_path, passphrase) = kcp_test_credentials();
-    let mut command = Command::new(env!("CARGO_BIN_EXE_openport"));
+    let database_url = format!("sqlite://{}?mode=rwc", dir.join("openport.db").display());
+    let mut command = openport_in_test_mode(dir, &database_url, args);
     command
-        .args(args)
-        .current_dir(dir)
-        .env_clear()
         .env("OPENPORT_TEST_MODE", "false")
         .env("OPENPORT_MASTER_KEY", b64_key(5))
-        .env("OPENPORT_LISTEN", "127.0.0.1:0")
         .env("OPENPORT_PUBLIC_URL", "https://pay.example.com")
-        .env(
-            "DATABASE_URL",
-            format!("sqlite://{}?mode=rwc", dir.join("openport.db").display()),
-        )
         .env("KCP_SITE_CD", "T0000")
         .env("KCP_CERT_INFO", cert)
         .env("KCP_PRIVATE_KEY_PATH", key_path)
@@ -268,31 +259,9 @@ async fn merchants_in(dir: &std::path::Path) -> Vec<openport::store::entity::mer
 #[tokio::test]
 async fn serve_writes_a_live_merchants_first_credentials_to_a_file_never_to_stdout() {
     let dir = tempfile::tempdir().unwrap();
-    let mut child = openport_command(dir.path(), &["serve"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("openport serve");
-    let stdout = child.stdout.take().unwrap();
-    let reading = std::thread::spawn(move || {
-        let mut seen = String::new();
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            seen.push_str(&line);
-            seen.push('\n');
-            if line.starts_with("openport listening on") {
-                break;
-            }
-        }
-        seen
-    });
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !reading.is_finished() && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-    let stdout = reading.join().unwrap();
+    let served = ServeProcess::start(openport_command(dir.path(), &["serve"]));
+    let stdout = served.stdout.clone();
+    drop(served);
     assert!(stdout.contains("openport listening on"), "{stdout}");
 
     let merchants = merchants_in(dir.path()).await;
