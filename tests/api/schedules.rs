@@ -1874,13 +1874,15 @@ async fn three_openport_processes_run_each_of_hundreds_of_due_schedules_exactly_
     .await;
     assert_eq!(body["code"], 0, "{body}");
     let others = [instance(), instance()];
-    // Due once all three are up: each scheduler may claim any of them.
+    // Due once all three are up: each scheduler may claim any of them. Each request's schedules
+    // fall due 3 s after it is sent: one due second for all 300 was refused as past for the last
+    // request when creating them took longer than that (a slow CI host, PostgreSQL, debug build).
     let n = 300;
-    let due = now() + 3;
-    let items: Vec<Value> = (0..n)
-        .map(|i| json!({"merchant_uid": format!("procs-{i}"), "schedule_at": due, "amount": 1000 + i}))
-        .collect();
-    for chunk in items.chunks(100) {
+    for first_i in (0..n).step_by(100) {
+        let due = now() + 3;
+        let chunk: Vec<Value> = (first_i..first_i + 100)
+            .map(|i| json!({"merchant_uid": format!("procs-{i}"), "schedule_at": due, "amount": 1000 + i}))
+            .collect();
         let (_, body) = post_to(
             &first,
             "/subscribe/payments/schedule",
