@@ -38,6 +38,25 @@ pub struct AgainCommand {
     pub order: ChargeOrder,
 }
 
+/// Why a key KCP just issued is not known to be stored as a customer's.
+#[derive(Debug)]
+pub(super) enum KeyNotStored {
+    /// Nothing was committed: the key is nobody's, so it is discarded
+    /// ([`Gateway::discard_issued_key`]) and the merchant told it was not registered.
+    Certainly(ServiceError),
+    /// The `COMMIT` that stored it failed and the database could not be asked whether it took
+    /// effect: the key is neither deleted at KCP (it may be the customer's now) nor reported as
+    /// stored, and an ERROR names the customer_uid for an operator.
+    Unknown(ServiceError),
+}
+
+/// A failure before the `COMMIT`: the transaction is rolled back, nothing stored.
+impl From<sea_orm::DbErr> for KeyNotStored {
+    fn from(e: sea_orm::DbErr) -> Self {
+        Self::Certainly(e.into())
+    }
+}
+
 /// How many keys one delete follows when re-registrations keep replacing the key it deletes.
 const DELETE_ROUNDS: usize = 3;
 
@@ -137,10 +156,11 @@ impl Gateway {
         };
         let (stored, old) = match self.store_issued_key(m, &cmd, row.clone()).await {
             Ok(stored) => stored,
-            Err(e) => {
+            Err(KeyNotStored::Certainly(e)) => {
                 self.discard_issued_key(m, row, now).await;
                 return Err(e);
             }
+            Err(KeyNotStored::Unknown(e)) => return Err(e),
         };
         if let Some(old) = old {
             self.delete_replaced_key(m, old.id).await;
@@ -155,7 +175,7 @@ impl Gateway {
         m: &merchant::Model,
         cmd: &CustomerCommand,
         row: billing_key::ActiveModel,
-    ) -> ServiceResult<(billing_key::Model, Option<billing_key::Model>)> {
+    ) -> Result<(billing_key::Model, Option<billing_key::Model>), KeyNotStored> {
         let now = self.clock.unix();
         for _ in 0..3 {
             let txn = self.db.write.begin().await?;
@@ -171,16 +191,48 @@ impl Gateway {
             }
             match billing::insert_key(&txn, row).await {
                 Ok(stored) => {
-                    txn.commit().await?;
+                    self.commit_storing(txn, &stored).await?;
                     return Ok((stored, old));
                 }
                 Err(e) if is_unique_violation(&e) => continue,
                 Err(e) => return Err(e.into()),
             }
         }
-        Err(ServiceError::Refused(
+        Err(KeyNotStored::Certainly(ServiceError::Refused(
             "같은 customer_uid로 동시에 등록 중입니다. 다시 시도해 주세요.".into(),
-        ))
+        )))
+    }
+
+    /// Commits `txn`, which inserted the issued key `stored`. A failed `COMMIT` may have taken
+    /// effect all the same (its answer lost with the connection, or an I/O error after the
+    /// commit record was written): the key is read back before anyone deletes it at KCP as
+    /// nobody's, which would leave the customer with a key KCP no longer charges.
+    pub(super) async fn commit_storing(
+        &self,
+        txn: crate::store::WriteTransaction,
+        stored: &billing_key::Model,
+    ) -> Result<(), KeyNotStored> {
+        let Err(failed) = txn.commit().await else {
+            return Ok(());
+        };
+        match billing::key_stored(&self.db.write, stored).await {
+            Ok(true) => {
+                tracing::warn!(
+                    customer_uid = %stored.customer_uid,
+                    "a billing key's COMMIT failed ({failed}) but the key is stored"
+                );
+                Ok(())
+            }
+            Ok(false) => Err(KeyNotStored::Certainly(failed.into())),
+            Err(read) => {
+                tracing::error!(
+                    customer_uid = %stored.customer_uid,
+                    "a billing key's COMMIT failed ({failed}) and whether it took effect cannot be \
+                     read ({read}): if the customer has no key with this card, delete it in KCP's admin"
+                );
+                Err(KeyNotStored::Unknown(failed.into()))
+            }
+        }
     }
 
     /// A key KCP issued that could not be stored as the customer's (registrations of the same

@@ -11,6 +11,7 @@ use sea_orm::sea_query::Expr;
 use sea_orm::{ActiveModelTrait, ColumnTrait, Condition, EntityTrait, QueryFilter, Set};
 use serde::Serialize;
 
+use super::billing::KeyNotStored;
 use super::pay::taken_reason;
 use super::pay::{ApprovalOutcome, ChargeOrder, Settling};
 use super::{Gateway, ServiceError, ServiceResult};
@@ -31,6 +32,24 @@ use crate::store::{billing, is_unique_violation, merchants, payments};
 /// The refusal of a billing-key window that would replace a customer's key without the merchant's
 /// word (`replacement_refused`).
 pub const KEY_REPLACEMENT_REFUSED: &str = "이미 빌링키가 등록된 customer_uid입니다. 결제창에서 카드를 변경하려면 가맹점 서버에서 이 merchant_uid를 먼저 사전등록(POST /payments/prepare, amount 0)해 주세요.";
+
+/// The window's payment when the database failed before its key was stored (the key is deleted
+/// at KCP).
+const WINDOW_KEY_NOT_STORED: &str =
+    "빌링키를 저장하지 못해 등록하지 않았습니다. 잠시 후 다시 시도해 주세요.";
+
+/// What became of a billing-key window's key once KCP issued it.
+enum WindowKey {
+    /// Stored as the customer's, replacing `replaced`.
+    Stored {
+        replaced: Option<Box<crate::store::entity::billing_key::Model>>,
+    },
+    /// Another holder settled the window's attempt first: its outcome stands.
+    SettledElsewhere,
+    /// The customer_uid got a key since the window opened that the merchant did not let it
+    /// replace ([`replacement_refused`]).
+    ReplacementRefused,
+}
 
 /// A `request_pay` as the SDK sends it, parsed.
 #[derive(Debug, Clone, Default)]
@@ -1130,6 +1149,45 @@ impl Gateway {
         .boxed()
     }
 
+    /// Stores the window's key as customer `uid`'s and the `issue` payment as paid (`paid`), in
+    /// one transaction conditional on this holder still holding `attempt`.
+    #[allow(clippy::too_many_arguments)]
+    async fn store_window_key(
+        &self,
+        m: &merchant::Model,
+        attempt: &pg_attempt::Model,
+        row: crate::store::entity::billing_key::ActiveModel,
+        paid: payment::ActiveModel,
+        uid: &str,
+        merchant_uid: &str,
+        now: i64,
+    ) -> Result<WindowKey, KeyNotStored> {
+        let txn = self.db.write.begin().await?;
+        let mut a: pg_attempt::ActiveModel = attempt.clone().into();
+        a.state = Set("succeeded".into());
+        a.updated_at = Set(now);
+        if !payments::write_held_attempt(&txn, attempt, a).await? {
+            txn.rollback().await?;
+            return Ok(WindowKey::SettledElsewhere);
+        }
+        let replaced = billing::active_key(&txn, m.id, uid).await?;
+        // A key registered for this customer_uid since the window opened: replaced only on the
+        // merchant's word, as at the start; otherwise the new key is deleted at KCP.
+        if replacement_refused(&txn, replaced.as_ref(), m.id, merchant_uid).await? {
+            txn.rollback().await?;
+            return Ok(WindowKey::ReplacementRefused);
+        }
+        if let Some(old) = &replaced {
+            billing::retire_key(&txn, old.id, billing::Retirement::Replaced, now).await?;
+        }
+        let stored = billing::insert_key(&txn, row).await?;
+        paid.update(&txn).await?;
+        self.commit_storing(txn, &stored).await?;
+        Ok(WindowKey::Stored {
+            replaced: replaced.map(Box::new),
+        })
+    }
+
     /// The billing-key window: the key is stored for the session's customer_uid; the 0-won
     /// `issue` payment is shown as paid (iamport's `customer_uid_usage: "issue"`).
     #[allow(clippy::too_many_arguments)]
@@ -1202,32 +1260,7 @@ impl Gateway {
             deleted_at: Set(None),
             ..Default::default()
         };
-        let txn = self.db.write.begin().await?;
-        let mut a: pg_attempt::ActiveModel = attempt.clone().into();
-        a.state = Set("succeeded".into());
-        a.updated_at = Set(now);
-        if !payments::write_held_attempt(&txn, &attempt, a).await? {
-            tracing::warn!(imp_uid = %p.imp_uid, "billing-key window settled by another holder; its outcome stands");
-            txn.rollback().await?;
-            // A key nobody will store: deleted at KCP, durably (as a REST registration's).
-            self.discard_issued_key(m, row, now).await;
-            return Ok(());
-        }
-        let replaced = billing::active_key(&txn, m.id, &uid).await?;
-        // A key registered for this customer_uid since the window opened: replaced only on the
-        // merchant's word, as at the start; otherwise the new key is deleted at KCP.
-        if replacement_refused(&txn, replaced.as_ref(), m.id, &p.merchant_uid).await? {
-            txn.rollback().await?;
-            self.discard_issued_key(m, row, now).await;
-            self.record_failure(p, attempt, None, KEY_REPLACEMENT_REFUSED)
-                .await?;
-            return Ok(());
-        }
-        if let Some(old) = &replaced {
-            billing::retire_key(&txn, old.id, billing::Retirement::Replaced, now).await?;
-        }
-        billing::insert_key(&txn, row).await?;
-        let mut am: payment::ActiveModel = p.into();
+        let mut am: payment::ActiveModel = p.clone().into();
         am.status = Set(PaymentStatus::Paid.as_db().into());
         am.paid_at = Set(Some(now));
         am.card_number = Set(Some(masked));
@@ -1235,11 +1268,38 @@ impl Gateway {
         am.card_code = Set(card_code);
         am.card_type = Set(card_type);
         am.updated_at = Set(now);
-        am.update(&txn).await?;
-        txn.commit().await?;
-        // As a REST re-registration does: the card the customer replaced is deleted at KCP too.
-        if let Some(old) = replaced {
-            self.delete_replaced_key(m, old.id).await;
+        match self
+            .store_window_key(m, &attempt, row.clone(), am, &uid, &p.merchant_uid, now)
+            .await
+        {
+            // As a REST re-registration does: the card the customer replaced is deleted at KCP.
+            Ok(WindowKey::Stored { replaced }) => {
+                if let Some(old) = replaced {
+                    self.delete_replaced_key(m, old.id).await;
+                }
+            }
+            Ok(WindowKey::SettledElsewhere) => {
+                tracing::warn!(imp_uid = %p.imp_uid, "billing-key window settled by another holder; its outcome stands");
+                // A key nobody will store: deleted at KCP, durably (as a REST registration's).
+                self.discard_issued_key(m, row, now).await;
+            }
+            Ok(WindowKey::ReplacementRefused) => {
+                self.discard_issued_key(m, row, now).await;
+                self.record_failure(p, attempt, None, KEY_REPLACEMENT_REFUSED)
+                    .await?;
+            }
+            // The database failed before the key was stored: it is deleted at KCP as a REST
+            // registration's is, and the payment fails (should that write fail too, the attempt's
+            // lease runs out and the resolver leaves it to an operator, its key already gone).
+            Err(KeyNotStored::Certainly(e)) => {
+                tracing::error!(imp_uid = %p.imp_uid, "cannot store the billing-key window's key, deleting it at KCP: {e}");
+                self.discard_issued_key(m, row, now).await;
+                self.record_failure(p, attempt, None, WINDOW_KEY_NOT_STORED)
+                    .await?;
+            }
+            // Maybe stored (`commit_storing` logged it for an operator): kept at KCP, the attempt
+            // left held, so the resolver reports it once its lease runs out unless it committed.
+            Err(KeyNotStored::Unknown(e)) => return Err(e),
         }
         Ok(())
     }

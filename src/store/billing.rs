@@ -77,6 +77,20 @@ pub async fn insert_key(
     k.insert(db).await
 }
 
+/// Whether the key a transaction inserted as `inserted` is in the database: read back by its id
+/// and its sealed key, which is sealed with a fresh nonce for each issuance, so no other row can
+/// match it even where an id is reused after a rollback (SQLite's rowid).
+pub async fn key_stored(
+    db: &impl ConnectionTrait,
+    inserted: &billing_key::Model,
+) -> Result<bool, DbErr> {
+    Ok(billing_key::Entity::find_by_id(inserted.id)
+        .filter(billing_key::Column::BatchKeySealed.eq(inserted.batch_key_sealed.as_str()))
+        .count(db)
+        .await?
+        == 1)
+}
+
 /// A key that was never the customer's (stored nowhere else: see `Gateway::discard_issued_key`),
 /// written straight as [`Retirement::Replaced`] leaves a key: retired at `now`, its deletion at
 /// KCP pending and due at once ([`claim_key_deletion`]).

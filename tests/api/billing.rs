@@ -988,15 +988,60 @@ async fn an_again_whose_answer_and_inquiry_are_lost_is_code_1_then_settled_once_
     app.assert_ledger_agrees().await;
 }
 
+/// A re-registration whose `COMMIT` fails (every statement having succeeded) stores nothing: the
+/// customer keeps the card it had, chargeable, and the key KCP just issued is read back as not
+/// stored and deleted at KCP.
 #[tokio::test]
-async fn a_key_kcp_issued_that_could_not_be_stored_is_deleted_at_kcp_not_left_chargeable() {
-    use sea_orm::ConnectionTrait;
+async fn a_re_registration_whose_commit_fails_keeps_the_old_card_and_deletes_the_new_key_at_kcp() {
     let app = spawn_app().await;
     let token = app.token().await;
-    // The database refuses the customer's active key (as a failed write or a lost race would),
-    // and for `unstored-all` every row: the retired record too.
-    let refuse = "NEW.customer_uid LIKE 'unstored-%' \
-                  AND (NEW.status = 'active' OR NEW.customer_uid = 'unstored-all')";
+    let first = register(&app, &token, "commit-cust", test_cards::SHINHAN_CREDIT).await;
+    assert_eq!(first["code"], 0, "{first}");
+    refuse_commits_of_keys(&app, "commit-cust").await;
+
+    let second = register(&app, &token, "commit-cust", test_cards::SAMSUNG_CHECK).await;
+    assert_ne!(second["code"], 0, "{second}");
+    let (_, found) = app
+        .get("/subscribe/customers/commit-cust", Some(&token))
+        .await;
+    assert_eq!(
+        found["response"]["card_number"], first["response"]["card_number"],
+        "{found}"
+    );
+    let mut states: Vec<_> = app
+        .sandbox
+        .batch_keys()
+        .into_iter()
+        .map(|k| (k.masked_card_no, format!("{:?}", k.state)))
+        .collect();
+    states.sort();
+    let old = first["response"]["card_number"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let new = states
+        .iter()
+        .find(|(card, _)| *card != old)
+        .unwrap()
+        .0
+        .clone();
+    assert_eq!(
+        states.iter().find(|(card, _)| *card == old).unwrap().1,
+        "Active",
+        "the customer's card stays chargeable: {states:?}"
+    );
+    assert_eq!(
+        states.iter().find(|(card, _)| *card == new).unwrap().1,
+        "Deleted",
+        "the unstored key is not: {states:?}"
+    );
+    let (_, paid) = again(&app, &token, "commit-cust", "commit-cust-1", 1000).await;
+    assert_eq!(paid["response"]["status"], "paid", "{paid}");
+}
+
+/// Makes the database refuse every billing key row for which the SQL condition `refuse` (on
+/// `NEW`) holds, as a failed write would: the `INSERT` fails.
+pub(crate) async fn refuse_key_inserts(app: &TestApp, refuse: &str) {
     let statements = if app.database_url.starts_with("postgres") {
         vec![
             format!(
@@ -1013,6 +1058,41 @@ async fn a_key_kcp_issued_that_could_not_be_stored_is_deleted_at_kcp_not_left_ch
              BEGIN SELECT RAISE(ABORT, 'injected failure'); END"
         )]
     };
+    execute(app, statements).await;
+}
+
+/// Makes the `COMMIT` of every transaction that inserts an active key for `customer_uid` fail,
+/// after its statements all succeeded: the insert adds a row breaking a deferred foreign key,
+/// which both databases check only at `COMMIT`, and then roll the whole transaction back.
+pub(crate) async fn refuse_commits_of_keys(app: &TestApp, customer_uid: &str) {
+    let table = "CREATE TABLE refused_commits \
+                 (key_id BIGINT REFERENCES billing_keys (id) DEFERRABLE INITIALLY DEFERRED)";
+    let when = format!("NEW.customer_uid = '{customer_uid}' AND NEW.status = 'active'");
+    let statements = if app.database_url.starts_with("postgres") {
+        vec![
+            table.to_string(),
+            format!(
+                "CREATE FUNCTION refuse_commit() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
+                 IF {when} THEN INSERT INTO refused_commits VALUES (-1); END IF; RETURN NEW; END $$"
+            ),
+            "CREATE TRIGGER refuse_commit AFTER INSERT ON billing_keys FOR EACH ROW \
+             EXECUTE FUNCTION refuse_commit()"
+                .to_string(),
+        ]
+    } else {
+        vec![
+            table.to_string(),
+            format!(
+                "CREATE TRIGGER refuse_commit AFTER INSERT ON billing_keys WHEN {when} \
+                 BEGIN INSERT INTO refused_commits VALUES (-1); END"
+            ),
+        ]
+    };
+    execute(app, statements).await;
+}
+
+async fn execute(app: &TestApp, statements: Vec<String>) {
+    use sea_orm::ConnectionTrait;
     for sql in statements {
         app.app
             .gateway
@@ -1022,6 +1102,20 @@ async fn a_key_kcp_issued_that_could_not_be_stored_is_deleted_at_kcp_not_left_ch
             .await
             .unwrap();
     }
+}
+
+#[tokio::test]
+async fn a_key_kcp_issued_that_could_not_be_stored_is_deleted_at_kcp_not_left_chargeable() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    // The database refuses the customer's active key (as a failed write or a lost race would),
+    // and for `unstored-all` every row: the retired record too.
+    refuse_key_inserts(
+        &app,
+        "NEW.customer_uid LIKE 'unstored-%' \
+         AND (NEW.status = 'active' OR NEW.customer_uid = 'unstored-all')",
+    )
+    .await;
 
     let body = register(&app, &token, "unstored-one", test_cards::SHINHAN_CREDIT).await;
     assert_ne!(body["code"], 0, "{body}");

@@ -1911,6 +1911,58 @@ async fn a_key_registered_while_the_window_was_open_is_kept_and_the_windows_new_
     assert_eq!(retired[0].batch_key_sealed, "");
 }
 
+/// When the database fails to store the key KCP issued for a billing-key window (a statement
+/// refused, or a `COMMIT` that fails after every statement went through), the key is deleted at
+/// KCP instead of staying chargeable under a key nobody holds, and the window's payment fails.
+#[tokio::test]
+async fn a_billing_key_windows_key_the_database_could_not_store_is_deleted_at_kcp_and_the_payment_fails(
+) {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    crate::billing::refuse_key_inserts(
+        &app,
+        "NEW.customer_uid = 'unstored-web' AND NEW.status = 'active'",
+    )
+    .await;
+    crate::billing::refuse_commits_of_keys(&app, "uncommitted-web").await;
+    for (i, uid) in ["unstored-web", "uncommitted-web"].into_iter().enumerate() {
+        let merchant_uid = format!("{uid}-window");
+        let rsp = request_pay(
+            &app,
+            json!({"pg": "kcp_billing", "pay_method": "card", "merchant_uid": merchant_uid, "amount": 0, "customer_uid": uid}),
+            &MASTERCARD_OK,
+        )
+        .await;
+        assert_eq!(rsp["success"], false, "{uid}: {rsp}");
+        let (_, p) = app
+            .get(&format!("/payments/find/{merchant_uid}"), Some(&token))
+            .await;
+        assert_eq!(p["response"]["status"], "failed", "{uid}: {p}");
+        assert!(
+            p["response"]["fail_reason"]
+                .as_str()
+                .unwrap()
+                .contains("빌링키를 저장하지 못해"),
+            "{uid}: {p}"
+        );
+        let (_, c) = app
+            .get(&format!("/subscribe/customers/{uid}"), Some(&token))
+            .await;
+        assert_eq!(c["code"], 1, "{uid}: not registered: {c}");
+        let keys = app.sandbox.batch_keys();
+        assert_eq!(keys.len(), i + 1, "{keys:?}");
+        assert_eq!(
+            keys[i].state,
+            kcp_sandbox::BatchKeyState::Deleted,
+            "{uid}: KCP holds no chargeable key"
+        );
+        let rows = crate::billing::key_rows(&app, uid).await;
+        assert_eq!(rows.len(), 1, "{uid}: recorded as a retired key: {rows:?}");
+        assert_eq!(rows[0].status, "replaced");
+        assert!(rows[0].pg_deleted_at.is_some(), "{uid}");
+    }
+}
+
 /// A window payment records the buyer's browser (the `User-Agent` of the SDK's request from it)
 /// as its `user_agent`, as iamport does; REST payments have none.
 #[tokio::test]
