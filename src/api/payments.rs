@@ -38,7 +38,9 @@ pub(super) fn number(q: Option<&str>, name: &str) -> ApiResult<Option<i64>> {
     }
 }
 
-fn paging(q: Option<&str>, max: u64) -> ApiResult<Paging> {
+/// `page` (1-based) and `limit` of a paged list, each an integer or HTTP 400; below 1 reads as 1,
+/// and `limit` is capped at `max`.
+pub(super) fn paging(q: Option<&str>, max: u64) -> ApiResult<Paging> {
     let page = number(q, "page")?.map(|n| n.max(1) as u64);
     let limit = number(q, "limit")?.map(|n| n.max(1) as u64);
     Ok(Paging::new(page, limit, max))

@@ -15,11 +15,12 @@ use super::extract::{de, query_value, Body, MerchantCaller, Path};
 use super::onetime::kst_today;
 use super::order::{order, OrderFields};
 use super::payment_json::PaymentAnnotation;
+use super::payments::{number, paging};
 use crate::app::AppState;
 use crate::domain::payment::PG_KCP_BILLING;
 use crate::domain::schedule::ScheduleStatus;
 use crate::service::billing::AgainCommand;
-use crate::service::lookup::{Page, Paging};
+use crate::service::lookup::Page;
 use crate::service::schedules::{Reschedule, ScheduleItem};
 use crate::service::ServiceError;
 use crate::store::billing::ScheduleQuery;
@@ -261,16 +262,6 @@ pub async fn unschedule(
     Ok(ok(annotated(list, &m.site_cd)))
 }
 
-fn int(q: Option<&str>, name: &str) -> ApiResult<Option<i64>> {
-    match query_value(q, name) {
-        None => Ok(None),
-        Some(v) => v
-            .parse()
-            .map(Some)
-            .map_err(|_| ApiError::bad_request(format!("{name}는 정수여야 합니다."))),
-    }
-}
-
 /// The status filter given as `name` (the first of `names` present): one of iamport's three
 /// words or HTTP 400, never a filter that silently matches nothing (domain/schedule.rs).
 fn schedule_status(q: Option<&str>, names: &[&str]) -> ApiResult<Option<ScheduleStatus>> {
@@ -286,14 +277,6 @@ fn schedule_status(q: Option<&str>, names: &[&str]) -> ApiResult<Option<Schedule
             ScheduleStatus::WORDS.join(", ")
         ))
     })
-}
-
-fn paging(q: Option<&str>) -> ApiResult<Paging> {
-    Ok(Paging::new(
-        int(q, "page")?.map(|p| p.max(1) as u64),
-        int(q, "limit")?.map(|l| l.max(1) as u64),
-        1000, // OpenAPI: limit ≤ 1000
-    ))
 }
 
 /// Schedules whose `schedule_at` lies in `schedule_from` ≤ t < `schedule_to`; the range must be
@@ -319,13 +302,16 @@ pub async fn list(
     let query = ScheduleQuery {
         merchant_id: m.id,
         customer_uid: None,
-        from: int(q, "schedule_from")?,
-        to: int(q, "schedule_to")?,
+        from: number(q, "schedule_from")?,
+        to: number(q, "schedule_to")?,
         status: schedule_status(q, &["schedule_status"])?,
     };
     // iamport: "scheduled : 예약일자 과거순 (Default : 예약일자 최신순)".
     let desc = query_value(q, "sorting").as_deref() != Some("scheduled");
-    let page = s.gateway.schedules(&m, query, paging(q)?, desc).await?;
+    let page = s
+        .gateway
+        .schedules(&m, query, paging(q, 1000)?, desc)
+        .await?;
     Ok(ok(SchedulePage::of(page, &m.site_cd)))
 }
 
@@ -348,12 +334,15 @@ pub async fn by_customer(
     let query = ScheduleQuery {
         merchant_id: m.id,
         customer_uid: Some(uid),
-        from: int(q, "from")?,
-        to: int(q, "to")?,
+        from: number(q, "from")?,
+        to: number(q, "to")?,
         status: schedule_status(q, &["schedule-status", "schedule_status"])?,
     };
     // iamport: "예약된 시각 기준으로 최신순으로 정렬되어 전달됩니다."
-    let page = s.gateway.schedules(&m, query, paging(q)?, true).await?;
+    let page = s
+        .gateway
+        .schedules(&m, query, paging(q, 1000)?, true)
+        .await?;
     Ok(ok(SchedulePage::of(page, &m.site_cd)))
 }
 
