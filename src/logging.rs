@@ -38,6 +38,14 @@ pub fn from_env() -> EnvFilter {
     filter(std::env::var("RUST_LOG").ok().as_deref())
 }
 
+/// Whether log lines on stdout get colour codes: only for a person at a terminal, and not even
+/// then with `NO_COLOR` set (no-color.org). Logs piped to a file, journald or a collector would
+/// otherwise hold escape sequences around every level and field name.
+pub fn colours_stdout() -> bool {
+    use std::io::IsTerminal;
+    std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::{Arc, Mutex};

@@ -221,7 +221,9 @@ fn load(common: &Common) -> anyhow::Result<Config> {
 }
 
 fn init_tracing(json: bool) {
-    let builder = tracing_subscriber::fmt().with_env_filter(openport::logging::from_env());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(openport::logging::from_env())
+        .with_ansi(openport::logging::colours_stdout());
     if json {
         builder.json().init();
     } else {

@@ -233,6 +233,22 @@ async fn the_request_log_names_the_route_never_the_checkout_sessions_token() {
     assert!(!logs.contains(&token), "the session token reached the logs");
 }
 
+/// An operator's logs go to a file, journald or a collector, not a terminal: they are plain text,
+/// without the colour codes a terminal shows.
+#[tokio::test]
+async fn logs_written_to_anything_but_a_terminal_hold_no_colour_codes() {
+    let (database_url, _db_dir) = fresh_database().await;
+    let dir = tempfile::tempdir().unwrap();
+    let served = ServeProcess::start(openport_in_test_mode(dir.path(), &database_url, &["serve"]));
+    let printed = served.printed();
+    drop(served);
+    assert!(
+        printed.contains(" INFO "),
+        "a log line was printed: {printed}"
+    );
+    assert!(!printed.contains('\u{1b}'), "colour codes: {printed:?}");
+}
+
 /// An `openport` process configured as a single live merchant's setup (`KCP_*`) on a fresh
 /// SQLite database in `dir`, which is also its working directory.
 fn openport_command(dir: &std::path::Path, args: &[&str]) -> Command {
