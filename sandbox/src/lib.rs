@@ -304,7 +304,15 @@ impl Sandbox {
         } else {
             "STPC"
         };
+        // Points have no partial cancel, in the admin either (spec/kcp.md §2.8).
+        if entry.point.is_some() && mod_type != "STSC" {
+            return false;
+        }
         entry.record_cancel(mod_type, amount, canc_time, Some("관리자 취소".to_owned()));
+        // As an API STSC does (cancel.rs): the member has the points back.
+        if let Some(point) = &entry.point {
+            self.shared.points().refund(&point.account_id, amount);
+        }
         true
     }
 

@@ -92,10 +92,32 @@ impl Gateway {
         &self,
         held: pg_attempt::Model,
     ) -> ServiceResult<Option<pg_attempt::Model>> {
+        let a = self.renewed(&held);
+        self.write_held(&held, a).await
+    }
+
+    /// [`Self::renew`] before a call whose absence at KCP will later be read as "not done" (a
+    /// point re-approval, looked for by its order number): the resolver does not look at the
+    /// attempt again before a settle delay after this call (`next_check_at`, which
+    /// [`Gateway::postpone`] never brings forward). The settle delay counted from the attempt's
+    /// creation is not enough here: the call can come long after it (a re-approval sent by the
+    /// resolver once the cancel before it was settled), and a second one sent while the first
+    /// is still on its way could be applied too.
+    pub(crate) async fn renew_before_settling_call(
+        &self,
+        held: pg_attempt::Model,
+    ) -> ServiceResult<Option<pg_attempt::Model>> {
+        let mut a = self.renewed(&held);
+        a.next_check_at = Set(self.clock.unix() + self.settings.settle_secs);
+        self.write_held(&held, a).await
+    }
+
+    /// `held` with its lease extended from now (never shortened).
+    fn renewed(&self, held: &pg_attempt::Model) -> pg_attempt::ActiveModel {
         let lease = self.lease_from(self.clock.unix()).max(held.lease_until);
         let mut a: pg_attempt::ActiveModel = held.clone().into();
         a.lease_until = Set(lease);
-        self.write_held(&held, a).await
+        a
     }
 
     /// [`Self::renew`] before a net-cancel of the approval `tno`, naming it on the attempt in the
@@ -107,9 +129,7 @@ impl Gateway {
         held: pg_attempt::Model,
         tno: &str,
     ) -> ServiceResult<Option<pg_attempt::Model>> {
-        let lease = self.lease_from(self.clock.unix()).max(held.lease_until);
-        let mut a: pg_attempt::ActiveModel = held.clone().into();
-        a.lease_until = Set(lease);
+        let mut a = self.renewed(&held);
         a.tno = Set(Some(tno.to_string()));
         self.write_held(&held, a).await
     }

@@ -281,19 +281,31 @@ impl Gateway {
                 message,
                 reason,
             }) => {
+                // "Already cancelled" while openport holds a balance: the points went back by
+                // another way (KCP's admin, or an earlier STSC that landed after openport had
+                // concluded it did not). Not a refusal to leave at that: the payment would show
+                // its balance for good and a merchant refunding by other means would refund
+                // twice. As for cards (service/cancel.rs), KCP's record disagrees with openport's,
+                // so the attempt is closed as a conflict, which holds the payment's cancels for
+                // an operator; re-approving the remainder on a guess could charge the member.
+                let (state, answer) = if reason == DeclineReason::AlreadyCancelled {
+                    tracing::error!(imp_uid = %payment.imp_uid, %tno, "KCP says the point payment is already cancelled while openport holds a balance; left for the operator");
+                    let answer = format!(
+                        "이 결제건은 PG사에서 이미 취소되어 운영자 확인이 필요합니다. (imp_uid: {}, attempt {attempt_id})",
+                        payment.imp_uid
+                    );
+                    ("conflict", answer)
+                } else {
+                    ("failed", format!("결제취소에 실패하였습니다.({message})"))
+                };
                 if !self
-                    .close_attempt(attempt, "failed", &quoted_refusal(&code, &message))
+                    .close_attempt(attempt, state, &quoted_refusal(&code, &message))
                     .await?
                 {
                     let outcome = self.point_cancel_decided(attempt_id).await?;
                     return self.answer_point_cancel(&payment, outcome).await;
                 }
-                if reason == DeclineReason::AlreadyCancelled {
-                    tracing::error!(imp_uid = %payment.imp_uid, "KCP says already cancelled but openport has a point balance");
-                }
-                return Err(ServiceError::Refused(format!(
-                    "결제취소에 실패하였습니다.({message})"
-                )));
+                return Err(ServiceError::Refused(answer));
             }
             Err(e) => {
                 tracing::warn!(imp_uid = %payment.imp_uid, "point cancel (STSC) outcome unknown: {e}");
@@ -529,7 +541,8 @@ impl Gateway {
         attempt: pg_attempt::Model,
     ) -> ServiceResult<PointCancelOutcome> {
         let attempt_id = attempt.id;
-        let Some(attempt) = self.renew(attempt).await? else {
+        // No "not found" is believed before a settle delay after this very call.
+        let Some(attempt) = self.renew_before_settling_call(attempt).await? else {
             return self.point_cancel_decided(attempt_id).await;
         };
         let tno = attempt.tno.clone().unwrap_or_default();

@@ -84,10 +84,7 @@ impl Gateway {
         // closed as a conflict): a cancel planned from the record could act on a cancelled tno,
         // be told "already cancelled" and record money back that KCP still holds.
         if let Some(conflict) = payments::unreconciled_conflict(&self.db.read, payment.id).await? {
-            return Err(ServiceError::Refused(format!(
-                "이 결제건은 PG사 내역과 일치하지 않아 운영자 확인이 필요합니다. (imp_uid: {}, attempt {})",
-                payment.imp_uid, conflict.id
-            )));
+            return Err(conflict_refusal(&payment, conflict.id));
         }
         let plan = |p: &payment::Model| {
             plan_cancel(
@@ -130,6 +127,17 @@ impl Gateway {
         let payment = payments::by_id(&self.db.write, payment.id)
             .await?
             .ok_or_else(|| ServiceError::Refused(NOT_FOUND.into()))?;
+        // Asked again of the writer, holding the slot: the cancel that held it before may have
+        // closed as a conflict after the first look (a read that can also lag the writer).
+        if let Some(conflict) = payments::unreconciled_conflict(&self.db.write, payment.id).await? {
+            self.close_attempt(
+                attempt,
+                "failed",
+                "not sent: a conflict awaits the operator",
+            )
+            .await?;
+            return Err(conflict_refusal(&payment, conflict.id));
+        }
         let plan = match plan(&payment) {
             Ok(p) => p,
             Err(e) => {
@@ -363,4 +371,13 @@ impl Gateway {
         txn.commit().await?;
         Ok(Some(p))
     }
+}
+
+/// The refusal of a cancel while KCP holds something else than the payment's record (attempt
+/// `conflict_id`, closed as a conflict and not reconciled yet).
+fn conflict_refusal(payment: &payment::Model, conflict_id: i64) -> ServiceError {
+    ServiceError::Refused(format!(
+        "이 결제건은 PG사 내역과 일치하지 않아 운영자 확인이 필요합니다. (imp_uid: {}, attempt {conflict_id})",
+        payment.imp_uid
+    ))
 }

@@ -163,6 +163,21 @@ impl Gateway {
         payment: payment::Model,
         attempt: pg_attempt::Model,
     ) -> ServiceResult<CancelOutcome> {
+        // A request names the payment's current tno on its cancel attempt before it calls KCP
+        // (service/cancel.rs), so an attempt naming another tno never reached KCP: it was opened
+        // from a read taken before a partial point cancel moved `pg_tid` to its re-approval, and
+        // its holder stopped before renaming it. Inquired, the old tno would show that other
+        // cancel's STSC as this one's, and a re-approval of the wrong remainder would follow.
+        if attempt.tno.is_some() && attempt.tno != payment.pg_tid {
+            return self
+                .closed_or_decided(
+                    attempt,
+                    "failed",
+                    "not sent: named a tno the payment no longer holds",
+                    CancelOutcome::NotApplied("PG사에 요청되지 않음".into()),
+                )
+                .await;
+        }
         // A partial cancel of points is STSC + STRA, settled in service/benepia.rs.
         if Self::is_partial_point_cancel(&payment, &attempt) {
             return Ok(self
@@ -648,7 +663,11 @@ impl Gateway {
     ) -> ServiceResult<bool> {
         let now = self.clock.unix();
         let tries = attempt.tries + 1;
-        let next = (now + retry_backoff(tries)).max(attempt.created_at + self.settings.settle_secs);
+        // Never earlier than already set: a call made after the attempt was created set its own
+        // settle delay (`renew_before_settling_call`).
+        let next = (now + retry_backoff(tries))
+            .max(attempt.created_at + self.settings.settle_secs)
+            .max(attempt.next_check_at);
         let mut a: pg_attempt::ActiveModel = attempt.clone().into();
         a.state = Set("unknown".into());
         a.tries = Set(tries);

@@ -557,3 +557,137 @@ async fn where_order_number_inquiries_are_untrusted_a_lost_reapproval_waits_for_
     );
     app.assert_ledger_agrees().await;
 }
+
+/// A cancel attempt whose request stopped before it renamed the attempt to the payment's current
+/// tno never reached KCP; the resolver closes it as not sent. Inquired, its old tno (cancelled by
+/// the partial cancel that re-approved the rest under a new one) would have passed for this
+/// attempt's STSC, and the refused re-approval of the wrong remainder that followed would have
+/// recorded the whole payment cancelled while KCP still held the new tno's points.
+#[tokio::test]
+async fn an_open_cancel_naming_a_tno_the_payment_no_longer_holds_is_closed_as_never_sent() {
+    use openport::store::entity::pg_attempt;
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, Set};
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let p = paid_with_points(&app, &token, "bp-stale", 10_000).await;
+    let old_tno = p["pg_tid"].as_str().unwrap().to_string();
+    let c = cancel(&app, &token, &p["imp_uid"], Some(3_000)).await;
+    assert_eq!(c["code"], 0, "{c}");
+    assert_ne!(c["response"]["pg_tid"], old_tno.as_str());
+
+    // What a second cancel, planned from a read taken before the first completed, leaves when its
+    // process dies between opening its attempt and renaming it.
+    let record =
+        openport::store::payments::live_by_merchant_uid(&app.app.gateway.db.read, 1, "bp-stale")
+            .await
+            .unwrap()
+            .expect("the payment");
+    let now = app.app.gateway.clock.unix();
+    let stale = openport::store::payments::insert_attempt(
+        &app.app.gateway.db.write,
+        pg_attempt::ActiveModel {
+            payment_id: Set(record.id),
+            kind: Set("cancel".into()),
+            state: Set("pending".into()),
+            order_no: Set(record.order_no.clone()),
+            tno: Set(Some(old_tno.clone())),
+            amount: Set(2_000),
+            reason: Set(Some("고객 요청".into())),
+            tries: Set(0),
+            next_check_at: Set(now),
+            lease_until: Set(0),
+            created_at: Set(now),
+            updated_at: Set(now),
+            notify: Set(false),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+
+    app.advance(SETTLE_SECS + 1);
+    app.resolve_all().await;
+    let closed = pg_attempt::Entity::find()
+        .filter(pg_attempt::Column::Id.eq(stale.id))
+        .one(&app.app.gateway.db.read)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(closed.state, "failed", "{closed:?}");
+    let now = payment(&app, &token, &p["imp_uid"]).await;
+    assert_eq!(now["cancel_amount"], 3_000, "{now}");
+    assert_eq!(balance(&app, BENEPIA_01.id), 93_000);
+    app.assert_ledger_agrees().await;
+}
+
+/// A re-approval the resolver sends long after the cancel was opened (its STSC's answer was lost
+/// and settled later) is not sent again before a settle delay has passed since it was sent: KCP
+/// may still be applying the first, and "not found" meanwhile proves nothing.
+#[tokio::test]
+async fn a_reapproval_sent_by_the_resolver_is_not_sent_again_before_a_settle_delay_after_it() {
+    let settle = 30;
+    let app = spawn_app_with(|c| c.resolver.settle_secs = settle).await;
+    let token = app.token().await;
+    let p = paid_with_points(&app, &token, "bp-stra-wait", 10_000).await;
+    app.sandbox
+        .inject(FaultRule::new(paths::CANCEL, Fault::LoseResponse).when("mod_type", "STSC"));
+    app.sandbox
+        .inject(FaultRule::new(paths::INQUIRY, Fault::HttpStatus { status: 503 }).times(5));
+    let c = cancel(&app, &token, &p["imp_uid"], Some(4_000)).await;
+    assert_eq!(c["code"], 1, "outcome unknown: {c}");
+    app.sandbox.clear_faults();
+    // Two re-approvals that never reach KCP: each one sent consumes one.
+    app.sandbox.inject(
+        FaultRule::new(paths::CANCEL, Fault::Drop)
+            .when("mod_type", "STRA")
+            .times(2),
+    );
+    let stra_left = |app: &TestApp| {
+        app.sandbox
+            .armed_faults()
+            .iter()
+            .find(|r| r.when == Some(("mod_type".into(), "STRA".into())))
+            .map_or(0, |r| r.times)
+    };
+
+    app.advance(settle + 1);
+    app.app.gateway.resolve_due(100).await.unwrap();
+    assert_eq!(stra_left(&app), 1, "the resolver sent the re-approval");
+    // The resolver's backoff after a second unknown outcome (20 s) has passed, the settle delay
+    // since the STRA has not.
+    app.advance(21);
+    app.app.gateway.resolve_due(100).await.unwrap();
+    assert_eq!(stra_left(&app), 1, "not sent again so soon");
+    app.advance(settle);
+    app.app.gateway.resolve_due(100).await.unwrap();
+    assert_eq!(stra_left(&app), 0, "sent again once settled");
+    app.resolve_all().await;
+    let done = payment(&app, &token, &p["imp_uid"]).await;
+    assert_eq!(done["cancel_amount"], 4_000, "{done}");
+    assert_eq!(balance(&app, BENEPIA_01.id), 94_000);
+    app.assert_ledger_agrees().await;
+}
+
+/// KCP answering a partial point cancel with "already cancelled" (the points went back through
+/// KCP's admin) is not a refusal that leaves the payment paid for good: the attempt is a conflict
+/// for the operator, and further cancels wait for the operator's reconciliation.
+#[tokio::test]
+async fn a_partial_point_cancel_kcp_says_is_already_cancelled_is_left_to_the_operator() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let p = paid_with_points(&app, &token, "bp-admin", 10_000).await;
+    assert!(app.sandbox.cancel_in_admin(p["pg_tid"].as_str().unwrap()));
+    let c = cancel(&app, &token, &p["imp_uid"], Some(3_000)).await;
+    assert_eq!(c["code"], 1, "{c}");
+    assert!(
+        c["message"].as_str().unwrap().contains("운영자 확인"),
+        "{c}"
+    );
+    let again = cancel(&app, &token, &p["imp_uid"], Some(1_000)).await;
+    assert!(
+        again["message"].as_str().unwrap().contains("운영자 확인"),
+        "held for the operator: {again}"
+    );
+    assert_eq!(balance(&app, BENEPIA_01.id), 100_000, "nothing re-approved");
+    assert_eq!(app.sandbox.ledger().len(), 1, "no re-approval");
+}
