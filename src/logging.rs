@@ -17,12 +17,13 @@ const SEA_ORM_CEILING: &str = "sea_orm=info";
 /// The filter for `directives` (`RUST_LOG`'s syntax; the default when None or unparsable), with
 /// sea-orm capped at INFO. Directives naming a sea-orm target (`sea_orm::driver=trace` would win
 /// over the cap, being more specific) or selecting by span (`[execute]=trace`, which matches
-/// sea-orm's spans whatever their target) are left out.
+/// sea-orm's spans whatever their target; `openport[request]=trace`, which enables everything
+/// inside a request's span, sea-orm's statement spans too) are left out.
 pub fn filter(directives: Option<&str>) -> EnvFilter {
     let kept: Option<String> = directives.map(|d| {
         d.split(',')
             .map(str::trim)
-            .filter(|item| !item.starts_with("sea_orm") && !item.starts_with('['))
+            .filter(|item| !item.starts_with("sea_orm") && !item.contains('['))
             .collect::<Vec<_>>()
             .join(",")
     });
@@ -76,6 +77,9 @@ mod tests {
             .with_ansi(false)
             .finish();
         tracing::subscriber::with_default(subscriber, || {
+            // As in a request: the statement's span inside openport's request span.
+            let request = tracing::info_span!(target: "openport::app", "request");
+            let _request = request.enter();
             let span = tracing::trace_span!(target: "sea_orm::driver::sqlx_postgres", "execute",
                 stmt = "INSERT … VALUES ('sealed-private-key')");
             let _entered = span.enter();
@@ -93,6 +97,11 @@ mod tests {
             "sea_orm=trace,sqlx=debug",
             "debug,sea_orm::driver=trace",
             "debug,[execute]=trace",
+            // A span directive with a target enables everything inside the spans it matches,
+            // whatever their target: sea-orm's statement spans inside a request among them.
+            "debug,openport[request]=trace",
+            "debug,openport::app[request]=trace",
+            "debug,sea[{stmt}]=trace",
         ] {
             let text = logged(directives);
             assert!(!text.contains("sealed-private-key"), "{directives}: {text}");
