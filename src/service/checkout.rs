@@ -825,7 +825,10 @@ impl Gateway {
         }
         let res_cd = get("res_cd");
         if res_cd != "0000" {
-            let msg = get("res_msg");
+            // Shown to the buyer and the merchant and stored as the fail_reason: masked as KCP's
+            // refusals over REST are (pg/kcp/client.rs), since its text is not trusted to be free
+            // of a card number, and a mobile redirect carries it in the merchant's URL.
+            let msg = crate::domain::card::mask_card_numbers_in(&get("res_msg"));
             let reason = if res_cd == "3001" {
                 USER_CANCEL.to_string()
             } else {

@@ -1963,6 +1963,39 @@ async fn a_billing_key_windows_key_the_database_could_not_store_is_deleted_at_kc
     }
 }
 
+/// A refusal posted back from the window is shown and stored with any card number in its text
+/// masked, as KCP's refusals over REST are: it becomes the payment's fail_reason and the rsp's
+/// error_msg, which a mobile redirect puts in the merchant's URL.
+#[tokio::test]
+async fn a_card_number_in_the_windows_refusal_text_is_masked_wherever_the_refusal_shows() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let (pay_url, fields) = hand_off(
+        &app,
+        json!({"pay_method": "card", "merchant_uid": "web-refused-text", "amount": 1000}),
+    )
+    .await;
+    let (ret_url, mut result) = window_result(&app, &pay_url, &fields, &CARD_OK).await;
+    for (name, value) in result.iter_mut() {
+        match name.as_str() {
+            "res_cd" => *value = "8888".into(),
+            "res_msg" => *value = "거절 4111111111111111".into(),
+            _ => {}
+        }
+    }
+    let page = post_form(&app, &ret_url, &result).await;
+    assert!(!page.contains("4111111111111111"), "{page}");
+    let rsp = rsp_of(&page);
+    assert_eq!(rsp["success"], false, "{rsp}");
+    let (_, p) = app
+        .get("/payments/find/web-refused-text", Some(&token))
+        .await;
+    let reason = p["response"]["fail_reason"].as_str().unwrap();
+    assert!(reason.contains("411111******1111"), "{p}");
+    assert!(!reason.contains("4111111111111111"), "{p}");
+    assert!(app.sandbox.ledger().is_empty(), "nothing approved");
+}
+
 /// A window payment records the buyer's browser (the `User-Agent` of the SDK's request from it)
 /// as its `user_agent`, as iamport does; REST payments have none.
 #[tokio::test]
