@@ -5,6 +5,8 @@
 //! error, and the request types have no `Debug`.
 use axum::extract::State;
 use serde::{Deserialize, Serialize};
+use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
+use utoipa::openapi::RefOr;
 use utoipa::ToSchema;
 
 use super::doc::{
@@ -25,19 +27,38 @@ use crate::service::ServiceError;
 /// iamport's `merchant_uid` limit for this API (OpenAPI `maxLength 40`).
 const MERCHANT_UID_MAX: usize = 40;
 
-/// The Benepia credentials go to KCP as they are: each at most 64 bytes (UTF-8), without white
-/// space at its ends or a character KCP forbids (`, & ; \\ | ' " < >`, control characters).
+/// A Benepia credential (user, password, member code): it goes to KCP as it is, so it is at most
+/// 64 bytes (UTF-8), without white space at its ends or a character KCP forbids
+/// (`, & ; \\ | ' " < >`, control characters).
+pub struct BenepiaCredential;
+
+/// [`BenepiaCredential`]'s characters: none at its ends is white space, and none anywhere is
+/// one KCP forbids.
+const CREDENTIAL_PATTERN: &str = r#"^[^\s,&;\\|'"<>\x00-\x1F\x7F-\x9F]([^,&;\\|'"<>\x00-\x1F\x7F-\x9F]*[^\s,&;\\|'"<>\x00-\x1F\x7F-\x9F])?$"#;
+
+impl utoipa::PartialSchema for BenepiaCredential {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .max_length(Some(POINT_FIELD_MAX))
+            .pattern(Some(CREDENTIAL_PATTERN))
+            .into()
+    }
+}
+
+impl ToSchema for BenepiaCredential {}
+
 #[derive(Deserialize, ToSchema)]
 pub struct BenepiaPointRequest {
     #[serde(default, deserialize_with = "de::opt_string")]
-    #[schema(value_type = String, required = true, max_length = 64, pattern = r#"^[^\s,&;\\|'"<>\x00-\x1F\x7F-\x9F]([^,&;\\|'"<>\x00-\x1F\x7F-\x9F]*[^\s,&;\\|'"<>\x00-\x1F\x7F-\x9F])?$"#)]
+    #[schema(value_type = BenepiaCredential, required = true)]
     pub benepia_user: Option<String>,
     #[serde(default, deserialize_with = "de::opt_string")]
-    #[schema(value_type = String, required = true, max_length = 64, pattern = r#"^[^\s,&;\\|'"<>\x00-\x1F\x7F-\x9F]([^,&;\\|'"<>\x00-\x1F\x7F-\x9F]*[^\s,&;\\|'"<>\x00-\x1F\x7F-\x9F])?$"#)]
+    #[schema(value_type = BenepiaCredential, required = true)]
     pub benepia_password: Option<String>,
     /// Required by openport: KCP's balance call needs `pt_memcorp_cd` (spec/kcp.md §2.8).
     #[serde(default, deserialize_with = "de::opt_string")]
-    #[schema(value_type = String, required = true, max_length = 64, pattern = r#"^[^\s,&;\\|'"<>\x00-\x1F\x7F-\x9F]([^,&;\\|'"<>\x00-\x1F\x7F-\x9F]*[^\s,&;\\|'"<>\x00-\x1F\x7F-\x9F])?$"#)]
+    #[schema(value_type = BenepiaCredential, required = true)]
     pub benepia_member_code: Option<String>,
     /// Accepted and ignored: a merchant has one KCP site in openport.
     #[serde(default, deserialize_with = "de::opt_string")]
@@ -53,15 +74,15 @@ pub struct BenepiaPointAnnotation {
 #[derive(Deserialize, ToSchema)]
 pub struct BenepiaPaymentRequest {
     #[serde(default, deserialize_with = "de::opt_string")]
-    #[schema(value_type = String, required = true, max_length = 64, pattern = r#"^[^\s,&;\\|'"<>\x00-\x1F\x7F-\x9F]([^,&;\\|'"<>\x00-\x1F\x7F-\x9F]*[^\s,&;\\|'"<>\x00-\x1F\x7F-\x9F])?$"#)]
+    #[schema(value_type = BenepiaCredential, required = true)]
     pub benepia_user: Option<String>,
     #[serde(default, deserialize_with = "de::opt_string")]
-    #[schema(value_type = String, required = true, max_length = 64, pattern = r#"^[^\s,&;\\|'"<>\x00-\x1F\x7F-\x9F]([^,&;\\|'"<>\x00-\x1F\x7F-\x9F]*[^\s,&;\\|'"<>\x00-\x1F\x7F-\x9F])?$"#)]
+    #[schema(value_type = BenepiaCredential, required = true)]
     pub benepia_password: Option<String>,
     /// Required by openport (iamport treats a missing code as a test payment; KCP needs
     /// `pt_memcorp_cd`).
     #[serde(default, deserialize_with = "de::opt_string")]
-    #[schema(value_type = String, required = true, max_length = 64, pattern = r#"^[^\s,&;\\|'"<>\x00-\x1F\x7F-\x9F]([^,&;\\|'"<>\x00-\x1F\x7F-\x9F]*[^\s,&;\\|'"<>\x00-\x1F\x7F-\x9F])?$"#)]
+    #[schema(value_type = BenepiaCredential, required = true)]
     pub benepia_member_code: Option<String>,
     /// Accepted and ignored, as for `/benepia/point`.
     #[serde(default, deserialize_with = "de::opt_string")]
