@@ -37,12 +37,7 @@ use crate::store::payments;
 /// pending, nothing tried, due at once, held by nobody. Each call site sets what differs: its
 /// payment (unless the statement that inserts both does), the tno, a reason, a hold, a later
 /// first check.
-pub(crate) fn new_attempt(
-    kind: &str,
-    order_no: String,
-    amount: i64,
-    now: i64,
-) -> pg_attempt::ActiveModel {
+pub fn new_attempt(kind: &str, order_no: String, amount: i64, now: i64) -> pg_attempt::ActiveModel {
     pg_attempt::ActiveModel {
         kind: Set(kind.into()),
         state: Set("pending".into()),

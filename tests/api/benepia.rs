@@ -587,19 +587,14 @@ async fn an_open_cancel_naming_a_tno_the_payment_no_longer_holds_is_closed_as_ne
         &app.app.gateway.db.write,
         pg_attempt::ActiveModel {
             payment_id: Set(record.id),
-            kind: Set("cancel".into()),
-            state: Set("pending".into()),
-            order_no: Set(record.order_no.clone()),
             tno: Set(Some(old_tno.clone())),
-            amount: Set(2_000),
             reason: Set(Some("고객 요청".into())),
-            tries: Set(0),
-            next_check_at: Set(now),
-            lease_until: Set(0),
-            created_at: Set(now),
-            updated_at: Set(now),
-            notify: Set(false),
-            ..Default::default()
+            ..openport::service::attempts::new_attempt(
+                "cancel",
+                record.order_no.clone(),
+                2_000,
+                now,
+            )
         },
     )
     .await
