@@ -275,6 +275,15 @@ impl Gateway {
                     .await
                     .map(|state| match state {
                         VbankState::NotFound => None,
+                        // An account still awaiting its deposit is open for its whole amount,
+                        // whatever `rem_mny` says: KCP documents that field for what can be
+                        // refunded, and a 0 for an account nobody paid into must not pass for a
+                        // revocation (deposits would keep arriving on an account shown revoked).
+                        VbankState::Open {
+                            paid: false,
+                            amount,
+                            ..
+                        } => Some(amount),
                         VbankState::Open { remaining, .. } => Some(remaining),
                         VbankState::Closed { .. } => Some(0),
                     }),

@@ -573,6 +573,37 @@ async fn an_unanswered_issuance_fails_after_the_settle_delay_and_its_merchant_ui
     app.assert_ledger_agrees().await;
 }
 
+/// A revocation that never reached KCP is not taken for done when KCP's inquiry of the unpaid
+/// account answers a `rem_mny` of 0 (nothing deposited, so nothing to refund): the account is
+/// still open at KCP for its whole amount, so the revocation failed and the account stays ready.
+#[tokio::test]
+async fn an_unsent_revocation_is_not_taken_for_done_from_an_unpaid_accounts_zero_balance() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let p = issued(&app, &token, vbank(&app, "vb-zero", 5000)).await;
+    app.sandbox
+        .inject(FaultRule::new(paths::CANCEL, Fault::Drop));
+    app.sandbox.inject(
+        FaultRule::new(
+            paths::INQUIRY,
+            Fault::AnswerField {
+                field: "rem_mny".into(),
+                value: "0".into(),
+            },
+        )
+        .times(10),
+    );
+    let imp_uid = p["imp_uid"].as_str().unwrap();
+    let (_, res) = revoke(&app, &token, imp_uid).await;
+    assert_ne!(res["code"], 0, "{res}");
+    app.advance(SETTLE_SECS + 1);
+    app.resolve_all().await;
+    let (_, now) = app.get(&format!("/payments/{imp_uid}"), Some(&token)).await;
+    assert_eq!(now["response"]["status"], "ready", "{now}");
+    assert_eq!(app.sandbox.ledger()[0].state, TransactionState::Issued);
+    app.assert_ledger_agrees().await;
+}
+
 #[tokio::test]
 async fn a_lost_revocation_answer_is_confirmed_by_inquiry() {
     let app = spawn_app().await;
