@@ -18,6 +18,7 @@ mod m20261203_000014_cancel_amount_range;
 mod m20261203_000015_schedule_customer_id;
 mod m20261204_000016_billing_key_pg_delete;
 mod m20261204_000017_merchant_kcp_api_base;
+mod m20261204_000018_notifications_by_tno;
 
 pub struct Migrator;
 
@@ -42,6 +43,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261203_000015_schedule_customer_id::Migration),
             Box::new(m20261204_000016_billing_key_pg_delete::Migration),
             Box::new(m20261204_000017_merchant_kcp_api_base::Migration),
+            Box::new(m20261204_000018_notifications_by_tno::Migration),
         ]
     }
 }

@@ -348,6 +348,10 @@ impl Gateway {
         }
         let merchant = self.merchant(payment.merchant_id).await?;
         let connector = self.connectors.for_merchant(&merchant, &self.secrets)?;
+        // KCP's answer is only as new as the notifications seen before asking: one of the same
+        // account recorded after this read (a reversal while a deposit is being verified) was
+        // judged against the payment as it is now, so this answer must not overrule it (`apply`).
+        let seen = notifications::newest_for(&self.db.write, &n.tno).await?;
         let kcp = connector
             .inquire_vbank(&TradeRef::Tno(n.tno.clone()))
             .await
@@ -356,17 +360,23 @@ impl Gateway {
                 source,
             })?;
         match confirmed_change(status, payment.amount, n.is_reversal(), &kcp) {
-            Some(to) => self.apply(payment, status, to, row, now).await,
+            Some(to) => {
+                self.apply(payment, status, to, (&n.tno, seen), row, now)
+                    .await
+            }
             // A closed account is the cancel flow's to record: nothing a re-send could change.
             None if matches!(kcp, VbankState::Closed { .. }) => {
                 self.settle(row, Verdict::Unchanged, now).await
             }
-            // A reversal KCP agrees with, of a deposit openport never applied.
+            // A reversal KCP agrees with, of a deposit openport never applied: decided only
+            // while the payment is still `ready` (a deposit verified just before may be making it
+            // `paid` now, on an answer older than this one; then the reversal is judged again).
             None if n.is_reversal()
                 && status == PaymentStatus::Ready
                 && matches!(kcp, VbankState::Open { paid: false, .. }) =>
             {
-                self.settle(row, Verdict::Unchanged, now).await
+                self.settle_while(&payment, status, row, Verdict::Unchanged, now)
+                    .await
             }
             None => {
                 tracing::info!(imp_uid = %payment.imp_uid, noti_id = %n.noti_id, kcp = kcp_says(&kcp), "KCP notification not confirmed by inquiry; payment unchanged, KCP asked to send it again");
@@ -380,11 +390,18 @@ impl Gateway {
 
     /// Moves the payment as KCP confirmed, in one transaction with its webhook and the
     /// notification's verdict, unless it left `from` while KCP was being asked.
+    ///
+    /// `seen` is the account's tno and its newest notification when KCP was asked: a newer one
+    /// (a reversal that came while this deposit was verified, and that found the payment not
+    /// paid yet) makes KCP's answer stale, and nothing is written; KCP's re-send of this one is
+    /// verified afresh. Checked after the payment's row is locked by the status change, so a
+    /// reversal recorded later waits for this write in [`Self::settle_while`] and sees it.
     async fn apply(
         &self,
         payment: payment::Model,
         from: PaymentStatus,
         to: PaymentStatus,
+        seen: (&str, Option<i64>),
         row: Option<i64>,
         now: i64,
     ) -> Result<Verdict, NotificationError> {
@@ -396,7 +413,7 @@ impl Gateway {
         let moved =
             payments::change_status_if(&txn, payment.id, from.as_db(), to.as_db(), paid_at, now)
                 .await?;
-        if !moved {
+        if !moved || notifications::newest_for(&txn, seen.0).await? != seen.1 {
             txn.rollback().await?;
             return Err(NotificationError::Superseded(payment.imp_uid));
         }
@@ -409,6 +426,29 @@ impl Gateway {
         txn.commit().await?;
         tracing::info!(imp_uid = %payment.imp_uid, from = from.as_db(), to = to.as_db(), "virtual account changed as KCP confirmed");
         Ok(Verdict::Applied)
+    }
+
+    /// [`Self::settle`] of a verdict that rests on the payment having `status`, in one
+    /// transaction that holds the payment's row: if it changed meanwhile (or is being changed),
+    /// nothing is recorded and the notification is judged again on KCP's re-send.
+    async fn settle_while(
+        &self,
+        payment: &payment::Model,
+        status: PaymentStatus,
+        row: Option<i64>,
+        verdict: Verdict,
+        now: i64,
+    ) -> Result<Verdict, NotificationError> {
+        let txn = self.db.write.begin().await?;
+        if !payments::hold_if_status(&txn, payment.id, status.as_db()).await? {
+            txn.rollback().await?;
+            return Err(NotificationError::Superseded(payment.imp_uid.clone()));
+        }
+        if let Some(id) = row {
+            notifications::set_outcome(&txn, id, verdict.as_db(), now).await?;
+        }
+        txn.commit().await?;
+        Ok(verdict)
     }
 
     /// Records a verdict that changes no payment.

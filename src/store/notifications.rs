@@ -36,6 +36,17 @@ pub async fn record(
     }
 }
 
+/// The id of the newest notification recorded for virtual account `tno` (index
+/// `kcp_notifications_by_tno`).
+pub async fn newest_for(db: &impl ConnectionTrait, tno: &str) -> Result<Option<i64>, DbErr> {
+    Ok(kcp_notification::Entity::find()
+        .filter(kcp_notification::Column::Tno.eq(tno))
+        .order_by_desc(kcp_notification::Column::Id)
+        .one(db)
+        .await?
+        .map(|row| row.id))
+}
+
 /// Records what verifying notification `id` found.
 pub async fn set_outcome(
     db: &impl ConnectionTrait,

@@ -77,6 +77,26 @@ pub async fn change_status_if(
     Ok(res.rows_affected == 1)
 }
 
+/// Whether payment `id` still has `status`, taking its row lock for the rest of the
+/// transaction `db` (PostgreSQL; SQLite's writer holds the whole file): a decision that rests on
+/// the status commits only if nobody changed it meanwhile, and a change in progress is waited for.
+pub async fn hold_if_status(
+    db: &impl ConnectionTrait,
+    id: i64,
+    status: &str,
+) -> Result<bool, DbErr> {
+    let res = payment::Entity::update_many()
+        .col_expr(
+            payment::Column::UpdatedAt,
+            Expr::col(payment::Column::UpdatedAt).into(),
+        )
+        .filter(payment::Column::Id.eq(id))
+        .filter(payment::Column::Status.eq(status))
+        .exec(db)
+        .await?;
+    Ok(res.rows_affected == 1)
+}
+
 /// `merchant_id` None = any merchant (admin).
 /// The payment `imp_uid` (of merchant `merchant_id`, when given): the lookup every
 /// `GET /payments/{imp_uid}` makes, so its statement is written as text (store/sql_text.rs).

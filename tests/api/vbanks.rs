@@ -677,6 +677,41 @@ async fn a_real_reversal_makes_the_account_ready_again_and_tells_the_merchant_by
     app.assert_ledger_agrees().await;
 }
 
+/// A deposit reversed at KCP while its notification was being verified: the reversal, judged
+/// first against a payment not paid yet, is not overruled by the deposit's older answer ("paid",
+/// given before the reversal), so the account stays ready and nobody is told `paid`.
+#[tokio::test]
+async fn a_deposit_reversed_while_its_notification_is_verified_leaves_the_account_ready() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let hooks = Receiver::start().await;
+    let p = issued_with_hooks(&app, &token, "vb-race", &hooks).await;
+    let tno = p["pg_tid"].as_str().unwrap();
+    let amount = p["amount"].as_i64().unwrap();
+    // The deposit's inquiry is answered (as "paid") only after the reversal has been handled.
+    app.sandbox
+        .inject(FaultRule::new(paths::INQUIRY, Fault::SlowAnswer { ms: 1000 }).when("tno", tno));
+    let deposit = app.sandbox.deposit(tno, amount, "00").unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let reversal = app.sandbox.deposit(tno, amount, "13").unwrap();
+    sandbox_notification(&app, &reversal.noti_id, |n| n.acknowledged).await;
+    tokio::time::sleep(std::time::Duration::from_millis(1_200)).await;
+    let deposit = app
+        .sandbox
+        .notifications()
+        .into_iter()
+        .find(|n| n.noti_id == deposit.noti_id)
+        .unwrap();
+    assert!(
+        !deposit.acknowledged,
+        "the stale answer is not acted on: {deposit:?}"
+    );
+    let shown = app.payment(&token, p["imp_uid"].as_str().unwrap()).await;
+    assert_eq!(shown["status"], "ready", "{shown}");
+    assert_eq!(webhook_statuses(&app, &hooks).await, ["ready"]);
+    app.assert_ledger_agrees().await;
+}
+
 #[tokio::test]
 async fn a_forged_reversal_of_a_paid_account_leaves_it_paid() {
     let app = spawn_app().await;
