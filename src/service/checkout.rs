@@ -1049,7 +1049,6 @@ impl Gateway {
                     )
                     .await;
             }
-            let txn = self.db.write.begin().await?;
             let mut am: payment::ActiveModel = p.clone().into();
             am.pg_tid = Set(Some(tno.clone()));
             am.updated_at = Set(now);
@@ -1108,7 +1107,10 @@ impl Gateway {
                 }
                 WindowApproval::Card(_) => unreachable!("handled above"),
             }
+            // Every failure to record, opening the transaction included, ends in the net-cancel
+            // below: KCP has taken the buyer's money.
             let recorded = async {
+                let txn = self.db.write.begin().await?;
                 let mut a: pg_attempt::ActiveModel = attempt.clone().into();
                 a.state = Set("succeeded".into());
                 a.tno = Set(Some(tno.clone()));
