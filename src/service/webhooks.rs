@@ -645,6 +645,12 @@ impl Gateway {
     /// Operator resend: the delivery is due now with a fresh retry schedule. Refused while one of
     /// its attempts is in flight (`store::requeue`): the operator asks again once it is done.
     pub async fn resend_webhook(&self, id: i64) -> ServiceResult<DeliveryRecord> {
+        // Judged by a clock that is off, a worker's lease could look run out while it is sending.
+        if self.clock_is_skewed() {
+            return Err(ServiceError::Refused(
+                "이 서버의 시계가 데이터베이스와 맞지 않아 지금은 재전송할 수 없습니다.".into(),
+            ));
+        }
         if !store::requeue(&self.db.write, id, self.clock.unix()).await? {
             let delivery = self.webhook_delivery(id).await?;
             return Err(ServiceError::Refused(format!(

@@ -136,9 +136,12 @@ pub async fn insert_attempt(
 
 /// Makes a delivery due now with a fresh retry schedule (operator resend), unless it is in flight
 /// (leased): the attempt's own result, written when its POST ends, would overwrite the resend, so
-/// the resend could end `failed` or be lost while the operator was told it was queued.
+/// the resend could end `failed` or be lost while the operator was told it was queued. The lease
+/// is cleared too: a worker that stalled past its lease still holds it as its token, and its late
+/// result must find the token gone, not overwrite the resend.
 pub async fn requeue(db: &impl ConnectionTrait, id: i64, now: i64) -> Result<bool, DbErr> {
     let res = webhook_delivery::Entity::update_many()
+        .col_expr(webhook_delivery::Column::LeaseUntil, Expr::value(0i64))
         .col_expr(webhook_delivery::Column::State, Expr::value("pending"))
         .col_expr(webhook_delivery::Column::Attempts, Expr::value(0i32))
         .col_expr(webhook_delivery::Column::NextAttemptAt, Expr::value(now))

@@ -911,6 +911,55 @@ async fn a_resend_while_the_delivery_is_in_flight_is_refused_instead_of_being_ov
     assert_eq!(receiver.requests().len(), 2);
 }
 
+/// A worker that stalled past its lease (its POST slower than the lease) cannot overwrite an
+/// operator's resend made once the lease ran out: the resend clears the lease the worker's late
+/// result is conditional on, so the delivery stays queued and is sent again.
+#[tokio::test]
+async fn a_resend_after_a_stalled_workers_lease_ran_out_is_not_overwritten_by_its_late_result() {
+    let app = spawn_app().await;
+    let receiver = Receiver::start().await;
+    configure(&app, json!({"url": receiver.url("/stalled")})).await;
+    let token = app.token().await;
+    let imp_uid = paid_payment(&app, &token, "wh-stalled", Value::Null).await;
+    enqueue(&app, &imp_uid, "paid", None).await;
+    let id = history(&app, &format!("?imp_uid={imp_uid}")).await[0]["id"]
+        .as_i64()
+        .unwrap();
+    receiver.slow(Duration::from_millis(1500));
+    receiver.fail_next(&[400]);
+    let gateway = app.app.gateway.clone();
+    let worker = tokio::spawn(async move { gateway.deliver_due_webhooks(100).await });
+    for _ in 0..100 {
+        let d = openport::store::webhooks::delivery_by_id(&app.app.gateway.db.read, id)
+            .await
+            .unwrap()
+            .unwrap();
+        if d.lease_until > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The worker's lease runs out while its POST is still waiting for the receiver.
+    app.advance(3_600);
+    let (_, body) = app
+        .post(
+            &format!("/admin/webhooks/{id}/resend"),
+            Some(ADMIN_TOKEN),
+            json!({}),
+        )
+        .await;
+    assert_eq!(body["response"]["state"], "pending", "{body}");
+    worker.await.unwrap().unwrap();
+    let d = openport::store::webhooks::delivery_by_id(&app.app.gateway.db.read, id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(d.state, "pending", "the resend stands: {d:?}");
+    receiver.slow(Duration::ZERO);
+    assert_eq!(deliver(&app).await, 1);
+    assert_eq!(receiver.requests().len(), 2);
+}
+
 #[tokio::test]
 async fn more_than_ten_notice_urls_or_an_overlong_one_are_refused_from_rest_and_from_the_browser_before_anything_is_written(
 ) {
