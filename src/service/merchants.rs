@@ -28,6 +28,18 @@ pub fn serves_in_mode(test_mode: bool, m: &merchant::Model) -> bool {
     test_mode || (!m.test_mode && m.imp_key != DEMO_IMP_KEY)
 }
 
+/// Whether an instance in test mode (`test_mode`) or not runs merchant `m`'s background work:
+/// its due schedules, the resolver's settling of its open attempts, its retired keys' deletions,
+/// its webhooks. Stricter than [`serves_in_mode`]: an instance in test mode serves a live
+/// merchant's requests (against the sandbox), but must not settle the live merchant's trades by
+/// asking the sandbox (which knows none of them: a real approval whose answer was lost would be
+/// "not found" there, and failed), nor charge its real billing keys there, nor send its webhooks
+/// under the test mode's private-address rule.
+pub fn runs_in_mode(test_mode: bool, m: &merchant::Model) -> bool {
+    let made_in_test_mode = m.test_mode || m.imp_key == DEMO_IMP_KEY;
+    made_in_test_mode == test_mode
+}
+
 /// A merchant's own KCP origin as stored (`scheme://host[:port]`): KCP's REST paths are appended
 /// to it as to the instance's `kcp.api_base`. https, unless the host is this machine (a sandbox,
 /// or a local egress proxy): card data goes there. An instance in test mode refuses KCP's
@@ -104,10 +116,12 @@ pub struct CreatedMerchant {
 }
 
 impl Gateway {
-    /// Whose due schedules this instance runs: [`serves_in_mode`] as a database condition.
+    /// Whose background work this instance runs: [`runs_in_mode`] as a database condition.
     pub(crate) fn served_merchants(&self) -> ServedMerchants {
         if self.settings.test_mode {
-            ServedMerchants::All
+            ServedMerchants::TestOnly {
+                demo_imp_key: DEMO_IMP_KEY,
+            }
         } else {
             ServedMerchants::LiveOnly {
                 demo_imp_key: DEMO_IMP_KEY,

@@ -9,7 +9,7 @@ use futures::future::FutureExt;
 use sea_orm::Set;
 
 use super::inquiry::TradeInquiry;
-use super::merchants::serves_in_mode;
+use super::merchants::runs_in_mode;
 use super::pay::{ApprovalOutcome, Settling};
 use super::vbanks::VBANK;
 use super::{Gateway, ServiceError, ServiceResult};
@@ -455,16 +455,14 @@ impl Gateway {
             .await?
             .ok_or_else(|| ServiceError::Internal("payment vanished".into()))?;
         let merchant = self.merchant(payment.merchant_id).await?;
-        if !serves_in_mode(self.settings.test_mode, &merchant) {
+        if !runs_in_mode(self.settings.test_mode, &merchant) {
             // A test-mode merchant's trades are the sandbox's, and so are its certificate and
             // key: a live instance would ask production KCP about them, be refused at every
-            // try, or be told of a trade it never saw. Left open for an instance in test mode
-            // (looked at again after the usual backoff, without a KCP call).
-            self.postpone(
-                attempt,
-                "test-mode merchant: left to an instance in test mode",
-            )
-            .await?;
+            // try, or be told of a trade it never saw. A live merchant's are KCP's: an instance
+            // in test mode would ask the sandbox and find nothing. Left open for an instance of
+            // the merchant's mode (looked at again after the usual backoff, without a KCP call).
+            self.postpone(attempt, "left to an instance of the merchant's mode")
+                .await?;
             return Ok(());
         }
         let connector = self.connectors.for_merchant(&merchant, &self.secrets)?;

@@ -446,7 +446,9 @@ impl Gateway {
         Ok(attempted)
     }
 
-    /// Up to `limit` due deliveries, oldest due first, none of `except_merchants`' (see
+    /// Up to `limit` due deliveries of the merchants this instance runs (its mode's: a live
+    /// merchant's receivers are held to the live private-address rule), oldest due first, none
+    /// of `except_merchants`' (see
     /// `store::webhooks::due_deliveries`). Listing claims nothing: another instance may take
     /// any of them first.
     pub async fn due_webhooks(
@@ -454,10 +456,14 @@ impl Gateway {
         limit: u64,
         except_merchants: &[i64],
     ) -> ServiceResult<Vec<DueDelivery>> {
-        Ok(
-            store::due_deliveries(&self.db.read, self.clock.unix(), limit, except_merchants)
-                .await?,
+        Ok(store::due_deliveries(
+            &self.db.read,
+            self.clock.unix(),
+            limit,
+            self.served_merchants(),
+            except_merchants,
         )
+        .await?)
     }
 
     /// Claims and POSTs one delivery. Ok(false) when another worker holds it or it is not due.

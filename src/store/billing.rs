@@ -9,11 +9,13 @@ use sea_orm::{
 use super::entity::{billing_key, merchant, schedule};
 use crate::domain::schedule::ScheduleStatus;
 
-/// Whose schedules an instance runs: every merchant's (test mode), or only those of live
-/// merchants (`service::merchants::serves_in_mode`). A live instance must leave a test-mode
-/// merchant's schedules alone: their billing keys are the sandbox's, so a charge at KCP would only
-/// be refused, and the refusal would be recorded and announced (`failed` webhook) as the schedule's
-/// outcome. They stay `scheduled` for an instance in test mode.
+/// Whose background work (due schedules, retired keys' deletions, webhook deliveries) an
+/// instance runs: only the merchants of its own mode (`service::merchants::runs_in_mode`). A live
+/// instance must leave a test-mode merchant's schedules alone: their billing keys are the
+/// sandbox's, so a charge at KCP would only be refused, and the refusal would be recorded and
+/// announced (`failed` webhook) as the schedule's outcome. An instance in test mode sharing the
+/// database must leave a live merchant's alone the same way: its calls go to the sandbox, which
+/// knows none of the live keys. `All` is for tools and tests.
 #[derive(Debug, Clone, Copy)]
 pub enum ServedMerchants {
     All,
@@ -21,6 +23,32 @@ pub enum ServedMerchants {
     LiveOnly {
         demo_imp_key: &'static str,
     },
+    /// Merchants made in test mode, and the demo merchant.
+    TestOnly {
+        demo_imp_key: &'static str,
+    },
+}
+
+impl ServedMerchants {
+    /// The ids of the merchants served, as an uncorrelated sub-select over the (few) merchants,
+    /// which both databases run once; None for `All`.
+    pub fn merchant_ids(self) -> Option<sea_orm::sea_query::SelectStatement> {
+        let ids = merchant::Entity::find()
+            .select_only()
+            .column(merchant::Column::Id);
+        let ids = match self {
+            Self::All => return None,
+            Self::LiveOnly { demo_imp_key } => ids
+                .filter(merchant::Column::TestMode.eq(false))
+                .filter(merchant::Column::ImpKey.ne(demo_imp_key)),
+            Self::TestOnly { demo_imp_key } => ids.filter(
+                Condition::any()
+                    .add(merchant::Column::TestMode.eq(true))
+                    .add(merchant::Column::ImpKey.eq(demo_imp_key)),
+            ),
+        };
+        Some(ids.into_query())
+    }
 }
 
 pub async fn active_key(
@@ -179,8 +207,8 @@ pub async fn due_key_deletions(
         .filter(billing_key::Column::PgDeleteNextAt.lte(now))
         .filter(billing_key::Column::PgDeleteLeaseUntil.lt(now))
         .filter(billing_key::Column::PgDeletedAt.is_null());
-    if let ServedMerchants::LiveOnly { demo_imp_key } = served {
-        due = due.filter(billing_key::Column::MerchantId.in_subquery(live_merchants(demo_imp_key)));
+    if let Some(ids) = served.merchant_ids() {
+        due = due.filter(billing_key::Column::MerchantId.in_subquery(ids));
     }
     due.order_by_asc(billing_key::Column::PgDeleteNextAt)
         .limit(limit)
@@ -254,17 +282,6 @@ pub async fn key_deletion_failed(
         .exec(db)
         .await?;
     Ok(res.rows_affected == 1)
-}
-
-/// Ids of the merchants a live instance serves ([`ServedMerchants::LiveOnly`]): an uncorrelated
-/// sub-select over the (few) merchants, which both databases run once.
-fn live_merchants(demo_imp_key: &str) -> sea_orm::sea_query::SelectStatement {
-    merchant::Entity::find()
-        .select_only()
-        .column(merchant::Column::Id)
-        .filter(merchant::Column::TestMode.eq(false))
-        .filter(merchant::Column::ImpKey.ne(demo_imp_key))
-        .into_query()
 }
 
 pub async fn insert_schedule(
@@ -410,8 +427,8 @@ fn due_batch(backend: DbBackend, served: ServedMerchants, now: i64, limit: u64) 
         .select_only()
         .column(schedule::Column::Id)
         .filter(due(now));
-    if let ServedMerchants::LiveOnly { demo_imp_key } = served {
-        ids = ids.filter(schedule::Column::MerchantId.in_subquery(live_merchants(demo_imp_key)));
+    if let Some(served) = served.merchant_ids() {
+        ids = ids.filter(schedule::Column::MerchantId.in_subquery(served));
     }
     let ids = ids
         .order_by_asc(schedule::Column::ScheduleAt)

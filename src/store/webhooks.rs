@@ -37,6 +37,7 @@ pub async fn due_deliveries(
     db: &impl ConnectionTrait,
     now: i64,
     limit: u64,
+    served: super::billing::ServedMerchants,
     except_merchants: &[i64],
 ) -> Result<Vec<DueDelivery>, DbErr> {
     let mut due = webhook_delivery::Entity::find()
@@ -46,6 +47,9 @@ pub async fn due_deliveries(
         .filter(webhook_delivery::Column::State.eq("pending"))
         .filter(webhook_delivery::Column::NextAttemptAt.lte(now))
         .filter(webhook_delivery::Column::LeaseUntil.lt(now));
+    if let Some(ids) = served.merchant_ids() {
+        due = due.filter(webhook_delivery::Column::MerchantId.in_subquery(ids));
+    }
     if !except_merchants.is_empty() {
         due = due.filter(webhook_delivery::Column::MerchantId.is_not_in(except_merchants.to_vec()));
     }

@@ -436,3 +436,74 @@ async fn a_live_instance_leaves_a_test_mode_merchants_due_schedules_and_open_att
     assert_eq!(s["response"]["payment_status"], "paid", "{s}");
     test.assert_ledger_agrees().await;
 }
+
+/// The other way round: an instance in test mode sharing the database leaves a live merchant's
+/// background work to live instances. Its calls go to the sandbox, which knows none of the live
+/// merchant's billing keys or trades: a due schedule would be charged there and fail (and be
+/// announced failed), and an open attempt asked about there would be "not found".
+#[tokio::test]
+async fn an_instance_in_test_mode_leaves_a_live_merchants_due_schedules_and_webhooks_alone() {
+    use sea_orm::ConnectionTrait;
+    let test = spawn_app().await;
+    let (imp_key, imp_secret) = test.second_merchant().await;
+    let token = test.token_for(&imp_key, &imp_secret).await;
+    crate::billing::register(&test, &token, "live-c", test_cards::SHINHAN_CREDIT).await;
+    let at = chrono::Utc::now().timestamp() + 10;
+    let (_, body) = test
+        .post(
+            "/subscribe/payments/schedule",
+            Some(&token),
+            json!({"customer_uid": "live-c", "schedules": [{"merchant_uid": "live-s", "schedule_at": at, "amount": 1000}]}),
+        )
+        .await;
+    assert_eq!(body["code"], 0, "{body}");
+    let paid = test.paid(&token, "live-paid", 1000).await;
+    // A webhook of this merchant waiting to be sent, and the merchant now a live one (as if made
+    // by `openport merchant create` on a live instance).
+    let payment = openport::store::payments::by_imp_uid(
+        &test.app.gateway.db.read,
+        None,
+        paid["imp_uid"].as_str().unwrap(),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    let txn = test.app.gateway.db.write.begin().await.unwrap();
+    test.app
+        .gateway
+        .enqueue_webhook(&txn, &payment, "paid", None)
+        .await
+        .unwrap();
+    txn.commit().await.unwrap();
+    test.app
+        .gateway
+        .db
+        .write
+        .execute_unprepared(&format!(
+            "UPDATE merchants SET test_mode = false WHERE imp_key = '{imp_key}'"
+        ))
+        .await
+        .unwrap();
+
+    test.advance(11);
+    assert_eq!(test.app.gateway.run_due_schedules(10).await.unwrap(), 0);
+    assert!(
+        test.app
+            .gateway
+            .due_webhooks(10, &[])
+            .await
+            .unwrap()
+            .is_empty(),
+        "the live merchant's webhook is left to a live instance"
+    );
+    let schedule = openport::store::billing::schedule_by_uid(
+        &test.app.gateway.db.read,
+        payment.merchant_id,
+        "live-s",
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(schedule.status, "scheduled", "{schedule:?}");
+    assert_eq!(test.sandbox.ledger().len(), 1, "only the key-in payment");
+}
