@@ -615,7 +615,7 @@ impl Gateway {
     }
 
     /// `ready` → `failed` only if still `ready` (a window being redeemed right now wins).
-    async fn fail_ready(&self, p: &payment::Model, reason: &str) -> ServiceResult<bool> {
+    pub(crate) async fn fail_ready(&self, p: &payment::Model, reason: &str) -> ServiceResult<bool> {
         let now = self.clock.unix();
         let res = payment::Entity::update_many()
             .col_expr(

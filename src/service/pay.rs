@@ -492,6 +492,17 @@ impl Gateway {
                                 )));
                             }
                         }
+                        // A payment window opened and left (no approval asked of KCP, no
+                        // account issued): abandoned attempts may share a merchant_uid
+                        // (spec/iamport-v1.md §8.9), so it is retired as a new request_pay retires it. A window
+                        // whose result is being approved is `pending` by then, so the conditional
+                        // write leaves it alone, and a window retired here is never approved.
+                        PaymentStatus::Ready
+                            if live.pg_tid.is_none() && live.vbank_num.is_none() =>
+                        {
+                            self.fail_ready(&live, "새 결제 요청으로 대체되었습니다.")
+                                .await?;
+                        }
                         _ => return Err(ServiceError::Refused(taken_message(&live))),
                     }
                 }

@@ -2067,3 +2067,36 @@ async fn a_checkout_session_token_is_stored_only_as_its_digest() {
         "{page}"
     );
 }
+
+/// A payment window opened for a merchant_uid and left without paying does not hold the
+/// merchant_uid against the merchant's server: abandoned attempts may share it (spec/iamport-v1.md
+/// §8.9), so a REST charge with it goes through, and the left window can no longer be approved.
+#[tokio::test]
+async fn a_window_left_unpaid_does_not_block_a_rest_charge_with_its_merchant_uid() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let (pay_url, fields) = hand_off(
+        &app,
+        json!({"pay_method": "card", "merchant_uid": "left-window", "amount": 1000}),
+    )
+    .await;
+    let paid = app.paid(&token, "left-window", 1000).await;
+    assert_eq!(paid["status"], "paid", "{paid}");
+    // The buyer comes back to the old window and pays: nothing is approved.
+    let rsp = through_window(&app, &pay_url, &fields, &CARD_OK).await;
+    assert_eq!(rsp["success"], false, "{rsp}");
+    assert_eq!(app.sandbox.ledger().len(), 1, "only the REST charge");
+    let (_, all) = app.get("/payments/findAll/left-window", Some(&token)).await;
+    let statuses: Vec<&str> = all["response"]["list"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(statuses.len(), 2, "{all}");
+    assert!(
+        statuses.contains(&"paid") && statuses.contains(&"failed"),
+        "{all}"
+    );
+    app.assert_ledger_agrees().await;
+}
