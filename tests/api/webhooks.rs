@@ -861,15 +861,21 @@ async fn finished_deliveries_past_the_retention_are_pruned_with_their_attempts_a
     }
 }
 
-#[tokio::test]
-async fn a_resend_while_the_delivery_is_in_flight_is_refused_instead_of_being_overwritten() {
-    let app = spawn_app().await;
-    let receiver = Receiver::start().await;
-    configure(&app, json!({"url": receiver.url("/in-flight")})).await;
+/// A `paid` delivery to `receiver` (at `/{name}`) that a worker has claimed and is sending, its
+/// POST held 1.5 s by the receiver: its id and the worker.
+async fn delivery_in_flight(
+    app: &TestApp,
+    receiver: &Receiver,
+    name: &str,
+) -> (
+    i64,
+    tokio::task::JoinHandle<openport::service::ServiceResult<usize>>,
+) {
+    configure(app, json!({"url": receiver.url(&format!("/{name}"))})).await;
     let token = app.token().await;
-    let imp_uid = paid_payment(&app, &token, "wh-in-flight", Value::Null).await;
-    enqueue(&app, &imp_uid, "paid", None).await;
-    let id = history(&app, &format!("?imp_uid={imp_uid}")).await[0]["id"]
+    let imp_uid = paid_payment(app, &token, &format!("wh-{name}"), Value::Null).await;
+    enqueue(app, &imp_uid, "paid", None).await;
+    let id = history(app, &format!("?imp_uid={imp_uid}")).await[0]["id"]
         .as_i64()
         .unwrap();
     receiver.slow(Duration::from_millis(1500));
@@ -886,6 +892,14 @@ async fn a_resend_while_the_delivery_is_in_flight_is_refused_instead_of_being_ov
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    (id, worker)
+}
+
+#[tokio::test]
+async fn a_resend_while_the_delivery_is_in_flight_is_refused_instead_of_being_overwritten() {
+    let app = spawn_app().await;
+    let receiver = Receiver::start().await;
+    let (id, worker) = delivery_in_flight(&app, &receiver, "in-flight").await;
 
     let (status, body) = app
         .post(
@@ -918,27 +932,8 @@ async fn a_resend_while_the_delivery_is_in_flight_is_refused_instead_of_being_ov
 async fn a_resend_after_a_stalled_workers_lease_ran_out_is_not_overwritten_by_its_late_result() {
     let app = spawn_app().await;
     let receiver = Receiver::start().await;
-    configure(&app, json!({"url": receiver.url("/stalled")})).await;
-    let token = app.token().await;
-    let imp_uid = paid_payment(&app, &token, "wh-stalled", Value::Null).await;
-    enqueue(&app, &imp_uid, "paid", None).await;
-    let id = history(&app, &format!("?imp_uid={imp_uid}")).await[0]["id"]
-        .as_i64()
-        .unwrap();
-    receiver.slow(Duration::from_millis(1500));
     receiver.fail_next(&[400]);
-    let gateway = app.app.gateway.clone();
-    let worker = tokio::spawn(async move { gateway.deliver_due_webhooks(100).await });
-    for _ in 0..100 {
-        let d = openport::store::webhooks::delivery_by_id(&app.app.gateway.db.read, id)
-            .await
-            .unwrap()
-            .unwrap();
-        if d.lease_until > 0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let (id, worker) = delivery_in_flight(&app, &receiver, "stalled").await;
     // The worker's lease runs out while its POST is still waiting for the receiver.
     app.advance(3_600);
     let (_, body) = app
