@@ -394,10 +394,12 @@ pub fn token_of(parts: &Parts) -> Option<PresentedToken> {
         in_query: false,
     };
     if let Some(v) = header(AUTHORIZATION.as_str()) {
-        let t = v
-            .strip_prefix("Bearer ")
-            .or_else(|| v.strip_prefix("bearer "))
-            .unwrap_or(v);
+        // The scheme is case-insensitive and followed by white space (RFC 9110 §11.1); a token
+        // has none, so anything else is a bare token, which iamport takes too.
+        let t = match v.split_once([' ', '\t']) {
+            Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => token,
+            _ => v,
+        };
         return Some(in_header(t.trim().to_string()));
     }
     if let Some(v) = header("x-imptokenheader") {

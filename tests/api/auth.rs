@@ -117,6 +117,13 @@ async fn every_token_transport_is_accepted() {
             .get(&url)
             .header("Authorization", format!("Bearer {token}")),
         app.http.get(&url).header("Authorization", token.clone()),
+        // The scheme in any case, and a tab after it (RFC 9110).
+        app.http
+            .get(&url)
+            .header("Authorization", format!("BEARER {token}")),
+        app.http
+            .get(&url)
+            .header("Authorization", format!("Bearer\t{token}")),
         app.http.get(&url).header("X-ImpTokenHeader", token.clone()),
         app.http.get(format!("{url}?_token={token}")),
     ];
