@@ -281,6 +281,35 @@ impl Locked {
     }
 }
 
+/// The writer as [`SqliteWriter::begin`] holds it while the blocking pool waits for another
+/// process's write lock. The blocking task cannot be cancelled: should `begin` be dropped meanwhile
+/// (its request gone), the outer transaction the task then opens would hold the file's write lock
+/// with no savepoint and nobody to end it, and the other process, the very one `begin` waited for,
+/// would meet "database is locked" until this process's next write. Dropped without
+/// [`Self::defuse`], it ends that outer transaction.
+struct OpeningOuter(Option<OwnedMutexGuard<Locked>>);
+
+impl OpeningOuter {
+    fn locked(&self) -> &Locked {
+        self.0.as_ref().expect("held until defused")
+    }
+
+    fn defuse(mut self) -> OwnedMutexGuard<Locked> {
+        self.0.take().expect("held until defused")
+    }
+}
+
+impl Drop for OpeningOuter {
+    fn drop(&mut self) {
+        if let Some(guard) = &self.0 {
+            let _ = guard.with(|state| {
+                state.close_if_unused();
+                Ok(())
+            });
+        }
+    }
+}
+
 /// A transaction handed over whole ([`SqliteWriter::transact`]), run by the combiner.
 type Job = Box<dyn FnOnce(&Locked) + Send>;
 
@@ -358,10 +387,13 @@ impl SqliteWriter {
             self.shared.state.clone().lock_owned().await
         };
         if guard.with(|state| Ok(state.needs_outer()))? && !guard.with(State::open_outer_now)? {
-            guard =
-                tokio::task::spawn_blocking(move || guard.with(State::open_outer).map(|()| guard))
-                    .await
-                    .map_err(|e| DbErr::Custom(format!("SQLite writer task: {e}")))??;
+            let opening = OpeningOuter(Some(guard));
+            guard = tokio::task::spawn_blocking(move || {
+                opening.locked().with(State::open_outer).map(|()| opening)
+            })
+            .await
+            .map_err(|e| DbErr::Custom(format!("SQLite writer task: {e}")))??
+            .defuse();
         }
         let group = guard.with(State::savepoint)?;
         Ok(SqliteTransaction {
@@ -976,6 +1008,32 @@ mod tests {
         other.execute_batch("COMMIT").unwrap();
         begun.await.unwrap();
         assert_eq!(committed(&path), vec![1, 9]);
+    }
+
+    /// A `begin` given up while it waited for another process's write lock (its request dropped)
+    /// leaves no outer transaction behind once the lock is let go: the other process can write
+    /// again at once.
+    #[tokio::test]
+    async fn a_begin_given_up_while_another_process_held_the_lock_leaves_the_lock_free() {
+        let (_dir, path, w) = writer();
+        let other = Connection::open(&path).unwrap();
+        other.busy_timeout(std::time::Duration::ZERO).unwrap();
+        other
+            .execute_batch("BEGIN IMMEDIATE; INSERT INTO t (x) VALUES (9);")
+            .unwrap();
+        // The writer lives on (as a server's does) while one request's `begin` is given up.
+        let w2 = w.clone();
+        let waiting = tokio::spawn(async move { w2.begin().await.map(drop) });
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        waiting.abort();
+        other.execute_batch("COMMIT").unwrap();
+        // The blocking task takes the lock once it is free (it polls every 200 µs), then lets go.
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        other
+            .execute_batch("INSERT INTO t (x) VALUES (10)")
+            .unwrap();
+        assert_eq!(committed(&path), vec![9, 10]);
+        drop(w);
     }
 
     #[tokio::test]
