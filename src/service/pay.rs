@@ -485,7 +485,7 @@ impl Gateway {
                     };
                     match PaymentStatus::from_db(&live.status) {
                         PaymentStatus::Pending => {
-                            if !self.try_resolve_payment(&live).await? {
+                            if !self.try_resolve_payment(&live, true).await? {
                                 return Err(ServiceError::Refused(format!(
                                     "같은 merchant_uid로 처리 중인 결제가 있습니다. 결과 확인 후 다시 시도해 주세요. (imp_uid: {})",
                                     live.imp_uid

@@ -419,12 +419,22 @@ impl Gateway {
 
     /// A payment holding a merchant_uid while its outcome is open: settles it now if it is due and
     /// nobody holds it (the request that made the call may still be inquiring). Returns true when
-    /// the merchant_uid is free again.
-    pub(crate) async fn try_resolve_payment(&self, live: &payment::Model) -> ServiceResult<bool> {
+    /// the merchant_uid is free again. `waiting`: a merchant is waiting on this (a retry of the
+    /// merchant_uid), so only the settle delay matters, not the resolver's backoff; the scheduler,
+    /// meeting such a payment on every run of its schedule, keeps to the backoff (`next_check_at`)
+    /// and leaves KCP alone in between (an outage would otherwise mean an inquiry on every run of
+    /// the schedule, about once a minute each, on top of the resolver's).
+    pub(crate) async fn try_resolve_payment(
+        &self,
+        live: &payment::Model,
+        waiting: bool,
+    ) -> ServiceResult<bool> {
+        let now = self.clock.unix();
         for attempt in payments::open_attempts_of(&self.db.write, live.id).await? {
-            // Only the settle delay matters here, not the resolver's backoff: the merchant is
-            // waiting on this retry.
-            if attempt.kind != "approve" || !self.settled(&attempt) {
+            if attempt.kind != "approve"
+                || !self.settled(&attempt)
+                || (!waiting && attempt.next_check_at > now)
+            {
                 continue;
             }
             let Some(attempt) = self.claim(attempt.id).await? else {

@@ -516,7 +516,7 @@ impl Gateway {
         p: payment::Model,
     ) -> ServiceResult<Option<FinishedSchedule>> {
         let p = if PaymentStatus::from_db(&p.status) == PaymentStatus::Pending {
-            self.try_resolve_payment(&p).await?;
+            self.try_resolve_payment(&p, false).await?;
             payments::by_id(&self.db.write, p.id)
                 .await?
                 .ok_or_else(|| ServiceError::Internal("payment vanished".into()))?

@@ -1956,3 +1956,52 @@ async fn three_openport_processes_run_each_of_hundreds_of_due_schedules_exactly_
         assert!(!served.printed().contains("ERROR"), "{}", served.printed());
     }
 }
+
+/// A scheduled charge whose outcome stays open (KCP's inquiry keeps failing) is asked about by
+/// the scheduler on the resolver's backoff, not on every run of its schedule (once a minute):
+/// during a KCP outage each such schedule would otherwise keep adding an inquiry a minute.
+#[tokio::test]
+async fn the_scheduler_asks_kcp_about_an_open_scheduled_charge_no_faster_than_the_resolver_would() {
+    use kcp_sandbox::{paths, Fault, FaultRule};
+    let app = spawn_app().await;
+    let token = app.token().await;
+    register(&app, &token, "s-outage", test_cards::SHINHAN_CREDIT).await;
+    schedule(&app, &token, json!({"customer_uid": "s-outage", "schedules": [{"merchant_uid": "so-1", "schedule_at": now() + 10, "amount": 1000}]})).await;
+    app.advance(11);
+    app.sandbox
+        .inject(FaultRule::new(paths::HUB_PAYMENT, Fault::LoseResponse));
+    app.sandbox
+        .inject(FaultRule::new(paths::INQUIRY, Fault::HttpStatus { status: 503 }).times(1_000));
+    let inquiries = |app: &TestApp| {
+        1_000
+            - app
+                .sandbox
+                .armed_faults()
+                .iter()
+                .find(|r| r.path == paths::INQUIRY)
+                .map_or(0, |r| r.times)
+    };
+    assert_eq!(app.app.gateway.run_due_schedules(10).await.unwrap(), 0);
+    let before = inquiries(&app);
+    app.advance(crate::helpers::SETTLE_SECS + 1);
+    for _ in 0..40 {
+        app.advance(30);
+        app.app.gateway.run_due_schedules(10).await.unwrap();
+    }
+    let asked = inquiries(&app) - before;
+    assert!(
+        (1..=10).contains(&asked),
+        "{asked} inquiries in 40 runs over 20 minutes: the backoff (10, 20, 40, 80, 160, then 300 s) allows about 8"
+    );
+    // KCP answers again: the resolver settles it (it was approved) and the schedule shows it.
+    app.sandbox.clear_faults();
+    app.advance(400);
+    app.resolve_all().await;
+    app.app.gateway.run_due_schedules(10).await.unwrap();
+    let (_, body) = app
+        .get("/subscribe/payments/schedule/so-1", Some(&token))
+        .await;
+    assert_eq!(body["response"]["payment_status"], "paid", "{body}");
+    assert_eq!(app.sandbox.ledger().len(), 1);
+    app.assert_ledger_agrees().await;
+}
