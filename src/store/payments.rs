@@ -818,7 +818,7 @@ pub async fn record_unopened_schedule_failure(
 ) -> Result<UnopenedFailure, DbErr> {
     let missing = || {
         DbErr::Custom(
-            "record_unopened_schedule_failure: imp_uid, merchant_id and merchant_uid must be set"
+            "record_unopened_schedule_failure: imp_uid, merchant_id, merchant_uid and status must be set"
                 .into(),
         )
     };
@@ -839,7 +839,25 @@ pub async fn record_unopened_schedule_failure(
     {
         return Ok(UnopenedFailure::MerchantUidTaken);
     }
-    insert(&txn, payment).await?;
+    // Inserted live (`pending`) first, then failed: the live-payment unique index then stands
+    // between this and a charge of the same merchant_uid opening meanwhile (on PostgreSQL the
+    // check above does not see one that is not committed yet, and nothing else conflicts with a
+    // failed row), so the `failed` webhook never contradicts a live payment.
+    let failed = payment.status.try_as_ref().ok_or_else(missing)?.clone();
+    let mut claiming = payment;
+    claiming.status = sea_orm::Set(
+        crate::domain::payment::PaymentStatus::Pending
+            .as_db()
+            .into(),
+    );
+    let inserted = match insert(&txn, claiming).await {
+        Ok(p) => p,
+        Err(e) if super::is_unique_violation(&e) => return Ok(UnopenedFailure::MerchantUidTaken),
+        Err(e) => return Err(e),
+    };
+    let mut p: payment::ActiveModel = inserted.into();
+    p.status = sea_orm::Set(failed);
+    p.update(&txn).await?;
     for w in webhooks {
         super::webhooks::insert_delivery(&txn, w).await?;
     }

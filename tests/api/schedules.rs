@@ -2005,3 +2005,68 @@ async fn the_scheduler_asks_kcp_about_an_open_scheduled_charge_no_faster_than_th
     assert_eq!(app.sandbox.ledger().len(), 1);
     app.assert_ledger_agrees().await;
 }
+
+/// A scheduled run's failure recorded before a charge opened (no KCP call) never lands beside a
+/// live payment of the same merchant_uid, even one whose insert is not committed yet when the
+/// failure is written (PostgreSQL, where the check before the insert cannot see it): the failure's
+/// row claims the live slot first, so it waits for the other insert and then gives way.
+#[tokio::test]
+async fn a_runs_failure_gives_way_to_a_live_payment_of_its_merchant_uid_being_inserted_meanwhile() {
+    use openport::store::payments::{self, UnopenedFailure};
+    use sea_orm::{ActiveModelTrait, Set};
+    let app = spawn_app().await;
+    if !app.database_url.starts_with("postgres") {
+        return; // SQLite's one writer runs the two writes one after the other
+    }
+    let token = app.token().await;
+    register(&app, &token, "s-race", test_cards::SHINHAN_CREDIT).await;
+    let at = now() + 10;
+    schedule(&app, &token, json!({"customer_uid": "s-race", "schedules": [{"merchant_uid": "race-1", "schedule_at": at, "amount": 1000}]})).await;
+    let claimed = claimed_by_a_dead_instance(&app.app.gateway.db.write, at + 1, 10).await;
+    assert_eq!(claimed.len(), 1);
+    let hold = openport::store::billing::HeldSchedule {
+        id: claimed[0].id,
+        held_until: claimed[0].lease_until,
+    };
+    // Rows shaped from a real payment: one live for race-1 (another writer's, not committed yet),
+    // and the run's failure for it.
+    let paid = app.paid(&token, "race-template", 1000).await;
+    let template = payments::by_imp_uid(
+        &app.app.gateway.db.read,
+        None,
+        paid["imp_uid"].as_str().unwrap(),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    let row = |imp_uid: &str, status: &str| {
+        let mut r: openport::store::entity::payment::ActiveModel = template.clone().into();
+        r.id = sea_orm::ActiveValue::NotSet;
+        r.imp_uid = Set(imp_uid.into());
+        r.merchant_uid = Set("race-1".into());
+        r.status = Set(status.into());
+        r.order_no = Set(format!("OP{}", &imp_uid[4..]));
+        r
+    };
+    let other = app.app.gateway.db.write.begin().await.unwrap();
+    row("imp_111111111111", "pending")
+        .insert(&other)
+        .await
+        .unwrap();
+
+    let writer = app.app.gateway.db.write.clone();
+    let failure = row("imp_222222222222", "failed");
+    let recording = tokio::spawn(async move {
+        payments::record_unopened_schedule_failure(&writer, hold, failure, vec![]).await
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(!recording.is_finished(), "waits for the other insert");
+    other.commit().await.unwrap();
+    let outcome = recording.await.unwrap().unwrap();
+    assert!(
+        matches!(outcome, UnopenedFailure::MerchantUidTaken),
+        "{outcome:?}"
+    );
+    let all = payments_of(&app, "race-1").await;
+    assert_eq!(all.len(), 1, "only the live payment: {all:?}");
+}
