@@ -13,8 +13,8 @@ use secrecy::{ExposeSecret, SecretString};
 
 use super::{Gateway, ServiceError, ServiceResult};
 use crate::pg::{DeclineReason, Pg, PgError};
-use crate::store::billing;
 use crate::store::entity::{billing_key, merchant};
+use crate::store::{billing, payments};
 
 /// Calls made to delete one retired key before giving up: with [`retry_backoff`], the last one
 /// comes about 8.5 hours after the first, which outlasts an ordinary KCP outage.
@@ -135,6 +135,22 @@ impl Gateway {
             return Ok(());
         };
         let customer_uid = key.customer_uid.as_str();
+        // A charge of this customer opened before the key was retired may be on its way to KCP
+        // with it (a scheduled run, an `again`): deleted now, that charge would be refused and
+        // announced failed although the customer has a valid key. The deletion waits for the
+        // charge to settle (the key is retired here, so nothing new is charged with it).
+        if key.status == "replaced"
+            && payments::customer_charge_open(&self.db.write, key.merchant_id, customer_uid).await?
+        {
+            let next = now + self.settings.lease_secs;
+            billing::defer_key_deletion(&self.db.write, id, key.pg_delete_lease_until, next)
+                .await?;
+            tracing::info!(
+                customer_uid,
+                "replaced billing key: deletion at KCP waits for a charge in flight"
+            );
+            return Ok(());
+        }
         let outcome = if key.pg_delete_tries > KEY_DELETE_TRIES {
             // Claimed again after an instance died during the last try.
             KcpDeletion::Unknown("the last try did not record its outcome".into())

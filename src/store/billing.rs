@@ -284,6 +284,29 @@ pub async fn key_deletion_failed(
     Ok(res.rows_affected == 1)
 }
 
+/// Gives back a claimed deletion untried, due again at `next_at`: the claim's count of a try is
+/// undone, since KCP was not called. False when the holder lost the claim.
+pub async fn defer_key_deletion(
+    db: &impl ConnectionTrait,
+    id: i64,
+    held_until: i64,
+    next_at: i64,
+) -> Result<bool, DbErr> {
+    let res = billing_key::Entity::update_many()
+        .col_expr(billing_key::Column::PgDeleteNextAt, Expr::value(next_at))
+        .col_expr(billing_key::Column::PgDeleteLeaseUntil, Expr::value(0i64))
+        .col_expr(
+            billing_key::Column::PgDeleteTries,
+            Expr::col(billing_key::Column::PgDeleteTries).sub(1),
+        )
+        .filter(billing_key::Column::Id.eq(id))
+        .filter(billing_key::Column::PgDeleteLeaseUntil.eq(held_until))
+        .filter(billing_key::Column::PgDeletedAt.is_null())
+        .exec(db)
+        .await?;
+    Ok(res.rows_affected == 1)
+}
+
 pub async fn insert_schedule(
     db: &impl ConnectionTrait,
     s: schedule::ActiveModel,

@@ -468,6 +468,36 @@ pub async fn open_attempts_of(
 /// connection's cached generic plan.
 const OPEN_ATTEMPT: &str = r#""pg_attempts"."state" IN ('pending', 'unknown')"#;
 
+/// Whether a charge of customer `customer_uid` at merchant `merchant_id` is still open (its
+/// `approve` attempt not settled; a billing-key window's `issue` payment is no charge): read through the open attempts (few, indexed), not the
+/// customer's payments (no index on `customer_uid`).
+pub async fn customer_charge_open(
+    db: &impl ConnectionTrait,
+    merchant_id: i64,
+    customer_uid: &str,
+) -> Result<bool, DbErr> {
+    use sea_orm::QueryTrait;
+    let open = pg_attempt::Entity::find()
+        .select_only()
+        .column(pg_attempt::Column::PaymentId)
+        .filter(Expr::cust(OPEN_ATTEMPT))
+        .filter(pg_attempt::Column::Kind.eq("approve"))
+        .into_query();
+    Ok(payment::Entity::find()
+        .filter(payment::Column::Id.in_subquery(open))
+        .filter(payment::Column::MerchantId.eq(merchant_id))
+        .filter(payment::Column::CustomerUid.eq(customer_uid))
+        // Not a billing-key window's own 0-won `issue` payment: it charges no key.
+        .filter(
+            sea_orm::Condition::any()
+                .add(payment::Column::CustomerUidUsage.is_null())
+                .add(payment::Column::CustomerUidUsage.ne("issue")),
+        )
+        .count(db)
+        .await?
+        > 0)
+}
+
 /// Ids of open attempts due for the resolver.
 pub async fn due_attempts(
     db: &impl ConnectionTrait,

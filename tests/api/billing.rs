@@ -1147,3 +1147,67 @@ async fn a_key_kcp_issued_that_could_not_be_stored_is_deleted_at_kcp_not_left_ch
     );
     assert!(key_rows(&app, "unstored-all").await.is_empty());
 }
+
+/// A customer re-registered while a charge with the old key is on its way to KCP: the old key's
+/// deletion at KCP waits for that charge to settle, so the charge is not refused (and announced
+/// failed) for a key deleted under it; the key is deleted once it has.
+#[tokio::test]
+async fn a_replaced_key_is_deleted_at_kcp_only_once_a_charge_made_with_it_has_settled() {
+    use kcp_sandbox::{paths, BatchKeyState, Fault, FaultRule};
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let first = register(&app, &token, "cust-inflight", test_cards::SHINHAN_CREDIT).await;
+    assert_eq!(first["code"], 0, "{first}");
+    // The charge reaches KCP a second after it is sent, after the re-registration below.
+    app.sandbox.inject(
+        FaultRule::new(paths::HUB_PAYMENT, Fault::Delay { ms: 1_000 })
+            .when("card_tx_type", "11511000"),
+    );
+    let charging = {
+        let app_url = app.url("/subscribe/payments/again");
+        let http = app.http.clone();
+        let token = token.clone();
+        tokio::spawn(async move {
+            let res = http
+                .post(app_url)
+                .header("Authorization", token)
+                .json(&json!({"customer_uid": "cust-inflight", "merchant_uid": "inflight-1", "amount": 1000, "name": "정기결제"}))
+                .send()
+                .await
+                .unwrap();
+            crate::helpers::TestApp::read(res).await.1
+        })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let second = register(&app, &token, "cust-inflight", test_cards::SAMSUNG_CHECK).await;
+    assert_eq!(second["code"], 0, "{second}");
+
+    let charged = charging.await.unwrap();
+    assert_eq!(charged["response"]["status"], "paid", "{charged}");
+    let old = first["response"]["card_number"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let state_of_old = |app: &TestApp| {
+        app.sandbox
+            .batch_keys()
+            .into_iter()
+            .find(|k| k.masked_card_no == old)
+            .unwrap()
+            .state
+    };
+    assert_eq!(
+        state_of_old(&app),
+        BatchKeyState::Active,
+        "kept while charged"
+    );
+
+    app.advance(app.app.gateway.settings.lease_secs + 1);
+    app.app.gateway.retry_key_deletions(100).await.unwrap();
+    assert_eq!(
+        state_of_old(&app),
+        BatchKeyState::Deleted,
+        "deleted once settled"
+    );
+    app.assert_ledger_agrees().await;
+}
