@@ -273,15 +273,14 @@ pub async fn key_deletion_failed(
     held_until: i64,
     next_at: Option<i64>,
 ) -> Result<bool, DbErr> {
-    let res = billing_key::Entity::update_many()
-        .col_expr(billing_key::Column::PgDeleteNextAt, Expr::value(next_at))
-        .col_expr(billing_key::Column::PgDeleteLeaseUntil, Expr::value(0i64))
-        .filter(billing_key::Column::Id.eq(id))
-        .filter(billing_key::Column::PgDeleteLeaseUntil.eq(held_until))
-        .filter(billing_key::Column::PgDeletedAt.is_null())
-        .exec(db)
-        .await?;
-    Ok(res.rows_affected == 1)
+    release_key_deletion(
+        db,
+        billing_key::Entity::update_many(),
+        id,
+        held_until,
+        next_at,
+    )
+    .await
 }
 
 /// Gives back a claimed deletion untried, due again at `next_at`: the claim's count of a try is
@@ -292,13 +291,25 @@ pub async fn defer_key_deletion(
     held_until: i64,
     next_at: i64,
 ) -> Result<bool, DbErr> {
-    let res = billing_key::Entity::update_many()
+    let untried = billing_key::Entity::update_many().col_expr(
+        billing_key::Column::PgDeleteTries,
+        Expr::col(billing_key::Column::PgDeleteTries).sub(1),
+    );
+    release_key_deletion(db, untried, id, held_until, Some(next_at)).await
+}
+
+/// `update` plus the release of deletion `id`'s lease, next due at `next_at`, while `held_until`
+/// is still the lease and KCP has not deleted the key.
+async fn release_key_deletion(
+    db: &impl ConnectionTrait,
+    update: sea_orm::UpdateMany<billing_key::Entity>,
+    id: i64,
+    held_until: i64,
+    next_at: Option<i64>,
+) -> Result<bool, DbErr> {
+    let res = update
         .col_expr(billing_key::Column::PgDeleteNextAt, Expr::value(next_at))
         .col_expr(billing_key::Column::PgDeleteLeaseUntil, Expr::value(0i64))
-        .col_expr(
-            billing_key::Column::PgDeleteTries,
-            Expr::col(billing_key::Column::PgDeleteTries).sub(1),
-        )
         .filter(billing_key::Column::Id.eq(id))
         .filter(billing_key::Column::PgDeleteLeaseUntil.eq(held_until))
         .filter(billing_key::Column::PgDeletedAt.is_null())

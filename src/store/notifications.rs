@@ -39,12 +39,14 @@ pub async fn record(
 /// The id of the newest notification recorded for virtual account `tno` (index
 /// `kcp_notifications_by_tno`).
 pub async fn newest_for(db: &impl ConnectionTrait, tno: &str) -> Result<Option<i64>, DbErr> {
-    Ok(kcp_notification::Entity::find()
+    kcp_notification::Entity::find()
+        .select_only()
+        .column(kcp_notification::Column::Id)
         .filter(kcp_notification::Column::Tno.eq(tno))
         .order_by_desc(kcp_notification::Column::Id)
+        .into_tuple()
         .one(db)
-        .await?
-        .map(|row| row.id))
+        .await
 }
 
 /// Records what verifying notification `id` found.

@@ -469,8 +469,9 @@ pub async fn open_attempts_of(
 const OPEN_ATTEMPT: &str = r#""pg_attempts"."state" IN ('pending', 'unknown')"#;
 
 /// Whether a charge of customer `customer_uid` at merchant `merchant_id` is still open (its
-/// `approve` attempt not settled; a billing-key window's `issue` payment is no charge): read through the open attempts (few, indexed), not the
-/// customer's payments (no index on `customer_uid`).
+/// `approve` attempt not settled; a billing-key window's `issue` payment is no charge): read
+/// through the open attempts (few, indexed), not the customer's payments (no index on
+/// `customer_uid`).
 pub async fn customer_charge_open(
     db: &impl ConnectionTrait,
     merchant_id: i64,
