@@ -2,7 +2,7 @@
  * openport iamport.js: the browser side of openport's iamport (PortOne V1) compatible checkout.
  *
  * Loaded as <script src="{openport}/js/iamport.js"> (or iamport's other paths, /v1/iamport.js and
- * /js/iamport.payment-1.2.0.js), it defines window.IMP with IMP.init(code), IMP.agency(code, tier),
+ * /js/iamport.payment-{version}.js), it defines window.IMP with IMP.init(code), IMP.agency(code, tier),
  * IMP.request_pay(params, callback?) and IMP.certification(params, callback?), so front-end code
  * written for iamport runs unchanged.
  * Plain ES5, no build step: the gateway serves this exact file (include_str!). Type-checked with
@@ -71,7 +71,7 @@
     return a.protocol + '//' + a.hostname + (a.port && !defaultPort ? ':' + a.port : '');
   }
 
-  /** The script's own paths (iamport's too: /v1/iamport.js, /js/iamport.payment-1.2.0.js). */
+  /** The script's own paths (iamport's too: /v1/iamport.js, /js/iamport.payment-{version}.js). */
   var SCRIPT_PATH = /(js\/iamport(\.min|\.payment-[0-9.]+)?\.js|v1\/iamport\.js)([?#]|$)/;
 
   /** @returns {string} the absolute URL this script was loaded from */

@@ -202,7 +202,7 @@ async fn openapi() -> impl IntoResponse {
 
 /// The path is not quoted back: a client that put a card number or a token in it (by mistake, or
 /// by a misrouted call) would find it echoed into its own logs.
-async fn not_found() -> ApiError {
+pub(crate) async fn not_found() -> ApiError {
     ApiError::not_found("지원하지 않는 API입니다.")
 }
 

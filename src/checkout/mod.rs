@@ -49,7 +49,7 @@ pub fn router() -> Router<AppState> {
         .route("/js/iamport.js", get(script))
         // iamport's own script paths, so a page only has to change the host.
         .route("/v1/iamport.js", get(script))
-        .route("/js/iamport.payment-1.2.0.js", get(script))
+        .route("/js/{file}", get(versioned_script))
         .route("/checkout/session/{token}", get(hand_off))
         .route("/checkout/kcp/return", post(kcp_return))
         .route("/", get(demo))
@@ -69,6 +69,24 @@ async fn script() -> Response {
         HeaderValue::from_static("application/javascript; charset=UTF-8"),
     );
     res
+}
+
+/// iamport's versioned script names (`/js/iamport.payment-1.1.5.js`, `…-1.1.8.js`, `…-1.2.0.js`,
+/// each still loaded by merchant pages in the wild): every version is the one SDK. Anything else
+/// under `/js/` is the API's 404.
+async fn versioned_script(Path(file): Path<String>) -> Response {
+    let version = file
+        .strip_prefix("iamport.payment-")
+        .and_then(|rest| rest.strip_suffix(".js"));
+    let is_version = |v: &str| {
+        !v.is_empty()
+            && v.split('.')
+                .all(|part| !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit()))
+    };
+    match version {
+        Some(v) if is_version(v) => script().await,
+        _ => crate::api::not_found().await.into_response(),
+    }
 }
 
 async fn demo(State(s): State<AppState>) -> Response {

@@ -1253,7 +1253,26 @@ async fn iamports_script_paths_serve_the_same_sdk() {
     let sdk = body("/js/iamport.js").await;
     assert!(sdk.contains("window.IMP = IMP"));
     assert_eq!(body("/v1/iamport.js").await, sdk);
-    assert_eq!(body("/js/iamport.payment-1.2.0.js").await, sdk);
+    for version in ["1.2.0", "1.1.5", "1.1.7", "1.1.8"] {
+        let path: &'static str = format!("/js/iamport.payment-{version}.js").leak();
+        assert_eq!(body(path).await, sdk);
+    }
+    for other in [
+        "/js/iamport.payment-.js",
+        "/js/iamport.payment-1..2.js",
+        "/js/iamport.payment-1.2.0.css",
+        "/js/other.js",
+    ] {
+        let res = app
+            .http
+            .get(format!("{}{other}", app.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 404, "{other}");
+        let json: serde_json::Value = res.json().await.unwrap();
+        assert_eq!(json["code"], -1, "{other}");
+    }
 }
 
 /// iamport makes a merchant_uid up when request_pay has none; so does openport, and the rsp

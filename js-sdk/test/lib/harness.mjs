@@ -47,6 +47,7 @@ export function merchantPage(gatewayUrl, { init = true, script = 'js/iamport.js'
 export const SCRIPT_PATHS = {
   '/pay-v1': 'v1/iamport.js',
   '/pay-1.2.0': 'js/iamport.payment-1.2.0.js',
+  '/pay-1.1.5': 'js/iamport.payment-1.1.5.js',
 };
 
 /**
