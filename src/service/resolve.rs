@@ -147,7 +147,9 @@ impl Gateway {
                     )
                     .await
                 }
-                Ok(TradeState::NotFound) => self.leave_open(payment, attempt, "not found yet").await,
+                Ok(TradeState::NotFound) => {
+                    self.absent_left_open(payment, attempt, &trade).await
+                }
                 Err(e) => {
                     tracing::warn!(imp_uid = %payment.imp_uid, "inquiry failed: {e}");
                     self.leave_open(payment, attempt, &e.to_string()).await
@@ -528,15 +530,40 @@ impl Gateway {
     /// ([`Gateway::confirm_absent_at_kcp`]). Otherwise the attempt stays open, inquired again with
     /// backoff, for an operator: never failed on a guess, which could let the merchant charge
     /// again while KCP holds an approval.
+    ///
+    /// An open attempt names a `tno` only once KCP itself answered it (its approval, named before
+    /// a net-cancel: [`Self::renew_naming`]), so "no such trade" under that tno contradicts KCP's
+    /// own answer (an inquiry under another `pay_type`, a code meant otherwise) and proves
+    /// nothing: failing the payment there would drop the pending net-cancel and leave the buyer
+    /// charged by nobody's payment ([`Self::absent_left_open`]).
     pub(crate) fn absence_is_final(&self, attempt: &pg_attempt::Model, trade: &TradeRef) -> bool {
         self.settled(attempt)
             && match trade {
-                TradeRef::Tno(_) => true,
+                TradeRef::Tno(_) => false,
                 TradeRef::OrderNo(order_no) => {
                     self.settings.trust_order_no_inquiry
                         || attempt.absent_order_no.as_deref() == Some(order_no.as_str())
                 }
             }
+    }
+
+    /// An approval KCP answered "no such trade" for, not believed ([`Self::absence_is_final`]):
+    /// the attempt stays open, inquired again with backoff. Under the tno KCP itself issued that
+    /// answer contradicts KCP and is an operator's to look into, so it is logged as an ERROR.
+    pub(crate) async fn absent_left_open(
+        &self,
+        payment: payment::Model,
+        attempt: pg_attempt::Model,
+        trade: &TradeRef,
+    ) -> ServiceResult<ApprovalOutcome> {
+        let why = match trade {
+            TradeRef::Tno(tno) => {
+                tracing::error!(imp_uid = %payment.imp_uid, %tno, "KCP answers no such trade under the tno it approved: left open and inquired again; reconcile with KCP's admin");
+                "KCP knows no trade under the tno it approved: reconcile with KCP's admin"
+            }
+            TradeRef::OrderNo(_) => "not found yet",
+        };
+        self.leave_open(payment, attempt, why).await
     }
 
     /// Records, before a payment is failed because an inquiry by order number found nothing, a

@@ -198,7 +198,9 @@ impl Gateway {
                     )
                     .await
                 }
-                Ok(VbankState::NotFound) => self.leave_open(payment, attempt, "not found yet").await,
+                Ok(VbankState::NotFound) => {
+                    self.absent_left_open(payment, attempt, &trade).await
+                }
                 Err(e) => {
                     tracing::warn!(imp_uid = %payment.imp_uid, "virtual-account inquiry failed: {e}");
                     self.leave_open(payment, attempt, &e.to_string()).await

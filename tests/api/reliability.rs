@@ -498,6 +498,78 @@ async fn an_operator_cannot_fail_an_attempt_that_names_kcps_approval_while_its_n
     app.assert_ledger_agrees().await;
 }
 
+/// An open attempt names a tno only once KCP answered it; "no such trade" under that very tno
+/// (an inquiry KCP files otherwise, a code meant otherwise) contradicts KCP and proves nothing.
+/// Believed, it failed the payment and dropped the pending net-cancel: the buyer stayed charged
+/// by nobody's payment and the merchant_uid was free for a second charge.
+#[tokio::test]
+async fn kcp_answering_no_such_trade_for_the_tno_it_approved_never_fails_the_payment_nor_drops_its_net_cancel(
+) {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let body = approved_after_the_timeout(&app, &token, "tno-absent").await;
+    let imp_uid = imp_uid_in(&body["message"]);
+    // The resolver finds the approval nobody awaits and net-cancels it; that answer is lost.
+    app.sandbox
+        .inject(FaultRule::new(paths::CANCEL, Fault::Drop).times(1));
+    app.advance(SETTLE_SECS + 1);
+    let gateway = &app.app.gateway;
+    let mut open = vec![];
+    for _ in 0..6 {
+        gateway.resolve_due(1000).await.unwrap();
+        open = gateway.open_attempts(10).await.unwrap();
+        if open.first().is_some_and(|a| a.tno.is_some()) {
+            break;
+        }
+        app.advance(400);
+    }
+    assert!(open.first().is_some_and(|a| a.tno.is_some()), "{open:?}");
+    assert_eq!(app.sandbox.ledger()[0].state, TransactionState::Approved);
+
+    // KCP now answers "no such trade" to inquiries under that tno.
+    app.sandbox.inject(
+        FaultRule::new(
+            paths::INQUIRY,
+            Fault::Refuse {
+                code: "8201".into(),
+                message: "해당 거래 없음".into(),
+            },
+        )
+        .times(100),
+    );
+    for _ in 0..4 {
+        app.advance(SETTLE_SECS + 400);
+        gateway.resolve_due(1000).await.unwrap();
+    }
+    let token = app.token().await; // the first one expired meanwhile
+    let p = app.payment(&token, &imp_uid).await;
+    assert_eq!(p["status"], "ready", "{p}"); // iamport's word for a payment not decided yet
+    let open = gateway.open_attempts(10).await.unwrap();
+    assert_eq!(open.len(), 1, "{open:?}");
+    assert!(
+        open[0]
+            .result_message
+            .as_deref()
+            .is_some_and(|m| m.contains("reconcile")),
+        "{open:?}"
+    );
+    let (_, retried) = app
+        .pay(&token, "tno-absent", 1000, test_cards::SHINHAN_CREDIT)
+        .await;
+    assert_ne!(
+        retried["code"], 0,
+        "the merchant_uid stays taken: {retried}"
+    );
+    assert_eq!(app.sandbox.ledger().len(), 1);
+
+    // Once KCP answers again, the net-cancel is finished.
+    app.sandbox.clear_faults();
+    app.resolve_all().await;
+    assert_eq!(app.sandbox.ledger()[0].state, TransactionState::Cancelled);
+    assert_eq!(app.payment(&token, &imp_uid).await["status"], "failed");
+    app.assert_ledger_agrees().await;
+}
+
 /// KCP applying an approval later than the settle delay is outside what the resolver can wait
 /// for: by then an inquiry by order number (trusted with the sandbox) found nothing, the payment
 /// failed and its merchant_uid was freed, and a retry charged the buyer again. A second look at
