@@ -392,19 +392,10 @@ impl Gateway {
             .ok_or_else(|| ServiceError::Internal("attempt vanished".into()))
     }
 
-    /// The operator's verdict on an open approval after looking in KCP's admin: KCP holds no
-    /// approval for its order number (one it held has been cancelled there). The payment fails and
-    /// its merchant_uid is free. Refused for a cancel, a settled attempt, or one a request or the
-    /// resolver holds right now (try again in a minute).
-    ///
-    /// `order_no` is the number the operator looked up, which must be the attempt's (a mistyped
-    /// id fails nothing else). An attempt that names KCP's `tno` is refused: KCP approved it, and
-    /// the resolver is cancelling that approval by its `tno` (a net-cancel whose answer was lost);
-    /// failing it here would stop that and leave the buyer charged.
-    pub async fn fail_attempt_none_at_kcp(&self, id: i64, order_no: &str) -> ServiceResult<String> {
-        let attempt = payments::attempt_by_id(&self.db.read, id)
-            .await?
-            .ok_or_else(|| ServiceError::NotFound(format!("attempt {id} does not exist")))?;
+    /// Whether an operator may fail `attempt` for finding nothing under `order_no` in KCP's admin
+    /// ([`Self::fail_attempt_none_at_kcp`]); the refusal says why not.
+    fn failable_by_hand(&self, attempt: &pg_attempt::Model, order_no: &str) -> ServiceResult<()> {
+        let id = attempt.id;
         if attempt.kind != "approve" {
             return Err(ServiceError::BadRequest(format!(
                 "attempt {id} is a {}: only an approval can be settled this way",
@@ -424,17 +415,42 @@ impl Gateway {
         }
         // KCP may still be working on a call younger than the settle delay (a request's lease
         // can run out before its call has): its approval could land after this verdict.
-        if !self.settled(&attempt) {
+        if !self.settled(attempt) {
             return Err(ServiceError::Refused(format!(
                 "attempt {id} is younger than the settle delay ({} s): KCP may still be working on the call, try again later",
                 self.settings.settle_secs
             )));
         }
+        Ok(())
+    }
+
+    /// The operator's verdict on an open approval after looking in KCP's admin: KCP holds no
+    /// approval for its order number (one it held has been cancelled there). The payment fails and
+    /// its merchant_uid is free. Refused for a cancel, a settled attempt, or one a request or the
+    /// resolver holds right now (try again in a minute).
+    ///
+    /// `order_no` is the number the operator looked up, which must be the attempt's (a mistyped
+    /// id fails nothing else). An attempt that names KCP's `tno` is refused: KCP approved it, and
+    /// the resolver is cancelling that approval by its `tno` (a net-cancel whose answer was lost);
+    /// failing it here would stop that and leave the buyer charged.
+    pub async fn fail_attempt_none_at_kcp(&self, id: i64, order_no: &str) -> ServiceResult<String> {
+        let attempt = payments::attempt_by_id(&self.db.read, id)
+            .await?
+            .ok_or_else(|| ServiceError::NotFound(format!("attempt {id} does not exist")))?;
+        self.failable_by_hand(&attempt, order_no)?;
         let Some(attempt) = self.claim(id).await? else {
             return Err(ServiceError::Refused(format!(
                 "attempt {id} is settled or held by a request or the resolver right now"
             )));
         };
+        // Checked again on the attempt as claimed: between the read and the claim the resolver
+        // may have found KCP's approval and named it for a net-cancel whose answer was lost.
+        if let Err(e) = self.failable_by_hand(&attempt, order_no) {
+            let mut a: pg_attempt::ActiveModel = attempt.clone().into();
+            a.lease_until = Set(0);
+            self.write_held(&attempt, a).await?;
+            return Err(e);
+        }
         let payment = payments::by_id(&self.db.write, attempt.payment_id)
             .await?
             .ok_or_else(|| ServiceError::Internal("payment vanished".into()))?;

@@ -498,6 +498,68 @@ async fn an_operator_cannot_fail_an_attempt_that_names_kcps_approval_while_its_n
     app.assert_ledger_agrees().await;
 }
 
+/// The operator's "none at KCP" is refused for an attempt that names KCP's approval, also when
+/// the resolver names it between the command's read and its claim (PostgreSQL, where the two
+/// interleave): checked only on the read, the command failed the payment and stopped the
+/// net-cancel of an approval KCP holds.
+#[tokio::test]
+async fn an_operators_none_at_kcp_is_refused_when_the_approval_is_named_between_its_read_and_its_claim(
+) {
+    use sea_orm::{ConnectionTrait, Statement, TransactionTrait};
+    let app = spawn_app().await;
+    if !app.database_url.starts_with("postgres") {
+        return; // SQLite's one writer runs the two writes one after the other
+    }
+    let token = app.token().await;
+    let body = approved_after_the_timeout(&app, &token, "fail-race").await;
+    let imp_uid = imp_uid_in(&body["message"]);
+    app.advance(SETTLE_SECS + 1);
+    let gateway = app.app.gateway.clone();
+    let open = gateway.open_attempts(10).await.unwrap();
+    assert_eq!(open.len(), 1, "{open:?}");
+    assert!(open[0].tno.is_none(), "{open:?}");
+    let (id, order_no) = (open[0].id, open[0].order_no.clone());
+    let tno = app.sandbox.ledger()[0].tno.clone();
+
+    // What the resolver writes when it found the approval and its net-cancel's answer was lost,
+    // held uncommitted while the command reads the attempt and waits to claim it.
+    let other = gateway.db.write.begin().await.unwrap();
+    other
+        .execute(Statement::from_sql_and_values(
+            sea_orm::DbBackend::Postgres,
+            "UPDATE pg_attempts SET tno = $1, state = 'unknown', lease_until = 0 WHERE id = $2",
+            [tno.clone().into(), id.into()],
+        ))
+        .await
+        .unwrap();
+    let operator = gateway.clone();
+    let verdict =
+        tokio::spawn(async move { operator.fail_attempt_none_at_kcp(id, &order_no).await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !verdict.is_finished(),
+        "the claim waits for the resolver's write"
+    );
+    other.commit().await.unwrap();
+    let verdict = verdict.await.unwrap();
+
+    assert!(
+        verdict
+            .as_ref()
+            .is_err_and(|e| e.to_string().contains("names KCP's approval")),
+        "{verdict:?}"
+    );
+    let token = app.token().await;
+    assert_eq!(app.payment(&token, &imp_uid).await["status"], "ready");
+    app.resolve_all().await;
+    assert_eq!(
+        app.sandbox.ledger()[0].state,
+        TransactionState::Cancelled,
+        "the resolver finished the net-cancel"
+    );
+    app.assert_ledger_agrees().await;
+}
+
 /// An open attempt names a tno only once KCP answered it; "no such trade" under that very tno
 /// (an inquiry KCP files otherwise, a code meant otherwise) contradicts KCP and proves nothing.
 /// Believed, it failed the payment and dropped the pending net-cancel: the buyer stayed charged
