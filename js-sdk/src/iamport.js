@@ -46,6 +46,7 @@
  * @property {HTMLElement|null} overlay
  * @property {HTMLIFrameElement|null} frame
  * @property {boolean} cancelling
+ * @property {HTMLElement|null} status the overlay's "checking the result" line (after a close click)
  * @property {Array<function(): void>} cleanups
  */
 (function (window, document) {
@@ -58,6 +59,13 @@
 
   var REQUEST_TIMEOUT_MS = 30000;
   var CANCEL_TIMEOUT_MS = 10000;
+  /** After a close click during the approval: how often to ask again, and for how long at most. */
+  var CANCEL_POLL_MS = 1000;
+  var CANCEL_WAIT_MS = 60000;
+  /** Cancel calls in a row without a usable answer before the outcome is reported as unknown. */
+  var CANCEL_ATTEMPTS = 3;
+  /** The gateway's error_code of a payment whose outcome is not known yet (approval in flight). */
+  var CHECKING_CODE = 'F500';
   var MOBILE_UA = /Android|iPhone|iPad|iPod|Mobile|BlackBerry|IEMobile|Opera Mini|Windows Phone/i;
 
   /** @param {string} url @returns {string} */
@@ -296,6 +304,7 @@
     }
     checkout.overlay = null;
     checkout.frame = null;
+    checkout.status = null;
     if (active === checkout) {
       active = null;
     }
@@ -305,8 +314,36 @@
   }
 
   /**
-   * The buyer gave up (close button, or the overlay was removed by the page): the gateway marks the
-   * session failed and answers the rsp to report.
+   * Whether an rsp says the payment is still being approved (the gateway's "checking" answer):
+   * not an outcome to report as the end of the checkout.
+   * @param {OpenportRequestPayResponse} rsp
+   */
+  function stillApproving(rsp) {
+    var status = /** @type {string|undefined} */ (rsp.status);
+    return rsp.error_code === CHECKING_CODE || status === 'pending';
+  }
+
+  /**
+   * The rsp for an outcome the SDK could not learn: not a failure, the merchant looks it up.
+   * @param {Checkout} checkout
+   * @returns {OpenportRequestPayResponse}
+   */
+  function checking(checkout) {
+    var rsp = failure(checkout.params, CHECKING_CODE, '결제 결과를 확인 중입니다. 잠시 후 결제내역을 조회해 주세요.'
+      + (checkout.impUid ? ' (imp_uid: ' + checkout.impUid + ')' : ''), { imp_uid: checkout.impUid });
+    rsp.status = 'ready';
+    return rsp;
+  }
+
+  /**
+   * The buyer gave up (close button, or the overlay was removed by the page): the gateway fails the
+   * payment if it is still `ready` and answers the rsp to report. When the buyer had already
+   * submitted the window, the payment is being approved (`pending`) and the answer is F500
+   * "checking": then the checkout goes on (overlay, message listener) and the same endpoint (it
+   * changes nothing on a payment that is not `ready`) is asked again every CANCEL_POLL_MS until it
+   * answers an outcome; the frame's final message or the poll, whichever comes first, ends it.
+   * After CANCEL_WAIT_MS, or when the endpoint gives no usable answer CANCEL_ATTEMPTS times in a row,
+   * the callback gets F500 "checking" (the outcome is unknown), never a made-up cancel.
    * @param {Checkout} checkout
    */
   function cancel(checkout) {
@@ -315,14 +352,64 @@
     }
     checkout.cancelling = true;
     var url = BASE + 'checkout/session/' + encodeURIComponent(checkout.session || '') + '/cancel';
-    postJson(url, {}, CANCEL_TIMEOUT_MS, function (_status, json) {
-      if (json && json.code === 0 && json.response && typeof json.response === 'object') {
-        finish(checkout, normalize(json.response, checkout));
-      } else {
-        finish(checkout, failure(checkout.params, 'F_CANCEL', '사용자가 결제를 취소하셨습니다',
-          { imp_uid: checkout.impUid }));
+    /** @type {OpenportRequestPayResponse|null} the gateway's last "checking" answer */
+    var lastChecking = null;
+    var misses = 0;
+    /** @type {number|null} */
+    var pollTimer = null;
+    var deadline = window.setTimeout(function () {
+      finish(checkout, lastChecking || checking(checkout));
+    }, CANCEL_WAIT_MS);
+    checkout.cleanups.push(function () {
+      window.clearTimeout(deadline);
+      if (pollTimer !== null) {
+        window.clearTimeout(pollTimer);
       }
     });
+
+    function later() {
+      pollTimer = window.setTimeout(ask, CANCEL_POLL_MS);
+    }
+
+    function ask() {
+      pollTimer = null;
+      if (checkout.done) {
+        return;
+      }
+      postJson(url, {}, CANCEL_TIMEOUT_MS, function (_status, json) {
+        if (checkout.done) {
+          return; // the frame's message (or the deadline) came first
+        }
+        if (json && json.code === 0 && json.response && typeof json.response === 'object') {
+          misses = 0;
+          var rsp = normalize(json.response, checkout);
+          if (!stillApproving(rsp)) {
+            finish(checkout, rsp);
+            return;
+          }
+          lastChecking = rsp;
+          showChecking(checkout);
+          later();
+          return;
+        }
+        // No usable answer (network, timeout, an error page or envelope): the outcome is unknown.
+        misses += 1;
+        if (misses >= CANCEL_ATTEMPTS) {
+          finish(checkout, lastChecking || checking(checkout));
+          return;
+        }
+        showChecking(checkout);
+        later();
+      });
+    }
+    ask();
+  }
+
+  /** Shows "checking the result" in the overlay while the SDK waits for the outcome. @param {Checkout} checkout */
+  function showChecking(checkout) {
+    if (checkout.status) {
+      checkout.status.style.setProperty('display', 'block', 'important');
+    }
   }
 
   /** @param {HTMLElement} el @param {Object<string, string>} styles */
@@ -371,16 +458,30 @@
       'font-size': '24px', 'line-height': '36px', cursor: 'pointer', padding: '0'
     });
     close.onclick = function () {
-      close.disabled = true;
+      close.disabled = true; // for good: a second click changes nothing, the wait has to end
       cancel(checkout);
     };
 
+    // Shown after a close click while the gateway finishes an approval already under way.
+    var status = document.createElement('div');
+    status.id = 'openport-status';
+    status.setAttribute('role', 'status');
+    status.setAttribute('aria-live', 'polite');
+    status.appendChild(document.createTextNode('결제 결과를 확인 중입니다. 잠시만 기다려 주세요.'));
+    style(status, {
+      position: 'absolute', left: '0', right: '0', bottom: '0', 'z-index': '1', display: 'none',
+      margin: '0', padding: '10px 16px', background: 'rgba(255,255,255,.95)', color: '#333',
+      'font-size': '14px', 'line-height': '20px', 'text-align': 'center', 'border-top': '1px solid #ddd'
+    });
+
     box.appendChild(frame);
     box.appendChild(close);
+    box.appendChild(status);
     overlay.appendChild(box);
 
     checkout.overlay = overlay;
     checkout.frame = frame;
+    checkout.status = status;
 
     /** @param {MessageEvent} event */
     function onMessage(event) {
@@ -501,7 +602,7 @@
     /** @type {Checkout} */
     var checkout = {
       params: p, callback: cb, done: false, session: null, impUid: null,
-      overlay: null, frame: null, cancelling: false, cleanups: []
+      overlay: null, frame: null, status: null, cancelling: false, cleanups: []
     };
     active = checkout;
 

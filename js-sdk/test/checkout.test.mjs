@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import {
   OPENPORT_URL, BASE, launch, startMerchant, windowFrame, completeWindow,
-  getPayment, prepare, payKeyIn, uid, MOBILE_UA, SCRIPT_PATHS, callbacks,
+  getPayment, prepare, payKeyIn, uid, MOBILE_UA, SCRIPT_PATHS, callbacks, sandboxOrigin, sandbox,
 } from './lib/harness.mjs';
 import { params, merchantPages } from './lib/pages.mjs';
 
@@ -82,6 +82,36 @@ test('the overlay close button: the session is cancelled at the gateway, callbac
   if (rsp.imp_uid) {
     const { json } = await getPayment(rsp.imp_uid);
     assert.equal(json.response.status, 'failed');
+  }
+});
+
+test('the close button clicked while the approval is in flight: one callback, paid, as REST says', { timeout: 120_000 }, async () => {
+  const p = params({ amount: 6000 });
+  let origin;
+  try {
+    const rsp = await payInOverlay(p, async (frame, page) => {
+      await frame.locator('#card_no').waitFor(); // the KCP window is up
+      origin = sandboxOrigin(page);
+      // KCP takes 4 s to approve: the payment is `pending` at the gateway meanwhile.
+      await sandbox(origin, 'POST', '/_sandbox/faults', {
+        path: '/gw/enc/v1/payment', fault: { kind: 'delay', ms: 4000 },
+      });
+      const returned = page.waitForRequest((r) => r.url().includes('/checkout/kcp/return'), { timeout: 20_000 });
+      await completeWindow(frame, 'card');
+      await returned; // the window posted its result to Ret_URL: the gateway is approving
+      await page.waitForTimeout(500);
+      await page.locator('#openport-close').click();
+    });
+    assert.equal(rsp.success, true, JSON.stringify(rsp));
+    assert.equal(rsp.imp_success, true);
+    assert.equal(rsp.status, 'paid');
+    assert.equal(rsp.merchant_uid, p.merchant_uid);
+    assert.equal(rsp.paid_amount, 6000);
+    const { json } = await getPayment(rsp.imp_uid);
+    assert.equal(json.response.status, 'paid');
+    assert.equal(json.response.amount, 6000);
+  } finally {
+    if (origin) await sandbox(origin, 'DELETE', '/_sandbox/faults');
   }
 });
 

@@ -112,6 +112,88 @@ test('the close button cancels the session at the gateway and calls back with su
   await context.close();
 });
 
+/** Waits until the stub has had `n` cancel calls more than `before`. */
+async function cancelCalls(before, n, timeout = 10_000) {
+  const until = Date.now() + timeout;
+  while (gateway.cancels.length - before < n) {
+    if (Date.now() > until) throw new Error(`${gateway.cancels.length - before} cancel calls, waited for ${n}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+test('close while the approval is in flight: F500 keeps the overlay, the next poll\'s paid rsp is the one callback', { timeout: 30_000 }, async () => {
+  const { page, context, errors } = await openPage();
+  const p = params({ merchant_uid: uid('pending1') });
+  await page.evaluate((x) => window.pay(x), p);
+  await page.locator('#openport-frame').waitFor();
+  const before = gateway.cancels.length;
+  await page.locator('#openport-close').click();
+  await cancelCalls(before, 1);
+  // The gateway said "checking": no callback yet, the overlay and the frame stay, the button stays off.
+  assert.equal(await page.evaluate(() => window.__rsps.length), 0, 'called back on the F500 answer');
+  assert.equal(await page.locator('#openport-overlay #openport-frame').count(), 1, 'the overlay went');
+  assert.equal(await page.locator('#openport-close').isDisabled(), true);
+  await page.locator('#openport-status', { hasText: '결제 결과를 확인 중입니다' }).waitFor({ timeout: 1_000 });
+  const [rsp] = await callbacks(page, 1, 15_000);
+  assert.equal(rsp.success, true, JSON.stringify(rsp));
+  assert.equal(rsp.imp_success, true);
+  assert.equal(rsp.status, 'paid');
+  assert.equal(rsp.merchant_uid, p.merchant_uid);
+  assert.equal(gateway.cancels.length - before, 2, 'one poll after the F500 answer');
+  assert.equal(await exactlyOnce(page), 1);
+  assert.equal(await page.locator('#openport-overlay').count(), 0);
+  assert.equal(await page.evaluate(() => document.body.style.overflow), '');
+  assert.deepEqual(errors, []);
+  await context.close();
+});
+
+test('close while the approval is in flight: the frame\'s final message wins over the polling, once', { timeout: 30_000 }, async () => {
+  const { page, context, errors } = await openPage();
+  await page.evaluate((x) => window.pay(x), params({ merchant_uid: uid('pending99') }));
+  await page.locator('#openport-frame').waitFor();
+  const before = gateway.cancels.length;
+  await page.locator('#openport-close').click();
+  await cancelCalls(before, 2); // the F500 answer and one poll (F500 again)
+  assert.equal(await page.evaluate(() => window.__rsps.length), 0);
+  await page.frameLocator('#openport-frame').locator('#complete').click();
+  const [rsp] = await callbacks(page);
+  assert.equal(rsp.success, true, JSON.stringify(rsp));
+  assert.equal(rsp.status, 'paid');
+  const polled = gateway.cancels.length;
+  await page.waitForTimeout(1_500);
+  assert.equal(gateway.cancels.length, polled, 'the polling went on after the callback');
+  assert.equal(await exactlyOnce(page), 1);
+  assert.equal(await page.locator('#openport-overlay').count(), 0);
+  assert.deepEqual(errors, []);
+  await context.close();
+});
+
+for (const [kind, prefix] of [['never answers', 'cancel-drop'], ['answers an error page', 'cancel-garbage']]) {
+  test(`a cancel call that ${kind} is retried, then ends with F500 "checking" (not F_CANCEL)`, { timeout: 40_000 }, async () => {
+    const { page, context, errors } = await openPage();
+    const p = params({ merchant_uid: uid(prefix) });
+    await page.evaluate((x) => window.pay(x), p);
+    await page.locator('#openport-frame').waitFor();
+    const before = gateway.cancels.length;
+    await page.locator('#openport-close').click();
+    const [rsp] = await callbacks(page, 1, 30_000);
+    assert.equal(rsp.success, false);
+    assert.equal(rsp.imp_success, false);
+    assert.equal(rsp.error_code, 'F500', JSON.stringify(rsp));
+    assert.notEqual(rsp.error_code, 'F_CANCEL');
+    assert.match(rsp.imp_uid, /^imp_\d{12}$/);
+    assert.match(rsp.error_msg, /결제 결과를 확인 중입니다/);
+    assert.ok(rsp.error_msg.includes(rsp.imp_uid), rsp.error_msg);
+    assert.doesNotMatch(rsp.error_msg, /취소/);
+    assert.equal(rsp.merchant_uid, p.merchant_uid);
+    assert.ok(gateway.cancels.length - before >= 2, 'the cancel call was retried');
+    assert.equal(await exactlyOnce(page), 1);
+    assert.equal(await page.locator('#openport-overlay').count(), 0);
+    assert.deepEqual(errors, []);
+    await context.close();
+  });
+}
+
 test('Escape leaves the window open and calls nothing back', { timeout: 30_000 }, async () => {
   const { page, context } = await openPage();
   await page.evaluate(() => { window.__escapes = 0; document.body.addEventListener('keydown', (e) => { if (e.key === 'Escape') window.__escapes += 1; }); });

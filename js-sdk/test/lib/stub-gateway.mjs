@@ -36,6 +36,12 @@ export async function startStubGateway() {
     pg_provider: 'kcp', pg_tid: success ? `T${s.impUid}` : null,
   });
 
+  // The gateway's answer while the approval is in flight (Rsp::of on a pending payment).
+  const pendingRsp = (s) => ({
+    ...rspFor(s, false), status: 'ready', error_code: 'F500',
+    error_msg: `결제 결과를 확인 중입니다. 잠시 후 결제내역을 조회해 주세요. (imp_uid: ${s.impUid})`,
+  });
+
   const server = http.createServer(async (req, res) => {
     const url = new URL(req.url, 'http://stub');
     const parts = url.pathname.split('/').filter(Boolean);
@@ -83,6 +89,20 @@ export async function startStubGateway() {
       const s = sessions.get(parts[2]);
       if (req.method === 'POST' && parts[3] === 'cancel') {
         cancels.push(parts[2]);
+        s.cancels = (s.cancels ?? 0) + 1;
+        const mid = s.params.merchant_uid ?? '';
+        // merchant_uid `pending<N>-…`: the approval is in flight for the first N cancel calls
+        // (the gateway's F500 "checking" answer), then the payment is paid.
+        const pending = /^pending(\d+)-/.exec(mid);
+        if (pending) {
+          json(res, 200, { code: 0, message: null, response: s.cancels <= Number(pending[1]) ? pendingRsp(s) : rspFor(s, true) });
+          return;
+        }
+        if (mid.startsWith('cancel-drop-')) { req.socket.destroy(); return; } // no answer at all
+        if (mid.startsWith('cancel-garbage-')) { // a proxy's error page
+          res.writeHead(502, { 'Content-Type': 'text/html', ...cors }).end('<html>502 Bad Gateway</html>');
+          return;
+        }
         json(res, 200, { code: 0, message: null, response: rspFor(s, false) });
         return;
       }
