@@ -85,31 +85,77 @@ pub fn mask_card_number(raw: &str) -> String {
         .collect()
 }
 
-/// Free text from a PG (KCP's `res_msg`) with every run of 13 to 19 digits, the length of a card
-/// number, masked as [`mask_card_number`] masks one. KCP should never put a card number in a
-/// message, but the text is stored (`fail_reason`) and answered to the merchant, so it is not
-/// trusted to be free of one. Shorter numbers (codes, amounts) are kept.
+/// Free text from a PG (KCP's `res_msg`) with every card number in it masked as
+/// [`mask_card_number`] masks one: a run of 13 to 19 digits, also written in groups joined by
+/// single hyphens or spaces the way card numbers are printed (4-4-4-4 and the like, Amex's
+/// 4-6-5), which the gateway itself accepts as a card number. KCP should never put a card number
+/// in a message, but the text is stored (`fail_reason`), answered to the merchant and put in a
+/// mobile buyer's redirect URL, so it is not trusted to be free of one. Shorter numbers (codes,
+/// amounts) and amounts that merely follow one another are kept.
 pub fn mask_card_numbers_in(text: &str) -> String {
+    let chars: Vec<char> = text.chars().collect();
     let mut out = String::with_capacity(text.len());
-    let mut run = String::new();
-    let flush = |run: &mut String, out: &mut String| {
-        if (13..=19).contains(&run.len()) {
-            out.push_str(&mask_card_number(run));
-        } else {
-            out.push_str(run);
+    let mut i = 0;
+    while i < chars.len() {
+        if !chars[i].is_ascii_digit() {
+            out.push(chars[i]);
+            i += 1;
+            continue;
         }
-        run.clear();
-    };
-    for c in text.chars() {
-        if c.is_ascii_digit() {
-            run.push(c);
-        } else {
-            flush(&mut run, &mut out);
-            out.push(c);
+        // A run: digit groups joined by one separator each.
+        let start = i;
+        let mut groups = vec![];
+        loop {
+            let from = i;
+            while i < chars.len() && chars[i].is_ascii_digit() {
+                i += 1;
+            }
+            groups.push(i - from);
+            let joined = i + 1 < chars.len()
+                && matches!(chars[i], '-' | ' ')
+                && chars[i + 1].is_ascii_digit();
+            if !joined {
+                break;
+            }
+            i += 1;
         }
+        // Keep the first group alone when the grouping is not a card number's, and look again
+        // from the next group (a number printed after an amount).
+        let end = if printed_like_a_card(&groups) {
+            i
+        } else {
+            start + groups[0]
+        };
+        let run: String = chars[start..end].iter().collect();
+        let digits: String = run.chars().filter(char::is_ascii_digit).collect();
+        if (13..=19).contains(&digits.len()) {
+            let masked = mask_card_number(&digits);
+            let mut masked = masked.chars();
+            out.extend(run.chars().map(|c| {
+                if c.is_ascii_digit() {
+                    masked.next().unwrap_or('*')
+                } else {
+                    c
+                }
+            }));
+        } else {
+            out.push_str(&run);
+        }
+        i = end;
     }
-    flush(&mut run, &mut out);
     out
+}
+
+/// Whether digit groups of these lengths are a card number as printed: one run, groups of four
+/// with a last one of one to four (16 digits as 4-4-4-4, 19 as 4-4-4-4-3, …), or Amex's and
+/// Diners' 4-6-5 and 4-6-4.
+fn printed_like_a_card(groups: &[usize]) -> bool {
+    match groups {
+        [_] => true,
+        [4, 6, 4] | [4, 6, 5] => true,
+        [init @ .., last] => init.iter().all(|g| *g == 4) && (1..=4).contains(last),
+        [] => false,
+    }
 }
 
 fn luhn_ok(digits: &str) -> bool {
@@ -272,6 +318,34 @@ mod tests {
         assert_eq!(
             mask_card_numbers_in("no 12345678901234567890"),
             "no 12345678901234567890"
+        );
+    }
+
+    #[test]
+    fn a_card_number_printed_in_groups_in_pg_text_is_masked_and_amounts_side_by_side_are_kept() {
+        assert_eq!(
+            mask_card_numbers_in("거절 4111-1111-1111-1111."),
+            "거절 4111-11**-****-1111."
+        );
+        assert_eq!(
+            mask_card_numbers_in("거절 4111 1111 1111 1111"),
+            "거절 4111 11** **** 1111"
+        );
+        assert_eq!(
+            mask_card_numbers_in("amex 3782-822463-10005 end"),
+            "amex 3782-82****-*0005 end"
+        );
+        assert_eq!(
+            mask_card_numbers_in("한도 1000000 2000000 3000000"),
+            "한도 1000000 2000000 3000000"
+        );
+        assert_eq!(
+            mask_card_numbers_in("코드 8888 1000 금액 50000"),
+            "코드 8888 1000 금액 50000"
+        );
+        assert_eq!(
+            mask_card_numbers_in("12 4111111111111111"),
+            "12 411111******1111"
         );
     }
 
