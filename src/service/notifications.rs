@@ -157,6 +157,11 @@ pub enum NotificationError {
     /// again when KCP re-sends it, instead of being acknowledged and lost.
     #[error("KCP's inquiry of {tno} does not show the change notified ({kcp})")]
     NotConfirmed { tno: String, kcp: &'static str },
+    /// The payment's merchant is one of the other mode's (a test-mode instance and a live
+    /// merchant, or the reverse, on one database): this instance's calls go to the other KCP,
+    /// which knows nothing of the trade. Left to an instance of the merchant's mode.
+    #[error("tno {0} belongs to a merchant this instance's mode does not serve")]
+    OtherMode(String),
     #[error(transparent)]
     Service(#[from] ServiceError),
     #[error("database: {0}")]
@@ -252,6 +257,8 @@ impl Gateway {
             {
                 Ok(Verdict::Applied) => applied += 1,
                 Ok(_) => {}
+                // Not asked, so not counted as checked: the other mode's instances' to verify.
+                Err(NotificationError::OtherMode(_)) => continue,
                 Err(e) => {
                     tracing::info!(%tno, "unverified KCP notification still not confirmed: {e}")
                 }
@@ -347,6 +354,9 @@ impl Gateway {
             return self.settle(row, Verdict::Unchanged, now).await;
         }
         let merchant = self.merchant(payment.merchant_id).await?;
+        if !super::merchants::runs_in_mode(self.settings.test_mode, &merchant) {
+            return Err(NotificationError::OtherMode(n.tno.clone()));
+        }
         let connector = self.connectors.for_merchant(&merchant, &self.secrets)?;
         // KCP's answer is only as new as the notifications seen before asking: one of the same
         // account recorded after this read (a reversal while a deposit is being verified) was

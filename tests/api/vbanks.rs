@@ -862,6 +862,70 @@ async fn a_deposit_whose_notifications_all_went_unconfirmed_is_applied_by_the_re
     app.assert_ledger_agrees().await;
 }
 
+/// The resolver's sweep of unverified deposits, like the rest of an instance's background work,
+/// is for the merchants of its own mode: a test-mode instance asked the sandbox about a live
+/// merchant's deposit and either learnt nothing (and recorded it as checked, so the live
+/// instances waited before asking KCP) or, here, acted on the sandbox's word.
+#[tokio::test]
+async fn an_instance_in_test_mode_leaves_a_live_merchants_unverified_deposits_to_a_live_instance() {
+    use sea_orm::ConnectionTrait;
+    let app = spawn_app().await;
+    let (imp_key, imp_secret) = app.second_merchant().await;
+    let token = app.token_for(&imp_key, &imp_secret).await;
+    let hooks = Receiver::start().await;
+    let p = issued_with_hooks(&app, &token, "vb-live", &hooks).await;
+    let imp_uid = p["imp_uid"].as_str().unwrap();
+    let tno = p["pg_tid"].as_str().unwrap();
+    let elsewhere = Receiver::start().await;
+    let deposit = deposit_sent_elsewhere(&app, &p, &elsewhere);
+    app.sandbox.inject(
+        FaultRule::new(paths::INQUIRY, Fault::HttpStatus { status: 503 })
+            .when("tno", tno)
+            .times(1),
+    );
+    assert!(!post_notification(&app, &deposit).await);
+    let set_live = |live: bool| {
+        let db = app.app.gateway.db.write.clone();
+        let sql = format!(
+            "UPDATE merchants SET test_mode = {} WHERE imp_key = '{imp_key}'",
+            !live
+        );
+        async move { db.execute_unprepared(&sql).await.unwrap() }
+    };
+    set_live(true).await;
+    // Another test-mode instance on the database (this one has the merchant cached as it was).
+    let other = app.another_instance(|_| {}).await;
+
+    other.advance(160);
+    other.app.gateway.reverify_notifications(100).await.unwrap();
+    assert_eq!(app.payment(&token, imp_uid).await["status"], "ready");
+    let checked = app
+        .app
+        .gateway
+        .db
+        .read
+        .query_one(sea_orm::Statement::from_string(
+            app.app.gateway.db.read.get_database_backend(),
+            format!("SELECT COUNT(*) AS n FROM kcp_notifications WHERE tno = '{tno}' AND verified_at IS NOT NULL"),
+        ))
+        .await
+        .unwrap()
+        .unwrap()
+        .try_get::<i64>("", "n")
+        .unwrap();
+    assert_eq!(
+        checked, 0,
+        "not recorded as checked: a live instance asks at once"
+    );
+
+    // An instance of the merchant's mode verifies and applies it.
+    set_live(false).await;
+    app.advance(160);
+    app.app.gateway.reverify_notifications(100).await.unwrap();
+    assert_eq!(app.payment(&token, imp_uid).await["status"], "paid");
+    app.assert_ledger_agrees().await;
+}
+
 #[tokio::test]
 async fn notifications_past_the_retention_are_pruned_forged_ones_included() {
     let app = spawn_app().await;
