@@ -52,6 +52,7 @@ pub use notify::{DepositError, NotificationAttempt, NotificationRecord};
 pub use point::PointAccount;
 pub use server::ServerLimits;
 pub use state::FORMAT_VERSION as STATE_FORMAT_VERSION;
+pub use window::WindowsHeld;
 
 /// The KCP paths the sandbox serves (spec/kcp.md §1), relative to KCP's host.
 pub mod paths {

@@ -17,6 +17,7 @@ use axum::extract::State;
 use axum::http::{header, HeaderMap};
 use axum::response::{Html, IntoResponse, Response};
 use axum::Json;
+use chrono::{DateTime, Utc};
 use rand::distributions::{Alphanumeric, DistString};
 
 use crate::clock::kcp_time;
@@ -106,10 +107,13 @@ pub(crate) struct Trade {
     opened: Option<Opened>,
     /// The window posted its result (paid, declined or cancelled) to `Ret_URL`: it is closed.
     done: bool,
+    registered_at: DateTime<Utc>,
 }
 
 /// What the buyer entered, redeemable once at `gw/enc/v1/payment`. Never the PIN of a gift
-/// certificate or point card; the card number only to mask it and issue a batch key.
+/// certificate or point card; the card number only to mask it and issue a batch key, and only
+/// until the result is redeemed (or dropped with its window, [`WINDOW_KEPT`]): in the default run
+/// the sandbox shares the gateway's process, whose memory must not collect card numbers.
 #[derive(Clone)]
 pub(crate) struct WindowResult {
     approval_key: String,
@@ -119,7 +123,13 @@ pub(crate) struct WindowResult {
     carrier: String,
     mobile_no: String,
     redeemed: bool,
+    made_at: DateTime<Utc>,
 }
+
+/// How long a registered trade and its window's result are kept: long past any buyer's window
+/// (and the replay refusal of a redeemed result), short enough that registrations, which anyone
+/// can make with a merchant's public code through the gateway, do not pile up in memory.
+pub(crate) const WINDOW_KEPT: chrono::TimeDelta = chrono::TimeDelta::hours(1);
 
 /// An issued virtual account.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -163,6 +173,12 @@ pub(crate) struct KeptWindows {
 }
 
 impl WindowBook {
+    /// Drops the trades registered and the results made before `cutoff` ([`WINDOW_KEPT`]).
+    fn forget_before(&mut self, cutoff: DateTime<Utc>) {
+        self.trades.retain(|_, t| t.registered_at >= cutoff);
+        self.results.retain(|_, r| r.made_at >= cutoff);
+    }
+
     pub(crate) fn kept(&self) -> KeptWindows {
         KeptWindows {
             virtual_accounts: self
@@ -361,8 +377,12 @@ fn register(s: &Shared, headers: &HeaderMap, get: impl Fn(&str) -> Option<String
         trace_no: trace_no.clone(),
         opened: None,
         done: false,
+        registered_at: s.now(),
     };
-    s.windows().trades.insert(approval_key.clone(), trade);
+    let mut book = s.windows();
+    book.forget_before(s.now() - WINDOW_KEPT);
+    book.trades.insert(approval_key.clone(), trade);
+    drop(book);
     let pay_url = format!("http://{}{}", host_of(headers), crate::paths::PAY_WINDOW);
     Json(serde_json::json!({
         "Code": "0000", "Message": "정상처리", "approvalKey": approval_key, "traceNo": trace_no,
@@ -649,6 +669,7 @@ pub(crate) async fn submit(State(s): State<Arc<Shared>>, body: Bytes) -> Respons
         carrier: String::new(),
         mobile_no: String::new(),
         redeemed: false,
+        made_at: s.now(),
     };
     match trade.pay_method.as_str() {
         "CARD" | "AUTH" => {
@@ -825,7 +846,10 @@ fn handle_approval(s: &Shared, body: &Bytes) -> Result<Reply, Refusal> {
             }
         }
         result.redeemed = true;
-        (result.clone(), trade)
+        let taken = result.clone();
+        // Kept to refuse a replay; the card number is not needed for that.
+        result.card_no = None;
+        (taken, trade)
     };
     if tran_cd == TRAN_CD_BATCH {
         return Ok(batch_key_reply(s, site_cd, &trade, &result));
@@ -982,4 +1006,29 @@ fn batch_key_reply(s: &Shared, site_cd: &str, trade: &Trade, result: &WindowResu
         .set("card_bin_type_02", issuer.bin_type_02)
         .set("card_mask_no", test_cards::mask(&card_no));
     reply
+}
+
+impl crate::Sandbox {
+    /// How many window trades and window results the sandbox holds, and how many of the results
+    /// still hold a card number (one the gateway has not redeemed yet).
+    pub fn windows_held(&self) -> WindowsHeld {
+        let book = self.shared.windows();
+        WindowsHeld {
+            trades: book.trades.len(),
+            results: book.results.len(),
+            card_numbers: book
+                .results
+                .values()
+                .filter(|r| r.card_no.is_some())
+                .count(),
+        }
+    }
+}
+
+/// [`crate::Sandbox::windows_held`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WindowsHeld {
+    pub trades: usize,
+    pub results: usize,
+    pub card_numbers: usize,
 }

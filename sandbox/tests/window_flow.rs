@@ -456,10 +456,18 @@ async fn a_card_window_posts_spec_fields_to_ret_url_and_is_approved_once() {
     no_tran.as_object_mut().unwrap().remove("tran_cd");
     assert_eq!(h.post(paths::ENC_PAYMENT, &no_tran).await["res_cd"], "9562");
 
+    let held = h.sandbox.windows_held();
+    assert_eq!((held.results, held.card_numbers), (1, 1), "until redeemed");
     let ok = h
         .post(paths::ENC_PAYMENT, &approval(&back, "60000", "PACA"))
         .await;
     assert_eq!(ok["res_cd"], "0000", "{ok}");
+    let held = h.sandbox.windows_held();
+    assert_eq!(
+        (held.results, held.card_numbers),
+        (1, 0),
+        "the card number goes once the result is redeemed; the result stays to refuse a replay"
+    );
     for k in [
         "res_en_msg",
         "tno",
@@ -500,6 +508,40 @@ async fn a_card_window_posts_spec_fields_to_ret_url_and_is_approved_once() {
     assert_eq!(h.inquire_tno(tno).await["stat_ca_cd"], "STSR");
     assert_eq!(h.cancel(tno, "STSC", json!({})).await["res_cd"], "0000");
     assert_eq!(h.inquire_tno(tno).await["stat_ca_cd"], "STSC");
+}
+
+/// Trades anyone can register through a merchant's public checkout, and results a gateway never
+/// redeemed (with the card number typed in), are not kept for good.
+#[tokio::test]
+async fn trades_and_window_results_older_than_an_hour_are_forgotten_with_their_card_numbers() {
+    let h = spawn().await;
+    let ret = receiver(0).await;
+    window_result(
+        &h,
+        &ret,
+        "OLD1",
+        "1000",
+        "CARD",
+        &[],
+        &[
+            ("card_no", "4111111111111111"),
+            ("card_expiry", "3112"),
+            ("quota", "00"),
+            ("action", "pay"),
+        ],
+    )
+    .await;
+    let held = h.sandbox.windows_held();
+    assert_eq!((held.trades, held.results, held.card_numbers), (1, 1, 1));
+
+    h.clock.advance(chrono::TimeDelta::minutes(61));
+    register(&h, "NEW1", "1000", "CARD", &ret.url).await;
+    let held = h.sandbox.windows_held();
+    assert_eq!(
+        (held.trades, held.results, held.card_numbers),
+        (1, 0, 0),
+        "only the new trade"
+    );
 }
 
 #[tokio::test]
