@@ -205,9 +205,22 @@ impl Gateway {
     /// key was changed without `OPENPORT_PREVIOUS_MASTER_KEYS`). Such a token stays valid for
     /// whoever holds it until it expires, but getToken replaces it: a client must always be able
     /// to get a token.
+    ///
+    /// The value must also be the token the row is found by (its SHA-256 is the row's key): a
+    /// sealed value binds nothing about where it belongs, so without this check someone able to
+    /// write to the database but without the master key could copy another sealed column (a
+    /// merchant's KCP key passphrase, a billing key) into a token row and have getToken decrypt
+    /// it for them.
     fn unseal_token(&self, t: &access_token::Model) -> Option<String> {
         match self.secrets.open_string(&t.token_sealed) {
-            Ok(token) => Some(token),
+            Ok(token) if super::secrets::token_digest(&token) == t.token_sha256 => Some(token),
+            Ok(_) => {
+                tracing::error!(
+                    merchant_id = t.merchant_id,
+                    "an access token row holds a sealed value that is not its token (the database was written to by hand?); issuing a new one"
+                );
+                None
+            }
             Err(e) => {
                 tracing::warn!(
                     merchant_id = t.merchant_id,

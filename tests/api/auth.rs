@@ -250,6 +250,56 @@ async fn a_token_is_stored_as_a_digest_and_sealed_and_another_instance_accepts_a
     assert_eq!(other.token().await, token);
 }
 
+/// Someone who can write to the database but has no master key copies another merchant's sealed
+/// KCP key passphrase into this merchant's token row: getToken must not decrypt it for them.
+#[tokio::test]
+async fn a_token_row_holding_another_sealed_secret_is_never_handed_out_by_get_token() {
+    use openport::store::entity::{access_token, merchant};
+    use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, Set};
+
+    let app = spawn_app().await;
+    let first = app.token().await;
+    let (other_key, _) = app.second_merchant().await;
+    let db = &app.app.gateway.db;
+    let other = merchant::Entity::find()
+        .filter(merchant::Column::ImpKey.eq(other_key))
+        .one(&db.read)
+        .await
+        .unwrap()
+        .unwrap();
+    let row = access_token::Entity::find()
+        .one(&db.read)
+        .await
+        .unwrap()
+        .unwrap();
+    let mut planted: access_token::ActiveModel = row.into();
+    planted.token_sealed = Set(other.kcp_passphrase_sealed.clone());
+    planted.update(&db.write).await.unwrap();
+    let passphrase = crate::helpers::kcp_test_credentials().2;
+
+    let (status, body) = app
+        .post(
+            "/users/getToken",
+            None,
+            json!({"imp_key": DEMO_IMP_KEY, "imp_secret": DEMO_IMP_SECRET}),
+        )
+        .await;
+
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let handed = body["response"]["access_token"].as_str().unwrap();
+    assert_ne!(
+        handed, passphrase,
+        "the other merchant's passphrase was decrypted"
+    );
+    assert_ne!(handed, first);
+    assert!(
+        handed.len() == 40 && handed.bytes().all(|b| b.is_ascii_hexdigit()),
+        "{handed}"
+    );
+    let (status, _) = app.get("/payments/imp_000000000000", Some(handed)).await;
+    assert_ne!(status, StatusCode::UNAUTHORIZED);
+}
+
 #[tokio::test]
 async fn a_live_token_that_cannot_be_unsealed_is_replaced_by_a_new_one_and_not_extended() {
     use base64::Engine;
