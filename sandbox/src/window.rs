@@ -419,6 +419,66 @@ fn options(items: &[(&str, &str)]) -> String {
         .collect()
 }
 
+/// The window post's required fields (spec §2.2) and their agreement with the registered trade:
+/// `req_tx=pay`, `currency=410`, `pay_method` and `escw_used` as registered, an `ActionResult`
+/// of that method, the registered `Ret_URL`, and `shop_user_id` for phone, point and gift
+/// certificate windows. A merchant page that leaves one out gets KCP's error page, not a window.
+fn window_post_checks(get: &impl Fn(&str) -> String, trade: &Trade) -> Result<(), String> {
+    for name in [
+        "approval_key",
+        "traceNo",
+        "PayUrl",
+        "site_cd",
+        "ordr_idxx",
+        "good_name",
+        "good_mny",
+        "req_tx",
+        "currency",
+        "escw_used",
+        "pay_method",
+        "ActionResult",
+        "Ret_URL",
+    ] {
+        if get(name).is_empty() {
+            return Err(format!("필수 항목이 없습니다. ({name})"));
+        }
+    }
+    if get("req_tx") != "pay" {
+        return Err("req_tx 값 오류".into());
+    }
+    if get("currency") != "410" {
+        return Err("currency 값 오류".into());
+    }
+    if get("pay_method") != trade.pay_method {
+        return Err("pay_method 가 등록된 거래와 다릅니다.".into());
+    }
+    if get("escw_used") != if trade.escrow { "Y" } else { "N" } {
+        return Err("escw_used 가 등록된 거래와 다릅니다.".into());
+    }
+    let actions: &[&str] = match trade.pay_method.as_str() {
+        "CARD" => &["card"],
+        "BANK" => &["acnt"],
+        "VCNT" => &["vcnt"],
+        "MOBX" => &["mobx"],
+        "TPNT" => &["tpnt", "ocb"],
+        "GIFT" => &["scbl", "sccl", "schm"],
+        "AUTH" => &["batch"],
+        _ => &[],
+    };
+    if !actions.contains(&get("ActionResult").as_str()) {
+        return Err("ActionResult 가 결제수단과 다릅니다.".into());
+    }
+    if get("Ret_URL") != trade.ret_url {
+        return Err("Ret_URL 이 등록된 거래와 다릅니다.".into());
+    }
+    if matches!(trade.pay_method.as_str(), "MOBX" | "TPNT" | "GIFT")
+        && get("shop_user_id").is_empty()
+    {
+        return Err("필수 항목이 없습니다. (shop_user_id)".into());
+    }
+    Ok(())
+}
+
 /// `POST /pay/mobileGW.kcp`: the window (spec §2.2 fields).
 pub(crate) async fn window_page(State(s): State<Arc<Shared>>, body: Bytes) -> Response {
     let f = form_fields(&body);
@@ -437,6 +497,9 @@ pub(crate) async fn window_page(State(s): State<Arc<Shared>>, body: Bytes) -> Re
             || f.get("site_cd").is_some_and(|v| *v != trade.site_cd)
         {
             return error_page("거래정보가 등록 내용과 다릅니다.");
+        }
+        if let Err(message) = window_post_checks(&get, trade) {
+            return error_page(&message);
         }
         // The window charges the amount it is posted (spec §2.4: KCP compares the merchant's
         // `ordr_mony` with *the window amount* at approval, 8059 on a mismatch), so a buyer who

@@ -32,16 +32,22 @@ fn get<'a>(fields: &'a [(String, String)], k: &str) -> &'a str {
         .unwrap_or("")
 }
 
+/// The registration's answer, with the method registered added as `_method` for [`pay`].
 async fn register(h: &Harness, order: &str, amount: &str, method: &str) -> Value {
-    h.post(
-        kcp_sandbox::paths::TRADE_REGISTER,
-        &json!({"site_cd": "T0000", "kcp_cert_info": merchant("T0000").cert_info, "ordr_idxx": order, "good_mny": amount,
-                "good_name": "테스트", "pay_method": method, "Ret_URL": "http://shop.test/return", "escw_used": "N", "user_agent": "pc"}),
-    )
-    .await
+    let mut reg = h
+        .post(
+            kcp_sandbox::paths::TRADE_REGISTER,
+            &json!({"site_cd": "T0000", "kcp_cert_info": merchant("T0000").cert_info, "ordr_idxx": order, "good_mny": amount,
+                    "good_name": "테스트", "pay_method": method, "Ret_URL": "http://shop.test/return", "escw_used": "N", "user_agent": "pc"}),
+        )
+        .await;
+    reg["_method"] = json!(method);
+    reg
 }
 
 /// Opens the window and submits it; returns the fields posted back to Ret_URL.
+/// The window post (spec §2.2) for a `CARD` or `VCNT` trade, whose `ActionResult` is the method
+/// in lower case.
 async fn pay(
     h: &Harness,
     reg: &Value,
@@ -49,14 +55,24 @@ async fn pay(
     amount: &str,
     entered: &[(&str, &str)],
 ) -> Vec<(String, String)> {
+    let method = reg["_method"].as_str().unwrap();
     let window = h
         .client
         .post(h.url(kcp_sandbox::paths::PAY_WINDOW))
         .form(&[
             ("approval_key", reg["approvalKey"].as_str().unwrap()),
             ("traceNo", reg["traceNo"].as_str().unwrap()),
+            ("PayUrl", h.url(kcp_sandbox::paths::PAY_WINDOW).as_str()),
+            ("site_cd", "T0000"),
             ("ordr_idxx", order),
+            ("good_name", "테스트"),
             ("good_mny", amount),
+            ("req_tx", "pay"),
+            ("currency", "410"),
+            ("escw_used", "N"),
+            ("pay_method", method),
+            ("ActionResult", &method.to_ascii_lowercase()),
+            ("Ret_URL", "http://shop.test/return"),
         ])
         .send()
         .await
@@ -280,4 +296,92 @@ async fn a_deposit_notification_is_sent_again_until_the_merchant_answers_0000() 
         h.sandbox.deposit("20260101000000", 1, "00").is_err(),
         "only issued accounts take deposits"
     );
+}
+
+/// The window post's required fields (spec §2.2): a merchant page that leaves one out, or posts a
+/// method, escrow flag, `ActionResult` or `Ret_URL` other than the trade's, gets an error page,
+/// not a window; so does a phone, point or gift window without `shop_user_id`.
+#[tokio::test]
+async fn a_window_post_without_a_required_field_or_disagreeing_with_the_trade_is_refused() {
+    let h = spawn().await;
+    let pay_url = h.url(kcp_sandbox::paths::PAY_WINDOW);
+    let opened = |reg: &Value, method: &'static str, action: &'static str| {
+        vec![
+            (
+                "approval_key",
+                reg["approvalKey"].as_str().unwrap().to_string(),
+            ),
+            ("traceNo", reg["traceNo"].as_str().unwrap().to_string()),
+            ("PayUrl", pay_url.clone()),
+            ("site_cd", "T0000".into()),
+            ("ordr_idxx", reg["_order"].as_str().unwrap().to_string()),
+            ("good_name", "테스트".into()),
+            ("good_mny", "1000".into()),
+            ("req_tx", "pay".into()),
+            ("currency", "410".into()),
+            ("escw_used", "N".into()),
+            ("pay_method", method.into()),
+            ("ActionResult", action.into()),
+            ("Ret_URL", "http://shop.test/return".into()),
+        ]
+    };
+    let page = |form: Vec<(&'static str, String)>| {
+        let h = &h;
+        async move {
+            h.client
+                .post(h.url(kcp_sandbox::paths::PAY_WINDOW))
+                .form(&form)
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap()
+        }
+    };
+    let reg = |order: &'static str, method: &'static str| {
+        let h = &h;
+        async move {
+            let mut r = register(h, order, "1000", method).await;
+            r["_order"] = json!(order);
+            r
+        }
+    };
+
+    let card = reg("R1", "CARD").await;
+    let full = opened(&card, "CARD", "card");
+    for (i, (name, _)) in full.iter().enumerate() {
+        let mut form = full.clone();
+        form.remove(i);
+        let refused = page(form).await;
+        assert!(
+            refused.contains("id=\"error\""),
+            "without {name}: {refused}"
+        );
+    }
+    for (name, value) in [
+        ("req_tx", "mod"),
+        ("currency", "840"),
+        ("pay_method", "BANK"),
+        ("escw_used", "Y"),
+        ("ActionResult", "acnt"),
+        ("Ret_URL", "http://elsewhere.test/return"),
+    ] {
+        let mut form = full.clone();
+        form.iter_mut().find(|(n, _)| *n == name).unwrap().1 = value.into();
+        let refused = page(form).await;
+        assert!(
+            refused.contains("id=\"error\""),
+            "{name}={value}: {refused}"
+        );
+    }
+    let window = page(full).await;
+    assert!(window.contains("id=\"pay\""), "{window}");
+
+    let phone = reg("R2", "MOBX").await;
+    let refused = page(opened(&phone, "MOBX", "mobx")).await;
+    assert!(refused.contains("shop_user_id"), "{refused}");
+    let mut form = opened(&phone, "MOBX", "mobx");
+    form.push(("shop_user_id", "buyer-1".into()));
+    assert!(page(form).await.contains("id=\"pay\""));
 }
