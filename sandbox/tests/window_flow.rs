@@ -142,6 +142,9 @@ fn window_fields(
         ("encoding_trans", "UTF-8"),
         ("param_opt_1", "imp_123"),
     ];
+    if matches!(method, "MOBX" | "TPNT" | "GIFT") {
+        f.push(("shop_user_id", "buyer-1")); // required for these windows (spec §2.2)
+    }
     f.extend_from_slice(extra);
     f.into_iter().map(|(k, v)| (k.into(), v.into())).collect()
 }

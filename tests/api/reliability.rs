@@ -505,7 +505,7 @@ async fn an_operator_cannot_fail_an_attempt_that_names_kcps_approval_while_its_n
 #[tokio::test]
 async fn an_operators_none_at_kcp_is_refused_when_the_approval_is_named_between_its_read_and_its_claim(
 ) {
-    use sea_orm::{ConnectionTrait, Statement, TransactionTrait};
+    use sea_orm::{ConnectionTrait, Statement};
     let app = spawn_app().await;
     if !app.database_url.starts_with("postgres") {
         return; // SQLite's one writer runs the two writes one after the other
