@@ -2,7 +2,8 @@
 //!
 //! Environment names: `OPENPORT_*` with `__` for nesting (e.g. `OPENPORT_KCP__TIMEOUT_MS`), plus
 //! `DATABASE_URL` and the seed documents' single-merchant KCP names (`KCP_SITE_CD`, `KCP_CERT_INFO`,
-//! `KCP_PAYMENT_URL`, `KCP_REGISTER_URL`, `KCP_PRIVATE_KEY_PATH`, `KCP_PRIVATE_KEY_PASSWORD`, `KCP_API_BASE`).
+//! `KCP_PAYMENT_URL`, `KCP_REGISTER_URL`, `KCP_PRIVATE_KEY_PATH`, `KCP_PRIVATE_KEY_PASSWORD`, `KCP_API_BASE`,
+//! `KCP_GROUP_ID`).
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -78,6 +79,11 @@ pub struct KcpSettings {
     pub private_key_path: Option<String>,
     #[serde(skip_serializing)]
     pub private_key_password: Option<SecretString>,
+    /// Single-merchant setups: the KCP batch (billing-key) group id KCP assigned to that merchant
+    /// with the batch contract (e.g. `A52Q71000489` for the test site `A52Q7`, spec/kcp.md §1),
+    /// given to the merchant `serve` makes first (`KCP_GROUP_ID`). Unset: billing keys work only
+    /// in test mode until `openport merchant set-group-id` sets one.
+    pub group_id: Option<String>,
     /// The seed's `KCP_PAYMENT_URL` (window approval, `gw/enc/v1/payment`) and `KCP_REGISTER_URL`
     /// (trade registration): replace those URLs of the environment chosen; unused with the
     /// embedded sandbox.
@@ -232,6 +238,7 @@ impl Default for Config {
                 cert_info: None,
                 private_key_path: None,
                 private_key_password: None,
+                group_id: None,
                 payment_url: None,
                 register_url: None,
                 order_no_inquiry: None,

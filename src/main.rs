@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use openport::config::Config;
-use openport::service::merchants::{new_imp_secret, NewMerchant};
+use openport::service::merchants::{new_imp_secret, set_kcp_group_id, NewMerchant};
 use openport::service::secrets::MasterKey;
 use openport::App;
 use secrecy::{ExposeSecret, SecretString};
@@ -140,8 +140,27 @@ enum MerchantCommand {
         /// unset: the instance's (`OPENPORT_KCP__API_BASE`, the embedded sandbox in test mode).
         #[arg(long)]
         kcp_api_base: Option<String>,
+        /// The KCP batch (billing-key) group id KCP assigns with the batch contract, e.g.
+        /// `A52Q71000489` (1–20 letters and digits). Billing keys are issued under it. Without
+        /// it, billing keys work only in test mode (with the sandbox's made-up group) until
+        /// `merchant set-group-id` sets one.
+        #[arg(long)]
+        kcp_group_id: Option<String>,
         #[arg(long)]
         json: bool,
+    },
+    /// Set the KCP batch (billing-key) group id of an existing merchant: the one KCP assigned
+    /// with the batch contract (e.g. `A52Q71000489`). Billing keys issued from now on are issued
+    /// under it; keys issued earlier keep the group they were issued under (stored with each
+    /// key), which their charges and deletion go on using. Running instances use it within a
+    /// minute.
+    SetGroupId {
+        #[command(flatten)]
+        common: Common,
+        #[arg(long)]
+        imp_code: String,
+        #[arg(long)]
+        kcp_group_id: String,
     },
     /// List merchants (never their secrets).
     List {
@@ -433,6 +452,7 @@ async fn merchant(cmd: MerchantCommand) -> anyhow::Result<()> {
             key,
             key_password,
             kcp_api_base,
+            kcp_group_id,
             json,
         } => {
             let mut config = load(&common)?;
@@ -464,6 +484,7 @@ async fn merchant(cmd: MerchantCommand) -> anyhow::Result<()> {
                     test_mode: config.test_mode,
                     credentials: None,
                     kcp_api_base,
+                    kcp_group_id,
                 })
                 .await
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -527,6 +548,27 @@ async fn merchant(cmd: MerchantCommand) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        MerchantCommand::SetGroupId {
+            common,
+            imp_code,
+            kcp_group_id,
+        } => {
+            let config = load(&common)?;
+            init_tracing(config.log_format == "json");
+            // The database alone, as `new-secret`: nothing sealed is read or written.
+            let db = openport::store::Db::connect(&config.database_url).await?;
+            db.migrate().await?;
+            let m = set_kcp_group_id(&db, &imp_code, &kcp_group_id)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            println!(
+                "merchant {}: KCP batch group id {} for billing keys issued from now on \
+                 (keys issued earlier keep theirs)",
+                m.imp_code,
+                m.kcp_group_id.as_deref().unwrap_or_default()
+            );
+            Ok(())
+        }
         MerchantCommand::List { common } => {
             let config = load(&common)?;
             let db = openport::store::Db::connect(&config.database_url).await?;
@@ -534,16 +576,18 @@ async fn merchant(cmd: MerchantCommand) -> anyhow::Result<()> {
             for m in openport::store::merchants::all(&db.read).await? {
                 // `id` last, so the columns before it stay where scripts found them; it is what
                 // the operator routes take (`/admin/merchants/{id}/webhook`).
-                // KCP's origin after it: the instance's unless the merchant names its own.
+                // KCP's origin after it: the instance's unless the merchant names its own; then
+                // the batch group its billing keys are issued under, if one is set.
                 println!(
-                    "{}\t{}\t{}\t{}\ttest_mode={}\tid={}\tkcp_api_base={}",
+                    "{}\t{}\t{}\t{}\ttest_mode={}\tid={}\tkcp_api_base={}\tkcp_group_id={}",
                     m.imp_code,
                     m.imp_key,
                     m.site_cd,
                     m.name,
                     m.test_mode,
                     m.id,
-                    m.kcp_api_base.as_deref().unwrap_or("instance")
+                    m.kcp_api_base.as_deref().unwrap_or("instance"),
+                    m.kcp_group_id.as_deref().unwrap_or("none")
                 );
             }
             Ok(())

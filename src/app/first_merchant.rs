@@ -59,7 +59,8 @@ pub(super) async fn ensure_first_merchant(
         let Some((site_cd, cert, key, pass)) = configured_kcp_credentials(config)? else {
             return Ok(None);
         };
-        return live_merchant(gateway, credentials_dir, site_cd, cert, key, pass)
+        let group_id = config.kcp.group_id.clone();
+        return live_merchant(gateway, credentials_dir, site_cd, cert, key, pass, group_id)
             .await
             .map(Some);
     }
@@ -96,6 +97,7 @@ pub(super) async fn ensure_first_merchant(
                 DEMO_IMP_SECRET.into(),
             )),
             kcp_api_base: None,
+            kcp_group_id: config.kcp.group_id.clone(),
         })
         .await
         .map_err(|e| anyhow::anyhow!("demo merchant: {e}"))?;
@@ -105,9 +107,10 @@ pub(super) async fn ensure_first_merchant(
     }))
 }
 
-/// The live merchant of the `KCP_*` settings. Its credentials file is written before the merchant
-/// is stored, so a directory openport cannot write to stops the start with nothing made, rather
-/// than leaving a merchant whose secret nobody has.
+/// The live merchant of the `KCP_*` settings (with `KCP_GROUP_ID`, its KCP batch group; without
+/// it, its billing keys are refused until `openport merchant set-group-id`). Its credentials file
+/// is written before the merchant is stored, so a directory openport cannot write to stops the
+/// start with nothing made, rather than leaving a merchant whose secret nobody has.
 async fn live_merchant(
     gateway: &Gateway,
     credentials_dir: &Path,
@@ -115,6 +118,7 @@ async fn live_merchant(
     cert: String,
     key: String,
     pass: SecretString,
+    group_id: Option<String>,
 ) -> anyhow::Result<FirstMerchant> {
     let (imp_code, imp_key, imp_secret) = fresh_credentials();
     let path = credentials_dir.join(format!("openport-credentials-{imp_code}.txt"));
@@ -135,6 +139,7 @@ async fn live_merchant(
             test_mode: false,
             credentials: Some((imp_code, imp_key, imp_secret)),
             kcp_api_base: None,
+            kcp_group_id: group_id,
         })
         .await;
     match created {

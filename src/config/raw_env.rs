@@ -54,6 +54,12 @@ pub(super) const RAW_VARS: &[RawVar] = &[
         names: &["OPENPORT_KCP__SITE_CD", "KCP_SITE_CD"],
         secret: false,
     },
+    // A group id may be all digits after a numeric site code: a string all the same.
+    RawVar {
+        key: "kcp.group_id",
+        names: &["OPENPORT_KCP__GROUP_ID", "KCP_GROUP_ID"],
+        secret: false,
+    },
     RawVar {
         key: "kcp.cert_info",
         names: &["OPENPORT_KCP__CERT_INFO", "KCP_CERT_INFO"],
@@ -203,4 +209,26 @@ fn describe(error: Error) -> String {
 fn is_line_number(gutter: &str) -> bool {
     let n = gutter.trim();
     !n.is_empty() && n.chars().all(|c| c.is_ascii_digit())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::Config;
+
+    #[test]
+    // figment::Jail's closure must return figment's own (large) error type.
+    #[allow(clippy::result_large_err)]
+    fn the_kcp_group_id_is_read_from_either_name_as_typed_even_when_it_looks_numeric() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("OPENPORT_KCP__GROUP_ID", "123451000489");
+            let config = Config::load(None).expect("loads");
+            assert_eq!(config.kcp.group_id.as_deref(), Some("123451000489"));
+
+            // The seed's name wins over the OPENPORT_ one, as for the site code.
+            jail.set_env("KCP_GROUP_ID", "A52Q71000489");
+            let config = Config::load(None).expect("loads");
+            assert_eq!(config.kcp.group_id.as_deref(), Some("A52Q71000489"));
+            Ok(())
+        });
+    }
 }

@@ -64,6 +64,11 @@ const DELETE_ROUNDS: usize = 3;
 const RE_REGISTERED_DURING_DELETE: &str =
     "같은 customer_uid로 동시에 등록 중이어서 빌링키를 삭제하지 못했습니다. 다시 시도해 주세요.";
 
+/// A live merchant's billing key asked for before its KCP batch group id is set
+/// ([`Gateway::group_id`]): the operator's command is named.
+pub(super) const GROUP_ID_MISSING: &str =
+    "KCP 배치키 그룹아이디가 설정되지 않았습니다 (openport merchant set-group-id).";
+
 pub fn customer_not_found(uid: &str) -> ServiceError {
     ServiceError::Refused(format!(
         "요청하신 customer_uid({uid})로 등록된 정보를 찾을 수 없습니다."
@@ -86,11 +91,21 @@ fn keep_unset_details(row: &mut billing_key::ActiveModel, old: &billing_key::Mod
 }
 
 impl Gateway {
-    /// The merchant's batch group id (`bt_group_id`): configured, or `{site_cd}1000001`.
-    pub(super) fn group_id(m: &merchant::Model) -> String {
-        m.kcp_group_id
-            .clone()
-            .unwrap_or_else(|| format!("{}1000001", m.site_cd))
+    /// The group a new batch key of merchant `m` is issued under (`group_id`, spec/kcp.md §2.5;
+    /// stored with the key, it is the `bt_group_id` of its charges and the `group_id` of its
+    /// deletion, §2.6). KCP assigns each merchant its group with the batch contract (test site
+    /// `A52Q7`: `A52Q71000489`, §1), so it is the merchant's configured one. Without one, an
+    /// instance in test mode uses the sandbox's `{site_cd}1000001`: it is the instance, not the
+    /// merchant, that decides which KCP is called, and in test mode that is never KCP's
+    /// production (a live merchant served there is served against the sandbox). Outside test mode
+    /// the issuance is refused before KCP is called: a made-up group is one the merchant does not
+    /// have at KCP.
+    pub(super) fn group_id(&self, m: &merchant::Model) -> ServiceResult<String> {
+        match &m.kcp_group_id {
+            Some(group_id) => Ok(group_id.clone()),
+            None if self.settings.test_mode => Ok(format!("{}1000001", m.site_cd)),
+            None => Err(ServiceError::Refused(GROUP_ID_MISSING.into())),
+        }
     }
 
     /// Issues a KCP batch key for the card and makes it the customer_uid's key; a previous key is
@@ -101,8 +116,8 @@ impl Gateway {
         m: &merchant::Model,
         cmd: CustomerCommand,
     ) -> ServiceResult<billing_key::Model> {
+        let group_id = self.group_id(m)?;
         let connector = self.connectors.for_merchant(m, &self.secrets)?;
-        let group_id = Self::group_id(m);
         let req = BatchKeyRequest {
             order_no: format!("BK{}", random_hex(8)),
             group_id: group_id.clone(),

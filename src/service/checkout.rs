@@ -142,6 +142,17 @@ pub struct WindowFields {
     pub return_key: String,
 }
 
+/// The `kcp_group_id` a billing-key window was opened with (its fields, kept with the session).
+fn window_group_id(s: &checkout_session::Model) -> Option<String> {
+    let window: WindowFields = serde_json::from_str(&s.params).ok()?;
+    window
+        .fields
+        .into_iter()
+        .find(|(name, _)| name == "kcp_group_id")
+        .map(|(_, group_id)| group_id)
+        .filter(|group_id| !group_id.is_empty())
+}
+
 /// The return key of the window whose session token is `token`: derived, never stored, so the
 /// hand-off page (which has the token in its URL) can send it and the database holds neither.
 pub fn return_key_of(token: &str) -> String {
@@ -440,6 +451,12 @@ impl Gateway {
         } else {
             good_name
         };
+        // Before anything is written: a live merchant without its KCP group gets no window, and
+        // no payment is opened for one.
+        let group_id = match plan.method {
+            WindowMethod::BatchKey => Some(self.group_id(m)?),
+            _ => None,
+        };
         let payment = self.open_checkout_payment(m, &req, &plan).await?;
         let refuse = |message: String| CheckoutRefused {
             code: 1,
@@ -482,7 +499,9 @@ impl Gateway {
         };
         let token = random_hex(16);
         let window = WindowFields {
-            fields: self.window_fields(m, &req, &plan, &payment, &good_name, &trade, return_url),
+            fields: self.window_fields(
+                m, &req, &plan, &payment, &good_name, &trade, return_url, group_id,
+            ),
             page_origin: req.page_origin.clone(),
             page_url: req.page_url.clone(),
             return_key: super::secrets::token_digest(&return_key_of(&token)),
@@ -644,6 +663,7 @@ impl Gateway {
         good_name: &str,
         trade: &crate::pg::RegisteredTrade,
         return_url: &str,
+        group_id: Option<String>,
     ) -> Vec<(String, String)> {
         let text = |v: &Option<String>, max| {
             for_kcp("buyer", v.as_deref().unwrap_or(""), max).unwrap_or_default()
@@ -697,8 +717,8 @@ impl Gateway {
         if let (WindowMethod::VirtualAccount, Some(due)) = (plan.method, req.vbank_due) {
             f.push(("ipgm_date", crate::pg::kcp::wire::format_kcp_time(due)));
         }
-        if plan.method == WindowMethod::BatchKey {
-            f.push(("kcp_group_id", Self::group_id(m)));
+        if let (WindowMethod::BatchKey, Some(group_id)) = (plan.method, group_id) {
+            f.push(("kcp_group_id", group_id));
             f.push(("batch_cardno_return_yn", "Y".into()));
         }
         if req.escrow {
@@ -1200,12 +1220,22 @@ impl Gateway {
         &self,
         m: &merchant::Model,
         connector: &dyn crate::pg::Pg,
-        _s: &checkout_session::Model,
+        s: &checkout_session::Model,
         p: payment::Model,
         attempt: pg_attempt::Model,
         req: &WindowApprovalRequest,
         card_mask_no: &str,
     ) -> ServiceResult<()> {
+        // The group the window was opened with: KCP issues the key there, even if the merchant's
+        // group was changed while the buyer was in the window.
+        let group_id = match window_group_id(s).map_or_else(|| self.group_id(m), Ok) {
+            Ok(group_id) => group_id,
+            Err(e) => {
+                let reason = format!("빌링키 발급에 실패하였습니다. {e}");
+                self.record_failure(p, attempt, None, &reason).await?;
+                return Ok(());
+            }
+        };
         let key = match connector.issue_batch_key_from_window(req).await {
             Ok(k) => k,
             // A refusal, or nothing sent: KCP issued no key.
@@ -1247,7 +1277,7 @@ impl Gateway {
             customer_uid: Set(uid.clone()),
             status: Set("active".into()),
             batch_key_sealed: Set(self.secrets.seal(key.batch_key.as_bytes())),
-            group_id: Set(Self::group_id(m)),
+            group_id: Set(group_id),
             pg_id: Set(m.site_cd.clone()),
             card_code: Set(card_code.clone()),
             card_name: Set(Some(key.issuer_name.clone())),

@@ -96,6 +96,26 @@ fn fresh_secret(rng: &mut impl Rng) -> String {
     Alphanumeric.sample_string(rng, 80)
 }
 
+/// Longest KCP batch group id taken. KCP's are the site code and 7 digits (`A52Q71000489`,
+/// spec/kcp.md §1); the format is not published, so only a generous bound is kept.
+const KCP_GROUP_ID_MAX: usize = 20;
+
+/// A merchant's KCP batch (billing-key) group id as given by an operator: letters and digits,
+/// 1–20 of them. It goes into every batch-key issuance (`group_id`) and, stored with each key,
+/// into its charges (`bt_group_id`) and deletion (spec/kcp.md §2.5–2.6), so a typo must stop here
+/// rather than at KCP.
+pub fn kcp_group_id(value: &str) -> ServiceResult<String> {
+    if value.is_empty()
+        || value.len() > KCP_GROUP_ID_MAX
+        || !value.bytes().all(|b| b.is_ascii_alphanumeric())
+    {
+        return Err(ServiceError::BadRequest(format!(
+            "kcp_group_id는 영문/숫자 1–{KCP_GROUP_ID_MAX}자입니다 (KCP가 배치키 계약 때 준 값, 예: A52Q71000489)."
+        )));
+    }
+    Ok(value.to_owned())
+}
+
 pub struct NewMerchant {
     pub name: String,
     pub site_cd: String,
@@ -107,6 +127,10 @@ pub struct NewMerchant {
     pub credentials: Option<(String, String, String)>,
     /// The merchant's own KCP origin ([`kcp_api_base`]); None = the instance's.
     pub kcp_api_base: Option<String>,
+    /// The KCP batch (billing-key) group id KCP assigned with the batch contract
+    /// ([`kcp_group_id`]). None: billing keys are refused outside test mode until
+    /// [`set_kcp_group_id`] gives one (`Gateway::group_id`).
+    pub kcp_group_id: Option<String>,
 }
 
 /// A new merchant and its imp_secret, which exists in clear only in this value.
@@ -140,6 +164,7 @@ impl Gateway {
             .as_deref()
             .map(|url| kcp_api_base(url, self.settings.test_mode))
             .transpose()?;
+        let group_id = new.kcp_group_id.as_deref().map(kcp_group_id).transpose()?;
         // Refuse credentials that cannot sign before they are stored.
         KcpConnector::new(
             KcpConfig {
@@ -171,6 +196,7 @@ impl Gateway {
             test_mode: Set(new.test_mode),
             created_at: Set(self.clock.unix()),
             kcp_api_base: Set(api_base),
+            kcp_group_id: Set(group_id),
             ..Default::default()
         };
         match merchants::insert(&self.db.write, model).await {
@@ -220,6 +246,27 @@ pub async fn new_imp_secret(
         merchant,
         imp_secret: SecretString::from(secret),
     })
+}
+
+/// Gives merchant `imp_code` the KCP batch group id `group_id` (`openport merchant set-group-id`).
+/// Only keys issued from now on are issued under it: a key belongs to the group it was issued
+/// under, so the stored keys keep theirs (`billing_keys.group_id`) for their charges and their
+/// deletion. Works on the database alone, as [`new_imp_secret`]; running instances read the
+/// merchant row again within a minute (`auth::TokenCache`).
+pub async fn set_kcp_group_id(
+    db: &crate::store::Db,
+    imp_code: &str,
+    group_id: &str,
+) -> ServiceResult<merchant::Model> {
+    let group_id = kcp_group_id(group_id)?;
+    if merchants::set_kcp_group_id(&db.write, imp_code, &group_id).await? == 0 {
+        return Err(ServiceError::NotFound(format!(
+            "no merchant with imp_code {imp_code}"
+        )));
+    }
+    merchants::by_imp_code(&db.write, imp_code)
+        .await?
+        .ok_or_else(|| ServiceError::NotFound(format!("no merchant with imp_code {imp_code}")))
 }
 
 /// What `openport reseal` rewrote.
@@ -306,7 +353,28 @@ impl Gateway {
 
 #[cfg(test)]
 mod tests {
-    use super::kcp_api_base;
+    use super::{kcp_api_base, kcp_group_id};
+
+    #[test]
+    fn a_kcp_group_id_is_1_to_20_letters_and_digits() {
+        for taken in ["A52Q71000489", "T00001000001", "a", "ABCDEFGHIJ0123456789"] {
+            assert_eq!(kcp_group_id(taken).unwrap(), taken);
+        }
+        for refused in [
+            "",
+            " A52Q71000489",
+            "A52Q7-1000489",
+            "A52Q71000489\n",
+            "ABCDEFGHIJ01234567890",
+            "그룹아이디",
+        ] {
+            let err = kcp_group_id(refused).unwrap_err();
+            assert!(
+                matches!(&err, super::ServiceError::BadRequest(m) if m.contains("kcp_group_id")),
+                "{refused:?}: {err}"
+            );
+        }
+    }
 
     #[test]
     fn a_merchants_kcp_origin_is_stored_as_an_origin_and_https_unless_it_is_this_host() {

@@ -184,6 +184,21 @@ pub async fn set_secret_hash(db: &impl ConnectionTrait, id: i64, hash: &str) -> 
     Ok(())
 }
 
+/// Sets the KCP batch group id of the merchant `imp_code`; the number of rows changed (0: no such
+/// merchant).
+pub async fn set_kcp_group_id(
+    db: &impl ConnectionTrait,
+    imp_code: &str,
+    group_id: &str,
+) -> Result<u64, DbErr> {
+    let res = merchant::Entity::update_many()
+        .col_expr(merchant::Column::KcpGroupId, Expr::value(group_id))
+        .filter(merchant::Column::ImpCode.eq(imp_code))
+        .exec(db)
+        .await?;
+    Ok(res.rows_affected)
+}
+
 pub async fn update(
     db: &impl ConnectionTrait,
     m: merchant::ActiveModel,

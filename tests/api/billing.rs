@@ -1211,3 +1211,265 @@ async fn a_replaced_key_is_deleted_at_kcp_only_once_a_charge_made_with_it_has_se
     );
     app.assert_ledger_agrees().await;
 }
+
+/// How many rows `table` holds.
+async fn rows_in(app: &TestApp, table: &str) -> i64 {
+    use sea_orm::{ConnectionTrait, Statement};
+    let db = &app.app.gateway.db.read;
+    let sql = format!("SELECT COUNT(*) AS n FROM {table}");
+    db.query_one(Statement::from_string(db.get_database_backend(), sql))
+        .await
+        .unwrap()
+        .unwrap()
+        .try_get::<i64>("", "n")
+        .unwrap()
+}
+
+/// The group ids of the sandbox's batch keys, in issuance order.
+fn kcp_groups(app: &TestApp) -> Vec<String> {
+    app.sandbox
+        .batch_keys()
+        .into_iter()
+        .map(|k| k.group_id)
+        .collect()
+}
+
+/// KCP keeps a batch key in the group it was issued under and finds it, for a charge
+/// (`bt_group_id`) or a deletion (`group_id`), only in that group (spec/kcp.md §2.6; the sandbox
+/// does the same): a paid `again` and a deleted key show which group openport sent.
+#[tokio::test]
+async fn billing_keys_are_issued_charged_and_deleted_in_the_merchants_own_kcp_group() {
+    // The demo merchant from KCP_GROUP_ID, a second one made with its own group.
+    let app =
+        crate::helpers::spawn_app_with(|c| c.kcp.group_id = Some("T00001000489".into())).await;
+    let token = app.token().await;
+    let (key, secret) = app.merchant_in_group("T00007654321").await;
+    let other = app.token_for(&key, &secret).await;
+
+    let body = register(&app, &token, "grp-1", test_cards::SHINHAN_CREDIT).await;
+    assert_eq!(body["code"], 0, "{body}");
+    let body = register(&app, &other, "grp-2", test_cards::SHINHAN_CREDIT).await;
+    assert_eq!(body["code"], 0, "{body}");
+    assert_eq!(kcp_groups(&app), ["T00001000489", "T00007654321"]);
+    assert_eq!(key_rows(&app, "grp-1").await[0].group_id, "T00001000489");
+
+    let (_, paid) = again(&app, &token, "grp-1", "grp-1-a", 1000).await;
+    assert_eq!(paid["response"]["status"], "paid", "{paid}");
+    let (_, paid) = again(&app, &other, "grp-2", "grp-2-a", 1000).await;
+    assert_eq!(paid["response"]["status"], "paid", "{paid}");
+    assert_eq!(app.sandbox.ledger().len(), 2);
+
+    let deleted = delete_customer(&app, &token, "grp-1").await;
+    assert_eq!(deleted["code"], 0, "{deleted}");
+    let row = &key_rows(&app, "grp-1").await[0];
+    assert!(row.pg_deleted_at.is_some(), "deleted at KCP: {row:?}");
+    assert_eq!(
+        app.sandbox.batch_keys()[0].state,
+        kcp_sandbox::BatchKeyState::Deleted
+    );
+}
+
+/// A key keeps the group it was issued under when the merchant's group changes
+/// (`openport merchant set-group-id`); keys issued afterwards get the new one.
+#[tokio::test]
+async fn a_changed_kcp_group_applies_to_new_billing_keys_and_earlier_keys_keep_theirs() {
+    let app =
+        crate::helpers::spawn_app_with(|c| c.kcp.group_id = Some("T00001000489".into())).await;
+    let token = app.token().await;
+    register(&app, &token, "before", test_cards::SHINHAN_CREDIT).await;
+
+    openport::service::merchants::set_kcp_group_id(
+        &app.app.gateway.db,
+        openport::service::merchants::DEMO_IMP_CODE,
+        "T00002000002",
+    )
+    .await
+    .unwrap();
+    // An instance that has not cached the merchant row (the CLI's change reaches running
+    // instances within a minute).
+    let changed = app.another_instance(|_| {}).await;
+    let token = changed.token().await;
+    let body = register(&changed, &token, "after", test_cards::SHINHAN_CREDIT).await;
+    assert_eq!(body["code"], 0, "{body}");
+    assert_eq!(kcp_groups(&app), ["T00001000489", "T00002000002"]);
+
+    let (_, paid) = again(&changed, &token, "before", "before-a", 1000).await;
+    assert_eq!(paid["response"]["status"], "paid", "{paid}");
+    let (_, paid) = again(&changed, &token, "after", "after-a", 1000).await;
+    assert_eq!(paid["response"]["status"], "paid", "{paid}");
+}
+
+/// The billing-key window sends the merchant's group (`kcp_group_id`) and stores the key KCP
+/// issued there under it.
+#[tokio::test]
+async fn the_billing_key_window_issues_the_key_in_the_merchants_kcp_group() {
+    let app =
+        crate::helpers::spawn_app_with(|c| c.kcp.group_id = Some("T00001000489".into())).await;
+    let rsp = crate::checkout::request_pay(
+        &app,
+        json!({"pg": "kcp_billing", "pay_method": "card", "merchant_uid": "grp-window", "amount": 0, "customer_uid": "grp-wc"}),
+        &[("card_no", "5555555555554444"), ("card_expiry", "3112"), ("action", "pay")],
+    )
+    .await;
+    assert_eq!(rsp["success"], true, "{rsp}");
+    assert_eq!(kcp_groups(&app), ["T00001000489"]);
+    assert_eq!(key_rows(&app, "grp-wc").await[0].group_id, "T00001000489");
+    let token = app.token().await;
+    let (_, paid) = again(&app, &token, "grp-wc", "grp-wc-a", 1000).await;
+    assert_eq!(paid["response"]["status"], "paid", "{paid}");
+}
+
+/// A live instance (calling the test instance's sandbox as its KCP) whose merchant was made from
+/// `KCP_*` without `KCP_GROUP_ID`: a made-up group would be one the merchant does not have at
+/// real KCP, so its billing keys are refused before KCP is called, with nothing written, until
+/// an operator sets the group.
+#[tokio::test]
+async fn a_live_merchant_without_a_kcp_group_gets_no_billing_key_and_kcp_is_not_called() {
+    use base64::Engine;
+    use secrecy::{ExposeSecret, SecretString};
+    let test = spawn_app().await;
+    let live_mode = |c: &mut openport::config::Config| {
+        c.test_mode = false;
+        c.master_key = Some(SecretString::from(
+            base64::engine::general_purpose::STANDARD.encode([9u8; 32]),
+        ));
+        c.public_url = Some("https://pay.example.com".into());
+    };
+    let live = test.another_instance(live_mode).await;
+    let created = live.app.demo.as_ref().expect("the live merchant of KCP_*");
+    assert!(!created.merchant.test_mode && created.merchant.kcp_group_id.is_none());
+    let imp_code = created.merchant.imp_code.clone();
+    let (imp_key, secret) = (
+        created.merchant.imp_key.clone(),
+        created.imp_secret.expose_secret().to_string(),
+    );
+    let token = live.token_for(&imp_key, &secret).await;
+
+    let (status, body) = live
+        .post(
+            "/subscribe/customers/live-c",
+            Some(&token),
+            json!({"card_number": test_cards::SHINHAN_CREDIT, "expiry": future_expiry(),
+                   "birth": "800101", "pwd_2digit": "00"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["code"], 1, "{body}");
+    assert_eq!(
+        body["message"],
+        "KCP 배치키 그룹아이디가 설정되지 않았습니다 (openport merchant set-group-id)."
+    );
+    // The billing-key window too, before any payment is opened.
+    let (_, started) = live
+        .post(
+            "/checkout/request",
+            None,
+            json!({"imp_code": imp_code, "mobile": false, "page_url": "https://shop.example.com/cart",
+                   "params": {"pg": "kcp_billing", "pay_method": "card", "merchant_uid": "live-w",
+                              "amount": 0, "customer_uid": "live-wc"}}),
+        )
+        .await;
+    assert_eq!(started["code"], 1, "{started}");
+    assert!(
+        started["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("set-group-id")),
+        "{started}"
+    );
+    assert!(test.sandbox.batch_keys().is_empty(), "KCP was called");
+    for table in [
+        "billing_keys",
+        "payments",
+        "pg_attempts",
+        "checkout_sessions",
+    ] {
+        assert_eq!(rows_in(&test, table).await, 0, "{table}");
+    }
+
+    // Once the operator sets it, an instance reading the merchant again issues keys in it.
+    openport::service::merchants::set_kcp_group_id(&test.app.gateway.db, &imp_code, "T00001000489")
+        .await
+        .unwrap();
+    let set = test.another_instance(live_mode).await;
+    let token = set.token_for(&imp_key, &secret).await;
+    let body = register(&set, &token, "live-c", test_cards::SHINHAN_CREDIT).await;
+    assert_eq!(body["code"], 0, "{body}");
+    assert_eq!(kcp_groups(&test), ["T00001000489"]);
+}
+
+/// `KCP_GROUP_ID` reaches the live merchant `serve` makes from `KCP_*`.
+#[tokio::test]
+async fn the_live_merchant_made_from_kcp_settings_takes_kcp_group_id() {
+    use base64::Engine;
+    use secrecy::SecretString;
+    let test = spawn_app().await;
+    let live = test
+        .another_instance(|c| {
+            c.test_mode = false;
+            c.master_key = Some(SecretString::from(
+                base64::engine::general_purpose::STANDARD.encode([9u8; 32]),
+            ));
+            c.public_url = Some("https://pay.example.com".into());
+            c.kcp.group_id = Some("T00001000489".into());
+        })
+        .await;
+    let created = live.app.demo.as_ref().expect("the live merchant of KCP_*");
+    assert_eq!(
+        created.merchant.kcp_group_id.as_deref(),
+        Some("T00001000489")
+    );
+}
+
+#[tokio::test]
+async fn a_kcp_group_id_that_is_not_1_to_20_letters_and_digits_is_refused_and_nothing_is_stored() {
+    use openport::service::merchants::{set_kcp_group_id, NewMerchant, DEMO_IMP_CODE};
+    use openport::service::ServiceError;
+    use secrecy::SecretString;
+    let app = spawn_app().await;
+    let (cert, key_path, passphrase) = crate::helpers::kcp_test_credentials();
+    let key = std::fs::read_to_string(key_path).unwrap();
+    let merchants_before = rows_in(&app, "merchants").await;
+    for refused in [
+        "",
+        "T0000-1000489",
+        "T00001000489 ",
+        "T000010004891000489XY",
+    ] {
+        let made = app
+            .app
+            .gateway
+            .create_merchant(NewMerchant {
+                name: "group shop".into(),
+                site_cd: "T0000".into(),
+                certificate_pem: cert.clone(),
+                private_key_pem: key.clone(),
+                private_key_passphrase: SecretString::from(passphrase.clone()),
+                test_mode: true,
+                credentials: None,
+                kcp_api_base: None,
+                kcp_group_id: Some(refused.into()),
+            })
+            .await;
+        assert!(
+            matches!(&made, Err(ServiceError::BadRequest(m)) if m.contains("kcp_group_id")),
+            "{refused:?} was taken"
+        );
+        let set = set_kcp_group_id(&app.app.gateway.db, DEMO_IMP_CODE, refused).await;
+        assert!(
+            matches!(&set, Err(ServiceError::BadRequest(m)) if m.contains("kcp_group_id")),
+            "{refused:?} was set"
+        );
+    }
+    assert_eq!(rows_in(&app, "merchants").await, merchants_before);
+    let demo = openport::store::merchants::by_imp_code(&app.app.gateway.db.read, DEMO_IMP_CODE)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(demo.kcp_group_id, None);
+    let unknown = set_kcp_group_id(&app.app.gateway.db, "imp99999999", "T00001000489").await;
+    assert!(
+        matches!(&unknown, Err(ServiceError::NotFound(m)) if m.contains("imp99999999")),
+        "{:?}",
+        unknown.err()
+    );
+}

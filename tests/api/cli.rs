@@ -1,5 +1,6 @@
 //! The operator commands run as the built `openport` binary, as an operator runs them: `migrate`,
-//! `merchant create` / `merchant list`, `sandbox issue-cert` and `sandbox fault`.
+//! `merchant create` / `merchant list` / `merchant set-group-id`, `sandbox issue-cert` and
+//! `sandbox fault`.
 use std::path::Path;
 use std::process::Output;
 
@@ -269,6 +270,121 @@ async fn merchant_create_takes_a_kcp_origin_that_list_shows_and_refuses_one_that
     assert!(
         listed.contains("\tkcp_api_base=https://stg-spl.kcp.co.kr"),
         "{listed}"
+    );
+}
+
+/// The `kcp_group_id=` column `merchant list` shows for `imp_code`.
+async fn listed_group(dir: &Path, url: &str, imp_code: &str) -> String {
+    let listed = run_ok(dir, url, &["merchant", "list"]).await;
+    let line = listed
+        .lines()
+        .find(|l| l.starts_with(imp_code))
+        .unwrap_or_else(|| panic!("{imp_code} not listed: {listed}"));
+    line.split('\t')
+        .find_map(|c| c.strip_prefix("kcp_group_id="))
+        .unwrap_or_else(|| panic!("no kcp_group_id column: {line}"))
+        .to_string()
+}
+
+#[tokio::test]
+async fn merchant_create_takes_a_kcp_group_id_and_set_group_id_changes_it_refusing_bad_ones() {
+    let (url, _db_dir) = fresh_database().await;
+    let dir = tempfile::tempdir().unwrap();
+    let printed = run_ok(
+        dir.path(),
+        &url,
+        &[
+            "merchant",
+            "create",
+            "--name",
+            "batch shop",
+            "--kcp-group-id",
+            "T00001000489",
+            "--json",
+        ],
+    )
+    .await;
+    let created: Value = serde_json::from_str(&printed).expect("JSON");
+    let imp_code = created["imp_code"].as_str().unwrap().to_string();
+    assert_eq!(
+        listed_group(dir.path(), &url, &imp_code).await,
+        "T00001000489"
+    );
+
+    let set = run_ok(
+        dir.path(),
+        &url,
+        &[
+            "merchant",
+            "set-group-id",
+            "--imp-code",
+            &imp_code,
+            "--kcp-group-id",
+            "T00002000002",
+        ],
+    )
+    .await;
+    assert!(set.contains("T00002000002"), "{set}");
+    assert_eq!(
+        listed_group(dir.path(), &url, &imp_code).await,
+        "T00002000002"
+    );
+
+    // A group id that is not 1–20 letters and digits, or a merchant that does not exist: the
+    // command fails and says why, and nothing changes.
+    for (imp_code, group, why) in [
+        (imp_code.as_str(), "T0000-2000002", "kcp_group_id"),
+        (imp_code.as_str(), "T000020000021234567890", "kcp_group_id"),
+        (
+            "imp99999999",
+            "T00003000003",
+            "no merchant with imp_code imp99999999",
+        ),
+    ] {
+        let out = run(
+            dir.path(),
+            &url,
+            &[
+                "merchant",
+                "set-group-id",
+                "--imp-code",
+                imp_code,
+                "--kcp-group-id",
+                group,
+            ],
+        )
+        .await;
+        assert!(!out.status.success(), "{group} was set for {imp_code}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(why), "{group}: {stderr}");
+    }
+    let out = run(
+        dir.path(),
+        &url,
+        &[
+            "merchant",
+            "create",
+            "--name",
+            "refused shop",
+            "--kcp-group-id",
+            "A52Q7 1000489",
+        ],
+    )
+    .await;
+    assert!(!out.status.success(), "a bad group id was taken");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("kcp_group_id"),
+        "{out:?}"
+    );
+    let listed = run_ok(dir.path(), &url, &["merchant", "list"]).await;
+    assert_eq!(
+        listed.lines().count(),
+        1,
+        "nothing refused was stored: {listed}"
+    );
+    assert_eq!(
+        listed_group(dir.path(), &url, &imp_code).await,
+        "T00002000002"
     );
 }
 

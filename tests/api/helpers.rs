@@ -257,6 +257,19 @@ impl TestApp {
     /// A merchant as [`Self::second_merchant`], on its own KCP origin when `kcp_api_base` names
     /// one.
     pub async fn merchant_on_kcp(&self, kcp_api_base: Option<&str>) -> (String, String) {
+        self.merchant_with(kcp_api_base, None).await
+    }
+
+    /// A merchant as [`Self::second_merchant`] whose KCP batch group id is `kcp_group_id`.
+    pub async fn merchant_in_group(&self, kcp_group_id: &str) -> (String, String) {
+        self.merchant_with(None, Some(kcp_group_id)).await
+    }
+
+    async fn merchant_with(
+        &self,
+        kcp_api_base: Option<&str>,
+        kcp_group_id: Option<&str>,
+    ) -> (String, String) {
         let creds = credentials();
         let created = self
             .app
@@ -270,6 +283,7 @@ impl TestApp {
                 test_mode: true,
                 credentials: None,
                 kcp_api_base: kcp_api_base.map(str::to_string),
+                kcp_group_id: kcp_group_id.map(str::to_string),
             })
             .await
             .unwrap_or_else(|e| panic!("second merchant: {e}"));

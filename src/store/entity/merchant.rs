@@ -24,7 +24,8 @@ pub struct Model {
     pub webhook_content_type: String,
     /// Standard Webhooks signing secret, sealed with the master key; None = unsigned webhooks.
     pub webhook_secret_sealed: Option<String>,
-    /// KCP batch group id (`bt_group_id`) for billing keys; default `{site_cd}1000001`.
+    /// KCP batch group id (`bt_group_id`) for billing keys, as KCP assigned it; None: refused
+    /// outside test mode, the sandbox's `{site_cd}1000001` in test mode (`Gateway::group_id`).
     pub kcp_group_id: Option<String>,
     /// The origin of this merchant's KCP (e.g. KCP's staging `https://stg-spl.kcp.co.kr`); None
     /// = the instance's (the embedded sandbox in test mode, KCP's production hosts otherwise).
