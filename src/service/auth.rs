@@ -138,33 +138,84 @@ impl Gateway {
             );
             return Err(ServiceError::Unauthorized);
         }
-        if let SecretCheck::MatchRehash(hash) = check {
-            // The master key was rotated: store the hash under the current key.
-            merchants::set_secret_hash(&self.db.write, merchant.id, &hash).await?;
-        }
-        let now = self.clock.unix();
-        // Every token handed out is cached for `authenticate`.
-        let hand_out = |access_token: String, expired_at: i64| {
-            self.tokens
-                .put(&access_token, merchant.id, expired_at, now, Instant::now());
-            IssuedToken {
-                access_token,
-                now,
-                expired_at,
+        // The hash the secret was checked against, as it must still stand once a token is in
+        // hand (below).
+        let verified_hash = match check {
+            SecretCheck::MatchRehash(hash) => {
+                // The master key was rotated: store the hash under the current key, unless the
+                // secret was changed meanwhile (`merchant new-secret`), which this must not undo.
+                // (Another getToken with the same secret may have stored the same hash first.)
+                let rehashed = merchants::rehash_secret(
+                    &self.db.write,
+                    merchant.id,
+                    &merchant.imp_secret_hash,
+                    &hash,
+                )
+                .await?
+                    || merchants::by_id(&self.db.write, merchant.id)
+                        .await?
+                        .is_some_and(|m| m.imp_secret_hash == hash);
+                if !rehashed {
+                    return Err(ServiceError::Unauthorized);
+                }
+                hash
             }
+            _ => merchant.imp_secret_hash.clone(),
         };
-        if let Some(t) = merchants::live_token(&self.db.read, merchant.id, now).await? {
+        let now = self.clock.unix();
+        let issued = self.token_of(merchant.id, now).await?;
+        // `merchant new-secret` changes the hash and deletes the merchant's tokens in one
+        // transaction; a token claimed after that deletion, with the old secret checked before
+        // it, would outlive the revocation. Read after the token was in hand, the hash tells.
+        let still = merchants::by_id(&self.db.write, merchant.id)
+            .await?
+            .is_some_and(|m| m.imp_secret_hash == verified_hash);
+        if !still {
+            merchants::delete_token(&self.db.write, &token_digest(&issued.access_token)).await?;
+            return Err(ServiceError::Unauthorized);
+        }
+        // Every token handed out is cached for `authenticate`.
+        self.tokens.put(
+            &issued.access_token,
+            merchant.id,
+            issued.expired_at,
+            now,
+            Instant::now(),
+        );
+        Ok(issued)
+    }
+
+    /// The merchant's live token, extended in its last minute, or a new one in its slot.
+    async fn token_of(&self, merchant_id: i64, now: i64) -> ServiceResult<IssuedToken> {
+        let hand_out = |access_token: String, expired_at: i64| IssuedToken {
+            access_token,
+            now,
+            expired_at,
+        };
+        if let Some(t) = merchants::live_token(&self.db.read, merchant_id, now).await? {
             // Unsealed before it is extended: a token that cannot be handed out again is
             // replaced, not kept alive.
             match self.unseal_token(&t) {
+                Some(token) if t.expires_at - now > EXTEND_WINDOW_SECS => {
+                    return Ok(hand_out(token, t.expires_at));
+                }
                 Some(token) => {
-                    let mut expired_at = t.expires_at;
-                    if expired_at - now <= EXTEND_WINDOW_SECS {
-                        expired_at += EXTEND_BY_SECS;
-                        merchants::extend_token(&self.db.write, &t.token_sha256, expired_at)
-                            .await?;
+                    // Only the expiry read is extended: if another instance extended it or
+                    // replaced the token meanwhile (its clock saw it expired), nothing is
+                    // changed, and the slot's holder is handed out below instead of a token
+                    // that may no longer exist.
+                    let extended = t.expires_at + EXTEND_BY_SECS;
+                    if merchants::extend_token(
+                        &self.db.write,
+                        &t.token_sha256,
+                        t.expires_at,
+                        now,
+                        extended,
+                    )
+                    .await?
+                    {
+                        return Ok(hand_out(token, extended));
                     }
-                    return Ok(hand_out(token, expired_at));
                 }
                 None => merchants::leave_slot(&self.db.write, &t.token_sha256).await?,
             }
@@ -179,13 +230,13 @@ impl Gateway {
                 sha256: token_digest(&token),
                 sealed: self.secrets.seal(token.as_bytes()),
             };
-            if merchants::claim_token_slot(&self.db.write, stored, merchant.id, now, expired_at)
+            if merchants::claim_token_slot(&self.db.write, stored, merchant_id, now, expired_at)
                 .await?
             {
                 return Ok(hand_out(token, expired_at));
             }
             // Read on the writer: it has seen the winner's write, which the readers may not yet.
-            if let Some(t) = merchants::slot_token(&self.db.write, merchant.id)
+            if let Some(t) = merchants::slot_token(&self.db.write, merchant_id)
                 .await?
                 .filter(|t| t.expires_at > now)
             {

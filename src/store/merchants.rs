@@ -138,16 +138,31 @@ pub async fn leave_slot(db: &impl ConnectionTrait, token_sha256: &str) -> Result
     Ok(())
 }
 
+/// Moves the expiry of token `token_sha256` from `from` to `to`, only if it still expires at
+/// `from` and is valid at `now`: false when another instance extended it or replaced it meanwhile.
 pub async fn extend_token(
     db: &impl ConnectionTrait,
     token_sha256: &str,
-    expires_at: i64,
-) -> Result<(), DbErr> {
-    access_token::Entity::update_many()
+    from: i64,
+    now: i64,
+    to: i64,
+) -> Result<bool, DbErr> {
+    let res = access_token::Entity::update_many()
         .col_expr(
             access_token::Column::ExpiresAt,
-            sea_orm::sea_query::Expr::value(expires_at),
+            sea_orm::sea_query::Expr::value(to),
         )
+        .filter(access_token::Column::TokenSha256.eq(token_sha256))
+        .filter(access_token::Column::ExpiresAt.eq(from))
+        .filter(access_token::Column::ExpiresAt.gt(now))
+        .exec(db)
+        .await?;
+    Ok(res.rows_affected == 1)
+}
+
+/// Deletes the token `token_sha256` (one handed out to a secret revoked meanwhile).
+pub async fn delete_token(db: &impl ConnectionTrait, token_sha256: &str) -> Result<(), DbErr> {
+    access_token::Entity::delete_many()
         .filter(access_token::Column::TokenSha256.eq(token_sha256))
         .exec(db)
         .await?;
@@ -182,6 +197,26 @@ pub async fn set_secret_hash(db: &impl ConnectionTrait, id: i64, hash: &str) -> 
         .exec(db)
         .await?;
     Ok(())
+}
+
+/// Replaces the merchant's secret hash `from` by `to` (the same secret under the current master
+/// key), only if it is still `from`: false when the secret was changed meanwhile.
+pub async fn rehash_secret(
+    db: &impl ConnectionTrait,
+    id: i64,
+    from: &str,
+    to: &str,
+) -> Result<bool, DbErr> {
+    let res = merchant::Entity::update_many()
+        .col_expr(
+            merchant::Column::ImpSecretHash,
+            sea_orm::sea_query::Expr::value(to),
+        )
+        .filter(merchant::Column::Id.eq(id))
+        .filter(merchant::Column::ImpSecretHash.eq(from))
+        .exec(db)
+        .await?;
+    Ok(res.rows_affected == 1)
 }
 
 /// Sets the KCP batch group id of the merchant `imp_code`; the number of rows changed (0: no such

@@ -208,6 +208,131 @@ async fn parallel_first_get_token_calls_on_two_instances_return_one_token() {
     assert_eq!(tokens.len(), 1, "{results:?}");
 }
 
+/// Two instances at a token's expiry (PostgreSQL): one extends the token in its last minute while
+/// the other, whose clock already saw it expired, replaces it. The extension must not answer a
+/// token that no longer exists (every instance would then refuse it for up to five minutes).
+#[tokio::test]
+async fn a_token_replaced_while_another_instance_extends_it_is_not_handed_out() {
+    use openport::service::secrets::token_digest;
+    use sea_orm::{ConnectionTrait, Statement};
+    let app = spawn_app().await;
+    if !app.database_url.starts_with("postgres") {
+        return; // SQLite's one writer runs the two writes one after the other
+    }
+    let first = app.token().await;
+    app.advance(openport::service::auth::TOKEN_TTL_SECS - 30);
+    let now = chrono::Utc::now().timestamp() + openport::service::auth::TOKEN_TTL_SECS - 30;
+    let gateway = app.app.gateway.clone();
+    let replacement = "ab".repeat(20);
+
+    // The other instance's replacement, held uncommitted until this one's extension waits.
+    let other = gateway.db.write.begin().await.unwrap();
+    other
+        .execute_unprepared("LOCK TABLE access_tokens IN EXCLUSIVE MODE")
+        .await
+        .unwrap();
+    let asking = tokio::spawn({
+        let http = app.http.clone();
+        let url = app.url("/users/getToken");
+        async move {
+            http.post(url)
+                .json(&json!({"imp_key": DEMO_IMP_KEY, "imp_secret": DEMO_IMP_SECRET}))
+                .send()
+                .await
+                .unwrap()
+                .json::<serde_json::Value>()
+                .await
+                .unwrap()
+        }
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert!(!asking.is_finished(), "the extension waits for the lock");
+    other
+        .execute(Statement::from_sql_and_values(
+            sea_orm::DbBackend::Postgres,
+            "UPDATE access_tokens SET token_sha256 = $1, token_sealed = $2, created_at = $3, \
+             expires_at = $4 WHERE token_sha256 = $5",
+            [
+                token_digest(&replacement).into(),
+                gateway.secrets.seal(replacement.as_bytes()).into(),
+                now.into(),
+                (now + openport::service::auth::TOKEN_TTL_SECS).into(),
+                token_digest(&first).into(),
+            ],
+        ))
+        .await
+        .unwrap();
+    other.commit().await.unwrap();
+    let answer = asking.await.unwrap();
+
+    assert_eq!(answer["code"], 0, "{answer}");
+    assert_eq!(
+        answer["response"]["access_token"], replacement,
+        "the slot's holder, not the token that was replaced: {answer}"
+    );
+}
+
+/// `merchant new-secret` committed between a getToken's check of the old secret and its claim of
+/// a token (PostgreSQL): the token would outlive the revocation for its 30 minutes.
+#[tokio::test]
+async fn a_secret_renewed_while_get_token_checks_the_old_one_leaves_no_token_for_it() {
+    use sea_orm::ConnectionTrait;
+    let app = spawn_app().await;
+    if !app.database_url.starts_with("postgres") {
+        return; // SQLite's one writer runs the two writes one after the other
+    }
+    let gateway = app.app.gateway.clone();
+    let renewal = gateway.db.write.begin().await.unwrap();
+    renewal
+        .execute_unprepared("LOCK TABLE access_tokens IN EXCLUSIVE MODE")
+        .await
+        .unwrap();
+    let asking = tokio::spawn({
+        let http = app.http.clone();
+        let url = app.url("/users/getToken");
+        async move {
+            let res = http
+                .post(url)
+                .json(&json!({"imp_key": DEMO_IMP_KEY, "imp_secret": DEMO_IMP_SECRET}))
+                .send()
+                .await
+                .unwrap();
+            (res.status(), res.text().await.unwrap())
+        }
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert!(!asking.is_finished(), "the claim waits for the lock");
+    // What `openport merchant new-secret` does, in its one transaction.
+    let new_hash = gateway.secrets.secret_hash("a-new-secret");
+    renewal
+        .execute_unprepared(&format!(
+            "UPDATE merchants SET imp_secret_hash = '{new_hash}' WHERE imp_key = '{DEMO_IMP_KEY}'"
+        ))
+        .await
+        .unwrap();
+    renewal
+        .execute_unprepared("DELETE FROM access_tokens")
+        .await
+        .unwrap();
+    renewal.commit().await.unwrap();
+    let (status, body) = asking.await.unwrap();
+
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    let left = gateway
+        .db
+        .read
+        .query_one(sea_orm::Statement::from_string(
+            sea_orm::DbBackend::Postgres,
+            "SELECT COUNT(*) AS n FROM access_tokens",
+        ))
+        .await
+        .unwrap()
+        .unwrap()
+        .try_get::<i64>("", "n")
+        .unwrap();
+    assert_eq!(left, 0, "no token for the revoked secret");
+}
+
 #[tokio::test]
 async fn once_the_token_expired_get_token_issues_a_new_one_and_only_that_one_works() {
     let app = spawn_app().await;
