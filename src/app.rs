@@ -31,6 +31,22 @@ mod request_body;
 pub use first_merchant::Seeding;
 use request_body::MAX_BODY_BYTES;
 
+/// The master key (with the previous ones) that seals secrets and keys the imp_secret hashes.
+/// Outside test mode one must be configured: the public test-mode key would hash and seal a live
+/// merchant's secrets under a key anyone has (and under a key id the live instances do not use,
+/// so a secret renewed that way would be refused by them). Every command that seals or hashes
+/// goes through here.
+pub fn master_key(config: &Config) -> anyhow::Result<MasterKey> {
+    if !config.test_mode && config.master_key.is_none() {
+        anyhow::bail!("OPENPORT_MASTER_KEY (base64 of 32 bytes) is required when test mode is off");
+    }
+    MasterKey::with_previous(
+        config.master_key.as_ref(),
+        config.previous_master_keys.as_ref(),
+    )
+    .context("master key")
+}
+
 /// State shared by every handler.
 #[derive(Clone)]
 pub struct AppState {
@@ -134,22 +150,13 @@ impl App {
         seeding: Seeding,
     ) -> anyhow::Result<Self> {
         config.validate()?;
-        if !config.test_mode && config.master_key.is_none() {
-            anyhow::bail!(
-                "OPENPORT_MASTER_KEY (base64 of 32 bytes) is required when test mode is off"
-            );
-        }
         if !config.test_mode && config.public_url.is_none() {
             tracing::warn!("OPENPORT_PUBLIC_URL is not set: browser checkout (IMP.request_pay) is refused except on a loopback Host (docs/operations.md \"Public URL\")");
         }
         if config.master_key.is_none() {
             tracing::warn!("no master key configured: using the public test-mode key (never use this in production)");
         }
-        let secrets = MasterKey::with_previous(
-            config.master_key.as_ref(),
-            config.previous_master_keys.as_ref(),
-        )
-        .context("master key")?;
+        let secrets = master_key(&config)?;
         tracing::info!(database = %redact_url(&config.database_url), "connecting");
         let db = Db::connect_with_pool(&config.database_url, config.database_pool_size)
             .await

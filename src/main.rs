@@ -5,7 +5,6 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use openport::config::Config;
 use openport::service::merchants::{new_imp_secret, set_kcp_group_id, NewMerchant};
-use openport::service::secrets::MasterKey;
 use openport::App;
 use secrecy::{ExposeSecret, SecretString};
 
@@ -517,11 +516,7 @@ async fn merchant(cmd: MerchantCommand) -> anyhow::Result<()> {
             init_tracing(config.log_format == "json");
             // The database and the master key alone: a full start is refused while a hash is
             // under a key that is gone, which is what this command mends.
-            let secrets = MasterKey::with_previous(
-                config.master_key.as_ref(),
-                config.previous_master_keys.as_ref(),
-            )
-            .context("master key")?;
+            let secrets = openport::app::master_key(&config)?;
             let db = openport::store::Db::connect(&config.database_url).await?;
             db.migrate().await?;
             let renewed = new_imp_secret(&db, &secrets, &imp_code)

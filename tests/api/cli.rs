@@ -197,6 +197,58 @@ async fn merchant_create_prints_the_secret_once_keeps_only_its_hash_and_the_secr
     assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
 }
 
+/// `merchant new-secret` outside test mode without a master key is refused, as `serve` is: it
+/// hashed the new secret under the public test-mode key, which the live instances do not have,
+/// and deleted the merchant's tokens, locking the merchant out.
+#[tokio::test]
+async fn merchant_new_secret_outside_test_mode_without_a_master_key_is_refused_and_changes_nothing()
+{
+    let (url, _db_dir) = fresh_database().await;
+    let dir = tempfile::tempdir().unwrap();
+    let created: Value = serde_json::from_str(
+        &run_ok(
+            dir.path(),
+            &url,
+            &["merchant", "create", "--name", "S", "--json"],
+        )
+        .await,
+    )
+    .unwrap();
+    let imp_code = created["imp_code"].as_str().unwrap();
+    let db = Database::connect(&url).await.unwrap();
+    let hash = |db: DatabaseConnection| async move {
+        db.query_one(statement(
+            &db,
+            &format!("SELECT imp_secret_hash FROM merchants WHERE imp_code = '{imp_code}'"),
+        ))
+        .await
+        .unwrap()
+        .unwrap()
+        .try_get::<String>("", "imp_secret_hash")
+        .unwrap()
+    };
+    let before = hash(db.clone()).await;
+
+    let mut command = openport_in_test_mode(
+        dir.path(),
+        &url,
+        &["merchant", "new-secret", "--imp-code", imp_code],
+    );
+    command.env("OPENPORT_TEST_MODE", "false");
+    let out = tokio::task::spawn_blocking(move || command.output().unwrap())
+        .await
+        .unwrap();
+
+    assert!(!out.status.success(), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("OPENPORT_MASTER_KEY"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("imp_secret"));
+    assert_eq!(hash(db).await, before);
+}
+
 #[tokio::test]
 async fn merchant_create_takes_a_certificate_file_holding_kcps_one_line_form() {
     let (url, _db_dir) = fresh_database().await;
