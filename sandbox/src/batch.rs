@@ -43,8 +43,12 @@ pub enum BatchKeyState {
 /// What the sandbox shows of a batch key: its card (masked) and state, never the key itself.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BatchKey {
-    /// [`batch_key_digest`] of the key: enough to tell keys apart, useless to charge with.
-    pub key_sha256_prefix: String,
+    /// A random handle given at issuance (16 hex digits), which the sandbox's logs and
+    /// `/_sandbox/batch-keys` name the key by. Not derived from the key: a key is 10 random digits
+    /// after its date, so any digest of it shown in a log could be reversed by trying them all.
+    /// Keys kept by an older sandbox show the digest prefix they were shown by then.
+    #[serde(alias = "key_sha256_prefix")]
+    pub id: String,
     pub site_cd: String,
     pub group_id: String,
     /// `411111******1111`.
@@ -57,14 +61,6 @@ pub struct BatchKey {
     /// `yyyyMMddHHmmss` KST.
     pub issued_at: String,
     pub deleted_at: Option<String>,
-}
-
-/// The first 16 hex digits of SHA-256 over a batch key, as [`BatchKey::key_sha256_prefix`]
-/// shows it: how a test finds the state of a key it holds.
-pub fn batch_key_digest(batch_key: &str) -> String {
-    let mut digest = full_digest(batch_key);
-    digest.truncate(16);
-    digest
 }
 
 fn full_digest(batch_key: &str) -> String {
@@ -123,10 +119,9 @@ impl BatchKeyBook {
             billing,
         } in kept
         {
-            let prefix = &key.key_sha256_prefix;
-            let well_formed = key_sha256.len() == 64
-                && key_sha256.bytes().all(|b| b.is_ascii_hexdigit())
-                && key_sha256.starts_with(prefix.as_str());
+            let prefix = &key.id;
+            let well_formed =
+                key_sha256.len() == 64 && key_sha256.bytes().all(|b| b.is_ascii_hexdigit());
             if !well_formed {
                 return Err(format!(
                     "batch key {prefix}: key_sha256 is not the key's SHA-256"
@@ -155,6 +150,13 @@ impl BatchKeyBook {
                 .insert(key_sha256, StoredKey { shown: key, issuer });
         }
         Ok(book)
+    }
+
+    /// The key `batch_key`, found by its digest, as the sandbox shows it.
+    pub fn shown(&self, batch_key: &str) -> Option<BatchKey> {
+        self.by_digest
+            .get(&full_digest(batch_key))
+            .map(|stored| stored.shown.clone())
     }
 
     pub fn snapshot(&self) -> Vec<BatchKey> {
@@ -290,7 +292,7 @@ pub(crate) fn issue(shared: &Shared, fields: &Fields, site_cd: &str) -> Result<R
         .set("card_bin_type_01", "0")
         .set("card_bin_type_02", issuer.bin_type_02)
         .set("card_mask_no", shown.masked_card_no.as_str());
-    tracing::info!(site_cd, group_id, order_no, key = %shown.key_sha256_prefix, "kcp sandbox issued batch key");
+    tracing::info!(site_cd, group_id, order_no, key = %shown.id, "kcp sandbox issued batch key");
     Ok(reply)
 }
 
@@ -302,7 +304,7 @@ fn delete(shared: &Shared, fields: &Fields, site_cd: &str) -> Result<Reply, Refu
     let stored = book.find(site_cd, group_id, batch_key)?;
     stored.shown.state = BatchKeyState::Deleted;
     stored.shown.deleted_at = Some(deleted_at);
-    tracing::info!(site_cd, group_id, key = %stored.shown.key_sha256_prefix, "kcp sandbox deleted batch key");
+    tracing::info!(site_cd, group_id, key = %stored.shown.id, "kcp sandbox deleted batch key");
     Ok(Reply::ok())
 }
 
@@ -328,7 +330,7 @@ pub(crate) fn pay(shared: &Shared, fields: &Fields, site_cd: &str) -> Result<Rep
     }
     hub::issuer_decides(shared, &issuer)?;
     let card = hub::card_summary(&issuer, stored.shown.masked_card_no.clone(), order.quota);
-    let key = stored.shown.key_sha256_prefix.clone();
+    let key = stored.shown.id.clone();
     let mut ledger = shared.ledger();
     let approval = hub::approve(shared, &mut ledger, site_cd, &order, card, &issuer)?;
     drop(ledger);
@@ -338,14 +340,14 @@ pub(crate) fn pay(shared: &Shared, fields: &Fields, site_cd: &str) -> Result<Rep
 }
 
 /// A key issued through the batch window (`AUTH`, spec §2.5): the same book and the same rules
-/// for its charges as a key-in issuance. Returns the key.
+/// for its charges as a key-in issuance. Returns the key and what the sandbox shows of it.
 pub(crate) fn issue_from_window(
     shared: &Shared,
     site_cd: &str,
     group_id: &str,
     card_no: &str,
-) -> String {
-    store_key(shared, site_cd, group_id, card_no).0
+) -> (String, BatchKey) {
+    store_key(shared, site_cd, group_id, card_no)
 }
 
 /// Issues and books a fresh key for `card_no`; returns the key and what the sandbox shows of it.
@@ -357,7 +359,7 @@ fn store_key(shared: &Shared, site_cd: &str, group_id: &str, card_no: &str) -> (
     let batch_key = book.new_key(&issued_at);
     let digest = full_digest(&batch_key);
     let shown = BatchKey {
-        key_sha256_prefix: batch_key_digest(&batch_key),
+        id: hex::encode(rand::random::<[u8; 8]>()),
         site_cd: site_cd.to_owned(),
         group_id: group_id.to_owned(),
         masked_card_no: test_cards::mask(card_no),

@@ -42,7 +42,7 @@ mod vbank;
 pub mod window;
 mod wire;
 
-pub use batch::{batch_key_digest, BatchKey, BatchKeyState};
+pub use batch::{BatchKey, BatchKeyState};
 pub use ca::IssuedCertificate;
 pub use clock::ManualClock;
 pub use escrow::EscrowShipment;
@@ -334,6 +334,11 @@ impl Sandbox {
     /// Every batch key issued, in issuance order: state and masked card, never the key.
     pub fn batch_keys(&self) -> Vec<BatchKey> {
         self.shared.batch_keys().snapshot()
+    }
+
+    /// The batch key `batch_key` (one a test holds) as the sandbox shows it, if it issued it.
+    pub fn batch_key(&self, batch_key: &str) -> Option<BatchKey> {
+        self.shared.batch_keys().shown(batch_key)
     }
 
     /// The escrow shipping start (`STE1`) KCP holds for `tno`, if one was registered.

@@ -1057,8 +1057,8 @@ fn batch_key_reply(s: &Shared, site_cd: &str, trade: &Trade, result: &WindowResu
     } else {
         opened.group_id
     };
-    let batch_key = crate::batch::issue_from_window(s, site_cd, &group_id, &card_no);
-    tracing::info!(site_cd, group_id = %group_id, key = %crate::batch::batch_key_digest(&batch_key), "kcp sandbox issued a batch key from the window");
+    let (batch_key, shown) = crate::batch::issue_from_window(s, site_cd, &group_id, &card_no);
+    tracing::info!(site_cd, group_id = %group_id, key = %shown.id, "kcp sandbox issued a batch key from the window");
     let mut reply = Reply::ok();
     reply
         .set("batch_key", batch_key.as_str())

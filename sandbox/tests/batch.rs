@@ -1,7 +1,7 @@
 mod common;
 
 use common::*;
-use kcp_sandbox::{batch_key_digest, test_cards, BatchKeyState, TransactionState};
+use kcp_sandbox::{test_cards, BatchKeyState, TransactionState};
 use serde_json::{json, Value};
 
 fn with(mut body: Value, extra: Value) -> Value {
@@ -55,8 +55,13 @@ async fn issuing_a_batch_key_answers_the_key_and_the_masked_card() {
 
     let keys = harness.sandbox.batch_keys();
     assert_eq!(keys.len(), 1);
-    assert_eq!(keys[0].key_sha256_prefix, batch_key_digest(key));
-    assert_eq!(keys[0].key_sha256_prefix.len(), 16);
+    assert_eq!(harness.sandbox.batch_key(key).as_ref(), Some(&keys[0]));
+    assert_eq!(keys[0].id.len(), 16);
+    let digest = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(key.as_bytes()));
+    assert!(
+        !digest.starts_with(&keys[0].id),
+        "the id shown is not a digest of the key"
+    );
     assert_eq!(keys[0].site_cd, SITE);
     assert_eq!(keys[0].group_id, GROUP);
     assert_eq!(keys[0].masked_card_no, "411111******1111");
@@ -422,7 +427,7 @@ async fn the_control_api_lists_key_states_without_the_keys() {
     assert_eq!(
         listed,
         json!([{
-            "key_sha256_prefix": batch_key_digest(&key),
+            "id": harness.sandbox.batch_key(&key).unwrap().id,
             "site_cd": SITE,
             "group_id": GROUP,
             "masked_card_no": "376000******0004",
