@@ -19,6 +19,8 @@ use crate::pg::{
     TradeRegistration, WindowApproval, WindowApprovalRequest, WindowMethod, Won,
 };
 
+/// `tran_cd` of a payment window's approval (spec §2.3).
+pub const TRAN_CD_PAYMENT: &str = "00100000";
 /// `tran_cd` of a billing-key (batch) window result (spec §2.3); also what the batch-key
 /// issuance call sends (§2.4).
 pub const TRAN_CD_BATCH: &str = "00300001";
@@ -173,15 +175,17 @@ impl WindowApprovalBody {
                 DeclineReason::Other,
             )
         })?;
-        let tran_cd = req.tran_cd.trim();
-        if tran_cd.is_empty() || tran_cd.len() > 8 || !tran_cd.bytes().all(|b| b.is_ascii_digit()) {
+        // A payment window's approval is `00100000` (spec §2.3), whatever the browser posted back:
+        // the value crosses the buyer's browser, and `00300001` with a payment window's result
+        // would have KCP issue a billing key nobody asked for.
+        if req.tran_cd.trim() != TRAN_CD_PAYMENT {
             return Err(invalid_request(
-                "window result without a valid tran_cd",
+                "window result whose tran_cd is not a payment's (00100000)",
                 DeclineReason::Other,
             ));
         }
         Ok(Self {
-            tran_cd: tran_cd.to_owned(),
+            tran_cd: TRAN_CD_PAYMENT.to_owned(),
             site_cd: site_cd.to_owned(),
             kcp_cert_info: signer.cert_info().to_owned(),
             enc_data: enc_field(&req.enc_data, "enc_data")?,

@@ -181,7 +181,7 @@ fn a_mask_outside_the_spec_table_is_refused_locally() {
 }
 
 #[test]
-fn a_window_result_without_its_data_or_tran_cd_is_refused_locally() {
+fn a_window_result_without_its_data_or_a_payments_tran_cd_is_refused_locally() {
     let base = window_result("100000000000", 1000, "A1");
     for req in [
         WindowApprovalRequest {
@@ -194,6 +194,15 @@ fn a_window_result_without_its_data_or_tran_cd_is_refused_locally() {
         },
         WindowApprovalRequest {
             tran_cd: String::new(),
+            ..base.clone()
+        },
+        // A billing-key window's tran_cd on a payment window's result (it crosses the browser).
+        WindowApprovalRequest {
+            tran_cd: "00300001".into(),
+            ..base.clone()
+        },
+        WindowApprovalRequest {
+            tran_cd: "00100001".into(),
             ..base.clone()
         },
         WindowApprovalRequest {
