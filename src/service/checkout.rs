@@ -153,6 +153,31 @@ fn window_group_id(s: &checkout_session::Model) -> Option<String> {
         .filter(|group_id| !group_id.is_empty())
 }
 
+/// Whether the window is sent the buyer's id at the merchant (`shop_user_id`, spec §2.2: required
+/// for phone, point and gift certificate windows).
+fn sends_shop_user_id(plan: &WindowPlan) -> bool {
+    plan.needs_shop_user_id || matches!(plan.method, WindowMethod::Phone | WindowMethod::Point)
+}
+
+/// The `shop_user_id` sent to KCP: the merchant's `bypass.shop_user_id`, else the merchant_uid,
+/// made fit for KCP as any text it is sent (spec §6: forbidden characters become spaces, at most
+/// 20 bytes, cut on a character boundary; script refused). Refused when nothing is left.
+fn shop_user_id(req: &CheckoutRequest) -> ServiceResult<String> {
+    let id = req
+        .shop_user_id
+        .as_deref()
+        .filter(|id| !id.is_empty())
+        .unwrap_or(&req.order.merchant_uid);
+    let fit = for_kcp("bypass.shop_user_id", id, 20)
+        .map_err(|e| ServiceError::BadRequest(e.to_string()))?;
+    if fit.is_empty() {
+        return Err(ServiceError::BadRequest(
+            "bypass.shop_user_id에 KCP에 보낼 수 있는 문자가 없습니다.".into(),
+        ));
+    }
+    Ok(fit)
+}
+
 /// The return key of the window whose session token is `token`: derived, never stored, so the
 /// hand-off page (which has the token in its URL) can send it and the database holds neither.
 pub fn return_key_of(token: &str) -> String {
@@ -403,6 +428,9 @@ impl Gateway {
                 "상품권 결제에는 bypass.shop_user_id가 필요합니다.".into(),
             )
             .into());
+        }
+        if sends_shop_user_id(&plan) {
+            req.shop_user_id = Some(shop_user_id(&req)?);
         }
         req.products =
             escrow_items(&req.products).map_err(|e| ServiceError::BadRequest(e.to_string()))?;
@@ -693,14 +721,9 @@ impl Gateway {
         if let Some(v) = plan.van_code {
             f.push(("van_code", v.into()));
         }
-        if plan.needs_shop_user_id
-            || matches!(plan.method, WindowMethod::Phone | WindowMethod::Point)
-        {
-            let id = req
-                .shop_user_id
-                .clone()
-                .unwrap_or_else(|| req.order.merchant_uid.clone());
-            f.push(("shop_user_id", id.chars().take(20).collect()));
+        if sends_shop_user_id(plan) {
+            // Made fit for KCP when the request was taken (`shop_user_id`).
+            f.push(("shop_user_id", req.shop_user_id.clone().unwrap_or_default()));
         }
         if plan.method == WindowMethod::Phone {
             f.push(("digital", if req.digital { "Y" } else { "N" }.into()));

@@ -666,6 +666,59 @@ async fn payment_of(app: &TestApp, rsp: &Value) -> Value {
     app.payment(&token, rsp["imp_uid"].as_str().unwrap()).await
 }
 
+/// `shop_user_id` reaches KCP as other text does (spec §6): KCP's separators and quotes become
+/// spaces and it is at most 20 bytes, cut on a character boundary (it was cut at 20 characters,
+/// 60 bytes of Korean); one holding script, or nothing KCP may be sent, is refused before the
+/// window.
+#[tokio::test]
+async fn the_shop_user_id_sent_to_kcp_is_cleaned_and_cut_to_20_bytes_and_script_is_refused() {
+    let app = spawn_app().await;
+    let field = |fields: &[(String, String)]| {
+        fields
+            .iter()
+            .find(|(k, _)| k == "shop_user_id")
+            .map(|(_, v)| v.clone())
+            .unwrap()
+    };
+    let (_, fields) = hand_off(
+        &app,
+        json!({"pay_method": "cultureland", "merchant_uid": "web-shop-id-1", "amount": 2000,
+               "bypass": {"shop_user_id": "a,b|c'홍길동홍길동홍길동"}}),
+    )
+    .await;
+    let sent = field(&fields);
+    assert_eq!(sent, "a b c 홍길동홍"); // 18 bytes: a fifth syllable would make 21
+    assert!(sent.len() <= 20, "{sent}");
+    // Phone windows send the merchant_uid when the merchant gave none.
+    let (_, fields) = hand_off(
+        &app,
+        json!({"pay_method": "phone", "merchant_uid": "주문;번호&긴-주문번호-0001", "amount": 2000}),
+    )
+    .await;
+    let sent = field(&fields);
+    assert!(sent.len() <= 20 && !sent.contains([';', '&']), "{sent}");
+
+    for bad in ["<script>alert(1)</script>", ",,|"] {
+        let (_, refused) = app
+            .post(
+                "/checkout/request",
+                None,
+                json!({"imp_code": "imp00000000", "mobile": false, "page_url": "http://shop.test/cart",
+                       "params": {"pay_method": "cultureland", "merchant_uid": format!("web-shop-id-{bad}"),
+                                  "amount": 2000, "bypass": {"shop_user_id": bad}}}),
+            )
+            .await;
+        assert_ne!(refused["code"], 0, "{bad}: {refused}");
+        assert!(
+            refused["message"]
+                .as_str()
+                .unwrap()
+                .contains("shop_user_id"),
+            "{refused}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn bank_transfer_and_gift_approvals_whose_answer_is_lost_are_paid_after_an_inquiry_of_their_pay_type(
 ) {
