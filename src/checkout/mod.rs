@@ -319,6 +319,27 @@ fn vbank_due(s: &str) -> Option<chrono::DateTime<chrono::Utc>> {
         .map(|t| t.with_timezone(&chrono::Utc))
 }
 
+/// The KCP site code a request's `pg` names (`kcp.{site_cd}`, `kcp_billing.{site_cd}`: iamport's
+/// way to pick one of a merchant's KCP sites), checked against the merchant's when the window is
+/// opened. A `pg` of another PG (`html5_inicis`, `tosspayments`, …) is refused: openport has KCP
+/// only, and opening KCP's window instead would record a payment the merchant's code believes
+/// went elsewhere. No `pg` is the merchant's default channel.
+fn pg_site_cd(pg: &str) -> Result<Option<String>, String> {
+    let (channel, site) = match pg.trim().split_once('.') {
+        Some((channel, site)) => (channel, Some(site)),
+        None => (pg.trim(), None),
+    };
+    if !channel.is_empty()
+        && !channel.eq_ignore_ascii_case(PG_KCP)
+        && !channel.eq_ignore_ascii_case(PG_KCP_BILLING)
+    {
+        return Err(format!(
+            "지원하지 않는 PG사입니다: pg '{channel}' (openport는 KCP('kcp', 'kcp_billing')만 지원합니다)."
+        ));
+    }
+    Ok(site.map(str::to_string))
+}
+
 /// Whether a request opens KCP's billing-key window (seed 004, "비인증 결제창 요청"): KCP issues
 /// a key there and never charges ("실제 승인은 이루어지지 않습니다"), whatever amount it shows, while
 /// its payment window charges and never issues a key. So a request must not carry a
@@ -394,11 +415,9 @@ fn parse(
         .map(order::customer_uid)
         .transpose()
         .map_err(|e| e.to_string())?;
-    let billing = billing_window(
-        &text(p, "pg").unwrap_or_default(),
-        customer_uid.is_some(),
-        amount,
-    )?;
+    let pg = text(p, "pg").unwrap_or_default();
+    let pg_site_cd = pg_site_cd(&pg)?;
+    let billing = billing_window(&pg, customer_uid.is_some(), amount)?;
     // A billing-key window may show 0 (it charges nothing); a payment window takes REST's range.
     let amount =
         order::amount(Some(amount), if billing { 0 } else { 1 }).map_err(|e| e.to_string())?;
@@ -456,6 +475,7 @@ fn parse(
         },
         pay_method,
         billing,
+        pg_site_cd,
         escrow,
         products,
         card_quota,

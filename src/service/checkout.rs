@@ -57,6 +57,8 @@ pub struct CheckoutRequest {
     pub order: ChargeOrder,
     pub pay_method: String,
     pub billing: bool,
+    /// The KCP site `pg` named (`kcp.{site_cd}`), which must be the merchant's.
+    pub pg_site_cd: Option<String>,
     pub escrow: bool,
     /// iamport `kcpProducts`: (orderNumber, name, quantity, amount).
     pub products: Vec<(String, String, i64, i64)>,
@@ -423,6 +425,13 @@ impl Gateway {
         // written, so an amount KCP would refuse never opens a payment.
         crate::domain::order::amount(Some(req.order.amount), if req.billing { 0 } else { 1 })
             .map_err(|e| ServiceError::BadRequest(e.to_string()))?;
+        if let Some(site_cd) = req.pg_site_cd.as_deref().filter(|s| *s != m.site_cd) {
+            return Err(ServiceError::BadRequest(format!(
+                "pg 'kcp.{site_cd}'의 사이트코드가 가맹점의 KCP 사이트코드({})와 다릅니다.",
+                m.site_cd
+            ))
+            .into());
+        }
         if plan.needs_shop_user_id && req.shop_user_id.as_deref().is_none_or(str::is_empty) {
             return Err(ServiceError::BadRequest(
                 "상품권 결제에는 bypass.shop_user_id가 필요합니다.".into(),

@@ -666,6 +666,43 @@ async fn payment_of(app: &TestApp, rsp: &Value) -> Value {
     app.payment(&token, rsp["imp_uid"].as_str().unwrap()).await
 }
 
+/// iamport's `pg` names the PG and, after a dot, the site: `kcp.{site_cd}` opens the window on the
+/// merchant's site when it is that one, and is refused when it names another (the payment would
+/// be made on a site the merchant did not ask for); another PG is refused (openport has KCP only).
+#[tokio::test]
+async fn a_pg_naming_another_kcp_site_or_another_pg_is_refused_before_the_window() {
+    let app = spawn_app().await;
+    let start = |pg: &'static str, uid: &'static str| {
+        let app = &app;
+        async move {
+            app.post(
+                "/checkout/request",
+                None,
+                json!({"imp_code": "imp00000000", "mobile": false, "page_url": "http://shop.test/cart",
+                       "params": {"pg": pg, "pay_method": "card", "merchant_uid": uid, "amount": 1000}}),
+            )
+            .await
+            .1
+        }
+    };
+    assert_eq!(start("kcp.T0000", "pg-own-site").await["code"], 0);
+    for (pg, uid, says) in [
+        ("kcp.A52Q7", "pg-other-site", "A52Q7"),
+        ("html5_inicis", "pg-other-pg", "html5_inicis"),
+        ("tosspayments.im_abc", "pg-other-pg-2", "tosspayments"),
+    ] {
+        let refused = start(pg, uid).await;
+        assert_ne!(refused["code"], 0, "{pg}: {refused}");
+        assert!(
+            refused["message"].as_str().unwrap().contains(says),
+            "{pg}: {refused}"
+        );
+    }
+    let token = app.token().await;
+    let (_, found) = app.get("/payments/find/pg-other-site", Some(&token)).await;
+    assert_ne!(found["code"], 0, "nothing was opened: {found}");
+}
+
 /// `shop_user_id` reaches KCP as other text does (spec §6): KCP's separators and quotes become
 /// spaces and it is at most 20 bytes, cut on a character boundary (it was cut at 20 characters,
 /// 60 bytes of Korean); one holding script, or nothing KCP may be sent, is refused before the
