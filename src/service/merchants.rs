@@ -287,7 +287,8 @@ impl Gateway {
     /// Each row is rewritten on its own: safe to interrupt and run again.
     pub async fn reseal_secrets(&self) -> ServiceResult<ResealReport> {
         use crate::store::entity::{access_token, billing_key};
-        use sea_orm::{ActiveModelTrait, EntityTrait};
+        use sea_orm::sea_query::Expr;
+        use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
         let reseal = |v: &str| -> ServiceResult<Option<String>> {
             // Empty: nothing is sealed there, e.g. a retired billing key KCP has deleted
             // (store::billing::key_deleted_at_pg erases it).
@@ -301,38 +302,54 @@ impl Gateway {
             Ok(Some(self.secrets.seal(&plain)))
         };
         let mut report = ResealReport::default();
+        // Every write replaces the value read and nothing else (`WHERE column = value read`): a
+        // secret changed meanwhile (a webhook secret rotated, a KCP key replaced, a billing key
+        // erased once KCP deleted it, a token slot claimed again) keeps its new value, and is
+        // left for the next run if it needs one.
         for m in merchants::all(&self.db.read).await? {
             if hash_key_id(&m.imp_secret_hash) != Some(self.secrets.key_id()) {
                 report.hashes_under_old_keys.push(m.imp_code.clone());
             }
-            let key = reseal(&m.kcp_private_key_sealed)?;
-            let pass = reseal(&m.kcp_passphrase_sealed)?;
-            let hook = match &m.webhook_secret_sealed {
-                Some(s) => reseal(s)?,
-                None => None,
-            };
-            if key.is_none() && pass.is_none() && hook.is_none() {
-                continue;
+            let mut changed = false;
+            let columns = [
+                (
+                    merchant::Column::KcpPrivateKeySealed,
+                    Some(&m.kcp_private_key_sealed),
+                ),
+                (
+                    merchant::Column::KcpPassphraseSealed,
+                    Some(&m.kcp_passphrase_sealed),
+                ),
+                (
+                    merchant::Column::WebhookSecretSealed,
+                    m.webhook_secret_sealed.as_ref(),
+                ),
+            ];
+            for (column, value) in columns {
+                let Some(old) = value else { continue };
+                if let Some(new) = reseal(old)? {
+                    let res = merchant::Entity::update_many()
+                        .col_expr(column, Expr::value(new))
+                        .filter(merchant::Column::Id.eq(m.id))
+                        .filter(column.eq(old.as_str()))
+                        .exec(&self.db.write)
+                        .await?;
+                    changed |= res.rows_affected == 1;
+                }
             }
-            let mut am: merchant::ActiveModel = m.into();
-            if let Some(k) = key {
-                am.kcp_private_key_sealed = Set(k);
+            if changed {
+                report.merchants += 1;
             }
-            if let Some(p) = pass {
-                am.kcp_passphrase_sealed = Set(p);
-            }
-            if let Some(h) = hook {
-                am.webhook_secret_sealed = Set(Some(h));
-            }
-            merchants::update(&self.db.write, am).await?;
-            report.merchants += 1;
         }
         for k in billing_key::Entity::find().all(&self.db.read).await? {
             if let Some(sealed) = reseal(&k.batch_key_sealed)? {
-                let mut am: billing_key::ActiveModel = k.into();
-                am.batch_key_sealed = Set(sealed);
-                am.update(&self.db.write).await?;
-                report.billing_keys += 1;
+                let res = billing_key::Entity::update_many()
+                    .col_expr(billing_key::Column::BatchKeySealed, Expr::value(sealed))
+                    .filter(billing_key::Column::Id.eq(k.id))
+                    .filter(billing_key::Column::BatchKeySealed.eq(k.batch_key_sealed.as_str()))
+                    .exec(&self.db.write)
+                    .await?;
+                report.billing_keys += res.rows_affected as usize;
             }
         }
         let now = self.clock.unix();
@@ -341,10 +358,13 @@ impl Gateway {
                 continue;
             }
             if let Some(sealed) = reseal(&t.token_sealed)? {
-                let mut am: access_token::ActiveModel = t.into();
-                am.token_sealed = Set(sealed);
-                am.update(&self.db.write).await?;
-                report.access_tokens += 1;
+                let res = access_token::Entity::update_many()
+                    .col_expr(access_token::Column::TokenSealed, Expr::value(sealed))
+                    .filter(access_token::Column::TokenSha256.eq(t.token_sha256.as_str()))
+                    .filter(access_token::Column::TokenSealed.eq(t.token_sealed.as_str()))
+                    .exec(&self.db.write)
+                    .await?;
+                report.access_tokens += res.rows_affected as usize;
             }
         }
         Ok(report)

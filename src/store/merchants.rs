@@ -233,10 +233,3 @@ pub async fn set_kcp_group_id(
         .await?;
     Ok(res.rows_affected)
 }
-
-pub async fn update(
-    db: &impl ConnectionTrait,
-    m: merchant::ActiveModel,
-) -> Result<merchant::Model, DbErr> {
-    m.update(db).await
-}

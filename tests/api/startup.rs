@@ -151,6 +151,75 @@ async fn a_master_key_that_opens_nothing_stored_refuses_to_start_naming_the_key_
     rotated.token().await;
 }
 
+/// `openport reseal` writes back only over the value it read (PostgreSQL, where a change can land
+/// between its read and its write): a webhook secret rotated meanwhile keeps its new value,
+/// instead of the old one resealed (webhooks then signed with a secret the merchant dropped).
+#[tokio::test]
+async fn reseal_leaves_a_secret_changed_while_it_runs_as_it_was_changed() {
+    use openport::store::entity::merchant;
+    use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter};
+    let (k1, k2) = (b64_key(1), b64_key(2));
+    let first_key = k1.clone();
+    let first = spawn_app_with(move |c| c.master_key = Some(SecretString::from(first_key))).await;
+    if !first.database_url.starts_with("postgres") {
+        return; // SQLite's one writer runs the two writes one after the other
+    }
+    let old_secret = first.app.gateway.secrets.seal(b"whsec_old");
+    first
+        .app
+        .gateway
+        .db
+        .write
+        .execute_unprepared(&format!(
+            "UPDATE merchants SET webhook_secret_sealed = '{old_secret}' WHERE imp_key = '{DEMO_IMP_KEY}'"
+        ))
+        .await
+        .unwrap();
+    let (current, previous) = (k2.clone(), k1.clone());
+    let rotated = first
+        .another_instance(move |c| {
+            c.master_key = Some(SecretString::from(current));
+            c.previous_master_keys = Some(SecretString::from(previous));
+        })
+        .await;
+    let gateway = rotated.app.gateway.clone();
+    let lock = gateway.db.write.begin().await.unwrap();
+    lock.execute_unprepared("LOCK TABLE merchants IN EXCLUSIVE MODE")
+        .await
+        .unwrap();
+    let resealing = tokio::spawn({
+        let gateway = gateway.clone();
+        async move { gateway.reseal_secrets().await }
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert!(
+        !resealing.is_finished(),
+        "reseal's write waits for the lock"
+    );
+    let new_secret = gateway.secrets.seal(b"whsec_new");
+    lock.execute_unprepared(&format!(
+        "UPDATE merchants SET webhook_secret_sealed = '{new_secret}' WHERE imp_key = '{DEMO_IMP_KEY}'"
+    ))
+    .await
+    .unwrap();
+    lock.commit().await.unwrap();
+    resealing.await.unwrap().unwrap();
+
+    let m = merchant::Entity::find()
+        .filter(merchant::Column::ImpKey.eq(DEMO_IMP_KEY))
+        .one(&gateway.db.read)
+        .await
+        .unwrap()
+        .unwrap();
+    let kept = gateway
+        .secrets
+        .open_string(m.webhook_secret_sealed.as_deref().unwrap())
+        .unwrap();
+    assert_eq!(kept, "whsec_new");
+    // The merchant's other secrets were resealed under the new key.
+    assert!(!gateway.secrets.needs_reseal(&m.kcp_private_key_sealed));
+}
+
 #[tokio::test]
 async fn a_hash_left_under_a_dropped_key_refuses_to_start_until_the_merchant_gets_a_new_secret() {
     let (k1, k2) = (b64_key(1), b64_key(2));
