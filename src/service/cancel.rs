@@ -32,6 +32,13 @@ pub struct CancelCommand {
 
 const NOT_FOUND: &str = "취소할 결제건이 존재하지 않습니다.";
 /// The refusal while another cancel of the payment is in flight.
+/// A deposited virtual account is refunded at KCP to an account the buyer names (iamport's
+/// `refund_holder`, `refund_bank`, `refund_account`), with a refund call of its own that
+/// spec/kcp.md does not give; the card cancel (`STSC`/`STPC`) names no account, so KCP would
+/// refuse it or, worse, close the account and keep nowhere to send the money while openport
+/// recorded it refunded. Refused before anything is sent, until that call is implemented.
+const VBANK_REFUND_UNSUPPORTED: &str = "입금된 가상계좌의 환불(환불계좌 지정)은 지원하지 않습니다. KCP 관리자 페이지에서 환불해 주세요.";
+
 const IN_FLIGHT: &str = "이 결제건에 처리 중인 취소 요청이 있습니다. 잠시 후 다시 시도해 주세요.";
 
 /// The answer to a cancel whose outcome this request could not learn.
@@ -85,6 +92,12 @@ impl Gateway {
         // be told "already cancelled" and record money back that KCP still holds.
         if let Some(conflict) = payments::unreconciled_conflict(&self.db.read, payment.id).await? {
             return Err(conflict_refusal(&payment, conflict.id));
+        }
+        if payment.pay_method == super::vbanks::VBANK
+            && PaymentStatus::from_db(&payment.status) != PaymentStatus::Ready
+            && payment.paid_at.is_some_and(|t| t > 0)
+        {
+            return Err(ServiceError::Refused(VBANK_REFUND_UNSUPPORTED.into()));
         }
         let plan = |p: &payment::Model| {
             plan_cancel(
