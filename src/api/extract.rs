@@ -577,15 +577,28 @@ pub mod de {
         }
     }
 
+    /// A boolean as JSON or as a form sends it: `true`/`false`, `1`/`0`, and the strings `true`,
+    /// `false` (in any case: Python's `str(True)` is `True`), `1`, `0`, `y`, `n`, `yes`, `no`,
+    /// `on`, `off`; blank or null is absent. Anything else is refused rather than read as false:
+    /// a merchant asking for a webhook in an unexpected spelling is told, not silently ignored.
     pub fn opt_bool<'de, D: Deserializer<'de>>(d: D) -> Result<Option<bool>, D::Error> {
-        Ok(match Option::<serde_json::Value>::deserialize(d)? {
-            Some(serde_json::Value::Bool(b)) => Some(b),
-            Some(serde_json::Value::String(s)) => {
-                Some(matches!(s.as_str(), "true" | "1" | "Y" | "y"))
-            }
-            Some(serde_json::Value::Number(n)) => Some(n.as_i64() == Some(1)),
-            _ => None,
-        })
+        let refused = || <D::Error as de::Error>::custom("not a boolean (true or false)");
+        match Option::<serde_json::Value>::deserialize(d)? {
+            None | Some(serde_json::Value::Null) => Ok(None),
+            Some(serde_json::Value::Bool(b)) => Ok(Some(b)),
+            Some(serde_json::Value::String(s)) => match s.trim().to_ascii_lowercase().as_str() {
+                "" => Ok(None),
+                "true" | "1" | "y" | "yes" | "on" => Ok(Some(true)),
+                "false" | "0" | "n" | "no" | "off" => Ok(Some(false)),
+                _ => Err(refused()),
+            },
+            Some(serde_json::Value::Number(n)) => match n.as_i64() {
+                Some(1) => Ok(Some(true)),
+                Some(0) => Ok(Some(false)),
+                _ => Err(refused()),
+            },
+            Some(_) => Err(refused()),
+        }
     }
 
     /// iamport stores custom_data as a JSON string: a string is kept, anything else is encoded.

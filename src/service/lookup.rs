@@ -177,6 +177,12 @@ impl Gateway {
         status: StatusFilter,
         sorting: Sorting,
     ) -> ServiceResult<PaymentRecord> {
+        // spec §4.1: "the first by sort order; with a status, the latest with that status"
+        // (iamport's OpenAPI: "해당 status에 해당하는 가장 최신 데이터").
+        let sorting = match status {
+            StatusFilter::All => sorting,
+            StatusFilter::Only(_) => Sorting::Started { desc: true },
+        };
         let q = Self::merchant_uid_query(who, merchant_uid, status);
         let p = payments::first(&self.db.read, &q, sorting)
             .await?

@@ -300,6 +300,48 @@ async fn status_all_compares_from_and_to_with_the_time_of_each_payments_own_stat
     assert_eq!(listed(day20).await, ["span-middle", "span-late"]);
 }
 
+/// spec §4.1: find with a status answers "the latest with that status", whatever `sorting` says
+/// (iamport's OpenAPI: "해당 status에 해당하는 가장 최신 데이터"); without one, the first by the sorting.
+#[tokio::test]
+async fn find_with_a_status_answers_the_latest_with_that_status_whatever_the_sorting() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let (_, first) = app
+        .pay(
+            &token,
+            "find-latest",
+            1000,
+            test_cards::DAILY_LIMIT_EXCEEDED,
+        )
+        .await;
+    app.advance(60);
+    let (_, second) = app
+        .pay(
+            &token,
+            "find-latest",
+            1000,
+            test_cards::MONTHLY_LIMIT_EXCEEDED,
+        )
+        .await;
+    for sorting in ["", "?sorting=started", "?sorting=-started", "?sorting=paid"] {
+        let (status, found) = app
+            .get(
+                &format!("/payments/find/find-latest/failed{sorting}"),
+                Some(&token),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{found}");
+        assert_eq!(
+            found["response"]["imp_uid"], second["response"]["imp_uid"],
+            "{sorting}"
+        );
+    }
+    let (_, found) = app
+        .get("/payments/find/find-latest?sorting=started", Some(&token))
+        .await;
+    assert_eq!(found["response"]["imp_uid"], first["response"]["imp_uid"]);
+}
+
 #[tokio::test]
 async fn sorting_by_paid_time_puts_payments_never_paid_last_on_every_database() {
     let app = spawn_app().await;

@@ -604,6 +604,53 @@ async fn an_api_cancel_fires_cancelled_only_with_enable_webhook() {
     );
 }
 
+/// `enable_webhook` as form bodies send it: Python's `str(True)` is `True`, and other clients
+/// write `yes` or `on`; a spelling that is no boolean is refused (400), never read as false.
+#[tokio::test]
+async fn enable_webhook_in_a_form_body_is_read_in_any_case_and_a_non_boolean_is_refused() {
+    let app = spawn_app().await;
+    let receiver = Receiver::start().await;
+    configure(&app, json!({"url": receiver.url("/c")})).await;
+    let token = app.token().await;
+    let imp_uid = paid_payment(&app, &token, "wh-form", Value::Null).await;
+    let cancel = |flag: &'static str| {
+        let (app, token, imp_uid) = (&app, &token, imp_uid.clone());
+        async move {
+            app.post_form(
+                "/payments/cancel",
+                token,
+                &[
+                    ("imp_uid", imp_uid.as_str()),
+                    ("amount", "100"),
+                    ("enable_webhook", flag),
+                ],
+            )
+            .await
+        }
+    };
+    for (flag, sent) in [("True", 1), ("YES", 1), ("on", 1), ("False", 0), ("", 0)] {
+        let before = receiver.requests().len();
+        let (status, body) = cancel(flag).await;
+        assert_eq!(
+            (status.as_u16(), body["code"].as_i64()),
+            (200, Some(0)),
+            "{flag}: {body}"
+        );
+        deliver(&app).await;
+        assert_eq!(
+            receiver.requests().len() - before,
+            sent,
+            "enable_webhook={flag}"
+        );
+    }
+    let (status, body) = cancel("maybe").await;
+    assert_eq!(status.as_u16(), 400, "{body}");
+    assert!(
+        body["message"].as_str().unwrap().contains("enable_webhook"),
+        "{body}"
+    );
+}
+
 #[tokio::test]
 async fn a_declined_scheduled_charge_fires_failed_and_a_paid_one_fires_paid() {
     let app = spawn_app().await;
