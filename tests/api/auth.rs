@@ -208,6 +208,38 @@ async fn parallel_first_get_token_calls_on_two_instances_return_one_token() {
     assert_eq!(tokens.len(), 1, "{results:?}");
 }
 
+/// A transaction holding `access_tokens` locked against writes (PostgreSQL), and a getToken of
+/// the demo merchant sent meanwhile, which reads and then waits for the lock to write: its status
+/// and body once the transaction ends.
+async fn get_token_behind_a_token_table_lock(
+    app: &crate::helpers::TestApp,
+) -> (
+    openport::store::WriteTransaction,
+    tokio::task::JoinHandle<(StatusCode, String)>,
+) {
+    use sea_orm::ConnectionTrait;
+    let lock = app.app.gateway.db.write.begin().await.unwrap();
+    lock.execute_unprepared("LOCK TABLE access_tokens IN EXCLUSIVE MODE")
+        .await
+        .unwrap();
+    let asking = tokio::spawn({
+        let http = app.http.clone();
+        let url = app.url("/users/getToken");
+        async move {
+            let res = http
+                .post(url)
+                .json(&json!({"imp_key": DEMO_IMP_KEY, "imp_secret": DEMO_IMP_SECRET}))
+                .send()
+                .await
+                .unwrap();
+            (res.status(), res.text().await.unwrap())
+        }
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert!(!asking.is_finished(), "getToken's write waits for the lock");
+    (lock, asking)
+}
+
 /// Two instances at a token's expiry (PostgreSQL): one extends the token in its last minute while
 /// the other, whose clock already saw it expired, replaces it. The extension must not answer a
 /// token that no longer exists (every instance would then refuse it for up to five minutes).
@@ -226,27 +258,7 @@ async fn a_token_replaced_while_another_instance_extends_it_is_not_handed_out() 
     let replacement = "ab".repeat(20);
 
     // The other instance's replacement, held uncommitted until this one's extension waits.
-    let other = gateway.db.write.begin().await.unwrap();
-    other
-        .execute_unprepared("LOCK TABLE access_tokens IN EXCLUSIVE MODE")
-        .await
-        .unwrap();
-    let asking = tokio::spawn({
-        let http = app.http.clone();
-        let url = app.url("/users/getToken");
-        async move {
-            http.post(url)
-                .json(&json!({"imp_key": DEMO_IMP_KEY, "imp_secret": DEMO_IMP_SECRET}))
-                .send()
-                .await
-                .unwrap()
-                .json::<serde_json::Value>()
-                .await
-                .unwrap()
-        }
-    });
-    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-    assert!(!asking.is_finished(), "the extension waits for the lock");
+    let (other, asking) = get_token_behind_a_token_table_lock(&app).await;
     other
         .execute(Statement::from_sql_and_values(
             sea_orm::DbBackend::Postgres,
@@ -263,7 +275,7 @@ async fn a_token_replaced_while_another_instance_extends_it_is_not_handed_out() 
         .await
         .unwrap();
     other.commit().await.unwrap();
-    let answer = asking.await.unwrap();
+    let answer: serde_json::Value = serde_json::from_str(&asking.await.unwrap().1).unwrap();
 
     assert_eq!(answer["code"], 0, "{answer}");
     assert_eq!(
@@ -282,26 +294,7 @@ async fn a_secret_renewed_while_get_token_checks_the_old_one_leaves_no_token_for
         return; // SQLite's one writer runs the two writes one after the other
     }
     let gateway = app.app.gateway.clone();
-    let renewal = gateway.db.write.begin().await.unwrap();
-    renewal
-        .execute_unprepared("LOCK TABLE access_tokens IN EXCLUSIVE MODE")
-        .await
-        .unwrap();
-    let asking = tokio::spawn({
-        let http = app.http.clone();
-        let url = app.url("/users/getToken");
-        async move {
-            let res = http
-                .post(url)
-                .json(&json!({"imp_key": DEMO_IMP_KEY, "imp_secret": DEMO_IMP_SECRET}))
-                .send()
-                .await
-                .unwrap();
-            (res.status(), res.text().await.unwrap())
-        }
-    });
-    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-    assert!(!asking.is_finished(), "the claim waits for the lock");
+    let (renewal, asking) = get_token_behind_a_token_table_lock(&app).await;
     // What `openport merchant new-secret` does, in its one transaction.
     let new_hash = gateway.secrets.secret_hash("a-new-secret");
     renewal

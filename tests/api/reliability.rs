@@ -456,13 +456,12 @@ async fn an_operator_cannot_fail_an_approval_younger_than_the_settle_delay() {
     app.assert_ledger_agrees().await;
 }
 
-#[tokio::test]
-async fn an_operator_cannot_fail_an_attempt_that_names_kcps_approval_while_its_net_cancel_is_pending(
-) {
-    let app = spawn_app().await;
-    let token = app.token().await;
-    approved_after_the_timeout(&app, &token, "fail-named").await;
-    // The resolver finds the approval nobody awaits and net-cancels it; that answer is lost.
+/// After [`approved_after_the_timeout`]: the resolver finds the approval nobody awaits and
+/// net-cancels it, and that answer is lost; returns the open attempts, the one that names KCP's
+/// approval (its tno) first.
+async fn net_cancel_answer_lost(
+    app: &crate::helpers::TestApp,
+) -> Vec<openport::service::attempts::OpenAttempt> {
     app.sandbox
         .inject(FaultRule::new(paths::CANCEL, Fault::Drop).times(1));
     app.advance(SETTLE_SECS + 1);
@@ -478,6 +477,17 @@ async fn an_operator_cannot_fail_an_attempt_that_names_kcps_approval_while_its_n
     }
     assert_eq!(open.len(), 1, "{open:?}");
     assert!(open[0].tno.is_some(), "{open:?}");
+    open
+}
+
+#[tokio::test]
+async fn an_operator_cannot_fail_an_attempt_that_names_kcps_approval_while_its_net_cancel_is_pending(
+) {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    approved_after_the_timeout(&app, &token, "fail-named").await;
+    let gateway = &app.app.gateway;
+    let open = net_cancel_answer_lost(&app).await;
 
     let verdict = gateway
         .fail_attempt_none_at_kcp(open[0].id, &open[0].order_no)
@@ -571,21 +581,8 @@ async fn kcp_answering_no_such_trade_for_the_tno_it_approved_never_fails_the_pay
     let token = app.token().await;
     let body = approved_after_the_timeout(&app, &token, "tno-absent").await;
     let imp_uid = imp_uid_in(&body["message"]);
-    // The resolver finds the approval nobody awaits and net-cancels it; that answer is lost.
-    app.sandbox
-        .inject(FaultRule::new(paths::CANCEL, Fault::Drop).times(1));
-    app.advance(SETTLE_SECS + 1);
     let gateway = &app.app.gateway;
-    let mut open = vec![];
-    for _ in 0..6 {
-        gateway.resolve_due(1000).await.unwrap();
-        open = gateway.open_attempts(10).await.unwrap();
-        if open.first().is_some_and(|a| a.tno.is_some()) {
-            break;
-        }
-        app.advance(400);
-    }
-    assert!(open.first().is_some_and(|a| a.tno.is_some()), "{open:?}");
+    net_cancel_answer_lost(&app).await;
     assert_eq!(app.sandbox.ledger()[0].state, TransactionState::Approved);
 
     // KCP now answers "no such trade" to inquiries under that tno.

@@ -856,24 +856,34 @@ async fn when_the_inquiry_fails_the_deposit_is_not_acknowledged_and_a_re_send_af
     app.assert_ledger_agrees().await;
 }
 
+/// An account issued with `hooks` as its notice URL and a deposit whose one notification reached
+/// the gateway while KCP's inquiry failed (so it stays unverified); KCP's own re-sends go to the
+/// receiver returned, as if it had given up on the gateway. Returns the issued payment.
+async fn deposit_left_unverified(
+    app: &TestApp,
+    token: &str,
+    merchant_uid: &str,
+    hooks: &Receiver,
+) -> (Value, Receiver) {
+    let p = issued_with_hooks(app, token, merchant_uid, hooks).await;
+    let elsewhere = Receiver::start().await;
+    let deposit = deposit_sent_elsewhere(app, &p, &elsewhere);
+    app.sandbox.inject(
+        FaultRule::new(paths::INQUIRY, Fault::HttpStatus { status: 503 })
+            .when("tno", p["pg_tid"].as_str().unwrap())
+            .times(1),
+    );
+    assert!(!post_notification(app, &deposit).await);
+    (p, elsewhere)
+}
+
 #[tokio::test]
 async fn a_deposit_whose_notifications_all_went_unconfirmed_is_applied_by_the_resolvers_sweep() {
     let app = spawn_app().await;
     let token = app.token().await;
     let hooks = Receiver::start().await;
-    let p = issued_with_hooks(&app, &token, "vb-sweep", &hooks).await;
+    let (p, _elsewhere) = deposit_left_unverified(&app, &token, "vb-sweep", &hooks).await;
     let imp_uid = p["imp_uid"].as_str().unwrap();
-    let tno = p["pg_tid"].as_str().unwrap();
-    // KCP's own re-sends go elsewhere (as if it had given up on us); the gateway sees the one
-    // posted below, while KCP's inquiry fails.
-    let elsewhere = Receiver::start().await;
-    let deposit = deposit_sent_elsewhere(&app, &p, &elsewhere);
-    app.sandbox.inject(
-        FaultRule::new(paths::INQUIRY, Fault::HttpStatus { status: 503 })
-            .when("tno", tno)
-            .times(1),
-    );
-    assert!(!post_notification(&app, &deposit).await);
     assert_eq!(app.payment(&token, imp_uid).await["status"], "ready");
 
     // KCP's re-sends get two minutes first; then the resolver asks KCP itself.
@@ -904,17 +914,9 @@ async fn an_instance_in_test_mode_leaves_a_live_merchants_unverified_deposits_to
     let (imp_key, imp_secret) = app.second_merchant().await;
     let token = app.token_for(&imp_key, &imp_secret).await;
     let hooks = Receiver::start().await;
-    let p = issued_with_hooks(&app, &token, "vb-live", &hooks).await;
+    let (p, _elsewhere) = deposit_left_unverified(&app, &token, "vb-live", &hooks).await;
     let imp_uid = p["imp_uid"].as_str().unwrap();
     let tno = p["pg_tid"].as_str().unwrap();
-    let elsewhere = Receiver::start().await;
-    let deposit = deposit_sent_elsewhere(&app, &p, &elsewhere);
-    app.sandbox.inject(
-        FaultRule::new(paths::INQUIRY, Fault::HttpStatus { status: 503 })
-            .when("tno", tno)
-            .times(1),
-    );
-    assert!(!post_notification(&app, &deposit).await);
     let set_live = |live: bool| {
         let db = app.app.gateway.db.write.clone();
         let sql = format!(
