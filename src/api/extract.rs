@@ -322,9 +322,22 @@ fn insert_form_value(
 ) -> Option<()> {
     use serde_json::Value;
     let (head, rest) = path.split_first()?;
-    // `a[]` appends: the next number of the list being built.
+    // `a[]` appends: the next number of the list being built. `a[][f]` (Rails, HTTParty) fills
+    // the last item until it already has an `f`, then starts the next one, so
+    // `a[][x]=1&a[][y]=2&a[][x]=3` is `[{x:1, y:2}, {x:3}]`.
     let key = match *head {
-        "" => map.len().to_string(),
+        "" => {
+            let last = map.len().checked_sub(1).map(|i| i.to_string());
+            let fills_last = rest.first().is_some_and(|field| {
+                last.as_ref()
+                    .and_then(|l| map.get(l))
+                    .is_some_and(|item| item.as_object().is_some_and(|o| !o.contains_key(*field)))
+            });
+            match last {
+                Some(last) if fills_last => last,
+                _ => map.len().to_string(),
+            }
+        }
         name => name.to_string(),
     };
     if rest.is_empty() {
@@ -671,6 +684,23 @@ mod tests {
                 "merchant_uid": ["m1", "m2"],
                 "schedules": [{"merchant_uid": "s0", "amount": "1000"}, {"amount": "2000"}],
                 "notice_url": ["a", "b"],
+            }))
+        );
+    }
+
+    #[test]
+    fn rails_style_list_items_fill_the_last_item_until_a_field_repeats() {
+        let body =
+            b"customer_uid=c&schedules[][merchant_uid]=m1&schedules[][schedule_at]=1900000000\
+            &schedules[][amount]=1000&schedules[][merchant_uid]=m2&schedules[][amount]=2000";
+        assert_eq!(
+            form_json(body),
+            Some(json!({
+                "customer_uid": "c",
+                "schedules": [
+                    {"merchant_uid": "m1", "schedule_at": "1900000000", "amount": "1000"},
+                    {"merchant_uid": "m2", "amount": "2000"},
+                ],
             }))
         );
     }
