@@ -2,8 +2,9 @@
 //! (spec/kcp.md §2.9), full cancels of a Benepia point payment (which give the points back) and
 //! their re-approval (`STRA`, spec §2.8, seed 003), cancels of window payments (bank transfer, a paid
 //! virtual account, phone, gift), the revocation of an unpaid virtual account (`STSC` on an issued
-//! account closes it: later deposits are refused; assumption, docs/sandbox.md §6) and escrow
-//! shipping start (`STE1`, in `escrow`).
+//! account closes it: later deposits are refused; assumption, docs/sandbox.md §6), escrow
+//! shipping start (`STE1`, in `escrow`) and escrow cancels (`STE2`/`STE4`/`STE5`, whole; an escrow
+//! trade takes no `STSC`/`STPC`: rules in `escrow`).
 
 use std::sync::Arc;
 
@@ -36,7 +37,12 @@ enum Request<'a> {
 /// The kind of cancel asked for.
 enum Modification {
     Full,
-    Partial { mod_mny: i64, rem_mny: i64 },
+    Partial {
+        mod_mny: i64,
+        rem_mny: i64,
+    },
+    /// `STE2`, `STE4` or `STE5`: an escrow trade cancelled whole (rules in `escrow`).
+    Escrow,
 }
 
 fn handle(shared: &Shared, body: &Bytes) -> Result<Reply, Refusal> {
@@ -67,6 +73,7 @@ fn handle(shared: &Shared, body: &Bytes) -> Result<Reply, Refusal> {
             rem_mny: wire::amount("rem_mny", fields.required("rem_mny")?)?,
         }),
         "STRA" => Request::Reapprove(parse_reapproval(&fields)?),
+        "STE2" | "STE4" | "STE5" => Request::Cancel(Modification::Escrow),
         other => {
             return Err(Refusal::new(
                 codes::INVALID_FIELD,
@@ -94,16 +101,26 @@ fn handle(shared: &Shared, body: &Bytes) -> Result<Reply, Refusal> {
             "이미 취소된 거래입니다.",
         ));
     }
+    // An escrow trade is cancelled by its escrow status change only, a plain one never by one.
+    match crate::escrow::shipped(shared, tno) {
+        Some(shipped) => crate::escrow::check_cancel(mod_type, entry.state, shipped)?,
+        None if matches!(modification, Modification::Escrow) => {
+            return Err(Refusal::new(codes::NOT_ESCROW, "에스크로 거래가 아닙니다."))
+        }
+        None => {}
+    }
     // An unpaid virtual account can only be closed as a whole (STSC: revocation, assumption in
-    // docs/sandbox.md §6); there is nothing paid to refund part of.
-    if entry.state == TransactionState::Issued && !matches!(modification, Modification::Full) {
+    // docs/sandbox.md §6; an escrow one's STE5); there is nothing paid to refund part of.
+    if entry.state == TransactionState::Issued
+        && matches!(modification, Modification::Partial { .. })
+    {
         return Err(Refusal::new(
             codes::VBANK_NOT_DEPOSITED,
             "입금이 완료되지 않은 가상계좌는 부분취소할 수 없습니다.",
         ));
     }
     // KCP refunds part of a point payment by cancelling it and re-approving the rest (STRA).
-    if entry.point.is_some() && !matches!(modification, Modification::Full) {
+    if entry.point.is_some() && matches!(modification, Modification::Partial { .. }) {
         return Err(Refusal::new(
             codes::POINT_PARTIAL_CANCEL,
             "포인트 거래는 부분취소가 불가능합니다. 전체취소(STSC) 후 재승인(STRA)하십시오.",
@@ -114,7 +131,7 @@ fn handle(shared: &Shared, body: &Bytes) -> Result<Reply, Refusal> {
     let mut reply = Reply::ok();
     reply.set("tno", tno).set("canc_time", canc_time.as_str());
     match modification {
-        Modification::Full => {
+        Modification::Full | Modification::Escrow => {
             let balance = entry.balance;
             entry.record_cancel(mod_type, balance, canc_time, mod_desc);
             if let Some(point) = &entry.point {

@@ -89,12 +89,21 @@ pub const WINDOW_REPLAYED: &str = "9530";
 pub const WINDOW_UNKNOWN: &str = "9531";
 /// *Assumption*: approval `ordr_no` is not the registered `ordr_idxx`.
 pub const ORDER_NO_MISMATCH: &str = "9532";
-/// *Assumption*: `STE1` on a transaction that is not an escrow payment.
+/// *Assumption*: `STE1` (or an escrow cancel `STE2`/`STE4`/`STE5`) on a transaction that is not
+/// an escrow payment.
 pub const NOT_ESCROW: &str = "8501";
 /// *Assumption*: `STE1` a second time on the same transaction.
 pub const ESCROW_ALREADY_SHIPPED: &str = "8502";
 /// *Assumption*: cancel (or `STE1`) of a virtual account that has not been paid in full yet.
 pub const VBANK_NOT_DEPOSITED: &str = "8503";
+/// *Assumption*: `STSC` or `STPC` on an escrow transaction: KCP cancels an escrow trade with an
+/// escrow status change (`STE2`/`STE4`/`STE5`, spec §2.11), whole (no partial cancel before the
+/// purchase is confirmed).
+pub const ESCROW_CANCEL_TYPE: &str = "8506";
+/// *Assumption*: an escrow cancel that does not fit where the escrow trade stands: `STE2` after
+/// its shipping start, `STE4` before it, `STE5` on anything but an unpaid virtual account, or
+/// `STE2`/`STE4` on an unpaid virtual account (closed with `STE5`).
+pub const ESCROW_STAGE_MISMATCH: &str = "8507";
 /// *Assumption*: window-less virtual-account issuance with a `bank_code` the sandbox issues no
 /// accounts for (it offers the window's banks: BK04, BK20, BK88, BK81, BK11, BK03, BK07).
 pub const VBANK_BANK_ERROR: &str = "8504";

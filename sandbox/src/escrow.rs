@@ -2,7 +2,9 @@
 //! carrier (`deli_corp`) and waybill (`deli_numb`) — documented assumption, spec §2.11 has only
 //! legacy socket evidence. KCP publishes no call that changes a registered shipment, so the
 //! sandbox keeps the first one it accepted and refuses another (`8502`) — what a merchant whose
-//! answer was lost meets when it sends the shipping start again.
+//! answer was lost meets when it sends the shipping start again. An escrow trade is cancelled
+//! with `STE2` (before the shipping start), `STE4` (after it) or `STE5` (an unpaid virtual
+//! account), whole, never with `STSC`/`STPC` (`check_cancel`; same assumption).
 
 use serde::{Deserialize, Serialize};
 
@@ -78,6 +80,38 @@ pub(crate) fn ship(
             reply.set("tno", tno);
             Ok(reply)
         }
+    }
+}
+
+/// Where an escrow trade stands, for its cancel: `None` for a trade that is not an escrow
+/// payment, else whether a shipping start (`STE1`) is held.
+pub(crate) fn shipped(s: &Shared, tno: &str) -> Option<bool> {
+    s.windows().escrow.get(tno).map(Option::is_some)
+}
+
+/// Whether `mod_type` may cancel an escrow trade that stands as `state` (not cancelled), shipped
+/// or not (documented assumption, spec §2.11, docs/sandbox.md): `STE2` before the shipping
+/// start, `STE4` after it, `STE5` for an unpaid virtual account; never `STSC`/`STPC` (KCP has no
+/// partial escrow cancel before the purchase is confirmed).
+pub(crate) fn check_cancel(
+    mod_type: &str,
+    state: TransactionState,
+    shipped: bool,
+) -> Result<(), Refusal> {
+    let unpaid = state == TransactionState::Issued;
+    let refuse = |msg: &str| Err(Refusal::new(codes::ESCROW_STAGE_MISMATCH, msg));
+    match mod_type {
+        "STSC" | "STPC" => Err(Refusal::new(
+            codes::ESCROW_CANCEL_TYPE,
+            "에스크로 거래는 STSC/STPC로 취소할 수 없습니다. 배송 전 STE2, 배송 후 STE4, 미입금 가상계좌는 STE5로 요청하십시오.",
+        )),
+        "STE5" if !unpaid => refuse("STE5는 입금 전 에스크로 가상계좌에만 사용할 수 있습니다."),
+        "STE2" | "STE4" if unpaid => {
+            refuse("입금 전 에스크로 가상계좌는 STE5로 발급취소하십시오.")
+        }
+        "STE2" if shipped => refuse("배송시작이 등록된 거래는 STE4로 취소하십시오."),
+        "STE4" if !shipped => refuse("배송시작이 등록되지 않은 거래는 STE2로 취소하십시오."),
+        _ => Ok(()),
     }
 }
 

@@ -1076,3 +1076,155 @@ async fn escrow_payments_carry_escw_yn_and_take_one_shipping_start() {
     common::merge(&mut forged, ship);
     assert_eq!(h.post(paths::CANCEL, &forged).await["res_cd"], "9512");
 }
+
+/// An escrow window payment of `order` approved with `method` (`CARD` or `VCNT`): its answer.
+async fn escrow_approval(h: &Harness, ret: &Receiver, order: &str, method: &str) -> Value {
+    let ret_url = format!("{}/return", ret.url);
+    let reg = register_with(h, json!({"ordr_idxx": order, "good_mny": "20000", "pay_method": method, "Ret_URL": ret_url, "escw_used": "Y"})).await;
+    let mut fields = window_fields(&reg, order, "20000", method, &ret_url, &[("pay_mod", "Y")]);
+    fields.iter_mut().find(|(k, _)| k == "escw_used").unwrap().1 = "Y".into();
+    let entered: &[(&str, &str)] = if method == "CARD" {
+        &[
+            ("card_no", test_cards::SHINHAN_CREDIT),
+            ("card_expiry", "3112"),
+            ("action", "pay"),
+        ]
+    } else {
+        &[("bank", "BK07"), ("action", "pay")]
+    };
+    let (_, back) = browse(h, fields, entered, ret).await;
+    let pay_type = if method == "CARD" { "PACA" } else { "PAVC" };
+    let ok = h
+        .post(paths::ENC_PAYMENT, &approval(&back, "20000", pay_type))
+        .await;
+    assert_eq!(
+        (ok["res_cd"].as_str(), ok["escw_yn"].as_str()),
+        (Some("0000"), Some("Y")),
+        "{ok}"
+    );
+    ok
+}
+
+fn entry(h: &Harness, tno: &str) -> kcp_sandbox::LedgerEntry {
+    h.sandbox
+        .ledger()
+        .into_iter()
+        .find(|e| e.tno == tno)
+        .expect("in the ledger")
+}
+
+#[tokio::test]
+async fn an_escrow_trade_is_cancelled_whole_with_ste2_before_shipping_and_ste4_after_never_stsc() {
+    let h = spawn().await;
+    let ret = receiver(0).await;
+    let ship = json!({"deli_numb": "123456789012", "deli_corp": "CJ대한통운"});
+
+    // Before the shipping start: STSC/STPC and STE4/STE5 are refused, STE2 cancels it whole.
+    let before = escrow_approval(&h, &ret, "EC1", "CARD").await;
+    let tno = before["tno"].as_str().unwrap();
+    assert_eq!(h.cancel(tno, "STSC", json!({})).await["res_cd"], "8506");
+    assert_eq!(
+        h.partial_cancel(tno, "1000", "20000").await["res_cd"],
+        "8506"
+    );
+    assert_eq!(h.cancel(tno, "STE4", json!({})).await["res_cd"], "8507");
+    assert_eq!(h.cancel(tno, "STE5", json!({})).await["res_cd"], "8507");
+    assert_eq!(entry(&h, tno).cancels, vec![], "refusals cancel nothing");
+    let done = h.cancel(tno, "STE2", json!({})).await;
+    assert_eq!(
+        (done["res_cd"].as_str(), done["tno"].as_str()),
+        (Some("0000"), Some(tno)),
+        "{done}"
+    );
+    assert!(
+        done["canc_time"].as_str().is_some_and(|t| t.len() == 14),
+        "{done}"
+    );
+    let cancelled = entry(&h, tno);
+    assert_eq!(cancelled.state, TransactionState::Cancelled);
+    assert_eq!((cancelled.balance, cancelled.cancels.len()), (0, 1));
+    assert_eq!(
+        (
+            cancelled.cancels[0].mod_type.as_str(),
+            cancelled.cancels[0].amount
+        ),
+        ("STE2", 20000)
+    );
+    let inquiry = h.inquire_as("PACA", tno).await;
+    assert_eq!(inquiry["stat_ca_cd"], "STSC", "{inquiry}");
+    assert_eq!(
+        h.cancel(tno, "STE2", json!({})).await["res_cd"],
+        "8133",
+        "already cancelled"
+    );
+    assert_eq!(h.cancel(tno, "STE1", ship.clone()).await["res_cd"], "8133");
+
+    // After the shipping start: STE2 is refused, STE4 cancels it whole.
+    let after = escrow_approval(&h, &ret, "EC2", "CARD").await;
+    let tno = after["tno"].as_str().unwrap();
+    assert_eq!(h.cancel(tno, "STE1", ship.clone()).await["res_cd"], "0000");
+    assert_eq!(h.cancel(tno, "STSC", json!({})).await["res_cd"], "8506");
+    assert_eq!(h.cancel(tno, "STE2", json!({})).await["res_cd"], "8507");
+    assert_eq!(h.cancel(tno, "STE4", json!({})).await["res_cd"], "0000");
+    let cancelled = entry(&h, tno);
+    assert_eq!(cancelled.state, TransactionState::Cancelled);
+    assert_eq!(cancelled.cancels[0].mod_type, "STE4");
+
+    // A plain trade takes no escrow cancel; the signature is over site_cd^tno^STE2.
+    let plain = h.approved("EC3", "1000").await;
+    for mod_type in ["STE2", "STE4", "STE5"] {
+        assert_eq!(
+            h.cancel(&plain, mod_type, json!({})).await["res_cd"],
+            "8501",
+            "{mod_type}"
+        );
+    }
+    let escrow = escrow_approval(&h, &ret, "EC4", "CARD").await;
+    let tno = escrow["tno"].as_str().unwrap();
+    let forged = json!({"site_cd": SITE, "kcp_cert_info": merchant(SITE).cert_info, "tno": tno, "mod_type": "STE2",
+                        "kcp_sign_data": merchant(SITE).sign(&format!("{SITE}^{tno}^STSC"))});
+    assert_eq!(h.post(paths::CANCEL, &forged).await["res_cd"], "9512");
+    assert_eq!(entry(&h, tno).state, TransactionState::Approved);
+}
+
+#[tokio::test]
+async fn an_unpaid_escrow_virtual_account_is_closed_with_ste5_only() {
+    let h = spawn().await;
+    let ret = receiver(0).await;
+    let vbank = escrow_approval(&h, &ret, "EV1", "VCNT").await;
+    let tno = vbank["tno"].as_str().unwrap();
+    assert_eq!(entry(&h, tno).state, TransactionState::Issued);
+    assert_eq!(h.cancel(tno, "STSC", json!({})).await["res_cd"], "8506");
+    assert_eq!(h.cancel(tno, "STE2", json!({})).await["res_cd"], "8507");
+    assert_eq!(h.cancel(tno, "STE4", json!({})).await["res_cd"], "8507");
+    let closed = h.cancel(tno, "STE5", json!({})).await;
+    assert_eq!(closed["res_cd"], "0000", "{closed}");
+    let entry = entry(&h, tno);
+    assert_eq!(
+        (entry.state, entry.balance),
+        (TransactionState::Cancelled, 0)
+    );
+    assert_eq!(entry.cancels[0].mod_type, "STE5");
+    assert!(
+        h.sandbox.deposit(tno, 20000, "00").is_err(),
+        "a closed account takes no deposit"
+    );
+
+    // A plain unpaid account is still revoked with STSC, and takes no STE5.
+    let plain = window_result(
+        &h,
+        &ret,
+        "EV2",
+        "7000",
+        "VCNT",
+        &[],
+        &[("bank", "BK07"), ("action", "pay")],
+    )
+    .await;
+    let plain = h
+        .post(paths::ENC_PAYMENT, &approval(&plain, "7000", "PAVC"))
+        .await;
+    let plain = plain["tno"].as_str().unwrap();
+    assert_eq!(h.cancel(plain, "STE5", json!({})).await["res_cd"], "8501");
+    assert_eq!(h.cancel(plain, "STSC", json!({})).await["res_cd"], "0000");
+}

@@ -76,6 +76,21 @@ pub enum CancelKind {
     Full,
     /// `STPC`: cancel `amount` out of `balance_before` (KCP's `mod_mny` / `rem_mny`).
     Partial { amount: Won, balance_before: Won },
+    /// An escrow trade's cancel: KCP cancels an escrow trade with an escrow status change, never
+    /// with `STSC`/`STPC`, and always whole (documented assumption, spec §2.11, docs/kcp.md §9.5).
+    Escrow(EscrowCancel),
+}
+
+/// The escrow status change that cancels an escrow trade (spec/kcp.md §2.11).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EscrowCancel {
+    /// `STE2`: cancel before the shipping start (`STE1`) is registered; also every net-cancel of
+    /// an escrow approval, which was never shipped.
+    BeforeShipping,
+    /// `STE4`: cancel after the shipping start.
+    AfterShipping,
+    /// `STE5`: close an escrow virtual account that was issued and not paid.
+    CloseVbank,
 }
 
 #[derive(Debug, Clone)]
@@ -576,8 +591,14 @@ pub trait PgVirtualAccounts: Send + Sync {
     async fn issue_vbank(&self, _req: &VbankIssueRequest) -> Result<IssuedVirtualAccount, PgError> {
         unsupported("virtual accounts without the window")
     }
-    /// Closes an unpaid account (`gw/mod/v1/cancel`, `STSC`): later deposits are refused.
-    async fn revoke_vbank(&self, _tno: &str, _reason: &str) -> Result<CancelConfirmation, PgError> {
+    /// Closes an unpaid account (`gw/mod/v1/cancel`, `STSC`; an escrow account's `STE5`, spec
+    /// §2.11): later deposits are refused.
+    async fn revoke_vbank(
+        &self,
+        _tno: &str,
+        _escrow: bool,
+        _reason: &str,
+    ) -> Result<CancelConfirmation, PgError> {
         unsupported("virtual accounts without the window")
     }
     /// Inquiry of a virtual account (`std/inquery`, `pay_type PAVC`): how an unknown issuance or

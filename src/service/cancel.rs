@@ -1,4 +1,5 @@
-//! `POST /payments/cancel`: full and partial cancels (spec/iamport-v1.md §4.2, KCP §2.9).
+//! `POST /payments/cancel`: full and partial cancels (spec/iamport-v1.md §4.2, KCP §2.9); an
+//! escrow payment only whole, with `STE2` before its shipping start and `STE4` after (KCP §2.11).
 //!
 //! A unique index allows one open cancel attempt per payment, so concurrent partial cancels are
 //! serialised by the database: the balance each one checks is the balance KCP will see.
@@ -115,8 +116,21 @@ impl Gateway {
                 ))),
                 _ => Ok(plan),
             })
+            .and_then(|plan| {
+                // KCP escrow cancels a trade whole (STE2/STE4: spec/kcp.md §2.11); a partial cancel
+                // would also leave the payment unshippable with the rest held at KCP.
+                if !p.escrow {
+                    return Ok((plan, None));
+                }
+                if !plan.is_full {
+                    return Err(ServiceError::Refused(
+                        super::escrow::PARTIAL_CANCEL_REFUSED.into(),
+                    ));
+                }
+                Ok((plan, Some(super::escrow::cancel_of(p)?)))
+            })
         };
-        let first_plan = plan(&payment)?;
+        let (first_plan, _) = plan(&payment)?;
         let tno = payment
             .pg_tid
             .clone()
@@ -151,7 +165,7 @@ impl Gateway {
             .await?;
             return Err(conflict_refusal(&payment, conflict.id));
         }
-        let plan = match plan(&payment) {
+        let (plan, escrow) = match plan(&payment) {
             Ok(p) => p,
             Err(e) => {
                 self.close_attempt(attempt, "failed", "not sent: refused by rules")
@@ -184,7 +198,10 @@ impl Gateway {
         }
         // A full cancel of an untouched approval must be STSC (spec/kcp.md §2.9); a point
         // payment's current tno always holds exactly its balance, so its full cancel is STSC too.
-        let kind = if plan.is_full && (payment.cancel_amount == 0 || is_point) {
+        // An escrow payment is cancelled by its escrow status change, always whole.
+        let kind = if let Some(escrow) = escrow {
+            CancelKind::Escrow(escrow)
+        } else if plan.is_full && (payment.cancel_amount == 0 || is_point) {
             CancelKind::Full
         } else {
             CancelKind::Partial {

@@ -16,7 +16,7 @@ use crate::domain::escrow::{
     self, Delivery, EscrowShipping, KcpShipment, NotRegistered, Registration, Waybill,
 };
 use crate::domain::payment::PaymentStatus;
-use crate::pg::{DeclineReason, EscrowDelivery, PgError};
+use crate::pg::{DeclineReason, EscrowCancel, EscrowDelivery, PgError};
 use crate::store::entity::{merchant, payment};
 use crate::store::escrow::{self as record, Unreadable};
 use crate::store::payments;
@@ -121,6 +121,31 @@ enum Decision<T> {
     Write(Option<EscrowShipping>, T),
     /// Leave the record as it is and answer `T`.
     Keep(T),
+}
+
+/// The refusal of a partial cancel of an escrow payment: KCP escrow has no partial cancel before
+/// the purchase is confirmed, and a partially cancelled payment could no longer be shipped.
+pub(crate) const PARTIAL_CANCEL_REFUSED: &str =
+    "에스크로 결제는 부분취소할 수 없습니다. 전액취소만 가능합니다.";
+
+/// The refusal of a cancel while a shipping start was sent and its answer not seen.
+const SHIPPING_UNANSWERED: &str = "에스크로 배송등록 결과를 확인하지 못해 취소할 수 없습니다. 배송정보 등록(POST /escrows/logis)을 다시 요청해 결과를 확정한 뒤 취소해 주세요.";
+
+/// The escrow status change that cancels escrow payment `p` whole (documented assumption,
+/// spec/kcp.md §2.11, docs/kcp.md §9.5): `STE2` while KCP holds no shipping start, `STE4` once
+/// it does. A shipping start sent with its answer unseen leaves openport not knowing which KCP
+/// expects, so the cancel is refused until a retried registration settles it (KCP's `8502`
+/// answer registers it: §9.4).
+pub(crate) fn cancel_of(p: &payment::Model) -> Result<EscrowCancel, ServiceError> {
+    match record::decode(p.escrow_logis.as_deref())
+        .map_err(|e| ServiceError::Internal(e.to_string()))?
+    {
+        None => Ok(EscrowCancel::BeforeShipping),
+        Some(EscrowShipping::Registered(_)) => Ok(EscrowCancel::AfterShipping),
+        Some(EscrowShipping::Unanswered(_)) => {
+            Err(ServiceError::Refused(SHIPPING_UNANSWERED.into()))
+        }
+    }
 }
 
 /// The payment's transaction at KCP, if a shipping start may be registered on it.

@@ -98,7 +98,8 @@ impl Gateway {
     }
 
     /// Settles a [`KIND`] attempt this holder holds: by the request that opened it, or by the
-    /// resolver after a lost answer. The approval is cancelled (`STSC`, KCP's net-cancel reason)
+    /// resolver after a lost answer. The approval is cancelled (`STSC`, an escrow payment's
+    /// `STE2`/`STE5`: `pay::net_cancel_kind`; KCP's net-cancel reason)
     /// only once the payment's own approval attempt is decided and does not hold it.
     pub(crate) fn settle_orphan<'a>(
         &'a self,
@@ -131,7 +132,8 @@ impl Gateway {
             let Some(attempt) = self.renew(attempt).await? else {
                 return Ok(ApprovalOutcome::Unknown(p));
             };
-            match super::pay::net_cancel_at_kcp(connector, &tno).await {
+            let kind = super::pay::net_cancel_kind(&p);
+            match super::pay::net_cancel_at_kcp(connector, &tno, kind).await {
                 Ok(()) => self.record_orphan_cancelled(p, attempt, &tno).await,
                 Err(PgError::Declined { code, message, .. }) => {
                     tracing::error!(imp_uid = %p.imp_uid, %tno, %code, "KCP refused to net-cancel an approval the payment does not hold: closed as a conflict for an operator");

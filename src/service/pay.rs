@@ -13,7 +13,7 @@ use crate::domain::payment::{PaymentStatus, PG_KCP, PG_KCP_BILLING};
 use crate::domain::text::for_kcp;
 use crate::pg::{
     quoted_refusal, BatchPaymentRequest, CancelKind, CancelRequest, CardApproval, CardSecret,
-    DeclineReason, KeyInRequest, Pg, PgConnector, PgError,
+    DeclineReason, EscrowCancel, KeyInRequest, Pg, PgConnector, PgError,
 };
 use crate::store::billing::HeldSchedule;
 use crate::store::entity::{billing_key, merchant, payment, pg_attempt};
@@ -638,8 +638,9 @@ impl Gateway {
         .boxed()
     }
 
-    /// STSC with KCP's net-cancel reason; the attempt stays open (and the payment pending) if the
-    /// cancel's own outcome is unknown, so the resolver finishes it. Only while this holder still
+    /// STSC (an escrow payment's STE2 / STE5: [`net_cancel_kind`]) with KCP's net-cancel reason;
+    /// the attempt stays open (and the payment pending) if the cancel's own outcome is unknown, so
+    /// the resolver finishes it. Only while this holder still
     /// holds the attempt open (its lease renewed first, `tno` named on it in the same write): an
     /// attempt someone else settled, or that an approval record closed after all, is cancelled
     /// only if the payment does not hold the approval (service/orphans.rs).
@@ -657,7 +658,7 @@ impl Gateway {
                     .approval_orphaned(connector, payment.id, tno, false)
                     .await;
             };
-            match net_cancel_at_kcp(connector, tno).await {
+            match net_cancel_at_kcp(connector, tno, net_cancel_kind(&payment)).await {
                 Ok(()) => {
                     let payment_id = payment.id;
                     match self
@@ -873,15 +874,31 @@ pub(crate) fn taken_message(live: &payment::Model) -> String {
     format!("{} (imp_uid: {})", taken_reason(live), live.imp_uid)
 }
 
-/// Cancels approval `tno` whole at KCP with KCP's net-cancel reason (spec/kcp.md §5). "Already
-/// cancelled" is the cancel done (an earlier try of this net-cancel got through).
+/// How an approval of `payment` is net-cancelled: `STSC`, or for an escrow payment the escrow
+/// status change KCP's own sample net-cancels with (spec/kcp.md §2.11, documented assumption in
+/// docs/kcp.md §9.5): `STE5` for a virtual account (issued, never paid out to the merchant), else
+/// `STE2` (an approval being net-cancelled was never shipped).
+pub(crate) fn net_cancel_kind(payment: &payment::Model) -> CancelKind {
+    if !payment.escrow {
+        CancelKind::Full
+    } else if payment.pay_method == super::vbanks::VBANK {
+        CancelKind::Escrow(EscrowCancel::CloseVbank)
+    } else {
+        CancelKind::Escrow(EscrowCancel::BeforeShipping)
+    }
+}
+
+/// Cancels approval `tno` whole at KCP (`kind`: [`net_cancel_kind`]) with KCP's net-cancel reason
+/// (spec/kcp.md §5). "Already cancelled" is the cancel done (an earlier try of this net-cancel got
+/// through).
 pub(crate) async fn net_cancel_at_kcp(
     connector: &dyn PgConnector,
     tno: &str,
+    kind: CancelKind,
 ) -> Result<(), PgError> {
     let req = CancelRequest {
         tno: tno.to_string(),
-        kind: CancelKind::Full,
+        kind,
         reason: NET_CANCEL_REASON.into(),
     };
     match connector.cancel(&req).await {

@@ -210,7 +210,8 @@ impl Gateway {
         .boxed()
     }
 
-    /// `DELETE /vbanks/{imp_uid}`: closes an unpaid account at KCP (`STSC`). The payment becomes
+    /// `DELETE /vbanks/{imp_uid}`: closes an unpaid account at KCP (`STSC`; an escrow account
+    /// `STE5`, spec/kcp.md §2.11). The payment becomes
     /// `cancelled` like a full cancel — `cancel_amount` = `amount`, one `cancel_history` entry
     /// with [`REVOKE_REASON`], `paid_at` still 0 — so nothing can be cancelled or deposited after
     /// it (docs/api.md). No webhook: API cancels send none (spec §5).
@@ -244,7 +245,10 @@ impl Gateway {
             return Err(e);
         }
         let attempt_id = attempt.id;
-        let outcome = match connector.revoke_vbank(&tno, REVOKE_REASON).await {
+        let outcome = match connector
+            .revoke_vbank(&tno, payment.escrow, REVOKE_REASON)
+            .await
+        {
             Ok(done) => {
                 let attempt_id = attempt.id;
                 match self

@@ -660,6 +660,40 @@ async fn an_approval_for_another_amount_than_the_order_is_net_cancelled() {
     app.assert_ledger_agrees().await;
 }
 
+#[tokio::test]
+async fn an_escrow_approval_for_another_amount_is_net_cancelled_with_ste2() {
+    let app = spawn_app().await;
+    app.sandbox.inject(FaultRule::new(
+        "/gw/enc/v1/payment",
+        Fault::AnswerField {
+            field: "amount".into(),
+            value: "500".into(),
+        },
+    ));
+    let rsp = request_pay(
+        &app,
+        json!({"merchant_uid": "web-escrow-amount", "amount": 50000, "escrow": true,
+               "kcpProducts": [{"orderNumber": "o1", "name": "양말", "quantity": 1, "amount": 50000}]}),
+        &CARD_OK,
+    )
+    .await;
+    assert_eq!(rsp["success"], false, "{rsp}");
+    let ledger = app.sandbox.ledger();
+    assert_eq!(ledger.len(), 1, "KCP approved once");
+    assert_eq!(
+        ledger[0].state,
+        TransactionState::Cancelled,
+        "and was net-cancelled"
+    );
+    // KCP net-cancels an escrow approval with STE2 (spec/kcp.md §2.11), never STSC.
+    assert_eq!(ledger[0].cancels.len(), 1, "{:?}", ledger[0].cancels);
+    assert_eq!(ledger[0].cancels[0].mod_type, "STE2");
+    let p = payment_of(&app, &rsp).await;
+    assert_ne!(p["status"], "paid", "{p}");
+    assert_eq!(p["escrow"], true, "{p}");
+    app.assert_ledger_agrees().await;
+}
+
 /// The payment behind an `rsp`, as the merchant's server reads it.
 async fn payment_of(app: &TestApp, rsp: &Value) -> Value {
     let token = app.token().await;

@@ -1,5 +1,6 @@
 //! Escrow deliveries (`/escrows/logis/{imp_uid}`) against the sandbox's shipping start (`STE1`):
-//! a change after registration, and a shipping start whose answer was lost.
+//! a change after registration, and a shipping start whose answer was lost; escrow cancels
+//! (`STE2` before the shipping start, `STE4` after, never partial).
 use kcp_sandbox::{paths, Fault, FaultRule};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -306,7 +307,7 @@ async fn a_put_after_a_lost_shipping_start_answer_is_refused_until_the_post_is_r
 #[tokio::test]
 async fn a_cancelled_escrow_payment_takes_no_delivery_and_no_change() {
     let app = spawn_app().await;
-    let (imp_uid, _, token) = escrow_payment(&app, "esc-cancelled").await;
+    let (imp_uid, tno, token) = escrow_payment(&app, "esc-cancelled").await;
     let (_, posted) = app
         .post(&path(&imp_uid), Some(&token), logis("CJ대한통운", "111"))
         .await;
@@ -319,6 +320,8 @@ async fn a_cancelled_escrow_payment_takes_no_delivery_and_no_change() {
         )
         .await;
     assert_eq!(cancelled["code"], 0, "{cancelled}");
+    // Shipped: cancelled at KCP with the escrow cancel after shipping (spec/kcp.md §2.11).
+    assert_eq!(kcp_cancels(&app, &tno), vec![("STE4".to_owned(), 2000)]);
 
     let (status, put) = app
         .put(&path(&imp_uid), &token, logis("CJ대한통운", "112"))
@@ -326,4 +329,130 @@ async fn a_cancelled_escrow_payment_takes_no_delivery_and_no_change() {
 
     assert_eq!(status, StatusCode::CONFLICT, "{put}");
     assert_eq!(lookup(&app, &token, &imp_uid).await["invoice"], "111");
+}
+
+/// The cancels the sandbox (KCP) recorded on `tno`: mod_type and amount.
+fn kcp_cancels(app: &TestApp, tno: &str) -> Vec<(String, i64)> {
+    app.sandbox
+        .ledger()
+        .into_iter()
+        .find(|e| e.tno == tno)
+        .expect("KCP approved it")
+        .cancels
+        .into_iter()
+        .map(|c| (c.mod_type, c.amount))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_full_cancel_before_shipping_is_kcps_ste2_and_cancels_the_payment() {
+    let app = spawn_app().await;
+    let (imp_uid, tno, token) = escrow_payment(&app, "esc-ste2").await;
+
+    let (_, cancelled) = app
+        .post(
+            "/payments/cancel",
+            Some(&token),
+            json!({"imp_uid": imp_uid, "reason": "단순변심"}),
+        )
+        .await;
+
+    assert_eq!(cancelled["code"], 0, "{cancelled}");
+    assert_eq!(cancelled["response"]["status"], "cancelled", "{cancelled}");
+    assert_eq!(cancelled["response"]["cancel_amount"], 2000, "{cancelled}");
+    assert_eq!(kcp_cancels(&app, &tno), vec![("STE2".to_owned(), 2000)]);
+    assert_eq!(app.payment(&token, &imp_uid).await["status"], "cancelled");
+    app.assert_ledger_agrees().await;
+}
+
+#[tokio::test]
+async fn a_partial_cancel_of_an_escrow_payment_is_refused_before_kcp_and_shipping_stays_open() {
+    let app = spawn_app().await;
+    let (imp_uid, tno, token) = escrow_payment(&app, "esc-partial").await;
+
+    let (_, refused) = app
+        .post(
+            "/payments/cancel",
+            Some(&token),
+            json!({"imp_uid": imp_uid, "amount": 500, "reason": "일부 반품"}),
+        )
+        .await;
+
+    assert_eq!(refused["code"], 1, "{refused}");
+    assert!(refused["response"].is_null(), "{refused}");
+    assert!(
+        refused["message"]
+            .as_str()
+            .unwrap()
+            .contains("에스크로 결제는 부분취소할 수 없습니다"),
+        "{refused}"
+    );
+    assert_eq!(kcp_cancels(&app, &tno), vec![], "nothing reached KCP");
+    let p = app.payment(&token, &imp_uid).await;
+    assert_eq!(
+        (p["status"].as_str(), p["cancel_amount"].as_i64()),
+        (Some("paid"), Some(0)),
+        "{p}"
+    );
+    let (_, posted) = app
+        .post(&path(&imp_uid), Some(&token), logis("CJ대한통운", "111"))
+        .await;
+    assert_eq!(
+        posted["code"], 0,
+        "shipping can still be registered: {posted}"
+    );
+    assert_eq!(held_at_kcp(&app, &tno), held("CJ대한통운", "111"));
+    // A partial cancel after shipping is refused too; the full cancel is then STE4.
+    let (_, refused) = app
+        .post(
+            "/payments/cancel",
+            Some(&token),
+            json!({"imp_uid": imp_uid, "amount": 500, "checksum": 2000}),
+        )
+        .await;
+    assert_eq!(refused["code"], 1, "{refused}");
+    let (_, cancelled) = app
+        .post(
+            "/payments/cancel",
+            Some(&token),
+            json!({"imp_uid": imp_uid}),
+        )
+        .await;
+    assert_eq!(cancelled["code"], 0, "{cancelled}");
+    assert_eq!(kcp_cancels(&app, &tno), vec![("STE4".to_owned(), 2000)]);
+}
+
+#[tokio::test]
+async fn a_cancel_while_a_shipping_start_is_unanswered_is_refused_until_a_retry_settles_it() {
+    let app = spawn_app().await;
+    let (imp_uid, tno, token) = escrow_payment(&app, "esc-unanswered").await;
+    lose_the_next_shipping_start(&app);
+    let (_, lost) = app
+        .post(&path(&imp_uid), Some(&token), logis("CJ대한통운", "111"))
+        .await;
+    assert_eq!(lost["code"], 1, "{lost}");
+
+    let (_, refused) = app
+        .post(
+            "/payments/cancel",
+            Some(&token),
+            json!({"imp_uid": imp_uid}),
+        )
+        .await;
+    assert_eq!(refused["code"], 1, "{refused}");
+    assert_eq!(kcp_cancels(&app, &tno), vec![], "nothing reached KCP");
+
+    let (_, retried) = app
+        .post(&path(&imp_uid), Some(&token), logis("CJ대한통운", "111"))
+        .await;
+    assert_eq!(retried["code"], 0, "{retried}");
+    let (_, cancelled) = app
+        .post(
+            "/payments/cancel",
+            Some(&token),
+            json!({"imp_uid": imp_uid}),
+        )
+        .await;
+    assert_eq!(cancelled["code"], 0, "{cancelled}");
+    assert_eq!(kcp_cancels(&app, &tno), vec![("STE4".to_owned(), 2000)]);
 }

@@ -18,7 +18,7 @@ use super::sign::{KcpSigner, KeyError};
 pub(super) use crate::domain::text::{is_forbidden, sanitize as free_text};
 use crate::pg::{
     BatchKey, BatchKeyRequest, BatchPaymentRequest, CancelKind, CancelRequest, CardApproval,
-    CardSecret, DeclineReason, KeyInRequest, PgError, PointAccount, PointApproval,
+    CardSecret, DeclineReason, EscrowCancel, KeyInRequest, PgError, PointAccount, PointApproval,
     PointPaymentRequest, TradeState, Won,
 };
 
@@ -44,6 +44,13 @@ pub const MOD_TYPE_FULL: &str = "STSC";
 pub const MOD_TYPE_PARTIAL: &str = "STPC";
 /// Re-approval of a cancelled point payment (spec §2.8, §2.9).
 pub const MOD_TYPE_POINT_REAPPROVAL: &str = "STRA";
+/// Escrow cancel before the shipping start: DOCUMENTED ASSUMPTION, modelled on the cancel call
+/// (spec §2.11, docs/kcp.md §9.5).
+pub const MOD_TYPE_ESCROW_CANCEL_BEFORE_SHIPPING: &str = "STE2";
+/// Escrow cancel after the shipping start (spec §2.11, assumption as for `STE2`).
+pub const MOD_TYPE_ESCROW_CANCEL_AFTER_SHIPPING: &str = "STE4";
+/// Closing an issued, unpaid escrow virtual account (spec §2.11, assumption as for `STE2`).
+pub const MOD_TYPE_ESCROW_CLOSE_VBANK: &str = "STE5";
 /// Billing-key charge (spec §2.6).
 pub const CARD_TX_TYPE_BATCH: &str = "11511000";
 /// `pay_method` of the billing-key delete call (spec §2.6).
@@ -307,6 +314,15 @@ impl CancelRequestBody {
         let tno = tno(&req.tno)?;
         let (mod_type, mod_mny, rem_mny) = match req.kind {
             CancelKind::Full => (MOD_TYPE_FULL, None, None),
+            CancelKind::Escrow(EscrowCancel::BeforeShipping) => {
+                (MOD_TYPE_ESCROW_CANCEL_BEFORE_SHIPPING, None, None)
+            }
+            CancelKind::Escrow(EscrowCancel::AfterShipping) => {
+                (MOD_TYPE_ESCROW_CANCEL_AFTER_SHIPPING, None, None)
+            }
+            CancelKind::Escrow(EscrowCancel::CloseVbank) => {
+                (MOD_TYPE_ESCROW_CLOSE_VBANK, None, None)
+            }
             CancelKind::Partial {
                 amount: cancel,
                 balance_before,
@@ -995,7 +1011,7 @@ impl CancelResponse {
             _ => req.tno.clone(),
         };
         let remaining = match req.kind {
-            CancelKind::Full => 0,
+            CancelKind::Full | CancelKind::Escrow(_) => 0,
             CancelKind::Partial {
                 amount,
                 balance_before,

@@ -1,5 +1,5 @@
 //! [`PgVirtualAccounts`] for KCP — DOCUMENTED ASSUMPTION (docs/kcp.md §10): issuance without the
-//! window on the hub (`pay_method VCNT`), revocation by a full cancel (`STSC`), inquiry with
+//! window on the hub (`pay_method VCNT`), revocation by a full cancel (`STSC`; `STE5` for an escrow account), inquiry with
 //! `pay_type PAVC`. The error semantics are the connector's (module table in `client.rs`):
 //! transport failure, timeout, HTTP 5xx or an unreadable answer is `Unknown` (KCP may have issued
 //! an account; the service inquires by order number, never guesses); a readable refusal is
@@ -16,8 +16,8 @@ use crate::pg::kcp::wire::vbank::{issued_account, VbankIssueBody};
 use crate::pg::kcp::wire::window::{WindowApprovalResponse, PAY_TYPE_VBANK};
 use crate::pg::kcp::wire::{InquiryRequest, InquiryResponse};
 use crate::pg::{
-    CancelConfirmation, CancelKind, CancelRequest, IssuedVirtualAccount, PgConnector, PgError,
-    PgVirtualAccounts, TradeRef, VbankIssueRequest, VbankState,
+    CancelConfirmation, CancelKind, CancelRequest, EscrowCancel, IssuedVirtualAccount, PgConnector,
+    PgError, PgVirtualAccounts, TradeRef, VbankIssueRequest, VbankState,
 };
 
 #[async_trait]
@@ -49,12 +49,23 @@ impl PgVirtualAccounts for KcpConnector {
     }
 
     /// The cancel call's `STSC` on the account's `tno`: for an unpaid account KCP has nothing to
-    /// refund and closes it, so deposits are refused from then on.
-    async fn revoke_vbank(&self, tno: &str, reason: &str) -> Result<CancelConfirmation, PgError> {
-        let span = tracing::info_span!("kcp.revoke_vbank", site_cd = %self.site_cd, tno = %tno);
+    /// refund and closes it, so deposits are refused from then on. An escrow account is closed
+    /// with `STE5` instead (spec §2.11, documented assumption: docs/kcp.md §9.5).
+    async fn revoke_vbank(
+        &self,
+        tno: &str,
+        escrow: bool,
+        reason: &str,
+    ) -> Result<CancelConfirmation, PgError> {
+        let span =
+            tracing::info_span!("kcp.revoke_vbank", site_cd = %self.site_cd, tno = %tno, escrow);
         self.cancel(&CancelRequest {
             tno: tno.to_owned(),
-            kind: CancelKind::Full,
+            kind: if escrow {
+                CancelKind::Escrow(EscrowCancel::CloseVbank)
+            } else {
+                CancelKind::Full
+            },
             reason: reason.to_owned(),
         })
         .instrument(span)

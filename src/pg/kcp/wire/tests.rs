@@ -116,6 +116,39 @@ fn partial_cancel_body_sends_the_balance_before_and_matches_the_golden_fixture()
 }
 
 #[test]
+fn escrow_cancels_send_their_ste_mod_type_signed_over_it_and_match_the_golden_fixtures() {
+    for (escrow, golden) in [
+        (
+            EscrowCancel::BeforeShipping,
+            "cancel-escrow-before-shipping",
+        ),
+        (EscrowCancel::AfterShipping, "cancel-escrow-after-shipping"),
+        (EscrowCancel::CloseVbank, "cancel-escrow-close-vbank"),
+    ] {
+        let req = CancelRequest {
+            tno: "23336986737476".into(),
+            kind: CancelKind::Escrow(escrow),
+            reason: "가맹점 DB 처리 실패(자동취소)".into(),
+        };
+        let body = CancelRequestBody::new("T0000", &signer(), &req).unwrap();
+        assert_eq!(body.mod_mny, None, "{golden}: no amount, always whole");
+        assert_matches_golden(&body, golden);
+    }
+}
+
+#[test]
+fn an_escrow_cancel_answer_leaves_nothing_to_cancel() {
+    let resp: CancelResponse = serde_json::from_str(
+        r#"{"res_cd":"0000","res_msg":"정상처리","tno":"23336986737476","canc_time":"20260311090000"}"#,
+    )
+    .unwrap();
+    let done = resp
+        .into_confirmation(&cancel(CancelKind::Escrow(EscrowCancel::AfterShipping)))
+        .unwrap();
+    assert_eq!(done.remaining, 0);
+}
+
+#[test]
 fn inquiry_by_tno_body_matches_the_golden_fixture() {
     let body = InquiryRequest::by_tno("T0000", &signer(), "23336986737476").unwrap();
     assert_matches_golden(&body, "inquiry-by-tno");
