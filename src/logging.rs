@@ -43,8 +43,12 @@ pub fn from_env() -> EnvFilter {
 /// then with `NO_COLOR` set (no-color.org). Logs piped to a file, journald or a collector would
 /// otherwise hold escape sequences around every level and field name.
 pub fn colours_stdout() -> bool {
-    use std::io::IsTerminal;
-    std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+    colours(&std::io::stdout())
+}
+
+/// [`colours_stdout`] for any stream the logs are written to (stderr for operator commands).
+pub fn colours(stream: &impl std::io::IsTerminal) -> bool {
+    stream.is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
 }
 
 #[cfg(test)]

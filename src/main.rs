@@ -67,8 +67,10 @@ enum AttemptCommand {
     List {
         #[command(flatten)]
         common: Common,
+        /// At most this many.
         #[arg(long, default_value_t = 100)]
         limit: u64,
+        /// One JSON array on stdout instead of a table.
         #[arg(long)]
         json: bool,
         /// List the attempts closed as `conflict` (not reconciled yet) instead of the open ones.
@@ -120,6 +122,7 @@ enum MerchantCommand {
     Create {
         #[command(flatten)]
         common: Common,
+        /// The merchant's name (shown in `merchant list`).
         #[arg(long)]
         name: String,
         /// KCP site code (5 characters). In test mode the sandbox CA issues its certificate.
@@ -145,6 +148,7 @@ enum MerchantCommand {
         /// `merchant set-group-id` sets one.
         #[arg(long)]
         kcp_group_id: Option<String>,
+        /// One JSON object on stdout (imp_code, imp_key, imp_secret, site_cd) instead of lines.
         #[arg(long)]
         json: bool,
     },
@@ -173,6 +177,7 @@ enum MerchantCommand {
         common: Common,
         #[arg(long)]
         imp_code: String,
+        /// One JSON object on stdout (imp_code, imp_key, imp_secret) instead of lines.
         #[arg(long)]
         json: bool,
     },
@@ -238,14 +243,34 @@ fn load(common: &Common) -> anyhow::Result<Config> {
     Ok(config)
 }
 
-fn init_tracing(json: bool) {
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(openport::logging::from_env())
-        .with_ansi(openport::logging::colours_stdout());
-    if json {
-        builder.json().init();
-    } else {
-        builder.init();
+/// Where a command's log lines go: a server's to stdout (its one output, for a journal or a
+/// collector); an operator command's to stderr, so that what it prints (`--json` above all) is
+/// the only thing on stdout and can be piped into a parser.
+#[derive(Clone, Copy)]
+enum LogTo {
+    Stdout,
+    Stderr,
+}
+
+fn init_tracing(json: bool, to: LogTo) {
+    let builder = tracing_subscriber::fmt().with_env_filter(openport::logging::from_env());
+    match (to, json) {
+        (LogTo::Stdout, true) => builder
+            .with_ansi(openport::logging::colours(&std::io::stdout()))
+            .json()
+            .init(),
+        (LogTo::Stdout, false) => builder
+            .with_ansi(openport::logging::colours(&std::io::stdout()))
+            .init(),
+        (LogTo::Stderr, true) => builder
+            .with_writer(std::io::stderr)
+            .with_ansi(openport::logging::colours(&std::io::stderr()))
+            .json()
+            .init(),
+        (LogTo::Stderr, false) => builder
+            .with_writer(std::io::stderr)
+            .with_ansi(openport::logging::colours(&std::io::stderr()))
+            .init(),
     }
 }
 
@@ -256,7 +281,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Serve(common) => serve(load(&common)?).await,
         Command::Migrate(common) => {
             let config = load(&common)?;
-            init_tracing(config.log_format == "json");
+            init_tracing(config.log_format == "json", LogTo::Stderr);
             let db = openport::store::Db::connect(&config.database_url).await?;
             db.migrate().await?;
             println!("migrations applied");
@@ -295,7 +320,7 @@ async fn main() -> anyhow::Result<()> {
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {
-    init_tracing(config.log_format == "json");
+    init_tracing(config.log_format == "json", LogTo::Stdout);
     let app = App::build(config).await?;
     match (&app.demo, &app.credentials_file) {
         // stdout is where the logs go (systemd, containers): a live secret never goes there.
@@ -356,7 +381,7 @@ async fn stop_signal() {
 /// (which may still call KCP with the configured settings, as `attempt confirm-absent` does).
 async fn offline_app(common: &Common) -> anyhow::Result<App> {
     let mut config = load(common)?;
-    init_tracing(config.log_format == "json");
+    init_tracing(config.log_format == "json", LogTo::Stderr);
     config.listen = "127.0.0.1:0".parse()?;
     config.resolver.interval_ms = 0;
     config.sandbox.embedded = Some(false);
@@ -513,7 +538,7 @@ async fn merchant(cmd: MerchantCommand) -> anyhow::Result<()> {
             json,
         } => {
             let config = load(&common)?;
-            init_tracing(config.log_format == "json");
+            init_tracing(config.log_format == "json", LogTo::Stderr);
             // The database and the master key alone: a full start is refused while a hash is
             // under a key that is gone, which is what this command mends.
             let secrets = openport::app::master_key(&config)?;
@@ -538,7 +563,8 @@ async fn merchant(cmd: MerchantCommand) -> anyhow::Result<()> {
                 );
                 println!(
                     "(the imp_secret is shown only now; the old one gets no token from now on, \
-                     tokens it already got stay valid until they expire)"
+                     and the tokens it got are revoked: running instances refuse them within a \
+                     minute)"
                 );
             }
             Ok(())
@@ -549,7 +575,7 @@ async fn merchant(cmd: MerchantCommand) -> anyhow::Result<()> {
             kcp_group_id,
         } => {
             let config = load(&common)?;
-            init_tracing(config.log_format == "json");
+            init_tracing(config.log_format == "json", LogTo::Stderr);
             // The database alone, as `new-secret`: nothing sealed is read or written.
             let db = openport::store::Db::connect(&config.database_url).await?;
             db.migrate().await?;
@@ -593,7 +619,7 @@ async fn merchant(cmd: MerchantCommand) -> anyhow::Result<()> {
 async fn sandbox(args: SandboxArgs) -> anyhow::Result<()> {
     match args.command {
         None => {
-            init_tracing(false);
+            init_tracing(false, LogTo::Stdout);
             let sb = kcp_sandbox::Sandbox::new(kcp_sandbox::SandboxConfig {
                 state_file: args.state_file.clone(),
                 ..kcp_sandbox::SandboxConfig::default()
@@ -631,7 +657,8 @@ async fn sandbox(args: SandboxArgs) -> anyhow::Result<()> {
                 issued.encrypted_private_key_pem.as_bytes(),
             )?;
             println!(
-                "wrote {0}/splCert.pem and {0}/splPrikeyPKCS8.pem (passphrase as given)",
+                "wrote {0}/splCert.pem and {0}/splPrikeyPKCS8.pem (the key's passphrase is the \
+                 --passphrase given, `changeit` when none was)",
                 out.display()
             );
             Ok(())

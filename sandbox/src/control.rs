@@ -34,9 +34,24 @@ pub(crate) fn routes() -> Router<Arc<Shared>> {
         .route("/_sandbox/notifications/flush", post(flush))
 }
 
-async fn add_fault(State(shared): State<Arc<Shared>>, Json(rule): Json<FaultRule>) -> StatusCode {
+/// Arms a rule; one naming a path the sandbox does not serve is refused (400, naming the paths),
+/// since it could never fire and the test relying on it would pass for the wrong reason.
+async fn add_fault(
+    State(shared): State<Arc<Shared>>,
+    Json(rule): Json<FaultRule>,
+) -> Result<StatusCode, (StatusCode, String)> {
+    if !crate::paths::ALL.contains(&rule.path.as_str()) {
+        return Err((
+            StatusCode::BAD_REQUEST,
+            format!(
+                "no KCP path {:?} in this sandbox; one of: {}",
+                rule.path,
+                crate::paths::ALL.join(", ")
+            ),
+        ));
+    }
     shared.faults().add(rule);
-    StatusCode::NO_CONTENT
+    Ok(StatusCode::NO_CONTENT)
 }
 
 async fn clear_faults(State(shared): State<Arc<Shared>>) -> StatusCode {

@@ -72,6 +72,17 @@ pub mod paths {
     pub const MOBILE_TRADE_REGISTER: &str = "/trade/register.do";
     /// The payment window (`PayUrl`, spec §1.2).
     pub const PAY_WINDOW: &str = "/pay/mobileGW.kcp";
+
+    /// Every path above: the ones a fault rule can name.
+    pub const ALL: [&str; 7] = [
+        HUB_PAYMENT,
+        CANCEL,
+        INQUIRY,
+        ENC_PAYMENT,
+        TRADE_REGISTER,
+        MOBILE_TRADE_REGISTER,
+        PAY_WINDOW,
+    ];
 }
 
 /// How a sandbox behaves.

@@ -222,3 +222,29 @@ async fn a_malformed_fault_rule_is_a_client_error() {
         .unwrap();
     assert!(response.status().is_client_error());
 }
+
+/// A rule for a path the sandbox does not serve could never fire: refused, naming the paths.
+#[tokio::test]
+async fn a_fault_rule_for_a_path_the_sandbox_does_not_serve_is_refused() {
+    let harness = spawn().await;
+    let response = harness
+        .client
+        .post(harness.url("/_sandbox/faults"))
+        .json(&json!({"path": "/nope", "fault": {"kind": "drop"}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400);
+    let body = response.text().await.unwrap();
+    assert!(body.contains(paths::HUB_PAYMENT), "{body}");
+    let armed: serde_json::Value = harness
+        .client
+        .get(harness.url("/_sandbox/faults"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(armed, json!([]));
+}

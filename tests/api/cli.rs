@@ -197,6 +197,34 @@ async fn merchant_create_prints_the_secret_once_keeps_only_its_hash_and_the_secr
     assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
 }
 
+/// An operator command's `--json` output is the only thing on its stdout (its log lines go to
+/// stderr), so it can be piped into a parser: the migrations' and the start's lines were mixed in.
+#[tokio::test]
+async fn operator_commands_print_only_their_json_on_stdout_with_json() {
+    let (url, _db_dir) = fresh_database().await;
+    let dir = tempfile::tempdir().unwrap();
+    let created: Value = serde_json::from_str(
+        &run_ok(
+            dir.path(),
+            &url,
+            &["merchant", "create", "--name", "J", "--json"],
+        )
+        .await,
+    )
+    .unwrap();
+    let imp_code = created["imp_code"].as_str().unwrap();
+    for args in [
+        vec!["merchant", "new-secret", "--imp-code", imp_code, "--json"],
+        vec!["attempt", "list", "--json"],
+    ] {
+        let printed = run_ok(dir.path(), &url, &args).await;
+        assert!(
+            serde_json::from_str::<Value>(&printed).is_ok(),
+            "{args:?} printed more than JSON: {printed}"
+        );
+    }
+}
+
 /// `merchant new-secret` outside test mode without a master key is refused, as `serve` is: it
 /// hashed the new secret under the public test-mode key, which the live instances do not have,
 /// and deleted the merchant's tokens, locking the merchant out.
