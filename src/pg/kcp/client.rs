@@ -387,7 +387,38 @@ impl PgConnector for KcpConnector {
         .await
     }
 
+    /// An escrow cancel (`STE2`/`STE4`/`STE5`) that KCP refuses, unless as already cancelled,
+    /// is sent again as the plain `STSC`: KCP approves a trade asked for as escrow as a plain one
+    /// when the merchant has no escrow contract (and holds it that way), and the escrow status
+    /// changes are themselves a documented assumption (docs/kcp.md §9.5). A refusal is definite
+    /// (nothing was applied), so the second call risks nothing; an unknown outcome of the first
+    /// is answered as such, never followed by a second.
     async fn cancel(&self, req: &CancelRequest) -> Result<CancelConfirmation, PgError> {
+        match self.cancel_once(req).await {
+            Err(PgError::Declined { code, message, .. })
+                if matches!(req.kind, crate::pg::CancelKind::Escrow(_))
+                    && code != codes::ALREADY_CANCELLED =>
+            {
+                tracing::warn!(tno = %req.tno, %code, %message, "KCP refused the escrow cancel; sending STSC, as for a trade KCP holds as a plain one");
+                let plain = CancelRequest {
+                    kind: crate::pg::CancelKind::Full,
+                    ..req.clone()
+                };
+                self.cancel_once(&plain).await
+            }
+            other => other,
+        }
+    }
+
+    async fn inquire(&self, trade: &TradeRef) -> Result<TradeState, PgError> {
+        self.inquire_as(trade, PAY_TYPE_CARD, TradeState::try_from)
+            .await
+    }
+}
+
+impl KcpConnector {
+    /// `gw/mod/v1/cancel` once, as `req` says.
+    async fn cancel_once(&self, req: &CancelRequest) -> Result<CancelConfirmation, PgError> {
         let span = tracing::info_span!("kcp.cancel", site_cd = %self.site_cd, tno = %req.tno);
         async {
             let body = CancelRequestBody::new(&self.site_cd, &self.signer, req)?;
@@ -409,13 +440,6 @@ impl PgConnector for KcpConnector {
         .await
     }
 
-    async fn inquire(&self, trade: &TradeRef) -> Result<TradeState, PgError> {
-        self.inquire_as(trade, PAY_TYPE_CARD, TradeState::try_from)
-            .await
-    }
-}
-
-impl KcpConnector {
     /// `std/inquery` for `pay_type` (spec §2.10): `8201` is [`TradeState::NotFound`], an answer
     /// about another trade than the one asked for is `Unknown`.
     async fn inquire_as(

@@ -951,3 +951,75 @@ async fn invalid_billing_input_is_refused_before_anything_is_sent() {
 
 mod vbank;
 mod window;
+
+/// A KCP that holds the trade as a plain one (approved without an escrow contract) refuses the
+/// escrow status change: the cancel is sent again as STSC, once, and that answer is the outcome.
+/// "Already cancelled" and an unknown outcome are answered as they are, with no second call.
+#[tokio::test]
+async fn a_refused_escrow_cancel_is_sent_again_as_stsc_and_nothing_else_is() {
+    use crate::pg::EscrowCancel;
+    let seen: Arc<Mutex<Vec<String>>> = Arc::default();
+    let refusing = {
+        let seen = seen.clone();
+        move |body: Bytes| {
+            let seen = seen.clone();
+            async move {
+                let json: Value = serde_json::from_slice(&body).unwrap();
+                let mod_type = json["mod_type"].as_str().unwrap_or_default().to_string();
+                seen.lock().unwrap().push(mod_type.clone());
+                let answer = match mod_type.as_str() {
+                    "STSC" => {
+                        r#"{"res_cd":"0000","res_msg":"정상처리","tno":"23336986737476","canc_time":"20230327120000"}"#
+                    }
+                    "STE4" => r#"{"res_cd":"8133","res_msg":"이미 취소된 거래"}"#,
+                    _ => r#"{"res_cd":"8501","res_msg":"에스크로 거래가 아닙니다"}"#,
+                };
+                ([("content-type", "application/json")], answer)
+            }
+        }
+    };
+    let app = Router::new().fallback(axum::routing::post(refusing));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let kcp = connector(&base, Duration::from_millis(500));
+    let req = |kind| CancelRequest {
+        tno: "23336986737476".into(),
+        kind,
+        reason: "취소".into(),
+    };
+
+    kcp.cancel(&req(CancelKind::Escrow(EscrowCancel::BeforeShipping)))
+        .await
+        .unwrap();
+    assert_eq!(*seen.lock().unwrap(), ["STE2", "STSC"]);
+
+    seen.lock().unwrap().clear();
+    let already = kcp
+        .cancel(&req(CancelKind::Escrow(EscrowCancel::AfterShipping)))
+        .await;
+    assert!(
+        matches!(
+            already,
+            Err(PgError::Declined {
+                reason: DeclineReason::AlreadyCancelled,
+                ..
+            })
+        ),
+        "{already:?}"
+    );
+    assert_eq!(*seen.lock().unwrap(), ["STE4"], "no second call");
+
+    // A plain cancel that is refused is not sent again.
+    let (plain, script) = kcp_refusing_everything().await;
+    let refused = plain.cancel(&req(CancelKind::Full)).await;
+    assert!(
+        matches!(refused, Err(PgError::Declined { .. })),
+        "{refused:?}"
+    );
+    assert_eq!(script.seen.lock().unwrap().len(), 1);
+}
+
+async fn kcp_refusing_everything() -> (KcpConnector, Script) {
+    kcp(200, r#"{"res_cd":"8501","res_msg":"거절"}"#, Duration::ZERO).await
+}
