@@ -2,7 +2,9 @@
 //! (`TX00`) and their reversals (`op_cd 13`). The other notifications (`TX01`–`TX08`: refunds,
 //! escrow events, an account closed) carry no `noti_id` (spec §2.12 lists it for `TX00` only):
 //! they are recorded under a key of their common fields (`tno`, `tx_cd`, `tx_tm`) and
-//! acknowledged, KCP's re-sends of one counting once; openport applies none of them yet.
+//! acknowledged, KCP's re-sends of one counting once. Those that may announce a cancel KCP made
+//! (`TX01`, `TX02`, `TX05`, `TX06`) make openport ask KCP what is left of the trade and record a
+//! cancel it did not make ([`Gateway::verify_cancel_notice`]); the others change nothing.
 //!
 //! The form is unsigned and the URL public, and a buyer sees his own account's `tno` on the
 //! checkout return page: anyone can post `tx_cd=TX00&tno=…&totl_mnyx=…`. So a notification is a
@@ -34,6 +36,10 @@ pub const ACK: &str =
     "<html><body><form><input type=\"hidden\" name=\"result\" value=\"0000\"></form></body></html>";
 /// `tx_cd` of a virtual-account deposit (spec §2.12).
 pub const TX_DEPOSIT: &str = "TX00";
+/// The notices of a cancel KCP may have made (spec §2.12: `TX01` virtual-account refund, `TX02`
+/// escrow purchase decision, `TX05` immediate cancel, `TX06` cancel):
+/// [`Gateway::verify_cancel_notice`].
+pub const CANCEL_NOTICES: [&str; 4] = ["TX01", "TX02", "TX05", "TX06"];
 /// `op_cd` of a deposit cancelled through the bank network (spec §2.12).
 pub const OP_CD_REVERSAL: &str = "13";
 
@@ -326,6 +332,9 @@ impl Gateway {
         row: Option<i64>,
         now: i64,
     ) -> Result<Verdict, NotificationError> {
+        if CANCEL_NOTICES.contains(&n.tx_cd.as_str()) {
+            return self.verify_cancel_notice(n, row, now).await;
+        }
         if n.tx_cd != TX_DEPOSIT {
             // Nothing openport does depends on them yet; the row is there for the operator.
             tracing::info!(tno = %n.tno, tx_cd = %n.tx_cd, "KCP notification recorded, not applied");
@@ -459,6 +468,90 @@ impl Gateway {
         }
         txn.commit().await?;
         Ok(verdict)
+    }
+
+    /// A notice that KCP may have cancelled (some of) a trade: a refund of a virtual account
+    /// (`TX01`), an escrow purchase decision (`TX02`, a cancel when `st_cd` is `N`), an immediate
+    /// cancel (`TX05`) or a cancel (`TX06`), made in KCP's admin or by the buyer at KCP. A hint to
+    /// look, as a deposit is: KCP is asked what is left of the trade, and only a balance KCP holds
+    /// lower than openport's is recorded, as a cancel whose attempt is opened for exactly the
+    /// difference and settled by the cancel resolver's inquiry (which never sends a cancel), with
+    /// the `cancelled` webhook. Nothing is sent to KCP but inquiries, so a forged notice changes
+    /// nothing. Point payments are left alone (their cancels move the trade to a re-approval).
+    async fn verify_cancel_notice(
+        &self,
+        n: &Notification,
+        row: Option<i64>,
+        now: i64,
+    ) -> Result<Verdict, NotificationError> {
+        let Some(payment) = payments::by_tno(&self.db.read, &n.tno).await? else {
+            tracing::info!(tno = %n.tno, tx_cd = %n.tx_cd, "KCP cancel notice of a trade no payment holds; kept");
+            return self.settle(row, Verdict::Kept, now).await;
+        };
+        if payment.pg_id != n.site_cd {
+            tracing::warn!(imp_uid = %payment.imp_uid, site_cd = %n.site_cd, pg_id = %payment.pg_id, tx_cd = %n.tx_cd, "KCP notification names another site than the payment's; refused");
+            return self.settle(row, Verdict::Refused, now).await;
+        }
+        let balance = payment.amount - payment.cancel_amount;
+        let holds_money = matches!(
+            PaymentStatus::from_db(&payment.status),
+            PaymentStatus::Paid | PaymentStatus::Cancelled
+        ) && balance > 0
+            && payment.paid_at.is_some_and(|t| t > 0);
+        if !holds_money || payment.pay_method == super::benepia::POINT {
+            return self.settle(row, Verdict::Unchanged, now).await;
+        }
+        let merchant = self.merchant(payment.merchant_id).await?;
+        if !super::merchants::runs_in_mode(self.settings.test_mode, &merchant) {
+            return Err(NotificationError::OtherMode(n.tno.clone()));
+        }
+        let connector = self.connectors.for_merchant(&merchant, &self.secrets)?;
+        let remaining = match self
+            .remaining_of(connector.as_ref(), &payment, n.tno.clone())
+            .await
+        {
+            Some(Ok(Some(remaining))) => remaining,
+            None | Some(Ok(None)) => return self.settle(row, Verdict::Unchanged, now).await,
+            Some(Err(source)) => {
+                return Err(NotificationError::Unverified {
+                    tno: n.tno.clone(),
+                    source,
+                })
+            }
+        };
+        if remaining >= balance {
+            return self.settle(row, Verdict::Unchanged, now).await;
+        }
+        let reason = Some(format!("PG사 취소 통보 ({})", n.tx_cd));
+        let attempt = match self
+            .open_cancel_attempt(&payment, &n.tno, &reason, balance - remaining, true)
+            .await
+        {
+            Ok(attempt) => attempt,
+            // A cancel of the payment is under way: decided again on KCP's re-send, after it.
+            Err(ServiceError::Refused(_)) => {
+                return Err(NotificationError::Superseded(payment.imp_uid))
+            }
+            Err(e) => return Err(e.into()),
+        };
+        // Holding the only open cancel: the balance the difference was taken from must stand.
+        let fresh = payments::by_id(&self.db.write, payment.id)
+            .await?
+            .filter(|p| p.cancel_amount == payment.cancel_amount && p.pg_tid == payment.pg_tid);
+        let Some(fresh) = fresh else {
+            self.close_attempt(attempt, "failed", "not sent: the payment changed meanwhile")
+                .await?;
+            return Err(NotificationError::Superseded(payment.imp_uid));
+        };
+        tracing::warn!(imp_uid = %fresh.imp_uid, tx_cd = %n.tx_cd, remaining, balance, "KCP notifies a cancel openport did not make; recording what KCP holds");
+        let verdict = match self
+            .resolve_cancel(connector.as_ref(), fresh, attempt)
+            .await?
+        {
+            super::resolve::CancelOutcome::Applied(_) => Verdict::Applied,
+            _ => Verdict::Unchanged,
+        };
+        self.settle(row, verdict, now).await
     }
 
     /// Records a verdict that changes no payment.

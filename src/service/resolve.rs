@@ -269,8 +269,18 @@ impl Gateway {
                 attempt.id
             )));
         };
+        Ok(self.remaining_of(connector, payment, tno).await)
+    }
+
+    /// [`Self::remaining_at_kcp`] of trade `tno` of `payment`.
+    pub(crate) async fn remaining_of(
+        &self,
+        connector: &dyn Pg,
+        payment: &payment::Model,
+        tno: String,
+    ) -> Option<Result<Option<i64>, PgError>> {
         let trade = TradeRef::Tno(tno);
-        Ok(if payment.pay_method == VBANK {
+        if payment.pay_method == VBANK {
             Some(
                 connector
                     .inquire_vbank(&trade)
@@ -303,7 +313,7 @@ impl Gateway {
             )
         } else {
             None
-        })
+        }
     }
 
     /// A cancel KCP refused (other than "already cancelled", which [`Gateway::resolve_cancel`]

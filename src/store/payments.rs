@@ -40,10 +40,20 @@ pub async fn vbank_by_tno(
     vbank_by_tno_query(tno).one(db).await
 }
 
-/// [`vbank_by_tno`]'s query: through the attempt that recorded the account
-/// (`pg_attempts_by_tno`, migration 000012), since `payments.pg_tid` has no index and this runs
-/// for every notification anyone posts.
+/// [`by_tno_query`] of a virtual account.
 pub fn vbank_by_tno_query(tno: &str) -> sea_orm::Select<payment::Entity> {
+    by_tno_query(tno).filter(payment::Column::PayMethod.eq("vbank"))
+}
+
+/// The payment whose KCP trade is `tno` now (its `pg_tid`), of any method.
+pub async fn by_tno(db: &impl ConnectionTrait, tno: &str) -> Result<Option<payment::Model>, DbErr> {
+    by_tno_query(tno).one(db).await
+}
+
+/// The payment holding `tno`, found through the attempt that recorded it (`pg_attempts_by_tno`,
+/// migration 000012), since `payments.pg_tid` has no index and this runs for every notification
+/// anyone posts.
+pub fn by_tno_query(tno: &str) -> sea_orm::Select<payment::Entity> {
     let attempts_with_tno = Query::select()
         .column(pg_attempt::Column::PaymentId)
         .from(pg_attempt::Entity)
@@ -52,7 +62,6 @@ pub fn vbank_by_tno_query(tno: &str) -> sea_orm::Select<payment::Entity> {
     super::every_column(payment::Entity::find())
         .filter(payment::Column::Id.in_subquery(attempts_with_tno))
         .filter(payment::Column::PgTid.eq(tno))
-        .filter(payment::Column::PayMethod.eq("vbank"))
 }
 
 /// Moves payment `id` from status `from` to `to` (with `paid_at`) only if it is still `from`, and

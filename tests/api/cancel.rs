@@ -607,3 +607,73 @@ async fn a_cancel_kcp_refuses_while_both_sides_agree_is_refused_with_kcps_messag
     );
     app.assert_ledger_agrees().await;
 }
+
+/// KCP's notice of a cancel made on its side (`TX05`, `TX06`, …: in KCP's admin, or by the buyer
+/// at KCP) is a hint, checked by inquiry: what KCP no longer holds is recorded as a cancel (whole
+/// or in part) and announced; a notice KCP's inquiry does not bear out changes nothing and sends
+/// nothing to KCP but the inquiry. Before, the notice was acknowledged and dropped: the payment
+/// stayed `paid` (an escrow order shipped though refunded).
+#[tokio::test]
+async fn kcps_notice_of_a_cancel_made_on_its_side_is_checked_and_recorded() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let notify = |tno: String, tx_cd: &'static str| {
+        let app = &app;
+        async move {
+            let body = app
+                .http
+                .post(app.url("/kcp/notify"))
+                .form(&[
+                    ("site_cd", "T0000"),
+                    ("tno", tno.as_str()),
+                    ("tx_cd", tx_cd),
+                    ("tx_tm", "20261204120000"),
+                ])
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            body.contains("value=\"0000\"")
+        }
+    };
+
+    // A notice KCP does not bear out: nothing changes, nothing is cancelled.
+    let kept = app.paid(&token, "notice-kept", 5000).await;
+    let tno = kept["pg_tid"].as_str().unwrap().to_string();
+    assert!(notify(tno.clone(), "TX06").await);
+    let p = app.payment(&token, kept["imp_uid"].as_str().unwrap()).await;
+    assert_eq!(
+        (p["status"].as_str(), p["cancel_amount"].as_i64()),
+        (Some("paid"), Some(0))
+    );
+    assert_eq!(app.sandbox.ledger()[0].state, TransactionState::Approved);
+
+    // Cancelled whole in KCP's admin, then TX05.
+    let whole = app.paid(&token, "notice-whole", 5000).await;
+    let tno = whole["pg_tid"].as_str().unwrap().to_string();
+    assert!(app.sandbox.cancel_in_admin(&tno));
+    assert!(notify(tno.clone(), "TX05").await);
+    let p = app
+        .payment(&token, whole["imp_uid"].as_str().unwrap())
+        .await;
+    assert_eq!(p["status"], "cancelled", "{p}");
+    assert_eq!(p["cancel_amount"], 5000);
+    assert_eq!(p["cancel_history"][0]["reason"], "PG사 취소 통보 (TX05)");
+    // KCP's re-send of the same notice counts once.
+    assert!(notify(tno, "TX05").await);
+    let again = app
+        .payment(&token, whole["imp_uid"].as_str().unwrap())
+        .await;
+    assert_eq!(again["cancel_history"].as_array().unwrap().len(), 1);
+
+    // 2,000 of 5,000 cancelled in KCP's admin, then TX06.
+    let part = app.paid(&token, "notice-part", 5000).await;
+    let tno = part["pg_tid"].as_str().unwrap().to_string();
+    assert!(app.sandbox.cancel_in_admin_partly(&tno, Some(2000)));
+    assert!(notify(tno, "TX06").await);
+    let p = app.payment(&token, part["imp_uid"].as_str().unwrap()).await;
+    assert_eq!(p["cancel_amount"], 2000, "{p}");
+    app.assert_ledger_agrees().await;
+}
