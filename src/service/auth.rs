@@ -163,15 +163,25 @@ impl Gateway {
             _ => merchant.imp_secret_hash.clone(),
         };
         let now = self.clock.unix();
-        let issued = self.token_of(merchant.id, now).await?;
+        let (issued, claimed) = self.token_of(merchant.id, now).await?;
         // `merchant new-secret` changes the hash and deletes the merchant's tokens in one
         // transaction; a token claimed after that deletion, with the old secret checked before
-        // it, would outlive the revocation. Read after the token was in hand, the hash tells.
-        let still = merchants::by_id(&self.db.write, merchant.id)
-            .await?
-            .is_some_and(|m| m.imp_secret_hash == verified_hash);
+        // it, would outlive the revocation. So the secret is checked again, on the writer, once a
+        // token is in hand: still the merchant's (whatever hash it is stored under now: another
+        // instance may have rehashed it) → handed out. Otherwise 401, and the token is deleted
+        // only if this call claimed it: one it found in the slot is the merchant's one token,
+        // which a caller with the new secret may hold (new-secret deleted the old ones).
+        let current = merchants::by_id(&self.db.write, merchant.id).await?;
+        let still = current.is_some_and(|m| {
+            m.imp_secret_hash == verified_hash
+                || self.secrets.check_secret(imp_secret, &m.imp_secret_hash)
+                    != SecretCheck::Mismatch
+        });
         if !still {
-            merchants::delete_token(&self.db.write, &token_digest(&issued.access_token)).await?;
+            if claimed {
+                merchants::delete_token(&self.db.write, &token_digest(&issued.access_token))
+                    .await?;
+            }
             return Err(ServiceError::Unauthorized);
         }
         // Every token handed out is cached for `authenticate`.
@@ -185,19 +195,21 @@ impl Gateway {
         Ok(issued)
     }
 
-    /// The merchant's live token, extended in its last minute, or a new one in its slot.
-    async fn token_of(&self, merchant_id: i64, now: i64) -> ServiceResult<IssuedToken> {
+    /// The merchant's live token, extended in its last minute, or a new one in its slot; true
+    /// when this call claimed it (a new token), false when it found it.
+    async fn token_of(&self, merchant_id: i64, now: i64) -> ServiceResult<(IssuedToken, bool)> {
         let hand_out = |access_token: String, expired_at: i64| IssuedToken {
             access_token,
             now,
             expired_at,
         };
+        let found = |token, expired_at| Ok((hand_out(token, expired_at), false));
         if let Some(t) = merchants::live_token(&self.db.read, merchant_id, now).await? {
             // Unsealed before it is extended: a token that cannot be handed out again is
             // replaced, not kept alive.
             match self.unseal_token(&t) {
                 Some(token) if t.expires_at - now > EXTEND_WINDOW_SECS => {
-                    return Ok(hand_out(token, t.expires_at));
+                    return found(token, t.expires_at);
                 }
                 Some(token) => {
                     // Only the expiry read is extended: if another instance extended it or
@@ -214,7 +226,7 @@ impl Gateway {
                     )
                     .await?
                     {
-                        return Ok(hand_out(token, extended));
+                        return found(token, extended);
                     }
                 }
                 None => merchants::leave_slot(&self.db.write, &t.token_sha256).await?,
@@ -233,7 +245,7 @@ impl Gateway {
             if merchants::claim_token_slot(&self.db.write, stored, merchant_id, now, expired_at)
                 .await?
             {
-                return Ok(hand_out(token, expired_at));
+                return Ok((hand_out(token, expired_at), true));
             }
             // Read on the writer: it has seen the winner's write, which the readers may not yet.
             if let Some(t) = merchants::slot_token(&self.db.write, merchant_id)
@@ -241,7 +253,7 @@ impl Gateway {
                 .filter(|t| t.expires_at > now)
             {
                 match self.unseal_token(&t) {
-                    Some(token) => return Ok(hand_out(token, t.expires_at)),
+                    Some(token) => return found(token, t.expires_at),
                     None => merchants::leave_slot(&self.db.write, &t.token_sha256).await?,
                 }
             }

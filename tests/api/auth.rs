@@ -326,6 +326,60 @@ async fn a_secret_renewed_while_get_token_checks_the_old_one_leaves_no_token_for
     assert_eq!(left, 0, "no token for the revoked secret");
 }
 
+/// The same race, where the merchant's server got the one token with the new secret before the
+/// old secret's getToken went on (PostgreSQL): that getToken finds the new secret's token in the
+/// slot and is answered 401, leaving the token alone (it is the merchant's one token, not its own).
+#[tokio::test]
+async fn a_get_token_with_a_revoked_secret_never_deletes_the_token_the_new_secret_got() {
+    use openport::service::secrets::token_digest;
+    use sea_orm::{ConnectionTrait, Statement};
+    let app = spawn_app().await;
+    if !app.database_url.starts_with("postgres") {
+        return; // SQLite's one writer runs the two writes one after the other
+    }
+    let gateway = app.app.gateway.clone();
+    let (renewal, asking) = get_token_behind_a_token_table_lock(&app).await;
+    let new_hash = gateway.secrets.secret_hash("a-new-secret");
+    renewal
+        .execute_unprepared(&format!(
+            "UPDATE merchants SET imp_secret_hash = '{new_hash}' WHERE imp_key = '{DEMO_IMP_KEY}'"
+        ))
+        .await
+        .unwrap();
+    renewal
+        .execute_unprepared("DELETE FROM access_tokens")
+        .await
+        .unwrap();
+    // The new secret's getToken (another instance) claims the slot first.
+    let fresh = "cd".repeat(20);
+    let now = chrono::Utc::now().timestamp();
+    renewal
+        .execute(Statement::from_sql_and_values(
+            sea_orm::DbBackend::Postgres,
+            "INSERT INTO access_tokens (token_sha256, token_sealed, merchant_id, created_at, \
+             expires_at, live_slot) SELECT $1, $2, id, $3, $4, id FROM merchants WHERE imp_key = $5",
+            [
+                token_digest(&fresh).into(),
+                gateway.secrets.seal(fresh.as_bytes()).into(),
+                now.into(),
+                (now + openport::service::auth::TOKEN_TTL_SECS).into(),
+                DEMO_IMP_KEY.into(),
+            ],
+        ))
+        .await
+        .unwrap();
+    renewal.commit().await.unwrap();
+    let (status, body) = asking.await.unwrap();
+
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    let (status, body) = app.get("/payments/imp_000000000000", Some(&fresh)).await;
+    assert_ne!(
+        status,
+        StatusCode::UNAUTHORIZED,
+        "the new secret's token works: {body}"
+    );
+}
+
 #[tokio::test]
 async fn once_the_token_expired_get_token_issues_a_new_one_and_only_that_one_works() {
     let app = spawn_app().await;
