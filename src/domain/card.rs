@@ -119,16 +119,20 @@ pub fn mask_card_numbers_in(text: &str) -> String {
             }
             i += 1;
         }
-        // Keep the first group alone when the grouping is not a card number's, and look again
-        // from the next group (a number printed after an amount).
-        let end = if printed_like_a_card(&groups) {
-            i
-        } else {
-            start + groups[0]
-        };
+        // Groups that print a card number from the first one: the whole run is masked. When the
+        // run holds such groups and more (a card and an amount, `4111 1111 1111 1111 5000원`, or
+        // a number and a card, `1000 4111 1111 1111 1111`), which digits are the card's cannot be
+        // told, so all of it is masked but its first 6 and last 4 digits: no more of any card in
+        // it shows than a masked card shows. When none does, the first group is kept and the
+        // next ones are looked at again (an amount before a card).
+        let holds_card = (1..=groups.len()).any(|k| {
+            let digits: usize = groups[..k].iter().sum();
+            printed_like_a_card(&groups[..k]) && (13..=19).contains(&digits)
+        });
+        let end = if holds_card { i } else { start + groups[0] };
         let run: String = chars[start..end].iter().collect();
         let digits: String = run.chars().filter(char::is_ascii_digit).collect();
-        if (13..=19).contains(&digits.len()) {
+        if holds_card || (13..=19).contains(&digits.len()) {
             let masked = mask_card_number(&digits);
             let mut masked = masked.chars();
             out.extend(run.chars().map(|c| {
@@ -346,6 +350,20 @@ mod tests {
         assert_eq!(
             mask_card_numbers_in("12 4111111111111111"),
             "12 411111******1111"
+        );
+        // A card number next to another number: which digits are the card's cannot be told, so
+        // no more than a masked card's first 6 and last 4 digits of the run show.
+        assert_eq!(
+            mask_card_numbers_in("거절 4111 1111 1111 1111 5000원"),
+            "거절 4111 11** **** **** 5000원"
+        );
+        assert_eq!(
+            mask_card_numbers_in("거절 4111-1111-1111-1111 50000원"),
+            "거절 4111-11**-****-**** *0000원"
+        );
+        assert_eq!(
+            mask_card_numbers_in("1000 4111 1111 1111 1111"),
+            "1000 41** **** **** 1111"
         );
     }
 
