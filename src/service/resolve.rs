@@ -545,11 +545,14 @@ impl Gateway {
     /// a net-cancel: [`Self::renew_naming`]), so "no such trade" under that tno contradicts KCP's
     /// own answer (an inquiry under another `pay_type`, a code meant otherwise) and proves
     /// nothing: failing the payment there would drop the pending net-cancel and leave the buyer
-    /// charged by nobody's payment ([`Self::absent_left_open`]).
+    /// charged by nobody's payment ([`Self::absent_left_open`]). Only an operator's word that
+    /// KCP's admin holds nothing under the attempt's order number settles it.
     pub(crate) fn absence_is_final(&self, attempt: &pg_attempt::Model, trade: &TradeRef) -> bool {
+        let operator_found_none =
+            attempt.absent_order_no.as_deref() == Some(attempt.order_no.as_str());
         self.settled(attempt)
             && match trade {
-                TradeRef::Tno(_) => false,
+                TradeRef::Tno(_) => operator_found_none,
                 TradeRef::OrderNo(order_no) => {
                     self.settings.trust_order_no_inquiry
                         || attempt.absent_order_no.as_deref() == Some(order_no.as_str())
@@ -568,8 +571,8 @@ impl Gateway {
     ) -> ServiceResult<ApprovalOutcome> {
         let why = match trade {
             TradeRef::Tno(tno) => {
-                tracing::error!(imp_uid = %payment.imp_uid, %tno, "KCP answers no such trade under the tno it approved: left open and inquired again; reconcile with KCP's admin");
-                "KCP knows no trade under the tno it approved: reconcile with KCP's admin"
+                tracing::error!(imp_uid = %payment.imp_uid, %tno, "KCP answers no such trade under the tno it approved: left open and inquired again; look in KCP's admin (openport attempt confirm-absent if it holds nothing under the order number)");
+                "KCP knows no trade under the tno it approved: reconcile with KCP's admin (attempt confirm-absent)"
             }
             TradeRef::OrderNo(_) => "not found yet",
         };

@@ -629,6 +629,41 @@ async fn kcp_answering_no_such_trade_for_the_tno_it_approved_never_fails_the_pay
     app.assert_ledger_agrees().await;
 }
 
+/// The way out of that state: an operator who finds nothing under the attempt's order number in
+/// KCP's admin says so (`attempt confirm-absent`), and the payment fails; until then, and without
+/// that word, it stays open.
+#[tokio::test]
+async fn an_operators_word_settles_an_approval_kcp_no_longer_knows_under_its_tno() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let body = approved_after_the_timeout(&app, &token, "tno-word").await;
+    let imp_uid = imp_uid_in(&body["message"]);
+    let open = net_cancel_answer_lost(&app).await;
+    let gateway = &app.app.gateway;
+    app.sandbox.inject(
+        FaultRule::new(
+            paths::INQUIRY,
+            Fault::Refuse {
+                code: "8201".into(),
+                message: "해당 거래 없음".into(),
+            },
+        )
+        .times(100),
+    );
+    app.advance(SETTLE_SECS + 400);
+    gateway.resolve_due(1000).await.unwrap();
+    assert_eq!(gateway.open_attempts(10).await.unwrap().len(), 1);
+
+    let settled = gateway
+        .confirm_absent_at_kcp(open[0].id, &open[0].order_no)
+        .await
+        .unwrap();
+
+    assert_eq!(settled.state, "failed", "{settled:?}");
+    let token = app.token().await;
+    assert_eq!(app.payment(&token, &imp_uid).await["status"], "failed");
+}
+
 /// KCP applying an approval later than the settle delay is outside what the resolver can wait
 /// for: by then an inquiry by order number (trusted with the sandbox) found nothing, the payment
 /// failed and its merchant_uid was freed, and a retry charged the buyer again. A second look at
