@@ -319,25 +319,24 @@ fn vbank_due(s: &str) -> Option<chrono::DateTime<chrono::Utc>> {
         .map(|t| t.with_timezone(&chrono::Utc))
 }
 
-/// The KCP site code a request's `pg` names (`kcp.{site_cd}`, `kcp_billing.{site_cd}`: iamport's
-/// way to pick one of a merchant's KCP sites), checked against the merchant's when the window is
-/// opened. A `pg` of another PG (`html5_inicis`, `tosspayments`, …) is refused: openport has KCP
+/// The channel a request's `pg` names (`kcp`, `kcp_billing`, in any case) and the KCP site code
+/// after its dot (`kcp.{site_cd}`: iamport's way to pick one of a merchant's KCP sites; KCP's site
+/// codes are upper case), checked against the merchant's when the window is opened. A `pg` of another PG (`html5_inicis`, `tosspayments`, …) is refused: openport has KCP
 /// only, and opening KCP's window instead would record a payment the merchant's code believes
 /// went elsewhere. No `pg` is the merchant's default channel.
-fn pg_site_cd(pg: &str) -> Result<Option<String>, String> {
+fn pg_channel(pg: &str) -> Result<(String, Option<String>), String> {
     let (channel, site) = match pg.trim().split_once('.') {
-        Some((channel, site)) => (channel, Some(site)),
+        Some((channel, site)) => (channel, Some(site.trim())),
         None => (pg.trim(), None),
     };
-    if !channel.is_empty()
-        && !channel.eq_ignore_ascii_case(PG_KCP)
-        && !channel.eq_ignore_ascii_case(PG_KCP_BILLING)
-    {
+    // The channel in one spelling, so every rule below reads `KCP` as `kcp`.
+    let channel = channel.to_ascii_lowercase();
+    if !channel.is_empty() && channel != PG_KCP && channel != PG_KCP_BILLING {
         return Err(format!(
             "지원하지 않는 PG사입니다: pg '{channel}' (openport는 KCP('kcp', 'kcp_billing')만 지원합니다)."
         ));
     }
-    Ok(site.map(str::to_string))
+    Ok((channel, site.map(str::to_ascii_uppercase)))
 }
 
 /// Whether a request opens KCP's billing-key window (seed 004, "비인증 결제창 요청"): KCP issues
@@ -349,8 +348,7 @@ fn pg_site_cd(pg: &str) -> Result<Option<String>, String> {
 /// - on `kcp` (the payment window's channel) customer_uid is taken as a key request only with
 ///   amount 0; with an amount the merchant expects a charge KCP's billing window would not make,
 ///   so it is refused with the way that works (issue on `kcp_billing`, charge with `again`).
-fn billing_window(pg: &str, has_customer_uid: bool, amount: i64) -> Result<bool, String> {
-    let channel = pg.split('.').next().unwrap_or("");
+fn billing_window(channel: &str, has_customer_uid: bool, amount: i64) -> Result<bool, String> {
     if channel == PG_KCP_BILLING {
         if !has_customer_uid {
             return Err("kcp_billing 결제창에는 customer_uid가 필요합니다.".into());
@@ -415,9 +413,8 @@ fn parse(
         .map(order::customer_uid)
         .transpose()
         .map_err(|e| e.to_string())?;
-    let pg = text(p, "pg").unwrap_or_default();
-    let pg_site_cd = pg_site_cd(&pg)?;
-    let billing = billing_window(&pg, customer_uid.is_some(), amount)?;
+    let (channel, pg_site_cd) = pg_channel(&text(p, "pg").unwrap_or_default())?;
+    let billing = billing_window(&channel, customer_uid.is_some(), amount)?;
     // A billing-key window may show 0 (it charges nothing); a payment window takes REST's range.
     let amount =
         order::amount(Some(amount), if billing { 0 } else { 1 }).map_err(|e| e.to_string())?;
@@ -831,6 +828,26 @@ async fn verify(State(s): State<AppState>, Path(imp_uid): Path<String>) -> Respo
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pg_is_read_in_any_case_and_every_rule_sees_the_same_channel() {
+        assert_eq!(
+            pg_channel(" KCP.a52q7 "),
+            Ok(("kcp".to_string(), Some("A52Q7".to_string())))
+        );
+        assert_eq!(pg_channel("Kcp_Billing"), Ok(("kcp_billing".into(), None)));
+        assert!(pg_channel("html5_inicis").is_err());
+        // `KCP` with a customer_uid and an amount is refused as `kcp` is, never opened as a
+        // billing window that charges nothing; `KCP_BILLING` still needs a customer_uid.
+        let refused = |pg: &str, customer_uid: bool, amount: i64| {
+            let (channel, _) = pg_channel(pg).unwrap();
+            billing_window(&channel, customer_uid, amount)
+        };
+        assert!(refused("KCP", true, 1000).is_err());
+        assert!(refused("kcp", true, 1000).is_err());
+        assert!(refused("KCP_BILLING", false, 0).is_err());
+        assert_eq!(refused("KCP_BILLING", true, 0), Ok(true));
+    }
 
     async fn text_of(res: Response) -> String {
         let body = axum::body::to_bytes(res.into_body(), usize::MAX)
