@@ -395,16 +395,21 @@ impl PgConnector for KcpConnector {
     /// is answered as such, never followed by a second.
     async fn cancel(&self, req: &CancelRequest) -> Result<CancelConfirmation, PgError> {
         match self.cancel_once(req).await {
-            Err(PgError::Declined { code, message, .. })
+            Err(refused @ PgError::Declined { .. })
                 if matches!(req.kind, crate::pg::CancelKind::Escrow(_))
-                    && code != codes::ALREADY_CANCELLED =>
+                    && !matches!(&refused, PgError::Declined { code, .. } if code == codes::ALREADY_CANCELLED) =>
             {
-                tracing::warn!(tno = %req.tno, %code, %message, "KCP refused the escrow cancel; sending STSC, as for a trade KCP holds as a plain one");
+                tracing::warn!(tno = %req.tno, "KCP refused the escrow cancel ({refused}); sending STSC, as for a trade KCP holds as a plain one");
                 let plain = CancelRequest {
                     kind: crate::pg::CancelKind::Full,
                     ..req.clone()
                 };
-                self.cancel_once(&plain).await
+                match self.cancel_once(&plain).await {
+                    // Refused both ways: the escrow refusal is the one that says why (the trade
+                    // is escrow, so STSC was bound to be refused).
+                    Err(PgError::Declined { .. }) => Err(refused),
+                    other => other,
+                }
             }
             other => other,
         }

@@ -952,14 +952,11 @@ async fn invalid_billing_input_is_refused_before_anything_is_sent() {
 mod vbank;
 mod window;
 
-/// A KCP that holds the trade as a plain one (approved without an escrow contract) refuses the
-/// escrow status change: the cancel is sent again as STSC, once, and that answer is the outcome.
-/// "Already cancelled" and an unknown outcome are answered as they are, with no second call.
-#[tokio::test]
-async fn a_refused_escrow_cancel_is_sent_again_as_stsc_and_nothing_else_is() {
-    use crate::pg::EscrowCancel;
+/// A throw-away KCP answering cancels by `mod_type`: `STSC` with `stsc`, `STE4` "already
+/// cancelled", any other `8507`; returns the connector and the mod_types it received.
+async fn escrow_kcp(stsc: &'static str) -> (KcpConnector, Arc<Mutex<Vec<String>>>) {
     let seen: Arc<Mutex<Vec<String>>> = Arc::default();
-    let refusing = {
+    let handler = {
         let seen = seen.clone();
         move |body: Bytes| {
             let seen = seen.clone();
@@ -968,35 +965,48 @@ async fn a_refused_escrow_cancel_is_sent_again_as_stsc_and_nothing_else_is() {
                 let mod_type = json["mod_type"].as_str().unwrap_or_default().to_string();
                 seen.lock().unwrap().push(mod_type.clone());
                 let answer = match mod_type.as_str() {
-                    "STSC" => {
-                        r#"{"res_cd":"0000","res_msg":"정상처리","tno":"23336986737476","canc_time":"20230327120000"}"#
-                    }
+                    "STSC" => stsc,
                     "STE4" => r#"{"res_cd":"8133","res_msg":"이미 취소된 거래"}"#,
-                    _ => r#"{"res_cd":"8501","res_msg":"에스크로 거래가 아닙니다"}"#,
+                    _ => r#"{"res_cd":"8507","res_msg":"배송 단계가 다릅니다"}"#,
                 };
                 ([("content-type", "application/json")], answer)
             }
         }
     };
-    let app = Router::new().fallback(axum::routing::post(refusing));
+    let app = Router::new().fallback(axum::routing::post(handler));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    let kcp = connector(&base, Duration::from_millis(500));
-    let req = |kind| CancelRequest {
+    (connector(&base, Duration::from_millis(500)), seen)
+}
+
+fn cancel_of(kind: CancelKind) -> CancelRequest {
+    CancelRequest {
         tno: "23336986737476".into(),
         kind,
         reason: "취소".into(),
-    };
+    }
+}
 
-    kcp.cancel(&req(CancelKind::Escrow(EscrowCancel::BeforeShipping)))
+/// A KCP that holds the trade as a plain one (approved without an escrow contract) refuses the
+/// escrow status change: the cancel is sent again as STSC, once, and that answer is the outcome.
+/// "Already cancelled" is answered as it is, with no second call.
+#[tokio::test]
+async fn a_refused_escrow_cancel_is_sent_again_as_stsc_and_nothing_else_is() {
+    use crate::pg::EscrowCancel;
+    let (kcp, seen) = escrow_kcp(
+        r#"{"res_cd":"0000","res_msg":"정상처리","tno":"23336986737476","canc_time":"20230327120000"}"#,
+    )
+    .await;
+
+    kcp.cancel(&cancel_of(CancelKind::Escrow(EscrowCancel::BeforeShipping)))
         .await
         .unwrap();
     assert_eq!(*seen.lock().unwrap(), ["STE2", "STSC"]);
 
     seen.lock().unwrap().clear();
     let already = kcp
-        .cancel(&req(CancelKind::Escrow(EscrowCancel::AfterShipping)))
+        .cancel(&cancel_of(CancelKind::Escrow(EscrowCancel::AfterShipping)))
         .await;
     assert!(
         matches!(
@@ -1012,12 +1022,27 @@ async fn a_refused_escrow_cancel_is_sent_again_as_stsc_and_nothing_else_is() {
 
     // A plain cancel that is refused is not sent again.
     let (plain, script) = kcp_refusing_everything().await;
-    let refused = plain.cancel(&req(CancelKind::Full)).await;
+    let refused = plain.cancel(&cancel_of(CancelKind::Full)).await;
     assert!(
         matches!(refused, Err(PgError::Declined { .. })),
         "{refused:?}"
     );
     assert_eq!(script.seen.lock().unwrap().len(), 1);
+}
+
+/// Refused as escrow and as plain: the escrow refusal is the answer, the one that says why.
+#[tokio::test]
+async fn an_escrow_cancel_refused_both_ways_answers_the_escrow_refusal() {
+    use crate::pg::EscrowCancel;
+    let (kcp, seen) = escrow_kcp(r#"{"res_cd":"8506","res_msg":"에스크로 거래"}"#).await;
+    let refused = kcp
+        .cancel(&cancel_of(CancelKind::Escrow(EscrowCancel::BeforeShipping)))
+        .await;
+    assert!(
+        matches!(&refused, Err(PgError::Declined { code, .. }) if code == "8507"),
+        "{refused:?}"
+    );
+    assert_eq!(*seen.lock().unwrap(), ["STE2", "STSC"]);
 }
 
 async fn kcp_refusing_everything() -> (KcpConnector, Script) {
