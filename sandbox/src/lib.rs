@@ -72,9 +72,12 @@ pub mod paths {
     pub const MOBILE_TRADE_REGISTER: &str = "/trade/register.do";
     /// The payment window (`PayUrl`, spec §1.2).
     pub const PAY_WINDOW: &str = "/pay/mobileGW.kcp";
+    /// Where the window's form is submitted (the buyer's click; this sandbox's own page, which
+    /// posts the result back to `Ret_URL`).
+    pub const PAY_SUBMIT: &str = "/pay/submit";
 
     /// Every path above: the ones a fault rule can name.
-    pub const ALL: [&str; 7] = [
+    pub const ALL: [&str; 8] = [
         HUB_PAYMENT,
         CANCEL,
         INQUIRY,
@@ -82,6 +85,7 @@ pub mod paths {
         TRADE_REGISTER,
         MOBILE_TRADE_REGISTER,
         PAY_WINDOW,
+        PAY_SUBMIT,
     ];
 }
 

@@ -16,7 +16,7 @@ pub(crate) fn build(shared: Arc<Shared>) -> Router {
         .route(paths::TRADE_REGISTER, post(window::register_std))
         .route(paths::MOBILE_TRADE_REGISTER, post(window::register_mobile))
         .route(paths::PAY_WINDOW, post(window::window_page))
-        .route("/pay/submit", post(window::submit))
+        .route(paths::PAY_SUBMIT, post(window::submit))
         // Faults apply to KCP's paths only, never to the control API.
         .route_layer(middleware::from_fn_with_state(
             shared.clone(),

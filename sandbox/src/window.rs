@@ -32,8 +32,6 @@ use crate::{auth, codes, test_cards, Shared};
 pub const TRAN_CD_PAYMENT: &str = "00100000";
 /// `tran_cd` of a batch (billing key) window result (spec §2.3, §2.5).
 pub const TRAN_CD_BATCH: &str = "00300001";
-/// The window path `PayUrl` points at, and the path of the window's own form.
-pub const SUBMIT_PATH: &str = "/pay/submit";
 
 /// A documented sandbox code, kept here for callers of earlier versions: see [`codes`].
 pub const NOT_ESCROW: &str = codes::NOT_ESCROW;
@@ -617,13 +615,14 @@ pub(crate) async fn window_page(State(s): State<Arc<Shared>>, body: Bytes) -> Re
         "KCP 결제",
         &format!(
             "<h3>{heading}</h3><p>{} — <strong id=\"amount\">{}원</strong></p>\
-             <form id=\"window\" method=\"post\" action=\"{SUBMIT_PATH}\" accept-charset=\"UTF-8\">\
+             <form id=\"window\" method=\"post\" action=\"{submit}\" accept-charset=\"UTF-8\">\
              <input type=\"hidden\" name=\"approval_key\" value=\"{}\">{inputs}\
              <button id=\"pay\" type=\"submit\" name=\"action\" value=\"pay\">{pay_label}</button>\
              <button id=\"cancel\" type=\"submit\" name=\"action\" value=\"cancel\" formnovalidate>취소</button></form>",
             escape(&trade.good_name),
             trade.amount,
             escape(&key),
+            submit = crate::paths::PAY_SUBMIT,
         ),
     )
 }

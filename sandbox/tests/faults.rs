@@ -247,4 +247,15 @@ async fn a_fault_rule_for_a_path_the_sandbox_does_not_serve_is_refused() {
         .await
         .unwrap();
     assert_eq!(armed, json!([]));
+    // Every path the sandbox serves takes one, the window's own form too.
+    for path in paths::ALL {
+        let response = harness
+            .client
+            .post(harness.url("/_sandbox/faults"))
+            .json(&json!({"path": path, "fault": {"kind": "drop"}}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 204, "{path}");
+    }
 }
