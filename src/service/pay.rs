@@ -166,6 +166,11 @@ impl Gateway {
         let mut order = cmd.order.clone();
         order.card_number_masked = Some(cmd.card_number.masked());
         let text = order.kcp_text()?;
+        if order.customer_uid.is_some() {
+            // The key would be issued under the merchant's KCP group: refused before the
+            // charge opens when a live merchant has none (`Gateway::group_id`).
+            self.group_id(m)?;
+        }
         // With a customer_uid the card is also stored as that customer's billing key: once the
         // charge is open (its rules passed), before KCP is asked to approve it.
         let keep_as =

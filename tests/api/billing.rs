@@ -1373,7 +1373,19 @@ async fn a_live_merchant_without_a_kcp_group_gets_no_billing_key_and_kcp_is_not_
             .is_some_and(|m| m.contains("set-group-id")),
         "{started}"
     );
+    // And a key-in charge that would keep the card as a customer's key, before it opens.
+    let (_, charged) = live
+        .post(
+            "/subscribe/payments/onetime",
+            Some(&token),
+            json!({"merchant_uid": "live-o", "amount": 1000, "card_number": test_cards::SHINHAN_CREDIT,
+                   "expiry": future_expiry(), "birth": "800101", "pwd_2digit": "00",
+                   "customer_uid": "live-oc"}),
+        )
+        .await;
+    assert_eq!(charged["code"], 1, "{charged}");
     assert!(test.sandbox.batch_keys().is_empty(), "KCP was called");
+    assert!(test.sandbox.ledger().is_empty(), "KCP was called");
     for table in [
         "billing_keys",
         "payments",
