@@ -240,6 +240,24 @@ async fn get_token_behind_a_token_table_lock(
     (lock, asking)
 }
 
+/// What `openport merchant new-secret` does to the demo merchant, in its one transaction `txn`:
+/// a new secret's hash, and every token deleted.
+async fn renew_secret_in(
+    txn: &openport::store::WriteTransaction,
+    gateway: &openport::service::Gateway,
+) {
+    use sea_orm::ConnectionTrait;
+    let new_hash = gateway.secrets.secret_hash("a-new-secret");
+    txn.execute_unprepared(&format!(
+        "UPDATE merchants SET imp_secret_hash = '{new_hash}' WHERE imp_key = '{DEMO_IMP_KEY}'"
+    ))
+    .await
+    .unwrap();
+    txn.execute_unprepared("DELETE FROM access_tokens")
+        .await
+        .unwrap();
+}
+
 /// Two instances at a token's expiry (PostgreSQL): one extends the token in its last minute while
 /// the other, whose clock already saw it expired, replaces it. The extension must not answer a
 /// token that no longer exists (every instance would then refuse it for up to five minutes).
@@ -295,18 +313,7 @@ async fn a_secret_renewed_while_get_token_checks_the_old_one_leaves_no_token_for
     }
     let gateway = app.app.gateway.clone();
     let (renewal, asking) = get_token_behind_a_token_table_lock(&app).await;
-    // What `openport merchant new-secret` does, in its one transaction.
-    let new_hash = gateway.secrets.secret_hash("a-new-secret");
-    renewal
-        .execute_unprepared(&format!(
-            "UPDATE merchants SET imp_secret_hash = '{new_hash}' WHERE imp_key = '{DEMO_IMP_KEY}'"
-        ))
-        .await
-        .unwrap();
-    renewal
-        .execute_unprepared("DELETE FROM access_tokens")
-        .await
-        .unwrap();
+    renew_secret_in(&renewal, &gateway).await;
     renewal.commit().await.unwrap();
     let (status, body) = asking.await.unwrap();
 
@@ -339,17 +346,7 @@ async fn a_get_token_with_a_revoked_secret_never_deletes_the_token_the_new_secre
     }
     let gateway = app.app.gateway.clone();
     let (renewal, asking) = get_token_behind_a_token_table_lock(&app).await;
-    let new_hash = gateway.secrets.secret_hash("a-new-secret");
-    renewal
-        .execute_unprepared(&format!(
-            "UPDATE merchants SET imp_secret_hash = '{new_hash}' WHERE imp_key = '{DEMO_IMP_KEY}'"
-        ))
-        .await
-        .unwrap();
-    renewal
-        .execute_unprepared("DELETE FROM access_tokens")
-        .await
-        .unwrap();
+    renew_secret_in(&renewal, &gateway).await;
     // The new secret's getToken (another instance) claims the slot first.
     let fresh = "cd".repeat(20);
     let now = chrono::Utc::now().timestamp();

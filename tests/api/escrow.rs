@@ -312,13 +312,7 @@ async fn a_cancelled_escrow_payment_takes_no_delivery_and_no_change() {
         .post(&path(&imp_uid), Some(&token), logis("CJ대한통운", "111"))
         .await;
     assert_eq!(posted["code"], 0, "{posted}");
-    let (_, cancelled) = app
-        .post(
-            "/payments/cancel",
-            Some(&token),
-            json!({"imp_uid": imp_uid, "reason": "반품"}),
-        )
-        .await;
+    let cancelled = cancel(&app, &token, json!({"imp_uid": imp_uid, "reason": "반품"})).await;
     assert_eq!(cancelled["code"], 0, "{cancelled}");
     // Shipped: cancelled at KCP with the escrow cancel after shipping (spec/kcp.md §2.11).
     assert_eq!(kcp_cancels(&app, &tno), vec![("STE4".to_owned(), 2000)]);
@@ -349,13 +343,12 @@ async fn a_full_cancel_before_shipping_is_kcps_ste2_and_cancels_the_payment() {
     let app = spawn_app().await;
     let (imp_uid, tno, token) = escrow_payment(&app, "esc-ste2").await;
 
-    let (_, cancelled) = app
-        .post(
-            "/payments/cancel",
-            Some(&token),
-            json!({"imp_uid": imp_uid, "reason": "단순변심"}),
-        )
-        .await;
+    let cancelled = cancel(
+        &app,
+        &token,
+        json!({"imp_uid": imp_uid, "reason": "단순변심"}),
+    )
+    .await;
 
     assert_eq!(cancelled["code"], 0, "{cancelled}");
     assert_eq!(cancelled["response"]["status"], "cancelled", "{cancelled}");
@@ -370,13 +363,12 @@ async fn a_partial_cancel_of_an_escrow_payment_is_refused_before_kcp_and_shippin
     let app = spawn_app().await;
     let (imp_uid, tno, token) = escrow_payment(&app, "esc-partial").await;
 
-    let (_, refused) = app
-        .post(
-            "/payments/cancel",
-            Some(&token),
-            json!({"imp_uid": imp_uid, "amount": 500, "reason": "일부 반품"}),
-        )
-        .await;
+    let refused = cancel(
+        &app,
+        &token,
+        json!({"imp_uid": imp_uid, "amount": 500, "reason": "일부 반품"}),
+    )
+    .await;
 
     assert_eq!(refused["code"], 1, "{refused}");
     assert!(refused["response"].is_null(), "{refused}");
@@ -403,21 +395,14 @@ async fn a_partial_cancel_of_an_escrow_payment_is_refused_before_kcp_and_shippin
     );
     assert_eq!(held_at_kcp(&app, &tno), held("CJ대한통운", "111"));
     // A partial cancel after shipping is refused too; the full cancel is then STE4.
-    let (_, refused) = app
-        .post(
-            "/payments/cancel",
-            Some(&token),
-            json!({"imp_uid": imp_uid, "amount": 500, "checksum": 2000}),
-        )
-        .await;
+    let refused = cancel(
+        &app,
+        &token,
+        json!({"imp_uid": imp_uid, "amount": 500, "checksum": 2000}),
+    )
+    .await;
     assert_eq!(refused["code"], 1, "{refused}");
-    let (_, cancelled) = app
-        .post(
-            "/payments/cancel",
-            Some(&token),
-            json!({"imp_uid": imp_uid}),
-        )
-        .await;
+    let cancelled = cancel(&app, &token, json!({"imp_uid": imp_uid})).await;
     assert_eq!(cancelled["code"], 0, "{cancelled}");
     assert_eq!(kcp_cancels(&app, &tno), vec![("STE4".to_owned(), 2000)]);
 }
@@ -432,13 +417,7 @@ async fn a_cancel_while_a_shipping_start_is_unanswered_is_refused_until_a_retry_
         .await;
     assert_eq!(lost["code"], 1, "{lost}");
 
-    let (_, refused) = app
-        .post(
-            "/payments/cancel",
-            Some(&token),
-            json!({"imp_uid": imp_uid}),
-        )
-        .await;
+    let refused = cancel(&app, &token, json!({"imp_uid": imp_uid})).await;
     assert_eq!(refused["code"], 1, "{refused}");
     assert_eq!(kcp_cancels(&app, &tno), vec![], "nothing reached KCP");
 
@@ -446,13 +425,16 @@ async fn a_cancel_while_a_shipping_start_is_unanswered_is_refused_until_a_retry_
         .post(&path(&imp_uid), Some(&token), logis("CJ대한통운", "111"))
         .await;
     assert_eq!(retried["code"], 0, "{retried}");
-    let (_, cancelled) = app
-        .post(
-            "/payments/cancel",
-            Some(&token),
-            json!({"imp_uid": imp_uid}),
-        )
-        .await;
+    let cancelled = cancel(&app, &token, json!({"imp_uid": imp_uid})).await;
     assert_eq!(cancelled["code"], 0, "{cancelled}");
     assert_eq!(kcp_cancels(&app, &tno), vec![("STE4".to_owned(), 2000)]);
+}
+
+/// `POST /payments/cancel` with `body`, as the merchant's server sends it: the answer's body.
+async fn cancel(
+    app: &crate::helpers::TestApp,
+    token: &str,
+    body: serde_json::Value,
+) -> serde_json::Value {
+    app.post("/payments/cancel", Some(token), body).await.1
 }
