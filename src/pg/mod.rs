@@ -424,6 +424,15 @@ impl std::fmt::Debug for WindowApprovalRequest {
     }
 }
 
+/// A window approval and whether KCP holds it as escrow (`escw_yn`; None when KCP did not say):
+/// KCP approves a trade asked for as escrow as a plain one when the merchant has no escrow
+/// contract, and a plain trade is cancelled as one.
+#[derive(Debug, Clone)]
+pub struct ApprovedWindow {
+    pub approval: WindowApproval,
+    pub escrow: Option<bool>,
+}
+
 /// A window approval, per method (spec/kcp.md §2.4).
 #[derive(Debug, Clone, PartialEq)]
 pub enum WindowApproval {
@@ -496,7 +505,7 @@ pub trait PgCheckout: Send + Sync {
     async fn approve_window(
         &self,
         _req: &WindowApprovalRequest,
-    ) -> Result<WindowApproval, PgError> {
+    ) -> Result<ApprovedWindow, PgError> {
         unsupported("the payment window")
     }
     /// `gw/enc/v1/payment` with `tran_cd 00300001` (no `ordr_mony`): a batch key from the window.

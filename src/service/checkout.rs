@@ -959,8 +959,9 @@ impl Gateway {
         }
         let opened = window_plan(&s.method, false).map(|pl| pl.method);
         let outcome = match connector.approve_window(&req).await {
-            Ok(approval) => {
-                self.settle_window(connector.as_ref(), p, attempt, approval)
+            Ok(approved) => {
+                let p = self.escrow_as_kcp_holds(p, approved.escrow).await;
+                self.settle_window(connector.as_ref(), p, attempt, approved.approval)
                     .await?
             }
             Err(e @ (PgError::Declined { .. } | PgError::NotSent(_))) => {
@@ -1074,6 +1075,36 @@ impl Gateway {
     /// and a `ready` webhook; its `vbank_code` is iamport's code for KCP's bank. Like every
     /// outcome, only while this holder still holds the attempt open and the payment is pending;
     /// otherwise the answer is what another holder decided.
+    /// The payment as KCP holds it: asked for as escrow, approved by KCP as a plain trade (the
+    /// merchant has no escrow contract: `escw_yn` `N`), it is recorded as plain, so that it is
+    /// cancelled and shipped as one. Written before the approval is recorded, only while the
+    /// payment is still pending. A failure to write it changes nothing else: the approval is
+    /// recorded all the same (KCP has the buyer's money), as escrow, whose cancels fall back to
+    /// `STSC` when KCP refuses them (pg/kcp/client.rs).
+    async fn escrow_as_kcp_holds(
+        &self,
+        mut p: payment::Model,
+        kcp_escrow: Option<bool>,
+    ) -> payment::Model {
+        if !(p.escrow && kcp_escrow == Some(false)) {
+            return p;
+        }
+        tracing::warn!(imp_uid = %p.imp_uid, "KCP approved as a plain trade a window asked for as escrow (no escrow contract?); recorded as plain");
+        let written = payment::Entity::update_many()
+            .col_expr(payment::Column::Escrow, Expr::value(false))
+            .filter(payment::Column::Id.eq(p.id))
+            .filter(payment::Column::Status.eq(PaymentStatus::Pending.as_db()))
+            .exec(&self.db.write)
+            .await;
+        match written {
+            Ok(_) => p.escrow = false,
+            Err(e) => {
+                tracing::error!(imp_uid = %p.imp_uid, "recording the payment as plain failed; it stays escrow: {e}")
+            }
+        }
+        p
+    }
+
     pub(crate) fn settle_window<'a>(
         &'a self,
         connector: &'a dyn crate::pg::Pg,

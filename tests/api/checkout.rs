@@ -694,6 +694,34 @@ async fn an_escrow_approval_for_another_amount_is_net_cancelled_with_ste2() {
     app.assert_ledger_agrees().await;
 }
 
+/// A window asked for as escrow that KCP approves as a plain trade (`escw_yn` `N`: the merchant
+/// has no escrow contract) is recorded as plain, so that it is cancelled and shipped as one.
+#[tokio::test]
+async fn an_escrow_window_kcp_approves_as_a_plain_trade_is_recorded_as_plain() {
+    let app = spawn_app().await;
+    app.sandbox.inject(FaultRule::new(
+        "/gw/enc/v1/payment",
+        Fault::AnswerField {
+            field: "escw_yn".into(),
+            value: "N".into(),
+        },
+    ));
+    let rsp = request_pay(
+        &app,
+        json!({"merchant_uid": "web-escrow-plain", "amount": 50000, "escrow": true,
+               "kcpProducts": [{"orderNumber": "o1", "name": "양말", "quantity": 1, "amount": 50000}]}),
+        &CARD_OK,
+    )
+    .await;
+    assert_eq!(rsp["success"], true, "{rsp}");
+    let p = payment_of(&app, &rsp).await;
+    assert_eq!(
+        (p["status"].as_str(), p["escrow"].as_bool()),
+        (Some("paid"), Some(false)),
+        "{p}"
+    );
+}
+
 /// The payment behind an `rsp`, as the merchant's server reads it.
 async fn payment_of(app: &TestApp, rsp: &Value) -> Value {
     let token = app.token().await;

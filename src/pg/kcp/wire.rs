@@ -935,6 +935,10 @@ pub struct CardPaymentResponse {
     pub card_bin_type_02: Option<String>,
     #[serde(default, deserialize_with = "lenient")]
     pub partcanc_yn: Option<String>,
+    /// `Y` when KCP holds the trade as escrow (spec §2.4): a merchant without an escrow contract
+    /// gets a plain trade although the window asked for escrow.
+    #[serde(default, deserialize_with = "lenient")]
+    pub escw_yn: Option<String>,
     #[serde(default, deserialize_with = "lenient")]
     pub trace_no: Option<String>,
 }

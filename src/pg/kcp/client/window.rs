@@ -7,6 +7,7 @@
 //!
 //! `enc_data` / `enc_info` never appear in a span, a log line or an error.
 
+use crate::pg::ApprovedWindow;
 use async_trait::async_trait;
 use tracing::Instrument as _;
 
@@ -121,7 +122,7 @@ impl PgCheckout for KcpConnector {
     /// `gw/enc/v1/payment` with `ordr_mony`, `ordr_no` and the `pay_type` of `use_pay_method`
     /// (spec §2.3–§2.4). A mask outside the §2.3 table is refused before anything is sent. `8059`
     /// (KCP's own amount check failed, nothing approved) is an ordinary `Declined`.
-    async fn approve_window(&self, req: &WindowApprovalRequest) -> Result<WindowApproval, PgError> {
+    async fn approve_window(&self, req: &WindowApprovalRequest) -> Result<ApprovedWindow, PgError> {
         let span = tracing::info_span!("kcp.approve_window", site_cd = %self.site_cd, ordr_idxx = %req.order_no, pay_type = tracing::field::Empty, tno = tracing::field::Empty);
         async {
             let body = WindowApprovalBody::new(&self.site_cd, &self.signer, req)?;
@@ -135,13 +136,17 @@ impl PgCheckout for KcpConnector {
                     }
                     Answer::Success(resp) => {
                         warn_on_other_method(resp.pay_method.as_deref(), pay_type);
+                        let escrow = escrow_of(resp.escw_yn.as_deref());
                         let card = CardApproval::try_from(resp).map_err(unusable)?;
                         tracing::Span::current().record("tno", card.tno.as_str());
-                        WindowApproval::Card(check_approval_matches(
-                            card,
-                            req.amount,
-                            &req.order_no,
-                        )?)
+                        ApprovedWindow {
+                            approval: WindowApproval::Card(check_approval_matches(
+                                card,
+                                req.amount,
+                                &req.order_no,
+                            )?),
+                            escrow,
+                        }
                     }
                 }
             } else {
@@ -157,8 +162,12 @@ impl PgCheckout for KcpConnector {
                         if let Some(tno) = resp.tno.as_deref() {
                             tracing::Span::current().record("tno", tno.trim());
                         }
+                        let escrow = escrow_of(resp.escw_yn.as_deref());
                         let approval = resp.into_approval(pay_type).map_err(unusable)?;
-                        check_window_matches(approval, req.amount, &req.order_no)?
+                        ApprovedWindow {
+                            approval: check_window_matches(approval, req.amount, &req.order_no)?,
+                            escrow,
+                        }
                     }
                 }
             };
@@ -233,5 +242,14 @@ fn warn_on_other_method(answered: Option<&str>, asked: &str) {
                 "KCP answered a window approval with another pay_method"
             );
         }
+    }
+}
+
+/// KCP's `escw_yn`: `Y` escrow, `N` plain, anything else unsaid.
+fn escrow_of(escw_yn: Option<&str>) -> Option<bool> {
+    match escw_yn.map(str::trim) {
+        Some("Y") => Some(true),
+        Some("N") => Some(false),
+        _ => None,
     }
 }

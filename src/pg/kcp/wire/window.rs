@@ -388,6 +388,9 @@ impl VirtualAccountFields {
 pub struct WindowApprovalResponse {
     #[serde(default, deserialize_with = "lenient")]
     pub res_cd: Option<String>,
+    /// As `CardPaymentResponse::escw_yn`.
+    #[serde(default, deserialize_with = "lenient")]
+    pub escw_yn: Option<String>,
     #[serde(default, deserialize_with = "lenient")]
     pub res_msg: Option<String>,
     #[serde(default, deserialize_with = "lenient")]

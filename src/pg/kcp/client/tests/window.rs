@@ -3,8 +3,8 @@
 
 use super::*;
 use crate::pg::{
-    EscrowDelivery, IssuedVirtualAccount, PgCheckout, RegisteredTrade, TradeRegistration,
-    WindowApproval, WindowApprovalRequest, WindowMethod,
+    ApprovedWindow, EscrowDelivery, IssuedVirtualAccount, PgCheckout, RegisteredTrade,
+    TradeRegistration, WindowApproval, WindowApprovalRequest, WindowMethod,
 };
 
 /// spec/kcp.md §2.4, the real T0000 card answer, verbatim.
@@ -115,7 +115,7 @@ fn declined(result: Result<impl std::fmt::Debug, PgError>) -> (String, String, D
     }
 }
 
-fn mismatch(result: Result<WindowApproval, PgError>) -> (String, String) {
+fn mismatch(result: Result<ApprovedWindow, PgError>) -> (String, String) {
     match result {
         Err(PgError::Mismatch { tno, detail }) => (tno, detail),
         other => panic!("expected Mismatch, got {other:?}"),
@@ -213,9 +213,10 @@ async fn a_registration_that_cannot_be_read_is_unknown() {
 async fn the_spec_card_answer_is_a_card_approval_and_the_golden_body_is_sent() {
     let (kcp, script) = kcp(200, SPEC_CARD, Duration::ZERO).await;
 
-    let approval = kcp.approve_window(&card_result()).await.unwrap();
+    let approved = kcp.approve_window(&card_result()).await.unwrap();
 
-    match approval {
+    assert_eq!(approved.escrow, Some(false), "escw_yn N: a plain trade");
+    match approved.approval {
         WindowApproval::Card(card) => {
             assert_eq!(card.tno, "23336986737476");
             assert_eq!(card.order_no, "2023031679884274");
@@ -237,9 +238,10 @@ async fn the_spec_card_answer_is_a_card_approval_and_the_golden_body_is_sent() {
 async fn the_spec_vbank_answer_is_an_issued_virtual_account_for_the_order_asked() {
     let (kcp, script) = kcp(200, SPEC_VBANK, Duration::ZERO).await;
 
-    let approval = kcp.approve_window(&vbank_result()).await.unwrap();
+    let approved = kcp.approve_window(&vbank_result()).await.unwrap();
 
-    match approval {
+    assert_eq!(approved.escrow, Some(false), "escw_yn N: a plain trade");
+    match approved.approval {
         WindowApproval::VirtualAccount(IssuedVirtualAccount {
             tno,
             order_no,
