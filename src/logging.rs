@@ -39,14 +39,10 @@ pub fn from_env() -> EnvFilter {
     filter(std::env::var("RUST_LOG").ok().as_deref())
 }
 
-/// Whether log lines on stdout get colour codes: only for a person at a terminal, and not even
-/// then with `NO_COLOR` set (no-color.org). Logs piped to a file, journald or a collector would
-/// otherwise hold escape sequences around every level and field name.
-pub fn colours_stdout() -> bool {
-    colours(&std::io::stdout())
-}
-
-/// [`colours_stdout`] for any stream the logs are written to (stderr for operator commands).
+/// Whether log lines written to `stream` (stdout for a server, stderr for an operator command)
+/// get colour codes: only for a person at a terminal, and not even then with `NO_COLOR` set
+/// (no-color.org). Logs piped to a file, journald or a collector would otherwise hold escape
+/// sequences around every level and field name.
 pub fn colours(stream: &impl std::io::IsTerminal) -> bool {
     stream.is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
 }

@@ -253,24 +253,25 @@ enum LogTo {
 }
 
 fn init_tracing(json: bool, to: LogTo) {
-    let builder = tracing_subscriber::fmt().with_env_filter(openport::logging::from_env());
-    match (to, json) {
-        (LogTo::Stdout, true) => builder
-            .with_ansi(openport::logging::colours(&std::io::stdout()))
-            .json()
-            .init(),
-        (LogTo::Stdout, false) => builder
-            .with_ansi(openport::logging::colours(&std::io::stdout()))
-            .init(),
-        (LogTo::Stderr, true) => builder
-            .with_writer(std::io::stderr)
-            .with_ansi(openport::logging::colours(&std::io::stderr()))
-            .json()
-            .init(),
-        (LogTo::Stderr, false) => builder
-            .with_writer(std::io::stderr)
-            .with_ansi(openport::logging::colours(&std::io::stderr()))
-            .init(),
+    use tracing_subscriber::fmt::writer::BoxMakeWriter;
+    let (writer, ansi) = match to {
+        LogTo::Stdout => (
+            BoxMakeWriter::new(std::io::stdout),
+            openport::logging::colours(&std::io::stdout()),
+        ),
+        LogTo::Stderr => (
+            BoxMakeWriter::new(std::io::stderr),
+            openport::logging::colours(&std::io::stderr()),
+        ),
+    };
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(openport::logging::from_env())
+        .with_writer(writer)
+        .with_ansi(ansi);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
     }
 }
 

@@ -287,8 +287,8 @@ impl Gateway {
     /// Each row is rewritten on its own: safe to interrupt and run again.
     pub async fn reseal_secrets(&self) -> ServiceResult<ResealReport> {
         use crate::store::entity::{access_token, billing_key};
-        use sea_orm::sea_query::Expr;
-        use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+        use crate::store::replace_value;
+        use sea_orm::{ColumnTrait, Condition, EntityTrait};
         let reseal = |v: &str| -> ServiceResult<Option<String>> {
             // Empty: nothing is sealed there, e.g. a retired billing key KCP has deleted
             // (store::billing::key_deleted_at_pg erases it).
@@ -328,13 +328,11 @@ impl Gateway {
             for (column, value) in columns {
                 let Some(old) = value else { continue };
                 if let Some(new) = reseal(old)? {
-                    let res = merchant::Entity::update_many()
-                        .col_expr(column, Expr::value(new))
-                        .filter(merchant::Column::Id.eq(m.id))
-                        .filter(column.eq(old.as_str()))
-                        .exec(&self.db.write)
-                        .await?;
-                    changed |= res.rows_affected == 1;
+                    let row = Condition::all().add(merchant::Column::Id.eq(m.id));
+                    changed |=
+                        replace_value::<merchant::Entity>(&self.db.write, column, row, old, new)
+                            .await?
+                            == 1;
                 }
             }
             if changed {
@@ -343,13 +341,15 @@ impl Gateway {
         }
         for k in billing_key::Entity::find().all(&self.db.read).await? {
             if let Some(sealed) = reseal(&k.batch_key_sealed)? {
-                let res = billing_key::Entity::update_many()
-                    .col_expr(billing_key::Column::BatchKeySealed, Expr::value(sealed))
-                    .filter(billing_key::Column::Id.eq(k.id))
-                    .filter(billing_key::Column::BatchKeySealed.eq(k.batch_key_sealed.as_str()))
-                    .exec(&self.db.write)
-                    .await?;
-                report.billing_keys += res.rows_affected as usize;
+                let row = Condition::all().add(billing_key::Column::Id.eq(k.id));
+                report.billing_keys += replace_value::<billing_key::Entity>(
+                    &self.db.write,
+                    billing_key::Column::BatchKeySealed,
+                    row,
+                    &k.batch_key_sealed,
+                    sealed,
+                )
+                .await? as usize;
             }
         }
         let now = self.clock.unix();
@@ -358,13 +358,16 @@ impl Gateway {
                 continue;
             }
             if let Some(sealed) = reseal(&t.token_sealed)? {
-                let res = access_token::Entity::update_many()
-                    .col_expr(access_token::Column::TokenSealed, Expr::value(sealed))
-                    .filter(access_token::Column::TokenSha256.eq(t.token_sha256.as_str()))
-                    .filter(access_token::Column::TokenSealed.eq(t.token_sealed.as_str()))
-                    .exec(&self.db.write)
-                    .await?;
-                report.access_tokens += res.rows_affected as usize;
+                let row =
+                    Condition::all().add(access_token::Column::TokenSha256.eq(&t.token_sha256));
+                report.access_tokens += replace_value::<access_token::Entity>(
+                    &self.db.write,
+                    access_token::Column::TokenSealed,
+                    row,
+                    &t.token_sealed,
+                    sealed,
+                )
+                .await? as usize;
             }
         }
         Ok(report)

@@ -286,7 +286,25 @@ pub fn every_column<E: EntityTrait>(query: Select<E>) -> Select<E> {
     query.select_only().expr(Expr::cust("*"))
 }
 
-/// True when `err` is a unique-constraint violation (the double-charge guard, duplicate prepares).
+/// Writes `new` into `column` of the rows `row` selects, only where the column still holds `old`
+/// (a compare-and-set: a value changed since it was read keeps its change); how many rows took it.
+pub async fn replace_value<E: EntityTrait>(
+    db: &impl ConnectionTrait,
+    column: E::Column,
+    row: sea_orm::Condition,
+    old: &str,
+    new: String,
+) -> Result<u64, DbErr> {
+    use sea_orm::{ColumnTrait, QueryFilter};
+    Ok(E::update_many()
+        .col_expr(column, Expr::value(new))
+        .filter(row)
+        .filter(column.eq(old))
+        .exec(db)
+        .await?
+        .rows_affected)
+}
+
 /// The rows a 1-based `page` of `limit` skips. A page far past the end (the API takes any `page`
 /// a client sends) skips at most `i64::MAX` rows, the most either database takes: an empty page,
 /// not an overflow.
@@ -296,6 +314,7 @@ pub fn page_offset(page: u64, limit: u64) -> u64 {
         .min(i64::MAX as u64)
 }
 
+/// True when `err` is a unique-constraint violation (the double-charge guard, duplicate prepares).
 pub fn is_unique_violation(err: &DbErr) -> bool {
     matches!(err.sql_err(), Some(SqlErr::UniqueConstraintViolation(_)))
         || matches!(err, DbErr::Exec(sea_orm::RuntimeErr::Internal(m)) if m.starts_with(sqlite::UNIQUE_MARKER))
