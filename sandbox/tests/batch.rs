@@ -413,15 +413,7 @@ async fn the_control_api_lists_key_states_without_the_keys() {
     let key = harness.batch_key(test_cards::LOTTE_AMEX).await;
     harness.pay(&batch_delete(SITE, GROUP, &key)).await;
 
-    let listed: Value = harness
-        .client
-        .get(harness.url("/_sandbox/batch-keys"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let listed = harness.get_json("/_sandbox/batch-keys").await;
 
     assert!(!listed.to_string().contains(&key));
     assert_eq!(

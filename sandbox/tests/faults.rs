@@ -196,15 +196,7 @@ async fn the_control_api_arms_lists_and_clears_faults_and_shows_the_ledger() {
     assert!(cleared.status().is_success());
     assert_eq!(try_pay(&harness, "ctl1").await.unwrap()["res_cd"], "0000");
 
-    let ledger: serde_json::Value = harness
-        .client
-        .get(harness.url("/_sandbox/ledger"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let ledger = harness.get_json("/_sandbox/ledger").await;
     assert_eq!(ledger[0]["order_no"], "ctl1");
     assert_eq!(ledger[0]["state"], "STSR");
     assert_eq!(ledger[0]["card"]["masked_card_no"], "411111******1111");
@@ -214,12 +206,8 @@ async fn the_control_api_arms_lists_and_clears_faults_and_shows_the_ledger() {
 async fn a_malformed_fault_rule_is_a_client_error() {
     let harness = spawn().await;
     let response = harness
-        .client
-        .post(harness.url("/_sandbox/faults"))
-        .json(&json!({"path": paths::HUB_PAYMENT, "fault": {"kind": "explode"}}))
-        .send()
-        .await
-        .unwrap();
+        .arm_fault(&json!({"path": paths::HUB_PAYMENT, "fault": {"kind": "explode"}}))
+        .await;
     assert!(response.status().is_client_error());
 }
 
@@ -228,34 +216,18 @@ async fn a_malformed_fault_rule_is_a_client_error() {
 async fn a_fault_rule_for_a_path_the_sandbox_does_not_serve_is_refused() {
     let harness = spawn().await;
     let response = harness
-        .client
-        .post(harness.url("/_sandbox/faults"))
-        .json(&json!({"path": "/nope", "fault": {"kind": "drop"}}))
-        .send()
-        .await
-        .unwrap();
+        .arm_fault(&json!({"path": "/nope", "fault": {"kind": "drop"}}))
+        .await;
     assert_eq!(response.status(), 400);
     let body = response.text().await.unwrap();
     assert!(body.contains(paths::HUB_PAYMENT), "{body}");
-    let armed: serde_json::Value = harness
-        .client
-        .get(harness.url("/_sandbox/faults"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let armed = harness.get_json("/_sandbox/faults").await;
     assert_eq!(armed, json!([]));
     // Every path the sandbox serves takes one, the window's own form too.
     for path in paths::ALL {
         let response = harness
-            .client
-            .post(harness.url("/_sandbox/faults"))
-            .json(&json!({"path": path, "fault": {"kind": "drop"}}))
-            .send()
-            .await
-            .unwrap();
+            .arm_fault(&json!({"path": path, "fault": {"kind": "drop"}}))
+            .await;
         assert_eq!(response.status(), 204, "{path}");
     }
 }

@@ -348,15 +348,7 @@ async fn the_control_api_lists_balances_without_passwords() {
     let harness = spawn().await;
     harness.pay(&point_pay(&BENEPIA_02, "pt-ctl", "1200")).await;
 
-    let listed: Value = harness
-        .client
-        .get(harness.url("/_sandbox/points"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let listed = harness.get_json("/_sandbox/points").await;
 
     assert_eq!(
         listed,

@@ -1053,15 +1053,7 @@ async fn escrow_payments_carry_escw_yn_and_take_one_shipping_start() {
         (held.deli_corp.as_str(), held.deli_numb.as_str()),
         ("CJ대한통운", "123456789012")
     );
-    let listed: serde_json::Value = h
-        .client
-        .get(h.url("/_sandbox/escrow-shipments"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let listed = h.get_json("/_sandbox/escrow-shipments").await;
     assert_eq!(listed[0]["deli_numb"], "123456789012", "{listed}");
     assert_eq!(listed[0]["tno"], tno, "{listed}");
 

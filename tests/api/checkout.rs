@@ -663,20 +663,7 @@ async fn an_approval_for_another_amount_than_the_order_is_net_cancelled() {
 #[tokio::test]
 async fn an_escrow_approval_for_another_amount_is_net_cancelled_with_ste2() {
     let app = spawn_app().await;
-    app.sandbox.inject(FaultRule::new(
-        "/gw/enc/v1/payment",
-        Fault::AnswerField {
-            field: "amount".into(),
-            value: "500".into(),
-        },
-    ));
-    let rsp = request_pay(
-        &app,
-        json!({"merchant_uid": "web-escrow-amount", "amount": 50000, "escrow": true,
-               "kcpProducts": [{"orderNumber": "o1", "name": "양말", "quantity": 1, "amount": 50000}]}),
-        &CARD_OK,
-    )
-    .await;
+    let rsp = escrow_window_answered(&app, "web-escrow-amount", "amount", "500").await;
     assert_eq!(rsp["success"], false, "{rsp}");
     let ledger = app.sandbox.ledger();
     assert_eq!(ledger.len(), 1, "KCP approved once");
@@ -699,20 +686,7 @@ async fn an_escrow_approval_for_another_amount_is_net_cancelled_with_ste2() {
 #[tokio::test]
 async fn an_escrow_window_kcp_approves_as_a_plain_trade_is_recorded_as_plain() {
     let app = spawn_app().await;
-    app.sandbox.inject(FaultRule::new(
-        "/gw/enc/v1/payment",
-        Fault::AnswerField {
-            field: "escw_yn".into(),
-            value: "N".into(),
-        },
-    ));
-    let rsp = request_pay(
-        &app,
-        json!({"merchant_uid": "web-escrow-plain", "amount": 50000, "escrow": true,
-               "kcpProducts": [{"orderNumber": "o1", "name": "양말", "quantity": 1, "amount": 50000}]}),
-        &CARD_OK,
-    )
-    .await;
+    let rsp = escrow_window_answered(&app, "web-escrow-plain", "escw_yn", "N").await;
     assert_eq!(rsp["success"], true, "{rsp}");
     let p = payment_of(&app, &rsp).await;
     assert_eq!(
@@ -720,6 +694,30 @@ async fn an_escrow_window_kcp_approves_as_a_plain_trade_is_recorded_as_plain() {
         (Some("paid"), Some(false)),
         "{p}"
     );
+}
+
+/// An escrow card window of 50,000 won whose approval KCP answers with `field` set to `value`;
+/// the `rsp` the merchant's page gets.
+async fn escrow_window_answered(
+    app: &TestApp,
+    merchant_uid: &str,
+    field: &str,
+    value: &str,
+) -> Value {
+    app.sandbox.inject(FaultRule::new(
+        "/gw/enc/v1/payment",
+        Fault::AnswerField {
+            field: field.into(),
+            value: value.into(),
+        },
+    ));
+    request_pay(
+        app,
+        json!({"merchant_uid": merchant_uid, "amount": 50000, "escrow": true,
+               "kcpProducts": [{"orderNumber": "o1", "name": "양말", "quantity": 1, "amount": 50000}]}),
+        &CARD_OK,
+    )
+    .await
 }
 
 /// The payment behind an `rsp`, as the merchant's server reads it.

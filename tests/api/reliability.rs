@@ -480,19 +480,12 @@ async fn net_cancel_answer_lost(
     open
 }
 
-#[tokio::test]
-async fn an_operator_cannot_fail_an_attempt_that_names_kcps_approval_while_its_net_cancel_is_pending(
+/// The operator's verdict was refused for naming KCP's approval, and the resolver then finishes
+/// the net-cancel: KCP and openport agree.
+async fn refused_and_net_cancel_finished(
+    app: &crate::helpers::TestApp,
+    verdict: Result<String, openport::service::ServiceError>,
 ) {
-    let app = spawn_app().await;
-    let token = app.token().await;
-    approved_after_the_timeout(&app, &token, "fail-named").await;
-    let gateway = &app.app.gateway;
-    let open = net_cancel_answer_lost(&app).await;
-
-    let verdict = gateway
-        .fail_attempt_none_at_kcp(open[0].id, &open[0].order_no)
-        .await;
-
     assert!(
         verdict
             .as_ref()
@@ -506,6 +499,36 @@ async fn an_operator_cannot_fail_an_attempt_that_names_kcps_approval_while_its_n
         "the resolver finished the net-cancel"
     );
     app.assert_ledger_agrees().await;
+}
+
+/// KCP answers "no such trade" to every inquiry from now on.
+fn kcp_answers_no_such_trade(app: &crate::helpers::TestApp) {
+    app.sandbox.inject(
+        FaultRule::new(
+            paths::INQUIRY,
+            Fault::Refuse {
+                code: "8201".into(),
+                message: "해당 거래 없음".into(),
+            },
+        )
+        .times(100),
+    );
+}
+
+#[tokio::test]
+async fn an_operator_cannot_fail_an_attempt_that_names_kcps_approval_while_its_net_cancel_is_pending(
+) {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    approved_after_the_timeout(&app, &token, "fail-named").await;
+    let gateway = &app.app.gateway;
+    let open = net_cancel_answer_lost(&app).await;
+
+    let verdict = gateway
+        .fail_attempt_none_at_kcp(open[0].id, &open[0].order_no)
+        .await;
+
+    refused_and_net_cancel_finished(&app, verdict).await;
 }
 
 /// The operator's "none at KCP" is refused for an attempt that names KCP's approval, also when
@@ -553,21 +576,9 @@ async fn an_operators_none_at_kcp_is_refused_when_the_approval_is_named_between_
     other.commit().await.unwrap();
     let verdict = verdict.await.unwrap();
 
-    assert!(
-        verdict
-            .as_ref()
-            .is_err_and(|e| e.to_string().contains("names KCP's approval")),
-        "{verdict:?}"
-    );
     let token = app.token().await;
     assert_eq!(app.payment(&token, &imp_uid).await["status"], "ready");
-    app.resolve_all().await;
-    assert_eq!(
-        app.sandbox.ledger()[0].state,
-        TransactionState::Cancelled,
-        "the resolver finished the net-cancel"
-    );
-    app.assert_ledger_agrees().await;
+    refused_and_net_cancel_finished(&app, verdict).await;
 }
 
 /// An open attempt names a tno only once KCP answered it; "no such trade" under that very tno
@@ -586,16 +597,7 @@ async fn kcp_answering_no_such_trade_for_the_tno_it_approved_never_fails_the_pay
     assert_eq!(app.sandbox.ledger()[0].state, TransactionState::Approved);
 
     // KCP now answers "no such trade" to inquiries under that tno.
-    app.sandbox.inject(
-        FaultRule::new(
-            paths::INQUIRY,
-            Fault::Refuse {
-                code: "8201".into(),
-                message: "해당 거래 없음".into(),
-            },
-        )
-        .times(100),
-    );
+    kcp_answers_no_such_trade(&app);
     for _ in 0..4 {
         app.advance(SETTLE_SECS + 400);
         gateway.resolve_due(1000).await.unwrap();
@@ -640,16 +642,7 @@ async fn an_operators_word_settles_an_approval_kcp_no_longer_knows_under_its_tno
     let imp_uid = imp_uid_in(&body["message"]);
     let open = net_cancel_answer_lost(&app).await;
     let gateway = &app.app.gateway;
-    app.sandbox.inject(
-        FaultRule::new(
-            paths::INQUIRY,
-            Fault::Refuse {
-                code: "8201".into(),
-                message: "해당 거래 없음".into(),
-            },
-        )
-        .times(100),
-    );
+    kcp_answers_no_such_trade(&app);
     app.advance(SETTLE_SECS + 400);
     gateway.resolve_due(1000).await.unwrap();
     assert_eq!(gateway.open_attempts(10).await.unwrap().len(), 1);

@@ -131,6 +131,28 @@ impl Harness {
         response.json().await.unwrap()
     }
 
+    /// GETs a control-API path (`/_sandbox/...`) and returns its JSON.
+    pub async fn get_json(&self, path: &str) -> Value {
+        self.client
+            .get(self.url(path))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    /// POSTs a fault rule to the control API; its response, whatever the status.
+    pub async fn arm_fault(&self, rule: &Value) -> reqwest::Response {
+        self.client
+            .post(self.url("/_sandbox/faults"))
+            .json(rule)
+            .send()
+            .await
+            .unwrap()
+    }
+
     pub async fn pay(&self, body: &Value) -> Value {
         self.post(paths::HUB_PAYMENT, body).await
     }

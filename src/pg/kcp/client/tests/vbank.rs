@@ -91,8 +91,9 @@ async fn an_account_for_another_amount_is_a_mismatch_to_revoke() {
     }
 }
 
-#[tokio::test]
-async fn a_revocation_is_exactly_the_signed_full_cancel_of_the_accounts_tno() {
+/// Revokes the account of tno `23336986737476` (an escrow one when `escrow`) at a KCP that accepts
+/// it; the body KCP received.
+async fn revocation_sent(escrow: bool) -> Value {
     let (kcp, script) = kcp(
         200,
         r#"{"res_cd":"0000","res_msg":"정상처리","tno":"23336986737476","canc_time":"20260311090000"}"#,
@@ -100,33 +101,27 @@ async fn a_revocation_is_exactly_the_signed_full_cancel_of_the_accounts_tno() {
     )
     .await;
     let done = kcp
-        .revoke_vbank("23336986737476", false, "가맹점 DB 처리 실패(자동취소)")
+        .revoke_vbank("23336986737476", escrow, "가맹점 DB 처리 실패(자동취소)")
         .await
         .unwrap();
     assert_eq!(done.remaining, 0);
     let seen = script.seen.lock().unwrap();
     let (path, _, body) = &seen[0];
     assert_eq!(path, "/gw/mod/v1/cancel");
-    assert_eq!(body, &golden("cancel-full"));
+    body.clone()
+}
+
+#[tokio::test]
+async fn a_revocation_is_exactly_the_signed_full_cancel_of_the_accounts_tno() {
+    assert_eq!(revocation_sent(false).await, golden("cancel-full"));
 }
 
 #[tokio::test]
 async fn an_escrow_accounts_revocation_is_the_signed_ste5_of_its_tno() {
-    let (kcp, script) = kcp(
-        200,
-        r#"{"res_cd":"0000","res_msg":"정상처리","tno":"23336986737476","canc_time":"20260311090000"}"#,
-        Duration::ZERO,
-    )
-    .await;
-    let done = kcp
-        .revoke_vbank("23336986737476", true, "가맹점 DB 처리 실패(자동취소)")
-        .await
-        .unwrap();
-    assert_eq!(done.remaining, 0);
-    let seen = script.seen.lock().unwrap();
-    let (path, _, body) = &seen[0];
-    assert_eq!(path, "/gw/mod/v1/cancel");
-    assert_eq!(body, &golden("cancel-escrow-close-vbank"));
+    assert_eq!(
+        revocation_sent(true).await,
+        golden("cancel-escrow-close-vbank")
+    );
 }
 
 #[tokio::test]
