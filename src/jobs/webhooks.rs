@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use tokio::task::{Id, JoinSet};
+use tokio::task::{Id, JoinError, JoinSet};
 use tokio::time::MissedTickBehavior;
 
 use crate::config::Config;
@@ -73,8 +73,12 @@ impl WebhookWorker {
     /// waiting for a slot (a full listing, or rows skipped because their merchant reached its cap
     /// meanwhile): the caller refills again as soon as a POST ends. Rows not taken are not
     /// claimed, so another instance may take them.
+    ///
+    /// POSTs that have ended are collected first ([`Self::reap`]): one that ended but was not yet
+    /// collected would otherwise still hold its slot and count against its merchant's cap.
     pub async fn refill(&mut self) -> ServiceResult<bool> {
         loop {
+            self.reap();
             let free = PARALLEL_DELIVERIES.saturating_sub(self.running.len());
             if free == 0 {
                 return Ok(true);
@@ -118,11 +122,34 @@ impl WebhookWorker {
         *self.per_merchant.entry(merchant_id).or_default() += 1;
     }
 
-    /// Waits for one POST in flight to end (its result is recorded by then; failures are logged
-    /// here). Returns whether it freed a slot of a merchant that was at its cap, whose due rows
-    /// the last listing left out; None when nothing is in flight. Cancel safe.
+    /// Waits for a POST in flight to end, then collects every other one that has ended too
+    /// (their results are recorded by then; failures are logged here). Returns whether that
+    /// freed a slot of a merchant that was at its cap, whose due rows the last listing left out;
+    /// None when nothing is in flight. Cancel safe.
+    ///
+    /// All of them, not one: under load POSTs end faster than the worker wakes up, and a worker
+    /// that collected one per wake-up counted the others as busy slots, refilling one slot at a
+    /// time (about one webhook per 100 ms while payments kept ringing the write signal).
     pub async fn finished(&mut self) -> Option<bool> {
-        let task = match self.running.join_next_with_id().await? {
+        let first = self.running.join_next_with_id().await?;
+        let freed_capped = self.collect(first);
+        Some(self.reap() || freed_capped)
+    }
+
+    /// Collects, without waiting, every POST that has ended; true when one of them freed a slot
+    /// of a merchant that was at its cap.
+    fn reap(&mut self) -> bool {
+        let mut freed_capped = false;
+        while let Some(done) = self.running.try_join_next_with_id() {
+            freed_capped |= self.collect(done);
+        }
+        freed_capped
+    }
+
+    /// Frees the slot of one ended POST (logging its failure); true when its merchant was at
+    /// its cap.
+    fn collect(&mut self, done: Result<(Id, ServiceResult<()>), JoinError>) -> bool {
+        let task = match done {
             Ok((task, Ok(()))) => task,
             Ok((task, Err(e))) => {
                 tracing::error!("webhook delivery: {e}");
@@ -134,7 +161,7 @@ impl WebhookWorker {
             }
         };
         let Some(merchant_id) = self.merchant_of.remove(&task) else {
-            return Some(false);
+            return false;
         };
         let count = self.per_merchant.entry(merchant_id).or_default();
         let was_capped = *count >= MERCHANT_IN_FLIGHT;
@@ -142,7 +169,7 @@ impl WebhookWorker {
         if *count == 0 {
             self.per_merchant.remove(&merchant_id);
         }
-        Some(was_capped)
+        was_capped
     }
 
     /// Lets the POSTs in flight end for up to `grace`, then drops the rest (see
@@ -166,10 +193,15 @@ const COMMIT_GRACE: Duration = Duration::from_millis(100);
 
 /// Starts the worker, until `shutdown` turns true; the handle ends once the POSTs in flight have
 /// ended or been dropped ([`SHUTDOWN_GRACE`]). It lists due deliveries every resolver interval,
-/// at once when a POST ends while deliveries are waiting for a slot, and [`COMMIT_GRACE`] after
+/// at once when POSTs end while deliveries are waiting for a slot, and [`COMMIT_GRACE`] after
 /// this instance wrote a webhook (`Gateway::webhooks_written`), so a webhook leaves within a
 /// fraction of a second rather than up to an interval later. Interval 0 means tests
 /// drive deliveries themselves (`Gateway::deliver_due_webhooks`): nothing is started.
+///
+/// POSTs ending come first (`biased`), and the grace after a write is a deadline the loop keeps
+/// serving POSTs towards, not a sleep: under load every payment rings the write signal, and a
+/// worker that slept on each ring (or picked the ring over a POST that ended) left its slots
+/// idle and refilled them one at a time.
 pub fn spawn(
     gateway: &Gateway,
     config: &Config,
@@ -187,20 +219,31 @@ pub fn spawn(
         let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
         ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let mut waiting = false;
+        // When to list for webhooks this instance wrote: COMMIT_GRACE after the first ring
+        // since the last such listing (later rings do not push it back).
+        let mut written_due: Option<tokio::time::Instant> = None;
         let mut next_prune = Instant::now();
         loop {
-            let (list_now, just_written) = tokio::select! {
+            let mut list_now = tokio::select! {
+                biased;
                 _ = stop.wait_for(|s| *s) => break,
                 freed = worker.finished(), if worker.in_flight() > 0 => {
-                    (waiting || freed == Some(true), false)
+                    waiting || freed == Some(true)
                 }
-                _ = ticks.tick() => (true, false),
-                () = gateway.webhooks_written.notified() => (true, true),
+                () = tokio::time::sleep_until(
+                    written_due.unwrap_or_else(tokio::time::Instant::now)
+                ), if written_due.is_some() => true,
+                _ = ticks.tick() => true,
+                () = gateway.webhooks_written.notified() => {
+                    // Rung while the write is still in its transaction: list once it has had
+                    // time to commit. One that takes longer is listed at the next tick.
+                    written_due.get_or_insert(tokio::time::Instant::now() + COMMIT_GRACE);
+                    false
+                }
             };
-            if just_written {
-                // Rung while the write is still in its transaction: list once it has had time to
-                // commit. One that takes longer is listed at the next tick.
-                tokio::time::sleep(COMMIT_GRACE).await;
+            if written_due.is_some_and(|at| at <= tokio::time::Instant::now()) {
+                written_due = None;
+                list_now = true;
             }
             if !list_now {
                 continue;

@@ -1268,3 +1268,59 @@ async fn a_new_webhook_is_sent_without_waiting_for_the_workers_next_tick() {
     )
     .await;
 }
+
+/// Under load every payment rings the worker's "webhook written" signal. A steady stream of
+/// webhooks to a receiver that answers at once leaves as fast as it is written: the worker
+/// refills its slots as POSTs end, whatever the signal does meanwhile. It used to collect one
+/// ended POST per wake-up and sleep 100 ms on each ring with the other ended POSTs still counted
+/// as busy slots: about one webhook per 100 ms, so the 300 here needed half a minute and more
+/// while the signal kept ringing; now they are all out within a second of the last write.
+#[tokio::test]
+async fn a_steady_stream_of_webhooks_leaves_as_fast_as_it_is_written_while_payments_ring_the_worker(
+) {
+    // The worker's own tick is a minute away: only the signal and POSTs ending drive it.
+    let app = spawn_app_with(|c| c.resolver.interval_ms = 60_000).await;
+    let token = app.token().await;
+    // Paid before the merchant has a URL: the payment itself announces nothing.
+    let imp_uid = paid_payment(&app, &token, "wh-stream", Value::Null).await;
+    let receiver = Receiver::start().await;
+    let (status, body) = configure(&app, json!({"url": receiver.url("/stream")})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    const N: usize = 300;
+    for i in 0..N {
+        enqueue(&app, &imp_uid, "cancelled", Some(&format!("c{i}"))).await;
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+
+    // Payments go on (their webhooks elsewhere, or none), each ringing the signal as it writes.
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while receiver.requests().len() < N {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} of {N} delivered 15 s after the last was written",
+            receiver.requests().len()
+        );
+        app.app.gateway.webhooks_written.notify_one();
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+
+    let mut ids: Vec<String> = receiver
+        .requests()
+        .iter()
+        .map(|r| {
+            json_body(r)["cancellation_id"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), N, "each webhook delivered once");
+    assert_eq!(
+        history(&app, "?state=delivered").await.len(),
+        100,
+        "the list's page"
+    );
+    assert!(history(&app, "?state=pending").await.is_empty());
+}
