@@ -176,10 +176,10 @@ pub struct WebhookSettingsRequest {
     #[serde(default, deserialize_with = "de::opt_string")]
     #[schema(pattern = "^(json|form)?$")]
     pub content_type: Option<String>,
-    /// Standard Webhooks secret: a key of at least 16 bytes in base64, with or without the `whsec_`
-    /// prefix, as the standard's libraries take it. Never returned.
+    /// Standard Webhooks secret: a key of 24 to 64 bytes (the standard's bounds) in base64, with
+    /// or without the `whsec_` prefix, as the standard's libraries take it. Never returned.
     #[serde(default, deserialize_with = "de::opt_string")]
-    #[schema(value_type = Option<String>, pattern = "^(|(whsec_)?(([A-Za-z0-9+/]{4}){5}([A-Za-z0-9+/][AQgw]==|[A-Za-z0-9+/]{2}[AEIMQUYcgkosw048]=)|([A-Za-z0-9+/]{4}){6,}([A-Za-z0-9+/][AQgw]==|[A-Za-z0-9+/]{2}[AEIMQUYcgkosw048]=)?))$")]
+    #[schema(value_type = Option<String>, pattern = "^(|(whsec_)?(([A-Za-z0-9+/]{4}){8,20}([A-Za-z0-9+/][AQgw]==|[A-Za-z0-9+/]{2}[AEIMQUYcgkosw048]=)?|([A-Za-z0-9+/]{4}){21}([A-Za-z0-9+/][AQgw]==)?))$")]
     pub secret: Option<String>,
 }
 
@@ -188,7 +188,7 @@ pub struct WebhookSettingsRequest {
     request_body = WebhookSettingsRequest,
     responses(
         (status = 200, body = WebhookSettingsReply),
-        (status = 400, body = ErrorEnvelope, description = "id not an integer, an unknown content_type, a url that is not an absolute http(s) URL, a secret that is not a base64 key of 16 bytes or more, or a body that is not JSON/form with these types"),
+        (status = 400, body = ErrorEnvelope, description = "id not an integer, an unknown content_type, a url that is not an absolute http(s) URL, a secret that is not a base64 key of 24 to 64 bytes, or a body that is not JSON/form with these types"),
         (status = 404, body = ErrorEnvelope, description = "no such merchant"),
         TokenBodyErrors))]
 pub async fn configure(

@@ -165,6 +165,11 @@ fn signing_key(secret: &str) -> Vec<u8> {
     standard_key(secret).unwrap_or_else(|| secret.as_bytes().to_vec())
 }
 
+/// Bounds of a new secret's decoded key: Standard Webhooks asks for a random signing secret of
+/// "at least 24 bytes (192 bits, 512 maximum)" (spec/standard-webhooks.md, signature scheme),
+/// so its libraries and receivers may refuse keys outside them.
+pub const SECRET_KEY_BYTES: std::ops::RangeInclusive<usize> = 24..=64;
+
 fn standard_key(secret: &str) -> Option<Vec<u8>> {
     B64.decode(secret.strip_prefix("whsec_").unwrap_or(secret))
         .ok()
@@ -394,9 +399,10 @@ impl Gateway {
         }
         let secret = secret.filter(|s| !s.expose_secret().is_empty());
         if let Some(s) = &secret {
-            if standard_key(s.expose_secret()).is_none_or(|k| k.len() < 16) {
+            if standard_key(s.expose_secret()).is_none_or(|k| !SECRET_KEY_BYTES.contains(&k.len()))
+            {
                 return Err(ServiceError::BadRequest(
-                    "webhook secret은 16바이트 이상의 키를 base64로 나타낸 값이어야 합니다. (whsec_ 접두어 허용)".into(),
+                    "webhook secret은 24~64바이트 키를 base64로 나타낸 값이어야 합니다. (whsec_ 접두어 허용)".into(),
                 ));
             }
         }

@@ -456,10 +456,26 @@ async fn webhook_settings_are_validated_and_operator_only() {
         StatusCode::BAD_REQUEST,
         "not base64: the standard's libraries could not verify with it"
     );
-    // Base64 without the `whsec_` prefix is a Standard Webhooks secret too.
+    // Standard Webhooks keys are 24 to 64 bytes.
+    for bytes in [20, 23, 65] {
+        let secret = format!("whsec_{}", B64.encode(vec![7u8; bytes]));
+        let (status, body) = configure(
+            &app,
+            json!({"url": "https://shop.example/hook", "secret": secret}),
+        )
+        .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bytes} bytes: {body}");
+    }
     let (status, body) = configure(
         &app,
-        json!({"url": "https://shop.example/hook", "content_type": "json", "secret": "b3BlbnBvcnQtd2ViaG9vay1rZXk="}),
+        json!({"url": "https://shop.example/hook", "secret": format!("whsec_{}", B64.encode([7u8; 64]))}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "64 bytes: {body}");
+    // Base64 without the `whsec_` prefix is a Standard Webhooks secret too (24 bytes).
+    let (status, body) = configure(
+        &app,
+        json!({"url": "https://shop.example/hook", "content_type": "json", "secret": "b3BlbnBvcnQtd2ViaG9vay1zaWduaW5n"}),
     )
     .await;
     assert_eq!(status, StatusCode::OK, "{body}");
