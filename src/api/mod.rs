@@ -83,6 +83,7 @@ use error::ApiError;
         admin::merchants,
         webhooks::list,
         webhooks::resend,
+        webhooks::settings,
         webhooks::configure,
         escrow::register,
         escrow::change,

@@ -1,6 +1,6 @@
 //! Operator endpoints for webhook deliveries (docs/webhooks.md).
 use axum::extract::{RawQuery, State};
-use axum::routing::{get, post, put};
+use axum::routing::{get, post};
 use axum::Router;
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
@@ -23,7 +23,10 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/admin/webhooks", get(list))
         .route("/admin/webhooks/{id}/resend", post(resend))
-        .route("/admin/merchants/{id}/webhook", put(configure))
+        .route(
+            "/admin/merchants/{id}/webhook",
+            get(settings).put(configure),
+        )
 }
 
 /// One HTTP attempt of a delivery.
@@ -162,6 +165,25 @@ pub async fn resend(
 ) -> ApiResult<Envelope<WebhookDeliveryView>> {
     let id = parse_id(&id, "id")?;
     Ok(ok(s.gateway.resend_webhook(id).await?.into()))
+}
+
+/// A merchant's webhook settings, as the PUT that replaces them answers: whether webhooks are
+/// signed, never the secret. An operator reads them before a PUT, which replaces the whole
+/// setting (a PUT without the secret turns signatures off).
+#[utoipa::path(get, path = "/admin/merchants/{id}/webhook", operation_id = "getWebhookSettings",
+    params(("id" = i64, Path)),
+    responses(
+        (status = 200, body = WebhookSettingsReply),
+        (status = 400, body = ErrorEnvelope, description = "id not an integer"),
+        (status = 404, body = ErrorEnvelope, description = "no such merchant"),
+        TokenErrors))]
+pub async fn settings(
+    State(s): State<AppState>,
+    _admin: AdminCaller,
+    Path(id): Path<String>,
+) -> ApiResult<Envelope<WebhookSettings>> {
+    let id = parse_id(&id, "id")?;
+    Ok(ok(s.gateway.webhook_settings(id).await?))
 }
 
 /// `PUT /admin/merchants/{id}/webhook`: the whole setting is replaced; an absent or empty

@@ -491,6 +491,60 @@ async fn webhook_settings_are_validated_and_operator_only() {
     );
 }
 
+/// `GET` of the settings' path shows what a PUT set, whether webhooks are signed, and never the
+/// secret; like the PUT it is for the operator only.
+#[tokio::test]
+async fn an_operator_reads_a_merchants_webhook_settings_without_the_secret() {
+    let app = spawn_app().await;
+    let id = demo_merchant_id(&app);
+    let path = format!("/admin/merchants/{id}/webhook");
+    let (status, body) = app.get(&path, Some(ADMIN_TOKEN)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        body["response"],
+        json!({"merchant_id": id, "url": null, "content_type": "json", "signed": false})
+    );
+
+    let secret = format!("whsec_{}", B64.encode([9u8; 32]));
+    let (status, put) = configure(
+        &app,
+        json!({"url": "https://shop.example/hook", "content_type": "form", "secret": secret}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{put}");
+    let (status, body) = app.get(&path, Some(ADMIN_TOKEN)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["response"], put["response"], "what the PUT answered");
+    assert_eq!(
+        body["response"],
+        json!({"merchant_id": id, "url": "https://shop.example/hook", "content_type": "form", "signed": true})
+    );
+    let text = body.to_string();
+    assert!(
+        !text.contains(&secret) && !text.contains(&B64.encode([9u8; 32])),
+        "{text}"
+    );
+
+    let token = app.token().await;
+    let (status, _) = app.get(&path, Some(&token)).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "a merchant token");
+    let (status, _) = app.get(&path, None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "no token");
+    let (status, _) = app
+        .get("/admin/merchants/424242/webhook", Some(ADMIN_TOKEN))
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = app
+        .get("/admin/merchants/abc/webhook", Some(ADMIN_TOKEN))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (_, doc) = app.get("/openapi.json", None).await;
+    assert_eq!(
+        doc["paths"]["/admin/merchants/{id}/webhook"]["get"]["operationId"],
+        "getWebhookSettings"
+    );
+}
+
 #[tokio::test]
 async fn nothing_is_sent_without_a_url_or_when_the_change_is_rolled_back() {
     let app = spawn_app().await;
