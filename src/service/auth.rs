@@ -378,6 +378,8 @@ mod tests {
             webhook_url: None,
             webhook_content_type: "json".into(),
             webhook_secret_sealed: None,
+            webhook_previous_secret_sealed: None,
+            webhook_previous_secret_until: None,
             kcp_group_id: None,
             kcp_api_base: None,
         })

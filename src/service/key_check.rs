@@ -130,14 +130,19 @@ impl Gateway {
         let test_mode = self.settings.test_mode;
         let keys = &self.secrets;
         let mut unknown: BTreeMap<String, UnderKey> = BTreeMap::new();
+        let now = self.clock.unix();
         for m in merchants::all(&self.db.read).await? {
             if !serves_in_mode(test_mode, &m) {
                 continue;
             }
             let sealed = [
-                ("KCP private key", Some(&m.kcp_private_key_sealed)),
-                ("KCP key passphrase", Some(&m.kcp_passphrase_sealed)),
-                ("webhook secret", m.webhook_secret_sealed.as_ref()),
+                ("KCP private key", Some(m.kcp_private_key_sealed.as_str())),
+                ("KCP key passphrase", Some(m.kcp_passphrase_sealed.as_str())),
+                ("webhook secret", m.webhook_secret_sealed.as_deref()),
+                (
+                    "previous webhook secret",
+                    super::webhooks::previous_secret(&m, now).map(|(sealed, _)| sealed),
+                ),
             ];
             for (what, value) in sealed {
                 let Some(value) = value else { continue };

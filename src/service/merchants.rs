@@ -302,6 +302,7 @@ impl Gateway {
             Ok(Some(self.secrets.seal(&plain)))
         };
         let mut report = ResealReport::default();
+        let now = self.clock.unix();
         // Every write replaces the value read and nothing else (`WHERE column = value read`): a
         // secret changed meanwhile (a webhook secret rotated, a KCP key replaced, a billing key
         // erased once KCP deleted it, a token slot claimed again) keeps its new value, and is
@@ -314,15 +315,19 @@ impl Gateway {
             let columns = [
                 (
                     merchant::Column::KcpPrivateKeySealed,
-                    Some(&m.kcp_private_key_sealed),
+                    Some(m.kcp_private_key_sealed.as_str()),
                 ),
                 (
                     merchant::Column::KcpPassphraseSealed,
-                    Some(&m.kcp_passphrase_sealed),
+                    Some(m.kcp_passphrase_sealed.as_str()),
                 ),
                 (
                     merchant::Column::WebhookSecretSealed,
-                    m.webhook_secret_sealed.as_ref(),
+                    m.webhook_secret_sealed.as_deref(),
+                ),
+                (
+                    merchant::Column::WebhookPreviousSecretSealed,
+                    super::webhooks::previous_secret(&m, now).map(|(sealed, _)| sealed),
                 ),
             ];
             for (column, value) in columns {
@@ -352,7 +357,6 @@ impl Gateway {
                 .await? as usize;
             }
         }
-        let now = self.clock.unix();
         for t in access_token::Entity::find().all(&self.db.read).await? {
             if t.expires_at <= now {
                 continue;

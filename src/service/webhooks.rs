@@ -15,6 +15,7 @@ use sea_orm::{ConnectionTrait, DbErr, Set};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
+use subtle::ConstantTimeEq;
 
 use super::{outbound, Gateway, ServiceError, ServiceResult};
 use crate::store::entity::{merchant, payment, webhook_attempt, webhook_delivery};
@@ -38,6 +39,13 @@ const EXCERPT_CHARS: usize = 200;
 
 /// Deliveries one instance POSTs at once.
 pub const PARALLEL_DELIVERIES: usize = 16;
+
+/// How long a replaced signing secret keeps signing beside the new one. Standard Webhooks makes
+/// `webhook-signature` a list so that a secret can be rotated without downtime: the webhook is
+/// "signed both using the current key, and using an old key (for a set period of time)". A day
+/// covers a receiver that deploys its new key within working hours, and every retry of a
+/// delivery queued before the change that is still due within it (retries are signed when sent).
+pub const PREVIOUS_SECRET_SECS: i64 = 24 * 3600;
 
 /// How a merchant wants webhook bodies encoded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -81,17 +89,33 @@ pub struct WebhookSettings {
     pub content_type: WebhookContentType,
     /// True when webhooks carry Standard Webhooks signature headers.
     pub signed: bool,
+    /// While a replaced secret still signs beside the current one: until when (Unix seconds).
+    /// Null when webhooks carry one signature.
+    pub previous_secret_until: Option<i64>,
 }
 
 impl WebhookSettings {
-    fn of(m: &merchant::Model) -> Self {
+    fn of(m: &merchant::Model, now: i64) -> Self {
         Self {
             merchant_id: m.id,
             url: m.webhook_url.clone(),
             content_type: WebhookContentType::from_db(&m.webhook_content_type),
             signed: m.webhook_secret_sealed.is_some(),
+            previous_secret_until: previous_secret(m, now).map(|(_, until)| until),
         }
     }
+}
+
+/// The sealed secret a rotation replaced and until when it signs, while it still does at `now`
+/// (and a current secret is set: turning signatures off ends it too). Past that it is never
+/// opened again, so `openport reseal` and the startup key check leave it alone; the next PUT
+/// clears it.
+pub(crate) fn previous_secret(m: &merchant::Model, now: i64) -> Option<(&str, i64)> {
+    let until = m
+        .webhook_previous_secret_until
+        .filter(|until| *until > now)?;
+    m.webhook_secret_sealed.as_ref()?;
+    Some((m.webhook_previous_secret_sealed.as_deref()?, until))
 }
 
 /// A delivery this instance holds the lease on, until [`Gateway::send_webhook`] records its
@@ -181,6 +205,21 @@ pub fn sign(secret: &str, msg_id: &str, timestamp: i64, body: &str) -> String {
         .expect("HMAC takes any key length");
     mac.update(format!("{msg_id}.{timestamp}.{body}").as_bytes());
     format!("v1,{}", B64.encode(mac.finalize().into_bytes()))
+}
+
+/// The `webhook-signature` header: one `v1,…` signature per secret, space-separated, the current
+/// secret's first (Standard Webhooks: receivers try each until one verifies).
+pub fn signature_header<S: AsRef<str>>(
+    secrets: &[S],
+    msg_id: &str,
+    timestamp: i64,
+    body: &str,
+) -> String {
+    secrets
+        .iter()
+        .map(|s| sign(s.as_ref(), msg_id, timestamp, body))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// The Standard Webhooks message id of a delivery: stable across its retries.
@@ -406,24 +445,67 @@ impl Gateway {
                 ));
             }
         }
-        if merchants::by_id(&self.db.write, merchant_id)
+        let current = merchants::by_id(&self.db.write, merchant_id)
             .await?
-            .is_none()
-        {
-            return Err(ServiceError::NotFound("가맹점을 찾을 수 없습니다.".into()));
-        }
-        let sealed = secret.map(|s| self.secrets.seal(s.expose_secret().as_bytes()));
+            .ok_or_else(|| ServiceError::NotFound("가맹점을 찾을 수 없습니다.".into()))?;
+        let now = self.clock.unix();
+        let (secret_sealed, previous_secret) = match &secret {
+            Some(new) => {
+                let (sealed, previous) = self.rotate_secret(&current, new, now);
+                (Some(sealed), previous)
+            }
+            None => (None, None),
+        };
         let m = store::set_merchant_settings(
             &self.db.write,
             merchant_id,
-            url,
-            content_type.as_db(),
-            sealed,
+            store::MerchantWebhookSettings {
+                url,
+                content_type: content_type.as_db(),
+                secret_sealed,
+                previous_secret,
+            },
         )
         .await?;
-        let settings = WebhookSettings::of(&m);
+        let settings = WebhookSettings::of(&m, now);
         self.remember_merchant(m);
         Ok(settings)
+    }
+
+    /// The sealed secret to store when `new` is set on `m`, and the previous one that keeps
+    /// signing beside it. The same key set again (a PUT that changes only the URL sends it
+    /// again) leaves the secrets, and a rotation under way, as they are; a different key makes
+    /// the current secret the previous one for [`PREVIOUS_SECRET_SECS`] (the one it replaced, if
+    /// any, stops signing). A current secret no master key opens is kept as previous all the
+    /// same: it is skipped, with a warning, when webhooks are signed.
+    fn rotate_secret(
+        &self,
+        m: &merchant::Model,
+        new: &SecretString,
+        now: i64,
+    ) -> (String, Option<(String, i64)>) {
+        let Some(current) = &m.webhook_secret_sealed else {
+            return (self.secrets.seal(new.expose_secret().as_bytes()), None);
+        };
+        let same = self
+            .secrets
+            .open_string(current)
+            .map(SecretString::from)
+            .is_ok_and(|old| {
+                let (old, new) = (
+                    signing_key(old.expose_secret()),
+                    signing_key(new.expose_secret()),
+                );
+                old.ct_eq(&new).into()
+            });
+        if same {
+            let previous = previous_secret(m, now).map(|(p, until)| (p.to_string(), until));
+            return (current.clone(), previous);
+        }
+        (
+            self.secrets.seal(new.expose_secret().as_bytes()),
+            Some((current.clone(), now + PREVIOUS_SECRET_SECS)),
+        )
     }
 
     /// One run over what is due now: claims up to `limit` deliveries (each exactly once across
@@ -594,13 +676,24 @@ impl Gateway {
             .post(&d.url)
             .header(reqwest::header::CONTENT_TYPE, content_type.mime());
         if let Some(sealed) = &m.webhook_secret_sealed {
-            let secret = SecretString::from(
+            let mut secrets = vec![SecretString::from(
                 self.secrets
                     .open_string(sealed)
                     .map_err(|e| format!("webhook secret: {e}"))?,
-            );
+            )];
+            if let Some((previous, _)) = previous_secret(m, timestamp) {
+                // Only a courtesy to receivers not switched yet: the webhook goes out signed
+                // with the current secret either way.
+                match self.secrets.open_string(previous) {
+                    Ok(p) => secrets.push(SecretString::from(p)),
+                    Err(e) => {
+                        tracing::warn!(merchant_id = m.id, "previous webhook secret not used: {e}")
+                    }
+                }
+            }
             let id = message_id(d.id);
-            let signature = sign(secret.expose_secret(), &id, timestamp, &body);
+            let exposed: Vec<&str> = secrets.iter().map(|s| s.expose_secret()).collect();
+            let signature = signature_header(&exposed, &id, timestamp, &body);
             req = req
                 .header("webhook-id", id)
                 .header("webhook-timestamp", timestamp.to_string())
@@ -705,7 +798,7 @@ impl Gateway {
         let m = merchants::by_id(&self.db.read, merchant_id)
             .await?
             .ok_or_else(|| ServiceError::NotFound("가맹점을 찾을 수 없습니다.".into()))?;
-        Ok(WebhookSettings::of(&m))
+        Ok(WebhookSettings::of(&m, self.clock.unix()))
     }
 }
 

@@ -245,18 +245,29 @@ pub async fn attempts_of(
         .await
 }
 
+/// A merchant's webhook setting as stored; secrets sealed.
+#[derive(Debug, Clone)]
+pub struct MerchantWebhookSettings {
+    pub url: Option<String>,
+    pub content_type: &'static str,
+    pub secret_sealed: Option<String>,
+    /// The secret that still signs beside `secret_sealed`, and until when (Unix seconds).
+    pub previous_secret: Option<(String, i64)>,
+}
+
 pub async fn set_merchant_settings(
     db: &impl ConnectionTrait,
     merchant_id: i64,
-    url: Option<String>,
-    content_type: &str,
-    secret_sealed: Option<String>,
+    s: MerchantWebhookSettings,
 ) -> Result<merchant::Model, DbErr> {
+    let (previous_sealed, previous_until) = s.previous_secret.unzip();
     merchant::ActiveModel {
         id: Set(merchant_id),
-        webhook_url: Set(url),
-        webhook_content_type: Set(content_type.to_string()),
-        webhook_secret_sealed: Set(secret_sealed),
+        webhook_url: Set(s.url),
+        webhook_content_type: Set(s.content_type.to_string()),
+        webhook_secret_sealed: Set(s.secret_sealed),
+        webhook_previous_secret_sealed: Set(previous_sealed),
+        webhook_previous_secret_until: Set(previous_until),
         ..Default::default()
     }
     .update(db)

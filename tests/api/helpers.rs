@@ -537,6 +537,37 @@ impl Received {
     pub fn json(&self) -> Value {
         serde_json::from_str(&self.body).unwrap_or_else(|_| panic!("not JSON: {}", self.body))
     }
+
+    /// Verifies `webhook-signature` as a Standard Webhooks receiver does, with each of `keys`:
+    /// for each space-separated signature in order, the index of the key it verifies with.
+    /// Panics on a signature that none of them made.
+    pub fn signers(&self, keys: &[&[u8]]) -> Vec<usize> {
+        use base64::Engine;
+        use hmac::Mac;
+        let header = |name: &str| self.headers[name].to_str().unwrap().to_string();
+        let (id, ts) = (header("webhook-id"), header("webhook-timestamp"));
+        let expected: Vec<String> = keys
+            .iter()
+            .map(|key| {
+                let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(key).unwrap();
+                mac.update(format!("{id}.{ts}.{}", self.body).as_bytes());
+                let sig = mac.finalize().into_bytes();
+                format!(
+                    "v1,{}",
+                    base64::engine::general_purpose::STANDARD.encode(sig)
+                )
+            })
+            .collect();
+        header("webhook-signature")
+            .split(' ')
+            .map(|sig| {
+                expected
+                    .iter()
+                    .position(|e| e == sig)
+                    .unwrap_or_else(|| panic!("{sig} verifies with none of the keys"))
+            })
+            .collect()
+    }
 }
 
 impl Receiver {

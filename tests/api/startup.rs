@@ -576,3 +576,86 @@ async fn an_instance_in_test_mode_leaves_a_live_merchants_due_schedules_and_webh
     assert_eq!(schedule.status, "scheduled", "{schedule:?}");
     assert_eq!(test.sandbox.ledger().len(), 1, "only the key-in payment");
 }
+
+/// A webhook secret that a rotation replaced signs for a day beside the new one, sealed like it:
+/// `openport reseal` reseals it too, so the old master key can go once reseal reports nothing
+/// left, and webhooks still carry both signatures. Once its day is over it is never opened
+/// again, and a start does not ask for the key it was sealed with.
+#[tokio::test]
+async fn a_replaced_webhook_secret_is_resealed_and_an_expired_one_needs_no_key() {
+    use crate::helpers::{Receiver, ADMIN_TOKEN};
+    use base64::engine::general_purpose::STANDARD as B64;
+    let (k1, k2) = (b64_key(1), b64_key(2));
+    let first_key = k1.clone();
+    let first = spawn_app_with(move |c| c.master_key = Some(SecretString::from(first_key))).await;
+    let receiver = Receiver::start().await;
+    let merchant_id = first.app.demo.as_ref().unwrap().merchant.id;
+    let (old, new) = ([1u8; 32], [2u8; 32]);
+    for key in [old, new] {
+        let (status, body) = first
+            .put(
+                &format!("/admin/merchants/{merchant_id}/webhook"),
+                ADMIN_TOKEN,
+                json!({"url": receiver.url("/hook"), "secret": format!("whsec_{}", B64.encode(key))}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    let (current, previous) = (k2.clone(), k1.clone());
+    let rotated = first
+        .another_instance(move |c| {
+            c.master_key = Some(SecretString::from(current));
+            c.previous_master_keys = Some(SecretString::from(previous));
+        })
+        .await;
+    rotated.token().await; // the imp_secret hash moves under the new key
+    let report = rotated.app.gateway.reseal_secrets().await.unwrap();
+    assert!(report.hashes_under_old_keys.is_empty(), "{report:?}");
+
+    let only_new = k2.clone();
+    let dropped = first
+        .another_instance(move |c| c.master_key = Some(SecretString::from(only_new)))
+        .await;
+    let gateway = &dropped.app.gateway;
+    assert_eq!(gateway.unknown_master_keys().await.unwrap(), None);
+    let token = dropped.token().await;
+    dropped.paid(&token, "rotated-master-key", 1000).await;
+    assert_eq!(gateway.deliver_due_webhooks(10).await.unwrap(), 1);
+    let got = receiver.requests();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].signers(&[&new, &old]), [0, 1], "both secrets open");
+
+    // A previous secret under a key nobody has: asked for while it signs, not once it is over.
+    let lost = MasterKey::from_config(Some(&SecretString::from(b64_key(3)))).unwrap();
+    let set_previous = |until: i64| {
+        format!(
+            "UPDATE merchants SET webhook_previous_secret_sealed = '{}', \
+             webhook_previous_secret_until = {until} WHERE id = {merchant_id}",
+            lost.seal(format!("whsec_{}", B64.encode(old)).as_bytes())
+        )
+    };
+    use sea_orm::ConnectionTrait;
+    let now = gateway.clock.unix();
+    gateway
+        .db
+        .write
+        .execute_unprepared(&set_previous(now + 3_600))
+        .await
+        .unwrap();
+    let unknown = gateway
+        .unknown_master_keys()
+        .await
+        .unwrap()
+        .expect("asked for");
+    assert!(
+        unknown.to_string().contains("previous webhook secret"),
+        "{unknown}"
+    );
+    gateway
+        .db
+        .write
+        .execute_unprepared(&set_previous(now - 1))
+        .await
+        .unwrap();
+    assert_eq!(gateway.unknown_master_keys().await.unwrap(), None);
+}

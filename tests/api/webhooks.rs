@@ -479,15 +479,22 @@ async fn webhook_settings_are_validated_and_operator_only() {
     )
     .await;
     assert_eq!(status, StatusCode::OK, "{body}");
+    let until = body["response"]["previous_secret_until"].clone();
+    assert!(
+        until.is_i64(),
+        "the 64-byte key signs beside it for a while: {body}"
+    );
     assert_eq!(
         body["response"],
-        json!({"merchant_id": id, "url": "https://shop.example/hook", "content_type": "json", "signed": true})
+        json!({"merchant_id": id, "url": "https://shop.example/hook", "content_type": "json",
+               "signed": true, "previous_secret_until": until})
     );
     // PUT replaces the whole setting: no secret = unsigned, null url = no default.
     let (_, body) = configure(&app, json!({"url": null})).await;
     assert_eq!(
         body["response"],
-        json!({"merchant_id": id, "url": null, "content_type": "json", "signed": false})
+        json!({"merchant_id": id, "url": null, "content_type": "json", "signed": false,
+               "previous_secret_until": null})
     );
 }
 
@@ -502,7 +509,8 @@ async fn an_operator_reads_a_merchants_webhook_settings_without_the_secret() {
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(
         body["response"],
-        json!({"merchant_id": id, "url": null, "content_type": "json", "signed": false})
+        json!({"merchant_id": id, "url": null, "content_type": "json", "signed": false,
+               "previous_secret_until": null})
     );
 
     let secret = format!("whsec_{}", B64.encode([9u8; 32]));
@@ -517,7 +525,8 @@ async fn an_operator_reads_a_merchants_webhook_settings_without_the_secret() {
     assert_eq!(body["response"], put["response"], "what the PUT answered");
     assert_eq!(
         body["response"],
-        json!({"merchant_id": id, "url": "https://shop.example/hook", "content_type": "form", "signed": true})
+        json!({"merchant_id": id, "url": "https://shop.example/hook", "content_type": "form",
+               "signed": true, "previous_secret_until": null})
     );
     let text = body.to_string();
     assert!(
@@ -542,6 +551,75 @@ async fn an_operator_reads_a_merchants_webhook_settings_without_the_secret() {
     assert_eq!(
         doc["paths"]["/admin/merchants/{id}/webhook"]["get"]["operationId"],
         "getWebhookSettings"
+    );
+}
+
+/// Standard Webhooks rotation: a replaced secret signs beside the new one for a day (the
+/// header lists both, the new one first), so receivers still verifying with the old key accept
+/// webhooks, retries included, while they switch. Sending the same key again (a PUT that
+/// changes only the URL) is no rotation and leaves the day as it was.
+#[tokio::test]
+async fn a_replaced_secret_keeps_signing_beside_the_new_one_for_a_day() {
+    let app = spawn_app().await;
+    let receiver = Receiver::start().await;
+    let (old, new) = ([1u8; 32], [2u8; 32]);
+    let settings = |path: &str, key: &[u8], prefix: &str| json!({"url": receiver.url(path), "secret": format!("{prefix}{}", B64.encode(key))});
+    let (_, body) = configure(&app, settings("/hook", &old, "whsec_")).await;
+    assert_eq!(
+        body["response"]["previous_secret_until"],
+        Value::Null,
+        "{body}"
+    );
+    let token = app.token().await;
+    let imp_uid = paid_payment(&app, &token, "wh-rotate", Value::Null).await;
+    enqueue(&app, &imp_uid, "paid", None).await;
+    assert_eq!(deliver(&app).await, 1);
+
+    let rotated_at = app.app.gateway.clock.unix();
+    let (status, body) = configure(&app, settings("/hook", &new, "whsec_")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let until = body["response"]["previous_secret_until"]
+        .as_i64()
+        .expect("until");
+    assert!(
+        (rotated_at + 86_400..=rotated_at + 86_410).contains(&until),
+        "{until}"
+    );
+    app.advance(3_600);
+    // The same key again, without its prefix, with another URL: the rotation stands.
+    let (_, body) = configure(&app, settings("/moved", &new, "")).await;
+    assert_eq!(body["response"]["previous_secret_until"], until, "{body}");
+    let id = demo_merchant_id(&app);
+    let path = format!("/admin/merchants/{id}/webhook");
+    let (_, read) = app.get(&path, Some(ADMIN_TOKEN)).await;
+    assert_eq!(read["response"]["previous_secret_until"], until, "{read}");
+    enqueue(&app, &imp_uid, "cancelled", Some("c1")).await;
+    assert_eq!(deliver(&app).await, 1);
+
+    app.advance(until - app.app.gateway.clock.unix() + 1);
+    let (_, read) = app.get(&path, Some(ADMIN_TOKEN)).await;
+    assert_eq!(
+        read["response"]["previous_secret_until"],
+        Value::Null,
+        "{read}"
+    );
+    enqueue(&app, &imp_uid, "cancelled", Some("c2")).await;
+    assert_eq!(deliver(&app).await, 1);
+
+    let keys: [&[u8]; 2] = [&new, &old];
+    let signers: Vec<(String, Vec<usize>)> = receiver
+        .requests()
+        .iter()
+        .map(|r| (r.path.clone(), r.signers(&keys)))
+        .collect();
+    assert_eq!(
+        signers,
+        [
+            ("/hook".to_string(), vec![1]),
+            ("/moved".to_string(), vec![0, 1]),
+            ("/moved".to_string(), vec![0]),
+        ],
+        "before, during and after the day"
     );
 }
 

@@ -24,6 +24,12 @@ pub struct Model {
     pub webhook_content_type: String,
     /// Standard Webhooks signing secret, sealed with the master key; None = unsigned webhooks.
     pub webhook_secret_sealed: Option<String>,
+    /// The secret `webhook_secret_sealed` replaced, sealed the same way: it signs beside the
+    /// current one until `webhook_previous_secret_until`, so receivers still verifying with it
+    /// keep accepting webhooks while they switch (docs/webhooks.md, rotation).
+    pub webhook_previous_secret_sealed: Option<String>,
+    /// Unix seconds after which the previous secret no longer signs.
+    pub webhook_previous_secret_until: Option<i64>,
     /// KCP batch group id (`bt_group_id`) for billing keys, as KCP assigned it; None: refused
     /// outside test mode, the sandbox's `{site_cd}1000001` in test mode (`Gateway::group_id`).
     pub kcp_group_id: Option<String>,
