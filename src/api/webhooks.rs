@@ -14,7 +14,7 @@ use super::envelope::{ok, Envelope};
 use super::error::{ApiError, ApiResult};
 use super::extract::{de, query_value, AdminCaller, Body, Path};
 use crate::app::AppState;
-use crate::service::webhooks::{DeliveryRecord, WebhookContentType, WebhookSettings};
+use crate::service::webhooks::{shown_url, DeliveryRecord, WebhookContentType, WebhookSettings};
 use crate::store::webhooks::DeliveryQuery;
 
 const MAX_LIST: u64 = 100;
@@ -32,6 +32,7 @@ pub fn routes() -> Router<AppState> {
 /// One HTTP attempt of a delivery.
 #[derive(Serialize, ToSchema)]
 pub struct WebhookAttemptView {
+    /// Query values and any password shown as `***`.
     pub url: String,
     pub attempted_at: i64,
     /// None when no HTTP answer came.
@@ -53,6 +54,8 @@ pub struct WebhookDeliveryView {
     pub merchant_uid: String,
     pub status: String,
     pub cancellation_id: Option<String>,
+    /// The target, query values and any password shown as `***` (they may carry the merchant's
+    /// own token); the POST goes to the whole URL.
     pub url: String,
     pub content_type: String,
     /// `pending`, `delivered` or `failed`.
@@ -77,7 +80,7 @@ impl From<DeliveryRecord> for WebhookDeliveryView {
             merchant_uid: d.merchant_uid,
             status: d.status,
             cancellation_id: d.cancellation_id,
-            url: d.url,
+            url: shown_url(&d.url),
             content_type: d.content_type,
             state: d.state,
             attempt_count: d.attempts,
@@ -90,7 +93,7 @@ impl From<DeliveryRecord> for WebhookDeliveryView {
                 .attempts
                 .into_iter()
                 .map(|a| WebhookAttemptView {
-                    url: a.url,
+                    url: shown_url(&a.url),
                     attempted_at: a.attempted_at,
                     http_status: a.http_status,
                     error: a.error,

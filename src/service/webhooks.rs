@@ -222,6 +222,33 @@ pub fn signature_header<S: AsRef<str>>(
         .join(" ")
 }
 
+/// A target URL as the delivery history shows and keeps it: each query value and any password
+/// replaced by `***`. iamport V1 webhooks are unsigned, so merchants often put a token of their
+/// own in the `notice_url`'s query; the delivery keeps the whole URL (it is what every retry
+/// POSTs to), but the attempts, kept for the retention, and the operator API never show it. A
+/// URL that does not parse (one never sent, recorded `failed`) is shown up to its query.
+pub fn shown_url(url: &str) -> String {
+    const MASK: &str = "***";
+    let Ok(mut parsed) = url::Url::parse(url) else {
+        return match url.split_once('?') {
+            Some((before, _)) => format!("{before}?{MASK}"),
+            None => url.to_string(),
+        };
+    };
+    if parsed.password().is_some() {
+        let _ = parsed.set_password(Some(MASK));
+    }
+    if parsed.query().is_some_and(|q| !q.is_empty()) {
+        let keys: Vec<String> = parsed.query_pairs().map(|(k, _)| k.into_owned()).collect();
+        let mut query = url::form_urlencoded::Serializer::new(String::new());
+        for key in keys {
+            query.append_pair(&key, MASK);
+        }
+        parsed.set_query(Some(&query.finish()));
+    }
+    parsed.to_string()
+}
+
 /// The Standard Webhooks message id of a delivery: stable across its retries.
 pub fn message_id(delivery_id: i64) -> String {
     format!("msg_{delivery_id}")
@@ -625,7 +652,7 @@ impl Gateway {
             &txn,
             webhook_attempt::ActiveModel {
                 delivery_id: Set(delivery.id),
-                url: Set(delivery.url.clone()),
+                url: Set(shown_url(&delivery.url)),
                 attempted_at: Set(attempted_at),
                 http_status: Set(sent.http_status.map(i32::from)),
                 error: Set(sent.error.clone()),
@@ -880,6 +907,33 @@ mod tests {
             r#"{"test": 2432232314}"#,
         );
         assert_eq!(sig, "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=");
+    }
+
+    #[test]
+    fn a_shown_url_masks_each_query_value_and_a_password_and_keeps_the_rest() {
+        for (url, shown) in [
+            (
+                "https://shop.example/hook?token=s3cret&shop=1",
+                "https://shop.example/hook?token=***&shop=***",
+            ),
+            (
+                "https://user:pw@shop.example:8443/a/b",
+                "https://user:***@shop.example:8443/a/b",
+            ),
+            ("https://shop.example/hook", "https://shop.example/hook"),
+            ("http://127.0.0.1:9/h?", "http://127.0.0.1:9/h?"),
+            (
+                "https://shop.example/h?flag",
+                "https://shop.example/h?flag=***",
+            ),
+            ("not a url?token=s3cret", "not a url?***"),
+            ("not a url", "not a url"),
+        ] {
+            assert_eq!(shown_url(url), shown, "{url}");
+        }
+        // Showing a shown URL again changes nothing (rows recorded before and after).
+        let once = shown_url("https://shop.example/hook?token=s3cret");
+        assert_eq!(shown_url(&once), once);
     }
 
     #[test]

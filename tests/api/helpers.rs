@@ -511,6 +511,7 @@ impl TestApp {
 #[derive(Debug, Clone)]
 pub struct Received {
     pub path: String,
+    pub query: Option<String>,
     pub headers: HeaderMap,
     pub body: String,
 }
@@ -582,6 +583,7 @@ impl Receiver {
                         let mut s = shared.lock().unwrap();
                         s.requests.push(Received {
                             path: uri.path().to_string(),
+                            query: uri.query().map(str::to_string),
                             headers,
                             body: String::from_utf8_lossy(&body).into_owned(),
                         });

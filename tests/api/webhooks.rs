@@ -623,6 +623,49 @@ async fn a_replaced_secret_keeps_signing_beside_the_new_one_for_a_day() {
     );
 }
 
+/// A `notice_url` may carry the merchant's own token in its query (V1 webhooks are unsigned):
+/// the POST goes to the whole URL, but the history (attempts kept for the retention) and the
+/// operator API show each query value as `***`.
+#[tokio::test]
+async fn a_notice_urls_query_is_sent_but_never_kept_in_the_history_or_shown() {
+    use openport::store::entity::webhook_attempt;
+    use sea_orm::EntityTrait;
+
+    let app = spawn_app().await;
+    let receiver = Receiver::start().await;
+    let token = app.token().await;
+    let body = json!({"merchant_uid": "wh-query", "amount": 1000,
+        "card_number": test_cards::SHINHAN_CREDIT, "expiry": future_expiry(),
+        "notice_url": receiver.url("/hook?token=merchant-s3cret&shop=7")});
+    let (_, paid) = app
+        .post("/subscribe/payments/onetime", Some(&token), body)
+        .await;
+    assert_eq!(paid["response"]["status"], "paid", "{paid}");
+    assert_eq!(deliver(&app).await, 1);
+
+    let got = receiver.requests();
+    assert_eq!(
+        got[0].query.as_deref(),
+        Some("token=merchant-s3cret&shop=7")
+    );
+    let (status, list) = app.get("/admin/webhooks", Some(ADMIN_TOKEN)).await;
+    assert_eq!(status, StatusCode::OK, "{list}");
+    let shown = receiver.url("/hook?token=***&shop=***");
+    assert_eq!(list["response"][0]["url"], shown.as_str(), "{list}");
+    assert_eq!(
+        list["response"][0]["attempts"][0]["url"],
+        shown.as_str(),
+        "{list}"
+    );
+    assert!(!list.to_string().contains("s3cret"), "{list}");
+    let attempts = webhook_attempt::Entity::find()
+        .all(&app.app.gateway.db.read)
+        .await
+        .unwrap();
+    assert_eq!(attempts.len(), 1);
+    assert_eq!(attempts[0].url, shown, "the history keeps no query value");
+}
+
 #[tokio::test]
 async fn nothing_is_sent_without_a_url_or_when_the_change_is_rolled_back() {
     let app = spawn_app().await;
