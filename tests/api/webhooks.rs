@@ -666,6 +666,48 @@ async fn a_notice_urls_query_is_sent_but_never_kept_in_the_history_or_shown() {
     assert_eq!(attempts[0].url, shown, "the history keeps no query value");
 }
 
+/// A cancel KCP reports (`TX05` here: cancelled in KCP's admin) and its inquiry bears out is
+/// announced `cancelled` with the recorded cancel's id, though the merchant asked for nothing
+/// (docs/webhooks.md event table).
+#[tokio::test]
+async fn a_cancel_kcp_reports_and_confirms_fires_cancelled_with_its_cancellation_id() {
+    let app = spawn_app().await;
+    let receiver = Receiver::start().await;
+    configure(&app, json!({"url": receiver.url("/kcp-cancel")})).await;
+    let token = app.token().await;
+    let imp_uid = paid_payment(&app, &token, "wh-kcp-cancel", Value::Null).await;
+    let tno = app.payment(&token, &imp_uid).await["pg_tid"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(app.sandbox.cancel_in_admin(&tno));
+    let acknowledged = app
+        .http
+        .post(app.url("/kcp/notify"))
+        .form(&[
+            ("site_cd", "T0000"),
+            ("tno", tno.as_str()),
+            ("tx_cd", "TX05"),
+            ("tx_tm", "20261204120000"),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(acknowledged.contains("value=\"0000\""), "{acknowledged}");
+
+    assert_eq!(deliver(&app).await, 1);
+    let p = app.payment(&token, &imp_uid).await;
+    assert_eq!(p["status"], "cancelled", "{p}");
+    assert_eq!(
+        json_body(&receiver.requests()[0]),
+        json!({"imp_uid": imp_uid, "merchant_uid": "wh-kcp-cancel", "status": "cancelled",
+               "cancellation_id": p["cancel_history"][0]["cancellation_id"]})
+    );
+}
+
 #[tokio::test]
 async fn nothing_is_sent_without_a_url_or_when_the_change_is_rolled_back() {
     let app = spawn_app().await;
@@ -1191,6 +1233,16 @@ async fn a_resend_after_a_stalled_workers_lease_ran_out_is_not_overwritten_by_it
     receiver.slow(Duration::ZERO);
     assert_eq!(deliver(&app).await, 1);
     assert_eq!(receiver.requests().len(), 2);
+    // The stalled POST happened: its attempt is in the history, though its result was not applied.
+    let list = history(&app, "").await;
+    let statuses: Vec<&Value> = list[0]["attempts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| &a["http_status"])
+        .collect();
+    assert_eq!(statuses, [&json!(400), &json!(200)], "{list:?}");
+    assert_eq!(list[0]["state"], "delivered");
 }
 
 #[tokio::test]
