@@ -67,25 +67,26 @@ impl WebhookWorker {
         self.per_merchant.get(&merchant_id).copied().unwrap_or(0)
     }
 
-    /// Claims due deliveries into the free slots, merchants at their cap left out of the listing,
-    /// and starts their POSTs. A listing that fills the free slots may leave more due, so it lists
-    /// again at once while slots are still free. Returns true when due deliveries may be left
-    /// waiting for a slot (a full listing, or rows skipped because their merchant reached its cap
-    /// meanwhile): the caller refills again as soon as a POST ends. Rows not taken are not
-    /// claimed, so another instance may take them.
+    /// Claims due deliveries into the free slots, merchants at their cap left out, and starts
+    /// their POSTs. Returns true when due deliveries may be left waiting for a slot (the claim
+    /// filled the free slots, or rows went back because their merchant reached its cap within
+    /// the batch): the caller refills again as soon as a POST ends. Rows not taken stay
+    /// unclaimed, or are given back at once, so another instance may take them.
+    ///
+    /// One statement claims the whole batch (on PostgreSQL `FOR UPDATE SKIP LOCKED`), so
+    /// instances claiming at once take disjoint rows. It used to list the oldest due rows and
+    /// claim them one by one: every instance listed the same ones, and one that lost every race
+    /// started nothing and waited for its next tick while a backlog was due.
     ///
     /// POSTs that have ended are collected first ([`Self::reap`]): one that ended but was not yet
     /// collected would otherwise still hold its slot and count against its merchant's cap.
     pub async fn refill(&mut self) -> ServiceResult<bool> {
+        let mut skipped = false;
         loop {
             self.reap();
             let free = PARALLEL_DELIVERIES.saturating_sub(self.running.len());
             if free == 0 {
                 return Ok(true);
-            }
-            // The claim refuses while the clock is off; this only spares the listing.
-            if self.gateway.clock_is_skewed() {
-                return Ok(false);
             }
             let capped: Vec<i64> = self
                 .per_merchant
@@ -93,21 +94,28 @@ impl WebhookWorker {
                 .filter(|(_, n)| **n >= MERCHANT_IN_FLIGHT)
                 .map(|(m, _)| *m)
                 .collect();
-            let due = self.gateway.due_webhooks(free as u64, &capped).await?;
-            let full = due.len() == free;
-            let (mut started, mut skipped) = (0, false);
-            for d in due {
-                if self.in_flight_for(d.merchant_id) >= MERCHANT_IN_FLIGHT {
-                    skipped = true;
-                    continue;
-                }
-                if let Some(claim) = self.gateway.claim_webhook(d.id).await? {
-                    self.start(d.merchant_id, claim);
-                    started += 1;
+            let claimed = self
+                .gateway
+                .claim_due_webhooks(free as u64, &capped)
+                .await?;
+            let full = claimed.len() == free;
+            let mut over_cap = Vec::new();
+            for (merchant_id, claim) in claimed {
+                if self.in_flight_for(merchant_id) >= MERCHANT_IN_FLIGHT {
+                    over_cap.push(claim);
+                } else {
+                    self.start(merchant_id, claim);
                 }
             }
-            // A full listing that started nothing went to other instances: not worth a loop.
-            if !full || started == 0 || self.running.len() >= PARALLEL_DELIVERIES {
+            let given_back = !over_cap.is_empty();
+            // Not given back, the rows wait for their lease to run out: late, not lost.
+            if let Err(e) = self.gateway.release_webhooks(over_cap).await {
+                tracing::warn!("webhook worker: claimed deliveries not given back: {e}");
+            }
+            // Rows went back with slots still free: claim again, the merchants now at their cap
+            // left out (each round caps one more merchant at least, so this ends).
+            skipped |= given_back;
+            if !(full && given_back) || self.running.len() >= PARALLEL_DELIVERIES {
                 return Ok(full || skipped);
             }
         }
@@ -124,7 +132,7 @@ impl WebhookWorker {
 
     /// Waits for a POST in flight to end, then collects every other one that has ended too
     /// (their results are recorded by then; failures are logged here). Returns whether that
-    /// freed a slot of a merchant that was at its cap, whose due rows the last listing left out;
+    /// freed a slot of a merchant that was at its cap, whose due rows the last claim left out;
     /// None when nothing is in flight. Cancel safe.
     ///
     /// All of them, not one: under load POSTs end faster than the worker wakes up, and a worker
@@ -187,12 +195,12 @@ impl WebhookWorker {
     }
 }
 
-/// How long the worker waits, once this instance has written a webhook, before listing: the
+/// How long the worker waits, once this instance has written a webhook, before claiming: the
 /// write's transaction commits after it (a group commit's p99 is a few milliseconds here).
 const COMMIT_GRACE: Duration = Duration::from_millis(100);
 
 /// Starts the worker, until `shutdown` turns true; the handle ends once the POSTs in flight have
-/// ended or been dropped ([`SHUTDOWN_GRACE`]). It lists due deliveries every resolver interval,
+/// ended or been dropped ([`SHUTDOWN_GRACE`]). It claims due deliveries every resolver interval,
 /// at once when POSTs end while deliveries are waiting for a slot, and [`COMMIT_GRACE`] after
 /// this instance wrote a webhook (`Gateway::webhooks_written`), so a webhook leaves within a
 /// fraction of a second rather than up to an interval later. Interval 0 means tests
@@ -219,12 +227,12 @@ pub fn spawn(
         let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
         ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let mut waiting = false;
-        // When to list for webhooks this instance wrote: COMMIT_GRACE after the first ring
-        // since the last such listing (later rings do not push it back).
+        // When to claim webhooks this instance wrote: COMMIT_GRACE after the first ring since
+        // the last such claim (later rings do not push it back).
         let mut written_due: Option<tokio::time::Instant> = None;
         let mut next_prune = Instant::now();
         loop {
-            let mut list_now = tokio::select! {
+            let mut claim_now = tokio::select! {
                 biased;
                 _ = stop.wait_for(|s| *s) => break,
                 freed = worker.finished(), if worker.in_flight() > 0 => {
@@ -235,17 +243,17 @@ pub fn spawn(
                 ), if written_due.is_some() => true,
                 _ = ticks.tick() => true,
                 () = gateway.webhooks_written.notified() => {
-                    // Rung while the write is still in its transaction: list once it has had
-                    // time to commit. One that takes longer is listed at the next tick.
+                    // Rung while the write is still in its transaction: claim once it has had
+                    // time to commit. One that takes longer is claimed at the next tick.
                     written_due.get_or_insert(tokio::time::Instant::now() + COMMIT_GRACE);
                     false
                 }
             };
             if written_due.is_some_and(|at| at <= tokio::time::Instant::now()) {
                 written_due = None;
-                list_now = true;
+                claim_now = true;
             }
-            if !list_now {
+            if !claim_now {
                 continue;
             }
             waiting = match worker.refill().await {

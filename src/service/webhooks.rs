@@ -538,14 +538,14 @@ impl Gateway {
     /// One run over what is due now: claims up to `limit` deliveries (each exactly once across
     /// all instances) and POSTs them, at most [`PARALLEL_DELIVERIES`] at a time, returning how
     /// many this instance attempted. Tests and tools step deliveries with it; `openport serve`
-    /// runs `jobs::webhooks`, which claims continuously on the same pieces ([`Self::due_webhooks`],
-    /// [`Self::claim_webhook`], [`Self::send_webhook`]) and caps each merchant's share.
+    /// runs `jobs::webhooks`, which claims batches continuously ([`Self::claim_due_webhooks`])
+    /// for [`Self::send_webhook`] and caps each merchant's share.
     pub async fn deliver_due_webhooks(&self, limit: u64) -> ServiceResult<usize> {
         // The claim refuses while the clock is off; this only spares the listing.
         if self.clock_is_skewed() {
             return Ok(0);
         }
-        let due = self.due_webhooks(limit, &[]).await?;
+        let due = self.due_webhooks(limit).await?;
         let mut running = tokio::task::JoinSet::new();
         let mut attempted = 0;
         for d in due {
@@ -562,23 +562,57 @@ impl Gateway {
     }
 
     /// Up to `limit` due deliveries of the merchants this instance runs (its mode's: a live
-    /// merchant's receivers are held to the live private-address rule), oldest due first, none
-    /// of `except_merchants`' (see
-    /// `store::webhooks::due_deliveries`). Listing claims nothing: another instance may take
-    /// any of them first.
-    pub async fn due_webhooks(
-        &self,
-        limit: u64,
-        except_merchants: &[i64],
-    ) -> ServiceResult<Vec<DueDelivery>> {
+    /// merchant's receivers are held to the live private-address rule), oldest due first.
+    /// Listing claims nothing: another instance may take any of them first.
+    pub async fn due_webhooks(&self, limit: u64) -> ServiceResult<Vec<DueDelivery>> {
         Ok(store::due_deliveries(
             &self.db.read,
             self.clock.unix(),
             limit,
             self.served_merchants(),
-            except_merchants,
         )
         .await?)
+    }
+
+    /// Claims up to `limit` due deliveries of the merchants this instance runs, none of
+    /// `except_merchants`', oldest due first, in one statement (on PostgreSQL skipping rows
+    /// another instance is claiming: `store::webhooks::claim_due_deliveries`). Each comes with
+    /// its merchant. Nothing while this host's clock is off the database's (see
+    /// [`Self::claim_webhook`]).
+    pub async fn claim_due_webhooks(
+        &self,
+        limit: u64,
+        except_merchants: &[i64],
+    ) -> ServiceResult<Vec<(i64, ClaimedWebhook)>> {
+        if self.clock_is_skewed() || limit == 0 {
+            return Ok(vec![]);
+        }
+        let now = self.clock.unix();
+        let lease = now + LEASE_SECS;
+        let claimed = store::claim_due_deliveries(
+            &self.db.write,
+            now,
+            lease,
+            limit,
+            self.served_merchants(),
+            except_merchants,
+        )
+        .await?;
+        Ok(claimed
+            .into_iter()
+            .map(|d| (d.merchant_id, ClaimedWebhook { id: d.id, lease }))
+            .collect())
+    }
+
+    /// Gives claimed deliveries back unsent: due again at once, for any instance.
+    pub async fn release_webhooks(&self, claims: Vec<ClaimedWebhook>) -> ServiceResult<()> {
+        // One claim statement made them all, so they share its lease.
+        let Some(lease) = claims.first().map(|c| c.lease) else {
+            return Ok(());
+        };
+        let ids: Vec<i64> = claims.iter().map(|c| c.id).collect();
+        store::release_deliveries(&self.db.write, &ids, lease).await?;
+        Ok(())
     }
 
     /// Claims and POSTs one delivery. Ok(false) when another worker holds it or it is not due.

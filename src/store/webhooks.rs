@@ -1,8 +1,8 @@
 //! Webhook outbox rows and delivery attempts.
-use sea_orm::sea_query::Expr;
+use sea_orm::sea_query::{Expr, LockBehavior, LockType, SimpleExpr};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DbErr, EntityTrait, QueryFilter,
-    QueryOrder, QuerySelect, QueryTrait, Set,
+    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DbBackend, DbErr, EntityTrait,
+    FromQueryResult, QueryFilter, QueryOrder, QuerySelect, QueryTrait, Set, Statement,
 };
 
 use super::entity::{merchant, webhook_attempt, webhook_delivery};
@@ -22,7 +22,7 @@ pub async fn delivery_by_id(
 }
 
 /// A pending delivery whose next attempt is due and that no worker holds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, FromQueryResult)]
 pub struct DueDelivery {
     pub id: i64,
     /// Known before the claim, so a worker can keep to its per-merchant cap without taking a
@@ -30,20 +30,15 @@ pub struct DueDelivery {
     pub merchant_id: i64,
 }
 
-/// Due deliveries, oldest due first, leaving out those of `except_merchants`: a worker names the
-/// merchants already at its cap, so a merchant with a long queue cannot fill the list with rows
-/// the worker would only skip while everyone else's wait behind them.
-pub async fn due_deliveries(
-    db: &impl ConnectionTrait,
+/// Pending deliveries due at `now` that no worker holds, of the `served` merchants but none of
+/// `except_merchants`' (a worker names those at its cap, so a merchant with a long queue cannot
+/// fill a batch with rows the worker would only give back), oldest due first.
+fn due(
     now: i64,
-    limit: u64,
     served: super::billing::ServedMerchants,
     except_merchants: &[i64],
-) -> Result<Vec<DueDelivery>, DbErr> {
+) -> sea_orm::Select<webhook_delivery::Entity> {
     let mut due = webhook_delivery::Entity::find()
-        .select_only()
-        .column(webhook_delivery::Column::Id)
-        .column(webhook_delivery::Column::MerchantId)
         .filter(webhook_delivery::Column::State.eq("pending"))
         .filter(webhook_delivery::Column::NextAttemptAt.lte(now))
         .filter(webhook_delivery::Column::LeaseUntil.lt(now));
@@ -53,9 +48,21 @@ pub async fn due_deliveries(
     if !except_merchants.is_empty() {
         due = due.filter(webhook_delivery::Column::MerchantId.is_not_in(except_merchants.to_vec()));
     }
-    let rows: Vec<(i64, i64)> = due
-        .order_by_asc(webhook_delivery::Column::NextAttemptAt)
+    due.order_by_asc(webhook_delivery::Column::NextAttemptAt)
         .order_by_asc(webhook_delivery::Column::Id)
+}
+
+/// Up to `limit` due deliveries, oldest due first, claiming none.
+pub async fn due_deliveries(
+    db: &impl ConnectionTrait,
+    now: i64,
+    limit: u64,
+    served: super::billing::ServedMerchants,
+) -> Result<Vec<DueDelivery>, DbErr> {
+    let rows: Vec<(i64, i64)> = due(now, served, &[])
+        .select_only()
+        .column(webhook_delivery::Column::Id)
+        .column(webhook_delivery::Column::MerchantId)
         .limit(limit)
         .into_tuple()
         .all(db)
@@ -64,6 +71,95 @@ pub async fn due_deliveries(
         .into_iter()
         .map(|(id, merchant_id)| DueDelivery { id, merchant_id })
         .collect())
+}
+
+/// Claims up to `limit` due deliveries (oldest due first, none of `except_merchants`') in one
+/// statement, leasing them until `lease_until`, and returns them. On PostgreSQL the rows are
+/// picked `FOR UPDATE SKIP LOCKED`, so instances claiming at the same moment take disjoint
+/// batches: with a listing followed by claims, every instance listed the same oldest rows, and
+/// one that lost every race had claimed nothing though a backlog was due. A row another claim
+/// committed meanwhile is re-checked by the sub-select against its latest version and dropped.
+/// SQLite has one writer and no row locks: the UPDATE with its sub-select is atomic as it is.
+pub async fn claim_due_deliveries(
+    db: &impl ConnectionTrait,
+    now: i64,
+    lease_until: i64,
+    limit: u64,
+    served: super::billing::ServedMerchants,
+    except_merchants: &[i64],
+) -> Result<Vec<DueDelivery>, DbErr> {
+    let backend = db.get_database_backend();
+    let which = due_batch(backend, now, limit, served, except_merchants);
+    let mut claimed = DueDelivery::find_by_statement(claim_statement(backend, lease_until, which))
+        .all(db)
+        .await?;
+    // RETURNING comes in no particular order; ids grow with the time a row was written.
+    claimed.sort_by_key(|d| d.id);
+    Ok(claimed)
+}
+
+/// The ids a batch claim takes: the `limit` oldest due deliveries, locked (as
+/// `store::billing::claim_due_schedules` does, for the same reasons).
+fn due_batch(
+    backend: DbBackend,
+    now: i64,
+    limit: u64,
+    served: super::billing::ServedMerchants,
+    except_merchants: &[i64],
+) -> SimpleExpr {
+    let ids = due(now, served, except_merchants)
+        .select_only()
+        .column(webhook_delivery::Column::Id)
+        .limit(limit)
+        .lock_with_behavior(LockType::Update, LockBehavior::SkipLocked)
+        .into_query();
+    match backend {
+        // An InitPlan evaluated once, not a semi-join that may run the sub-select per candidate
+        // row and lock `limit` more each time (see store::billing::due_batch).
+        DbBackend::Postgres => Expr::cust_with_exprs(
+            "$1 = ANY(ARRAY $2)",
+            [
+                Expr::col((webhook_delivery::Entity, webhook_delivery::Column::Id)).into(),
+                SimpleExpr::SubQuery(None, Box::new(ids.into_sub_query_statement())),
+            ],
+        ),
+        _ => webhook_delivery::Column::Id.in_subquery(ids),
+    }
+}
+
+fn claim_statement(backend: DbBackend, lease_until: i64, which: SimpleExpr) -> Statement {
+    let mut update = webhook_delivery::Entity::update_many()
+        .col_expr(
+            webhook_delivery::Column::LeaseUntil,
+            Expr::value(lease_until),
+        )
+        .filter(which)
+        .into_query();
+    update.returning(sea_orm::sea_query::Query::returning().columns([
+        webhook_delivery::Column::Id,
+        webhook_delivery::Column::MerchantId,
+    ]));
+    backend.build(&update)
+}
+
+/// Gives back deliveries this worker claimed with `lease_until` and will not send (their
+/// merchant reached the worker's cap within the batch): due again at once, for any instance. A
+/// row someone else holds (its lease is not this one) is left alone.
+pub async fn release_deliveries(
+    db: &impl ConnectionTrait,
+    ids: &[i64],
+    lease_until: i64,
+) -> Result<u64, DbErr> {
+    if ids.is_empty() {
+        return Ok(0);
+    }
+    let res = webhook_delivery::Entity::update_many()
+        .col_expr(webhook_delivery::Column::LeaseUntil, Expr::value(0i64))
+        .filter(webhook_delivery::Column::Id.is_in(ids.to_vec()))
+        .filter(webhook_delivery::Column::LeaseUntil.eq(lease_until))
+        .exec(db)
+        .await?;
+    Ok(res.rows_affected)
 }
 
 /// Takes the lease on a due delivery: a conditional UPDATE, so across any number of instances
@@ -198,6 +294,41 @@ pub async fn prune_finished(db: &super::Writer, before: i64, limit: u64) -> Resu
         .await?;
     txn.commit().await?;
     Ok(gone.rows_affected)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Pins the shape that bounds a batch on PostgreSQL and skips rows another claim holds
+    /// locked; the behaviour is tested against both databases in tests/api/webhooks.rs.
+    #[test]
+    fn a_batch_claim_selects_its_rows_once_and_skips_locked_ones_on_postgres() {
+        let sql = |backend| {
+            let which = due_batch(
+                backend,
+                5,
+                4,
+                super::super::billing::ServedMerchants::All,
+                &[7],
+            );
+            claim_statement(backend, 125, which).to_string()
+        };
+        let due = r#""webhook_deliveries"."state" = 'pending' AND "webhook_deliveries"."next_attempt_at" <= 5 AND "webhook_deliveries"."lease_until" < 5 AND "webhook_deliveries"."merchant_id" NOT IN (7)"#;
+        let order = r#"ORDER BY "webhook_deliveries"."next_attempt_at" ASC, "webhook_deliveries"."id" ASC LIMIT 4"#;
+        assert_eq!(
+            sql(DbBackend::Postgres),
+            format!(
+                r#"UPDATE "webhook_deliveries" SET "lease_until" = 125 WHERE "webhook_deliveries"."id" = ANY(ARRAY (SELECT "webhook_deliveries"."id" FROM "webhook_deliveries" WHERE {due} {order} FOR UPDATE SKIP LOCKED)) RETURNING "id", "merchant_id""#
+            )
+        );
+        assert_eq!(
+            sql(DbBackend::Sqlite),
+            format!(
+                r#"UPDATE "webhook_deliveries" SET "lease_until" = 125 WHERE "webhook_deliveries"."id" IN (SELECT "webhook_deliveries"."id" FROM "webhook_deliveries" WHERE {due} {order} ) RETURNING "id", "merchant_id""#
+            )
+        );
+    }
 }
 
 /// Filters of the operator's delivery history; every field narrows the result.

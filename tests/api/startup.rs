@@ -557,12 +557,7 @@ async fn an_instance_in_test_mode_leaves_a_live_merchants_due_schedules_and_webh
     test.advance(11);
     assert_eq!(test.app.gateway.run_due_schedules(10).await.unwrap(), 0);
     assert!(
-        test.app
-            .gateway
-            .due_webhooks(10, &[])
-            .await
-            .unwrap()
-            .is_empty(),
+        test.app.gateway.due_webhooks(10).await.unwrap().is_empty(),
         "the live merchant's webhook is left to a live instance"
     );
     let schedule = openport::store::billing::schedule_by_uid(

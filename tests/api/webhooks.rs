@@ -1560,10 +1560,119 @@ async fn a_steady_stream_of_webhooks_leaves_as_fast_as_it_is_written_while_payme
     ids.sort();
     ids.dedup();
     assert_eq!(ids.len(), N, "each webhook delivered once");
+}
+
+/// Instances claiming at once take disjoint batches: on PostgreSQL rows another instance's claim
+/// holds locked are skipped (`FOR UPDATE SKIP LOCKED`), and the worker fills its slots from the
+/// rows after them. It used to list the oldest due rows, the same ones every instance listed,
+/// and claim them one by one: here it waited on the first locked row for as long as the lock
+/// was held, and an instance that lost every race started nothing until its next tick.
+#[tokio::test]
+async fn a_worker_claims_past_the_rows_another_instance_is_claiming() {
+    use openport::jobs::webhooks::WebhookWorker;
+    use openport::store::entity::webhook_delivery;
+    use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter};
+
+    let app = spawn_app().await;
+    if !app.database_url.starts_with("postgres") {
+        return; // SQLite has one writer and no row locks
+    }
+    let receiver = Receiver::start().await;
+    // Held long enough to see which rows the worker's POSTs hold leased.
+    receiver.slow(Duration::from_secs(2));
+    configure(&app, json!({"url": receiver.url("/claim")})).await;
+    let token = app.token().await;
+    let imp_uid = paid_payment(&app, &token, "wh-skip-locked", Value::Null).await;
+    for i in 0..32 {
+        enqueue(&app, &imp_uid, "cancelled", Some(&format!("c{i:02}"))).await;
+    }
+    let gw = &app.app.gateway;
+    // Another instance's claim, under way: the 16 oldest rows locked.
+    let other = gw.db.write.begin().await.unwrap();
+    other
+        .execute_unprepared(
+            "SELECT id FROM webhook_deliveries ORDER BY next_attempt_at, id LIMIT 16 FOR UPDATE",
+        )
+        .await
+        .unwrap();
+
+    let mut worker = WebhookWorker::new(gw.clone());
+    let waiting = tokio::time::timeout(Duration::from_secs(10), worker.refill())
+        .await
+        .expect("the worker does not wait for the other claim")
+        .unwrap();
+    assert!(waiting, "more of the merchant's rows are due than its cap");
+    assert_eq!(worker.in_flight(), MERCHANT_IN_FLIGHT);
+    let leased = webhook_delivery::Entity::find()
+        .filter(webhook_delivery::Column::LeaseUntil.gt(0))
+        .all(&gw.db.read)
+        .await
+        .unwrap();
+    let mut claimed: Vec<&str> = leased
+        .iter()
+        .map(|d| d.cancellation_id.as_deref().unwrap())
+        .collect();
+    claimed.sort();
     assert_eq!(
-        history(&app, "?state=delivered").await.len(),
-        100,
-        "the list's page"
+        claimed,
+        ["c16", "c17", "c18", "c19"],
+        "the oldest rows not locked; those over the cap given back"
     );
-    assert!(history(&app, "?state=pending").await.is_empty());
+    other.rollback().await.unwrap();
+    worker.wind_down(Duration::from_secs(10)).await;
+    assert_eq!(receiver.requests().len(), MERCHANT_IN_FLIGHT);
+}
+
+/// Three instances' own workers (not test-driven passes) deliver each webhook once: their batch
+/// claims never overlap, and rows one gives back (its merchant at the cap) go to any of them.
+#[tokio::test]
+async fn three_instances_workers_deliver_each_webhook_exactly_once() {
+    use openport::store::entity::webhook_attempt;
+    use sea_orm::{EntityTrait, PaginatorTrait};
+
+    // Few connections each: three instances with 16 POSTs in flight each would otherwise open
+    // dozens, and PostgreSQL's limit is shared with every other test running meanwhile.
+    let worker = |c: &mut openport::config::Config| {
+        c.resolver.interval_ms = 50;
+        c.database_pool_size = 8;
+    };
+    let first = spawn_app_with(worker).await;
+    let token = first.token().await;
+    // Paid before the merchant has a URL: the payment itself announces nothing.
+    let imp_uid = paid_payment(&first, &token, "wh-three-workers", Value::Null).await;
+    let receiver = Receiver::start().await;
+    receiver.slow(Duration::from_millis(5));
+    configure(&first, json!({"url": receiver.url("/three")})).await;
+    let mut others = Vec::new();
+    for _ in 0..2 {
+        others.push(first.another_instance(worker).await);
+    }
+    const N: usize = 150;
+    for i in 0..N {
+        enqueue(&first, &imp_uid, "cancelled", Some(&format!("c{i}"))).await;
+    }
+    within_fifteen_seconds("every webhook delivered", async || {
+        history(&first, "?state=pending").await.is_empty()
+    })
+    .await;
+
+    let mut ids: Vec<String> = receiver
+        .requests()
+        .iter()
+        .map(|r| {
+            json_body(r)["cancellation_id"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(ids.len(), N, "each webhook POSTed once");
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), N, "every webhook delivered");
+    let attempts = webhook_attempt::Entity::find()
+        .count(&first.app.gateway.db.read)
+        .await
+        .unwrap();
+    assert_eq!(attempts, N as u64);
 }
