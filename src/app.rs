@@ -255,6 +255,7 @@ impl App {
         };
 
         let (shutdown, mut stop) = tokio::sync::watch::channel(false);
+        crate::jobs::merchant_changes::spawn(&gateway, &config.database_url, &shutdown);
         let mut scheduler = None;
         let mut webhooks = None;
         if config.resolver.interval_ms > 0 {

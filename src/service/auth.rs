@@ -70,6 +70,9 @@ const MERCHANT_TTL: Duration = Duration::from_secs(60);
 pub struct TokenCache {
     tokens: RwLock<HashMap<String, CachedToken>>,
     merchants: RwLock<HashMap<i64, (Arc<merchant::Model>, Instant)>>,
+    /// Counts [`Self::forget_merchant`]s: a row read from the database before one is not cached
+    /// after it (it may be the version the change replaced).
+    forgotten: std::sync::atomic::AtomicU64,
 }
 
 #[derive(Clone, Copy)]
@@ -113,6 +116,31 @@ impl TokenCache {
     fn put_merchant(&self, m: Arc<merchant::Model>, now: Instant) {
         if let Ok(mut map) = self.merchants.write() {
             map.insert(m.id, (m, now));
+        }
+    }
+    fn forgotten(&self) -> u64 {
+        self.forgotten.load(std::sync::atomic::Ordering::SeqCst)
+    }
+    /// Caches a row read from the database, unless a row was forgotten since `forgotten` (read
+    /// before the read began): the read may have raced the change that made it forgotten.
+    fn put_merchant_read(&self, m: Arc<merchant::Model>, now: Instant, forgotten: u64) {
+        if let Ok(mut map) = self.merchants.write() {
+            if self.forgotten() == forgotten {
+                map.insert(m.id, (m, now));
+            }
+        }
+    }
+    /// Drops merchant `id`'s cached row (every merchant's with None), so the next use reads it.
+    pub fn forget_merchant(&self, id: Option<i64>) {
+        if let Ok(mut map) = self.merchants.write() {
+            self.forgotten
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            match id {
+                Some(id) => {
+                    map.remove(&id);
+                }
+                None => map.clear(),
+            }
         }
     }
 }
@@ -343,18 +371,33 @@ impl Gateway {
         if let Some(m) = self.tokens.merchant(id, Instant::now()) {
             return Ok(Some(m));
         }
+        let forgotten = self.tokens.forgotten();
         let Some(m) = merchants::by_id(&self.db.read, id).await? else {
             return Ok(None);
         };
         let m = Arc::new(m);
-        self.tokens.put_merchant(m.clone(), Instant::now());
+        self.tokens
+            .put_merchant_read(m.clone(), Instant::now(), forgotten);
         Ok(Some(m))
     }
 
-    /// Replaces the cached row after this instance changed it, so the change applies here at once
-    /// (other instances read it again within [`MERCHANT_TTL`]).
-    pub(super) fn remember_merchant(&self, m: merchant::Model) {
+    /// Replaces the cached row after this instance changed it, so the change applies here at once,
+    /// and tells the other instances on PostgreSQL to drop theirs (`jobs::merchant_changes`);
+    /// otherwise they read it again within [`MERCHANT_TTL`].
+    pub(super) async fn remember_merchant(&self, m: merchant::Model) {
+        let id = m.id;
         self.tokens.put_merchant(Arc::new(m), Instant::now());
+        if let Err(e) = merchants::announce_change(&self.db.write, id).await {
+            tracing::warn!(
+                merchant_id = id,
+                "other instances not told of a merchant change (they read it again within a minute): {e}"
+            );
+        }
+    }
+
+    /// Drops a merchant's cached row (every merchant's with None): another instance changed it.
+    pub fn forget_merchant(&self, id: Option<i64>) {
+        self.tokens.forget_merchant(id);
     }
 }
 
@@ -383,6 +426,25 @@ mod tests {
             kcp_group_id: None,
             kcp_api_base: None,
         })
+    }
+
+    #[test]
+    fn a_forgotten_merchant_row_is_read_again_and_one_read_before_it_was_forgotten_is_not_kept() {
+        let cache = TokenCache::default();
+        let t0 = Instant::now();
+        cache.put_merchant(merchant(7), t0);
+        cache.put_merchant(merchant(8), t0);
+        let before = cache.forgotten();
+        cache.forget_merchant(Some(7));
+        assert!(cache.merchant(7, t0).is_none());
+        assert!(cache.merchant(8, t0).is_some(), "only the changed merchant");
+        // A read that began before the change was announced may hold the old row.
+        cache.put_merchant_read(merchant(7), t0, before);
+        assert!(cache.merchant(7, t0).is_none());
+        cache.put_merchant_read(merchant(7), t0, cache.forgotten());
+        assert!(cache.merchant(7, t0).is_some());
+        cache.forget_merchant(None);
+        assert!(cache.merchant(7, t0).is_none() && cache.merchant(8, t0).is_none());
     }
 
     #[test]

@@ -383,8 +383,10 @@ impl Gateway {
     /// The merchant's webhook settings from the merchant row cache (`auth`), not a database read
     /// per payment: a payment's outcome is written with one statement on PostgreSQL, and this read
     /// was a round trip of its own. A change made on this instance applies at once (the cache is
-    /// refreshed by [`Self::set_webhook_settings`]); one made on another instance applies here
-    /// within a minute, like every other merchant setting.
+    /// refreshed by [`Self::set_webhook_settings`]); one made on another instance on PostgreSQL as
+    /// soon as its announcement arrives (`jobs::merchant_changes`), at the latest once the cached
+    /// row is a minute old. An event resolved here before that uses the old settings: with no URL
+    /// before, it writes no webhook (docs/webhooks.md).
     async fn merchant_target(&self, payment: &payment::Model) -> Result<MerchantTarget, DbErr> {
         let m = self
             .cached_merchant(payment.merchant_id)
@@ -495,7 +497,7 @@ impl Gateway {
         )
         .await?;
         let settings = WebhookSettings::of(&m, now);
-        self.remember_merchant(m);
+        self.remember_merchant(m).await;
         Ok(settings)
     }
 

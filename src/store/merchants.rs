@@ -28,6 +28,27 @@ pub async fn by_id(db: &impl ConnectionTrait, id: i64) -> Result<Option<merchant
     merchant::Entity::find_by_id(id).one(db).await
 }
 
+/// The PostgreSQL notification channel on which an instance announces that it changed a
+/// merchant's row (payload: the merchant id), so the others drop their cached copy
+/// (`jobs::merchant_changes`).
+pub const CHANGED_CHANNEL: &str = "openport_merchant_changed";
+
+/// Tells the other instances on this PostgreSQL database that merchant `id` changed; nothing on
+/// SQLite, whose database one instance serves. Delivered once the change is committed (call it
+/// after), to the instances listening then.
+pub async fn announce_change(db: &impl ConnectionTrait, id: i64) -> Result<(), DbErr> {
+    if db.get_database_backend() != sea_orm::DbBackend::Postgres {
+        return Ok(());
+    }
+    db.execute(sea_orm::Statement::from_sql_and_values(
+        sea_orm::DbBackend::Postgres,
+        "SELECT pg_notify($1, $2)",
+        [CHANGED_CHANNEL.into(), id.to_string().into()],
+    ))
+    .await?;
+    Ok(())
+}
+
 pub async fn by_imp_code(
     db: &impl ConnectionTrait,
     code: &str,

@@ -708,6 +708,46 @@ async fn a_cancel_kcp_reports_and_confirms_fires_cancelled_with_its_cancellation
     );
 }
 
+/// Targets are resolved when the event happens, from the merchant row each instance caches for
+/// a minute: a webhook URL set for the first time on one instance used to reach the others only
+/// when their copy expired, and the events they recorded meanwhile wrote no webhook (lost, not
+/// late). On PostgreSQL the instance that changes the setting announces it, and the others drop
+/// their copy at once.
+#[tokio::test]
+async fn a_webhook_url_set_on_one_instance_applies_on_another_without_waiting_for_its_cache() {
+    let first = spawn_app().await;
+    if !first.database_url.starts_with("postgres") {
+        return; // one instance per SQLite database
+    }
+    let second = first.another_instance(|_| {}).await;
+    let receiver = Receiver::start().await;
+    let token = second.token().await;
+    let imp_uid = paid_payment(&second, &token, "wh-fresh-settings", Value::Null).await;
+    let gw = &second.app.gateway;
+    let payment = openport::store::payments::by_imp_uid(&gw.db.read, None, &imp_uid)
+        .await
+        .unwrap()
+        .unwrap();
+    let targets = || async {
+        gw.webhooks_announcing(&payment, "paid")
+            .await
+            .unwrap()
+            .len()
+    };
+    assert_eq!(targets().await, 0, "no URL yet (and the row is cached)");
+
+    let (status, body) = configure(&first, json!({"url": receiver.url("/fresh")})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while targets().await == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the second instance still has no URL 10 s after it was set"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 #[tokio::test]
 async fn nothing_is_sent_without_a_url_or_when_the_change_is_rolled_back() {
     let app = spawn_app().await;
@@ -1634,7 +1674,7 @@ async fn three_instances_workers_deliver_each_webhook_exactly_once() {
     // dozens, and PostgreSQL's limit is shared with every other test running meanwhile.
     let worker = |c: &mut openport::config::Config| {
         c.resolver.interval_ms = 50;
-        c.database_pool_size = 8;
+        c.database_pool_size = 4;
     };
     let first = spawn_app_with(worker).await;
     let token = first.token().await;
