@@ -16,7 +16,10 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 
 /// Whether `ip` is an address on the public internet, as opposed to this host, a private network,
-/// link-local, shared (carrier-grade NAT), multicast, documentation or otherwise reserved ranges.
+/// link-local, shared (carrier-grade NAT), multicast, documentation or otherwise special-purpose
+/// ranges: those of IANA's IPv4 and IPv6 Special-Purpose Address Registries that are not globally
+/// reachable, and every address that embeds another one or reaches it through a relay (an IPv4
+/// address is judged as itself, whichever way it is written).
 pub fn is_public(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(v4) => is_public_v4(v4),
@@ -39,21 +42,29 @@ fn is_public_v4(ip: Ipv4Addr) -> bool {
         || a == 0                                  // "this network"
         || (a == 100 && (64..128).contains(&b))   // shared address space (RFC 6598)
         || (a == 192 && b == 0 && c == 0)         // IETF protocol assignments
+        || (a == 192 && b == 88 && c == 99)       // 6to4 relay anycast (RFC 7526): any relay's
         || (a == 198 && (b == 18 || b == 19))     // benchmarking
         || a >= 240) // reserved
 }
 
+/// Only global unicast (`2000::/3`) is routed on the internet; everything outside it is
+/// loopback, unspecified, IPv4-mapped or -compatible, NAT64 (`64:ff9b::/96`, and the local-use
+/// `64:ff9b:1::/48`: the translator reaches whatever IPv4 address is embedded, private ones
+/// included), discard-only (`100::/64`), segment-routing SIDs (`5f00::/16`), unique-local,
+/// link-local, site-local, multicast or reserved. Inside it, the special-purpose blocks that are
+/// not globally reachable are refused too.
 fn is_public_v6(ip: Ipv6Addr) -> bool {
-    let first = ip.segments()[0];
-    !(ip.is_unspecified()
-        || ip.is_loopback()
-        || ip.is_multicast()
-        || ip.is_unique_local()
-        || ip.is_unicast_link_local()
-        || (first & 0xffc0) == 0xfec0              // site-local (deprecated, still routable inside)
-        || (first == 0x2001 && ip.segments()[1] == 0x0db8) // documentation
-        || (first == 0x0064 && ip.segments()[1] == 0xff9b) // NAT64, embeds an IPv4 address
-        || ip.to_ipv4().is_some_and(|v4| !is_public_v4(v4))) // IPv4-compatible (deprecated)
+    let [first, second, ..] = ip.segments();
+    let global_unicast = (first & 0xe000) == 0x2000;
+    // IETF protocol assignments (2001::/23): Teredo (2001::/32, relayed to an IPv4 address it
+    // embeds), benchmarking, ORCHID…
+    let ietf = first == 0x2001 && second < 0x0200;
+    // RFC 3849 (2001:db8::/32) and RFC 9637 (3fff::/20).
+    let documentation =
+        (first == 0x2001 && second == 0x0db8) || (first == 0x3fff && second < 0x1000);
+    // 6to4 (2002::/16): relayed to the IPv4 address it embeds.
+    let six_to_four = first == 0x2002;
+    global_unicast && !(ietf || documentation || six_to_four)
 }
 
 /// Err with the reason when `url` names a literal address that is not public.
@@ -195,6 +206,28 @@ mod tests {
             "::ffff:10.0.0.1",
             "::ffff:169.254.169.254",
             "64:ff9b::a00:1",
+            // Special-purpose ranges (IANA registries) and addresses that reach an embedded IPv4
+            // address through a relay or translator, whatever that address is.
+            "192.88.99.1",
+            "192.88.99.255",
+            "64:ff9b::808:808",
+            "64:ff9b:1::a00:1",
+            "2002:a00:1::1",
+            "2002:808:808::1",
+            "2001::1",
+            "2001:0:4136:e378:8000:63bf:3fff:fdd2",
+            "2001:2::1",
+            "2001:10::1",
+            "2001:1ff:ffff::1",
+            "3fff::1",
+            "3fff:fff:ffff::1",
+            "100::1",
+            "100:0:0:1::1",
+            "5f00::1",
+            "::8.8.8.8",
+            "::a00:1",
+            "4000::1",
+            "::2",
         ] {
             assert!(!is_public(ip.parse().unwrap()), "{ip} counted as public");
         }
@@ -208,7 +241,14 @@ mod tests {
             "172.32.0.1",
             "100.128.0.1",
             "203.0.114.1",
+            "192.88.100.1",
+            "192.88.98.255",
             "2606:4700::1111",
+            "2001:200::1",
+            "2001:4860:4860::8888",
+            "2a00:1450:4001::1",
+            "3fff:1000::1",
+            "2620:4f:8000::1",
             "::ffff:8.8.8.8",
         ] {
             assert!(is_public(ip.parse().unwrap()), "{ip} counted as private");
@@ -220,6 +260,8 @@ mod tests {
         assert!(refuse_private_literal("http://127.0.0.1:8080/hook").is_err());
         assert!(refuse_private_literal("http://[::1]/hook").is_err());
         assert!(refuse_private_literal("http://169.254.169.254/latest/meta-data").is_err());
+        assert!(refuse_private_literal("http://[2002:a9fe:a9fe::]/latest/meta-data").is_err());
+        assert!(refuse_private_literal("http://[64:ff9b::a9fe:a9fe]/").is_err());
         assert!(refuse_private_literal("https://8.8.8.8/hook").is_ok());
         assert!(refuse_private_literal("https://merchant.example/hook").is_ok());
     }
