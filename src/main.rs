@@ -281,10 +281,7 @@ async fn main() -> anyhow::Result<()> {
     match cli.command.unwrap_or(Command::Serve(Common::default())) {
         Command::Serve(common) => serve(load(&common)?).await,
         Command::Migrate(common) => {
-            let config = load(&common)?;
-            init_tracing(config.log_format == "json", LogTo::Stderr);
-            let db = openport::store::Db::connect(&config.database_url).await?;
-            db.migrate().await?;
+            database_only(&common).await?;
             println!("migrations applied");
             Ok(())
         }
@@ -380,6 +377,16 @@ async fn stop_signal() {
 
 /// The gateway without its HTTP server, background jobs or embedded sandbox: for operator commands
 /// (which may still call KCP with the configured settings, as `attempt confirm-absent` does).
+/// The configuration and the migrated database, for the operator commands that need nothing else
+/// (no KCP, no background work, no listener). Logs go to stderr, as for every operator command.
+async fn database_only(common: &Common) -> anyhow::Result<(Config, openport::store::Db)> {
+    let config = load(common)?;
+    init_tracing(config.log_format == "json", LogTo::Stderr);
+    let db = openport::store::Db::connect(&config.database_url).await?;
+    db.migrate().await?;
+    Ok((config, db))
+}
+
 async fn offline_app(common: &Common) -> anyhow::Result<App> {
     let mut config = load(common)?;
     init_tracing(config.log_format == "json", LogTo::Stderr);
@@ -538,13 +545,10 @@ async fn merchant(cmd: MerchantCommand) -> anyhow::Result<()> {
             imp_code,
             json,
         } => {
-            let config = load(&common)?;
-            init_tracing(config.log_format == "json", LogTo::Stderr);
             // The database and the master key alone: a full start is refused while a hash is
             // under a key that is gone, which is what this command mends.
+            let (config, db) = database_only(&common).await?;
             let secrets = openport::app::master_key(&config)?;
-            let db = openport::store::Db::connect(&config.database_url).await?;
-            db.migrate().await?;
             let renewed = new_imp_secret(&db, &secrets, &imp_code)
                 .await
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -575,11 +579,8 @@ async fn merchant(cmd: MerchantCommand) -> anyhow::Result<()> {
             imp_code,
             kcp_group_id,
         } => {
-            let config = load(&common)?;
-            init_tracing(config.log_format == "json", LogTo::Stderr);
-            // The database alone, as `new-secret`: nothing sealed is read or written.
-            let db = openport::store::Db::connect(&config.database_url).await?;
-            db.migrate().await?;
+            // The database alone: nothing sealed is read or written.
+            let (_, db) = database_only(&common).await?;
             let m = set_kcp_group_id(&db, &imp_code, &kcp_group_id)
                 .await
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -592,9 +593,7 @@ async fn merchant(cmd: MerchantCommand) -> anyhow::Result<()> {
             Ok(())
         }
         MerchantCommand::List { common } => {
-            let config = load(&common)?;
-            let db = openport::store::Db::connect(&config.database_url).await?;
-            db.migrate().await?;
+            let (_, db) = database_only(&common).await?;
             for m in openport::store::merchants::all(&db.read).await? {
                 // `id` last, so the columns before it stay where scripts found them; it is what
                 // the operator routes take (`/admin/merchants/{id}/webhook`).
