@@ -142,7 +142,7 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
     config.sandbox.listen = "127.0.0.1:0".parse().unwrap();
     // In memory, as before the state file: a test that wants one names it.
     config.sandbox.state_file = Some(String::new());
-    config.resolver.interval_ms = 0; // tests drive the resolver themselves
+    config.background_jobs = false; // tests drive the resolver, scheduler and webhooks themselves
     config.resolver.settle_secs = SETTLE_SECS;
     config.kcp.timeout_ms = KCP_TIMEOUT_MS;
     config.kcp.site_cd = Some("T0000".into());

@@ -1506,7 +1506,11 @@ async fn a_run_that_lost_its_schedule_before_the_charge_opened_charges_nothing()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_shutdown_waits_for_the_scheduled_charges_in_flight_to_be_recorded() {
     use kcp_sandbox::{paths, Fault, FaultRule};
-    let app = spawn_app_with(|c| c.resolver.interval_ms = 50).await;
+    let app = spawn_app_with(|c| {
+        c.background_jobs = true;
+        c.resolver.interval_ms = 50;
+    })
+    .await;
     let token = app.token().await;
     register(&app, &token, "s-stop", test_cards::SHINHAN_CREDIT).await;
     app.sandbox
