@@ -820,7 +820,8 @@ pub async fn rearm_schedule(
     at: i64,
     now: i64,
 ) -> Result<bool, DbErr> {
-    let res = rearm(id, at, now)
+    let res = rearm(id, now)
+        .col_expr(schedule::Column::ScheduleAt, Expr::value(at))
         .col_expr(schedule::Column::Status, Expr::value("scheduled"))
         .col_expr(schedule::Column::LeaseUntil, Expr::value(0))
         .exec(db)
@@ -831,14 +832,17 @@ pub async fn rearm_schedule(
 /// Re-arms a failed or revoked schedule and claims it for this instance until `lease_until`, in
 /// one conditional UPDATE (`…/retry`): re-armed and then claimed in two steps, the schedule was
 /// due in between, so the background scheduler could take it and the retry answered "not run".
-/// None when the schedule is not failed or revoked.
+/// Its `schedule_at` stays: a retry runs the schedule now (OpenAPI: "즉시 결제 재시도") without
+/// scheduling it for another time as `…/reschedule` does, so it stays where range listings put it,
+/// and `executed_at` tells when it ran; a claim needs no due time. None when the schedule is not
+/// failed or revoked.
 pub async fn rearm_and_claim(
     db: &impl ConnectionTrait,
     id: i64,
     now: i64,
     lease_until: i64,
 ) -> Result<Option<schedule::Model>, DbErr> {
-    let mut update = rearm(id, now, now)
+    let mut update = rearm(id, now)
         .col_expr(schedule::Column::Status, Expr::value("executing"))
         .col_expr(schedule::Column::LeaseUntil, Expr::value(lease_until))
         .into_query();
@@ -848,11 +852,10 @@ pub async fn rearm_and_claim(
         .await
 }
 
-/// The UPDATE that clears a failed or revoked schedule's last run and sets it due at `at`; the
-/// caller sets its status and lease.
-fn rearm(id: i64, at: i64, now: i64) -> sea_orm::UpdateMany<schedule::Entity> {
+/// The UPDATE that clears a failed or revoked schedule's last run; the caller sets its status, its
+/// lease, and its time when it is scheduled again.
+fn rearm(id: i64, now: i64) -> sea_orm::UpdateMany<schedule::Entity> {
     schedule::Entity::update_many()
-        .col_expr(schedule::Column::ScheduleAt, Expr::value(at))
         .col_expr(
             schedule::Column::ImpUid,
             Expr::value(Option::<String>::None),

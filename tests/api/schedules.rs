@@ -513,6 +513,52 @@ async fn a_declined_scheduled_charge_is_recorded_failed_and_can_be_retried_or_re
     assert!(body["response"]["imp_uid"].is_null());
 }
 
+/// OpenAPI: `…/retry` charges a failed (or revoked) schedule now ("즉시 결제 재시도"); unlike
+/// `…/reschedule` it does not schedule it for another time. The schedule keeps the time it was
+/// scheduled for, where range listings find it, and `executed_at` tells when the retry ran.
+#[tokio::test]
+async fn a_retry_charges_now_and_keeps_the_time_the_schedule_was_made_for() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    register(&app, &token, "s-keep", test_cards::INSUFFICIENT_LIMIT).await;
+    let at = now() + 10;
+    schedule(&app, &token, json!({"customer_uid": "s-keep", "schedules": [{"merchant_uid": "keep-1", "schedule_at": at, "amount": 1000}]})).await;
+    app.advance(11);
+    app.app.gateway.run_due_schedules(10).await.unwrap();
+    app.advance(86_400);
+    let token = app.token().await;
+
+    let (_, p) = app
+        .post(
+            "/subscribe/payments/schedule/keep-1/retry",
+            Some(&token),
+            json!({}),
+        )
+        .await;
+
+    assert_eq!(p["code"], 0, "{p}");
+    let (_, body) = app
+        .get("/subscribe/payments/schedule/keep-1", Some(&token))
+        .await;
+    let s = &body["response"];
+    assert_eq!(s["schedule_at"], at, "{body}");
+    assert_eq!(s["imp_uid"], p["response"]["imp_uid"], "{body}");
+    assert!(
+        s["executed_at"].as_i64().unwrap() >= at + 86_400,
+        "the retry's time: {body}"
+    );
+    let (status, page) = app
+        .get(
+            &format!(
+                "/subscribe/payments/schedule?schedule_from={at}&schedule_to={}",
+                at + 1
+            ),
+            Some(&token),
+        )
+        .await;
+    assert_eq!(listed(status, &page), ["keep-1"]);
+}
+
 #[tokio::test]
 async fn a_schedule_whose_instance_died_after_claiming_it_is_finished_by_another() {
     let app = spawn_app().await;
