@@ -288,6 +288,12 @@ impl Gateway {
     ) -> ServiceResult<PaymentRecord> {
         let now = self.clock.unix();
         let s = self.schedule(m, merchant_uid).await?;
+        // The state first: a schedule that could not be retried anyway (pending, running, paid)
+        // is the OpenAPI's 400 whatever became of its customer, not the 404 below. The claim
+        // checks the state again, atomically.
+        if !rearmable(&s) {
+            return Err(not_rearmable("재시도"));
+        }
         // iamport: 404 "존재하지 않는 결제예약 혹은 빌링키" — nothing is re-armed, charged or
         // announced for a customer whose key was deleted (which revoked the schedule).
         if billing::active_key(&self.db.read, m.id, &s.customer_uid)
@@ -654,6 +660,16 @@ fn not_rearmable(what: &str) -> ServiceError {
     ServiceError::BadRequest(format!(
         "실패했거나 취소된 결제예약만 {what}할 수 있습니다. (아직 실행되지 않았거나, 실행 중이거나, 승인된 결제예약)"
     ))
+}
+
+/// Whether `s` may be scheduled again or retried: its charge failed, or it was revoked (the
+/// condition `billing::rearm_schedule` and `billing::rearm_and_claim` write under).
+fn rearmable(s: &schedule::Model) -> bool {
+    match s.status.as_str() {
+        "executed" => s.payment_status.as_deref() == Some("failed"),
+        "revoked" => true,
+        _ => false,
+    }
 }
 
 /// True when `p` is the charge a run of schedule `s` made (possibly by an instance that lost its

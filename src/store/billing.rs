@@ -853,7 +853,8 @@ pub async fn rearm_and_claim(
 }
 
 /// The UPDATE that clears a failed or revoked schedule's last run; the caller sets its status, its
-/// lease, and its time when it is scheduled again.
+/// lease, and its time when it is scheduled again. (`service::schedules::rearmable` is the same
+/// condition, read from a schedule the service holds.)
 fn rearm(id: i64, now: i64) -> sea_orm::UpdateMany<schedule::Entity> {
     schedule::Entity::update_many()
         .col_expr(

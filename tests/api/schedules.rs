@@ -1677,6 +1677,40 @@ async fn a_retry_of_a_schedule_whose_billing_key_was_deleted_is_a_404_and_charge
     assert!(app.sandbox.ledger().is_empty());
 }
 
+/// A paid schedule is not retried whatever became of its customer: the OpenAPI's 400 (an approved
+/// schedule) is the answer, not the 404 of a deleted billing key, which is for a schedule that
+/// could otherwise be retried. PUT answers the same 400.
+#[tokio::test]
+async fn a_paid_schedule_of_a_deleted_customer_is_refused_for_its_state_with_a_400() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    register(&app, &token, "s-paidgone", test_cards::SHINHAN_CREDIT).await;
+    schedule(&app, &token, json!({"customer_uid": "s-paidgone", "schedules": [{"merchant_uid": "pg-1", "schedule_at": now() + 10, "amount": 1000}]})).await;
+    app.advance(11);
+    assert_eq!(app.app.gateway.run_due_schedules(10).await.unwrap(), 1);
+    let token = app.token().await;
+    let deleted = crate::billing::delete_customer(&app, &token, "s-paidgone").await;
+    assert_eq!(deleted["code"], 0, "{deleted}");
+
+    let (retried, body) = app
+        .post(
+            "/subscribe/payments/schedule/pg-1/retry",
+            Some(&token),
+            json!({}),
+        )
+        .await;
+    assert_eq!(retried, reqwest::StatusCode::BAD_REQUEST, "{body}");
+    let (moved, body) = app
+        .put(
+            "/subscribe/payments/schedule/pg-1",
+            &token,
+            json!({"schedule_at": now() + 1000}),
+        )
+        .await;
+    assert_eq!(moved, reqwest::StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(app.sandbox.ledger().len(), 1);
+}
+
 /// ScheduleResult's `customer_id` (iamport's OpenAPI) is the schedule request's, else the billing
 /// key's, as the schedule's buyer fields are; `promotion_id` is there, null.
 #[tokio::test]
