@@ -304,9 +304,14 @@ impl Gateway {
                 "존재하지 않는 결제예약 혹은 빌링키입니다.".into(),
             ));
         }
-        let Some(claimed) =
-            billing::rearm_and_claim(&self.db.write, s.id, now, now + self.schedule_lease_secs())
-                .await?
+        let Some(claimed) = billing::rearm_and_claim(
+            &self.db.write,
+            s.id,
+            now,
+            now + self.schedule_lease_secs(),
+            billing::new_claim_token(),
+        )
+        .await?
         else {
             return Err(not_rearmable("재시도"));
         };
@@ -421,10 +426,7 @@ impl Gateway {
         s: schedule::Model,
     ) -> ServiceResult<Option<FinishedSchedule>> {
         let now = self.clock.unix();
-        let mut claim = HeldSchedule {
-            id: s.id,
-            held_until: s.lease_until,
-        };
+        let claim = HeldSchedule::of(&s);
         if let Some(imp_uid) = &s.imp_uid {
             match payments::by_imp_uid(&self.db.write, Some(s.merchant_id), imp_uid).await? {
                 Some(p) => return self.answer_with(claim, p).await,
@@ -442,10 +444,9 @@ impl Gateway {
         // is extended before the charge starts, or the schedule is left to that instance.
         if s.lease_until - now <= self.charge_hold_secs() {
             let renewed = now + self.schedule_lease_secs();
-            if !billing::renew_lease(&self.db.write, s.id, s.lease_until, renewed).await? {
+            if !billing::renew_lease(&self.db.write, claim, renewed).await? {
                 return Ok(None);
             }
-            claim.held_until = renewed;
         }
         let m = self.merchant(s.merchant_id).await?;
         let order = ChargeOrder {
@@ -640,7 +641,7 @@ impl Gateway {
     }
 
     async fn release_schedule(&self, claim: HeldSchedule, retry_at: i64) -> ServiceResult<()> {
-        billing::release_schedule(&self.db.write, claim.id, claim.held_until, retry_at).await?;
+        billing::release_schedule(&self.db.write, claim, retry_at).await?;
         Ok(())
     }
 }
@@ -686,7 +687,7 @@ fn recorded(claim: HeldSchedule, p: &payment::Model, executed_at: i64) -> Finish
     let (payment_status, fail_reason) = schedule_outcome(p);
     FinishedSchedule {
         id: claim.id,
-        held_until: claim.held_until,
+        token: claim.token,
         imp_uid: Some(p.imp_uid.clone()),
         payment_status,
         fail_reason: fail_reason.map(str::to_owned),
@@ -719,7 +720,7 @@ fn unopened(
 ) -> FinishedSchedule {
     FinishedSchedule {
         id: claim.id,
-        held_until: claim.held_until,
+        token: claim.token,
         imp_uid: imp_uid.map(str::to_owned),
         payment_status: "failed",
         fail_reason: Some(reason.to_owned()),

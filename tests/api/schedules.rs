@@ -808,11 +808,11 @@ async fn a_batch_claimed_by_a_dead_instance_is_taken_over_after_its_lease_and_no
     assert_each_charged_once(&app, 10).await;
 }
 
-/// The lease value a claim wrote is the holder's token: after a takeover the former holder can
-/// no longer extend it (and so does not start a charge the new holder is making).
+/// A claim's token identifies the holder: after a takeover the former holder can no longer extend
+/// the lease (and so does not start a charge the new holder is making).
 #[tokio::test]
 async fn a_lease_taken_over_by_another_instance_cannot_be_renewed_by_its_former_holder() {
-    use openport::store::billing::{claim_due_schedules, renew_lease};
+    use openport::store::billing::{claim_due_schedules, renew_lease, HeldSchedule};
     let app = spawn_app().await;
     let token = app.token().await;
     register(&app, &token, "s-renew", test_cards::SHINHAN_CREDIT).await;
@@ -822,9 +822,8 @@ async fn a_lease_taken_over_by_another_instance_cannot_be_renewed_by_its_former_
     let first = claim_due_schedules(db, ServedMerchants::All, t, t + 120, 10)
         .await
         .unwrap();
-    assert!(renew_lease(db, first[0].id, t + 120, t + 150)
-        .await
-        .unwrap());
+    let former = HeldSchedule::of(&first[0]);
+    assert!(renew_lease(db, former, t + 150).await.unwrap());
     assert!(
         claim_due_schedules(db, ServedMerchants::All, t + 140, t + 260, 10)
             .await
@@ -835,10 +834,8 @@ async fn a_lease_taken_over_by_another_instance_cannot_be_renewed_by_its_former_
         .await
         .unwrap();
     assert_eq!(second.len(), 1, "taken over once the renewed lease ran out");
-    assert!(!renew_lease(db, first[0].id, t + 150, t + 300)
-        .await
-        .unwrap());
-    assert!(renew_lease(db, second[0].id, t + 271, t + 300)
+    assert!(!renew_lease(db, former, t + 300).await.unwrap());
+    assert!(renew_lease(db, HeldSchedule::of(&second[0]), t + 300)
         .await
         .unwrap());
 }
@@ -849,7 +846,7 @@ async fn a_lease_taken_over_by_another_instance_cannot_be_renewed_by_its_former_
 #[tokio::test]
 async fn a_former_holder_cannot_overwrite_the_result_of_the_instance_that_took_over() {
     use openport::store::billing::{
-        claim_due_schedules, finish_schedules, release_schedule, FinishedSchedule,
+        claim_due_schedules, finish_schedules, release_schedule, FinishedSchedule, HeldSchedule,
     };
     let app = spawn_app().await;
     let token = app.token().await;
@@ -864,10 +861,10 @@ async fn a_former_holder_cannot_overwrite_the_result_of_the_instance_that_took_o
         .await
         .unwrap();
     assert_eq!((former.len(), current.len()), (2, 2));
-    let outcome = |id, held_until, imp_uid: &str, payment_status, fail_reason: Option<&str>| {
+    let outcome = |hold: HeldSchedule, imp_uid: &str, payment_status, fail_reason: Option<&str>| {
         FinishedSchedule {
-            id,
-            held_until,
+            id: hold.id,
+            token: hold.token,
             imp_uid: Some(imp_uid.into()),
             payment_status,
             fail_reason: fail_reason.map(Into::into),
@@ -875,15 +872,23 @@ async fn a_former_holder_cannot_overwrite_the_result_of_the_instance_that_took_o
         }
     };
     let (first, second) = (current[0].id, current[1].id);
+    let former_first = former.iter().find(|s| s.id == first).unwrap();
     assert!(
-        !release_schedule(db, first, t + 120, t + 150).await.unwrap(),
+        !release_schedule(db, HeldSchedule::of(former_first), t + 150)
+            .await
+            .unwrap(),
         "the former holder no longer gives it back"
     );
     let mut recorded = finish_schedules(
         db,
         &[
-            outcome(first, t + 241, "imp_current", "paid", None),
-            outcome(second, t + 241, "imp_second", "failed", Some("declined")),
+            outcome(HeldSchedule::of(&current[0]), "imp_current", "paid", None),
+            outcome(
+                HeldSchedule::of(&current[1]),
+                "imp_second",
+                "failed",
+                Some("declined"),
+            ),
         ],
     )
     .await
@@ -894,8 +899,7 @@ async fn a_former_holder_cannot_overwrite_the_result_of_the_instance_that_took_o
         finish_schedules(
             db,
             &[outcome(
-                first,
-                t + 120,
+                HeldSchedule::of(former_first),
                 "imp_former",
                 "failed",
                 Some("declined")
@@ -1182,6 +1186,42 @@ async fn payments_of(
         .collect()
 }
 
+/// Makes the database refuse every write that records schedule `merchant_uid` as executed, as a
+/// failed write would: the outcome of its run never reaches the schedule. Undone by
+/// [`allow_recording_outcomes`].
+async fn refuse_recording_outcomes(app: &TestApp, merchant_uid: &str) {
+    let when = format!("NEW.status = 'executed' AND NEW.merchant_uid = '{merchant_uid}'");
+    let statements = if app.database_url.starts_with("postgres") {
+        vec![
+            format!(
+                "CREATE FUNCTION refuse_outcomes() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
+                 IF {when} THEN RAISE EXCEPTION 'injected failure'; END IF; RETURN NEW; END $$"
+            ),
+            "CREATE TRIGGER refuse_outcomes BEFORE UPDATE ON schedules FOR EACH ROW \
+             EXECUTE FUNCTION refuse_outcomes()"
+                .to_string(),
+        ]
+    } else {
+        vec![format!(
+            "CREATE TRIGGER refuse_outcomes BEFORE UPDATE ON schedules WHEN {when} \
+             BEGIN SELECT RAISE(ABORT, 'injected failure'); END"
+        )]
+    };
+    crate::billing::execute(app, statements).await;
+}
+
+async fn allow_recording_outcomes(app: &TestApp) {
+    let statements = if app.database_url.starts_with("postgres") {
+        vec![
+            "DROP TRIGGER refuse_outcomes ON schedules".to_string(),
+            "DROP FUNCTION refuse_outcomes()".to_string(),
+        ]
+    } else {
+        vec!["DROP TRIGGER refuse_outcomes".to_string()]
+    };
+    crate::billing::execute(app, statements).await;
+}
+
 /// The webhooks written for a merchant_uid with `status`.
 async fn webhooks_of(app: &TestApp, merchant_uid: &str, status: &str) -> u64 {
     use openport::store::entity::webhook_delivery;
@@ -1207,7 +1247,8 @@ async fn until_the_charge_is_at_kcp(app: &TestApp) {
 
 /// Sets a schedule back to what a run leaves when it charged and its outcome never reached the
 /// schedule (the process stopped, the write failed): claimed, its lease run out, naming the
-/// payment its charge opened, nothing recorded.
+/// payment its charge opened, nothing recorded. The claim is another instance's (a token of its
+/// own), as after a takeover.
 async fn lose_the_recorded_outcome(app: &TestApp, merchant_uid: &str, lease_until: i64) {
     use openport::store::entity::schedule;
     use sea_orm::sea_query::Expr;
@@ -1227,6 +1268,10 @@ async fn lose_the_recorded_outcome(app: &TestApp, merchant_uid: &str, lease_unti
             Expr::value(Option::<i64>::None),
         )
         .col_expr(schedule::Column::LeaseUntil, Expr::value(lease_until))
+        .col_expr(
+            schedule::Column::ClaimToken,
+            Expr::value(openport::store::billing::new_claim_token()),
+        )
         .filter(schedule::Column::MerchantUid.eq(merchant_uid))
         .exec(&app.app.gateway.db.write)
         .await
@@ -1544,6 +1589,78 @@ async fn a_run_that_lost_its_schedule_before_the_charge_opened_charges_nothing()
         ("executing", taken_over, None)
     );
     assert_eq!(app.sandbox.ledger().len(), 1);
+    app.assert_ledger_agrees().await;
+}
+
+/// Each claim has a token of its own, also two claims within one second: a scheduler run that
+/// claimed a schedule which the merchant then revoked and retried within that second cannot open
+/// a charge for it. Here the retry's charge is declined (which frees the merchant_uid) and its
+/// outcome is not yet on the schedule when the run reaches it (the write fails, which holds open
+/// the moment between the retry's charge and its record). With the lease's end as the token the
+/// run matched the retry's claim: it charged the customer the retry had just answered "failed",
+/// and the schedule showed that charge.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claim_revoked_and_retried_within_its_second_charges_nothing() {
+    use kcp_sandbox::{paths, Fault, FaultRule};
+    // KCP may take a few seconds (the run waits behind a slow charge): the timeout is longer
+    // than that, and the settle delay longer than three timeouts, as the config requires.
+    let app = spawn_app_with(|c| {
+        c.scheduler.concurrency = 1;
+        c.kcp.timeout_ms = 10_000;
+        c.resolver.settle_secs = 40;
+    })
+    .await;
+    let token = app.token().await;
+    register(&app, &token, "s-same", test_cards::SHINHAN_CREDIT).await;
+    schedule_many(&app, &token, "s-same", "same", 2, now() + 10).await;
+    app.advance(11);
+    app.stop_clock();
+    // same-0 (1000) is at KCP for a while; same-1 (1001), claimed in the same batch, waits.
+    app.sandbox.inject(
+        FaultRule::new(paths::HUB_PAYMENT, Fault::Delay { ms: 4000 }).when("amount", "1000"),
+    );
+    let gateway = app.app.gateway.clone();
+    let run = tokio::spawn(async move { gateway.run_due_schedules(10).await });
+    until_the_charge_is_at_kcp(&app).await;
+
+    let (_, revoked) = app
+        .post(
+            "/subscribe/payments/unschedule",
+            Some(&token),
+            json!({"customer_uid": "s-same", "merchant_uid": "same-1"}),
+        )
+        .await;
+    assert_eq!(revoked["code"], 0, "{revoked}");
+    refuse_recording_outcomes(&app, "same-1").await;
+    app.sandbox.inject(
+        FaultRule::new(
+            paths::HUB_PAYMENT,
+            Fault::Refuse {
+                code: "8888".into(),
+                message: "거절".into(),
+            },
+        )
+        .when("amount", "1001"),
+    );
+    app.post(
+        "/subscribe/payments/schedule/same-1/retry",
+        Some(&token),
+        json!({}),
+    )
+    .await;
+    assert_eq!(run.await.unwrap().unwrap(), 1, "same-0 only");
+
+    allow_recording_outcomes(&app).await;
+    app.advance(121);
+    app.app.gateway.run_due_schedules(10).await.unwrap();
+    let charges = payments_of(&app, "same-1").await;
+    assert_eq!(charges.len(), 1, "the retry's charge only: {charges:?}");
+    let (_, s) = app
+        .get("/subscribe/payments/schedule/same-1", Some(&token))
+        .await;
+    assert_eq!(s["response"]["payment_status"], "failed", "{s}");
+    assert_eq!(s["response"]["imp_uid"], charges[0].imp_uid.as_str(), "{s}");
+    assert_eq!(app.sandbox.ledger().len(), 1, "same-0's approval only");
     app.assert_ledger_agrees().await;
 }
 
@@ -2108,10 +2225,7 @@ async fn a_runs_failure_gives_way_to_a_live_payment_of_its_merchant_uid_being_in
     schedule(&app, &token, json!({"customer_uid": "s-race", "schedules": [{"merchant_uid": "race-1", "schedule_at": at, "amount": 1000}]})).await;
     let claimed = claimed_by_a_dead_instance(&app.app.gateway.db.write, at + 1, 10).await;
     assert_eq!(claimed.len(), 1);
-    let hold = openport::store::billing::HeldSchedule {
-        id: claimed[0].id,
-        held_until: claimed[0].lease_until,
-    };
+    let hold = openport::store::billing::HeldSchedule::of(&claimed[0]);
     // Rows shaped from a real payment: one live for race-1 (another writer's, not committed yet),
     // and the run's failure for it.
     let paid = app.paid(&token, "race-template", 1000).await;
