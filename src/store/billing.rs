@@ -741,6 +741,38 @@ impl HeldSchedule {
     }
 }
 
+/// Gives up a claim whose run opened no charge, the schedule restored to `prior` (as it was
+/// before the claim: failed or revoked, with its last run): for `…/retry`, which answers that the
+/// retry failed, so nothing may run the schedule later. Only while `hold` holds it and it names no
+/// payment; false otherwise (the claim ended, or its charge opened and the schedule follows that
+/// payment).
+pub async fn give_up_claim(
+    db: &impl ConnectionTrait,
+    hold: HeldSchedule,
+    prior: &schedule::Model,
+) -> Result<bool, DbErr> {
+    let res = schedule::Entity::update_many()
+        .col_expr(schedule::Column::Status, Expr::value(prior.status.as_str()))
+        .col_expr(schedule::Column::ImpUid, Expr::value(prior.imp_uid.clone()))
+        .col_expr(
+            schedule::Column::PaymentStatus,
+            Expr::value(prior.payment_status.clone()),
+        )
+        .col_expr(
+            schedule::Column::FailReason,
+            Expr::value(prior.fail_reason.clone()),
+        )
+        .col_expr(schedule::Column::ExecutedAt, Expr::value(prior.executed_at))
+        .col_expr(schedule::Column::RevokedAt, Expr::value(prior.revoked_at))
+        .col_expr(schedule::Column::LeaseUntil, Expr::value(prior.lease_until))
+        .col_expr(schedule::Column::UpdatedAt, Expr::value(prior.updated_at))
+        .filter(held(hold.id, hold.token))
+        .filter(schedule::Column::ImpUid.is_null())
+        .exec(db)
+        .await?;
+    Ok(res.rows_affected == 1)
+}
+
 /// Records on a held schedule the imp_uid of the charge being opened for it; false (nothing
 /// written) when the holder lost the schedule (taken over after its lease, or revoked). Called
 /// inside the write that opens the charge (`payments::open_charge`) or records a run that failed

@@ -1186,40 +1186,48 @@ async fn payments_of(
         .collect()
 }
 
-/// Makes the database refuse every write that records schedule `merchant_uid` as executed, as a
-/// failed write would: the outcome of its run never reaches the schedule. Undone by
-/// [`allow_recording_outcomes`].
-async fn refuse_recording_outcomes(app: &TestApp, merchant_uid: &str) {
-    let when = format!("NEW.status = 'executed' AND NEW.merchant_uid = '{merchant_uid}'");
+/// Makes the database refuse the writes `event` (e.g. `UPDATE ON schedules`) of rows for which
+/// the SQL condition `when` (on `NEW`) holds, as a failed write would, until [`allow_writes`]
+/// takes the trigger `name` away.
+async fn refuse_writes(app: &TestApp, name: &str, event: &str, when: &str) {
     let statements = if app.database_url.starts_with("postgres") {
         vec![
             format!(
-                "CREATE FUNCTION refuse_outcomes() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
+                "CREATE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
                  IF {when} THEN RAISE EXCEPTION 'injected failure'; END IF; RETURN NEW; END $$"
             ),
-            "CREATE TRIGGER refuse_outcomes BEFORE UPDATE ON schedules FOR EACH ROW \
-             EXECUTE FUNCTION refuse_outcomes()"
-                .to_string(),
+            format!("CREATE TRIGGER {name} BEFORE {event} FOR EACH ROW EXECUTE FUNCTION {name}()"),
         ]
     } else {
         vec![format!(
-            "CREATE TRIGGER refuse_outcomes BEFORE UPDATE ON schedules WHEN {when} \
+            "CREATE TRIGGER {name} BEFORE {event} WHEN {when} \
              BEGIN SELECT RAISE(ABORT, 'injected failure'); END"
         )]
     };
     crate::billing::execute(app, statements).await;
 }
 
-async fn allow_recording_outcomes(app: &TestApp) {
+async fn allow_writes(app: &TestApp, name: &str, table: &str) {
     let statements = if app.database_url.starts_with("postgres") {
         vec![
-            "DROP TRIGGER refuse_outcomes ON schedules".to_string(),
-            "DROP FUNCTION refuse_outcomes()".to_string(),
+            format!("DROP TRIGGER {name} ON {table}"),
+            format!("DROP FUNCTION {name}()"),
         ]
     } else {
-        vec!["DROP TRIGGER refuse_outcomes".to_string()]
+        vec![format!("DROP TRIGGER {name}")]
     };
     crate::billing::execute(app, statements).await;
+}
+
+/// Makes the database refuse every write that records schedule `merchant_uid` as executed: the
+/// outcome of its run never reaches the schedule. Undone by [`allow_recording_outcomes`].
+async fn refuse_recording_outcomes(app: &TestApp, merchant_uid: &str) {
+    let when = format!("NEW.status = 'executed' AND NEW.merchant_uid = '{merchant_uid}'");
+    refuse_writes(app, "refuse_outcomes", "UPDATE ON schedules", &when).await;
+}
+
+async fn allow_recording_outcomes(app: &TestApp) {
+    allow_writes(app, "refuse_outcomes", "schedules").await;
 }
 
 /// The webhooks written for a merchant_uid with `status`.
@@ -1592,6 +1600,132 @@ async fn a_run_that_lost_its_schedule_before_the_charge_opened_charges_nothing()
     app.assert_ledger_agrees().await;
 }
 
+/// A declined first run of `merchant_uid` (one schedule of `customer_uid`, whose card is good):
+/// KCP refuses that one charge.
+async fn a_failed_schedule(app: &TestApp, token: &str, customer_uid: &str, merchant_uid: &str) {
+    use kcp_sandbox::{paths, Fault, FaultRule};
+    register(app, token, customer_uid, test_cards::SHINHAN_CREDIT).await;
+    let body = schedule(app, token, json!({"customer_uid": customer_uid, "schedules": [{"merchant_uid": merchant_uid, "schedule_at": now() + 10, "amount": 1000, "notice_url": NOTICE_URL}]})).await;
+    assert_eq!(body["code"], 0, "{body}");
+    app.sandbox.inject(FaultRule::new(
+        paths::HUB_PAYMENT,
+        Fault::Refuse {
+            code: "8888".into(),
+            message: "거절".into(),
+        },
+    ));
+    app.advance(11);
+    app.app.gateway.run_due_schedules(10).await.unwrap();
+    let (_, s) = app
+        .get(
+            &format!("/subscribe/payments/schedule/{merchant_uid}"),
+            Some(token),
+        )
+        .await;
+    assert_eq!(s["response"]["payment_status"], "failed", "{s}");
+}
+
+/// Once a retry's charge has its outcome, that payment is the answer even when recording it on
+/// the schedule fails: an HTTP 500 there told a merchant whose customer was just charged that
+/// nothing happened (a charge of its own with a new merchant_uid then charged twice). The
+/// schedule is left claimed (a second retry is refused) and the next claim records the outcome
+/// from the payment, without charging again.
+#[tokio::test]
+async fn a_retry_answers_with_its_payment_even_when_recording_it_on_the_schedule_fails() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    a_failed_schedule(&app, &token, "s-unrec", "unrec-1").await;
+    refuse_recording_outcomes(&app, "unrec-1").await;
+
+    let (status, p) = app
+        .post(
+            "/subscribe/payments/schedule/unrec-1/retry",
+            Some(&token),
+            json!({}),
+        )
+        .await;
+
+    assert_eq!((status.as_u16(), &p["code"]), (200, &json!(0)), "{p}");
+    assert_eq!(p["response"]["status"], "paid", "{p}");
+    let imp_uid = p["response"]["imp_uid"].as_str().unwrap().to_string();
+    let (status, again) = app
+        .post(
+            "/subscribe/payments/schedule/unrec-1/retry",
+            Some(&token),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 400, "still running: {again}");
+    allow_recording_outcomes(&app).await;
+    app.advance(121);
+    app.app.gateway.run_due_schedules(10).await.unwrap();
+    let token = app.token().await;
+    let (_, s) = app
+        .get("/subscribe/payments/schedule/unrec-1", Some(&token))
+        .await;
+    assert_eq!(s["response"]["payment_status"], "paid", "{s}");
+    assert_eq!(s["response"]["imp_uid"], imp_uid.as_str(), "{s}");
+    assert_eq!(app.sandbox.ledger().len(), 1);
+    assert_eq!(webhooks_of(&app, "unrec-1", "paid").await, 1);
+    app.assert_ledger_agrees().await;
+}
+
+/// A retry whose run fails before its charge opens (here the payment's insert fails) gives its
+/// claim up: the schedule is failed as before, and no later run charges it. It was left claimed
+/// for a minute and then charged by the scheduler, after the retry had answered HTTP 500.
+#[tokio::test]
+async fn a_retry_that_fails_before_its_charge_opens_leaves_the_schedule_failed_and_nothing_runs_it()
+{
+    let app = spawn_app().await;
+    let token = app.token().await;
+    a_failed_schedule(&app, &token, "s-giveup", "giveup-1").await;
+    let (_, before) = app
+        .get("/subscribe/payments/schedule/giveup-1", Some(&token))
+        .await;
+    refuse_writes(
+        &app,
+        "refuse_payments",
+        "INSERT ON payments",
+        "NEW.merchant_uid = 'giveup-1'",
+    )
+    .await;
+
+    let (status, body) = app
+        .post(
+            "/subscribe/payments/schedule/giveup-1/retry",
+            Some(&token),
+            json!({}),
+        )
+        .await;
+
+    assert_eq!(status, 500, "nothing happened, try again: {body}");
+    let (_, after) = app
+        .get("/subscribe/payments/schedule/giveup-1", Some(&token))
+        .await;
+    assert_eq!(after, before, "back as it was");
+    allow_writes(&app, "refuse_payments", "payments").await;
+    app.advance(200);
+    assert_eq!(app.app.gateway.run_due_schedules(10).await.unwrap(), 0);
+    assert!(app.sandbox.ledger().is_empty());
+    assert_eq!(
+        payments_of(&app, "giveup-1").await.len(),
+        1,
+        "the first run's"
+    );
+
+    let token = app.token().await;
+    let (_, p) = app
+        .post(
+            "/subscribe/payments/schedule/giveup-1/retry",
+            Some(&token),
+            json!({}),
+        )
+        .await;
+    assert_eq!(p["response"]["status"], "paid", "retried for real: {p}");
+    assert_eq!(app.sandbox.ledger().len(), 1);
+    app.assert_ledger_agrees().await;
+}
+
 /// Each claim has a token of its own, also two claims within one second: a scheduler run that
 /// claimed a schedule which the merchant then revoked and retried within that second cannot open
 /// a charge for it. Here the retry's charge is declined (which frees the merchant_uid) and its
@@ -1642,12 +1776,14 @@ async fn a_claim_revoked_and_retried_within_its_second_charges_nothing() {
         )
         .when("amount", "1001"),
     );
-    app.post(
-        "/subscribe/payments/schedule/same-1/retry",
-        Some(&token),
-        json!({}),
-    )
-    .await;
+    let (_, retried) = app
+        .post(
+            "/subscribe/payments/schedule/same-1/retry",
+            Some(&token),
+            json!({}),
+        )
+        .await;
+    assert_eq!(retried["response"]["status"], "failed", "{retried}");
     assert_eq!(run.await.unwrap().unwrap(), 1, "same-0 only");
 
     allow_recording_outcomes(&app).await;
