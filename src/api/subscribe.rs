@@ -371,12 +371,12 @@ pub struct RescheduleRequest {
     pub schedule_at: Option<i64>,
 }
 
-/// Moves a schedule that has not run yet.
+/// Moves a schedule that has not run yet (one a run claimed but has not charged included).
 #[utoipa::path(put, path = "/subscribe/payments/schedule/{merchant_uid}", operation_id = "updateScheduleByMid",
     params(("merchant_uid" = String, Path, min_length = 1)), request_body = RescheduleRequest,
     responses(
         (status = 200, body = ScheduleReply),
-        (status = 400, body = ErrorEnvelope, description = "schedule_at missing or not in the future, the schedule already ran or was revoked, or a body that is not JSON/form with these types"),
+        (status = 400, body = ErrorEnvelope, description = "schedule_at missing or not in the future, the schedule already ran, was revoked or has its charge open, or a body that is not JSON/form with these types"),
         (status = 404, body = ErrorEnvelope, description = "no schedule has this merchant_uid"),
         TokenBodyErrors))]
 pub async fn update(

@@ -394,7 +394,10 @@ fn revocable() -> Condition {
         )
 }
 
-/// Moves a pending schedule to another time.
+/// Moves a pending schedule to another time: one not run yet, or one a run has claimed but not
+/// charged ([`revocable`], shown as `scheduled`), whose claim the move ends: the schedule is
+/// `scheduled` again, which no holder's write matches ([`held`]), so that run opens no charge,
+/// and the schedule is claimed afresh, with a new token, when the new time comes.
 pub async fn reschedule(
     db: &impl ConnectionTrait,
     id: i64,
@@ -403,9 +406,11 @@ pub async fn reschedule(
 ) -> Result<bool, DbErr> {
     let res = schedule::Entity::update_many()
         .col_expr(schedule::Column::ScheduleAt, Expr::value(at))
+        .col_expr(schedule::Column::Status, Expr::value("scheduled"))
+        .col_expr(schedule::Column::LeaseUntil, Expr::value(0))
         .col_expr(schedule::Column::UpdatedAt, Expr::value(now))
         .filter(schedule::Column::Id.eq(id))
-        .filter(schedule::Column::Status.eq("scheduled"))
+        .filter(revocable())
         .exec(db)
         .await?;
     Ok(res.rows_affected == 1)

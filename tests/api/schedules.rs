@@ -1800,6 +1800,93 @@ async fn a_claim_revoked_and_retried_within_its_second_charges_nothing() {
     app.assert_ledger_agrees().await;
 }
 
+/// A schedule a run has claimed but not charged shows `scheduled`, and PUT moves it as it moves any
+/// pending schedule (it answered 400 "already run"): the move ends the claim, so the instance that
+/// claimed it (here dead) never charges it, and it runs once, at its new time.
+#[tokio::test]
+async fn a_claimed_schedule_not_charged_yet_can_be_moved_and_runs_at_its_new_time() {
+    use openport::store::billing::{still_held, HeldSchedule};
+    let app = spawn_app().await;
+    let token = app.token().await;
+    register(&app, &token, "s-move", test_cards::SHINHAN_CREDIT).await;
+    schedule_many(&app, &token, "s-move", "move", 1, now() + 10).await;
+    app.advance(11);
+    let db = &app.app.gateway.db.write;
+    let dead = claimed_by_a_dead_instance(db, now() + 11, 10).await;
+    assert_eq!(dead.len(), 1);
+    let at = now() + 1000;
+
+    let (status, body) = app
+        .put(
+            "/subscribe/payments/schedule/move-0",
+            &token,
+            json!({ "schedule_at": at }),
+        )
+        .await;
+
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["response"]["schedule_status"], "scheduled", "{body}");
+    assert_eq!(body["response"]["schedule_at"], at, "{body}");
+    assert!(!still_held(db, HeldSchedule::of(&dead[0])).await.unwrap());
+    app.advance(121);
+    assert_eq!(
+        app.app.gateway.run_due_schedules(10).await.unwrap(),
+        0,
+        "not due before its new time"
+    );
+    app.advance(1000);
+    assert_eq!(app.app.gateway.run_due_schedules(10).await.unwrap(), 1);
+    assert_each_charged_once(&app, 1).await;
+}
+
+/// The run that holds a moved schedule is alive and reaches it later in its batch: the write that
+/// would open its charge finds the claim ended and charges nothing. A schedule whose charge is
+/// open is not moved (that payment may yet be approved).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_whose_schedule_was_moved_while_it_waited_charges_nothing() {
+    use kcp_sandbox::{paths, Fault, FaultRule};
+    let app = spawn_app_with(|c| c.scheduler.concurrency = 1).await;
+    let token = app.token().await;
+    register(&app, &token, "s-moved", test_cards::SHINHAN_CREDIT).await;
+    schedule_many(&app, &token, "s-moved", "moved", 2, now() + 10).await;
+    app.advance(11);
+    app.sandbox.inject(
+        FaultRule::new(paths::HUB_PAYMENT, Fault::Delay { ms: 1200 }).when("amount", "1000"),
+    );
+    let gateway = app.app.gateway.clone();
+    let run = tokio::spawn(async move { gateway.run_due_schedules(10).await });
+    until_the_charge_is_at_kcp(&app).await;
+
+    let at = now() + 1000;
+    let (status, body) = app
+        .put(
+            "/subscribe/payments/schedule/moved-1",
+            &token,
+            json!({ "schedule_at": at }),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = app
+        .put(
+            "/subscribe/payments/schedule/moved-0",
+            &token,
+            json!({ "schedule_at": at }),
+        )
+        .await;
+    assert_eq!(status, 400, "its charge is open: {body}");
+
+    assert_eq!(run.await.unwrap().unwrap(), 1, "moved-0 only");
+    assert!(payments_of(&app, "moved-1").await.is_empty());
+    let (_, s) = app
+        .get("/subscribe/payments/schedule/moved-1", Some(&token))
+        .await;
+    assert_eq!(s["response"]["schedule_at"], at, "{s}");
+    assert_eq!(s["response"]["schedule_status"], "scheduled", "{s}");
+    app.advance(1000);
+    assert_eq!(app.app.gateway.run_due_schedules(10).await.unwrap(), 1);
+    assert_each_charged_once(&app, 2).await;
+}
+
 /// A graceful shutdown waits for the scheduler's charges in flight and their record, instead of
 /// leaving a charged schedule claimed until its lease runs out.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
