@@ -239,8 +239,9 @@ impl Gateway {
 
     /// Moves a pending schedule (`PUT …/schedule/{merchant_uid}`: one that ran or was revoked is
     /// refused, and so is one whose charge is open; one a run claimed but did not charge, shown as
-    /// `scheduled`, is moved and its claim ended), or schedules again one whose charge failed or that was revoked (`POST
-    /// …/reschedule`: a pending, running or paid one is refused). Refusals are 400s, as iamport's.
+    /// `scheduled`, is moved and its claim ended), or schedules again one whose charge failed or
+    /// that was revoked (`POST …/reschedule`: a pending, running or paid one is refused). Refusals
+    /// are 400s, as iamport's.
     pub async fn reschedule(
         &self,
         m: &merchant::Model,

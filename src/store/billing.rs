@@ -433,10 +433,11 @@ fn due(now: i64) -> Condition {
 
 /// Claims up to `limit` due schedules for this instance in one statement and returns them,
 /// oldest first, each with the claim's token (one fresh value for the batch: a token only has to
-/// differ from the schedule's earlier ones, see [`held`]). On PostgreSQL the rows are picked `FOR UPDATE SKIP LOCKED`, so instances claiming
-/// at the same moment take disjoint batches instead of queuing on (and then losing) the same
-/// rows; a row another claim has committed meanwhile is re-checked against [`due`] and dropped.
-/// SQLite has one writer and no row locks: the UPDATE with its sub-select is atomic as it is.
+/// differ from the schedule's earlier ones, see [`held`]). On PostgreSQL the rows are picked
+/// `FOR UPDATE SKIP LOCKED`, so instances claiming at the same moment take disjoint batches
+/// instead of queuing on (and then losing) the same rows; a row another claim has committed
+/// meanwhile is re-checked against [`due`] and dropped. SQLite has one writer and no row locks:
+/// the UPDATE with its sub-select is atomic as it is.
 pub async fn claim_due_schedules(
     db: &impl ConnectionTrait,
     served: ServedMerchants,
