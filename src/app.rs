@@ -257,7 +257,7 @@ impl App {
         let (shutdown, mut stop) = tokio::sync::watch::channel(false);
         let mut scheduler = None;
         let mut webhooks = None;
-        if config.resolver.interval_ms > 0 {
+        if config.background_jobs {
             spawn_resolver(
                 gateway.clone(),
                 Duration::from_millis(config.resolver.interval_ms),

@@ -391,7 +391,7 @@ async fn offline_app(common: &Common) -> anyhow::Result<App> {
     let mut config = load(common)?;
     init_tracing(config.log_format == "json", LogTo::Stderr);
     config.listen = "127.0.0.1:0".parse()?;
-    config.resolver.interval_ms = 0;
+    config.background_jobs = false;
     config.sandbox.embedded = Some(false);
     App::build_for_operator(config).await
 }
@@ -490,7 +490,7 @@ async fn merchant(cmd: MerchantCommand) -> anyhow::Result<()> {
             let mut config = load(&common)?;
             // Creating a merchant needs neither the HTTP server nor the resolver.
             config.listen = "127.0.0.1:0".parse()?;
-            config.resolver.interval_ms = 0;
+            config.background_jobs = false;
             let app = App::build_for_operator(config.clone()).await?;
             let (cert_pem, key_pem, pass) = match (cert, key) {
                 (Some(c), Some(k)) => (

@@ -394,7 +394,10 @@ fn revocable() -> Condition {
         )
 }
 
-/// Moves a pending schedule to another time.
+/// Moves a pending schedule to another time: one not run yet, or one a run has claimed but not
+/// charged ([`revocable`], shown as `scheduled`), whose claim the move ends: the schedule is
+/// `scheduled` again, which no holder's write matches ([`held`]), so that run opens no charge,
+/// and the schedule is claimed afresh, with a new token, when the new time comes.
 pub async fn reschedule(
     db: &impl ConnectionTrait,
     id: i64,
@@ -403,9 +406,11 @@ pub async fn reschedule(
 ) -> Result<bool, DbErr> {
     let res = schedule::Entity::update_many()
         .col_expr(schedule::Column::ScheduleAt, Expr::value(at))
+        .col_expr(schedule::Column::Status, Expr::value("scheduled"))
+        .col_expr(schedule::Column::LeaseUntil, Expr::value(0))
         .col_expr(schedule::Column::UpdatedAt, Expr::value(now))
         .filter(schedule::Column::Id.eq(id))
-        .filter(schedule::Column::Status.eq("scheduled"))
+        .filter(revocable())
         .exec(db)
         .await?;
     Ok(res.rows_affected == 1)
@@ -427,10 +432,12 @@ fn due(now: i64) -> Condition {
 }
 
 /// Claims up to `limit` due schedules for this instance in one statement and returns them,
-/// oldest first. On PostgreSQL the rows are picked `FOR UPDATE SKIP LOCKED`, so instances claiming
-/// at the same moment take disjoint batches instead of queuing on (and then losing) the same
-/// rows; a row another claim has committed meanwhile is re-checked against [`due`] and dropped.
-/// SQLite has one writer and no row locks: the UPDATE with its sub-select is atomic as it is.
+/// oldest first, each with the claim's token (one fresh value for the batch: a token only has to
+/// differ from the schedule's earlier ones, see [`held`]). On PostgreSQL the rows are picked
+/// `FOR UPDATE SKIP LOCKED`, so instances claiming at the same moment take disjoint batches
+/// instead of queuing on (and then losing) the same rows; a row another claim has committed
+/// meanwhile is re-checked against [`due`] and dropped. SQLite has one writer and no row locks:
+/// the UPDATE with its sub-select is atomic as it is.
 pub async fn claim_due_schedules(
     db: &impl ConnectionTrait,
     served: ServedMerchants,
@@ -443,6 +450,7 @@ pub async fn claim_due_schedules(
         backend,
         now,
         lease_until,
+        new_claim_token(),
         due_batch(backend, served, now, limit),
     ))
     .all(db)
@@ -495,11 +503,13 @@ fn claim_statement(
     backend: DbBackend,
     now: i64,
     lease_until: i64,
+    token: i64,
     which: impl IntoCondition,
 ) -> Statement {
     let mut update = schedule::Entity::update_many()
         .col_expr(schedule::Column::Status, Expr::value("executing"))
         .col_expr(schedule::Column::LeaseUntil, Expr::value(lease_until))
+        .col_expr(schedule::Column::ClaimToken, Expr::value(token))
         .col_expr(schedule::Column::UpdatedAt, Expr::value(now))
         .filter(which)
         .into_query();
@@ -507,18 +517,16 @@ fn claim_statement(
     backend.build(&update)
 }
 
-/// Extends the lease of a schedule this instance still holds: `held_until` (the lease its claim
-/// set) works as the owner's token, since a takeover always writes a later lease. False when the
-/// lease ran out and another instance claimed the schedule.
+/// Extends the lease of a schedule this instance still holds (`hold`). False when the lease ran
+/// out and another instance claimed the schedule, or the claim was ended (revoked, moved).
 pub async fn renew_lease(
     db: &impl ConnectionTrait,
-    id: i64,
-    held_until: i64,
+    hold: HeldSchedule,
     lease_until: i64,
 ) -> Result<bool, DbErr> {
     let res = schedule::Entity::update_many()
         .col_expr(schedule::Column::LeaseUntil, Expr::value(lease_until))
-        .filter(held(id, held_until))
+        .filter(held(hold.id, hold.token))
         .exec(db)
         .await?;
     Ok(res.rows_affected == 1)
@@ -526,7 +534,7 @@ pub async fn renew_lease(
 
 /// Records the outcomes of charged schedules in one statement (the scheduler finishes a batch's
 /// schedules together, which saves a round trip and a commit per schedule). Each is recorded only
-/// while this instance's lease (`held_until`) is still its lease; returns the ids that were.
+/// while this instance's claim (`token`) still holds it; returns the ids that were.
 pub async fn finish_schedules(
     db: &impl ConnectionTrait,
     done: &[FinishedSchedule],
@@ -542,7 +550,7 @@ pub async fn finish_schedules(
     let executed_at = by_id(|f| f.executed_at.into());
     let held_any = done
         .iter()
-        .fold(Condition::any(), |any, f| any.add(held(f.id, f.held_until)));
+        .fold(Condition::any(), |any, f| any.add(held(f.id, f.token)));
     let mut update = schedule::Entity::update_many()
         .col_expr(schedule::Column::Status, Expr::value("executed"))
         .col_expr(
@@ -661,8 +669,8 @@ pub struct ResolvedCharge<'a> {
 #[derive(Debug, Clone)]
 pub struct FinishedSchedule {
     pub id: i64,
-    /// The lease that made this instance the holder.
-    pub held_until: i64,
+    /// The token of the claim that made this instance the holder ([`held`]).
+    pub token: i64,
     pub imp_uid: Option<String>,
     /// iamport's status of the payment: `paid` or `failed`, or that of a payment a takeover adopts.
     pub payment_status: &'static str,
@@ -688,38 +696,87 @@ pub async fn schedule_payment_cancelled(
 }
 
 /// Gives a claimed schedule back (its outcome is still open): another run picks it up at
-/// `retry_at`. Like [`finish_schedules`], only while `held_until` is still the lease.
+/// `retry_at`. Like [`finish_schedules`], only while `hold` still holds it.
 pub async fn release_schedule(
     db: &impl ConnectionTrait,
-    id: i64,
-    held_until: i64,
+    hold: HeldSchedule,
     retry_at: i64,
 ) -> Result<bool, DbErr> {
     let res = schedule::Entity::update_many()
         .col_expr(schedule::Column::LeaseUntil, Expr::value(retry_at))
-        .filter(held(id, held_until))
+        .filter(held(hold.id, hold.token))
         .exec(db)
         .await?;
     Ok(res.rows_affected == 1)
 }
 
-/// The schedule `id` while the lease `held_until` is its current one. A claim sets the lease to its
-/// time plus the lease length, and a new claim is only possible after the old lease has run out, so
-/// lease values only grow: each is one holder's token.
-pub(super) fn held(id: i64, held_until: i64) -> Condition {
+/// The schedule `id` while the claim whose token is `token` holds it: each claim writes a fresh
+/// random token ([`new_claim_token`]), so no later claim (a takeover after the lease, a retry
+/// after a revoke) leaves an earlier holder matching. The lease's end used to be the token, and
+/// two claims in the same second wrote the same one: an instance whose claim the merchant revoked
+/// and retried within that second could still open a charge the retry's run was making.
+pub(super) fn held(id: i64, token: i64) -> Condition {
     Condition::all()
         .add(schedule::Column::Id.eq(id))
         .add(schedule::Column::Status.eq("executing"))
-        .add(schedule::Column::LeaseUntil.eq(held_until))
+        .add(schedule::Column::ClaimToken.eq(token))
 }
 
-/// A schedule an instance has claimed: its id and the lease its claim wrote, which is the holder's
-/// token (see [`held`]). A scheduled charge carries it so that the write opening the charge is
-/// conditional on it ([`record_schedule_charge`]).
+/// A claim's token: random and never 0 (a schedule never claimed).
+pub fn new_claim_token() -> i64 {
+    use rand::Rng;
+    rand::thread_rng().gen_range(1..=i64::MAX)
+}
+
+/// A schedule an instance has claimed: its id and its claim's token (see [`held`]). A scheduled
+/// charge carries it so that the write opening the charge is conditional on it
+/// ([`record_schedule_charge`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HeldSchedule {
     pub id: i64,
-    pub held_until: i64,
+    pub token: i64,
+}
+
+impl HeldSchedule {
+    /// The hold of a schedule as its claim returned it.
+    pub fn of(claimed: &schedule::Model) -> Self {
+        Self {
+            id: claimed.id,
+            token: claimed.claim_token,
+        }
+    }
+}
+
+/// Gives up a claim whose run opened no charge, the schedule restored to `prior` (as it was
+/// before the claim: failed or revoked, with its last run): for `…/retry`, which answers that the
+/// retry failed, so nothing may run the schedule later. Only while `hold` holds it and it names no
+/// payment; false otherwise (the claim ended, or its charge opened and the schedule follows that
+/// payment).
+pub async fn give_up_claim(
+    db: &impl ConnectionTrait,
+    hold: HeldSchedule,
+    prior: &schedule::Model,
+) -> Result<bool, DbErr> {
+    let res = schedule::Entity::update_many()
+        .col_expr(schedule::Column::Status, Expr::value(prior.status.as_str()))
+        .col_expr(schedule::Column::ImpUid, Expr::value(prior.imp_uid.clone()))
+        .col_expr(
+            schedule::Column::PaymentStatus,
+            Expr::value(prior.payment_status.clone()),
+        )
+        .col_expr(
+            schedule::Column::FailReason,
+            Expr::value(prior.fail_reason.clone()),
+        )
+        .col_expr(schedule::Column::ExecutedAt, Expr::value(prior.executed_at))
+        .col_expr(schedule::Column::RevokedAt, Expr::value(prior.revoked_at))
+        .col_expr(schedule::Column::LeaseUntil, Expr::value(prior.lease_until))
+        .col_expr(schedule::Column::UpdatedAt, Expr::value(prior.updated_at))
+        .filter(held(hold.id, hold.token))
+        .filter(schedule::Column::ImpUid.is_null())
+        .exec(db)
+        .await?;
+    Ok(res.rows_affected == 1)
 }
 
 /// Records on a held schedule the imp_uid of the charge being opened for it; false (nothing
@@ -736,7 +793,7 @@ pub async fn record_schedule_charge(
 ) -> Result<bool, DbErr> {
     let res = schedule::Entity::update_many()
         .col_expr(schedule::Column::ImpUid, Expr::value(imp_uid))
-        .filter(held(hold.id, hold.held_until))
+        .filter(held(hold.id, hold.token))
         .exec(db)
         .await?;
     Ok(res.rows_affected == 1)
@@ -745,7 +802,7 @@ pub async fn record_schedule_charge(
 /// Whether the holder of `hold` still holds it.
 pub async fn still_held(db: &impl ConnectionTrait, hold: HeldSchedule) -> Result<bool, DbErr> {
     Ok(schedule::Entity::find()
-        .filter(held(hold.id, hold.held_until))
+        .filter(held(hold.id, hold.token))
         .count(db)
         .await?
         == 1)
@@ -820,7 +877,8 @@ pub async fn rearm_schedule(
     at: i64,
     now: i64,
 ) -> Result<bool, DbErr> {
-    let res = rearm(id, at, now)
+    let res = rearm(id, now)
+        .col_expr(schedule::Column::ScheduleAt, Expr::value(at))
         .col_expr(schedule::Column::Status, Expr::value("scheduled"))
         .col_expr(schedule::Column::LeaseUntil, Expr::value(0))
         .exec(db)
@@ -828,19 +886,26 @@ pub async fn rearm_schedule(
     Ok(res.rows_affected == 1)
 }
 
-/// Re-arms a failed or revoked schedule and claims it for this instance until `lease_until`, in
+/// Re-arms a failed or revoked schedule and claims it for this instance until `lease_until` with
+/// the claim token `token` ([`new_claim_token`]: the caller knows its claim even when the answer
+/// to this UPDATE is lost), in
 /// one conditional UPDATE (`…/retry`): re-armed and then claimed in two steps, the schedule was
 /// due in between, so the background scheduler could take it and the retry answered "not run".
-/// None when the schedule is not failed or revoked.
+/// Its `schedule_at` stays: a retry runs the schedule now (OpenAPI: "즉시 결제 재시도") without
+/// scheduling it for another time as `…/reschedule` does, so it stays where range listings put it,
+/// and `executed_at` tells when it ran; a claim needs no due time. None when the schedule is not
+/// failed or revoked.
 pub async fn rearm_and_claim(
     db: &impl ConnectionTrait,
     id: i64,
     now: i64,
     lease_until: i64,
+    token: i64,
 ) -> Result<Option<schedule::Model>, DbErr> {
-    let mut update = rearm(id, now, now)
+    let mut update = rearm(id, now)
         .col_expr(schedule::Column::Status, Expr::value("executing"))
         .col_expr(schedule::Column::LeaseUntil, Expr::value(lease_until))
+        .col_expr(schedule::Column::ClaimToken, Expr::value(token))
         .into_query();
     update.returning_all();
     schedule::Model::find_by_statement(db.get_database_backend().build(&update))
@@ -848,11 +913,11 @@ pub async fn rearm_and_claim(
         .await
 }
 
-/// The UPDATE that clears a failed or revoked schedule's last run and sets it due at `at`; the
-/// caller sets its status and lease.
-fn rearm(id: i64, at: i64, now: i64) -> sea_orm::UpdateMany<schedule::Entity> {
+/// The UPDATE that clears a failed or revoked schedule's last run; the caller sets its status, its
+/// lease, and its time when it is scheduled again. (`service::schedules::rearmable` is the same
+/// condition, read from a schedule the service holds.)
+fn rearm(id: i64, now: i64) -> sea_orm::UpdateMany<schedule::Entity> {
     schedule::Entity::update_many()
-        .col_expr(schedule::Column::ScheduleAt, Expr::value(at))
         .col_expr(
             schedule::Column::ImpUid,
             Expr::value(Option::<String>::None),
@@ -899,6 +964,7 @@ mod tests {
                 backend,
                 5,
                 125,
+                77,
                 due_batch(backend, ServedMerchants::All, 5, 4),
             )
             .to_string()
@@ -907,13 +973,13 @@ mod tests {
         assert_eq!(
             sql(DbBackend::Postgres),
             format!(
-                r#"UPDATE "schedules" SET "status" = 'executing', "lease_until" = 125, "updated_at" = 5 WHERE "schedules"."id" = ANY(ARRAY (SELECT "schedules"."id" FROM "schedules" WHERE {due} ORDER BY "schedules"."schedule_at" ASC, "schedules"."id" ASC LIMIT 4 FOR UPDATE SKIP LOCKED)) RETURNING *"#
+                r#"UPDATE "schedules" SET "status" = 'executing', "lease_until" = 125, "claim_token" = 77, "updated_at" = 5 WHERE "schedules"."id" = ANY(ARRAY (SELECT "schedules"."id" FROM "schedules" WHERE {due} ORDER BY "schedules"."schedule_at" ASC, "schedules"."id" ASC LIMIT 4 FOR UPDATE SKIP LOCKED)) RETURNING *"#
             )
         );
         assert_eq!(
             sql(DbBackend::Sqlite),
             format!(
-                r#"UPDATE "schedules" SET "status" = 'executing', "lease_until" = 125, "updated_at" = 5 WHERE "schedules"."id" IN (SELECT "schedules"."id" FROM "schedules" WHERE {due} ORDER BY "schedules"."schedule_at" ASC, "schedules"."id" ASC LIMIT 4 ) RETURNING *"#
+                r#"UPDATE "schedules" SET "status" = 'executing', "lease_until" = 125, "claim_token" = 77, "updated_at" = 5 WHERE "schedules"."id" IN (SELECT "schedules"."id" FROM "schedules" WHERE {due} ORDER BY "schedules"."schedule_at" ASC, "schedules"."id" ASC LIMIT 4 ) RETURNING *"#
             )
         );
     }

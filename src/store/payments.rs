@@ -1149,7 +1149,7 @@ fn open_charge_statement(
             .sql(" = ")
             .literal("executing");
         q.sql(" AND ")
-            .eq(t, schedule::Column::LeaseUntil.as_str(), hold.held_until);
+            .eq(t, schedule::Column::ClaimToken.as_str(), hold.token);
         q.sql(" AND NOT EXISTS (");
         refusing_prepare(&mut q, admitted);
         q.sql(")");

@@ -1088,7 +1088,7 @@ pub(crate) async fn refuse_commits_of_keys(app: &TestApp, customer_uid: &str) {
     execute(app, statements).await;
 }
 
-async fn execute(app: &TestApp, statements: Vec<String>) {
+pub(crate) async fn execute(app: &TestApp, statements: Vec<String>) {
     use sea_orm::ConnectionTrait;
     for sql in statements {
         app.app

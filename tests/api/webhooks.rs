@@ -1103,7 +1103,11 @@ async fn within_fifteen_seconds(what: &str, mut done: impl AsyncFnMut() -> bool)
 /// An app running its own webhook worker (every 50 ms) with `n` webhooks of the demo merchant
 /// due to a tarpit; returns once the worker's POSTs have reached the tarpit.
 async fn merchant_behind_a_tarpit(n: usize) -> (TestApp, Tarpit) {
-    let app = spawn_app_with(|c| c.resolver.interval_ms = 50).await;
+    let app = spawn_app_with(|c| {
+        c.background_jobs = true;
+        c.resolver.interval_ms = 50;
+    })
+    .await;
     let token = app.token().await;
     // Paid before the merchant has a URL: the payment itself announces nothing.
     let imp_uid = paid_payment(&app, &token, "wh-tarpit", Value::Null).await;
@@ -1243,7 +1247,11 @@ async fn a_shutdown_gives_webhook_posts_in_flight_a_short_grace_and_leaves_unans
 /// arrives within seconds.
 #[tokio::test]
 async fn a_new_webhook_is_sent_without_waiting_for_the_workers_next_tick() {
-    let app = spawn_app_with(|c| c.resolver.interval_ms = 60_000).await;
+    let app = spawn_app_with(|c| {
+        c.background_jobs = true;
+        c.resolver.interval_ms = 60_000;
+    })
+    .await;
     let token = app.token().await;
     let receiver = Receiver::start().await;
     let (status, res) = app
