@@ -123,11 +123,12 @@ pub async fn get_many(
     })
 }
 
-/// The newest payment (by `sorting`) with this merchant_uid, of any status.
+/// The first payment with this merchant_uid, of any status, by `sorting` (by default `-started`:
+/// the newest attempt).
 #[utoipa::path(get, path = "/payments/find/{merchant_uid}", operation_id = "getPaymentByMerchantUidAnyStatus",
     params(
         ("merchant_uid" = String, Path, min_length = 1),
-        ("sorting" = Option<PaymentSorting>, Query),
+        ("sorting" = Option<PaymentSorting>, Query, description = "which payment comes first; default `-started` (the newest attempt)"),
     ),
     responses(
         (status = 200, body = PaymentReply),
@@ -143,12 +144,14 @@ pub async fn find(
     find_with(s, who, uid, String::new(), q).await
 }
 
-/// The newest payment (by `sorting`) with this merchant_uid and status.
+/// The latest payment with this merchant_uid and status: the newest by `started`, whatever
+/// `sorting` says (spec/iamport-v1.md §4.1; iamport's OpenAPI: "해당 status에 해당하는 가장 최신
+/// 데이터"). `sorting` is still read, so an unknown value is refused as on every lookup.
 #[utoipa::path(get, path = "/payments/find/{merchant_uid}/{payment_status}", operation_id = "getPaymentByMerchantUid",
     params(
         ("merchant_uid" = String, Path, min_length = 1),
         ("payment_status" = PaymentStatusParam, Path),
-        ("sorting" = Option<PaymentSorting>, Query),
+        ("sorting" = Option<PaymentSorting>, Query, description = "ignored here (the newest by `started` is taken), but an unknown value is HTTP 400; `all`/`undefined` as status reads as no status, and then `sorting` picks the payment as on `/payments/find/{merchant_uid}`"),
     ),
     responses(
         (status = 200, body = PaymentReply),
