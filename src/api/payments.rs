@@ -8,7 +8,7 @@ use super::doc::{
 };
 use super::envelope::{ok, Envelope};
 use super::error::{ApiError, ApiResult};
-use super::extract::{query_value, query_values, Caller, Path};
+use super::extract::{de, query_value, query_values, Caller, Path};
 use super::payment_json::{PaymentAnnotation, PaymentPage};
 use crate::app::AppState;
 use crate::domain::payment::StatusFilter;
@@ -47,14 +47,16 @@ pub(super) fn paging(q: Option<&str>, max: u64) -> ApiResult<Paging> {
 }
 
 /// `include_sandbox` defaults to true for openport: in test mode every payment is a sandbox one,
-/// and iamport clients never send the flag. `include_sandbox=false` hides them.
+/// and iamport clients never send the flag. `include_sandbox=false` hides them; the flag is read
+/// as every boolean of the API is (`de::bool_text`), so `False` or `0` hides them too.
 #[utoipa::path(get, path = "/payments/{imp_uid}", operation_id = "getPaymentByImpUid",
     params(
         ("imp_uid" = String, Path, min_length = 1),
-        ("include_sandbox" = Option<String>, Query, description = "`false` hides sandbox payments; anything else (or nothing) shows them"),
+        ("include_sandbox" = Option<bool>, Query, description = "false hides sandbox payments; default true. Read as the API's other booleans: `true`/`false` in any case, `1`/`0`, `y`/`n`, `yes`/`no`, `on`/`off`; anything else is HTTP 400"),
     ),
     responses(
         (status = 200, body = PaymentReply),
+        (status = 400, body = ErrorEnvelope, description = "`include_sandbox` not a boolean"),
         (status = 404, body = ErrorEnvelope, description = "no such payment (of this merchant)"),
         TokenErrors))]
 pub async fn get_one(
@@ -63,7 +65,12 @@ pub async fn get_one(
     Path(imp_uid): Path<String>,
     RawQuery(q): RawQuery,
 ) -> ApiResult<Envelope<PaymentAnnotation>> {
-    let include = query_value(q.as_deref(), "include_sandbox").is_none_or(|v| v != "false");
+    let include = match query_value(q.as_deref(), "include_sandbox") {
+        None => true,
+        Some(v) => de::bool_text(&v)
+            .ok_or_else(|| ApiError::bad_request("include_sandbox는 true 또는 false여야 합니다."))?
+            .unwrap_or(true),
+    };
     Ok(ok(s
         .gateway
         .payment_by_imp_uid(&who, &imp_uid, include)

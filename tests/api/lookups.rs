@@ -31,6 +31,43 @@ async fn a_payment_is_found_by_imp_uid_with_trailing_and_double_slashes_tolerate
 }
 
 #[tokio::test]
+async fn include_sandbox_is_read_as_every_other_boolean_of_the_api() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let p = app.paid(&token, "look-sandbox", 1000).await;
+    let imp_uid = p["imp_uid"].as_str().unwrap();
+    let lookup = |flag: &'static str| {
+        let (app, token) = (&app, &token);
+        async move {
+            app.get(
+                &format!("/payments/{imp_uid}?include_sandbox={flag}"),
+                Some(token),
+            )
+            .await
+        }
+    };
+    for hidden in ["false", "False", "FALSE", "0", "n", "no", "off"] {
+        let (status, body) = lookup(hidden).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{hidden}: {body}");
+    }
+    for shown in ["true", "True", "1", "yes", "on", ""] {
+        let (status, body) = lookup(shown).await;
+        assert_eq!(status, StatusCode::OK, "{shown}: {body}");
+        assert_eq!(body["response"]["imp_uid"], imp_uid);
+    }
+    let (status, body) = lookup("maybe").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["code"], -1);
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("include_sandbox"),
+        "{body}"
+    );
+}
+
+#[tokio::test]
 async fn a_multi_get_answers_207_when_some_are_missing_and_404_when_none_are_found() {
     let app = spawn_app().await;
     let token = app.token().await;
