@@ -1106,6 +1106,40 @@ async fn a_billing_key_window_with_an_amount_shows_it_but_records_no_money_taken
 }
 
 #[tokio::test]
+async fn cancelling_a_billing_key_windows_issue_payment_is_refused_as_nothing_to_cancel() {
+    let app = spawn_app().await;
+    let (pay_url, fields) = hand_off(
+        &app,
+        json!({"pg": "kcp_billing", "pay_method": "card", "merchant_uid": "web-billing-cancel",
+               "amount": 0, "customer_uid": "web-cust-cancel"}),
+    )
+    .await;
+    let rsp = through_window(&app, &pay_url, &fields, &MASTERCARD_OK).await;
+    assert_eq!(rsp["success"], true, "{rsp}");
+    let issued = payment_of(&app, &rsp).await;
+    assert_eq!(issued["customer_uid_usage"], "issue", "{issued}");
+    let token = app.token().await;
+
+    for by in [
+        json!({"imp_uid": issued["imp_uid"]}),
+        json!({"merchant_uid": "web-billing-cancel"}),
+    ] {
+        let (status, body) = app.post("/payments/cancel", Some(&token), by).await;
+        assert_eq!(status, reqwest::StatusCode::OK, "{body}");
+        assert_eq!(body["code"], 1, "{body}");
+        assert_eq!(
+            body["message"], "취소할 금액이 없습니다. (0원 결제건은 취소할 수 없습니다)",
+            "not 'no such payment': {body}"
+        );
+    }
+    assert_eq!(payment_of(&app, &rsp).await, issued, "nothing changed");
+    let (_, c) = app
+        .get("/subscribe/customers/web-cust-cancel", Some(&token))
+        .await;
+    assert_eq!(c["code"], 0, "the key stays: {c}");
+}
+
+#[tokio::test]
 async fn with_private_targets_off_a_confirm_url_on_this_host_is_never_called_and_nothing_is_charged(
 ) {
     let app = crate::helpers::spawn_app_with(|c| c.webhooks.private_targets = Some(false)).await;
