@@ -6,6 +6,9 @@ use crate::store::entity::payment;
 use crate::store::payments::{self, PaymentQuery, Sorting, TimeColumn};
 
 pub const NOT_FOUND: &str = "존재하지 않는 결제정보입니다.";
+/// The operator's merchant_uid lookup that names no merchant.
+pub const MERCHANT_UID_NEEDS_MERCHANT: &str =
+    "운영자 토큰으로 merchant_uid를 조회할 때는 merchant_id(GET /admin/merchants의 id)가 필요합니다.";
 /// Default window of `/payments/status`: 90 days back from `to`.
 const DEFAULT_RANGE_SECS: i64 = 90 * 24 * 3600;
 
@@ -37,6 +40,34 @@ impl<T> Page<T> {
             },
             list,
         }
+    }
+}
+
+/// Whose payments a lookup reads. A merchant's token reads its own payments only; the operator's
+/// reads every merchant's, or those of the one merchant it names (`merchant_id`, the `id` of
+/// `GET /admin/merchants`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Scope {
+    merchant_id: Option<i64>,
+}
+
+impl Scope {
+    /// `named` counts for the operator only: a merchant's token never reads another merchant's
+    /// payments, whatever it names.
+    pub fn of(who: &Principal, named: Option<i64>) -> Self {
+        let merchant_id = match who {
+            Principal::Merchant(m) => Some(m.id),
+            Principal::Admin => named,
+        };
+        Self { merchant_id }
+    }
+
+    /// The merchant a merchant_uid lookup searches. A merchant_uid is the merchant's own order
+    /// number (two merchants may both have an `order-1`), so across every merchant it names no
+    /// payment: the operator has to say whose.
+    fn of_merchant_uid(self) -> ServiceResult<i64> {
+        self.merchant_id
+            .ok_or_else(|| ServiceError::BadRequest(MERCHANT_UID_NEEDS_MERCHANT.into()))
     }
 }
 
@@ -113,11 +144,11 @@ impl Gateway {
 
     pub async fn payment_by_imp_uid(
         &self,
-        who: &Principal,
+        scope: Scope,
         imp_uid: &str,
         include_sandbox: bool,
     ) -> ServiceResult<PaymentRecord> {
-        let p = payments::by_imp_uid(&self.db.read, who.scope(), imp_uid)
+        let p = payments::by_imp_uid(&self.db.read, scope.merchant_id, imp_uid)
             .await?
             .filter(|p| include_sandbox || !p.sandbox)
             .ok_or_else(|| ServiceError::NotFound(NOT_FOUND.into()))?;
@@ -127,12 +158,16 @@ impl Gateway {
     /// Multi-get: found records in the order asked, and how many ids matched nothing.
     pub async fn payments_by_ids(
         &self,
-        who: &Principal,
+        scope: Scope,
         imp_uids: &[String],
         merchant_uids: &[String],
     ) -> ServiceResult<FoundPayments> {
+        if !merchant_uids.is_empty() {
+            scope.of_merchant_uid()?;
+        }
         let found =
-            payments::by_imp_uids(&self.db.read, who.scope(), imp_uids, merchant_uids).await?;
+            payments::by_imp_uids(&self.db.read, scope.merchant_id, imp_uids, merchant_uids)
+                .await?;
         let mut ordered: Vec<payment::Model> = Vec::new();
         let mut unmatched = 0;
         for id in imp_uids {
@@ -156,23 +191,23 @@ impl Gateway {
     }
 
     fn merchant_uid_query(
-        who: &Principal,
+        scope: Scope,
         merchant_uid: &str,
         status: StatusFilter,
-    ) -> PaymentQuery {
-        PaymentQuery {
-            merchant_id: who.scope(),
+    ) -> ServiceResult<PaymentQuery> {
+        Ok(PaymentQuery {
+            merchant_id: Some(scope.of_merchant_uid()?),
             merchant_uid: Some(merchant_uid.to_string()),
             customer_uid: None,
             statuses: status.db_statuses(),
             time_range: None,
             include_sandbox: true,
-        }
+        })
     }
 
     pub async fn find_payment(
         &self,
-        who: &Principal,
+        scope: Scope,
         merchant_uid: &str,
         status: StatusFilter,
         sorting: Sorting,
@@ -183,7 +218,7 @@ impl Gateway {
             StatusFilter::All => sorting,
             StatusFilter::Only(_) => Sorting::Started { desc: true },
         };
-        let q = Self::merchant_uid_query(who, merchant_uid, status);
+        let q = Self::merchant_uid_query(scope, merchant_uid, status)?;
         let p = payments::first(&self.db.read, &q, sorting)
             .await?
             .ok_or_else(|| ServiceError::NotFound(NOT_FOUND.into()))?;
@@ -192,13 +227,13 @@ impl Gateway {
 
     pub async fn find_all_payments(
         &self,
-        who: &Principal,
+        scope: Scope,
         merchant_uid: &str,
         status: StatusFilter,
         sorting: Sorting,
         paging: Paging,
     ) -> ServiceResult<Page<PaymentRecord>> {
-        let q = Self::merchant_uid_query(who, merchant_uid, status);
+        let q = Self::merchant_uid_query(scope, merchant_uid, status)?;
         let page = self.page(&q, sorting, paging).await?;
         if page.total == 0 {
             return Err(ServiceError::NotFound(NOT_FOUND.into()));
@@ -208,7 +243,7 @@ impl Gateway {
 
     pub async fn payments_by_status(
         &self,
-        who: &Principal,
+        scope: Scope,
         sq: StatusQuery,
     ) -> ServiceResult<Page<PaymentRecord>> {
         let to = sq
@@ -229,7 +264,7 @@ impl Gateway {
             StatusFilter::Only(PaymentStatus::Cancelled) => TimeColumn::Cancelled,
         };
         let q = PaymentQuery {
-            merchant_id: who.scope(),
+            merchant_id: scope.merchant_id,
             merchant_uid: None,
             customer_uid: None,
             statuses: sq.filter.db_statuses(),
