@@ -1,4 +1,6 @@
 //! Read side: the lookups of spec/iamport-v1.md §4.1.
+use sea_orm::ConnectionTrait;
+
 use super::auth::Principal;
 use super::{Gateway, PaymentRecord, ServiceError, ServiceResult};
 use crate::domain::payment::{PaymentStatus, StatusFilter};
@@ -107,26 +109,38 @@ pub struct StatusQuery {
 }
 
 impl Gateway {
+    /// The payment `p` with its cancel history. A payment never cancelled has none, and is
+    /// answered as read (the lookup's one statement: most payments). One that was is read again
+    /// with its cancellations in one snapshot, so that its `cancel_amount` and status are those
+    /// of the history beside it: read one after the other, a partial cancel committing in between
+    /// showed `cancel_amount` 3000 over a history of 5000.
     pub async fn payment_record(&self, p: payment::Model) -> ServiceResult<PaymentRecord> {
-        // Most payments were never cancelled: skip the second query for them.
-        let cancellations = if p.cancel_amount > 0 {
-            payments::cancellations_of(&self.db.read, &[p.id]).await?
-        } else {
-            vec![]
-        };
-        Ok(PaymentRecord {
-            payment: p,
-            cancellations,
-        })
+        if p.cancel_amount == 0 {
+            return Ok(PaymentRecord {
+                payment: p,
+                cancellations: vec![],
+            });
+        }
+        let snapshot = self.db.read_snapshot().await?;
+        let p = payments::by_id(&snapshot, p.id)
+            .await?
+            .ok_or_else(|| ServiceError::NotFound(NOT_FOUND.into()))?;
+        let mut records = Self::records(&snapshot, vec![p]).await?;
+        snapshot.end().await?;
+        Ok(records.remove(0))
     }
 
-    async fn records(&self, list: Vec<payment::Model>) -> ServiceResult<Vec<PaymentRecord>> {
+    /// `list` with their cancel histories, read on `db`: a snapshot the list was read on too.
+    async fn records(
+        db: &impl ConnectionTrait,
+        list: Vec<payment::Model>,
+    ) -> ServiceResult<Vec<PaymentRecord>> {
         let ids: Vec<i64> = list
             .iter()
             .filter(|p| p.cancel_amount > 0)
             .map(|p| p.id)
             .collect();
-        let mut cancels = payments::cancellations_of(&self.db.read, &ids).await?;
+        let mut cancels = payments::cancellations_of(db, &ids).await?;
         Ok(list
             .into_iter()
             .map(|p| {
@@ -165,9 +179,9 @@ impl Gateway {
         if !merchant_uids.is_empty() {
             scope.of_merchant_uid()?;
         }
+        let snapshot = self.db.read_snapshot().await?;
         let found =
-            payments::by_imp_uids(&self.db.read, scope.merchant_id, imp_uids, merchant_uids)
-                .await?;
+            payments::by_imp_uids(&snapshot, scope.merchant_id, imp_uids, merchant_uids).await?;
         let mut ordered: Vec<payment::Model> = Vec::new();
         let mut unmatched = 0;
         for id in imp_uids {
@@ -184,10 +198,9 @@ impl Gateway {
                 None => unmatched += 1,
             }
         }
-        Ok(FoundPayments {
-            records: self.records(ordered).await?,
-            unmatched,
-        })
+        let records = Self::records(&snapshot, ordered).await?;
+        snapshot.end().await?;
+        Ok(FoundPayments { records, unmatched })
     }
 
     fn merchant_uid_query(
@@ -311,14 +324,18 @@ impl Gateway {
         Ok(page)
     }
 
+    /// A page, its total and its cancel histories, read in one snapshot so that they agree.
     async fn page(
         &self,
         q: &PaymentQuery,
         sorting: Sorting,
         paging: Paging,
     ) -> ServiceResult<Page<PaymentRecord>> {
+        let snapshot = self.db.read_snapshot().await?;
         let (total, list) =
-            payments::page(&self.db.read, q, sorting, paging.page, paging.limit).await?;
-        Ok(Page::new(total, paging, self.records(list).await?))
+            payments::page(&snapshot, q, sorting, paging.page, paging.limit).await?;
+        let records = Self::records(&snapshot, list).await?;
+        snapshot.end().await?;
+        Ok(Page::new(total, paging, records))
     }
 }
