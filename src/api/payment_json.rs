@@ -129,6 +129,7 @@ impl From<PaymentRecord> for PaymentAnnotation {
         let p = r.payment;
         let status = PaymentStatus::from_db(&p.status);
         let receipt_url = p.receipt_url();
+        let cash_receipt_issued = p.cash_receipt_issued();
         let cancel_history: Vec<PaymentCancelAnnotation> = r
             .cancellations
             .into_iter()
@@ -194,7 +195,7 @@ impl From<PaymentRecord> for PaymentAnnotation {
             receipt_url,
             cancel_history,
             cancel_receipt_urls,
-            cash_receipt_issued: false,
+            cash_receipt_issued,
             customer_uid: p.customer_uid,
             customer_uid_usage: p.customer_uid_usage,
             deposit_history: vec![],
