@@ -20,6 +20,7 @@ mod m20261204_000016_billing_key_pg_delete;
 mod m20261204_000017_merchant_kcp_api_base;
 mod m20261204_000018_notifications_by_tno;
 mod m20261205_000019_schedule_claim_token;
+mod m20261205_000020_payment_cash_receipt;
 
 pub struct Migrator;
 
@@ -46,6 +47,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261204_000017_merchant_kcp_api_base::Migration),
             Box::new(m20261204_000018_notifications_by_tno::Migration),
             Box::new(m20261205_000019_schedule_claim_token::Migration),
+            Box::new(m20261205_000020_payment_cash_receipt::Migration),
         ]
     }
 }

@@ -907,5 +907,6 @@ fn unopened_payment(
         vbank_date: None,
         vbank_issued_at: None,
         escrow_logis: None,
+        cash_receipt: false,
     }
 }

@@ -285,7 +285,8 @@ fn sorted(
         .order_by(payment::Column::Id, order)
 }
 
-/// One page (1-based) and the total count.
+/// One page (1-based) and the total count: two statements, which agree only on a read snapshot
+/// (`Db::read_snapshot`).
 pub async fn page(
     db: &impl ConnectionTrait,
     q: &PaymentQuery,

@@ -41,7 +41,7 @@ async fn revoke(app: &TestApp, token: &str, imp_uid: &str) -> (StatusCode, Value
 }
 
 /// Deposits the whole amount at the sandbox and waits for its `TX00` to make the payment paid.
-async fn deposit_until_paid(app: &TestApp, token: &str, p: &Value) {
+pub(crate) async fn deposit_until_paid(app: &TestApp, token: &str, p: &Value) {
     let tno = p["pg_tid"].as_str().unwrap();
     app.sandbox
         .deposit(tno, p["amount"].as_i64().unwrap(), "00")
