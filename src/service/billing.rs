@@ -7,7 +7,7 @@ use super::retired_keys::KcpDeletion;
 use super::{Gateway, PaymentRecord, ServiceError, ServiceResult};
 use crate::domain::card::{iamport_card_code, CardAuth, CardNumber, Expiry};
 use crate::domain::ids::random_hex;
-use crate::pg::{quoted_refusal, BatchKeyRequest, BatchPaymentRequest, Pg, PgError};
+use crate::pg::{quoted_refusal, BatchKeyRequest, BatchPaymentRequest, DeclineReason, Pg, PgError};
 use crate::store::billing::{self, Retirement};
 use crate::store::entity::{billing_key, merchant};
 use crate::store::is_unique_violation;
@@ -68,6 +68,22 @@ const RE_REGISTERED_DURING_DELETE: &str =
 /// ([`Gateway::group_id`]): the operator's command is named.
 pub(super) const GROUP_ID_MISSING: &str =
     "KCP 배치키 그룹아이디가 설정되지 않았습니다 (openport merchant set-group-id).";
+
+/// KCP's refusal of a batch key's issuance. A refusal of the card (its data, or the issuer's
+/// decline) is iamport's `code -1` "카드정보 인증에 실패하였습니다."; any other (the group id,
+/// 8301; a system or request error) says nothing about the card, and telling the merchant to
+/// check the buyer's card data would send them looking in the wrong place: it is `code 1` with
+/// KCP's code and message, as a key-in charge answers only a card refusal with -1
+/// (`Gateway::pay_onetime`).
+fn issuance_refused(code: &str, message: &str, reason: DeclineReason) -> ServiceError {
+    let refusal = quoted_refusal(code, message);
+    match reason {
+        DeclineReason::CardRejected | DeclineReason::CardDeclined => {
+            ServiceError::CardRejected(format!("카드정보 인증에 실패하였습니다. {refusal}"))
+        }
+        _ => ServiceError::Refused(format!("빌링키 발급에 실패하였습니다. {refusal}")),
+    }
+}
 
 pub fn customer_not_found(uid: &str) -> ServiceError {
     ServiceError::Refused(format!(
@@ -131,12 +147,11 @@ impl Gateway {
         };
         let key = match connector.issue_batch_key(&req).await {
             Ok(k) => k,
-            Err(PgError::Declined { code, message, .. }) => {
-                return Err(ServiceError::CardRejected(format!(
-                    "카드정보 인증에 실패하였습니다. {}",
-                    quoted_refusal(&code, &message)
-                )))
-            }
+            Err(PgError::Declined {
+                code,
+                message,
+                reason,
+            }) => return Err(issuance_refused(&code, &message, reason)),
             Err(e) => {
                 tracing::warn!(customer_uid = %cmd.customer_uid, "batch key issuance failed: {e}");
                 return Err(ServiceError::Refused(

@@ -1482,3 +1482,42 @@ async fn a_kcp_group_id_that_is_not_1_to_20_letters_and_digits_is_refused_and_no
         unknown.err()
     );
 }
+
+/// KCP refuses a batch key for a reason that is not the card (here the group id, 8301): the
+/// merchant is told KCP's code and message with `code 1`, not `code -1` "카드정보 인증에
+/// 실패하였습니다", which would send them checking the buyer's card; nothing is stored.
+#[tokio::test]
+async fn a_billing_key_refused_for_a_non_card_reason_is_code_1() {
+    // openport takes any 1–20 letters and digits; KCP's group is the site code and 7 digits.
+    let app = crate::helpers::spawn_app_with(|c| c.kcp.group_id = Some("T0000GROUP1".into())).await;
+    let token = app.token().await;
+
+    let body = register(&app, &token, "grp-refused", test_cards::SHINHAN_CREDIT).await;
+
+    assert_eq!(body["code"], 1, "{body}");
+    let message = body["message"].as_str().unwrap();
+    assert!(message.contains("[8301]"), "KCP's code: {body}");
+    assert!(!message.contains("카드정보"), "{body}");
+    assert!(body["response"].is_null(), "{body}");
+    assert!(key_rows(&app, "grp-refused").await.is_empty());
+    assert!(app.sandbox.batch_keys().is_empty());
+    // A card KCP refuses is still the card's fault: code -1.
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let (_, body) = app
+        .post(
+            "/subscribe/customers/card-refused",
+            Some(&token),
+            json!({"card_number": test_cards::SHINHAN_CREDIT, "expiry": future_expiry(),
+                   "birth": test_cards::WRONG_BIRTH, "pwd_2digit": "00"}),
+        )
+        .await;
+    assert_eq!(body["code"], -1, "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("카드정보 인증에 실패하였습니다."),
+        "{body}"
+    );
+}
