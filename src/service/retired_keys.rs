@@ -24,7 +24,8 @@ pub const KEY_DELETE_TRIES: i32 = 10;
 #[derive(Debug)]
 pub(crate) enum KcpDeletion {
     /// KCP holds the key deleted: by this call, or by an earlier one whose answer was lost (KCP
-    /// answers "already deleted", 8303).
+    /// answers "already deleted", 8303), or KCP holds no such key at all (8302, see
+    /// [`Gateway::delete_sealed_at_kcp`]).
     Deleted,
     /// KCP refused, with its message.
     Refused(String),
@@ -79,6 +80,23 @@ impl Gateway {
                     ..
                 }) => {
                     tracing::info!(customer_uid, "batch key was already deleted at KCP");
+                    KcpDeletion::Deleted
+                }
+                // KCP issued this key in this group, to this site: "no such key" there means it
+                // no longer exists, so nothing can be charged with it, which is all a deletion
+                // is for. Taken as deleted; otherwise the customer could never be deleted (every
+                // retry meets the same answer) and a replaced key would be retried for hours.
+                // The sandbox forgets its keys when it restarts without a state file
+                // (docs/sandbox.md §7). A WARN, since a merchant whose KCP site code changed
+                // under its keys gets the same answer for keys its old site still holds.
+                Err(PgError::Declined {
+                    reason: DeclineReason::BatchKeyNotFound,
+                    ..
+                }) => {
+                    tracing::warn!(
+                        customer_uid,
+                        "KCP holds no such batch key (8302); recorded as deleted at KCP"
+                    );
                     KcpDeletion::Deleted
                 }
                 Err(PgError::Declined { message, .. }) => KcpDeletion::Refused(message),
