@@ -156,8 +156,11 @@ impl Gateway {
         // A charge of this customer opened before the key was retired may be on its way to KCP
         // with it (a scheduled run, an `again`): deleted now, that charge would be refused and
         // announced failed although the customer has a valid key. The deletion waits for the
-        // charge to settle (the key is retired here, so nothing new is charged with it). Only a
-        // `replaced` key gets here: a merchant's delete removes the key at KCP first.
+        // charge to settle (the key is retired here, so nothing new is charged with it). A charge
+        // still being written when the key was retired is seen too: on PostgreSQL it holds the
+        // key's row locked (`FOR SHARE`, store::payments::open_charge) until it commits, so the
+        // retirement, and this check after it, come after it. Only a `replaced` key gets here: a
+        // merchant's delete removes the key at KCP first.
         if payments::customer_charge_open(&self.db.write, key.merchant_id, customer_uid).await? {
             let next = now + self.settings.lease_secs;
             billing::defer_key_deletion(&self.db.write, id, key.pg_delete_lease_until, next)

@@ -1521,3 +1521,73 @@ async fn a_billing_key_refused_for_a_non_card_reason_is_code_1() {
         "{body}"
     );
 }
+
+/// A re-registration commits while an `again` that read the old key is still writing its charge
+/// (PostgreSQL: a trigger holds the charge's statement in its attempt's insert): the old key must
+/// not be deleted at KCP before that charge is visible, or the charge goes out with a key KCP no
+/// longer holds and is refused. The charge holds the key's row locked until it commits, so the
+/// re-registration's retirement waits for it and the deletion then waits for the charge.
+#[tokio::test]
+async fn a_key_replaced_while_a_charge_with_it_is_being_written_is_not_deleted_under_it() {
+    use kcp_sandbox::BatchKeyState;
+    let app = spawn_app().await;
+    if !app.database_url.starts_with("postgres") {
+        return; // SQLite's one writer runs the charge's write and the replacement one by one
+    }
+    let token = app.token().await;
+    let first = register(&app, &token, "cust-writing", test_cards::SHINHAN_CREDIT).await;
+    assert_eq!(first["code"], 0, "{first}");
+    execute(
+        &app,
+        vec![
+            "CREATE FUNCTION slow_attempt() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
+             PERFORM pg_sleep(1.5); RETURN NEW; END $$"
+                .to_string(),
+            "CREATE TRIGGER slow_attempt BEFORE INSERT ON pg_attempts FOR EACH ROW \
+             WHEN (NEW.kind = 'approve') EXECUTE FUNCTION slow_attempt()"
+                .to_string(),
+        ],
+    )
+    .await;
+    let charging = {
+        let url = app.url("/subscribe/payments/again");
+        let http = app.http.clone();
+        let token = token.clone();
+        tokio::spawn(async move {
+            let res = http
+                .post(url)
+                .header("Authorization", token)
+                .json(
+                    &json!({"customer_uid": "cust-writing", "merchant_uid": "writing-1",
+                              "amount": 1000, "name": "정기결제"}),
+                )
+                .send()
+                .await
+                .unwrap();
+            TestApp::read(res).await.1
+        })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    let second = register(&app, &token, "cust-writing", test_cards::SAMSUNG_CHECK).await;
+    assert_eq!(second["code"], 0, "{second}");
+
+    let charged = charging.await.unwrap();
+    assert_eq!(charged["response"]["status"], "paid", "{charged}");
+    assert_eq!(
+        charged["response"]["card_number"], first["response"]["card_number"],
+        "charged with the key it read: {charged}"
+    );
+    execute(
+        &app,
+        vec!["DROP TRIGGER slow_attempt ON pg_attempts".to_string()],
+    )
+    .await;
+    app.advance(app.app.gateway.settings.lease_secs + 1);
+    app.app.gateway.retry_key_deletions(100).await.unwrap();
+    let old = &key_rows(&app, "cust-writing").await[0];
+    assert!(old.pg_deleted_at.is_some(), "deleted once settled: {old:?}");
+    let keys = app.sandbox.batch_keys();
+    assert_eq!(keys[0].state, BatchKeyState::Deleted);
+    assert_eq!(keys[1].state, BatchKeyState::Active);
+    app.assert_ledger_agrees().await;
+}
