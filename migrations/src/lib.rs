@@ -19,6 +19,7 @@ mod m20261203_000015_schedule_customer_id;
 mod m20261204_000016_billing_key_pg_delete;
 mod m20261204_000017_merchant_kcp_api_base;
 mod m20261204_000018_notifications_by_tno;
+mod m20261205_000019_billing_key_payment;
 
 pub struct Migrator;
 
@@ -44,6 +45,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261204_000016_billing_key_pg_delete::Migration),
             Box::new(m20261204_000017_merchant_kcp_api_base::Migration),
             Box::new(m20261204_000018_notifications_by_tno::Migration),
+            Box::new(m20261205_000019_billing_key_payment::Migration),
         ]
     }
 }

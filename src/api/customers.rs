@@ -127,7 +127,6 @@ pub(crate) fn parse_customer(
         customer_email: req.customer_email,
         customer_addr: req.customer_addr,
         customer_postcode: req.customer_postcode,
-        keeps_unset_details: false,
     }))
 }
 

@@ -25,10 +25,6 @@ pub struct CustomerCommand {
     pub customer_email: Option<String>,
     pub customer_addr: Option<String>,
     pub customer_postcode: Option<String>,
-    /// Customer fields left unset keep the values of the key this one replaces. For a card kept
-    /// by `onetime`, which has no `customer_id` parameter and whose `buyer_*` are optional
-    /// (spec/iamport-v1.md §4.4): storing the card must not erase what the merchant registered.
-    pub keeps_unset_details: bool,
 }
 
 /// `POST /subscribe/payments/again` (and a schedule's run).
@@ -92,7 +88,7 @@ pub fn customer_not_found(uid: &str) -> ServiceError {
 }
 
 /// The customer fields a new key leaves unset, taken from the key it replaces.
-fn keep_unset_details(row: &mut billing_key::ActiveModel, old: &billing_key::Model) {
+pub(super) fn keep_unset_details(row: &mut billing_key::ActiveModel, old: &billing_key::Model) {
     let keep = |field: &mut sea_orm::ActiveValue<Option<String>>, registered: &Option<String>| {
         if matches!(field, sea_orm::ActiveValue::Set(None)) {
             *field = Set(registered.clone());
@@ -132,6 +128,29 @@ impl Gateway {
         m: &merchant::Model,
         cmd: CustomerCommand,
     ) -> ServiceResult<billing_key::Model> {
+        let row = self.issue_key(m, &cmd).await?;
+        let now = self.clock.unix();
+        let (stored, old) = match self.store_issued_key(m, &cmd, row.clone()).await {
+            Ok(stored) => stored,
+            Err(KeyNotStored::Certainly(e)) => {
+                self.discard_issued_key(m, row, now).await;
+                return Err(e);
+            }
+            Err(KeyNotStored::Unknown(e)) => return Err(e),
+        };
+        if let Some(old) = old {
+            self.delete_replaced_key(m, old.id).await;
+        }
+        Ok(stored)
+    }
+
+    /// Asks KCP for a batch key of the card: the row that records it (sealed, as `active`),
+    /// written by the caller.
+    pub(super) async fn issue_key(
+        &self,
+        m: &merchant::Model,
+        cmd: &CustomerCommand,
+    ) -> ServiceResult<billing_key::ActiveModel> {
         let group_id = self.group_id(m)?;
         let connector = self.connectors.for_merchant(m, &self.secrets)?;
         let req = BatchKeyRequest {
@@ -161,7 +180,7 @@ impl Gateway {
             }
         };
         let now = self.clock.unix();
-        let row = billing_key::ActiveModel {
+        Ok(billing_key::ActiveModel {
             merchant_id: Set(m.id),
             customer_uid: Set(cmd.customer_uid.clone()),
             status: Set("active".into()),
@@ -183,19 +202,7 @@ impl Gateway {
             updated_at: Set(now),
             deleted_at: Set(None),
             ..Default::default()
-        };
-        let (stored, old) = match self.store_issued_key(m, &cmd, row.clone()).await {
-            Ok(stored) => stored,
-            Err(KeyNotStored::Certainly(e)) => {
-                self.discard_issued_key(m, row, now).await;
-                return Err(e);
-            }
-            Err(KeyNotStored::Unknown(e)) => return Err(e),
-        };
-        if let Some(old) = old {
-            self.delete_replaced_key(m, old.id).await;
-        }
-        Ok(stored)
+        })
     }
 
     /// Stores the key KCP just issued as the customer's, retiring the key it replaces:
@@ -215,9 +222,6 @@ impl Gateway {
                 billing::retire_key(&txn, o.id, Retirement::Replaced, now).await?;
                 // The customer was registered then; only `updated` moves (spec §4.5).
                 row.inserted_at = Set(o.inserted_at);
-                if cmd.keeps_unset_details {
-                    keep_unset_details(&mut row, o);
-                }
             }
             match billing::insert_key(&txn, row).await {
                 Ok(stored) => {

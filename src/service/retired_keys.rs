@@ -9,8 +9,13 @@
 //! KCP under a key nobody would delete again. Each try is claimed with a lease, as webhook
 //! deliveries are, so two instances do not call KCP for one key at once (a second delete would
 //! only meet "already deleted", which counts as deleted).
+//!
+//! A key issued for a key-in charge's card (`pending`, service/kept_cards.rs) is in the same pass
+//! from the moment it is recorded: it waits while its payment is open, becomes the customer's once
+//! the payment is found paid, and is deleted like a replaced key once it is found failed.
 use secrecy::{ExposeSecret, SecretString};
 
+use super::kept_cards::KeptCard;
 use super::{Gateway, ServiceError, ServiceResult};
 use crate::pg::{DeclineReason, Pg, PgError};
 use crate::store::entity::{billing_key, merchant};
@@ -117,6 +122,16 @@ impl Gateway {
         }
     }
 
+    /// [`Self::delete_replaced_key`] for a key whose merchant is not at hand.
+    pub(crate) async fn delete_retired_key(&self, key_id: i64) {
+        if let Err(e) = self.try_key_deletion(None, key_id).await {
+            tracing::warn!(
+                key_id,
+                "retired billing key: deletion at KCP left to the resolver: {e}"
+            );
+        }
+    }
+
     /// The resolver's pass over retired keys whose deletion at KCP is due: each is tried once by
     /// the instance that claims it. Returns how many were looked at.
     pub async fn retry_key_deletions(&self, limit: u64) -> ServiceResult<usize> {
@@ -153,6 +168,26 @@ impl Gateway {
             return Ok(());
         };
         let customer_uid = key.customer_uid.as_str();
+        // A key issued for a key-in charge is deleted only once that charge is known not to
+        // keep it (service/kept_cards.rs); one whose charge was paid becomes the customer's here.
+        let kept_card = key.status == billing::PENDING;
+        if kept_card {
+            match self.settle_kept_card(&key).await? {
+                KeptCard::Waiting => {
+                    let next = now + self.settings.lease_secs;
+                    billing::defer_key_deletion(
+                        &self.db.write,
+                        id,
+                        key.pg_delete_lease_until,
+                        next,
+                    )
+                    .await?;
+                    return Ok(());
+                }
+                KeptCard::Adopted { .. } | KeptCard::Settled => return Ok(()),
+                KeptCard::Dropped => {}
+            }
+        }
         // A charge of this customer opened before the key was retired may be on its way to KCP
         // with it (a scheduled run, an `again`): deleted now, that charge would be refused and
         // announced failed although the customer has a valid key. The deletion waits for the
@@ -160,8 +195,11 @@ impl Gateway {
         // still being written when the key was retired is seen too: on PostgreSQL it holds the
         // key's row locked (`FOR SHARE`, store::payments::open_charge) until it commits, so the
         // retirement, and this check after it, come after it. Only a `replaced` key gets here: a
-        // merchant's delete removes the key at KCP first.
-        if payments::customer_charge_open(&self.db.write, key.merchant_id, customer_uid).await? {
+        // merchant's delete removes the key at KCP first. A kept card that was never the
+        // customer's was never charged with.
+        if !kept_card
+            && payments::customer_charge_open(&self.db.write, key.merchant_id, customer_uid).await?
+        {
             let next = now + self.settings.lease_secs;
             billing::defer_key_deletion(&self.db.write, id, key.pg_delete_lease_until, next)
                 .await?;

@@ -514,7 +514,7 @@ async fn onetime_with_a_customer_uid_pays_and_stores_the_card_as_a_billing_key()
     assert_eq!(again_body["response"]["status"], "paid");
 }
 
-async fn all_payments(app: &TestApp) -> Vec<openport::store::entity::payment::Model> {
+pub(crate) async fn all_payments(app: &TestApp) -> Vec<openport::store::entity::payment::Model> {
     openport::store::payments::all_payments(&app.app.gateway.db.read)
         .await
         .unwrap()
@@ -730,7 +730,7 @@ pub async fn key_rows(
 }
 
 /// The sandbox's record of the batch key a row holds sealed (found by its digest).
-fn kcp_state_of(
+pub(crate) fn kcp_state_of(
     app: &TestApp,
     row: &openport::store::entity::billing_key::Model,
 ) -> kcp_sandbox::BatchKeyState {
@@ -1088,7 +1088,7 @@ pub(crate) async fn refuse_commits_of_keys(app: &TestApp, customer_uid: &str) {
     execute(app, statements).await;
 }
 
-async fn execute(app: &TestApp, statements: Vec<String>) {
+pub(crate) async fn execute(app: &TestApp, statements: Vec<String>) {
     use sea_orm::ConnectionTrait;
     for sql in statements {
         app.app

@@ -12,6 +12,7 @@ mod cli;
 mod codes;
 mod control_chars;
 mod escrow;
+mod kept_cards;
 mod lookups;
 mod migrations;
 mod onetime;
