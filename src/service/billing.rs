@@ -7,7 +7,7 @@ use super::retired_keys::KcpDeletion;
 use super::{Gateway, PaymentRecord, ServiceError, ServiceResult};
 use crate::domain::card::{iamport_card_code, CardAuth, CardNumber, Expiry};
 use crate::domain::ids::random_hex;
-use crate::pg::{quoted_refusal, BatchKeyRequest, BatchPaymentRequest, DeclineReason, Pg, PgError};
+use crate::pg::{quoted_refusal, BatchKeyRequest, BatchPaymentRequest, DeclineReason, PgError};
 use crate::store::billing::{self, Retirement};
 use crate::store::entity::{billing_key, merchant};
 use crate::store::is_unique_violation;
@@ -53,8 +53,9 @@ impl From<sea_orm::DbErr> for KeyNotStored {
     }
 }
 
-/// How many keys one delete follows when re-registrations keep replacing the key it deletes.
-const DELETE_ROUNDS: usize = 3;
+/// How often a delete reads the customer's key again when re-registrations keep replacing it
+/// under it.
+const DELETE_TRIES: usize = 3;
 
 /// The refusal once they did: the customer is not deleted.
 const RE_REGISTERED_DURING_DELETE: &str =
@@ -345,37 +346,62 @@ impl Gateway {
             .collect())
     }
 
-    /// Deletes the key at KCP (`tx_type 10005010`), then here, revoking the customer's pending
-    /// schedules. A re-registration can replace the key while KCP deletes it: the new key is then
-    /// deleted too (the customer asked to be deleted after it was stored, and a "deleted" answer
-    /// must leave nothing that charges), at most [`DELETE_ROUNDS`] times before the delete is
-    /// refused as not done.
+    /// Deletes the customer: its key retired here (`deleted`) and its pending schedules revoked,
+    /// in one transaction, and only then the key deleted at KCP (`tx_type 10005010`). Once the
+    /// transaction commits nothing of the customer is charged or scheduled: a charge opens only
+    /// with an active key, a schedule is written only while the key is active (both read it
+    /// locked on PostgreSQL, so they either commit before the retirement, and a schedule is then
+    /// revoked with the others, or see the key retired), and a schedule whose run has not opened
+    /// its charge is revoked. Had KCP been called first, a schedule could fall due and be charged
+    /// while KCP deleted the key, and one written beside the delete could survive it.
+    ///
+    /// The deletion at KCP is then durable as a replaced key's (service/retired_keys.rs): tried
+    /// now, and if KCP fails or its answer is lost (or a charge opened before the delete is still
+    /// in flight with the key), retried by the resolver until KCP confirms it. The customer stays
+    /// deleted meanwhile, its schedules revoked: what the merchant asked for holds here at once,
+    /// and only KCP's copy of a key nothing will charge is left to go.
     pub async fn delete_customer(
         &self,
         m: &merchant::Model,
         customer_uid: &str,
     ) -> ServiceResult<billing_key::Model> {
-        let mut key = self.customer(m, customer_uid).await?;
-        let connector = self.connectors.for_merchant(m, &self.secrets)?;
-        for _ in 0..DELETE_ROUNDS {
-            self.delete_customer_key_at_pg(connector.as_ref(), &key)
-                .await?;
+        // A merchant whose KCP configuration is unusable gets the error, with nothing retired.
+        self.connectors.for_merchant(m, &self.secrets)?;
+        let key = self.retire_customer(m, customer_uid).await?;
+        self.delete_replaced_key(m, key.id).await;
+        let key = billing::key_by_id(&self.db.write, key.id)
+            .await?
+            .unwrap_or(key);
+        if key.pg_deleted_at.is_none() {
+            tracing::warn!(
+                customer_uid,
+                "customer deleted; its billing key's deletion at KCP is left to the resolver"
+            );
+        }
+        Ok(billing_key::Model {
+            batch_key_sealed: String::new(),
+            ..key
+        })
+    }
+
+    /// The transaction of [`Self::delete_customer`]: the customer's active key retired as
+    /// `deleted` (its deletion at KCP pending) and its pending schedules revoked. The key as
+    /// retired; refused as unknown when the customer has no active key (iamport's answer to a
+    /// customer deleted already, too).
+    async fn retire_customer(
+        &self,
+        m: &merchant::Model,
+        customer_uid: &str,
+    ) -> ServiceResult<billing_key::Model> {
+        for _ in 0..DELETE_TRIES {
             let now = self.clock.unix();
             let txn = self.db.write.begin().await?;
+            let Some(key) = billing::active_key(&txn, m.id, customer_uid).await? else {
+                return Err(customer_not_found(customer_uid));
+            };
+            // Replaced meanwhile by a registration that read it first: the new key goes.
             if !billing::retire_key(&txn, key.id, Retirement::Deleted, now).await? {
-                // Not active any more: replaced by a re-registration (whose key is active now
-                // and goes next), or deleted by a concurrent delete (nothing active is left).
-                // KCP has deleted it all the same: a replaced key's pending deletion is done.
-                billing::key_deleted_at_pg(&txn, key.id, now).await?;
-                if let Some(current) = billing::active_key(&txn, m.id, customer_uid).await? {
-                    txn.commit().await?;
-                    tracing::info!(
-                        customer_uid,
-                        "customer re-registered during its delete; deleting the new key too"
-                    );
-                    key = current;
-                    continue;
-                }
+                continue;
             }
             for s in billing::pending_schedules(&txn, m.id, Some(customer_uid), None).await? {
                 billing::revoke_schedule(&txn, s.id, now).await?;
@@ -385,9 +411,9 @@ impl Gateway {
                 status: "deleted".into(),
                 deleted_at: Some(now),
                 updated_at: now,
-                pg_deleted_at: Some(now),
-                batch_key_sealed: String::new(),
-                pg_delete_next_at: None,
+                pg_delete_next_at: Some(now),
+                pg_delete_tries: 0,
+                pg_delete_lease_until: 0,
                 ..key
             });
         }
@@ -396,28 +422,6 @@ impl Gateway {
             "customer kept being re-registered during its delete"
         );
         Err(ServiceError::Refused(RE_REGISTERED_DURING_DELETE.into()))
-    }
-
-    /// The delete's call to KCP: Ok once KCP holds the key deleted, also when an earlier delete
-    /// whose answer was lost did it; a refusal or an unknown outcome leaves the customer as is.
-    async fn delete_customer_key_at_pg(
-        &self,
-        connector: &dyn Pg,
-        key: &billing_key::Model,
-    ) -> ServiceResult<()> {
-        match self.delete_at_kcp(connector, key).await? {
-            KcpDeletion::Deleted => Ok(()),
-            KcpDeletion::Refused(message) => Err(ServiceError::Refused(format!(
-                "빌링키 삭제에 실패하였습니다.({message})"
-            ))),
-            KcpDeletion::Unknown(e) => {
-                tracing::warn!(customer_uid = %key.customer_uid, "batch key deletion outcome unknown: {e}");
-                Err(ServiceError::Refused(
-                    "PG사 응답을 확인하지 못해 빌링키를 삭제하지 못했습니다. 다시 시도해 주세요."
-                        .into(),
-                ))
-            }
-        }
     }
 
     /// A charge on the customer's billing key. A decline is a normal answer (code 0, `failed`).

@@ -1,7 +1,8 @@
 //! Deleting retired billing keys at KCP (`tx_type 10005010`, spec/kcp.md §2.6), durably.
 //!
 //! A key replaced by a re-registration is retired in the write that stores the new one, with its
-//! deletion at KCP pending (`store::billing::Retirement::Replaced`). The request then tries the
+//! deletion at KCP pending (`store::billing::Retirement::Replaced`); a key the merchant deleted is
+//! retired the same way, before KCP is called (`Retirement::Deleted`, `Gateway::delete_customer`). The request then tries the
 //! deletion once; a failure, or an answer that never arrives, leaves it pending, and the resolver
 //! tries again with backoff ([`Gateway::retry_key_deletions`]) until KCP confirms it, or gives up
 //! after [`KEY_DELETE_TRIES`] calls with an ERROR naming the customer_uid, for an operator to
@@ -194,8 +195,8 @@ impl Gateway {
         // charge to settle (the key is retired here, so nothing new is charged with it). A charge
         // still being written when the key was retired is seen too: on PostgreSQL it holds the
         // key's row locked (`FOR SHARE`, store::payments::open_charge) until it commits, so the
-        // retirement, and this check after it, come after it. Only a `replaced` key gets here: a
-        // merchant's delete removes the key at KCP first. A kept card that was never the
+        // retirement, and this check after it, come after it. A key the merchant deleted waits the
+        // same way: a charge opened before the delete goes on. A kept card that was never the
         // customer's was never charged with.
         if !kept_card
             && payments::customer_charge_open(&self.db.write, key.merchant_id, customer_uid).await?

@@ -59,6 +59,24 @@ pub async fn active_key(
     active_key_query(merchant_id, customer_uid).one(db).await
 }
 
+/// [`active_key`] in a transaction that is about to write what needs the key to stay the
+/// customer's until it commits (a schedule): on PostgreSQL its row is read `FOR SHARE`, so a delete
+/// or a re-registration, which retires the key with an `UPDATE` of that row, waits for the
+/// transaction and then sees what it wrote; a key retired meanwhile is read as it now is, not
+/// active. SQLite's one writer runs such transactions one after the other.
+pub async fn active_key_locked(
+    db: &impl ConnectionTrait,
+    merchant_id: i64,
+    customer_uid: &str,
+) -> Result<Option<billing_key::Model>, DbErr> {
+    let q = active_key_query(merchant_id, customer_uid);
+    if db.get_database_backend() == DbBackend::Postgres {
+        q.lock_shared().one(db).await
+    } else {
+        q.one(db).await
+    }
+}
+
 /// The customer's active billing key (at most one, by the unique index `billing_keys_one_active`,
 /// whose predicate the literal `'active'` matches, so a cached generic plan can probe it).
 pub(super) fn active_key_query(
@@ -237,8 +255,8 @@ pub enum Retirement {
     /// Replaced by a re-registration: its deletion at KCP is pending, due at once
     /// ([`claim_key_deletion`]).
     Replaced,
-    /// Deleted by the merchant, after KCP deleted it: recorded as deleted there, the sealed key
-    /// erased.
+    /// Deleted by the merchant: no longer the customer's, and, as a replaced key, its deletion at
+    /// KCP pending, due at once (`Gateway::delete_customer` tries it before it answers).
     Deleted,
 }
 
@@ -252,17 +270,15 @@ pub async fn retire_key(
     let update = billing_key::Entity::update_many()
         .col_expr(billing_key::Column::UpdatedAt, Expr::value(now))
         .col_expr(billing_key::Column::DeletedAt, Expr::value(now));
-    let update = match how {
-        Retirement::Replaced => update
-            .col_expr(billing_key::Column::Status, Expr::value("replaced"))
-            .col_expr(billing_key::Column::PgDeleteNextAt, Expr::value(now))
-            .col_expr(billing_key::Column::PgDeleteTries, Expr::value(0))
-            .col_expr(billing_key::Column::PgDeleteLeaseUntil, Expr::value(0i64)),
-        Retirement::Deleted => {
-            deleted_at_pg(update, now).col_expr(billing_key::Column::Status, Expr::value("deleted"))
-        }
+    let status = match how {
+        Retirement::Replaced => "replaced",
+        Retirement::Deleted => "deleted",
     };
     let res = update
+        .col_expr(billing_key::Column::Status, Expr::value(status))
+        .col_expr(billing_key::Column::PgDeleteNextAt, Expr::value(now))
+        .col_expr(billing_key::Column::PgDeleteTries, Expr::value(0))
+        .col_expr(billing_key::Column::PgDeleteLeaseUntil, Expr::value(0i64))
         .filter(billing_key::Column::Id.eq(id))
         .filter(billing_key::Column::Status.eq("active"))
         .exec(db)

@@ -11,6 +11,7 @@ mod checkout;
 mod cli;
 mod codes;
 mod control_chars;
+mod deleted_customers;
 mod escrow;
 mod kept_cards;
 mod lookups;
