@@ -21,6 +21,7 @@ mod m20261204_000017_merchant_kcp_api_base;
 mod m20261204_000018_notifications_by_tno;
 mod m20261205_000019_schedule_claim_token;
 mod m20261205_000020_payment_cash_receipt;
+mod m20261205_000021_billing_key_payment;
 
 pub struct Migrator;
 
@@ -48,6 +49,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261204_000018_notifications_by_tno::Migration),
             Box::new(m20261205_000019_schedule_claim_token::Migration),
             Box::new(m20261205_000020_payment_cash_receipt::Migration),
+            Box::new(m20261205_000021_billing_key_payment::Migration),
         ]
     }
 }

@@ -193,6 +193,9 @@ pub enum DeclineReason {
     AlreadyCancelled,
     /// The billing key was deleted at the PG (KCP 8303): a delete that meets it already happened.
     BatchKeyDeleted,
+    /// The PG holds no such billing key (KCP 8302): for a key it issued to openport, it no longer
+    /// exists there (see `service::retired_keys`).
+    BatchKeyNotFound,
     /// The escrow transaction already has a shipping start at the PG (KCP 8502, documented
     /// assumption): a retried one whose first answer was lost meets this.
     AlreadyShipped,

@@ -10,6 +10,7 @@ mod confirm;
 pub mod connectors;
 pub mod escrow;
 pub(crate) mod inquiry;
+mod kept_cards;
 pub mod key_check;
 pub mod lookup;
 pub mod merchants;

@@ -171,8 +171,9 @@ impl Gateway {
             // charge opens when a live merchant has none (`Gateway::group_id`).
             self.group_id(m)?;
         }
-        // With a customer_uid the card is also stored as that customer's billing key: once the
-        // charge is open (its rules passed), before KCP is asked to approve it.
+        // With a customer_uid the card is also kept as that customer's billing key: issued once
+        // the charge is open (its rules passed), before KCP is asked to approve it; the
+        // customer's once the charge is paid (service/kept_cards.rs).
         let keep_as =
             order
                 .customer_uid
@@ -188,7 +189,6 @@ impl Gateway {
                     customer_email: order.buyer_email.clone(),
                     customer_addr: order.buyer_addr.clone(),
                     customer_postcode: order.buyer_postcode.clone(),
-                    keeps_unset_details: true,
                 });
         let call = ChargeCall::KeyIn {
             keep_as: keep_as.map(Box::new),
@@ -281,6 +281,9 @@ impl Gateway {
             attempt,
             billing_key,
         } = opened;
+        // The key issued for a key-in charge's card, pending until the charge is paid
+        // (service/kept_cards.rs).
+        let mut kept_card = None;
         let (attempt, result) = match call {
             ChargeCall::KeyIn {
                 mut request,
@@ -289,9 +292,15 @@ impl Gateway {
                 let attempt = match keep_as {
                     None => attempt,
                     Some(customer) => {
-                        match self.keep_card(m, *customer, &payment, attempt).await? {
+                        let (attempt, key_id) =
+                            self.keep_card(m, *customer, &payment, attempt).await?;
+                        kept_card = Some(key_id);
+                        match attempt {
                             Some(attempt) => attempt,
-                            None => return self.approval_decided(payment.id).await,
+                            None => {
+                                self.delete_replaced_key(m, key_id).await;
+                                return self.approval_decided(payment.id).await;
+                            }
                         }
                     }
                 };
@@ -310,7 +319,7 @@ impl Gateway {
                 (attempt, result)
             }
         };
-        Ok(match result {
+        let outcome = match result {
             Ok(approval) => {
                 self.settle_approval(connector, payment, attempt, approval, true)
                     .await?
@@ -319,24 +328,34 @@ impl Gateway {
                 self.conclude_pg_error(connector, payment, attempt, err, &CHARGE_FAILURES)
                     .await?
             }
-        })
+        };
+        // Paid: the card was made the customer's with the paid record (`record_paid`). Failed:
+        // its key goes now, not at the resolver's next pass. Unknown: both wait for the outcome.
+        if let (Some(key_id), ApprovalOutcome::Declined { .. } | ApprovalOutcome::NetCancelled(_)) =
+            (kept_card, &outcome)
+        {
+            self.delete_replaced_key(m, key_id).await;
+        }
+        Ok(outcome)
     }
 
-    /// Stores the card of an opened key-in charge as the customer's billing key (spec §4.4). Only
-    /// now: a charge its rules refuse (the merchant_uid paid or in progress, another prepared
-    /// amount, instalments under 50,000 KRW) must not replace the customer's card. A key KCP does
-    /// not issue fails the charge, which was not sent, and the refusal is the answer. Some: the
-    /// attempt with its lease renewed for the approval (the issuance used part of it); None when
-    /// another holder settled the attempt meanwhile.
+    /// Issues the billing key of an opened key-in charge's card (spec §4.4), pending until the
+    /// charge is paid (service/kept_cards.rs: a declined charge leaves the customer's card as it
+    /// was, seed 004). Only once the charge is open: a charge its rules refuse (the merchant_uid
+    /// paid or in progress, another prepared amount, instalments under 50,000 KRW) issues nothing.
+    /// A key KCP does not issue fails the charge, which was not sent, and the refusal is the
+    /// answer. The attempt with its lease renewed for the approval (the issuance used part of
+    /// it), None when another holder settled the attempt meanwhile; and the pending key's id.
     async fn keep_card(
         &self,
         m: &merchant::Model,
         customer: super::billing::CustomerCommand,
         payment: &payment::Model,
         attempt: pg_attempt::Model,
-    ) -> ServiceResult<Option<pg_attempt::Model>> {
-        let Err(refusal) = self.register_customer(m, customer).await else {
-            return self.renew(attempt).await;
+    ) -> ServiceResult<(Option<pg_attempt::Model>, i64)> {
+        let refusal = match self.issue_kept_card(m, &customer, payment).await {
+            Ok(key) => return Ok((self.renew(attempt).await?, key.id)),
+            Err(refusal) => refusal,
         };
         let reason = match &refusal {
             ServiceError::CardRejected(why) | ServiceError::Refused(why) => why.clone(),
@@ -713,7 +732,10 @@ impl Gateway {
     }
 
     /// The payment `paid`, its attempt `succeeded` and the `paid` webhook (spec §5), in one atomic
-    /// write (`payments::conclude_charge`); None when another holder settled the attempt.
+    /// write (`payments::conclude_charge`); None when another holder settled the attempt. A
+    /// key-in charge that keeps its card makes it the customer's key then
+    /// (`Gateway::adopt_kept_card`), whichever holder records it paid: the request, or the
+    /// resolver after a lost answer.
     pub(crate) async fn record_paid(
         &self,
         payment: &payment::Model,
@@ -744,7 +766,7 @@ impl Gateway {
         a.tno = Set(Some(ap.tno.clone()));
         a.result_code = Set(Some("0000".into()));
         a.updated_at = Set(now);
-        payments::conclude_charge(
+        let paid = payments::conclude_charge(
             &self.db.write,
             attempt,
             PaymentStatus::Pending.as_db(),
@@ -752,7 +774,11 @@ impl Gateway {
             a,
             webhooks,
         )
-        .await
+        .await?;
+        if let Some(paid) = &paid {
+            self.adopt_kept_card(paid).await;
+        }
+        Ok(paid)
     }
 
     /// The payment failed with `reason`; None when another holder settled the attempt.

@@ -102,19 +102,29 @@ impl Gateway {
                 return Err(taken_by(uid, &live.imp_uid));
             }
         }
-        let key = match billing::active_key(&self.db.read, m.id, customer_uid).await? {
-            Some(key) => key,
-            None => match card {
+        if billing::active_key(&self.db.read, m.id, customer_uid)
+            .await?
+            .is_none()
+        {
+            match card {
                 Some(c) => self.register_customer(m, c).await?,
                 None => return Err(ServiceError::Refused(UNKNOWN_CUSTOMER.into())),
-            },
-        };
+            };
+        }
         // OpenAPI (`POST /subscribe/payments/schedule`): a buyer field left out is the billing
         // key's customer field ("누락되면 빌링키 등록 시 입력한 customer_name … 이 사용됩니다").
         let or_customer = |given: &Option<String>, registered: &Option<String>| {
             given.clone().or_else(|| registered.clone())
         };
         let txn = self.db.write.begin().await?;
+        // The key read again, locked on PostgreSQL, in the transaction that writes the schedules:
+        // a customer deleted since the read above (or deleted while this writes) would otherwise
+        // keep a `scheduled` schedule past its delete, to fail when due with a `failed` webhook.
+        // Either this commits first and the delete, which waits for the lock, revokes these
+        // schedules with the others, or the key is read retired and the request refused.
+        let Some(key) = billing::active_key_locked(&txn, m.id, customer_uid).await? else {
+            return Err(ServiceError::Refused(UNKNOWN_CUSTOMER.into()));
+        };
         let mut out = Vec::with_capacity(items.len());
         for it in items {
             let o = it.order;

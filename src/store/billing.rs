@@ -59,6 +59,24 @@ pub async fn active_key(
     active_key_query(merchant_id, customer_uid).one(db).await
 }
 
+/// [`active_key`] in a transaction that is about to write what needs the key to stay the
+/// customer's until it commits (a schedule): on PostgreSQL its row is read `FOR SHARE`, so a delete
+/// or a re-registration, which retires the key with an `UPDATE` of that row, waits for the
+/// transaction and then sees what it wrote; a key retired meanwhile is read as it now is, not
+/// active. SQLite's one writer runs such transactions one after the other.
+pub async fn active_key_locked(
+    db: &impl ConnectionTrait,
+    merchant_id: i64,
+    customer_uid: &str,
+) -> Result<Option<billing_key::Model>, DbErr> {
+    let q = active_key_query(merchant_id, customer_uid);
+    if db.get_database_backend() == DbBackend::Postgres {
+        q.lock_shared().one(db).await
+    } else {
+        q.one(db).await
+    }
+}
+
 /// The customer's active billing key (at most one, by the unique index `billing_keys_one_active`,
 /// whose predicate the literal `'active'` matches, so a cached generic plan can probe it).
 pub(super) fn active_key_query(
@@ -136,14 +154,109 @@ pub async fn insert_retired_key(
     k.insert(db).await
 }
 
+/// The status of a key issued for a key-in charge that is not the customer's key yet
+/// (`service::kept_cards`).
+pub const PENDING: &str = "pending";
+
+/// Records a key KCP issued for key-in charge `payment_id`: [`PENDING`], and its deletion at KCP
+/// due at `now`, which waits while the payment is open (`Gateway::try_key_deletion`) and is
+/// cleared when the key becomes the customer's ([`activate_pending_key`]). So a key whose charge
+/// is never settled by the request that issued it (a crash, a lost answer) is still settled: made
+/// the customer's once the payment is found paid, deleted at KCP once it is found not to be.
+pub async fn insert_pending_key(
+    db: &impl ConnectionTrait,
+    mut k: billing_key::ActiveModel,
+    payment_id: i64,
+    now: i64,
+) -> Result<billing_key::Model, DbErr> {
+    k.status = Set(PENDING.into());
+    k.payment_id = Set(Some(payment_id));
+    k.deleted_at = Set(None);
+    k.pg_deleted_at = Set(None);
+    k.pg_delete_next_at = Set(Some(now));
+    k.pg_delete_tries = Set(0);
+    k.pg_delete_lease_until = Set(0);
+    k.insert(db).await
+}
+
+pub async fn key_by_id(
+    db: &impl ConnectionTrait,
+    id: i64,
+) -> Result<Option<billing_key::Model>, DbErr> {
+    billing_key::Entity::find_by_id(id).one(db).await
+}
+
+/// Key `id` while it is [`PENDING`].
+pub async fn pending_key(
+    db: &impl ConnectionTrait,
+    id: i64,
+) -> Result<Option<billing_key::Model>, DbErr> {
+    billing_key::Entity::find_by_id(id)
+        .filter(billing_key::Column::Status.eq(PENDING))
+        .one(db)
+        .await
+}
+
+/// The [`PENDING`] key issued for key-in charge `payment_id`, if any.
+pub async fn pending_key_of(
+    db: &impl ConnectionTrait,
+    payment_id: i64,
+) -> Result<Option<billing_key::Model>, DbErr> {
+    billing_key::Entity::find()
+        .filter(billing_key::Column::PaymentId.eq(payment_id))
+        .filter(billing_key::Column::Status.eq(PENDING))
+        .one(db)
+        .await
+}
+
+/// Makes [`PENDING`] key `id` the customer's active key, with the columns `changes` sets (the
+/// customer fields it takes from the key it replaces): nothing left to delete at KCP. False when
+/// it was not pending any more. The customer's previous key must be retired first (one active key
+/// per customer_uid, the unique index `billing_keys_one_active`).
+pub async fn activate_pending_key(
+    db: &impl ConnectionTrait,
+    id: i64,
+    mut changes: billing_key::ActiveModel,
+    now: i64,
+) -> Result<bool, DbErr> {
+    changes.status = Set("active".into());
+    changes.updated_at = Set(now);
+    changes.deleted_at = Set(None);
+    changes.pg_delete_next_at = Set(None);
+    changes.pg_delete_tries = Set(0);
+    changes.pg_delete_lease_until = Set(0);
+    let res = billing_key::Entity::update_many()
+        .set(changes)
+        .filter(billing_key::Column::Id.eq(id))
+        .filter(billing_key::Column::Status.eq(PENDING))
+        .exec(db)
+        .await?;
+    Ok(res.rows_affected == 1)
+}
+
+/// Retires [`PENDING`] key `id`, which will not be the customer's, as a replaced key is: its
+/// deletion at KCP stays pending (and its lease as it is, for the deletion that may hold it).
+/// False when it was not pending any more.
+pub async fn drop_pending_key(db: &impl ConnectionTrait, id: i64, now: i64) -> Result<bool, DbErr> {
+    let res = billing_key::Entity::update_many()
+        .col_expr(billing_key::Column::Status, Expr::value("replaced"))
+        .col_expr(billing_key::Column::UpdatedAt, Expr::value(now))
+        .col_expr(billing_key::Column::DeletedAt, Expr::value(now))
+        .filter(billing_key::Column::Id.eq(id))
+        .filter(billing_key::Column::Status.eq(PENDING))
+        .exec(db)
+        .await?;
+    Ok(res.rows_affected == 1)
+}
+
 /// How an active key is retired.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Retirement {
     /// Replaced by a re-registration: its deletion at KCP is pending, due at once
     /// ([`claim_key_deletion`]).
     Replaced,
-    /// Deleted by the merchant, after KCP deleted it: recorded as deleted there, the sealed key
-    /// erased.
+    /// Deleted by the merchant: no longer the customer's, and, as a replaced key, its deletion at
+    /// KCP pending, due at once (`Gateway::delete_customer` tries it before it answers).
     Deleted,
 }
 
@@ -157,17 +270,15 @@ pub async fn retire_key(
     let update = billing_key::Entity::update_many()
         .col_expr(billing_key::Column::UpdatedAt, Expr::value(now))
         .col_expr(billing_key::Column::DeletedAt, Expr::value(now));
-    let update = match how {
-        Retirement::Replaced => update
-            .col_expr(billing_key::Column::Status, Expr::value("replaced"))
-            .col_expr(billing_key::Column::PgDeleteNextAt, Expr::value(now))
-            .col_expr(billing_key::Column::PgDeleteTries, Expr::value(0))
-            .col_expr(billing_key::Column::PgDeleteLeaseUntil, Expr::value(0i64)),
-        Retirement::Deleted => {
-            deleted_at_pg(update, now).col_expr(billing_key::Column::Status, Expr::value("deleted"))
-        }
+    let status = match how {
+        Retirement::Replaced => "replaced",
+        Retirement::Deleted => "deleted",
     };
     let res = update
+        .col_expr(billing_key::Column::Status, Expr::value(status))
+        .col_expr(billing_key::Column::PgDeleteNextAt, Expr::value(now))
+        .col_expr(billing_key::Column::PgDeleteTries, Expr::value(0))
+        .col_expr(billing_key::Column::PgDeleteLeaseUntil, Expr::value(0i64))
         .filter(billing_key::Column::Id.eq(id))
         .filter(billing_key::Column::Status.eq("active"))
         .exec(db)

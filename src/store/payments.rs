@@ -1031,7 +1031,14 @@ fn refusing_prepare(q: &mut SqlText, a: &Admitted<'_>) {
 }
 
 /// `SELECT billing_keys.* FROM billing_keys WHERE` the customer_uid's active key: the rows of
-/// `billing::active_key_query`.
+/// `billing::active_key_query`; on PostgreSQL `FOR SHARE`. The charge that reads the key holds it
+/// locked until it commits, so a re-registration or a delete, which retires the key with an
+/// `UPDATE` of its row, waits for the charge to be written: its deletion at KCP then sees the
+/// charge open and waits for it to settle (service/retired_keys.rs). Unlocked, the key could be
+/// retired and deleted at KCP between this read and the commit (the charge not yet visible to the
+/// deletion's check), and the charge then sent with a key KCP no longer holds. A key retired while
+/// the charge waits for the lock is read again as it now is, not active, and the charge does not
+/// open with it. SQLite's one writer runs the two writes one after the other.
 fn active_key_select(q: &mut SqlText, merchant_id: i64, customer_uid: &str) {
     let t = &table::<billing_key::Entity>();
     q.sql("SELECT ");
@@ -1046,6 +1053,9 @@ fn active_key_select(q: &mut SqlText, merchant_id: i64, customer_uid: &str) {
         .column(t, billing_key::Column::Status.as_str())
         .sql(" = ")
         .literal("active");
+    if q.backend() == DbBackend::Postgres {
+        q.sql(" FOR SHARE");
+    }
 }
 
 /// `INSERT INTO payments (…) SELECT …[, extra…] [FROM sources] WHERE NOT EXISTS (a prepared row

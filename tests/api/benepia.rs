@@ -18,7 +18,7 @@ async fn pay_points(
     app.post(
         "/benepia/payment",
         Some(token),
-        json!({"benepia_user": user, "benepia_password": password, "benepia_member_code": "BENE01",
+        json!({"benepia_user": user, "benepia_password": password, "benepia_member_code": BENEPIA_01.memcorp_cd,
                "merchant_uid": merchant_uid, "amount": amount, "name": "복지몰 상품",
                "buyer_name": "홍길동", "buyer_email": "buyer@example.com", "buyer_tel": "010-1234-5678",
                "channel_key": "channel-key-ignored"}),
@@ -131,7 +131,7 @@ async fn missing_benepia_fields_are_400_with_code_minus_1_naming_the_field() {
             "/benepia/payment",
             Some(&token),
             json!({"benepia_user": BENEPIA_01.id, "benepia_password": "pw-should-not-echo",
-                   "benepia_member_code": "BENE01", "merchant_uid": "bp-missing", "name": "x"}),
+                   "benepia_member_code": BENEPIA_01.memcorp_cd, "merchant_uid": "bp-missing", "name": "x"}),
         )
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
@@ -160,12 +160,45 @@ async fn credentials_kcp_cannot_take_are_400_before_anything_is_written() {
             .post(
                 "/benepia/point",
                 Some(&token),
-                json!({"benepia_user": user, "benepia_password": password, "benepia_member_code": "BENE01"}),
+                json!({"benepia_user": user, "benepia_password": password, "benepia_member_code": BENEPIA_01.memcorp_cd}),
             )
             .await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{user}: {body}");
     }
     let (status, _) = app.get("/payments/find/bp-bad", Some(&token)).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "no failed payment recorded");
+    assert!(app.sandbox.ledger().is_empty());
+}
+
+/// KCP takes a member company code of at most 4 characters (`pt_memcorp_cd String 4`, seed 003):
+/// a longer one is HTTP 400 naming the field, before a payment is recorded or KCP called.
+#[tokio::test]
+async fn a_benepia_member_code_over_4_bytes_is_400_before_anything_is_written() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let credentials = json!({"benepia_user": BENEPIA_01.id, "benepia_password": BENEPIA_01.password,
+                             "benepia_member_code": "B0001"});
+    let mut payment = credentials.clone();
+    payment.as_object_mut().unwrap().extend(
+        json!({"merchant_uid": "bp-code", "amount": 1000, "name": "복지몰 상품"})
+            .as_object()
+            .unwrap()
+            .clone(),
+    );
+    for (path, body) in [
+        ("/benepia/point", credentials),
+        ("/benepia/payment", payment),
+    ] {
+        let (status, answer) = app.post(path, Some(&token), body).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{path}: {answer}");
+        assert_eq!(answer["code"], -1, "{answer}");
+        let message = answer["message"].as_str().unwrap();
+        assert!(
+            message.contains("benepia_member_code") && message.contains("4바이트"),
+            "{answer}"
+        );
+    }
+    let (status, _) = app.get("/payments/find/bp-code", Some(&token)).await;
     assert_eq!(status, StatusCode::NOT_FOUND, "no failed payment recorded");
     assert!(app.sandbox.ledger().is_empty());
 }
@@ -397,7 +430,7 @@ async fn the_benepia_password_never_appears_in_logs_or_answers() {
             "/benepia/point",
             Some(&token),
             json!({"benepia_user": BENEPIA_01.id, "benepia_password": secret,
-                   "benepia_member_code": "BENE01"}),
+                   "benepia_member_code": BENEPIA_01.memcorp_cd}),
         )
         .await;
     assert_eq!(body["code"], 1, "{body}");
@@ -427,7 +460,7 @@ async fn a_partial_point_cancel_of_a_payment_with_a_long_name_reapproves_the_res
             "/benepia/payment",
             Some(&token),
             json!({"benepia_user": BENEPIA_01.id, "benepia_password": BENEPIA_01.password,
-                   "benepia_member_code": "BENE01", "merchant_uid": "bp-long", "amount": 10_000,
+                   "benepia_member_code": BENEPIA_01.memcorp_cd, "merchant_uid": "bp-long", "amount": 10_000,
                    "name": name}),
         )
         .await;
@@ -449,7 +482,7 @@ async fn a_refused_reapproval_cancels_everything_and_says_so_with_code_0_and_a_c
             "/benepia/payment",
             Some(&token),
             json!({"benepia_user": BENEPIA_01.id, "benepia_password": BENEPIA_01.password,
-                   "benepia_member_code": "BENE01", "merchant_uid": "bp-stra-refused",
+                   "benepia_member_code": BENEPIA_01.memcorp_cd, "merchant_uid": "bp-stra-refused",
                    "amount": 10_000, "name": "복지몰 상품", "buyer_name": "홍길동",
                    "notice_url": hooks.url("/hook")}),
         )

@@ -835,7 +835,7 @@ fn point_account(account: &PointAccount) -> Result<(Sensitive, Sensitive, String
             DeclineReason::Other,
         ));
     }
-    if !usable(&account.member_company) {
+    if !crate::domain::text::is_sendable_member_code(&account.member_company) {
         return Err(invalid_request(
             "point member company code (pt_memcorp_cd) is missing or malformed",
             DeclineReason::Other,

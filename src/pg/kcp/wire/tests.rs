@@ -656,7 +656,7 @@ fn point_account() -> PointAccount {
     PointAccount {
         id: "benepia01".into(),
         password: "pw1234".into(),
-        member_company: "BNP01".into(),
+        member_company: "BNP1".into(),
     }
 }
 
@@ -816,10 +816,12 @@ fn point_reapproval_refuses_a_bad_tno_amount_or_order() {
 #[test]
 fn unusable_point_credentials_are_refused_without_echoing_them() {
     for (id, password, company) in [
-        ("", "pw1234", "BNP01"),
-        ("benepia01", "pw;1234", "BNP01"),
-        ("benepia01", " pw1234", "BNP01"),
+        ("", "pw1234", "BNP1"),
+        ("benepia01", "pw;1234", "BNP1"),
+        ("benepia01", " pw1234", "BNP1"),
         ("benepia01", "pw1234", ""),
+        // `pt_memcorp_cd` is `String 4` (seed 003).
+        ("benepia01", "pw1234", "BNP01"),
     ] {
         let account = PointAccount {
             id: id.into(),
