@@ -17,6 +17,12 @@
 //!   A holder with something from KCP in hand does not simply adopt it: an approval the payment
 //!   does not hold is net-cancelled (service/orphans.rs), and a cancel KCP confirmed that another
 //!   holder closed as not applied becomes a conflict ([`Gateway::confirmed_cancel_decided`]).
+//! - **A confirmation outranks an inquiry.** A holder to whom KCP confirmed a call with an effect
+//!   (a cancel, a net-cancel, a point cancel's `STSC`) and whose write finds the attempt still
+//!   open but held by another holder takes it over ([`Gateway::take_over_confirmed`]) and records
+//!   what KCP confirmed. The other holder can only be inquiring, and its answer may predate the
+//!   call: left to it, "not applied" would be written over a cancel KCP made, and the
+//!   confirmation, once answered "unknown", would be lost.
 //! - **Lease length.** A lease covers two KCP calls and a margin (`Config::attempt_hold`), and a
 //!   holder renews it ([`Gateway::renew`]) before every further KCP call with an effect (a cancel,
 //!   a net-cancel, a point re-approval), so a holder is not taken over in the middle of a call. The
@@ -159,6 +165,43 @@ impl Gateway {
             );
         }
         Ok(written)
+    }
+
+    /// Takes the open attempt `held` over from whoever holds it now, for a holder to whom KCP
+    /// confirmed its call after its lease ran out (module doc): the attempt as this holder then
+    /// holds it, or None when it is closed, or moved on to another order number (a point cancel
+    /// whose re-approval another holder owes), and nothing is taken. No clock check, unlike
+    /// [`Self::claim`]: nothing is judged by this host's clock, the new lease is always later than
+    /// the one it replaces.
+    pub(crate) async fn take_over_confirmed(
+        &self,
+        held: &pg_attempt::Model,
+    ) -> ServiceResult<Option<pg_attempt::Model>> {
+        // Two holders with a confirmation each may race; a few tries settle who wins.
+        for _ in 0..3 {
+            let Some(current) = payments::attempt_by_id(&self.db.write, held.id).await? else {
+                return Ok(None);
+            };
+            if !payments::OPEN_STATES.contains(&current.state.as_str())
+                || current.order_no != held.order_no
+            {
+                return Ok(None);
+            }
+            let lease = self
+                .lease_from(self.clock.unix())
+                .max(current.lease_until + 1);
+            if payments::take_over_attempt(&self.db.write, &current, &held.order_no, lease).await? {
+                tracing::warn!(
+                    attempt_id = held.id,
+                    "KCP confirmed the call to a holder whose lease ran out: it takes the attempt over"
+                );
+                return Ok(Some(pg_attempt::Model {
+                    lease_until: lease,
+                    ..current
+                }));
+            }
+        }
+        Ok(None)
     }
 
     /// The outcome of an approval attempt as the database has it: for a holder whose write found

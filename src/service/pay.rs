@@ -666,19 +666,29 @@ impl Gateway {
             match net_cancel_at_kcp(connector, tno, net_cancel_kind(&payment)).await {
                 Ok(()) => {
                     let payment_id = payment.id;
-                    match self
-                        .record_net_cancelled(payment, attempt, tno, fail_reason)
+                    if let Some(p) = self
+                        .record_net_cancelled(payment.clone(), attempt.clone(), tno, fail_reason)
                         .await?
                     {
-                        Some(p) => Ok(ApprovalOutcome::NetCancelled(p)),
-                        // The lease was renewed just before the cancel, so only a holder stalled
-                        // past its lease gets here: KCP has the cancel, the database another
-                        // outcome, a conflict if it holds the approval.
-                        None => {
-                            self.approval_orphaned(connector, payment_id, tno, true)
-                                .await
+                        return Ok(ApprovalOutcome::NetCancelled(p));
+                    }
+                    // The lease was renewed just before the cancel, so only a holder stalled past
+                    // its lease gets here. Another holder still deciding the attempt can only be
+                    // inquiring, and its "approved" may predate the cancel (a scheduled charge
+                    // would be recorded paid while KCP holds it cancelled): the cancel KCP
+                    // confirmed is recorded over it (service/attempts.rs `take_over_confirmed`).
+                    if let Some(taken) = self.take_over_confirmed(&attempt).await? {
+                        if let Some(p) = self
+                            .record_net_cancelled(payment, taken, tno, fail_reason)
+                            .await?
+                        {
+                            return Ok(ApprovalOutcome::NetCancelled(p));
                         }
                     }
+                    // Decided already: KCP has the cancel, the database another outcome, a
+                    // conflict if it holds the approval.
+                    self.approval_orphaned(connector, payment_id, tno, true)
+                        .await
                 }
                 Err(e) => {
                     tracing::error!(imp_uid = %payment.imp_uid, %tno, "net-cancel did not complete: {e}");

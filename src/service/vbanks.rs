@@ -249,16 +249,10 @@ impl Gateway {
             .revoke_vbank(&tno, payment.escrow, REVOKE_REASON)
             .await
         {
+            // KCP closed it: never answered "not revoked", whatever another holder wrote.
             Ok(done) => {
-                let attempt_id = attempt.id;
-                match self
-                    .record_cancellation(payment.clone(), attempt, done.cancelled_at)
+                self.record_confirmed_cancel(payment.clone(), attempt, done.cancelled_at)
                     .await?
-                {
-                    Some(p) => CancelOutcome::Applied(Box::new(p)),
-                    // KCP closed it: never answered "not revoked", whatever another holder wrote.
-                    None => self.confirmed_cancel_decided(attempt_id).await?,
-                }
             }
             Err(PgError::Declined {
                 reason: DeclineReason::AlreadyCancelled,
