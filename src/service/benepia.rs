@@ -386,6 +386,8 @@ impl Gateway {
                 self.reapprove_after_stsc(connector, payment, attempt).await
             }
             Ok(TradeState::Approved { .. }) if self.settled(&attempt) => {
+                // An STSC KCP applies later takes every point back: looked at again.
+                self.schedule_cancel_recheck(&attempt).await?;
                 self.point_closed_or_decided(
                     attempt,
                     "failed",

@@ -30,8 +30,8 @@ const ISSUE_USAGE: &str = "issue";
 pub const ABSENCE_RECHECK: &str = "absence_recheck";
 
 /// How many settle delays after such a failure the second look is taken (one hour with the
-/// default 120 s).
-const RECHECK_SETTLES: i64 = 30;
+/// default 120 s); also after a cancel closed as not applied (service/cancel_recheck.rs).
+pub(crate) const RECHECK_SETTLES: i64 = 30;
 
 /// What became of a cancel attempt.
 pub(crate) enum CancelOutcome {
@@ -224,6 +224,8 @@ impl Gateway {
                 .await
         } else if remaining == balance_before {
             if self.settled(&attempt) {
+                // KCP may still apply it later than the settle delay: looked at again.
+                self.schedule_cancel_recheck(&attempt).await?;
                 self.closed_or_decided(
                     attempt,
                     "failed",
@@ -505,6 +507,10 @@ impl Gateway {
             }
             ABSENCE_RECHECK => {
                 self.recheck_absence(connector.as_ref(), payment, attempt)
+                    .await?;
+            }
+            super::cancel_recheck::KIND => {
+                self.recheck_cancel(connector.as_ref(), payment, attempt)
                     .await?;
             }
             _ => {

@@ -771,3 +771,54 @@ async fn an_stsc_kcp_confirms_after_the_resolver_closed_it_as_not_applied_is_a_c
         "held for the operator: {again}"
     );
 }
+
+/// A partial point cancel's STSC that KCP applies after the resolver closed it as not applied has
+/// given every point back while the record shows the payment whole: the second look finds the
+/// tno cancelled at KCP and leaves it to the operator (a re-approval an hour after the merchant
+/// was told "not cancelled" would be a guess), holding further cancels meanwhile.
+#[tokio::test]
+async fn an_stsc_kcp_applies_after_it_was_closed_as_not_applied_is_found_by_a_second_look_as_a_conflict(
+) {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let p = paid_with_points(&app, &token, "bp-stsc-later", 10_000).await;
+    app.sandbox.inject(
+        FaultRule::new(
+            paths::CANCEL,
+            Fault::Delay {
+                ms: crate::helpers::KCP_TIMEOUT_MS + 2500,
+            },
+        )
+        .when("mod_type", "STSC"),
+    );
+    let c = cancel(&app, &token, &p["imp_uid"], Some(3_000)).await;
+    assert_eq!(c["code"], 1, "{c}");
+    app.advance(SETTLE_SECS + 20);
+    app.app.gateway.resolve_due(10).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(3000)).await;
+    assert_eq!(
+        balance(&app, BENEPIA_01.id),
+        100_000,
+        "KCP applied it since"
+    );
+    assert!(app
+        .app
+        .gateway
+        .conflict_attempts(10)
+        .await
+        .unwrap()
+        .is_empty());
+
+    app.advance(30 * SETTLE_SECS);
+    app.resolve_all().await;
+    let conflicts = app.app.gateway.conflict_attempts(10).await.unwrap();
+    assert_eq!(conflicts.len(), 1, "{conflicts:?}");
+    assert_eq!(conflicts[0].kind, openport::service::cancel_recheck::KIND);
+    assert_eq!(conflicts[0].imp_uid, p["imp_uid"].as_str().unwrap());
+    let again = cancel(&app, &token, &p["imp_uid"], Some(1_000)).await;
+    assert!(
+        again["message"].as_str().unwrap().contains("운영자 확인"),
+        "held for the operator: {again}"
+    );
+    assert_eq!(app.sandbox.ledger().len(), 1, "nothing re-approved");
+}

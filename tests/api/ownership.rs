@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use kcp_sandbox::{paths, Fault, FaultRule, TransactionState};
 use openport::service::attempts::OpenAttempt;
+use openport::service::cancel_recheck;
 use openport::service::resolve::ABSENCE_RECHECK;
 use openport::store::entity::{cancellation, payment, pg_attempt, webhook_delivery};
 use openport::store::payments;
@@ -81,10 +82,12 @@ async fn only_attempt(app: &TestApp) -> pg_attempt::Model {
     all.remove(0)
 }
 
-/// Open attempts but the second looks, which are due an hour after their failure.
+/// Open attempts but the second looks, which are due an hour after their failure (or after a
+/// cancel closed as not applied).
 async fn open_but_second_looks(app: &TestApp) -> u64 {
     pg_attempt::Entity::find()
         .filter(pg_attempt::Column::Kind.ne(ABSENCE_RECHECK))
+        .filter(pg_attempt::Column::Kind.ne(cancel_recheck::KIND))
         .filter(pg_attempt::Column::State.is_in(payments::OPEN_STATES))
         .count(&app.app.gateway.db.read)
         .await

@@ -2,6 +2,8 @@
 use std::time::Duration;
 
 use kcp_sandbox::{paths, Fault, FaultRule, TransactionState};
+use openport::store::entity::webhook_delivery;
+use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
 use serde_json::json;
 
 use crate::helpers::{spawn_app, test_cards, KCP_TIMEOUT_MS, SETTLE_SECS};
@@ -832,5 +834,121 @@ async fn a_charge_whose_outcome_cannot_be_written_is_answered_as_unknown_and_set
 
     app.advance(SETTLE_SECS + 20);
     app.resolve_all().await;
+    app.assert_ledger_agrees().await;
+}
+
+#[tokio::test]
+async fn a_cancel_kcp_applies_after_it_was_closed_as_not_applied_is_found_by_a_second_look_and_recorded(
+) {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    // With a notice_url, where the late cancel's webhook is written (nothing listens there).
+    let (_, paid) = app
+        .post(
+            "/subscribe/payments/onetime",
+            Some(&token),
+            json!({
+                "merchant_uid": "cs-late", "amount": 10000, "card_number": test_cards::SHINHAN_CREDIT,
+                "expiry": crate::helpers::future_expiry(), "birth": "800101", "pwd_2digit": "00",
+                "notice_url": "http://127.0.0.1:9/hook"
+            }),
+        )
+        .await;
+    assert_eq!(paid["response"]["status"], "paid", "{paid}");
+    let imp_uid = paid["response"]["imp_uid"].as_str().unwrap();
+    // KCP applies the cancel long after openport stopped waiting, and after the settle delay.
+    app.sandbox.inject(FaultRule::new(
+        paths::CANCEL,
+        Fault::Delay {
+            ms: KCP_TIMEOUT_MS + 2500,
+        },
+    ));
+    let (_, body) = app
+        .post(
+            "/payments/cancel",
+            Some(&token),
+            json!({"imp_uid": imp_uid, "amount": 3000}),
+        )
+        .await;
+    assert_eq!(body["code"], 1, "{body}");
+    app.advance(SETTLE_SECS + 20);
+    app.app.gateway.resolve_due(10).await.unwrap();
+    assert_eq!(
+        app.payment(&token, imp_uid).await["cancel_amount"],
+        0,
+        "not applied when the resolver asked"
+    );
+    tokio::time::sleep(Duration::from_millis(3000)).await;
+    assert_eq!(
+        app.sandbox.ledger()[0].balance,
+        7000,
+        "KCP applied it since"
+    );
+
+    // The second look, thirty settle delays later, finds it and records it.
+    app.advance(30 * SETTLE_SECS);
+    app.resolve_all().await;
+    let now = app.payment(&token, imp_uid).await;
+    assert_eq!(now["cancel_amount"], 3000, "{now}");
+    assert_eq!(now["cancel_history"].as_array().unwrap().len(), 1, "{now}");
+    assert!(app
+        .app
+        .gateway
+        .conflict_attempts(10)
+        .await
+        .unwrap()
+        .is_empty());
+    // The merchant was told "not cancelled": it is told otherwise, though it asked for no webhook.
+    let announced = webhook_delivery::Entity::find()
+        .filter(webhook_delivery::Column::ImpUid.eq(imp_uid))
+        .filter(webhook_delivery::Column::Status.eq("cancelled"))
+        .count(&app.app.gateway.db.read)
+        .await
+        .unwrap();
+    assert_eq!(announced, 1);
+    app.assert_ledger_agrees().await;
+}
+
+#[tokio::test]
+async fn the_second_look_at_a_cancel_that_never_landed_changes_nothing_and_a_retried_cancel_is_counted_once(
+) {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let p = app.paid(&token, "cs-never", 10000).await;
+    let imp_uid = p["imp_uid"].as_str().unwrap();
+    app.sandbox
+        .inject(FaultRule::new(paths::CANCEL, Fault::Drop));
+    let (_, body) = app
+        .post(
+            "/payments/cancel",
+            Some(&token),
+            json!({"imp_uid": imp_uid, "amount": 3000}),
+        )
+        .await;
+    assert_eq!(body["code"], 1, "{body}");
+    app.advance(SETTLE_SECS + 20);
+    app.app.gateway.resolve_due(10).await.unwrap();
+    // Told "not cancelled", the merchant cancels again, and that one goes through.
+    let (_, again) = app
+        .post(
+            "/payments/cancel",
+            Some(&token),
+            json!({"imp_uid": imp_uid, "amount": 3000}),
+        )
+        .await;
+    assert_eq!(again["code"], 0, "{again}");
+
+    app.advance(30 * SETTLE_SECS);
+    app.resolve_all().await;
+    let now = app.payment(&token, imp_uid).await;
+    assert_eq!(now["cancel_amount"], 3000, "{now}");
+    assert_eq!(app.sandbox.ledger()[0].balance, 7000);
+    assert!(app
+        .app
+        .gateway
+        .conflict_attempts(10)
+        .await
+        .unwrap()
+        .is_empty());
     app.assert_ledger_agrees().await;
 }
