@@ -690,6 +690,31 @@ impl Gateway {
                     self.approval_orphaned(connector, payment_id, tno, true)
                         .await
                 }
+                // A refusal is KCP's definite word that the approval stands, not a lost answer:
+                // sent again every few minutes it is refused again for ever, the payment pending
+                // and its merchant_uid taken with nothing listed for an operator. As for an
+                // approval no payment holds (service/orphans.rs), the attempt is a `conflict`: the
+                // payment fails naming KCP's approval, which an operator cancels in KCP's admin.
+                Err(PgError::Declined { code, message, .. }) => {
+                    let refusal = quoted_refusal(&code, &message);
+                    tracing::error!(imp_uid = %payment.imp_uid, %tno, %code, "KCP refused to net-cancel an approval openport cannot honour: closed as a conflict for an operator");
+                    let payment_id = payment.id;
+                    let reason = format!(
+                        "PG사 승인을 확정하지 못했으나 망취소가 거절되었습니다 {refusal}. 운영자 확인이 필요합니다."
+                    );
+                    match self
+                        .close_failed(payment, attempt, "conflict", Some(tno), Some(code), &reason)
+                        .await?
+                    {
+                        // KCP holds an approval the record does not: never answered as a plain
+                        // failure.
+                        Some(p) => Ok(ApprovalOutcome::Unknown(p)),
+                        None => {
+                            self.approval_orphaned(connector, payment_id, tno, false)
+                                .await
+                        }
+                    }
+                }
                 Err(e) => {
                     tracing::error!(imp_uid = %payment.imp_uid, %tno, "net-cancel did not complete: {e}");
                     // Let go: the resolver finishes the cancel, at once after the request's own

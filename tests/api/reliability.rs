@@ -952,3 +952,57 @@ async fn the_second_look_at_a_cancel_that_never_landed_changes_nothing_and_a_ret
         .is_empty());
     app.assert_ledger_agrees().await;
 }
+
+#[tokio::test]
+async fn a_net_cancel_kcp_refuses_is_a_conflict_for_the_operator_not_retried_for_ever() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    // KCP's answer names another amount: the approval is net-cancelled, and KCP refuses that.
+    app.sandbox.inject(FaultRule::new(
+        paths::HUB_PAYMENT,
+        Fault::AnswerField {
+            field: "amount".into(),
+            value: "999".into(),
+        },
+    ));
+    app.sandbox.inject(
+        FaultRule::new(
+            paths::CANCEL,
+            Fault::Refuse {
+                code: "8500".into(),
+                message: "취소할 수 없는 거래입니다".into(),
+            },
+        )
+        .times(100),
+    );
+    let (_, body) = app
+        .pay(&token, "nc-refused", 1000, test_cards::SHINHAN_CREDIT)
+        .await;
+    assert_eq!(
+        body["code"], 1,
+        "KCP holds an approval the record does not: not a plain failure: {body}"
+    );
+    let imp_uid = imp_uid_in(&body["message"]);
+
+    // Nothing is left for the resolver to send again: KCP was asked once.
+    app.advance(SETTLE_SECS + 1);
+    app.resolve_all().await;
+    let refusals_left = app.sandbox.armed_faults()[0].times;
+    assert_eq!(refusals_left, 99, "one net-cancel sent");
+    let conflicts = app.app.gateway.conflict_attempts(10).await.unwrap();
+    assert_eq!(conflicts.len(), 1, "{conflicts:?}");
+    let ledger = app.sandbox.ledger();
+    assert_eq!(ledger[0].state, TransactionState::Approved, "KCP refused");
+    assert_eq!(conflicts[0].imp_uid, imp_uid);
+    assert_eq!(conflicts[0].tno.as_deref(), Some(ledger[0].tno.as_str()));
+    assert!(
+        conflicts[0]
+            .result_message
+            .as_deref()
+            .is_some_and(|m| m.contains("8500")),
+        "{conflicts:?}"
+    );
+    let p = app.payment(&token, &imp_uid).await;
+    assert_eq!(p["status"], "failed", "{p}");
+    assert_eq!(p["pg_tid"], ledger[0].tno.as_str(), "names KCP's approval");
+}
