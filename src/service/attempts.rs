@@ -378,6 +378,77 @@ impl Gateway {
         Ok(())
     }
 
+    /// Whether an operator may turn the open `attempt` into a conflict
+    /// ([`Self::mark_conflict_by_hand`]); the refusal says why not.
+    fn conflictable_by_hand(&self, attempt: &pg_attempt::Model) -> ServiceResult<()> {
+        let id = attempt.id;
+        if !payments::OPEN_STATES.contains(&attempt.state.as_str()) {
+            return Err(ServiceError::BadRequest(format!(
+                "attempt {id} is {}: it is settled already",
+                attempt.state
+            )));
+        }
+        // An approval's payment is pending until the attempt decides it: a conflict would leave
+        // it so for good. It has its own commands.
+        if attempt.kind == "approve" {
+            return Err(ServiceError::BadRequest(format!(
+                "attempt {id} is an approval: settle it with `attempt confirm-absent` or `attempt fail`"
+            )));
+        }
+        // KCP may still be working on a call younger than the settle delay: what its admin shows
+        // now could change under the operator's comparison.
+        if !self.settled(attempt) {
+            return Err(ServiceError::Refused(format!(
+                "attempt {id} is younger than the settle delay ({} s): KCP may still be working on the call, try again later",
+                self.settings.settle_secs
+            )));
+        }
+        Ok(())
+    }
+
+    /// The operator's way out for an open attempt that inquiry cannot settle: a cancel (or a
+    /// revocation, a net-cancel, a second look) whose inquiries KCP keeps refusing or garbling, or
+    /// whose method has none, stays open for ever, and an open cancel blocks every API cancel of
+    /// its payment (one open cancel per payment). It becomes a `conflict` with the operator's
+    /// `note`, as one the resolver could not settle would: the payment takes no API cancel until
+    /// the operator has put KCP's admin and the record in agreement and marked it reconciled
+    /// ([`Self::mark_reconciled`]). Refused for an approval, a settled attempt, one younger than
+    /// the settle delay, or one a request or the resolver holds right now (checked again once
+    /// claimed).
+    pub async fn mark_conflict_by_hand(&self, id: i64, note: &str) -> ServiceResult<()> {
+        if note.trim().is_empty() {
+            return Err(ServiceError::BadRequest(
+                "--note must say what was found".into(),
+            ));
+        }
+        let attempt = payments::attempt_by_id(&self.db.read, id)
+            .await?
+            .ok_or_else(|| ServiceError::NotFound(format!("attempt {id} does not exist")))?;
+        self.conflictable_by_hand(&attempt)?;
+        let Some(held) = self.claim(id).await? else {
+            return Err(ServiceError::Refused(format!(
+                "attempt {id} is settled or held by a request or the resolver right now"
+            )));
+        };
+        if let Err(e) = self.conflictable_by_hand(&held) {
+            let mut a: pg_attempt::ActiveModel = held.clone().into();
+            a.lease_until = Set(0);
+            self.write_held(&held, a).await?;
+            return Err(e);
+        }
+        let why = format!("marked a conflict by operator: {note}");
+        if !self.close_attempt(held, "conflict", &why).await? {
+            return Err(ServiceError::Refused(format!(
+                "attempt {id} was settled otherwise meanwhile"
+            )));
+        }
+        tracing::warn!(
+            attempt_id = id,
+            "operator turned an open attempt into a conflict"
+        );
+        Ok(())
+    }
+
     /// An operator looked in KCP's admin and found no trade under `order_no`, the order number
     /// the open attempt `id` waits for: recorded on the attempt, which is then resolved at once
     /// with that word (`absence_is_final`) where it used to stay open against real KCP: an
