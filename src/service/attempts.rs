@@ -571,7 +571,7 @@ impl Gateway {
         let imp_uid = payment.imp_uid.clone();
         // A word on KCP's admin at one moment: looked at again later, as every failure for
         // finding no approval is (`schedule_absence_recheck`).
-        self.schedule_absence_recheck(&payment).await?;
+        self.schedule_absence_recheck(&payment, None).await?;
         match self
             .fail_unrecorded(
                 payment,

@@ -190,6 +190,10 @@ impl Gateway {
                         .await
                 }
                 Ok(VbankState::NotFound) if self.absence_is_final(&attempt, &trade) => {
+                    // An account KCP issues later stays open at KCP for deposits nobody will
+                    // record: looked at again, as a failed approval is (service/resolve.rs).
+                    self.schedule_absence_recheck(&payment, attempt.tno.as_deref())
+                        .await?;
                     self.fail_unrecorded(
                         payment,
                         attempt,

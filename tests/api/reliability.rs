@@ -635,7 +635,9 @@ async fn kcp_answering_no_such_trade_for_the_tno_it_approved_never_fails_the_pay
 
 /// The way out of that state: an operator who finds nothing under the attempt's order number in
 /// KCP's admin says so (`attempt confirm-absent`), and the payment fails; until then, and without
-/// that word, it stays open.
+/// that word, it stays open. KCP had approved that tno, so the failure gets its second look like
+/// any other for finding nothing: here the operator's word was wrong, and the approval KCP still
+/// holds is found and net-cancelled once KCP answers again.
 #[tokio::test]
 async fn an_operators_word_settles_an_approval_kcp_no_longer_knows_under_its_tno() {
     let app = spawn_app().await;
@@ -657,6 +659,16 @@ async fn an_operators_word_settles_an_approval_kcp_no_longer_knows_under_its_tno
     assert_eq!(settled.state, "failed", "{settled:?}");
     let token = app.token().await;
     assert_eq!(app.payment(&token, &imp_uid).await["status"], "failed");
+
+    app.sandbox.clear_faults();
+    app.advance(30 * SETTLE_SECS);
+    app.resolve_all().await;
+    let ledger = app.sandbox.ledger();
+    assert_eq!(ledger[0].state, TransactionState::Cancelled, "{ledger:?}");
+    let p = app.payment(&token, &imp_uid).await;
+    assert_eq!(p["status"], "failed", "{p}");
+    assert_eq!(p["pg_tid"], ledger[0].tno.as_str(), "{p}");
+    app.assert_ledger_agrees().await;
 }
 
 /// KCP applying an approval later than the settle delay is outside what the resolver can wait
