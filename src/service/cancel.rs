@@ -222,6 +222,12 @@ impl Gateway {
         };
         let attempt_id = attempt.id;
         let outcome = match connector.cancel(&request).await {
+            // A success for other amounts than sent: KCP is asked what it holds before anything
+            // is recorded (`cancel_answered_otherwise`).
+            Ok(conf) if !conf.as_asked(&request.kind) => {
+                self.cancel_answered_otherwise(connector.as_ref(), payment.clone(), attempt, &conf)
+                    .await?
+            }
             Ok(conf) => {
                 self.record_confirmed_cancel(payment.clone(), attempt, conf.cancelled_at)
                     .await?

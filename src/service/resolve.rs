@@ -16,8 +16,8 @@ use super::{Gateway, ServiceError, ServiceResult};
 use crate::domain::checkout::window_plan;
 use crate::domain::payment::PaymentStatus;
 use crate::pg::{
-    quoted_refusal, CardApproval, Pg, PgError, TradeRef, TradeState, VbankState, WindowApproval,
-    WindowMethod,
+    quoted_refusal, CancelConfirmation, CardApproval, Pg, PgError, TradeRef, TradeState,
+    VbankState, WindowApproval, WindowMethod,
 };
 use crate::store::entity::{payment, pg_attempt};
 use crate::store::payments;
@@ -393,6 +393,59 @@ impl Gateway {
                 )),
             )
             .await
+        }
+    }
+
+    /// A cancel KCP answered `0000` for other amounts than were sent (`rem_mny` not the balance
+    /// before less the amount, or `mod_mny` not the amount: `CancelConfirmation::as_asked`). KCP
+    /// cancelled something, but recorded as planned the payment could show a balance KCP does not
+    /// hold, and every later partial cancel would be planned from it. So KCP is asked what is
+    /// left, as for a refusal (`refused_cancel`): exactly the planned cancel less → recorded (the
+    /// answer's amounts were wrong, KCP's balance is the plan's); anything else → a `conflict`,
+    /// answered as a cancel KCP made that the record disagrees with. An inquiry that fails leaves
+    /// the attempt open for the resolver, which settles it from KCP's balance
+    /// ([`Self::resolve_cancel`]), never from this answer.
+    pub(crate) async fn cancel_answered_otherwise(
+        &self,
+        connector: &dyn Pg,
+        payment: payment::Model,
+        attempt: pg_attempt::Model,
+        answered: &CancelConfirmation,
+    ) -> ServiceResult<CancelOutcome> {
+        let balance = payment.amount - payment.cancel_amount;
+        let (answered_remaining, answered_amount) = (answered.remaining, answered.cancelled);
+        tracing::error!(imp_uid = %payment.imp_uid, answered_remaining, ?answered_amount, balance, amount = attempt.amount, "KCP confirmed a cancel for other amounts than were sent; asking KCP what it holds");
+        let held = match self.remaining_at_kcp(connector, &payment, &attempt).await? {
+            Some(Ok(Some(remaining))) if remaining == balance - attempt.amount => {
+                return self
+                    .record_confirmed_cancel(payment, attempt, answered.cancelled_at)
+                    .await;
+            }
+            Some(Ok(Some(remaining))) => format!("KCP 잔액 {remaining}"),
+            Some(Ok(None)) => "KCP에 거래가 없음".to_string(),
+            Some(Err(e)) => {
+                tracing::warn!(imp_uid = %payment.imp_uid, "cancel answered for other amounts and the inquiry failed: {e}");
+                return self
+                    .postponed_or_decided(
+                        attempt,
+                        &format!("answered rem_mny {answered_remaining}; inquiry failed: {e}"),
+                        CancelOutcome::Unknown,
+                    )
+                    .await;
+            }
+            None => "조회 불가".to_string(),
+        };
+        let id = attempt.id;
+        let why = format!(
+            "KCP confirmed the cancel with rem_mny {answered_remaining}, mod_mny {}; {held}, openport 잔액 {balance}, 취소 {}",
+            answered_amount.map_or("-".to_string(), |a| a.to_string()),
+            attempt.amount
+        );
+        if self.close_attempt(attempt, "conflict", &why).await? {
+            Ok(CancelOutcome::Conflict(id))
+        } else {
+            // KCP confirmed it: never answered "not applied", whatever another holder wrote.
+            self.confirmed_cancel_decided(id).await
         }
     }
 
