@@ -658,6 +658,12 @@ impl Gateway {
         fail_reason: &'a str,
     ) -> Settling<'a> {
         async move {
+            // Checked before the tno is named on the attempt: a resolver would cancel it then.
+            if let Some(holder) = self.foreign_holder(payment.id, tno).await? {
+                return self
+                    .foreign_trade_named(payment, attempt, tno, &holder)
+                    .await;
+            }
             let Some(attempt) = self.renew_naming(attempt, tno).await? else {
                 return self
                     .approval_orphaned(connector, payment.id, tno, false)

@@ -1018,3 +1018,54 @@ async fn a_net_cancel_kcp_refuses_is_a_conflict_for_the_operator_not_retried_for
     assert_eq!(p["status"], "failed", "{p}");
     assert_eq!(p["pg_tid"], ledger[0].tno.as_str(), "names KCP's approval");
 }
+
+/// KCP answers a charge with another order's trade, one openport holds as another payment's
+/// (paid): the answer is not this charge's, so that trade is never net-cancelled (the other
+/// payment would be refunded at KCP while showing paid). It is listed for the operator, and the
+/// charge's own outcome is asked of KCP by its own order number.
+#[tokio::test]
+async fn an_answer_naming_another_payments_trade_never_cancels_that_trade() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let other = app.paid(&token, "foreign-holder", 1000).await;
+    let other_tno = other["pg_tid"].as_str().unwrap().to_string();
+    let other_order = app.sandbox.ledger()[0].order_no.clone();
+    app.sandbox.inject(FaultRule::new(
+        paths::HUB_PAYMENT,
+        Fault::AnswerFields {
+            fields: [
+                ("tno".to_string(), other_tno.clone()),
+                ("order_no".to_string(), other_order),
+            ]
+            .into(),
+        },
+    ));
+
+    let (_, body) = app
+        .pay(&token, "foreign-answer", 1000, test_cards::SHINHAN_CREDIT)
+        .await;
+    assert_eq!(body["code"], 1, "{body}");
+    let imp_uid = imp_uid_in(&body["message"]);
+    app.advance(SETTLE_SECS + 1);
+    app.resolve_all().await;
+
+    let ledger = app.sandbox.ledger();
+    let other_at_kcp = ledger.iter().find(|e| e.tno == other_tno).unwrap();
+    assert_eq!(other_at_kcp.state, TransactionState::Approved, "{ledger:?}");
+    assert_eq!(
+        app.payment(&token, other["imp_uid"].as_str().unwrap())
+            .await["status"],
+        "paid"
+    );
+    // This charge's own approval (KCP made it) was found by its order number and net-cancelled:
+    // the merchant was told nothing definite.
+    let own = app.payment(&token, &imp_uid).await;
+    assert_eq!(own["status"], "failed", "{own}");
+    let own_at_kcp = ledger.iter().find(|e| e.tno != other_tno).unwrap();
+    assert_eq!(own_at_kcp.state, TransactionState::Cancelled);
+    let conflicts = app.app.gateway.conflict_attempts(10).await.unwrap();
+    assert_eq!(conflicts.len(), 1, "{conflicts:?}");
+    assert_eq!(conflicts[0].imp_uid, imp_uid);
+    assert_eq!(conflicts[0].tno.as_deref(), Some(other_tno.as_str()));
+    app.assert_ledger_agrees().await;
+}
