@@ -704,22 +704,11 @@ impl Gateway {
                 Err(PgError::Declined { code, message, .. }) => {
                     let refusal = quoted_refusal(&code, &message);
                     tracing::error!(imp_uid = %payment.imp_uid, %tno, %code, "KCP refused to net-cancel an approval openport cannot honour: closed as a conflict for an operator");
-                    let payment_id = payment.id;
                     let reason = format!(
                         "PG사 승인을 확정하지 못했으나 망취소가 거절되었습니다 {refusal}. 운영자 확인이 필요합니다."
                     );
-                    match self
-                        .close_failed(payment, attempt, "conflict", Some(tno), Some(code), &reason)
-                        .await?
-                    {
-                        // KCP holds an approval the record does not: never answered as a plain
-                        // failure.
-                        Some(p) => Ok(ApprovalOutcome::Unknown(p)),
-                        None => {
-                            self.approval_orphaned(connector, payment_id, tno, false)
-                                .await
-                        }
-                    }
+                    self.fail_as_conflict(connector, payment, attempt, tno, Some(code), &reason)
+                        .await
                 }
                 Err(e) => {
                     tracing::error!(imp_uid = %payment.imp_uid, %tno, "net-cancel did not complete: {e}");
@@ -751,6 +740,34 @@ impl Gateway {
             }
         }
         .boxed()
+    }
+
+    /// An approval (or account) KCP holds under `tno` that openport can neither honour nor cancel
+    /// (KCP refused the net-cancel; a virtual account the buyer already paid into): the payment
+    /// fails naming `tno` and its attempt closes as a `conflict` for the operator, in one write.
+    /// Answered as unknown (code 1), never as a plain failure: KCP holds money the record does
+    /// not. When another holder decided the attempt first, the approval in hand is settled as
+    /// one the payment may not hold (service/orphans.rs).
+    pub(crate) async fn fail_as_conflict(
+        &self,
+        connector: &dyn PgConnector,
+        payment: payment::Model,
+        attempt: pg_attempt::Model,
+        tno: &str,
+        code: Option<String>,
+        reason: &str,
+    ) -> ServiceResult<ApprovalOutcome> {
+        let payment_id = payment.id;
+        match self
+            .close_failed(payment, attempt, "conflict", Some(tno), code, reason)
+            .await?
+        {
+            Some(p) => Ok(ApprovalOutcome::Unknown(p)),
+            None => {
+                self.approval_orphaned(connector, payment_id, tno, false)
+                    .await
+            }
+        }
     }
 
     /// The payment `paid`, its attempt `succeeded` and the `paid` webhook (spec §5), in one atomic

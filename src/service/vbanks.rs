@@ -176,6 +176,24 @@ impl Gateway {
                     self.settle_vbank(connector, payment, attempt, account)
                         .await
                 }
+                // The buyer paid into an account nobody recorded: closing it with STSC would
+                // leave KCP nowhere to send the deposit back (a refund names the buyer's account,
+                // service/cancel.rs), and honouring it needs the account's record. The operator
+                // refunds it in KCP's admin.
+                Ok(VbankState::Open {
+                    tno, paid: true, ..
+                }) => {
+                    tracing::error!(imp_uid = %payment.imp_uid, %tno, "virtual account found paid into after its issuance answer was lost; left for the operator");
+                    self.fail_as_conflict(
+                        connector,
+                        payment,
+                        attempt,
+                        &tno,
+                        None,
+                        "가상계좌 발급 결과를 확인하지 못한 사이 입금된 계좌입니다. 운영자 확인(환불)이 필요합니다.",
+                    )
+                    .await
+                }
                 Ok(VbankState::Open { tno, .. }) => {
                     tracing::warn!(imp_uid = %payment.imp_uid, %tno, "virtual account found after its answer was lost; revoking");
                     self.net_cancel(connector, payment, attempt, &tno, UNSETTLED)

@@ -1350,3 +1350,39 @@ async fn an_account_kcp_issues_late_and_the_buyer_pays_into_is_a_conflict_at_the
     assert_eq!(conflicts[0].imp_uid, imp_uid);
     assert_eq!(app.payment(&token, &imp_uid).await["status"], "failed");
 }
+
+/// An issuance whose answer was lost, and into whose account the buyer paid before the resolver
+/// found it: never closed with `STSC` (KCP would have nowhere to send the deposit back), and never
+/// recorded from a guess. The payment fails naming the account, listed for the operator.
+#[tokio::test]
+async fn an_account_found_paid_after_its_issuance_answer_was_lost_is_a_conflict_not_revoked() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    app.sandbox
+        .inject(FaultRule::new(paths::HUB_PAYMENT, Fault::LoseResponse).when("pay_method", "VCNT"));
+    app.sandbox
+        .inject(FaultRule::new(paths::INQUIRY, Fault::Drop));
+    let (_, res) = app
+        .post("/vbanks", Some(&token), vbank(&app, "vb-lost-paid", 5000))
+        .await;
+    assert_eq!(res["code"], 1, "{res}");
+    let imp_uid = message_imp_uid(&res["message"]);
+    let tno = app.sandbox.ledger()[0].tno.clone();
+    app.sandbox.deposit(&tno, 5000, "00").unwrap();
+
+    app.advance(SETTLE_SECS + 1);
+    app.resolve_all().await;
+
+    let entry = &app.sandbox.ledger()[0];
+    assert_ne!(entry.state, TransactionState::Cancelled, "{entry:?}");
+    assert!(
+        entry.cancels.is_empty(),
+        "no cancel sent for a paid account: {entry:?}"
+    );
+    let p = app.payment(&token, &imp_uid).await;
+    assert_eq!(p["status"], "failed", "{p}");
+    assert_eq!(p["pg_tid"], tno.as_str());
+    let conflicts = app.app.gateway.conflict_attempts(10).await.unwrap();
+    assert_eq!(conflicts.len(), 1, "{conflicts:?}");
+    assert_eq!(conflicts[0].imp_uid, imp_uid);
+}
