@@ -102,6 +102,18 @@ enum AttemptCommand {
         #[arg(long)]
         note: String,
     },
+    /// Turn an open attempt that inquiry cannot settle (a cancel, a net-cancel, a second look;
+    /// not an approval) into a `conflict`: an open cancel blocks every API cancel of its payment.
+    /// The payment then takes no API cancel until the attempt is marked `reconciled`.
+    Conflict {
+        #[command(flatten)]
+        common: Common,
+        #[arg(long)]
+        id: i64,
+        /// What was found (KCP's admin, the inquiries' errors), kept on the attempt.
+        #[arg(long)]
+        note: String,
+    },
     /// Record that KCP's admin holds nothing under the order number an open attempt waits for
     /// (`attempt list`), and settle it at once: an approval or an account issuance fails, a
     /// Benepia re-approval whose answer was lost is sent again.
@@ -453,6 +465,16 @@ async fn attempt(cmd: AttemptCommand) -> anyhow::Result<()> {
             app.shutdown().await;
             done.map_err(|e| anyhow::anyhow!("{e}"))?;
             println!("attempt {id} reconciled: its payment takes cancels again");
+            Ok(())
+        }
+        AttemptCommand::Conflict { common, id, note } => {
+            let app = offline_app(&common).await?;
+            let done = app.gateway.mark_conflict_by_hand(id, &note).await;
+            app.shutdown().await;
+            done.map_err(|e| anyhow::anyhow!("{e}"))?;
+            println!(
+                "attempt {id} is a conflict: its payment takes no API cancel until `attempt reconciled`"
+            );
             Ok(())
         }
         AttemptCommand::ConfirmAbsent {

@@ -4,6 +4,7 @@ pub mod auth;
 pub mod benepia;
 pub mod billing;
 pub mod cancel;
+pub mod cancel_recheck;
 pub mod checkout;
 pub mod clock_check;
 mod confirm;

@@ -677,6 +677,12 @@ impl Gateway {
         fail_reason: &'a str,
     ) -> Settling<'a> {
         async move {
+            // Checked before the tno is named on the attempt: a resolver would cancel it then.
+            if let Some(holder) = self.foreign_holder(payment.id, tno).await? {
+                return self
+                    .foreign_trade_named(payment, attempt, tno, &holder)
+                    .await;
+            }
             let Some(attempt) = self.renew_naming(attempt, tno).await? else {
                 return self
                     .approval_orphaned(connector, payment.id, tno, false)
@@ -685,19 +691,43 @@ impl Gateway {
             match net_cancel_at_kcp(connector, tno, net_cancel_kind(&payment)).await {
                 Ok(()) => {
                     let payment_id = payment.id;
-                    match self
-                        .record_net_cancelled(payment, attempt, tno, fail_reason)
+                    if let Some(p) = self
+                        .record_net_cancelled(payment.clone(), attempt.clone(), tno, fail_reason)
                         .await?
                     {
-                        Some(p) => Ok(ApprovalOutcome::NetCancelled(p)),
-                        // The lease was renewed just before the cancel, so only a holder stalled
-                        // past its lease gets here: KCP has the cancel, the database another
-                        // outcome, a conflict if it holds the approval.
-                        None => {
-                            self.approval_orphaned(connector, payment_id, tno, true)
-                                .await
+                        return Ok(ApprovalOutcome::NetCancelled(p));
+                    }
+                    // The lease was renewed just before the cancel, so only a holder stalled past
+                    // its lease gets here. Another holder still deciding the attempt can only be
+                    // inquiring, and its "approved" may predate the cancel (a scheduled charge
+                    // would be recorded paid while KCP holds it cancelled): the cancel KCP
+                    // confirmed is recorded over it (service/attempts.rs `take_over_confirmed`).
+                    if let Some(taken) = self.take_over_confirmed(&attempt).await? {
+                        if let Some(p) = self
+                            .record_net_cancelled(payment, taken, tno, fail_reason)
+                            .await?
+                        {
+                            return Ok(ApprovalOutcome::NetCancelled(p));
                         }
                     }
+                    // Decided already: KCP has the cancel, the database another outcome, a
+                    // conflict if it holds the approval.
+                    self.approval_orphaned(connector, payment_id, tno, true)
+                        .await
+                }
+                // A refusal is KCP's definite word that the approval stands, not a lost answer:
+                // sent again every few minutes it is refused again for ever, the payment pending
+                // and its merchant_uid taken with nothing listed for an operator. As for an
+                // approval no payment holds (service/orphans.rs), the attempt is a `conflict`: the
+                // payment fails naming KCP's approval, which an operator cancels in KCP's admin.
+                Err(PgError::Declined { code, message, .. }) => {
+                    let refusal = quoted_refusal(&code, &message);
+                    tracing::error!(imp_uid = %payment.imp_uid, %tno, %code, "KCP refused to net-cancel an approval openport cannot honour: closed as a conflict for an operator");
+                    let reason = format!(
+                        "PG사 승인을 확정하지 못했으나 망취소가 거절되었습니다 {refusal}. 운영자 확인이 필요합니다."
+                    );
+                    self.fail_as_conflict(connector, payment, attempt, tno, Some(code), &reason)
+                        .await
                 }
                 Err(e) => {
                     tracing::error!(imp_uid = %payment.imp_uid, %tno, "net-cancel did not complete: {e}");
@@ -729,6 +759,34 @@ impl Gateway {
             }
         }
         .boxed()
+    }
+
+    /// An approval (or account) KCP holds under `tno` that openport can neither honour nor cancel
+    /// (KCP refused the net-cancel; a virtual account the buyer already paid into): the payment
+    /// fails naming `tno` and its attempt closes as a `conflict` for the operator, in one write.
+    /// Answered as unknown (code 1), never as a plain failure: KCP holds money the record does
+    /// not. When another holder decided the attempt first, the approval in hand is settled as
+    /// one the payment may not hold (service/orphans.rs).
+    pub(crate) async fn fail_as_conflict(
+        &self,
+        connector: &dyn PgConnector,
+        payment: payment::Model,
+        attempt: pg_attempt::Model,
+        tno: &str,
+        code: Option<String>,
+        reason: &str,
+    ) -> ServiceResult<ApprovalOutcome> {
+        let payment_id = payment.id;
+        match self
+            .close_failed(payment, attempt, "conflict", Some(tno), code, reason)
+            .await?
+        {
+            Some(p) => Ok(ApprovalOutcome::Unknown(p)),
+            None => {
+                self.approval_orphaned(connector, payment_id, tno, false)
+                    .await
+            }
+        }
     }
 
     /// The payment `paid`, its attempt `succeeded` and the `paid` webhook (spec §5), in one atomic

@@ -388,6 +388,26 @@ pub async fn write_held_attempt(
     Ok(res.rows_affected == 1)
 }
 
+/// Moves the lease of the open attempt `current` (as just read) to `lease_until`, whoever holds
+/// it, while it still waits for `order_no`: for a holder to whom KCP confirmed its call after the
+/// attempt was taken over (service/attempts.rs `take_over_confirmed`). Conditional on the lease
+/// read, so of two such holders one wins, and the one it replaces finds every later write of its
+/// own refused. False when the attempt moved meanwhile.
+pub async fn take_over_attempt(
+    db: &impl ConnectionTrait,
+    current: &pg_attempt::Model,
+    order_no: &str,
+    lease_until: i64,
+) -> Result<bool, DbErr> {
+    let res = pg_attempt::Entity::update_many()
+        .col_expr(pg_attempt::Column::LeaseUntil, Expr::value(lease_until))
+        .filter(still_held(current))
+        .filter(pg_attempt::Column::OrderNo.eq(order_no))
+        .exec(db)
+        .await?;
+    Ok(res.rows_affected == 1)
+}
+
 /// Writes the `Set` columns of `p` onto its payment only where `condition` holds (the state the
 /// write was decided on); None when it does not (0 rows).
 pub async fn update_payment_if(

@@ -1026,11 +1026,18 @@ impl CancelResponse {
                 None => balance_before - amount,
             },
         };
+        let cancelled = match (&req.kind, self.mod_mny.as_deref()) {
+            (CancelKind::Partial { .. }, Some(s)) => {
+                Some(parse_won(s).ok_or_else(|| WireError("mod_mny is not an amount".into()))?)
+            }
+            _ => None,
+        };
         let cancelled_at = time_or_now(self.canc_time.as_deref(), "canc_time");
         Ok(crate::pg::CancelConfirmation {
             tno,
             cancelled_at,
             remaining,
+            cancelled,
         })
     }
 }
