@@ -258,7 +258,7 @@ impl App {
         crate::jobs::merchant_changes::spawn(&gateway, &config.database_url, &shutdown);
         let mut scheduler = None;
         let mut webhooks = None;
-        if config.resolver.interval_ms > 0 {
+        if config.background_jobs {
             spawn_resolver(
                 gateway.clone(),
                 Duration::from_millis(config.resolver.interval_ms),

@@ -64,6 +64,17 @@ pub struct Config {
     pub http: HttpSettings,
     /// `json` for production log lines, `pretty` for humans.
     pub log_format: String,
+    /// Whether this process runs the background jobs: the unknown-outcome resolver, the scheduler
+    /// and webhook delivery. Off only for operator commands and tests, which drive them
+    /// themselves. Neither the file nor the environment sets it: an instance without them serves
+    /// payments whose unknown outcomes, due schedules and webhooks then wait for another
+    /// instance, or for ever when it is alone (which `resolver.interval_ms = 0` did unannounced).
+    #[serde(skip, default = "background_jobs_on")]
+    pub background_jobs: bool,
+}
+
+fn background_jobs_on() -> bool {
+    true
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -119,7 +130,9 @@ pub struct SandboxSettings {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ResolverSettings {
-    /// How often the unknown-outcome resolver looks for open attempts.
+    /// How often the unknown-outcome resolver looks for open attempts, and webhook delivery for
+    /// due webhooks; the scheduler runs at this interval or once a second, whichever is sooner.
+    /// More than 0 ([`Config::validate`]).
     pub interval_ms: u64,
     /// How long after an attempt started before "KCP has no such transaction" is believed, and
     /// before the resolver first looks at it. Must be longer than a request can hold an attempt
@@ -261,6 +274,7 @@ impl Default for Config {
             webhooks: WebhookSettings::default(),
             http: HttpSettings::default(),
             log_format: "pretty".into(),
+            background_jobs: true,
         }
     }
 }
@@ -325,6 +339,11 @@ pub enum ConfigError {
     BadPublicUrl(String),
     #[error("{setting} must be more than 0 ms: without a deadline a client that stops sending holds its connection for ever")]
     NoHttpTimeout { setting: &'static str },
+    #[error(
+        "OPENPORT_RESOLVER__INTERVAL_MS must be more than 0 ms: it paces the unknown-outcome \
+         resolver, the scheduler and webhook delivery, which do not run without it"
+    )]
+    NoJobInterval,
     #[error("OPENPORT_HTTP__MAX_CONNECTIONS must be more than 0: with no connection allowed nothing is served")]
     NoConnectionsAllowed,
     #[error("{setting} {url:?} must be an http(s) URL, such as https://stg-spl.kcp.co.kr/gw/enc/v1/payment")]
@@ -401,6 +420,9 @@ impl Config {
         }
         if self.http.max_connections == Some(0) {
             return Err(ConfigError::NoConnectionsAllowed);
+        }
+        if self.resolver.interval_ms == 0 {
+            return Err(ConfigError::NoJobInterval);
         }
         self.kcp_notify_sources()?;
         self.trusted_proxies()?;
@@ -586,6 +608,20 @@ mod tests {
             config.validate(),
             Err(ConfigError::NoConnectionsAllowed)
         ));
+    }
+
+    /// An interval of 0 once switched the resolver, the scheduler and webhook delivery off
+    /// without a word: schedules never ran and unknown outcomes stayed open.
+    #[test]
+    fn a_resolver_interval_of_0_refuses_to_start() {
+        let mut config = Config::default();
+        assert!(config.validate().is_ok());
+        config.resolver.interval_ms = 0;
+        let refused = config.validate().unwrap_err().to_string();
+        assert!(
+            refused.contains("OPENPORT_RESOLVER__INTERVAL_MS") && refused.contains("scheduler"),
+            "{refused}"
+        );
     }
 
     #[test]

@@ -102,6 +102,18 @@ enum AttemptCommand {
         #[arg(long)]
         note: String,
     },
+    /// Turn an open attempt that inquiry cannot settle (a cancel, a net-cancel, a second look;
+    /// not an approval) into a `conflict`: an open cancel blocks every API cancel of its payment.
+    /// The payment then takes no API cancel until the attempt is marked `reconciled`.
+    Conflict {
+        #[command(flatten)]
+        common: Common,
+        #[arg(long)]
+        id: i64,
+        /// What was found (KCP's admin, the inquiries' errors), kept on the attempt.
+        #[arg(long)]
+        note: String,
+    },
     /// Record that KCP's admin holds nothing under the order number an open attempt waits for
     /// (`attempt list`), and settle it at once: an approval or an account issuance fails, a
     /// Benepia re-approval whose answer was lost is sent again.
@@ -281,10 +293,7 @@ async fn main() -> anyhow::Result<()> {
     match cli.command.unwrap_or(Command::Serve(Common::default())) {
         Command::Serve(common) => serve(load(&common)?).await,
         Command::Migrate(common) => {
-            let config = load(&common)?;
-            init_tracing(config.log_format == "json", LogTo::Stderr);
-            let db = openport::store::Db::connect(&config.database_url).await?;
-            db.migrate().await?;
+            database_only(&common).await?;
             println!("migrations applied");
             Ok(())
         }
@@ -380,11 +389,21 @@ async fn stop_signal() {
 
 /// The gateway without its HTTP server, background jobs or embedded sandbox: for operator commands
 /// (which may still call KCP with the configured settings, as `attempt confirm-absent` does).
+/// The configuration and the migrated database, for the operator commands that need nothing else
+/// (no KCP, no background work, no listener). Logs go to stderr, as for every operator command.
+async fn database_only(common: &Common) -> anyhow::Result<(Config, openport::store::Db)> {
+    let config = load(common)?;
+    init_tracing(config.log_format == "json", LogTo::Stderr);
+    let db = openport::store::Db::connect(&config.database_url).await?;
+    db.migrate().await?;
+    Ok((config, db))
+}
+
 async fn offline_app(common: &Common) -> anyhow::Result<App> {
     let mut config = load(common)?;
     init_tracing(config.log_format == "json", LogTo::Stderr);
     config.listen = "127.0.0.1:0".parse()?;
-    config.resolver.interval_ms = 0;
+    config.background_jobs = false;
     config.sandbox.embedded = Some(false);
     App::build_for_operator(config).await
 }
@@ -448,6 +467,16 @@ async fn attempt(cmd: AttemptCommand) -> anyhow::Result<()> {
             println!("attempt {id} reconciled: its payment takes cancels again");
             Ok(())
         }
+        AttemptCommand::Conflict { common, id, note } => {
+            let app = offline_app(&common).await?;
+            let done = app.gateway.mark_conflict_by_hand(id, &note).await;
+            app.shutdown().await;
+            done.map_err(|e| anyhow::anyhow!("{e}"))?;
+            println!(
+                "attempt {id} is a conflict: its payment takes no API cancel until `attempt reconciled`"
+            );
+            Ok(())
+        }
         AttemptCommand::ConfirmAbsent {
             common,
             id,
@@ -483,7 +512,7 @@ async fn merchant(cmd: MerchantCommand) -> anyhow::Result<()> {
             let mut config = load(&common)?;
             // Creating a merchant needs neither the HTTP server nor the resolver.
             config.listen = "127.0.0.1:0".parse()?;
-            config.resolver.interval_ms = 0;
+            config.background_jobs = false;
             let app = App::build_for_operator(config.clone()).await?;
             let (cert_pem, key_pem, pass) = match (cert, key) {
                 (Some(c), Some(k)) => (
@@ -538,13 +567,10 @@ async fn merchant(cmd: MerchantCommand) -> anyhow::Result<()> {
             imp_code,
             json,
         } => {
-            let config = load(&common)?;
-            init_tracing(config.log_format == "json", LogTo::Stderr);
             // The database and the master key alone: a full start is refused while a hash is
             // under a key that is gone, which is what this command mends.
+            let (config, db) = database_only(&common).await?;
             let secrets = openport::app::master_key(&config)?;
-            let db = openport::store::Db::connect(&config.database_url).await?;
-            db.migrate().await?;
             let renewed = new_imp_secret(&db, &secrets, &imp_code)
                 .await
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -575,11 +601,8 @@ async fn merchant(cmd: MerchantCommand) -> anyhow::Result<()> {
             imp_code,
             kcp_group_id,
         } => {
-            let config = load(&common)?;
-            init_tracing(config.log_format == "json", LogTo::Stderr);
-            // The database alone, as `new-secret`: nothing sealed is read or written.
-            let db = openport::store::Db::connect(&config.database_url).await?;
-            db.migrate().await?;
+            // The database alone: nothing sealed is read or written.
+            let (_, db) = database_only(&common).await?;
             let m = set_kcp_group_id(&db, &imp_code, &kcp_group_id)
                 .await
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -592,9 +615,7 @@ async fn merchant(cmd: MerchantCommand) -> anyhow::Result<()> {
             Ok(())
         }
         MerchantCommand::List { common } => {
-            let config = load(&common)?;
-            let db = openport::store::Db::connect(&config.database_url).await?;
-            db.migrate().await?;
+            let (_, db) = database_only(&common).await?;
             for m in openport::store::merchants::all(&db.read).await? {
                 // `id` last, so the columns before it stay where scripts found them; it is what
                 // the operator routes take (`/admin/merchants/{id}/webhook`).

@@ -19,7 +19,10 @@ mod m20261203_000015_schedule_customer_id;
 mod m20261204_000016_billing_key_pg_delete;
 mod m20261204_000017_merchant_kcp_api_base;
 mod m20261204_000018_notifications_by_tno;
-mod m20261205_000019_webhook_previous_secret;
+mod m20261205_000019_schedule_claim_token;
+mod m20261205_000020_payment_cash_receipt;
+mod m20261205_000021_billing_key_payment;
+mod m20261205_000022_webhook_previous_secret;
 
 pub struct Migrator;
 
@@ -45,7 +48,10 @@ impl MigratorTrait for Migrator {
             Box::new(m20261204_000016_billing_key_pg_delete::Migration),
             Box::new(m20261204_000017_merchant_kcp_api_base::Migration),
             Box::new(m20261204_000018_notifications_by_tno::Migration),
-            Box::new(m20261205_000019_webhook_previous_secret::Migration),
+            Box::new(m20261205_000019_schedule_claim_token::Migration),
+            Box::new(m20261205_000020_payment_cash_receipt::Migration),
+            Box::new(m20261205_000021_billing_key_payment::Migration),
+            Box::new(m20261205_000022_webhook_previous_secret::Migration),
         ]
     }
 }

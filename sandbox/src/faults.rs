@@ -40,6 +40,11 @@ pub enum Fault {
     /// disagrees with what was asked (e.g. an approval `amount` other than the order's), which
     /// a gateway must net-cancel rather than record.
     AnswerField { field: String, value: String },
+    /// [`Fault::AnswerField`] for several fields at once: an answer naming another trade whole
+    /// (its `tno` and its `order_no`), which one field cannot make.
+    AnswerFields {
+        fields: std::collections::BTreeMap<String, String>,
+    },
     /// Do not process; refuse with KCP's failure shape (HTTP 200, `{"res_cd","res_msg"}`), as KCP
     /// refuses what it will not do for reasons a test cannot otherwise arrange (an issuer's or
     /// Benepia's refusal of a re-approval, say).
@@ -224,23 +229,29 @@ async fn apply_detached(shared: Arc<Shared>, request: Request, next: Next) -> Re
             aborted()
         }
         Fault::AnswerField { field, value } => {
-            rewrite_field(next.run(request).await, &field, value).await
+            rewrite_fields(next.run(request).await, [(field, value)]).await
         }
+        Fault::AnswerFields { fields } => rewrite_fields(next.run(request).await, fields).await,
         Fault::Refuse { code, message } => {
             axum::Json(serde_json::json!({ "res_cd": code, "res_msg": message })).into_response()
         }
     }
 }
 
-/// The answer with `field` set to `value`, when it is a JSON object; anything else unchanged.
-async fn rewrite_field(response: Response, field: &str, value: String) -> Response {
+/// The answer with each `(field, value)` set, when it is a JSON object; anything else unchanged.
+async fn rewrite_fields(
+    response: Response,
+    fields: impl IntoIterator<Item = (String, String)>,
+) -> Response {
     let (mut parts, body) = response.into_parts();
     let Ok(bytes) = axum::body::to_bytes(body, BODY_LIMIT).await else {
         return aborted();
     };
     let body = match serde_json::from_slice::<serde_json::Value>(&bytes) {
         Ok(serde_json::Value::Object(mut answer)) => {
-            answer.insert(field.to_string(), serde_json::Value::String(value));
+            for (field, value) in fields {
+                answer.insert(field, serde_json::Value::String(value));
+            }
             parts.headers.remove(header::CONTENT_LENGTH);
             Bytes::from(serde_json::Value::Object(answer).to_string())
         }
@@ -314,6 +325,20 @@ mod tests {
         )
         .unwrap();
         assert_eq!(rule.fault, Fault::SlowAnswer { ms: 800 });
+        let rule: FaultRule = serde_json::from_str(
+            r#"{"path":"/gw/hub/v1/payment","fault":{"kind":"answer_fields","fields":{"tno":"1","order_no":"o2"}}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            rule.fault,
+            Fault::AnswerFields {
+                fields: [
+                    ("tno".to_string(), "1".to_string()),
+                    ("order_no".to_string(), "o2".to_string())
+                ]
+                .into()
+            }
+        );
     }
 
     #[test]

@@ -23,6 +23,9 @@ const BENEPIA: &str = "SCWB";
 const POINTS_ONLY: &str = "04";
 /// A balance inquiry's `amount` is fixed to 1004 (seed 003 §2.2).
 const BALANCE_AMOUNT: i64 = 1004;
+/// `pt_memcorp_cd` is `String 4` (seed 003 §2.2, §2.3): a longer code is refused as any field
+/// over its length is (9503).
+const MEMBER_COMPANY_MAX: usize = 4;
 
 /// A Benepia account as `GET /_sandbox/points` shows it: no password.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -77,7 +80,9 @@ impl PointBook {
 
     /// The book with a state file's balances (as [`PointBook::snapshot`] gave them); accounts the
     /// file does not name keep their test balance. An account this sandbox does not know is
-    /// refused: the file belongs to other test accounts.
+    /// refused: the file belongs to other test accounts. A file saved before the test accounts'
+    /// member company was cut to KCP's 4 characters names them by the former one, which is
+    /// still theirs.
     pub fn restore(kept: &[PointAccount]) -> Result<Self, String> {
         let mut book = Self::default();
         for saved in kept {
@@ -86,7 +91,8 @@ impl PointBook {
                 .iter_mut()
                 .find(|account| {
                     account.known.id == saved.pt_idno
-                        && account.known.memcorp_cd == saved.pt_memcorp_cd
+                        && (account.known.memcorp_cd == saved.pt_memcorp_cd
+                            || saved.pt_memcorp_cd == test_points::FORMER_MEMBER_COMPANY)
                 })
                 .ok_or_else(|| {
                     format!(
@@ -193,7 +199,7 @@ fn parse_common(fields: &Fields) -> Result<PointRequest<'_>, Refusal> {
         ));
     }
     let memcorp_cd = fields.required("pt_memcorp_cd")?;
-    wire::check_text("pt_memcorp_cd", memcorp_cd, 10)?;
+    wire::check_text("pt_memcorp_cd", memcorp_cd, MEMBER_COMPANY_MAX)?;
     Ok(PointRequest {
         amount,
         order_no,
@@ -396,4 +402,24 @@ pub(crate) fn reapprove(
     }
     tracing::info!(tno, %new_tno, site_cd, order_no, amount = request.mod_mny, "kcp sandbox re-approved point payment");
     Ok(reply)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{PointAccount, PointBook};
+    use crate::test_points::{BENEPIA_01, BENEPIA_02, FORMER_MEMBER_COMPANY};
+
+    #[test]
+    fn a_state_file_naming_the_former_member_company_restores_the_test_accounts() {
+        let saved = |memcorp: &str, balance| PointAccount {
+            pt_idno: BENEPIA_01.id.into(),
+            pt_memcorp_cd: memcorp.into(),
+            balance,
+        };
+        let book = PointBook::restore(&[saved(FORMER_MEMBER_COMPANY, 1_234)]).unwrap();
+        assert_eq!(book.balance(BENEPIA_01.id), Some(1_234));
+        assert_eq!(book.balance(BENEPIA_02.id), Some(BENEPIA_02.balance));
+        assert_eq!(book.snapshot()[0].pt_memcorp_cd, BENEPIA_01.memcorp_cd);
+        assert!(PointBook::restore(&[saved("B999", 1)]).is_err());
+    }
 }

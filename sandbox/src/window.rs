@@ -3,7 +3,7 @@
 //! post back to the merchant's `Ret_URL`, and the approval that redeems the window's result once.
 //!
 //! Element ids of the window page: `#card_no`, `#card_expiry` (YYMM), `#quota`, `#bank`,
-//! `#carrier`, `#mobile_no`, `#pin`, `#pay`, `#cancel` (docs/sandbox.md).
+//! `#cash_receipt`, `#carrier`, `#mobile_no`, `#pin`, `#pay`, `#cancel` (docs/sandbox.md).
 //!
 //! `enc_data` is an opaque handle to what the buyer entered, kept in memory here; it never
 //! carries the card number. What the window page was opened with (buyer, `quotaopt`, `van_code`,
@@ -57,6 +57,22 @@ const BANKS: &[(&str, &str)] = &[
     ("BK03", "기업은행"),
     ("BK07", "수협"),
 ];
+
+/// What the bank-transfer and virtual-account windows offer for a cash receipt: none, or KCP's
+/// `cash_tr_code` of the kind asked for (`0` 소득공제용, `1` 지출증빙용).
+const CASH_RECEIPTS: &[(&str, &str)] =
+    &[("", "신청 안 함"), ("0", "소득공제용"), ("1", "지출증빙용")];
+
+/// `cash_yn` and `cash_tr_code` of the window's answer (spec §1.1, §2.3): `Y` and the kind when
+/// the buyer asked for a cash receipt in a window that offers one (bank transfer, virtual
+/// account), else `N` and nothing.
+fn cash_receipt_answer(pay_method: &str, asked: &str) -> (&'static str, String) {
+    let offered = matches!(pay_method, "BANK" | "VCNT");
+    match CASH_RECEIPTS.iter().find(|(code, _)| *code == asked) {
+        Some((code, _)) if offered && !code.is_empty() => ("Y", (*code).to_string()),
+        _ => ("N", String::new()),
+    }
+}
 
 /// The buyer's name when the merchant sent none.
 pub(crate) const BUYER: &str = "구매자";
@@ -578,16 +594,20 @@ pub(crate) async fn window_page(State(s): State<Arc<Shared>>, body: Bytes) -> Re
         "BANK" => (
             "계좌이체",
             format!(
-                "<label>은행 <select id=\"bank\" name=\"bank\">{}</select></label>",
-                options(BANKS)
+                "<label>은행 <select id=\"bank\" name=\"bank\">{}</select></label>\
+                 <label>현금영수증 <select id=\"cash_receipt\" name=\"cash_receipt\">{}</select></label>",
+                options(BANKS),
+                options(CASH_RECEIPTS)
             ),
             "이체하기",
         ),
         "VCNT" => (
             "가상계좌",
             format!(
-                "<label>입금 은행 <select id=\"bank\" name=\"bank\">{}</select></label>",
-                options(BANKS)
+                "<label>입금 은행 <select id=\"bank\" name=\"bank\">{}</select></label>\
+                 <label>현금영수증 <select id=\"cash_receipt\" name=\"cash_receipt\">{}</select></label>",
+                options(BANKS),
+                options(CASH_RECEIPTS)
             ),
             "계좌 발급",
         ),
@@ -682,6 +702,8 @@ pub(crate) async fn submit(State(s): State<Arc<Shared>>, body: Bytes) -> Respons
     };
     let opened = trade.opened.clone().unwrap_or_default();
     let batch = trade.pay_method == "AUTH";
+    let (cash_yn, cash_tr_code) =
+        cash_receipt_answer(&trade.pay_method, get("cash_receipt").trim());
     let mut out: Vec<(&str, String)> = vec![
         ("req_tx", "pay".into()),
         ("site_cd", trade.site_cd.clone()),
@@ -706,8 +728,8 @@ pub(crate) async fn submit(State(s): State<Arc<Shared>>, body: Bytes) -> Respons
         ("param_opt_1", opened.params[0].clone()),
         ("param_opt_2", opened.params[1].clone()),
         ("param_opt_3", opened.params[2].clone()),
-        ("cash_yn", "N".into()),
-        ("cash_tr_code", String::new()),
+        ("cash_yn", cash_yn.into()),
+        ("cash_tr_code", cash_tr_code),
         ("escw_used", if trade.escrow { "Y" } else { "N" }.into()),
     ];
     if trade.escrow {

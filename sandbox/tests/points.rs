@@ -39,7 +39,9 @@ async fn balance_inquiries_check_the_account_and_the_fixed_fields() {
     let cases = [
         (json!({"pt_pwd": "wrong"}), "8402"),
         (json!({"pt_idno": "nobody"}), "8401"),
-        (json!({"pt_memcorp_cd": "OTHER1"}), "8401"),
+        (json!({"pt_memcorp_cd": "B002"}), "8401"),
+        // `String 4` (seed 003 §2.2).
+        (json!({"pt_memcorp_cd": "B0001"}), "9503"),
         (json!({"amount": "1000"}), "8105"),
         (json!({"currency": "840"}), "8105"),
         (json!({"pt_issue": "SCSK"}), "9503"),
@@ -353,8 +355,8 @@ async fn the_control_api_lists_balances_without_passwords() {
     assert_eq!(
         listed,
         json!([
-            {"pt_idno": "benepia01", "pt_memcorp_cd": "BENE01", "balance": 100000},
-            {"pt_idno": "benepia02", "pt_memcorp_cd": "BENE01", "balance": 3800},
+            {"pt_idno": "benepia01", "pt_memcorp_cd": "B001", "balance": 100000},
+            {"pt_idno": "benepia02", "pt_memcorp_cd": "B001", "balance": 3800},
         ])
     );
     assert!(!listed.to_string().contains("pass0"));

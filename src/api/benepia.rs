@@ -19,7 +19,9 @@ use super::order::{order, OrderFields};
 use super::payment_json::PaymentAnnotation;
 use crate::app::AppState;
 use crate::domain::payment::PaymentStatus;
-use crate::domain::text::{is_sendable_credential, POINT_FIELD_MAX};
+use crate::domain::text::{
+    is_sendable_credential, is_sendable_member_code, POINT_FIELD_MAX, POINT_MEMBER_CODE_MAX,
+};
 use crate::pg::PointAccount;
 use crate::service::benepia::PointPaymentCommand;
 use crate::service::ServiceError;
@@ -48,6 +50,22 @@ impl utoipa::PartialSchema for BenepiaCredential {
 
 impl ToSchema for BenepiaCredential {}
 
+/// A Benepia member company code (KCP's `pt_memcorp_cd`): a [`BenepiaCredential`] of at most 4
+/// bytes, KCP's `String 4` (seed 003).
+pub struct BenepiaMemberCode;
+
+impl utoipa::PartialSchema for BenepiaMemberCode {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .max_length(Some(POINT_MEMBER_CODE_MAX))
+            .pattern(Some(CREDENTIAL_PATTERN))
+            .into()
+    }
+}
+
+impl ToSchema for BenepiaMemberCode {}
+
 #[derive(Deserialize, ToSchema)]
 pub struct BenepiaPointRequest {
     #[serde(default, deserialize_with = "de::opt_string")]
@@ -58,7 +76,7 @@ pub struct BenepiaPointRequest {
     pub benepia_password: Option<String>,
     /// Required by openport: KCP's balance call needs `pt_memcorp_cd` (spec/kcp.md §2.8).
     #[serde(default, deserialize_with = "de::opt_string")]
-    #[schema(value_type = BenepiaCredential, required = true)]
+    #[schema(value_type = BenepiaMemberCode, required = true)]
     pub benepia_member_code: Option<String>,
     /// Accepted and ignored: a merchant has one KCP site in openport.
     #[serde(default, deserialize_with = "de::opt_string")]
@@ -82,7 +100,7 @@ pub struct BenepiaPaymentRequest {
     /// Required by openport (iamport treats a missing code as a test payment; KCP needs
     /// `pt_memcorp_cd`).
     #[serde(default, deserialize_with = "de::opt_string")]
-    #[schema(value_type = BenepiaCredential, required = true)]
+    #[schema(value_type = BenepiaMemberCode, required = true)]
     pub benepia_member_code: Option<String>,
     /// Accepted and ignored, as for `/benepia/point`.
     #[serde(default, deserialize_with = "de::opt_string")]
@@ -97,27 +115,33 @@ fn required(v: Option<String>, name: &str) -> ApiResult<String> {
 }
 
 /// The three credentials, all required, and each one KCP can be sent as it is
-/// (`domain::text::is_sendable_credential`): refused here with HTTP 400, before anything is
-/// written, rather than by the connector after the payment is recorded. Values are never quoted
-/// in a message.
+/// (`domain::text::is_sendable_credential`; the member code at most KCP's 4 bytes,
+/// `is_sendable_member_code`): refused here with HTTP 400, before anything is written, rather than
+/// by the connector or KCP after the payment is recorded. Values are never quoted in a message.
 fn account(
     user: Option<String>,
     password: Option<String>,
     member_code: Option<String>,
 ) -> ApiResult<PointAccount> {
-    let field = |v: Option<String>, name: &str| {
+    let field = |v: Option<String>, name: &str, sendable: fn(&str) -> bool, max: usize| {
         let v = required(v, name)?;
-        if !is_sendable_credential(&v) {
+        if !sendable(&v) {
             return Err(ApiError::bad_request(format!(
-                "{name}는 {POINT_FIELD_MAX}바이트 이하여야 하며 앞뒤 공백이나 , & ; \\ | ' \" < > 문자를 포함할 수 없습니다."
+                "{name}는 {max}바이트 이하여야 하며 앞뒤 공백이나 , & ; \\ | ' \" < > 문자를 포함할 수 없습니다."
             )));
         }
         Ok(v)
     };
+    let credential = is_sendable_credential as fn(&str) -> bool;
     Ok(PointAccount {
-        id: field(user, "benepia_user")?,
-        password: field(password, "benepia_password")?,
-        member_company: field(member_code, "benepia_member_code")?,
+        id: field(user, "benepia_user", credential, POINT_FIELD_MAX)?,
+        password: field(password, "benepia_password", credential, POINT_FIELD_MAX)?,
+        member_company: field(
+            member_code,
+            "benepia_member_code",
+            is_sendable_member_code,
+            POINT_MEMBER_CODE_MAX,
+        )?,
     })
 }
 

@@ -127,7 +127,6 @@ pub(crate) fn parse_customer(
         customer_email: req.customer_email,
         customer_addr: req.customer_addr,
         customer_postcode: req.customer_postcode,
-        keeps_unset_details: false,
     }))
 }
 
@@ -176,15 +175,15 @@ pub async fn get(
 #[utoipa::path(delete, path = "/subscribe/customers/{customer_uid}", operation_id = "customer_delete",
     params(("customer_uid" = String, Path, min_length = 1)),
     responses(
-        (status = 200, body = CustomerOutcome, description = "the deleted billing key (its pending schedules are revoked); code 1 (response null) when none is registered under this customer_uid or KCP refuses or does not answer"),
+        (status = 200, body = CustomerOutcome, description = "the deleted billing key (its pending schedules are revoked; its deletion at KCP is retried by the resolver if KCP refuses or does not answer now); code 1 (response null) when none is registered under this customer_uid"),
         TokenErrors))]
 pub async fn delete(
     State(s): State<AppState>,
     MerchantCaller(m): MerchantCaller,
     Path(uid): Path<String>,
 ) -> ApiResult<Envelope<CustomerAnnotation>> {
-    // Deletes at KCP, then records it: run to the end whether or not the client waits (as every
-    // call with an effect at KCP), or a key gone at KCP stays active here with its schedules.
+    // Retires the key and revokes its schedules, then deletes it at KCP: run to the end whether
+    // or not the client waits (as every call with an effect at KCP).
     let gateway = s.gateway.clone();
     let key = tokio::spawn(async move { gateway.delete_customer(&m, &uid).await })
         .await

@@ -559,6 +559,19 @@ impl IntoParams for PageParams {
     }
 }
 
+/// The operator's `merchant_id` on the payment lookups (service::lookup::Scope).
+pub struct OperatorMerchant;
+
+impl IntoParams for OperatorMerchant {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        vec![query_param(
+            "merchant_id",
+            integer(KnownFormat::Int64),
+            "openport's operator token only (a merchant's token is never read for it): the merchant (`id` of `GET /admin/merchants`) whose payments are searched. Required with a merchant_uid, which names a payment only within its merchant (else HTTP 400); elsewhere optional, every merchant's payments without it. The operator's answers name each payment's `merchant_id`",
+        )]
+    }
+}
+
 /// The filter and paging of a customer's schedules (two routes list them).
 pub struct CustomerSchedules;
 

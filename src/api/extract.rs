@@ -599,18 +599,24 @@ pub mod de {
         match Option::<serde_json::Value>::deserialize(d)? {
             None | Some(serde_json::Value::Null) => Ok(None),
             Some(serde_json::Value::Bool(b)) => Ok(Some(b)),
-            Some(serde_json::Value::String(s)) => match s.trim().to_ascii_lowercase().as_str() {
-                "" => Ok(None),
-                "true" | "1" | "y" | "yes" | "on" => Ok(Some(true)),
-                "false" | "0" | "n" | "no" | "off" => Ok(Some(false)),
-                _ => Err(refused()),
-            },
+            Some(serde_json::Value::String(s)) => bool_text(&s).ok_or_else(refused),
             Some(serde_json::Value::Number(n)) => match n.as_i64() {
                 Some(1) => Ok(Some(true)),
                 Some(0) => Ok(Some(false)),
                 _ => Err(refused()),
             },
             Some(_) => Err(refused()),
+        }
+    }
+
+    /// A boolean written as text, as [`opt_bool`] reads a string and a query parameter is read
+    /// (`include_sandbox`): `Some(None)` when blank, None when it is no boolean.
+    pub fn bool_text(s: &str) -> Option<Option<bool>> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "" => Some(None),
+            "true" | "1" | "y" | "yes" | "on" => Some(Some(true)),
+            "false" | "0" | "n" | "no" | "off" => Some(Some(false)),
+            _ => None,
         }
     }
 

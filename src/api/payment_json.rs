@@ -4,6 +4,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::domain::payment::PaymentStatus;
+use crate::service::auth::Principal;
 use crate::service::lookup::Page;
 use crate::service::PaymentRecord;
 
@@ -104,6 +105,23 @@ pub struct PaymentAnnotation {
     pub deposit_history: Vec<VbankDepositAnnotation>,
     pub promotion: Option<PromotionAnnotation>,
     pub sandbox: bool,
+    /// openport's, for its operator token only: the merchant whose payment this is (the `id` of
+    /// `GET /admin/merchants`), since the operator reads every merchant's payments. Absent from
+    /// what a merchant's token is shown, which is iamport's object exactly.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub merchant_id: Option<i64>,
+}
+
+impl PaymentAnnotation {
+    /// The payment as `who` is shown it: the operator also learns whose it is.
+    pub fn shown_to(r: PaymentRecord, who: &Principal) -> Self {
+        let merchant_id = r.payment.merchant_id;
+        let mut shown = Self::from(r);
+        if matches!(who, Principal::Admin) {
+            shown.merchant_id = Some(merchant_id);
+        }
+        shown
+    }
 }
 
 impl From<PaymentRecord> for PaymentAnnotation {
@@ -111,6 +129,7 @@ impl From<PaymentRecord> for PaymentAnnotation {
         let p = r.payment;
         let status = PaymentStatus::from_db(&p.status);
         let receipt_url = p.receipt_url();
+        let cash_receipt_issued = p.cash_receipt_issued();
         let cancel_history: Vec<PaymentCancelAnnotation> = r
             .cancellations
             .into_iter()
@@ -176,12 +195,13 @@ impl From<PaymentRecord> for PaymentAnnotation {
             receipt_url,
             cancel_history,
             cancel_receipt_urls,
-            cash_receipt_issued: false,
+            cash_receipt_issued,
             customer_uid: p.customer_uid,
             customer_uid_usage: p.customer_uid_usage,
             deposit_history: vec![],
             promotion: None,
             sandbox: p.sandbox,
+            merchant_id: None,
         }
     }
 }
@@ -202,6 +222,22 @@ impl From<Page<PaymentRecord>> for PaymentPage {
             previous: p.previous,
             next: p.next,
             list: p.list.into_iter().map(Into::into).collect(),
+        }
+    }
+}
+
+impl PaymentPage {
+    /// The page as `who` is shown it ([`PaymentAnnotation::shown_to`]).
+    pub fn shown_to(p: Page<PaymentRecord>, who: &Principal) -> Self {
+        Self {
+            total: p.total,
+            previous: p.previous,
+            next: p.next,
+            list: p
+                .list
+                .into_iter()
+                .map(|r| PaymentAnnotation::shown_to(r, who))
+                .collect(),
         }
     }
 }

@@ -3,16 +3,17 @@ use axum::extract::{RawQuery, State};
 use axum::http::StatusCode;
 
 use super::doc::{
-    ErrorEnvelope, NonBlank, PageParams, PaymentListReply, PaymentPageReply, PaymentReply,
-    PaymentSorting, PaymentStatusParam, TokenErrors,
+    ErrorEnvelope, NonBlank, OperatorMerchant, PageParams, PaymentListReply, PaymentPageReply,
+    PaymentReply, PaymentSorting, PaymentStatusParam, TokenErrors,
 };
 use super::envelope::{ok, Envelope};
 use super::error::{ApiError, ApiResult};
-use super::extract::{query_value, query_values, Caller, Path};
+use super::extract::{de, query_value, query_values, Caller, Path};
 use super::payment_json::{PaymentAnnotation, PaymentPage};
 use crate::app::AppState;
 use crate::domain::payment::StatusFilter;
-use crate::service::lookup::{Paging, StatusQuery, NOT_FOUND};
+use crate::service::auth::Principal;
+use crate::service::lookup::{Paging, Scope, StatusQuery, NOT_FOUND};
 use crate::store::payments::Sorting;
 
 fn sorting(q: Option<&str>) -> ApiResult<Sorting> {
@@ -38,6 +39,16 @@ pub(super) fn number(q: Option<&str>, name: &str) -> ApiResult<Option<i64>> {
     }
 }
 
+/// Whose payments the caller reads ([`Scope`]): the operator may name a merchant with
+/// `merchant_id`, which a merchant's token is never read for (iamport has no such parameter).
+fn scope(who: &Principal, q: Option<&str>) -> ApiResult<Scope> {
+    let named = match who {
+        Principal::Admin => number(q, "merchant_id")?,
+        Principal::Merchant(_) => None,
+    };
+    Ok(Scope::of(who, named))
+}
+
 /// `page` (1-based) and `limit` of a paged list, each an integer or HTTP 400; below 1 reads as 1,
 /// and `limit` is capped at `max`.
 pub(super) fn paging(q: Option<&str>, max: u64) -> ApiResult<Paging> {
@@ -47,14 +58,17 @@ pub(super) fn paging(q: Option<&str>, max: u64) -> ApiResult<Paging> {
 }
 
 /// `include_sandbox` defaults to true for openport: in test mode every payment is a sandbox one,
-/// and iamport clients never send the flag. `include_sandbox=false` hides them.
+/// and iamport clients never send the flag. `include_sandbox=false` hides them; the flag is read
+/// as every boolean of the API is (`de::bool_text`), so `False` or `0` hides them too.
 #[utoipa::path(get, path = "/payments/{imp_uid}", operation_id = "getPaymentByImpUid",
     params(
         ("imp_uid" = String, Path, min_length = 1),
-        ("include_sandbox" = Option<String>, Query, description = "`false` hides sandbox payments; anything else (or nothing) shows them"),
+        ("include_sandbox" = Option<bool>, Query, description = "false hides sandbox payments; default true. Read as the API's other booleans: `true`/`false` in any case, `1`/`0`, `y`/`n`, `yes`/`no`, `on`/`off`; anything else is HTTP 400"),
+        OperatorMerchant,
     ),
     responses(
         (status = 200, body = PaymentReply),
+        (status = 400, body = ErrorEnvelope, description = "`include_sandbox` not a boolean, or (operator) `merchant_id` not an integer"),
         (status = 404, body = ErrorEnvelope, description = "no such payment (of this merchant)"),
         TokenErrors))]
 pub async fn get_one(
@@ -63,12 +77,17 @@ pub async fn get_one(
     Path(imp_uid): Path<String>,
     RawQuery(q): RawQuery,
 ) -> ApiResult<Envelope<PaymentAnnotation>> {
-    let include = query_value(q.as_deref(), "include_sandbox").is_none_or(|v| v != "false");
+    let include = match query_value(q.as_deref(), "include_sandbox") {
+        None => true,
+        Some(v) => de::bool_text(&v)
+            .ok_or_else(|| ApiError::bad_request("include_sandbox는 true 또는 false여야 합니다."))?
+            .unwrap_or(true),
+    };
     Ok(ok(s
         .gateway
-        .payment_by_imp_uid(&who, &imp_uid, include)
-        .await?
-        .into()))
+        .payment_by_imp_uid(scope(&who, q.as_deref())?, &imp_uid, include)
+        .await
+        .map(|r| PaymentAnnotation::shown_to(r, &who))?))
 }
 
 /// `GET /payments?imp_uid[]=…&merchant_uid[]=…`: 207 when some are missing, 404 when none found.
@@ -80,11 +99,12 @@ pub async fn get_one(
             description = "imp_uids to look up; with `merchant_uid[]`, 1 to 100 ids in all (else HTTP 400)"),
         ("merchant_uid[]" = Option<Vec<NonBlank>>, Query, max_items = 100, style = Form, explode = true,
             description = "merchant_uids to look up (each its newest attempt); with `imp_uid[]`, 1 to 100 ids in all (else HTTP 400)"),
+        OperatorMerchant,
     ),
     responses(
         (status = 200, body = PaymentListReply, description = "every id found, in the order asked"),
         (status = 207, body = PaymentListReply, description = "some ids found (those are listed), some not"),
-        (status = 400, body = ErrorEnvelope, description = "no id given, or more than 100"),
+        (status = 400, body = ErrorEnvelope, description = "no id given, or more than 100; (operator) `merchant_uid[]` without `merchant_id`, or `merchant_id` not an integer"),
         (status = 404, body = ErrorEnvelope, description = "none of the ids found"),
         TokenErrors))]
 pub async fn get_many(
@@ -107,7 +127,7 @@ pub async fn get_many(
     }
     let found = s
         .gateway
-        .payments_by_ids(&who, &imp_uids, &merchant_uids)
+        .payments_by_ids(scope(&who, q.as_deref())?, &imp_uids, &merchant_uids)
         .await?;
     if found.records.is_empty() {
         return Err(ApiError::not_found(NOT_FOUND));
@@ -119,19 +139,25 @@ pub async fn get_many(
     };
     Ok(Envelope {
         status,
-        response: found.records.into_iter().map(Into::into).collect(),
+        response: found
+            .records
+            .into_iter()
+            .map(|r| PaymentAnnotation::shown_to(r, &who))
+            .collect(),
     })
 }
 
-/// The newest payment (by `sorting`) with this merchant_uid, of any status.
+/// The first payment with this merchant_uid, of any status, by `sorting` (by default `-started`:
+/// the newest attempt).
 #[utoipa::path(get, path = "/payments/find/{merchant_uid}", operation_id = "getPaymentByMerchantUidAnyStatus",
     params(
         ("merchant_uid" = String, Path, min_length = 1),
-        ("sorting" = Option<PaymentSorting>, Query),
+        ("sorting" = Option<PaymentSorting>, Query, description = "which payment comes first; default `-started` (the newest attempt)"),
+        OperatorMerchant,
     ),
     responses(
         (status = 200, body = PaymentReply),
-        (status = 400, body = ErrorEnvelope, description = "unknown `sorting`"),
+        (status = 400, body = ErrorEnvelope, description = "unknown `sorting`; (operator) no `merchant_id`, or not an integer"),
         (status = 404, body = ErrorEnvelope, description = "no payment has this merchant_uid"),
         TokenErrors))]
 pub async fn find(
@@ -143,16 +169,19 @@ pub async fn find(
     find_with(s, who, uid, String::new(), q).await
 }
 
-/// The newest payment (by `sorting`) with this merchant_uid and status.
+/// The latest payment with this merchant_uid and status: the newest by `started`, whatever
+/// `sorting` says (spec/iamport-v1.md §4.1; iamport's OpenAPI: "해당 status에 해당하는 가장 최신
+/// 데이터"). `sorting` is still read, so an unknown value is refused as on every lookup.
 #[utoipa::path(get, path = "/payments/find/{merchant_uid}/{payment_status}", operation_id = "getPaymentByMerchantUid",
     params(
         ("merchant_uid" = String, Path, min_length = 1),
         ("payment_status" = PaymentStatusParam, Path),
-        ("sorting" = Option<PaymentSorting>, Query),
+        ("sorting" = Option<PaymentSorting>, Query, description = "ignored here (the newest by `started` is taken), but an unknown value is HTTP 400; `all`/`undefined` as status reads as no status, and then `sorting` picks the payment as on `/payments/find/{merchant_uid}`"),
+        OperatorMerchant,
     ),
     responses(
         (status = 200, body = PaymentReply),
-        (status = 400, body = ErrorEnvelope, description = "unknown `payment_status` or `sorting`"),
+        (status = 400, body = ErrorEnvelope, description = "unknown `payment_status` or `sorting`; (operator) no `merchant_id`, or not an integer"),
         (status = 404, body = ErrorEnvelope, description = "no payment has this merchant_uid and status"),
         TokenErrors))]
 pub async fn find_status(
@@ -166,16 +195,17 @@ pub async fn find_status(
 
 async fn find_with(
     s: AppState,
-    who: crate::service::auth::Principal,
+    who: Principal,
     uid: String,
     st: String,
     q: Option<String>,
 ) -> ApiResult<Envelope<PaymentAnnotation>> {
+    let q = q.as_deref();
     let r = s
         .gateway
-        .find_payment(&who, &uid, status(&st)?, sorting(q.as_deref())?)
+        .find_payment(scope(&who, q)?, &uid, status(&st)?, sorting(q)?)
         .await?;
-    Ok(ok(r.into()))
+    Ok(ok(PaymentAnnotation::shown_to(r, &who)))
 }
 
 /// Every payment (attempt) with this merchant_uid, of any status, a page at a time.
@@ -184,10 +214,11 @@ async fn find_with(
         ("merchant_uid" = String, Path, min_length = 1),
         ("sorting" = Option<PaymentSorting>, Query),
         PageParams,
+        OperatorMerchant,
     ),
     responses(
         (status = 200, body = PaymentPageReply),
-        (status = 400, body = ErrorEnvelope, description = "unknown `sorting`, or `page`/`limit` not an integer"),
+        (status = 400, body = ErrorEnvelope, description = "unknown `sorting`, or `page`/`limit` not an integer; (operator) no `merchant_id`, or not an integer"),
         (status = 404, body = ErrorEnvelope, description = "no payment has this merchant_uid"),
         TokenErrors))]
 pub async fn find_all(
@@ -206,10 +237,11 @@ pub async fn find_all(
         ("payment_status" = PaymentStatusParam, Path),
         ("sorting" = Option<PaymentSorting>, Query),
         PageParams,
+        OperatorMerchant,
     ),
     responses(
         (status = 200, body = PaymentPageReply),
-        (status = 400, body = ErrorEnvelope, description = "unknown `payment_status` or `sorting`, or `page`/`limit` not an integer"),
+        (status = 400, body = ErrorEnvelope, description = "unknown `payment_status` or `sorting`, or `page`/`limit` not an integer; (operator) no `merchant_id`, or not an integer"),
         (status = 404, body = ErrorEnvelope, description = "no payment has this merchant_uid and status"),
         TokenErrors))]
 pub async fn find_all_status(
@@ -223,7 +255,7 @@ pub async fn find_all_status(
 
 async fn find_all_with(
     s: AppState,
-    who: crate::service::auth::Principal,
+    who: Principal,
     uid: String,
     st: String,
     q: Option<String>,
@@ -231,9 +263,15 @@ async fn find_all_with(
     let q = q.as_deref();
     let page = s
         .gateway
-        .find_all_payments(&who, &uid, status(&st)?, sorting(q)?, paging(q, 1000)?)
+        .find_all_payments(
+            scope(&who, q)?,
+            &uid,
+            status(&st)?,
+            sorting(q)?,
+            paging(q, 1000)?,
+        )
         .await?;
-    Ok(ok(page.into()))
+    Ok(ok(PaymentPage::shown_to(page, &who)))
 }
 
 /// Payments of a status whose time of that status (`all`: of their current status) lies in
@@ -245,10 +283,11 @@ async fn find_all_with(
         ("to" = Option<i64>, Query, description = "Unix seconds; default (or ≤ 0) now"),
         ("sorting" = Option<PaymentSorting>, Query),
         PageParams,
+        OperatorMerchant,
     ),
     responses(
         (status = 200, body = PaymentPageReply),
-        (status = 400, body = ErrorEnvelope, description = "unknown `payment_status` or `sorting`, `from`/`to`/`page`/`limit` not an integer, or a `page` past the data (데이터 범위를 넘어선 page)"),
+        (status = 400, body = ErrorEnvelope, description = "unknown `payment_status` or `sorting`, `from`/`to`/`page`/`limit` (or the operator's `merchant_id`) not an integer, or a `page` past the data (데이터 범위를 넘어선 page)"),
         TokenErrors))]
 pub async fn by_status(
     State(s): State<AppState>,
@@ -267,10 +306,11 @@ pub async fn by_status(
         ("to" = Option<i64>, Query, description = "Unix seconds; default (or ≤ 0) now"),
         ("sorting" = Option<PaymentSorting>, Query),
         PageParams,
+        OperatorMerchant,
     ),
     responses(
         (status = 200, body = PaymentPageReply),
-        (status = 400, body = ErrorEnvelope, description = "unknown `sorting`, or `from`/`to`/`page`/`limit` not an integer"),
+        (status = 400, body = ErrorEnvelope, description = "unknown `sorting`, or `from`/`to`/`page`/`limit` (or the operator's `merchant_id`) not an integer"),
         TokenErrors))]
 pub async fn by_any_status(
     State(s): State<AppState>,
@@ -282,7 +322,7 @@ pub async fn by_any_status(
 
 async fn by_status_with(
     s: AppState,
-    who: crate::service::auth::Principal,
+    who: Principal,
     st: String,
     q: Option<String>,
 ) -> ApiResult<Envelope<PaymentPage>> {
@@ -294,5 +334,6 @@ async fn by_status_with(
         sorting: sorting(q)?,
         paging: paging(q, 1000)?,
     };
-    Ok(ok(s.gateway.payments_by_status(&who, query).await?.into()))
+    let page = s.gateway.payments_by_status(scope(&who, q)?, query).await?;
+    Ok(ok(PaymentPage::shown_to(page, &who)))
 }

@@ -371,12 +371,12 @@ pub struct RescheduleRequest {
     pub schedule_at: Option<i64>,
 }
 
-/// Moves a schedule that has not run yet.
+/// Moves a schedule that has not run yet (one a run claimed but has not charged included).
 #[utoipa::path(put, path = "/subscribe/payments/schedule/{merchant_uid}", operation_id = "updateScheduleByMid",
     params(("merchant_uid" = String, Path, min_length = 1)), request_body = RescheduleRequest,
     responses(
         (status = 200, body = ScheduleReply),
-        (status = 400, body = ErrorEnvelope, description = "schedule_at missing or not in the future, the schedule already ran or was revoked, or a body that is not JSON/form with these types"),
+        (status = 400, body = ErrorEnvelope, description = "schedule_at missing or not in the future, the schedule already ran, was revoked or has its charge open, or a body that is not JSON/form with these types"),
         (status = 404, body = ErrorEnvelope, description = "no schedule has this merchant_uid"),
         TokenBodyErrors))]
 pub async fn update(
@@ -425,7 +425,7 @@ async fn retime(
 #[utoipa::path(post, path = "/subscribe/payments/schedule/{merchant_uid}/retry", operation_id = "retryScheduleByMid",
     params(("merchant_uid" = String, Path, min_length = 1)),
     responses(
-        (status = 200, body = PaymentOutcome, description = "the payment the run made (paid or failed, code 0); code 1 (response null) when it could not run"),
+        (status = 200, body = PaymentOutcome, description = "the payment the run made (paid or failed, code 0), also when recording it on the schedule failed; code 1 (response null) when it could not run, or when its result could not be read back (the message says how to look it up)"),
         (status = 400, body = ErrorEnvelope, description = "the schedule neither failed nor was revoked"),
         (status = 404, body = ErrorEnvelope, description = "no schedule has this merchant_uid, or its customer has no billing key (deleted): nothing is run"),
         TokenErrors))]

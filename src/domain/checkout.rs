@@ -91,6 +91,15 @@ pub fn window_plan(pay_method: &str, billing: bool) -> Option<WindowPlan> {
     })
 }
 
+/// Whether the buyer asked KCP's window for a cash receipt: KCP's window answer says so with
+/// `cash_yn` `Y` (spec/kcp.md §1.1, §2.3; `cash_tr_code` is the kind, 소득공제 or 지출증빙). KCP
+/// issues them for cash only, bank transfers and virtual accounts: on any other method the flag
+/// means nothing and is not taken.
+pub fn cash_receipt_asked(method: WindowMethod, cash_yn: &str) -> bool {
+    matches!(method, WindowMethod::Bank | WindowMethod::VirtualAccount)
+        && cash_yn.trim().eq_ignore_ascii_case("y")
+}
+
 /// `use_pay_method` bitmask (spec/kcp.md §2.3) → iamport pay_method family, for checking that
 /// the window paid the way it was opened.
 pub fn method_of_bitmask(mask: &str) -> Option<WindowMethod> {
@@ -211,5 +220,15 @@ mod tests {
             ("o2".into(), "모자".into(), 1, 500),
         ]);
         assert_eq!(s, "seq=1\u{1f}ordr_numb=o1\u{1f}good_name=양말\u{1f}good_cntx=2\u{1f}good_amtx=1000\u{1e}seq=2\u{1f}ordr_numb=o2\u{1f}good_name=모자\u{1f}good_cntx=1\u{1f}good_amtx=500");
+    }
+
+    #[test]
+    fn a_cash_receipt_is_taken_from_the_window_for_cash_methods_only() {
+        assert!(cash_receipt_asked(WindowMethod::Bank, "Y"));
+        assert!(cash_receipt_asked(WindowMethod::VirtualAccount, "y"));
+        assert!(!cash_receipt_asked(WindowMethod::Bank, "N"));
+        assert!(!cash_receipt_asked(WindowMethod::Bank, ""));
+        assert!(!cash_receipt_asked(WindowMethod::Card, "Y"));
+        assert!(!cash_receipt_asked(WindowMethod::Phone, "Y"));
     }
 }

@@ -175,6 +175,11 @@ pub enum CancelRefusal {
     OverBalance { requested: i64, balance: i64 },
     #[error("취소요청금액은 0보다 커야 합니다.")]
     NegativeAmount,
+    /// A paid payment of 0 won (the billing-key window's `issue` payment: KCP charged nothing)
+    /// has nothing KCP could refund; the key itself is deleted with
+    /// `DELETE /subscribe/customers/{customer_uid}`.
+    #[error("취소할 금액이 없습니다. (0원 결제건은 취소할 수 없습니다)")]
+    NothingToCancel,
 }
 
 /// What to ask KCP for, once the request passed the rules.
@@ -200,7 +205,8 @@ pub fn plan_cancel(
 ) -> Result<CancelPlan, CancelRefusal> {
     let balance = amount - cancel_amount;
     match status {
-        PaymentStatus::Paid => {}
+        PaymentStatus::Paid if balance > 0 => {}
+        PaymentStatus::Paid => return Err(CancelRefusal::NothingToCancel),
         PaymentStatus::Cancelled if balance > 0 => {}
         PaymentStatus::Cancelled => return Err(CancelRefusal::AlreadyFullyCancelled),
         _ => return Err(CancelRefusal::NotPaid),
@@ -241,6 +247,16 @@ mod tests {
                 is_full: true
             }
         );
+    }
+
+    #[test]
+    fn a_paid_payment_of_nothing_has_nothing_to_cancel() {
+        for requested in [None, Some(0), Some(1)] {
+            assert_eq!(
+                plan_cancel(Paid, 0, 0, requested, None),
+                Err(CancelRefusal::NothingToCancel)
+            );
+        }
     }
 
     #[test]

@@ -10,14 +10,25 @@ pub fn is_forbidden(c: char) -> bool {
 }
 
 /// The longest Benepia account id, password or member code openport sends KCP (`pt_idno`,
-/// `pt_pwd`, `pt_memcorp_cd`; KCP publishes no length, spec §2.8).
+/// `pt_pwd`, `pt_memcorp_cd`; spec §2.8 gives no length).
 pub const POINT_FIELD_MAX: usize = 64;
+
+/// The longest Benepia member company code (`pt_memcorp_cd`): `String 4` in seed 003 §2.2–2.3.
+/// KCP refuses a longer one, and the sandbox does (9503): refused before anything is written, the
+/// merchant gets a clear 400 instead of a failed payment with KCP's field error.
+pub const POINT_MEMBER_CODE_MAX: usize = 4;
 
 /// Whether a Benepia credential can go to KCP as it is: non-empty, at most [`POINT_FIELD_MAX`]
 /// bytes, no white space at its ends, no character KCP forbids. Never altered instead: a sanitized
 /// password would just be a wrong one.
 pub fn is_sendable_credential(v: &str) -> bool {
     !v.is_empty() && v.len() <= POINT_FIELD_MAX && v.trim() == v && !v.chars().any(is_forbidden)
+}
+
+/// Whether a Benepia member company code can go to KCP as it is: a sendable credential of at most
+/// [`POINT_MEMBER_CODE_MAX`] bytes.
+pub fn is_sendable_member_code(v: &str) -> bool {
+    is_sendable_credential(v) && v.len() <= POINT_MEMBER_CODE_MAX
 }
 
 /// The refusal of a request value holding a character [`is_refused_control`] picks, naming where

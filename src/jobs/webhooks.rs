@@ -203,8 +203,9 @@ const COMMIT_GRACE: Duration = Duration::from_millis(100);
 /// ended or been dropped ([`SHUTDOWN_GRACE`]). It claims due deliveries every resolver interval,
 /// at once when POSTs end while deliveries are waiting for a slot, and [`COMMIT_GRACE`] after
 /// this instance wrote a webhook (`Gateway::webhooks_written`), so a webhook leaves within a
-/// fraction of a second rather than up to an interval later. Interval 0 means tests
-/// drive deliveries themselves (`Gateway::deliver_due_webhooks`): nothing is started.
+/// fraction of a second rather than up to an interval later. Without background jobs
+/// (`Config::background_jobs`: tests drive deliveries themselves, `Gateway::deliver_due_webhooks`)
+/// nothing is started.
 ///
 /// POSTs ending come first (`biased`), and the grace after a write is a deadline the loop keeps
 /// serving POSTs towards, not a sleep: under load every payment rings the write signal, and a
@@ -215,7 +216,7 @@ pub fn spawn(
     config: &Config,
     shutdown: &tokio::sync::watch::Sender<bool>,
 ) -> Option<tokio::task::JoinHandle<()>> {
-    if config.resolver.interval_ms == 0 {
+    if !config.background_jobs {
         return None;
     }
     let gateway = gateway.clone();

@@ -106,6 +106,27 @@ pub struct CancelConfirmation {
     pub cancelled_at: DateTime<Utc>,
     /// Balance left at KCP after this cancel (0 after a full cancel).
     pub remaining: Won,
+    /// What KCP says this cancel took, where its answer says it (a partial cancel's `mod_mny`).
+    pub cancelled: Option<Won>,
+}
+
+impl CancelConfirmation {
+    /// Whether KCP's success answer names the amounts `kind` asked for: a partial cancel's
+    /// `mod_mny` its amount and `rem_mny` the balance before less that (spec/kcp.md §2.9). A
+    /// success for other amounts means KCP holds something else than the plan: the service asks
+    /// KCP before it records anything. A full cancel's answer names no amount.
+    pub fn as_asked(&self, kind: &CancelKind) -> bool {
+        match kind {
+            CancelKind::Full | CancelKind::Escrow(_) => true,
+            CancelKind::Partial {
+                amount,
+                balance_before,
+            } => {
+                self.remaining == balance_before - amount
+                    && self.cancelled.is_none_or(|took| took == *amount)
+            }
+        }
+    }
 }
 
 /// What an inquiry says about a transaction: spec/kcp.md §2.10.
@@ -193,6 +214,9 @@ pub enum DeclineReason {
     AlreadyCancelled,
     /// The billing key was deleted at the PG (KCP 8303): a delete that meets it already happened.
     BatchKeyDeleted,
+    /// The PG holds no such billing key (KCP 8302): for a key it issued to openport, it no longer
+    /// exists there (see `service::retired_keys`).
+    BatchKeyNotFound,
     /// The escrow transaction already has a shipping start at the PG (KCP 8502, documented
     /// assumption): a retried one whose first answer was lost meets this.
     AlreadyShipped,

@@ -17,6 +17,12 @@
 //!   A holder with something from KCP in hand does not simply adopt it: an approval the payment
 //!   does not hold is net-cancelled (service/orphans.rs), and a cancel KCP confirmed that another
 //!   holder closed as not applied becomes a conflict ([`Gateway::confirmed_cancel_decided`]).
+//! - **A confirmation outranks an inquiry.** A holder to whom KCP confirmed a call with an effect
+//!   (a cancel, a net-cancel, a point cancel's `STSC`) and whose write finds the attempt still
+//!   open but held by another holder takes it over ([`Gateway::take_over_confirmed`]) and records
+//!   what KCP confirmed. The other holder can only be inquiring, and its answer may predate the
+//!   call: left to it, "not applied" would be written over a cancel KCP made, and the
+//!   confirmation, once answered "unknown", would be lost.
 //! - **Lease length.** A lease covers two KCP calls and a margin (`Config::attempt_hold`), and a
 //!   holder renews it ([`Gateway::renew`]) before every further KCP call with an effect (a cancel,
 //!   a net-cancel, a point re-approval), so a holder is not taken over in the middle of a call. The
@@ -159,6 +165,43 @@ impl Gateway {
             );
         }
         Ok(written)
+    }
+
+    /// Takes the open attempt `held` over from whoever holds it now, for a holder to whom KCP
+    /// confirmed its call after its lease ran out (module doc): the attempt as this holder then
+    /// holds it, or None when it is closed, or moved on to another order number (a point cancel
+    /// whose re-approval another holder owes), and nothing is taken. No clock check, unlike
+    /// [`Self::claim`]: nothing is judged by this host's clock, the new lease is always later than
+    /// the one it replaces.
+    pub(crate) async fn take_over_confirmed(
+        &self,
+        held: &pg_attempt::Model,
+    ) -> ServiceResult<Option<pg_attempt::Model>> {
+        // Two holders with a confirmation each may race; a few tries settle who wins.
+        for _ in 0..3 {
+            let Some(current) = payments::attempt_by_id(&self.db.write, held.id).await? else {
+                return Ok(None);
+            };
+            if !payments::OPEN_STATES.contains(&current.state.as_str())
+                || current.order_no != held.order_no
+            {
+                return Ok(None);
+            }
+            let lease = self
+                .lease_from(self.clock.unix())
+                .max(current.lease_until + 1);
+            if payments::take_over_attempt(&self.db.write, &current, &held.order_no, lease).await? {
+                tracing::warn!(
+                    attempt_id = held.id,
+                    "KCP confirmed the call to a holder whose lease ran out: it takes the attempt over"
+                );
+                return Ok(Some(pg_attempt::Model {
+                    lease_until: lease,
+                    ..current
+                }));
+            }
+        }
+        Ok(None)
     }
 
     /// The outcome of an approval attempt as the database has it: for a holder whose write found
@@ -335,6 +378,77 @@ impl Gateway {
         Ok(())
     }
 
+    /// Whether an operator may turn the open `attempt` into a conflict
+    /// ([`Self::mark_conflict_by_hand`]); the refusal says why not.
+    fn conflictable_by_hand(&self, attempt: &pg_attempt::Model) -> ServiceResult<()> {
+        let id = attempt.id;
+        if !payments::OPEN_STATES.contains(&attempt.state.as_str()) {
+            return Err(ServiceError::BadRequest(format!(
+                "attempt {id} is {}: it is settled already",
+                attempt.state
+            )));
+        }
+        // An approval's payment is pending until the attempt decides it: a conflict would leave
+        // it so for good. It has its own commands.
+        if attempt.kind == "approve" {
+            return Err(ServiceError::BadRequest(format!(
+                "attempt {id} is an approval: settle it with `attempt confirm-absent` or `attempt fail`"
+            )));
+        }
+        // KCP may still be working on a call younger than the settle delay: what its admin shows
+        // now could change under the operator's comparison.
+        if !self.settled(attempt) {
+            return Err(ServiceError::Refused(format!(
+                "attempt {id} is younger than the settle delay ({} s): KCP may still be working on the call, try again later",
+                self.settings.settle_secs
+            )));
+        }
+        Ok(())
+    }
+
+    /// The operator's way out for an open attempt that inquiry cannot settle: a cancel (or a
+    /// revocation, a net-cancel, a second look) whose inquiries KCP keeps refusing or garbling, or
+    /// whose method has none, stays open for ever, and an open cancel blocks every API cancel of
+    /// its payment (one open cancel per payment). It becomes a `conflict` with the operator's
+    /// `note`, as one the resolver could not settle would: the payment takes no API cancel until
+    /// the operator has put KCP's admin and the record in agreement and marked it reconciled
+    /// ([`Self::mark_reconciled`]). Refused for an approval, a settled attempt, one younger than
+    /// the settle delay, or one a request or the resolver holds right now (checked again once
+    /// claimed).
+    pub async fn mark_conflict_by_hand(&self, id: i64, note: &str) -> ServiceResult<()> {
+        if note.trim().is_empty() {
+            return Err(ServiceError::BadRequest(
+                "--note must say what was found".into(),
+            ));
+        }
+        let attempt = payments::attempt_by_id(&self.db.read, id)
+            .await?
+            .ok_or_else(|| ServiceError::NotFound(format!("attempt {id} does not exist")))?;
+        self.conflictable_by_hand(&attempt)?;
+        let Some(held) = self.claim(id).await? else {
+            return Err(ServiceError::Refused(format!(
+                "attempt {id} is settled or held by a request or the resolver right now"
+            )));
+        };
+        if let Err(e) = self.conflictable_by_hand(&held) {
+            let mut a: pg_attempt::ActiveModel = held.clone().into();
+            a.lease_until = Set(0);
+            self.write_held(&held, a).await?;
+            return Err(e);
+        }
+        let why = format!("marked a conflict by operator: {note}");
+        if !self.close_attempt(held, "conflict", &why).await? {
+            return Err(ServiceError::Refused(format!(
+                "attempt {id} was settled otherwise meanwhile"
+            )));
+        }
+        tracing::warn!(
+            attempt_id = id,
+            "operator turned an open attempt into a conflict"
+        );
+        Ok(())
+    }
+
     /// An operator looked in KCP's admin and found no trade under `order_no`, the order number
     /// the open attempt `id` waits for: recorded on the attempt, which is then resolved at once
     /// with that word (`absence_is_final`) where it used to stay open against real KCP: an
@@ -457,7 +571,7 @@ impl Gateway {
         let imp_uid = payment.imp_uid.clone();
         // A word on KCP's admin at one moment: looked at again later, as every failure for
         // finding no approval is (`schedule_absence_recheck`).
-        self.schedule_absence_recheck(&payment).await?;
+        self.schedule_absence_recheck(&payment, None).await?;
         match self
             .fail_unrecorded(
                 payment,

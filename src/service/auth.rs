@@ -45,16 +45,6 @@ pub enum Principal {
     Admin,
 }
 
-impl Principal {
-    /// The merchant whose data the caller may see; None = all (operator).
-    pub fn scope(&self) -> Option<i64> {
-        match self {
-            Self::Merchant(m) => Some(m.id),
-            Self::Admin => None,
-        }
-    }
-}
-
 /// How long a cached merchant row is used before it is read again. The row holds the merchant's
 /// KCP settings; an operator's change made on another instance (or with the CLI) reaches every
 /// instance within this time instead of only at its next restart.

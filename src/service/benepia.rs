@@ -342,6 +342,10 @@ impl Gateway {
                 "PG사 취소 응답을 확인하지 못했습니다. 취소 결과는 자동으로 확인됩니다. (imp_uid: {})",
                 payment.imp_uid
             ))),
+            PointCancelOutcome::Conflict(attempt_id) => Err(ServiceError::Refused(format!(
+                "PG사에서는 취소되었으나 결제 기록과 일치하지 않아 운영자 확인이 필요합니다. (imp_uid: {}, attempt {attempt_id})",
+                payment.imp_uid
+            ))),
         }
     }
 
@@ -382,6 +386,8 @@ impl Gateway {
                 self.reapprove_after_stsc(connector, payment, attempt).await
             }
             Ok(TradeState::Approved { .. }) if self.settled(&attempt) => {
+                // An STSC KCP applies later takes every point back: looked at again.
+                self.schedule_cancel_recheck(&attempt).await?;
                 self.point_closed_or_decided(
                     attempt,
                     "failed",
@@ -419,10 +425,26 @@ impl Gateway {
         attempt: pg_attempt::Model,
     ) -> ServiceResult<PointCancelOutcome> {
         let attempt_id = attempt.id;
-        match self.mark_reapprove_pending(&payment, attempt).await? {
-            Some(attempt) => self.send_reapproval(connector, payment, attempt).await,
-            None => self.point_cancel_decided(attempt_id).await,
+        if let Some(marked) = self
+            .mark_reapprove_pending(&payment, attempt.clone())
+            .await?
+        {
+            return self.send_reapproval(connector, payment, marked).await;
         }
+        // KCP holds the old tno cancelled, so the re-approval is owed whoever holds the attempt:
+        // one still open under the cancel's order number is taken over (another holder can only
+        // be inquiring, and a stale "approved" of the old tno would close it "not applied" with
+        // every point back at the member). One that moved on to the re-approval's order number
+        // is that holder's to finish (it sends the STRA); one closed is decided.
+        if let Some(taken) = self.take_over_confirmed(&attempt).await? {
+            if let Some(marked) = self.mark_reapprove_pending(&payment, taken).await? {
+                return self.send_reapproval(connector, payment, marked).await;
+            }
+        }
+        Ok(match self.confirmed_cancel_decided(attempt_id).await? {
+            CancelOutcome::Conflict(id) => PointCancelOutcome::Conflict(id),
+            _ => self.point_cancel_decided(attempt_id).await?,
+        })
     }
 
     /// What another holder decided about a point cancel attempt, as this flow answers it.
@@ -431,10 +453,7 @@ impl Gateway {
             CancelOutcome::Applied(p) => PointCancelOutcome::Applied(p),
             CancelOutcome::NotApplied(why) => PointCancelOutcome::NotApplied(why),
             CancelOutcome::Unknown => PointCancelOutcome::Unknown,
-            // Only a holder KCP confirmed a cancel to asks for this view (`cancel.rs`, `vbanks.rs`).
-            CancelOutcome::Conflict(id) => {
-                PointCancelOutcome::NotApplied(format!("운영자 확인 필요 (attempt {id})"))
-            }
+            CancelOutcome::Conflict(id) => PointCancelOutcome::Conflict(id),
         })
     }
 
@@ -750,6 +769,9 @@ pub(crate) enum PointCancelOutcome {
     FullyCancelled(Box<payment::Model>, String),
     NotApplied(String),
     Unknown,
+    /// KCP confirmed the STSC after another holder had closed the attempt as not applied: attempt
+    /// N is a `conflict` for an operator (`Gateway::confirmed_cancel_decided`).
+    Conflict(i64),
 }
 
 impl PointCancelOutcome {
@@ -760,6 +782,7 @@ impl PointCancelOutcome {
             Self::FullyCancelled(p, _) => CancelOutcome::Applied(p),
             Self::NotApplied(why) => CancelOutcome::NotApplied(why),
             Self::Unknown => CancelOutcome::Unknown,
+            Self::Conflict(id) => CancelOutcome::Conflict(id),
         }
     }
 }

@@ -7,7 +7,7 @@ use super::retired_keys::KcpDeletion;
 use super::{Gateway, PaymentRecord, ServiceError, ServiceResult};
 use crate::domain::card::{iamport_card_code, CardAuth, CardNumber, Expiry};
 use crate::domain::ids::random_hex;
-use crate::pg::{quoted_refusal, BatchKeyRequest, BatchPaymentRequest, Pg, PgError};
+use crate::pg::{quoted_refusal, BatchKeyRequest, BatchPaymentRequest, DeclineReason, PgError};
 use crate::store::billing::{self, Retirement};
 use crate::store::entity::{billing_key, merchant};
 use crate::store::is_unique_violation;
@@ -25,10 +25,6 @@ pub struct CustomerCommand {
     pub customer_email: Option<String>,
     pub customer_addr: Option<String>,
     pub customer_postcode: Option<String>,
-    /// Customer fields left unset keep the values of the key this one replaces. For a card kept
-    /// by `onetime`, which has no `customer_id` parameter and whose `buyer_*` are optional
-    /// (spec/iamport-v1.md §4.4): storing the card must not erase what the merchant registered.
-    pub keeps_unset_details: bool,
 }
 
 /// `POST /subscribe/payments/again` (and a schedule's run).
@@ -57,8 +53,9 @@ impl From<sea_orm::DbErr> for KeyNotStored {
     }
 }
 
-/// How many keys one delete follows when re-registrations keep replacing the key it deletes.
-const DELETE_ROUNDS: usize = 3;
+/// How often a delete reads the customer's key again when re-registrations keep replacing it
+/// under it.
+const DELETE_TRIES: usize = 3;
 
 /// The refusal once they did: the customer is not deleted.
 const RE_REGISTERED_DURING_DELETE: &str =
@@ -69,6 +66,22 @@ const RE_REGISTERED_DURING_DELETE: &str =
 pub(super) const GROUP_ID_MISSING: &str =
     "KCP 배치키 그룹아이디가 설정되지 않았습니다 (openport merchant set-group-id).";
 
+/// KCP's refusal of a batch key's issuance. A refusal of the card (its data, or the issuer's
+/// decline) is iamport's `code -1` "카드정보 인증에 실패하였습니다."; any other (the group id,
+/// 8301; a system or request error) says nothing about the card, and telling the merchant to
+/// check the buyer's card data would send them looking in the wrong place: it is `code 1` with
+/// KCP's code and message, as a key-in charge answers only a card refusal with -1
+/// (`Gateway::pay_onetime`).
+fn issuance_refused(code: &str, message: &str, reason: DeclineReason) -> ServiceError {
+    let refusal = quoted_refusal(code, message);
+    match reason {
+        DeclineReason::CardRejected | DeclineReason::CardDeclined => {
+            ServiceError::CardRejected(format!("카드정보 인증에 실패하였습니다. {refusal}"))
+        }
+        _ => ServiceError::Refused(format!("빌링키 발급에 실패하였습니다. {refusal}")),
+    }
+}
+
 pub fn customer_not_found(uid: &str) -> ServiceError {
     ServiceError::Refused(format!(
         "요청하신 customer_uid({uid})로 등록된 정보를 찾을 수 없습니다."
@@ -76,7 +89,7 @@ pub fn customer_not_found(uid: &str) -> ServiceError {
 }
 
 /// The customer fields a new key leaves unset, taken from the key it replaces.
-fn keep_unset_details(row: &mut billing_key::ActiveModel, old: &billing_key::Model) {
+pub(super) fn keep_unset_details(row: &mut billing_key::ActiveModel, old: &billing_key::Model) {
     let keep = |field: &mut sea_orm::ActiveValue<Option<String>>, registered: &Option<String>| {
         if matches!(field, sea_orm::ActiveValue::Set(None)) {
             *field = Set(registered.clone());
@@ -116,6 +129,29 @@ impl Gateway {
         m: &merchant::Model,
         cmd: CustomerCommand,
     ) -> ServiceResult<billing_key::Model> {
+        let row = self.issue_key(m, &cmd).await?;
+        let now = self.clock.unix();
+        let (stored, old) = match self.store_issued_key(m, &cmd, row.clone()).await {
+            Ok(stored) => stored,
+            Err(KeyNotStored::Certainly(e)) => {
+                self.discard_issued_key(m, row, now).await;
+                return Err(e);
+            }
+            Err(KeyNotStored::Unknown(e)) => return Err(e),
+        };
+        if let Some(old) = old {
+            self.delete_replaced_key(m, old.id).await;
+        }
+        Ok(stored)
+    }
+
+    /// Asks KCP for a batch key of the card: the row that records it (sealed, as `active`),
+    /// written by the caller.
+    pub(super) async fn issue_key(
+        &self,
+        m: &merchant::Model,
+        cmd: &CustomerCommand,
+    ) -> ServiceResult<billing_key::ActiveModel> {
         let group_id = self.group_id(m)?;
         let connector = self.connectors.for_merchant(m, &self.secrets)?;
         let req = BatchKeyRequest {
@@ -131,12 +167,11 @@ impl Gateway {
         };
         let key = match connector.issue_batch_key(&req).await {
             Ok(k) => k,
-            Err(PgError::Declined { code, message, .. }) => {
-                return Err(ServiceError::CardRejected(format!(
-                    "카드정보 인증에 실패하였습니다. {}",
-                    quoted_refusal(&code, &message)
-                )))
-            }
+            Err(PgError::Declined {
+                code,
+                message,
+                reason,
+            }) => return Err(issuance_refused(&code, &message, reason)),
             Err(e) => {
                 tracing::warn!(customer_uid = %cmd.customer_uid, "batch key issuance failed: {e}");
                 return Err(ServiceError::Refused(
@@ -146,7 +181,7 @@ impl Gateway {
             }
         };
         let now = self.clock.unix();
-        let row = billing_key::ActiveModel {
+        Ok(billing_key::ActiveModel {
             merchant_id: Set(m.id),
             customer_uid: Set(cmd.customer_uid.clone()),
             status: Set("active".into()),
@@ -168,19 +203,7 @@ impl Gateway {
             updated_at: Set(now),
             deleted_at: Set(None),
             ..Default::default()
-        };
-        let (stored, old) = match self.store_issued_key(m, &cmd, row.clone()).await {
-            Ok(stored) => stored,
-            Err(KeyNotStored::Certainly(e)) => {
-                self.discard_issued_key(m, row, now).await;
-                return Err(e);
-            }
-            Err(KeyNotStored::Unknown(e)) => return Err(e),
-        };
-        if let Some(old) = old {
-            self.delete_replaced_key(m, old.id).await;
-        }
-        Ok(stored)
+        })
     }
 
     /// Stores the key KCP just issued as the customer's, retiring the key it replaces:
@@ -200,9 +223,6 @@ impl Gateway {
                 billing::retire_key(&txn, o.id, Retirement::Replaced, now).await?;
                 // The customer was registered then; only `updated` moves (spec §4.5).
                 row.inserted_at = Set(o.inserted_at);
-                if cmd.keeps_unset_details {
-                    keep_unset_details(&mut row, o);
-                }
             }
             match billing::insert_key(&txn, row).await {
                 Ok(stored) => {
@@ -326,37 +346,62 @@ impl Gateway {
             .collect())
     }
 
-    /// Deletes the key at KCP (`tx_type 10005010`), then here, revoking the customer's pending
-    /// schedules. A re-registration can replace the key while KCP deletes it: the new key is then
-    /// deleted too (the customer asked to be deleted after it was stored, and a "deleted" answer
-    /// must leave nothing that charges), at most [`DELETE_ROUNDS`] times before the delete is
-    /// refused as not done.
+    /// Deletes the customer: its key retired here (`deleted`) and its pending schedules revoked,
+    /// in one transaction, and only then the key deleted at KCP (`tx_type 10005010`). Once the
+    /// transaction commits nothing of the customer is charged or scheduled: a charge opens only
+    /// with an active key, a schedule is written only while the key is active (both read it
+    /// locked on PostgreSQL, so they either commit before the retirement, and a schedule is then
+    /// revoked with the others, or see the key retired), and a schedule whose run has not opened
+    /// its charge is revoked. Had KCP been called first, a schedule could fall due and be charged
+    /// while KCP deleted the key, and one written beside the delete could survive it.
+    ///
+    /// The deletion at KCP is then durable as a replaced key's (service/retired_keys.rs): tried
+    /// now, and if KCP fails or its answer is lost (or a charge opened before the delete is still
+    /// in flight with the key), retried by the resolver until KCP confirms it. The customer stays
+    /// deleted meanwhile, its schedules revoked: what the merchant asked for holds here at once,
+    /// and only KCP's copy of a key nothing will charge is left to go.
     pub async fn delete_customer(
         &self,
         m: &merchant::Model,
         customer_uid: &str,
     ) -> ServiceResult<billing_key::Model> {
-        let mut key = self.customer(m, customer_uid).await?;
-        let connector = self.connectors.for_merchant(m, &self.secrets)?;
-        for _ in 0..DELETE_ROUNDS {
-            self.delete_customer_key_at_pg(connector.as_ref(), &key)
-                .await?;
+        // A merchant whose KCP configuration is unusable gets the error, with nothing retired.
+        self.connectors.for_merchant(m, &self.secrets)?;
+        let key = self.retire_customer(m, customer_uid).await?;
+        self.delete_replaced_key(m, key.id).await;
+        let key = billing::key_by_id(&self.db.write, key.id)
+            .await?
+            .unwrap_or(key);
+        if key.pg_deleted_at.is_none() {
+            tracing::warn!(
+                customer_uid,
+                "customer deleted; its billing key's deletion at KCP is left to the resolver"
+            );
+        }
+        Ok(billing_key::Model {
+            batch_key_sealed: String::new(),
+            ..key
+        })
+    }
+
+    /// The transaction of [`Self::delete_customer`]: the customer's active key retired as
+    /// `deleted` (its deletion at KCP pending) and its pending schedules revoked. The key as
+    /// retired; refused as unknown when the customer has no active key (iamport's answer to a
+    /// customer deleted already, too).
+    async fn retire_customer(
+        &self,
+        m: &merchant::Model,
+        customer_uid: &str,
+    ) -> ServiceResult<billing_key::Model> {
+        for _ in 0..DELETE_TRIES {
             let now = self.clock.unix();
             let txn = self.db.write.begin().await?;
+            let Some(key) = billing::active_key(&txn, m.id, customer_uid).await? else {
+                return Err(customer_not_found(customer_uid));
+            };
+            // Replaced meanwhile by a registration that read it first: the new key goes.
             if !billing::retire_key(&txn, key.id, Retirement::Deleted, now).await? {
-                // Not active any more: replaced by a re-registration (whose key is active now
-                // and goes next), or deleted by a concurrent delete (nothing active is left).
-                // KCP has deleted it all the same: a replaced key's pending deletion is done.
-                billing::key_deleted_at_pg(&txn, key.id, now).await?;
-                if let Some(current) = billing::active_key(&txn, m.id, customer_uid).await? {
-                    txn.commit().await?;
-                    tracing::info!(
-                        customer_uid,
-                        "customer re-registered during its delete; deleting the new key too"
-                    );
-                    key = current;
-                    continue;
-                }
+                continue;
             }
             for s in billing::pending_schedules(&txn, m.id, Some(customer_uid), None).await? {
                 billing::revoke_schedule(&txn, s.id, now).await?;
@@ -366,9 +411,9 @@ impl Gateway {
                 status: "deleted".into(),
                 deleted_at: Some(now),
                 updated_at: now,
-                pg_deleted_at: Some(now),
-                batch_key_sealed: String::new(),
-                pg_delete_next_at: None,
+                pg_delete_next_at: Some(now),
+                pg_delete_tries: 0,
+                pg_delete_lease_until: 0,
                 ..key
             });
         }
@@ -377,28 +422,6 @@ impl Gateway {
             "customer kept being re-registered during its delete"
         );
         Err(ServiceError::Refused(RE_REGISTERED_DURING_DELETE.into()))
-    }
-
-    /// The delete's call to KCP: Ok once KCP holds the key deleted, also when an earlier delete
-    /// whose answer was lost did it; a refusal or an unknown outcome leaves the customer as is.
-    async fn delete_customer_key_at_pg(
-        &self,
-        connector: &dyn Pg,
-        key: &billing_key::Model,
-    ) -> ServiceResult<()> {
-        match self.delete_at_kcp(connector, key).await? {
-            KcpDeletion::Deleted => Ok(()),
-            KcpDeletion::Refused(message) => Err(ServiceError::Refused(format!(
-                "빌링키 삭제에 실패하였습니다.({message})"
-            ))),
-            KcpDeletion::Unknown(e) => {
-                tracing::warn!(customer_uid = %key.customer_uid, "batch key deletion outcome unknown: {e}");
-                Err(ServiceError::Refused(
-                    "PG사 응답을 확인하지 못해 빌링키를 삭제하지 못했습니다. 다시 시도해 주세요."
-                        .into(),
-                ))
-            }
-        }
     }
 
     /// A charge on the customer's billing key. A decline is a normal answer (code 0, `failed`).

@@ -222,14 +222,16 @@ impl Gateway {
         };
         let attempt_id = attempt.id;
         let outcome = match connector.cancel(&request).await {
-            Ok(conf) => match self
-                .record_cancellation(payment.clone(), attempt, conf.cancelled_at)
-                .await?
-            {
-                Some(p) => CancelOutcome::Applied(Box::new(p)),
-                // KCP applied it: never answered "not applied", whatever another holder wrote.
-                None => self.confirmed_cancel_decided(attempt_id).await?,
-            },
+            // A success for other amounts than sent: KCP is asked what it holds before anything
+            // is recorded (`cancel_answered_otherwise`).
+            Ok(conf) if !conf.as_asked(&request.kind) => {
+                self.cancel_answered_otherwise(connector.as_ref(), payment.clone(), attempt, &conf)
+                    .await?
+            }
+            Ok(conf) => {
+                self.record_confirmed_cancel(payment.clone(), attempt, conf.cancelled_at)
+                    .await?
+            }
             Err(PgError::Declined {
                 code,
                 message,
@@ -400,6 +402,33 @@ impl Gateway {
         }
         txn.commit().await?;
         Ok(Some(p))
+    }
+
+    /// A cancel (or revocation) KCP confirmed to this holder, recorded. When its lease ran out
+    /// during the call and another holder (the resolver) holds the attempt open, it is taken over
+    /// and recorded all the same: that holder can only be inquiring, and an answer given before
+    /// KCP applied the cancel would close it "not applied" over a cancel KCP made
+    /// ([`Gateway::take_over_confirmed`]). Closed by another holder already: never answered "not
+    /// applied" either ([`Gateway::confirmed_cancel_decided`]).
+    pub(crate) async fn record_confirmed_cancel(
+        &self,
+        payment: payment::Model,
+        attempt: pg_attempt::Model,
+        at: DateTime<Utc>,
+    ) -> ServiceResult<CancelOutcome> {
+        let attempt_id = attempt.id;
+        if let Some(p) = self
+            .record_cancellation(payment.clone(), attempt.clone(), at)
+            .await?
+        {
+            return Ok(CancelOutcome::Applied(Box::new(p)));
+        }
+        if let Some(taken) = self.take_over_confirmed(&attempt).await? {
+            if let Some(p) = self.record_cancellation(payment, taken, at).await? {
+                return Ok(CancelOutcome::Applied(Box::new(p)));
+            }
+        }
+        self.confirmed_cancel_decided(attempt_id).await
     }
 }
 

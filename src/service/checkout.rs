@@ -16,7 +16,8 @@ use super::pay::taken_reason;
 use super::pay::{ApprovalOutcome, ChargeOrder, Settling};
 use super::{Gateway, ServiceError, ServiceResult};
 use crate::domain::checkout::{
-    escrow_good_info, escrow_items, method_of_bitmask, window_plan, WindowMethod, WindowPlan,
+    cash_receipt_asked, escrow_good_info, escrow_items, method_of_bitmask, window_plan,
+    WindowMethod, WindowPlan,
 };
 use crate::domain::ids::{new_imp_uid, order_no_for, random_hex};
 use crate::domain::payment::{PaymentStatus, PG_KCP, PG_KCP_BILLING};
@@ -929,7 +930,9 @@ impl Gateway {
         }
         let m = self.merchant(p.merchant_id).await?;
         let connector = self.connectors.for_merchant(&m, &self.secrets)?;
-        let Some(attempt) = self.claim_window(&p).await? else {
+        let opened = window_plan(&s.method, false).map(|pl| pl.method);
+        let cash_receipt = opened.is_some_and(|method| cash_receipt_asked(method, &get("cash_yn")));
+        let Some(attempt) = self.claim_window(&p, cash_receipt).await? else {
             return self.finish(&s, None).await;
         };
         let req = WindowApprovalRequest {
@@ -957,7 +960,6 @@ impl Gateway {
             self.close_session(&s, "completed").await?;
             return self.finish(&s, None).await;
         }
-        let opened = window_plan(&s.method, false).map(|pl| pl.method);
         let outcome = match connector.approve_window(&req).await {
             Ok(approved) => {
                 let p = self.escrow_as_kcp_holds(p, approved.escrow).await;
@@ -1035,8 +1037,14 @@ impl Gateway {
     /// and account, and a second `Ret_URL` post that read the payment before the account was
     /// recorded (a double submit, another instance) must not redeem the window again, since
     /// KCP's refusal of the replay (9530) would fail a payment whose account stays open at KCP
-    /// and whose deposit would then be ignored.
-    async fn claim_window(&self, p: &payment::Model) -> ServiceResult<Option<pg_attempt::Model>> {
+    /// and whose deposit would then be ignored. Whether the buyer asked the window for a cash
+    /// receipt (`cash_receipt`) is kept with it: it is known only from this post, and the outcome
+    /// may be recorded by the resolver.
+    async fn claim_window(
+        &self,
+        p: &payment::Model,
+        cash_receipt: bool,
+    ) -> ServiceResult<Option<pg_attempt::Model>> {
         let now = self.clock.unix();
         let txn = self.db.write.begin().await?;
         let res = payment::Entity::update_many()
@@ -1044,6 +1052,7 @@ impl Gateway {
                 payment::Column::Status,
                 Expr::value(PaymentStatus::Pending.as_db()),
             )
+            .col_expr(payment::Column::CashReceipt, Expr::value(cash_receipt))
             .col_expr(payment::Column::UpdatedAt, Expr::value(now))
             .filter(payment::Column::Id.eq(p.id))
             .filter(payment::Column::Status.eq(PaymentStatus::Ready.as_db()))

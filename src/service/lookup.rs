@@ -1,4 +1,6 @@
 //! Read side: the lookups of spec/iamport-v1.md §4.1.
+use sea_orm::ConnectionTrait;
+
 use super::auth::Principal;
 use super::{Gateway, PaymentRecord, ServiceError, ServiceResult};
 use crate::domain::payment::{PaymentStatus, StatusFilter};
@@ -6,6 +8,9 @@ use crate::store::entity::payment;
 use crate::store::payments::{self, PaymentQuery, Sorting, TimeColumn};
 
 pub const NOT_FOUND: &str = "존재하지 않는 결제정보입니다.";
+/// The operator's merchant_uid lookup that names no merchant.
+pub const MERCHANT_UID_NEEDS_MERCHANT: &str =
+    "운영자 토큰으로 merchant_uid를 조회할 때는 merchant_id(GET /admin/merchants의 id)가 필요합니다.";
 /// Default window of `/payments/status`: 90 days back from `to`.
 const DEFAULT_RANGE_SECS: i64 = 90 * 24 * 3600;
 
@@ -37,6 +42,34 @@ impl<T> Page<T> {
             },
             list,
         }
+    }
+}
+
+/// Whose payments a lookup reads. A merchant's token reads its own payments only; the operator's
+/// reads every merchant's, or those of the one merchant it names (`merchant_id`, the `id` of
+/// `GET /admin/merchants`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Scope {
+    merchant_id: Option<i64>,
+}
+
+impl Scope {
+    /// `named` counts for the operator only: a merchant's token never reads another merchant's
+    /// payments, whatever it names.
+    pub fn of(who: &Principal, named: Option<i64>) -> Self {
+        let merchant_id = match who {
+            Principal::Merchant(m) => Some(m.id),
+            Principal::Admin => named,
+        };
+        Self { merchant_id }
+    }
+
+    /// The merchant a merchant_uid lookup searches. A merchant_uid is the merchant's own order
+    /// number (two merchants may both have an `order-1`), so across every merchant it names no
+    /// payment: the operator has to say whose.
+    fn of_merchant_uid(self) -> ServiceResult<i64> {
+        self.merchant_id
+            .ok_or_else(|| ServiceError::BadRequest(MERCHANT_UID_NEEDS_MERCHANT.into()))
     }
 }
 
@@ -76,26 +109,38 @@ pub struct StatusQuery {
 }
 
 impl Gateway {
+    /// The payment `p` with its cancel history. A payment never cancelled has none, and is
+    /// answered as read (the lookup's one statement: most payments). One that was is read again
+    /// with its cancellations in one snapshot, so that its `cancel_amount` and status are those
+    /// of the history beside it: read one after the other, a partial cancel committing in between
+    /// showed `cancel_amount` 3000 over a history of 5000.
     pub async fn payment_record(&self, p: payment::Model) -> ServiceResult<PaymentRecord> {
-        // Most payments were never cancelled: skip the second query for them.
-        let cancellations = if p.cancel_amount > 0 {
-            payments::cancellations_of(&self.db.read, &[p.id]).await?
-        } else {
-            vec![]
-        };
-        Ok(PaymentRecord {
-            payment: p,
-            cancellations,
-        })
+        if p.cancel_amount == 0 {
+            return Ok(PaymentRecord {
+                payment: p,
+                cancellations: vec![],
+            });
+        }
+        let snapshot = self.db.read_snapshot().await?;
+        let p = payments::by_id(&snapshot, p.id)
+            .await?
+            .ok_or_else(|| ServiceError::NotFound(NOT_FOUND.into()))?;
+        let mut records = Self::records(&snapshot, vec![p]).await?;
+        snapshot.end().await?;
+        Ok(records.remove(0))
     }
 
-    async fn records(&self, list: Vec<payment::Model>) -> ServiceResult<Vec<PaymentRecord>> {
+    /// `list` with their cancel histories, read on `db`: a snapshot the list was read on too.
+    async fn records(
+        db: &impl ConnectionTrait,
+        list: Vec<payment::Model>,
+    ) -> ServiceResult<Vec<PaymentRecord>> {
         let ids: Vec<i64> = list
             .iter()
             .filter(|p| p.cancel_amount > 0)
             .map(|p| p.id)
             .collect();
-        let mut cancels = payments::cancellations_of(&self.db.read, &ids).await?;
+        let mut cancels = payments::cancellations_of(db, &ids).await?;
         Ok(list
             .into_iter()
             .map(|p| {
@@ -113,11 +158,11 @@ impl Gateway {
 
     pub async fn payment_by_imp_uid(
         &self,
-        who: &Principal,
+        scope: Scope,
         imp_uid: &str,
         include_sandbox: bool,
     ) -> ServiceResult<PaymentRecord> {
-        let p = payments::by_imp_uid(&self.db.read, who.scope(), imp_uid)
+        let p = payments::by_imp_uid(&self.db.read, scope.merchant_id, imp_uid)
             .await?
             .filter(|p| include_sandbox || !p.sandbox)
             .ok_or_else(|| ServiceError::NotFound(NOT_FOUND.into()))?;
@@ -127,12 +172,16 @@ impl Gateway {
     /// Multi-get: found records in the order asked, and how many ids matched nothing.
     pub async fn payments_by_ids(
         &self,
-        who: &Principal,
+        scope: Scope,
         imp_uids: &[String],
         merchant_uids: &[String],
     ) -> ServiceResult<FoundPayments> {
+        if !merchant_uids.is_empty() {
+            scope.of_merchant_uid()?;
+        }
+        let snapshot = self.db.read_snapshot().await?;
         let found =
-            payments::by_imp_uids(&self.db.read, who.scope(), imp_uids, merchant_uids).await?;
+            payments::by_imp_uids(&snapshot, scope.merchant_id, imp_uids, merchant_uids).await?;
         let mut ordered: Vec<payment::Model> = Vec::new();
         let mut unmatched = 0;
         for id in imp_uids {
@@ -149,30 +198,29 @@ impl Gateway {
                 None => unmatched += 1,
             }
         }
-        Ok(FoundPayments {
-            records: self.records(ordered).await?,
-            unmatched,
-        })
+        let records = Self::records(&snapshot, ordered).await?;
+        snapshot.end().await?;
+        Ok(FoundPayments { records, unmatched })
     }
 
     fn merchant_uid_query(
-        who: &Principal,
+        scope: Scope,
         merchant_uid: &str,
         status: StatusFilter,
-    ) -> PaymentQuery {
-        PaymentQuery {
-            merchant_id: who.scope(),
+    ) -> ServiceResult<PaymentQuery> {
+        Ok(PaymentQuery {
+            merchant_id: Some(scope.of_merchant_uid()?),
             merchant_uid: Some(merchant_uid.to_string()),
             customer_uid: None,
             statuses: status.db_statuses(),
             time_range: None,
             include_sandbox: true,
-        }
+        })
     }
 
     pub async fn find_payment(
         &self,
-        who: &Principal,
+        scope: Scope,
         merchant_uid: &str,
         status: StatusFilter,
         sorting: Sorting,
@@ -183,7 +231,7 @@ impl Gateway {
             StatusFilter::All => sorting,
             StatusFilter::Only(_) => Sorting::Started { desc: true },
         };
-        let q = Self::merchant_uid_query(who, merchant_uid, status);
+        let q = Self::merchant_uid_query(scope, merchant_uid, status)?;
         let p = payments::first(&self.db.read, &q, sorting)
             .await?
             .ok_or_else(|| ServiceError::NotFound(NOT_FOUND.into()))?;
@@ -192,13 +240,13 @@ impl Gateway {
 
     pub async fn find_all_payments(
         &self,
-        who: &Principal,
+        scope: Scope,
         merchant_uid: &str,
         status: StatusFilter,
         sorting: Sorting,
         paging: Paging,
     ) -> ServiceResult<Page<PaymentRecord>> {
-        let q = Self::merchant_uid_query(who, merchant_uid, status);
+        let q = Self::merchant_uid_query(scope, merchant_uid, status)?;
         let page = self.page(&q, sorting, paging).await?;
         if page.total == 0 {
             return Err(ServiceError::NotFound(NOT_FOUND.into()));
@@ -208,7 +256,7 @@ impl Gateway {
 
     pub async fn payments_by_status(
         &self,
-        who: &Principal,
+        scope: Scope,
         sq: StatusQuery,
     ) -> ServiceResult<Page<PaymentRecord>> {
         let to = sq
@@ -229,7 +277,7 @@ impl Gateway {
             StatusFilter::Only(PaymentStatus::Cancelled) => TimeColumn::Cancelled,
         };
         let q = PaymentQuery {
-            merchant_id: who.scope(),
+            merchant_id: scope.merchant_id,
             merchant_uid: None,
             customer_uid: None,
             statuses: sq.filter.db_statuses(),
@@ -276,14 +324,18 @@ impl Gateway {
         Ok(page)
     }
 
+    /// A page, its total and its cancel histories, read in one snapshot so that they agree.
     async fn page(
         &self,
         q: &PaymentQuery,
         sorting: Sorting,
         paging: Paging,
     ) -> ServiceResult<Page<PaymentRecord>> {
+        let snapshot = self.db.read_snapshot().await?;
         let (total, list) =
-            payments::page(&self.db.read, q, sorting, paging.page, paging.limit).await?;
-        Ok(Page::new(total, paging, self.records(list).await?))
+            payments::page(&snapshot, q, sorting, paging.page, paging.limit).await?;
+        let records = Self::records(&snapshot, list).await?;
+        snapshot.end().await?;
+        Ok(Page::new(total, paging, records))
     }
 }

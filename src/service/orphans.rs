@@ -129,6 +129,16 @@ impl Gateway {
                 }
                 Standing::Stray => {}
             }
+            if let Some(holder) = self.foreign_holder(p.id, &tno).await? {
+                tracing::error!(imp_uid = %p.imp_uid, %tno, holder = %holder.imp_uid, "a net-cancel names a trade another payment holds: not sent; left for the operator");
+                self.close_attempt(
+                    attempt,
+                    "conflict",
+                    &format!("not sent: trade {tno} is payment {}'s", holder.imp_uid),
+                )
+                .await?;
+                return Ok(ApprovalOutcome::Unknown(p));
+            }
             let Some(attempt) = self.renew(attempt).await? else {
                 return Ok(ApprovalOutcome::Unknown(p));
             };
@@ -150,6 +160,54 @@ impl Gateway {
             }
         }
         .boxed()
+    }
+
+    /// Another of our payments holding KCP's trade `tno` (its `pg_tid`), for a holder about to
+    /// net-cancel `tno` for payment `payment_id`. A tno comes from KCP's answer, and an answer for
+    /// another order (`PgError::Mismatch`) can name a trade of ours: cancelled, that payment
+    /// would be refunded at KCP while showing paid.
+    pub(crate) async fn foreign_holder(
+        &self,
+        payment_id: i64,
+        tno: &str,
+    ) -> ServiceResult<Option<payment::Model>> {
+        Ok(payments::by_tno(&self.db.write, tno)
+            .await?
+            .filter(|holder| holder.id != payment_id))
+    }
+
+    /// KCP answered payment `p`'s call with trade `tno`, which payment `holder` holds
+    /// ([`Self::foreign_holder`]): never cancelled. An answer for another trade says nothing of
+    /// `p`'s own call either, so its attempt is let go (not naming `tno`) for the resolver, which
+    /// asks KCP by `p`'s own order number and settles it from that; the misdirected answer is
+    /// listed for the operator as a `conflict` of `p` (once per trade).
+    pub(crate) async fn foreign_trade_named(
+        &self,
+        p: payment::Model,
+        attempt: pg_attempt::Model,
+        tno: &str,
+        holder: &payment::Model,
+    ) -> ServiceResult<ApprovalOutcome> {
+        tracing::error!(imp_uid = %p.imp_uid, %tno, holder = %holder.imp_uid, "KCP answered with a trade another payment holds: not cancelled; left for the operator, the payment's own outcome is asked by its order number");
+        if !payments::has_attempt_for(&self.db.write, p.id, KIND, tno).await? {
+            self.open_orphan(
+                &p,
+                tno,
+                "conflict",
+                &format!(
+                    "KCP answered this payment with trade {tno}, which payment {} holds: not cancelled, reconcile by hand",
+                    holder.imp_uid
+                ),
+            )
+            .await?;
+        }
+        match self
+            .let_go(attempt, "KCP's answer named another payment's trade")
+            .await?
+        {
+            Some(_) => Ok(ApprovalOutcome::Unknown(p)),
+            None => self.approval_decided(p.id).await,
+        }
     }
 
     /// The net-cancel recorded on its attempt and, when the payment failed without naming a trade,

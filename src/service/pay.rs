@@ -171,8 +171,9 @@ impl Gateway {
             // charge opens when a live merchant has none (`Gateway::group_id`).
             self.group_id(m)?;
         }
-        // With a customer_uid the card is also stored as that customer's billing key: once the
-        // charge is open (its rules passed), before KCP is asked to approve it.
+        // With a customer_uid the card is also kept as that customer's billing key: issued once
+        // the charge is open (its rules passed), before KCP is asked to approve it; the
+        // customer's once the charge is paid (service/kept_cards.rs).
         let keep_as =
             order
                 .customer_uid
@@ -188,7 +189,6 @@ impl Gateway {
                     customer_email: order.buyer_email.clone(),
                     customer_addr: order.buyer_addr.clone(),
                     customer_postcode: order.buyer_postcode.clone(),
-                    keeps_unset_details: true,
                 });
         let call = ChargeCall::KeyIn {
             keep_as: keep_as.map(Box::new),
@@ -281,6 +281,9 @@ impl Gateway {
             attempt,
             billing_key,
         } = opened;
+        // The key issued for a key-in charge's card, pending until the charge is paid
+        // (service/kept_cards.rs).
+        let mut kept_card = None;
         let (attempt, result) = match call {
             ChargeCall::KeyIn {
                 mut request,
@@ -289,9 +292,15 @@ impl Gateway {
                 let attempt = match keep_as {
                     None => attempt,
                     Some(customer) => {
-                        match self.keep_card(m, *customer, &payment, attempt).await? {
+                        let (attempt, key_id) =
+                            self.keep_card(m, *customer, &payment, attempt).await?;
+                        kept_card = Some(key_id);
+                        match attempt {
                             Some(attempt) => attempt,
-                            None => return self.approval_decided(payment.id).await,
+                            None => {
+                                self.delete_replaced_key(m, key_id).await;
+                                return self.approval_decided(payment.id).await;
+                            }
                         }
                     }
                 };
@@ -310,7 +319,7 @@ impl Gateway {
                 (attempt, result)
             }
         };
-        Ok(match result {
+        let outcome = match result {
             Ok(approval) => {
                 self.settle_approval(connector, payment, attempt, approval, true)
                     .await?
@@ -319,24 +328,34 @@ impl Gateway {
                 self.conclude_pg_error(connector, payment, attempt, err, &CHARGE_FAILURES)
                     .await?
             }
-        })
+        };
+        // Paid: the card was made the customer's with the paid record (`record_paid`). Failed:
+        // its key goes now, not at the resolver's next pass. Unknown: both wait for the outcome.
+        if let (Some(key_id), ApprovalOutcome::Declined { .. } | ApprovalOutcome::NetCancelled(_)) =
+            (kept_card, &outcome)
+        {
+            self.delete_replaced_key(m, key_id).await;
+        }
+        Ok(outcome)
     }
 
-    /// Stores the card of an opened key-in charge as the customer's billing key (spec §4.4). Only
-    /// now: a charge its rules refuse (the merchant_uid paid or in progress, another prepared
-    /// amount, instalments under 50,000 KRW) must not replace the customer's card. A key KCP does
-    /// not issue fails the charge, which was not sent, and the refusal is the answer. Some: the
-    /// attempt with its lease renewed for the approval (the issuance used part of it); None when
-    /// another holder settled the attempt meanwhile.
+    /// Issues the billing key of an opened key-in charge's card (spec §4.4), pending until the
+    /// charge is paid (service/kept_cards.rs: a declined charge leaves the customer's card as it
+    /// was, seed 004). Only once the charge is open: a charge its rules refuse (the merchant_uid
+    /// paid or in progress, another prepared amount, instalments under 50,000 KRW) issues nothing.
+    /// A key KCP does not issue fails the charge, which was not sent, and the refusal is the
+    /// answer. The attempt with its lease renewed for the approval (the issuance used part of
+    /// it), None when another holder settled the attempt meanwhile; and the pending key's id.
     async fn keep_card(
         &self,
         m: &merchant::Model,
         customer: super::billing::CustomerCommand,
         payment: &payment::Model,
         attempt: pg_attempt::Model,
-    ) -> ServiceResult<Option<pg_attempt::Model>> {
-        let Err(refusal) = self.register_customer(m, customer).await else {
-            return self.renew(attempt).await;
+    ) -> ServiceResult<(Option<pg_attempt::Model>, i64)> {
+        let refusal = match self.issue_kept_card(m, &customer, payment).await {
+            Ok(key) => return Ok((self.renew(attempt).await?, key.id)),
+            Err(refusal) => refusal,
         };
         let reason = match &refusal {
             ServiceError::CardRejected(why) | ServiceError::Refused(why) => why.clone(),
@@ -658,6 +677,12 @@ impl Gateway {
         fail_reason: &'a str,
     ) -> Settling<'a> {
         async move {
+            // Checked before the tno is named on the attempt: a resolver would cancel it then.
+            if let Some(holder) = self.foreign_holder(payment.id, tno).await? {
+                return self
+                    .foreign_trade_named(payment, attempt, tno, &holder)
+                    .await;
+            }
             let Some(attempt) = self.renew_naming(attempt, tno).await? else {
                 return self
                     .approval_orphaned(connector, payment.id, tno, false)
@@ -666,19 +691,43 @@ impl Gateway {
             match net_cancel_at_kcp(connector, tno, net_cancel_kind(&payment)).await {
                 Ok(()) => {
                     let payment_id = payment.id;
-                    match self
-                        .record_net_cancelled(payment, attempt, tno, fail_reason)
+                    if let Some(p) = self
+                        .record_net_cancelled(payment.clone(), attempt.clone(), tno, fail_reason)
                         .await?
                     {
-                        Some(p) => Ok(ApprovalOutcome::NetCancelled(p)),
-                        // The lease was renewed just before the cancel, so only a holder stalled
-                        // past its lease gets here: KCP has the cancel, the database another
-                        // outcome, a conflict if it holds the approval.
-                        None => {
-                            self.approval_orphaned(connector, payment_id, tno, true)
-                                .await
+                        return Ok(ApprovalOutcome::NetCancelled(p));
+                    }
+                    // The lease was renewed just before the cancel, so only a holder stalled past
+                    // its lease gets here. Another holder still deciding the attempt can only be
+                    // inquiring, and its "approved" may predate the cancel (a scheduled charge
+                    // would be recorded paid while KCP holds it cancelled): the cancel KCP
+                    // confirmed is recorded over it (service/attempts.rs `take_over_confirmed`).
+                    if let Some(taken) = self.take_over_confirmed(&attempt).await? {
+                        if let Some(p) = self
+                            .record_net_cancelled(payment, taken, tno, fail_reason)
+                            .await?
+                        {
+                            return Ok(ApprovalOutcome::NetCancelled(p));
                         }
                     }
+                    // Decided already: KCP has the cancel, the database another outcome, a
+                    // conflict if it holds the approval.
+                    self.approval_orphaned(connector, payment_id, tno, true)
+                        .await
+                }
+                // A refusal is KCP's definite word that the approval stands, not a lost answer:
+                // sent again every few minutes it is refused again for ever, the payment pending
+                // and its merchant_uid taken with nothing listed for an operator. As for an
+                // approval no payment holds (service/orphans.rs), the attempt is a `conflict`: the
+                // payment fails naming KCP's approval, which an operator cancels in KCP's admin.
+                Err(PgError::Declined { code, message, .. }) => {
+                    let refusal = quoted_refusal(&code, &message);
+                    tracing::error!(imp_uid = %payment.imp_uid, %tno, %code, "KCP refused to net-cancel an approval openport cannot honour: closed as a conflict for an operator");
+                    let reason = format!(
+                        "PG사 승인을 확정하지 못했으나 망취소가 거절되었습니다 {refusal}. 운영자 확인이 필요합니다."
+                    );
+                    self.fail_as_conflict(connector, payment, attempt, tno, Some(code), &reason)
+                        .await
                 }
                 Err(e) => {
                     tracing::error!(imp_uid = %payment.imp_uid, %tno, "net-cancel did not complete: {e}");
@@ -712,8 +761,39 @@ impl Gateway {
         .boxed()
     }
 
+    /// An approval (or account) KCP holds under `tno` that openport can neither honour nor cancel
+    /// (KCP refused the net-cancel; a virtual account the buyer already paid into): the payment
+    /// fails naming `tno` and its attempt closes as a `conflict` for the operator, in one write.
+    /// Answered as unknown (code 1), never as a plain failure: KCP holds money the record does
+    /// not. When another holder decided the attempt first, the approval in hand is settled as
+    /// one the payment may not hold (service/orphans.rs).
+    pub(crate) async fn fail_as_conflict(
+        &self,
+        connector: &dyn PgConnector,
+        payment: payment::Model,
+        attempt: pg_attempt::Model,
+        tno: &str,
+        code: Option<String>,
+        reason: &str,
+    ) -> ServiceResult<ApprovalOutcome> {
+        let payment_id = payment.id;
+        match self
+            .close_failed(payment, attempt, "conflict", Some(tno), code, reason)
+            .await?
+        {
+            Some(p) => Ok(ApprovalOutcome::Unknown(p)),
+            None => {
+                self.approval_orphaned(connector, payment_id, tno, false)
+                    .await
+            }
+        }
+    }
+
     /// The payment `paid`, its attempt `succeeded` and the `paid` webhook (spec §5), in one atomic
-    /// write (`payments::conclude_charge`); None when another holder settled the attempt.
+    /// write (`payments::conclude_charge`); None when another holder settled the attempt. A
+    /// key-in charge that keeps its card makes it the customer's key then
+    /// (`Gateway::adopt_kept_card`), whichever holder records it paid: the request, or the
+    /// resolver after a lost answer.
     pub(crate) async fn record_paid(
         &self,
         payment: &payment::Model,
@@ -744,7 +824,7 @@ impl Gateway {
         a.tno = Set(Some(ap.tno.clone()));
         a.result_code = Set(Some("0000".into()));
         a.updated_at = Set(now);
-        payments::conclude_charge(
+        let paid = payments::conclude_charge(
             &self.db.write,
             attempt,
             PaymentStatus::Pending.as_db(),
@@ -752,7 +832,11 @@ impl Gateway {
             a,
             webhooks,
         )
-        .await
+        .await?;
+        if let Some(paid) = &paid {
+            self.adopt_kept_card(paid).await;
+        }
+        Ok(paid)
     }
 
     /// The payment failed with `reason`; None when another holder settled the attempt.

@@ -16,8 +16,8 @@ use super::{Gateway, ServiceError, ServiceResult};
 use crate::domain::checkout::window_plan;
 use crate::domain::payment::PaymentStatus;
 use crate::pg::{
-    quoted_refusal, CardApproval, Pg, PgError, TradeRef, TradeState, VbankState, WindowApproval,
-    WindowMethod,
+    quoted_refusal, CancelConfirmation, CardApproval, Pg, PgError, TradeRef, TradeState,
+    VbankState, WindowApproval, WindowMethod,
 };
 use crate::store::entity::{payment, pg_attempt};
 use crate::store::payments;
@@ -30,8 +30,18 @@ const ISSUE_USAGE: &str = "issue";
 pub const ABSENCE_RECHECK: &str = "absence_recheck";
 
 /// How many settle delays after such a failure the second look is taken (one hour with the
-/// default 120 s).
-const RECHECK_SETTLES: i64 = 30;
+/// default 120 s); also after a cancel closed as not applied (service/cancel_recheck.rs).
+pub(crate) const RECHECK_SETTLES: i64 = 30;
+
+/// What a second look at KCP found of a payment failed for finding nothing there.
+enum LateTrade {
+    Nothing,
+    /// An approval, or a virtual account awaiting its deposit, under this tno: to net-cancel.
+    Standing(String),
+    /// A virtual account under this tno that the buyer has paid into.
+    PaidInto(String),
+    Cancelled(String),
+}
 
 /// What became of a cancel attempt.
 pub(crate) enum CancelOutcome {
@@ -136,9 +146,10 @@ impl Gateway {
                         .await
                 }
                 Ok(TradeState::NotFound) if self.absence_is_final(&attempt, &trade) => {
-                    if matches!(trade, TradeRef::OrderNo(_)) {
-                        self.schedule_absence_recheck(&payment).await?;
-                    }
+                    // By tno only on an operator's word, against KCP's own approval under it:
+                    // looked at again as much as a failure by order number.
+                    self.schedule_absence_recheck(&payment, attempt.tno.as_deref())
+                        .await?;
                     self.fail_unrecorded(
                         payment,
                         attempt,
@@ -224,6 +235,8 @@ impl Gateway {
                 .await
         } else if remaining == balance_before {
             if self.settled(&attempt) {
+                // KCP may still apply it later than the settle delay: looked at again.
+                self.schedule_cancel_recheck(&attempt).await?;
                 self.closed_or_decided(
                     attempt,
                     "failed",
@@ -383,6 +396,59 @@ impl Gateway {
         }
     }
 
+    /// A cancel KCP answered `0000` for other amounts than were sent (`rem_mny` not the balance
+    /// before less the amount, or `mod_mny` not the amount: `CancelConfirmation::as_asked`). KCP
+    /// cancelled something, but recorded as planned the payment could show a balance KCP does not
+    /// hold, and every later partial cancel would be planned from it. So KCP is asked what is
+    /// left, as for a refusal (`refused_cancel`): exactly the planned cancel less → recorded (the
+    /// answer's amounts were wrong, KCP's balance is the plan's); anything else → a `conflict`,
+    /// answered as a cancel KCP made that the record disagrees with. An inquiry that fails leaves
+    /// the attempt open for the resolver, which settles it from KCP's balance
+    /// ([`Self::resolve_cancel`]), never from this answer.
+    pub(crate) async fn cancel_answered_otherwise(
+        &self,
+        connector: &dyn Pg,
+        payment: payment::Model,
+        attempt: pg_attempt::Model,
+        answered: &CancelConfirmation,
+    ) -> ServiceResult<CancelOutcome> {
+        let balance = payment.amount - payment.cancel_amount;
+        let (answered_remaining, answered_amount) = (answered.remaining, answered.cancelled);
+        tracing::error!(imp_uid = %payment.imp_uid, answered_remaining, ?answered_amount, balance, amount = attempt.amount, "KCP confirmed a cancel for other amounts than were sent; asking KCP what it holds");
+        let held = match self.remaining_at_kcp(connector, &payment, &attempt).await? {
+            Some(Ok(Some(remaining))) if remaining == balance - attempt.amount => {
+                return self
+                    .record_confirmed_cancel(payment, attempt, answered.cancelled_at)
+                    .await;
+            }
+            Some(Ok(Some(remaining))) => format!("KCP 잔액 {remaining}"),
+            Some(Ok(None)) => "KCP에 거래가 없음".to_string(),
+            Some(Err(e)) => {
+                tracing::warn!(imp_uid = %payment.imp_uid, "cancel answered for other amounts and the inquiry failed: {e}");
+                return self
+                    .postponed_or_decided(
+                        attempt,
+                        &format!("answered rem_mny {answered_remaining}; inquiry failed: {e}"),
+                        CancelOutcome::Unknown,
+                    )
+                    .await;
+            }
+            None => "조회 불가".to_string(),
+        };
+        let id = attempt.id;
+        let why = format!(
+            "KCP confirmed the cancel with rem_mny {answered_remaining}, mod_mny {}; {held}, openport 잔액 {balance}, 취소 {}",
+            answered_amount.map_or("-".to_string(), |a| a.to_string()),
+            attempt.amount
+        );
+        if self.close_attempt(attempt, "conflict", &why).await? {
+            Ok(CancelOutcome::Conflict(id))
+        } else {
+            // KCP confirmed it: never answered "not applied", whatever another holder wrote.
+            self.confirmed_cancel_decided(id).await
+        }
+    }
+
     /// The cancel (or revocation) KCP holds applied, recorded as made `at` on the payment and its
     /// attempt, or what another holder of the attempt decided.
     pub(crate) async fn recorded_or_decided(
@@ -507,6 +573,10 @@ impl Gateway {
                 self.recheck_absence(connector.as_ref(), payment, attempt)
                     .await?;
             }
+            super::cancel_recheck::KIND => {
+                self.recheck_cancel(connector.as_ref(), payment, attempt)
+                    .await?;
+            }
             _ => {
                 self.resolve_cancel(connector.as_ref(), payment, attempt)
                     .await?;
@@ -579,22 +649,27 @@ impl Gateway {
         self.leave_open(payment, attempt, why).await
     }
 
-    /// Records, before a payment is failed because an inquiry by order number found nothing, a
-    /// second look at KCP [`RECHECK_SETTLES`] settle delays later ([`ABSENCE_RECHECK`]). The
-    /// failure frees the merchant_uid, and the merchant was told a retry is safe: an approval KCP
-    /// applied later than the settle delay (a stalled KCP, which the settle delay only bounds by
-    /// assumption) would leave the buyer charged twice, once by nobody's payment. Written first,
-    /// so no crash between the two leaves a failure without its second look; a look at a payment
-    /// that did not fail (another holder decided it) closes itself.
+    /// Records, before a payment is failed because an inquiry found nothing (by order number, or
+    /// under KCP's own tno on an operator's word) or an operator found nothing in KCP's admin, a
+    /// second look at KCP [`RECHECK_SETTLES`] settle delays later ([`ABSENCE_RECHECK`]); `tno`:
+    /// the approval KCP had named to the attempt, asked for too. The failure frees the
+    /// merchant_uid, and the merchant was told a retry is safe: an approval (or a virtual
+    /// account) KCP applied later than the settle delay (a stalled KCP, which the settle delay
+    /// only bounds by assumption), or one an operator missed in KCP's admin, would leave the buyer
+    /// charged twice, once by nobody's payment. Written first, so no crash between the two leaves
+    /// a failure without its second look; a look at a payment that did not fail (another holder
+    /// decided it) closes itself.
     pub(crate) async fn schedule_absence_recheck(
         &self,
         payment: &payment::Model,
+        tno: Option<&str>,
     ) -> ServiceResult<()> {
         let now = self.clock.unix();
         payments::insert_attempt(
             &self.db.write,
             pg_attempt::ActiveModel {
                 payment_id: Set(payment.id),
+                tno: Set(tno.map(str::to_string)),
                 result_message: Set(Some("second look for a late approval".into())),
                 next_check_at: Set(now + RECHECK_SETTLES * self.settings.settle_secs),
                 ..super::attempts::new_attempt(
@@ -609,10 +684,49 @@ impl Gateway {
         Ok(())
     }
 
-    /// Runs an [`ABSENCE_RECHECK`] this instance claimed: KCP asked again by order number. Still
-    /// nothing → closed; an approval now → net-cancelled on an attempt of its own, as an approval
-    /// no payment holds (service/orphans.rs); the payment not failed without a trade (another
-    /// holder decided it) → nothing to look for.
+    /// What KCP holds under `trade` of `payment`, for a second look: its approval or account by
+    /// the payment's own inquiry (`PAVC` for a virtual account, service/inquiry.rs otherwise).
+    /// None when the method has no inquiry.
+    async fn look_again(
+        &self,
+        connector: &dyn Pg,
+        payment: &payment::Model,
+        trade: &TradeRef,
+    ) -> Option<Result<LateTrade, PgError>> {
+        if payment.pay_method == VBANK {
+            return Some(
+                connector
+                    .inquire_vbank(trade)
+                    .await
+                    .map(|state| match state {
+                        VbankState::NotFound => LateTrade::Nothing,
+                        VbankState::Open {
+                            tno, paid: false, ..
+                        } => LateTrade::Standing(tno),
+                        VbankState::Open { tno, .. } => LateTrade::PaidInto(tno),
+                        VbankState::Closed { tno, .. } => LateTrade::Cancelled(tno),
+                    }),
+            );
+        }
+        let inquiry = TradeInquiry::of(&payment.pay_method)?;
+        Some(
+            inquiry
+                .ask(connector, trade)
+                .await
+                .map(|state| match state {
+                    TradeState::NotFound => LateTrade::Nothing,
+                    TradeState::Approved { approval, .. } => LateTrade::Standing(approval.tno),
+                    TradeState::Cancelled { approval, .. } => LateTrade::Cancelled(approval.tno),
+                }),
+        )
+    }
+
+    /// Runs an [`ABSENCE_RECHECK`] this instance claimed: KCP asked again by order number (and
+    /// under the tno it had named, when the attempt names one). Still nothing → closed; an
+    /// approval or an unpaid account now → net-cancelled (revoked) on an attempt of its own, as an
+    /// approval no payment holds (service/orphans.rs); an account already paid into → a
+    /// `conflict` (the buyer's deposit is refunded by hand, never closed away); the payment not
+    /// failed without a trade (another holder decided it) → nothing to look for.
     async fn recheck_absence(
         &self,
         connector: &dyn Pg,
@@ -621,19 +735,28 @@ impl Gateway {
     ) -> ServiceResult<()> {
         let failed_without_trade =
             payment.status == PaymentStatus::Failed.as_db() && payment.pg_tid.is_none();
-        let inquiry = TradeInquiry::of(&payment.pay_method);
-        let (true, Some(inquiry)) = (failed_without_trade, inquiry) else {
+        if !failed_without_trade {
             self.close_attempt(attempt, "failed", "nothing to look for")
                 .await?;
             return Ok(());
-        };
-        let trade = TradeRef::OrderNo(attempt.order_no.clone());
-        match inquiry.ask(connector, &trade).await {
-            Ok(TradeState::NotFound) => {
+        }
+        let by_order_no = TradeRef::OrderNo(attempt.order_no.clone());
+        let mut found = self.look_again(connector, &payment, &by_order_no).await;
+        if let (Some(Ok(LateTrade::Nothing)), Some(tno)) = (&found, &attempt.tno) {
+            found = self
+                .look_again(connector, &payment, &TradeRef::Tno(tno.clone()))
+                .await;
+        }
+        match found {
+            None => {
+                self.close_attempt(attempt, "failed", "nothing to look for: no inquiry")
+                    .await?;
+            }
+            Some(Ok(LateTrade::Nothing)) => {
                 self.close_attempt(attempt, "failed", "still no approval at KCP")
                     .await?;
             }
-            Ok(TradeState::Approved { approval, .. }) => {
+            Some(Ok(LateTrade::Standing(tno))) => {
                 // The net-cancel is an attempt of its own, written before KCP is called; this
                 // look is done once that attempt exists. One already there (the approval reached
                 // its request late, service/orphans.rs) is left to settle, or to its operator.
@@ -641,33 +764,39 @@ impl Gateway {
                     &self.db.write,
                     payment.id,
                     super::orphans::KIND,
-                    &approval.tno,
+                    &tno,
                 )
                 .await?
                 {
-                    tracing::error!(imp_uid = %payment.imp_uid, tno = %approval.tno, "KCP approved a payment after it was failed for finding no approval; net-cancelling it");
-                    self.approval_orphaned(connector, payment.id, &approval.tno, false)
+                    tracing::error!(imp_uid = %payment.imp_uid, %tno, "KCP approved a payment after it was failed for finding no approval; net-cancelling it");
+                    self.approval_orphaned(connector, payment.id, &tno, false)
                         .await?;
                 }
                 self.close_attempt(
                     attempt,
                     "net_cancelled",
-                    &format!(
-                        "late approval {}: its net-cancel attempt handles it",
-                        approval.tno
-                    ),
+                    &format!("late approval {tno}: its net-cancel attempt handles it"),
                 )
                 .await?;
             }
-            Ok(TradeState::Cancelled { approval, .. }) => {
+            Some(Ok(LateTrade::PaidInto(tno))) => {
+                tracing::error!(imp_uid = %payment.imp_uid, %tno, "KCP issued a virtual account after the payment was failed for finding none, and the buyer paid into it; left for the operator");
+                self.close_attempt(
+                    attempt,
+                    "conflict",
+                    &format!("late account {tno} paid into at KCP: refund it in KCP's admin"),
+                )
+                .await?;
+            }
+            Some(Ok(LateTrade::Cancelled(tno))) => {
                 self.close_attempt(
                     attempt,
                     "failed",
-                    &format!("late approval {} found cancelled", approval.tno),
+                    &format!("late approval {tno} found cancelled"),
                 )
                 .await?;
             }
-            Err(e) => {
+            Some(Err(e)) => {
                 self.postpone(attempt, &format!("second look failed: {e}"))
                     .await?;
             }

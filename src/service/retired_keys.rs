@@ -1,7 +1,8 @@
 //! Deleting retired billing keys at KCP (`tx_type 10005010`, spec/kcp.md §2.6), durably.
 //!
 //! A key replaced by a re-registration is retired in the write that stores the new one, with its
-//! deletion at KCP pending (`store::billing::Retirement::Replaced`). The request then tries the
+//! deletion at KCP pending (`store::billing::Retirement::Replaced`); a key the merchant deleted is
+//! retired the same way, before KCP is called (`Retirement::Deleted`, `Gateway::delete_customer`). The request then tries the
 //! deletion once; a failure, or an answer that never arrives, leaves it pending, and the resolver
 //! tries again with backoff ([`Gateway::retry_key_deletions`]) until KCP confirms it, or gives up
 //! after [`KEY_DELETE_TRIES`] calls with an ERROR naming the customer_uid, for an operator to
@@ -9,8 +10,13 @@
 //! KCP under a key nobody would delete again. Each try is claimed with a lease, as webhook
 //! deliveries are, so two instances do not call KCP for one key at once (a second delete would
 //! only meet "already deleted", which counts as deleted).
+//!
+//! A key issued for a key-in charge's card (`pending`, service/kept_cards.rs) is in the same pass
+//! from the moment it is recorded: it waits while its payment is open, becomes the customer's once
+//! the payment is found paid, and is deleted like a replaced key once it is found failed.
 use secrecy::{ExposeSecret, SecretString};
 
+use super::kept_cards::KeptCard;
 use super::{Gateway, ServiceError, ServiceResult};
 use crate::pg::{DeclineReason, Pg, PgError};
 use crate::store::entity::{billing_key, merchant};
@@ -24,7 +30,8 @@ pub const KEY_DELETE_TRIES: i32 = 10;
 #[derive(Debug)]
 pub(crate) enum KcpDeletion {
     /// KCP holds the key deleted: by this call, or by an earlier one whose answer was lost (KCP
-    /// answers "already deleted", 8303).
+    /// answers "already deleted", 8303), or KCP holds no such key at all (8302, see
+    /// [`Gateway::delete_sealed_at_kcp`]).
     Deleted,
     /// KCP refused, with its message.
     Refused(String),
@@ -81,6 +88,23 @@ impl Gateway {
                     tracing::info!(customer_uid, "batch key was already deleted at KCP");
                     KcpDeletion::Deleted
                 }
+                // KCP issued this key in this group, to this site: "no such key" there means it
+                // no longer exists, so nothing can be charged with it, which is all a deletion
+                // is for. Taken as deleted; otherwise the customer could never be deleted (every
+                // retry meets the same answer) and a replaced key would be retried for hours.
+                // The sandbox forgets its keys when it restarts without a state file
+                // (docs/sandbox.md §7). A WARN, since a merchant whose KCP site code changed
+                // under its keys gets the same answer for keys its old site still holds.
+                Err(PgError::Declined {
+                    reason: DeclineReason::BatchKeyNotFound,
+                    ..
+                }) => {
+                    tracing::warn!(
+                        customer_uid,
+                        "KCP holds no such batch key (8302); recorded as deleted at KCP"
+                    );
+                    KcpDeletion::Deleted
+                }
                 Err(PgError::Declined { message, .. }) => KcpDeletion::Refused(message),
                 Err(e) => KcpDeletion::Unknown(e.to_string()),
             },
@@ -95,6 +119,16 @@ impl Gateway {
             tracing::warn!(
                 key_id,
                 "replaced billing key: deletion at KCP left to the resolver: {e}"
+            );
+        }
+    }
+
+    /// [`Self::delete_replaced_key`] for a key whose merchant is not at hand.
+    pub(crate) async fn delete_retired_key(&self, key_id: i64) {
+        if let Err(e) = self.try_key_deletion(None, key_id).await {
+            tracing::warn!(
+                key_id,
+                "retired billing key: deletion at KCP left to the resolver: {e}"
             );
         }
     }
@@ -135,12 +169,38 @@ impl Gateway {
             return Ok(());
         };
         let customer_uid = key.customer_uid.as_str();
+        // A key issued for a key-in charge is deleted only once that charge is known not to
+        // keep it (service/kept_cards.rs); one whose charge was paid becomes the customer's here.
+        let kept_card = key.status == billing::PENDING;
+        if kept_card {
+            match self.settle_kept_card(&key).await? {
+                KeptCard::Waiting => {
+                    let next = now + self.settings.lease_secs;
+                    billing::defer_key_deletion(
+                        &self.db.write,
+                        id,
+                        key.pg_delete_lease_until,
+                        next,
+                    )
+                    .await?;
+                    return Ok(());
+                }
+                KeptCard::Adopted { .. } | KeptCard::Settled => return Ok(()),
+                KeptCard::Dropped => {}
+            }
+        }
         // A charge of this customer opened before the key was retired may be on its way to KCP
         // with it (a scheduled run, an `again`): deleted now, that charge would be refused and
         // announced failed although the customer has a valid key. The deletion waits for the
-        // charge to settle (the key is retired here, so nothing new is charged with it). Only a
-        // `replaced` key gets here: a merchant's delete removes the key at KCP first.
-        if payments::customer_charge_open(&self.db.write, key.merchant_id, customer_uid).await? {
+        // charge to settle (the key is retired here, so nothing new is charged with it). A charge
+        // still being written when the key was retired is seen too: on PostgreSQL it holds the
+        // key's row locked (`FOR SHARE`, store::payments::open_charge) until it commits, so the
+        // retirement, and this check after it, come after it. A key the merchant deleted waits the
+        // same way: a charge opened before the delete goes on. A kept card that was never the
+        // customer's was never charged with.
+        if !kept_card
+            && payments::customer_charge_open(&self.db.write, key.merchant_id, customer_uid).await?
+        {
             let next = now + self.settings.lease_secs;
             billing::defer_key_deletion(&self.db.write, id, key.pg_delete_lease_until, next)
                 .await?;

@@ -102,19 +102,29 @@ impl Gateway {
                 return Err(taken_by(uid, &live.imp_uid));
             }
         }
-        let key = match billing::active_key(&self.db.read, m.id, customer_uid).await? {
-            Some(key) => key,
-            None => match card {
+        if billing::active_key(&self.db.read, m.id, customer_uid)
+            .await?
+            .is_none()
+        {
+            match card {
                 Some(c) => self.register_customer(m, c).await?,
                 None => return Err(ServiceError::Refused(UNKNOWN_CUSTOMER.into())),
-            },
-        };
+            };
+        }
         // OpenAPI (`POST /subscribe/payments/schedule`): a buyer field left out is the billing
         // key's customer field ("누락되면 빌링키 등록 시 입력한 customer_name … 이 사용됩니다").
         let or_customer = |given: &Option<String>, registered: &Option<String>| {
             given.clone().or_else(|| registered.clone())
         };
         let txn = self.db.write.begin().await?;
+        // The key read again, locked on PostgreSQL, in the transaction that writes the schedules:
+        // a customer deleted since the read above (or deleted while this writes) would otherwise
+        // keep a `scheduled` schedule past its delete, to fail when due with a `failed` webhook.
+        // Either this commits first and the delete, which waits for the lock, revokes these
+        // schedules with the others, or the key is read retired and the request refused.
+        let Some(key) = billing::active_key_locked(&txn, m.id, customer_uid).await? else {
+            return Err(ServiceError::Refused(UNKNOWN_CUSTOMER.into()));
+        };
         let mut out = Vec::with_capacity(items.len());
         for it in items {
             let o = it.order;
@@ -238,8 +248,10 @@ impl Gateway {
     }
 
     /// Moves a pending schedule (`PUT …/schedule/{merchant_uid}`: one that ran or was revoked is
-    /// refused), or schedules again one whose charge failed or that was revoked (`POST
-    /// …/reschedule`: a pending, running or paid one is refused). Refusals are 400s, as iamport's.
+    /// refused, and so is one whose charge is open; one a run claimed but did not charge, shown as
+    /// `scheduled`, is moved and its claim ended), or schedules again one whose charge failed or
+    /// that was revoked (`POST …/reschedule`: a pending, running or paid one is refused). Refusals
+    /// are 400s, as iamport's.
     pub async fn reschedule(
         &self,
         m: &merchant::Model,
@@ -281,6 +293,14 @@ impl Gateway {
     /// The schedule is re-armed and claimed by one conditional UPDATE: re-armed first, it was due
     /// at once and the background scheduler could claim it before this call did, which then
     /// answered "not run" while the scheduler charged it.
+    ///
+    /// Never an HTTP 500 a merchant may read as "nothing happened" (the rule of
+    /// `Gateway::unknown_after_db_error`) when something did or will: once a charge has its
+    /// outcome, a failed record of it on the schedule is logged and left to the next claim (which
+    /// records it from the payment the schedule names), and the answer is still that payment. A
+    /// run that fails before its charge opens gives its claim up, the schedule back as it was
+    /// (failed or revoked): left claimed, the scheduler would charge it once the lease ran out,
+    /// after this call had answered an error. Only then is the error the answer.
     pub async fn retry_schedule(
         &self,
         m: &merchant::Model,
@@ -288,6 +308,12 @@ impl Gateway {
     ) -> ServiceResult<PaymentRecord> {
         let now = self.clock.unix();
         let s = self.schedule(m, merchant_uid).await?;
+        // The state first: a schedule that could not be retried anyway (pending, running, paid)
+        // is the OpenAPI's 400 whatever became of its customer, not the 404 below. The claim
+        // checks the state again, atomically.
+        if !rearmable(&s) {
+            return Err(not_rearmable("재시도"));
+        }
         // iamport: 404 "존재하지 않는 결제예약 혹은 빌링키" — nothing is re-armed, charged or
         // announced for a customer whose key was deleted (which revoked the schedule).
         if billing::active_key(&self.db.read, m.id, &s.customer_uid)
@@ -298,29 +324,105 @@ impl Gateway {
                 "존재하지 않는 결제예약 혹은 빌링키입니다.".into(),
             ));
         }
-        let Some(claimed) =
-            billing::rearm_and_claim(&self.db.write, s.id, now, now + self.schedule_lease_secs())
-                .await?
-        else {
-            return Err(not_rearmable("재시도"));
+        let claim = HeldSchedule {
+            id: s.id,
+            token: billing::new_claim_token(),
         };
-        if let Some(f) = self.charge_claimed_schedule(claimed).await? {
-            self.finish_schedules(vec![f]).await?;
+        let claimed = match billing::rearm_and_claim(
+            &self.db.write,
+            s.id,
+            now,
+            now + self.schedule_lease_secs(),
+            claim.token,
+        )
+        .await
+        {
+            Ok(Some(claimed)) => claimed,
+            Ok(None) => return Err(not_rearmable("재시도")),
+            // The claim may have been written all the same (its answer lost): given up as well.
+            Err(e) => return self.give_up_retry(m, claim, &s, e.into()).await,
+        };
+        match self.charge_claimed_schedule(claimed).await {
+            Ok(ScheduleRun::Finished(f)) => {
+                let (imp_uid, reason) = (f.imp_uid.clone(), f.fail_reason.clone());
+                self.finish_or_leave(vec![f]).await;
+                match imp_uid {
+                    Some(imp_uid) => self.retry_answer(m, &imp_uid).await,
+                    // Refused before any charge: a payment of the merchant's holds the
+                    // merchant_uid.
+                    None => Err(ServiceError::Refused(reason.unwrap_or_default())),
+                }
+            }
+            Ok(ScheduleRun::Released { imp_uid }) => self.retry_answer(m, &imp_uid).await,
+            Ok(ScheduleRun::Left) => Err(ServiceError::Refused(
+                "재시도 중에 결제예약이 취소되거나 변경되어 결제하지 않았습니다.".into(),
+            )),
+            Err(e) => self.give_up_retry(m, claim, &s, e).await,
         }
-        // The schedule names the payment its charge opened, from the moment it opened: whatever
-        // became of it, that payment is the answer.
-        let s = self.schedule(m, merchant_uid).await?;
-        let Some(imp_uid) = &s.imp_uid else {
-            // Nothing was charged: a refusal before any charge, which the schedule shows, or the
-            // schedule was revoked meanwhile.
-            return Err(ServiceError::Refused(s.fail_reason.clone().unwrap_or_else(
-                || "예약결제를 실행하지 못했습니다. 잠시 후 다시 조회해 주세요.".into(),
-            )));
+    }
+
+    /// A retry's answer: the payment its run made or found. A failed read of it is no HTTP 500
+    /// either (the charge happened): the answer names the payment to look up.
+    async fn retry_answer(
+        &self,
+        m: &merchant::Model,
+        imp_uid: &str,
+    ) -> ServiceResult<PaymentRecord> {
+        let read = match payments::by_imp_uid(&self.db.write, Some(m.id), imp_uid).await {
+            Ok(Some(p)) => self.payment_record(p).await,
+            Ok(None) => Err(ServiceError::Internal("scheduled payment vanished".into())),
+            Err(e) => Err(e.into()),
         };
-        let p = payments::by_imp_uid(&self.db.write, Some(m.id), imp_uid)
-            .await?
-            .ok_or_else(|| ServiceError::Internal("scheduled payment vanished".into()))?;
-        self.payment_record(p).await
+        read.map_err(|e| {
+            tracing::error!(%imp_uid, "retried schedule's payment not read: {e}");
+            ServiceError::Refused(format!(
+                "예약결제를 실행했으나 결과를 불러오지 못했습니다. 결제 결과는 GET /payments/{imp_uid} 로 확인해 주세요. (imp_uid: {imp_uid})"
+            ))
+        })
+    }
+
+    /// A retry whose claim or run failed (`e`) before a charge opened, as far as it knows: its
+    /// claim is given up, the schedule restored to `prior` (`billing::give_up_claim`), so that
+    /// nothing runs it once the answer says it failed. Then `e` is the answer (a 500 that says
+    /// "try again", which is now true). When the claim turns out to have opened a charge, that
+    /// payment is the answer; when the schedule cannot be restored, the answer says how to tell
+    /// whether it will still run.
+    async fn give_up_retry(
+        &self,
+        m: &merchant::Model,
+        claim: HeldSchedule,
+        prior: &schedule::Model,
+        e: ServiceError,
+    ) -> ServiceResult<PaymentRecord> {
+        match billing::give_up_claim(&self.db.write, claim, prior).await {
+            Ok(true) => return Err(e),
+            Ok(false) => {}
+            Err(lost) => {
+                tracing::error!(
+                    schedule_id = claim.id,
+                    "retry failed ({e}) and its claim was not given up: {lost}"
+                );
+                return Err(ServiceError::Refused(RETRY_UNSETTLED.into()));
+            }
+        }
+        // Not held, or held with a charge open: the schedule tells which.
+        match billing::schedule_by_id(&self.db.write, claim.id).await {
+            Ok(Some(s)) if s.claim_token == claim.token && s.status == "executing" => {
+                match s.imp_uid {
+                    Some(imp_uid) => self.retry_answer(m, &imp_uid).await,
+                    None => Err(e),
+                }
+            }
+            // This retry's claim does not hold it: nothing of this retry runs.
+            Ok(_) => Err(e),
+            Err(lost) => {
+                tracing::error!(
+                    schedule_id = claim.id,
+                    "retry failed ({e}) and its schedule was not read: {lost}"
+                );
+                Err(ServiceError::Refused(RETRY_UNSETTLED.into()))
+            }
+        }
     }
 
     /// The scheduler's unit of work: claims up to `limit` due schedules in one statement (other
@@ -357,8 +459,18 @@ impl Gateway {
         let mut charges = futures::stream::iter(claimed)
             .map(|s| {
                 let gateway = self.clone();
-                let id = s.id;
-                tokio::spawn(async move { (id, gateway.charge_claimed_schedule(s).await) })
+                let claim = HeldSchedule::of(&s);
+                tokio::spawn(async move {
+                    let run = gateway.charge_claimed_schedule(s).await;
+                    if run.is_err() {
+                        // Failed before its charge opened, or before its outcome was known (a
+                        // database or configuration error): run again in a minute rather than
+                        // once the whole lease has run out.
+                        let again = gateway.clock.unix() + 60;
+                        gateway.release_or_leave(claim, again).await;
+                    }
+                    (claim.id, run)
+                })
             })
             .buffer_unordered(group);
         let mut finished = Vec::with_capacity(group);
@@ -372,8 +484,8 @@ impl Gateway {
                 }
             };
             match done {
-                Some(Ok((_, Ok(Some(f))))) => finished.push(f),
-                Some(Ok((_, Ok(None)))) => {}
+                Some(Ok((_, Ok(ScheduleRun::Finished(f))))) => finished.push(f),
+                Some(Ok((_, Ok(_)))) => {}
                 Some(Ok((id, Err(e)))) => tracing::error!(schedule_id = id, "scheduler: {e}"),
                 Some(Err(e)) => tracing::error!("scheduler task: {e}"),
                 None => break,
@@ -403,22 +515,18 @@ impl Gateway {
         MIN_LEASE_SECS.max(self.charge_hold_secs().saturating_mul(2))
     }
 
-    /// Charges a schedule this instance has claimed and returns its outcome to record, or None
-    /// when the schedule was given back (outcome still open) or left to another instance. Exactly
+    /// Charges a schedule this instance has claimed and returns what came of it: an outcome to
+    /// record, the schedule given back (outcome still open), or left to whoever holds it now. An
+    /// error leaves the claim to the caller (the batch gives it back for a minute, a retry gives
+    /// it up); the schedule then names a payment exactly when a charge was opened. Exactly
     /// once: the claim is a conditional UPDATE; the charge opens only while this run still holds
     /// the claim, and names its payment on the schedule in the same write
     /// (`payments::open_charge`), so a run that claims the schedule later (its predecessor's lease
     /// ran out, its outcome was never recorded) finds that payment, failed ones included, and
     /// answers with it instead of charging again.
-    async fn charge_claimed_schedule(
-        &self,
-        s: schedule::Model,
-    ) -> ServiceResult<Option<FinishedSchedule>> {
+    async fn charge_claimed_schedule(&self, s: schedule::Model) -> ServiceResult<ScheduleRun> {
         let now = self.clock.unix();
-        let mut claim = HeldSchedule {
-            id: s.id,
-            held_until: s.lease_until,
-        };
+        let claim = HeldSchedule::of(&s);
         if let Some(imp_uid) = &s.imp_uid {
             match payments::by_imp_uid(&self.db.write, Some(s.merchant_id), imp_uid).await? {
                 Some(p) => return self.answer_with(claim, p).await,
@@ -436,10 +544,9 @@ impl Gateway {
         // is extended before the charge starts, or the schedule is left to that instance.
         if s.lease_until - now <= self.charge_hold_secs() {
             let renewed = now + self.schedule_lease_secs();
-            if !billing::renew_lease(&self.db.write, s.id, s.lease_until, renewed).await? {
-                return Ok(None);
+            if !billing::renew_lease(&self.db.write, claim, renewed).await? {
+                return Ok(ScheduleRun::Left);
             }
-            claim.held_until = renewed;
         }
         let m = self.merchant(s.merchant_id).await?;
         let order = ChargeOrder {
@@ -476,15 +583,17 @@ impl Gateway {
         match outcome {
             Ok(ApprovalOutcome::Paid(p))
             | Ok(ApprovalOutcome::Declined { payment: p, .. })
-            | Ok(ApprovalOutcome::NetCancelled(p)) => Ok(Some(recorded(claim, &p, started))),
+            | Ok(ApprovalOutcome::NetCancelled(p)) => {
+                Ok(ScheduleRun::Finished(recorded(claim, &p, started)))
+            }
             // Outcome open: the resolver settles the payment, which the schedule names; a later
             // run records it.
-            Ok(ApprovalOutcome::Unknown(_)) => {
-                self.release_schedule(claim, started + 30).await?;
-                Ok(None)
+            Ok(ApprovalOutcome::Unknown(p)) => {
+                self.release_or_leave(claim, started + 30).await;
+                Ok(ScheduleRun::Released { imp_uid: p.imp_uid })
             }
-            // Taken over or revoked before the charge opened: nothing was charged here.
-            Err(ServiceError::ScheduleNotHeld) => Ok(None),
+            // Taken over, revoked or moved before the charge opened: nothing was charged here.
+            Err(ServiceError::ScheduleNotHeld) => Ok(ScheduleRun::Left),
             // A payment holds the merchant_uid. A run of this schedule by an older openport, which
             // did not name its payment on the schedule, is adopted; any other payment is the
             // merchant's own, and the schedule fails with the refusal. No payment at all: the
@@ -492,17 +601,16 @@ impl Gateway {
             Err(ServiceError::Refused(reason)) => {
                 match payments::live_by_merchant_uid(&self.db.write, m.id, &s.merchant_uid).await? {
                     Some(p) if charged_for(&p, &s) => self.answer_with(claim, p).await,
-                    Some(_) => Ok(Some(unopened(claim, None, &reason, started))),
+                    Some(_) => Ok(ScheduleRun::Finished(unopened(
+                        claim, None, &reason, started,
+                    ))),
                     None => self.fail_unopened(&m, &s, claim, &reason, started).await,
                 }
             }
             Err(ServiceError::CardRejected(reason)) | Err(ServiceError::BadRequest(reason)) => {
                 self.fail_unopened(&m, &s, claim, &reason, started).await
             }
-            Err(e) => {
-                self.release_schedule(claim, started + 60).await?;
-                Err(e)
-            }
+            Err(e) => Err(e),
         }
     }
 
@@ -514,7 +622,7 @@ impl Gateway {
         &self,
         claim: HeldSchedule,
         p: payment::Model,
-    ) -> ServiceResult<Option<FinishedSchedule>> {
+    ) -> ServiceResult<ScheduleRun> {
         let p = if PaymentStatus::from_db(&p.status) == PaymentStatus::Pending {
             self.try_resolve_payment(&p, false).await?;
             payments::by_id(&self.db.write, p.id)
@@ -524,10 +632,10 @@ impl Gateway {
             p
         };
         if PaymentStatus::from_db(&p.status) == PaymentStatus::Pending {
-            self.release_schedule(claim, self.clock.unix() + 30).await?;
-            return Ok(None);
+            self.release_or_leave(claim, self.clock.unix() + 30).await;
+            return Ok(ScheduleRun::Released { imp_uid: p.imp_uid });
         }
-        Ok(Some(recorded(claim, &p, p.started_at)))
+        Ok(ScheduleRun::Finished(recorded(claim, &p, p.started_at)))
     }
 
     /// A run that failed before a charge could be opened: recorded as a failed payment that KCP
@@ -543,7 +651,7 @@ impl Gateway {
         claim: HeldSchedule,
         reason: &str,
         at: i64,
-    ) -> ServiceResult<Option<FinishedSchedule>> {
+    ) -> ServiceResult<ScheduleRun> {
         let failed = unopened_payment(m, s, reason, self.clock.unix());
         let webhooks = self.webhooks_announcing(&failed, "failed").await?;
         let imp_uid = failed.imp_uid.clone();
@@ -553,9 +661,13 @@ impl Gateway {
             match payments::record_unopened_schedule_failure(&self.db.write, claim, row, webhooks)
                 .await?
             {
-                UnopenedFailure::Recorded => Some(unopened(claim, Some(&imp_uid), reason, at)),
-                UnopenedFailure::MerchantUidTaken => Some(unopened(claim, None, reason, at)),
-                UnopenedFailure::ScheduleNotHeld => None,
+                UnopenedFailure::Recorded => {
+                    ScheduleRun::Finished(unopened(claim, Some(&imp_uid), reason, at))
+                }
+                UnopenedFailure::MerchantUidTaken => {
+                    ScheduleRun::Finished(unopened(claim, None, reason, at))
+                }
+                UnopenedFailure::ScheduleNotHeld => ScheduleRun::Left,
             },
         )
     }
@@ -584,9 +696,10 @@ impl Gateway {
     }
 
     /// [`Self::finish_schedules`] for a batch run, which must not end while its other charges
-    /// run (they would go on detached, their outcomes unrecorded): a failed write is logged and
-    /// counts none. Those schedules stay claimed; whoever claims them once the lease runs out
-    /// records them from the payments they name.
+    /// run (they would go on detached, their outcomes unrecorded), and for a retry, whose answer
+    /// is the payment whatever the schedule shows: a failed write is logged and counts none.
+    /// Those schedules stay claimed; whoever claims them once the lease runs out records them from
+    /// the payments they name.
     async fn finish_or_leave(&self, done: Vec<FinishedSchedule>) -> usize {
         let count = done.len();
         match self.finish_schedules(done).await {
@@ -594,7 +707,7 @@ impl Gateway {
             Err(e) => {
                 tracing::error!(
                     schedules = count,
-                    "scheduler: outcomes not recorded; recorded from their payments after the lease: {e}"
+                    "schedule outcomes not recorded; recorded from their payments after the lease: {e}"
                 );
                 0
             }
@@ -633,11 +746,34 @@ impl Gateway {
         }
     }
 
-    async fn release_schedule(&self, claim: HeldSchedule, retry_at: i64) -> ServiceResult<()> {
-        billing::release_schedule(&self.db.write, claim.id, claim.held_until, retry_at).await?;
-        Ok(())
+    /// Gives a claimed schedule back, to be run again at `retry_at`. A failed write is logged, not
+    /// returned: the schedule then stays claimed until its lease runs out, and whoever claims it
+    /// next does what a run at `retry_at` would have done (answers from the payment it names, or
+    /// charges it if it names none), only later.
+    async fn release_or_leave(&self, claim: HeldSchedule, retry_at: i64) {
+        if let Err(e) = billing::release_schedule(&self.db.write, claim, retry_at).await {
+            tracing::warn!(
+                schedule_id = claim.id,
+                "schedule not given back; run again once its lease runs out: {e}"
+            );
+        }
     }
 }
+
+/// What a run of a claimed schedule came to ([`Gateway::charge_claimed_schedule`]).
+#[derive(Debug)]
+enum ScheduleRun {
+    /// An outcome to record on the schedule.
+    Finished(FinishedSchedule),
+    /// Given back for a later run: the outcome of the charge `imp_uid` is still open.
+    Released { imp_uid: String },
+    /// Nothing done: the claim no longer holds the schedule (taken over after its lease, revoked
+    /// or moved before a charge opened).
+    Left,
+}
+
+/// The answer of a retry that failed and whose claim may still hold the schedule.
+const RETRY_UNSETTLED: &str = "결제예약 재시도의 처리 결과를 확인하지 못했습니다. 결제예약을 조회해 주세요: 예약 상태(scheduled)이면 곧 자동으로 실행되고 결과는 웹훅으로 전달되며, 재시도 전의 상태 그대로이면 실행되지 않았습니다.";
 
 fn future_schedule_at(schedule_at: i64, now: i64) -> ServiceResult<()> {
     if schedule_at <= now {
@@ -656,6 +792,16 @@ fn not_rearmable(what: &str) -> ServiceError {
     ))
 }
 
+/// Whether `s` may be scheduled again or retried: its charge failed, or it was revoked (the
+/// condition `billing::rearm_schedule` and `billing::rearm_and_claim` write under).
+fn rearmable(s: &schedule::Model) -> bool {
+    match s.status.as_str() {
+        "executed" => s.payment_status.as_deref() == Some("failed"),
+        "revoked" => true,
+        _ => false,
+    }
+}
+
 /// True when `p` is the charge a run of schedule `s` made (possibly by an instance that lost its
 /// lease), not another payment that took the merchant_uid.
 fn charged_for(p: &payment::Model, s: &schedule::Model) -> bool {
@@ -670,7 +816,7 @@ fn recorded(claim: HeldSchedule, p: &payment::Model, executed_at: i64) -> Finish
     let (payment_status, fail_reason) = schedule_outcome(p);
     FinishedSchedule {
         id: claim.id,
-        held_until: claim.held_until,
+        token: claim.token,
         imp_uid: Some(p.imp_uid.clone()),
         payment_status,
         fail_reason: fail_reason.map(str::to_owned),
@@ -703,7 +849,7 @@ fn unopened(
 ) -> FinishedSchedule {
     FinishedSchedule {
         id: claim.id,
-        held_until: claim.held_until,
+        token: claim.token,
         imp_uid: imp_uid.map(str::to_owned),
         payment_status: "failed",
         fail_reason: Some(reason.to_owned()),
@@ -771,5 +917,6 @@ fn unopened_payment(
         vbank_date: None,
         vbank_issued_at: None,
         escrow_logis: None,
+        cash_receipt: false,
     }
 }

@@ -176,6 +176,24 @@ impl Gateway {
                     self.settle_vbank(connector, payment, attempt, account)
                         .await
                 }
+                // The buyer paid into an account nobody recorded: closing it with STSC would
+                // leave KCP nowhere to send the deposit back (a refund names the buyer's account,
+                // service/cancel.rs), and honouring it needs the account's record. The operator
+                // refunds it in KCP's admin.
+                Ok(VbankState::Open {
+                    tno, paid: true, ..
+                }) => {
+                    tracing::error!(imp_uid = %payment.imp_uid, %tno, "virtual account found paid into after its issuance answer was lost; left for the operator");
+                    self.fail_as_conflict(
+                        connector,
+                        payment,
+                        attempt,
+                        &tno,
+                        None,
+                        "가상계좌 발급 결과를 확인하지 못한 사이 입금된 계좌입니다. 운영자 확인(환불)이 필요합니다.",
+                    )
+                    .await
+                }
                 Ok(VbankState::Open { tno, .. }) => {
                     tracing::warn!(imp_uid = %payment.imp_uid, %tno, "virtual account found after its answer was lost; revoking");
                     self.net_cancel(connector, payment, attempt, &tno, UNSETTLED)
@@ -190,6 +208,10 @@ impl Gateway {
                         .await
                 }
                 Ok(VbankState::NotFound) if self.absence_is_final(&attempt, &trade) => {
+                    // An account KCP issues later stays open at KCP for deposits nobody will
+                    // record: looked at again, as a failed approval is (service/resolve.rs).
+                    self.schedule_absence_recheck(&payment, attempt.tno.as_deref())
+                        .await?;
                     self.fail_unrecorded(
                         payment,
                         attempt,
@@ -249,16 +271,10 @@ impl Gateway {
             .revoke_vbank(&tno, payment.escrow, REVOKE_REASON)
             .await
         {
+            // KCP closed it: never answered "not revoked", whatever another holder wrote.
             Ok(done) => {
-                let attempt_id = attempt.id;
-                match self
-                    .record_cancellation(payment.clone(), attempt, done.cancelled_at)
+                self.record_confirmed_cancel(payment.clone(), attempt, done.cancelled_at)
                     .await?
-                {
-                    Some(p) => CancelOutcome::Applied(Box::new(p)),
-                    // KCP closed it: never answered "not revoked", whatever another holder wrote.
-                    None => self.confirmed_cancel_decided(attempt_id).await?,
-                }
             }
             Err(PgError::Declined {
                 reason: DeclineReason::AlreadyCancelled,

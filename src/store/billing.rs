@@ -59,6 +59,24 @@ pub async fn active_key(
     active_key_query(merchant_id, customer_uid).one(db).await
 }
 
+/// [`active_key`] in a transaction that is about to write what needs the key to stay the
+/// customer's until it commits (a schedule): on PostgreSQL its row is read `FOR SHARE`, so a delete
+/// or a re-registration, which retires the key with an `UPDATE` of that row, waits for the
+/// transaction and then sees what it wrote; a key retired meanwhile is read as it now is, not
+/// active. SQLite's one writer runs such transactions one after the other.
+pub async fn active_key_locked(
+    db: &impl ConnectionTrait,
+    merchant_id: i64,
+    customer_uid: &str,
+) -> Result<Option<billing_key::Model>, DbErr> {
+    let q = active_key_query(merchant_id, customer_uid);
+    if db.get_database_backend() == DbBackend::Postgres {
+        q.lock_shared().one(db).await
+    } else {
+        q.one(db).await
+    }
+}
+
 /// The customer's active billing key (at most one, by the unique index `billing_keys_one_active`,
 /// whose predicate the literal `'active'` matches, so a cached generic plan can probe it).
 pub(super) fn active_key_query(
@@ -136,14 +154,109 @@ pub async fn insert_retired_key(
     k.insert(db).await
 }
 
+/// The status of a key issued for a key-in charge that is not the customer's key yet
+/// (`service::kept_cards`).
+pub const PENDING: &str = "pending";
+
+/// Records a key KCP issued for key-in charge `payment_id`: [`PENDING`], and its deletion at KCP
+/// due at `now`, which waits while the payment is open (`Gateway::try_key_deletion`) and is
+/// cleared when the key becomes the customer's ([`activate_pending_key`]). So a key whose charge
+/// is never settled by the request that issued it (a crash, a lost answer) is still settled: made
+/// the customer's once the payment is found paid, deleted at KCP once it is found not to be.
+pub async fn insert_pending_key(
+    db: &impl ConnectionTrait,
+    mut k: billing_key::ActiveModel,
+    payment_id: i64,
+    now: i64,
+) -> Result<billing_key::Model, DbErr> {
+    k.status = Set(PENDING.into());
+    k.payment_id = Set(Some(payment_id));
+    k.deleted_at = Set(None);
+    k.pg_deleted_at = Set(None);
+    k.pg_delete_next_at = Set(Some(now));
+    k.pg_delete_tries = Set(0);
+    k.pg_delete_lease_until = Set(0);
+    k.insert(db).await
+}
+
+pub async fn key_by_id(
+    db: &impl ConnectionTrait,
+    id: i64,
+) -> Result<Option<billing_key::Model>, DbErr> {
+    billing_key::Entity::find_by_id(id).one(db).await
+}
+
+/// Key `id` while it is [`PENDING`].
+pub async fn pending_key(
+    db: &impl ConnectionTrait,
+    id: i64,
+) -> Result<Option<billing_key::Model>, DbErr> {
+    billing_key::Entity::find_by_id(id)
+        .filter(billing_key::Column::Status.eq(PENDING))
+        .one(db)
+        .await
+}
+
+/// The [`PENDING`] key issued for key-in charge `payment_id`, if any.
+pub async fn pending_key_of(
+    db: &impl ConnectionTrait,
+    payment_id: i64,
+) -> Result<Option<billing_key::Model>, DbErr> {
+    billing_key::Entity::find()
+        .filter(billing_key::Column::PaymentId.eq(payment_id))
+        .filter(billing_key::Column::Status.eq(PENDING))
+        .one(db)
+        .await
+}
+
+/// Makes [`PENDING`] key `id` the customer's active key, with the columns `changes` sets (the
+/// customer fields it takes from the key it replaces): nothing left to delete at KCP. False when
+/// it was not pending any more. The customer's previous key must be retired first (one active key
+/// per customer_uid, the unique index `billing_keys_one_active`).
+pub async fn activate_pending_key(
+    db: &impl ConnectionTrait,
+    id: i64,
+    mut changes: billing_key::ActiveModel,
+    now: i64,
+) -> Result<bool, DbErr> {
+    changes.status = Set("active".into());
+    changes.updated_at = Set(now);
+    changes.deleted_at = Set(None);
+    changes.pg_delete_next_at = Set(None);
+    changes.pg_delete_tries = Set(0);
+    changes.pg_delete_lease_until = Set(0);
+    let res = billing_key::Entity::update_many()
+        .set(changes)
+        .filter(billing_key::Column::Id.eq(id))
+        .filter(billing_key::Column::Status.eq(PENDING))
+        .exec(db)
+        .await?;
+    Ok(res.rows_affected == 1)
+}
+
+/// Retires [`PENDING`] key `id`, which will not be the customer's, as a replaced key is: its
+/// deletion at KCP stays pending (and its lease as it is, for the deletion that may hold it).
+/// False when it was not pending any more.
+pub async fn drop_pending_key(db: &impl ConnectionTrait, id: i64, now: i64) -> Result<bool, DbErr> {
+    let res = billing_key::Entity::update_many()
+        .col_expr(billing_key::Column::Status, Expr::value("replaced"))
+        .col_expr(billing_key::Column::UpdatedAt, Expr::value(now))
+        .col_expr(billing_key::Column::DeletedAt, Expr::value(now))
+        .filter(billing_key::Column::Id.eq(id))
+        .filter(billing_key::Column::Status.eq(PENDING))
+        .exec(db)
+        .await?;
+    Ok(res.rows_affected == 1)
+}
+
 /// How an active key is retired.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Retirement {
     /// Replaced by a re-registration: its deletion at KCP is pending, due at once
     /// ([`claim_key_deletion`]).
     Replaced,
-    /// Deleted by the merchant, after KCP deleted it: recorded as deleted there, the sealed key
-    /// erased.
+    /// Deleted by the merchant: no longer the customer's, and, as a replaced key, its deletion at
+    /// KCP pending, due at once (`Gateway::delete_customer` tries it before it answers).
     Deleted,
 }
 
@@ -157,17 +270,15 @@ pub async fn retire_key(
     let update = billing_key::Entity::update_many()
         .col_expr(billing_key::Column::UpdatedAt, Expr::value(now))
         .col_expr(billing_key::Column::DeletedAt, Expr::value(now));
-    let update = match how {
-        Retirement::Replaced => update
-            .col_expr(billing_key::Column::Status, Expr::value("replaced"))
-            .col_expr(billing_key::Column::PgDeleteNextAt, Expr::value(now))
-            .col_expr(billing_key::Column::PgDeleteTries, Expr::value(0))
-            .col_expr(billing_key::Column::PgDeleteLeaseUntil, Expr::value(0i64)),
-        Retirement::Deleted => {
-            deleted_at_pg(update, now).col_expr(billing_key::Column::Status, Expr::value("deleted"))
-        }
+    let status = match how {
+        Retirement::Replaced => "replaced",
+        Retirement::Deleted => "deleted",
     };
     let res = update
+        .col_expr(billing_key::Column::Status, Expr::value(status))
+        .col_expr(billing_key::Column::PgDeleteNextAt, Expr::value(now))
+        .col_expr(billing_key::Column::PgDeleteTries, Expr::value(0))
+        .col_expr(billing_key::Column::PgDeleteLeaseUntil, Expr::value(0i64))
         .filter(billing_key::Column::Id.eq(id))
         .filter(billing_key::Column::Status.eq("active"))
         .exec(db)
@@ -394,7 +505,10 @@ fn revocable() -> Condition {
         )
 }
 
-/// Moves a pending schedule to another time.
+/// Moves a pending schedule to another time: one not run yet, or one a run has claimed but not
+/// charged ([`revocable`], shown as `scheduled`), whose claim the move ends: the schedule is
+/// `scheduled` again, which no holder's write matches ([`held`]), so that run opens no charge,
+/// and the schedule is claimed afresh, with a new token, when the new time comes.
 pub async fn reschedule(
     db: &impl ConnectionTrait,
     id: i64,
@@ -403,9 +517,11 @@ pub async fn reschedule(
 ) -> Result<bool, DbErr> {
     let res = schedule::Entity::update_many()
         .col_expr(schedule::Column::ScheduleAt, Expr::value(at))
+        .col_expr(schedule::Column::Status, Expr::value("scheduled"))
+        .col_expr(schedule::Column::LeaseUntil, Expr::value(0))
         .col_expr(schedule::Column::UpdatedAt, Expr::value(now))
         .filter(schedule::Column::Id.eq(id))
-        .filter(schedule::Column::Status.eq("scheduled"))
+        .filter(revocable())
         .exec(db)
         .await?;
     Ok(res.rows_affected == 1)
@@ -427,10 +543,12 @@ fn due(now: i64) -> Condition {
 }
 
 /// Claims up to `limit` due schedules for this instance in one statement and returns them,
-/// oldest first. On PostgreSQL the rows are picked `FOR UPDATE SKIP LOCKED`, so instances claiming
-/// at the same moment take disjoint batches instead of queuing on (and then losing) the same
-/// rows; a row another claim has committed meanwhile is re-checked against [`due`] and dropped.
-/// SQLite has one writer and no row locks: the UPDATE with its sub-select is atomic as it is.
+/// oldest first, each with the claim's token (one fresh value for the batch: a token only has to
+/// differ from the schedule's earlier ones, see [`held`]). On PostgreSQL the rows are picked
+/// `FOR UPDATE SKIP LOCKED`, so instances claiming at the same moment take disjoint batches
+/// instead of queuing on (and then losing) the same rows; a row another claim has committed
+/// meanwhile is re-checked against [`due`] and dropped. SQLite has one writer and no row locks:
+/// the UPDATE with its sub-select is atomic as it is.
 pub async fn claim_due_schedules(
     db: &impl ConnectionTrait,
     served: ServedMerchants,
@@ -443,6 +561,7 @@ pub async fn claim_due_schedules(
         backend,
         now,
         lease_until,
+        new_claim_token(),
         due_batch(backend, served, now, limit),
     ))
     .all(db)
@@ -495,11 +614,13 @@ fn claim_statement(
     backend: DbBackend,
     now: i64,
     lease_until: i64,
+    token: i64,
     which: impl IntoCondition,
 ) -> Statement {
     let mut update = schedule::Entity::update_many()
         .col_expr(schedule::Column::Status, Expr::value("executing"))
         .col_expr(schedule::Column::LeaseUntil, Expr::value(lease_until))
+        .col_expr(schedule::Column::ClaimToken, Expr::value(token))
         .col_expr(schedule::Column::UpdatedAt, Expr::value(now))
         .filter(which)
         .into_query();
@@ -507,18 +628,16 @@ fn claim_statement(
     backend.build(&update)
 }
 
-/// Extends the lease of a schedule this instance still holds: `held_until` (the lease its claim
-/// set) works as the owner's token, since a takeover always writes a later lease. False when the
-/// lease ran out and another instance claimed the schedule.
+/// Extends the lease of a schedule this instance still holds (`hold`). False when the lease ran
+/// out and another instance claimed the schedule, or the claim was ended (revoked, moved).
 pub async fn renew_lease(
     db: &impl ConnectionTrait,
-    id: i64,
-    held_until: i64,
+    hold: HeldSchedule,
     lease_until: i64,
 ) -> Result<bool, DbErr> {
     let res = schedule::Entity::update_many()
         .col_expr(schedule::Column::LeaseUntil, Expr::value(lease_until))
-        .filter(held(id, held_until))
+        .filter(held(hold.id, hold.token))
         .exec(db)
         .await?;
     Ok(res.rows_affected == 1)
@@ -526,7 +645,7 @@ pub async fn renew_lease(
 
 /// Records the outcomes of charged schedules in one statement (the scheduler finishes a batch's
 /// schedules together, which saves a round trip and a commit per schedule). Each is recorded only
-/// while this instance's lease (`held_until`) is still its lease; returns the ids that were.
+/// while this instance's claim (`token`) still holds it; returns the ids that were.
 pub async fn finish_schedules(
     db: &impl ConnectionTrait,
     done: &[FinishedSchedule],
@@ -542,7 +661,7 @@ pub async fn finish_schedules(
     let executed_at = by_id(|f| f.executed_at.into());
     let held_any = done
         .iter()
-        .fold(Condition::any(), |any, f| any.add(held(f.id, f.held_until)));
+        .fold(Condition::any(), |any, f| any.add(held(f.id, f.token)));
     let mut update = schedule::Entity::update_many()
         .col_expr(schedule::Column::Status, Expr::value("executed"))
         .col_expr(
@@ -661,8 +780,8 @@ pub struct ResolvedCharge<'a> {
 #[derive(Debug, Clone)]
 pub struct FinishedSchedule {
     pub id: i64,
-    /// The lease that made this instance the holder.
-    pub held_until: i64,
+    /// The token of the claim that made this instance the holder ([`held`]).
+    pub token: i64,
     pub imp_uid: Option<String>,
     /// iamport's status of the payment: `paid` or `failed`, or that of a payment a takeover adopts.
     pub payment_status: &'static str,
@@ -688,38 +807,87 @@ pub async fn schedule_payment_cancelled(
 }
 
 /// Gives a claimed schedule back (its outcome is still open): another run picks it up at
-/// `retry_at`. Like [`finish_schedules`], only while `held_until` is still the lease.
+/// `retry_at`. Like [`finish_schedules`], only while `hold` still holds it.
 pub async fn release_schedule(
     db: &impl ConnectionTrait,
-    id: i64,
-    held_until: i64,
+    hold: HeldSchedule,
     retry_at: i64,
 ) -> Result<bool, DbErr> {
     let res = schedule::Entity::update_many()
         .col_expr(schedule::Column::LeaseUntil, Expr::value(retry_at))
-        .filter(held(id, held_until))
+        .filter(held(hold.id, hold.token))
         .exec(db)
         .await?;
     Ok(res.rows_affected == 1)
 }
 
-/// The schedule `id` while the lease `held_until` is its current one. A claim sets the lease to its
-/// time plus the lease length, and a new claim is only possible after the old lease has run out, so
-/// lease values only grow: each is one holder's token.
-pub(super) fn held(id: i64, held_until: i64) -> Condition {
+/// The schedule `id` while the claim whose token is `token` holds it: each claim writes a fresh
+/// random token ([`new_claim_token`]), so no later claim (a takeover after the lease, a retry
+/// after a revoke) leaves an earlier holder matching. The lease's end used to be the token, and
+/// two claims in the same second wrote the same one: an instance whose claim the merchant revoked
+/// and retried within that second could still open a charge the retry's run was making.
+pub(super) fn held(id: i64, token: i64) -> Condition {
     Condition::all()
         .add(schedule::Column::Id.eq(id))
         .add(schedule::Column::Status.eq("executing"))
-        .add(schedule::Column::LeaseUntil.eq(held_until))
+        .add(schedule::Column::ClaimToken.eq(token))
 }
 
-/// A schedule an instance has claimed: its id and the lease its claim wrote, which is the holder's
-/// token (see [`held`]). A scheduled charge carries it so that the write opening the charge is
-/// conditional on it ([`record_schedule_charge`]).
+/// A claim's token: random and never 0 (a schedule never claimed).
+pub fn new_claim_token() -> i64 {
+    use rand::Rng;
+    rand::thread_rng().gen_range(1..=i64::MAX)
+}
+
+/// A schedule an instance has claimed: its id and its claim's token (see [`held`]). A scheduled
+/// charge carries it so that the write opening the charge is conditional on it
+/// ([`record_schedule_charge`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HeldSchedule {
     pub id: i64,
-    pub held_until: i64,
+    pub token: i64,
+}
+
+impl HeldSchedule {
+    /// The hold of a schedule as its claim returned it.
+    pub fn of(claimed: &schedule::Model) -> Self {
+        Self {
+            id: claimed.id,
+            token: claimed.claim_token,
+        }
+    }
+}
+
+/// Gives up a claim whose run opened no charge, the schedule restored to `prior` (as it was
+/// before the claim: failed or revoked, with its last run): for `…/retry`, which answers that the
+/// retry failed, so nothing may run the schedule later. Only while `hold` holds it and it names no
+/// payment; false otherwise (the claim ended, or its charge opened and the schedule follows that
+/// payment).
+pub async fn give_up_claim(
+    db: &impl ConnectionTrait,
+    hold: HeldSchedule,
+    prior: &schedule::Model,
+) -> Result<bool, DbErr> {
+    let res = schedule::Entity::update_many()
+        .col_expr(schedule::Column::Status, Expr::value(prior.status.as_str()))
+        .col_expr(schedule::Column::ImpUid, Expr::value(prior.imp_uid.clone()))
+        .col_expr(
+            schedule::Column::PaymentStatus,
+            Expr::value(prior.payment_status.clone()),
+        )
+        .col_expr(
+            schedule::Column::FailReason,
+            Expr::value(prior.fail_reason.clone()),
+        )
+        .col_expr(schedule::Column::ExecutedAt, Expr::value(prior.executed_at))
+        .col_expr(schedule::Column::RevokedAt, Expr::value(prior.revoked_at))
+        .col_expr(schedule::Column::LeaseUntil, Expr::value(prior.lease_until))
+        .col_expr(schedule::Column::UpdatedAt, Expr::value(prior.updated_at))
+        .filter(held(hold.id, hold.token))
+        .filter(schedule::Column::ImpUid.is_null())
+        .exec(db)
+        .await?;
+    Ok(res.rows_affected == 1)
 }
 
 /// Records on a held schedule the imp_uid of the charge being opened for it; false (nothing
@@ -736,7 +904,7 @@ pub async fn record_schedule_charge(
 ) -> Result<bool, DbErr> {
     let res = schedule::Entity::update_many()
         .col_expr(schedule::Column::ImpUid, Expr::value(imp_uid))
-        .filter(held(hold.id, hold.held_until))
+        .filter(held(hold.id, hold.token))
         .exec(db)
         .await?;
     Ok(res.rows_affected == 1)
@@ -745,7 +913,7 @@ pub async fn record_schedule_charge(
 /// Whether the holder of `hold` still holds it.
 pub async fn still_held(db: &impl ConnectionTrait, hold: HeldSchedule) -> Result<bool, DbErr> {
     Ok(schedule::Entity::find()
-        .filter(held(hold.id, hold.held_until))
+        .filter(held(hold.id, hold.token))
         .count(db)
         .await?
         == 1)
@@ -820,7 +988,8 @@ pub async fn rearm_schedule(
     at: i64,
     now: i64,
 ) -> Result<bool, DbErr> {
-    let res = rearm(id, at, now)
+    let res = rearm(id, now)
+        .col_expr(schedule::Column::ScheduleAt, Expr::value(at))
         .col_expr(schedule::Column::Status, Expr::value("scheduled"))
         .col_expr(schedule::Column::LeaseUntil, Expr::value(0))
         .exec(db)
@@ -828,19 +997,26 @@ pub async fn rearm_schedule(
     Ok(res.rows_affected == 1)
 }
 
-/// Re-arms a failed or revoked schedule and claims it for this instance until `lease_until`, in
+/// Re-arms a failed or revoked schedule and claims it for this instance until `lease_until` with
+/// the claim token `token` ([`new_claim_token`]: the caller knows its claim even when the answer
+/// to this UPDATE is lost), in
 /// one conditional UPDATE (`…/retry`): re-armed and then claimed in two steps, the schedule was
 /// due in between, so the background scheduler could take it and the retry answered "not run".
-/// None when the schedule is not failed or revoked.
+/// Its `schedule_at` stays: a retry runs the schedule now (OpenAPI: "즉시 결제 재시도") without
+/// scheduling it for another time as `…/reschedule` does, so it stays where range listings put it,
+/// and `executed_at` tells when it ran; a claim needs no due time. None when the schedule is not
+/// failed or revoked.
 pub async fn rearm_and_claim(
     db: &impl ConnectionTrait,
     id: i64,
     now: i64,
     lease_until: i64,
+    token: i64,
 ) -> Result<Option<schedule::Model>, DbErr> {
-    let mut update = rearm(id, now, now)
+    let mut update = rearm(id, now)
         .col_expr(schedule::Column::Status, Expr::value("executing"))
         .col_expr(schedule::Column::LeaseUntil, Expr::value(lease_until))
+        .col_expr(schedule::Column::ClaimToken, Expr::value(token))
         .into_query();
     update.returning_all();
     schedule::Model::find_by_statement(db.get_database_backend().build(&update))
@@ -848,11 +1024,11 @@ pub async fn rearm_and_claim(
         .await
 }
 
-/// The UPDATE that clears a failed or revoked schedule's last run and sets it due at `at`; the
-/// caller sets its status and lease.
-fn rearm(id: i64, at: i64, now: i64) -> sea_orm::UpdateMany<schedule::Entity> {
+/// The UPDATE that clears a failed or revoked schedule's last run; the caller sets its status, its
+/// lease, and its time when it is scheduled again. (`service::schedules::rearmable` is the same
+/// condition, read from a schedule the service holds.)
+fn rearm(id: i64, now: i64) -> sea_orm::UpdateMany<schedule::Entity> {
     schedule::Entity::update_many()
-        .col_expr(schedule::Column::ScheduleAt, Expr::value(at))
         .col_expr(
             schedule::Column::ImpUid,
             Expr::value(Option::<String>::None),
@@ -899,6 +1075,7 @@ mod tests {
                 backend,
                 5,
                 125,
+                77,
                 due_batch(backend, ServedMerchants::All, 5, 4),
             )
             .to_string()
@@ -907,13 +1084,13 @@ mod tests {
         assert_eq!(
             sql(DbBackend::Postgres),
             format!(
-                r#"UPDATE "schedules" SET "status" = 'executing', "lease_until" = 125, "updated_at" = 5 WHERE "schedules"."id" = ANY(ARRAY (SELECT "schedules"."id" FROM "schedules" WHERE {due} ORDER BY "schedules"."schedule_at" ASC, "schedules"."id" ASC LIMIT 4 FOR UPDATE SKIP LOCKED)) RETURNING *"#
+                r#"UPDATE "schedules" SET "status" = 'executing', "lease_until" = 125, "claim_token" = 77, "updated_at" = 5 WHERE "schedules"."id" = ANY(ARRAY (SELECT "schedules"."id" FROM "schedules" WHERE {due} ORDER BY "schedules"."schedule_at" ASC, "schedules"."id" ASC LIMIT 4 FOR UPDATE SKIP LOCKED)) RETURNING *"#
             )
         );
         assert_eq!(
             sql(DbBackend::Sqlite),
             format!(
-                r#"UPDATE "schedules" SET "status" = 'executing', "lease_until" = 125, "updated_at" = 5 WHERE "schedules"."id" IN (SELECT "schedules"."id" FROM "schedules" WHERE {due} ORDER BY "schedules"."schedule_at" ASC, "schedules"."id" ASC LIMIT 4 ) RETURNING *"#
+                r#"UPDATE "schedules" SET "status" = 'executing', "lease_until" = 125, "claim_token" = 77, "updated_at" = 5 WHERE "schedules"."id" IN (SELECT "schedules"."id" FROM "schedules" WHERE {due} ORDER BY "schedules"."schedule_at" ASC, "schedules"."id" ASC LIMIT 4 ) RETURNING *"#
             )
         );
     }

@@ -25,7 +25,7 @@ use sea_orm::{
     SqlxSqliteConnector, Statement, TransactionTrait,
 };
 
-use sqlite::reader::SqliteReader;
+use sqlite::reader::{SqliteReader, SqliteSnapshot};
 use sqlite::writer::{SqliteTransaction, SqliteWriter};
 
 /// Database handles.
@@ -42,6 +42,8 @@ pub struct Db {
     pub write: Writer,
     /// What the migrations run on (sea-orm-migration needs a sqlx connection).
     schema: DatabaseConnection,
+    /// The read connections behind `read` on a SQLite file, for [`Db::read_snapshot`].
+    reader: Option<SqliteReader>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -91,6 +93,7 @@ impl Db {
                     read,
                     write: Writer::Sqlx(write.clone()),
                     schema: write,
+                    reader: None,
                 });
             }
             if url.contains("mode=rwc") {
@@ -108,10 +111,14 @@ impl Db {
             let path = opts.get_filename();
             let reader = SqliteReader::open(path)?;
             Ok(Self {
-                read: Database::connect_proxy(DbBackend::Sqlite, Arc::new(Box::new(reader)))
-                    .await?,
+                read: Database::connect_proxy(
+                    DbBackend::Sqlite,
+                    Arc::new(Box::new(reader.clone())),
+                )
+                .await?,
                 write: Writer::Sqlite(Arc::new(SqliteWriter::open(path)?)),
                 schema,
+                reader: Some(reader),
             })
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
             // No ping before each checkout: that is one more round trip to PostgreSQL per statement
@@ -130,10 +137,29 @@ impl Db {
                 read: conn.clone(),
                 write: Writer::Sqlx(conn.clone()),
                 schema: conn,
+                reader: None,
             })
         } else {
             Err(ConnectError::UnsupportedUrl)
         }
+    }
+
+    /// Reads that agree with each other: every statement run on the snapshot sees the database
+    /// as one moment left it, whatever commits meanwhile (a payment and its cancel history, a
+    /// page and its count). It costs a transaction, so reads that are one statement do without.
+    /// On a SQLite file, a deferred read transaction on one reader connection (no I/O, no lock on
+    /// the writer); on PostgreSQL a `REPEATABLE READ, READ ONLY` transaction.
+    pub async fn read_snapshot(&self) -> Result<ReadSnapshot, DbErr> {
+        if let Some(reader) = &self.reader {
+            return Ok(ReadSnapshot::Sqlite(reader.snapshot()?));
+        }
+        let txn = self.read.begin().await?;
+        if txn.get_database_backend() == DbBackend::Postgres {
+            // PostgreSQL's default, READ COMMITTED, takes a new snapshot for every statement.
+            txn.execute_unprepared("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+                .await?;
+        }
+        Ok(ReadSnapshot::Sqlx(txn))
     }
 
     pub async fn migrate(&self) -> Result<(), DbErr> {
@@ -211,6 +237,31 @@ impl Writer {
     }
 }
 
+/// A read snapshot ([`Db::read_snapshot`]); it ends when dropped, or with [`ReadSnapshot::end`].
+#[derive(Debug)]
+pub enum ReadSnapshot {
+    Sqlx(DatabaseTransaction),
+    Sqlite(SqliteSnapshot),
+}
+
+impl ReadSnapshot {
+    /// Ends the read transaction now (on sqlx, dropping it would leave its rollback to the
+    /// connection's next use).
+    pub async fn end(self) -> Result<(), DbErr> {
+        match self {
+            ReadSnapshot::Sqlx(t) => t.commit().await,
+            ReadSnapshot::Sqlite(_) => Ok(()),
+        }
+    }
+
+    fn connection(&self) -> &dyn ConnectionTrait {
+        match self {
+            ReadSnapshot::Sqlx(t) => t,
+            ReadSnapshot::Sqlite(s) => s,
+        }
+    }
+}
+
 /// What a transaction run by [`Writer::transact`] decided, with its answer.
 #[derive(Debug)]
 pub enum Decided<T> {
@@ -278,6 +329,7 @@ macro_rules! delegate_connection {
 delegate_connection!(Writer);
 delegate_connection!(WriteTransaction);
 delegate_connection!(Within<'_>);
+delegate_connection!(ReadSnapshot);
 
 /// `SELECT *` for a query of whole rows. sea-query otherwise writes out and quotes every column of
 /// the entity (about 60 for a payment) on every call, which profiled at ≈ 20 % of a lookup's CPU;

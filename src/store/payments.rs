@@ -285,7 +285,8 @@ fn sorted(
         .order_by(payment::Column::Id, order)
 }
 
-/// One page (1-based) and the total count.
+/// One page (1-based) and the total count: two statements, which agree only on a read snapshot
+/// (`Db::read_snapshot`).
 pub async fn page(
     db: &impl ConnectionTrait,
     q: &PaymentQuery,
@@ -382,6 +383,26 @@ pub async fn write_held_attempt(
     let res = pg_attempt::Entity::update_many()
         .set(changes)
         .filter(still_held(held))
+        .exec(db)
+        .await?;
+    Ok(res.rows_affected == 1)
+}
+
+/// Moves the lease of the open attempt `current` (as just read) to `lease_until`, whoever holds
+/// it, while it still waits for `order_no`: for a holder to whom KCP confirmed its call after the
+/// attempt was taken over (service/attempts.rs `take_over_confirmed`). Conditional on the lease
+/// read, so of two such holders one wins, and the one it replaces finds every later write of its
+/// own refused. False when the attempt moved meanwhile.
+pub async fn take_over_attempt(
+    db: &impl ConnectionTrait,
+    current: &pg_attempt::Model,
+    order_no: &str,
+    lease_until: i64,
+) -> Result<bool, DbErr> {
+    let res = pg_attempt::Entity::update_many()
+        .col_expr(pg_attempt::Column::LeaseUntil, Expr::value(lease_until))
+        .filter(still_held(current))
+        .filter(pg_attempt::Column::OrderNo.eq(order_no))
         .exec(db)
         .await?;
     Ok(res.rows_affected == 1)
@@ -1030,7 +1051,14 @@ fn refusing_prepare(q: &mut SqlText, a: &Admitted<'_>) {
 }
 
 /// `SELECT billing_keys.* FROM billing_keys WHERE` the customer_uid's active key: the rows of
-/// `billing::active_key_query`.
+/// `billing::active_key_query`; on PostgreSQL `FOR SHARE`. The charge that reads the key holds it
+/// locked until it commits, so a re-registration or a delete, which retires the key with an
+/// `UPDATE` of its row, waits for the charge to be written: its deletion at KCP then sees the
+/// charge open and waits for it to settle (service/retired_keys.rs). Unlocked, the key could be
+/// retired and deleted at KCP between this read and the commit (the charge not yet visible to the
+/// deletion's check), and the charge then sent with a key KCP no longer holds. A key retired while
+/// the charge waits for the lock is read again as it now is, not active, and the charge does not
+/// open with it. SQLite's one writer runs the two writes one after the other.
 fn active_key_select(q: &mut SqlText, merchant_id: i64, customer_uid: &str) {
     let t = &table::<billing_key::Entity>();
     q.sql("SELECT ");
@@ -1045,6 +1073,9 @@ fn active_key_select(q: &mut SqlText, merchant_id: i64, customer_uid: &str) {
         .column(t, billing_key::Column::Status.as_str())
         .sql(" = ")
         .literal("active");
+    if q.backend() == DbBackend::Postgres {
+        q.sql(" FOR SHARE");
+    }
 }
 
 /// `INSERT INTO payments (…) SELECT …[, extra…] [FROM sources] WHERE NOT EXISTS (a prepared row
@@ -1149,7 +1180,7 @@ fn open_charge_statement(
             .sql(" = ")
             .literal("executing");
         q.sql(" AND ")
-            .eq(t, schedule::Column::LeaseUntil.as_str(), hold.held_until);
+            .eq(t, schedule::Column::ClaimToken.as_str(), hold.token);
         q.sql(" AND NOT EXISTS (");
         refusing_prepare(&mut q, admitted);
         q.sql(")");

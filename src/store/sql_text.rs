@@ -28,6 +28,11 @@ impl SqlText {
         }
     }
 
+    /// The database the statement is written for.
+    pub(super) fn backend(&self) -> DbBackend {
+        self.backend
+    }
+
     /// SQL written as given: keywords and punctuation, never a value.
     pub(super) fn sql(&mut self, text: &str) -> &mut Self {
         self.sql.push_str(text);

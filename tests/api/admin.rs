@@ -36,6 +36,134 @@ async fn a_merchant_token_never_sees_another_merchants_payment_but_the_operator_
     assert_eq!(body["response"]["total"], 1);
 }
 
+/// Two merchants both pay `order-1`: a merchant_uid names a payment only within its merchant, so
+/// the operator names the merchant (`merchant_id`) to look one up, and is told whose each payment
+/// is; merchants' answers stay iamport's.
+#[tokio::test]
+async fn the_operator_names_the_merchant_of_a_merchant_uid_and_is_told_whose_each_payment_is() {
+    let app = spawn_app().await;
+    let demo = app.token().await;
+    let (key, secret) = app.second_merchant().await;
+    let other = app.token_for(&key, &secret).await;
+    let demo_paid = app.paid(&demo, "order-1", 1000).await;
+    let other_paid = app.paid(&other, "order-1", 2000).await;
+    let (_, merchants) = app.get("/admin/merchants", Some(ADMIN_TOKEN)).await;
+    let id_of = |imp_key: &str| {
+        merchants["response"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["imp_key"] == imp_key)
+            .unwrap()["id"]
+            .as_i64()
+            .unwrap()
+    };
+    let (demo_id, other_id) = (
+        id_of(openport::service::merchants::DEMO_IMP_KEY),
+        id_of(&key),
+    );
+
+    // Without a merchant, a merchant_uid lookup is refused rather than answered with either.
+    for path in [
+        "/payments?merchant_uid[]=order-1",
+        "/payments/find/order-1",
+        "/payments/find/order-1/paid",
+        "/payments/findAll/order-1",
+        "/payments/findAll/order-1/paid",
+    ] {
+        let (status, body) = app.get(path, Some(ADMIN_TOKEN)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{path}: {body}");
+        assert_eq!(body["code"], -1, "{path}");
+        assert!(
+            body["message"].as_str().unwrap().contains("merchant_id"),
+            "{path}: {body}"
+        );
+    }
+    // Naming it finds that merchant's payment, and says whose it is.
+    for (id, paid) in [(demo_id, &demo_paid), (other_id, &other_paid)] {
+        let (status, body) = app
+            .get(
+                &format!("/payments?merchant_uid[]=order-1&merchant_id={id}"),
+                Some(ADMIN_TOKEN),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let list = body["response"].as_array().unwrap();
+        assert_eq!(list.len(), 1, "{body}");
+        assert_eq!(list[0]["imp_uid"], paid["imp_uid"]);
+        assert_eq!(list[0]["merchant_id"], id);
+        let (_, found) = app
+            .get(
+                &format!("/payments/find/order-1/paid?merchant_id={id}"),
+                Some(ADMIN_TOKEN),
+            )
+            .await;
+        assert_eq!(found["response"]["imp_uid"], paid["imp_uid"], "{found}");
+        assert_eq!(found["response"]["merchant_id"], id);
+        let (_, all) = app
+            .get(
+                &format!("/payments/findAll/order-1?merchant_id={id}"),
+                Some(ADMIN_TOKEN),
+            )
+            .await;
+        assert_eq!(all["response"]["total"], 1, "{all}");
+        assert_eq!(all["response"]["list"][0]["imp_uid"], paid["imp_uid"]);
+    }
+    // Listings of every merchant say whose each payment is; merchant_id narrows them.
+    let (_, listed) = app.get("/payments/status/all", Some(ADMIN_TOKEN)).await;
+    let mut owners: Vec<i64> = listed["response"]["list"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["merchant_id"].as_i64().unwrap())
+        .collect();
+    owners.sort_unstable();
+    let mut expected = vec![demo_id, other_id];
+    expected.sort_unstable();
+    assert_eq!(owners, expected, "{listed}");
+    let (_, narrowed) = app
+        .get(
+            &format!("/payments/status/paid?merchant_id={other_id}"),
+            Some(ADMIN_TOKEN),
+        )
+        .await;
+    assert_eq!(narrowed["response"]["total"], 1, "{narrowed}");
+    assert_eq!(
+        narrowed["response"]["list"][0]["imp_uid"],
+        other_paid["imp_uid"]
+    );
+    // An imp_uid is unique across merchants: no merchant needed, one of another merchant is not
+    // found when a merchant is named.
+    let both = format!(
+        "/payments?imp_uid[]={}&imp_uid[]={}",
+        demo_paid["imp_uid"].as_str().unwrap(),
+        other_paid["imp_uid"].as_str().unwrap()
+    );
+    let (status, body) = app.get(&both, Some(ADMIN_TOKEN)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, _) = app
+        .get(
+            &format!(
+                "/payments/{}?merchant_id={demo_id}",
+                other_paid["imp_uid"].as_str().unwrap()
+            ),
+            Some(ADMIN_TOKEN),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    // A merchant's token reads its own payment whatever merchant_id says, in iamport's shape.
+    let (status, own) = app
+        .get(
+            &format!("/payments/find/order-1?merchant_id={demo_id}"),
+            Some(&other),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{own}");
+    assert_eq!(own["response"], other_paid, "{own}");
+    assert!(own["response"].get("merchant_id").is_none(), "{own}");
+}
+
 #[tokio::test]
 async fn admin_merchants_needs_the_operator_token_and_shows_no_secrets() {
     let app = spawn_app().await;

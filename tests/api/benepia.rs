@@ -18,7 +18,7 @@ async fn pay_points(
     app.post(
         "/benepia/payment",
         Some(token),
-        json!({"benepia_user": user, "benepia_password": password, "benepia_member_code": "BENE01",
+        json!({"benepia_user": user, "benepia_password": password, "benepia_member_code": BENEPIA_01.memcorp_cd,
                "merchant_uid": merchant_uid, "amount": amount, "name": "복지몰 상품",
                "buyer_name": "홍길동", "buyer_email": "buyer@example.com", "buyer_tel": "010-1234-5678",
                "channel_key": "channel-key-ignored"}),
@@ -131,7 +131,7 @@ async fn missing_benepia_fields_are_400_with_code_minus_1_naming_the_field() {
             "/benepia/payment",
             Some(&token),
             json!({"benepia_user": BENEPIA_01.id, "benepia_password": "pw-should-not-echo",
-                   "benepia_member_code": "BENE01", "merchant_uid": "bp-missing", "name": "x"}),
+                   "benepia_member_code": BENEPIA_01.memcorp_cd, "merchant_uid": "bp-missing", "name": "x"}),
         )
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
@@ -160,12 +160,45 @@ async fn credentials_kcp_cannot_take_are_400_before_anything_is_written() {
             .post(
                 "/benepia/point",
                 Some(&token),
-                json!({"benepia_user": user, "benepia_password": password, "benepia_member_code": "BENE01"}),
+                json!({"benepia_user": user, "benepia_password": password, "benepia_member_code": BENEPIA_01.memcorp_cd}),
             )
             .await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{user}: {body}");
     }
     let (status, _) = app.get("/payments/find/bp-bad", Some(&token)).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "no failed payment recorded");
+    assert!(app.sandbox.ledger().is_empty());
+}
+
+/// KCP takes a member company code of at most 4 characters (`pt_memcorp_cd String 4`, seed 003):
+/// a longer one is HTTP 400 naming the field, before a payment is recorded or KCP called.
+#[tokio::test]
+async fn a_benepia_member_code_over_4_bytes_is_400_before_anything_is_written() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let credentials = json!({"benepia_user": BENEPIA_01.id, "benepia_password": BENEPIA_01.password,
+                             "benepia_member_code": "B0001"});
+    let mut payment = credentials.clone();
+    payment.as_object_mut().unwrap().extend(
+        json!({"merchant_uid": "bp-code", "amount": 1000, "name": "복지몰 상품"})
+            .as_object()
+            .unwrap()
+            .clone(),
+    );
+    for (path, body) in [
+        ("/benepia/point", credentials),
+        ("/benepia/payment", payment),
+    ] {
+        let (status, answer) = app.post(path, Some(&token), body).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{path}: {answer}");
+        assert_eq!(answer["code"], -1, "{answer}");
+        let message = answer["message"].as_str().unwrap();
+        assert!(
+            message.contains("benepia_member_code") && message.contains("4바이트"),
+            "{answer}"
+        );
+    }
+    let (status, _) = app.get("/payments/find/bp-code", Some(&token)).await;
     assert_eq!(status, StatusCode::NOT_FOUND, "no failed payment recorded");
     assert!(app.sandbox.ledger().is_empty());
 }
@@ -397,7 +430,7 @@ async fn the_benepia_password_never_appears_in_logs_or_answers() {
             "/benepia/point",
             Some(&token),
             json!({"benepia_user": BENEPIA_01.id, "benepia_password": secret,
-                   "benepia_member_code": "BENE01"}),
+                   "benepia_member_code": BENEPIA_01.memcorp_cd}),
         )
         .await;
     assert_eq!(body["code"], 1, "{body}");
@@ -427,7 +460,7 @@ async fn a_partial_point_cancel_of_a_payment_with_a_long_name_reapproves_the_res
             "/benepia/payment",
             Some(&token),
             json!({"benepia_user": BENEPIA_01.id, "benepia_password": BENEPIA_01.password,
-                   "benepia_member_code": "BENE01", "merchant_uid": "bp-long", "amount": 10_000,
+                   "benepia_member_code": BENEPIA_01.memcorp_cd, "merchant_uid": "bp-long", "amount": 10_000,
                    "name": name}),
         )
         .await;
@@ -449,7 +482,7 @@ async fn a_refused_reapproval_cancels_everything_and_says_so_with_code_0_and_a_c
             "/benepia/payment",
             Some(&token),
             json!({"benepia_user": BENEPIA_01.id, "benepia_password": BENEPIA_01.password,
-                   "benepia_member_code": "BENE01", "merchant_uid": "bp-stra-refused",
+                   "benepia_member_code": BENEPIA_01.memcorp_cd, "merchant_uid": "bp-stra-refused",
                    "amount": 10_000, "name": "복지몰 상품", "buyer_name": "홍길동",
                    "notice_url": hooks.url("/hook")}),
         )
@@ -685,4 +718,140 @@ async fn a_partial_point_cancel_kcp_says_is_already_cancelled_is_left_to_the_ope
     );
     assert_eq!(balance(&app, BENEPIA_01.id), 100_000, "nothing re-approved");
     assert_eq!(app.sandbox.ledger().len(), 1, "no re-approval");
+}
+
+/// KCP confirms a partial point cancel's STSC to its request while the resolver, which took the
+/// attempt over, still waits for its inquiry's stale "approved" of the old tno. The request goes
+/// on with the re-approval: never closed as "not applied" with every point back at the member.
+#[tokio::test]
+async fn an_stsc_kcp_confirms_while_the_resolver_still_inquires_is_followed_by_its_reapproval() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let p = paid_with_points(&app, &token, "bp-stsc-held", 10_000).await;
+    app.sandbox
+        .inject(FaultRule::new(paths::CANCEL, Fault::Delay { ms: 1000 }).when("mod_type", "STSC"));
+    let imp_uid = p["imp_uid"].clone();
+    let request = app
+        .http
+        .post(app.url("/payments/cancel"))
+        .header("Authorization", &token)
+        .json(&json!({"imp_uid": imp_uid, "amount": 3_000}));
+    let request =
+        tokio::spawn(async move { TestApp::read(request.send().await.expect("request")).await });
+    crate::ownership::until_the_faults_are_used(&app).await;
+    // Past the request's lease: the resolver takes the cancel over and asks KCP about the old
+    // tno before the STSC is applied; the answer arrives after KCP confirmed the STSC.
+    app.advance(SETTLE_SECS + 10);
+    app.sandbox.inject(FaultRule::new(
+        paths::INQUIRY,
+        Fault::SlowAnswer { ms: 1300 },
+    ));
+    let gateway = app.app.gateway.clone();
+    let resolver = tokio::spawn(async move { gateway.resolve_due(10).await });
+
+    let (_, body) = request.await.unwrap();
+    assert_eq!(resolver.await.unwrap().unwrap(), 1);
+    app.resolve_all().await;
+    assert_eq!(body["code"], 0, "{body}");
+    let now = payment(&app, &token, &p["imp_uid"]).await;
+    assert_eq!(now["cancel_amount"], 3_000, "{now}");
+    assert_eq!(balance(&app, BENEPIA_01.id), 93_000);
+    app.assert_ledger_agrees().await;
+}
+
+/// The same STSC confirmed only after the resolver closed the attempt as not applied: the member
+/// has every point back and the record does not say so. Never answered "not cancelled": a
+/// conflict for the operator, and the payment takes no cancel until it is reconciled.
+#[tokio::test]
+async fn an_stsc_kcp_confirms_after_the_resolver_closed_it_as_not_applied_is_a_conflict() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let p = paid_with_points(&app, &token, "bp-stsc-late", 10_000).await;
+    app.sandbox
+        .inject(FaultRule::new(paths::CANCEL, Fault::Delay { ms: 1000 }).when("mod_type", "STSC"));
+    let imp_uid = p["imp_uid"].clone();
+    let request = app
+        .http
+        .post(app.url("/payments/cancel"))
+        .header("Authorization", &token)
+        .json(&json!({"imp_uid": imp_uid, "amount": 3_000}));
+    let request =
+        tokio::spawn(async move { TestApp::read(request.send().await.expect("request")).await });
+    crate::ownership::until_the_faults_are_used(&app).await;
+    app.advance(SETTLE_SECS + 10);
+    assert_eq!(app.app.gateway.resolve_due(10).await.unwrap(), 1);
+
+    let (_, body) = request.await.unwrap();
+    assert_eq!(body["code"], 1, "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("PG사에서는 취소되었으나"),
+        "{body}"
+    );
+    assert_eq!(
+        balance(&app, BENEPIA_01.id),
+        100_000,
+        "KCP cancelled it all"
+    );
+    let conflicts = app.app.gateway.conflict_attempts(10).await.unwrap();
+    assert_eq!(conflicts.len(), 1, "{conflicts:?}");
+    assert_eq!(conflicts[0].imp_uid, p["imp_uid"].as_str().unwrap());
+    let again = cancel(&app, &token, &p["imp_uid"], Some(1_000)).await;
+    assert!(
+        again["message"].as_str().unwrap().contains("운영자 확인"),
+        "held for the operator: {again}"
+    );
+}
+
+/// A partial point cancel's STSC that KCP applies after the resolver closed it as not applied has
+/// given every point back while the record shows the payment whole: the second look finds the
+/// tno cancelled at KCP and leaves it to the operator (a re-approval an hour after the merchant
+/// was told "not cancelled" would be a guess), holding further cancels meanwhile.
+#[tokio::test]
+async fn an_stsc_kcp_applies_after_it_was_closed_as_not_applied_is_found_by_a_second_look_as_a_conflict(
+) {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let p = paid_with_points(&app, &token, "bp-stsc-later", 10_000).await;
+    app.sandbox.inject(
+        FaultRule::new(
+            paths::CANCEL,
+            Fault::Delay {
+                ms: crate::helpers::KCP_TIMEOUT_MS + 2500,
+            },
+        )
+        .when("mod_type", "STSC"),
+    );
+    let c = cancel(&app, &token, &p["imp_uid"], Some(3_000)).await;
+    assert_eq!(c["code"], 1, "{c}");
+    app.advance(SETTLE_SECS + 20);
+    app.app.gateway.resolve_due(10).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(3000)).await;
+    assert_eq!(
+        balance(&app, BENEPIA_01.id),
+        100_000,
+        "KCP applied it since"
+    );
+    assert!(app
+        .app
+        .gateway
+        .conflict_attempts(10)
+        .await
+        .unwrap()
+        .is_empty());
+
+    app.advance(30 * SETTLE_SECS);
+    app.resolve_all().await;
+    let conflicts = app.app.gateway.conflict_attempts(10).await.unwrap();
+    assert_eq!(conflicts.len(), 1, "{conflicts:?}");
+    assert_eq!(conflicts[0].kind, openport::service::cancel_recheck::KIND);
+    assert_eq!(conflicts[0].imp_uid, p["imp_uid"].as_str().unwrap());
+    let again = cancel(&app, &token, &p["imp_uid"], Some(1_000)).await;
+    assert!(
+        again["message"].as_str().unwrap().contains("운영자 확인"),
+        "held for the operator: {again}"
+    );
+    assert_eq!(app.sandbox.ledger().len(), 1, "nothing re-approved");
 }

@@ -256,37 +256,40 @@ async fn deleting_a_customer_deletes_the_key_at_kcp_and_refuses_later_charges() 
     assert_eq!(row.batch_key_sealed, "", "a key KCP deleted is not kept");
 }
 
-/// A delete whose answer was lost did delete the key at KCP: the retry meets "already deleted"
-/// and finishes the delete here (key gone, schedules revoked) instead of failing for ever.
+/// KCP deletes the key but its answer is lost: the customer is deleted all the same (its key
+/// retired here, nothing charges it), a second DELETE finds no customer as iamport answers, and
+/// the resolver finishes the deletion at KCP, which answers "already deleted".
 #[tokio::test]
-async fn a_delete_retried_after_a_lost_answer_finishes_the_delete() {
-    use kcp_sandbox::{paths, Fault, FaultRule};
+async fn a_delete_whose_kcp_answer_is_lost_answers_deleted_and_the_resolver_finishes_it_at_kcp() {
+    use kcp_sandbox::{paths, BatchKeyState, Fault, FaultRule};
     let app = spawn_app().await;
     let token = app.token().await;
     register(&app, &token, "cust-lost", test_cards::SHINHAN_CREDIT).await;
-    let delete = || async {
-        let res = app
-            .http
-            .delete(app.url("/subscribe/customers/cust-lost"))
-            .header("Authorization", &token)
-            .send()
-            .await
-            .unwrap();
-        TestApp::read(res).await.1
-    };
     app.sandbox.inject(
         FaultRule::new(paths::HUB_PAYMENT, Fault::LoseResponse)
             .when("tx_type", "10005010")
             .times(1),
     );
-    let lost = delete().await;
-    assert_eq!(lost["code"], 1, "outcome unknown: {lost}");
-    assert!(format!("{:?}", app.sandbox.batch_keys()[0].state)
-        .to_lowercase()
-        .contains("deleted"));
-    let retried = delete().await;
-    assert_eq!(retried["code"], 0, "{retried}");
-    assert_eq!(retried["response"]["customer_uid"], "cust-lost");
+
+    let lost = delete_customer(&app, &token, "cust-lost").await;
+
+    assert_eq!(lost["code"], 0, "deleted here: {lost}");
+    assert_eq!(lost["response"]["customer_uid"], "cust-lost");
+    assert_eq!(app.sandbox.batch_keys()[0].state, BatchKeyState::Deleted);
+    let (_, body) = again(&app, &token, "cust-lost", "sub-lost-delete", 1000).await;
+    assert_eq!(body["code"], 1, "{body}");
+    let retried = delete_customer(&app, &token, "cust-lost").await;
+    assert_eq!(retried["code"], 1, "already deleted: {retried}");
+    let row = &key_rows(&app, "cust-lost").await[0];
+    assert_eq!(row.status, "deleted");
+    assert_eq!(row.pg_deleted_at, None, "not confirmed by KCP: {row:?}");
+    assert!(row.pg_delete_next_at.is_some(), "{row:?}");
+
+    app.advance(openport::service::retired_keys::retry_backoff(1) + 1);
+    app.app.gateway.retry_key_deletions(10).await.unwrap();
+    let row = &key_rows(&app, "cust-lost").await[0];
+    assert!(row.pg_deleted_at.is_some(), "{row:?}");
+    assert_eq!(row.batch_key_sealed, "");
     let (_, body) = app
         .get("/subscribe/customers/cust-lost", Some(&token))
         .await;
@@ -305,12 +308,14 @@ pub async fn delete_customer(app: &TestApp, token: &str, uid: &str) -> Value {
     TestApp::read(res).await.1
 }
 
-/// The customer is re-registered while KCP is still deleting its old key for a DELETE: the
-/// DELETE that answers "deleted" deletes the new key too, so nothing can charge the customer.
+/// The customer is registered again while KCP is still deleting its old key for a DELETE: the
+/// delete retired that key (and revoked the schedules) before it called KCP, so the registration
+/// is a new customer after the delete, as if sent after it: the DELETE answers the customer it
+/// deleted, the new card stays registered and chargeable, and only the old key is deleted at KCP.
 #[tokio::test]
-async fn a_delete_racing_a_re_registration_deletes_the_new_key_too() {
+async fn a_registration_made_while_kcp_deletes_the_old_key_is_a_new_customer_after_the_delete() {
     use kcp_sandbox::{paths, BatchKeyState, Fault, FaultRule};
-    // KCP's delete is held long enough for the whole re-registration to run meanwhile.
+    // KCP's delete is held long enough for the whole registration to run meanwhile.
     let app = crate::helpers::spawn_app_with(|c| {
         c.kcp.timeout_ms = 4_000;
         c.resolver.settle_secs = 15;
@@ -333,33 +338,35 @@ async fn a_delete_racing_a_re_registration_deletes_the_new_key_too() {
         register(&app, &token, "cust-race", test_cards::SAMSUNG_CHECK).await
     };
     let (deleted, registered) = tokio::join!(delete, re_register);
+
     assert_eq!(registered["code"], 0, "{registered}");
     assert_eq!(deleted["code"], 0, "{deleted}");
-    assert_eq!(deleted["response"]["customer_uid"], "cust-race");
     assert_eq!(
-        deleted["response"]["card_number"], "555555******4444",
-        "the customer as it was when deleted: {deleted}"
+        deleted["response"]["card_number"], "411111******1111",
+        "the customer it deleted: {deleted}"
     );
-
     let (_, body) = app
         .get("/subscribe/customers/cust-race", Some(&token))
         .await;
-    assert_eq!(body["code"], 1, "no key left active: {body}");
-    let (_, body) = again(&app, &token, "cust-race", "sub-race", 1000).await;
-    assert_eq!(body["code"], 1, "{body}");
+    assert_eq!(
+        body["response"]["card_number"], "555555******4444",
+        "{body}"
+    );
+    let (_, paid) = again(&app, &token, "cust-race", "sub-race", 1000).await;
+    assert_eq!(paid["response"]["status"], "paid", "{paid}");
     let keys = app.sandbox.batch_keys();
-    assert_eq!(keys.len(), 2);
-    assert!(
-        keys.iter().all(|k| k.state == BatchKeyState::Deleted),
+    assert_eq!(
+        keys.iter().map(|k| k.state).collect::<Vec<_>>(),
+        [BatchKeyState::Deleted, BatchKeyState::Active],
         "{keys:?}"
     );
-    assert!(all_payments(&app).await.is_empty());
 }
 
-/// Two deletes of one customer at once: KCP deletes the key once, and both answer "deleted"
-/// (the later one finds the key already retired and nothing active left).
+/// Two deletes of one customer at once: one deletes it and answers "deleted", the other finds no
+/// customer left, as a delete sent after it would (iamport's answer to a deleted customer); KCP
+/// deletes the key.
 #[tokio::test]
-async fn two_deletes_of_one_customer_at_once_both_answer_deleted() {
+async fn two_deletes_of_one_customer_at_once_delete_it_once() {
     use kcp_sandbox::{paths, BatchKeyState, Fault, FaultRule};
     let app = spawn_app().await;
     let token = app.token().await;
@@ -377,13 +384,20 @@ async fn two_deletes_of_one_customer_at_once_both_answer_deleted() {
         delete_customer(&app, &token, "cust-twice").await
     };
     let (slow, fast) = tokio::join!(slow, fast);
-    assert_eq!(fast["code"], 0, "{fast}");
     assert_eq!(slow["code"], 0, "{slow}");
+    assert_eq!(fast["code"], 1, "{fast}");
+    assert_eq!(
+        fast["message"],
+        "요청하신 customer_uid(cust-twice)로 등록된 정보를 찾을 수 없습니다."
+    );
     let (_, body) = app
         .get("/subscribe/customers/cust-twice", Some(&token))
         .await;
     assert_eq!(body["code"], 1, "{body}");
     assert_eq!(app.sandbox.batch_keys()[0].state, BatchKeyState::Deleted);
+    assert!(key_rows(&app, "cust-twice").await[0]
+        .pg_deleted_at
+        .is_some());
 }
 
 #[tokio::test]
@@ -514,7 +528,7 @@ async fn onetime_with_a_customer_uid_pays_and_stores_the_card_as_a_billing_key()
     assert_eq!(again_body["response"]["status"], "paid");
 }
 
-async fn all_payments(app: &TestApp) -> Vec<openport::store::entity::payment::Model> {
+pub(crate) async fn all_payments(app: &TestApp) -> Vec<openport::store::entity::payment::Model> {
     openport::store::payments::all_payments(&app.app.gateway.db.read)
         .await
         .unwrap()
@@ -730,7 +744,7 @@ pub async fn key_rows(
 }
 
 /// The sandbox's record of the batch key a row holds sealed (found by its digest).
-fn kcp_state_of(
+pub(crate) fn kcp_state_of(
     app: &TestApp,
     row: &openport::store::entity::billing_key::Model,
 ) -> kcp_sandbox::BatchKeyState {
@@ -1088,7 +1102,7 @@ pub(crate) async fn refuse_commits_of_keys(app: &TestApp, customer_uid: &str) {
     execute(app, statements).await;
 }
 
-async fn execute(app: &TestApp, statements: Vec<String>) {
+pub(crate) async fn execute(app: &TestApp, statements: Vec<String>) {
     use sea_orm::ConnectionTrait;
     for sql in statements {
         app.app
@@ -1481,4 +1495,113 @@ async fn a_kcp_group_id_that_is_not_1_to_20_letters_and_digits_is_refused_and_no
         "{:?}",
         unknown.err()
     );
+}
+
+/// KCP refuses a batch key for a reason that is not the card (here the group id, 8301): the
+/// merchant is told KCP's code and message with `code 1`, not `code -1` "카드정보 인증에
+/// 실패하였습니다", which would send them checking the buyer's card; nothing is stored.
+#[tokio::test]
+async fn a_billing_key_refused_for_a_non_card_reason_is_code_1() {
+    // openport takes any 1–20 letters and digits; KCP's group is the site code and 7 digits.
+    let app = crate::helpers::spawn_app_with(|c| c.kcp.group_id = Some("T0000GROUP1".into())).await;
+    let token = app.token().await;
+
+    let body = register(&app, &token, "grp-refused", test_cards::SHINHAN_CREDIT).await;
+
+    assert_eq!(body["code"], 1, "{body}");
+    let message = body["message"].as_str().unwrap();
+    assert!(message.contains("[8301]"), "KCP's code: {body}");
+    assert!(!message.contains("카드정보"), "{body}");
+    assert!(body["response"].is_null(), "{body}");
+    assert!(key_rows(&app, "grp-refused").await.is_empty());
+    assert!(app.sandbox.batch_keys().is_empty());
+    // A card KCP refuses is still the card's fault: code -1.
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let (_, body) = app
+        .post(
+            "/subscribe/customers/card-refused",
+            Some(&token),
+            json!({"card_number": test_cards::SHINHAN_CREDIT, "expiry": future_expiry(),
+                   "birth": test_cards::WRONG_BIRTH, "pwd_2digit": "00"}),
+        )
+        .await;
+    assert_eq!(body["code"], -1, "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("카드정보 인증에 실패하였습니다."),
+        "{body}"
+    );
+}
+
+/// A re-registration commits while an `again` that read the old key is still writing its charge
+/// (PostgreSQL: a trigger holds the charge's statement in its attempt's insert): the old key must
+/// not be deleted at KCP before that charge is visible, or the charge goes out with a key KCP no
+/// longer holds and is refused. The charge holds the key's row locked until it commits, so the
+/// re-registration's retirement waits for it and the deletion then waits for the charge.
+#[tokio::test]
+async fn a_key_replaced_while_a_charge_with_it_is_being_written_is_not_deleted_under_it() {
+    use kcp_sandbox::BatchKeyState;
+    let app = spawn_app().await;
+    if !app.database_url.starts_with("postgres") {
+        return; // SQLite's one writer runs the charge's write and the replacement one by one
+    }
+    let token = app.token().await;
+    let first = register(&app, &token, "cust-writing", test_cards::SHINHAN_CREDIT).await;
+    assert_eq!(first["code"], 0, "{first}");
+    execute(
+        &app,
+        vec![
+            "CREATE FUNCTION slow_attempt() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
+             PERFORM pg_sleep(1.5); RETURN NEW; END $$"
+                .to_string(),
+            "CREATE TRIGGER slow_attempt BEFORE INSERT ON pg_attempts FOR EACH ROW \
+             WHEN (NEW.kind = 'approve') EXECUTE FUNCTION slow_attempt()"
+                .to_string(),
+        ],
+    )
+    .await;
+    let charging = {
+        let url = app.url("/subscribe/payments/again");
+        let http = app.http.clone();
+        let token = token.clone();
+        tokio::spawn(async move {
+            let res = http
+                .post(url)
+                .header("Authorization", token)
+                .json(
+                    &json!({"customer_uid": "cust-writing", "merchant_uid": "writing-1",
+                              "amount": 1000, "name": "정기결제"}),
+                )
+                .send()
+                .await
+                .unwrap();
+            TestApp::read(res).await.1
+        })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    let second = register(&app, &token, "cust-writing", test_cards::SAMSUNG_CHECK).await;
+    assert_eq!(second["code"], 0, "{second}");
+
+    let charged = charging.await.unwrap();
+    assert_eq!(charged["response"]["status"], "paid", "{charged}");
+    assert_eq!(
+        charged["response"]["card_number"], first["response"]["card_number"],
+        "charged with the key it read: {charged}"
+    );
+    execute(
+        &app,
+        vec!["DROP TRIGGER slow_attempt ON pg_attempts".to_string()],
+    )
+    .await;
+    app.advance(app.app.gateway.settings.lease_secs + 1);
+    app.app.gateway.retry_key_deletions(100).await.unwrap();
+    let old = &key_rows(&app, "cust-writing").await[0];
+    assert!(old.pg_deleted_at.is_some(), "deleted once settled: {old:?}");
+    let keys = app.sandbox.batch_keys();
+    assert_eq!(keys[0].state, BatchKeyState::Deleted);
+    assert_eq!(keys[1].state, BatchKeyState::Active);
+    app.assert_ledger_agrees().await;
 }

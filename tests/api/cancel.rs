@@ -677,3 +677,89 @@ async fn kcps_notice_of_a_cancel_made_on_its_side_is_checked_and_recorded() {
     assert_eq!(p["cancel_amount"], 2000, "{p}");
     app.assert_ledger_agrees().await;
 }
+
+/// KCP's success answer names another balance than the partial cancel planned (`rem_mny` 5,000
+/// after 3,000 of 10,000): nothing is recorded on its word. KCP is asked what it holds; here the
+/// plan's 7,000, so the cancel is recorded as planned.
+#[tokio::test]
+async fn a_cancel_answered_with_another_balance_is_checked_by_inquiry_before_it_is_recorded() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let p = app.paid(&token, "c-rem-odd", 10000).await;
+    app.sandbox.inject(FaultRule::new(
+        paths::CANCEL,
+        Fault::AnswerField {
+            field: "rem_mny".into(),
+            value: "5000".into(),
+        },
+    ));
+    // Changes nothing but shows whether KCP was asked.
+    app.sandbox
+        .inject(FaultRule::new(paths::INQUIRY, Fault::Delay { ms: 1 }));
+
+    let (_, body) = app
+        .post(
+            "/payments/cancel",
+            Some(&token),
+            json!({"imp_uid": p["imp_uid"], "amount": 3000}),
+        )
+        .await;
+
+    assert_eq!(body["code"], 0, "{body}");
+    assert_eq!(body["response"]["cancel_amount"], 3000, "{body}");
+    assert!(
+        app.sandbox.armed_faults().is_empty(),
+        "KCP's balance was inquired: {:?}",
+        app.sandbox.armed_faults()
+    );
+    assert_eq!(app.sandbox.ledger()[0].balance, 7000);
+    app.assert_ledger_agrees().await;
+}
+
+/// The same answer, and KCP's inquiry agrees with it: KCP holds 5,000, the plan 7,000. The cancel
+/// is KCP's, the record cannot say which: a conflict for the operator, answered as a cancel KCP
+/// made that the record disagrees with, and never recorded as planned.
+#[tokio::test]
+async fn a_cancel_kcp_confirms_for_another_balance_than_planned_is_a_conflict_not_recorded_as_planned(
+) {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let p = app.paid(&token, "c-rem-other", 10000).await;
+    let imp_uid = p["imp_uid"].as_str().unwrap();
+    for path in [paths::CANCEL, paths::INQUIRY] {
+        app.sandbox.inject(FaultRule::new(
+            path,
+            Fault::AnswerField {
+                field: "rem_mny".into(),
+                value: "5000".into(),
+            },
+        ));
+    }
+
+    let (_, body) = app
+        .post(
+            "/payments/cancel",
+            Some(&token),
+            json!({"imp_uid": imp_uid, "amount": 3000}),
+        )
+        .await;
+
+    assert_eq!(body["code"], 1, "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("PG사에서는 취소되었으나"),
+        "{body}"
+    );
+    assert_eq!(app.payment(&token, imp_uid).await["cancel_amount"], 0);
+    let conflicts = app.app.gateway.conflict_attempts(10).await.unwrap();
+    assert_eq!(conflicts.len(), 1, "{conflicts:?}");
+    assert!(
+        conflicts[0]
+            .result_message
+            .as_deref()
+            .is_some_and(|m| m.contains("KCP 잔액 5000")),
+        "{conflicts:?}"
+    );
+}

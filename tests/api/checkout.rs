@@ -158,6 +158,95 @@ async fn the_buyer_cancelling_in_the_window_fails_the_payment_without_a_charge()
     assert!(app.sandbox.ledger().is_empty());
 }
 
+/// The bank-transfer window's answer with the buyer's choice of cash receipt (`""`: none, `0`
+/// 소득공제용, `1` 지출증빙용) posted back to `Ret_URL`; the payment as the merchant sees it.
+async fn bank_transfer_with_cash_receipt(app: &TestApp, merchant_uid: &str, kind: &str) -> Value {
+    let (pay_url, fields) = hand_off(
+        app,
+        json!({"pay_method": "trans", "merchant_uid": merchant_uid, "amount": 3000}),
+    )
+    .await;
+    let (ret_url, result) = window_result(
+        app,
+        &pay_url,
+        &fields,
+        &[("bank", "BK20"), ("cash_receipt", kind), ("action", "pay")],
+    )
+    .await;
+    let answered = |name: &str| {
+        result
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+            .unwrap()
+    };
+    let asked = !kind.is_empty();
+    assert_eq!(answered("cash_yn"), if asked { "Y" } else { "N" });
+    assert_eq!(
+        answered("cash_tr_code"),
+        kind,
+        "KCP names the kind asked for"
+    );
+    let rsp = rsp_of(&post_form(app, &ret_url, &result).await);
+    assert_eq!(rsp["status"], "paid", "{rsp}");
+    payment_of(app, &rsp).await
+}
+
+#[tokio::test]
+async fn a_bank_transfer_whose_window_issued_a_cash_receipt_shows_it_issued() {
+    let app = spawn_app().await;
+    let issued = bank_transfer_with_cash_receipt(&app, "web-cash-1", "0").await;
+    assert_eq!(issued["cash_receipt_issued"], true, "{issued}");
+    let proof = bank_transfer_with_cash_receipt(&app, "web-cash-2", "1").await;
+    assert_eq!(proof["cash_receipt_issued"], true, "{proof}");
+    let none = bank_transfer_with_cash_receipt(&app, "web-cash-3", "").await;
+    assert_eq!(none["cash_receipt_issued"], false, "{none}");
+}
+
+/// KCP issues a virtual account's cash receipt for the cash received: asked for in the window,
+/// it shows issued once the deposit is in.
+#[tokio::test]
+async fn a_virtual_accounts_cash_receipt_shows_issued_once_the_deposit_is_in() {
+    let app = spawn_app().await;
+    let rsp = request_pay(
+        &app,
+        json!({"pay_method": "vbank", "merchant_uid": "web-cash-vbank", "amount": 5000}),
+        &[("bank", "BK04"), ("cash_receipt", "0"), ("action", "pay")],
+    )
+    .await;
+    assert_eq!(rsp["status"], "ready", "{rsp}");
+    let waiting = payment_of(&app, &rsp).await;
+    assert_eq!(
+        waiting["cash_receipt_issued"], false,
+        "nothing received yet"
+    );
+    let token = app.token().await;
+    crate::vbanks::deposit_until_paid(&app, &token, &waiting).await;
+    let paid = payment_of(&app, &rsp).await;
+    assert_eq!(paid["cash_receipt_issued"], true, "{paid}");
+}
+
+/// `cash_yn` comes back through the buyer's browser: on a card window, where KCP issues no cash
+/// receipt, a `Y` is not taken.
+#[tokio::test]
+async fn a_cash_receipt_answered_for_a_card_window_is_not_taken() {
+    let app = spawn_app().await;
+    let (pay_url, fields) = hand_off(
+        &app,
+        json!({"pay_method": "card", "merchant_uid": "web-cash-card", "amount": 1000}),
+    )
+    .await;
+    let (ret_url, mut result) = window_result(&app, &pay_url, &fields, &CARD_OK).await;
+    for (k, v) in result.iter_mut() {
+        if k == "cash_yn" {
+            *v = "Y".into();
+        }
+    }
+    let rsp = rsp_of(&post_form(&app, &ret_url, &result).await);
+    assert_eq!(rsp["status"], "paid", "{rsp}");
+    assert_eq!(payment_of(&app, &rsp).await["cash_receipt_issued"], false);
+}
+
 #[tokio::test]
 async fn bank_transfer_and_virtual_account_windows_are_paid_and_issued() {
     let app = spawn_app().await;
@@ -1103,6 +1192,40 @@ async fn a_billing_key_window_with_an_amount_shows_it_but_records_no_money_taken
         .get("/subscribe/customers/web-cust-amount", Some(&token))
         .await;
     assert_eq!(c["response"]["card_number"], "555555******4444", "{c}");
+}
+
+#[tokio::test]
+async fn cancelling_a_billing_key_windows_issue_payment_is_refused_as_nothing_to_cancel() {
+    let app = spawn_app().await;
+    let (pay_url, fields) = hand_off(
+        &app,
+        json!({"pg": "kcp_billing", "pay_method": "card", "merchant_uid": "web-billing-cancel",
+               "amount": 0, "customer_uid": "web-cust-cancel"}),
+    )
+    .await;
+    let rsp = through_window(&app, &pay_url, &fields, &MASTERCARD_OK).await;
+    assert_eq!(rsp["success"], true, "{rsp}");
+    let issued = payment_of(&app, &rsp).await;
+    assert_eq!(issued["customer_uid_usage"], "issue", "{issued}");
+    let token = app.token().await;
+
+    for by in [
+        json!({"imp_uid": issued["imp_uid"]}),
+        json!({"merchant_uid": "web-billing-cancel"}),
+    ] {
+        let (status, body) = app.post("/payments/cancel", Some(&token), by).await;
+        assert_eq!(status, reqwest::StatusCode::OK, "{body}");
+        assert_eq!(body["code"], 1, "{body}");
+        assert_eq!(
+            body["message"], "취소할 금액이 없습니다. (0원 결제건은 취소할 수 없습니다)",
+            "not 'no such payment': {body}"
+        );
+    }
+    assert_eq!(payment_of(&app, &rsp).await, issued, "nothing changed");
+    let (_, c) = app
+        .get("/subscribe/customers/web-cust-cancel", Some(&token))
+        .await;
+    assert_eq!(c["code"], 0, "the key stays: {c}");
 }
 
 #[tokio::test]

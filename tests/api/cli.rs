@@ -1,6 +1,6 @@
 //! The operator commands run as the built `openport` binary, as an operator runs them: `migrate`,
-//! `merchant create` / `merchant list` / `merchant set-group-id`, `sandbox issue-cert` and
-//! `sandbox fault`.
+//! `merchant create` / `merchant list` / `merchant set-group-id`, `attempt conflict`,
+//! `sandbox issue-cert` and `sandbox fault`.
 use std::path::Path;
 use std::process::Output;
 
@@ -627,4 +627,106 @@ async fn sandbox_fault_arms_the_rule_on_a_running_sandbox_and_a_rule_it_refuses_
         "{refused:?}"
     );
     assert!(sandbox.armed_faults().is_empty());
+}
+
+/// A cancel whose every inquiry KCP refuses stays open, and an open cancel blocks every API cancel
+/// of its payment: `attempt conflict` turns it into a conflict (refused while KCP may still be
+/// working on it), which holds the payment for the operator until `attempt reconciled`.
+#[tokio::test]
+async fn attempt_conflict_turns_a_cancel_inquiry_cannot_settle_into_a_conflict_the_operator_reconciles(
+) {
+    use kcp_sandbox::{paths, Fault, FaultRule};
+    let app = crate::helpers::spawn_app().await;
+    let token = app.token().await;
+    let p = app.paid(&token, "cli-stuck", 10000).await;
+    let imp_uid = p["imp_uid"].as_str().unwrap();
+    app.sandbox
+        .inject(FaultRule::new(paths::CANCEL, Fault::Drop));
+    app.sandbox
+        .inject(FaultRule::new(paths::INQUIRY, Fault::HttpStatus { status: 503 }).times(1000));
+    let cancel = || {
+        app.post(
+            "/payments/cancel",
+            Some(&token),
+            json!({"imp_uid": imp_uid, "amount": 3000}),
+        )
+    };
+    let (_, body) = cancel().await;
+    assert_eq!(body["code"], 1, "{body}");
+    let open = app.app.gateway.open_attempts(10).await.unwrap();
+    assert_eq!(open.len(), 1, "{open:?}");
+    let id = open[0].id.to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let args = [
+        "attempt",
+        "conflict",
+        "--id",
+        &id,
+        "--note",
+        "KCP answers 503",
+    ];
+
+    let early = run(dir.path(), &app.database_url, &args).await;
+    assert!(!early.status.success(), "refused before the settle delay");
+    assert!(
+        String::from_utf8_lossy(&early.stderr).contains("settle delay"),
+        "{}",
+        String::from_utf8_lossy(&early.stderr)
+    );
+    app.advance(crate::helpers::SETTLE_SECS + 20);
+    app.app.gateway.resolve_due(10).await.unwrap();
+    assert_eq!(app.app.gateway.open_attempts(10).await.unwrap().len(), 1);
+    let (_, blocked) = cancel().await;
+    assert!(
+        blocked["message"].as_str().unwrap().contains("처리 중"),
+        "{blocked}"
+    );
+
+    // The command runs on the host's clock, not the test's shifted one, with the default settle
+    // delay (120 s): the attempt is made that much older.
+    app.app
+        .gateway
+        .db
+        .write
+        .execute_unprepared(&format!(
+            "UPDATE pg_attempts SET created_at = created_at - 1000 WHERE id = {id}"
+        ))
+        .await
+        .unwrap();
+    let printed = run_ok(dir.path(), &app.database_url, &args).await;
+    assert!(printed.contains("is a conflict"), "{printed}");
+    assert!(app.app.gateway.open_attempts(10).await.unwrap().is_empty());
+    let conflicts = app.app.gateway.conflict_attempts(10).await.unwrap();
+    assert_eq!(conflicts.len(), 1, "{conflicts:?}");
+    assert!(
+        conflicts[0]
+            .result_message
+            .as_deref()
+            .is_some_and(|m| m.contains("KCP answers 503")),
+        "{conflicts:?}"
+    );
+    let (_, held) = cancel().await;
+    assert!(
+        held["message"].as_str().unwrap().contains("운영자 확인"),
+        "{held}"
+    );
+    // Settled already: a second verdict is refused.
+    assert!(!run(dir.path(), &app.database_url, &args)
+        .await
+        .status
+        .success());
+
+    // KCP's admin shows no cancel (the dropped one never reached it): reconciled, and the
+    // merchant's cancel goes through.
+    app.sandbox.clear_faults();
+    assert_eq!(app.sandbox.ledger()[0].balance, 10000);
+    app.app
+        .gateway
+        .mark_reconciled(conflicts[0].id, "no cancel in KCP's admin")
+        .await
+        .unwrap();
+    let (_, done) = cancel().await;
+    assert_eq!(done["code"], 0, "{done}");
+    assert_eq!(done["response"]["cancel_amount"], 3000);
+    app.assert_ledger_agrees().await;
 }

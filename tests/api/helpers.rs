@@ -2,14 +2,14 @@
 #![allow(dead_code)]
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::http::HeaderMap;
 
-use openport::clock::Clock;
+use openport::clock::{Clock, ClockControl};
 use openport::config::Config;
 use openport::service::merchants::{NewMerchant, DEMO_IMP_KEY, DEMO_IMP_SECRET};
 use openport::App;
@@ -57,7 +57,7 @@ pub struct TestApp {
     pub http: reqwest::Client,
     pub sandbox: kcp_sandbox::Sandbox,
     pub database_url: String,
-    offset: Arc<AtomicI64>,
+    clock: Arc<ClockControl>,
     _dir: Option<tempfile::TempDir>,
     /// Where `serve`'s first live merchant writes its credentials file in tests.
     pub credentials_dir: tempfile::TempDir,
@@ -142,7 +142,7 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
     config.sandbox.listen = "127.0.0.1:0".parse().unwrap();
     // In memory, as before the state file: a test that wants one names it.
     config.sandbox.state_file = Some(String::new());
-    config.resolver.interval_ms = 0; // tests drive the resolver themselves
+    config.background_jobs = false; // tests drive the resolver, scheduler and webhooks themselves
     config.resolver.settle_secs = SETTLE_SECS;
     config.kcp.timeout_ms = KCP_TIMEOUT_MS;
     config.kcp.site_cd = Some("T0000".into());
@@ -151,7 +151,7 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
     config.kcp.private_key_password = Some(SecretString::from(creds.passphrase.clone()));
     adjust(&mut config);
     let database_url = config.database_url.clone();
-    let (clock, offset) = Clock::shifted();
+    let (clock, control) = Clock::shifted();
     let credentials_dir = tempfile::tempdir().expect("tempdir");
     let seeding = openport::app::Seeding::FirstMerchant {
         credentials_dir: credentials_dir.path().to_path_buf(),
@@ -171,7 +171,7 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
         app,
         http: reqwest::Client::new(),
         sandbox,
-        offset,
+        clock: control,
         _dir: dir,
         credentials_dir,
     }
@@ -227,7 +227,13 @@ impl TestApp {
 
     /// Moves the clock of the gateway and the sandbox forward.
     pub fn advance(&self, secs: i64) {
-        self.offset.fetch_add(secs, Ordering::SeqCst);
+        self.clock.advance(secs);
+    }
+
+    /// Stops the clock of the gateway and the sandbox: from then on only [`Self::advance`] moves
+    /// it.
+    pub fn stop_clock(&self) {
+        self.clock.stop();
     }
 
     pub async fn token_for(&self, key: &str, secret: &str) -> String {

@@ -31,6 +31,43 @@ async fn a_payment_is_found_by_imp_uid_with_trailing_and_double_slashes_tolerate
 }
 
 #[tokio::test]
+async fn include_sandbox_is_read_as_every_other_boolean_of_the_api() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let p = app.paid(&token, "look-sandbox", 1000).await;
+    let imp_uid = p["imp_uid"].as_str().unwrap();
+    let lookup = |flag: &'static str| {
+        let (app, token) = (&app, &token);
+        async move {
+            app.get(
+                &format!("/payments/{imp_uid}?include_sandbox={flag}"),
+                Some(token),
+            )
+            .await
+        }
+    };
+    for hidden in ["false", "False", "FALSE", "0", "n", "no", "off"] {
+        let (status, body) = lookup(hidden).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{hidden}: {body}");
+    }
+    for shown in ["true", "True", "1", "yes", "on", ""] {
+        let (status, body) = lookup(shown).await;
+        assert_eq!(status, StatusCode::OK, "{shown}: {body}");
+        assert_eq!(body["response"]["imp_uid"], imp_uid);
+    }
+    let (status, body) = lookup("maybe").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["code"], -1);
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("include_sandbox"),
+        "{body}"
+    );
+}
+
+#[tokio::test]
 async fn a_multi_get_answers_207_when_some_are_missing_and_404_when_none_are_found() {
     let app = spawn_app().await;
     let token = app.token().await;
@@ -510,4 +547,128 @@ async fn a_path_that_is_not_utf8_is_a_400_with_the_envelope() {
             "{body}"
         );
     }
+}
+
+/// Sum of a Payment object's `cancel_history`.
+fn history_sum(p: &serde_json::Value) -> i64 {
+    p["cancel_history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["amount"].as_i64().unwrap())
+        .sum()
+}
+
+async fn cancel_part(app: &crate::helpers::TestApp, token: &str, imp_uid: &str, amount: i64) {
+    let (_, body) = app
+        .post(
+            "/payments/cancel",
+            Some(token),
+            serde_json::json!({"imp_uid": imp_uid, "amount": amount}),
+        )
+        .await;
+    assert_eq!(body["code"], 0, "{body}");
+}
+
+/// A lookup reads the payment, then its cancel history: a partial cancel committing in between
+/// (here: made after the payment was read) must not show the payment's old `cancel_amount` next
+/// to the new history.
+#[tokio::test]
+async fn a_payment_read_before_a_partial_cancel_is_answered_with_the_history_it_agrees_with() {
+    use openport::api::payment_json::PaymentAnnotation;
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let paid = app.paid(&token, "snap-1", 10000).await;
+    let imp_uid = paid["imp_uid"].as_str().unwrap();
+    cancel_part(&app, &token, imp_uid, 3000).await;
+    let gateway = &app.app.gateway;
+    let read = openport::store::payments::by_imp_uid(&gateway.db.read, None, imp_uid)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(read.cancel_amount, 3000);
+
+    cancel_part(&app, &token, imp_uid, 2000).await;
+    let shown = serde_json::to_value(PaymentAnnotation::from(
+        gateway.payment_record(read).await.unwrap(),
+    ))
+    .unwrap();
+
+    assert_eq!(shown["cancel_amount"], 5000, "{shown}");
+    assert_eq!(history_sum(&shown), 5000, "{shown}");
+}
+
+/// What the lookups rest on: statements run on a read snapshot see the database as it was at
+/// the first one, on SQLite (a reader connection's deferred transaction) and on PostgreSQL
+/// (REPEATABLE READ), while a cancel commits beside them.
+#[tokio::test]
+async fn a_read_snapshot_does_not_see_a_cancel_committed_after_its_first_read() {
+    use openport::store::payments;
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let paid = app.paid(&token, "snap-2", 10000).await;
+    let imp_uid = paid["imp_uid"].as_str().unwrap();
+    cancel_part(&app, &token, imp_uid, 3000).await;
+    let db = &app.app.gateway.db;
+
+    let snapshot = db.read_snapshot().await.unwrap();
+    let p = payments::by_imp_uid(&snapshot, None, imp_uid)
+        .await
+        .unwrap()
+        .unwrap();
+    cancel_part(&app, &token, imp_uid, 2000).await;
+    let history = payments::cancellations_of(&snapshot, &[p.id])
+        .await
+        .unwrap();
+    let again = payments::by_id(&snapshot, p.id).await.unwrap().unwrap();
+    snapshot.end().await.unwrap();
+
+    assert_eq!(p.cancel_amount, 3000);
+    assert_eq!(again.cancel_amount, 3000, "the payment as first read");
+    assert_eq!(history.iter().map(|c| c.amount).sum::<i64>(), 3000);
+    let now = payments::cancellations_of(&db.read, &[p.id]).await.unwrap();
+    assert_eq!(now.len(), 2, "outside the snapshot the cancel is there");
+}
+
+/// Lookups and lists made while partial cancels commit always show a `cancel_amount` that is
+/// the sum of the `cancel_history` beside it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn lookups_made_while_partial_cancels_commit_show_a_cancel_amount_their_history_sums_to() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let paid = app.paid(&token, "snap-3", 100_000).await;
+    let imp_uid = paid["imp_uid"].as_str().unwrap().to_string();
+    cancel_part(&app, &token, &imp_uid, 100).await;
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let look = |path: String| {
+        let (app, token, done) = (&app, &token, &done);
+        async move {
+            let mut seen = 0;
+            while !done.load(std::sync::atomic::Ordering::SeqCst) {
+                let (_, body) = app.get(&path, Some(token)).await;
+                let p = match &body["response"]["list"] {
+                    serde_json::Value::Array(list) => list[0].clone(),
+                    _ => body["response"].clone(),
+                };
+                assert_eq!(p["cancel_amount"].as_i64().unwrap(), history_sum(&p), "{p}");
+                seen += 1;
+            }
+            seen
+        }
+    };
+    let cancels = async {
+        for _ in 0..30 {
+            cancel_part(&app, &token, &imp_uid, 100).await;
+        }
+        done.store(true, std::sync::atomic::Ordering::SeqCst);
+    };
+    let (_, one, two, list) = tokio::join!(
+        cancels,
+        look(format!("/payments/{imp_uid}")),
+        look(format!("/payments/{imp_uid}")),
+        look("/payments/status/all".to_string()),
+    );
+    assert!(one > 0 && two > 0 && list > 0, "{one} {two} {list}");
+    let last = app.payment(&token, &imp_uid).await;
+    assert_eq!(last["cancel_amount"], 3100, "{last}");
 }

@@ -265,3 +265,48 @@ async fn upgrading_marks_replaced_keys_pending_deletion_at_kcp_and_deleted_ones_
         ]
     );
 }
+
+/// Migration `m20261205_000019`: a schedule an instance claimed before the upgrade has no claim
+/// token (0), and is taken over as before once its lease runs out; the takeover writes a token of
+/// its own, which the former holder does not hold.
+#[tokio::test]
+async fn upgrading_keeps_a_claimed_schedule_claimed_until_its_lease_runs_out() {
+    use openport::store::billing::{self, HeldSchedule, ServedMerchants};
+    let (url, _dir) = fresh_database().await;
+    let db = Database::connect(&url).await.unwrap();
+    Migrator::up(&db, Some(18)).await.unwrap();
+    insert_merchant(&db).await;
+    exec(
+        &db,
+        "INSERT INTO schedules (merchant_id, customer_uid, merchant_uid, schedule_at, amount, \
+         currency, status, lease_until, created_at, updated_at, card_quota) \
+         VALUES (1, 'c-1', 'held-1', 10, 1000, 'KRW', 'executing', 200, 1, 11, 0)",
+    )
+    .await
+    .unwrap();
+    Migrator::up(&db, None).await.unwrap();
+
+    let before = billing::schedule_by_uid(&db, 1, "held-1")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((before.claim_token, before.lease_until), (0, 200));
+    assert!(
+        billing::claim_due_schedules(&db, ServedMerchants::All, 150, 270, 10)
+            .await
+            .unwrap()
+            .is_empty(),
+        "the lease holds"
+    );
+    let taken = billing::claim_due_schedules(&db, ServedMerchants::All, 201, 321, 10)
+        .await
+        .unwrap();
+    assert_eq!(taken.len(), 1);
+    assert_ne!(taken[0].claim_token, 0);
+    assert!(!billing::still_held(&db, HeldSchedule::of(&before))
+        .await
+        .unwrap());
+    assert!(billing::still_held(&db, HeldSchedule::of(&taken[0]))
+        .await
+        .unwrap());
+}

@@ -327,3 +327,26 @@ async fn every_optional_query_parameter_is_documented_as_taking_an_empty_value_f
         assert_eq!(body["code"], 0, "{path}: {body}");
     }
 }
+
+#[tokio::test]
+async fn the_find_by_status_operation_says_its_sorting_does_not_pick_the_payment() {
+    // With a status the newest attempt by `started` is taken whatever `sorting` says (spec
+    // §4.1, tests/api/lookups.rs); the document must not promise a `sorting` it ignores.
+    let doc = document().await;
+    let op = &doc["paths"]["/payments/find/{merchant_uid}/{payment_status}"]["get"];
+    let text = format!("{} {}", op["summary"], op["description"]);
+    assert!(!text.contains("(by `sorting`)"), "{text}");
+    assert!(text.contains("newest by `started`"), "{text}");
+    let sorting = op["parameters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "sorting")
+        .expect("sorting is still read");
+    assert!(
+        sorting["description"]
+            .as_str()
+            .is_some_and(|d| d.starts_with("ignored")),
+        "{sorting}"
+    );
+}

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use kcp_sandbox::{paths, Fault, FaultRule, TransactionState};
 use openport::service::attempts::OpenAttempt;
+use openport::service::cancel_recheck;
 use openport::service::resolve::ABSENCE_RECHECK;
 use openport::store::entity::{cancellation, payment, pg_attempt, webhook_delivery};
 use openport::store::payments;
@@ -81,10 +82,12 @@ async fn only_attempt(app: &TestApp) -> pg_attempt::Model {
     all.remove(0)
 }
 
-/// Open attempts but the second looks, which are due an hour after their failure.
+/// Open attempts but the second looks, which are due an hour after their failure (or after a
+/// cancel closed as not applied).
 async fn open_but_second_looks(app: &TestApp) -> u64 {
     pg_attempt::Entity::find()
         .filter(pg_attempt::Column::Kind.ne(ABSENCE_RECHECK))
+        .filter(pg_attempt::Column::Kind.ne(cancel_recheck::KIND))
         .filter(pg_attempt::Column::State.is_in(payments::OPEN_STATES))
         .count(&app.app.gateway.db.read)
         .await
@@ -874,5 +877,114 @@ async fn an_instance_whose_clock_is_off_the_databases_claims_no_attempt_until_it
     gateway.record_clock_reading(judge(now, now, now.timestamp_millis(), 5_000));
     assert_eq!(gateway.resolve_due(10).await.unwrap(), 1);
     assert_eq!(app.payment(&token, &imp_uid).await["status"], "failed");
+    app.assert_ledger_agrees().await;
+}
+
+/// The resolver's inquiry is answered late (stale: KCP had not applied the cancel yet when it
+/// asked) while KCP confirms the cancel to its request meanwhile.
+fn slow_the_resolvers_inquiry(app: &TestApp) {
+    app.sandbox.inject(FaultRule::new(
+        paths::INQUIRY,
+        Fault::SlowAnswer { ms: 1300 },
+    ));
+}
+
+#[tokio::test]
+async fn a_cancel_kcp_confirms_while_the_resolver_still_inquires_is_recorded_never_closed_as_not_applied(
+) {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let paid = app.paid(&token, "own-cancel-held", 10000).await;
+    let imp_uid = paid["imp_uid"].as_str().unwrap().to_string();
+    app.sandbox.inject(FaultRule::new(
+        paths::CANCEL,
+        Fault::Delay {
+            ms: KCP_STILL_WORKING_MS,
+        },
+    ));
+    let request = app
+        .http
+        .post(app.url("/payments/cancel"))
+        .header("Authorization", &token)
+        .json(&json!({"imp_uid": imp_uid, "amount": 3000}));
+    let request =
+        tokio::spawn(async move { TestApp::read(request.send().await.expect("request")).await });
+    until_the_faults_are_used(&app).await;
+    // The resolver takes the cancel over; its inquiry is answered before KCP applies the cancel,
+    // but reaches it only after KCP confirmed the cancel to the request.
+    app.advance(PAST_THE_LEASE);
+    slow_the_resolvers_inquiry(&app);
+    let gateway = app.app.gateway.clone();
+    let resolver = tokio::spawn(async move { gateway.resolve_due(10).await });
+
+    let (_, body) = request.await.unwrap();
+    assert_eq!(resolver.await.unwrap().unwrap(), 1);
+    assert_eq!(body["code"], 0, "KCP confirmed it to the request: {body}");
+    assert_eq!(body["response"]["cancel_amount"], 3000, "{body}");
+    assert_eq!(app.sandbox.ledger()[0].balance, 7000);
+    let p = app.payment(&token, &imp_uid).await;
+    assert_eq!(p["cancel_amount"], 3000, "{p}");
+    assert_eq!(p["cancel_history"].as_array().unwrap().len(), 1, "{p}");
+    assert!(app
+        .app
+        .gateway
+        .conflict_attempts(10)
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(open_but_second_looks(&app).await, 0);
+    app.assert_ledger_agrees().await;
+}
+
+/// A scheduled charge's run net-cancels an approval whose answer names another amount; KCP
+/// confirms the cancel to the run while the resolver, which took the attempt over, still waits
+/// for its inquiry's (stale) "approved". The cancel KCP confirmed is what is recorded: the
+/// payment fails, never paid on the stale answer while KCP holds the trade cancelled.
+#[tokio::test]
+async fn a_net_cancel_kcp_confirms_while_the_resolver_still_inquires_fails_the_payment_never_pays_it(
+) {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    schedule_due_now(&app, &token, "own-cust-3", "own-s3").await;
+    app.sandbox.inject(FaultRule::new(
+        paths::HUB_PAYMENT,
+        Fault::AnswerField {
+            field: "amount".into(),
+            value: "999".into(),
+        },
+    ));
+    app.sandbox.inject(FaultRule::new(
+        paths::CANCEL,
+        Fault::Delay {
+            ms: KCP_STILL_WORKING_MS,
+        },
+    ));
+    let gateway = app.app.gateway.clone();
+    let run = tokio::spawn(async move { gateway.run_due_schedules(10).await });
+    until_the_faults_are_used(&app).await;
+
+    app.advance(PAST_THE_LEASE);
+    slow_the_resolvers_inquiry(&app);
+    let gateway = app.app.gateway.clone();
+    let resolver = tokio::spawn(async move { gateway.resolve_due(10).await });
+    run.await.unwrap().unwrap();
+    assert_eq!(resolver.await.unwrap().unwrap(), 1);
+    app.resolve_all().await;
+
+    let ledger = app.sandbox.ledger();
+    assert_eq!(ledger.len(), 1);
+    assert_eq!(ledger[0].state, TransactionState::Cancelled);
+    let (_, found) = app.get("/payments/find/own-s3", Some(&token)).await;
+    let imp_uid = found["response"]["imp_uid"].as_str().unwrap();
+    let p = app.payment(&token, imp_uid).await;
+    assert_eq!(p["status"], "failed", "{p}");
+    assert_eq!(p["pg_tid"], ledger[0].tno.as_str());
+    assert!(app
+        .app
+        .gateway
+        .conflict_attempts(10)
+        .await
+        .unwrap()
+        .is_empty());
     app.assert_ledger_agrees().await;
 }

@@ -2,6 +2,8 @@
 use std::time::Duration;
 
 use kcp_sandbox::{paths, Fault, FaultRule, TransactionState};
+use openport::store::entity::webhook_delivery;
+use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
 use serde_json::json;
 
 use crate::helpers::{spawn_app, test_cards, KCP_TIMEOUT_MS, SETTLE_SECS};
@@ -633,7 +635,9 @@ async fn kcp_answering_no_such_trade_for_the_tno_it_approved_never_fails_the_pay
 
 /// The way out of that state: an operator who finds nothing under the attempt's order number in
 /// KCP's admin says so (`attempt confirm-absent`), and the payment fails; until then, and without
-/// that word, it stays open.
+/// that word, it stays open. KCP had approved that tno, so the failure gets its second look like
+/// any other for finding nothing: here the operator's word was wrong, and the approval KCP still
+/// holds is found and net-cancelled once KCP answers again.
 #[tokio::test]
 async fn an_operators_word_settles_an_approval_kcp_no_longer_knows_under_its_tno() {
     let app = spawn_app().await;
@@ -655,6 +659,16 @@ async fn an_operators_word_settles_an_approval_kcp_no_longer_knows_under_its_tno
     assert_eq!(settled.state, "failed", "{settled:?}");
     let token = app.token().await;
     assert_eq!(app.payment(&token, &imp_uid).await["status"], "failed");
+
+    app.sandbox.clear_faults();
+    app.advance(30 * SETTLE_SECS);
+    app.resolve_all().await;
+    let ledger = app.sandbox.ledger();
+    assert_eq!(ledger[0].state, TransactionState::Cancelled, "{ledger:?}");
+    let p = app.payment(&token, &imp_uid).await;
+    assert_eq!(p["status"], "failed", "{p}");
+    assert_eq!(p["pg_tid"], ledger[0].tno.as_str(), "{p}");
+    app.assert_ledger_agrees().await;
 }
 
 /// KCP applying an approval later than the settle delay is outside what the resolver can wait
@@ -832,5 +846,226 @@ async fn a_charge_whose_outcome_cannot_be_written_is_answered_as_unknown_and_set
 
     app.advance(SETTLE_SECS + 20);
     app.resolve_all().await;
+    app.assert_ledger_agrees().await;
+}
+
+#[tokio::test]
+async fn a_cancel_kcp_applies_after_it_was_closed_as_not_applied_is_found_by_a_second_look_and_recorded(
+) {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    // With a notice_url, where the late cancel's webhook is written (nothing listens there).
+    let (_, paid) = app
+        .post(
+            "/subscribe/payments/onetime",
+            Some(&token),
+            json!({
+                "merchant_uid": "cs-late", "amount": 10000, "card_number": test_cards::SHINHAN_CREDIT,
+                "expiry": crate::helpers::future_expiry(), "birth": "800101", "pwd_2digit": "00",
+                "notice_url": "http://127.0.0.1:9/hook"
+            }),
+        )
+        .await;
+    assert_eq!(paid["response"]["status"], "paid", "{paid}");
+    let imp_uid = paid["response"]["imp_uid"].as_str().unwrap();
+    // KCP applies the cancel long after openport stopped waiting, and after the settle delay.
+    app.sandbox.inject(FaultRule::new(
+        paths::CANCEL,
+        Fault::Delay {
+            ms: KCP_TIMEOUT_MS + 2500,
+        },
+    ));
+    let (_, body) = app
+        .post(
+            "/payments/cancel",
+            Some(&token),
+            json!({"imp_uid": imp_uid, "amount": 3000}),
+        )
+        .await;
+    assert_eq!(body["code"], 1, "{body}");
+    app.advance(SETTLE_SECS + 20);
+    app.app.gateway.resolve_due(10).await.unwrap();
+    assert_eq!(
+        app.payment(&token, imp_uid).await["cancel_amount"],
+        0,
+        "not applied when the resolver asked"
+    );
+    tokio::time::sleep(Duration::from_millis(3000)).await;
+    assert_eq!(
+        app.sandbox.ledger()[0].balance,
+        7000,
+        "KCP applied it since"
+    );
+
+    // The second look, thirty settle delays later, finds it and records it.
+    app.advance(30 * SETTLE_SECS);
+    app.resolve_all().await;
+    let now = app.payment(&token, imp_uid).await;
+    assert_eq!(now["cancel_amount"], 3000, "{now}");
+    assert_eq!(now["cancel_history"].as_array().unwrap().len(), 1, "{now}");
+    assert!(app
+        .app
+        .gateway
+        .conflict_attempts(10)
+        .await
+        .unwrap()
+        .is_empty());
+    // The merchant was told "not cancelled": it is told otherwise, though it asked for no webhook.
+    let announced = webhook_delivery::Entity::find()
+        .filter(webhook_delivery::Column::ImpUid.eq(imp_uid))
+        .filter(webhook_delivery::Column::Status.eq("cancelled"))
+        .count(&app.app.gateway.db.read)
+        .await
+        .unwrap();
+    assert_eq!(announced, 1);
+    app.assert_ledger_agrees().await;
+}
+
+#[tokio::test]
+async fn the_second_look_at_a_cancel_that_never_landed_changes_nothing_and_a_retried_cancel_is_counted_once(
+) {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let p = app.paid(&token, "cs-never", 10000).await;
+    let imp_uid = p["imp_uid"].as_str().unwrap();
+    app.sandbox
+        .inject(FaultRule::new(paths::CANCEL, Fault::Drop));
+    let (_, body) = app
+        .post(
+            "/payments/cancel",
+            Some(&token),
+            json!({"imp_uid": imp_uid, "amount": 3000}),
+        )
+        .await;
+    assert_eq!(body["code"], 1, "{body}");
+    app.advance(SETTLE_SECS + 20);
+    app.app.gateway.resolve_due(10).await.unwrap();
+    // Told "not cancelled", the merchant cancels again, and that one goes through.
+    let (_, again) = app
+        .post(
+            "/payments/cancel",
+            Some(&token),
+            json!({"imp_uid": imp_uid, "amount": 3000}),
+        )
+        .await;
+    assert_eq!(again["code"], 0, "{again}");
+
+    app.advance(30 * SETTLE_SECS);
+    app.resolve_all().await;
+    let now = app.payment(&token, imp_uid).await;
+    assert_eq!(now["cancel_amount"], 3000, "{now}");
+    assert_eq!(app.sandbox.ledger()[0].balance, 7000);
+    assert!(app
+        .app
+        .gateway
+        .conflict_attempts(10)
+        .await
+        .unwrap()
+        .is_empty());
+    app.assert_ledger_agrees().await;
+}
+
+#[tokio::test]
+async fn a_net_cancel_kcp_refuses_is_a_conflict_for_the_operator_not_retried_for_ever() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    // KCP's answer names another amount: the approval is net-cancelled, and KCP refuses that.
+    app.sandbox.inject(FaultRule::new(
+        paths::HUB_PAYMENT,
+        Fault::AnswerField {
+            field: "amount".into(),
+            value: "999".into(),
+        },
+    ));
+    app.sandbox.inject(
+        FaultRule::new(
+            paths::CANCEL,
+            Fault::Refuse {
+                code: "8500".into(),
+                message: "취소할 수 없는 거래입니다".into(),
+            },
+        )
+        .times(100),
+    );
+    let (_, body) = app
+        .pay(&token, "nc-refused", 1000, test_cards::SHINHAN_CREDIT)
+        .await;
+    assert_eq!(
+        body["code"], 1,
+        "KCP holds an approval the record does not: not a plain failure: {body}"
+    );
+    let imp_uid = imp_uid_in(&body["message"]);
+
+    // Nothing is left for the resolver to send again: KCP was asked once.
+    app.advance(SETTLE_SECS + 1);
+    app.resolve_all().await;
+    let refusals_left = app.sandbox.armed_faults()[0].times;
+    assert_eq!(refusals_left, 99, "one net-cancel sent");
+    let conflicts = app.app.gateway.conflict_attempts(10).await.unwrap();
+    assert_eq!(conflicts.len(), 1, "{conflicts:?}");
+    let ledger = app.sandbox.ledger();
+    assert_eq!(ledger[0].state, TransactionState::Approved, "KCP refused");
+    assert_eq!(conflicts[0].imp_uid, imp_uid);
+    assert_eq!(conflicts[0].tno.as_deref(), Some(ledger[0].tno.as_str()));
+    assert!(
+        conflicts[0]
+            .result_message
+            .as_deref()
+            .is_some_and(|m| m.contains("8500")),
+        "{conflicts:?}"
+    );
+    let p = app.payment(&token, &imp_uid).await;
+    assert_eq!(p["status"], "failed", "{p}");
+    assert_eq!(p["pg_tid"], ledger[0].tno.as_str(), "names KCP's approval");
+}
+
+/// KCP answers a charge with another order's trade, one openport holds as another payment's
+/// (paid): the answer is not this charge's, so that trade is never net-cancelled (the other
+/// payment would be refunded at KCP while showing paid). It is listed for the operator, and the
+/// charge's own outcome is asked of KCP by its own order number.
+#[tokio::test]
+async fn an_answer_naming_another_payments_trade_never_cancels_that_trade() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let other = app.paid(&token, "foreign-holder", 1000).await;
+    let other_tno = other["pg_tid"].as_str().unwrap().to_string();
+    let other_order = app.sandbox.ledger()[0].order_no.clone();
+    app.sandbox.inject(FaultRule::new(
+        paths::HUB_PAYMENT,
+        Fault::AnswerFields {
+            fields: [
+                ("tno".to_string(), other_tno.clone()),
+                ("order_no".to_string(), other_order),
+            ]
+            .into(),
+        },
+    ));
+
+    let (_, body) = app
+        .pay(&token, "foreign-answer", 1000, test_cards::SHINHAN_CREDIT)
+        .await;
+    assert_eq!(body["code"], 1, "{body}");
+    let imp_uid = imp_uid_in(&body["message"]);
+    app.advance(SETTLE_SECS + 1);
+    app.resolve_all().await;
+
+    let ledger = app.sandbox.ledger();
+    let other_at_kcp = ledger.iter().find(|e| e.tno == other_tno).unwrap();
+    assert_eq!(other_at_kcp.state, TransactionState::Approved, "{ledger:?}");
+    assert_eq!(
+        app.payment(&token, other["imp_uid"].as_str().unwrap())
+            .await["status"],
+        "paid"
+    );
+    // This charge's own approval (KCP made it) was found by its order number and net-cancelled:
+    // the merchant was told nothing definite.
+    let own = app.payment(&token, &imp_uid).await;
+    assert_eq!(own["status"], "failed", "{own}");
+    let own_at_kcp = ledger.iter().find(|e| e.tno != other_tno).unwrap();
+    assert_eq!(own_at_kcp.state, TransactionState::Cancelled);
+    let conflicts = app.app.gateway.conflict_attempts(10).await.unwrap();
+    assert_eq!(conflicts.len(), 1, "{conflicts:?}");
+    assert_eq!(conflicts[0].imp_uid, imp_uid);
+    assert_eq!(conflicts[0].tno.as_deref(), Some(other_tno.as_str()));
     app.assert_ledger_agrees().await;
 }

@@ -81,3 +81,47 @@ async fn after_a_restart_kcp_still_cancels_charges_and_takes_deposits_for_what_c
         "the stopped instance's sandbox saw none of it: the new one was read from the file"
     );
 }
+
+/// A sandbox restarted without a state file has forgotten every key (docs/sandbox.md §7), and
+/// answers their deletion "no such key" (8302). For a key KCP issued to openport that means it no
+/// longer exists there, so nothing can be charged with it: the customer is deleted (before, every
+/// DELETE met the same answer and the customer could never be deleted), and a key replaced after
+/// the restart is recorded deleted at KCP instead of being retried for hours.
+#[tokio::test]
+async fn a_customer_whose_key_kcp_no_longer_holds_can_be_deleted() {
+    let app = spawn_app_with(|_| {}).await;
+    let token = app.token().await;
+    for uid in ["cust-forgotten", "cust-replaced"] {
+        let customer = register(&app, &token, uid, test_cards::SHINHAN_CREDIT).await;
+        assert_eq!(customer["code"], 0, "{customer}");
+    }
+
+    let app = app.restart(|_| {}).await;
+    assert!(
+        app.sandbox.batch_keys().is_empty(),
+        "the new sandbox knows no key"
+    );
+    let token = app.token().await;
+
+    let deleted = crate::billing::delete_customer(&app, &token, "cust-forgotten").await;
+    assert_eq!(deleted["code"], 0, "{deleted}");
+    let (_, found) = app
+        .get("/subscribe/customers/cust-forgotten", Some(&token))
+        .await;
+    assert_eq!(found["code"], 1, "{found}");
+    let row = &crate::billing::key_rows(&app, "cust-forgotten").await[0];
+    assert_eq!(row.status, "deleted");
+    assert!(row.pg_deleted_at.is_some(), "{row:?}");
+
+    let replaced = register(&app, &token, "cust-replaced", test_cards::SAMSUNG_CHECK).await;
+    assert_eq!(replaced["code"], 0, "{replaced}");
+    let old = &crate::billing::key_rows(&app, "cust-replaced").await[0];
+    assert_eq!(old.status, "replaced");
+    assert!(
+        old.pg_deleted_at.is_some(),
+        "nothing left to retry: {old:?}"
+    );
+    assert_eq!(old.pg_delete_next_at, None);
+    let (_, paid) = again(&app, &token, "cust-replaced", "after-forgetting", 1000).await;
+    assert_eq!(paid["response"]["status"], "paid", "{paid}");
+}

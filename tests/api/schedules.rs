@@ -513,6 +513,52 @@ async fn a_declined_scheduled_charge_is_recorded_failed_and_can_be_retried_or_re
     assert!(body["response"]["imp_uid"].is_null());
 }
 
+/// OpenAPI: `…/retry` charges a failed (or revoked) schedule now ("즉시 결제 재시도"); unlike
+/// `…/reschedule` it does not schedule it for another time. The schedule keeps the time it was
+/// scheduled for, where range listings find it, and `executed_at` tells when the retry ran.
+#[tokio::test]
+async fn a_retry_charges_now_and_keeps_the_time_the_schedule_was_made_for() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    register(&app, &token, "s-keep", test_cards::INSUFFICIENT_LIMIT).await;
+    let at = now() + 10;
+    schedule(&app, &token, json!({"customer_uid": "s-keep", "schedules": [{"merchant_uid": "keep-1", "schedule_at": at, "amount": 1000}]})).await;
+    app.advance(11);
+    app.app.gateway.run_due_schedules(10).await.unwrap();
+    app.advance(86_400);
+    let token = app.token().await;
+
+    let (_, p) = app
+        .post(
+            "/subscribe/payments/schedule/keep-1/retry",
+            Some(&token),
+            json!({}),
+        )
+        .await;
+
+    assert_eq!(p["code"], 0, "{p}");
+    let (_, body) = app
+        .get("/subscribe/payments/schedule/keep-1", Some(&token))
+        .await;
+    let s = &body["response"];
+    assert_eq!(s["schedule_at"], at, "{body}");
+    assert_eq!(s["imp_uid"], p["response"]["imp_uid"], "{body}");
+    assert!(
+        s["executed_at"].as_i64().unwrap() >= at + 86_400,
+        "the retry's time: {body}"
+    );
+    let (status, page) = app
+        .get(
+            &format!(
+                "/subscribe/payments/schedule?schedule_from={at}&schedule_to={}",
+                at + 1
+            ),
+            Some(&token),
+        )
+        .await;
+    assert_eq!(listed(status, &page), ["keep-1"]);
+}
+
 #[tokio::test]
 async fn a_schedule_whose_instance_died_after_claiming_it_is_finished_by_another() {
     let app = spawn_app().await;
@@ -762,11 +808,11 @@ async fn a_batch_claimed_by_a_dead_instance_is_taken_over_after_its_lease_and_no
     assert_each_charged_once(&app, 10).await;
 }
 
-/// The lease value a claim wrote is the holder's token: after a takeover the former holder can
-/// no longer extend it (and so does not start a charge the new holder is making).
+/// A claim's token identifies the holder: after a takeover the former holder can no longer extend
+/// the lease (and so does not start a charge the new holder is making).
 #[tokio::test]
 async fn a_lease_taken_over_by_another_instance_cannot_be_renewed_by_its_former_holder() {
-    use openport::store::billing::{claim_due_schedules, renew_lease};
+    use openport::store::billing::{claim_due_schedules, renew_lease, HeldSchedule};
     let app = spawn_app().await;
     let token = app.token().await;
     register(&app, &token, "s-renew", test_cards::SHINHAN_CREDIT).await;
@@ -776,9 +822,8 @@ async fn a_lease_taken_over_by_another_instance_cannot_be_renewed_by_its_former_
     let first = claim_due_schedules(db, ServedMerchants::All, t, t + 120, 10)
         .await
         .unwrap();
-    assert!(renew_lease(db, first[0].id, t + 120, t + 150)
-        .await
-        .unwrap());
+    let former = HeldSchedule::of(&first[0]);
+    assert!(renew_lease(db, former, t + 150).await.unwrap());
     assert!(
         claim_due_schedules(db, ServedMerchants::All, t + 140, t + 260, 10)
             .await
@@ -789,10 +834,8 @@ async fn a_lease_taken_over_by_another_instance_cannot_be_renewed_by_its_former_
         .await
         .unwrap();
     assert_eq!(second.len(), 1, "taken over once the renewed lease ran out");
-    assert!(!renew_lease(db, first[0].id, t + 150, t + 300)
-        .await
-        .unwrap());
-    assert!(renew_lease(db, second[0].id, t + 271, t + 300)
+    assert!(!renew_lease(db, former, t + 300).await.unwrap());
+    assert!(renew_lease(db, HeldSchedule::of(&second[0]), t + 300)
         .await
         .unwrap());
 }
@@ -803,7 +846,7 @@ async fn a_lease_taken_over_by_another_instance_cannot_be_renewed_by_its_former_
 #[tokio::test]
 async fn a_former_holder_cannot_overwrite_the_result_of_the_instance_that_took_over() {
     use openport::store::billing::{
-        claim_due_schedules, finish_schedules, release_schedule, FinishedSchedule,
+        claim_due_schedules, finish_schedules, release_schedule, FinishedSchedule, HeldSchedule,
     };
     let app = spawn_app().await;
     let token = app.token().await;
@@ -818,10 +861,10 @@ async fn a_former_holder_cannot_overwrite_the_result_of_the_instance_that_took_o
         .await
         .unwrap();
     assert_eq!((former.len(), current.len()), (2, 2));
-    let outcome = |id, held_until, imp_uid: &str, payment_status, fail_reason: Option<&str>| {
+    let outcome = |hold: HeldSchedule, imp_uid: &str, payment_status, fail_reason: Option<&str>| {
         FinishedSchedule {
-            id,
-            held_until,
+            id: hold.id,
+            token: hold.token,
             imp_uid: Some(imp_uid.into()),
             payment_status,
             fail_reason: fail_reason.map(Into::into),
@@ -829,15 +872,23 @@ async fn a_former_holder_cannot_overwrite_the_result_of_the_instance_that_took_o
         }
     };
     let (first, second) = (current[0].id, current[1].id);
+    let former_first = former.iter().find(|s| s.id == first).unwrap();
     assert!(
-        !release_schedule(db, first, t + 120, t + 150).await.unwrap(),
+        !release_schedule(db, HeldSchedule::of(former_first), t + 150)
+            .await
+            .unwrap(),
         "the former holder no longer gives it back"
     );
     let mut recorded = finish_schedules(
         db,
         &[
-            outcome(first, t + 241, "imp_current", "paid", None),
-            outcome(second, t + 241, "imp_second", "failed", Some("declined")),
+            outcome(HeldSchedule::of(&current[0]), "imp_current", "paid", None),
+            outcome(
+                HeldSchedule::of(&current[1]),
+                "imp_second",
+                "failed",
+                Some("declined"),
+            ),
         ],
     )
     .await
@@ -848,8 +899,7 @@ async fn a_former_holder_cannot_overwrite_the_result_of_the_instance_that_took_o
         finish_schedules(
             db,
             &[outcome(
-                first,
-                t + 120,
+                HeldSchedule::of(former_first),
                 "imp_former",
                 "failed",
                 Some("declined")
@@ -1136,6 +1186,50 @@ async fn payments_of(
         .collect()
 }
 
+/// Makes the database refuse the writes `event` (e.g. `UPDATE ON schedules`) of rows for which
+/// the SQL condition `when` (on `NEW`) holds, as a failed write would, until [`allow_writes`]
+/// takes the trigger `name` away.
+async fn refuse_writes(app: &TestApp, name: &str, event: &str, when: &str) {
+    let statements = if app.database_url.starts_with("postgres") {
+        vec![
+            format!(
+                "CREATE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
+                 IF {when} THEN RAISE EXCEPTION 'injected failure'; END IF; RETURN NEW; END $$"
+            ),
+            format!("CREATE TRIGGER {name} BEFORE {event} FOR EACH ROW EXECUTE FUNCTION {name}()"),
+        ]
+    } else {
+        vec![format!(
+            "CREATE TRIGGER {name} BEFORE {event} WHEN {when} \
+             BEGIN SELECT RAISE(ABORT, 'injected failure'); END"
+        )]
+    };
+    crate::billing::execute(app, statements).await;
+}
+
+async fn allow_writes(app: &TestApp, name: &str, table: &str) {
+    let statements = if app.database_url.starts_with("postgres") {
+        vec![
+            format!("DROP TRIGGER {name} ON {table}"),
+            format!("DROP FUNCTION {name}()"),
+        ]
+    } else {
+        vec![format!("DROP TRIGGER {name}")]
+    };
+    crate::billing::execute(app, statements).await;
+}
+
+/// Makes the database refuse every write that records schedule `merchant_uid` as executed: the
+/// outcome of its run never reaches the schedule. Undone by [`allow_recording_outcomes`].
+async fn refuse_recording_outcomes(app: &TestApp, merchant_uid: &str) {
+    let when = format!("NEW.status = 'executed' AND NEW.merchant_uid = '{merchant_uid}'");
+    refuse_writes(app, "refuse_outcomes", "UPDATE ON schedules", &when).await;
+}
+
+async fn allow_recording_outcomes(app: &TestApp) {
+    allow_writes(app, "refuse_outcomes", "schedules").await;
+}
+
 /// The webhooks written for a merchant_uid with `status`.
 async fn webhooks_of(app: &TestApp, merchant_uid: &str, status: &str) -> u64 {
     use openport::store::entity::webhook_delivery;
@@ -1161,7 +1255,8 @@ async fn until_the_charge_is_at_kcp(app: &TestApp) {
 
 /// Sets a schedule back to what a run leaves when it charged and its outcome never reached the
 /// schedule (the process stopped, the write failed): claimed, its lease run out, naming the
-/// payment its charge opened, nothing recorded.
+/// payment its charge opened, nothing recorded. The claim is another instance's (a token of its
+/// own), as after a takeover.
 async fn lose_the_recorded_outcome(app: &TestApp, merchant_uid: &str, lease_until: i64) {
     use openport::store::entity::schedule;
     use sea_orm::sea_query::Expr;
@@ -1181,6 +1276,10 @@ async fn lose_the_recorded_outcome(app: &TestApp, merchant_uid: &str, lease_unti
             Expr::value(Option::<i64>::None),
         )
         .col_expr(schedule::Column::LeaseUntil, Expr::value(lease_until))
+        .col_expr(
+            schedule::Column::ClaimToken,
+            Expr::value(openport::store::billing::new_claim_token()),
+        )
         .filter(schedule::Column::MerchantUid.eq(merchant_uid))
         .exec(&app.app.gateway.db.write)
         .await
@@ -1501,12 +1600,303 @@ async fn a_run_that_lost_its_schedule_before_the_charge_opened_charges_nothing()
     app.assert_ledger_agrees().await;
 }
 
+/// A declined first run of `merchant_uid` (one schedule of `customer_uid`, whose card is good):
+/// KCP refuses that one charge.
+async fn a_failed_schedule(app: &TestApp, token: &str, customer_uid: &str, merchant_uid: &str) {
+    use kcp_sandbox::{paths, Fault, FaultRule};
+    register(app, token, customer_uid, test_cards::SHINHAN_CREDIT).await;
+    let body = schedule(app, token, json!({"customer_uid": customer_uid, "schedules": [{"merchant_uid": merchant_uid, "schedule_at": now() + 10, "amount": 1000, "notice_url": NOTICE_URL}]})).await;
+    assert_eq!(body["code"], 0, "{body}");
+    app.sandbox.inject(FaultRule::new(
+        paths::HUB_PAYMENT,
+        Fault::Refuse {
+            code: "8888".into(),
+            message: "거절".into(),
+        },
+    ));
+    app.advance(11);
+    app.app.gateway.run_due_schedules(10).await.unwrap();
+    let (_, s) = app
+        .get(
+            &format!("/subscribe/payments/schedule/{merchant_uid}"),
+            Some(token),
+        )
+        .await;
+    assert_eq!(s["response"]["payment_status"], "failed", "{s}");
+}
+
+/// Once a retry's charge has its outcome, that payment is the answer even when recording it on
+/// the schedule fails: an HTTP 500 there told a merchant whose customer was just charged that
+/// nothing happened (a charge of its own with a new merchant_uid then charged twice). The
+/// schedule is left claimed (a second retry is refused) and the next claim records the outcome
+/// from the payment, without charging again.
+#[tokio::test]
+async fn a_retry_answers_with_its_payment_even_when_recording_it_on_the_schedule_fails() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    a_failed_schedule(&app, &token, "s-unrec", "unrec-1").await;
+    refuse_recording_outcomes(&app, "unrec-1").await;
+
+    let (status, p) = app
+        .post(
+            "/subscribe/payments/schedule/unrec-1/retry",
+            Some(&token),
+            json!({}),
+        )
+        .await;
+
+    assert_eq!((status.as_u16(), &p["code"]), (200, &json!(0)), "{p}");
+    assert_eq!(p["response"]["status"], "paid", "{p}");
+    let imp_uid = p["response"]["imp_uid"].as_str().unwrap().to_string();
+    let (status, again) = app
+        .post(
+            "/subscribe/payments/schedule/unrec-1/retry",
+            Some(&token),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 400, "still running: {again}");
+    allow_recording_outcomes(&app).await;
+    app.advance(121);
+    app.app.gateway.run_due_schedules(10).await.unwrap();
+    let token = app.token().await;
+    let (_, s) = app
+        .get("/subscribe/payments/schedule/unrec-1", Some(&token))
+        .await;
+    assert_eq!(s["response"]["payment_status"], "paid", "{s}");
+    assert_eq!(s["response"]["imp_uid"], imp_uid.as_str(), "{s}");
+    assert_eq!(app.sandbox.ledger().len(), 1);
+    assert_eq!(webhooks_of(&app, "unrec-1", "paid").await, 1);
+    app.assert_ledger_agrees().await;
+}
+
+/// A retry whose run fails before its charge opens (here the payment's insert fails) gives its
+/// claim up: the schedule is failed as before, and no later run charges it. It was left claimed
+/// for a minute and then charged by the scheduler, after the retry had answered HTTP 500.
+#[tokio::test]
+async fn a_retry_that_fails_before_its_charge_opens_leaves_the_schedule_failed_and_nothing_runs_it()
+{
+    let app = spawn_app().await;
+    let token = app.token().await;
+    a_failed_schedule(&app, &token, "s-giveup", "giveup-1").await;
+    let (_, before) = app
+        .get("/subscribe/payments/schedule/giveup-1", Some(&token))
+        .await;
+    refuse_writes(
+        &app,
+        "refuse_payments",
+        "INSERT ON payments",
+        "NEW.merchant_uid = 'giveup-1'",
+    )
+    .await;
+
+    let (status, body) = app
+        .post(
+            "/subscribe/payments/schedule/giveup-1/retry",
+            Some(&token),
+            json!({}),
+        )
+        .await;
+
+    assert_eq!(status, 500, "nothing happened, try again: {body}");
+    let (_, after) = app
+        .get("/subscribe/payments/schedule/giveup-1", Some(&token))
+        .await;
+    assert_eq!(after, before, "back as it was");
+    allow_writes(&app, "refuse_payments", "payments").await;
+    app.advance(200);
+    assert_eq!(app.app.gateway.run_due_schedules(10).await.unwrap(), 0);
+    assert!(app.sandbox.ledger().is_empty());
+    assert_eq!(
+        payments_of(&app, "giveup-1").await.len(),
+        1,
+        "the first run's"
+    );
+
+    let token = app.token().await;
+    let (_, p) = app
+        .post(
+            "/subscribe/payments/schedule/giveup-1/retry",
+            Some(&token),
+            json!({}),
+        )
+        .await;
+    assert_eq!(p["response"]["status"], "paid", "retried for real: {p}");
+    assert_eq!(app.sandbox.ledger().len(), 1);
+    app.assert_ledger_agrees().await;
+}
+
+/// Each claim has a token of its own, also two claims within one second: a scheduler run that
+/// claimed a schedule which the merchant then revoked and retried within that second cannot open
+/// a charge for it. Here the retry's charge is declined (which frees the merchant_uid) and its
+/// outcome is not yet on the schedule when the run reaches it (the write fails, which holds open
+/// the moment between the retry's charge and its record). With the lease's end as the token the
+/// run matched the retry's claim: it charged the customer the retry had just answered "failed",
+/// and the schedule showed that charge.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claim_revoked_and_retried_within_its_second_charges_nothing() {
+    use kcp_sandbox::{paths, Fault, FaultRule};
+    // KCP may take a few seconds (the run waits behind a slow charge): the timeout is longer
+    // than that, and the settle delay longer than three timeouts, as the config requires.
+    let app = spawn_app_with(|c| {
+        c.scheduler.concurrency = 1;
+        c.kcp.timeout_ms = 10_000;
+        c.resolver.settle_secs = 40;
+    })
+    .await;
+    let token = app.token().await;
+    register(&app, &token, "s-same", test_cards::SHINHAN_CREDIT).await;
+    schedule_many(&app, &token, "s-same", "same", 2, now() + 10).await;
+    app.advance(11);
+    app.stop_clock();
+    // same-0 (1000) is at KCP for a while; same-1 (1001), claimed in the same batch, waits.
+    app.sandbox.inject(
+        FaultRule::new(paths::HUB_PAYMENT, Fault::Delay { ms: 4000 }).when("amount", "1000"),
+    );
+    let gateway = app.app.gateway.clone();
+    let run = tokio::spawn(async move { gateway.run_due_schedules(10).await });
+    until_the_charge_is_at_kcp(&app).await;
+
+    let (_, revoked) = app
+        .post(
+            "/subscribe/payments/unschedule",
+            Some(&token),
+            json!({"customer_uid": "s-same", "merchant_uid": "same-1"}),
+        )
+        .await;
+    assert_eq!(revoked["code"], 0, "{revoked}");
+    refuse_recording_outcomes(&app, "same-1").await;
+    app.sandbox.inject(
+        FaultRule::new(
+            paths::HUB_PAYMENT,
+            Fault::Refuse {
+                code: "8888".into(),
+                message: "거절".into(),
+            },
+        )
+        .when("amount", "1001"),
+    );
+    let (_, retried) = app
+        .post(
+            "/subscribe/payments/schedule/same-1/retry",
+            Some(&token),
+            json!({}),
+        )
+        .await;
+    assert_eq!(retried["response"]["status"], "failed", "{retried}");
+    assert_eq!(run.await.unwrap().unwrap(), 1, "same-0 only");
+
+    allow_recording_outcomes(&app).await;
+    app.advance(121);
+    app.app.gateway.run_due_schedules(10).await.unwrap();
+    let charges = payments_of(&app, "same-1").await;
+    assert_eq!(charges.len(), 1, "the retry's charge only: {charges:?}");
+    let (_, s) = app
+        .get("/subscribe/payments/schedule/same-1", Some(&token))
+        .await;
+    assert_eq!(s["response"]["payment_status"], "failed", "{s}");
+    assert_eq!(s["response"]["imp_uid"], charges[0].imp_uid.as_str(), "{s}");
+    assert_eq!(app.sandbox.ledger().len(), 1, "same-0's approval only");
+    app.assert_ledger_agrees().await;
+}
+
+/// A schedule a run has claimed but not charged shows `scheduled`, and PUT moves it as it moves any
+/// pending schedule (it answered 400 "already run"): the move ends the claim, so the instance that
+/// claimed it (here dead) never charges it, and it runs once, at its new time.
+#[tokio::test]
+async fn a_claimed_schedule_not_charged_yet_can_be_moved_and_runs_at_its_new_time() {
+    use openport::store::billing::{still_held, HeldSchedule};
+    let app = spawn_app().await;
+    let token = app.token().await;
+    register(&app, &token, "s-move", test_cards::SHINHAN_CREDIT).await;
+    schedule_many(&app, &token, "s-move", "move", 1, now() + 10).await;
+    app.advance(11);
+    let db = &app.app.gateway.db.write;
+    let dead = claimed_by_a_dead_instance(db, now() + 11, 10).await;
+    assert_eq!(dead.len(), 1);
+    let at = now() + 1000;
+
+    let (status, body) = app
+        .put(
+            "/subscribe/payments/schedule/move-0",
+            &token,
+            json!({ "schedule_at": at }),
+        )
+        .await;
+
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["response"]["schedule_status"], "scheduled", "{body}");
+    assert_eq!(body["response"]["schedule_at"], at, "{body}");
+    assert!(!still_held(db, HeldSchedule::of(&dead[0])).await.unwrap());
+    app.advance(121);
+    assert_eq!(
+        app.app.gateway.run_due_schedules(10).await.unwrap(),
+        0,
+        "not due before its new time"
+    );
+    app.advance(1000);
+    assert_eq!(app.app.gateway.run_due_schedules(10).await.unwrap(), 1);
+    assert_each_charged_once(&app, 1).await;
+}
+
+/// The run that holds a moved schedule is alive and reaches it later in its batch: the write that
+/// would open its charge finds the claim ended and charges nothing. A schedule whose charge is
+/// open is not moved (that payment may yet be approved).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_whose_schedule_was_moved_while_it_waited_charges_nothing() {
+    use kcp_sandbox::{paths, Fault, FaultRule};
+    let app = spawn_app_with(|c| c.scheduler.concurrency = 1).await;
+    let token = app.token().await;
+    register(&app, &token, "s-moved", test_cards::SHINHAN_CREDIT).await;
+    schedule_many(&app, &token, "s-moved", "moved", 2, now() + 10).await;
+    app.advance(11);
+    app.sandbox.inject(
+        FaultRule::new(paths::HUB_PAYMENT, Fault::Delay { ms: 1200 }).when("amount", "1000"),
+    );
+    let gateway = app.app.gateway.clone();
+    let run = tokio::spawn(async move { gateway.run_due_schedules(10).await });
+    until_the_charge_is_at_kcp(&app).await;
+
+    let at = now() + 1000;
+    let (status, body) = app
+        .put(
+            "/subscribe/payments/schedule/moved-1",
+            &token,
+            json!({ "schedule_at": at }),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = app
+        .put(
+            "/subscribe/payments/schedule/moved-0",
+            &token,
+            json!({ "schedule_at": at }),
+        )
+        .await;
+    assert_eq!(status, 400, "its charge is open: {body}");
+
+    assert_eq!(run.await.unwrap().unwrap(), 1, "moved-0 only");
+    assert!(payments_of(&app, "moved-1").await.is_empty());
+    let (_, s) = app
+        .get("/subscribe/payments/schedule/moved-1", Some(&token))
+        .await;
+    assert_eq!(s["response"]["schedule_at"], at, "{s}");
+    assert_eq!(s["response"]["schedule_status"], "scheduled", "{s}");
+    app.advance(1000);
+    assert_eq!(app.app.gateway.run_due_schedules(10).await.unwrap(), 1);
+    assert_each_charged_once(&app, 2).await;
+}
+
 /// A graceful shutdown waits for the scheduler's charges in flight and their record, instead of
 /// leaving a charged schedule claimed until its lease runs out.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_shutdown_waits_for_the_scheduled_charges_in_flight_to_be_recorded() {
     use kcp_sandbox::{paths, Fault, FaultRule};
-    let app = spawn_app_with(|c| c.resolver.interval_ms = 50).await;
+    let app = spawn_app_with(|c| {
+        c.background_jobs = true;
+        c.resolver.interval_ms = 50;
+    })
+    .await;
     let token = app.token().await;
     register(&app, &token, "s-stop", test_cards::SHINHAN_CREDIT).await;
     app.sandbox
@@ -1625,6 +2015,40 @@ async fn a_retry_of_a_schedule_whose_billing_key_was_deleted_is_a_404_and_charge
     assert_eq!(s["response"]["schedule_status"], "revoked", "{s}");
     assert!(s["response"]["imp_uid"].is_null());
     assert!(app.sandbox.ledger().is_empty());
+}
+
+/// A paid schedule is not retried whatever became of its customer: the OpenAPI's 400 (an approved
+/// schedule) is the answer, not the 404 of a deleted billing key, which is for a schedule that
+/// could otherwise be retried. PUT answers the same 400.
+#[tokio::test]
+async fn a_paid_schedule_of_a_deleted_customer_is_refused_for_its_state_with_a_400() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    register(&app, &token, "s-paidgone", test_cards::SHINHAN_CREDIT).await;
+    schedule(&app, &token, json!({"customer_uid": "s-paidgone", "schedules": [{"merchant_uid": "pg-1", "schedule_at": now() + 10, "amount": 1000}]})).await;
+    app.advance(11);
+    assert_eq!(app.app.gateway.run_due_schedules(10).await.unwrap(), 1);
+    let token = app.token().await;
+    let deleted = crate::billing::delete_customer(&app, &token, "s-paidgone").await;
+    assert_eq!(deleted["code"], 0, "{deleted}");
+
+    let (retried, body) = app
+        .post(
+            "/subscribe/payments/schedule/pg-1/retry",
+            Some(&token),
+            json!({}),
+        )
+        .await;
+    assert_eq!(retried, reqwest::StatusCode::BAD_REQUEST, "{body}");
+    let (moved, body) = app
+        .put(
+            "/subscribe/payments/schedule/pg-1",
+            &token,
+            json!({"schedule_at": now() + 1000}),
+        )
+        .await;
+    assert_eq!(moved, reqwest::StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(app.sandbox.ledger().len(), 1);
 }
 
 /// ScheduleResult's `customer_id` (iamport's OpenAPI) is the schedule request's, else the billing
@@ -2024,10 +2448,7 @@ async fn a_runs_failure_gives_way_to_a_live_payment_of_its_merchant_uid_being_in
     schedule(&app, &token, json!({"customer_uid": "s-race", "schedules": [{"merchant_uid": "race-1", "schedule_at": at, "amount": 1000}]})).await;
     let claimed = claimed_by_a_dead_instance(&app.app.gateway.db.write, at + 1, 10).await;
     assert_eq!(claimed.len(), 1);
-    let hold = openport::store::billing::HeldSchedule {
-        id: claimed[0].id,
-        held_until: claimed[0].lease_until,
-    };
+    let hold = openport::store::billing::HeldSchedule::of(&claimed[0]);
     // Rows shaped from a real payment: one live for race-1 (another writer's, not committed yet),
     // and the run's failure for it.
     let paid = app.paid(&token, "race-template", 1000).await;

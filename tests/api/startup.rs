@@ -37,7 +37,7 @@ async fn start_on(app: &TestApp, adjust: impl FnOnce(&mut Config)) -> anyhow::Re
         database_url: app.database_url.clone(),
         ..Config::default()
     };
-    config.resolver.interval_ms = 0;
+    config.background_jobs = false;
     config.sandbox.embedded = Some(false);
     config.kcp.api_base = app
         .app

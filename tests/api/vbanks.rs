@@ -41,7 +41,7 @@ async fn revoke(app: &TestApp, token: &str, imp_uid: &str) -> (StatusCode, Value
 }
 
 /// Deposits the whole amount at the sandbox and waits for its `TX00` to make the payment paid.
-async fn deposit_until_paid(app: &TestApp, token: &str, p: &Value) {
+pub(crate) async fn deposit_until_paid(app: &TestApp, token: &str, p: &Value) {
     let tno = p["pg_tid"].as_str().unwrap();
     app.sandbox
         .deposit(tno, p["amount"].as_i64().unwrap(), "00")
@@ -1272,4 +1272,117 @@ async fn a_card_charge_for_a_merchant_uid_whose_account_waits_for_its_deposit_is
         1,
         "the account only: no card charged"
     );
+}
+
+/// An issuance KCP applies after the settle delay: by then the payment failed for finding no
+/// account and its merchant_uid was free, and the account KCP opened would take deposits nobody
+/// records. The second look, as for a failed approval, finds it and revokes it.
+#[tokio::test]
+async fn an_account_kcp_issues_after_the_settle_delay_is_found_by_a_second_look_and_revoked() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    app.sandbox.inject(
+        FaultRule::new(
+            paths::HUB_PAYMENT,
+            Fault::Delay {
+                ms: crate::helpers::KCP_TIMEOUT_MS + 2500,
+            },
+        )
+        .when("pay_method", "VCNT"),
+    );
+    let (_, res) = app
+        .post("/vbanks", Some(&token), vbank(&app, "vb-late", 5000))
+        .await;
+    assert_eq!(res["code"], 1, "{res}");
+    let imp_uid = message_imp_uid(&res["message"]);
+    app.advance(SETTLE_SECS + 20);
+    app.app.gateway.resolve_due(10).await.unwrap();
+    assert_eq!(app.payment(&token, &imp_uid).await["status"], "failed");
+
+    tokio::time::sleep(std::time::Duration::from_millis(3000)).await;
+    let ledger = app.sandbox.ledger();
+    assert_eq!(ledger.len(), 1, "KCP issued it very late");
+    assert_eq!(ledger[0].state, TransactionState::Issued);
+
+    app.advance(30 * SETTLE_SECS);
+    app.resolve_all().await;
+    let ledger = app.sandbox.ledger();
+    assert_eq!(ledger[0].state, TransactionState::Cancelled, "{ledger:?}");
+    let p = app.payment(&token, &imp_uid).await;
+    assert_eq!(p["status"], "failed", "{p}");
+    assert_eq!(p["pg_tid"], ledger[0].tno.as_str());
+    app.assert_ledger_agrees().await;
+}
+
+/// The same late account, paid into by the buyer before the second look: the deposit is the
+/// buyer's money at KCP, refunded to an account only the buyer can name, so it is left to the
+/// operator as a conflict, never closed away with `STSC`.
+#[tokio::test]
+async fn an_account_kcp_issues_late_and_the_buyer_pays_into_is_a_conflict_at_the_second_look() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    app.sandbox.inject(
+        FaultRule::new(
+            paths::HUB_PAYMENT,
+            Fault::Delay {
+                ms: crate::helpers::KCP_TIMEOUT_MS + 2500,
+            },
+        )
+        .when("pay_method", "VCNT"),
+    );
+    let (_, res) = app
+        .post("/vbanks", Some(&token), vbank(&app, "vb-late-paid", 5000))
+        .await;
+    assert_eq!(res["code"], 1, "{res}");
+    let imp_uid = message_imp_uid(&res["message"]);
+    app.advance(SETTLE_SECS + 20);
+    app.app.gateway.resolve_due(10).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(3000)).await;
+    let tno = app.sandbox.ledger()[0].tno.clone();
+    app.sandbox.deposit(&tno, 5000, "00").unwrap();
+
+    app.advance(30 * SETTLE_SECS);
+    app.resolve_all().await;
+    let ledger = app.sandbox.ledger();
+    assert_ne!(ledger[0].state, TransactionState::Cancelled, "{ledger:?}");
+    let conflicts = app.app.gateway.conflict_attempts(10).await.unwrap();
+    assert_eq!(conflicts.len(), 1, "{conflicts:?}");
+    assert_eq!(conflicts[0].imp_uid, imp_uid);
+    assert_eq!(app.payment(&token, &imp_uid).await["status"], "failed");
+}
+
+/// An issuance whose answer was lost, and into whose account the buyer paid before the resolver
+/// found it: never closed with `STSC` (KCP would have nowhere to send the deposit back), and never
+/// recorded from a guess. The payment fails naming the account, listed for the operator.
+#[tokio::test]
+async fn an_account_found_paid_after_its_issuance_answer_was_lost_is_a_conflict_not_revoked() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    app.sandbox
+        .inject(FaultRule::new(paths::HUB_PAYMENT, Fault::LoseResponse).when("pay_method", "VCNT"));
+    app.sandbox
+        .inject(FaultRule::new(paths::INQUIRY, Fault::Drop));
+    let (_, res) = app
+        .post("/vbanks", Some(&token), vbank(&app, "vb-lost-paid", 5000))
+        .await;
+    assert_eq!(res["code"], 1, "{res}");
+    let imp_uid = message_imp_uid(&res["message"]);
+    let tno = app.sandbox.ledger()[0].tno.clone();
+    app.sandbox.deposit(&tno, 5000, "00").unwrap();
+
+    app.advance(SETTLE_SECS + 1);
+    app.resolve_all().await;
+
+    let entry = &app.sandbox.ledger()[0];
+    assert_ne!(entry.state, TransactionState::Cancelled, "{entry:?}");
+    assert!(
+        entry.cancels.is_empty(),
+        "no cancel sent for a paid account: {entry:?}"
+    );
+    let p = app.payment(&token, &imp_uid).await;
+    assert_eq!(p["status"], "failed", "{p}");
+    assert_eq!(p["pg_tid"], tno.as_str());
+    let conflicts = app.app.gateway.conflict_attempts(10).await.unwrap();
+    assert_eq!(conflicts.len(), 1, "{conflicts:?}");
+    assert_eq!(conflicts[0].imp_uid, imp_uid);
 }

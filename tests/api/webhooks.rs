@@ -1386,7 +1386,11 @@ async fn within_fifteen_seconds(what: &str, mut done: impl AsyncFnMut() -> bool)
 /// An app running its own webhook worker (every 50 ms) with `n` webhooks of the demo merchant
 /// due to a tarpit; returns once the worker's POSTs have reached the tarpit.
 async fn merchant_behind_a_tarpit(n: usize) -> (TestApp, Tarpit) {
-    let app = spawn_app_with(|c| c.resolver.interval_ms = 50).await;
+    let app = spawn_app_with(|c| {
+        c.background_jobs = true;
+        c.resolver.interval_ms = 50;
+    })
+    .await;
     let token = app.token().await;
     // Paid before the merchant has a URL: the payment itself announces nothing.
     let imp_uid = paid_payment(&app, &token, "wh-tarpit", Value::Null).await;
@@ -1526,7 +1530,11 @@ async fn a_shutdown_gives_webhook_posts_in_flight_a_short_grace_and_leaves_unans
 /// arrives within seconds.
 #[tokio::test]
 async fn a_new_webhook_is_sent_without_waiting_for_the_workers_next_tick() {
-    let app = spawn_app_with(|c| c.resolver.interval_ms = 60_000).await;
+    let app = spawn_app_with(|c| {
+        c.background_jobs = true;
+        c.resolver.interval_ms = 60_000;
+    })
+    .await;
     let token = app.token().await;
     let receiver = Receiver::start().await;
     let (status, res) = app
@@ -1562,7 +1570,11 @@ async fn a_new_webhook_is_sent_without_waiting_for_the_workers_next_tick() {
 async fn a_steady_stream_of_webhooks_leaves_as_fast_as_it_is_written_while_payments_ring_the_worker(
 ) {
     // The worker's own tick is a minute away: only the signal and POSTs ending drive it.
-    let app = spawn_app_with(|c| c.resolver.interval_ms = 60_000).await;
+    let app = spawn_app_with(|c| {
+        c.background_jobs = true;
+        c.resolver.interval_ms = 60_000;
+    })
+    .await;
     let token = app.token().await;
     // Paid before the merchant has a URL: the payment itself announces nothing.
     let imp_uid = paid_payment(&app, &token, "wh-stream", Value::Null).await;
@@ -1673,6 +1685,7 @@ async fn three_instances_workers_deliver_each_webhook_exactly_once() {
     // Few connections each: three instances with 16 POSTs in flight each would otherwise open
     // dozens, and PostgreSQL's limit is shared with every other test running meanwhile.
     let worker = |c: &mut openport::config::Config| {
+        c.background_jobs = true;
         c.resolver.interval_ms = 50;
         c.database_pool_size = 4;
     };

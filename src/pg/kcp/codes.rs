@@ -18,6 +18,10 @@ pub const ALREADY_CANCELLED: &str = "8133";
 /// is the sandbox's (docs/sandbox.md), and a deployment against real KCP should confirm it.
 pub const BATCH_KEY_DELETED: &str = "8303";
 
+/// No such batch key in this site and group (charge or delete). KCP's code for this is not
+/// public either; this is the sandbox's (docs/sandbox.md), to be confirmed against real KCP.
+pub const BATCH_KEY_NOT_FOUND: &str = "8302";
+
 /// A shipping start (`STE1`) on a transaction that already has one. KCP's code for this is not
 /// public; this is the sandbox's (docs/sandbox.md §4), and a deployment against real KCP should
 /// confirm it: the service reads it as "KCP holds a shipment", not as a refusal (docs/kcp.md §9.4).
@@ -38,7 +42,8 @@ pub const LOCAL_INVALID_REQUEST: &str = "invalid_request";
 ///   exceeded, the sandbox's `INSUFFICIENT_LIMIT` card), and the issuer
 ///   refusals KCP relays as `CCxx` / `ACxx` (limit exceeded, insufficient funds — public KCP decline
 ///   guides list CC07, CC08, CC09, CC10, CC61, CC88, AC25): the card was declined.
-/// - 8133: already cancelled; 8303: batch key deleted; 8502: escrow shipping already started.
+/// - 8133: already cancelled; 8302: no such batch key; 8303: batch key deleted; 8502: escrow
+///   shipping already started.
 /// - Anything else (3001 user cancel, 8059 amount mismatch, 8178 cannot cancel, system errors).
 pub fn decline_reason(res_cd: &str) -> DeclineReason {
     match res_cd {
@@ -46,6 +51,7 @@ pub fn decline_reason(res_cd: &str) -> DeclineReason {
         "8102" | "8186" | "8187" | "8188" => DeclineReason::CardDeclined,
         ALREADY_CANCELLED => DeclineReason::AlreadyCancelled,
         BATCH_KEY_DELETED => DeclineReason::BatchKeyDeleted,
+        BATCH_KEY_NOT_FOUND => DeclineReason::BatchKeyNotFound,
         ESCROW_ALREADY_SHIPPED => DeclineReason::AlreadyShipped,
         code if is_issuer_refusal(code) => DeclineReason::CardDeclined,
         _ => DeclineReason::Other,
@@ -111,6 +117,7 @@ mod tests {
     fn codes_that_name_a_state_at_kcp_have_their_own_reason() {
         assert_eq!(decline_reason("8133"), DeclineReason::AlreadyCancelled);
         assert_eq!(decline_reason("8303"), DeclineReason::BatchKeyDeleted);
+        assert_eq!(decline_reason("8302"), DeclineReason::BatchKeyNotFound);
         assert_eq!(decline_reason("8502"), DeclineReason::AlreadyShipped);
     }
 

@@ -835,7 +835,7 @@ fn point_account(account: &PointAccount) -> Result<(Sensitive, Sensitive, String
             DeclineReason::Other,
         ));
     }
-    if !usable(&account.member_company) {
+    if !crate::domain::text::is_sendable_member_code(&account.member_company) {
         return Err(invalid_request(
             "point member company code (pt_memcorp_cd) is missing or malformed",
             DeclineReason::Other,
@@ -1026,11 +1026,18 @@ impl CancelResponse {
                 None => balance_before - amount,
             },
         };
+        let cancelled = match (&req.kind, self.mod_mny.as_deref()) {
+            (CancelKind::Partial { .. }, Some(s)) => {
+                Some(parse_won(s).ok_or_else(|| WireError("mod_mny is not an amount".into()))?)
+            }
+            _ => None,
+        };
         let cancelled_at = time_or_now(self.canc_time.as_deref(), "canc_time");
         Ok(crate::pg::CancelConfirmation {
             tno,
             cancelled_at,
             remaining,
+            cancelled,
         })
     }
 }

@@ -8,7 +8,8 @@ pub struct Model {
     pub id: i64,
     pub merchant_id: i64,
     pub customer_uid: String,
-    /// `active`, `replaced` or `deleted`.
+    /// `pending` (issued for the key-in charge `payment_id`, the customer's only once that payment
+    /// is paid: service/kept_cards.rs), `active`, `replaced` or `deleted`.
     pub status: String,
     /// The KCP batch key, sealed with the master key. Never returned, never logged. Empty once
     /// KCP has deleted the key (`pg_deleted_at`): nothing is kept of a key KCP no longer holds.
@@ -38,6 +39,9 @@ pub struct Model {
     pub pg_delete_tries: i32,
     /// The lease of the instance calling KCP to delete it now (0: nobody).
     pub pg_delete_lease_until: i64,
+    /// The key-in charge (`onetime` with `customer_uid`) this key's card was issued for; None for a
+    /// key registered on its own.
+    pub payment_id: Option<i64>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -58,6 +58,9 @@ pub struct Model {
     pub vbank_issued_at: Option<i64>,
     /// Escrow delivery registration (`/escrows/logis`) as JSON.
     pub escrow_logis: Option<String>,
+    /// The buyer asked KCP's window for a cash receipt (`cash_yn` `Y`) of a bank transfer or a
+    /// virtual account, which KCP issues with the money: see [`Model::cash_receipt_issued`].
+    pub cash_receipt: bool,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
@@ -66,6 +69,13 @@ pub enum Relation {}
 impl ActiveModelBehavior for ActiveModel {}
 
 impl Model {
+    /// iamport's `cash_receipt_issued`: a receipt the buyer asked KCP's window for, once the money
+    /// is in (at approval for a bank transfer, at the deposit for a virtual account: KCP issues
+    /// it for cash received; a revoked account received none).
+    pub fn cash_receipt_issued(&self) -> bool {
+        self.cash_receipt && self.paid_at.is_some_and(|t| t > 0)
+    }
+
     /// iamport's `receipt_url`: KCP's slip, which exists once money moved: paid, or cancelled
     /// after it was paid (a revoked virtual account was never paid).
     pub fn receipt_url(&self) -> Option<String> {

@@ -8,7 +8,10 @@ pub struct Model {
     pub id: i64,
     pub payment_id: i64,
     /// `approve`, `cancel`, or `net_cancel`: the cancel of an approval that reached a holder whose
-    /// `approve` attempt another holder had settled without it (service/orphans.rs).
+    /// `approve` attempt another holder had settled without it (service/orphans.rs). The second
+    /// looks at KCP make no call with an effect: `absence_recheck` after a failure for finding no
+    /// approval (service/resolve.rs), `cancel_recheck` after a cancel closed as not applied
+    /// (service/cancel_recheck.rs).
     pub kind: String,
     /// `pending` (sent or about to be), `unknown` (answer lost), `succeeded`, `failed`,
     /// `net_cancelled`, `conflict` (left for the operator: the payment takes no API cancel until

@@ -31,7 +31,11 @@ pub struct Model {
     pub fail_reason: Option<String>,
     pub executed_at: Option<i64>,
     pub revoked_at: Option<i64>,
+    /// When the claim of an `executing` schedule runs out: another instance may claim it after.
     pub lease_until: i64,
+    /// The random token of the schedule's latest claim (0: never claimed), which every write of
+    /// the holder is conditional on (`store::billing::held`).
+    pub claim_token: i64,
     pub created_at: i64,
     pub updated_at: i64,
 }

@@ -22,6 +22,13 @@
 //!   if the group fails, they fail together.
 //! - Rollback (explicit or by dropping the transaction) undoes its savepoint only; the outer
 //!   transaction is closed at once if nobody waits for it, so the write lock is not kept idle.
+//!   An explicit rollback (and a handed-over transaction that decides to roll back) still answers
+//!   only with the group's outcome when earlier transactions of the group wait for it: what it
+//!   read and acted on (a payment found, say) may be one of theirs, which is not there if the
+//!   group fails.
+//! - A committer that stops waiting (its request was dropped) leaves a task behind that commits
+//!   the group unless another holder of the lock does, so the write lock is never left held by a
+//!   group nobody will end.
 //! - Statements outside a transaction run as one-statement transactions.
 //!
 //! The outer `COMMIT` runs on the blocking pool, so a slow disk stalls no async worker; so does the
@@ -207,17 +214,22 @@ impl State {
         released
     }
 
-    /// Undoes the current transaction's savepoint.
+    /// Undoes the current transaction's savepoint and ends the outer transaction if nobody else
+    /// will.
     fn rollback(&mut self) {
-        if !self.conn.is_autocommit() {
-            let _ = self.conn.execute_batch("ROLLBACK TO op; RELEASE op;");
-        }
+        self.undo_savepoint();
         if !self.waiting.is_empty() && self.waiting.iter().all(Member::gave_up) {
             // Every committer of the group gave up waiting (their requests were dropped), so
             // none of them would commit it: do it now rather than keep the write lock.
             let _ = self.commit_group();
         } else {
             self.close_if_unused();
+        }
+    }
+
+    fn undo_savepoint(&mut self) {
+        if !self.conn.is_autocommit() {
+            let _ = self.conn.execute_batch("ROLLBACK TO op; RELEASE op;");
         }
     }
 
@@ -454,7 +466,31 @@ impl SqliteWriter {
                     // `release` rolled the savepoint back.
                     Err(e) => Err(e),
                 },
-                Ok(Decided::Rollback(value)) => locked.with(undone).map(|()| value),
+                Ok(Decided::Rollback(value)) => {
+                    let waits = locked.with(|state| {
+                        state.undo_savepoint();
+                        if state.waiting.is_empty() {
+                            state.close_if_unused();
+                            return Ok(false);
+                        }
+                        Ok(true)
+                    });
+                    match waits {
+                        Ok(true) => {
+                            // It may have acted on what the group's earlier transactions wrote:
+                            // answered with the group's outcome (module doc).
+                            let _ = locked.with(|state| {
+                                state.waiting.push(Member::Job(Box::new(move |group| {
+                                    let _ = tx.send(group.map(|()| value).map_err(DbErr::Custom));
+                                })));
+                                Ok(())
+                            });
+                            return;
+                        }
+                        Ok(false) => Ok(value),
+                        Err(e) => Err(e),
+                    }
+                }
                 Err(e) => locked.with(undone).and(Err(e)),
             };
             let _ = tx.send(answer);
@@ -552,33 +588,66 @@ impl SqliteTransaction {
             .take()
             .ok_or_else(|| DbErr::Custom("transaction already finished".into()))?;
         let (tx, rx) = oneshot::channel();
-        let now = guard.with(|state| {
+        guard.with(|state| {
             state.release()?;
             state.waiting.push(Member::Committer(tx));
+            Ok(())
+        })?;
+        self.wait_for_group(guard, rx).await
+    }
+
+    /// Undoes this transaction; answers once the group it was part of is through when earlier
+    /// transactions of the group wait for it (module doc), with the group's outcome.
+    pub async fn rollback(mut self) -> Result<(), DbErr> {
+        let Some(guard) = self.guard.take() else {
+            return Ok(());
+        };
+        let (tx, rx) = oneshot::channel();
+        let waits = guard.with(|state| {
+            state.undo_savepoint();
+            if state.waiting.is_empty() {
+                state.close_if_unused();
+                return Ok(false);
+            }
+            state.waiting.push(Member::Committer(tx));
+            Ok(true)
+        })?;
+        if !waits {
+            return Ok(());
+        }
+        self.wait_for_group(guard, rx).await
+    }
+
+    /// Commits the group now when no other writer is queued (or the group is full); otherwise
+    /// leaves it open for them and waits for whoever holds the lock last to commit it, or commits
+    /// it itself if the group is still open when the lock comes back.
+    async fn wait_for_group(
+        &self,
+        guard: OwnedMutexGuard<Locked>,
+        mut rx: oneshot::Receiver<Result<(), String>>,
+    ) -> Result<(), DbErr> {
+        let now = guard.with(|state| {
             Ok(self.shared.queued.load(Ordering::SeqCst) == 0 || state.waiting.len() >= MAX_GROUP)
         })?;
         if now {
             commit_group(guard).await?;
-        } else {
-            drop(guard);
-            let mut rx = rx;
-            tokio::select! {
-                biased;
-                outcome = &mut rx => return group_outcome(outcome),
-                guard = self.shared.state.clone().lock_owned() => {
-                    let still_open = guard.with(|state| Ok(state.open == Some(self.group)))?;
-                    if still_open {
-                        commit_group(guard).await?;
-                    }
-                    return group_outcome(rx.await);
-                }
-            }
+            return group_outcome(rx.await);
         }
-        group_outcome(rx.await)
-    }
-
-    pub async fn rollback(mut self) -> Result<(), DbErr> {
-        self.undo()
+        drop(guard);
+        let abandoned = AbandonedGroup(Some((self.shared.clone(), self.group)));
+        let outcome = tokio::select! {
+            biased;
+            outcome = &mut rx => group_outcome(outcome),
+            guard = self.shared.state.clone().lock_owned() => {
+                let still_open = guard.with(|state| Ok(state.open == Some(self.group)))?;
+                if still_open {
+                    commit_group(guard).await?;
+                }
+                group_outcome(rx.await)
+            }
+        };
+        abandoned.defuse();
+        outcome
     }
 
     /// Undoes this transaction's savepoint and gives the writer back (rollback and drop).
@@ -590,6 +659,40 @@ impl SqliteTransaction {
             }),
             None => Ok(()),
         }
+    }
+}
+
+/// A committer's wait for its group ([`SqliteTransaction::wait_for_group`]). Dropped before it is
+/// defused (the request was dropped, and with it the wait), it leaves a task that takes the lock
+/// and commits the group if it is still open: the committers the group waited for may all have
+/// given up, and the writers queued for the lock too, and then nobody would end it and the file's
+/// write lock would stay held (another process meeting "database is locked") until this process's
+/// next write. Committing is what the committer would have done: every member left is told.
+struct AbandonedGroup(Option<(Arc<Shared>, u64)>);
+
+impl AbandonedGroup {
+    fn defuse(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for AbandonedGroup {
+    fn drop(&mut self) {
+        let Some((shared, group)) = self.0.take() else {
+            return;
+        };
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        runtime.spawn(async move {
+            let guard = shared.state.clone().lock_owned().await;
+            if guard
+                .with(|state| Ok(state.open == Some(group)))
+                .unwrap_or(false)
+            {
+                let _ = commit_group(guard).await;
+            }
+        });
     }
 }
 
@@ -1047,6 +1150,130 @@ mod tests {
         other.busy_timeout(std::time::Duration::ZERO).unwrap();
         other.execute_batch("INSERT INTO t (x) VALUES (9)").unwrap();
         assert_eq!(committed(&path), vec![9]);
+    }
+
+    #[tokio::test]
+    async fn a_group_whose_committer_and_queued_writer_both_gave_up_is_still_committed() {
+        let (_dir, path, w) = writer();
+        let txn = w.begin().await.unwrap();
+        txn.execute(insert(1)).await.unwrap();
+        // A writer queued for the lock, so the commit leaves the group open for it.
+        let mut queued = Box::pin(w.begin());
+        assert!(futures::poll!(&mut queued).is_pending());
+        let mut committing = Box::pin(txn.commit());
+        assert!(futures::poll!(&mut committing).is_pending());
+        // Both requests dropped: the lock was handed to the queued writer, which never runs.
+        drop(committing);
+        drop(queued);
+        let other = Connection::open(&path).unwrap();
+        other.busy_timeout(std::time::Duration::ZERO).unwrap();
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+        while committed(&path).is_empty() && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        assert_eq!(
+            committed(&path),
+            vec![1],
+            "the released transaction is kept"
+        );
+        // And the write lock is free again for another process.
+        other.execute_batch("INSERT INTO t (x) VALUES (9)").unwrap();
+        assert_eq!(committed(&path), vec![1, 9]);
+    }
+
+    /// A table whose rows name a parent that is only checked at the outer `COMMIT`: inserting an
+    /// orphan makes the group's commit fail however its savepoints went.
+    fn with_deferred_parent(path: &Path) {
+        Connection::open(path)
+            .unwrap()
+            .execute_batch(
+                "CREATE TABLE parent (id INTEGER PRIMARY KEY); \
+                 CREATE TABLE child (parent INTEGER REFERENCES parent (id) \
+                 DEFERRABLE INITIALLY DEFERRED)",
+            )
+            .unwrap();
+    }
+
+    fn orphan() -> Statement {
+        Statement::from_string(DbBackend::Sqlite, "INSERT INTO child (parent) VALUES (42)")
+    }
+
+    fn count_t() -> Statement {
+        Statement::from_string(DbBackend::Sqlite, "SELECT count(*) AS n FROM t")
+    }
+
+    #[tokio::test]
+    async fn a_rollback_after_reading_a_group_that_then_fails_answers_the_failure() {
+        let (_dir, path, w) = writer();
+        with_deferred_parent(&path);
+        let first = w.begin().await.unwrap();
+        first.execute(insert(1)).await.unwrap();
+        first.execute(orphan()).await.unwrap();
+        let mut queued = Box::pin(w.begin());
+        assert!(futures::poll!(&mut queued).is_pending());
+        let mut committing = Box::pin(first.commit());
+        assert!(futures::poll!(&mut committing).is_pending());
+        // The second transaction joins the open group and sees the first one's row ...
+        let second = queued.await.unwrap();
+        let n: i64 = second
+            .query_one(count_t())
+            .await
+            .unwrap()
+            .unwrap()
+            .try_get("", "n")
+            .unwrap();
+        assert_eq!(n, 1);
+        // ... so its rollback must not answer before the group's outcome, which is a failure.
+        assert!(second.rollback().await.is_err());
+        assert!(committing.await.is_err());
+        assert!(committed(&path).is_empty());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_handed_over_rollback_after_reading_a_group_that_then_fails_answers_the_failure() {
+        let (_dir, path, w) = writer();
+        with_deferred_parent(&path);
+        // Holds the writer until both jobs are queued, so the combiner runs them in one group.
+        let holder = w.begin().await.unwrap();
+        let writes = tokio::spawn({
+            let w = w.clone();
+            async move {
+                w.transact(|txn| {
+                    async move {
+                        txn.execute(insert(1)).await?;
+                        txn.execute(orphan()).await?;
+                        Ok(Decided::Commit(()))
+                    }
+                    .boxed()
+                })
+                .await
+            }
+        });
+        while w.shared.jobs().is_empty() {
+            tokio::task::yield_now().await;
+        }
+        let reads = tokio::spawn({
+            let w = w.clone();
+            async move {
+                w.transact(|txn| {
+                    async move {
+                        let row = txn.query_one(count_t()).await?.unwrap();
+                        Ok(Decided::Rollback(row.try_get::<i64>("", "n")?))
+                    }
+                    .boxed()
+                })
+                .await
+            }
+        });
+        while w.shared.jobs().len() < 2 {
+            tokio::task::yield_now().await;
+        }
+        holder.rollback().await.unwrap();
+        assert!(writes.await.unwrap().is_err());
+        // It saw the first job's row (count 1): that row never existed, and it is told so.
+        let read = reads.await.unwrap();
+        assert!(read.is_err(), "answered {read:?} before the group failed");
+        assert!(committed(&path).is_empty());
     }
 
     /// Files this process has open that SQLite created as unlinked temporary files (`etilqs_…`).

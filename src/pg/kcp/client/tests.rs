@@ -588,7 +588,7 @@ fn point_account() -> PointAccount {
     PointAccount {
         id: "benepia01".into(),
         password: "pw1234".into(),
-        member_company: "BNP01".into(),
+        member_company: "BNP1".into(),
     }
 }
 

@@ -656,7 +656,7 @@ fn point_account() -> PointAccount {
     PointAccount {
         id: "benepia01".into(),
         password: "pw1234".into(),
-        member_company: "BNP01".into(),
+        member_company: "BNP1".into(),
     }
 }
 
@@ -816,10 +816,12 @@ fn point_reapproval_refuses_a_bad_tno_amount_or_order() {
 #[test]
 fn unusable_point_credentials_are_refused_without_echoing_them() {
     for (id, password, company) in [
-        ("", "pw1234", "BNP01"),
-        ("benepia01", "pw;1234", "BNP01"),
-        ("benepia01", " pw1234", "BNP01"),
+        ("", "pw1234", "BNP1"),
+        ("benepia01", "pw;1234", "BNP1"),
+        ("benepia01", " pw1234", "BNP1"),
         ("benepia01", "pw1234", ""),
+        // `pt_memcorp_cd` is `String 4` (seed 003).
+        ("benepia01", "pw1234", "BNP01"),
     ] {
         let account = PointAccount {
             id: id.into(),
@@ -1032,4 +1034,36 @@ fn a_window_inquiry_answered_with_the_card_status_or_another_method_is_not_guess
         "pay_method":"PAMC","amount":"3000","stat_bk_cd":"STSR","app_time":"20260310120000"}))
         .unwrap();
     assert!(other.into_state_of(PAY_TYPE_BANK).is_err());
+}
+
+#[test]
+fn a_partial_cancel_answer_is_as_asked_only_when_its_mod_mny_and_rem_mny_are_the_requests() {
+    let kind = CancelKind::Partial {
+        amount: 300,
+        balance_before: 1000,
+    };
+    let req = cancel(kind.clone());
+    let answered = |body: serde_json::Value| {
+        serde_json::from_value::<CancelResponse>(body)
+            .unwrap()
+            .into_confirmation(&req)
+            .unwrap()
+    };
+    let as_asked = answered(json!({"res_cd":"0000","mod_mny":"300","rem_mny":"700"}));
+    assert_eq!(as_asked.cancelled, Some(300));
+    assert!(as_asked.as_asked(&kind));
+    // Without the amounts, what was asked is all there is to go by.
+    assert!(answered(json!({"res_cd":"0000"})).as_asked(&kind));
+    assert!(!answered(json!({"res_cd":"0000","mod_mny":"300","rem_mny":"500"})).as_asked(&kind));
+    assert!(!answered(json!({"res_cd":"0000","mod_mny":"500","rem_mny":"700"})).as_asked(&kind));
+    let unreadable: CancelResponse =
+        serde_json::from_value(json!({"res_cd":"0000","mod_mny":"3백"})).unwrap();
+    assert!(unreadable.into_confirmation(&req).is_err());
+    // A full cancel's answer names no amount to check.
+    let full: CancelResponse =
+        serde_json::from_value(json!({"res_cd":"0000","mod_mny":"1","rem_mny":"5"})).unwrap();
+    assert!(full
+        .into_confirmation(&cancel(CancelKind::Full))
+        .unwrap()
+        .as_asked(&CancelKind::Full));
 }

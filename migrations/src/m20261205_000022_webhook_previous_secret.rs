@@ -10,7 +10,7 @@ pub struct Migration;
 
 impl MigrationName for Migration {
     fn name(&self) -> &str {
-        "m20261205_000019_webhook_previous_secret"
+        "m20261205_000022_webhook_previous_secret"
     }
 }
 

@@ -1,0 +1,133 @@
+//! The second look at a cancel closed as "not applied at KCP".
+//!
+//! A cancel attempt is closed as not applied when KCP's balance, asked after the settle delay,
+//! still holds the cancel's amount (service/resolve.rs `resolve_cancel`, a point cancel's `STSC`
+//! in service/benepia.rs). The settle delay only bounds by assumption how long KCP takes: a KCP
+//! that applies the cancel later has refunded the buyer while the record keeps the balance, and a
+//! merchant told "not cancelled" who refunds by other means refunds twice. Approvals failed on the
+//! same assumption get a second look (`resolve::ABSENCE_RECHECK`); cancels get this one.
+//!
+//! Before the cancel is closed, an attempt of kind [`KIND`] is written (so no crash between the
+//! two leaves the close without its look), due [`RECHECK_SETTLES`] settle delays later. It names
+//! the cancel's tno and amount and is not a `cancel`: the payment takes API cancels meanwhile. It
+//! then asks KCP what is left of that trade and compares it with the payment's balance as it
+//! stands by then: the same → nothing landed, closed; exactly the cancel's amount less → KCP
+//! applied it late, recorded as the cancel (with a `cancelled` webhook: the merchant was told the
+//! opposite); anything else → a `conflict` for the operator.
+use sea_orm::Set;
+
+use super::resolve::RECHECK_SETTLES;
+use super::{Gateway, ServiceError, ServiceResult};
+use crate::pg::Pg;
+use crate::store::entity::{payment, pg_attempt};
+use crate::store::payments;
+
+/// `pg_attempts.kind` of the second look at a cancel closed as not applied.
+pub const KIND: &str = "cancel_recheck";
+
+impl Gateway {
+    /// Writes the second look at cancel `attempt`, which its holder is about to close as not
+    /// applied (module doc).
+    pub(crate) async fn schedule_cancel_recheck(
+        &self,
+        attempt: &pg_attempt::Model,
+    ) -> ServiceResult<()> {
+        let now = self.clock.unix();
+        payments::insert_attempt(
+            &self.db.write,
+            pg_attempt::ActiveModel {
+                payment_id: Set(attempt.payment_id),
+                tno: Set(attempt.tno.clone()),
+                reason: Set(attempt.reason.clone()),
+                // Recorded an hour after the merchant was told "not cancelled": announced whatever
+                // the request asked, as a point cancel that took more than asked is.
+                notify: Set(true),
+                result_message: Set(Some(format!(
+                    "second look for a late cancel (attempt {})",
+                    attempt.id
+                ))),
+                next_check_at: Set(now + RECHECK_SETTLES * self.settings.settle_secs),
+                ..super::attempts::new_attempt(KIND, attempt.order_no.clone(), attempt.amount, now)
+            },
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Runs a [`KIND`] attempt this instance claimed (module doc).
+    pub(crate) async fn recheck_cancel(
+        &self,
+        connector: &dyn Pg,
+        payment: payment::Model,
+        attempt: pg_attempt::Model,
+    ) -> ServiceResult<()> {
+        let tno = attempt.tno.clone().ok_or_else(|| {
+            ServiceError::Internal(format!("cancel recheck {} without tno", attempt.id))
+        })?;
+        // A point payment partly cancelled since holds a re-approval: its old tno was cancelled
+        // whole by that cancel's STSC, which a late STSC of the same tno changes nothing to.
+        if payment.pg_tid.as_deref() != Some(tno.as_str()) {
+            self.close_attempt(
+                attempt,
+                "failed",
+                "nothing to look for: the payment holds another trade now",
+            )
+            .await?;
+            return Ok(());
+        }
+        // A cancel in flight moves KCP's balance under this look, and one of the same amount
+        // would pass for the late one: looked at again once it is settled.
+        let open = payments::open_attempts_of(&self.db.write, payment.id).await?;
+        if open.iter().any(|a| a.kind == "cancel") {
+            self.postpone(attempt, "waits for the cancel in flight")
+                .await?;
+            return Ok(());
+        }
+        let remaining = match self.remaining_of(connector, &payment, tno.clone()).await {
+            Some(Ok(Some(remaining))) => remaining,
+            Some(Ok(None)) => {
+                tracing::error!(imp_uid = %payment.imp_uid, %tno, "second look at a cancel: KCP has no such trade; left for the operator");
+                self.close_attempt(attempt, "conflict", "second look: KCP에 거래가 없음")
+                    .await?;
+                return Ok(());
+            }
+            Some(Err(e)) => {
+                self.postpone(attempt, &format!("second look failed: {e}"))
+                    .await?;
+                return Ok(());
+            }
+            // A cancel is only concluded "not applied" from an inquiry, so this is not reached.
+            None => {
+                self.close_attempt(attempt, "failed", "no inquiry for this pay method")
+                    .await?;
+                return Ok(());
+            }
+        };
+        let balance = payment.amount - payment.cancel_amount;
+        if remaining == balance {
+            self.close_attempt(attempt, "failed", "still not applied at KCP")
+                .await?;
+        } else if remaining == balance - attempt.amount {
+            tracing::error!(imp_uid = %payment.imp_uid, %tno, amount = attempt.amount, "KCP applied a cancel after it was closed as not applied; recording it");
+            if self
+                .record_cancellation(payment, attempt.clone(), self.clock.now())
+                .await?
+                .is_none()
+            {
+                // The payment's cancelled amount moved between the read and the write: the
+                // balance compared is stale, so nothing is concluded from it.
+                self.postpone(attempt, "the payment moved meanwhile")
+                    .await?;
+            }
+        } else {
+            tracing::error!(imp_uid = %payment.imp_uid, %tno, remaining, balance, "second look at a cancel: KCP's balance matches neither outcome; left for the operator");
+            self.close_attempt(
+                attempt,
+                "conflict",
+                &format!("second look: KCP 잔액 {remaining}, openport 잔액 {balance}"),
+            )
+            .await?;
+        }
+        Ok(())
+    }
+}

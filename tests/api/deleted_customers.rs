@@ -1,0 +1,141 @@
+//! `DELETE /subscribe/customers/{customer_uid}` against the customer's schedules: once a delete
+//! has answered, nothing of the customer is scheduled or charged, whatever ran beside it.
+use kcp_sandbox::{paths, BatchKeyState, Fault, FaultRule};
+use serde_json::{json, Value};
+
+use crate::billing::{delete_customer, execute, key_rows, register};
+use crate::helpers::{spawn_app, test_cards, TestApp};
+
+/// `POST /subscribe/payments/schedule` of one charge of `uid` an hour from the app's now.
+async fn schedule_one(app: &TestApp, token: &str, uid: &str, merchant_uid: &str) -> Value {
+    let at = app.app.gateway.clock.unix() + 3600;
+    app.post(
+        "/subscribe/payments/schedule",
+        Some(token),
+        json!({"customer_uid": uid, "schedules": [
+            {"merchant_uid": merchant_uid, "schedule_at": at, "amount": 3000, "name": "월간 구독"}
+        ]}),
+    )
+    .await
+    .1
+}
+
+/// The `schedule_status` of `merchant_uid`'s schedule.
+async fn schedule_status(app: &TestApp, token: &str, merchant_uid: &str) -> Value {
+    let (_, s) = app
+        .get(
+            &format!("/subscribe/payments/schedule/{merchant_uid}"),
+            Some(token),
+        )
+        .await;
+    s["response"]["schedule_status"].clone()
+}
+
+/// A schedule request read the customer's key and is still writing its schedule (PostgreSQL: a
+/// trigger holds it in the insert) when the customer is deleted. The schedule must not survive
+/// the delete as `scheduled`: it would fail when due, announced by a `failed` webhook, for a
+/// customer the merchant deleted. The schedule's transaction holds the key's row locked, so the
+/// delete waits for it and then revokes it.
+#[tokio::test]
+async fn a_schedule_written_while_its_customer_is_deleted_does_not_survive_the_delete() {
+    let app = spawn_app().await;
+    if !app.database_url.starts_with("postgres") {
+        return; // SQLite's one writer runs the two writes one after the other
+    }
+    let token = app.token().await;
+    register(&app, &token, "del-sched", test_cards::SHINHAN_CREDIT).await;
+    execute(
+        &app,
+        vec![
+            "CREATE FUNCTION slow_schedule() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
+             PERFORM pg_sleep(1.5); RETURN NEW; END $$"
+                .to_string(),
+            "CREATE TRIGGER slow_schedule BEFORE INSERT ON schedules FOR EACH ROW \
+             EXECUTE FUNCTION slow_schedule()"
+                .to_string(),
+        ],
+    )
+    .await;
+    let scheduling = {
+        let url = app.url("/subscribe/payments/schedule");
+        let http = app.http.clone();
+        let token = token.clone();
+        let at = app.app.gateway.clock.unix() + 3600;
+        tokio::spawn(async move {
+            let res = http
+                .post(url)
+                .header("Authorization", token)
+                .json(&json!({"customer_uid": "del-sched", "schedules": [
+                    {"merchant_uid": "del-sched-1", "schedule_at": at, "amount": 3000, "name": "월간 구독"}
+                ]}))
+                .send()
+                .await
+                .unwrap();
+            TestApp::read(res).await.1
+        })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+
+    let deleted = delete_customer(&app, &token, "del-sched").await;
+    let scheduled = scheduling.await.unwrap();
+
+    assert_eq!(deleted["code"], 0, "{deleted}");
+    if scheduled["code"] == 0 {
+        assert_eq!(
+            schedule_status(&app, &token, "del-sched-1").await,
+            "revoked",
+            "scheduled before the delete, revoked by it"
+        );
+    }
+    app.advance(3601);
+    app.app.gateway.run_due_schedules(100).await.unwrap();
+    assert!(app.sandbox.ledger().is_empty(), "nothing charged");
+    let token = app.token().await;
+    let (status, body) = app.get("/payments/find/del-sched-1", Some(&token)).await;
+    assert_eq!(
+        status,
+        reqwest::StatusCode::NOT_FOUND,
+        "no payment, failed or not: {body}"
+    );
+}
+
+/// A schedule falls due while KCP is still deleting the customer's key: it is not charged. The
+/// delete revokes the customer's pending schedules, and retires its key, before it calls KCP.
+#[tokio::test]
+async fn a_schedule_falling_due_during_its_customers_delete_is_not_charged() {
+    // KCP's delete is held long enough for the schedule to be run meanwhile.
+    let app = crate::helpers::spawn_app_with(|c| {
+        c.kcp.timeout_ms = 4_000;
+        c.resolver.settle_secs = 15;
+    })
+    .await;
+    let token = app.token().await;
+    register(&app, &token, "del-due", test_cards::SHINHAN_CREDIT).await;
+    let body = schedule_one(&app, &token, "del-due", "del-due-1").await;
+    assert_eq!(body["code"], 0, "{body}");
+    app.sandbox.inject(
+        FaultRule::new(paths::HUB_PAYMENT, Fault::Delay { ms: 1_500 })
+            .when("tx_type", "10005010")
+            .times(1),
+    );
+    let deleting = delete_customer(&app, &token, "del-due");
+    let running = async {
+        // Once the delete has reached KCP (its fault is used up), the schedule falls due.
+        while !app.sandbox.armed_faults().is_empty() {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        app.advance(3601);
+        app.app.gateway.run_due_schedules(100).await.unwrap()
+    };
+
+    let (deleted, _) = tokio::join!(deleting, running);
+
+    assert_eq!(deleted["code"], 0, "{deleted}");
+    assert!(app.sandbox.ledger().is_empty(), "nothing charged");
+    let token = app.token().await;
+    assert_eq!(schedule_status(&app, &token, "del-due-1").await, "revoked");
+    assert_eq!(app.sandbox.batch_keys()[0].state, BatchKeyState::Deleted);
+    let row = &key_rows(&app, "del-due").await[0];
+    assert_eq!(row.status, "deleted");
+    assert!(row.pg_deleted_at.is_some(), "{row:?}");
+}
