@@ -720,6 +720,20 @@ async fn a_partial_point_cancel_kcp_says_is_already_cancelled_is_left_to_the_ope
     assert_eq!(app.sandbox.ledger().len(), 1, "no re-approval");
 }
 
+/// A partial point cancel (3,000) of `p` in the background, KCP holding its `STSC` a second;
+/// returns once the STSC has reached KCP, with the request still waiting for its answer.
+async fn cancel_with_its_stsc_held(
+    app: &TestApp,
+    token: &str,
+    p: &Value,
+) -> tokio::task::JoinHandle<(StatusCode, Value)> {
+    app.sandbox
+        .inject(FaultRule::new(paths::CANCEL, Fault::Delay { ms: 1000 }).when("mod_type", "STSC"));
+    let request = app.cancel_in_background(token, p["imp_uid"].as_str().unwrap(), 3_000);
+    crate::ownership::until_the_faults_are_used(app).await;
+    request
+}
+
 /// KCP confirms a partial point cancel's STSC to its request while the resolver, which took the
 /// attempt over, still waits for its inquiry's stale "approved" of the old tno. The request goes
 /// on with the re-approval: never closed as "not applied" with every point back at the member.
@@ -728,26 +742,11 @@ async fn an_stsc_kcp_confirms_while_the_resolver_still_inquires_is_followed_by_i
     let app = spawn_app().await;
     let token = app.token().await;
     let p = paid_with_points(&app, &token, "bp-stsc-held", 10_000).await;
-    app.sandbox
-        .inject(FaultRule::new(paths::CANCEL, Fault::Delay { ms: 1000 }).when("mod_type", "STSC"));
-    let imp_uid = p["imp_uid"].clone();
-    let request = app
-        .http
-        .post(app.url("/payments/cancel"))
-        .header("Authorization", &token)
-        .json(&json!({"imp_uid": imp_uid, "amount": 3_000}));
-    let request =
-        tokio::spawn(async move { TestApp::read(request.send().await.expect("request")).await });
-    crate::ownership::until_the_faults_are_used(&app).await;
+    let request = cancel_with_its_stsc_held(&app, &token, &p).await;
     // Past the request's lease: the resolver takes the cancel over and asks KCP about the old
     // tno before the STSC is applied; the answer arrives after KCP confirmed the STSC.
     app.advance(SETTLE_SECS + 10);
-    app.sandbox.inject(FaultRule::new(
-        paths::INQUIRY,
-        Fault::SlowAnswer { ms: 1300 },
-    ));
-    let gateway = app.app.gateway.clone();
-    let resolver = tokio::spawn(async move { gateway.resolve_due(10).await });
+    let resolver = app.resolve_due_with_a_slow_inquiry();
 
     let (_, body) = request.await.unwrap();
     assert_eq!(resolver.await.unwrap().unwrap(), 1);
@@ -767,17 +766,7 @@ async fn an_stsc_kcp_confirms_after_the_resolver_closed_it_as_not_applied_is_a_c
     let app = spawn_app().await;
     let token = app.token().await;
     let p = paid_with_points(&app, &token, "bp-stsc-late", 10_000).await;
-    app.sandbox
-        .inject(FaultRule::new(paths::CANCEL, Fault::Delay { ms: 1000 }).when("mod_type", "STSC"));
-    let imp_uid = p["imp_uid"].clone();
-    let request = app
-        .http
-        .post(app.url("/payments/cancel"))
-        .header("Authorization", &token)
-        .json(&json!({"imp_uid": imp_uid, "amount": 3_000}));
-    let request =
-        tokio::spawn(async move { TestApp::read(request.send().await.expect("request")).await });
-    crate::ownership::until_the_faults_are_used(&app).await;
+    let request = cancel_with_its_stsc_held(&app, &token, &p).await;
     app.advance(SETTLE_SECS + 10);
     assert_eq!(app.app.gateway.resolve_due(10).await.unwrap(), 1);
 
@@ -795,7 +784,7 @@ async fn an_stsc_kcp_confirms_after_the_resolver_closed_it_as_not_applied_is_a_c
         100_000,
         "KCP cancelled it all"
     );
-    let conflicts = app.app.gateway.conflict_attempts(10).await.unwrap();
+    let conflicts = app.conflicts().await;
     assert_eq!(conflicts.len(), 1, "{conflicts:?}");
     assert_eq!(conflicts[0].imp_uid, p["imp_uid"].as_str().unwrap());
     let again = cancel(&app, &token, &p["imp_uid"], Some(1_000)).await;
@@ -834,17 +823,11 @@ async fn an_stsc_kcp_applies_after_it_was_closed_as_not_applied_is_found_by_a_se
         100_000,
         "KCP applied it since"
     );
-    assert!(app
-        .app
-        .gateway
-        .conflict_attempts(10)
-        .await
-        .unwrap()
-        .is_empty());
+    assert!(app.conflicts().await.is_empty());
 
     app.advance(30 * SETTLE_SECS);
     app.resolve_all().await;
-    let conflicts = app.app.gateway.conflict_attempts(10).await.unwrap();
+    let conflicts = app.conflicts().await;
     assert_eq!(conflicts.len(), 1, "{conflicts:?}");
     assert_eq!(conflicts[0].kind, openport::service::cancel_recheck::KIND);
     assert_eq!(conflicts[0].imp_uid, p["imp_uid"].as_str().unwrap());

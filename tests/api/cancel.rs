@@ -697,12 +697,8 @@ async fn a_cancel_answered_with_another_balance_is_checked_by_inquiry_before_it_
     app.sandbox
         .inject(FaultRule::new(paths::INQUIRY, Fault::Delay { ms: 1 }));
 
-    let (_, body) = app
-        .post(
-            "/payments/cancel",
-            Some(&token),
-            json!({"imp_uid": p["imp_uid"], "amount": 3000}),
-        )
+    let body = app
+        .cancel(&token, p["imp_uid"].as_str().unwrap(), 3000)
         .await;
 
     assert_eq!(body["code"], 0, "{body}");
@@ -736,13 +732,7 @@ async fn a_cancel_kcp_confirms_for_another_balance_than_planned_is_a_conflict_no
         ));
     }
 
-    let (_, body) = app
-        .post(
-            "/payments/cancel",
-            Some(&token),
-            json!({"imp_uid": imp_uid, "amount": 3000}),
-        )
-        .await;
+    let body = app.cancel(&token, imp_uid, 3000).await;
 
     assert_eq!(body["code"], 1, "{body}");
     assert!(
@@ -753,7 +743,7 @@ async fn a_cancel_kcp_confirms_for_another_balance_than_planned_is_a_conflict_no
         "{body}"
     );
     assert_eq!(app.payment(&token, imp_uid).await["cancel_amount"], 0);
-    let conflicts = app.app.gateway.conflict_attempts(10).await.unwrap();
+    let conflicts = app.conflicts().await;
     assert_eq!(conflicts.len(), 1, "{conflicts:?}");
     assert!(
         conflicts[0]

@@ -696,7 +696,7 @@ async fn attempt_conflict_turns_a_cancel_inquiry_cannot_settle_into_a_conflict_t
     let printed = run_ok(dir.path(), &app.database_url, &args).await;
     assert!(printed.contains("is a conflict"), "{printed}");
     assert!(app.app.gateway.open_attempts(10).await.unwrap().is_empty());
-    let conflicts = app.app.gateway.conflict_attempts(10).await.unwrap();
+    let conflicts = app.conflicts().await;
     assert_eq!(conflicts.len(), 1, "{conflicts:?}");
     assert!(
         conflicts[0]

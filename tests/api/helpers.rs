@@ -396,6 +396,52 @@ impl TestApp {
         body["response"].clone()
     }
 
+    /// `POST /payments/cancel` for `amount` of the payment: the envelope, whatever it says (the
+    /// status is not looked at: refusals answer 200 too).
+    pub async fn cancel(&self, token: &str, imp_uid: &str, amount: i64) -> Value {
+        self.post(
+            "/payments/cancel",
+            Some(token),
+            json!({"imp_uid": imp_uid, "amount": amount}),
+        )
+        .await
+        .1
+    }
+
+    /// The same cancel in the background, while the test acts meanwhile (arms faults, runs the
+    /// resolver) before it reads the answer.
+    pub fn cancel_in_background(
+        &self,
+        token: &str,
+        imp_uid: &str,
+        amount: i64,
+    ) -> tokio::task::JoinHandle<(StatusCode, Value)> {
+        let request = self
+            .http
+            .post(self.url("/payments/cancel"))
+            .header("Authorization", token)
+            .json(&json!({"imp_uid": imp_uid, "amount": amount}));
+        tokio::spawn(async move { Self::read(request.send().await.expect("request")).await })
+    }
+
+    /// Runs the resolver in the background with its inquiry answered late (1.3 s), so that the
+    /// answer is stale: KCP confirms the call the resolver asks about to its own request meanwhile.
+    pub fn resolve_due_with_a_slow_inquiry(
+        &self,
+    ) -> tokio::task::JoinHandle<openport::service::ServiceResult<usize>> {
+        self.sandbox.inject(kcp_sandbox::FaultRule::new(
+            kcp_sandbox::paths::INQUIRY,
+            kcp_sandbox::Fault::SlowAnswer { ms: 1300 },
+        ));
+        let gateway = self.app.gateway.clone();
+        tokio::spawn(async move { gateway.resolve_due(10).await })
+    }
+
+    /// The attempts left to the operator as conflicts (the first ten).
+    pub async fn conflicts(&self) -> Vec<openport::service::attempts::OpenAttempt> {
+        self.app.gateway.conflict_attempts(10).await.unwrap()
+    }
+
     /// Runs the resolver until no attempt is open (bounded).
     pub async fn resolve_all(&self) {
         for _ in 0..20 {

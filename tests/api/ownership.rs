@@ -172,7 +172,7 @@ async fn a_request_whose_attempt_was_taken_over_answers_what_the_resolver_decide
 /// The one conflict listed for an operator: a net-cancel of KCP's trade `tno` whose message says
 /// `why`; and no open attempt left for the resolver to guess at.
 async fn the_one_net_cancel_conflict(app: &TestApp, tno: &str, why: &str) -> OpenAttempt {
-    let mut conflicts = app.app.gateway.conflict_attempts(10).await.unwrap();
+    let mut conflicts = app.conflicts().await;
     assert_eq!(conflicts.len(), 1, "{conflicts:?}");
     let conflict = conflicts.remove(0);
     assert_eq!(conflict.kind, "net_cancel");
@@ -622,10 +622,7 @@ async fn an_approval_in_hand_whose_net_cancel_kcp_refuses_is_listed_as_a_conflic
     // operator, and opens no other.
     app.advance(3600);
     app.app.gateway.resolve_due(10).await.unwrap();
-    assert_eq!(
-        app.app.gateway.conflict_attempts(10).await.unwrap().len(),
-        1
-    );
+    assert_eq!(app.conflicts().await.len(), 1);
     assert_eq!(
         payments::count_open_attempts(&app.app.gateway.db.read)
             .await
@@ -703,12 +700,7 @@ async fn an_approval_in_hand_while_another_holder_still_decides_is_net_cancelled
     // The resolver takes the attempt over; KCP answers its inquiry ("nothing") only after the
     // approval has reached the request.
     app.advance(PAST_THE_LEASE);
-    app.sandbox.inject(FaultRule::new(
-        paths::INQUIRY,
-        Fault::SlowAnswer { ms: 1300 },
-    ));
-    let gateway = app.app.gateway.clone();
-    let resolver = tokio::spawn(async move { gateway.resolve_due(10).await });
+    let resolver = app.resolve_due_with_a_slow_inquiry();
 
     // The payment is still pending: the request cannot tell what becomes of it.
     let (_, body) = request.await.unwrap();
@@ -748,13 +740,7 @@ async fn a_cancel_kcp_confirms_after_the_resolver_closed_it_as_not_applied_is_a_
             ms: KCP_STILL_WORKING_MS,
         },
     ));
-    let request = app
-        .http
-        .post(app.url("/payments/cancel"))
-        .header("Authorization", &token)
-        .json(&json!({"imp_uid": imp_uid, "amount": 3000}));
-    let request =
-        tokio::spawn(async move { TestApp::read(request.send().await.expect("request")).await });
+    let request = app.cancel_in_background(&token, &imp_uid, 3000);
     until_the_faults_are_used(&app).await;
     // The resolver takes the cancel over before KCP applied it: "not applied", closed failed.
     app.advance(PAST_THE_LEASE);
@@ -766,17 +752,11 @@ async fn a_cancel_kcp_confirms_after_the_resolver_closed_it_as_not_applied_is_a_
     let message = body["message"].as_str().unwrap();
     assert!(message.contains("PG사에서는 취소되었으나"), "{body}");
     assert_eq!(app.sandbox.ledger()[0].balance, 7000);
-    let conflicts = app.app.gateway.conflict_attempts(10).await.unwrap();
+    let conflicts = app.conflicts().await;
     assert_eq!(conflicts.len(), 1, "{conflicts:?}");
     assert_eq!(conflicts[0].imp_uid, imp_uid);
     // No cancel is planned from the record KCP disagrees with until an operator reconciles it.
-    let (_, again) = app
-        .post(
-            "/payments/cancel",
-            Some(&token),
-            json!({"imp_uid": imp_uid, "amount": 3000}),
-        )
-        .await;
+    let again = app.cancel(&token, &imp_uid, 3000).await;
     assert_eq!(again["code"], 1, "{again}");
     assert!(
         again["message"].as_str().unwrap().contains("운영자 확인"),
@@ -880,15 +860,6 @@ async fn an_instance_whose_clock_is_off_the_databases_claims_no_attempt_until_it
     app.assert_ledger_agrees().await;
 }
 
-/// The resolver's inquiry is answered late (stale: KCP had not applied the cancel yet when it
-/// asked) while KCP confirms the cancel to its request meanwhile.
-fn slow_the_resolvers_inquiry(app: &TestApp) {
-    app.sandbox.inject(FaultRule::new(
-        paths::INQUIRY,
-        Fault::SlowAnswer { ms: 1300 },
-    ));
-}
-
 #[tokio::test]
 async fn a_cancel_kcp_confirms_while_the_resolver_still_inquires_is_recorded_never_closed_as_not_applied(
 ) {
@@ -902,20 +873,12 @@ async fn a_cancel_kcp_confirms_while_the_resolver_still_inquires_is_recorded_nev
             ms: KCP_STILL_WORKING_MS,
         },
     ));
-    let request = app
-        .http
-        .post(app.url("/payments/cancel"))
-        .header("Authorization", &token)
-        .json(&json!({"imp_uid": imp_uid, "amount": 3000}));
-    let request =
-        tokio::spawn(async move { TestApp::read(request.send().await.expect("request")).await });
+    let request = app.cancel_in_background(&token, &imp_uid, 3000);
     until_the_faults_are_used(&app).await;
     // The resolver takes the cancel over; its inquiry is answered before KCP applies the cancel,
     // but reaches it only after KCP confirmed the cancel to the request.
     app.advance(PAST_THE_LEASE);
-    slow_the_resolvers_inquiry(&app);
-    let gateway = app.app.gateway.clone();
-    let resolver = tokio::spawn(async move { gateway.resolve_due(10).await });
+    let resolver = app.resolve_due_with_a_slow_inquiry();
 
     let (_, body) = request.await.unwrap();
     assert_eq!(resolver.await.unwrap().unwrap(), 1);
@@ -925,13 +888,7 @@ async fn a_cancel_kcp_confirms_while_the_resolver_still_inquires_is_recorded_nev
     let p = app.payment(&token, &imp_uid).await;
     assert_eq!(p["cancel_amount"], 3000, "{p}");
     assert_eq!(p["cancel_history"].as_array().unwrap().len(), 1, "{p}");
-    assert!(app
-        .app
-        .gateway
-        .conflict_attempts(10)
-        .await
-        .unwrap()
-        .is_empty());
+    assert!(app.conflicts().await.is_empty());
     assert_eq!(open_but_second_looks(&app).await, 0);
     app.assert_ledger_agrees().await;
 }
@@ -964,9 +921,7 @@ async fn a_net_cancel_kcp_confirms_while_the_resolver_still_inquires_fails_the_p
     until_the_faults_are_used(&app).await;
 
     app.advance(PAST_THE_LEASE);
-    slow_the_resolvers_inquiry(&app);
-    let gateway = app.app.gateway.clone();
-    let resolver = tokio::spawn(async move { gateway.resolve_due(10).await });
+    let resolver = app.resolve_due_with_a_slow_inquiry();
     run.await.unwrap().unwrap();
     assert_eq!(resolver.await.unwrap().unwrap(), 1);
     app.resolve_all().await;
@@ -979,12 +934,6 @@ async fn a_net_cancel_kcp_confirms_while_the_resolver_still_inquires_fails_the_p
     let p = app.payment(&token, imp_uid).await;
     assert_eq!(p["status"], "failed", "{p}");
     assert_eq!(p["pg_tid"], ledger[0].tno.as_str());
-    assert!(app
-        .app
-        .gateway
-        .conflict_attempts(10)
-        .await
-        .unwrap()
-        .is_empty());
+    assert!(app.conflicts().await.is_empty());
     app.assert_ledger_agrees().await;
 }

@@ -875,13 +875,7 @@ async fn a_cancel_kcp_applies_after_it_was_closed_as_not_applied_is_found_by_a_s
             ms: KCP_TIMEOUT_MS + 2500,
         },
     ));
-    let (_, body) = app
-        .post(
-            "/payments/cancel",
-            Some(&token),
-            json!({"imp_uid": imp_uid, "amount": 3000}),
-        )
-        .await;
+    let body = app.cancel(&token, imp_uid, 3000).await;
     assert_eq!(body["code"], 1, "{body}");
     app.advance(SETTLE_SECS + 20);
     app.app.gateway.resolve_due(10).await.unwrap();
@@ -903,13 +897,7 @@ async fn a_cancel_kcp_applies_after_it_was_closed_as_not_applied_is_found_by_a_s
     let now = app.payment(&token, imp_uid).await;
     assert_eq!(now["cancel_amount"], 3000, "{now}");
     assert_eq!(now["cancel_history"].as_array().unwrap().len(), 1, "{now}");
-    assert!(app
-        .app
-        .gateway
-        .conflict_attempts(10)
-        .await
-        .unwrap()
-        .is_empty());
+    assert!(app.conflicts().await.is_empty());
     // The merchant was told "not cancelled": it is told otherwise, though it asked for no webhook.
     let announced = webhook_delivery::Entity::find()
         .filter(webhook_delivery::Column::ImpUid.eq(imp_uid))
@@ -930,24 +918,12 @@ async fn the_second_look_at_a_cancel_that_never_landed_changes_nothing_and_a_ret
     let imp_uid = p["imp_uid"].as_str().unwrap();
     app.sandbox
         .inject(FaultRule::new(paths::CANCEL, Fault::Drop));
-    let (_, body) = app
-        .post(
-            "/payments/cancel",
-            Some(&token),
-            json!({"imp_uid": imp_uid, "amount": 3000}),
-        )
-        .await;
+    let body = app.cancel(&token, imp_uid, 3000).await;
     assert_eq!(body["code"], 1, "{body}");
     app.advance(SETTLE_SECS + 20);
     app.app.gateway.resolve_due(10).await.unwrap();
     // Told "not cancelled", the merchant cancels again, and that one goes through.
-    let (_, again) = app
-        .post(
-            "/payments/cancel",
-            Some(&token),
-            json!({"imp_uid": imp_uid, "amount": 3000}),
-        )
-        .await;
+    let again = app.cancel(&token, imp_uid, 3000).await;
     assert_eq!(again["code"], 0, "{again}");
 
     app.advance(30 * SETTLE_SECS);
@@ -955,13 +931,7 @@ async fn the_second_look_at_a_cancel_that_never_landed_changes_nothing_and_a_ret
     let now = app.payment(&token, imp_uid).await;
     assert_eq!(now["cancel_amount"], 3000, "{now}");
     assert_eq!(app.sandbox.ledger()[0].balance, 7000);
-    assert!(app
-        .app
-        .gateway
-        .conflict_attempts(10)
-        .await
-        .unwrap()
-        .is_empty());
+    assert!(app.conflicts().await.is_empty());
     app.assert_ledger_agrees().await;
 }
 
@@ -1001,7 +971,7 @@ async fn a_net_cancel_kcp_refuses_is_a_conflict_for_the_operator_not_retried_for
     app.resolve_all().await;
     let refusals_left = app.sandbox.armed_faults()[0].times;
     assert_eq!(refusals_left, 99, "one net-cancel sent");
-    let conflicts = app.app.gateway.conflict_attempts(10).await.unwrap();
+    let conflicts = app.conflicts().await;
     assert_eq!(conflicts.len(), 1, "{conflicts:?}");
     let ledger = app.sandbox.ledger();
     assert_eq!(ledger[0].state, TransactionState::Approved, "KCP refused");
@@ -1063,7 +1033,7 @@ async fn an_answer_naming_another_payments_trade_never_cancels_that_trade() {
     assert_eq!(own["status"], "failed", "{own}");
     let own_at_kcp = ledger.iter().find(|e| e.tno != other_tno).unwrap();
     assert_eq!(own_at_kcp.state, TransactionState::Cancelled);
-    let conflicts = app.app.gateway.conflict_attempts(10).await.unwrap();
+    let conflicts = app.conflicts().await;
     assert_eq!(conflicts.len(), 1, "{conflicts:?}");
     assert_eq!(conflicts[0].imp_uid, imp_uid);
     assert_eq!(conflicts[0].tno.as_deref(), Some(other_tno.as_str()));

@@ -1274,13 +1274,14 @@ async fn a_card_charge_for_a_merchant_uid_whose_account_waits_for_its_deposit_is
     );
 }
 
-/// An issuance KCP applies after the settle delay: by then the payment failed for finding no
-/// account and its merchant_uid was free, and the account KCP opened would take deposits nobody
-/// records. The second look, as for a failed approval, finds it and revokes it.
-#[tokio::test]
-async fn an_account_kcp_issues_after_the_settle_delay_is_found_by_a_second_look_and_revoked() {
-    let app = spawn_app().await;
-    let token = app.token().await;
+/// Asks for an account (5,000) that KCP issues only after openport stopped waiting and after the
+/// settle delay; runs the resolver once past the delay, while KCP still has not issued it.
+/// Returns the payment's imp_uid.
+async fn an_issuance_kcp_applies_after_the_settle_delay(
+    app: &TestApp,
+    token: &str,
+    merchant_uid: &str,
+) -> String {
     app.sandbox.inject(
         FaultRule::new(
             paths::HUB_PAYMENT,
@@ -1291,12 +1292,23 @@ async fn an_account_kcp_issues_after_the_settle_delay_is_found_by_a_second_look_
         .when("pay_method", "VCNT"),
     );
     let (_, res) = app
-        .post("/vbanks", Some(&token), vbank(&app, "vb-late", 5000))
+        .post("/vbanks", Some(token), vbank(app, merchant_uid, 5000))
         .await;
     assert_eq!(res["code"], 1, "{res}");
     let imp_uid = message_imp_uid(&res["message"]);
     app.advance(SETTLE_SECS + 20);
     app.app.gateway.resolve_due(10).await.unwrap();
+    imp_uid
+}
+
+/// An issuance KCP applies after the settle delay: by then the payment failed for finding no
+/// account and its merchant_uid was free, and the account KCP opened would take deposits nobody
+/// records. The second look, as for a failed approval, finds it and revokes it.
+#[tokio::test]
+async fn an_account_kcp_issues_after_the_settle_delay_is_found_by_a_second_look_and_revoked() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let imp_uid = an_issuance_kcp_applies_after_the_settle_delay(&app, &token, "vb-late").await;
     assert_eq!(app.payment(&token, &imp_uid).await["status"], "failed");
 
     tokio::time::sleep(std::time::Duration::from_millis(3000)).await;
@@ -1321,22 +1333,8 @@ async fn an_account_kcp_issues_after_the_settle_delay_is_found_by_a_second_look_
 async fn an_account_kcp_issues_late_and_the_buyer_pays_into_is_a_conflict_at_the_second_look() {
     let app = spawn_app().await;
     let token = app.token().await;
-    app.sandbox.inject(
-        FaultRule::new(
-            paths::HUB_PAYMENT,
-            Fault::Delay {
-                ms: crate::helpers::KCP_TIMEOUT_MS + 2500,
-            },
-        )
-        .when("pay_method", "VCNT"),
-    );
-    let (_, res) = app
-        .post("/vbanks", Some(&token), vbank(&app, "vb-late-paid", 5000))
-        .await;
-    assert_eq!(res["code"], 1, "{res}");
-    let imp_uid = message_imp_uid(&res["message"]);
-    app.advance(SETTLE_SECS + 20);
-    app.app.gateway.resolve_due(10).await.unwrap();
+    let imp_uid =
+        an_issuance_kcp_applies_after_the_settle_delay(&app, &token, "vb-late-paid").await;
     tokio::time::sleep(std::time::Duration::from_millis(3000)).await;
     let tno = app.sandbox.ledger()[0].tno.clone();
     app.sandbox.deposit(&tno, 5000, "00").unwrap();
@@ -1345,7 +1343,7 @@ async fn an_account_kcp_issues_late_and_the_buyer_pays_into_is_a_conflict_at_the
     app.resolve_all().await;
     let ledger = app.sandbox.ledger();
     assert_ne!(ledger[0].state, TransactionState::Cancelled, "{ledger:?}");
-    let conflicts = app.app.gateway.conflict_attempts(10).await.unwrap();
+    let conflicts = app.conflicts().await;
     assert_eq!(conflicts.len(), 1, "{conflicts:?}");
     assert_eq!(conflicts[0].imp_uid, imp_uid);
     assert_eq!(app.payment(&token, &imp_uid).await["status"], "failed");
@@ -1382,7 +1380,7 @@ async fn an_account_found_paid_after_its_issuance_answer_was_lost_is_a_conflict_
     let p = app.payment(&token, &imp_uid).await;
     assert_eq!(p["status"], "failed", "{p}");
     assert_eq!(p["pg_tid"], tno.as_str());
-    let conflicts = app.app.gateway.conflict_attempts(10).await.unwrap();
+    let conflicts = app.conflicts().await;
     assert_eq!(conflicts.len(), 1, "{conflicts:?}");
     assert_eq!(conflicts[0].imp_uid, imp_uid);
 }

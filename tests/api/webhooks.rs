@@ -1383,17 +1383,27 @@ async fn within_fifteen_seconds(what: &str, mut done: impl AsyncFnMut() -> bool)
     }
 }
 
-/// An app running its own webhook worker (every 50 ms) with `n` webhooks of the demo merchant
-/// due to a tarpit; returns once the worker's POSTs have reached the tarpit.
-async fn merchant_behind_a_tarpit(n: usize) -> (TestApp, Tarpit) {
+/// An app running its own webhook worker (a tick every `interval_ms`) and one paid payment of
+/// the demo merchant, made before the merchant had a URL so that the payment itself announces
+/// nothing; returns the app and the payment's imp_uid.
+async fn a_worker_and_a_payment_it_has_not_announced(
+    interval_ms: u64,
+    merchant_uid: &str,
+) -> (TestApp, String) {
     let app = spawn_app_with(|c| {
         c.background_jobs = true;
-        c.resolver.interval_ms = 50;
+        c.resolver.interval_ms = interval_ms;
     })
     .await;
     let token = app.token().await;
-    // Paid before the merchant has a URL: the payment itself announces nothing.
-    let imp_uid = paid_payment(&app, &token, "wh-tarpit", Value::Null).await;
+    let imp_uid = paid_payment(&app, &token, merchant_uid, Value::Null).await;
+    (app, imp_uid)
+}
+
+/// An app running its own webhook worker (every 50 ms) with `n` webhooks of the demo merchant
+/// due to a tarpit; returns once the worker's POSTs have reached the tarpit.
+async fn merchant_behind_a_tarpit(n: usize) -> (TestApp, Tarpit) {
+    let (app, imp_uid) = a_worker_and_a_payment_it_has_not_announced(50, "wh-tarpit").await;
     let tarpit = Tarpit::start().await;
     let (status, body) = configure(&app, json!({"url": tarpit.url("/hook")})).await;
     assert_eq!(status, StatusCode::OK, "{body}");
@@ -1570,14 +1580,7 @@ async fn a_new_webhook_is_sent_without_waiting_for_the_workers_next_tick() {
 async fn a_steady_stream_of_webhooks_leaves_as_fast_as_it_is_written_while_payments_ring_the_worker(
 ) {
     // The worker's own tick is a minute away: only the signal and POSTs ending drive it.
-    let app = spawn_app_with(|c| {
-        c.background_jobs = true;
-        c.resolver.interval_ms = 60_000;
-    })
-    .await;
-    let token = app.token().await;
-    // Paid before the merchant has a URL: the payment itself announces nothing.
-    let imp_uid = paid_payment(&app, &token, "wh-stream", Value::Null).await;
+    let (app, imp_uid) = a_worker_and_a_payment_it_has_not_announced(60_000, "wh-stream").await;
     let receiver = Receiver::start().await;
     let (status, body) = configure(&app, json!({"url": receiver.url("/stream")})).await;
     assert_eq!(status, StatusCode::OK, "{body}");
