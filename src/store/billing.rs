@@ -589,22 +589,7 @@ fn due_batch(backend: DbBackend, served: ServedMerchants, now: i64, limit: u64) 
         .limit(limit)
         .lock_with_behavior(LockType::Update, LockBehavior::SkipLocked)
         .into_query();
-    match backend {
-        // Not `id IN (SELECT …)`: PostgreSQL may plan that as a nested-loop semi-join that runs
-        // the sub-select again for every candidate row, and each run skips the rows this
-        // statement has already updated and locks `limit` more, so the batch grows past the
-        // LIMIT (seen: all 10 due rows claimed with LIMIT 4). `ANY(ARRAY(…))` is an InitPlan,
-        // evaluated once.
-        DbBackend::Postgres => Expr::cust_with_exprs(
-            "$1 = ANY(ARRAY $2)",
-            [
-                Expr::col((schedule::Entity, schedule::Column::Id)).into(),
-                SimpleExpr::SubQuery(None, Box::new(ids.into_sub_query_statement())),
-            ],
-        ),
-        // SQLite runs an uncorrelated IN sub-select once, and has no row locks to skip.
-        _ => schedule::Column::Id.in_subquery(ids),
-    }
+    super::one_of_the_ids(backend, schedule::Column::Id, ids)
 }
 
 /// The claim itself: a conditional UPDATE of the rows that `which` selects (due ones only, see

@@ -338,6 +338,33 @@ pub fn every_column<E: EntityTrait>(query: Select<E>) -> Select<E> {
     query.select_only().expr(Expr::cust("*"))
 }
 
+/// `id` is one of the ids the sub-select `ids` picks: the condition of a batch claim's UPDATE,
+/// whose sub-select locks the `LIMIT` oldest due rows (`store::billing::claim_due_schedules`,
+/// `store::webhooks::claim_due_deliveries`).
+///
+/// Not `id IN (SELECT …)` on PostgreSQL: it may plan that as a nested-loop semi-join that runs the
+/// sub-select again for every candidate row, and each run skips the rows this statement has
+/// already updated and locks `limit` more, so the batch grows past the LIMIT (seen: all 10 due
+/// rows claimed with LIMIT 4). `ANY(ARRAY(…))` is an InitPlan, evaluated once. SQLite runs an
+/// uncorrelated IN sub-select once, and has no row locks to skip.
+pub(crate) fn one_of_the_ids(
+    backend: DbBackend,
+    id: impl sea_orm::ColumnTrait,
+    ids: sea_orm::sea_query::SelectStatement,
+) -> sea_orm::sea_query::SimpleExpr {
+    use sea_orm::sea_query::SimpleExpr;
+    match backend {
+        DbBackend::Postgres => Expr::cust_with_exprs(
+            "$1 = ANY(ARRAY $2)",
+            [
+                Expr::col(id.as_column_ref()).into(),
+                SimpleExpr::SubQuery(None, Box::new(ids.into_sub_query_statement())),
+            ],
+        ),
+        _ => id.in_subquery(ids),
+    }
+}
+
 /// Writes `new` into `column` of the rows `row` selects, only where the column still holds `old`
 /// (a compare-and-set: a value changed since it was read keeps its change); how many rows took it.
 pub async fn replace_value<E: EntityTrait>(

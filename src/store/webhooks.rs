@@ -113,18 +113,7 @@ fn due_batch(
         .limit(limit)
         .lock_with_behavior(LockType::Update, LockBehavior::SkipLocked)
         .into_query();
-    match backend {
-        // An InitPlan evaluated once, not a semi-join that may run the sub-select per candidate
-        // row and lock `limit` more each time (see store::billing::due_batch).
-        DbBackend::Postgres => Expr::cust_with_exprs(
-            "$1 = ANY(ARRAY $2)",
-            [
-                Expr::col((webhook_delivery::Entity, webhook_delivery::Column::Id)).into(),
-                SimpleExpr::SubQuery(None, Box::new(ids.into_sub_query_statement())),
-            ],
-        ),
-        _ => webhook_delivery::Column::Id.in_subquery(ids),
-    }
+    super::one_of_the_ids(backend, webhook_delivery::Column::Id, ids)
 }
 
 fn claim_statement(backend: DbBackend, lease_until: i64, which: SimpleExpr) -> Statement {
