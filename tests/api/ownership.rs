@@ -209,6 +209,35 @@ async fn schedule_due_now(app: &TestApp, token: &str, customer_uid: &str, mercha
     app.advance(11);
 }
 
+/// The schedule of [`schedule_due_now`] run in the background: KCP's answer to its charge names
+/// another amount, so the run net-cancels the approval, and KCP holds that net-cancel. Returns
+/// once the net-cancel has reached KCP.
+async fn a_run_whose_net_cancel_kcp_holds(
+    app: &TestApp,
+    token: &str,
+    customer_uid: &str,
+    merchant_uid: &str,
+) -> tokio::task::JoinHandle<openport::service::ServiceResult<usize>> {
+    schedule_due_now(app, token, customer_uid, merchant_uid).await;
+    app.sandbox.inject(FaultRule::new(
+        paths::HUB_PAYMENT,
+        Fault::AnswerField {
+            field: "amount".into(),
+            value: "999".into(),
+        },
+    ));
+    app.sandbox.inject(FaultRule::new(
+        paths::CANCEL,
+        Fault::Delay {
+            ms: KCP_STILL_WORKING_MS,
+        },
+    ));
+    let gateway = app.app.gateway.clone();
+    let run = tokio::spawn(async move { gateway.run_due_schedules(10).await });
+    until_the_faults_are_used(app).await;
+    run
+}
+
 #[tokio::test]
 async fn a_scheduled_charge_settled_by_its_run_and_by_the_resolver_is_paid_once_with_one_webhook() {
     let app = spawn_app().await;
@@ -640,23 +669,7 @@ async fn an_approval_in_hand_whose_net_cancel_kcp_refuses_is_listed_as_a_conflic
 async fn a_net_cancel_that_lands_after_the_resolver_recorded_its_approval_paid_is_a_conflict() {
     let app = spawn_app().await;
     let token = app.token().await;
-    schedule_due_now(&app, &token, "own-cust-2", "own-s2").await;
-    app.sandbox.inject(FaultRule::new(
-        paths::HUB_PAYMENT,
-        Fault::AnswerField {
-            field: "amount".into(),
-            value: "999".into(),
-        },
-    ));
-    app.sandbox.inject(FaultRule::new(
-        paths::CANCEL,
-        Fault::Delay {
-            ms: KCP_STILL_WORKING_MS,
-        },
-    ));
-    let gateway = app.app.gateway.clone();
-    let run = tokio::spawn(async move { gateway.run_due_schedules(10).await });
-    until_the_faults_are_used(&app).await;
+    let run = a_run_whose_net_cancel_kcp_holds(&app, &token, "own-cust-2", "own-s2").await;
 
     // The run's net-cancel waits at KCP; its lease runs out and the resolver finds the approval.
     app.advance(PAST_THE_LEASE);
@@ -902,23 +915,7 @@ async fn a_net_cancel_kcp_confirms_while_the_resolver_still_inquires_fails_the_p
 ) {
     let app = spawn_app().await;
     let token = app.token().await;
-    schedule_due_now(&app, &token, "own-cust-3", "own-s3").await;
-    app.sandbox.inject(FaultRule::new(
-        paths::HUB_PAYMENT,
-        Fault::AnswerField {
-            field: "amount".into(),
-            value: "999".into(),
-        },
-    ));
-    app.sandbox.inject(FaultRule::new(
-        paths::CANCEL,
-        Fault::Delay {
-            ms: KCP_STILL_WORKING_MS,
-        },
-    ));
-    let gateway = app.app.gateway.clone();
-    let run = tokio::spawn(async move { gateway.run_due_schedules(10).await });
-    until_the_faults_are_used(&app).await;
+    let run = a_run_whose_net_cancel_kcp_holds(&app, &token, "own-cust-3", "own-s3").await;
 
     app.advance(PAST_THE_LEASE);
     let resolver = app.resolve_due_with_a_slow_inquiry();

@@ -543,22 +543,30 @@ async fn a_lost_issuance_answer_is_recovered_by_inquiry_and_answered_ready() {
     app.assert_ledger_agrees().await;
 }
 
+/// Asks for an account (5,000) that KCP issues while its answer is lost and the inquiry that
+/// follows is dropped too: the request cannot tell. Returns the payment's imp_uid.
+async fn an_issuance_whose_answer_and_inquiry_are_lost(
+    app: &TestApp,
+    token: &str,
+    merchant_uid: &str,
+) -> String {
+    app.sandbox
+        .inject(FaultRule::new(paths::HUB_PAYMENT, Fault::LoseResponse).when("pay_method", "VCNT"));
+    app.sandbox
+        .inject(FaultRule::new(paths::INQUIRY, Fault::Drop));
+    let (_, res) = app
+        .post("/vbanks", Some(token), vbank(app, merchant_uid, 5000))
+        .await;
+    assert_eq!(res["code"], 1, "{res}");
+    message_imp_uid(&res["message"])
+}
+
 #[tokio::test]
 async fn when_the_inquiry_fails_too_the_resolver_later_revokes_the_account_and_frees_the_merchant_uid(
 ) {
     let app = spawn_app().await;
     let token = app.token().await;
-    app.sandbox
-        .inject(FaultRule::new(paths::HUB_PAYMENT, Fault::LoseResponse).when("pay_method", "VCNT"));
-    app.sandbox
-        .inject(FaultRule::new(paths::INQUIRY, Fault::Drop));
-
-    let (_, res) = app
-        .post("/vbanks", Some(&token), vbank(&app, "vb-lost2", 5000))
-        .await;
-
-    assert_eq!(res["code"], 1, "{res}");
-    let imp_uid = message_imp_uid(&res["message"]);
+    let imp_uid = an_issuance_whose_answer_and_inquiry_are_lost(&app, &token, "vb-lost2").await;
     let shown = app.payment(&token, &imp_uid).await;
     assert_eq!(shown["status"], "ready", "never concluded on a guess");
     assert!(shown["vbank_num"].is_null());
@@ -1356,15 +1364,7 @@ async fn an_account_kcp_issues_late_and_the_buyer_pays_into_is_a_conflict_at_the
 async fn an_account_found_paid_after_its_issuance_answer_was_lost_is_a_conflict_not_revoked() {
     let app = spawn_app().await;
     let token = app.token().await;
-    app.sandbox
-        .inject(FaultRule::new(paths::HUB_PAYMENT, Fault::LoseResponse).when("pay_method", "VCNT"));
-    app.sandbox
-        .inject(FaultRule::new(paths::INQUIRY, Fault::Drop));
-    let (_, res) = app
-        .post("/vbanks", Some(&token), vbank(&app, "vb-lost-paid", 5000))
-        .await;
-    assert_eq!(res["code"], 1, "{res}");
-    let imp_uid = message_imp_uid(&res["message"]);
+    let imp_uid = an_issuance_whose_answer_and_inquiry_are_lost(&app, &token, "vb-lost-paid").await;
     let tno = app.sandbox.ledger()[0].tno.clone();
     app.sandbox.deposit(&tno, 5000, "00").unwrap();
 

@@ -93,6 +93,19 @@ fn json_body(r: &Received) -> Value {
     r.json()
 }
 
+/// The `cancellation_id` each of the webhooks received names, in the order they arrived.
+fn cancellation_ids(received: &[Received]) -> Vec<String> {
+    received
+        .iter()
+        .map(|r| {
+            json_body(r)["cancellation_id"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect()
+}
+
 #[tokio::test]
 async fn a_receiver_that_fails_then_recovers_gets_the_webhook_once_it_recovers() {
     let app = spawn_app().await;
@@ -805,15 +818,7 @@ async fn three_instances_on_one_database_deliver_each_webhook_exactly_once() {
     }
 
     let got = receiver.requests();
-    let mut ids: Vec<String> = got
-        .iter()
-        .map(|r| {
-            json_body(r)["cancellation_id"]
-                .as_str()
-                .unwrap()
-                .to_string()
-        })
-        .collect();
+    let mut ids = cancellation_ids(&got);
     ids.sort();
     ids.dedup();
     assert_eq!(got.len(), N, "each webhook POSTed once");
@@ -1602,16 +1607,7 @@ async fn a_steady_stream_of_webhooks_leaves_as_fast_as_it_is_written_while_payme
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 
-    let mut ids: Vec<String> = receiver
-        .requests()
-        .iter()
-        .map(|r| {
-            json_body(r)["cancellation_id"]
-                .as_str()
-                .unwrap()
-                .to_string()
-        })
-        .collect();
+    let mut ids = cancellation_ids(&receiver.requests());
     ids.sort();
     ids.dedup();
     assert_eq!(ids.len(), N, "each webhook delivered once");
@@ -1712,16 +1708,7 @@ async fn three_instances_workers_deliver_each_webhook_exactly_once() {
     })
     .await;
 
-    let mut ids: Vec<String> = receiver
-        .requests()
-        .iter()
-        .map(|r| {
-            json_body(r)["cancellation_id"]
-                .as_str()
-                .unwrap()
-                .to_string()
-        })
-        .collect();
+    let mut ids = cancellation_ids(&receiver.requests());
     assert_eq!(ids.len(), N, "each webhook POSTed once");
     ids.sort();
     ids.dedup();
