@@ -50,16 +50,19 @@ impl utoipa::PartialSchema for BenepiaCredential {
 
 impl ToSchema for BenepiaCredential {}
 
-/// A Benepia member company code (KCP's `pt_memcorp_cd`): a [`BenepiaCredential`] of at most 4
-/// bytes, KCP's `String 4` (seed 003).
+/// A Benepia member company code (KCP's `pt_memcorp_cd`): at most 4 printable ASCII characters,
+/// KCP's `String 4` (seed 003), none of them one KCP forbids.
 pub struct BenepiaMemberCode;
+
+/// [`BenepiaMemberCode`]'s characters: printable ASCII but space and `, & ; \ | ' " < >`.
+const MEMBER_CODE_PATTERN: &str = r#"^[!#$%()*+\-\./0-9:=?@A-Z\[\]^_`a-z{}~]{1,4}$"#;
 
 impl utoipa::PartialSchema for BenepiaMemberCode {
     fn schema() -> RefOr<Schema> {
         ObjectBuilder::new()
             .schema_type(Type::String)
             .max_length(Some(POINT_MEMBER_CODE_MAX))
-            .pattern(Some(CREDENTIAL_PATTERN))
+            .pattern(Some(MEMBER_CODE_PATTERN))
             .into()
     }
 }

@@ -40,10 +40,13 @@ pub(super) fn number(q: Option<&str>, name: &str) -> ApiResult<Option<i64>> {
 }
 
 /// Whose payments the caller reads ([`Scope`]): the operator may name a merchant with
-/// `merchant_id`, which a merchant's token is never read for (iamport has no such parameter).
+/// `merchant_id`, which never widens or narrows a merchant token's reads (iamport has no such
+/// parameter). It is checked to be an integer whoever sends it, so a request the OpenAPI document
+/// calls malformed is refused for every caller alike.
 fn scope(who: &Principal, q: Option<&str>) -> ApiResult<Scope> {
+    let named = number(q, "merchant_id")?;
     let named = match who {
-        Principal::Admin => number(q, "merchant_id")?,
+        Principal::Admin => named,
         Principal::Merchant(_) => None,
     };
     Ok(Scope::of(who, named))

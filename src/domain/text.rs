@@ -26,9 +26,10 @@ pub fn is_sendable_credential(v: &str) -> bool {
 }
 
 /// Whether a Benepia member company code can go to KCP as it is: a sendable credential of at most
-/// [`POINT_MEMBER_CODE_MAX`] bytes.
+/// [`POINT_MEMBER_CODE_MAX`] ASCII characters (KCP's codes are; and so bytes and characters, which
+/// the OpenAPI document's `maxLength` counts, are one limit).
 pub fn is_sendable_member_code(v: &str) -> bool {
-    is_sendable_credential(v) && v.len() <= POINT_MEMBER_CODE_MAX
+    is_sendable_credential(v) && v.is_ascii() && v.len() <= POINT_MEMBER_CODE_MAX
 }
 
 /// The refusal of a request value holding a character [`is_refused_control`] picks, naming where
@@ -125,6 +126,19 @@ pub fn truncate_bytes(s: &str, max: usize) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_benepia_member_code_is_one_to_four_printable_ascii_characters_kcp_allows() {
+        assert!(is_sendable_member_code("B001"));
+        assert!(is_sendable_member_code("a-Z~"));
+        assert!(!is_sendable_member_code("B0012"));
+        // Four characters but more than four bytes: KCP's `String 4` counts bytes.
+        assert!(!is_sendable_member_code("ķ가"));
+        assert!(!is_sendable_member_code("é"));
+        assert!(!is_sendable_member_code("a,b"));
+        assert!(!is_sendable_member_code(" ab"));
+        assert!(!is_sendable_member_code(""));
+    }
 
     #[test]
     fn forbidden_characters_are_replaced_and_length_is_capped() {

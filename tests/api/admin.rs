@@ -162,6 +162,15 @@ async fn the_operator_names_the_merchant_of_a_merchant_uid_and_is_told_whose_eac
     assert_eq!(status, StatusCode::OK, "{own}");
     assert_eq!(own["response"], other_paid, "{own}");
     assert!(own["response"].get("merchant_id").is_none(), "{own}");
+    // But a merchant_id that is not an integer is malformed for every caller (the OpenAPI
+    // document's int64), never silently ignored.
+    let (status, body) = app
+        .get(
+            "/payments/find/order-1?merchant_id=9223372036854775808",
+            Some(&other),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
 }
 
 #[tokio::test]
