@@ -227,6 +227,15 @@ impl State {
         }
     }
 
+    /// Undoes the current transaction's savepoint for a rollback that answers with its group's
+    /// outcome (module doc): true when earlier transactions of the group wait for that outcome (the
+    /// caller joins them), false when none does and the outer transaction was closed.
+    fn undo_in_group(&mut self) -> bool {
+        self.undo_savepoint();
+        self.close_if_unused();
+        !self.waiting.is_empty()
+    }
+
     fn undo_savepoint(&mut self) {
         if !self.conn.is_autocommit() {
             let _ = self.conn.execute_batch("ROLLBACK TO op; RELEASE op;");
@@ -467,14 +476,7 @@ impl SqliteWriter {
                     Err(e) => Err(e),
                 },
                 Ok(Decided::Rollback(value)) => {
-                    let waits = locked.with(|state| {
-                        state.undo_savepoint();
-                        if state.waiting.is_empty() {
-                            state.close_if_unused();
-                            return Ok(false);
-                        }
-                        Ok(true)
-                    });
+                    let waits = locked.with(|state| Ok(state.undo_in_group()));
                     match waits {
                         Ok(true) => {
                             // It may have acted on what the group's earlier transactions wrote:
@@ -604,13 +606,11 @@ impl SqliteTransaction {
         };
         let (tx, rx) = oneshot::channel();
         let waits = guard.with(|state| {
-            state.undo_savepoint();
-            if state.waiting.is_empty() {
-                state.close_if_unused();
-                return Ok(false);
+            let waits = state.undo_in_group();
+            if waits {
+                state.waiting.push(Member::Committer(tx));
             }
-            state.waiting.push(Member::Committer(tx));
-            Ok(true)
+            Ok(waits)
         })?;
         if !waits {
             return Ok(());
