@@ -30,7 +30,7 @@ use crate::service::ServiceError;
 const MERCHANT_UID_MAX: usize = 40;
 
 /// A Benepia credential (user, password, member code): it goes to KCP as it is, so it is at most
-/// 64 bytes (UTF-8), without white space at its ends or a character KCP forbids
+/// 16 bytes (UTF-8, KCP's `String 16`), without white space at its ends or a character KCP forbids
 /// (`, & ; \\ | ' " < >`, control characters).
 pub struct BenepiaCredential;
 

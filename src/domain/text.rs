@@ -9,9 +9,10 @@ pub fn is_forbidden(c: char) -> bool {
     ) || c.is_control()
 }
 
-/// The longest Benepia account id, password or member code openport sends KCP (`pt_idno`,
-/// `pt_pwd`, `pt_memcorp_cd`; spec §2.8 gives no length).
-pub const POINT_FIELD_MAX: usize = 64;
+/// The longest Benepia account id or password openport sends KCP: `pt_idno` and `pt_pwd` are
+/// `String 16` in seed 003 §2.3–2.4 (spec §2.8 gives no length). A longer one is refused here, before
+/// a payment is recorded, instead of by KCP (9503) as a failed payment.
+pub const POINT_FIELD_MAX: usize = 16;
 
 /// The longest Benepia member company code (`pt_memcorp_cd`): `String 4` in seed 003 §2.2–2.3.
 /// KCP refuses a longer one, and the sandbox does (9503): refused before anything is written, the

@@ -824,14 +824,14 @@ fn kcp_id(value: &str, what: &str) -> Result<String, PgError> {
     Ok(value.to_owned())
 }
 
-/// Benepia credentials as KCP's `pt_idno` / `pt_pwd` / `pt_memcorp_cd` (spec §2.8). No format is
-/// published, so only what KCP forbids (§6) or an empty / oversized value is refused, and never
+/// Benepia credentials as KCP's `pt_idno` / `pt_pwd` / `pt_memcorp_cd` (spec §2.8; lengths from
+/// seed 003). Only what KCP forbids (§6) or an empty / oversized value is refused, and never
 /// altered: a sanitized password would just be a wrong one. Errors never quote the values.
 fn point_account(account: &PointAccount) -> Result<(Sensitive, Sensitive, String), PgError> {
     let usable = crate::domain::text::is_sendable_credential;
     if !usable(&account.id) || !usable(&account.password) {
         return Err(invalid_request(
-            "point account id and password must be non-empty, at most 64 bytes, without spaces at the ends or , & ; \\ | ' \" < >",
+            "point account id and password must be non-empty, at most 16 bytes, without spaces at the ends or , & ; \\ | ' \" < >",
             DeclineReason::Other,
         ));
     }
