@@ -23,6 +23,7 @@ use crate::service::connectors::Connectors;
 use crate::service::merchants::{serves_in_mode, CreatedMerchant};
 use crate::service::secrets::MasterKey;
 use crate::service::{Gateway, GatewaySettings};
+use crate::store::startup_lock::StartupLock;
 use crate::store::{redact_url, Db};
 
 mod first_merchant;
@@ -161,6 +162,11 @@ impl App {
         let db = Db::connect_with_pool(&config.database_url, config.database_pool_size)
             .await
             .context("database")?;
+        // Instances starting together migrate and make the first merchant one after the other
+        // (store/startup_lock.rs): released once the first merchant is settled.
+        let startup = StartupLock::acquire(&config.database_url)
+            .await
+            .context("startup lock")?;
         db.migrate().await.context("migrations")?;
 
         let sandbox = if config.embedded_sandbox() {
@@ -249,6 +255,7 @@ impl App {
         let first =
             first_merchant::ensure_first_merchant(&config, &gateway, sandbox.as_ref(), &seeding)
                 .await?;
+        startup.release().await;
         let (demo, credentials_file) = match first {
             Some(f) => (Some(f.created), f.credentials_file),
             None => (None, None),

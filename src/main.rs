@@ -5,6 +5,7 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use openport::config::Config;
 use openport::service::merchants::{new_imp_secret, set_kcp_group_id, NewMerchant};
+use openport::store::startup_lock::StartupLock;
 use openport::App;
 use secrecy::{ExposeSecret, SecretString};
 
@@ -395,7 +396,10 @@ async fn database_only(common: &Common) -> anyhow::Result<(Config, openport::sto
     let config = load(common)?;
     init_tracing(config.log_format == "json", LogTo::Stderr);
     let db = openport::store::Db::connect(&config.database_url).await?;
+    // Not beside a starting instance's migrations (store/startup_lock.rs).
+    let startup = StartupLock::acquire(&config.database_url).await?;
     db.migrate().await?;
+    startup.release().await;
     Ok((config, db))
 }
 

@@ -181,7 +181,7 @@ fn luhn_ok(digits: &str) -> bool {
             }
         })
         .sum();
-    sum % 10 == 0
+    sum.is_multiple_of(10)
 }
 
 /// Card expiry month. iamport sends `YYYY-MM`; `YYYYMM` and `YY/MM` are accepted too.

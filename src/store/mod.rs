@@ -8,6 +8,7 @@ pub mod notifications;
 pub mod payments;
 mod sql_text;
 pub mod sqlite;
+pub mod startup_lock;
 pub mod webhooks;
 
 use std::sync::Arc;

@@ -654,3 +654,42 @@ async fn a_replaced_webhook_secret_is_resealed_and_an_expired_one_needs_no_key()
         .unwrap();
     assert_eq!(gateway.unknown_master_keys().await.unwrap(), None);
 }
+
+/// A deploy starting replicas together: each one read "no live merchant yet" and made its own
+/// (several live merchants for one KCP site, each with its own credentials file). Starts wait for
+/// each other now (store/startup_lock.rs), so the second one finds the first one's merchant.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_instances_starting_at_once_make_one_live_merchant() {
+    let test = std::sync::Arc::new(spawn_app().await);
+    let live = |c: &mut Config| {
+        c.test_mode = false;
+        c.master_key = Some(SecretString::from(b64_key(7)));
+        c.public_url = Some("https://pay.example.com".into());
+    };
+    let starts: Vec<_> = (0..4)
+        .map(|_| {
+            let test = test.clone();
+            tokio::spawn(async move { test.another_instance(live).await })
+        })
+        .collect();
+    let mut instances = Vec::new();
+    for start in starts {
+        instances.push(start.await.unwrap());
+    }
+    let made: Vec<_> = instances
+        .iter()
+        .filter_map(|i| i.app.demo.as_ref())
+        .collect();
+    assert_eq!(made.len(), 1, "one start made the live merchant");
+    let db = openport::store::Db::connect(&test.database_url)
+        .await
+        .unwrap();
+    let live_merchants: Vec<_> = openport::store::merchants::all(&db.read)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|m| !m.test_mode)
+        .collect();
+    assert_eq!(live_merchants.len(), 1, "{live_merchants:?}");
+    assert_eq!(live_merchants[0].imp_key, made[0].merchant.imp_key);
+}
