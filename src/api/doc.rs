@@ -166,7 +166,8 @@ pub(crate) fn uid_or_uids() -> OneOfBuilder {
         .item(
             ArrayBuilder::new()
                 .items(Ref::from_schema_name(NonBlank::name()))
-                .min_items(Some(1)),
+                .min_items(Some(1))
+                .max_items(Some(super::subscribe::UNSCHEDULE_UIDS_MAX)),
         )
 }
 

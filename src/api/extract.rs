@@ -114,6 +114,10 @@ fn json_refusal(e: &serde_json::Error, field: Option<impl FnOnce() -> String>) -
 /// whose absence makes the body acceptable is named. Only on a refusal, over a body of at most
 /// the size limit. A field given twice is named from serde's message: the parsed body keeps one
 /// of its values, so leaving fields out cannot find it.
+/// The most top-level fields [`field_of`] leaves out one at a time (iamport's bodies have a few
+/// dozen); beyond it the refusal names the body.
+const FIELDS_SEARCHED_MAX: usize = 64;
+
 fn field_of<T: DeserializeOwned>(
     path: &serde_path_to_error::Path,
     message: &str,
@@ -129,13 +133,18 @@ fn field_of<T: DeserializeOwned>(
     {
         return format!("`{name}`");
     }
-    let culprit = fields.and_then(Value::as_object).and_then(|all| {
-        all.keys().find(|key| {
-            let mut rest = all.clone();
-            rest.remove(key.as_str());
-            serde_json::from_value::<T>(Value::Object(rest)).is_ok()
-        })
-    });
+    // Each try parses the whole body again: over many fields (a body of junk keys) that is
+    // quadratic work on a runtime worker, for the wording of a refusal only.
+    let culprit = fields
+        .and_then(Value::as_object)
+        .filter(|all| all.len() <= FIELDS_SEARCHED_MAX)
+        .and_then(|all| {
+            all.keys().find(|key| {
+                let mut rest = all.clone();
+                rest.remove(key.as_str());
+                serde_json::from_value::<T>(Value::Object(rest)).is_ok()
+            })
+        });
     match culprit {
         Some(key) => format!("`{key}`"),
         None => "요청 본문".into(),

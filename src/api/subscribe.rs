@@ -222,6 +222,11 @@ pub async fn schedule(
     Ok(ok(annotated(list, &site_cd)))
 }
 
+/// The most merchant_uids one unschedule names: each is one bound parameter of the statement that
+/// reads them, and a list past the database's limit (SQLite 32,766, PostgreSQL 65,535) failed the
+/// statement (HTTP 500). All of a customer's schedules need no list (customer_uid alone).
+pub const UNSCHEDULE_UIDS_MAX: usize = 1000;
+
 #[derive(Deserialize, ToSchema)]
 pub struct UnscheduleRequest {
     #[serde(default, deserialize_with = "de::opt_string")]
@@ -236,7 +241,7 @@ pub struct UnscheduleRequest {
 #[utoipa::path(post, path = "/subscribe/payments/unschedule", operation_id = "unschedule", request_body = UnscheduleBody,
     responses(
         (status = 200, body = ScheduleListOutcome, description = "the schedules revoked; code 1 (response null) when there was none to revoke"),
-        (status = 400, body = ErrorEnvelope, description = "neither customer_uid nor merchant_uid, an empty merchant_uid list without a customer_uid, or a body that is not JSON/form with these types"),
+        (status = 400, body = ErrorEnvelope, description = "neither customer_uid nor merchant_uid, an empty merchant_uid list without a customer_uid, more than 1,000 merchant_uids, or a body that is not JSON/form with these types"),
         TokenBodyErrors))]
 pub async fn unschedule(
     State(s): State<AppState>,
@@ -255,6 +260,11 @@ pub async fn unschedule(
             return Err(ApiError::bad_request(
                 "merchant_uid 파라메터가 비어 있습니다.",
             ))
+        }
+        Some(list) if list.len() > UNSCHEDULE_UIDS_MAX => {
+            return Err(ApiError::bad_request(format!(
+                "merchant_uid 파라메터는 {UNSCHEDULE_UIDS_MAX}개 이하여야 합니다."
+            )))
         }
         only => only,
     };

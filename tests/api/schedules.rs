@@ -255,6 +255,43 @@ async fn one_bad_item_refuses_the_whole_request() {
     assert_eq!(status, reqwest::StatusCode::NOT_FOUND, "no partial write");
 }
 
+/// Each named merchant_uid was one bound parameter: 70,000 of them (a 140 KB body) failed the
+/// statement on both databases (HTTP 500). A list over 1,000 is refused before anything is read.
+#[tokio::test]
+async fn an_unschedule_naming_more_than_1000_merchant_uids_is_400_naming_the_field_and_revokes_nothing(
+) {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    register(&app, &token, "s-many", test_cards::SHINHAN_CREDIT).await;
+    schedule(
+        &app,
+        &token,
+        json!({"customer_uid": "s-many", "schedules": [{"merchant_uid": "many-0", "schedule_at": now() + 600, "amount": 1000}]}),
+    )
+    .await;
+    for count in [1_001, 70_000] {
+        let mut uids: Vec<Value> = vec![json!(1); count];
+        uids[0] = json!("many-0");
+        let (status, body) = app
+            .post(
+                "/subscribe/payments/unschedule",
+                Some(&token),
+                json!({"customer_uid": "s-many", "merchant_uid": uids}),
+            )
+            .await;
+        assert_eq!(status, reqwest::StatusCode::BAD_REQUEST, "{count}: {body}");
+        assert_eq!(body["code"], -1);
+        assert!(
+            body["message"].as_str().unwrap().contains("merchant_uid"),
+            "{body}"
+        );
+    }
+    let (_, body) = app
+        .get("/subscribe/payments/schedule/many-0", Some(&token))
+        .await;
+    assert_eq!(body["response"]["schedule_status"], "scheduled", "{body}");
+}
+
 #[tokio::test]
 async fn unschedule_revokes_named_or_all_pending_schedules() {
     let app = spawn_app().await;
