@@ -194,9 +194,12 @@ impl Gateway {
         let pending =
             billing::pending_schedules(&self.db.read, m.id, customer_uid, merchant_uids.as_deref())
                 .await?;
+        // All or none: a write failing part-way must not leave some revoked behind an error
+        // answer, which a retry would then no longer list.
+        let txn = self.db.write.begin().await?;
         let mut revoked = Vec::new();
         for s in pending {
-            if billing::revoke_schedule(&self.db.write, s.id, now).await? {
+            if billing::revoke_schedule(&txn, s.id, now).await? {
                 revoked.push(schedule::Model {
                     status: "revoked".into(),
                     revoked_at: Some(now),
@@ -205,6 +208,7 @@ impl Gateway {
                 });
             }
         }
+        txn.commit().await?;
         if revoked.is_empty() {
             return Err(ServiceError::Refused(
                 "취소할 예약결제 기록이 존재하지 않습니다.".into(),

@@ -292,6 +292,57 @@ async fn an_unschedule_naming_more_than_1000_merchant_uids_is_400_naming_the_fie
     assert_eq!(body["response"]["schedule_status"], "scheduled", "{body}");
 }
 
+/// The revokes were written one by one: a write failing on the third left the first two revoked
+/// behind an HTTP 500, and a retry no longer listed them. Now all or none.
+#[tokio::test]
+async fn an_unschedule_whose_write_fails_part_way_revokes_nothing() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    register(&app, &token, "s-part", test_cards::SHINHAN_CREDIT).await;
+    let items: Vec<Value> = (0..3).map(|i| json!({"merchant_uid": format!("part-{i}"), "schedule_at": now() + 600 + i, "amount": 1000})).collect();
+    schedule(
+        &app,
+        &token,
+        json!({"customer_uid": "s-part", "schedules": items}),
+    )
+    .await;
+    let refuse = "NEW.merchant_uid = 'part-2' AND NEW.status = 'revoked'";
+    let statements = if app.database_url.starts_with("postgres") {
+        vec![
+            format!(
+                "CREATE FUNCTION refuse_revoke() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
+                 IF {refuse} THEN RAISE EXCEPTION 'injected failure'; END IF; RETURN NEW; END $$"
+            ),
+            "CREATE TRIGGER refuse_revoke BEFORE UPDATE ON schedules FOR EACH ROW \
+             EXECUTE FUNCTION refuse_revoke()"
+                .to_string(),
+        ]
+    } else {
+        vec![format!(
+            "CREATE TRIGGER refuse_revoke BEFORE UPDATE ON schedules WHEN {refuse} \
+             BEGIN SELECT RAISE(ABORT, 'injected failure'); END"
+        )]
+    };
+    crate::billing::execute(&app, statements).await;
+    let (status, body) = app
+        .post(
+            "/subscribe/payments/unschedule",
+            Some(&token),
+            json!({"customer_uid": "s-part"}),
+        )
+        .await;
+    assert_eq!(status, reqwest::StatusCode::INTERNAL_SERVER_ERROR, "{body}");
+    for i in 0..3 {
+        let (_, body) = app
+            .get(
+                &format!("/subscribe/payments/schedule/part-{i}"),
+                Some(&token),
+            )
+            .await;
+        assert_eq!(body["response"]["schedule_status"], "scheduled", "{body}");
+    }
+}
+
 #[tokio::test]
 async fn unschedule_revokes_named_or_all_pending_schedules() {
     let app = spawn_app().await;
