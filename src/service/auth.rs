@@ -121,6 +121,9 @@ impl TokenCache {
         }
     }
     /// Drops merchant `id`'s cached row (every merchant's with None), so the next use reads it.
+    /// Its cached tokens go too: a change may be a new imp_secret, which revokes the tokens got
+    /// with the old one (`merchants::new_imp_secret`), and a token read again is checked against
+    /// the database.
     pub fn forget_merchant(&self, id: Option<i64>) {
         if let Ok(mut map) = self.merchants.write() {
             self.forgotten
@@ -130,6 +133,12 @@ impl TokenCache {
                     map.remove(&id);
                 }
                 None => map.clear(),
+            }
+        }
+        if let Ok(mut tokens) = self.tokens.write() {
+            match id {
+                Some(id) => tokens.retain(|_, t| t.merchant_id != id),
+                None => tokens.clear(),
             }
         }
     }

@@ -235,12 +235,14 @@ pub async fn new_imp_secret(
     let secret = fresh_secret(&mut rand::thread_rng());
     let hash = secrets.secret_hash(&secret);
     // A secret is renewed because the old one leaked (or cannot be checked any more): the tokens
-    // got with it go in the same transaction. Instances that cached one refuse it within a minute
-    // (`auth::TokenCache`); the merchant's next getToken, with the new secret, gets a new one.
+    // got with it go in the same transaction. Instances that cached one refuse it at once on
+    // PostgreSQL (told by `announce`), within a minute on SQLite (`auth::TokenCache`); the
+    // merchant's next getToken, with the new secret, gets a new one.
     let txn = db.write.begin().await?;
     merchants::set_secret_hash(&txn, merchant.id, &hash).await?;
     merchants::delete_tokens_of(&txn, merchant.id).await?;
     txn.commit().await?;
+    announce(db, merchant.id).await;
     merchant.imp_secret_hash = hash;
     Ok(CreatedMerchant {
         merchant,
@@ -251,8 +253,9 @@ pub async fn new_imp_secret(
 /// Gives merchant `imp_code` the KCP batch group id `group_id` (`openport merchant set-group-id`).
 /// Only keys issued from now on are issued under it: a key belongs to the group it was issued
 /// under, so the stored keys keep theirs (`billing_keys.group_id`) for their charges and their
-/// deletion. Works on the database alone, as [`new_imp_secret`]; running instances read the
-/// merchant row again within a minute (`auth::TokenCache`).
+/// deletion. Works on the database alone, as [`new_imp_secret`]; running instances on PostgreSQL
+/// are told at once, on SQLite they read the merchant row again within a minute
+/// (`auth::TokenCache`).
 pub async fn set_kcp_group_id(
     db: &crate::store::Db,
     imp_code: &str,
@@ -264,9 +267,23 @@ pub async fn set_kcp_group_id(
             "no merchant with imp_code {imp_code}"
         )));
     }
-    merchants::by_imp_code(&db.write, imp_code)
+    let merchant = merchants::by_imp_code(&db.write, imp_code)
         .await?
-        .ok_or_else(|| ServiceError::NotFound(format!("no merchant with imp_code {imp_code}")))
+        .ok_or_else(|| ServiceError::NotFound(format!("no merchant with imp_code {imp_code}")))?;
+    announce(db, merchant.id).await;
+    Ok(merchant)
+}
+
+/// Tells running instances on PostgreSQL that an operator command changed merchant `id`, so they
+/// drop its cached row and tokens at once (`jobs::merchant_changes`); without it they read the row
+/// again within a minute (as instances on SQLite, which has no notifications, do).
+async fn announce(db: &crate::store::Db, id: i64) {
+    if let Err(e) = merchants::announce_change(&db.write, id).await {
+        tracing::warn!(
+            merchant_id = id,
+            "running instances not told of the change (they read it again within a minute): {e}"
+        );
+    }
 }
 
 /// What `openport reseal` rewrote.

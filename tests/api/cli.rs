@@ -730,3 +730,42 @@ async fn attempt_conflict_turns_a_cancel_inquiry_cannot_settle_into_a_conflict_t
     assert_eq!(done["response"]["cancel_amount"], 3000);
     app.assert_ledger_agrees().await;
 }
+
+/// `merchant new-secret` is run because the secret leaked: the tokens got with it are deleted, but
+/// a running instance that had one cached kept accepting it for up to a minute. On PostgreSQL the
+/// command announces the change, and a running instance drops the merchant's cached tokens at once.
+#[tokio::test]
+async fn a_new_secret_from_the_cli_revokes_a_running_instances_cached_tokens_at_once_on_postgresql()
+{
+    let app = crate::helpers::spawn_app().await;
+    if !app.database_url.starts_with("postgres") {
+        return; // no notifications on SQLite: a cached token lasts its minute (docs/operations.md)
+    }
+    let token = app.token().await;
+    let (status, _) = app.get("/payments/status/all", Some(&token)).await;
+    assert_eq!(status, StatusCode::OK, "the token is cached now");
+    let dir = tempfile::tempdir().unwrap();
+    run_ok(
+        dir.path(),
+        &app.database_url,
+        &[
+            "merchant",
+            "new-secret",
+            "--imp-code",
+            openport::service::merchants::DEMO_IMP_CODE,
+        ],
+    )
+    .await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let (status, _) = app.get("/payments/status/all", Some(&token)).await;
+        if status == StatusCode::UNAUTHORIZED {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the revoked token still works 10 s after new-secret"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
