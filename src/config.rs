@@ -109,7 +109,8 @@ pub struct KcpSettings {
     /// CIDR blocks separated by commas, or `any`. The form is unsigned, so anyone who can reach
     /// the endpoint can make openport record a row and ask KCP about a trade. Unset: the addresses
     /// KCP sends from (production 103.215.144.173 and .174; in test mode KCP's test sender
-    /// 210.122.176.144 and this host, where the sandbox runs).
+    /// 210.122.176.144 and this host, where the sandbox runs: loopback and the addresses the
+    /// gateway and the embedded sandbox listen on).
     pub notify_sources: Option<String>,
 }
 
@@ -484,7 +485,21 @@ impl Config {
                 setting: "OPENPORT_KCP__NOTIFY_SOURCES",
                 error,
             }),
-            None if self.test_mode => Ok(AddressList::of(KCP_TEST_SENDERS)),
+            None if self.test_mode => {
+                // The sandbox posts to the gateway's listen address; on a LAN or container
+                // address (a browser on another machine, README) its posts come from that
+                // address, not loopback.
+                let mut senders = AddressList::of(KCP_TEST_SENDERS);
+                if let AddressList::Only(nets) = &mut senders {
+                    nets.extend(
+                        [self.listen.ip(), self.sandbox.listen.ip()]
+                            .into_iter()
+                            .filter(|ip| !ip.is_unspecified())
+                            .map(ipnet::IpNet::from),
+                    );
+                }
+                Ok(senders)
+            }
             None => Ok(AddressList::of(KCP_SENDERS)),
         }
     }
@@ -592,6 +607,18 @@ mod tests {
         assert!(test.contains(ip("210.122.176.144")));
         assert!(test.contains(ip("127.0.0.1")));
         assert!(!test.contains(ip("103.215.144.173")));
+        assert!(!test.contains(ip("192.168.1.5")));
+        // A gateway on a LAN address gets the sandbox's posts from that address.
+        config.listen = "192.168.1.5:8080".parse().unwrap();
+        assert!(config
+            .kcp_notify_sources()
+            .unwrap()
+            .contains(ip("192.168.1.5")));
+        config.test_mode = false;
+        assert!(!config
+            .kcp_notify_sources()
+            .unwrap()
+            .contains(ip("192.168.1.5")));
     }
 
     #[test]

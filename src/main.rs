@@ -513,23 +513,26 @@ async fn merchant(cmd: MerchantCommand) -> anyhow::Result<()> {
             kcp_group_id,
             json,
         } => {
-            let mut config = load(&common)?;
-            // Creating a merchant needs neither the HTTP server nor the resolver.
-            config.listen = "127.0.0.1:0".parse()?;
-            config.background_jobs = false;
-            let app = App::build_for_operator(config.clone()).await?;
+            // Creating a merchant needs neither the HTTP server, the resolver nor an embedded
+            // sandbox: one beside a running server would rewrite its state file with a stale copy.
+            let app = offline_app(&common).await?;
+            let test_mode = app.gateway.settings.test_mode;
             let (cert_pem, key_pem, pass) = match (cert, key) {
                 (Some(c), Some(k)) => (
                     std::fs::read_to_string(&c).with_context(|| format!("read {}", c.display()))?,
                     std::fs::read_to_string(&k).with_context(|| format!("read {}", k.display()))?,
                     SecretString::from(key_password.unwrap_or_default()),
                 ),
-                _ => match &app.sandbox {
-                    Some(sb) => {
-                        openport::app::issue_sandbox_certificate(&sb.sandbox, &site_cd).await?
-                    }
-                    None => anyhow::bail!("--cert and --key are required outside test mode"),
-                },
+                _ if test_mode => {
+                    // The sandbox's CA alone: a sandbox that keeps no state and serves nothing.
+                    let ca = kcp_sandbox::Sandbox::new(kcp_sandbox::SandboxConfig {
+                        now: openport::clock::Clock::system().as_fn(),
+                        test_mode: true,
+                        state_file: None,
+                    })?;
+                    openport::app::issue_sandbox_certificate(&ca, &site_cd).await?
+                }
+                _ => anyhow::bail!("--cert and --key are required outside test mode"),
             };
             let created = app
                 .gateway
@@ -539,7 +542,7 @@ async fn merchant(cmd: MerchantCommand) -> anyhow::Result<()> {
                     certificate_pem: cert_pem,
                     private_key_pem: key_pem,
                     private_key_passphrase: pass,
-                    test_mode: config.test_mode,
+                    test_mode,
                     credentials: None,
                     kcp_api_base,
                     kcp_group_id,

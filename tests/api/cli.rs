@@ -769,3 +769,28 @@ async fn a_new_secret_from_the_cli_revokes_a_running_instances_cached_tokens_at_
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
 }
+
+/// `merchant create` in test mode started an embedded sandbox on the running server's state file
+/// and wrote its own, older copy over it when it exited (approvals the server made meanwhile were
+/// forgotten); its warnings went nowhere. It issues the certificate from the sandbox's CA alone now,
+/// leaves the state file as it found it, and logs to stderr as every operator command does.
+#[tokio::test]
+async fn merchant_create_in_test_mode_leaves_the_sandbox_state_file_alone_and_logs_to_stderr() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}?mode=rwc", dir.path().join("shop.db").display());
+    let state_file = dir.path().join("shop-kcp-sandbox.json");
+    let before = "{\"kept\": \"by the running server\"}";
+    std::fs::write(&state_file, before).unwrap();
+    let out = run(
+        dir.path(),
+        &url,
+        &["merchant", "create", "--name", "B", "--json"],
+    )
+    .await;
+    assert!(out.status.success(), "{out:?}");
+    let created: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(created["site_cd"], "T0000", "{created}");
+    assert_eq!(std::fs::read_to_string(&state_file).unwrap(), before);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("public test-mode key"), "{stderr}");
+}
