@@ -442,6 +442,22 @@ pub async fn unreconciled_conflict(
         .await
 }
 
+/// Whether an [`unreconciled_conflict`] of payment `payment_id` names KCP's trade `tno`: KCP holds
+/// that approval (or account) and openport could neither record nor cancel it.
+pub async fn conflict_names(
+    db: &impl ConnectionTrait,
+    payment_id: i64,
+    tno: &str,
+) -> Result<bool, DbErr> {
+    Ok(pg_attempt::Entity::find()
+        .filter(pg_attempt::Column::PaymentId.eq(payment_id))
+        .filter(pg_attempt::Column::State.eq("conflict"))
+        .filter(pg_attempt::Column::Tno.eq(tno))
+        .one(db)
+        .await?
+        .is_some())
+}
+
 /// Moves the closed attempt `id` from state `from` to `to` with `note`: a `conflict` an operator
 /// marks `reconciled`, or a `failed` one KCP later confirmed, which becomes a `conflict`. False
 /// when it is no longer `from`.

@@ -722,11 +722,51 @@ async fn attempt_conflict_turns_a_cancel_inquiry_cannot_settle_into_a_conflict_t
     assert_eq!(app.sandbox.ledger()[0].balance, 10000);
     app.app
         .gateway
-        .mark_reconciled(conflicts[0].id, "no cancel in KCP's admin")
+        .mark_reconciled(conflicts[0].id, "no cancel in KCP's admin", None)
         .await
         .unwrap();
     let (_, done) = cancel().await;
     assert_eq!(done["code"], 0, "{done}");
     assert_eq!(done["response"]["cancel_amount"], 3000);
     app.assert_ledger_agrees().await;
+}
+
+/// `attempt reconciled` of an approval's conflict that holds its payment pending asks what KCP's
+/// admin shows (`--payment`), refuses without it, and with `--payment failed` fails the payment
+/// and frees its merchant_uid.
+#[tokio::test]
+async fn attempt_reconciled_settles_the_payment_an_approvals_conflict_holds_as_the_operator_says() {
+    let app = crate::helpers::spawn_app().await;
+    let token = app.token().await;
+    let body =
+        crate::reliability::a_charge_whose_net_cancel_kcp_refuses(&app, &token, "cli-held").await;
+    assert_eq!(body["code"], 1, "{body}");
+    let conflicts = app.conflicts().await;
+    assert_eq!(conflicts.len(), 1, "{conflicts:?}");
+    let imp_uid = conflicts[0].imp_uid.clone();
+    let id = conflicts[0].id.to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let mut args = vec![
+        "attempt",
+        "reconciled",
+        "--id",
+        &id,
+        "--note",
+        "cancelled in KCP's admin",
+    ];
+
+    let without = run(dir.path(), &app.database_url, &args).await;
+    assert!(!without.status.success());
+    assert!(
+        String::from_utf8_lossy(&without.stderr).contains("--payment"),
+        "{}",
+        String::from_utf8_lossy(&without.stderr)
+    );
+    assert_ne!(app.payment(&token, &imp_uid).await["status"], "failed");
+
+    args.extend(["--payment", "failed"]);
+    let printed = run_ok(dir.path(), &app.database_url, &args).await;
+    assert!(printed.contains("merchant_uid is free"), "{printed}");
+    assert!(app.conflicts().await.is_empty());
+    assert_eq!(app.payment(&token, &imp_uid).await["status"], "failed");
 }
