@@ -169,9 +169,10 @@ impl Gateway {
             }
             if let Some(holder) = self.foreign_holder(p.id, &tno).await? {
                 tracing::error!(imp_uid = %p.imp_uid, %tno, holder = %holder.imp_uid, "a net-cancel names a trade another payment holds: not sent; left for the operator");
+                self.note_misdirected(&p, &tno, &holder).await?;
                 self.close_attempt(
                     attempt,
-                    "conflict",
+                    "failed",
                     &format!("not sent: trade {tno} is payment {}'s", holder.imp_uid),
                 )
                 .await?;
@@ -241,7 +242,7 @@ impl Gateway {
     /// ([`Self::foreign_holder`]): never cancelled. An answer for another trade says nothing of
     /// `p`'s own call either, so its attempt is let go (not naming `tno`) for the resolver, which
     /// asks KCP by `p`'s own order number and settles it from that; the misdirected answer is
-    /// listed for the operator as a `conflict` of `p` (once per trade).
+    /// listed for the operator ([`Self::note_misdirected`]).
     pub(crate) async fn foreign_trade_named(
         &self,
         p: payment::Model,
@@ -250,18 +251,7 @@ impl Gateway {
         holder: &payment::Model,
     ) -> ServiceResult<ApprovalOutcome> {
         tracing::error!(imp_uid = %p.imp_uid, %tno, holder = %holder.imp_uid, "KCP answered with a trade another payment holds: not cancelled; left for the operator, the payment's own outcome is asked by its order number");
-        if !payments::has_attempt_for(&self.db.write, p.id, KIND, tno).await? {
-            self.open_orphan(
-                &p,
-                tno,
-                "conflict",
-                &format!(
-                    "KCP answered this payment with trade {tno}, which payment {} holds: not cancelled, reconcile by hand",
-                    holder.imp_uid
-                ),
-            )
-            .await?;
-        }
+        self.note_misdirected(&p, tno, holder).await?;
         match self
             .let_go(attempt, "KCP's answer named another payment's trade")
             .await?
@@ -269,6 +259,40 @@ impl Gateway {
             Some(_) => Ok(ApprovalOutcome::Unknown(p)),
             None => self.approval_decided(p.id).await,
         }
+    }
+
+    /// Lists for the operator, once per trade, that KCP answered a call of payment `p` with trade
+    /// `tno`, which payment `holder` holds: a closed `conflict` of kind
+    /// [`payments::MISDIRECTED_ANSWER`]. Listed (`attempt list --conflicts`), but about a trade
+    /// nothing changed: it does not hold `p`'s cancels, and once `p` is settled by its own
+    /// approval, its record and KCP agree.
+    async fn note_misdirected(
+        &self,
+        p: &payment::Model,
+        tno: &str,
+        holder: &payment::Model,
+    ) -> ServiceResult<()> {
+        let kind = payments::MISDIRECTED_ANSWER;
+        if payments::has_attempt_for(&self.db.write, p.id, kind, tno).await? {
+            return Ok(());
+        }
+        let note = format!(
+            "KCP answered this payment with trade {tno}, which payment {} holds: not cancelled, reconcile by hand",
+            holder.imp_uid
+        );
+        let now = self.clock.unix();
+        payments::insert_attempt(
+            &self.db.write,
+            pg_attempt::ActiveModel {
+                payment_id: Set(p.id),
+                state: Set("conflict".into()),
+                tno: Set(Some(tno.to_string())),
+                result_message: Set(Some(note)),
+                ..super::attempts::new_attempt(kind, p.order_no.clone(), p.amount, now)
+            },
+        )
+        .await?;
+        Ok(())
     }
 
     /// Closes the [`KIND`] attempt as `closing` says and, when the payment failed without naming a

@@ -193,7 +193,12 @@ async fn the_one_net_cancel_conflict(app: &TestApp, tno: &str, why: &str) -> Ope
 }
 
 /// A billing key for `customer_uid` and a 1,000-won schedule `merchant_uid` on it, due now.
-async fn schedule_due_now(app: &TestApp, token: &str, customer_uid: &str, merchant_uid: &str) {
+pub(crate) async fn schedule_due_now(
+    app: &TestApp,
+    token: &str,
+    customer_uid: &str,
+    merchant_uid: &str,
+) {
     register(app, token, customer_uid, test_cards::SHINHAN_CREDIT).await;
     let at = chrono::Utc::now().timestamp() + 10;
     let (_, body) = app

@@ -1205,3 +1205,50 @@ async fn an_answer_naming_another_payments_trade_never_cancels_that_trade() {
     assert_eq!(conflicts[0].tno.as_deref(), Some(other_tno.as_str()));
     app.assert_ledger_agrees().await;
 }
+
+/// The scheduled twin of [`an_answer_naming_another_payments_trade_never_cancels_that_trade`]:
+/// the resolver honours the charge's own approval (nobody was told a scheduled charge failed) and
+/// records it paid. The misdirected answer stays listed for the operator, but it is about another
+/// trade, which nothing changed: it does not hold this payment's refunds.
+#[tokio::test]
+async fn a_misdirected_answer_does_not_hold_the_refunds_of_the_scheduled_charge_its_own_approval_paid(
+) {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let other = app.paid(&token, "foreign-holder-s", 1000).await;
+    let other_tno = other["pg_tid"].as_str().unwrap().to_string();
+    let other_order = app.sandbox.ledger()[0].order_no.clone();
+    crate::ownership::schedule_due_now(&app, &token, "foreign-cust", "foreign-scheduled").await;
+    app.sandbox.inject(FaultRule::new(
+        paths::HUB_PAYMENT,
+        Fault::AnswerFields {
+            fields: [
+                ("tno".to_string(), other_tno.clone()),
+                ("order_no".to_string(), other_order),
+            ]
+            .into(),
+        },
+    ));
+    app.app.gateway.run_due_schedules(10).await.unwrap();
+    app.advance(SETTLE_SECS + 1);
+    app.resolve_all().await;
+
+    let (_, found) = app
+        .get("/payments/find/foreign-scheduled", Some(&token))
+        .await;
+    let imp_uid = found["response"]["imp_uid"].as_str().unwrap().to_string();
+    let own = app.payment(&token, &imp_uid).await;
+    assert_eq!(own["status"], "paid", "its own approval, honoured: {own}");
+    let conflicts = app.conflicts().await;
+    assert_eq!(conflicts.len(), 1, "listed for the operator: {conflicts:?}");
+    assert_eq!(conflicts[0].imp_uid, imp_uid);
+    assert_eq!(conflicts[0].tno.as_deref(), Some(other_tno.as_str()));
+
+    let refunded = app.cancel(&token, &imp_uid, 1000).await;
+    assert_eq!(refunded["code"], 0, "{refunded}");
+    assert_eq!(refunded["response"]["status"], "cancelled", "{refunded}");
+    let ledger = app.sandbox.ledger();
+    let other_at_kcp = ledger.iter().find(|e| e.tno == other_tno).unwrap();
+    assert_eq!(other_at_kcp.state, TransactionState::Approved, "{ledger:?}");
+    app.assert_ledger_agrees().await;
+}
