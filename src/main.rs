@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use openport::config::Config;
+use openport::service::attempts::ReconciledPayment;
 use openport::service::merchants::{new_imp_secret, set_kcp_group_id, NewMerchant};
 use openport::store::startup_lock::StartupLock;
 use openport::App;
@@ -61,6 +62,16 @@ enum Command {
     Sandbox(SandboxArgs),
 }
 
+/// What KCP's admin shows of an approval an approval's conflict holds pending
+/// (`attempt reconciled --payment`).
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum HeldPayment {
+    /// Cancelled or refunded there: the payment fails.
+    Failed,
+    /// Kept there for the payment's amount: the payment is paid.
+    Paid,
+}
+
 #[derive(Subcommand)]
 enum AttemptCommand {
     /// Open attempts (with `--conflicts`: those closed as conflicts, not reconciled yet), oldest
@@ -93,7 +104,9 @@ enum AttemptCommand {
         order_no: String,
     },
     /// Mark a `conflict` attempt reconciled once KCP's admin and the payment agree again (fixed
-    /// by hand where needed); until then the payment takes no API cancel.
+    /// by hand where needed); until then the payment takes no API cancel. An approval's conflict
+    /// that holds its payment pending (KCP kept an approval or a deposit openport could neither
+    /// record nor cancel) also settles the payment: say what KCP's admin shows with `--payment`.
     Reconciled {
         #[command(flatten)]
         common: Common,
@@ -102,6 +115,11 @@ enum AttemptCommand {
         /// What was found and done, kept on the attempt.
         #[arg(long)]
         note: String,
+        /// For an approval's conflict whose payment is pending: `failed` when the approval (or
+        /// deposit) is cancelled or refunded in KCP's admin (the merchant_uid is free again),
+        /// `paid` when KCP keeps it for the payment's amount.
+        #[arg(long, value_enum)]
+        payment: Option<HeldPayment>,
     },
     /// Turn an open attempt that inquiry cannot settle (a cancel, a net-cancel, a second look;
     /// not an approval) into a `conflict`: an open cancel blocks every API cancel of its payment.
@@ -463,12 +481,29 @@ async fn attempt(cmd: AttemptCommand) -> anyhow::Result<()> {
             println!("attempt {id} settled: payment {imp_uid} failed, its merchant_uid is free");
             Ok(())
         }
-        AttemptCommand::Reconciled { common, id, note } => {
+        AttemptCommand::Reconciled {
+            common,
+            id,
+            note,
+            payment,
+        } => {
             let app = offline_app(&common).await?;
-            let done = app.gateway.mark_reconciled(id, &note).await;
+            let outcome = payment.map(|p| match p {
+                HeldPayment::Failed => ReconciledPayment::Failed,
+                HeldPayment::Paid => ReconciledPayment::Paid,
+            });
+            let done = app.gateway.mark_reconciled(id, &note, outcome).await;
             app.shutdown().await;
             done.map_err(|e| anyhow::anyhow!("{e}"))?;
-            println!("attempt {id} reconciled: its payment takes cancels again");
+            match payment {
+                Some(HeldPayment::Failed) => println!(
+                    "attempt {id} reconciled: its payment failed, its merchant_uid is free"
+                ),
+                Some(HeldPayment::Paid) => {
+                    println!("attempt {id} reconciled: its payment is paid and takes cancels")
+                }
+                None => println!("attempt {id} reconciled: its payment takes cancels again"),
+            }
             Ok(())
         }
         AttemptCommand::Conflict { common, id, note } => {

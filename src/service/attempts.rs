@@ -29,7 +29,7 @@
 //!   renewal is also the check that the holder still holds an open attempt: a holder whose record
 //!   of an approval failed but actually committed (a connection lost after `COMMIT`) finds the
 //!   attempt closed and answers "paid" instead of net-cancelling it.
-use sea_orm::Set;
+use sea_orm::{ColumnTrait, Condition, Set};
 
 use super::pay::ApprovalOutcome;
 use super::resolve::CancelOutcome;
@@ -37,7 +37,21 @@ use super::{Gateway, ServiceError, ServiceResult};
 use crate::domain::payment::PaymentStatus;
 use crate::pg::DeclineReason;
 use crate::store::entity::{payment, pg_attempt};
-use crate::store::payments;
+use crate::store::{payments, webhooks};
+
+/// What an operator found in KCP's admin of an approval (or a paid-into account) that its conflict
+/// holds pending ([`Gateway::mark_reconciled`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReconciledPayment {
+    /// Cancelled (or refunded) there, by the operator or otherwise: nothing is charged.
+    Failed,
+    /// Kept there, for the payment's amount: the buyer paid.
+    Paid,
+}
+
+/// The fail reason of a payment whose approval an operator found cancelled in KCP's admin.
+const CANCELLED_BY_OPERATOR: &str =
+    "PG사에 남아 있던 승인(입금)이 취소(환불)되었음을 운영자가 확인하여 결제 실패로 처리되었습니다.";
 
 /// A new attempt of `kind` for KCP order number `order_no` and `amount`, written at `now`:
 /// pending, nothing tried, due at once, held by nobody. Each call site sets what differs: its
@@ -205,12 +219,16 @@ impl Gateway {
     }
 
     /// The outcome of an approval attempt as the database has it: for a holder whose write found
-    /// that someone else decided. Still pending → unknown (the other holder is still at it).
+    /// that someone else decided. Still pending → unknown (the other holder is still at it), or a
+    /// conflict when it is held pending for an operator (`Gateway::hold_as_conflict`).
     pub(crate) async fn approval_decided(&self, payment_id: i64) -> ServiceResult<ApprovalOutcome> {
         let p = payments::by_id(&self.db.write, payment_id)
             .await?
             .ok_or_else(|| ServiceError::Internal("payment vanished".into()))?;
         Ok(match PaymentStatus::from_db(&p.status) {
+            PaymentStatus::Pending if self.held_by_conflict(&p).await? => {
+                ApprovalOutcome::Conflict(p)
+            }
             PaymentStatus::Pending => ApprovalOutcome::Unknown(p),
             PaymentStatus::Failed => {
                 let message = p.fail_reason.clone().unwrap_or_default();
@@ -358,8 +376,49 @@ impl Gateway {
 
     /// An operator reconciled a `conflict` attempt with KCP's admin (and the payment's record, by
     /// hand where needed): the payment takes API cancels again. `note` says what was done.
-    pub async fn mark_reconciled(&self, id: i64, note: &str) -> ServiceResult<()> {
+    ///
+    /// An approval's conflict that holds its payment pending (KCP holds an approval or a paid-into
+    /// account openport could neither record nor cancel: `Gateway::hold_as_conflict`) needs the
+    /// operator's word on what KCP's admin shows, `payment`, and settles the payment with the
+    /// attempt in one transaction ([`Self::settle_held_conflict`]); anything else takes none.
+    pub async fn mark_reconciled(
+        &self,
+        id: i64,
+        note: &str,
+        payment: Option<ReconciledPayment>,
+    ) -> ServiceResult<()> {
+        let not_a_conflict = || ServiceError::BadRequest(format!("attempt {id} is not a conflict"));
+        let attempt = payments::attempt_by_id(&self.db.write, id)
+            .await?
+            .filter(|a| a.state == "conflict")
+            .ok_or_else(not_a_conflict)?;
+        let held = payments::by_id(&self.db.write, attempt.payment_id)
+            .await?
+            .filter(|p| {
+                attempt.kind == "approve"
+                    && PaymentStatus::from_db(&p.status) == PaymentStatus::Pending
+            });
         let note = format!("reconciled by operator: {note}");
+        match (held, payment) {
+            (Some(held), Some(outcome)) => {
+                return self
+                    .settle_held_conflict(&attempt, held, outcome, &note)
+                    .await;
+            }
+            (Some(held), None) => {
+                return Err(ServiceError::BadRequest(format!(
+                    "attempt {id} holds payment {} pending (KCP's approval {}): say what KCP's admin shows with --payment failed (cancelled or refunded there) or --payment paid (kept there for the payment's amount)",
+                    held.imp_uid,
+                    attempt.tno.as_deref().unwrap_or("-")
+                )));
+            }
+            (None, Some(_)) => {
+                return Err(ServiceError::BadRequest(format!(
+                    "attempt {id} holds no payment pending: --payment applies only to an approval's conflict whose payment is still pending (ready)"
+                )));
+            }
+            (None, None) => {}
+        }
         if !payments::restate_closed_attempt(
             &self.db.write,
             id,
@@ -370,11 +429,77 @@ impl Gateway {
         )
         .await?
         {
-            return Err(ServiceError::BadRequest(format!(
-                "attempt {id} is not a conflict"
-            )));
+            return Err(not_a_conflict());
         }
         tracing::warn!(attempt_id = id, "operator reconciled a conflict attempt");
+        Ok(())
+    }
+
+    /// [`Self::mark_reconciled`] of an approval's conflict that holds payment `held` pending: the
+    /// attempt `reconciled` and the payment as the operator found it in KCP's admin, in one
+    /// transaction, each conditional on what was read (the attempt still a conflict, the payment
+    /// still pending). Failed: the merchant_uid is free again and a scheduled charge's `failed`
+    /// webhook goes out. Paid: recorded paid (`paid_at` now: only KCP's admin knows the time of
+    /// the approval) with its `paid` webhook, and a key-in charge's card becomes the customer's.
+    /// A scheduled charge's schedule shows the outcome at once (`finish_resolved_schedule`).
+    async fn settle_held_conflict(
+        &self,
+        attempt: &pg_attempt::Model,
+        held: payment::Model,
+        outcome: ReconciledPayment,
+        note: &str,
+    ) -> ServiceResult<()> {
+        let id = attempt.id;
+        let now = self.clock.unix();
+        let mut p: payment::ActiveModel = held.clone().into();
+        p.updated_at = Set(now);
+        let webhooks = match outcome {
+            ReconciledPayment::Failed => {
+                p.status = Set(PaymentStatus::Failed.as_db().into());
+                p.failed_at = Set(Some(now));
+                p.fail_reason = Set(Some(CANCELLED_BY_OPERATOR.into()));
+                self.failure_webhooks(&held).await?
+            }
+            ReconciledPayment::Paid => {
+                p.status = Set(PaymentStatus::Paid.as_db().into());
+                p.paid_at = Set(Some(now));
+                p.fail_reason = Set(None);
+                self.webhooks_announcing(&held, "paid").await?
+            }
+        };
+        let txn = self.db.write.begin().await?;
+        let pending =
+            Condition::all().add(payment::Column::Status.eq(PaymentStatus::Pending.as_db()));
+        let restated =
+            payments::restate_closed_attempt(&txn, id, "conflict", "reconciled", note, now).await?;
+        let settled = if restated {
+            payments::update_payment_if(&txn, p, pending).await?
+        } else {
+            None
+        };
+        let Some(settled) = settled else {
+            txn.rollback().await?;
+            return Err(ServiceError::Refused(format!(
+                "attempt {id} or its payment was settled otherwise meanwhile"
+            )));
+        };
+        for webhook in webhooks {
+            webhooks::insert_delivery(&txn, webhook).await?;
+        }
+        txn.commit().await?;
+        tracing::warn!(attempt_id = id, imp_uid = %settled.imp_uid, status = %settled.status, "operator reconciled an approval's conflict and settled its payment");
+        let decided = match outcome {
+            ReconciledPayment::Failed => ApprovalOutcome::Declined {
+                message: CANCELLED_BY_OPERATOR.into(),
+                payment: settled,
+                reason: DeclineReason::Other,
+            },
+            ReconciledPayment::Paid => {
+                self.adopt_kept_card(&settled).await;
+                ApprovalOutcome::Paid(settled)
+            }
+        };
+        self.finish_resolved_schedule(&decided).await;
         Ok(())
     }
 

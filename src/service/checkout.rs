@@ -24,8 +24,7 @@ use crate::domain::payment::{PaymentStatus, PG_KCP, PG_KCP_BILLING};
 use crate::domain::text::for_kcp;
 use crate::domain::vbank::VbankBank;
 use crate::pg::{
-    quoted_refusal, IssuedVirtualAccount, PgError, TradeRegistration, WindowApproval,
-    WindowApprovalRequest,
+    quoted_refusal, PgError, TradeRegistration, WindowApproval, WindowApprovalRequest,
 };
 use crate::store::entity::{checkout_session, merchant, payment, pg_attempt};
 use crate::store::{billing, is_unique_violation, merchants, payments};
@@ -1027,6 +1026,9 @@ impl Gateway {
         self.close_session(&s, "completed").await?;
         let error = match &outcome {
             ApprovalOutcome::Unknown(p) => Some((CHECKING, checking_message(&p.imp_uid))),
+            ApprovalOutcome::Conflict(p) => {
+                Some((CHECKING, super::pay::conflict_message(&p.imp_uid)))
+            }
             _ => None,
         };
         self.finish(&s, error).await
@@ -1161,22 +1163,9 @@ impl Gateway {
                         .map(VbankBank::iamport_code_of_kcp));
                     am.bank_name = Set(Some(bank_name.clone()).filter(|n| !n.is_empty()));
                 }
-                WindowApproval::VirtualAccount(IssuedVirtualAccount {
-                    bank_code,
-                    bank_name,
-                    account,
-                    holder,
-                    due,
-                    issued_at,
-                    ..
-                }) => {
+                WindowApproval::VirtualAccount(account) => {
                     am.status = Set(PaymentStatus::Ready.as_db().into());
-                    am.vbank_code = Set(Some(VbankBank::iamport_code_of_kcp(bank_code)));
-                    am.vbank_name = Set(Some(bank_name.clone()));
-                    am.vbank_num = Set(Some(account.clone()));
-                    am.vbank_holder = Set(Some(holder.clone()));
-                    am.vbank_date = Set(Some(due.timestamp()));
-                    am.vbank_issued_at = Set(Some(issued_at.timestamp()));
+                    super::vbanks::set_account(&mut am, account);
                     webhook = "ready";
                 }
                 WindowApproval::Phone { approved_at, .. } => {

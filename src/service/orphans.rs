@@ -7,12 +7,14 @@
 //! keep an approval nobody cancels while the merchant may charge the merchant_uid again.
 //!
 //! So a holder with an approval (`tno`) in hand that finds its attempt gone asks what the database
-//! holds ([`Standing`]): the payment holds this very approval → it stands; the payment failed with
-//! this `tno` → another holder net-cancelled it already; otherwise the approval must not stand and
-//! is net-cancelled on an attempt of its own, kind [`KIND`], recorded before KCP is called like
-//! every call with an effect. A lost answer leaves that attempt open for the resolver, which
-//! settles it the same way ([`Gateway::settle_orphan`]); while the payment is still pending (its
-//! approval attempt is being decided by another holder) it waits for that decision.
+//! holds ([`Standing`]): an unreconciled `conflict` names this `tno` → KCP refused to cancel it and
+//! it waits for an operator; the payment holds this very approval → it stands; the payment failed
+//! with this `tno` → another holder net-cancelled it already; otherwise the approval must not
+//! stand and is net-cancelled on an attempt of its own, kind [`KIND`], recorded before KCP is
+//! called like every call with an effect. A lost answer leaves that attempt open for the
+//! resolver, which settles it the same way ([`Gateway::settle_orphan`]); while the payment is
+//! still pending (its approval attempt is being decided by another holder) it waits for that
+//! decision.
 use futures::future::FutureExt;
 use sea_orm::{ColumnTrait, Condition, Set};
 
@@ -28,10 +30,18 @@ pub const KIND: &str = "net_cancel";
 
 /// The payment's fail reason once an approval it did not hold was net-cancelled for it.
 const CANCELLED_FOR_IT: &str = "결제 결과를 확정하지 못해 자동취소(망취소)되었습니다.";
+/// The payment's fail reason once KCP refused to net-cancel an approval it did not hold.
+const NOT_CANCELLED_FOR_IT: &str =
+    "PG사 승인이 남아 있으나 자동취소가 거절되어 운영자 확인이 필요합니다";
 
 /// What the database holds of payment `p` and KCP's approval `tno`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Standing {
+    /// An unreconciled `conflict` of the payment names it: KCP refused to cancel it (or it is a
+    /// paid-into account nobody could record), and an operator settles it. Whatever the payment's
+    /// status, the failed one of a refused net-cancel included, it is neither cancelled nor to be
+    /// cancelled again.
+    Conflict,
     /// Still pending: its approval attempt is being decided by another holder.
     Pending,
     /// Paid (or issued, or cancelled since) with this very approval: it stands.
@@ -42,13 +52,11 @@ enum Standing {
     Stray,
 }
 
-fn standing(p: &payment::Model, tno: &str) -> Standing {
-    standing_of(PaymentStatus::from_db(&p.status), p.pg_tid.as_deref(), tno)
-}
-
-fn standing_of(status: PaymentStatus, pg_tid: Option<&str>, tno: &str) -> Standing {
+/// `listed`: an unreconciled conflict of the payment names `tno` (`payments::conflict_names`).
+fn standing_of(status: PaymentStatus, pg_tid: Option<&str>, tno: &str, listed: bool) -> Standing {
     let named = pg_tid == Some(tno);
     match status {
+        _ if listed => Standing::Conflict,
         PaymentStatus::Pending => Standing::Pending,
         PaymentStatus::Failed if named => Standing::Cancelled,
         PaymentStatus::Paid | PaymentStatus::Cancelled | PaymentStatus::Ready if named => {
@@ -58,7 +66,27 @@ fn standing_of(status: PaymentStatus, pg_tid: Option<&str>, tno: &str) -> Standi
     }
 }
 
+/// How [`Gateway::close_orphan`] closes a [`KIND`] attempt: its state, KCP's result code and
+/// message, and the fail reason of a failed payment that named no trade yet.
+struct Closing {
+    state: &'static str,
+    code: String,
+    message: String,
+    fail_reason: String,
+}
+
 impl Gateway {
+    /// The [`Standing`] of payment `p` and KCP's approval `tno`.
+    async fn standing(&self, p: &payment::Model, tno: &str) -> ServiceResult<Standing> {
+        let listed = payments::conflict_names(&self.db.write, p.id, tno).await?;
+        Ok(standing_of(
+            PaymentStatus::from_db(&p.status),
+            p.pg_tid.as_deref(),
+            tno,
+            listed,
+        ))
+    }
+
     /// A holder with KCP's approval `tno` in hand found the attempt of payment `payment_id`
     /// settled or taken over by another holder (module doc). `cancelled_at_kcp`: this holder has
     /// net-cancelled `tno` already and its record of that found the attempt gone.
@@ -71,7 +99,10 @@ impl Gateway {
     ) -> Settling<'a> {
         async move {
             let p = self.payment_of(payment_id).await?;
-            match standing(&p, tno) {
+            match self.standing(&p, tno).await? {
+                // Refused by KCP already and listed for an operator: never "failed" (nothing
+                // charged), never "retry is safe".
+                Standing::Conflict => return Ok(ApprovalOutcome::Conflict(p)),
                 Standing::Holds if cancelled_at_kcp => {
                     // Only a holder stalled past the lease it renewed before the cancel gets here.
                     tracing::error!(imp_uid = %p.imp_uid, %tno, "net-cancelled at KCP while another holder recorded the approval: closed as a conflict for an operator");
@@ -111,7 +142,14 @@ impl Gateway {
                 ServiceError::Internal(format!("net-cancel attempt {} without tno", attempt.id))
             })?;
             let p = self.payment_of(attempt.payment_id).await?;
-            match standing(&p, &tno) {
+            match self.standing(&p, &tno).await? {
+                // KCP refused to cancel it once: not sent again, and never recorded as
+                // cancelled, which KCP never did.
+                Standing::Conflict => {
+                    self.close_attempt(attempt, "failed", "not sent: the approval is listed as a conflict")
+                        .await?;
+                    return Ok(ApprovalOutcome::Conflict(p));
+                }
                 Standing::Pending => {
                     self.postpone(attempt, "waits for the approval attempt's outcome")
                         .await?;
@@ -131,9 +169,10 @@ impl Gateway {
             }
             if let Some(holder) = self.foreign_holder(p.id, &tno).await? {
                 tracing::error!(imp_uid = %p.imp_uid, %tno, holder = %holder.imp_uid, "a net-cancel names a trade another payment holds: not sent; left for the operator");
+                self.note_misdirected(&p, &tno, &holder).await?;
                 self.close_attempt(
                     attempt,
-                    "conflict",
+                    "failed",
                     &format!("not sent: trade {tno} is payment {}'s", holder.imp_uid),
                 )
                 .await?;
@@ -144,12 +183,35 @@ impl Gateway {
             };
             let kind = super::pay::net_cancel_kind(&p);
             match super::pay::net_cancel_at_kcp(connector, &tno, kind).await {
-                Ok(()) => self.record_orphan_cancelled(p, attempt, &tno).await,
+                Ok(()) => {
+                    let closed = Closing {
+                        state: "net_cancelled",
+                        code: "0000".into(),
+                        message: NET_CANCEL_REASON.into(),
+                        fail_reason: CANCELLED_FOR_IT.into(),
+                    };
+                    match self.close_orphan(&p, attempt, &tno, closed).await? {
+                        None => Ok(ApprovalOutcome::Unknown(p)),
+                        Some(p) if PaymentStatus::from_db(&p.status) == PaymentStatus::Failed => {
+                            tracing::warn!(imp_uid = %p.imp_uid, %tno, "approval the payment does not hold net-cancelled");
+                            Ok(ApprovalOutcome::NetCancelled(p))
+                        }
+                        Some(p) => self.approval_decided(p.id).await,
+                    }
+                }
                 Err(PgError::Declined { code, message, .. }) => {
                     tracing::error!(imp_uid = %p.imp_uid, %tno, %code, "KCP refused to net-cancel an approval the payment does not hold: closed as a conflict for an operator");
-                    self.close_attempt(attempt, "conflict", &quoted_refusal(&code, &message))
-                        .await?;
-                    Ok(ApprovalOutcome::Unknown(p))
+                    let refusal = quoted_refusal(&code, &message);
+                    let closed = Closing {
+                        state: "conflict",
+                        fail_reason: format!("{NOT_CANCELLED_FOR_IT} {refusal}"),
+                        message: refusal,
+                        code,
+                    };
+                    Ok(match self.close_orphan(&p, attempt, &tno, closed).await? {
+                        Some(p) => ApprovalOutcome::Conflict(p),
+                        None => ApprovalOutcome::Unknown(p),
+                    })
                 }
                 Err(e) => {
                     tracing::error!(imp_uid = %p.imp_uid, %tno, "net-cancel did not complete: {e}");
@@ -180,7 +242,7 @@ impl Gateway {
     /// ([`Self::foreign_holder`]): never cancelled. An answer for another trade says nothing of
     /// `p`'s own call either, so its attempt is let go (not naming `tno`) for the resolver, which
     /// asks KCP by `p`'s own order number and settles it from that; the misdirected answer is
-    /// listed for the operator as a `conflict` of `p` (once per trade).
+    /// listed for the operator ([`Self::note_misdirected`]).
     pub(crate) async fn foreign_trade_named(
         &self,
         p: payment::Model,
@@ -189,18 +251,7 @@ impl Gateway {
         holder: &payment::Model,
     ) -> ServiceResult<ApprovalOutcome> {
         tracing::error!(imp_uid = %p.imp_uid, %tno, holder = %holder.imp_uid, "KCP answered with a trade another payment holds: not cancelled; left for the operator, the payment's own outcome is asked by its order number");
-        if !payments::has_attempt_for(&self.db.write, p.id, KIND, tno).await? {
-            self.open_orphan(
-                &p,
-                tno,
-                "conflict",
-                &format!(
-                    "KCP answered this payment with trade {tno}, which payment {} holds: not cancelled, reconcile by hand",
-                    holder.imp_uid
-                ),
-            )
-            .await?;
-        }
+        self.note_misdirected(&p, tno, holder).await?;
         match self
             .let_go(attempt, "KCP's answer named another payment's trade")
             .await?
@@ -210,32 +261,68 @@ impl Gateway {
         }
     }
 
-    /// The net-cancel recorded on its attempt and, when the payment failed without naming a trade,
-    /// on the payment too (`pg_tid` = the cancelled approval, so its record shows where KCP's
-    /// approval went), in one transaction.
-    async fn record_orphan_cancelled(
+    /// Lists for the operator, once per trade, that KCP answered a call of payment `p` with trade
+    /// `tno`, which payment `holder` holds: a closed `conflict` of kind
+    /// [`payments::MISDIRECTED_ANSWER`]. Listed (`attempt list --conflicts`), but about a trade
+    /// nothing changed: it does not hold `p`'s cancels, and once `p` is settled by its own
+    /// approval, its record and KCP agree.
+    async fn note_misdirected(
         &self,
-        p: payment::Model,
+        p: &payment::Model,
+        tno: &str,
+        holder: &payment::Model,
+    ) -> ServiceResult<()> {
+        let kind = payments::MISDIRECTED_ANSWER;
+        if payments::has_attempt_for(&self.db.write, p.id, kind, tno).await? {
+            return Ok(());
+        }
+        let note = format!(
+            "KCP answered this payment with trade {tno}, which payment {} holds: not cancelled, reconcile by hand",
+            holder.imp_uid
+        );
+        let now = self.clock.unix();
+        payments::insert_attempt(
+            &self.db.write,
+            pg_attempt::ActiveModel {
+                payment_id: Set(p.id),
+                state: Set("conflict".into()),
+                tno: Set(Some(tno.to_string())),
+                result_message: Set(Some(note)),
+                ..super::attempts::new_attempt(kind, p.order_no.clone(), p.amount, now)
+            },
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Closes the [`KIND`] attempt as `closing` says and, when the payment failed without naming a
+    /// trade, names `tno` on it with `closing`'s fail reason (so its record shows where KCP's
+    /// approval went: cancelled, or left standing by KCP's refusal), in one transaction. The
+    /// payment as it then stands; None when another holder took the attempt over when this one
+    /// stalled (it cancels again, KCP answers "already cancelled" or refuses again, and records
+    /// it).
+    async fn close_orphan(
+        &self,
+        p: &payment::Model,
         attempt: pg_attempt::Model,
         tno: &str,
-    ) -> ServiceResult<ApprovalOutcome> {
+        closing: Closing,
+    ) -> ServiceResult<Option<payment::Model>> {
         let now = self.clock.unix();
         let txn = self.db.write.begin().await?;
         let mut a: pg_attempt::ActiveModel = attempt.clone().into();
-        a.state = Set("net_cancelled".into());
-        a.result_code = Set(Some("0000".into()));
-        a.result_message = Set(Some(NET_CANCEL_REASON.into()));
+        a.state = Set(closing.state.into());
+        a.result_code = Set(Some(closing.code));
+        a.result_message = Set(Some(closing.message));
         a.updated_at = Set(now);
         if !payments::write_held_attempt(&txn, &attempt, a).await? {
             txn.rollback().await?;
-            // Another holder took it over when this one stalled: it cancels again (KCP answers
-            // "already cancelled") and records it.
-            return Ok(ApprovalOutcome::Unknown(p));
+            return Ok(None);
         }
         if PaymentStatus::from_db(&p.status) == PaymentStatus::Failed && p.pg_tid.is_none() {
             let mut pm: payment::ActiveModel = p.clone().into();
             pm.pg_tid = Set(Some(tno.to_string()));
-            pm.fail_reason = Set(Some(CANCELLED_FOR_IT.into()));
+            pm.fail_reason = Set(Some(closing.fail_reason));
             pm.updated_at = Set(now);
             let unnamed = Condition::all()
                 .add(payment::Column::Status.eq(PaymentStatus::Failed.as_db()))
@@ -243,12 +330,7 @@ impl Gateway {
             payments::update_payment_if(&txn, pm, unnamed).await?;
         }
         txn.commit().await?;
-        tracing::warn!(imp_uid = %p.imp_uid, %tno, "approval the payment does not hold net-cancelled");
-        let p = self.payment_of(p.id).await?;
-        Ok(match PaymentStatus::from_db(&p.status) {
-            PaymentStatus::Failed => ApprovalOutcome::NetCancelled(p),
-            _ => self.approval_decided(p.id).await?,
-        })
+        Ok(Some(self.payment_of(p.id).await?))
     }
 
     /// Inserts a [`KIND`] attempt for `tno` of payment `p` in `state`: `pending` is held by this
@@ -293,16 +375,27 @@ mod tests {
     fn an_approval_stands_only_where_the_payment_holds_it_and_is_cancelled_wherever_it_does_not() {
         use PaymentStatus::*;
         let t = "20261203000001";
-        assert_eq!(standing_of(Pending, None, t), Standing::Pending);
-        assert_eq!(standing_of(Paid, Some(t), t), Standing::Holds);
-        assert_eq!(standing_of(Cancelled, Some(t), t), Standing::Holds);
-        assert_eq!(standing_of(Ready, Some(t), t), Standing::Holds);
-        assert_eq!(standing_of(Failed, Some(t), t), Standing::Cancelled);
-        assert_eq!(standing_of(Failed, None, t), Standing::Stray);
-        assert_eq!(standing_of(Ready, None, t), Standing::Stray);
+        assert_eq!(standing_of(Pending, None, t, false), Standing::Pending);
+        assert_eq!(standing_of(Paid, Some(t), t, false), Standing::Holds);
+        assert_eq!(standing_of(Cancelled, Some(t), t, false), Standing::Holds);
+        assert_eq!(standing_of(Ready, Some(t), t, false), Standing::Holds);
+        assert_eq!(standing_of(Failed, Some(t), t, false), Standing::Cancelled);
+        assert_eq!(standing_of(Failed, None, t, false), Standing::Stray);
+        assert_eq!(standing_of(Ready, None, t, false), Standing::Stray);
         assert_eq!(
-            standing_of(Paid, Some("20261203000002"), t),
+            standing_of(Paid, Some("20261203000002"), t, false),
             Standing::Stray
         );
+    }
+
+    #[test]
+    fn an_approval_kcp_refused_to_cancel_is_a_conflict_never_read_as_cancelled() {
+        use PaymentStatus::*;
+        let t = "20261203000001";
+        // Held pending by its refused net-cancel, or failed naming it (an approval the payment
+        // did not hold, whose net-cancel KCP refused): the same shape as a cancelled one.
+        assert_eq!(standing_of(Pending, Some(t), t, true), Standing::Conflict);
+        assert_eq!(standing_of(Failed, Some(t), t, true), Standing::Conflict);
+        assert_eq!(standing_of(Failed, None, t, true), Standing::Conflict);
     }
 }

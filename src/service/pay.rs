@@ -16,7 +16,7 @@ use crate::pg::{
     DeclineReason, EscrowCancel, KeyInRequest, Pg, PgConnector, PgError,
 };
 use crate::store::billing::HeldSchedule;
-use crate::store::entity::{billing_key, merchant, payment, pg_attempt};
+use crate::store::entity::{billing_key, merchant, payment, pg_attempt, webhook_delivery};
 use crate::store::payments::{Opened, OpenedCharge};
 use crate::store::{is_unique_violation, payments};
 
@@ -70,6 +70,20 @@ pub(crate) enum ApprovalOutcome {
     NetCancelled(payment::Model),
     /// Nobody knows yet; the resolver will settle it.
     Unknown(payment::Model),
+    /// KCP holds an approval (or a paid-into account) of this payment that openport could neither
+    /// record nor cancel: listed for an operator as a `conflict`. Never a failure, and never
+    /// "retry is safe": the merchant is told not to charge again until the operator has checked
+    /// ([`conflict_message`]).
+    Conflict(payment::Model),
+}
+
+/// The answer about a payment whose approval (or deposit) KCP holds while openport could neither
+/// record nor cancel it: an operator settles it with KCP's admin, and a charge of its merchant_uid
+/// before then would charge the buyer twice.
+pub(crate) fn conflict_message(imp_uid: &str) -> String {
+    format!(
+        "PG사에 이 결제의 승인(입금)이 남아 있으나 자동취소하지 못해 운영자 확인이 필요합니다. 확인 전에는 다시 결제하지 마세요. (imp_uid: {imp_uid})"
+    )
 }
 
 /// The future of a step that settles an approval attempt (record it, net-cancel it, inquire and
@@ -220,7 +234,8 @@ impl Gateway {
     }
 
     /// How an outcome is answered: paid and declined are payments (code 0, spec §8.3), an unknown
-    /// outcome is a refusal the merchant may retry with the same merchant_uid.
+    /// outcome is a refusal the merchant may retry with the same merchant_uid, a conflict one it
+    /// must not charge again ([`conflict_message`]).
     pub(crate) fn answer(outcome: ApprovalOutcome) -> ServiceResult<PaymentRecord> {
         match outcome {
             ApprovalOutcome::Paid(p)
@@ -230,6 +245,7 @@ impl Gateway {
                 "PG사 응답을 확인하지 못했습니다. 결제 결과는 자동으로 확인되며(imp_uid: {}), 같은 merchant_uid로 다시 요청해도 이중결제되지 않습니다.",
                 p.imp_uid
             ))),
+            ApprovalOutcome::Conflict(p) => Err(ServiceError::Refused(conflict_message(&p.imp_uid))),
         }
     }
 
@@ -508,6 +524,12 @@ impl Gateway {
                         continue; // the holder failed meanwhile; the slot is free again
                     };
                     match PaymentStatus::from_db(&live.status) {
+                        // KCP holds its approval and an operator has yet to settle it: the retry
+                        // is told so, never "in progress" (retried again it would not be let
+                        // through either, but the merchant must stop charging this buyer).
+                        PaymentStatus::Pending if self.held_by_conflict(&live).await? => {
+                            return Err(ServiceError::Refused(conflict_message(&live.imp_uid)));
+                        }
                         PaymentStatus::Pending => {
                             if !self.try_resolve_payment(&live, true).await? {
                                 return Err(ServiceError::Refused(format!(
@@ -716,17 +738,17 @@ impl Gateway {
                         .await
                 }
                 // A refusal is KCP's definite word that the approval stands, not a lost answer:
-                // sent again every few minutes it is refused again for ever, the payment pending
-                // and its merchant_uid taken with nothing listed for an operator. As for an
-                // approval no payment holds (service/orphans.rs), the attempt is a `conflict`: the
-                // payment fails naming KCP's approval, which an operator cancels in KCP's admin.
+                // sent again every few minutes it is refused again for ever, with nothing listed
+                // for an operator. As for an approval no payment holds (service/orphans.rs), the
+                // attempt is a `conflict`: the payment is held pending naming KCP's approval, for
+                // an operator to settle with KCP's admin (`Gateway::hold_as_conflict`).
                 Err(PgError::Declined { code, message, .. }) => {
                     let refusal = quoted_refusal(&code, &message);
                     tracing::error!(imp_uid = %payment.imp_uid, %tno, %code, "KCP refused to net-cancel an approval openport cannot honour: closed as a conflict for an operator");
                     let reason = format!(
                         "PG사 승인을 확정하지 못했으나 망취소가 거절되었습니다 {refusal}. 운영자 확인이 필요합니다."
                     );
-                    self.fail_as_conflict(connector, payment, attempt, tno, Some(code), &reason)
+                    self.hold_as_conflict(connector, payment, attempt, tno, Some(code), &reason)
                         .await
                 }
                 Err(e) => {
@@ -762,12 +784,16 @@ impl Gateway {
     }
 
     /// An approval (or account) KCP holds under `tno` that openport can neither honour nor cancel
-    /// (KCP refused the net-cancel; a virtual account the buyer already paid into): the payment
-    /// fails naming `tno` and its attempt closes as a `conflict` for the operator, in one write.
-    /// Answered as unknown (code 1), never as a plain failure: KCP holds money the record does
-    /// not. When another holder decided the attempt first, the approval in hand is settled as
-    /// one the payment may not hold (service/orphans.rs).
-    pub(crate) async fn fail_as_conflict(
+    /// (KCP refused the net-cancel; a virtual account the buyer paid into that cannot be recorded):
+    /// its attempt closes as a `conflict` for the operator, and the payment stays pending (`ready`)
+    /// naming `tno` and `reason`, in one write. Never failed: `failed` tells the merchant that
+    /// nothing was charged and frees the merchant_uid (spec §8.9), and a retry would charge the
+    /// buyer again while KCP holds the first approval. Held pending, the payment keeps its
+    /// merchant_uid (a retry is answered [`conflict_message`], a cancel is refused for the
+    /// operator) and announces nothing until an operator has said what KCP's admin shows
+    /// (`Gateway::mark_reconciled`). When another holder decided the attempt first, the approval
+    /// in hand is settled as one the payment may not hold (service/orphans.rs).
+    pub(crate) async fn hold_as_conflict(
         &self,
         connector: &dyn PgConnector,
         payment: payment::Model,
@@ -777,11 +803,21 @@ impl Gateway {
         reason: &str,
     ) -> ServiceResult<ApprovalOutcome> {
         let payment_id = payment.id;
-        match self
-            .close_failed(payment, attempt, "conflict", Some(tno), code, reason)
-            .await?
+        let now = self.clock.unix();
+        let mut p: payment::ActiveModel = payment.into();
+        p.pg_tid = Set(Some(tno.to_string()));
+        p.fail_reason = Set(Some(reason.to_string()));
+        p.updated_at = Set(now);
+        let mut a: pg_attempt::ActiveModel = attempt.clone().into();
+        a.state = Set("conflict".into());
+        a.tno = Set(Some(tno.to_string()));
+        a.result_code = Set(code);
+        a.result_message = Set(Some(reason.to_string()));
+        a.updated_at = Set(now);
+        let pending = PaymentStatus::Pending.as_db();
+        match payments::conclude_charge(&self.db.write, &attempt, pending, p, a, Vec::new()).await?
         {
-            Some(p) => Ok(ApprovalOutcome::Unknown(p)),
+            Some(p) => Ok(ApprovalOutcome::Conflict(p)),
             None => {
                 self.approval_orphaned(connector, payment_id, tno, false)
                     .await
@@ -876,13 +912,7 @@ impl Gateway {
         reason: &str,
     ) -> ServiceResult<Option<payment::Model>> {
         let now = self.clock.unix();
-        // Ordinary failures fire nothing; a scheduled charge's failure does (spec §5).
-        let webhooks =
-            if payment.customer_uid_usage.as_deref() == Some(super::schedules::SCHEDULED_USAGE) {
-                self.webhooks_announcing(&payment, "failed").await?
-            } else {
-                Vec::new()
-            };
+        let webhooks = self.failure_webhooks(&payment).await?;
         let mut p: payment::ActiveModel = payment.into();
         p.status = Set(PaymentStatus::Failed.as_db().into());
         p.fail_reason = Set(Some(reason.to_string()));
@@ -908,6 +938,28 @@ impl Gateway {
             webhooks,
         )
         .await?)
+    }
+
+    /// Whether `p` is held pending by a conflict: KCP holds its approval (or deposit) and an
+    /// operator has yet to settle it (`Gateway::hold_as_conflict`).
+    pub(crate) async fn held_by_conflict(&self, p: &payment::Model) -> ServiceResult<bool> {
+        Ok(PaymentStatus::from_db(&p.status) == PaymentStatus::Pending
+            && payments::unreconciled_conflict(&self.db.write, p.id)
+                .await?
+                .is_some())
+    }
+
+    /// The webhooks announcing that `payment` failed: none for an ordinary failure, `failed` for a
+    /// scheduled charge's (spec §5).
+    pub(crate) async fn failure_webhooks(
+        &self,
+        payment: &payment::Model,
+    ) -> Result<Vec<webhook_delivery::ActiveModel>, DbErr> {
+        if payment.customer_uid_usage.as_deref() == Some(super::schedules::SCHEDULED_USAGE) {
+            self.webhooks_announcing(payment, "failed").await
+        } else {
+            Ok(Vec::new())
+        }
     }
 
     /// The attempt's answer was lost; its holder keeps it (and its lease) for the follow-up.

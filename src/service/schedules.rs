@@ -5,7 +5,9 @@ use sea_orm::Set;
 
 use super::billing::{AgainCommand, CustomerCommand};
 use super::lookup::{Page, Paging};
-use super::pay::{instalment_allowed, ApprovalOutcome, ChargeOrder, UNKNOWN_CUSTOMER};
+use super::pay::{
+    conflict_message, instalment_allowed, ApprovalOutcome, ChargeOrder, UNKNOWN_CUSTOMER,
+};
 use super::{Gateway, PaymentRecord, ServiceError, ServiceResult};
 use crate::domain::ids::{new_scheduled_imp_uid, order_no_for};
 use crate::domain::payment::{PaymentStatus, PG_KCP_BILLING};
@@ -365,15 +367,21 @@ impl Gateway {
         }
     }
 
-    /// A retry's answer: the payment its run made or found. A failed read of it is no HTTP 500
-    /// either (the charge happened): the answer names the payment to look up.
+    /// A retry's answer: the payment its run made or found, or the conflict that holds it for an
+    /// operator (KCP holds its approval: no webhook will come until the operator settles it). A
+    /// failed read of it is no HTTP 500 either (the charge happened): the answer names the
+    /// payment to look up.
     async fn retry_answer(
         &self,
         m: &merchant::Model,
         imp_uid: &str,
     ) -> ServiceResult<PaymentRecord> {
         let read = match payments::by_imp_uid(&self.db.write, Some(m.id), imp_uid).await {
-            Ok(Some(p)) => self.payment_record(p).await,
+            Ok(Some(p)) => match self.held_by_conflict(&p).await {
+                Ok(true) => return Err(ServiceError::Refused(conflict_message(imp_uid))),
+                Ok(false) => self.payment_record(p).await,
+                Err(e) => Err(e),
+            },
             Ok(None) => Err(ServiceError::Internal("scheduled payment vanished".into())),
             Err(e) => Err(e.into()),
         };
@@ -596,6 +604,14 @@ impl Gateway {
                 self.release_or_leave(claim, started + 30).await;
                 Ok(ScheduleRun::Released { imp_uid: p.imp_uid })
             }
+            // KCP holds an approval an operator has to settle: the schedule is neither failed
+            // (its `…/retry` would charge again) nor run again soon; the operator's verdict
+            // records it (`Gateway::mark_reconciled`).
+            Ok(ApprovalOutcome::Conflict(p)) => {
+                self.release_or_leave(claim, self.clock.unix() + CONFLICT_LOOK_SECS)
+                    .await;
+                Ok(ScheduleRun::Released { imp_uid: p.imp_uid })
+            }
             // Taken over, revoked or moved before the charge opened: nothing was charged here.
             Err(ServiceError::ScheduleNotHeld) => Ok(ScheduleRun::Left),
             // A payment holds the merchant_uid. A run of this schedule by an older openport, which
@@ -636,7 +652,12 @@ impl Gateway {
             p
         };
         if PaymentStatus::from_db(&p.status) == PaymentStatus::Pending {
-            self.release_or_leave(claim, self.clock.unix() + 30).await;
+            let wait = if self.held_by_conflict(&p).await? {
+                CONFLICT_LOOK_SECS
+            } else {
+                30
+            };
+            self.release_or_leave(claim, self.clock.unix() + wait).await;
             return Ok(ScheduleRun::Released { imp_uid: p.imp_uid });
         }
         Ok(ScheduleRun::Finished(recorded(claim, &p, p.started_at)))
@@ -728,7 +749,7 @@ impl Gateway {
             ApprovalOutcome::Paid(p)
             | ApprovalOutcome::Declined { payment: p, .. }
             | ApprovalOutcome::NetCancelled(p) => p,
-            ApprovalOutcome::Unknown(_) => return,
+            ApprovalOutcome::Unknown(_) | ApprovalOutcome::Conflict(_) => return,
         };
         if p.customer_uid_usage.as_deref() != Some(SCHEDULED_USAGE)
             || PaymentStatus::from_db(&p.status) == PaymentStatus::Pending
@@ -775,6 +796,11 @@ enum ScheduleRun {
     /// or moved before a charge opened).
     Left,
 }
+
+/// How long a schedule whose charge is held for an operator (KCP holds an approval openport could
+/// neither record nor cancel) is left before a run looks at it again: the operator's verdict
+/// records it on the schedule, and a run only catches a record of it that failed.
+const CONFLICT_LOOK_SECS: i64 = 3600;
 
 /// The answer of a retry that failed and whose claim may still hold the schedule.
 const RETRY_UNSETTLED: &str = "결제예약 재시도의 처리 결과를 확인하지 못했습니다. 결제예약을 조회해 주세요: 예약 상태(scheduled)이면 곧 자동으로 실행되고 결과는 웹훅으로 전달되며, 재시도 전의 상태 그대로이면 실행되지 않았습니다.";

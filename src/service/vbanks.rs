@@ -10,6 +10,7 @@
 //! the merchant was told "unknown") is revoked at KCP.
 use chrono::{DateTime, Utc};
 use futures::future::FutureExt;
+use sea_orm::Set;
 
 use super::pay::{ApprovalOutcome, ChargeOrder, FailReasons, Settling};
 use super::resolve::CancelOutcome;
@@ -49,6 +50,25 @@ pub struct VbankCommand {
     pub due: i64,
     /// iamport `vbank_holder`.
     pub holder: Option<String>,
+}
+
+/// Whether KCP's account, found paid into (for `held_for`), is `payment`'s own in full: its order
+/// (or none named), the payment's amount, and deposits that cover it (as a deposit notification
+/// is believed, service/notifications.rs).
+fn pays_for(payment: &payment::Model, account: &IssuedVirtualAccount, held_for: i64) -> bool {
+    (account.order_no.is_empty() || account.order_no == payment.order_no)
+        && account.amount == payment.amount
+        && held_for >= payment.amount
+}
+
+/// The account fields of a payment whose virtual account KCP issued (iamport's `vbank_*`).
+pub(crate) fn set_account(p: &mut payment::ActiveModel, account: &IssuedVirtualAccount) {
+    p.vbank_code = Set(Some(VbankBank::iamport_code_of_kcp(&account.bank_code)));
+    p.vbank_name = Set(Some(account.bank_name.clone()));
+    p.vbank_num = Set(Some(account.account.clone()));
+    p.vbank_holder = Set(Some(account.holder.clone()));
+    p.vbank_date = Set(Some(account.due.timestamp()));
+    p.vbank_issued_at = Set(Some(account.issued_at.timestamp()));
 }
 
 impl Gateway {
@@ -114,7 +134,9 @@ impl Gateway {
                     p.fail_reason.unwrap_or_default()
                 )))
             }
-            unknown @ ApprovalOutcome::Unknown(_) => Self::answer(unknown),
+            open @ (ApprovalOutcome::Unknown(_) | ApprovalOutcome::Conflict(_)) => {
+                Self::answer(open)
+            }
         }
     }
 
@@ -178,19 +200,30 @@ impl Gateway {
                 }
                 // The buyer paid into an account nobody recorded: closing it with STSC would
                 // leave KCP nowhere to send the deposit back (a refund names the buyer's account,
-                // service/cancel.rs), and honouring it needs the account's record. The operator
-                // refunds it in KCP's admin.
+                // service/cancel.rs). Named by KCP's answer, for this order and amount, it is
+                // what iamport shows after a deposit: the account issued and paid.
+                Ok(VbankState::Open {
+                    account: Some(account),
+                    paid: true,
+                    amount,
+                    ..
+                }) if pays_for(&payment, &account, amount) => {
+                    self.record_paid_into(connector, payment, attempt, account)
+                        .await
+                }
+                // Otherwise it can be neither recorded nor closed: the payment is held for the
+                // operator, who refunds it in KCP's admin (or records it paid).
                 Ok(VbankState::Open {
                     tno, paid: true, ..
                 }) => {
                     tracing::error!(imp_uid = %payment.imp_uid, %tno, "virtual account found paid into after its issuance answer was lost; left for the operator");
-                    self.fail_as_conflict(
+                    self.hold_as_conflict(
                         connector,
                         payment,
                         attempt,
                         &tno,
                         None,
-                        "가상계좌 발급 결과를 확인하지 못한 사이 입금된 계좌입니다. 운영자 확인(환불)이 필요합니다.",
+                        "가상계좌 발급 결과를 확인하지 못한 사이 입금된 계좌입니다. 운영자 확인이 필요합니다.",
                     )
                     .await
                 }
@@ -230,6 +263,46 @@ impl Gateway {
             }
         }
         .boxed()
+    }
+
+    /// Records an account found paid into after its issuance answer was lost ([`pays_for`]): the
+    /// account issued and the payment `paid` (`paid_at` now: the inquiry gives no deposit time),
+    /// its attempt `succeeded` and its `paid` webhook, in one write (`payments::conclude_charge`).
+    /// Never revoked on a failed write, unlike an unpaid account (`settle_window`): the attempt
+    /// stays open and is settled again. When another holder settled the attempt first, the
+    /// account in hand is settled as one the payment may not hold (service/orphans.rs).
+    async fn record_paid_into(
+        &self,
+        connector: &dyn Pg,
+        payment: payment::Model,
+        attempt: pg_attempt::Model,
+        account: IssuedVirtualAccount,
+    ) -> ServiceResult<ApprovalOutcome> {
+        let now = self.clock.unix();
+        let webhooks = self.webhooks_announcing(&payment, "paid").await?;
+        let mut p: payment::ActiveModel = payment.clone().into();
+        p.status = Set(PaymentStatus::Paid.as_db().into());
+        p.pg_tid = Set(Some(account.tno.clone()));
+        p.paid_at = Set(Some(now));
+        p.updated_at = Set(now);
+        set_account(&mut p, &account);
+        let mut a: pg_attempt::ActiveModel = attempt.clone().into();
+        a.state = Set("succeeded".into());
+        a.tno = Set(Some(account.tno.clone()));
+        a.result_code = Set(Some("0000".into()));
+        a.result_message = Set(Some("found paid into by inquiry".into()));
+        a.updated_at = Set(now);
+        let pending = PaymentStatus::Pending.as_db();
+        match payments::conclude_charge(&self.db.write, &attempt, pending, p, a, webhooks).await? {
+            Some(p) => {
+                tracing::warn!(imp_uid = %p.imp_uid, tno = %account.tno, "virtual account found paid into after its issuance answer was lost; recorded issued and paid");
+                Ok(ApprovalOutcome::Paid(p))
+            }
+            None => {
+                self.approval_orphaned(connector, payment.id, &account.tno, false)
+                    .await
+            }
+        }
     }
 
     /// `DELETE /vbanks/{imp_uid}`: closes an unpaid account at KCP (`STSC`; an escrow account

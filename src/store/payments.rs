@@ -429,8 +429,15 @@ pub async fn attempt_by_id(
     pg_attempt::Entity::find_by_id(id).one(db).await
 }
 
+/// `pg_attempts.kind` of the record of a KCP answer to a payment's call that named another
+/// payment's trade (`Gateway::foreign_trade_named`): listed for the operator as a `conflict`, but
+/// about a trade nothing changed, so it holds nothing of the payment it was recorded on
+/// ([`unreconciled_conflict`]).
+pub const MISDIRECTED_ANSWER: &str = "misdirected_answer";
+
 /// An attempt of the payment closed as `conflict` (KCP holds something else than openport) and
-/// not yet reconciled by an operator, if any.
+/// not yet reconciled by an operator, if any. A [`MISDIRECTED_ANSWER`] is not one: the payment's
+/// own record and KCP agree.
 pub async fn unreconciled_conflict(
     db: &impl ConnectionTrait,
     payment_id: i64,
@@ -438,8 +445,26 @@ pub async fn unreconciled_conflict(
     pg_attempt::Entity::find()
         .filter(pg_attempt::Column::PaymentId.eq(payment_id))
         .filter(pg_attempt::Column::State.eq("conflict"))
+        .filter(pg_attempt::Column::Kind.ne(MISDIRECTED_ANSWER))
         .one(db)
         .await
+}
+
+/// Whether an [`unreconciled_conflict`] of payment `payment_id` names KCP's trade `tno`: KCP holds
+/// that approval (or account) and openport could neither record nor cancel it.
+pub async fn conflict_names(
+    db: &impl ConnectionTrait,
+    payment_id: i64,
+    tno: &str,
+) -> Result<bool, DbErr> {
+    Ok(pg_attempt::Entity::find()
+        .filter(pg_attempt::Column::PaymentId.eq(payment_id))
+        .filter(pg_attempt::Column::State.eq("conflict"))
+        .filter(pg_attempt::Column::Kind.ne(MISDIRECTED_ANSWER))
+        .filter(pg_attempt::Column::Tno.eq(tno))
+        .one(db)
+        .await?
+        .is_some())
 }
 
 /// Moves the closed attempt `id` from state `from` to `to` with `note`: a `conflict` an operator

@@ -357,10 +357,17 @@ async fn a_payment_cancelled_in_kcps_admin_is_recorded_by_a_full_cancel_and_a_pa
     assert_eq!(listed[0].id, conflict.id);
     assert_eq!(listed[0].imp_uid, payment.imp_uid);
     gateway
-        .mark_reconciled(conflict.id, "cancelled in KCP's admin on the buyer's call")
+        .mark_reconciled(
+            conflict.id,
+            "cancelled in KCP's admin on the buyer's call",
+            None,
+        )
         .await
         .unwrap();
-    assert!(gateway.mark_reconciled(conflict.id, "again").await.is_err());
+    assert!(gateway
+        .mark_reconciled(conflict.id, "again", None)
+        .await
+        .is_err());
     assert!(gateway.conflict_attempts(10).await.unwrap().is_empty());
     // Reconciled: a full cancel records what KCP holds (cancelled in its admin).
     let done = cancel_rest().await;

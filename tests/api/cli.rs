@@ -722,7 +722,7 @@ async fn attempt_conflict_turns_a_cancel_inquiry_cannot_settle_into_a_conflict_t
     assert_eq!(app.sandbox.ledger()[0].balance, 10000);
     app.app
         .gateway
-        .mark_reconciled(conflicts[0].id, "no cancel in KCP's admin")
+        .mark_reconciled(conflicts[0].id, "no cancel in KCP's admin", None)
         .await
         .unwrap();
     let (_, done) = cancel().await;
@@ -793,4 +793,44 @@ async fn merchant_create_in_test_mode_leaves_the_sandbox_state_file_alone_and_lo
     assert_eq!(std::fs::read_to_string(&state_file).unwrap(), before);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("public test-mode key"), "{stderr}");
+}
+
+/// `attempt reconciled` of an approval's conflict that holds its payment pending asks what KCP's
+/// admin shows (`--payment`), refuses without it, and with `--payment failed` fails the payment
+/// and frees its merchant_uid.
+#[tokio::test]
+async fn attempt_reconciled_settles_the_payment_an_approvals_conflict_holds_as_the_operator_says() {
+    let app = crate::helpers::spawn_app().await;
+    let token = app.token().await;
+    let body =
+        crate::reliability::a_charge_whose_net_cancel_kcp_refuses(&app, &token, "cli-held").await;
+    assert_eq!(body["code"], 1, "{body}");
+    let conflicts = app.conflicts().await;
+    assert_eq!(conflicts.len(), 1, "{conflicts:?}");
+    let imp_uid = conflicts[0].imp_uid.clone();
+    let id = conflicts[0].id.to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let mut args = vec![
+        "attempt",
+        "reconciled",
+        "--id",
+        &id,
+        "--note",
+        "cancelled in KCP's admin",
+    ];
+
+    let without = run(dir.path(), &app.database_url, &args).await;
+    assert!(!without.status.success());
+    assert!(
+        String::from_utf8_lossy(&without.stderr).contains("--payment"),
+        "{}",
+        String::from_utf8_lossy(&without.stderr)
+    );
+    assert_ne!(app.payment(&token, &imp_uid).await["status"], "failed");
+
+    args.extend(["--payment", "failed"]);
+    let printed = run_ok(dir.path(), &app.database_url, &args).await;
+    assert!(printed.contains("merchant_uid is free"), "{printed}");
+    assert!(app.conflicts().await.is_empty());
+    assert_eq!(app.payment(&token, &imp_uid).await["status"], "failed");
 }

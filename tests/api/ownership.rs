@@ -193,7 +193,12 @@ async fn the_one_net_cancel_conflict(app: &TestApp, tno: &str, why: &str) -> Ope
 }
 
 /// A billing key for `customer_uid` and a 1,000-won schedule `merchant_uid` on it, due now.
-async fn schedule_due_now(app: &TestApp, token: &str, customer_uid: &str, merchant_uid: &str) {
+pub(crate) async fn schedule_due_now(
+    app: &TestApp,
+    token: &str,
+    customer_uid: &str,
+    merchant_uid: &str,
+) {
     register(app, token, customer_uid, test_cards::SHINHAN_CREDIT).await;
     let at = chrono::Utc::now().timestamp() + 10;
     let (_, body) = app
@@ -646,7 +651,20 @@ async fn an_approval_in_hand_whose_net_cancel_kcp_refuses_is_listed_as_a_conflic
         TransactionState::Approved,
         "KCP refused the cancel"
     );
-    the_one_net_cancel_conflict(&app, &ledger[0].tno, "8500").await;
+    let conflict = the_one_net_cancel_conflict(&app, &ledger[0].tno, "8500").await;
+    // The answer and the record say that KCP holds an approval: never "retry is safe", and the
+    // payment names the approval and the refusal.
+    let message = body["message"].as_str().unwrap();
+    assert!(!message.contains("이중결제되지 않습니다"), "{body}");
+    assert!(message.contains("다시 결제하지 마세요"), "{body}");
+    let p = app.payment(&token, &conflict.imp_uid).await;
+    assert_eq!(p["pg_tid"], ledger[0].tno.as_str(), "{p}");
+    assert!(
+        p["fail_reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("거절") && r.contains("8500")),
+        "{p}"
+    );
     // The second look an hour later finds the approval's net-cancel already listed for the
     // operator, and opens no other.
     app.advance(3600);
@@ -658,6 +676,158 @@ async fn an_approval_in_hand_whose_net_cancel_kcp_refuses_is_listed_as_a_conflic
             .unwrap(),
         0
     );
+}
+
+/// KCP applies the approval at once but answers late: the resolver, the request's lease having run
+/// out, finds the approval and (the merchant not having been answered "paid") net-cancels it, which
+/// KCP refuses. The approval then reaches the request: a conflict listed for the operator, answered
+/// as one, never as "failed" (iamport's "nothing charged, charge again").
+#[tokio::test]
+async fn an_approval_reaching_its_request_after_the_resolvers_net_cancel_of_it_was_refused_is_never_answered_failed(
+) {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    app.sandbox.inject(FaultRule::new(
+        paths::HUB_PAYMENT,
+        Fault::SlowAnswer {
+            ms: KCP_STILL_WORKING_MS,
+        },
+    ));
+    let request = pay_in_background(&app, &token, "own-refused-2");
+    until_the_faults_are_used(&app).await;
+    app.sandbox.inject(
+        FaultRule::new(
+            paths::CANCEL,
+            Fault::Refuse {
+                code: "8500".into(),
+                message: "취소할 수 없는 거래입니다".into(),
+            },
+        )
+        .times(10),
+    );
+    app.advance(PAST_THE_LEASE);
+    assert_eq!(app.app.gateway.resolve_due(10).await.unwrap(), 1);
+
+    let (_, body) = request.await.unwrap();
+    assert_ne!(body["code"], 0, "never answered failed: {body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("다시 결제하지 마세요")),
+        "{body}"
+    );
+    let ledger = app.sandbox.ledger();
+    assert_eq!(ledger.len(), 1);
+    assert_eq!(ledger[0].state, TransactionState::Approved, "KCP refused");
+    let conflicts = app.conflicts().await;
+    assert_eq!(conflicts.len(), 1, "{conflicts:?}");
+    assert_eq!(conflicts[0].tno.as_deref(), Some(ledger[0].tno.as_str()));
+    let net_cancelled = pg_attempt::Entity::find()
+        .filter(pg_attempt::Column::State.eq("net_cancelled"))
+        .count(&app.app.gateway.db.read)
+        .await
+        .unwrap();
+    assert_eq!(net_cancelled, 0, "no cancel KCP never made is recorded");
+    let p = app.payment(&token, &conflicts[0].imp_uid).await;
+    assert_ne!(p["status"], "failed", "{p}");
+    // The merchant's retry charges nothing.
+    let (_, retry) = app
+        .pay(&token, "own-refused-2", 1000, test_cards::SHINHAN_CREDIT)
+        .await;
+    assert_eq!(retry["code"], 1, "{retry}");
+    assert_eq!(app.sandbox.ledger().len(), 1);
+}
+
+/// The scheduled twin of a net-cancel KCP refuses: nobody is told the charge failed (no `failed`
+/// webhook), and neither `…/retry` nor `…/reschedule` charges its merchant_uid again while KCP
+/// holds the approval. The scheduler does not take it up every 30 s meanwhile. Once the operator
+/// has cancelled the approval in KCP's admin and said so, the payment fails with its webhook, the
+/// schedule shows it, and a retry charges once.
+#[tokio::test]
+async fn a_scheduled_charge_whose_approval_kcp_refused_to_net_cancel_sends_no_failed_webhook_and_cannot_be_retried(
+) {
+    use openport::service::attempts::ReconciledPayment;
+    use openport::store::entity::schedule;
+    let app = spawn_app().await;
+    let token = app.token().await;
+    schedule_due_now(&app, &token, "own-cust-3", "own-s3").await;
+    app.sandbox.inject(FaultRule::new(
+        paths::HUB_PAYMENT,
+        Fault::AnswerField {
+            field: "amount".into(),
+            value: "999".into(),
+        },
+    ));
+    app.sandbox.inject(
+        FaultRule::new(
+            paths::CANCEL,
+            Fault::Refuse {
+                code: "8500".into(),
+                message: "취소할 수 없는 거래입니다".into(),
+            },
+        )
+        .times(10),
+    );
+    app.app.gateway.run_due_schedules(10).await.unwrap();
+    let conflicts = app.conflicts().await;
+    assert_eq!(conflicts.len(), 1, "{conflicts:?}");
+    let imp_uid = conflicts[0].imp_uid.clone();
+    assert_eq!(webhooks_of(&app, &imp_uid, "failed").await, 0);
+    assert_ne!(app.payment(&token, &imp_uid).await["status"], "failed");
+
+    let retry = || {
+        app.post(
+            "/subscribe/payments/schedule/own-s3/retry",
+            Some(&token),
+            json!({}),
+        )
+    };
+    let (_, retried) = retry().await;
+    assert_ne!(retried["code"], 0, "{retried}");
+    let at = chrono::Utc::now().timestamp() + 3600;
+    let (_, rescheduled) = app
+        .post(
+            "/subscribe/payments/schedule/own-s3/reschedule",
+            Some(&token),
+            json!({ "schedule_at": at }),
+        )
+        .await;
+    assert_ne!(rescheduled["code"], 0, "{rescheduled}");
+    // The scheduler leaves it to the operator, not taking it up again every 30 s.
+    app.advance(60);
+    app.app.gateway.run_due_schedules(10).await.unwrap();
+    let s = schedule::Entity::find()
+        .filter(schedule::Column::MerchantUid.eq("own-s3"))
+        .one(&app.app.gateway.db.read)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(s.lease_until > app.app.gateway.clock.unix() + 600, "{s:?}");
+    assert_eq!(app.sandbox.ledger().len(), 1, "charged once");
+    assert_eq!(webhooks_of(&app, &imp_uid, "failed").await, 0);
+
+    // The operator cancels the approval in KCP's admin and says so.
+    assert!(app.sandbox.cancel_in_admin(&app.sandbox.ledger()[0].tno));
+    app.app
+        .gateway
+        .mark_reconciled(
+            conflicts[0].id,
+            "cancelled in KCP's admin",
+            Some(ReconciledPayment::Failed),
+        )
+        .await
+        .unwrap();
+    assert_eq!(webhooks_of(&app, &imp_uid, "failed").await, 1);
+    let (_, shown) = app
+        .get("/subscribe/payments/schedule/own-s3", Some(&token))
+        .await;
+    assert_eq!(shown["response"]["payment_status"], "failed", "{shown}");
+    app.sandbox.clear_faults();
+    let (_, retried) = retry().await;
+    assert_eq!(retried["code"], 0, "{retried}");
+    assert_eq!(retried["response"]["status"], "paid", "{retried}");
+    assert_eq!(app.sandbox.ledger().len(), 2);
+    app.assert_ledger_agrees().await;
 }
 
 /// A scheduled charge's run net-cancels an approval whose answer names another amount, and its

@@ -935,11 +935,14 @@ async fn the_second_look_at_a_cancel_that_never_landed_changes_nothing_and_a_ret
     app.assert_ledger_agrees().await;
 }
 
-#[tokio::test]
-async fn a_net_cancel_kcp_refuses_is_a_conflict_for_the_operator_not_retried_for_ever() {
-    let app = spawn_app().await;
-    let token = app.token().await;
-    // KCP's answer names another amount: the approval is net-cancelled, and KCP refuses that.
+/// A key-in charge of 1,000 won as `merchant_uid` (with a notice_url, so its webhooks are
+/// written) whose KCP answer names another amount: the approval is net-cancelled, and KCP refuses
+/// that (8500) every time. Returns the answer.
+pub(crate) async fn a_charge_whose_net_cancel_kcp_refuses(
+    app: &crate::helpers::TestApp,
+    token: &str,
+    merchant_uid: &str,
+) -> serde_json::Value {
     app.sandbox.inject(FaultRule::new(
         paths::HUB_PAYMENT,
         Fault::AnswerField {
@@ -957,12 +960,45 @@ async fn a_net_cancel_kcp_refuses_is_a_conflict_for_the_operator_not_retried_for
         )
         .times(100),
     );
-    let (_, body) = app
-        .pay(&token, "nc-refused", 1000, test_cards::SHINHAN_CREDIT)
-        .await;
+    app.post(
+        "/subscribe/payments/onetime",
+        Some(token),
+        json!({
+            "merchant_uid": merchant_uid, "amount": 1000, "card_number": test_cards::SHINHAN_CREDIT,
+            "expiry": crate::helpers::future_expiry(), "birth": "800101", "pwd_2digit": "00",
+            "notice_url": "http://127.0.0.1:9/hook"
+        }),
+    )
+    .await
+    .1
+}
+
+/// The text every answer about an approval conflict carries: do not charge again.
+const DO_NOT_CHARGE_AGAIN: &str = "확인 전에는 다시 결제하지 마세요";
+
+async fn webhooks_of(app: &crate::helpers::TestApp, imp_uid: &str, status: &str) -> u64 {
+    webhook_delivery::Entity::find()
+        .filter(webhook_delivery::Column::ImpUid.eq(imp_uid))
+        .filter(webhook_delivery::Column::Status.eq(status))
+        .count(&app.app.gateway.db.read)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_net_cancel_kcp_refuses_is_a_conflict_for_the_operator_not_retried_for_ever() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let body = a_charge_whose_net_cancel_kcp_refuses(&app, &token, "nc-refused").await;
     assert_eq!(
         body["code"], 1,
         "KCP holds an approval the record does not: not a plain failure: {body}"
+    );
+    let message = body["message"].as_str().unwrap();
+    assert!(message.contains(DO_NOT_CHARGE_AGAIN), "{body}");
+    assert!(
+        !message.contains("이중결제되지 않습니다"),
+        "never 'retry is safe': {body}"
     );
     let imp_uid = imp_uid_in(&body["message"]);
 
@@ -984,9 +1020,139 @@ async fn a_net_cancel_kcp_refuses_is_a_conflict_for_the_operator_not_retried_for
             .is_some_and(|m| m.contains("8500")),
         "{conflicts:?}"
     );
+    // KCP holds the approval: the payment is not failed (which would free its merchant_uid) but
+    // held pending (`ready`), naming KCP's approval and why, and no `failed` webhook is sent.
+    let p = app.payment(&token, &imp_uid).await;
+    assert_eq!(p["status"], "ready", "{p}");
+    assert_eq!(p["pg_tid"], ledger[0].tno.as_str(), "names KCP's approval");
+    assert!(
+        p["fail_reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("8500")),
+        "{p}"
+    );
+    assert_eq!(webhooks_of(&app, &imp_uid, "failed").await, 0);
+}
+
+#[tokio::test]
+async fn a_retry_of_a_merchant_uid_whose_approval_kcp_refused_to_net_cancel_is_refused_and_charges_nothing(
+) {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let body = a_charge_whose_net_cancel_kcp_refuses(&app, &token, "nc-retried").await;
+    assert_eq!(body["code"], 1, "{body}");
+    let imp_uid = imp_uid_in(&body["message"]);
+
+    // The merchant charges the merchant_uid again, at once and after the resolver ran.
+    for _ in 0..2 {
+        let (_, retry) = app
+            .pay(&token, "nc-retried", 1000, test_cards::SHINHAN_CREDIT)
+            .await;
+        assert_eq!(retry["code"], 1, "{retry}");
+        let message = retry["message"].as_str().unwrap();
+        assert!(message.contains(DO_NOT_CHARGE_AGAIN), "{retry}");
+        assert!(message.contains(&imp_uid), "{retry}");
+        assert_eq!(app.sandbox.ledger().len(), 1, "nothing charged");
+        app.advance(SETTLE_SECS + 1);
+        app.resolve_all().await;
+    }
+    assert_ne!(app.payment(&token, &imp_uid).await["status"], "failed");
+    // A cancel by merchant_uid finds the payment and is held for the operator (not "nothing to
+    // cancel", which reads as "nothing was charged").
+    let (_, cancel) = app
+        .post(
+            "/payments/cancel",
+            Some(&token),
+            json!({"merchant_uid": "nc-retried"}),
+        )
+        .await;
+    assert_eq!(cancel["code"], 1, "{cancel}");
+    assert!(
+        cancel["message"].as_str().unwrap().contains("운영자 확인"),
+        "{cancel}"
+    );
+    assert_eq!(app.sandbox.ledger().len(), 1);
+    assert_eq!(app.sandbox.ledger()[0].state, TransactionState::Approved);
+}
+
+/// The operator cancels the approval in KCP's admin and says so: the payment fails (its
+/// merchant_uid free again), and the merchant's charge of it goes through once.
+#[tokio::test]
+async fn an_approval_conflict_the_operator_found_cancelled_in_kcps_admin_fails_the_payment_and_frees_its_merchant_uid(
+) {
+    use openport::service::attempts::ReconciledPayment;
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let body = a_charge_whose_net_cancel_kcp_refuses(&app, &token, "nc-cancelled").await;
+    let imp_uid = imp_uid_in(&body["message"]);
+    let conflict = app.conflicts().await.remove(0);
+    let gateway = &app.app.gateway;
+    // The payment is held by this conflict: the operator must say what KCP's admin shows.
+    assert!(gateway
+        .mark_reconciled(conflict.id, "looked", None)
+        .await
+        .is_err());
+    assert_eq!(app.conflicts().await.len(), 1);
+
+    let tno = app.sandbox.ledger()[0].tno.clone();
+    assert!(app.sandbox.cancel_in_admin(&tno));
+    gateway
+        .mark_reconciled(
+            conflict.id,
+            "cancelled in KCP's admin",
+            Some(ReconciledPayment::Failed),
+        )
+        .await
+        .unwrap();
+    assert!(app.conflicts().await.is_empty());
     let p = app.payment(&token, &imp_uid).await;
     assert_eq!(p["status"], "failed", "{p}");
-    assert_eq!(p["pg_tid"], ledger[0].tno.as_str(), "names KCP's approval");
+    assert_eq!(p["pg_tid"], tno.as_str());
+    // Not a scheduled charge: no webhook for its failure.
+    assert_eq!(webhooks_of(&app, &imp_uid, "failed").await, 0);
+    app.sandbox.clear_faults();
+    let again = app.paid(&token, "nc-cancelled", 1000).await;
+    assert_ne!(again["imp_uid"], imp_uid.as_str());
+    assert_eq!(app.sandbox.ledger().len(), 2);
+    app.assert_ledger_agrees().await;
+}
+
+/// The operator finds the approval kept in KCP's admin (for the payment's amount) and says so: the
+/// payment is recorded paid, with its `paid` webhook, and takes cancels.
+#[tokio::test]
+async fn an_approval_conflict_the_operator_found_kept_in_kcps_admin_is_recorded_paid_with_its_webhook(
+) {
+    use openport::service::attempts::ReconciledPayment;
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let body = a_charge_whose_net_cancel_kcp_refuses(&app, &token, "nc-kept").await;
+    let imp_uid = imp_uid_in(&body["message"]);
+    let conflict = app.conflicts().await.remove(0);
+    app.app
+        .gateway
+        .mark_reconciled(
+            conflict.id,
+            "kept: KCP's admin shows 1,000 won approved",
+            Some(ReconciledPayment::Paid),
+        )
+        .await
+        .unwrap();
+    let p = app.payment(&token, &imp_uid).await;
+    assert_eq!(p["status"], "paid", "{p}");
+    assert_eq!(p["pg_tid"], app.sandbox.ledger()[0].tno.as_str());
+    assert!(p["paid_at"].as_i64().unwrap() > 0, "{p}");
+    assert_eq!(webhooks_of(&app, &imp_uid, "paid").await, 1);
+    // A second verdict is refused.
+    assert!(app
+        .app
+        .gateway
+        .mark_reconciled(conflict.id, "again", Some(ReconciledPayment::Failed))
+        .await
+        .is_err());
+    app.sandbox.clear_faults();
+    let cancelled = app.cancel(&token, &imp_uid, 1000).await;
+    assert_eq!(cancelled["code"], 0, "{cancelled}");
+    app.assert_ledger_agrees().await;
 }
 
 /// KCP answers a charge with another order's trade, one openport holds as another payment's
@@ -1037,5 +1203,52 @@ async fn an_answer_naming_another_payments_trade_never_cancels_that_trade() {
     assert_eq!(conflicts.len(), 1, "{conflicts:?}");
     assert_eq!(conflicts[0].imp_uid, imp_uid);
     assert_eq!(conflicts[0].tno.as_deref(), Some(other_tno.as_str()));
+    app.assert_ledger_agrees().await;
+}
+
+/// The scheduled twin of [`an_answer_naming_another_payments_trade_never_cancels_that_trade`]:
+/// the resolver honours the charge's own approval (nobody was told a scheduled charge failed) and
+/// records it paid. The misdirected answer stays listed for the operator, but it is about another
+/// trade, which nothing changed: it does not hold this payment's refunds.
+#[tokio::test]
+async fn a_misdirected_answer_does_not_hold_the_refunds_of_the_scheduled_charge_its_own_approval_paid(
+) {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let other = app.paid(&token, "foreign-holder-s", 1000).await;
+    let other_tno = other["pg_tid"].as_str().unwrap().to_string();
+    let other_order = app.sandbox.ledger()[0].order_no.clone();
+    crate::ownership::schedule_due_now(&app, &token, "foreign-cust", "foreign-scheduled").await;
+    app.sandbox.inject(FaultRule::new(
+        paths::HUB_PAYMENT,
+        Fault::AnswerFields {
+            fields: [
+                ("tno".to_string(), other_tno.clone()),
+                ("order_no".to_string(), other_order),
+            ]
+            .into(),
+        },
+    ));
+    app.app.gateway.run_due_schedules(10).await.unwrap();
+    app.advance(SETTLE_SECS + 1);
+    app.resolve_all().await;
+
+    let (_, found) = app
+        .get("/payments/find/foreign-scheduled", Some(&token))
+        .await;
+    let imp_uid = found["response"]["imp_uid"].as_str().unwrap().to_string();
+    let own = app.payment(&token, &imp_uid).await;
+    assert_eq!(own["status"], "paid", "its own approval, honoured: {own}");
+    let conflicts = app.conflicts().await;
+    assert_eq!(conflicts.len(), 1, "listed for the operator: {conflicts:?}");
+    assert_eq!(conflicts[0].imp_uid, imp_uid);
+    assert_eq!(conflicts[0].tno.as_deref(), Some(other_tno.as_str()));
+
+    let refunded = app.cancel(&token, &imp_uid, 1000).await;
+    assert_eq!(refunded["code"], 0, "{refunded}");
+    assert_eq!(refunded["response"]["status"], "cancelled", "{refunded}");
+    let ledger = app.sandbox.ledger();
+    let other_at_kcp = ledger.iter().find(|e| e.tno == other_tno).unwrap();
+    assert_eq!(other_at_kcp.state, TransactionState::Approved, "{ledger:?}");
     app.assert_ledger_agrees().await;
 }

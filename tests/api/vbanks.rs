@@ -1358,10 +1358,11 @@ async fn an_account_kcp_issues_late_and_the_buyer_pays_into_is_a_conflict_at_the
 }
 
 /// An issuance whose answer was lost, and into whose account the buyer paid before the resolver
-/// found it: never closed with `STSC` (KCP would have nowhere to send the deposit back), and never
-/// recorded from a guess. The payment fails naming the account, listed for the operator.
+/// found it: never closed with `STSC` (KCP would have nowhere to send the deposit back). KCP's
+/// inquiry names the account, for the payment's amount and order, paid in full: what iamport shows
+/// after a deposit is recorded, the account issued and paid, with its `paid` webhook.
 #[tokio::test]
-async fn an_account_found_paid_after_its_issuance_answer_was_lost_is_a_conflict_not_revoked() {
+async fn an_account_found_paid_after_its_issuance_answer_was_lost_is_recorded_paid_not_revoked() {
     let app = spawn_app().await;
     let token = app.token().await;
     let imp_uid = an_issuance_whose_answer_and_inquiry_are_lost(&app, &token, "vb-lost-paid").await;
@@ -1378,9 +1379,61 @@ async fn an_account_found_paid_after_its_issuance_answer_was_lost_is_a_conflict_
         "no cancel sent for a paid account: {entry:?}"
     );
     let p = app.payment(&token, &imp_uid).await;
-    assert_eq!(p["status"], "failed", "{p}");
+    assert_eq!(p["status"], "paid", "{p}");
+    assert_eq!(p["pg_tid"], tno.as_str());
+    assert!(
+        p["vbank_num"].as_str().is_some_and(|n| !n.is_empty()),
+        "{p}"
+    );
+    assert!(p["paid_at"].as_i64().unwrap() > 0, "{p}");
+    assert!(app.conflicts().await.is_empty());
+    app.assert_ledger_agrees().await;
+}
+
+/// The same, but KCP's inquiry does not name the account: openport can neither record it nor close
+/// it. A conflict for the operator, and the payment holds its merchant_uid (`ready`, naming the
+/// account's tno): a retry is told not to issue again, and issues nothing.
+#[tokio::test]
+async fn an_account_found_paid_whose_inquiry_names_no_account_holds_its_merchant_uid_for_the_operator(
+) {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let imp_uid =
+        an_issuance_whose_answer_and_inquiry_are_lost(&app, &token, "vb-lost-paid-2").await;
+    let tno = app.sandbox.ledger()[0].tno.clone();
+    app.sandbox.deposit(&tno, 5000, "00").unwrap();
+    app.sandbox.inject(
+        FaultRule::new(
+            paths::INQUIRY,
+            Fault::AnswerField {
+                field: "account".into(),
+                value: String::new(),
+            },
+        )
+        .times(100),
+    );
+
+    app.advance(SETTLE_SECS + 1);
+    app.resolve_all().await;
+
+    let entry = &app.sandbox.ledger()[0];
+    assert!(entry.cancels.is_empty(), "{entry:?}");
+    let p = app.payment(&token, &imp_uid).await;
+    assert_eq!(p["status"], "ready", "held, never failed: {p}");
     assert_eq!(p["pg_tid"], tno.as_str());
     let conflicts = app.conflicts().await;
     assert_eq!(conflicts.len(), 1, "{conflicts:?}");
     assert_eq!(conflicts[0].imp_uid, imp_uid);
+
+    let (_, again) = app
+        .post("/vbanks", Some(&token), vbank(&app, "vb-lost-paid-2", 5000))
+        .await;
+    assert_eq!(again["code"], 1, "{again}");
+    assert!(
+        again["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("다시 결제하지 마세요")),
+        "{again}"
+    );
+    assert_eq!(app.sandbox.ledger().len(), 1, "no second account");
 }
