@@ -318,6 +318,7 @@ impl Gateway {
         amount: i64,
         notify: bool,
     ) -> ServiceResult<pg_attempt::Model> {
+        self.refuse_while_skewed()?;
         let now = self.clock.unix();
         let inserted = payments::insert_attempt(
             &self.db.write,

@@ -13,7 +13,11 @@ use std::sync::atomic::Ordering;
 
 use chrono::{DateTime, Utc};
 
-use super::{Gateway, ServiceResult};
+use super::{Gateway, ServiceError, ServiceResult};
+
+/// The answer to a request that would open a KCP attempt on an instance whose clock is off.
+pub const CLOCK_SKEWED: &str =
+    "서버 시각이 맞지 않아 지금은 PG사에 요청하지 않았습니다. 잠시 후 다시 시도해 주세요.";
 
 /// What comparing this host's clock with the database's found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -87,6 +91,18 @@ impl Gateway {
     /// Whether the last clock reading found this host's clock off (see [`Self::check_clock`]).
     pub fn clock_is_skewed(&self) -> bool {
         self.clock_skewed.load(Ordering::SeqCst)
+    }
+
+    /// Refuses to open a KCP attempt (a charge, a cancel, a window's approval) while this host's
+    /// clock is off: the attempt's `created_at`, lease and settle time would be written from it,
+    /// and instances whose clocks agree would take over a request still waiting for KCP, or judge
+    /// "KCP has no such trade" before KCP could have answered. Nothing is written, so the
+    /// merchant's retry (on another instance, or here once the clock is back) is safe.
+    pub(crate) fn refuse_while_skewed(&self) -> ServiceResult<()> {
+        if self.clock_is_skewed() {
+            return Err(ServiceError::Refused(CLOCK_SKEWED.into()));
+        }
+        Ok(())
     }
 }
 

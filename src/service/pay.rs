@@ -506,6 +506,7 @@ impl Gateway {
         cmd: &ChargeOrder,
         customer_uid: Option<&str>,
     ) -> ServiceResult<Opened> {
+        self.refuse_while_skewed()?;
         for _ in 0..3 {
             match self.insert_pending(m, cmd, customer_uid).await {
                 Ok(OpenedCharge::Opened(opened)) => return Ok(*opened),

@@ -997,6 +997,54 @@ async fn a_net_cancel_cut_short_by_a_crash_leaves_its_tno_on_the_attempt_for_the
     app.assert_ledger_agrees().await;
 }
 
+/// An instance whose clock is off stopped claiming attempts but kept opening them: their
+/// `created_at`, lease and settle time came from its clock, so instances whose clocks agree took
+/// over its requests early and judged "no such trade" before KCP could answer. While its clock is
+/// off it opens none: charges and cancels are refused before anything is written or sent.
+#[tokio::test]
+async fn an_instance_whose_clock_is_off_the_databases_opens_no_kcp_attempt() {
+    use openport::service::clock_check::{judge, CLOCK_SKEWED};
+    let app = spawn_app().await;
+    let gateway = &app.app.gateway;
+    let token = app.token().await;
+    let (_, paid) = app
+        .pay(&token, "clock-paid", 1000, test_cards::SHINHAN_CREDIT)
+        .await;
+    assert_eq!(paid["response"]["status"], "paid", "{paid}");
+    let imp_uid = paid["response"]["imp_uid"].as_str().unwrap().to_string();
+
+    let now = chrono::Utc::now();
+    gateway.record_clock_reading(judge(now, now, now.timestamp_millis() - 60_000, 5_000));
+    let (_, refused) = app
+        .pay(&token, "clock-off", 1000, test_cards::SHINHAN_CREDIT)
+        .await;
+    assert_eq!(refused["code"], 1, "{refused}");
+    assert_eq!(refused["message"], CLOCK_SKEWED, "{refused}");
+    let (status, _) = app.get("/payments/find/clock-off", Some(&token)).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "nothing recorded");
+    let cancel = app.cancel(&token, &imp_uid, 1000).await;
+    assert_eq!(cancel["message"], CLOCK_SKEWED, "{cancel}");
+    assert_eq!(app.payment(&token, &imp_uid).await["status"], "paid");
+    assert_eq!(
+        app.sandbox.ledger().len(),
+        1,
+        "one approval, nothing cancelled"
+    );
+    let attempts = pg_attempt::Entity::find()
+        .all(&app.app.gateway.db.read)
+        .await
+        .unwrap();
+    assert_eq!(attempts.len(), 1, "only the first charge's: {attempts:?}");
+
+    let now = chrono::Utc::now();
+    gateway.record_clock_reading(judge(now, now, now.timestamp_millis(), 5_000));
+    let (_, again) = app
+        .pay(&token, "clock-off", 1000, test_cards::SHINHAN_CREDIT)
+        .await;
+    assert_eq!(again["response"]["status"], "paid", "{again}");
+    app.assert_ledger_agrees().await;
+}
+
 #[tokio::test]
 async fn an_instance_whose_clock_is_off_the_databases_claims_no_attempt_until_it_is_back_in_line() {
     use openport::service::clock_check::{judge, ClockReading};
