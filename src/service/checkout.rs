@@ -12,7 +12,7 @@ use sea_orm::{ActiveModelTrait, ColumnTrait, Condition, EntityTrait, QueryFilter
 use serde::Serialize;
 
 use super::billing::KeyNotStored;
-use super::pay::taken_reason;
+use super::pay::{prepared_mismatch, taken_reason};
 use super::pay::{ApprovalOutcome, ChargeOrder, Settling};
 use super::{Gateway, ServiceError, ServiceResult};
 use crate::domain::checkout::{
@@ -50,6 +50,17 @@ enum WindowKey {
     /// The customer_uid got a key since the window opened that the merchant did not let it
     /// replace ([`replacement_refused`]).
     ReplacementRefused,
+}
+
+/// What came of [`Gateway::claim_window`].
+enum WindowClaim {
+    /// This request redeems the window: the payment is pending, with this attempt, held.
+    Held(Box<pg_attempt::Model>),
+    /// The merchant_uid's prepared amount (or currency) differs from the window's: the payment
+    /// failed with this reason, and nothing was sent to KCP.
+    PreparedDiffers(String),
+    /// Another post redeemed or closed the window first: the payment as it stands is the answer.
+    Taken,
 }
 
 /// A `request_pay` as the SDK sends it, parsed.
@@ -143,6 +154,30 @@ pub struct WindowFields {
     /// derived from is stored as a digest too, so reading the database does not give it.
     #[serde(default)]
     pub return_key: String,
+}
+
+/// [`Gateway::fail_ready`] in `db` (a transaction of the caller's), at `now`.
+async fn fail_ready_in(
+    db: &impl sea_orm::ConnectionTrait,
+    p: &payment::Model,
+    reason: &str,
+    now: i64,
+) -> Result<bool, sea_orm::DbErr> {
+    let res = payment::Entity::update_many()
+        .col_expr(
+            payment::Column::Status,
+            Expr::value(PaymentStatus::Failed.as_db()),
+        )
+        .col_expr(payment::Column::FailReason, Expr::value(reason))
+        .col_expr(payment::Column::FailedAt, Expr::value(now))
+        .col_expr(payment::Column::UpdatedAt, Expr::value(now))
+        .filter(payment::Column::Id.eq(p.id))
+        .filter(payment::Column::Status.eq(PaymentStatus::Ready.as_db()))
+        .filter(payment::Column::PgTid.is_null())
+        .filter(payment::Column::VbankNum.is_null())
+        .exec(db)
+        .await?;
+    Ok(res.rows_affected == 1)
 }
 
 /// The `kcp_group_id` a billing-key window was opened with (its fields, kept with the session).
@@ -673,22 +708,7 @@ impl Gateway {
 
     /// `ready` → `failed` only if still `ready` (a window being redeemed right now wins).
     pub(crate) async fn fail_ready(&self, p: &payment::Model, reason: &str) -> ServiceResult<bool> {
-        let now = self.clock.unix();
-        let res = payment::Entity::update_many()
-            .col_expr(
-                payment::Column::Status,
-                Expr::value(PaymentStatus::Failed.as_db()),
-            )
-            .col_expr(payment::Column::FailReason, Expr::value(reason))
-            .col_expr(payment::Column::FailedAt, Expr::value(now))
-            .col_expr(payment::Column::UpdatedAt, Expr::value(now))
-            .filter(payment::Column::Id.eq(p.id))
-            .filter(payment::Column::Status.eq(PaymentStatus::Ready.as_db()))
-            .filter(payment::Column::PgTid.is_null())
-            .filter(payment::Column::VbankNum.is_null())
-            .exec(&self.db.write)
-            .await?;
-        Ok(res.rows_affected == 1)
+        Ok(fail_ready_in(&self.db.write, p, reason, self.clock.unix()).await?)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -932,8 +952,12 @@ impl Gateway {
         let connector = self.connectors.for_merchant(&m, &self.secrets)?;
         let opened = window_plan(&s.method, false).map(|pl| pl.method);
         let cash_receipt = opened.is_some_and(|method| cash_receipt_asked(method, &get("cash_yn")));
-        let Some(attempt) = self.claim_window(&p, cash_receipt).await? else {
-            return self.finish(&s, None).await;
+        let attempt = match self.claim_window(&p, shown, cash_receipt).await? {
+            WindowClaim::Held(attempt) => *attempt,
+            WindowClaim::PreparedDiffers(reason) => {
+                return self.finish(&s, Some(("F400", reason))).await
+            }
+            WindowClaim::Taken => return self.finish(&s, None).await,
         };
         let req = WindowApprovalRequest {
             order_no: p.order_no.clone(),
@@ -1040,13 +1064,36 @@ impl Gateway {
     /// and whose deposit would then be ignored. Whether the buyer asked the window for a cash
     /// receipt (`cash_receipt`) is kept with it: it is known only from this post, and the outcome
     /// may be recorded by the resolver.
+    ///
+    /// The last write before KCP's approval, so the merchant_uid's prepared amount is checked here
+    /// (spec §4.3) against `charged` (what the window showed), in the same transaction, as REST
+    /// charges check it in the write that opens them (`payments::open_charge`): the window's page
+    /// knows its merchant_uid, and a prepare made or changed while the buyer is in the window
+    /// would otherwise be approved at the window's amount. Such a window fails without a call
+    /// to KCP.
     async fn claim_window(
         &self,
         p: &payment::Model,
+        charged: i64,
         cash_receipt: bool,
-    ) -> ServiceResult<Option<pg_attempt::Model>> {
+    ) -> ServiceResult<WindowClaim> {
         let now = self.clock.unix();
         let txn = self.db.write.begin().await?;
+        if let Some(prepared) =
+            payments::prepare_by_uid(&txn, p.merchant_id, &p.merchant_uid).await?
+        {
+            if payments::prepared_refuses(&prepared, charged, &p.currency) {
+                let reason = prepared_mismatch(prepared.amount, charged).to_string();
+                let failed = fail_ready_in(&txn, p, &reason, now).await?;
+                txn.commit().await?;
+                tracing::warn!(imp_uid = %p.imp_uid, "window result refused: its merchant_uid was prepared with another amount since the window opened");
+                return Ok(if failed {
+                    WindowClaim::PreparedDiffers(reason)
+                } else {
+                    WindowClaim::Taken
+                });
+            }
+        }
         let res = payment::Entity::update_many()
             .col_expr(
                 payment::Column::Status,
@@ -1061,7 +1108,7 @@ impl Gateway {
             .exec(&txn)
             .await?;
         if res.rows_affected != 1 {
-            return Ok(None);
+            return Ok(WindowClaim::Taken);
         }
         let attempt = payments::insert_attempt(
             &txn,
@@ -1076,7 +1123,7 @@ impl Gateway {
         )
         .await?;
         txn.commit().await?;
-        Ok(Some(attempt))
+        Ok(WindowClaim::Held(Box::new(attempt)))
     }
 
     /// Records a window approval per method, or cancels it at KCP when it must not stand. A

@@ -2392,3 +2392,73 @@ async fn a_window_left_unpaid_does_not_block_a_rest_charge_with_its_merchant_uid
     );
     app.assert_ledger_agrees().await;
 }
+
+/// spec §4.3: a prepared merchant_uid only accepts its prepared amount. The window's page knows
+/// its merchant_uid, so a prepare can come after the window opened; it is checked again in the
+/// last write before KCP's approval, as a REST charge's is, and nothing reaches KCP.
+#[tokio::test]
+async fn a_prepare_made_while_the_window_is_open_refuses_the_windows_other_amount_before_anything_is_approved(
+) {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let (pay_url, fields) = hand_off(
+        &app,
+        json!({"merchant_uid": "web-prep-late", "amount": 100}),
+    )
+    .await;
+    let (_, prepared) = app
+        .post(
+            "/payments/prepare",
+            Some(&token),
+            json!({"merchant_uid": "web-prep-late", "amount": 50000}),
+        )
+        .await;
+    assert_eq!(prepared["code"], 0, "{prepared}");
+    let rsp = through_window(&app, &pay_url, &fields, &CARD_OK).await;
+    let refusal = "사전등록된 결제정보와 일치하지 않습니다. (사전등록 금액: 50000, 요청 금액: 100)";
+    assert_eq!(rsp["success"], false, "{rsp}");
+    assert_eq!(rsp["error_code"], "F400", "{rsp}");
+    assert_eq!(rsp["error_msg"], refusal, "{rsp}");
+    assert!(app.sandbox.ledger().is_empty(), "nothing was approved");
+    let p = payment_of(&app, &rsp).await;
+    assert_eq!(p["status"], "failed", "{p}");
+    assert_eq!(p["fail_reason"], refusal, "{p}");
+    app.assert_ledger_agrees().await;
+}
+
+/// The same for a prepare changed (`PUT /payments/prepare`) while the window is open: the window
+/// opened with the old prepared amount does not approve it.
+#[tokio::test]
+async fn a_prepare_changed_while_the_window_is_open_refuses_the_windows_old_amount_before_anything_is_approved(
+) {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let (_, prepared) = app
+        .post(
+            "/payments/prepare",
+            Some(&token),
+            json!({"merchant_uid": "web-prep-put", "amount": 1000}),
+        )
+        .await;
+    assert_eq!(prepared["code"], 0, "{prepared}");
+    let (pay_url, fields) = hand_off(
+        &app,
+        json!({"merchant_uid": "web-prep-put", "amount": 1000}),
+    )
+    .await;
+    let (_, changed) = app
+        .put(
+            "/payments/prepare",
+            &token,
+            json!({"merchant_uid": "web-prep-put", "amount": 1200}),
+        )
+        .await;
+    assert_eq!(changed["code"], 0, "{changed}");
+    let rsp = through_window(&app, &pay_url, &fields, &CARD_OK).await;
+    assert_eq!(rsp["success"], false, "{rsp}");
+    let message = rsp["error_msg"].as_str().unwrap_or_default();
+    assert!(message.contains("사전등록 금액: 1200"), "{rsp}");
+    assert!(app.sandbox.ledger().is_empty(), "nothing was approved");
+    assert_eq!(payment_of(&app, &rsp).await["status"], "failed");
+    app.assert_ledger_agrees().await;
+}
