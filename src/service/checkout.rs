@@ -63,6 +63,15 @@ enum WindowClaim {
     Taken,
 }
 
+/// What confirm_url decided for a claimed window ([`Gateway::confirm_claimed`]).
+enum Confirmed {
+    /// Approve, with the attempt (still held).
+    Go(Box<pg_attempt::Model>),
+    /// Nothing is sent to KCP; the answer is the payment as it stands, with this error when the
+    /// merchant's refusal failed it.
+    Stop(Option<(&'static str, String)>),
+}
+
 /// A `request_pay` as the SDK sends it, parsed.
 #[derive(Debug, Clone, Default)]
 pub struct CheckoutRequest {
@@ -942,12 +951,6 @@ impl Gateway {
                 return self.stop_window(&s, &p, "F400", reason, None).await;
             }
         }
-        if let Some(url) = &s.confirm_url {
-            if let Err(reason) = self.confirm(url, &p).await {
-                let reason = format!("고객사 요청에 의해 결제를 중단합니다. (상세사유 : {reason})");
-                return self.stop_window(&s, &p, "F400", reason, None).await;
-            }
-        }
         let m = self.merchant(p.merchant_id).await?;
         let connector = self.connectors.for_merchant(&m, &self.secrets)?;
         let opened = window_plan(&s.method, false).map(|pl| pl.method);
@@ -970,6 +973,13 @@ impl Gateway {
         let p = payments::by_id(&self.db.write, p.id)
             .await?
             .ok_or_else(|| ServiceError::Internal("payment vanished".into()))?;
+        let attempt = match &s.confirm_url {
+            Some(url) => match self.confirm_claimed(url, p.clone(), attempt).await? {
+                Confirmed::Go(attempt) => *attempt,
+                Confirmed::Stop(error) => return self.finish(&s, error).await,
+            },
+            None => attempt,
+        };
         if s.kcp_pay_method == BILLING_WINDOW {
             self.complete_billing_window(
                 &m,
@@ -1124,6 +1134,30 @@ impl Gateway {
         .await?;
         txn.commit().await?;
         Ok(WindowClaim::Held(Box::new(attempt)))
+    }
+
+    /// confirm_url (spec §7), asked once per window: by the post that claimed it, after the
+    /// claim, so a double submit of KCP's post back neither asks twice nor lets a later 200
+    /// approve what the merchant refused. A 200 goes on to the approval with the attempt's lease
+    /// renewed (the merchant may have taken up to 10 s) and its settle delay counted from the
+    /// approval. Anything else fails the payment and closes the attempt as not sent, in one write
+    /// (`record_failure`): KCP was never called, and an inquiry would find nothing.
+    async fn confirm_claimed(
+        &self,
+        url: &str,
+        p: payment::Model,
+        attempt: pg_attempt::Model,
+    ) -> ServiceResult<Confirmed> {
+        if let Err(reason) = self.confirm(url, &p).await {
+            let reason = format!("고객사 요청에 의해 결제를 중단합니다. (상세사유 : {reason})");
+            // None: another holder settled the attempt (its lease ran out meanwhile).
+            let failed = self.record_failure(p, attempt, None, &reason).await?;
+            return Ok(Confirmed::Stop(failed.map(|_| ("F400", reason))));
+        }
+        Ok(match self.renew_before_settling_call(attempt).await? {
+            Some(attempt) => Confirmed::Go(Box::new(attempt)),
+            None => Confirmed::Stop(None),
+        })
     }
 
     /// Records a window approval per method, or cancels it at KCP when it must not stand. A

@@ -1073,28 +1073,41 @@ struct GatedConfirm {
     url: String,
     /// Notified when the first call has arrived (and is being held).
     arrived: std::sync::Arc<tokio::sync::Notify>,
-    /// Notify to let the first call be answered 200.
+    /// Notify to let the first call be answered.
     release: std::sync::Arc<tokio::sync::Notify>,
+    /// The imp_uid of every call, in the order they arrived.
+    calls: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl GatedConfirm {
+    /// The first call is answered 200 once released.
     async fn start() -> Self {
-        use std::sync::atomic::{AtomicUsize, Ordering};
-        use std::sync::Arc;
+        Self::first_answering(axum::http::StatusCode::OK).await
+    }
+
+    /// The first call is answered `first` once released (a refusal carries a `reason`).
+    async fn first_answering(first: axum::http::StatusCode) -> Self {
+        use std::sync::{Arc, Mutex};
         let arrived = Arc::new(tokio::sync::Notify::new());
         let release = Arc::new(tokio::sync::Notify::new());
-        let calls = Arc::new(AtomicUsize::new(0));
-        let (a, r) = (arrived.clone(), release.clone());
+        let calls: Arc<Mutex<Vec<String>>> = Arc::default();
+        let (a, r, c) = (arrived.clone(), release.clone(), calls.clone());
         let app = axum::Router::new().route(
             "/confirm",
-            axum::routing::post(move || {
-                let (a, r, calls) = (a.clone(), r.clone(), calls.clone());
+            axum::routing::post(move |axum::Json(body): axum::Json<Value>| {
+                let (a, r, c) = (a.clone(), r.clone(), c.clone());
                 async move {
-                    if calls.fetch_add(1, Ordering::SeqCst) == 0 {
-                        a.notify_one();
-                        r.notified().await;
+                    let n = {
+                        let mut calls = c.lock().unwrap();
+                        calls.push(body["imp_uid"].as_str().unwrap_or_default().to_string());
+                        calls.len()
+                    };
+                    if n > 1 {
+                        return (axum::http::StatusCode::OK, axum::Json(json!({})));
                     }
-                    axum::http::StatusCode::OK
+                    a.notify_one();
+                    r.notified().await;
+                    (first, axum::Json(json!({"reason": "재고 없음"})))
                 }
             }),
         );
@@ -1105,6 +1118,7 @@ impl GatedConfirm {
             url,
             arrived,
             release,
+            calls,
         }
     }
 }
@@ -1126,9 +1140,8 @@ async fn a_second_result_post_that_read_the_window_before_its_account_was_issued
         &[("bank", "BK04"), ("action", "pay")],
     )
     .await;
-    // A double submit (or a second instance): this post reads the payment while it is still an
-    // unredeemed window, then waits on the merchant's confirm_url.
-    let late = {
+    // The post that redeems the window claims it, then waits on the merchant's confirm_url.
+    let redeeming = {
         let (http, url, result) = (app.http.clone(), ret_url.clone(), result.clone());
         tokio::spawn(async move {
             let res = http.post(url).form(&result).send().await.unwrap();
@@ -1136,16 +1149,23 @@ async fn a_second_result_post_that_read_the_window_before_its_account_was_issued
         })
     };
     gate.arrived.notified().await;
-    let first = rsp_of(&post_form(&app, &ret_url, &result).await);
-    assert_eq!(first["status"], "ready", "{first}");
-    let account = first["vbank_num"].as_str().expect("an account").to_string();
+    // A double submit (or a second instance) reads the window before its account is issued: it
+    // is told the payment is being checked, and neither redeems the window nor fails it.
+    let early = rsp_of(&post_form(&app, &ret_url, &result).await);
+    assert_eq!(early["error_code"], "F500", "{early}");
+    assert_eq!(early["vbank_num"], Value::Null, "{early}");
 
     gate.release.notify_one();
-    let second = rsp_of(&late.await.unwrap());
-
+    let first = rsp_of(&redeeming.await.unwrap());
+    assert_eq!(first["success"], true, "{first}");
+    assert_eq!(first["status"], "ready", "{first}");
+    let account = first["vbank_num"].as_str().expect("an account").to_string();
+    // Its reload shows the account.
+    let second = rsp_of(&post_form(&app, &ret_url, &result).await);
     assert_eq!(second["success"], true, "{second}");
     assert_eq!(second["status"], "ready", "{second}");
     assert_eq!(second["vbank_num"], account.as_str(), "{second}");
+    assert_eq!(gate.calls.lock().unwrap().len(), 1, "confirm_url asked once");
     let p = payment_of(&app, &first).await;
     assert_eq!(p["status"], "ready", "{p}");
     assert_eq!(p["vbank_num"], account.as_str(), "{p}");
@@ -2460,5 +2480,52 @@ async fn a_prepare_changed_while_the_window_is_open_refuses_the_windows_old_amou
     assert!(message.contains("사전등록 금액: 1200"), "{rsp}");
     assert!(app.sandbox.ledger().is_empty(), "nothing was approved");
     assert_eq!(payment_of(&app, &rsp).await["status"], "failed");
+    app.assert_ledger_agrees().await;
+}
+
+/// spec §7: confirm_url is asked once, just before the approval, and a refusal fails the payment.
+/// A double submit of KCP's post back (a reload, a proxy retrying on another instance) must not
+/// ask it twice and let a later 200 approve what the merchant refused: only the post that claims
+/// the window asks, and a post that finds it claimed answers with the payment as it stands.
+#[tokio::test]
+async fn a_double_submitted_window_result_asks_confirm_url_once_and_a_refusal_is_never_overridden()
+{
+    let app = spawn_app().await;
+    let gate = GatedConfirm::first_answering(axum::http::StatusCode::CONFLICT).await;
+    let (pay_url, fields) = hand_off(
+        &app,
+        json!({"merchant_uid": "web-confirm-twice", "amount": 1000, "confirm_url": gate.url}),
+    )
+    .await;
+    let (ret_url, result) = window_result(&app, &pay_url, &fields, &CARD_OK).await;
+    let first = {
+        let (http, url, result) = (app.http.clone(), ret_url.clone(), result.clone());
+        tokio::spawn(async move {
+            let res = http.post(url).form(&result).send().await.unwrap();
+            res.text().await.unwrap()
+        })
+    };
+    gate.arrived.notified().await;
+    // The same result posted again while the merchant is still being asked.
+    let second = rsp_of(&post_form(&app, &ret_url, &result).await);
+    gate.release.notify_one();
+    let first = rsp_of(&first.await.unwrap());
+
+    let calls = gate.calls.lock().unwrap().clone();
+    assert_eq!(calls.len(), 1, "confirm_url asked once: {calls:?}");
+    assert_eq!(first["success"], false, "{first}");
+    assert_eq!(
+        first["error_msg"], "고객사 요청에 의해 결제를 중단합니다. (상세사유 : 재고 없음)",
+        "{first}"
+    );
+    assert_eq!(second["success"], false, "{second}");
+    assert_ne!(second["status"], "paid", "{second}");
+    assert!(app.sandbox.ledger().is_empty(), "nothing was approved");
+    let p = payment_of(&app, &first).await;
+    assert_eq!(p["status"], "failed", "{p}");
+    assert_eq!(
+        p["fail_reason"], "고객사 요청에 의해 결제를 중단합니다. (상세사유 : 재고 없음)",
+        "{p}"
+    );
     app.assert_ledger_agrees().await;
 }
