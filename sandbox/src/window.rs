@@ -870,6 +870,26 @@ fn deposit_deadline(ipgm_date: &str, now: chrono::DateTime<chrono::Utc>) -> Stri
     format!("{}235959", &due[..8])
 }
 
+/// A virtual-account window's deadline (`ipgm_date`) must lie after now when the approval issues
+/// the account, as the window-less issuance's `va_date` must (`8505`): an account already due
+/// could never be paid, its bank refusing every deposit past it.
+fn check_window_deadline(s: &Shared, trade: &Trade) -> Result<(), Refusal> {
+    let opened = trade.opened.clone().unwrap_or_default();
+    let now = s.now();
+    let due = crate::vbank::deadline(&deposit_deadline(&opened.ipgm_date, now));
+    match due {
+        Some(due) if due > now => Ok(()),
+        Some(_) => Err(Refusal::new(
+            codes::VBANK_DUE_ERROR,
+            "입금기한(ipgm_date)이 이미 지났습니다.",
+        )),
+        None => Err(Refusal::new(
+            codes::VBANK_DUE_ERROR,
+            "ipgm_date 는 yyyyMMdd 또는 yyyyMMddHHmmss 형식의 입금기한입니다.",
+        )),
+    }
+}
+
 fn handle_approval(s: &Shared, body: &Bytes) -> Result<Reply, Refusal> {
     let fields = Fields::parse(body)?;
     let site_cd = fields.site_cd()?;
@@ -927,6 +947,9 @@ fn handle_approval(s: &Shared, body: &Bytes) -> Result<Reply, Refusal> {
                 .is_some_and(|o| o != trade.order_no)
             {
                 return Err(Refusal::new(codes::ORDER_NO_MISMATCH, "주문번호 불일치"));
+            }
+            if trade.pay_method == "VCNT" {
+                check_window_deadline(s, &trade)?;
             }
         }
         result.redeemed = true;

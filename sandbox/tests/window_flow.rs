@@ -823,6 +823,53 @@ async fn the_batch_window_issues_a_key_the_batch_payment_accepts() {
     assert_eq!(paid["card_no"], "555555******4444");
 }
 
+/// A deadline that has passed by the approval (it issues the account) is refused as the
+/// window-less issuance refuses it (`8505`): an account already due could never be paid.
+#[tokio::test]
+async fn a_window_whose_ipgm_date_has_passed_issues_no_account() {
+    let h = spawn().await;
+    let ret = receiver(0).await;
+    // Now is KST 2026-03-10 12:00.
+    for (order, ipgm_date) in [
+        ("VP1", "20260309"),
+        ("VP2", "20260310115959"),
+        ("VP3", "20261399"),
+    ] {
+        let back = window_result(
+            &h,
+            &ret,
+            order,
+            "7000",
+            "VCNT",
+            &[("ipgm_date", ipgm_date)],
+            &[("bank", "BK07"), ("action", "pay")],
+        )
+        .await;
+        let refused = h
+            .post(paths::ENC_PAYMENT, &approval(&back, "7000", "PAVC"))
+            .await;
+        assert_eq!(refused["res_cd"], "8505", "{ipgm_date}: {refused}");
+        assert!(refused.get("account").is_none(), "{refused}");
+    }
+    assert!(h.sandbox.ledger().is_empty(), "no account was issued");
+    // Still ahead, the same day: issued.
+    let back = window_result(
+        &h,
+        &ret,
+        "VP4",
+        "7000",
+        "VCNT",
+        &[("ipgm_date", "20260310")],
+        &[("bank", "BK07"), ("action", "pay")],
+    )
+    .await;
+    let issued = h
+        .post(paths::ENC_PAYMENT, &approval(&back, "7000", "PAVC"))
+        .await;
+    assert_eq!(issued["res_cd"], "0000", "{issued}");
+    assert_eq!(issued["va_date"], "20260310235959");
+}
+
 #[tokio::test]
 async fn a_virtual_account_is_issued_deposited_notified_until_acknowledged_and_then_cancellable() {
     let h = spawn().await;

@@ -497,6 +497,10 @@ impl Gateway {
         if let Some(url) = &req.confirm_url {
             self.check_confirm_url(url)?;
         }
+        if let Some(due) = req.vbank_due {
+            crate::domain::order::vbank_due(due, self.clock.now())
+                .map_err(|e| ServiceError::BadRequest(e.to_string()))?;
+        }
         self.check_prepared(
             m.id,
             &req.order.merchant_uid,

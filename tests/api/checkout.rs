@@ -1067,6 +1067,31 @@ async fn a_malformed_vbank_due_is_refused_before_the_window_opens() {
     assert!(app.sandbox.ledger().is_empty());
 }
 
+/// An account already due could never be paid (KCP's bank refuses every deposit past it) and
+/// would hold its merchant_uid until revoked: `POST /vbanks` refuses such a deadline, and so does
+/// the window, before anything is written.
+#[tokio::test]
+async fn a_vbank_due_in_the_past_is_refused_before_the_window_as_post_vbanks_refuses_it() {
+    let app = spawn_app().await;
+    let an_hour_ago = (chrono::Utc::now() - chrono::Duration::hours(1)).timestamp();
+    for (i, due) in [
+        json!("2020-01-01"),
+        json!("20200101"),
+        json!("2020-01-01 10:00:00"),
+        json!(an_hour_ago.to_string()),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        refused_with(
+            &app,
+            json!({"pay_method": "vbank", "merchant_uid": format!("web-past-due-{i}"), "amount": 5000, "vbank_due": due}),
+            "vbank_due는 현재 이후",
+        )
+        .await;
+    }
+}
+
 /// A merchant's confirm_url whose first call is held until the test releases it; later calls
 /// are answered 200 at once. It lets a test order two `Ret_URL` posts deterministically.
 struct GatedConfirm {
@@ -1165,7 +1190,11 @@ async fn a_second_result_post_that_read_the_window_before_its_account_was_issued
     assert_eq!(second["success"], true, "{second}");
     assert_eq!(second["status"], "ready", "{second}");
     assert_eq!(second["vbank_num"], account.as_str(), "{second}");
-    assert_eq!(gate.calls.lock().unwrap().len(), 1, "confirm_url asked once");
+    assert_eq!(
+        gate.calls.lock().unwrap().len(),
+        1,
+        "confirm_url asked once"
+    );
     let p = payment_of(&app, &first).await;
     assert_eq!(p["status"], "ready", "{p}");
     assert_eq!(p["vbank_num"], account.as_str(), "{p}");
