@@ -543,17 +543,16 @@ impl Gateway {
             WindowMethod::BatchKey => Some(self.group_id(m)?),
             _ => None,
         };
+        // Its configuration (credentials that cannot be unsealed, a bad KCP URL) is the
+        // operator's to fix: checked before anything is written, logged and shown to the buyer
+        // in general terms only (`CheckoutRefused::from`).
+        let connector = self.connectors.for_merchant(m, &self.secrets)?;
         let payment = self.open_checkout_payment(m, &req, &plan).await?;
         let refuse = |message: String| CheckoutRefused {
             code: 1,
             message,
             imp_uid: Some(payment.imp_uid.clone()),
         };
-
-        let connector = self
-            .connectors
-            .for_merchant(m, &self.secrets)
-            .map_err(|e| refuse(e.to_string()))?;
         let registration = TradeRegistration {
             order_no: payment.order_no.clone(),
             amount: req.order.amount,
@@ -593,7 +592,7 @@ impl Gateway {
             return_key: super::secrets::token_digest(&return_key_of(&token)),
         };
         let now = self.clock.unix();
-        checkout_session::ActiveModel {
+        let session = checkout_session::ActiveModel {
             // Its digest, as access tokens are kept: whoever reads the database cannot open or
             // cancel a buyer's window with it.
             token: Set(super::secrets::token_digest(&token)),
@@ -617,8 +616,17 @@ impl Gateway {
             ..Default::default()
         }
         .insert(&self.db.write)
-        .await
-        .map_err(|e| CheckoutRefused::from(ServiceError::from(e)))?;
+        .await;
+        if let Err(e) = session {
+            let refused = CheckoutRefused::from(ServiceError::from(e));
+            // No window can reach this payment: not left `ready` (best effort, the database
+            // having just failed; a payment left so is retired by the merchant_uid's next
+            // request).
+            if let Err(e) = self.fail_ready(&payment, &refused.message).await {
+                tracing::error!(imp_uid = %payment.imp_uid, "the payment of a window that did not open stays ready: {e}");
+            }
+            return Err(refuse(refused.message));
+        }
         Ok(CheckoutStarted {
             imp_uid: payment.imp_uid,
             merchant_uid: payment.merchant_uid,

@@ -2558,3 +2558,56 @@ async fn a_double_submitted_window_result_asks_confirm_url_once_and_a_refusal_is
     );
     app.assert_ledger_agrees().await;
 }
+
+/// A configuration failure at request_pay (credentials that cannot be unsealed after a master-key
+/// rotation, a bad `kcp_api_base`) is the operator's to fix: logged at ERROR, shown to the buyer
+/// only as a generic refusal (never openport's internal text, the merchant's id or a URL), and no
+/// payment is left `ready` for it.
+#[tokio::test]
+async fn a_merchant_whose_kcp_credentials_cannot_be_opened_gets_a_generic_refusal_an_error_in_the_log_and_no_ready_payment(
+) {
+    use openport::store::entity::merchant;
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+    let app = spawn_app().await;
+    merchant::Entity::update_many()
+        .col_expr(
+            merchant::Column::KcpPrivateKeySealed,
+            sea_orm::sea_query::Expr::value("v1:not-sealed-at-all"),
+        )
+        .filter(merchant::Column::ImpCode.eq("imp00000000"))
+        .exec(&app.app.gateway.db.write)
+        .await
+        .unwrap();
+    let logged_before = crate::helpers::captured_logs().len();
+    let refused = start_checkout(
+        &app,
+        json!({"merchant_uid": "web-no-credentials", "amount": 1000}),
+    )
+    .await;
+    assert_ne!(refused["code"], 0, "{refused}");
+    let message = refused["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("결제를 시작하지 못했습니다"),
+        "a generic refusal: {refused}"
+    );
+    for internal in ["internal error", "merchant", "KCP credentials"] {
+        assert!(!message.contains(internal), "{internal} in {refused}");
+    }
+    let logs = crate::helpers::captured_logs();
+    let logged = &logs[logged_before..];
+    assert!(
+        logged
+            .lines()
+            .any(|l| l.contains("ERROR") && l.contains("KCP credentials")),
+        "an ERROR names the failure for the operator"
+    );
+    let token = app.token().await;
+    let (status, found) = app
+        .get("/payments/find/web-no-credentials", Some(&token))
+        .await;
+    assert!(
+        status == reqwest::StatusCode::NOT_FOUND || found["response"]["status"] == "failed",
+        "no ready payment: {found}"
+    );
+    assert!(app.sandbox.ledger().is_empty());
+}
