@@ -490,7 +490,24 @@ fn window_post_checks(get: &impl Fn(&str) -> String, trade: &Trade) -> Result<()
     {
         return Err("필수 항목이 없습니다. (shop_user_id)".into());
     }
+    let quotaopt = get("quotaopt");
+    if !quotaopt.is_empty() && quota_option(&quotaopt).is_none() {
+        return Err(format!("quotaopt 값 오류 (0~{QUOTAOPT_MAX})"));
+    }
     Ok(())
+}
+
+/// The most instalment months `quotaopt` may offer (spec §2.2: `quotaopt (0-12)`).
+const QUOTAOPT_MAX: u8 = 12;
+
+/// A `quotaopt` KCP takes: digits naming 0 to [`QUOTAOPT_MAX`] months. Anything else is refused
+/// with the error page, never taken as the nearest value, so a merchant that sends another one
+/// finds out here.
+fn quota_option(quotaopt: &str) -> Option<u8> {
+    if !wire::is_digits(quotaopt) {
+        return None;
+    }
+    quotaopt.parse::<u8>().ok().filter(|m| *m <= QUOTAOPT_MAX)
 }
 
 /// `POST /pay/mobileGW.kcp`: the window (spec §2.2 fields).
@@ -537,7 +554,7 @@ pub(crate) async fn window_page(State(s): State<Arc<Shared>>, body: Bytes) -> Re
             _ => return error_page("결제금액(good_mny) 형식 오류"),
         }
         let quota_max = if trade.amount >= INSTALLMENT_MINIMUM {
-            get("quotaopt").parse::<u8>().unwrap_or(0).min(12)
+            quota_option(&get("quotaopt")).unwrap_or(0)
         } else {
             0
         };

@@ -389,6 +389,53 @@ async fn the_window_page_has_the_driver_ids_for_each_method_and_refuses_a_mismat
     }
 }
 
+/// spec §2.2: `quotaopt` runs from 0 to 12. Anything else gets KCP's error page instead of being
+/// taken as 12, so a merchant sending 24 or 36 months finds out in the sandbox.
+#[tokio::test]
+async fn a_window_posted_a_quotaopt_above_12_is_refused() {
+    let h = spawn().await;
+    let ret = "http://shop.test/return";
+    for (i, quotaopt) in ["13", "24", "36", "-1", "+3", "x", "3개월"]
+        .into_iter()
+        .enumerate()
+    {
+        let order = format!("QO{i}");
+        let reg = register(&h, &order, "60000", "CARD", ret).await;
+        let page = post_form(
+            &h,
+            &h.url(paths::PAY_WINDOW),
+            &window_fields(
+                &reg,
+                &order,
+                "60000",
+                "CARD",
+                ret,
+                &[("quotaopt", quotaopt)],
+            ),
+        )
+        .await;
+        assert!(
+            page.contains("id=\"error\"")
+                && page.contains("quotaopt")
+                && !page.contains("id=\"pay\""),
+            "quotaopt {quotaopt}: {page}"
+        );
+    }
+    for (order, quotaopt, last) in [("QA", "12", "value=\"12\""), ("QB", "0", "value=\"00\"")] {
+        let reg = register(&h, order, "60000", "CARD", ret).await;
+        let page = post_form(
+            &h,
+            &h.url(paths::PAY_WINDOW),
+            &window_fields(&reg, order, "60000", "CARD", ret, &[("quotaopt", quotaopt)]),
+        )
+        .await;
+        assert!(
+            page.contains("id=\"pay\"") && page.contains(last),
+            "{quotaopt}: {page}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn a_card_window_posts_spec_fields_to_ret_url_and_is_approved_once() {
     let h = spawn().await;

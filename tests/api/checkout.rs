@@ -2611,3 +2611,28 @@ async fn a_merchant_whose_kcp_credentials_cannot_be_opened_gets_a_generic_refusa
     );
     assert!(app.sandbox.ledger().is_empty());
 }
+
+/// spec/kcp.md §2.2: KCP's window takes `quotaopt` from 0 to 12. `display.card_quota` months above
+/// 12 are refused before the window, naming the field, rather than sent to KCP (or silently shown
+/// as fewer months).
+#[tokio::test]
+async fn display_card_quota_above_12_never_reaches_kcp_as_a_quotaopt_above_12() {
+    let app = spawn_app().await;
+    for (i, quota) in [json!([24]), json!([2, 3, 36]), json!([13])]
+        .into_iter()
+        .enumerate()
+    {
+        refused_with(
+            &app,
+            json!({"merchant_uid": format!("web-quota-{i}"), "amount": 100000, "display": {"card_quota": quota}}),
+            "display.card_quota",
+        )
+        .await;
+    }
+    let (_, fields) = hand_off(
+        &app,
+        json!({"merchant_uid": "web-quota-ok", "amount": 100000, "display": {"card_quota": [2, 3, 12]}}),
+    )
+    .await;
+    assert_eq!(field(&fields, "quotaopt"), Some("12"));
+}
