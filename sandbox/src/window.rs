@@ -535,7 +535,8 @@ pub(crate) async fn window_page(State(s): State<Arc<Shared>>, body: Bytes) -> Re
         // The window charges the amount it is posted (spec §2.4: KCP compares the merchant's
         // `ordr_mony` with *the window amount* at approval, 8059 on a mismatch), so a buyer who
         // edits `good_mny` on the hand-off form sees and pays that amount here, and the
-        // merchant's checks (`ordr_chk`, `ordr_mony`) are what catch it.
+        // merchant's `ordr_mony` is what catches it. The mobile window posts no `ordr_chk` back
+        // (spec §2.3; only the PC flow of §1.1 fills it), so a merchant cannot rely on one here.
         let posted = get("good_mny");
         match posted.parse::<i64>() {
             Ok(amount)
@@ -676,7 +677,8 @@ fn bitmask(method: &str) -> &'static str {
     }
 }
 
-/// The auto-submitting form that brings the window's result to `Ret_URL` (spec §2.3).
+/// The auto-submitting form that brings the window's result to `Ret_URL` (spec §2.3: the mobile
+/// window's fields, without the PC flow's `ordr_chk`).
 fn post_back(ret_url: &str, fields: &[(&str, String)]) -> Response {
     let inputs: String = fields
         .iter()
@@ -741,7 +743,6 @@ pub(crate) async fn submit(State(s): State<Arc<Shared>>, body: Bytes) -> Respons
         ("buyr_tel2", opened.buyr_tel2.clone()),
         ("buyr_mail", opened.buyr_mail.clone()),
         ("use_pay_method", bitmask(&trade.pay_method).into()),
-        ("ordr_chk", format!("{}|{}", trade.order_no, trade.amount)),
         ("param_opt_1", opened.params[0].clone()),
         ("param_opt_2", opened.params[1].clone()),
         ("param_opt_3", opened.params[2].clone()),

@@ -469,7 +469,6 @@ async fn a_card_window_posts_spec_fields_to_ret_url_and_is_approved_once() {
         ("buyr_tel2", "010-0000-0000"),
         ("buyr_mail", "buyer@example.com"),
         ("use_pay_method", "100000000000"),
-        ("ordr_chk", "C1|60000"),
         ("param_opt_1", "imp_123"),
         ("param_opt_2", "p2"),
         ("param_opt_3", ""),
@@ -478,6 +477,8 @@ async fn a_card_window_posts_spec_fields_to_ret_url_and_is_approved_once() {
     ] {
         assert_eq!(get(&back, k), Some(v), "{k} in {back:?}");
     }
+    // spec §2.3 lists no `ordr_chk`: only the PC flow (§1.1) fills it.
+    assert_eq!(get(&back, "ordr_chk"), None, "{back:?}");
     let enc_data = get(&back, "enc_data").unwrap();
     assert!(
         !enc_data.is_empty()
@@ -615,7 +616,8 @@ async fn an_amount_edited_on_the_hand_off_form_is_what_the_window_charges_and_ap
     .await;
     assert!(page.contains("500원"), "{page}");
     assert_eq!(get(&back, "good_mny"), Some("500"));
-    assert_eq!(get(&back, "ordr_chk"), Some("T1|500"));
+    // No `ordr_chk` (spec §2.3): KCP's own `ordr_mony` check is what stops it.
+    assert_eq!(get(&back, "ordr_chk"), None);
     let refused = h
         .post(paths::ENC_PAYMENT, &approval(&back, "50000", "PACA"))
         .await;

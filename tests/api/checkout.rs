@@ -597,12 +597,11 @@ async fn a_tampered_order_check_in_the_window_result_is_refused_without_approval
     let submit = format!("{}{}", pay_url.split("/pay/").next().unwrap(), submit);
     let back = post_form(&app, &submit, &entered).await;
     let (ret_url, mut result) = form(&back);
-    // The buyer's browser rewrites the amount it reports back.
-    for (k, v) in result.iter_mut() {
-        if k == "ordr_chk" {
-            *v = v.replace("|50000", "|500");
-        }
-    }
+    // KCP's mobile window posts no `ordr_chk` (spec §2.3); a result that carries one (the PC
+    // flow's, §1.1) is checked against the order, here one whose amount the browser rewrote.
+    assert_eq!(field(&result, "ordr_chk"), None, "{result:?}");
+    let order_no = field(&result, "ordr_idxx").unwrap().to_string();
+    result.push(("ordr_chk".into(), format!("{order_no}|500")));
     let answer = post_form(&app, &ret_url, &result).await;
     assert!(answer.contains("\"success\":false"), "{answer}");
     assert!(app.sandbox.ledger().is_empty(), "nothing was approved");
@@ -2635,4 +2634,40 @@ async fn display_card_quota_above_12_never_reaches_kcp_as_a_quotaopt_above_12() 
     )
     .await;
     assert_eq!(field(&fields, "quotaopt"), Some("12"));
+}
+
+/// What real mobile KCP does with an amount the buyer's browser edited on the hand-off form: its
+/// window charges that amount and posts no `ordr_chk` back (spec §2.3), so the gateway's own
+/// comparison has nothing to compare; the approval sends the payment's amount as `ordr_mony`,
+/// KCP refuses it (`8059`), and the payment fails with KCP's refusal.
+#[tokio::test]
+async fn an_amount_edited_in_the_browser_is_refused_by_kcps_ordr_mony_check_when_the_result_carries_no_ordr_chk(
+) {
+    let app = spawn_app().await;
+    let (pay_url, mut fields) = hand_off(
+        &app,
+        json!({"merchant_uid": "web-edit-8059", "amount": 50000}),
+    )
+    .await;
+    fields
+        .iter_mut()
+        .find(|(k, _)| k == "good_mny")
+        .expect("the hand-off posts good_mny")
+        .1 = "500".into();
+    let (ret_url, mut result) = window_result(&app, &pay_url, &fields, &CARD_OK).await;
+    result.retain(|(k, _)| k != "ordr_chk");
+    assert_eq!(
+        field(&result, "good_mny"),
+        Some("500"),
+        "the window took the edit"
+    );
+    let rsp = rsp_of(&post_form(&app, &ret_url, &result).await);
+    assert_eq!(rsp["success"], false, "{rsp}");
+    assert!(app.sandbox.ledger().is_empty(), "nothing was approved");
+    let p = payment_of(&app, &rsp).await;
+    assert_eq!(p["status"], "failed", "{p}");
+    assert_eq!(p["amount"], 50000, "{p}");
+    let reason = p["fail_reason"].as_str().unwrap_or_default();
+    assert!(reason.contains("[8059]"), "{p}");
+    app.assert_ledger_agrees().await;
 }
