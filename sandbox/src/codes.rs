@@ -108,5 +108,6 @@ pub const ESCROW_STAGE_MISMATCH: &str = "8507";
 /// accounts for (it offers the window's banks: BK04, BK20, BK88, BK81, BK11, BK03, BK07).
 pub const VBANK_BANK_ERROR: &str = "8504";
 /// *Assumption*: window-less virtual-account issuance whose `va_date` is not `yyyyMMddHHmmss`, not
-/// a real time, or not after now (KST).
+/// a real time, or not after now (KST); a virtual-account window approved once its `ipgm_date`
+/// has passed (or naming no date).
 pub const VBANK_DUE_ERROR: &str = "8505";

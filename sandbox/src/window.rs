@@ -490,7 +490,24 @@ fn window_post_checks(get: &impl Fn(&str) -> String, trade: &Trade) -> Result<()
     {
         return Err("필수 항목이 없습니다. (shop_user_id)".into());
     }
+    let quotaopt = get("quotaopt");
+    if !quotaopt.is_empty() && quota_option(&quotaopt).is_none() {
+        return Err(format!("quotaopt 값 오류 (0~{QUOTAOPT_MAX})"));
+    }
     Ok(())
+}
+
+/// The most instalment months `quotaopt` may offer (spec §2.2: `quotaopt (0-12)`).
+const QUOTAOPT_MAX: u8 = 12;
+
+/// A `quotaopt` KCP takes: digits naming 0 to [`QUOTAOPT_MAX`] months. Anything else is refused
+/// with the error page, never taken as the nearest value, so a merchant that sends another one
+/// finds out here.
+fn quota_option(quotaopt: &str) -> Option<u8> {
+    if !wire::is_digits(quotaopt) {
+        return None;
+    }
+    quotaopt.parse::<u8>().ok().filter(|m| *m <= QUOTAOPT_MAX)
 }
 
 /// `POST /pay/mobileGW.kcp`: the window (spec §2.2 fields).
@@ -518,7 +535,8 @@ pub(crate) async fn window_page(State(s): State<Arc<Shared>>, body: Bytes) -> Re
         // The window charges the amount it is posted (spec §2.4: KCP compares the merchant's
         // `ordr_mony` with *the window amount* at approval, 8059 on a mismatch), so a buyer who
         // edits `good_mny` on the hand-off form sees and pays that amount here, and the
-        // merchant's checks (`ordr_chk`, `ordr_mony`) are what catch it.
+        // merchant's `ordr_mony` is what catches it. The mobile window posts no `ordr_chk` back
+        // (spec §2.3; only the PC flow of §1.1 fills it), so a merchant cannot rely on one here.
         let posted = get("good_mny");
         match posted.parse::<i64>() {
             Ok(amount)
@@ -537,7 +555,7 @@ pub(crate) async fn window_page(State(s): State<Arc<Shared>>, body: Bytes) -> Re
             _ => return error_page("결제금액(good_mny) 형식 오류"),
         }
         let quota_max = if trade.amount >= INSTALLMENT_MINIMUM {
-            get("quotaopt").parse::<u8>().unwrap_or(0).min(12)
+            quota_option(&get("quotaopt")).unwrap_or(0)
         } else {
             0
         };
@@ -659,7 +677,8 @@ fn bitmask(method: &str) -> &'static str {
     }
 }
 
-/// The auto-submitting form that brings the window's result to `Ret_URL` (spec §2.3).
+/// The auto-submitting form that brings the window's result to `Ret_URL` (spec §2.3: the mobile
+/// window's fields, without the PC flow's `ordr_chk`).
 fn post_back(ret_url: &str, fields: &[(&str, String)]) -> Response {
     let inputs: String = fields
         .iter()
@@ -724,7 +743,6 @@ pub(crate) async fn submit(State(s): State<Arc<Shared>>, body: Bytes) -> Respons
         ("buyr_tel2", opened.buyr_tel2.clone()),
         ("buyr_mail", opened.buyr_mail.clone()),
         ("use_pay_method", bitmask(&trade.pay_method).into()),
-        ("ordr_chk", format!("{}|{}", trade.order_no, trade.amount)),
         ("param_opt_1", opened.params[0].clone()),
         ("param_opt_2", opened.params[1].clone()),
         ("param_opt_3", opened.params[2].clone()),
@@ -870,6 +888,26 @@ fn deposit_deadline(ipgm_date: &str, now: chrono::DateTime<chrono::Utc>) -> Stri
     format!("{}235959", &due[..8])
 }
 
+/// A virtual-account window's deadline (`ipgm_date`) must lie after now when the approval issues
+/// the account, as the window-less issuance's `va_date` must (`8505`): an account already due
+/// could never be paid, its bank refusing every deposit past it.
+fn check_window_deadline(s: &Shared, trade: &Trade) -> Result<(), Refusal> {
+    let opened = trade.opened.clone().unwrap_or_default();
+    let now = s.now();
+    let due = crate::vbank::deadline(&deposit_deadline(&opened.ipgm_date, now));
+    match due {
+        Some(due) if due > now => Ok(()),
+        Some(_) => Err(Refusal::new(
+            codes::VBANK_DUE_ERROR,
+            "입금기한(ipgm_date)이 이미 지났습니다.",
+        )),
+        None => Err(Refusal::new(
+            codes::VBANK_DUE_ERROR,
+            "ipgm_date 는 yyyyMMdd 또는 yyyyMMddHHmmss 형식의 입금기한입니다.",
+        )),
+    }
+}
+
 fn handle_approval(s: &Shared, body: &Bytes) -> Result<Reply, Refusal> {
     let fields = Fields::parse(body)?;
     let site_cd = fields.site_cd()?;
@@ -927,6 +965,9 @@ fn handle_approval(s: &Shared, body: &Bytes) -> Result<Reply, Refusal> {
                 .is_some_and(|o| o != trade.order_no)
             {
                 return Err(Refusal::new(codes::ORDER_NO_MISMATCH, "주문번호 불일치"));
+            }
+            if trade.pay_method == "VCNT" {
+                check_window_deadline(s, &trade)?;
             }
         }
         result.redeemed = true;

@@ -142,7 +142,8 @@ async fn a_card_window_result_is_approved_once_for_the_right_amount() {
     .await;
     assert_eq!(get(&back, "res_cd"), "0000");
     assert_eq!(get(&back, "use_pay_method"), "100000000000");
-    assert_eq!(get(&back, "ordr_chk"), "W2|5000");
+    // spec §2.3: the mobile window posts no `ordr_chk` (only the PC flow of §1.1 fills it).
+    assert!(!back.iter().any(|(k, _)| k == "ordr_chk"), "{back:?}");
     assert!(
         !get(&back, "enc_data").contains("4111"),
         "enc_data never carries the card number"

@@ -389,6 +389,53 @@ async fn the_window_page_has_the_driver_ids_for_each_method_and_refuses_a_mismat
     }
 }
 
+/// spec §2.2: `quotaopt` runs from 0 to 12. Anything else gets KCP's error page instead of being
+/// taken as 12, so a merchant sending 24 or 36 months finds out in the sandbox.
+#[tokio::test]
+async fn a_window_posted_a_quotaopt_above_12_is_refused() {
+    let h = spawn().await;
+    let ret = "http://shop.test/return";
+    for (i, quotaopt) in ["13", "24", "36", "-1", "+3", "x", "3개월"]
+        .into_iter()
+        .enumerate()
+    {
+        let order = format!("QO{i}");
+        let reg = register(&h, &order, "60000", "CARD", ret).await;
+        let page = post_form(
+            &h,
+            &h.url(paths::PAY_WINDOW),
+            &window_fields(
+                &reg,
+                &order,
+                "60000",
+                "CARD",
+                ret,
+                &[("quotaopt", quotaopt)],
+            ),
+        )
+        .await;
+        assert!(
+            page.contains("id=\"error\"")
+                && page.contains("quotaopt")
+                && !page.contains("id=\"pay\""),
+            "quotaopt {quotaopt}: {page}"
+        );
+    }
+    for (order, quotaopt, last) in [("QA", "12", "value=\"12\""), ("QB", "0", "value=\"00\"")] {
+        let reg = register(&h, order, "60000", "CARD", ret).await;
+        let page = post_form(
+            &h,
+            &h.url(paths::PAY_WINDOW),
+            &window_fields(&reg, order, "60000", "CARD", ret, &[("quotaopt", quotaopt)]),
+        )
+        .await;
+        assert!(
+            page.contains("id=\"pay\"") && page.contains(last),
+            "{quotaopt}: {page}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn a_card_window_posts_spec_fields_to_ret_url_and_is_approved_once() {
     let h = spawn().await;
@@ -422,7 +469,6 @@ async fn a_card_window_posts_spec_fields_to_ret_url_and_is_approved_once() {
         ("buyr_tel2", "010-0000-0000"),
         ("buyr_mail", "buyer@example.com"),
         ("use_pay_method", "100000000000"),
-        ("ordr_chk", "C1|60000"),
         ("param_opt_1", "imp_123"),
         ("param_opt_2", "p2"),
         ("param_opt_3", ""),
@@ -431,6 +477,8 @@ async fn a_card_window_posts_spec_fields_to_ret_url_and_is_approved_once() {
     ] {
         assert_eq!(get(&back, k), Some(v), "{k} in {back:?}");
     }
+    // spec §2.3 lists no `ordr_chk`: only the PC flow (§1.1) fills it.
+    assert_eq!(get(&back, "ordr_chk"), None, "{back:?}");
     let enc_data = get(&back, "enc_data").unwrap();
     assert!(
         !enc_data.is_empty()
@@ -568,7 +616,8 @@ async fn an_amount_edited_on_the_hand_off_form_is_what_the_window_charges_and_ap
     .await;
     assert!(page.contains("500원"), "{page}");
     assert_eq!(get(&back, "good_mny"), Some("500"));
-    assert_eq!(get(&back, "ordr_chk"), Some("T1|500"));
+    // No `ordr_chk` (spec §2.3): KCP's own `ordr_mony` check is what stops it.
+    assert_eq!(get(&back, "ordr_chk"), None);
     let refused = h
         .post(paths::ENC_PAYMENT, &approval(&back, "50000", "PACA"))
         .await;
@@ -821,6 +870,53 @@ async fn the_batch_window_issues_a_key_the_batch_payment_accepts() {
     let paid = h.pay(&batch_pay(SITE, key, "B2", "9900")).await;
     assert_eq!(paid["res_cd"], "0000", "{paid}");
     assert_eq!(paid["card_no"], "555555******4444");
+}
+
+/// A deadline that has passed by the approval (it issues the account) is refused as the
+/// window-less issuance refuses it (`8505`): an account already due could never be paid.
+#[tokio::test]
+async fn a_window_whose_ipgm_date_has_passed_issues_no_account() {
+    let h = spawn().await;
+    let ret = receiver(0).await;
+    // Now is KST 2026-03-10 12:00.
+    for (order, ipgm_date) in [
+        ("VP1", "20260309"),
+        ("VP2", "20260310115959"),
+        ("VP3", "20261399"),
+    ] {
+        let back = window_result(
+            &h,
+            &ret,
+            order,
+            "7000",
+            "VCNT",
+            &[("ipgm_date", ipgm_date)],
+            &[("bank", "BK07"), ("action", "pay")],
+        )
+        .await;
+        let refused = h
+            .post(paths::ENC_PAYMENT, &approval(&back, "7000", "PAVC"))
+            .await;
+        assert_eq!(refused["res_cd"], "8505", "{ipgm_date}: {refused}");
+        assert!(refused.get("account").is_none(), "{refused}");
+    }
+    assert!(h.sandbox.ledger().is_empty(), "no account was issued");
+    // Still ahead, the same day: issued.
+    let back = window_result(
+        &h,
+        &ret,
+        "VP4",
+        "7000",
+        "VCNT",
+        &[("ipgm_date", "20260310")],
+        &[("bank", "BK07"), ("action", "pay")],
+    )
+    .await;
+    let issued = h
+        .post(paths::ENC_PAYMENT, &approval(&back, "7000", "PAVC"))
+        .await;
+    assert_eq!(issued["res_cd"], "0000", "{issued}");
+    assert_eq!(issued["va_date"], "20260310235959");
 }
 
 #[tokio::test]

@@ -443,17 +443,7 @@ fn parse(
         )?),
         _ => None,
     };
-    let card_quota = p
-        .get("display")
-        .and_then(|d| d.get("card_quota"))
-        .and_then(Value::as_array)
-        .map(|q| {
-            q.iter()
-                .filter_map(Value::as_u64)
-                .filter(|m| *m <= 36)
-                .map(|m| m as u8)
-                .collect()
-        });
+    let card_quota = card_quota(p)?;
     Ok(CheckoutRequest {
         order: ChargeOrder {
             merchant_uid,
@@ -487,6 +477,35 @@ fn parse(
         digital,
         vbank_due,
     })
+}
+
+/// The most instalment months KCP's window offers (`quotaopt` 0–12, spec/kcp.md §2.2).
+const MAX_QUOTA_MONTHS: u8 = 12;
+
+/// `display.card_quota`, the instalment months the window may offer (`[]`: lump sum only). A
+/// month KCP's window cannot offer is refused before the window, naming the field: sent as
+/// `quotaopt` it would be out of KCP's range, and cut to 12 it would offer the buyer other terms
+/// than the merchant's page shows.
+fn card_quota(p: &Value) -> Result<Option<Vec<u8>>, String> {
+    let Some(months) = p
+        .get("display")
+        .and_then(|d| d.get("card_quota"))
+        .and_then(Value::as_array)
+    else {
+        return Ok(None);
+    };
+    let months: Vec<u64> = months.iter().filter_map(Value::as_u64).collect();
+    if months.iter().any(|m| *m > u64::from(MAX_QUOTA_MONTHS)) {
+        return Err(format!(
+            "display.card_quota의 할부개월은 {MAX_QUOTA_MONTHS}개월 이하여야 합니다."
+        ));
+    }
+    Ok(Some(
+        months
+            .into_iter()
+            .filter_map(|m| u8::try_from(m).ok())
+            .collect(),
+    ))
 }
 
 /// The longest `user_agent` kept: browsers send 100 to 300 characters; the rest of a longer one

@@ -12,7 +12,7 @@ use sea_orm::{ActiveModelTrait, ColumnTrait, Condition, EntityTrait, QueryFilter
 use serde::Serialize;
 
 use super::billing::KeyNotStored;
-use super::pay::taken_reason;
+use super::pay::{prepared_mismatch, taken_reason};
 use super::pay::{ApprovalOutcome, ChargeOrder, Settling};
 use super::{Gateway, ServiceError, ServiceResult};
 use crate::domain::checkout::{
@@ -49,6 +49,26 @@ enum WindowKey {
     /// The customer_uid got a key since the window opened that the merchant did not let it
     /// replace ([`replacement_refused`]).
     ReplacementRefused,
+}
+
+/// What came of [`Gateway::claim_window`].
+enum WindowClaim {
+    /// This request redeems the window: the payment is pending, with this attempt, held.
+    Held(Box<pg_attempt::Model>),
+    /// The merchant_uid's prepared amount (or currency) differs from the window's: the payment
+    /// failed with this reason, and nothing was sent to KCP.
+    PreparedDiffers(String),
+    /// Another post redeemed or closed the window first: the payment as it stands is the answer.
+    Taken,
+}
+
+/// What confirm_url decided for a claimed window ([`Gateway::confirm_claimed`]).
+enum Confirmed {
+    /// Approve, with the attempt (still held).
+    Go(Box<pg_attempt::Model>),
+    /// Nothing is sent to KCP; the answer is the payment as it stands, with this error when the
+    /// merchant's refusal failed it.
+    Stop(Option<(&'static str, String)>),
 }
 
 /// A `request_pay` as the SDK sends it, parsed.
@@ -142,6 +162,30 @@ pub struct WindowFields {
     /// derived from is stored as a digest too, so reading the database does not give it.
     #[serde(default)]
     pub return_key: String,
+}
+
+/// [`Gateway::fail_ready`] in `db` (a transaction of the caller's), at `now`.
+async fn fail_ready_in(
+    db: &impl sea_orm::ConnectionTrait,
+    p: &payment::Model,
+    reason: &str,
+    now: i64,
+) -> Result<bool, sea_orm::DbErr> {
+    let res = payment::Entity::update_many()
+        .col_expr(
+            payment::Column::Status,
+            Expr::value(PaymentStatus::Failed.as_db()),
+        )
+        .col_expr(payment::Column::FailReason, Expr::value(reason))
+        .col_expr(payment::Column::FailedAt, Expr::value(now))
+        .col_expr(payment::Column::UpdatedAt, Expr::value(now))
+        .filter(payment::Column::Id.eq(p.id))
+        .filter(payment::Column::Status.eq(PaymentStatus::Ready.as_db()))
+        .filter(payment::Column::PgTid.is_null())
+        .filter(payment::Column::VbankNum.is_null())
+        .exec(db)
+        .await?;
+    Ok(res.rows_affected == 1)
 }
 
 /// The `kcp_group_id` a billing-key window was opened with (its fields, kept with the session).
@@ -452,6 +496,10 @@ impl Gateway {
         if let Some(url) = &req.confirm_url {
             self.check_confirm_url(url)?;
         }
+        if let Some(due) = req.vbank_due {
+            crate::domain::order::vbank_due(due, self.clock.now())
+                .map_err(|e| ServiceError::BadRequest(e.to_string()))?;
+        }
         self.check_prepared(
             m.id,
             &req.order.merchant_uid,
@@ -494,17 +542,16 @@ impl Gateway {
             WindowMethod::BatchKey => Some(self.group_id(m)?),
             _ => None,
         };
+        // Its configuration (credentials that cannot be unsealed, a bad KCP URL) is the
+        // operator's to fix: checked before anything is written, logged and shown to the buyer
+        // in general terms only (`CheckoutRefused::from`).
+        let connector = self.connectors.for_merchant(m, &self.secrets)?;
         let payment = self.open_checkout_payment(m, &req, &plan).await?;
         let refuse = |message: String| CheckoutRefused {
             code: 1,
             message,
             imp_uid: Some(payment.imp_uid.clone()),
         };
-
-        let connector = self
-            .connectors
-            .for_merchant(m, &self.secrets)
-            .map_err(|e| refuse(e.to_string()))?;
         let registration = TradeRegistration {
             order_no: payment.order_no.clone(),
             amount: req.order.amount,
@@ -544,7 +591,7 @@ impl Gateway {
             return_key: super::secrets::token_digest(&return_key_of(&token)),
         };
         let now = self.clock.unix();
-        checkout_session::ActiveModel {
+        let session = checkout_session::ActiveModel {
             // Its digest, as access tokens are kept: whoever reads the database cannot open or
             // cancel a buyer's window with it.
             token: Set(super::secrets::token_digest(&token)),
@@ -568,8 +615,17 @@ impl Gateway {
             ..Default::default()
         }
         .insert(&self.db.write)
-        .await
-        .map_err(|e| CheckoutRefused::from(ServiceError::from(e)))?;
+        .await;
+        if let Err(e) = session {
+            let refused = CheckoutRefused::from(ServiceError::from(e));
+            // No window can reach this payment: not left `ready` (best effort, the database
+            // having just failed; a payment left so is retired by the merchant_uid's next
+            // request).
+            if let Err(e) = self.fail_ready(&payment, &refused.message).await {
+                tracing::error!(imp_uid = %payment.imp_uid, "the payment of a window that did not open stays ready: {e}");
+            }
+            return Err(refuse(refused.message));
+        }
         Ok(CheckoutStarted {
             imp_uid: payment.imp_uid,
             merchant_uid: payment.merchant_uid,
@@ -672,22 +728,7 @@ impl Gateway {
 
     /// `ready` → `failed` only if still `ready` (a window being redeemed right now wins).
     pub(crate) async fn fail_ready(&self, p: &payment::Model, reason: &str) -> ServiceResult<bool> {
-        let now = self.clock.unix();
-        let res = payment::Entity::update_many()
-            .col_expr(
-                payment::Column::Status,
-                Expr::value(PaymentStatus::Failed.as_db()),
-            )
-            .col_expr(payment::Column::FailReason, Expr::value(reason))
-            .col_expr(payment::Column::FailedAt, Expr::value(now))
-            .col_expr(payment::Column::UpdatedAt, Expr::value(now))
-            .filter(payment::Column::Id.eq(p.id))
-            .filter(payment::Column::Status.eq(PaymentStatus::Ready.as_db()))
-            .filter(payment::Column::PgTid.is_null())
-            .filter(payment::Column::VbankNum.is_null())
-            .exec(&self.db.write)
-            .await?;
-        Ok(res.rows_affected == 1)
+        Ok(fail_ready_in(&self.db.write, p, reason, self.clock.unix()).await?)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -921,18 +962,16 @@ impl Gateway {
                 return self.stop_window(&s, &p, "F400", reason, None).await;
             }
         }
-        if let Some(url) = &s.confirm_url {
-            if let Err(reason) = self.confirm(url, &p).await {
-                let reason = format!("고객사 요청에 의해 결제를 중단합니다. (상세사유 : {reason})");
-                return self.stop_window(&s, &p, "F400", reason, None).await;
-            }
-        }
         let m = self.merchant(p.merchant_id).await?;
         let connector = self.connectors.for_merchant(&m, &self.secrets)?;
         let opened = window_plan(&s.method, false).map(|pl| pl.method);
         let cash_receipt = opened.is_some_and(|method| cash_receipt_asked(method, &get("cash_yn")));
-        let Some(attempt) = self.claim_window(&p, cash_receipt).await? else {
-            return self.finish(&s, None).await;
+        let attempt = match self.claim_window(&p, shown, cash_receipt).await? {
+            WindowClaim::Held(attempt) => *attempt,
+            WindowClaim::PreparedDiffers(reason) => {
+                return self.finish(&s, Some(("F400", reason))).await
+            }
+            WindowClaim::Taken => return self.finish(&s, None).await,
         };
         let req = WindowApprovalRequest {
             order_no: p.order_no.clone(),
@@ -945,6 +984,13 @@ impl Gateway {
         let p = payments::by_id(&self.db.write, p.id)
             .await?
             .ok_or_else(|| ServiceError::Internal("payment vanished".into()))?;
+        let attempt = match &s.confirm_url {
+            Some(url) => match self.confirm_claimed(url, p.clone(), attempt).await? {
+                Confirmed::Go(attempt) => *attempt,
+                Confirmed::Stop(error) => return self.finish(&s, error).await,
+            },
+            None => attempt,
+        };
         if s.kcp_pay_method == BILLING_WINDOW {
             self.complete_billing_window(
                 &m,
@@ -1042,13 +1088,36 @@ impl Gateway {
     /// and whose deposit would then be ignored. Whether the buyer asked the window for a cash
     /// receipt (`cash_receipt`) is kept with it: it is known only from this post, and the outcome
     /// may be recorded by the resolver.
+    ///
+    /// The last write before KCP's approval, so the merchant_uid's prepared amount is checked here
+    /// (spec §4.3) against `charged` (what the window showed), in the same transaction, as REST
+    /// charges check it in the write that opens them (`payments::open_charge`): the window's page
+    /// knows its merchant_uid, and a prepare made or changed while the buyer is in the window
+    /// would otherwise be approved at the window's amount. Such a window fails without a call
+    /// to KCP.
     async fn claim_window(
         &self,
         p: &payment::Model,
+        charged: i64,
         cash_receipt: bool,
-    ) -> ServiceResult<Option<pg_attempt::Model>> {
+    ) -> ServiceResult<WindowClaim> {
         let now = self.clock.unix();
         let txn = self.db.write.begin().await?;
+        if let Some(prepared) =
+            payments::prepare_by_uid(&txn, p.merchant_id, &p.merchant_uid).await?
+        {
+            if payments::prepared_refuses(&prepared, charged, &p.currency) {
+                let reason = prepared_mismatch(prepared.amount, charged).to_string();
+                let failed = fail_ready_in(&txn, p, &reason, now).await?;
+                txn.commit().await?;
+                tracing::warn!(imp_uid = %p.imp_uid, "window result refused: its merchant_uid was prepared with another amount since the window opened");
+                return Ok(if failed {
+                    WindowClaim::PreparedDiffers(reason)
+                } else {
+                    WindowClaim::Taken
+                });
+            }
+        }
         let res = payment::Entity::update_many()
             .col_expr(
                 payment::Column::Status,
@@ -1063,7 +1132,7 @@ impl Gateway {
             .exec(&txn)
             .await?;
         if res.rows_affected != 1 {
-            return Ok(None);
+            return Ok(WindowClaim::Taken);
         }
         let attempt = payments::insert_attempt(
             &txn,
@@ -1078,7 +1147,31 @@ impl Gateway {
         )
         .await?;
         txn.commit().await?;
-        Ok(Some(attempt))
+        Ok(WindowClaim::Held(Box::new(attempt)))
+    }
+
+    /// confirm_url (spec §7), asked once per window: by the post that claimed it, after the
+    /// claim, so a double submit of KCP's post back neither asks twice nor lets a later 200
+    /// approve what the merchant refused. A 200 goes on to the approval with the attempt's lease
+    /// renewed (the merchant may have taken up to 10 s) and its settle delay counted from the
+    /// approval. Anything else fails the payment and closes the attempt as not sent, in one write
+    /// (`record_failure`): KCP was never called, and an inquiry would find nothing.
+    async fn confirm_claimed(
+        &self,
+        url: &str,
+        p: payment::Model,
+        attempt: pg_attempt::Model,
+    ) -> ServiceResult<Confirmed> {
+        if let Err(reason) = self.confirm(url, &p).await {
+            let reason = format!("고객사 요청에 의해 결제를 중단합니다. (상세사유 : {reason})");
+            // None: another holder settled the attempt (its lease ran out meanwhile).
+            let failed = self.record_failure(p, attempt, None, &reason).await?;
+            return Ok(Confirmed::Stop(failed.map(|_| ("F400", reason))));
+        }
+        Ok(match self.renew_before_settling_call(attempt).await? {
+            Some(attempt) => Confirmed::Go(Box::new(attempt)),
+            None => Confirmed::Stop(None),
+        })
     }
 
     /// Records a window approval per method, or cancels it at KCP when it must not stand. A

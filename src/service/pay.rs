@@ -1076,7 +1076,7 @@ fn non_empty(text: &str) -> Option<String> {
 }
 
 /// The answer when a prepared merchant_uid is charged with another amount (spec §4.3).
-fn prepared_mismatch(prepared: i64, requested: i64) -> ServiceError {
+pub(crate) fn prepared_mismatch(prepared: i64, requested: i64) -> ServiceError {
     ServiceError::Refused(format!(
         "사전등록된 결제정보와 일치하지 않습니다. (사전등록 금액: {prepared}, 요청 금액: {requested})"
     ))

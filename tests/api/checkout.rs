@@ -597,12 +597,11 @@ async fn a_tampered_order_check_in_the_window_result_is_refused_without_approval
     let submit = format!("{}{}", pay_url.split("/pay/").next().unwrap(), submit);
     let back = post_form(&app, &submit, &entered).await;
     let (ret_url, mut result) = form(&back);
-    // The buyer's browser rewrites the amount it reports back.
-    for (k, v) in result.iter_mut() {
-        if k == "ordr_chk" {
-            *v = v.replace("|50000", "|500");
-        }
-    }
+    // KCP's mobile window posts no `ordr_chk` (spec §2.3); a result that carries one (the PC
+    // flow's, §1.1) is checked against the order, here one whose amount the browser rewrote.
+    assert_eq!(field(&result, "ordr_chk"), None, "{result:?}");
+    let order_no = field(&result, "ordr_idxx").unwrap().to_string();
+    result.push(("ordr_chk".into(), format!("{order_no}|500")));
     let answer = post_form(&app, &ret_url, &result).await;
     assert!(answer.contains("\"success\":false"), "{answer}");
     assert!(app.sandbox.ledger().is_empty(), "nothing was approved");
@@ -1067,34 +1066,72 @@ async fn a_malformed_vbank_due_is_refused_before_the_window_opens() {
     assert!(app.sandbox.ledger().is_empty());
 }
 
+/// An account already due could never be paid (KCP's bank refuses every deposit past it) and
+/// would hold its merchant_uid until revoked: `POST /vbanks` refuses such a deadline, and so does
+/// the window, before anything is written.
+#[tokio::test]
+async fn a_vbank_due_in_the_past_is_refused_before_the_window_as_post_vbanks_refuses_it() {
+    let app = spawn_app().await;
+    let an_hour_ago = (chrono::Utc::now() - chrono::Duration::hours(1)).timestamp();
+    for (i, due) in [
+        json!("2020-01-01"),
+        json!("20200101"),
+        json!("2020-01-01 10:00:00"),
+        json!(an_hour_ago.to_string()),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        refused_with(
+            &app,
+            json!({"pay_method": "vbank", "merchant_uid": format!("web-past-due-{i}"), "amount": 5000, "vbank_due": due}),
+            "vbank_due는 현재 이후",
+        )
+        .await;
+    }
+}
+
 /// A merchant's confirm_url whose first call is held until the test releases it; later calls
 /// are answered 200 at once. It lets a test order two `Ret_URL` posts deterministically.
 struct GatedConfirm {
     url: String,
     /// Notified when the first call has arrived (and is being held).
     arrived: std::sync::Arc<tokio::sync::Notify>,
-    /// Notify to let the first call be answered 200.
+    /// Notify to let the first call be answered.
     release: std::sync::Arc<tokio::sync::Notify>,
+    /// The imp_uid of every call, in the order they arrived.
+    calls: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl GatedConfirm {
+    /// The first call is answered 200 once released.
     async fn start() -> Self {
-        use std::sync::atomic::{AtomicUsize, Ordering};
-        use std::sync::Arc;
+        Self::first_answering(axum::http::StatusCode::OK).await
+    }
+
+    /// The first call is answered `first` once released (a refusal carries a `reason`).
+    async fn first_answering(first: axum::http::StatusCode) -> Self {
+        use std::sync::{Arc, Mutex};
         let arrived = Arc::new(tokio::sync::Notify::new());
         let release = Arc::new(tokio::sync::Notify::new());
-        let calls = Arc::new(AtomicUsize::new(0));
-        let (a, r) = (arrived.clone(), release.clone());
+        let calls: Arc<Mutex<Vec<String>>> = Arc::default();
+        let (a, r, c) = (arrived.clone(), release.clone(), calls.clone());
         let app = axum::Router::new().route(
             "/confirm",
-            axum::routing::post(move || {
-                let (a, r, calls) = (a.clone(), r.clone(), calls.clone());
+            axum::routing::post(move |axum::Json(body): axum::Json<Value>| {
+                let (a, r, c) = (a.clone(), r.clone(), c.clone());
                 async move {
-                    if calls.fetch_add(1, Ordering::SeqCst) == 0 {
-                        a.notify_one();
-                        r.notified().await;
+                    let n = {
+                        let mut calls = c.lock().unwrap();
+                        calls.push(body["imp_uid"].as_str().unwrap_or_default().to_string());
+                        calls.len()
+                    };
+                    if n > 1 {
+                        return (axum::http::StatusCode::OK, axum::Json(json!({})));
                     }
-                    axum::http::StatusCode::OK
+                    a.notify_one();
+                    r.notified().await;
+                    (first, axum::Json(json!({"reason": "재고 없음"})))
                 }
             }),
         );
@@ -1105,6 +1142,7 @@ impl GatedConfirm {
             url,
             arrived,
             release,
+            calls,
         }
     }
 }
@@ -1126,9 +1164,8 @@ async fn a_second_result_post_that_read_the_window_before_its_account_was_issued
         &[("bank", "BK04"), ("action", "pay")],
     )
     .await;
-    // A double submit (or a second instance): this post reads the payment while it is still an
-    // unredeemed window, then waits on the merchant's confirm_url.
-    let late = {
+    // The post that redeems the window claims it, then waits on the merchant's confirm_url.
+    let redeeming = {
         let (http, url, result) = (app.http.clone(), ret_url.clone(), result.clone());
         tokio::spawn(async move {
             let res = http.post(url).form(&result).send().await.unwrap();
@@ -1136,16 +1173,27 @@ async fn a_second_result_post_that_read_the_window_before_its_account_was_issued
         })
     };
     gate.arrived.notified().await;
-    let first = rsp_of(&post_form(&app, &ret_url, &result).await);
-    assert_eq!(first["status"], "ready", "{first}");
-    let account = first["vbank_num"].as_str().expect("an account").to_string();
+    // A double submit (or a second instance) reads the window before its account is issued: it
+    // is told the payment is being checked, and neither redeems the window nor fails it.
+    let early = rsp_of(&post_form(&app, &ret_url, &result).await);
+    assert_eq!(early["error_code"], "F500", "{early}");
+    assert_eq!(early["vbank_num"], Value::Null, "{early}");
 
     gate.release.notify_one();
-    let second = rsp_of(&late.await.unwrap());
-
+    let first = rsp_of(&redeeming.await.unwrap());
+    assert_eq!(first["success"], true, "{first}");
+    assert_eq!(first["status"], "ready", "{first}");
+    let account = first["vbank_num"].as_str().expect("an account").to_string();
+    // Its reload shows the account.
+    let second = rsp_of(&post_form(&app, &ret_url, &result).await);
     assert_eq!(second["success"], true, "{second}");
     assert_eq!(second["status"], "ready", "{second}");
     assert_eq!(second["vbank_num"], account.as_str(), "{second}");
+    assert_eq!(
+        gate.calls.lock().unwrap().len(),
+        1,
+        "confirm_url asked once"
+    );
     let p = payment_of(&app, &first).await;
     assert_eq!(p["status"], "ready", "{p}");
     assert_eq!(p["vbank_num"], account.as_str(), "{p}");
@@ -2390,5 +2438,236 @@ async fn a_window_left_unpaid_does_not_block_a_rest_charge_with_its_merchant_uid
         statuses.contains(&"paid") && statuses.contains(&"failed"),
         "{all}"
     );
+    app.assert_ledger_agrees().await;
+}
+
+/// spec §4.3: a prepared merchant_uid only accepts its prepared amount. The window's page knows
+/// its merchant_uid, so a prepare can come after the window opened; it is checked again in the
+/// last write before KCP's approval, as a REST charge's is, and nothing reaches KCP.
+#[tokio::test]
+async fn a_prepare_made_while_the_window_is_open_refuses_the_windows_other_amount_before_anything_is_approved(
+) {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let (pay_url, fields) = hand_off(
+        &app,
+        json!({"merchant_uid": "web-prep-late", "amount": 100}),
+    )
+    .await;
+    let (_, prepared) = app
+        .post(
+            "/payments/prepare",
+            Some(&token),
+            json!({"merchant_uid": "web-prep-late", "amount": 50000}),
+        )
+        .await;
+    assert_eq!(prepared["code"], 0, "{prepared}");
+    let rsp = through_window(&app, &pay_url, &fields, &CARD_OK).await;
+    let refusal = "사전등록된 결제정보와 일치하지 않습니다. (사전등록 금액: 50000, 요청 금액: 100)";
+    assert_eq!(rsp["success"], false, "{rsp}");
+    assert_eq!(rsp["error_code"], "F400", "{rsp}");
+    assert_eq!(rsp["error_msg"], refusal, "{rsp}");
+    assert!(app.sandbox.ledger().is_empty(), "nothing was approved");
+    let p = payment_of(&app, &rsp).await;
+    assert_eq!(p["status"], "failed", "{p}");
+    assert_eq!(p["fail_reason"], refusal, "{p}");
+    app.assert_ledger_agrees().await;
+}
+
+/// The same for a prepare changed (`PUT /payments/prepare`) while the window is open: the window
+/// opened with the old prepared amount does not approve it.
+#[tokio::test]
+async fn a_prepare_changed_while_the_window_is_open_refuses_the_windows_old_amount_before_anything_is_approved(
+) {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let (_, prepared) = app
+        .post(
+            "/payments/prepare",
+            Some(&token),
+            json!({"merchant_uid": "web-prep-put", "amount": 1000}),
+        )
+        .await;
+    assert_eq!(prepared["code"], 0, "{prepared}");
+    let (pay_url, fields) = hand_off(
+        &app,
+        json!({"merchant_uid": "web-prep-put", "amount": 1000}),
+    )
+    .await;
+    let (_, changed) = app
+        .put(
+            "/payments/prepare",
+            &token,
+            json!({"merchant_uid": "web-prep-put", "amount": 1200}),
+        )
+        .await;
+    assert_eq!(changed["code"], 0, "{changed}");
+    let rsp = through_window(&app, &pay_url, &fields, &CARD_OK).await;
+    assert_eq!(rsp["success"], false, "{rsp}");
+    let message = rsp["error_msg"].as_str().unwrap_or_default();
+    assert!(message.contains("사전등록 금액: 1200"), "{rsp}");
+    assert!(app.sandbox.ledger().is_empty(), "nothing was approved");
+    assert_eq!(payment_of(&app, &rsp).await["status"], "failed");
+    app.assert_ledger_agrees().await;
+}
+
+/// spec §7: confirm_url is asked once, just before the approval, and a refusal fails the payment.
+/// A double submit of KCP's post back (a reload, a proxy retrying on another instance) must not
+/// ask it twice and let a later 200 approve what the merchant refused: only the post that claims
+/// the window asks, and a post that finds it claimed answers with the payment as it stands.
+#[tokio::test]
+async fn a_double_submitted_window_result_asks_confirm_url_once_and_a_refusal_is_never_overridden()
+{
+    let app = spawn_app().await;
+    let gate = GatedConfirm::first_answering(axum::http::StatusCode::CONFLICT).await;
+    let (pay_url, fields) = hand_off(
+        &app,
+        json!({"merchant_uid": "web-confirm-twice", "amount": 1000, "confirm_url": gate.url}),
+    )
+    .await;
+    let (ret_url, result) = window_result(&app, &pay_url, &fields, &CARD_OK).await;
+    let first = {
+        let (http, url, result) = (app.http.clone(), ret_url.clone(), result.clone());
+        tokio::spawn(async move {
+            let res = http.post(url).form(&result).send().await.unwrap();
+            res.text().await.unwrap()
+        })
+    };
+    gate.arrived.notified().await;
+    // The same result posted again while the merchant is still being asked.
+    let second = rsp_of(&post_form(&app, &ret_url, &result).await);
+    gate.release.notify_one();
+    let first = rsp_of(&first.await.unwrap());
+
+    let calls = gate.calls.lock().unwrap().clone();
+    assert_eq!(calls.len(), 1, "confirm_url asked once: {calls:?}");
+    assert_eq!(first["success"], false, "{first}");
+    assert_eq!(
+        first["error_msg"], "고객사 요청에 의해 결제를 중단합니다. (상세사유 : 재고 없음)",
+        "{first}"
+    );
+    assert_eq!(second["success"], false, "{second}");
+    assert_ne!(second["status"], "paid", "{second}");
+    assert!(app.sandbox.ledger().is_empty(), "nothing was approved");
+    let p = payment_of(&app, &first).await;
+    assert_eq!(p["status"], "failed", "{p}");
+    assert_eq!(
+        p["fail_reason"], "고객사 요청에 의해 결제를 중단합니다. (상세사유 : 재고 없음)",
+        "{p}"
+    );
+    app.assert_ledger_agrees().await;
+}
+
+/// A configuration failure at request_pay (credentials that cannot be unsealed after a master-key
+/// rotation, a bad `kcp_api_base`) is the operator's to fix: logged at ERROR, shown to the buyer
+/// only as a generic refusal (never openport's internal text, the merchant's id or a URL), and no
+/// payment is left `ready` for it.
+#[tokio::test]
+async fn a_merchant_whose_kcp_credentials_cannot_be_opened_gets_a_generic_refusal_an_error_in_the_log_and_no_ready_payment(
+) {
+    use openport::store::entity::merchant;
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+    let app = spawn_app().await;
+    merchant::Entity::update_many()
+        .col_expr(
+            merchant::Column::KcpPrivateKeySealed,
+            sea_orm::sea_query::Expr::value("v1:not-sealed-at-all"),
+        )
+        .filter(merchant::Column::ImpCode.eq("imp00000000"))
+        .exec(&app.app.gateway.db.write)
+        .await
+        .unwrap();
+    let logged_before = crate::helpers::captured_logs().len();
+    let refused = start_checkout(
+        &app,
+        json!({"merchant_uid": "web-no-credentials", "amount": 1000}),
+    )
+    .await;
+    assert_ne!(refused["code"], 0, "{refused}");
+    let message = refused["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("결제를 시작하지 못했습니다"),
+        "a generic refusal: {refused}"
+    );
+    for internal in ["internal error", "merchant", "KCP credentials"] {
+        assert!(!message.contains(internal), "{internal} in {refused}");
+    }
+    let logs = crate::helpers::captured_logs();
+    let logged = &logs[logged_before..];
+    assert!(
+        logged
+            .lines()
+            .any(|l| l.contains("ERROR") && l.contains("KCP credentials")),
+        "an ERROR names the failure for the operator"
+    );
+    let token = app.token().await;
+    let (status, found) = app
+        .get("/payments/find/web-no-credentials", Some(&token))
+        .await;
+    assert!(
+        status == reqwest::StatusCode::NOT_FOUND || found["response"]["status"] == "failed",
+        "no ready payment: {found}"
+    );
+    assert!(app.sandbox.ledger().is_empty());
+}
+
+/// spec/kcp.md §2.2: KCP's window takes `quotaopt` from 0 to 12. `display.card_quota` months above
+/// 12 are refused before the window, naming the field, rather than sent to KCP (or silently shown
+/// as fewer months).
+#[tokio::test]
+async fn display_card_quota_above_12_never_reaches_kcp_as_a_quotaopt_above_12() {
+    let app = spawn_app().await;
+    for (i, quota) in [json!([24]), json!([2, 3, 36]), json!([13])]
+        .into_iter()
+        .enumerate()
+    {
+        refused_with(
+            &app,
+            json!({"merchant_uid": format!("web-quota-{i}"), "amount": 100000, "display": {"card_quota": quota}}),
+            "display.card_quota",
+        )
+        .await;
+    }
+    let (_, fields) = hand_off(
+        &app,
+        json!({"merchant_uid": "web-quota-ok", "amount": 100000, "display": {"card_quota": [2, 3, 12]}}),
+    )
+    .await;
+    assert_eq!(field(&fields, "quotaopt"), Some("12"));
+}
+
+/// What real mobile KCP does with an amount the buyer's browser edited on the hand-off form: its
+/// window charges that amount and posts no `ordr_chk` back (spec §2.3), so the gateway's own
+/// comparison has nothing to compare; the approval sends the payment's amount as `ordr_mony`,
+/// KCP refuses it (`8059`), and the payment fails with KCP's refusal.
+#[tokio::test]
+async fn an_amount_edited_in_the_browser_is_refused_by_kcps_ordr_mony_check_when_the_result_carries_no_ordr_chk(
+) {
+    let app = spawn_app().await;
+    let (pay_url, mut fields) = hand_off(
+        &app,
+        json!({"merchant_uid": "web-edit-8059", "amount": 50000}),
+    )
+    .await;
+    fields
+        .iter_mut()
+        .find(|(k, _)| k == "good_mny")
+        .expect("the hand-off posts good_mny")
+        .1 = "500".into();
+    let (ret_url, mut result) = window_result(&app, &pay_url, &fields, &CARD_OK).await;
+    result.retain(|(k, _)| k != "ordr_chk");
+    assert_eq!(
+        field(&result, "good_mny"),
+        Some("500"),
+        "the window took the edit"
+    );
+    let rsp = rsp_of(&post_form(&app, &ret_url, &result).await);
+    assert_eq!(rsp["success"], false, "{rsp}");
+    assert!(app.sandbox.ledger().is_empty(), "nothing was approved");
+    let p = payment_of(&app, &rsp).await;
+    assert_eq!(p["status"], "failed", "{p}");
+    assert_eq!(p["amount"], 50000, "{p}");
+    let reason = p["fail_reason"].as_str().unwrap_or_default();
+    assert!(reason.contains("[8059]"), "{p}");
     app.assert_ledger_agrees().await;
 }
