@@ -966,6 +966,12 @@ impl Gateway {
         let connector = self.connectors.for_merchant(&m, &self.secrets)?;
         let opened = window_plan(&s.method, false).map(|pl| pl.method);
         let cash_receipt = opened.is_some_and(|method| cash_receipt_asked(method, &get("cash_yn")));
+        // No approval attempt from an instance whose clock is off (clock_check.rs): the window
+        // ends failed with nothing sent to KCP, and the buyer may pay again.
+        if self.clock_is_skewed() {
+            let reason = super::clock_check::CLOCK_SKEWED.to_string();
+            return self.stop_window(&s, &p, "F500", reason, None).await;
+        }
         let attempt = match self.claim_window(&p, shown, cash_receipt).await? {
             WindowClaim::Held(attempt) => *attempt,
             WindowClaim::PreparedDiffers(reason) => {

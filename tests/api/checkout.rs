@@ -2671,3 +2671,37 @@ async fn an_amount_edited_in_the_browser_is_refused_by_kcps_ordr_mony_check_when
     assert!(reason.contains("[8059]"), "{p}");
     app.assert_ledger_agrees().await;
 }
+
+/// A window's approval is a KCP attempt like any other: an instance whose clock is off the
+/// database's opens none (service/clock_check.rs). The window ends failed with nothing sent to
+/// KCP, and the buyer can pay again once the clock is back.
+#[tokio::test]
+async fn a_window_result_reaching_an_instance_whose_clock_is_off_is_failed_before_anything_is_approved(
+) {
+    use openport::service::clock_check::{judge, CLOCK_SKEWED};
+    let app = spawn_app().await;
+    let (pay_url, fields) = hand_off(
+        &app,
+        json!({"merchant_uid": "web-clock-off", "amount": 1000}),
+    )
+    .await;
+    let gateway = &app.app.gateway;
+    let now = chrono::Utc::now();
+    gateway.record_clock_reading(judge(now, now, now.timestamp_millis() - 60_000, 5_000));
+    let rsp = through_window(&app, &pay_url, &fields, &CARD_OK).await;
+    assert_eq!(rsp["success"], false, "{rsp}");
+    assert_eq!(rsp["error_msg"], CLOCK_SKEWED, "{rsp}");
+    assert!(app.sandbox.ledger().is_empty(), "nothing was approved");
+    assert_eq!(payment_of(&app, &rsp).await["status"], "failed");
+
+    let now = chrono::Utc::now();
+    gateway.record_clock_reading(judge(now, now, now.timestamp_millis(), 5_000));
+    let (pay_url, fields) = hand_off(
+        &app,
+        json!({"merchant_uid": "web-clock-off", "amount": 1000}),
+    )
+    .await;
+    let rsp = through_window(&app, &pay_url, &fields, &CARD_OK).await;
+    assert_eq!(rsp["success"], true, "{rsp}");
+    app.assert_ledger_agrees().await;
+}
