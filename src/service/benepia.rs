@@ -27,6 +27,23 @@ use crate::store::payments::{self, Opened};
 /// `payments.pay_method` of a Benepia point payment (iamport's `point`).
 pub const POINT: &str = "point";
 
+/// `payments.channel` of a payment made over REST (`service/pay.rs`), as every Benepia hub point
+/// payment (`POST /benepia/payment`) is; a window's payment is `pc` or `mobile`.
+const REST_CHANNEL: &str = "api";
+
+/// The refusal of a partial cancel of a point payment made in KCP's window
+/// ([`is_window_point_payment`]).
+pub(crate) const WINDOW_PARTIAL_CANCEL_REFUSED: &str =
+    "결제창에서 포인트로 결제된 건은 부분취소할 수 없습니다. 전액취소만 가능합니다.";
+
+/// A point payment made in KCP's window (`request_pay` `pay_method` point: `TPNT`, `van_code`
+/// SCWB), told from a Benepia hub payment by its channel: both are `pay_method` point. Seed 003
+/// documents a point trade's partial cancel (`STRA`) for the hub's trades only, so the window's
+/// are cancelled whole or not at all.
+pub(crate) fn is_window_point_payment(p: &payment::Model) -> bool {
+    p.pay_method == POINT && p.channel != REST_CHANNEL
+}
+
 /// Marks a partial point cancel whose full cancel (`STSC`) went through and whose re-approval
 /// (`STRA`) is still owed; written into the open cancel attempt (see [`Gateway::cancel_points_partially`]).
 pub const REAPPROVE_PENDING: &str = "reapprove_pending";

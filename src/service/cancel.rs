@@ -116,6 +116,10 @@ impl Gateway {
                 ))),
                 _ => Ok(plan),
             })
+            .and_then(|plan| match partial_cancel_refusal(p) {
+                Some(why) if !plan.is_full => Err(ServiceError::Refused(why.into())),
+                _ => Ok(plan),
+            })
             .and_then(|plan| {
                 // KCP escrow cancels a trade whole (STE2/STE4: spec/kcp.md §2.11); a partial cancel
                 // would also leave the payment unshippable with the rest held at KCP.
@@ -430,6 +434,17 @@ impl Gateway {
         }
         self.confirmed_cancel_decided(attempt_id).await
     }
+}
+
+/// Why KCP takes no partial cancel of `p`, if it takes none: refused before anything is sent.
+/// A point payment made in KCP's window (`TPNT`) is not a Benepia hub payment, whose partial
+/// cancel is a re-approval (`STRA`, seed 003 §2.4): nothing documents that call, or `STPC`, for
+/// the window's point trades.
+fn partial_cancel_refusal(p: &payment::Model) -> Option<&'static str> {
+    if super::benepia::is_window_point_payment(p) {
+        return Some(super::benepia::WINDOW_PARTIAL_CANCEL_REFUSED);
+    }
+    None
 }
 
 /// The refusal of a cancel while KCP holds something else than the payment's record (attempt

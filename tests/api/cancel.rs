@@ -753,3 +753,50 @@ async fn a_cancel_kcp_confirms_for_another_balance_than_planned_is_a_conflict_no
         "{conflicts:?}"
     );
 }
+
+/// A point payment made in KCP's window (`pay_method` point: `TPNT`, `van_code` SCWB) is not a
+/// Benepia hub payment: seed 003's partial cancel by re-approval (`STRA`) is documented for the
+/// hub's trades only. Sent down that path it used to end as a full refund (the window's trade
+/// cancelled, its re-approval refused). A partial cancel is refused before anything reaches KCP;
+/// the whole payment can still be cancelled.
+#[tokio::test]
+async fn a_partial_cancel_of_a_window_point_payment_is_refused_before_kcp_is_called() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let p = paid_in_window(
+        &app,
+        &token,
+        json!({"pay_method": "point", "merchant_uid": "cx-window-point", "amount": 10000}),
+        &[("pin", "1234"), ("action", "pay")],
+    )
+    .await;
+    assert_eq!(p["pay_method"], "point");
+    let imp_uid = p["imp_uid"].as_str().unwrap();
+
+    let body = app.cancel(&token, imp_uid, 3000).await;
+
+    assert_eq!(body["code"], 1, "{body}");
+    assert!(
+        body["message"].as_str().unwrap().contains("부분취소"),
+        "{body}"
+    );
+    let now = app.payment(&token, imp_uid).await;
+    assert_eq!(now["status"], "paid", "{now}");
+    assert_eq!(now["cancel_amount"], 0, "{now}");
+    let ledger = app.sandbox.ledger();
+    assert_eq!(ledger.len(), 1, "nothing re-approved");
+    assert_eq!(
+        ledger[0].state,
+        TransactionState::Approved,
+        "KCP still holds it"
+    );
+    assert_eq!(ledger[0].balance, 10000);
+    assert!(app.app.gateway.open_attempts(10).await.unwrap().is_empty());
+
+    // The whole payment is still cancelled as any window payment is (STSC).
+    let all = cancel_all(&app, &token, &p).await;
+    assert_eq!(all["code"], 0, "{all}");
+    assert_eq!(all["response"]["cancel_amount"], 10000);
+    assert_eq!(app.sandbox.ledger()[0].state, TransactionState::Cancelled);
+    app.assert_ledger_agrees().await;
+}
