@@ -384,8 +384,9 @@ pub trait PgBilling: Send + Sync {
     async fn inquire_points(&self, _trade: &TradeRef) -> Result<TradeState, PgError> {
         unsupported("Benepia points")
     }
-    /// Re-approves `amount` of a cancelled point payment (`mod_type STRA`): how a partial cancel of
-    /// points is done (cancel all, re-approve the rest; spec/kcp.md §2.8).
+    /// Re-approves `amount` of the live point payment `tno` under a new tno (`mod_type STRA`),
+    /// cancelling `tno`: how a partial cancel of points is done, `amount` being what is left
+    /// (spec/kcp.md §2.8, seed 003 §2.4; a documented assumption, docs/kcp.md §8.3).
     async fn reapprove_points(
         &self,
         _tno: &str,

@@ -177,7 +177,7 @@ impl Gateway {
                 return Err(e);
             }
         };
-        // A partial cancel of points that completed meanwhile re-approved the balance under a new
+        // A partial cancel of points that completed meanwhile re-approved the rest under a new
         // tno (service/benepia.rs): the old one is cancelled at KCP, and "already cancelled" for
         // it would be taken as this cancel's success. Nothing was sent yet, so the attempt names
         // the payment's current tno.
@@ -194,7 +194,8 @@ impl Gateway {
         };
 
         let is_point = payment.pay_method == super::benepia::POINT;
-        // Points have no STPC: a partial cancel is STSC + STRA (service/benepia.rs).
+        // Points have no STPC: a partial cancel is a re-approval of the rest (service/benepia.rs);
+        // a window's point payment never gets here (`partial_cancel_refusal`).
         if is_point && !plan.is_full {
             return self
                 .cancel_points_partially(connector.as_ref(), payment, attempt)

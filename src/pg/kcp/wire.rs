@@ -704,9 +704,10 @@ impl PointPaymentRequestBody {
     }
 }
 
-/// Point re-approval, `gw/mod/v1/cancel` `mod_type STRA` (spec §2.8, §2.9): after a full cancel
-/// (`STSC`) of a point payment, re-approves `mod_mny` under a new `tno`; this is how a partial
-/// cancel of points is done. Signed over `site_cd^tno^STRA` like every modify call (§3).
+/// Point re-approval, `gw/mod/v1/cancel` `mod_type STRA` (spec §2.8, §2.9, seed 003 §2.4): on the
+/// live `tno` of a point payment, cancels it and re-approves `mod_mny` (what is left) under a new
+/// `tno`; this is how a partial cancel of points is done (documented assumption, docs/kcp.md §8.3:
+/// not after a full cancel `STSC`). Signed over `site_cd^tno^STRA` like every modify call (§3).
 #[derive(Serialize, Debug, Clone)]
 pub struct PointReapprovalRequest {
     pub site_cd: String,
