@@ -119,6 +119,15 @@ fn handle(shared: &Shared, body: &Bytes) -> Result<Reply, Refusal> {
             "입금이 완료되지 않은 가상계좌는 부분취소할 수 없습니다.",
         ));
     }
+    // An approval KCP answered `partcanc_yn N` takes no partial cancel (spec §2.4).
+    if entry.card.as_ref().is_some_and(|card| !card.partial_cancel)
+        && matches!(modification, Modification::Partial { .. })
+    {
+        return Err(Refusal::new(
+            codes::PARTIAL_CANCEL_NOT_ALLOWED,
+            "부분취소가 불가능한 거래입니다. 전체취소(STSC)로 요청하십시오.",
+        ));
+    }
     // KCP refunds part of a point payment by re-approving the rest (STRA).
     if entry.point.is_some() && matches!(modification, Modification::Partial { .. }) {
         return Err(Refusal::new(

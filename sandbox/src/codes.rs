@@ -51,6 +51,9 @@ pub const BALANCE_MISMATCH: &str = "8134";
 pub const CANCEL_EXCEEDS_BALANCE: &str = "8135";
 /// *Assumption*: a full-amount STPC on the approval day must be sent as STSC (spec §2.9).
 pub const FULL_PARTIAL_CANCEL_SAME_DAY: &str = "8136";
+/// *Assumption*: STPC on a card approval KCP answered `partcanc_yn N` (spec §2.4); KCP publishes no
+/// code for it.
+pub const PARTIAL_CANCEL_NOT_ALLOWED: &str = "8137";
 /// 일일한도초과 (spec §4).
 pub const DAILY_LIMIT: &str = "8186";
 /// *Assumption*: 한도초과, no credit left at all (the [`crate::test_cards::INSUFFICIENT_LIMIT`] card).

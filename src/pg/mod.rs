@@ -66,7 +66,9 @@ pub struct CardApproval {
     /// `card_bin_type_02`: false = credit, true = check card; None when KCP leaves it out (its
     /// documented inquiry answer has no such field, spec §2.10).
     pub is_check_card: Option<bool>,
-    pub partial_cancel_allowed: bool,
+    /// `partcanc_yn` (spec §2.4): whether KCP takes a partial cancel of the approval; None when
+    /// KCP leaves it out (its inquiry answer has no such field, spec §2.10).
+    pub partial_cancel_allowed: Option<bool>,
 }
 
 /// How to cancel: spec/kcp.md §2.9.

@@ -438,15 +438,24 @@ impl Gateway {
 }
 
 /// Why KCP takes no partial cancel of `p`, if it takes none: refused before anything is sent.
-/// A point payment made in KCP's window (`TPNT`) is not a Benepia hub payment, whose partial
-/// cancel is a re-approval (`STRA`, seed 003 §2.4): nothing documents that call, or `STPC`, for
-/// the window's point trades.
+/// - A card approval KCP answered `partcanc_yn N` (spec §2.4): KCP would refuse the `STPC` with
+///   a code of its own, and the merchant would read a PG error instead of the reason.
+/// - A point payment made in KCP's window (`TPNT`) is not a Benepia hub payment, whose partial
+///   cancel is a re-approval (`STRA`, seed 003 §2.4): nothing documents that call, or `STPC`, for
+///   the window's point trades.
 fn partial_cancel_refusal(p: &payment::Model) -> Option<&'static str> {
+    if p.partial_cancel_allowed == Some(false) {
+        return Some(PARTIAL_CANCEL_NOT_ALLOWED);
+    }
     if super::benepia::is_window_point_payment(p) {
         return Some(super::benepia::WINDOW_PARTIAL_CANCEL_REFUSED);
     }
     None
 }
+
+/// The refusal of a partial cancel of an approval KCP marked `partcanc_yn N`.
+const PARTIAL_CANCEL_NOT_ALLOWED: &str =
+    "PG사(KCP)에서 부분취소가 불가능한 결제건입니다. 전액취소만 가능합니다.";
 
 /// The refusal of a cancel while KCP holds something else than the payment's record (attempt
 /// `conflict_id`, closed as a conflict and not reconciled yet).

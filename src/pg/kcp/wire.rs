@@ -1423,8 +1423,9 @@ struct CardFields<'a> {
 
 /// `tno` and `amount` are what money safety depends on (the trade's identity for cancels, the
 /// amount comparison of spec §5); without them a success answer is unusable. Descriptive fields
-/// default: `order_no` empty (the caller fills in what it asked for), `partcanc_yn` absent =
-/// partial cancel not allowed (conservative), `quota` unreadable = 0.
+/// default: `order_no` empty (the caller fills in what it asked for), `partcanc_yn` other than
+/// `Y`/`N` = unknown (the cancel rules then follow the payment, as before KCP said anything),
+/// `quota` unreadable = 0.
 fn card_approval(f: CardFields<'_>) -> Result<CardApproval, WireError> {
     let text = |v: Option<&str>| v.map(str::trim).unwrap_or_default().to_owned();
     let tno = text(f.tno);
@@ -1450,7 +1451,11 @@ fn card_approval(f: CardFields<'_>) -> Result<CardApproval, WireError> {
             Some("0") => Some(false),
             _ => None,
         },
-        partial_cancel_allowed: f.partcanc_yn.map(str::trim) == Some("Y"),
+        partial_cancel_allowed: match f.partcanc_yn.map(str::trim) {
+            Some("Y") => Some(true),
+            Some("N") => Some(false),
+            _ => None,
+        },
         tno,
     })
 }
