@@ -1,6 +1,6 @@
 //! `POST /gw/mod/v1/cancel`: full (`STSC`) and partial (`STPC`) cancels of a card approval
 //! (spec/kcp.md §2.9), full cancels of a Benepia point payment (which give the points back) and
-//! their re-approval (`STRA`, spec §2.8, seed 003), cancels of window payments (bank transfer, a paid
+//! its partial cancel by re-approval (`STRA`, spec §2.8, seed 003; assumption in `point`), cancels of window payments (bank transfer, a paid
 //! virtual account, phone, gift), the revocation of an unpaid virtual account (`STSC` on an issued
 //! account closes it: later deposits are refused; assumption, docs/sandbox.md §6), escrow
 //! shipping start (`STE1`, in `escrow`) and escrow cancels (`STE2`/`STE4`/`STE5`, whole; an escrow
@@ -30,7 +30,7 @@ pub(crate) async fn cancel(State(shared): State<Arc<Shared>>, body: Bytes) -> Re
 /// What `mod_type` asks for.
 enum Request<'a> {
     Cancel(Modification),
-    /// `STRA`: a point payment charged again after its full cancel.
+    /// `STRA`: a live point payment cancelled and its rest approved anew (assumption in `point`).
     Reapprove(Reapproval<'a>),
 }
 
@@ -88,7 +88,7 @@ fn handle(shared: &Shared, body: &Bytes) -> Result<Reply, Refusal> {
     let modification = match request {
         Request::Cancel(modification) => modification,
         Request::Reapprove(reapproval) => {
-            return point::reapprove(shared, &mut ledger, site_cd, tno, &reapproval)
+            return point::reapprove(shared, &mut ledger, site_cd, tno, canc_time, &reapproval)
         }
     };
     let entry = ledger
@@ -119,11 +119,20 @@ fn handle(shared: &Shared, body: &Bytes) -> Result<Reply, Refusal> {
             "입금이 완료되지 않은 가상계좌는 부분취소할 수 없습니다.",
         ));
     }
-    // KCP refunds part of a point payment by cancelling it and re-approving the rest (STRA).
+    // An approval KCP answered `partcanc_yn N` takes no partial cancel (spec §2.4).
+    if entry.card.as_ref().is_some_and(|card| !card.partial_cancel)
+        && matches!(modification, Modification::Partial { .. })
+    {
+        return Err(Refusal::new(
+            codes::PARTIAL_CANCEL_NOT_ALLOWED,
+            "부분취소가 불가능한 거래입니다. 전체취소(STSC)로 요청하십시오.",
+        ));
+    }
+    // KCP refunds part of a point payment by re-approving the rest (STRA).
     if entry.point.is_some() && matches!(modification, Modification::Partial { .. }) {
         return Err(Refusal::new(
             codes::POINT_PARTIAL_CANCEL,
-            "포인트 거래는 부분취소가 불가능합니다. 전체취소(STSC) 후 재승인(STRA)하십시오.",
+            "포인트 거래는 부분취소(STPC)가 불가능합니다. 남길 금액으로 재승인(STRA)하십시오.",
         ));
     }
     let mod_desc = mod_desc.map(str::to_owned);
@@ -183,7 +192,7 @@ fn handle(shared: &Shared, body: &Bytes) -> Result<Reply, Refusal> {
     Ok(reply)
 }
 
-/// `mod_mny` (> 0), `mod_ordr_idxx` and `mod_ordr_goods` of an `STRA` (seed 003 §2.4).
+/// `mod_mny` (> 0), `mod_ordr_idxx`, `mod_ordr_goods` and `mod_desc` of an `STRA` (seed 003 §2.4).
 fn parse_reapproval(fields: &Fields) -> Result<Reapproval<'_>, Refusal> {
     let mod_mny = wire::amount("mod_mny", fields.required("mod_mny")?)?;
     if mod_mny == 0 {
@@ -206,5 +215,9 @@ fn parse_reapproval(fields: &Fields) -> Result<Reapproval<'_>, Refusal> {
         }
         wire::check_text("mod_ordr_goods", goods, 50)?;
     }
-    Ok(Reapproval { mod_mny, order_no })
+    Ok(Reapproval {
+        mod_mny,
+        order_no,
+        mod_desc: fields.optional("mod_desc"),
+    })
 }

@@ -42,7 +42,8 @@ pub const CARD_NUMBER_ERROR: &str = "8108";
 pub const EXPIRY_ERROR: &str = "8109";
 /// Birth date / business number / PIN format or mismatch (spec §4).
 pub const AUTHENTICATION_ERROR: &str = "8110";
-/// 이미 취소된 거래 (spec §2.9, §4).
+/// 이미 취소된 거래 (spec §2.9, §4); also `STRA` on a cancelled point payment (assumption at
+/// [`REAPPROVAL_NOT_POINT`]).
 pub const ALREADY_CANCELLED: &str = "8133";
 /// *Assumption*: STPC `rem_mny` differs from the ledger's balance.
 pub const BALANCE_MISMATCH: &str = "8134";
@@ -50,6 +51,9 @@ pub const BALANCE_MISMATCH: &str = "8134";
 pub const CANCEL_EXCEEDS_BALANCE: &str = "8135";
 /// *Assumption*: a full-amount STPC on the approval day must be sent as STSC (spec §2.9).
 pub const FULL_PARTIAL_CANCEL_SAME_DAY: &str = "8136";
+/// *Assumption*: STPC on a card approval KCP answered `partcanc_yn N` (spec §2.4); KCP publishes no
+/// code for it.
+pub const PARTIAL_CANCEL_NOT_ALLOWED: &str = "8137";
 /// 일일한도초과 (spec §4).
 pub const DAILY_LIMIT: &str = "8186";
 /// *Assumption*: 한도초과, no credit left at all (the [`crate::test_cards::INSUFFICIENT_LIMIT`] card).
@@ -66,16 +70,20 @@ pub const BATCH_KEY_DELETED: &str = "8303";
 pub const POINT_ACCOUNT_NOT_FOUND: &str = "8401";
 /// *Assumption*: `pt_pwd` is not the account's password.
 pub const POINT_PASSWORD_MISMATCH: &str = "8402";
-/// *Assumption*: the account holds fewer points than the payment (or re-approval) needs.
+/// *Assumption*: the account holds fewer points than the payment needs.
 pub const POINT_INSUFFICIENT: &str = "8403";
-/// *Assumption*: STPC on a point payment; KCP refunds part of a point payment by STSC + STRA.
+/// *Assumption*: STPC on a point payment; KCP refunds part of a point payment by `STRA`.
 pub const POINT_PARTIAL_CANCEL: &str = "8404";
 /// *Assumption*: STRA on a transaction that is not a point payment.
+///
+/// What `STRA` itself does is an *assumption* too (docs/kcp.md §8.3, `point::reapprove`): it
+/// cancels the live point trade and approves `mod_mny`, what is left, under a new tno in one call
+/// (seed 003 §2.4: a same-day full cancel must be STSC, so STRA is a cancel of part of a live
+/// trade). STRA on a cancelled trade (the other reading: STSC first) is [`ALREADY_CANCELLED`];
+/// `mod_mny` 0 or at least the trade's amount is [`AMOUNT_ERROR`] (a full cancel is STSC). Chosen
+/// because it fails safe: were it wrong, KCP would refuse STRA on a live trade and nothing would
+/// move, while the other reading, were it wrong, makes every partial cancel a full refund.
 pub const REAPPROVAL_NOT_POINT: &str = "8405";
-/// *Assumption*: STRA on a point payment that is not fully cancelled (STSC) yet.
-pub const REAPPROVAL_NOT_CANCELLED: &str = "8406";
-/// *Assumption*: STRA on a point payment that was already re-approved once.
-pub const ALREADY_REAPPROVED: &str = "8407";
 /// *Assumption, fixed by the gateway's contract*: no transaction for the tno / order_no.
 pub const NO_SUCH_TRANSACTION: &str = "8201";
 /// The message that goes with [`NO_SUCH_TRANSACTION`], exactly.

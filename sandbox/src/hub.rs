@@ -310,6 +310,7 @@ pub(crate) fn card_summary(issuer: &Issuer, masked_card_no: String, quota: &str)
         quota: quota.to_owned(),
         bin_type_01: "0".to_owned(),
         bin_type_02: issuer.bin_type_02.to_owned(),
+        partial_cancel: issuer.partial_cancel,
     }
 }
 
@@ -365,7 +366,7 @@ fn approval_reply(entry: &LedgerEntry, issuer: &Issuer) -> Reply {
         .set("card_no", masked_card_no)
         .set("quota", quota)
         .set("noinf", "N")
-        .set("partcanc_yn", "Y")
+        .set("partcanc_yn", if issuer.partial_cancel { "Y" } else { "N" })
         .set("card_bin_type_01", "0")
         .set("card_bin_type_02", issuer.bin_type_02)
         .set("card_bin_bank_cd", issuer.bank_cd)

@@ -54,6 +54,14 @@ pub struct CardSummary {
     pub quota: String,
     pub bin_type_01: String,
     pub bin_type_02: String,
+    /// `partcanc_yn` of the approval: false when KCP takes no partial cancel (`STPC`) of it. A
+    /// state file written before the field was kept read as true (every card took one then).
+    #[serde(default = "partial_cancel_taken")]
+    pub partial_cancel: bool,
+}
+
+fn partial_cancel_taken() -> bool {
+    true
 }
 
 /// Point facts of a Benepia payment (spec §2.8): whose points were used.

@@ -1,6 +1,8 @@
 //! Benepia welfare points on `POST /gw/hub/v1/payment` (`pay_method` POINT, spec/kcp.md §2.8,
 //! seed 003): balance (`pt_txtype` 97000000) and payment (91200000), plus the point side of
-//! cancel (`STSC` gives the points back) and re-approval (`STRA`) on `/gw/mod/v1/cancel`.
+//! cancel (`STSC` gives the points back) and of the partial cancel by re-approval (`STRA`: the
+//! live trade cancelled and the rest approved anew, an assumption described at [`reapprove`]) on
+//! `/gw/mod/v1/cancel`.
 //!
 //! A point payment is a ledger entry with `pay_method` PAPT; balances live in [`PointBook`],
 //! seeded from [`crate::test_points`].
@@ -136,6 +138,11 @@ impl PointBook {
         if let Some(account) = self.account_mut(id) {
             account.balance += amount;
         }
+    }
+
+    /// Takes back the points of a [`PointBook::refund`] whose call was refused after all.
+    fn undo_refund(&mut self, id: &str, amount: i64) {
+        self.refund(id, -amount);
     }
 }
 
@@ -339,20 +346,31 @@ impl Charge<'_> {
     }
 }
 
-/// An `STRA` request: charge `mod_mny` again for a fully cancelled point payment (seed 003 §2.4).
+/// An `STRA` request: the partial cancel of a live point payment, which keeps `mod_mny` of it
+/// (seed 003 §2.4, read as in [`reapprove`]).
 pub(crate) struct Reapproval<'a> {
     pub mod_mny: i64,
     /// The new approval's order number; the cancelled payment's when absent.
     pub order_no: Option<&'a str>,
+    pub mod_desc: Option<&'a str>,
 }
 
-/// Re-approves the point payment `tno` once it is fully cancelled; the new approval has its own
-/// tno and ledger entry.
+/// `STRA` on the point payment `tno`: cancels it and approves `mod_mny` (what is left after the
+/// partial cancel) from the same account under a new tno and ledger entry, in one call.
+///
+/// *Assumption* (docs/kcp.md §8.3): seed 003 §2.4 lists STSC "전체 취소" and STRA "재승인" and
+/// says a same-day cancel of the whole amount must be STSC, which only makes sense if STRA acts on
+/// the live trade (a cancel of part of it). The other reading, STSC first and STRA on the cancelled
+/// trade, is refused here as any call on a cancelled trade is (`8133`): of the two, it is the one
+/// whose failure loses money (every partial cancel a full refund), while this one's failure (KCP
+/// refusing STRA on a live trade) moves nothing. A re-approval of nothing or of the whole amount
+/// or more is refused (`8105`): a full cancel is STSC.
 pub(crate) fn reapprove(
     shared: &Shared,
     ledger: &mut Ledger,
     site_cd: &str,
     tno: &str,
+    canc_time: String,
     request: &Reapproval<'_>,
 ) -> Result<Reply, Refusal> {
     let original = ledger
@@ -365,42 +383,58 @@ pub(crate) fn reapprove(
             "재승인(STRA)은 포인트 거래만 가능합니다.",
         ));
     };
-    if original.state != TransactionState::Cancelled {
+    if original.state == TransactionState::Cancelled {
         return Err(Refusal::new(
-            codes::REAPPROVAL_NOT_CANCELLED,
-            "전체취소(STSC)된 거래만 재승인할 수 있습니다.",
+            codes::ALREADY_CANCELLED,
+            "이미 취소된 거래입니다.",
         ));
     }
-    if original.reapproved_by.is_some() {
-        return Err(Refusal::new(
-            codes::ALREADY_REAPPROVED,
-            "이미 재승인된 거래입니다.",
-        ));
-    }
-    if request.mod_mny > original.amount {
+    if request.mod_mny >= original.balance {
         return Err(Refusal::new(
             codes::AMOUNT_ERROR,
-            "재승인 금액은 원거래 금액을 넘을 수 없습니다.",
+            "재승인 금액은 원거래 금액보다 작아야 합니다. 전체취소는 STSC로 요청하십시오.",
         ));
     }
     let order_no = request
         .order_no
         .unwrap_or(original.order_no.as_str())
         .to_owned();
+    let before = original.clone();
+    let balance = original.balance;
 
+    // Cancelled first, so that the re-approval may keep the original's order number; undone
+    // when the re-approval is refused: KCP does both or neither.
     let mut points = shared.points();
+    if let Some(entry) = ledger.get_mut(tno) {
+        entry.record_cancel(
+            "STRA",
+            balance,
+            canc_time,
+            request.mod_desc.map(str::to_owned),
+        );
+    }
+    points.refund(&point.account_id, balance);
     let charge = Charge {
         site_cd,
         order_no: &order_no,
         amount: request.mod_mny,
-        point,
+        point: point.clone(),
         reapproval_of: Some(tno.to_owned()),
     };
-    let (new_tno, reply) = charge.record(shared, ledger, &mut points)?;
+    let (new_tno, reply) = match charge.record(shared, ledger, &mut points) {
+        Ok(recorded) => recorded,
+        Err(refusal) => {
+            points.undo_refund(&point.account_id, balance);
+            if let Some(entry) = ledger.get_mut(tno) {
+                *entry = before;
+            }
+            return Err(refusal);
+        }
+    };
     if let Some(original) = ledger.get_mut(tno) {
         original.reapproved_by = Some(new_tno.clone());
     }
-    tracing::info!(tno, %new_tno, site_cd, order_no, amount = request.mod_mny, "kcp sandbox re-approved point payment");
+    tracing::info!(tno, %new_tno, site_cd, order_no, amount = request.mod_mny, "kcp sandbox re-approved part of a point payment");
     Ok(reply)
 }
 

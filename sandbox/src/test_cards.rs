@@ -25,6 +25,9 @@ pub const MONTHLY_LIMIT_EXCEEDED: &str = "4000000000009995";
 /// A BC card without credit left: its batch key is issued, every charge (batch or key-in) is
 /// refused with 8187 한도초과.
 pub const INSUFFICIENT_LIMIT: &str = "4000000000008179";
+/// Approves as CCDI 현대카드 (check card), answered `partcanc_yn N`: KCP takes no partial cancel of
+/// its trades (`STPC` refused with 8137), only a full one (STSC).
+pub const NO_PARTIAL_CANCEL: &str = "4364200000000008";
 /// An unlisted Luhn-valid number: approves as CCBC 비씨카드.
 pub const ANY_OTHER: &str = "4000000000000002";
 
@@ -65,6 +68,8 @@ pub(crate) struct Issuer {
     /// Whether the issuer accepts non-authenticated billing (batch key) charges: KB, NH and
     /// Kakao Bank do not (spec §4).
     pub billing: bool,
+    /// `partcanc_yn` of its approvals: whether KCP takes a partial cancel (`STPC`) of them.
+    pub partial_cancel: bool,
 }
 
 const BC: Issuer = Issuer {
@@ -74,6 +79,7 @@ const BC: Issuer = Issuer {
     bank_cd: "0031",
     decision: IssuerDecision::Approve,
     billing: true,
+    partial_cancel: true,
 };
 
 pub(crate) fn issuer(card_no: &str) -> Issuer {
@@ -84,6 +90,7 @@ pub(crate) fn issuer(card_no: &str) -> Issuer {
         bank_cd,
         decision: IssuerDecision::Approve,
         billing: true,
+        partial_cancel: true,
     };
     match card_no {
         SHINHAN_CREDIT => approve("CCLG", "신한카드", "0", "0088"),
@@ -101,6 +108,10 @@ pub(crate) fn issuer(card_no: &str) -> Issuer {
         KAKAO_BANK => Issuer {
             billing: false,
             ..approve("CCKA", "카카오뱅크", "1", "0090")
+        },
+        NO_PARTIAL_CANCEL => Issuer {
+            partial_cancel: false,
+            ..approve("CCDI", "현대카드", "1", "0000")
         },
         DAILY_LIMIT_EXCEEDED => Issuer {
             decision: IssuerDecision::DailyLimit,
@@ -132,6 +143,7 @@ pub(crate) fn issuers() -> impl Iterator<Item = Issuer> {
         KB_KOOKMIN,
         NH_NONGHYUP,
         KAKAO_BANK,
+        NO_PARTIAL_CANCEL,
         DAILY_LIMIT_EXCEEDED,
         MONTHLY_LIMIT_EXCEEDED,
         INSUFFICIENT_LIMIT,
@@ -187,6 +199,7 @@ mod tests {
             KB_KOOKMIN,
             NH_NONGHYUP,
             KAKAO_BANK,
+            NO_PARTIAL_CANCEL,
             DAILY_LIMIT_EXCEEDED,
             MONTHLY_LIMIT_EXCEEDED,
             INSUFFICIENT_LIMIT,

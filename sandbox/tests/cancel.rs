@@ -205,3 +205,40 @@ async fn unsupported_mod_types_and_malformed_tnos_are_refused() {
         "9504"
     );
 }
+
+/// The test card KCP marks `partcanc_yn N` (some check and foreign cards, spec §2.4): its trades
+/// take no partial cancel (`8137`, assumption), only a full one.
+#[tokio::test]
+async fn a_card_kcp_marks_partcanc_yn_n_refuses_stpc_and_takes_stsc() {
+    let harness = spawn().await;
+    let approval = harness
+        .pay(&key_in(
+            SITE,
+            kcp_sandbox::test_cards::NO_PARTIAL_CANCEL,
+            "nopart1",
+            "10000",
+        ))
+        .await;
+    assert_eq!(approval["res_cd"], "0000", "{approval}");
+    assert_eq!(approval["partcanc_yn"], "N");
+    let ordinary = harness
+        .pay(&key_in(
+            SITE,
+            kcp_sandbox::test_cards::ANY_OTHER,
+            "part1",
+            "1000",
+        ))
+        .await;
+    assert_eq!(ordinary["partcanc_yn"], "Y");
+    let tno = approval["tno"].as_str().unwrap();
+    harness.clock.advance(TimeDelta::days(1));
+
+    let partial = harness.partial_cancel(tno, "3000", "10000").await;
+    let full = harness.cancel(tno, "STSC", json!({})).await;
+
+    assert_eq!(partial["res_cd"], "8137", "{partial}");
+    assert_eq!(full["res_cd"], "0000", "{full}");
+    let entry = &harness.sandbox.ledger()[0];
+    assert_eq!(entry.cancels.len(), 1);
+    assert_eq!(entry.cancels[0].mod_type, "STSC");
+}

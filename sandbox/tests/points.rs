@@ -201,12 +201,13 @@ async fn a_point_payment_is_inquired_with_pay_type_papt_and_stat_pt_cd() {
     assert_eq!(card_order_as_point["res_cd"], "8201");
 }
 
+/// Assumption (docs/kcp.md §8.3): `STRA` on a live point payment cancels it and approves
+/// `mod_mny`, what is left of it, under a new tno, in one call.
 #[tokio::test]
-async fn a_cancelled_point_payment_is_re_approved_once_under_a_new_tno() {
+async fn a_re_approval_cancels_a_live_point_payment_and_approves_the_rest_under_a_new_tno() {
     let harness = spawn().await;
     let paid = harness.pay(&point_pay(&BENEPIA_01, "pt-ra", "10000")).await;
     let tno = paid["tno"].as_str().unwrap().to_owned();
-    harness.cancel(&tno, "STSC", json!({})).await;
     harness.clock.advance(TimeDelta::minutes(2));
 
     let reply = harness.reapprove(&tno, "7000", "pt-ra-2").await;
@@ -235,6 +236,10 @@ async fn a_cancelled_point_payment_is_re_approved_once_under_a_new_tno() {
     assert_eq!(ledger.len(), 2);
     assert_eq!(ledger[0].reapproved_by.as_deref(), Some(new_tno.as_str()));
     assert_eq!(ledger[0].state, TransactionState::Cancelled);
+    assert_eq!(ledger[0].balance, 0);
+    assert_eq!(ledger[0].cancels.len(), 1);
+    assert_eq!(ledger[0].cancels[0].mod_type, "STRA");
+    assert_eq!(ledger[0].cancels[0].amount, 10_000);
     assert_eq!(ledger[1].tno, new_tno);
     assert_eq!(ledger[1].order_no, "pt-ra-2");
     assert_eq!(ledger[1].pay_method, "PAPT");
@@ -242,15 +247,23 @@ async fn a_cancelled_point_payment_is_re_approved_once_under_a_new_tno() {
     assert_eq!(ledger[1].amount, 7000);
     assert_eq!(ledger[1].reapproval_of.as_deref(), Some(tno.as_str()));
 
-    let twice = harness.reapprove(&tno, "7000", "pt-ra-3").await;
-    assert_eq!(twice["res_cd"], "8407", "{twice}");
-
+    // The original is cancelled: neither re-approved again nor cancelled.
+    let twice = harness.reapprove(&tno, "5000", "pt-ra-3").await;
+    assert_eq!(twice["res_cd"], "8133", "{twice}");
+    let cancel_original = harness.cancel(&tno, "STSC", json!({})).await;
+    assert_eq!(cancel_original["res_cd"], "8133", "{cancel_original}");
+    let original = harness.inquire_as("PAPT", &tno).await;
+    assert_eq!(original["stat_pt_cd"], "STSC");
     let inquiry = harness.inquire_order_as("PAPT", "pt-ra-2").await;
     assert_eq!(inquiry["tno"], new_tno.as_str());
     assert_eq!(inquiry["stat_pt_cd"], "STSR");
 
-    // The re-approval is a payment of its own: its full cancel gives its points back.
-    let cancelled = harness.cancel(&new_tno, "STSC", json!({})).await;
+    // The re-approval is a payment of its own: re-approved in part again, then cancelled whole.
+    let again = harness.reapprove(&new_tno, "5000", "pt-ra-4").await;
+    assert_eq!(again["res_cd"], "0000", "{again}");
+    assert_eq!(harness.sandbox.point_balance(BENEPIA_01.id), Some(95_000));
+    let last = again["tno"].as_str().unwrap();
+    let cancelled = harness.cancel(last, "STSC", json!({})).await;
     assert_eq!(cancelled["res_cd"], "0000", "{cancelled}");
     assert_eq!(harness.sandbox.point_balance(BENEPIA_01.id), Some(100_000));
 }
@@ -262,7 +275,6 @@ async fn a_re_approval_without_an_order_number_keeps_the_original_one() {
         .pay(&point_pay(&BENEPIA_01, "pt-same", "4000"))
         .await;
     let tno = paid["tno"].as_str().unwrap();
-    harness.cancel(tno, "STSC", json!({})).await;
 
     let reply = harness
         .cancel(tno, "STRA", json!({"mod_mny": "1500"}))
@@ -273,50 +285,55 @@ async fn a_re_approval_without_an_order_number_keeps_the_original_one() {
     let inquiry = harness.inquire_order_as("PAPT", "pt-same").await;
     assert_eq!(inquiry["tno"], reply["tno"]);
     assert_eq!(inquiry["amount"], "1500");
+    assert_eq!(harness.sandbox.point_balance(BENEPIA_01.id), Some(98_500));
 }
 
+/// A re-approval leaves part of a live point payment: a cancelled one (the other reading of seed
+/// 003, STSC first) is refused as any cancel of a cancelled trade is, and one for nothing or for
+/// the whole amount or more is refused (a full cancel must be STSC, seed 003 §2.4). A refused one
+/// changes nothing, even when it got as far as the new order number.
 #[tokio::test]
-async fn re_approval_is_refused_unless_a_cancelled_point_payment_has_the_points() {
+async fn re_approval_is_refused_unless_it_leaves_part_of_a_live_point_payment() {
     let harness = spawn().await;
     let card_tno = harness.approved("card-ra", "1000").await;
-    let card_cancelled = harness.approved("card-ra-c", "1000").await;
-    harness.cancel(&card_cancelled, "STSC", json!({})).await;
     let live = harness
         .pay(&point_pay(&BENEPIA_02, "pt-live", "1000"))
         .await;
-    let live_tno = live["tno"].as_str().unwrap();
-    let big = harness.pay(&point_pay(&BENEPIA_02, "pt-big", "4000")).await;
+    assert_eq!(live["res_cd"], "0000", "{live}");
+    let big = harness.pay(&point_pay(&BENEPIA_02, "pt-big", "3000")).await;
     let big_tno = big["tno"].as_str().unwrap();
-    harness.cancel(big_tno, "STSC", json!({})).await;
-    // benepia02 now holds 4,000 of its 5,000; spend 3,500 so 4,000 cannot be re-approved.
-    let spent = harness
-        .pay(&point_pay(&BENEPIA_02, "pt-spend", "3500"))
-        .await;
-    assert_eq!(spent["res_cd"], "0000", "{spent}");
+    let gone = harness.pay(&point_pay(&BENEPIA_02, "pt-gone", "500")).await;
+    let gone_tno = gone["tno"].as_str().unwrap();
+    harness.cancel(gone_tno, "STSC", json!({})).await;
+    // benepia02 holds 1,000 of its 5,000.
+    assert_eq!(harness.sandbox.point_balance(BENEPIA_02.id), Some(1000));
 
     let on_card = harness.reapprove(&card_tno, "500", "ra-1").await;
-    let on_cancelled_card = harness.reapprove(&card_cancelled, "500", "ra-2").await;
-    let not_cancelled = harness.reapprove(live_tno, "500", "ra-3").await;
-    let too_much = harness.reapprove(big_tno, "4001", "ra-4").await;
+    let on_cancelled = harness.reapprove(gone_tno, "100", "ra-2").await;
+    let whole = harness.reapprove(big_tno, "3000", "ra-3").await;
+    let too_much = harness.reapprove(big_tno, "3001", "ra-4").await;
     let zero = harness.reapprove(big_tno, "0", "ra-5").await;
-    let short = harness.reapprove(big_tno, "4000", "ra-6").await;
     let taken_order = harness.reapprove(big_tno, "100", "pt-live").await;
     let unknown = harness.reapprove("20260310999999", "100", "ra-7").await;
 
     assert_eq!(on_card["res_cd"], "8405", "{on_card}");
-    assert_eq!(on_cancelled_card["res_cd"], "8405", "{on_cancelled_card}");
-    assert_eq!(not_cancelled["res_cd"], "8406", "{not_cancelled}");
+    assert_eq!(on_cancelled["res_cd"], "8133", "{on_cancelled}");
+    assert_eq!(whole["res_cd"], "8105", "{whole}");
     assert_eq!(too_much["res_cd"], "8105", "{too_much}");
     assert_eq!(zero["res_cd"], "8105", "{zero}");
-    assert_eq!(short["res_cd"], "8403", "{short}");
     assert_eq!(taken_order["res_cd"], "9520", "{taken_order}");
     assert_eq!(unknown["res_cd"], "8201", "{unknown}");
-    assert_eq!(harness.sandbox.point_balance(BENEPIA_02.id), Some(500));
+    assert_eq!(harness.sandbox.point_balance(BENEPIA_02.id), Some(1000));
+    let ledger = harness.sandbox.ledger();
+    assert_eq!(ledger.len(), 4, "nothing re-approved");
+    let big_entry = ledger.iter().find(|e| e.tno == big_tno).unwrap();
+    assert_eq!(big_entry.state, TransactionState::Approved);
+    assert_eq!(big_entry.balance, 3000);
+    assert!(big_entry.cancels.is_empty());
 
-    // With the points there, the same re-approval goes through.
     let fits = harness.reapprove(big_tno, "500", "ra-8").await;
     assert_eq!(fits["res_cd"], "0000", "{fits}");
-    assert_eq!(harness.sandbox.point_balance(BENEPIA_02.id), Some(0));
+    assert_eq!(harness.sandbox.point_balance(BENEPIA_02.id), Some(3500));
 }
 
 #[tokio::test]
@@ -324,7 +341,6 @@ async fn a_re_approval_must_be_signed_over_stra() {
     let harness = spawn().await;
     let paid = harness.pay(&point_pay(&BENEPIA_01, "pt-sig", "1000")).await;
     let tno = paid["tno"].as_str().unwrap();
-    harness.cancel(tno, "STSC", json!({})).await;
     let merchant = merchant(SITE);
 
     let reply = harness
@@ -336,13 +352,17 @@ async fn a_re_approval_must_be_signed_over_stra() {
                 "kcp_sign_data": merchant.sign(&format!("{SITE}^{tno}^STSC")),
                 "tno": tno,
                 "mod_type": "STRA",
-                "mod_mny": "1000",
+                "mod_mny": "400",
             }),
         )
         .await;
 
     assert_eq!(reply["res_cd"], "9512", "{reply}");
     assert_eq!(harness.sandbox.ledger().len(), 1);
+    assert_eq!(
+        harness.sandbox.ledger()[0].state,
+        TransactionState::Approved
+    );
 }
 
 #[tokio::test]

@@ -207,7 +207,7 @@ fn parse_payment(req: BenepiaPaymentRequest) -> ApiResult<PointPaymentCommand> {
 /// is code 1 `포인트 결제에 실패하였습니다. [code] message`, as iamport's OpenAPI lists it as an
 /// error, and the failed payment stays on record (docs/api.md); an outcome that could not be
 /// confirmed is code 1 too and is settled by the resolver (PAPT inquiry). A partial cancel of the
-/// payment (`/payments/cancel`) is done as KCP's full cancel plus re-approval, which gives the
+/// payment (`/payments/cancel`) is done as KCP's re-approval of the rest (`STRA`), which gives the
 /// payment a new `pg_tid`.
 #[utoipa::path(post, path = "/benepia/payment", operation_id = "payBenepiaPoint", request_body = BenepiaPaymentBody,
     responses(

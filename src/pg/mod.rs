@@ -66,7 +66,9 @@ pub struct CardApproval {
     /// `card_bin_type_02`: false = credit, true = check card; None when KCP leaves it out (its
     /// documented inquiry answer has no such field, spec §2.10).
     pub is_check_card: Option<bool>,
-    pub partial_cancel_allowed: bool,
+    /// `partcanc_yn` (spec §2.4): whether KCP takes a partial cancel of the approval; None when
+    /// KCP leaves it out (its inquiry answer has no such field, spec §2.10).
+    pub partial_cancel_allowed: Option<bool>,
 }
 
 /// How to cancel: spec/kcp.md §2.9.
@@ -384,8 +386,9 @@ pub trait PgBilling: Send + Sync {
     async fn inquire_points(&self, _trade: &TradeRef) -> Result<TradeState, PgError> {
         unsupported("Benepia points")
     }
-    /// Re-approves `amount` of a cancelled point payment (`mod_type STRA`): how a partial cancel of
-    /// points is done (cancel all, re-approve the rest; spec/kcp.md §2.8).
+    /// Re-approves `amount` of the live point payment `tno` under a new tno (`mod_type STRA`),
+    /// cancelling `tno`: how a partial cancel of points is done, `amount` being what is left
+    /// (spec/kcp.md §2.8, seed 003 §2.4; a documented assumption, docs/kcp.md §8.3).
     async fn reapprove_points(
         &self,
         _tno: &str,

@@ -18,7 +18,7 @@
 //!   does not hold is net-cancelled (service/orphans.rs), and a cancel KCP confirmed that another
 //!   holder closed as not applied becomes a conflict ([`Gateway::confirmed_cancel_decided`]).
 //! - **A confirmation outranks an inquiry.** A holder to whom KCP confirmed a call with an effect
-//!   (a cancel, a net-cancel, a point cancel's `STSC`) and whose write finds the attempt still
+//!   (a cancel, a net-cancel, a point cancel's `STRA`) and whose write finds the attempt still
 //!   open but held by another holder takes it over ([`Gateway::take_over_confirmed`]) and records
 //!   what KCP confirmed. The other holder can only be inquiring, and its answer may predate the
 //!   call: left to it, "not applied" would be written over a cancel KCP made, and the

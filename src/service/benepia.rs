@@ -1,6 +1,7 @@
 //! Benepia welfare-point payments: `POST /benepia/point` and `POST /benepia/payment` (iamport
 //! OpenAPI `/benepia/*`, KCP spec/kcp.md §2.8, seed 003), and the partial cancel of a point
-//! payment, which KCP does as a full cancel plus a re-approval (docs/kcp.md §8.3).
+//! payment, which KCP does as one re-approval of the rest on the live trade (a documented
+//! assumption, docs/kcp.md §8.3).
 //!
 //! A point payment follows the charge flow of `pay.rs` step for step: the pending payment and its
 //! attempt are committed before KCP is called, the outcome is recorded in one transaction, a KCP
@@ -18,8 +19,8 @@ use super::{Gateway, PaymentRecord, ServiceError, ServiceResult};
 use crate::domain::ids::random_hex;
 use crate::domain::payment::PaymentStatus;
 use crate::pg::{
-    quoted_refusal, CancelKind, CancelRequest, CardApproval, DeclineReason, Pg, PgError,
-    PointAccount, PointApproval, PointPaymentRequest, TradeRef, TradeState, Won,
+    quoted_refusal, CardApproval, DeclineReason, Pg, PgError, PointAccount, PointApproval,
+    PointPaymentRequest, TradeRef, TradeState, Won,
 };
 use crate::store::entity::{cancellation, merchant, payment, pg_attempt};
 use crate::store::payments::{self, Opened};
@@ -27,8 +28,28 @@ use crate::store::payments::{self, Opened};
 /// `payments.pay_method` of a Benepia point payment (iamport's `point`).
 pub const POINT: &str = "point";
 
-/// Marks a partial point cancel whose full cancel (`STSC`) went through and whose re-approval
-/// (`STRA`) is still owed; written into the open cancel attempt (see [`Gateway::cancel_points_partially`]).
+/// `payments.channel` of a payment made over REST (`service/pay.rs`), as every Benepia hub point
+/// payment (`POST /benepia/payment`) is; a window's payment is `pc` or `mobile`.
+const REST_CHANNEL: &str = "api";
+
+/// The refusal of a partial cancel of a point payment made in KCP's window
+/// ([`is_window_point_payment`]).
+pub(crate) const WINDOW_PARTIAL_CANCEL_REFUSED: &str =
+    "결제창에서 포인트로 결제된 건은 부분취소할 수 없습니다. 전액취소만 가능합니다.";
+
+/// A point payment made in KCP's window (`request_pay` `pay_method` point: `TPNT`, `van_code`
+/// SCWB), told from a Benepia hub payment by its channel: both are `pay_method` point. Seed 003
+/// documents a point trade's partial cancel (`STRA`) for the hub's trades only, so the window's
+/// are cancelled whole or not at all.
+pub(crate) fn is_window_point_payment(p: &payment::Model) -> bool {
+    p.pay_method == POINT && p.channel != REST_CHANNEL
+}
+
+/// Marks, in an older version's open cancel attempt, a partial point cancel whose full cancel
+/// (`STSC`) went through and whose re-approval (`STRA` on the cancelled tno) is still owed. This
+/// version sends no `STSC` for a partial cancel ([`Gateway::cancel_points_partially`]); such an
+/// attempt, open at the upgrade, is finished by the resolver the older way
+/// ([`Gateway::resolve_partial_point_cancel`]).
 pub const REAPPROVE_PENDING: &str = "reapprove_pending";
 
 /// A point payment request, parsed at the edge.
@@ -236,44 +257,45 @@ impl Gateway {
         Ok(Some(p))
     }
 
-    /// A partial cancel of a point payment. KCP has no partial cancel for points (`STPC` is
-    /// refused), so it is done as KCP prescribes (spec/kcp.md §2.8): `STSC` of the whole current
-    /// tno, then `STRA` of what remains, which creates a NEW tno that becomes the payment's
-    /// `pg_tid`. iamport's view is that of a partial cancel: cumulative `cancel_amount` and one
-    /// `cancel_history` entry for the amount cancelled.
+    /// A partial cancel of a Benepia hub point payment. KCP has no `STPC` for points; a point
+    /// trade's partial cancel is one `STRA` on the live tno with `mod_mny` = what is left, which
+    /// cancels that tno and approves the rest under a NEW tno, the payment's `pg_tid` from then on
+    /// (seed 003 §2.4, read as docs/kcp.md §8.3 explains: a documented assumption, chosen because
+    /// it fails safe). iamport's view is that of a partial cancel: cumulative `cancel_amount` and
+    /// one `cancel_history` entry for the amount cancelled.
     ///
-    /// Safety rule: between the two calls KCP holds no balance at all, so the payment is never
-    /// shown partially cancelled until the re-approval is confirmed.
     /// 1. `attempt` (kind `cancel`, amount = the cancel) is committed by the caller before any call,
     ///    and it keeps the payment's only open-cancel slot until this finishes.
-    /// 2. `STSC`. Refused → the attempt fails, nothing changed. Unknown → settled by inquiry.
-    /// 3. Once `STSC` is confirmed the attempt is marked [`REAPPROVE_PENDING`] and its `order_no`
-    ///    set to the re-approval's order number (committed) BEFORE `STRA` is sent.
-    /// 4. `STRA` approved → the cancellation, the new `pg_tid` and the attempt commit together.
-    ///    Unknown → the attempt stays open; the resolver (`resolve_cancel`) finds the re-approval
-    ///    by its order number (PAPT inquiry) or, once settled and absent, sends `STRA` again (KCP
-    ///    re-approves a cancelled tno only once, so a repeat cannot charge twice). Refused while
-    ///    KCP has no re-approval for the order → the points are all back with the member: the
-    ///    whole balance is recorded cancelled and the merchant is told so.
+    /// 2. The re-approval's order number ([`reapproval_order_no`]) is written on the attempt
+    ///    (committed) BEFORE `STRA` is sent: what a lost answer is looked for by.
+    /// 3. `STRA` approved → the cancellation, the new `pg_tid` and the attempt commit together.
+    ///    Refused → nothing moved: the attempt fails (KCP's "already cancelled": a conflict for
+    ///    the operator, as for a card). Unknown → [`Self::resolve_partial_point_cancel`]: KCP
+    ///    still holding the original tno live means not applied; the original cancelled and the
+    ///    re-approval found under its order number means applied; anything else is a conflict.
+    ///    Never sent again on a guess.
     pub(crate) async fn cancel_points_partially(
         &self,
         connector: &dyn Pg,
         payment: payment::Model,
         attempt: pg_attempt::Model,
     ) -> ServiceResult<PaymentRecord> {
+        let attempt_id = attempt.id;
+        let Some(attempt) = self.name_reapproval(&payment, attempt).await? else {
+            let outcome = self.point_cancel_decided(attempt_id).await?;
+            return self.answer_point_cancel(&payment, outcome).await;
+        };
         let tno = attempt
             .tno
             .clone()
             .ok_or_else(|| ServiceError::Internal("point cancel attempt without tno".into()))?;
-        let request = CancelRequest {
-            tno: tno.clone(),
-            kind: CancelKind::Full,
-            reason: kcp_reason(&attempt),
-        };
-        let attempt_id = attempt.id;
-        let outcome = match connector.cancel(&request).await {
-            Ok(_) => {
-                self.reapprove_after_stsc(connector, payment.clone(), attempt)
+        let remaining = payment.amount - payment.cancel_amount - attempt.amount;
+        let outcome = match connector
+            .reapprove_points(&tno, remaining, &attempt.order_no, &good_name(&payment))
+            .await
+        {
+            Ok(approval) => {
+                self.record_confirmed_reapproval(payment.clone(), attempt, approval.into())
                     .await?
             }
             Err(PgError::Declined {
@@ -282,12 +304,11 @@ impl Gateway {
                 reason,
             }) => {
                 // "Already cancelled" while openport holds a balance: the points went back by
-                // another way (KCP's admin, or an earlier STSC that landed after openport had
-                // concluded it did not). Not a refusal to leave at that: the payment would show
-                // its balance for good and a merchant refunding by other means would refund
+                // another way (KCP's admin). Not a refusal to leave at that: the payment would
+                // show its balance for good and a merchant refunding by other means would refund
                 // twice. As for cards (service/cancel.rs), KCP's record disagrees with openport's,
                 // so the attempt is closed as a conflict, which holds the payment's cancels for
-                // an operator; re-approving the remainder on a guess could charge the member.
+                // an operator. Any other refusal moved nothing: STRA is the whole call.
                 let (state, answer) = if reason == DeclineReason::AlreadyCancelled {
                     tracing::error!(imp_uid = %payment.imp_uid, %tno, "KCP says the point payment is already cancelled while openport holds a balance; left for the operator");
                     let answer = format!(
@@ -307,8 +328,29 @@ impl Gateway {
                 }
                 return Err(ServiceError::Refused(answer));
             }
+            Err(PgError::Mismatch {
+                tno: new_tno,
+                detail,
+            }) => {
+                tracing::error!(imp_uid = %payment.imp_uid, %new_tno, "KCP re-approved other points ({detail}); left for the operator");
+                self.point_closed_or_decided(
+                    attempt,
+                    "conflict",
+                    &format!("STRA re-approval {new_tno} mismatch: {detail}"),
+                    PointCancelOutcome::Conflict(attempt_id),
+                )
+                .await?
+            }
+            Err(PgError::NotSent(msg)) => {
+                tracing::warn!(imp_uid = %payment.imp_uid, "KCP unreachable, point re-approval not sent: {msg}");
+                if !self.close_attempt(attempt, "failed", "not sent").await? {
+                    let outcome = self.point_cancel_decided(attempt_id).await?;
+                    return self.answer_point_cancel(&payment, outcome).await;
+                }
+                return Err(ServiceError::Refused(super::pay::NOT_SENT.into()));
+            }
             Err(e) => {
-                tracing::warn!(imp_uid = %payment.imp_uid, "point cancel (STSC) outcome unknown: {e}");
+                tracing::warn!(imp_uid = %payment.imp_uid, "point re-approval (STRA) outcome unknown: {e}");
                 match self.mark_unknown(attempt, &e.to_string()).await? {
                     Some(attempt) => {
                         self.resolve_partial_point_cancel(connector, payment.clone(), attempt)
@@ -328,9 +370,10 @@ impl Gateway {
     ) -> ServiceResult<PaymentRecord> {
         match outcome {
             PointCancelOutcome::Applied(p) => self.payment_record(*p).await,
-            // What KCP did is the answer: a code 1 would tell the merchant nothing was cancelled
-            // while the buyer has every point back. The record says it (`cancel_amount` is the
-            // whole amount) and a `cancelled` webhook was queued whatever `enable_webhook` said.
+            // What KCP did is the answer (an older version's cancel, finished by the resolver): a
+            // code 1 would tell the merchant nothing was cancelled while the buyer has every point
+            // back. The record says it (`cancel_amount` is the whole amount) and a `cancelled`
+            // webhook was queued whatever `enable_webhook` said.
             PointCancelOutcome::FullyCancelled(p, message) => {
                 tracing::warn!(imp_uid = %payment.imp_uid, "partial point cancel answered as a full cancel: {message}");
                 self.payment_record(*p).await
@@ -350,7 +393,7 @@ impl Gateway {
     }
 
     /// True for an open cancel attempt on a point payment that cancels less than the balance: the
-    /// STSC + STRA case, which the resolver hands to [`Self::resolve_partial_point_cancel`].
+    /// re-approval case, which the resolver hands to [`Self::resolve_partial_point_cancel`].
     pub(crate) fn is_partial_point_cancel(
         payment: &payment::Model,
         attempt: &pg_attempt::Model,
@@ -361,16 +404,17 @@ impl Gateway {
     }
 
     /// Settles a partial point cancel whose outcome is open (the resolver's entry point, also used
-    /// at once when a call's answer is lost). Before [`REAPPROVE_PENDING`] the question is whether
-    /// `STSC` took the old tno; after it, whether the re-approval exists under its order number.
+    /// at once when the `STRA` answer is lost), by what KCP holds: the original tno, then the
+    /// re-approval by its order number (step 3 of [`Self::cancel_points_partially`]). An older
+    /// version's attempt that still owes its re-approval after a full cancel
+    /// ([`REAPPROVE_PENDING`], under [`legacy_reapproval_order_no`]) is finished the older way.
     pub(crate) async fn resolve_partial_point_cancel(
         &self,
         connector: &dyn Pg,
         payment: payment::Model,
         attempt: pg_attempt::Model,
     ) -> ServiceResult<PointCancelOutcome> {
-        let reorder = reapproval_order_no(&payment, &attempt);
-        if attempt.order_no == reorder {
+        if attempt.order_no == legacy_reapproval_order_no(&payment, &attempt) {
             return self
                 .find_or_send_reapproval(connector, payment, attempt)
                 .await;
@@ -381,12 +425,10 @@ impl Gateway {
                 attempt.id
             )));
         };
-        match connector.inquire_points(&TradeRef::Tno(tno)).await {
-            Ok(TradeState::Cancelled { .. }) => {
-                self.reapprove_after_stsc(connector, payment, attempt).await
-            }
+        let sent = attempt.order_no == reapproval_order_no(&payment, &attempt);
+        match connector.inquire_points(&TradeRef::Tno(tno.clone())).await {
             Ok(TradeState::Approved { .. }) if self.settled(&attempt) => {
-                // An STSC KCP applies later takes every point back: looked at again.
+                // A STRA KCP applies later cancels this tno: looked at again.
                 self.schedule_cancel_recheck(&attempt).await?;
                 self.point_closed_or_decided(
                     attempt,
@@ -397,8 +439,25 @@ impl Gateway {
                 .await
             }
             Ok(TradeState::Approved { .. }) => {
-                self.point_postponed_or_decided(attempt, "STSC not applied yet")
+                self.point_postponed_or_decided(attempt, "STRA not applied yet")
                     .await
+            }
+            Ok(TradeState::Cancelled { .. }) if sent => {
+                self.find_reapproval(connector, payment, attempt).await
+            }
+            Ok(TradeState::Cancelled { .. }) => {
+                // Nothing was sent for this attempt (the order number is written before STRA):
+                // cancelled at KCP some other way, or by an older version's STSC whose outcome
+                // was open when openport was upgraded. Only KCP's admin tells which.
+                tracing::error!(imp_uid = %payment.imp_uid, %tno, "point cancel attempt: KCP holds the trade cancelled though no re-approval was sent; left for the operator");
+                let id = attempt.id;
+                self.point_closed_or_decided(
+                    attempt,
+                    "conflict",
+                    &format!("{tno} cancelled at KCP, no STRA sent"),
+                    PointCancelOutcome::Conflict(id),
+                )
+                .await
             }
             Ok(TradeState::NotFound) => {
                 tracing::error!(imp_uid = %payment.imp_uid, "point cancel attempt: KCP has no such transaction");
@@ -417,44 +476,107 @@ impl Gateway {
         }
     }
 
-    /// Step 3 then 4 of [`Self::cancel_points_partially`], once `STSC` is confirmed.
-    async fn reapprove_after_stsc(
+    /// The original tno is cancelled at KCP after a `STRA` whose answer was lost: its re-approval,
+    /// found under its order number, is recorded. Not found once settled: KCP cancelled the
+    /// payment and holds no re-approval (or one this inquiry misses), which neither outcome of
+    /// the call explains: a conflict for the operator, never guessed.
+    async fn find_reapproval(
         &self,
         connector: &dyn Pg,
         payment: payment::Model,
         attempt: pg_attempt::Model,
     ) -> ServiceResult<PointCancelOutcome> {
-        let attempt_id = attempt.id;
-        if let Some(marked) = self
-            .mark_reapprove_pending(&payment, attempt.clone())
-            .await?
+        let id = attempt.id;
+        let order_no = attempt.order_no.clone();
+        match connector
+            .inquire_points(&TradeRef::OrderNo(order_no.clone()))
+            .await
         {
-            return self.send_reapproval(connector, payment, marked).await;
-        }
-        // KCP holds the old tno cancelled, so the re-approval is owed whoever holds the attempt:
-        // one still open under the cancel's order number is taken over (another holder can only
-        // be inquiring, and a stale "approved" of the old tno would close it "not applied" with
-        // every point back at the member). One that moved on to the re-approval's order number
-        // is that holder's to finish (it sends the STRA); one closed is decided.
-        if let Some(taken) = self.take_over_confirmed(&attempt).await? {
-            if let Some(marked) = self.mark_reapprove_pending(&payment, taken).await? {
-                return self.send_reapproval(connector, payment, marked).await;
+            Ok(TradeState::Approved { approval, .. }) => {
+                self.record_reapproval(payment, attempt, approval.into())
+                    .await
+            }
+            Ok(TradeState::Cancelled { approval, .. }) => {
+                tracing::error!(imp_uid = %payment.imp_uid, tno = %approval.tno, "the re-approval of a partial point cancel was cancelled at KCP; left for the operator");
+                self.point_closed_or_decided(
+                    attempt,
+                    "conflict",
+                    &format!("re-approval {} cancelled at KCP", approval.tno),
+                    PointCancelOutcome::Conflict(id),
+                )
+                .await
+            }
+            Ok(TradeState::NotFound) if self.settled(&attempt) => {
+                tracing::error!(imp_uid = %payment.imp_uid, %order_no, "point payment cancelled at KCP, its re-approval not found; left for the operator");
+                self.point_closed_or_decided(
+                    attempt,
+                    "conflict",
+                    &format!("original cancelled at KCP, no re-approval found under {order_no}"),
+                    PointCancelOutcome::Conflict(id),
+                )
+                .await
+            }
+            Ok(TradeState::NotFound) => {
+                self.point_postponed_or_decided(attempt, "re-approval not found yet")
+                    .await
+            }
+            Err(e) => {
+                self.point_postponed_or_decided(attempt, &format!("re-approval inquiry: {e}"))
+                    .await
             }
         }
-        Ok(match self.confirmed_cancel_decided(attempt_id).await? {
-            CancelOutcome::Conflict(id) => PointCancelOutcome::Conflict(id),
-            _ => self.point_cancel_decided(attempt_id).await?,
-        })
+    }
+
+    /// Step 2 of [`Self::cancel_points_partially`]: the re-approval's order number on the attempt,
+    /// with the lease renewed, committed before `STRA` is sent. None when another holder settled
+    /// the attempt meanwhile (then nothing is sent).
+    async fn name_reapproval(
+        &self,
+        payment: &payment::Model,
+        attempt: pg_attempt::Model,
+    ) -> ServiceResult<Option<pg_attempt::Model>> {
+        let now = self.clock.unix();
+        let reorder = reapproval_order_no(payment, &attempt);
+        let mut a: pg_attempt::ActiveModel = attempt.clone().into();
+        a.lease_until = Set(self.lease_from(now).max(attempt.lease_until));
+        a.result_message = Set(Some(format!("STRA sent as {reorder}")));
+        a.order_no = Set(reorder);
+        a.updated_at = Set(now);
+        self.write_held(&attempt, a).await
+    }
+
+    /// A re-approval KCP confirmed to this holder, recorded; when its lease ran out during the
+    /// call and another holder (the resolver, inquiring) holds the attempt open, taken over and
+    /// recorded all the same, as a confirmed card cancel is (`record_confirmed_cancel`); closed by
+    /// another holder as not applied: a conflict, never answered "not cancelled".
+    async fn record_confirmed_reapproval(
+        &self,
+        payment: payment::Model,
+        attempt: pg_attempt::Model,
+        trade: PointTrade,
+    ) -> ServiceResult<PointCancelOutcome> {
+        let attempt_id = attempt.id;
+        if let Some(outcome) = self
+            .try_record_reapproval(payment.clone(), attempt.clone(), &trade)
+            .await?
+        {
+            return Ok(outcome);
+        }
+        if let Some(taken) = self.take_over_confirmed(&attempt).await? {
+            if let Some(outcome) = self.try_record_reapproval(payment, taken, &trade).await? {
+                return Ok(outcome);
+            }
+        }
+        Ok(PointCancelOutcome::from(
+            self.confirmed_cancel_decided(attempt_id).await?,
+        ))
     }
 
     /// What another holder decided about a point cancel attempt, as this flow answers it.
     async fn point_cancel_decided(&self, attempt_id: i64) -> ServiceResult<PointCancelOutcome> {
-        Ok(match self.cancel_decided(attempt_id).await? {
-            CancelOutcome::Applied(p) => PointCancelOutcome::Applied(p),
-            CancelOutcome::NotApplied(why) => PointCancelOutcome::NotApplied(why),
-            CancelOutcome::Unknown => PointCancelOutcome::Unknown,
-            CancelOutcome::Conflict(id) => PointCancelOutcome::Conflict(id),
-        })
+        Ok(PointCancelOutcome::from(
+            self.cancel_decided(attempt_id).await?,
+        ))
     }
 
     /// `outcome` once the attempt is closed as `state`, or what another holder decided.
@@ -487,8 +609,9 @@ impl Gateway {
         }
     }
 
-    /// After `STSC`: a re-approval already at KCP is recorded; none (once settled, and only where
-    /// an inquiry by order number is trusted) → `STRA` again.
+    /// An older version's partial point cancel ([`REAPPROVE_PENDING`]: its `STSC` went through,
+    /// its `STRA` on the cancelled tno is owed): a re-approval already at KCP is recorded; none
+    /// (once settled, and only where an inquiry by order number is trusted) → `STRA` again.
     async fn find_or_send_reapproval(
         &self,
         connector: &dyn Pg,
@@ -516,7 +639,7 @@ impl Gateway {
                 .await
             }
             Ok(TradeState::NotFound) if self.absence_is_final(&attempt, &trade) => {
-                self.send_reapproval(connector, payment, attempt).await
+                self.send_owed_reapproval(connector, payment, attempt).await
             }
             Ok(TradeState::NotFound) => {
                 self.point_postponed_or_decided(
@@ -532,28 +655,12 @@ impl Gateway {
         }
     }
 
-    /// Step 3 of [`Self::cancel_points_partially`]: committed before `STRA` is sent. None when
-    /// another holder settled the attempt meanwhile.
-    async fn mark_reapprove_pending(
-        &self,
-        payment: &payment::Model,
-        attempt: pg_attempt::Model,
-    ) -> ServiceResult<Option<pg_attempt::Model>> {
-        let now = self.clock.unix();
-        let reorder = reapproval_order_no(payment, &attempt);
-        let mut a: pg_attempt::ActiveModel = attempt.clone().into();
-        a.state = Set("unknown".into());
-        a.order_no = Set(reorder.clone());
-        a.result_message = Set(Some(format!(
-            "{REAPPROVE_PENDING}: STSC done, STRA owed as {reorder}"
-        )));
-        a.updated_at = Set(now);
-        self.write_held(&attempt, a).await
-    }
-
-    /// `STRA` of the balance left after this cancel, on the (cancelled) tno of the attempt; only
-    /// while this holder still holds the attempt (its lease renewed first).
-    async fn send_reapproval(
+    /// An older version's owed `STRA` of the balance left after its cancel, on the (cancelled) tno
+    /// of the attempt; only while this holder still holds the attempt (its lease renewed first). A
+    /// KCP that takes `STRA` on live trades only (docs/kcp.md §8.3) refuses it: with no
+    /// re-approval under its order number, every point is back with the member, and the whole
+    /// balance is recorded cancelled.
+    async fn send_owed_reapproval(
         &self,
         connector: &dyn Pg,
         payment: payment::Model,
@@ -566,13 +673,8 @@ impl Gateway {
         };
         let tno = attempt.tno.clone().unwrap_or_default();
         let remaining = payment.amount - payment.cancel_amount - attempt.amount;
-        let good_name = payment
-            .name
-            .clone()
-            .filter(|n| !n.trim().is_empty())
-            .unwrap_or_else(|| "openport".into());
         match connector
-            .reapprove_points(&tno, remaining, &attempt.order_no, &good_name)
+            .reapprove_points(&tno, remaining, &attempt.order_no, &good_name(&payment))
             .await
         {
             Ok(approval) => {
@@ -647,38 +749,45 @@ impl Gateway {
     }
 
     /// The re-approval is confirmed: the cancellation (of the old tno), the payment's cumulative
-    /// `cancel_amount` and new `pg_tid`/`apply_num`, and the attempt, in one transaction.
+    /// `cancel_amount` and new `pg_tid`/`apply_num`, and the attempt, in one transaction; or what
+    /// another holder decided.
     async fn record_reapproval(
         &self,
         payment: payment::Model,
         attempt: pg_attempt::Model,
         trade: PointTrade,
     ) -> ServiceResult<PointCancelOutcome> {
-        let expected = payment.amount - payment.cancel_amount - attempt.amount;
+        let attempt_id = attempt.id;
+        match self.try_record_reapproval(payment, attempt, &trade).await? {
+            Some(outcome) => Ok(outcome),
+            None => self.point_cancel_decided(attempt_id).await,
+        }
+    }
+
+    /// [`Self::record_reapproval`], None (nothing written) when this holder no longer holds the
+    /// attempt open. A re-approval of another amount than the rest is a conflict for the operator.
+    async fn try_record_reapproval(
+        &self,
+        payment: payment::Model,
+        attempt: pg_attempt::Model,
+        trade: &PointTrade,
+    ) -> ServiceResult<Option<PointCancelOutcome>> {
+        let (attempt_id, amount) = (attempt.id, attempt.amount);
+        let expected = payment.amount - payment.cancel_amount - amount;
         if trade.amount != expected {
             tracing::error!(imp_uid = %payment.imp_uid, tno = %trade.tno, amount = trade.amount, expected, "point re-approval for another amount; left for the operator");
             let why = format!(
-                "{REAPPROVE_PENDING}: re-approval {} of {} (expected {expected})",
+                "re-approval {} of {} (expected {expected})",
                 trade.tno, trade.amount
             );
-            return self
-                .point_closed_or_decided(
-                    attempt,
-                    "conflict",
-                    &why,
-                    PointCancelOutcome::NotApplied("재승인 금액 불일치".into()),
-                )
-                .await;
+            let closed = self.close_attempt(attempt, "conflict", &why).await?;
+            return Ok(closed.then_some(PointCancelOutcome::Conflict(attempt_id)));
         }
-        let (attempt_id, amount) = (attempt.id, attempt.amount);
-        let message = format!("STSC + STRA, re-approved as {}", trade.tno);
-        match self
-            .commit_point_cancel(payment, attempt, amount, Some(&trade), message, false)
+        let message = format!("STRA, re-approved as {}", trade.tno);
+        Ok(self
+            .commit_point_cancel(payment, attempt, amount, Some(trade), message, false)
             .await?
-        {
-            Some(p) => Ok(PointCancelOutcome::Applied(Box::new(p))),
-            None => self.point_cancel_decided(attempt_id).await,
-        }
+            .map(|p| PointCancelOutcome::Applied(Box::new(p))))
     }
 
     /// The re-approval was refused and KCP holds nothing: the whole balance is cancelled. None
@@ -765,13 +874,26 @@ impl Gateway {
 /// What became of a partial point cancel.
 pub(crate) enum PointCancelOutcome {
     Applied(Box<payment::Model>),
-    /// The re-approval was refused: the payment is cancelled in full (the message says why).
+    /// An older version's owed re-approval was refused: the payment is cancelled in full (the
+    /// message says why).
     FullyCancelled(Box<payment::Model>, String),
     NotApplied(String),
     Unknown,
-    /// KCP confirmed the STSC after another holder had closed the attempt as not applied: attempt
-    /// N is a `conflict` for an operator (`Gateway::confirmed_cancel_decided`).
+    /// KCP changed the trade in a way the record does not follow (a re-approval it confirmed
+    /// after another holder had closed the attempt as not applied, one of another amount, the
+    /// original cancelled without a re-approval found): attempt N is a `conflict` for an operator.
     Conflict(i64),
+}
+
+impl From<CancelOutcome> for PointCancelOutcome {
+    fn from(outcome: CancelOutcome) -> Self {
+        match outcome {
+            CancelOutcome::Applied(p) => Self::Applied(p),
+            CancelOutcome::NotApplied(why) => Self::NotApplied(why),
+            CancelOutcome::Unknown => Self::Unknown,
+            CancelOutcome::Conflict(id) => Self::Conflict(id),
+        }
+    }
 }
 
 impl PointCancelOutcome {
@@ -787,21 +909,27 @@ impl PointCancelOutcome {
     }
 }
 
-/// The re-approval's KCP order number: the payment's plus `R` and the attempt id, letters and
-/// digits (≤ 40), unique per cancel and stable across retries, so a repeated `STRA` or an
-/// inquiry by order number always names the same re-approval.
+/// The re-approval's KCP order number (`mod_ordr_idxx`): the payment's plus `P` and the attempt
+/// id, letters and digits (≤ 40), unique per cancel and stable across retries, so an inquiry by
+/// order number always names the same re-approval. Other than [`legacy_reapproval_order_no`]'s
+/// `R`, which tells an older version's attempt (full cancel done, re-approval owed) from one of
+/// this version (re-approval sent on the live tno).
 fn reapproval_order_no(payment: &payment::Model, attempt: &pg_attempt::Model) -> String {
+    format!("{}P{}", payment.order_no, attempt.id)
+}
+
+/// The re-approval's order number an older openport wrote on a partial point cancel's attempt
+/// once its `STSC` went through ([`REAPPROVE_PENDING`]): the payment's plus `R` and the attempt id.
+fn legacy_reapproval_order_no(payment: &payment::Model, attempt: &pg_attempt::Model) -> String {
     format!("{}R{}", payment.order_no, attempt.id)
 }
 
-/// KCP's `mod_desc`, as for card cancels.
-fn kcp_reason(attempt: &pg_attempt::Model) -> String {
-    attempt
-        .reason
+/// KCP's `mod_ordr_goods` of a re-approval: the payment's name (cut to KCP's 50 bytes by the
+/// connector), `openport` when it has none.
+fn good_name(payment: &payment::Model) -> String {
+    payment
+        .name
         .clone()
-        .filter(|r| !r.trim().is_empty())
-        .unwrap_or_else(|| "가맹점 요청 취소".into())
-        .chars()
-        .take(50)
-        .collect()
+        .filter(|n| !n.trim().is_empty())
+        .unwrap_or_else(|| "openport".into())
 }

@@ -116,6 +116,10 @@ impl Gateway {
                 ))),
                 _ => Ok(plan),
             })
+            .and_then(|plan| match partial_cancel_refusal(p) {
+                Some(why) if !plan.is_full => Err(ServiceError::Refused(why.into())),
+                _ => Ok(plan),
+            })
             .and_then(|plan| {
                 // KCP escrow cancels a trade whole (STE2/STE4: spec/kcp.md §2.11); a partial cancel
                 // would also leave the payment unshippable with the rest held at KCP.
@@ -173,7 +177,7 @@ impl Gateway {
                 return Err(e);
             }
         };
-        // A partial cancel of points that completed meanwhile re-approved the balance under a new
+        // A partial cancel of points that completed meanwhile re-approved the rest under a new
         // tno (service/benepia.rs): the old one is cancelled at KCP, and "already cancelled" for
         // it would be taken as this cancel's success. Nothing was sent yet, so the attempt names
         // the payment's current tno.
@@ -190,7 +194,8 @@ impl Gateway {
         };
 
         let is_point = payment.pay_method == super::benepia::POINT;
-        // Points have no STPC: a partial cancel is STSC + STRA (service/benepia.rs).
+        // Points have no STPC: a partial cancel is a re-approval of the rest (service/benepia.rs);
+        // a window's point payment never gets here (`partial_cancel_refusal`).
         if is_point && !plan.is_full {
             return self
                 .cancel_points_partially(connector.as_ref(), payment, attempt)
@@ -432,6 +437,26 @@ impl Gateway {
         self.confirmed_cancel_decided(attempt_id).await
     }
 }
+
+/// Why KCP takes no partial cancel of `p`, if it takes none: refused before anything is sent.
+/// - A card approval KCP answered `partcanc_yn N` (spec §2.4): KCP would refuse the `STPC` with
+///   a code of its own, and the merchant would read a PG error instead of the reason.
+/// - A point payment made in KCP's window (`TPNT`) is not a Benepia hub payment, whose partial
+///   cancel is a re-approval (`STRA`, seed 003 §2.4): nothing documents that call, or `STPC`, for
+///   the window's point trades.
+fn partial_cancel_refusal(p: &payment::Model) -> Option<&'static str> {
+    if p.partial_cancel_allowed == Some(false) {
+        return Some(PARTIAL_CANCEL_NOT_ALLOWED);
+    }
+    if super::benepia::is_window_point_payment(p) {
+        return Some(super::benepia::WINDOW_PARTIAL_CANCEL_REFUSED);
+    }
+    None
+}
+
+/// The refusal of a partial cancel of an approval KCP marked `partcanc_yn N`.
+const PARTIAL_CANCEL_NOT_ALLOWED: &str =
+    "PG사(KCP)에서 부분취소가 불가능한 결제건입니다. 전액취소만 가능합니다.";
 
 /// The refusal of a cancel while KCP holds something else than the payment's record (attempt
 /// `conflict_id`, closed as a conflict and not reconciled yet).

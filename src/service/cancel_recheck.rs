@@ -1,7 +1,7 @@
 //! The second look at a cancel closed as "not applied at KCP".
 //!
 //! A cancel attempt is closed as not applied when KCP's balance, asked after the settle delay,
-//! still holds the cancel's amount (service/resolve.rs `resolve_cancel`, a point cancel's `STSC`
+//! still holds the cancel's amount (service/resolve.rs `resolve_cancel`, a point cancel's `STRA`
 //! in service/benepia.rs). The settle delay only bounds by assumption how long KCP takes: a KCP
 //! that applies the cancel later has refunded the buyer while the record keeps the balance, and a
 //! merchant told "not cancelled" who refunds by other means refunds twice. Approvals failed on the
@@ -65,7 +65,7 @@ impl Gateway {
             ServiceError::Internal(format!("cancel recheck {} without tno", attempt.id))
         })?;
         // A point payment partly cancelled since holds a re-approval: its old tno was cancelled
-        // whole by that cancel's STSC, which a late STSC of the same tno changes nothing to.
+        // whole by that cancel's STRA, which a late call on the same tno changes nothing to.
         if payment.pg_tid.as_deref() != Some(tno.as_str()) {
             self.close_attempt(
                 attempt,

@@ -854,6 +854,8 @@ impl Gateway {
             Set(non_empty(&ap.masked_card_number).or_else(|| payment.card_number.clone()));
         p.card_type = Set(ap.is_check_card.map(i32::from).or(payment.card_type));
         p.card_quota = Set(i32::from(ap.quota));
+        p.partial_cancel_allowed =
+            Set(ap.partial_cancel_allowed.or(payment.partial_cancel_allowed));
         p.paid_at = Set(Some(ap.approved_at.timestamp()));
         p.updated_at = Set(now);
         let mut a: pg_attempt::ActiveModel = attempt.clone().into();

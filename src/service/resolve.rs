@@ -180,7 +180,7 @@ impl Gateway {
         // (service/cancel.rs), so an attempt naming another tno never reached KCP: it was opened
         // from a read taken before a partial point cancel moved `pg_tid` to its re-approval, and
         // its holder stopped before renaming it. Inquired, the old tno would show that other
-        // cancel's STSC as this one's, and a re-approval of the wrong remainder would follow.
+        // cancel's STRA as this one's, and the wrong remainder would be recorded.
         if attempt.tno.is_some() && attempt.tno != payment.pg_tid {
             return self
                 .closed_or_decided(
@@ -191,7 +191,8 @@ impl Gateway {
                 )
                 .await;
         }
-        // A partial cancel of points is STSC + STRA, settled in service/benepia.rs.
+        // A partial cancel of points is a re-approval of the rest (STRA), settled in
+        // service/benepia.rs.
         if Self::is_partial_point_cancel(&payment, &attempt) {
             return Ok(self
                 .resolve_partial_point_cancel(connector, payment, attempt)

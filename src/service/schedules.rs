@@ -948,5 +948,6 @@ fn unopened_payment(
         vbank_issued_at: None,
         escrow_logis: None,
         cash_receipt: false,
+        partial_cancel_allowed: None,
     }
 }

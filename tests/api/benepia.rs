@@ -296,12 +296,27 @@ async fn a_full_cancel_of_a_point_payment_gives_the_points_back() {
     app.assert_ledger_agrees().await;
 }
 
+/// One STRA on the live tno, answered with the re-approval's new tno (docs/kcp.md §8.3): never a
+/// full cancel (STSC) first, which KCP would make whatever became of the re-approval after it.
 #[tokio::test]
-async fn a_partial_cancel_of_points_is_a_full_cancel_plus_a_reapproval_under_a_new_tno() {
+async fn a_partial_cancel_of_points_is_one_reapproval_of_the_rest_under_a_new_tno_without_a_full_cancel(
+) {
     let app = spawn_app().await;
     let token = app.token().await;
     let p = paid_with_points(&app, &token, "bp-part", 10_000).await;
     let first_tno = p["pg_tid"].clone();
+    // A full cancel would be refused: the partial ones must not need one.
+    app.sandbox.inject(
+        FaultRule::new(
+            paths::CANCEL,
+            Fault::Refuse {
+                code: "8888".into(),
+                message: "STSC 거절".into(),
+            },
+        )
+        .when("mod_type", "STSC")
+        .times(10),
+    );
 
     let c = cancel(&app, &token, &p["imp_uid"], Some(3_000)).await;
     assert_eq!(c["code"], 0, "{c}");
@@ -319,16 +334,23 @@ async fn a_partial_cancel_of_points_is_a_full_cancel_plus_a_reapproval_under_a_n
     assert_eq!(balance(&app, BENEPIA_01.id), 93_000);
     let ledger = app.sandbox.ledger();
     assert_eq!(ledger.len(), 2);
+    let modified: Vec<_> = ledger[0]
+        .cancels
+        .iter()
+        .map(|c| c.mod_type.as_str())
+        .collect();
+    assert_eq!(modified, ["STRA"], "one call on the live tno");
     assert_eq!(ledger[1].reapproval_of.as_deref(), first_tno.as_str());
     assert_eq!(ledger[1].balance, 7_000);
     assert_eq!(r["pg_tid"], ledger[1].tno.as_str());
     app.assert_ledger_agrees().await;
 
-    // A second partial cancel works on the re-approval; the rest is then cancelled with STSC.
+    // A second partial cancel re-approves the re-approval; the rest is then cancelled with STSC.
     let c = cancel(&app, &token, &p["imp_uid"], Some(2_000)).await;
     assert_eq!(c["response"]["cancel_amount"], 5_000, "{c}");
     assert_eq!(balance(&app, BENEPIA_01.id), 95_000);
     app.assert_ledger_agrees().await;
+    app.sandbox.clear_faults();
     let c = cancel(&app, &token, &p["imp_uid"], None).await;
     assert_eq!(c["code"], 0, "{c}");
     assert_eq!(c["response"]["cancel_amount"], 10_000);
@@ -336,7 +358,6 @@ async fn a_partial_cancel_of_points_is_a_full_cancel_plus_a_reapproval_under_a_n
     assert_eq!(balance(&app, BENEPIA_01.id), 100_000);
     app.assert_ledger_agrees().await;
 }
-
 #[tokio::test]
 async fn a_lost_point_payment_answer_is_recovered_by_the_papt_inquiry() {
     let app = spawn_app().await;
@@ -393,9 +414,11 @@ async fn a_lost_reapproval_answer_is_found_by_its_order_number() {
     app.assert_ledger_agrees().await;
 }
 
+/// A re-approval lost on its way leaves KCP's trade live: once settled, the inquiry of the
+/// original tno closes the cancel as not applied, never re-sent on a guess.
 #[tokio::test]
-async fn a_reapproval_that_never_reached_kcp_is_retried_and_the_payment_is_not_shown_partly_cancelled_meanwhile(
-) {
+async fn a_reapproval_that_never_reached_kcp_leaves_the_payment_whole_and_is_closed_as_not_applied()
+{
     let app = spawn_app().await;
     let token = app.token().await;
     let p = paid_with_points(&app, &token, "bp-stra-drop", 10_000).await;
@@ -403,8 +426,7 @@ async fn a_reapproval_that_never_reached_kcp_is_retried_and_the_payment_is_not_s
         .inject(FaultRule::new(paths::CANCEL, Fault::Drop).when("mod_type", "STRA"));
     let c = cancel(&app, &token, &p["imp_uid"], Some(4_000)).await;
     assert_eq!(c["code"], 1, "{c}");
-    // KCP holds nothing now (STSC went through); openport does not claim a partial balance.
-    assert_eq!(balance(&app, BENEPIA_01.id), 100_000);
+    assert_eq!(balance(&app, BENEPIA_01.id), 90_000);
     let now = payment(&app, &token, &p["imp_uid"]).await;
     assert_eq!(now["status"], "paid");
     assert_eq!(now["cancel_amount"], 0);
@@ -416,12 +438,21 @@ async fn a_reapproval_that_never_reached_kcp_is_retried_and_the_payment_is_not_s
     app.advance(SETTLE_SECS + 1);
     app.resolve_all().await;
     let done = payment(&app, &token, &p["imp_uid"]).await;
-    assert_eq!(done["cancel_amount"], 4_000, "{done}");
-    assert_ne!(done["pg_tid"], p["pg_tid"]);
+    assert_eq!(done["cancel_amount"], 0, "{done}");
+    assert_eq!(done["pg_tid"], p["pg_tid"]);
+    assert_eq!(balance(&app, BENEPIA_01.id), 90_000);
+    assert_eq!(app.sandbox.ledger().len(), 1, "nothing re-approved");
+    assert!(app.conflicts().await.is_empty());
+    app.assert_ledger_agrees().await;
+
+    // Not applied: the merchant may ask again.
+    let again = cancel(&app, &token, &p["imp_uid"], Some(4_000)).await;
+    assert_eq!(again["code"], 0, "{again}");
+    assert_eq!(again["response"]["cancel_amount"], 4_000);
     assert_eq!(balance(&app, BENEPIA_01.id), 94_000);
+    app.resolve_all().await;
     app.assert_ledger_agrees().await;
 }
-
 #[tokio::test]
 async fn the_benepia_password_never_appears_in_logs_or_answers() {
     let app = spawn_app().await;
@@ -474,8 +505,10 @@ async fn a_partial_point_cancel_of_a_payment_with_a_long_name_reapproves_the_res
     app.assert_ledger_agrees().await;
 }
 
+/// KCP refusing the re-approval refuses the partial cancel: STRA is the whole call, nothing was
+/// cancelled before it.
 #[tokio::test]
-async fn a_refused_reapproval_cancels_everything_and_says_so_with_code_0_and_a_cancelled_webhook() {
+async fn a_refused_reapproval_cancels_nothing_and_is_answered_code_1_with_kcps_message() {
     let app = spawn_app().await;
     let token = app.token().await;
     let hooks = Receiver::start().await;
@@ -500,7 +533,6 @@ async fn a_refused_reapproval_cancels_everything_and_says_so_with_code_0_and_a_c
             .map(|r| r.json()["status"].as_str().unwrap().to_string())
             .collect::<Vec<_>>()
     };
-    // Delivered before the cancel: the worker sends due webhooks concurrently.
     assert_eq!(statuses().await, ["paid"]);
     app.sandbox.inject(
         FaultRule::new(
@@ -513,91 +545,77 @@ async fn a_refused_reapproval_cancels_everything_and_says_so_with_code_0_and_a_c
         .when("mod_type", "STRA"),
     );
 
-    // Asked for 3,000 back (no `enable_webhook`); KCP cancelled the whole approval and will not
-    // re-approve the rest.
     let c = cancel(&app, &token, &p["imp_uid"], Some(3_000)).await;
 
-    assert_eq!(c["code"], 0, "what KCP did is answered: {c}");
-    assert_eq!(c["response"]["status"], "cancelled", "{c}");
-    assert_eq!(c["response"]["cancel_amount"], 10_000, "{c}");
-    assert_eq!(balance(&app, BENEPIA_01.id), 100_000, "every point is back");
-    app.assert_ledger_agrees().await;
-    assert_eq!(
-        statuses().await,
-        ["paid", "cancelled"],
-        "the merchant is told"
+    assert_eq!(c["code"], 1, "{c}");
+    assert!(
+        c["message"].as_str().unwrap().contains("재승인 불가"),
+        "{c}"
     );
+    let now = payment(&app, &token, &p["imp_uid"]).await;
+    assert_eq!(now["status"], "paid", "{now}");
+    assert_eq!(now["cancel_amount"], 0, "{now}");
+    assert_eq!(balance(&app, BENEPIA_01.id), 90_000, "nothing moved");
+    let ledger = app.sandbox.ledger();
+    assert_eq!(ledger.len(), 1);
+    assert_eq!(ledger[0].state, TransactionState::Approved);
+    assert!(app.app.gateway.open_attempts(10).await.unwrap().is_empty());
+    app.assert_ledger_agrees().await;
+    assert_eq!(statuses().await, ["paid"], "no cancel to announce");
 }
-
+/// A re-approval whose answer was lost, whose original KCP shows cancelled and which KCP cannot
+/// find under its order number: KCP holds something neither outcome explains (every point back,
+/// or a re-approval the inquiry misses). Never guessed: a conflict for the operator once settled,
+/// and the payment takes no cancel meanwhile.
 #[tokio::test]
-async fn where_order_number_inquiries_are_untrusted_a_lost_reapproval_waits_for_the_operator_who_confirms_it_absent(
-) {
-    // As against real KCP: the re-approval's tno was never learnt, and "no such order" by order
-    // number proves nothing, so sending STRA again could re-approve the points twice.
-    let app = spawn_app_with(|c| c.kcp.order_no_inquiry = Some(false)).await;
+async fn a_lost_reapproval_kcp_cannot_find_under_its_order_number_is_left_to_the_operator() {
+    let app = spawn_app().await;
     let token = app.token().await;
-    let p = paid_with_points(&app, &token, "bp-stra-operator", 10_000).await;
+    let p = paid_with_points(&app, &token, "bp-stra-unfound", 10_000).await;
     app.sandbox
-        .inject(FaultRule::new(paths::CANCEL, Fault::Drop).when("mod_type", "STRA"));
+        .inject(FaultRule::new(paths::CANCEL, Fault::LoseResponse).when("mod_type", "STRA"));
+    // Every inquiry by order number (tno "") answers "no such trade".
+    app.sandbox.inject(
+        FaultRule::new(
+            paths::INQUIRY,
+            Fault::Refuse {
+                code: "8201".into(),
+                message: "해당 거래가 존재하지 않습니다.".into(),
+            },
+        )
+        .when("tno", "")
+        .times(100),
+    );
+
     let c = cancel(&app, &token, &p["imp_uid"], Some(4_000)).await;
     assert_eq!(c["code"], 1, "{c}");
-    for _ in 0..3 {
-        app.advance(SETTLE_SECS + 1);
-        app.app.gateway.resolve_due(1000).await.unwrap();
-    }
-    assert_eq!(
-        balance(&app, BENEPIA_01.id),
-        100_000,
-        "STSC only, STRA never sent"
-    );
     assert_eq!(
         payment(&app, &token, &p["imp_uid"]).await["cancel_amount"],
         0
     );
+    assert!(app.conflicts().await.is_empty(), "not before it is settled");
 
-    let gateway = &app.app.gateway;
-    let open = gateway.open_attempts(10).await.unwrap();
-    assert_eq!(open.len(), 1, "the cancel stays open for the operator");
-    let (id, order_no) = (open[0].id, open[0].order_no.clone());
-    assert_ne!(
-        order_no, p["merchant_uid"],
-        "the re-approval's own order number"
+    app.advance(SETTLE_SECS + 20);
+    app.app.gateway.resolve_due(100).await.unwrap();
+    let conflicts = app.conflicts().await;
+    assert_eq!(conflicts.len(), 1, "{conflicts:?}");
+    assert_eq!(conflicts[0].imp_uid, p["imp_uid"].as_str().unwrap());
+    assert_eq!(
+        payment(&app, &token, &p["imp_uid"]).await["cancel_amount"],
+        0,
+        "not recorded on a guess"
     );
-    // A word about another order number (the payment's own, say) settles nothing.
-    let paid_order_no = openport::store::payments::by_imp_uid(
-        &gateway.db.read,
-        None,
-        p["imp_uid"].as_str().unwrap(),
-    )
-    .await
-    .unwrap()
-    .unwrap()
-    .order_no;
-    assert!(gateway
-        .confirm_absent_at_kcp(id, &paid_order_no)
-        .await
-        .is_err());
-    assert_eq!(gateway.open_attempts(10).await.unwrap().len(), 1);
-
-    // KCP's admin shows nothing under the re-approval's order number: STRA is sent again.
-    let settled = gateway.confirm_absent_at_kcp(id, &order_no).await.unwrap();
-    assert_eq!(settled.state, "succeeded", "{settled:?}");
-    let done = payment(&app, &token, &p["imp_uid"]).await;
-    assert_eq!(done["cancel_amount"], 4_000, "{done}");
-    assert_eq!(balance(&app, BENEPIA_01.id), 94_000);
-    assert!(gateway.open_attempts(10).await.unwrap().is_empty());
+    let again = cancel(&app, &token, &p["imp_uid"], Some(1_000)).await;
     assert!(
-        gateway.confirm_absent_at_kcp(id, &order_no).await.is_err(),
-        "only an open attempt"
+        again["message"].as_str().unwrap().contains("운영자 확인"),
+        "held for the operator: {again}"
     );
-    app.assert_ledger_agrees().await;
+    assert_eq!(balance(&app, BENEPIA_01.id), 94_000, "what KCP did");
 }
-
 /// A cancel attempt whose request stopped before it renamed the attempt to the payment's current
 /// tno never reached KCP; the resolver closes it as not sent. Inquired, its old tno (cancelled by
 /// the partial cancel that re-approved the rest under a new one) would have passed for this
-/// attempt's STSC, and the refused re-approval of the wrong remainder that followed would have
-/// recorded the whole payment cancelled while KCP still held the new tno's points.
+/// attempt's own cancel, with KCP still holding the new tno's points.
 #[tokio::test]
 async fn an_open_cancel_naming_a_tno_the_payment_no_longer_holds_is_closed_as_never_sent() {
     use openport::store::entity::pg_attempt;
@@ -650,22 +668,83 @@ async fn an_open_cancel_naming_a_tno_the_payment_no_longer_holds_is_closed_as_ne
     app.assert_ledger_agrees().await;
 }
 
-/// A re-approval the resolver sends long after the cancel was opened (its STSC's answer was lost
-/// and settled later) is not sent again before a settle delay has passed since it was sent: KCP
-/// may still be applying the first, and "not found" meanwhile proves nothing.
+/// What a partial point cancel of an older openport (STSC, then STRA on the cancelled tno) left
+/// open when its STSC went through and its STRA was still owed: the cancel attempt
+/// `reapprove_pending`, under the re-approval's order number `<order_no>R<attempt id>`. The
+/// payment of 10,000 is paid by benepia01, its tno cancelled at KCP (the points back).
+async fn owed_by_an_older_version(app: &TestApp, token: &str, merchant_uid: &str) -> Value {
+    use openport::store::entity::pg_attempt;
+    use sea_orm::{ActiveModelTrait, Set};
+    let p = paid_with_points(app, token, merchant_uid, 10_000).await;
+    let tno = p["pg_tid"].as_str().unwrap().to_string();
+    assert!(
+        app.sandbox.cancel_in_admin(&tno),
+        "the older version's STSC"
+    );
+    let gateway = &app.app.gateway;
+    let record = openport::store::payments::live_by_merchant_uid(&gateway.db.read, 1, merchant_uid)
+        .await
+        .unwrap()
+        .expect("the payment");
+    let now = gateway.clock.unix();
+    let opened = openport::store::payments::insert_attempt(
+        &gateway.db.write,
+        pg_attempt::ActiveModel {
+            payment_id: Set(record.id),
+            tno: Set(Some(tno)),
+            reason: Set(Some("고객 요청".into())),
+            ..openport::service::attempts::new_attempt(
+                "cancel",
+                record.order_no.clone(),
+                4_000,
+                now,
+            )
+        },
+    )
+    .await
+    .unwrap();
+    let reorder = format!("{}R{}", record.order_no, opened.id);
+    let mut a: pg_attempt::ActiveModel = opened.into();
+    a.state = Set("unknown".into());
+    a.result_message = Set(Some(format!(
+        "reapprove_pending: STSC done, STRA owed as {reorder}"
+    )));
+    a.order_no = Set(reorder);
+    a.update(&gateway.db.write).await.unwrap();
+    p
+}
+
+/// Upgrading with such an attempt open: the resolver still finishes it the older way. Against a
+/// KCP that refuses STRA on a cancelled trade (this sandbox's reading, docs/kcp.md §8.3) and holds
+/// no re-approval, every point is back with the member, and the payment is recorded cancelled in
+/// full, with a `cancelled` webhook whatever the request asked.
 #[tokio::test]
-async fn a_reapproval_sent_by_the_resolver_is_not_sent_again_before_a_settle_delay_after_it() {
+async fn a_reapproval_an_older_version_owed_is_settled_by_the_resolver_as_what_kcp_holds() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let p = owed_by_an_older_version(&app, &token, "bp-older").await;
+    assert_eq!(balance(&app, BENEPIA_01.id), 100_000);
+
+    app.advance(SETTLE_SECS + 1);
+    app.resolve_all().await;
+
+    let done = payment(&app, &token, &p["imp_uid"]).await;
+    assert_eq!(done["status"], "cancelled", "{done}");
+    assert_eq!(done["cancel_amount"], 10_000, "{done}");
+    assert_eq!(balance(&app, BENEPIA_01.id), 100_000);
+    assert!(app.conflicts().await.is_empty());
+    app.assert_ledger_agrees().await;
+}
+
+/// The older way's STRA, which the resolver sends, is not sent again before a settle delay has
+/// passed since it was sent: KCP may still be applying the first, and "not found" meanwhile proves
+/// nothing.
+#[tokio::test]
+async fn a_reapproval_an_older_version_owed_is_not_sent_again_before_a_settle_delay_after_it() {
     let settle = 30;
     let app = spawn_app_with(|c| c.resolver.settle_secs = settle).await;
     let token = app.token().await;
-    let p = paid_with_points(&app, &token, "bp-stra-wait", 10_000).await;
-    app.sandbox
-        .inject(FaultRule::new(paths::CANCEL, Fault::LoseResponse).when("mod_type", "STSC"));
-    app.sandbox
-        .inject(FaultRule::new(paths::INQUIRY, Fault::HttpStatus { status: 503 }).times(5));
-    let c = cancel(&app, &token, &p["imp_uid"], Some(4_000)).await;
-    assert_eq!(c["code"], 1, "outcome unknown: {c}");
-    app.sandbox.clear_faults();
+    let p = owed_by_an_older_version(&app, &token, "bp-older-wait").await;
     // Two re-approvals that never reach KCP: each one sent consumes one.
     app.sandbox.inject(
         FaultRule::new(paths::CANCEL, Fault::Drop)
@@ -693,8 +772,8 @@ async fn a_reapproval_sent_by_the_resolver_is_not_sent_again_before_a_settle_del
     assert_eq!(stra_left(&app), 0, "sent again once settled");
     app.resolve_all().await;
     let done = payment(&app, &token, &p["imp_uid"]).await;
-    assert_eq!(done["cancel_amount"], 4_000, "{done}");
-    assert_eq!(balance(&app, BENEPIA_01.id), 94_000);
+    assert_eq!(done["cancel_amount"], 10_000, "{done}");
+    assert_eq!(balance(&app, BENEPIA_01.id), 100_000);
     app.assert_ledger_agrees().await;
 }
 
@@ -722,31 +801,31 @@ async fn a_partial_point_cancel_kcp_says_is_already_cancelled_is_left_to_the_ope
     assert_eq!(app.sandbox.ledger().len(), 1, "no re-approval");
 }
 
-/// A partial point cancel (3,000) of `p` in the background, KCP holding its `STSC` a second;
-/// returns once the STSC has reached KCP, with the request still waiting for its answer.
-async fn cancel_with_its_stsc_held(
+/// A partial point cancel (3,000) of `p` in the background, KCP holding its `STRA` a second;
+/// returns once the STRA has reached KCP, with the request still waiting for its answer.
+async fn cancel_with_its_stra_held(
     app: &TestApp,
     token: &str,
     p: &Value,
 ) -> tokio::task::JoinHandle<(StatusCode, Value)> {
     app.sandbox
-        .inject(FaultRule::new(paths::CANCEL, Fault::Delay { ms: 1000 }).when("mod_type", "STSC"));
+        .inject(FaultRule::new(paths::CANCEL, Fault::Delay { ms: 1000 }).when("mod_type", "STRA"));
     let request = app.cancel_in_background(token, p["imp_uid"].as_str().unwrap(), 3_000);
     crate::ownership::until_the_faults_are_used(app).await;
     request
 }
 
-/// KCP confirms a partial point cancel's STSC to its request while the resolver, which took the
-/// attempt over, still waits for its inquiry's stale "approved" of the old tno. The request goes
-/// on with the re-approval: never closed as "not applied" with every point back at the member.
+/// KCP confirms a partial point cancel's STRA to its request while the resolver, which took the
+/// attempt over, still waits for its inquiry's stale "approved" of the old tno. The request
+/// records the re-approval: never closed as "not applied" while KCP holds only the rest.
 #[tokio::test]
-async fn an_stsc_kcp_confirms_while_the_resolver_still_inquires_is_followed_by_its_reapproval() {
+async fn a_reapproval_kcp_confirms_while_the_resolver_still_inquires_is_recorded() {
     let app = spawn_app().await;
     let token = app.token().await;
-    let p = paid_with_points(&app, &token, "bp-stsc-held", 10_000).await;
-    let request = cancel_with_its_stsc_held(&app, &token, &p).await;
+    let p = paid_with_points(&app, &token, "bp-stra-held", 10_000).await;
+    let request = cancel_with_its_stra_held(&app, &token, &p).await;
     // Past the request's lease: the resolver takes the cancel over and asks KCP about the old
-    // tno before the STSC is applied; the answer arrives after KCP confirmed the STSC.
+    // tno before the STRA is applied; the answer arrives after KCP confirmed the STRA.
     app.advance(SETTLE_SECS + 10);
     let resolver = app.resolve_due_with_a_slow_inquiry();
 
@@ -760,15 +839,15 @@ async fn an_stsc_kcp_confirms_while_the_resolver_still_inquires_is_followed_by_i
     app.assert_ledger_agrees().await;
 }
 
-/// The same STSC confirmed only after the resolver closed the attempt as not applied: the member
-/// has every point back and the record does not say so. Never answered "not cancelled": a
+/// The same STRA confirmed only after the resolver closed the attempt as not applied: KCP holds
+/// the rest under a new tno and the record does not say so. Never answered "not cancelled": a
 /// conflict for the operator, and the payment takes no cancel until it is reconciled.
 #[tokio::test]
-async fn an_stsc_kcp_confirms_after_the_resolver_closed_it_as_not_applied_is_a_conflict() {
+async fn a_reapproval_kcp_confirms_after_the_resolver_closed_it_as_not_applied_is_a_conflict() {
     let app = spawn_app().await;
     let token = app.token().await;
-    let p = paid_with_points(&app, &token, "bp-stsc-late", 10_000).await;
-    let request = cancel_with_its_stsc_held(&app, &token, &p).await;
+    let p = paid_with_points(&app, &token, "bp-stra-late", 10_000).await;
+    let request = cancel_with_its_stra_held(&app, &token, &p).await;
     app.advance(SETTLE_SECS + 10);
     assert_eq!(app.app.gateway.resolve_due(10).await.unwrap(), 1);
 
@@ -783,8 +862,8 @@ async fn an_stsc_kcp_confirms_after_the_resolver_closed_it_as_not_applied_is_a_c
     );
     assert_eq!(
         balance(&app, BENEPIA_01.id),
-        100_000,
-        "KCP cancelled it all"
+        93_000,
+        "KCP re-approved the rest"
     );
     let conflicts = app.conflicts().await;
     assert_eq!(conflicts.len(), 1, "{conflicts:?}");
@@ -796,16 +875,17 @@ async fn an_stsc_kcp_confirms_after_the_resolver_closed_it_as_not_applied_is_a_c
     );
 }
 
-/// A partial point cancel's STSC that KCP applies after the resolver closed it as not applied has
-/// given every point back while the record shows the payment whole: the second look finds the
-/// tno cancelled at KCP and leaves it to the operator (a re-approval an hour after the merchant
-/// was told "not cancelled" would be a guess), holding further cancels meanwhile.
+/// A partial point cancel's STRA that KCP applies after the resolver closed it as not applied has
+/// cancelled the payment's tno and re-approved the rest under one the record does not know: the
+/// second look finds the tno cancelled at KCP and leaves it to the operator (recording it an hour
+/// after the merchant was told "not cancelled" would be a guess), holding further cancels
+/// meanwhile.
 #[tokio::test]
-async fn an_stsc_kcp_applies_after_it_was_closed_as_not_applied_is_found_by_a_second_look_as_a_conflict(
+async fn a_reapproval_kcp_applies_after_it_was_closed_as_not_applied_is_found_by_a_second_look_as_a_conflict(
 ) {
     let app = spawn_app().await;
     let token = app.token().await;
-    let p = paid_with_points(&app, &token, "bp-stsc-later", 10_000).await;
+    let p = paid_with_points(&app, &token, "bp-stra-later", 10_000).await;
     app.sandbox.inject(
         FaultRule::new(
             paths::CANCEL,
@@ -813,18 +893,14 @@ async fn an_stsc_kcp_applies_after_it_was_closed_as_not_applied_is_found_by_a_se
                 ms: crate::helpers::KCP_TIMEOUT_MS + 2500,
             },
         )
-        .when("mod_type", "STSC"),
+        .when("mod_type", "STRA"),
     );
     let c = cancel(&app, &token, &p["imp_uid"], Some(3_000)).await;
     assert_eq!(c["code"], 1, "{c}");
     app.advance(SETTLE_SECS + 20);
     app.app.gateway.resolve_due(10).await.unwrap();
     tokio::time::sleep(std::time::Duration::from_millis(3000)).await;
-    assert_eq!(
-        balance(&app, BENEPIA_01.id),
-        100_000,
-        "KCP applied it since"
-    );
+    assert_eq!(balance(&app, BENEPIA_01.id), 93_000, "KCP applied it since");
     assert!(app.conflicts().await.is_empty());
 
     app.advance(30 * SETTLE_SECS);
@@ -838,5 +914,8 @@ async fn an_stsc_kcp_applies_after_it_was_closed_as_not_applied_is_found_by_a_se
         again["message"].as_str().unwrap().contains("운영자 확인"),
         "held for the operator: {again}"
     );
-    assert_eq!(app.sandbox.ledger().len(), 1, "nothing re-approved");
+    assert_eq!(
+        payment(&app, &token, &p["imp_uid"]).await["cancel_amount"],
+        0
+    );
 }

@@ -760,3 +760,127 @@ async fn a_cancel_kcp_confirms_for_another_balance_than_planned_is_a_conflict_no
         "{conflicts:?}"
     );
 }
+
+/// A point payment made in KCP's window (`pay_method` point: `TPNT`, `van_code` SCWB) is not a
+/// Benepia hub payment: seed 003's partial cancel by re-approval (`STRA`) is documented for the
+/// hub's trades only. Sent down that path it used to end as a full refund (the window's trade
+/// cancelled, its re-approval refused). A partial cancel is refused before anything reaches KCP;
+/// the whole payment can still be cancelled.
+#[tokio::test]
+async fn a_partial_cancel_of_a_window_point_payment_is_refused_before_kcp_is_called() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let p = paid_in_window(
+        &app,
+        &token,
+        json!({"pay_method": "point", "merchant_uid": "cx-window-point", "amount": 10000}),
+        &[("pin", "1234"), ("action", "pay")],
+    )
+    .await;
+    assert_eq!(p["pay_method"], "point");
+    let imp_uid = p["imp_uid"].as_str().unwrap();
+
+    let body = app.cancel(&token, imp_uid, 3000).await;
+
+    assert_eq!(body["code"], 1, "{body}");
+    assert!(
+        body["message"].as_str().unwrap().contains("부분취소"),
+        "{body}"
+    );
+    let now = app.payment(&token, imp_uid).await;
+    assert_eq!(now["status"], "paid", "{now}");
+    assert_eq!(now["cancel_amount"], 0, "{now}");
+    let ledger = app.sandbox.ledger();
+    assert_eq!(ledger.len(), 1, "nothing re-approved");
+    assert_eq!(
+        ledger[0].state,
+        TransactionState::Approved,
+        "KCP still holds it"
+    );
+    assert_eq!(ledger[0].balance, 10000);
+    assert!(app.app.gateway.open_attempts(10).await.unwrap().is_empty());
+
+    // The whole payment is still cancelled as any window payment is (STSC).
+    let all = cancel_all(&app, &token, &p).await;
+    assert_eq!(all["code"], 0, "{all}");
+    assert_eq!(all["response"]["cancel_amount"], 10000);
+    assert_eq!(app.sandbox.ledger()[0].state, TransactionState::Cancelled);
+    app.assert_ledger_agrees().await;
+}
+
+/// A card approval KCP answered `partcanc_yn N` ("결제 건의 부분취소 가능 유무", spec §2.4: some
+/// check and foreign cards) takes no partial cancel: refused with a clear message before STPC is
+/// sent, where KCP's own refusal would be a code openport does not know. A full cancel (STSC)
+/// still goes through.
+#[tokio::test]
+async fn a_partial_cancel_of_an_approval_kcp_marked_partcanc_yn_n_is_refused_before_stpc_is_sent() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let (_, body) = app
+        .pay(&token, "cx-nopart", 10000, test_cards::NO_PARTIAL_CANCEL)
+        .await;
+    assert_eq!(body["response"]["status"], "paid", "{body}");
+    let p = body["response"].clone();
+    let imp_uid = p["imp_uid"].as_str().unwrap();
+    // A tripwire: any STPC reaching KCP is answered with this.
+    app.sandbox.inject(
+        FaultRule::new(
+            paths::CANCEL,
+            Fault::Refuse {
+                code: "9999".into(),
+                message: "STPC sent".into(),
+            },
+        )
+        .when("mod_type", "STPC"),
+    );
+
+    let body = app.cancel(&token, imp_uid, 3000).await;
+
+    assert_eq!(body["code"], 1, "{body}");
+    let message = body["message"].as_str().unwrap();
+    assert!(message.contains("부분취소"), "{body}");
+    assert!(!message.contains("9999"), "STPC was sent: {body}");
+    assert_eq!(app.sandbox.armed_faults().len(), 1, "STPC was sent");
+    assert_eq!(app.payment(&token, imp_uid).await["cancel_amount"], 0);
+    assert!(app.sandbox.ledger()[0].cancels.is_empty());
+    assert!(app.app.gateway.open_attempts(10).await.unwrap().is_empty());
+
+    let all = cancel_all(&app, &token, &p).await;
+    assert_eq!(all["code"], 0, "{all}");
+    assert_eq!(all["response"]["cancel_amount"], 10000);
+    app.assert_ledger_agrees().await;
+}
+
+/// What KCP answers decides, not the card: an approval of an ordinary card answered
+/// `partcanc_yn N` is refused a partial cancel the same way; one answered `Y` (or nothing, as an
+/// approval learnt from an inquiry) takes it.
+#[tokio::test]
+async fn the_partcanc_yn_of_kcps_approval_answer_is_what_refuses_a_partial_cancel() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    app.sandbox.inject(FaultRule::new(
+        paths::HUB_PAYMENT,
+        Fault::AnswerField {
+            field: "partcanc_yn".into(),
+            value: "N".into(),
+        },
+    ));
+    let marked = app.paid(&token, "cx-marked", 10000).await;
+    let ordinary = app.paid(&token, "cx-ordinary", 10000).await;
+
+    let refused = app
+        .cancel(&token, marked["imp_uid"].as_str().unwrap(), 3000)
+        .await;
+    let taken = app
+        .cancel(&token, ordinary["imp_uid"].as_str().unwrap(), 3000)
+        .await;
+
+    assert_eq!(refused["code"], 1, "{refused}");
+    assert!(
+        refused["message"].as_str().unwrap().contains("부분취소"),
+        "{refused}"
+    );
+    assert_eq!(taken["code"], 0, "{taken}");
+    assert_eq!(taken["response"]["cancel_amount"], 3000);
+    app.assert_ledger_agrees().await;
+}

@@ -704,9 +704,10 @@ impl PointPaymentRequestBody {
     }
 }
 
-/// Point re-approval, `gw/mod/v1/cancel` `mod_type STRA` (spec §2.8, §2.9): after a full cancel
-/// (`STSC`) of a point payment, re-approves `mod_mny` under a new `tno`; this is how a partial
-/// cancel of points is done. Signed over `site_cd^tno^STRA` like every modify call (§3).
+/// Point re-approval, `gw/mod/v1/cancel` `mod_type STRA` (spec §2.8, §2.9, seed 003 §2.4): on the
+/// live `tno` of a point payment, cancels it and re-approves `mod_mny` (what is left) under a new
+/// `tno`; this is how a partial cancel of points is done (documented assumption, docs/kcp.md §8.3:
+/// not after a full cancel `STSC`). Signed over `site_cd^tno^STRA` like every modify call (§3).
 #[derive(Serialize, Debug, Clone)]
 pub struct PointReapprovalRequest {
     pub site_cd: String,
@@ -1422,8 +1423,9 @@ struct CardFields<'a> {
 
 /// `tno` and `amount` are what money safety depends on (the trade's identity for cancels, the
 /// amount comparison of spec §5); without them a success answer is unusable. Descriptive fields
-/// default: `order_no` empty (the caller fills in what it asked for), `partcanc_yn` absent =
-/// partial cancel not allowed (conservative), `quota` unreadable = 0.
+/// default: `order_no` empty (the caller fills in what it asked for), `partcanc_yn` other than
+/// `Y`/`N` = unknown (the cancel rules then follow the payment, as before KCP said anything),
+/// `quota` unreadable = 0.
 fn card_approval(f: CardFields<'_>) -> Result<CardApproval, WireError> {
     let text = |v: Option<&str>| v.map(str::trim).unwrap_or_default().to_owned();
     let tno = text(f.tno);
@@ -1449,7 +1451,11 @@ fn card_approval(f: CardFields<'_>) -> Result<CardApproval, WireError> {
             Some("0") => Some(false),
             _ => None,
         },
-        partial_cancel_allowed: f.partcanc_yn.map(str::trim) == Some("Y"),
+        partial_cancel_allowed: match f.partcanc_yn.map(str::trim) {
+            Some("Y") => Some(true),
+            Some("N") => Some(false),
+            _ => None,
+        },
         tno,
     })
 }

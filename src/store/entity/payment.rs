@@ -61,6 +61,9 @@ pub struct Model {
     /// The buyer asked KCP's window for a cash receipt (`cash_yn` `Y`) of a bank transfer or a
     /// virtual account, which KCP issues with the money: see [`Model::cash_receipt_issued`].
     pub cash_receipt: bool,
+    /// KCP's `partcanc_yn` of the card approval (spec/kcp.md §2.4): `Some(false)` refuses a
+    /// partial cancel before `STPC` is sent; None where KCP said nothing.
+    pub partial_cancel_allowed: Option<bool>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

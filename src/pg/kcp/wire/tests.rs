@@ -327,7 +327,7 @@ fn the_spec_card_sample_parses_into_an_approval_with_a_masked_number() {
             masked_card_number: "527289******6055".into(),
             quota: 0,
             is_check_card: Some(true),
-            partial_cancel_allowed: true,
+            partial_cancel_allowed: Some(true),
         }
     );
 }
@@ -338,6 +338,22 @@ fn response_debug_shows_only_the_masked_card_number() {
     let debug = format!("{resp:?}");
     assert!(!debug.contains("5272890000006055"));
     assert!(debug.contains("527289******6055"));
+}
+
+#[test]
+fn partcanc_yn_n_is_a_partial_cancel_kcp_refuses_and_anything_else_but_y_says_nothing() {
+    let with = |value: &str| {
+        let resp: CardPaymentResponse = serde_json::from_str(&CARD_SAMPLE.replace(
+            r#""partcanc_yn":"Y""#,
+            &format!(r#""partcanc_yn":"{value}""#),
+        ))
+        .unwrap();
+        CardApproval::try_from(resp).unwrap().partial_cancel_allowed
+    };
+    assert_eq!(with("Y"), Some(true));
+    assert_eq!(with(" N "), Some(false));
+    assert_eq!(with(""), None);
+    assert_eq!(with("X"), None);
 }
 
 #[test]
@@ -352,7 +368,7 @@ fn numeric_amounts_and_unknown_fields_are_tolerated() {
         ("23336986737476", 1000)
     );
     assert_eq!(approval.masked_card_number, "461954******7815");
-    assert!(!approval.partial_cancel_allowed);
+    assert_eq!(approval.partial_cancel_allowed, None, "KCP said nothing");
 }
 
 #[test]

@@ -224,7 +224,7 @@ async fn the_spec_card_answer_is_a_card_approval_and_the_golden_body_is_sent() {
             assert_eq!(card.app_no, "82050813");
             assert_eq!(card.issuer_code, "CCKM");
             assert_eq!(card.masked_card_number, "527289******6055");
-            assert!(card.is_check_card == Some(true) && card.partial_cancel_allowed);
+            assert!(card.is_check_card == Some(true) && card.partial_cancel_allowed == Some(true));
             assert_eq!(card.approved_at.to_rfc3339(), "2023-03-27T02:32:14+00:00");
         }
         other => panic!("{other:?}"),
