@@ -132,8 +132,15 @@ pub(crate) fn set_url(s: &Shared, site_cd: &str, url: &str) {
     s.notify().urls.insert(site_cd.to_string(), url.to_string());
 }
 
+/// What has been deposited on virtual account `tno` so far (reversals taken off).
+pub(crate) fn deposited(s: &Shared, tno: &str) -> i64 {
+    s.notify().deposits.get(tno).copied().unwrap_or(0)
+}
+
 /// Records a deposit (`op_cd` "13" = a deposit cancelled through the bank network) and returns the
-/// notification to send.
+/// notification to send. Checked and recorded under one hold of the ledger: a revocation (`STSC`,
+/// cancel.rs) comes wholly before, and the bank refuses the money ([`DepositError::Closed`]), or
+/// wholly after, and finds the deposit.
 pub(crate) fn deposit(
     s: &Shared,
     tno: &str,
@@ -143,17 +150,16 @@ pub(crate) fn deposit(
     if amount <= 0 {
         return Err(DepositError::BadAmount);
     }
-    let (site_cd, order_no, due) = {
-        let ledger = s.ledger();
-        let entry = ledger
-            .get(tno)
-            .filter(|e| e.pay_method == "PAVC")
-            .ok_or(DepositError::NoSuchAccount)?;
-        if entry.state == TransactionState::Cancelled {
-            return Err(DepositError::Closed);
-        }
-        (entry.site_cd.clone(), entry.order_no.clone(), entry.amount)
-    };
+    // Lock order: ledger, then windows, then notifications (state.rs `snapshot`).
+    let mut ledger = s.ledger();
+    let entry = ledger
+        .get_mut(tno)
+        .filter(|e| e.pay_method == "PAVC")
+        .ok_or(DepositError::NoSuchAccount)?;
+    if entry.state == TransactionState::Cancelled {
+        return Err(DepositError::Closed);
+    }
+    let (site_cd, order_no, due) = (entry.site_cd.clone(), entry.order_no.clone(), entry.amount);
     let account = crate::window::vbank_account(s, tno).ok_or(DepositError::NoSuchAccount)?;
     // The bank takes no deposit into an account past its deadline; a reversal of an earlier
     // deposit still goes through.
@@ -162,75 +168,71 @@ pub(crate) fn deposit(
         return Err(DepositError::Expired);
     }
     let now = kcp_time(s.now());
-    let record = {
-        let mut book = s.notify();
-        let url = book
-            .urls
-            .get(&site_cd)
-            .or_else(|| book.urls.get("*"))
-            .cloned()
-            .ok_or_else(|| DepositError::NoUrl(site_cd.clone()))?;
-        let total = {
-            let t = book.deposits.entry(tno.to_string()).or_insert(0);
-            if op_cd == OP_CD_REVERSAL {
-                *t = (*t - amount).max(0);
-            } else {
-                *t += amount;
-            }
-            *t
-        };
-        book.sequence += 1;
-        let noti_id = format!("{now}{:06}", book.sequence);
-        let fields: Vec<(String, String)> = [
-            ("site_cd", site_cd.clone()),
-            ("tno", tno.to_string()),
-            ("order_no", order_no),
-            ("tx_cd", "TX00".into()),
-            ("tx_tm", now.clone()),
-            ("ipgm_name", account.remitter.clone()),
-            ("remitter", account.remitter.clone()),
-            ("ipgm_mnyx", amount.to_string()),
-            ("totl_mnyx", total.to_string()),
-            ("ipgm_time", now.clone()),
-            ("bank_code", account.bank_code.clone()),
-            ("account", account.account.clone()),
-            ("noti_id", noti_id.clone()),
-            ("op_cd", op_cd.to_string()),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v))
-        .collect();
-        NotificationRecord {
-            noti_id,
-            tx_cd: "TX00".into(),
-            site_cd,
-            tno: tno.to_string(),
-            url,
-            op_cd: op_cd.to_string(),
-            amount,
-            total,
-            attempts: 0,
-            acknowledged: false,
-            tries: Vec::new(),
-            fields,
+    let mut book = s.notify();
+    let url = book
+        .urls
+        .get(&site_cd)
+        .or_else(|| book.urls.get("*"))
+        .cloned()
+        .ok_or_else(|| DepositError::NoUrl(site_cd.clone()))?;
+    let total = {
+        let t = book.deposits.entry(tno.to_string()).or_insert(0);
+        if op_cd == OP_CD_REVERSAL {
+            *t = (*t - amount).max(0);
+        } else {
+            *t += amount;
         }
+        *t
+    };
+    book.sequence += 1;
+    let noti_id = format!("{now}{:06}", book.sequence);
+    let fields: Vec<(String, String)> = [
+        ("site_cd", site_cd.clone()),
+        ("tno", tno.to_string()),
+        ("order_no", order_no),
+        ("tx_cd", "TX00".into()),
+        ("tx_tm", now.clone()),
+        ("ipgm_name", account.remitter.clone()),
+        ("remitter", account.remitter.clone()),
+        ("ipgm_mnyx", amount.to_string()),
+        ("totl_mnyx", total.to_string()),
+        ("ipgm_time", now.clone()),
+        ("bank_code", account.bank_code.clone()),
+        ("account", account.account.clone()),
+        ("noti_id", noti_id.clone()),
+        ("op_cd", op_cd.to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    let record = NotificationRecord {
+        noti_id,
+        tx_cd: "TX00".into(),
+        site_cd,
+        tno: tno.to_string(),
+        url,
+        op_cd: op_cd.to_string(),
+        amount,
+        total,
+        attempts: 0,
+        acknowledged: false,
+        tries: Vec::new(),
+        fields,
     };
     // Paid in full once the deposits reach the amount; a reversal can take that back. The books
     // change before the notification is logged (and so before any send or flush): a merchant that
     // verifies a notification by inquiry, as it should, finds the deposit it announces.
-    if let Some(entry) = s.ledger().get_mut(tno) {
-        match entry.state {
-            TransactionState::Issued if record.total >= due => {
-                entry.state = TransactionState::Approved;
-            }
-            TransactionState::Approved if record.total < due && entry.cancels.is_empty() => {
-                entry.state = TransactionState::Issued;
-            }
-            _ => {}
+    match entry.state {
+        TransactionState::Issued if total >= due => {
+            entry.state = TransactionState::Approved;
         }
+        TransactionState::Approved if total < due && entry.cancels.is_empty() => {
+            entry.state = TransactionState::Issued;
+        }
+        _ => {}
     }
-    s.notify().log.push(record.clone());
-    tracing::info!(tno, op_cd, amount, total = record.total, noti_id = %record.noti_id, "kcp sandbox recorded a virtual-account deposit");
+    book.log.push(record.clone());
+    tracing::info!(tno, op_cd, amount, total, noti_id = %record.noti_id, "kcp sandbox recorded a virtual-account deposit");
     Ok(record)
 }
 

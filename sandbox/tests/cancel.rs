@@ -205,3 +205,59 @@ async fn unsupported_mod_types_and_malformed_tnos_are_refused() {
         "9504"
     );
 }
+
+/// docs/kcp.md §10.2 (openport's model of KCP): a virtual account holding deposits is refunded to an
+/// account the buyer names (`mod_bankcode`, `mod_account`, `mod_depositor`); a cancel without one
+/// would close the account with nowhere to send the money, so it is refused and nothing changes.
+#[tokio::test]
+async fn stsc_on_a_deposited_virtual_account_without_a_refund_account_is_refused() {
+    let harness = spawn().await;
+    harness
+        .sandbox
+        .set_notify_url("*", "http://127.0.0.1:9/unused");
+    let paid = harness.pay(&vbank_issue("VA-refund")).await["tno"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    harness.sandbox.deposit(&paid, 7000, "00").unwrap();
+    let partly = harness.pay(&vbank_issue("VA-partly")).await["tno"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    harness.sandbox.deposit(&partly, 3000, "00").unwrap();
+    let before = harness.sandbox.ledger();
+
+    for (tno, mod_type, extra) in [
+        (&paid, "STSC", json!({})),
+        (&paid, "STPC", json!({"mod_mny": "1000", "rem_mny": "7000"})),
+        (&partly, "STSC", json!({})),
+        (&paid, "STSC", json!({"mod_bankcode": "BK04"})),
+    ] {
+        let reply = harness.cancel(tno, mod_type, extra.clone()).await;
+        assert_eq!(reply["res_cd"], "8508", "{mod_type} {extra}: {reply}");
+    }
+    assert_eq!(harness.sandbox.ledger(), before, "nothing changed");
+
+    let refund =
+        json!({"mod_bankcode": "BK04", "mod_account": "1234567890", "mod_depositor": "홍길동"});
+    let refunded = harness.cancel(&paid, "STSC", refund.clone()).await;
+    assert_eq!(refunded["res_cd"], "0000", "{refunded}");
+    let closed = harness.cancel(&partly, "STSC", refund).await;
+    assert_eq!(closed["res_cd"], "0000", "{closed}");
+    let ledger = harness.sandbox.ledger();
+    assert!(
+        ledger
+            .iter()
+            .all(|e| e.state == TransactionState::Cancelled),
+        "{ledger:?}"
+    );
+    // An account nobody paid into is still revoked by a plain STSC.
+    let unpaid = harness.pay(&vbank_issue("VA-unpaid")).await["tno"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        harness.cancel(&unpaid, "STSC", json!({})).await["res_cd"],
+        "0000"
+    );
+}
