@@ -199,6 +199,13 @@ fn confirmed_change(
     }
 }
 
+/// A virtual account closed before anything was received (`cancelled`, never paid): a
+/// revocation, openport's or one KCP notified.
+fn is_revoked(p: &payment::Model) -> bool {
+    PaymentStatus::from_db(&p.status) == PaymentStatus::Cancelled
+        && p.paid_at.is_none_or(|t| t <= 0)
+}
+
 /// KCP's answer for the log, without the account it may name (the holder can be the buyer).
 fn kcp_says(state: &VbankState) -> &'static str {
     match state {
@@ -348,6 +355,9 @@ impl Gateway {
             return self.settle(row, Verdict::Refused, now).await;
         }
         let status = PaymentStatus::from_db(&payment.status);
+        if !n.is_reversal() && is_revoked(&payment) {
+            return self.deposit_on_revoked(n, payment, row, now).await;
+        }
         let decided = if n.is_reversal() {
             // A reversal of a deposit not applied yet is checked too: acknowledged unseen, it
             // could never come again, and a re-send of the deposit during KCP's lag would then
@@ -407,6 +417,37 @@ impl Gateway {
         }
     }
 
+    /// A deposit notified for an account openport recorded revoked: money the bank should have
+    /// refused, or a close KCP did not make, either way the buyer's money at KCP with no payment
+    /// to show it. Nothing a re-send could change (the payment is closed for good), so it is
+    /// acknowledged once KCP has been asked, and the operator is told what KCP holds.
+    async fn deposit_on_revoked(
+        &self,
+        n: &Notification,
+        payment: payment::Model,
+        row: Option<i64>,
+        now: i64,
+    ) -> Result<Verdict, NotificationError> {
+        let merchant = self.merchant(payment.merchant_id).await?;
+        if !super::merchants::runs_in_mode(self.settings.test_mode, &merchant) {
+            return Err(NotificationError::OtherMode(n.tno.clone()));
+        }
+        let connector = self.connectors.for_merchant(&merchant, &self.secrets)?;
+        let kcp = connector
+            .inquire_vbank(&TradeRef::Tno(n.tno.clone()))
+            .await
+            .map_err(|source| NotificationError::Unverified {
+                tno: n.tno.clone(),
+                source,
+            })?;
+        if matches!(kcp, VbankState::Open { paid: true, .. }) {
+            tracing::error!(imp_uid = %payment.imp_uid, tno = %n.tno, noti_id = %n.noti_id, "KCP holds a deposit on a virtual account openport recorded revoked: refund the buyer in KCP's admin");
+        } else {
+            tracing::warn!(imp_uid = %payment.imp_uid, tno = %n.tno, noti_id = %n.noti_id, kcp = kcp_says(&kcp), "KCP notified a deposit on a virtual account openport recorded revoked; payment unchanged");
+        }
+        self.settle(row, Verdict::Unchanged, now).await
+    }
+
     /// Moves the payment as KCP confirmed, in one transaction with its webhook and the
     /// notification's verdict, unless it left `from` while KCP was being asked.
     ///
@@ -415,6 +456,12 @@ impl Gateway {
     /// paid yet) makes KCP's answer stale, and nothing is written; KCP's re-send of this one is
     /// verified afresh. Checked after the payment's row is locked by the status change, so a
     /// reversal recorded later waits for this write in [`Self::settle_while`] and sees it.
+    ///
+    /// Nor is a payment with a cancel in flight moved (a revocation whose close is at KCP, a
+    /// cancel notice being recorded): `paid` under a revocation that KCP then confirms would be
+    /// recorded revoked, the merchant told `paid`. The revocation re-reads the payment holding
+    /// its row once its attempt is open (service/vbanks.rs), so one of the two always sees the
+    /// other; this notification is decided again on KCP's re-send, after the cancel.
     async fn apply(
         &self,
         payment: payment::Model,
@@ -432,7 +479,10 @@ impl Gateway {
         let moved =
             payments::change_status_if(&txn, payment.id, from.as_db(), to.as_db(), paid_at, now)
                 .await?;
-        if !moved || notifications::newest_for(&txn, seen.0).await? != seen.1 {
+        if !moved
+            || notifications::newest_for(&txn, seen.0).await? != seen.1
+            || payments::has_open_cancel(&txn, payment.id).await?
+        {
             txn.rollback().await?;
             return Err(NotificationError::Superseded(payment.imp_uid));
         }
@@ -445,6 +495,31 @@ impl Gateway {
         txn.commit().await?;
         tracing::info!(imp_uid = %payment.imp_uid, from = from.as_db(), to = to.as_db(), "virtual account changed as KCP confirmed");
         Ok(Verdict::Applied)
+    }
+
+    /// A deposit KCP confirmed (`kcp`) for `ready` virtual account `payment`, learnt other than
+    /// from a notification (a revocation's look at KCP before it closes the account,
+    /// service/vbanks.rs): applied exactly as a verified notification's would be ([`Self::apply`]:
+    /// the conditional `ready → paid`, its `paid` webhook, one transaction). `seen`: the newest
+    /// notification of the account when KCP was asked. `Unchanged` when KCP's answer shows no
+    /// deposit of the payment's amount.
+    pub(crate) async fn apply_deposit_found(
+        &self,
+        payment: payment::Model,
+        kcp: &VbankState,
+        seen: Option<i64>,
+    ) -> Result<Verdict, NotificationError> {
+        let Some(tno) = payment.pg_tid.clone() else {
+            return Ok(Verdict::Unchanged);
+        };
+        let status = PaymentStatus::from_db(&payment.status);
+        match confirmed_change(status, payment.amount, false, kcp) {
+            Some(to) => {
+                self.apply(payment, status, to, (&tno, seen), None, self.clock.unix())
+                    .await
+            }
+            None => Ok(Verdict::Unchanged),
+        }
     }
 
     /// [`Self::settle`] of a verdict that rests on the payment having `status`, in one

@@ -1384,3 +1384,158 @@ async fn an_account_found_paid_after_its_issuance_answer_was_lost_is_a_conflict_
     assert_eq!(conflicts.len(), 1, "{conflicts:?}");
     assert_eq!(conflicts[0].imp_uid, imp_uid);
 }
+
+/// A revocation closes the account at KCP with whatever was deposited on it and nowhere to send
+/// it back (docs/kcp.md §10.2). A partial deposit keeps the account `ready` (rightly), and
+/// openport holds its notification: the revocation is refused before anything is sent to KCP.
+#[tokio::test]
+async fn revoking_an_account_holding_a_partial_deposit_is_refused_and_sends_nothing_to_kcp() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let p = issued(&app, &token, vbank(&app, "vb-partly", 5000)).await;
+    let imp_uid = p["imp_uid"].as_str().unwrap();
+    let tno = p["pg_tid"].as_str().unwrap();
+    let deposit = app.sandbox.deposit(tno, 3000, "00").unwrap();
+    sandbox_notification(&app, &deposit.noti_id, |n| n.acknowledged).await;
+    assert_eq!(app.payment(&token, imp_uid).await["status"], "ready");
+    // Consumed by a cancel call, were one sent.
+    let watch = FaultRule::new(paths::CANCEL, Fault::Delay { ms: 0 });
+    app.sandbox.inject(watch.clone());
+
+    let (status, res) = revoke(&app, &token, imp_uid).await;
+
+    assert_eq!(status, StatusCode::OK, "{res}");
+    assert_eq!(res["code"], 1, "{res}");
+    assert!(
+        res["message"].as_str().unwrap().contains("입금"),
+        "says why: {res}"
+    );
+    assert_eq!(app.sandbox.armed_faults(), [watch], "no cancel reached KCP");
+    let entry = &app.sandbox.ledger()[0];
+    assert_eq!(
+        (entry.state, entry.cancels.len()),
+        (TransactionState::Issued, 0)
+    );
+    let shown = app.payment(&token, imp_uid).await;
+    assert_eq!(
+        (shown["status"].as_str(), shown["cancel_amount"].as_i64()),
+        (Some("ready"), Some(0)),
+        "{shown}"
+    );
+    // Nothing is left open: the account can still be paid in full.
+    app.sandbox.clear_faults();
+    app.sandbox.deposit(tno, 2000, "00").unwrap();
+    until_status(&app, &token, imp_uid, "paid").await;
+    app.assert_ledger_agrees().await;
+}
+
+/// KCP holds the account paid while openport's only notification of it is unverified: the
+/// revocation asks KCP first, applies the deposit as a verified notification would (`paid`, its
+/// webhook), sends no close, and answers that the account is no longer awaiting its deposit.
+#[tokio::test]
+async fn revoking_an_account_whose_deposit_is_still_unverified_applies_the_deposit_instead() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let hooks = Receiver::start().await;
+    let (p, _elsewhere) = deposit_left_unverified(&app, &token, "vb-revoke-paid", &hooks).await;
+    let imp_uid = p["imp_uid"].as_str().unwrap();
+    assert_eq!(app.payment(&token, imp_uid).await["status"], "ready");
+
+    let (status, res) = revoke(&app, &token, imp_uid).await;
+
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{res}");
+    assert!(
+        res["message"].as_str().unwrap().contains("paid"),
+        "names the status: {res}"
+    );
+    let shown = app.payment(&token, imp_uid).await;
+    assert_eq!(shown["status"], "paid", "{shown}");
+    assert!(shown["paid_at"].as_i64().unwrap() > 0, "{shown}");
+    assert_eq!(webhook_statuses(&app, &hooks).await, ["ready", "paid"]);
+    let entry = &app.sandbox.ledger()[0];
+    assert_eq!(
+        (entry.state, entry.cancels.len()),
+        (TransactionState::Approved, 0)
+    );
+    app.assert_ledger_agrees().await;
+}
+
+/// The deposit lands at KCP while the revocation's close is on its way (held back a second): its
+/// notification, verified meanwhile, does not move the payment under the open revocation (KCP is
+/// asked to send it again); KCP refuses to close an account holding money, and the revocation
+/// applies the deposit KCP holds and says so. Never a payment told `paid` and recorded revoked.
+#[tokio::test]
+async fn a_deposit_landing_while_a_revocation_is_at_kcp_never_leaves_a_paid_payment_recorded_as_revoked(
+) {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let hooks = Receiver::start().await;
+    let p = issued_with_hooks(&app, &token, "vb-revoke-race", &hooks).await;
+    let imp_uid = p["imp_uid"].as_str().unwrap().to_string();
+    let tno = p["pg_tid"].as_str().unwrap();
+    app.sandbox
+        .inject(FaultRule::new(paths::CANCEL, Fault::Delay { ms: 1000 }));
+    let revoking = {
+        let (http, url, token) = (
+            app.http.clone(),
+            app.url(&format!("/vbanks/{imp_uid}")),
+            token.clone(),
+        );
+        tokio::spawn(async move {
+            let res = http
+                .delete(url)
+                .header("Authorization", token)
+                .send()
+                .await
+                .expect("request");
+            TestApp::read(res).await
+        })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let deposit = app.sandbox.deposit(tno, 7000, "00").unwrap();
+    let first = sandbox_notification(&app, &deposit.noti_id, |n| n.attempts >= 1).await;
+    assert!(
+        !first.tries[0].acknowledged,
+        "not applied under the revocation in flight: {first:?}"
+    );
+
+    let (status, res) = revoking.await.unwrap();
+
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{res}");
+    let shown = app.payment(&token, &imp_uid).await;
+    let revoked_after_paid = shown["status"] == "cancelled"
+        && shown["paid_at"].as_i64().unwrap() > 0
+        && shown["cancel_reason"] == "가상계좌 발급취소";
+    assert!(!revoked_after_paid, "{shown}");
+    assert_eq!(shown["status"], "paid", "{shown}");
+    sandbox_notification(&app, &deposit.noti_id, |n| n.acknowledged).await;
+    assert_eq!(webhook_statuses(&app, &hooks).await, ["ready", "paid"]);
+    app.assert_ledger_agrees().await;
+}
+
+/// A deposit notified for an account openport recorded revoked: money the bank should have
+/// refused, or a revocation KCP did not make. Acknowledged (nothing a re-send changes), but KCP is
+/// asked and the operator is told in the log.
+#[tokio::test]
+async fn a_deposit_notified_for_a_revoked_account_is_asked_about_and_logged_for_the_operator() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let p = issued(&app, &token, vbank(&app, "vb-revoked-deposit", 7000)).await;
+    let imp_uid = p["imp_uid"].as_str().unwrap();
+    let (_, res) = revoke(&app, &token, imp_uid).await;
+    assert_eq!(res["response"]["status"], "cancelled", "{res}");
+    // Consumed by the inquiry.
+    let watch = FaultRule::new(paths::INQUIRY, Fault::Delay { ms: 0 });
+    app.sandbox.inject(watch);
+
+    assert!(post_notification(&app, &forged(&p, "after-revoke-1", 7000, "00")).await);
+
+    assert!(app.sandbox.armed_faults().is_empty(), "KCP was asked");
+    assert_eq!(app.payment(&token, imp_uid).await["status"], "cancelled");
+    let logs = crate::helpers::captured_logs();
+    assert!(
+        logs.lines()
+            .any(|l| l.contains("WARN") && l.contains(imp_uid) && l.contains("revoked")),
+        "a warning names the payment"
+    );
+}
