@@ -23,6 +23,7 @@ mod m20261205_000019_schedule_claim_token;
 mod m20261205_000020_payment_cash_receipt;
 mod m20261205_000021_billing_key_payment;
 mod m20261205_000022_webhook_previous_secret;
+mod m20261206_000023_vbank_checks;
 
 pub struct Migrator;
 
@@ -52,6 +53,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261205_000020_payment_cash_receipt::Migration),
             Box::new(m20261205_000021_billing_key_payment::Migration),
             Box::new(m20261205_000022_webhook_previous_secret::Migration),
+            Box::new(m20261206_000023_vbank_checks::Migration),
         ]
     }
 }

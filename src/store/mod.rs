@@ -8,6 +8,7 @@ pub mod notifications;
 pub mod payments;
 mod sql_text;
 pub mod sqlite;
+pub mod vbank_checks;
 pub mod webhooks;
 
 use std::sync::Arc;

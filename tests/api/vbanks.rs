@@ -1539,3 +1539,143 @@ async fn a_deposit_notified_for_a_revoked_account_is_asked_about_and_logged_for_
         "a warning names the payment"
     );
 }
+
+/// KCP's notifications of a deposit never reached openport (sent to another receiver here; a
+/// sender missing from the allow-list, an outage longer than KCP's re-sends, a wrong URL in KCP's
+/// admin): no row names the account, yet the resolver's look at open accounts finds the deposit
+/// KCP holds and applies it as a verified notification would.
+#[tokio::test]
+async fn a_deposit_whose_notifications_never_reached_openport_is_found_by_the_resolver() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let hooks = Receiver::start().await;
+    let p = issued_with_hooks(&app, &token, "vb-unnotified", &hooks).await;
+    let imp_uid = p["imp_uid"].as_str().unwrap();
+    let elsewhere = Receiver::start().await;
+    deposit_sent_elsewhere(&app, &p, &elsewhere);
+    assert_eq!(recorded_notifications(&app).await, 0);
+    let gateway = &app.app.gateway;
+
+    // KCP's own notification and its re-sends get ten minutes first.
+    assert_eq!(gateway.check_open_vbanks(100).await.unwrap(), 0);
+    assert_eq!(app.payment(&token, imp_uid).await["status"], "ready");
+    app.advance(601);
+    assert_eq!(gateway.check_open_vbanks(100).await.unwrap(), 1);
+
+    let paid = app.payment(&token, imp_uid).await;
+    assert_eq!(paid["status"], "paid", "{paid}");
+    assert!(paid["paid_at"].as_i64().unwrap() > 0, "{paid}");
+    assert_eq!(webhook_statuses(&app, &hooks).await, ["ready", "paid"]);
+    // Nothing more on later looks.
+    app.advance(2 * 3600);
+    assert_eq!(gateway.check_open_vbanks(100).await.unwrap(), 0);
+    let token = app.token().await;
+    assert_eq!(app.payment(&token, imp_uid).await, paid);
+    assert_eq!(webhook_statuses(&app, &hooks).await, ["ready", "paid"]);
+    app.assert_ledger_agrees().await;
+}
+
+/// The same when KCP sends from an address the allow-list lacks: every send is refused (403,
+/// nothing recorded) and the sandbox gives up as KCP would, but the resolver finds the deposit.
+#[tokio::test]
+async fn a_deposit_notified_only_from_an_address_not_allowed_is_still_found_by_the_resolver() {
+    let app = spawn_app_with(|c| c.kcp.notify_sources = Some("203.0.113.7".into())).await;
+    let token = app.token().await;
+    let hooks = Receiver::start().await;
+    let p = issued_with_hooks(&app, &token, "vb-not-allowed", &hooks).await;
+    let imp_uid = p["imp_uid"].as_str().unwrap();
+    let deposit = app
+        .sandbox
+        .deposit(p["pg_tid"].as_str().unwrap(), 7000, "00")
+        .unwrap();
+    let refused = sandbox_notification(&app, &deposit.noti_id, |n| n.attempts >= 1).await;
+    assert_eq!(refused.tries[0].http_status, Some(403));
+    assert_eq!(recorded_notifications(&app).await, 0);
+
+    app.advance(601);
+    assert_eq!(app.app.gateway.check_open_vbanks(100).await.unwrap(), 1);
+
+    assert_eq!(app.payment(&token, imp_uid).await["status"], "paid");
+    assert_eq!(webhook_statuses(&app, &hooks).await, ["ready", "paid"]);
+    app.assert_ledger_agrees().await;
+}
+
+/// An account nobody pays into is asked about hourly until an hour past its deposit deadline, once
+/// after it, and never again: the cost is bounded.
+#[tokio::test]
+async fn an_open_accounts_looks_at_kcp_stop_after_the_one_past_its_deadline() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let p = issued(&app, &token, vbank(&app, "vb-unpaid-looks", 7000)).await;
+    let tno = p["pg_tid"].as_str().unwrap();
+    let gateway = &app.app.gateway;
+    let asked = || FaultRule::new(paths::INQUIRY, Fault::Delay { ms: 0 }).when("tno", tno);
+
+    app.advance(601);
+    app.sandbox.inject(asked());
+    gateway.check_open_vbanks(100).await.unwrap();
+    assert!(
+        app.sandbox.armed_faults().is_empty(),
+        "asked after ten minutes"
+    );
+    app.sandbox.inject(asked());
+    app.advance(1800);
+    gateway.check_open_vbanks(100).await.unwrap();
+    assert_eq!(
+        app.sandbox.armed_faults(),
+        [asked()],
+        "not again within the hour"
+    );
+    app.advance(1800);
+    gateway.check_open_vbanks(100).await.unwrap();
+    assert!(
+        app.sandbox.armed_faults().is_empty(),
+        "asked again an hour later"
+    );
+
+    app.advance(WEEK + 3600);
+    app.sandbox.inject(asked());
+    gateway.check_open_vbanks(100).await.unwrap();
+    assert!(
+        app.sandbox.armed_faults().is_empty(),
+        "once after the deadline"
+    );
+    app.sandbox.inject(asked());
+    app.advance(WEEK);
+    gateway.check_open_vbanks(100).await.unwrap();
+    assert_eq!(app.sandbox.armed_faults(), [asked()], "never again");
+    let token = app.token().await;
+    assert_eq!(
+        app.payment(&token, p["imp_uid"].as_str().unwrap()).await["status"],
+        "ready"
+    );
+}
+
+/// Two instances on one database look at the same open accounts at the same moment: each look is
+/// taken by one of them, and a deposit found is applied once, with one `paid` webhook.
+#[tokio::test]
+async fn instances_looking_at_open_accounts_together_apply_a_deposit_once() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let hooks = Receiver::start().await;
+    let p = issued_with_hooks(&app, &token, "vb-two-looks", &hooks).await;
+    let elsewhere = Receiver::start().await;
+    deposit_sent_elsewhere(&app, &p, &elsewhere);
+    let other = app.another_instance(|_| {}).await;
+    app.advance(601);
+    other.advance(601);
+
+    let (mine, theirs) = tokio::join!(
+        app.app.gateway.check_open_vbanks(100),
+        other.app.gateway.check_open_vbanks(100)
+    );
+
+    assert_eq!(mine.unwrap() + theirs.unwrap(), 1);
+    assert_eq!(
+        app.payment(&token, p["imp_uid"].as_str().unwrap()).await["status"],
+        "paid"
+    );
+    other.app.gateway.deliver_due_webhooks(100).await.unwrap();
+    assert_eq!(webhook_statuses(&app, &hooks).await, ["ready", "paid"]);
+    app.assert_ledger_agrees().await;
+}
