@@ -3,8 +3,9 @@
 //! escrow events, an account closed) carry no `noti_id` (spec §2.12 lists it for `TX00` only):
 //! they are recorded under a key of their common fields (`tno`, `tx_cd`, `tx_tm`) and
 //! acknowledged, KCP's re-sends of one counting once. Those that may announce a cancel KCP made
-//! (`TX01`, `TX02`, `TX05`, `TX06`) make openport ask KCP what is left of the trade and record a
-//! cancel it did not make ([`Gateway::verify_cancel_notice`]); the others change nothing.
+//! (`TX01`, `TX02`, `TX05`, `TX06`, `TX07`) make openport ask KCP what is left of the trade and
+//! record a cancel it did not make ([`Gateway::verify_cancel_notice`]; an account awaiting its
+//! deposit that KCP closed is recorded revoked); the others change nothing.
 //!
 //! The form is unsigned and the URL public, and a buyer sees his own account's `tno` on the
 //! checkout return page: anyone can post `tx_cd=TX00&tno=…&totl_mnyx=…`. So a notification is a
@@ -37,9 +38,12 @@ pub const ACK: &str =
 /// `tx_cd` of a virtual-account deposit (spec §2.12).
 pub const TX_DEPOSIT: &str = "TX00";
 /// The notices of a cancel KCP may have made (spec §2.12: `TX01` virtual-account refund, `TX02`
-/// escrow purchase decision, `TX05` immediate cancel, `TX06` cancel):
-/// [`Gateway::verify_cancel_notice`].
-pub const CANCEL_NOTICES: [&str; 4] = ["TX01", "TX02", "TX05", "TX06"];
+/// escrow purchase decision, `TX05` immediate cancel, `TX06` cancel, `TX07` virtual account
+/// closed): [`Gateway::verify_cancel_notice`].
+pub const CANCEL_NOTICES: [&str; 5] = ["TX01", "TX02", "TX05", "TX06", "TX07"];
+/// The notices that may announce an account awaiting its deposit closed at KCP (`TX07` account
+/// closed; `TX05`, `TX06` the cancel of its trade): [`Gateway::verify_close_notice`].
+const CLOSE_NOTICES: [&str; 3] = ["TX05", "TX06", "TX07"];
 /// `op_cd` of a deposit cancelled through the bank network (spec §2.12).
 pub const OP_CD_REVERSAL: &str = "13";
 
@@ -567,6 +571,9 @@ impl Gateway {
             tracing::warn!(imp_uid = %payment.imp_uid, site_cd = %n.site_cd, pg_id = %payment.pg_id, tx_cd = %n.tx_cd, "KCP notification names another site than the payment's; refused");
             return self.settle(row, Verdict::Refused, now).await;
         }
+        if CLOSE_NOTICES.contains(&n.tx_cd.as_str()) && super::vbanks::awaits_deposit(&payment) {
+            return self.verify_close_notice(n, payment, row, now).await;
+        }
         let balance = payment.amount - payment.cancel_amount;
         let holds_money = matches!(
             PaymentStatus::from_db(&payment.status),
@@ -625,6 +632,48 @@ impl Gateway {
         {
             super::resolve::CancelOutcome::Applied(_) => Verdict::Applied,
             _ => Verdict::Unchanged,
+        };
+        self.settle(row, verdict, now).await
+    }
+
+    /// A notice that KCP may have closed an account awaiting its deposit (`TX07`, or `TX05`/`TX06`
+    /// of its trade: its admin, or KCP itself). A hint to look, as the others: only when KCP's
+    /// inquiry holds the account closed is it recorded revoked, with the `cancelled` webhook
+    /// ([`Gateway::record_closed_at_kcp`]); left `ready`, the merchant would keep showing the
+    /// buyer an account the bank refuses deposits into, and the merchant_uid would stay taken.
+    async fn verify_close_notice(
+        &self,
+        n: &Notification,
+        payment: payment::Model,
+        row: Option<i64>,
+        now: i64,
+    ) -> Result<Verdict, NotificationError> {
+        let merchant = self.merchant(payment.merchant_id).await?;
+        if !super::merchants::runs_in_mode(self.settings.test_mode, &merchant) {
+            return Err(NotificationError::OtherMode(n.tno.clone()));
+        }
+        let connector = self.connectors.for_merchant(&merchant, &self.secrets)?;
+        let kcp = connector
+            .inquire_vbank(&TradeRef::Tno(n.tno.clone()))
+            .await
+            .map_err(|source| NotificationError::Unverified {
+                tno: n.tno.clone(),
+                source,
+            })?;
+        if !matches!(kcp, VbankState::Closed { .. }) {
+            return self.settle(row, Verdict::Unchanged, now).await;
+        }
+        tracing::warn!(imp_uid = %payment.imp_uid, tx_cd = %n.tx_cd, "KCP notifies it closed a virtual account awaiting its deposit; recording it revoked");
+        let imp_uid = payment.imp_uid.clone();
+        let reason = format!("PG사 취소 통보 ({})", n.tx_cd);
+        let verdict = match self
+            .record_closed_at_kcp(connector.as_ref(), payment, reason)
+            .await?
+        {
+            // A cancel of the payment is under way: decided again on KCP's re-send, after it.
+            None => return Err(NotificationError::Superseded(imp_uid)),
+            Some(super::resolve::CancelOutcome::Applied(_)) => Verdict::Applied,
+            Some(_) => Verdict::Unchanged,
         };
         self.settle(row, verdict, now).await
     }

@@ -14,27 +14,23 @@
 //!
 //! Several instances share the schedule (`vbank_checks`): a look is taken by moving its row on from
 //! the time it was read, so exactly one instance takes it; and a deposit is applied at most once
-//! whoever finds it, by the conditional status change.
+//! whoever finds it, by the conditional status change. An account KCP holds closed is recorded
+//! revoked (`Gateway::record_closed_at_kcp`), as KCP's notice of the close would have it.
 use super::merchants::runs_in_mode;
 use super::notifications::{NotificationError, Verdict};
+use super::vbanks::awaits_deposit;
 use super::{Gateway, ServiceResult};
-use crate::domain::payment::PaymentStatus;
 use crate::domain::vbank::next_check;
-use crate::pg::TradeRef;
-use crate::store::entity::{payment, vbank_check};
+use crate::pg::{TradeRef, VbankState};
+use crate::store::entity::vbank_check;
 use crate::store::{notifications, payments, vbank_checks};
+
+/// `cancel_reason` of an account the resolver found closed at KCP.
+const CLOSED_FOUND: &str = "PG사에서 가상계좌가 닫힘 (조회 확인)";
 
 /// How long a look taken is held before another instance may take it again (this one crashed, or
 /// KCP did not answer): retried sooner than the hourly schedule.
 const RETRY_AFTER_SECS: i64 = 300;
-
-/// Whether `p` is a virtual account issued and awaiting its deposit.
-fn awaits_deposit(p: &payment::Model) -> bool {
-    PaymentStatus::from_db(&p.status) == PaymentStatus::Ready
-        && p.pay_method == super::vbanks::VBANK
-        && p.pg_tid.is_some()
-        && p.vbank_num.is_some()
-}
 
 impl Gateway {
     /// Takes the looks at open virtual accounts due now (at most `limit`); returns how many found a
@@ -94,6 +90,14 @@ impl Gateway {
         };
         let next = next_check(now, payment.vbank_issued_at, payment.vbank_date);
         let imp_uid = payment.imp_uid.clone();
+        if matches!(kcp, VbankState::Closed { .. }) {
+            // Closed at KCP with no notice that reached openport (its admin, KCP itself).
+            tracing::warn!(%imp_uid, %tno, "KCP holds closed a virtual account awaiting its deposit; recording it revoked");
+            self.record_closed_at_kcp(connector.as_ref(), payment, CLOSED_FOUND.into())
+                .await?;
+            vbank_checks::take(&self.db.write, &held, next).await?;
+            return Ok(false);
+        }
         let applied = match self.apply_deposit_found(payment, &kcp, seen).await {
             Ok(Verdict::Applied) => {
                 tracing::warn!(%imp_uid, %tno, "a deposit KCP holds reached openport by no notification: applied by the resolver; check OPENPORT_KCP__NOTIFY_SOURCES and the notification URL in KCP's admin");

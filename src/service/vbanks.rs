@@ -262,7 +262,10 @@ impl Gateway {
         // Holding the only open cancel, re-read holding the payment's row: a deposit may have
         // paid it meanwhile, and one being applied now is waited for (from here on no deposit
         // moves it while the attempt is open: service/notifications.rs `apply`).
-        let payment = self.held_for_revocation(found.id).await?;
+        let payment = self
+            .held_for_revocation(found.id)
+            .await?
+            .ok_or_else(|| ServiceError::NotFound(super::lookup::NOT_FOUND.into()))?;
         if let Err(e) = revocable(&payment) {
             self.close_attempt(attempt, "failed", "not sent: no longer ready")
                 .await?;
@@ -356,6 +359,14 @@ impl Gateway {
     }
 }
 
+/// Whether `p` is a virtual account issued and awaiting its deposit.
+pub(crate) fn awaits_deposit(p: &payment::Model) -> bool {
+    PaymentStatus::from_db(&p.status) == PaymentStatus::Ready
+        && p.pay_method == VBANK
+        && p.pg_tid.is_some()
+        && p.vbank_num.is_some()
+}
+
 /// What a revocation learnt before sending the close ([`Gateway::look_before_closing`]).
 enum BeforeClose {
     /// Nothing deposited as far as KCP and openport's notifications show: send it.
@@ -379,14 +390,15 @@ const MAY_HOLD_DEPOSIT: &str = "입금 내역이 있는 가상계좌는 발급�
 const NOT_LOOKED: &str = "PG사에 가상계좌 입금 여부를 확인하지 못해 발급취소를 요청하지 않았습니다. 잠시 후 다시 시도해 주세요.";
 
 impl Gateway {
-    /// The payment of a revocation, re-read once its attempt is open, holding the payment's row
-    /// (`payments::hold_if_status`): a deposit being applied is waited for and seen.
-    async fn held_for_revocation(&self, id: i64) -> ServiceResult<payment::Model> {
+    /// The payment of a revocation (or of a close KCP made), re-read once its attempt is open,
+    /// holding the payment's row (`payments::hold_if_status`): a deposit being applied is waited
+    /// for and seen.
+    async fn held_for_revocation(&self, id: i64) -> ServiceResult<Option<payment::Model>> {
         let txn = self.db.write.begin().await?;
         payments::hold_if_status(&txn, id, PaymentStatus::Ready.as_db()).await?;
         let payment = payments::by_id(&txn, id).await?;
         txn.commit().await?;
-        payment.ok_or_else(|| ServiceError::NotFound(super::lookup::NOT_FOUND.into()))
+        Ok(payment)
     }
 
     /// What stands between a revocation and the close (docs/kcp.md §10.2, §11): the deposit
@@ -432,6 +444,46 @@ impl Gateway {
             },
             _ => BeforeClose::Close,
         })
+    }
+
+    /// Records as revoked `ready` account `payment` that KCP holds closed (closed in KCP's admin,
+    /// or by KCP: its notice `TX07`/`TX06`, or the resolver's look), as a revocation is recorded —
+    /// `cancelled`, `cancel_amount` = `amount`, `paid_at` still 0 — with the `cancelled` webhook,
+    /// as for any cancel made at KCP (spec §5). Through the cancel path a KCP cancel notice takes
+    /// (service/notifications.rs `verify_cancel_notice`): an attempt opened for the whole amount
+    /// and settled by the cancel resolver's inquiry, which sends nothing to KCP. None when a
+    /// cancel of the payment is in flight or the payment changed meanwhile: decided by that one.
+    pub(crate) async fn record_closed_at_kcp(
+        &self,
+        connector: &dyn Pg,
+        payment: payment::Model,
+        reason: String,
+    ) -> ServiceResult<Option<CancelOutcome>> {
+        let Some(tno) = payment.pg_tid.clone() else {
+            return Ok(None);
+        };
+        let attempt = match self
+            .open_cancel_attempt(&payment, &tno, &Some(reason), payment.amount, true)
+            .await
+        {
+            Ok(attempt) => attempt,
+            Err(ServiceError::Refused(_)) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let fresh = self
+            .held_for_revocation(payment.id)
+            .await?
+            .filter(|p| awaits_deposit(p) && p.cancel_amount == payment.cancel_amount);
+        let Some(fresh) = fresh else {
+            self.close_attempt(
+                attempt,
+                "failed",
+                "not recorded: the payment changed meanwhile",
+            )
+            .await?;
+            return Ok(None);
+        };
+        Ok(Some(self.resolve_cancel(connector, fresh, attempt).await?))
     }
 
     /// A revocation that found the account paid at KCP: the deposit applied as a verified

@@ -1197,14 +1197,14 @@ async fn a_notification_other_than_a_deposit_carries_no_noti_id_and_is_recorded_
 ) {
     let app = spawn_app().await;
     let token = app.token().await;
-    let p = issued(&app, &token, vbank(&app, "vb-tx07", 7000)).await;
+    let p = issued(&app, &token, vbank(&app, "vb-tx04", 7000)).await;
     let tno = p["pg_tid"].as_str().unwrap();
-    // spec/kcp.md §2.12: the common fields, no noti_id (TX07: the account was closed).
+    // spec/kcp.md §2.12: the common fields, no noti_id (TX04: settlement held).
     let closed: Vec<(String, String)> = [
         ("site_cd", "T0000"),
         ("tno", tno),
         ("order_no", "x"),
-        ("tx_cd", "TX07"),
+        ("tx_cd", "TX04"),
         ("tx_tm", "20261203120000"),
     ]
     .into_iter()
@@ -1228,7 +1228,7 @@ async fn a_notification_other_than_a_deposit_carries_no_noti_id_and_is_recorded_
     use openport::store::entity::kcp_notification;
     use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
     let rows = kcp_notification::Entity::find()
-        .filter(kcp_notification::Column::TxCd.eq("TX07"))
+        .filter(kcp_notification::Column::TxCd.eq("TX04"))
         .all(&app.app.gateway.db.read)
         .await
         .unwrap();
@@ -1677,5 +1677,89 @@ async fn instances_looking_at_open_accounts_together_apply_a_deposit_once() {
     );
     other.app.gateway.deliver_due_webhooks(100).await.unwrap();
     assert_eq!(webhook_statuses(&app, &hooks).await, ["ready", "paid"]);
+    app.assert_ledger_agrees().await;
+}
+
+/// A KCP common notification of the common fields only (no `noti_id`): `tx_cd` for `tno`.
+fn notice(tno: &str, tx_cd: &str) -> Vec<(String, String)> {
+    [
+        ("site_cd", "T0000"),
+        ("tno", tno),
+        ("order_no", "x"),
+        ("tx_cd", tx_cd),
+        ("tx_tm", "20261203120000"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect()
+}
+
+/// The operator closes an unpaid account in KCP's admin and KCP says so (`TX07`, spec §2.12): the
+/// payment is recorded revoked (as `DELETE /vbanks` records it: `cancelled`, `cancel_amount` =
+/// `amount`, `paid_at` 0) once KCP's inquiry shows it closed, and the merchant hears of it by a
+/// `cancelled` webhook, as of any cancel made at KCP (spec §5). A forged notice changes nothing.
+#[tokio::test]
+async fn kcps_notice_that_it_closed_an_unpaid_account_records_it_revoked_with_a_cancelled_webhook()
+{
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let hooks = Receiver::start().await;
+    let p = issued_with_hooks(&app, &token, "vb-closed-at-kcp", &hooks).await;
+    let imp_uid = p["imp_uid"].as_str().unwrap();
+    let tno = p["pg_tid"].as_str().unwrap();
+    assert!(
+        post_notification(&app, &notice(tno, "TX07")).await,
+        "a forged notice is acknowledged"
+    );
+    assert_eq!(app.payment(&token, imp_uid).await["status"], "ready");
+
+    assert!(app.sandbox.cancel_in_admin(tno));
+    let mut real = notice(tno, "TX07");
+    real[4].1 = "20261203130000".into();
+    assert!(post_notification(&app, &real).await);
+
+    let shown = app.payment(&token, imp_uid).await;
+    assert_eq!(
+        (
+            shown["status"].as_str(),
+            shown["cancel_amount"].as_i64(),
+            shown["paid_at"].as_i64()
+        ),
+        (Some("cancelled"), Some(7000), Some(0)),
+        "{shown}"
+    );
+    assert_eq!(webhook_statuses(&app, &hooks).await, ["ready", "cancelled"]);
+    app.assert_ledger_agrees().await;
+}
+
+/// The same close notified as a cancel (`TX06`), or not notified at all: the resolver's look at
+/// open accounts finds it closed and records it the same way.
+#[tokio::test]
+async fn an_unpaid_account_closed_at_kcp_is_recorded_revoked_by_its_cancel_notice_or_by_the_resolver(
+) {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let hooks = Receiver::start().await;
+    let p = issued_with_hooks(&app, &token, "vb-closed-tx06", &hooks).await;
+    let tno = p["pg_tid"].as_str().unwrap();
+    assert!(app.sandbox.cancel_in_admin(tno));
+    assert!(post_notification(&app, &notice(tno, "TX06")).await);
+    assert_eq!(
+        app.payment(&token, p["imp_uid"].as_str().unwrap()).await["status"],
+        "cancelled"
+    );
+    assert_eq!(webhook_statuses(&app, &hooks).await, ["ready", "cancelled"]);
+
+    let quiet = Receiver::start().await;
+    let q = issued_with_hooks(&app, &token, "vb-closed-quietly", &quiet).await;
+    assert!(app.sandbox.cancel_in_admin(q["pg_tid"].as_str().unwrap()));
+    app.advance(601);
+    app.app.gateway.check_open_vbanks(100).await.unwrap();
+    let token = app.token().await;
+    assert_eq!(
+        app.payment(&token, q["imp_uid"].as_str().unwrap()).await["status"],
+        "cancelled"
+    );
+    assert_eq!(webhook_statuses(&app, &quiet).await, ["ready", "cancelled"]);
     app.assert_ledger_agrees().await;
 }
