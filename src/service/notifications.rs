@@ -203,6 +203,11 @@ fn confirmed_change(
     }
 }
 
+/// Whether KCP's answer holds the account paid for at least `amount`.
+fn still_paid_in_full(kcp: &VbankState, amount: Won) -> bool {
+    matches!(kcp, VbankState::Open { paid: true, amount: held, .. } if *held >= amount)
+}
+
 /// A virtual account closed before anything was received (`cancelled`, never paid): a
 /// revocation, openport's or one KCP notified.
 fn is_revoked(p: &payment::Model) -> bool {
@@ -359,6 +364,11 @@ impl Gateway {
             return self.settle(row, Verdict::Refused, now).await;
         }
         let status = PaymentStatus::from_db(&payment.status);
+        if n.total.is_some_and(|total| total > payment.amount) {
+            // More than the payment came in (the bank takes any amount, spec §2.12): the excess
+            // is the buyer's, at KCP, and nobody but the operator can refund it.
+            tracing::warn!(imp_uid = %payment.imp_uid, tno = %n.tno, total = n.total, amount = payment.amount, "KCP notifies more deposited than the payment's amount (over-payment): refund the difference in KCP's admin");
+        }
         if !n.is_reversal() && is_revoked(&payment) {
             return self.deposit_on_revoked(n, payment, row, now).await;
         }
@@ -407,6 +417,18 @@ impl Gateway {
             None if n.is_reversal()
                 && status == PaymentStatus::Ready
                 && matches!(kcp, VbankState::Open { paid: false, .. }) =>
+            {
+                self.settle_while(&payment, status, row, Verdict::Unchanged, now)
+                    .await
+            }
+            // A reversal that leaves the total at or above the amount (an extra deposit taken
+            // back), of an account KCP still holds paid in full: KCP and openport agree, and
+            // nothing KCP sends again could change that. Decided only while the payment is still
+            // `paid` (the mirror of the known partial total above).
+            None if n.is_reversal()
+                && status == PaymentStatus::Paid
+                && n.total.is_some_and(|total| total >= payment.amount)
+                && still_paid_in_full(&kcp, payment.amount) =>
             {
                 self.settle_while(&payment, status, row, Verdict::Unchanged, now)
                     .await

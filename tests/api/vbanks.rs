@@ -1763,3 +1763,39 @@ async fn an_unpaid_account_closed_at_kcp_is_recorded_revoked_by_its_cancel_notic
     assert_eq!(webhook_statuses(&app, &quiet).await, ["ready", "cancelled"]);
     app.assert_ledger_agrees().await;
 }
+
+/// The buyer pays 1,000 more than the 7,000 due and the bank takes the extra back (`op_cd 13`,
+/// `totl_mnyx` 7,000): KCP still holds the account paid in full, as openport does, so the reversal
+/// is acknowledged instead of being re-sent (and re-verified) for good. The over-payment is logged.
+#[tokio::test]
+async fn a_reversal_of_an_extra_deposit_is_acknowledged_and_leaves_the_account_paid() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let hooks = Receiver::start().await;
+    let p = issued_with_hooks(&app, &token, "vb-extra", &hooks).await;
+    let imp_uid = p["imp_uid"].as_str().unwrap();
+    let tno = p["pg_tid"].as_str().unwrap();
+    deposit_until_paid(&app, &token, &p).await;
+    let paid = app.payment(&token, imp_uid).await;
+    let extra = app.sandbox.deposit(tno, 1000, "00").unwrap();
+    sandbox_notification(&app, &extra.noti_id, |n| n.acknowledged).await;
+
+    let reversal = app.sandbox.deposit(tno, 1000, "13").unwrap();
+
+    assert_eq!(reversal.total, 7000);
+    let done = sandbox_notification(&app, &reversal.noti_id, |n| n.attempts >= 1).await;
+    assert!(done.tries[0].acknowledged, "{done:?}");
+    assert_eq!(
+        app.payment(&token, imp_uid).await,
+        paid,
+        "still paid, as it was"
+    );
+    assert_eq!(webhook_statuses(&app, &hooks).await, ["ready", "paid"]);
+    let logs = crate::helpers::captured_logs();
+    assert!(
+        logs.lines()
+            .any(|l| l.contains("WARN") && l.contains(imp_uid) && l.contains("over-payment")),
+        "the over-payment is named for the operator"
+    );
+    app.assert_ledger_agrees().await;
+}
