@@ -24,6 +24,7 @@ mod m20261205_000020_payment_cash_receipt;
 mod m20261205_000021_billing_key_payment;
 mod m20261205_000022_webhook_previous_secret;
 mod m20261206_000023_vbank_checks;
+mod m20261206_000024_notification_deposited_at;
 
 pub struct Migrator;
 
@@ -54,6 +55,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261205_000021_billing_key_payment::Migration),
             Box::new(m20261205_000022_webhook_previous_secret::Migration),
             Box::new(m20261206_000023_vbank_checks::Migration),
+            Box::new(m20261206_000024_notification_deposited_at::Migration),
         ]
     }
 }

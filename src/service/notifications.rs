@@ -64,12 +64,21 @@ pub struct Notification {
     /// payment's amount spares KCP an inquiry (a partial deposit, were it true, changes nothing);
     /// it never makes a payment paid.
     pub total: Option<Won>,
+    /// `ipgm_time` (Unix seconds): when the buyer paid, as notified. `paid_at` once KCP confirms
+    /// the deposit ([`paid_at`]).
+    pub deposited_at: Option<i64>,
 }
 
 impl Notification {
     /// `totl_mnyx` as posted: a deposit's total is positive, so anything else is unknown.
     pub fn total_from(posted: &str) -> Option<Won> {
         posted.trim().parse::<Won>().ok().filter(|t| *t > 0)
+    }
+
+    /// `ipgm_time` as posted (`yyyyMMddHHmmss`, Korea time, spec §2.12, §6); None when absent
+    /// or not such a time.
+    pub fn deposited_at_from(posted: &str) -> Option<i64> {
+        crate::pg::kcp::wire::parse_kcp_time(posted).map(|t| t.timestamp())
     }
 
     fn is_reversal(&self) -> bool {
@@ -116,6 +125,7 @@ impl Notification {
             && row.op_cd == self.op_cd
             && row.amount == self.amount
             && row.total == self.total.unwrap_or(0)
+            && row.deposited_at == self.deposited_at
     }
 }
 
@@ -203,6 +213,14 @@ fn confirmed_change(
     }
 }
 
+/// `paid_at` of a deposit KCP confirmed: when it was made as notified (`ipgm_time`), which may
+/// be long before openport could confirm it (KCP's inquiry failing until the resolver's sweep);
+/// the form is unsigned, so only within the account's life, from its issuance to `now`. `now`
+/// when no time was notified.
+fn paid_at(issued_at: i64, deposited_at: Option<i64>, now: i64) -> i64 {
+    deposited_at.map_or(now, |at| at.max(issued_at).min(now))
+}
+
 /// Whether KCP's answer holds the account paid for at least `amount`.
 fn still_paid_in_full(kcp: &VbankState, amount: Won) -> bool {
     matches!(kcp, VbankState::Open { paid: true, amount: held, .. } if *held >= amount)
@@ -246,6 +264,7 @@ impl From<&kcp_notification::Model> for Notification {
             amount: row.amount,
             // Stored as 0 when unknown (rows from before, too).
             total: Some(row.total).filter(|t| *t > 0),
+            deposited_at: row.deposited_at,
         }
     }
 }
@@ -318,6 +337,7 @@ impl Gateway {
             op_cd: Set(n.op_cd.clone()),
             amount: Set(n.amount),
             total: Set(n.total.unwrap_or(0)),
+            deposited_at: Set(n.deposited_at),
             received_at: Set(now),
             ..Default::default()
         };
@@ -404,8 +424,15 @@ impl Gateway {
             })?;
         match confirmed_change(status, payment.amount, n.is_reversal(), &kcp) {
             Some(to) => {
-                self.apply(payment, status, to, (&n.tno, seen), row, now)
-                    .await
+                self.apply(
+                    payment,
+                    (status, to),
+                    (&n.tno, seen),
+                    n.deposited_at,
+                    row,
+                    now,
+                )
+                .await
             }
             // A closed account is the cancel flow's to record: nothing a re-send could change.
             None if matches!(kcp, VbankState::Closed { .. }) => {
@@ -475,7 +502,8 @@ impl Gateway {
     }
 
     /// Moves the payment as KCP confirmed, in one transaction with its webhook and the
-    /// notification's verdict, unless it left `from` while KCP was being asked.
+    /// notification's verdict, unless it left `from` while KCP was being asked. A deposit is
+    /// `paid` at `deposited_at` as notified, within the account's life ([`paid_at`]).
     ///
     /// `seen` is the account's tno and its newest notification when KCP was asked: a newer one
     /// (a reversal that came while this deposit was verified, and that found the payment not
@@ -491,15 +519,16 @@ impl Gateway {
     async fn apply(
         &self,
         payment: payment::Model,
-        from: PaymentStatus,
-        to: PaymentStatus,
+        (from, to): (PaymentStatus, PaymentStatus),
         seen: (&str, Option<i64>),
+        deposited_at: Option<i64>,
         row: Option<i64>,
         now: i64,
     ) -> Result<Verdict, NotificationError> {
         // A reversal is announced too (status `ready`): the merchant was told `paid` and may be
         // about to ship; its webhook handler re-reads the payment either way.
-        let paid_at = (to == PaymentStatus::Paid).then_some(now);
+        let issued_at = payment.vbank_issued_at.unwrap_or(payment.started_at);
+        let paid_at = (to == PaymentStatus::Paid).then(|| paid_at(issued_at, deposited_at, now));
         let webhooks = self.webhooks_announcing(&payment, to.as_iamport()).await?;
         let txn = self.db.write.begin().await?;
         let moved =
@@ -539,13 +568,18 @@ impl Gateway {
             return Ok(Verdict::Unchanged);
         };
         let status = PaymentStatus::from_db(&payment.status);
-        match confirmed_change(status, payment.amount, false, kcp) {
-            Some(to) => {
-                self.apply(payment, status, to, (&tno, seen), None, self.clock.unix())
-                    .await
-            }
-            None => Ok(Verdict::Unchanged),
-        }
+        let Some(to) = confirmed_change(status, payment.amount, false, kcp) else {
+            return Ok(Verdict::Unchanged);
+        };
+        // The time of the newest deposit notified, if openport holds one (its notification
+        // unverified, say); none reached openport: when it was found.
+        let deposited_at = notifications::newest_of(&self.db.write, &tno, TX_DEPOSIT)
+            .await?
+            .filter(|row| row.op_cd.as_deref() != Some(OP_CD_REVERSAL))
+            .and_then(|row| row.deposited_at);
+        let now = self.clock.unix();
+        self.apply(payment, (status, to), (&tno, seen), deposited_at, None, now)
+            .await
     }
 
     /// [`Self::settle`] of a verdict that rests on the payment having `status`, in one
@@ -728,6 +762,7 @@ mod tests {
             op_cd: Some("00".into()),
             amount: 5000,
             total: Some(5000),
+            deposited_at: None,
         }
     }
 
@@ -827,6 +862,7 @@ mod tests {
             op_cd: Some("00".into()),
             amount: 5000,
             total: Some(5000),
+            deposited_at: Some(1_773_111_600),
         };
         let row = kcp_notification::Model {
             id: 1,
@@ -837,6 +873,7 @@ mod tests {
             op_cd: Some("00".into()),
             amount: 5000,
             total: 5000,
+            deposited_at: Some(1_773_111_600),
             received_at: 0,
             outcome: None,
             verified_at: None,
@@ -844,9 +881,14 @@ mod tests {
         assert!(n.is_recorded_as(&row));
         let other = kcp_notification::Model {
             tno: "20260310999999".into(),
-            ..row
+            ..row.clone()
         };
         assert!(!n.is_recorded_as(&other));
+        let other_time = kcp_notification::Model {
+            deposited_at: None,
+            ..row
+        };
+        assert!(!n.is_recorded_as(&other_time));
     }
 
     #[test]
@@ -869,6 +911,7 @@ mod tests {
             op_cd: None,
             amount: 0,
             total: None,
+            deposited_at: None,
         };
         assert_eq!(n(TX_DEPOSIT, "n1").key().as_deref(), Some("n1"));
         assert_eq!(n(TX_DEPOSIT, "").key(), None);
@@ -882,5 +925,33 @@ mod tests {
             ..n("TX07", "")
         };
         assert_eq!(no_tno.key(), None);
+    }
+
+    #[test]
+    fn a_deposit_is_paid_at_its_notified_time_within_the_accounts_life() {
+        assert_eq!(paid_at(1_000, Some(1_500), 2_000), 1_500);
+        assert_eq!(
+            paid_at(1_000, Some(500), 2_000),
+            1_000,
+            "not before issuance"
+        );
+        assert_eq!(
+            paid_at(1_000, Some(9_000), 2_000),
+            2_000,
+            "not in the future"
+        );
+        assert_eq!(paid_at(1_000, None, 2_000), 2_000, "none notified: now");
+        assert_eq!(
+            Notification::deposited_at_from("20260310120000"),
+            Some(1_773_111_600),
+            "Korea time"
+        );
+        for unreadable in ["", "2026031012", "20261310120000", "abc"] {
+            assert_eq!(
+                Notification::deposited_at_from(unreadable),
+                None,
+                "{unreadable:?}"
+            );
+        }
     }
 }

@@ -1799,3 +1799,33 @@ async fn a_reversal_of_an_extra_deposit_is_acknowledged_and_leaves_the_account_p
     );
     app.assert_ledger_agrees().await;
 }
+
+/// A deposit KCP's inquiry could not confirm until the resolver's sweep, minutes later: `paid_at`
+/// is when the buyer paid (the notification's `ipgm_time`, once KCP confirms the deposit), not
+/// when openport got round to confirming it; merchants' settlement and "paid within N days" rules
+/// read it (spec/iamport-v1.md §3).
+#[tokio::test]
+async fn a_deposit_applied_by_the_resolvers_sweep_is_paid_at_the_time_of_the_deposit() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let hooks = Receiver::start().await;
+    let (p, _elsewhere) = deposit_left_unverified(&app, &token, "vb-paid-at", &hooks).await;
+    let imp_uid = p["imp_uid"].as_str().unwrap();
+    let sent = app.sandbox.notifications()[0].clone();
+    let ipgm_time = sent
+        .field("ipgm_time")
+        .expect("KCP's form carries the deposit time");
+    let deposited_at = chrono::NaiveDateTime::parse_from_str(ipgm_time, "%Y%m%d%H%M%S")
+        .unwrap()
+        .and_local_timezone(chrono::FixedOffset::east_opt(9 * 3600).unwrap())
+        .unwrap()
+        .timestamp();
+
+    app.advance(160);
+    app.app.gateway.reverify_notifications(100).await.unwrap();
+
+    let paid = app.payment(&token, imp_uid).await;
+    assert_eq!(paid["status"], "paid", "{paid}");
+    assert_eq!(paid["paid_at"].as_i64(), Some(deposited_at), "{paid}");
+    assert!(deposited_at < app.app.gateway.clock.unix() - 100);
+}
