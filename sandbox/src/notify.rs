@@ -1,6 +1,7 @@
 //! Virtual-account deposits and KCP's common notification (spec §2.12): a deposit on an issued
 //! account is sent to the site's notification URL as a `TX00` form POST, and sent again (bounded
-//! backoff) until the merchant answers the `result=0000` HTML.
+//! backoff) until the merchant answers the `result=0000` HTML. A cancel in KCP's admin console can
+//! be notified the same way ([`notice`]: `TX06`, `TX07`, `TX01`).
 //!
 //! A deposit is recorded whatever its amount (partial and over deposits too: KCP reports what
 //! arrived). The ledger entry moves from `Issued` to `Approved` once the deposits reach the
@@ -35,6 +36,8 @@ pub struct NotificationAttempt {
 /// One notification and what became of it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct NotificationRecord {
+    /// A deposit's `noti_id`; for the other notifications, which carry none, the sandbox's own
+    /// handle (not in `fields`).
     pub noti_id: String,
     pub tx_cd: String,
     pub site_cd: String,
@@ -233,6 +236,57 @@ pub(crate) fn deposit(
     }
     book.log.push(record.clone());
     tracing::info!(tno, op_cd, amount, total, noti_id = %record.noti_id, "kcp sandbox recorded a virtual-account deposit");
+    Ok(record)
+}
+
+/// A common notification other than a deposit (spec §2.12: `TX01`–`TX08`), made for something KCP
+/// did on its side (a cancel in its admin console): the common fields only (`site_cd`, `tno`,
+/// `order_no`, `tx_cd`, `tx_tm`), which carry no `noti_id` (spec §2.12 lists it for `TX00` only).
+/// The record's `noti_id` is the sandbox's own handle for it (`tx_cd`-time-sequence), never sent.
+/// Delivered and re-sent by the same book as deposits ([`deliver`]).
+pub(crate) fn notice(
+    s: &Shared,
+    site_cd: &str,
+    tno: &str,
+    order_no: &str,
+    tx_cd: &str,
+) -> Result<NotificationRecord, DepositError> {
+    let now = kcp_time(s.now());
+    let mut book = s.notify();
+    let url = book
+        .urls
+        .get(site_cd)
+        .or_else(|| book.urls.get("*"))
+        .cloned()
+        .ok_or_else(|| DepositError::NoUrl(site_cd.to_owned()))?;
+    book.sequence += 1;
+    let handle = format!("{tx_cd}-{now}{:06}", book.sequence);
+    let fields: Vec<(String, String)> = [
+        ("site_cd", site_cd),
+        ("tno", tno),
+        ("order_no", order_no),
+        ("tx_cd", tx_cd),
+        ("tx_tm", now.as_str()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    let record = NotificationRecord {
+        noti_id: handle,
+        tx_cd: tx_cd.to_owned(),
+        site_cd: site_cd.to_owned(),
+        tno: tno.to_owned(),
+        url,
+        op_cd: String::new(),
+        amount: 0,
+        total: 0,
+        attempts: 0,
+        acknowledged: false,
+        tries: Vec::new(),
+        fields,
+    };
+    book.log.push(record.clone());
+    tracing::info!(tno, tx_cd, "kcp sandbox recorded a common notification");
     Ok(record)
 }
 

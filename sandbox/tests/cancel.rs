@@ -261,3 +261,50 @@ async fn stsc_on_a_deposited_virtual_account_without_a_refund_account_is_refused
         "0000"
     );
 }
+
+/// A cancel in KCP's admin console, notified as KCP does (spec §2.12): the common fields only, no
+/// `noti_id`, `TX06` for a card, `TX07` for an account closed unpaid, `TX01` for a paid one
+/// refunded; sent through the notification book deposits use.
+#[tokio::test]
+async fn a_cancel_in_the_admin_console_is_notified_with_kcps_common_fields() {
+    let harness = spawn().await;
+    harness
+        .sandbox
+        .set_notify_url("*", "http://127.0.0.1:9/unused");
+    let card = harness.approved("admin-card", "1000").await;
+    let unpaid = harness.pay(&vbank_issue("VA-admin-unpaid")).await["tno"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let paid = harness.pay(&vbank_issue("VA-admin-paid")).await["tno"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    harness.sandbox.deposit(&paid, 7000, "00").unwrap();
+
+    for (tno, tx_cd) in [(&card, "TX06"), (&unpaid, "TX07"), (&paid, "TX01")] {
+        let sent = harness
+            .sandbox
+            .cancel_in_admin_notified(tno)
+            .expect("cancelled and notified");
+        assert_eq!(sent.tx_cd, tx_cd);
+        let names: Vec<&str> = sent.fields.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(names, ["site_cd", "tno", "order_no", "tx_cd", "tx_tm"]);
+        assert_eq!(sent.field("tno"), Some(tno.as_str()));
+        assert_eq!(sent.field("tx_tm"), Some("20260310120000"));
+        assert!(harness
+            .sandbox
+            .notifications()
+            .iter()
+            .any(|n| n.noti_id == sent.noti_id));
+    }
+    assert!(harness
+        .sandbox
+        .ledger()
+        .iter()
+        .all(|e| e.state == TransactionState::Cancelled));
+    assert!(
+        harness.sandbox.cancel_in_admin_notified(&card).is_none(),
+        "nothing left to cancel"
+    );
+}

@@ -1829,3 +1829,29 @@ async fn a_deposit_applied_by_the_resolvers_sweep_is_paid_at_the_time_of_the_dep
     assert_eq!(paid["paid_at"].as_i64(), Some(deposited_at), "{paid}");
     assert!(deposited_at < app.app.gateway.clock.unix() - 100);
 }
+
+/// An unpaid account closed in KCP's admin: the sandbox posts KCP's own `TX07`, and openport
+/// records the account revoked and tells the merchant (`cancelled` webhook), end to end.
+#[tokio::test]
+async fn an_unpaid_account_closed_in_kcps_admin_is_recorded_revoked_from_kcps_own_tx07() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let hooks = Receiver::start().await;
+    let p = issued_with_hooks(&app, &token, "vb-admin-tx07", &hooks).await;
+
+    let sent = app
+        .sandbox
+        .cancel_in_admin_notified(p["pg_tid"].as_str().unwrap())
+        .expect("closed and notified");
+
+    assert_eq!(sent.tx_cd, "TX07");
+    sandbox_notification(&app, &sent.noti_id, |n| n.acknowledged).await;
+    let shown = app.payment(&token, p["imp_uid"].as_str().unwrap()).await;
+    assert_eq!(
+        (shown["status"].as_str(), shown["paid_at"].as_i64()),
+        (Some("cancelled"), Some(0)),
+        "{shown}"
+    );
+    assert_eq!(webhook_statuses(&app, &hooks).await, ["ready", "cancelled"]);
+    app.assert_ledger_agrees().await;
+}
