@@ -406,8 +406,9 @@ fn http_service(
 }
 
 /// How often the resolver looks for deposits KCP notified while it could not confirm them
-/// (`Gateway::reverify_notifications`): each is asked about every five minutes at most, so a
-/// scan of `kcp_notifications` on every resolver tick would be wasted.
+/// (`Gateway::reverify_notifications`) and for open virtual accounts due for a look at KCP
+/// (`Gateway::check_open_vbanks`): each is asked about every five minutes (an hour) at most, so
+/// a scan on every resolver tick would be wasted.
 const REVERIFY_SWEEP_EVERY: Duration = Duration::from_secs(60);
 
 /// How often the resolver compares this host's clock with the database's
@@ -442,6 +443,11 @@ fn spawn_resolver(gateway: Gateway, every: Duration, mut stop: tokio::sync::watc
                 next_sweep = std::time::Instant::now() + REVERIFY_SWEEP_EVERY;
                 if let Err(e) = gateway.reverify_notifications(100).await {
                     tracing::error!("resolver: unverified KCP notifications: {e}");
+                }
+                // Virtual accounts awaiting their deposit, due for a look at KCP (hourly each):
+                // a deposit whose notifications never arrived (service/vbank_checks.rs).
+                if let Err(e) = gateway.check_open_vbanks(100).await {
+                    tracing::error!("resolver: open virtual accounts: {e}");
                 }
             }
         }

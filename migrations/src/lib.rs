@@ -24,6 +24,8 @@ mod m20261205_000020_payment_cash_receipt;
 mod m20261205_000021_billing_key_payment;
 mod m20261205_000022_webhook_previous_secret;
 mod m20261205_000023_payment_partial_cancel;
+mod m20261206_000024_vbank_checks;
+mod m20261206_000025_notification_deposited_at;
 
 pub struct Migrator;
 
@@ -54,6 +56,8 @@ impl MigratorTrait for Migrator {
             Box::new(m20261205_000021_billing_key_payment::Migration),
             Box::new(m20261205_000022_webhook_previous_secret::Migration),
             Box::new(m20261205_000023_payment_partial_cancel::Migration),
+            Box::new(m20261206_000024_vbank_checks::Migration),
+            Box::new(m20261206_000025_notification_deposited_at::Migration),
         ]
     }
 }

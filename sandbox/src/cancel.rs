@@ -2,7 +2,8 @@
 //! (spec/kcp.md §2.9), full cancels of a Benepia point payment (which give the points back) and
 //! its partial cancel by re-approval (`STRA`, spec §2.8, seed 003; assumption in `point`), cancels of window payments (bank transfer, a paid
 //! virtual account, phone, gift), the revocation of an unpaid virtual account (`STSC` on an issued
-//! account closes it: later deposits are refused; assumption, docs/sandbox.md §6), escrow
+//! account closes it: later deposits are refused; assumption, docs/sandbox.md §6; an account
+//! holding deposits takes `STSC`/`STPC` only with the account to refund them to), escrow
 //! shipping start (`STE1`, in `escrow`) and escrow cancels (`STE2`/`STE4`/`STE5`, whole; an escrow
 //! trade takes no `STSC`/`STPC`: rules in `escrow`).
 
@@ -15,7 +16,7 @@ use axum::response::{IntoResponse, Response};
 use crate::auth;
 use crate::clock::{kcp_time, kst_date};
 use crate::codes;
-use crate::ledger::TransactionState;
+use crate::ledger::{LedgerEntry, TransactionState};
 use crate::point::{self, Reapproval};
 use crate::wire::{self, Fields, Refusal, Reply};
 use crate::Shared;
@@ -128,6 +129,18 @@ fn handle(shared: &Shared, body: &Bytes) -> Result<Reply, Refusal> {
             "부분취소가 불가능한 거래입니다. 전체취소(STSC)로 요청하십시오.",
         ));
     }
+    // A deposit is refunded to an account the buyer names; a cancel that names none would close
+    // the account and keep the money nowhere (docs/kcp.md §10.2, openport's model of KCP).
+    if entry.pay_method == "PAVC"
+        && !matches!(modification, Modification::Escrow)
+        && holds_deposits(shared, entry)
+        && !names_refund_account(&fields)
+    {
+        return Err(Refusal::new(
+            codes::VBANK_REFUND_ACCOUNT_MISSING,
+            "입금된 가상계좌는 환불계좌(mod_bankcode, mod_account, mod_depositor)를 지정해야 취소할 수 있습니다.",
+        ));
+    }
     // KCP refunds part of a point payment by re-approving the rest (STRA).
     if entry.point.is_some() && matches!(modification, Modification::Partial { .. }) {
         return Err(Refusal::new(
@@ -190,6 +203,19 @@ fn handle(shared: &Shared, body: &Bytes) -> Result<Reply, Refusal> {
         "kcp sandbox cancelled"
     );
     Ok(reply)
+}
+
+/// Whether virtual account `entry` holds money: paid in full (`Approved`, or refunded in part), or
+/// with deposits short of its amount (still `Issued`).
+fn holds_deposits(shared: &Shared, entry: &LedgerEntry) -> bool {
+    entry.state != TransactionState::Issued || crate::notify::deposited(shared, &entry.tno) > 0
+}
+
+/// Whether the cancel names the account a deposit is refunded to (every field of it).
+fn names_refund_account(fields: &Fields) -> bool {
+    ["mod_bankcode", "mod_account", "mod_depositor"]
+        .iter()
+        .all(|name| fields.optional(name).is_some_and(|v| !v.trim().is_empty()))
 }
 
 /// `mod_mny` (> 0), `mod_ordr_idxx`, `mod_ordr_goods` and `mod_desc` of an `STRA` (seed 003 §2.4).

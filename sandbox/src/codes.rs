@@ -104,6 +104,11 @@ pub const NOT_ESCROW: &str = "8501";
 pub const ESCROW_ALREADY_SHIPPED: &str = "8502";
 /// *Assumption*: cancel (or `STE1`) of a virtual account that has not been paid in full yet.
 pub const VBANK_NOT_DEPOSITED: &str = "8503";
+/// *Assumption*: `STSC` or `STPC` on a virtual account holding deposits without the account to
+/// refund them to (`mod_bankcode`, `mod_account`, `mod_depositor`): KCP refunds a deposit only to
+/// an account the buyer names (docs/kcp.md §10.2), and closing the account without one would
+/// leave the money nowhere.
+pub const VBANK_REFUND_ACCOUNT_MISSING: &str = "8508";
 /// *Assumption*: `STSC` or `STPC` on an escrow transaction: KCP cancels an escrow trade with an
 /// escrow status change (`STE2`/`STE4`/`STE5`, spec §2.11), whole (no partial cancel before the
 /// purchase is confirmed).

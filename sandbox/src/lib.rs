@@ -298,7 +298,8 @@ impl Sandbox {
 
     /// A full cancel made outside the merchant's API calls, as an operator can in KCP's admin
     /// console: the remaining balance is cancelled (`STSC`). False when there is no such
-    /// transaction or nothing is left to cancel.
+    /// transaction or nothing is left to cancel. Nothing is notified (a notice that never
+    /// reached the merchant); [`Sandbox::cancel_in_admin_notified`] sends KCP's.
     pub fn cancel_in_admin(&self, tno: &str) -> bool {
         self.cancel_in_admin_partly(tno, None)
     }
@@ -330,6 +331,29 @@ impl Sandbox {
             self.shared.points().refund(&point.account_id, amount);
         }
         true
+    }
+
+    /// [`Sandbox::cancel_in_admin`], then KCP's own notice of it to the site's notification URL
+    /// (spec §2.12), sent and re-sent as deposits are: `TX07` for a virtual account closed before it
+    /// was paid, `TX01` for a paid one refunded, `TX06` for anything else. The notice, or None when
+    /// nothing was cancelled, or the site has no notification URL (the cancel stands, unnotified).
+    pub fn cancel_in_admin_notified(&self, tno: &str) -> Option<notify::NotificationRecord> {
+        let (site_cd, order_no, tx_cd) = {
+            let ledger = self.shared.ledger();
+            let entry = ledger.get(tno)?;
+            let tx_cd = match (entry.pay_method.as_str(), entry.state) {
+                ("PAVC", TransactionState::Issued) => "TX07",
+                ("PAVC", _) => "TX01",
+                _ => "TX06",
+            };
+            (entry.site_cd.clone(), entry.order_no.clone(), tx_cd)
+        };
+        if !self.cancel_in_admin(tno) {
+            return None;
+        }
+        let record = notify::notice(&self.shared, &site_cd, tno, &order_no, tx_cd).ok()?;
+        notify::deliver(self.shared.clone(), record.clone());
+        Some(record)
     }
 
     /// Re-sends every notification not acknowledged yet, now; returns how many were acknowledged.

@@ -1,6 +1,7 @@
 //! Virtual-account deposits and KCP's common notification (spec §2.12): a deposit on an issued
 //! account is sent to the site's notification URL as a `TX00` form POST, and sent again (bounded
-//! backoff) until the merchant answers the `result=0000` HTML.
+//! backoff) until the merchant answers the `result=0000` HTML. A cancel in KCP's admin console can
+//! be notified the same way ([`notice`]: `TX06`, `TX07`, `TX01`).
 //!
 //! A deposit is recorded whatever its amount (partial and over deposits too: KCP reports what
 //! arrived). The ledger entry moves from `Issued` to `Approved` once the deposits reach the
@@ -35,6 +36,8 @@ pub struct NotificationAttempt {
 /// One notification and what became of it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct NotificationRecord {
+    /// A deposit's `noti_id`; for the other notifications, which carry none, the sandbox's own
+    /// handle (not in `fields`).
     pub noti_id: String,
     pub tx_cd: String,
     pub site_cd: String,
@@ -132,8 +135,15 @@ pub(crate) fn set_url(s: &Shared, site_cd: &str, url: &str) {
     s.notify().urls.insert(site_cd.to_string(), url.to_string());
 }
 
+/// What has been deposited on virtual account `tno` so far (reversals taken off).
+pub(crate) fn deposited(s: &Shared, tno: &str) -> i64 {
+    s.notify().deposits.get(tno).copied().unwrap_or(0)
+}
+
 /// Records a deposit (`op_cd` "13" = a deposit cancelled through the bank network) and returns the
-/// notification to send.
+/// notification to send. Checked and recorded under one hold of the ledger: a revocation (`STSC`,
+/// cancel.rs) comes wholly before, and the bank refuses the money ([`DepositError::Closed`]), or
+/// wholly after, and finds the deposit.
 pub(crate) fn deposit(
     s: &Shared,
     tno: &str,
@@ -143,17 +153,16 @@ pub(crate) fn deposit(
     if amount <= 0 {
         return Err(DepositError::BadAmount);
     }
-    let (site_cd, order_no, due) = {
-        let ledger = s.ledger();
-        let entry = ledger
-            .get(tno)
-            .filter(|e| e.pay_method == "PAVC")
-            .ok_or(DepositError::NoSuchAccount)?;
-        if entry.state == TransactionState::Cancelled {
-            return Err(DepositError::Closed);
-        }
-        (entry.site_cd.clone(), entry.order_no.clone(), entry.amount)
-    };
+    // Lock order: ledger, then windows, then notifications (state.rs `snapshot`).
+    let mut ledger = s.ledger();
+    let entry = ledger
+        .get_mut(tno)
+        .filter(|e| e.pay_method == "PAVC")
+        .ok_or(DepositError::NoSuchAccount)?;
+    if entry.state == TransactionState::Cancelled {
+        return Err(DepositError::Closed);
+    }
+    let (site_cd, order_no, due) = (entry.site_cd.clone(), entry.order_no.clone(), entry.amount);
     let account = crate::window::vbank_account(s, tno).ok_or(DepositError::NoSuchAccount)?;
     // The bank takes no deposit into an account past its deadline; a reversal of an earlier
     // deposit still goes through.
@@ -162,75 +171,122 @@ pub(crate) fn deposit(
         return Err(DepositError::Expired);
     }
     let now = kcp_time(s.now());
-    let record = {
-        let mut book = s.notify();
-        let url = book
-            .urls
-            .get(&site_cd)
-            .or_else(|| book.urls.get("*"))
-            .cloned()
-            .ok_or_else(|| DepositError::NoUrl(site_cd.clone()))?;
-        let total = {
-            let t = book.deposits.entry(tno.to_string()).or_insert(0);
-            if op_cd == OP_CD_REVERSAL {
-                *t = (*t - amount).max(0);
-            } else {
-                *t += amount;
-            }
-            *t
-        };
-        book.sequence += 1;
-        let noti_id = format!("{now}{:06}", book.sequence);
-        let fields: Vec<(String, String)> = [
-            ("site_cd", site_cd.clone()),
-            ("tno", tno.to_string()),
-            ("order_no", order_no),
-            ("tx_cd", "TX00".into()),
-            ("tx_tm", now.clone()),
-            ("ipgm_name", account.remitter.clone()),
-            ("remitter", account.remitter.clone()),
-            ("ipgm_mnyx", amount.to_string()),
-            ("totl_mnyx", total.to_string()),
-            ("ipgm_time", now.clone()),
-            ("bank_code", account.bank_code.clone()),
-            ("account", account.account.clone()),
-            ("noti_id", noti_id.clone()),
-            ("op_cd", op_cd.to_string()),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v))
-        .collect();
-        NotificationRecord {
-            noti_id,
-            tx_cd: "TX00".into(),
-            site_cd,
-            tno: tno.to_string(),
-            url,
-            op_cd: op_cd.to_string(),
-            amount,
-            total,
-            attempts: 0,
-            acknowledged: false,
-            tries: Vec::new(),
-            fields,
+    let mut book = s.notify();
+    let url = book
+        .urls
+        .get(&site_cd)
+        .or_else(|| book.urls.get("*"))
+        .cloned()
+        .ok_or_else(|| DepositError::NoUrl(site_cd.clone()))?;
+    let total = {
+        let t = book.deposits.entry(tno.to_string()).or_insert(0);
+        if op_cd == OP_CD_REVERSAL {
+            *t = (*t - amount).max(0);
+        } else {
+            *t += amount;
         }
+        *t
+    };
+    book.sequence += 1;
+    let noti_id = format!("{now}{:06}", book.sequence);
+    let fields: Vec<(String, String)> = [
+        ("site_cd", site_cd.clone()),
+        ("tno", tno.to_string()),
+        ("order_no", order_no),
+        ("tx_cd", "TX00".into()),
+        ("tx_tm", now.clone()),
+        ("ipgm_name", account.remitter.clone()),
+        ("remitter", account.remitter.clone()),
+        ("ipgm_mnyx", amount.to_string()),
+        ("totl_mnyx", total.to_string()),
+        ("ipgm_time", now.clone()),
+        ("bank_code", account.bank_code.clone()),
+        ("account", account.account.clone()),
+        ("noti_id", noti_id.clone()),
+        ("op_cd", op_cd.to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    let record = NotificationRecord {
+        noti_id,
+        tx_cd: "TX00".into(),
+        site_cd,
+        tno: tno.to_string(),
+        url,
+        op_cd: op_cd.to_string(),
+        amount,
+        total,
+        attempts: 0,
+        acknowledged: false,
+        tries: Vec::new(),
+        fields,
     };
     // Paid in full once the deposits reach the amount; a reversal can take that back. The books
     // change before the notification is logged (and so before any send or flush): a merchant that
     // verifies a notification by inquiry, as it should, finds the deposit it announces.
-    if let Some(entry) = s.ledger().get_mut(tno) {
-        match entry.state {
-            TransactionState::Issued if record.total >= due => {
-                entry.state = TransactionState::Approved;
-            }
-            TransactionState::Approved if record.total < due && entry.cancels.is_empty() => {
-                entry.state = TransactionState::Issued;
-            }
-            _ => {}
+    match entry.state {
+        TransactionState::Issued if total >= due => {
+            entry.state = TransactionState::Approved;
         }
+        TransactionState::Approved if total < due && entry.cancels.is_empty() => {
+            entry.state = TransactionState::Issued;
+        }
+        _ => {}
     }
-    s.notify().log.push(record.clone());
-    tracing::info!(tno, op_cd, amount, total = record.total, noti_id = %record.noti_id, "kcp sandbox recorded a virtual-account deposit");
+    book.log.push(record.clone());
+    tracing::info!(tno, op_cd, amount, total, noti_id = %record.noti_id, "kcp sandbox recorded a virtual-account deposit");
+    Ok(record)
+}
+
+/// A common notification other than a deposit (spec §2.12: `TX01`–`TX08`), made for something KCP
+/// did on its side (a cancel in its admin console): the common fields only (`site_cd`, `tno`,
+/// `order_no`, `tx_cd`, `tx_tm`), which carry no `noti_id` (spec §2.12 lists it for `TX00` only).
+/// The record's `noti_id` is the sandbox's own handle for it (`tx_cd`-time-sequence), never sent.
+/// Delivered and re-sent by the same book as deposits ([`deliver`]).
+pub(crate) fn notice(
+    s: &Shared,
+    site_cd: &str,
+    tno: &str,
+    order_no: &str,
+    tx_cd: &str,
+) -> Result<NotificationRecord, DepositError> {
+    let now = kcp_time(s.now());
+    let mut book = s.notify();
+    let url = book
+        .urls
+        .get(site_cd)
+        .or_else(|| book.urls.get("*"))
+        .cloned()
+        .ok_or_else(|| DepositError::NoUrl(site_cd.to_owned()))?;
+    book.sequence += 1;
+    let handle = format!("{tx_cd}-{now}{:06}", book.sequence);
+    let fields: Vec<(String, String)> = [
+        ("site_cd", site_cd),
+        ("tno", tno),
+        ("order_no", order_no),
+        ("tx_cd", tx_cd),
+        ("tx_tm", now.as_str()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    let record = NotificationRecord {
+        noti_id: handle,
+        tx_cd: tx_cd.to_owned(),
+        site_cd: site_cd.to_owned(),
+        tno: tno.to_owned(),
+        url,
+        op_cd: String::new(),
+        amount: 0,
+        total: 0,
+        attempts: 0,
+        acknowledged: false,
+        tries: Vec::new(),
+        fields,
+    };
+    book.log.push(record.clone());
+    tracing::info!(tno, tx_cd, "kcp sandbox recorded a common notification");
     Ok(record)
 }
 

@@ -242,3 +242,106 @@ async fn a_card_kcp_marks_partcanc_yn_n_refuses_stpc_and_takes_stsc() {
     assert_eq!(entry.cancels.len(), 1);
     assert_eq!(entry.cancels[0].mod_type, "STSC");
 }
+
+/// docs/kcp.md §10.2 (openport's model of KCP): a virtual account holding deposits is refunded to an
+/// account the buyer names (`mod_bankcode`, `mod_account`, `mod_depositor`); a cancel without one
+/// would close the account with nowhere to send the money, so it is refused and nothing changes.
+#[tokio::test]
+async fn stsc_on_a_deposited_virtual_account_without_a_refund_account_is_refused() {
+    let harness = spawn().await;
+    harness
+        .sandbox
+        .set_notify_url("*", "http://127.0.0.1:9/unused");
+    let paid = harness.pay(&vbank_issue("VA-refund")).await["tno"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    harness.sandbox.deposit(&paid, 7000, "00").unwrap();
+    let partly = harness.pay(&vbank_issue("VA-partly")).await["tno"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    harness.sandbox.deposit(&partly, 3000, "00").unwrap();
+    let before = harness.sandbox.ledger();
+
+    for (tno, mod_type, extra) in [
+        (&paid, "STSC", json!({})),
+        (&paid, "STPC", json!({"mod_mny": "1000", "rem_mny": "7000"})),
+        (&partly, "STSC", json!({})),
+        (&paid, "STSC", json!({"mod_bankcode": "BK04"})),
+    ] {
+        let reply = harness.cancel(tno, mod_type, extra.clone()).await;
+        assert_eq!(reply["res_cd"], "8508", "{mod_type} {extra}: {reply}");
+    }
+    assert_eq!(harness.sandbox.ledger(), before, "nothing changed");
+
+    let refund =
+        json!({"mod_bankcode": "BK04", "mod_account": "1234567890", "mod_depositor": "홍길동"});
+    let refunded = harness.cancel(&paid, "STSC", refund.clone()).await;
+    assert_eq!(refunded["res_cd"], "0000", "{refunded}");
+    let closed = harness.cancel(&partly, "STSC", refund).await;
+    assert_eq!(closed["res_cd"], "0000", "{closed}");
+    let ledger = harness.sandbox.ledger();
+    assert!(
+        ledger
+            .iter()
+            .all(|e| e.state == TransactionState::Cancelled),
+        "{ledger:?}"
+    );
+    // An account nobody paid into is still revoked by a plain STSC.
+    let unpaid = harness.pay(&vbank_issue("VA-unpaid")).await["tno"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        harness.cancel(&unpaid, "STSC", json!({})).await["res_cd"],
+        "0000"
+    );
+}
+
+/// A cancel in KCP's admin console, notified as KCP does (spec §2.12): the common fields only, no
+/// `noti_id`, `TX06` for a card, `TX07` for an account closed unpaid, `TX01` for a paid one
+/// refunded; sent through the notification book deposits use.
+#[tokio::test]
+async fn a_cancel_in_the_admin_console_is_notified_with_kcps_common_fields() {
+    let harness = spawn().await;
+    harness
+        .sandbox
+        .set_notify_url("*", "http://127.0.0.1:9/unused");
+    let card = harness.approved("admin-card", "1000").await;
+    let unpaid = harness.pay(&vbank_issue("VA-admin-unpaid")).await["tno"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let paid = harness.pay(&vbank_issue("VA-admin-paid")).await["tno"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    harness.sandbox.deposit(&paid, 7000, "00").unwrap();
+
+    for (tno, tx_cd) in [(&card, "TX06"), (&unpaid, "TX07"), (&paid, "TX01")] {
+        let sent = harness
+            .sandbox
+            .cancel_in_admin_notified(tno)
+            .expect("cancelled and notified");
+        assert_eq!(sent.tx_cd, tx_cd);
+        let names: Vec<&str> = sent.fields.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(names, ["site_cd", "tno", "order_no", "tx_cd", "tx_tm"]);
+        assert_eq!(sent.field("tno"), Some(tno.as_str()));
+        assert_eq!(sent.field("tx_tm"), Some("20260310120000"));
+        assert!(harness
+            .sandbox
+            .notifications()
+            .iter()
+            .any(|n| n.noti_id == sent.noti_id));
+    }
+    assert!(harness
+        .sandbox
+        .ledger()
+        .iter()
+        .all(|e| e.state == TransactionState::Cancelled));
+    assert!(
+        harness.sandbox.cancel_in_admin_notified(&card).is_none(),
+        "nothing left to cancel"
+    );
+}

@@ -210,3 +210,47 @@ async fn an_account_past_its_deadline_takes_no_deposit_but_a_reversal_still_goes
     let reversal = h.sandbox.deposit(tno, 1000, "13").unwrap();
     assert_eq!(reversal.total, 0);
 }
+
+/// A deposit and a revocation of the same account at once: the bank takes the money into an open
+/// account and the close is refused (the account holds a deposit), or the close comes first and the
+/// bank refuses the money. Never both: a deposit on a closed account is money nobody can find.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_deposit_and_a_revocation_at_once_never_leave_a_deposit_on_a_closed_account() {
+    let h = std::sync::Arc::new(spawn().await);
+    h.sandbox.set_notify_url("*", "http://127.0.0.1:9/unused");
+    let mut pairs = Vec::new();
+    for i in 0..60 {
+        let tno = h.pay(&vbank_issue(&format!("VA-race-{i}"))).await["tno"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let sandbox = h.sandbox.clone();
+        let deposit_tno = tno.clone();
+        let deposit =
+            tokio::task::spawn_blocking(move || sandbox.deposit(&deposit_tno, 7000, "00"));
+        let closer = h.clone();
+        let close_tno = tno.clone();
+        let close = tokio::spawn(async move { closer.cancel(&close_tno, "STSC", json!({})).await });
+        pairs.push((tno, deposit, close));
+    }
+    for (tno, deposit, close) in pairs {
+        let deposit = deposit.await.unwrap();
+        let close = close.await.unwrap();
+        match (&deposit, close["res_cd"].as_str()) {
+            (Ok(_), Some("8508")) | (Err(DepositError::Closed), Some("0000")) => {}
+            other => panic!("{tno}: {other:?}"),
+        }
+        let entry = h
+            .sandbox
+            .ledger()
+            .into_iter()
+            .find(|e| e.tno == tno)
+            .unwrap();
+        let expected = if deposit.is_ok() {
+            TransactionState::Approved
+        } else {
+            TransactionState::Cancelled
+        };
+        assert_eq!(entry.state, expected, "{tno}");
+    }
+}

@@ -1079,7 +1079,11 @@ async fn a_virtual_account_is_issued_deposited_notified_until_acknowledged_and_t
         "an over-deposit pays it too"
     );
 
-    assert_eq!(h.cancel(tno, "STSC", json!({})).await["res_cd"], "0000");
+    // A paid account is refunded to an account the buyer names, never closed without one.
+    assert_eq!(h.cancel(tno, "STSC", json!({})).await["res_cd"], "8508");
+    let refund =
+        json!({"mod_bankcode": "BK04", "mod_account": "1234567890", "mod_depositor": "홍길동"});
+    assert_eq!(h.cancel(tno, "STSC", refund).await["res_cd"], "0000");
     assert!(
         h.sandbox.deposit(tno, 1, "00").is_err(),
         "a cancelled account takes no deposit"

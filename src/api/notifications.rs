@@ -84,6 +84,8 @@ pub async fn notify(
         // Absent or unreadable is unknown, never 0: a full deposit whose total did not come
         // through as a number is asked about, not taken for a partial one.
         total: Notification::total_from(&get("totl_mnyx")),
+        // Believed only once KCP confirms the deposit, and only within the account's life.
+        deposited_at: Notification::deposited_at_from(&get("ipgm_time")),
     };
     match s.gateway.handle_notification(n).await {
         Ok(_) => Html(ACK).into_response(),

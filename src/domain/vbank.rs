@@ -121,6 +121,28 @@ impl VbankBank {
     }
 }
 
+/// The resolver's looks at a virtual account awaiting its deposit (service/vbank_checks.rs): the
+/// first this long after issuance (KCP's own notification and its first re-sends come sooner)...
+pub const FIRST_CHECK_AFTER_SECS: i64 = 600;
+/// ...then at most one an hour: the cost is one inquiry per open account per hour...
+pub const CHECK_EVERY_SECS: i64 = 3600;
+/// ...until one this long after the deposit deadline (a deposit at the deadline, notified late),
+/// after which the bank takes no deposit and the looks stop.
+pub const LAST_CHECK_AFTER_DUE_SECS: i64 = 3600;
+/// An account with no deadline known is looked at for this long after its issuance.
+pub const CHECK_AT_MOST_SECS: i64 = 31 * 24 * 3600;
+
+/// When the resolver looks next at an account awaiting its deposit, after a look at `now`; None
+/// once that was the last (the look after the deadline). `issued_at`, `due`: the payment's
+/// `vbank_issued_at`, `vbank_date`.
+pub fn next_check(now: i64, issued_at: Option<i64>, due: Option<i64>) -> Option<i64> {
+    let last = match due {
+        Some(due) => due + LAST_CHECK_AFTER_DUE_SECS,
+        None => issued_at.unwrap_or(now) + CHECK_AT_MOST_SECS,
+    };
+    (now < last).then(|| (now + CHECK_EVERY_SECS).min(last))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -154,5 +176,26 @@ mod tests {
             VbankBank::parse("999").unwrap_err().to_string(),
             "지원하지 않는 은행코드입니다. (vbank_code: 999)"
         );
+    }
+
+    #[test]
+    fn an_open_account_is_looked_at_hourly_then_once_after_its_deadline_then_never() {
+        let due = 100_000;
+        assert_eq!(next_check(10_000, Some(0), Some(due)), Some(13_600));
+        assert_eq!(
+            next_check(due + 100, Some(0), Some(due)),
+            Some(due + LAST_CHECK_AFTER_DUE_SECS),
+            "the last look waits for the deadline's deposits"
+        );
+        assert_eq!(
+            next_check(due + LAST_CHECK_AFTER_DUE_SECS, Some(0), Some(due)),
+            None
+        );
+        assert_eq!(
+            next_check(CHECK_AT_MOST_SECS - 10, Some(0), None),
+            Some(CHECK_AT_MOST_SECS),
+            "no deadline known: a month from issuance"
+        );
+        assert_eq!(next_check(CHECK_AT_MOST_SECS, Some(0), None), None);
     }
 }

@@ -1307,6 +1307,12 @@ impl Gateway {
                     return Ok(None);
                 };
                 self.enqueue_webhook(&txn, &p, webhook, None).await?;
+                // An account awaiting its deposit is looked at by the resolver too, should no
+                // notification of its deposit reach openport (service/vbank_checks.rs).
+                if p.status == PaymentStatus::Ready.as_db() {
+                    let first = now + crate::domain::vbank::FIRST_CHECK_AFTER_SECS;
+                    crate::store::vbank_checks::schedule(&txn, p.id, first).await?;
+                }
                 txn.commit().await?;
                 Ok::<_, sea_orm::DbErr>(Some(p))
             }

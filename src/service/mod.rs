@@ -24,6 +24,7 @@ pub mod resolve;
 pub mod retired_keys;
 pub mod schedules;
 pub mod secrets;
+pub mod vbank_checks;
 pub mod vbanks;
 pub mod webhooks;
 

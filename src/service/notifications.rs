@@ -3,8 +3,9 @@
 //! escrow events, an account closed) carry no `noti_id` (spec §2.12 lists it for `TX00` only):
 //! they are recorded under a key of their common fields (`tno`, `tx_cd`, `tx_tm`) and
 //! acknowledged, KCP's re-sends of one counting once. Those that may announce a cancel KCP made
-//! (`TX01`, `TX02`, `TX05`, `TX06`) make openport ask KCP what is left of the trade and record a
-//! cancel it did not make ([`Gateway::verify_cancel_notice`]); the others change nothing.
+//! (`TX01`, `TX02`, `TX05`, `TX06`, `TX07`) make openport ask KCP what is left of the trade and
+//! record a cancel it did not make ([`Gateway::verify_cancel_notice`]; an account awaiting its
+//! deposit that KCP closed is recorded revoked); the others change nothing.
 //!
 //! The form is unsigned and the URL public, and a buyer sees his own account's `tno` on the
 //! checkout return page: anyone can post `tx_cd=TX00&tno=…&totl_mnyx=…`. So a notification is a
@@ -37,9 +38,12 @@ pub const ACK: &str =
 /// `tx_cd` of a virtual-account deposit (spec §2.12).
 pub const TX_DEPOSIT: &str = "TX00";
 /// The notices of a cancel KCP may have made (spec §2.12: `TX01` virtual-account refund, `TX02`
-/// escrow purchase decision, `TX05` immediate cancel, `TX06` cancel):
-/// [`Gateway::verify_cancel_notice`].
-pub const CANCEL_NOTICES: [&str; 4] = ["TX01", "TX02", "TX05", "TX06"];
+/// escrow purchase decision, `TX05` immediate cancel, `TX06` cancel, `TX07` virtual account
+/// closed): [`Gateway::verify_cancel_notice`].
+pub const CANCEL_NOTICES: [&str; 5] = ["TX01", "TX02", "TX05", "TX06", "TX07"];
+/// The notices that may announce an account awaiting its deposit closed at KCP (`TX07` account
+/// closed; `TX05`, `TX06` the cancel of its trade): [`Gateway::verify_close_notice`].
+const CLOSE_NOTICES: [&str; 3] = ["TX05", "TX06", "TX07"];
 /// `op_cd` of a deposit cancelled through the bank network (spec §2.12).
 pub const OP_CD_REVERSAL: &str = "13";
 
@@ -60,12 +64,21 @@ pub struct Notification {
     /// payment's amount spares KCP an inquiry (a partial deposit, were it true, changes nothing);
     /// it never makes a payment paid.
     pub total: Option<Won>,
+    /// `ipgm_time` (Unix seconds): when the buyer paid, as notified. `paid_at` once KCP confirms
+    /// the deposit ([`paid_at`]).
+    pub deposited_at: Option<i64>,
 }
 
 impl Notification {
     /// `totl_mnyx` as posted: a deposit's total is positive, so anything else is unknown.
     pub fn total_from(posted: &str) -> Option<Won> {
         posted.trim().parse::<Won>().ok().filter(|t| *t > 0)
+    }
+
+    /// `ipgm_time` as posted (`yyyyMMddHHmmss`, Korea time, spec §2.12, §6); None when absent
+    /// or not such a time.
+    pub fn deposited_at_from(posted: &str) -> Option<i64> {
+        crate::pg::kcp::wire::parse_kcp_time(posted).map(|t| t.timestamp())
     }
 
     fn is_reversal(&self) -> bool {
@@ -112,6 +125,7 @@ impl Notification {
             && row.op_cd == self.op_cd
             && row.amount == self.amount
             && row.total == self.total.unwrap_or(0)
+            && row.deposited_at == self.deposited_at
     }
 }
 
@@ -199,6 +213,26 @@ fn confirmed_change(
     }
 }
 
+/// `paid_at` of a deposit KCP confirmed: when it was made as notified (`ipgm_time`), which may
+/// be long before openport could confirm it (KCP's inquiry failing until the resolver's sweep);
+/// the form is unsigned, so only within the account's life, from its issuance to `now`. `now`
+/// when no time was notified.
+fn paid_at(issued_at: i64, deposited_at: Option<i64>, now: i64) -> i64 {
+    deposited_at.map_or(now, |at| at.max(issued_at).min(now))
+}
+
+/// Whether KCP's answer holds the account paid for at least `amount`.
+fn still_paid_in_full(kcp: &VbankState, amount: Won) -> bool {
+    matches!(kcp, VbankState::Open { paid: true, amount: held, .. } if *held >= amount)
+}
+
+/// A virtual account closed before anything was received (`cancelled`, never paid): a
+/// revocation, openport's or one KCP notified.
+fn is_revoked(p: &payment::Model) -> bool {
+    PaymentStatus::from_db(&p.status) == PaymentStatus::Cancelled
+        && p.paid_at.is_none_or(|t| t <= 0)
+}
+
 /// KCP's answer for the log, without the account it may name (the holder can be the buyer).
 fn kcp_says(state: &VbankState) -> &'static str {
     match state {
@@ -230,6 +264,7 @@ impl From<&kcp_notification::Model> for Notification {
             amount: row.amount,
             // Stored as 0 when unknown (rows from before, too).
             total: Some(row.total).filter(|t| *t > 0),
+            deposited_at: row.deposited_at,
         }
     }
 }
@@ -302,6 +337,7 @@ impl Gateway {
             op_cd: Set(n.op_cd.clone()),
             amount: Set(n.amount),
             total: Set(n.total.unwrap_or(0)),
+            deposited_at: Set(n.deposited_at),
             received_at: Set(now),
             ..Default::default()
         };
@@ -348,6 +384,14 @@ impl Gateway {
             return self.settle(row, Verdict::Refused, now).await;
         }
         let status = PaymentStatus::from_db(&payment.status);
+        if n.total.is_some_and(|total| total > payment.amount) {
+            // More than the payment came in (the bank takes any amount, spec §2.12): the excess
+            // is the buyer's, at KCP, and nobody but the operator can refund it.
+            tracing::warn!(imp_uid = %payment.imp_uid, tno = %n.tno, total = n.total, amount = payment.amount, "KCP notifies more deposited than the payment's amount (over-payment): refund the difference in KCP's admin");
+        }
+        if !n.is_reversal() && is_revoked(&payment) {
+            return self.deposit_on_revoked(n, payment, row, now).await;
+        }
         let decided = if n.is_reversal() {
             // A reversal of a deposit not applied yet is checked too: acknowledged unseen, it
             // could never come again, and a re-send of the deposit during KCP's lag would then
@@ -380,8 +424,15 @@ impl Gateway {
             })?;
         match confirmed_change(status, payment.amount, n.is_reversal(), &kcp) {
             Some(to) => {
-                self.apply(payment, status, to, (&n.tno, seen), row, now)
-                    .await
+                self.apply(
+                    payment,
+                    (status, to),
+                    (&n.tno, seen),
+                    n.deposited_at,
+                    row,
+                    now,
+                )
+                .await
             }
             // A closed account is the cancel flow's to record: nothing a re-send could change.
             None if matches!(kcp, VbankState::Closed { .. }) => {
@@ -397,6 +448,18 @@ impl Gateway {
                 self.settle_while(&payment, status, row, Verdict::Unchanged, now)
                     .await
             }
+            // A reversal that leaves the total at or above the amount (an extra deposit taken
+            // back), of an account KCP still holds paid in full: KCP and openport agree, and
+            // nothing KCP sends again could change that. Decided only while the payment is still
+            // `paid` (the mirror of the known partial total above).
+            None if n.is_reversal()
+                && status == PaymentStatus::Paid
+                && n.total.is_some_and(|total| total >= payment.amount)
+                && still_paid_in_full(&kcp, payment.amount) =>
+            {
+                self.settle_while(&payment, status, row, Verdict::Unchanged, now)
+                    .await
+            }
             None => {
                 tracing::info!(imp_uid = %payment.imp_uid, noti_id = %n.noti_id, kcp = kcp_says(&kcp), "KCP notification not confirmed by inquiry; payment unchanged, KCP asked to send it again");
                 Err(NotificationError::NotConfirmed {
@@ -407,32 +470,74 @@ impl Gateway {
         }
     }
 
+    /// A deposit notified for an account openport recorded revoked: money the bank should have
+    /// refused, or a close KCP did not make, either way the buyer's money at KCP with no payment
+    /// to show it. Nothing a re-send could change (the payment is closed for good), so it is
+    /// acknowledged once KCP has been asked, and the operator is told what KCP holds.
+    async fn deposit_on_revoked(
+        &self,
+        n: &Notification,
+        payment: payment::Model,
+        row: Option<i64>,
+        now: i64,
+    ) -> Result<Verdict, NotificationError> {
+        let merchant = self.merchant(payment.merchant_id).await?;
+        if !super::merchants::runs_in_mode(self.settings.test_mode, &merchant) {
+            return Err(NotificationError::OtherMode(n.tno.clone()));
+        }
+        let connector = self.connectors.for_merchant(&merchant, &self.secrets)?;
+        let kcp = connector
+            .inquire_vbank(&TradeRef::Tno(n.tno.clone()))
+            .await
+            .map_err(|source| NotificationError::Unverified {
+                tno: n.tno.clone(),
+                source,
+            })?;
+        if matches!(kcp, VbankState::Open { paid: true, .. }) {
+            tracing::error!(imp_uid = %payment.imp_uid, tno = %n.tno, noti_id = %n.noti_id, "KCP holds a deposit on a virtual account openport recorded revoked: refund the buyer in KCP's admin");
+        } else {
+            tracing::warn!(imp_uid = %payment.imp_uid, tno = %n.tno, noti_id = %n.noti_id, kcp = kcp_says(&kcp), "KCP notified a deposit on a virtual account openport recorded revoked; payment unchanged");
+        }
+        self.settle(row, Verdict::Unchanged, now).await
+    }
+
     /// Moves the payment as KCP confirmed, in one transaction with its webhook and the
-    /// notification's verdict, unless it left `from` while KCP was being asked.
+    /// notification's verdict, unless it left `from` while KCP was being asked. A deposit is
+    /// `paid` at `deposited_at` as notified, within the account's life ([`paid_at`]).
     ///
     /// `seen` is the account's tno and its newest notification when KCP was asked: a newer one
     /// (a reversal that came while this deposit was verified, and that found the payment not
     /// paid yet) makes KCP's answer stale, and nothing is written; KCP's re-send of this one is
     /// verified afresh. Checked after the payment's row is locked by the status change, so a
     /// reversal recorded later waits for this write in [`Self::settle_while`] and sees it.
+    ///
+    /// Nor is a payment with a cancel in flight moved (a revocation whose close is at KCP, a
+    /// cancel notice being recorded): `paid` under a revocation that KCP then confirms would be
+    /// recorded revoked, the merchant told `paid`. The revocation re-reads the payment holding
+    /// its row once its attempt is open (service/vbanks.rs), so one of the two always sees the
+    /// other; this notification is decided again on KCP's re-send, after the cancel.
     async fn apply(
         &self,
         payment: payment::Model,
-        from: PaymentStatus,
-        to: PaymentStatus,
+        (from, to): (PaymentStatus, PaymentStatus),
         seen: (&str, Option<i64>),
+        deposited_at: Option<i64>,
         row: Option<i64>,
         now: i64,
     ) -> Result<Verdict, NotificationError> {
         // A reversal is announced too (status `ready`): the merchant was told `paid` and may be
         // about to ship; its webhook handler re-reads the payment either way.
-        let paid_at = (to == PaymentStatus::Paid).then_some(now);
+        let issued_at = payment.vbank_issued_at.unwrap_or(payment.started_at);
+        let paid_at = (to == PaymentStatus::Paid).then(|| paid_at(issued_at, deposited_at, now));
         let webhooks = self.webhooks_announcing(&payment, to.as_iamport()).await?;
         let txn = self.db.write.begin().await?;
         let moved =
             payments::change_status_if(&txn, payment.id, from.as_db(), to.as_db(), paid_at, now)
                 .await?;
-        if !moved || notifications::newest_for(&txn, seen.0).await? != seen.1 {
+        if !moved
+            || notifications::newest_for(&txn, seen.0).await? != seen.1
+            || payments::has_open_cancel(&txn, payment.id).await?
+        {
             txn.rollback().await?;
             return Err(NotificationError::Superseded(payment.imp_uid));
         }
@@ -445,6 +550,36 @@ impl Gateway {
         txn.commit().await?;
         tracing::info!(imp_uid = %payment.imp_uid, from = from.as_db(), to = to.as_db(), "virtual account changed as KCP confirmed");
         Ok(Verdict::Applied)
+    }
+
+    /// A deposit KCP confirmed (`kcp`) for `ready` virtual account `payment`, learnt other than
+    /// from a notification (a revocation's look at KCP before it closes the account,
+    /// service/vbanks.rs): applied exactly as a verified notification's would be ([`Self::apply`]:
+    /// the conditional `ready → paid`, its `paid` webhook, one transaction). `seen`: the newest
+    /// notification of the account when KCP was asked. `Unchanged` when KCP's answer shows no
+    /// deposit of the payment's amount.
+    pub(crate) async fn apply_deposit_found(
+        &self,
+        payment: payment::Model,
+        kcp: &VbankState,
+        seen: Option<i64>,
+    ) -> Result<Verdict, NotificationError> {
+        let Some(tno) = payment.pg_tid.clone() else {
+            return Ok(Verdict::Unchanged);
+        };
+        let status = PaymentStatus::from_db(&payment.status);
+        let Some(to) = confirmed_change(status, payment.amount, false, kcp) else {
+            return Ok(Verdict::Unchanged);
+        };
+        // The time of the newest deposit notified, if openport holds one (its notification
+        // unverified, say); none reached openport: when it was found.
+        let deposited_at = notifications::newest_of(&self.db.write, &tno, TX_DEPOSIT)
+            .await?
+            .filter(|row| row.op_cd.as_deref() != Some(OP_CD_REVERSAL))
+            .and_then(|row| row.deposited_at);
+        let now = self.clock.unix();
+        self.apply(payment, (status, to), (&tno, seen), deposited_at, None, now)
+            .await
     }
 
     /// [`Self::settle`] of a verdict that rests on the payment having `status`, in one
@@ -491,6 +626,9 @@ impl Gateway {
         if payment.pg_id != n.site_cd {
             tracing::warn!(imp_uid = %payment.imp_uid, site_cd = %n.site_cd, pg_id = %payment.pg_id, tx_cd = %n.tx_cd, "KCP notification names another site than the payment's; refused");
             return self.settle(row, Verdict::Refused, now).await;
+        }
+        if CLOSE_NOTICES.contains(&n.tx_cd.as_str()) && super::vbanks::awaits_deposit(&payment) {
+            return self.verify_close_notice(n, payment, row, now).await;
         }
         let balance = payment.amount - payment.cancel_amount;
         let holds_money = matches!(
@@ -554,6 +692,48 @@ impl Gateway {
         self.settle(row, verdict, now).await
     }
 
+    /// A notice that KCP may have closed an account awaiting its deposit (`TX07`, or `TX05`/`TX06`
+    /// of its trade: its admin, or KCP itself). A hint to look, as the others: only when KCP's
+    /// inquiry holds the account closed is it recorded revoked, with the `cancelled` webhook
+    /// ([`Gateway::record_closed_at_kcp`]); left `ready`, the merchant would keep showing the
+    /// buyer an account the bank refuses deposits into, and the merchant_uid would stay taken.
+    async fn verify_close_notice(
+        &self,
+        n: &Notification,
+        payment: payment::Model,
+        row: Option<i64>,
+        now: i64,
+    ) -> Result<Verdict, NotificationError> {
+        let merchant = self.merchant(payment.merchant_id).await?;
+        if !super::merchants::runs_in_mode(self.settings.test_mode, &merchant) {
+            return Err(NotificationError::OtherMode(n.tno.clone()));
+        }
+        let connector = self.connectors.for_merchant(&merchant, &self.secrets)?;
+        let kcp = connector
+            .inquire_vbank(&TradeRef::Tno(n.tno.clone()))
+            .await
+            .map_err(|source| NotificationError::Unverified {
+                tno: n.tno.clone(),
+                source,
+            })?;
+        if !matches!(kcp, VbankState::Closed { .. }) {
+            return self.settle(row, Verdict::Unchanged, now).await;
+        }
+        tracing::warn!(imp_uid = %payment.imp_uid, tx_cd = %n.tx_cd, "KCP notifies it closed a virtual account awaiting its deposit; recording it revoked");
+        let imp_uid = payment.imp_uid.clone();
+        let reason = format!("PG사 취소 통보 ({})", n.tx_cd);
+        let verdict = match self
+            .record_closed_at_kcp(connector.as_ref(), payment, reason)
+            .await?
+        {
+            // A cancel of the payment is under way: decided again on KCP's re-send, after it.
+            None => return Err(NotificationError::Superseded(imp_uid)),
+            Some(super::resolve::CancelOutcome::Applied(_)) => Verdict::Applied,
+            Some(_) => Verdict::Unchanged,
+        };
+        self.settle(row, verdict, now).await
+    }
+
     /// Records a verdict that changes no payment.
     async fn settle(
         &self,
@@ -582,6 +762,7 @@ mod tests {
             op_cd: Some("00".into()),
             amount: 5000,
             total: Some(5000),
+            deposited_at: None,
         }
     }
 
@@ -681,6 +862,7 @@ mod tests {
             op_cd: Some("00".into()),
             amount: 5000,
             total: Some(5000),
+            deposited_at: Some(1_773_111_600),
         };
         let row = kcp_notification::Model {
             id: 1,
@@ -691,6 +873,7 @@ mod tests {
             op_cd: Some("00".into()),
             amount: 5000,
             total: 5000,
+            deposited_at: Some(1_773_111_600),
             received_at: 0,
             outcome: None,
             verified_at: None,
@@ -698,9 +881,14 @@ mod tests {
         assert!(n.is_recorded_as(&row));
         let other = kcp_notification::Model {
             tno: "20260310999999".into(),
-            ..row
+            ..row.clone()
         };
         assert!(!n.is_recorded_as(&other));
+        let other_time = kcp_notification::Model {
+            deposited_at: None,
+            ..row
+        };
+        assert!(!n.is_recorded_as(&other_time));
     }
 
     #[test]
@@ -723,6 +911,7 @@ mod tests {
             op_cd: None,
             amount: 0,
             total: None,
+            deposited_at: None,
         };
         assert_eq!(n(TX_DEPOSIT, "n1").key().as_deref(), Some("n1"));
         assert_eq!(n(TX_DEPOSIT, "").key(), None);
@@ -736,5 +925,33 @@ mod tests {
             ..n("TX07", "")
         };
         assert_eq!(no_tno.key(), None);
+    }
+
+    #[test]
+    fn a_deposit_is_paid_at_its_notified_time_within_the_accounts_life() {
+        assert_eq!(paid_at(1_000, Some(1_500), 2_000), 1_500);
+        assert_eq!(
+            paid_at(1_000, Some(500), 2_000),
+            1_000,
+            "not before issuance"
+        );
+        assert_eq!(
+            paid_at(1_000, Some(9_000), 2_000),
+            2_000,
+            "not in the future"
+        );
+        assert_eq!(paid_at(1_000, None, 2_000), 2_000, "none notified: now");
+        assert_eq!(
+            Notification::deposited_at_from("20260310120000"),
+            Some(1_773_111_600),
+            "Korea time"
+        );
+        for unreadable in ["", "2026031012", "20261310120000", "abc"] {
+            assert_eq!(
+                Notification::deposited_at_from(unreadable),
+                None,
+                "{unreadable:?}"
+            );
+        }
     }
 }

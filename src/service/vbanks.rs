@@ -12,6 +12,7 @@ use chrono::{DateTime, Utc};
 use futures::future::FutureExt;
 use sea_orm::Set;
 
+use super::notifications::{NotificationError, OP_CD_REVERSAL, TX_DEPOSIT};
 use super::pay::{ApprovalOutcome, ChargeOrder, FailReasons, Settling};
 use super::resolve::CancelOutcome;
 use super::{Gateway, PaymentRecord, ServiceError, ServiceResult};
@@ -22,7 +23,8 @@ use crate::pg::{
     quoted_refusal, DeclineReason, IssuedVirtualAccount, Pg, PgError, TradeRef, VbankIssueRequest,
     VbankState, WindowApproval,
 };
-use crate::store::entity::{merchant, payment, pg_attempt};
+use crate::store::entity::{kcp_notification, merchant, payment, pg_attempt};
+use crate::store::notifications;
 use crate::store::payments::{self, Opened};
 
 /// iamport's `pay_method` of a virtual account.
@@ -330,8 +332,11 @@ impl Gateway {
                 false,
             )
             .await?;
-        // Holding the only open cancel, re-read: a deposit may have paid it meanwhile.
-        let payment = payments::by_id(&self.db.write, found.id)
+        // Holding the only open cancel, re-read holding the payment's row: a deposit may have
+        // paid it meanwhile, and one being applied now is waited for (from here on no deposit
+        // moves it while the attempt is open: service/notifications.rs `apply`).
+        let payment = self
+            .held_for_revocation(found.id)
             .await?
             .ok_or_else(|| ServiceError::NotFound(super::lookup::NOT_FOUND.into()))?;
         if let Err(e) = revocable(&payment) {
@@ -340,6 +345,26 @@ impl Gateway {
             return Err(e);
         }
         let attempt_id = attempt.id;
+        // KCP closes an account with whatever was deposited on it and nowhere to send it back
+        // (docs/kcp.md §10.2): looked for before the close is sent.
+        match self
+            .look_before_closing(connector.as_ref(), &payment, &tno)
+            .await?
+        {
+            BeforeClose::Close => {}
+            BeforeClose::PaidAtKcp { kcp, seen } => {
+                tracing::warn!(imp_uid = %payment.imp_uid, %tno, "revocation of a virtual account KCP holds paid: not sent, the deposit is applied instead");
+                self.close_attempt(attempt, "failed", "not sent: KCP holds the account paid")
+                    .await?;
+                return self.deposit_applied_instead(payment, &kcp, seen).await;
+            }
+            BeforeClose::Refuse { why, message } => {
+                tracing::warn!(imp_uid = %payment.imp_uid, %tno, "revocation not sent: {why}");
+                self.close_attempt(attempt, "failed", &format!("not sent: {why}"))
+                    .await?;
+                return Err(ServiceError::Refused(message.into()));
+            }
+        }
         let outcome = match connector
             .revoke_vbank(&tno, payment.escrow, REVOKE_REASON)
             .await
@@ -364,6 +389,15 @@ impl Gateway {
                     .close_attempt(attempt, "failed", &quoted_refusal(&code, &message))
                     .await?
                 {
+                    // KCP refuses to close an account a deposit reached after the look above
+                    // (the sandbox does, docs/sandbox.md §2.3): applied now, not left to KCP's
+                    // re-send of a notification the revocation held back.
+                    let seen = notifications::newest_for(&self.db.write, &tno).await?;
+                    if let Ok(kcp) = connector.inquire_vbank(&TradeRef::Tno(tno.clone())).await {
+                        if matches!(kcp, VbankState::Open { paid: true, .. }) {
+                            return self.deposit_applied_instead(payment, &kcp, seen).await;
+                        }
+                    }
                     return Err(ServiceError::Refused(format!(
                         "가상계좌 발급취소에 실패하였습니다.({message})"
                     )));
@@ -396,6 +430,166 @@ impl Gateway {
             ))),
         }
     }
+}
+
+/// Whether `p` is a virtual account issued and awaiting its deposit.
+pub(crate) fn awaits_deposit(p: &payment::Model) -> bool {
+    PaymentStatus::from_db(&p.status) == PaymentStatus::Ready
+        && p.pay_method == VBANK
+        && p.pg_tid.is_some()
+        && p.vbank_num.is_some()
+}
+
+/// What a revocation learnt before sending the close ([`Gateway::look_before_closing`]).
+enum BeforeClose {
+    /// Nothing deposited as far as KCP and openport's notifications show: send it.
+    Close,
+    /// KCP holds the account paid for the payment's amount: the deposit is applied instead.
+    PaidAtKcp {
+        kcp: Box<VbankState>,
+        seen: Option<i64>,
+    },
+    /// Not sent: money may be on the account, or KCP could not be asked. `why` for the log and
+    /// the attempt, `message` for the merchant.
+    Refuse {
+        why: &'static str,
+        message: &'static str,
+    },
+}
+
+/// The refusal of a revocation while the account may hold a deposit.
+const MAY_HOLD_DEPOSIT: &str = "입금 내역이 있는 가상계좌는 발급취소할 수 없습니다. 발급취소하면 입금액을 돌려줄 곳이 없어 운영자 확인(KCP 관리자 환불)이 필요합니다.";
+/// The refusal of a revocation while KCP cannot be asked what the account holds.
+const NOT_LOOKED: &str = "PG사에 가상계좌 입금 여부를 확인하지 못해 발급취소를 요청하지 않았습니다. 잠시 후 다시 시도해 주세요.";
+
+impl Gateway {
+    /// The payment of a revocation (or of a close KCP made), re-read once its attempt is open,
+    /// holding the payment's row (`payments::hold_if_status`): a deposit being applied is waited
+    /// for and seen.
+    async fn held_for_revocation(&self, id: i64) -> ServiceResult<Option<payment::Model>> {
+        let txn = self.db.write.begin().await?;
+        payments::hold_if_status(&txn, id, PaymentStatus::Ready.as_db()).await?;
+        let payment = payments::by_id(&txn, id).await?;
+        txn.commit().await?;
+        Ok(payment)
+    }
+
+    /// What stands between a revocation and the close (docs/kcp.md §10.2, §11): the deposit
+    /// notifications openport holds for the account — the newest deposit's total (a partial one
+    /// keeps the account `ready`, its money is still on it), or a deposit not verified yet — and
+    /// what KCP holds (`PAVC`). KCP's word that the account is paid wins (the deposit is applied);
+    /// otherwise any sign of money, or no answer from KCP, keeps the close from being sent.
+    async fn look_before_closing(
+        &self,
+        connector: &dyn Pg,
+        payment: &payment::Model,
+        tno: &str,
+    ) -> ServiceResult<BeforeClose> {
+        let notified = notifications::newest_of(&self.db.write, tno, TX_DEPOSIT).await?;
+        let seen = notifications::newest_for(&self.db.write, tno).await?;
+        let kcp = match connector
+            .inquire_vbank(&TradeRef::Tno(tno.to_string()))
+            .await
+        {
+            Ok(kcp) => kcp,
+            Err(e) => {
+                tracing::warn!(imp_uid = %payment.imp_uid, %tno, "virtual-account inquiry before a revocation failed: {e}");
+                return Ok(BeforeClose::Refuse {
+                    why: "KCP could not be asked whether the account holds a deposit",
+                    message: NOT_LOOKED,
+                });
+            }
+        };
+        Ok(match &kcp {
+            VbankState::Open {
+                paid: true, amount, ..
+            } if *amount >= payment.amount => BeforeClose::PaidAtKcp {
+                kcp: Box::new(kcp.clone()),
+                seen,
+            },
+            VbankState::Open { paid: true, .. } => BeforeClose::Refuse {
+                why: "KCP holds the account paid, for less than the payment",
+                message: MAY_HOLD_DEPOSIT,
+            },
+            _ if notified.as_ref().is_some_and(shows_money) => BeforeClose::Refuse {
+                why: "openport holds a deposit notification for the account",
+                message: MAY_HOLD_DEPOSIT,
+            },
+            _ => BeforeClose::Close,
+        })
+    }
+
+    /// Records as revoked `ready` account `payment` that KCP holds closed (closed in KCP's admin,
+    /// or by KCP: its notice `TX07`/`TX06`, or the resolver's look), as a revocation is recorded —
+    /// `cancelled`, `cancel_amount` = `amount`, `paid_at` still 0 — with the `cancelled` webhook,
+    /// as for any cancel made at KCP (spec §5). Through the cancel path a KCP cancel notice takes
+    /// (service/notifications.rs `verify_cancel_notice`): an attempt opened for the whole amount
+    /// and settled by the cancel resolver's inquiry, which sends nothing to KCP. None when a
+    /// cancel of the payment is in flight or the payment changed meanwhile: decided by that one.
+    pub(crate) async fn record_closed_at_kcp(
+        &self,
+        connector: &dyn Pg,
+        payment: payment::Model,
+        reason: String,
+    ) -> ServiceResult<Option<CancelOutcome>> {
+        let Some(tno) = payment.pg_tid.clone() else {
+            return Ok(None);
+        };
+        let attempt = match self
+            .open_cancel_attempt(&payment, &tno, &Some(reason), payment.amount, true)
+            .await
+        {
+            Ok(attempt) => attempt,
+            Err(ServiceError::Refused(_)) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let fresh = self
+            .held_for_revocation(payment.id)
+            .await?
+            .filter(|p| awaits_deposit(p) && p.cancel_amount == payment.cancel_amount);
+        let Some(fresh) = fresh else {
+            self.close_attempt(
+                attempt,
+                "failed",
+                "not recorded: the payment changed meanwhile",
+            )
+            .await?;
+            return Ok(None);
+        };
+        Ok(Some(self.resolve_cancel(connector, fresh, attempt).await?))
+    }
+
+    /// A revocation that found the account paid at KCP: the deposit applied as a verified
+    /// notification's would be, and the answer a revocation of a paid account gets (400, spec
+    /// §4.7), naming the status the payment now has.
+    async fn deposit_applied_instead(
+        &self,
+        payment: payment::Model,
+        kcp: &VbankState,
+        seen: Option<i64>,
+    ) -> ServiceResult<PaymentRecord> {
+        let id = payment.id;
+        match self.apply_deposit_found(payment, kcp, seen).await {
+            Ok(_) | Err(NotificationError::Superseded(_)) => {}
+            Err(NotificationError::Service(e)) => return Err(e),
+            Err(NotificationError::Db(e)) => return Err(e.into()),
+            Err(e) => return Err(ServiceError::Internal(e.to_string())),
+        }
+        let now = payments::by_id(&self.db.write, id)
+            .await?
+            .ok_or_else(|| ServiceError::NotFound(super::lookup::NOT_FOUND.into()))?;
+        revocable(&now)?;
+        // Still `ready`: KCP's answer did not make it paid (another change came first).
+        Err(ServiceError::Refused(MAY_HOLD_DEPOSIT.into()))
+    }
+}
+
+/// Whether the newest deposit notification of an account shows money on it: a total above 0
+/// (a partial deposit keeps the account `ready` with the money on it), or a deposit not
+/// verified yet whose total is unknown. A reversal that took the total to 0 shows none.
+fn shows_money(newest: &kcp_notification::Model) -> bool {
+    newest.total > 0
+        || (newest.outcome.is_none() && newest.op_cd.as_deref() != Some(OP_CD_REVERSAL))
 }
 
 /// Only a virtual account awaiting its deposit can be revoked (spec §4.7: 400 otherwise); its

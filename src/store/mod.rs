@@ -9,6 +9,7 @@ pub mod payments;
 mod sql_text;
 pub mod sqlite;
 pub mod startup_lock;
+pub mod vbank_checks;
 pub mod webhooks;
 
 use std::sync::Arc;

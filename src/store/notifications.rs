@@ -49,6 +49,21 @@ pub async fn newest_for(db: &impl ConnectionTrait, tno: &str) -> Result<Option<i
         .await
 }
 
+/// The newest notification of `tx_cd` recorded for virtual account `tno` (index
+/// `kcp_notifications_by_tno`): for a deposit (`TX00`), the total KCP last notified.
+pub async fn newest_of(
+    db: &impl ConnectionTrait,
+    tno: &str,
+    tx_cd: &str,
+) -> Result<Option<kcp_notification::Model>, DbErr> {
+    kcp_notification::Entity::find()
+        .filter(kcp_notification::Column::Tno.eq(tno))
+        .filter(kcp_notification::Column::TxCd.eq(tx_cd))
+        .order_by_desc(kcp_notification::Column::Id)
+        .one(db)
+        .await
+}
+
 /// Records what verifying notification `id` found.
 pub async fn set_outcome(
     db: &impl ConnectionTrait,

@@ -518,6 +518,18 @@ pub async fn open_attempts_of(
         .await
 }
 
+/// Whether payment `payment_id` has a cancel in flight (its one open `cancel` attempt, index
+/// `pg_attempts_one_open_cancel`): a revocation of a virtual account, say.
+pub async fn has_open_cancel(db: &impl ConnectionTrait, payment_id: i64) -> Result<bool, DbErr> {
+    Ok(pg_attempt::Entity::find()
+        .filter(pg_attempt::Column::PaymentId.eq(payment_id))
+        .filter(pg_attempt::Column::Kind.eq("cancel"))
+        .filter(pg_attempt::Column::State.is_in(OPEN_STATES))
+        .one(db)
+        .await?
+        .is_some())
+}
+
 /// The open states of an attempt, written out rather than bound: only then does a condition
 /// imply the predicate of the partial index `pg_attempts_due`, so that PostgreSQL can use it in a
 /// connection's cached generic plan.

@@ -884,3 +884,47 @@ async fn the_partcanc_yn_of_kcps_approval_answer_is_what_refuses_a_partial_cance
     assert_eq!(taken["response"]["cancel_amount"], 3000);
     app.assert_ledger_agrees().await;
 }
+
+/// A cancel made in KCP's admin reaches openport the way KCP tells of it: the sandbox posts its own
+/// `TX06` (common fields only, no `noti_id`, spec §2.12) through the notification book it uses for
+/// deposits, and openport records the cancel after asking KCP. Nothing here is forged.
+#[tokio::test]
+async fn a_cancel_in_kcps_admin_reaches_openport_by_kcps_own_notice() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let p = app.paid(&token, "admin-notice", 5000).await;
+    let tno = p["pg_tid"].as_str().unwrap();
+
+    let sent = app
+        .sandbox
+        .cancel_in_admin_notified(tno)
+        .expect("cancelled and notified");
+
+    assert_eq!(sent.tx_cd, "TX06");
+    assert_eq!(sent.field("noti_id"), None, "{:?}", sent.fields);
+    assert_eq!(sent.field("tx_tm").map(str::len), Some(14));
+    let mut acknowledged = false;
+    for _ in 0..200 {
+        let now = app.sandbox.notifications();
+        if now
+            .iter()
+            .any(|n| n.noti_id == sent.noti_id && n.acknowledged)
+        {
+            acknowledged = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    assert!(acknowledged, "openport acknowledged KCP's notice");
+    let shown = app.payment(&token, p["imp_uid"].as_str().unwrap()).await;
+    assert_eq!(
+        (
+            shown["status"].as_str(),
+            shown["cancel_amount"].as_i64(),
+            shown["cancel_history"][0]["reason"].as_str()
+        ),
+        (Some("cancelled"), Some(5000), Some("PG사 취소 통보 (TX06)")),
+        "{shown}"
+    );
+    app.assert_ledger_agrees().await;
+}

@@ -310,3 +310,50 @@ async fn upgrading_keeps_a_claimed_schedule_claimed_until_its_lease_runs_out() {
         .await
         .unwrap());
 }
+
+/// Migration `m20261206_000024` schedules the resolver's look at KCP for every virtual account
+/// already awaiting its deposit (ten minutes after its last change), and for nothing else.
+#[tokio::test]
+async fn upgrading_schedules_a_look_at_kcp_for_each_account_awaiting_its_deposit() {
+    let (url, _dir) = fresh_database().await;
+    let db = Database::connect(&url).await.unwrap();
+    Migrator::up(&db, Some(22)).await.unwrap();
+    insert_merchant(&db).await;
+    insert_payment(&db, "imp_card", "order-card", "paid")
+        .await
+        .unwrap();
+    for (imp_uid, status) in [("imp_open", "ready"), ("imp_paid", "paid")] {
+        exec(
+            &db,
+            &format!(
+                "INSERT INTO payments (imp_uid, merchant_id, merchant_uid, order_no, status, pay_method, \
+                 channel, pg_provider, pg_id, pg_tid, amount, cancel_amount, currency, card_quota, sandbox, \
+                 started_at, updated_at, escrow, vbank_num) \
+                 VALUES ('{imp_uid}', 1, 'm-{imp_uid}', 'o-{imp_uid}', '{status}', 'vbank', 'api', \
+                 'kcp', 'T0000', '2026{imp_uid:0>10}', 7000, 0, 'KRW', 0, true, 1, 1000, false, 'T1')"
+            ),
+        )
+        .await
+        .unwrap();
+    }
+
+    Migrator::up(&db, None).await.unwrap();
+
+    let rows = db
+        .query_all(Statement::from_string(
+            db.get_database_backend(),
+            "SELECT p.imp_uid, c.check_at FROM vbank_checks c JOIN payments p ON p.id = c.payment_id",
+        ))
+        .await
+        .unwrap();
+    let scheduled: Vec<(String, i64)> = rows
+        .iter()
+        .map(|r| {
+            (
+                r.try_get("", "imp_uid").unwrap(),
+                r.try_get("", "check_at").unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(scheduled, [("imp_open".to_string(), 1600)]);
+}

@@ -1197,14 +1197,14 @@ async fn a_notification_other_than_a_deposit_carries_no_noti_id_and_is_recorded_
 ) {
     let app = spawn_app().await;
     let token = app.token().await;
-    let p = issued(&app, &token, vbank(&app, "vb-tx07", 7000)).await;
+    let p = issued(&app, &token, vbank(&app, "vb-tx04", 7000)).await;
     let tno = p["pg_tid"].as_str().unwrap();
-    // spec/kcp.md §2.12: the common fields, no noti_id (TX07: the account was closed).
+    // spec/kcp.md §2.12: the common fields, no noti_id (TX04: settlement held).
     let closed: Vec<(String, String)> = [
         ("site_cd", "T0000"),
         ("tno", tno),
         ("order_no", "x"),
-        ("tx_cd", "TX07"),
+        ("tx_cd", "TX04"),
         ("tx_tm", "20261203120000"),
     ]
     .into_iter()
@@ -1228,7 +1228,7 @@ async fn a_notification_other_than_a_deposit_carries_no_noti_id_and_is_recorded_
     use openport::store::entity::kcp_notification;
     use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
     let rows = kcp_notification::Entity::find()
-        .filter(kcp_notification::Column::TxCd.eq("TX07"))
+        .filter(kcp_notification::Column::TxCd.eq("TX04"))
         .all(&app.app.gateway.db.read)
         .await
         .unwrap();
@@ -1436,4 +1436,475 @@ async fn an_account_found_paid_whose_inquiry_names_no_account_holds_its_merchant
         "{again}"
     );
     assert_eq!(app.sandbox.ledger().len(), 1, "no second account");
+}
+
+/// A revocation closes the account at KCP with whatever was deposited on it and nowhere to send
+/// it back (docs/kcp.md §10.2). A partial deposit keeps the account `ready` (rightly), and
+/// openport holds its notification: the revocation is refused before anything is sent to KCP.
+#[tokio::test]
+async fn revoking_an_account_holding_a_partial_deposit_is_refused_and_sends_nothing_to_kcp() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let p = issued(&app, &token, vbank(&app, "vb-partly", 5000)).await;
+    let imp_uid = p["imp_uid"].as_str().unwrap();
+    let tno = p["pg_tid"].as_str().unwrap();
+    let deposit = app.sandbox.deposit(tno, 3000, "00").unwrap();
+    sandbox_notification(&app, &deposit.noti_id, |n| n.acknowledged).await;
+    assert_eq!(app.payment(&token, imp_uid).await["status"], "ready");
+    // Consumed by a cancel call, were one sent.
+    let watch = FaultRule::new(paths::CANCEL, Fault::Delay { ms: 0 });
+    app.sandbox.inject(watch.clone());
+
+    let (status, res) = revoke(&app, &token, imp_uid).await;
+
+    assert_eq!(status, StatusCode::OK, "{res}");
+    assert_eq!(res["code"], 1, "{res}");
+    assert!(
+        res["message"].as_str().unwrap().contains("입금"),
+        "says why: {res}"
+    );
+    assert_eq!(app.sandbox.armed_faults(), [watch], "no cancel reached KCP");
+    let entry = &app.sandbox.ledger()[0];
+    assert_eq!(
+        (entry.state, entry.cancels.len()),
+        (TransactionState::Issued, 0)
+    );
+    let shown = app.payment(&token, imp_uid).await;
+    assert_eq!(
+        (shown["status"].as_str(), shown["cancel_amount"].as_i64()),
+        (Some("ready"), Some(0)),
+        "{shown}"
+    );
+    // Nothing is left open: the account can still be paid in full.
+    app.sandbox.clear_faults();
+    app.sandbox.deposit(tno, 2000, "00").unwrap();
+    until_status(&app, &token, imp_uid, "paid").await;
+    app.assert_ledger_agrees().await;
+}
+
+/// KCP holds the account paid while openport's only notification of it is unverified: the
+/// revocation asks KCP first, applies the deposit as a verified notification would (`paid`, its
+/// webhook), sends no close, and answers that the account is no longer awaiting its deposit.
+#[tokio::test]
+async fn revoking_an_account_whose_deposit_is_still_unverified_applies_the_deposit_instead() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let hooks = Receiver::start().await;
+    let (p, _elsewhere) = deposit_left_unverified(&app, &token, "vb-revoke-paid", &hooks).await;
+    let imp_uid = p["imp_uid"].as_str().unwrap();
+    assert_eq!(app.payment(&token, imp_uid).await["status"], "ready");
+
+    let (status, res) = revoke(&app, &token, imp_uid).await;
+
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{res}");
+    assert!(
+        res["message"].as_str().unwrap().contains("paid"),
+        "names the status: {res}"
+    );
+    let shown = app.payment(&token, imp_uid).await;
+    assert_eq!(shown["status"], "paid", "{shown}");
+    assert!(shown["paid_at"].as_i64().unwrap() > 0, "{shown}");
+    assert_eq!(webhook_statuses(&app, &hooks).await, ["ready", "paid"]);
+    let entry = &app.sandbox.ledger()[0];
+    assert_eq!(
+        (entry.state, entry.cancels.len()),
+        (TransactionState::Approved, 0)
+    );
+    app.assert_ledger_agrees().await;
+}
+
+/// The deposit lands at KCP while the revocation's close is on its way (held back a second): its
+/// notification, verified meanwhile, does not move the payment under the open revocation (KCP is
+/// asked to send it again); KCP refuses to close an account holding money, and the revocation
+/// applies the deposit KCP holds and says so. Never a payment told `paid` and recorded revoked.
+#[tokio::test]
+async fn a_deposit_landing_while_a_revocation_is_at_kcp_never_leaves_a_paid_payment_recorded_as_revoked(
+) {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let hooks = Receiver::start().await;
+    let p = issued_with_hooks(&app, &token, "vb-revoke-race", &hooks).await;
+    let imp_uid = p["imp_uid"].as_str().unwrap().to_string();
+    let tno = p["pg_tid"].as_str().unwrap();
+    app.sandbox
+        .inject(FaultRule::new(paths::CANCEL, Fault::Delay { ms: 1000 }));
+    let revoking = {
+        let (http, url, token) = (
+            app.http.clone(),
+            app.url(&format!("/vbanks/{imp_uid}")),
+            token.clone(),
+        );
+        tokio::spawn(async move {
+            let res = http
+                .delete(url)
+                .header("Authorization", token)
+                .send()
+                .await
+                .expect("request");
+            TestApp::read(res).await
+        })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let deposit = app.sandbox.deposit(tno, 7000, "00").unwrap();
+    let first = sandbox_notification(&app, &deposit.noti_id, |n| n.attempts >= 1).await;
+    assert!(
+        !first.tries[0].acknowledged,
+        "not applied under the revocation in flight: {first:?}"
+    );
+
+    let (status, res) = revoking.await.unwrap();
+
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{res}");
+    let shown = app.payment(&token, &imp_uid).await;
+    let revoked_after_paid = shown["status"] == "cancelled"
+        && shown["paid_at"].as_i64().unwrap() > 0
+        && shown["cancel_reason"] == "가상계좌 발급취소";
+    assert!(!revoked_after_paid, "{shown}");
+    assert_eq!(shown["status"], "paid", "{shown}");
+    sandbox_notification(&app, &deposit.noti_id, |n| n.acknowledged).await;
+    assert_eq!(webhook_statuses(&app, &hooks).await, ["ready", "paid"]);
+    app.assert_ledger_agrees().await;
+}
+
+/// A deposit notified for an account openport recorded revoked: money the bank should have
+/// refused, or a revocation KCP did not make. Acknowledged (nothing a re-send changes), but KCP is
+/// asked and the operator is told in the log.
+#[tokio::test]
+async fn a_deposit_notified_for_a_revoked_account_is_asked_about_and_logged_for_the_operator() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let p = issued(&app, &token, vbank(&app, "vb-revoked-deposit", 7000)).await;
+    let imp_uid = p["imp_uid"].as_str().unwrap();
+    let (_, res) = revoke(&app, &token, imp_uid).await;
+    assert_eq!(res["response"]["status"], "cancelled", "{res}");
+    // Consumed by the inquiry.
+    let watch = FaultRule::new(paths::INQUIRY, Fault::Delay { ms: 0 });
+    app.sandbox.inject(watch);
+
+    assert!(post_notification(&app, &forged(&p, "after-revoke-1", 7000, "00")).await);
+
+    assert!(app.sandbox.armed_faults().is_empty(), "KCP was asked");
+    assert_eq!(app.payment(&token, imp_uid).await["status"], "cancelled");
+    let logs = crate::helpers::captured_logs();
+    assert!(
+        logs.lines()
+            .any(|l| l.contains("WARN") && l.contains(imp_uid) && l.contains("revoked")),
+        "a warning names the payment"
+    );
+}
+
+/// KCP's notifications of a deposit never reached openport (sent to another receiver here; a
+/// sender missing from the allow-list, an outage longer than KCP's re-sends, a wrong URL in KCP's
+/// admin): no row names the account, yet the resolver's look at open accounts finds the deposit
+/// KCP holds and applies it as a verified notification would.
+#[tokio::test]
+async fn a_deposit_whose_notifications_never_reached_openport_is_found_by_the_resolver() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let hooks = Receiver::start().await;
+    let p = issued_with_hooks(&app, &token, "vb-unnotified", &hooks).await;
+    let imp_uid = p["imp_uid"].as_str().unwrap();
+    let elsewhere = Receiver::start().await;
+    deposit_sent_elsewhere(&app, &p, &elsewhere);
+    assert_eq!(recorded_notifications(&app).await, 0);
+    let gateway = &app.app.gateway;
+
+    // KCP's own notification and its re-sends get ten minutes first.
+    assert_eq!(gateway.check_open_vbanks(100).await.unwrap(), 0);
+    assert_eq!(app.payment(&token, imp_uid).await["status"], "ready");
+    app.advance(601);
+    assert_eq!(gateway.check_open_vbanks(100).await.unwrap(), 1);
+
+    let paid = app.payment(&token, imp_uid).await;
+    assert_eq!(paid["status"], "paid", "{paid}");
+    assert!(paid["paid_at"].as_i64().unwrap() > 0, "{paid}");
+    assert_eq!(webhook_statuses(&app, &hooks).await, ["ready", "paid"]);
+    // Nothing more on later looks.
+    app.advance(2 * 3600);
+    assert_eq!(gateway.check_open_vbanks(100).await.unwrap(), 0);
+    let token = app.token().await;
+    assert_eq!(app.payment(&token, imp_uid).await, paid);
+    assert_eq!(webhook_statuses(&app, &hooks).await, ["ready", "paid"]);
+    app.assert_ledger_agrees().await;
+}
+
+/// The same when KCP sends from an address the allow-list lacks: every send is refused (403,
+/// nothing recorded) and the sandbox gives up as KCP would, but the resolver finds the deposit.
+#[tokio::test]
+async fn a_deposit_notified_only_from_an_address_not_allowed_is_still_found_by_the_resolver() {
+    let app = spawn_app_with(|c| c.kcp.notify_sources = Some("203.0.113.7".into())).await;
+    let token = app.token().await;
+    let hooks = Receiver::start().await;
+    let p = issued_with_hooks(&app, &token, "vb-not-allowed", &hooks).await;
+    let imp_uid = p["imp_uid"].as_str().unwrap();
+    let deposit = app
+        .sandbox
+        .deposit(p["pg_tid"].as_str().unwrap(), 7000, "00")
+        .unwrap();
+    let refused = sandbox_notification(&app, &deposit.noti_id, |n| n.attempts >= 1).await;
+    assert_eq!(refused.tries[0].http_status, Some(403));
+    assert_eq!(recorded_notifications(&app).await, 0);
+
+    app.advance(601);
+    assert_eq!(app.app.gateway.check_open_vbanks(100).await.unwrap(), 1);
+
+    assert_eq!(app.payment(&token, imp_uid).await["status"], "paid");
+    assert_eq!(webhook_statuses(&app, &hooks).await, ["ready", "paid"]);
+    app.assert_ledger_agrees().await;
+}
+
+/// An account nobody pays into is asked about hourly until an hour past its deposit deadline, once
+/// after it, and never again: the cost is bounded.
+#[tokio::test]
+async fn an_open_accounts_looks_at_kcp_stop_after_the_one_past_its_deadline() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let p = issued(&app, &token, vbank(&app, "vb-unpaid-looks", 7000)).await;
+    let tno = p["pg_tid"].as_str().unwrap();
+    let gateway = &app.app.gateway;
+    let asked = || FaultRule::new(paths::INQUIRY, Fault::Delay { ms: 0 }).when("tno", tno);
+
+    app.advance(601);
+    app.sandbox.inject(asked());
+    gateway.check_open_vbanks(100).await.unwrap();
+    assert!(
+        app.sandbox.armed_faults().is_empty(),
+        "asked after ten minutes"
+    );
+    app.sandbox.inject(asked());
+    app.advance(1800);
+    gateway.check_open_vbanks(100).await.unwrap();
+    assert_eq!(
+        app.sandbox.armed_faults(),
+        [asked()],
+        "not again within the hour"
+    );
+    app.advance(1800);
+    gateway.check_open_vbanks(100).await.unwrap();
+    assert!(
+        app.sandbox.armed_faults().is_empty(),
+        "asked again an hour later"
+    );
+
+    app.advance(WEEK + 3600);
+    app.sandbox.inject(asked());
+    gateway.check_open_vbanks(100).await.unwrap();
+    assert!(
+        app.sandbox.armed_faults().is_empty(),
+        "once after the deadline"
+    );
+    app.sandbox.inject(asked());
+    app.advance(WEEK);
+    gateway.check_open_vbanks(100).await.unwrap();
+    assert_eq!(app.sandbox.armed_faults(), [asked()], "never again");
+    let token = app.token().await;
+    assert_eq!(
+        app.payment(&token, p["imp_uid"].as_str().unwrap()).await["status"],
+        "ready"
+    );
+}
+
+/// Two instances on one database look at the same open accounts at the same moment: each look is
+/// taken by one of them, and a deposit found is applied once, with one `paid` webhook.
+#[tokio::test]
+async fn instances_looking_at_open_accounts_together_apply_a_deposit_once() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let hooks = Receiver::start().await;
+    let p = issued_with_hooks(&app, &token, "vb-two-looks", &hooks).await;
+    let elsewhere = Receiver::start().await;
+    deposit_sent_elsewhere(&app, &p, &elsewhere);
+    let other = app.another_instance(|_| {}).await;
+    app.advance(601);
+    other.advance(601);
+
+    let (mine, theirs) = tokio::join!(
+        app.app.gateway.check_open_vbanks(100),
+        other.app.gateway.check_open_vbanks(100)
+    );
+
+    assert_eq!(mine.unwrap() + theirs.unwrap(), 1);
+    assert_eq!(
+        app.payment(&token, p["imp_uid"].as_str().unwrap()).await["status"],
+        "paid"
+    );
+    other.app.gateway.deliver_due_webhooks(100).await.unwrap();
+    assert_eq!(webhook_statuses(&app, &hooks).await, ["ready", "paid"]);
+    app.assert_ledger_agrees().await;
+}
+
+/// A KCP common notification of the common fields only (no `noti_id`): `tx_cd` for `tno`.
+fn notice(tno: &str, tx_cd: &str) -> Vec<(String, String)> {
+    [
+        ("site_cd", "T0000"),
+        ("tno", tno),
+        ("order_no", "x"),
+        ("tx_cd", tx_cd),
+        ("tx_tm", "20261203120000"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect()
+}
+
+/// The operator closes an unpaid account in KCP's admin and KCP says so (`TX07`, spec §2.12): the
+/// payment is recorded revoked (as `DELETE /vbanks` records it: `cancelled`, `cancel_amount` =
+/// `amount`, `paid_at` 0) once KCP's inquiry shows it closed, and the merchant hears of it by a
+/// `cancelled` webhook, as of any cancel made at KCP (spec §5). A forged notice changes nothing.
+#[tokio::test]
+async fn kcps_notice_that_it_closed_an_unpaid_account_records_it_revoked_with_a_cancelled_webhook()
+{
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let hooks = Receiver::start().await;
+    let p = issued_with_hooks(&app, &token, "vb-closed-at-kcp", &hooks).await;
+    let imp_uid = p["imp_uid"].as_str().unwrap();
+    let tno = p["pg_tid"].as_str().unwrap();
+    assert!(
+        post_notification(&app, &notice(tno, "TX07")).await,
+        "a forged notice is acknowledged"
+    );
+    assert_eq!(app.payment(&token, imp_uid).await["status"], "ready");
+
+    assert!(app.sandbox.cancel_in_admin(tno));
+    let mut real = notice(tno, "TX07");
+    real[4].1 = "20261203130000".into();
+    assert!(post_notification(&app, &real).await);
+
+    let shown = app.payment(&token, imp_uid).await;
+    assert_eq!(
+        (
+            shown["status"].as_str(),
+            shown["cancel_amount"].as_i64(),
+            shown["paid_at"].as_i64()
+        ),
+        (Some("cancelled"), Some(7000), Some(0)),
+        "{shown}"
+    );
+    assert_eq!(webhook_statuses(&app, &hooks).await, ["ready", "cancelled"]);
+    app.assert_ledger_agrees().await;
+}
+
+/// The same close notified as a cancel (`TX06`), or not notified at all: the resolver's look at
+/// open accounts finds it closed and records it the same way.
+#[tokio::test]
+async fn an_unpaid_account_closed_at_kcp_is_recorded_revoked_by_its_cancel_notice_or_by_the_resolver(
+) {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let hooks = Receiver::start().await;
+    let p = issued_with_hooks(&app, &token, "vb-closed-tx06", &hooks).await;
+    let tno = p["pg_tid"].as_str().unwrap();
+    assert!(app.sandbox.cancel_in_admin(tno));
+    assert!(post_notification(&app, &notice(tno, "TX06")).await);
+    assert_eq!(
+        app.payment(&token, p["imp_uid"].as_str().unwrap()).await["status"],
+        "cancelled"
+    );
+    assert_eq!(webhook_statuses(&app, &hooks).await, ["ready", "cancelled"]);
+
+    let quiet = Receiver::start().await;
+    let q = issued_with_hooks(&app, &token, "vb-closed-quietly", &quiet).await;
+    assert!(app.sandbox.cancel_in_admin(q["pg_tid"].as_str().unwrap()));
+    app.advance(601);
+    app.app.gateway.check_open_vbanks(100).await.unwrap();
+    let token = app.token().await;
+    assert_eq!(
+        app.payment(&token, q["imp_uid"].as_str().unwrap()).await["status"],
+        "cancelled"
+    );
+    assert_eq!(webhook_statuses(&app, &quiet).await, ["ready", "cancelled"]);
+    app.assert_ledger_agrees().await;
+}
+
+/// The buyer pays 1,000 more than the 7,000 due and the bank takes the extra back (`op_cd 13`,
+/// `totl_mnyx` 7,000): KCP still holds the account paid in full, as openport does, so the reversal
+/// is acknowledged instead of being re-sent (and re-verified) for good. The over-payment is logged.
+#[tokio::test]
+async fn a_reversal_of_an_extra_deposit_is_acknowledged_and_leaves_the_account_paid() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let hooks = Receiver::start().await;
+    let p = issued_with_hooks(&app, &token, "vb-extra", &hooks).await;
+    let imp_uid = p["imp_uid"].as_str().unwrap();
+    let tno = p["pg_tid"].as_str().unwrap();
+    deposit_until_paid(&app, &token, &p).await;
+    let paid = app.payment(&token, imp_uid).await;
+    let extra = app.sandbox.deposit(tno, 1000, "00").unwrap();
+    sandbox_notification(&app, &extra.noti_id, |n| n.acknowledged).await;
+
+    let reversal = app.sandbox.deposit(tno, 1000, "13").unwrap();
+
+    assert_eq!(reversal.total, 7000);
+    let done = sandbox_notification(&app, &reversal.noti_id, |n| n.attempts >= 1).await;
+    assert!(done.tries[0].acknowledged, "{done:?}");
+    assert_eq!(
+        app.payment(&token, imp_uid).await,
+        paid,
+        "still paid, as it was"
+    );
+    assert_eq!(webhook_statuses(&app, &hooks).await, ["ready", "paid"]);
+    let logs = crate::helpers::captured_logs();
+    assert!(
+        logs.lines()
+            .any(|l| l.contains("WARN") && l.contains(imp_uid) && l.contains("over-payment")),
+        "the over-payment is named for the operator"
+    );
+    app.assert_ledger_agrees().await;
+}
+
+/// A deposit KCP's inquiry could not confirm until the resolver's sweep, minutes later: `paid_at`
+/// is when the buyer paid (the notification's `ipgm_time`, once KCP confirms the deposit), not
+/// when openport got round to confirming it; merchants' settlement and "paid within N days" rules
+/// read it (spec/iamport-v1.md §3).
+#[tokio::test]
+async fn a_deposit_applied_by_the_resolvers_sweep_is_paid_at_the_time_of_the_deposit() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let hooks = Receiver::start().await;
+    let (p, _elsewhere) = deposit_left_unverified(&app, &token, "vb-paid-at", &hooks).await;
+    let imp_uid = p["imp_uid"].as_str().unwrap();
+    let sent = app.sandbox.notifications()[0].clone();
+    let ipgm_time = sent
+        .field("ipgm_time")
+        .expect("KCP's form carries the deposit time");
+    let deposited_at = chrono::NaiveDateTime::parse_from_str(ipgm_time, "%Y%m%d%H%M%S")
+        .unwrap()
+        .and_local_timezone(chrono::FixedOffset::east_opt(9 * 3600).unwrap())
+        .unwrap()
+        .timestamp();
+
+    app.advance(160);
+    app.app.gateway.reverify_notifications(100).await.unwrap();
+
+    let paid = app.payment(&token, imp_uid).await;
+    assert_eq!(paid["status"], "paid", "{paid}");
+    assert_eq!(paid["paid_at"].as_i64(), Some(deposited_at), "{paid}");
+    assert!(deposited_at < app.app.gateway.clock.unix() - 100);
+}
+
+/// An unpaid account closed in KCP's admin: the sandbox posts KCP's own `TX07`, and openport
+/// records the account revoked and tells the merchant (`cancelled` webhook), end to end.
+#[tokio::test]
+async fn an_unpaid_account_closed_in_kcps_admin_is_recorded_revoked_from_kcps_own_tx07() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let hooks = Receiver::start().await;
+    let p = issued_with_hooks(&app, &token, "vb-admin-tx07", &hooks).await;
+
+    let sent = app
+        .sandbox
+        .cancel_in_admin_notified(p["pg_tid"].as_str().unwrap())
+        .expect("closed and notified");
+
+    assert_eq!(sent.tx_cd, "TX07");
+    sandbox_notification(&app, &sent.noti_id, |n| n.acknowledged).await;
+    let shown = app.payment(&token, p["imp_uid"].as_str().unwrap()).await;
+    assert_eq!(
+        (shown["status"].as_str(), shown["paid_at"].as_i64()),
+        (Some("cancelled"), Some(0)),
+        "{shown}"
+    );
+    assert_eq!(webhook_statuses(&app, &hooks).await, ["ready", "cancelled"]);
+    app.assert_ledger_agrees().await;
 }

@@ -18,6 +18,10 @@ pub struct Model {
     /// `totl_mnyx`: everything deposited so far, as KCP counts it; 0 when absent or unreadable
     /// (unknown: a deposit's total is positive).
     pub total: i64,
+    /// `ipgm_time`: when the deposit was made, as notified (Unix seconds); None when absent or
+    /// unreadable. Taken for `paid_at` only once KCP confirms the deposit, within the account's
+    /// life (service/notifications.rs).
+    pub deposited_at: Option<i64>,
     pub received_at: i64,
     /// What verifying it by inquiry found (`service::notifications::Verdict`); `None` while KCP
     /// could not be asked or did not show it yet, so a re-send (or the resolver's sweep,

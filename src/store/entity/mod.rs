@@ -9,5 +9,6 @@ pub mod payment;
 pub mod pg_attempt;
 pub mod prepare;
 pub mod schedule;
+pub mod vbank_check;
 pub mod webhook_attempt;
 pub mod webhook_delivery;

@@ -1,0 +1,117 @@
+//! The resolver's looks at virtual accounts awaiting their deposit (docs/kcp.md §11 step 7).
+//!
+//! Every other safety net starts from a notification row (`reverify_notifications`): a deposit
+//! whose notifications never reached openport — a sender not in `OPENPORT_KCP__NOTIFY_SOURCES`,
+//! openport or its database down for longer than KCP re-sends, KCP's notification URL wrong —
+//! left the account `ready` for good while KCP held it paid, the buyer's money at KCP and the
+//! merchant's order expiring. So each `ready` account is asked about by `tno` (`PAVC`) on a
+//! schedule (`domain::vbank::next_check`: ten minutes after issuance, then hourly, the last an
+//! hour after the deposit deadline), and a deposit KCP confirms is applied exactly as a verified
+//! notification's (`Gateway::apply_deposit_found`: the conditional `ready → paid` and its `paid`
+//! webhook in one transaction). The cost is one inquiry per open account per hour, bounded by the
+//! number of `ready` accounts (which, unlike notification rows, nobody outside can add) and by the
+//! sweep's limit.
+//!
+//! Several instances share the schedule (`vbank_checks`): a look is taken by moving its row on from
+//! the time it was read, so exactly one instance takes it; and a deposit is applied at most once
+//! whoever finds it, by the conditional status change. An account KCP holds closed is recorded
+//! revoked (`Gateway::record_closed_at_kcp`), as KCP's notice of the close would have it.
+use super::merchants::runs_in_mode;
+use super::notifications::{NotificationError, Verdict};
+use super::vbanks::awaits_deposit;
+use super::{Gateway, ServiceResult};
+use crate::domain::vbank::next_check;
+use crate::pg::{TradeRef, VbankState};
+use crate::store::entity::vbank_check;
+use crate::store::{notifications, payments, vbank_checks};
+
+/// `cancel_reason` of an account the resolver found closed at KCP.
+const CLOSED_FOUND: &str = "PG사에서 가상계좌가 닫힘 (조회 확인)";
+
+/// How long a look taken is held before another instance may take it again (this one crashed, or
+/// KCP did not answer): retried sooner than the hourly schedule.
+const RETRY_AFTER_SECS: i64 = 300;
+
+impl Gateway {
+    /// Takes the looks at open virtual accounts due now (at most `limit`); returns how many found a
+    /// deposit and applied it.
+    pub async fn check_open_vbanks(&self, limit: u64) -> ServiceResult<usize> {
+        // Looks are taken by this host's clock, as attempts are (service/clock_check.rs).
+        if self.clock_is_skewed() {
+            return Ok(0);
+        }
+        let now = self.clock.unix();
+        let mut applied = 0;
+        for due in vbank_checks::due(&self.db.read, now, limit).await? {
+            let payment_id = due.payment_id;
+            match self.check_open_vbank(due, now).await {
+                Ok(true) => applied += 1,
+                Ok(false) => {}
+                Err(e) => tracing::error!(payment_id, "resolver: open virtual account: {e}"),
+            }
+        }
+        Ok(applied)
+    }
+
+    /// One look: true when it applied a deposit.
+    async fn check_open_vbank(&self, due: vbank_check::Model, now: i64) -> ServiceResult<bool> {
+        let payment = payments::by_id(&self.db.read, due.payment_id).await?;
+        let Some(payment) = payment.filter(awaits_deposit) else {
+            // Paid, revoked or failed since: nothing left to look for.
+            vbank_checks::take(&self.db.write, &due, None).await?;
+            return Ok(false);
+        };
+        let merchant = self.merchant(payment.merchant_id).await?;
+        // A retry's time: the look is this instance's until then; a crash or a failed inquiry
+        // leaves it to be taken again then, not an hour later.
+        let held = vbank_check::Model {
+            check_at: now + RETRY_AFTER_SECS,
+            ..due.clone()
+        };
+        if !vbank_checks::take(&self.db.write, &due, Some(held.check_at)).await? {
+            // Another instance took it.
+            return Ok(false);
+        }
+        if !runs_in_mode(self.settings.test_mode, &merchant) {
+            // Asked of the other mode's KCP by its own instances (as the resolver leaves attempts).
+            return Ok(false);
+        }
+        let tno = payment.pg_tid.clone().unwrap_or_default();
+        let connector = self.connectors.for_merchant(&merchant, &self.secrets)?;
+        // The newest notification before KCP is asked: one recorded meanwhile (a reversal) is
+        // not overruled by this answer (service/notifications.rs `apply`).
+        let seen = notifications::newest_for(&self.db.write, &tno).await?;
+        let kcp = match connector.inquire_vbank(&TradeRef::Tno(tno.clone())).await {
+            Ok(kcp) => kcp,
+            Err(e) => {
+                tracing::info!(imp_uid = %payment.imp_uid, %tno, "open virtual account not looked at, asked again later: {e}");
+                return Ok(false);
+            }
+        };
+        let next = next_check(now, payment.vbank_issued_at, payment.vbank_date);
+        let imp_uid = payment.imp_uid.clone();
+        if matches!(kcp, VbankState::Closed { .. }) {
+            // Closed at KCP with no notice that reached openport (its admin, KCP itself).
+            tracing::warn!(%imp_uid, %tno, "KCP holds closed a virtual account awaiting its deposit; recording it revoked");
+            self.record_closed_at_kcp(connector.as_ref(), payment, CLOSED_FOUND.into())
+                .await?;
+            vbank_checks::take(&self.db.write, &held, next).await?;
+            return Ok(false);
+        }
+        let applied = match self.apply_deposit_found(payment, &kcp, seen).await {
+            Ok(Verdict::Applied) => {
+                tracing::warn!(%imp_uid, %tno, "a deposit KCP holds reached openport by no notification: applied by the resolver; check OPENPORT_KCP__NOTIFY_SOURCES and the notification URL in KCP's admin");
+                true
+            }
+            Ok(_) => false,
+            // Changed meanwhile (a notification, a revocation in flight): looked at again.
+            Err(NotificationError::Superseded(_)) => false,
+            Err(e) => {
+                tracing::warn!(%imp_uid, %tno, "deposit KCP holds not applied: {e}");
+                false
+            }
+        };
+        vbank_checks::take(&self.db.write, &held, next).await?;
+        Ok(applied)
+    }
+}
