@@ -154,8 +154,9 @@ test('an amount the buyer edits on the way to the window is caught and nothing i
   const p = params({ amount: 50000 });
   let origin;
   const rsp = await payInOverlay(p, filling('card', (o) => { origin = o; }), async (context) => {
-    // The buyer rewrites good_mny in the form the hand-off page posts to KCP's window.
-    await context.route('**/pay/mobileGW.kcp', (route) => {
+    // The buyer rewrites good_mny in the form KCP's PC script posts to its window (spec/kcp.md
+    // §1.1); KCP's answer then names that amount in ordr_chk, which openport compares.
+    await context.route('**/pay/pcWindow.kcp', (route) => {
       const body = new URLSearchParams(route.request().postData() ?? '');
       body.set('good_mny', '500');
       route.continue({ postData: body.toString() });

@@ -32,6 +32,7 @@ mod inquiry;
 pub mod keyfile;
 pub mod ledger;
 pub mod notify;
+pub mod pc_window;
 mod point;
 mod router;
 mod server;
@@ -75,9 +76,13 @@ pub mod paths {
     /// Where the window's form is submitted (the buyer's click; this sandbox's own page, which
     /// posts the result back to `Ret_URL`).
     pub const PAY_SUBMIT: &str = "/pay/submit";
+    /// KCP's PC window script (spec §1, §1.1), loaded by the merchant's page.
+    pub const PC_SCRIPT: &str = "/plugin/kcp_spay_hub.js";
+    /// The PC window the script opens in its layer's frame, posted the merchant form's fields.
+    pub const PC_WINDOW: &str = "/pay/pcWindow.kcp";
 
     /// Every path above: the ones a fault rule can name.
-    pub const ALL: [&str; 8] = [
+    pub const ALL: [&str; 10] = [
         HUB_PAYMENT,
         CANCEL,
         INQUIRY,
@@ -86,6 +91,8 @@ pub mod paths {
         MOBILE_TRADE_REGISTER,
         PAY_WINDOW,
         PAY_SUBMIT,
+        PC_SCRIPT,
+        PC_WINDOW,
     ];
 }
 

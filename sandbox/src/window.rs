@@ -118,6 +118,9 @@ pub(crate) struct Trade {
     ret_url: String,
     escrow: bool,
     trace_no: String,
+    /// A PC window's trade (`pc_window`, spec §1.1): the origin of the page that loaded KCP's PC
+    /// script, where the result is handed back instead of posted to a `Ret_URL`.
+    pub(crate) pc_origin: Option<String>,
     opened: Option<Opened>,
     /// The window posted its result (paid, declined or cancelled) to `Ret_URL`: it is closed.
     done: bool,
@@ -262,11 +265,11 @@ fn reg_error(code: &str, msg: &str) -> Response {
     Json(serde_json::json!({"Code": code, "Message": msg})).into_response()
 }
 
-fn form_fields(body: &[u8]) -> HashMap<String, String> {
+pub(crate) fn form_fields(body: &[u8]) -> HashMap<String, String> {
     form_urlencoded::parse(body).into_owned().collect()
 }
 
-fn host_of(headers: &HeaderMap) -> String {
+pub(crate) fn host_of(headers: &HeaderMap) -> String {
     headers
         .get(header::HOST)
         .and_then(|v| v.to_str().ok())
@@ -389,6 +392,7 @@ fn register(s: &Shared, headers: &HeaderMap, get: impl Fn(&str) -> Option<String
         ret_url,
         escrow,
         trace_no: trace_no.clone(),
+        pc_origin: None,
         opened: None,
         done: false,
         registered_at: s.now(),
@@ -405,7 +409,7 @@ fn register(s: &Shared, headers: &HeaderMap, get: impl Fn(&str) -> Option<String
     .into_response()
 }
 
-fn escape(s: &str) -> String {
+pub(crate) fn escape(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
@@ -422,8 +426,24 @@ fn page(title: &str, body: &str) -> Response {
     .into_response()
 }
 
-fn error_page(message: &str) -> Response {
+pub(crate) fn error_page(message: &str) -> Response {
     page("오류", &format!("<p id=\"error\">{}</p>", escape(message)))
+}
+
+/// `res` with the headers that forbid framing it: KCP's mobile window is a full-page form post
+/// (spec §1.2: "no iframe/popup"), so a merchant page that frames it fails here as it would at
+/// KCP. The PC window (`pc_window`) is framed by KCP's own script and stays frameable.
+pub(crate) fn unframeable(mut res: Response) -> Response {
+    let headers = res.headers_mut();
+    headers.insert(
+        header::X_FRAME_OPTIONS,
+        header::HeaderValue::from_static("DENY"),
+    );
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        header::HeaderValue::from_static("frame-ancestors 'none'"),
+    );
+    res
 }
 
 fn options(items: &[(&str, &str)]) -> String {
@@ -512,7 +532,11 @@ fn quota_option(quotaopt: &str) -> Option<u8> {
 
 /// `POST /pay/mobileGW.kcp`: the window (spec §2.2 fields).
 pub(crate) async fn window_page(State(s): State<Arc<Shared>>, body: Bytes) -> Response {
-    let f = form_fields(&body);
+    unframeable(mobile_window(&s, &body))
+}
+
+fn mobile_window(s: &Shared, body: &[u8]) -> Response {
+    let f = form_fields(body);
     let get = |k: &str| f.get(k).cloned().unwrap_or_default();
     let key = get("approval_key");
     let trade = {
@@ -532,54 +556,152 @@ pub(crate) async fn window_page(State(s): State<Arc<Shared>>, body: Bytes) -> Re
         if let Err(message) = window_post_checks(&get, trade) {
             return error_page(&message);
         }
-        // The window charges the amount it is posted (spec §2.4: KCP compares the merchant's
-        // `ordr_mony` with *the window amount* at approval, 8059 on a mismatch), so a buyer who
-        // edits `good_mny` on the hand-off form sees and pays that amount here, and the
-        // merchant's `ordr_mony` is what catches it. The mobile window posts no `ordr_chk` back
-        // (spec §2.3; only the PC flow of §1.1 fills it), so a merchant cannot rely on one here.
-        let posted = get("good_mny");
-        match posted.parse::<i64>() {
-            Ok(amount)
-                if wire::is_digits(&posted) && (amount > 0 || trade.pay_method == "AUTH") =>
-            {
-                if amount != trade.amount {
-                    tracing::warn!(
-                        order_no = %trade.order_no,
-                        registered = trade.amount,
-                        window = amount,
-                        "kcp sandbox window opened with another amount than registered"
-                    );
-                }
-                trade.amount = amount;
-            }
-            _ => return error_page("결제금액(good_mny) 형식 오류"),
+        if let Err(message) = open_window(&get, trade) {
+            return error_page(&message);
         }
-        let quota_max = if trade.amount >= INSTALLMENT_MINIMUM {
-            quota_option(&get("quotaopt")).unwrap_or(0)
-        } else {
-            0
-        };
-        let van_code = match (trade.pay_method.as_str(), get("van_code")) {
-            ("TPNT", v) if v.is_empty() => "SCSK".to_string(),
-            ("GIFT", v) if v.is_empty() => "SCCL".to_string(),
-            (_, v) => v,
-        };
-        trade.opened = Some(Opened {
-            buyr_name: get("buyr_name"),
-            buyr_tel1: get("buyr_tel1"),
-            buyr_tel2: get("buyr_tel2"),
-            buyr_mail: get("buyr_mail"),
-            params: [get("param_opt_1"), get("param_opt_2"), get("param_opt_3")],
-            quota_max,
-            van_code,
-            ipgm_date: get("ipgm_date"),
-            group_id: get("kcp_group_id"),
-            return_card_mask: get("batch_cardno_return_yn") == "Y",
-            pay_mod: get("pay_mod"),
-            good_info: get("good_info"),
-        });
         trade.clone()
     };
+    window_ui(&trade, &key)
+}
+
+/// A PC window (spec §1.1), opened by KCP's PC script with the merchant form's fields (`get`)
+/// for the page at `origin`: the trade is recorded as a registration records a mobile one, under
+/// a fresh approval key, so the buyer's answer and its approval at `gw/enc/v1/payment` go
+/// through the same book (one redemption, `ordr_mony`, `pay_type`, `ordr_no` checks).
+pub(crate) fn open_pc_window(
+    s: &Shared,
+    get: &impl Fn(&str) -> String,
+    origin: &str,
+) -> Result<(Trade, String), String> {
+    for name in [
+        "site_cd",
+        "ordr_idxx",
+        "good_name",
+        "good_mny",
+        "pay_method",
+        "currency",
+    ] {
+        if get(name).is_empty() {
+            return Err(format!("필수 항목이 없습니다. ({name})"));
+        }
+    }
+    let site_cd = get("site_cd");
+    if !wire::is_site_cd(&site_cd) {
+        return Err("site_cd 형식 오류".into());
+    }
+    let order_no = get("ordr_idxx");
+    if order_no.len() > 40 || !order_no.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        return Err("ordr_idxx 형식 오류".into());
+    }
+    if get("good_name").len() > 100 {
+        return Err("good_name 형식 오류".into());
+    }
+    if !matches!(get("currency").as_str(), "WON" | "410") {
+        return Err("currency 값 오류".into());
+    }
+    let pay_method = match get("pay_method").as_str() {
+        "100000000000" => "CARD",
+        "010000000000" => "BANK",
+        "001000000000" => "VCNT",
+        "000100000000" => "TPNT",
+        "000010000000" => "MOBX",
+        "000000001000" => "GIFT",
+        "AUTH:CARD" if get("card_cert_type") == "BATCH" => "AUTH",
+        _ => return Err("pay_method 값 오류".into()),
+    };
+    let escrow = match get("escw_used").as_str() {
+        "" | "N" => false,
+        "Y" => true,
+        _ => return Err("escw_used 값 오류".into()),
+    };
+    if matches!(pay_method, "MOBX" | "TPNT" | "GIFT") && get("shop_user_id").is_empty() {
+        return Err("필수 항목이 없습니다. (shop_user_id)".into());
+    }
+    let quotaopt = get("quotaopt");
+    if !quotaopt.is_empty() && quota_option(&quotaopt).is_none() {
+        return Err(format!("quotaopt 값 오류 (0~{QUOTAOPT_MAX})"));
+    }
+    let mut trade = Trade {
+        trace_no: ledger::new_trace_no(&site_cd),
+        site_cd,
+        order_no,
+        amount: 0,
+        good_name: get("good_name"),
+        pay_method: pay_method.into(),
+        ret_url: String::new(),
+        escrow,
+        pc_origin: Some(origin.to_string()),
+        opened: None,
+        done: false,
+        registered_at: s.now(),
+    };
+    open_window(get, &mut trade)?;
+    let approval_key = format!(
+        "{}=",
+        Alphanumeric.sample_string(&mut rand::thread_rng(), 43)
+    );
+    tracing::info!(site_cd = %trade.site_cd, order_no = %trade.order_no, amount = trade.amount, pay_method, escrow, "kcp sandbox opened a PC window");
+    let mut book = s.windows();
+    book.forget_before(s.now() - WINDOW_KEPT);
+    book.trades.insert(approval_key.clone(), trade.clone());
+    Ok((trade, approval_key))
+}
+
+/// Opens `trade`'s window with what the page posted (`get`): the amount the window shows and
+/// charges, and what it was opened with (buyer, `quotaopt`, `van_code`, `ipgm_date`, …).
+pub(crate) fn open_window(get: &impl Fn(&str) -> String, trade: &mut Trade) -> Result<(), String> {
+    // The window charges the amount it is posted (spec §2.4: KCP compares the merchant's
+    // `ordr_mony` with *the window amount* at approval, 8059 on a mismatch), so a buyer who
+    // edits `good_mny` on the hand-off form sees and pays that amount here, and the
+    // merchant's `ordr_mony` is what catches it. The mobile window posts no `ordr_chk` back
+    // (spec §2.3); the PC flow's (§1.1) names this amount, for the merchant to compare.
+    let posted = get("good_mny");
+    match posted.parse::<i64>() {
+        Ok(amount) if wire::is_digits(&posted) && (amount > 0 || trade.pay_method == "AUTH") => {
+            if amount != trade.amount {
+                tracing::warn!(
+                    order_no = %trade.order_no,
+                    registered = trade.amount,
+                    window = amount,
+                    "kcp sandbox window opened with another amount than registered"
+                );
+            }
+            trade.amount = amount;
+        }
+        _ => return Err("결제금액(good_mny) 형식 오류".into()),
+    }
+    let quota_max = if trade.amount >= INSTALLMENT_MINIMUM {
+        quota_option(&get("quotaopt")).unwrap_or(0)
+    } else {
+        0
+    };
+    let van_code = match (trade.pay_method.as_str(), get("van_code")) {
+        ("TPNT", v) if v.is_empty() => "SCSK".to_string(),
+        ("GIFT", v) if v.is_empty() => "SCCL".to_string(),
+        (_, v) => v,
+    };
+    trade.opened = Some(Opened {
+        buyr_name: get("buyr_name"),
+        buyr_tel1: get("buyr_tel1"),
+        buyr_tel2: get("buyr_tel2"),
+        buyr_mail: get("buyr_mail"),
+        params: [get("param_opt_1"), get("param_opt_2"), get("param_opt_3")],
+        quota_max,
+        van_code,
+        ipgm_date: get("ipgm_date"),
+        // KCP's PC form spells it `kcpgroup_id` (spec §2.2).
+        group_id: Some(get("kcp_group_id"))
+            .filter(|g| !g.is_empty())
+            .unwrap_or_else(|| get("kcpgroup_id")),
+        return_card_mask: get("batch_cardno_return_yn") == "Y",
+        pay_mod: get("pay_mod"),
+        good_info: get("good_info"),
+    });
+    Ok(())
+}
+
+/// The window's page for `trade`, opened under `key` (its approval key).
+pub(crate) fn window_ui(trade: &Trade, key: &str) -> Response {
     let opened = trade.opened.clone().unwrap_or_default();
     let (heading, inputs, pay_label) = match trade.pay_method.as_str() {
         "CARD" | "AUTH" => {
@@ -659,7 +781,7 @@ pub(crate) async fn window_page(State(s): State<Arc<Shared>>, body: Bytes) -> Re
              <button id=\"cancel\" type=\"submit\" name=\"action\" value=\"cancel\" formnovalidate>취소</button></form>",
             escape(&trade.good_name),
             trade.amount,
-            escape(&key),
+            escape(key),
             submit = crate::paths::PAY_SUBMIT,
         ),
     )
@@ -754,11 +876,22 @@ pub(crate) async fn submit(State(s): State<Arc<Shared>>, body: Bytes) -> Respons
         out.push(("pay_mod", opened.pay_mod.clone()));
         out.push(("good_info", opened.good_info.clone()));
     }
+    if trade.pc_origin.is_some() {
+        // The PC flow's answer inputs (spec §1.1): `ordr_chk` names the order and the amount
+        // this window showed, for the merchant to compare with its own before approving.
+        out.push(("ordr_chk", format!("{}|{}", trade.order_no, trade.amount)));
+        out.push(("ret_pay_method", bitmask(&trade.pay_method).into()));
+        out.push(("cash_id_info", String::new()));
+    }
     let finish = |mut out: Vec<(&str, String)>, code: &str, msg: &str| {
-        tracing::info!(site_cd = %trade.site_cd, order_no = %trade.order_no, res_cd = code, "kcp sandbox window returns to Ret_URL");
         out.insert(1, ("res_cd", code.to_string()));
         out.insert(2, ("res_msg", msg.to_string()));
-        post_back(&trade.ret_url, &out)
+        if let Some(origin) = &trade.pc_origin {
+            tracing::info!(site_cd = %trade.site_cd, order_no = %trade.order_no, res_cd = code, "kcp sandbox PC window hands its answer to the page");
+            return crate::pc_window::answer_page(origin, &out);
+        }
+        tracing::info!(site_cd = %trade.site_cd, order_no = %trade.order_no, res_cd = code, "kcp sandbox window returns to Ret_URL");
+        unframeable(post_back(&trade.ret_url, &out))
     };
     if get("action") == "cancel" {
         return finish(out, "3001", "사용자가 취소하였습니다");

@@ -386,3 +386,38 @@ async fn a_window_post_without_a_required_field_or_disagreeing_with_the_trade_is
     form.push(("shop_user_id", "buyer-1".into()));
     assert!(page(form).await.contains("id=\"pay\""));
 }
+
+/// KCP's mobile window is a full-page form post (spec §1.2: "no iframe/popup"): the sandbox's
+/// refuses to be framed, so a merchant page that frames it fails here as it would at KCP.
+#[tokio::test]
+async fn the_mobile_window_forbids_framing() {
+    let h = spawn().await;
+    let reg = register(&h, "WFRAME", "5000", "CARD").await;
+    let res = h
+        .client
+        .post(h.url(kcp_sandbox::paths::PAY_WINDOW))
+        .form(&[
+            ("approval_key", reg["approvalKey"].as_str().unwrap()),
+            ("traceNo", reg["traceNo"].as_str().unwrap()),
+            ("PayUrl", h.url(kcp_sandbox::paths::PAY_WINDOW).as_str()),
+            ("site_cd", "T0000"),
+            ("ordr_idxx", "WFRAME"),
+            ("good_name", "테스트"),
+            ("good_mny", "5000"),
+            ("req_tx", "pay"),
+            ("currency", "410"),
+            ("escw_used", "N"),
+            ("pay_method", "CARD"),
+            ("ActionResult", "card"),
+            ("Ret_URL", "http://shop.test/return"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.headers()["x-frame-options"], "DENY");
+    assert_eq!(
+        res.headers()["content-security-policy"],
+        "frame-ancestors 'none'"
+    );
+    assert!(res.text().await.unwrap().contains("id=\"pay\""));
+}

@@ -628,7 +628,8 @@ fn escape(s: &str) -> String {
         .replace('\'', "&#39;")
 }
 
-/// The hand-off page: a form posted to KCP's `PayUrl` (spec/kcp.md §1.2 step 2).
+/// The hand-off page: on mobile a form posted to KCP's `PayUrl` (spec/kcp.md §1.2 step 2), on
+/// PC KCP's PC flow ([`pc_window_page`], §1.1).
 async fn hand_off(State(s): State<AppState>, Path(token): Path<String>) -> Response {
     let session = match s.gateway.checkout_session(&token).await {
         Ok(x) if x.state == "open" => x,
@@ -652,7 +653,16 @@ async fn hand_off(State(s): State<AppState>, Path(token): Path<String>) -> Respo
             )
         })
         .collect();
-    let action = escape(session.pay_url.as_deref().unwrap_or(""));
+    let url = session.pay_url.as_deref().unwrap_or("");
+    if window.pc_flow {
+        let ret_url = window
+            .fields
+            .iter()
+            .find(|(k, _)| k == "Ret_URL")
+            .map_or("", |(_, v)| v.as_str());
+        return Html(pc_window_page(url, ret_url, &inputs)).into_response();
+    }
+    let action = escape(url);
     Html(format!(
         "<!doctype html><html><head><meta charset=\"utf-8\"><title>결제창으로 이동 중</title></head>\
          <body><form id=\"kcp_hand_off\" method=\"post\" action=\"{action}\" accept-charset=\"UTF-8\">{inputs}\
@@ -660,6 +670,32 @@ async fn hand_off(State(s): State<AppState>, Path(token): Path<String>) -> Respo
          <script>document.getElementById('kcp_hand_off').submit();</script></body></html>"
     ))
     .into_response()
+}
+
+/// The hand-off page of a PC checkout: KCP's PC flow (spec/kcp.md §1.1). `m_Completepayment` is
+/// declared before KCP's script (`script_url`) loads; the page then calls
+/// `KCP_Pay_Execute_Web(form)`, and KCP, once the buyer is done in the layer it renders in this
+/// page, fills the form's answer inputs and calls `m_Completepayment`, which posts the form to
+/// `Ret_URL` (`ret_url`) whatever the answer: a refusal or the buyer's close (`res_cd` 3001)
+/// ends the payment there, as a mobile window's answer does. KCP's `GetField` copies an answer
+/// handed over as another form or as JSON.
+fn pc_window_page(script_url: &str, ret_url: &str, inputs: &str) -> String {
+    format!(
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>결제창</title>\
+         <script>function m_Completepayment(FormOrJson,closeEvent){{\
+         var form=document.getElementById('order_info');\
+         if(FormOrJson&&FormOrJson!==form&&typeof GetField==='function'){{GetField(form,FormOrJson);}}\
+         if(form.res_cd.value!=='0000'&&typeof closeEvent==='function'){{try{{closeEvent();}}catch(e){{}}}}\
+         form.submit();}}</script>\
+         <script src=\"{script}\"></script></head>\
+         <body><form id=\"order_info\" name=\"order_info\" method=\"post\" action=\"{action}\" accept-charset=\"UTF-8\">{inputs}</form>\
+         <p id=\"kcp_pc_error\" hidden>KCP 결제창을 불러오지 못했습니다.</p>\
+         <script>(function(){{var form=document.getElementById('order_info');\
+         if(typeof KCP_Pay_Execute_Web!=='function'){{document.getElementById('kcp_pc_error').hidden=false;return;}}\
+         try{{KCP_Pay_Execute_Web(form);}}catch(e){{}}}})();</script></body></html>",
+        script = escape(script_url),
+        action = escape(ret_url),
+    )
 }
 
 async fn cancel(State(s): State<AppState>, Path(token): Path<String>) -> Response {

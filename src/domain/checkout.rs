@@ -100,6 +100,22 @@ pub fn cash_receipt_asked(method: WindowMethod, cash_yn: &str) -> bool {
         && cash_yn.trim().eq_ignore_ascii_case("y")
 }
 
+/// `pay_method` of KCP's PC window form (spec/kcp.md §1.1): the 12-digit bitmask of §2.3 that
+/// the window answers in `use_pay_method`, and for the billing-key window KCP's PC spelling
+/// `AUTH:CARD` (§2.2, with `card_cert_type=BATCH`).
+pub fn pc_pay_method(method: WindowMethod) -> &'static str {
+    use WindowMethod::*;
+    match method {
+        Card => "100000000000",
+        Bank => "010000000000",
+        VirtualAccount => "001000000000",
+        Point => "000100000000",
+        Phone => "000010000000",
+        GiftCertificate => "000000001000",
+        BatchKey => "AUTH:CARD",
+    }
+}
+
 /// `use_pay_method` bitmask (spec/kcp.md §2.3) → iamport pay_method family, for checking that
 /// the window paid the way it was opened.
 pub fn method_of_bitmask(mask: &str) -> Option<WindowMethod> {

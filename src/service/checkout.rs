@@ -16,8 +16,8 @@ use super::pay::{prepared_mismatch, taken_reason};
 use super::pay::{ApprovalOutcome, ChargeOrder, Settling};
 use super::{Gateway, ServiceError, ServiceResult};
 use crate::domain::checkout::{
-    cash_receipt_asked, escrow_good_info, escrow_items, method_of_bitmask, window_plan,
-    WindowMethod, WindowPlan,
+    cash_receipt_asked, escrow_good_info, escrow_items, method_of_bitmask, pc_pay_method,
+    window_plan, WindowMethod, WindowPlan,
 };
 use crate::domain::ids::{new_imp_uid, order_no_for, random_hex};
 use crate::domain::payment::{PaymentStatus, PG_KCP, PG_KCP_BILLING};
@@ -162,6 +162,12 @@ pub struct WindowFields {
     /// derived from is stored as a digest too, so reading the database does not give it.
     #[serde(default)]
     pub return_key: String,
+    /// The window is KCP's PC flow (spec/kcp.md §1.1): the hand-off page loads KCP's PC script
+    /// and posts KCP's answer to `Ret_URL` itself, so the answer must carry `ordr_chk`, which
+    /// is compared with the order before anything is approved. False: the mobile flow (§1.2),
+    /// whose answer has no `ordr_chk`.
+    #[serde(default)]
+    pub pc_flow: bool,
 }
 
 /// [`Gateway::fail_ready`] in `db` (a transaction of the caller's), at `now`.
@@ -286,6 +292,22 @@ impl WindowFields {
             .and_then(|(_, v)| v.parse().ok())
     }
 }
+
+/// The hidden inputs of a PC window form that KCP's PC script fills with its answer
+/// (spec/kcp.md §1.1), present and empty when the page loads.
+pub const PC_RESULT_FIELDS: &[&str] = &[
+    "res_cd",
+    "res_msg",
+    "enc_info",
+    "enc_data",
+    "ret_pay_method",
+    "tran_cd",
+    "use_pay_method",
+    "ordr_chk",
+    "cash_yn",
+    "cash_tr_code",
+    "cash_id_info",
+];
 
 /// The window field that carries [`WindowFields::return_key`] (`param_opt_1` carries the imp_uid).
 pub const RETURN_KEY_FIELD: &str = "param_opt_2";
@@ -552,43 +574,66 @@ impl Gateway {
             message,
             imp_uid: Some(payment.imp_uid.clone()),
         };
-        let registration = TradeRegistration {
-            order_no: payment.order_no.clone(),
-            amount: req.order.amount,
-            good_name: good_name.clone(),
-            method: plan.method,
-            return_url: return_url.to_string(),
-            escrow: req.escrow,
-            user_agent: if req.mobile {
-                "mobile".into()
-            } else {
-                "pc".into()
-            },
+        // PC: KCP's PC script on openport's page (spec/kcp.md §1.1), which needs no trade
+        // registration (seed 000: "거래등록 (Mobile 필수)"); mobile: the registration, then
+        // a full-page post to its `PayUrl` (§1.2).
+        let pc_flow = !req.mobile;
+        let trade = if pc_flow {
+            None
+        } else {
+            let registration = TradeRegistration {
+                order_no: payment.order_no.clone(),
+                amount: req.order.amount,
+                good_name: good_name.clone(),
+                method: plan.method,
+                return_url: return_url.to_string(),
+                escrow: req.escrow,
+                user_agent: "mobile".into(),
+            };
+            match connector.register_trade(&registration).await {
+                Ok(t) => Some(t),
+                Err(e) => {
+                    let reason = match e.refusal() {
+                        Some(refusal) => format!("PG사 거래등록에 실패하였습니다. ({refusal})"),
+                        None => {
+                            tracing::error!(imp_uid = %payment.imp_uid, "KCP trade registration failed: {e}");
+                            "PG사 거래등록에 실패하였습니다. 잠시 후 다시 시도해 주세요."
+                                .to_string()
+                        }
+                    };
+                    self.fail_ready(&payment, &reason)
+                        .await
+                        .map_err(CheckoutRefused::from)?;
+                    return Err(refuse(reason));
+                }
+            }
         };
-        let trade = match connector.register_trade(&registration).await {
-            Ok(t) => t,
-            Err(e) => {
-                let reason = match e.refusal() {
-                    Some(refusal) => format!("PG사 거래등록에 실패하였습니다. ({refusal})"),
-                    None => {
-                        tracing::error!(imp_uid = %payment.imp_uid, "KCP trade registration failed: {e}");
-                        "PG사 거래등록에 실패하였습니다. 잠시 후 다시 시도해 주세요.".to_string()
-                    }
-                };
-                self.fail_ready(&payment, &reason)
-                    .await
-                    .map_err(CheckoutRefused::from)?;
-                return Err(refuse(reason));
+        // Where the hand-off page sends the buyer: the registration's `PayUrl`, or KCP's PC
+        // script for the merchant's KCP.
+        let pay_url = match &trade {
+            Some(t) => t.pay_url.clone(),
+            None => {
+                self.connectors
+                    .urls_for(m.kcp_api_base.as_deref())
+                    .pc_script
             }
         };
         let token = random_hex(16);
         let window = WindowFields {
             fields: self.window_fields(
-                m, &req, &plan, &payment, &good_name, &trade, return_url, group_id,
+                m,
+                &req,
+                &plan,
+                &payment,
+                &good_name,
+                trade.as_ref(),
+                return_url,
+                group_id,
             ),
             page_origin: req.page_origin.clone(),
             page_url: req.page_url.clone(),
             return_key: super::secrets::token_digest(&return_key_of(&token)),
+            pc_flow,
         };
         let now = self.clock.unix();
         let session = checkout_session::ActiveModel {
@@ -602,9 +647,9 @@ impl Gateway {
             kcp_pay_method: Set(plan.kcp_pay_method.into()),
             action_result: Set(plan.action_result.into()),
             van_code: Set(plan.van_code.map(str::to_string)),
-            approval_key: Set(Some(trade.approval_key.clone())),
-            trace_no: Set(Some(trade.trace_no.clone())),
-            pay_url: Set(Some(trade.pay_url.clone())),
+            approval_key: Set(trade.as_ref().map(|t| t.approval_key.clone())),
+            trace_no: Set(trade.as_ref().map(|t| t.trace_no.clone())),
+            pay_url: Set(Some(pay_url)),
             mobile: Set(req.mobile),
             redirect_url: Set(req.redirect_url.clone()),
             confirm_url: Set(req.confirm_url.clone()),
@@ -731,6 +776,9 @@ impl Gateway {
         Ok(fail_ready_in(&self.db.write, p, reason, self.clock.unix()).await?)
     }
 
+    /// The window's fields: those of the mobile window post (spec/kcp.md §2.2) when `trade` is
+    /// its registration, else those of KCP's PC window form (§1.1: `pay_method` as a bitmask,
+    /// `currency=WON`, no registration, and KCP's answer inputs, empty).
     #[allow(clippy::too_many_arguments)]
     fn window_fields(
         &self,
@@ -739,35 +787,52 @@ impl Gateway {
         plan: &WindowPlan,
         p: &payment::Model,
         good_name: &str,
-        trade: &crate::pg::RegisteredTrade,
+        trade: Option<&crate::pg::RegisteredTrade>,
         return_url: &str,
         group_id: Option<String>,
     ) -> Vec<(String, String)> {
         let text = |v: &Option<String>, max| {
             for_kcp("buyer", v.as_deref().unwrap_or(""), max).unwrap_or_default()
         };
-        let mut f: Vec<(&str, String)> = vec![
-            ("approval_key", trade.approval_key.clone()),
-            ("traceNo", trade.trace_no.clone()),
-            ("PayUrl", trade.pay_url.clone()),
-            ("site_cd", m.site_cd.clone()),
-            ("ordr_idxx", p.order_no.clone()),
-            ("good_name", good_name.to_string()),
-            // What the merchant asked for: a billing-key window shows it and charges nothing.
-            ("good_mny", req.order.amount.to_string()),
-            ("req_tx", "pay".into()),
-            ("currency", "410".into()),
-            ("escw_used", if req.escrow { "Y" } else { "N" }.into()),
-            ("pay_method", plan.kcp_pay_method.into()),
-            ("ActionResult", plan.action_result.into()),
-            ("Ret_URL", return_url.to_string()),
+        let mut f: Vec<(&str, String)> = match trade {
+            Some(trade) => vec![
+                ("approval_key", trade.approval_key.clone()),
+                ("traceNo", trade.trace_no.clone()),
+                ("PayUrl", trade.pay_url.clone()),
+                ("site_cd", m.site_cd.clone()),
+                ("ordr_idxx", p.order_no.clone()),
+                ("good_name", good_name.to_string()),
+                // What the merchant asked for: a billing-key window shows it and charges
+                // nothing.
+                ("good_mny", req.order.amount.to_string()),
+                ("req_tx", "pay".into()),
+                ("currency", "410".into()),
+                ("escw_used", if req.escrow { "Y" } else { "N" }.into()),
+                ("pay_method", plan.kcp_pay_method.into()),
+                ("ActionResult", plan.action_result.into()),
+                ("Ret_URL", return_url.to_string()),
+            ],
+            None => vec![
+                ("site_cd", m.site_cd.clone()),
+                ("ordr_idxx", p.order_no.clone()),
+                ("good_name", good_name.to_string()),
+                ("good_mny", req.order.amount.to_string()),
+                ("pay_method", pc_pay_method(plan.method).into()),
+                ("currency", "WON".into()),
+                ("module_type", "01".into()),
+                ("escw_used", if req.escrow { "Y" } else { "N" }.into()),
+                // Where the page posts KCP's answer (the form's action), for the record.
+                ("Ret_URL", return_url.to_string()),
+            ],
+        };
+        f.extend([
             ("buyr_name", text(&req.order.buyer_name, 30)),
             ("buyr_tel1", text(&req.order.buyer_tel, 20)),
             ("buyr_tel2", text(&req.order.buyer_tel, 20)),
             ("buyr_mail", text(&req.order.buyer_email, 50)),
             ("encoding_trans", "UTF-8".into()),
             ("param_opt_1", p.imp_uid.clone()),
-        ];
+        ]);
         if let Some(v) = plan.van_code {
             f.push(("van_code", v.into()));
         }
@@ -791,7 +856,13 @@ impl Gateway {
             f.push(("ipgm_date", crate::pg::kcp::wire::format_kcp_time(due)));
         }
         if let (WindowMethod::BatchKey, Some(group_id)) = (plan.method, group_id) {
-            f.push(("kcp_group_id", group_id));
+            if trade.is_some() {
+                f.push(("kcp_group_id", group_id));
+            } else {
+                // KCP's PC spelling, and its batch certification (spec/kcp.md §2.2).
+                f.push(("kcpgroup_id", group_id));
+                f.push(("card_cert_type", "BATCH".into()));
+            }
             f.push(("batch_cardno_return_yn", "Y".into()));
         }
         if req.escrow {
@@ -799,6 +870,9 @@ impl Gateway {
             f.push(("deli_term", "00".into()));
             f.push(("bask_cntx", req.products.len().to_string()));
             f.push(("good_info", escrow_good_info(&req.products)));
+        }
+        if trade.is_none() {
+            f.extend(PC_RESULT_FIELDS.iter().map(|k| (*k, String::new())));
         }
         f.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
     }
@@ -939,8 +1013,10 @@ impl Gateway {
             p.amount
         };
         let expected = format!("{}|{}", p.order_no, shown);
+        // KCP's PC flow always answers with one, so a PC window's result without it is not
+        // KCP's; the mobile flow (§2.3) sends none, and one is compared when present.
         let chk = get("ordr_chk");
-        if !chk.is_empty() && chk != expected {
+        if (window.pc_flow || !chk.is_empty()) && chk != expected {
             let reason = "주문정보가 일치하지 않아 결제를 중단합니다.".to_string();
             return self.stop_window(&s, &p, "F400", reason, None).await;
         }

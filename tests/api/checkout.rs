@@ -68,7 +68,26 @@ async fn hand_off_from(app: &TestApp, body: Value) -> (String, Vec<(String, Stri
         .text()
         .await
         .unwrap();
-    form(&page)
+    match pc_script(&page) {
+        // What KCP's PC script posts into its layer's frame: the form's fields and the page's
+        // origin, to the PC window next to the script.
+        Some(script) => {
+            let (_, mut fields) = form(&page);
+            fields.push((
+                kcp_sandbox::pc_window::PAGE_ORIGIN_FIELD.to_string(),
+                "http://shop.test".to_string(),
+            ));
+            let base = script.split("/plugin/").next().unwrap().to_string();
+            (format!("{base}{}", kcp_sandbox::paths::PC_WINDOW), fields)
+        }
+        None => form(&page),
+    }
+}
+
+/// The KCP PC script a hand-off page loads (spec/kcp.md §1.1), if it is a PC-flow page.
+fn pc_script(page: &str) -> Option<String> {
+    let at = page.find("<script src=\"")? + 13;
+    Some(page[at..at + page[at..].find('"')?].to_string())
 }
 
 /// Posts the hand-off fields to the window and enters `fill`: the `Ret_URL` and the fields the
@@ -87,7 +106,22 @@ async fn window_result(
         entered.push((k.to_string(), v.to_string()));
     }
     let back = post_form(app, &submit, &entered).await;
-    form(&back)
+    if !pay_url.ends_with(kcp_sandbox::paths::PC_WINDOW) {
+        return form(&back);
+    }
+    // The PC window hands its answer to the page, whose m_Completepayment posts the form
+    // (the hand-off fields, filled with the answer) to Ret_URL.
+    let (_, answer) = form(&back);
+    let mut posted: Vec<(String, String)> = fields
+        .iter()
+        .filter(|(k, _)| {
+            k != kcp_sandbox::pc_window::PAGE_ORIGIN_FIELD && !answer.iter().any(|(a, _)| a == k)
+        })
+        .cloned()
+        .collect();
+    posted.extend(answer);
+    let ret_url = field(fields, "Ret_URL").expect("Ret_URL").to_string();
+    (ret_url, posted)
 }
 
 /// Posts the hand-off fields to the window, enters `fill`, and follows the post back to
@@ -571,40 +605,45 @@ async fn a_confirm_url_refusal_stops_the_payment_before_approval_with_its_reason
 #[tokio::test]
 async fn a_tampered_order_check_in_the_window_result_is_refused_without_approval() {
     let app = spawn_app().await;
-    let (_, started) = app
-        .post("/checkout/request", None, json!({"imp_code": "imp00000000", "params": {"merchant_uid": "web-tamper", "amount": 50000}, "page_url": "http://shop.test/"}))
-        .await;
-    let hand_off = app
-        .http
-        .get(started["response"]["start_url"].as_str().unwrap())
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let (pay_url, fields) = form(&hand_off);
-    let window = post_form(&app, &pay_url, &fields).await;
-    let (submit, mut entered) = form(&window);
-    entered.extend(
-        [
-            ("card_no", "4111111111111111"),
-            ("card_expiry", "3112"),
-            ("action", "pay"),
-        ]
-        .map(|(k, v)| (k.to_string(), v.to_string())),
-    );
-    let submit = format!("{}{}", pay_url.split("/pay/").next().unwrap(), submit);
-    let back = post_form(&app, &submit, &entered).await;
-    let (ret_url, mut result) = form(&back);
+    let (pay_url, fields) =
+        mobile_hand_off(&app, json!({"merchant_uid": "web-tamper", "amount": 50000})).await;
+    let (ret_url, mut result) = window_result(&app, &pay_url, &fields, &CARD_OK).await;
     // KCP's mobile window posts no `ordr_chk` (spec §2.3); a result that carries one (the PC
     // flow's, §1.1) is checked against the order, here one whose amount the browser rewrote.
     assert_eq!(field(&result, "ordr_chk"), None, "{result:?}");
     let order_no = field(&result, "ordr_idxx").unwrap().to_string();
     result.push(("ordr_chk".into(), format!("{order_no}|500")));
-    let answer = post_form(&app, &ret_url, &result).await;
-    assert!(answer.contains("\"success\":false"), "{answer}");
+    let location = post_without_following(&ret_url, &result).await;
+    assert!(location.contains("imp_success=false"), "{location}");
     assert!(app.sandbox.ledger().is_empty(), "nothing was approved");
+}
+
+/// A mobile request_pay (with an `m_redirect_url`) followed to its hand-off page: KCP's
+/// `PayUrl` and the fields the page posts there (spec/kcp.md §1.2).
+async fn mobile_hand_off(app: &TestApp, mut params: Value) -> (String, Vec<(String, String)>) {
+    params["m_redirect_url"] = json!("https://shop.test/done");
+    let (pay_url, fields) = hand_off_from(
+        app,
+        json!({"imp_code": "imp00000000", "mobile": true, "page_url": "https://shop.test/cart", "params": params}),
+    )
+    .await;
+    assert!(
+        pay_url.ends_with(kcp_sandbox::paths::PAY_WINDOW),
+        "{pay_url}"
+    );
+    (pay_url, fields)
+}
+
+/// Posts a window result to `Ret_URL` as a mobile browser does and answers the redirect's
+/// `Location` (the merchant's `m_redirect_url` with the result), not following it.
+async fn post_without_following(ret_url: &str, result: &[(String, String)]) -> String {
+    let no_follow = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let res = no_follow.post(ret_url).form(result).send().await.unwrap();
+    assert!(res.status().is_redirection(), "{}", res.status());
+    res.headers()["location"].to_str().unwrap().to_string()
 }
 
 #[tokio::test]
@@ -990,13 +1029,13 @@ async fn a_replayed_result_post_while_the_outcome_is_unknown_says_checking_not_f
         json!({"pay_method": "trans", "merchant_uid": "web-replayed", "amount": 3000}),
     )
     .await;
-    let window = post_form(&app, &pay_url, &fields).await;
-    let (submit, mut entered) = form(&window);
-    let submit = format!("{}{}", pay_url.split("/pay/").next().unwrap(), submit);
-    entered.push(("bank".into(), "BK20".into()));
-    entered.push(("action".into(), "pay".into()));
-    let back = post_form(&app, &submit, &entered).await;
-    let (ret_url, result) = form(&back);
+    let (ret_url, result) = window_result(
+        &app,
+        &pay_url,
+        &fields,
+        &[("bank", "BK20"), ("action", "pay")],
+    )
+    .await;
     let first = rsp_of(&post_form(&app, &ret_url, &result).await);
     assert_eq!(first["error_code"], "F500", "{first}");
     // The buyer's second tab, or a reload of the result page: still being checked, so the buyer
@@ -1363,6 +1402,7 @@ async fn a_result_post_without_its_windows_return_key_neither_reads_nor_fails_th
 
 #[tokio::test]
 async fn a_failed_trade_registration_shows_the_buyer_kcps_refusal_but_never_transport_details() {
+    // Only the mobile flow registers a trade (seed 000: "거래등록 (Mobile 필수)").
     let app = spawn_app().await;
     let start = |merchant_uid: &'static str| {
         let app = &app;
@@ -1370,7 +1410,7 @@ async fn a_failed_trade_registration_shows_the_buyer_kcps_refusal_but_never_tran
             app.post(
                 "/checkout/request",
                 None,
-                json!({"imp_code": "imp00000000", "page_url": "http://shop.test/cart",
+                json!({"imp_code": "imp00000000", "mobile": true, "page_url": "http://shop.test/cart",
                        "params": {"merchant_uid": merchant_uid, "amount": 1000}}),
             )
             .await
@@ -1467,7 +1507,9 @@ async fn a_customer_uid_never_opens_a_charging_window_without_issuing_its_key() 
         json!({"merchant_uid": "web-cuid-default", "amount": 5000, "customer_uid": "cust-default"}),
     )
     .await;
-    assert_eq!(field(&fields, "pay_method"), Some("AUTH"));
+    // KCP's PC spelling of the billing window (spec/kcp.md §2.2).
+    assert_eq!(field(&fields, "pay_method"), Some("AUTH:CARD"));
+    assert_eq!(field(&fields, "card_cert_type"), Some("BATCH"));
     assert_eq!(field(&fields, "good_mny"), Some("5000"));
     let rsp = through_window(&app, &pay_url, &fields, &MASTERCARD_OK).await;
     assert_eq!(rsp["success"], true, "{rsp}");
@@ -2644,7 +2686,7 @@ async fn display_card_quota_above_12_never_reaches_kcp_as_a_quotaopt_above_12() 
 async fn an_amount_edited_in_the_browser_is_refused_by_kcps_ordr_mony_check_when_the_result_carries_no_ordr_chk(
 ) {
     let app = spawn_app().await;
-    let (pay_url, mut fields) = hand_off(
+    let (pay_url, mut fields) = mobile_hand_off(
         &app,
         json!({"merchant_uid": "web-edit-8059", "amount": 50000}),
     )
@@ -2661,10 +2703,12 @@ async fn an_amount_edited_in_the_browser_is_refused_by_kcps_ordr_mony_check_when
         Some("500"),
         "the window took the edit"
     );
-    let rsp = rsp_of(&post_form(&app, &ret_url, &result).await);
-    assert_eq!(rsp["success"], false, "{rsp}");
+    let location = post_without_following(&ret_url, &result).await;
+    assert!(location.contains("imp_success=false"), "{location}");
     assert!(app.sandbox.ledger().is_empty(), "nothing was approved");
-    let p = payment_of(&app, &rsp).await;
+    let token = app.token().await;
+    let (_, found) = app.get("/payments/find/web-edit-8059", Some(&token)).await;
+    let p = &found["response"];
     assert_eq!(p["status"], "failed", "{p}");
     assert_eq!(p["amount"], 50000, "{p}");
     let reason = p["fail_reason"].as_str().unwrap_or_default();
@@ -2703,5 +2747,119 @@ async fn a_window_result_reaching_an_instance_whose_clock_is_off_is_failed_befor
     .await;
     let rsp = through_window(&app, &pay_url, &fields, &CARD_OK).await;
     assert_eq!(rsp["success"], true, "{rsp}");
+    app.assert_ledger_agrees().await;
+}
+
+/// A PC checkout is KCP's PC flow (spec/kcp.md §1.1), never the mobile `PayUrl` in a frame
+/// (§1.2: "no iframe/popup"): the hand-off page declares `m_Completepayment`, then loads KCP's PC
+/// script and calls `KCP_Pay_Execute_Web` with a form of KCP's PC fields whose action is
+/// `Ret_URL`. No trade is registered for it (seed 000: "거래등록 (Mobile 필수)").
+#[tokio::test]
+async fn a_pc_checkout_loads_kcps_pc_script_with_its_pc_form_and_registers_no_trade() {
+    let app = spawn_app().await;
+    let (_, started) = app
+        .post("/checkout/request", None, json!({"imp_code": "imp00000000", "mobile": false, "page_url": "http://shop.test/cart",
+            "params": {"merchant_uid": "web-pc-page", "amount": 1000, "name": "포인트", "buyer_name": "홍길동"}}))
+        .await;
+    assert_eq!(started["code"], 0, "{started}");
+    let page = app
+        .http
+        .get(started["response"]["start_url"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let script = pc_script(&page).expect("the page loads KCP's PC script");
+    assert!(script.ends_with("/plugin/kcp_spay_hub.js"), "{script}");
+    let declared = page
+        .find("function m_Completepayment(")
+        .expect("m_Completepayment");
+    assert!(
+        declared < page.find("<script src=").unwrap(),
+        "declared before the script"
+    );
+    assert!(page.contains("KCP_Pay_Execute_Web(form)"), "{page}");
+    let (action, fields) = form(&page);
+    assert!(action.ends_with("/checkout/kcp/return"), "{action}");
+    assert_eq!(field(&fields, "site_cd"), Some("T0000"));
+    assert_eq!(field(&fields, "good_mny"), Some("1000"));
+    assert_eq!(field(&fields, "pay_method"), Some("100000000000"));
+    assert_eq!(field(&fields, "currency"), Some("WON"));
+    assert_eq!(field(&fields, "buyr_name"), Some("홍길동"));
+    assert!(field(&fields, "ordr_idxx").is_some_and(|o| !o.is_empty()));
+    for answer in [
+        "res_cd",
+        "enc_data",
+        "enc_info",
+        "tran_cd",
+        "use_pay_method",
+        "ordr_chk",
+    ] {
+        assert_eq!(field(&fields, answer), Some(""), "{answer} waits for KCP");
+    }
+    assert_eq!(
+        field(&fields, "approval_key"),
+        None,
+        "no trade registration"
+    );
+}
+
+/// KCP's PC flow always answers with `ordr_chk` (`ordr_idxx|good_mny`, spec/kcp.md §1.1), and
+/// the merchant must compare it before approving: a PC result without one, or with another
+/// order's or amount's, fails before anything is sent to KCP.
+#[tokio::test]
+async fn a_pc_window_result_without_its_ordr_chk_or_with_another_is_refused_before_kcp() {
+    let app = spawn_app().await;
+    for (merchant_uid, chk) in [("web-pc-nochk", None), ("web-pc-badchk", Some("|500"))] {
+        let (pay_url, fields) =
+            hand_off(&app, json!({"merchant_uid": merchant_uid, "amount": 50000})).await;
+        let (ret_url, mut result) = window_result(&app, &pay_url, &fields, &CARD_OK).await;
+        let order_no = field(&result, "ordr_idxx").unwrap().to_string();
+        assert_eq!(
+            field(&result, "ordr_chk"),
+            Some(format!("{order_no}|50000").as_str()),
+            "the PC window answers with its ordr_chk"
+        );
+        result.retain(|(k, _)| k != "ordr_chk");
+        if let Some(amount) = chk {
+            result.push(("ordr_chk".into(), format!("{order_no}{amount}")));
+        }
+        let rsp = rsp_of(&post_form(&app, &ret_url, &result).await);
+        assert_eq!(rsp["success"], false, "{rsp}");
+        assert!(app.sandbox.ledger().is_empty(), "nothing was approved");
+        let p = payment_of(&app, &rsp).await;
+        assert_eq!(p["status"], "failed", "{p}");
+    }
+    app.assert_ledger_agrees().await;
+}
+
+/// The PC flow end to end: KCP's answer, posted by the page with its `ordr_chk`, is approved at
+/// the order's amount and paid; the buyer's close in KCP's layer (`res_cd` 3001) is a cancel.
+#[tokio::test]
+async fn a_pc_window_result_with_its_ordr_chk_is_approved_and_a_close_is_a_buyer_cancel() {
+    let app = spawn_app().await;
+    let rsp = request_pay(
+        &app,
+        json!({"merchant_uid": "web-pc-paid", "amount": 1000}),
+        &CARD_OK,
+    )
+    .await;
+    assert_eq!(rsp["success"], true, "{rsp}");
+    assert_eq!(rsp["status"], "paid", "{rsp}");
+    assert_eq!(rsp["paid_amount"], 1000, "{rsp}");
+    assert_eq!(app.sandbox.ledger().len(), 1);
+    let closed = request_pay(
+        &app,
+        json!({"merchant_uid": "web-pc-closed", "amount": 1000}),
+        &[("action", "cancel")],
+    )
+    .await;
+    assert_eq!(closed["success"], false, "{closed}");
+    let p = payment_of(&app, &closed).await;
+    assert_eq!(p["status"], "failed", "{p}");
+    assert_eq!(p["fail_reason"], "사용자가 결제를 취소하였습니다.", "{p}");
+    assert_eq!(app.sandbox.ledger().len(), 1, "the close approved nothing");
     app.assert_ledger_agrees().await;
 }

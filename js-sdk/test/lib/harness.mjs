@@ -214,9 +214,13 @@ export async function completeWindow(scope, payMethod) {
   await scope.locator('#pay').click();
 }
 
-/** The overlay's frame, as playwright-core sees it across navigations and origins. */
+/**
+ * KCP's window in the overlay, as playwright-core sees it across navigations and origins: on PC
+ * openport's hand-off page runs KCP's PC flow (spec/kcp.md §1.1), and KCP's PC script renders
+ * its window as a layer with its own frame (`#kcp_sandbox_frame`) inside that page.
+ */
 export function windowFrame(page) {
-  return page.frameLocator('#openport-frame');
+  return page.frameLocator('#openport-frame').frameLocator('#kcp_sandbox_frame');
 }
 
 // --- the KCP sandbox's control API (docs/sandbox.md) ---------------------------------------------

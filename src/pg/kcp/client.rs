@@ -52,17 +52,29 @@ pub struct KcpUrls {
     pub trade_register: String,
     /// `trade/register.do` (mobile, older).
     pub mobile_trade_register: String,
+    /// KCP's PC window script (`plugin/kcp_spay_hub.js`, spec/kcp.md §1.1): the page of a PC
+    /// checkout loads it from the buyer's browser. The mobile window's `PayUrl` comes with each
+    /// trade registration instead.
+    pub pc_script: String,
 }
 
 impl KcpUrls {
-    /// KCP's test environment (`stg-spl`, `testsmpay`).
+    /// KCP's test environment (`stg-spl`, `testsmpay`, `testspay`).
     pub fn test() -> Self {
-        Self::from_origins("https://stg-spl.kcp.co.kr", "https://testsmpay.kcp.co.kr")
+        Self::from_origins(
+            "https://stg-spl.kcp.co.kr",
+            "https://testsmpay.kcp.co.kr",
+            "https://testspay.kcp.co.kr",
+        )
     }
 
-    /// KCP's production environment (`spl`, `smpay`).
+    /// KCP's production environment (`spl`, `smpay`, `spay`).
     pub fn production() -> Self {
-        Self::from_origins("https://spl.kcp.co.kr", "https://smpay.kcp.co.kr")
+        Self::from_origins(
+            "https://spl.kcp.co.kr",
+            "https://smpay.kcp.co.kr",
+            "https://spay.kcp.co.kr",
+        )
     }
 
     /// The seed's single-merchant settings name two of KCP's URLs whole (`KCP_PAYMENT_URL`, the
@@ -85,10 +97,10 @@ impl KcpUrls {
     /// Every path under one origin, e.g. `http://127.0.0.1:PORT` for the local KCP sandbox.
     pub fn with_base(base: &str) -> Self {
         let base = base.trim_end_matches('/');
-        Self::from_origins(base, base)
+        Self::from_origins(base, base, base)
     }
 
-    fn from_origins(spl: &str, smpay: &str) -> Self {
+    fn from_origins(spl: &str, smpay: &str, spay: &str) -> Self {
         Self {
             hub: format!("{spl}/gw/hub/v1/payment"),
             cancel: format!("{spl}/gw/mod/v1/cancel"),
@@ -96,6 +108,7 @@ impl KcpUrls {
             enc_payment: format!("{spl}/gw/enc/v1/payment"),
             trade_register: format!("{spl}/std/tradeReg/register"),
             mobile_trade_register: format!("{smpay}/trade/register.do"),
+            pc_script: format!("{spay}/plugin/kcp_spay_hub.js"),
         }
     }
 }

@@ -502,14 +502,26 @@ fn urls_follow_the_spec_table_and_with_base_keeps_the_paths() {
         test.mobile_trade_register,
         "https://testsmpay.kcp.co.kr/trade/register.do"
     );
+    assert_eq!(
+        test.pc_script,
+        "https://testspay.kcp.co.kr/plugin/kcp_spay_hub.js"
+    );
     let prod = KcpUrls::production();
     assert_eq!(prod.hub, "https://spl.kcp.co.kr/gw/hub/v1/payment");
+    assert_eq!(
+        prod.pc_script,
+        "https://spay.kcp.co.kr/plugin/kcp_spay_hub.js"
+    );
     assert_eq!(
         prod.mobile_trade_register,
         "https://smpay.kcp.co.kr/trade/register.do"
     );
     let local = KcpUrls::with_base("http://127.0.0.1:8080/");
     assert_eq!(local.inquiry, "http://127.0.0.1:8080/std/inquery");
+    assert_eq!(
+        local.pc_script,
+        "http://127.0.0.1:8080/plugin/kcp_spay_hub.js"
+    );
     assert_eq!(
         local.mobile_trade_register,
         "http://127.0.0.1:8080/trade/register.do"

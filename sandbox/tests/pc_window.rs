@@ -1,0 +1,191 @@
+//! KCP's PC flow (spec §1.1) over real HTTP: the script a merchant page loads, the PC window its
+//! layer frames, the answer handed back to the page (with `ordr_chk`), and the approval of that
+//! answer's `enc_data`, checked as a mobile window's is.
+mod common;
+
+use common::{merchant, spawn, Harness};
+use kcp_sandbox::paths;
+use kcp_sandbox::pc_window::PAGE_ORIGIN_FIELD;
+use serde_json::{json, Value};
+
+fn inputs(html: &str) -> Vec<(String, String)> {
+    let attr = |tag: &str, name: &str| -> Option<String> {
+        let key = format!("{name}=\"");
+        let start = tag.find(&key)? + key.len();
+        Some(tag[start..start + tag[start..].find('"')?].replace("&amp;", "&"))
+    };
+    let mut out = Vec::new();
+    let mut rest = html;
+    while let Some(i) = rest.find("<input") {
+        let tag = &rest[i..i + rest[i..].find('>').unwrap()];
+        if let Some(name) = attr(tag, "name") {
+            out.push((name, attr(tag, "value").unwrap_or_default()));
+        }
+        rest = &rest[i + 6..];
+    }
+    out
+}
+
+fn get<'a>(fields: &'a [(String, String)], k: &str) -> &'a str {
+    fields
+        .iter()
+        .find(|(n, _)| n == k)
+        .map(|(_, v)| v.as_str())
+        .unwrap_or("")
+}
+
+/// What KCP's PC script posts into its frame for a merchant form of `pay_method` and `amount`.
+fn pc_form<'a>(order: &'a str, amount: &'a str, pay_method: &'a str) -> Vec<(&'a str, &'a str)> {
+    vec![
+        ("site_cd", "T0000"),
+        ("ordr_idxx", order),
+        ("good_name", "테스트"),
+        ("good_mny", amount),
+        ("pay_method", pay_method),
+        ("currency", "WON"),
+        ("module_type", "01"),
+        ("buyr_name", "홍길동"),
+        (PAGE_ORIGIN_FIELD, "http://shop.test"),
+    ]
+}
+
+/// Opens the PC window and submits `entered`: the response and the answer's fields.
+async fn pc_pay(
+    h: &Harness,
+    form: &[(&str, &str)],
+    entered: &[(&str, &str)],
+) -> (String, Vec<(String, String)>) {
+    let res = h
+        .client
+        .post(h.url(paths::PC_WINDOW))
+        .form(form)
+        .send()
+        .await
+        .unwrap();
+    assert!(res.headers().get("x-frame-options").is_none());
+    assert!(res.headers().get("content-security-policy").is_none());
+    let window = res.text().await.unwrap();
+    assert!(window.contains("id=\"pay\""), "{window}");
+    let mut fields = inputs(&window);
+    fields.extend(entered.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    let back = h
+        .client
+        .post(h.url(paths::PAY_SUBMIT))
+        .form(&fields)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let answer = inputs(&back);
+    (back, answer)
+}
+
+fn approval(fields: &[(String, String)], ordr_mony: &str, pay_type: &str) -> Value {
+    json!({"tran_cd": get(fields, "tran_cd"), "site_cd": "T0000", "kcp_cert_info": merchant("T0000").cert_info,
+           "enc_data": get(fields, "enc_data"), "enc_info": get(fields, "enc_info"), "ordr_mony": ordr_mony, "pay_type": pay_type})
+}
+
+#[tokio::test]
+async fn the_pc_script_defines_kcps_functions_and_opens_its_window_in_a_layer() {
+    let h = spawn().await;
+    let res = h.client.get(h.url(paths::PC_SCRIPT)).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    assert!(res.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("application/javascript"));
+    let script = res.text().await.unwrap();
+    for needed in [
+        "window.KCP_Pay_Execute_Web = function (form)",
+        "window.GetField = function",
+        "m_Completepayment(form, close)",
+        "kcp_sandbox_layer",
+        "position:fixed",
+        paths::PC_WINDOW,
+        PAGE_ORIGIN_FIELD,
+    ] {
+        assert!(script.contains(needed), "{needed}: {script}");
+    }
+    // Only its own frame, at the origin it was loaded from, answers.
+    let origin = h.url("");
+    let origin = origin.trim_end_matches('/');
+    assert!(
+        script.contains(&format!("var ORIGIN = \"{origin}\"")),
+        "{script}"
+    );
+}
+
+#[tokio::test]
+async fn a_pc_window_answers_the_page_with_ordr_chk_and_its_enc_data_is_approved_once_for_its_amount(
+) {
+    let h = spawn().await;
+    let (page, answer) = pc_pay(
+        &h,
+        &pc_form("PC1", "5000", "100000000000"),
+        &[
+            ("card_no", "4111111111111111"),
+            ("card_expiry", "3112"),
+            ("action", "pay"),
+        ],
+    )
+    .await;
+    assert!(
+        page.contains("parent.postMessage(") && page.contains("\"http://shop.test\""),
+        "handed to the page's origin only: {page}"
+    );
+    assert_eq!(get(&answer, "res_cd"), "0000");
+    assert_eq!(get(&answer, "ordr_chk"), "PC1|5000");
+    assert_eq!(get(&answer, "use_pay_method"), "100000000000");
+    assert_eq!(get(&answer, "tran_cd"), "00100000");
+    let wrong = h
+        .post(paths::ENC_PAYMENT, &approval(&answer, "4999", "PACA"))
+        .await;
+    assert_eq!(wrong["res_cd"], "8059", "{wrong}");
+    let ok = h
+        .post(paths::ENC_PAYMENT, &approval(&answer, "5000", "PACA"))
+        .await;
+    assert_eq!(ok["res_cd"], "0000", "{ok}");
+    assert_eq!(ok["order_no"], "PC1", "{ok}");
+    let replay = h
+        .post(paths::ENC_PAYMENT, &approval(&answer, "5000", "PACA"))
+        .await;
+    assert_eq!(replay["res_cd"], "9530", "{replay}");
+    assert_eq!(h.sandbox.ledger().len(), 1);
+}
+
+#[tokio::test]
+async fn a_pc_window_closed_by_the_buyer_answers_3001_and_a_bad_form_gets_the_error_page() {
+    let h = spawn().await;
+    let (_, answer) = pc_pay(
+        &h,
+        &pc_form("PC2", "5000", "100000000000"),
+        &[("action", "cancel")],
+    )
+    .await;
+    assert_eq!(get(&answer, "res_cd"), "3001");
+    assert_eq!(get(&answer, "enc_data"), "");
+    for (field, value) in [
+        ("pay_method", "CARD"),
+        ("currency", "USD"),
+        ("good_mny", "abc"),
+        (PAGE_ORIGIN_FIELD, "javascript:alert(1)"),
+    ] {
+        let mut form = pc_form("PC3", "5000", "100000000000");
+        form.retain(|(k, _)| *k != field);
+        form.push((field, value));
+        let page = h
+            .client
+            .post(h.url(paths::PC_WINDOW))
+            .form(&form)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(page.contains("id=\"error\""), "{field}: {page}");
+    }
+    assert!(h.sandbox.ledger().is_empty());
+}
