@@ -421,6 +421,51 @@ async fn an_approval_found_by_inquiry_without_card_fields_keeps_the_masked_numbe
     assert_eq!(app.sandbox.ledger().len(), 4);
 }
 
+/// The approval's answer is lost, and the inquiry that finds it names another amount (999 won).
+/// The connector checks only direct answers; this one is the service's to refuse
+/// (`settle_approval`, spec/kcp.md §5).
+pub(crate) fn lose_the_approval_and_inquire_another_amount(app: &crate::helpers::TestApp) {
+    app.sandbox
+        .inject(FaultRule::new(paths::HUB_PAYMENT, Fault::LoseResponse));
+    app.sandbox.inject(FaultRule::new(
+        paths::INQUIRY,
+        Fault::AnswerField {
+            field: "amount".into(),
+            value: "999".into(),
+        },
+    ));
+}
+
+#[tokio::test]
+async fn an_approval_found_by_inquiry_for_another_amount_is_net_cancelled_never_recorded_paid() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    lose_the_approval_and_inquire_another_amount(&app);
+    let (_, body) = app
+        .pay(&token, "inq-other-amount", 1000, test_cards::SHINHAN_CREDIT)
+        .await;
+    assert!(
+        app.sandbox.armed_faults().is_empty(),
+        "the inquiry was asked"
+    );
+    assert_eq!(body["code"], 0, "{body}");
+    let p = &body["response"];
+    assert_eq!(p["status"], "failed", "{body}");
+    assert!(
+        p["fail_reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("불일치")),
+        "{body}"
+    );
+    let ledger = app.sandbox.ledger();
+    assert_eq!(ledger.len(), 1);
+    assert_eq!(ledger[0].state, TransactionState::Cancelled, "{ledger:?}");
+    assert_eq!(p["pg_tid"], ledger[0].tno.as_str());
+    let shown = app.payment(&token, p["imp_uid"].as_str().unwrap()).await;
+    assert_eq!(shown["status"], "failed", "{shown}");
+    app.assert_ledger_agrees().await;
+}
+
 #[tokio::test]
 async fn an_operator_cannot_fail_an_approval_younger_than_the_settle_delay() {
     let app = crate::helpers::spawn_app_with(|c| c.kcp.order_no_inquiry = Some(false)).await;
