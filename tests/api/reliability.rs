@@ -6,13 +6,7 @@ use openport::store::entity::webhook_delivery;
 use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
 use serde_json::json;
 
-use crate::helpers::{spawn_app, test_cards, KCP_TIMEOUT_MS, SETTLE_SECS};
-
-fn imp_uid_in(message: &serde_json::Value) -> String {
-    let m = message.as_str().unwrap();
-    let start = m.find("(imp_uid: ").expect("message names the imp_uid") + "(imp_uid: ".len();
-    m[start..start + 16].to_string()
-}
+use crate::helpers::{imp_uid_in, spawn_app, test_cards, KCP_TIMEOUT_MS, SETTLE_SECS};
 
 #[tokio::test]
 async fn a_lost_approval_response_is_recovered_by_inquiry_and_answered_paid() {

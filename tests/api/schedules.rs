@@ -1395,13 +1395,7 @@ async fn webhooks_of(app: &TestApp, merchant_uid: &str, status: &str) -> u64 {
 
 /// Waits until KCP has taken the request a fault was armed for (a delayed charge is then at KCP).
 async fn until_the_charge_is_at_kcp(app: &TestApp) {
-    for _ in 0..300 {
-        if app.sandbox.armed_faults().is_empty() {
-            return;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
-    panic!("the charge never reached KCP");
+    app.until_the_faults_are_used().await;
 }
 
 /// Sets a schedule back to what a run leaves when it charged and its outcome never reached the

@@ -33,7 +33,7 @@ async fn paid_payment(app: &TestApp, token: &str, merchant_uid: &str, notice: Va
         "expiry": future_expiry(), "birth": "800101", "pwd_2digit": "00", "name": "웹훅 상품"
     });
     if !notice.is_null() {
-        body["notice_url"] = notice;
+        body["notice_url"] = notice.clone();
     }
     let (status, res) = app
         .post("/subscribe/payments/onetime", Some(token), body)
@@ -41,15 +41,34 @@ async fn paid_payment(app: &TestApp, token: &str, merchant_uid: &str, notice: Va
     assert_eq!(status, StatusCode::OK, "{res}");
     assert_eq!(res["response"]["status"], "paid", "{res}");
     let imp_uid = res["response"]["imp_uid"].as_str().unwrap().to_string();
-    // The payment wrote its own `paid` webhook(s) with the state change; these tests drive the
-    // outbox with events of their own, so they take those rows out after checking them.
-    use openport::store::entity::webhook_delivery;
+    // The payment wrote its own `paid` webhook with the state change, one per URL it goes to (its
+    // notice_url(s), else the merchant's URL); these tests drive the outbox with events of their
+    // own, so they take those rows out after checking them.
+    use openport::store::entity::{merchant, webhook_delivery};
     use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+    let db = &app.app.gateway.db.read;
+    let expected = match &notice {
+        Value::Null => {
+            let p = openport::store::payments::by_imp_uid(db, None, &imp_uid)
+                .await
+                .unwrap()
+                .expect("the payment");
+            let m = merchant::Entity::find_by_id(p.merchant_id)
+                .one(db)
+                .await
+                .unwrap()
+                .expect("its merchant");
+            usize::from(m.webhook_url.is_some_and(|u| !u.trim().is_empty()))
+        }
+        Value::Array(urls) => urls.len(),
+        _ => 1,
+    };
     let own = webhook_delivery::Entity::find()
         .filter(webhook_delivery::Column::ImpUid.eq(imp_uid.as_str()))
-        .all(&app.app.gateway.db.read)
+        .all(db)
         .await
         .unwrap();
+    assert_eq!(own.len(), expected, "{own:?}");
     assert!(own.iter().all(|d| d.status == "paid"), "{own:?}");
     webhook_delivery::Entity::delete_many()
         .filter(webhook_delivery::Column::ImpUid.eq(imp_uid.as_str()))
