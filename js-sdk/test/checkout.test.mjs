@@ -8,6 +8,7 @@ import { readFileSync } from 'node:fs';
 import {
   OPENPORT_URL, BASE, launch, startMerchant, windowFrame, completeWindow,
   getPayment, prepare, payKeyIn, uid, MOBILE_UA, SCRIPT_PATHS, callbacks, sandboxOrigin, sandbox,
+  rest, token,
 } from './lib/harness.mjs';
 import { params, merchantPages } from './lib/pages.mjs';
 
@@ -65,10 +66,10 @@ test('buyer cancel inside the window: callback with success false', { timeout: 9
   assert.equal(rsp.imp_success, false);
   assert.equal(rsp.merchant_uid, p.merchant_uid);
   assert.ok(rsp.error_msg, 'error_msg');
-  if (rsp.imp_uid) {
-    const { json } = await getPayment(rsp.imp_uid);
-    assert.equal(json.response.status, 'failed');
-  }
+  // iamport's failure rsp names the payment: the merchant verifies it failed at the gateway.
+  assert.match(rsp.imp_uid, /^imp_\d{12}$/, JSON.stringify(rsp));
+  const { json } = await getPayment(rsp.imp_uid);
+  assert.equal(json.response.status, 'failed');
 });
 
 test('the overlay close button: the session is cancelled at the gateway, callback success false', { timeout: 90_000 }, async () => {
@@ -79,10 +80,9 @@ test('the overlay close button: the session is cancelled at the gateway, callbac
   });
   assert.equal(rsp.success, false, JSON.stringify(rsp));
   assert.equal(rsp.merchant_uid, p.merchant_uid);
-  if (rsp.imp_uid) {
-    const { json } = await getPayment(rsp.imp_uid);
-    assert.equal(json.response.status, 'failed');
-  }
+  assert.match(rsp.imp_uid, /^imp_\d{12}$/, JSON.stringify(rsp));
+  const { json } = await getPayment(rsp.imp_uid);
+  assert.equal(json.response.status, 'failed');
 });
 
 test('the close button clicked while the approval is in flight: one callback, paid, as REST says', { timeout: 120_000 }, async () => {
@@ -137,10 +137,10 @@ test('a prepared amount that differs is refused before the window', { timeout: 6
   assert.equal(rsp.success, false);
   assert.equal(rsp.merchant_uid, mid);
   assert.ok(rsp.error_msg);
-  if (rsp.imp_uid) {
-    const { json } = await getPayment(rsp.imp_uid);
-    assert.notEqual(json.response.status, 'paid');
-  }
+  // Refused before anything is written: no payment to name, none under the merchant_uid.
+  assert.equal(rsp.imp_uid, null, JSON.stringify(rsp));
+  const found = await rest('GET', `/payments/find/${encodeURIComponent(mid)}`, undefined, await token());
+  assert.equal(found.status, 404, JSON.stringify(found.json));
 });
 
 test('a prepared amount that matches goes through', { timeout: 90_000 }, async () => {

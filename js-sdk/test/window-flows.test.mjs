@@ -84,8 +84,11 @@ test('the billing-key window stores the card as customer_uid, charges nothing, a
     await completeWindow(frame, 'card');
   });
   assert.equal(rsp.success, true, JSON.stringify(rsp));
+  assert.match(rsp.imp_uid, /^imp_\d{12}$/, JSON.stringify(rsp));
   const ledger = await sandbox(origin, 'GET', '/_sandbox/ledger');
-  assert.ok(!JSON.stringify(ledger).includes(p.merchant_uid), 'nothing charged for the key');
+  // KCP knows a payment by openport's order number, never by its merchant_uid.
+  const orderNo = `OP${rsp.imp_uid.slice(4)}`;
+  assert.ok(!ledger.some((e) => e.order_no === orderNo), 'nothing charged for the key');
   const { json: customer } = await getCustomer(customerUid);
   assert.equal(customer.code, 0, JSON.stringify(customer));
   assert.equal(customer.response.card_number, '411111******1111');
@@ -182,13 +185,26 @@ test('a KCP approval for another amount than the order is net-cancelled and repo
     }));
     assert.equal(rsp.success, false, JSON.stringify(rsp));
     assert.match(rsp.error_msg, /자동취소/);
+    assert.match(rsp.imp_uid, /^imp_\d{12}$/, JSON.stringify(rsp));
     const { json } = await getPayment(rsp.imp_uid);
-    assert.notEqual(json.response.status, 'paid');
+    assert.equal(json.response.status, 'failed');
+    // The sandbox is shared by the whole run: the approval is found by this payment's order
+    // number, never by its amount.
     const ledger = await sandbox(origin, 'GET', '/_sandbox/ledger');
-    const entry = ledger.find((e) => e.amount === 7000 && e.tno === json.response.pg_tid)
-      ?? ledger.filter((e) => e.amount === 7000).at(-1);
+    const entry = ledger.find((e) => e.order_no === `OP${rsp.imp_uid.slice(4)}`);
     assert.ok(entry, 'KCP approved it');
+    assert.equal(entry.tno, json.response.pg_tid);
     assert.equal(entry.state, 'STSC', 'and it was net-cancelled');
+    // A `paid` webhook, had one been written, was written with the failure, before this key-in
+    // payment's own: once that one has arrived, so has anything written before it (the outbox
+    // sends oldest first, a few at a time, hence the short grace).
+    const later = await rest('POST', '/subscribe/payments/onetime', {
+      merchant_uid: uid('after-mismatch'), amount: 1000, card_number: '4111-1111-1111-1111',
+      expiry: '2031-12', notice_url: `${merchant.origin}/hooks`,
+    }, await token());
+    assert.equal(later.json.code, 0, JSON.stringify(later.json));
+    await merchant.hook((h) => h.imp_uid === later.json.response.imp_uid && h.status === 'paid');
+    await new Promise((r) => setTimeout(r, 500));
     assert.ok(!merchant.hooks.some((h) => h.imp_uid === rsp.imp_uid && h.status === 'paid'), 'no paid webhook');
   } finally {
     if (origin) await sandbox(origin, 'DELETE', '/_sandbox/faults');

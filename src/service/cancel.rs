@@ -303,12 +303,32 @@ impl Gateway {
             CancelOutcome::NotApplied(why) => Err(ServiceError::Refused(format!(
                 "결제취소에 실패하였습니다.({why})"
             ))),
-            CancelOutcome::Unknown => Err(ServiceError::Refused(cancel_unknown(&payment.imp_uid))),
+            CancelOutcome::Unknown => Err(self
+                .unknown_cancel_refusal(payment, cancel_unknown(&payment.imp_uid))
+                .await?),
             CancelOutcome::Conflict(attempt_id) => Err(ServiceError::Refused(format!(
                 "PG사에서는 취소되었으나 결제 기록과 일치하지 않아 운영자 확인이 필요합니다. (imp_uid: {}, attempt {attempt_id})",
                 payment.imp_uid
             ))),
         }
+    }
+
+    /// The answer to a cancel (or revocation) whose outcome this request could not learn:
+    /// `unsettled`, which says the resolver will find it out, unless the attempt was closed as a
+    /// conflict meanwhile (KCP's inquiry contradicted the record: service/resolve.rs
+    /// `resolve_cancel`). Only an operator settles that one, and the payment takes no cancel
+    /// until then: the answer says so, as a later cancel's refusal does ([`conflict_refusal`]).
+    pub(crate) async fn unknown_cancel_refusal(
+        &self,
+        payment: &payment::Model,
+        unsettled: String,
+    ) -> ServiceResult<ServiceError> {
+        Ok(
+            match payments::unreconciled_conflict(&self.db.write, payment.id).await? {
+                Some(conflict) => conflict_refusal(payment, conflict.id),
+                None => ServiceError::Refused(unsettled),
+            },
+        )
     }
 
     /// Commits the payment's cancel attempt (pending, held by this request) before KCP is called.

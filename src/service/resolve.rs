@@ -48,6 +48,8 @@ pub(crate) enum CancelOutcome {
     Applied(Box<payment::Model>),
     /// KCP did not apply it, or holds something else; why, for the merchant's answer.
     NotApplied(String),
+    /// Not known to this holder: the attempt is open for the resolver, or closed as a conflict
+    /// for an operator when KCP's inquiry contradicted the record.
     Unknown,
     /// KCP confirmed the cancel to its holder after another holder had closed it as not applied:
     /// attempt N is a `conflict` for an operator (`Gateway::confirmed_cancel_decided`).
@@ -213,6 +215,11 @@ impl Gateway {
         };
         let remaining = match remaining {
             Ok(Some(remaining)) => remaining,
+            // "No such trade" for a tno KCP approved contradicts KCP itself, and says nothing of
+            // whether this cancel landed: closed as a conflict for the operator, and still
+            // unknown to the request that made it, which is never told the cancel failed (a
+            // merchant refunding by other means would refund twice). Its answer names the
+            // conflict (service/cancel.rs `unknown_cancel_refusal`).
             Ok(None) => {
                 tracing::error!(imp_uid = %payment.imp_uid, "cancel attempt: KCP has no such transaction");
                 return self
@@ -220,7 +227,7 @@ impl Gateway {
                         attempt,
                         "conflict",
                         "KCP에 거래가 없음",
-                        CancelOutcome::NotApplied("PG사에 해당 거래가 없음".into()),
+                        CancelOutcome::Unknown,
                     )
                     .await;
             }

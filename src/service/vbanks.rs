@@ -420,10 +420,15 @@ impl Gateway {
             CancelOutcome::NotApplied(why) => Err(ServiceError::Refused(format!(
                 "가상계좌 발급취소에 실패하였습니다.({why})"
             ))),
-            CancelOutcome::Unknown => Err(ServiceError::Refused(format!(
-                "PG사 발급취소 응답을 확인하지 못했습니다. 결과는 자동으로 확인됩니다. (imp_uid: {})",
-                payment.imp_uid
-            ))),
+            CancelOutcome::Unknown => Err(self
+                .unknown_cancel_refusal(
+                    &payment,
+                    format!(
+                        "PG사 발급취소 응답을 확인하지 못했습니다. 결과는 자동으로 확인됩니다. (imp_uid: {})",
+                        payment.imp_uid
+                    ),
+                )
+                .await?),
             CancelOutcome::Conflict(attempt_id) => Err(ServiceError::Refused(format!(
                 "PG사에서는 발급취소되었으나 결제 기록과 일치하지 않아 운영자 확인이 필요합니다. (imp_uid: {}, attempt {attempt_id})",
                 payment.imp_uid

@@ -332,9 +332,7 @@ async fn a_registration_made_while_kcp_deletes_the_old_key_is_a_new_customer_aft
     let delete = delete_customer(&app, &token, "cust-race");
     let re_register = async {
         // Once the delete has reached KCP (its fault is used up), the customer gets a new card.
-        while !app.sandbox.armed_faults().is_empty() {
-            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-        }
+        app.until_the_faults_are_used().await;
         register(&app, &token, "cust-race", test_cards::SAMSUNG_CHECK).await
     };
     let (deleted, registered) = tokio::join!(delete, re_register);
@@ -378,9 +376,7 @@ async fn two_deletes_of_one_customer_at_once_delete_it_once() {
     );
     let slow = delete_customer(&app, &token, "cust-twice");
     let fast = async {
-        while !app.sandbox.armed_faults().is_empty() {
-            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-        }
+        app.until_the_faults_are_used().await;
         delete_customer(&app, &token, "cust-twice").await
     };
     let (slow, fast) = tokio::join!(slow, fast);
@@ -701,12 +697,7 @@ async fn a_billing_key_issued_to_a_window_whose_attempt_was_settled_meanwhile_is
             .await
         })
     };
-    for _ in 0..300 {
-        if app.sandbox.armed_faults().is_empty() {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
+    app.until_the_faults_are_used().await;
     app.advance(crate::helpers::SETTLE_SECS + 10);
     let open = app.app.gateway.open_attempts(10).await.unwrap();
     app.app
@@ -979,9 +970,7 @@ async fn an_again_whose_answer_and_inquiry_are_lost_is_code_1_then_settled_once_
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body["code"], 1, "{body}");
     assert!(body["response"].is_null(), "{body}");
-    let message = body["message"].as_str().unwrap();
-    let start = message.find("(imp_uid: ").expect("names the imp_uid") + "(imp_uid: ".len();
-    let imp_uid = &message[start..start + 16];
+    let imp_uid = &crate::helpers::imp_uid_in(&body["message"]);
     assert_eq!(app.payment(&token, imp_uid).await["status"], "ready");
     let (_, retry) = again(&app, &token, "cust-again-dark", "sub-dark", 4900).await;
     assert_eq!(retry["code"], 1, "still being checked: {retry}");

@@ -121,9 +121,7 @@ async fn a_schedule_falling_due_during_its_customers_delete_is_not_charged() {
     let deleting = delete_customer(&app, &token, "del-due");
     let running = async {
         // Once the delete has reached KCP (its fault is used up), the schedule falls due.
-        while !app.sandbox.armed_faults().is_empty() {
-            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-        }
+        app.until_the_faults_are_used().await;
         app.advance(3601);
         app.app.gateway.run_due_schedules(100).await.unwrap()
     };

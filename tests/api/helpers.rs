@@ -177,6 +177,39 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
     }
 }
 
+/// The imp_uid an answer's message names (`(imp_uid: imp_…)` or `(imp_uid: imps_…, attempt N)`):
+/// read up to the `)` or `,` that ends it, so a scheduled charge's `imps_` id (17 characters) is
+/// read whole as a key-in's `imp_` one (16).
+pub fn imp_uid_in(message: &Value) -> String {
+    let m = message
+        .as_str()
+        .unwrap_or_else(|| panic!("no message: {message}"));
+    let start = m
+        .find("(imp_uid: ")
+        .unwrap_or_else(|| panic!("the message names no imp_uid: {m}"))
+        + "(imp_uid: ".len();
+    let len = m[start..]
+        .find([')', ','])
+        .unwrap_or_else(|| panic!("the imp_uid is not closed: {m}"));
+    m[start..start + len].to_string()
+}
+
+#[test]
+fn imp_uid_in_reads_key_in_and_scheduled_ids_whole() {
+    let named = |m: &str| imp_uid_in(&Value::from(m));
+    assert_eq!(
+        named("확인 중 (imp_uid: imp_123456789012)"),
+        "imp_123456789012"
+    );
+    assert_eq!(
+        named("운영자 확인이 필요합니다. (imp_uid: imps_123456789012, attempt 7)"),
+        "imps_123456789012"
+    );
+}
+
+/// How long a test waits for armed faults to be used before it fails.
+const FAULTS_USED_WITHIN: Duration = Duration::from_secs(5);
+
 /// A future card expiry in iamport's `YYYY-MM`.
 pub fn future_expiry() -> String {
     "2031-12".into()
@@ -435,6 +468,20 @@ impl TestApp {
         ));
         let gateway = self.app.gateway.clone();
         tokio::spawn(async move { gateway.resolve_due(10).await })
+    }
+
+    /// Waits until every armed fault has been used (the calls they were armed for reached KCP);
+    /// fails the test when one is still unused after [`FAULTS_USED_WITHIN`], rather than hang.
+    pub async fn until_the_faults_are_used(&self) {
+        let deadline = tokio::time::Instant::now() + FAULTS_USED_WITHIN;
+        while !self.sandbox.armed_faults().is_empty() {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "faults never used: {:?}",
+                self.sandbox.armed_faults()
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
 
     /// The attempts left to the operator as conflicts (the first ten).

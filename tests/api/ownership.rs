@@ -59,15 +59,9 @@ fn lose_the_approval_and_slow_the_inquiry(app: &TestApp) {
 
 /// Waits until every armed fault has been used: the calls they were armed for reached KCP.
 pub(crate) async fn until_the_faults_are_used(app: &TestApp) {
-    for _ in 0..300 {
-        if app.sandbox.armed_faults().is_empty() {
-            // The slow answer's call is processed right after its rule is taken.
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("faults never used: {:?}", app.sandbox.armed_faults());
+    app.until_the_faults_are_used().await;
+    // The slow answer's call is processed right after its rule is taken.
+    tokio::time::sleep(Duration::from_millis(50)).await;
 }
 
 /// The one attempt of the test, besides the second look at KCP that a failure for finding no
@@ -896,18 +890,11 @@ async fn an_approval_in_hand_while_another_holder_still_decides_is_net_cancelled
     app.resolve_all().await;
     let ledger = app.sandbox.ledger();
     assert_eq!(ledger[0].state, TransactionState::Cancelled);
-    let imp_uid = imp_uid_of(&body);
+    let imp_uid = crate::helpers::imp_uid_in(&body["message"]);
     let p = app.payment(&token, &imp_uid).await;
     assert_eq!(p["status"], "failed", "{p}");
     assert_eq!(p["pg_tid"], ledger[0].tno.as_str());
     app.assert_ledger_agrees().await;
-}
-
-/// The imp_uid a refusal names (`(imp_uid: imp_…)`).
-fn imp_uid_of(body: &Value) -> String {
-    let m = body["message"].as_str().unwrap();
-    let start = m.find("(imp_uid: ").expect("message names the imp_uid") + "(imp_uid: ".len();
-    m[start..start + 16].to_string()
 }
 
 #[tokio::test]
@@ -990,7 +977,7 @@ async fn a_net_cancel_cut_short_by_a_crash_leaves_its_tno_on_the_attempt_for_the
     tokio::time::sleep(Duration::from_millis(KCP_STILL_WORKING_MS + 200)).await;
     app.advance(PAST_THE_LEASE);
     app.resolve_all().await;
-    let imp_uid = imp_uid_of(&body);
+    let imp_uid = crate::helpers::imp_uid_in(&body["message"]);
     let p = app.payment(&token, &imp_uid).await;
     assert_eq!(p["status"], "failed", "{p}");
     assert_eq!(app.sandbox.ledger()[0].state, TransactionState::Cancelled);
@@ -1064,7 +1051,7 @@ async fn an_instance_whose_clock_is_off_the_databases_claims_no_attempt_until_it
         .pay(&token, "own-clock", 1000, test_cards::SHINHAN_CREDIT)
         .await;
     assert_eq!(body["code"], 1, "{body}");
-    let imp_uid = imp_uid_of(&body);
+    let imp_uid = crate::helpers::imp_uid_in(&body["message"]);
     // Past the settle delay and the backoff after the request's own inquiry: due.
     app.advance(SETTLE_SECS + 10);
 

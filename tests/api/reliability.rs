@@ -6,13 +6,7 @@ use openport::store::entity::webhook_delivery;
 use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
 use serde_json::json;
 
-use crate::helpers::{spawn_app, test_cards, KCP_TIMEOUT_MS, SETTLE_SECS};
-
-fn imp_uid_in(message: &serde_json::Value) -> String {
-    let m = message.as_str().unwrap();
-    let start = m.find("(imp_uid: ").expect("message names the imp_uid") + "(imp_uid: ".len();
-    m[start..start + 16].to_string()
-}
+use crate::helpers::{imp_uid_in, spawn_app, test_cards, KCP_TIMEOUT_MS, SETTLE_SECS};
 
 #[tokio::test]
 async fn a_lost_approval_response_is_recovered_by_inquiry_and_answered_paid() {
@@ -332,6 +326,117 @@ async fn a_cancel_that_lands_after_the_timeout_is_recorded_by_the_resolver() {
     app.assert_ledger_agrees().await;
 }
 
+/// KCP applies a partial cancel and its answer is lost; the inquiry that should tell says "no such
+/// trade" (8201), which contradicts the approval KCP holds. Whether the cancel landed is unknown:
+/// the merchant must not be told it failed (one who then refunds by other means refunds twice).
+/// The attempt is listed for the operator, and no other cancel is planned from a balance KCP may
+/// not hold until the operator has reconciled it.
+#[tokio::test]
+async fn a_cancel_whose_answer_is_lost_and_whose_inquiry_says_no_such_trade_is_listed_for_the_operator_not_answered_as_a_failure(
+) {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let p = app.paid(&token, "cl-absent", 10000).await;
+    let imp_uid = p["imp_uid"].as_str().unwrap();
+    app.sandbox
+        .inject(FaultRule::new(paths::CANCEL, Fault::LoseResponse));
+    app.sandbox.inject(
+        FaultRule::new(
+            paths::INQUIRY,
+            Fault::Refuse {
+                code: "8201".into(),
+                message: "해당 거래 없음".into(),
+            },
+        )
+        .times(10),
+    );
+
+    let body = app.cancel(&token, imp_uid, 3000).await;
+
+    assert_eq!(body["code"], 1, "{body}");
+    let message = body["message"].as_str().unwrap();
+    assert!(message.contains("운영자 확인"), "{body}");
+    assert!(
+        !message.contains("결제취소에 실패"),
+        "never a plain failure: {body}"
+    );
+    assert!(message.contains(imp_uid), "{body}");
+    assert_eq!(app.sandbox.ledger()[0].balance, 7000, "KCP applied it");
+    let conflicts = app.conflicts().await;
+    assert_eq!(conflicts.len(), 1, "{conflicts:?}");
+    assert_eq!(conflicts[0].imp_uid, imp_uid);
+    assert_eq!(app.payment(&token, imp_uid).await["cancel_amount"], 0);
+    // No cancel is planned from the record's balance meanwhile.
+    let again = app.cancel(&token, imp_uid, 3000).await;
+    assert_eq!(again["code"], 1, "{again}");
+    assert!(
+        again["message"].as_str().unwrap().contains("운영자 확인"),
+        "{again}"
+    );
+    assert_eq!(app.sandbox.ledger()[0].balance, 7000, "nothing sent");
+
+    // The operator finds the cancel applied in KCP's admin and says so: the next full cancel
+    // records what KCP holds.
+    app.sandbox.clear_faults();
+    app.app
+        .gateway
+        .mark_reconciled(conflicts[0].id, "3,000 won cancelled in KCP's admin", None)
+        .await
+        .unwrap();
+    assert!(app.conflicts().await.is_empty());
+    let rest = app.cancel(&token, imp_uid, 0).await;
+    assert_eq!(rest["code"], 0, "{rest}");
+    assert_eq!(rest["response"]["status"], "cancelled", "{rest}");
+    assert_eq!(app.sandbox.ledger()[0].state, TransactionState::Cancelled);
+    app.assert_ledger_agrees().await;
+}
+
+/// The revocation twin: a virtual account's revocation whose answer is lost and whose inquiry
+/// says "no such trade" is not answered as a failure (the merchant would take the account for
+/// open), nor as settled automatically: the operator is named.
+#[tokio::test]
+async fn a_revocation_whose_answer_is_lost_and_whose_inquiry_says_no_such_trade_is_answered_as_the_operators(
+) {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let due = app.app.gateway.clock.unix() + 7 * 24 * 3600;
+    let (_, issued) = app
+        .post(
+            "/vbanks",
+            Some(&token),
+            json!({"merchant_uid": "vb-absent", "amount": 5000, "vbank_code": "004",
+                "vbank_due": due, "vbank_holder": "홍길동", "name": "가상계좌 상품"}),
+        )
+        .await;
+    assert_eq!(issued["response"]["status"], "ready", "{issued}");
+    let imp_uid = issued["response"]["imp_uid"].as_str().unwrap();
+    app.sandbox
+        .inject(FaultRule::new(paths::CANCEL, Fault::LoseResponse));
+    kcp_answers_no_such_trade(&app);
+
+    let res = app
+        .http
+        .delete(app.url(&format!("/vbanks/{imp_uid}")))
+        .header("Authorization", &token)
+        .send()
+        .await
+        .unwrap();
+    let (_, body) = crate::helpers::TestApp::read(res).await;
+
+    assert_eq!(body["code"], 1, "{body}");
+    let message = body["message"].as_str().unwrap();
+    assert!(message.contains("운영자 확인"), "{body}");
+    assert!(!message.contains("실패"), "never a plain failure: {body}");
+    assert!(
+        !message.contains("자동으로"),
+        "not the resolver's to settle: {body}"
+    );
+    assert_eq!(app.sandbox.ledger()[0].state, TransactionState::Cancelled);
+    let conflicts = app.conflicts().await;
+    assert_eq!(conflicts.len(), 1, "{conflicts:?}");
+    assert_eq!(conflicts[0].imp_uid, imp_uid);
+}
+
 #[tokio::test]
 async fn a_payment_kcp_could_not_even_be_connected_to_fails_at_once_and_frees_its_merchant_uid() {
     let app = spawn_app().await;
@@ -419,6 +524,51 @@ async fn an_approval_found_by_inquiry_without_card_fields_keeps_the_masked_numbe
     assert_eq!(no_flag["response"]["status"], "paid", "{no_flag}");
     assert!(no_flag["response"]["card_type"].is_null(), "{no_flag}");
     assert_eq!(app.sandbox.ledger().len(), 4);
+}
+
+/// The approval's answer is lost, and the inquiry that finds it names another amount (999 won).
+/// The connector checks only direct answers; this one is the service's to refuse
+/// (`settle_approval`, spec/kcp.md §5).
+pub(crate) fn lose_the_approval_and_inquire_another_amount(app: &crate::helpers::TestApp) {
+    app.sandbox
+        .inject(FaultRule::new(paths::HUB_PAYMENT, Fault::LoseResponse));
+    app.sandbox.inject(FaultRule::new(
+        paths::INQUIRY,
+        Fault::AnswerField {
+            field: "amount".into(),
+            value: "999".into(),
+        },
+    ));
+}
+
+#[tokio::test]
+async fn an_approval_found_by_inquiry_for_another_amount_is_net_cancelled_never_recorded_paid() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    lose_the_approval_and_inquire_another_amount(&app);
+    let (_, body) = app
+        .pay(&token, "inq-other-amount", 1000, test_cards::SHINHAN_CREDIT)
+        .await;
+    assert!(
+        app.sandbox.armed_faults().is_empty(),
+        "the inquiry was asked"
+    );
+    assert_eq!(body["code"], 0, "{body}");
+    let p = &body["response"];
+    assert_eq!(p["status"], "failed", "{body}");
+    assert!(
+        p["fail_reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("불일치")),
+        "{body}"
+    );
+    let ledger = app.sandbox.ledger();
+    assert_eq!(ledger.len(), 1);
+    assert_eq!(ledger[0].state, TransactionState::Cancelled, "{ledger:?}");
+    assert_eq!(p["pg_tid"], ledger[0].tno.as_str());
+    let shown = app.payment(&token, p["imp_uid"].as_str().unwrap()).await;
+    assert_eq!(shown["status"], "failed", "{shown}");
+    app.assert_ledger_agrees().await;
 }
 
 #[tokio::test]

@@ -707,6 +707,16 @@ async fn schedule_once_the_resolver_settled_a_lost_charge(
     fault: kcp_sandbox::Fault,
     merchant_uid: &str,
 ) -> (TestApp, String, Value) {
+    schedule_once_the_resolver_inquired(fault, None, merchant_uid).await
+}
+
+/// [`schedule_once_the_resolver_settled_a_lost_charge`], the resolver's inquiry answered with
+/// `resolver_inquiry` when given (the run's own inquiry is dropped).
+async fn schedule_once_the_resolver_inquired(
+    fault: kcp_sandbox::Fault,
+    resolver_inquiry: Option<kcp_sandbox::Fault>,
+    merchant_uid: &str,
+) -> (TestApp, String, Value) {
     use kcp_sandbox::{paths, Fault, FaultRule};
     let app = spawn_app().await;
     let token = app.token().await;
@@ -717,7 +727,16 @@ async fn schedule_once_the_resolver_settled_a_lost_charge(
         .inject(FaultRule::new(paths::HUB_PAYMENT, fault));
     app.sandbox
         .inject(FaultRule::new(paths::INQUIRY, Fault::Drop));
+    let for_the_resolver = usize::from(resolver_inquiry.is_some());
+    if let Some(answer) = resolver_inquiry {
+        app.sandbox.inject(FaultRule::new(paths::INQUIRY, answer));
+    }
     assert_eq!(app.app.gateway.run_due_schedules(10).await.unwrap(), 0);
+    assert_eq!(
+        app.sandbox.armed_faults().len(),
+        for_the_resolver,
+        "the run used its own faults only"
+    );
     let path = format!("/subscribe/payments/schedule/{merchant_uid}");
     let (_, open) = app.get(&path, Some(&token)).await;
     assert_eq!(open["response"]["schedule_status"], "scheduled", "{open}");
@@ -773,6 +792,50 @@ async fn a_scheduled_charge_the_resolver_finds_never_made_shows_failed_on_its_sc
     app.advance(60);
     assert_eq!(app.app.gateway.run_due_schedules(10).await.unwrap(), 0);
     assert!(app.sandbox.ledger().is_empty());
+}
+
+/// The resolver finds a lost scheduled charge approved, but for another amount: honoured as
+/// scheduled charges are, it would be recorded paid for 1,000 won while KCP's answer said 999.
+/// It is net-cancelled and the schedule shows it failed with the reason.
+#[tokio::test]
+async fn a_scheduled_charge_the_resolver_finds_approved_for_another_amount_is_net_cancelled_never_recorded_paid(
+) {
+    let (app, token, s) = schedule_once_the_resolver_inquired(
+        kcp_sandbox::Fault::LoseResponse,
+        Some(kcp_sandbox::Fault::AnswerField {
+            field: "amount".into(),
+            value: "999".into(),
+        }),
+        "sr-amount",
+    )
+    .await;
+    assert!(
+        app.sandbox.armed_faults().is_empty(),
+        "the resolver's inquiry was answered with the other amount"
+    );
+    assert_eq!(s["schedule_status"], "executed", "{s}");
+    assert_eq!(s["payment_status"], "failed", "{s}");
+    let imp_uid = s["imp_uid"]
+        .as_str()
+        .expect("the schedule names its payment");
+    let p = app.payment(&token, imp_uid).await;
+    assert_eq!(p["status"], "failed", "{p}");
+    assert!(
+        p["fail_reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("불일치")),
+        "{p}"
+    );
+    assert_eq!(s["fail_reason"], p["fail_reason"], "{s}");
+    let ledger = app.sandbox.ledger();
+    assert_eq!(ledger.len(), 1);
+    assert_eq!(
+        ledger[0].state,
+        kcp_sandbox::TransactionState::Cancelled,
+        "{ledger:?}"
+    );
+    assert_eq!(p["pg_tid"], ledger[0].tno.as_str(), "{p}");
+    app.assert_ledger_agrees().await;
 }
 
 /// Three instances on one database drain hundreds of due schedules concurrently: KCP's ledger
@@ -1332,13 +1395,7 @@ async fn webhooks_of(app: &TestApp, merchant_uid: &str, status: &str) -> u64 {
 
 /// Waits until KCP has taken the request a fault was armed for (a delayed charge is then at KCP).
 async fn until_the_charge_is_at_kcp(app: &TestApp) {
-    for _ in 0..300 {
-        if app.sandbox.armed_faults().is_empty() {
-            return;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
-    panic!("the charge never reached KCP");
+    app.until_the_faults_are_used().await;
 }
 
 /// Sets a schedule back to what a run leaves when it charged and its outcome never reached the

@@ -33,7 +33,7 @@ async fn paid_payment(app: &TestApp, token: &str, merchant_uid: &str, notice: Va
         "expiry": future_expiry(), "birth": "800101", "pwd_2digit": "00", "name": "웹훅 상품"
     });
     if !notice.is_null() {
-        body["notice_url"] = notice;
+        body["notice_url"] = notice.clone();
     }
     let (status, res) = app
         .post("/subscribe/payments/onetime", Some(token), body)
@@ -41,15 +41,34 @@ async fn paid_payment(app: &TestApp, token: &str, merchant_uid: &str, notice: Va
     assert_eq!(status, StatusCode::OK, "{res}");
     assert_eq!(res["response"]["status"], "paid", "{res}");
     let imp_uid = res["response"]["imp_uid"].as_str().unwrap().to_string();
-    // The payment wrote its own `paid` webhook(s) with the state change; these tests drive the
-    // outbox with events of their own, so they take those rows out after checking them.
-    use openport::store::entity::webhook_delivery;
+    // The payment wrote its own `paid` webhook with the state change, one per URL it goes to (its
+    // notice_url(s), else the merchant's URL); these tests drive the outbox with events of their
+    // own, so they take those rows out after checking them.
+    use openport::store::entity::{merchant, webhook_delivery};
     use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+    let db = &app.app.gateway.db.read;
+    let expected = match &notice {
+        Value::Null => {
+            let p = openport::store::payments::by_imp_uid(db, None, &imp_uid)
+                .await
+                .unwrap()
+                .expect("the payment");
+            let m = merchant::Entity::find_by_id(p.merchant_id)
+                .one(db)
+                .await
+                .unwrap()
+                .expect("its merchant");
+            usize::from(m.webhook_url.is_some_and(|u| !u.trim().is_empty()))
+        }
+        Value::Array(urls) => urls.len(),
+        _ => 1,
+    };
     let own = webhook_delivery::Entity::find()
         .filter(webhook_delivery::Column::ImpUid.eq(imp_uid.as_str()))
-        .all(&app.app.gateway.db.read)
+        .all(db)
         .await
         .unwrap();
+    assert_eq!(own.len(), expected, "{own:?}");
     assert!(own.iter().all(|d| d.status == "paid"), "{own:?}");
     webhook_delivery::Entity::delete_many()
         .filter(webhook_delivery::Column::ImpUid.eq(imp_uid.as_str()))
@@ -850,6 +869,79 @@ async fn a_paid_key_in_payment_with_a_notice_url_fires_paid_and_an_ordinary_decl
         json_body(&got[0]),
         json!({"imp_uid": paid["response"]["imp_uid"], "merchant_uid": "wh-auto", "status": "paid"})
     );
+}
+
+/// The window payments `settle_window` records (not card windows, which key-in's record shares):
+/// bank transfer, phone, gift certificate and points, each with `notice_url`; the request_pay
+/// parameters and what the buyer enters in the window.
+fn window_payments_announced_to(url: &str) -> [(Value, [(&'static str, &'static str); 2]); 4] {
+    [
+        (
+            json!({"pay_method": "trans", "merchant_uid": "wh-bank", "amount": 3000,
+                   "notice_url": url}),
+            [("bank", "BK20"), ("action", "pay")],
+        ),
+        (
+            json!({"pay_method": "phone", "merchant_uid": "wh-phone", "amount": 1500,
+                   "notice_url": url}),
+            [("mobile_no", "01012345678"), ("action", "pay")],
+        ),
+        (
+            json!({"pay_method": "cultureland", "merchant_uid": "wh-gift", "amount": 2000,
+                   "bypass": {"shop_user_id": "user123"}, "notice_url": url}),
+            [("pin", "1234567890123456"), ("action", "pay")],
+        ),
+        (
+            json!({"pay_method": "point", "merchant_uid": "wh-point", "amount": 2500,
+                   "notice_url": url}),
+            [("pin", "1234567890123456"), ("action", "pay")],
+        ),
+    ]
+}
+
+/// Each window payment fires exactly one webhook, `paid` with iamport's body, also when its
+/// approval's answer is lost and the request finds the approval by an inquiry of its pay_type.
+/// Nothing else checked the status `settle_window` announces: `ready` there (a virtual account's
+/// word) would tell a merchant branching on it never to ship a paid order.
+#[tokio::test]
+async fn a_bank_transfer_phone_gift_and_point_window_payment_each_fire_one_paid_webhook_also_when_found_by_inquiry(
+) {
+    for lost in [false, true] {
+        let app = spawn_app().await;
+        let receiver = Receiver::start().await;
+        let mut expected = Vec::new();
+        for (params, fill) in window_payments_announced_to(&receiver.url("/window")) {
+            // A window point payment whose answer is lost is not inquired by its request but let
+            // go to the resolver (service/checkout.rs), so it is never found paid that way.
+            if lost && params["pay_method"] == "point" {
+                continue;
+            }
+            if lost {
+                app.sandbox.inject(kcp_sandbox::FaultRule::new(
+                    "/gw/enc/v1/payment",
+                    kcp_sandbox::Fault::LoseResponse,
+                ));
+            }
+            let merchant_uid = params["merchant_uid"].clone();
+            let rsp = crate::checkout::request_pay(&app, params, &fill).await;
+            assert_eq!(rsp["success"], true, "lost: {lost}: {rsp}");
+            assert_eq!(rsp["status"], "paid", "lost: {lost}: {rsp}");
+            assert!(app.sandbox.armed_faults().is_empty(), "lost: {lost}");
+            expected.push(
+                json!({"imp_uid": rsp["imp_uid"], "merchant_uid": merchant_uid, "status": "paid"}),
+            );
+        }
+        assert_eq!(deliver(&app).await, expected.len(), "lost: {lost}");
+        assert_eq!(deliver(&app).await, 0, "nothing more to send");
+        let got = receiver.requests();
+        let bodies: Vec<Value> = got.iter().map(json_body).collect();
+        assert_eq!(bodies.len(), expected.len(), "lost: {lost}: {bodies:?}");
+        for body in &expected {
+            let times = bodies.iter().filter(|b| *b == body).count();
+            assert_eq!(times, 1, "lost: {lost}: {body} in {bodies:?}");
+        }
+        app.assert_ledger_agrees().await;
+    }
 }
 
 #[tokio::test]
