@@ -22,11 +22,13 @@
 //! (`paid`, or `ready` for a reversal), and marks the notification verified. A notification that
 //! could not be verified is not acknowledged, and its row stays unverified so that KCP's re-send
 //! is verified anew.
+use std::sync::Arc;
+
 use sea_orm::{DbErr, Set};
 
 use super::{Gateway, ServiceError, ServiceResult};
 use crate::domain::payment::PaymentStatus;
-use crate::pg::{PgError, TradeRef, VbankState, Won};
+use crate::pg::{Pg, PgError, TradeRef, VbankState, Won};
 use crate::store::entity::{kcp_notification, payment};
 use crate::store::notifications::{self, Recorded};
 use crate::store::payments;
@@ -186,6 +188,19 @@ pub enum NotificationError {
     Service(#[from] ServiceError),
     #[error("database: {0}")]
     Db(#[from] DbErr),
+}
+
+/// KCP's answer on the virtual account `tno`, shared by the notifications that ask about one: an
+/// inquiry that fails leaves the notification unverified ([`NotificationError::Unverified`]), so
+/// that KCP's re-send is verified anew.
+async fn inquire_vbank(connector: &dyn Pg, tno: &str) -> Result<VbankState, NotificationError> {
+    connector
+        .inquire_vbank(&TradeRef::Tno(tno.to_owned()))
+        .await
+        .map_err(|source| NotificationError::Unverified {
+            tno: tno.to_owned(),
+            source,
+        })
 }
 
 /// The status KCP's answer moves a virtual-account payment to, if any: `paid` from `ready` when KCP
@@ -406,22 +421,12 @@ impl Gateway {
             // account ready): no inquiry, and nothing a re-send could change.
             return self.settle(row, Verdict::Unchanged, now).await;
         }
-        let merchant = self.merchant(payment.merchant_id).await?;
-        if !super::merchants::runs_in_mode(self.settings.test_mode, &merchant) {
-            return Err(NotificationError::OtherMode(n.tno.clone()));
-        }
-        let connector = self.connectors.for_merchant(&merchant, &self.secrets)?;
+        let connector = self.connector_of(&payment, &n.tno).await?;
         // KCP's answer is only as new as the notifications seen before asking: one of the same
         // account recorded after this read (a reversal while a deposit is being verified) was
         // judged against the payment as it is now, so this answer must not overrule it (`apply`).
         let seen = notifications::newest_for(&self.db.write, &n.tno).await?;
-        let kcp = connector
-            .inquire_vbank(&TradeRef::Tno(n.tno.clone()))
-            .await
-            .map_err(|source| NotificationError::Unverified {
-                tno: n.tno.clone(),
-                source,
-            })?;
+        let kcp = inquire_vbank(connector.as_ref(), &n.tno).await?;
         match confirmed_change(status, payment.amount, n.is_reversal(), &kcp) {
             Some(to) => {
                 self.apply(
@@ -481,18 +486,8 @@ impl Gateway {
         row: Option<i64>,
         now: i64,
     ) -> Result<Verdict, NotificationError> {
-        let merchant = self.merchant(payment.merchant_id).await?;
-        if !super::merchants::runs_in_mode(self.settings.test_mode, &merchant) {
-            return Err(NotificationError::OtherMode(n.tno.clone()));
-        }
-        let connector = self.connectors.for_merchant(&merchant, &self.secrets)?;
-        let kcp = connector
-            .inquire_vbank(&TradeRef::Tno(n.tno.clone()))
-            .await
-            .map_err(|source| NotificationError::Unverified {
-                tno: n.tno.clone(),
-                source,
-            })?;
+        let connector = self.connector_of(&payment, &n.tno).await?;
+        let kcp = inquire_vbank(connector.as_ref(), &n.tno).await?;
         if matches!(kcp, VbankState::Open { paid: true, .. }) {
             tracing::error!(imp_uid = %payment.imp_uid, tno = %n.tno, noti_id = %n.noti_id, "KCP holds a deposit on a virtual account openport recorded revoked: refund the buyer in KCP's admin");
         } else {
@@ -639,11 +634,7 @@ impl Gateway {
         if !holds_money || payment.pay_method == super::benepia::POINT {
             return self.settle(row, Verdict::Unchanged, now).await;
         }
-        let merchant = self.merchant(payment.merchant_id).await?;
-        if !super::merchants::runs_in_mode(self.settings.test_mode, &merchant) {
-            return Err(NotificationError::OtherMode(n.tno.clone()));
-        }
-        let connector = self.connectors.for_merchant(&merchant, &self.secrets)?;
+        let connector = self.connector_of(&payment, &n.tno).await?;
         let remaining = match self
             .remaining_of(connector.as_ref(), &payment, n.tno.clone())
             .await
@@ -704,18 +695,8 @@ impl Gateway {
         row: Option<i64>,
         now: i64,
     ) -> Result<Verdict, NotificationError> {
-        let merchant = self.merchant(payment.merchant_id).await?;
-        if !super::merchants::runs_in_mode(self.settings.test_mode, &merchant) {
-            return Err(NotificationError::OtherMode(n.tno.clone()));
-        }
-        let connector = self.connectors.for_merchant(&merchant, &self.secrets)?;
-        let kcp = connector
-            .inquire_vbank(&TradeRef::Tno(n.tno.clone()))
-            .await
-            .map_err(|source| NotificationError::Unverified {
-                tno: n.tno.clone(),
-                source,
-            })?;
+        let connector = self.connector_of(&payment, &n.tno).await?;
+        let kcp = inquire_vbank(connector.as_ref(), &n.tno).await?;
         if !matches!(kcp, VbankState::Closed { .. }) {
             return self.settle(row, Verdict::Unchanged, now).await;
         }
@@ -732,6 +713,21 @@ impl Gateway {
             Some(_) => Verdict::Unchanged,
         };
         self.settle(row, verdict, now).await
+    }
+
+    /// The connector of `payment`'s merchant, to ask KCP about the notified trade `tno`. Shared by
+    /// every notification that asks KCP, so none can skip the mode check: a merchant of the other
+    /// mode is left to an instance of its mode ([`NotificationError::OtherMode`]).
+    async fn connector_of(
+        &self,
+        payment: &payment::Model,
+        tno: &str,
+    ) -> Result<Arc<dyn Pg>, NotificationError> {
+        let merchant = self.merchant(payment.merchant_id).await?;
+        if !super::merchants::runs_in_mode(self.settings.test_mode, &merchant) {
+            return Err(NotificationError::OtherMode(tno.to_owned()));
+        }
+        Ok(self.connectors.for_merchant(&merchant, &self.secrets)?)
     }
 
     /// Records a verdict that changes no payment.
