@@ -3,36 +3,9 @@
 //! answer's `enc_data`, checked as a mobile window's is.
 mod common;
 
-use common::{merchant, spawn, Harness};
+use common::{approval, get, inputs, spawn, Harness};
 use kcp_sandbox::paths;
 use kcp_sandbox::pc_window::PAGE_ORIGIN_FIELD;
-use serde_json::{json, Value};
-
-fn inputs(html: &str) -> Vec<(String, String)> {
-    let attr = |tag: &str, name: &str| -> Option<String> {
-        let key = format!("{name}=\"");
-        let start = tag.find(&key)? + key.len();
-        Some(tag[start..start + tag[start..].find('"')?].replace("&amp;", "&"))
-    };
-    let mut out = Vec::new();
-    let mut rest = html;
-    while let Some(i) = rest.find("<input") {
-        let tag = &rest[i..i + rest[i..].find('>').unwrap()];
-        if let Some(name) = attr(tag, "name") {
-            out.push((name, attr(tag, "value").unwrap_or_default()));
-        }
-        rest = &rest[i + 6..];
-    }
-    out
-}
-
-fn get<'a>(fields: &'a [(String, String)], k: &str) -> &'a str {
-    fields
-        .iter()
-        .find(|(n, _)| n == k)
-        .map(|(_, v)| v.as_str())
-        .unwrap_or("")
-}
 
 /// What KCP's PC script posts into its frame for a merchant form of `pay_method` and `amount`.
 fn pc_form<'a>(order: &'a str, amount: &'a str, pay_method: &'a str) -> Vec<(&'a str, &'a str)> {
@@ -68,23 +41,9 @@ async fn pc_pay(
     assert!(window.contains("id=\"pay\""), "{window}");
     let mut fields = inputs(&window);
     fields.extend(entered.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-    let back = h
-        .client
-        .post(h.url(paths::PAY_SUBMIT))
-        .form(&fields)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let back = h.post_form(&h.url(paths::PAY_SUBMIT), &fields).await;
     let answer = inputs(&back);
     (back, answer)
-}
-
-fn approval(fields: &[(String, String)], ordr_mony: &str, pay_type: &str) -> Value {
-    json!({"tran_cd": get(fields, "tran_cd"), "site_cd": "T0000", "kcp_cert_info": merchant("T0000").cert_info,
-           "enc_data": get(fields, "enc_data"), "enc_info": get(fields, "enc_info"), "ordr_mony": ordr_mony, "pay_type": pay_type})
 }
 
 #[tokio::test]
@@ -175,16 +134,7 @@ async fn a_pc_window_closed_by_the_buyer_answers_3001_and_a_bad_form_gets_the_er
         let mut form = pc_form("PC3", "5000", "100000000000");
         form.retain(|(k, _)| *k != field);
         form.push((field, value));
-        let page = h
-            .client
-            .post(h.url(paths::PC_WINDOW))
-            .form(&form)
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let page = h.post_form(&h.url(paths::PC_WINDOW), &form).await;
         assert!(page.contains("id=\"error\""), "{field}: {page}");
     }
     assert!(h.sandbox.ledger().is_empty());

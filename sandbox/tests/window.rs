@@ -2,35 +2,8 @@
 //! Ret_URL, and the approval that redeems the window's result once.
 mod common;
 
-use common::{merchant, spawn, Harness};
+use common::{approval, get, inputs, merchant, spawn, Harness};
 use serde_json::{json, Value};
-
-/// The named inputs of the first form of a page.
-fn inputs(html: &str) -> Vec<(String, String)> {
-    let attr = |tag: &str, name: &str| -> Option<String> {
-        let key = format!("{name}=\"");
-        let start = tag.find(&key)? + key.len();
-        Some(tag[start..start + tag[start..].find('"')?].replace("&amp;", "&"))
-    };
-    let mut out = Vec::new();
-    let mut rest = html;
-    while let Some(i) = rest.find("<input") {
-        let tag = &rest[i..i + rest[i..].find('>').unwrap()];
-        if let Some(name) = attr(tag, "name") {
-            out.push((name, attr(tag, "value").unwrap_or_default()));
-        }
-        rest = &rest[i + 6..];
-    }
-    out
-}
-
-fn get<'a>(fields: &'a [(String, String)], k: &str) -> &'a str {
-    fields
-        .iter()
-        .find(|(n, _)| n == k)
-        .map(|(_, v)| v.as_str())
-        .unwrap_or("")
-}
 
 /// The registration's answer, with the method registered added as `_method` for [`pay`].
 async fn register(h: &Harness, order: &str, amount: &str, method: &str) -> Value {
@@ -57,29 +30,25 @@ async fn pay(
 ) -> Vec<(String, String)> {
     let method = reg["_method"].as_str().unwrap();
     let window = h
-        .client
-        .post(h.url(kcp_sandbox::paths::PAY_WINDOW))
-        .form(&[
-            ("approval_key", reg["approvalKey"].as_str().unwrap()),
-            ("traceNo", reg["traceNo"].as_str().unwrap()),
-            ("PayUrl", h.url(kcp_sandbox::paths::PAY_WINDOW).as_str()),
-            ("site_cd", "T0000"),
-            ("ordr_idxx", order),
-            ("good_name", "테스트"),
-            ("good_mny", amount),
-            ("req_tx", "pay"),
-            ("currency", "410"),
-            ("escw_used", "N"),
-            ("pay_method", method),
-            ("ActionResult", &method.to_ascii_lowercase()),
-            ("Ret_URL", "http://shop.test/return"),
-        ])
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+        .post_form(
+            &h.url(kcp_sandbox::paths::PAY_WINDOW),
+            &[
+                ("approval_key", reg["approvalKey"].as_str().unwrap()),
+                ("traceNo", reg["traceNo"].as_str().unwrap()),
+                ("PayUrl", h.url(kcp_sandbox::paths::PAY_WINDOW).as_str()),
+                ("site_cd", "T0000"),
+                ("ordr_idxx", order),
+                ("good_name", "테스트"),
+                ("good_mny", amount),
+                ("req_tx", "pay"),
+                ("currency", "410"),
+                ("escw_used", "N"),
+                ("pay_method", method),
+                ("ActionResult", &method.to_ascii_lowercase()),
+                ("Ret_URL", "http://shop.test/return"),
+            ],
+        )
+        .await;
     assert!(
         window.contains("id=\"pay\"") && window.contains("id=\"cancel\""),
         "{window}"
@@ -88,26 +57,12 @@ async fn pay(
     for (k, v) in entered {
         form.push((k.to_string(), v.to_string()));
     }
-    let back = h
-        .client
-        .post(h.url("/pay/submit"))
-        .form(&form)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let back = h.post_form(&h.url("/pay/submit"), &form).await;
     assert!(
         back.contains("action=\"http://shop.test/return\""),
         "{back}"
     );
     inputs(&back)
-}
-
-fn approval(fields: &[(String, String)], ordr_mony: &str, pay_type: &str) -> Value {
-    json!({"tran_cd": get(fields, "tran_cd"), "site_cd": "T0000", "kcp_cert_info": merchant("T0000").cert_info,
-           "enc_data": get(fields, "enc_data"), "enc_info": get(fields, "enc_info"), "ordr_mony": ordr_mony, "pay_type": pay_type})
 }
 
 #[tokio::test]
@@ -329,15 +284,8 @@ async fn a_window_post_without_a_required_field_or_disagreeing_with_the_trade_is
     let page = |form: Vec<(&'static str, String)>| {
         let h = &h;
         async move {
-            h.client
-                .post(h.url(kcp_sandbox::paths::PAY_WINDOW))
-                .form(&form)
-                .send()
+            h.post_form(&h.url(kcp_sandbox::paths::PAY_WINDOW), &form)
                 .await
-                .unwrap()
-                .text()
-                .await
-                .unwrap()
         }
     };
     let reg = |order: &'static str, method: &'static str| {

@@ -149,18 +149,6 @@ fn window_fields(
     f.into_iter().map(|(k, v)| (k.into(), v.into())).collect()
 }
 
-async fn post_form(h: &Harness, url: &str, fields: &Form) -> String {
-    h.client
-        .post(url)
-        .form(fields)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
-}
-
 /// Opens the window, fills it, submits it and lets the post back reach `Ret_URL` like a browser
 /// would; returns the window page and the fields `Ret_URL` received.
 async fn browse(
@@ -170,11 +158,11 @@ async fn browse(
     ret: &Receiver,
 ) -> (String, Form) {
     let pay_url = get(&window, "PayUrl").unwrap().to_string();
-    let page = post_form(h, &pay_url, &window).await;
+    let page = h.post_form(&pay_url, &window).await;
     let (action, mut fields) = form(&page);
     assert_eq!(action, "/pay/submit", "{page}");
     fields.extend(entered.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-    let back = post_form(h, &h.url(&action), &fields).await;
+    let back = h.post_form(&h.url(&action), &fields).await;
     assert!(
         back.contains(".submit()"),
         "the post back submits itself: {back}"
@@ -182,7 +170,7 @@ async fn browse(
     let (ret_url, result) = form(&back);
     assert_eq!(ret_url, get(&window, "Ret_URL").unwrap());
     let before = ret.forms.lock().unwrap().len();
-    post_form(h, &ret_url, &result).await;
+    h.post_form(&ret_url, &result).await;
     let received = ret.forms.lock().unwrap()[before].clone();
     assert_eq!(received, result);
     (page, received)
@@ -338,12 +326,12 @@ async fn the_window_page_has_the_driver_ids_for_each_method_and_refuses_a_mismat
     for (i, (method, amount, ids, extra)) in cases.into_iter().enumerate() {
         let order = format!("P{i}");
         let reg = register(&h, &order, amount, method, ret).await;
-        let page = post_form(
-            &h,
-            &h.url(paths::PAY_WINDOW),
-            &window_fields(&reg, &order, amount, method, ret, extra),
-        )
-        .await;
+        let page = h
+            .post_form(
+                &h.url(paths::PAY_WINDOW),
+                &window_fields(&reg, &order, amount, method, ret, extra),
+            )
+            .await;
         for id in ids.iter().chain(&["pay", "cancel"]) {
             assert!(
                 page.contains(&format!("id=\"{id}\"")),
@@ -361,12 +349,12 @@ async fn the_window_page_has_the_driver_ids_for_each_method_and_refuses_a_mismat
     }
     // Installments are not offered under 50,000 won, whatever quotaopt says.
     let reg = register(&h, "Q1", "49000", "CARD", ret).await;
-    let page = post_form(
-        &h,
-        &h.url(paths::PAY_WINDOW),
-        &window_fields(&reg, "Q1", "49000", "CARD", ret, &[("quotaopt", "12")]),
-    )
-    .await;
+    let page = h
+        .post_form(
+            &h.url(paths::PAY_WINDOW),
+            &window_fields(&reg, "Q1", "49000", "CARD", ret, &[("quotaopt", "12")]),
+        )
+        .await;
     assert!(
         page.contains("id=\"quota\"") && !page.contains("value=\"02\""),
         "{page}"
@@ -381,7 +369,7 @@ async fn the_window_page_has_the_driver_ids_for_each_method_and_refuses_a_mismat
     ] {
         let mut fields = window_fields(&reg, "Q2", "1000", "CARD", ret, &[]);
         fields.iter_mut().find(|(n, _)| n == k).unwrap().1 = v.into();
-        let page = post_form(&h, &h.url(paths::PAY_WINDOW), &fields).await;
+        let page = h.post_form(&h.url(paths::PAY_WINDOW), &fields).await;
         assert!(
             page.contains("id=\"error\"") && !page.contains("id=\"pay\""),
             "{k}: {page}"
@@ -401,19 +389,19 @@ async fn a_window_posted_a_quotaopt_above_12_is_refused() {
     {
         let order = format!("QO{i}");
         let reg = register(&h, &order, "60000", "CARD", ret).await;
-        let page = post_form(
-            &h,
-            &h.url(paths::PAY_WINDOW),
-            &window_fields(
-                &reg,
-                &order,
-                "60000",
-                "CARD",
-                ret,
-                &[("quotaopt", quotaopt)],
-            ),
-        )
-        .await;
+        let page = h
+            .post_form(
+                &h.url(paths::PAY_WINDOW),
+                &window_fields(
+                    &reg,
+                    &order,
+                    "60000",
+                    "CARD",
+                    ret,
+                    &[("quotaopt", quotaopt)],
+                ),
+            )
+            .await;
         assert!(
             page.contains("id=\"error\"")
                 && page.contains("quotaopt")
@@ -423,12 +411,12 @@ async fn a_window_posted_a_quotaopt_above_12_is_refused() {
     }
     for (order, quotaopt, last) in [("QA", "12", "value=\"12\""), ("QB", "0", "value=\"00\"")] {
         let reg = register(&h, order, "60000", "CARD", ret).await;
-        let page = post_form(
-            &h,
-            &h.url(paths::PAY_WINDOW),
-            &window_fields(&reg, order, "60000", "CARD", ret, &[("quotaopt", quotaopt)]),
-        )
-        .await;
+        let page = h
+            .post_form(
+                &h.url(paths::PAY_WINDOW),
+                &window_fields(&reg, order, "60000", "CARD", ret, &[("quotaopt", quotaopt)]),
+            )
+            .await;
         assert!(
             page.contains("id=\"pay\"") && page.contains(last),
             "{quotaopt}: {page}"
@@ -679,7 +667,7 @@ async fn buyer_cancel_declines_and_a_closed_window_come_back_without_enc_data() 
     let reg = register(&h, "D7", "1000", "CARD", &ret_url).await;
     let fields = window_fields(&reg, "D7", "1000", "CARD", &ret_url, &[]);
     browse(&h, fields.clone(), &[("action", "cancel")], &ret).await;
-    let again = post_form(&h, &h.url(paths::PAY_WINDOW), &fields).await;
+    let again = h.post_form(&h.url(paths::PAY_WINDOW), &fields).await;
     assert!(again.contains("id=\"error\""), "{again}");
     assert!(h.sandbox.ledger().is_empty());
 }

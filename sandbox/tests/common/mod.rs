@@ -131,6 +131,20 @@ impl Harness {
         response.json().await.unwrap()
     }
 
+    /// POSTs `form` to `url` as a browser submits a form, and returns the page whatever its
+    /// status: how the window tests move from one of KCP's pages to the next.
+    pub async fn post_form<T: serde::Serialize + ?Sized>(&self, url: &str, form: &T) -> String {
+        self.client
+            .post(url)
+            .form(form)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
     /// GETs a control-API path (`/_sandbox/...`) and returns its JSON.
     pub async fn get_json(&self, path: &str) -> Value {
         self.client
@@ -269,6 +283,43 @@ impl Harness {
         )
         .await
     }
+}
+
+/// The named inputs of a page, in order, as a browser would post them back (`&amp;` decoded).
+/// Shared by the window tests, which all read KCP's pages as the buyer's browser does.
+pub fn inputs(html: &str) -> Vec<(String, String)> {
+    let attr = |tag: &str, name: &str| -> Option<String> {
+        let key = format!("{name}=\"");
+        let start = tag.find(&key)? + key.len();
+        Some(tag[start..start + tag[start..].find('"')?].replace("&amp;", "&"))
+    };
+    let mut out = Vec::new();
+    let mut rest = html;
+    while let Some(i) = rest.find("<input") {
+        let tag = &rest[i..i + rest[i..].find('>').unwrap()];
+        if let Some(name) = attr(tag, "name") {
+            out.push((name, attr(tag, "value").unwrap_or_default()));
+        }
+        rest = &rest[i + 6..];
+    }
+    out
+}
+
+/// The value of field `k` of [`inputs`], "" when the page has none.
+pub fn get<'a>(fields: &'a [(String, String)], k: &str) -> &'a str {
+    fields
+        .iter()
+        .find(|(n, _)| n == k)
+        .map(|(_, v)| v.as_str())
+        .unwrap_or("")
+}
+
+/// The approval (`/gw/enc/v1/payment`) of a window's answer `fields` for `ordr_mony`, as
+/// T0000's server sends it: shared by the mobile and PC window tests, whose answers KCP
+/// approves alike.
+pub fn approval(fields: &[(String, String)], ordr_mony: &str, pay_type: &str) -> Value {
+    json!({"tran_cd": get(fields, "tran_cd"), "site_cd": "T0000", "kcp_cert_info": merchant("T0000").cert_info,
+           "enc_data": get(fields, "enc_data"), "enc_info": get(fields, "enc_info"), "ordr_mony": ordr_mony, "pay_type": pay_type})
 }
 
 /// A non-authenticated key-in request as spec/kcp.md §2.7 lists it.
