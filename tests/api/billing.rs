@@ -2,7 +2,7 @@
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-use crate::helpers::{future_expiry, spawn_app, test_cards, TestApp};
+use crate::helpers::{execute, future_expiry, refuse_writes, spawn_app, test_cards, TestApp};
 
 pub async fn register(app: &TestApp, token: &str, uid: &str, card: &str) -> Value {
     app.post(
@@ -1042,23 +1042,7 @@ async fn a_re_registration_whose_commit_fails_keeps_the_old_card_and_deletes_the
 /// Makes the database refuse every billing key row for which the SQL condition `refuse` (on
 /// `NEW`) holds, as a failed write would: the `INSERT` fails.
 pub(crate) async fn refuse_key_inserts(app: &TestApp, refuse: &str) {
-    let statements = if app.database_url.starts_with("postgres") {
-        vec![
-            format!(
-                "CREATE FUNCTION refuse_keys() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
-                 IF {refuse} THEN RAISE EXCEPTION 'injected failure'; END IF; RETURN NEW; END $$"
-            ),
-            "CREATE TRIGGER refuse_keys BEFORE INSERT ON billing_keys FOR EACH ROW \
-             EXECUTE FUNCTION refuse_keys()"
-                .to_string(),
-        ]
-    } else {
-        vec![format!(
-            "CREATE TRIGGER refuse_keys BEFORE INSERT ON billing_keys WHEN {refuse} \
-             BEGIN SELECT RAISE(ABORT, 'injected failure'); END"
-        )]
-    };
-    execute(app, statements).await;
+    refuse_writes(app, "refuse_keys", "INSERT", "billing_keys", refuse).await;
 }
 
 /// Makes the `COMMIT` of every transaction that inserts an active key for `customer_uid` fail,
@@ -1089,19 +1073,6 @@ pub(crate) async fn refuse_commits_of_keys(app: &TestApp, customer_uid: &str) {
         ]
     };
     execute(app, statements).await;
-}
-
-pub(crate) async fn execute(app: &TestApp, statements: Vec<String>) {
-    use sea_orm::ConnectionTrait;
-    for sql in statements {
-        app.app
-            .gateway
-            .db
-            .write
-            .execute_unprepared(&sql)
-            .await
-            .unwrap();
-    }
 }
 
 #[tokio::test]

@@ -3,8 +3,8 @@
 use kcp_sandbox::{paths, BatchKeyState, Fault, FaultRule};
 use serde_json::{json, Value};
 
-use crate::billing::{delete_customer, execute, key_rows, register};
-use crate::helpers::{spawn_app, test_cards, TestApp};
+use crate::billing::{delete_customer, key_rows, register};
+use crate::helpers::{execute, spawn_app, test_cards, TestApp};
 
 /// `POST /subscribe/payments/schedule` of one charge of `uid` an hour from the app's now.
 async fn schedule_one(app: &TestApp, token: &str, uid: &str, merchant_uid: &str) -> Value {

@@ -943,3 +943,55 @@ pub async fn post_to(
     }
     TestApp::read(req.send().await.expect("the gateway answers")).await
 }
+
+/// Runs SQL `statements` on the gateway's database, in order, each one required to succeed.
+pub async fn execute(app: &TestApp, statements: Vec<String>) {
+    use sea_orm::ConnectionTrait;
+    for sql in statements {
+        app.app
+            .gateway
+            .db
+            .write
+            .execute_unprepared(&sql)
+            .await
+            .unwrap();
+    }
+}
+
+/// Makes the database refuse the `event` (`INSERT` or `UPDATE`) of every row of `table` for which
+/// the SQL condition `when` (on `NEW`, and `OLD` for an update) holds, as a failed write would,
+/// until [`allow_writes`] takes the trigger `name` away. One trigger for SQLite and PostgreSQL
+/// alike, shared by every test that needs a write to fail part-way.
+pub async fn refuse_writes(app: &TestApp, name: &str, event: &str, table: &str, when: &str) {
+    let statements = if app.database_url.starts_with("postgres") {
+        vec![
+            format!(
+                "CREATE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
+                 IF {when} THEN RAISE EXCEPTION 'injected failure'; END IF; RETURN NEW; END $$"
+            ),
+            format!(
+                "CREATE TRIGGER {name} BEFORE {event} ON {table} FOR EACH ROW \
+                 EXECUTE FUNCTION {name}()"
+            ),
+        ]
+    } else {
+        vec![format!(
+            "CREATE TRIGGER {name} BEFORE {event} ON {table} WHEN {when} \
+             BEGIN SELECT RAISE(ABORT, 'injected failure'); END"
+        )]
+    };
+    execute(app, statements).await;
+}
+
+/// Takes away the trigger `name` on `table` that [`refuse_writes`] made.
+pub async fn allow_writes(app: &TestApp, name: &str, table: &str) {
+    let statements = if app.database_url.starts_with("postgres") {
+        vec![
+            format!("DROP TRIGGER {name} ON {table}"),
+            format!("DROP FUNCTION {name}()"),
+        ]
+    } else {
+        vec![format!("DROP TRIGGER {name}")]
+    };
+    execute(app, statements).await;
+}

@@ -4,8 +4,10 @@
 use kcp_sandbox::{paths, BatchKeyState, Fault, FaultRule};
 use serde_json::{json, Value};
 
-use crate::billing::{again, execute, key_rows, register};
-use crate::helpers::{future_expiry, spawn_app, test_cards, TestApp, SETTLE_SECS};
+use crate::billing::{again, key_rows, register};
+use crate::helpers::{
+    execute, future_expiry, refuse_writes, spawn_app, test_cards, TestApp, SETTLE_SECS,
+};
 
 /// `onetime` with `card` for customer `uid`: the answer.
 async fn onetime(app: &TestApp, token: &str, uid: &str, merchant_uid: &str, card: &str) -> Value {
@@ -170,27 +172,7 @@ async fn a_kept_card_whose_adoption_could_not_be_written_is_adopted_by_the_resol
     let token = app.token().await;
     register(&app, &token, "c5", test_cards::SHINHAN_CREDIT).await;
     let refuse = "OLD.status = 'pending' AND NEW.status = 'active'";
-    execute(
-        &app,
-        if app.database_url.starts_with("postgres") {
-            vec![
-                format!(
-                    "CREATE FUNCTION refuse_adoption() RETURNS trigger LANGUAGE plpgsql AS $$ \
-                     BEGIN IF {refuse} THEN RAISE EXCEPTION 'injected failure'; END IF; \
-                     RETURN NEW; END $$"
-                ),
-                "CREATE TRIGGER refuse_adoption BEFORE UPDATE ON billing_keys FOR EACH ROW \
-                 EXECUTE FUNCTION refuse_adoption()"
-                    .to_string(),
-            ]
-        } else {
-            vec![format!(
-                "CREATE TRIGGER refuse_adoption BEFORE UPDATE ON billing_keys WHEN {refuse} \
-                 BEGIN SELECT RAISE(ABORT, 'injected failure'); END"
-            )]
-        },
-    )
-    .await;
+    refuse_writes(&app, "refuse_adoption", "UPDATE", "billing_keys", refuse).await;
 
     let paid = onetime(
         &app,

@@ -3,7 +3,9 @@ use openport::store::billing::ServedMerchants;
 use serde_json::{json, Value};
 
 use crate::billing::register;
-use crate::helpers::{future_expiry, spawn_app, spawn_app_with, test_cards, TestApp};
+use crate::helpers::{
+    allow_writes, future_expiry, refuse_writes, spawn_app, spawn_app_with, test_cards, TestApp,
+};
 
 async fn schedule(app: &TestApp, token: &str, body: Value) -> Value {
     app.post("/subscribe/payments/schedule", Some(token), body)
@@ -307,23 +309,7 @@ async fn an_unschedule_whose_write_fails_part_way_revokes_nothing() {
     )
     .await;
     let refuse = "NEW.merchant_uid = 'part-2' AND NEW.status = 'revoked'";
-    let statements = if app.database_url.starts_with("postgres") {
-        vec![
-            format!(
-                "CREATE FUNCTION refuse_revoke() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
-                 IF {refuse} THEN RAISE EXCEPTION 'injected failure'; END IF; RETURN NEW; END $$"
-            ),
-            "CREATE TRIGGER refuse_revoke BEFORE UPDATE ON schedules FOR EACH ROW \
-             EXECUTE FUNCTION refuse_revoke()"
-                .to_string(),
-        ]
-    } else {
-        vec![format!(
-            "CREATE TRIGGER refuse_revoke BEFORE UPDATE ON schedules WHEN {refuse} \
-             BEGIN SELECT RAISE(ABORT, 'injected failure'); END"
-        )]
-    };
-    crate::billing::execute(&app, statements).await;
+    refuse_writes(&app, "refuse_revoke", "UPDATE", "schedules", refuse).await;
     let (status, body) = app
         .post(
             "/subscribe/payments/unschedule",
@@ -1337,44 +1323,11 @@ async fn payments_of(
         .collect()
 }
 
-/// Makes the database refuse the writes `event` (e.g. `UPDATE ON schedules`) of rows for which
-/// the SQL condition `when` (on `NEW`) holds, as a failed write would, until [`allow_writes`]
-/// takes the trigger `name` away.
-async fn refuse_writes(app: &TestApp, name: &str, event: &str, when: &str) {
-    let statements = if app.database_url.starts_with("postgres") {
-        vec![
-            format!(
-                "CREATE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
-                 IF {when} THEN RAISE EXCEPTION 'injected failure'; END IF; RETURN NEW; END $$"
-            ),
-            format!("CREATE TRIGGER {name} BEFORE {event} FOR EACH ROW EXECUTE FUNCTION {name}()"),
-        ]
-    } else {
-        vec![format!(
-            "CREATE TRIGGER {name} BEFORE {event} WHEN {when} \
-             BEGIN SELECT RAISE(ABORT, 'injected failure'); END"
-        )]
-    };
-    crate::billing::execute(app, statements).await;
-}
-
-async fn allow_writes(app: &TestApp, name: &str, table: &str) {
-    let statements = if app.database_url.starts_with("postgres") {
-        vec![
-            format!("DROP TRIGGER {name} ON {table}"),
-            format!("DROP FUNCTION {name}()"),
-        ]
-    } else {
-        vec![format!("DROP TRIGGER {name}")]
-    };
-    crate::billing::execute(app, statements).await;
-}
-
 /// Makes the database refuse every write that records schedule `merchant_uid` as executed: the
 /// outcome of its run never reaches the schedule. Undone by [`allow_recording_outcomes`].
 async fn refuse_recording_outcomes(app: &TestApp, merchant_uid: &str) {
     let when = format!("NEW.status = 'executed' AND NEW.merchant_uid = '{merchant_uid}'");
-    refuse_writes(app, "refuse_outcomes", "UPDATE ON schedules", &when).await;
+    refuse_writes(app, "refuse_outcomes", "UPDATE", "schedules", &when).await;
 }
 
 async fn allow_recording_outcomes(app: &TestApp) {
@@ -1830,7 +1783,8 @@ async fn a_retry_that_fails_before_its_charge_opens_leaves_the_schedule_failed_a
     refuse_writes(
         &app,
         "refuse_payments",
-        "INSERT ON payments",
+        "INSERT",
+        "payments",
         "NEW.merchant_uid = 'giveup-1'",
     )
     .await;
