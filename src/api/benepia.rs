@@ -30,20 +30,25 @@ use crate::service::ServiceError;
 const MERCHANT_UID_MAX: usize = 40;
 
 /// A Benepia credential (user, password, member code): it goes to KCP as it is, so it is at most
-/// 16 bytes (UTF-8, KCP's `String 16`), without white space at its ends or a character KCP forbids
-/// (`, & ; \\ | ' " < >`, control characters).
+/// 16 printable ASCII characters (KCP's `String 16` bytes), without white space at its ends or a
+/// character KCP forbids (`, & ; \\ | ' " < >`).
 pub struct BenepiaCredential;
 
-/// [`BenepiaCredential`]'s characters: none at its ends is white space, and none anywhere is
-/// one KCP forbids.
-const CREDENTIAL_PATTERN: &str = r#"^[^\s,&;\\|'"<>\x00-\x1F\x7F-\x9F]([^,&;\\|'"<>\x00-\x1F\x7F-\x9F]*[^\s,&;\\|'"<>\x00-\x1F\x7F-\x9F])?$"#;
+/// The characters KCP takes in a credential: printable ASCII but space and `, & ; \ | ' " < >`
+/// (a space only inside, never at an end).
+const CREDENTIAL_CHARS: &str = r#"!#$%()*+\-\./0-9:=?@A-Z\[\]^_`a-z{}~"#;
+
+/// [`BenepiaCredential`]'s characters (see [`CREDENTIAL_CHARS`]).
+fn credential_pattern() -> String {
+    format!("^[{CREDENTIAL_CHARS}]([{CREDENTIAL_CHARS} ]*[{CREDENTIAL_CHARS}])?$")
+}
 
 impl utoipa::PartialSchema for BenepiaCredential {
     fn schema() -> RefOr<Schema> {
         ObjectBuilder::new()
             .schema_type(Type::String)
             .max_length(Some(POINT_FIELD_MAX))
-            .pattern(Some(CREDENTIAL_PATTERN))
+            .pattern(Some(credential_pattern()))
             .into()
     }
 }
@@ -54,15 +59,12 @@ impl ToSchema for BenepiaCredential {}
 /// KCP's `String 4` (seed 003), none of them one KCP forbids.
 pub struct BenepiaMemberCode;
 
-/// [`BenepiaMemberCode`]'s characters: printable ASCII but space and `, & ; \ | ' " < >`.
-const MEMBER_CODE_PATTERN: &str = r#"^[!#$%()*+\-\./0-9:=?@A-Z\[\]^_`a-z{}~]{1,4}$"#;
-
 impl utoipa::PartialSchema for BenepiaMemberCode {
     fn schema() -> RefOr<Schema> {
         ObjectBuilder::new()
             .schema_type(Type::String)
             .max_length(Some(POINT_MEMBER_CODE_MAX))
-            .pattern(Some(MEMBER_CODE_PATTERN))
+            .pattern(Some(format!("^[{CREDENTIAL_CHARS}]{{1,4}}$")))
             .into()
     }
 }
@@ -130,7 +132,7 @@ fn account(
         let v = required(v, name)?;
         if !sendable(&v) {
             return Err(ApiError::bad_request(format!(
-                "{name}는 {max}바이트 이하여야 하며 앞뒤 공백이나 , & ; \\ | ' \" < > 문자를 포함할 수 없습니다."
+                "{name}는 {max}자 이하의 영문, 숫자, 기호여야 하며 앞뒤 공백이나 , & ; \\ | ' \" < > 문자를 포함할 수 없습니다."
             )));
         }
         Ok(v)

@@ -19,18 +19,22 @@ pub const POINT_FIELD_MAX: usize = 16;
 /// merchant gets a clear 400 instead of a failed payment with KCP's field error.
 pub const POINT_MEMBER_CODE_MAX: usize = 4;
 
-/// Whether a Benepia credential can go to KCP as it is: non-empty, at most [`POINT_FIELD_MAX`]
-/// bytes, no white space at its ends, no character KCP forbids. Never altered instead: a sanitized
-/// password would just be a wrong one.
+/// Whether a Benepia credential can go to KCP as it is: printable ASCII (Benepia ids and passwords
+/// are; and so KCP's byte limit and the character count of the OpenAPI document's `maxLength` are
+/// one limit), non-empty, at most [`POINT_FIELD_MAX`], no white space at its ends, no character KCP
+/// forbids. Never altered instead: a sanitized password would just be a wrong one.
 pub fn is_sendable_credential(v: &str) -> bool {
-    !v.is_empty() && v.len() <= POINT_FIELD_MAX && v.trim() == v && !v.chars().any(is_forbidden)
+    !v.is_empty()
+        && v.len() <= POINT_FIELD_MAX
+        && v.bytes().all(|b| (0x20..0x7f).contains(&b))
+        && v.trim() == v
+        && !v.chars().any(is_forbidden)
 }
 
 /// Whether a Benepia member company code can go to KCP as it is: a sendable credential of at most
-/// [`POINT_MEMBER_CODE_MAX`] ASCII characters (KCP's codes are; and so bytes and characters, which
-/// the OpenAPI document's `maxLength` counts, are one limit).
+/// [`POINT_MEMBER_CODE_MAX`] characters.
 pub fn is_sendable_member_code(v: &str) -> bool {
-    is_sendable_credential(v) && v.is_ascii() && v.len() <= POINT_MEMBER_CODE_MAX
+    is_sendable_credential(v) && v.len() <= POINT_MEMBER_CODE_MAX
 }
 
 /// The refusal of a request value holding a character [`is_refused_control`] picks, naming where

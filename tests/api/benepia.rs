@@ -151,6 +151,10 @@ async fn credentials_kcp_cannot_take_are_400_before_anything_is_written() {
         (BENEPIA_01.id, "pa,ss-no-echo"),
         (BENEPIA_01.id, long.as_str()),
         (long.as_str(), BENEPIA_01.password),
+        // Six characters, 18 bytes: within the OpenAPI maxLength if it were counted in characters;
+        // credentials are printable ASCII, so characters and KCP's bytes are one limit.
+        (BENEPIA_01.id, "가나다라마바"),
+        ("베네피아", BENEPIA_01.password),
         ("bene'pia", BENEPIA_01.password),
         (" benepia01", BENEPIA_01.password),
     ] {
@@ -196,7 +200,7 @@ async fn a_benepia_member_code_over_4_bytes_is_400_before_anything_is_written() 
         assert_eq!(answer["code"], -1, "{answer}");
         let message = answer["message"].as_str().unwrap();
         assert!(
-            message.contains("benepia_member_code") && message.contains("4바이트"),
+            message.contains("benepia_member_code") && message.contains("4자"),
             "{answer}"
         );
     }
