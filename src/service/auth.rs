@@ -386,12 +386,7 @@ impl Gateway {
     pub(super) async fn remember_merchant(&self, m: merchant::Model) {
         let id = m.id;
         self.tokens.put_merchant(Arc::new(m), Instant::now());
-        if let Err(e) = merchants::announce_change(&self.db.write, id).await {
-            tracing::warn!(
-                merchant_id = id,
-                "other instances not told of a merchant change (they read it again within a minute): {e}"
-            );
-        }
+        super::merchants::announce(&self.db, id).await;
     }
 
     /// Drops a merchant's cached row (every merchant's with None): another instance changed it.

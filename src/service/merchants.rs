@@ -274,10 +274,10 @@ pub async fn set_kcp_group_id(
     Ok(merchant)
 }
 
-/// Tells running instances on PostgreSQL that an operator command changed merchant `id`, so they
-/// drop its cached row and tokens at once (`jobs::merchant_changes`); without it they read the row
-/// again within a minute (as instances on SQLite, which has no notifications, do).
-async fn announce(db: &crate::store::Db, id: i64) {
+/// Tells running instances on PostgreSQL that merchant `id` changed (an operator command, or this
+/// instance's API), so they drop its cached row and tokens at once (`jobs::merchant_changes`); a
+/// failed announcement is logged: they read the row again within a minute, as on SQLite.
+pub(super) async fn announce(db: &crate::store::Db, id: i64) {
     if let Err(e) = merchants::announce_change(&db.write, id).await {
         tracing::warn!(
             merchant_id = id,

@@ -7,7 +7,7 @@ use kcp_sandbox::{paths, DepositError, Fault, FaultRule, NotificationRecord, Tra
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-use crate::helpers::{spawn_app, spawn_app_with, Receiver, TestApp, SETTLE_SECS};
+use crate::helpers::{imp_uid_in, spawn_app, spawn_app_with, Receiver, TestApp, SETTLE_SECS};
 
 const WEEK: i64 = 7 * 24 * 3600;
 
@@ -139,12 +139,6 @@ async fn issued_with_hooks(
     let p = issued(app, token, body).await;
     assert_eq!(webhook_statuses(app, hooks).await, ["ready"]);
     p
-}
-
-fn message_imp_uid(message: &Value) -> String {
-    let m = message.as_str().unwrap();
-    let start = m.find("(imp_uid: ").expect("message names the imp_uid") + "(imp_uid: ".len();
-    m[start..start + 16].to_string()
 }
 
 #[tokio::test]
@@ -558,7 +552,7 @@ async fn an_issuance_whose_answer_and_inquiry_are_lost(
         .post("/vbanks", Some(token), vbank(app, merchant_uid, 5000))
         .await;
     assert_eq!(res["code"], 1, "{res}");
-    message_imp_uid(&res["message"])
+    imp_uid_in(&res["message"])
 }
 
 #[tokio::test]
@@ -598,7 +592,7 @@ async fn an_unanswered_issuance_fails_after_the_settle_delay_and_its_merchant_ui
         .await;
 
     assert_eq!(res["code"], 1, "{res}");
-    let imp_uid = message_imp_uid(&res["message"]);
+    let imp_uid = imp_uid_in(&res["message"]);
     let (_, retry) = app
         .post("/vbanks", Some(&token), vbank(&app, "vb-503", 5000))
         .await;
@@ -1303,7 +1297,7 @@ async fn an_issuance_kcp_applies_after_the_settle_delay(
         .post("/vbanks", Some(token), vbank(app, merchant_uid, 5000))
         .await;
     assert_eq!(res["code"], 1, "{res}");
-    let imp_uid = message_imp_uid(&res["message"]);
+    let imp_uid = imp_uid_in(&res["message"]);
     app.advance(SETTLE_SECS + 20);
     app.app.gateway.resolve_due(10).await.unwrap();
     imp_uid
