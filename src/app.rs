@@ -7,7 +7,7 @@ use anyhow::Context;
 use axum::extract::MatchedPath;
 use axum::http::{HeaderName, Request};
 use rand::distributions::{Alphanumeric, DistString};
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 use tokio::net::TcpListener;
 use tower::ServiceBuilder;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
@@ -167,7 +167,11 @@ impl App {
         let startup = StartupLock::acquire(&config.database_url)
             .await
             .context("startup lock")?;
-        db.migrate().await.context("migrations")?;
+        if config.upgrade_schema {
+            db.migrate().await.context("migrations")?;
+        } else {
+            db.migrate_if_new().await?;
+        }
 
         let sandbox = if config.embedded_sandbox() {
             // KCP never forgets what it approved: the sandbox keeps its books next to the database
@@ -238,7 +242,12 @@ impl App {
                     .saturating_mul(1000),
             },
             tokens: Arc::new(TokenCache::default()),
-            admin_token: config.admin_token.clone().map(Arc::new),
+            // As typed but for surrounding whitespace (the newline of the file it was read
+            // from): a header cannot carry it, and presented tokens are trimmed.
+            admin_token: config
+                .admin_token
+                .as_ref()
+                .map(|t| Arc::new(SecretString::from(t.expose_secret().trim()))),
             clock_skewed: Arc::new(std::sync::atomic::AtomicBool::new(false)),
             webhooks_written: Arc::new(tokio::sync::Notify::new()),
         };

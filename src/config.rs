@@ -69,11 +69,17 @@ pub struct Config {
     /// themselves. Neither the file nor the environment sets it: an instance without them serves
     /// payments whose unknown outcomes, due schedules and webhooks then wait for another
     /// instance, or for ever when it is alone (which `resolver.interval_ms = 0` did unannounced).
-    #[serde(skip, default = "background_jobs_on")]
+    #[serde(skip, default = "on")]
     pub background_jobs: bool,
+    /// Whether starting applies this version's pending migrations to a database in use (an
+    /// upgrade). On for `serve`; off for operator commands, which migrate only a new database and
+    /// refuse one in use that lacks migrations (`store::Db::migrate_if_new`). Neither the file
+    /// nor the environment sets it.
+    #[serde(skip, default = "on")]
+    pub upgrade_schema: bool,
 }
 
-fn background_jobs_on() -> bool {
+fn on() -> bool {
     true
 }
 
@@ -276,6 +282,7 @@ impl Default for Config {
             http: HttpSettings::default(),
             log_format: "pretty".into(),
             background_jobs: true,
+            upgrade_schema: true,
         }
     }
 }
@@ -400,7 +407,8 @@ impl Config {
             });
         }
         if let Some(token) = &self.admin_token {
-            let length = token.expose_secret().chars().count();
+            // Counted as it is compared: surrounding whitespace trimmed (app.rs).
+            let length = token.expose_secret().trim().chars().count();
             if length < MIN_ADMIN_TOKEN_CHARS {
                 return Err(ConfigError::AdminTokenTooShort { length });
             }

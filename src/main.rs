@@ -312,7 +312,7 @@ async fn main() -> anyhow::Result<()> {
     match cli.command.unwrap_or(Command::Serve(Common::default())) {
         Command::Serve(common) => serve(load(&common)?).await,
         Command::Migrate(common) => {
-            database_only(&common).await?;
+            database_only(&common, true).await?;
             println!("migrations applied");
             Ok(())
         }
@@ -410,14 +410,24 @@ async fn stop_signal() {
 /// (which may still call KCP with the configured settings, as `attempt confirm-absent` does).
 /// The configuration and the migrated database, for the operator commands that need nothing else
 /// (no KCP, no background work, no listener). Logs go to stderr, as for every operator command.
-async fn database_only(common: &Common) -> anyhow::Result<(Config, openport::store::Db)> {
+/// `upgrade`: apply pending migrations to a database in use (`openport migrate`); otherwise only
+/// to a new one (`store::Db::migrate_if_new`).
+async fn database_only(
+    common: &Common,
+    upgrade: bool,
+) -> anyhow::Result<(Config, openport::store::Db)> {
     let config = load(common)?;
     init_tracing(config.log_format == "json", LogTo::Stderr);
     let db = openport::store::Db::connect(&config.database_url).await?;
     // Not beside a starting instance's migrations (store/startup_lock.rs).
     let startup = StartupLock::acquire(&config.database_url).await?;
-    db.migrate().await?;
+    let migrated = if upgrade {
+        db.migrate().await.map_err(anyhow::Error::from)
+    } else {
+        db.migrate_if_new().await.map_err(anyhow::Error::from)
+    };
     startup.release().await;
+    migrated?;
     Ok((config, db))
 }
 
@@ -426,6 +436,7 @@ async fn offline_app(common: &Common) -> anyhow::Result<App> {
     init_tracing(config.log_format == "json", LogTo::Stderr);
     config.listen = "127.0.0.1:0".parse()?;
     config.background_jobs = false;
+    config.upgrade_schema = false;
     config.sandbox.embedded = Some(false);
     App::build_for_operator(config).await
 }
@@ -611,7 +622,7 @@ async fn merchant(cmd: MerchantCommand) -> anyhow::Result<()> {
         } => {
             // The database and the master key alone: a full start is refused while a hash is
             // under a key that is gone, which is what this command mends.
-            let (config, db) = database_only(&common).await?;
+            let (config, db) = database_only(&common, false).await?;
             let secrets = openport::app::master_key(&config)?;
             let renewed = new_imp_secret(&db, &secrets, &imp_code)
                 .await
@@ -644,7 +655,7 @@ async fn merchant(cmd: MerchantCommand) -> anyhow::Result<()> {
             kcp_group_id,
         } => {
             // The database alone: nothing sealed is read or written.
-            let (_, db) = database_only(&common).await?;
+            let (_, db) = database_only(&common, false).await?;
             let m = set_kcp_group_id(&db, &imp_code, &kcp_group_id)
                 .await
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -657,7 +668,7 @@ async fn merchant(cmd: MerchantCommand) -> anyhow::Result<()> {
             Ok(())
         }
         MerchantCommand::List { common } => {
-            let (_, db) = database_only(&common).await?;
+            let (_, db) = database_only(&common, false).await?;
             for m in openport::store::merchants::all(&db.read).await? {
                 // `id` last, so the columns before it stay where scripts found them; it is what
                 // the operator routes take (`/admin/merchants/{id}/webhook`).

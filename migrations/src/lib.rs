@@ -1,5 +1,6 @@
 //! One migration path for SQLite (embedded default) and PostgreSQL (production).
 pub use sea_orm_migration::prelude::*;
+pub use sea_orm_migration::MigrationStatus;
 
 mod m20261122_000001_core;
 mod m20261122_000002_billing;

@@ -235,6 +235,10 @@ pub fn shown_url(url: &str) -> String {
             None => url.to_string(),
         };
     };
+    // Userinfo is Basic auth: a key may be the user name alone (`https://KEY@host/`, `KEY:@`).
+    if !parsed.username().is_empty() {
+        let _ = parsed.set_username(MASK);
+    }
     if parsed.password().is_some() {
         let _ = parsed.set_password(Some(MASK));
     }
@@ -946,7 +950,7 @@ mod tests {
     }
 
     #[test]
-    fn a_shown_url_masks_each_query_value_and_a_password_and_keeps_the_rest() {
+    fn a_shown_url_masks_each_query_value_and_the_user_info_and_keeps_the_rest() {
         for (url, shown) in [
             (
                 "https://shop.example/hook?token=s3cret&shop=1",
@@ -954,9 +958,18 @@ mod tests {
             ),
             (
                 "https://user:pw@shop.example:8443/a/b",
-                "https://user:***@shop.example:8443/a/b",
+                "https://***:***@shop.example:8443/a/b",
             ),
             ("https://shop.example/hook", "https://shop.example/hook"),
+            // A key as the user name alone is Basic auth's secret as much as a password.
+            (
+                "https://KEY123@shop.example/hook",
+                "https://***@shop.example/hook",
+            ),
+            (
+                "https://KEY123:@shop.example/hook",
+                "https://***@shop.example/hook",
+            ),
             ("http://127.0.0.1:9/h?", "http://127.0.0.1:9/h?"),
             (
                 "https://shop.example/h?flag",

@@ -48,6 +48,20 @@ pub struct Db {
     reader: Option<SqliteReader>,
 }
 
+/// Why an operator command does not run on a database ([`Db::migrate_if_new`]).
+#[derive(Debug, thiserror::Error)]
+pub enum SchemaError {
+    #[error("database: {0}")]
+    Db(#[from] DbErr),
+    #[error(
+        "the database lacks {count} migration(s) of this version of openport ({names}); operator \
+         commands never change the schema of a database in use: apply them with `openport migrate` \
+         (or by starting `openport serve`) once older instances are stopped (docs/operations.md \
+         \"Upgrades\"), or run the command with the version the database was migrated by"
+    )]
+    Pending { count: usize, names: String },
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectError {
     #[error("unsupported database URL (use sqlite://… or postgres://…)")]
@@ -167,6 +181,36 @@ impl Db {
     pub async fn migrate(&self) -> Result<(), DbErr> {
         use migration::MigratorTrait;
         migration::Migrator::up(&self.schema, None).await
+    }
+
+    /// The migrations an operator command may apply: all of them to a database nothing was
+    /// migrated into yet (a first `merchant create` before any start), none to a database in use.
+    /// Applying them there is an upgrade, with its order to keep (older instances stopped first:
+    /// docs/operations.md "Upgrades"), and some of them lock tables or log every merchant out; a
+    /// newer binary run only to list attempts must not do that at a moment nobody chose. A
+    /// database in use that lacks some of this binary's migrations is refused, naming them.
+    pub async fn migrate_if_new(&self) -> Result<(), SchemaError> {
+        use migration::MigratorTrait;
+        let statuses = migration::Migrator::get_migration_with_status(&self.schema).await?;
+        if statuses
+            .iter()
+            .all(|m| m.status() == migration::MigrationStatus::Pending)
+        {
+            return Ok(self.migrate().await?);
+        }
+        let pending: Vec<&str> = statuses
+            .iter()
+            .filter(|m| m.status() == migration::MigrationStatus::Pending)
+            .map(|m| m.name())
+            .collect();
+        if pending.is_empty() {
+            Ok(())
+        } else {
+            Err(SchemaError::Pending {
+                count: pending.len(),
+                names: pending.join(", "),
+            })
+        }
     }
 
     /// The database server's clock (Unix milliseconds), which every instance sharing it can be

@@ -1,6 +1,6 @@
 use reqwest::StatusCode;
 
-use crate::helpers::{spawn_app, ADMIN_TOKEN};
+use crate::helpers::{spawn_app, spawn_app_with, ADMIN_TOKEN};
 
 #[tokio::test]
 async fn a_merchant_token_never_sees_another_merchants_payment_but_the_operator_does() {
@@ -461,4 +461,15 @@ async fn a_merchant_on_its_own_kcp_origin_pays_and_cancels_there_and_the_instanc
         listed.contains(&serde_json::json!(origin)),
         "stored as an origin: {body}"
     );
+}
+
+#[tokio::test]
+async fn an_operator_token_configured_with_a_trailing_newline_is_the_token_without_it() {
+    // Read from a file (`OPENPORT_ADMIN_TOKEN="$(cat token)"` keeps it; a Kubernetes secret too).
+    let app = spawn_app_with(|c| {
+        c.admin_token = Some(secrecy::SecretString::from(format!("  {ADMIN_TOKEN}\n")));
+    })
+    .await;
+    let (status, body) = app.get("/admin/merchants", Some(ADMIN_TOKEN)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
 }

@@ -1,6 +1,6 @@
 //! The operator commands run as the built `openport` binary, as an operator runs them: `migrate`,
 //! `merchant create` / `merchant list` / `merchant set-group-id`, `attempt conflict`,
-//! `sandbox issue-cert` and `sandbox fault`.
+//! `sandbox issue-cert` and `sandbox fault` (operator commands migrate only a new database).
 use std::path::Path;
 use std::process::Output;
 
@@ -105,6 +105,57 @@ async fn migrate_creates_the_schema_in_an_empty_database_and_a_second_run_change
     assert!(second.contains("migrations applied"), "{second}");
     assert_eq!(schema(&db).await, after_first);
     assert_eq!(applied_migrations(&db).await, migrations);
+}
+
+#[tokio::test]
+async fn operator_commands_migrate_a_new_database_but_never_upgrade_one_in_use() {
+    let dir = tempfile::tempdir().unwrap();
+    let migrations = migration::Migrator::migrations();
+    let newest = migrations.last().expect("migrations").name().to_string();
+
+    // A new database: the first command makes its schema (as `merchant create` before any start).
+    let (new_url, _new_dir) = fresh_database().await;
+    run_ok(dir.path(), &new_url, &["merchant", "list"]).await;
+    let new_db = Database::connect(&new_url).await.unwrap();
+    assert_eq!(applied_migrations(&new_db).await, migrations.len() as i64);
+
+    // A database in use by an older version: one migration short.
+    let (url, _db_dir) = fresh_database().await;
+    let db = Database::connect(&url).await.unwrap();
+    let older = u32::try_from(migrations.len() - 1).unwrap();
+    migration::Migrator::up(&db, Some(older)).await.unwrap();
+    let before = schema(&db).await;
+    for args in [
+        &["merchant", "list"][..],
+        &["attempt", "list"],
+        &[
+            "merchant",
+            "set-group-id",
+            "--imp-code",
+            "imp00000000",
+            "--kcp-group-id",
+            "G1",
+        ],
+    ] {
+        let out = run(dir.path(), &url, args).await;
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?} ran on a database in use");
+        assert!(
+            stderr.contains(&newest) && stderr.contains("openport migrate"),
+            "{args:?}: {stderr}"
+        );
+    }
+    assert_eq!(
+        schema(&db).await,
+        before,
+        "an operator command upgraded the schema"
+    );
+    assert_eq!(applied_migrations(&db).await, i64::from(older));
+
+    // The upgrade is the operator's own step; the commands run after it.
+    run_ok(dir.path(), &url, &["migrate"]).await;
+    assert_eq!(applied_migrations(&db).await, migrations.len() as i64);
+    run_ok(dir.path(), &url, &["merchant", "list"]).await;
 }
 
 #[tokio::test]
