@@ -1432,6 +1432,100 @@ async fn an_account_found_paid_whose_inquiry_names_no_account_holds_its_merchant
     assert_eq!(app.sandbox.ledger().len(), 1, "no second account");
 }
 
+/// KCP's manual makes the amount comparison mandatory (spec/kcp.md §5), for an account learnt by
+/// inquiry too: the issuance's answer is lost, and the inquiry (`PAVC`) that finds the account
+/// names another amount than the payment's. The merchant is still waiting, so an account for the
+/// order would be handed out `ready`; this one is revoked at KCP, never handed out, and the payment
+/// fails (nobody could pay it the right amount), its merchant_uid free again.
+#[tokio::test]
+async fn an_account_whose_lost_issuance_an_inquiry_finds_for_another_amount_is_revoked_not_handed_out(
+) {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let hooks = Receiver::start().await;
+    app.sandbox
+        .inject(FaultRule::new(paths::HUB_PAYMENT, Fault::LoseResponse).when("pay_method", "VCNT"));
+    app.sandbox.inject(FaultRule::new(
+        paths::INQUIRY,
+        Fault::AnswerField {
+            field: "amount".into(),
+            value: "999".into(),
+        },
+    ));
+    let mut body = vbank(&app, "vb-inq-amount", 5000);
+    body["notice_url"] = json!(hooks.url("/hook"));
+
+    let (_, res) = app.post("/vbanks", Some(&token), body).await;
+
+    assert!(
+        app.sandbox.armed_faults().is_empty(),
+        "the issuance answer was lost and the inquiry asked"
+    );
+    assert_ne!(
+        res["response"]["status"], "ready",
+        "never handed out: {res}"
+    );
+    let ledger = app.sandbox.ledger();
+    assert_eq!(ledger.len(), 1, "{ledger:?}");
+    assert_eq!(
+        ledger[0].state,
+        TransactionState::Cancelled,
+        "revoked at KCP"
+    );
+    let (_, found) = app
+        .get("/payments/find/vb-inq-amount/failed", Some(&token))
+        .await;
+    let p = &found["response"];
+    assert_eq!(p["status"], "failed", "{found}");
+    assert_eq!(p["pg_tid"], ledger[0].tno.as_str(), "{p}");
+    assert!(p["vbank_num"].is_null(), "no account shown: {p}");
+    assert!(app.conflicts().await.is_empty());
+    assert!(
+        webhook_statuses(&app, &hooks).await.is_empty(),
+        "no `ready` webhook for an account never handed out"
+    );
+    app.assert_ledger_agrees().await;
+
+    let again = issued(&app, &token, vbank(&app, "vb-inq-amount", 5000)).await;
+    assert_ne!(again["imp_uid"], p["imp_uid"]);
+}
+
+/// An account found paid into after its issuance answer was lost is recorded `paid` only when
+/// KCP's inquiry names it for the payment's amount: one it names for another amount is held for
+/// the operator (a conflict, never `paid`, never revoked over the buyer's money).
+#[tokio::test]
+async fn an_account_found_paid_whose_inquiry_names_another_amount_is_held_for_the_operator_never_paid(
+) {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let imp_uid =
+        an_issuance_whose_answer_and_inquiry_are_lost(&app, &token, "vb-lost-paid-amount").await;
+    let tno = app.sandbox.ledger()[0].tno.clone();
+    app.sandbox.deposit(&tno, 5000, "00").unwrap();
+    app.sandbox.inject(
+        FaultRule::new(
+            paths::INQUIRY,
+            Fault::AnswerField {
+                field: "amount".into(),
+                value: "999".into(),
+            },
+        )
+        .times(100),
+    );
+
+    app.advance(SETTLE_SECS + 1);
+    app.resolve_all().await;
+
+    let entry = &app.sandbox.ledger()[0];
+    assert!(entry.cancels.is_empty(), "not revoked: {entry:?}");
+    let p = app.payment(&token, &imp_uid).await;
+    assert_eq!(p["status"], "ready", "held, never paid nor failed: {p}");
+    assert_eq!(p["pg_tid"], tno.as_str());
+    let conflicts = app.conflicts().await;
+    assert_eq!(conflicts.len(), 1, "{conflicts:?}");
+    assert_eq!(conflicts[0].imp_uid, imp_uid);
+}
+
 /// A revocation closes the account at KCP with whatever was deposited on it and nowhere to send
 /// it back (docs/kcp.md §10.2). A partial deposit keeps the account `ready` (rightly), and
 /// openport holds its notification: the revocation is refused before anything is sent to KCP.
