@@ -713,33 +713,53 @@ async fn a_real_reversal_makes_the_account_ready_again_and_tells_the_merchant_by
 /// A deposit reversed at KCP while its notification was being verified: the reversal, judged
 /// first against a payment not paid yet, is not overruled by the deposit's older answer ("paid",
 /// given before the reversal), so the account stays ready and nobody is told `paid`.
+///
+/// The order is the sandbox's, not a timer's: KCP answers the deposit's inquiry "paid" and holds
+/// that answer (`Fault::HoldAnswer`) until the reversal's notification has been verified and
+/// acknowledged. The gateway's KCP timeout is long enough that it waits for the held answer
+/// rather than giving up on it, and the log shows the answer arrived and was judged stale.
 #[tokio::test]
 async fn a_deposit_reversed_while_its_notification_is_verified_leaves_the_account_ready() {
-    let app = spawn_app().await;
+    let app = spawn_app_with(|c| {
+        c.resolver.settle_secs = 60;
+        c.kcp.timeout_ms = 9_000;
+    })
+    .await;
     let token = app.token().await;
     let hooks = Receiver::start().await;
     let p = issued_with_hooks(&app, &token, "vb-race", &hooks).await;
-    let tno = p["pg_tid"].as_str().unwrap();
+    let (imp_uid, tno) = (
+        p["imp_uid"].as_str().unwrap(),
+        p["pg_tid"].as_str().unwrap(),
+    );
     let amount = p["amount"].as_i64().unwrap();
-    // The deposit's inquiry is answered (as "paid") only after the reversal has been handled.
-    app.sandbox
-        .inject(FaultRule::new(paths::INQUIRY, Fault::SlowAnswer { ms: 1000 }).when("tno", tno));
+    let gate = "deposit-inquiry";
+    app.sandbox.inject(
+        FaultRule::new(paths::INQUIRY, Fault::HoldAnswer { gate: gate.into() }).when("tno", tno),
+    );
     let deposit = app.sandbox.deposit(tno, amount, "00").unwrap();
-    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        app.sandbox.until_held(gate),
+    )
+    .await
+    .expect("the deposit's notification is verified by inquiry");
+
     let reversal = app.sandbox.deposit(tno, amount, "13").unwrap();
     sandbox_notification(&app, &reversal.noti_id, |n| n.acknowledged).await;
-    tokio::time::sleep(std::time::Duration::from_millis(1_200)).await;
-    let deposit = app
-        .sandbox
-        .notifications()
-        .into_iter()
-        .find(|n| n.noti_id == deposit.noti_id)
-        .unwrap();
+    app.sandbox.open_gate(gate);
+    let deposit = sandbox_notification(&app, &deposit.noti_id, |n| n.attempts >= 1).await;
+
     assert!(
-        !deposit.acknowledged,
+        !deposit.tries[0].acknowledged,
         "the stale answer is not acted on: {deposit:?}"
     );
-    let shown = app.payment(&token, p["imp_uid"].as_str().unwrap()).await;
+    assert!(
+        crate::helpers::captured_logs()
+            .contains(&format!("payment {imp_uid} changed during verification")),
+        "KCP's held answer reached the gateway, which found it stale"
+    );
+    let shown = app.payment(&token, imp_uid).await;
     assert_eq!(shown["status"], "ready", "{shown}");
     assert_eq!(webhook_statuses(&app, &hooks).await, ["ready"]);
     app.assert_ledger_agrees().await;
