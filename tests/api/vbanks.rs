@@ -466,6 +466,71 @@ async fn invalid_requests_are_400s_that_write_nothing_and_call_no_kcp() {
     assert!(app.sandbox.ledger().is_empty());
 }
 
+/// `vbank_due` is one rule (`domain::vbank::deposit_deadline`) for `POST /vbanks` and the browser
+/// checkout: a deadline already past, now, or at Unix 0 is refused by both in the same words,
+/// before anything is written or sent to KCP. `POST /vbanks` takes Unix seconds, the checkout also
+/// Unix seconds (10 digits) and its dated forms; a deadline past the year 9999 (KST), or seconds no
+/// date can hold, which only `POST /vbanks` can be sent, are refused in the same words too.
+#[tokio::test]
+async fn post_vbanks_and_the_checkout_refuse_a_past_or_impossible_vbank_due_in_the_same_words() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let refusal = openport::domain::vbank::DueRefused.to_string();
+    let issue = |merchant_uid: String, due: Value| {
+        let (app, token) = (&app, &token);
+        async move {
+            let mut body = vbank(app, &merchant_uid, 5000);
+            body["vbank_due"] = due;
+            let (status, res) = app.post("/vbanks", Some(token), body).await;
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{res}");
+            res["message"].as_str().unwrap().to_string()
+        }
+    };
+    let open_window = |merchant_uid: String, due: String| {
+        let app = &app;
+        async move {
+            let (_, res) = app
+                .post(
+                    "/checkout/request",
+                    None,
+                    json!({"imp_code": "imp00000000", "mobile": false, "page_url": "http://shop.test/cart",
+                           "params": {"pay_method": "vbank", "merchant_uid": merchant_uid, "amount": 5000,
+                                      "vbank_due": due}}),
+                )
+                .await;
+            assert_ne!(res["code"], 0, "{res}");
+            res["message"].as_str().unwrap().to_string()
+        }
+    };
+    let now = app.app.gateway.clock.unix();
+    for (i, due) in [now - 3600, now, 0].into_iter().enumerate() {
+        let by_api = issue(format!("vb-due-api-{i}"), json!(due)).await;
+        let by_window = open_window(format!("vb-due-web-{i}"), format!("{due:010}")).await;
+        assert_eq!(by_api, refusal, "POST /vbanks, vbank_due {due}");
+        assert_eq!(by_window, refusal, "checkout, vbank_due {due:010}");
+    }
+    assert_eq!(
+        open_window("vb-due-web-dated".into(), "2020-01-01 10:00:00".into()).await,
+        refusal
+    );
+    for (i, due) in [253_402_268_400i64, i64::MAX, i64::MIN]
+        .into_iter()
+        .enumerate()
+    {
+        assert_eq!(
+            issue(format!("vb-due-api-far-{i}"), json!(due)).await,
+            refusal,
+            "{due}"
+        );
+    }
+
+    let payments = openport::store::payments::all_payments(&app.app.gateway.db.read)
+        .await
+        .unwrap();
+    assert!(payments.is_empty(), "{payments:?}");
+    assert!(app.sandbox.ledger().is_empty());
+}
+
 #[tokio::test]
 async fn the_same_merchant_uid_issued_concurrently_gets_exactly_one_account() {
     let app = spawn_app().await;
