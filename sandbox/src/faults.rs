@@ -20,6 +20,10 @@ use crate::Shared;
 /// Largest request body the sandbox reads (KCP requests are a few kilobytes).
 const BODY_LIMIT: usize = 1024 * 1024;
 
+/// The longest a [`Fault::HoldAnswer`] holds its answer when nobody opens its gate: a test that
+/// fails before opening it does not leave the request waiting for ever.
+pub const HOLD_AT_MOST: Duration = Duration::from_secs(30);
+
 /// What happens to a matching request.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -45,6 +49,12 @@ pub enum Fault {
     AnswerFields {
         fields: std::collections::BTreeMap<String, String>,
     },
+    /// Process fully (the ledger changes), then hold the answer until the test opens `gate`
+    /// ([`crate::Sandbox::open_gate`]), at most [`HOLD_AT_MOST`]: an answer made stale by what
+    /// the test does meanwhile, in an order no timer decides ([`crate::Sandbox::until_held`]
+    /// waits until the request is held). Gates are opened from Rust only: armed over HTTP, the
+    /// answer goes after [`HOLD_AT_MOST`].
+    HoldAnswer { gate: String },
     /// Do not process; refuse with KCP's failure shape (HTTP 200, `{"res_cd","res_msg"}`), as KCP
     /// refuses what it will not do for reasons a test cannot otherwise arrange (an issuer's or
     /// Benepia's refusal of a re-approval, say).
@@ -146,10 +156,21 @@ impl From<FaultRule> for FaultRuleJson {
     }
 }
 
-/// The armed rules, in the order they were added.
+/// The armed rules, in the order they were added, and the gates of [`Fault::HoldAnswer`].
 #[derive(Debug, Default)]
 pub(crate) struct FaultBook {
     rules: Vec<FaultRule>,
+    gates: std::collections::HashMap<String, Arc<Gate>>,
+}
+
+/// Where a [`Fault::HoldAnswer`] waits. Both sides keep a permit when the other has not come
+/// yet ([`tokio::sync::Notify::notify_one`]), so a test may open a gate before the request is held.
+#[derive(Debug, Default)]
+pub(crate) struct Gate {
+    /// Notified once the request has been processed and its answer is held.
+    pub held: tokio::sync::Notify,
+    /// Notified by the test to let the answer go.
+    pub open: tokio::sync::Notify,
 }
 
 impl FaultBook {
@@ -163,6 +184,11 @@ impl FaultBook {
 
     pub fn rules(&self) -> Vec<FaultRule> {
         self.rules.clone()
+    }
+
+    /// The gate named `name`, made on first use by either side.
+    pub fn gate(&mut self, name: &str) -> Arc<Gate> {
+        self.gates.entry(name.to_owned()).or_default().clone()
     }
 
     /// Consumes one use of the first rule matching the request, if any.
@@ -220,6 +246,13 @@ async fn apply_detached(shared: Arc<Shared>, request: Request, next: Next) -> Re
         Fault::SlowAnswer { ms } => {
             let answer = next.run(request).await;
             tokio::time::sleep(Duration::from_millis(ms)).await;
+            answer
+        }
+        Fault::HoldAnswer { gate } => {
+            let answer = next.run(request).await;
+            let gate = shared.faults().gate(&gate);
+            gate.held.notify_one();
+            let _ = tokio::time::timeout(HOLD_AT_MOST, gate.open.notified()).await;
             answer
         }
         Fault::HttpStatus { status } => error_page(status),
@@ -325,6 +358,16 @@ mod tests {
         )
         .unwrap();
         assert_eq!(rule.fault, Fault::SlowAnswer { ms: 800 });
+        let rule: FaultRule = serde_json::from_str(
+            r#"{"path":"/std/inquery","fault":{"kind":"hold_answer","gate":"deposit"}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            rule.fault,
+            Fault::HoldAnswer {
+                gate: "deposit".into()
+            }
+        );
         let rule: FaultRule = serde_json::from_str(
             r#"{"path":"/gw/hub/v1/payment","fault":{"kind":"answer_fields","fields":{"tno":"1","order_no":"o2"}}}"#,
         )

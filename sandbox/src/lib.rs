@@ -279,6 +279,18 @@ impl Sandbox {
         self.shared.faults().clear();
     }
 
+    /// Waits until a request matched by a [`Fault::HoldAnswer`] on `gate` has been processed and
+    /// its answer is held (at once if one already was and nobody waited for it).
+    pub async fn until_held(&self, gate: &str) {
+        let gate = self.shared.faults().gate(gate);
+        gate.held.notified().await;
+    }
+
+    /// Lets the answer held on `gate` go (or the next one to be held, if none is yet).
+    pub fn open_gate(&self, gate: &str) {
+        self.shared.faults().gate(gate).open.notify_one();
+    }
+
     /// The rules still armed (a rule disappears once used up): how a test knows that a request
     /// has reached the sandbox.
     pub fn armed_faults(&self) -> Vec<FaultRule> {

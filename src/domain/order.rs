@@ -31,10 +31,6 @@ pub enum OrderFieldError {
     AmountTooLarge,
     #[error("지원하지 않는 통화입니다. (KRW만 지원)")]
     Currency,
-    /// `POST /vbanks`'s refusal of the same deadline, for a deadline given in any of the
-    /// checkout's forms.
-    #[error("vbank_due는 현재 이후, 9999-12-31 이전의 시각이어야 합니다.")]
-    VbankDue,
     /// The REST API's wording for the same refusal (`api::extract`), naming the field.
     #[error("{}", crate::domain::text::control_character_message(.0))]
     ControlCharacter(&'static str),
@@ -93,22 +89,6 @@ pub fn currency(given: Option<String>) -> Result<Option<String>, OrderFieldError
     Ok(Some(currency))
 }
 
-/// A virtual account's deposit deadline (`vbank_due`) at `now`: later than now, as `POST /vbanks`
-/// takes it, since an account already due could never be paid (KCP refuses to issue it, and its
-/// bank refuses every deposit past it), and in a year KCP's `yyyyMMddHHmmss` (Korea time) can
-/// write.
-pub fn vbank_due(
-    due: chrono::DateTime<chrono::Utc>,
-    now: chrono::DateTime<chrono::Utc>,
-) -> Result<chrono::DateTime<chrono::Utc>, OrderFieldError> {
-    use chrono::Datelike;
-    let kst = chrono::FixedOffset::east_opt(9 * 3600).ok_or(OrderFieldError::VbankDue)?;
-    if due <= now || due.with_timezone(&kst).year() > 9999 {
-        return Err(OrderFieldError::VbankDue);
-    }
-    Ok(due)
-}
-
 fn no_controls(field: &'static str, value: &str) -> Result<(), OrderFieldError> {
     if value.chars().any(is_refused_control) {
         return Err(OrderFieldError::ControlCharacter(field));
@@ -159,22 +139,6 @@ mod tests {
             Err(OrderFieldError::AmountTooLarge)
         );
         assert_eq!(amount(None, 1), Err(OrderFieldError::AmountMissing));
-    }
-
-    #[test]
-    fn a_vbank_due_lies_after_now_and_before_the_year_ten_thousand() {
-        let now = chrono::DateTime::from_timestamp(1_800_000_000, 0).unwrap();
-        let later = now + chrono::Duration::seconds(1);
-        assert_eq!(vbank_due(later, now), Ok(later));
-        assert_eq!(vbank_due(now, now), Err(OrderFieldError::VbankDue));
-        assert_eq!(
-            vbank_due(now - chrono::Duration::days(1), now),
-            Err(OrderFieldError::VbankDue)
-        );
-        let last = chrono::DateTime::parse_from_rfc3339("9999-12-31T23:59:59+09:00").unwrap();
-        assert!(vbank_due(last.to_utc(), now).is_ok());
-        let past_9999 = last.to_utc() + chrono::Duration::seconds(1);
-        assert_eq!(vbank_due(past_9999, now), Err(OrderFieldError::VbankDue));
     }
 
     #[test]

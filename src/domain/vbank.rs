@@ -121,6 +121,39 @@ impl VbankBank {
     }
 }
 
+/// A deposit deadline (`vbank_due`) openport will not ask KCP for: one rule and one wording for
+/// `POST /vbanks` (Unix seconds) and the browser checkout (any of its forms, Korea time).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("vbank_due는 현재 이후, 9999-12-31 이전의 시각이어야 합니다.")]
+pub struct DueRefused;
+
+/// A virtual account's deposit deadline (`vbank_due`) at `now`: later than now, since an account
+/// already due could never be paid (KCP refuses to issue it, and its bank refuses every deposit
+/// past it) and would hold its merchant_uid until revoked; and in a year KCP's `yyyyMMddHHmmss`
+/// (Korea time, `va_date`/`ipgm_date`) can write, or KCP would refuse it after the payment is
+/// recorded.
+pub fn deposit_deadline(
+    due: chrono::DateTime<chrono::Utc>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<chrono::DateTime<chrono::Utc>, DueRefused> {
+    use chrono::Datelike;
+    let kst = chrono::FixedOffset::east_opt(9 * 3600).ok_or(DueRefused)?;
+    if due <= now || due.with_timezone(&kst).year() > 9999 {
+        return Err(DueRefused);
+    }
+    Ok(due)
+}
+
+/// [`deposit_deadline`] of Unix seconds, as `POST /vbanks` takes `vbank_due`: seconds no date can
+/// hold are refused the same way.
+pub fn deposit_deadline_unix(
+    secs: i64,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<chrono::DateTime<chrono::Utc>, DueRefused> {
+    let due = chrono::DateTime::from_timestamp(secs, 0).ok_or(DueRefused)?;
+    deposit_deadline(due, now)
+}
+
 /// The resolver's looks at a virtual account awaiting its deposit (service/vbank_checks.rs): the
 /// first this long after issuance (KCP's own notification and its first re-sends come sooner)...
 pub const FIRST_CHECK_AFTER_SECS: i64 = 600;
@@ -176,6 +209,38 @@ mod tests {
             VbankBank::parse("999").unwrap_err().to_string(),
             "지원하지 않는 은행코드입니다. (vbank_code: 999)"
         );
+    }
+
+    #[test]
+    fn a_deposit_deadline_lies_after_now_and_before_the_year_ten_thousand() {
+        let now = chrono::DateTime::from_timestamp(1_800_000_000, 0).unwrap();
+        let later = now + chrono::Duration::seconds(1);
+        assert_eq!(deposit_deadline(later, now), Ok(later));
+        assert_eq!(deposit_deadline(now, now), Err(DueRefused));
+        assert_eq!(
+            deposit_deadline(now - chrono::Duration::days(1), now),
+            Err(DueRefused)
+        );
+        let last = chrono::DateTime::parse_from_rfc3339("9999-12-31T23:59:59+09:00").unwrap();
+        assert!(deposit_deadline(last.to_utc(), now).is_ok());
+        let past_9999 = last.to_utc() + chrono::Duration::seconds(1);
+        assert_eq!(deposit_deadline(past_9999, now), Err(DueRefused));
+    }
+
+    #[test]
+    fn a_deadline_in_unix_seconds_follows_the_same_rule_and_no_date_is_refused_alike() {
+        let now = chrono::DateTime::from_timestamp(1_800_000_000, 0).unwrap();
+        assert_eq!(
+            deposit_deadline_unix(1_800_000_001, now).map(|d| d.timestamp()),
+            Ok(1_800_000_001)
+        );
+        for refused in [1_800_000_000, 0, -1, 253_402_268_800, i64::MAX, i64::MIN] {
+            assert_eq!(
+                deposit_deadline_unix(refused, now),
+                Err(DueRefused),
+                "{refused}"
+            );
+        }
     }
 
     #[test]

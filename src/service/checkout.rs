@@ -519,7 +519,7 @@ impl Gateway {
             self.check_confirm_url(url)?;
         }
         if let Some(due) = req.vbank_due {
-            crate::domain::order::vbank_due(due, self.clock.now())
+            crate::domain::vbank::deposit_deadline(due, self.clock.now())
                 .map_err(|e| ServiceError::BadRequest(e.to_string()))?;
         }
         self.check_prepared(

@@ -8,7 +8,6 @@
 //! one account. An outcome openport does not know is settled by inquiry (`pay_type PAVC`), never
 //! guessed; an account openport cannot stand behind (another amount or order, or found only after
 //! the merchant was told "unknown") is revoked at KCP.
-use chrono::{DateTime, Utc};
 use futures::future::FutureExt;
 use sea_orm::Set;
 
@@ -80,17 +79,9 @@ impl Gateway {
         m: &merchant::Model,
         cmd: VbankCommand,
     ) -> ServiceResult<PaymentRecord> {
-        // KCP takes the deadline as `yyyyMMddHHmmss` in KST (`va_date`): a year past 9999 has
-        // no such form, and would be refused by KCP after the payment is recorded.
-        let kst = chrono::FixedOffset::east_opt(9 * 3600).expect("KST");
-        let due = DateTime::<Utc>::from_timestamp(cmd.due, 0)
-            .filter(|due| due.timestamp() > self.clock.unix())
-            .filter(|due| chrono::Datelike::year(&due.with_timezone(&kst)) <= 9999)
-            .ok_or_else(|| {
-                ServiceError::BadRequest(
-                    "vbank_due는 현재 이후, 9999-12-31 이전의 Unix 시각이어야 합니다.".into(),
-                )
-            })?;
+        // The checkout's rule and wording (domain::vbank).
+        let due = crate::domain::vbank::deposit_deadline_unix(cmd.due, self.clock.now())
+            .map_err(|e| ServiceError::BadRequest(e.to_string()))?;
         let holder = cmd
             .holder
             .as_deref()

@@ -995,6 +995,103 @@ async fn a_bank_transfer_the_buyer_was_told_failed_is_net_cancelled_when_the_res
     app.assert_ledger_agrees().await;
 }
 
+/// A bank transfer of 3,000 won through the window whose approval KCP answers with each
+/// `(field, value)` of `answered` in place of its own; the `rsp` the merchant's page gets.
+async fn bank_transfer_answered(
+    app: &TestApp,
+    merchant_uid: &str,
+    answered: &[(&str, &str)],
+) -> Value {
+    app.sandbox.inject(FaultRule::new(
+        paths::ENC_PAYMENT,
+        Fault::AnswerFields {
+            fields: answered
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        },
+    ));
+    request_pay(
+        app,
+        json!({"pay_method": "trans", "merchant_uid": merchant_uid, "amount": 3000}),
+        &[("bank", "BK20"), ("action", "pay")],
+    )
+    .await
+}
+
+/// KCP's manual makes the amount comparison mandatory (spec/kcp.md §5): a bank transfer KCP
+/// answers for another amount is net-cancelled, never recorded paid, whichever of the answer's
+/// amounts (`amount`, the approval's; `bk_mny`, the transfer's) names it.
+#[tokio::test]
+async fn a_bank_transfer_kcp_answers_for_another_amount_is_net_cancelled_never_paid() {
+    for (i, answered) in [
+        &[("amount", "500"), ("bk_mny", "500")][..],
+        &[("bk_mny", "500")][..],
+        &[("amount", "500")][..],
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let app = spawn_app().await;
+        let rsp = bank_transfer_answered(&app, &format!("web-bank-amount-{i}"), answered).await;
+        assert_eq!(rsp["success"], false, "{answered:?}: {rsp}");
+        let ledger = app.sandbox.ledger();
+        assert_eq!(ledger.len(), 1, "KCP approved once: {answered:?}");
+        assert_eq!(
+            ledger[0].state,
+            TransactionState::Cancelled,
+            "and was net-cancelled: {answered:?}"
+        );
+        let p = payment_of(&app, &rsp).await;
+        assert_eq!(p["status"], "failed", "{answered:?}: {p}");
+        assert_eq!(p["amount"], 3000, "{p}");
+        app.assert_ledger_agrees().await;
+    }
+}
+
+/// The same check on an approval learnt by inquiry: the bank transfer's answer is lost, and the
+/// inquiry (`PABK`) that finds it names another amount. The buyer is still waiting, so an approval
+/// for the order would be honoured; this one is net-cancelled and the payment fails.
+#[tokio::test]
+async fn a_bank_transfer_whose_lost_approval_an_inquiry_finds_for_another_amount_is_net_cancelled()
+{
+    let app = spawn_app().await;
+    app.sandbox
+        .inject(FaultRule::new(paths::ENC_PAYMENT, Fault::LoseResponse));
+    app.sandbox.inject(FaultRule::new(
+        paths::INQUIRY,
+        Fault::AnswerField {
+            field: "amount".into(),
+            value: "999".into(),
+        },
+    ));
+    let rsp = request_pay(
+        &app,
+        json!({"pay_method": "trans", "merchant_uid": "web-bank-inq-amount", "amount": 3000}),
+        &[("bank", "BK20"), ("action", "pay")],
+    )
+    .await;
+    assert!(
+        app.sandbox.armed_faults().is_empty(),
+        "the approval was lost and the inquiry asked"
+    );
+    assert_eq!(rsp["success"], false, "{rsp}");
+    let ledger = app.sandbox.ledger();
+    assert_eq!(ledger.len(), 1, "{ledger:?}");
+    assert_eq!(ledger[0].state, TransactionState::Cancelled, "{ledger:?}");
+    let p = payment_of(&app, &rsp).await;
+    assert_eq!(p["status"], "failed", "{p}");
+    assert_eq!(p["pg_tid"], ledger[0].tno.as_str(), "{p}");
+    assert!(
+        p["fail_reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("불일치")),
+        "{p}"
+    );
+    assert!(app.conflicts().await.is_empty());
+    app.assert_ledger_agrees().await;
+}
+
 /// The window's approval answer is lost and the inquiry that follows fails: the outcome stays
 /// unknown until the resolver runs.
 fn lose_the_approval_and_the_inquiry(app: &TestApp) {

@@ -19,6 +19,7 @@ mod migrations;
 mod onetime;
 mod openapi;
 mod ownership;
+mod point_amounts;
 mod prepare;
 mod reliability;
 mod sandbox_state;

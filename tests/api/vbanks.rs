@@ -466,6 +466,71 @@ async fn invalid_requests_are_400s_that_write_nothing_and_call_no_kcp() {
     assert!(app.sandbox.ledger().is_empty());
 }
 
+/// `vbank_due` is one rule (`domain::vbank::deposit_deadline`) for `POST /vbanks` and the browser
+/// checkout: a deadline already past, now, or at Unix 0 is refused by both in the same words,
+/// before anything is written or sent to KCP. `POST /vbanks` takes Unix seconds, the checkout also
+/// Unix seconds (10 digits) and its dated forms; a deadline past the year 9999 (KST), or seconds no
+/// date can hold, which only `POST /vbanks` can be sent, are refused in the same words too.
+#[tokio::test]
+async fn post_vbanks_and_the_checkout_refuse_a_past_or_impossible_vbank_due_in_the_same_words() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let refusal = openport::domain::vbank::DueRefused.to_string();
+    let issue = |merchant_uid: String, due: Value| {
+        let (app, token) = (&app, &token);
+        async move {
+            let mut body = vbank(app, &merchant_uid, 5000);
+            body["vbank_due"] = due;
+            let (status, res) = app.post("/vbanks", Some(token), body).await;
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{res}");
+            res["message"].as_str().unwrap().to_string()
+        }
+    };
+    let open_window = |merchant_uid: String, due: String| {
+        let app = &app;
+        async move {
+            let (_, res) = app
+                .post(
+                    "/checkout/request",
+                    None,
+                    json!({"imp_code": "imp00000000", "mobile": false, "page_url": "http://shop.test/cart",
+                           "params": {"pay_method": "vbank", "merchant_uid": merchant_uid, "amount": 5000,
+                                      "vbank_due": due}}),
+                )
+                .await;
+            assert_ne!(res["code"], 0, "{res}");
+            res["message"].as_str().unwrap().to_string()
+        }
+    };
+    let now = app.app.gateway.clock.unix();
+    for (i, due) in [now - 3600, now, 0].into_iter().enumerate() {
+        let by_api = issue(format!("vb-due-api-{i}"), json!(due)).await;
+        let by_window = open_window(format!("vb-due-web-{i}"), format!("{due:010}")).await;
+        assert_eq!(by_api, refusal, "POST /vbanks, vbank_due {due}");
+        assert_eq!(by_window, refusal, "checkout, vbank_due {due:010}");
+    }
+    assert_eq!(
+        open_window("vb-due-web-dated".into(), "2020-01-01 10:00:00".into()).await,
+        refusal
+    );
+    for (i, due) in [253_402_268_400i64, i64::MAX, i64::MIN]
+        .into_iter()
+        .enumerate()
+    {
+        assert_eq!(
+            issue(format!("vb-due-api-far-{i}"), json!(due)).await,
+            refusal,
+            "{due}"
+        );
+    }
+
+    let payments = openport::store::payments::all_payments(&app.app.gateway.db.read)
+        .await
+        .unwrap();
+    assert!(payments.is_empty(), "{payments:?}");
+    assert!(app.sandbox.ledger().is_empty());
+}
+
 #[tokio::test]
 async fn the_same_merchant_uid_issued_concurrently_gets_exactly_one_account() {
     let app = spawn_app().await;
@@ -713,33 +778,53 @@ async fn a_real_reversal_makes_the_account_ready_again_and_tells_the_merchant_by
 /// A deposit reversed at KCP while its notification was being verified: the reversal, judged
 /// first against a payment not paid yet, is not overruled by the deposit's older answer ("paid",
 /// given before the reversal), so the account stays ready and nobody is told `paid`.
+///
+/// The order is the sandbox's, not a timer's: KCP answers the deposit's inquiry "paid" and holds
+/// that answer (`Fault::HoldAnswer`) until the reversal's notification has been verified and
+/// acknowledged. The gateway's KCP timeout is long enough that it waits for the held answer
+/// rather than giving up on it, and the log shows the answer arrived and was judged stale.
 #[tokio::test]
 async fn a_deposit_reversed_while_its_notification_is_verified_leaves_the_account_ready() {
-    let app = spawn_app().await;
+    let app = spawn_app_with(|c| {
+        c.resolver.settle_secs = 60;
+        c.kcp.timeout_ms = 9_000;
+    })
+    .await;
     let token = app.token().await;
     let hooks = Receiver::start().await;
     let p = issued_with_hooks(&app, &token, "vb-race", &hooks).await;
-    let tno = p["pg_tid"].as_str().unwrap();
+    let (imp_uid, tno) = (
+        p["imp_uid"].as_str().unwrap(),
+        p["pg_tid"].as_str().unwrap(),
+    );
     let amount = p["amount"].as_i64().unwrap();
-    // The deposit's inquiry is answered (as "paid") only after the reversal has been handled.
-    app.sandbox
-        .inject(FaultRule::new(paths::INQUIRY, Fault::SlowAnswer { ms: 1000 }).when("tno", tno));
+    let gate = "deposit-inquiry";
+    app.sandbox.inject(
+        FaultRule::new(paths::INQUIRY, Fault::HoldAnswer { gate: gate.into() }).when("tno", tno),
+    );
     let deposit = app.sandbox.deposit(tno, amount, "00").unwrap();
-    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        app.sandbox.until_held(gate),
+    )
+    .await
+    .expect("the deposit's notification is verified by inquiry");
+
     let reversal = app.sandbox.deposit(tno, amount, "13").unwrap();
     sandbox_notification(&app, &reversal.noti_id, |n| n.acknowledged).await;
-    tokio::time::sleep(std::time::Duration::from_millis(1_200)).await;
-    let deposit = app
-        .sandbox
-        .notifications()
-        .into_iter()
-        .find(|n| n.noti_id == deposit.noti_id)
-        .unwrap();
+    app.sandbox.open_gate(gate);
+    let deposit = sandbox_notification(&app, &deposit.noti_id, |n| n.attempts >= 1).await;
+
     assert!(
-        !deposit.acknowledged,
+        !deposit.tries[0].acknowledged,
         "the stale answer is not acted on: {deposit:?}"
     );
-    let shown = app.payment(&token, p["imp_uid"].as_str().unwrap()).await;
+    assert!(
+        crate::helpers::captured_logs()
+            .contains(&format!("payment {imp_uid} changed during verification")),
+        "KCP's held answer reached the gateway, which found it stale"
+    );
+    let shown = app.payment(&token, imp_uid).await;
     assert_eq!(shown["status"], "ready", "{shown}");
     assert_eq!(webhook_statuses(&app, &hooks).await, ["ready"]);
     app.assert_ledger_agrees().await;
@@ -1430,6 +1515,100 @@ async fn an_account_found_paid_whose_inquiry_names_no_account_holds_its_merchant
         "{again}"
     );
     assert_eq!(app.sandbox.ledger().len(), 1, "no second account");
+}
+
+/// KCP's manual makes the amount comparison mandatory (spec/kcp.md §5), for an account learnt by
+/// inquiry too: the issuance's answer is lost, and the inquiry (`PAVC`) that finds the account
+/// names another amount than the payment's. The merchant is still waiting, so an account for the
+/// order would be handed out `ready`; this one is revoked at KCP, never handed out, and the payment
+/// fails (nobody could pay it the right amount), its merchant_uid free again.
+#[tokio::test]
+async fn an_account_whose_lost_issuance_an_inquiry_finds_for_another_amount_is_revoked_not_handed_out(
+) {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let hooks = Receiver::start().await;
+    app.sandbox
+        .inject(FaultRule::new(paths::HUB_PAYMENT, Fault::LoseResponse).when("pay_method", "VCNT"));
+    app.sandbox.inject(FaultRule::new(
+        paths::INQUIRY,
+        Fault::AnswerField {
+            field: "amount".into(),
+            value: "999".into(),
+        },
+    ));
+    let mut body = vbank(&app, "vb-inq-amount", 5000);
+    body["notice_url"] = json!(hooks.url("/hook"));
+
+    let (_, res) = app.post("/vbanks", Some(&token), body).await;
+
+    assert!(
+        app.sandbox.armed_faults().is_empty(),
+        "the issuance answer was lost and the inquiry asked"
+    );
+    assert_ne!(
+        res["response"]["status"], "ready",
+        "never handed out: {res}"
+    );
+    let ledger = app.sandbox.ledger();
+    assert_eq!(ledger.len(), 1, "{ledger:?}");
+    assert_eq!(
+        ledger[0].state,
+        TransactionState::Cancelled,
+        "revoked at KCP"
+    );
+    let (_, found) = app
+        .get("/payments/find/vb-inq-amount/failed", Some(&token))
+        .await;
+    let p = &found["response"];
+    assert_eq!(p["status"], "failed", "{found}");
+    assert_eq!(p["pg_tid"], ledger[0].tno.as_str(), "{p}");
+    assert!(p["vbank_num"].is_null(), "no account shown: {p}");
+    assert!(app.conflicts().await.is_empty());
+    assert!(
+        webhook_statuses(&app, &hooks).await.is_empty(),
+        "no `ready` webhook for an account never handed out"
+    );
+    app.assert_ledger_agrees().await;
+
+    let again = issued(&app, &token, vbank(&app, "vb-inq-amount", 5000)).await;
+    assert_ne!(again["imp_uid"], p["imp_uid"]);
+}
+
+/// An account found paid into after its issuance answer was lost is recorded `paid` only when
+/// KCP's inquiry names it for the payment's amount: one it names for another amount is held for
+/// the operator (a conflict, never `paid`, never revoked over the buyer's money).
+#[tokio::test]
+async fn an_account_found_paid_whose_inquiry_names_another_amount_is_held_for_the_operator_never_paid(
+) {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let imp_uid =
+        an_issuance_whose_answer_and_inquiry_are_lost(&app, &token, "vb-lost-paid-amount").await;
+    let tno = app.sandbox.ledger()[0].tno.clone();
+    app.sandbox.deposit(&tno, 5000, "00").unwrap();
+    app.sandbox.inject(
+        FaultRule::new(
+            paths::INQUIRY,
+            Fault::AnswerField {
+                field: "amount".into(),
+                value: "999".into(),
+            },
+        )
+        .times(100),
+    );
+
+    app.advance(SETTLE_SECS + 1);
+    app.resolve_all().await;
+
+    let entry = &app.sandbox.ledger()[0];
+    assert!(entry.cancels.is_empty(), "not revoked: {entry:?}");
+    let p = app.payment(&token, &imp_uid).await;
+    assert_eq!(p["status"], "ready", "held, never paid nor failed: {p}");
+    assert_eq!(p["pg_tid"], tno.as_str());
+    let conflicts = app.conflicts().await;
+    assert_eq!(conflicts.len(), 1, "{conflicts:?}");
+    assert_eq!(conflicts[0].imp_uid, imp_uid);
 }
 
 /// A revocation closes the account at KCP with whatever was deposited on it and nowhere to send

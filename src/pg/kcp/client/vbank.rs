@@ -38,8 +38,10 @@ impl PgVirtualAccounts for KcpConnector {
                     if let Some(tno) = resp.tno.as_deref() {
                         tracing::Span::current().record("tno", tno.trim());
                     }
+                    let named = resp.amounts_named();
                     let approval = resp.into_approval(PAY_TYPE_VBANK).map_err(unusable)?;
-                    let approval = check_window_matches(approval, req.amount, &req.order_no)?;
+                    let approval =
+                        check_window_matches(approval, &named, req.amount, &req.order_no)?;
                     issued_account(approval).map_err(unusable)
                 }
             }

@@ -30,8 +30,11 @@ use crate::pg::{
 /// The cross-check KCP's manual makes mandatory (spec/kcp.md §5), for every window method: an
 /// approval for another amount or order must be net-cancelled. An answer without `order_no` (the
 /// vbank sample has none) is taken to be about the order asked for.
+/// `named` is every amount the answer names ([`WindowApprovalResponse::amounts_named`]): a bank
+/// transfer answered with `bk_mny` of the order but another `amount` is a mismatch too.
 pub(super) fn check_window_matches(
     mut approval: WindowApproval,
+    named: &[Won],
     amount: Won,
     order_no: &str,
 ) -> Result<WindowApproval, PgError> {
@@ -39,6 +42,9 @@ pub(super) fn check_window_matches(
     let mut problems = Vec::new();
     if got_amount != amount {
         problems.push(format!("amount {got_amount} (requested {amount})"));
+    }
+    for other in named.iter().filter(|a| **a != amount && **a != got_amount) {
+        problems.push(format!("an amount named {other} (requested {amount})"));
     }
     if got_order.is_empty() {
         order_no.clone_into(got_order);
@@ -163,9 +169,15 @@ impl PgCheckout for KcpConnector {
                             tracing::Span::current().record("tno", tno.trim());
                         }
                         let escrow = escrow_of(resp.escw_yn.as_deref());
+                        let named = resp.amounts_named();
                         let approval = resp.into_approval(pay_type).map_err(unusable)?;
                         ApprovedWindow {
-                            approval: check_window_matches(approval, req.amount, &req.order_no)?,
+                            approval: check_window_matches(
+                                approval,
+                                &named,
+                                req.amount,
+                                &req.order_no,
+                            )?,
                             escrow,
                         }
                     }

@@ -458,6 +458,18 @@ fn parse_due(value: &str) -> Option<DateTime<Utc>> {
 }
 
 impl WindowApprovalResponse {
+    /// Every amount the answer names (`amount`, `bk_mny`, `pnt_amount`) that reads as one. The
+    /// approval is read from the method's own field (`bk_mny`, `pnt_amount`) before `amount`, so
+    /// the cross-check of spec §5 compares these too: an answer naming another amount in any of
+    /// them is a mismatch, whichever field the approval was read from.
+    pub fn amounts_named(&self) -> Vec<Won> {
+        [&self.amount, &self.bk_mny, &self.pnt_amount]
+            .into_iter()
+            .filter_map(|v| v.as_deref().map(str::trim).filter(|v| !v.is_empty()))
+            .filter_map(parse_won)
+            .collect()
+    }
+
     /// The answer for `pay_type` (one of §2.3's non-card types). `tno` and the amount are what
     /// money safety depends on (they are required, else the outcome is unknown); for a virtual
     /// account so are `account` and `va_date`, which the buyer must be told. Descriptive fields
