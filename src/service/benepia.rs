@@ -389,6 +389,12 @@ impl Gateway {
                 "PG사에서는 취소되었으나 결제 기록과 일치하지 않아 운영자 확인이 필요합니다. (imp_uid: {}, attempt {attempt_id})",
                 payment.imp_uid
             ))),
+            PointCancelOutcome::Disputed(attempt_id) => {
+                Err(super::cancel::conflict_refusal(payment, attempt_id))
+            }
+            PointCancelOutcome::Reconciled(attempt_id) => {
+                Err(super::cancel::reconciled_refusal(payment, attempt_id))
+            }
         }
     }
 
@@ -883,6 +889,11 @@ pub(crate) enum PointCancelOutcome {
     /// after another holder had closed the attempt as not applied, one of another amount, the
     /// original cancelled without a re-approval found): attempt N is a `conflict` for an operator.
     Conflict(i64),
+    /// [`CancelOutcome::Disputed`]: attempt N is a conflict, and whether KCP applied this cancel
+    /// is not known to whoever answers.
+    Disputed(i64),
+    /// [`CancelOutcome::Reconciled`]: attempt N was such a conflict, reconciled since.
+    Reconciled(i64),
 }
 
 impl From<CancelOutcome> for PointCancelOutcome {
@@ -892,6 +903,8 @@ impl From<CancelOutcome> for PointCancelOutcome {
             CancelOutcome::NotApplied(why) => Self::NotApplied(why),
             CancelOutcome::Unknown => Self::Unknown,
             CancelOutcome::Conflict(id) => Self::Conflict(id),
+            CancelOutcome::Disputed(id) => Self::Disputed(id),
+            CancelOutcome::Reconciled(id) => Self::Reconciled(id),
         }
     }
 }
@@ -905,6 +918,8 @@ impl PointCancelOutcome {
             Self::NotApplied(why) => CancelOutcome::NotApplied(why),
             Self::Unknown => CancelOutcome::Unknown,
             Self::Conflict(id) => CancelOutcome::Conflict(id),
+            Self::Disputed(id) => CancelOutcome::Disputed(id),
+            Self::Reconciled(id) => CancelOutcome::Reconciled(id),
         }
     }
 }

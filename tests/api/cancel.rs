@@ -928,3 +928,99 @@ async fn a_cancel_in_kcps_admin_reaches_openport_by_kcps_own_notice() {
     );
     app.assert_ledger_agrees().await;
 }
+
+/// A partial cancel of `p` (3,000) that KCP applies at once but answers only after the gateway
+/// stopped waiting, in the background; returns once the cancel has reached KCP, its request still
+/// waiting. Meanwhile the test lets the resolver take the attempt over (the request's lease run
+/// out) and find "no such trade" at KCP (8201), which closes it as a conflict.
+async fn cancel_taken_over_and_closed_as_a_conflict(
+    app: &TestApp,
+    token: &str,
+    p: &Value,
+) -> tokio::task::JoinHandle<(StatusCode, Value)> {
+    app.sandbox.inject(FaultRule::new(
+        paths::CANCEL,
+        Fault::SlowAnswer {
+            ms: crate::helpers::KCP_TIMEOUT_MS + 1000,
+        },
+    ));
+    let request = app.cancel_in_background(token, p["imp_uid"].as_str().unwrap(), 3000);
+    app.until_the_faults_are_used().await;
+    app.sandbox.inject(
+        FaultRule::new(
+            paths::INQUIRY,
+            Fault::Refuse {
+                code: "8201".into(),
+                message: "해당 거래 없음".into(),
+            },
+        )
+        .times(100),
+    );
+    app.advance(crate::helpers::SETTLE_SECS + 10);
+    assert_eq!(app.app.gateway.resolve_due(10).await.unwrap(), 1);
+    assert_eq!(app.conflicts().await.len(), 1, "the resolver's conflict");
+    request
+}
+
+/// The request whose cancel another holder (the resolver, past the request's lease) closed as a
+/// conflict learns it only from the database once KCP's answer is lost to it. KCP did refund the
+/// 3,000: the merchant gets the operator's wording naming the attempt, never "결제취소에 실패",
+/// which would invite a second refund by other means.
+#[tokio::test]
+async fn a_cancel_another_holder_closed_as_a_conflict_is_answered_as_the_operators_not_as_a_failure(
+) {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let p = app.paid(&token, "cancel-disputed", 10000).await;
+    let imp_uid = p["imp_uid"].as_str().unwrap();
+    let request = cancel_taken_over_and_closed_as_a_conflict(&app, &token, &p).await;
+
+    let (_, body) = request.await.unwrap();
+
+    assert_eq!(body["code"], 1, "{body}");
+    let message = body["message"].as_str().unwrap();
+    let conflict = &app.conflicts().await[0];
+    assert!(message.contains("운영자 확인"), "{body}");
+    assert!(!message.contains("실패"), "never a plain failure: {body}");
+    assert!(!message.contains("자동으로"), "not the resolver's: {body}");
+    assert!(
+        message.contains(imp_uid) && message.contains(&format!("attempt {}", conflict.id)),
+        "{body}"
+    );
+    assert_eq!(app.sandbox.ledger()[0].balance, 7000, "KCP refunded it");
+    assert_eq!(app.payment(&token, imp_uid).await["cancel_amount"], 0);
+}
+
+/// The same conflict reconciled by an operator before the request could answer: the record agrees
+/// with KCP again, and which of its cancels is this request's only the operator knows. The merchant
+/// is pointed at the payment, neither told "not cancelled" nor "cancelled".
+#[tokio::test]
+async fn a_cancel_whose_conflict_an_operator_reconciled_meanwhile_points_the_merchant_at_the_payment(
+) {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let p = app.paid(&token, "cancel-reconciled", 10000).await;
+    let imp_uid = p["imp_uid"].as_str().unwrap();
+    let request = cancel_taken_over_and_closed_as_a_conflict(&app, &token, &p).await;
+    let conflict = app.conflicts().await[0].id;
+    app.app
+        .gateway
+        .mark_reconciled(
+            conflict,
+            "3,000 won cancelled at KCP, recorded by hand",
+            None,
+        )
+        .await
+        .unwrap();
+
+    let (_, body) = request.await.unwrap();
+
+    assert_eq!(body["code"], 1, "{body}");
+    let message = body["message"].as_str().unwrap();
+    assert!(!message.contains("실패"), "never a plain failure: {body}");
+    assert!(message.contains("결제건 조회"), "{body}");
+    assert!(
+        message.contains(imp_uid) && message.contains(&format!("attempt {conflict}")),
+        "{body}"
+    );
+}
