@@ -269,17 +269,18 @@ impl Gateway {
                     .await
             }
         } else {
+            // KCP changed the trade, by this cancel or otherwise: never answered "not applied"
+            // (`CancelOutcome::Disputed`).
             tracing::error!(
                 imp_uid = %payment.imp_uid, remaining, balance_before,
                 "KCP balance matches neither outcome of the cancel; left for the operator"
             );
+            let id = attempt.id;
             self.closed_or_decided(
                 attempt,
                 "conflict",
                 &format!("KCP 잔액 {remaining}, 기대값 불일치"),
-                CancelOutcome::NotApplied(format!(
-                    "PG사 잔액 {remaining}원이 예상과 달라 운영자 확인이 필요합니다"
-                )),
+                CancelOutcome::Disputed(id),
             )
             .await
         }

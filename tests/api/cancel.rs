@@ -300,12 +300,14 @@ async fn a_payment_cancelled_in_kcps_admin_is_recorded_by_a_full_cancel_and_a_pa
         )
         .await;
     assert_eq!(body["code"], 1, "{body}");
-    // KCP did answer: the merchant is told its balance disagrees, not that KCP was silent.
+    // KCP did answer: the merchant is told KCP's record disagrees, not that KCP was silent, and
+    // never that the cancel failed (KCP holds every won refunded).
     let message = body["message"].as_str().unwrap();
     assert!(
-        message.contains("PG사 잔액 0원") && message.contains("운영자 확인"),
+        message.contains("PG사 내역과 일치하지 않아") && message.contains("운영자 확인"),
         "{message}"
     );
+    assert!(!message.contains("실패"), "{message}");
     let shown = app
         .payment(&token, partial["imp_uid"].as_str().unwrap())
         .await;
@@ -1023,4 +1025,41 @@ async fn a_cancel_whose_conflict_an_operator_reconciled_meanwhile_points_the_mer
         message.contains(imp_uid) && message.contains(&format!("attempt {conflict}")),
         "{body}"
     );
+}
+
+/// A cancel whose answer is lost and whose inquiry shows a balance matching neither outcome (KCP
+/// holds 5,000 of 10,000 after a cancel of 3,000: something else changed the trade too). Whether
+/// this cancel is among what KCP refunded is for the operator to find out: the merchant gets the
+/// operator's wording, never "결제취소에 실패", and the attempt is listed.
+#[tokio::test]
+async fn a_cancel_whose_answer_is_lost_and_whose_balance_matches_neither_outcome_is_answered_as_the_operators(
+) {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let p = app.paid(&token, "cancel-neither", 10000).await;
+    let imp_uid = p["imp_uid"].as_str().unwrap();
+    app.sandbox
+        .inject(FaultRule::new(paths::CANCEL, Fault::LoseResponse));
+    app.sandbox.inject(FaultRule::new(
+        paths::INQUIRY,
+        Fault::AnswerField {
+            field: "rem_mny".into(),
+            value: "5000".into(),
+        },
+    ));
+
+    let body = app.cancel(&token, imp_uid, 3000).await;
+
+    assert_eq!(body["code"], 1, "{body}");
+    let message = body["message"].as_str().unwrap();
+    assert!(message.contains("운영자 확인"), "{body}");
+    assert!(!message.contains("실패"), "never a plain failure: {body}");
+    let conflicts = app.conflicts().await;
+    assert_eq!(conflicts.len(), 1, "{conflicts:?}");
+    assert_eq!(conflicts[0].imp_uid, imp_uid);
+    assert!(
+        message.contains(&format!("attempt {}", conflicts[0].id)),
+        "{body}"
+    );
+    assert_eq!(app.payment(&token, imp_uid).await["cancel_amount"], 0);
 }
