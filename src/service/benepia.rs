@@ -465,13 +465,17 @@ impl Gateway {
                 )
                 .await
             }
+            // "No such trade" for the tno KCP approved contradicts KCP and says nothing of whether
+            // the STRA landed: never answered "not cancelled" (`PointCancelOutcome::Disputed`),
+            // as for a card (service/resolve.rs `resolve_cancel`).
             Ok(TradeState::NotFound) => {
                 tracing::error!(imp_uid = %payment.imp_uid, "point cancel attempt: KCP has no such transaction");
+                let id = attempt.id;
                 self.point_closed_or_decided(
                     attempt,
                     "conflict",
                     "KCP에 거래가 없음",
-                    PointCancelOutcome::NotApplied("KCP에 거래가 없음".into()),
+                    PointCancelOutcome::Disputed(id),
                 )
                 .await
             }

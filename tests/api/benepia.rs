@@ -923,3 +923,54 @@ async fn a_reapproval_kcp_applies_after_it_was_closed_as_not_applied_is_found_by
         0
     );
 }
+
+/// A partial point cancel whose STRA answer is lost and whose inquiry says "no such trade" (8201)
+/// for the payment's tno: KCP contradicts its own approval, and whether the STRA landed (here it
+/// did: the rest is re-approved) is for the operator to find out. The merchant gets the operator's
+/// wording naming the attempt, never "결제취소에 실패", the attempt is listed as a conflict, and
+/// the payment takes no other cancel meanwhile.
+#[tokio::test]
+async fn a_partial_point_cancel_whose_answer_is_lost_and_whose_inquiry_says_no_such_trade_is_the_operators(
+) {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let p = paid_with_points(&app, &token, "bp-stra-absent", 10_000).await;
+    let imp_uid = p["imp_uid"].as_str().unwrap();
+    app.sandbox
+        .inject(FaultRule::new(paths::CANCEL, Fault::LoseResponse).when("mod_type", "STRA"));
+    app.sandbox.inject(
+        FaultRule::new(
+            paths::INQUIRY,
+            Fault::Refuse {
+                code: "8201".into(),
+                message: "해당 거래가 존재하지 않습니다.".into(),
+            },
+        )
+        .times(100),
+    );
+
+    let c = cancel(&app, &token, &p["imp_uid"], Some(4_000)).await;
+
+    assert_eq!(c["code"], 1, "{c}");
+    let message = c["message"].as_str().unwrap();
+    assert!(message.contains("운영자 확인"), "{c}");
+    assert!(!message.contains("실패"), "never a plain failure: {c}");
+    assert!(!message.contains("자동으로"), "not the resolver's: {c}");
+    let conflicts = app.conflicts().await;
+    assert_eq!(conflicts.len(), 1, "{conflicts:?}");
+    assert_eq!(conflicts[0].imp_uid, imp_uid);
+    assert!(
+        message.contains(imp_uid) && message.contains(&format!("attempt {}", conflicts[0].id)),
+        "{c}"
+    );
+    assert_eq!(balance(&app, BENEPIA_01.id), 94_000, "KCP applied the STRA");
+    assert_eq!(
+        payment(&app, &token, &p["imp_uid"]).await["cancel_amount"],
+        0
+    );
+    let again = cancel(&app, &token, &p["imp_uid"], Some(1_000)).await;
+    assert!(
+        again["message"].as_str().unwrap().contains("운영자 확인"),
+        "held for the operator: {again}"
+    );
+}
