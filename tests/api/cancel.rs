@@ -1063,3 +1063,61 @@ async fn a_cancel_whose_answer_is_lost_and_whose_balance_matches_neither_outcome
     );
     assert_eq!(app.payment(&token, imp_uid).await["cancel_amount"], 0);
 }
+
+/// A cancel whose answer never comes (dropped) is closed as not applied once settled, and its
+/// second look (`cancel_recheck`, thirty settle delays later) finds "no such trade" at KCP (8201)
+/// for the tno KCP approved. Nothing can be concluded from that: the look is a conflict, listed
+/// for the operator (`openport attempt list --conflicts`), and the merchant's next cancel is
+/// answered with the operator's wording, nothing sent to KCP.
+#[tokio::test]
+async fn a_second_look_at_a_cancel_that_finds_no_such_trade_is_listed_and_holds_the_payments_cancels(
+) {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let p = app.paid(&token, "recheck-absent", 10000).await;
+    let imp_uid = p["imp_uid"].as_str().unwrap();
+    app.sandbox
+        .inject(FaultRule::new(paths::CANCEL, Fault::Drop));
+    let body = app.cancel(&token, imp_uid, 3000).await;
+    assert_eq!(body["code"], 1, "{body}");
+    app.advance(crate::helpers::SETTLE_SECS + 20);
+    app.app.gateway.resolve_due(10).await.unwrap();
+    let open = app.app.gateway.open_attempts(10).await.unwrap();
+    assert_eq!(
+        open.len(),
+        1,
+        "what `openport attempt list` shows: {open:?}"
+    );
+    assert_eq!(open[0].kind, openport::service::cancel_recheck::KIND);
+    assert_eq!(open[0].imp_uid, imp_uid);
+    assert!(app.conflicts().await.is_empty());
+
+    app.sandbox.inject(
+        FaultRule::new(
+            paths::INQUIRY,
+            Fault::Refuse {
+                code: "8201".into(),
+                message: "해당 거래 없음".into(),
+            },
+        )
+        .times(100),
+    );
+    app.advance(30 * crate::helpers::SETTLE_SECS);
+    app.resolve_all().await;
+
+    let conflicts = app.conflicts().await;
+    assert_eq!(conflicts.len(), 1, "{conflicts:?}");
+    assert_eq!(conflicts[0].kind, openport::service::cancel_recheck::KIND);
+    assert_eq!(conflicts[0].imp_uid, imp_uid);
+    let again = app.cancel(&token, imp_uid, 3000).await;
+    assert_eq!(again["code"], 1, "{again}");
+    let message = again["message"].as_str().unwrap();
+    assert!(message.contains("운영자 확인"), "{again}");
+    assert!(!message.contains("실패"), "{again}");
+    assert!(
+        message.contains(&format!("attempt {}", conflicts[0].id)),
+        "{again}"
+    );
+    assert_eq!(app.sandbox.ledger()[0].balance, 10000, "nothing sent");
+    assert_eq!(app.payment(&token, imp_uid).await["cancel_amount"], 0);
+}
