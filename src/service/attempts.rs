@@ -260,7 +260,13 @@ impl Gateway {
     }
 
     /// The outcome of a cancel attempt as the database has it, for a holder whose write found
-    /// that someone else decided.
+    /// that someone else decided. A `conflict` is [`CancelOutcome::Disputed`], never "not
+    /// applied": the holder that closed it found KCP disagreeing with the record (a balance that
+    /// matches neither outcome, no such trade), so KCP may well hold this cancel applied, and a
+    /// merchant told "결제취소에 실패" might refund the buyer by other means while KCP refunded
+    /// too. `reconciled` (an operator settled that conflict since) is
+    /// [`CancelOutcome::Reconciled`]: the payment's record now agrees with KCP, so the merchant is
+    /// pointed at it rather than told one way or the other.
     pub(crate) async fn cancel_decided(&self, attempt_id: i64) -> ServiceResult<CancelOutcome> {
         let a = payments::attempt_by_id(&self.db.write, attempt_id)
             .await?
@@ -273,6 +279,8 @@ impl Gateway {
                 CancelOutcome::Applied(Box::new(p))
             }
             "pending" | "unknown" => CancelOutcome::Unknown,
+            "conflict" => CancelOutcome::Disputed(a.id),
+            "reconciled" => CancelOutcome::Reconciled(a.id),
             _ => CancelOutcome::NotApplied(
                 a.result_message
                     .unwrap_or_else(|| "PG사에서 취소되지 않음".into()),
@@ -289,8 +297,14 @@ impl Gateway {
         &self,
         attempt_id: i64,
     ) -> ServiceResult<CancelOutcome> {
-        let decided = self.cancel_decided(attempt_id).await?;
-        if !matches!(decided, CancelOutcome::NotApplied(_)) {
+        let decided = match self.cancel_decided(attempt_id).await? {
+            CancelOutcome::NotApplied(_) => None,
+            // Closed as a conflict already: this holder knows what the other did not, that KCP
+            // applied the cancel.
+            CancelOutcome::Disputed(id) => Some(CancelOutcome::Conflict(id)),
+            other => Some(other),
+        };
+        if let Some(decided) = decided {
             return Ok(decided);
         }
         let note =
@@ -312,7 +326,9 @@ impl Gateway {
             );
         }
         match self.cancel_decided(attempt_id).await? {
-            CancelOutcome::NotApplied(_) => Ok(CancelOutcome::Conflict(attempt_id)),
+            CancelOutcome::NotApplied(_) | CancelOutcome::Disputed(_) => {
+                Ok(CancelOutcome::Conflict(attempt_id))
+            }
             other => Ok(other),
         }
     }

@@ -389,6 +389,12 @@ impl Gateway {
                 "PG사에서는 취소되었으나 결제 기록과 일치하지 않아 운영자 확인이 필요합니다. (imp_uid: {}, attempt {attempt_id})",
                 payment.imp_uid
             ))),
+            PointCancelOutcome::Disputed(attempt_id) => {
+                Err(super::cancel::conflict_refusal(payment, attempt_id))
+            }
+            PointCancelOutcome::Reconciled(attempt_id) => {
+                Err(super::cancel::reconciled_refusal(payment, attempt_id))
+            }
         }
     }
 
@@ -459,13 +465,17 @@ impl Gateway {
                 )
                 .await
             }
+            // "No such trade" for the tno KCP approved contradicts KCP and says nothing of whether
+            // the STRA landed: never answered "not cancelled" (`PointCancelOutcome::Disputed`),
+            // as for a card (service/resolve.rs `resolve_cancel`).
             Ok(TradeState::NotFound) => {
                 tracing::error!(imp_uid = %payment.imp_uid, "point cancel attempt: KCP has no such transaction");
+                let id = attempt.id;
                 self.point_closed_or_decided(
                     attempt,
                     "conflict",
                     "KCP에 거래가 없음",
-                    PointCancelOutcome::NotApplied("KCP에 거래가 없음".into()),
+                    PointCancelOutcome::Disputed(id),
                 )
                 .await
             }
@@ -612,6 +622,14 @@ impl Gateway {
     /// An older version's partial point cancel ([`REAPPROVE_PENDING`]: its `STSC` went through,
     /// its `STRA` on the cancelled tno is owed): a re-approval already at KCP is recorded; none
     /// (once settled, and only where an inquiry by order number is trusted) → `STRA` again.
+    ///
+    /// A re-approval found cancelled at KCP (in its admin: openport never learnt its tno) leaves
+    /// KCP holding nothing for the payment: the original went back whole with the `STSC`, the rest
+    /// with the re-approval's cancel, and every point is with the member. That is recorded, as
+    /// when KCP refuses the owed `STRA` and holds no re-approval ([`Self::send_owed_reapproval`]):
+    /// the whole balance cancelled, announced by a `cancelled` webhook. Left a conflict, as it
+    /// was, the payment showed a balance KCP did not hold (a merchant could ship or refund
+    /// against it) until an operator put the record right by hand.
     async fn find_or_send_reapproval(
         &self,
         connector: &dyn Pg,
@@ -625,18 +643,22 @@ impl Gateway {
                     .await
             }
             Ok(TradeState::Cancelled { approval, .. }) => {
-                tracing::error!(imp_uid = %payment.imp_uid, tno = %approval.tno, "the re-approval of a partial point cancel was cancelled at KCP; left for the operator");
-                let why = format!(
-                    "{REAPPROVE_PENDING}: re-approval {} cancelled at KCP",
+                tracing::error!(imp_uid = %payment.imp_uid, tno = %approval.tno, "the re-approval an older version owed was cancelled at KCP; the whole payment is cancelled there");
+                let attempt_id = attempt.id;
+                let message = format!(
+                    "{REAPPROVE_PENDING}: re-approval {} cancelled at KCP: whole balance cancelled",
                     approval.tno
                 );
-                self.point_closed_or_decided(
-                    attempt,
-                    "conflict",
-                    &why,
-                    PointCancelOutcome::NotApplied("재승인 거래가 취소됨".into()),
-                )
-                .await
+                // The payment follows the re-approval, as when one is recorded: KCP's trade for
+                // it now, cancelled (and what a notice of that cancel will name).
+                let reapproval = PointTrade::from(approval);
+                match self
+                    .record_full_point_cancel(payment, attempt, Some(&reapproval), message.clone())
+                    .await?
+                {
+                    Some(p) => Ok(PointCancelOutcome::FullyCancelled(Box::new(p), message)),
+                    None => self.point_cancel_decided(attempt_id).await,
+                }
             }
             Ok(TradeState::NotFound) if self.absence_is_final(&attempt, &trade) => {
                 self.send_owed_reapproval(connector, payment, attempt).await
@@ -695,8 +717,9 @@ impl Gateway {
                     Ok(TradeState::NotFound) => {
                         let message = quoted_refusal(&code, &message);
                         tracing::error!(imp_uid = %payment.imp_uid, %tno, "point re-approval refused ({message}); the whole payment is cancelled at KCP");
+                        let whole = format!("STRA refused {message}: whole balance cancelled");
                         match self
-                            .record_full_point_cancel(payment, attempt, &message)
+                            .record_full_point_cancel(payment, attempt, None, whole)
                             .await?
                         {
                             Some(p) => Ok(PointCancelOutcome::FullyCancelled(Box::new(p), message)),
@@ -790,18 +813,19 @@ impl Gateway {
             .map(|p| PointCancelOutcome::Applied(Box::new(p))))
     }
 
-    /// The re-approval was refused and KCP holds nothing: the whole balance is cancelled. None
-    /// when another holder settled the attempt.
+    /// KCP holds nothing for an older version's partial cancel (its re-approval refused, or
+    /// `reapproval` cancelled at KCP): the whole balance is cancelled, `message` on the attempt.
+    /// None when another holder settled the attempt.
     async fn record_full_point_cancel(
         &self,
         payment: payment::Model,
         attempt: pg_attempt::Model,
-        why: &str,
+        reapproval: Option<&PointTrade>,
+        message: String,
     ) -> ServiceResult<Option<payment::Model>> {
         let amount = payment.amount - payment.cancel_amount;
-        let message = format!("STRA refused {why}: whole balance cancelled");
         // More was cancelled than asked: the merchant is told even without `enable_webhook`.
-        self.commit_point_cancel(payment, attempt, amount, None, message, true)
+        self.commit_point_cancel(payment, attempt, amount, reapproval, message, true)
             .await
     }
 
@@ -874,8 +898,8 @@ impl Gateway {
 /// What became of a partial point cancel.
 pub(crate) enum PointCancelOutcome {
     Applied(Box<payment::Model>),
-    /// An older version's owed re-approval was refused: the payment is cancelled in full (the
-    /// message says why).
+    /// An older version's owed re-approval was refused, or found cancelled at KCP: the payment is
+    /// cancelled in full (the message says why).
     FullyCancelled(Box<payment::Model>, String),
     NotApplied(String),
     Unknown,
@@ -883,6 +907,11 @@ pub(crate) enum PointCancelOutcome {
     /// after another holder had closed the attempt as not applied, one of another amount, the
     /// original cancelled without a re-approval found): attempt N is a `conflict` for an operator.
     Conflict(i64),
+    /// [`CancelOutcome::Disputed`]: attempt N is a conflict, and whether KCP applied this cancel
+    /// is not known to whoever answers.
+    Disputed(i64),
+    /// [`CancelOutcome::Reconciled`]: attempt N was such a conflict, reconciled since.
+    Reconciled(i64),
 }
 
 impl From<CancelOutcome> for PointCancelOutcome {
@@ -892,6 +921,8 @@ impl From<CancelOutcome> for PointCancelOutcome {
             CancelOutcome::NotApplied(why) => Self::NotApplied(why),
             CancelOutcome::Unknown => Self::Unknown,
             CancelOutcome::Conflict(id) => Self::Conflict(id),
+            CancelOutcome::Disputed(id) => Self::Disputed(id),
+            CancelOutcome::Reconciled(id) => Self::Reconciled(id),
         }
     }
 }
@@ -905,6 +936,8 @@ impl PointCancelOutcome {
             Self::NotApplied(why) => CancelOutcome::NotApplied(why),
             Self::Unknown => CancelOutcome::Unknown,
             Self::Conflict(id) => CancelOutcome::Conflict(id),
+            Self::Disputed(id) => CancelOutcome::Disputed(id),
+            Self::Reconciled(id) => CancelOutcome::Reconciled(id),
         }
     }
 }

@@ -310,6 +310,8 @@ impl Gateway {
                 "PG사에서는 취소되었으나 결제 기록과 일치하지 않아 운영자 확인이 필요합니다. (imp_uid: {}, attempt {attempt_id})",
                 payment.imp_uid
             ))),
+            CancelOutcome::Disputed(attempt_id) => Err(conflict_refusal(payment, attempt_id)),
+            CancelOutcome::Reconciled(attempt_id) => Err(reconciled_refusal(payment, attempt_id)),
         }
     }
 
@@ -479,10 +481,22 @@ const PARTIAL_CANCEL_NOT_ALLOWED: &str =
     "PG사(KCP)에서 부분취소가 불가능한 결제건입니다. 전액취소만 가능합니다.";
 
 /// The refusal of a cancel while KCP holds something else than the payment's record (attempt
-/// `conflict_id`, closed as a conflict and not reconciled yet).
-fn conflict_refusal(payment: &payment::Model, conflict_id: i64) -> ServiceError {
+/// `conflict_id`, closed as a conflict and not reconciled yet); also the answer to the cancel
+/// whose attempt that is, when nobody knows whether KCP applied it (`CancelOutcome::Disputed`).
+pub(crate) fn conflict_refusal(payment: &payment::Model, conflict_id: i64) -> ServiceError {
     ServiceError::Refused(format!(
         "이 결제건은 PG사 내역과 일치하지 않아 운영자 확인이 필요합니다. (imp_uid: {}, attempt {conflict_id})",
+        payment.imp_uid
+    ))
+}
+
+/// The answer to a cancel whose attempt (`attempt_id`) was closed as a conflict and reconciled by
+/// an operator before its request could answer (`CancelOutcome::Reconciled`): the payment's record
+/// agrees with KCP again and is what the merchant reads; "cancelled" could be false, "not
+/// cancelled" could lead to a second refund by other means.
+pub(crate) fn reconciled_refusal(payment: &payment::Model, attempt_id: i64) -> ServiceError {
+    ServiceError::Refused(format!(
+        "운영자가 PG사 내역과 대조하여 정리한 취소 요청입니다. 취소 반영 여부는 결제건 조회(cancel_amount, cancel_history)로 확인해 주세요. (imp_uid: {}, attempt {attempt_id})",
         payment.imp_uid
     ))
 }

@@ -54,6 +54,17 @@ pub(crate) enum CancelOutcome {
     /// KCP confirmed the cancel to its holder after another holder had closed it as not applied:
     /// attempt N is a `conflict` for an operator (`Gateway::confirmed_cancel_decided`).
     Conflict(i64),
+    /// Attempt N is a `conflict` for an operator, and whether KCP applied this cancel is not known
+    /// to whoever answers: closed so by another holder (whose inquiry found KCP's balance
+    /// disagreeing, or no such trade) while this one waited, or by this one after a lost answer.
+    /// Answered neither "not cancelled" (a merchant refunding by other means would refund twice
+    /// if KCP did) nor "cancelled at KCP", which nobody knows.
+    Disputed(i64),
+    /// Attempt N was such a conflict and an operator has reconciled it since
+    /// (`Gateway::mark_reconciled`): KCP's admin and the payment's record agree, but which of the
+    /// payment's cancels this request's is, if any, only the operator knows. The payment is the
+    /// answer, so the merchant is pointed at it (service/cancel.rs `reconciled_refusal`).
+    Reconciled(i64),
 }
 
 impl Gateway {
@@ -219,15 +230,16 @@ impl Gateway {
             // whether this cancel landed: closed as a conflict for the operator, and still
             // unknown to the request that made it, which is never told the cancel failed (a
             // merchant refunding by other means would refund twice). Its answer names the
-            // conflict (service/cancel.rs `unknown_cancel_refusal`).
+            // conflict (`CancelOutcome::Disputed`).
             Ok(None) => {
                 tracing::error!(imp_uid = %payment.imp_uid, "cancel attempt: KCP has no such transaction");
+                let id = attempt.id;
                 return self
                     .closed_or_decided(
                         attempt,
                         "conflict",
                         "KCP에 거래가 없음",
-                        CancelOutcome::Unknown,
+                        CancelOutcome::Disputed(id),
                     )
                     .await;
             }
@@ -257,17 +269,18 @@ impl Gateway {
                     .await
             }
         } else {
+            // KCP changed the trade, by this cancel or otherwise: never answered "not applied"
+            // (`CancelOutcome::Disputed`).
             tracing::error!(
                 imp_uid = %payment.imp_uid, remaining, balance_before,
                 "KCP balance matches neither outcome of the cancel; left for the operator"
             );
+            let id = attempt.id;
             self.closed_or_decided(
                 attempt,
                 "conflict",
                 &format!("KCP 잔액 {remaining}, 기대값 불일치"),
-                CancelOutcome::NotApplied(format!(
-                    "PG사 잔액 {remaining}원이 예상과 달라 운영자 확인이 필요합니다"
-                )),
+                CancelOutcome::Disputed(id),
             )
             .await
         }

@@ -424,6 +424,12 @@ impl Gateway {
                 "PG사에서는 발급취소되었으나 결제 기록과 일치하지 않아 운영자 확인이 필요합니다. (imp_uid: {}, attempt {attempt_id})",
                 payment.imp_uid
             ))),
+            CancelOutcome::Disputed(attempt_id) => {
+                Err(super::cancel::conflict_refusal(&payment, attempt_id))
+            }
+            CancelOutcome::Reconciled(attempt_id) => {
+                Err(super::cancel::reconciled_refusal(&payment, attempt_id))
+            }
         }
     }
 }

@@ -677,14 +677,22 @@ async fn an_open_cancel_naming_a_tno_the_payment_no_longer_holds_is_closed_as_ne
 /// `reapprove_pending`, under the re-approval's order number `<order_no>R<attempt id>`. The
 /// payment of 10,000 is paid by benepia01, its tno cancelled at KCP (the points back).
 async fn owed_by_an_older_version(app: &TestApp, token: &str, merchant_uid: &str) -> Value {
-    use openport::store::entity::pg_attempt;
-    use sea_orm::{ActiveModelTrait, Set};
     let p = paid_with_points(app, token, merchant_uid, 10_000).await;
     let tno = p["pg_tid"].as_str().unwrap().to_string();
     assert!(
         app.sandbox.cancel_in_admin(&tno),
         "the older version's STSC"
     );
+    left_owing_a_reapproval(app, merchant_uid, &tno).await;
+    p
+}
+
+/// The cancel attempt (4,000) of [`owed_by_an_older_version`] on the payment of `merchant_uid`,
+/// whose tno is `tno`, `reapprove_pending` under `<order_no>R<attempt id>`; that order number.
+async fn left_owing_a_reapproval(app: &TestApp, merchant_uid: &str, tno: &str) -> String {
+    use openport::store::entity::pg_attempt;
+    use sea_orm::{ActiveModelTrait, Set};
+    let tno = tno.to_string();
     let gateway = &app.app.gateway;
     let record = openport::store::payments::live_by_merchant_uid(&gateway.db.read, 1, merchant_uid)
         .await
@@ -713,9 +721,9 @@ async fn owed_by_an_older_version(app: &TestApp, token: &str, merchant_uid: &str
     a.result_message = Set(Some(format!(
         "reapprove_pending: STSC done, STRA owed as {reorder}"
     )));
-    a.order_no = Set(reorder);
+    a.order_no = Set(reorder.clone());
     a.update(&gateway.db.write).await.unwrap();
-    p
+    reorder
 }
 
 /// Upgrading with such an attempt open: the resolver still finishes it the older way. Against a
@@ -922,4 +930,97 @@ async fn a_reapproval_kcp_applies_after_it_was_closed_as_not_applied_is_found_by
         payment(&app, &token, &p["imp_uid"]).await["cancel_amount"],
         0
     );
+}
+
+/// A partial point cancel whose STRA answer is lost and whose inquiry says "no such trade" (8201)
+/// for the payment's tno: KCP contradicts its own approval, and whether the STRA landed (here it
+/// did: the rest is re-approved) is for the operator to find out. The merchant gets the operator's
+/// wording naming the attempt, never "결제취소에 실패", the attempt is listed as a conflict, and
+/// the payment takes no other cancel meanwhile.
+#[tokio::test]
+async fn a_partial_point_cancel_whose_answer_is_lost_and_whose_inquiry_says_no_such_trade_is_the_operators(
+) {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let p = paid_with_points(&app, &token, "bp-stra-absent", 10_000).await;
+    let imp_uid = p["imp_uid"].as_str().unwrap();
+    app.sandbox
+        .inject(FaultRule::new(paths::CANCEL, Fault::LoseResponse).when("mod_type", "STRA"));
+    app.sandbox.inject(
+        FaultRule::new(
+            paths::INQUIRY,
+            Fault::Refuse {
+                code: "8201".into(),
+                message: "해당 거래가 존재하지 않습니다.".into(),
+            },
+        )
+        .times(100),
+    );
+
+    let c = cancel(&app, &token, &p["imp_uid"], Some(4_000)).await;
+
+    assert_eq!(c["code"], 1, "{c}");
+    let message = c["message"].as_str().unwrap();
+    assert!(message.contains("운영자 확인"), "{c}");
+    assert!(!message.contains("실패"), "never a plain failure: {c}");
+    assert!(!message.contains("자동으로"), "not the resolver's: {c}");
+    let conflicts = app.conflicts().await;
+    assert_eq!(conflicts.len(), 1, "{conflicts:?}");
+    assert_eq!(conflicts[0].imp_uid, imp_uid);
+    assert!(
+        message.contains(imp_uid) && message.contains(&format!("attempt {}", conflicts[0].id)),
+        "{c}"
+    );
+    assert_eq!(balance(&app, BENEPIA_01.id), 94_000, "KCP applied the STRA");
+    assert_eq!(
+        payment(&app, &token, &p["imp_uid"]).await["cancel_amount"],
+        0
+    );
+    let again = cancel(&app, &token, &p["imp_uid"], Some(1_000)).await;
+    assert!(
+        again["message"].as_str().unwrap().contains("운영자 확인"),
+        "held for the operator: {again}"
+    );
+}
+
+/// An older version's partial cancel whose re-approval did reach KCP and was then cancelled in
+/// KCP's admin (openport never learnt its tno): the original went back whole with the STSC, the
+/// rest with the re-approval's cancel, and KCP holds nothing for the payment. The resolver records
+/// what KCP holds, the whole balance cancelled, instead of leaving a
+/// payment that shows 10,000 paid while every point is back with the member.
+#[tokio::test]
+async fn a_reapproval_an_older_version_owed_found_cancelled_at_kcp_is_recorded_as_the_whole_payment_cancelled(
+) {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let p = paid_with_points(&app, &token, "bp-older-undone", 10_000).await;
+    let tno = p["pg_tid"].as_str().unwrap().to_string();
+    let reorder = left_owing_a_reapproval(&app, "bp-older-undone", &tno).await;
+    // The older version's cancel and re-approval at KCP (this sandbox takes STRA on the live tno
+    // only, which cancels it as the STSC did), then the re-approval cancelled in KCP's admin.
+    let gateway = &app.app.gateway;
+    let merchant = openport::store::merchants::by_id(&gateway.db.read, 1)
+        .await
+        .unwrap()
+        .expect("the merchant");
+    let connector = gateway
+        .connectors
+        .for_merchant(&merchant, &gateway.secrets)
+        .unwrap();
+    let reapproval = connector
+        .reapprove_points(&tno, 6_000, &reorder, "복지몰 상품")
+        .await
+        .expect("the older version's STRA");
+    assert_eq!(balance(&app, BENEPIA_01.id), 94_000);
+    assert!(app.sandbox.cancel_in_admin(&reapproval.tno));
+    assert_eq!(balance(&app, BENEPIA_01.id), 100_000, "every point back");
+
+    app.advance(SETTLE_SECS + 1);
+    app.resolve_all().await;
+
+    let done = payment(&app, &token, &p["imp_uid"]).await;
+    assert_eq!(done["status"], "cancelled", "{done}");
+    assert_eq!(done["cancel_amount"], 10_000, "{done}");
+    assert!(app.conflicts().await.is_empty());
+    app.assert_ledger_agrees().await;
 }

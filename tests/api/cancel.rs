@@ -300,12 +300,14 @@ async fn a_payment_cancelled_in_kcps_admin_is_recorded_by_a_full_cancel_and_a_pa
         )
         .await;
     assert_eq!(body["code"], 1, "{body}");
-    // KCP did answer: the merchant is told its balance disagrees, not that KCP was silent.
+    // KCP did answer: the merchant is told KCP's record disagrees, not that KCP was silent, and
+    // never that the cancel failed (KCP holds every won refunded).
     let message = body["message"].as_str().unwrap();
     assert!(
-        message.contains("PG사 잔액 0원") && message.contains("운영자 확인"),
+        message.contains("PG사 내역과 일치하지 않아") && message.contains("운영자 확인"),
         "{message}"
     );
+    assert!(!message.contains("실패"), "{message}");
     let shown = app
         .payment(&token, partial["imp_uid"].as_str().unwrap())
         .await;
@@ -927,4 +929,195 @@ async fn a_cancel_in_kcps_admin_reaches_openport_by_kcps_own_notice() {
         "{shown}"
     );
     app.assert_ledger_agrees().await;
+}
+
+/// A partial cancel of `p` (3,000) that KCP applies at once but answers only after the gateway
+/// stopped waiting, in the background; returns once the cancel has reached KCP, its request still
+/// waiting. Meanwhile the test lets the resolver take the attempt over (the request's lease run
+/// out) and find "no such trade" at KCP (8201), which closes it as a conflict.
+async fn cancel_taken_over_and_closed_as_a_conflict(
+    app: &TestApp,
+    token: &str,
+    p: &Value,
+) -> tokio::task::JoinHandle<(StatusCode, Value)> {
+    app.sandbox.inject(FaultRule::new(
+        paths::CANCEL,
+        Fault::SlowAnswer {
+            ms: crate::helpers::KCP_TIMEOUT_MS + 1000,
+        },
+    ));
+    let request = app.cancel_in_background(token, p["imp_uid"].as_str().unwrap(), 3000);
+    app.until_the_faults_are_used().await;
+    app.sandbox.inject(
+        FaultRule::new(
+            paths::INQUIRY,
+            Fault::Refuse {
+                code: "8201".into(),
+                message: "해당 거래 없음".into(),
+            },
+        )
+        .times(100),
+    );
+    app.advance(crate::helpers::SETTLE_SECS + 10);
+    assert_eq!(app.app.gateway.resolve_due(10).await.unwrap(), 1);
+    assert_eq!(app.conflicts().await.len(), 1, "the resolver's conflict");
+    request
+}
+
+/// The request whose cancel another holder (the resolver, past the request's lease) closed as a
+/// conflict learns it only from the database once KCP's answer is lost to it. KCP did refund the
+/// 3,000: the merchant gets the operator's wording naming the attempt, never "결제취소에 실패",
+/// which would invite a second refund by other means.
+#[tokio::test]
+async fn a_cancel_another_holder_closed_as_a_conflict_is_answered_as_the_operators_not_as_a_failure(
+) {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let p = app.paid(&token, "cancel-disputed", 10000).await;
+    let imp_uid = p["imp_uid"].as_str().unwrap();
+    let request = cancel_taken_over_and_closed_as_a_conflict(&app, &token, &p).await;
+
+    let (_, body) = request.await.unwrap();
+
+    assert_eq!(body["code"], 1, "{body}");
+    let message = body["message"].as_str().unwrap();
+    let conflict = &app.conflicts().await[0];
+    assert!(message.contains("운영자 확인"), "{body}");
+    assert!(!message.contains("실패"), "never a plain failure: {body}");
+    assert!(!message.contains("자동으로"), "not the resolver's: {body}");
+    assert!(
+        message.contains(imp_uid) && message.contains(&format!("attempt {}", conflict.id)),
+        "{body}"
+    );
+    assert_eq!(app.sandbox.ledger()[0].balance, 7000, "KCP refunded it");
+    assert_eq!(app.payment(&token, imp_uid).await["cancel_amount"], 0);
+}
+
+/// The same conflict reconciled by an operator before the request could answer: the record agrees
+/// with KCP again, and which of its cancels is this request's only the operator knows. The merchant
+/// is pointed at the payment, neither told "not cancelled" nor "cancelled".
+#[tokio::test]
+async fn a_cancel_whose_conflict_an_operator_reconciled_meanwhile_points_the_merchant_at_the_payment(
+) {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let p = app.paid(&token, "cancel-reconciled", 10000).await;
+    let imp_uid = p["imp_uid"].as_str().unwrap();
+    let request = cancel_taken_over_and_closed_as_a_conflict(&app, &token, &p).await;
+    let conflict = app.conflicts().await[0].id;
+    app.app
+        .gateway
+        .mark_reconciled(
+            conflict,
+            "3,000 won cancelled at KCP, recorded by hand",
+            None,
+        )
+        .await
+        .unwrap();
+
+    let (_, body) = request.await.unwrap();
+
+    assert_eq!(body["code"], 1, "{body}");
+    let message = body["message"].as_str().unwrap();
+    assert!(!message.contains("실패"), "never a plain failure: {body}");
+    assert!(message.contains("결제건 조회"), "{body}");
+    assert!(
+        message.contains(imp_uid) && message.contains(&format!("attempt {conflict}")),
+        "{body}"
+    );
+}
+
+/// A cancel whose answer is lost and whose inquiry shows a balance matching neither outcome (KCP
+/// holds 5,000 of 10,000 after a cancel of 3,000: something else changed the trade too). Whether
+/// this cancel is among what KCP refunded is for the operator to find out: the merchant gets the
+/// operator's wording, never "결제취소에 실패", and the attempt is listed.
+#[tokio::test]
+async fn a_cancel_whose_answer_is_lost_and_whose_balance_matches_neither_outcome_is_answered_as_the_operators(
+) {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let p = app.paid(&token, "cancel-neither", 10000).await;
+    let imp_uid = p["imp_uid"].as_str().unwrap();
+    app.sandbox
+        .inject(FaultRule::new(paths::CANCEL, Fault::LoseResponse));
+    app.sandbox.inject(FaultRule::new(
+        paths::INQUIRY,
+        Fault::AnswerField {
+            field: "rem_mny".into(),
+            value: "5000".into(),
+        },
+    ));
+
+    let body = app.cancel(&token, imp_uid, 3000).await;
+
+    assert_eq!(body["code"], 1, "{body}");
+    let message = body["message"].as_str().unwrap();
+    assert!(message.contains("운영자 확인"), "{body}");
+    assert!(!message.contains("실패"), "never a plain failure: {body}");
+    let conflicts = app.conflicts().await;
+    assert_eq!(conflicts.len(), 1, "{conflicts:?}");
+    assert_eq!(conflicts[0].imp_uid, imp_uid);
+    assert!(
+        message.contains(&format!("attempt {}", conflicts[0].id)),
+        "{body}"
+    );
+    assert_eq!(app.payment(&token, imp_uid).await["cancel_amount"], 0);
+}
+
+/// A cancel whose answer never comes (dropped) is closed as not applied once settled, and its
+/// second look (`cancel_recheck`, thirty settle delays later) finds "no such trade" at KCP (8201)
+/// for the tno KCP approved. Nothing can be concluded from that: the look is a conflict, listed
+/// for the operator (`openport attempt list --conflicts`), and the merchant's next cancel is
+/// answered with the operator's wording, nothing sent to KCP.
+#[tokio::test]
+async fn a_second_look_at_a_cancel_that_finds_no_such_trade_is_listed_and_holds_the_payments_cancels(
+) {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let p = app.paid(&token, "recheck-absent", 10000).await;
+    let imp_uid = p["imp_uid"].as_str().unwrap();
+    app.sandbox
+        .inject(FaultRule::new(paths::CANCEL, Fault::Drop));
+    let body = app.cancel(&token, imp_uid, 3000).await;
+    assert_eq!(body["code"], 1, "{body}");
+    app.advance(crate::helpers::SETTLE_SECS + 20);
+    app.app.gateway.resolve_due(10).await.unwrap();
+    let open = app.app.gateway.open_attempts(10).await.unwrap();
+    assert_eq!(
+        open.len(),
+        1,
+        "what `openport attempt list` shows: {open:?}"
+    );
+    assert_eq!(open[0].kind, openport::service::cancel_recheck::KIND);
+    assert_eq!(open[0].imp_uid, imp_uid);
+    assert!(app.conflicts().await.is_empty());
+
+    app.sandbox.inject(
+        FaultRule::new(
+            paths::INQUIRY,
+            Fault::Refuse {
+                code: "8201".into(),
+                message: "해당 거래 없음".into(),
+            },
+        )
+        .times(100),
+    );
+    app.advance(30 * crate::helpers::SETTLE_SECS);
+    app.resolve_all().await;
+
+    let conflicts = app.conflicts().await;
+    assert_eq!(conflicts.len(), 1, "{conflicts:?}");
+    assert_eq!(conflicts[0].kind, openport::service::cancel_recheck::KIND);
+    assert_eq!(conflicts[0].imp_uid, imp_uid);
+    let again = app.cancel(&token, imp_uid, 3000).await;
+    assert_eq!(again["code"], 1, "{again}");
+    let message = again["message"].as_str().unwrap();
+    assert!(message.contains("운영자 확인"), "{again}");
+    assert!(!message.contains("실패"), "{again}");
+    assert!(
+        message.contains(&format!("attempt {}", conflicts[0].id)),
+        "{again}"
+    );
+    assert_eq!(app.sandbox.ledger()[0].balance, 10000, "nothing sent");
+    assert_eq!(app.payment(&token, imp_uid).await["cancel_amount"], 0);
 }
