@@ -232,7 +232,8 @@ pub struct UnscheduleRequest {
     #[serde(default, deserialize_with = "de::opt_string")]
     pub customer_uid: Option<String>,
     /// Absent, or an empty list beside a customer_uid: all of the customer's pending schedules.
-    /// One merchant_uid or a list.
+    /// One merchant_uid or a list; a blank one (`""`, `[""]`, a form's `merchant_uid=`) is
+    /// refused, never taken for "all".
     #[serde(default, deserialize_with = "de::opt_string_list")]
     #[schema(schema_with = uid_or_uids)]
     pub merchant_uid: Option<Vec<String>>,
@@ -241,7 +242,7 @@ pub struct UnscheduleRequest {
 #[utoipa::path(post, path = "/subscribe/payments/unschedule", operation_id = "unschedule", request_body = UnscheduleBody,
     responses(
         (status = 200, body = ScheduleListOutcome, description = "the schedules revoked; code 1 (response null) when there was none to revoke"),
-        (status = 400, body = ErrorEnvelope, description = "neither customer_uid nor merchant_uid, an empty merchant_uid list without a customer_uid, more than 1,000 merchant_uids, or a body that is not JSON/form with these types"),
+        (status = 400, body = ErrorEnvelope, description = "neither customer_uid nor merchant_uid, a blank merchant_uid (or a blank item in its list), an empty merchant_uid list without a customer_uid, more than 1,000 merchant_uids, or a body that is not JSON/form with these types"),
         TokenBodyErrors))]
 pub async fn unschedule(
     State(s): State<AppState>,
@@ -252,15 +253,23 @@ pub async fn unschedule(
     // the named ones whoever's they are (the service refuses neither). The official Java client's
     // `UnscheduleData(customer_uid)` always sends `"merchant_uid": []`, meaning "all of this
     // customer's", so beside a customer_uid an empty list is taken as absent; alone it names
-    // nothing and is refused rather than taken for "all".
+    // nothing and is refused rather than taken for "all". A blank merchant_uid (`""`, `"  "`,
+    // `[""]`, a form's `merchant_uid=`) is no such request: it comes from an unset variable or a
+    // NULL rendered as text where one schedule was meant, and read as "none named" it revoked all
+    // of the customer's (code 0, later months never charged). It is refused, as the OpenAPI
+    // document says (non-blank items) and as a blank that would widen a destructive request is
+    // elsewhere (`de::opt_i64_not_blank`); spec §4.4 gives "all" to a missing merchant_uid only.
     let uid = req.customer_uid.filter(|s| !s.trim().is_empty());
+    let names_none = |list: &[String]| {
+        list.iter().any(|u| u.trim().is_empty()) || (list.is_empty() && uid.is_none())
+    };
     let only = match req.merchant_uid {
-        Some(list) if list.is_empty() && uid.is_some() => None,
-        Some(list) if list.is_empty() => {
+        Some(list) if names_none(&list) => {
             return Err(ApiError::bad_request(
                 "merchant_uid 파라메터가 비어 있습니다.",
             ))
         }
+        Some(list) if list.is_empty() => None,
         Some(list) if list.len() > UNSCHEDULE_UIDS_MAX => {
             return Err(ApiError::bad_request(format!(
                 "merchant_uid 파라메터는 {UNSCHEDULE_UIDS_MAX}개 이하여야 합니다."

@@ -373,6 +373,80 @@ async fn unschedule_revokes_named_or_all_pending_schedules() {
     assert!(app.sandbox.ledger().is_empty());
 }
 
+/// A blank merchant_uid beside a customer_uid (an unset variable, a NULL rendered as text, a form
+/// relay's empty field) was read as "none named", i.e. all of the customer's pending schedules:
+/// one revoke meant for a single month cancelled the whole plan with code 0. A blank names no
+/// schedule: HTTP 400 naming merchant_uid, nothing revoked. The empty JSON array (the official
+/// Java client's "all") still revokes all of them.
+#[tokio::test]
+async fn an_unschedule_whose_merchant_uid_is_blank_revokes_nothing_and_is_refused_while_an_empty_array_still_revokes_all(
+) {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    register(&app, &token, "s-blank", test_cards::SHINHAN_CREDIT).await;
+    let items: Vec<Value> = (0..2).map(|i| json!({"merchant_uid": format!("blank-{i}"), "schedule_at": now() + 600 + i, "amount": 1000})).collect();
+    let body = schedule(
+        &app,
+        &token,
+        json!({"customer_uid": "s-blank", "schedules": items}),
+    )
+    .await;
+    assert_eq!(body["code"], 0, "{body}");
+    let refused = |(status, body): (reqwest::StatusCode, Value), case: &str| {
+        assert_eq!(status, reqwest::StatusCode::BAD_REQUEST, "{case}: {body}");
+        assert_eq!(body["code"], -1, "{case}: {body}");
+        assert!(body["response"].is_null(), "{case}: {body}");
+        assert!(
+            body["message"].as_str().unwrap().contains("merchant_uid"),
+            "{case}: {body}"
+        );
+    };
+    for blank in [
+        json!(""),
+        json!("  "),
+        json!([""]),
+        json!([" "]),
+        json!(["blank-0", ""]),
+    ] {
+        let answer = app
+            .post(
+                "/subscribe/payments/unschedule",
+                Some(&token),
+                json!({"customer_uid": "s-blank", "merchant_uid": blank}),
+            )
+            .await;
+        refused(answer, &blank.to_string());
+    }
+    for form in [
+        [("customer_uid", "s-blank"), ("merchant_uid", "")],
+        [("customer_uid", "s-blank"), ("merchant_uid[]", "")],
+    ] {
+        let answer = app
+            .post_form("/subscribe/payments/unschedule", &token, &form)
+            .await;
+        refused(answer, &format!("form {form:?}"));
+    }
+    for i in 0..2 {
+        let (_, body) = app
+            .get(
+                &format!("/subscribe/payments/schedule/blank-{i}"),
+                Some(&token),
+            )
+            .await;
+        assert_eq!(body["response"]["schedule_status"], "scheduled", "{body}");
+    }
+
+    let (_, body) = app
+        .post(
+            "/subscribe/payments/unschedule",
+            Some(&token),
+            json!({"customer_uid": "s-blank", "merchant_uid": []}),
+        )
+        .await;
+    assert_eq!(body["code"], 0, "{body}");
+    assert_eq!(body["response"].as_array().map(Vec::len), Some(2), "{body}");
+}
+
 /// Forms from PHP-style clients name lists with brackets (`merchant_uid[]`, `schedules[0][…]`):
 /// they schedule and revoke exactly what they name. An empty list alone names nothing and revokes
 /// nothing, and merchant_uids alone revoke those schedules whoever's they are. Beside a
