@@ -141,6 +141,104 @@ async fn card_data_in_a_schedule_request_issues_the_billing_key_first() {
     assert_eq!(body["message"], "등록되지 않은 구매자입니다.");
 }
 
+/// Card fields beside a customer_uid that has a billing key were parsed and checked although the
+/// key is what is scheduled: blank ones (a form relay's `card_number=&expiry=`) were refused with
+/// code -1, one of the pair with HTTP 400, a card expired since registration with code -1, and no
+/// schedule was written. They are not read now (iamport: "카드정보 선택사항"); without a key a blank
+/// pair is no card data at all, and one of the pair is still HTTP 400.
+#[tokio::test]
+async fn a_schedule_for_a_registered_customer_with_blank_or_stale_card_fields_is_accepted_on_the_registered_key(
+) {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    register(&app, &token, "s-kept", test_cards::SHINHAN_CREDIT).await;
+    let keys_before = app.sandbox.batch_keys().len();
+    let item =
+        |uid: &str| json!([{"merchant_uid": uid, "schedule_at": now() + 600, "amount": 1000}]);
+    for (i, card) in [
+        json!({"card_number": "", "expiry": ""}),
+        json!({"card_number": "  ", "expiry": ""}),
+        json!({"card_number": "", "expiry": "2020-01"}),
+        json!({"card_number": test_cards::SAMSUNG_CHECK, "expiry": "2020-01"}),
+        json!({"card_number": test_cards::SAMSUNG_CHECK}),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mut body = card.clone();
+        body["customer_uid"] = json!("s-kept");
+        body["schedules"] = item(&format!("kept-{i}"));
+        let (status, answer) = app
+            .post("/subscribe/payments/schedule", Some(&token), body)
+            .await;
+        assert_eq!(status, reqwest::StatusCode::OK, "{card}: {answer}");
+        assert_eq!(answer["code"], 0, "{card}: {answer}");
+        assert_eq!(answer["response"][0]["schedule_status"], "scheduled");
+    }
+    let at = (now() + 600).to_string();
+    let (status, answer) = app
+        .post_form(
+            "/subscribe/payments/schedule",
+            &token,
+            &[
+                ("customer_uid", "s-kept"),
+                ("card_number", ""),
+                ("expiry", ""),
+                ("birth", ""),
+                ("pwd_2digit", ""),
+                ("schedules[0][merchant_uid]", "kept-form"),
+                ("schedules[0][schedule_at]", &at),
+                ("schedules[0][amount]", "1000"),
+            ],
+        )
+        .await;
+    assert_eq!(
+        (status.as_u16(), &answer["code"]),
+        (200, &json!(0)),
+        "{answer}"
+    );
+    assert_eq!(
+        app.sandbox.batch_keys().len(),
+        keys_before,
+        "no key issued at KCP"
+    );
+    let (_, c) = app.get("/subscribe/customers/s-kept", Some(&token)).await;
+    assert_eq!(c["response"]["card_number"], "411111******1111", "{c}");
+
+    // Without a key, a blank pair is no card data, and one of the pair is still missing its mate.
+    let body = schedule(
+        &app,
+        &token,
+        json!({"customer_uid": "s-none", "card_number": "", "expiry": "",
+        "schedules": item("none-0")}),
+    )
+    .await;
+    assert_eq!(body["code"], 1, "{body}");
+    assert_eq!(body["message"], "등록되지 않은 구매자입니다.");
+    let (status, body) = app
+        .post(
+            "/subscribe/payments/schedule",
+            Some(&token),
+            json!({"customer_uid": "s-none", "card_number": test_cards::SAMSUNG_CHECK, "expiry": "",
+                "schedules": item("none-1")}),
+        )
+        .await;
+    assert_eq!(status, reqwest::StatusCode::BAD_REQUEST, "{body}");
+    assert!(
+        body["message"].as_str().unwrap().contains("expiry"),
+        "{body}"
+    );
+    let (status, body) = app
+        .post(
+            "/subscribe/customers/s-none",
+            Some(&token),
+            json!({"card_number": "", "expiry": ""}),
+        )
+        .await;
+    assert_eq!(status, reqwest::StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(app.sandbox.batch_keys().len(), keys_before);
+}
+
 #[tokio::test]
 async fn a_schedule_request_refused_for_its_merchant_uids_issues_no_billing_key() {
     let app = spawn_app().await;
