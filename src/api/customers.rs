@@ -99,21 +99,27 @@ impl From<billing_key::Model> for CustomerAnnotation {
     }
 }
 
-/// Card fields → a customer command; None when no card data was given at all.
+/// Card fields → a customer command; None when no card data was given at all. A blank
+/// `card_number` or `expiry` (`""`, a form's `card_number=`) counts as absent, as a blank `birth`
+/// or `pwd_2digit` does (`CardAuth::parse`): it is an empty field of a form relay or an unset
+/// variable, not a card that failed its check, so a registration without them is told they are
+/// missing (HTTP 400), and a schedule needing none is not refused for them.
 pub(crate) fn parse_customer(
     uid: &str,
     req: CustomerRequest,
     today: chrono::NaiveDate,
 ) -> ApiResult<Option<CustomerCommand>> {
-    if req.card_number.is_none() && req.expiry.is_none() {
-        return Ok(None);
-    }
-    let number = req
-        .card_number
-        .ok_or_else(|| ApiError::bad_request("card_number 파라메터가 누락되었습니다."))?;
-    let expiry = req
-        .expiry
-        .ok_or_else(|| ApiError::bad_request("expiry 파라메터가 누락되었습니다."))?;
+    let given = |v: Option<String>| v.filter(|s| !s.trim().is_empty());
+    let (number, expiry) = match (given(req.card_number), given(req.expiry)) {
+        (None, None) => return Ok(None),
+        (None, Some(_)) => {
+            return Err(ApiError::bad_request(
+                "card_number 파라메터가 누락되었습니다.",
+            ))
+        }
+        (Some(_), None) => return Err(ApiError::bad_request("expiry 파라메터가 누락되었습니다.")),
+        (Some(number), Some(expiry)) => (number, expiry),
+    };
     let _ = (req.cvc, req.pg);
     Ok(Some(CustomerCommand {
         customer_uid: uid.to_string(),

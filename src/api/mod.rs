@@ -30,6 +30,7 @@ use utoipa::OpenApi;
 use crate::app::AppState;
 use doc::{ControlCharacters, EmptyQueryValues};
 use error::ApiError;
+use extract::MerchantCaller;
 
 #[derive(OpenApi)]
 #[openapi(
@@ -46,7 +47,13 @@ use error::ApiError;
             query value counts as absent. A path segment that is not valid UTF-8 once decoded is HTTP 400 \
             (`ErrorEnvelope`). A control character (U+0000 to U+001F but \
             tab, CR and LF) in the path, the query or a body value is refused with HTTP 400 \
-            (`ErrorEnvelope`) naming the field."
+            (`ErrorEnvelope`) naming the field.\n\n\
+            iamport operations openport does not offer over KCP are not listed here and answer \
+            HTTP 501 (`ErrorEnvelope`, the message naming the feature) to a valid token, 401 \
+            without one: cash receipts (`/receipts/{imp_uid}`, `/receipts/external/{merchant_uid}`, \
+            `POST /partners/receipts/{imp_uid}`), `GET /payments/{imp_uid}/balance` and \
+            certifications (`/certifications/{imp_uid}`, `/certifications/otp/…`). Any other \
+            path is HTTP 404."
     ),
     paths(
         auth::get_token,
@@ -193,6 +200,29 @@ pub fn router() -> Router<AppState> {
         .route("/admin/merchants", get(admin::merchants))
         .route("/openapi.json", get(openapi))
         .merge(webhooks::routes())
+        .route(
+            "/receipts/{imp_uid}",
+            get(no_cash_receipts)
+                .post(no_cash_receipts)
+                .delete(no_cash_receipts),
+        )
+        .route(
+            "/receipts/external/{merchant_uid}",
+            get(no_cash_receipts)
+                .post(no_cash_receipts)
+                .delete(no_cash_receipts),
+        )
+        .route("/partners/receipts/{imp_uid}", post(no_cash_receipts))
+        .route("/payments/{imp_uid}/balance", get(no_balance))
+        .route(
+            "/certifications/{imp_uid}",
+            get(no_certifications).delete(no_certifications),
+        )
+        .route("/certifications/otp/request", post(no_certifications))
+        .route(
+            "/certifications/otp/confirm/{imp_uid}",
+            post(no_certifications),
+        )
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
 }
@@ -205,6 +235,33 @@ async fn openapi() -> impl IntoResponse {
 /// by a misrouted call) would find it echoed into its own logs.
 pub(crate) async fn not_found() -> ApiError {
     ApiError::not_found("지원하지 않는 API입니다.")
+}
+
+/// iamport operations openport does not offer over KCP. The router's 404 told iamport clients
+/// something false: iamport's OpenAPI gives 404 on these one meaning, "no such payment" or "no
+/// cash receipt issued" (a merchant then records that a receipt the payment says was issued was
+/// not, or that a valid imp_uid is invalid). HTTP 501 is what iamport answers for a PG it has no
+/// cash-receipt support for (`POST`/`DELETE /receipts/{imp_uid}`). The token is checked first, as
+/// on every merchant operation: without a valid one the answer is 401, never a hint of what is
+/// served. The body is not read.
+fn unsupported(feature: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_IMPLEMENTED,
+        -1,
+        format!("{feature} KCP(openport)에서 지원하지 않는 API입니다."),
+    )
+}
+
+async fn no_cash_receipts(_: MerchantCaller) -> ApiError {
+    unsupported("현금영수증 발급·조회·취소는")
+}
+
+async fn no_balance(_: MerchantCaller) -> ApiError {
+    unsupported("결제금액 상세내역(balance) 조회는")
+}
+
+async fn no_certifications(_: MerchantCaller) -> ApiError {
+    unsupported("본인인증은")
 }
 
 async fn method_not_allowed() -> ApiError {

@@ -142,13 +142,14 @@ impl From<PaymentRecord> for PaymentAnnotation {
                 cancellation_id: c.cancellation_id,
             })
             .collect();
-        // Partial cancels of one trade share its slip: listed once.
-        let mut cancel_receipt_urls: Vec<String> = Vec::new();
-        for url in cancel_history.iter().filter_map(|c| c.receipt_url.as_ref()) {
-            if !cancel_receipt_urls.contains(url) {
-                cancel_receipt_urls.push(url.clone());
-            }
-        }
+        // One per cancel, in cancel_history's order, even where partial cancels of one trade share
+        // KCP's slip: iamport's OpenAPI (PaymentAnnotation.cancel_receipt_urls) makes one per
+        // cancel ("부분취소 횟수만큼 매출전표가 별도로 생성됨"), and merchant code pairs the two
+        // lists by index or counts refunds by this one.
+        let cancel_receipt_urls: Vec<String> = cancel_history
+            .iter()
+            .filter_map(|c| c.receipt_url.clone())
+            .collect();
         Self {
             status: status.as_iamport().to_string(),
             imp_uid: p.imp_uid,

@@ -181,10 +181,16 @@ pub struct ScheduleFields {
     pub schedule_at: Option<i64>,
 }
 
+/// Schedules charges on the customer's billing key, issuing the key first from the card data when
+/// the customer_uid has none. Card data beside a customer_uid that has a key is not read at all,
+/// neither blank fields nor a stale card: iamport schedules such a request on the registered key
+/// ("카드정보 선택사항", its OpenAPI for this operation) and a schedule request never replaces a
+/// key here, so refusing it for card fields it would not use (an expired card the merchant still
+/// sends, one field of the pair) only lost the schedule.
 #[utoipa::path(post, path = "/subscribe/payments/schedule", operation_id = "schedule", request_body = ScheduleBody,
     responses(
-        (status = 200, body = ScheduleListOutcome, description = "the schedules made; code 1 (response null) for a schedule_at not in the future, a merchant_uid already used, an unknown customer_uid without card data, or a billing key KCP would not issue; code -1 for refused card data"),
-        (status = 400, body = ErrorEnvelope, description = "customer_uid or schedules missing, only one of card_number and expiry, an item without schedule_at or with an invalid order field, or a body that is not JSON/form with these types"),
+        (status = 200, body = ScheduleListOutcome, description = "the schedules made; code 1 (response null) for a schedule_at not in the future, a merchant_uid already used, an unknown customer_uid without card data (blank card_number and expiry count as none), or a billing key KCP would not issue; code -1 for refused card data (read only when a key is to be issued)"),
+        (status = 400, body = ErrorEnvelope, description = "customer_uid or schedules missing, only one of card_number and expiry for a customer_uid without a billing key (card data beside a registered one is not read), an item without schedule_at or with an invalid order field, or a body that is not JSON/form with these types"),
         TokenBodyErrors))]
 pub async fn schedule(
     State(s): State<AppState>,
@@ -196,7 +202,6 @@ pub async fn schedule(
     super::customers::valid_uid(&uid)?;
     // The buyer's id of the schedules (ScheduleResult `customer_id`), with or without card data.
     let customer_id = req.card.customer_id.clone().filter(|id| !id.is_empty());
-    let card = parse_customer(&uid, req.card, kst_today(&s))?;
     // Not made: KCP checks the card when it issues the key (docs/api.md).
     let _ = req.checking_amount;
     let mut items = Vec::with_capacity(req.schedules.len());
@@ -209,6 +214,19 @@ pub async fn schedule(
             order: order(f.order)?,
         });
     }
+    // Card data is read only when a key is to be issued from it (see above). A key deleted
+    // between this read and the service's own is refused there as for any unknown customer
+    // (`등록되지 않은 구매자입니다.`), as a delete just before the request would be.
+    let registered = !s
+        .gateway
+        .customers(&m, std::slice::from_ref(&uid))
+        .await?
+        .is_empty();
+    let card = if registered {
+        None
+    } else {
+        parse_customer(&uid, req.card, kst_today(&s))?
+    };
     // May issue a billing key at KCP first: run to the end whether or not the client waits.
     let gateway = s.gateway.clone();
     let site_cd = m.site_cd.clone();
@@ -232,7 +250,8 @@ pub struct UnscheduleRequest {
     #[serde(default, deserialize_with = "de::opt_string")]
     pub customer_uid: Option<String>,
     /// Absent, or an empty list beside a customer_uid: all of the customer's pending schedules.
-    /// One merchant_uid or a list.
+    /// One merchant_uid or a list; a blank one (`""`, `[""]`, a form's `merchant_uid=`) is
+    /// refused, never taken for "all".
     #[serde(default, deserialize_with = "de::opt_string_list")]
     #[schema(schema_with = uid_or_uids)]
     pub merchant_uid: Option<Vec<String>>,
@@ -241,7 +260,7 @@ pub struct UnscheduleRequest {
 #[utoipa::path(post, path = "/subscribe/payments/unschedule", operation_id = "unschedule", request_body = UnscheduleBody,
     responses(
         (status = 200, body = ScheduleListOutcome, description = "the schedules revoked; code 1 (response null) when there was none to revoke"),
-        (status = 400, body = ErrorEnvelope, description = "neither customer_uid nor merchant_uid, an empty merchant_uid list without a customer_uid, more than 1,000 merchant_uids, or a body that is not JSON/form with these types"),
+        (status = 400, body = ErrorEnvelope, description = "neither customer_uid nor merchant_uid, a blank merchant_uid (or a blank item in its list), an empty merchant_uid list without a customer_uid, more than 1,000 merchant_uids, or a body that is not JSON/form with these types"),
         TokenBodyErrors))]
 pub async fn unschedule(
     State(s): State<AppState>,
@@ -252,15 +271,23 @@ pub async fn unschedule(
     // the named ones whoever's they are (the service refuses neither). The official Java client's
     // `UnscheduleData(customer_uid)` always sends `"merchant_uid": []`, meaning "all of this
     // customer's", so beside a customer_uid an empty list is taken as absent; alone it names
-    // nothing and is refused rather than taken for "all".
+    // nothing and is refused rather than taken for "all". A blank merchant_uid (`""`, `"  "`,
+    // `[""]`, a form's `merchant_uid=`) is no such request: it comes from an unset variable or a
+    // NULL rendered as text where one schedule was meant, and read as "none named" it revoked all
+    // of the customer's (code 0, later months never charged). It is refused, as the OpenAPI
+    // document says (non-blank items) and as a blank that would widen a destructive request is
+    // elsewhere (`de::opt_i64_not_blank`); spec §4.4 gives "all" to a missing merchant_uid only.
     let uid = req.customer_uid.filter(|s| !s.trim().is_empty());
+    let names_none = |list: &[String]| {
+        list.iter().any(|u| u.trim().is_empty()) || (list.is_empty() && uid.is_none())
+    };
     let only = match req.merchant_uid {
-        Some(list) if list.is_empty() && uid.is_some() => None,
-        Some(list) if list.is_empty() => {
+        Some(list) if names_none(&list) => {
             return Err(ApiError::bad_request(
                 "merchant_uid 파라메터가 비어 있습니다.",
             ))
         }
+        Some(list) if list.is_empty() => None,
         Some(list) if list.len() > UNSCHEDULE_UIDS_MAX => {
             return Err(ApiError::bad_request(format!(
                 "merchant_uid 파라메터는 {UNSCHEDULE_UIDS_MAX}개 이하여야 합니다."

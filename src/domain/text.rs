@@ -50,8 +50,9 @@ pub fn is_refused_control(c: char) -> bool {
     c < ' ' && !matches!(c, '\t' | '\r' | '\n')
 }
 
-/// A field iamport takes as one string or a list of strings (`notice_url`, unschedule's
-/// `merchant_uid`), as REST and the checkout both read it: absent, null or `""` is none; a number
+/// A field iamport takes as one string or a list of strings (`notice_url`; unschedule's
+/// `merchant_uid` reads a blank string as a blank item instead, `api::extract::de::opt_string_list`),
+/// as REST and the checkout both read it: absent, null or `""` is none; a number
 /// counts as its text, as a single value does. Anything else, an object or a list item that is not
 /// text, is refused rather than dropped, since dropping it changes what the request names (an
 /// unschedule of fewer schedules, webhooks sent to the merchant's default URL instead).

@@ -276,6 +276,94 @@ async fn an_unknown_route_is_an_iamport_style_404() {
     assert_eq!(body["code"], -1);
 }
 
+/// iamport operations openport does not serve answered the router's 404, which iamport's OpenAPI
+/// reads as "no such payment" or "no cash receipt issued" (a merchant checking a receipt the
+/// payment says was issued recorded that none was, and `/balance` called a valid imp_uid
+/// invalid). They answer HTTP 501 naming the feature, once the token is checked; unknown paths
+/// stay 404.
+#[tokio::test]
+async fn an_iamport_endpoint_openport_does_not_offer_answers_501_not_404_and_401_without_a_token() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let paid = app.paid(&token, "unoffered-1", 1000).await;
+    let imp_uid = paid["imp_uid"].as_str().unwrap();
+    let calls = [
+        ("GET", format!("/receipts/{imp_uid}"), "현금영수증"),
+        ("POST", format!("/receipts/{imp_uid}"), "현금영수증"),
+        ("DELETE", format!("/receipts/{imp_uid}"), "현금영수증"),
+        ("GET", "/receipts/external/unoffered-1".into(), "현금영수증"),
+        (
+            "POST",
+            "/receipts/external/unoffered-1".into(),
+            "현금영수증",
+        ),
+        (
+            "DELETE",
+            "/receipts/external/unoffered-1".into(),
+            "현금영수증",
+        ),
+        (
+            "POST",
+            format!("/partners/receipts/{imp_uid}"),
+            "현금영수증",
+        ),
+        ("GET", format!("/payments/{imp_uid}/balance"), "balance"),
+        ("GET", "/certifications/imp_000000000000".into(), "본인인증"),
+        (
+            "DELETE",
+            "/certifications/imp_000000000000".into(),
+            "본인인증",
+        ),
+        ("POST", "/certifications/otp/request".into(), "본인인증"),
+        (
+            "POST",
+            "/certifications/otp/confirm/imp_000000000000".into(),
+            "본인인증",
+        ),
+    ];
+    for (method, path, feature) in &calls {
+        let send = |token: Option<&str>| {
+            let mut req = app
+                .http
+                .request(method.parse().unwrap(), app.url(path))
+                .json(&serde_json::json!({"amount": 1000}));
+            if let Some(t) = token {
+                req = req.header("Authorization", t);
+            }
+            async move { crate::helpers::TestApp::read(req.send().await.expect("request")).await }
+        };
+        let (status, body) = send(Some(&token)).await;
+        assert_eq!(
+            status,
+            StatusCode::NOT_IMPLEMENTED,
+            "{method} {path}: {body}"
+        );
+        assert_eq!(body["code"], -1, "{method} {path}: {body}");
+        assert!(body["response"].is_null(), "{method} {path}: {body}");
+        let message = body["message"].as_str().unwrap();
+        assert!(
+            message.contains(feature) && message.contains("KCP"),
+            "{method} {path}: {body}"
+        );
+        for bad in [None, Some("not-a-token")] {
+            let (status, body) = send(bad).await;
+            assert_eq!(
+                status,
+                StatusCode::UNAUTHORIZED,
+                "{method} {path} {bad:?}: {body}"
+            );
+        }
+    }
+    for path in [
+        "/receipts",
+        "/certifications/otp/other",
+        "/payments/x/balance/y",
+    ] {
+        let (status, body) = app.get(path, Some(&token)).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{path}: {body}");
+    }
+}
+
 #[tokio::test]
 async fn status_all_compares_from_and_to_with_the_time_of_each_payments_own_status() {
     const DAY: i64 = 24 * 3600;

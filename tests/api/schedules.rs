@@ -141,6 +141,104 @@ async fn card_data_in_a_schedule_request_issues_the_billing_key_first() {
     assert_eq!(body["message"], "등록되지 않은 구매자입니다.");
 }
 
+/// Card fields beside a customer_uid that has a billing key were parsed and checked although the
+/// key is what is scheduled: blank ones (a form relay's `card_number=&expiry=`) were refused with
+/// code -1, one of the pair with HTTP 400, a card expired since registration with code -1, and no
+/// schedule was written. They are not read now (iamport: "카드정보 선택사항"); without a key a blank
+/// pair is no card data at all, and one of the pair is still HTTP 400.
+#[tokio::test]
+async fn a_schedule_for_a_registered_customer_with_blank_or_stale_card_fields_is_accepted_on_the_registered_key(
+) {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    register(&app, &token, "s-kept", test_cards::SHINHAN_CREDIT).await;
+    let keys_before = app.sandbox.batch_keys().len();
+    let item =
+        |uid: &str| json!([{"merchant_uid": uid, "schedule_at": now() + 600, "amount": 1000}]);
+    for (i, card) in [
+        json!({"card_number": "", "expiry": ""}),
+        json!({"card_number": "  ", "expiry": ""}),
+        json!({"card_number": "", "expiry": "2020-01"}),
+        json!({"card_number": test_cards::SAMSUNG_CHECK, "expiry": "2020-01"}),
+        json!({"card_number": test_cards::SAMSUNG_CHECK}),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mut body = card.clone();
+        body["customer_uid"] = json!("s-kept");
+        body["schedules"] = item(&format!("kept-{i}"));
+        let (status, answer) = app
+            .post("/subscribe/payments/schedule", Some(&token), body)
+            .await;
+        assert_eq!(status, reqwest::StatusCode::OK, "{card}: {answer}");
+        assert_eq!(answer["code"], 0, "{card}: {answer}");
+        assert_eq!(answer["response"][0]["schedule_status"], "scheduled");
+    }
+    let at = (now() + 600).to_string();
+    let (status, answer) = app
+        .post_form(
+            "/subscribe/payments/schedule",
+            &token,
+            &[
+                ("customer_uid", "s-kept"),
+                ("card_number", ""),
+                ("expiry", ""),
+                ("birth", ""),
+                ("pwd_2digit", ""),
+                ("schedules[0][merchant_uid]", "kept-form"),
+                ("schedules[0][schedule_at]", &at),
+                ("schedules[0][amount]", "1000"),
+            ],
+        )
+        .await;
+    assert_eq!(
+        (status.as_u16(), &answer["code"]),
+        (200, &json!(0)),
+        "{answer}"
+    );
+    assert_eq!(
+        app.sandbox.batch_keys().len(),
+        keys_before,
+        "no key issued at KCP"
+    );
+    let (_, c) = app.get("/subscribe/customers/s-kept", Some(&token)).await;
+    assert_eq!(c["response"]["card_number"], "411111******1111", "{c}");
+
+    // Without a key, a blank pair is no card data, and one of the pair is still missing its mate.
+    let body = schedule(
+        &app,
+        &token,
+        json!({"customer_uid": "s-none", "card_number": "", "expiry": "",
+        "schedules": item("none-0")}),
+    )
+    .await;
+    assert_eq!(body["code"], 1, "{body}");
+    assert_eq!(body["message"], "등록되지 않은 구매자입니다.");
+    let (status, body) = app
+        .post(
+            "/subscribe/payments/schedule",
+            Some(&token),
+            json!({"customer_uid": "s-none", "card_number": test_cards::SAMSUNG_CHECK, "expiry": "",
+                "schedules": item("none-1")}),
+        )
+        .await;
+    assert_eq!(status, reqwest::StatusCode::BAD_REQUEST, "{body}");
+    assert!(
+        body["message"].as_str().unwrap().contains("expiry"),
+        "{body}"
+    );
+    let (status, body) = app
+        .post(
+            "/subscribe/customers/s-none",
+            Some(&token),
+            json!({"card_number": "", "expiry": ""}),
+        )
+        .await;
+    assert_eq!(status, reqwest::StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(app.sandbox.batch_keys().len(), keys_before);
+}
+
 #[tokio::test]
 async fn a_schedule_request_refused_for_its_merchant_uids_issues_no_billing_key() {
     let app = spawn_app().await;
@@ -371,6 +469,80 @@ async fn unschedule_revokes_named_or_all_pending_schedules() {
     app.advance(700);
     assert_eq!(app.app.gateway.run_due_schedules(100).await.unwrap(), 0);
     assert!(app.sandbox.ledger().is_empty());
+}
+
+/// A blank merchant_uid beside a customer_uid (an unset variable, a NULL rendered as text, a form
+/// relay's empty field) was read as "none named", i.e. all of the customer's pending schedules:
+/// one revoke meant for a single month cancelled the whole plan with code 0. A blank names no
+/// schedule: HTTP 400 naming merchant_uid, nothing revoked. The empty JSON array (the official
+/// Java client's "all") still revokes all of them.
+#[tokio::test]
+async fn an_unschedule_whose_merchant_uid_is_blank_revokes_nothing_and_is_refused_while_an_empty_array_still_revokes_all(
+) {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    register(&app, &token, "s-blank", test_cards::SHINHAN_CREDIT).await;
+    let items: Vec<Value> = (0..2).map(|i| json!({"merchant_uid": format!("blank-{i}"), "schedule_at": now() + 600 + i, "amount": 1000})).collect();
+    let body = schedule(
+        &app,
+        &token,
+        json!({"customer_uid": "s-blank", "schedules": items}),
+    )
+    .await;
+    assert_eq!(body["code"], 0, "{body}");
+    let refused = |(status, body): (reqwest::StatusCode, Value), case: &str| {
+        assert_eq!(status, reqwest::StatusCode::BAD_REQUEST, "{case}: {body}");
+        assert_eq!(body["code"], -1, "{case}: {body}");
+        assert!(body["response"].is_null(), "{case}: {body}");
+        assert!(
+            body["message"].as_str().unwrap().contains("merchant_uid"),
+            "{case}: {body}"
+        );
+    };
+    for blank in [
+        json!(""),
+        json!("  "),
+        json!([""]),
+        json!([" "]),
+        json!(["blank-0", ""]),
+    ] {
+        let answer = app
+            .post(
+                "/subscribe/payments/unschedule",
+                Some(&token),
+                json!({"customer_uid": "s-blank", "merchant_uid": blank}),
+            )
+            .await;
+        refused(answer, &blank.to_string());
+    }
+    for form in [
+        [("customer_uid", "s-blank"), ("merchant_uid", "")],
+        [("customer_uid", "s-blank"), ("merchant_uid[]", "")],
+    ] {
+        let answer = app
+            .post_form("/subscribe/payments/unschedule", &token, &form)
+            .await;
+        refused(answer, &format!("form {form:?}"));
+    }
+    for i in 0..2 {
+        let (_, body) = app
+            .get(
+                &format!("/subscribe/payments/schedule/blank-{i}"),
+                Some(&token),
+            )
+            .await;
+        assert_eq!(body["response"]["schedule_status"], "scheduled", "{body}");
+    }
+
+    let (_, body) = app
+        .post(
+            "/subscribe/payments/unschedule",
+            Some(&token),
+            json!({"customer_uid": "s-blank", "merchant_uid": []}),
+        )
+        .await;
+    assert_eq!(body["code"], 0, "{body}");
+    assert_eq!(body["response"].as_array().map(Vec::len), Some(2), "{body}");
 }
 
 /// Forms from PHP-style clients name lists with brackets (`merchant_uid[]`, `schedules[0][…]`):
