@@ -157,8 +157,9 @@ pub(crate) fn webhook_url() -> OneOfBuilder {
         .item(web_url())
 }
 
-/// `merchant_uid` of an unschedule: one, or a non-empty list (an empty list is refused rather than
-/// taken for "all of the customer's").
+/// `merchant_uid` of an unschedule: one, or a non-empty list of non-blank ones. The empty list the
+/// Java client sends beside a `customer_uid` for "all of the customer's" is accepted but left out
+/// of the document, which describes what a new client should send (an absent field).
 pub(crate) fn uid_or_uids() -> OneOfBuilder {
     OneOfBuilder::new()
         .item(null())
