@@ -482,30 +482,40 @@ fn parse(
 /// The most instalment months KCP's window offers (`quotaopt` 0–12, spec/kcp.md §2.2).
 const MAX_QUOTA_MONTHS: u8 = 12;
 
-/// `display.card_quota`, the instalment months the window may offer (`[]`: lump sum only). A
-/// month KCP's window cannot offer is refused before the window, naming the field: sent as
-/// `quotaopt` it would be out of KCP's range, and cut to 12 it would offer the buyer other terms
-/// than the merchant's page shows.
+/// `display.card_quota`, the instalment months the window may offer (`[]`: lump sum only;
+/// iamport's manual types it `array of integer`). Months are integers or digit strings (pages
+/// build the array from `<option value>` text) from 0 to 12; anything else, and a value that is
+/// not an array, is refused before the window, naming the field. Nothing is dropped: a month
+/// left out could leave `[]`, KCP's "lump sum only", the most restrictive window, and a bare
+/// number ignored would leave KCP's default of up to 12 months; either offers the buyer other
+/// terms than the merchant's page shows. A month over 12 is out of `quotaopt`'s range.
 fn card_quota(p: &Value) -> Result<Option<Vec<u8>>, String> {
-    let Some(months) = p
-        .get("display")
-        .and_then(|d| d.get("card_quota"))
-        .and_then(Value::as_array)
-    else {
-        return Ok(None);
+    let refused = || format!("display.card_quota는 0~{MAX_QUOTA_MONTHS} 정수의 배열이어야 합니다.");
+    let months = match p.get("display").and_then(|d| d.get("card_quota")) {
+        None | Some(Value::Null) => return Ok(None),
+        Some(Value::Array(months)) => months,
+        Some(_) => return Err(refused()),
     };
-    let months: Vec<u64> = months.iter().filter_map(Value::as_u64).collect();
-    if months.iter().any(|m| *m > u64::from(MAX_QUOTA_MONTHS)) {
-        return Err(format!(
-            "display.card_quota의 할부개월은 {MAX_QUOTA_MONTHS}개월 이하여야 합니다."
-        ));
-    }
-    Ok(Some(
-        months
-            .into_iter()
-            .filter_map(|m| u8::try_from(m).ok())
-            .collect(),
-    ))
+    months
+        .iter()
+        .map(|m| {
+            let month = match m {
+                Value::Number(n) => n.as_u64(),
+                Value::String(s) => {
+                    let s = s.trim();
+                    (!s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
+                        .then(|| s.parse::<u64>().ok())
+                        .flatten()
+                }
+                _ => None,
+            };
+            month
+                .and_then(|m| u8::try_from(m).ok())
+                .filter(|m| *m <= MAX_QUOTA_MONTHS)
+                .ok_or_else(refused)
+        })
+        .collect::<Result<Vec<u8>, String>>()
+        .map(Some)
 }
 
 /// The longest `user_agent` kept: browsers send 100 to 300 characters; the rest of a longer one

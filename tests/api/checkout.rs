@@ -2863,3 +2863,42 @@ async fn a_pc_window_result_with_its_ordr_chk_is_approved_and_a_close_is_a_buyer
     assert_eq!(app.sandbox.ledger().len(), 1, "the close approved nothing");
     app.assert_ledger_agrees().await;
 }
+
+/// iamport's manual types `display.card_quota` as an array of integers (`[]`: lump sum only).
+/// Months a page builds from `<option value>` text are taken as the numbers they spell; anything
+/// else (a negative or fractional month, a word, a bare number instead of an array) is refused
+/// before the window, naming the field, never turned into `quotaopt=0` (lump sum only) or
+/// KCP's default of up to 12 months.
+#[tokio::test]
+async fn display_card_quota_with_text_or_negative_months_is_refused_not_sent_as_lump_sum_only() {
+    let app = spawn_app().await;
+    for (i, quota) in [
+        json!([-1]),
+        json!([6.5]),
+        json!(["six"]),
+        json!([2, "-3"]),
+        json!(6),
+        json!("2,3,6"),
+        json!([[6]]),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        refused_with(
+            &app,
+            json!({"merchant_uid": format!("web-quota-text-{i}"), "amount": 120000, "display": {"card_quota": quota}}),
+            "display.card_quota는 0~12 정수의 배열이어야 합니다.",
+        )
+        .await;
+    }
+    let (_, fields) = hand_off(
+        &app,
+        json!({"merchant_uid": "web-quota-strings", "amount": 120000, "display": {"card_quota": ["2", "3", "6"]}}),
+    )
+    .await;
+    assert_eq!(
+        field(&fields, "quotaopt"),
+        Some("6"),
+        "digit strings are months"
+    );
+}
