@@ -91,6 +91,25 @@ pub fn window_plan(pay_method: &str, billing: bool) -> Option<WindowPlan> {
     })
 }
 
+/// KCP's issuer codes (`card_cd`, spec/kcp.md §4): what KCP's window field `used_card` lists.
+const KCP_CARD_CODES: &[&str] = &[
+    "CCKM", "CCNH", "CCSG", "CCCT", "CCHM", "CVSF", "CCAM", "CCLO", "CCBC", "CCWR", "CCHN", "CCSS",
+    "CCKJ", "CCSU", "CCJB", "CCCJ", "CCLG", "CMCF", "CJCF", "CCKE", "CCDI", "CCUF",
+];
+
+/// The KCP issuer codes of one iamport standard card-company code (`card.detail`'s `card_code`,
+/// seed 004 "특정 카드사 노출"), by the mapping openport answers `card_code` with
+/// ([`super::card::iamport_card_code`]), read backwards: `374` 하나 is KCP's `CCHN` and `CCKE`
+/// (하나(외환)), `368` 롯데 `CCLO` and `CCAM`. Empty for a code KCP's window cannot name (a bank
+/// card without its own KCP code, a foreign brand).
+pub fn kcp_card_codes(iamport_code: &str) -> Vec<&'static str> {
+    KCP_CARD_CODES
+        .iter()
+        .copied()
+        .filter(|kcp| super::card::iamport_card_code(kcp) == Some(iamport_code))
+        .collect()
+}
+
 /// Whether the buyer asked KCP's window for a cash receipt: KCP's window answer says so with
 /// `cash_yn` `Y` (spec/kcp.md §1.1, §2.3; `cash_tr_code` is the kind, 소득공제 or 지출증빙). KCP
 /// issues them for cash only, bank transfers and virtual accounts: on any other method the flag
@@ -198,6 +217,15 @@ mod tests {
         );
         assert_eq!(window_plan("card", true).unwrap().kcp_pay_method, "AUTH");
         assert!(window_plan("paypal", false).is_none());
+    }
+
+    #[test]
+    fn iamport_card_codes_name_every_kcp_issuer_code_that_answers_with_them() {
+        assert_eq!(kcp_card_codes("366"), vec!["CCLG"]);
+        assert_eq!(kcp_card_codes("374"), vec!["CCHN", "CCKE"]);
+        assert_eq!(kcp_card_codes("368"), vec!["CCAM", "CCLO"]);
+        assert!(kcp_card_codes("090").is_empty(), "no KCP code of its own");
+        assert!(kcp_card_codes("*").is_empty());
     }
 
     #[test]

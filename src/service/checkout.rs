@@ -84,6 +84,10 @@ pub struct CheckoutRequest {
     pub products: Vec<(String, String, i64, i64)>,
     /// `display.card_quota`: allowed instalment months (empty = lump sum only).
     pub card_quota: Option<Vec<u8>>,
+    /// `card.detail`'s enabled cards as KCP issuer codes (`used_card`); empty = every card.
+    pub used_card: Vec<&'static str>,
+    /// iamport `company`, made fit for KCP: the window's `shop_name`.
+    pub shop_name: Option<String>,
     pub shop_user_id: Option<String>,
     pub confirm_url: Option<String>,
     pub redirect_url: Option<String>,
@@ -851,6 +855,18 @@ impl Gateway {
                 0
             };
             f.push(("quotaopt", max.to_string()));
+        }
+        let card_window = matches!(plan.method, WindowMethod::Card | WindowMethod::BatchKey);
+        if card_window && !req.used_card.is_empty() {
+            // The cards the window offers (spec/kcp.md §2.2), colon-separated as KCP's samples
+            // write it (`CCBC:CCLG`); KCP's PC form applies it only with `used_card_YN=Y`.
+            f.push(("used_card", req.used_card.join(":")));
+            if trade.is_none() {
+                f.push(("used_card_YN", "Y".into()));
+            }
+        }
+        if let Some(name) = &req.shop_name {
+            f.push(("shop_name", name.clone()));
         }
         if let (WindowMethod::VirtualAccount, Some(due)) = (plan.method, req.vbank_due) {
             f.push(("ipgm_date", crate::pg::kcp::wire::format_kcp_time(due)));
