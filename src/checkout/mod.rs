@@ -409,6 +409,9 @@ fn parse(
         return Err(TAX_FREE_UNSUPPORTED.into());
     }
     let pay_method = text(p, "pay_method").unwrap_or_else(|| "card".into());
+    if crate::domain::checkout::EASY_PAY_METHODS.contains(&pay_method.as_str()) {
+        return Err(easy_pay_refused(&pay_method));
+    }
     let customer_uid = id_text(p, "customer_uid")?
         .map(order::customer_uid)
         .transpose()
@@ -535,6 +538,19 @@ fn card_quota(p: &Value) -> Result<Option<Vec<u8>>, String> {
         })
         .collect::<Result<Vec<u8>, String>>()
         .map(Some)
+}
+
+/// Why an easy-pay `pay_method` is refused. KCP's window would open as its plain card window
+/// (the fields that open it on an easy pay are not in spec/kcp.md), and recording the easy pay
+/// would tell the merchant, who reconciles fees or funds promotions on `emb_pg_provider`, that
+/// it approved a payment no answer says it did; recording `card` instead would open a card
+/// window under the page's easy-pay button. A refusal tells the merchant at once, before the
+/// buyer sees anything: `card` opens KCP's card window, recorded as what it is.
+fn easy_pay_refused(pay_method: &str) -> String {
+    format!(
+        "pay_method '{pay_method}'는 지원하지 않습니다: openport는 KCP 결제창을 간편결제로 바로 \
+         열지 못합니다. pay_method 'card'로 KCP 카드 결제창을 열어 주세요."
+    )
 }
 
 /// The longest shop name sent as KCP's `shop_name` (spec/kcp.md §2.2 gives no limit; 50 bytes,

@@ -5,7 +5,7 @@ use super::text::{for_kcp, ScriptRefused};
 /// Pay methods of KCP's standard payment window (spec/kcp.md §2.1–2.3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WindowMethod {
-    /// `CARD` (also easy-pay: the card window with the easy pay preselected).
+    /// `CARD`: the card window.
     Card,
     /// `BANK`: real-time account transfer.
     Bank,
@@ -30,8 +30,6 @@ pub struct WindowPlan {
     /// `ActionResult` of the mobile window.
     pub action_result: &'static str,
     pub van_code: Option<&'static str>,
-    /// iamport `emb_pg_provider` for easy-pay inside the card window.
-    pub emb_pg_provider: Option<&'static str>,
     /// Gift certificates need the buyer's id at the issuer (`bypass.shop_user_id`).
     pub needs_shop_user_id: bool,
 }
@@ -42,10 +40,15 @@ const fn plan(method: WindowMethod, kcp: &'static str, action: &'static str) -> 
         kcp_pay_method: kcp,
         action_result: action,
         van_code: None,
-        emb_pg_provider: None,
         needs_shop_user_id: false,
     }
 }
+
+/// iamport's easy-pay `pay_method`s on KCP (seed 004 §2, PAYCO 허브형: seed 001 §5). KCP's
+/// fields that open its window on one (its 간편결제 direct call) are not in spec/kcp.md: such a
+/// request would open the plain card window, and the payment would claim an easy pay no answer
+/// confirmed. Refused before the window, saying why and what works.
+pub const EASY_PAY_METHODS: &[&str] = &["samsung", "kakaopay", "naverpay", "payco"];
 
 /// None when KCP's window has no such method.
 pub fn window_plan(pay_method: &str, billing: bool) -> Option<WindowPlan> {
@@ -78,15 +81,10 @@ pub fn window_plan(pay_method: &str, billing: bool) -> Option<WindowPlan> {
             action_result: "schm",
             ..gift("SCHM")
         },
-        "samsung" | "kakaopay" | "naverpay" | "payco" => WindowPlan {
-            emb_pg_provider: Some(match pay_method {
-                "samsung" => "samsung",
-                "kakaopay" => "kakaopay",
-                "naverpay" => "naverpay",
-                _ => "payco",
-            }),
-            ..plan(Card, "CARD", "card")
-        },
+        // Payments and windows earlier versions opened for an easy pay were KCP's card window
+        // (inquired as cards, `PACA`); new requests for one are refused before the window
+        // ([`EASY_PAY_METHODS`]).
+        "samsung" | "kakaopay" | "naverpay" | "payco" => plan(Card, "CARD", "card"),
         _ => return None,
     })
 }
@@ -200,10 +198,13 @@ mod tests {
         assert_eq!(window_plan("card", false).unwrap().kcp_pay_method, "CARD");
         assert_eq!(window_plan("trans", false).unwrap().action_result, "acnt");
         assert_eq!(window_plan("vbank", false).unwrap().kcp_pay_method, "VCNT");
-        assert_eq!(
-            window_plan("kakaopay", false).unwrap().emb_pg_provider,
-            Some("kakaopay")
-        );
+        for easy_pay in EASY_PAY_METHODS {
+            assert_eq!(
+                window_plan(easy_pay, false).unwrap().method,
+                WindowMethod::Card,
+                "what earlier versions opened for {easy_pay}"
+            );
+        }
         let gift = window_plan("happymoney", false).unwrap();
         assert_eq!(
             (gift.kcp_pay_method, gift.van_code, gift.needs_shop_user_id),

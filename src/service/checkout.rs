@@ -572,7 +572,7 @@ impl Gateway {
         // operator's to fix: checked before anything is written, logged and shown to the buyer
         // in general terms only (`CheckoutRefused::from`).
         let connector = self.connectors.for_merchant(m, &self.secrets)?;
-        let payment = self.open_checkout_payment(m, &req, &plan).await?;
+        let payment = self.open_checkout_payment(m, &req).await?;
         let refuse = |message: String| CheckoutRefused {
             code: 1,
             message,
@@ -688,7 +688,6 @@ impl Gateway {
         &self,
         m: &merchant::Model,
         req: &CheckoutRequest,
-        plan: &WindowPlan,
     ) -> ServiceResult<payment::Model> {
         for _ in 0..3 {
             let now = self.clock.unix();
@@ -746,7 +745,9 @@ impl Gateway {
                 failed_at: Set(None),
                 cancelled_at: Set(None),
                 updated_at: Set(now),
-                emb_pg_provider: Set(plan.emb_pg_provider.map(str::to_string)),
+                // No window here names an easy pay, and no approval answer is read for one:
+                // none is claimed (docs/api.md "pay methods").
+                emb_pg_provider: Set(None),
                 escrow: Set(req.escrow),
                 ..Default::default()
             };

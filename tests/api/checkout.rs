@@ -2999,3 +2999,33 @@ async fn a_card_detail_for_one_card_company_opens_a_window_that_takes_only_its_c
     );
     app.assert_ledger_agrees().await;
 }
+
+/// iamport's easy pays on KCP (samsung, kakaopay, naverpay, payco, PAYCO 허브형 included) would
+/// open KCP's plain card window here (the fields that open it on an easy pay are not in
+/// spec/kcp.md), where the buyer pays with any card: recorded as `kakaopay` with
+/// `emb_pg_provider: "kakaopay"`, the payment would claim an easy pay no approval confirmed. They
+/// are refused before the window, naming the pay_method and the way that works; a card window
+/// claims no easy pay.
+#[tokio::test]
+async fn a_kakaopay_request_paid_with_a_plain_card_is_not_recorded_as_kakaopay() {
+    let app = spawn_app().await;
+    for easy_pay in ["kakaopay", "naverpay", "samsung", "payco"] {
+        refused_with(
+            &app,
+            json!({"merchant_uid": format!("web-easy-{easy_pay}"), "amount": 1000, "pay_method": easy_pay}),
+            &format!("pay_method '{easy_pay}'는 지원하지 않습니다"),
+        )
+        .await;
+    }
+    let paid = request_pay(
+        &app,
+        json!({"merchant_uid": "web-easy-card", "amount": 1000, "pay_method": "card"}),
+        &CARD_OK,
+    )
+    .await;
+    assert_eq!(paid["success"], true, "{paid}");
+    assert_eq!(paid["pay_method"], "card", "{paid}");
+    assert!(paid["emb_pg_provider"].is_null(), "{paid}");
+    let p = payment_of(&app, &paid).await;
+    assert!(p["emb_pg_provider"].is_null(), "{p}");
+}
