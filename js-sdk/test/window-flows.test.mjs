@@ -65,12 +65,20 @@ test('a gift certificate without bypass.shop_user_id is refused before the windo
 });
 
 for (const easyPay of ['samsung', 'kakaopay', 'naverpay', 'payco']) {
-  test(`${easyPay} opens the card window with the easy-pay preselected and records emb_pg_provider`, { timeout: 90_000 }, async () => {
-    const rsp = await payInOverlay(params({ pay_method: easyPay }), (frame) => completeWindow(frame, 'card'));
-    assert.equal(rsp.success, true, JSON.stringify(rsp));
-    const { json } = await getPayment(rsp.imp_uid);
-    assert.equal(json.response.status, 'paid');
-    assert.equal(json.response.emb_pg_provider, easyPay);
+  test(`${easyPay} is refused before the window, never recorded as an easy pay no answer confirmed`, { timeout: 60_000 }, async () => {
+    const { openPage } = merchantPages(browser, merchant);
+    const { page, context } = await openPage();
+    try {
+      await page.evaluate((x) => window.pay(x), params({ pay_method: easyPay }));
+      await page.waitForFunction(() => window.__rsps.length === 1);
+      const [rsp] = await page.evaluate(() => window.__rsps);
+      assert.equal(rsp.success, false);
+      assert.equal(rsp.imp_uid, null);
+      assert.match(rsp.error_msg, new RegExp(`pay_method '${easyPay}'`));
+      assert.equal(await page.locator('#openport-overlay').count(), 0);
+    } finally {
+      await context.close();
+    }
   });
 }
 

@@ -105,6 +105,8 @@ struct Opened {
     return_card_mask: bool,
     pay_mod: String,
     good_info: String,
+    /// `used_card`: the issuer codes the card window offers (empty: every card).
+    used_cards: Vec<String>,
 }
 
 /// A trade registered for a window.
@@ -675,6 +677,7 @@ pub(crate) fn open_window(get: &impl Fn(&str) -> String, trade: &mut Trade) -> R
     } else {
         0
     };
+    let used_cards = used_cards(get, trade.pc_origin.is_some())?;
     let van_code = match (trade.pay_method.as_str(), get("van_code")) {
         ("TPNT", v) if v.is_empty() => "SCSK".to_string(),
         ("GIFT", v) if v.is_empty() => "SCCL".to_string(),
@@ -696,8 +699,29 @@ pub(crate) fn open_window(get: &impl Fn(&str) -> String, trade: &mut Trade) -> R
         return_card_mask: get("batch_cardno_return_yn") == "Y",
         pay_mod: get("pay_mod"),
         good_info: get("good_info"),
+        used_cards,
     });
     Ok(())
+}
+
+/// `used_card` (spec §2.2): the cards the window offers, KCP issuer codes separated by `:` as
+/// KCP's samples write it (`CCBC:CCLG`). KCP's PC form applies it only with `used_card_YN=Y`
+/// (its sample: "used_card_YN 값이 Y일때 적용됩니다"). A list that names no issuer code is
+/// refused with the error page, not taken as "every card".
+fn used_cards(get: &impl Fn(&str) -> String, pc: bool) -> Result<Vec<String>, String> {
+    let listed = get("used_card");
+    if listed.is_empty() || (pc && get("used_card_YN") != "Y") {
+        return Ok(vec![]);
+    }
+    listed
+        .split(':')
+        .map(|code| {
+            let code = code.trim().to_ascii_uppercase();
+            (code.len() == 4 && code.bytes().all(|b| b.is_ascii_alphanumeric()))
+                .then_some(code)
+                .ok_or_else(|| "used_card 값 오류".to_string())
+        })
+        .collect()
 }
 
 /// The window's page for `trade`, opened under `key` (its approval key).
@@ -709,6 +733,14 @@ pub(crate) fn window_ui(trade: &Trade, key: &str) -> Response {
             for m in 2..=opened.quota_max {
                 q.push_str(&format!("<option value=\"{m:02}\">{m}개월</option>"));
             }
+            let offered = if opened.used_cards.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    "<p id=\"used_card\">사용 가능 카드: {}</p>",
+                    escape(&opened.used_cards.join(", "))
+                )
+            };
             let quota = if trade.pay_method == "CARD" {
                 format!("<label>할부 <select id=\"quota\" name=\"quota\">{q}</select></label>")
             } else {
@@ -721,7 +753,7 @@ pub(crate) fn window_ui(trade: &Trade, key: &str) -> Response {
                     "신용카드"
                 },
                 format!(
-                    "<label>카드번호 <input id=\"card_no\" name=\"card_no\" inputmode=\"numeric\" autocomplete=\"off\"></label>\
+                    "{offered}<label>카드번호 <input id=\"card_no\" name=\"card_no\" inputmode=\"numeric\" autocomplete=\"off\"></label>\
                      <label>유효기간(YYMM) <input id=\"card_expiry\" name=\"card_expiry\" maxlength=\"4\" inputmode=\"numeric\"></label>{quota}"
                 ),
                 if trade.pay_method == "AUTH" {
@@ -931,6 +963,17 @@ pub(crate) async fn submit(State(s): State<Arc<Shared>>, body: Bytes) -> Respons
                 );
             }
             let issuer = test_cards::issuer(&card_no);
+            // KCP's window offers only the cards of `used_card`: the buyer cannot pay with
+            // another issuer's card in it.
+            if !opened.used_cards.is_empty()
+                && !opened.used_cards.iter().any(|c| c == issuer.card_cd)
+            {
+                return finish(
+                    out,
+                    codes::CARD_NOT_ALLOWED,
+                    "결제창에서 선택할 수 없는 카드사입니다.",
+                );
+            }
             // A batch window only registers the card: issuers decide at each charge.
             if !batch {
                 if let Err(r) = issuer_decides(&s, &issuer) {

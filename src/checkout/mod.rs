@@ -409,6 +409,9 @@ fn parse(
         return Err(TAX_FREE_UNSUPPORTED.into());
     }
     let pay_method = text(p, "pay_method").unwrap_or_else(|| "card".into());
+    if crate::domain::checkout::EASY_PAY_METHODS.contains(&pay_method.as_str()) {
+        return Err(easy_pay_refused(&pay_method));
+    }
     let customer_uid = id_text(p, "customer_uid")?
         .map(order::customer_uid)
         .transpose()
@@ -444,6 +447,23 @@ fn parse(
         _ => None,
     };
     let card_quota = card_quota(p)?;
+    let used_card = card_detail(p)?;
+    if flag(p, "appCard")? {
+        return Err(
+            "appCard(앱카드 결제만 노출)는 지원하지 않습니다: KCP 결제창에 앱카드만 보이게 하는 \
+             설정이 없어, 다른 결제 방식도 열린 결제창이 됩니다."
+                .into(),
+        );
+    }
+    korean_window(p)?;
+    let shop_name = match text(p, "company") {
+        Some(company) => Some(
+            crate::domain::text::for_kcp("company", &company, SHOP_NAME_MAX_BYTES)
+                .map_err(|e| e.to_string())?,
+        )
+        .filter(|name| !name.is_empty()),
+        None => None,
+    };
     Ok(CheckoutRequest {
         order: ChargeOrder {
             merchant_uid,
@@ -466,6 +486,8 @@ fn parse(
         escrow,
         products,
         card_quota,
+        used_card,
+        shop_name,
         shop_user_id: p.get("bypass").and_then(|b| text(b, "shop_user_id")),
         confirm_url: text(p, "confirm_url"),
         redirect_url: text(p, "m_redirect_url")
@@ -482,30 +504,152 @@ fn parse(
 /// The most instalment months KCP's window offers (`quotaopt` 0–12, spec/kcp.md §2.2).
 const MAX_QUOTA_MONTHS: u8 = 12;
 
-/// `display.card_quota`, the instalment months the window may offer (`[]`: lump sum only). A
-/// month KCP's window cannot offer is refused before the window, naming the field: sent as
-/// `quotaopt` it would be out of KCP's range, and cut to 12 it would offer the buyer other terms
-/// than the merchant's page shows.
+/// `display.card_quota`, the instalment months the window may offer (`[]`: lump sum only;
+/// iamport's manual types it `array of integer`). Months are integers or digit strings (pages
+/// build the array from `<option value>` text) from 0 to 12; anything else, and a value that is
+/// not an array, is refused before the window, naming the field. Nothing is dropped: a month
+/// left out could leave `[]`, KCP's "lump sum only", the most restrictive window, and a bare
+/// number ignored would leave KCP's default of up to 12 months; either offers the buyer other
+/// terms than the merchant's page shows. A month over 12 is out of `quotaopt`'s range.
 fn card_quota(p: &Value) -> Result<Option<Vec<u8>>, String> {
-    let Some(months) = p
-        .get("display")
-        .and_then(|d| d.get("card_quota"))
-        .and_then(Value::as_array)
-    else {
-        return Ok(None);
+    let refused = || format!("display.card_quota는 0~{MAX_QUOTA_MONTHS} 정수의 배열이어야 합니다.");
+    let months = match p.get("display").and_then(|d| d.get("card_quota")) {
+        None | Some(Value::Null) => return Ok(None),
+        Some(Value::Array(months)) => months,
+        Some(_) => return Err(refused()),
     };
-    let months: Vec<u64> = months.iter().filter_map(Value::as_u64).collect();
-    if months.iter().any(|m| *m > u64::from(MAX_QUOTA_MONTHS)) {
-        return Err(format!(
-            "display.card_quota의 할부개월은 {MAX_QUOTA_MONTHS}개월 이하여야 합니다."
-        ));
+    months
+        .iter()
+        .map(|m| {
+            let month = match m {
+                Value::Number(n) => n.as_u64(),
+                Value::String(s) => {
+                    let s = s.trim();
+                    (!s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
+                        .then(|| s.parse::<u64>().ok())
+                        .flatten()
+                }
+                _ => None,
+            };
+            month
+                .and_then(|m| u8::try_from(m).ok())
+                .filter(|m| *m <= MAX_QUOTA_MONTHS)
+                .ok_or_else(refused)
+        })
+        .collect::<Result<Vec<u8>, String>>()
+        .map(Some)
+}
+
+/// Why an easy-pay `pay_method` is refused. KCP's window would open as its plain card window
+/// (the fields that open it on an easy pay are not in spec/kcp.md), and recording the easy pay
+/// would tell the merchant, who reconciles fees or funds promotions on `emb_pg_provider`, that
+/// it approved a payment no answer says it did; recording `card` instead would open a card
+/// window under the page's easy-pay button. A refusal tells the merchant at once, before the
+/// buyer sees anything: `card` opens KCP's card window, recorded as what it is.
+fn easy_pay_refused(pay_method: &str) -> String {
+    format!(
+        "pay_method '{pay_method}'는 지원하지 않습니다: openport는 KCP 결제창을 간편결제로 바로 \
+         열지 못합니다. pay_method 'card'로 KCP 카드 결제창을 열어 주세요."
+    )
+}
+
+/// The longest shop name sent as KCP's `shop_name` (spec/kcp.md §2.2 gives no limit; 50 bytes,
+/// `buyr_mail`'s, is an assumption that fits a shop's name).
+const SHOP_NAME_MAX_BYTES: usize = 50;
+
+/// `card`'s keys (seed 004 §3), before the window. `card.detail` ("특정 카드사 노출": entries
+/// `{card_code, enabled}` applied in order, `card_code: '*'` for every card) becomes KCP's
+/// `used_card`, the cards the window offers (spec/kcp.md §2.2): the KCP codes of the cards
+/// enabled after a `'*'` disabled them all. What `used_card` cannot say is refused, naming the
+/// key, rather than opening a window with cards the merchant did not allow: a card taken out of
+/// all the others (KCP's field lists the cards offered, and openport does not know every card
+/// KCP offers), nothing enabled, a `card_code` KCP's window has no code for. `card.direct`
+/// (opening one card company's module directly) has no field in spec/kcp.md, and a window with
+/// every card and every instalment plan is not what it asks for: refused. Empty: every card.
+fn card_detail(p: &Value) -> Result<Vec<&'static str>, String> {
+    let card = match p.get("card") {
+        None | Some(Value::Null) => return Ok(vec![]),
+        Some(card @ Value::Object(_)) => card,
+        Some(_) => return Err("card는 {direct, detail} 객체여야 합니다.".into()),
+    };
+    if card.get("direct").is_some_and(|d| !d.is_null()) {
+        return Err(
+            "card.direct(카드사 결제창 바로 호출)는 지원하지 않습니다: openport는 KCP 결제창을 \
+             카드사 모듈로 바로 열지 못합니다. 카드사는 card.detail로, 할부개월은 \
+             display.card_quota로 지정해 주세요."
+                .into(),
+        );
     }
-    Ok(Some(
-        months
-            .into_iter()
-            .filter_map(|m| u8::try_from(m).ok())
-            .collect(),
-    ))
+    let entries = match card.get("detail") {
+        None | Some(Value::Null) => return Ok(vec![]),
+        Some(Value::Array(entries)) => entries,
+        Some(_) => {
+            return Err("card.detail은 {card_code, enabled} 객체의 배열이어야 합니다.".into())
+        }
+    };
+    // Every card is offered until an entry says otherwise, as at iamport.
+    let mut all = true;
+    let mut named: Vec<(String, bool)> = vec![];
+    for (i, entry) in entries.iter().enumerate() {
+        let (Some(code), Some(Value::Bool(enabled))) =
+            (text(entry, "card_code"), entry.get("enabled"))
+        else {
+            return Err(format!(
+                "card.detail[{i}]은 {{card_code: 문자열, enabled: true/false}}여야 합니다."
+            ));
+        };
+        let code = code.trim().to_string();
+        if code == "*" {
+            all = *enabled;
+            named.clear();
+        } else {
+            named.retain(|(c, _)| *c != code);
+            named.push((code, *enabled));
+        }
+    }
+    if all {
+        if let Some((code, _)) = named.iter().find(|(_, enabled)| !enabled) {
+            return Err(format!(
+                "card.detail로 카드사({code})를 빼는 설정은 지원하지 않습니다: KCP 결제창에는 \
+                 허용할 카드사만 지정할 수 있습니다. {{card_code: '*', enabled: false}} 뒤에 \
+                 허용할 카드사를 enabled: true로 나열해 주세요."
+            ));
+        }
+        return Ok(vec![]);
+    }
+    let mut used = vec![];
+    for (code, _) in named.iter().filter(|(_, enabled)| *enabled) {
+        let kcp = crate::domain::checkout::kcp_card_codes(code);
+        if kcp.is_empty() {
+            return Err(format!(
+                "card.detail의 card_code '{code}'는 KCP 결제창에서 지정할 수 없는 카드사 코드입니다."
+            ));
+        }
+        for k in kcp {
+            if !used.contains(&k) {
+                used.push(k);
+            }
+        }
+    }
+    if used.is_empty() {
+        return Err("card.detail로 모든 카드사를 막으면 결제할 수 없습니다: 허용할 카드사를 enabled: true로 지정해 주세요.".into());
+    }
+    Ok(used)
+}
+
+/// `language`: KCP's window fields in spec/kcp.md have no language, so only Korean (`ko`, or
+/// none) is taken; `en` (PortOne's KCP guide: "en 설정시 영문으로 출력") is refused rather than
+/// shown in Korean to a buyer the merchant meant to address in English.
+fn korean_window(p: &Value) -> Result<(), String> {
+    match p.get("language") {
+        None | Some(Value::Null) => Ok(()),
+        Some(Value::String(l)) if l.trim().is_empty() || l.trim().eq_ignore_ascii_case("ko") => {
+            Ok(())
+        }
+        Some(_) => {
+            Err("language는 'ko'만 지원합니다: openport는 KCP 결제창을 한국어로만 엽니다.".into())
+        }
+    }
 }
 
 /// The longest `user_agent` kept: browsers send 100 to 300 characters; the rest of a longer one

@@ -5,7 +5,7 @@ use super::text::{for_kcp, ScriptRefused};
 /// Pay methods of KCP's standard payment window (spec/kcp.md §2.1–2.3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WindowMethod {
-    /// `CARD` (also easy-pay: the card window with the easy pay preselected).
+    /// `CARD`: the card window.
     Card,
     /// `BANK`: real-time account transfer.
     Bank,
@@ -30,8 +30,6 @@ pub struct WindowPlan {
     /// `ActionResult` of the mobile window.
     pub action_result: &'static str,
     pub van_code: Option<&'static str>,
-    /// iamport `emb_pg_provider` for easy-pay inside the card window.
-    pub emb_pg_provider: Option<&'static str>,
     /// Gift certificates need the buyer's id at the issuer (`bypass.shop_user_id`).
     pub needs_shop_user_id: bool,
 }
@@ -42,10 +40,15 @@ const fn plan(method: WindowMethod, kcp: &'static str, action: &'static str) -> 
         kcp_pay_method: kcp,
         action_result: action,
         van_code: None,
-        emb_pg_provider: None,
         needs_shop_user_id: false,
     }
 }
+
+/// iamport's easy-pay `pay_method`s on KCP (seed 004 §2, PAYCO 허브형: seed 001 §5). KCP's
+/// fields that open its window on one (its 간편결제 direct call) are not in spec/kcp.md: such a
+/// request would open the plain card window, and the payment would claim an easy pay no answer
+/// confirmed. Refused before the window, saying why and what works.
+pub const EASY_PAY_METHODS: &[&str] = &["samsung", "kakaopay", "naverpay", "payco"];
 
 /// None when KCP's window has no such method.
 pub fn window_plan(pay_method: &str, billing: bool) -> Option<WindowPlan> {
@@ -78,17 +81,31 @@ pub fn window_plan(pay_method: &str, billing: bool) -> Option<WindowPlan> {
             action_result: "schm",
             ..gift("SCHM")
         },
-        "samsung" | "kakaopay" | "naverpay" | "payco" => WindowPlan {
-            emb_pg_provider: Some(match pay_method {
-                "samsung" => "samsung",
-                "kakaopay" => "kakaopay",
-                "naverpay" => "naverpay",
-                _ => "payco",
-            }),
-            ..plan(Card, "CARD", "card")
-        },
+        // Payments and windows earlier versions opened for an easy pay were KCP's card window
+        // (inquired as cards, `PACA`); new requests for one are refused before the window
+        // ([`EASY_PAY_METHODS`]).
+        "samsung" | "kakaopay" | "naverpay" | "payco" => plan(Card, "CARD", "card"),
         _ => return None,
     })
+}
+
+/// KCP's issuer codes (`card_cd`, spec/kcp.md §4): what KCP's window field `used_card` lists.
+const KCP_CARD_CODES: &[&str] = &[
+    "CCKM", "CCNH", "CCSG", "CCCT", "CCHM", "CVSF", "CCAM", "CCLO", "CCBC", "CCWR", "CCHN", "CCSS",
+    "CCKJ", "CCSU", "CCJB", "CCCJ", "CCLG", "CMCF", "CJCF", "CCKE", "CCDI", "CCUF",
+];
+
+/// The KCP issuer codes of one iamport standard card-company code (`card.detail`'s `card_code`,
+/// seed 004 "특정 카드사 노출"), by the mapping openport answers `card_code` with
+/// ([`super::card::iamport_card_code`]), read backwards: `374` 하나 is KCP's `CCHN` and `CCKE`
+/// (하나(외환)), `368` 롯데 `CCLO` and `CCAM`. Empty for a code KCP's window cannot name (a bank
+/// card without its own KCP code, a foreign brand).
+pub fn kcp_card_codes(iamport_code: &str) -> Vec<&'static str> {
+    KCP_CARD_CODES
+        .iter()
+        .copied()
+        .filter(|kcp| super::card::iamport_card_code(kcp) == Some(iamport_code))
+        .collect()
 }
 
 /// Whether the buyer asked KCP's window for a cash receipt: KCP's window answer says so with
@@ -181,10 +198,13 @@ mod tests {
         assert_eq!(window_plan("card", false).unwrap().kcp_pay_method, "CARD");
         assert_eq!(window_plan("trans", false).unwrap().action_result, "acnt");
         assert_eq!(window_plan("vbank", false).unwrap().kcp_pay_method, "VCNT");
-        assert_eq!(
-            window_plan("kakaopay", false).unwrap().emb_pg_provider,
-            Some("kakaopay")
-        );
+        for easy_pay in EASY_PAY_METHODS {
+            assert_eq!(
+                window_plan(easy_pay, false).unwrap().method,
+                WindowMethod::Card,
+                "what earlier versions opened for {easy_pay}"
+            );
+        }
         let gift = window_plan("happymoney", false).unwrap();
         assert_eq!(
             (gift.kcp_pay_method, gift.van_code, gift.needs_shop_user_id),
@@ -198,6 +218,15 @@ mod tests {
         );
         assert_eq!(window_plan("card", true).unwrap().kcp_pay_method, "AUTH");
         assert!(window_plan("paypal", false).is_none());
+    }
+
+    #[test]
+    fn iamport_card_codes_name_every_kcp_issuer_code_that_answers_with_them() {
+        assert_eq!(kcp_card_codes("366"), vec!["CCLG"]);
+        assert_eq!(kcp_card_codes("374"), vec!["CCHN", "CCKE"]);
+        assert_eq!(kcp_card_codes("368"), vec!["CCAM", "CCLO"]);
+        assert!(kcp_card_codes("090").is_empty(), "no KCP code of its own");
+        assert!(kcp_card_codes("*").is_empty());
     }
 
     #[test]

@@ -84,6 +84,10 @@ pub struct CheckoutRequest {
     pub products: Vec<(String, String, i64, i64)>,
     /// `display.card_quota`: allowed instalment months (empty = lump sum only).
     pub card_quota: Option<Vec<u8>>,
+    /// `card.detail`'s enabled cards as KCP issuer codes (`used_card`); empty = every card.
+    pub used_card: Vec<&'static str>,
+    /// iamport `company`, made fit for KCP: the window's `shop_name`.
+    pub shop_name: Option<String>,
     pub shop_user_id: Option<String>,
     pub confirm_url: Option<String>,
     pub redirect_url: Option<String>,
@@ -568,7 +572,7 @@ impl Gateway {
         // operator's to fix: checked before anything is written, logged and shown to the buyer
         // in general terms only (`CheckoutRefused::from`).
         let connector = self.connectors.for_merchant(m, &self.secrets)?;
-        let payment = self.open_checkout_payment(m, &req, &plan).await?;
+        let payment = self.open_checkout_payment(m, &req).await?;
         let refuse = |message: String| CheckoutRefused {
             code: 1,
             message,
@@ -684,7 +688,6 @@ impl Gateway {
         &self,
         m: &merchant::Model,
         req: &CheckoutRequest,
-        plan: &WindowPlan,
     ) -> ServiceResult<payment::Model> {
         for _ in 0..3 {
             let now = self.clock.unix();
@@ -742,7 +745,9 @@ impl Gateway {
                 failed_at: Set(None),
                 cancelled_at: Set(None),
                 updated_at: Set(now),
-                emb_pg_provider: Set(plan.emb_pg_provider.map(str::to_string)),
+                // No window here names an easy pay, and no approval answer is read for one:
+                // none is claimed (docs/api.md "pay methods").
+                emb_pg_provider: Set(None),
                 escrow: Set(req.escrow),
                 ..Default::default()
             };
@@ -851,6 +856,18 @@ impl Gateway {
                 0
             };
             f.push(("quotaopt", max.to_string()));
+        }
+        let card_window = matches!(plan.method, WindowMethod::Card | WindowMethod::BatchKey);
+        if card_window && !req.used_card.is_empty() {
+            // The cards the window offers (spec/kcp.md §2.2), colon-separated as KCP's samples
+            // write it (`CCBC:CCLG`); KCP's PC form applies it only with `used_card_YN=Y`.
+            f.push(("used_card", req.used_card.join(":")));
+            if trade.is_none() {
+                f.push(("used_card_YN", "Y".into()));
+            }
+        }
+        if let Some(name) = &req.shop_name {
+            f.push(("shop_name", name.clone()));
         }
         if let (WindowMethod::VirtualAccount, Some(due)) = (plan.method, req.vbank_due) {
             f.push(("ipgm_date", crate::pg::kcp::wire::format_kcp_time(due)));

@@ -2960,3 +2960,169 @@ async fn a_pc_window_result_with_its_ordr_chk_is_approved_and_a_close_is_a_buyer
     assert_eq!(app.sandbox.ledger().len(), 1, "the close approved nothing");
     app.assert_ledger_agrees().await;
 }
+
+/// iamport's manual types `display.card_quota` as an array of integers (`[]`: lump sum only).
+/// Months a page builds from `<option value>` text are taken as the numbers they spell; anything
+/// else (a negative or fractional month, a word, a bare number instead of an array) is refused
+/// before the window, naming the field, never turned into `quotaopt=0` (lump sum only) or
+/// KCP's default of up to 12 months.
+#[tokio::test]
+async fn display_card_quota_with_text_or_negative_months_is_refused_not_sent_as_lump_sum_only() {
+    let app = spawn_app().await;
+    for (i, quota) in [
+        json!([-1]),
+        json!([6.5]),
+        json!(["six"]),
+        json!([2, "-3"]),
+        json!(6),
+        json!("2,3,6"),
+        json!([[6]]),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        refused_with(
+            &app,
+            json!({"merchant_uid": format!("web-quota-text-{i}"), "amount": 120000, "display": {"card_quota": quota}}),
+            "display.card_quota는 0~12 정수의 배열이어야 합니다.",
+        )
+        .await;
+    }
+    let (_, fields) = hand_off(
+        &app,
+        json!({"merchant_uid": "web-quota-strings", "amount": 120000, "display": {"card_quota": ["2", "3", "6"]}}),
+    )
+    .await;
+    assert_eq!(
+        field(&fields, "quotaopt"),
+        Some("6"),
+        "digit strings are months"
+    );
+}
+
+/// Seed 004 §3 keys KCP's window fields (spec/kcp.md §2.2) cannot carry are refused before the
+/// window, naming the key, with nothing written: `card.direct` (a card company's module opened
+/// directly, fixed instalments), `appCard: true` (app cards only), a language other than Korean,
+/// and the `card.detail` lists `used_card` cannot say (a card taken out of all the others,
+/// nothing left, a code KCP's window has no issuer code for, entries that are not
+/// `{card_code, enabled}`). None of them opens a window with every card and plan instead.
+#[tokio::test]
+async fn card_direct_card_detail_and_app_card_are_refused_before_the_window_not_silently_dropped() {
+    let app = spawn_app().await;
+    let cases = [
+        (
+            json!({"card": {"direct": {"code": "367", "quota": 3}}}),
+            "card.direct",
+        ),
+        (json!({"appCard": true}), "appCard"),
+        (json!({"appCard": "Y"}), "appCard"),
+        (json!({"language": "en"}), "language"),
+        (
+            json!({"card": {"detail": [{"card_code": "366", "enabled": false}]}}),
+            "card.detail",
+        ),
+        (
+            json!({"card": {"detail": [{"card_code": "*", "enabled": false}]}}),
+            "card.detail",
+        ),
+        (
+            json!({"card": {"detail": [{"card_code": "*", "enabled": false}, {"card_code": "090", "enabled": true}]}}),
+            "card_code '090'",
+        ),
+        (
+            json!({"card": {"detail": [{"card_code": "366", "enabled": "Y"}]}}),
+            "card.detail[0]",
+        ),
+        (json!({"card": {"detail": "366"}}), "card.detail"),
+        (json!({"card": "366"}), "card"),
+    ];
+    for (i, (extra, wanted)) in cases.into_iter().enumerate() {
+        let mut params = json!({"merchant_uid": format!("web-card-opt-{i}"), "amount": 60000});
+        for (k, v) in extra.as_object().unwrap() {
+            params[k] = v.clone();
+        }
+        refused_with(&app, params, wanted).await;
+    }
+    assert!(app.sandbox.ledger().is_empty());
+}
+
+/// `card.detail` "특정 카드사 노출" (seed 004 §3: every card off, then Shinhan `366` on) opens
+/// KCP's window with `used_card=CCLG` (spec/kcp.md §2.2; on PC with `used_card_YN=Y`, as KCP's PC
+/// form needs), and a window opened so takes no other issuer's card; `company` is the window's
+/// `shop_name`, and `language: 'ko'` is KCP's window as it is.
+#[tokio::test]
+async fn a_card_detail_for_one_card_company_opens_a_window_that_takes_only_its_cards() {
+    let app = spawn_app().await;
+    let shinhan_only = json!({"detail": [{"card_code": "*", "enabled": false}, {"card_code": "366", "enabled": true}]});
+    let (pay_url, fields) = hand_off(
+        &app,
+        json!({"merchant_uid": "web-detail-other", "amount": 60000, "card": shinhan_only,
+               "company": "오픈상점", "language": "ko"}),
+    )
+    .await;
+    assert_eq!(field(&fields, "used_card"), Some("CCLG"));
+    assert_eq!(field(&fields, "used_card_YN"), Some("Y"));
+    assert_eq!(field(&fields, "shop_name"), Some("오픈상점"));
+    let samsung = [
+        ("card_no", kcp_sandbox::test_cards::SAMSUNG_CHECK),
+        ("card_expiry", "3112"),
+        ("action", "pay"),
+    ];
+    let refused = through_window(&app, &pay_url, &fields, &samsung).await;
+    assert_eq!(refused["success"], false, "{refused}");
+    assert!(
+        app.sandbox.ledger().is_empty(),
+        "no other issuer's card is charged"
+    );
+    let paid = request_pay(
+        &app,
+        json!({"merchant_uid": "web-detail-shinhan", "amount": 60000, "card": shinhan_only}),
+        &CARD_OK,
+    )
+    .await;
+    assert_eq!(paid["success"], true, "{paid}");
+    assert_eq!(paid["card_name"], "신한카드", "{paid}");
+    let (_, mobile) = mobile_hand_off(
+        &app,
+        json!({"merchant_uid": "web-detail-mobile", "amount": 60000,
+               "card": {"detail": [{"card_code": "*", "enabled": false}, {"card_code": "374", "enabled": true}, {"card_code": "366", "enabled": true}]}}),
+    )
+    .await;
+    assert_eq!(field(&mobile, "used_card"), Some("CCHN:CCKE:CCLG"));
+    assert_eq!(
+        field(&mobile, "used_card_YN"),
+        None,
+        "spec §2.2 has used_card alone"
+    );
+    app.assert_ledger_agrees().await;
+}
+
+/// iamport's easy pays on KCP (samsung, kakaopay, naverpay, payco, PAYCO 허브형 included) would
+/// open KCP's plain card window here (the fields that open it on an easy pay are not in
+/// spec/kcp.md), where the buyer pays with any card: recorded as `kakaopay` with
+/// `emb_pg_provider: "kakaopay"`, the payment would claim an easy pay no approval confirmed. They
+/// are refused before the window, naming the pay_method and the way that works; a card window
+/// claims no easy pay.
+#[tokio::test]
+async fn a_kakaopay_request_paid_with_a_plain_card_is_not_recorded_as_kakaopay() {
+    let app = spawn_app().await;
+    for easy_pay in ["kakaopay", "naverpay", "samsung", "payco"] {
+        refused_with(
+            &app,
+            json!({"merchant_uid": format!("web-easy-{easy_pay}"), "amount": 1000, "pay_method": easy_pay}),
+            &format!("pay_method '{easy_pay}'는 지원하지 않습니다"),
+        )
+        .await;
+    }
+    let paid = request_pay(
+        &app,
+        json!({"merchant_uid": "web-easy-card", "amount": 1000, "pay_method": "card"}),
+        &CARD_OK,
+    )
+    .await;
+    assert_eq!(paid["success"], true, "{paid}");
+    assert_eq!(paid["pay_method"], "card", "{paid}");
+    assert!(paid["emb_pg_provider"].is_null(), "{paid}");
+    let p = payment_of(&app, &paid).await;
+    assert!(p["emb_pg_provider"].is_null(), "{p}");
+}
