@@ -256,6 +256,35 @@ async fn replacement_refused(
         .is_none())
 }
 
+/// The amount a request's payment records, which is its "prepared amount" (spec §4.3) at the start
+/// and in [`Gateway::claim_window`]: what the merchant asked for, except that a billing-key
+/// window records 0 whatever it shows, KCP charging nothing when it issues a key (seed 004). So
+/// the merchant_uid of a billing window is prepared with amount 0, as [`KEY_REPLACEMENT_REFUSED`]
+/// tells the merchant, whatever amount the page shows.
+fn recorded_amount(req: &CheckoutRequest) -> i64 {
+    if req.billing {
+        0
+    } else {
+        req.order.amount
+    }
+}
+
+/// What a merchant that prepared a billing window's merchant_uid with the amount it shows is told
+/// besides the usual mismatch: the amount to prepare.
+const BILLING_PREPARE_HINT: &str =
+    "빌링키 발급 결제창은 결제하지 않으므로 merchant_uid를 amount 0으로 사전등록해 주세요.";
+
+/// A prepared-amount refusal (`prepared_mismatch`) of a billing window, with
+/// [`BILLING_PREPARE_HINT`]; anything else as it is.
+fn for_billing_window(billing: bool, e: ServiceError) -> ServiceError {
+    match e {
+        ServiceError::Refused(message) if billing => {
+            ServiceError::Refused(format!("{message} {BILLING_PREPARE_HINT}"))
+        }
+        e => e,
+    }
+}
+
 /// The return key (and the window's fields, which carry it) never show in `Debug`.
 impl std::fmt::Debug for WindowFields {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -522,13 +551,16 @@ impl Gateway {
             crate::domain::order::vbank_due(due, self.clock.now())
                 .map_err(|e| ServiceError::BadRequest(e.to_string()))?;
         }
+        // Against what the payment will record (a billing window records 0 whatever it shows),
+        // as `claim_window` checks it again: one meaning of the prepared amount.
         self.check_prepared(
             m.id,
             &req.order.merchant_uid,
-            req.order.amount,
+            recorded_amount(&req),
             &req.order.currency,
         )
-        .await?;
+        .await
+        .map_err(|e| for_billing_window(req.billing, e))?;
         if req.billing {
             if let Some(uid) = &req.order.customer_uid {
                 let current = billing::active_key(&self.db.read, m.id, uid)
@@ -713,7 +745,7 @@ impl Gateway {
                 // showed (seed 004: "KCP는 빌링키 발급시 실 결제는 발생되지 않습니다 (금액을
                 // 지정해도 결제가 발생되지 않음)"): the `issue` payment records no money, so
                 // neither its amount nor the `rsp`'s paid_amount claims any.
-                amount: Set(if req.billing { 0 } else { o.amount }),
+                amount: Set(recorded_amount(req)),
                 cancel_amount: Set(0),
                 currency: Set(o.currency.clone()),
                 name: Set(o.name.clone()),
@@ -1048,7 +1080,7 @@ impl Gateway {
             let reason = super::clock_check::CLOCK_SKEWED.to_string();
             return self.stop_window(&s, &p, "F500", reason, None).await;
         }
-        let attempt = match self.claim_window(&p, shown, cash_receipt).await? {
+        let attempt = match self.claim_window(&p, cash_receipt).await? {
             WindowClaim::Held(attempt) => *attempt,
             WindowClaim::PreparedDiffers(reason) => {
                 return self.finish(&s, Some(("F400", reason))).await
@@ -1172,15 +1204,14 @@ impl Gateway {
     /// may be recorded by the resolver.
     ///
     /// The last write before KCP's approval, so the merchant_uid's prepared amount is checked here
-    /// (spec §4.3) against `charged` (what the window showed), in the same transaction, as REST
-    /// charges check it in the write that opens them (`payments::open_charge`): the window's page
-    /// knows its merchant_uid, and a prepare made or changed while the buyer is in the window
-    /// would otherwise be approved at the window's amount. Such a window fails without a call
-    /// to KCP.
+    /// (spec §4.3) against the payment's amount (what it records: a billing window's is 0, as at
+    /// the start, [`recorded_amount`]), in the same transaction, as REST charges check it in the
+    /// write that opens them (`payments::open_charge`): the window's page knows its merchant_uid,
+    /// and a prepare made or changed while the buyer is in the window would otherwise be approved
+    /// at the window's amount. Such a window fails without a call to KCP.
     async fn claim_window(
         &self,
         p: &payment::Model,
-        charged: i64,
         cash_receipt: bool,
     ) -> ServiceResult<WindowClaim> {
         let now = self.clock.unix();
@@ -1188,8 +1219,11 @@ impl Gateway {
         if let Some(prepared) =
             payments::prepare_by_uid(&txn, p.merchant_id, &p.merchant_uid).await?
         {
-            if payments::prepared_refuses(&prepared, charged, &p.currency) {
-                let reason = prepared_mismatch(prepared.amount, charged).to_string();
+            if payments::prepared_refuses(&prepared, p.amount, &p.currency) {
+                let billing = p.pg_provider == PG_KCP_BILLING;
+                let reason =
+                    for_billing_window(billing, prepared_mismatch(prepared.amount, p.amount))
+                        .to_string();
                 let failed = fail_ready_in(&txn, p, &reason, now).await?;
                 txn.commit().await?;
                 tracing::warn!(imp_uid = %p.imp_uid, "window result refused: its merchant_uid was prepared with another amount since the window opened");

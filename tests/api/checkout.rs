@@ -2863,3 +2863,96 @@ async fn a_pc_window_result_with_its_ordr_chk_is_approved_and_a_close_is_a_buyer
     assert_eq!(app.sandbox.ledger().len(), 1, "the close approved nothing");
     app.assert_ledger_agrees().await;
 }
+
+/// A billing-key window records 0 whatever amount it shows, so its merchant_uid is prepared with
+/// amount 0, as the refusal of a window that would replace a key says: a page that shows 9,900
+/// won replaces the customer's key once the merchant's server prepared 0, at the start and at
+/// `Ret_URL` alike. A prepare of the shown amount is refused before the window with what to
+/// prepare instead, and one changed to it while the buyer is in the window fails the window
+/// before KCP is asked for a key.
+#[tokio::test]
+async fn a_billing_window_showing_an_amount_replaces_a_key_after_a_prepare_of_zero() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let window = |merchant_uid: &str| {
+        json!({"pg": "kcp_billing", "pay_method": "card", "merchant_uid": merchant_uid,
+               "amount": 9900, "customer_uid": "shown-cust"})
+    };
+    let first = request_pay(&app, window("shown-1"), &MASTERCARD_OK).await;
+    assert_eq!(first["success"], true, "a first key needs no word: {first}");
+    let refused = start_checkout(&app, window("shown-2")).await;
+    assert_eq!(refused["code"], 1, "{refused}");
+    assert!(
+        refused["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("amount 0"),
+        "{refused}"
+    );
+    let prepare = |merchant_uid: &'static str, amount: i64| {
+        let (app, token) = (&app, &token);
+        async move {
+            let (_, prepared) = app
+                .post(
+                    "/payments/prepare",
+                    Some(token),
+                    json!({"merchant_uid": merchant_uid, "amount": amount}),
+                )
+                .await;
+            assert_eq!(prepared["code"], 0, "{prepared}");
+        }
+    };
+
+    // As told: prepared with 0, the window showing 9,900 replaces the key.
+    prepare("shown-2", 0).await;
+    let second = request_pay(&app, window("shown-2"), &CARD_OK).await;
+    assert_eq!(second["success"], true, "{second}");
+    assert_eq!(second["paid_amount"], 0, "{second}");
+    let (_, c) = app
+        .get("/subscribe/customers/shown-cust", Some(&token))
+        .await;
+    assert_eq!(c["response"]["card_number"], "411111******1111", "{c}");
+    assert!(app.sandbox.ledger().is_empty(), "no key charged anything");
+
+    // Prepared with the shown amount: refused before the window, naming the amount to prepare.
+    prepare("shown-3", 9900).await;
+    let refused = start_checkout(&app, window("shown-3")).await;
+    assert_eq!(refused["code"], 1, "{refused}");
+    let message = refused["message"].as_str().unwrap_or_default();
+    assert!(
+        message.starts_with(
+            "사전등록된 결제정보와 일치하지 않습니다. (사전등록 금액: 9900, 요청 금액: 0)"
+        ),
+        "{refused}"
+    );
+    assert!(message.contains("amount 0으로 사전등록"), "{refused}");
+
+    // Prepared with 0, changed to the shown amount while the buyer is in the window: the window
+    // fails at Ret_URL with the same words, and KCP issues no key.
+    prepare("shown-4", 0).await;
+    let (pay_url, fields) = hand_off(&app, window("shown-4")).await;
+    let (_, changed) = app
+        .put(
+            "/payments/prepare",
+            &token,
+            json!({"merchant_uid": "shown-4", "amount": 9900}),
+        )
+        .await;
+    assert_eq!(changed["code"], 0, "{changed}");
+    let keys_before = app.sandbox.batch_keys().len();
+    let rsp = through_window(&app, &pay_url, &fields, &MASTERCARD_OK).await;
+    assert_eq!(rsp["success"], false, "{rsp}");
+    assert_eq!(rsp["error_code"], "F400", "{rsp}");
+    assert!(
+        rsp["error_msg"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("amount 0으로 사전등록"),
+        "{rsp}"
+    );
+    assert_eq!(app.sandbox.batch_keys().len(), keys_before, "no key issued");
+    let (_, c) = app
+        .get("/subscribe/customers/shown-cust", Some(&token))
+        .await;
+    assert_eq!(c["response"]["card_number"], "411111******1111", "{c}");
+}
