@@ -2956,3 +2956,179 @@ async fn a_billing_window_showing_an_amount_replaces_a_key_after_a_prepare_of_ze
         .await;
     assert_eq!(c["response"]["card_number"], "411111******1111", "{c}");
 }
+
+/// A mobile request_pay (with an `m_redirect_url`): its hand-off page's URL (`start_url`), KCP's
+/// `PayUrl` and the fields the page posts there.
+async fn mobile_start(app: &TestApp, mut params: Value) -> (String, String, Vec<(String, String)>) {
+    params["m_redirect_url"] = json!("https://shop.test/done");
+    let (_, started) = app
+        .post(
+            "/checkout/request",
+            None,
+            json!({"imp_code": "imp00000000", "mobile": true, "page_url": "https://shop.test/cart", "params": params}),
+        )
+        .await;
+    assert_eq!(started["code"], 0, "{started}");
+    let start_url = started["response"]["start_url"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let page = app
+        .http
+        .get(&start_url)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let (pay_url, fields) = form(&page);
+    assert!(pay_url.ends_with(paths::PAY_WINDOW), "{pay_url}");
+    (start_url, pay_url, fields)
+}
+
+/// What the hand-off page at `start_url` answers, not following a redirect: its status, its
+/// `Location` (if any), its `Cache-Control` and its body.
+async fn hand_off_answer(start_url: &str) -> (reqwest::StatusCode, String, String, String) {
+    let no_follow = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let res = no_follow.get(start_url).send().await.unwrap();
+    let header = |name: &str| {
+        res.headers()
+            .get(name)
+            .map(|v| v.to_str().unwrap().to_string())
+            .unwrap_or_default()
+    };
+    let (location, cache) = (header("location"), header("cache-control"));
+    (res.status(), location, cache, res.text().await.unwrap())
+}
+
+/// The query of a redirect's `Location`, as a map.
+fn query_of(location: &str) -> std::collections::HashMap<String, String> {
+    reqwest::Url::parse(location)
+        .unwrap()
+        .query_pairs()
+        .into_owned()
+        .collect()
+}
+
+/// A mobile window whose result the database cannot take (here the write that claims the window
+/// before KCP's approval fails): the buyer is still sent back to `m_redirect_url`, with the
+/// imp_uid and the "being checked" error (`F500`) used wherever the outcome is not known, instead
+/// of being left on openport's error page with no way back to the shop.
+#[tokio::test]
+async fn a_mobile_result_the_database_cannot_record_still_redirects_the_buyer_with_checking() {
+    let app = spawn_app().await;
+    let (_, pay_url, fields) = mobile_start(
+        &app,
+        json!({"merchant_uid": "m-unrecorded", "amount": 1000}),
+    )
+    .await;
+    let (ret_url, result) = window_result(&app, &pay_url, &fields, &CARD_OK).await;
+    crate::helpers::refuse_writes(
+        &app,
+        "refuse_claim",
+        "UPDATE",
+        "payments",
+        "NEW.status = 'pending'",
+    )
+    .await;
+    let location = post_without_following(&ret_url, &result).await;
+    assert!(
+        location.starts_with("https://shop.test/done?"),
+        "{location}"
+    );
+    let q = query_of(&location);
+    let imp_uid = field(&fields, "param_opt_1").unwrap();
+    assert_eq!(q["imp_uid"], imp_uid, "{location}");
+    assert_eq!(q["merchant_uid"], "m-unrecorded", "{location}");
+    assert_eq!(q["imp_success"], "false", "{location}");
+    assert_eq!(q["error_code"], "F500", "{location}");
+    assert!(q["error_msg"].contains(imp_uid), "{location}");
+    assert!(app.sandbox.ledger().is_empty(), "nothing was approved");
+}
+
+/// KCP approved and the payment is recorded paid, but closing the checkout session (a cosmetic
+/// write) fails: the answer is still the paid payment, on PC (the overlay's `rsp`) and on mobile
+/// (the redirect to `m_redirect_url`), not an error page over a paid payment. The session left
+/// open does not reopen KCP's window: its hand-off page sends a mobile buyer on with the result.
+#[tokio::test]
+async fn a_paid_window_whose_session_cannot_be_closed_still_answers_paid_and_never_reopens() {
+    let app = spawn_app().await;
+    crate::helpers::refuse_writes(
+        &app,
+        "refuse_close",
+        "UPDATE",
+        "checkout_sessions",
+        "NEW.state = 'completed'",
+    )
+    .await;
+    let rsp = request_pay(
+        &app,
+        json!({"merchant_uid": "pc-unclosed", "amount": 1000}),
+        &CARD_OK,
+    )
+    .await;
+    assert_eq!(rsp["success"], true, "{rsp}");
+    assert_eq!(rsp["status"], "paid", "{rsp}");
+
+    let (start_url, pay_url, fields) =
+        mobile_start(&app, json!({"merchant_uid": "m-unclosed", "amount": 1000})).await;
+    let (ret_url, result) = window_result(&app, &pay_url, &fields, &CARD_OK).await;
+    let location = post_without_following(&ret_url, &result).await;
+    let q = query_of(&location);
+    assert_eq!(q["imp_success"], "true", "{location}");
+    assert_eq!(q["merchant_uid"], "m-unclosed", "{location}");
+    let paid = payment_of(&app, &json!({"imp_uid": q["imp_uid"]})).await;
+    assert_eq!(paid["status"], "paid", "{paid}");
+    assert_eq!(app.sandbox.ledger().len(), 2);
+
+    let (status, again, _, page) = hand_off_answer(&start_url).await;
+    assert!(status.is_redirection(), "{status}: {page}");
+    assert_eq!(again, location, "the same answer as Ret_URL's");
+}
+
+/// Back from the shop's result page (or a reload) brings a mobile buyer to the hand-off page of a
+/// window that ended: it sends them on with the payment as it stands, as `Ret_URL` did, instead
+/// of a dead end. The page is never cached: it carries the window's return key.
+#[tokio::test]
+async fn the_hand_off_page_of_an_ended_mobile_window_sends_the_buyer_on_with_its_result() {
+    let app = spawn_app().await;
+    let (start_url, pay_url, fields) =
+        mobile_start(&app, json!({"merchant_uid": "m-ended", "amount": 1000})).await;
+    let (status, _, open_cache, page) = hand_off_answer(&start_url).await;
+    assert_eq!(status, reqwest::StatusCode::OK, "{page}");
+    let (ret_url, result) = window_result(&app, &pay_url, &fields, &CARD_OK).await;
+    let location = post_without_following(&ret_url, &result).await;
+    assert_eq!(query_of(&location)["imp_success"], "true", "{location}");
+
+    let (status, again, ended_cache, page) = hand_off_answer(&start_url).await;
+    assert!(status.is_redirection(), "{status}: {page}");
+    assert_eq!(again, location);
+
+    // A window the buyer cancelled: sent on with the cancel, as Ret_URL sent them.
+    let (start_url, pay_url, fields) = mobile_start(
+        &app,
+        json!({"merchant_uid": "m-ended-cancel", "amount": 1000}),
+    )
+    .await;
+    let (ret_url, result) = window_result(&app, &pay_url, &fields, &[("action", "cancel")]).await;
+    let location = post_without_following(&ret_url, &result).await;
+    let q = query_of(&location);
+    assert_eq!(q["imp_success"], "false", "{location}");
+    let (status, again, _, page) = hand_off_answer(&start_url).await;
+    assert!(status.is_redirection(), "{status}: {page}");
+    let again = query_of(&again);
+    assert_eq!(again["imp_success"], "false");
+    assert_eq!(again["imp_uid"], q["imp_uid"]);
+    assert_eq!(again["error_msg"], q["error_msg"]);
+    assert_eq!(
+        app.sandbox.ledger().len(),
+        1,
+        "the hand-off reopened nothing"
+    );
+    assert_eq!(open_cache, "no-store");
+    assert_eq!(ended_cache, "no-store");
+}
