@@ -667,15 +667,7 @@ async fn hand_off(State(s): State<AppState>, Path(token): Path<String>) -> Respo
             .map_or("", |(_, v)| v.as_str());
         return no_store(Html(pc_window_page(url, ret_url, &inputs)).into_response());
     }
-    no_store(
-        Html(mobile_hand_off_page(
-            url,
-            &inputs,
-            &session.imp_uid,
-            &window.page_url,
-        ))
-        .into_response(),
-    )
+    no_store(Html(mobile_hand_off_page(url, &inputs)).into_response())
 }
 
 /// `res` with `Cache-Control: no-store`.
@@ -685,8 +677,14 @@ fn no_store(mut res: Response) -> Response {
     res
 }
 
-/// The mobile hand-off page: posts the window's form to KCP's `PayUrl` (`pay_url`).
-fn mobile_hand_off_page(pay_url: &str, inputs: &str, _imp_uid: &str, _page_url: &str) -> String {
+/// The mobile hand-off page: posts the window's form to KCP's `PayUrl` (`pay_url`). It submits
+/// while the page is still loading, from an inline script, and must keep doing so (not from a
+/// timer or `onload`): a form submitted before its document has completely loaded replaces that
+/// document's history entry (HTML's form submission algorithm), so the page takes no place in the
+/// history, and Back from KCP's window returns to the merchant page rather than to this page,
+/// which would post to KCP again (or, restored from a back-forward cache, stay blank).
+/// js-sdk/test/window-flows.test.mjs holds the browser to it.
+fn mobile_hand_off_page(pay_url: &str, inputs: &str) -> String {
     format!(
         "<!doctype html><html><head><meta charset=\"utf-8\"><title>결제창으로 이동 중</title></head>\
          <body><form id=\"kcp_hand_off\" method=\"post\" action=\"{action}\" accept-charset=\"UTF-8\">{inputs}\
