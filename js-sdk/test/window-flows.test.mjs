@@ -6,7 +6,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import {
   OPENPORT_URL, launch, startMerchant, completeWindow, getPayment, getCustomer, payAgain, rest,
-  token, uid, sandboxOrigin, sandbox,
+  token, uid, sandboxOrigin, sandbox, MOBILE_UA,
 } from './lib/harness.mjs';
 import { params, merchantPages } from './lib/pages.mjs';
 
@@ -238,4 +238,37 @@ test('a window result whose use_pay_method the browser changed is refused before
   const ledger = await sandbox(origin, 'GET', '/_sandbox/ledger');
   const orderNo = `OP${rsp.imp_uid.replace(/^imp_/, '')}`; // openport's KCP ordr_idxx
   assert.ok(!ledger.some((e) => e.order_no === orderNo), 'nothing approved at KCP');
+});
+
+test('mobile: Back from the KCP window returns to the merchant page instead of reopening the window', { timeout: 90_000 }, async () => {
+  // On mobile the hand-off page posts the window's form to KCP's PayUrl, full page, while it is
+  // still loading, which replaces its own history entry (HTML's form submission algorithm). Back
+  // from KCP's window then returns to the merchant page. A hand-off page that kept its entry
+  // (one submitting on load or on a timer) would be loaded again by Back and post to KCP again,
+  // so Back could never leave KCP's window (or, from a back-forward cache, show a blank page).
+  const { openPage } = merchantPages(browser, merchant);
+  const { page, context, errors } = await openPage({ userAgent: MOBILE_UA, viewport: { width: 390, height: 844 } });
+  try {
+    const windowPosts = [];
+    page.on('request', (req) => {
+      if (req.method() === 'POST' && req.isNavigationRequest() && new URL(req.url()).pathname.startsWith('/pay/')) {
+        windowPosts.push(req.url());
+      }
+    });
+    const p = params({ m_redirect_url: `${merchant.origin}/done?order=back` });
+    await page.evaluate((x) => window.pay(x), p);
+    await page.waitForURL((url) => url.origin !== merchant.origin);
+    await page.locator('#pay').waitFor();
+    assert.equal(windowPosts.length, 1, JSON.stringify(windowPosts));
+
+    await page.goBack({ waitUntil: 'commit' }).catch(() => {}); // a hand-off page would move on at once
+    await page.waitForURL(`${merchant.origin}/pay`, { timeout: 20_000 });
+    // It stays there: the hand-off page did not post to KCP again on its way.
+    await page.waitForTimeout(1_000);
+    assert.equal(page.url(), `${merchant.origin}/pay`);
+    assert.equal(windowPosts.length, 1, `the window was posted again: ${JSON.stringify(windowPosts)}`);
+    assert.deepEqual(errors, []);
+  } finally {
+    await context.close();
+  }
 });

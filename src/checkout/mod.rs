@@ -21,7 +21,7 @@ use crate::domain::payment::{
     check_notice_urls, MAX_AMOUNT, PG_KCP, PG_KCP_BILLING, TAX_FREE_UNSUPPORTED,
 };
 use crate::net::AddressList;
-use crate::service::checkout::{CheckoutFinish, CheckoutRequest, Rsp, WindowFields};
+use crate::service::checkout::{CheckoutFinish, CheckoutRequest, HandOff, Rsp, WindowFields};
 use crate::service::pay::ChargeOrder;
 use crate::service::ServiceError;
 
@@ -773,15 +773,20 @@ fn escape(s: &str) -> String {
 }
 
 /// The hand-off page: on mobile a form posted to KCP's `PayUrl` (spec/kcp.md §1.2 step 2), on
-/// PC KCP's PC flow ([`pc_window_page`], §1.1).
+/// PC KCP's PC flow ([`pc_window_page`], §1.1). A window that ended sends a mobile buyer on as
+/// `Ret_URL` did ([`HandOff::Ended`]): Back from the shop's result page, or a reload, never opens
+/// KCP's window again. The page carries the window's return key, so it is never stored.
 async fn hand_off(State(s): State<AppState>, Path(token): Path<String>) -> Response {
-    let session = match s.gateway.checkout_session(&token).await {
-        Ok(x) if x.state == "open" => x,
-        Ok(_) => {
-            return Html(
-                "<!doctype html><meta charset=utf-8><p>이미 종료된 결제입니다.</p>".to_string(),
+    let session = match s.gateway.hand_off(&token).await {
+        Ok(HandOff::Open(x)) => *x,
+        Ok(HandOff::Ended(f)) if f.mobile => return no_store(answer(*f)),
+        Ok(HandOff::Ended(_)) => {
+            return no_store(
+                Html(
+                    "<!doctype html><meta charset=utf-8><p>이미 종료된 결제입니다.</p>".to_string(),
+                )
+                .into_response(),
             )
-            .into_response()
         }
         Err(e) => return ApiError::from(e).into_response(),
     };
@@ -804,16 +809,33 @@ async fn hand_off(State(s): State<AppState>, Path(token): Path<String>) -> Respo
             .iter()
             .find(|(k, _)| k == "Ret_URL")
             .map_or("", |(_, v)| v.as_str());
-        return Html(pc_window_page(url, ret_url, &inputs)).into_response();
+        return no_store(Html(pc_window_page(url, ret_url, &inputs)).into_response());
     }
-    let action = escape(url);
-    Html(format!(
+    no_store(Html(mobile_hand_off_page(url, &inputs)).into_response())
+}
+
+/// `res` with `Cache-Control: no-store`.
+fn no_store(mut res: Response) -> Response {
+    res.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    res
+}
+
+/// The mobile hand-off page: posts the window's form to KCP's `PayUrl` (`pay_url`). It submits
+/// while the page is still loading, from an inline script, and must keep doing so (not from a
+/// timer or `onload`): a form submitted before its document has completely loaded replaces that
+/// document's history entry (HTML's form submission algorithm), so the page takes no place in the
+/// history, and Back from KCP's window returns to the merchant page rather than to this page,
+/// which would post to KCP again (or, restored from a back-forward cache, stay blank).
+/// js-sdk/test/window-flows.test.mjs holds the browser to it.
+fn mobile_hand_off_page(pay_url: &str, inputs: &str) -> String {
+    format!(
         "<!doctype html><html><head><meta charset=\"utf-8\"><title>결제창으로 이동 중</title></head>\
          <body><form id=\"kcp_hand_off\" method=\"post\" action=\"{action}\" accept-charset=\"UTF-8\">{inputs}\
          <noscript><button type=\"submit\">결제창 열기</button></noscript></form>\
-         <script>document.getElementById('kcp_hand_off').submit();</script></body></html>"
-    ))
-    .into_response()
+         <script>document.getElementById('kcp_hand_off').submit();</script></body></html>",
+        action = escape(pay_url),
+    )
 }
 
 /// The hand-off page of a PC checkout: KCP's PC flow (spec/kcp.md §1.1). `m_Completepayment` is
@@ -860,9 +882,14 @@ async fn kcp_return(State(s): State<AppState>, headers: HeaderMap, body: Bytes) 
     let done = tokio::spawn(async move { gateway.complete_checkout(&form).await }).await;
     match done {
         Ok(Ok(f)) => answer(f),
-        Ok(Err(e)) => {
-            tracing::warn!(%request_id, "Ret_URL: {e}");
-            return_error_page(&e, &request_id)
+        Ok(Err(failed)) => {
+            tracing::warn!(%request_id, "Ret_URL: {}", failed.error);
+            match failed.checking {
+                // The redirect is a mobile buyer's only way back to the shop: every end of the
+                // window takes it, an outcome not known as "being checked" with the imp_uid.
+                Some(checking) if checking.mobile => answer(checking),
+                _ => return_error_page(&failed.error, &request_id),
+            }
         }
         Err(e) => {
             tracing::error!(%request_id, "Ret_URL task: {e}");

@@ -260,6 +260,35 @@ async fn replacement_refused(
         .is_none())
 }
 
+/// The amount a request's payment records, which is its "prepared amount" (spec §4.3) at the start
+/// and in [`Gateway::claim_window`]: what the merchant asked for, except that a billing-key
+/// window records 0 whatever it shows, KCP charging nothing when it issues a key (seed 004). So
+/// the merchant_uid of a billing window is prepared with amount 0, as [`KEY_REPLACEMENT_REFUSED`]
+/// tells the merchant, whatever amount the page shows.
+fn recorded_amount(req: &CheckoutRequest) -> i64 {
+    if req.billing {
+        0
+    } else {
+        req.order.amount
+    }
+}
+
+/// What a merchant that prepared a billing window's merchant_uid with the amount it shows is told
+/// besides the usual mismatch: the amount to prepare.
+const BILLING_PREPARE_HINT: &str =
+    "빌링키 발급 결제창은 결제하지 않으므로 merchant_uid를 amount 0으로 사전등록해 주세요.";
+
+/// A prepared-amount refusal (`prepared_mismatch`) of a billing window, with
+/// [`BILLING_PREPARE_HINT`]; anything else as it is.
+fn for_billing_window(billing: bool, e: ServiceError) -> ServiceError {
+    match e {
+        ServiceError::Refused(message) if billing => {
+            ServiceError::Refused(format!("{message} {BILLING_PREPARE_HINT}"))
+        }
+        e => e,
+    }
+}
+
 /// The return key (and the window's fields, which carry it) never show in `Debug`.
 impl std::fmt::Debug for WindowFields {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -422,6 +451,19 @@ impl Rsp {
         }
     }
 
+    /// Session `s`'s answer when its payment could not be read: its imp_uid and `error` (its
+    /// merchant_uid is not known without the payment).
+    fn unread(s: &checkout_session::Model, error: Option<(&str, String)>) -> Self {
+        let (code, message) = error.unwrap_or((CHECKING, checking_message(&s.imp_uid)));
+        let mut rsp = Self::refused("", Some(s.imp_uid.clone()), &message);
+        rsp.error_code = Some(code.to_string());
+        rsp.status = None;
+        if s.kcp_pay_method == BILLING_WINDOW {
+            rsp.pg_provider = PG_KCP_BILLING.into();
+        }
+        rsp
+    }
+
     /// A refusal before any payment existed.
     pub fn refused(merchant_uid: &str, imp_uid: Option<String>, message: &str) -> Self {
         Self {
@@ -457,6 +499,43 @@ impl Rsp {
             vbank_date: 0,
         }
     }
+}
+
+/// A `Ret_URL` post [`Gateway::complete_checkout`] could not answer from the payment's record.
+pub struct ReturnFailed {
+    pub error: ServiceError,
+    /// Once the post is known to be its window's: the window's answer saying that the outcome is
+    /// being checked (`F500`, with the imp_uid). A mobile buyer is sent back with it (the redirect
+    /// is the only way back to the shop, and the merchant page learns the imp_uid); a PC window
+    /// shows the error page, whose overlay's close then asks for the payment as it stands.
+    pub checking: Option<CheckoutFinish>,
+}
+
+/// What [`Gateway::hand_off`] found.
+pub enum HandOff {
+    /// The window is still to be opened: the hand-off page posts it.
+    Open(Box<checkout_session::Model>),
+    /// The window ended (its session is closed, or its payment has moved on): the payment as it
+    /// stands, for a mobile buyer who comes back to the page (Back from KCP's window, a reload)
+    /// to be sent on as `Ret_URL` would have sent them, never into KCP's window again.
+    Ended(Box<CheckoutFinish>),
+}
+
+/// Whether nothing came of `p`'s window yet: `ready` without a KCP trade (an issued account is
+/// `ready` too, with its tno and account).
+fn window_open(p: &payment::Model) -> bool {
+    p.status == PaymentStatus::Ready.as_db() && p.pg_tid.is_none() && p.vbank_num.is_none()
+}
+
+/// Whether `p`'s outcome is recorded: neither its open window nor an approval in flight
+/// (`pending`), and so the answer as it stands.
+fn outcome_recorded(p: &payment::Model) -> bool {
+    !window_open(p) && p.status != PaymentStatus::Pending.as_db()
+}
+
+/// The "being checked" error of payment `imp_uid`.
+fn checking(imp_uid: &str) -> (&'static str, String) {
+    (CHECKING, checking_message(imp_uid))
 }
 
 /// How the browser is answered at the end.
@@ -526,13 +605,16 @@ impl Gateway {
             crate::domain::vbank::deposit_deadline(due, self.clock.now())
                 .map_err(|e| ServiceError::BadRequest(e.to_string()))?;
         }
+        // Against what the payment will record (a billing window records 0 whatever it shows),
+        // as `claim_window` checks it again: one meaning of the prepared amount.
         self.check_prepared(
             m.id,
             &req.order.merchant_uid,
-            req.order.amount,
+            recorded_amount(&req),
             &req.order.currency,
         )
-        .await?;
+        .await
+        .map_err(|e| for_billing_window(req.billing, e))?;
         if req.billing {
             if let Some(uid) = &req.order.customer_uid {
                 let current = billing::active_key(&self.db.read, m.id, uid)
@@ -716,7 +798,7 @@ impl Gateway {
                 // showed (seed 004: "KCP는 빌링키 발급시 실 결제는 발생되지 않습니다 (금액을
                 // 지정해도 결제가 발생되지 않음)"): the `issue` payment records no money, so
                 // neither its amount nor the `rsp`'s paid_amount claims any.
-                amount: Set(if req.billing { 0 } else { o.amount }),
+                amount: Set(recorded_amount(req)),
                 cancel_amount: Set(0),
                 currency: Set(o.currency.clone()),
                 name: Set(o.name.clone()),
@@ -909,13 +991,16 @@ impl Gateway {
             .await?
             .ok_or_else(|| ServiceError::Internal("payment vanished".into()))?;
         if self.fail_ready(&p, USER_CANCEL).await? {
-            self.close_session(&s, "cancelled").await?;
+            self.close_session(&s, "cancelled").await;
         }
         self.finish(&s, None).await
     }
 
-    async fn close_session(&self, s: &checkout_session::Model, state: &str) -> ServiceResult<()> {
-        checkout_session::Entity::update_many()
+    /// Marks the session ended, once its payment's outcome is recorded. Only the hand-off page
+    /// reads the state (and it also looks at the payment, `hand_off`), so a failure to write it
+    /// is logged and changes nothing: the answer is the payment as recorded.
+    async fn close_session(&self, s: &checkout_session::Model, state: &str) {
+        let written = checkout_session::Entity::update_many()
             .col_expr(checkout_session::Column::State, Expr::value(state))
             .col_expr(
                 checkout_session::Column::UpdatedAt,
@@ -923,8 +1008,10 @@ impl Gateway {
             )
             .filter(checkout_session::Column::Id.eq(s.id))
             .exec(&self.db.write)
-            .await?;
-        Ok(())
+            .await;
+        if let Err(e) = written {
+            tracing::error!(imp_uid = %s.imp_uid, state, "closing the checkout session failed; its payment's outcome stands: {e}");
+        }
     }
 
     async fn finish(
@@ -935,18 +1022,33 @@ impl Gateway {
         let p = payments::by_id(&self.db.write, s.payment_id)
             .await?
             .ok_or_else(|| ServiceError::Internal("payment vanished".into()))?;
+        Ok(self.answer_of(s, Some(&p), error))
+    }
+
+    /// Session `s`'s answer with payment `p` (none: it could not be read, and `error` says it is
+    /// being checked).
+    fn answer_of(
+        &self,
+        s: &checkout_session::Model,
+        p: Option<&payment::Model>,
+        error: Option<(&str, String)>,
+    ) -> CheckoutFinish {
         let window: WindowFields = serde_json::from_str(&s.params).unwrap_or_default();
         // A mobile page that gave no m_redirect_url is sent back to where it came from.
         let redirect_url = s
             .redirect_url
             .clone()
             .or_else(|| (s.mobile && !window.page_url.is_empty()).then(|| window.page_url.clone()));
-        Ok(CheckoutFinish {
-            rsp: Rsp::of(&p, error),
+        let rsp = match p {
+            Some(p) => Rsp::of(p, error),
+            None => Rsp::unread(s, error),
+        };
+        CheckoutFinish {
+            rsp,
             mobile: s.mobile,
             redirect_url,
             page_origin: window.page_origin,
-        })
+        }
     }
 
     /// Fails a window that nothing came of and answers with why; when it is no longer such a
@@ -964,17 +1066,24 @@ impl Gateway {
             return self.finish(s, None).await;
         }
         if let Some(state) = close_as {
-            self.close_session(s, state).await?;
+            self.close_session(s, state).await;
         }
         self.finish(s, Some((code, reason))).await
     }
 
     /// `Ret_URL`: what KCP's window posted (spec/kcp.md §2.3). Always answers the browser; the
-    /// money decisions are recorded before it does.
+    /// money decisions are recorded before it does. A failure once the post is known to be its
+    /// window's is answered from the payment as it stands when its outcome is recorded (the
+    /// payment row is the truth; what failed afterwards was only the answer), and otherwise
+    /// with [`ReturnFailed::checking`].
     pub async fn complete_checkout(
         &self,
         form: &[(String, String)],
-    ) -> ServiceResult<CheckoutFinish> {
+    ) -> Result<CheckoutFinish, ReturnFailed> {
+        let unknown = |error| ReturnFailed {
+            error,
+            checking: None,
+        };
         let get = |k: &str| {
             form.iter()
                 .find(|(key, _)| key == k)
@@ -993,16 +1102,107 @@ impl Gateway {
                 ),
             )
             .one(&self.db.read)
-            .await?
-            .ok_or_else(unknown_window)?;
+            .await
+            .map_err(|e| unknown(e.into()))?
+            .ok_or_else(|| unknown(unknown_window()))?;
         let window: WindowFields = serde_json::from_str(&s.params).unwrap_or_default();
         if !window.returned_by_its_window(&get(RETURN_KEY_FIELD)) {
             tracing::warn!(imp_uid = %s.imp_uid, "Ret_URL post without its window's return key; ignored");
-            return Err(unknown_window());
+            return Err(unknown(unknown_window()));
         }
-        let p = payments::by_id(&self.db.write, s.payment_id)
-            .await?
-            .ok_or_else(|| ServiceError::Internal("payment vanished".into()))?;
+        let read = payments::by_id(&self.db.write, s.payment_id)
+            .await
+            .map_err(ServiceError::from)
+            .and_then(|p| p.ok_or_else(|| ServiceError::Internal("payment vanished".into())));
+        let (p, error) = match read {
+            Ok(p) => match self.complete_window(&s, &window, p.clone(), form).await {
+                Ok(finish) => return Ok(finish),
+                Err(e) => (Some(p), e),
+            },
+            Err(e) => (None, e),
+        };
+        self.answer_despite(&s, p, error).await
+    }
+
+    /// The answer to a window's `Ret_URL` post that failed with `error` after the window was
+    /// known (`read`: the payment as read before, if it was). The payment is read again: an
+    /// outcome it records (paid, failed, an issued account) is the answer, `error` logged; one
+    /// it does not (still `ready` or `pending`, or unreadable) is "being checked" (`F500`).
+    async fn answer_despite(
+        &self,
+        s: &checkout_session::Model,
+        read: Option<payment::Model>,
+        error: ServiceError,
+    ) -> Result<CheckoutFinish, ReturnFailed> {
+        let again = match payments::by_id(&self.db.write, s.payment_id).await {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::error!(imp_uid = %s.imp_uid, "reading the payment again after a Ret_URL failure failed too: {e}");
+                None
+            }
+        };
+        match again {
+            Some(p) if outcome_recorded(&p) => {
+                tracing::error!(imp_uid = %s.imp_uid, "Ret_URL failed after the outcome was recorded; answered with the payment as recorded: {error}");
+                Ok(self.answer_of(s, Some(&p), None))
+            }
+            again => {
+                let p = again.or(read);
+                Err(ReturnFailed {
+                    error,
+                    checking: Some(self.answer_of(s, p.as_ref(), Some(checking(&s.imp_uid)))),
+                })
+            }
+        }
+    }
+
+    /// What the hand-off page of session `token` does: open the window while nothing came of it
+    /// yet, else answer as the window's end does ([`HandOff::Ended`]).
+    pub async fn hand_off(&self, token: &str) -> ServiceResult<HandOff> {
+        let s = self.checkout_session(token).await?;
+        let p = payments::by_id(&self.db.write, s.payment_id).await;
+        if s.state == "open" {
+            match &p {
+                // A window whose payment took an outcome although the session was not closed (its
+                // write failed, `close_session`) is not opened again.
+                Ok(Some(p)) if !window_open(p) => {}
+                // Unreadable: the window opens; its `Ret_URL` decides, as ever.
+                _ => return Ok(HandOff::Open(Box::new(s))),
+            }
+        }
+        let p = match p {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::error!(imp_uid = %s.imp_uid, "reading the payment of an ended window failed: {e}");
+                None
+            }
+        };
+        let error = match &p {
+            Some(p) if outcome_recorded(p) || p.status == PaymentStatus::Pending.as_db() => None,
+            _ => Some(checking(&s.imp_uid)),
+        };
+        Ok(HandOff::Ended(Box::new(self.answer_of(
+            &s,
+            p.as_ref(),
+            error,
+        ))))
+    }
+
+    /// One window's `Ret_URL` post, its session and payment `p` read.
+    async fn complete_window(
+        &self,
+        s: &checkout_session::Model,
+        window: &WindowFields,
+        p: payment::Model,
+        form: &[(String, String)],
+    ) -> ServiceResult<CheckoutFinish> {
+        let s = s.clone();
+        let get = |k: &str| {
+            form.iter()
+                .find(|(key, _)| key == k)
+                .map(|(_, v)| v.clone())
+                .unwrap_or_default()
+        };
         if p.status != PaymentStatus::Ready.as_db() || p.pg_tid.is_some() {
             // Already decided (a replayed post, or the buyer's second tab): show what it is.
             return self.finish(&s, None).await;
@@ -1065,7 +1265,7 @@ impl Gateway {
             let reason = super::clock_check::CLOCK_SKEWED.to_string();
             return self.stop_window(&s, &p, "F500", reason, None).await;
         }
-        let attempt = match self.claim_window(&p, shown, cash_receipt).await? {
+        let attempt = match self.claim_window(&p, cash_receipt).await? {
             WindowClaim::Held(attempt) => *attempt,
             WindowClaim::PreparedDiffers(reason) => {
                 return self.finish(&s, Some(("F400", reason))).await
@@ -1101,7 +1301,7 @@ impl Gateway {
                 &get("card_mask_no"),
             )
             .await?;
-            self.close_session(&s, "completed").await?;
+            self.close_session(&s, "completed").await;
             return self.finish(&s, None).await;
         }
         let outcome = match connector.approve_window(&req).await {
@@ -1168,7 +1368,7 @@ impl Gateway {
                 }
             }
         };
-        self.close_session(&s, "completed").await?;
+        self.close_session(&s, "completed").await;
         let error = match &outcome {
             ApprovalOutcome::Unknown(p) => Some((CHECKING, checking_message(&p.imp_uid))),
             ApprovalOutcome::Conflict(p) => {
@@ -1189,15 +1389,14 @@ impl Gateway {
     /// may be recorded by the resolver.
     ///
     /// The last write before KCP's approval, so the merchant_uid's prepared amount is checked here
-    /// (spec §4.3) against `charged` (what the window showed), in the same transaction, as REST
-    /// charges check it in the write that opens them (`payments::open_charge`): the window's page
-    /// knows its merchant_uid, and a prepare made or changed while the buyer is in the window
-    /// would otherwise be approved at the window's amount. Such a window fails without a call
-    /// to KCP.
+    /// (spec §4.3) against the payment's amount (what it records: a billing window's is 0, as at
+    /// the start, [`recorded_amount`]), in the same transaction, as REST charges check it in the
+    /// write that opens them (`payments::open_charge`): the window's page knows its merchant_uid,
+    /// and a prepare made or changed while the buyer is in the window would otherwise be approved
+    /// at the window's amount. Such a window fails without a call to KCP.
     async fn claim_window(
         &self,
         p: &payment::Model,
-        charged: i64,
         cash_receipt: bool,
     ) -> ServiceResult<WindowClaim> {
         let now = self.clock.unix();
@@ -1205,8 +1404,11 @@ impl Gateway {
         if let Some(prepared) =
             payments::prepare_by_uid(&txn, p.merchant_id, &p.merchant_uid).await?
         {
-            if payments::prepared_refuses(&prepared, charged, &p.currency) {
-                let reason = prepared_mismatch(prepared.amount, charged).to_string();
+            if payments::prepared_refuses(&prepared, p.amount, &p.currency) {
+                let billing = p.pg_provider == PG_KCP_BILLING;
+                let reason =
+                    for_billing_window(billing, prepared_mismatch(prepared.amount, p.amount))
+                        .to_string();
                 let failed = fail_ready_in(&txn, p, &reason, now).await?;
                 txn.commit().await?;
                 tracing::warn!(imp_uid = %p.imp_uid, "window result refused: its merchant_uid was prepared with another amount since the window opened");

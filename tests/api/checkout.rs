@@ -3126,3 +3126,272 @@ async fn a_kakaopay_request_paid_with_a_plain_card_is_not_recorded_as_kakaopay()
     let p = payment_of(&app, &paid).await;
     assert!(p["emb_pg_provider"].is_null(), "{p}");
 }
+
+/// A billing-key window records 0 whatever amount it shows, so its merchant_uid is prepared with
+/// amount 0, as the refusal of a window that would replace a key says: a page that shows 9,900
+/// won replaces the customer's key once the merchant's server prepared 0, at the start and at
+/// `Ret_URL` alike. A prepare of the shown amount is refused before the window with what to
+/// prepare instead, and one changed to it while the buyer is in the window fails the window
+/// before KCP is asked for a key.
+#[tokio::test]
+async fn a_billing_window_showing_an_amount_replaces_a_key_after_a_prepare_of_zero() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let window = |merchant_uid: &str| {
+        json!({"pg": "kcp_billing", "pay_method": "card", "merchant_uid": merchant_uid,
+               "amount": 9900, "customer_uid": "shown-cust"})
+    };
+    let first = request_pay(&app, window("shown-1"), &MASTERCARD_OK).await;
+    assert_eq!(first["success"], true, "a first key needs no word: {first}");
+    let refused = start_checkout(&app, window("shown-2")).await;
+    assert_eq!(refused["code"], 1, "{refused}");
+    assert!(
+        refused["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("amount 0"),
+        "{refused}"
+    );
+    let prepare = |merchant_uid: &'static str, amount: i64| {
+        let (app, token) = (&app, &token);
+        async move {
+            let (_, prepared) = app
+                .post(
+                    "/payments/prepare",
+                    Some(token),
+                    json!({"merchant_uid": merchant_uid, "amount": amount}),
+                )
+                .await;
+            assert_eq!(prepared["code"], 0, "{prepared}");
+        }
+    };
+
+    // As told: prepared with 0, the window showing 9,900 replaces the key.
+    prepare("shown-2", 0).await;
+    let second = request_pay(&app, window("shown-2"), &CARD_OK).await;
+    assert_eq!(second["success"], true, "{second}");
+    assert_eq!(second["paid_amount"], 0, "{second}");
+    let (_, c) = app
+        .get("/subscribe/customers/shown-cust", Some(&token))
+        .await;
+    assert_eq!(c["response"]["card_number"], "411111******1111", "{c}");
+    assert!(app.sandbox.ledger().is_empty(), "no key charged anything");
+
+    // Prepared with the shown amount: refused before the window, naming the amount to prepare.
+    prepare("shown-3", 9900).await;
+    let refused = start_checkout(&app, window("shown-3")).await;
+    assert_eq!(refused["code"], 1, "{refused}");
+    let message = refused["message"].as_str().unwrap_or_default();
+    assert!(
+        message.starts_with(
+            "사전등록된 결제정보와 일치하지 않습니다. (사전등록 금액: 9900, 요청 금액: 0)"
+        ),
+        "{refused}"
+    );
+    assert!(message.contains("amount 0으로 사전등록"), "{refused}");
+
+    // Prepared with 0, changed to the shown amount while the buyer is in the window: the window
+    // fails at Ret_URL with the same words, and KCP issues no key.
+    prepare("shown-4", 0).await;
+    let (pay_url, fields) = hand_off(&app, window("shown-4")).await;
+    let (_, changed) = app
+        .put(
+            "/payments/prepare",
+            &token,
+            json!({"merchant_uid": "shown-4", "amount": 9900}),
+        )
+        .await;
+    assert_eq!(changed["code"], 0, "{changed}");
+    let keys_before = app.sandbox.batch_keys().len();
+    let rsp = through_window(&app, &pay_url, &fields, &MASTERCARD_OK).await;
+    assert_eq!(rsp["success"], false, "{rsp}");
+    assert_eq!(rsp["error_code"], "F400", "{rsp}");
+    assert!(
+        rsp["error_msg"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("amount 0으로 사전등록"),
+        "{rsp}"
+    );
+    assert_eq!(app.sandbox.batch_keys().len(), keys_before, "no key issued");
+    let (_, c) = app
+        .get("/subscribe/customers/shown-cust", Some(&token))
+        .await;
+    assert_eq!(c["response"]["card_number"], "411111******1111", "{c}");
+}
+
+/// A mobile request_pay (with an `m_redirect_url`): its hand-off page's URL (`start_url`), KCP's
+/// `PayUrl` and the fields the page posts there.
+async fn mobile_start(app: &TestApp, mut params: Value) -> (String, String, Vec<(String, String)>) {
+    params["m_redirect_url"] = json!("https://shop.test/done");
+    let (_, started) = app
+        .post(
+            "/checkout/request",
+            None,
+            json!({"imp_code": "imp00000000", "mobile": true, "page_url": "https://shop.test/cart", "params": params}),
+        )
+        .await;
+    assert_eq!(started["code"], 0, "{started}");
+    let start_url = started["response"]["start_url"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let page = app
+        .http
+        .get(&start_url)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let (pay_url, fields) = form(&page);
+    assert!(pay_url.ends_with(paths::PAY_WINDOW), "{pay_url}");
+    (start_url, pay_url, fields)
+}
+
+/// What the hand-off page at `start_url` answers, not following a redirect: its status, its
+/// `Location` (if any), its `Cache-Control` and its body.
+async fn hand_off_answer(start_url: &str) -> (reqwest::StatusCode, String, String, String) {
+    let no_follow = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let res = no_follow.get(start_url).send().await.unwrap();
+    let header = |name: &str| {
+        res.headers()
+            .get(name)
+            .map(|v| v.to_str().unwrap().to_string())
+            .unwrap_or_default()
+    };
+    let (location, cache) = (header("location"), header("cache-control"));
+    (res.status(), location, cache, res.text().await.unwrap())
+}
+
+/// The query of a redirect's `Location`, as a map.
+fn query_of(location: &str) -> std::collections::HashMap<String, String> {
+    reqwest::Url::parse(location)
+        .unwrap()
+        .query_pairs()
+        .into_owned()
+        .collect()
+}
+
+/// A mobile window whose result the database cannot take (here the write that claims the window
+/// before KCP's approval fails): the buyer is still sent back to `m_redirect_url`, with the
+/// imp_uid and the "being checked" error (`F500`) used wherever the outcome is not known, instead
+/// of being left on openport's error page with no way back to the shop.
+#[tokio::test]
+async fn a_mobile_result_the_database_cannot_record_still_redirects_the_buyer_with_checking() {
+    let app = spawn_app().await;
+    let (_, pay_url, fields) = mobile_start(
+        &app,
+        json!({"merchant_uid": "m-unrecorded", "amount": 1000}),
+    )
+    .await;
+    let (ret_url, result) = window_result(&app, &pay_url, &fields, &CARD_OK).await;
+    crate::helpers::refuse_writes(
+        &app,
+        "refuse_claim",
+        "UPDATE",
+        "payments",
+        "NEW.status = 'pending'",
+    )
+    .await;
+    let location = post_without_following(&ret_url, &result).await;
+    assert!(
+        location.starts_with("https://shop.test/done?"),
+        "{location}"
+    );
+    let q = query_of(&location);
+    let imp_uid = field(&fields, "param_opt_1").unwrap();
+    assert_eq!(q["imp_uid"], imp_uid, "{location}");
+    assert_eq!(q["merchant_uid"], "m-unrecorded", "{location}");
+    assert_eq!(q["imp_success"], "false", "{location}");
+    assert_eq!(q["error_code"], "F500", "{location}");
+    assert!(q["error_msg"].contains(imp_uid), "{location}");
+    assert!(app.sandbox.ledger().is_empty(), "nothing was approved");
+}
+
+/// KCP approved and the payment is recorded paid, but closing the checkout session (a cosmetic
+/// write) fails: the answer is still the paid payment, on PC (the overlay's `rsp`) and on mobile
+/// (the redirect to `m_redirect_url`), not an error page over a paid payment. The session left
+/// open does not reopen KCP's window: its hand-off page sends a mobile buyer on with the result.
+#[tokio::test]
+async fn a_paid_window_whose_session_cannot_be_closed_still_answers_paid_and_never_reopens() {
+    let app = spawn_app().await;
+    crate::helpers::refuse_writes(
+        &app,
+        "refuse_close",
+        "UPDATE",
+        "checkout_sessions",
+        "NEW.state = 'completed'",
+    )
+    .await;
+    let rsp = request_pay(
+        &app,
+        json!({"merchant_uid": "pc-unclosed", "amount": 1000}),
+        &CARD_OK,
+    )
+    .await;
+    assert_eq!(rsp["success"], true, "{rsp}");
+    assert_eq!(rsp["status"], "paid", "{rsp}");
+
+    let (start_url, pay_url, fields) =
+        mobile_start(&app, json!({"merchant_uid": "m-unclosed", "amount": 1000})).await;
+    let (ret_url, result) = window_result(&app, &pay_url, &fields, &CARD_OK).await;
+    let location = post_without_following(&ret_url, &result).await;
+    let q = query_of(&location);
+    assert_eq!(q["imp_success"], "true", "{location}");
+    assert_eq!(q["merchant_uid"], "m-unclosed", "{location}");
+    let paid = payment_of(&app, &json!({"imp_uid": q["imp_uid"]})).await;
+    assert_eq!(paid["status"], "paid", "{paid}");
+    assert_eq!(app.sandbox.ledger().len(), 2);
+
+    let (status, again, _, page) = hand_off_answer(&start_url).await;
+    assert!(status.is_redirection(), "{status}: {page}");
+    assert_eq!(again, location, "the same answer as Ret_URL's");
+}
+
+/// Back from the shop's result page (or a reload) brings a mobile buyer to the hand-off page of a
+/// window that ended: it sends them on with the payment as it stands, as `Ret_URL` did, instead
+/// of a dead end. The page is never cached: it carries the window's return key.
+#[tokio::test]
+async fn the_hand_off_page_of_an_ended_mobile_window_sends_the_buyer_on_with_its_result() {
+    let app = spawn_app().await;
+    let (start_url, pay_url, fields) =
+        mobile_start(&app, json!({"merchant_uid": "m-ended", "amount": 1000})).await;
+    let (status, _, open_cache, page) = hand_off_answer(&start_url).await;
+    assert_eq!(status, reqwest::StatusCode::OK, "{page}");
+    let (ret_url, result) = window_result(&app, &pay_url, &fields, &CARD_OK).await;
+    let location = post_without_following(&ret_url, &result).await;
+    assert_eq!(query_of(&location)["imp_success"], "true", "{location}");
+
+    let (status, again, ended_cache, page) = hand_off_answer(&start_url).await;
+    assert!(status.is_redirection(), "{status}: {page}");
+    assert_eq!(again, location);
+
+    // A window the buyer cancelled: sent on with the cancel, as Ret_URL sent them.
+    let (start_url, pay_url, fields) = mobile_start(
+        &app,
+        json!({"merchant_uid": "m-ended-cancel", "amount": 1000}),
+    )
+    .await;
+    let (ret_url, result) = window_result(&app, &pay_url, &fields, &[("action", "cancel")]).await;
+    let location = post_without_following(&ret_url, &result).await;
+    let q = query_of(&location);
+    assert_eq!(q["imp_success"], "false", "{location}");
+    let (status, again, _, page) = hand_off_answer(&start_url).await;
+    assert!(status.is_redirection(), "{status}: {page}");
+    let again = query_of(&again);
+    assert_eq!(again["imp_success"], "false");
+    assert_eq!(again["imp_uid"], q["imp_uid"]);
+    assert_eq!(again["error_msg"], q["error_msg"]);
+    assert_eq!(
+        app.sandbox.ledger().len(),
+        1,
+        "the hand-off reopened nothing"
+    );
+    assert_eq!(open_cache, "no-store");
+    assert_eq!(ended_cache, "no-store");
+}
