@@ -3,7 +3,8 @@
 //! "approved but the answer never arrived" (spec/kcp.md §5).
 //!
 //! Rules are armed from tests ([`crate::Sandbox::inject`]) or over HTTP (`POST /_sandbox/faults`)
-//! and consumed by matching requests, `times` at most.
+//! and consumed by matching requests, `times` at most; the gates of the hold faults are opened
+//! from tests ([`crate::Sandbox::open_gate`]) or over HTTP (`POST /_sandbox/gates/{gate}/open`).
 
 use std::time::Duration;
 
@@ -52,14 +53,14 @@ pub enum Fault {
     /// Process fully (the ledger changes), then hold the answer until the test opens `gate`
     /// ([`crate::Sandbox::open_gate`]), at most [`HOLD_AT_MOST`]: an answer made stale by what
     /// the test does meanwhile, in an order no timer decides ([`crate::Sandbox::until_held`]
-    /// waits until the request is held). Gates are opened from Rust only: armed over HTTP, the
-    /// answer goes after [`HOLD_AT_MOST`].
+    /// waits until the request is held). Over HTTP, `POST /_sandbox/gates/{gate}/open` opens it.
     HoldAnswer { gate: String },
     /// Hold the request unprocessed until the test opens `gate`, at most [`HOLD_AT_MOST`], then
     /// process it (the ledger changes) and answer: a request KCP applies only after the gateway
     /// gave up waiting for it (its answer then goes to a closed connection), or one still on its
     /// way while something else reaches KCP first. [`crate::Sandbox::until_held`] waits until the
-    /// request is held; unlike [`Fault::Delay`], no timer decides what happens meanwhile.
+    /// request is held; unlike [`Fault::Delay`], no timer decides what happens meanwhile. Opened
+    /// over HTTP as [`Fault::HoldAnswer`]'s gate is.
     HoldRequest { gate: String },
     /// Do not process; refuse with KCP's failure shape (HTTP 200, `{"res_cd","res_msg"}`), as KCP
     /// refuses what it will not do for reasons a test cannot otherwise arrange (an issuer's or
