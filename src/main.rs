@@ -247,18 +247,29 @@ enum SandboxCommand {
         url: String,
         #[arg(long)]
         path: String,
-        /// delay | slow_answer | http_status | drop | lose_response
+        /// delay | slow_answer | hold_answer | hold_request | http_status | drop | lose_response
         #[arg(long)]
         kind: String,
         #[arg(long)]
         ms: Option<u64>,
         #[arg(long)]
         status: Option<u16>,
+        /// The gate a hold_answer / hold_request waits on (released by `sandbox open-gate`).
+        #[arg(long)]
+        gate: Option<String>,
         #[arg(long, default_value_t = 1)]
         times: u32,
         /// Only requests whose FIELD equals VALUE (e.g. ordr_idxx=OP123).
         #[arg(long)]
         when: Option<String>,
+    },
+    /// Let go what a hold_answer / hold_request fault holds on GATE in a running sandbox (else it
+    /// goes after 30 s); opening a gate nothing is held on yet lets the next one through.
+    OpenGate {
+        #[arg(long)]
+        url: String,
+        #[arg(long)]
+        gate: String,
     },
 }
 
@@ -744,6 +755,7 @@ async fn sandbox(args: SandboxArgs) -> anyhow::Result<()> {
             kind,
             ms,
             status,
+            gate,
             times,
             when,
         }) => {
@@ -753,6 +765,9 @@ async fn sandbox(args: SandboxArgs) -> anyhow::Result<()> {
             }
             if let Some(s) = status {
                 fault["status"] = s.into();
+            }
+            if let Some(g) = gate {
+                fault["gate"] = g.into();
             }
             let mut rule = serde_json::json!({"path": path, "fault": fault, "times": times});
             if let Some(w) = when {
@@ -770,6 +785,20 @@ async fn sandbox(args: SandboxArgs) -> anyhow::Result<()> {
             // A rule the sandbox refused (a kind it does not know, one needing fields this
             // command has no flags for) is armed nowhere: a script must not go on as if it were.
             anyhow::ensure!(status.is_success(), "the sandbox refused the fault rule");
+            Ok(())
+        }
+        Some(SandboxCommand::OpenGate { url, gate }) => {
+            // The gate as one path segment, escaped: a name is whatever the rule was armed with.
+            let mut target = reqwest::Url::parse(&url).context("--url")?;
+            target
+                .path_segments_mut()
+                .map_err(|()| anyhow::anyhow!("--url: not a base URL"))?
+                .pop_if_empty()
+                .extend(["_sandbox", "gates", &gate, "open"]);
+            let res = reqwest::Client::new().post(target).send().await?;
+            let status = res.status();
+            println!("{status} {}", res.text().await?);
+            anyhow::ensure!(status.is_success(), "the sandbox did not open the gate");
             Ok(())
         }
     }

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -23,6 +23,7 @@ pub(crate) fn routes() -> Router<Arc<Shared>> {
             "/_sandbox/faults",
             post(add_fault).delete(clear_faults).get(list_faults),
         )
+        .route("/_sandbox/gates/{gate}/open", post(open_gate))
         .route("/_sandbox/ledger", get(ledger))
         .route("/_sandbox/batch-keys", get(batch_keys))
         .route("/_sandbox/points", get(points))
@@ -61,6 +62,15 @@ async fn clear_faults(State(shared): State<Arc<Shared>>) -> StatusCode {
 
 async fn list_faults(State(shared): State<Arc<Shared>>) -> Json<Vec<FaultRule>> {
     Json(shared.faults().rules())
+}
+
+/// Lets the answer (or request) held on `gate` by a `hold_answer` / `hold_request` rule go, as
+/// [`crate::Sandbox::open_gate`] does: a script arming those over HTTP would otherwise wait out
+/// [`crate::faults::HOLD_AT_MOST`]. Opening a gate nothing is held on yet lets the next one
+/// through at once; the rule's disappearing from `GET /_sandbox/faults` shows it has matched.
+async fn open_gate(State(shared): State<Arc<Shared>>, Path(gate): Path<String>) -> StatusCode {
+    shared.faults().gate(&gate).open.notify_one();
+    StatusCode::NO_CONTENT
 }
 
 async fn ledger(State(shared): State<Arc<Shared>>) -> Json<Vec<LedgerEntry>> {

@@ -3,7 +3,8 @@
 //! "approved but the answer never arrived" (spec/kcp.md §5).
 //!
 //! Rules are armed from tests ([`crate::Sandbox::inject`]) or over HTTP (`POST /_sandbox/faults`)
-//! and consumed by matching requests, `times` at most.
+//! and consumed by matching requests, `times` at most; the gates of the hold faults are opened
+//! from tests ([`crate::Sandbox::open_gate`]) or over HTTP (`POST /_sandbox/gates/{gate}/open`).
 
 use std::time::Duration;
 
@@ -52,9 +53,15 @@ pub enum Fault {
     /// Process fully (the ledger changes), then hold the answer until the test opens `gate`
     /// ([`crate::Sandbox::open_gate`]), at most [`HOLD_AT_MOST`]: an answer made stale by what
     /// the test does meanwhile, in an order no timer decides ([`crate::Sandbox::until_held`]
-    /// waits until the request is held). Gates are opened from Rust only: armed over HTTP, the
-    /// answer goes after [`HOLD_AT_MOST`].
+    /// waits until the request is held). Over HTTP, `POST /_sandbox/gates/{gate}/open` opens it.
     HoldAnswer { gate: String },
+    /// Hold the request unprocessed until the test opens `gate`, at most [`HOLD_AT_MOST`], then
+    /// process it (the ledger changes) and answer: a request KCP applies only after the gateway
+    /// gave up waiting for it (its answer then goes to a closed connection), or one still on its
+    /// way while something else reaches KCP first. [`crate::Sandbox::until_held`] waits until the
+    /// request is held; unlike [`Fault::Delay`], no timer decides what happens meanwhile. Opened
+    /// over HTTP as [`Fault::HoldAnswer`]'s gate is.
+    HoldRequest { gate: String },
     /// Do not process; refuse with KCP's failure shape (HTTP 200, `{"res_cd","res_msg"}`), as KCP
     /// refuses what it will not do for reasons a test cannot otherwise arrange (an issuer's or
     /// Benepia's refusal of a re-approval, say).
@@ -163,11 +170,12 @@ pub(crate) struct FaultBook {
     gates: std::collections::HashMap<String, Arc<Gate>>,
 }
 
-/// Where a [`Fault::HoldAnswer`] waits. Both sides keep a permit when the other has not come
+/// Where a [`Fault::HoldAnswer`] or a [`Fault::HoldRequest`] waits. Both sides keep a permit when the other has not come
 /// yet ([`tokio::sync::Notify::notify_one`]), so a test may open a gate before the request is held.
 #[derive(Debug, Default)]
 pub(crate) struct Gate {
-    /// Notified once the request has been processed and its answer is held.
+    /// Notified once the request is held (for [`Fault::HoldAnswer`], processed and its answer
+    /// held; for [`Fault::HoldRequest`], not processed yet).
     pub held: tokio::sync::Notify,
     /// Notified by the test to let the answer go.
     pub open: tokio::sync::Notify,
@@ -254,6 +262,12 @@ async fn apply_detached(shared: Arc<Shared>, request: Request, next: Next) -> Re
             gate.held.notify_one();
             let _ = tokio::time::timeout(HOLD_AT_MOST, gate.open.notified()).await;
             answer
+        }
+        Fault::HoldRequest { gate } => {
+            let gate = shared.faults().gate(&gate);
+            gate.held.notify_one();
+            let _ = tokio::time::timeout(HOLD_AT_MOST, gate.open.notified()).await;
+            next.run(request).await
         }
         Fault::HttpStatus { status } => error_page(status),
         Fault::Drop => aborted(),
@@ -366,6 +380,16 @@ mod tests {
             rule.fault,
             Fault::HoldAnswer {
                 gate: "deposit".into()
+            }
+        );
+        let rule: FaultRule = serde_json::from_str(
+            r#"{"path":"/gw/mod/v1/cancel","fault":{"kind":"hold_request","gate":"close"}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            rule.fault,
+            Fault::HoldRequest {
+                gate: "close".into()
             }
         );
         let rule: FaultRule = serde_json::from_str(

@@ -280,13 +280,15 @@ impl Sandbox {
     }
 
     /// Waits until a request matched by a [`Fault::HoldAnswer`] on `gate` has been processed and
-    /// its answer is held (at once if one already was and nobody waited for it).
+    /// its answer is held, or one matched by a [`Fault::HoldRequest`] is held unprocessed (at once
+    /// if one already was and nobody waited for it).
     pub async fn until_held(&self, gate: &str) {
         let gate = self.shared.faults().gate(gate);
         gate.held.notified().await;
     }
 
-    /// Lets the answer held on `gate` go (or the next one to be held, if none is yet).
+    /// Lets the answer (or request) held on `gate` go (or the next one to be held, if none is
+    /// yet).
     pub fn open_gate(&self, gate: &str) {
         self.shared.faults().gate(gate).open.notify_one();
     }

@@ -231,3 +231,85 @@ async fn a_fault_rule_for_a_path_the_sandbox_does_not_serve_is_refused() {
         assert_eq!(response.status(), 204, "{path}");
     }
 }
+
+/// Polls `done` (every 25 ms, at most 5 s): how a script over HTTP sees what the sandbox did.
+async fn until(what: &str, mut done: impl AsyncFnMut() -> bool) {
+    for _ in 0..200 {
+        if done().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("never happened: {what}");
+}
+
+/// The hold faults armed over `POST /_sandbox/faults` are released over
+/// `POST /_sandbox/gates/{gate}/open`, as `Sandbox::open_gate` releases them from Rust: a script
+/// need not wait out the 30 s a held request otherwise waits. `hold_answer` approves at once and
+/// holds the answer; `hold_request` holds the approval itself until the gate opens.
+#[tokio::test]
+async fn a_hold_armed_over_http_is_released_over_http_by_opening_its_gate() {
+    let harness = spawn().await;
+    let started = Instant::now();
+    for (kind, order_no) in [
+        ("hold_answer", "held-answer"),
+        ("hold_request", "held-request"),
+    ] {
+        let gate = format!("gate-{kind}");
+        let armed = harness
+            .arm_fault(&json!({"path": paths::HUB_PAYMENT,
+                               "when": {"field": "ordr_idxx", "value": order_no},
+                               "fault": {"kind": kind, "gate": gate}}))
+            .await;
+        assert_eq!(armed.status(), 204, "{kind}");
+        let paying = {
+            let (client, url) = (harness.client.clone(), harness.url(paths::HUB_PAYMENT));
+            let body = key_in(SITE, test_cards::SHINHAN_CREDIT, order_no, "1000");
+            tokio::spawn(async move {
+                client
+                    .post(url)
+                    .json(&body)
+                    .send()
+                    .await
+                    .unwrap()
+                    .json::<serde_json::Value>()
+                    .await
+                    .unwrap()
+            })
+        };
+        until(&format!("{kind} matched"), async || {
+            harness.get_json("/_sandbox/faults").await == json!([])
+        })
+        .await;
+        let approved = |harness: &Harness| {
+            harness
+                .sandbox
+                .ledger()
+                .iter()
+                .any(|e| e.order_no == order_no)
+        };
+        if kind == "hold_answer" {
+            until("the approval made", async || approved(&harness)).await;
+        } else {
+            assert!(!approved(&harness), "hold_request: nothing approved yet");
+        }
+        assert!(!paying.is_finished(), "{kind}: the answer is held");
+
+        let opened = harness
+            .client
+            .post(harness.url(&format!("/_sandbox/gates/{gate}/open")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(opened.status(), 204, "{kind}");
+        let answer = paying.await.unwrap();
+
+        assert_eq!(answer["res_cd"], "0000", "{kind}: {answer}");
+        assert!(approved(&harness), "{kind}");
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "released by the gates, not after 30 s: {:?}",
+        started.elapsed()
+    );
+}

@@ -744,3 +744,75 @@ async fn a_refused_body_of_tens_of_thousands_of_unknown_keys_is_400_at_once() {
         started.elapsed()
     );
 }
+
+/// spec/kcp.md §2.4/§2.6/§6: a hub card approval's `amount` equals its `card_mny`, and §5 makes
+/// the amount comparison mandatory. KCP answering a key-in charge, or a charge on a billing key,
+/// with the order's `amount` but another `card_mny` approved another card amount: the approval is
+/// net-cancelled and the payment fails, never paid.
+#[tokio::test]
+async fn a_card_charge_kcp_answers_with_another_card_mny_is_net_cancelled_never_paid() {
+    use kcp_sandbox::{paths, Fault, FaultRule, TransactionState};
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let other_card_mny = |card_tx_type: &str| {
+        FaultRule::new(
+            paths::HUB_PAYMENT,
+            Fault::AnswerField {
+                field: "card_mny".into(),
+                value: "999".into(),
+            },
+        )
+        .when("card_tx_type", card_tx_type)
+    };
+    // Key-in, authenticated (spec §2.7).
+    app.sandbox.inject(other_card_mny("11121000"));
+    let (_, key_in) = app
+        .post(
+            "/subscribe/payments/onetime",
+            Some(&token),
+            json!({"merchant_uid": "card-mny-key-in", "amount": 1000,
+                   "card_number": test_cards::SHINHAN_CREDIT, "expiry": future_expiry(),
+                   "birth": "800101", "pwd_2digit": "00"}),
+        )
+        .await;
+    // A charge on a billing key (spec §2.6, card_tx_type 11511000).
+    let registered =
+        crate::billing::register(&app, &token, "card-mny-c", test_cards::SHINHAN_CREDIT).await;
+    assert_eq!(registered["code"], 0, "{registered}");
+    app.sandbox.inject(other_card_mny("11511000"));
+    let (_, again) =
+        crate::billing::again(&app, &token, "card-mny-c", "card-mny-again", 1000).await;
+    assert!(
+        app.sandbox.armed_faults().is_empty(),
+        "both answers named card_mny 999"
+    );
+
+    let ledger = app.sandbox.ledger();
+    assert_eq!(ledger.len(), 2, "KCP approved each charge once: {ledger:?}");
+    for (body, entry) in [&key_in, &again].into_iter().zip(&ledger) {
+        assert_eq!(body["code"], 0, "{body}");
+        let p = &body["response"];
+        assert_eq!(p["status"], "failed", "{body}");
+        assert!(
+            p["fail_reason"]
+                .as_str()
+                .is_some_and(|r| r.contains("불일치")),
+            "{body}"
+        );
+        assert_eq!(p["pg_tid"], entry.tno.as_str(), "{body}");
+        assert_eq!(
+            entry.state,
+            TransactionState::Cancelled,
+            "and was net-cancelled"
+        );
+        assert_eq!(
+            entry.cancels[0].mod_desc.as_deref(),
+            Some("가맹점 DB 처리 실패(자동취소)"),
+            "{:?}",
+            entry.cancels
+        );
+        let shown = app.payment(&token, p["imp_uid"].as_str().unwrap()).await;
+        assert_eq!(shown["status"], "failed", "{shown}");
+    }
+    app.assert_ledger_agrees().await;
+}

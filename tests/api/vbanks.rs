@@ -1362,30 +1362,45 @@ async fn a_card_charge_for_a_merchant_uid_whose_account_waits_for_its_deposit_is
 }
 
 /// Asks for an account (5,000) that KCP issues only after openport stopped waiting and after the
-/// settle delay; runs the resolver once past the delay, while KCP still has not issued it.
-/// Returns the payment's imp_uid.
+/// settle delay: the issuance is held at the sandbox unprocessed (`Fault::HoldRequest`) while
+/// openport gives up on it and the resolver, once past the delay, finds no account; only then does
+/// KCP issue it. The order is the sandbox's gate, not a timer's. Returns the payment's imp_uid.
 async fn an_issuance_kcp_applies_after_the_settle_delay(
     app: &TestApp,
     token: &str,
     merchant_uid: &str,
 ) -> String {
+    let gate = "late-issuance";
     app.sandbox.inject(
-        FaultRule::new(
-            paths::HUB_PAYMENT,
-            Fault::Delay {
-                ms: crate::helpers::KCP_TIMEOUT_MS + 2500,
-            },
-        )
-        .when("pay_method", "VCNT"),
+        FaultRule::new(paths::HUB_PAYMENT, Fault::HoldRequest { gate: gate.into() })
+            .when("pay_method", "VCNT"),
     );
     let (_, res) = app
         .post("/vbanks", Some(token), vbank(app, merchant_uid, 5000))
         .await;
     assert_eq!(res["code"], 1, "{res}");
     let imp_uid = imp_uid_in(&res["message"]);
+    tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        app.sandbox.until_held(gate),
+    )
+    .await
+    .expect("the issuance reached KCP");
     app.advance(SETTLE_SECS + 20);
     app.app.gateway.resolve_due(10).await.unwrap();
-    imp_uid
+    assert!(
+        app.sandbox.ledger().is_empty(),
+        "KCP had not issued it when the resolver looked"
+    );
+
+    app.sandbox.open_gate(gate);
+    for _ in 0..200 {
+        if !app.sandbox.ledger().is_empty() {
+            return imp_uid;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    panic!("KCP never applied the held issuance");
 }
 
 /// An issuance KCP applies after the settle delay: by then the payment failed for finding no
@@ -1398,7 +1413,6 @@ async fn an_account_kcp_issues_after_the_settle_delay_is_found_by_a_second_look_
     let imp_uid = an_issuance_kcp_applies_after_the_settle_delay(&app, &token, "vb-late").await;
     assert_eq!(app.payment(&token, &imp_uid).await["status"], "failed");
 
-    tokio::time::sleep(std::time::Duration::from_millis(3000)).await;
     let ledger = app.sandbox.ledger();
     assert_eq!(ledger.len(), 1, "KCP issued it very late");
     assert_eq!(ledger[0].state, TransactionState::Issued);
@@ -1422,7 +1436,6 @@ async fn an_account_kcp_issues_late_and_the_buyer_pays_into_is_a_conflict_at_the
     let token = app.token().await;
     let imp_uid =
         an_issuance_kcp_applies_after_the_settle_delay(&app, &token, "vb-late-paid").await;
-    tokio::time::sleep(std::time::Duration::from_millis(3000)).await;
     let tno = app.sandbox.ledger()[0].tno.clone();
     app.sandbox.deposit(&tno, 5000, "00").unwrap();
 
@@ -1686,21 +1699,31 @@ async fn revoking_an_account_whose_deposit_is_still_unverified_applies_the_depos
     app.assert_ledger_agrees().await;
 }
 
-/// The deposit lands at KCP while the revocation's close is on its way (held back a second): its
-/// notification, verified meanwhile, does not move the payment under the open revocation (KCP is
-/// asked to send it again); KCP refuses to close an account holding money, and the revocation
-/// applies the deposit KCP holds and says so. Never a payment told `paid` and recorded revoked.
+/// The deposit lands at KCP while the revocation's close is on its way: its notification,
+/// verified meanwhile, does not move the payment under the open revocation (KCP is asked to send
+/// it again); KCP refuses to close an account holding money, and the revocation applies the
+/// deposit KCP holds and says so. Never a payment told `paid` and recorded revoked.
+///
+/// The order is the sandbox's gate, not a timer's: the close is held at KCP unprocessed
+/// (`Fault::HoldRequest`) until the deposit's notification has been tried, with a KCP timeout
+/// long enough that the gateway waits for the close's answer rather than giving up on it.
 #[tokio::test]
 async fn a_deposit_landing_while_a_revocation_is_at_kcp_never_leaves_a_paid_payment_recorded_as_revoked(
 ) {
-    let app = spawn_app().await;
+    let app = spawn_app_with(|c| {
+        c.resolver.settle_secs = 60;
+        c.kcp.timeout_ms = 9_000;
+    })
+    .await;
     let token = app.token().await;
     let hooks = Receiver::start().await;
     let p = issued_with_hooks(&app, &token, "vb-revoke-race", &hooks).await;
     let imp_uid = p["imp_uid"].as_str().unwrap().to_string();
     let tno = p["pg_tid"].as_str().unwrap();
-    app.sandbox
-        .inject(FaultRule::new(paths::CANCEL, Fault::Delay { ms: 1000 }));
+    let gate = "revocation-close";
+    app.sandbox.inject(
+        FaultRule::new(paths::CANCEL, Fault::HoldRequest { gate: gate.into() }).when("tno", tno),
+    );
     let revoking = {
         let (http, url, token) = (
             app.http.clone(),
@@ -1717,14 +1740,21 @@ async fn a_deposit_landing_while_a_revocation_is_at_kcp_never_leaves_a_paid_paym
             TestApp::read(res).await
         })
     };
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        app.sandbox.until_held(gate),
+    )
+    .await
+    .expect("the revocation's close reached KCP");
     let deposit = app.sandbox.deposit(tno, 7000, "00").unwrap();
     let first = sandbox_notification(&app, &deposit.noti_id, |n| n.attempts >= 1).await;
     assert!(
         !first.tries[0].acknowledged,
         "not applied under the revocation in flight: {first:?}"
     );
+    assert!(!revoking.is_finished(), "the close is still held at KCP");
 
+    app.sandbox.open_gate(gate);
     let (status, res) = revoking.await.unwrap();
 
     assert_eq!(status, StatusCode::BAD_REQUEST, "{res}");

@@ -6,7 +6,7 @@
 //! | transport error, timeout, HTTP 5xx, unreadable body, no `res_cd` (registration: no `Code`) | [`PgError::Unknown`]  |
 //! | readable body, `res_cd` ≠ `0000` (registration: `Code` ≠ `0000`)          | [`PgError::Declined`] |
 //! | `res_cd` `0000` but no `tno` / amount / `pnt_amount` / `batch_key` / `rsv_pnt` (vbank, window or not: `account` / `va_date`; registration: `approvalKey` / `traceNo` / `PayUrl`) | [`PgError::Unknown`]  |
-//! | approval whose amount (points: `pnt_amount`) or order number ≠ the request | [`PgError::Mismatch`] |
+//! | approval whose amount (any it names: cards `amount`/`card_mny`; points: `pnt_amount`) or order number ≠ the request | [`PgError::Mismatch`] |
 //! | `res_cd` `0000`                                                           | `Ok`                  |
 //!
 //! KCP's samples read the JSON body and ignore the HTTP status (spec/kcp.md §1); we do the same
@@ -297,15 +297,24 @@ fn unreadable(status: reqwest::StatusCode, e: &serde_json::Error) -> PgError {
 }
 
 /// The cross-check KCP's manual makes mandatory (spec/kcp.md §5): an approval for another amount
-/// or another order must be net-cancelled, never recorded as this payment.
+/// or another order must be net-cancelled, never recorded as this payment. `named` is every
+/// amount the answer names ([`CardPaymentResponse::amounts_named`]): an answer whose `amount` is
+/// the order's but whose `card_mny` is not approved another card amount all the same.
 fn check_approval_matches(
     mut approval: CardApproval,
+    named: &[Won],
     amount: Won,
     order_no: &str,
 ) -> Result<CardApproval, PgError> {
     let mut problems = Vec::new();
     if approval.amount != amount {
         problems.push(format!("amount {} (requested {amount})", approval.amount));
+    }
+    for other in named
+        .iter()
+        .filter(|a| **a != amount && **a != approval.amount)
+    {
+        problems.push(format!("an amount named {other} (requested {amount})"));
     }
     if approval.order_no.is_empty() {
         tracing::warn!("KCP approval without order_no; assuming the requested one");
@@ -362,9 +371,10 @@ impl KcpConnector {
         {
             Answer::Refused { code, message } => Err(codes::declined(&code, &message)),
             Answer::Success(resp) => {
+                let named = resp.amounts_named();
                 let approval = CardApproval::try_from(resp).map_err(unusable)?;
                 tracing::Span::current().record("tno", approval.tno.as_str());
-                check_approval_matches(approval, amount, order_no)
+                check_approval_matches(approval, &named, amount, order_no)
             }
         }
     }

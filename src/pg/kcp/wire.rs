@@ -944,6 +944,21 @@ pub struct CardPaymentResponse {
     pub trace_no: Option<String>,
 }
 
+impl CardPaymentResponse {
+    /// Every amount the answer names (`amount`, `card_mny`) that reads as one. The approval is
+    /// read from `amount` (`card_mny` only when it is absent), but KCP's card amount is `card_mny`
+    /// and the hub's contract is `amount == card_mny` (spec §2.4, §2.6, §6): the cross-check of
+    /// spec §5 compares both, so an answer naming another card amount is a mismatch even when its
+    /// `amount` is the order's.
+    pub fn amounts_named(&self) -> Vec<Won> {
+        [&self.amount, &self.card_mny]
+            .into_iter()
+            .filter_map(|v| v.as_deref().map(str::trim).filter(|v| !v.is_empty()))
+            .filter_map(parse_won)
+            .collect()
+    }
+}
+
 impl TryFrom<CardPaymentResponse> for CardApproval {
     type Error = WireError;
 

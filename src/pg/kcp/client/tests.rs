@@ -725,6 +725,79 @@ async fn a_batch_payment_approved_for_another_amount_or_order_is_a_mismatch() {
     }
 }
 
+/// spec/kcp.md §2.4/§2.6/§6: the hub's `amount == card_mny`, and §5 makes the amount comparison
+/// mandatory. A card answer whose `amount` is the order's but whose `card_mny` is another amount
+/// approved something else: key-in, a billing-key charge and a card window alike are a `Mismatch`
+/// to net-cancel, naming the other amount.
+#[tokio::test]
+async fn a_card_approval_naming_another_card_mny_is_a_mismatch_on_every_card_path() {
+    let other_card_mny = |body: &str, from: &str, to: &str| -> &'static str {
+        let changed = body.replace(
+            &format!(r#""card_mny":"{from}""#),
+            &format!(r#""card_mny":"{to}""#),
+        );
+        assert_ne!(changed, body, "the answer names card_mny");
+        changed.leak()
+    };
+    let expect_mismatch =
+        |path: &str, result: Result<CardApproval, PgError>, named: &str| match result {
+            Err(PgError::Mismatch { tno, detail }) => {
+                assert_eq!(tno, "23336986737476", "{path}");
+                assert!(detail.contains(named), "{path}: {detail}");
+            }
+            other => panic!("{path}: expected Mismatch, got {other:?}"),
+        };
+
+    let (kcp_key_in, _) = kcp(
+        200,
+        other_card_mny(APPROVED, "1000", "10000"),
+        Duration::ZERO,
+    )
+    .await;
+    expect_mismatch(
+        "key-in",
+        kcp_key_in.approve_key_in(&key_in()).await,
+        "an amount named 10000 ",
+    );
+
+    let (kcp_batch, _) = kcp_billing(200, other_card_mny(BATCH_APPROVED, "1100", "110")).await;
+    expect_mismatch(
+        "billing-key charge",
+        kcp_batch.pay_with_batch_key(&batch_payment()).await,
+        "an amount named 110 ",
+    );
+
+    let (kcp_window, _) = kcp(200, other_card_mny(APPROVED, "1000", "1"), Duration::ZERO).await;
+    let window = crate::pg::WindowApprovalRequest {
+        order_no: "TEST1234567890".into(),
+        amount: 1000,
+        tran_cd: "00100000".into(),
+        enc_data: "ZW5jX2RhdGE".into(),
+        enc_info: "ZW5jX2luZm8".into(),
+        use_pay_method: "100000000000".into(),
+    };
+    let approved = crate::pg::PgCheckout::approve_window(&kcp_window, &window).await;
+    expect_mismatch(
+        "card window",
+        approved.map(|a| match a.approval {
+            crate::pg::WindowApproval::Card(card) => card,
+            other => panic!("a card answer read as {other:?}"),
+        }),
+        "an amount named 1 ",
+    );
+}
+
+/// The same answers with `card_mny` equal to the order's amount, or without it (the key-in
+/// sample's `amount` alone), are approvals: only a `card_mny` that disagrees is refused.
+#[tokio::test]
+async fn a_card_approval_whose_card_mny_is_the_orders_or_absent_is_approved() {
+    let without = APPROVED.replace(r#""card_mny":"1000","#, "").leak();
+    for body in [APPROVED, without] {
+        let (kcp, _) = kcp(200, body, Duration::ZERO).await;
+        assert_eq!(kcp.approve_key_in(&key_in()).await.unwrap().amount, 1000);
+    }
+}
+
 #[tokio::test]
 async fn deleting_a_batch_key_posts_the_spec_body() {
     let (kcp, script) = kcp_billing(200, r#"{"res_cd":"0000","res_msg":"정상처리"}"#).await;

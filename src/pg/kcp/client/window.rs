@@ -143,11 +143,13 @@ impl PgCheckout for KcpConnector {
                     Answer::Success(resp) => {
                         warn_on_other_method(resp.pay_method.as_deref(), pay_type);
                         let escrow = escrow_of(resp.escw_yn.as_deref());
+                        let named = resp.amounts_named();
                         let card = CardApproval::try_from(resp).map_err(unusable)?;
                         tracing::Span::current().record("tno", card.tno.as_str());
                         ApprovedWindow {
                             approval: WindowApproval::Card(check_approval_matches(
                                 card,
+                                &named,
                                 req.amount,
                                 &req.order_no,
                             )?),
