@@ -27,6 +27,7 @@ mod m20261205_000022_webhook_previous_secret;
 mod m20261205_000023_payment_partial_cancel;
 mod m20261206_000024_vbank_checks;
 mod m20261206_000025_notification_deposited_at;
+mod m20261207_000026_listing_indexes;
 
 pub struct Migrator;
 
@@ -59,6 +60,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261205_000023_payment_partial_cancel::Migration),
             Box::new(m20261206_000024_vbank_checks::Migration),
             Box::new(m20261206_000025_notification_deposited_at::Migration),
+            Box::new(m20261207_000026_listing_indexes::Migration),
         ]
     }
 }

@@ -1079,4 +1079,50 @@ mod tests {
             )
         );
     }
+
+    /// A merchant's schedule listing of a window reads the window through
+    /// `schedules_by_schedule_at`, for its count and its page, not every schedule the merchant
+    /// ever had (schedules are never deleted).
+    #[tokio::test]
+    async fn a_schedule_listing_reads_only_the_schedules_of_its_window() {
+        use sea_orm::DbBackend;
+        let db = crate::store::Db::connect("sqlite::memory:").await.unwrap();
+        db.migrate().await.unwrap();
+        let q = ScheduleQuery {
+            merchant_id: 1,
+            from: Some(1_000),
+            to: Some(2_000),
+            ..ScheduleQuery::default()
+        };
+        let page = schedules_filtered(&q)
+            .order_by_desc(schedule::Column::ScheduleAt)
+            .order_by_desc(schedule::Column::Id)
+            .limit(20)
+            .build(DbBackend::Sqlite);
+        let count = schedules_filtered(&q)
+            .select_only()
+            .column_as(Expr::cust("COUNT(*)"), "n")
+            .build(DbBackend::Sqlite);
+        for stmt in [count, page] {
+            let explain = Statement {
+                sql: format!("EXPLAIN QUERY PLAN {}", stmt.sql),
+                ..stmt
+            };
+            let plan = db
+                .write
+                .query_all(explain)
+                .await
+                .unwrap()
+                .iter()
+                .map(|r| r.try_get::<String>("", "detail").unwrap())
+                .collect::<Vec<_>>()
+                .join("\n");
+            assert!(
+                plan.contains(
+                    "schedules_by_schedule_at (merchant_id=? AND schedule_at>? AND schedule_at<?)"
+                ),
+                "{plan}"
+            );
+        }
+    }
 }
