@@ -27,6 +27,8 @@ mod m20261205_000022_webhook_previous_secret;
 mod m20261205_000023_payment_partial_cancel;
 mod m20261206_000024_vbank_checks;
 mod m20261206_000025_notification_deposited_at;
+mod m20261207_000026_listing_indexes;
+mod m20261207_000027_schedules_by_imp_uid;
 
 pub struct Migrator;
 
@@ -59,6 +61,8 @@ impl MigratorTrait for Migrator {
             Box::new(m20261205_000023_payment_partial_cancel::Migration),
             Box::new(m20261206_000024_vbank_checks::Migration),
             Box::new(m20261206_000025_notification_deposited_at::Migration),
+            Box::new(m20261207_000026_listing_indexes::Migration),
+            Box::new(m20261207_000027_schedules_by_imp_uid::Migration),
         ]
     }
 }

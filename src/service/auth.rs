@@ -356,22 +356,26 @@ impl Gateway {
     }
 
     pub async fn merchant(&self, id: i64) -> ServiceResult<Arc<merchant::Model>> {
-        self.cached_merchant(id)
+        self.cached_merchant(&self.db.read, id)
             .await?
             .ok_or(ServiceError::Unauthorized)
     }
 
-    /// The merchant row from the cache while it is younger than [`MERCHANT_TTL`], else from the
-    /// database (and cached again).
+    /// The merchant row from the cache while it is younger than [`MERCHANT_TTL`], else read
+    /// through `db` (and cached again). A caller inside a transaction passes the transaction: on
+    /// PostgreSQL `db.read` is the same pool, and a transaction that waits for a second connection
+    /// while holding its own can stall the pool until the acquire timeout (every holder waiting
+    /// for one more), which ended window approvals KCP had made in a net-cancel.
     pub(super) async fn cached_merchant(
         &self,
+        db: &impl sea_orm::ConnectionTrait,
         id: i64,
     ) -> Result<Option<Arc<merchant::Model>>, sea_orm::DbErr> {
         if let Some(m) = self.tokens.merchant(id, Instant::now()) {
             return Ok(Some(m));
         }
         let forgotten = self.tokens.forgotten();
-        let Some(m) = merchants::by_id(&self.db.read, id).await? else {
+        let Some(m) = merchants::by_id(db, id).await? else {
             return Ok(None);
         };
         let m = Arc::new(m);

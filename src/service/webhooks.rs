@@ -358,7 +358,9 @@ impl Gateway {
         status: &str,
         cancellation_id: Option<&str>,
     ) -> Result<(), DbErr> {
-        let target = self.merchant_target(payment).await?;
+        // Read through the caller's transaction: never a second pooled connection while it
+        // holds one (`cached_merchant`).
+        let target = self.merchant_target(txn, payment).await?;
         let rows = self.webhook_rows(&target, payment, status, cancellation_id);
         if !rows.is_empty() {
             self.webhooks_written.notify_one();
@@ -376,7 +378,7 @@ impl Gateway {
         payment: &payment::Model,
         status: &str,
     ) -> Result<Vec<webhook_delivery::ActiveModel>, DbErr> {
-        let target = self.merchant_target(payment).await?;
+        let target = self.merchant_target(&self.db.read, payment).await?;
         let rows = self.webhook_rows(&target, payment, status, None);
         if !rows.is_empty() {
             self.webhooks_written.notify_one();
@@ -391,9 +393,15 @@ impl Gateway {
     /// soon as its announcement arrives (`jobs::merchant_changes`), at the latest once the cached
     /// row is a minute old. An event resolved here before that uses the old settings: with no URL
     /// before, it writes no webhook (docs/webhooks.md).
-    async fn merchant_target(&self, payment: &payment::Model) -> Result<MerchantTarget, DbErr> {
+    ///
+    /// A row not cached is read through `db`: the caller's transaction when it has one.
+    async fn merchant_target(
+        &self,
+        db: &impl ConnectionTrait,
+        payment: &payment::Model,
+    ) -> Result<MerchantTarget, DbErr> {
         let m = self
-            .cached_merchant(payment.merchant_id)
+            .cached_merchant(db, payment.merchant_id)
             .await?
             .ok_or_else(|| {
                 DbErr::RecordNotFound(format!("merchant {} of a payment", payment.merchant_id))

@@ -688,6 +688,15 @@ fn unless_cancelled(status: impl Into<SimpleExpr>) -> SimpleExpr {
         .into()
 }
 
+/// The schedule whose run made the payment `imp_uid`: one row, found through
+/// `schedules_by_imp_uid` (these lookups run inside write transactions, where a scan of the
+/// merchant's schedule history would hold the writer).
+fn run_as(merchant_id: i64, imp_uid: &str) -> Condition {
+    Condition::all()
+        .add(schedule::Column::MerchantId.eq(merchant_id))
+        .add(schedule::Column::ImpUid.eq(imp_uid))
+}
+
 /// Records on its schedule the outcome of a scheduled charge that the resolver settled after the
 /// run that made it ended without knowing (its answer was lost, or the run stalled past its
 /// lease). Without this the schedule showed `scheduled` and no payment until its next run, up to
@@ -714,8 +723,7 @@ pub async fn finish_schedule_of_payment(
             Expr::value(outcome.executed_at),
         )
         .col_expr(schedule::Column::UpdatedAt, Expr::value(outcome.now))
-        .filter(schedule::Column::MerchantId.eq(merchant_id))
-        .filter(schedule::Column::ImpUid.eq(outcome.imp_uid))
+        .filter(run_as(merchant_id, outcome.imp_uid))
         .filter(schedule::Column::Status.eq("executing"))
         .exec(db)
         .await?;
@@ -784,8 +792,7 @@ pub async fn schedule_payment_cancelled(
     schedule::Entity::update_many()
         .col_expr(schedule::Column::PaymentStatus, Expr::value("cancelled"))
         .col_expr(schedule::Column::UpdatedAt, Expr::value(now))
-        .filter(schedule::Column::MerchantId.eq(merchant_id))
-        .filter(schedule::Column::ImpUid.eq(imp_uid))
+        .filter(run_as(merchant_id, imp_uid))
         .exec(db)
         .await?;
     Ok(())
@@ -1078,5 +1085,78 @@ mod tests {
                 r#"UPDATE "schedules" SET "status" = 'executing', "lease_until" = 125, "claim_token" = 77, "updated_at" = 5 WHERE "schedules"."id" IN (SELECT "schedules"."id" FROM "schedules" WHERE {due} ORDER BY "schedules"."schedule_at" ASC, "schedules"."id" ASC LIMIT 4 ) RETURNING *"#
             )
         );
+    }
+
+    /// A merchant's schedule listing of a window reads the window through
+    /// `schedules_by_schedule_at`, for its count and its page, not every schedule the merchant
+    /// ever had (schedules are never deleted).
+    #[tokio::test]
+    async fn a_schedule_listing_reads_only_the_schedules_of_its_window() {
+        use sea_orm::DbBackend;
+        let db = crate::store::Db::connect("sqlite::memory:").await.unwrap();
+        db.migrate().await.unwrap();
+        let q = ScheduleQuery {
+            merchant_id: 1,
+            from: Some(1_000),
+            to: Some(2_000),
+            ..ScheduleQuery::default()
+        };
+        let page = schedules_filtered(&q)
+            .order_by_desc(schedule::Column::ScheduleAt)
+            .order_by_desc(schedule::Column::Id)
+            .limit(20)
+            .build(DbBackend::Sqlite);
+        let count = schedules_filtered(&q)
+            .select_only()
+            .column_as(Expr::cust("COUNT(*)"), "n")
+            .build(DbBackend::Sqlite);
+        for stmt in [count, page] {
+            let explain = Statement {
+                sql: format!("EXPLAIN QUERY PLAN {}", stmt.sql),
+                ..stmt
+            };
+            let plan = db
+                .write
+                .query_all(explain)
+                .await
+                .unwrap()
+                .iter()
+                .map(|r| r.try_get::<String>("", "detail").unwrap())
+                .collect::<Vec<_>>()
+                .join("\n");
+            assert!(
+                plan.contains(
+                    "schedules_by_schedule_at (merchant_id=? AND schedule_at>? AND schedule_at<?)"
+                ),
+                "{plan}"
+            );
+        }
+    }
+
+    /// A cancel of a scheduled charge, and the resolver's settling of one, update the schedule
+    /// through `schedules_by_imp_uid`: one row, not every schedule of the merchant.
+    #[tokio::test]
+    async fn cancelling_a_scheduled_payment_updates_its_schedule_through_an_index() {
+        use sea_orm::DbBackend;
+        let db = crate::store::Db::connect("sqlite::memory:").await.unwrap();
+        db.migrate().await.unwrap();
+        let update = schedule::Entity::update_many()
+            .col_expr(schedule::Column::PaymentStatus, Expr::value("cancelled"))
+            .filter(run_as(1, "imp_000000000001"))
+            .build(DbBackend::Sqlite);
+        let explain = Statement {
+            sql: format!("EXPLAIN QUERY PLAN {}", update.sql),
+            ..update
+        };
+        let plan = db
+            .write
+            .query_all(explain)
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.try_get::<String>("", "detail").unwrap())
+            .collect::<Vec<_>>()
+            .join("\n");
+        assert!(plan.contains("schedules_by_imp_uid (imp_uid=?)"), "{plan}");
     }
 }

@@ -178,9 +178,30 @@ impl Db {
         Ok(ReadSnapshot::Sqlx(txn))
     }
 
+    /// Applies the pending migrations, each one whole or not at all. sea-orm-migration runs them in
+    /// one transaction on PostgreSQL but on SQLite lets every statement commit on its own and
+    /// writes the version row after the migration: one stopped half-way (a start timeout, a
+    /// deploy, a power cut during an index build) left a column or table that its next run then
+    /// failed to create again, and no start could migrate that database without hand surgery. On
+    /// SQLite each pending migration now runs in its own transaction with its version row (SQLite's
+    /// DDL is transactional, and no migration relies on a PRAGMA, which would be a no-op inside
+    /// one), so a later start finds it either done or not begun.
     pub async fn migrate(&self) -> Result<(), DbErr> {
         use migration::MigratorTrait;
-        migration::Migrator::up(&self.schema, None).await
+        if self.schema.get_database_backend() != DbBackend::Sqlite {
+            return migration::Migrator::up(&self.schema, None).await;
+        }
+        loop {
+            let txn = self.schema.begin().await?;
+            migration::Migrator::up(&txn, Some(1)).await?;
+            let more = !migration::Migrator::get_pending_migrations(&txn)
+                .await?
+                .is_empty();
+            txn.commit().await?;
+            if !more {
+                return Ok(());
+            }
+        }
     }
 
     /// The migrations an operator command may apply: all of them to a database nothing was

@@ -217,23 +217,47 @@ pub enum TimeColumn {
     OfStatus,
 }
 
-/// [`TimeColumn::OfStatus`] as SQL: a `CASE` on the status, the same on SQLite and PostgreSQL.
-fn time_of_status() -> SimpleExpr {
-    let status = || Expr::col(payment::Column::Status);
-    Expr::case(status().eq("paid"), Expr::col(payment::Column::PaidAt))
-        .case(
-            status().eq("cancelled"),
-            Expr::col(payment::Column::CancelledAt),
-        )
-        .case(status().eq("failed"), Expr::col(payment::Column::FailedAt))
-        .finally(Expr::col(payment::Column::StartedAt))
-        .into()
+/// `from ≤ time ≤ to` on the time of each payment's own status ([`TimeColumn::OfStatus`]), as
+/// one range per status rather than a `CASE` on the status, which no index can serve: paid ones
+/// on `payments_by_paid`, cancelled ones on `payments_by_cancelled`, failed ones on
+/// `payments_by_failed`, the others on `payments_by_started`. Each branch names the merchant
+/// itself: SQLite reads an `OR` through one index per branch only when every branch can use an
+/// index on its own, and with the merchant outside them it reads all of the merchant's payments
+/// through `payments_by_started` instead. The same rows as the `CASE`: a status's time that is
+/// NULL matches no range in either.
+fn of_status_between(merchant_id: Option<i64>, from: i64, to: i64) -> Condition {
+    let branch = |status: Condition, time: payment::Column| {
+        let mut c = Condition::all();
+        if let Some(m) = merchant_id {
+            c = c.add(payment::Column::MerchantId.eq(m));
+        }
+        c.add(status).add(time.between(from, to))
+    };
+    let is = |status: &str| Condition::all().add(payment::Column::Status.eq(status));
+    Condition::any()
+        .add(branch(is("paid"), payment::Column::PaidAt))
+        .add(branch(is("cancelled"), payment::Column::CancelledAt))
+        .add(branch(is("failed"), payment::Column::FailedAt))
+        .add(branch(
+            Condition::all().add(payment::Column::Status.is_not_in([
+                "paid",
+                "cancelled",
+                "failed",
+            ])),
+            payment::Column::StartedAt,
+        ))
 }
 
 fn filtered(q: &PaymentQuery) -> sea_orm::Select<payment::Entity> {
     let mut s = payment::Entity::find();
-    if let Some(m) = q.merchant_id {
-        s = s.filter(payment::Column::MerchantId.eq(m));
+    match q.time_range {
+        // The merchant goes into each branch of the range (`of_status_between`).
+        Some((TimeColumn::OfStatus, _, _)) => {}
+        _ => {
+            if let Some(m) = q.merchant_id {
+                s = s.filter(payment::Column::MerchantId.eq(m));
+            }
+        }
     }
     if let Some(uid) = &q.merchant_uid {
         s = s.filter(payment::Column::MerchantUid.eq(uid.clone()));
@@ -248,14 +272,17 @@ fn filtered(q: &PaymentQuery) -> sea_orm::Select<payment::Entity> {
         s = s.filter(payment::Column::Sandbox.eq(false));
     }
     if let Some((col, from, to)) = q.time_range {
-        let time: SimpleExpr = match col {
-            TimeColumn::Started => Expr::col(payment::Column::StartedAt).into(),
-            TimeColumn::Paid => Expr::col(payment::Column::PaidAt).into(),
-            TimeColumn::Failed => Expr::col(payment::Column::FailedAt).into(),
-            TimeColumn::Cancelled => Expr::col(payment::Column::CancelledAt).into(),
-            TimeColumn::OfStatus => time_of_status(),
+        let time = match col {
+            TimeColumn::Started => payment::Column::StartedAt,
+            TimeColumn::Paid => payment::Column::PaidAt,
+            TimeColumn::Failed => payment::Column::FailedAt,
+            TimeColumn::Cancelled => payment::Column::CancelledAt,
+            TimeColumn::OfStatus => {
+                s = s.filter(of_status_between(q.merchant_id, from, to));
+                return s;
+            }
         };
-        s = s.filter(Expr::expr(time).between(from, to));
+        s = s.filter(time.between(from, to));
     }
     s
 }
@@ -1684,5 +1711,92 @@ mod tests {
     #[tokio::test]
     async fn charge_statements_work_on_an_in_memory_sqlite_through_sqlx() {
         a_charge_opens_is_refused_with_nothing_written_and_concludes_once("sqlite::memory:").await;
+    }
+
+    /// What SQLite's planner does with `stmt`: the `detail` of each line of its query plan.
+    async fn sqlite_plan(db: &Db, stmt: sea_orm::Statement) -> String {
+        use sea_orm::ConnectionTrait;
+        let explain = sea_orm::Statement {
+            sql: format!("EXPLAIN QUERY PLAN {}", stmt.sql),
+            ..stmt
+        };
+        let rows = db.write.query_all(explain).await.unwrap();
+        rows.iter()
+            .map(|r| r.try_get::<String>("", "detail").unwrap())
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    /// The merchant listings read their window through an index on the time they compare (the
+    /// customer's listing through the customer's index), for the count and the page alike: no
+    /// plan reads the merchant's payments through `payments_by_started` by merchant alone.
+    #[tokio::test]
+    async fn a_status_listing_reads_only_the_payments_of_its_window() {
+        use super::{filtered, sorted, PaymentQuery, Sorting, TimeColumn};
+        use sea_orm::{DbBackend, QuerySelect, QueryTrait};
+        let (db, merchant_id) = with_a_merchant("sqlite::memory:").await;
+        let by_time = |statuses: Vec<&'static str>, column| PaymentQuery {
+            merchant_id: Some(merchant_id),
+            statuses,
+            time_range: Some((column, 1_000, 2_000)),
+            include_sandbox: true,
+            ..PaymentQuery::default()
+        };
+        let cases = [
+            (
+                by_time(vec!["paid"], TimeColumn::Paid),
+                vec!["payments_by_paid (merchant_id=? AND paid_at>? AND paid_at<?)"],
+            ),
+            (
+                by_time(vec!["failed"], TimeColumn::Failed),
+                vec!["payments_by_failed (merchant_id=? AND failed_at>? AND failed_at<?)"],
+            ),
+            (
+                by_time(vec!["cancelled"], TimeColumn::Cancelled),
+                vec!["payments_by_cancelled (merchant_id=? AND cancelled_at>? AND cancelled_at<?)"],
+            ),
+            (
+                by_time(vec!["ready", "pending"], TimeColumn::Started),
+                vec!["payments_by_started (merchant_id=? AND started_at>? AND started_at<?)"],
+            ),
+            (
+                by_time(vec![], TimeColumn::OfStatus),
+                vec![
+                    "payments_by_paid (merchant_id=? AND paid_at>? AND paid_at<?)",
+                    "payments_by_cancelled (merchant_id=? AND cancelled_at>? AND cancelled_at<?)",
+                    "payments_by_failed (merchant_id=? AND failed_at>? AND failed_at<?)",
+                    "payments_by_started (merchant_id=? AND started_at>? AND started_at<?)",
+                ],
+            ),
+            (
+                PaymentQuery {
+                    merchant_id: Some(merchant_id),
+                    customer_uid: Some("customer-1".into()),
+                    include_sandbox: true,
+                    ..PaymentQuery::default()
+                },
+                vec!["payments_by_customer (merchant_id=? AND customer_uid=?)"],
+            ),
+        ];
+        for (q, ranges) in cases {
+            let page = sorted(filtered(&q), Sorting::Started { desc: true })
+                .offset(20)
+                .limit(20)
+                .build(DbBackend::Sqlite);
+            let count = filtered(&q)
+                .select_only()
+                .column_as(sea_orm::sea_query::Expr::cust("COUNT(*)"), "n")
+                .build(DbBackend::Sqlite);
+            for stmt in [count, page] {
+                let plan = sqlite_plan(&db, stmt).await;
+                for range in &ranges {
+                    assert!(plan.contains(range), "{q:?}: {range} not in\n{plan}");
+                }
+                assert!(
+                    !plan.contains("payments_by_started (merchant_id=?)"),
+                    "{q:?} reads the merchant's whole history:\n{plan}"
+                );
+            }
+        }
     }
 }

@@ -357,3 +357,62 @@ async fn upgrading_schedules_a_look_at_kcp_for_each_account_awaiting_its_deposit
         .collect();
     assert_eq!(scheduled, [("imp_open".to_string(), 1600)]);
 }
+
+/// How many migrations the database records as applied.
+async fn applied(db: &DatabaseConnection) -> i64 {
+    db.query_one(Statement::from_string(
+        db.get_database_backend(),
+        "SELECT COUNT(*) AS n FROM seaql_migrations",
+    ))
+    .await
+    .unwrap()
+    .unwrap()
+    .try_get("", "n")
+    .unwrap()
+}
+
+/// A migration that fails after its first statement (here `m20261202_000005`, whose second
+/// statement finds its index name taken) leaves the database as the previous one left it, with no
+/// column of its own half-added, and the next start, once the cause is gone, applies it and the
+/// rest. On SQLite each statement used to commit on its own: the rerun failed at once with
+/// `duplicate column name: failed_key`, and no start could migrate the database again.
+#[tokio::test]
+async fn a_migration_failing_half_way_leaves_the_previous_version_and_a_later_start_migrates() {
+    let (url, _dir) = fresh_database().await;
+    let db = Database::connect(&url).await.unwrap();
+    Migrator::up(&db, Some(4)).await.unwrap();
+    insert_merchant(&db).await;
+    insert_payment(&db, "imp_a", "order-1", "paid")
+        .await
+        .unwrap();
+    exec(
+        &db,
+        "CREATE INDEX payments_one_live_per_merchant_uid_key ON merchants (id)",
+    )
+    .await
+    .unwrap();
+
+    let start = openport::store::Db::connect(&url).await.unwrap();
+    start
+        .migrate()
+        .await
+        .expect_err("000005 cannot create its index");
+    drop(start);
+    assert_eq!(applied(&db).await, 4);
+    assert!(
+        exec(&db, "SELECT failed_key FROM payments").await.is_err(),
+        "the column 000005 added before it failed was rolled back with it"
+    );
+
+    exec(&db, "DROP INDEX payments_one_live_per_merchant_uid_key")
+        .await
+        .unwrap();
+    let later = openport::store::Db::connect(&url).await.unwrap();
+    later.migrate().await.expect("the next start migrates");
+    assert_eq!(applied(&db).await, Migrator::migrations().len() as i64);
+    let guard = insert_payment(&db, "imp_b", "order-1", "ready").await;
+    assert!(
+        openport::store::is_unique_violation(&guard.unwrap_err()),
+        "000005's guard is in place"
+    );
+}

@@ -1402,3 +1402,68 @@ async fn a_misdirected_answer_does_not_hold_the_refunds_of_the_scheduled_charge_
     assert_eq!(other_at_kcp.state, TransactionState::Approved, "{ledger:?}");
     app.assert_ledger_agrees().await;
 }
+
+/// What a test waits at most for a write that must not wait for a second pooled connection: well
+/// under the pool's 30 s acquire timeout, which a stalled write would reach first.
+const NO_POOL_STALL: Duration = Duration::from_secs(15);
+
+/// An instance whose PostgreSQL pool has one connection (on SQLite the setting does nothing).
+async fn one_pooled_connection() -> crate::helpers::TestApp {
+    crate::helpers::spawn_app_with(|c| c.database_pool_size = 1).await
+}
+
+/// A window approval whose merchant row leaves the cache while KCP approves (an operator changed
+/// the merchant; its minute ran out) is recorded paid with the only pooled connection: the
+/// webhook's merchant is read inside the approval's transaction, not on a second connection,
+/// which used to wait for the acquire timeout and then net-cancel the buyer's payment. A bank
+/// transfer: a card's approval resolves its webhook before its statement already.
+#[tokio::test]
+async fn a_window_approval_is_recorded_while_the_merchant_is_read_again_with_one_pooled_connection()
+{
+    let app = one_pooled_connection().await;
+    app.sandbox.inject(FaultRule::new(
+        paths::ENC_PAYMENT,
+        Fault::Delay { ms: 1000 },
+    ));
+    let approve = crate::checkout::request_pay(
+        &app,
+        json!({"pay_method": "trans", "merchant_uid": "window-pool-1", "amount": 3000}),
+        &[("bank", "BK20"), ("action", "pay")],
+    );
+    let forget = async {
+        app.until_the_faults_are_used().await;
+        app.app.gateway.forget_merchant(None);
+    };
+    let (rsp, ()) = tokio::time::timeout(NO_POOL_STALL, async { tokio::join!(approve, forget) })
+        .await
+        .expect("the approval is recorded without waiting for a second connection");
+    assert_eq!(rsp["status"], "paid", "{rsp}");
+    app.assert_ledger_agrees().await;
+}
+
+/// The same for a cancel that asks for its webhook: recorded with the only pooled connection
+/// although the merchant's row left the cache while KCP cancelled.
+#[tokio::test]
+async fn a_cancel_is_recorded_while_the_merchant_is_read_again_with_one_pooled_connection() {
+    let app = one_pooled_connection().await;
+    let token = app.token().await;
+    let paid = app.paid(&token, "cancel-pool-1", 1000).await;
+    let imp_uid = paid["imp_uid"].as_str().unwrap().to_string();
+    app.sandbox
+        .inject(FaultRule::new(paths::CANCEL, Fault::Delay { ms: 1000 }));
+    let cancel = app.post(
+        "/payments/cancel",
+        Some(&token),
+        json!({"imp_uid": imp_uid, "amount": 1000, "enable_webhook": true}),
+    );
+    let forget = async {
+        app.until_the_faults_are_used().await;
+        app.app.gateway.forget_merchant(None);
+    };
+    let ((_, body), ()) =
+        tokio::time::timeout(NO_POOL_STALL, async { tokio::join!(cancel, forget) })
+            .await
+            .expect("the cancel is recorded without waiting for a second connection");
+    assert_eq!(body["response"]["status"], "cancelled", "{body}");
+    app.assert_ledger_agrees().await;
+}
