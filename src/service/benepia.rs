@@ -52,6 +52,16 @@ pub(crate) fn is_window_point_payment(p: &payment::Model) -> bool {
 /// ([`Gateway::resolve_partial_point_cancel`]).
 pub const REAPPROVE_PENDING: &str = "reapprove_pending";
 
+/// `pg_attempts.kind` of the record of a re-approval a partial point cancel moved the payment to
+/// (closed from the start, `succeeded`, for the re-approved amount under the re-approval's order
+/// number). No call is made for it: the `STRA` is the cancel attempt's, which names the old tno,
+/// while KCP's notices of the re-approval name the new one. This row is what
+/// `payments::by_tno` finds the payment by (through `pg_attempts_by_tno`, since `payments.pg_tid`
+/// has no index): a cancel made in KCP's admin is recorded from KCP's notice
+/// (service/notifications.rs `verify_cancel_notice`), and an answer naming this tno for another
+/// order is never taken for a trade no payment holds (service/orphans.rs `foreign_holder`).
+pub const REAPPROVAL: &str = "reapproval";
+
 /// A point payment request, parsed at the edge.
 #[derive(Debug, Clone)]
 pub struct PointPaymentCommand {
@@ -885,6 +895,23 @@ impl Gateway {
             txn.rollback().await?;
             return Ok(None);
         };
+        if let Some(r) = reapproval {
+            payments::insert_attempt(
+                &txn,
+                pg_attempt::ActiveModel {
+                    payment_id: Set(p.id),
+                    state: Set("succeeded".into()),
+                    tno: Set(Some(r.tno.clone())),
+                    result_code: Set(Some("0000".into())),
+                    result_message: Set(Some(format!(
+                        "re-approval of the rest by cancel attempt {}",
+                        attempt.id
+                    ))),
+                    ..super::attempts::new_attempt(REAPPROVAL, r.order_no.clone(), r.amount, now)
+                },
+            )
+            .await?;
+        }
         // API cancels notify only when asked (`enable_webhook`, spec §5).
         if attempt.notify || always_notify {
             self.enqueue_webhook(&txn, &p, "cancelled", Some(&cancellation.cancellation_id))

@@ -607,7 +607,11 @@ impl Gateway {
     /// lower than openport's is recorded, as a cancel whose attempt is opened for exactly the
     /// difference and settled by the cancel resolver's inquiry (which never sends a cancel), with
     /// the `cancelled` webhook. Nothing is sent to KCP but inquiries, so a forged notice changes
-    /// nothing. Point payments are left alone (their cancels move the trade to a re-approval).
+    /// nothing. Point payments too (`PAPT`): a window's is only ever cancelled whole, and a
+    /// Benepia payment's trade is the one it holds now, its last re-approval's
+    /// (`payments::by_tno`); the notice of a tno openport's own re-approval cancelled names a
+    /// trade the payment no longer holds, or finds its cancel slot taken until that re-approval
+    /// is recorded.
     async fn verify_cancel_notice(
         &self,
         n: &Notification,
@@ -631,7 +635,7 @@ impl Gateway {
             PaymentStatus::Paid | PaymentStatus::Cancelled
         ) && balance > 0
             && payment.paid_at.is_some_and(|t| t > 0);
-        if !holds_money || payment.pay_method == super::benepia::POINT {
+        if !holds_money {
             return self.settle(row, Verdict::Unchanged, now).await;
         }
         let connector = self.connector_of(&payment, &n.tno).await?;

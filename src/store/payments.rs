@@ -52,7 +52,8 @@ pub async fn by_tno(db: &impl ConnectionTrait, tno: &str) -> Result<Option<payme
 
 /// The payment holding `tno`, found through the attempt that recorded it (`pg_attempts_by_tno`,
 /// migration 000012), since `payments.pg_tid` has no index and this runs for every notification
-/// anyone posts.
+/// anyone posts. A point re-approval's tno, which no call's attempt names, has an attempt of its
+/// own for this (`service::benepia::REAPPROVAL`).
 pub fn by_tno_query(tno: &str) -> sea_orm::Select<payment::Entity> {
     let attempts_with_tno = Query::select()
         .column(pg_attempt::Column::PaymentId)
