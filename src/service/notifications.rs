@@ -667,8 +667,10 @@ impl Gateway {
             }
             Err(e) => return Err(e.into()),
         };
-        // Holding the only open cancel: the balance the difference was taken from must stand.
-        let fresh = payments::by_id(&self.db.write, payment.id)
+        // Holding the only open cancel: the balance the difference was taken from must stand
+        // (read holding the row, as an API cancel does: a second look recording now is seen).
+        let fresh = self
+            .held_payment(payment.id)
             .await?
             .filter(|p| p.cancel_amount == payment.cancel_amount && p.pg_tid == payment.pg_tid);
         let Some(fresh) = fresh else {

@@ -65,6 +65,19 @@ pub fn by_tno_query(tno: &str) -> sea_orm::Select<payment::Entity> {
         .filter(payment::Column::PgTid.eq(tno))
 }
 
+/// Payment `id`, read holding its row for the rest of the transaction `db` (`SELECT … FOR UPDATE`
+/// on PostgreSQL; SQLite's one writer holds the whole file): a transaction holding it is waited
+/// for, and its change is seen.
+pub async fn by_id_held(
+    db: &impl ConnectionTrait,
+    id: i64,
+) -> Result<Option<payment::Model>, DbErr> {
+    payment::Entity::find_by_id(id)
+        .lock_exclusive()
+        .one(db)
+        .await
+}
+
 /// Moves payment `id` from status `from` to `to` (with `paid_at`) only if it is still `from`, and
 /// says whether this call moved it: a writer that decided on what it read earlier (before a KCP
 /// call, with no transaction open) applies its change at most once however many race it.
