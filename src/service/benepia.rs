@@ -408,6 +408,27 @@ impl Gateway {
         }
     }
 
+    /// Whether a re-approval openport sent on point trade `tno` of `payment` may have landed
+    /// without being recorded: a cancel of the payment closed as not applied whose second look
+    /// (`cancel_recheck`) naming `tno` is still due, or a conflict naming `tno`. KCP showing `tno`
+    /// cancelled then says nothing of whether every point went back (a late `STRA` keeps the rest
+    /// under a re-approval the record does not know), so a notice of that cancel is left to the
+    /// second look or the operator (service/notifications.rs `verify_cancel_notice`) rather than
+    /// recorded as the whole balance cancelled.
+    pub(crate) async fn reapproval_unaccounted(
+        &self,
+        payment: &payment::Model,
+        tno: &str,
+    ) -> ServiceResult<bool> {
+        if payments::conflict_names(&self.db.write, payment.id, tno).await? {
+            return Ok(true);
+        }
+        Ok(payments::open_attempts_of(&self.db.write, payment.id)
+            .await?
+            .iter()
+            .any(|a| a.kind == super::cancel_recheck::KIND && a.tno.as_deref() == Some(tno)))
+    }
+
     /// True for an open cancel attempt on a point payment that cancels less than the balance: the
     /// re-approval case, which the resolver hands to [`Self::resolve_partial_point_cancel`].
     pub(crate) fn is_partial_point_cancel(

@@ -611,7 +611,9 @@ impl Gateway {
     /// Benepia payment's trade is the one it holds now, its last re-approval's
     /// (`payments::by_tno`); the notice of a tno openport's own re-approval cancelled names a
     /// trade the payment no longer holds, or finds its cancel slot taken until that re-approval
-    /// is recorded.
+    /// is recorded, or, when that re-approval is not accounted for (it landed after being closed
+    /// as not applied), is left to its second look or the operator
+    /// ([`Gateway::reapproval_unaccounted`]).
     async fn verify_cancel_notice(
         &self,
         n: &Notification,
@@ -636,6 +638,12 @@ impl Gateway {
         ) && balance > 0
             && payment.paid_at.is_some_and(|t| t > 0);
         if !holds_money {
+            return self.settle(row, Verdict::Unchanged, now).await;
+        }
+        if payment.pay_method == super::benepia::POINT
+            && self.reapproval_unaccounted(&payment, &n.tno).await?
+        {
+            tracing::warn!(imp_uid = %payment.imp_uid, tno = %n.tno, tx_cd = %n.tx_cd, "KCP notifies a cancel of a point trade a re-approval openport sent may have cancelled; left to its second look or the operator");
             return self.settle(row, Verdict::Unchanged, now).await;
         }
         let connector = self.connector_of(&payment, &n.tno).await?;

@@ -1161,3 +1161,75 @@ async fn a_benepia_payment_partly_cancelled_and_then_cancelled_in_kcps_admin_is_
     assert!(app.conflicts().await.is_empty());
     app.assert_ledger_agrees().await;
 }
+
+/// A partial point cancel whose STRA never answered is closed as not applied (KCP still held the
+/// tno live), with a second look due an hour later; then the STRA lands after all: KCP cancels the
+/// payment's tno and holds the rest under a re-approval the record does not know. A notice of that
+/// tno cancelled (here posted as KCP would, `TX06`) is not recorded as the whole payment cancelled,
+/// which would tell the merchant every point went back while KCP holds 7,000 of them: it is left to
+/// the second look, which makes it a conflict for the operator.
+#[tokio::test]
+async fn a_notice_of_a_tno_a_late_reapproval_cancelled_is_left_to_the_second_look_not_recorded_as_the_whole_payment_cancelled(
+) {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let p = paid_with_points(&app, &token, "bp-stra-notice", 10_000).await;
+    let tno = p["pg_tid"].as_str().unwrap().to_string();
+    app.sandbox
+        .inject(FaultRule::new(paths::CANCEL, Fault::Drop).when("mod_type", "STRA"));
+    let c = cancel(&app, &token, &p["imp_uid"], Some(3_000)).await;
+    assert_eq!(c["code"], 1, "{c}");
+    app.advance(SETTLE_SECS + 20);
+    app.app.gateway.resolve_due(10).await.unwrap();
+    let open = app.app.gateway.open_attempts(10).await.unwrap();
+    assert_eq!(open.len(), 1, "{open:?}");
+    assert_eq!(open[0].kind, openport::service::cancel_recheck::KIND);
+    // The STRA lands late, under the order number the attempt named.
+    let gateway = &app.app.gateway;
+    let merchant = openport::store::merchants::by_id(&gateway.db.read, 1)
+        .await
+        .unwrap()
+        .expect("the merchant");
+    let connector = gateway
+        .connectors
+        .for_merchant(&merchant, &gateway.secrets)
+        .unwrap();
+    connector
+        .reapprove_points(&tno, 7_000, &open[0].order_no, "복지몰 상품")
+        .await
+        .expect("the late STRA");
+    assert_eq!(balance(&app, BENEPIA_01.id), 93_000);
+
+    let answer = app
+        .http
+        .post(app.url("/kcp/notify"))
+        .form(&[
+            ("site_cd", "T0000"),
+            ("tno", tno.as_str()),
+            ("tx_cd", "TX06"),
+            ("tx_tm", "20261205120000"),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(answer.contains("value=\"0000\""), "{answer}");
+
+    let shown = payment(&app, &token, &p["imp_uid"]).await;
+    assert_eq!(
+        (shown["status"].as_str(), shown["cancel_amount"].as_i64()),
+        (Some("paid"), Some(0)),
+        "{shown}"
+    );
+    app.advance(30 * SETTLE_SECS);
+    app.resolve_all().await;
+    let conflicts = app.conflicts().await;
+    assert_eq!(conflicts.len(), 1, "{conflicts:?}");
+    assert_eq!(conflicts[0].kind, openport::service::cancel_recheck::KIND);
+    assert_eq!(
+        payment(&app, &token, &p["imp_uid"]).await["cancel_amount"],
+        0
+    );
+}
