@@ -52,6 +52,16 @@ pub(crate) fn is_window_point_payment(p: &payment::Model) -> bool {
 /// ([`Gateway::resolve_partial_point_cancel`]).
 pub const REAPPROVE_PENDING: &str = "reapprove_pending";
 
+/// `pg_attempts.kind` of the record of a re-approval a partial point cancel moved the payment to
+/// (closed from the start, `succeeded`, for the re-approved amount under the re-approval's order
+/// number). No call is made for it: the `STRA` is the cancel attempt's, which names the old tno,
+/// while KCP's notices of the re-approval name the new one. This row is what
+/// `payments::by_tno` finds the payment by (through `pg_attempts_by_tno`, since `payments.pg_tid`
+/// has no index): a cancel made in KCP's admin is recorded from KCP's notice
+/// (service/notifications.rs `verify_cancel_notice`), and an answer naming this tno for another
+/// order is never taken for a trade no payment holds (service/orphans.rs `foreign_holder`).
+pub const REAPPROVAL: &str = "reapproval";
+
 /// A point payment request, parsed at the edge.
 #[derive(Debug, Clone)]
 pub struct PointPaymentCommand {
@@ -396,6 +406,27 @@ impl Gateway {
                 Err(super::cancel::reconciled_refusal(payment, attempt_id))
             }
         }
+    }
+
+    /// Whether a re-approval openport sent on point trade `tno` of `payment` may have landed
+    /// without being recorded: a cancel of the payment closed as not applied whose second look
+    /// (`cancel_recheck`) naming `tno` is still due, or a conflict naming `tno`. KCP showing `tno`
+    /// cancelled then says nothing of whether every point went back (a late `STRA` keeps the rest
+    /// under a re-approval the record does not know), so a notice of that cancel is left to the
+    /// second look or the operator (service/notifications.rs `verify_cancel_notice`) rather than
+    /// recorded as the whole balance cancelled.
+    pub(crate) async fn reapproval_unaccounted(
+        &self,
+        payment: &payment::Model,
+        tno: &str,
+    ) -> ServiceResult<bool> {
+        if payments::conflict_names(&self.db.write, payment.id, tno).await? {
+            return Ok(true);
+        }
+        Ok(payments::open_attempts_of(&self.db.write, payment.id)
+            .await?
+            .iter()
+            .any(|a| a.kind == super::cancel_recheck::KIND && a.tno.as_deref() == Some(tno)))
     }
 
     /// True for an open cancel attempt on a point payment that cancels less than the balance: the
@@ -885,6 +916,23 @@ impl Gateway {
             txn.rollback().await?;
             return Ok(None);
         };
+        if let Some(r) = reapproval {
+            payments::insert_attempt(
+                &txn,
+                pg_attempt::ActiveModel {
+                    payment_id: Set(p.id),
+                    state: Set("succeeded".into()),
+                    tno: Set(Some(r.tno.clone())),
+                    result_code: Set(Some("0000".into())),
+                    result_message: Set(Some(format!(
+                        "re-approval of the rest by cancel attempt {}",
+                        attempt.id
+                    ))),
+                    ..super::attempts::new_attempt(REAPPROVAL, r.order_no.clone(), r.amount, now)
+                },
+            )
+            .await?;
+        }
         // API cancels notify only when asked (`enable_webhook`, spec §5).
         if attempt.notify || always_notify {
             self.enqueue_webhook(&txn, &p, "cancelled", Some(&cancellation.cancellation_id))

@@ -13,7 +13,7 @@ use crate::domain::ids::random_hex;
 use crate::domain::payment::{plan_cancel, PaymentStatus};
 use crate::pg::{quoted_refusal, CancelKind, CancelRequest, DeclineReason, PgError};
 use crate::store::entity::{cancellation, merchant, payment, pg_attempt};
-use crate::store::{billing, is_unique_violation, payments};
+use crate::store::{billing, is_unique_violation, payments, WriteTransaction};
 
 #[derive(Debug, Clone, Default)]
 pub struct CancelCommand {
@@ -154,8 +154,10 @@ impl Gateway {
             )
             .await?;
         *attempt_written = Some(payment.imp_uid.clone());
-        // Holding the only open cancel, re-read: another cancel may have completed meanwhile.
-        let payment = payments::by_id(&self.db.write, payment.id)
+        // Holding the only open cancel, re-read: another cancel may have completed meanwhile, or
+        // a second look be recording a late one ([`Gateway::held_payment`]).
+        let payment = self
+            .held_payment(payment.id)
             .await?
             .ok_or_else(|| ServiceError::Refused(NOT_FOUND.into()))?;
         // Asked again of the writer, holding the slot: the cancel that held it before may have
@@ -333,6 +335,21 @@ impl Gateway {
         )
     }
 
+    /// Payment `id`, re-read by the holder of its one open cancel attempt, holding its row
+    /// (`payments::by_id_held`). A second look at an earlier cancel records what it found in a
+    /// transaction that holds the row and makes sure no cancel is open
+    /// (service/cancel_recheck.rs): one that looked before this cancel's attempt was written and
+    /// records after it is waited for here, so this cancel is planned from the balance that look
+    /// leaves, which is the one KCP holds. Read without the row, the plan could be the balance
+    /// before it: KCP's confirmation of a full cancel then failed the record's compare-and-set,
+    /// was answered "unknown", and the resolver froze the payment as a conflict.
+    pub(crate) async fn held_payment(&self, id: i64) -> ServiceResult<Option<payment::Model>> {
+        let txn = self.db.write.begin().await?;
+        let payment = payments::by_id_held(&txn, id).await?;
+        txn.commit().await?;
+        Ok(payment)
+    }
+
     /// Commits the payment's cancel attempt (pending, held by this request) before KCP is called.
     /// The unique index allows one open cancel per payment: a second one is refused while the
     /// first is in flight. `notify`: the merchant asked for a `cancelled` webhook, which whoever
@@ -379,19 +396,38 @@ impl Gateway {
         attempt: pg_attempt::Model,
         at: DateTime<Utc>,
     ) -> ServiceResult<Option<payment::Model>> {
+        let txn = self.db.write.begin().await?;
+        let recorded = self
+            .record_cancellation_in(&txn, payment, attempt, at)
+            .await?;
+        if recorded.is_some() {
+            txn.commit().await?;
+        } else {
+            txn.rollback().await?;
+        }
+        Ok(recorded)
+    }
+
+    /// [`Self::record_cancellation`] in the transaction `txn`, which its caller commits when a
+    /// payment is returned and rolls back otherwise.
+    pub(crate) async fn record_cancellation_in(
+        &self,
+        txn: &WriteTransaction,
+        payment: payment::Model,
+        attempt: pg_attempt::Model,
+        at: DateTime<Utc>,
+    ) -> ServiceResult<Option<payment::Model>> {
         let now = self.clock.unix();
         let at = at.timestamp();
-        let txn = self.db.write.begin().await?;
         let mut a: pg_attempt::ActiveModel = attempt.clone().into();
         a.state = Set("succeeded".into());
         a.result_code = Set(Some("0000".into()));
         a.updated_at = Set(now);
-        if !payments::write_held_attempt(&txn, &attempt, a).await? {
-            txn.rollback().await?;
+        if !payments::write_held_attempt(txn, &attempt, a).await? {
             return Ok(None);
         }
         let cancellation = payments::insert_cancellation(
-            &txn,
+            txn,
             cancellation::ActiveModel {
                 payment_id: Set(payment.id),
                 cancellation_id: Set(random_hex(12)),
@@ -415,20 +451,18 @@ impl Gateway {
         p.cancel_reason = Set(attempt.reason.clone());
         p.updated_at = Set(now);
         let unchanged = Condition::all().add(payment::Column::CancelAmount.eq(read_cancel_amount));
-        let Some(p) = payments::update_payment_if(&txn, p, unchanged).await? else {
-            txn.rollback().await?;
+        let Some(p) = payments::update_payment_if(txn, p, unchanged).await? else {
             return Ok(None);
         };
         // A schedule shows its payment's status (spec §4.4: paid / failed / cancelled).
         if p.customer_uid_usage.as_deref() == Some(SCHEDULED_USAGE) {
-            billing::schedule_payment_cancelled(&txn, p.merchant_id, &p.imp_uid, now).await?;
+            billing::schedule_payment_cancelled(txn, p.merchant_id, &p.imp_uid, now).await?;
         }
         // API cancels notify only when asked (`enable_webhook`, spec §5).
         if attempt.notify {
-            self.enqueue_webhook(&txn, &p, "cancelled", Some(&cancellation.cancellation_id))
+            self.enqueue_webhook(txn, &p, "cancelled", Some(&cancellation.cancellation_id))
                 .await?;
         }
-        txn.commit().await?;
         Ok(Some(p))
     }
 

@@ -13,7 +13,9 @@
 //! then asks KCP what is left of that trade and compares it with the payment's balance as it
 //! stands by then: the same → nothing landed, closed; exactly the cancel's amount less → KCP
 //! applied it late, recorded as the cancel (with a `cancelled` webhook: the merchant was told the
-//! opposite); anything else → a `conflict` for the operator.
+//! opposite); anything else → a `conflict` for the operator. The record and an API cancel take
+//! turns on the payment's row (`Gateway::record_late_cancel`): one sent while the look inquired is
+//! planned from what the look recorded, or the look waits for it.
 use sea_orm::Set;
 
 use super::resolve::RECHECK_SETTLES;
@@ -110,12 +112,12 @@ impl Gateway {
         } else if remaining == balance - attempt.amount {
             tracing::error!(imp_uid = %payment.imp_uid, %tno, amount = attempt.amount, "KCP applied a cancel after it was closed as not applied; recording it");
             if self
-                .record_cancellation(payment, attempt.clone(), self.clock.now())
+                .record_late_cancel(payment, attempt.clone())
                 .await?
                 .is_none()
             {
-                // The payment's cancelled amount moved between the read and the write: the
-                // balance compared is stale, so nothing is concluded from it.
+                // The payment moved, or a cancel was opened, between the read and the write: the
+                // balance compared is stale, or KCP's is moving, so nothing is concluded from it.
                 self.postpone(attempt, "the payment moved meanwhile")
                     .await?;
             }
@@ -129,5 +131,39 @@ impl Gateway {
             .await?;
         }
         Ok(())
+    }
+
+    /// Records the late cancel of second look `attempt` on `payment` as read before KCP was asked,
+    /// in one transaction that holds the payment's row (`payments::by_id_held`), and only while
+    /// the payment is as read and none of its cancels is open; otherwise nothing (None). A cancel
+    /// the merchant sent meanwhile was planned from the balance before this record, and KCP
+    /// confirming it (a full `STSC` of what KCP holds, say) would then fail its own record's
+    /// compare-and-set, be answered "unknown" and be frozen as a conflict by the resolver. Held
+    /// so, this record and the planning of an API cancel (service/cancel.rs
+    /// `Gateway::held_payment`) take turns: the cancel is planned after this record, or this look
+    /// is postponed until the cancel is settled.
+    async fn record_late_cancel(
+        &self,
+        payment: payment::Model,
+        attempt: pg_attempt::Model,
+    ) -> ServiceResult<Option<payment::Model>> {
+        let txn = self.db.write.begin().await?;
+        let as_read = payments::by_id_held(&txn, payment.id)
+            .await?
+            .is_some_and(|p| {
+                p.cancel_amount == payment.cancel_amount && p.pg_tid == payment.pg_tid
+            });
+        let recorded = if as_read && !payments::has_open_cancel(&txn, payment.id).await? {
+            self.record_cancellation_in(&txn, payment, attempt, self.clock.now())
+                .await?
+        } else {
+            None
+        };
+        if recorded.is_some() {
+            txn.commit().await?;
+        } else {
+            txn.rollback().await?;
+        }
+        Ok(recorded)
     }
 }

@@ -607,7 +607,13 @@ impl Gateway {
     /// lower than openport's is recorded, as a cancel whose attempt is opened for exactly the
     /// difference and settled by the cancel resolver's inquiry (which never sends a cancel), with
     /// the `cancelled` webhook. Nothing is sent to KCP but inquiries, so a forged notice changes
-    /// nothing. Point payments are left alone (their cancels move the trade to a re-approval).
+    /// nothing. Point payments too (`PAPT`): a window's is only ever cancelled whole, and a
+    /// Benepia payment's trade is the one it holds now, its last re-approval's
+    /// (`payments::by_tno`); the notice of a tno openport's own re-approval cancelled names a
+    /// trade the payment no longer holds, or finds its cancel slot taken until that re-approval
+    /// is recorded, or, when that re-approval is not accounted for (it landed after being closed
+    /// as not applied), is left to its second look or the operator
+    /// ([`Gateway::reapproval_unaccounted`]).
     async fn verify_cancel_notice(
         &self,
         n: &Notification,
@@ -631,7 +637,13 @@ impl Gateway {
             PaymentStatus::Paid | PaymentStatus::Cancelled
         ) && balance > 0
             && payment.paid_at.is_some_and(|t| t > 0);
-        if !holds_money || payment.pay_method == super::benepia::POINT {
+        if !holds_money {
+            return self.settle(row, Verdict::Unchanged, now).await;
+        }
+        if payment.pay_method == super::benepia::POINT
+            && self.reapproval_unaccounted(&payment, &n.tno).await?
+        {
+            tracing::warn!(imp_uid = %payment.imp_uid, tno = %n.tno, tx_cd = %n.tx_cd, "KCP notifies a cancel of a point trade a re-approval openport sent may have cancelled; left to its second look or the operator");
             return self.settle(row, Verdict::Unchanged, now).await;
         }
         let connector = self.connector_of(&payment, &n.tno).await?;
@@ -663,8 +675,10 @@ impl Gateway {
             }
             Err(e) => return Err(e.into()),
         };
-        // Holding the only open cancel: the balance the difference was taken from must stand.
-        let fresh = payments::by_id(&self.db.write, payment.id)
+        // Holding the only open cancel: the balance the difference was taken from must stand
+        // (read holding the row, as an API cancel does: a second look recording now is seen).
+        let fresh = self
+            .held_payment(payment.id)
             .await?
             .filter(|p| p.cancel_amount == payment.cancel_amount && p.pg_tid == payment.pg_tid);
         let Some(fresh) = fresh else {

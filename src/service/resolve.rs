@@ -357,8 +357,9 @@ impl Gateway {
     /// before, left the payment `paid` with a balance KCP does not hold, every later partial
     /// cancel refused the same way, and nobody told. So KCP is asked what is left: the balance
     /// openport holds → refused with KCP's message; exactly this cancel's amount less (it landed
-    /// before) → recorded; anything else → a `conflict` for the operator. An inquiry that fails
-    /// leaves the refusal standing (nothing was applied by this call).
+    /// before) → recorded; anything else → a `conflict` for the operator, answered as one
+    /// (`CancelOutcome::Disputed`, never "결제취소에 실패") when KCP holds less than the record. An
+    /// inquiry that fails leaves the refusal standing (nothing was applied by this call).
     pub(crate) async fn refused_cancel(
         &self,
         connector: &dyn Pg,
@@ -405,13 +406,24 @@ impl Gateway {
                 .await
         } else {
             tracing::error!(imp_uid = %payment.imp_uid, remaining, balance, "KCP refused a cancel and holds another balance; left for the operator");
+            let id = attempt.id;
+            // KCP holding less than the record: money went back by another way (KCP's admin, a
+            // cancel landed late). This call moved nothing, but "결제취소에 실패" would invite the
+            // merchant to refund by other means what KCP may already have refunded: answered as a
+            // conflict, as `resolve_cancel` answers a balance it cannot explain. KCP holding more
+            // is a plain failure of this cancel (the record says more went back than did).
+            let outcome = if remaining < balance {
+                CancelOutcome::Disputed(id)
+            } else {
+                CancelOutcome::NotApplied(format!(
+                    "PG사 잔액 {remaining}원이 결제 기록({balance}원)과 달라 운영자 확인이 필요합니다"
+                ))
+            };
             self.closed_or_decided(
                 attempt,
                 "conflict",
                 &format!("{refusal}; KCP 잔액 {remaining}, openport 잔액 {balance}"),
-                CancelOutcome::NotApplied(format!(
-                    "PG사 잔액 {remaining}원이 결제 기록({balance}원)과 달라 운영자 확인이 필요합니다"
-                )),
+                outcome,
             )
             .await
         }

@@ -52,7 +52,8 @@ pub async fn by_tno(db: &impl ConnectionTrait, tno: &str) -> Result<Option<payme
 
 /// The payment holding `tno`, found through the attempt that recorded it (`pg_attempts_by_tno`,
 /// migration 000012), since `payments.pg_tid` has no index and this runs for every notification
-/// anyone posts.
+/// anyone posts. A point re-approval's tno, which no call's attempt names, has an attempt of its
+/// own for this (`service::benepia::REAPPROVAL`).
 pub fn by_tno_query(tno: &str) -> sea_orm::Select<payment::Entity> {
     let attempts_with_tno = Query::select()
         .column(pg_attempt::Column::PaymentId)
@@ -62,6 +63,19 @@ pub fn by_tno_query(tno: &str) -> sea_orm::Select<payment::Entity> {
     super::every_column(payment::Entity::find())
         .filter(payment::Column::Id.in_subquery(attempts_with_tno))
         .filter(payment::Column::PgTid.eq(tno))
+}
+
+/// Payment `id`, read holding its row for the rest of the transaction `db` (`SELECT … FOR UPDATE`
+/// on PostgreSQL; SQLite's one writer holds the whole file): a transaction holding it is waited
+/// for, and its change is seen.
+pub async fn by_id_held(
+    db: &impl ConnectionTrait,
+    id: i64,
+) -> Result<Option<payment::Model>, DbErr> {
+    payment::Entity::find_by_id(id)
+        .lock_exclusive()
+        .one(db)
+        .await
 }
 
 /// Moves payment `id` from status `from` to `to` (with `paid_at`) only if it is still `from`, and

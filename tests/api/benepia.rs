@@ -1024,3 +1024,212 @@ async fn a_reapproval_an_older_version_owed_found_cancelled_at_kcp_is_recorded_a
     assert!(app.conflicts().await.is_empty());
     app.assert_ledger_agrees().await;
 }
+
+/// Cancels `tno` in KCP's admin, lets the sandbox post its own notice of it (`TX06`, spec §2.12)
+/// and waits until openport has acknowledged it: by then openport has judged it.
+async fn cancelled_in_kcps_admin_and_acknowledged(app: &TestApp, tno: &str) {
+    let sent = app
+        .sandbox
+        .cancel_in_admin_notified(tno)
+        .expect("cancelled and notified");
+    assert_eq!(sent.tx_cd, "TX06");
+    for _ in 0..200 {
+        if app
+            .sandbox
+            .notifications()
+            .iter()
+            .any(|n| n.noti_id == sent.noti_id && n.acknowledged)
+        {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    panic!("openport never acknowledged KCP's notice of {tno}");
+}
+
+/// The statuses of the webhooks `hooks` got so far, once every due one is sent.
+async fn webhook_statuses(app: &TestApp, hooks: &Receiver) -> Vec<String> {
+    app.app.gateway.deliver_due_webhooks(100).await.unwrap();
+    hooks
+        .requests()
+        .iter()
+        .map(|r| r.json()["status"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// A point payment, made in KCP's window (`TPNT`) or with `POST /benepia/payment`, that the
+/// merchant's staff cancel in KCP's admin: KCP's `TX06` is checked by the point inquiry (`PAPT`)
+/// and recorded with a `cancelled` webhook, as a card's is. It used to be acknowledged and
+/// ignored, leaving the payment `paid` while every point was back with the member.
+#[tokio::test]
+async fn a_point_payment_cancelled_in_kcps_admin_is_recorded_from_kcps_tx06_with_a_cancelled_webhook(
+) {
+    for window in [true, false] {
+        let app = spawn_app().await;
+        let token = app.token().await;
+        let hooks = Receiver::start().await;
+        let p = if window {
+            let rsp = crate::checkout::request_pay(
+                &app,
+                json!({"pay_method": "point", "merchant_uid": "bp-admin-window", "amount": 2500,
+                       "notice_url": hooks.url("/hook")}),
+                &[("pin", "1234567890123456"), ("action", "pay")],
+            )
+            .await;
+            assert_eq!(rsp["status"], "paid", "{rsp}");
+            payment(&app, &token, &rsp["imp_uid"]).await
+        } else {
+            let (_, body) = app
+                .post(
+                    "/benepia/payment",
+                    Some(&token),
+                    json!({"benepia_user": BENEPIA_01.id, "benepia_password": BENEPIA_01.password,
+                           "benepia_member_code": BENEPIA_01.memcorp_cd,
+                           "merchant_uid": "bp-admin-hub", "amount": 2500, "name": "복지몰 상품",
+                           "notice_url": hooks.url("/hook")}),
+                )
+                .await;
+            body["response"].clone()
+        };
+        assert_eq!(p["status"], "paid", "window {window}: {p}");
+        assert_eq!(p["pay_method"], "point", "window {window}: {p}");
+        assert_eq!(webhook_statuses(&app, &hooks).await, ["paid"]);
+
+        cancelled_in_kcps_admin_and_acknowledged(&app, p["pg_tid"].as_str().unwrap()).await;
+
+        let shown = payment(&app, &token, &p["imp_uid"]).await;
+        assert_eq!(
+            (
+                shown["status"].as_str(),
+                shown["cancel_amount"].as_i64(),
+                shown["cancel_history"][0]["reason"].as_str()
+            ),
+            (Some("cancelled"), Some(2500), Some("PG사 취소 통보 (TX06)")),
+            "window {window}: {shown}"
+        );
+        assert_eq!(
+            webhook_statuses(&app, &hooks).await,
+            ["paid", "cancelled"],
+            "window {window}"
+        );
+        assert!(app.conflicts().await.is_empty(), "window {window}");
+        app.assert_ledger_agrees().await;
+    }
+}
+
+/// After a partial cancel the payment's trade is the re-approval, under a new tno that no cancel
+/// attempt names. Cancelled in KCP's admin, KCP's notice names that tno: openport finds the
+/// payment by it and records the rest cancelled with a `cancelled` webhook. It used to keep the
+/// notice as one of "a trade no payment holds".
+#[tokio::test]
+async fn a_benepia_payment_partly_cancelled_and_then_cancelled_in_kcps_admin_is_found_by_the_reapprovals_tno(
+) {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let hooks = Receiver::start().await;
+    let (_, body) = app
+        .post(
+            "/benepia/payment",
+            Some(&token),
+            json!({"benepia_user": BENEPIA_01.id, "benepia_password": BENEPIA_01.password,
+                   "benepia_member_code": BENEPIA_01.memcorp_cd, "merchant_uid": "bp-admin-rest",
+                   "amount": 10_000, "name": "복지몰 상품", "notice_url": hooks.url("/hook")}),
+        )
+        .await;
+    let p = body["response"].clone();
+    assert_eq!(p["status"], "paid", "{body}");
+    assert_eq!(webhook_statuses(&app, &hooks).await, ["paid"]);
+    let c = cancel(&app, &token, &p["imp_uid"], Some(3_000)).await;
+    assert_eq!(c["code"], 0, "{c}");
+    let reapproval = c["response"]["pg_tid"].as_str().unwrap().to_string();
+    assert_ne!(reapproval, p["pg_tid"].as_str().unwrap());
+    assert_eq!(balance(&app, BENEPIA_01.id), 93_000);
+
+    cancelled_in_kcps_admin_and_acknowledged(&app, &reapproval).await;
+
+    assert_eq!(balance(&app, BENEPIA_01.id), 100_000, "every point back");
+    let shown = payment(&app, &token, &p["imp_uid"]).await;
+    assert_eq!(shown["status"], "cancelled", "{shown}");
+    assert_eq!(shown["cancel_amount"], 10_000, "{shown}");
+    let history = shown["cancel_history"].as_array().unwrap();
+    assert_eq!(history.len(), 2, "{shown}");
+    assert_eq!(history[1]["amount"], 7_000, "{shown}");
+    assert_eq!(history[1]["reason"], "PG사 취소 통보 (TX06)", "{shown}");
+    assert_eq!(history[1]["pg_tid"], reapproval.as_str(), "{shown}");
+    // The partial API cancel asked for no webhook; KCP's cancel is announced.
+    assert_eq!(webhook_statuses(&app, &hooks).await, ["paid", "cancelled"]);
+    assert!(app.conflicts().await.is_empty());
+    app.assert_ledger_agrees().await;
+}
+
+/// A partial point cancel whose STRA never answered is closed as not applied (KCP still held the
+/// tno live), with a second look due an hour later; then the STRA lands after all: KCP cancels the
+/// payment's tno and holds the rest under a re-approval the record does not know. A notice of that
+/// tno cancelled (here posted as KCP would, `TX06`) is not recorded as the whole payment cancelled,
+/// which would tell the merchant every point went back while KCP holds 7,000 of them: it is left to
+/// the second look, which makes it a conflict for the operator.
+#[tokio::test]
+async fn a_notice_of_a_tno_a_late_reapproval_cancelled_is_left_to_the_second_look_not_recorded_as_the_whole_payment_cancelled(
+) {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let p = paid_with_points(&app, &token, "bp-stra-notice", 10_000).await;
+    let tno = p["pg_tid"].as_str().unwrap().to_string();
+    app.sandbox
+        .inject(FaultRule::new(paths::CANCEL, Fault::Drop).when("mod_type", "STRA"));
+    let c = cancel(&app, &token, &p["imp_uid"], Some(3_000)).await;
+    assert_eq!(c["code"], 1, "{c}");
+    app.advance(SETTLE_SECS + 20);
+    app.app.gateway.resolve_due(10).await.unwrap();
+    let open = app.app.gateway.open_attempts(10).await.unwrap();
+    assert_eq!(open.len(), 1, "{open:?}");
+    assert_eq!(open[0].kind, openport::service::cancel_recheck::KIND);
+    // The STRA lands late, under the order number the attempt named.
+    let gateway = &app.app.gateway;
+    let merchant = openport::store::merchants::by_id(&gateway.db.read, 1)
+        .await
+        .unwrap()
+        .expect("the merchant");
+    let connector = gateway
+        .connectors
+        .for_merchant(&merchant, &gateway.secrets)
+        .unwrap();
+    connector
+        .reapprove_points(&tno, 7_000, &open[0].order_no, "복지몰 상품")
+        .await
+        .expect("the late STRA");
+    assert_eq!(balance(&app, BENEPIA_01.id), 93_000);
+
+    let answer = app
+        .http
+        .post(app.url("/kcp/notify"))
+        .form(&[
+            ("site_cd", "T0000"),
+            ("tno", tno.as_str()),
+            ("tx_cd", "TX06"),
+            ("tx_tm", "20261205120000"),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(answer.contains("value=\"0000\""), "{answer}");
+
+    let shown = payment(&app, &token, &p["imp_uid"]).await;
+    assert_eq!(
+        (shown["status"].as_str(), shown["cancel_amount"].as_i64()),
+        (Some("paid"), Some(0)),
+        "{shown}"
+    );
+    app.advance(30 * SETTLE_SECS);
+    app.resolve_all().await;
+    let conflicts = app.conflicts().await;
+    assert_eq!(conflicts.len(), 1, "{conflicts:?}");
+    assert_eq!(conflicts[0].kind, openport::service::cancel_recheck::KIND);
+    assert_eq!(
+        payment(&app, &token, &p["imp_uid"]).await["cancel_amount"],
+        0
+    );
+}

@@ -1467,3 +1467,93 @@ async fn a_cancel_is_recorded_while_the_merchant_is_read_again_with_one_pooled_c
     assert_eq!(body["response"]["status"], "cancelled", "{body}");
     app.assert_ledger_agrees().await;
 }
+
+/// A second look at a partial cancel (`cancel_recheck`) that finds it landed late at KCP, while
+/// the merchant cancels the whole payment. The interleaving is the sandbox's, by gates: the second
+/// look's inquiry is answered (7,000 left: the 3,000 landed) and held; meanwhile the merchant's
+/// cancel is planned from the record (untouched: `STSC`), reaches KCP, which refunds all it holds,
+/// and its answer is held; then the second look gets its answer, then the cancel its `0000`. The
+/// second look used to record its 3,000 under the planned cancel, whose confirmation then failed
+/// its compare-and-set: answered "unknown" although KCP confirmed it, and later frozen by the
+/// resolver as a conflict (KCP 0, openport 7,000). Now the look records only while no cancel of
+/// the payment is open, and is postponed: the cancel is recorded as KCP confirmed it.
+#[tokio::test]
+async fn a_cancel_planned_while_the_second_look_records_a_late_cancel_is_recorded_as_kcp_confirmed_it_not_left_as_a_conflict(
+) {
+    // Long enough a KCP timeout that the gateway waits for the held answers (and a settle delay
+    // longer than a request can hold its attempt with it).
+    let settle = 60;
+    let app = crate::helpers::spawn_app_with(|c| {
+        c.kcp.timeout_ms = 9_000;
+        c.resolver.settle_secs = settle;
+    })
+    .await;
+    let token = app.token().await;
+    let p = app.paid(&token, "cs-race", 10000).await;
+    let (imp_uid, tno) = (
+        p["imp_uid"].as_str().unwrap(),
+        p["pg_tid"].as_str().unwrap(),
+    );
+    // A partial cancel of 3,000 whose call is lost: closed as not applied once settled (KCP still
+    // held 10,000), with its second look due thirty settle delays later.
+    app.sandbox
+        .inject(FaultRule::new(paths::CANCEL, Fault::Drop));
+    let body = app.cancel(&token, imp_uid, 3000).await;
+    assert_eq!(body["code"], 1, "{body}");
+    app.advance(settle + 20);
+    app.app.gateway.resolve_due(10).await.unwrap();
+    assert_eq!(app.payment(&token, imp_uid).await["cancel_amount"], 0);
+    // KCP refunds the 3,000 after all.
+    assert!(app.sandbox.cancel_in_admin_partly(tno, Some(3000)));
+
+    app.sandbox.inject(
+        FaultRule::new(
+            paths::INQUIRY,
+            Fault::HoldAnswer {
+                gate: "second-look".into(),
+            },
+        )
+        .when("tno", tno),
+    );
+    app.advance(30 * settle);
+    let token = app.token().await;
+    let gateway = app.app.gateway.clone();
+    let second_look = tokio::spawn(async move { gateway.resolve_due(10).await });
+    tokio::time::timeout(
+        Duration::from_secs(5),
+        app.sandbox.until_held("second-look"),
+    )
+    .await
+    .expect("the second look asks KCP");
+    app.sandbox.inject(FaultRule::new(
+        paths::CANCEL,
+        Fault::HoldAnswer {
+            gate: "cancel".into(),
+        },
+    ));
+    let cancel = app.cancel_in_background(&token, imp_uid, 0);
+    tokio::time::timeout(Duration::from_secs(5), app.sandbox.until_held("cancel"))
+        .await
+        .expect("the merchant's cancel reaches KCP");
+    assert_eq!(
+        app.sandbox.ledger()[0].balance,
+        0,
+        "KCP refunded all it held"
+    );
+    app.sandbox.open_gate("second-look");
+    second_look.await.unwrap().unwrap();
+    app.sandbox.open_gate("cancel");
+    let (_, body) = cancel.await.unwrap();
+
+    assert_eq!(body["code"], 0, "{body}");
+    assert_eq!(body["response"]["cancel_amount"], 10000, "{body}");
+    assert!(app.conflicts().await.is_empty());
+    // The second look, taken again, finds nothing left to record.
+    app.advance(30 * settle);
+    app.resolve_all().await;
+    let token = app.token().await;
+    let now = app.payment(&token, imp_uid).await;
+    assert_eq!(now["cancel_amount"], 10000, "{now}");
+    assert!(app.conflicts().await.is_empty());
+    app.assert_ledger_agrees().await;
+}
