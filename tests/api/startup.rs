@@ -151,6 +151,44 @@ async fn a_master_key_that_opens_nothing_stored_refuses_to_start_naming_the_key_
     rotated.token().await;
 }
 
+/// The public test-mode key's base64, as docs/operations.md prints it.
+const TEST_MODE_KEY: &str = "b3BlbnBvcnQtdGVzdC1tb2RlLW1hc3Rlci1rZXktMzI=";
+
+#[tokio::test]
+async fn a_live_start_whose_master_key_is_the_public_test_mode_key_is_refused_but_it_may_be_a_previous_key(
+) {
+    let test = spawn_app().await;
+    let live = |c: &mut Config| {
+        c.test_mode = false;
+        c.public_url = Some("https://pay.example.com".into());
+        c.admin_token = Some(SecretString::from("a".repeat(32)));
+    };
+    let refused = start_on(&test, |c| {
+        live(c);
+        c.master_key = Some(SecretString::from(TEST_MODE_KEY));
+    })
+    .await
+    .err()
+    .expect("the public key is refused as a live instance's master key");
+    let message = format!("{refused:#}");
+    assert!(message.contains("public test-mode key"), "{message}");
+    assert!(
+        message.contains("OPENPORT_PREVIOUS_MASTER_KEYS"),
+        "{message}"
+    );
+    assert!(!message.contains(TEST_MODE_KEY), "{message}");
+
+    let own = b64_key(9);
+    let started = start_on(&test, |c| {
+        live(c);
+        c.master_key = Some(SecretString::from(own));
+        c.previous_master_keys = Some(SecretString::from(TEST_MODE_KEY));
+    })
+    .await
+    .expect("the public key may open what test mode sealed");
+    started.shutdown().await;
+}
+
 /// `openport reseal` writes back only over the value it read (PostgreSQL, where a change can land
 /// between its read and its write): a webhook secret rotated meanwhile keeps its new value,
 /// instead of the old one resealed (webhooks then signed with a secret the merchant dropped).
@@ -473,9 +511,7 @@ async fn a_live_instance_leaves_a_test_mode_merchants_due_schedules_and_open_att
         .another_instance(move |c| {
             c.test_mode = false;
             c.master_key = Some(SecretString::from(key));
-            c.previous_master_keys = Some(SecretString::from(
-                "b3BlbnBvcnQtdGVzdC1tb2RlLW1hc3Rlci1rZXktMzI=",
-            ));
+            c.previous_master_keys = Some(SecretString::from(TEST_MODE_KEY));
             c.public_url = Some("https://pay.example.com".into());
         })
         .await;
