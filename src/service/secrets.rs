@@ -8,6 +8,9 @@
 //! values use the new key, `openport reseal` rewrites every sealed column under the new key, and
 //! each imp_secret hash is upgraded the next time its merchant calls getToken. Once `openport
 //! reseal` reports nothing left under an old key (and merchants have logged in), drop it.
+//! Instances sharing a database first all get the new key as a previous one, and only then as
+//! the current one: an instance restarted with it as current writes under it at once, and every
+//! other instance must already open that (docs/operations.md "Rotating the master key").
 use aes_gcm::aead::{Aead, KeyInit, OsRng};
 use aes_gcm::{AeadCore, Aes256Gcm, Key, Nonce};
 use base64::engine::general_purpose::STANDARD as B64;
