@@ -310,7 +310,9 @@ impl Gateway {
     /// sealed value binds nothing about where it belongs, so without this check someone able to
     /// write to the database but without the master key could copy another sealed column (a
     /// merchant's KCP key passphrase, a billing key) into a token row and have getToken decrypt
-    /// it for them.
+    /// it for them. (Such a writer controls every merchant anyway, e.g. by inserting a token row
+    /// of its own, docs/security.md "Database access"; what this keeps from it is the sealed
+    /// secrets themselves.)
     fn unseal_token(&self, t: &access_token::Model) -> Option<String> {
         match self.secrets.open_string(&t.token_sealed) {
             Ok(token) if super::secrets::token_digest(&token) == t.token_sha256 => Some(token),

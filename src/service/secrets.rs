@@ -241,7 +241,10 @@ pub fn hash_key_id(stored: &str) -> Option<&str> {
 }
 
 /// How an access token is found at rest: its hex SHA-256. A token is 160 random bits, so the
-/// digest cannot be reversed or guessed, and it needs no key (it survives master-key rotation).
+/// digest cannot be reversed or guessed, and it needs no key (it survives master-key rotation,
+/// and instances on different current keys find the same token). Someone who can write to the
+/// database can therefore insert a token of their own: database write access is full control of
+/// openport whatever the digest (docs/security.md "Database access").
 pub fn token_digest(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
 }
