@@ -37,15 +37,29 @@ use request_body::MAX_BODY_BYTES;
 /// merchant's secrets under a key anyone has (and under a key id the live instances do not use,
 /// so a secret renewed that way would be refused by them). Every command that seals or hashes
 /// goes through here.
+///
+/// For the same reason the public key is refused as `OPENPORT_MASTER_KEY` when test mode is off,
+/// even when set explicitly (its base64 is in docs/operations.md, for listing it as a previous
+/// key): it may only open what test mode sealed, never seal or hash anything new.
 pub fn master_key(config: &Config) -> anyhow::Result<MasterKey> {
     if !config.test_mode && config.master_key.is_none() {
         anyhow::bail!("OPENPORT_MASTER_KEY (base64 of 32 bytes) is required when test mode is off");
     }
-    MasterKey::with_previous(
+    let keys = MasterKey::with_previous(
         config.master_key.as_ref(),
         config.previous_master_keys.as_ref(),
     )
-    .context("master key")
+    .context("master key")?;
+    if !config.test_mode && keys.key_id() == MasterKey::test_mode_key_id() {
+        anyhow::bail!(
+            "OPENPORT_MASTER_KEY is openport's public test-mode key, which anyone can use to open \
+             what is sealed under it: a live instance needs a key of its own (generate it once \
+             with `openssl rand -base64 32` and store it, docs/operations.md \"Start\"). Values \
+             a test-mode instance sealed under the public key still open when it is listed in \
+             OPENPORT_PREVIOUS_MASTER_KEYS instead"
+        );
+    }
+    Ok(keys)
 }
 
 /// State shared by every handler.

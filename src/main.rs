@@ -350,7 +350,22 @@ async fn main() -> anyhow::Result<()> {
                     report.hashes_under_old_keys.join(", ")
                 );
             }
+            // Named by row and column, never by value; what this mode does not use (a merchant
+            // made in test mode on a live instance) is listed but does not fail the command.
+            for u in &report.unopenable {
+                println!("not resealed, no configured key opens it: {u}");
+            }
             app.shutdown().await;
+            let needed = report.needed_unopenable().count();
+            if needed > 0 {
+                anyhow::bail!(
+                    "no configured key opens {needed} sealed value(s) this instance needs (listed \
+                     above; everything else was resealed): put the key they \
+                     name back into OPENPORT_PREVIOUS_MASTER_KEYS and run `openport reseal` \
+                     again; one under a configured key is damaged and must be entered again \
+                     (docs/operations.md \"Rotating the master key\")"
+                );
+            }
             Ok(())
         }
         Command::Merchant { command } => merchant(command).await,

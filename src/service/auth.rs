@@ -171,21 +171,31 @@ impl Gateway {
             SecretCheck::MatchRehash(hash) => {
                 // The master key was rotated: store the hash under the current key, unless the
                 // secret was changed meanwhile (`merchant new-secret`), which this must not undo.
-                // (Another getToken with the same secret may have stored the same hash first.)
-                let rehashed = merchants::rehash_secret(
+                if merchants::rehash_secret(
                     &self.db.write,
                     merchant.id,
                     &merchant.imp_secret_hash,
                     &hash,
                 )
                 .await?
-                    || merchants::by_id(&self.db.write, merchant.id)
-                        .await?
-                        .is_some_and(|m| m.imp_secret_hash == hash);
-                if !rehashed {
-                    return Err(ServiceError::Unauthorized);
+                {
+                    hash
+                } else {
+                    // The row no longer holds the hash read. Another getToken may have stored
+                    // the same hash first, or, while a rotation is rolled out, an instance still
+                    // on the old key stored it under that key (docs/operations.md "Rotating the
+                    // master key": both keys are configured everywhere, so either hash verifies
+                    // here). Whatever it holds must verify this secret; a new secret does not.
+                    match merchants::by_id(&self.db.write, merchant.id).await? {
+                        Some(m)
+                            if self.secrets.check_secret(imp_secret, &m.imp_secret_hash)
+                                != SecretCheck::Mismatch =>
+                        {
+                            m.imp_secret_hash
+                        }
+                        _ => return Err(ServiceError::Unauthorized),
+                    }
                 }
-                hash
             }
             _ => merchant.imp_secret_hash.clone(),
         };
@@ -300,7 +310,9 @@ impl Gateway {
     /// sealed value binds nothing about where it belongs, so without this check someone able to
     /// write to the database but without the master key could copy another sealed column (a
     /// merchant's KCP key passphrase, a billing key) into a token row and have getToken decrypt
-    /// it for them.
+    /// it for them. (Such a writer controls every merchant anyway, e.g. by inserting a token row
+    /// of its own, docs/security.md "Database access"; what this keeps from it is the sealed
+    /// secrets themselves.)
     fn unseal_token(&self, t: &access_token::Model) -> Option<String> {
         match self.secrets.open_string(&t.token_sealed) {
             Ok(token) if super::secrets::token_digest(&token) == t.token_sha256 => Some(token),

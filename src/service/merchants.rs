@@ -286,70 +286,151 @@ pub(super) async fn announce(db: &crate::store::Db, id: i64) {
     }
 }
 
-/// What `openport reseal` rewrote.
+/// What `openport reseal` rewrote, and what it could not.
 #[derive(Debug, Default, Clone)]
 pub struct ResealReport {
     pub merchants: usize,
     pub billing_keys: usize,
     /// Live access tokens (getToken hands them out again, so they must open under the new key).
     pub access_tokens: usize,
-    /// imp_codes of the merchants whose imp_secret hash is not under the current key yet: a hash
-    /// cannot be resealed (the secret is not stored), it is upgraded at the merchant's next
-    /// getToken. Until this is empty, the old key must stay in `OPENPORT_PREVIOUS_MASTER_KEYS`.
+    /// imp_codes of the merchants served in this mode whose imp_secret hash is not under the
+    /// current key yet: a hash cannot be resealed (the secret is not stored), it is upgraded at
+    /// the merchant's next getToken. Until this is empty, the old key must stay in
+    /// `OPENPORT_PREVIOUS_MASTER_KEYS`. Merchants this mode does not serve are left out: they
+    /// get no token here, so their hash could never be upgraded (docs/operations.md "From test
+    /// mode to live").
     pub hashes_under_old_keys: Vec<String>,
+    /// The values no configured key opens, left as they are; each named by row and column, never
+    /// by its value.
+    pub unopenable: Vec<Unopenable>,
+}
+
+impl ResealReport {
+    /// The unopenable values this mode needs (see [`Unopenable::needed`]): while any is left, the
+    /// rotation is not done, and `openport reseal` exits non-zero.
+    pub fn needed_unopenable(&self) -> impl Iterator<Item = &Unopenable> {
+        self.unopenable.iter().filter(|u| u.needed)
+    }
+}
+
+/// A sealed value `openport reseal` could not open, so left under its old key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unopenable {
+    /// The row: `merchant imp…`, `billing key of merchant imp… for customer_uid …`, `access
+    /// token of merchant imp…`.
+    pub row: String,
+    /// The column: `KCP private key`, `webhook secret`, `batch key` ….
+    pub what: &'static str,
+    /// The key id the value names (a digest, never key material); None for a v1 value.
+    pub key_id: Option<String>,
+    /// Whether this mode needs it, as the start-up key check decides (service/key_check.rs): a
+    /// served merchant's value, or a billing key of the mode's kind. False for what a live
+    /// instance never uses (a merchant made in test mode, a sandbox billing key: often sealed
+    /// under the public test-mode key, which a database tried out in test mode keeps) and for
+    /// access tokens (getToken issues a new one, and the old one expires within 30 minutes).
+    pub needed: bool,
+}
+
+impl std::fmt::Display for Unopenable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}, ", self.row, self.what)?;
+        match &self.key_id {
+            Some(id) if *id == super::secrets::MasterKey::test_mode_key_id() => {
+                write!(f, "key id {id} (openport's public test-mode key)")?
+            }
+            Some(id) => write!(f, "key id {id}")?,
+            None => f.write_str("no key id (v1)")?,
+        }
+        if !self.needed {
+            f.write_str("; not used in this mode, left as it is")?;
+        }
+        Ok(())
+    }
 }
 
 impl Gateway {
     /// Rewrites every sealed column that is not under the current master key (after a rotation).
-    /// Each row is rewritten on its own: safe to interrupt and run again.
+    /// Each row is rewritten on its own: safe to interrupt and run again. A value no configured
+    /// key opens does not stop it: it is left as it is and named in the report (a database tried
+    /// in test mode keeps its demo merchant's values under the public test-mode key, which a
+    /// live instance neither has nor needs; a damaged value must not keep every other row from
+    /// being resealed).
     pub async fn reseal_secrets(&self) -> ServiceResult<ResealReport> {
         use crate::store::entity::{access_token, billing_key};
         use crate::store::replace_value;
         use sea_orm::{ColumnTrait, Condition, EntityTrait};
-        let reseal = |v: &str| -> ServiceResult<Option<String>> {
-            // Empty: nothing is sealed there, e.g. a retired billing key KCP has deleted
-            // (store::billing::key_deleted_at_pg erases it).
-            if v.is_empty() || !self.secrets.needs_reseal(v) {
-                return Ok(None);
-            }
-            let plain = self
-                .secrets
-                .open(v)
-                .map_err(|e| ServiceError::Internal(format!("reseal: {e}")))?;
-            Ok(Some(self.secrets.seal(&plain)))
-        };
+        use std::collections::HashMap;
+        let test_mode = self.settings.test_mode;
         let mut report = ResealReport::default();
+        // The new sealed value, None when there is nothing to do: empty (nothing is sealed there,
+        // e.g. a retired billing key KCP has deleted, store::billing::key_deleted_at_pg erases
+        // it), already under the current key, or not to be opened (then reported).
+        let mut reseal = |v: &str, row: &dyn Fn() -> String, what, needed| {
+            if v.is_empty() || !self.secrets.needs_reseal(v) {
+                return None;
+            }
+            match self.secrets.open(v) {
+                Ok(plain) => Some(self.secrets.seal(&plain)),
+                Err(_) => {
+                    report.unopenable.push(Unopenable {
+                        row: row(),
+                        what,
+                        key_id: super::secrets::sealed_key_id(v).map(str::to_string),
+                        needed,
+                    });
+                    None
+                }
+            }
+        };
         let now = self.clock.unix();
+        let mut resealed = (0, 0, 0);
+        let mut hashes_under_old_keys = vec![];
+        let all = merchants::all(&self.db.read).await?;
+        let imp_codes: HashMap<i64, &str> =
+            all.iter().map(|m| (m.id, m.imp_code.as_str())).collect();
+        let merchant_of = |id: i64| {
+            imp_codes
+                .get(&id)
+                .copied()
+                .unwrap_or("(deleted)")
+                .to_string()
+        };
         // Every write replaces the value read and nothing else (`WHERE column = value read`): a
         // secret changed meanwhile (a webhook secret rotated, a KCP key replaced, a billing key
         // erased once KCP deleted it, a token slot claimed again) keeps its new value, and is
         // left for the next run if it needs one.
-        for m in merchants::all(&self.db.read).await? {
-            if hash_key_id(&m.imp_secret_hash) != Some(self.secrets.key_id()) {
-                report.hashes_under_old_keys.push(m.imp_code.clone());
+        for m in &all {
+            let served = serves_in_mode(test_mode, m);
+            if served && hash_key_id(&m.imp_secret_hash) != Some(self.secrets.key_id()) {
+                hashes_under_old_keys.push(m.imp_code.clone());
             }
             let mut changed = false;
             let columns = [
                 (
                     merchant::Column::KcpPrivateKeySealed,
+                    "KCP private key",
                     Some(m.kcp_private_key_sealed.as_str()),
                 ),
                 (
                     merchant::Column::KcpPassphraseSealed,
+                    "KCP key passphrase",
                     Some(m.kcp_passphrase_sealed.as_str()),
                 ),
                 (
                     merchant::Column::WebhookSecretSealed,
+                    "webhook secret",
                     m.webhook_secret_sealed.as_deref(),
                 ),
                 (
                     merchant::Column::WebhookPreviousSecretSealed,
-                    super::webhooks::previous_secret(&m, now).map(|(sealed, _)| sealed),
+                    "previous webhook secret",
+                    super::webhooks::previous_secret(m, now).map(|(sealed, _)| sealed),
                 ),
             ];
-            for (column, value) in columns {
+            for (column, what, value) in columns {
                 let Some(old) = value else { continue };
-                if let Some(new) = reseal(old)? {
+                let row = || format!("merchant {}", m.imp_code);
+                if let Some(new) = reseal(old, &row, what, served) {
                     let row = Condition::all().add(merchant::Column::Id.eq(m.id));
                     changed |=
                         replace_value::<merchant::Entity>(&self.db.write, column, row, old, new)
@@ -358,13 +439,22 @@ impl Gateway {
                 }
             }
             if changed {
-                report.merchants += 1;
+                resealed.0 += 1;
             }
         }
         for k in billing_key::Entity::find().all(&self.db.read).await? {
-            if let Some(sealed) = reseal(&k.batch_key_sealed)? {
+            let row = || {
+                format!(
+                    "billing key of merchant {} for customer_uid {}",
+                    merchant_of(k.merchant_id),
+                    k.customer_uid
+                )
+            };
+            // As the key check: a live instance needs live keys only.
+            let needed = test_mode || !k.sandbox;
+            if let Some(sealed) = reseal(&k.batch_key_sealed, &row, "batch key", needed) {
                 let row = Condition::all().add(billing_key::Column::Id.eq(k.id));
-                report.billing_keys += replace_value::<billing_key::Entity>(
+                resealed.1 += replace_value::<billing_key::Entity>(
                     &self.db.write,
                     billing_key::Column::BatchKeySealed,
                     row,
@@ -378,10 +468,11 @@ impl Gateway {
             if t.expires_at <= now {
                 continue;
             }
-            if let Some(sealed) = reseal(&t.token_sealed)? {
+            let row = || format!("access token of merchant {}", merchant_of(t.merchant_id));
+            if let Some(sealed) = reseal(&t.token_sealed, &row, "token", false) {
                 let row =
                     Condition::all().add(access_token::Column::TokenSha256.eq(&t.token_sha256));
-                report.access_tokens += replace_value::<access_token::Entity>(
+                resealed.2 += replace_value::<access_token::Entity>(
                     &self.db.write,
                     access_token::Column::TokenSealed,
                     row,
@@ -391,6 +482,8 @@ impl Gateway {
                 .await? as usize;
             }
         }
+        (report.merchants, report.billing_keys, report.access_tokens) = resealed;
+        report.hashes_under_old_keys = hashes_under_old_keys;
         Ok(report)
     }
 }

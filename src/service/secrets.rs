@@ -8,6 +8,9 @@
 //! values use the new key, `openport reseal` rewrites every sealed column under the new key, and
 //! each imp_secret hash is upgraded the next time its merchant calls getToken. Once `openport
 //! reseal` reports nothing left under an old key (and merchants have logged in), drop it.
+//! Instances sharing a database first all get the new key as a previous one, and only then as
+//! the current one: an instance restarted with it as current writes under it at once, and every
+//! other instance must already open that (docs/operations.md "Rotating the master key").
 use aes_gcm::aead::{Aead, KeyInit, OsRng};
 use aes_gcm::{AeadCore, Aes256Gcm, Key, Nonce};
 use base64::engine::general_purpose::STANDARD as B64;
@@ -238,7 +241,10 @@ pub fn hash_key_id(stored: &str) -> Option<&str> {
 }
 
 /// How an access token is found at rest: its hex SHA-256. A token is 160 random bits, so the
-/// digest cannot be reversed or guessed, and it needs no key (it survives master-key rotation).
+/// digest cannot be reversed or guessed, and it needs no key (it survives master-key rotation,
+/// and instances on different current keys find the same token). Someone who can write to the
+/// database can therefore insert a token of their own: database write access is full control of
+/// openport whatever the digest (docs/security.md "Database access").
 pub fn token_digest(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
 }

@@ -885,3 +885,145 @@ async fn attempt_reconciled_settles_the_payment_an_approvals_conflict_holds_as_t
     assert!(app.conflicts().await.is_empty());
     assert_eq!(app.payment(&token, &imp_uid).await["status"], "failed");
 }
+
+/// `openport reseal` with `OPENPORT_MASTER_KEY` = `current` and the previous keys `previous`,
+/// outside test mode.
+async fn reseal_live(database_url: &str, current: &str, previous: &str) -> (bool, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut command = openport_in_test_mode(dir.path(), database_url, &["reseal"]);
+    command
+        .env("OPENPORT_TEST_MODE", "false")
+        .env("OPENPORT_MASTER_KEY", current)
+        .env("OPENPORT_PREVIOUS_MASTER_KEYS", previous);
+    let out = tokio::task::spawn_blocking(move || command.output().expect("openport runs"))
+        .await
+        .unwrap();
+    let printed = format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), printed)
+}
+
+#[tokio::test]
+async fn reseal_on_a_live_database_tried_in_test_mode_reseals_what_it_can_and_names_each_value_it_cannot_open(
+) {
+    use base64::Engine;
+    use openport::service::merchants::DEMO_IMP_CODE;
+    use openport::service::secrets::{sealed_key_id, MasterKey};
+    use openport::store::entity::merchant;
+    use sea_orm::{ActiveModelTrait, EntityTrait, IntoActiveModel, Set};
+    let b64 = |b: u8| base64::engine::general_purpose::STANDARD.encode([b; 32]);
+    let (k1, k2) = (b64(1), b64(2));
+    let id_of = |k: &str| {
+        MasterKey::from_config(Some(&SecretString::from(k.to_string())))
+            .unwrap()
+            .key_id()
+            .to_string()
+    };
+    // Tried out in test mode without a master key: the demo merchant's KCP key and its customer's
+    // billing key are sealed under the public test-mode key.
+    let test = crate::helpers::spawn_app().await;
+    let token = test.token().await;
+    crate::billing::register(
+        &test,
+        &token,
+        "tried-1",
+        crate::helpers::test_cards::SHINHAN_CREDIT,
+    )
+    .await;
+    // Then live with K1, which made its merchant from KCP_*.
+    let key = k1.clone();
+    let live = test
+        .another_instance(move |c| {
+            c.test_mode = false;
+            c.master_key = Some(SecretString::from(key));
+            c.public_url = Some("https://pay.example.com".into());
+        })
+        .await;
+    let shop = live
+        .app
+        .demo
+        .as_ref()
+        .expect("the live merchant")
+        .merchant
+        .clone();
+    // One of its values damaged (under K1's id, so the start-up key check lets it through, but
+    // K1 does not open it).
+    let damaged = format!(
+        "v2:{}:{}",
+        id_of(&k1),
+        base64::engine::general_purpose::STANDARD.encode([7u8; 40])
+    );
+    let db = &live.app.gateway.db.write;
+    let mut row = merchant::Entity::find_by_id(shop.id)
+        .one(db)
+        .await
+        .unwrap()
+        .unwrap()
+        .into_active_model();
+    row.kcp_private_key_sealed = Set(damaged.clone());
+    row.update(db).await.unwrap();
+
+    // Rotated to K2: every value that opens is resealed, the damaged one fails the command, and
+    // each value left is named by row and column, never by value.
+    let (ok, printed) = reseal_live(&test.database_url, &k2, &k1).await;
+    assert!(!ok, "a value this instance needs is left: {printed}");
+    let test_key = MasterKey::test_mode_key_id();
+    for expected in [
+        format!("merchant {}: KCP private key, key id {}", shop.imp_code, id_of(&k1)),
+        format!("merchant {DEMO_IMP_CODE}: KCP private key, key id {test_key} (openport's public test-mode key); not used in this mode"),
+        format!("merchant {DEMO_IMP_CODE}: KCP key passphrase"),
+        format!("billing key of merchant {DEMO_IMP_CODE} for customer_uid tried-1: batch key, key id {test_key}"),
+        "no configured key opens 1 sealed value(s) this instance needs".to_string(),
+    ] {
+        assert!(printed.contains(&expected), "{expected}: {printed}");
+    }
+    assert!(!printed.contains(&damaged[12..]), "{printed}");
+    for key in [&k1, &k2] {
+        assert!(!printed.contains(key.as_str()), "{printed}");
+    }
+    let read = &live.app.gateway.db.read;
+    let reread = |id| async move {
+        merchant::Entity::find_by_id(id)
+            .one(read)
+            .await
+            .unwrap()
+            .unwrap()
+    };
+    let after = reread(shop.id).await;
+    assert_eq!(
+        sealed_key_id(&after.kcp_passphrase_sealed),
+        Some(id_of(&k2).as_str()),
+        "resealed although another value of the row could not be"
+    );
+    assert_eq!(after.kcp_private_key_sealed, damaged);
+
+    // The damaged value entered again (here: its K1 original): the command succeeds, and the
+    // demo merchant's values are still named but left as they are. Nor is it listed as a hash
+    // to wait for: it never logs in on a live instance.
+    let mut row = after.into_active_model();
+    row.kcp_private_key_sealed = Set(shop.kcp_private_key_sealed.clone());
+    row.update(db).await.unwrap();
+    let (ok, printed) = reseal_live(&test.database_url, &k2, &k1).await;
+    assert!(ok, "{printed}");
+    assert!(
+        printed.contains(&format!("merchant {DEMO_IMP_CODE}: KCP private key")),
+        "{printed}"
+    );
+    assert!(
+        !printed.contains(&format!("merchant {}: KCP", shop.imp_code)),
+        "{printed}"
+    );
+    let hashes = printed
+        .lines()
+        .find(|l| l.starts_with("imp_secret hashes still under an old key"))
+        .expect("the live merchant has not logged in since");
+    assert!(hashes.contains(&shop.imp_code), "{hashes}");
+    assert!(!hashes.contains(DEMO_IMP_CODE), "{hashes}");
+    assert_eq!(
+        sealed_key_id(&reread(shop.id).await.kcp_private_key_sealed),
+        Some(id_of(&k2).as_str())
+    );
+}

@@ -151,6 +151,131 @@ async fn a_master_key_that_opens_nothing_stored_refuses_to_start_naming_the_key_
     rotated.token().await;
 }
 
+/// The public test-mode key's base64, as docs/operations.md prints it.
+const TEST_MODE_KEY: &str = "b3BlbnBvcnQtdGVzdC1tb2RlLW1hc3Rlci1rZXktMzI=";
+
+#[tokio::test]
+async fn a_live_start_whose_master_key_is_the_public_test_mode_key_is_refused_but_it_may_be_a_previous_key(
+) {
+    let test = spawn_app().await;
+    let live = |c: &mut Config| {
+        c.test_mode = false;
+        c.public_url = Some("https://pay.example.com".into());
+        c.admin_token = Some(SecretString::from("a".repeat(32)));
+    };
+    let refused = start_on(&test, |c| {
+        live(c);
+        c.master_key = Some(SecretString::from(TEST_MODE_KEY));
+    })
+    .await
+    .err()
+    .expect("the public key is refused as a live instance's master key");
+    let message = format!("{refused:#}");
+    assert!(message.contains("public test-mode key"), "{message}");
+    assert!(
+        message.contains("OPENPORT_PREVIOUS_MASTER_KEYS"),
+        "{message}"
+    );
+    assert!(!message.contains(TEST_MODE_KEY), "{message}");
+
+    let own = b64_key(9);
+    let started = start_on(&test, |c| {
+        live(c);
+        c.master_key = Some(SecretString::from(own));
+        c.previous_master_keys = Some(SecretString::from(TEST_MODE_KEY));
+    })
+    .await
+    .expect("the public key may open what test mode sealed");
+    started.shutdown().await;
+}
+
+/// A rolling rotation (docs/operations.md "Rotating the master key"): once every instance lists
+/// the new key as a previous one (phase 1), instances restarted with it as the current key
+/// (phase 2) and those not yet restarted share one database. What either writes (imp_secret
+/// hashes at getToken, billing keys) the other opens.
+#[tokio::test]
+async fn an_instance_still_on_the_old_master_key_keeps_answering_get_token_and_charging_billing_keys_while_another_runs_the_new_one(
+) {
+    let (k1, k2) = (b64_key(1), b64_key(2));
+    let keys = |current: &str, previous: &str| {
+        let (current, previous) = (current.to_string(), previous.to_string());
+        move |c: &mut Config| {
+            c.master_key = Some(SecretString::from(current));
+            c.previous_master_keys = Some(SecretString::from(previous));
+        }
+    };
+    // Phase 1 done: A still seals and hashes under K1, and opens K2.
+    let old = spawn_app_with(keys(&k1, &k2)).await;
+    old.token().await;
+    // Phase 2 under way: B has been restarted with K2 current.
+    let new = old.another_instance(keys(&k2, &k1)).await;
+    let new_token = new.token().await;
+    let hash_key = |app: &TestApp| {
+        let db = app.app.gateway.db.read.clone();
+        async move {
+            let m = openport::store::merchants::by_imp_key(&db, DEMO_IMP_KEY)
+                .await
+                .unwrap()
+                .unwrap();
+            openport::service::secrets::hash_key_id(&m.imp_secret_hash).map(str::to_string)
+        }
+    };
+    assert_eq!(hash_key(&new).await, Some(key_id(&k2)), "upgraded by B");
+    crate::billing::register(&new, &new_token, "fleet-1", test_cards::SHINHAN_CREDIT).await;
+    let sealed = &crate::billing::key_rows(&new, "fleet-1").await[0].batch_key_sealed;
+    assert_eq!(
+        openport::service::secrets::sealed_key_id(sealed),
+        Some(key_id(&k2).as_str())
+    );
+
+    // A answers getToken on the K2 hash and charges the K2 billing key; B keeps answering after
+    // A stored the hash under its own key again.
+    let old_token = old.token().await;
+    let (_, paid) = crate::billing::again(&old, &old_token, "fleet-1", "fleet-pay-1", 1000).await;
+    assert_eq!(paid["response"]["status"], "paid", "{paid}");
+    new.token().await;
+    let (_, paid) = crate::billing::again(&new, &new_token, "fleet-1", "fleet-pay-2", 1000).await;
+    assert_eq!(paid["response"]["status"], "paid", "{paid}");
+    old.token().await;
+}
+
+/// getToken with a hash under a previous key stores it under the current key only if the row
+/// still holds the hash it read. When it does not, what the row holds now decides: during a
+/// rolling rotation another instance may just have stored the same secret's hash under its own
+/// current key, and that getToken must not fail. The trigger drops the write, as if that had
+/// happened (the row keeps a hash of the same secret, not the one this instance computed).
+#[tokio::test]
+async fn a_get_token_whose_hash_upgrade_is_overtaken_by_another_instance_still_gets_a_token() {
+    let (k1, k2) = (b64_key(1), b64_key(2));
+    let first_key = k1.clone();
+    let first = spawn_app_with(move |c| c.master_key = Some(SecretString::from(first_key))).await;
+    first.token().await;
+    let (current, previous) = (k2.clone(), k1.clone());
+    let rotated = first
+        .another_instance(move |c| {
+            c.master_key = Some(SecretString::from(current));
+            c.previous_master_keys = Some(SecretString::from(previous));
+        })
+        .await;
+    let statements = if rotated.database_url.starts_with("postgres") {
+        vec![
+            "CREATE FUNCTION keep_hash() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
+             IF NEW.imp_secret_hash <> OLD.imp_secret_hash THEN RETURN NULL; END IF; \
+             RETURN NEW; END $$"
+                .to_string(),
+            "CREATE TRIGGER keep_hash BEFORE UPDATE ON merchants FOR EACH ROW \
+             EXECUTE FUNCTION keep_hash()"
+                .to_string(),
+        ]
+    } else {
+        vec!["CREATE TRIGGER keep_hash BEFORE UPDATE ON merchants \
+              WHEN NEW.imp_secret_hash <> OLD.imp_secret_hash BEGIN SELECT RAISE(IGNORE); END"
+            .to_string()]
+    };
+    crate::helpers::execute(&rotated, statements).await;
+    rotated.token().await;
+}
+
 /// `openport reseal` writes back only over the value it read (PostgreSQL, where a change can land
 /// between its read and its write): a webhook secret rotated meanwhile keeps its new value,
 /// instead of the old one resealed (webhooks then signed with a secret the merchant dropped).
@@ -473,9 +598,7 @@ async fn a_live_instance_leaves_a_test_mode_merchants_due_schedules_and_open_att
         .another_instance(move |c| {
             c.test_mode = false;
             c.master_key = Some(SecretString::from(key));
-            c.previous_master_keys = Some(SecretString::from(
-                "b3BlbnBvcnQtdGVzdC1tb2RlLW1hc3Rlci1rZXktMzI=",
-            ));
+            c.previous_master_keys = Some(SecretString::from(TEST_MODE_KEY));
             c.public_url = Some("https://pay.example.com".into());
         })
         .await;
