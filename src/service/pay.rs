@@ -754,15 +754,19 @@ impl Gateway {
                 }
                 Err(e) => {
                     tracing::error!(imp_uid = %payment.imp_uid, %tno, "net-cancel did not complete: {e}");
-                    // Let go: the resolver finishes the cancel, at once after the request's own
-                    // try, then backing off (a KCP that keeps failing is not asked every tick).
+                    // Let go: the resolver finishes the cancel (`resolve_approval` never honours
+                    // an attempt naming a tno), no sooner than a settle delay after this STSC:
+                    // KCP may still be applying it, and a second one sent meanwhile could be
+                    // refused with another code than "already cancelled", which reads as "the
+                    // approval stands". Then backing off (a KCP that keeps failing is not asked
+                    // every tick).
                     let now = self.clock.unix();
                     let tries = attempt.tries + 1;
-                    let next = if attempt.tries == 0 {
-                        now
-                    } else {
-                        now + super::resolve::retry_backoff(tries)
-                    };
+                    let next = now
+                        + self
+                            .settings
+                            .settle_secs
+                            .max(super::resolve::retry_backoff(tries));
                     let mut a: pg_attempt::ActiveModel = attempt.clone().into();
                     a.state = Set("unknown".into());
                     a.tno = Set(Some(tno.to_string()));

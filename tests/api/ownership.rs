@@ -825,12 +825,17 @@ async fn a_scheduled_charge_whose_approval_kcp_refused_to_net_cancel_sends_no_fa
 }
 
 /// A scheduled charge's run net-cancels an approval whose answer names another amount, and its
-/// cancel reaches KCP only after the run's lease ran out and the resolver, which honours a scheduled
-/// charge's approval (nobody was told it failed), recorded the payment paid from its inquiry. KCP
-/// then holds a cancel of the very trade the payment holds: listed for an operator, never answered
-/// as paid or as failed.
+/// cancel reaches KCP only after the run's lease ran out and the resolver took the attempt over.
+/// The attempt names the tno the run was cancelling, so the resolver does not honour the approval
+/// its inquiry still finds (as it would a scheduled charge's whose answer was merely lost): it
+/// finishes the net-cancel, and the run's own cancel then meets KCP's "already cancelled". The
+/// payment fails with its `failed` webhook; nothing is recorded paid while KCP cancels it.
+/// (Before, the resolver recorded it paid and the run's late cancel made it a conflict for an
+/// operator: the case [`a_scheduled_charge_whose_net_cancel_answer_is_lost_is_never_recorded_paid_while_kcp_may_still_cancel_it`]
+/// shows is wrong when nobody hears KCP's confirmation.)
 #[tokio::test]
-async fn a_net_cancel_that_lands_after_the_resolver_recorded_its_approval_paid_is_a_conflict() {
+async fn a_net_cancel_that_lands_after_the_resolver_took_it_over_fails_the_scheduled_charge_never_pays_it(
+) {
     let app = spawn_app().await;
     let token = app.token().await;
     let run = a_run_whose_net_cancel_kcp_holds(&app, &token, "own-cust-2", "own-s2").await;
@@ -842,27 +847,82 @@ async fn a_net_cancel_that_lands_after_the_resolver_recorded_its_approval_paid_i
 
     let ledger = app.sandbox.ledger();
     assert_eq!(ledger.len(), 1);
-    assert_eq!(
-        ledger[0].state,
-        TransactionState::Cancelled,
-        "the run's net-cancel was applied"
-    );
+    assert_eq!(ledger[0].state, TransactionState::Cancelled);
     let (_, found) = app.get("/payments/find/own-s2", Some(&token)).await;
     let imp_uid = found["response"]["imp_uid"].as_str().unwrap();
     let p = app.payment(&token, imp_uid).await;
-    assert_eq!(p["status"], "paid", "the resolver's record stands: {p}");
+    assert_eq!(p["status"], "failed", "{p}");
     assert_eq!(p["pg_tid"], ledger[0].tno.as_str());
-    let conflict = the_one_net_cancel_conflict(&app, &ledger[0].tno, "reconcile by hand").await;
-    assert_eq!(conflict.imp_uid, imp_uid);
-    // The next pass of the scheduler finds the payment the schedule opened: no second charge.
-    app.advance(60);
-    app.app.gateway.run_due_schedules(10).await.unwrap();
+    assert_eq!(webhooks_of(&app, imp_uid, "paid").await, 0);
+    assert_eq!(webhooks_of(&app, imp_uid, "failed").await, 1);
+    assert!(app.conflicts().await.is_empty());
+    assert_eq!(open_but_second_looks(&app).await, 0);
     let (_, s) = app
         .get("/subscribe/payments/schedule/own-s2", Some(&token))
         .await;
     assert_eq!(s["response"]["imp_uid"], imp_uid, "{s}");
-    assert_eq!(s["response"]["payment_status"], "paid", "{s}");
+    assert_eq!(s["response"]["payment_status"], "failed", "{s}");
     assert_eq!(app.sandbox.ledger().len(), 1, "charged once");
+    app.assert_ledger_agrees().await;
+}
+
+/// A scheduled charge's run net-cancels an approval whose answer names another amount, and the
+/// cancel's answer is lost: KCP holds the STSC unprocessed past openport's timeout. The attempt
+/// names the tno being cancelled, so the resolver neither looks again before a settle delay after
+/// that STSC (a second one would race it) nor honours the approval its inquiry then finds while
+/// KCP still holds the cancel (nobody would hear KCP confirm it): it finishes the net-cancel. The
+/// payment fails with its `failed` webhook, never `paid`; the first STSC, let go afterwards,
+/// meets KCP's "already cancelled".
+#[tokio::test]
+async fn a_scheduled_charge_whose_net_cancel_answer_is_lost_is_never_recorded_paid_while_kcp_may_still_cancel_it(
+) {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    schedule_due_now(&app, &token, "own-cust-lost", "own-s-lost").await;
+    app.sandbox.inject(FaultRule::new(
+        paths::HUB_PAYMENT,
+        Fault::AnswerField {
+            field: "amount".into(),
+            value: "999".into(),
+        },
+    ));
+    let gate = "lost-net-cancel";
+    app.sandbox.inject(FaultRule::new(
+        paths::CANCEL,
+        Fault::HoldRequest { gate: gate.into() },
+    ));
+    // Released, its outcome open: the net-cancel's answer never came.
+    assert_eq!(app.app.gateway.run_due_schedules(10).await.unwrap(), 0);
+    tokio::time::timeout(Duration::from_secs(5), app.sandbox.until_held(gate))
+        .await
+        .expect("the net-cancel reached KCP");
+    assert_eq!(app.sandbox.ledger()[0].state, TransactionState::Approved);
+
+    // The resolver's next tick: the STSC was sent a moment ago, nothing is due yet.
+    assert_eq!(app.app.gateway.resolve_due(10).await.unwrap(), 0);
+    // Past the settle delay (and the first retry's 10 s backoff) KCP still holds the STSC, and
+    // its inquiry answers "approved".
+    app.advance(SETTLE_SECS + 10);
+    assert_eq!(app.app.gateway.resolve_due(10).await.unwrap(), 1);
+    app.sandbox.open_gate(gate);
+
+    let ledger = app.sandbox.ledger();
+    assert_eq!(ledger.len(), 1, "charged once");
+    assert_eq!(ledger[0].state, TransactionState::Cancelled);
+    let (_, found) = app.get("/payments/find/own-s-lost", Some(&token)).await;
+    let imp_uid = found["response"]["imp_uid"].as_str().unwrap();
+    let p = app.payment(&token, imp_uid).await;
+    assert_eq!(p["status"], "failed", "{p}");
+    assert_eq!(p["pg_tid"], ledger[0].tno.as_str());
+    assert_eq!(webhooks_of(&app, imp_uid, "paid").await, 0);
+    assert_eq!(webhooks_of(&app, imp_uid, "failed").await, 1);
+    let (_, s) = app
+        .get("/subscribe/payments/schedule/own-s-lost", Some(&token))
+        .await;
+    assert_eq!(s["response"]["payment_status"], "failed", "{s}");
+    assert!(app.conflicts().await.is_empty());
+    assert_eq!(open_but_second_looks(&app).await, 0);
+    app.assert_ledger_agrees().await;
 }
 
 #[tokio::test]
