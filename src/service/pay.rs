@@ -384,7 +384,8 @@ impl Gateway {
 
     /// Closes an attempt whose PG call returned an error, the same way for every charge (card,
     /// billing key, points, virtual account): a refusal fails the payment with `[code] message`;
-    /// an approval of something else is net-cancelled (spec/kcp.md §5); a configuration error
+    /// an approval of another amount is net-cancelled (spec/kcp.md §5), an answer about another
+    /// order's trade is no answer to this call (`Gateway::misdirected_answer`); a configuration error
     /// fails it; an unknown outcome is settled by inquiry now, while the merchant is still
     /// waiting, so an approval found is honoured.
     pub(crate) async fn conclude_pg_error(
@@ -413,7 +414,16 @@ impl Gateway {
                 })
                 .await?
             }
-            PgError::Mismatch { tno, detail } => {
+            // An answer about another order's trade is not this charge's (service/orphans.rs).
+            PgError::Mismatch {
+                tno,
+                other_order: Some(order_no),
+                ..
+            } => {
+                self.misdirected_answer(payment, attempt, &tno, &order_no)
+                    .await?
+            }
+            PgError::Mismatch { tno, detail, .. } => {
                 tracing::error!(imp_uid = %payment.imp_uid, %tno, "KCP approved something else than asked ({detail}); net-cancelling");
                 self.net_cancel(connector, payment, attempt, &tno, reasons.mismatch)
                     .await?

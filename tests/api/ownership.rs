@@ -1199,3 +1199,136 @@ async fn a_net_cancel_kcp_confirms_while_the_resolver_still_inquires_fails_the_p
     assert!(app.conflicts().await.is_empty());
     app.assert_ledger_agrees().await;
 }
+
+/// Two charges: KCP approves both, but the first one's answer is lost (and its inquiry, so it stays
+/// pending with no `pg_tid`), and the second one's answer names the first one's trade and order.
+/// That answer is not the second charge's: the first one's trade is never cancelled on its behalf
+/// (no payment records it yet, so "another payment holds it" cannot tell), it is listed for the
+/// operator, and the second charge's outcome stays open until its own approval is found by its own
+/// order number. Before, the second charge net-cancelled the first one's trade, was answered
+/// `failed` (its merchant_uid free again) and its own approval stood at KCP, looked for by nobody.
+#[tokio::test]
+async fn an_answer_naming_a_pending_payments_trade_is_never_cancelled_and_the_charges_own_approval_is_found(
+) {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    app.sandbox
+        .inject(FaultRule::new(paths::HUB_PAYMENT, Fault::LoseResponse));
+    app.sandbox
+        .inject(FaultRule::new(paths::INQUIRY, Fault::Drop));
+    let (_, first) = app
+        .pay(&token, "misdirected-1", 1000, test_cards::SHINHAN_CREDIT)
+        .await;
+    assert_eq!(first["code"], 1, "{first}");
+    let first_imp_uid = crate::helpers::imp_uid_in(&first["message"]);
+    let first_tno = app.sandbox.ledger()[0].tno.clone();
+    let first_order = app.sandbox.ledger()[0].order_no.clone();
+    app.sandbox.inject(FaultRule::new(
+        paths::HUB_PAYMENT,
+        Fault::AnswerFields {
+            fields: [
+                ("tno".to_string(), first_tno.clone()),
+                ("order_no".to_string(), first_order),
+            ]
+            .into(),
+        },
+    ));
+
+    let (_, second) = app
+        .pay(&token, "misdirected-2", 1000, test_cards::SHINHAN_CREDIT)
+        .await;
+    assert_eq!(second["code"], 1, "not this charge's answer: {second}");
+    let second_imp_uid = crate::helpers::imp_uid_in(&second["message"]);
+    let ledger = app.sandbox.ledger();
+    assert_eq!(ledger.len(), 2, "KCP approved both");
+    assert!(
+        ledger.iter().all(|e| e.state == TransactionState::Approved),
+        "nothing cancelled on the misdirected answer: {ledger:?}"
+    );
+    assert_eq!(
+        app.payment(&token, &second_imp_uid).await["status"],
+        "ready"
+    );
+    let conflicts = app.conflicts().await;
+    assert_eq!(conflicts.len(), 1, "{conflicts:?}");
+    assert_eq!(conflicts[0].kind, payments::MISDIRECTED_ANSWER);
+    assert_eq!(conflicts[0].imp_uid, second_imp_uid);
+    assert_eq!(conflicts[0].tno.as_deref(), Some(first_tno.as_str()));
+
+    // Each is settled by its own order number; neither merchant was told anything definite, so
+    // each approval is net-cancelled by its own payment.
+    app.advance(SETTLE_SECS + 10);
+    app.resolve_all().await;
+    let ledger = app.sandbox.ledger();
+    let second_tno = &ledger.iter().find(|e| e.tno != first_tno).unwrap().tno;
+    assert!(
+        ledger
+            .iter()
+            .all(|e| e.state == TransactionState::Cancelled),
+        "{ledger:?}"
+    );
+    let first_p = app.payment(&token, &first_imp_uid).await;
+    assert_eq!(first_p["status"], "failed", "{first_p}");
+    assert_eq!(first_p["pg_tid"], first_tno.as_str());
+    let second_p = app.payment(&token, &second_imp_uid).await;
+    assert_eq!(second_p["status"], "failed", "{second_p}");
+    assert_eq!(second_p["pg_tid"], second_tno.as_str(), "its own approval");
+    app.assert_ledger_agrees().await;
+}
+
+/// [`an_answer_naming_a_pending_payments_trade_is_never_cancelled_and_the_charges_own_approval_is_found`]
+/// for virtual accounts (`POST /vbanks`): an issuance answered with another pending issuance's
+/// account and order revokes nothing; each account is settled by its own order number.
+#[tokio::test]
+async fn an_issuance_answer_naming_a_pending_payments_account_never_revokes_it() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let vbank = |merchant_uid: &str| {
+        json!({
+            "merchant_uid": merchant_uid, "amount": 5000, "vbank_code": "004",
+            "vbank_due": app.app.gateway.clock.unix() + 7 * 86_400, "name": "가상계좌 상품",
+            "buyer_name": "홍길동", "buyer_email": "buyer@example.com", "buyer_tel": "010-1234-5678",
+        })
+    };
+    app.sandbox
+        .inject(FaultRule::new(paths::HUB_PAYMENT, Fault::LoseResponse));
+    app.sandbox
+        .inject(FaultRule::new(paths::INQUIRY, Fault::Drop));
+    let (_, first) = app.post("/vbanks", Some(&token), vbank("mis-vb-1")).await;
+    assert_eq!(first["code"], 1, "{first}");
+    let first_tno = app.sandbox.ledger()[0].tno.clone();
+    let first_order = app.sandbox.ledger()[0].order_no.clone();
+    app.sandbox.inject(FaultRule::new(
+        paths::HUB_PAYMENT,
+        Fault::AnswerFields {
+            fields: [
+                ("tno".to_string(), first_tno.clone()),
+                ("order_no".to_string(), first_order),
+            ]
+            .into(),
+        },
+    ));
+
+    let (_, second) = app.post("/vbanks", Some(&token), vbank("mis-vb-2")).await;
+    assert_eq!(second["code"], 1, "not this issuance's answer: {second}");
+    let second_imp_uid = crate::helpers::imp_uid_in(&second["message"]);
+    let ledger = app.sandbox.ledger();
+    assert_eq!(ledger.len(), 2, "KCP issued both");
+    assert!(
+        ledger.iter().all(|e| e.state == TransactionState::Issued),
+        "nothing revoked on the misdirected answer: {ledger:?}"
+    );
+    let conflicts = app.conflicts().await;
+    assert_eq!(conflicts.len(), 1, "{conflicts:?}");
+    assert_eq!(conflicts[0].imp_uid, second_imp_uid);
+    assert_eq!(conflicts[0].tno.as_deref(), Some(first_tno.as_str()));
+
+    app.advance(SETTLE_SECS + 10);
+    app.resolve_all().await;
+    let ledger = app.sandbox.ledger();
+    let second_tno = &ledger.iter().find(|e| e.tno != first_tno).unwrap().tno;
+    let second_p = app.payment(&token, &second_imp_uid).await;
+    assert_eq!(second_p["status"], "failed", "{second_p}");
+    assert_eq!(second_p["pg_tid"], second_tno.as_str(), "its own account");
+    app.assert_ledger_agrees().await;
+}
