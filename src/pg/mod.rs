@@ -172,10 +172,18 @@ pub enum PgError {
     #[error("outcome unknown: {0}")]
     Unknown(String),
     /// The PG approved, but not what was asked (its `amount` or `order_no` differs from the
-    /// request): spec/kcp.md §5. Money HAS moved under `tno`; the service must net-cancel `tno`
-    /// in full and must not mark the payment paid.
+    /// request): spec/kcp.md §5. Money HAS moved under `tno`, and the payment must not be marked
+    /// paid. An approval of another amount is net-cancelled in full.
     #[error("PG approved {tno} but the answer does not match the request: {detail}")]
-    Mismatch { tno: String, detail: String },
+    Mismatch {
+        tno: String,
+        detail: String,
+        /// The order number the answer names when it is not the request's: the answer is about
+        /// another order's trade (misdirected, cross-wired), so it says nothing of this call, and
+        /// `tno` is not this call's approval to cancel (service/orphans.rs
+        /// `Gateway::misdirected_answer`).
+        other_order: Option<String>,
+    },
     /// Our own configuration is unusable (bad key, bad URL); nothing was sent.
     #[error("PG configuration error: {0}")]
     Config(String),

@@ -341,6 +341,7 @@ impl Gateway {
             Err(PgError::Mismatch {
                 tno: new_tno,
                 detail,
+                ..
             }) => {
                 tracing::error!(imp_uid = %payment.imp_uid, %new_tno, "KCP re-approved other points ({detail}); left for the operator");
                 self.point_closed_or_decided(
@@ -769,6 +770,7 @@ impl Gateway {
             Err(PgError::Mismatch {
                 tno: new_tno,
                 detail,
+                ..
             }) => {
                 tracing::error!(imp_uid = %payment.imp_uid, %new_tno, "KCP re-approved other points ({detail}); left for the operator");
                 self.point_closed_or_decided(

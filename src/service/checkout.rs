@@ -1326,7 +1326,7 @@ impl Gateway {
                 })
                 .await?
             }
-            Err(PgError::Mismatch { tno, detail }) => {
+            Err(PgError::Mismatch { tno, detail, .. }) => {
                 tracing::error!(imp_uid = %p.imp_uid, %tno, "window approval differs from the order ({detail}); net-cancelling");
                 self.net_cancel(
                     connector.as_ref(),

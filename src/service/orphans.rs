@@ -169,7 +169,8 @@ impl Gateway {
             }
             if let Some(holder) = self.foreign_holder(p.id, &tno).await? {
                 tracing::error!(imp_uid = %p.imp_uid, %tno, holder = %holder.imp_uid, "a net-cancel names a trade another payment holds: not sent; left for the operator");
-                self.note_misdirected(&p, &tno, &holder).await?;
+                let whose = format!("which payment {} holds", holder.imp_uid);
+                self.note_misdirected(&p, &tno, &whose).await?;
                 self.close_attempt(
                     attempt,
                     "failed",
@@ -251,34 +252,73 @@ impl Gateway {
         holder: &payment::Model,
     ) -> ServiceResult<ApprovalOutcome> {
         tracing::error!(imp_uid = %p.imp_uid, %tno, holder = %holder.imp_uid, "KCP answered with a trade another payment holds: not cancelled; left for the operator, the payment's own outcome is asked by its order number");
-        self.note_misdirected(&p, tno, holder).await?;
-        match self
-            .let_go(attempt, "KCP's answer named another payment's trade")
-            .await?
-        {
+        let whose = format!("which payment {} holds", holder.imp_uid);
+        self.note_misdirected(&p, tno, &whose).await?;
+        self.let_go_misdirected(p, attempt, "KCP's answer named another payment's trade")
+            .await
+    }
+
+    /// KCP answered payment `p`'s call with trade `tno` of another order, `order_no`
+    /// (`PgError::Mismatch::other_order`): not `p`'s answer. spec/kcp.md §5 compares the order so
+    /// that such an answer is never recorded, not so that the trade it names is cancelled on
+    /// `p`'s behalf: it may be another payment's whose own answer is still on its way or was lost
+    /// (no `pg_tid` names it yet, so [`Self::foreign_holder`] cannot tell), whose buyer would be
+    /// refunded while that payment is recorded paid, or a sale made outside openport on the same
+    /// site. Nor does it say anything of `p`'s own call, which KCP may have approved under
+    /// another tno that nothing would then look for. So the trade is never cancelled here; it is
+    /// listed for the operator ([`Self::note_misdirected`]), and `p`'s attempt is let go, naming
+    /// no tno, for the resolver, which asks KCP by `p`'s own order number and settles it from
+    /// that, as after a lost answer.
+    pub(crate) async fn misdirected_answer(
+        &self,
+        p: payment::Model,
+        attempt: pg_attempt::Model,
+        tno: &str,
+        order_no: &str,
+    ) -> ServiceResult<ApprovalOutcome> {
+        if let Some(holder) = self.foreign_holder(p.id, tno).await? {
+            return self.foreign_trade_named(p, attempt, tno, &holder).await;
+        }
+        // KCP's text, kept as short as an order number is (spec/kcp.md §6: 40).
+        let order_no: String = order_no.chars().take(40).collect();
+        tracing::error!(imp_uid = %p.imp_uid, %tno, %order_no, "KCP answered with another order's trade: not cancelled; left for the operator, the payment's own outcome is asked by its order number");
+        let whose = format!("of order {order_no}, not this payment's");
+        self.note_misdirected(&p, tno, &whose).await?;
+        self.let_go_misdirected(p, attempt, "KCP's answer named another order's trade")
+            .await
+    }
+
+    /// Lets go of `p`'s attempt after a misdirected answer, for the resolver to ask KCP by `p`'s
+    /// own order number; or, when another holder settled it meanwhile, answers their outcome.
+    async fn let_go_misdirected(
+        &self,
+        p: payment::Model,
+        attempt: pg_attempt::Model,
+        why: &str,
+    ) -> ServiceResult<ApprovalOutcome> {
+        match self.let_go(attempt, why).await? {
             Some(_) => Ok(ApprovalOutcome::Unknown(p)),
             None => self.approval_decided(p.id).await,
         }
     }
 
     /// Lists for the operator, once per trade, that KCP answered a call of payment `p` with trade
-    /// `tno`, which payment `holder` holds: a closed `conflict` of kind
-    /// [`payments::MISDIRECTED_ANSWER`]. Listed (`attempt list --conflicts`), but about a trade
-    /// nothing changed: it does not hold `p`'s cancels, and once `p` is settled by its own
+    /// `tno` (`whose`: which payment holds it, or which order it is of): a closed `conflict` of
+    /// kind [`payments::MISDIRECTED_ANSWER`]. Listed (`attempt list --conflicts`), but about a
+    /// trade nothing changed: it does not hold `p`'s cancels, and once `p` is settled by its own
     /// approval, its record and KCP agree.
     async fn note_misdirected(
         &self,
         p: &payment::Model,
         tno: &str,
-        holder: &payment::Model,
+        whose: &str,
     ) -> ServiceResult<()> {
         let kind = payments::MISDIRECTED_ANSWER;
         if payments::has_attempt_for(&self.db.write, p.id, kind, tno).await? {
             return Ok(());
         }
         let note = format!(
-            "KCP answered this payment with trade {tno}, which payment {} holds: not cancelled, reconcile by hand",
-            holder.imp_uid
+            "KCP answered this payment with trade {tno}, {whose}: not cancelled, reconcile by hand"
         );
         let now = self.clock.unix();
         payments::insert_attempt(

@@ -384,7 +384,8 @@ impl Gateway {
 
     /// Closes an attempt whose PG call returned an error, the same way for every charge (card,
     /// billing key, points, virtual account): a refusal fails the payment with `[code] message`;
-    /// an approval of something else is net-cancelled (spec/kcp.md §5); a configuration error
+    /// an approval of another amount is net-cancelled (spec/kcp.md §5), an answer about another
+    /// order's trade is no answer to this call (`Gateway::misdirected_answer`); a configuration error
     /// fails it; an unknown outcome is settled by inquiry now, while the merchant is still
     /// waiting, so an approval found is honoured.
     pub(crate) async fn conclude_pg_error(
@@ -413,7 +414,16 @@ impl Gateway {
                 })
                 .await?
             }
-            PgError::Mismatch { tno, detail } => {
+            // An answer about another order's trade is not this charge's (service/orphans.rs).
+            PgError::Mismatch {
+                tno,
+                other_order: Some(order_no),
+                ..
+            } => {
+                self.misdirected_answer(payment, attempt, &tno, &order_no)
+                    .await?
+            }
+            PgError::Mismatch { tno, detail, .. } => {
                 tracing::error!(imp_uid = %payment.imp_uid, %tno, "KCP approved something else than asked ({detail}); net-cancelling");
                 self.net_cancel(connector, payment, attempt, &tno, reasons.mismatch)
                     .await?
@@ -754,15 +764,19 @@ impl Gateway {
                 }
                 Err(e) => {
                     tracing::error!(imp_uid = %payment.imp_uid, %tno, "net-cancel did not complete: {e}");
-                    // Let go: the resolver finishes the cancel, at once after the request's own
-                    // try, then backing off (a KCP that keeps failing is not asked every tick).
+                    // Let go: the resolver finishes the cancel (`resolve_approval` never honours
+                    // an attempt naming a tno), no sooner than a settle delay after this STSC:
+                    // KCP may still be applying it, and a second one sent meanwhile could be
+                    // refused with another code than "already cancelled", which reads as "the
+                    // approval stands". Then backing off (a KCP that keeps failing is not asked
+                    // every tick).
                     let now = self.clock.unix();
                     let tries = attempt.tries + 1;
-                    let next = if attempt.tries == 0 {
-                        now
-                    } else {
-                        now + super::resolve::retry_backoff(tries)
-                    };
+                    let next = now
+                        + self
+                            .settings
+                            .settle_secs
+                            .max(super::resolve::retry_backoff(tries));
                     let mut a: pg_attempt::ActiveModel = attempt.clone().into();
                     a.state = Set("unknown".into());
                     a.tno = Set(Some(tno.to_string()));

@@ -76,6 +76,13 @@ impl Gateway {
         honour: bool,
     ) -> Settling<'a> {
         async move {
+            // An open attempt names a tno only once a holder chose to net-cancel that approval
+            // (`Gateway::renew_naming`, before the STSC is sent), and the STSC may still be at KCP
+            // when the inquiry is answered: only the net-cancel can finish the attempt (sent
+            // again, KCP's "already cancelled" counts as done). Honoured, a scheduled charge would
+            // be recorded paid, with its `paid` webhook, on an "approved" that KCP's pending
+            // cancel is about to undo, and nobody would ever hear KCP confirm that cancel.
+            let honour = honour && attempt.tno.is_none();
             // A billing-key issuance whose answer was lost: KCP has no inquiry for one (spec/kcp.md
             // §2.5: the key is only in the answer), so neither "issued" nor "not issued" can be
             // learnt, and no key can be deleted without being named. Left open for an operator,
@@ -542,8 +549,13 @@ impl Gateway {
     ) -> ServiceResult<bool> {
         let now = self.clock.unix();
         for attempt in payments::open_attempts_of(&self.db.write, live.id).await? {
+            // A net-cancel whose answer was lost (the attempt names its tno) is looked at again a
+            // settle delay after its STSC (`Gateway::net_cancel`), however long the merchant has
+            // waited: sent again sooner, it could meet the first still being applied.
+            let cancel_in_flight = attempt.tno.is_some() && attempt.next_check_at > now;
             if attempt.kind != "approve"
                 || !self.settled(&attempt)
+                || cancel_in_flight
                 || (!waiting && attempt.next_check_at > now)
             {
                 continue;
@@ -587,7 +599,8 @@ impl Gateway {
             return Ok(());
         }
         let connector = self.connectors.for_merchant(&merchant, &self.secrets)?;
-        // Nobody was told a scheduled charge failed, so an approval found for it stands.
+        // Nobody was told a scheduled charge failed, so an approval found for it stands (unless
+        // a net-cancel of it is under way: `resolve_approval`).
         let honour =
             payment.customer_uid_usage.as_deref() == Some(super::schedules::SCHEDULED_USAGE);
         match attempt.kind.as_str() {

@@ -825,12 +825,17 @@ async fn a_scheduled_charge_whose_approval_kcp_refused_to_net_cancel_sends_no_fa
 }
 
 /// A scheduled charge's run net-cancels an approval whose answer names another amount, and its
-/// cancel reaches KCP only after the run's lease ran out and the resolver, which honours a scheduled
-/// charge's approval (nobody was told it failed), recorded the payment paid from its inquiry. KCP
-/// then holds a cancel of the very trade the payment holds: listed for an operator, never answered
-/// as paid or as failed.
+/// cancel reaches KCP only after the run's lease ran out and the resolver took the attempt over.
+/// The attempt names the tno the run was cancelling, so the resolver does not honour the approval
+/// its inquiry still finds (as it would a scheduled charge's whose answer was merely lost): it
+/// finishes the net-cancel, and the run's own cancel then meets KCP's "already cancelled". The
+/// payment fails with its `failed` webhook; nothing is recorded paid while KCP cancels it.
+/// (Before, the resolver recorded it paid and the run's late cancel made it a conflict for an
+/// operator: the case [`a_scheduled_charge_whose_net_cancel_answer_is_lost_is_never_recorded_paid_while_kcp_may_still_cancel_it`]
+/// shows is wrong when nobody hears KCP's confirmation.)
 #[tokio::test]
-async fn a_net_cancel_that_lands_after_the_resolver_recorded_its_approval_paid_is_a_conflict() {
+async fn a_net_cancel_that_lands_after_the_resolver_took_it_over_fails_the_scheduled_charge_never_pays_it(
+) {
     let app = spawn_app().await;
     let token = app.token().await;
     let run = a_run_whose_net_cancel_kcp_holds(&app, &token, "own-cust-2", "own-s2").await;
@@ -842,27 +847,82 @@ async fn a_net_cancel_that_lands_after_the_resolver_recorded_its_approval_paid_i
 
     let ledger = app.sandbox.ledger();
     assert_eq!(ledger.len(), 1);
-    assert_eq!(
-        ledger[0].state,
-        TransactionState::Cancelled,
-        "the run's net-cancel was applied"
-    );
+    assert_eq!(ledger[0].state, TransactionState::Cancelled);
     let (_, found) = app.get("/payments/find/own-s2", Some(&token)).await;
     let imp_uid = found["response"]["imp_uid"].as_str().unwrap();
     let p = app.payment(&token, imp_uid).await;
-    assert_eq!(p["status"], "paid", "the resolver's record stands: {p}");
+    assert_eq!(p["status"], "failed", "{p}");
     assert_eq!(p["pg_tid"], ledger[0].tno.as_str());
-    let conflict = the_one_net_cancel_conflict(&app, &ledger[0].tno, "reconcile by hand").await;
-    assert_eq!(conflict.imp_uid, imp_uid);
-    // The next pass of the scheduler finds the payment the schedule opened: no second charge.
-    app.advance(60);
-    app.app.gateway.run_due_schedules(10).await.unwrap();
+    assert_eq!(webhooks_of(&app, imp_uid, "paid").await, 0);
+    assert_eq!(webhooks_of(&app, imp_uid, "failed").await, 1);
+    assert!(app.conflicts().await.is_empty());
+    assert_eq!(open_but_second_looks(&app).await, 0);
     let (_, s) = app
         .get("/subscribe/payments/schedule/own-s2", Some(&token))
         .await;
     assert_eq!(s["response"]["imp_uid"], imp_uid, "{s}");
-    assert_eq!(s["response"]["payment_status"], "paid", "{s}");
+    assert_eq!(s["response"]["payment_status"], "failed", "{s}");
     assert_eq!(app.sandbox.ledger().len(), 1, "charged once");
+    app.assert_ledger_agrees().await;
+}
+
+/// A scheduled charge's run net-cancels an approval whose answer names another amount, and the
+/// cancel's answer is lost: KCP holds the STSC unprocessed past openport's timeout. The attempt
+/// names the tno being cancelled, so the resolver neither looks again before a settle delay after
+/// that STSC (a second one would race it) nor honours the approval its inquiry then finds while
+/// KCP still holds the cancel (nobody would hear KCP confirm it): it finishes the net-cancel. The
+/// payment fails with its `failed` webhook, never `paid`; the first STSC, let go afterwards,
+/// meets KCP's "already cancelled".
+#[tokio::test]
+async fn a_scheduled_charge_whose_net_cancel_answer_is_lost_is_never_recorded_paid_while_kcp_may_still_cancel_it(
+) {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    schedule_due_now(&app, &token, "own-cust-lost", "own-s-lost").await;
+    app.sandbox.inject(FaultRule::new(
+        paths::HUB_PAYMENT,
+        Fault::AnswerField {
+            field: "amount".into(),
+            value: "999".into(),
+        },
+    ));
+    let gate = "lost-net-cancel";
+    app.sandbox.inject(FaultRule::new(
+        paths::CANCEL,
+        Fault::HoldRequest { gate: gate.into() },
+    ));
+    // Released, its outcome open: the net-cancel's answer never came.
+    assert_eq!(app.app.gateway.run_due_schedules(10).await.unwrap(), 0);
+    tokio::time::timeout(Duration::from_secs(5), app.sandbox.until_held(gate))
+        .await
+        .expect("the net-cancel reached KCP");
+    assert_eq!(app.sandbox.ledger()[0].state, TransactionState::Approved);
+
+    // The resolver's next tick: the STSC was sent a moment ago, nothing is due yet.
+    assert_eq!(app.app.gateway.resolve_due(10).await.unwrap(), 0);
+    // Past the settle delay (and the first retry's 10 s backoff) KCP still holds the STSC, and
+    // its inquiry answers "approved".
+    app.advance(SETTLE_SECS + 10);
+    assert_eq!(app.app.gateway.resolve_due(10).await.unwrap(), 1);
+    app.sandbox.open_gate(gate);
+
+    let ledger = app.sandbox.ledger();
+    assert_eq!(ledger.len(), 1, "charged once");
+    assert_eq!(ledger[0].state, TransactionState::Cancelled);
+    let (_, found) = app.get("/payments/find/own-s-lost", Some(&token)).await;
+    let imp_uid = found["response"]["imp_uid"].as_str().unwrap();
+    let p = app.payment(&token, imp_uid).await;
+    assert_eq!(p["status"], "failed", "{p}");
+    assert_eq!(p["pg_tid"], ledger[0].tno.as_str());
+    assert_eq!(webhooks_of(&app, imp_uid, "paid").await, 0);
+    assert_eq!(webhooks_of(&app, imp_uid, "failed").await, 1);
+    let (_, s) = app
+        .get("/subscribe/payments/schedule/own-s-lost", Some(&token))
+        .await;
+    assert_eq!(s["response"]["payment_status"], "failed", "{s}");
+    assert!(app.conflicts().await.is_empty());
+    assert_eq!(open_but_second_looks(&app).await, 0);
+    app.assert_ledger_agrees().await;
 }
 
 #[tokio::test]
@@ -1137,5 +1197,138 @@ async fn a_net_cancel_kcp_confirms_while_the_resolver_still_inquires_fails_the_p
     assert_eq!(p["status"], "failed", "{p}");
     assert_eq!(p["pg_tid"], ledger[0].tno.as_str());
     assert!(app.conflicts().await.is_empty());
+    app.assert_ledger_agrees().await;
+}
+
+/// Two charges: KCP approves both, but the first one's answer is lost (and its inquiry, so it stays
+/// pending with no `pg_tid`), and the second one's answer names the first one's trade and order.
+/// That answer is not the second charge's: the first one's trade is never cancelled on its behalf
+/// (no payment records it yet, so "another payment holds it" cannot tell), it is listed for the
+/// operator, and the second charge's outcome stays open until its own approval is found by its own
+/// order number. Before, the second charge net-cancelled the first one's trade, was answered
+/// `failed` (its merchant_uid free again) and its own approval stood at KCP, looked for by nobody.
+#[tokio::test]
+async fn an_answer_naming_a_pending_payments_trade_is_never_cancelled_and_the_charges_own_approval_is_found(
+) {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    app.sandbox
+        .inject(FaultRule::new(paths::HUB_PAYMENT, Fault::LoseResponse));
+    app.sandbox
+        .inject(FaultRule::new(paths::INQUIRY, Fault::Drop));
+    let (_, first) = app
+        .pay(&token, "misdirected-1", 1000, test_cards::SHINHAN_CREDIT)
+        .await;
+    assert_eq!(first["code"], 1, "{first}");
+    let first_imp_uid = crate::helpers::imp_uid_in(&first["message"]);
+    let first_tno = app.sandbox.ledger()[0].tno.clone();
+    let first_order = app.sandbox.ledger()[0].order_no.clone();
+    app.sandbox.inject(FaultRule::new(
+        paths::HUB_PAYMENT,
+        Fault::AnswerFields {
+            fields: [
+                ("tno".to_string(), first_tno.clone()),
+                ("order_no".to_string(), first_order),
+            ]
+            .into(),
+        },
+    ));
+
+    let (_, second) = app
+        .pay(&token, "misdirected-2", 1000, test_cards::SHINHAN_CREDIT)
+        .await;
+    assert_eq!(second["code"], 1, "not this charge's answer: {second}");
+    let second_imp_uid = crate::helpers::imp_uid_in(&second["message"]);
+    let ledger = app.sandbox.ledger();
+    assert_eq!(ledger.len(), 2, "KCP approved both");
+    assert!(
+        ledger.iter().all(|e| e.state == TransactionState::Approved),
+        "nothing cancelled on the misdirected answer: {ledger:?}"
+    );
+    assert_eq!(
+        app.payment(&token, &second_imp_uid).await["status"],
+        "ready"
+    );
+    let conflicts = app.conflicts().await;
+    assert_eq!(conflicts.len(), 1, "{conflicts:?}");
+    assert_eq!(conflicts[0].kind, payments::MISDIRECTED_ANSWER);
+    assert_eq!(conflicts[0].imp_uid, second_imp_uid);
+    assert_eq!(conflicts[0].tno.as_deref(), Some(first_tno.as_str()));
+
+    // Each is settled by its own order number; neither merchant was told anything definite, so
+    // each approval is net-cancelled by its own payment.
+    app.advance(SETTLE_SECS + 10);
+    app.resolve_all().await;
+    let ledger = app.sandbox.ledger();
+    let second_tno = &ledger.iter().find(|e| e.tno != first_tno).unwrap().tno;
+    assert!(
+        ledger
+            .iter()
+            .all(|e| e.state == TransactionState::Cancelled),
+        "{ledger:?}"
+    );
+    let first_p = app.payment(&token, &first_imp_uid).await;
+    assert_eq!(first_p["status"], "failed", "{first_p}");
+    assert_eq!(first_p["pg_tid"], first_tno.as_str());
+    let second_p = app.payment(&token, &second_imp_uid).await;
+    assert_eq!(second_p["status"], "failed", "{second_p}");
+    assert_eq!(second_p["pg_tid"], second_tno.as_str(), "its own approval");
+    app.assert_ledger_agrees().await;
+}
+
+/// [`an_answer_naming_a_pending_payments_trade_is_never_cancelled_and_the_charges_own_approval_is_found`]
+/// for virtual accounts (`POST /vbanks`): an issuance answered with another pending issuance's
+/// account and order revokes nothing; each account is settled by its own order number.
+#[tokio::test]
+async fn an_issuance_answer_naming_a_pending_payments_account_never_revokes_it() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let vbank = |merchant_uid: &str| {
+        json!({
+            "merchant_uid": merchant_uid, "amount": 5000, "vbank_code": "004",
+            "vbank_due": app.app.gateway.clock.unix() + 7 * 86_400, "name": "가상계좌 상품",
+            "buyer_name": "홍길동", "buyer_email": "buyer@example.com", "buyer_tel": "010-1234-5678",
+        })
+    };
+    app.sandbox
+        .inject(FaultRule::new(paths::HUB_PAYMENT, Fault::LoseResponse));
+    app.sandbox
+        .inject(FaultRule::new(paths::INQUIRY, Fault::Drop));
+    let (_, first) = app.post("/vbanks", Some(&token), vbank("mis-vb-1")).await;
+    assert_eq!(first["code"], 1, "{first}");
+    let first_tno = app.sandbox.ledger()[0].tno.clone();
+    let first_order = app.sandbox.ledger()[0].order_no.clone();
+    app.sandbox.inject(FaultRule::new(
+        paths::HUB_PAYMENT,
+        Fault::AnswerFields {
+            fields: [
+                ("tno".to_string(), first_tno.clone()),
+                ("order_no".to_string(), first_order),
+            ]
+            .into(),
+        },
+    ));
+
+    let (_, second) = app.post("/vbanks", Some(&token), vbank("mis-vb-2")).await;
+    assert_eq!(second["code"], 1, "not this issuance's answer: {second}");
+    let second_imp_uid = crate::helpers::imp_uid_in(&second["message"]);
+    let ledger = app.sandbox.ledger();
+    assert_eq!(ledger.len(), 2, "KCP issued both");
+    assert!(
+        ledger.iter().all(|e| e.state == TransactionState::Issued),
+        "nothing revoked on the misdirected answer: {ledger:?}"
+    );
+    let conflicts = app.conflicts().await;
+    assert_eq!(conflicts.len(), 1, "{conflicts:?}");
+    assert_eq!(conflicts[0].imp_uid, second_imp_uid);
+    assert_eq!(conflicts[0].tno.as_deref(), Some(first_tno.as_str()));
+
+    app.advance(SETTLE_SECS + 10);
+    app.resolve_all().await;
+    let ledger = app.sandbox.ledger();
+    let second_tno = &ledger.iter().find(|e| e.tno != first_tno).unwrap().tno;
+    let second_p = app.payment(&token, &second_imp_uid).await;
+    assert_eq!(second_p["status"], "failed", "{second_p}");
+    assert_eq!(second_p["pg_tid"], second_tno.as_str(), "its own account");
     app.assert_ledger_agrees().await;
 }

@@ -6,7 +6,7 @@
 //! | transport error, timeout, HTTP 5xx, unreadable body, no `res_cd` (registration: no `Code`) | [`PgError::Unknown`]  |
 //! | readable body, `res_cd` ≠ `0000` (registration: `Code` ≠ `0000`)          | [`PgError::Declined`] |
 //! | `res_cd` `0000` but no `tno` / amount / `pnt_amount` / `batch_key` / `rsv_pnt` (vbank, window or not: `account` / `va_date`; registration: `approvalKey` / `traceNo` / `PayUrl`) | [`PgError::Unknown`]  |
-//! | approval whose amount (any it names: cards `amount`/`card_mny`; points: `pnt_amount`) or order number ≠ the request | [`PgError::Mismatch`] |
+//! | approval whose amount (any it names: cards `amount`/`card_mny`; points: `pnt_amount`) or order number ≠ the request | [`PgError::Mismatch`] (`other_order`: the other order number, for an answer about another order's trade) |
 //! | `res_cd` `0000`                                                           | `Ok`                  |
 //!
 //! KCP's samples read the JSON body and ignore the HTTP status (spec/kcp.md §1); we do the same
@@ -297,7 +297,9 @@ fn unreadable(status: reqwest::StatusCode, e: &serde_json::Error) -> PgError {
 }
 
 /// The cross-check KCP's manual makes mandatory (spec/kcp.md §5): an approval for another amount
-/// or another order must be net-cancelled, never recorded as this payment. `named` is every
+/// must be net-cancelled, and neither it nor an answer naming another order is ever recorded as
+/// this payment. An answer naming another order is about that order's trade, not this call's
+/// (`other_order`): what became of this call is unknown, and the trade is not its to cancel. `named` is every
 /// amount the answer names ([`CardPaymentResponse::amounts_named`]): an answer whose `amount` is
 /// the order's but whose `card_mny` is not approved another card amount all the same.
 fn check_approval_matches(
@@ -316,6 +318,7 @@ fn check_approval_matches(
     {
         problems.push(format!("an amount named {other} (requested {amount})"));
     }
+    let mut other_order = None;
     if approval.order_no.is_empty() {
         tracing::warn!("KCP approval without order_no; assuming the requested one");
         approval.order_no = order_no.to_owned();
@@ -324,16 +327,24 @@ fn check_approval_matches(
             "order_no {} (requested {order_no})",
             approval.order_no
         ));
+        other_order = Some(approval.order_no.clone());
     }
     if problems.is_empty() {
-        Ok(approval)
-    } else {
-        tracing::error!(tno = %approval.tno, problems = %problems.join(", "), "KCP approved something else; net-cancel required");
-        Err(PgError::Mismatch {
-            tno: approval.tno,
-            detail: problems.join(", "),
-        })
+        return Ok(approval);
     }
+    let detail = problems.join(", ");
+    if other_order.is_some() {
+        // Not this call's answer: the trade it names is another order's, never cancelled on this
+        // call's behalf (`PgError::Mismatch::other_order`).
+        tracing::error!(tno = %approval.tno, problems = %detail, "KCP answered with another order's trade; this call's outcome is unknown");
+    } else {
+        tracing::error!(tno = %approval.tno, problems = %detail, "KCP approved something else; net-cancel required");
+    }
+    Err(PgError::Mismatch {
+        tno: approval.tno,
+        detail,
+        other_order,
+    })
 }
 
 /// The same cross-check for points (spec/kcp.md §5): KCP's point answers carry no order number,
@@ -347,6 +358,7 @@ fn check_points_match(approval: PointApproval, amount: Won) -> Result<PointAppro
     Err(PgError::Mismatch {
         tno: approval.tno,
         detail,
+        other_order: None,
     })
 }
 

@@ -46,10 +46,12 @@ pub(super) fn check_window_matches(
     for other in named.iter().filter(|a| **a != amount && **a != got_amount) {
         problems.push(format!("an amount named {other} (requested {amount})"));
     }
+    let mut other_order = None;
     if got_order.is_empty() {
         order_no.clone_into(got_order);
     } else if got_order != order_no {
         problems.push(format!("order_no {got_order} (requested {order_no})"));
+        other_order = Some(got_order.clone());
     }
     if problems.is_empty() {
         return Ok(approval);
@@ -59,6 +61,7 @@ pub(super) fn check_window_matches(
     Err(PgError::Mismatch {
         tno: tno.to_owned(),
         detail,
+        other_order,
     })
 }
 

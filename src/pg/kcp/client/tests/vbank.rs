@@ -83,7 +83,7 @@ async fn an_account_for_another_amount_is_a_mismatch_to_revoke() {
         .leak();
     let (kcp, _) = kcp(200, body, Duration::ZERO).await;
     match kcp.issue_vbank(&issue_request()).await {
-        Err(PgError::Mismatch { tno, detail }) => {
+        Err(PgError::Mismatch { tno, detail, .. }) => {
             assert_eq!(tno, "20260310123456");
             assert!(detail.contains("amount 700"), "{detail}");
         }

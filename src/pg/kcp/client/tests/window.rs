@@ -117,7 +117,7 @@ fn declined(result: Result<impl std::fmt::Debug, PgError>) -> (String, String, D
 
 fn mismatch(result: Result<ApprovedWindow, PgError>) -> (String, String) {
     match result {
-        Err(PgError::Mismatch { tno, detail }) => (tno, detail),
+        Err(PgError::Mismatch { tno, detail, .. }) => (tno, detail),
         other => panic!("expected Mismatch, got {other:?}"),
     }
 }
