@@ -538,15 +538,25 @@ impl Gateway {
                 self.record_reapproval(payment, attempt, approval.into())
                     .await
             }
+            // The STRA landed (the original is cancelled, its re-approval exists) and the
+            // re-approval was cancelled since, in KCP's admin: KCP holds nothing for the payment
+            // and every point is with the member. Recorded as such, as for an older version's
+            // owed re-approval found cancelled (`find_or_send_reapproval`), so the payment never
+            // shows a balance KCP does not hold and names the trade KCP's notices will name.
             Ok(TradeState::Cancelled { approval, .. }) => {
-                tracing::error!(imp_uid = %payment.imp_uid, tno = %approval.tno, "the re-approval of a partial point cancel was cancelled at KCP; left for the operator");
-                self.point_closed_or_decided(
-                    attempt,
-                    "conflict",
-                    &format!("re-approval {} cancelled at KCP", approval.tno),
-                    PointCancelOutcome::Conflict(id),
-                )
-                .await
+                tracing::error!(imp_uid = %payment.imp_uid, tno = %approval.tno, "the re-approval of a partial point cancel was cancelled at KCP; the whole payment is cancelled there");
+                let message = format!(
+                    "re-approval {} cancelled at KCP: whole balance cancelled",
+                    approval.tno
+                );
+                let reapproval = PointTrade::from(approval);
+                match self
+                    .record_full_point_cancel(payment, attempt, Some(&reapproval), message.clone())
+                    .await?
+                {
+                    Some(p) => Ok(PointCancelOutcome::FullyCancelled(Box::new(p), message)),
+                    None => self.point_cancel_decided(id).await,
+                }
             }
             Ok(TradeState::NotFound) if self.settled(&attempt) => {
                 tracing::error!(imp_uid = %payment.imp_uid, %order_no, "point payment cancelled at KCP, its re-approval not found; left for the operator");

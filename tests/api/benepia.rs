@@ -1233,3 +1233,43 @@ async fn a_notice_of_a_tno_a_late_reapproval_cancelled_is_left_to_the_second_loo
         0
     );
 }
+
+/// This version's partial point cancel (one `STRA` on the live tno) whose answer is lost, and
+/// whose re-approval is cancelled in KCP's admin before anyone looked it up: KCP holds nothing
+/// for the payment (the original cancelled by the `STRA`, the rest by the admin's cancel), so the
+/// whole balance is recorded cancelled, naming the re-approval. It used to be closed as a
+/// conflict, the payment showing 6,000 won of points KCP no longer held.
+#[tokio::test]
+async fn a_lost_reapproval_cancelled_in_kcps_admin_before_it_was_found_is_recorded_as_the_whole_payment_cancelled(
+) {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let p = paid_with_points(&app, &token, "bp-stra-undone", 10_000).await;
+    app.sandbox
+        .inject(FaultRule::new(paths::CANCEL, Fault::LoseResponse).when("mod_type", "STRA"));
+    // The request's own look by order number fails: the resolver looks later.
+    app.sandbox
+        .inject(FaultRule::new(paths::INQUIRY, Fault::Drop).when("tno", ""));
+    let c = cancel(&app, &token, &p["imp_uid"], Some(4_000)).await;
+    assert_eq!(c["code"], 1, "{c}");
+    let ledger = app.sandbox.ledger();
+    assert_eq!(
+        ledger.len(),
+        2,
+        "the original and its re-approval: {ledger:?}"
+    );
+    let reapproval = ledger[1].tno.clone();
+    assert_eq!(balance(&app, BENEPIA_01.id), 94_000);
+    assert!(app.sandbox.cancel_in_admin(&reapproval));
+    assert_eq!(balance(&app, BENEPIA_01.id), 100_000, "every point back");
+
+    app.advance(SETTLE_SECS + 1);
+    app.resolve_all().await;
+
+    let done = payment(&app, &token, &p["imp_uid"]).await;
+    assert_eq!(done["status"], "cancelled", "{done}");
+    assert_eq!(done["cancel_amount"], 10_000, "{done}");
+    assert_eq!(done["pg_tid"], reapproval.as_str(), "{done}");
+    assert!(app.conflicts().await.is_empty());
+    app.assert_ledger_agrees().await;
+}
