@@ -3220,9 +3220,14 @@ async fn a_billing_window_showing_an_amount_replaces_a_key_after_a_prepare_of_ze
     assert_eq!(c["response"]["card_number"], "411111******1111", "{c}");
 }
 
-/// A mobile request_pay (with an `m_redirect_url`): its hand-off page's URL (`start_url`), KCP's
-/// `PayUrl` and the fields the page posts there.
-async fn mobile_start(app: &TestApp, mut params: Value) -> (String, String, Vec<(String, String)>) {
+/// A mobile request_pay (with an `m_redirect_url`) started and its hand-off page loaded, as the
+/// buyer's browser does: the `start_url`, KCP's `PayUrl`, the form posted to it, and the cookie
+/// the hand-off page set (`name=value`), which marks this browser as the one that opened the
+/// window.
+async fn mobile_start(
+    app: &TestApp,
+    mut params: Value,
+) -> (String, String, Vec<(String, String)>, String) {
     params["m_redirect_url"] = json!("https://shop.test/done");
     let (_, started) = app
         .post(
@@ -3236,28 +3241,33 @@ async fn mobile_start(app: &TestApp, mut params: Value) -> (String, String, Vec<
         .as_str()
         .unwrap()
         .to_string();
-    let page = app
-        .http
-        .get(&start_url)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let res = app.http.get(&start_url).send().await.unwrap();
+    let cookie = res
+        .headers()
+        .get("set-cookie")
+        .map(|v| v.to_str().unwrap().split(';').next().unwrap().to_string())
+        .unwrap_or_default();
+    let page = res.text().await.unwrap();
     let (pay_url, fields) = form(&page);
     assert!(pay_url.ends_with(paths::PAY_WINDOW), "{pay_url}");
-    (start_url, pay_url, fields)
+    (start_url, pay_url, fields, cookie)
 }
 
-/// What the hand-off page at `start_url` answers, not following a redirect: its status, its
-/// `Location` (if any), its `Cache-Control` and its body.
-async fn hand_off_answer(start_url: &str) -> (reqwest::StatusCode, String, String, String) {
+/// What the hand-off page at `start_url` answers a browser sending `cookie` (empty: none), not
+/// following a redirect: its status, its `Location` (if any), its `Cache-Control` and its body.
+async fn hand_off_answer(
+    start_url: &str,
+    cookie: &str,
+) -> (reqwest::StatusCode, String, String, String) {
     let no_follow = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap();
-    let res = no_follow.get(start_url).send().await.unwrap();
+    let mut get = no_follow.get(start_url);
+    if !cookie.is_empty() {
+        get = get.header("cookie", cookie);
+    }
+    let res = get.send().await.unwrap();
     let header = |name: &str| {
         res.headers()
             .get(name)
@@ -3284,7 +3294,7 @@ fn query_of(location: &str) -> std::collections::HashMap<String, String> {
 #[tokio::test]
 async fn a_mobile_result_the_database_cannot_record_still_redirects_the_buyer_with_checking() {
     let app = spawn_app().await;
-    let (_, pay_url, fields) = mobile_start(
+    let (_, pay_url, fields, _) = mobile_start(
         &app,
         json!({"merchant_uid": "m-unrecorded", "amount": 1000}),
     )
@@ -3337,7 +3347,7 @@ async fn a_paid_window_whose_session_cannot_be_closed_still_answers_paid_and_nev
     assert_eq!(rsp["success"], true, "{rsp}");
     assert_eq!(rsp["status"], "paid", "{rsp}");
 
-    let (start_url, pay_url, fields) =
+    let (start_url, pay_url, fields, cookie) =
         mobile_start(&app, json!({"merchant_uid": "m-unclosed", "amount": 1000})).await;
     let (ret_url, result) = window_result(&app, &pay_url, &fields, &CARD_OK).await;
     let location = post_without_following(&ret_url, &result).await;
@@ -3348,31 +3358,32 @@ async fn a_paid_window_whose_session_cannot_be_closed_still_answers_paid_and_nev
     assert_eq!(paid["status"], "paid", "{paid}");
     assert_eq!(app.sandbox.ledger().len(), 2);
 
-    let (status, again, _, page) = hand_off_answer(&start_url).await;
+    let (status, again, _, page) = hand_off_answer(&start_url, &cookie).await;
     assert!(status.is_redirection(), "{status}: {page}");
     assert_eq!(again, location, "the same answer as Ret_URL's");
 }
 
 /// Back from the shop's result page (or a reload) brings a mobile buyer to the hand-off page of a
 /// window that ended: it sends them on with the payment as it stands, as `Ret_URL` did, instead
-/// of a dead end. The page is never cached: it carries the window's return key.
+/// of a dead end (the browser that opened the window: it carries the hand-off page's cookie).
+/// The page is never cached: it carries the window's return key.
 #[tokio::test]
 async fn the_hand_off_page_of_an_ended_mobile_window_sends_the_buyer_on_with_its_result() {
     let app = spawn_app().await;
-    let (start_url, pay_url, fields) =
+    let (start_url, pay_url, fields, cookie) =
         mobile_start(&app, json!({"merchant_uid": "m-ended", "amount": 1000})).await;
-    let (status, _, open_cache, page) = hand_off_answer(&start_url).await;
+    let (status, _, open_cache, page) = hand_off_answer(&start_url, &cookie).await;
     assert_eq!(status, reqwest::StatusCode::OK, "{page}");
     let (ret_url, result) = window_result(&app, &pay_url, &fields, &CARD_OK).await;
     let location = post_without_following(&ret_url, &result).await;
     assert_eq!(query_of(&location)["imp_success"], "true", "{location}");
 
-    let (status, again, ended_cache, page) = hand_off_answer(&start_url).await;
+    let (status, again, ended_cache, page) = hand_off_answer(&start_url, &cookie).await;
     assert!(status.is_redirection(), "{status}: {page}");
     assert_eq!(again, location);
 
     // A window the buyer cancelled: sent on with the cancel, as Ret_URL sent them.
-    let (start_url, pay_url, fields) = mobile_start(
+    let (start_url, pay_url, fields, cookie) = mobile_start(
         &app,
         json!({"merchant_uid": "m-ended-cancel", "amount": 1000}),
     )
@@ -3381,7 +3392,7 @@ async fn the_hand_off_page_of_an_ended_mobile_window_sends_the_buyer_on_with_its
     let location = post_without_following(&ret_url, &result).await;
     let q = query_of(&location);
     assert_eq!(q["imp_success"], "false", "{location}");
-    let (status, again, _, page) = hand_off_answer(&start_url).await;
+    let (status, again, _, page) = hand_off_answer(&start_url, &cookie).await;
     assert!(status.is_redirection(), "{status}: {page}");
     let again = query_of(&again);
     assert_eq!(again["imp_success"], "false");
@@ -3394,4 +3405,49 @@ async fn the_hand_off_page_of_an_ended_mobile_window_sends_the_buyer_on_with_its
     );
     assert_eq!(open_cache, "no-store");
     assert_eq!(ended_cache, "no-store");
+}
+
+/// Anyone can start a mobile checkout with a merchant's public imp_code, naming any
+/// `m_redirect_url`, and end it through its session's cancel call (both CORS `*`). The hand-off
+/// URL of that ended window, on openport's own host, must not then send whichever browser opens
+/// it to the URL the request named: it would be an open redirect for phishing. Only the browser
+/// that opened the window (its hand-off page's cookie) is sent on.
+#[tokio::test]
+async fn the_hand_off_page_of_a_mobile_window_cancelled_through_its_session_does_not_redirect_another_browser_to_the_m_redirect_url_the_request_named(
+) {
+    let app = spawn_app().await;
+    let (_, started) = app
+        .post(
+            "/checkout/request",
+            None,
+            json!({"imp_code": "imp00000000", "mobile": true, "page_url": "https://evil.example/",
+                   "params": {"merchant_uid": "m-phish", "amount": 1000,
+                              "m_redirect_url": "https://evil.example/login"}}),
+        )
+        .await;
+    assert_eq!(started["code"], 0, "{started}");
+    let start_url = started["response"]["start_url"].as_str().unwrap();
+    let token = started["response"]["session"].as_str().unwrap();
+    let (_, cancelled) = app
+        .post(
+            &format!("/checkout/session/{token}/cancel"),
+            None,
+            json!({}),
+        )
+        .await;
+    assert_eq!(cancelled["code"], 0, "{cancelled}");
+
+    let (status, location, cache, page) = hand_off_answer(start_url, "").await;
+    assert_eq!(status, reqwest::StatusCode::OK, "{location}");
+    assert!(location.is_empty(), "{location}");
+    assert!(page.contains("이미 종료된 결제입니다."), "{page}");
+    assert!(!page.contains("evil.example"), "no link either: {page}");
+    assert_eq!(cache, "no-store");
+
+    // Nor a browser carrying another window's cookie.
+    let (_, _, _, other) =
+        mobile_start(&app, json!({"merchant_uid": "m-other", "amount": 1000})).await;
+    assert!(other.starts_with("openport_window_"), "{other}");
+    let (status, location, _, _) = hand_off_answer(start_url, &other).await;
+    assert_eq!(status, reqwest::StatusCode::OK, "{location}");
 }
