@@ -3127,12 +3127,12 @@ async fn a_kakaopay_request_paid_with_a_plain_card_is_not_recorded_as_kakaopay()
     assert!(p["emb_pg_provider"].is_null(), "{p}");
 }
 
-/// A billing-key window records 0 whatever amount it shows, so its merchant_uid is prepared with
-/// amount 0, as the refusal of a window that would replace a key says: a page that shows 9,900
-/// won replaces the customer's key once the merchant's server prepared 0, at the start and at
-/// `Ret_URL` alike. A prepare of the shown amount is refused before the window with what to
-/// prepare instead, and one changed to it while the buyer is in the window fails the window
-/// before KCP is asked for a key.
+/// A billing-key window records 0 whatever amount it shows, so its merchant_uid may be prepared
+/// with amount 0, as the refusal of a window that would replace a key says: a page that shows
+/// 9,900 won replaces the customer's key once the merchant's server prepared 0, at the start and
+/// at `Ret_URL` alike. A prepare of the shown amount is its own too (iamport's pattern); any other
+/// amount is refused before the window with what to prepare instead, and one changed to it while
+/// the buyer is in the window fails the window before KCP is asked for a key.
 #[tokio::test]
 async fn a_billing_window_showing_an_amount_replaces_a_key_after_a_prepare_of_zero() {
     let app = spawn_app().await;
@@ -3177,20 +3177,20 @@ async fn a_billing_window_showing_an_amount_replaces_a_key_after_a_prepare_of_ze
     assert_eq!(c["response"]["card_number"], "411111******1111", "{c}");
     assert!(app.sandbox.ledger().is_empty(), "no key charged anything");
 
-    // Prepared with the shown amount: refused before the window, naming the amount to prepare.
-    prepare("shown-3", 9900).await;
+    // Prepared with another amount: refused before the window, naming the amounts to prepare.
+    prepare("shown-3", 5000).await;
     let refused = start_checkout(&app, window("shown-3")).await;
     assert_eq!(refused["code"], 1, "{refused}");
     let message = refused["message"].as_str().unwrap_or_default();
     assert!(
         message.starts_with(
-            "사전등록된 결제정보와 일치하지 않습니다. (사전등록 금액: 9900, 요청 금액: 0)"
+            "사전등록된 결제정보와 일치하지 않습니다. (사전등록 금액: 5000, 요청 금액: 9900)"
         ),
         "{refused}"
     );
     assert!(message.contains("amount 0으로 사전등록"), "{refused}");
 
-    // Prepared with 0, changed to the shown amount while the buyer is in the window: the window
+    // Prepared with 0, changed to another amount while the buyer is in the window: the window
     // fails at Ret_URL with the same words, and KCP issues no key.
     prepare("shown-4", 0).await;
     let (pay_url, fields) = hand_off(&app, window("shown-4")).await;
@@ -3198,7 +3198,7 @@ async fn a_billing_window_showing_an_amount_replaces_a_key_after_a_prepare_of_ze
         .put(
             "/payments/prepare",
             &token,
-            json!({"merchant_uid": "shown-4", "amount": 9900}),
+            json!({"merchant_uid": "shown-4", "amount": 5000}),
         )
         .await;
     assert_eq!(changed["code"], 0, "{changed}");
@@ -3218,6 +3218,53 @@ async fn a_billing_window_showing_an_amount_replaces_a_key_after_a_prepare_of_ze
         .get("/subscribe/customers/shown-cust", Some(&token))
         .await;
     assert_eq!(c["response"]["card_number"], "411111******1111", "{c}");
+}
+
+/// iamport's pattern for a billing-key window: the merchant's server prepares the merchant_uid
+/// with the very amount the page then passes to request_pay (spec §4.3 refuses only a *different*
+/// amount). The window opens and issues the key (a first key, and a replacement, which a prepare
+/// permits), and a prepare changed to the shown amount while the buyer is in the window is its
+/// own as well.
+#[tokio::test]
+async fn a_billing_window_prepared_with_the_amount_it_shows_opens_and_issues_its_key_as_at_iamport()
+{
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let window = |merchant_uid: &str| {
+        json!({"pg": "kcp_billing", "pay_method": "card", "merchant_uid": merchant_uid,
+               "amount": 9900, "customer_uid": "sub-cust"})
+    };
+    for (merchant_uid, amount) in [("sub_1", 9900), ("sub_2", 0)] {
+        let (_, prepared) = app
+            .post(
+                "/payments/prepare",
+                Some(&token),
+                json!({"merchant_uid": merchant_uid, "amount": amount}),
+            )
+            .await;
+        assert_eq!(prepared["code"], 0, "{prepared}");
+    }
+    let first = request_pay(&app, window("sub_1"), &MASTERCARD_OK).await;
+    assert_eq!(first["success"], true, "{first}");
+    assert_eq!(first["paid_amount"], 0, "{first}");
+    let (_, c) = app.get("/subscribe/customers/sub-cust", Some(&token)).await;
+    assert_eq!(c["response"]["card_number"], "555555******4444", "{c}");
+
+    // Prepared with 0 when the window opened, then with the shown amount: still its own.
+    let (pay_url, fields) = hand_off(&app, window("sub_2")).await;
+    let (_, changed) = app
+        .put(
+            "/payments/prepare",
+            &token,
+            json!({"merchant_uid": "sub_2", "amount": 9900}),
+        )
+        .await;
+    assert_eq!(changed["code"], 0, "{changed}");
+    let second = through_window(&app, &pay_url, &fields, &CARD_OK).await;
+    assert_eq!(second["success"], true, "{second}");
+    let (_, c) = app.get("/subscribe/customers/sub-cust", Some(&token)).await;
+    assert_eq!(c["response"]["card_number"], "411111******1111", "{c}");
+    assert!(app.sandbox.ledger().is_empty(), "no key charged anything");
 }
 
 /// A mobile request_pay (with an `m_redirect_url`) started and its hand-off page loaded, as the
