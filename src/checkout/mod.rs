@@ -16,6 +16,7 @@ use crate::api::envelope::{json_response, ok};
 use crate::api::error::ApiError;
 use crate::api::notifications::Peer;
 use crate::app::{AppState, PublicUrls};
+use crate::domain::checkout::{window_plan, WindowMethod};
 use crate::domain::order;
 use crate::domain::payment::{
     check_notice_urls, MAX_AMOUNT, PG_KCP, PG_KCP_BILLING, TAX_FREE_UNSUPPORTED,
@@ -446,9 +447,20 @@ fn parse(
         )?),
         _ => None,
     };
-    let card_quota = card_quota(p)?;
-    let used_card = card_detail(p)?;
-    if flag(p, "appCard")? {
+    // Card options (`display.card_quota`, `card`, `appCard`) mean something to a card window
+    // only (the billing-key window is one): a page builds one params object for its method
+    // picker, so a bank transfer, virtual account, phone or gift payment ignores them, as iamport
+    // does, rather than being refused for an option it never uses (as `vbank_due` above).
+    let card_window = matches!(
+        window_plan(&pay_method, billing).map(|w| w.method),
+        Some(WindowMethod::Card | WindowMethod::BatchKey)
+    );
+    let (card_quota, used_card) = if card_window {
+        (card_quota(p)?, card_detail(p)?)
+    } else {
+        (None, Vec::new())
+    };
+    if card_window && flag(p, "appCard")? {
         return Err(
             "appCard(앱카드 결제만 노출)는 지원하지 않습니다: KCP 결제창에 앱카드만 보이게 하는 \
              설정이 없어, 다른 결제 방식도 열린 결제창이 됩니다."

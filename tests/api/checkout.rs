@@ -3000,6 +3000,35 @@ async fn display_card_quota_with_text_or_negative_months_is_refused_not_sent_as_
     );
 }
 
+/// A shop builds one params object for its method picker, card options included. They mean
+/// nothing to a bank transfer, virtual account or phone window (iamport ignores them there), so
+/// such a window opens whatever they hold (`appCard`, `card.direct`, a bare-number
+/// `display.card_quota`, a malformed `card.detail`), as a card payment ignores `vbank_due`, and
+/// none of them reaches KCP's form.
+#[tokio::test]
+async fn a_bank_transfer_whose_params_carry_card_only_options_opens_its_window() {
+    let app = spawn_app().await;
+    // The card window still refuses a malformed one.
+    refused_with(
+        &app,
+        json!({"merchant_uid": "web-card-opts-card", "amount": 120000, "pay_method": "card",
+               "display": {"card_quota": 3}}),
+        "display.card_quota는 0~12 정수의 배열이어야 합니다.",
+    )
+    .await;
+    for method in ["trans", "vbank", "phone"] {
+        let (_, fields) = hand_off(
+            &app,
+            json!({"merchant_uid": format!("web-card-opts-{method}"), "amount": 120000,
+                   "pay_method": method, "appCard": true, "display": {"card_quota": 3},
+                   "card": {"direct": {"code": "367", "quota": 0}, "detail": "BC"}}),
+        )
+        .await;
+        assert_eq!(field(&fields, "quotaopt"), None, "{method}: {fields:?}");
+        assert_eq!(field(&fields, "used_card"), None, "{method}: {fields:?}");
+    }
+}
+
 /// Seed 004 §3 keys KCP's window fields (spec/kcp.md §2.2) cannot carry are refused before the
 /// window, naming the key, with nothing written: `card.direct` (a card company's module opened
 /// directly, fixed instalments), `appCard: true` (app cards only), a language other than Korean,
