@@ -55,6 +55,8 @@ async fn add_fault(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// Disarms every rule and forgets every gate, releasing what is held on one
+/// ([`crate::faults::FaultBook::clear`]): a clean fault state for the next scenario.
 async fn clear_faults(State(shared): State<Arc<Shared>>) -> StatusCode {
     shared.faults().clear();
     StatusCode::NO_CONTENT

@@ -186,8 +186,17 @@ impl FaultBook {
         self.rules.push(rule);
     }
 
+    /// Disarms every rule and forgets every gate: a permit left on one (a gate opened before
+    /// its request came, a hold nobody waited for with `until_held`) belongs to the rules it was
+    /// meant for, and would otherwise let the next hold armed on that name through at once (or
+    /// make `until_held` return before anything is held). A request held on a gate now goes on,
+    /// as if its gate opened, rather than waiting out [`HOLD_AT_MOST`] for a gate nobody can
+    /// open any more.
     pub fn clear(&mut self) {
         self.rules.clear();
+        for (_, gate) in self.gates.drain() {
+            gate.open.notify_waiters();
+        }
     }
 
     pub fn rules(&self) -> Vec<FaultRule> {

@@ -313,3 +313,124 @@ async fn a_hold_armed_over_http_is_released_over_http_by_opening_its_gate() {
         started.elapsed()
     );
 }
+
+/// A key-in for `order_no` sent in its own task, as a gateway's call that the sandbox may hold.
+fn pay_in_background(
+    harness: &Harness,
+    order_no: &str,
+) -> tokio::task::JoinHandle<serde_json::Value> {
+    let (client, url) = (harness.client.clone(), harness.url(paths::HUB_PAYMENT));
+    let body = key_in(SITE, test_cards::SHINHAN_CREDIT, order_no, "1000");
+    tokio::spawn(async move {
+        client
+            .post(url)
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+            .json::<serde_json::Value>()
+            .await
+            .unwrap()
+    })
+}
+
+/// `DELETE /_sandbox/faults` returns a shared sandbox to a clean fault state: the permits its
+/// gates kept for a side that never came go with the rules. A gate opened while nothing was held
+/// on it (a script's cleanup) must not let the next run's hold on that name through at once, and
+/// a hold nobody waited for must not make the next `until_held` return before anything is held;
+/// either would silently lose the order the scenario exists to force.
+#[tokio::test]
+async fn a_gate_opened_before_its_rule_was_cleared_does_not_let_a_hold_armed_afterwards_through() {
+    let harness = spawn().await;
+    let open = |gate: &'static str| {
+        let request = harness
+            .client
+            .post(harness.url(&format!("/_sandbox/gates/{gate}/open")));
+        async move { assert_eq!(request.send().await.unwrap().status(), 204) }
+    };
+    let clear = || async {
+        let cleared = harness
+            .client
+            .delete(harness.url("/_sandbox/faults"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(cleared.status(), 204);
+    };
+    let hold = |order_no: &str| {
+        json!({"path": paths::HUB_PAYMENT, "when": {"field": "ordr_idxx", "value": order_no},
+               "fault": {"kind": "hold_request", "gate": "close"}})
+    };
+
+    // A hold that went through (its gate opened) with nobody in until_held leaves a `held`
+    // permit; after the clear, until_held waits for a request held anew.
+    assert_eq!(harness.arm_fault(&hold("before")).await.status(), 204);
+    let paying = pay_in_background(&harness, "before");
+    open("close").await;
+    assert_eq!(paying.await.unwrap()["res_cd"], "0000");
+    clear().await;
+    assert!(
+        tokio::time::timeout(Duration::ZERO, harness.sandbox.until_held("close"))
+            .await
+            .is_err(),
+        "until_held returned although nothing is held"
+    );
+
+    // A gate opened with nothing held on it (cleanup), then the faults cleared: the next run's
+    // hold on that name holds until its gate is opened again.
+    open("close").await;
+    clear().await;
+    assert_eq!(harness.arm_fault(&hold("after")).await.status(), 204);
+    let mut paying = pay_in_background(&harness, "after");
+    harness.sandbox.until_held("close").await;
+    // Nothing opens the gate here: an answer within this bound came through a stale permit.
+    assert!(
+        tokio::time::timeout(Duration::from_millis(500), &mut paying)
+            .await
+            .is_err(),
+        "the hold armed after the clear let its request through"
+    );
+    assert!(
+        !harness
+            .sandbox
+            .ledger()
+            .iter()
+            .any(|e| e.order_no == "after"),
+        "held unprocessed"
+    );
+    open("close").await;
+    assert_eq!(paying.await.unwrap()["res_cd"], "0000");
+}
+
+/// A request held on a gate when the faults are cleared goes on at once (processed and
+/// answered), instead of waiting out the 30 s for a gate the clear forgot.
+#[tokio::test]
+async fn clearing_the_faults_releases_a_request_held_on_a_gate() {
+    let harness = spawn().await;
+    let armed = harness
+        .arm_fault(&json!({"path": paths::HUB_PAYMENT,
+                           "fault": {"kind": "hold_request", "gate": "close"}}))
+        .await;
+    assert_eq!(armed.status(), 204);
+    let paying = pay_in_background(&harness, "held-then-cleared");
+    harness.sandbox.until_held("close").await;
+
+    let cleared = harness
+        .client
+        .delete(harness.url("/_sandbox/faults"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(cleared.status(), 204);
+    let answer = tokio::time::timeout(Duration::from_secs(10), paying)
+        .await
+        .expect("released by the clear, not after 30 s")
+        .unwrap();
+
+    assert_eq!(answer["res_cd"], "0000", "{answer}");
+    assert!(harness
+        .sandbox
+        .ledger()
+        .iter()
+        .any(|e| e.order_no == "held-then-cleared"));
+}

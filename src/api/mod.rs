@@ -52,8 +52,9 @@ use extract::MerchantCaller;
             HTTP 501 (`ErrorEnvelope`, the message naming the feature) to a valid token, 401 \
             without one: cash receipts (`/receipts/{imp_uid}`, `/receipts/external/{merchant_uid}`, \
             `POST /partners/receipts/{imp_uid}`), `GET /payments/{imp_uid}/balance` and \
-            certifications (`/certifications/{imp_uid}`, `/certifications/otp/…`). Any other \
-            path is HTTP 404."
+            certifications (`/certifications/{imp_uid}`, `/certifications/otp/…`), KCP quick pay \
+            (`/kcpquick/…`), `GET /tiers/{tier_code}` and convenience-store payments (`/cvs`, \
+            `/cvs/{imp_uid}`). Any other path is HTTP 404."
     ),
     paths(
         auth::get_token,
@@ -223,6 +224,24 @@ pub fn router() -> Router<AppState> {
             "/certifications/otp/confirm/{imp_uid}",
             post(no_certifications),
         )
+        // KCP's quick pay (간편결제 회원) is a separate KCP contract spec/kcp.md does not describe;
+        // iamport's 404 here means "no such member" or "no such billing key", which a client
+        // deleting a key would take for "already gone".
+        .route("/kcpquick/members/{member_id}", delete(no_kcp_quick))
+        .route(
+            "/kcpquick/members/{member_id}/fido/release",
+            post(no_kcp_quick),
+        )
+        .route("/kcpquick/payment/money", post(no_kcp_quick))
+        .route("/kcpquick/payment/autopay", post(no_kcp_quick))
+        .route(
+            "/kcpquick/prepare/{merchant_uid}",
+            post(no_kcp_quick).put(no_kcp_quick),
+        )
+        .route("/kcpquick/autopay/{customer_uid}", delete(no_kcp_quick))
+        .route("/tiers/{tier_code}", get(no_tiers))
+        .route("/cvs", post(no_convenience_stores))
+        .route("/cvs/{imp_uid}", delete(no_convenience_stores))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
 }
@@ -262,6 +281,18 @@ async fn no_balance(_: MerchantCaller) -> ApiError {
 
 async fn no_certifications(_: MerchantCaller) -> ApiError {
     unsupported("본인인증은")
+}
+
+async fn no_kcp_quick(_: MerchantCaller) -> ApiError {
+    unsupported("KCP 퀵페이(간편결제 회원)는")
+}
+
+async fn no_tiers(_: MerchantCaller) -> ApiError {
+    unsupported("하위 가맹점(tier) 조회는")
+}
+
+async fn no_convenience_stores(_: MerchantCaller) -> ApiError {
+    unsupported("편의점 결제는")
 }
 
 async fn method_not_allowed() -> ApiError {

@@ -16,6 +16,7 @@ use crate::api::envelope::{json_response, ok};
 use crate::api::error::ApiError;
 use crate::api::notifications::Peer;
 use crate::app::{AppState, PublicUrls};
+use crate::domain::checkout::{window_plan, WindowMethod};
 use crate::domain::order;
 use crate::domain::payment::{
     check_notice_urls, MAX_AMOUNT, PG_KCP, PG_KCP_BILLING, TAX_FREE_UNSUPPORTED,
@@ -446,9 +447,20 @@ fn parse(
         )?),
         _ => None,
     };
-    let card_quota = card_quota(p)?;
-    let used_card = card_detail(p)?;
-    if flag(p, "appCard")? {
+    // Card options (`display.card_quota`, `card`, `appCard`) mean something to a card window
+    // only (the billing-key window is one): a page builds one params object for its method
+    // picker, so a bank transfer, virtual account, phone or gift payment ignores them, as iamport
+    // does, rather than being refused for an option it never uses (as `vbank_due` above).
+    let card_window = matches!(
+        window_plan(&pay_method, billing).map(|w| w.method),
+        Some(WindowMethod::Card | WindowMethod::BatchKey)
+    );
+    let (card_quota, used_card) = if card_window {
+        (card_quota(p)?, card_detail(p)?)
+    } else {
+        (None, Vec::new())
+    };
+    if card_window && flag(p, "appCard")? {
         return Err(
             "appCard(앱카드 결제만 노출)는 지원하지 않습니다: KCP 결제창에 앱카드만 보이게 하는 \
              설정이 없어, 다른 결제 방식도 열린 결제창이 됩니다."
@@ -776,10 +788,22 @@ fn escape(s: &str) -> String {
 /// PC KCP's PC flow ([`pc_window_page`], §1.1). A window that ended sends a mobile buyer on as
 /// `Ret_URL` did ([`HandOff::Ended`]): Back from the shop's result page, or a reload, never opens
 /// KCP's window again. The page carries the window's return key, so it is never stored.
-async fn hand_off(State(s): State<AppState>, Path(token): Path<String>) -> Response {
+///
+/// Only the browser that opened the window is sent on ([`opened_here`]): the request that made
+/// the session names its `m_redirect_url` freely (anyone holding a merchant's public imp_code
+/// can make one and end it through its cancel call), so an ended window's URL redirecting any
+/// browser would be an open redirect on openport's own host. Any other browser is told the
+/// payment ended, with no link.
+async fn hand_off(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Path(token): Path<String>,
+) -> Response {
     let session = match s.gateway.hand_off(&token).await {
         Ok(HandOff::Open(x)) => *x,
-        Ok(HandOff::Ended(f)) if f.mobile => return no_store(answer(*f)),
+        Ok(HandOff::Ended(f)) if f.mobile && opened_here(&headers, &token) => {
+            return no_store(answer(*f))
+        }
         Ok(HandOff::Ended(_)) => {
             return no_store(
                 Html(
@@ -811,7 +835,37 @@ async fn hand_off(State(s): State<AppState>, Path(token): Path<String>) -> Respo
             .map_or("", |(_, v)| v.as_str());
         return no_store(Html(pc_window_page(url, ret_url, &inputs)).into_response());
     }
-    no_store(Html(mobile_hand_off_page(url, &inputs)).into_response())
+    let mut res = no_store(Html(mobile_hand_off_page(url, &inputs)).into_response());
+    if let Ok(cookie) = HeaderValue::from_str(&format!(
+        "{}=1; Max-Age={WINDOW_COOKIE_MAX_AGE}; HttpOnly; SameSite=Lax",
+        window_cookie(&token)
+    )) {
+        res.headers_mut().append(header::SET_COOKIE, cookie);
+    }
+    res
+}
+
+/// How long the browser that opened a mobile window is remembered as its own (seconds): long
+/// enough for a buyer who comes back to the hand-off page after paying in a bank or card app.
+const WINDOW_COOKIE_MAX_AGE: u32 = 24 * 60 * 60;
+
+/// The name of the cookie that marks the browser that opened window `token` (hex, so a valid
+/// cookie name). Set without a `Path`, it is sent back to every URL under the hand-off page's
+/// directory (`…/checkout/session/`), behind a reverse proxy's path prefix too.
+fn window_cookie(token: &str) -> String {
+    format!("openport_window_{token}")
+}
+
+/// Whether the request comes from the browser that opened window `token`'s hand-off page (it
+/// carries [`window_cookie`]).
+fn opened_here(headers: &HeaderMap, token: &str) -> bool {
+    let name = window_cookie(token);
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .any(|pair| pair.trim().split_once('=').is_some_and(|(k, _)| k == name))
 }
 
 /// `res` with `Cache-Control: no-store`.

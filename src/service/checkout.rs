@@ -26,7 +26,7 @@ use crate::domain::vbank::VbankBank;
 use crate::pg::{
     quoted_refusal, PgError, TradeRegistration, WindowApproval, WindowApprovalRequest,
 };
-use crate::store::entity::{checkout_session, merchant, payment, pg_attempt};
+use crate::store::entity::{checkout_session, merchant, payment, pg_attempt, prepare};
 use crate::store::{billing, is_unique_violation, merchants, payments};
 
 /// The refusal of a billing-key window that would replace a customer's key without the merchant's
@@ -260,11 +260,9 @@ async fn replacement_refused(
         .is_none())
 }
 
-/// The amount a request's payment records, which is its "prepared amount" (spec §4.3) at the start
-/// and in [`Gateway::claim_window`]: what the merchant asked for, except that a billing-key
-/// window records 0 whatever it shows, KCP charging nothing when it issues a key (seed 004). So
-/// the merchant_uid of a billing window is prepared with amount 0, as [`KEY_REPLACEMENT_REFUSED`]
-/// tells the merchant, whatever amount the page shows.
+/// The amount a request's payment records: what the merchant asked for, except that a
+/// billing-key window records 0 whatever it shows, KCP charging nothing when it issues a key
+/// (seed 004).
 fn recorded_amount(req: &CheckoutRequest) -> i64 {
     if req.billing {
         0
@@ -273,10 +271,26 @@ fn recorded_amount(req: &CheckoutRequest) -> i64 {
     }
 }
 
-/// What a merchant that prepared a billing window's merchant_uid with the amount it shows is told
-/// besides the usual mismatch: the amount to prepare.
+/// Whether a window's merchant_uid `prepared` refuses it (spec §4.3: request_pay with a prepared
+/// merchant_uid and a *different* amount is refused), at the start and in
+/// [`Gateway::claim_window`]. A window is prepared with the amount its payment records
+/// (`recorded`); a billing-key window records 0 but shows an amount (`shown`), and a prepare of
+/// either is its own: iamport's pattern prepares the amount the page then passes to request_pay,
+/// and [`KEY_REPLACEMENT_REFUSED`] asks for 0. Any other amount (or currency) is refused.
+fn window_prepare_refuses(
+    prepared: &prepare::Model,
+    recorded: i64,
+    shown: Option<i64>,
+    currency: &str,
+) -> bool {
+    payments::prepared_refuses(prepared, recorded, currency)
+        && shown.is_none_or(|a| payments::prepared_refuses(prepared, a, currency))
+}
+
+/// What a billing window whose merchant_uid was prepared with neither amount is told besides the
+/// usual mismatch: the amounts that are its own.
 const BILLING_PREPARE_HINT: &str =
-    "빌링키 발급 결제창은 결제하지 않으므로 merchant_uid를 amount 0으로 사전등록해 주세요.";
+    "빌링키 발급 결제창의 merchant_uid는 결제창에 표시할 금액 또는 amount 0으로 사전등록해 주세요.";
 
 /// A prepared-amount refusal (`prepared_mismatch`) of a billing window, with
 /// [`BILLING_PREPARE_HINT`]; anything else as it is.
@@ -605,16 +619,20 @@ impl Gateway {
             crate::domain::vbank::deposit_deadline(due, self.clock.now())
                 .map_err(|e| ServiceError::BadRequest(e.to_string()))?;
         }
-        // Against what the payment will record (a billing window records 0 whatever it shows),
-        // as `claim_window` checks it again: one meaning of the prepared amount.
-        self.check_prepared(
-            m.id,
-            &req.order.merchant_uid,
-            recorded_amount(&req),
-            &req.order.currency,
-        )
-        .await
-        .map_err(|e| for_billing_window(req.billing, e))?;
+        // As `claim_window` checks it again, with the same meaning of the prepared amount
+        // ([`window_prepare_refuses`]): the recorded amount, or a billing window's shown one.
+        let (uid, currency) = (&req.order.merchant_uid, &req.order.currency);
+        match self
+            .check_prepared(m.id, uid, recorded_amount(&req), currency)
+            .await
+        {
+            Ok(()) => {}
+            Err(e) if !req.billing => return Err(e.into()),
+            Err(_) => self
+                .check_prepared(m.id, uid, req.order.amount, currency)
+                .await
+                .map_err(|e| for_billing_window(true, e))?,
+        }
         if req.billing {
             if let Some(uid) = &req.order.customer_uid {
                 let current = billing::active_key(&self.db.read, m.id, uid)
@@ -1229,6 +1247,7 @@ impl Gateway {
         } else {
             p.amount
         };
+        let billing_shown = (s.kcp_pay_method == BILLING_WINDOW).then_some(shown);
         let expected = format!("{}|{}", p.order_no, shown);
         // KCP's PC flow always answers with one, so a PC window's result without it is not
         // KCP's; the mobile flow (§2.3) sends none, and one is compared when present.
@@ -1265,7 +1284,7 @@ impl Gateway {
             let reason = super::clock_check::CLOCK_SKEWED.to_string();
             return self.stop_window(&s, &p, "F500", reason, None).await;
         }
-        let attempt = match self.claim_window(&p, cash_receipt).await? {
+        let attempt = match self.claim_window(&p, billing_shown, cash_receipt).await? {
             WindowClaim::Held(attempt) => *attempt,
             WindowClaim::PreparedDiffers(reason) => {
                 return self.finish(&s, Some(("F400", reason))).await
@@ -1389,14 +1408,15 @@ impl Gateway {
     /// may be recorded by the resolver.
     ///
     /// The last write before KCP's approval, so the merchant_uid's prepared amount is checked here
-    /// (spec §4.3) against the payment's amount (what it records: a billing window's is 0, as at
-    /// the start, [`recorded_amount`]), in the same transaction, as REST charges check it in the
+    /// (spec §4.3) against the payment's amount, or a billing window's `shown` amount, as at the
+    /// start ([`window_prepare_refuses`]), in the same transaction, as REST charges check it in the
     /// write that opens them (`payments::open_charge`): the window's page knows its merchant_uid,
     /// and a prepare made or changed while the buyer is in the window would otherwise be approved
     /// at the window's amount. Such a window fails without a call to KCP.
     async fn claim_window(
         &self,
         p: &payment::Model,
+        shown: Option<i64>,
         cash_receipt: bool,
     ) -> ServiceResult<WindowClaim> {
         let now = self.clock.unix();
@@ -1404,10 +1424,11 @@ impl Gateway {
         if let Some(prepared) =
             payments::prepare_by_uid(&txn, p.merchant_id, &p.merchant_uid).await?
         {
-            if payments::prepared_refuses(&prepared, p.amount, &p.currency) {
+            if window_prepare_refuses(&prepared, p.amount, shown, &p.currency) {
                 let billing = p.pg_provider == PG_KCP_BILLING;
+                let requested = shown.unwrap_or(p.amount);
                 let reason =
-                    for_billing_window(billing, prepared_mismatch(prepared.amount, p.amount))
+                    for_billing_window(billing, prepared_mismatch(prepared.amount, requested))
                         .to_string();
                 let failed = fail_ready_in(&txn, p, &reason, now).await?;
                 txn.commit().await?;

@@ -3000,6 +3000,35 @@ async fn display_card_quota_with_text_or_negative_months_is_refused_not_sent_as_
     );
 }
 
+/// A shop builds one params object for its method picker, card options included. They mean
+/// nothing to a bank transfer, virtual account or phone window (iamport ignores them there), so
+/// such a window opens whatever they hold (`appCard`, `card.direct`, a bare-number
+/// `display.card_quota`, a malformed `card.detail`), as a card payment ignores `vbank_due`, and
+/// none of them reaches KCP's form.
+#[tokio::test]
+async fn a_bank_transfer_whose_params_carry_card_only_options_opens_its_window() {
+    let app = spawn_app().await;
+    // The card window still refuses a malformed one.
+    refused_with(
+        &app,
+        json!({"merchant_uid": "web-card-opts-card", "amount": 120000, "pay_method": "card",
+               "display": {"card_quota": 3}}),
+        "display.card_quota는 0~12 정수의 배열이어야 합니다.",
+    )
+    .await;
+    for method in ["trans", "vbank", "phone"] {
+        let (_, fields) = hand_off(
+            &app,
+            json!({"merchant_uid": format!("web-card-opts-{method}"), "amount": 120000,
+                   "pay_method": method, "appCard": true, "display": {"card_quota": 3},
+                   "card": {"direct": {"code": "367", "quota": 0}, "detail": "BC"}}),
+        )
+        .await;
+        assert_eq!(field(&fields, "quotaopt"), None, "{method}: {fields:?}");
+        assert_eq!(field(&fields, "used_card"), None, "{method}: {fields:?}");
+    }
+}
+
 /// Seed 004 §3 keys KCP's window fields (spec/kcp.md §2.2) cannot carry are refused before the
 /// window, naming the key, with nothing written: `card.direct` (a card company's module opened
 /// directly, fixed instalments), `appCard: true` (app cards only), a language other than Korean,
@@ -3127,12 +3156,12 @@ async fn a_kakaopay_request_paid_with_a_plain_card_is_not_recorded_as_kakaopay()
     assert!(p["emb_pg_provider"].is_null(), "{p}");
 }
 
-/// A billing-key window records 0 whatever amount it shows, so its merchant_uid is prepared with
-/// amount 0, as the refusal of a window that would replace a key says: a page that shows 9,900
-/// won replaces the customer's key once the merchant's server prepared 0, at the start and at
-/// `Ret_URL` alike. A prepare of the shown amount is refused before the window with what to
-/// prepare instead, and one changed to it while the buyer is in the window fails the window
-/// before KCP is asked for a key.
+/// A billing-key window records 0 whatever amount it shows, so its merchant_uid may be prepared
+/// with amount 0, as the refusal of a window that would replace a key says: a page that shows
+/// 9,900 won replaces the customer's key once the merchant's server prepared 0, at the start and
+/// at `Ret_URL` alike. A prepare of the shown amount is its own too (iamport's pattern); any other
+/// amount is refused before the window with what to prepare instead, and one changed to it while
+/// the buyer is in the window fails the window before KCP is asked for a key.
 #[tokio::test]
 async fn a_billing_window_showing_an_amount_replaces_a_key_after_a_prepare_of_zero() {
     let app = spawn_app().await;
@@ -3177,20 +3206,20 @@ async fn a_billing_window_showing_an_amount_replaces_a_key_after_a_prepare_of_ze
     assert_eq!(c["response"]["card_number"], "411111******1111", "{c}");
     assert!(app.sandbox.ledger().is_empty(), "no key charged anything");
 
-    // Prepared with the shown amount: refused before the window, naming the amount to prepare.
-    prepare("shown-3", 9900).await;
+    // Prepared with another amount: refused before the window, naming the amounts to prepare.
+    prepare("shown-3", 5000).await;
     let refused = start_checkout(&app, window("shown-3")).await;
     assert_eq!(refused["code"], 1, "{refused}");
     let message = refused["message"].as_str().unwrap_or_default();
     assert!(
         message.starts_with(
-            "사전등록된 결제정보와 일치하지 않습니다. (사전등록 금액: 9900, 요청 금액: 0)"
+            "사전등록된 결제정보와 일치하지 않습니다. (사전등록 금액: 5000, 요청 금액: 9900)"
         ),
         "{refused}"
     );
     assert!(message.contains("amount 0으로 사전등록"), "{refused}");
 
-    // Prepared with 0, changed to the shown amount while the buyer is in the window: the window
+    // Prepared with 0, changed to another amount while the buyer is in the window: the window
     // fails at Ret_URL with the same words, and KCP issues no key.
     prepare("shown-4", 0).await;
     let (pay_url, fields) = hand_off(&app, window("shown-4")).await;
@@ -3198,7 +3227,7 @@ async fn a_billing_window_showing_an_amount_replaces_a_key_after_a_prepare_of_ze
         .put(
             "/payments/prepare",
             &token,
-            json!({"merchant_uid": "shown-4", "amount": 9900}),
+            json!({"merchant_uid": "shown-4", "amount": 5000}),
         )
         .await;
     assert_eq!(changed["code"], 0, "{changed}");
@@ -3220,9 +3249,61 @@ async fn a_billing_window_showing_an_amount_replaces_a_key_after_a_prepare_of_ze
     assert_eq!(c["response"]["card_number"], "411111******1111", "{c}");
 }
 
-/// A mobile request_pay (with an `m_redirect_url`): its hand-off page's URL (`start_url`), KCP's
-/// `PayUrl` and the fields the page posts there.
-async fn mobile_start(app: &TestApp, mut params: Value) -> (String, String, Vec<(String, String)>) {
+/// iamport's pattern for a billing-key window: the merchant's server prepares the merchant_uid
+/// with the very amount the page then passes to request_pay (spec §4.3 refuses only a *different*
+/// amount). The window opens and issues the key (a first key, and a replacement, which a prepare
+/// permits), and a prepare changed to the shown amount while the buyer is in the window is its
+/// own as well.
+#[tokio::test]
+async fn a_billing_window_prepared_with_the_amount_it_shows_opens_and_issues_its_key_as_at_iamport()
+{
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let window = |merchant_uid: &str| {
+        json!({"pg": "kcp_billing", "pay_method": "card", "merchant_uid": merchant_uid,
+               "amount": 9900, "customer_uid": "sub-cust"})
+    };
+    for (merchant_uid, amount) in [("sub_1", 9900), ("sub_2", 0)] {
+        let (_, prepared) = app
+            .post(
+                "/payments/prepare",
+                Some(&token),
+                json!({"merchant_uid": merchant_uid, "amount": amount}),
+            )
+            .await;
+        assert_eq!(prepared["code"], 0, "{prepared}");
+    }
+    let first = request_pay(&app, window("sub_1"), &MASTERCARD_OK).await;
+    assert_eq!(first["success"], true, "{first}");
+    assert_eq!(first["paid_amount"], 0, "{first}");
+    let (_, c) = app.get("/subscribe/customers/sub-cust", Some(&token)).await;
+    assert_eq!(c["response"]["card_number"], "555555******4444", "{c}");
+
+    // Prepared with 0 when the window opened, then with the shown amount: still its own.
+    let (pay_url, fields) = hand_off(&app, window("sub_2")).await;
+    let (_, changed) = app
+        .put(
+            "/payments/prepare",
+            &token,
+            json!({"merchant_uid": "sub_2", "amount": 9900}),
+        )
+        .await;
+    assert_eq!(changed["code"], 0, "{changed}");
+    let second = through_window(&app, &pay_url, &fields, &CARD_OK).await;
+    assert_eq!(second["success"], true, "{second}");
+    let (_, c) = app.get("/subscribe/customers/sub-cust", Some(&token)).await;
+    assert_eq!(c["response"]["card_number"], "411111******1111", "{c}");
+    assert!(app.sandbox.ledger().is_empty(), "no key charged anything");
+}
+
+/// A mobile request_pay (with an `m_redirect_url`) started and its hand-off page loaded, as the
+/// buyer's browser does: the `start_url`, KCP's `PayUrl`, the form posted to it, and the cookie
+/// the hand-off page set (`name=value`), which marks this browser as the one that opened the
+/// window.
+async fn mobile_start(
+    app: &TestApp,
+    mut params: Value,
+) -> (String, String, Vec<(String, String)>, String) {
     params["m_redirect_url"] = json!("https://shop.test/done");
     let (_, started) = app
         .post(
@@ -3236,28 +3317,33 @@ async fn mobile_start(app: &TestApp, mut params: Value) -> (String, String, Vec<
         .as_str()
         .unwrap()
         .to_string();
-    let page = app
-        .http
-        .get(&start_url)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let res = app.http.get(&start_url).send().await.unwrap();
+    let cookie = res
+        .headers()
+        .get("set-cookie")
+        .map(|v| v.to_str().unwrap().split(';').next().unwrap().to_string())
+        .unwrap_or_default();
+    let page = res.text().await.unwrap();
     let (pay_url, fields) = form(&page);
     assert!(pay_url.ends_with(paths::PAY_WINDOW), "{pay_url}");
-    (start_url, pay_url, fields)
+    (start_url, pay_url, fields, cookie)
 }
 
-/// What the hand-off page at `start_url` answers, not following a redirect: its status, its
-/// `Location` (if any), its `Cache-Control` and its body.
-async fn hand_off_answer(start_url: &str) -> (reqwest::StatusCode, String, String, String) {
+/// What the hand-off page at `start_url` answers a browser sending `cookie` (empty: none), not
+/// following a redirect: its status, its `Location` (if any), its `Cache-Control` and its body.
+async fn hand_off_answer(
+    start_url: &str,
+    cookie: &str,
+) -> (reqwest::StatusCode, String, String, String) {
     let no_follow = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap();
-    let res = no_follow.get(start_url).send().await.unwrap();
+    let mut get = no_follow.get(start_url);
+    if !cookie.is_empty() {
+        get = get.header("cookie", cookie);
+    }
+    let res = get.send().await.unwrap();
     let header = |name: &str| {
         res.headers()
             .get(name)
@@ -3284,7 +3370,7 @@ fn query_of(location: &str) -> std::collections::HashMap<String, String> {
 #[tokio::test]
 async fn a_mobile_result_the_database_cannot_record_still_redirects_the_buyer_with_checking() {
     let app = spawn_app().await;
-    let (_, pay_url, fields) = mobile_start(
+    let (_, pay_url, fields, _) = mobile_start(
         &app,
         json!({"merchant_uid": "m-unrecorded", "amount": 1000}),
     )
@@ -3337,7 +3423,7 @@ async fn a_paid_window_whose_session_cannot_be_closed_still_answers_paid_and_nev
     assert_eq!(rsp["success"], true, "{rsp}");
     assert_eq!(rsp["status"], "paid", "{rsp}");
 
-    let (start_url, pay_url, fields) =
+    let (start_url, pay_url, fields, cookie) =
         mobile_start(&app, json!({"merchant_uid": "m-unclosed", "amount": 1000})).await;
     let (ret_url, result) = window_result(&app, &pay_url, &fields, &CARD_OK).await;
     let location = post_without_following(&ret_url, &result).await;
@@ -3348,31 +3434,32 @@ async fn a_paid_window_whose_session_cannot_be_closed_still_answers_paid_and_nev
     assert_eq!(paid["status"], "paid", "{paid}");
     assert_eq!(app.sandbox.ledger().len(), 2);
 
-    let (status, again, _, page) = hand_off_answer(&start_url).await;
+    let (status, again, _, page) = hand_off_answer(&start_url, &cookie).await;
     assert!(status.is_redirection(), "{status}: {page}");
     assert_eq!(again, location, "the same answer as Ret_URL's");
 }
 
 /// Back from the shop's result page (or a reload) brings a mobile buyer to the hand-off page of a
 /// window that ended: it sends them on with the payment as it stands, as `Ret_URL` did, instead
-/// of a dead end. The page is never cached: it carries the window's return key.
+/// of a dead end (the browser that opened the window: it carries the hand-off page's cookie).
+/// The page is never cached: it carries the window's return key.
 #[tokio::test]
 async fn the_hand_off_page_of_an_ended_mobile_window_sends_the_buyer_on_with_its_result() {
     let app = spawn_app().await;
-    let (start_url, pay_url, fields) =
+    let (start_url, pay_url, fields, cookie) =
         mobile_start(&app, json!({"merchant_uid": "m-ended", "amount": 1000})).await;
-    let (status, _, open_cache, page) = hand_off_answer(&start_url).await;
+    let (status, _, open_cache, page) = hand_off_answer(&start_url, &cookie).await;
     assert_eq!(status, reqwest::StatusCode::OK, "{page}");
     let (ret_url, result) = window_result(&app, &pay_url, &fields, &CARD_OK).await;
     let location = post_without_following(&ret_url, &result).await;
     assert_eq!(query_of(&location)["imp_success"], "true", "{location}");
 
-    let (status, again, ended_cache, page) = hand_off_answer(&start_url).await;
+    let (status, again, ended_cache, page) = hand_off_answer(&start_url, &cookie).await;
     assert!(status.is_redirection(), "{status}: {page}");
     assert_eq!(again, location);
 
     // A window the buyer cancelled: sent on with the cancel, as Ret_URL sent them.
-    let (start_url, pay_url, fields) = mobile_start(
+    let (start_url, pay_url, fields, cookie) = mobile_start(
         &app,
         json!({"merchant_uid": "m-ended-cancel", "amount": 1000}),
     )
@@ -3381,7 +3468,7 @@ async fn the_hand_off_page_of_an_ended_mobile_window_sends_the_buyer_on_with_its
     let location = post_without_following(&ret_url, &result).await;
     let q = query_of(&location);
     assert_eq!(q["imp_success"], "false", "{location}");
-    let (status, again, _, page) = hand_off_answer(&start_url).await;
+    let (status, again, _, page) = hand_off_answer(&start_url, &cookie).await;
     assert!(status.is_redirection(), "{status}: {page}");
     let again = query_of(&again);
     assert_eq!(again["imp_success"], "false");
@@ -3394,4 +3481,49 @@ async fn the_hand_off_page_of_an_ended_mobile_window_sends_the_buyer_on_with_its
     );
     assert_eq!(open_cache, "no-store");
     assert_eq!(ended_cache, "no-store");
+}
+
+/// Anyone can start a mobile checkout with a merchant's public imp_code, naming any
+/// `m_redirect_url`, and end it through its session's cancel call (both CORS `*`). The hand-off
+/// URL of that ended window, on openport's own host, must not then send whichever browser opens
+/// it to the URL the request named: it would be an open redirect for phishing. Only the browser
+/// that opened the window (its hand-off page's cookie) is sent on.
+#[tokio::test]
+async fn the_hand_off_page_of_a_mobile_window_cancelled_through_its_session_does_not_redirect_another_browser_to_the_m_redirect_url_the_request_named(
+) {
+    let app = spawn_app().await;
+    let (_, started) = app
+        .post(
+            "/checkout/request",
+            None,
+            json!({"imp_code": "imp00000000", "mobile": true, "page_url": "https://evil.example/",
+                   "params": {"merchant_uid": "m-phish", "amount": 1000,
+                              "m_redirect_url": "https://evil.example/login"}}),
+        )
+        .await;
+    assert_eq!(started["code"], 0, "{started}");
+    let start_url = started["response"]["start_url"].as_str().unwrap();
+    let token = started["response"]["session"].as_str().unwrap();
+    let (_, cancelled) = app
+        .post(
+            &format!("/checkout/session/{token}/cancel"),
+            None,
+            json!({}),
+        )
+        .await;
+    assert_eq!(cancelled["code"], 0, "{cancelled}");
+
+    let (status, location, cache, page) = hand_off_answer(start_url, "").await;
+    assert_eq!(status, reqwest::StatusCode::OK, "{location}");
+    assert!(location.is_empty(), "{location}");
+    assert!(page.contains("이미 종료된 결제입니다."), "{page}");
+    assert!(!page.contains("evil.example"), "no link either: {page}");
+    assert_eq!(cache, "no-store");
+
+    // Nor a browser carrying another window's cookie.
+    let (_, _, _, other) =
+        mobile_start(&app, json!({"merchant_uid": "m-other", "amount": 1000})).await;
+    assert!(other.starts_with("openport_window_"), "{other}");
+    let (status, location, _, _) = hand_off_answer(start_url, &other).await;
+    assert_eq!(status, reqwest::StatusCode::OK, "{location}");
 }

@@ -279,7 +279,7 @@ async fn an_unknown_route_is_an_iamport_style_404() {
 /// iamport operations openport does not serve answered the router's 404, which iamport's OpenAPI
 /// reads as "no such payment" or "no cash receipt issued" (a merchant checking a receipt the
 /// payment says was issued recorded that none was, and `/balance` called a valid imp_uid
-/// invalid). They answer HTTP 501 naming the feature, once the token is checked; unknown paths
+/// invalid), "no such billing key or member" (`/kcpquick/*`) or "no such tier" (`/tiers`). They answer HTTP 501 naming the feature, once the token is checked; unknown paths
 /// stay 404.
 #[tokio::test]
 async fn an_iamport_endpoint_openport_does_not_offer_answers_501_not_404_and_401_without_a_token() {
@@ -320,6 +320,21 @@ async fn an_iamport_endpoint_openport_does_not_offer_answers_501_not_404_and_401
             "/certifications/otp/confirm/imp_000000000000".into(),
             "본인인증",
         ),
+        // iamport's 404 here is "no such billing key": a client deleting one would stop.
+        ("DELETE", "/kcpquick/autopay/cust-1".into(), "퀵페이"),
+        ("DELETE", "/kcpquick/members/member-1".into(), "퀵페이"),
+        (
+            "POST",
+            "/kcpquick/members/member-1/fido/release".into(),
+            "퀵페이",
+        ),
+        ("POST", "/kcpquick/payment/money".into(), "퀵페이"),
+        ("POST", "/kcpquick/payment/autopay".into(), "퀵페이"),
+        ("POST", "/kcpquick/prepare/unoffered-2".into(), "퀵페이"),
+        ("PUT", "/kcpquick/prepare/unoffered-2".into(), "퀵페이"),
+        ("GET", "/tiers/tier-1".into(), "tier"),
+        ("POST", "/cvs".into(), "편의점"),
+        ("DELETE", format!("/cvs/{imp_uid}"), "편의점"),
     ];
     for (method, path, feature) in &calls {
         let send = |token: Option<&str>| {
@@ -358,6 +373,8 @@ async fn an_iamport_endpoint_openport_does_not_offer_answers_501_not_404_and_401
         "/receipts",
         "/certifications/otp/other",
         "/payments/x/balance/y",
+        "/kcpquick/other",
+        "/tiers",
     ] {
         let (status, body) = app.get(path, Some(&token)).await;
         assert_eq!(status, StatusCode::NOT_FOUND, "{path}: {body}");

@@ -6,7 +6,7 @@
 //! | transport error, timeout, HTTP 5xx, unreadable body, no `res_cd` (registration: no `Code`) | [`PgError::Unknown`]  |
 //! | readable body, `res_cd` ≠ `0000` (registration: `Code` ≠ `0000`)          | [`PgError::Declined`] |
 //! | `res_cd` `0000` but no `tno` / amount / `pnt_amount` / `batch_key` / `rsv_pnt` (vbank, window or not: `account` / `va_date`; registration: `approvalKey` / `traceNo` / `PayUrl`) | [`PgError::Unknown`]  |
-//! | approval whose amount (any it names: cards `amount`/`card_mny`; points: `pnt_amount`) or order number ≠ the request | [`PgError::Mismatch`] (`other_order`: the other order number, for an answer about another order's trade) |
+//! | approval whose amount (any it names: cards `amount`/`card_mny`, a card window's `card_mny` only above `amount`; points: `pnt_amount`) or order number ≠ the request | [`PgError::Mismatch`] (`other_order`: the other order number, for an answer about another order's trade) |
 //! | `res_cd` `0000`                                                           | `Ok`                  |
 //!
 //! KCP's samples read the JSON body and ignore the HTTP status (spec/kcp.md §1); we do the same

@@ -779,7 +779,22 @@ async fn a_card_approval_naming_another_card_mny_is_a_mismatch_on_every_card_pat
         "an amount named 110 ",
     );
 
-    let (kcp_window, _) = kcp(200, other_card_mny(APPROVED, "1000", "1"), Duration::ZERO).await;
+    // A card window's card part above the trade's amount: the card paid more than the order.
+    let (kcp_window, _) = kcp(
+        200,
+        other_card_mny(APPROVED, "1000", "1001"),
+        Duration::ZERO,
+    )
+    .await;
+    expect_mismatch(
+        "card window",
+        approve_card_window(&kcp_window).await,
+        "an amount named 1001 ",
+    );
+}
+
+/// A card window approval of 1,000 won (the order `TEST1234567890`), the card answer read back.
+async fn approve_card_window(kcp: &KcpConnector) -> Result<CardApproval, PgError> {
     let window = crate::pg::WindowApprovalRequest {
         order_no: "TEST1234567890".into(),
         amount: 1000,
@@ -788,15 +803,36 @@ async fn a_card_approval_naming_another_card_mny_is_a_mismatch_on_every_card_pat
         enc_info: "ZW5jX2luZm8".into(),
         use_pay_method: "100000000000".into(),
     };
-    let approved = crate::pg::PgCheckout::approve_window(&kcp_window, &window).await;
-    expect_mismatch(
-        "card window",
-        approved.map(|a| match a.approval {
-            crate::pg::WindowApproval::Card(card) => card,
-            other => panic!("a card answer read as {other:?}"),
-        }),
-        "an amount named 1 ",
-    );
+    let approved = crate::pg::PgCheckout::approve_window(kcp, &window).await;
+    approved.map(|a| match a.approval {
+        crate::pg::WindowApproval::Card(card) => card,
+        other => panic!("a card answer read as {other:?}"),
+    })
+}
+
+/// docs/kcp.md §5: a card window's trade (its `amount`, which KCP checked against `ordr_mony`)
+/// may be paid only partly by the card when the buyer used a KCP coupon or points in the window
+/// (`card_mny` below `amount`): the order's trade, approved for its amount, not net-cancelled.
+/// A hub payment (key-in, billing key) has no such part: there `amount == card_mny` (spec §2.6),
+/// and a lower `card_mny` stays a mismatch.
+#[tokio::test]
+async fn a_card_window_approval_whose_card_mny_is_below_its_amount_is_approved_but_a_hub_payment_is_not(
+) {
+    let below = APPROVED.replace(r#""card_mny":"1000""#, r#""card_mny":"700""#);
+    assert_ne!(below, APPROVED, "the answer names card_mny");
+    let below: &'static str = below.leak();
+
+    let (kcp_window, _) = kcp(200, below, Duration::ZERO).await;
+    let card = approve_card_window(&kcp_window).await.unwrap();
+    assert_eq!(card.amount, 1000);
+
+    let (kcp_key_in, _) = kcp(200, below, Duration::ZERO).await;
+    match kcp_key_in.approve_key_in(&key_in()).await {
+        Err(PgError::Mismatch { detail, .. }) => {
+            assert!(detail.contains("an amount named 700 "), "{detail}")
+        }
+        other => panic!("key-in: expected Mismatch, got {other:?}"),
+    }
 }
 
 /// The same answers with `card_mny` equal to the order's amount, or without it (the key-in

@@ -18,7 +18,7 @@ use crate::pg::kcp::wire::window::{
     REGISTRATION_SUCCESS,
 };
 use crate::pg::kcp::wire::{
-    BatchKeyResponse, CardPaymentResponse, PAY_TYPE_BANK, PAY_TYPE_CARD, PAY_TYPE_GIFT,
+    parse_won, BatchKeyResponse, CardPaymentResponse, PAY_TYPE_BANK, PAY_TYPE_CARD, PAY_TYPE_GIFT,
     PAY_TYPE_PHONE,
 };
 use crate::pg::{
@@ -26,6 +26,30 @@ use crate::pg::{
     TradeRef, TradeRegistration, TradeState, WindowApproval, WindowApprovalRequest, WindowMethod,
     Won,
 };
+
+/// The amounts of a card window's answer that are compared with the order's (spec/kcp.md §5,
+/// [`check_approval_matches`]): `amount`, the trade's, always; `card_mny`, the card's part, unless
+/// it is less than `amount`. `amount == card_mny` is the hub's contract (spec §2.6, §6: key-in and
+/// billing-key charges, compared whole in `client.rs`); a window's trade is one KCP itself checked
+/// against `ordr_mony` (§2.4, `8059`), and where the buyer used a KCP coupon or points in the
+/// window the card pays only part of it (docs/kcp.md §5; unconfirmed, spec/kcp.md shows no such
+/// answer). That answer is the order's trade, not another one, and net-cancelling it would refund
+/// a payment the buyer made. A card part above the trade's amount charged the card more than the
+/// order: still a mismatch.
+fn window_card_amounts(resp: &CardPaymentResponse) -> Vec<Won> {
+    let won = |v: &Option<String>| v.as_deref().and_then(parse_won);
+    match (won(&resp.amount), won(&resp.card_mny)) {
+        (Some(amount), Some(card_mny)) if card_mny < amount => {
+            tracing::warn!(
+                amount,
+                card_mny,
+                "KCP card window approval: the card paid part of the trade (a coupon or points?)"
+            );
+            vec![amount]
+        }
+        _ => resp.amounts_named(),
+    }
+}
 
 /// The cross-check KCP's manual makes mandatory (spec/kcp.md §5), for every window method: an
 /// approval for another amount or order must be net-cancelled. An answer without `order_no` (the
@@ -146,7 +170,7 @@ impl PgCheckout for KcpConnector {
                     Answer::Success(resp) => {
                         warn_on_other_method(resp.pay_method.as_deref(), pay_type);
                         let escrow = escrow_of(resp.escw_yn.as_deref());
-                        let named = resp.amounts_named();
+                        let named = window_card_amounts(&resp);
                         let card = CardApproval::try_from(resp).map_err(unusable)?;
                         tracing::Span::current().record("tno", card.tno.as_str());
                         ApprovedWindow {
