@@ -478,12 +478,13 @@ refined!(
 );
 
 refined!(
-    /// A billing-key registration needs the card: `card_number` and `expiry` are required.
+    /// A billing-key registration needs the card: `card_number` and `expiry` are required and not
+    /// blank (a blank one counts as absent: HTTP 400 "… 파라메터가 누락되었습니다.").
     CustomerRegistration: CustomerRequest,
     ObjectBuilder::new()
-        .property("card_number", string())
+        .property("card_number", Ref::from_schema_name(NonBlank::name()))
         .required("card_number")
-        .property("expiry", string())
+        .property("expiry", Ref::from_schema_name(NonBlank::name()))
         .required("expiry")
 );
 
