@@ -1345,6 +1345,13 @@ impl Gateway {
                 })
                 .await?
             }
+            // An answer about another order's trade is not this window's: never cancelled on its
+            // behalf, the window settled by its own order number (service/orphans.rs).
+            Err(PgError::Mismatch {
+                tno,
+                other_order: Some(order_no),
+                ..
+            }) => self.misdirected_answer(p, attempt, &tno, &order_no).await?,
             Err(PgError::Mismatch { tno, detail, .. }) => {
                 tracing::error!(imp_uid = %p.imp_uid, %tno, "window approval differs from the order ({detail}); net-cancelling");
                 self.net_cancel(

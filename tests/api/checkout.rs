@@ -3527,3 +3527,65 @@ async fn the_hand_off_page_of_a_mobile_window_cancelled_through_its_session_does
     let (status, location, _, _) = hand_off_answer(start_url, &other).await;
     assert_eq!(status, reqwest::StatusCode::OK, "{location}");
 }
+
+/// A card window whose approval KCP answers with another order's trade, one a REST payment still
+/// pending holds (its own answer lost, no `pg_tid` yet): not this window's answer, so that trade
+/// is never net-cancelled on the window's behalf (its buyer would be refunded while that payment
+/// is recorded paid); it is listed for the operator, and the window is settled by its own order
+/// number, as the REST charges are (`Gateway::misdirected_answer`).
+#[tokio::test]
+async fn a_window_answer_naming_a_pending_payments_trade_never_cancels_it() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    app.sandbox
+        .inject(FaultRule::new(paths::HUB_PAYMENT, Fault::LoseResponse));
+    app.sandbox
+        .inject(FaultRule::new(paths::INQUIRY, Fault::Drop));
+    let (_, first) = app
+        .pay(
+            &token,
+            "misdirected-rest",
+            1000,
+            crate::helpers::test_cards::SHINHAN_CREDIT,
+        )
+        .await;
+    assert_eq!(first["code"], 1, "{first}");
+    let first_tno = app.sandbox.ledger()[0].tno.clone();
+    let first_order = app.sandbox.ledger()[0].order_no.clone();
+    app.sandbox.inject(FaultRule::new(
+        paths::ENC_PAYMENT,
+        Fault::AnswerFields {
+            fields: [
+                ("tno".to_string(), first_tno.clone()),
+                ("order_no".to_string(), first_order),
+            ]
+            .into(),
+        },
+    ));
+
+    let rsp = request_pay(
+        &app,
+        json!({"pay_method": "card", "merchant_uid": "misdirected-window", "amount": 1000}),
+        &CARD_OK,
+    )
+    .await;
+    assert_eq!(rsp["success"], false, "not this window's answer: {rsp}");
+    let ledger = app.sandbox.ledger();
+    assert_eq!(ledger.len(), 2, "KCP approved both: {ledger:?}");
+    assert!(
+        ledger.iter().all(|e| e.state == TransactionState::Approved),
+        "nothing cancelled on the misdirected answer: {ledger:?}"
+    );
+    let conflicts = app.conflicts().await;
+    assert_eq!(conflicts.len(), 1, "{conflicts:?}");
+    assert_eq!(
+        conflicts[0].kind,
+        openport::store::payments::MISDIRECTED_ANSWER
+    );
+    assert_eq!(conflicts[0].tno.as_deref(), Some(first_tno.as_str()));
+
+    // Each settled by its own order number: KCP's books and openport's agree.
+    app.advance(SETTLE_SECS + 10);
+    app.resolve_all().await;
+    app.assert_ledger_agrees().await;
+}
