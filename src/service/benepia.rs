@@ -545,18 +545,8 @@ impl Gateway {
             // shows a balance KCP does not hold and names the trade KCP's notices will name.
             Ok(TradeState::Cancelled { approval, .. }) => {
                 tracing::error!(imp_uid = %payment.imp_uid, tno = %approval.tno, "the re-approval of a partial point cancel was cancelled at KCP; the whole payment is cancelled there");
-                let message = format!(
-                    "re-approval {} cancelled at KCP: whole balance cancelled",
-                    approval.tno
-                );
-                let reapproval = PointTrade::from(approval);
-                match self
-                    .record_full_point_cancel(payment, attempt, Some(&reapproval), message.clone())
-                    .await?
-                {
-                    Some(p) => Ok(PointCancelOutcome::FullyCancelled(Box::new(p), message)),
-                    None => self.point_cancel_decided(id).await,
-                }
+                self.record_reapproval_cancelled(payment, attempt, approval.into(), "")
+                    .await
             }
             Ok(TradeState::NotFound) if self.settled(&attempt) => {
                 tracing::error!(imp_uid = %payment.imp_uid, %order_no, "point payment cancelled at KCP, its re-approval not found; left for the operator");
@@ -686,21 +676,9 @@ impl Gateway {
             }
             Ok(TradeState::Cancelled { approval, .. }) => {
                 tracing::error!(imp_uid = %payment.imp_uid, tno = %approval.tno, "the re-approval an older version owed was cancelled at KCP; the whole payment is cancelled there");
-                let attempt_id = attempt.id;
-                let message = format!(
-                    "{REAPPROVE_PENDING}: re-approval {} cancelled at KCP: whole balance cancelled",
-                    approval.tno
-                );
-                // The payment follows the re-approval, as when one is recorded: KCP's trade for
-                // it now, cancelled (and what a notice of that cancel will name).
-                let reapproval = PointTrade::from(approval);
-                match self
-                    .record_full_point_cancel(payment, attempt, Some(&reapproval), message.clone())
-                    .await?
-                {
-                    Some(p) => Ok(PointCancelOutcome::FullyCancelled(Box::new(p), message)),
-                    None => self.point_cancel_decided(attempt_id).await,
-                }
+                let prefix = format!("{REAPPROVE_PENDING}: ");
+                self.record_reapproval_cancelled(payment, attempt, approval.into(), &prefix)
+                    .await
             }
             Ok(TradeState::NotFound) if self.absence_is_final(&attempt, &trade) => {
                 self.send_owed_reapproval(connector, payment, attempt).await
@@ -856,7 +834,34 @@ impl Gateway {
             .map(|p| PointCancelOutcome::Applied(Box::new(p))))
     }
 
-    /// KCP holds nothing for an older version's partial cancel (its re-approval refused, or
+    /// A partial cancel whose `reapproval` KCP shows cancelled (in its admin): KCP holds nothing
+    /// for the payment, the original cancelled by the `STRA` (an older version's `STSC`), the rest
+    /// by the re-approval's cancel. Recorded as the whole balance cancelled, with `note_prefix`
+    /// before the attempt's note; the payment follows the re-approval, as when one is recorded:
+    /// KCP's trade for it now, cancelled (and what a notice of that cancel will name). Or what
+    /// another holder decided.
+    async fn record_reapproval_cancelled(
+        &self,
+        payment: payment::Model,
+        attempt: pg_attempt::Model,
+        reapproval: PointTrade,
+        note_prefix: &str,
+    ) -> ServiceResult<PointCancelOutcome> {
+        let id = attempt.id;
+        let message = format!(
+            "{note_prefix}re-approval {} cancelled at KCP: whole balance cancelled",
+            reapproval.tno
+        );
+        match self
+            .record_full_point_cancel(payment, attempt, Some(&reapproval), message.clone())
+            .await?
+        {
+            Some(p) => Ok(PointCancelOutcome::FullyCancelled(Box::new(p), message)),
+            None => self.point_cancel_decided(id).await,
+        }
+    }
+
+    /// KCP holds nothing for a partial point cancel (an older version's re-approval refused, or
     /// `reapproval` cancelled at KCP): the whole balance is cancelled, `message` on the attempt.
     /// None when another holder settled the attempt.
     async fn record_full_point_cancel(
