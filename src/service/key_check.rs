@@ -13,7 +13,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use super::merchants::serves_in_mode;
+use super::merchants::{sealed_columns, serves_in_mode};
 use super::secrets::{hash_key_id, sealed_key_id, MasterKey};
 use super::{Gateway, ServiceResult};
 use crate::store::{key_ids, merchants};
@@ -135,16 +135,7 @@ impl Gateway {
             if !serves_in_mode(test_mode, &m) {
                 continue;
             }
-            let sealed = [
-                ("KCP private key", Some(m.kcp_private_key_sealed.as_str())),
-                ("KCP key passphrase", Some(m.kcp_passphrase_sealed.as_str())),
-                ("webhook secret", m.webhook_secret_sealed.as_deref()),
-                (
-                    "previous webhook secret",
-                    super::webhooks::previous_secret(&m, now).map(|(sealed, _)| sealed),
-                ),
-            ];
-            for (what, value) in sealed {
+            for (_, what, value) in sealed_columns(&m, now) {
                 let Some(value) = value else { continue };
                 let missing = match sealed_key_id(value) {
                     Some(id) if keys.has_key(id) => None,

@@ -19,6 +19,37 @@ pub const DEMO_IMP_SECRET: &str =
     "ekKoeW8RyKuT0zgaZsUtXXTLQ4AhPFW3ZGseDA6bkA5lamv9OqDMnxyeB9wqOsuO9W3Mx9YSJ4dTqJ3f";
 pub const DEMO_SITE_CD: &str = "T0000";
 
+/// A merchant's sealed values, as `(column, name shown to an operator, value)`, the previous
+/// webhook secret only while it is still honoured: what `reseal` re-seals and the start-up key
+/// check (service/key_check.rs) requires a configured key for, one list for both.
+pub(crate) fn sealed_columns(
+    m: &merchant::Model,
+    now: i64,
+) -> [(merchant::Column, &'static str, Option<&str>); 4] {
+    [
+        (
+            merchant::Column::KcpPrivateKeySealed,
+            "KCP private key",
+            Some(m.kcp_private_key_sealed.as_str()),
+        ),
+        (
+            merchant::Column::KcpPassphraseSealed,
+            "KCP key passphrase",
+            Some(m.kcp_passphrase_sealed.as_str()),
+        ),
+        (
+            merchant::Column::WebhookSecretSealed,
+            "webhook secret",
+            m.webhook_secret_sealed.as_deref(),
+        ),
+        (
+            merchant::Column::WebhookPreviousSecretSealed,
+            "previous webhook secret",
+            super::webhooks::previous_secret(m, now).map(|(sealed, _)| sealed),
+        ),
+    ]
+}
+
 /// Whether merchant `m` is served by an instance in test mode (`test_mode`) or not. A merchant
 /// made in test mode (the demo merchant above all: its credentials are in the README) serves
 /// only test-mode instances: the same database run with `OPENPORT_TEST_MODE=false` gives it no
@@ -405,29 +436,7 @@ impl Gateway {
                 hashes_under_old_keys.push(m.imp_code.clone());
             }
             let mut changed = false;
-            let columns = [
-                (
-                    merchant::Column::KcpPrivateKeySealed,
-                    "KCP private key",
-                    Some(m.kcp_private_key_sealed.as_str()),
-                ),
-                (
-                    merchant::Column::KcpPassphraseSealed,
-                    "KCP key passphrase",
-                    Some(m.kcp_passphrase_sealed.as_str()),
-                ),
-                (
-                    merchant::Column::WebhookSecretSealed,
-                    "webhook secret",
-                    m.webhook_secret_sealed.as_deref(),
-                ),
-                (
-                    merchant::Column::WebhookPreviousSecretSealed,
-                    "previous webhook secret",
-                    super::webhooks::previous_secret(m, now).map(|(sealed, _)| sealed),
-                ),
-            ];
-            for (column, what, value) in columns {
+            for (column, what, value) in sealed_columns(m, now) {
                 let Some(old) = value else { continue };
                 let row = || format!("merchant {}", m.imp_code);
                 if let Some(new) = reseal(old, &row, what, served) {
