@@ -12,6 +12,7 @@ use figment::Figment;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
+use crate::domain::kcp_origin::{self, OriginError};
 use crate::net::{AddressList, BadAddress};
 
 mod raw_env;
@@ -332,6 +333,16 @@ pub enum ConfigError {
         error: BadAddress,
     },
     #[error(
+        "OPENPORT_KCP__API_BASE / KCP_API_BASE {url:?} must be an origin such as \
+         https://stg-spl.kcp.co.kr: {why}"
+    )]
+    BadKcpApiBase { url: String, why: &'static str },
+    #[error(
+        "KCP_SITE_CD, KCP_CERT_INFO and KCP_PRIVATE_KEY_PATH make the first merchant's KCP \
+         credentials together: {missing} missing (set all three, or only KCP_SITE_CD in test mode)"
+    )]
+    PartialKcpCredentials { missing: String },
+    #[error(
         "OPENPORT_TRUSTED_PROXIES cannot be `any`: every client could then name its own address"
     )]
     AnyProxy,
@@ -462,7 +473,73 @@ impl Config {
                 }
             }
         }
+        self.check_kcp_api_base()?;
+        self.check_kcp_credentials()?;
         Ok(())
+    }
+
+    /// The instance's KCP origin, checked as a merchant's own is (`domain::kcp_origin`): without
+    /// a scheme every KCP call would fail to build, which reads as an unknown outcome (payments
+    /// left pending until an operator looks), and card data goes there, so plain http is for this
+    /// host only, or for a sandbox elsewhere in test mode.
+    fn check_kcp_api_base(&self) -> Result<(), ConfigError> {
+        let Some(url) = &self.kcp.api_base else {
+            return Ok(());
+        };
+        // Shown without any credentials it carries.
+        let shown = match url::Url::parse(url.trim()) {
+            Ok(mut u) if u.password().is_some() || !u.username().is_empty() => {
+                let _ = u.set_username("");
+                let _ = u.set_password(None);
+                u.to_string()
+            }
+            Ok(_) => url.clone(),
+            Err(_) if url.contains('@') => "(unreadable URL)".to_owned(),
+            Err(_) => url.clone(),
+        };
+        let bad = |why| ConfigError::BadKcpApiBase {
+            url: shown.clone(),
+            why,
+        };
+        match kcp_origin::parse(url, self.test_mode) {
+            Ok(_) => Ok(()),
+            Err(OriginError::NotUrl | OriginError::NoHost) => {
+                Err(bad("a URL with a scheme and a host"))
+            }
+            Err(OriginError::PlainHttp) => Err(bad(
+                "https, or http only to this host (or to a sandbox in test mode): card data goes there",
+            )),
+            Err(OriginError::NotOrigin) => Err(bad(
+                "no path, query or credentials (KCP's paths are appended to it)",
+            )),
+        }
+    }
+
+    /// The seed's single-merchant credentials go together: with only some of them, `serve` would
+    /// start without the merchant they describe (live) or with the sandbox's (test mode), and say
+    /// nothing. A site code alone names the demo merchant's in test mode.
+    fn check_kcp_credentials(&self) -> Result<(), ConfigError> {
+        let k = &self.kcp;
+        let given = [
+            ("KCP_SITE_CD", k.site_cd.is_some()),
+            ("KCP_CERT_INFO", k.cert_info.is_some()),
+            ("KCP_PRIVATE_KEY_PATH", k.private_key_path.is_some()),
+        ];
+        let site_code_alone = self.test_mode && !given[1].1 && !given[2].1;
+        if given.iter().all(|(_, set)| *set)
+            || given.iter().all(|(_, set)| !*set)
+            || site_code_alone
+        {
+            return Ok(());
+        }
+        let missing: Vec<&str> = given
+            .iter()
+            .filter(|(_, set)| !*set)
+            .map(|(name, _)| *name)
+            .collect();
+        Err(ConfigError::PartialKcpCredentials {
+            missing: missing.join(", "),
+        })
     }
 
     /// [`Config::public_url`] without its trailing slash, checked: the base URLs handed out are
@@ -850,7 +927,12 @@ mod tests {
             let refused = c.validate().expect_err(url).to_string();
             assert!(refused.contains("production host"), "{url}: {refused}");
             c.test_mode = false;
-            assert!(c.validate().is_ok(), "outside test mode: {url}");
+            if url.contains("://") {
+                assert!(c.validate().is_ok(), "outside test mode: {url}");
+            } else {
+                let refused = c.validate().expect_err(url).to_string();
+                assert!(refused.contains("must be an origin"), "{url}: {refused}");
+            }
         }
         config.kcp.api_base = Some("https://stg-spl.kcp.co.kr".into());
         config.kcp.payment_url = Some("https://stg-spl.kcp.co.kr/gw/enc/v1/payment".into());
@@ -858,6 +940,64 @@ mod tests {
         assert!(config.validate().is_ok(), "KCP's staging hosts");
         config.kcp.api_base = Some("http://127.0.0.1:9090".into());
         assert!(config.validate().is_ok(), "a standalone sandbox");
+    }
+
+    #[test]
+    fn a_kcp_api_base_that_is_not_an_https_origin_refuses_to_start() {
+        let live = Config {
+            test_mode: false,
+            ..Config::default()
+        };
+        for url in [
+            "stg-spl.kcp.co.kr",
+            "http://10.0.0.5:9090",
+            "https://stg-spl.kcp.co.kr/gw/hub/v1/payment",
+            "https://user:pw@stg-spl.kcp.co.kr",
+        ] {
+            let mut c = live.clone();
+            c.kcp.api_base = Some(url.into());
+            let refused = c.validate().expect_err(url).to_string();
+            assert!(
+                refused.contains("OPENPORT_KCP__API_BASE") && refused.contains("must be an origin"),
+                "{url}: {refused}"
+            );
+            assert!(!refused.contains("pw@"), "{refused}");
+        }
+        let mut c = live.clone();
+        c.kcp.api_base = Some("http://127.0.0.1:9090/".into());
+        assert!(c.validate().is_ok(), "a local sandbox or egress proxy");
+        let mut c = Config::default();
+        c.kcp.api_base = Some("http://10.0.0.5:9090".into());
+        assert!(
+            c.validate().is_ok(),
+            "a sandbox on another host, in test mode"
+        );
+    }
+
+    #[test]
+    fn kcp_credentials_given_in_part_refuse_to_start_naming_what_is_missing() {
+        let mut c = Config {
+            test_mode: false,
+            ..Config::default()
+        };
+        c.kcp.site_cd = Some("A52Q7".into());
+        c.kcp.cert_info = Some("-----BEGIN CERTIFICATE-----".into());
+        let refused = c.validate().unwrap_err().to_string();
+        assert!(
+            refused.contains("KCP_PRIVATE_KEY_PATH missing"),
+            "{refused}"
+        );
+        c.kcp.cert_info = None;
+        let refused = c.validate().unwrap_err().to_string();
+        assert!(
+            refused.contains("KCP_CERT_INFO, KCP_PRIVATE_KEY_PATH missing"),
+            "a live site code alone: {refused}"
+        );
+        c.test_mode = true;
+        assert!(c.validate().is_ok(), "the demo merchant's site code");
+        c.kcp.cert_info = Some("-----BEGIN CERTIFICATE-----".into());
+        c.kcp.private_key_path = Some("/etc/openport/kcp.key".into());
+        assert!(c.validate().is_ok(), "all three");
     }
 
     #[test]

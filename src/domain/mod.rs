@@ -4,6 +4,7 @@ pub mod checkout;
 pub mod codes;
 pub mod escrow;
 pub mod ids;
+pub mod kcp_origin;
 pub mod order;
 pub mod payment;
 pub mod schedule;

@@ -248,7 +248,7 @@ pub trait PgConnector: Send + Sync {
 
 /// Billing-key (batch key) issuance from card data without a window. KCP's REST form of this
 /// call was not found; openport models it on the hub key-in call as spec/kcp.md §2.5 asks
-/// (docs/kcp.md, "batch key issuance" assumption): `pay_method "CARD"`, `card_tx_type
+/// (docs/kcp.md §8.1, a documented assumption): `pay_method "CARD"`, `card_tx_type
 /// "12100000"`, the card fields of §2.7 and the merchant's batch group id.
 #[derive(Debug, Clone)]
 pub struct BatchKeyRequest {

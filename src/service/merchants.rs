@@ -6,6 +6,7 @@ use secrecy::{ExposeSecret, SecretString};
 
 use super::secrets::hash_key_id;
 use super::{Gateway, ServiceError, ServiceResult};
+use crate::domain::kcp_origin::{self, OriginError};
 use crate::pg::kcp::{KcpConfig, KcpConnector};
 use crate::store::billing::ServedMerchants;
 use crate::store::entity::merchant;
@@ -78,28 +79,16 @@ pub fn runs_in_mode(test_mode: bool, m: &merchant::Model) -> bool {
 /// the demo credentials work on it.
 pub fn kcp_api_base(url: &str, test_mode: bool) -> ServiceResult<String> {
     let refuse = |why: &str| ServiceError::BadRequest(format!("kcp_api_base: {why}"));
-    let parsed = url::Url::parse(url.trim()).map_err(|_| refuse("URL이 아닙니다."))?;
-    let host = parsed.host().ok_or_else(|| refuse("호스트가 없습니다."))?;
-    let local = match &host {
-        url::Host::Domain(d) => d.eq_ignore_ascii_case("localhost"),
-        url::Host::Ipv4(ip) => ip.is_loopback(),
-        url::Host::Ipv6(ip) => ip.is_loopback(),
-    };
-    match parsed.scheme() {
-        "https" => {}
-        "http" if local => {}
-        _ => return Err(refuse("https 주소여야 합니다 (http는 이 호스트만).")),
-    }
-    if !parsed.username().is_empty()
-        || parsed.password().is_some()
-        || parsed.query().is_some()
-        || parsed.fragment().is_some()
-        || parsed.path() != "/"
-    {
-        return Err(refuse(
-            "경로, 쿼리, 계정 정보 없는 origin이어야 합니다 (예: https://stg-spl.kcp.co.kr).",
-        ));
-    }
+    let origin = kcp_origin::parse(url, false).map_err(|e| {
+        refuse(match e {
+            OriginError::NotUrl => "URL이 아닙니다.",
+            OriginError::NoHost => "호스트가 없습니다.",
+            OriginError::PlainHttp => "https 주소여야 합니다 (http는 이 호스트만).",
+            OriginError::NotOrigin => {
+                "경로, 쿼리, 계정 정보 없는 origin이어야 합니다 (예: https://stg-spl.kcp.co.kr)."
+            }
+        })
+    })?;
     if test_mode {
         if let Some(host) = crate::config::kcp_production_host(url) {
             return Err(refuse(&format!(
@@ -107,7 +96,7 @@ pub fn kcp_api_base(url: &str, test_mode: bool) -> ServiceResult<String> {
             )));
         }
     }
-    Ok(parsed.origin().ascii_serialization())
+    Ok(origin.origin)
 }
 
 /// Fresh iamport credentials: imp_code, imp_key, imp_secret.
