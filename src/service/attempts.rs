@@ -112,9 +112,10 @@ impl Gateway {
     }
 
     /// [`Self::renew`] before a call whose absence at KCP will later be read as "not done" (a
-    /// point re-approval, looked for by its order number): the resolver does not look at the
-    /// attempt again before a settle delay after this call (`next_check_at`, which
-    /// [`Gateway::postpone`] never brings forward). The settle delay counted from the attempt's
+    /// point re-approval, looked for by its order number), or that must not be sent again while
+    /// KCP may still be applying it (the net-cancel of an approval no payment holds,
+    /// service/orphans.rs): the resolver does not look at the attempt again before a settle delay
+    /// after this call (`next_check_at`, which [`Gateway::postpone`] never brings forward). The settle delay counted from the attempt's
     /// creation is not enough here: the call can come long after it (a re-approval sent by the
     /// resolver once the cancel before it was settled), and a second one sent while the first
     /// is still on its way could be applied too.

@@ -269,14 +269,20 @@ impl Gateway {
                 }
                 return Err(ServiceError::Refused(super::pay::NOT_SENT.into()));
             }
-            // The refusal stands unless KCP's balance shows otherwise (`refused_cancel`).
-            Err(PgError::Declined { code, message, .. }) => {
+            // The refusal stands unless KCP's balance shows otherwise, or it says KCP has no such
+            // trade: a conflict for the operator (`refused_cancel`).
+            Err(PgError::Declined {
+                code,
+                message,
+                reason,
+            }) => {
                 self.refused_cancel(
                     connector.as_ref(),
                     payment.clone(),
                     attempt,
                     &code,
                     &message,
+                    reason,
                 )
                 .await?
             }

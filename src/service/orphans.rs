@@ -12,9 +12,9 @@
 //! with this `tno` → another holder net-cancelled it already; otherwise the approval must not
 //! stand and is net-cancelled on an attempt of its own, kind [`KIND`], recorded before KCP is
 //! called like every call with an effect. A lost answer leaves that attempt open for the
-//! resolver, which settles it the same way ([`Gateway::settle_orphan`]); while the payment is
-//! still pending (its approval attempt is being decided by another holder) it waits for that
-//! decision.
+//! resolver, which settles it the same way ([`Gateway::settle_orphan`]), no sooner than a settle
+//! delay after the STSC whose answer it lost; while the payment is still pending (its approval
+//! attempt is being decided by another holder) it waits for that decision.
 use futures::future::FutureExt;
 use sea_orm::{ColumnTrait, Condition, Set};
 
@@ -179,7 +179,14 @@ impl Gateway {
                 .await?;
                 return Ok(ApprovalOutcome::Unknown(p));
             }
-            let Some(attempt) = self.renew(attempt).await? else {
+            // Not looked at again before a settle delay after this STSC, however often it was
+            // sent before (`renew_before_settling_call`; `postpone` never brings it forward): KCP
+            // may still be applying it when its answer is lost or its holder dies, and a second
+            // one sent meanwhile could be refused with another code than "already cancelled",
+            // which reads as "the approval stands" (a conflict over a trade KCP cancels). Counted
+            // from the attempt's creation, as before, only the first STSC was covered: a resolver
+            // retry's lost answer was looked at again after the backoff (10 s, 20 s, ...).
+            let Some(attempt) = self.renew_before_settling_call(attempt).await? else {
                 return Ok(ApprovalOutcome::Unknown(p));
             };
             let kind = super::pay::net_cancel_kind(&p);

@@ -16,8 +16,8 @@ use super::{Gateway, ServiceError, ServiceResult};
 use crate::domain::checkout::window_plan;
 use crate::domain::payment::PaymentStatus;
 use crate::pg::{
-    quoted_refusal, CancelConfirmation, CardApproval, Pg, PgError, TradeRef, TradeState,
-    VbankState, WindowApproval, WindowMethod,
+    quoted_refusal, CancelConfirmation, CardApproval, DeclineReason, Pg, PgError, TradeRef,
+    TradeState, VbankState, WindowApproval, WindowMethod,
 };
 use crate::store::entity::{payment, pg_attempt};
 use crate::store::payments;
@@ -239,15 +239,8 @@ impl Gateway {
             // merchant refunding by other means would refund twice). Its answer names the
             // conflict (`CancelOutcome::Disputed`).
             Ok(None) => {
-                tracing::error!(imp_uid = %payment.imp_uid, "cancel attempt: KCP has no such transaction");
-                let id = attempt.id;
                 return self
-                    .closed_or_decided(
-                        attempt,
-                        "conflict",
-                        "KCP에 거래가 없음",
-                        CancelOutcome::Disputed(id),
-                    )
+                    .absent_at_kcp(&payment, attempt, "KCP에 거래가 없음")
                     .await;
             }
             Err(e) => {
@@ -367,6 +360,18 @@ impl Gateway {
     /// before) → recorded; anything else → a `conflict` for the operator, answered as one
     /// (`CancelOutcome::Disputed`, never "결제취소에 실패") when KCP holds less than the record. An
     /// inquiry that fails leaves the refusal standing (nothing was applied by this call).
+    ///
+    /// KCP having no such trade, said by the inquiry or by the refusal itself
+    /// (`DeclineReason::NoSuchTrade`), is the disagreement [`Self::resolve_cancel`] meets when
+    /// the inquiry after a lost answer says so: openport holds a paid payment whose trade KCP
+    /// does not know. It is answered the same way, a `conflict` listed for the operator and the
+    /// operator's wording for the merchant ([`Self::absent_at_kcp`]), never "결제취소에 실패" with
+    /// nothing listed: the merchant would take the payment for paid at KCP and the trade for
+    /// cancellable later, while KCP may have refunded it otherwise (or holds it under another
+    /// site). Only KCP's inquiry showing exactly this cancel applied overrides that refusal (it is
+    /// recorded); one showing the trade otherwise contradicts KCP's own refusal, also the
+    /// operator's to look into; none to be had (a failed inquiry, none for the method) leaves the
+    /// refusal's word standing.
     pub(crate) async fn refused_cancel(
         &self,
         connector: &dyn Pg,
@@ -374,37 +379,49 @@ impl Gateway {
         attempt: pg_attempt::Model,
         code: &str,
         message: &str,
+        reason: DeclineReason,
     ) -> ServiceResult<CancelOutcome> {
         let refusal = &quoted_refusal(code, message);
         let refused = CancelOutcome::NotApplied(message.to_string());
+        let absent = reason == DeclineReason::NoSuchTrade;
         if Self::is_partial_point_cancel(&payment, &attempt) {
+            if absent {
+                return self
+                    .absent_at_kcp(&payment, attempt, &format!("{refusal}; KCP에 거래가 없음"))
+                    .await;
+            }
             return self
                 .closed_or_decided(attempt, "failed", refusal, refused)
                 .await;
         }
         let balance = payment.amount - payment.cancel_amount;
-        let remaining = match self.remaining_at_kcp(connector, &payment, &attempt).await? {
-            Some(Ok(Some(remaining))) => remaining,
+        let held = match self.remaining_at_kcp(connector, &payment, &attempt).await? {
+            Some(Ok(Some(remaining))) => Some(remaining),
             Some(Ok(None)) => {
-                tracing::error!(imp_uid = %payment.imp_uid, "KCP refused a cancel and has no such transaction; left for the operator");
                 return self
-                    .closed_or_decided(
-                        attempt,
-                        "conflict",
-                        &format!("{refusal}; KCP에 거래가 없음"),
-                        CancelOutcome::NotApplied(
-                            "PG사에 해당 거래가 없어 운영자 확인이 필요합니다".into(),
-                        ),
-                    )
+                    .absent_at_kcp(&payment, attempt, &format!("{refusal}; KCP에 거래가 없음"))
                     .await;
             }
             Some(Err(e)) => {
                 tracing::warn!(imp_uid = %payment.imp_uid, "KCP refused a cancel and could not be asked for its balance: {e}");
-                balance
+                None
+            }
+            None => None,
+        };
+        let remaining = match held {
+            Some(remaining) => remaining,
+            None if absent => {
+                return self
+                    .absent_at_kcp(
+                        &payment,
+                        attempt,
+                        &format!("{refusal}; KCP에 거래가 없음 (잔액 조회 불가)"),
+                    )
+                    .await;
             }
             None => balance,
         };
-        if remaining == balance {
+        if remaining == balance && !absent {
             self.closed_or_decided(attempt, "failed", refusal, refused)
                 .await
         } else if remaining == balance - attempt.amount {
@@ -412,14 +429,15 @@ impl Gateway {
             self.recorded_or_decided(payment, attempt, self.clock.now())
                 .await
         } else {
-            tracing::error!(imp_uid = %payment.imp_uid, remaining, balance, "KCP refused a cancel and holds another balance; left for the operator");
+            tracing::error!(imp_uid = %payment.imp_uid, remaining, balance, %code, "KCP refused a cancel and holds another balance, or refused it as no such trade while its inquiry shows one; left for the operator");
             let id = attempt.id;
             // KCP holding less than the record: money went back by another way (KCP's admin, a
             // cancel landed late). This call moved nothing, but "결제취소에 실패" would invite the
             // merchant to refund by other means what KCP may already have refunded: answered as a
-            // conflict, as `resolve_cancel` answers a balance it cannot explain. KCP holding more
-            // is a plain failure of this cancel (the record says more went back than did).
-            let outcome = if remaining < balance {
+            // conflict, as `resolve_cancel` answers a balance it cannot explain; so is KCP
+            // refusing the trade as unknown while its inquiry shows it. KCP holding more is a
+            // plain failure of this cancel (the record says more went back than did).
+            let outcome = if remaining < balance || absent {
                 CancelOutcome::Disputed(id)
             } else {
                 CancelOutcome::NotApplied(format!(
@@ -434,6 +452,22 @@ impl Gateway {
             )
             .await
         }
+    }
+
+    /// KCP has no such trade for the payment of cancel `attempt` while openport holds it paid:
+    /// the attempt is closed as a `conflict` (`why`: what KCP said, for the operator's listing),
+    /// and the merchant is given the operator's wording (`CancelOutcome::Disputed`), or what
+    /// another holder decided.
+    async fn absent_at_kcp(
+        &self,
+        payment: &payment::Model,
+        attempt: pg_attempt::Model,
+        why: &str,
+    ) -> ServiceResult<CancelOutcome> {
+        tracing::error!(imp_uid = %payment.imp_uid, "cancel attempt: KCP has no such transaction; left for the operator");
+        let id = attempt.id;
+        self.closed_or_decided(attempt, "conflict", why, CancelOutcome::Disputed(id))
+            .await
     }
 
     /// A cancel KCP answered `0000` for other amounts than were sent (`rem_mny` not the balance

@@ -1134,3 +1134,116 @@ async fn a_second_look_at_a_cancel_that_finds_no_such_trade_is_listed_and_holds_
     assert_eq!(app.sandbox.ledger()[0].balance, 10000, "nothing sent");
     assert_eq!(app.payment(&token, imp_uid).await["cancel_amount"], 0);
 }
+
+/// The answer to a cancel of `imp_uid` that KCP holds no trade for: the operator's wording naming
+/// the one conflict listed (returned), never "결제취소에 실패", and nothing recorded cancelled.
+async fn answered_as_the_operators(
+    app: &TestApp,
+    token: &str,
+    imp_uid: &str,
+    body: &Value,
+) -> openport::service::attempts::OpenAttempt {
+    assert_eq!(body["code"], 1, "{body}");
+    let message = body["message"].as_str().unwrap();
+    assert!(message.contains("운영자 확인"), "{body}");
+    assert!(!message.contains("실패"), "never a plain failure: {body}");
+    let conflicts = app.conflicts().await;
+    assert_eq!(conflicts.len(), 1, "listed for the operator: {conflicts:?}");
+    assert_eq!(conflicts[0].imp_uid, imp_uid);
+    assert!(
+        message.contains(imp_uid) && message.contains(&format!("attempt {}", conflicts[0].id)),
+        "{body}"
+    );
+    assert!(
+        conflicts[0]
+            .result_message
+            .as_deref()
+            .is_some_and(|m| m.contains("[8201]")),
+        "KCP's refusal is what the operator reads: {conflicts:?}"
+    );
+    assert_eq!(app.payment(token, imp_uid).await["cancel_amount"], 0);
+    conflicts.into_iter().next().unwrap()
+}
+
+/// KCP refuses a cancel as "no such trade" (the sandbox's 8201, here a sandbox restarted without
+/// its state file: it no longer knows the trade it approved) for a payment openport records as
+/// paid. That is the disagreement a cancel whose answer was lost meets when its inquiry says "no
+/// such trade" (reliability.rs), and it is answered the same way: a conflict listed for the
+/// operator, the operator's wording for the merchant. Before, the merchant read "결제취소에
+/// 실패하였습니다.(해당 거래가 존재하지 않습니다.)", as if the payment were simply still paid.
+#[tokio::test]
+async fn a_cancel_kcp_refuses_as_no_such_trade_is_listed_for_the_operator_not_answered_as_a_failure(
+) {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let p = app.paid(&token, "cancel-unknown-trade", 10000).await;
+    let imp_uid = p["imp_uid"].as_str().unwrap();
+    let app = app.restart(|_| {}).await;
+    assert!(
+        app.sandbox.ledger().is_empty(),
+        "the new sandbox knows no trade"
+    );
+    let token = app.token().await;
+
+    let body = app.cancel(&token, imp_uid, 3000).await;
+
+    answered_as_the_operators(&app, &token, imp_uid, &body).await;
+    // No cancel is planned from the record's balance until the operator has looked.
+    let again = app.cancel(&token, imp_uid, 0).await;
+    assert_eq!(again["code"], 1, "{again}");
+    assert!(
+        again["message"].as_str().unwrap().contains("운영자 확인"),
+        "{again}"
+    );
+    assert_eq!(app.conflicts().await.len(), 1, "listed once");
+}
+
+/// KCP's cancel says "no such trade" while its inquiry shows the trade whole, or cannot be asked:
+/// KCP contradicts itself, or nothing contradicts its refusal. Either way the operator's to look
+/// into, answered as such; nothing moved at KCP.
+#[tokio::test]
+async fn a_no_such_trade_refusal_whose_inquiry_shows_the_trade_or_fails_is_the_operators_too() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let refuse_as_unknown = || {
+        app.sandbox.inject(FaultRule::new(
+            paths::CANCEL,
+            Fault::Refuse {
+                code: "8201".into(),
+                message: "해당 거래가 존재하지 않습니다.".into(),
+            },
+        ))
+    };
+    let shown = app.paid(&token, "unknown-but-shown", 10000).await;
+    let unasked = app.paid(&token, "unknown-unasked", 10000).await;
+
+    refuse_as_unknown();
+    let imp_uid = shown["imp_uid"].as_str().unwrap();
+    let body = app.cancel(&token, imp_uid, 3000).await;
+    let conflict = answered_as_the_operators(&app, &token, imp_uid, &body).await;
+    assert!(
+        conflict
+            .result_message
+            .as_deref()
+            .is_some_and(|m| m.contains("KCP 잔액 10000")),
+        "{conflict:?}"
+    );
+    app.app
+        .gateway
+        .mark_reconciled(conflict.id, "KCP holds it whole", None)
+        .await
+        .unwrap();
+
+    refuse_as_unknown();
+    app.sandbox
+        .inject(FaultRule::new(paths::INQUIRY, Fault::Drop));
+    let imp_uid = unasked["imp_uid"].as_str().unwrap();
+    let body = app.cancel(&token, imp_uid, 3000).await;
+    answered_as_the_operators(&app, &token, imp_uid, &body).await;
+    let kcp = app.sandbox.ledger();
+    assert!(
+        kcp.iter()
+            .all(|t| t.balance == 10000 && t.cancels.is_empty()),
+        "{kcp:?}"
+    );
+}

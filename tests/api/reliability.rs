@@ -667,6 +667,50 @@ fn kcp_answers_no_such_trade(app: &crate::helpers::TestApp) {
     );
 }
 
+/// A net-cancel the resolver finishes (the request's STSC answer was lost) and KCP then refuses
+/// is recorded as the request's own refused net-cancel is: the payment held pending naming KCP's
+/// approval, and what KCP answered, its code and message, in the payment's `fail_reason` and the
+/// conflict the operator lists; a card number in KCP's message masked, never stored.
+#[tokio::test]
+async fn a_net_cancel_the_resolver_finishes_and_kcp_refuses_records_kcps_code_and_message_without_card_data(
+) {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let body = approved_after_the_timeout(&app, &token, "nc-resolver-refused").await;
+    let imp_uid = imp_uid_in(&body["message"]);
+    net_cancel_answer_lost(&app).await;
+    app.sandbox.inject(
+        FaultRule::new(
+            paths::CANCEL,
+            Fault::Refuse {
+                code: "8500".into(),
+                message: "카드 4111-1111-1111-1111 취소 불가 거래".into(),
+            },
+        )
+        .times(100),
+    );
+
+    app.advance(SETTLE_SECS + 400);
+    app.app.gateway.resolve_due(1000).await.unwrap();
+
+    let token = app.token().await; // the first one expired meanwhile
+    let p = app.payment(&token, &imp_uid).await;
+    assert_eq!(p["status"], "ready", "held for the operator: {p}");
+    let reason = p["fail_reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("[8500]") && reason.contains("취소 불가 거래"),
+        "{p}"
+    );
+    let conflicts = app.conflicts().await;
+    assert_eq!(conflicts.len(), 1, "{conflicts:?}");
+    let listed = conflicts[0].result_message.as_deref().unwrap_or_default();
+    assert!(listed.contains("[8500]"), "{conflicts:?}");
+    for text in [reason, listed] {
+        assert!(!text.contains("1111-1111-1111"), "card data kept: {text}");
+    }
+    assert_eq!(app.sandbox.ledger()[0].state, TransactionState::Approved);
+}
+
 #[tokio::test]
 async fn an_operator_cannot_fail_an_attempt_that_names_kcps_approval_while_its_net_cancel_is_pending(
 ) {
@@ -1555,5 +1599,84 @@ async fn a_cancel_planned_while_the_second_look_records_a_late_cancel_is_recorde
     let now = app.payment(&token, imp_uid).await;
     assert_eq!(now["cancel_amount"], 10000, "{now}");
     assert!(app.conflicts().await.is_empty());
+    app.assert_ledger_agrees().await;
+}
+
+/// A net-cancel of an approval no payment holds (kind `net_cancel`, service/orphans.rs) whose
+/// answer is lost more than once. Its first STSC was only looked at again a settle delay after
+/// the attempt was written; a resolver's retry whose answer was lost too was looked at again after
+/// the backoff (20 s), and a third STSC was sent while KCP might still be applying the second: a
+/// refusal of it other than "already cancelled" reads as "the approval stands", a conflict over a
+/// trade KCP cancels. Now every STSC of it waits a settle delay (production's 120 s here) before
+/// the next; the held one, let through, is what cancels the trade, and the next meets KCP's
+/// "already cancelled".
+#[tokio::test]
+async fn a_net_cancel_of_an_approval_no_payment_holds_is_never_sent_again_while_kcp_may_still_apply_the_last(
+) {
+    const SETTLE: i64 = 120;
+    let app = crate::helpers::spawn_app_with(|c| c.resolver.settle_secs = SETTLE).await;
+    let token = app.token().await;
+    let gateway = &app.app.gateway;
+    // An approval KCP applies after the payment was failed for finding none: the second look an
+    // hour later finds it, and net-cancels it on an attempt of its own.
+    app.sandbox.inject(FaultRule::new(
+        paths::HUB_PAYMENT,
+        Fault::Delay {
+            ms: KCP_TIMEOUT_MS + 2500,
+        },
+    ));
+    let (_, body) = app
+        .pay(&token, "orphan-resent", 1000, test_cards::SHINHAN_CREDIT)
+        .await;
+    let imp_uid = imp_uid_in(&body["message"]);
+    app.advance(SETTLE + 20);
+    gateway.resolve_due(10).await.unwrap();
+    assert_eq!(app.payment(&token, &imp_uid).await["status"], "failed");
+    tokio::time::sleep(Duration::from_millis(3000)).await;
+    assert_eq!(app.sandbox.ledger().len(), 1, "KCP approved it very late");
+    app.sandbox
+        .inject(FaultRule::new(paths::CANCEL, Fault::Drop));
+    app.advance(30 * SETTLE);
+    assert_eq!(gateway.resolve_due(10).await.unwrap(), 1, "the second look");
+    let open = gateway.open_attempts(10).await.unwrap();
+    assert_eq!(open.len(), 1, "{open:?}");
+    assert_eq!(open[0].kind, "net_cancel");
+
+    // The resolver sends it again a settle delay later; KCP holds that STSC unprocessed past the
+    // gateway's timeout.
+    let gate = "orphan-stsc";
+    app.advance(SETTLE + 1);
+    app.sandbox.inject(FaultRule::new(
+        paths::CANCEL,
+        Fault::HoldRequest { gate: gate.into() },
+    ));
+    assert_eq!(gateway.resolve_due(10).await.unwrap(), 1);
+    tokio::time::timeout(Duration::from_secs(5), app.sandbox.until_held(gate))
+        .await
+        .expect("the STSC reached KCP");
+
+    // Past the retry's backoff, well within a settle delay: nothing is sent while KCP holds it.
+    app.advance(30);
+    assert_eq!(gateway.resolve_due(10).await.unwrap(), 0, "nothing due yet");
+    assert_eq!(app.sandbox.ledger()[0].state, TransactionState::Approved);
+
+    // KCP applies the held STSC; the resolver's next one, a settle delay after it, meets "already
+    // cancelled" and the net-cancel is done.
+    app.sandbox.open_gate(gate);
+    for _ in 0..100 {
+        if app.sandbox.ledger()[0].state == TransactionState::Cancelled {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(app.sandbox.ledger()[0].state, TransactionState::Cancelled);
+    app.advance(SETTLE);
+    assert_eq!(gateway.resolve_due(10).await.unwrap(), 1);
+    assert!(app.conflicts().await.is_empty());
+    assert_eq!(gateway.open_attempts(10).await.unwrap().len(), 0);
+    let token = app.token().await; // the first one expired meanwhile
+    let p = app.payment(&token, &imp_uid).await;
+    assert_eq!(p["status"], "failed", "{p}");
+    assert_eq!(p["pg_tid"], app.sandbox.ledger()[0].tno.as_str());
     app.assert_ledger_agrees().await;
 }

@@ -8,7 +8,9 @@ use crate::pg::{DeclineReason, PgError};
 /// `res_cd` of a successful call (spec/kcp.md §1).
 pub const SUCCESS: &str = "0000";
 
-/// Inquiry answer meaning "no approval exists for this trade" (documented assumption, docs/kcp.md).
+/// "No such trade" for the tno / order number asked about: an inquiry's "no approval exists", a
+/// cancel's refusal of a trade KCP does not know. spec/kcp.md names no code for it; this is the
+/// sandbox's (docs/sandbox.md §4), a documented assumption to confirm against real KCP (docs/kcp.md).
 pub const NO_SUCH_TRADE: &str = "8201";
 
 /// Already cancelled (spec/kcp.md §2.9).
@@ -42,14 +44,15 @@ pub const LOCAL_INVALID_REQUEST: &str = "invalid_request";
 ///   exceeded, the sandbox's `INSUFFICIENT_LIMIT` card), and the issuer
 ///   refusals KCP relays as `CCxx` / `ACxx` (limit exceeded, insufficient funds — public KCP decline
 ///   guides list CC07, CC08, CC09, CC10, CC61, CC88, AC25): the card was declined.
-/// - 8133: already cancelled; 8302: no such batch key; 8303: batch key deleted; 8502: escrow
-///   shipping already started.
+/// - 8133: already cancelled; 8201: no such trade; 8302: no such batch key; 8303: batch key
+///   deleted; 8502: escrow shipping already started.
 /// - Anything else (3001 user cancel, 8059 amount mismatch, 8178 cannot cancel, system errors).
 pub fn decline_reason(res_cd: &str) -> DeclineReason {
     match res_cd {
         "8101" | "8107" | "8108" | "8109" | "8110" => DeclineReason::CardRejected,
         "8102" | "8186" | "8187" | "8188" => DeclineReason::CardDeclined,
         ALREADY_CANCELLED => DeclineReason::AlreadyCancelled,
+        NO_SUCH_TRADE => DeclineReason::NoSuchTrade,
         BATCH_KEY_DELETED => DeclineReason::BatchKeyDeleted,
         BATCH_KEY_NOT_FOUND => DeclineReason::BatchKeyNotFound,
         ESCROW_ALREADY_SHIPPED => DeclineReason::AlreadyShipped,
@@ -116,6 +119,7 @@ mod tests {
     #[test]
     fn codes_that_name_a_state_at_kcp_have_their_own_reason() {
         assert_eq!(decline_reason("8133"), DeclineReason::AlreadyCancelled);
+        assert_eq!(decline_reason("8201"), DeclineReason::NoSuchTrade);
         assert_eq!(decline_reason("8303"), DeclineReason::BatchKeyDeleted);
         assert_eq!(decline_reason("8302"), DeclineReason::BatchKeyNotFound);
         assert_eq!(decline_reason("8502"), DeclineReason::AlreadyShipped);
