@@ -25,6 +25,11 @@ const BODY_LIMIT: usize = 1024 * 1024;
 /// fails before opening it does not leave the request waiting for ever.
 pub const HOLD_AT_MOST: Duration = Duration::from_secs(30);
 
+/// The longest [`crate::Sandbox::until_held`] waits for a request to be held before it fails the
+/// test: a request that reaches KCP in a test comes within milliseconds (a background task's
+/// within a tick), and one that never comes would otherwise hang the test.
+pub const UNTIL_HELD_AT_MOST: Duration = Duration::from_secs(10);
+
 /// What happens to a matching request.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -170,15 +175,77 @@ pub(crate) struct FaultBook {
     gates: std::collections::HashMap<String, Arc<Gate>>,
 }
 
-/// Where a [`Fault::HoldAnswer`] or a [`Fault::HoldRequest`] waits. Both sides keep a permit when the other has not come
-/// yet ([`tokio::sync::Notify::notify_one`]), so a test may open a gate before the request is held.
+/// Where a [`Fault::HoldAnswer`] or a [`Fault::HoldRequest`] waits. Neither side has to come first:
+/// opening keeps a permit for a request not held yet ([`tokio::sync::Notify::notify_one`]), and
+/// the holds are counted, so [`crate::Sandbox::until_held`] returns for a request held before it
+/// was called (one return per hold).
 #[derive(Debug, Default)]
 pub(crate) struct Gate {
-    /// Notified once the request is held (for [`Fault::HoldAnswer`], processed and its answer
-    /// held; for [`Fault::HoldRequest`], not processed yet).
-    pub held: tokio::sync::Notify,
-    /// Notified by the test to let the answer go.
+    holds: std::sync::Mutex<Holds>,
+    /// Woken (`notify_waiters`) at every change of `holds`; a waiter makes its `notified()`
+    /// before it looks at `holds`, so no change falls between its look and its wait.
+    changed: tokio::sync::Notify,
+    /// Notified by the test to let the answer go; `notify_waiters` when the faults are cleared.
     pub open: tokio::sync::Notify,
+}
+
+#[derive(Debug, Default)]
+struct Holds {
+    /// Requests held on the gate so far (for [`Fault::HoldAnswer`], processed and their answer
+    /// held; for [`Fault::HoldRequest`], not processed yet).
+    held: u64,
+    /// Of those, how many an `until_held` has returned for.
+    seen: u64,
+    /// The faults were cleared: the gate's rules are gone, and nothing held here waits any more.
+    cleared: bool,
+}
+
+/// Why [`Gate::next_hold`] returned without a hold.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct GateCleared;
+
+impl Gate {
+    /// Holds a request here until the gate is opened (or was, before it came), or the faults are
+    /// cleared (or were, between its rule matching and its coming here), at most [`HOLD_AT_MOST`].
+    async fn hold(&self) {
+        // Made before the look at `cleared`: the clear's `notify_waiters` reaches it from now on.
+        let opened = self.open.notified();
+        let cleared = {
+            let mut holds = self.holds.lock().expect("gate lock");
+            holds.held += 1;
+            holds.cleared
+        };
+        self.changed.notify_waiters();
+        if !cleared {
+            let _ = tokio::time::timeout(HOLD_AT_MOST, opened).await;
+        }
+    }
+
+    /// Waits for a request held here that no earlier call returned for, however long ago it was
+    /// held; [`GateCleared`] once the faults are cleared with none.
+    pub(crate) async fn next_hold(&self) -> Result<(), GateCleared> {
+        loop {
+            let changed = self.changed.notified();
+            {
+                let mut holds = self.holds.lock().expect("gate lock");
+                if holds.held > holds.seen {
+                    holds.seen += 1;
+                    return Ok(());
+                }
+                if holds.cleared {
+                    return Err(GateCleared);
+                }
+            }
+            changed.await;
+        }
+    }
+
+    /// Lets everything held here go, now and later, and tells those waiting in `until_held`.
+    fn clear(&self) {
+        self.holds.lock().expect("gate lock").cleared = true;
+        self.open.notify_waiters();
+        self.changed.notify_waiters();
+    }
 }
 
 impl FaultBook {
@@ -191,11 +258,13 @@ impl FaultBook {
     /// meant for, and would otherwise let the next hold armed on that name through at once (or
     /// make `until_held` return before anything is held). A request held on a gate now goes on,
     /// as if its gate opened, rather than waiting out [`HOLD_AT_MOST`] for a gate nobody can
-    /// open any more.
+    /// open any more; so does a request whose rule matched before the clear and that reaches its
+    /// gate after it (it holds on the gate its rule named then, not on the next scenario's), and
+    /// an `until_held` waiting on a forgotten gate gives up.
     pub fn clear(&mut self) {
         self.rules.clear();
         for (_, gate) in self.gates.drain() {
-            gate.open.notify_waiters();
+            gate.clear();
         }
     }
 
@@ -208,8 +277,9 @@ impl FaultBook {
         self.gates.entry(name.to_owned()).or_default().clone()
     }
 
-    /// Consumes one use of the first rule matching the request, if any.
-    fn take(&mut self, path: &str, body: &Bytes) -> Option<Fault> {
+    /// Consumes one use of the first rule matching the request, if any: its fault, and for a hold
+    /// the gate it holds on, taken now, with the rule, so that a clear from here on releases it.
+    fn take(&mut self, path: &str, body: &Bytes) -> Option<(Fault, Option<Arc<Gate>>)> {
         if self.rules.is_empty() {
             return None;
         }
@@ -224,7 +294,11 @@ impl FaultBook {
         if rule.times == 0 {
             self.rules.remove(index);
         }
-        Some(fault)
+        let gate = match &fault {
+            Fault::HoldAnswer { gate } | Fault::HoldRequest { gate } => Some(self.gate(gate)),
+            _ => None,
+        };
+        Some((fault, gate))
     }
 }
 
@@ -251,7 +325,7 @@ async fn apply_detached(shared: Arc<Shared>, request: Request, next: Next) -> Re
     };
     let fault = shared.faults().take(parts.uri.path(), &bytes);
     let request = Request::from_parts(parts, Body::from(bytes));
-    let Some(fault) = fault else {
+    let Some((fault, gate)) = fault else {
         return next.run(request).await;
     };
     tracing::info!(?fault, "kcp sandbox injecting fault");
@@ -265,17 +339,17 @@ async fn apply_detached(shared: Arc<Shared>, request: Request, next: Next) -> Re
             tokio::time::sleep(Duration::from_millis(ms)).await;
             answer
         }
-        Fault::HoldAnswer { gate } => {
+        Fault::HoldAnswer { .. } => {
             let answer = next.run(request).await;
-            let gate = shared.faults().gate(&gate);
-            gate.held.notify_one();
-            let _ = tokio::time::timeout(HOLD_AT_MOST, gate.open.notified()).await;
+            if let Some(gate) = gate {
+                gate.hold().await;
+            }
             answer
         }
-        Fault::HoldRequest { gate } => {
-            let gate = shared.faults().gate(&gate);
-            gate.held.notify_one();
-            let _ = tokio::time::timeout(HOLD_AT_MOST, gate.open.notified()).await;
+        Fault::HoldRequest { .. } => {
+            if let Some(gate) = gate {
+                gate.hold().await;
+            }
             next.run(request).await
         }
         Fault::HttpStatus { status } => error_page(status),
@@ -347,6 +421,34 @@ fn aborted() -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A hold whose rule matched just before the faults were cleared (a `hold_answer` whose
+    /// request was still being processed) reaches its gate after the clear. It goes on at once,
+    /// rather than waiting out [`HOLD_AT_MOST`] on a gate nobody can open any more, and it is
+    /// not counted on the next scenario's gate of that name, where `until_held` would take it for
+    /// that scenario's request. It used to look its gate up by name after processing: a fresh
+    /// gate, made after the clear.
+    #[tokio::test]
+    async fn a_hold_whose_rule_matched_before_the_clear_goes_on_and_leaves_the_next_gate_alone() {
+        let mut book = FaultBook::default();
+        book.add(FaultRule::new(
+            "/gw/mod/v1/cancel",
+            Fault::HoldAnswer { gate: "g".into() },
+        ));
+        let (_, gate) = book.take("/gw/mod/v1/cancel", &Bytes::new()).unwrap();
+        book.clear();
+
+        tokio::time::timeout(Duration::from_secs(5), gate.expect("a hold's gate").hold())
+            .await
+            .expect("released by the clear, not after HOLD_AT_MOST");
+        let next = book.gate("g");
+        assert!(
+            tokio::time::timeout(Duration::ZERO, next.next_hold())
+                .await
+                .is_err(),
+            "the next scenario's gate holds nothing yet"
+        );
+    }
 
     #[test]
     fn fault_rules_read_the_control_api_json() {
@@ -423,10 +525,11 @@ mod tests {
         book.add(FaultRule::new("/p", Fault::Drop).when("tno", "1").times(2));
         let other = Bytes::from_static(br#"{"tno":"2"}"#);
         let matching = Bytes::from_static(br#"{"tno":"1"}"#);
-        assert_eq!(book.take("/p", &other), None);
-        assert_eq!(book.take("/q", &matching), None);
-        assert_eq!(book.take("/p", &matching), Some(Fault::Drop));
-        assert_eq!(book.take("/p", &matching), Some(Fault::Drop));
-        assert_eq!(book.take("/p", &matching), None);
+        let mut take = |path, body| book.take(path, body).map(|(fault, _gate)| fault);
+        assert_eq!(take("/p", &other), None);
+        assert_eq!(take("/q", &matching), None);
+        assert_eq!(take("/p", &matching), Some(Fault::Drop));
+        assert_eq!(take("/p", &matching), Some(Fault::Drop));
+        assert_eq!(take("/p", &matching), None);
     }
 }

@@ -280,11 +280,28 @@ impl Sandbox {
     }
 
     /// Waits until a request matched by a [`Fault::HoldAnswer`] on `gate` has been processed and
-    /// its answer is held, or one matched by a [`Fault::HoldRequest`] is held unprocessed (at once
-    /// if one already was and nobody waited for it).
+    /// its answer is held, or one matched by a [`Fault::HoldRequest`] is held unprocessed: at once
+    /// if one already was (since the faults were last cleared) that no earlier call returned for.
+    ///
+    /// # Panics
+    ///
+    /// When nothing is held on `gate` within [`faults::UNTIL_HELD_AT_MOST`] (the request never came, or
+    /// another rule matched it), or the faults are cleared meanwhile: a test whose request never
+    /// reached its gate fails naming the gate, instead of hanging until something kills it.
     pub async fn until_held(&self, gate: &str) {
-        let gate = self.shared.faults().gate(gate);
-        gate.held.notified().await;
+        let held = self.shared.faults().gate(gate);
+        match tokio::time::timeout(faults::UNTIL_HELD_AT_MOST, held.next_hold()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(faults::GateCleared)) => panic!(
+                "until_held({gate:?}): the faults were cleared (clear_faults, DELETE \
+                 /_sandbox/faults) before a request was held on the gate"
+            ),
+            Err(_) => panic!(
+                "until_held({gate:?}): no request was held on the gate within {}s (did its \
+                 hold_answer/hold_request rule match? `armed_faults` lists the rules not used up)",
+                faults::UNTIL_HELD_AT_MOST.as_secs()
+            ),
+        }
     }
 
     /// Lets the answer (or request) held on `gate` go (or the next one to be held, if none is

@@ -434,3 +434,129 @@ async fn clearing_the_faults_releases_a_request_held_on_a_gate() {
         .iter()
         .any(|e| e.order_no == "held-then-cleared"));
 }
+
+/// What `until_held` panicked with, or None when it returned; the test fails if it took longer
+/// than `bound` either way (an `until_held` that hangs).
+async fn until_held_outcome(
+    waiting: impl std::future::Future<Output = ()>,
+    bound: Duration,
+) -> Option<String> {
+    use futures_util::FutureExt;
+    let outcome = tokio::time::timeout(bound, std::panic::AssertUnwindSafe(waiting).catch_unwind())
+        .await
+        .expect("until_held hung");
+    outcome.err().map(|panic| {
+        panic
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_default()
+    })
+}
+
+/// A test waiting in `until_held` when the faults are cleared (its scenario's cleanup, another
+/// test's `DELETE /_sandbox/faults` on a shared sandbox) fails at once, naming the gate: nothing
+/// can be held on a forgotten gate any more. It used to wait for ever.
+#[tokio::test]
+async fn until_held_fails_at_once_when_the_faults_are_cleared_while_it_waits() {
+    let harness = spawn().await;
+    harness.sandbox.inject(FaultRule::new(
+        paths::HUB_PAYMENT,
+        Fault::HoldRequest {
+            gate: "close".into(),
+        },
+    ));
+    let mut waiting = Box::pin(harness.sandbox.until_held("close"));
+    assert!(
+        tokio::time::timeout(Duration::ZERO, &mut waiting)
+            .await
+            .is_err(),
+        "nothing is held yet"
+    );
+
+    let cleared = harness
+        .client
+        .delete(harness.url("/_sandbox/faults"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(cleared.status(), 204);
+
+    let panic = until_held_outcome(waiting, Duration::from_secs(5))
+        .await
+        .expect("until_held fails");
+    assert!(
+        panic.contains("\"close\"") && panic.contains("cleared"),
+        "{panic}"
+    );
+}
+
+/// A request that never reaches its gate (its rule never matched: a wrong path, another rule
+/// first, a flow that stopped earlier) fails the test after a bounded wait, naming the gate,
+/// where `until_held` used to wait for ever.
+#[tokio::test]
+async fn until_held_fails_naming_the_gate_when_nothing_is_held_on_it_within_ten_seconds() {
+    let harness = spawn().await;
+    harness.sandbox.inject(FaultRule::new(
+        paths::CANCEL,
+        Fault::HoldRequest {
+            gate: "never".into(),
+        },
+    ));
+    let started = Instant::now();
+
+    let panic = until_held_outcome(
+        harness.sandbox.until_held("never"),
+        kcp_sandbox::faults::UNTIL_HELD_AT_MOST + Duration::from_secs(5),
+    )
+    .await
+    .expect("until_held fails");
+
+    assert!(started.elapsed() >= kcp_sandbox::faults::UNTIL_HELD_AT_MOST);
+    assert!(
+        panic.contains("\"never\"") && panic.contains("no request was held"),
+        "{panic}"
+    );
+}
+
+/// Two requests held on one gate before the test looked: `until_held` returns once for each,
+/// however long before the call they were held. A gate used to keep one "held" permit, so the
+/// second call waited for a third request.
+#[tokio::test]
+async fn until_held_returns_once_for_each_request_held_before_it_was_called() {
+    let harness = spawn().await;
+    harness.sandbox.inject(
+        FaultRule::new(
+            paths::HUB_PAYMENT,
+            Fault::HoldRequest {
+                gate: "close".into(),
+            },
+        )
+        .times(2),
+    );
+    let first = pay_in_background(&harness, "held-1");
+    let second = pay_in_background(&harness, "held-2");
+    while !harness.sandbox.armed_faults().is_empty() {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // Both matched; let them reach the gate before anyone waits.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    for n in 1..=2 {
+        assert_eq!(
+            until_held_outcome(harness.sandbox.until_held("close"), Duration::from_secs(5)).await,
+            None,
+            "hold {n}"
+        );
+    }
+    assert!(harness.sandbox.ledger().is_empty(), "held unprocessed");
+    harness.sandbox.open_gate("close");
+    harness.sandbox.open_gate("close");
+    for paying in [first, second] {
+        let answer = tokio::time::timeout(Duration::from_secs(5), paying)
+            .await
+            .expect("let go")
+            .unwrap();
+        assert_eq!(answer["res_cd"], "0000", "{answer}");
+    }
+}

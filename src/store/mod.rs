@@ -185,23 +185,27 @@ impl Db {
     /// failed to create again, and no start could migrate that database without hand surgery. On
     /// SQLite each pending migration now runs in its own transaction with its version row (SQLite's
     /// DDL is transactional, and no migration relies on a PRAGMA, which would be a no-op inside
-    /// one), so a later start finds it either done or not begun.
+    /// one), so a later start finds it either done or not begun. Each of those transactions takes
+    /// the write lock before anything else ([`TAKE_WRITE_LOCK`]), so a migration waits out another
+    /// process's write (a running instance, an operator command) instead of failing the start.
     pub async fn migrate(&self) -> Result<(), DbErr> {
         use migration::MigratorTrait;
         if self.schema.get_database_backend() != DbBackend::Sqlite {
             return migration::Migrator::up(&self.schema, None).await;
         }
-        loop {
+        // Looked at outside a transaction, so a start with nothing to apply takes no write lock.
+        // It also creates the version table the lock statement names on a new database (a write
+        // of its own, which waits for the lock as any first write does).
+        while !migration::Migrator::get_pending_migrations(&self.schema)
+            .await?
+            .is_empty()
+        {
             let txn = self.schema.begin().await?;
+            txn.execute_unprepared(TAKE_WRITE_LOCK).await?;
             migration::Migrator::up(&txn, Some(1)).await?;
-            let more = !migration::Migrator::get_pending_migrations(&txn)
-                .await?
-                .is_empty();
             txn.commit().await?;
-            if !more {
-                return Ok(());
-            }
         }
+        Ok(())
     }
 
     /// The migrations an operator command may apply: all of them to a database nothing was
@@ -251,6 +255,17 @@ impl Db {
         Ok(Some(row.try_get::<i64>("", "ms")?))
     }
 }
+
+/// The first statement of each SQLite migration's transaction: it takes the write lock there, as
+/// `BEGIN IMMEDIATE` would, which sea-orm cannot begin (its `begin()` is a plain, deferred
+/// `BEGIN`). A deferred transaction asks for the write lock at its first write. Asked for before
+/// anything was read, SQLite waits for it under the busy timeout (10 s, [`Db::connect_with_pool`]);
+/// asked for later, after the migration read `seaql_migrations`, SQLite answers `database is
+/// locked` at once (waiting there could deadlock two readers both wanting to write), and also when
+/// another process committed since that read, so a start failed whenever another process wrote at
+/// that moment. The statement changes nothing (it matches no row), but a DELETE takes the write
+/// lock before it looks for rows.
+const TAKE_WRITE_LOCK: &str = "DELETE FROM seaql_migrations WHERE 0";
 
 /// The write connection: sqlx's (PostgreSQL, in-memory SQLite) or the SQLite writer.
 #[derive(Clone, Debug)]
@@ -602,6 +617,59 @@ mod tests {
                 .mode();
             assert_eq!(mode & 0o077, 0, "{name}: {mode:o}");
         }
+    }
+
+    /// Another process writing to the file (a running instance, an operator command) holds
+    /// SQLite's write lock for a moment while a start migrates. The migration waits for it under
+    /// the busy timeout and then applies everything. A migration whose transaction began as a
+    /// reader (a plain `BEGIN`: its first statements read `seaql_migrations`) asked for the write
+    /// lock only at its first DDL, and SQLite answers that upgrade `database is locked` at once,
+    /// without waiting, so the start failed.
+    #[tokio::test]
+    async fn a_migration_waits_for_a_write_lock_another_connection_holds_instead_of_failing() {
+        use migration::MigratorTrait;
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("shared.db");
+        let db = Db::connect(&format!("sqlite://{}?mode=rwc", file.display()))
+            .await
+            .unwrap();
+        // A database with its version table and migrations pending: an older version's, or a
+        // new one after `migrate_if_new` looked at it.
+        migration::Migrator::up(&db.schema, Some(1)).await.unwrap();
+        let other = rusqlite::Connection::open(&file).unwrap();
+        other.execute_batch("BEGIN IMMEDIATE").unwrap();
+        let holder = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(500));
+            other.execute_batch("COMMIT").unwrap();
+        });
+
+        let migrated = db.migrate().await;
+        holder.join().unwrap();
+        migrated.expect("the migrations wait for the other writer, then run");
+        let pending = migration::Migrator::get_pending_migrations(&db.schema)
+            .await
+            .unwrap();
+        assert!(pending.is_empty(), "{} still pending", pending.len());
+    }
+
+    /// A start with nothing to migrate takes no write lock: it does not wait (nor, past the busy
+    /// timeout, fail) because another process is writing.
+    #[tokio::test]
+    async fn a_start_with_nothing_to_migrate_does_not_wait_for_another_writer() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("shared.db");
+        let db = Db::connect(&format!("sqlite://{}?mode=rwc", file.display()))
+            .await
+            .unwrap();
+        db.migrate().await.unwrap();
+        let other = rusqlite::Connection::open(&file).unwrap();
+        other.execute_batch("BEGIN IMMEDIATE").unwrap();
+
+        tokio::time::timeout(std::time::Duration::from_secs(2), db.migrate())
+            .await
+            .expect("no wait for the write lock")
+            .unwrap();
+        other.execute_batch("COMMIT").unwrap();
     }
 
     #[tokio::test]
