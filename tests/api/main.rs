@@ -26,5 +26,6 @@ mod sandbox_state;
 mod schedules;
 mod server;
 mod startup;
+mod unreadable_amounts;
 mod vbanks;
 mod webhooks;

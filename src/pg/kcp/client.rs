@@ -6,7 +6,7 @@
 //! | transport error, timeout, HTTP 5xx, unreadable body, no `res_cd` (registration: no `Code`) | [`PgError::Unknown`]  |
 //! | readable body, `res_cd` ≠ `0000` (registration: `Code` ≠ `0000`)          | [`PgError::Declined`] |
 //! | `res_cd` `0000` but no `tno` / amount / `pnt_amount` / `batch_key` / `rsv_pnt` (vbank, window or not: `account` / `va_date`; registration: `approvalKey` / `traceNo` / `PayUrl`) | [`PgError::Unknown`]  |
-//! | approval whose amount (any it names: cards `amount`/`card_mny`, a card window's `card_mny` only above `amount`; points: `pnt_amount`) or order number ≠ the request | [`PgError::Mismatch`] (`other_order`: the other order number, for an answer about another order's trade) |
+//! | approval whose amount (any it names: cards `amount`/`card_mny`, a card window's `card_mny` only above `amount`; points: `pnt_amount`; windows: `bk_mny`, `pnt_amount` too) or order number ≠ the request, or with a `tno` and an amount field present but unreadable (`"1,000"`, `"-5"`, an overflow) | [`PgError::Mismatch`] (`other_order`: the other order number, for an answer about another order's trade) |
 //! | `res_cd` `0000`                                                           | `Ok`                  |
 //!
 //! KCP's samples read the JSON body and ignore the HTTP status (spec/kcp.md §1); we do the same
@@ -25,9 +25,9 @@ use super::sign::KcpSigner;
 use super::wire::{
     BatchKeyDeleteRequest, BatchKeyIssueRequest, BatchKeyResponse, BatchPaymentRequestBody,
     CancelRequestBody, CancelResponse, CardPaymentResponse, InquiryRequest, InquiryResponse,
-    KeyInPaymentRequest, PointApprovalResponse, PointBalanceRequest, PointBalanceResponse,
-    PointPaymentRequestBody, PointReapprovalRequest, ResultHead, WireError, PAY_TYPE_CARD,
-    PAY_TYPE_POINT,
+    KeyInPaymentRequest, NamedAmounts, PointApprovalResponse, PointBalanceRequest,
+    PointBalanceResponse, PointPaymentRequestBody, PointReapprovalRequest, ResultHead, WireError,
+    PAY_TYPE_CARD, PAY_TYPE_POINT,
 };
 use crate::pg::{
     BatchKey, BatchKeyRequest, BatchPaymentRequest, CancelConfirmation, CancelRequest,
@@ -300,8 +300,9 @@ fn unreadable(status: reqwest::StatusCode, e: &serde_json::Error) -> PgError {
 /// must be net-cancelled, and neither it nor an answer naming another order is ever recorded as
 /// this payment. An answer naming another order is about that order's trade, not this call's
 /// (`other_order`): what became of this call is unknown, and the trade is not its to cancel. `named` is every
-/// amount the answer names ([`CardPaymentResponse::amounts_named`]): an answer whose `amount` is
-/// the order's but whose `card_mny` is not approved another card amount all the same.
+/// amount the answer names that reads as one ([`CardPaymentResponse::amounts_named`]): an answer
+/// whose `amount` is the order's but whose `card_mny` is not approved another card amount all the
+/// same. One naming an amount that cannot be read was refused before ([`refuse_unreadable_amounts`]).
 fn check_approval_matches(
     mut approval: CardApproval,
     named: &[Won],
@@ -347,6 +348,49 @@ fn check_approval_matches(
     })
 }
 
+/// The cross-check of spec/kcp.md §5 for an answer naming an amount openport cannot read
+/// ([`NamedAmounts::unreadable`]: present, not blank, not an amount), made before the approval is
+/// read from the answer (which fails, as [`unusable`], when the unreadable one is the approval's
+/// own field). KCP approved something under `tno` that its answer does not confirm to be the
+/// order's amount: a mismatch like another amount, so the approval is net-cancelled and never
+/// recorded paid. As in [`check_approval_matches`], an answer naming another order is that order's
+/// trade (`other_order`), not this call's to cancel. Without a `tno` nothing can be cancelled:
+/// the answer is left to the reading, which reports it unusable (the outcome is unknown).
+pub(super) fn refuse_unreadable_amounts(
+    tno: Option<&str>,
+    answered_order: Option<&str>,
+    named: &NamedAmounts,
+    amount: Won,
+    order_no: &str,
+) -> Result<(), PgError> {
+    let tno = tno.map(str::trim).unwrap_or_default();
+    if named.unreadable.is_empty() || tno.is_empty() {
+        return Ok(());
+    }
+    let mut problems: Vec<String> = named.unreadable_problems().collect();
+    for other in named.read.iter().filter(|a| **a != amount) {
+        problems.push(format!("an amount named {other} (requested {amount})"));
+    }
+    let other_order = answered_order
+        .map(str::trim)
+        .filter(|o| !o.is_empty() && *o != order_no)
+        .map(str::to_owned);
+    if let Some(other) = &other_order {
+        problems.push(format!("order_no {other} (requested {order_no})"));
+    }
+    let detail = problems.join(", ");
+    if other_order.is_some() {
+        tracing::error!(%tno, problems = %detail, "KCP answered with another order's trade; this call's outcome is unknown");
+    } else {
+        tracing::error!(%tno, problems = %detail, "KCP approved an amount openport cannot read; net-cancel required");
+    }
+    Err(PgError::Mismatch {
+        tno: tno.to_owned(),
+        detail,
+        other_order,
+    })
+}
+
 /// The same cross-check for points (spec/kcp.md §5): KCP's point answers carry no order number,
 /// so only `pnt_amount` can be compared.
 fn check_points_match(approval: PointApproval, amount: Won) -> Result<PointApproval, PgError> {
@@ -383,10 +427,19 @@ impl KcpConnector {
         {
             Answer::Refused { code, message } => Err(codes::declined(&code, &message)),
             Answer::Success(resp) => {
+                if let Some(tno) = resp.tno.as_deref() {
+                    tracing::Span::current().record("tno", tno.trim());
+                }
                 let named = resp.amounts_named();
+                refuse_unreadable_amounts(
+                    resp.tno.as_deref(),
+                    resp.order_no.as_deref(),
+                    &named,
+                    amount,
+                    order_no,
+                )?;
                 let approval = CardApproval::try_from(resp).map_err(unusable)?;
-                tracing::Span::current().record("tno", approval.tno.as_str());
-                check_approval_matches(approval, &named, amount, order_no)
+                check_approval_matches(approval, &named.read, amount, order_no)
             }
         }
     }
@@ -402,8 +455,18 @@ impl KcpConnector {
         match self.exchange::<_, PointApprovalResponse>(url, body).await? {
             Answer::Refused { code, message } => Err(codes::declined(&code, &message)),
             Answer::Success(resp) => {
+                if let Some(tno) = resp.tno.as_deref() {
+                    tracing::Span::current().record("tno", tno.trim());
+                }
+                // No order number in a point answer: only its amount can be unreadable.
+                refuse_unreadable_amounts(
+                    resp.tno.as_deref(),
+                    None,
+                    &resp.amounts_named(),
+                    amount,
+                    order_no,
+                )?;
                 let approval = resp.into_approval(order_no).map_err(unusable)?;
-                tracing::Span::current().record("tno", approval.tno.as_str());
                 check_points_match(approval, amount)
             }
         }

@@ -945,17 +945,16 @@ pub struct CardPaymentResponse {
 }
 
 impl CardPaymentResponse {
-    /// Every amount the answer names (`amount`, `card_mny`) that reads as one. The approval is
-    /// read from `amount` (`card_mny` only when it is absent), but KCP's card amount is `card_mny`
-    /// and the hub's contract is `amount == card_mny` (spec §2.4, §2.6, §6): the cross-check of
-    /// spec §5 compares both, so an answer naming another card amount is a mismatch even when its
-    /// `amount` is the order's.
-    pub fn amounts_named(&self) -> Vec<Won> {
-        [&self.amount, &self.card_mny]
-            .into_iter()
-            .filter_map(|v| v.as_deref().map(str::trim).filter(|v| !v.is_empty()))
-            .filter_map(parse_won)
-            .collect()
+    /// Every amount the answer names (`amount`, `card_mny`), read or not ([`NamedAmounts`]). The
+    /// approval is read from `amount` (`card_mny` only when it is absent), but KCP's card amount is
+    /// `card_mny` and the hub's contract is `amount == card_mny` (spec §2.4, §2.6, §6): the
+    /// cross-check of spec §5 compares both, so an answer naming another card amount, or one that
+    /// cannot be read, is a mismatch even when its `amount` is the order's.
+    pub fn amounts_named(&self) -> NamedAmounts {
+        NamedAmounts::of(&[
+            ("amount", self.amount.as_deref()),
+            ("card_mny", self.card_mny.as_deref()),
+        ])
     }
 }
 
@@ -1374,6 +1373,12 @@ pub struct PointApprovalResponse {
 }
 
 impl PointApprovalResponse {
+    /// The answer's one amount, `pnt_amount`, read or not ([`NamedAmounts`]), for the cross-check
+    /// of spec §5 (`rsv_pnt` is the balance left, not an amount charged: see `into_approval`).
+    pub fn amounts_named(&self) -> NamedAmounts {
+        NamedAmounts::of(&[("pnt_amount", self.pnt_amount.as_deref())])
+    }
+
     /// Like [`card_approval`]: `tno` and `pnt_amount` are what money safety depends on, so
     /// without them the answer is unusable; descriptive fields default (time: now, approval
     /// number: empty). KCP's point answers carry no order number, so `order_no` is the one asked
@@ -1497,6 +1502,44 @@ pub fn parse_won(s: &str) -> Option<Won> {
     s.parse().ok()
 }
 
+/// The amounts a success answer names, for the cross-check of spec §5: those that read as one
+/// (`read`), and the fields present and not blank that do not (`unreadable`: `"1,000"`, `"abc"`,
+/// `"-5"`, more than a `Won` holds). A blank or absent field names nothing. An amount field KCP
+/// filled in but openport cannot read does not confirm what was charged, so the cross-check
+/// refuses the approval as it refuses another amount (net-cancelled, never recorded paid); it is
+/// never dropped, which would honour an answer whose other field happens to be the order's.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct NamedAmounts {
+    pub read: Vec<Won>,
+    /// The fields' names only: a value that is not an amount is not echoed (a body might, against
+    /// KCP's contract, carry card data in any field).
+    pub unreadable: Vec<&'static str>,
+}
+
+impl NamedAmounts {
+    /// `(field name, value as answered)` pairs, in the answer's order of importance.
+    pub fn of(fields: &[(&'static str, Option<&str>)]) -> Self {
+        let mut named = Self::default();
+        for (field, value) in fields {
+            let Some(value) = value.map(str::trim).filter(|v| !v.is_empty()) else {
+                continue;
+            };
+            match parse_won(value) {
+                Some(won) => named.read.push(won),
+                None => named.unreadable.push(field),
+            }
+        }
+        named
+    }
+
+    /// The cross-check's problem for each unreadable field, naming it.
+    pub fn unreadable_problems(&self) -> impl Iterator<Item = String> + '_ {
+        self.unreadable
+            .iter()
+            .map(|field| format!("{field} is not a readable amount"))
+    }
+}
+
 /// `yyyyMMddHHmmss` in Korea time (UTC+9, no DST) → UTC (spec §6).
 pub fn parse_kcp_time(s: &str) -> Option<DateTime<Utc>> {
     let s = s.trim();
@@ -1535,4 +1578,4 @@ pub mod vbank;
 pub mod window;
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

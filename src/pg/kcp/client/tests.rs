@@ -1082,6 +1082,7 @@ async fn invalid_billing_input_is_refused_before_anything_is_sent() {
     assert!(script.seen.lock().unwrap().is_empty());
 }
 
+mod amounts;
 mod vbank;
 mod window;
 

@@ -3,14 +3,14 @@
 //! `pay_type PAVC`. The error semantics are the connector's (module table in `client.rs`):
 //! transport failure, timeout, HTTP 5xx or an unreadable answer is `Unknown` (KCP may have issued
 //! an account; the service inquires by order number, never guesses); a readable refusal is
-//! `Declined`; an account for another amount or order is `Mismatch { tno }`, which the service
-//! revokes.
+//! `Declined`; an account for another amount or order, or naming an amount that cannot be read,
+//! is `Mismatch { tno }`, which the service revokes.
 
 use async_trait::async_trait;
 use tracing::Instrument as _;
 
 use super::window::check_window_matches;
-use super::{codes, unusable, Answer, KcpConnector};
+use super::{codes, refuse_unreadable_amounts, unusable, Answer, KcpConnector};
 use crate::pg::kcp::codes::NO_SUCH_TRADE;
 use crate::pg::kcp::wire::vbank::{issued_account, VbankIssueBody};
 use crate::pg::kcp::wire::window::{WindowApprovalResponse, PAY_TYPE_VBANK};
@@ -39,9 +39,16 @@ impl PgVirtualAccounts for KcpConnector {
                         tracing::Span::current().record("tno", tno.trim());
                     }
                     let named = resp.amounts_named();
+                    refuse_unreadable_amounts(
+                        resp.tno.as_deref(),
+                        resp.order_no.as_deref(),
+                        &named,
+                        req.amount,
+                        &req.order_no,
+                    )?;
                     let approval = resp.into_approval(PAY_TYPE_VBANK).map_err(unusable)?;
                     let approval =
-                        check_window_matches(approval, &named, req.amount, &req.order_no)?;
+                        check_window_matches(approval, &named.read, req.amount, &req.order_no)?;
                     issued_account(approval).map_err(unusable)
                 }
             }

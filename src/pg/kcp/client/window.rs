@@ -2,8 +2,8 @@
 //! registration, approval of the window's result at `gw/enc/v1/payment`, billing keys from the
 //! batch window, and the escrow shipping start. The error semantics are the connector's (module
 //! table in `client.rs`): transport failure, timeout, HTTP 5xx or an unreadable answer is
-//! `Unknown`; a readable refusal is `Declined`; KCP approving another amount or order than asked
-//! is `Mismatch { tno }`, which the gateway net-cancels.
+//! `Unknown`; a readable refusal is `Declined`; KCP approving another amount or order than asked,
+//! or naming an amount that cannot be read, is `Mismatch { tno }`, which the gateway net-cancels.
 //!
 //! `enc_data` / `enc_info` never appear in a span, a log line or an error.
 
@@ -11,15 +11,18 @@ use crate::pg::ApprovedWindow;
 use async_trait::async_trait;
 use tracing::Instrument as _;
 
-use super::{check_approval_matches, codes, unreadable, unusable, Answer, KcpConnector};
+use super::{
+    check_approval_matches, codes, refuse_unreadable_amounts, unreadable, unusable, Answer,
+    KcpConnector,
+};
 use crate::pg::kcp::wire::window::{
     approval_identity, EscrowDeliveryBody, EscrowDeliveryResponse, TradeRegisterRequest,
     TradeRegisterResponse, WindowApprovalBody, WindowApprovalResponse, WindowBatchKeyBody,
     REGISTRATION_SUCCESS,
 };
 use crate::pg::kcp::wire::{
-    parse_won, BatchKeyResponse, CardPaymentResponse, PAY_TYPE_BANK, PAY_TYPE_CARD, PAY_TYPE_GIFT,
-    PAY_TYPE_PHONE,
+    parse_won, BatchKeyResponse, CardPaymentResponse, NamedAmounts, PAY_TYPE_BANK, PAY_TYPE_CARD,
+    PAY_TYPE_GIFT, PAY_TYPE_PHONE,
 };
 use crate::pg::{
     BatchKey, CardApproval, DeclineReason, EscrowDelivery, PgCheckout, PgError, RegisteredTrade,
@@ -35,8 +38,9 @@ use crate::pg::{
 /// window the card pays only part of it (docs/kcp.md §5; unconfirmed, spec/kcp.md shows no such
 /// answer). That answer is the order's trade, not another one, and net-cancelling it would refund
 /// a payment the buyer made. A card part above the trade's amount charged the card more than the
-/// order: still a mismatch.
-fn window_card_amounts(resp: &CardPaymentResponse) -> Vec<Won> {
+/// order: still a mismatch. A `card_mny` that cannot be read is not a part: the answer does not
+/// confirm what the card paid, and is refused ([`refuse_unreadable_amounts`]).
+fn window_card_amounts(resp: &CardPaymentResponse) -> NamedAmounts {
     let won = |v: &Option<String>| v.as_deref().and_then(parse_won);
     match (won(&resp.amount), won(&resp.card_mny)) {
         (Some(amount), Some(card_mny)) if card_mny < amount => {
@@ -45,7 +49,10 @@ fn window_card_amounts(resp: &CardPaymentResponse) -> Vec<Won> {
                 card_mny,
                 "KCP card window approval: the card paid part of the trade (a coupon or points?)"
             );
-            vec![amount]
+            NamedAmounts {
+                read: vec![amount],
+                unreadable: Vec::new(),
+            }
         }
         _ => resp.amounts_named(),
     }
@@ -54,8 +61,10 @@ fn window_card_amounts(resp: &CardPaymentResponse) -> Vec<Won> {
 /// The cross-check KCP's manual makes mandatory (spec/kcp.md §5), for every window method: an
 /// approval for another amount or order must be net-cancelled. An answer without `order_no` (the
 /// vbank sample has none) is taken to be about the order asked for.
-/// `named` is every amount the answer names ([`WindowApprovalResponse::amounts_named`]): a bank
-/// transfer answered with `bk_mny` of the order but another `amount` is a mismatch too.
+/// `named` is every amount the answer names that reads as one
+/// ([`WindowApprovalResponse::amounts_named`]): a bank transfer answered with `bk_mny` of the order
+/// but another `amount` is a mismatch too. One naming an amount that cannot be read was refused
+/// before ([`refuse_unreadable_amounts`]).
 pub(super) fn check_window_matches(
     mut approval: WindowApproval,
     named: &[Won],
@@ -170,13 +179,22 @@ impl PgCheckout for KcpConnector {
                     Answer::Success(resp) => {
                         warn_on_other_method(resp.pay_method.as_deref(), pay_type);
                         let escrow = escrow_of(resp.escw_yn.as_deref());
+                        if let Some(tno) = resp.tno.as_deref() {
+                            tracing::Span::current().record("tno", tno.trim());
+                        }
                         let named = window_card_amounts(&resp);
+                        refuse_unreadable_amounts(
+                            resp.tno.as_deref(),
+                            resp.order_no.as_deref(),
+                            &named,
+                            req.amount,
+                            &req.order_no,
+                        )?;
                         let card = CardApproval::try_from(resp).map_err(unusable)?;
-                        tracing::Span::current().record("tno", card.tno.as_str());
                         ApprovedWindow {
                             approval: WindowApproval::Card(check_approval_matches(
                                 card,
-                                &named,
+                                &named.read,
                                 req.amount,
                                 &req.order_no,
                             )?),
@@ -199,11 +217,18 @@ impl PgCheckout for KcpConnector {
                         }
                         let escrow = escrow_of(resp.escw_yn.as_deref());
                         let named = resp.amounts_named();
+                        refuse_unreadable_amounts(
+                            resp.tno.as_deref(),
+                            resp.order_no.as_deref(),
+                            &named,
+                            req.amount,
+                            &req.order_no,
+                        )?;
                         let approval = resp.into_approval(pay_type).map_err(unusable)?;
                         ApprovedWindow {
                             approval: check_window_matches(
                                 approval,
-                                &named,
+                                &named.read,
                                 req.amount,
                                 &req.order_no,
                             )?,

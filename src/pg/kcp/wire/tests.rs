@@ -1083,3 +1083,121 @@ fn a_partial_cancel_answer_is_as_asked_only_when_its_mod_mny_and_rem_mny_are_the
         .unwrap()
         .as_asked(&CancelKind::Full));
 }
+
+// ----- amounts an answer names (spec/kcp.md §5) -----------------------------------------------
+
+/// The values of an amount field KCP filled in that openport cannot read: a thousands separator,
+/// a word, a sign, more than a `Won` holds.
+pub(crate) const UNREADABLE_AMOUNTS: [&str; 4] = ["1,000", "abc", "-5", "99999999999999999999"];
+
+#[test]
+fn named_amounts_keep_each_field_that_does_not_read_as_an_amount_and_skip_blank_or_absent_ones() {
+    for bad in UNREADABLE_AMOUNTS {
+        let named = NamedAmounts::of(&[
+            ("amount", Some(" 1000 ")),
+            ("card_mny", Some(bad)),
+            ("bk_mny", Some("  ")),
+            ("pnt_amount", None),
+            ("other", Some("700")),
+        ]);
+        assert_eq!(named.read, vec![1000, 700], "{bad}");
+        assert_eq!(named.unreadable, vec!["card_mny"], "{bad}");
+        let problems: Vec<String> = named.unreadable_problems().collect();
+        assert_eq!(problems, ["card_mny is not a readable amount"], "{bad}");
+    }
+    assert_eq!(
+        NamedAmounts::of(&[("amount", Some("")), ("card_mny", None)]),
+        NamedAmounts::default(),
+        "blank and absent fields name nothing"
+    );
+}
+
+#[test]
+fn a_card_answer_names_amount_and_card_mny_whether_or_not_they_read() {
+    let card = |body: Value| -> NamedAmounts {
+        serde_json::from_value::<CardPaymentResponse>(body)
+            .unwrap()
+            .amounts_named()
+    };
+    for bad in UNREADABLE_AMOUNTS {
+        let named = card(json!({"res_cd":"0000","tno":"1","amount":"1000","card_mny":bad}));
+        assert_eq!(
+            (named.read, named.unreadable),
+            (vec![1000], vec!["card_mny"]),
+            "{bad}"
+        );
+        let named = card(json!({"res_cd":"0000","tno":"1","amount":bad,"card_mny":"1000"}));
+        assert_eq!(
+            (named.read, named.unreadable),
+            (vec![1000], vec!["amount"]),
+            "{bad}"
+        );
+    }
+    let numeric = card(json!({"res_cd":"0000","tno":"1","amount":1000,"card_mny":1000}));
+    assert_eq!(
+        (numeric.read, numeric.unreadable.len()),
+        (vec![1000, 1000], 0)
+    );
+    let blank = card(json!({"res_cd":"0000","tno":"1","amount":"1000","card_mny":" "}));
+    assert_eq!((blank.read, blank.unreadable.len()), (vec![1000], 0));
+}
+
+#[test]
+fn a_point_answer_names_its_pnt_amount_whether_or_not_it_reads() {
+    let point = |body: Value| -> NamedAmounts {
+        serde_json::from_value::<PointApprovalResponse>(body)
+            .unwrap()
+            .amounts_named()
+    };
+    for bad in UNREADABLE_AMOUNTS {
+        let named = point(json!({"res_cd":"0000","tno":"1","pnt_amount":bad,"rsv_pnt":"5"}));
+        assert_eq!(
+            (named.read.len(), named.unreadable),
+            (0, vec!["pnt_amount"])
+        );
+    }
+    let named = point(json!({"res_cd":"0000","tno":"1","pnt_amount":"1004","rsv_pnt":"x"}));
+    assert_eq!(
+        (named.read, named.unreadable.len()),
+        (vec![1004], 0),
+        "rsv_pnt is the balance left, not an amount charged"
+    );
+}
+
+/// The inquiries the resolver settles unknown outcomes with (`std/inquery`, spec §2.10) read
+/// their amount and balance strictly: an answer naming one that cannot be read is no trade state,
+/// so the outcome stays unknown rather than honoured or failed on a guess.
+#[test]
+fn an_inquiry_naming_an_amount_or_balance_that_cannot_be_read_settles_nothing() {
+    for bad in UNREADABLE_AMOUNTS {
+        let mut card = inquiry("STSR", Some("1000"));
+        card.amount = Some(bad.into());
+        assert!(TradeState::try_from(card).is_err(), "card amount {bad}");
+        assert!(
+            TradeState::try_from(inquiry("STSR", Some(bad))).is_err(),
+            "card rem_mny {bad}"
+        );
+        let mut point = point_inquiry("STSR");
+        point.amount = Some(bad.into());
+        assert!(point.into_point_state().is_err(), "point amount {bad}");
+        let mut point = point_inquiry("STSR");
+        point.rem_mny = Some(bad.into());
+        assert!(point.into_point_state().is_err(), "point rem_mny {bad}");
+        let bank: InquiryResponse = serde_json::from_value(json!({"res_cd":"0000",
+            "tno":"20260310123457","order_no":"OB1","pay_method":"PABK","amount":"3000",
+            "stat_bk_cd":"STSR","bk_rem_mny":bad}))
+        .unwrap();
+        assert!(
+            bank.into_state_of(PAY_TYPE_BANK).is_err(),
+            "bk_rem_mny {bad}"
+        );
+        let phone: InquiryResponse = serde_json::from_value(json!({"res_cd":"0000",
+            "tno":"20260310123458","order_no":"OP1","pay_method":"PAMC","amount":bad,
+            "stat_hp_cd":"STSR","hp_rem_mny":"1500"}))
+        .unwrap();
+        assert!(
+            phone.into_state_of(PAY_TYPE_PHONE).is_err(),
+            "phone amount {bad}"
+        );
+    }
+}

@@ -11,7 +11,8 @@ use serde::{Deserialize, Serialize};
 
 use super::{
     amount, free_text, invalid_request, lenient, order_no, parse_kcp_time, parse_won, sign,
-    time_or_now, tno, Sensitive, WireError, GOOD_NAME_MAX, PAY_TYPE_CARD, PAY_TYPE_POINT,
+    time_or_now, tno, NamedAmounts, Sensitive, WireError, GOOD_NAME_MAX, PAY_TYPE_CARD,
+    PAY_TYPE_POINT,
 };
 use crate::pg::kcp::sign::KcpSigner;
 use crate::pg::{
@@ -458,16 +459,17 @@ fn parse_due(value: &str) -> Option<DateTime<Utc>> {
 }
 
 impl WindowApprovalResponse {
-    /// Every amount the answer names (`amount`, `bk_mny`, `pnt_amount`) that reads as one. The
-    /// approval is read from the method's own field (`bk_mny`, `pnt_amount`) before `amount`, so
-    /// the cross-check of spec §5 compares these too: an answer naming another amount in any of
-    /// them is a mismatch, whichever field the approval was read from.
-    pub fn amounts_named(&self) -> Vec<Won> {
-        [&self.amount, &self.bk_mny, &self.pnt_amount]
-            .into_iter()
-            .filter_map(|v| v.as_deref().map(str::trim).filter(|v| !v.is_empty()))
-            .filter_map(parse_won)
-            .collect()
+    /// Every amount the answer names (`amount`, `bk_mny`, `pnt_amount`), read or not
+    /// ([`NamedAmounts`]). The approval is read from the method's own field (`bk_mny`,
+    /// `pnt_amount`) before `amount`, so the cross-check of spec §5 compares these too: an answer
+    /// naming another amount in any of them, or one that cannot be read, is a mismatch, whichever
+    /// field the approval was read from.
+    pub fn amounts_named(&self) -> NamedAmounts {
+        NamedAmounts::of(&[
+            ("amount", self.amount.as_deref()),
+            ("bk_mny", self.bk_mny.as_deref()),
+            ("pnt_amount", self.pnt_amount.as_deref()),
+        ])
     }
 
     /// The answer for `pay_type` (one of §2.3's non-card types). `tno` and the amount are what

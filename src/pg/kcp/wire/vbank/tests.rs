@@ -165,3 +165,20 @@ fn an_unknown_status_another_method_or_no_tno_is_never_guessed() {
         assert!(inquiry(json).into_vbank_state().is_err(), "{json}");
     }
 }
+
+/// A virtual account's inquiry reads its amount and balance strictly: one that cannot be read
+/// is no account state, so what became of the account stays unknown.
+#[test]
+fn an_inquiry_naming_an_amount_or_balance_that_cannot_be_read_is_never_guessed() {
+    for bad in crate::pg::kcp::wire::tests::UNREADABLE_AMOUNTS {
+        for (field, value) in [("amount", bad), ("rem_mny", bad)] {
+            let mut body = serde_json::json!({"res_cd":"0000","tno":"20260310123456",
+                "pay_method":"PAVC","amount":"7000","rem_mny":"7000","stat_va_cd":"STSR"});
+            body[field] = serde_json::json!(value);
+            assert!(
+                inquiry(&body.to_string()).into_vbank_state().is_err(),
+                "{field} {bad}"
+            );
+        }
+    }
+}

@@ -479,3 +479,31 @@ fn the_spec_batch_window_answer_becomes_a_batch_key_without_a_guessed_card_numbe
         "461954******7815"
     );
 }
+
+/// spec/kcp.md §5: whichever field a window approval is read from, every amount the answer names
+/// is cross-checked, and a field KCP filled in that does not read as an amount is kept (by name)
+/// for the cross-check to refuse, never dropped.
+#[test]
+fn a_window_answer_names_amount_bk_mny_and_pnt_amount_whether_or_not_they_read() {
+    use crate::pg::kcp::wire::tests::UNREADABLE_AMOUNTS;
+    for bad in UNREADABLE_AMOUNTS {
+        for (field, readable) in [
+            ("bk_mny", "amount"),
+            ("pnt_amount", "amount"),
+            ("amount", "bk_mny"),
+        ] {
+            let body = serde_json::json!({"res_cd":"0000","tno":"23336986737477", field: bad, readable: "1000"});
+            let named = parse(&body.to_string()).amounts_named();
+            assert_eq!(named.read, vec![1000], "{field} {bad}");
+            assert_eq!(named.unreadable, vec![field], "{field} {bad}");
+        }
+    }
+    let blank = parse(
+        r#"{"res_cd":"0000","tno":"23336986737477","amount":"1000","bk_mny":"","pnt_amount":" "}"#,
+    );
+    assert_eq!(blank.amounts_named().read, vec![1000]);
+    assert!(
+        blank.amounts_named().unreadable.is_empty(),
+        "blank fields name nothing"
+    );
+}
