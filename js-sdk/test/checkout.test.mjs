@@ -65,7 +65,9 @@ test('buyer cancel inside the window: callback with success false', { timeout: 9
   assert.equal(rsp.success, false, JSON.stringify(rsp));
   assert.equal(rsp.imp_success, false);
   assert.equal(rsp.merchant_uid, p.merchant_uid);
-  assert.ok(rsp.error_msg, 'error_msg');
+  // KCP's code for the buyer's cancel, passed on as iamport passes the PG's (the close button's too).
+  assert.equal(rsp.error_code, '3001', JSON.stringify(rsp));
+  assert.equal(rsp.error_msg, '사용자가 결제를 취소하였습니다.');
   // iamport's failure rsp names the payment: the merchant verifies it failed at the gateway.
   assert.match(rsp.imp_uid, /^imp_\d{12}$/, JSON.stringify(rsp));
   const { json } = await getPayment(rsp.imp_uid);
@@ -80,7 +82,42 @@ test('the overlay close button: the session is cancelled at the gateway, callbac
   });
   assert.equal(rsp.success, false, JSON.stringify(rsp));
   assert.equal(rsp.merchant_uid, p.merchant_uid);
+  // The same answer as a close inside KCP's window: the same event for the merchant.
+  assert.equal(rsp.error_code, '3001', JSON.stringify(rsp));
+  assert.equal(rsp.error_msg, '사용자가 결제를 취소하였습니다.');
   assert.match(rsp.imp_uid, /^imp_\d{12}$/, JSON.stringify(rsp));
+  const { json } = await getPayment(rsp.imp_uid);
+  assert.equal(json.response.status, 'failed');
+});
+
+test('the overlay frame reloaded after the payment ended elsewhere: one callback with the outcome as recorded', { timeout: 90_000 }, async () => {
+  const p = params();
+  let recorded;
+  const rsp = await payInOverlay(p, async (frame, page) => {
+    await frame.locator('#card_no').waitFor(); // the KCP window is up
+    const handOff = page.frame({ name: 'openport-frame' });
+    const startUrl = handOff.url();
+    const session = new URL(startUrl).pathname.split('/').pop();
+    // The window ends without this page (the buyer's other tab, say): the gateway records the
+    // cancel, and the overlay still shows KCP's window.
+    const res = await fetch(`${BASE}/checkout/session/${encodeURIComponent(session)}/cancel`, {
+      method: 'POST', headers: { 'Content-Type': 'application/json' }, body: '{}',
+      signal: AbortSignal.timeout(20_000),
+    });
+    recorded = (await res.json()).response;
+    // The frame is reloaded: the hand-off page of an ended window hands the payment as recorded
+    // to this page, as the window's own end does, instead of a dead end the buyer must close.
+    // Its message ends the checkout, which takes the frame away: no waiting for its load.
+    await handOff.goto(startUrl, { waitUntil: 'commit' }).catch((e) => {
+      if (!/detached/i.test(String(e))) throw e;
+    });
+  });
+  assert.equal(rsp.success, false, JSON.stringify(rsp));
+  assert.equal(rsp.imp_uid, recorded.imp_uid);
+  assert.equal(rsp.merchant_uid, p.merchant_uid);
+  assert.equal(rsp.status, 'failed');
+  assert.equal(rsp.error_code, recorded.error_code);
+  assert.equal(rsp.error_msg, recorded.error_msg);
   const { json } = await getPayment(rsp.imp_uid);
   assert.equal(json.response.status, 'failed');
 });
@@ -267,7 +304,8 @@ test('mobile: buyer cancel comes back with imp_success=false and the error', { t
     assert.equal(q.get('order'), '43');
     assert.equal(q.get('merchant_uid'), p.merchant_uid);
     assert.equal(q.get('imp_success'), 'false');
-    assert.ok(q.get('error_msg'));
+    assert.equal(q.get('error_code'), '3001');
+    assert.equal(q.get('error_msg'), '사용자가 결제를 취소하였습니다.');
   } finally {
     await context.close();
   }

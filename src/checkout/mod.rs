@@ -785,15 +785,18 @@ fn escape(s: &str) -> String {
 }
 
 /// The hand-off page: on mobile a form posted to KCP's `PayUrl` (spec/kcp.md §1.2 step 2), on
-/// PC KCP's PC flow ([`pc_window_page`], §1.1). A window that ended sends a mobile buyer on as
-/// `Ret_URL` did ([`HandOff::Ended`]): Back from the shop's result page, or a reload, never opens
-/// KCP's window again. The page carries the window's return key, so it is never stored.
+/// PC KCP's PC flow ([`pc_window_page`], §1.1). A window that ended is answered as `Ret_URL`
+/// answered it ([`HandOff::Ended`], [`answer`]): a reload, or Back from the shop's result page,
+/// never opens KCP's window again. On PC that is the result page, which hands the payment as
+/// recorded to the overlay's page, so its `IMP.request_pay` callback runs as at any other end;
+/// it sends the browser nowhere, so any browser may be shown it. On mobile it is the redirect to
+/// `m_redirect_url`. The page carries the window's return key, so it is never stored.
 ///
-/// Only the browser that opened the window is sent on ([`opened_here`]): the request that made
-/// the session names its `m_redirect_url` freely (anyone holding a merchant's public imp_code
+/// Only the browser that opened a mobile window is sent on ([`opened_here`]): the request that
+/// made the session names its `m_redirect_url` freely (anyone holding a merchant's public imp_code
 /// can make one and end it through its cancel call), so an ended window's URL redirecting any
 /// browser would be an open redirect on openport's own host. Any other browser is told the
-/// payment ended, with no link.
+/// payment ended, with no link ([`ended_page`]).
 async fn hand_off(
     State(s): State<AppState>,
     headers: HeaderMap,
@@ -801,17 +804,10 @@ async fn hand_off(
 ) -> Response {
     let session = match s.gateway.hand_off(&token).await {
         Ok(HandOff::Open(x)) => *x,
-        Ok(HandOff::Ended(f)) if f.mobile && opened_here(&headers, &token) => {
+        Ok(HandOff::Ended(f)) if !f.mobile || opened_here(&headers, &token) => {
             return no_store(answer(*f))
         }
-        Ok(HandOff::Ended(_)) => {
-            return no_store(
-                Html(
-                    "<!doctype html><meta charset=utf-8><p>이미 종료된 결제입니다.</p>".to_string(),
-                )
-                .into_response(),
-            )
-        }
+        Ok(HandOff::Ended(_)) => return no_store(ended_page()),
         Err(e) => return ApiError::from(e).into_response(),
     };
     let window: WindowFields = serde_json::from_str(&session.params).unwrap_or_default();
@@ -843,6 +839,16 @@ async fn hand_off(
         res.headers_mut().append(header::SET_COOKIE, cookie);
     }
     res
+}
+
+/// What a browser other than the one that opened an ended mobile window is shown: that the
+/// payment ended, as a whole page like the others, with no link and nothing of the payment.
+fn ended_page() -> Response {
+    Html(
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>결제 종료</title></head><body>\
+         <p id=\"openport-ended\">이미 종료된 결제입니다.</p></body></html>",
+    )
+    .into_response()
 }
 
 /// How long the browser that opened a mobile window is remembered as its own (seconds): long

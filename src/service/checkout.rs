@@ -157,6 +157,13 @@ pub struct WindowFields {
     pub page_origin: String,
     #[serde(default)]
     pub page_url: String,
+    /// The order's merchant_uid, kept with the window so that an answer given while its payment
+    /// cannot be read (the outcome being checked) still names it: iamport's redirect to
+    /// `m_redirect_url` always carries `merchant_uid` (spec/iamport-v1.md §6), and a merchant page
+    /// told only an imp_uid it has not stored yet cannot find its order. Empty in the params of a
+    /// window opened before it was kept.
+    #[serde(default)]
+    pub merchant_uid: String,
     /// The digest (`secrets::token_digest`) of this window's return key ([`return_key_of`] the
     /// session token), which the hand-off page sends in [`RETURN_KEY_FIELD`] and KCP posts back to
     /// `Ret_URL` unchanged (spec/kcp.md §2.2–2.3). Only the buyer's browser (through the hand-off
@@ -310,6 +317,7 @@ impl std::fmt::Debug for WindowFields {
             .field("fields", &format_args!("<{} fields>", self.fields.len()))
             .field("page_origin", &self.page_origin)
             .field("page_url", &self.page_url)
+            .field("merchant_uid", &self.merchant_uid)
             .field("return_key", &"<redacted>")
             .finish()
     }
@@ -422,7 +430,7 @@ impl Rsp {
             None if status == PaymentStatus::Pending => {
                 (Some(CHECKING.into()), Some(checking_message(&p.imp_uid)))
             }
-            None if !ok => (Some("F400".into()), p.fail_reason.clone()),
+            None if !ok => (Some(failure_code(p).into()), p.fail_reason.clone()),
             None => (None, None),
         };
         Self {
@@ -465,11 +473,15 @@ impl Rsp {
         }
     }
 
-    /// Session `s`'s answer when its payment could not be read: its imp_uid and `error` (its
-    /// merchant_uid is not known without the payment).
-    fn unread(s: &checkout_session::Model, error: Option<(&str, String)>) -> Self {
+    /// Session `s`'s answer when its payment could not be read: the order as the window knows it
+    /// (its imp_uid, and `merchant_uid`, kept with the window's fields) and `error`.
+    fn unread(
+        s: &checkout_session::Model,
+        merchant_uid: &str,
+        error: Option<(&str, String)>,
+    ) -> Self {
         let (code, message) = error.unwrap_or((CHECKING, checking_message(&s.imp_uid)));
-        let mut rsp = Self::refused("", Some(s.imp_uid.clone()), &message);
+        let mut rsp = Self::refused(merchant_uid, Some(s.imp_uid.clone()), &message);
         rsp.error_code = Some(code.to_string());
         rsp.status = None;
         if s.kcp_pay_method == BILLING_WINDOW {
@@ -519,8 +531,9 @@ impl Rsp {
 pub struct ReturnFailed {
     pub error: ServiceError,
     /// Once the post is known to be its window's: the window's answer saying that the outcome is
-    /// being checked (`F500`, with the imp_uid). A mobile buyer is sent back with it (the redirect
-    /// is the only way back to the shop, and the merchant page learns the imp_uid); a PC window
+    /// being checked (`F500`, with the imp_uid and merchant_uid, the window's own). A mobile buyer
+    /// is sent back with it (the redirect is the only way back to the shop, and the merchant page
+    /// learns the imp_uid); a PC window
     /// shows the error page, whose overlay's close then asks for the payment as it stands.
     pub checking: Option<CheckoutFinish>,
 }
@@ -560,7 +573,26 @@ pub struct CheckoutFinish {
     pub page_origin: String,
 }
 
+/// The failure of a window the buyer cancelled, whichever way: KCP's window closed (`Ret_URL`
+/// with `res_cd` [`USER_CANCEL_CODE`]) or openport's overlay closed before KCP answered (the
+/// session's cancel call).
 const USER_CANCEL: &str = "사용자가 결제를 취소하였습니다.";
+
+/// The `error_code` of a buyer's cancel: KCP's (spec/kcp.md "3001 user cancelled in the window"),
+/// which iamport passes on as the PG gave it (PortOne: error_code and error_msg are the PG's,
+/// unprocessed). The overlay's close is the same event and answers the same, as does every later
+/// answer of the payment (a replayed post, the hand-off page of the ended window).
+const USER_CANCEL_CODE: &str = "3001";
+
+/// The `error_code` of failed payment `p` when no other is given: the buyer's cancel
+/// ([`USER_CANCEL_CODE`], known from the reason both cancel paths record), else `F400`.
+fn failure_code(p: &payment::Model) -> &'static str {
+    if p.fail_reason.as_deref() == Some(USER_CANCEL) {
+        USER_CANCEL_CODE
+    } else {
+        "F400"
+    }
+}
 
 impl Gateway {
     pub async fn merchant_by_code(&self, imp_code: &str) -> ServiceResult<merchant::Model> {
@@ -736,6 +768,7 @@ impl Gateway {
             ),
             page_origin: req.page_origin.clone(),
             page_url: req.page_url.clone(),
+            merchant_uid: payment.merchant_uid.clone(),
             return_key: super::secrets::token_digest(&return_key_of(&token)),
             pc_flow,
         };
@@ -1059,7 +1092,7 @@ impl Gateway {
             .or_else(|| (s.mobile && !window.page_url.is_empty()).then(|| window.page_url.clone()));
         let rsp = match p {
             Some(p) => Rsp::of(p, error),
-            None => Rsp::unread(s, error),
+            None => Rsp::unread(s, &window.merchant_uid, error),
         };
         CheckoutFinish {
             rsp,
@@ -1231,7 +1264,7 @@ impl Gateway {
             // refusals over REST are (pg/kcp/client.rs), since its text is not trusted to be free
             // of a card number, and a mobile redirect carries it in the merchant's URL.
             let msg = crate::domain::card::mask_card_numbers_in(&get("res_msg"));
-            let reason = if res_cd == "3001" {
+            let reason = if res_cd == USER_CANCEL_CODE {
                 USER_CANCEL.to_string()
             } else {
                 format!("[{res_cd}] {msg}")

@@ -56,19 +56,28 @@ async fn hand_off(app: &TestApp, params: Value) -> (String, Vec<(String, String)
 
 /// [`hand_off`] for a whole checkout request body (mobile, page_url).
 async fn hand_off_from(app: &TestApp, body: Value) -> (String, Vec<(String, String)>) {
+    let (_, pay_url, fields) = started_from(app, body).await;
+    (pay_url, fields)
+}
+
+/// [`hand_off_from`] with the `start_url` the hand-off page was loaded from.
+async fn started_from(app: &TestApp, body: Value) -> (String, String, Vec<(String, String)>) {
     let (_, started) = app.post("/checkout/request", None, body).await;
     assert_eq!(started["code"], 0, "{started}");
-    let start_url = started["response"]["start_url"].as_str().unwrap();
+    let start_url = started["response"]["start_url"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let page = app
         .http
-        .get(start_url)
+        .get(&start_url)
         .send()
         .await
         .unwrap()
         .text()
         .await
         .unwrap();
-    match pc_script(&page) {
+    let (pay_url, fields) = match pc_script(&page) {
         // What KCP's PC script posts into its layer's frame: the form's fields and the page's
         // origin, to the PC window next to the script.
         Some(script) => {
@@ -81,7 +90,8 @@ async fn hand_off_from(app: &TestApp, body: Value) -> (String, Vec<(String, Stri
             (format!("{base}{}", kcp_sandbox::paths::PC_WINDOW), fields)
         }
         None => form(&page),
-    }
+    };
+    (start_url, pay_url, fields)
 }
 
 /// The KCP PC script a hand-off page loads (spec/kcp.md §1.1), if it is a PC-flow page.
@@ -3588,4 +3598,162 @@ async fn a_window_answer_naming_a_pending_payments_trade_never_cancels_it() {
     app.advance(SETTLE_SECS + 10);
     app.resolve_all().await;
     app.assert_ledger_agrees().await;
+}
+
+/// The window's payment can no longer be read (here a column the read names is gone): a mobile
+/// buyer is still sent back to `m_redirect_url`, from `Ret_URL` and from the hand-off page of a
+/// window that ended, and the redirect names the order, `merchant_uid` and `imp_uid`, as iamport's
+/// always does: both are the window's own, known without the payment, and a merchant page given
+/// an empty merchant_uid cannot find the order it is to look up.
+#[tokio::test]
+async fn a_mobile_buyer_whose_payment_cannot_be_read_is_sent_back_naming_the_order() {
+    let app = spawn_app().await;
+    let (_, pay_url, fields, _) =
+        mobile_start(&app, json!({"merchant_uid": "m-unread", "amount": 1000})).await;
+    let (ret_url, result) = window_result(&app, &pay_url, &fields, &CARD_OK).await;
+    let (ended_url, ended_pay_url, ended_fields, cookie) = mobile_start(
+        &app,
+        json!({"merchant_uid": "m-unread-ended", "amount": 1000}),
+    )
+    .await;
+    let (cancel_url, cancel) =
+        window_result(&app, &ended_pay_url, &ended_fields, &[("action", "cancel")]).await;
+    post_without_following(&cancel_url, &cancel).await;
+    crate::helpers::execute(
+        &app,
+        vec!["ALTER TABLE payments RENAME COLUMN started_at TO started_at_gone".into()],
+    )
+    .await;
+
+    let location = post_without_following(&ret_url, &result).await;
+    assert!(
+        location.starts_with("https://shop.test/done?"),
+        "{location}"
+    );
+    let q = query_of(&location);
+    assert_eq!(q["merchant_uid"], "m-unread", "{location}");
+    assert_eq!(
+        q["imp_uid"],
+        field(&fields, "param_opt_1").unwrap(),
+        "{location}"
+    );
+    assert_eq!(q["imp_success"], "false", "{location}");
+    assert_eq!(q["error_code"], "F500", "{location}");
+
+    let (status, location, _, page) = hand_off_answer(&ended_url, &cookie).await;
+    assert!(status.is_redirection(), "{status}: {page}");
+    let q = query_of(&location);
+    assert_eq!(q["merchant_uid"], "m-unread-ended", "{location}");
+    assert_eq!(
+        q["imp_uid"],
+        field(&ended_fields, "param_opt_1").unwrap(),
+        "{location}"
+    );
+    assert_eq!(q["imp_success"], "false", "{location}");
+    assert!(app.sandbox.ledger().is_empty(), "nothing was approved");
+}
+
+/// A buyer who cancels is answered alike however the window was closed: KCP's window (`Ret_URL`
+/// with `res_cd` 3001), openport's overlay (the session's cancel call, before KCP answered), on
+/// mobile, and in every later answer of the payment (a replayed post, the hand-off page of the
+/// ended window): `error_code` 3001, KCP's own code for it, which iamport passes on as the PG
+/// gave it, and the same `error_msg`.
+#[tokio::test]
+async fn a_buyer_cancel_answers_kcps_3001_whichever_way_the_window_was_closed() {
+    let app = spawn_app().await;
+    const CANCELLED: &str = "사용자가 결제를 취소하였습니다.";
+    let (pay_url, fields) = hand_off(
+        &app,
+        json!({"merchant_uid": "cancel-in-kcp", "amount": 1000}),
+    )
+    .await;
+    let (ret_url, result) = window_result(&app, &pay_url, &fields, &[("action", "cancel")]).await;
+    let in_kcp = rsp_of(&post_form(&app, &ret_url, &result).await);
+    assert_eq!(in_kcp["error_code"], "3001", "{in_kcp}");
+    assert_eq!(in_kcp["error_msg"], CANCELLED, "{in_kcp}");
+    let replayed = rsp_of(&post_form(&app, &ret_url, &result).await);
+    assert_eq!(replayed["error_code"], "3001", "{replayed}");
+    assert_eq!(replayed["error_msg"], CANCELLED, "{replayed}");
+
+    let started = start_checkout(
+        &app,
+        json!({"merchant_uid": "cancel-overlay", "amount": 1000}),
+    )
+    .await;
+    let token = started["response"]["session"].as_str().unwrap();
+    let (_, closed) = app
+        .post(
+            &format!("/checkout/session/{token}/cancel"),
+            None,
+            json!({}),
+        )
+        .await;
+    assert_eq!(closed["code"], 0, "{closed}");
+    let closed = &closed["response"];
+    assert_eq!(closed["success"], false, "{closed}");
+    assert_eq!(closed["error_code"], "3001", "{closed}");
+    assert_eq!(closed["error_msg"], CANCELLED, "{closed}");
+    assert_eq!(closed["status"], "failed", "{closed}");
+
+    let (start_url, pay_url, fields, cookie) = mobile_start(
+        &app,
+        json!({"merchant_uid": "cancel-mobile", "amount": 1000}),
+    )
+    .await;
+    let (ret_url, result) = window_result(&app, &pay_url, &fields, &[("action", "cancel")]).await;
+    let location = post_without_following(&ret_url, &result).await;
+    let q = query_of(&location);
+    assert_eq!(q["error_code"], "3001", "{location}");
+    assert_eq!(q["error_msg"], CANCELLED, "{location}");
+    let (_, again, _, page) = hand_off_answer(&start_url, &cookie).await;
+    assert_eq!(
+        again, location,
+        "the ended window answers as Ret_URL did: {page}"
+    );
+    assert!(app.sandbox.ledger().is_empty());
+}
+
+/// A PC hand-off page loaded again once its window ended (the overlay's frame reloaded, or the
+/// page reached after the end) shows the result page `Ret_URL` showed, which hands the payment as
+/// recorded to the merchant page (whose `IMP.request_pay` callback then runs, as at any other
+/// end; js-sdk/test/checkout.test.mjs runs it in a browser), not a bare text page: paid, and
+/// cancelled through the overlay. It opens nothing at KCP and is never cached.
+#[tokio::test]
+async fn the_hand_off_page_of_an_ended_pc_window_hands_the_recorded_outcome_to_the_merchant_page() {
+    let app = spawn_app().await;
+    let pc = |merchant_uid: &str| {
+        json!({"imp_code": "imp00000000", "mobile": false, "page_url": "http://shop.test/cart",
+               "params": {"merchant_uid": merchant_uid, "amount": 1000}})
+    };
+    let (start_url, pay_url, fields) = started_from(&app, pc("pc-ended-paid")).await;
+    let paid = through_window(&app, &pay_url, &fields, &CARD_OK).await;
+    assert_eq!(paid["status"], "paid", "{paid}");
+    let (status, location, cache, page) = hand_off_answer(&start_url, "").await;
+    assert_eq!(status, reqwest::StatusCode::OK, "{location}");
+    assert_eq!(cache, "no-store");
+    assert_eq!(rsp_of(&page), paid, "the rsp Ret_URL answered");
+    assert!(
+        page.contains("postMessage({source:'openport',rsp:rsp},\"http://shop.test\")"),
+        "handed to the merchant page's origin only: {page}"
+    );
+
+    let (start_url, _, _) = started_from(&app, pc("pc-ended-closed")).await;
+    let token = start_url.rsplit('/').next().unwrap();
+    let (_, closed) = app
+        .post(
+            &format!("/checkout/session/{token}/cancel"),
+            None,
+            json!({}),
+        )
+        .await;
+    let (status, _, _, page) = hand_off_answer(&start_url, "").await;
+    assert_eq!(status, reqwest::StatusCode::OK);
+    let ended = rsp_of(&page);
+    assert_eq!(ended, closed["response"], "{page}");
+    assert_eq!(ended["success"], false, "{ended}");
+    assert_eq!(
+        app.sandbox.ledger().len(),
+        1,
+        "the hand-off reopened nothing"
+    );
 }

@@ -29,8 +29,8 @@ export async function startStubGateway() {
     req.on('end', () => resolve(data));
   });
   const rspFor = (s, success) => ({
-    success, imp_success: success, error_code: success ? null : 'F1001',
-    error_msg: success ? null : '사용자가 결제를 취소하셨습니다',
+    success, imp_success: success, error_code: success ? null : '3001',
+    error_msg: success ? null : '사용자가 결제를 취소하였습니다.',
     imp_uid: s.impUid, merchant_uid: s.params.merchant_uid, pay_method: s.params.pay_method,
     paid_amount: success ? s.params.amount : 0, status: success ? 'paid' : 'failed', name: s.params.name,
     pg_provider: 'kcp', pg_tid: success ? `T${s.impUid}` : null,
