@@ -27,7 +27,12 @@ async fn pay_points(
 }
 
 /// Pays with benepia01 and returns the paid Payment object.
-async fn paid_with_points(app: &TestApp, token: &str, merchant_uid: &str, amount: i64) -> Value {
+pub(crate) async fn paid_with_points(
+    app: &TestApp,
+    token: &str,
+    merchant_uid: &str,
+    amount: i64,
+) -> Value {
     let (status, body) = pay_points(
         app,
         token,
@@ -43,7 +48,12 @@ async fn paid_with_points(app: &TestApp, token: &str, merchant_uid: &str, amount
     body["response"].clone()
 }
 
-async fn cancel(app: &TestApp, token: &str, imp_uid: &Value, amount: Option<i64>) -> Value {
+pub(crate) async fn cancel(
+    app: &TestApp,
+    token: &str,
+    imp_uid: &Value,
+    amount: Option<i64>,
+) -> Value {
     let mut req = json!({"imp_uid": imp_uid, "reason": "고객 요청"});
     if let Some(a) = amount {
         req["amount"] = json!(a);
@@ -51,7 +61,7 @@ async fn cancel(app: &TestApp, token: &str, imp_uid: &Value, amount: Option<i64>
     app.post("/payments/cancel", Some(token), req).await.1
 }
 
-async fn payment(app: &TestApp, token: &str, imp_uid: &Value) -> Value {
+pub(crate) async fn payment(app: &TestApp, token: &str, imp_uid: &Value) -> Value {
     let imp_uid = imp_uid.as_str().unwrap();
     app.get(&format!("/payments/{imp_uid}"), Some(token))
         .await
@@ -59,7 +69,7 @@ async fn payment(app: &TestApp, token: &str, imp_uid: &Value) -> Value {
         .clone()
 }
 
-fn balance(app: &TestApp, id: &str) -> i64 {
+pub(crate) fn balance(app: &TestApp, id: &str) -> i64 {
     app.sandbox.point_balance(id).expect("sandbox account")
 }
 
@@ -689,7 +699,11 @@ async fn owed_by_an_older_version(app: &TestApp, token: &str, merchant_uid: &str
 
 /// The cancel attempt (4,000) of [`owed_by_an_older_version`] on the payment of `merchant_uid`,
 /// whose tno is `tno`, `reapprove_pending` under `<order_no>R<attempt id>`; that order number.
-async fn left_owing_a_reapproval(app: &TestApp, merchant_uid: &str, tno: &str) -> String {
+pub(crate) async fn left_owing_a_reapproval(
+    app: &TestApp,
+    merchant_uid: &str,
+    tno: &str,
+) -> String {
     use openport::store::entity::pg_attempt;
     use sea_orm::{ActiveModelTrait, Set};
     let tno = tno.to_string();
@@ -1027,7 +1041,7 @@ async fn a_reapproval_an_older_version_owed_found_cancelled_at_kcp_is_recorded_a
 
 /// Cancels `tno` in KCP's admin, lets the sandbox post its own notice of it (`TX06`, spec §2.12)
 /// and waits until openport has acknowledged it: by then openport has judged it.
-async fn cancelled_in_kcps_admin_and_acknowledged(app: &TestApp, tno: &str) {
+pub(crate) async fn cancelled_in_kcps_admin_and_acknowledged(app: &TestApp, tno: &str) {
     let sent = app
         .sandbox
         .cancel_in_admin_notified(tno)
@@ -1048,7 +1062,7 @@ async fn cancelled_in_kcps_admin_and_acknowledged(app: &TestApp, tno: &str) {
 }
 
 /// The statuses of the webhooks `hooks` got so far, once every due one is sent.
-async fn webhook_statuses(app: &TestApp, hooks: &Receiver) -> Vec<String> {
+pub(crate) async fn webhook_statuses(app: &TestApp, hooks: &Receiver) -> Vec<String> {
     app.app.gateway.deliver_due_webhooks(100).await.unwrap();
     hooks
         .requests()
