@@ -1039,6 +1039,96 @@ async fn a_reapproval_an_older_version_owed_found_cancelled_at_kcp_is_recorded_a
     app.assert_ledger_agrees().await;
 }
 
+/// An older version's owed re-approval that KCP approves for another amount than the rest (its
+/// answer's `pnt_amount` 5,000 for the 6,000 asked): the older STSC cancelled the original, and
+/// KCP holds a re-approval the record cannot explain. Closed as a conflict naming that
+/// re-approval, listed for the operator and left at KCP (never net-cancelled: that would refund
+/// the rest too), as this version's own STRA answered so is; the payment keeps its record, every
+/// cancel of it is answered with the operator's wording (never "결제취소에 실패"), and KCP's notice
+/// of the original's cancel is left to the operator too.
+#[tokio::test]
+async fn a_reapproval_an_older_version_owed_that_kcp_approves_for_another_amount_is_left_to_the_operator(
+) {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let p = paid_with_points(&app, &token, "bp-older-other", 10_000).await;
+    let tno = p["pg_tid"].as_str().unwrap().to_string();
+    // The older version's STSC is stood for by the STRA itself: this sandbox takes STRA on the
+    // live tno only, which cancels it as the STSC did.
+    let reorder = left_owing_a_reapproval(&app, "bp-older-other", &tno).await;
+    app.sandbox.inject(
+        FaultRule::new(
+            paths::CANCEL,
+            Fault::AnswerField {
+                field: "pnt_amount".into(),
+                value: "5000".into(),
+            },
+        )
+        .when("mod_type", "STRA"),
+    );
+
+    app.advance(SETTLE_SECS + 1);
+    app.resolve_all().await;
+
+    let ledger = app.sandbox.ledger();
+    assert_eq!(ledger.len(), 2, "{ledger:?}");
+    let reapproval = ledger[1].tno.clone();
+    assert_eq!(ledger[1].order_no, reorder);
+    assert_eq!(
+        balance(&app, BENEPIA_01.id),
+        94_000,
+        "the re-approval stays at KCP"
+    );
+    let conflicts = app.conflicts().await;
+    assert_eq!(conflicts.len(), 1, "{conflicts:?}");
+    assert_eq!(conflicts[0].imp_uid, p["imp_uid"].as_str().unwrap());
+    assert_eq!(conflicts[0].order_no, reorder);
+    let note = conflicts[0].result_message.clone().unwrap_or_default();
+    assert!(
+        note.starts_with("reapprove_pending: re-approval") && note.contains("mismatch"),
+        "the owed STRA's answer: {note}"
+    );
+    assert!(note.contains(&reapproval), "names the re-approval: {note}");
+    let shown = payment(&app, &token, &p["imp_uid"]).await;
+    assert_eq!(
+        (shown["status"].as_str(), shown["cancel_amount"].as_i64()),
+        (Some("paid"), Some(0)),
+        "left for the operator: {shown}"
+    );
+    let c = cancel(&app, &token, &p["imp_uid"], Some(1_000)).await;
+    assert_eq!(c["code"], 1, "{c}");
+    let message = c["message"].as_str().unwrap();
+    assert!(
+        message.contains("운영자 확인")
+            && message.contains(&format!("attempt {}", conflicts[0].id)),
+        "{c}"
+    );
+    assert!(!message.contains("실패"), "never a plain failure: {c}");
+
+    let answer = app
+        .http
+        .post(app.url("/kcp/notify"))
+        .form(&[
+            ("site_cd", "T0000"),
+            ("tno", tno.as_str()),
+            ("tx_cd", "TX06"),
+            ("tx_tm", "20261208120000"),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(answer.contains("value=\"0000\""), "{answer}");
+    assert_eq!(
+        payment(&app, &token, &p["imp_uid"]).await["cancel_amount"],
+        0,
+        "a notice of the original's cancel records nothing the operator has not settled"
+    );
+    assert_eq!(balance(&app, BENEPIA_01.id), 94_000);
+}
+
 /// Cancels `tno` in KCP's admin, lets the sandbox post its own notice of it (`TX06`, spec §2.12)
 /// and waits until openport has acknowledged it: by then openport has judged it.
 pub(crate) async fn cancelled_in_kcps_admin_and_acknowledged(app: &TestApp, tno: &str) {
