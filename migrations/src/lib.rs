@@ -29,6 +29,7 @@ mod m20261206_000024_vbank_checks;
 mod m20261206_000025_notification_deposited_at;
 mod m20261207_000026_listing_indexes;
 mod m20261207_000027_schedules_by_imp_uid;
+mod m20261208_000028_point_reapproval_attempts;
 
 pub struct Migrator;
 
@@ -63,6 +64,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261206_000025_notification_deposited_at::Migration),
             Box::new(m20261207_000026_listing_indexes::Migration),
             Box::new(m20261207_000027_schedules_by_imp_uid::Migration),
+            Box::new(m20261208_000028_point_reapproval_attempts::Migration),
         ]
     }
 }

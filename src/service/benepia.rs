@@ -702,6 +702,28 @@ impl Gateway {
     /// KCP that takes `STRA` on live trades only (docs/kcp.md §8.3) refuses it: with no
     /// re-approval under its order number, every point is back with the member, and the whole
     /// balance is recorded cancelled.
+    ///
+    /// A re-approval KCP approves for another amount than the rest (`PgError::Mismatch`, naming
+    /// its new tno) is closed as a conflict for the operator and left at KCP, as the same answer
+    /// is in [`Self::cancel_points_partially`] and such a re-approval found by inquiry is
+    /// ([`Self::try_record_reapproval`], from [`Self::find_reapproval`] or
+    /// [`Self::find_or_send_reapproval`]). Not net-cancelled: KCP would then hold nothing, a full
+    /// refund nobody asked for that openport has no call to undo, while the operator can still
+    /// cancel it in KCP's admin or put the record right. Nor recorded as the whole balance
+    /// cancelled ([`Self::record_reapproval_cancelled`]): that is for a re-approval KCP shows
+    /// cancelled, where what KCP holds (nothing) is certain; here it holds an amount the record
+    /// cannot explain. The conflict is listed (`openport attempt list --conflicts`, its note
+    /// naming the re-approval's tno and both amounts) and holds the payment's cancels; a KCP
+    /// notice of the original tno's cancel is left to the operator too
+    /// ([`Self::reapproval_unaccounted`]: the conflict names that tno).
+    ///
+    /// No merchant reads this outcome: only the resolver finishes an older version's attempt
+    /// (this version's requests send `STRA` under `P`, never `R`), a cancel of the payment is
+    /// refused as in flight while the attempt is open, and once it is closed every cancel is
+    /// refused with the operator's wording naming it (service/cancel.rs `conflict_refusal`). It
+    /// is [`PointCancelOutcome::Conflict`] all the same, what KCP did ("cancelled at KCP, the
+    /// record disagrees"), as for this version's `STRA`: `NotApplied`, as it was, would have told
+    /// any holder that answered it "결제취소에 실패" of a cancel KCP applied (the older `STSC`).
     async fn send_owed_reapproval(
         &self,
         connector: &dyn Pg,
@@ -765,7 +787,7 @@ impl Gateway {
                     attempt,
                     "conflict",
                     &format!("{REAPPROVE_PENDING}: re-approval {new_tno} mismatch: {detail}"),
-                    PointCancelOutcome::NotApplied("재승인 금액 불일치".into()),
+                    PointCancelOutcome::Conflict(attempt_id),
                 )
                 .await
             }

@@ -27,7 +27,12 @@ async fn pay_points(
 }
 
 /// Pays with benepia01 and returns the paid Payment object.
-async fn paid_with_points(app: &TestApp, token: &str, merchant_uid: &str, amount: i64) -> Value {
+pub(crate) async fn paid_with_points(
+    app: &TestApp,
+    token: &str,
+    merchant_uid: &str,
+    amount: i64,
+) -> Value {
     let (status, body) = pay_points(
         app,
         token,
@@ -43,7 +48,12 @@ async fn paid_with_points(app: &TestApp, token: &str, merchant_uid: &str, amount
     body["response"].clone()
 }
 
-async fn cancel(app: &TestApp, token: &str, imp_uid: &Value, amount: Option<i64>) -> Value {
+pub(crate) async fn cancel(
+    app: &TestApp,
+    token: &str,
+    imp_uid: &Value,
+    amount: Option<i64>,
+) -> Value {
     let mut req = json!({"imp_uid": imp_uid, "reason": "고객 요청"});
     if let Some(a) = amount {
         req["amount"] = json!(a);
@@ -51,7 +61,7 @@ async fn cancel(app: &TestApp, token: &str, imp_uid: &Value, amount: Option<i64>
     app.post("/payments/cancel", Some(token), req).await.1
 }
 
-async fn payment(app: &TestApp, token: &str, imp_uid: &Value) -> Value {
+pub(crate) async fn payment(app: &TestApp, token: &str, imp_uid: &Value) -> Value {
     let imp_uid = imp_uid.as_str().unwrap();
     app.get(&format!("/payments/{imp_uid}"), Some(token))
         .await
@@ -59,7 +69,7 @@ async fn payment(app: &TestApp, token: &str, imp_uid: &Value) -> Value {
         .clone()
 }
 
-fn balance(app: &TestApp, id: &str) -> i64 {
+pub(crate) fn balance(app: &TestApp, id: &str) -> i64 {
     app.sandbox.point_balance(id).expect("sandbox account")
 }
 
@@ -689,7 +699,11 @@ async fn owed_by_an_older_version(app: &TestApp, token: &str, merchant_uid: &str
 
 /// The cancel attempt (4,000) of [`owed_by_an_older_version`] on the payment of `merchant_uid`,
 /// whose tno is `tno`, `reapprove_pending` under `<order_no>R<attempt id>`; that order number.
-async fn left_owing_a_reapproval(app: &TestApp, merchant_uid: &str, tno: &str) -> String {
+pub(crate) async fn left_owing_a_reapproval(
+    app: &TestApp,
+    merchant_uid: &str,
+    tno: &str,
+) -> String {
     use openport::store::entity::pg_attempt;
     use sea_orm::{ActiveModelTrait, Set};
     let tno = tno.to_string();
@@ -1025,9 +1039,99 @@ async fn a_reapproval_an_older_version_owed_found_cancelled_at_kcp_is_recorded_a
     app.assert_ledger_agrees().await;
 }
 
+/// An older version's owed re-approval that KCP approves for another amount than the rest (its
+/// answer's `pnt_amount` 5,000 for the 6,000 asked): the older STSC cancelled the original, and
+/// KCP holds a re-approval the record cannot explain. Closed as a conflict naming that
+/// re-approval, listed for the operator and left at KCP (never net-cancelled: that would refund
+/// the rest too), as this version's own STRA answered so is; the payment keeps its record, every
+/// cancel of it is answered with the operator's wording (never "결제취소에 실패"), and KCP's notice
+/// of the original's cancel is left to the operator too.
+#[tokio::test]
+async fn a_reapproval_an_older_version_owed_that_kcp_approves_for_another_amount_is_left_to_the_operator(
+) {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let p = paid_with_points(&app, &token, "bp-older-other", 10_000).await;
+    let tno = p["pg_tid"].as_str().unwrap().to_string();
+    // The older version's STSC is stood for by the STRA itself: this sandbox takes STRA on the
+    // live tno only, which cancels it as the STSC did.
+    let reorder = left_owing_a_reapproval(&app, "bp-older-other", &tno).await;
+    app.sandbox.inject(
+        FaultRule::new(
+            paths::CANCEL,
+            Fault::AnswerField {
+                field: "pnt_amount".into(),
+                value: "5000".into(),
+            },
+        )
+        .when("mod_type", "STRA"),
+    );
+
+    app.advance(SETTLE_SECS + 1);
+    app.resolve_all().await;
+
+    let ledger = app.sandbox.ledger();
+    assert_eq!(ledger.len(), 2, "{ledger:?}");
+    let reapproval = ledger[1].tno.clone();
+    assert_eq!(ledger[1].order_no, reorder);
+    assert_eq!(
+        balance(&app, BENEPIA_01.id),
+        94_000,
+        "the re-approval stays at KCP"
+    );
+    let conflicts = app.conflicts().await;
+    assert_eq!(conflicts.len(), 1, "{conflicts:?}");
+    assert_eq!(conflicts[0].imp_uid, p["imp_uid"].as_str().unwrap());
+    assert_eq!(conflicts[0].order_no, reorder);
+    let note = conflicts[0].result_message.clone().unwrap_or_default();
+    assert!(
+        note.starts_with("reapprove_pending: re-approval") && note.contains("mismatch"),
+        "the owed STRA's answer: {note}"
+    );
+    assert!(note.contains(&reapproval), "names the re-approval: {note}");
+    let shown = payment(&app, &token, &p["imp_uid"]).await;
+    assert_eq!(
+        (shown["status"].as_str(), shown["cancel_amount"].as_i64()),
+        (Some("paid"), Some(0)),
+        "left for the operator: {shown}"
+    );
+    let c = cancel(&app, &token, &p["imp_uid"], Some(1_000)).await;
+    assert_eq!(c["code"], 1, "{c}");
+    let message = c["message"].as_str().unwrap();
+    assert!(
+        message.contains("운영자 확인")
+            && message.contains(&format!("attempt {}", conflicts[0].id)),
+        "{c}"
+    );
+    assert!(!message.contains("실패"), "never a plain failure: {c}");
+
+    let answer = app
+        .http
+        .post(app.url("/kcp/notify"))
+        .form(&[
+            ("site_cd", "T0000"),
+            ("tno", tno.as_str()),
+            ("tx_cd", "TX06"),
+            ("tx_tm", "20261208120000"),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(answer.contains("value=\"0000\""), "{answer}");
+    assert_eq!(
+        payment(&app, &token, &p["imp_uid"]).await["cancel_amount"],
+        0,
+        "a notice of the original's cancel records nothing the operator has not settled"
+    );
+    assert_eq!(balance(&app, BENEPIA_01.id), 94_000);
+}
+
 /// Cancels `tno` in KCP's admin, lets the sandbox post its own notice of it (`TX06`, spec §2.12)
 /// and waits until openport has acknowledged it: by then openport has judged it.
-async fn cancelled_in_kcps_admin_and_acknowledged(app: &TestApp, tno: &str) {
+pub(crate) async fn cancelled_in_kcps_admin_and_acknowledged(app: &TestApp, tno: &str) {
     let sent = app
         .sandbox
         .cancel_in_admin_notified(tno)
@@ -1048,7 +1152,7 @@ async fn cancelled_in_kcps_admin_and_acknowledged(app: &TestApp, tno: &str) {
 }
 
 /// The statuses of the webhooks `hooks` got so far, once every due one is sent.
-async fn webhook_statuses(app: &TestApp, hooks: &Receiver) -> Vec<String> {
+pub(crate) async fn webhook_statuses(app: &TestApp, hooks: &Receiver) -> Vec<String> {
     app.app.gateway.deliver_due_webhooks(100).await.unwrap();
     hooks
         .requests()

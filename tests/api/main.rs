@@ -5,6 +5,7 @@ mod helpers;
 mod admin;
 mod auth;
 mod benepia;
+mod benepia_upgrade;
 mod billing;
 mod cancel;
 mod checkout;
