@@ -298,7 +298,7 @@ impl App {
             scheduler = Some(crate::jobs::scheduler::spawn(
                 gateway.clone(),
                 Duration::from_millis(config.resolver.interval_ms.min(1000)),
-                config.scheduler.batch,
+                &config.scheduler,
                 shutdown.subscribe(),
             ));
         }

@@ -174,6 +174,15 @@ pub struct SchedulerSettings {
     /// few times `concurrency` keeps the charges flowing; much more only holds schedules that
     /// other instances could be charging.
     pub batch: u64,
+    /// Start with the scheduler held: this instance claims and charges no schedule until it is
+    /// started again without it; everything else runs (the API, which still takes schedules, the
+    /// resolver, webhook delivery). For the first start on a restored backup: the schedules that
+    /// ran after the backup are `scheduled` again there, and charging them would charge their
+    /// buyers twice under new order numbers, which KCP does not refuse. The operator compares
+    /// what is due (`openport schedule list --due`) with KCP's admin first (docs/operations.md
+    /// "Restoring a backup").
+    #[serde(default)]
+    pub paused: bool,
 }
 
 /// Webhook delivery (docs/operations.md "Schedules and webhooks").
@@ -278,6 +287,7 @@ impl Default for Config {
             scheduler: SchedulerSettings {
                 concurrency: 16,
                 batch: 64,
+                paused: false,
             },
             webhooks: WebhookSettings::default(),
             http: HttpSettings::default(),
@@ -734,6 +744,37 @@ mod tests {
             refused.contains("OPENPORT_RESOLVER__INTERVAL_MS") && refused.contains("scheduler"),
             "{refused}"
         );
+    }
+
+    /// A restored backup holds schedules that ran after it was taken: the first start on it must
+    /// be able to hold them (docs/operations.md "Restoring a backup").
+    #[test]
+    // figment::Jail's closure must return figment's own (large) error type.
+    #[allow(clippy::result_large_err)]
+    fn the_scheduler_runs_unless_the_file_or_the_environment_starts_it_paused() {
+        figment::Jail::expect_with(|jail| {
+            jail.clear_env();
+            assert!(!Config::load(None).expect("loads").scheduler.paused);
+            jail.create_file("batch.toml", "[scheduler]\nbatch = 8\n")?;
+            let config = Config::load(Some(Path::new("batch.toml"))).expect("loads");
+            assert_eq!(
+                (config.scheduler.batch, config.scheduler.paused),
+                (8, false)
+            );
+            jail.create_file("paused.toml", "[scheduler]\npaused = true\n")?;
+            let config = Config::load(Some(Path::new("paused.toml"))).expect("loads");
+            assert!(config.scheduler.paused);
+            assert_eq!(config.scheduler.batch, 64, "the rest keeps its defaults");
+            jail.set_env("OPENPORT_SCHEDULER__PAUSED", "true");
+            assert!(Config::load(None).expect("loads").scheduler.paused);
+            jail.set_env("OPENPORT_SCHEDULER__PAUSED", "false");
+            let config = Config::load(Some(Path::new("paused.toml"))).expect("loads");
+            assert!(
+                !config.scheduler.paused,
+                "the environment wins over the file"
+            );
+            Ok(())
+        });
     }
 
     #[test]

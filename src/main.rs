@@ -58,8 +58,36 @@ enum Command {
         #[command(subcommand)]
         command: AttemptCommand,
     },
+    /// Schedules not run yet: list them, e.g. those due on a restored backup before the scheduler
+    /// is let run (`OPENPORT_SCHEDULER__PAUSED`).
+    Schedule {
+        #[command(subcommand)]
+        command: ScheduleCommand,
+    },
     /// The KCP sandbox alone, or its tools.
     Sandbox(SandboxArgs),
+}
+
+#[derive(Subcommand)]
+enum ScheduleCommand {
+    /// Every merchant's schedules not run yet (with `--due`: only those due now, which a scheduler
+    /// charges as soon as it runs), oldest first: id, merchant (imp_code), merchant_uid,
+    /// customer_uid, amount, schedule_at, status, and the imp_uid of a charge already opened (its
+    /// payment, not a new charge, settles it). Never card data or buyer details. Reads the
+    /// database only: nothing is charged, nothing changes.
+    List {
+        #[command(flatten)]
+        common: Common,
+        /// Only the schedules due now.
+        #[arg(long)]
+        due: bool,
+        /// At most this many.
+        #[arg(long, default_value_t = 100)]
+        limit: u64,
+        /// One JSON array on stdout instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// What KCP's admin shows of an approval an approval's conflict holds pending
@@ -370,6 +398,7 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Merchant { command } => merchant(command).await,
         Command::Attempt { command } => attempt(command).await,
+        Command::Schedule { command } => schedule(command).await,
         Command::Sandbox(args) => sandbox(args).await,
     }
 }
@@ -567,6 +596,70 @@ async fn attempt(cmd: AttemptCommand) -> anyhow::Result<()> {
                 a.state,
                 a.result_message.as_deref().unwrap_or("-")
             );
+            Ok(())
+        }
+    }
+}
+
+async fn schedule(cmd: ScheduleCommand) -> anyhow::Result<()> {
+    match cmd {
+        ScheduleCommand::List {
+            common,
+            due,
+            limit,
+            json,
+        } => {
+            // The database alone: no KCP, no master key (nothing sealed is read), so it works
+            // before the first start on a restored backup as well as beside running instances.
+            let (_, db) = database_only(&common, false).await?;
+            let now = chrono::Utc::now().timestamp();
+            let listed =
+                openport::store::billing::unrun_schedules(&db.read, due.then_some(now), limit)
+                    .await?;
+            let merchants: std::collections::HashMap<i64, String> =
+                openport::store::merchants::all(&db.read)
+                    .await?
+                    .into_iter()
+                    .map(|m| (m.id, m.imp_code))
+                    .collect();
+            let merchant_of = |id: i64| merchants.get(&id).cloned().unwrap_or_default();
+            if json {
+                // Named fields only: a schedule's buyer details and custom data stay out.
+                let rows: Vec<serde_json::Value> = listed
+                    .iter()
+                    .map(|s| {
+                        serde_json::json!({
+                            "id": s.id,
+                            "merchant": merchant_of(s.merchant_id),
+                            "merchant_uid": s.merchant_uid,
+                            "customer_uid": s.customer_uid,
+                            "amount": s.amount,
+                            "schedule_at": s.schedule_at,
+                            "status": s.status,
+                            "imp_uid": s.imp_uid,
+                        })
+                    })
+                    .collect();
+                println!("{}", serde_json::to_string_pretty(&rows)?);
+            } else {
+                for s in &listed {
+                    let at = chrono::DateTime::from_timestamp(s.schedule_at, 0)
+                        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+                        .unwrap_or_default();
+                    println!(
+                        "{}\t{}\t{}\t{}\t{} won\tschedule_at {} ({})\t{}\timp_uid {}",
+                        s.id,
+                        merchant_of(s.merchant_id),
+                        s.merchant_uid,
+                        s.customer_uid,
+                        s.amount,
+                        s.schedule_at,
+                        at,
+                        s.status,
+                        s.imp_uid.as_deref().unwrap_or("-"),
+                    );
+                }
+            }
             Ok(())
         }
     }

@@ -329,7 +329,11 @@ impl Gateway {
 
     /// Deletes up to `limit` notifications received more than `retention_days` ago (0 keeps
     /// everything): the endpoint is public, so rows, forged ones included, must not pile up for
-    /// good. Long past the resolver's re-verification window. Returns how many went.
+    /// good. Long past the resolver's re-verification window. Never a notification still
+    /// undecided, which an operator has to look at, nor those of a trade whose payment is still
+    /// `ready`: an account's partial deposit, which KCP's inquiry does not show, is known from
+    /// them alone, and a revocation must not close the account over it however long it stays
+    /// open (`notifications::prune`). Returns how many went.
     pub async fn prune_notifications(&self, retention_days: u64, limit: u64) -> ServiceResult<u64> {
         let Some(before) = self.retention_cutoff(retention_days) else {
             return Ok(0);

@@ -973,6 +973,44 @@ pub async fn count_schedules_by_status(
         .await
 }
 
+/// How many schedules of the merchants `served` are due at `now` ([`due`]): what a scheduler
+/// would claim at once, which one started paused leaves alone (`jobs::scheduler`).
+pub async fn count_due_schedules(
+    db: &impl ConnectionTrait,
+    served: ServedMerchants,
+    now: i64,
+) -> Result<u64, DbErr> {
+    let mut q = schedule::Entity::find().filter(due(now));
+    if let Some(ids) = served.merchant_ids() {
+        q = q.filter(schedule::Column::MerchantId.in_subquery(ids));
+    }
+    q.count(db).await
+}
+
+/// Every merchant's schedules not run yet (`scheduled`, or `executing` with no outcome recorded),
+/// oldest first, at most `limit`; with `due_at`, only those due then ([`due`]), which a scheduler
+/// claims as soon as it runs. What an operator compares with KCP's admin before letting the
+/// scheduler run on a restored backup (`openport schedule list`).
+pub async fn unrun_schedules(
+    db: &impl ConnectionTrait,
+    due_at: Option<i64>,
+    limit: u64,
+) -> Result<Vec<schedule::Model>, DbErr> {
+    let waiting = match due_at {
+        Some(now) => due(now),
+        None => Condition::any()
+            .add(schedule::Column::Status.eq("scheduled"))
+            .add(schedule::Column::Status.eq("executing")),
+    };
+    schedule::Entity::find()
+        .filter(waiting)
+        .order_by_asc(schedule::Column::ScheduleAt)
+        .order_by_asc(schedule::Column::Id)
+        .limit(limit)
+        .all(db)
+        .await
+}
+
 /// Puts an executed-but-failed (or revoked) schedule back in the queue at `at`.
 pub async fn rearm_schedule(
     db: &impl ConnectionTrait,

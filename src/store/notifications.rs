@@ -1,13 +1,14 @@
 //! KCP common notifications (`kcp_notifications`): one row per `noti_id`, as first received, with
 //! what verifying it found.
-use sea_orm::sea_query::{Condition, Expr};
+use sea_orm::sea_query::{Condition, Expr, Query};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder,
     QuerySelect,
 };
 
-use super::entity::kcp_notification;
+use super::entity::{kcp_notification, payment, pg_attempt};
 use super::is_unique_violation;
+use crate::domain::payment::PaymentStatus;
 
 /// What [`record`] found.
 #[derive(Debug)]
@@ -119,12 +120,43 @@ pub async fn checked(db: &impl ConnectionTrait, ids: &[i64], now: i64) -> Result
     Ok(())
 }
 
-/// Deletes up to `limit` notifications received before `before`; returns how many went.
+/// Deletes up to `limit` notifications received before `before`; returns how many went. Kept
+/// whatever their age:
+/// - a notification still undecided (empty `outcome`): a deposit KCP's inquiry never confirmed,
+///   or one naming a trade openport does not hold (an account issued after the backup a database
+///   was restored from). An operator has to compare it with KCP's admin (docs/operations.md "KCP
+///   notifications");
+/// - every notification of a trade whose payment is still `ready`, an account awaiting its
+///   deposit above all: its newest deposit notification is what keeps a revocation from closing
+///   the account over a partial deposit (`service::vbanks`, docs/kcp.md §10.2), which KCP's
+///   inquiry does not show.
+///
+/// The payment is found as `payments::by_tno_query` finds it, through the attempt that named the
+/// trade (`pg_attempts_by_tno`): `payments.pg_tid` has no index.
 pub async fn prune(db: &impl ConnectionTrait, before: i64, limit: u64) -> Result<u64, DbErr> {
+    let open_payment_of_the_trade = Query::select()
+        .expr(Expr::val(1))
+        .from(pg_attempt::Entity)
+        .inner_join(
+            payment::Entity,
+            Expr::col((payment::Entity, payment::Column::Id))
+                .equals((pg_attempt::Entity, pg_attempt::Column::PaymentId)),
+        )
+        .and_where(
+            Expr::col((pg_attempt::Entity, pg_attempt::Column::Tno))
+                .equals((kcp_notification::Entity, kcp_notification::Column::Tno)),
+        )
+        .and_where(
+            Expr::col((payment::Entity, payment::Column::Status)).eq(PaymentStatus::Ready.as_db()),
+        )
+        .to_owned();
     let ids: Vec<i64> = kcp_notification::Entity::find()
         .select_only()
         .column(kcp_notification::Column::Id)
         .filter(kcp_notification::Column::ReceivedAt.lt(before))
+        .filter(kcp_notification::Column::Outcome.is_not_null())
+        .filter(kcp_notification::Column::Outcome.ne(""))
+        .filter(Expr::exists(open_payment_of_the_trade).not())
         .order_by_asc(kcp_notification::Column::Id)
         .limit(limit)
         .into_tuple()

@@ -23,6 +23,7 @@ mod ownership;
 mod point_amounts;
 mod prepare;
 mod reliability;
+mod restore;
 mod sandbox_state;
 mod schedules;
 mod server;
