@@ -201,6 +201,7 @@ impl App {
                 now: clock.as_fn(),
                 test_mode: true,
                 state_file,
+                ..kcp_sandbox::SandboxConfig::default()
             })
             .context("embedded KCP sandbox (OPENPORT_SANDBOX__STATE_FILE)")?;
             let listener = TcpListener::bind(config.sandbox.listen)

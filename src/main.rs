@@ -299,6 +299,17 @@ enum SandboxCommand {
         #[arg(long)]
         gate: String,
     },
+    /// Show, or change, the switches of a running sandbox (docs/sandbox.md §5.1): e.g.
+    /// `openport sandbox settings --url http://127.0.0.1:9090 --refuse-duplicate-orders false`
+    /// lets KCP approve an order number a second time, as nothing says real KCP refuses.
+    Settings {
+        #[arg(long)]
+        url: String,
+        /// true: a second approval of an order whose approval stands is refused (9520), the
+        /// default; false: it is approved again.
+        #[arg(long)]
+        refuse_duplicate_orders: Option<bool>,
+    },
 }
 
 fn load(common: &Common) -> anyhow::Result<Config> {
@@ -694,6 +705,7 @@ async fn merchant(cmd: MerchantCommand) -> anyhow::Result<()> {
                         now: openport::clock::Clock::system().as_fn(),
                         test_mode: true,
                         state_file: None,
+                        ..kcp_sandbox::SandboxConfig::default()
                     })?;
                     openport::app::issue_sandbox_certificate(&ca, &site_cd).await?
                 }
@@ -907,6 +919,27 @@ async fn sandbox(args: SandboxArgs) -> anyhow::Result<()> {
             let status = res.status();
             println!("{status} {}", res.text().await?);
             anyhow::ensure!(status.is_success(), "the sandbox did not open the gate");
+            Ok(())
+        }
+        Some(SandboxCommand::Settings {
+            url,
+            refuse_duplicate_orders,
+        }) => {
+            let target = format!("{}/_sandbox/settings", url.trim_end_matches('/'));
+            let client = reqwest::Client::new();
+            let res = match refuse_duplicate_orders {
+                Some(refuse) => {
+                    client
+                        .post(target)
+                        .json(&serde_json::json!({ "refuse_duplicate_orders": refuse }))
+                        .send()
+                        .await?
+                }
+                None => client.get(target).send().await?,
+            };
+            let status = res.status();
+            println!("{status} {}", res.text().await?);
+            anyhow::ensure!(status.is_success(), "the sandbox did not take the settings");
             Ok(())
         }
     }

@@ -217,13 +217,18 @@ pub(crate) fn manage(shared: &Shared, fields: &Fields, site_cd: &str) -> Result<
     }
 }
 
-/// A group id is the site code followed by 7 digits, e.g. `A52Q71000489` (spec §2.6).
+/// Whether `group_id` is a group of `site_cd`: the site code followed by 7 digits, e.g.
+/// `A52Q71000489` (spec §2.6). The hub's batch calls and the batch window check it alike.
+pub(crate) fn is_group_id(site_cd: &str, group_id: &str) -> bool {
+    group_id
+        .strip_prefix(site_cd)
+        .is_some_and(|rest| rest.len() == 7 && wire::is_digits(rest))
+}
+
+/// The group id field `name`, required and of `site_cd` ([`is_group_id`]), else `8301`.
 fn check_group_id<'a>(fields: &'a Fields, name: &str, site_cd: &str) -> Result<&'a str, Refusal> {
     let group_id = fields.required(name)?;
-    let well_formed = group_id
-        .strip_prefix(site_cd)
-        .is_some_and(|rest| rest.len() == 7 && wire::is_digits(rest));
-    if !well_formed {
+    if !is_group_id(site_cd, group_id) {
         return Err(Refusal::new(
             codes::BATCH_GROUP_ERROR,
             format!("{name} 는 사이트코드({site_cd})와 숫자 7자리입니다."),

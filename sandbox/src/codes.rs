@@ -19,7 +19,8 @@ pub const CERTIFICATE_REJECTED: &str = "9510";
 pub const CERTIFICATE_SITE_MISMATCH: &str = "9511";
 /// *Assumption*: `kcp_sign_data` does not verify with the certificate's key.
 pub const SIGNATURE_REJECTED: &str = "9512";
-/// *Assumption*: an approval for this (site_cd, ordr_idxx) is already live.
+/// *Assumption*: an approval for this (site_cd, ordr_idxx) is already live. Only while the
+/// sandbox's `refuse_duplicate_orders` is on (the default): nothing in the spec says KCP refuses it.
 pub const DUPLICATE_ORDER: &str = "9520";
 
 /// 결제금액 불일치: hub `amount` differs from `card_mny` (spec §2.4, §2.6).

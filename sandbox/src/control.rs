@@ -8,7 +8,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::batch::BatchKey;
 use crate::escrow::EscrowShipment;
@@ -24,6 +24,7 @@ pub(crate) fn routes() -> Router<Arc<Shared>> {
             post(add_fault).delete(clear_faults).get(list_faults),
         )
         .route("/_sandbox/gates/{gate}/open", post(open_gate))
+        .route("/_sandbox/settings", get(settings).post(change_settings))
         .route("/_sandbox/ledger", get(ledger))
         .route("/_sandbox/batch-keys", get(batch_keys))
         .route("/_sandbox/points", get(points))
@@ -73,6 +74,43 @@ async fn list_faults(State(shared): State<Arc<Shared>>) -> Json<Vec<FaultRule>> 
 async fn open_gate(State(shared): State<Arc<Shared>>, Path(gate): Path<String>) -> StatusCode {
     shared.faults().gate(&gate).open.notify_one();
     StatusCode::NO_CONTENT
+}
+
+/// The switches of how the sandbox behaves that can change while it serves.
+#[derive(Serialize)]
+struct Settings {
+    /// [`crate::SandboxConfig::refuse_duplicate_orders`].
+    refuse_duplicate_orders: bool,
+}
+
+/// What [`change_settings`] is posted: the switches to change, the others left as they are.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SettingsChange {
+    refuse_duplicate_orders: Option<bool>,
+}
+
+fn current_settings(shared: &Shared) -> Settings {
+    Settings {
+        refuse_duplicate_orders: shared.refuses_duplicate_orders(),
+    }
+}
+
+async fn settings(State(shared): State<Arc<Shared>>) -> Json<Settings> {
+    Json(current_settings(&shared))
+}
+
+/// Changes the switches named and answers them all. A name the sandbox does not know is refused
+/// (422), so a script that misspells one finds out instead of testing the default.
+async fn change_settings(
+    State(shared): State<Arc<Shared>>,
+    Json(change): Json<SettingsChange>,
+) -> Json<Settings> {
+    if let Some(refuse) = change.refuse_duplicate_orders {
+        shared.set_refuse_duplicate_orders(refuse);
+        tracing::info!(refuse, "kcp sandbox refuse_duplicate_orders switched");
+    }
+    Json(current_settings(&shared))
 }
 
 async fn ledger(State(shared): State<Arc<Shared>>) -> Json<Vec<LedgerEntry>> {

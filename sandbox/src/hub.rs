@@ -330,8 +330,14 @@ pub(crate) fn approve(
     card: CardSummary,
     issuer: &Issuer,
 ) -> Result<Approval, Refusal> {
-    let mut entry =
-        ledger.new_approval(site_cd, order.order_no, "PACA", order.amount, shared.now())?;
+    let mut entry = ledger.new_approval(
+        site_cd,
+        order.order_no,
+        "PACA",
+        order.amount,
+        shared.now(),
+        shared.refuses_duplicate_orders(),
+    )?;
     entry.card = Some(card);
     let reply = approval_reply(&entry, issuer);
     let tno = entry.tno.clone();

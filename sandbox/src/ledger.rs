@@ -205,8 +205,7 @@ impl Ledger {
             .find(|entry| entry.pay_method == pay_method)
     }
 
-    /// Whether an approval for (site_cd, order_no) still stands: the sandbox never charges an
-    /// order twice.
+    /// Whether an approval for (site_cd, order_no) still stands (not fully cancelled or revoked).
     pub fn order_is_live(&self, site_cd: &str, order_no: &str) -> bool {
         self.by_order(site_cd, order_no)
             .is_some_and(|entry| entry.state != TransactionState::Cancelled)
@@ -214,8 +213,10 @@ impl Ledger {
 
     /// A new approval of `amount` for (site_cd, order_no) at `now`, not inserted yet: a fresh tno,
     /// approval and trace numbers, nothing cancelled. Callers set what their kind adds (card,
-    /// points, an `Issued` state). Refused with 9520 while an approval of the order stands: the
-    /// sandbox never charges an order twice.
+    /// points, an `Issued` state). With `refuse_duplicate` (the sandbox's
+    /// `refuse_duplicate_orders`, on by default) it is refused with 9520 while an approval of the
+    /// order stands; without it the order is approved again under a new tno, as KCP may (nothing
+    /// in spec/kcp.md says it refuses), and an inquiry by order number then answers the newest.
     pub fn new_approval(
         &self,
         site_cd: &str,
@@ -223,8 +224,9 @@ impl Ledger {
         pay_method: &str,
         amount: i64,
         now: DateTime<Utc>,
+        refuse_duplicate: bool,
     ) -> Result<LedgerEntry, Refusal> {
-        if self.order_is_live(site_cd, order_no) {
+        if refuse_duplicate && self.order_is_live(site_cd, order_no) {
             return Err(Refusal::new(
                 codes::DUPLICATE_ORDER,
                 "이미 승인된 주문번호입니다.",

@@ -13,6 +13,7 @@
 //! and KCP's common notifications). `state` keeps the books in a file across restarts when asked to.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use anyhow::Context;
@@ -107,6 +108,13 @@ pub struct SandboxConfig {
     /// across restarts (docs/sandbox.md §7): read by [`Sandbox::new`] if the file exists, written
     /// after changes. `None`: in memory only, nothing is written.
     pub state_file: Option<PathBuf>,
+    /// Whether a second approval for an order (`site_cd`, `ordr_idxx`) whose approval still stands
+    /// is refused with `9520`, as the sandbox always did (default `true`). Nothing in spec/kcp.md
+    /// says KCP refuses it, so with `false` the sandbox approves it again, as KCP may: a gateway
+    /// that re-sends a charge whose answer it lost then charges twice in a test too, instead of
+    /// being saved by the sandbox (docs/sandbox.md §5.1). [`Sandbox::set_refuse_duplicate_orders`]
+    /// changes it on a running sandbox.
+    pub refuse_duplicate_orders: bool,
 }
 
 impl Default for SandboxConfig {
@@ -115,6 +123,7 @@ impl Default for SandboxConfig {
             now: Arc::new(Utc::now),
             test_mode: true,
             state_file: None,
+            refuse_duplicate_orders: true,
         }
     }
 }
@@ -125,6 +134,7 @@ impl std::fmt::Debug for SandboxConfig {
             .field("now", &(self.now)())
             .field("test_mode", &self.test_mode)
             .field("state_file", &self.state_file)
+            .field("refuse_duplicate_orders", &self.refuse_duplicate_orders)
             .finish()
     }
 }
@@ -153,6 +163,8 @@ pub(crate) struct Shared {
     points: Mutex<point::PointBook>,
     /// Armed fault rules, consumed as requests match them.
     faults: Mutex<faults::FaultBook>,
+    /// [`SandboxConfig::refuse_duplicate_orders`], switchable while the sandbox serves.
+    refuse_duplicate_orders: AtomicBool,
     /// Trades registered for the payment window and what buyers entered in it; issued virtual
     /// accounts and escrow approvals.
     windows: Mutex<window::WindowBook>,
@@ -183,6 +195,16 @@ impl Shared {
 
     pub(crate) fn windows(&self) -> state::Tracked<'_, window::WindowBook> {
         state::Tracked::lock(&self.windows, &self.changes)
+    }
+
+    /// Whether an order whose approval stands is refused a second one (`9520`).
+    pub(crate) fn refuses_duplicate_orders(&self) -> bool {
+        self.refuse_duplicate_orders.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn set_refuse_duplicate_orders(&self, refuse: bool) {
+        self.refuse_duplicate_orders
+            .store(refuse, Ordering::Relaxed);
     }
 
     pub(crate) fn faults(&self) -> MutexGuard<'_, faults::FaultBook> {
@@ -219,6 +241,7 @@ impl Sandbox {
         let loaded = restored.is_some();
         let books = restored.unwrap_or_default();
         let state_file = config.state_file.clone().map(state::StateFile::new);
+        let refuse_duplicate_orders = config.refuse_duplicate_orders;
         let shared = Arc::new(Shared {
             changes: Arc::new(state::Changes::new(state_file.is_some())),
             state_file,
@@ -228,6 +251,7 @@ impl Sandbox {
             batch_keys: Mutex::new(books.batch_keys),
             points: Mutex::new(books.points),
             faults: Mutex::default(),
+            refuse_duplicate_orders: AtomicBool::new(refuse_duplicate_orders),
             windows: Mutex::new(books.windows),
             notify: Mutex::new(books.notify),
         });
@@ -246,6 +270,18 @@ impl Sandbox {
     /// The file the books are kept in, if any.
     pub fn state_file(&self) -> Option<&Path> {
         self.shared.config.state_file.as_deref()
+    }
+
+    /// Switches [`SandboxConfig::refuse_duplicate_orders`] from now on: `false` approves an order
+    /// again while its first approval stands, as KCP may (nothing in spec/kcp.md says it refuses),
+    /// so that a test proves "charged once" by the gateway, not by the sandbox.
+    pub fn set_refuse_duplicate_orders(&self, refuse: bool) {
+        self.shared.set_refuse_duplicate_orders(refuse);
+    }
+
+    /// Whether a second approval of an order whose approval stands is refused (`9520`) now.
+    pub fn refuses_duplicate_orders(&self) -> bool {
+        self.shared.refuses_duplicate_orders()
     }
 
     /// Writes the books to the state file now (a no-op without one, or when nothing changed since

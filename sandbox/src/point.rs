@@ -199,10 +199,12 @@ fn parse_common(fields: &Fields) -> Result<PointRequest<'_>, Refusal> {
     let id = fields.required("pt_idno")?;
     wire::check_text("pt_idno", id, 16)?;
     let password = fields.required("pt_pwd")?;
-    if password.chars().count() > 16 {
+    // In bytes, as every other length (`wire::check_text`); not checked for KCP's forbidden
+    // characters, which a password may hold.
+    if password.len() > 16 {
         return Err(Refusal::new(
             codes::INVALID_FIELD,
-            "pt_pwd 은(는) 최대 16자입니다.",
+            "pt_pwd 은(는) 최대 16바이트입니다.",
         ));
     }
     let memcorp_cd = fields.required("pt_memcorp_cd")?;
@@ -310,6 +312,7 @@ impl Charge<'_> {
             "PAPT",
             self.amount,
             shared.now(),
+            shared.refuses_duplicate_orders(),
         )?;
         let account = points.account_mut(&self.point.account_id).ok_or_else(|| {
             Refusal::new(

@@ -103,6 +103,7 @@ pub(crate) fn issue(shared: &Shared, fields: &Fields, site_cd: &str) -> Result<R
         "PAVC",
         issuance.amount,
         shared.now(),
+        shared.refuses_duplicate_orders(),
     )?;
     entry.state = TransactionState::Issued;
     let account = window::open_vbank_account(

@@ -678,6 +678,11 @@ pub(crate) fn open_window(get: &impl Fn(&str) -> String, trade: &mut Trade) -> R
         0
     };
     let used_cards = used_cards(get, trade.pc_origin.is_some())?;
+    let group_id = if trade.pay_method == "AUTH" {
+        batch_group_id(get, trade)?
+    } else {
+        String::new()
+    };
     let van_code = match (trade.pay_method.as_str(), get("van_code")) {
         ("TPNT", v) if v.is_empty() => "SCSK".to_string(),
         ("GIFT", v) if v.is_empty() => "SCCL".to_string(),
@@ -692,16 +697,39 @@ pub(crate) fn open_window(get: &impl Fn(&str) -> String, trade: &mut Trade) -> R
         quota_max,
         van_code,
         ipgm_date: get("ipgm_date"),
-        // KCP's PC form spells it `kcpgroup_id` (spec §2.2).
-        group_id: Some(get("kcp_group_id"))
-            .filter(|g| !g.is_empty())
-            .unwrap_or_else(|| get("kcpgroup_id")),
+        group_id,
         return_card_mask: get("batch_cardno_return_yn") == "Y",
         pay_mod: get("pay_mod"),
         good_info: get("good_info"),
         used_cards,
     });
     Ok(())
+}
+
+/// The group a batch-key window issues its key in (spec §2.2): `kcp_group_id` on the mobile
+/// window, `kcpgroup_id` on the PC one (each window reads its own spelling), required and a group
+/// of the trade's site as the hub's batch calls require it ([`crate::batch::is_group_id`], `8301`
+/// there). A window opened without one, or with a malformed or another site's, gets the error
+/// page: the sandbox never makes a group up, so a gateway that stopped sending it, and charged
+/// its keys under a default of its own, fails a test instead of passing against a sandbox that
+/// made up the same default.
+fn batch_group_id(get: &impl Fn(&str) -> String, trade: &Trade) -> Result<String, String> {
+    let name = if trade.pc_origin.is_some() {
+        "kcpgroup_id"
+    } else {
+        "kcp_group_id"
+    };
+    let group_id = get(name);
+    if group_id.is_empty() {
+        return Err(format!("필수 항목이 없습니다. ({name})"));
+    }
+    if !crate::batch::is_group_id(&trade.site_cd, &group_id) {
+        return Err(format!(
+            "{name} 는 사이트코드({})와 숫자 7자리입니다.",
+            trade.site_cd
+        ));
+    }
+    Ok(group_id)
 }
 
 /// `used_card` (spec §2.2): the cards the window offers, KCP issuer codes separated by `:` as
@@ -1181,7 +1209,14 @@ fn handle_approval(s: &Shared, body: &Bytes) -> Result<Reply, Refusal> {
     let opened = trade.opened.clone().unwrap_or_default();
     let now = s.now();
     let pay_type = pay_type_of(&trade.pay_method);
-    let mut entry = ledger.new_approval(site_cd, &trade.order_no, pay_type, trade.amount, now)?;
+    let mut entry = ledger.new_approval(
+        site_cd,
+        &trade.order_no,
+        pay_type,
+        trade.amount,
+        now,
+        s.refuses_duplicate_orders(),
+    )?;
     if trade.pay_method == "VCNT" {
         entry.state = TransactionState::Issued;
     }
@@ -1287,14 +1322,14 @@ fn handle_approval(s: &Shared, body: &Bytes) -> Result<Reply, Refusal> {
 
 /// The batch window's answer (spec §2.5): a key usable with batch payments (§2.6).
 fn batch_key_reply(s: &Shared, site_cd: &str, trade: &Trade, result: &WindowResult) -> Reply {
-    let opened = trade.opened.clone().unwrap_or_default();
+    // The window was opened with its group (`batch_group_id`), or it showed no window.
+    let group_id = trade
+        .opened
+        .as_ref()
+        .map(|opened| opened.group_id.clone())
+        .unwrap_or_default();
     let card_no = result.card_no.clone().unwrap_or_default();
     let issuer = test_cards::issuer(&card_no);
-    let group_id = if opened.group_id.is_empty() {
-        format!("{site_cd}1000001")
-    } else {
-        opened.group_id
-    };
     let (batch_key, shown) = crate::batch::issue_from_window(s, site_cd, &group_id, &card_no);
     tracing::info!(site_cd, group_id = %group_id, key = %shown.id, "kcp sandbox issued a batch key from the window");
     let mut reply = Reply::ok();
@@ -1304,8 +1339,20 @@ fn batch_key_reply(s: &Shared, site_cd: &str, trade: &Trade, result: &WindowResu
         .set("card_name", issuer.card_name)
         .set("card_bank_cd", issuer.bank_cd)
         .set("card_bin_type_01", "0")
-        .set("card_bin_type_02", issuer.bin_type_02)
-        .set("card_mask_no", test_cards::mask(&card_no));
+        .set("card_bin_type_02", issuer.bin_type_02);
+    // KCP's real issuance answer (spec §2.5) has these only: no masked card number, which the
+    // window posts to `Ret_URL` instead (`card_mask_no` with `batch_cardno_return_yn=Y`, §2.3),
+    // so a gateway must take it from there.
+    reply.keep_only(&[
+        "res_cd",
+        "res_msg",
+        "batch_key",
+        "card_cd",
+        "card_name",
+        "card_bank_cd",
+        "card_bin_type_01",
+        "card_bin_type_02",
+    ]);
     reply
 }
 

@@ -383,6 +383,68 @@ async fn an_order_number_cannot_be_approved_twice_while_the_first_stands() {
     assert_eq!(after_cancel["res_cd"], "0000");
 }
 
+/// Nothing in spec/kcp.md says KCP refuses an order number it approved: with
+/// `refuse_duplicate_orders` off (`POST /_sandbox/settings`) the same order is approved a second
+/// time under a new tno, both stand in the ledger, and an inquiry by order number answers the
+/// newest. On again, the order is refused (`9520`) as by default.
+#[tokio::test]
+async fn with_refuse_duplicate_orders_off_an_order_number_is_approved_again_under_a_new_tno() {
+    let harness = spawn().await;
+    assert!(harness.sandbox.refuses_duplicate_orders(), "the default");
+    assert_eq!(
+        harness.get_json("/_sandbox/settings").await,
+        json!({"refuse_duplicate_orders": true})
+    );
+    let settings = |body: Value| {
+        harness
+            .client
+            .post(harness.url("/_sandbox/settings"))
+            .json(&body)
+            .send()
+    };
+    let switched = settings(json!({"refuse_duplicate_orders": false}))
+        .await
+        .unwrap();
+    assert_eq!(switched.status(), 200);
+    assert_eq!(
+        switched.json::<Value>().await.unwrap(),
+        json!({"refuse_duplicate_orders": false})
+    );
+    assert!(!harness.sandbox.refuses_duplicate_orders());
+    // A switch the sandbox does not know is refused, not ignored.
+    let unknown = settings(json!({"refuse_duplicate_order": true}))
+        .await
+        .unwrap();
+    assert_eq!(unknown.status(), 422);
+    assert!(!harness.sandbox.refuses_duplicate_orders());
+
+    let first = harness.approved("dup1", "1000").await;
+    let second = harness.approved("dup1", "1000").await;
+    assert_ne!(first, second);
+    let ledger = harness.sandbox.ledger();
+    assert_eq!(ledger.len(), 2);
+    assert!(ledger
+        .iter()
+        .all(|e| e.order_no == "dup1" && e.state == kcp_sandbox::TransactionState::Approved));
+    assert_eq!(
+        harness.inquire_order_as("PACA", "dup1").await["tno"],
+        second.as_str()
+    );
+
+    harness.sandbox.set_refuse_duplicate_orders(true);
+    let third = harness.pay(&card(test_cards::SHINHAN_CREDIT, "dup1")).await;
+    assert_eq!(third["res_cd"], "9520", "{third}");
+    assert_eq!(harness.sandbox.ledger().len(), 2);
+
+    // The switch's first value is the config's.
+    let taking = kcp_sandbox::Sandbox::new(kcp_sandbox::SandboxConfig {
+        refuse_duplicate_orders: false,
+        ..kcp_sandbox::SandboxConfig::default()
+    })
+    .unwrap();
+    assert!(!taking.refuses_duplicate_orders());
+}
+
 #[tokio::test]
 async fn kcps_guide_card_approves_on_the_test_server_only_though_it_fails_luhn() {
     let test = spawn().await;

@@ -139,3 +139,54 @@ async fn a_pc_window_closed_by_the_buyer_answers_3001_and_a_bad_form_gets_the_er
     }
     assert!(h.sandbox.ledger().is_empty());
 }
+
+/// A PC batch window (`pay_method AUTH:CARD`, `card_cert_type BATCH`, spec §2.2) names its group
+/// with the PC form's spelling, `kcpgroup_id`, a group of the site (`site_cd` + 7 digits):
+/// without it, with the mobile spelling or with another site's group the window is the error page;
+/// with it the key is issued in that group, and the answer is spec §2.5's (no masked card).
+#[tokio::test]
+async fn a_pc_batch_window_needs_its_kcpgroup_id_and_issues_the_key_in_that_group() {
+    let h = spawn().await;
+    let batch_form = |order: &'static str, group: &[(&'static str, &'static str)]| {
+        let mut form = pc_form(order, "0", "AUTH:CARD");
+        form.push(("card_cert_type", "BATCH"));
+        form.extend_from_slice(group);
+        form
+    };
+    for group in [
+        &[][..],
+        &[("kcpgroup_id", "")],
+        &[("kcp_group_id", "T00001000001")],
+        &[("kcpgroup_id", "A52Q71000489")],
+        &[("kcpgroup_id", "T00001")],
+    ] {
+        let page = h
+            .post_form(&h.url(paths::PC_WINDOW), &batch_form("PCB1", group))
+            .await;
+        assert!(page.contains("id=\"error\""), "{group:?}: {page}");
+        assert!(page.contains("kcpgroup_id"), "names the field: {page}");
+    }
+    assert!(h.sandbox.batch_keys().is_empty());
+
+    let (_, answer) = pc_pay(
+        &h,
+        &batch_form("PCB2", &[("kcpgroup_id", "T00001000002")]),
+        &[
+            ("card_no", "4111111111111111"),
+            ("card_expiry", "3112"),
+            ("action", "pay"),
+        ],
+    )
+    .await;
+    assert_eq!(get(&answer, "res_cd"), "0000");
+    assert_eq!(get(&answer, "tran_cd"), "00300001");
+    let issued = h
+        .post(paths::ENC_PAYMENT, &approval(&answer, "0", "PACA"))
+        .await;
+    assert_eq!(issued["res_cd"], "0000", "{issued}");
+    assert_eq!(issued["batch_key"].as_str().unwrap().len(), 16);
+    assert!(issued.get("card_mask_no").is_none(), "{issued}");
+    let keys = h.sandbox.batch_keys();
+    assert_eq!(keys.len(), 1);
+    assert_eq!(keys[0].group_id, "T00001000002");
+}

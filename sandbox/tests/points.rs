@@ -48,6 +48,8 @@ async fn balance_inquiries_check_the_account_and_the_fixed_fields() {
         (json!({"pt_txtype": "97000001"}), "8103"),
         (json!({"pt_memcorp_cd": ""}), "9502"),
         (json!({"pt_idno": "a".repeat(17)}), "9503"),
+        // Lengths count bytes: six Korean syllables are 18.
+        (json!({"pt_pwd": "가".repeat(6)}), "9503"),
         (json!({"ordr_idxx": ""}), "9502"),
     ];
     for (extra, code) in cases {

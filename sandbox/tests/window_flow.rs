@@ -853,11 +853,69 @@ async fn the_batch_window_issues_a_key_the_batch_payment_accepts() {
     );
     let key = issued["batch_key"].as_str().unwrap();
     assert_eq!(key.len(), 16);
-    assert!(issued.get("tno").is_none());
+    // Exactly spec §2.5's fields: no tno, and no masked card number (the Ret_URL post has it).
+    let mut names: Vec<&str> = issued
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    names.sort_unstable();
+    assert_eq!(
+        names,
+        [
+            "batch_key",
+            "card_bank_cd",
+            "card_bin_type_01",
+            "card_bin_type_02",
+            "card_cd",
+            "card_name",
+            "res_cd",
+            "res_msg"
+        ],
+        "{issued}"
+    );
+    assert_eq!(
+        h.sandbox.batch_keys()[0].group_id,
+        GROUP,
+        "the window's group"
+    );
     assert_eq!(h.post(paths::ENC_PAYMENT, &body).await["res_cd"], "9530");
     let paid = h.pay(&batch_pay(SITE, key, "B2", "9900")).await;
     assert_eq!(paid["res_cd"], "0000", "{paid}");
     assert_eq!(paid["card_no"], "555555******4444");
+}
+
+/// A batch window names the group its key is issued in (`kcp_group_id`, spec §2.2), a group of
+/// the site as the hub's batch calls require (`site_cd` + 7 digits): without one, with the PC
+/// window's spelling, a malformed one or another site's, the window is KCP's error page and no
+/// key is issued, never a key in a group the sandbox made up.
+#[tokio::test]
+async fn a_batch_window_without_its_group_id_or_with_another_sites_gets_the_error_page() {
+    let h = spawn().await;
+    let ret = "http://shop.test/return";
+    let cases: [&[(&str, &str)]; 6] = [
+        &[],
+        &[("kcp_group_id", "")],
+        &[("kcpgroup_id", GROUP)],
+        &[("kcp_group_id", "T0000100000")],
+        &[("kcp_group_id", "T0000100000A")],
+        &[("kcp_group_id", "A52Q71000489")],
+    ];
+    for (i, extra) in cases.into_iter().enumerate() {
+        let order = format!("G{i}");
+        let reg = register(&h, &order, "0", "AUTH", ret).await;
+        let page = h
+            .post_form(
+                &h.url(paths::PAY_WINDOW),
+                &window_fields(&reg, &order, "0", "AUTH", ret, extra),
+            )
+            .await;
+        assert!(page.contains("id=\"error\""), "{extra:?}: {page}");
+        assert!(page.contains("kcp_group_id"), "names the field: {page}");
+        assert!(!page.contains("id=\"pay\""), "{extra:?}: {page}");
+    }
+    assert!(h.sandbox.batch_keys().is_empty());
 }
 
 /// A deadline that has passed by the approval (it issues the account) is refused as the

@@ -13,6 +13,7 @@ mod cli;
 mod codes;
 mod control_chars;
 mod deleted_customers;
+mod duplicate_orders;
 mod escrow;
 mod kept_cards;
 mod lookups;
