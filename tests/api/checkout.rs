@@ -2857,6 +2857,49 @@ async fn a_window_result_reaching_an_instance_whose_clock_is_off_is_failed_befor
     app.assert_ledger_agrees().await;
 }
 
+/// A merchant on KCP's staging (`kcp_api_base` = `https://stg-spl.kcp.co.kr`, as docs/operations.md
+/// advises) is on KCP's test environment: its PC checkout page loads KCP's PC script from the
+/// host spec/kcp.md §1 lists for it (`testspay`), not from the REST host, which does not serve it.
+#[tokio::test]
+async fn a_merchant_on_kcps_staging_gets_a_pc_page_loading_kcps_test_pc_script() {
+    let app = spawn_app().await;
+    app.merchant_on_kcp(Some("https://stg-spl.kcp.co.kr")).await;
+    let (_, merchants) = app
+        .get("/admin/merchants", Some(crate::helpers::ADMIN_TOKEN))
+        .await;
+    let imp_code = merchants["response"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["kcp_api_base"] == "https://stg-spl.kcp.co.kr")
+        .and_then(|m| m["imp_code"].as_str())
+        .unwrap_or_else(|| panic!("the staging merchant: {merchants}"))
+        .to_string();
+    let (_, started) = app
+        .post(
+            "/checkout/request",
+            None,
+            json!({"imp_code": imp_code, "mobile": false, "page_url": "http://shop.test/cart",
+            "params": {"merchant_uid": "web-pc-staging", "amount": 1000, "name": "포인트"}}),
+        )
+        .await;
+    assert_eq!(started["code"], 0, "{started}");
+    let page = app
+        .http
+        .get(started["response"]["start_url"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(
+        pc_script(&page).as_deref(),
+        Some("https://testspay.kcp.co.kr/plugin/kcp_spay_hub.js"),
+        "{page}"
+    );
+}
+
 /// A PC checkout is KCP's PC flow (spec/kcp.md §1.1), never the mobile `PayUrl` in a frame
 /// (§1.2: "no iframe/popup"): the hand-off page declares `m_Completepayment`, then loads KCP's PC
 /// script and calls `KCP_Pay_Execute_Web` with a form of KCP's PC fields whose action is

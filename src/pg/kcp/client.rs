@@ -3,7 +3,8 @@
 //!
 //! | what happened                                                              | result                |
 //! |---------------------------------------------------------------------------|-----------------------|
-//! | transport error, timeout, HTTP 5xx, unreadable body, no `res_cd` (registration: no `Code`) | [`PgError::Unknown`]  |
+//! | a request that could not be built (a URL reqwest cannot send to), a connection that could not be made | [`PgError::NotSent`]  |
+//! | any other transport error, timeout, HTTP 5xx, unreadable body, no `res_cd` (registration: no `Code`) | [`PgError::Unknown`]  |
 //! | readable body, `res_cd` ≠ `0000` (registration: `Code` ≠ `0000`)          | [`PgError::Declined`] |
 //! | `res_cd` `0000` but no `tno` / amount / `pnt_amount` / `batch_key` / `rsv_pnt` (vbank, window or not: `account` / `va_date`; registration: `approvalKey` / `traceNo` / `PayUrl`) | [`PgError::Unknown`]  |
 //! | approval whose amount (any it names: cards `amount`/`card_mny`, a card window's `card_mny` only above `amount`; points: `pnt_amount`; windows: `bk_mny`, `pnt_amount` too) or order number ≠ the request, or with a `tno` and an amount field present but unreadable (`"1,000"`, `"-5"`, an overflow) | [`PgError::Mismatch`] (`other_order`: the other order number, for an answer about another order's trade) |
@@ -35,6 +36,11 @@ use crate::pg::{
     PointPaymentRequest, TradeRef, TradeState, Won,
 };
 
+/// The origin of KCP's REST calls in its test environment (spec/kcp.md §1).
+const TEST_REST_ORIGIN: &str = "https://stg-spl.kcp.co.kr";
+/// The origin of KCP's REST calls in production (spec/kcp.md §1).
+const PRODUCTION_REST_ORIGIN: &str = "https://spl.kcp.co.kr";
+
 /// KCP endpoints (spec/kcp.md §1). `mobile_trade_register` (the older registration without
 /// `kcp_cert_info`) is not called by this connector; it is here so every KCP URL is configured in
 /// one place.
@@ -62,7 +68,7 @@ impl KcpUrls {
     /// KCP's test environment (`stg-spl`, `testsmpay`, `testspay`).
     pub fn test() -> Self {
         Self::from_origins(
-            "https://stg-spl.kcp.co.kr",
+            TEST_REST_ORIGIN,
             "https://testsmpay.kcp.co.kr",
             "https://testspay.kcp.co.kr",
         )
@@ -71,7 +77,7 @@ impl KcpUrls {
     /// KCP's production environment (`spl`, `smpay`, `spay`).
     pub fn production() -> Self {
         Self::from_origins(
-            "https://spl.kcp.co.kr",
+            PRODUCTION_REST_ORIGIN,
             "https://smpay.kcp.co.kr",
             "https://spay.kcp.co.kr",
         )
@@ -94,8 +100,20 @@ impl KcpUrls {
         self
     }
 
-    /// Every path under one origin, e.g. `http://127.0.0.1:PORT` for the local KCP sandbox.
+    /// The URLs of the KCP at `base`, an origin serving KCP's REST paths. KCP's own REST hosts are
+    /// their environment, [`Self::test`] for `https://stg-spl.kcp.co.kr` and [`Self::production`]
+    /// for `https://spl.kcp.co.kr`: KCP serves the window side from other hosts (spec/kcp.md §1:
+    /// the PC script from `testspay` / `spay`, the older mobile registration from `testsmpay` /
+    /// `smpay`), and a PC checkout's page would otherwise have the buyer's browser load KCP's
+    /// script from a host KCP does not list for it. Any other origin (the local KCP sandbox at
+    /// `http://127.0.0.1:PORT`, a proxy) serves every path itself.
     pub fn with_base(base: &str) -> Self {
+        let origin = url::Url::parse(base.trim()).map(|u| u.origin().ascii_serialization());
+        match origin.as_deref() {
+            Ok(TEST_REST_ORIGIN) => return Self::test(),
+            Ok(PRODUCTION_REST_ORIGIN) => return Self::production(),
+            _ => {}
+        }
         let base = base.trim_end_matches('/');
         Self::from_origins(base, base, base)
     }
@@ -242,7 +260,8 @@ impl KcpConnector {
     }
 
     /// POSTs `body` as JSON and returns the answer's text when there is one to read: transport
-    /// failures, timeouts and HTTP 5xx are [`PgError::Unknown`].
+    /// failures, timeouts and HTTP 5xx are [`PgError::Unknown`], except a request that could not
+    /// be built or a connection that could not be made ([`PgError::NotSent`]).
     async fn post<Req: Serialize>(
         &self,
         url: &str,
@@ -251,9 +270,10 @@ impl KcpConnector {
         let started = std::time::Instant::now();
         let response = self.http.post(url).timeout(self.timeout).json(body).send().await.map_err(|e| {
             tracing::warn!(error = %e, timeout = e.is_timeout(), elapsed_ms = started.elapsed().as_millis() as u64, "KCP call failed");
-            // A connection that could not be made carried no request; any later failure may
-            // have reached KCP.
-            if e.is_connect() && !e.is_timeout() {
+            // A request that could not be built (a URL reqwest cannot send to) or a connection
+            // that could not be made carried nothing to KCP: the payment can fail at once rather
+            // than wait for an inquiry. Any later failure may have reached KCP.
+            if e.is_builder() || (e.is_connect() && !e.is_timeout()) {
                 PgError::NotSent(transport_message(&e))
             } else {
                 PgError::Unknown(transport_message(&e))
@@ -280,6 +300,8 @@ fn transport_message(e: &reqwest::Error) -> String {
         "KCP did not answer in time".to_owned()
     } else if e.is_connect() {
         format!("could not connect to KCP: {e}")
+    } else if e.is_builder() {
+        format!("could not make the KCP request: {e}")
     } else {
         format!("KCP call failed: {e}")
     }

@@ -284,6 +284,33 @@ async fn a_refused_connection_is_not_sent_not_unknown() {
     assert!(matches!(refused, Err(PgError::NotSent(_))), "{refused:?}");
 }
 
+/// A URL that parses but that reqwest cannot send to (a scheme-less api base such as
+/// `stg-spl.kcp.co.kr:443` reads as the scheme `stg-spl.kcp.co.kr`; a scheme other than http(s))
+/// fails before anything leaves openport: the payment can fail at once instead of waiting for an
+/// inquiry that could never reach KCP either.
+#[tokio::test]
+async fn a_request_that_cannot_be_built_is_not_sent_not_unknown() {
+    for base in ["stg-spl.kcp.co.kr:443", "ftp://127.0.0.1:1"] {
+        let kcp = connector(base, Duration::from_secs(2));
+        let refused = kcp.approve_key_in(&key_in()).await;
+        assert!(
+            matches!(refused, Err(PgError::NotSent(_))),
+            "{base}: {refused:?}"
+        );
+        let refused = kcp
+            .cancel(&CancelRequest {
+                tno: "23336986737476".into(),
+                kind: CancelKind::Full,
+                reason: String::new(),
+            })
+            .await;
+        assert!(
+            matches!(refused, Err(PgError::NotSent(_))),
+            "{base}: {refused:?}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn a_partial_cancel_posts_the_golden_body_and_returns_the_balance_after() {
     let (kcp, script) = kcp(
@@ -542,6 +569,47 @@ fn urls_follow_the_spec_table_and_with_base_keeps_the_paths() {
         local.trade_register,
         "http://127.0.0.1:8080/std/tradeReg/register"
     );
+}
+
+/// spec/kcp.md §1: KCP's REST hosts do not serve its windows. An api base naming KCP's staging
+/// or production REST origin takes the window side (the PC script, the older mobile
+/// registration) from that environment's hosts, as [`KcpUrls::test`] / [`KcpUrls::production`]
+/// do, however the origin is written.
+#[test]
+fn with_base_on_kcps_own_rest_hosts_takes_the_window_hosts_of_that_environment() {
+    for base in [
+        "https://stg-spl.kcp.co.kr",
+        "https://stg-spl.kcp.co.kr/",
+        " https://STG-SPL.kcp.co.kr:443 ",
+    ] {
+        let urls = KcpUrls::with_base(base);
+        assert_eq!(
+            urls.pc_script, "https://testspay.kcp.co.kr/plugin/kcp_spay_hub.js",
+            "{base}"
+        );
+        assert_eq!(
+            urls.mobile_trade_register, "https://testsmpay.kcp.co.kr/trade/register.do",
+            "{base}"
+        );
+        assert_eq!(urls.hub, "https://stg-spl.kcp.co.kr/gw/hub/v1/payment");
+        assert_eq!(urls, KcpUrls::test(), "{base}");
+    }
+    let prod = KcpUrls::with_base("https://spl.kcp.co.kr/");
+    assert_eq!(
+        prod.pc_script,
+        "https://spay.kcp.co.kr/plugin/kcp_spay_hub.js"
+    );
+    assert_eq!(
+        prod.mobile_trade_register,
+        "https://smpay.kcp.co.kr/trade/register.do"
+    );
+    assert_eq!(prod, KcpUrls::production());
+    // Another port or scheme on that host is not KCP's REST origin: one origin for everything.
+    for base in ["https://stg-spl.kcp.co.kr:8443", "http://stg-spl.kcp.co.kr"] {
+        let urls = KcpUrls::with_base(base);
+        assert_eq!(urls.pc_script, format!("{base}/plugin/kcp_spay_hub.js"));
+        assert_eq!(urls.hub, format!("{base}/gw/hub/v1/payment"));
+    }
 }
 
 // ----- billing keys and Benepia points (PgBilling) -------------------------------------------
