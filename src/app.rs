@@ -240,7 +240,7 @@ impl App {
                 config.kcp.register_url.as_deref(),
             )
         };
-        let gateway = Gateway {
+        let mut gateway = Gateway {
             db,
             clock,
             secrets,
@@ -272,9 +272,12 @@ impl App {
             anyhow::bail!("{reading}");
         }
         tracing::info!(clock = %reading, "clock checked against the database");
-        if let Some(unknown) = gateway.unknown_master_keys().await? {
-            return Err(unknown.into());
+        let stored = gateway.stored_master_keys().await?;
+        if let Some(unknown) = &stored.unknown {
+            return Err(unknown.clone().into());
         }
+        stored.warn_of_pending_rotation(&gateway.secrets);
+        gateway.secrets = gateway.secrets.upgrading_hashes_only_from(&stored.in_use);
         warn_of_test_merchants(&gateway).await?;
         let first =
             first_merchant::ensure_first_merchant(&config, &gateway, sandbox.as_ref(), &seeding)

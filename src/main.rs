@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use openport::config::Config;
-use openport::service::attempts::ReconciledPayment;
+use openport::service::attempts::{PaidAtSource, ReconciledPayment};
 use openport::service::merchants::{new_imp_secret, set_kcp_group_id, NewMerchant};
 use openport::store::startup_lock::StartupLock;
 use openport::App;
@@ -571,15 +571,29 @@ async fn attempt(cmd: AttemptCommand) -> anyhow::Result<()> {
             });
             let done = app.gateway.mark_reconciled(id, &note, outcome).await;
             app.shutdown().await;
-            done.map_err(|e| anyhow::anyhow!("{e}"))?;
-            match payment {
-                Some(HeldPayment::Failed) => println!(
+            let paid_at = done.map_err(|e| anyhow::anyhow!("{e}"))?;
+            match (payment, paid_at) {
+                (Some(HeldPayment::Failed), _) => println!(
                     "attempt {id} reconciled: its payment failed, its merchant_uid is free"
                 ),
-                Some(HeldPayment::Paid) => {
+                (Some(HeldPayment::Paid), Some(paid_at)) => {
+                    let when = chrono::DateTime::from_timestamp(paid_at.at, 0)
+                        .map_or_else(|| paid_at.at.to_string(), |t| t.to_rfc3339());
+                    let source = match paid_at.source {
+                        PaidAtSource::KcpApproval => "KCP's approval time",
+                        PaidAtSource::ConflictRecorded => {
+                            "KCP told no approval time: when the conflict was recorded"
+                        }
+                    };
+                    println!(
+                        "attempt {id} reconciled: its payment is paid (paid_at {} = {when}, {source}) and takes cancels",
+                        paid_at.at
+                    )
+                }
+                (Some(HeldPayment::Paid), None) => {
                     println!("attempt {id} reconciled: its payment is paid and takes cancels")
                 }
-                None => println!("attempt {id} reconciled: its payment takes cancels again"),
+                (None, _) => println!("attempt {id} reconciled: its payment takes cancels again"),
             }
             Ok(())
         }

@@ -82,15 +82,38 @@ macro_rules! allowed_char {
 /// Any string a request may carry ([`allowed_char`] throughout).
 pub const NO_CONTROL: &str = concat!("^", allowed_char!(), "*$");
 
-/// [`NO_CONTROL`] with a character other than white space: what `pattern = r"\S"` (a non-blank
-/// value) means in a request.
+/// The characters the handlers take for white space (`str::trim`, Unicode's White_Space) but the
+/// two that are refused controls (U+000B, U+000C): spelt out rather than `\s`, whose set differs
+/// between regex dialects (ECMA-262's has U+FEFF and lacks U+0085), so that "blank" in the document
+/// means exactly what it means to the code in every validator. A macro for `concat!`.
+macro_rules! white_space {
+    () => {
+        r"\t\n\r \u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000"
+    };
+}
+
+/// [`NO_CONTROL`] with a character other than white space ([`white_space`]): what `pattern =
+/// r"\S"` (a non-blank value) means in a request.
 pub const NON_BLANK: &str = concat!(
     "^",
     allowed_char!(),
-    r"*[^\s\x00-\x1F]",
+    r"*[^\x00-\x1F",
+    white_space!(),
+    "]",
     allowed_char!(),
     "*$"
 );
+
+/// White space only, or nothing ([`white_space`]): a value the handlers take for an absent one,
+/// the complement of [`NON_BLANK`] among the strings a request may carry.
+pub const BLANK: &str = concat!("^[", white_space!(), "]*$");
+
+/// `null` or a [`BLANK`] string: a field given as absent.
+fn absent() -> OneOfBuilder {
+    OneOfBuilder::new()
+        .item(null())
+        .item(string().pattern(Some(BLANK)))
+}
 
 /// Any JSON value without a refused control character in its strings or field names, at any
 /// depth ([`NO_CONTROL`]): what a request may carry where openport takes free-form data
@@ -157,9 +180,12 @@ pub(crate) fn webhook_url() -> OneOfBuilder {
         .item(web_url())
 }
 
-/// `merchant_uid` of an unschedule: one, or a non-empty list of non-blank ones. The empty list the
-/// Java client sends beside a `customer_uid` for "all of the customer's" is accepted but left out
-/// of the document, which describes what a new client should send (an absent field).
+/// `merchant_uid` of an unschedule: absent or null, one non-blank one, or a list of at most
+/// [`UNSCHEDULE_UIDS_MAX`](super::subscribe::UNSCHEDULE_UIDS_MAX) non-blank ones, the empty list
+/// included: the official Java client's `UnscheduleData(customer_uid)` sends `"merchant_uid": []`
+/// for "all of the customer's", which the handler takes as an absent field. That it needs a
+/// `customer_uid` beside it is [`UnscheduleBody`]'s rule. A blank one, or a blank item, is HTTP
+/// 400 (never read as "all").
 pub(crate) fn uid_or_uids() -> OneOfBuilder {
     OneOfBuilder::new()
         .item(null())
@@ -167,7 +193,6 @@ pub(crate) fn uid_or_uids() -> OneOfBuilder {
         .item(
             ArrayBuilder::new()
                 .items(Ref::from_schema_name(NonBlank::name()))
-                .min_items(Some(1))
                 .max_items(Some(super::subscribe::UNSCHEDULE_UIDS_MAX)),
         )
 }
@@ -455,9 +480,11 @@ refined!(
 );
 
 refined!(
-    /// An unschedule names a `customer_uid` (all of its pending schedules, or those of
-    /// `merchant_uid` among them), or `merchant_uid` alone (those schedules, whoever's they are);
-    /// with neither the answer is HTTP 400.
+    /// An unschedule names a `customer_uid` (all of its pending schedules when `merchant_uid` is
+    /// absent, null or `[]`; else those of `merchant_uid` among them), or `merchant_uid` alone, one
+    /// or a non-empty list (those schedules, whoever's they are). With neither, or with `[]` and
+    /// no `customer_uid`, the answer is HTTP 400; so is a blank `merchant_uid` or a blank item of
+    /// the list (`""`, `[""]`, a form's `merchant_uid=`), which is never taken for "all".
     UnscheduleBody: UnscheduleRequest,
     AnyOfBuilder::new()
         .item(required_non_blank("customer_uid"))
@@ -489,21 +516,27 @@ refined!(
 );
 
 refined!(
-    /// Card data is optional (the customer's billing key is used, or issued from it first), but
-    /// `card_number` and `expiry` come together.
+    /// Card data is read only for a `customer_uid` without a billing key, whose key is issued from
+    /// it first; beside a registered key it is not read at all (iamport: "카드정보 선택사항").
+    /// `card_number` and `expiry` come together: both given and not blank, or neither (absent,
+    /// null or blank, which counts as absent: then a `customer_uid` without a key is answered
+    /// code 1). One without the other is HTTP 400 for a `customer_uid` without a key.
+    /// `birth` and `pwd_2digit` are read only with them: `pwd_2digit` needs `birth` (`birth`
+    /// alone is kept), and card data that does not parse (`card_number`, `expiry`, `birth`,
+    /// `pwd_2digit` without `birth`) is refused with code -1 (HTTP 200), not 400.
     ScheduleBody: ScheduleRequest,
     AnyOfBuilder::new()
         .item(
             ObjectBuilder::new()
-                .property("card_number", string())
+                .property("card_number", Ref::from_schema_name(NonBlank::name()))
                 .required("card_number")
-                .property("expiry", string())
+                .property("expiry", Ref::from_schema_name(NonBlank::name()))
                 .required("expiry"),
         )
         .item(
             ObjectBuilder::new()
-                .property("card_number", null())
-                .property("expiry", null()),
+                .property("card_number", absent())
+                .property("expiry", absent()),
         )
 );
 

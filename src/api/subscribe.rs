@@ -156,8 +156,9 @@ fn annotated(list: Vec<schedule::Model>, site_cd: &str) -> Vec<ScheduleAnnotatio
 
 #[derive(Deserialize, ToSchema)]
 pub struct ScheduleRequest {
+    /// At most 80 characters (`domain::order::customer_uid`): a key may be issued under it.
     #[serde(default, deserialize_with = "de::opt_string")]
-    #[schema(value_type = String, required = true, pattern = r"\S")]
+    #[schema(value_type = String, required = true, pattern = r"\S", max_length = 80)]
     pub customer_uid: Option<String>,
     #[serde(default, deserialize_with = "de::opt_i64")]
     #[schema(value_type = Option<i64>)]
@@ -190,7 +191,7 @@ pub struct ScheduleFields {
 #[utoipa::path(post, path = "/subscribe/payments/schedule", operation_id = "schedule", request_body = ScheduleBody,
     responses(
         (status = 200, body = ScheduleListOutcome, description = "the schedules made; code 1 (response null) for a schedule_at not in the future, a merchant_uid already used, an unknown customer_uid without card data (blank card_number and expiry count as none), or a billing key KCP would not issue; code -1 for refused card data (read only when a key is to be issued)"),
-        (status = 400, body = ErrorEnvelope, description = "customer_uid or schedules missing, only one of card_number and expiry for a customer_uid without a billing key (card data beside a registered one is not read), an item without schedule_at or with an invalid order field, or a body that is not JSON/form with these types"),
+        (status = 400, body = ErrorEnvelope, description = "customer_uid or schedules missing, customer_uid over 80 characters, only one of card_number and expiry (a blank one counts as missing) for a customer_uid without a billing key (card data beside a registered one is not read), an item without schedule_at or with an invalid order field, or a body that is not JSON/form with these types"),
         TokenBodyErrors))]
 pub async fn schedule(
     State(s): State<AppState>,

@@ -31,11 +31,13 @@
 //!   attempt closed and answers "paid" instead of net-cancelling it.
 use sea_orm::{ColumnTrait, Condition, Set};
 
+use super::inquiry::TradeInquiry;
+use super::merchants::runs_in_mode;
 use super::pay::ApprovalOutcome;
 use super::resolve::CancelOutcome;
 use super::{Gateway, ServiceError, ServiceResult};
 use crate::domain::payment::PaymentStatus;
-use crate::pg::DeclineReason;
+use crate::pg::{DeclineReason, TradeRef, TradeState};
 use crate::store::entity::{payment, pg_attempt};
 use crate::store::{payments, webhooks};
 
@@ -47,6 +49,26 @@ pub enum ReconciledPayment {
     Failed,
     /// Kept there, for the payment's amount: the buyer paid.
     Paid,
+}
+
+/// The `paid_at` given to a payment an operator found kept in KCP's admin
+/// ([`ReconciledPayment::Paid`]), and where it comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReconciledPaidAt {
+    /// Unix seconds.
+    pub at: i64,
+    pub source: PaidAtSource,
+}
+
+/// Where [`ReconciledPaidAt`] comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PaidAtSource {
+    /// KCP's approval time (`app_time`), from its inquiry by the attempt's `tno`.
+    KcpApproval,
+    /// KCP reported none (a virtual account's inquiry has no deposit time; KCP not reachable, or
+    /// no longer showing the approval): the time openport found KCP holding the approval or the
+    /// deposit, when the attempt became a conflict. The payment was paid by then.
+    ConflictRecorded,
 }
 
 /// The fail reason of a payment whose approval an operator found cancelled in KCP's admin.
@@ -398,12 +420,13 @@ impl Gateway {
     /// account openport could neither record nor cancel: `Gateway::hold_as_conflict`) needs the
     /// operator's word on what KCP's admin shows, `payment`, and settles the payment with the
     /// attempt in one transaction ([`Self::settle_held_conflict`]); anything else takes none.
+    /// A payment recorded paid so answers when it was paid.
     pub async fn mark_reconciled(
         &self,
         id: i64,
         note: &str,
         payment: Option<ReconciledPayment>,
-    ) -> ServiceResult<()> {
+    ) -> ServiceResult<Option<ReconciledPaidAt>> {
         let not_a_conflict = || ServiceError::BadRequest(format!("attempt {id} is not a conflict"));
         let attempt = payments::attempt_by_id(&self.db.write, id)
             .await?
@@ -449,24 +472,28 @@ impl Gateway {
             return Err(not_a_conflict());
         }
         tracing::warn!(attempt_id = id, "operator reconciled a conflict attempt");
-        Ok(())
+        Ok(None)
     }
 
     /// [`Self::mark_reconciled`] of an approval's conflict that holds payment `held` pending: the
     /// attempt `reconciled` and the payment as the operator found it in KCP's admin, in one
     /// transaction, each conditional on what was read (the attempt still a conflict, the payment
     /// still pending). Failed: the merchant_uid is free again and a scheduled charge's `failed`
-    /// webhook goes out. Paid: recorded paid (`paid_at` now: only KCP's admin knows the time of
-    /// the approval) with its `paid` webhook, and a key-in charge's card becomes the customer's.
-    /// A scheduled charge's schedule shows the outcome at once (`finish_resolved_schedule`).
+    /// webhook goes out. Paid: recorded paid, when KCP approved it ([`Self::held_paid_at`]), with
+    /// its `paid` webhook, and a key-in charge's card becomes the customer's. A scheduled
+    /// charge's schedule shows the outcome at once (`finish_resolved_schedule`).
     async fn settle_held_conflict(
         &self,
         attempt: &pg_attempt::Model,
         held: payment::Model,
         outcome: ReconciledPayment,
         note: &str,
-    ) -> ServiceResult<()> {
+    ) -> ServiceResult<Option<ReconciledPaidAt>> {
         let id = attempt.id;
+        let paid_at = match outcome {
+            ReconciledPayment::Paid => Some(self.held_paid_at(attempt, &held).await),
+            ReconciledPayment::Failed => None,
+        };
         let now = self.clock.unix();
         let mut p: payment::ActiveModel = held.clone().into();
         p.updated_at = Set(now);
@@ -479,7 +506,7 @@ impl Gateway {
             }
             ReconciledPayment::Paid => {
                 p.status = Set(PaymentStatus::Paid.as_db().into());
-                p.paid_at = Set(Some(now));
+                p.paid_at = Set(paid_at.map(|p| p.at));
                 p.fail_reason = Set(None);
                 self.webhooks_announcing(&held, "paid").await?
             }
@@ -517,7 +544,84 @@ impl Gateway {
             }
         };
         self.finish_resolved_schedule(&decided).await;
-        Ok(())
+        Ok(paid_at)
+    }
+
+    /// When the payment that `attempt` (an approval's conflict) holds was paid: when KCP approved
+    /// it, as KCP's inquiry by the attempt's `tno` reports (`app_time`). KCP's answer is believed
+    /// only up to the time the attempt became a conflict: openport had KCP's `tno` then, so the
+    /// approval came before (a time after it is no approval time, e.g. the current time the
+    /// connector puts in for an answer without a readable `app_time`). Without it, that time:
+    /// the payment was paid by then, and the approval (or a virtual account's deposit, whose
+    /// inquiry tells no time) is usually just before (docs/operations.md "Unknown outcomes").
+    /// Never the time of the operator's command, which may come days later and moved the payment
+    /// across settlement days.
+    async fn held_paid_at(
+        &self,
+        attempt: &pg_attempt::Model,
+        held: &payment::Model,
+    ) -> ReconciledPaidAt {
+        let recorded = attempt.updated_at;
+        match self.kcp_approval_time(attempt, held).await {
+            Some(at) if at <= recorded => ReconciledPaidAt {
+                at,
+                source: PaidAtSource::KcpApproval,
+            },
+            kcp => {
+                if let Some(at) = kcp {
+                    tracing::warn!(attempt_id = attempt.id, kcp_time = at, recorded, "KCP's approval time is after the conflict was recorded: the conflict's time is taken");
+                }
+                ReconciledPaidAt {
+                    at: recorded,
+                    source: PaidAtSource::ConflictRecorded,
+                }
+            }
+        }
+    }
+
+    /// KCP's approval time (Unix seconds) of the trade `attempt` names, asked of KCP by `tno` with
+    /// the inquiry of `held`'s method; None when there is none to ask (a virtual account, no
+    /// `tno`, a merchant of the other mode), KCP does not answer, or its answer shows no
+    /// approval standing (logged: the operator said KCP's admin keeps it).
+    async fn kcp_approval_time(
+        &self,
+        attempt: &pg_attempt::Model,
+        held: &payment::Model,
+    ) -> Option<i64> {
+        let tno = attempt.tno.as_deref()?;
+        let inquiry = TradeInquiry::of(&held.pay_method)?;
+        let merchant = self.merchant(held.merchant_id).await.ok()?;
+        if !runs_in_mode(self.settings.test_mode, &merchant) {
+            return None;
+        }
+        let connector = self
+            .connectors
+            .for_merchant(&merchant, &self.secrets)
+            .ok()?;
+        let trade = TradeRef::Tno(tno.to_string());
+        match inquiry.ask(connector.as_ref(), &trade).await {
+            Ok(TradeState::Approved { approval, .. })
+                if approval.tno.is_empty() || approval.tno == tno =>
+            {
+                Some(approval.approved_at.timestamp())
+            }
+            Ok(TradeState::Approved { .. }) => {
+                tracing::warn!(attempt_id = attempt.id, %tno, "KCP's inquiry answered another trade: its approval time is not taken");
+                None
+            }
+            Ok(TradeState::Cancelled { .. }) => {
+                tracing::warn!(attempt_id = attempt.id, %tno, "KCP's inquiry shows this approval cancelled, though it was reconciled as kept in KCP's admin: check KCP's admin again");
+                None
+            }
+            Ok(TradeState::NotFound) => {
+                tracing::warn!(attempt_id = attempt.id, %tno, "KCP's inquiry finds no such trade, though it was reconciled as kept in KCP's admin: check KCP's admin again");
+                None
+            }
+            Err(e) => {
+                tracing::warn!(attempt_id = attempt.id, %tno, "KCP could not be asked for the approval time: {e}");
+                None
+            }
+        }
     }
 
     /// Whether an operator may turn the open `attempt` into a conflict

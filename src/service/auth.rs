@@ -171,6 +171,9 @@ impl Gateway {
             SecretCheck::MatchRehash(hash) => {
                 // The master key was rotated: store the hash under the current key, unless the
                 // secret was changed meanwhile (`merchant new-secret`), which this must not undo.
+                // Once per merchant: the hash stored is `Match` from then on, here and on every
+                // instance still on the previous key, which leaves a hash under the incoming key
+                // as it is (`MasterKey::upgrading_hashes_only_from`).
                 if merchants::rehash_secret(
                     &self.db.write,
                     merchant.id,
@@ -182,10 +185,11 @@ impl Gateway {
                     hash
                 } else {
                     // The row no longer holds the hash read. Another getToken may have stored
-                    // the same hash first, or, while a rotation is rolled out, an instance still
-                    // on the old key stored it under that key (docs/operations.md "Rotating the
-                    // master key": both keys are configured everywhere, so either hash verifies
-                    // here). Whatever it holds must verify this secret; a new secret does not.
+                    // the same hash first, or, while a rotation is rolled out, an instance on the
+                    // other key upgraded it to its own (from a key older than both, or a hash
+                    // naming none: docs/operations.md "Rotating the master key": both keys are
+                    // configured everywhere, so either hash verifies here). Whatever it holds
+                    // must verify this secret; a new secret does not.
                     match merchants::by_id(&self.db.write, merchant.id).await? {
                         Some(m)
                             if self.secrets.check_secret(imp_secret, &m.imp_secret_hash)

@@ -10,7 +10,12 @@
 //! there ([`serves_in_mode`]), so their values (often under the public test-mode key) do not stop
 //! a live start on a database that was tried out in test mode first. Access tokens are not
 //! checked either: getToken replaces one it cannot open.
-use std::collections::BTreeMap;
+//!
+//! The same look tells which configured keys the database uses ([`StoredKeys::in_use`]): a start
+//! warns when nothing is under the current key yet while a previous one holds values (a rotation
+//! not applied yet), and an instance upgrades imp_secret hashes only from previous keys in use
+//! (service/secrets.rs, [`MasterKey::upgrading_hashes_only_from`]).
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use super::merchants::{sealed_columns, serves_in_mode};
@@ -124,12 +129,63 @@ impl fmt::Display for UnknownKeys {
 
 impl std::error::Error for UnknownKeys {}
 
+/// What a start found stored under which master keys.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredKeys {
+    /// What no configured key opens; None when every stored value opens.
+    pub unknown: Option<UnknownKeys>,
+    /// The ids of the configured keys (current or previous) that stored values name: a serving
+    /// merchant's sealed values and imp_secret hash, billing keys. v1 values, which name no key,
+    /// are not counted.
+    pub in_use: BTreeSet<String>,
+}
+
+impl StoredKeys {
+    /// The previous keys the database holds values under while it holds none under the current
+    /// key: the current key is a new one whose rotation has not been applied yet (an operator
+    /// who rotated should know it). Empty otherwise, and on an empty database.
+    pub fn rotation_pending(&self, keys: &MasterKey) -> Vec<String> {
+        if self.in_use.contains(keys.key_id()) {
+            return Vec::new();
+        }
+        keys.previous_ids()
+            .filter(|id| self.in_use.contains(*id))
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// Logs [`Self::rotation_pending`], naming key ids (digests), never a key.
+    pub fn warn_of_pending_rotation(&self, keys: &MasterKey) {
+        let previous = self.rotation_pending(keys);
+        if previous.is_empty() {
+            return;
+        }
+        tracing::warn!(
+            current_key_id = %keys.key_id(),
+            previous_key_ids = %previous.join(", "),
+            "master-key rotation not applied yet: nothing stored is under OPENPORT_MASTER_KEY, and \
+             values are under OPENPORT_PREVIOUS_MASTER_KEYS. New values are written under the \
+             current key from now on; once every instance runs it as current, run `openport \
+             reseal` (imp_secret hashes move at each merchant's next getToken). If no rotation \
+             was meant, OPENPORT_MASTER_KEY is not the key this database was made with \
+             (docs/operations.md \"Rotating the master key\")"
+        );
+    }
+}
+
 impl Gateway {
     /// The stored secrets no configured master key opens, by key id; None when every one opens.
     pub async fn unknown_master_keys(&self) -> ServiceResult<Option<UnknownKeys>> {
+        Ok(self.stored_master_keys().await?.unknown)
+    }
+
+    /// Which master keys the stored secrets name: those not configured ([`StoredKeys::unknown`])
+    /// and the configured ones in use.
+    pub async fn stored_master_keys(&self) -> ServiceResult<StoredKeys> {
         let test_mode = self.settings.test_mode;
         let keys = &self.secrets;
         let mut unknown: BTreeMap<String, UnderKey> = BTreeMap::new();
+        let mut in_use = BTreeSet::new();
         let now = self.clock.unix();
         for m in merchants::all(&self.db.read).await? {
             if !serves_in_mode(test_mode, &m) {
@@ -138,7 +194,10 @@ impl Gateway {
             for (_, what, value) in sealed_columns(&m, now) {
                 let Some(value) = value else { continue };
                 let missing = match sealed_key_id(value) {
-                    Some(id) if keys.has_key(id) => None,
+                    Some(id) if keys.has_key(id) => {
+                        in_use.insert(id.to_string());
+                        None
+                    }
                     Some(id) => Some(id.to_string()),
                     None if keys.open(value).is_ok() => None,
                     None => Some("v1".to_string()),
@@ -153,18 +212,26 @@ impl Gateway {
                 }
             }
             // A hash without a key id cannot be checked without the secret.
-            if let Some(id) = hash_key_id(&m.imp_secret_hash).filter(|id| !keys.has_key(id)) {
-                let under = unknown.entry(id.to_string()).or_default();
-                under
-                    .merchants
-                    .entry(m.imp_code.clone())
-                    .or_default()
-                    .push(IMP_SECRET_HASH);
+            match hash_key_id(&m.imp_secret_hash) {
+                Some(id) if keys.has_key(id) => {
+                    in_use.insert(id.to_string());
+                }
+                Some(id) => {
+                    let under = unknown.entry(id.to_string()).or_default();
+                    under
+                        .merchants
+                        .entry(m.imp_code.clone())
+                        .or_default()
+                        .push(IMP_SECRET_HASH);
+                }
+                None => {}
             }
         }
         let live_only = !test_mode;
         for (id, rows) in key_ids::billing_keys_by_key_id(&self.db.read, live_only).await? {
-            if !keys.has_key(&id) {
+            if keys.has_key(&id) {
+                in_use.insert(id);
+            } else {
                 unknown.entry(id).or_default().billing_keys += rows;
             }
         }
@@ -173,14 +240,12 @@ impl Gateway {
                 unknown.entry("v1".into()).or_default().billing_keys += 1;
             }
         }
-        if unknown.is_empty() {
-            return Ok(None);
-        }
-        Ok(Some(UnknownKeys {
+        let unknown = (!unknown.is_empty()).then(|| UnknownKeys {
             keys: unknown,
             current: keys.key_id().to_string(),
             previous: keys.previous_ids().map(str::to_string).collect(),
-        }))
+        });
+        Ok(StoredKeys { unknown, in_use })
     }
 }
 

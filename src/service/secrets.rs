@@ -10,7 +10,12 @@
 //! reseal` reports nothing left under an old key (and merchants have logged in), drop it.
 //! Instances sharing a database first all get the new key as a previous one, and only then as
 //! the current one: an instance restarted with it as current writes under it at once, and every
-//! other instance must already open that (docs/operations.md "Rotating the master key").
+//! other instance must already open that (docs/operations.md "Rotating the master key"). A hash
+//! is upgraded only from a previous key the database used when the instance started
+//! ([`MasterKey::upgrading_hashes_only_from`]), so the instances not restarted yet leave the
+//! hashes the restarted ones wrote as they are, instead of writing them back under the old key.
+use std::collections::BTreeSet;
+
 use aes_gcm::aead::{Aead, KeyInit, OsRng};
 use aes_gcm::{AeadCore, Aes256Gcm, Key, Nonce};
 use base64::engine::general_purpose::STANDARD as B64;
@@ -90,6 +95,9 @@ impl KeyMaterial {
 pub struct MasterKey {
     current: KeyMaterial,
     previous: Vec<KeyMaterial>,
+    /// Ids of the previous keys whose imp_secret hashes are verified but not upgraded
+    /// ([`Self::upgrading_hashes_only_from`]); none until an instance has looked.
+    incoming: Vec<String>,
 }
 
 impl std::fmt::Debug for MasterKey {
@@ -108,7 +116,7 @@ impl std::fmt::Debug for MasterKey {
 pub enum SecretCheck {
     Mismatch,
     Match,
-    /// Right secret, hashed under an old key: store this new hash.
+    /// Right secret, hashed under an old key (or under none): store this new hash.
     MatchRehash(String),
 }
 
@@ -135,7 +143,29 @@ impl MasterKey {
                 .collect::<Result<Vec<_>, _>>()?,
             None => vec![],
         };
-        Ok(Self { current, previous })
+        Ok(Self {
+            current,
+            previous,
+            incoming: Vec::new(),
+        })
+    }
+
+    /// These keys for an instance that found values stored under the configured keys `in_use`
+    /// when it started (service/key_check.rs): an imp_secret hash is upgraded to the current key
+    /// only from a previous key among them. A previous key nothing was stored under is the
+    /// incoming key of a two-phase rotation (docs/operations.md "Rotating the master key"): only
+    /// the instances restarted with it as their current key write under it, and a hash one of
+    /// them stored verifies here and is left as it is. Upgraded back under this instance's key,
+    /// the instances on either key would each rewrite a merchant's hash at every getToken until
+    /// the rotation is over: a write, and a lock on the merchant's row, on the hot path.
+    pub fn upgrading_hashes_only_from(mut self, in_use: &BTreeSet<String>) -> Self {
+        self.incoming = self
+            .previous
+            .iter()
+            .filter(|k| !in_use.contains(&k.id))
+            .map(|k| k.id.clone())
+            .collect();
+        self
     }
 
     /// The current key's public id (a digest).
@@ -204,7 +234,9 @@ impl MasterKey {
         format!("{}${}", self.current.id, self.current.hash(secret))
     }
 
-    /// Constant-time comparison of a presented imp_secret with the stored hash.
+    /// Constant-time comparison of a presented imp_secret with the stored hash; a hash to store
+    /// instead when the stored one is under an old key (a previous key other than an incoming one,
+    /// [`Self::upgrading_hashes_only_from`]) or names none.
     pub fn check_secret(&self, secret: &str, stored: &str) -> SecretCheck {
         let (id, hex_hash) = match stored.split_once('$') {
             Some((id, h)) => (Some(id), h),
@@ -212,7 +244,8 @@ impl MasterKey {
         };
         for key in self.all().filter(|k| id.is_none_or(|i| i == k.id)) {
             if bool::from(key.hash(secret).as_bytes().ct_eq(hex_hash.as_bytes())) {
-                return if key.id == self.current.id && id.is_some() {
+                let kept = key.id == self.current.id || self.incoming.contains(&key.id);
+                return if kept && id.is_some() {
                     SecretCheck::Match
                 } else {
                     SecretCheck::MatchRehash(self.secret_hash(secret))
@@ -300,6 +333,40 @@ mod tests {
             without_old.check_secret("s3cret", &hash),
             SecretCheck::Mismatch
         );
+    }
+
+    #[test]
+    fn a_hash_under_a_previous_key_nothing_was_stored_under_is_verified_but_not_upgraded() {
+        // Phase 1 of a rotation: K1 current and in use, K2 incoming (nothing under it yet).
+        let old = MasterKey::with_previous(Some(&key(1)), Some(&key(2)))
+            .unwrap()
+            .upgrading_hashes_only_from(&BTreeSet::from([key_id(1)]));
+        let new = MasterKey::with_previous(Some(&key(2)), Some(&key(1)))
+            .unwrap()
+            .upgrading_hashes_only_from(&BTreeSet::from([key_id(1)]));
+        // An instance restarted with K2 upgrades the K1 hash once...
+        let SecretCheck::MatchRehash(upgraded) =
+            new.check_secret("s3cret", &old.secret_hash("s3cret"))
+        else {
+            panic!("a K1 hash is upgraded under K2");
+        };
+        assert_eq!(new.check_secret("s3cret", &upgraded), SecretCheck::Match);
+        // ...and one still on K1 verifies it without writing it back under K1.
+        assert_eq!(old.check_secret("s3cret", &upgraded), SecretCheck::Match);
+        assert_eq!(old.check_secret("other", &upgraded), SecretCheck::Mismatch);
+        // A hash that names no key is upgraded whatever the keys in use.
+        let bare = upgraded.split_once('$').unwrap().1;
+        assert!(matches!(
+            new.check_secret("s3cret", bare),
+            SecretCheck::MatchRehash(_)
+        ));
+    }
+
+    fn key_id(b: u8) -> String {
+        MasterKey::from_config(Some(&key(b)))
+            .unwrap()
+            .key_id()
+            .to_string()
     }
 
     #[test]

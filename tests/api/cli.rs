@@ -886,6 +886,196 @@ async fn attempt_reconciled_settles_the_payment_an_approvals_conflict_holds_as_t
     assert_eq!(app.payment(&token, &imp_uid).await["status"], "failed");
 }
 
+/// An approval a conflict holds pending, the conflict recorded well after KCP approved it: the
+/// charge's answer is lost and KCP's inquiry fails within the request; SETTLE_SECS + 600 s later
+/// the resolver finds the approval answered for another amount and KCP refuses to net-cancel it.
+struct HeldApproval {
+    conflict: i64,
+    imp_uid: String,
+    /// KCP's approval time (Unix seconds).
+    approved_at: i64,
+    /// When the attempt became a conflict.
+    recorded: i64,
+}
+
+async fn an_approval_held_by_a_conflict_recorded_later(
+    app: &crate::helpers::TestApp,
+    token: &str,
+    merchant_uid: &str,
+) -> HeldApproval {
+    use crate::helpers::{future_expiry, test_cards, SETTLE_SECS};
+    use kcp_sandbox::{paths, Fault, FaultRule};
+    app.sandbox
+        .inject(FaultRule::new(paths::HUB_PAYMENT, Fault::LoseResponse));
+    app.sandbox
+        .inject(FaultRule::new(paths::INQUIRY, Fault::HttpStatus { status: 500 }).times(20));
+    let (_, body) = app
+        .post(
+            "/subscribe/payments/onetime",
+            Some(token),
+            json!({
+                "merchant_uid": merchant_uid, "amount": 1000, "card_number": test_cards::SHINHAN_CREDIT,
+                "expiry": future_expiry(), "birth": "800101", "pwd_2digit": "00",
+            }),
+        )
+        .await;
+    assert_eq!(body["code"], 1, "outcome unknown: {body}");
+    app.sandbox.clear_faults();
+    let approved_at = app.sandbox.ledger()[0].approved_at.timestamp();
+
+    app.advance(SETTLE_SECS + 600);
+    app.sandbox.inject(FaultRule::new(
+        paths::INQUIRY,
+        Fault::AnswerField {
+            field: "amount".into(),
+            value: "999".into(),
+        },
+    ));
+    app.sandbox.inject(
+        FaultRule::new(
+            paths::CANCEL,
+            Fault::Refuse {
+                code: "8500".into(),
+                message: "취소할 수 없는 거래입니다".into(),
+            },
+        )
+        .times(100),
+    );
+    app.resolve_all().await;
+    app.sandbox.clear_faults();
+    let conflicts = app.conflicts().await;
+    assert_eq!(conflicts.len(), 1, "{conflicts:?}");
+    let attempt =
+        openport::store::payments::attempt_by_id(&app.app.gateway.db.read, conflicts[0].id)
+            .await
+            .unwrap()
+            .unwrap();
+    assert_eq!(attempt.kind, "approve");
+    assert!(attempt.updated_at >= approved_at + 600, "{attempt:?}");
+    HeldApproval {
+        conflict: attempt.id,
+        imp_uid: conflicts[0].imp_uid.clone(),
+        approved_at,
+        recorded: attempt.updated_at,
+    }
+}
+
+/// `attempt reconciled --payment paid` a day after the conflict: the payment was paid when KCP
+/// approved it, which KCP's inquiry by the approval's tno tells (`app_time`), not when the
+/// operator said so (the command's time, which it was recorded with).
+#[tokio::test]
+async fn a_held_approval_reconciled_as_paid_is_paid_when_kcp_approved_it() {
+    use openport::service::attempts::{PaidAtSource, ReconciledPaidAt, ReconciledPayment};
+    let app = crate::helpers::spawn_app().await;
+    let token = app.token().await;
+    let held = an_approval_held_by_a_conflict_recorded_later(&app, &token, "held-kcp-time").await;
+    app.advance(86_400);
+    let paid_at = app
+        .app
+        .gateway
+        .mark_reconciled(
+            held.conflict,
+            "kept: 1,000 won approved in KCP's admin",
+            Some(ReconciledPayment::Paid),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        paid_at,
+        Some(ReconciledPaidAt {
+            at: held.approved_at,
+            source: PaidAtSource::KcpApproval,
+        })
+    );
+    let token = app.token().await; // the first one expired meanwhile
+    let p = app.payment(&token, &held.imp_uid).await;
+    assert_eq!(p["status"], "paid", "{p}");
+    assert_eq!(p["paid_at"], held.approved_at, "{p}");
+}
+
+/// When KCP cannot be asked (or tells no time: a virtual account's deposit), the payment is paid
+/// when openport found KCP holding it, the time its attempt became a conflict, not at the
+/// operator's command; as docs/operations.md says.
+#[tokio::test]
+async fn a_held_approval_reconciled_as_paid_while_kcp_cannot_be_asked_is_paid_when_its_conflict_was_recorded(
+) {
+    use kcp_sandbox::{paths, Fault, FaultRule};
+    use openport::service::attempts::{PaidAtSource, ReconciledPaidAt, ReconciledPayment};
+    let app = crate::helpers::spawn_app().await;
+    let token = app.token().await;
+    let held = an_approval_held_by_a_conflict_recorded_later(&app, &token, "held-no-time").await;
+    app.advance(86_400);
+    app.sandbox
+        .inject(FaultRule::new(paths::INQUIRY, Fault::HttpStatus { status: 500 }).times(20));
+    let paid_at = app
+        .app
+        .gateway
+        .mark_reconciled(held.conflict, "kept", Some(ReconciledPayment::Paid))
+        .await
+        .unwrap();
+    assert_eq!(
+        paid_at,
+        Some(ReconciledPaidAt {
+            at: held.recorded,
+            source: PaidAtSource::ConflictRecorded,
+        })
+    );
+    let token = app.token().await; // the first one expired meanwhile
+    assert_eq!(
+        app.payment(&token, &held.imp_uid).await["paid_at"],
+        held.recorded
+    );
+    let docs = include_str!("../../docs/operations.md");
+    assert!(
+        docs.contains("`paid_at` is the time the attempt became a conflict"),
+        "docs/operations.md says which time is taken"
+    );
+}
+
+/// The command says which `paid_at` it recorded and where it comes from.
+#[tokio::test]
+async fn attempt_reconciled_with_payment_paid_prints_kcps_approval_time() {
+    let app = crate::helpers::spawn_app().await;
+    let token = app.token().await;
+    let held = an_approval_held_by_a_conflict_recorded_later(&app, &token, "held-cli").await;
+    let id = held.conflict.to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let kcp = format!("http://{}", app.app.sandbox.as_ref().unwrap().addr);
+    let mut command = openport_in_test_mode(
+        dir.path(),
+        &app.database_url,
+        &[
+            "attempt",
+            "reconciled",
+            "--id",
+            &id,
+            "--note",
+            "kept",
+            "--payment",
+            "paid",
+        ],
+    );
+    command.env("OPENPORT_KCP__API_BASE", &kcp);
+    let out = tokio::task::spawn_blocking(move || command.output().expect("openport runs"))
+        .await
+        .unwrap();
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{printed}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        printed.contains(&format!("paid_at {}", held.approved_at)),
+        "{printed}"
+    );
+    assert!(printed.contains("KCP's approval time"), "{printed}");
+    assert_eq!(
+        app.payment(&token, &held.imp_uid).await["paid_at"],
+        held.approved_at
+    );
+}
+
 /// `openport reseal` with `OPENPORT_MASTER_KEY` = `current` and the previous keys `previous`,
 /// outside test mode.
 async fn reseal_live(database_url: &str, current: &str, previous: &str) -> (bool, String) {

@@ -350,3 +350,354 @@ async fn the_find_by_status_operation_says_its_sorting_does_not_pick_the_payment
         "{sorting}"
     );
 }
+
+/// Whether `value` is valid against `schema` (JSON Schema 2020-12, as far as the document uses
+/// it). Every keyword is checked; one this does not know fails the test, so a schema it cannot
+/// read is never taken for valid.
+fn valid(doc: &Value, schema: &Value, value: &Value) -> bool {
+    if schema.get("$ref").is_some() {
+        return valid(doc, resolve(doc, schema), value);
+    }
+    let Some(keywords) = schema.as_object() else {
+        return schema
+            .as_bool()
+            .expect("a schema is an object or a boolean");
+    };
+    let count = |v: &Value| v.as_u64().expect("a count") as usize;
+    let number = |v: &Value| v.as_f64().expect("a number");
+    keywords.iter().all(|(keyword, v)| match keyword.as_str() {
+        "type" => match v {
+            Value::Array(types) => types.iter().any(|t| is_of_type(t, value)),
+            t => is_of_type(t, value),
+        },
+        "enum" => v.as_array().expect("enum").contains(value),
+        "pattern" => value
+            .as_str()
+            .is_none_or(|s| matches(v.as_str().expect("pattern"), s)),
+        "minLength" => value.as_str().is_none_or(|s| s.chars().count() >= count(v)),
+        "maxLength" => value.as_str().is_none_or(|s| s.chars().count() <= count(v)),
+        "minimum" => value.as_f64().is_none_or(|n| n >= number(v)),
+        "maximum" => value.as_f64().is_none_or(|n| n <= number(v)),
+        "minItems" => value.as_array().is_none_or(|a| a.len() >= count(v)),
+        "maxItems" => value.as_array().is_none_or(|a| a.len() <= count(v)),
+        "items" => value
+            .as_array()
+            .is_none_or(|a| a.iter().all(|item| valid(doc, v, item))),
+        "required" => value.as_object().is_none_or(|o| {
+            v.as_array()
+                .expect("required")
+                .iter()
+                .all(|name| o.contains_key(name.as_str().expect("a name")))
+        }),
+        "properties" => value.as_object().is_none_or(|o| {
+            v.as_object()
+                .expect("properties")
+                .iter()
+                .all(|(name, s)| o.get(name).is_none_or(|field| valid(doc, s, field)))
+        }),
+        "additionalProperties" => value.as_object().is_none_or(|o| {
+            let named = |name: &str| schema["properties"].get(name).is_some();
+            o.iter()
+                .filter(|(name, _)| !named(name))
+                .all(|(_, field)| valid(doc, v, field))
+        }),
+        "propertyNames" => value.as_object().is_none_or(|o| {
+            o.keys()
+                .all(|name| valid(doc, v, &Value::from(name.as_str())))
+        }),
+        "allOf" => v
+            .as_array()
+            .expect("allOf")
+            .iter()
+            .all(|s| valid(doc, s, value)),
+        "anyOf" => v
+            .as_array()
+            .expect("anyOf")
+            .iter()
+            .any(|s| valid(doc, s, value)),
+        "oneOf" => {
+            v.as_array()
+                .expect("oneOf")
+                .iter()
+                .filter(|s| valid(doc, s, value))
+                .count()
+                == 1
+        }
+        "description" | "format" | "title" | "default" | "example" | "examples" => true,
+        other => panic!("the test's validator does not know `{other}`: {schema}"),
+    })
+}
+
+fn is_of_type(t: &Value, value: &Value) -> bool {
+    match t.as_str().expect("a type name") {
+        "null" => value.is_null(),
+        "boolean" => value.is_boolean(),
+        "string" => value.is_string(),
+        "array" => value.is_array(),
+        "object" => value.is_object(),
+        "number" => value.is_number(),
+        "integer" => value.as_f64().is_some_and(|n| n.fract() == 0.0),
+        other => panic!("unknown type {other}"),
+    }
+}
+
+/// ECMA-262's `pattern` as the `regex` crate reads it: the document's patterns are plain classes
+/// and groups that both read alike (white space is spelt out, never `\s` where it decides).
+fn matches(pattern: &str, s: &str) -> bool {
+    thread_local! {
+        static COMPILED: std::cell::RefCell<std::collections::HashMap<String, regex::Regex>> =
+            Default::default();
+    }
+    COMPILED.with(|compiled| {
+        compiled
+            .borrow_mut()
+            .entry(pattern.to_string())
+            .or_insert_with(|| regex::Regex::new(pattern).expect("the pattern compiles"))
+            .is_match(s)
+    })
+}
+
+fn post_body_schema<'a>(doc: &'a Value, path: &str) -> &'a Value {
+    &doc["paths"][path]["post"]["requestBody"]["content"]["application/json"]["schema"]
+}
+
+/// Sends each body to `POST path` and checks that the handler refuses it with HTTP 400 exactly
+/// when the document's request schema does not take it (and that `accepted` says which).
+async fn document_and_handler_agree(path: &str, cases: Vec<(Value, bool)>) {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let (_, doc) = app.get("/openapi.json", None).await;
+    let schema = post_body_schema(&doc, path);
+    assert!(schema.get("$ref").is_some(), "{path}: {schema}");
+    for (body, accepted) in cases {
+        let (status, answer) = app.post(path, Some(&token), body.clone()).await;
+        assert_ne!(
+            status,
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "{body}: {answer}"
+        );
+        assert_eq!(
+            status != StatusCode::BAD_REQUEST,
+            accepted,
+            "the handler, {body}: {status} {answer}"
+        );
+        assert_eq!(
+            valid(&doc, schema, &body),
+            accepted,
+            "the document, {body}: the handler answered {status} {answer}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_unschedule_body_the_document_describes_is_exactly_what_the_handler_takes() {
+    use serde_json::json;
+    let most: Vec<String> = (0..1000).map(|i| format!("m-{i}")).collect();
+    let too_many: Vec<String> = (0..1001).map(|i| format!("m-{i}")).collect();
+    document_and_handler_agree(
+        "/subscribe/payments/unschedule",
+        vec![
+            // All of the customer's: merchant_uid absent, null, or the Java client's `[]`.
+            (json!({"customer_uid": "c-1"}), true),
+            (json!({"customer_uid": "c-1", "merchant_uid": null}), true),
+            (json!({"customer_uid": "c-1", "merchant_uid": []}), true),
+            // Some of the customer's, or those named whoever's they are.
+            (json!({"customer_uid": "c-1", "merchant_uid": "m-1"}), true),
+            (
+                json!({"customer_uid": "c-1", "merchant_uid": ["m-1", "m-2"]}),
+                true,
+            ),
+            (json!({"customer_uid": "c-1", "merchant_uid": most}), true),
+            (json!({"merchant_uid": "m-1"}), true),
+            (json!({"merchant_uid": ["m-1"]}), true),
+            (json!({"customer_uid": " ", "merchant_uid": "m-1"}), true),
+            (json!({"customer_uid": null, "merchant_uid": ["m-1"]}), true),
+            // Nothing named.
+            (json!({}), false),
+            (json!({"merchant_uid": null}), false),
+            (json!({"merchant_uid": []}), false),
+            (json!({"customer_uid": "", "merchant_uid": []}), false),
+            (json!({"customer_uid": "\u{3000}"}), false),
+            // A blank merchant_uid or item is never "all".
+            (json!({"customer_uid": "c-1", "merchant_uid": ""}), false),
+            (json!({"customer_uid": "c-1", "merchant_uid": " \t"}), false),
+            (
+                json!({"customer_uid": "c-1", "merchant_uid": "\u{3000}"}),
+                false,
+            ),
+            (
+                json!({"customer_uid": "c-1", "merchant_uid": "\u{85}"}),
+                false,
+            ),
+            (
+                json!({"customer_uid": "c-1", "merchant_uid": ["m-1", ""]}),
+                false,
+            ),
+            (json!({"merchant_uid": ["\u{a0}"]}), false),
+            (
+                json!({"customer_uid": "c-1", "merchant_uid": too_many}),
+                false,
+            ),
+        ],
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn the_schedule_body_the_document_describes_is_exactly_what_the_handler_takes() {
+    use crate::helpers::{future_expiry, test_cards};
+    use serde_json::json;
+    let at = chrono::Utc::now().timestamp() + 86_400;
+    // A request for a customer_uid without a billing key (each case its own), with `card`'s
+    // fields; its schedule's merchant_uid is its own too.
+    let mut n = 0;
+    let mut body = |customer_uid: Option<&str>, card: Value| {
+        n += 1;
+        let mut body = json!({
+            "customer_uid": customer_uid.map_or_else(|| format!("sched-doc-{n}"), str::to_string),
+            "schedules": [{"merchant_uid": format!("sched-doc-m-{n}"), "schedule_at": at, "amount": 1000}],
+        });
+        for (field, value) in card.as_object().unwrap() {
+            body[field] = value.clone();
+        }
+        body
+    };
+    let card = test_cards::SHINHAN_CREDIT;
+    let expiry = future_expiry();
+    let cases = vec![
+        // No card: answered code 1 (HTTP 200) for a customer_uid without a key.
+        (body(None, json!({})), true),
+        (
+            body(None, json!({"card_number": null, "expiry": null})),
+            true,
+        ),
+        (body(None, json!({"card_number": "", "expiry": ""})), true),
+        (body(None, json!({"card_number": " "})), true),
+        (body(None, json!({"expiry": ""})), true),
+        (
+            body(
+                None,
+                json!({"card_number": "\u{3000}", "expiry": "\t", "birth": "800101"}),
+            ),
+            true,
+        ),
+        (
+            body(None, json!({"birth": "800101", "pwd_2digit": "00"})),
+            true,
+        ),
+        // The card: a key is issued, or card data that does not parse is code -1 (HTTP 200).
+        (
+            body(
+                None,
+                json!({"card_number": card, "expiry": expiry, "birth": "800101", "pwd_2digit": "00"}),
+            ),
+            true,
+        ),
+        (
+            body(
+                None,
+                json!({"card_number": card, "expiry": expiry, "birth": "800101"}),
+            ),
+            true,
+        ),
+        (
+            body(
+                None,
+                json!({"card_number": card, "expiry": expiry, "pwd_2digit": "00"}),
+            ),
+            true,
+        ),
+        (
+            body(None, json!({"card_number": "1234", "expiry": expiry})),
+            true,
+        ),
+        (
+            body(None, json!({"card_number": card, "expiry": "13/99"})),
+            true,
+        ),
+        // One of card_number and expiry without the other (blank counts as missing).
+        (body(None, json!({"card_number": card})), false),
+        (
+            body(None, json!({"card_number": card, "expiry": ""})),
+            false,
+        ),
+        (
+            body(None, json!({"card_number": card, "expiry": null})),
+            false,
+        ),
+        (body(None, json!({"expiry": expiry})), false),
+        (
+            body(None, json!({"card_number": "", "expiry": expiry})),
+            false,
+        ),
+        (
+            body(
+                None,
+                json!({"card_number": "\u{3000}", "expiry": expiry, "birth": "800101"}),
+            ),
+            false,
+        ),
+        // The customer_uid a key would be issued under.
+        (body(Some(" "), json!({})), false),
+        (body(Some(&"c".repeat(80)), json!({})), true),
+        (body(Some(&"c".repeat(81)), json!({})), false),
+    ];
+    let mut no_schedules = body(None, json!({}));
+    no_schedules["schedules"] = json!([]);
+    let mut cases = cases;
+    cases.push((no_schedules, false));
+    document_and_handler_agree("/subscribe/payments/schedule", cases).await;
+}
+
+#[tokio::test]
+async fn the_document_lists_every_shape_of_an_unschedules_merchant_uid_and_of_a_schedules_card() {
+    let doc = document().await;
+    let schemas = &doc["components"]["schemas"];
+    // merchant_uid: null, one non-blank string, or a list (empty included) of at most 1,000.
+    let shapes = schemas["UnscheduleRequest"]["properties"]["merchant_uid"]["oneOf"]
+        .as_array()
+        .expect("merchant_uid's shapes");
+    assert_eq!(shapes.len(), 3, "{shapes:?}");
+    assert_eq!(shapes[0]["type"], "null");
+    assert_eq!(shapes[1]["$ref"], "#/components/schemas/NonBlank");
+    assert_eq!(shapes[2]["type"], "array");
+    assert_eq!(shapes[2]["items"]["$ref"], "#/components/schemas/NonBlank");
+    assert_eq!(shapes[2]["maxItems"], 1000);
+    assert!(
+        shapes[2].get("minItems").is_none(),
+        "[] is taken: {shapes:?}"
+    );
+    // Beside no customer_uid it must name one at least.
+    let named = &schemas["UnscheduleBody"]["allOf"][1]["anyOf"];
+    assert_eq!(named[0]["required"], serde_json::json!(["customer_uid"]));
+    assert_eq!(named[1]["required"], serde_json::json!(["merchant_uid"]));
+    assert_eq!(
+        named[1]["properties"]["merchant_uid"]["oneOf"][1]["minItems"],
+        1
+    );
+    let text = schemas["UnscheduleBody"]["description"].as_str().unwrap();
+    assert!(text.contains("`[]`"), "{text}");
+
+    // The card: both card_number and expiry not blank, or both absent (null or blank).
+    let card = schemas["ScheduleBody"]["allOf"][1]["anyOf"]
+        .as_array()
+        .expect("the card's shapes");
+    assert_eq!(card.len(), 2, "{card:?}");
+    assert_eq!(
+        card[0]["required"],
+        serde_json::json!(["card_number", "expiry"])
+    );
+    for field in ["card_number", "expiry"] {
+        assert_eq!(
+            card[0]["properties"][field]["$ref"],
+            "#/components/schemas/NonBlank"
+        );
+        let absent = &card[1]["properties"][field]["oneOf"];
+        assert_eq!(absent[0]["type"], "null", "{field}");
+        assert_eq!(absent[1]["pattern"], openport::api::doc::BLANK, "{field}");
+    }
+    let text = schemas["ScheduleBody"]["description"].as_str().unwrap();
+    for rule in ["`pwd_2digit` needs `birth`", "code -1", "HTTP 400"] {
+        assert!(text.contains(rule), "{rule}: {text}");
+    }
+}

@@ -228,8 +228,8 @@ async fn an_instance_still_on_the_old_master_key_keeps_answering_get_token_and_c
         Some(key_id(&k2).as_str())
     );
 
-    // A answers getToken on the K2 hash and charges the K2 billing key; B keeps answering after
-    // A stored the hash under its own key again.
+    // A answers getToken on the K2 hash (leaving it under K2) and charges the K2 billing key; B
+    // keeps answering.
     let old_token = old.token().await;
     let (_, paid) = crate::billing::again(&old, &old_token, "fleet-1", "fleet-pay-1", 1000).await;
     assert_eq!(paid["response"]["status"], "paid", "{paid}");
@@ -237,6 +237,130 @@ async fn an_instance_still_on_the_old_master_key_keeps_answering_get_token_and_c
     let (_, paid) = crate::billing::again(&new, &new_token, "fleet-1", "fleet-pay-2", 1000).await;
     assert_eq!(paid["response"]["status"], "paid", "{paid}");
     old.token().await;
+}
+
+/// `c`'s master keys: `current`, and `previous` as the previous ones.
+fn master_keys(current: &str, previous: &str) -> impl FnOnce(&mut Config) {
+    let (current, previous) = (current.to_string(), previous.to_string());
+    move |c: &mut Config| {
+        c.master_key = Some(SecretString::from(current));
+        c.previous_master_keys = Some(SecretString::from(previous));
+    }
+}
+
+/// Phase 2 of a rolling rotation, instances on either key answering one merchant's getTokens in
+/// turn: the merchant's imp_secret hash is upgraded under the new key once, by the first
+/// getToken an instance on it answers, and never written again. An instance still on the old key
+/// leaves the hash under the incoming key as it is (it verifies it), where it used to store it
+/// under its own key again, so that the hash went back and forth with a write (and the merchant
+/// row's lock) at every getToken until the phase ended.
+#[tokio::test]
+async fn during_a_rolling_rotation_a_merchants_hash_is_written_once_whichever_instance_answers() {
+    use sea_orm::{ConnectionTrait, Statement};
+    let (k1, k2) = (b64_key(51), b64_key(52));
+    let only_k1 = k1.clone();
+    let before = spawn_app_with(move |c| c.master_key = Some(SecretString::from(only_k1))).await;
+    before.token().await;
+    // Phase 1: every instance opens K2. Phase 2 under way: one restarted with K2 current.
+    let old = before.another_instance(master_keys(&k1, &k2)).await;
+    let new = before.another_instance(master_keys(&k2, &k1)).await;
+
+    // Every write of a merchant's imp_secret_hash is counted, even one of the same value.
+    let statements = if new.database_url.starts_with("postgres") {
+        vec![
+            "CREATE TABLE hash_writes (merchant_id BIGINT)".to_string(),
+            "CREATE FUNCTION count_hash_write() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
+             INSERT INTO hash_writes VALUES (NEW.id); RETURN NEW; END $$"
+                .to_string(),
+            "CREATE TRIGGER count_hash_write AFTER UPDATE OF imp_secret_hash ON merchants \
+             FOR EACH ROW EXECUTE FUNCTION count_hash_write()"
+                .to_string(),
+        ]
+    } else {
+        vec![
+            "CREATE TABLE hash_writes (merchant_id INTEGER)".to_string(),
+            "CREATE TRIGGER count_hash_write AFTER UPDATE OF imp_secret_hash ON merchants \
+             BEGIN INSERT INTO hash_writes VALUES (NEW.id); END"
+                .to_string(),
+        ]
+    };
+    crate::helpers::execute(&new, statements).await;
+    let db = new.app.gateway.db.write.clone();
+    let writes = || {
+        let db = db.clone();
+        async move {
+            let row = db
+                .query_one(Statement::from_string(
+                    db.get_database_backend(),
+                    "SELECT COUNT(*) AS n FROM hash_writes",
+                ))
+                .await
+                .unwrap()
+                .unwrap();
+            row.try_get::<i64>("", "n").unwrap()
+        }
+    };
+    let stored_hash = || {
+        let db = db.clone();
+        async move {
+            openport::store::merchants::by_imp_key(&db, DEMO_IMP_KEY)
+                .await
+                .unwrap()
+                .unwrap()
+                .imp_secret_hash
+        }
+    };
+
+    new.token().await;
+    assert_eq!(writes().await, 1, "upgraded under K2 once");
+    let upgraded = stored_hash().await;
+    assert_eq!(
+        openport::service::secrets::hash_key_id(&upgraded),
+        Some(key_id(&k2).as_str())
+    );
+    for _ in 0..3 {
+        old.token().await;
+        new.token().await;
+    }
+    assert_eq!(
+        writes().await,
+        1,
+        "no getToken after the upgrade wrote the hash"
+    );
+    assert_eq!(stored_hash().await, upgraded);
+}
+
+/// An instance started with a new `OPENPORT_MASTER_KEY` on a database that holds nothing under it
+/// yet while it holds values under a previous key warns that the rotation is not applied yet,
+/// naming key ids (digests), never a key. An instance whose current key is the one in use (phase
+/// 1 of a rotation) says nothing.
+#[tokio::test]
+async fn a_start_on_a_master_key_nothing_is_stored_under_while_a_previous_one_is_warns_of_the_rotation(
+) {
+    let (k1, k2) = (b64_key(61), b64_key(62));
+    let only_k1 = k1.clone();
+    let before = spawn_app_with(move |c| c.master_key = Some(SecretString::from(only_k1))).await;
+    before.token().await;
+    let _phase_1 = before.another_instance(master_keys(&k1, &k2)).await;
+    let _phase_2 = before.another_instance(master_keys(&k2, &k1)).await;
+    let logs = captured_logs();
+    let warned = |current: &str| {
+        logs.lines()
+            .filter(|l| l.contains("master-key rotation not applied yet"))
+            .find(|l| l.contains(&format!("current_key_id={}", key_id(current))))
+            .map(str::to_string)
+    };
+    let warning = warned(&k2).expect("the instance on K2 warns");
+    assert!(
+        warning.contains(&format!("previous_key_ids={}", key_id(&k1))),
+        "{warning}"
+    );
+    assert!(warning.contains("openport reseal"), "{warning}");
+    assert_eq!(warned(&k1), None, "K1 holds the stored values");
+    assert!(
+        !logs.contains(&k1) && !logs.contains(&k2),
+        "a key was logged"
+    );
 }
 
 /// getToken with a hash under a previous key stores it under the current key only if the row
