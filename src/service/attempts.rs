@@ -162,6 +162,14 @@ impl Gateway {
     /// same write: should this holder die during the cancel, the resolver inquires (and cancels)
     /// that trade by its `tno`, KCP's documented form, instead of by order number, which is not
     /// trusted against real KCP (`absence_is_final`).
+    ///
+    /// In that same write the attempt is not due again before a settle delay after this STSC, as
+    /// [`Self::renew_before_settling_call`] has it: KCP may still be applying the STSC when its
+    /// holder dies (or its answer is lost), and a second one sent meanwhile could be refused with
+    /// another code than "already cancelled", which reads as "the approval stands" (a conflict
+    /// over a trade KCP cancels). Due as it was (the settle delay counted from the attempt's
+    /// creation, long past when the resolver itself net-cancels), it was claimed again as soon as
+    /// this holder's lease ran out (91 s with the default timeouts, under the 120 s settle delay).
     pub(crate) async fn renew_naming(
         &self,
         held: pg_attempt::Model,
@@ -169,6 +177,7 @@ impl Gateway {
     ) -> ServiceResult<Option<pg_attempt::Model>> {
         let mut a = self.renewed(&held);
         a.tno = Set(Some(tno.to_string()));
+        a.next_check_at = Set(self.clock.unix() + self.settings.settle_secs);
         self.write_held(&held, a).await
     }
 

@@ -698,9 +698,11 @@ impl Gateway {
     /// STSC (an escrow payment's STE2 / STE5: [`net_cancel_kind`]) with KCP's net-cancel reason;
     /// the attempt stays open (and the payment pending) if the cancel's own outcome is unknown, so
     /// the resolver finishes it. Only while this holder still
-    /// holds the attempt open (its lease renewed first, `tno` named on it in the same write): an
-    /// attempt someone else settled, or that an approval record closed after all, is cancelled
-    /// only if the payment does not hold the approval (service/orphans.rs).
+    /// holds the attempt open (its lease renewed first, `tno` named on it in the same write, and
+    /// the attempt not due again before a settle delay after this STSC, so that no other holder
+    /// sends another while KCP may still apply this one: `Gateway::renew_naming`): an attempt
+    /// someone else settled, or that an approval record closed after all, is cancelled only if the
+    /// payment does not hold the approval (service/orphans.rs).
     pub(crate) fn net_cancel<'a>(
         &'a self,
         connector: &'a dyn PgConnector,

@@ -312,6 +312,12 @@ impl Gateway {
             .await?
             .ok_or_else(|| ServiceError::NotFound(super::lookup::NOT_FOUND.into()))?;
         let tno = revocable(&found)?;
+        // KCP holds something else than the record (a revocation KCP refused as "no such trade",
+        // or whose lost answer's inquiry found none): nothing is sent for the account until an
+        // operator has compared it with KCP's admin, as for cancels (service/cancel.rs).
+        if let Some(conflict) = payments::unreconciled_conflict(&self.db.read, found.id).await? {
+            return Err(super::cancel::conflict_refusal(&found, conflict.id));
+        }
         // Before the attempt, as for cancels: an unusable configuration leaves no open attempt.
         let connector = self.connectors.for_merchant(m, &self.secrets)?;
         let attempt = self
@@ -334,6 +340,17 @@ impl Gateway {
             self.close_attempt(attempt, "failed", "not sent: no longer ready")
                 .await?;
             return Err(e);
+        }
+        // Asked again of the writer, holding the slot: the revocation that held it before may
+        // have closed as a conflict after the first look.
+        if let Some(conflict) = payments::unreconciled_conflict(&self.db.write, payment.id).await? {
+            self.close_attempt(
+                attempt,
+                "failed",
+                "not sent: a conflict awaits the operator",
+            )
+            .await?;
+            return Err(super::cancel::conflict_refusal(&payment, conflict.id));
         }
         let attempt_id = attempt.id;
         // KCP closes an account with whatever was deposited on it and nowhere to send it back
@@ -374,6 +391,28 @@ impl Gateway {
                 tracing::warn!(imp_uid = %payment.imp_uid, %tno, "KCP says the virtual account is already closed");
                 self.recorded_or_decided(payment.clone(), attempt, self.clock.now())
                     .await?
+            }
+            // KCP knows no such trade while openport holds the account issued: the disagreement
+            // a revocation whose answer was lost meets when its inquiry says so, answered the
+            // same way (`refused_cancel`): a `conflict` listed for the operator, the operator's
+            // wording for the merchant, never "발급취소에 실패" with nothing listed (the merchant
+            // would take the account for open at KCP and revocable later). Only KCP's inquiry
+            // showing the account closed (this revocation, or one before it, applied) overrides
+            // the refusal: recorded revoked.
+            Err(PgError::Declined {
+                code,
+                message,
+                reason: reason @ DeclineReason::NoSuchTrade,
+            }) => {
+                self.refused_cancel(
+                    connector.as_ref(),
+                    payment.clone(),
+                    attempt,
+                    &code,
+                    &message,
+                    reason,
+                )
+                .await?
             }
             Err(PgError::Declined { code, message, .. }) => {
                 if self

@@ -1680,3 +1680,71 @@ async fn a_net_cancel_of_an_approval_no_payment_holds_is_never_sent_again_while_
     assert_eq!(p["pg_tid"], app.sandbox.ledger()[0].tno.as_str());
     app.assert_ledger_agrees().await;
 }
+
+/// The resolver net-cancels an approval nobody awaits (the request's answer was lost, the
+/// merchant told "unknown") and dies while its STSC is still at KCP. The attempt names the tno,
+/// but it was due as it had been, so it was claimed again as soon as the dead holder's lease ran
+/// out (91 s with production's timeouts, here the lease's few seconds), well within the settle
+/// delay, and a second STSC was sent while KCP might still be applying the first: a refusal of it
+/// other than "already cancelled" reads as "the approval stands", a conflict over a trade KCP
+/// cancels. Now the STSC holds the attempt back a settle delay (production's 120 s here); the held
+/// one, let through, is what cancels the trade, and the resolver then finds it cancelled.
+#[tokio::test]
+async fn a_net_cancel_whose_holder_dies_during_the_stsc_is_not_sent_again_before_a_settle_delay() {
+    const SETTLE: i64 = 120;
+    const DEFAULT_LEASE: i64 = 91;
+    let app = crate::helpers::spawn_app_with(|c| c.resolver.settle_secs = SETTLE).await;
+    let token = app.token().await;
+    let gateway = &app.app.gateway;
+    let body = approved_after_the_timeout(&app, &token, "nc-holder-dies").await;
+    let imp_uid = imp_uid_in(&body["message"]);
+
+    // A settle delay on, the resolver claims the approval's attempt, finds KCP's approval and
+    // sends its STSC, which KCP holds unprocessed; the resolver dies meanwhile.
+    let gate = "nc-holder-dies";
+    app.advance(SETTLE + 1);
+    app.sandbox.inject(FaultRule::new(
+        paths::CANCEL,
+        Fault::HoldRequest { gate: gate.into() },
+    ));
+    let resolver = {
+        let gateway = gateway.clone();
+        tokio::spawn(async move { gateway.resolve_due(10).await })
+    };
+    tokio::time::timeout(Duration::from_secs(5), app.sandbox.until_held(gate))
+        .await
+        .expect("the STSC reached KCP");
+    resolver.abort();
+    assert!(resolver.await.unwrap_err().is_cancelled());
+    let open = gateway.open_attempts(10).await.unwrap();
+    assert_eq!(open.len(), 1, "{open:?}");
+    assert!(open[0].tno.is_some(), "named before the STSC: {open:?}");
+
+    // Its lease has run out, the settle delay after the STSC has not: nothing is sent.
+    app.advance(DEFAULT_LEASE);
+    assert_eq!(
+        gateway.resolve_due(10).await.unwrap(),
+        0,
+        "no second STSC while KCP may still apply the first"
+    );
+    assert_eq!(app.sandbox.ledger()[0].state, TransactionState::Approved);
+
+    // KCP applies the held STSC; a settle delay after it, the resolver finds the trade cancelled.
+    app.sandbox.open_gate(gate);
+    for _ in 0..100 {
+        if app.sandbox.ledger()[0].state == TransactionState::Cancelled {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(app.sandbox.ledger()[0].state, TransactionState::Cancelled);
+    app.advance(SETTLE - DEFAULT_LEASE);
+    assert_eq!(gateway.resolve_due(10).await.unwrap(), 1);
+    assert!(app.conflicts().await.is_empty());
+    assert_eq!(gateway.open_attempts(10).await.unwrap().len(), 0);
+    let token = app.token().await; // the first one expired meanwhile
+    let p = app.payment(&token, &imp_uid).await;
+    assert_eq!(p["status"], "failed", "{p}");
+    assert_eq!(p["pg_tid"], app.sandbox.ledger()[0].tno.as_str());
+    app.assert_ledger_agrees().await;
+}

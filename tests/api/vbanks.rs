@@ -2118,3 +2118,125 @@ async fn an_unpaid_account_closed_in_kcps_admin_is_recorded_revoked_from_kcps_ow
     assert_eq!(webhook_statuses(&app, &hooks).await, ["ready", "cancelled"]);
     app.assert_ledger_agrees().await;
 }
+
+/// The answer to a revocation of account `imp_uid` that KCP holds no trade for: `code 1` in the
+/// operator's wording naming the one conflict listed (KCP's 8201 what the operator reads), never
+/// "발급취소에 실패", and the account still `ready`, nothing recorded revoked.
+async fn revocation_answered_as_the_operators(
+    app: &TestApp,
+    token: &str,
+    imp_uid: &str,
+    (status, body): (StatusCode, Value),
+) {
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["code"], 1, "{body}");
+    let message = body["message"].as_str().unwrap();
+    assert!(message.contains("운영자 확인"), "{body}");
+    assert!(!message.contains("실패"), "never a plain failure: {body}");
+    let conflicts = app.conflicts().await;
+    assert_eq!(conflicts.len(), 1, "listed for the operator: {conflicts:?}");
+    assert_eq!(conflicts[0].imp_uid, imp_uid);
+    assert!(
+        message.contains(imp_uid) && message.contains(&format!("attempt {}", conflicts[0].id)),
+        "{body}"
+    );
+    assert!(
+        conflicts[0]
+            .result_message
+            .as_deref()
+            .is_some_and(|m| m.contains("[8201]")),
+        "KCP's refusal is what the operator reads: {conflicts:?}"
+    );
+    let shown = app.payment(token, imp_uid).await;
+    assert_eq!(
+        (shown["status"].as_str(), shown["cancel_amount"].as_i64()),
+        (Some("ready"), Some(0)),
+        "{shown}"
+    );
+}
+
+/// KCP refuses a revocation as "no such trade" (the sandbox's 8201, here a sandbox restarted
+/// without its state file: it no longer knows the account it issued) for an account openport
+/// holds issued and awaiting its deposit. That is the disagreement a revocation whose answer was
+/// lost meets when its inquiry says "no such trade", and it is answered the same way: a conflict
+/// listed for the operator, the operator's wording for the merchant. Before, the merchant read
+/// "가상계좌 발급취소에 실패하였습니다.(해당 거래가 존재하지 않습니다.)" and nothing was listed.
+#[tokio::test]
+async fn a_revocation_kcp_refuses_as_no_such_trade_is_listed_for_the_operator_not_answered_as_a_failure(
+) {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let p = issued(&app, &token, vbank(&app, "vb-unknown-trade", 5000)).await;
+    let imp_uid = p["imp_uid"].as_str().unwrap();
+    let app = app.restart(|_| {}).await;
+    assert!(
+        app.sandbox.ledger().is_empty(),
+        "the new sandbox knows no trade"
+    );
+    let token = app.token().await;
+
+    let answer = revoke(&app, &token, imp_uid).await;
+
+    revocation_answered_as_the_operators(&app, &token, imp_uid, answer).await;
+    // Nothing more is sent to KCP for it until the operator has looked.
+    let watch = FaultRule::new(paths::CANCEL, Fault::Delay { ms: 0 });
+    app.sandbox.inject(watch.clone());
+    let (_, again) = revoke(&app, &token, imp_uid).await;
+    assert_eq!(again["code"], 1, "{again}");
+    assert!(
+        again["message"].as_str().unwrap().contains("운영자 확인"),
+        "{again}"
+    );
+    assert_eq!(app.sandbox.armed_faults(), [watch], "no close reached KCP");
+    assert_eq!(app.conflicts().await.len(), 1, "listed once");
+}
+
+/// KCP's close says "no such trade" while its inquiry shows the account closed: this revocation
+/// (or one before it) applied, so it is recorded revoked (`code 0`, `cancelled`), as a lost
+/// revocation answer is. While the inquiry shows the account open, KCP contradicts itself: the
+/// operator's, answered as such, and the account stays ready.
+#[tokio::test]
+async fn a_no_such_trade_refusal_of_a_revocation_is_recorded_when_kcp_holds_the_account_closed_and_the_operators_otherwise(
+) {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let refuse_as_unknown = || {
+        app.sandbox.inject(FaultRule::new(
+            paths::CANCEL,
+            Fault::Refuse {
+                code: "8201".into(),
+                message: "해당 거래가 존재하지 않습니다.".into(),
+            },
+        ))
+    };
+    let closed = issued(&app, &token, vbank(&app, "vb-unknown-closed", 5000)).await;
+    let open = issued(&app, &token, vbank(&app, "vb-unknown-open", 6000)).await;
+
+    assert!(app
+        .sandbox
+        .cancel_in_admin(closed["pg_tid"].as_str().unwrap()));
+    refuse_as_unknown();
+    let (status, res) = revoke(&app, &token, closed["imp_uid"].as_str().unwrap()).await;
+    assert_eq!((status, &res["code"]), (StatusCode::OK, &json!(0)), "{res}");
+    assert_eq!(
+        (
+            res["response"]["status"].as_str(),
+            res["response"]["cancel_amount"].as_i64()
+        ),
+        (Some("cancelled"), Some(5000)),
+        "{res}"
+    );
+    assert!(app.conflicts().await.is_empty());
+
+    refuse_as_unknown();
+    let imp_uid = open["imp_uid"].as_str().unwrap();
+    let answer = revoke(&app, &token, imp_uid).await;
+    revocation_answered_as_the_operators(&app, &token, imp_uid, answer).await;
+    let at_kcp = app
+        .sandbox
+        .ledger()
+        .into_iter()
+        .find(|t| t.tno == open["pg_tid"].as_str().unwrap())
+        .unwrap();
+    assert_eq!(at_kcp.state, TransactionState::Issued, "{at_kcp:?}");
+}
