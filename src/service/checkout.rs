@@ -1031,6 +1031,14 @@ impl Gateway {
                 f.push(("card_cert_type", "BATCH".into()));
             }
             f.push(("batch_cardno_return_yn", "Y".into()));
+            if trade.is_none() {
+                // The PC window returns the masked card in the form's own input, declared empty
+                // as its other answer inputs are (KCP's PC batch sample: "batch_cardno_return_yn
+                // 설정시 결제창에서 리턴" over `<input type='hidden' name='card_mask_no'
+                // value=''>`); the mobile window posts it to Ret_URL itself (§2.3). The issuance
+                // answer carries none (§2.5), so without the input a PC key's card is unknown.
+                f.push(("card_mask_no", String::new()));
+            }
         }
         if req.escrow {
             f.push(("pay_mod", "Y".into()));

@@ -2446,6 +2446,43 @@ async fn a_pc_billing_window_opened_before_its_group_was_kept_apart_stores_its_k
     a_billing_window_across_a_group_change(false, true).await;
 }
 
+/// KCP's PC window returns a billing key's masked card (`batch_cardno_return_yn=Y`) in the form's
+/// own `card_mask_no` input, which KCP's PC batch sample declares empty as it does the other answer
+/// inputs; KCP's issuance answer carries no mask (spec/kcp.md §2.5), so it is the card the key is
+/// shown with. The mobile window posts it to `Ret_URL` itself (§2.3): its post sends none.
+#[tokio::test]
+async fn a_pc_billing_windows_form_declares_the_card_mask_no_input_kcp_returns_the_masked_card_in()
+{
+    let app = spawn_app().await;
+    let billing = |uid: &str| {
+        json!({"pg": "kcp_billing", "pay_method": "card", "merchant_uid": format!("{uid}-issue"),
+               "amount": 0, "customer_uid": uid})
+    };
+    let (_, pc) = hand_off(&app, billing("mask-pc")).await;
+    assert_eq!(field(&pc, "batch_cardno_return_yn"), Some("Y"), "{pc:?}");
+    assert_eq!(field(&pc, "card_mask_no"), Some(""), "{pc:?}");
+    let (_, mobile) = mobile_hand_off(&app, billing("mask-mobile")).await;
+    assert_eq!(
+        field(&mobile, "batch_cardno_return_yn"),
+        Some("Y"),
+        "{mobile:?}"
+    );
+    assert_eq!(field(&mobile, "card_mask_no"), None, "{mobile:?}");
+    // A card window is not asked for one.
+    let (_, card) = hand_off(&app, json!({"merchant_uid": "mask-card", "amount": 1000})).await;
+    assert_eq!(field(&card, "card_mask_no"), None, "{card:?}");
+
+    // The PC window fills it and the key shows it.
+    let (pay_url, fields) = hand_off(&app, billing("mask-pc-2")).await;
+    let rsp = through_window(&app, &pay_url, &fields, &MASTERCARD_OK).await;
+    assert_eq!(rsp["success"], true, "{rsp}");
+    let token = app.token().await;
+    let (_, c) = app
+        .get("/subscribe/customers/mask-pc-2", Some(&token))
+        .await;
+    assert_eq!(c["response"]["card_number"], "555555******4444", "{c}");
+}
+
 /// A key registered for the customer_uid while a window was open (here over REST) is not replaced
 /// by the window's completion either: the key KCP just issued for the window is deleted there and
 /// the window's payment fails.
