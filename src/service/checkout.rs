@@ -179,6 +179,14 @@ pub struct WindowFields {
     /// whose answer has no `ordr_chk`.
     #[serde(default)]
     pub pc_flow: bool,
+    /// The KCP batch group a billing-key window was opened with, where KCP issues its key: the
+    /// key is stored under it ([`window_group_id`]), whatever the merchant's group is by the time
+    /// the buyer finishes (`openport merchant set-group-id` meanwhile). Kept apart from the form
+    /// because the form spells it per flow (spec/kcp.md §2.2: `kcp_group_id` on the mobile post,
+    /// `kcpgroup_id` on the PC form). Empty for other windows, and in the params of a window
+    /// opened before it was kept.
+    #[serde(default)]
+    pub group_id: String,
 }
 
 /// [`Gateway::fail_ready`] in `db` (a transaction of the caller's), at `now`.
@@ -205,13 +213,20 @@ async fn fail_ready_in(
     Ok(res.rows_affected == 1)
 }
 
-/// The `kcp_group_id` a billing-key window was opened with (its fields, kept with the session).
+/// The KCP group a billing-key window was opened with ([`WindowFields::group_id`]), kept with the
+/// session. A window opened before it was kept has it only in its form, under the flow's spelling
+/// (spec/kcp.md §2.2): `kcp_group_id` (mobile) or `kcpgroup_id` (PC). Reading one spelling only
+/// took every PC window's group for none, and its key was stored under the merchant's group of
+/// the moment, where KCP does not have it.
 fn window_group_id(s: &checkout_session::Model) -> Option<String> {
     let window: WindowFields = serde_json::from_str(&s.params).ok()?;
+    if !window.group_id.is_empty() {
+        return Some(window.group_id);
+    }
     window
         .fields
         .into_iter()
-        .find(|(name, _)| name == "kcp_group_id")
+        .find(|(name, _)| name == "kcp_group_id" || name == "kcpgroup_id")
         .map(|(_, group_id)| group_id)
         .filter(|group_id| !group_id.is_empty())
 }
@@ -319,6 +334,7 @@ impl std::fmt::Debug for WindowFields {
             .field("page_url", &self.page_url)
             .field("merchant_uid", &self.merchant_uid)
             .field("return_key", &"<redacted>")
+            .field("group_id", &self.group_id)
             .finish()
     }
 }
@@ -764,13 +780,14 @@ impl Gateway {
                 &good_name,
                 trade.as_ref(),
                 return_url,
-                group_id,
+                group_id.as_deref(),
             ),
             page_origin: req.page_origin.clone(),
             page_url: req.page_url.clone(),
             merchant_uid: payment.merchant_uid.clone(),
             return_key: super::secrets::token_digest(&return_key_of(&token)),
             pc_flow,
+            group_id: group_id.unwrap_or_default(),
         };
         let now = self.clock.unix();
         let session = checkout_session::ActiveModel {
@@ -927,7 +944,7 @@ impl Gateway {
         good_name: &str,
         trade: Option<&crate::pg::RegisteredTrade>,
         return_url: &str,
-        group_id: Option<String>,
+        group_id: Option<&str>,
     ) -> Vec<(String, String)> {
         let text = |v: &Option<String>, max| {
             for_kcp("buyer", v.as_deref().unwrap_or(""), max).unwrap_or_default()
@@ -1007,13 +1024,21 @@ impl Gateway {
         }
         if let (WindowMethod::BatchKey, Some(group_id)) = (plan.method, group_id) {
             if trade.is_some() {
-                f.push(("kcp_group_id", group_id));
+                f.push(("kcp_group_id", group_id.to_string()));
             } else {
                 // KCP's PC spelling, and its batch certification (spec/kcp.md §2.2).
-                f.push(("kcpgroup_id", group_id));
+                f.push(("kcpgroup_id", group_id.to_string()));
                 f.push(("card_cert_type", "BATCH".into()));
             }
             f.push(("batch_cardno_return_yn", "Y".into()));
+            if trade.is_none() {
+                // The PC window returns the masked card in the form's own input, declared empty
+                // as its other answer inputs are (KCP's PC batch sample: "batch_cardno_return_yn
+                // 설정시 결제창에서 리턴" over `<input type='hidden' name='card_mask_no'
+                // value=''>`); the mobile window posts it to Ret_URL itself (§2.3). The issuance
+                // answer carries none (§2.5), so without the input a PC key's card is unknown.
+                f.push(("card_mask_no", String::new()));
+            }
         }
         if req.escrow {
             f.push(("pay_mod", "Y".into()));

@@ -2341,6 +2341,148 @@ async fn an_anonymous_billing_key_window_cannot_replace_a_customers_key_without_
     assert_eq!(status, reqwest::StatusCode::NOT_FOUND, "nothing opened");
 }
 
+/// A billing-key window opened (PC or `mobile`) for the demo merchant in group `T00001000489`,
+/// whose group an operator changes (`openport merchant set-group-id`) to `T00002000002` while the
+/// buyer is in the window: KCP issues the key in the group the window was opened with, so openport
+/// stores it there, and it charges (a key stored under the new group is refused every charge,
+/// 8302 "no such batch key"). The window's form spells the group per flow (spec/kcp.md §2.2).
+/// `kept_before`: the session is as a version that did not keep the group apart left it, with the
+/// group in its form only.
+async fn a_billing_window_across_a_group_change(mobile: bool, kept_before: bool) {
+    use openport::service::merchants::{set_kcp_group_id, DEMO_IMP_CODE};
+    let app =
+        crate::helpers::spawn_app_with(|c| c.kcp.group_id = Some("T00001000489".into())).await;
+    let uid = match (mobile, kept_before) {
+        (true, _) => "moved-mobile",
+        (false, false) => "moved-pc",
+        (false, true) => "moved-pc-old",
+    };
+    let params = json!({"pg": "kcp_billing", "pay_method": "card", "merchant_uid": format!("{uid}-issue"),
+                        "amount": 0, "customer_uid": uid});
+    let (pay_url, fields) = if mobile {
+        mobile_hand_off(&app, params).await
+    } else {
+        hand_off(&app, params).await
+    };
+    let (spelling, other) = if mobile {
+        ("kcp_group_id", "kcpgroup_id")
+    } else {
+        ("kcpgroup_id", "kcp_group_id")
+    };
+    assert_eq!(field(&fields, spelling), Some("T00001000489"), "{fields:?}");
+    assert_eq!(field(&fields, other), None, "{fields:?}");
+    if kept_before {
+        forget_the_windows_kept_group(&app).await;
+    }
+
+    set_kcp_group_id(&app.app.gateway.db, DEMO_IMP_CODE, "T00002000002")
+        .await
+        .unwrap();
+    // This instance learns of the change (as PostgreSQL's announcement or the cache's minute
+    // makes it) before the buyer finishes.
+    app.app.gateway.forget_merchant(None);
+
+    let (ret_url, result) = window_result(&app, &pay_url, &fields, &MASTERCARD_OK).await;
+    if mobile {
+        post_without_following(&ret_url, &result).await;
+    } else {
+        let rsp = rsp_of(&post_form(&app, &ret_url, &result).await);
+        assert_eq!(rsp["success"], true, "{rsp}");
+    }
+    let token = app.token().await;
+    let (_, issued) = app
+        .get(&format!("/payments/find/{uid}-issue"), Some(&token))
+        .await;
+    assert_eq!(issued["response"]["status"], "paid", "{issued}");
+    let kcp_groups: Vec<String> = app
+        .sandbox
+        .batch_keys()
+        .into_iter()
+        .map(|k| k.group_id)
+        .collect();
+    assert_eq!(kcp_groups, ["T00001000489"]);
+
+    let (_, paid) = crate::billing::again(&app, &token, uid, &format!("{uid}-1"), 1000).await;
+    assert_eq!(paid["response"]["status"], "paid", "{paid}");
+    assert_eq!(app.sandbox.ledger().len(), 1);
+    let rows = crate::billing::key_rows(&app, uid).await;
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0].group_id, "T00001000489", "{rows:?}");
+}
+
+/// Takes the group out of every checkout session's kept params, leaving it in the window's form.
+async fn forget_the_windows_kept_group(app: &TestApp) {
+    use openport::store::entity::checkout_session;
+    use sea_orm::{ActiveModelTrait, EntityTrait, Set};
+    for session in checkout_session::Entity::find()
+        .all(&app.app.gateway.db.write)
+        .await
+        .unwrap()
+    {
+        let mut params: Value = serde_json::from_str(&session.params).unwrap();
+        params.as_object_mut().unwrap().remove("group_id");
+        let mut row: checkout_session::ActiveModel = session.into();
+        row.params = Set(params.to_string());
+        row.update(&app.app.gateway.db.write).await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn a_pc_billing_windows_key_is_stored_and_charged_in_the_group_the_window_was_opened_with_after_the_group_changed(
+) {
+    a_billing_window_across_a_group_change(false, false).await;
+}
+
+#[tokio::test]
+async fn a_mobile_billing_windows_key_is_stored_and_charged_in_the_group_the_window_was_opened_with_after_the_group_changed(
+) {
+    a_billing_window_across_a_group_change(true, false).await;
+}
+
+/// A PC window opened by a version that kept its group only in the form (as `kcpgroup_id`).
+#[tokio::test]
+async fn a_pc_billing_window_opened_before_its_group_was_kept_apart_stores_its_key_in_the_group_the_window_was_opened_with(
+) {
+    a_billing_window_across_a_group_change(false, true).await;
+}
+
+/// KCP's PC window returns a billing key's masked card (`batch_cardno_return_yn=Y`) in the form's
+/// own `card_mask_no` input, which KCP's PC batch sample declares empty as it does the other answer
+/// inputs; KCP's issuance answer carries no mask (spec/kcp.md §2.5), so it is the card the key is
+/// shown with. The mobile window posts it to `Ret_URL` itself (§2.3): its post sends none.
+#[tokio::test]
+async fn a_pc_billing_windows_form_declares_the_card_mask_no_input_kcp_returns_the_masked_card_in()
+{
+    let app = spawn_app().await;
+    let billing = |uid: &str| {
+        json!({"pg": "kcp_billing", "pay_method": "card", "merchant_uid": format!("{uid}-issue"),
+               "amount": 0, "customer_uid": uid})
+    };
+    let (_, pc) = hand_off(&app, billing("mask-pc")).await;
+    assert_eq!(field(&pc, "batch_cardno_return_yn"), Some("Y"), "{pc:?}");
+    assert_eq!(field(&pc, "card_mask_no"), Some(""), "{pc:?}");
+    let (_, mobile) = mobile_hand_off(&app, billing("mask-mobile")).await;
+    assert_eq!(
+        field(&mobile, "batch_cardno_return_yn"),
+        Some("Y"),
+        "{mobile:?}"
+    );
+    assert_eq!(field(&mobile, "card_mask_no"), None, "{mobile:?}");
+    // A card window is not asked for one.
+    let (_, card) = hand_off(&app, json!({"merchant_uid": "mask-card", "amount": 1000})).await;
+    assert_eq!(field(&card, "card_mask_no"), None, "{card:?}");
+
+    // The PC window fills it and the key shows it.
+    let (pay_url, fields) = hand_off(&app, billing("mask-pc-2")).await;
+    let rsp = through_window(&app, &pay_url, &fields, &MASTERCARD_OK).await;
+    assert_eq!(rsp["success"], true, "{rsp}");
+    let token = app.token().await;
+    let (_, c) = app
+        .get("/subscribe/customers/mask-pc-2", Some(&token))
+        .await;
+    assert_eq!(c["response"]["card_number"], "555555******4444", "{c}");
+}
+
 /// A key registered for the customer_uid while a window was open (here over REST) is not replaced
 /// by the window's completion either: the key KCP just issued for the window is deleted there and
 /// the window's payment fails.
