@@ -30,6 +30,7 @@ mod m20261206_000025_notification_deposited_at;
 mod m20261207_000026_listing_indexes;
 mod m20261207_000027_schedules_by_imp_uid;
 mod m20261208_000028_point_reapproval_attempts;
+mod m20261209_000029_paid_listing_without_index;
 
 pub struct Migrator;
 
@@ -65,6 +66,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261207_000026_listing_indexes::Migration),
             Box::new(m20261207_000027_schedules_by_imp_uid::Migration),
             Box::new(m20261208_000028_point_reapproval_attempts::Migration),
+            Box::new(m20261209_000029_paid_listing_without_index::Migration),
         ]
     }
 }

@@ -9,7 +9,7 @@ use sea_orm::{
 
 use super::billing::HeldSchedule;
 use super::entity::{
-    billing_key, cancellation, payment, pg_attempt, prepare, schedule, webhook_delivery,
+    billing_key, cancellation, merchant, payment, pg_attempt, prepare, schedule, webhook_delivery,
 };
 use super::sql_text::{set_values, table, SqlText};
 use super::Decided;
@@ -231,34 +231,75 @@ pub enum TimeColumn {
     OfStatus,
 }
 
+/// How far apart a payment's `paid_at` and `started_at` may be without being recorded in
+/// `merchants.paid_lag_secs` (migration `m20261209_000029_paid_listing_without_index`, whose
+/// trigger records larger distances; the two must agree).
+pub const PAID_LAG_FREE_SECS: i64 = 3600;
+
+/// `from ≤ paid_at ≤ to`, read through `payments_by_started`: `paid_at` is in no index, so that
+/// recording a payment paid stays a heap-only update on PostgreSQL (migration 000029). A payment
+/// paid in the window started within [`PAID_LAG_FREE_SECS`] plus the merchant's largest recorded
+/// distance between the two times (`merchants.paid_lag_secs`, kept by a trigger) of it, so the
+/// range on `started_at` bounds the read and drops no row. The margin is read in the same
+/// statement: a payment the statement sees was counted into the margin it reads. Without a
+/// merchant (the operator's listing across merchants) the largest margin of any merchant.
+fn paid_between(merchant_id: Option<i64>, from: i64, to: i64) -> Condition {
+    let lag_secs = Alias::new("paid_lag_secs");
+    let mut lag = Query::select();
+    lag.from(merchant::Entity);
+    match merchant_id {
+        Some(m) => {
+            lag.column(lag_secs)
+                .and_where(Expr::col((merchant::Entity, merchant::Column::Id)).eq(m));
+        }
+        None => {
+            lag.expr(Func::coalesce([
+                Func::max(Expr::col(lag_secs)).into(),
+                Expr::val(0).into(),
+            ]));
+        }
+    }
+    let lag = SimpleExpr::SubQuery(None, Box::new(lag.into_sub_query_statement()));
+    let earliest = Expr::val(from.saturating_sub(PAID_LAG_FREE_SECS)).sub(lag.clone());
+    let latest = Expr::val(to.saturating_add(PAID_LAG_FREE_SECS)).add(lag);
+    Condition::all()
+        .add(payment::Column::PaidAt.between(from, to))
+        .add(Expr::col(payment::Column::StartedAt).gte(earliest))
+        .add(Expr::col(payment::Column::StartedAt).lte(latest))
+}
+
 /// `from ≤ time ≤ to` on the time of each payment's own status ([`TimeColumn::OfStatus`]), as
 /// one range per status rather than a `CASE` on the status, which no index can serve: paid ones
-/// on `payments_by_paid`, cancelled ones on `payments_by_cancelled`, failed ones on
+/// on `payments_by_started` widened by their margin ([`paid_between`]), cancelled ones on `payments_by_cancelled`, failed ones on
 /// `payments_by_failed`, the others on `payments_by_started`. Each branch names the merchant
 /// itself: SQLite reads an `OR` through one index per branch only when every branch can use an
 /// index on its own, and with the merchant outside them it reads all of the merchant's payments
 /// through `payments_by_started` instead. The same rows as the `CASE`: a status's time that is
 /// NULL matches no range in either.
 fn of_status_between(merchant_id: Option<i64>, from: i64, to: i64) -> Condition {
-    let branch = |status: Condition, time: payment::Column| {
+    let branch = |status: Condition, range: Condition| {
         let mut c = Condition::all();
         if let Some(m) = merchant_id {
             c = c.add(payment::Column::MerchantId.eq(m));
         }
-        c.add(status).add(time.between(from, to))
+        c.add(status).add(range)
     };
+    let between = |time: payment::Column| Condition::all().add(time.between(from, to));
     let is = |status: &str| Condition::all().add(payment::Column::Status.eq(status));
     Condition::any()
-        .add(branch(is("paid"), payment::Column::PaidAt))
-        .add(branch(is("cancelled"), payment::Column::CancelledAt))
-        .add(branch(is("failed"), payment::Column::FailedAt))
+        .add(branch(is("paid"), paid_between(merchant_id, from, to)))
+        .add(branch(
+            is("cancelled"),
+            between(payment::Column::CancelledAt),
+        ))
+        .add(branch(is("failed"), between(payment::Column::FailedAt)))
         .add(branch(
             Condition::all().add(payment::Column::Status.is_not_in([
                 "paid",
                 "cancelled",
                 "failed",
             ])),
-            payment::Column::StartedAt,
+            between(payment::Column::StartedAt),
         ))
 }
 
@@ -288,7 +329,10 @@ fn filtered(q: &PaymentQuery) -> sea_orm::Select<payment::Entity> {
     if let Some((col, from, to)) = q.time_range {
         let time = match col {
             TimeColumn::Started => payment::Column::StartedAt,
-            TimeColumn::Paid => payment::Column::PaidAt,
+            TimeColumn::Paid => {
+                s = s.filter(paid_between(q.merchant_id, from, to));
+                return s;
+            }
             TimeColumn::Failed => payment::Column::FailedAt,
             TimeColumn::Cancelled => payment::Column::CancelledAt,
             TimeColumn::OfStatus => {
@@ -1759,7 +1803,7 @@ mod tests {
         let cases = [
             (
                 by_time(vec!["paid"], TimeColumn::Paid),
-                vec!["payments_by_paid (merchant_id=? AND paid_at>? AND paid_at<?)"],
+                vec!["payments_by_started (merchant_id=? AND started_at>? AND started_at<?)"],
             ),
             (
                 by_time(vec!["failed"], TimeColumn::Failed),
@@ -1776,7 +1820,6 @@ mod tests {
             (
                 by_time(vec![], TimeColumn::OfStatus),
                 vec![
-                    "payments_by_paid (merchant_id=? AND paid_at>? AND paid_at<?)",
                     "payments_by_cancelled (merchant_id=? AND cancelled_at>? AND cancelled_at<?)",
                     "payments_by_failed (merchant_id=? AND failed_at>? AND failed_at<?)",
                     "payments_by_started (merchant_id=? AND started_at>? AND started_at<?)",

@@ -416,3 +416,92 @@ async fn a_migration_failing_half_way_leaves_the_previous_version_and_a_later_st
         "000005's guard is in place"
     );
 }
+
+/// The largest distance between a merchant's payments' start and payment, read from the database.
+async fn paid_lag_secs(db: &DatabaseConnection) -> i64 {
+    db.query_one(Statement::from_string(
+        db.get_database_backend(),
+        "SELECT paid_lag_secs FROM merchants WHERE id = 1",
+    ))
+    .await
+    .unwrap()
+    .unwrap()
+    .try_get("", "paid_lag_secs")
+    .unwrap()
+}
+
+/// Migration `m20261209_000029` takes `paid_at` out of every index and bounds the paid listing by
+/// `started_at` widened by the merchant's largest distance between the two times: on a database
+/// with history that distance is computed from the payments already paid, and from then on the
+/// database's trigger raises it for every payment paid further away (inserted or updated; earlier
+/// is as far as later, a KCP clock behind openport's), never lowers it, and ignores distances an
+/// hour covers.
+#[tokio::test]
+async fn upgrading_records_the_largest_distance_between_a_payments_start_and_its_payment() {
+    let (url, _dir) = fresh_database().await;
+    let db = Database::connect(&url).await.unwrap();
+    Migrator::up(&db, Some(28)).await.unwrap();
+    insert_merchant(&db).await;
+    for (imp_uid, paid_after) in [("imp_soon", 100), ("imp_late", 10 * 86_400)] {
+        insert_payment(&db, imp_uid, imp_uid, "ready")
+            .await
+            .unwrap();
+        exec(
+            &db,
+            &format!(
+                "UPDATE payments SET status = 'paid', paid_at = started_at + {paid_after} \
+                 WHERE imp_uid = '{imp_uid}'"
+            ),
+        )
+        .await
+        .unwrap();
+    }
+
+    Migrator::up(&db, None).await.unwrap();
+    assert_eq!(paid_lag_secs(&db).await, 10 * 86_400);
+
+    let paid_now = |imp_uid: &str, started_at: i64, paid_at: i64| {
+        format!(
+            "INSERT INTO payments (imp_uid, merchant_id, merchant_uid, order_no, status, pay_method, \
+             channel, pg_provider, pg_id, amount, cancel_amount, currency, card_quota, sandbox, \
+             started_at, updated_at, escrow, paid_at) \
+             VALUES ('{imp_uid}', 1, '{imp_uid}', 'o-{imp_uid}', 'paid', 'card', 'api', 'kcp', \
+             'T0000', 1000, 0, 'KRW', 0, true, {started_at}, 1, false, {paid_at})"
+        )
+    };
+    exec(
+        &db,
+        &paid_now("imp_inserted", 1_000_000, 1_000_000 + 20 * 86_400),
+    )
+    .await
+    .unwrap();
+    assert_eq!(paid_lag_secs(&db).await, 20 * 86_400, "an insert raises it");
+    exec(
+        &db,
+        &paid_now("imp_early", 5_000_000, 5_000_000 - 30 * 86_400),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        paid_lag_secs(&db).await,
+        30 * 86_400,
+        "paid before it started"
+    );
+    exec(&db, &paid_now("imp_close", 9_000_000, 9_000_000 + 3_000))
+        .await
+        .unwrap();
+    exec(
+        &db,
+        "UPDATE payments SET paid_at = started_at + 40 * 86400 WHERE imp_uid = 'imp_soon'",
+    )
+    .await
+    .unwrap();
+    assert_eq!(paid_lag_secs(&db).await, 40 * 86_400, "an update raises it");
+    exec(
+        &db,
+        "UPDATE payments SET paid_at = started_at + 2 * 86400 WHERE imp_uid = 'imp_soon'",
+    )
+    .await
+    .unwrap();
+    assert_eq!(paid_lag_secs(&db).await, 40 * 86_400, "never lowered");
+}

@@ -2093,6 +2093,58 @@ async fn a_deposit_applied_by_the_resolvers_sweep_is_paid_at_the_time_of_the_dep
     assert!(deposited_at < app.app.gateway.clock.unix() - 100);
 }
 
+/// `GET /payments/status/paid` (and `/all`) find a payment paid in their window through
+/// `payments_by_started`, widened by the merchant's largest distance between a payment's start and
+/// its payment, which the database keeps (migration 000029: `paid_at` is in no index, so that
+/// recording a charge paid stays a heap-only update on PostgreSQL). An account paid six days after
+/// it was issued is listed in a window of two minutes around its deposit, and in no earlier one.
+#[tokio::test]
+async fn an_account_paid_days_after_it_was_issued_is_listed_among_the_payments_paid_in_its_window()
+{
+    let app = spawn_app().await;
+    app.stop_clock();
+    let token = app.token().await;
+    let p = issued(&app, &token, vbank(&app, "vb-paid-late", 5000)).await;
+    app.advance(6 * 24 * 3600);
+    let token = app.token().await;
+    deposit_until_paid(&app, &token, &p).await;
+    let card = app.paid(&token, "card-paid-now", 1000).await;
+    let now = app.app.gateway.clock.unix();
+    let listed = |status: &'static str, from: i64, to: i64| {
+        let app = &app;
+        let token = token.clone();
+        async move {
+            let (code, res) = app
+                .get(
+                    &format!("/payments/status/{status}?from={from}&to={to}"),
+                    Some(&token),
+                )
+                .await;
+            assert_eq!(code, StatusCode::OK, "{res}");
+            let mut uids: Vec<String> = res["response"]["list"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|p| p["imp_uid"].as_str().unwrap().to_owned())
+                .collect();
+            uids.sort();
+            assert_eq!(res["response"]["total"], uids.len(), "{res}");
+            uids
+        }
+    };
+    let mut both = vec![
+        p["imp_uid"].as_str().unwrap().to_owned(),
+        card["imp_uid"].as_str().unwrap().to_owned(),
+    ];
+    both.sort();
+    assert_eq!(listed("paid", now - 60, now + 60).await, both);
+    assert_eq!(listed("all", now - 60, now + 60).await, both);
+    let day = 24 * 3600;
+    assert!(listed("paid", now - 3 * day, now - 2 * day)
+        .await
+        .is_empty());
+}
+
 /// An unpaid account closed in KCP's admin: the sandbox posts KCP's own `TX07`, and openport
 /// records the account revoked and tells the merchant (`cancelled` webhook), end to end.
 #[tokio::test]
