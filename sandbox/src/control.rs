@@ -81,6 +81,8 @@ async fn open_gate(State(shared): State<Arc<Shared>>, Path(gate): Path<String>) 
 struct Settings {
     /// [`crate::SandboxConfig::refuse_duplicate_orders`].
     refuse_duplicate_orders: bool,
+    /// [`crate::SandboxConfig::stra_keeps_original`].
+    stra_keeps_original: bool,
 }
 
 /// What [`change_settings`] is posted: the switches to change, the others left as they are.
@@ -88,11 +90,13 @@ struct Settings {
 #[serde(deny_unknown_fields)]
 struct SettingsChange {
     refuse_duplicate_orders: Option<bool>,
+    stra_keeps_original: Option<bool>,
 }
 
 fn current_settings(shared: &Shared) -> Settings {
     Settings {
         refuse_duplicate_orders: shared.refuses_duplicate_orders(),
+        stra_keeps_original: shared.stra_keeps_original(),
     }
 }
 
@@ -109,6 +113,10 @@ async fn change_settings(
     if let Some(refuse) = change.refuse_duplicate_orders {
         shared.set_refuse_duplicate_orders(refuse);
         tracing::info!(refuse, "kcp sandbox refuse_duplicate_orders switched");
+    }
+    if let Some(keeps) = change.stra_keeps_original {
+        shared.set_stra_keeps_original(keeps);
+        tracing::info!(keeps, "kcp sandbox stra_keeps_original switched");
     }
     Json(current_settings(&shared))
 }

@@ -115,6 +115,15 @@ pub struct SandboxConfig {
     /// being saved by the sandbox (docs/sandbox.md §5.1). [`Sandbox::set_refuse_duplicate_orders`]
     /// changes it on a running sandbox.
     pub refuse_duplicate_orders: bool,
+    /// Whether a point re-approval (`STRA`) leaves the original trade approved (default `false`).
+    /// Seed 003 does not say what STRA does to the trade it names; the sandbox, like the gateway,
+    /// reads it as "cancel the live trade and approve `mod_mny` under a new tno"
+    /// (`point::reapprove`, docs/kcp.md §8.3). With `true` it follows another reading just as
+    /// plausible: `mod_mny` is approved under a new tno and the original stays approved, so the
+    /// member has paid both. A gateway that records the partial cancel without checking the
+    /// original then passes no test it should fail (docs/sandbox.md §2.2).
+    /// [`Sandbox::set_stra_keeps_original`] changes it on a running sandbox.
+    pub stra_keeps_original: bool,
 }
 
 impl Default for SandboxConfig {
@@ -124,6 +133,7 @@ impl Default for SandboxConfig {
             test_mode: true,
             state_file: None,
             refuse_duplicate_orders: true,
+            stra_keeps_original: false,
         }
     }
 }
@@ -135,6 +145,7 @@ impl std::fmt::Debug for SandboxConfig {
             .field("test_mode", &self.test_mode)
             .field("state_file", &self.state_file)
             .field("refuse_duplicate_orders", &self.refuse_duplicate_orders)
+            .field("stra_keeps_original", &self.stra_keeps_original)
             .finish()
     }
 }
@@ -165,6 +176,8 @@ pub(crate) struct Shared {
     faults: Mutex<faults::FaultBook>,
     /// [`SandboxConfig::refuse_duplicate_orders`], switchable while the sandbox serves.
     refuse_duplicate_orders: AtomicBool,
+    /// [`SandboxConfig::stra_keeps_original`], switchable while the sandbox serves.
+    stra_keeps_original: AtomicBool,
     /// Trades registered for the payment window and what buyers entered in it; issued virtual
     /// accounts and escrow approvals.
     windows: Mutex<window::WindowBook>,
@@ -207,6 +220,15 @@ impl Shared {
             .store(refuse, Ordering::Relaxed);
     }
 
+    /// Whether a point re-approval (`STRA`) leaves the original trade approved.
+    pub(crate) fn stra_keeps_original(&self) -> bool {
+        self.stra_keeps_original.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn set_stra_keeps_original(&self, keeps: bool) {
+        self.stra_keeps_original.store(keeps, Ordering::Relaxed);
+    }
+
     pub(crate) fn faults(&self) -> MutexGuard<'_, faults::FaultBook> {
         self.faults
             .lock()
@@ -242,6 +264,7 @@ impl Sandbox {
         let books = restored.unwrap_or_default();
         let state_file = config.state_file.clone().map(state::StateFile::new);
         let refuse_duplicate_orders = config.refuse_duplicate_orders;
+        let stra_keeps_original = config.stra_keeps_original;
         let shared = Arc::new(Shared {
             changes: Arc::new(state::Changes::new(state_file.is_some())),
             state_file,
@@ -252,6 +275,7 @@ impl Sandbox {
             points: Mutex::new(books.points),
             faults: Mutex::default(),
             refuse_duplicate_orders: AtomicBool::new(refuse_duplicate_orders),
+            stra_keeps_original: AtomicBool::new(stra_keeps_original),
             windows: Mutex::new(books.windows),
             notify: Mutex::new(books.notify),
         });
@@ -282,6 +306,19 @@ impl Sandbox {
     /// Whether a second approval of an order whose approval stands is refused (`9520`) now.
     pub fn refuses_duplicate_orders(&self) -> bool {
         self.shared.refuses_duplicate_orders()
+    }
+
+    /// Switches [`SandboxConfig::stra_keeps_original`] from now on: `true` makes a point
+    /// re-approval (`STRA`) approve `mod_mny` under a new tno and leave the original trade
+    /// approved, a reading of seed 003 KCP has not ruled out, so that a test proves the gateway
+    /// notices it.
+    pub fn set_stra_keeps_original(&self, keeps: bool) {
+        self.shared.set_stra_keeps_original(keeps);
+    }
+
+    /// Whether a point re-approval (`STRA`) leaves the original trade approved now.
+    pub fn stra_keeps_original(&self) -> bool {
+        self.shared.stra_keeps_original()
     }
 
     /// Writes the books to the state file now (a no-op without one, or when nothing changed since

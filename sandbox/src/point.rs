@@ -1,8 +1,8 @@
 //! Benepia welfare points on `POST /gw/hub/v1/payment` (`pay_method` POINT, spec/kcp.md §2.8,
 //! seed 003): balance (`pt_txtype` 97000000) and payment (91200000), plus the point side of
 //! cancel (`STSC` gives the points back) and of the partial cancel by re-approval (`STRA`: the
-//! live trade cancelled and the rest approved anew, an assumption described at [`reapprove`]) on
-//! `/gw/mod/v1/cancel`.
+//! live trade cancelled and the rest approved anew, an assumption described at [`reapprove`]; or,
+//! switched, the rest approved anew and the live trade left approved) on `/gw/mod/v1/cancel`.
 //!
 //! A point payment is a ledger entry with `pay_method` PAPT; balances live in [`PointBook`],
 //! seeded from [`crate::test_points`].
@@ -368,6 +368,10 @@ pub(crate) struct Reapproval<'a> {
 /// whose failure loses money (every partial cancel a full refund), while this one's failure (KCP
 /// refusing STRA on a live trade) moves nothing. A re-approval of nothing or of the whole amount
 /// or more is refused (`8105`): a full cancel is STSC.
+///
+/// With [`crate::SandboxConfig::stra_keeps_original`] the call follows a third reading instead
+/// ([`reapprove_keeping_original`]): the same checks, then `mod_mny` approved under a new tno
+/// while the original stays approved.
 pub(crate) fn reapprove(
     shared: &Shared,
     ledger: &mut Ledger,
@@ -402,6 +406,9 @@ pub(crate) fn reapprove(
         .order_no
         .unwrap_or(original.order_no.as_str())
         .to_owned();
+    if shared.stra_keeps_original() {
+        return reapprove_keeping_original(shared, ledger, site_cd, tno, point, &order_no, request);
+    }
     let before = original.clone();
     let balance = original.balance;
 
@@ -438,6 +445,35 @@ pub(crate) fn reapprove(
         original.reapproved_by = Some(new_tno.clone());
     }
     tracing::info!(tno, %new_tno, site_cd, order_no, amount = request.mod_mny, "kcp sandbox re-approved part of a point payment");
+    Ok(reply)
+}
+
+/// `STRA` read as "approve `mod_mny` anew from the member of `tno`" and nothing more
+/// ([`crate::SandboxConfig::stra_keeps_original`]): seed 003 §2.4 calls STRA "재승인" with
+/// `mod_mny` "재승인 요청 금액" and its examples do not show whether the original is cancelled
+/// (nor whether the answer's tno is new). The re-approval is a new `PAPT` entry (`reapproval_of` =
+/// `tno`) taking `mod_mny` from the account; the original keeps its state and balance, and stays
+/// open to `STSC` and to further re-approvals. The member has then paid the original and the
+/// re-approval: what a gateway recording a partial cancel must notice.
+fn reapprove_keeping_original(
+    shared: &Shared,
+    ledger: &mut Ledger,
+    site_cd: &str,
+    tno: &str,
+    point: PointSummary,
+    order_no: &str,
+    request: &Reapproval<'_>,
+) -> Result<Reply, Refusal> {
+    let mut points = shared.points();
+    let charge = Charge {
+        site_cd,
+        order_no,
+        amount: request.mod_mny,
+        point,
+        reapproval_of: Some(tno.to_owned()),
+    };
+    let (new_tno, reply) = charge.record(shared, ledger, &mut points)?;
+    tracing::info!(tno, %new_tno, site_cd, order_no, amount = request.mod_mny, "kcp sandbox re-approved points from a point payment and left it approved (stra_keeps_original)");
     Ok(reply)
 }
 

@@ -1,7 +1,8 @@
 //! Benepia welfare-point payments: `POST /benepia/point` and `POST /benepia/payment` (iamport
 //! OpenAPI `/benepia/*`, KCP spec/kcp.md §2.8, seed 003), and the partial cancel of a point
 //! payment, which KCP does as one re-approval of the rest on the live trade (a documented
-//! assumption, docs/kcp.md §8.3).
+//! assumption, docs/kcp.md §8.3, checked after each re-approval: the original trade must then be
+//! cancelled at KCP, else the cancel is a conflict for the operator).
 //!
 //! A point payment follows the charge flow of `pay.rs` step for step: the pending payment and its
 //! attempt are committed before KCP is called, the outcome is recorded in one transaction, a KCP
@@ -278,10 +279,15 @@ impl Gateway {
     ///    and it keeps the payment's only open-cancel slot until this finishes.
     /// 2. The re-approval's order number ([`reapproval_order_no`]) is written on the attempt
     ///    (committed) BEFORE `STRA` is sent: what a lost answer is looked for by.
-    /// 3. `STRA` approved → the cancellation, the new `pg_tid` and the attempt commit together.
-    ///    Refused → nothing moved: the attempt fails (KCP's "already cancelled": a conflict for
-    ///    the operator, as for a card). Unknown → [`Self::resolve_partial_point_cancel`]: KCP
-    ///    still holding the original tno live means not applied; the original cancelled and the
+    /// 3. `STRA` approved → the original tno is inquired first
+    ///    ([`Self::original_after_reapproval`]): cancelled → the cancellation, the new `pg_tid`
+    ///    and the attempt commit together; still approved (KCP re-approved without cancelling:
+    ///    the member paid both) or unknown to KCP → a conflict for the operator, nothing recorded
+    ///    or sent, answered with the operator's wording; the inquiry failed → left open for the
+    ///    resolver. Refused → nothing moved: the attempt fails (KCP's "already cancelled" or "no
+    ///    such trade": a conflict for the operator, as for a card). Unknown →
+    ///    [`Self::resolve_partial_point_cancel`]: KCP still holding the original tno live and no
+    ///    re-approval under its order number means not applied; the original cancelled and the
     ///    re-approval found under its order number means applied; anything else is a conflict.
     ///    Never sent again on a guess.
     pub(crate) async fn cancel_points_partially(
@@ -305,8 +311,13 @@ impl Gateway {
             .await
         {
             Ok(approval) => {
-                self.record_confirmed_reapproval(payment.clone(), attempt, approval.into())
-                    .await?
+                self.record_confirmed_reapproval(
+                    connector,
+                    payment.clone(),
+                    attempt,
+                    approval.into(),
+                )
+                .await?
             }
             Err(PgError::Declined {
                 code,
@@ -318,25 +329,39 @@ impl Gateway {
                 // show its balance for good and a merchant refunding by other means would refund
                 // twice. As for cards (service/cancel.rs), KCP's record disagrees with openport's,
                 // so the attempt is closed as a conflict, which holds the payment's cancels for
-                // an operator. Any other refusal moved nothing: STRA is the whole call.
-                let (state, answer) = if reason == DeclineReason::AlreadyCancelled {
-                    tracing::error!(imp_uid = %payment.imp_uid, %tno, "KCP says the point payment is already cancelled while openport holds a balance; left for the operator");
-                    let answer = format!(
-                        "이 결제건은 PG사에서 이미 취소되어 운영자 확인이 필요합니다. (imp_uid: {}, attempt {attempt_id})",
-                        payment.imp_uid
-                    );
-                    ("conflict", answer)
-                } else {
-                    ("failed", format!("결제취소에 실패하였습니다.({message})"))
+                // an operator. So is "no such trade" (KCP's 8201, `DeclineReason::NoSuchTrade`):
+                // openport holds the payment paid under a tno KCP approved, and KCP knowing none
+                // contradicts that; answered with the operator's wording, never "결제취소에 실패"
+                // (the merchant would take the points for still spent and refund them by other
+                // means while KCP may have given them back), as a card cancel refused so is
+                // (service/resolve.rs `refused_cancel`). Any other refusal moved nothing: STRA is
+                // the whole call.
+                let refusal = quoted_refusal(&code, &message);
+                let (state, note, answer) = match reason {
+                    DeclineReason::AlreadyCancelled => {
+                        tracing::error!(imp_uid = %payment.imp_uid, %tno, "KCP says the point payment is already cancelled while openport holds a balance; left for the operator");
+                        let answer = ServiceError::Refused(format!(
+                            "이 결제건은 PG사에서 이미 취소되어 운영자 확인이 필요합니다. (imp_uid: {}, attempt {attempt_id})",
+                            payment.imp_uid
+                        ));
+                        ("conflict", refusal, answer)
+                    }
+                    DeclineReason::NoSuchTrade => {
+                        tracing::error!(imp_uid = %payment.imp_uid, %tno, "KCP refused a partial point cancel as no such trade while openport holds the payment paid; left for the operator");
+                        let answer = super::cancel::conflict_refusal(&payment, attempt_id);
+                        ("conflict", format!("{refusal}; KCP에 거래가 없음"), answer)
+                    }
+                    _ => {
+                        let answer =
+                            ServiceError::Refused(format!("결제취소에 실패하였습니다.({message})"));
+                        ("failed", refusal, answer)
+                    }
                 };
-                if !self
-                    .close_attempt(attempt, state, &quoted_refusal(&code, &message))
-                    .await?
-                {
+                if !self.close_attempt(attempt, state, &note).await? {
                     let outcome = self.point_cancel_decided(attempt_id).await?;
                     return self.answer_point_cancel(&payment, outcome).await;
                 }
-                return Err(ServiceError::Refused(answer));
+                return Err(answer);
             }
             Err(PgError::Mismatch {
                 tno: new_tno,
@@ -443,7 +468,9 @@ impl Gateway {
 
     /// Settles a partial point cancel whose outcome is open (the resolver's entry point, also used
     /// at once when the `STRA` answer is lost), by what KCP holds: the original tno, then the
-    /// re-approval by its order number (step 3 of [`Self::cancel_points_partially`]). An older
+    /// re-approval by its order number (step 3 of [`Self::cancel_points_partially`]), looked for
+    /// also when the original is still approved once settled: KCP holding both is a conflict
+    /// ([`Self::reapproval_beside_live_original`]), never "not applied". An older
     /// version's attempt that still owes its re-approval after a full cancel
     /// ([`REAPPROVE_PENDING`], under [`legacy_reapproval_order_no`]) is finished the older way.
     pub(crate) async fn resolve_partial_point_cancel(
@@ -465,7 +492,17 @@ impl Gateway {
         };
         let sent = attempt.order_no == reapproval_order_no(&payment, &attempt);
         match connector.inquire_points(&TradeRef::Tno(tno.clone())).await {
-            Ok(TradeState::Approved { .. }) if self.settled(&attempt) => {
+            Ok(TradeState::Approved { remaining, .. }) if self.settled(&attempt) => {
+                // A KCP that re-approves without cancelling the original (docs/kcp.md §8.3) holds
+                // both: the STRA landed, and "not applied" would hide what the member paid twice.
+                if sent {
+                    if let Some(outcome) = self
+                        .reapproval_beside_live_original(connector, &payment, &attempt, remaining)
+                        .await?
+                    {
+                        return Ok(outcome);
+                    }
+                }
                 // A STRA KCP applies later cancels this tno: looked at again.
                 self.schedule_cancel_recheck(&attempt).await?;
                 self.point_closed_or_decided(
@@ -534,9 +571,16 @@ impl Gateway {
             .inquire_points(&TradeRef::OrderNo(order_no.clone()))
             .await
         {
+            // The original was seen cancelled just before (`resolve_partial_point_cancel`).
             Ok(TradeState::Approved { approval, .. }) => {
-                self.record_reapproval(payment, attempt, approval.into())
-                    .await
+                self.record_reapproval(
+                    connector,
+                    payment,
+                    attempt,
+                    approval.into(),
+                    Original::SeenCancelled,
+                )
+                .await
             }
             // The STRA landed (the original is cancelled, its re-approval exists) and the
             // re-approval was cancelled since, in KCP's admin: KCP holds nothing for the payment
@@ -587,17 +631,36 @@ impl Gateway {
         self.write_held(&attempt, a).await
     }
 
-    /// A re-approval KCP confirmed to this holder, recorded; when its lease ran out during the
-    /// call and another holder (the resolver, inquiring) holds the attempt open, taken over and
-    /// recorded all the same, as a confirmed card cancel is (`record_confirmed_cancel`); closed by
-    /// another holder as not applied: a conflict, never answered "not cancelled".
+    /// A re-approval KCP confirmed to this holder, recorded once KCP shows the original trade
+    /// cancelled ([`Self::original_after_reapproval`]); when its lease ran out during the call and
+    /// another holder (the resolver, inquiring) holds the attempt open, taken over and recorded
+    /// all the same, as a confirmed card cancel is (`record_confirmed_cancel`); closed by another
+    /// holder as not applied: a conflict, never answered "not cancelled".
+    ///
+    /// KCP showing the original still approved (or not at all) closes the attempt as a conflict
+    /// instead, answered with the operator's wording; an inquiry that fails leaves it open for the
+    /// resolver, which asks again ([`Self::resolve_partial_point_cancel`]). Either way taken over
+    /// as a recording would be ([`Self::leave_confirmed_reapproval`]).
     async fn record_confirmed_reapproval(
         &self,
+        connector: &dyn Pg,
         payment: payment::Model,
         attempt: pg_attempt::Model,
         trade: PointTrade,
     ) -> ServiceResult<PointCancelOutcome> {
         let attempt_id = attempt.id;
+        match self
+            .original_after_reapproval(connector, &payment, &attempt, &trade)
+            .await
+        {
+            OriginalState::Released => {}
+            OriginalState::Disagrees(why) => {
+                return self.leave_confirmed_reapproval(attempt, true, &why).await
+            }
+            OriginalState::Unknown(why) => {
+                return self.leave_confirmed_reapproval(attempt, false, &why).await
+            }
+        }
         if let Some(outcome) = self
             .try_record_reapproval(payment.clone(), attempt.clone(), &trade)
             .await?
@@ -612,6 +675,151 @@ impl Gateway {
         Ok(PointCancelOutcome::from(
             self.confirmed_cancel_decided(attempt_id).await?,
         ))
+    }
+
+    /// A re-approval KCP confirmed to this holder that is not recorded: the attempt closed as a
+    /// `conflict` (`conflict` true: KCP holds the original trade live or knows none) or left open
+    /// for the resolver (the original's state unknown), `why` its note. Taken over, as a recording
+    /// is, when this holder's lease ran out during the call; when another holder closed it
+    /// meanwhile, what it decided, a closure as not applied made a conflict
+    /// (`confirmed_cancel_decided`: KCP did re-approve). A conflict is answered as
+    /// [`PointCancelOutcome::Disputed`] (the operator's wording), never "cancelled at KCP": here
+    /// KCP may not have cancelled anything.
+    async fn leave_confirmed_reapproval(
+        &self,
+        attempt: pg_attempt::Model,
+        conflict: bool,
+        why: &str,
+    ) -> ServiceResult<PointCancelOutcome> {
+        let id = attempt.id;
+        let outcome = if conflict {
+            PointCancelOutcome::Disputed(id)
+        } else {
+            PointCancelOutcome::Unknown
+        };
+        if self.leave_held(attempt.clone(), conflict, why).await? {
+            return Ok(outcome);
+        }
+        if let Some(taken) = self.take_over_confirmed(&attempt).await? {
+            if self.leave_held(taken, conflict, why).await? {
+                return Ok(outcome);
+            }
+        }
+        Ok(match self.confirmed_cancel_decided(id).await? {
+            CancelOutcome::Conflict(id) => PointCancelOutcome::Disputed(id),
+            other => PointCancelOutcome::from(other),
+        })
+    }
+
+    /// Closes the held attempt as a `conflict`, or postpones it, with note `why`. False when this
+    /// holder no longer holds it open.
+    async fn leave_held(
+        &self,
+        attempt: pg_attempt::Model,
+        conflict: bool,
+        why: &str,
+    ) -> ServiceResult<bool> {
+        if conflict {
+            self.close_attempt(attempt, "conflict", why).await
+        } else {
+            self.postpone(attempt, why).await
+        }
+    }
+
+    /// What KCP holds of the original trade of partial point cancel `attempt` (its `tno`), asked
+    /// (`PAPT`, docs/kcp.md §8.4) once re-approval `trade` of it is confirmed, before anything is
+    /// recorded.
+    ///
+    /// openport reads `STRA` as "cancel the live trade and approve the rest under a new tno"
+    /// (docs/kcp.md §8.3), an assumption KCP has not confirmed. Seed 003 leaves another reading
+    /// open: KCP approves `mod_mny` as a new trade and leaves the original approved, the member
+    /// having paid both. Recorded without this look, such a re-approval would show the cancel
+    /// done and the rest under the new tno while KCP holds the whole original too, and nothing in
+    /// openport would show the points taken twice. So the original cancelled → recorded;
+    /// approved, or unknown to KCP (which contradicts its own approval) → a conflict for the
+    /// operator, nothing recorded and nothing sent (a net-cancel of either trade would be a
+    /// guess at which one KCP means to keep); the inquiry failed or unreadable → unknown, left
+    /// open, never guessed.
+    async fn original_after_reapproval(
+        &self,
+        connector: &dyn Pg,
+        payment: &payment::Model,
+        attempt: &pg_attempt::Model,
+        trade: &PointTrade,
+    ) -> OriginalState {
+        let original = attempt.tno.clone().unwrap_or_default();
+        let (new_tno, new_amount) = (&trade.tno, trade.amount);
+        match connector
+            .inquire_points(&TradeRef::Tno(original.clone()))
+            .await
+        {
+            Ok(TradeState::Cancelled { .. }) => OriginalState::Released,
+            Ok(TradeState::Approved { remaining, .. }) => {
+                tracing::error!(imp_uid = %payment.imp_uid, %original, remaining, %new_tno, new_amount, "KCP re-approved part of a point payment and still holds the original trade approved: the member paid both; left for the operator");
+                OriginalState::Disagrees(format!(
+                    "STRA re-approved {new_tno} for {new_amount} but KCP holds the original {original} approved for {remaining}: both live, nothing recorded"
+                ))
+            }
+            Ok(TradeState::NotFound) => {
+                tracing::error!(imp_uid = %payment.imp_uid, %original, %new_tno, new_amount, "KCP re-approved part of a point payment and has no such original trade; left for the operator");
+                OriginalState::Disagrees(format!(
+                    "STRA re-approved {new_tno} for {new_amount} but KCP has no original {original}: nothing recorded"
+                ))
+            }
+            Err(e) => {
+                tracing::warn!(imp_uid = %payment.imp_uid, %original, %new_tno, "point re-approval confirmed, its original trade's state unknown: {e}");
+                OriginalState::Unknown(format!(
+                    "STRA re-approved {new_tno} for {new_amount}; original {original} not seen cancelled yet: {e}"
+                ))
+            }
+        }
+    }
+
+    /// The resolver's look at a partial point cancel whose STRA was sent and whose original trade
+    /// KCP still holds approved (`remaining`) once settled: the re-approval looked for under its
+    /// order number. None (none found) → not applied, as before. Found (approved, or cancelled
+    /// since) → KCP re-approved without cancelling the original ([`Self::original_after_reapproval`]):
+    /// a conflict naming both trades, answered with the operator's wording. The inquiry failed →
+    /// left open.
+    async fn reapproval_beside_live_original(
+        &self,
+        connector: &dyn Pg,
+        payment: &payment::Model,
+        attempt: &pg_attempt::Model,
+        remaining: Won,
+    ) -> ServiceResult<Option<PointCancelOutcome>> {
+        let original = attempt.tno.clone().unwrap_or_default();
+        let order_no = attempt.order_no.clone();
+        let (reapproval, state) = match connector
+            .inquire_points(&TradeRef::OrderNo(order_no.clone()))
+            .await
+        {
+            Ok(TradeState::NotFound) => return Ok(None),
+            Ok(TradeState::Approved { approval, .. }) => (approval, "approved"),
+            Ok(TradeState::Cancelled { approval, .. }) => (approval, "cancelled"),
+            Err(e) => {
+                return self
+                    .point_postponed_or_decided(
+                        attempt.clone(),
+                        &format!("original {original} live; re-approval inquiry: {e}"),
+                    )
+                    .await
+                    .map(Some)
+            }
+        };
+        tracing::error!(imp_uid = %payment.imp_uid, %original, remaining, new_tno = %reapproval.tno, new_amount = reapproval.amount, "KCP re-approved part of a point payment and still holds the original trade approved: the member paid both; left for the operator");
+        let why = format!(
+            "STRA re-approved {} for {} ({state}) but KCP holds the original {original} approved for {remaining}: both live, nothing recorded",
+            reapproval.tno, reapproval.amount
+        );
+        self.point_closed_or_decided(
+            attempt.clone(),
+            "conflict",
+            &why,
+            PointCancelOutcome::Disputed(attempt.id),
+        )
+        .await
+        .map(Some)
     }
 
     /// What another holder decided about a point cancel attempt, as this flow answers it.
@@ -671,8 +879,14 @@ impl Gateway {
         let trade = TradeRef::OrderNo(attempt.order_no.clone());
         match connector.inquire_points(&trade).await {
             Ok(TradeState::Approved { approval, .. }) => {
-                self.record_reapproval(payment, attempt, approval.into())
-                    .await
+                self.record_reapproval(
+                    connector,
+                    payment,
+                    attempt,
+                    approval.into(),
+                    Original::Unchecked,
+                )
+                .await
             }
             Ok(TradeState::Cancelled { approval, .. }) => {
                 tracing::error!(imp_uid = %payment.imp_uid, tno = %approval.tno, "the re-approval an older version owed was cancelled at KCP; the whole payment is cancelled there");
@@ -742,8 +956,14 @@ impl Gateway {
             .await
         {
             Ok(approval) => {
-                self.record_reapproval(payment, attempt, approval.into())
-                    .await
+                self.record_reapproval(
+                    connector,
+                    payment,
+                    attempt,
+                    approval.into(),
+                    Original::Unchecked,
+                )
+                .await
             }
             Err(PgError::Declined { code, message, .. }) => {
                 // A refusal may be KCP saying the re-approval already exists (a repeat after a
@@ -753,8 +973,14 @@ impl Gateway {
                     .await
                 {
                     Ok(TradeState::Approved { approval, .. }) => {
-                        self.record_reapproval(payment, attempt, approval.into())
-                            .await
+                        self.record_reapproval(
+                            connector,
+                            payment,
+                            attempt,
+                            approval.into(),
+                            Original::Unchecked,
+                        )
+                        .await
                     }
                     Ok(TradeState::NotFound) => {
                         let message = quoted_refusal(&code, &message);
@@ -799,8 +1025,14 @@ impl Gateway {
                     .await
                 {
                     Ok(TradeState::Approved { approval, .. }) => {
-                        self.record_reapproval(payment, attempt, approval.into())
-                            .await
+                        self.record_reapproval(
+                            connector,
+                            payment,
+                            attempt,
+                            approval.into(),
+                            Original::Unchecked,
+                        )
+                        .await
                     }
                     _ => {
                         self.point_postponed_or_decided(
@@ -814,16 +1046,42 @@ impl Gateway {
         }
     }
 
-    /// The re-approval is confirmed: the cancellation (of the old tno), the payment's cumulative
+    /// The re-approval is confirmed (KCP's answer, or found under its order number): once KCP
+    /// shows the original trade cancelled ([`Self::original_after_reapproval`], unless `original`
+    /// says it was just seen so), the cancellation (of the old tno), the payment's cumulative
     /// `cancel_amount` and new `pg_tid`/`apply_num`, and the attempt, in one transaction; or what
-    /// another holder decided.
+    /// another holder decided. The original still approved, or unknown to KCP: a conflict
+    /// answered with the operator's wording; its state unknown: left open.
     async fn record_reapproval(
         &self,
+        connector: &dyn Pg,
         payment: payment::Model,
         attempt: pg_attempt::Model,
         trade: PointTrade,
+        original: Original,
     ) -> ServiceResult<PointCancelOutcome> {
         let attempt_id = attempt.id;
+        if original == Original::Unchecked {
+            match self
+                .original_after_reapproval(connector, &payment, &attempt, &trade)
+                .await
+            {
+                OriginalState::Released => {}
+                OriginalState::Disagrees(why) => {
+                    return self
+                        .point_closed_or_decided(
+                            attempt,
+                            "conflict",
+                            &why,
+                            PointCancelOutcome::Disputed(attempt_id),
+                        )
+                        .await
+                }
+                OriginalState::Unknown(why) => {
+                    return self.point_postponed_or_decided(attempt, &why).await
+                }
+            }
+        }
         match self.try_record_reapproval(payment, attempt, &trade).await? {
             Some(outcome) => Ok(outcome),
             None => self.point_cancel_decided(attempt_id).await,
@@ -980,6 +1238,26 @@ impl Gateway {
         txn.commit().await?;
         Ok(Some(p))
     }
+}
+
+/// Whether KCP was seen holding a re-approval's original trade cancelled just before the
+/// re-approval is recorded ([`Gateway::record_reapproval`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Original {
+    /// The inquiry that led to the re-approval showed it cancelled.
+    SeenCancelled,
+    /// Not asked yet: asked before recording.
+    Unchecked,
+}
+
+/// What KCP holds of a re-approval's original trade ([`Gateway::original_after_reapproval`]).
+enum OriginalState {
+    /// Cancelled, as openport reads `STRA` (docs/kcp.md §8.3): the re-approval is recorded.
+    Released,
+    /// Still approved, or unknown to KCP: the conflict's note, naming both trades.
+    Disagrees(String),
+    /// Not known (the inquiry failed or was unreadable): why, for the attempt left open.
+    Unknown(String),
 }
 
 /// What became of a partial point cancel.

@@ -827,6 +827,230 @@ async fn a_partial_point_cancel_kcp_says_is_already_cancelled_is_left_to_the_ope
     assert_eq!(app.sandbox.ledger().len(), 1, "no re-approval");
 }
 
+/// The merchant's answer to a cancel closed as conflict `attempt` of `imp_uid`: the operator's
+/// wording (service/cancel.rs `conflict_refusal`), never "cancelled" nor "not cancelled".
+fn operator_wording(imp_uid: &str, attempt: i64) -> String {
+    format!(
+        "이 결제건은 PG사 내역과 일치하지 않아 운영자 확인이 필요합니다. (imp_uid: {imp_uid}, attempt {attempt})"
+    )
+}
+
+/// Seed 003 does not say what `STRA` does to the trade it names (docs/kcp.md §8.3). A KCP that
+/// approves the rest as a new trade and leaves the original approved has taken the member's
+/// points twice: openport, asking KCP about the original before it records anything, finds it
+/// still approved. The partial cancel is not recorded (the payment keeps its whole balance and
+/// its tno), nothing more is sent to KCP, the attempt is listed as a conflict naming both trades
+/// and their amounts, and the merchant gets the operator's wording.
+#[tokio::test]
+async fn a_reapproval_that_leaves_the_original_trade_live_is_a_conflict_not_a_partial_cancel() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let p = paid_with_points(&app, &token, "bp-stra-both", 10_000).await;
+    let imp_uid = p["imp_uid"].as_str().unwrap();
+    let original = p["pg_tid"].as_str().unwrap();
+    app.sandbox.set_stra_keeps_original(true);
+
+    let c = cancel(&app, &token, &p["imp_uid"], Some(3_000)).await;
+
+    let conflicts = app.conflicts().await;
+    assert_eq!(conflicts.len(), 1, "{conflicts:?}");
+    let conflict = &conflicts[0];
+    assert_eq!(
+        (conflict.imp_uid.as_str(), conflict.kind.as_str()),
+        (imp_uid, "cancel")
+    );
+    assert_eq!(c["code"], 1, "{c}");
+    assert_eq!(c["message"], operator_wording(imp_uid, conflict.id), "{c}");
+    let ledger = app.sandbox.ledger();
+    assert_eq!(ledger.len(), 2, "{ledger:?}");
+    let reapproval = &ledger[1];
+    assert_eq!(reapproval.reapproval_of.as_deref(), Some(original));
+    assert_eq!(
+        (ledger[0].state, ledger[0].balance),
+        (TransactionState::Approved, 10_000),
+        "KCP left the original approved"
+    );
+    assert_eq!(
+        (reapproval.state, reapproval.balance),
+        (TransactionState::Approved, 7_000)
+    );
+    let note = conflict.result_message.clone().unwrap_or_default();
+    for named in [original, reapproval.tno.as_str(), "10000", "7000"] {
+        assert!(note.contains(named), "the note names {named}: {note}");
+    }
+    let now = payment(&app, &token, &p["imp_uid"]).await;
+    assert_eq!(now["status"], "paid", "{now}");
+    assert_eq!(now["cancel_amount"], 0, "{now}");
+    assert_eq!(now["pg_tid"], original, "{now}");
+    assert_eq!(now["cancel_history"], json!([]), "{now}");
+    assert_eq!(balance(&app, BENEPIA_01.id), 83_000, "what KCP took");
+
+    // Nothing is left open for the resolver, and nothing more reaches KCP: no net-cancel of
+    // either trade, no second STRA. Further cancels wait for the operator.
+    assert!(app.app.gateway.open_attempts(10).await.unwrap().is_empty());
+    app.advance(30 * SETTLE_SECS);
+    app.resolve_all().await;
+    let again = cancel(&app, &token, &p["imp_uid"], Some(1_000)).await;
+    assert!(
+        again["message"].as_str().unwrap().contains("운영자 확인"),
+        "held for the operator: {again}"
+    );
+    assert_eq!(app.sandbox.ledger(), ledger, "nothing more sent to KCP");
+    assert_eq!(app.conflicts().await.len(), 1);
+}
+
+/// The same KCP with the `STRA`'s answer lost: the original still approved once settled used to
+/// close the cancel as not applied (the merchant told "not cancelled" and free to send it again,
+/// the member charged a third time). The resolver looks for the re-approval under its order
+/// number first and, finding it beside the live original, closes the cancel as a conflict.
+#[tokio::test]
+async fn a_lost_reapproval_answer_found_beside_a_live_original_is_a_conflict_not_a_cancel_not_applied(
+) {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let p = paid_with_points(&app, &token, "bp-stra-both-lost", 10_000).await;
+    let imp_uid = p["imp_uid"].as_str().unwrap();
+    let original = p["pg_tid"].as_str().unwrap();
+    app.sandbox.set_stra_keeps_original(true);
+    app.sandbox
+        .inject(FaultRule::new(paths::CANCEL, Fault::LoseResponse).when("mod_type", "STRA"));
+
+    let c = cancel(&app, &token, &p["imp_uid"], Some(3_000)).await;
+    assert_eq!(c["code"], 1, "{c}");
+    assert!(app.conflicts().await.is_empty(), "not before it is settled");
+
+    app.advance(SETTLE_SECS + 20);
+    app.app.gateway.resolve_due(100).await.unwrap();
+    let conflicts = app.conflicts().await;
+    assert_eq!(conflicts.len(), 1, "{conflicts:?}");
+    assert_eq!(conflicts[0].imp_uid, imp_uid);
+    let reapproval = app.sandbox.ledger()[1].tno.clone();
+    let note = conflicts[0].result_message.clone().unwrap_or_default();
+    assert!(
+        note.contains(original) && note.contains(&reapproval),
+        "{note}"
+    );
+    assert!(
+        app.app.gateway.open_attempts(10).await.unwrap().is_empty(),
+        "no second look at a cancel \"not applied\""
+    );
+    let now = payment(&app, &token, &p["imp_uid"]).await;
+    assert_eq!(now["cancel_amount"], 0, "{now}");
+    assert_eq!(now["pg_tid"], original, "{now}");
+    let again = cancel(&app, &token, &p["imp_uid"], Some(3_000)).await;
+    assert!(
+        again["message"].as_str().unwrap().contains("운영자 확인"),
+        "never sent again: {again}"
+    );
+    assert_eq!(app.sandbox.ledger().len(), 2);
+    assert_eq!(balance(&app, BENEPIA_01.id), 83_000);
+}
+
+/// A re-approval KCP confirms whose original trade cannot be inquired right after: the outcome
+/// is unknown, never guessed either way. The cancel stays open (the merchant is told it is being
+/// checked) and the resolver, once settled, decides it by the same check: against a KCP that
+/// cancelled the original the partial cancel is recorded; against one that left it approved it
+/// is a conflict.
+#[tokio::test]
+async fn a_confirmed_reapproval_whose_original_cannot_be_inquired_is_left_open_and_the_resolver_checks_the_original(
+) {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let cut = paid_with_points(&app, &token, "bp-stra-unasked-1", 10_000).await;
+    let both = paid_with_points(&app, &token, "bp-stra-unasked-2", 10_000).await;
+    let unanswered = |p: &Value| {
+        FaultRule::new(paths::INQUIRY, Fault::HttpStatus { status: 503 })
+            .when("tno", p["pg_tid"].as_str().unwrap())
+    };
+    app.sandbox.inject(unanswered(&cut));
+    let c = cancel(&app, &token, &cut["imp_uid"], Some(3_000)).await;
+    assert_eq!(c["code"], 1, "{c}");
+    assert!(
+        c["message"].as_str().unwrap().contains("자동으로 확인"),
+        "{c}"
+    );
+    app.sandbox.set_stra_keeps_original(true);
+    app.sandbox.inject(unanswered(&both));
+    let c = cancel(&app, &token, &both["imp_uid"], Some(3_000)).await;
+    assert!(
+        c["message"].as_str().unwrap().contains("자동으로 확인"),
+        "{c}"
+    );
+    assert!(app.sandbox.armed_faults().is_empty());
+    assert_eq!(app.app.gateway.open_attempts(10).await.unwrap().len(), 2);
+    for p in [&cut, &both] {
+        let now = payment(&app, &token, &p["imp_uid"]).await;
+        assert_eq!(now["cancel_amount"], 0, "nothing recorded yet: {now}");
+    }
+
+    app.advance(SETTLE_SECS + 20);
+    app.resolve_all().await;
+
+    let recorded = payment(&app, &token, &cut["imp_uid"]).await;
+    assert_eq!(recorded["cancel_amount"], 3_000, "{recorded}");
+    assert_eq!(recorded["pg_tid"], app.sandbox.ledger()[2].tno.as_str());
+    let conflicts = app.conflicts().await;
+    assert_eq!(conflicts.len(), 1, "{conflicts:?}");
+    assert_eq!(conflicts[0].imp_uid, both["imp_uid"].as_str().unwrap());
+    let kept = payment(&app, &token, &both["imp_uid"]).await;
+    assert_eq!(kept["cancel_amount"], 0, "{kept}");
+    assert_eq!(kept["pg_tid"], both["pg_tid"], "{kept}");
+    assert_eq!(app.sandbox.ledger().len(), 4, "one STRA each, nothing more");
+}
+
+/// KCP refusing a partial point cancel as "no such trade" (8201, `DeclineReason::NoSuchTrade`)
+/// contradicts its own approval of a payment openport holds paid, as for a card cancel refused so
+/// (service/resolve.rs `refused_cancel`): the attempt is listed as a conflict and the merchant
+/// gets the operator's wording, never "결제취소에 실패" with nothing listed.
+#[tokio::test]
+async fn a_partial_point_cancel_kcp_refuses_as_no_such_trade_is_listed_for_the_operator_not_answered_as_a_failure(
+) {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let p = paid_with_points(&app, &token, "bp-stra-8201", 10_000).await;
+    let imp_uid = p["imp_uid"].as_str().unwrap();
+    app.sandbox.inject(
+        FaultRule::new(
+            paths::CANCEL,
+            Fault::Refuse {
+                code: "8201".into(),
+                message: "해당 거래가 존재하지 않습니다.".into(),
+            },
+        )
+        .when("mod_type", "STRA"),
+    );
+
+    let c = cancel(&app, &token, &p["imp_uid"], Some(3_000)).await;
+
+    let conflicts = app.conflicts().await;
+    assert_eq!(conflicts.len(), 1, "{conflicts:?}");
+    assert_eq!(conflicts[0].imp_uid, imp_uid);
+    assert!(
+        conflicts[0]
+            .result_message
+            .as_deref()
+            .unwrap_or_default()
+            .contains("8201"),
+        "{conflicts:?}"
+    );
+    assert_eq!(c["code"], 1, "{c}");
+    assert_eq!(
+        c["message"],
+        operator_wording(imp_uid, conflicts[0].id),
+        "{c}"
+    );
+    let now = payment(&app, &token, &p["imp_uid"]).await;
+    assert_eq!(now["status"], "paid", "{now}");
+    assert_eq!(now["cancel_amount"], 0, "{now}");
+    assert_eq!(balance(&app, BENEPIA_01.id), 90_000, "nothing moved");
+    assert_eq!(app.sandbox.ledger().len(), 1);
+    let again = cancel(&app, &token, &p["imp_uid"], Some(1_000)).await;
+    assert!(
+        again["message"].as_str().unwrap().contains("운영자 확인"),
+        "held for the operator: {again}"
+    );
+}
+
 /// A partial point cancel (3,000) of `p` in the background, KCP holding its `STRA` a second;
 /// returns once the STRA has reached KCP, with the request still waiting for its answer.
 async fn cancel_with_its_stra_held(

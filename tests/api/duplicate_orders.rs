@@ -333,13 +333,22 @@ async fn sandbox_settings_switches_refuse_duplicate_orders_on_a_running_sandbox(
     let off = run(args(&["--refuse-duplicate-orders", "false"]))
         .await
         .unwrap();
-    assert_eq!(printed(&off), json!({"refuse_duplicate_orders": false}));
+    assert_eq!(
+        printed(&off),
+        json!({"refuse_duplicate_orders": false, "stra_keeps_original": false})
+    );
     assert!(!sandbox.refuses_duplicate_orders());
     let shown = run(args(&[])).await.unwrap();
-    assert_eq!(printed(&shown), json!({"refuse_duplicate_orders": false}));
+    assert_eq!(
+        printed(&shown),
+        json!({"refuse_duplicate_orders": false, "stra_keeps_original": false})
+    );
     let on = run(args(&["--refuse-duplicate-orders", "true"]))
         .await
         .unwrap();
-    assert_eq!(printed(&on), json!({"refuse_duplicate_orders": true}));
+    assert_eq!(
+        printed(&on),
+        json!({"refuse_duplicate_orders": true, "stra_keeps_original": false})
+    );
     assert!(sandbox.refuses_duplicate_orders());
 }

@@ -1,0 +1,93 @@
+//! The `stra_keeps_original` switch (docs/sandbox.md §2.2): a point re-approval (`STRA`) that
+//! approves `mod_mny` under a new tno and leaves the original trade approved, a reading of seed
+//! 003 KCP has not ruled out, switched on over the control API.
+mod common;
+
+use common::*;
+use kcp_sandbox::test_points::BENEPIA_01;
+use kcp_sandbox::TransactionState;
+use serde_json::{json, Value};
+
+async fn switch(harness: &Harness, body: Value) -> reqwest::Response {
+    harness
+        .client
+        .post(harness.url("/_sandbox/settings"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn switched_on_a_reapproval_approves_the_rest_anew_and_leaves_the_original_trade_approved() {
+    let harness = spawn().await;
+    assert_eq!(
+        harness.get_json("/_sandbox/settings").await["stra_keeps_original"],
+        false,
+        "off by default: STRA cancels the live trade"
+    );
+    let on = switch(&harness, json!({"stra_keeps_original": true})).await;
+    assert_eq!(on.status(), 200);
+    assert_eq!(
+        on.json::<Value>().await.unwrap()["stra_keeps_original"],
+        true
+    );
+    assert!(harness.sandbox.stra_keeps_original());
+    let paid = harness
+        .pay(&point_pay(&BENEPIA_01, "pt-keep", "10000"))
+        .await;
+    let tno = paid["tno"].as_str().unwrap().to_owned();
+
+    let reply = harness.reapprove(&tno, "7000", "pt-keep-2").await;
+
+    assert_eq!(reply["res_cd"], "0000", "{reply}");
+    let new_tno = reply["tno"].as_str().unwrap().to_owned();
+    assert_ne!(new_tno, tno);
+    assert_eq!(reply["pnt_amount"], "7000");
+    assert_eq!(
+        harness.sandbox.point_balance(BENEPIA_01.id),
+        Some(83_000),
+        "the member paid both"
+    );
+    let ledger = harness.sandbox.ledger();
+    assert_eq!(ledger.len(), 2);
+    assert_eq!(ledger[0].state, TransactionState::Approved);
+    assert_eq!(ledger[0].balance, 10_000);
+    assert!(ledger[0].cancels.is_empty());
+    assert_eq!(ledger[0].reapproved_by, None);
+    assert_eq!(ledger[1].tno, new_tno);
+    assert_eq!(ledger[1].order_no, "pt-keep-2");
+    assert_eq!(ledger[1].state, TransactionState::Approved);
+    assert_eq!(ledger[1].balance, 7_000);
+    assert_eq!(ledger[1].reapproval_of.as_deref(), Some(tno.as_str()));
+    let original = harness.inquire_as("PAPT", &tno).await;
+    assert_eq!(original["stat_pt_cd"], "STSR", "{original}");
+    assert_eq!(original["rem_mny"], "10000");
+    let found = harness.inquire_order_as("PAPT", "pt-keep-2").await;
+    assert_eq!(found["tno"], new_tno.as_str());
+
+    // The same refusals as the default reading: a full cancel is STSC.
+    let whole = harness.reapprove(&tno, "10000", "pt-keep-3").await;
+    assert_eq!(whole["res_cd"], "8105", "{whole}");
+
+    // Switched off again, STRA cancels the live trade.
+    let off = switch(&harness, json!({"stra_keeps_original": false})).await;
+    assert_eq!(off.status(), 200);
+    let paid = harness.pay(&point_pay(&BENEPIA_01, "pt-cut", "5000")).await;
+    let cut = harness
+        .reapprove(paid["tno"].as_str().unwrap(), "2000", "pt-cut-2")
+        .await;
+    assert_eq!(cut["res_cd"], "0000", "{cut}");
+    assert_eq!(
+        harness.sandbox.ledger()[2].state,
+        TransactionState::Cancelled
+    );
+}
+
+#[tokio::test]
+async fn a_setting_the_sandbox_does_not_know_is_refused_and_changes_nothing() {
+    let harness = spawn().await;
+    let misspelt = switch(&harness, json!({"stra_keep_original": true})).await;
+    assert_eq!(misspelt.status(), 422);
+    assert!(!harness.sandbox.stra_keeps_original());
+}
