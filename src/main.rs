@@ -309,6 +309,11 @@ enum SandboxCommand {
         /// default; false: it is approved again.
         #[arg(long)]
         refuse_duplicate_orders: Option<bool>,
+        /// true: `STRA` re-approves the rest under a new tno and leaves the original trade
+        /// approved (the reading of seed 003 the gateway must catch, docs/kcp.md §8.3); false:
+        /// it cancels the original and re-approves the rest, the default.
+        #[arg(long)]
+        stra_keeps_original: Option<bool>,
     },
 }
 
@@ -938,18 +943,21 @@ async fn sandbox(args: SandboxArgs) -> anyhow::Result<()> {
         Some(SandboxCommand::Settings {
             url,
             refuse_duplicate_orders,
+            stra_keeps_original,
         }) => {
             let target = format!("{}/_sandbox/settings", url.trim_end_matches('/'));
             let client = reqwest::Client::new();
-            let res = match refuse_duplicate_orders {
-                Some(refuse) => {
-                    client
-                        .post(target)
-                        .json(&serde_json::json!({ "refuse_duplicate_orders": refuse }))
-                        .send()
-                        .await?
+            let res = if refuse_duplicate_orders.is_some() || stra_keeps_original.is_some() {
+                let mut change = serde_json::Map::new();
+                if let Some(refuse) = refuse_duplicate_orders {
+                    change.insert("refuse_duplicate_orders".into(), refuse.into());
                 }
-                None => client.get(target).send().await?,
+                if let Some(keeps) = stra_keeps_original {
+                    change.insert("stra_keeps_original".into(), keeps.into());
+                }
+                client.post(target).json(&change).send().await?
+            } else {
+                client.get(target).send().await?
             };
             let status = res.status();
             println!("{status} {}", res.text().await?);

@@ -83,7 +83,10 @@ pub const POINT_PARTIAL_CANCEL: &str = "8404";
 /// trade). STRA on a cancelled trade (the other reading: STSC first) is [`ALREADY_CANCELLED`];
 /// `mod_mny` 0 or at least the trade's amount is [`AMOUNT_ERROR`] (a full cancel is STSC). Chosen
 /// because it fails safe: were it wrong, KCP would refuse STRA on a live trade and nothing would
-/// move, while the other reading, were it wrong, makes every partial cancel a full refund.
+/// move, while the other reading, were it wrong, makes every partial cancel a full refund. A third
+/// reading (STRA approves `mod_mny` beside the live original) is what
+/// [`crate::SandboxConfig::stra_keeps_original`] plays: the gateway inquires the original before it
+/// records a re-approval, so that reading ends in a conflict for the operator, not a double charge.
 pub const REAPPROVAL_NOT_POINT: &str = "8405";
 /// *Assumption, fixed by the gateway's contract*: no transaction for the tno / order_no.
 pub const NO_SUCH_TRANSACTION: &str = "8201";

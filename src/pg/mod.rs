@@ -187,11 +187,11 @@ pub enum PgError {
     /// Our own configuration is unusable (bad key, bad URL); nothing was sent.
     #[error("PG configuration error: {0}")]
     Config(String),
-    /// No connection to the PG could be made (refused, DNS, TLS handshake): the request was never
-    /// sent, so nothing happened there. Not `Unknown`: an approval that never left openport must
+    /// No connection to the PG could be made (refused, DNS, TLS handshake), or the request could
+    /// not even be built (an unusable URL): it was never sent, so nothing happened there. Not `Unknown`: an approval that never left openport must
     /// not hold its merchant_uid until an inquiry by order number, which may not be trusted
     /// (docs/kcp.md §4), settles it.
-    #[error("the PG could not be reached, nothing was sent: {0}")]
+    #[error("the PG could not be reached or the request made, nothing was sent: {0}")]
     NotSent(String),
 }
 

@@ -302,7 +302,7 @@ async fn a_scheduled_charge_kcp_holds_past_the_timeout_is_charged_once_where_kcp
 /// `openport sandbox settings` switches a running sandbox through `POST /_sandbox/settings` and
 /// prints what it answered; without a switch it only shows them.
 #[tokio::test]
-async fn sandbox_settings_switches_refuse_duplicate_orders_on_a_running_sandbox() {
+async fn sandbox_settings_switches_each_switch_of_a_running_sandbox_and_leaves_the_other() {
     let sandbox = kcp_sandbox::Sandbox::new(kcp_sandbox::SandboxConfig::default()).unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
@@ -351,4 +351,10 @@ async fn sandbox_settings_switches_refuse_duplicate_orders_on_a_running_sandbox(
         json!({"refuse_duplicate_orders": true, "stra_keeps_original": false})
     );
     assert!(sandbox.refuses_duplicate_orders());
+    let stra = run(args(&["--stra-keeps-original", "true"])).await.unwrap();
+    assert_eq!(
+        printed(&stra),
+        json!({"refuse_duplicate_orders": true, "stra_keeps_original": true}),
+        "the other switch is left as it is"
+    );
 }
