@@ -372,6 +372,9 @@ impl Gateway {
     /// recorded); one showing the trade otherwise contradicts KCP's own refusal, also the
     /// operator's to look into; none to be had (a failed inquiry, none for the method) leaves the
     /// refusal's word standing.
+    ///
+    /// Cancels (`STSC`, `STPC`, escrow changes) and revocations only: a point payment's partial
+    /// cancel is a re-approval, whose refusals service/benepia.rs answers.
     pub(crate) async fn refused_cancel(
         &self,
         connector: &dyn Pg,
@@ -384,16 +387,6 @@ impl Gateway {
         let refusal = &quoted_refusal(code, message);
         let refused = CancelOutcome::NotApplied(message.to_string());
         let absent = reason == DeclineReason::NoSuchTrade;
-        if Self::is_partial_point_cancel(&payment, &attempt) {
-            if absent {
-                return self
-                    .absent_at_kcp(&payment, attempt, &format!("{refusal}; KCP에 거래가 없음"))
-                    .await;
-            }
-            return self
-                .closed_or_decided(attempt, "failed", refusal, refused)
-                .await;
-        }
         let balance = payment.amount - payment.cancel_amount;
         let held = match self.remaining_at_kcp(connector, &payment, &attempt).await? {
             Some(Ok(Some(remaining))) => Some(remaining),
