@@ -160,16 +160,8 @@ impl Gateway {
             .held_payment(payment.id)
             .await?
             .ok_or_else(|| ServiceError::Refused(NOT_FOUND.into()))?;
-        // Asked again of the writer, holding the slot: the cancel that held it before may have
-        // closed as a conflict after the first look (a read that can also lag the writer).
-        if let Some(conflict) = payments::unreconciled_conflict(&self.db.write, payment.id).await? {
-            self.close_attempt(
-                attempt,
-                "failed",
-                "not sent: a conflict awaits the operator",
-            )
-            .await?;
-            return Err(conflict_refusal(&payment, conflict.id));
+        if let Some(refusal) = self.conflict_under_slot(&attempt, &payment).await? {
+            return Err(refusal);
         }
         let (plan, escrow) = match plan(&payment) {
             Ok(p) => p,
@@ -339,6 +331,28 @@ impl Gateway {
                 None => ServiceError::Refused(unsettled),
             },
         )
+    }
+
+    /// Asked again of the writer by the holder of `payment`'s one open cancel slot (a cancel or
+    /// a revocation), before anything is sent: the call that held the slot before may have closed
+    /// as a conflict after the first look (a read that can also lag the writer). With one, the
+    /// held `attempt` is closed unsent and the refusal naming the conflict is returned.
+    pub(crate) async fn conflict_under_slot(
+        &self,
+        attempt: &pg_attempt::Model,
+        payment: &payment::Model,
+    ) -> ServiceResult<Option<ServiceError>> {
+        let Some(conflict) = payments::unreconciled_conflict(&self.db.write, payment.id).await?
+        else {
+            return Ok(None);
+        };
+        self.close_attempt(
+            attempt.clone(),
+            "failed",
+            "not sent: a conflict awaits the operator",
+        )
+        .await?;
+        Ok(Some(conflict_refusal(payment, conflict.id)))
     }
 
     /// Payment `id`, re-read by the holder of its one open cancel attempt, holding its row

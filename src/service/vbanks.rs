@@ -341,16 +341,8 @@ impl Gateway {
                 .await?;
             return Err(e);
         }
-        // Asked again of the writer, holding the slot: the revocation that held it before may
-        // have closed as a conflict after the first look.
-        if let Some(conflict) = payments::unreconciled_conflict(&self.db.write, payment.id).await? {
-            self.close_attempt(
-                attempt,
-                "failed",
-                "not sent: a conflict awaits the operator",
-            )
-            .await?;
-            return Err(super::cancel::conflict_refusal(&payment, conflict.id));
+        if let Some(refusal) = self.conflict_under_slot(&attempt, &payment).await? {
+            return Err(refusal);
         }
         let attempt_id = attempt.id;
         // KCP closes an account with whatever was deposited on it and nowhere to send it back
