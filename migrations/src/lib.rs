@@ -1,4 +1,5 @@
 //! One migration path for SQLite (embedded default) and PostgreSQL (production).
+pub use m20261209_000029_paid_listing_without_index::PAID_LAG_FREE_SECS;
 pub use sea_orm_migration::prelude::*;
 pub use sea_orm_migration::MigrationStatus;
 

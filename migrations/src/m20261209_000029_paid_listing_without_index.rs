@@ -10,7 +10,7 @@
 //! listing reads `payments_by_started` over its window widened by a margin instead: one hour, plus
 //! the largest distance between the two times of any of the merchant's payments, kept in
 //! `merchants.paid_lag_secs` by a trigger that runs only for a payment paid more than an hour away
-//! from its start (`store::payments::PAID_LAG_FREE_SECS`). The trigger is the database's, so no
+//! from its start ([`PAID_LAG_FREE_SECS`]). The trigger is the database's, so no
 //! code path that records a payment paid can forget it. The listing reads the margin in the same
 //! statement, so a payment its snapshot sees was counted into the margin it reads.
 use sea_orm_migration::prelude::*;
@@ -24,9 +24,9 @@ impl MigrationName for Migration {
     }
 }
 
-/// Distances up to this are in every listing's margin; only larger ones are recorded. Must equal
-/// `store::payments::PAID_LAG_FREE_SECS`.
-const FREE_SECS: i64 = 3600;
+/// Distances up to this are in every paid listing's margin (openport's `store::payments`, which
+/// reads it from here); only larger ones are recorded.
+pub const PAID_LAG_FREE_SECS: i64 = 3600;
 
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
@@ -41,8 +41,9 @@ impl MigrationTrait for Migration {
              FROM payments WHERE payments.merchant_id = merchants.id AND paid_at IS NOT NULL), 0)",
         )
         .await?;
-        let when =
-            format!("NEW.paid_at IS NOT NULL AND ABS(NEW.paid_at - NEW.started_at) > {FREE_SECS}");
+        let when = format!(
+            "NEW.paid_at IS NOT NULL AND ABS(NEW.paid_at - NEW.started_at) > {PAID_LAG_FREE_SECS}"
+        );
         let raise = "UPDATE merchants SET paid_lag_secs = ABS(NEW.paid_at - NEW.started_at) \
                      WHERE id = NEW.merchant_id AND paid_lag_secs < ABS(NEW.paid_at - NEW.started_at)";
         if manager.get_database_backend() == DatabaseBackend::Postgres {

@@ -7,6 +7,10 @@ use sea_orm::{
     QueryFilter, QueryOrder, QuerySelect, Set, Statement, TryIntoModel,
 };
 
+// How far apart `paid_at` and `started_at` may be without being recorded in
+// `merchants.paid_lag_secs`: the constant of migration 000029's trigger.
+use migration::PAID_LAG_FREE_SECS;
+
 use super::billing::HeldSchedule;
 use super::entity::{
     billing_key, cancellation, merchant, payment, pg_attempt, prepare, schedule, webhook_delivery,
@@ -231,11 +235,6 @@ pub enum TimeColumn {
     OfStatus,
 }
 
-/// How far apart a payment's `paid_at` and `started_at` may be without being recorded in
-/// `merchants.paid_lag_secs` (migration `m20261209_000029_paid_listing_without_index`, whose
-/// trigger records larger distances; the two must agree).
-pub const PAID_LAG_FREE_SECS: i64 = 3600;
-
 /// `from ≤ paid_at ≤ to`, read through `payments_by_started`: `paid_at` is in no index, so that
 /// recording a payment paid stays a heap-only update on PostgreSQL (migration 000029). A payment
 /// paid in the window started within [`PAID_LAG_FREE_SECS`] plus the merchant's largest recorded
@@ -270,8 +269,9 @@ fn paid_between(merchant_id: Option<i64>, from: i64, to: i64) -> Condition {
 
 /// `from ≤ time ≤ to` on the time of each payment's own status ([`TimeColumn::OfStatus`]), as
 /// one range per status rather than a `CASE` on the status, which no index can serve: paid ones
-/// on `payments_by_started` widened by their margin ([`paid_between`]), cancelled ones on `payments_by_cancelled`, failed ones on
-/// `payments_by_failed`, the others on `payments_by_started`. Each branch names the merchant
+/// on `payments_by_started` widened by their margin ([`paid_between`]), cancelled ones on
+/// `payments_by_cancelled`, failed ones on `payments_by_failed`, the others on
+/// `payments_by_started`. Each branch names the merchant
 /// itself: SQLite reads an `OR` through one index per branch only when every branch can use an
 /// index on its own, and with the merchant outside them it reads all of the merchant's payments
 /// through `payments_by_started` instead. The same rows as the `CASE`: a status's time that is
@@ -327,20 +327,14 @@ fn filtered(q: &PaymentQuery) -> sea_orm::Select<payment::Entity> {
         s = s.filter(payment::Column::Sandbox.eq(false));
     }
     if let Some((col, from, to)) = q.time_range {
-        let time = match col {
-            TimeColumn::Started => payment::Column::StartedAt,
-            TimeColumn::Paid => {
-                s = s.filter(paid_between(q.merchant_id, from, to));
-                return s;
-            }
-            TimeColumn::Failed => payment::Column::FailedAt,
-            TimeColumn::Cancelled => payment::Column::CancelledAt,
-            TimeColumn::OfStatus => {
-                s = s.filter(of_status_between(q.merchant_id, from, to));
-                return s;
-            }
-        };
-        s = s.filter(time.between(from, to));
+        let between = |time: payment::Column| Condition::all().add(time.between(from, to));
+        s = s.filter(match col {
+            TimeColumn::Started => between(payment::Column::StartedAt),
+            TimeColumn::Paid => paid_between(q.merchant_id, from, to),
+            TimeColumn::Failed => between(payment::Column::FailedAt),
+            TimeColumn::Cancelled => between(payment::Column::CancelledAt),
+            TimeColumn::OfStatus => of_status_between(q.merchant_id, from, to),
+        });
     }
     s
 }
@@ -1771,20 +1765,6 @@ mod tests {
         a_charge_opens_is_refused_with_nothing_written_and_concludes_once("sqlite::memory:").await;
     }
 
-    /// What SQLite's planner does with `stmt`: the `detail` of each line of its query plan.
-    async fn sqlite_plan(db: &Db, stmt: sea_orm::Statement) -> String {
-        use sea_orm::ConnectionTrait;
-        let explain = sea_orm::Statement {
-            sql: format!("EXPLAIN QUERY PLAN {}", stmt.sql),
-            ..stmt
-        };
-        let rows = db.write.query_all(explain).await.unwrap();
-        rows.iter()
-            .map(|r| r.try_get::<String>("", "detail").unwrap())
-            .collect::<Vec<_>>()
-            .join("\n")
-    }
-
     /// The merchant listings read their window through an index on the time they compare (the
     /// customer's listing through the customer's index), for the count and the page alike: no
     /// plan reads the merchant's payments through `payments_by_started` by merchant alone.
@@ -1845,7 +1825,7 @@ mod tests {
                 .column_as(sea_orm::sea_query::Expr::cust("COUNT(*)"), "n")
                 .build(DbBackend::Sqlite);
             for stmt in [count, page] {
-                let plan = sqlite_plan(&db, stmt).await;
+                let plan = super::super::sqlite_plan(&db, stmt).await;
                 for range in &ranges {
                     assert!(plan.contains(range), "{q:?}: {range} not in\n{plan}");
                 }
