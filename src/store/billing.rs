@@ -1149,19 +1149,7 @@ mod tests {
             .column_as(Expr::cust("COUNT(*)"), "n")
             .build(DbBackend::Sqlite);
         for stmt in [count, page] {
-            let explain = Statement {
-                sql: format!("EXPLAIN QUERY PLAN {}", stmt.sql),
-                ..stmt
-            };
-            let plan = db
-                .write
-                .query_all(explain)
-                .await
-                .unwrap()
-                .iter()
-                .map(|r| r.try_get::<String>("", "detail").unwrap())
-                .collect::<Vec<_>>()
-                .join("\n");
+            let plan = crate::store::sqlite_plan(&db, stmt).await;
             assert!(
                 plan.contains(
                     "schedules_by_schedule_at (merchant_id=? AND schedule_at>? AND schedule_at<?)"
@@ -1182,19 +1170,7 @@ mod tests {
             .col_expr(schedule::Column::PaymentStatus, Expr::value("cancelled"))
             .filter(run_as(1, "imp_000000000001"))
             .build(DbBackend::Sqlite);
-        let explain = Statement {
-            sql: format!("EXPLAIN QUERY PLAN {}", update.sql),
-            ..update
-        };
-        let plan = db
-            .write
-            .query_all(explain)
-            .await
-            .unwrap()
-            .iter()
-            .map(|r| r.try_get::<String>("", "detail").unwrap())
-            .collect::<Vec<_>>()
-            .join("\n");
+        let plan = crate::store::sqlite_plan(&db, update).await;
         assert!(plan.contains("schedules_by_imp_uid (imp_uid=?)"), "{plan}");
     }
 }

@@ -539,6 +539,21 @@ pub fn sqlite_file(url: &str) -> Option<std::path::PathBuf> {
     Some(opts.get_filename().to_path_buf())
 }
 
+/// What SQLite's planner does with `stmt` on `db`'s writer: the `detail` of each line of its
+/// query plan (the store's tests check which index a statement reads).
+#[cfg(test)]
+pub(crate) async fn sqlite_plan(db: &Db, stmt: sea_orm::Statement) -> String {
+    let explain = sea_orm::Statement {
+        sql: format!("EXPLAIN QUERY PLAN {}", stmt.sql),
+        ..stmt
+    };
+    let rows = db.write.query_all(explain).await.unwrap();
+    rows.iter()
+        .map(|r| r.try_get::<String>("", "detail").unwrap())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 #[cfg(test)]
 mod tests {
     use std::path::Path;
