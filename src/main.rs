@@ -918,13 +918,9 @@ async fn sandbox(args: SandboxArgs) -> anyhow::Result<()> {
                 .json(&rule)
                 .send()
                 .await?;
-            let status = res.status();
-            let text = res.text().await?;
-            println!("{status} {text}");
             // A rule the sandbox refused (a kind it does not know, one needing fields this
             // command has no flags for) is armed nowhere: a script must not go on as if it were.
-            anyhow::ensure!(status.is_success(), "the sandbox refused the fault rule");
-            Ok(())
+            sandbox_answered(res, "the sandbox refused the fault rule").await
         }
         Some(SandboxCommand::OpenGate { url, gate }) => {
             // The gate as one path segment, escaped: a name is whatever the rule was armed with.
@@ -935,10 +931,7 @@ async fn sandbox(args: SandboxArgs) -> anyhow::Result<()> {
                 .pop_if_empty()
                 .extend(["_sandbox", "gates", &gate, "open"]);
             let res = reqwest::Client::new().post(target).send().await?;
-            let status = res.status();
-            println!("{status} {}", res.text().await?);
-            anyhow::ensure!(status.is_success(), "the sandbox did not open the gate");
-            Ok(())
+            sandbox_answered(res, "the sandbox did not open the gate").await
         }
         Some(SandboxCommand::Settings {
             url,
@@ -959,10 +952,16 @@ async fn sandbox(args: SandboxArgs) -> anyhow::Result<()> {
             } else {
                 client.get(target).send().await?
             };
-            let status = res.status();
-            println!("{status} {}", res.text().await?);
-            anyhow::ensure!(status.is_success(), "the sandbox did not take the settings");
-            Ok(())
+            sandbox_answered(res, "the sandbox did not take the settings").await
         }
     }
+}
+
+/// Prints a running sandbox's answer to a control call (status and body, on stdout) and fails
+/// with `refused` unless it is a success: a script must not go on as if the sandbox took it.
+async fn sandbox_answered(res: reqwest::Response, refused: &'static str) -> anyhow::Result<()> {
+    let status = res.status();
+    println!("{status} {}", res.text().await?);
+    anyhow::ensure!(status.is_success(), refused);
+    Ok(())
 }
