@@ -754,12 +754,9 @@ impl Gateway {
             .await
         {
             Ok(TradeState::Cancelled { .. }) => OriginalState::Released,
-            Ok(TradeState::Approved { remaining, .. }) => {
-                tracing::error!(imp_uid = %payment.imp_uid, %original, remaining, %new_tno, new_amount, "KCP re-approved part of a point payment and still holds the original trade approved: the member paid both; left for the operator");
-                OriginalState::Disagrees(format!(
-                    "STRA re-approved {new_tno} for {new_amount} but KCP holds the original {original} approved for {remaining}: both live, nothing recorded"
-                ))
-            }
+            Ok(TradeState::Approved { remaining, .. }) => OriginalState::Disagrees(both_live(
+                payment, &original, remaining, new_tno, new_amount, None,
+            )),
             Ok(TradeState::NotFound) => {
                 tracing::error!(imp_uid = %payment.imp_uid, %original, %new_tno, new_amount, "KCP re-approved part of a point payment and has no such original trade; left for the operator");
                 OriginalState::Disagrees(format!(
@@ -807,10 +804,13 @@ impl Gateway {
                     .map(Some)
             }
         };
-        tracing::error!(imp_uid = %payment.imp_uid, %original, remaining, new_tno = %reapproval.tno, new_amount = reapproval.amount, "KCP re-approved part of a point payment and still holds the original trade approved: the member paid both; left for the operator");
-        let why = format!(
-            "STRA re-approved {} for {} ({state}) but KCP holds the original {original} approved for {remaining}: both live, nothing recorded",
-            reapproval.tno, reapproval.amount
+        let why = both_live(
+            payment,
+            &original,
+            remaining,
+            &reapproval.tno,
+            reapproval.amount,
+            Some(state),
         );
         self.point_closed_or_decided(
             attempt.clone(),
@@ -1238,6 +1238,24 @@ impl Gateway {
         txn.commit().await?;
         Ok(Some(p))
     }
+}
+
+/// KCP holds a partial point cancel's original trade `original` approved for `remaining` beside
+/// its re-approval `new_tno` of `new_amount` (`state`: the re-approval's, when found by inquiry):
+/// the member paid both. Logged for the operator; the conflict's note.
+fn both_live(
+    payment: &payment::Model,
+    original: &str,
+    remaining: Won,
+    new_tno: &str,
+    new_amount: Won,
+    state: Option<&str>,
+) -> String {
+    tracing::error!(imp_uid = %payment.imp_uid, %original, remaining, %new_tno, new_amount, "KCP re-approved part of a point payment and still holds the original trade approved: the member paid both; left for the operator");
+    let state = state.map(|s| format!(" ({s})")).unwrap_or_default();
+    format!(
+        "STRA re-approved {new_tno} for {new_amount}{state} but KCP holds the original {original} approved for {remaining}: both live, nothing recorded"
+    )
 }
 
 /// Whether KCP was seen holding a re-approval's original trade cancelled just before the
