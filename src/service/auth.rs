@@ -60,8 +60,9 @@ const MERCHANT_TTL: Duration = Duration::from_secs(60);
 pub struct TokenCache {
     tokens: RwLock<HashMap<String, CachedToken>>,
     merchants: RwLock<HashMap<i64, (Arc<merchant::Model>, Instant)>>,
-    /// Counts [`Self::forget_merchant`]s: a row read from the database before one is not cached
-    /// after it (it may be the version the change replaced).
+    /// Counts [`Self::forget_merchant`]s: a merchant row or token read from the database before
+    /// one is not cached after it (it may be the version the change replaced, or a token the
+    /// change deleted).
     forgotten: std::sync::atomic::AtomicU64,
 }
 
@@ -82,8 +83,24 @@ impl TokenCache {
             .filter(|t| at.saturating_duration_since(t.read_at) < MERCHANT_TTL)
             .map(|t| t.merchant_id)
     }
-    fn put(&self, token: &str, merchant_id: i64, expires_at: i64, now: i64, at: Instant) {
+    /// Caches a token read from the database (or handed out by getToken), unless a merchant was
+    /// forgotten since `forgotten` (read before the read began): `merchant new-secret` may have
+    /// deleted it meanwhile, and its announcement, already processed, dropped only the tokens
+    /// cached before it. Checked under the tokens' lock, which [`Self::forget_merchant`] takes
+    /// only after counting: a put that sees the old count is cleared by it.
+    fn put_read(
+        &self,
+        token: &str,
+        merchant_id: i64,
+        expires_at: i64,
+        now: i64,
+        at: Instant,
+        forgotten: u64,
+    ) {
         if let Ok(mut map) = self.tokens.write() {
+            if self.forgotten() != forgotten {
+                return;
+            }
             if map.len() > 100_000 {
                 map.retain(|_, t| t.expires_at > now);
             }
@@ -124,10 +141,14 @@ impl TokenCache {
     /// Its cached tokens go too: a change may be a new imp_secret, which revokes the tokens got
     /// with the old one (`merchants::new_imp_secret`), and a token read again is checked against
     /// the database.
+    ///
+    /// The count goes up first, before either map is cleared: a `put_*_read` checks it under its
+    /// map's lock, so it either sees the new count and keeps nothing, or inserts before the clear
+    /// below, which then drops what it inserted.
     pub fn forget_merchant(&self, id: Option<i64>) {
+        self.forgotten
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         if let Ok(mut map) = self.merchants.write() {
-            self.forgotten
-                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             match id {
                 Some(id) => {
                     map.remove(&id);
@@ -204,6 +225,8 @@ impl Gateway {
             _ => merchant.imp_secret_hash.clone(),
         };
         let now = self.clock.unix();
+        // Taken before the token is read: see `TokenCache::put_read`.
+        let forgotten = self.tokens.forgotten();
         let (issued, claimed) = self.token_of(merchant.id, now).await?;
         // `merchant new-secret` changes the hash and deletes the merchant's tokens in one
         // transaction; a token claimed after that deletion, with the old secret checked before
@@ -225,13 +248,15 @@ impl Gateway {
             }
             return Err(ServiceError::Unauthorized);
         }
-        // Every token handed out is cached for `authenticate`.
-        self.tokens.put(
+        // Every token handed out is cached for `authenticate`, unless the merchant was forgotten
+        // meanwhile (its tokens may have been revoked after `token_of` read this one).
+        self.tokens.put_read(
             &issued.access_token,
             merchant.id,
             issued.expired_at,
             now,
             Instant::now(),
+            forgotten,
         );
         Ok(issued)
     }
@@ -352,14 +377,23 @@ impl Gateway {
         let merchant_id = match self.tokens.get(token, now, Instant::now()) {
             Some(id) => id,
             None => {
+                // Taken before the row is read: a `merchant new-secret` that deletes it and is
+                // announced before it is cached below must keep it out (`TokenCache::put_read`).
+                let forgotten = self.tokens.forgotten();
                 let row = merchants::token(&self.db.read, &token_digest(token))
                     .await?
                     .ok_or(ServiceError::Unauthorized)?;
                 if row.expires_at <= now {
                     return Err(ServiceError::Unauthorized);
                 }
-                self.tokens
-                    .put(token, row.merchant_id, row.expires_at, now, Instant::now());
+                self.tokens.put_read(
+                    token,
+                    row.merchant_id,
+                    row.expires_at,
+                    now,
+                    Instant::now(),
+                    forgotten,
+                );
                 row.merchant_id
             }
         };
@@ -462,6 +496,34 @@ mod tests {
     }
 
     #[test]
+    fn a_token_read_before_its_merchant_was_forgotten_is_not_cached_and_one_read_after_is() {
+        let cache = TokenCache::default();
+        let t0 = Instant::now();
+        let expires_at = 1_000 + TOKEN_TTL_SECS;
+        // Read just before `merchant new-secret` deleted it; the announcement is processed before
+        // the read is cached.
+        let before = cache.forgotten();
+        cache.forget_merchant(Some(7));
+        cache.put_read("tok", 7, expires_at, 1_000, t0, before);
+        assert_eq!(
+            cache.get("tok", 1_000, t0),
+            None,
+            "a revoked token stays out"
+        );
+        // Any merchant's change counts: the count is not per merchant.
+        let before = cache.forgotten();
+        cache.forget_merchant(Some(8));
+        cache.put_read("tok", 7, expires_at, 1_000, t0, before);
+        assert_eq!(cache.get("tok", 1_000, t0), None);
+        // Read after the announcement: the database's answer stands, and is cached.
+        cache.put_read("tok", 7, expires_at, 1_000, t0, cache.forgotten());
+        assert_eq!(cache.get("tok", 1_000, t0), Some(7));
+        // And is dropped by the next announcement.
+        cache.forget_merchant(Some(7));
+        assert_eq!(cache.get("tok", 1_000, t0), None);
+    }
+
+    #[test]
     fn a_cached_merchant_row_is_read_again_once_it_is_a_minute_old() {
         let cache = TokenCache::default();
         let t0 = Instant::now();
@@ -478,7 +540,14 @@ mod tests {
     fn a_cached_token_is_checked_against_the_database_again_once_it_is_a_minute_old() {
         let cache = TokenCache::default();
         let t0 = Instant::now();
-        cache.put("tok", 7, 1_000 + TOKEN_TTL_SECS, 1_000, t0);
+        cache.put_read(
+            "tok",
+            7,
+            1_000 + TOKEN_TTL_SECS,
+            1_000,
+            t0,
+            cache.forgotten(),
+        );
         assert_eq!(
             cache.get("tok", 1_059, t0 + Duration::from_secs(59)),
             Some(7)

@@ -240,8 +240,9 @@ impl Gateway {
 /// it (shown once, like a new merchant's). For a merchant whose hash is under a master key that
 /// is gone, or whose secret leaked. Works on the database alone: openport refuses to start while
 /// a merchant's hash is under a key it does not have (service/key_check.rs), and this is how an
-/// operator gets past that without the old key. Tokens already issued stay valid until they
-/// expire (30 minutes at most).
+/// operator gets past that without the old key. The tokens already issued with the old secret
+/// are deleted in the same transaction: running instances refuse them at once on PostgreSQL,
+/// within a minute on SQLite (see below).
 pub async fn new_imp_secret(
     db: &crate::store::Db,
     secrets: &super::secrets::MasterKey,
