@@ -638,7 +638,7 @@ impl IntoParams for CustomerSchedules {
 }
 
 /// What a customer's schedule-status filter takes (iamport's OpenAPI enum).
-const CUSTOMER_SCHEDULE_STATUS: &str = "`scheduled` (includes one being charged now), `executed` or `revoked`; any other value is HTTP 400. Also read as `schedule_status`";
+const CUSTOMER_SCHEDULE_STATUS: &str = "`scheduled` (includes one being charged now), `executed` or `revoked`; `undefined` (an unset script variable) is no filter, any other value HTTP 400. Also read as `schedule_status`";
 
 /// Every handler reads a query parameter through `extract::query_value(s)`, which takes an empty
 /// value (`?sorting=`, `?page=`) as absent; `allowEmptyValue` says so for each optional one, so

@@ -301,7 +301,9 @@ pub async fn unschedule(
 }
 
 /// The status filter given as `name` (the first of `names` present): one of iamport's three
-/// words or HTTP 400, never a filter that silently matches nothing (domain/schedule.rs).
+/// words or HTTP 400, never a filter that silently matches nothing (domain/schedule.rs). The
+/// literal `undefined`, what merchant JS building the query from an unset variable sends, is no
+/// filter, as it is for the payment lookups (`StatusFilter::parse`, spec/iamport-v1.md §4.1).
 fn schedule_status(q: Option<&str>, names: &[&str]) -> ApiResult<Option<ScheduleStatus>> {
     let Some((name, value)) = names
         .iter()
@@ -309,6 +311,9 @@ fn schedule_status(q: Option<&str>, names: &[&str]) -> ApiResult<Option<Schedule
     else {
         return Ok(None);
     };
+    if value == "undefined" {
+        return Ok(None);
+    }
     ScheduleStatus::parse(&value).map(Some).ok_or_else(|| {
         ApiError::bad_request(format!(
             "{name}는 {} 중 하나여야 합니다.",
@@ -323,13 +328,13 @@ fn schedule_status(q: Option<&str>, names: &[&str]) -> ApiResult<Option<Schedule
     params(
         ("schedule_from" = i64, Query, minimum = 0, description = "Unix seconds, inclusive"),
         ("schedule_to" = i64, Query, minimum = 0, description = "Unix seconds, exclusive; after schedule_from, and at most 3 months after it"),
-        ("schedule_status" = Option<String>, Query, description = "`scheduled` (includes one being charged now), `executed` or `revoked`; any other value is HTTP 400"),
+        ("schedule_status" = Option<String>, Query, description = "`scheduled` (includes one being charged now), `executed` or `revoked`; `undefined` (an unset script variable) is no filter, any other value HTTP 400"),
         ("sorting" = Option<String>, Query, description = "`scheduled` for the earliest `schedule_at` first; otherwise (iamport's default) the latest first"),
         PageParams,
     ),
     responses(
         (status = 200, body = SchedulePageReply),
-        (status = 400, body = ErrorEnvelope, description = "schedule_from or schedule_to missing, an empty or longer than 3 months range, a schedule_status other than scheduled, executed or revoked, or a parameter that is not an integer"),
+        (status = 400, body = ErrorEnvelope, description = "schedule_from or schedule_to missing, an empty or longer than 3 months range, a schedule_status other than scheduled, executed, revoked or undefined, or a parameter that is not an integer"),
         TokenErrors))]
 pub async fn list(
     State(s): State<AppState>,
@@ -360,7 +365,7 @@ pub async fn list(
     ),
     responses(
         (status = 200, body = SchedulePageReply),
-        (status = 400, body = ErrorEnvelope, description = "from, to, page or limit not an integer; from and to both given but an empty or longer than 3 months range; a schedule-status other than scheduled, executed or revoked"),
+        (status = 400, body = ErrorEnvelope, description = "from, to, page or limit not an integer; from and to both given but an empty or longer than 3 months range; a schedule-status other than scheduled, executed, revoked or undefined"),
         TokenErrors))]
 pub async fn by_customer(
     State(s): State<AppState>,
@@ -486,7 +491,7 @@ pub async fn retry(
     ),
     responses(
         (status = 200, body = SchedulePageReply),
-        (status = 400, body = ErrorEnvelope, description = "from, to, page or limit not an integer; from and to both given but an empty or longer than 3 months range; a schedule-status other than scheduled, executed or revoked"),
+        (status = 400, body = ErrorEnvelope, description = "from, to, page or limit not an integer; from and to both given but an empty or longer than 3 months range; a schedule-status other than scheduled, executed, revoked or undefined"),
         TokenErrors))]
 pub async fn customer_schedules(
     s: State<AppState>,

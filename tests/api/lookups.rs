@@ -1,6 +1,6 @@
 use reqwest::StatusCode;
 
-use crate::helpers::{spawn_app, test_cards};
+use crate::helpers::{execute, spawn_app, test_cards, ADMIN_TOKEN};
 
 #[tokio::test]
 async fn a_payment_is_found_by_imp_uid_with_trailing_and_double_slashes_tolerated() {
@@ -633,6 +633,139 @@ async fn a_page_far_past_the_end_or_an_extreme_schedule_range_is_answered_not_cr
         )
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+}
+
+/// A `to` (or `from`) as large as i64 goes, Java's `Long.MAX_VALUE` for "no upper bound", lists
+/// the payments up to then once the merchant's paid listing has a margin (`paid_lag_secs`, set by
+/// a payment paid long after it started): PostgreSQL added that margin to the `to` in SQL and
+/// answered `bigint out of range`, an HTTP 500, also to the operator's listing across merchants.
+/// Any other extreme value is answered too: one ≤ 0 is absent, a `from` past the `to` lists
+/// nothing.
+#[tokio::test]
+async fn a_to_as_large_as_i64_lists_the_payments_up_to_then_once_the_paid_listing_has_a_margin() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let paid = app.paid(&token, "far-to-1", 1000).await;
+    execute(
+        &app,
+        vec!["UPDATE merchants SET paid_lag_secs = 86400".into()],
+    )
+    .await;
+    let max = i64::MAX;
+    let min = i64::MIN;
+    for who in [token.as_str(), ADMIN_TOKEN] {
+        for status in ["paid", "all", ""] {
+            let path = format!("/payments/status/{status}?from=1&to={max}");
+            let (code, body) = app.get(&path, Some(who)).await;
+            assert_eq!(code, StatusCode::OK, "{path}: {body}");
+            assert_eq!(body["code"], 0, "{path}: {body}");
+            assert_eq!(body["response"]["total"], 1, "{path}: {body}");
+            assert_eq!(
+                body["response"]["list"][0]["imp_uid"], paid["imp_uid"],
+                "{path}: {body}"
+            );
+        }
+    }
+    let merchant_id = &app
+        .payment(ADMIN_TOKEN, paid["imp_uid"].as_str().unwrap())
+        .await["merchant_id"];
+    let (code, body) = app
+        .get(
+            &format!("/payments/status/paid?from=1&to={max}&merchant_id={merchant_id}"),
+            Some(ADMIN_TOKEN),
+        )
+        .await;
+    assert_eq!(code, StatusCode::OK, "{body}");
+    assert_eq!(body["response"]["total"], 1, "{body}");
+    for query in [
+        format!("to={max}"),
+        format!("from={max}"),
+        format!("from={max}&to={max}"),
+        format!("from={min}&to={max}"),
+        format!("from={max}&to={min}"),
+        format!("from={min}&to={min}"),
+    ] {
+        for status in ["paid", "all"] {
+            let path = format!("/payments/status/{status}?{query}");
+            let (code, body) = app.get(&path, Some(&token)).await;
+            assert_eq!(code, StatusCode::OK, "{path}: {body}");
+            assert_eq!(body["code"], 0, "{path}: {body}");
+        }
+    }
+    // ≤ 0 is absent: `to` now, `from` 90 days before it.
+    let (_, body) = app
+        .get(
+            &format!("/payments/status/paid?from={min}&to={min}"),
+            Some(&token),
+        )
+        .await;
+    assert_eq!(body["response"]["total"], 1, "{body}");
+}
+
+/// Merchant JS that builds `schedule-status=${status}` from an unset variable sends the literal
+/// `undefined`: it is no filter, as for the payment lookups (`/payments/find/{uid}/undefined`),
+/// on both spellings and every schedule list, while a mistyped status is still refused.
+#[tokio::test]
+async fn a_schedule_status_of_undefined_lists_the_schedules_as_no_filter_does() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    crate::billing::register(&app, &token, "s-undefined", test_cards::SHINHAN_CREDIT).await;
+    let base = chrono::Utc::now().timestamp() + 1000;
+    let (_, body) = app
+        .post(
+            "/subscribe/payments/schedule",
+            Some(&token),
+            serde_json::json!({"customer_uid": "s-undefined", "schedules": [
+                {"merchant_uid": "u-wait", "schedule_at": base, "amount": 1000},
+                {"merchant_uid": "u-revoke", "schedule_at": base + 100, "amount": 1000},
+            ]}),
+        )
+        .await;
+    assert_eq!(body["code"], 0, "{body}");
+    let (_, body) = app
+        .post(
+            "/subscribe/payments/unschedule",
+            Some(&token),
+            serde_json::json!({"customer_uid": "s-undefined", "merchant_uid": "u-revoke"}),
+        )
+        .await;
+    assert_eq!(body["code"], 0, "{body}");
+
+    let range = format!("schedule_from={}&schedule_to={}", base - 10, base + 1000);
+    for (path, sep) in [
+        (
+            "/subscribe/payments/schedule/customers/s-undefined".to_string(),
+            "?",
+        ),
+        (
+            "/subscribe/customers/s-undefined/schedules".to_string(),
+            "?",
+        ),
+        (format!("/subscribe/payments/schedule?{range}"), "&"),
+    ] {
+        let (status, unfiltered) = app.get(&path, Some(&token)).await;
+        assert_eq!(status, StatusCode::OK, "{path}: {unfiltered}");
+        assert_eq!(unfiltered["response"]["total"], 2, "{path}: {unfiltered}");
+        for name in ["schedule-status", "schedule_status"] {
+            let filtered = format!("{path}{sep}{name}=undefined");
+            let (status, body) = app.get(&filtered, Some(&token)).await;
+            assert_eq!(status, StatusCode::OK, "{filtered}: {body}");
+            assert_eq!(body, unfiltered, "{filtered}");
+        }
+        let (status, body) = app
+            .get(&format!("{path}{sep}schedule_status=revoked"), Some(&token))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{path}: {body}");
+        assert_eq!(body["response"]["total"], 1, "{path}: {body}");
+        let (status, body) = app
+            .get(
+                &format!("{path}{sep}schedule_status=undefine"),
+                Some(&token),
+            )
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{path}: {body}");
+        assert_eq!(body["code"], -1, "{path}: {body}");
+    }
 }
 
 /// A path segment that is not UTF-8 once percent-decoded is refused with iamport's envelope, as
