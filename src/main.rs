@@ -145,9 +145,16 @@ enum AttemptCommand {
         note: String,
         /// For an approval's conflict whose payment is pending: `failed` when the approval (or
         /// deposit) is cancelled or refunded in KCP's admin (the merchant_uid is free again),
-        /// `paid` when KCP keeps it for the payment's amount.
+        /// `paid` when KCP keeps it for the payment's amount. `paid` is refused when KCP's
+        /// inquiry by the approval's tno answers that it is cancelled or that there is no such
+        /// trade (nothing is changed): see `--despite-kcp`.
         #[arg(long, value_enum)]
         payment: Option<HeldPayment>,
+        /// With `--payment paid`: record it paid though KCP's inquiry answers that the approval
+        /// is cancelled or that there is no such trade. Only once KCP's admin shows the approval
+        /// kept for the payment's amount.
+        #[arg(long, requires = "payment")]
+        despite_kcp: bool,
     },
     /// Turn an open attempt that inquiry cannot settle (a cancel, a net-cancel, a second look;
     /// not an approval) into a `conflict`: an open cancel blocks every API cancel of its payment.
@@ -568,12 +575,18 @@ async fn attempt(cmd: AttemptCommand) -> anyhow::Result<()> {
             id,
             note,
             payment,
+            despite_kcp,
         } => {
+            let outcome = match (payment, despite_kcp) {
+                (Some(HeldPayment::Failed), true) => {
+                    anyhow::bail!("--despite-kcp goes only with --payment paid")
+                }
+                (Some(HeldPayment::Failed), false) => Some(ReconciledPayment::Failed),
+                (Some(HeldPayment::Paid), false) => Some(ReconciledPayment::Paid),
+                (Some(HeldPayment::Paid), true) => Some(ReconciledPayment::PaidDespiteKcp),
+                (None, _) => None,
+            };
             let app = offline_app(&common).await?;
-            let outcome = payment.map(|p| match p {
-                HeldPayment::Failed => ReconciledPayment::Failed,
-                HeldPayment::Paid => ReconciledPayment::Paid,
-            });
             let done = app.gateway.mark_reconciled(id, &note, outcome).await;
             app.shutdown().await;
             let paid_at = done.map_err(|e| anyhow::anyhow!("{e}"))?;

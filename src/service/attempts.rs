@@ -47,8 +47,12 @@ use crate::store::{payments, webhooks};
 pub enum ReconciledPayment {
     /// Cancelled (or refunded) there, by the operator or otherwise: nothing is charged.
     Failed,
-    /// Kept there, for the payment's amount: the buyer paid.
+    /// Kept there, for the payment's amount: the buyer paid. Refused when KCP's inquiry by the
+    /// approval's `tno` says otherwise (cancelled, or no such trade): see [`Self::PaidDespiteKcp`].
     Paid,
+    /// [`Self::Paid`], though KCP's inquiry says the approval is cancelled or that KCP has no such
+    /// trade: the operator checked KCP's admin and holds the inquiry wrong.
+    PaidDespiteKcp,
 }
 
 /// The `paid_at` given to a payment an operator found kept in KCP's admin
@@ -69,6 +73,19 @@ pub enum PaidAtSource {
     /// no longer showing the approval): the time openport found KCP holding the approval or the
     /// deposit, when the attempt became a conflict. The payment was paid by then.
     ConflictRecorded,
+}
+
+/// What KCP's inquiry by an approval's `tno` says of the approval an operator found kept in KCP's
+/// admin ([`ReconciledPayment::Paid`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum KcpAnswer {
+    /// Standing, approved at this time (Unix seconds).
+    Approved(i64),
+    /// The operator is contradicted; the text says what KCP answered.
+    Contradicts(&'static str),
+    /// Nothing to go by: no inquiry to ask (a virtual account, no `tno`, a merchant of the other
+    /// mode), KCP did not answer, or it answered about another trade.
+    Unknown,
 }
 
 /// The fail reason of a payment whose approval an operator found cancelled in KCP's admin.
@@ -429,7 +446,12 @@ impl Gateway {
     /// account openport could neither record nor cancel: `Gateway::hold_as_conflict`) needs the
     /// operator's word on what KCP's admin shows, `payment`, and settles the payment with the
     /// attempt in one transaction ([`Self::settle_held_conflict`]); anything else takes none.
-    /// A payment recorded paid so answers when it was paid.
+    /// A payment recorded paid so answers when it was paid. [`ReconciledPayment::Paid`] is first
+    /// checked against KCP's inquiry by the approval's `tno` ([`Self::kcp_answer`]): one that
+    /// shows the approval cancelled, or no such trade, refuses it and nothing is written (the
+    /// payment would be paid, with its `paid` webhook, for money KCP does not hold), unless the
+    /// operator overrides it ([`ReconciledPayment::PaidDespiteKcp`]). KCP not answering changes
+    /// nothing: the operator's word stands.
     pub async fn mark_reconciled(
         &self,
         id: i64,
@@ -449,9 +471,32 @@ impl Gateway {
             });
         let note = format!("reconciled by operator: {note}");
         match (held, payment) {
-            (Some(held), Some(outcome)) => {
+            (Some(held), Some(ReconciledPayment::Failed)) => {
                 return self
-                    .settle_held_conflict(&attempt, held, outcome, &note)
+                    .settle_held_conflict(&attempt, held, ReconciledPayment::Failed, None, &note)
+                    .await;
+            }
+            (Some(held), Some(outcome)) => {
+                let (approved_at, note) = match self.kcp_answer(&attempt, &held).await {
+                    KcpAnswer::Approved(at) => (Some(at), note),
+                    KcpAnswer::Unknown => (None, note),
+                    KcpAnswer::Contradicts(answer) if outcome == ReconciledPayment::Paid => {
+                        return Err(ServiceError::Refused(format!(
+                            "attempt {id} not reconciled, nothing changed: KCP's inquiry by its tno {} answers that {answer}, though --payment paid says KCP keeps it. Look the tno up in KCP's admin: cancelled there, reconcile with --payment failed; kept there for the payment's amount ({} won), run again with --despite-kcp",
+                            attempt.tno.as_deref().unwrap_or("-"),
+                            held.amount
+                        )));
+                    }
+                    KcpAnswer::Contradicts(answer) => {
+                        tracing::warn!(attempt_id = id, tno = attempt.tno.as_deref().unwrap_or("-"), "KCP's inquiry answers that {answer}, though the operator reconciled the approval as kept in KCP's admin (--despite-kcp): check KCP's admin again");
+                        let note =
+                            format!("{note} (recorded paid despite KCP's inquiry: {answer})");
+                        (None, note)
+                    }
+                };
+                let paid_at = self.held_paid_at(&attempt, approved_at);
+                return self
+                    .settle_held_conflict(&attempt, held, outcome, Some(paid_at), &note)
                     .await;
             }
             (Some(held), None) => {
@@ -488,37 +533,33 @@ impl Gateway {
     /// attempt `reconciled` and the payment as the operator found it in KCP's admin, in one
     /// transaction, each conditional on what was read (the attempt still a conflict, the payment
     /// still pending). Failed: the merchant_uid is free again and a scheduled charge's `failed`
-    /// webhook goes out. Paid: recorded paid, when KCP approved it ([`Self::held_paid_at`]), with
-    /// its `paid` webhook, and a key-in charge's card becomes the customer's. A scheduled
-    /// charge's schedule shows the outcome at once (`finish_resolved_schedule`).
+    /// webhook goes out. Paid: recorded paid at `paid_at` ([`Self::held_paid_at`], decided before,
+    /// KCP asked included), with its `paid` webhook, and a key-in charge's card becomes the
+    /// customer's. A scheduled charge's schedule shows the outcome at once
+    /// (`finish_resolved_schedule`).
     async fn settle_held_conflict(
         &self,
         attempt: &pg_attempt::Model,
         held: payment::Model,
         outcome: ReconciledPayment,
+        paid_at: Option<ReconciledPaidAt>,
         note: &str,
     ) -> ServiceResult<Option<ReconciledPaidAt>> {
         let id = attempt.id;
-        let paid_at = match outcome {
-            ReconciledPayment::Paid => Some(self.held_paid_at(attempt, &held).await),
-            ReconciledPayment::Failed => None,
-        };
+        let paid = outcome != ReconciledPayment::Failed;
         let now = self.clock.unix();
         let mut p: payment::ActiveModel = held.clone().into();
         p.updated_at = Set(now);
-        let webhooks = match outcome {
-            ReconciledPayment::Failed => {
-                p.status = Set(PaymentStatus::Failed.as_db().into());
-                p.failed_at = Set(Some(now));
-                p.fail_reason = Set(Some(CANCELLED_BY_OPERATOR.into()));
-                self.failure_webhooks(&held).await?
-            }
-            ReconciledPayment::Paid => {
-                p.status = Set(PaymentStatus::Paid.as_db().into());
-                p.paid_at = Set(paid_at.map(|p| p.at));
-                p.fail_reason = Set(None);
-                self.webhooks_announcing(&held, "paid").await?
-            }
+        let webhooks = if paid {
+            p.status = Set(PaymentStatus::Paid.as_db().into());
+            p.paid_at = Set(paid_at.map(|p| p.at));
+            p.fail_reason = Set(None);
+            self.webhooks_announcing(&held, "paid").await?
+        } else {
+            p.status = Set(PaymentStatus::Failed.as_db().into());
+            p.failed_at = Set(Some(now));
+            p.fail_reason = Set(Some(CANCELLED_BY_OPERATOR.into()));
+            self.failure_webhooks(&held).await?
         };
         let txn = self.db.write.begin().await?;
         let pending =
@@ -541,15 +582,14 @@ impl Gateway {
         }
         txn.commit().await?;
         tracing::warn!(attempt_id = id, imp_uid = %settled.imp_uid, status = %settled.status, "operator reconciled an approval's conflict and settled its payment");
-        let decided = match outcome {
-            ReconciledPayment::Failed => ApprovalOutcome::Declined {
+        let decided = if paid {
+            self.adopt_kept_card(&settled).await;
+            ApprovalOutcome::Paid(settled)
+        } else {
+            ApprovalOutcome::Declined {
                 message: CANCELLED_BY_OPERATOR.into(),
                 payment: settled,
                 reason: DeclineReason::Other,
-            },
-            ReconciledPayment::Paid => {
-                self.adopt_kept_card(&settled).await;
-                ApprovalOutcome::Paid(settled)
             }
         };
         self.finish_resolved_schedule(&decided).await;
@@ -557,21 +597,17 @@ impl Gateway {
     }
 
     /// When the payment that `attempt` (an approval's conflict) holds was paid: when KCP approved
-    /// it, as KCP's inquiry by the attempt's `tno` reports (`app_time`). KCP's answer is believed
-    /// only up to the time the attempt became a conflict: openport had KCP's `tno` then, so the
-    /// approval came before (a time after it is no approval time, e.g. the current time the
-    /// connector puts in for an answer without a readable `app_time`). Without it, that time:
-    /// the payment was paid by then, and the approval (or a virtual account's deposit, whose
-    /// inquiry tells no time) is usually just before (docs/operations.md "Unknown outcomes").
-    /// Never the time of the operator's command, which may come days later and moved the payment
-    /// across settlement days.
-    async fn held_paid_at(
-        &self,
-        attempt: &pg_attempt::Model,
-        held: &payment::Model,
-    ) -> ReconciledPaidAt {
+    /// it, `kcp` (KCP's inquiry by the attempt's `tno`, its `app_time`: [`Self::kcp_answer`]).
+    /// KCP's answer is believed only up to the time the attempt became a conflict: openport had
+    /// KCP's `tno` then, so the approval came before (a time after it is no approval time, e.g.
+    /// the current time the connector puts in for an answer without a readable `app_time`).
+    /// Without it, that time: the payment was paid by then, and the approval (or a virtual
+    /// account's deposit, whose inquiry tells no time) is usually just before
+    /// (docs/operations.md "Unknown outcomes"). Never the time of the operator's command, which
+    /// may come days later and moved the payment across settlement days.
+    fn held_paid_at(&self, attempt: &pg_attempt::Model, kcp: Option<i64>) -> ReconciledPaidAt {
         let recorded = attempt.updated_at;
-        match self.kcp_approval_time(attempt, held).await {
+        match kcp {
             Some(at) if at <= recorded => ReconciledPaidAt {
                 at,
                 source: PaidAtSource::KcpApproval,
@@ -588,47 +624,42 @@ impl Gateway {
         }
     }
 
-    /// KCP's approval time (Unix seconds) of the trade `attempt` names, asked of KCP by `tno` with
-    /// the inquiry of `held`'s method; None when there is none to ask (a virtual account, no
-    /// `tno`, a merchant of the other mode), KCP does not answer, or its answer shows no
-    /// approval standing (logged: the operator said KCP's admin keeps it).
-    async fn kcp_approval_time(
-        &self,
-        attempt: &pg_attempt::Model,
-        held: &payment::Model,
-    ) -> Option<i64> {
-        let tno = attempt.tno.as_deref()?;
-        let inquiry = TradeInquiry::of(&held.pay_method)?;
-        let merchant = self.merchant(held.merchant_id).await.ok()?;
+    /// What KCP says of the trade `attempt` names, asked by `tno` with the inquiry of `held`'s
+    /// method: [`KcpAnswer::Unknown`] when there is none to ask (a virtual account, no `tno`, a
+    /// merchant of the other mode), KCP does not answer (logged), or it answers about another
+    /// trade (logged).
+    async fn kcp_answer(&self, attempt: &pg_attempt::Model, held: &payment::Model) -> KcpAnswer {
+        let Some(tno) = attempt.tno.as_deref() else {
+            return KcpAnswer::Unknown;
+        };
+        let Some(inquiry) = TradeInquiry::of(&held.pay_method) else {
+            return KcpAnswer::Unknown;
+        };
+        let Ok(merchant) = self.merchant(held.merchant_id).await else {
+            return KcpAnswer::Unknown;
+        };
         if !runs_in_mode(self.settings.test_mode, &merchant) {
-            return None;
+            return KcpAnswer::Unknown;
         }
-        let connector = self
-            .connectors
-            .for_merchant(&merchant, &self.secrets)
-            .ok()?;
+        let Ok(connector) = self.connectors.for_merchant(&merchant, &self.secrets) else {
+            return KcpAnswer::Unknown;
+        };
         let trade = TradeRef::Tno(tno.to_string());
         match inquiry.ask(connector.as_ref(), &trade).await {
             Ok(TradeState::Approved { approval, .. })
                 if approval.tno.is_empty() || approval.tno == tno =>
             {
-                Some(approval.approved_at.timestamp())
+                KcpAnswer::Approved(approval.approved_at.timestamp())
             }
             Ok(TradeState::Approved { .. }) => {
                 tracing::warn!(attempt_id = attempt.id, %tno, "KCP's inquiry answered another trade: its approval time is not taken");
-                None
+                KcpAnswer::Unknown
             }
-            Ok(TradeState::Cancelled { .. }) => {
-                tracing::warn!(attempt_id = attempt.id, %tno, "KCP's inquiry shows this approval cancelled, though it was reconciled as kept in KCP's admin: check KCP's admin again");
-                None
-            }
-            Ok(TradeState::NotFound) => {
-                tracing::warn!(attempt_id = attempt.id, %tno, "KCP's inquiry finds no such trade, though it was reconciled as kept in KCP's admin: check KCP's admin again");
-                None
-            }
+            Ok(TradeState::Cancelled { .. }) => KcpAnswer::Contradicts("the approval is cancelled"),
+            Ok(TradeState::NotFound) => KcpAnswer::Contradicts("KCP has no such trade"),
             Err(e) => {
-                tracing::warn!(attempt_id = attempt.id, %tno, "KCP could not be asked for the approval time: {e}");
-                None
+                tracing::warn!(attempt_id = attempt.id, %tno, "KCP could not be asked about the approval: {e}");
+                KcpAnswer::Unknown
             }
         }
     }

@@ -1076,6 +1076,68 @@ async fn attempt_reconciled_with_payment_paid_prints_kcps_approval_time() {
     );
 }
 
+/// `attempt reconciled --payment paid` of an approval KCP's inquiry shows cancelled (the operator
+/// misread KCP's admin, or it was cancelled since) is refused, saying what KCP answered and what to
+/// do, and changes nothing; with `--despite-kcp` (the operator checked KCP's admin again) the
+/// payment is recorded paid.
+#[tokio::test]
+async fn attempt_reconciled_with_payment_paid_of_an_approval_kcp_shows_cancelled_is_refused_unless_despite_kcp(
+) {
+    let app = crate::helpers::spawn_app().await;
+    let token = app.token().await;
+    let held = an_approval_held_by_a_conflict_recorded_later(&app, &token, "held-cancelled").await;
+    let tno = app.sandbox.ledger()[0].tno.clone();
+    assert!(app.sandbox.cancel_in_admin(&tno));
+    let id = held.conflict.to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let kcp = format!("http://{}", app.app.sandbox.as_ref().unwrap().addr);
+    let reconcile = |extra: &[&str]| {
+        let mut args = vec![
+            "attempt",
+            "reconciled",
+            "--id",
+            &id,
+            "--note",
+            "kept",
+            "--payment",
+        ];
+        args.extend(extra);
+        let mut command = openport_in_test_mode(dir.path(), &app.database_url, &args);
+        command.env("OPENPORT_KCP__API_BASE", &kcp);
+        tokio::task::spawn_blocking(move || command.output().expect("openport runs"))
+    };
+
+    let refused = reconcile(&["paid"]).await.unwrap();
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success(), "{said}");
+    for part in [
+        tno.as_str(),
+        "cancelled",
+        "--payment failed",
+        "--despite-kcp",
+    ] {
+        assert!(said.contains(part), "{part}: {said}");
+    }
+    assert_eq!(app.payment(&token, &held.imp_uid).await["status"], "ready");
+    assert_eq!(app.conflicts().await.len(), 1);
+    let misused = reconcile(&["failed", "--despite-kcp"]).await.unwrap();
+    assert!(!misused.status.success());
+    assert_eq!(app.conflicts().await.len(), 1);
+
+    let out = reconcile(&["paid", "--despite-kcp"]).await.unwrap();
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{printed}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(printed.contains("is paid"), "{printed}");
+    assert!(app.conflicts().await.is_empty());
+    let p = app.payment(&token, &held.imp_uid).await;
+    assert_eq!(p["status"], "paid", "{p}");
+    assert_eq!(p["paid_at"], held.recorded, "{p}");
+}
+
 /// `openport reseal` with `OPENPORT_MASTER_KEY` = `current` and the previous keys `previous`,
 /// outside test mode.
 async fn reseal_live(database_url: &str, current: &str, previous: &str) -> (bool, String) {

@@ -1349,6 +1349,111 @@ async fn an_approval_conflict_the_operator_found_kept_in_kcps_admin_is_recorded_
     app.assert_ledger_agrees().await;
 }
 
+/// The operator says the approval is kept in KCP's admin while KCP's inquiry by its tno answers
+/// that it is cancelled there: recorded paid, the merchant would ship goods for money KCP does not
+/// hold. Refused, saying what KCP answered and what to do, and nothing changes: the payment stays
+/// held pending, the attempt a conflict, no webhook. The operator who checked KCP's admin and holds
+/// the inquiry wrong overrides it (`--despite-kcp`): paid as before, when the conflict was
+/// recorded (KCP tells no approval time), the override kept on the attempt.
+#[tokio::test]
+async fn an_approval_conflict_reconciled_as_kept_while_kcp_shows_it_cancelled_is_refused_unless_the_operator_overrides_kcp(
+) {
+    use openport::service::attempts::{PaidAtSource, ReconciledPayment};
+    use openport::service::ServiceError;
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let body = a_charge_whose_net_cancel_kcp_refuses(&app, &token, "nc-kcp-cancelled").await;
+    let imp_uid = imp_uid_in(&body["message"]);
+    let conflict = app.conflicts().await.remove(0);
+    let tno = app.sandbox.ledger()[0].tno.clone();
+    assert!(app.sandbox.cancel_in_admin(&tno));
+    let gateway = &app.app.gateway;
+
+    let refused = gateway
+        .mark_reconciled(conflict.id, "kept", Some(ReconciledPayment::Paid))
+        .await;
+    let Err(ServiceError::Refused(message)) = refused else {
+        panic!("not refused: {refused:?}");
+    };
+    for said in [
+        tno.as_str(),
+        "cancelled",
+        "KCP's admin",
+        "--payment failed",
+        "--despite-kcp",
+    ] {
+        assert!(message.contains(said), "{said}: {message}");
+    }
+    let p = app.payment(&token, &imp_uid).await;
+    assert_eq!(p["status"], "ready", "{p}");
+    assert_eq!(app.conflicts().await.len(), 1);
+    assert_eq!(webhooks_of(&app, &imp_uid, "paid").await, 0);
+
+    let paid_at = gateway
+        .mark_reconciled(
+            conflict.id,
+            "KCP's admin shows 1,000 won approved",
+            Some(ReconciledPayment::PaidDespiteKcp),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(paid_at.source, PaidAtSource::ConflictRecorded);
+    let p = app.payment(&token, &imp_uid).await;
+    assert_eq!(p["status"], "paid", "{p}");
+    assert_eq!(p["paid_at"], paid_at.at, "{p}");
+    assert_eq!(webhooks_of(&app, &imp_uid, "paid").await, 1);
+    assert!(app.conflicts().await.is_empty());
+    let attempt = openport::store::payments::attempt_by_id(&gateway.db.read, conflict.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(attempt.state, "reconciled");
+    assert!(
+        attempt
+            .result_message
+            .as_deref()
+            .is_some_and(|m| m.contains("despite KCP's inquiry")),
+        "{attempt:?}"
+    );
+}
+
+/// Likewise when KCP's inquiry by the tno answers that it has no such trade (8201).
+#[tokio::test]
+async fn an_approval_conflict_reconciled_as_kept_while_kcp_has_no_such_trade_is_refused_and_changes_nothing(
+) {
+    use openport::service::attempts::ReconciledPayment;
+    use openport::service::ServiceError;
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let body = a_charge_whose_net_cancel_kcp_refuses(&app, &token, "nc-kcp-unknown").await;
+    let imp_uid = imp_uid_in(&body["message"]);
+    let conflict = app.conflicts().await.remove(0);
+    app.sandbox.inject(
+        FaultRule::new(
+            paths::INQUIRY,
+            Fault::Refuse {
+                code: "8201".into(),
+                message: "해당 거래가 존재하지 않습니다.".into(),
+            },
+        )
+        .times(100),
+    );
+
+    let refused = app
+        .app
+        .gateway
+        .mark_reconciled(conflict.id, "kept", Some(ReconciledPayment::Paid))
+        .await;
+    let Err(ServiceError::Refused(message)) = refused else {
+        panic!("not refused: {refused:?}");
+    };
+    assert!(message.contains("no such trade"), "{message}");
+    assert_eq!(app.payment(&token, &imp_uid).await["status"], "ready");
+    assert_eq!(app.conflicts().await.len(), 1);
+    assert_eq!(webhooks_of(&app, &imp_uid, "paid").await, 0);
+}
+
 /// KCP answers a charge with another order's trade, one openport holds as another payment's
 /// (paid): the answer is not this charge's, so that trade is never net-cancelled (the other
 /// payment would be refunded at KCP while showing paid). It is listed for the operator, and the
