@@ -507,7 +507,7 @@ fn parse(
             .transpose()?,
         mobile,
         page_origin: origin_of(page_url),
-        page_url: page_url.to_string(),
+        page_url: without_result(page_url),
         digital,
         vbank_due,
     })
@@ -1047,6 +1047,42 @@ pub fn redirect_target(url: &str, rsp: &Rsp) -> String {
     format!("{url}{joiner}{}{fragment}", q.finish())
 }
 
+/// The query keys [`redirect_target`] appends (and `success`, the rsp's other name for
+/// `imp_success`, which a page may have copied into its URL).
+const RESULT_KEYS: [&str; 6] = [
+    "imp_uid",
+    "merchant_uid",
+    "imp_success",
+    "success",
+    "error_code",
+    "error_msg",
+];
+
+/// Merchant page `url` without the result parameters of an earlier checkout, for the mobile flow
+/// without `m_redirect_url`, which returns to the page (the SDK's `location.href`): a page the
+/// buyer reached from a failed attempt still carries its `imp_uid`, `imp_success=false`, … and a
+/// parser that takes a key's first value (`URLSearchParams.get`) would read the old failure
+/// before the new result, so a paid order could be shown failed and paid again. Every other pair
+/// and the `#fragment` are kept as written. An explicit `m_redirect_url` is the merchant's own
+/// and gets the result appended as given, as at iamport.
+fn without_result(url: &str) -> String {
+    let (head, fragment) = url.split_at(url.find('#').unwrap_or(url.len()));
+    let Some((path, query)) = head.split_once('?') else {
+        return url.to_string();
+    };
+    let kept: Vec<&str> = query
+        .split('&')
+        .filter(|pair| {
+            let key = form_urlencoded::parse(pair.as_bytes()).next();
+            !key.is_some_and(|(key, _)| RESULT_KEYS.contains(&key.as_ref()))
+        })
+        .collect();
+    if kept.iter().all(|pair| pair.is_empty()) {
+        return format!("{path}{fragment}");
+    }
+    format!("{path}?{}{fragment}", kept.join("&"))
+}
+
 /// The demo's server side: re-queries the payment over REST with the demo credentials, as a
 /// merchant's backend should, and compares the amount with the package the page offered. It calls
 /// this instance on its own listen address only (never a host the request names, which would let
@@ -1243,6 +1279,30 @@ mod tests {
             .starts_with("https://shop.test/done?imp_uid=&"));
         assert!(redirect_target("https://shop.test/done?a=1&", &rsp)
             .starts_with("https://shop.test/done?a=1&imp_uid=&"));
+    }
+
+    #[test]
+    fn the_page_returned_to_keeps_its_own_parameters_but_no_earlier_result() {
+        assert_eq!(
+            without_result(
+                "https://shop.test/cart?step=2&imp_uid=imp_old&merchant_uid=o-1\
+                 &imp_success=false&error_code=3001&error_msg=%EC%B7%A8%EC%86%8C&success=false\
+                 &coupon=a%20b#top"
+            ),
+            "https://shop.test/cart?step=2&coupon=a%20b#top"
+        );
+        assert_eq!(
+            without_result("https://shop.test/cart?imp%5Fuid=x&imp_success#top"),
+            "https://shop.test/cart#top"
+        );
+        for kept in [
+            "https://shop.test/cart",
+            "https://shop.test/cart?step=2",
+            "https://shop.test/cart?my_imp_uid=1&uid=2#imp_uid=3",
+            "",
+        ] {
+            assert_eq!(without_result(kept), kept);
+        }
     }
 
     #[test]

@@ -94,7 +94,8 @@ pub struct CheckoutRequest {
     pub mobile: bool,
     /// Origin of the merchant page, where the result is posted back (PC).
     pub page_origin: String,
-    /// The merchant page itself: where a mobile flow without `m_redirect_url` returns.
+    /// The merchant page itself, without an earlier checkout's result parameters: where a mobile
+    /// flow without `m_redirect_url` returns.
     pub page_url: String,
     pub digital: bool,
     /// iamport `vbank_due`: the virtual account's deposit deadline (KCP `ipgm_date`).
@@ -446,7 +447,10 @@ impl Rsp {
             None if status == PaymentStatus::Pending => {
                 (Some(CHECKING.into()), Some(checking_message(&p.imp_uid)))
             }
-            None if !ok => (Some(failure_code(p).into()), p.fail_reason.clone()),
+            None if !ok => (
+                Some(failure_code(p.fail_reason.as_deref()).into()),
+                p.fail_reason.clone(),
+            ),
             None => (None, None),
         };
         Self {
@@ -600,14 +604,29 @@ const USER_CANCEL: &str = "사용자가 결제를 취소하였습니다.";
 /// answer of the payment (a replayed post, the hand-off page of the ended window).
 const USER_CANCEL_CODE: &str = "3001";
 
-/// The `error_code` of failed payment `p` when no other is given: the buyer's cancel
-/// ([`USER_CANCEL_CODE`], known from the reason both cancel paths record), else `F400`.
-fn failure_code(p: &payment::Model) -> &'static str {
-    if p.fail_reason.as_deref() == Some(USER_CANCEL) {
-        USER_CANCEL_CODE
-    } else {
-        "F400"
+/// The `error_code` of a payment that failed with `reason` when no other is given: the buyer's
+/// cancel ([`USER_CANCEL_CODE`], known from the reason both cancel paths record), KCP's code when
+/// the reason quotes KCP's refusal ([`pg_code`]: a refusal in KCP's window, a declined approval),
+/// else `F400`. The first answer of a window KCP refused takes its code from here too, so that
+/// every answer of the payment (a replayed post, the overlay's close, the ended hand-off page)
+/// says the same.
+fn failure_code(reason: Option<&str>) -> &str {
+    match reason {
+        Some(USER_CANCEL) => USER_CANCEL_CODE,
+        Some(reason) => pg_code(reason).unwrap_or("F400"),
+        None => "F400",
     }
+}
+
+/// KCP's code in a reason that quotes its refusal ([`quoted_refusal`]: `[code] message`). The
+/// code of a window's refusal comes from the buyer's browser (`res_cd`, posted back to `Ret_URL`),
+/// so only what KCP's codes look like is taken (up to 4 ASCII letters or digits: `res_cd 4`,
+/// spec/kcp.md §6), and never [`CHECKING`], which the SDK reads as an approval in flight.
+fn pg_code(reason: &str) -> Option<&str> {
+    let (code, _) = reason.strip_prefix('[')?.split_once(']')?;
+    let kcp_like =
+        !code.is_empty() && code.len() <= 4 && code.bytes().all(|b| b.is_ascii_alphanumeric());
+    (kcp_like && code != CHECKING).then_some(code)
 }
 
 impl Gateway {
@@ -1292,10 +1311,12 @@ impl Gateway {
             let reason = if res_cd == USER_CANCEL_CODE {
                 USER_CANCEL.to_string()
             } else {
-                format!("[{res_cd}] {msg}")
+                quoted_refusal(&res_cd, &msg)
             };
+            // Read back from the reason, as every later answer of the payment reads it.
+            let code = failure_code(Some(&reason)).to_string();
             return self
-                .stop_window(&s, &p, &res_cd, reason, Some("cancelled"))
+                .stop_window(&s, &p, &code, reason, Some("cancelled"))
                 .await;
         }
         // The merchant must check ordr_chk against its own order before approving (spec §1.1).
@@ -1884,5 +1905,34 @@ impl Gateway {
             Err(KeyNotStored::Unknown(e)) => return Err(e),
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failure_answers_kcps_quoted_code_the_buyers_cancel_or_else_f400() {
+        assert_eq!(failure_code(Some(USER_CANCEL)), "3001");
+        assert_eq!(failure_code(Some("[9999] 거래 거절")), "9999");
+        assert_eq!(
+            failure_code(Some(&quoted_refusal("8059", "금액 불일치"))),
+            "8059"
+        );
+        assert_eq!(failure_code(Some("[S004]")), "S004");
+        for no_code in [
+            None,
+            Some("주문정보가 일치하지 않아 결제를 중단합니다."),
+            Some("[] 거절"),
+            Some("[F500] 확인 중"),
+            Some("[12345] 다섯 자리"),
+            Some("[운영] 메모"),
+            Some("[9 9] 공백"),
+            Some("9999] 거절"),
+            Some("[9999 거절"),
+        ] {
+            assert_eq!(failure_code(no_code), "F400", "{no_code:?}");
+        }
     }
 }

@@ -1700,6 +1700,53 @@ async fn a_relative_m_redirect_url_brings_the_mobile_buyer_back_to_the_merchants
     }
 }
 
+/// A mobile page without `m_redirect_url` gets the buyer back to itself (`page_url`, the SDK's
+/// `location.href`), which after an earlier attempt still carries that attempt's result: the
+/// return names this payment's result only, once (a parser taking a key's first value would
+/// otherwise read the old failure of a paid order), and keeps the page's own parameters.
+#[tokio::test]
+async fn a_mobile_return_to_the_page_carries_only_this_payments_result_and_the_pages_own_parameters(
+) {
+    let app = spawn_app().await;
+    let page = "https://shop.test/cart?step=2&imp_uid=imp_old&merchant_uid=old-order\
+                &imp_success=false&error_code=3001&error_msg=%EC%B7%A8%EC%86%8C#pay";
+    let (pay_url, fields) = hand_off_from(
+        &app,
+        json!({"imp_code": "imp00000000", "mobile": true, "page_url": page,
+               "params": {"merchant_uid": "web-page-again", "amount": 1000}}),
+    )
+    .await;
+    let (ret_url, result) = window_result(&app, &pay_url, &fields, &CARD_OK).await;
+    let location = post_without_following(&ret_url, &result).await;
+    assert!(
+        location.starts_with("https://shop.test/cart?step=2&imp_uid=imp_"),
+        "{location}"
+    );
+    assert!(location.ends_with("#pay"), "{location}");
+    let pairs: Vec<(String, String)> = reqwest::Url::parse(&location)
+        .unwrap()
+        .query_pairs()
+        .into_owned()
+        .collect();
+    let values = |key: &str| -> Vec<&str> {
+        pairs
+            .iter()
+            .filter(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+            .collect()
+    };
+    assert_eq!(values("step"), ["2"], "{location}");
+    assert_eq!(values("merchant_uid"), ["web-page-again"], "{location}");
+    assert_eq!(values("imp_success"), ["true"], "{location}");
+    let imp_uid = values("imp_uid");
+    assert_eq!(imp_uid.len(), 1, "{location}");
+    assert_ne!(imp_uid[0], "imp_old", "{location}");
+    assert!(values("error_code").is_empty(), "{location}");
+    assert!(values("error_msg").is_empty(), "{location}");
+    let paid = payment_of(&app, &json!({"imp_uid": imp_uid[0]})).await;
+    assert_eq!(paid["status"], "paid", "{paid}");
+}
+
 #[tokio::test]
 async fn iamports_script_paths_serve_the_same_sdk() {
     let app = spawn_app().await;
@@ -2930,7 +2977,8 @@ async fn display_card_quota_above_12_never_reaches_kcp_as_a_quotaopt_above_12() 
 /// What real mobile KCP does with an amount the buyer's browser edited on the hand-off form: its
 /// window charges that amount and posts no `ordr_chk` back (spec §2.3), so the gateway's own
 /// comparison has nothing to compare; the approval sends the payment's amount as `ordr_mony`,
-/// KCP refuses it (`8059`), and the payment fails with KCP's refusal.
+/// KCP refuses it (`8059`), and the payment fails with KCP's refusal, whose code the buyer is
+/// sent back with, as with a refusal in KCP's window.
 #[tokio::test]
 async fn an_amount_edited_in_the_browser_is_refused_by_kcps_ordr_mony_check_when_the_result_carries_no_ordr_chk(
 ) {
@@ -2954,6 +3002,7 @@ async fn an_amount_edited_in_the_browser_is_refused_by_kcps_ordr_mony_check_when
     );
     let location = post_without_following(&ret_url, &result).await;
     assert!(location.contains("imp_success=false"), "{location}");
+    assert_eq!(query_of(&location)["error_code"], "8059", "{location}");
     assert!(app.sandbox.ledger().is_empty(), "nothing was approved");
     let token = app.token().await;
     let (_, found) = app.get("/payments/find/web-edit-8059", Some(&token)).await;
@@ -3896,6 +3945,73 @@ async fn a_buyer_cancel_answers_kcps_3001_whichever_way_the_window_was_closed() 
         "the ended window answers as Ret_URL did: {page}"
     );
     assert!(app.sandbox.ledger().is_empty());
+}
+
+/// `result` (a window's post back to `Ret_URL`) as KCP's window posts a refusal `res_cd`.
+fn refused_in_the_window(
+    mut result: Vec<(String, String)>,
+    res_cd: &str,
+    res_msg: &str,
+) -> Vec<(String, String)> {
+    for (k, v) in result.iter_mut() {
+        match k.as_str() {
+            "res_cd" => *v = res_cd.to_string(),
+            "res_msg" => *v = res_msg.to_string(),
+            _ => {}
+        }
+    }
+    result
+}
+
+/// A refusal in KCP's window other than the buyer's cancel is answered with KCP's `res_cd` as
+/// `error_code`, and every later answer of the payment says the same: on mobile the redirect from
+/// the ended hand-off page (Back from the shop), on PC the overlay's close-button poll and the
+/// frame reloaded, so merchant code that branches on `error_code` sees one code per payment.
+#[tokio::test]
+async fn a_refusal_in_kcps_window_answers_its_code_alike_in_every_answer_of_the_payment() {
+    let app = spawn_app().await;
+    const REFUSED: &str = "[9999] 거래가 거절되었습니다";
+
+    let (start_url, pay_url, fields, cookie) = mobile_start(
+        &app,
+        json!({"merchant_uid": "refused-mobile", "amount": 1000}),
+    )
+    .await;
+    let (ret_url, result) = window_result(&app, &pay_url, &fields, &[("action", "cancel")]).await;
+    let result = refused_in_the_window(result, "9999", "거래가 거절되었습니다");
+    let location = post_without_following(&ret_url, &result).await;
+    let q = query_of(&location);
+    assert_eq!(q["imp_success"], "false", "{location}");
+    assert_eq!(q["error_code"], "9999", "{location}");
+    assert_eq!(q["error_msg"], REFUSED, "{location}");
+    let (status, again, _, page) = hand_off_answer(&start_url, &cookie).await;
+    assert!(status.is_redirection(), "{status}: {page}");
+    assert_eq!(again, location, "the ended window answers as Ret_URL did");
+
+    let pc = json!({"imp_code": "imp00000000", "mobile": false, "page_url": "http://shop.test/cart",
+                    "params": {"merchant_uid": "refused-pc", "amount": 1000}});
+    let (start_url, pay_url, fields) = started_from(&app, pc).await;
+    let (ret_url, result) = window_result(&app, &pay_url, &fields, &[("action", "cancel")]).await;
+    let result = refused_in_the_window(result, "9999", "거래가 거절되었습니다");
+    let first = rsp_of(&post_form(&app, &ret_url, &result).await);
+    assert_eq!(first["success"], false, "{first}");
+    assert_eq!(first["error_code"], "9999", "{first}");
+    assert_eq!(first["error_msg"], REFUSED, "{first}");
+    let token = start_url.rsplit('/').next().unwrap();
+    let (_, closed) = app
+        .post(
+            &format!("/checkout/session/{token}/cancel"),
+            None,
+            json!({}),
+        )
+        .await;
+    assert_eq!(closed["response"], first, "the close-button poll");
+    let (_, _, _, page) = hand_off_answer(&start_url, "").await;
+    assert_eq!(rsp_of(&page), first, "the frame reloaded");
+    let p = payment_of(&app, &first).await;
+    assert_eq!(p["status"], "failed", "{p}");
+    assert_eq!(p["fail_reason"], REFUSED, "{p}");
+    assert!(app.sandbox.ledger().is_empty(), "nothing was approved");
 }
 
 /// A PC hand-off page loaded again once its window ended (the overlay's frame reloaded, or the
