@@ -608,6 +608,9 @@ impl Gateway {
     /// The resolver job's unit of work: settles one due attempt, if this instance wins its lease
     /// (never while another holder, such as the request that made the call, holds it).
     pub async fn resolve_attempt(&self, id: i64) -> ServiceResult<()> {
+        if !self.attempt_runs_here(id).await? {
+            return Ok(());
+        }
         let Some(attempt) = self.claim(id).await? else {
             return Ok(());
         };
@@ -615,16 +618,6 @@ impl Gateway {
             .await?
             .ok_or_else(|| ServiceError::Internal("payment vanished".into()))?;
         let merchant = self.merchant(payment.merchant_id).await?;
-        if !runs_in_mode(self.settings.test_mode, &merchant) {
-            // A test-mode merchant's trades are the sandbox's, and so are its certificate and
-            // key: a live instance would ask production KCP about them, be refused at every
-            // try, or be told of a trade it never saw. A live merchant's are KCP's: an instance
-            // in test mode would ask the sandbox and find nothing. Left open for an instance of
-            // the merchant's mode (looked at again after the usual backoff, without a KCP call).
-            self.postpone(attempt, "left to an instance of the merchant's mode")
-                .await?;
-            return Ok(());
-        }
         let connector = self.connectors.for_merchant(&merchant, &self.secrets)?;
         // Nobody was told a scheduled charge failed, so an approval found for it stands (unless
         // a net-cancel of it is under way: `resolve_approval`).
@@ -658,12 +651,39 @@ impl Gateway {
         Ok(())
     }
 
-    /// Settles every due attempt once; returns how many were looked at.
+    /// Whether attempt `id` is this instance's to settle: its merchant's background work runs in
+    /// this instance's mode ([`runs_in_mode`]). A test-mode merchant's trades are the sandbox's,
+    /// and so are its certificate and key: a live instance would ask production KCP about them,
+    /// be refused at every try, or be told of a trade it never saw. A live merchant's are KCP's:
+    /// an instance in test mode would ask the sandbox and find nothing. The due list holds this
+    /// mode's attempts only (`payments::due_attempts`); one of the other mode reaching here anyway
+    /// is left exactly as it is, unclaimed, for an instance of its mode: a claim and the postpone
+    /// that gave it back counted a try and pushed its next look out by the backoff. An attempt not
+    /// found is left to [`Self::claim`], which finds nothing to claim either.
+    async fn attempt_runs_here(&self, id: i64) -> ServiceResult<bool> {
+        let Some(attempt) = payments::attempt_by_id(&self.db.read, id).await? else {
+            return Ok(true);
+        };
+        let Some(payment) = payments::by_id(&self.db.read, attempt.payment_id).await? else {
+            return Ok(true);
+        };
+        let merchant = self.merchant(payment.merchant_id).await?;
+        Ok(runs_in_mode(self.settings.test_mode, &merchant))
+    }
+
+    /// Settles every due attempt of the merchants this instance serves once; returns how many were
+    /// looked at.
     pub async fn resolve_due(&self, limit: u64) -> ServiceResult<usize> {
         if self.clock_is_skewed() {
             return Ok(0);
         }
-        let ids = payments::due_attempts(&self.db.read, self.clock.unix(), limit).await?;
+        let ids = payments::due_attempts(
+            &self.db.read,
+            self.served_merchants(),
+            self.clock.unix(),
+            limit,
+        )
+        .await?;
         for id in &ids {
             if let Err(e) = self.resolve_attempt(*id).await {
                 tracing::error!(attempt_id = id, "resolver: {e}");

@@ -1,12 +1,14 @@
 //! Billing keys and schedules.
-use sea_orm::sea_query::{CaseStatement, Expr, IntoCondition, LockBehavior, LockType, SimpleExpr};
+use sea_orm::sea_query::{
+    CaseStatement, Expr, IntoColumnRef, IntoCondition, LockBehavior, LockType, SimpleExpr,
+};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DbBackend, DbErr, EntityTrait,
     FromQueryResult, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, QueryTrait, Select, Set,
     Statement,
 };
 
-use super::entity::{billing_key, merchant, schedule};
+use super::entity::{billing_key, merchant, payment, schedule};
 use crate::domain::schedule::ScheduleStatus;
 
 /// Whose background work (due schedules, retired keys' deletions, webhook deliveries) an
@@ -48,6 +50,28 @@ impl ServedMerchants {
             ),
         };
         Some(ids.into_query())
+    }
+
+    /// Whether the payment named by `payment_id` (a column of the row being filtered, which names
+    /// no merchant of its own: an attempt, a virtual account's look) is of a merchant served:
+    /// `(the payment's merchant_id, by its primary key) IN (the served ids)`. A scalar sub-select
+    /// is never turned into a join, so both databases read the due rows through their own index
+    /// and look up one payment per row; as `EXISTS` or a join, PostgreSQL may instead read every
+    /// payment of the served merchants first, when its estimates say so.
+    pub fn payment_served(self, payment_id: impl IntoColumnRef) -> Option<SimpleExpr> {
+        let ids = self.merchant_ids()?;
+        let merchant_of = payment::Entity::find()
+            .select_only()
+            .column(payment::Column::MerchantId)
+            .filter(Expr::col((payment::Entity, payment::Column::Id)).equals(payment_id))
+            .into_query();
+        Some(
+            Expr::expr(SimpleExpr::SubQuery(
+                None,
+                Box::new(merchant_of.into_sub_query_statement()),
+            ))
+            .in_subquery(ids),
+        )
     }
 }
 

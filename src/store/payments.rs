@@ -645,24 +645,42 @@ pub async fn customer_charge_open(
         > 0)
 }
 
-/// Ids of open attempts due for the resolver.
+/// Ids of open attempts due for the resolver, of the merchants `served` only
+/// ([`due_attempts_query`]).
 pub async fn due_attempts(
     db: &impl ConnectionTrait,
+    served: super::billing::ServedMerchants,
     now: i64,
     limit: u64,
 ) -> Result<Vec<i64>, DbErr> {
-    let rows = pg_attempt::Entity::find()
-        .select_only()
-        .column(pg_attempt::Column::Id)
-        .filter(Expr::cust(OPEN_ATTEMPT))
-        .filter(pg_attempt::Column::NextCheckAt.lte(now))
-        .filter(pg_attempt::Column::LeaseUntil.lt(now))
-        .order_by_asc(pg_attempt::Column::NextCheckAt)
-        .limit(limit)
+    let rows = due_attempts_query(served, now, limit)
         .into_tuple::<i64>()
         .all(db)
         .await?;
     Ok(rows)
+}
+
+/// The statement of [`due_attempts`]: read in `pg_attempts_due`'s order, each row's payment looked
+/// up by its key for the merchant (`ServedMerchants::payment_served`). An instance leaves the
+/// other mode's attempts out of its list rather than claim them and give them back: a claim
+/// writes, and giving them back counted a try and pushed the attempt's next look out.
+pub fn due_attempts_query(
+    served: super::billing::ServedMerchants,
+    now: i64,
+    limit: u64,
+) -> sea_orm::Select<pg_attempt::Entity> {
+    let mut due = pg_attempt::Entity::find()
+        .select_only()
+        .column(pg_attempt::Column::Id)
+        .filter(Expr::cust(OPEN_ATTEMPT))
+        .filter(pg_attempt::Column::NextCheckAt.lte(now))
+        .filter(pg_attempt::Column::LeaseUntil.lt(now));
+    if let Some(served) = served.payment_served((pg_attempt::Entity, pg_attempt::Column::PaymentId))
+    {
+        due = due.filter(served);
+    }
+    due.order_by_asc(pg_attempt::Column::NextCheckAt)
+        .limit(limit)
 }
 
 /// Takes the lease on an open attempt nobody holds (its lease ran out or was let go, 0): a

@@ -3,9 +3,11 @@
 //! with, so of several instances exactly one takes each look.
 use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set,
+    ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Select,
+    Set,
 };
 
+use super::billing::ServedMerchants;
 use super::entity::vbank_check;
 
 /// Schedules the first look at payment `payment_id`'s account at `at` (kept if one is scheduled).
@@ -24,18 +26,29 @@ pub async fn schedule(db: &impl ConnectionTrait, payment_id: i64, at: i64) -> Re
     Ok(())
 }
 
-/// The looks due at `now`, earliest first, at most `limit` (index `vbank_checks_due`).
+/// The looks due at `now` at accounts of the merchants `served`, earliest first, at most `limit`
+/// ([`due_query`]).
 pub async fn due(
     db: &impl ConnectionTrait,
+    served: ServedMerchants,
     now: i64,
     limit: u64,
 ) -> Result<Vec<vbank_check::Model>, DbErr> {
-    vbank_check::Entity::find()
-        .filter(vbank_check::Column::CheckAt.lte(now))
-        .order_by_asc(vbank_check::Column::CheckAt)
-        .limit(limit)
-        .all(db)
-        .await
+    due_query(served, now, limit).all(db).await
+}
+
+/// The statement of [`due`]: read through index `vbank_checks_due`, each row's payment looked
+/// up by its key for the merchant (`ServedMerchants::payment_served`). The other mode's
+/// looks are left out, not taken: taking one moves it on by a retry's time, so every pass of an
+/// instance of the other mode pushed the look of its own instances back.
+pub fn due_query(served: ServedMerchants, now: i64, limit: u64) -> Select<vbank_check::Entity> {
+    let mut due = vbank_check::Entity::find().filter(vbank_check::Column::CheckAt.lte(now));
+    if let Some(served) =
+        served.payment_served((vbank_check::Entity, vbank_check::Column::PaymentId))
+    {
+        due = due.filter(served);
+    }
+    due.order_by_asc(vbank_check::Column::CheckAt).limit(limit)
 }
 
 /// Takes the look `read` for this holder: moves it to `next` (None: no more looks, the row goes),

@@ -7,7 +7,7 @@ use kcp_sandbox::{paths, Fault, FaultRule, TransactionState};
 use openport::service::attempts::OpenAttempt;
 use openport::service::cancel_recheck;
 use openport::service::resolve::ABSENCE_RECHECK;
-use openport::store::entity::{cancellation, payment, pg_attempt, webhook_delivery};
+use openport::store::entity::{cancellation, payment, pg_attempt, vbank_check, webhook_delivery};
 use openport::store::payments;
 use reqwest::StatusCode;
 use sea_orm::{
@@ -1331,4 +1331,203 @@ async fn an_issuance_answer_naming_a_pending_payments_account_never_revokes_it()
     assert_eq!(second_p["status"], "failed", "{second_p}");
     assert_eq!(second_p["pg_tid"], second_tno.as_str(), "its own account");
     app.assert_ledger_agrees().await;
+}
+
+/// `POST /vbanks` for 5,000 won: the `ready` account's payment id in openport's database.
+async fn an_open_account(app: &TestApp, token: &str, merchant_uid: &str) -> i64 {
+    let (_, body) = app
+        .post(
+            "/vbanks",
+            Some(token),
+            json!({
+                "merchant_uid": merchant_uid, "amount": 5000, "vbank_code": "004",
+                "vbank_due": app.app.gateway.clock.unix() + 7 * 86_400, "name": "가상계좌 상품",
+                "buyer_name": "홍길동", "buyer_email": "buyer@example.com", "buyer_tel": "010-1234-5678",
+            }),
+        )
+        .await;
+    assert_eq!(body["response"]["status"], "ready", "{body}");
+    let imp_uid = body["response"]["imp_uid"].as_str().unwrap();
+    payments::by_imp_uid(&app.app.gateway.db.read, None, imp_uid)
+        .await
+        .unwrap()
+        .unwrap()
+        .id
+}
+
+/// A charge whose request reached no KCP: its `approve` attempt is left open for the resolver.
+async fn an_open_attempt(app: &TestApp, token: &str, merchant_uid: &str) -> pg_attempt::Model {
+    app.sandbox
+        .inject(FaultRule::new(paths::HUB_PAYMENT, Fault::Drop));
+    let (_, body) = app
+        .pay(token, merchant_uid, 1000, test_cards::SHINHAN_CREDIT)
+        .await;
+    assert_eq!(body["code"], 1, "{body}");
+    let imp_uid = crate::helpers::imp_uid_in(&body["message"]);
+    let p = payments::by_imp_uid(&app.app.gateway.db.read, None, &imp_uid)
+        .await
+        .unwrap()
+        .unwrap();
+    let mut open = payments::open_attempts_of(&app.app.gateway.db.read, p.id)
+        .await
+        .unwrap();
+    assert_eq!(open.len(), 1, "{open:?}");
+    open.remove(0)
+}
+
+async fn look_at(app: &TestApp, payment_id: i64) -> Option<vbank_check::Model> {
+    vbank_check::Entity::find_by_id(payment_id)
+        .one(&app.app.gateway.db.read)
+        .await
+        .unwrap()
+}
+
+/// Test-mode and live instances may share one database (docs/operations.md). An instance in test
+/// mode claimed a live merchant's due attempts only to give them back (a try counted, the next
+/// look pushed out by the backoff), and took its accounts' looks only to drop them (each moved on
+/// by five minutes): the live instances' own looks came later every time. Now it leaves them as
+/// they are and settles its own merchant's as before.
+#[tokio::test]
+async fn an_instance_in_test_mode_leaves_a_live_merchants_open_attempts_and_account_looks_untouched_and_settles_its_own(
+) {
+    use sea_orm::ConnectionTrait;
+    let app = spawn_app().await;
+    let gateway = &app.app.gateway;
+    let token = app.token().await;
+    let (imp_key, imp_secret) = app.second_merchant().await;
+    let live_token = app.token_for(&imp_key, &imp_secret).await;
+    let live_attempt = an_open_attempt(&app, &live_token, "mode-live").await;
+    let live_account = an_open_account(&app, &live_token, "mode-live-vb").await;
+    let own_attempt = an_open_attempt(&app, &token, "mode-own").await;
+    let own_account = an_open_account(&app, &token, "mode-own-vb").await;
+    // The second merchant now a live one (as if made by `openport merchant create` on a live
+    // instance), which this instance in test mode knows at once.
+    gateway
+        .db
+        .write
+        .execute_unprepared(&format!(
+            "UPDATE merchants SET test_mode = false WHERE imp_key = '{imp_key}'"
+        ))
+        .await
+        .unwrap();
+    gateway.forget_merchant(None);
+
+    // Past the settle delay and the backoffs, and past the first look at each account.
+    app.advance(11 * 60);
+    let now = gateway.clock.unix();
+    let live_look = look_at(&app, live_account).await.expect("scheduled");
+    assert!(live_look.check_at <= now, "due: {live_look:?}");
+    assert!(look_at(&app, own_account).await.unwrap().check_at <= now);
+    let live_attempt = payments::attempt_by_id(&gateway.db.read, live_attempt.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(live_attempt.next_check_at <= now && live_attempt.lease_until < now);
+
+    assert_eq!(gateway.resolve_due(100).await.unwrap(), 1, "its own only");
+    gateway.check_open_vbanks(100).await.unwrap();
+    // The resolver's safety net, for an attempt named to it anyway: left as it is too.
+    gateway.resolve_attempt(live_attempt.id).await.unwrap();
+
+    let after = payments::attempt_by_id(&gateway.db.read, live_attempt.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(after, live_attempt, "no try counted, no look pushed out");
+    assert_eq!(look_at(&app, live_account).await, Some(live_look));
+    let own = payments::attempt_by_id(&gateway.db.read, own_attempt.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        !payments::OPEN_STATES.contains(&own.state.as_str()),
+        "{own:?}"
+    );
+    let own_p = payments::by_id(&gateway.db.read, own.payment_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(own_p.status, "failed", "KCP never saw it: {own_p:?}");
+    let own_look = look_at(&app, own_account).await.expect("looked at hourly");
+    assert!(own_look.check_at > now, "taken and moved on: {own_look:?}");
+}
+
+/// The resolver's due lists of one mode ([`an_instance_in_test_mode_leaves_a_live_merchants_open_attempts_and_account_looks_untouched_and_settles_its_own`])
+/// are read through their own indexes, each row's payment looked up by its key: no table is read
+/// whole but the few merchants.
+#[tokio::test]
+async fn the_resolvers_due_lists_of_one_mode_read_through_their_indexes() {
+    use openport::service::merchants::DEMO_IMP_KEY;
+    use openport::store::billing::ServedMerchants;
+    use openport::store::vbank_checks;
+    use sea_orm::{ConnectionTrait, DbBackend, QueryTrait, Statement, TransactionTrait};
+
+    let app = spawn_app().await;
+    let db = &app.app.gateway.db.read;
+    let backend = db.get_database_backend();
+    for served in [
+        ServedMerchants::TestOnly {
+            demo_imp_key: DEMO_IMP_KEY,
+        },
+        ServedMerchants::LiveOnly {
+            demo_imp_key: DEMO_IMP_KEY,
+        },
+    ] {
+        let cases = [
+            (
+                payments::due_attempts_query(served, 1_000, 100).build(backend),
+                "pg_attempts_due",
+            ),
+            (
+                vbank_checks::due_query(served, 1_000, 100).build(backend),
+                "vbank_checks_due",
+            ),
+        ];
+        for (query, index) in cases {
+            let txn = db.begin().await.unwrap();
+            let plan: Vec<String> = if backend == DbBackend::Postgres {
+                // Tables this small are read whole whatever their indexes; forbid that to see
+                // which are used.
+                txn.execute_unprepared("SET LOCAL enable_seqscan = off")
+                    .await
+                    .unwrap();
+                let explain = Statement {
+                    sql: format!("EXPLAIN {}", query.sql),
+                    ..query.clone()
+                };
+                let rows = txn.query_all(explain).await.unwrap();
+                rows.iter()
+                    .map(|r| r.try_get_by_index::<String>(0).unwrap())
+                    .collect()
+            } else {
+                let explain = Statement {
+                    sql: format!("EXPLAIN QUERY PLAN {}", query.sql),
+                    ..query.clone()
+                };
+                let rows = txn.query_all(explain).await.unwrap();
+                rows.iter()
+                    .map(|r| r.try_get::<String>("", "detail").unwrap())
+                    .collect()
+            };
+            txn.rollback().await.unwrap();
+            let plan = plan.join("\n");
+            assert!(plan.contains(index), "{plan}");
+            let (payment_by_key, reads_payments) = if backend == DbBackend::Postgres {
+                (
+                    "Index Scan using payments_pkey on payments",
+                    " on payments ",
+                )
+            } else {
+                ("SEARCH payments USING INTEGER PRIMARY KEY", " payments ")
+            };
+            assert!(plan.contains(payment_by_key), "{plan}");
+            let reads_more = |l: &str| l.contains(reads_payments) && !l.contains(payment_by_key);
+            assert!(!plan.lines().any(reads_more), "{plan}");
+            let reads_a_table_whole = |l: &str| {
+                l.contains("Seq Scan")
+                    || (l.trim_start().starts_with("SCAN") && l.trim() != "SCAN merchants")
+            };
+            assert!(!plan.lines().any(reads_a_table_whole), "{plan}");
+        }
+    }
 }
