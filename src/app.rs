@@ -255,6 +255,7 @@ impl App {
                 max_clock_skew_ms: i64::try_from(config.resolver.max_clock_skew_secs)
                     .unwrap_or(i64::MAX / 1000)
                     .saturating_mul(1000),
+                scheduler_paused: config.scheduler.paused,
             },
             tokens: Arc::new(TokenCache::default()),
             // As typed but for surrounding whitespace (the newline of the file it was read

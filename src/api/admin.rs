@@ -4,11 +4,12 @@ use axum::extract::State;
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use super::doc::{MerchantListReply, TokenErrors};
+use super::doc::{InstanceStatusReply, MerchantListReply, TokenErrors};
 use super::envelope::{ok, Envelope};
 use super::error::ApiResult;
 use super::extract::AdminCaller;
 use crate::app::AppState;
+use crate::service::status::{ClockVerdict, InstanceStatus};
 
 /// A merchant as the operator sees it: never a secret or key.
 #[derive(Serialize, ToSchema)]
@@ -44,4 +45,82 @@ pub async fn merchants(
             kcp_api_base: m.kcp_api_base,
         })
         .collect()))
+}
+
+/// What waits for an operator on this instance and its database, for alerting
+/// (docs/operations.md "Monitoring"). Counts are read when asked.
+#[derive(Serialize, ToSchema)]
+pub struct InstanceStatusView {
+    pub mode: InstanceMode,
+    /// Attempts closed as conflicts and not reconciled yet (`openport attempt list --conflicts`):
+    /// KCP holds something the record does not; alert on any.
+    pub conflicts: u64,
+    /// Open KCP attempts, every merchant's (`openport attempt list`).
+    pub open_attempts: u64,
+    /// Seconds since the oldest open attempt was made; null when none is open. One older than a
+    /// few settle delays is an outcome inquiry cannot settle.
+    #[schema(required = true)]
+    pub oldest_open_attempt_age_secs: Option<i64>,
+    /// Webhook deliveries waiting for their next try, every merchant's.
+    pub webhooks_pending: u64,
+    /// Webhook deliveries given up after their last retry, kept for `webhooks.retention_days`:
+    /// alert when it grows.
+    pub webhooks_failed: u64,
+    /// Schedules due now of the merchants this instance serves (its mode's).
+    pub schedules_due: u64,
+    /// This instance was started with its scheduler paused (`OPENPORT_SCHEDULER__PAUSED`): it
+    /// charges no schedule.
+    pub scheduler_paused: bool,
+    pub clock: InstanceClock,
+}
+
+/// The instance's mode (`test_mode`).
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum InstanceMode {
+    Test,
+    Live,
+}
+
+/// This instance's clock against the database server's, as last compared: `not_shared` (SQLite),
+/// `in_line`, or `skewed` (it opens no KCP attempt until it is back in line).
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum InstanceClock {
+    NotShared,
+    InLine,
+    Skewed,
+}
+
+impl From<InstanceStatus> for InstanceStatusView {
+    fn from(s: InstanceStatus) -> Self {
+        Self {
+            mode: if s.test_mode {
+                InstanceMode::Test
+            } else {
+                InstanceMode::Live
+            },
+            conflicts: s.conflicts,
+            open_attempts: s.open_attempts,
+            oldest_open_attempt_age_secs: s.oldest_open_attempt_secs,
+            webhooks_pending: s.webhooks_pending,
+            webhooks_failed: s.webhooks_failed,
+            schedules_due: s.schedules_due,
+            scheduler_paused: s.scheduler_paused,
+            clock: match s.clock {
+                ClockVerdict::NotShared => InstanceClock::NotShared,
+                ClockVerdict::InLine => InstanceClock::InLine,
+                ClockVerdict::Skewed => InstanceClock::Skewed,
+            },
+        }
+    }
+}
+
+#[utoipa::path(get, path = "/admin/status", operation_id = "instanceStatus",
+    responses((status = 200, body = InstanceStatusReply), TokenErrors))]
+pub async fn status(
+    State(s): State<AppState>,
+    _admin: AdminCaller,
+) -> ApiResult<Envelope<InstanceStatusView>> {
+    Ok(ok(s.gateway.instance_status().await?.into()))
 }

@@ -15,7 +15,7 @@ use utoipa::openapi::schema::{
 use utoipa::openapi::{ContentBuilder, OpenApi, Ref, RefOr, Required, Response, ResponseBuilder};
 use utoipa::{IntoParams, IntoResponses, Modify, PartialSchema, ToSchema};
 
-use super::admin::MerchantSummary;
+use super::admin::{InstanceStatusView, MerchantSummary};
 use super::auth::AccessToken;
 use super::benepia::{BenepiaPaymentRequest, BenepiaPointAnnotation};
 use super::cancel::CancelRequest;
@@ -283,6 +283,10 @@ reply!(
 reply!(
     /// Every merchant (code 0).
     MerchantListReply(Vec<MerchantSummary>)
+);
+reply!(
+    /// What waits for an operator on this instance (code 0).
+    InstanceStatusReply(InstanceStatusView)
 );
 reply!(
     /// Webhook deliveries, newest first (code 0).

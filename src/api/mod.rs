@@ -10,6 +10,7 @@ pub mod envelope;
 pub mod error;
 pub mod escrow;
 pub mod extract;
+pub mod health;
 pub mod notifications;
 pub mod onetime;
 pub mod order;
@@ -89,6 +90,8 @@ use extract::MerchantCaller;
         customers::get_many,
         customers::payments,
         admin::merchants,
+        admin::status,
+        health::health,
         webhooks::list,
         webhooks::resend,
         webhooks::settings,
@@ -199,6 +202,8 @@ pub fn router() -> Router<AppState> {
         .route("/cards/{card_standard_code}", get(codes::card))
         .route("/users/pg", get(users::pg_settings))
         .route("/admin/merchants", get(admin::merchants))
+        .route("/admin/status", get(admin::status))
+        .route("/health", get(health::health))
         .route("/openapi.json", get(openapi))
         .merge(webhooks::routes())
         .route(

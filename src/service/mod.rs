@@ -24,6 +24,7 @@ pub mod resolve;
 pub mod retired_keys;
 pub mod schedules;
 pub mod secrets;
+pub mod status;
 pub mod vbank_checks;
 pub mod vbanks;
 pub mod webhooks;
@@ -94,6 +95,9 @@ pub struct GatewaySettings {
     pub trust_order_no_inquiry: bool,
     /// See `config::ResolverSettings::max_clock_skew_secs`, in milliseconds; 0 = not checked.
     pub max_clock_skew_ms: i64,
+    /// See `config::SchedulerSettings::paused`: reported by `GET /admin/status` (the scheduler job
+    /// reads the configuration itself).
+    pub scheduler_paused: bool,
 }
 
 /// Everything the use cases need, shared by the HTTP handlers and the background jobs.

@@ -254,6 +254,20 @@ impl Db {
             .ok_or_else(|| DbErr::Custom("the database did not tell its time".into()))?;
         Ok(Some(row.try_get::<i64>("", "ms")?))
     }
+
+    /// Runs `SELECT 1` on the read side and on the writer at once (`GET /health`). On a SQLite file
+    /// these are different connections, and the writer's statement waits for the writer (and
+    /// takes the file's write lock, as every write does): a writer held by a transaction that does
+    /// not end, or by another process, does not answer. On PostgreSQL both sides are one pool, so
+    /// each statement needs a connection from it.
+    pub async fn answers(&self) -> Result<(), DbErr> {
+        async fn select_one(db: &impl ConnectionTrait) -> Result<(), DbErr> {
+            let one = Statement::from_string(db.get_database_backend(), "SELECT 1 AS one");
+            db.query_one(one).await.map(|_| ())
+        }
+        futures::try_join!(select_one(&self.read), select_one(&self.write))?;
+        Ok(())
+    }
 }
 
 /// The first statement of each SQLite migration's transaction: it takes the write lock there, as

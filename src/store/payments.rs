@@ -737,6 +737,45 @@ pub async fn count_open_attempts(db: &impl ConnectionTrait) -> Result<u64, DbErr
         .await
 }
 
+/// How many attempts are open and when the oldest was made (Unix seconds; None when none is), in
+/// one statement over the partial index `pg_attempts_due` (the open attempts of `open_attempts`):
+/// what `GET /admin/status` reports.
+pub async fn open_attempts_summary(db: &impl ConnectionTrait) -> Result<(u64, Option<i64>), DbErr> {
+    // Read by name: a SQLite row comes back with its columns in name order, not the SELECT's.
+    #[derive(FromQueryResult)]
+    struct Summary {
+        open_count: i64,
+        oldest_created_at: Option<i64>,
+    }
+    let row = open_attempts_summary_query()
+        .into_model::<Summary>()
+        .one(db)
+        .await?;
+    Ok(row.map_or((0, None), |r| {
+        (
+            u64::try_from(r.open_count).unwrap_or(0),
+            r.oldest_created_at,
+        )
+    }))
+}
+
+fn open_attempts_summary_query() -> sea_orm::Select<pg_attempt::Entity> {
+    pg_attempt::Entity::find()
+        .select_only()
+        .column_as(Expr::cust("COUNT(*)"), "open_count")
+        .column_as(pg_attempt::Column::CreatedAt.min(), "oldest_created_at")
+        .filter(Expr::cust(OPEN_ATTEMPT))
+}
+
+/// How many attempts are closed as `conflict` and not reconciled (those `conflict_attempts`
+/// lists). Like that listing it reads the table: closed attempts have no index on their state.
+pub async fn count_conflict_attempts(db: &impl ConnectionTrait) -> Result<u64, DbErr> {
+    pg_attempt::Entity::find()
+        .filter(pg_attempt::Column::State.eq("conflict"))
+        .count(db)
+        .await
+}
+
 pub async fn prepare_by_uid(
     db: &impl ConnectionTrait,
     merchant_id: i64,
@@ -1853,5 +1892,20 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// `GET /admin/status` polls this: it reads the open attempts through their partial index,
+    /// never the whole table of attempts.
+    #[tokio::test]
+    async fn the_open_attempts_summary_reads_the_index_of_the_open_attempts() {
+        use sea_orm::{DbBackend, QueryTrait};
+        let (db, _) = with_a_merchant("sqlite::memory:").await;
+        let stmt = super::open_attempts_summary_query().build(DbBackend::Sqlite);
+        let plan = super::super::sqlite_plan(&db, stmt).await;
+        assert!(plan.contains("pg_attempts_due"), "{plan}");
+        assert_eq!(
+            super::open_attempts_summary(&db.read).await.unwrap(),
+            (0, None)
+        );
     }
 }

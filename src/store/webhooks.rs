@@ -2,7 +2,8 @@
 use sea_orm::sea_query::{Expr, LockBehavior, LockType, SimpleExpr};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DbBackend, DbErr, EntityTrait,
-    FromQueryResult, QueryFilter, QueryOrder, QuerySelect, QueryTrait, Set, Statement,
+    FromQueryResult, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, QueryTrait, Set,
+    Statement,
 };
 
 use super::entity::{merchant, webhook_attempt, webhook_delivery};
@@ -242,6 +243,17 @@ pub async fn requeue(db: &impl ConnectionTrait, id: i64, now: i64) -> Result<boo
     Ok(res.rows_affected == 1)
 }
 
+/// How many deliveries are in `state` (`pending`, `delivered` or `failed`), every merchant's,
+/// over the `(state, next_attempt_at)` index: what `GET /admin/status` reports. Finished ones
+/// count only while they are kept ([`prune_finished`]).
+pub async fn count_in_state(db: &impl ConnectionTrait, state: &str) -> Result<u64, DbErr> {
+    in_state(state).count(db).await
+}
+
+fn in_state(state: &str) -> sea_orm::Select<webhook_delivery::Entity> {
+    webhook_delivery::Entity::find().filter(webhook_delivery::Column::State.eq(state))
+}
+
 /// Deletes up to `limit` finished deliveries (`delivered` or `failed`) whose last attempt was
 /// before `before`, with their attempts; returns how many deliveries went. Pending deliveries are
 /// never touched, and a delivery an operator re-queues meanwhile is `pending` again, so the second
@@ -288,6 +300,22 @@ pub async fn prune_finished(db: &super::Writer, before: i64, limit: u64) -> Resu
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `GET /admin/status` polls these counts: each reads the `(state, next_attempt_at)` index.
+    #[tokio::test]
+    async fn the_counts_by_state_read_the_index_of_the_states() {
+        let db = super::super::Db::connect("sqlite::memory:").await.unwrap();
+        db.migrate().await.unwrap();
+        for state in ["pending", "failed"] {
+            let stmt = in_state(state)
+                .select_only()
+                .column_as(Expr::cust("COUNT(*)"), "n")
+                .build(DbBackend::Sqlite);
+            let plan = super::super::sqlite_plan(&db, stmt).await;
+            assert!(plan.contains("webhook_deliveries_due"), "{state}: {plan}");
+            assert_eq!(count_in_state(&db.read, state).await.unwrap(), 0);
+        }
+    }
 
     /// Pins the shape that bounds a batch on PostgreSQL and skips rows another claim holds
     /// locked; the behaviour is tested against both databases in tests/api/webhooks.rs.

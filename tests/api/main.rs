@@ -15,6 +15,7 @@ mod control_chars;
 mod deleted_customers;
 mod duplicate_orders;
 mod escrow;
+mod health;
 mod kept_cards;
 mod lookups;
 mod migrations;

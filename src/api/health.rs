@@ -1,0 +1,49 @@
+//! `GET /health`: for load balancers and orchestrators. No token, no body, and no iamport
+//! envelope: the answer is the HTTP status, with a one-word JSON body.
+use axum::extract::State;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::Response;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use super::envelope::json_response;
+use crate::app::AppState;
+
+/// Whether this instance can serve: `ok` when its database answered, `unavailable` otherwise.
+/// Never the cause (a host name, a database URL): the endpoint is public, and the cause is in the
+/// log at WARN.
+#[derive(Serialize, ToSchema)]
+pub struct Health {
+    pub status: HealthStatus,
+}
+
+#[derive(Serialize, ToSchema, Clone, Copy)]
+#[serde(rename_all = "lowercase")]
+pub enum HealthStatus {
+    Ok,
+    Unavailable,
+}
+
+#[utoipa::path(get, path = "/health", operation_id = "health",
+    description = "No token. HTTP 200 `{\"status\":\"ok\"}` when the database answered a trivial \
+        statement on the read side and on the writer within 2 s; HTTP 503 \
+        `{\"status\":\"unavailable\"}` otherwise (the cause is logged at WARN, never shown). Not \
+        the iamport envelope.",
+    responses(
+        (status = 200, description = "The database answered.", body = Health,
+            example = json!({"status": "ok"})),
+        (status = 503, description = "The database did not answer in time, or failed.",
+            body = Health, example = json!({"status": "unavailable"})),
+    ))]
+pub async fn health(State(s): State<AppState>) -> Response {
+    let (code, status) = if s.gateway.database_answers().await {
+        (StatusCode::OK, HealthStatus::Ok)
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, HealthStatus::Unavailable)
+    };
+    let mut res = json_response(code, &Health { status });
+    // Every check asks again: no proxy may answer one from an earlier check.
+    res.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    res
+}

@@ -1,0 +1,226 @@
+//! `GET /health` (load balancers: no token, the database answering) and `GET /admin/status` (the
+//! operator's alerting: what waits for an operator).
+use std::time::{Duration, Instant};
+
+use kcp_sandbox::{paths, Fault, FaultRule};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+use crate::billing::register;
+use crate::helpers::{
+    captured_logs, failed_webhook_row, spawn_app, spawn_app_with, test_cards, TestApp, ADMIN_TOKEN,
+};
+
+/// `GET /health` with nothing but the path: its status, its body, and how long it took.
+async fn health(app: &TestApp) -> (StatusCode, Value, Duration) {
+    let started = Instant::now();
+    let res = app.http.get(app.url("/health")).send().await.unwrap();
+    assert_eq!(
+        res.headers()
+            .get("cache-control")
+            .and_then(|v| v.to_str().ok()),
+        Some("no-store")
+    );
+    let (status, body) = TestApp::read(res).await;
+    (status, body, started.elapsed())
+}
+
+/// The line of the captured log that says `what`.
+fn logged(what: &str) -> String {
+    captured_logs()
+        .lines()
+        .find(|l| l.contains(what))
+        .unwrap_or_else(|| panic!("nothing logged says {what:?}"))
+        .to_string()
+}
+
+#[tokio::test]
+async fn the_health_check_answers_ok_without_a_token_while_the_database_answers() {
+    let app = spawn_app().await;
+
+    let (status, body, _) = health(&app).await;
+
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body, json!({"status": "ok"}));
+}
+
+/// The SQLite writer (on PostgreSQL, a pool of one connection) held by a transaction that does
+/// not end: the database does not answer within the bound, which is 503, never a 500 nor a wait
+/// as long as the load balancer's, and the body says nothing else. Once it ends, 200 again.
+#[tokio::test]
+async fn the_health_check_answers_unavailable_within_its_bound_while_the_database_does_not_answer()
+{
+    let app = spawn_app_with(|c| c.database_pool_size = 1).await;
+    let held = app.app.gateway.db.write.begin().await.unwrap();
+
+    let (status, body, took) = health(&app).await;
+
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(body, json!({"status": "unavailable"}));
+    assert!(took < Duration::from_secs(4), "answered after {took:?}");
+    let line = logged("health check: the database did not answer in time");
+    assert!(line.contains("WARN"), "{line}");
+
+    held.rollback().await.unwrap();
+    let (status, body, _) = health(&app).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}
+
+/// PostgreSQL refusing connections (its sessions ended, the database closed to new ones), as in an
+/// outage: 503 with no word of the database's name or host, the cause logged at WARN; 200 once it
+/// is back. Only PostgreSQL lets a test do this.
+#[tokio::test]
+async fn the_health_check_answers_unavailable_naming_nothing_while_postgresql_refuses_connections()
+{
+    use sea_orm::sqlx::Connection;
+    let app = spawn_app().await;
+    if !app.database_url.starts_with("postgres") {
+        return;
+    }
+    let name = app.database_url.rsplit('/').next().unwrap().to_string();
+    // From the database the test databases are made from: a database cannot close itself.
+    let server = std::env::var("DATABASE_URL").unwrap();
+    let mut admin = sea_orm::sqlx::PgConnection::connect(&server).await.unwrap();
+    for sql in [
+        format!("ALTER DATABASE {name} ALLOW_CONNECTIONS false"),
+        format!("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"),
+    ] {
+        sea_orm::sqlx::query(&sql)
+            .execute(&mut admin)
+            .await
+            .unwrap();
+    }
+
+    let (status, body, took) = health(&app).await;
+
+    let reopen = format!("ALTER DATABASE {name} ALLOW_CONNECTIONS true");
+    sea_orm::sqlx::query(&reopen)
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(body, json!({"status": "unavailable"}));
+    assert!(took < Duration::from_secs(4), "answered after {took:?}");
+    let line = logged("health check: the database");
+    assert!(line.contains("WARN"), "{line}");
+    // The pool drops each cut connection as it meets it: a few checks on, the database answers.
+    for _ in 0..40 {
+        if health(&app).await.0 == StatusCode::OK {
+            return;
+        }
+    }
+    panic!("the database never answered again");
+}
+
+#[tokio::test]
+async fn the_operator_status_takes_the_operator_token_only() {
+    let app = spawn_app().await;
+    let merchant = app.token().await;
+    for token in [None, Some(merchant.as_str()), Some("not-a-token")] {
+        let (status, body) = app.get("/admin/status", token).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{token:?}: {body}");
+        assert_eq!(body["code"], -1, "{body}");
+        assert!(body["response"].is_null(), "{body}");
+    }
+
+    let (status, body) = app.get("/admin/status", Some(ADMIN_TOKEN)).await;
+
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["code"], 0, "{body}");
+    let clock = if app.database_url.starts_with("postgres") {
+        "in_line"
+    } else {
+        "not_shared"
+    };
+    assert_eq!(
+        body["response"],
+        json!({
+            "mode": "test",
+            "conflicts": 0,
+            "open_attempts": 0,
+            "oldest_open_attempt_age_secs": null,
+            "webhooks_pending": 0,
+            "webhooks_failed": 0,
+            "schedules_due": 0,
+            "scheduler_paused": false,
+            "clock": clock,
+        })
+    );
+}
+
+/// A conflict (a cancel whose answer was lost and whose inquiry says KCP has no such trade), an
+/// approval whose answer never came (open), two webhook deliveries (one pending, one given up)
+/// and a schedule come due, on an instance started with its scheduler paused: each is counted.
+#[tokio::test]
+async fn the_operator_status_counts_what_waits_for_an_operator() {
+    let app = spawn_app_with(|c| c.scheduler.paused = true).await;
+    let token = app.token().await;
+    let key = register(&app, &token, "status-customer", test_cards::SHINHAN_CREDIT).await;
+    assert_eq!(key["code"], 0, "{key}");
+    let at = chrono::Utc::now().timestamp() + 60;
+    let (_, scheduled) = app
+        .post(
+            "/subscribe/payments/schedule",
+            Some(&token),
+            json!({"customer_uid": "status-customer",
+                   "schedules": [{"merchant_uid": "status-s", "schedule_at": at, "amount": 1000}]}),
+        )
+        .await;
+    assert_eq!(scheduled["code"], 0, "{scheduled}");
+
+    let p = app.paid(&token, "status-conflict", 10000).await;
+    let imp_uid = p["imp_uid"].as_str().unwrap();
+    app.sandbox
+        .inject(FaultRule::new(paths::CANCEL, Fault::LoseResponse));
+    app.sandbox.inject(
+        FaultRule::new(
+            paths::INQUIRY,
+            Fault::Refuse {
+                code: "8201".into(),
+                message: "해당 거래 없음".into(),
+            },
+        )
+        .times(10),
+    );
+    let cancel = app.cancel(&token, imp_uid, 3000).await;
+    assert_eq!(cancel["code"], 1, "{cancel}");
+    assert_eq!(app.conflicts().await.len(), 1);
+    app.sandbox.clear_faults();
+
+    app.sandbox
+        .inject(FaultRule::new(paths::HUB_PAYMENT, Fault::Drop));
+    let (_, open) = app
+        .pay(&token, "status-open", 1000, test_cards::SHINHAN_CREDIT)
+        .await;
+    assert_eq!(open["code"], 1, "{open}");
+    app.sandbox.clear_faults();
+
+    let paid = openport::store::payments::by_imp_uid(&app.app.gateway.db.read, None, imp_uid)
+        .await
+        .unwrap()
+        .unwrap();
+    for state in ["pending", "failed"] {
+        let row = openport::store::entity::webhook_delivery::ActiveModel {
+            state: sea_orm::Set(state.into()),
+            ..failed_webhook_row(&paid, "https://merchant.example/webhook")
+        };
+        openport::store::webhooks::insert_delivery(&app.app.gateway.db.write, row)
+            .await
+            .unwrap();
+    }
+    app.advance(120);
+
+    let (status, body) = app.get("/admin/status", Some(ADMIN_TOKEN)).await;
+
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let s = &body["response"];
+    assert_eq!(s["mode"], "test", "{s}");
+    assert_eq!(s["conflicts"], 1, "{s}");
+    assert_eq!(s["open_attempts"], 1, "{s}");
+    let age = s["oldest_open_attempt_age_secs"].as_i64().expect("an age");
+    assert!((120..180).contains(&age), "{s}");
+    assert_eq!(s["webhooks_pending"], 1, "{s}");
+    assert_eq!(s["webhooks_failed"], 1, "{s}");
+    assert_eq!(s["schedules_due"], 1, "{s}");
+    assert_eq!(s["scheduler_paused"], true, "{s}");
+}
