@@ -299,6 +299,7 @@ impl App {
                 Duration::from_millis(config.resolver.interval_ms),
                 shutdown.subscribe(),
             );
+            spawn_clock_check(gateway.clone(), CLOCK_CHECK_EVERY, shutdown.subscribe());
             webhooks = crate::jobs::webhooks::spawn(&gateway, &config, &shutdown);
             scheduler = Some(crate::jobs::scheduler::spawn(
                 gateway.clone(),
@@ -439,25 +440,41 @@ fn http_service(
 /// a scan on every resolver tick would be wasted.
 const REVERIFY_SWEEP_EVERY: Duration = Duration::from_secs(60);
 
-/// How often the resolver compares this host's clock with the database's
-/// (`Gateway::check_clock`): a clock that drifts off stops this instance claiming attempts.
+/// How often this host's clock is compared with the database's (`Gateway::check_clock`): a clock
+/// that drifts off stops this instance claiming attempts and schedules and opening KCP calls.
 const CLOCK_CHECK_EVERY: Duration = Duration::from_secs(60);
 
-fn spawn_resolver(gateway: Gateway, every: Duration, mut stop: tokio::sync::watch::Receiver<bool>) {
+/// The clock check on its own timer, not in the resolver's loop: a resolver sweep makes one KCP
+/// call per due item, each up to `kcp.timeout_ms`, so while KCP hangs a pass takes most of an
+/// hour, and a verdict refreshed between passes would let a clock that stepped meanwhile judge
+/// other instances' leases all that time. Not awaited at shutdown, like the resolver: a reading
+/// holds nothing to finish.
+fn spawn_clock_check(
+    gateway: Gateway,
+    every: Duration,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
     tokio::spawn(async move {
-        let mut next_sweep = std::time::Instant::now();
-        let mut next_clock_check = std::time::Instant::now() + CLOCK_CHECK_EVERY;
         loop {
             tokio::select! {
                 _ = tokio::time::sleep(every) => {}
                 _ = stop.wait_for(|s| *s) => return,
             }
-            if std::time::Instant::now() >= next_clock_check {
-                next_clock_check = std::time::Instant::now() + CLOCK_CHECK_EVERY;
-                // The verdict is recorded (and logged) by the check; claims obey it.
-                if let Err(e) = gateway.check_clock().await {
-                    tracing::error!("resolver: clock check: {e}");
-                }
+            // The verdict is recorded (and logged) by the check; claims obey it.
+            if let Err(e) = gateway.check_clock().await {
+                tracing::error!("clock check: {e}");
+            }
+        }
+    });
+}
+
+fn spawn_resolver(gateway: Gateway, every: Duration, mut stop: tokio::sync::watch::Receiver<bool>) {
+    tokio::spawn(async move {
+        let mut next_sweep = std::time::Instant::now();
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(every) => {}
+                _ = stop.wait_for(|s| *s) => return,
             }
             if let Err(e) = gateway.resolve_due(100).await {
                 tracing::error!("resolver: {e}");

@@ -44,7 +44,9 @@ impl From<ServiceError> for ApiError {
             ServiceError::BadRequest(m) => Self::bad_request(m),
             ServiceError::CardRejected(m) => Self::new(StatusCode::OK, -1, m),
             ServiceError::Refused(m) => Self::refused(m),
-            e @ ServiceError::ScheduleNotHeld => Self::refused(e.to_string()),
+            e @ (ServiceError::ScheduleNotHeld | ServiceError::ClockSkewed) => {
+                Self::refused(e.to_string())
+            }
             // Opaque to the caller, logged once with the cause (crates.io's rule).
             ServiceError::Db(err) => {
                 tracing::error!("database error: {err}");

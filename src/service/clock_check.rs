@@ -7,8 +7,10 @@
 //! has no such trade" before KCP could have answered. The comparisons stay in Rust (tests move a
 //! fake clock), so the clocks themselves are checked: against the database server's clock, which
 //! all instances share, at start (`openport serve` refuses to start when they differ by more than
-//! `resolver.max_clock_skew_secs`) and again by the resolver job, which stops claiming attempts
-//! while this host's clock is off. SQLite has one host: nothing to compare.
+//! `resolver.max_clock_skew_secs`) and again every minute by a background task of its own
+//! (app.rs `spawn_clock_check`, never behind the resolver's KCP calls); while this host's clock is
+//! off it claims no attempt or schedule and opens no KCP call. SQLite has one host: nothing to
+//! compare.
 use std::sync::atomic::Ordering;
 
 use chrono::{DateTime, Utc};
@@ -97,10 +99,11 @@ impl Gateway {
     /// clock is off: the attempt's `created_at`, lease and settle time would be written from it,
     /// and instances whose clocks agree would take over a request still waiting for KCP, or judge
     /// "KCP has no such trade" before KCP could have answered. Nothing is written, so the
-    /// merchant's retry (on another instance, or here once the clock is back) is safe.
+    /// merchant's retry (on another instance, or here once the clock is back) is safe. Its own
+    /// error, not a refusal: a scheduled charge that meets it is run again later, not failed.
     pub(crate) fn refuse_while_skewed(&self) -> ServiceResult<()> {
         if self.clock_is_skewed() {
-            return Err(ServiceError::Refused(CLOCK_SKEWED.into()));
+            return Err(ServiceError::ClockSkewed);
         }
         Ok(())
     }

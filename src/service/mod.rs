@@ -62,6 +62,12 @@ pub enum ServiceError {
     /// meets it gets code 1 like any refusal.
     #[error("예약결제가 다른 곳에서 처리되고 있어 실행하지 않았습니다.")]
     ScheduleNotHeld,
+    /// HTTP 200, code 1, as a refusal: this host's clock is off the database's, so nothing was
+    /// opened at KCP or written (`Gateway::refuse_while_skewed`). Unlike a refusal it says
+    /// nothing of the request and passes once the clock is right, or on another instance: the
+    /// scheduler gives the schedule back for a later run instead of failing it.
+    #[error("{}", clock_check::CLOCK_SKEWED)]
+    ClockSkewed,
     /// HTTP 500 with an opaque message; logged once with the cause.
     #[error("database error: {0}")]
     Db(#[from] DbErr),

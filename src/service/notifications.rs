@@ -673,8 +673,9 @@ impl Gateway {
             .await
         {
             Ok(attempt) => attempt,
-            // A cancel of the payment is under way: decided again on KCP's re-send, after it.
-            Err(ServiceError::Refused(_)) => {
+            // A cancel of the payment is under way (or this host's clock is off): decided again
+            // on KCP's re-send, after it.
+            Err(ServiceError::Refused(_) | ServiceError::ClockSkewed) => {
                 return Err(NotificationError::Superseded(payment.imp_uid))
             }
             Err(e) => return Err(e.into()),

@@ -330,6 +330,9 @@ impl Gateway {
                 "존재하지 않는 결제예약 혹은 빌링키입니다.".into(),
             ));
         }
+        // Nothing re-armed, charged or announced on an instance whose clock is off
+        // (service/clock_check.rs); one that turns off after the claim gives the claim up below.
+        self.refuse_while_skewed()?;
         let claim = HeldSchedule {
             id: s.id,
             token: billing::new_claim_token(),
@@ -476,8 +479,8 @@ impl Gateway {
                     let run = gateway.charge_claimed_schedule(s).await;
                     if run.is_err() {
                         // Failed before its charge opened, or before its outcome was known (a
-                        // database or configuration error): run again in a minute rather than
-                        // once the whole lease has run out.
+                        // database or configuration error, this host's clock found off): run
+                        // again in a minute rather than once the whole lease has run out.
                         let again = gateway.clock.unix() + 60;
                         gateway.release_or_leave(claim, again).await;
                     }
@@ -530,7 +533,9 @@ impl Gateway {
     /// Charges a schedule this instance has claimed and returns what came of it: an outcome to
     /// record, the schedule given back (outcome still open), or left to whoever holds it now. An
     /// error leaves the claim to the caller (the batch gives it back for a minute, a retry gives
-    /// it up); the schedule then names a payment exactly when a charge was opened. Exactly
+    /// it up); the schedule then names a payment exactly when a charge was opened. So does this
+    /// host's clock found off (`ServiceError::ClockSkewed`, which may turn in the middle of a
+    /// batch): nothing was asked of KCP, and an instance whose clock is right charges it. Exactly
     /// once: the claim is a conditional UPDATE; the charge opens only while this run still holds
     /// the claim, and names its payment on the schedule in the same write
     /// (`payments::open_charge`), so a run that claims the schedule later (its predecessor's lease

@@ -558,7 +558,8 @@ impl Gateway {
     /// as for any cancel made at KCP (spec §5). Through the cancel path a KCP cancel notice takes
     /// (service/notifications.rs `verify_cancel_notice`): an attempt opened for the whole amount
     /// and settled by the cancel resolver's inquiry, which sends nothing to KCP. None when a
-    /// cancel of the payment is in flight or the payment changed meanwhile: decided by that one.
+    /// cancel of the payment is in flight or the payment changed meanwhile: decided by that one
+    /// (and while this host's clock is off: decided by the next look or notice).
     pub(crate) async fn record_closed_at_kcp(
         &self,
         connector: &dyn Pg,
@@ -573,7 +574,7 @@ impl Gateway {
             .await
         {
             Ok(attempt) => attempt,
-            Err(ServiceError::Refused(_)) => return Ok(None),
+            Err(ServiceError::Refused(_) | ServiceError::ClockSkewed) => return Ok(None),
             Err(e) => return Err(e),
         };
         let fresh = self

@@ -2223,6 +2223,127 @@ async fn an_instance_whose_clock_is_off_the_databases_runs_no_schedule_until_it_
     assert_each_charged_once(&app, 1).await;
 }
 
+/// A retry asked of an instance whose clock is off the database's is refused before anything is
+/// re-armed (docs/operations.md): code 1 with the clock's message, no payment, no webhook, the
+/// schedule as it was. It charged through to the clock's refusal and recorded that as the
+/// schedule's failure: a failed payment KCP never saw, its `failed` webhook, answered code 0.
+#[tokio::test]
+async fn a_retry_on_an_instance_whose_clock_is_off_is_refused_and_writes_nothing() {
+    use openport::service::clock_check::{judge, CLOCK_SKEWED};
+    let app = spawn_app().await;
+    let token = app.token().await;
+    a_failed_schedule(&app, &token, "s-skew", "skew-retry-1").await;
+    let (_, before) = app
+        .get("/subscribe/payments/schedule/skew-retry-1", Some(&token))
+        .await;
+    assert_eq!(webhooks_of(&app, "skew-retry-1", "failed").await, 1);
+    let gateway = &app.app.gateway;
+    let now = chrono::Utc::now();
+    gateway.record_clock_reading(judge(now, now, now.timestamp_millis() - 60_000, 5_000));
+
+    let (status, body) = app
+        .post(
+            "/subscribe/payments/schedule/skew-retry-1/retry",
+            Some(&token),
+            json!({}),
+        )
+        .await;
+
+    assert_eq!((status.as_u16(), &body["code"]), (200, &json!(1)), "{body}");
+    assert_eq!(body["message"], CLOCK_SKEWED, "{body}");
+    assert!(body["response"].is_null(), "{body}");
+    assert_eq!(
+        payments_of(&app, "skew-retry-1").await.len(),
+        1,
+        "the first run's only"
+    );
+    assert_eq!(
+        webhooks_of(&app, "skew-retry-1", "failed").await,
+        1,
+        "no new webhook"
+    );
+    let (_, after) = app
+        .get("/subscribe/payments/schedule/skew-retry-1", Some(&token))
+        .await;
+    assert_eq!(after, before, "nothing re-armed");
+    assert!(app.sandbox.ledger().is_empty());
+
+    let now = chrono::Utc::now();
+    gateway.record_clock_reading(judge(now, now, now.timestamp_millis(), 5_000));
+    let (_, p) = app
+        .post(
+            "/subscribe/payments/schedule/skew-retry-1/retry",
+            Some(&token),
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        p["response"]["status"], "paid",
+        "retried once the clock is back: {p}"
+    );
+    assert_eq!(app.sandbox.ledger().len(), 1);
+    app.assert_ledger_agrees().await;
+}
+
+/// A batch claimed while this host's clock was right, whose clock is found off while it charges
+/// (here behind a slow KCP answer), gives back each schedule it reaches after that: still
+/// scheduled, no payment, no webhook, and charged a minute later by an instance whose clock is
+/// right (here this one, back in line). They were recorded failed, each with a `failed` webhook,
+/// for a charge KCP never saw, and nothing ran them again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn schedules_a_batch_reaches_after_the_clock_is_found_off_are_given_back_not_failed() {
+    use kcp_sandbox::{paths, Fault, FaultRule};
+    use openport::service::clock_check::judge;
+    let app = spawn_app_with(|c| c.scheduler.concurrency = 1).await;
+    let token = app.token().await;
+    register(&app, &token, "s-turn", test_cards::SHINHAN_CREDIT).await;
+    let items: Vec<Value> = (0..3)
+        .map(|i| json!({"merchant_uid": format!("turn-{i}"), "schedule_at": now() + 10, "amount": 1000 + i, "notice_url": NOTICE_URL}))
+        .collect();
+    let body = schedule(
+        &app,
+        &token,
+        json!({"customer_uid": "s-turn", "schedules": items}),
+    )
+    .await;
+    assert_eq!(body["code"], 0, "{body}");
+    app.advance(11);
+    app.sandbox.inject(
+        FaultRule::new(paths::HUB_PAYMENT, Fault::Delay { ms: 800 }).when("amount", "1000"),
+    );
+    let gateway = app.app.gateway.clone();
+    let run = tokio::spawn(async move { gateway.run_due_schedules(10).await });
+    until_the_charge_is_at_kcp(&app).await;
+
+    let gateway = &app.app.gateway;
+    let now = chrono::Utc::now();
+    gateway.record_clock_reading(judge(now, now, now.timestamp_millis() - 60_000, 5_000));
+    assert_eq!(run.await.unwrap().unwrap(), 1, "turn-0 only");
+
+    let token = app.token().await;
+    for uid in ["turn-1", "turn-2"] {
+        assert!(payments_of(&app, uid).await.is_empty(), "{uid}");
+        assert_eq!(webhooks_of(&app, uid, "failed").await, 0, "{uid}");
+        let (_, s) = app
+            .get(&format!("/subscribe/payments/schedule/{uid}"), Some(&token))
+            .await;
+        assert_eq!(s["response"]["schedule_status"], "scheduled", "{s}");
+        assert!(s["response"]["imp_uid"].is_null(), "{s}");
+    }
+    assert_eq!(app.sandbox.ledger().len(), 1);
+
+    let now = chrono::Utc::now();
+    gateway.record_clock_reading(judge(now, now, now.timestamp_millis(), 5_000));
+    assert_eq!(
+        gateway.run_due_schedules(10).await.unwrap(),
+        0,
+        "given back for a minute"
+    );
+    app.advance(61);
+    assert_eq!(gateway.run_due_schedules(10).await.unwrap(), 2);
+    assert_each_charged_once(&app, 3).await;
+}
+
 #[tokio::test]
 async fn a_schedule_without_buyer_fields_takes_those_the_billing_key_was_registered_with() {
     let app = spawn_app().await;
