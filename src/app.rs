@@ -333,6 +333,12 @@ impl App {
         );
         let limits = http_server::Limits {
             header_read_timeout: config.http.header_read_timeout(),
+            write_stall_timeout: config.http.write_stall_timeout(),
+            // The longest a request in flight takes when its client keeps up: the rest of its
+            // body, its KCP calls (`attempt_hold`) and one stall of its response.
+            shutdown_grace: config.http.body_read_timeout()
+                + config.attempt_hold()
+                + config.http.write_stall_timeout(),
             max_connections: config
                 .http
                 .max_connections

@@ -223,6 +223,10 @@ pub struct HttpSettings {
     /// deadline, not one per read, so a body dripped a byte at a time is cut off too. Past it the
     /// request is answered 408 and the connection closed.
     pub body_read_timeout_ms: u64,
+    /// How long a response may go without the client taking a byte of it. Past it the connection
+    /// is closed: a client that stops reading its response kept its connection, and a connection
+    /// slot, for ever.
+    pub write_stall_timeout_ms: u64,
     /// Client connections open at once; more wait in the listen backlog until one closes. Unset:
     /// what the process's open-file limit leaves after the embedded sandbox, the database and
     /// outgoing calls (`app::open_files`), which openport raises to its hard limit at start.
@@ -234,6 +238,7 @@ impl Default for HttpSettings {
         Self {
             header_read_timeout_ms: 10_000,
             body_read_timeout_ms: 30_000,
+            write_stall_timeout_ms: 30_000,
             max_connections: None,
         }
     }
@@ -246,6 +251,10 @@ impl HttpSettings {
 
     pub fn body_read_timeout(&self) -> std::time::Duration {
         std::time::Duration::from_millis(self.body_read_timeout_ms)
+    }
+
+    pub fn write_stall_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.write_stall_timeout_ms)
     }
 }
 
@@ -442,6 +451,10 @@ impl Config {
             (
                 "OPENPORT_HTTP__BODY_READ_TIMEOUT_MS",
                 self.http.body_read_timeout_ms,
+            ),
+            (
+                "OPENPORT_HTTP__WRITE_STALL_TIMEOUT_MS",
+                self.http.write_stall_timeout_ms,
             ),
         ] {
             if ms == 0 {
@@ -721,6 +734,14 @@ mod tests {
         let mut config = Config::default();
         assert_eq!(config.http.header_read_timeout_ms, 10_000);
         assert_eq!(config.http.body_read_timeout_ms, 30_000);
+        assert_eq!(config.http.write_stall_timeout_ms, 30_000);
+        config.http.write_stall_timeout_ms = 0;
+        let err = config.validate().unwrap_err().to_string();
+        assert!(
+            err.contains("OPENPORT_HTTP__WRITE_STALL_TIMEOUT_MS"),
+            "{err}"
+        );
+        config.http.write_stall_timeout_ms = 30_000;
         config.http.body_read_timeout_ms = 0;
         let err = config.validate().unwrap_err().to_string();
         assert!(err.contains("OPENPORT_HTTP__BODY_READ_TIMEOUT_MS"), "{err}");

@@ -1,5 +1,6 @@
 //! The HTTP server openport and its embedded KCP sandbox both run: hyper's HTTP/1.1 connection
-//! loop with a header-read timeout, and a whole-body deadline for requests.
+//! loop with a header-read timeout and a write-stall timeout, and a whole-body deadline for
+//! requests.
 //!
 //! `axum::serve` builds hyper's connections without a timer, and hyper's header-read timeout (like
 //! any of its timeouts) does nothing without one: a client that sent part of its headers and then
@@ -11,6 +12,12 @@
 //! second's pause on `EMFILE`), and a graceful stop that lets requests in flight finish. Timeouts
 //! bound how long a connection lasts, not how many there are, so the loop also keeps at most
 //! [`Limits::max_connections`] open and leaves the rest in the listen backlog.
+//!
+//! hyper has no write timeout either: a client that asked for a response bigger than the socket's
+//! buffers and then read nothing held its connection, and a connection slot, for ever, and a
+//! graceful stop waited for it for ever. Writes therefore fail once the client has taken nothing
+//! for [`Limits::write_stall_timeout`] (tokio-io-timeout), and a graceful stop gives connections
+//! [`Limits::shutdown_grace`] at most.
 //!
 //! Nothing here knows KCP or iamport: the sandbox stays independent of openport's connector, and
 //! each side answers a refused body in its own form ([`whole_body`]).
@@ -29,16 +36,20 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
+use tokio_io_timeout::TimeoutStream;
 use tower::{Service, ServiceExt};
 
 /// Serves HTTP/1.1 on `listener` until `stop` completes, then stops accepting, lets the requests
-/// in flight finish and closes idle connections; returns once every connection is closed (a
-/// client stalled mid-request is cut off by the timeouts, so that too is bounded).
+/// in flight finish for up to [`Limits::shutdown_grace`] and closes idle connections; returns
+/// once every connection is closed (one still busy at the end of the grace is dropped, so a
+/// client that stalls or reads its response slowly cannot hold the stop up).
 ///
 /// The header-read timer runs from a connection's opening, and again from the end of each
 /// response until the next request's headers are in: it bounds idle keep-alive connections too.
-/// A stalled *body* is [`whole_body`]'s business. `make_service` is called with each peer's
-/// address. At most [`Limits::max_connections`] connections are open at once.
+/// A stalled *body* is [`whole_body`]'s business; a response the client stops taking is cut off
+/// after [`Limits::write_stall_timeout`]. `make_service` is called with each peer's address. At
+/// most [`Limits::max_connections`] connections are open at once, each buffering at most
+/// [`MAX_HEADER_BYTES`] of request headers.
 pub async fn serve<M, S>(
     mut listener: TcpListener,
     mut make_service: M,
@@ -52,6 +63,8 @@ pub async fn serve<M, S>(
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout)
+        .max_header_size(MAX_HEADER_BYTES)
+        .max_buf_size(MAX_HEADER_BYTES)
         .keep_alive(true);
     // `true` once `stop` completes: each connection then finishes its request and closes.
     let (stopping, _) = tokio::sync::watch::channel(false);
@@ -91,7 +104,10 @@ pub async fn serve<M, S>(
         let service = TowerToHyperService::new(
             service.map_request(|req: Request<Incoming>| req.map(Body::new)),
         );
-        let connection = http.serve_connection(TokioIo::new(tcp), service);
+        // Reads need no timeout of their own: the header timer and `whole_body` bound them.
+        let mut io = TimeoutStream::new(tcp);
+        io.set_write_timeout(Some(limits.write_stall_timeout));
+        let connection = http.serve_connection(TokioIo::new(Box::pin(io)), service);
         let mut stopping = stopping.subscribe();
         let open = open.clone();
         tokio::spawn(async move {
@@ -104,7 +120,15 @@ pub async fn serve<M, S>(
                 Some(result) => result,
                 None => {
                     connection.as_mut().graceful_shutdown();
-                    connection.await
+                    match tokio::time::timeout(limits.shutdown_grace, connection).await {
+                        Ok(result) => result,
+                        Err(_) => {
+                            tracing::debug!(
+                                "connection still busy at the end of the shutdown grace: dropped"
+                            );
+                            Ok(())
+                        }
+                    }
                 }
             };
             if let Err(e) = result {
@@ -121,12 +145,28 @@ pub async fn serve<M, S>(
     closed.closed().await;
 }
 
+/// The longest request head (request line and headers) a connection takes: a longer one is
+/// answered 431 and the connection closed. It also caps hyper's buffers (`max_buf_size`, ~400 KiB
+/// by default), so a connection holds that much at most while its headers arrive. The longest
+/// legitimate heads carry a browser's cookies on the checkout pages (openport's window cookies are
+/// under 100 bytes each; a browser keeps any cookie under 4 KiB), well under the 32 KiB in all,
+/// 8 KiB a line, that nginx passes by default; access tokens are under 100 bytes. Bodies go
+/// through the buffer a piece at a time ([`whole_body`]).
+pub const MAX_HEADER_BYTES: usize = 64 * 1024;
+
 /// What [`serve`] allows each connection, and how many it keeps open.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
     /// From a connection's opening, or the end of its previous response, to the end of a
     /// request's headers (so also how long an idle keep-alive connection lives).
     pub header_read_timeout: Duration,
+    /// How long a response may make no progress: past it, with not one byte taken by the
+    /// client's socket since, the connection is closed. Restarted by every byte taken, so a slow
+    /// client is served, one that stopped reading is not kept.
+    pub write_stall_timeout: Duration,
+    /// After `stop`, how long the requests in flight get to finish before their connections are
+    /// dropped (a handler that runs in a task of its own goes on; the response is lost).
+    pub shutdown_grace: Duration,
     /// Connections open at once. At the cap, nothing more is accepted until one closes: new
     /// clients wait in the kernel's listen backlog instead of the process running out of file
     /// descriptors, which its database connections and outgoing calls need as much as its clients.
@@ -166,5 +206,51 @@ pub async fn whole_body(
         Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => Err(BodyError::TooLarge),
         Ok(Err(_)) => Err(BodyError::Unreadable),
         Err(_) => Err(BodyError::TimedOut),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncWriteExt;
+
+    /// A request whose handler never ends (or whose client reads its response slowly enough to
+    /// dodge the write-stall timeout) held a graceful stop up for ever.
+    #[tokio::test]
+    async fn a_graceful_stop_drops_a_connection_still_busy_at_the_end_of_its_grace() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (entered, handler_entered) = tokio::sync::oneshot::channel::<()>();
+        let entered = Arc::new(std::sync::Mutex::new(Some(entered)));
+        let router = axum::Router::new().route(
+            "/",
+            axum::routing::get(move || async move {
+                if let Some(entered) = entered.lock().unwrap().take() {
+                    let _ = entered.send(());
+                }
+                std::future::pending::<()>().await
+            }),
+        );
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let limits = Limits {
+            header_read_timeout: Duration::from_secs(60),
+            write_stall_timeout: Duration::from_secs(60),
+            shutdown_grace: Duration::from_millis(200),
+            max_connections: 4,
+        };
+        let server = tokio::spawn(serve(listener, router.into_make_service(), limits, async {
+            let _ = stopped.await;
+        }));
+        let mut client = tokio::net::TcpStream::connect(addr).await.unwrap();
+        client
+            .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        handler_entered.await.unwrap();
+
+        stop.send(()).unwrap();
+        let served = tokio::time::timeout(Duration::from_secs(10), server).await;
+
+        assert!(served.is_ok(), "the stop waits for the busy connection");
     }
 }

@@ -61,6 +61,10 @@ pub(crate) async fn serve(
         router.into_make_service(),
         http_server::Limits {
             header_read_timeout: limits.header_read,
+            // The sandbox answers from memory (a fault's delay aside, which a stop need not wait
+            // out): a stop's grace is a body and a stalled response.
+            write_stall_timeout: limits.body_read,
+            shutdown_grace: limits.body_read * 2,
             max_connections: limits.max_connections,
         },
         stop,

@@ -15,6 +15,7 @@ use crate::helpers::{spawn_app_with, TestApp};
 
 const HEADER_TIMEOUT_MS: u64 = 300;
 const BODY_TIMEOUT_MS: u64 = 400;
+const WRITE_STALL_TIMEOUT_MS: u64 = 300;
 /// How long a test waits for what the timeouts above promise: generous, for a loaded machine.
 const PATIENCE: Duration = Duration::from_secs(10);
 
@@ -393,5 +394,91 @@ async fn at_the_connection_cap_a_new_client_waits_until_a_connection_closes_and_
     let answer = first_answer(&mut waiting, PATIENCE)
         .await
         .expect("served once a connection closed");
+    assert_eq!(answer.status, 401);
+}
+
+/// A connection whose client asked for `path` `times` over (pipelined, so the responses are far
+/// more than any socket buffer holds) with a tiny receive buffer, and then reads nothing.
+async fn never_reading(addr: SocketAddr, path: &str, times: usize) -> TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket.set_recv_buffer_size(1024).expect("SO_RCVBUF");
+    let mut conn = socket.connect(addr).await.expect("connect");
+    let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n");
+    conn.write_all(request.repeat(times).as_bytes())
+        .await
+        .expect("send");
+    conn
+}
+
+/// hyper's HTTP/1.1 server has no write timeout: a client that stopped reading its response held
+/// its connection, and a slot under `max_connections`, for ever. Two of them at a cap of 2 left
+/// every other client in the listen backlog. Now a response that makes no progress for
+/// `write_stall_timeout_ms` ends its connection.
+#[tokio::test]
+async fn clients_that_never_read_their_responses_are_cut_off_and_a_client_waiting_at_the_cap_is_then_served(
+) {
+    let app = spawn_app_with(|c| {
+        c.http.header_read_timeout_ms = HEADER_TIMEOUT_MS;
+        c.http.body_read_timeout_ms = BODY_TIMEOUT_MS;
+        c.http.write_stall_timeout_ms = WRITE_STALL_TIMEOUT_MS;
+        c.http.max_connections = Some(2);
+    })
+    .await;
+    let _stalled = [
+        never_reading(app.app.addr, "/openapi.json", 64).await,
+        never_reading(app.app.addr, "/openapi.json", 64).await,
+    ];
+
+    let mut waiting = send(
+        app.app.addr,
+        b"GET /payments/imp_none HTTP/1.1\r\nHost: x\r\n\r\n",
+    )
+    .await;
+    let answer = first_answer(&mut waiting, PATIENCE)
+        .await
+        .expect("served once the stalled connections are cut off");
+
+    assert_eq!(answer.status, 401);
+}
+
+#[tokio::test]
+async fn a_graceful_shutdown_is_not_held_up_by_a_client_that_never_reads_its_response() {
+    let app = spawn_app_with(|c| {
+        c.http.header_read_timeout_ms = HEADER_TIMEOUT_MS;
+        c.http.body_read_timeout_ms = BODY_TIMEOUT_MS;
+        c.http.write_stall_timeout_ms = WRITE_STALL_TIMEOUT_MS;
+    })
+    .await;
+    let _stalled = never_reading(app.app.addr, "/openapi.json", 64).await;
+    // The stalled connection is accepted, and its first response under way, before the stop.
+    let (status, _) = app.get("/payments/imp_none", None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+
+    let stopped = tokio::time::timeout(PATIENCE, app.app.shutdown()).await;
+
+    assert!(
+        stopped.is_ok(),
+        "the shutdown waits for the client that never reads"
+    );
+}
+
+/// hyper buffered up to ~400 KiB of a request's headers on each connection; 64 KiB
+/// (`http_server::MAX_HEADER_BYTES`) is far more than any browser or proxy sends.
+#[tokio::test]
+async fn request_headers_over_64_kib_are_refused_431_and_60_kib_are_served() {
+    let app = app_with_short_timeouts().await;
+    let with_cookie = |kib: usize| {
+        let cookie = "a".repeat(kib * 1024);
+        format!("GET /payments/imp_none HTTP/1.1\r\nHost: x\r\nCookie: c={cookie}\r\n\r\n")
+    };
+
+    let mut over = send(app.app.addr, with_cookie(70).as_bytes()).await;
+    let received = read_until_closed(&mut over)
+        .await
+        .expect("answered and closed");
+    assert_eq!(Answer::one(&received).status, 431);
+
+    let mut under = send(app.app.addr, with_cookie(60).as_bytes()).await;
+    let answer = first_answer(&mut under, PATIENCE).await.expect("served");
     assert_eq!(answer.status, 401);
 }
