@@ -150,7 +150,8 @@ pub struct ResolverSettings {
     /// [`Config::validate`] refuses to start otherwise.
     pub settle_secs: i64,
     /// How far this host's clock may be off the database server's (PostgreSQL) before openport
-    /// refuses to start, and, found by the resolver's periodic check, claims no KCP attempt:
+    /// refuses to start, and, found by the clock check that runs every minute on its own timer
+    /// (`app::spawn_clock_check`), claims no KCP attempt and charges no schedule:
     /// leases and the settle delay compare times written by different instances' clocks
     /// (service/clock_check.rs). 0 = not checked.
     #[serde(default = "default_max_clock_skew_secs")]
