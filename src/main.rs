@@ -145,14 +145,15 @@ enum AttemptCommand {
         note: String,
         /// For an approval's conflict whose payment is pending: `failed` when the approval (or
         /// deposit) is cancelled or refunded in KCP's admin (the merchant_uid is free again),
-        /// `paid` when KCP keeps it for the payment's amount. `paid` is refused when KCP's
-        /// inquiry by the approval's tno answers that it is cancelled or that there is no such
-        /// trade (nothing is changed): see `--despite-kcp`.
+        /// `paid` when KCP keeps it for the payment's amount. Checked against KCP's inquiry by
+        /// the approval's tno, and refused with nothing changed when it disagrees: `failed` while
+        /// it shows the approval standing (the buyer stays charged), `paid` while it shows it
+        /// cancelled, no such trade, or standing for another amount (partly cancelled at KCP).
+        /// See `--despite-kcp`.
         #[arg(long, value_enum)]
         payment: Option<HeldPayment>,
-        /// With `--payment paid`: record it paid though KCP's inquiry answers that the approval
-        /// is cancelled or that there is no such trade. Only once KCP's admin shows the approval
-        /// kept for the payment's amount.
+        /// With `--payment`: record it so though KCP's inquiry disagrees. Only once KCP's admin
+        /// shows the approval cancelled (`failed`), or kept for the payment's amount (`paid`).
         #[arg(long, requires = "payment")]
         despite_kcp: bool,
     },
@@ -578,10 +579,8 @@ async fn attempt(cmd: AttemptCommand) -> anyhow::Result<()> {
             despite_kcp,
         } => {
             let outcome = match (payment, despite_kcp) {
-                (Some(HeldPayment::Failed), true) => {
-                    anyhow::bail!("--despite-kcp goes only with --payment paid")
-                }
                 (Some(HeldPayment::Failed), false) => Some(ReconciledPayment::Failed),
+                (Some(HeldPayment::Failed), true) => Some(ReconciledPayment::FailedDespiteKcp),
                 (Some(HeldPayment::Paid), false) => Some(ReconciledPayment::Paid),
                 (Some(HeldPayment::Paid), true) => Some(ReconciledPayment::PaidDespiteKcp),
                 (None, _) => None,

@@ -42,17 +42,37 @@ use crate::store::entity::{payment, pg_attempt};
 use crate::store::{payments, webhooks};
 
 /// What an operator found in KCP's admin of an approval (or a paid-into account) that its conflict
-/// holds pending ([`Gateway::mark_reconciled`]).
+/// holds pending ([`Gateway::mark_reconciled`]). Checked against KCP's inquiry by the approval's
+/// `tno` first: an answer that contradicts it is refused unless the operator overrides it (the
+/// `…DespiteKcp` twins).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ReconciledPayment {
-    /// Cancelled (or refunded) there, by the operator or otherwise: nothing is charged.
+    /// Cancelled (or refunded) there, by the operator or otherwise: nothing is charged. Refused
+    /// when KCP's inquiry shows the approval still standing (the buyer would stay charged while
+    /// the merchant_uid is free to be charged again): see [`Self::FailedDespiteKcp`].
     Failed,
+    /// [`Self::Failed`], though KCP's inquiry shows the approval standing: the operator checked
+    /// KCP's admin and holds the inquiry wrong.
+    FailedDespiteKcp,
     /// Kept there, for the payment's amount: the buyer paid. Refused when KCP's inquiry by the
-    /// approval's `tno` says otherwise (cancelled, or no such trade): see [`Self::PaidDespiteKcp`].
+    /// approval's `tno` says otherwise (cancelled, no such trade, or standing for another amount
+    /// than the payment's, e.g. partly cancelled): see [`Self::PaidDespiteKcp`].
     Paid,
-    /// [`Self::Paid`], though KCP's inquiry says the approval is cancelled or that KCP has no such
-    /// trade: the operator checked KCP's admin and holds the inquiry wrong.
+    /// [`Self::Paid`], though KCP's inquiry says otherwise: the operator checked KCP's admin and
+    /// holds the inquiry wrong.
     PaidDespiteKcp,
+}
+
+impl ReconciledPayment {
+    /// Whether the operator found the payment paid (kept in KCP's admin).
+    fn paid(self) -> bool {
+        matches!(self, Self::Paid | Self::PaidDespiteKcp)
+    }
+
+    /// Whether the operator overrides KCP's inquiry.
+    fn despite_kcp(self) -> bool {
+        matches!(self, Self::FailedDespiteKcp | Self::PaidDespiteKcp)
+    }
 }
 
 /// The `paid_at` given to a payment an operator found kept in KCP's admin
@@ -75,17 +95,43 @@ pub enum PaidAtSource {
     ConflictRecorded,
 }
 
-/// What KCP's inquiry by an approval's `tno` says of the approval an operator found kept in KCP's
-/// admin ([`ReconciledPayment::Paid`]).
+/// What KCP's inquiry by an approval's `tno` says of the approval an operator reconciled
+/// ([`Gateway::mark_reconciled`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum KcpAnswer {
-    /// Standing, approved at this time (Unix seconds).
-    Approved(i64),
-    /// The operator is contradicted; the text says what KCP answered.
-    Contradicts(&'static str),
+    /// Standing, approved at `at` (Unix seconds), `remaining` won of it not cancelled (less than
+    /// the approval's amount once partly cancelled at KCP).
+    Approved { at: i64, remaining: i64 },
+    /// Not standing: the text says what KCP answered (cancelled, or no such trade).
+    Gone(&'static str),
     /// Nothing to go by: no inquiry to ask (a virtual account, no `tno`, a merchant of the other
     /// mode), KCP did not answer, or it answered about another trade.
     Unknown,
+}
+
+impl KcpAnswer {
+    /// What KCP answered, when it contradicts an operator who found the approval kept for
+    /// `amount` (`paid`: KCP must hold exactly that) or cancelled (KCP must hold nothing).
+    fn contradicting(self, paid: bool, amount: i64) -> Option<String> {
+        match self {
+            Self::Unknown => None,
+            Self::Gone(answer) => paid.then(|| answer.to_string()),
+            Self::Approved { remaining, .. } if paid && remaining != amount => {
+                let partly = if remaining < amount {
+                    " (partly cancelled at KCP)"
+                } else {
+                    ""
+                };
+                Some(format!(
+                    "the approval stands for {remaining} won, not the payment's {amount} won{partly}"
+                ))
+            }
+            Self::Approved { remaining, .. } if !paid && remaining > 0 => Some(format!(
+                "the approval stands, {remaining} won of it not cancelled"
+            )),
+            Self::Approved { .. } => None,
+        }
+    }
 }
 
 /// The fail reason of a payment whose approval an operator found cancelled in KCP's admin.
@@ -446,12 +492,15 @@ impl Gateway {
     /// account openport could neither record nor cancel: `Gateway::hold_as_conflict`) needs the
     /// operator's word on what KCP's admin shows, `payment`, and settles the payment with the
     /// attempt in one transaction ([`Self::settle_held_conflict`]); anything else takes none.
-    /// A payment recorded paid so answers when it was paid. [`ReconciledPayment::Paid`] is first
-    /// checked against KCP's inquiry by the approval's `tno` ([`Self::kcp_answer`]): one that
-    /// shows the approval cancelled, or no such trade, refuses it and nothing is written (the
-    /// payment would be paid, with its `paid` webhook, for money KCP does not hold), unless the
-    /// operator overrides it ([`ReconciledPayment::PaidDespiteKcp`]). KCP not answering changes
-    /// nothing: the operator's word stands.
+    /// A payment recorded paid so answers when it was paid. The operator's word is first checked
+    /// against KCP's inquiry by the approval's `tno` ([`Self::kcp_answer`]), and one it
+    /// contradicts is refused with nothing written ([`KcpAnswer::contradicting`]): paid while KCP
+    /// shows the approval cancelled, no such trade, or standing for another amount than the
+    /// payment's (partly cancelled there; the payment would be paid, with its `paid` webhook, for
+    /// money KCP does not hold), failed while KCP shows it standing (the merchant_uid would be
+    /// free to be charged again while the buyer stays charged: a double charge). The operator may
+    /// override it (`…DespiteKcp`), which is logged and kept in the attempt's note. KCP not
+    /// answering changes nothing: the operator's word stands.
     pub async fn mark_reconciled(
         &self,
         id: i64,
@@ -471,32 +520,31 @@ impl Gateway {
             });
         let note = format!("reconciled by operator: {note}");
         match (held, payment) {
-            (Some(held), Some(ReconciledPayment::Failed)) => {
-                return self
-                    .settle_held_conflict(&attempt, held, ReconciledPayment::Failed, None, &note)
-                    .await;
-            }
             (Some(held), Some(outcome)) => {
-                let (approved_at, note) = match self.kcp_answer(&attempt, &held).await {
-                    KcpAnswer::Approved(at) => (Some(at), note),
-                    KcpAnswer::Unknown => (None, note),
-                    KcpAnswer::Contradicts(answer) if outcome == ReconciledPayment::Paid => {
-                        return Err(ServiceError::Refused(format!(
-                            "attempt {id} not reconciled, nothing changed: KCP's inquiry by its tno {} answers that {answer}, though --payment paid says KCP keeps it. Look the tno up in KCP's admin: cancelled there, reconcile with --payment failed; kept there for the payment's amount ({} won), run again with --despite-kcp",
-                            attempt.tno.as_deref().unwrap_or("-"),
-                            held.amount
+                let paid = outcome.paid();
+                let answer = self.kcp_answer(&attempt, &held).await;
+                let note = match answer.contradicting(paid, held.amount) {
+                    None => note,
+                    Some(said) if !outcome.despite_kcp() => {
+                        return Err(ServiceError::Refused(Self::reconcile_refused(
+                            &attempt, &held, paid, &said,
                         )));
                     }
-                    KcpAnswer::Contradicts(answer) => {
-                        tracing::warn!(attempt_id = id, tno = attempt.tno.as_deref().unwrap_or("-"), "KCP's inquiry answers that {answer}, though the operator reconciled the approval as kept in KCP's admin (--despite-kcp): check KCP's admin again");
-                        let note =
-                            format!("{note} (recorded paid despite KCP's inquiry: {answer})");
-                        (None, note)
+                    Some(said) => {
+                        let recorded = if paid { "paid" } else { "failed" };
+                        tracing::warn!(attempt_id = id, tno = attempt.tno.as_deref().unwrap_or("-"), "KCP's inquiry answers that {said}, though the operator reconciled the approval's payment as {recorded} from KCP's admin (--despite-kcp): check KCP's admin again");
+                        format!("{note} (recorded {recorded} despite KCP's inquiry: {said})")
                     }
                 };
-                let paid_at = self.held_paid_at(&attempt, approved_at);
+                let paid_at = paid.then(|| {
+                    let approved_at = match answer {
+                        KcpAnswer::Approved { at, .. } => Some(at),
+                        KcpAnswer::Gone(_) | KcpAnswer::Unknown => None,
+                    };
+                    self.held_paid_at(&attempt, approved_at)
+                });
                 return self
-                    .settle_held_conflict(&attempt, held, outcome, Some(paid_at), &note)
+                    .settle_held_conflict(&attempt, held, paid_at, &note)
                     .await;
             }
             (Some(held), None) => {
@@ -532,21 +580,20 @@ impl Gateway {
     /// [`Self::mark_reconciled`] of an approval's conflict that holds payment `held` pending: the
     /// attempt `reconciled` and the payment as the operator found it in KCP's admin, in one
     /// transaction, each conditional on what was read (the attempt still a conflict, the payment
-    /// still pending). Failed: the merchant_uid is free again and a scheduled charge's `failed`
-    /// webhook goes out. Paid: recorded paid at `paid_at` ([`Self::held_paid_at`], decided before,
-    /// KCP asked included), with its `paid` webhook, and a key-in charge's card becomes the
-    /// customer's. A scheduled charge's schedule shows the outcome at once
+    /// still pending). Failed (no `paid_at`): the merchant_uid is free again and a scheduled
+    /// charge's `failed` webhook goes out. Paid: recorded paid at `paid_at` ([`Self::held_paid_at`],
+    /// decided before, KCP asked included), with its `paid` webhook, and a key-in charge's card
+    /// becomes the customer's. A scheduled charge's schedule shows the outcome at once
     /// (`finish_resolved_schedule`).
     async fn settle_held_conflict(
         &self,
         attempt: &pg_attempt::Model,
         held: payment::Model,
-        outcome: ReconciledPayment,
         paid_at: Option<ReconciledPaidAt>,
         note: &str,
     ) -> ServiceResult<Option<ReconciledPaidAt>> {
         let id = attempt.id;
-        let paid = outcome != ReconciledPayment::Failed;
+        let paid = paid_at.is_some();
         let now = self.clock.unix();
         let mut p: payment::ActiveModel = held.clone().into();
         p.updated_at = Set(now);
@@ -594,6 +641,33 @@ impl Gateway {
         };
         self.finish_resolved_schedule(&decided).await;
         Ok(paid_at)
+    }
+
+    /// The refusal of [`Self::mark_reconciled`] of `attempt`, which holds `held` pending, as
+    /// `paid` (or failed) while KCP's inquiry answers `said`: what KCP answered, why it matters and
+    /// the way out, for the operator.
+    fn reconcile_refused(
+        attempt: &pg_attempt::Model,
+        held: &payment::Model,
+        paid: bool,
+        said: &str,
+    ) -> String {
+        let (id, amount) = (attempt.id, held.amount);
+        let tno = attempt.tno.as_deref().unwrap_or("-");
+        let (claim, way_out) = if paid {
+            (
+                format!("--payment paid says KCP keeps it for the payment's amount ({amount} won): the payment would be recorded paid, and the merchant ship, for money KCP does not hold"),
+                format!("Look the tno up in KCP's admin: cancelled there, or once you have cancelled what is left of it there, reconcile with --payment failed; kept there for the payment's amount ({amount} won), run again with --despite-kcp"),
+            )
+        } else {
+            (
+                "--payment failed says it is cancelled: the merchant_uid would be free to be charged again while the buyer stays charged for this one".to_string(),
+                "Cancel the approval in KCP's admin first, then run again; cancelled there already (the inquiry is wrong), run again with --despite-kcp".to_string(),
+            )
+        };
+        format!(
+            "attempt {id} not reconciled, nothing changed: KCP's inquiry by its tno {tno} answers that {said}, though {claim}. {way_out}"
+        )
     }
 
     /// When the payment that `attempt` (an approval's conflict) holds was paid: when KCP approved
@@ -646,17 +720,19 @@ impl Gateway {
         };
         let trade = TradeRef::Tno(tno.to_string());
         match inquiry.ask(connector.as_ref(), &trade).await {
-            Ok(TradeState::Approved { approval, .. })
-                if approval.tno.is_empty() || approval.tno == tno =>
-            {
-                KcpAnswer::Approved(approval.approved_at.timestamp())
-            }
+            Ok(TradeState::Approved {
+                approval,
+                remaining,
+            }) if approval.tno.is_empty() || approval.tno == tno => KcpAnswer::Approved {
+                at: approval.approved_at.timestamp(),
+                remaining,
+            },
             Ok(TradeState::Approved { .. }) => {
-                tracing::warn!(attempt_id = attempt.id, %tno, "KCP's inquiry answered another trade: its approval time is not taken");
+                tracing::warn!(attempt_id = attempt.id, %tno, "KCP's inquiry answered another trade: it is not taken as this approval's");
                 KcpAnswer::Unknown
             }
-            Ok(TradeState::Cancelled { .. }) => KcpAnswer::Contradicts("the approval is cancelled"),
-            Ok(TradeState::NotFound) => KcpAnswer::Contradicts("KCP has no such trade"),
+            Ok(TradeState::Cancelled { .. }) => KcpAnswer::Gone("the approval is cancelled"),
+            Ok(TradeState::NotFound) => KcpAnswer::Gone("KCP has no such trade"),
             Err(e) => {
                 tracing::warn!(attempt_id = attempt.id, %tno, "KCP could not be asked about the approval: {e}");
                 KcpAnswer::Unknown

@@ -860,6 +860,7 @@ async fn attempt_reconciled_settles_the_payment_an_approvals_conflict_holds_as_t
     assert_eq!(conflicts.len(), 1, "{conflicts:?}");
     let imp_uid = conflicts[0].imp_uid.clone();
     let id = conflicts[0].id.to_string();
+    assert!(app.sandbox.cancel_in_admin(&app.sandbox.ledger()[0].tno));
     let dir = tempfile::tempdir().unwrap();
     let mut args = vec![
         "attempt",
@@ -1120,9 +1121,6 @@ async fn attempt_reconciled_with_payment_paid_of_an_approval_kcp_shows_cancelled
     }
     assert_eq!(app.payment(&token, &held.imp_uid).await["status"], "ready");
     assert_eq!(app.conflicts().await.len(), 1);
-    let misused = reconcile(&["failed", "--despite-kcp"]).await.unwrap();
-    assert!(!misused.status.success());
-    assert_eq!(app.conflicts().await.len(), 1);
 
     let out = reconcile(&["paid", "--despite-kcp"]).await.unwrap();
     let printed = String::from_utf8_lossy(&out.stdout);
@@ -1136,6 +1134,65 @@ async fn attempt_reconciled_with_payment_paid_of_an_approval_kcp_shows_cancelled
     let p = app.payment(&token, &held.imp_uid).await;
     assert_eq!(p["status"], "paid", "{p}");
     assert_eq!(p["paid_at"], held.recorded, "{p}");
+}
+
+/// `attempt reconciled --payment failed` of an approval KCP's inquiry shows standing (not
+/// cancelled in KCP's admin yet) is refused, naming the tno, what KCP answered and what to do, and
+/// changes nothing: failed, its merchant_uid would be charged again while the buyer stays charged.
+/// `--despite-kcp` goes with `--payment failed` too (the operator checked KCP's admin again): the
+/// payment fails.
+#[tokio::test]
+async fn attempt_reconciled_with_payment_failed_of_an_approval_kcp_shows_standing_is_refused_unless_despite_kcp(
+) {
+    let app = crate::helpers::spawn_app().await;
+    let token = app.token().await;
+    let held = an_approval_held_by_a_conflict_recorded_later(&app, &token, "held-standing").await;
+    let tno = app.sandbox.ledger()[0].tno.clone();
+    let id = held.conflict.to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let kcp = format!("http://{}", app.app.sandbox.as_ref().unwrap().addr);
+    let reconcile = |extra: &[&str]| {
+        let mut args = vec![
+            "attempt",
+            "reconciled",
+            "--id",
+            &id,
+            "--note",
+            "cancelled",
+            "--payment",
+            "failed",
+        ];
+        args.extend(extra);
+        let mut command = openport_in_test_mode(dir.path(), &app.database_url, &args);
+        command.env("OPENPORT_KCP__API_BASE", &kcp);
+        tokio::task::spawn_blocking(move || command.output().expect("openport runs"))
+    };
+
+    let refused = reconcile(&[]).await.unwrap();
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success(), "{said}");
+    for part in [
+        tno.as_str(),
+        "the approval stands",
+        "Cancel the approval in KCP's admin first",
+        "--despite-kcp",
+    ] {
+        assert!(said.contains(part), "{part}: {said}");
+    }
+    assert_eq!(app.payment(&token, &held.imp_uid).await["status"], "ready");
+    assert_eq!(app.conflicts().await.len(), 1);
+
+    let out = reconcile(&["--despite-kcp"]).await.unwrap();
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{printed}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(printed.contains("merchant_uid is free"), "{printed}");
+    assert!(app.conflicts().await.is_empty());
+    let token = app.token().await; // the first one may have expired meanwhile
+    assert_eq!(app.payment(&token, &held.imp_uid).await["status"], "failed");
 }
 
 /// `openport reseal` with `OPENPORT_MASTER_KEY` = `current` and the previous keys `previous`,

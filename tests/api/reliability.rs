@@ -1454,6 +1454,139 @@ async fn an_approval_conflict_reconciled_as_kept_while_kcp_has_no_such_trade_is_
     assert_eq!(webhooks_of(&app, &imp_uid, "paid").await, 0);
 }
 
+/// The operator says the approval is cancelled in KCP's admin while KCP's inquiry by its tno shows
+/// it standing: recorded failed, the merchant_uid would be free and charged again while the buyer
+/// stays charged for this one (a double charge). Refused, naming the tno, what KCP answered and
+/// what to do, and nothing changes: the payment stays held, the attempt a conflict, a charge of its
+/// merchant_uid still refused, no webhook. The operator who checked KCP's admin and holds the
+/// inquiry wrong overrides it (`--despite-kcp`): failed as before, the override kept on the
+/// attempt.
+#[tokio::test]
+async fn an_approval_conflict_reconciled_as_cancelled_while_kcp_shows_it_standing_is_refused_unless_the_operator_overrides_kcp(
+) {
+    use openport::service::attempts::ReconciledPayment;
+    use openport::service::ServiceError;
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let body = a_charge_whose_net_cancel_kcp_refuses(&app, &token, "nc-kcp-standing").await;
+    let imp_uid = imp_uid_in(&body["message"]);
+    let conflict = app.conflicts().await.remove(0);
+    let tno = app.sandbox.ledger()[0].tno.clone();
+    let gateway = &app.app.gateway;
+
+    let refused = gateway
+        .mark_reconciled(conflict.id, "cancelled", Some(ReconciledPayment::Failed))
+        .await;
+    let Err(ServiceError::Refused(message)) = refused else {
+        panic!("not refused: {refused:?}");
+    };
+    for said in [
+        tno.as_str(),
+        "stands, 1000 won of it not cancelled",
+        "Cancel the approval in KCP's admin first",
+        "--despite-kcp",
+    ] {
+        assert!(message.contains(said), "{said}: {message}");
+    }
+    assert_eq!(app.payment(&token, &imp_uid).await["status"], "ready");
+    assert_eq!(app.conflicts().await.len(), 1);
+    app.sandbox.clear_faults();
+    let (_, retry) = app
+        .pay(&token, "nc-kcp-standing", 1000, test_cards::SHINHAN_CREDIT)
+        .await;
+    assert_eq!(retry["code"], 1, "the merchant_uid is still held: {retry}");
+    assert_eq!(app.sandbox.ledger().len(), 1, "nothing charged again");
+
+    gateway
+        .mark_reconciled(
+            conflict.id,
+            "KCP's admin shows it cancelled",
+            Some(ReconciledPayment::FailedDespiteKcp),
+        )
+        .await
+        .unwrap();
+    assert_eq!(app.payment(&token, &imp_uid).await["status"], "failed");
+    assert!(app.conflicts().await.is_empty());
+    let attempt = openport::store::payments::attempt_by_id(&gateway.db.read, conflict.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(attempt.state, "reconciled");
+    assert!(
+        attempt
+            .result_message
+            .as_deref()
+            .is_some_and(|m| m.contains("recorded failed despite KCP's inquiry")),
+        "{attempt:?}"
+    );
+}
+
+/// The operator says the approval is kept for the payment's amount while KCP's inquiry shows it
+/// partly cancelled there (700 of 1,000 won left): recorded paid for 1,000 won, the record would
+/// disagree with the money KCP holds. Refused, saying what KCP holds, and nothing changes; the
+/// override records it paid, at KCP's approval time.
+#[tokio::test]
+async fn an_approval_conflict_reconciled_as_kept_while_kcp_holds_less_than_the_payments_amount_is_refused_unless_the_operator_overrides_kcp(
+) {
+    use openport::service::attempts::{PaidAtSource, ReconciledPayment};
+    use openport::service::ServiceError;
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let body = a_charge_whose_net_cancel_kcp_refuses(&app, &token, "nc-kcp-partly").await;
+    let imp_uid = imp_uid_in(&body["message"]);
+    let conflict = app.conflicts().await.remove(0);
+    let tno = app.sandbox.ledger()[0].tno.clone();
+    assert!(app.sandbox.cancel_in_admin_partly(&tno, Some(300)));
+    let gateway = &app.app.gateway;
+
+    let refused = gateway
+        .mark_reconciled(conflict.id, "kept", Some(ReconciledPayment::Paid))
+        .await;
+    let Err(ServiceError::Refused(message)) = refused else {
+        panic!("not refused: {refused:?}");
+    };
+    for said in [
+        tno.as_str(),
+        "stands for 700 won, not the payment's 1000 won",
+        "--payment failed",
+        "--despite-kcp",
+    ] {
+        assert!(message.contains(said), "{said}: {message}");
+    }
+    assert_eq!(app.payment(&token, &imp_uid).await["status"], "ready");
+    assert_eq!(app.conflicts().await.len(), 1);
+    assert_eq!(webhooks_of(&app, &imp_uid, "paid").await, 0);
+
+    let paid_at = gateway
+        .mark_reconciled(
+            conflict.id,
+            "KCP's admin shows 1,000 won approved",
+            Some(ReconciledPayment::PaidDespiteKcp),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(paid_at.source, PaidAtSource::KcpApproval);
+    assert_eq!(
+        paid_at.at,
+        app.sandbox.ledger()[0].approved_at.timestamp(),
+        "KCP approved it then"
+    );
+    assert_eq!(app.payment(&token, &imp_uid).await["status"], "paid");
+    assert_eq!(webhooks_of(&app, &imp_uid, "paid").await, 1);
+    let attempt = openport::store::payments::attempt_by_id(&gateway.db.read, conflict.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        attempt
+            .result_message
+            .as_deref()
+            .is_some_and(|m| m.contains("recorded paid despite KCP's inquiry")),
+        "{attempt:?}"
+    );
+}
+
 /// KCP answers a charge with another order's trade, one openport holds as another payment's
 /// (paid): the answer is not this charge's, so that trade is never net-cancelled (the other
 /// payment would be refunded at KCP while showing paid). It is listed for the operator, and the
