@@ -348,8 +348,9 @@ impl Gateway {
 
     /// Deletes the customer: its key retired here (`deleted`) and its pending schedules revoked,
     /// in one transaction, and only then the key deleted at KCP (`tx_type 10005010`). Once the
-    /// transaction commits nothing of the customer is charged or scheduled: a charge opens only
-    /// with an active key, a schedule is written only while the key is active (both read it
+    /// transaction commits nothing of the customer is charged, scheduled or kept (no card a key-in
+    /// charge in flight was keeping for it becomes its key, service/kept_cards.rs): a charge opens
+    /// only with an active key, a schedule is written only while the key is active (both read it
     /// locked on PostgreSQL, so they either commit before the retirement, and a schedule is then
     /// revoked with the others, or see the key retired), and a schedule whose run has not opened
     /// its charge is revoked. Had KCP been called first, a schedule could fall due and be charged
@@ -385,9 +386,11 @@ impl Gateway {
     }
 
     /// The transaction of [`Self::delete_customer`]: the customer's active key retired as
-    /// `deleted` (its deletion at KCP pending) and its pending schedules revoked. The key as
-    /// retired; refused as unknown when the customer has no active key (iamport's answer to a
-    /// customer deleted already, too).
+    /// `deleted` (its deletion at KCP pending), the cards key-in charges in flight are keeping for
+    /// it dropped (service/kept_cards.rs: their deletion at KCP waits for their charge, as a
+    /// replaced key's does, and a charge paid later keeps nothing), and its pending schedules
+    /// revoked. The key as retired; refused as unknown when the customer has no active key
+    /// (iamport's answer to a customer deleted already, too).
     async fn retire_customer(
         &self,
         m: &merchant::Model,
@@ -403,10 +406,20 @@ impl Gateway {
             if !billing::retire_key(&txn, key.id, Retirement::Deleted, now).await? {
                 continue;
             }
+            // A card a key-in charge in flight is keeping for the customer (`onetime` with its
+            // customer_uid) would become its key once paid, bringing the customer back.
+            let dropped = billing::drop_pending_keys_of(&txn, m.id, customer_uid, now).await?;
             for s in billing::pending_schedules(&txn, m.id, Some(customer_uid), None).await? {
                 billing::revoke_schedule(&txn, s.id, now).await?;
             }
             txn.commit().await?;
+            if dropped > 0 {
+                tracing::info!(
+                    customer_uid,
+                    dropped,
+                    "customer deleted: the card a key-in charge in flight was keeping is not kept"
+                );
+            }
             return Ok(billing_key::Model {
                 status: "deleted".into(),
                 deleted_at: Some(now),

@@ -18,7 +18,14 @@
 //! - the payment still open (an answer lost): both wait, the deletion deferred while it is.
 //!
 //! A customer_uid registered after the card was issued (a key stored later than it) keeps that
-//! later registration: the kept card is dropped then, whatever its payment became.
+//! later registration: the kept card is dropped then, whatever its payment became. A customer
+//! deleted after the card was recorded stays deleted: the delete drops the customer's pending
+//! keys in its own transaction (`Gateway::delete_customer`). The adoption writes only rows as it
+//! read them (the pending row while still pending, the current key while still active), so on
+//! PostgreSQL a delete committing between its reads and its writes makes it read again and find
+//! the card dropped; an adoption that committed first made the card the customer's key, which the
+//! delete then retires. A card recorded after the delete's drop (its pending row not seen by it)
+//! is a new registration, as one taken after the delete answered.
 use sea_orm::Set;
 
 use super::billing::{keep_unset_details, CustomerCommand};

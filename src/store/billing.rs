@@ -273,6 +273,39 @@ pub async fn drop_pending_key(db: &impl ConnectionTrait, id: i64, now: i64) -> R
     Ok(res.rows_affected == 1)
 }
 
+/// Retires every [`PENDING`] key of customer `customer_uid` as [`drop_pending_key`] does: the
+/// cards key-in charges of the customer are keeping, dropped by the customer's delete
+/// (`Gateway::delete_customer`), in its transaction. Each row is written here, so an adoption of
+/// it ([`activate_pending_key`], conditional on the row still being pending) either committed
+/// before, and its key is the active one the delete retires, or finds it dropped. The rows are
+/// found through the customer's payments (a pending key names its key-in charge, whose
+/// customer_uid is the key's), which are indexed by customer_uid where billing keys are only for
+/// the active one. How many.
+pub async fn drop_pending_keys_of(
+    db: &impl ConnectionTrait,
+    merchant_id: i64,
+    customer_uid: &str,
+    now: i64,
+) -> Result<u64, DbErr> {
+    let charges = payment::Entity::find()
+        .select_only()
+        .column(payment::Column::Id)
+        .filter(payment::Column::MerchantId.eq(merchant_id))
+        .filter(payment::Column::CustomerUid.eq(customer_uid))
+        .into_query();
+    let res = billing_key::Entity::update_many()
+        .col_expr(billing_key::Column::Status, Expr::value("replaced"))
+        .col_expr(billing_key::Column::UpdatedAt, Expr::value(now))
+        .col_expr(billing_key::Column::DeletedAt, Expr::value(now))
+        .filter(billing_key::Column::MerchantId.eq(merchant_id))
+        .filter(billing_key::Column::CustomerUid.eq(customer_uid))
+        .filter(billing_key::Column::Status.eq(PENDING))
+        .filter(billing_key::Column::PaymentId.in_subquery(charges))
+        .exec(db)
+        .await?;
+    Ok(res.rows_affected)
+}
+
 /// How an active key is retired.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Retirement {

@@ -1,5 +1,6 @@
-//! `DELETE /subscribe/customers/{customer_uid}` against the customer's schedules: once a delete
-//! has answered, nothing of the customer is scheduled or charged, whatever ran beside it.
+//! `DELETE /subscribe/customers/{customer_uid}` against the customer's schedules and the cards
+//! key-in charges keep for it: once a delete has answered, nothing of the customer is scheduled,
+//! charged or kept, whatever ran beside it.
 use kcp_sandbox::{paths, BatchKeyState, Fault, FaultRule};
 use serde_json::{json, Value};
 
@@ -136,4 +137,85 @@ async fn a_schedule_falling_due_during_its_customers_delete_is_not_charged() {
     let row = &key_rows(&app, "del-due").await[0];
     assert_eq!(row.status, "deleted");
     assert!(row.pg_deleted_at.is_some(), "{row:?}");
+}
+
+/// A `onetime` keeping a card for the customer is paid while the customer's delete is still
+/// writing (PostgreSQL: a trigger holds the delete after it retired the customer's key, as it
+/// drops the pending card), so the card's adoption reads the customer's key still active and the
+/// card still pending, and the delete commits before the adoption writes. The adoption's writes
+/// are conditional on those rows as it read them: it finds the key retired and the card dropped,
+/// and keeps nothing. The customer stays deleted, and both keys are deleted at KCP.
+#[tokio::test]
+async fn a_onetime_paid_while_its_customer_is_being_deleted_does_not_bring_the_customer_back() {
+    let app = spawn_app().await;
+    if !app.database_url.starts_with("postgres") {
+        return; // SQLite's one writer runs the delete and the adoption one after the other
+    }
+    let token = app.token().await;
+    register(&app, &token, "del-kept", test_cards::SHINHAN_CREDIT).await;
+    execute(
+        &app,
+        vec![
+            "CREATE FUNCTION slow_drop() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
+             PERFORM pg_sleep(1.5); RETURN NEW; END $$"
+                .to_string(),
+            "CREATE TRIGGER slow_drop BEFORE UPDATE ON billing_keys FOR EACH ROW \
+             WHEN (OLD.status = 'pending' AND NEW.status = 'replaced') \
+             EXECUTE FUNCTION slow_drop()"
+                .to_string(),
+        ],
+    )
+    .await;
+    let gate = "kept-card-during-delete";
+    app.sandbox.inject(
+        FaultRule::new(
+            paths::HUB_PAYMENT,
+            Fault::HoldRequest {
+                gate: gate.to_string(),
+            },
+        )
+        .when("card_tx_type", "11121000"),
+    );
+    let paying = async {
+        let (_, body) = app
+            .post(
+                "/subscribe/payments/onetime",
+                Some(&token),
+                json!({"merchant_uid": "del-kept-1", "amount": 1000,
+                       "card_number": test_cards::SAMSUNG_CHECK,
+                       "expiry": crate::helpers::future_expiry(), "birth": "800101",
+                       "pwd_2digit": "00", "customer_uid": "del-kept"}),
+            )
+            .await;
+        body
+    };
+    let deleting = async {
+        app.sandbox.until_held(gate).await;
+        tokio::join!(delete_customer(&app, &token, "del-kept"), async {
+            // The delete is in its transaction by now, held in the trigger.
+            tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+            app.sandbox.open_gate(gate);
+        })
+        .0
+    };
+
+    let (paid, deleted) = tokio::join!(paying, deleting);
+
+    assert_eq!(deleted["code"], 0, "{deleted}");
+    assert_eq!(paid["response"]["status"], "paid", "{paid}");
+    let (_, c) = app.get("/subscribe/customers/del-kept", Some(&token)).await;
+    assert_eq!(c["code"], 1, "not brought back: {c}");
+    let rows = key_rows(&app, "del-kept").await;
+    assert_eq!(
+        rows.iter().map(|r| r.status.as_str()).collect::<Vec<_>>(),
+        ["deleted", "replaced"]
+    );
+    app.advance(app.app.gateway.settings.lease_secs + 1);
+    app.app.gateway.retry_key_deletions(10).await.unwrap();
+    let keys = app.sandbox.batch_keys();
+    assert_eq!(keys.len(), 2, "{keys:?}");
+    assert!(
+        keys.iter().all(|k| k.state == BatchKeyState::Deleted),
+        "{keys:?}"
+    );
 }

@@ -4,7 +4,7 @@
 use kcp_sandbox::{paths, BatchKeyState, Fault, FaultRule};
 use serde_json::{json, Value};
 
-use crate::billing::{again, key_rows, register};
+use crate::billing::{again, delete_customer, key_rows, register};
 use crate::helpers::{
     execute, future_expiry, refuse_writes, spawn_app, test_cards, TestApp, SETTLE_SECS,
 };
@@ -210,6 +210,55 @@ async fn a_kept_card_whose_adoption_could_not_be_written_is_adopted_by_the_resol
 
     assert_eq!(card_of(&app, &token, "c5").await, NEW_CARD);
     assert_eq!(kcp_state(&app, NEW_CARD), BatchKeyState::Active);
+    assert_eq!(kcp_state(&app, OLD_CARD), BatchKeyState::Deleted);
+    app.assert_ledger_agrees().await;
+}
+
+/// The customer is deleted while a `onetime` keeping a card for it is at KCP (the approval held
+/// there). The delete drops that card with the customer, so the charge, paid afterwards, keeps
+/// nothing: the customer stays deleted (the merchant was told so), and the card's key, never the
+/// customer's, is deleted at KCP once its charge has settled, as is the deleted key.
+#[tokio::test]
+async fn a_customer_deleted_while_a_onetime_keeps_a_card_for_it_stays_deleted_once_it_is_paid() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    register(&app, &token, "c6", test_cards::SHINHAN_CREDIT).await;
+    let gate = "kept-card-of-a-deleted-customer";
+    app.sandbox.inject(
+        FaultRule::new(
+            paths::HUB_PAYMENT,
+            Fault::HoldRequest {
+                gate: gate.to_string(),
+            },
+        )
+        .when("card_tx_type", "11121000"),
+    );
+
+    let paying = onetime(&app, &token, "c6", "ot-deleted", test_cards::SAMSUNG_CHECK);
+    let deleting = async {
+        app.sandbox.until_held(gate).await;
+        let deleted = delete_customer(&app, &token, "c6").await;
+        app.sandbox.open_gate(gate);
+        deleted
+    };
+    let (paid, deleted) = tokio::join!(paying, deleting);
+
+    assert_eq!(deleted["code"], 0, "{deleted}");
+    assert_eq!(paid["response"]["status"], "paid", "{paid}");
+    let (_, c) = app.get("/subscribe/customers/c6", Some(&token)).await;
+    assert_eq!(c["code"], 1, "{c}");
+    assert_eq!(
+        c["message"],
+        "요청하신 customer_uid(c6)로 등록된 정보를 찾을 수 없습니다."
+    );
+    let rows = key_rows(&app, "c6").await;
+    assert_eq!(
+        rows.iter().map(|r| r.status.as_str()).collect::<Vec<_>>(),
+        ["deleted", "replaced"]
+    );
+    app.advance(app.app.gateway.settings.lease_secs + 1);
+    app.app.gateway.retry_key_deletions(10).await.unwrap();
+    assert_eq!(kcp_state(&app, NEW_CARD), BatchKeyState::Deleted);
     assert_eq!(kcp_state(&app, OLD_CARD), BatchKeyState::Deleted);
     app.assert_ledger_agrees().await;
 }
