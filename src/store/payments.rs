@@ -616,8 +616,9 @@ const OPEN_ATTEMPT: &str = r#""pg_attempts"."state" IN ('pending', 'unknown')"#;
 
 /// Whether a charge of customer `customer_uid` at merchant `merchant_id` is still open (its
 /// `approve` attempt not settled; a billing-key window's `issue` payment is no charge): read
-/// through the open attempts (few, indexed), not the customer's payments (no index on
-/// `customer_uid`).
+/// through the open attempts (few, indexed) rather than the customer's payments, which can be
+/// many (their `(merchant_id, customer_uid, started_at)` index, migration 000026, would walk them
+/// all).
 pub async fn customer_charge_open(
     db: &impl ConnectionTrait,
     merchant_id: i64,
