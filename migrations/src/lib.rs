@@ -32,6 +32,7 @@ mod m20261207_000026_listing_indexes;
 mod m20261207_000027_schedules_by_imp_uid;
 mod m20261208_000028_point_reapproval_attempts;
 mod m20261209_000029_paid_listing_without_index;
+mod m20261210_000030_webhook_to_merchant_url;
 
 pub struct Migrator;
 
@@ -68,6 +69,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261207_000027_schedules_by_imp_uid::Migration),
             Box::new(m20261208_000028_point_reapproval_attempts::Migration),
             Box::new(m20261209_000029_paid_listing_without_index::Migration),
+            Box::new(m20261210_000030_webhook_to_merchant_url::Migration),
         ]
     }
 }

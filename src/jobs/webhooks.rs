@@ -1,7 +1,8 @@
 //! Webhook delivery worker (see service/webhooks.rs): keeps up to [`PARALLEL_DELIVERIES`] POSTs in
-//! flight, at most [`MERCHANT_IN_FLIGHT`] of them for one merchant, and tops the slots up as POSTs
-//! end; once an hour it deletes finished deliveries, and KCP notifications, past `[webhooks]
-//! retention_days`. Any number of instances may run it on one database; the lease in
+//! flight, at most [`MERCHANT_IN_FLIGHT`] of them for one merchant, with slots kept for merchants'
+//! configured URLs that `notice_url`s cannot take ([`MERCHANT_NOTICE_URLS_IN_FLIGHT`],
+//! [`NOTICE_URLS_IN_FLIGHT`]), and tops the slots up as POSTs end; once an hour it deletes
+//! finished deliveries, and KCP notifications, past `[webhooks] retention_days`. Any number of instances may run it on one database; the lease in
 //! `webhook_deliveries` makes each delivery attempt happen once.
 //!
 //! It used to list a batch, POST it and wait for the whole batch before listing again: a
@@ -16,6 +17,7 @@ use tokio::time::MissedTickBehavior;
 use crate::config::Config;
 use crate::service::webhooks::{ClaimedWebhook, PARALLEL_DELIVERIES};
 use crate::service::{Gateway, ServiceResult};
+use crate::store::webhooks::{DueDelivery, LeftOut};
 
 /// POSTs one merchant may have in flight on one instance, of its [`PARALLEL_DELIVERIES`]. A
 /// receiver that accepts connections and never answers holds each POST for the whole 30 s
@@ -26,6 +28,23 @@ use crate::service::{Gateway, ServiceResult};
 /// platform) each keep their own share.
 pub const MERCHANT_IN_FLIGHT: usize = 4;
 
+/// Of a merchant's [`MERCHANT_IN_FLIGHT`], the POSTs to `notice_url`s it may have in flight: one
+/// fewer, so that one slot is always free for its configured `webhook_url`. A `notice_url` comes
+/// from the buyer's browser (`request_pay`, up to 10 per payment, and a virtual-account window
+/// costs nothing): without this, a few windows whose `notice_url`s accept the connection and
+/// never answer held every slot of the merchant's for 30 s per attempt, six attempts each, and
+/// the merchant's own webhooks, claimed oldest first, waited behind them for hours. The
+/// configured URL's deliveries may use all [`MERCHANT_IN_FLIGHT`]; a `notice_url` that is the
+/// configured URL counts as it (`webhook_deliveries.to_merchant_url`).
+pub const MERCHANT_NOTICE_URLS_IN_FLIGHT: usize = MERCHANT_IN_FLIGHT - 1;
+
+/// Of the instance's [`PARALLEL_DELIVERIES`], the POSTs to `notice_url`s all merchants together
+/// may have in flight: the rest, one merchant's cap, are kept for configured URLs, so that
+/// `notice_url`s of several merchants (each merchant's `imp_code` is on its shop's pages) cannot
+/// hold every slot of the instance either. As many merchants are needed to fill the
+/// `notice_url`s' share as were needed to fill all the slots before.
+pub const NOTICE_URLS_IN_FLIGHT: usize = PARALLEL_DELIVERIES - MERCHANT_IN_FLIGHT;
+
 /// How long a graceful shutdown waits for POSTs in flight to end and record their result. Those
 /// still running then are dropped: their lease expires and another run retries them, the
 /// at-least-once delivery the outbox already has (a crash does the same). Waiting out a
@@ -33,19 +52,30 @@ pub const MERCHANT_IN_FLIGHT: usize = 4;
 /// service managers give a process before they kill it.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
-/// Finished deliveries deleted per pruning run; a full batch means more are old enough, so the
-/// next run prunes again instead of waiting [`PRUNE_EVERY`].
+/// Finished deliveries, and KCP notifications, deleted per pruning run; a full batch of either
+/// means more are old enough, so the next run prunes again instead of waiting [`PRUNE_EVERY`].
 const PRUNE_BATCH: u64 = 1000;
 const PRUNE_EVERY: Duration = Duration::from_secs(3600);
+
+/// One merchant's POSTs in flight.
+#[derive(Debug, Clone, Copy, Default)]
+struct Slots {
+    all: usize,
+    /// Those to `notice_url`s (not to the merchant's configured URL).
+    notice_urls: usize,
+}
 
 /// The POSTs this instance has in flight, by merchant, and the claiming that refills them.
 pub struct WebhookWorker {
     gateway: Gateway,
     running: JoinSet<ServiceResult<()>>,
-    /// The merchant of each running POST, by task, so that a task that panics frees its slot too.
-    merchant_of: HashMap<Id, i64>,
+    /// The merchant and target of each running POST, by task, so that a task that panics frees
+    /// its slot too.
+    target_of: HashMap<Id, DueDelivery>,
     /// POSTs in flight per merchant; merchants with none are absent.
-    per_merchant: HashMap<i64, usize>,
+    per_merchant: HashMap<i64, Slots>,
+    /// POSTs in flight to `notice_url`s, all merchants'.
+    notice_urls: usize,
 }
 
 impl WebhookWorker {
@@ -53,8 +83,9 @@ impl WebhookWorker {
         Self {
             gateway,
             running: JoinSet::new(),
-            merchant_of: HashMap::new(),
+            target_of: HashMap::new(),
             per_merchant: HashMap::new(),
+            notice_urls: 0,
         }
     }
 
@@ -63,15 +94,34 @@ impl WebhookWorker {
         self.running.len()
     }
 
-    fn in_flight_for(&self, merchant_id: i64) -> usize {
-        self.per_merchant.get(&merchant_id).copied().unwrap_or(0)
+    fn slots_of(&self, merchant_id: i64) -> Slots {
+        self.per_merchant
+            .get(&merchant_id)
+            .copied()
+            .unwrap_or_default()
     }
 
-    /// Claims due deliveries into the free slots, merchants at their cap left out, and starts
-    /// their POSTs. Returns true when due deliveries may be left waiting for a slot (the claim
-    /// filled the free slots, or rows went back because their merchant reached its cap within
-    /// the batch): the caller refills again as soon as a POST ends. Rows not taken stay
-    /// unclaimed, or are given back at once, so another instance may take them.
+    /// Whether a POST of `d` fits: its merchant below its cap and, for a `notice_url`, the
+    /// merchant's and the instance's `notice_url` shares too. The claim of [`Self::refill`]
+    /// leaves out exactly the rows this refuses, so it takes none it would give back.
+    fn fits(&self, d: &DueDelivery) -> bool {
+        let slots = self.slots_of(d.merchant_id);
+        slots.all < MERCHANT_IN_FLIGHT
+            && (d.to_merchant_url
+                || (slots.notice_urls < MERCHANT_NOTICE_URLS_IN_FLIGHT
+                    && self.notice_urls < NOTICE_URLS_IN_FLIGHT))
+    }
+
+    /// Claims due deliveries into the free slots, those that would not fit left out (merchants
+    /// at their cap; `notice_url`s where their share is full), and starts their POSTs. Returns
+    /// true when due deliveries may be left waiting for a slot (the claim filled the free slots,
+    /// or rows went back because a cap was reached within the batch): the caller refills again
+    /// as soon as a POST ends. Rows not taken stay unclaimed, or are given back at once, so
+    /// another instance may take them.
+    ///
+    /// A merchant's rows to its configured URL are claimed while a slot of the merchant's is
+    /// free, however many older rows to `notice_url`s are due: those are left out of the claim
+    /// once their share is full, not sent first.
     ///
     /// One statement claims the whole batch (on PostgreSQL `FOR UPDATE SKIP LOCKED`), so
     /// instances claiming at once take disjoint rows. It used to list the oldest due rows and
@@ -88,23 +138,25 @@ impl WebhookWorker {
             if free == 0 {
                 return Ok(true);
             }
-            let capped: Vec<i64> = self
-                .per_merchant
-                .iter()
-                .filter(|(_, n)| **n >= MERCHANT_IN_FLIGHT)
-                .map(|(m, _)| *m)
-                .collect();
+            let capped = self.merchants_where(|s| s.all >= MERCHANT_IN_FLIGHT);
+            let notice_capped =
+                self.merchants_where(|s| s.notice_urls >= MERCHANT_NOTICE_URLS_IN_FLIGHT);
+            let left_out = LeftOut {
+                merchants: &capped,
+                notice_urls_of: &notice_capped,
+                all_notice_urls: self.notice_urls >= NOTICE_URLS_IN_FLIGHT,
+            };
             let claimed = self
                 .gateway
-                .claim_due_webhooks(free as u64, &capped)
+                .claim_due_webhooks(free as u64, left_out)
                 .await?;
             let full = claimed.len() == free;
             let mut over_cap = Vec::new();
-            for (merchant_id, claim) in claimed {
-                if self.in_flight_for(merchant_id) >= MERCHANT_IN_FLIGHT {
-                    over_cap.push(claim);
+            for (due, claim) in claimed {
+                if self.fits(&due) {
+                    self.start(due, claim);
                 } else {
-                    self.start(merchant_id, claim);
+                    over_cap.push(claim);
                 }
             }
             let given_back = !over_cap.is_empty();
@@ -112,8 +164,9 @@ impl WebhookWorker {
             if let Err(e) = self.gateway.release_webhooks(over_cap).await {
                 tracing::warn!("webhook worker: claimed deliveries not given back: {e}");
             }
-            // Rows went back with slots still free: claim again, the merchants now at their cap
-            // left out (each round caps one more merchant at least, so this ends).
+            // Rows went back with slots still free: claim again, what reached its cap left out
+            // (each round adds a merchant, a merchant's notice_urls or all notice_urls to what
+            // is left out, so this ends).
             skipped |= given_back;
             if !(full && given_back) || self.running.len() >= PARALLEL_DELIVERIES {
                 return Ok(full || skipped);
@@ -121,19 +174,33 @@ impl WebhookWorker {
         }
     }
 
-    fn start(&mut self, merchant_id: i64, claim: ClaimedWebhook) {
+    /// The merchants with POSTs in flight whose slots match `at_cap`.
+    fn merchants_where(&self, at_cap: impl Fn(&Slots) -> bool) -> Vec<i64> {
+        self.per_merchant
+            .iter()
+            .filter(|(_, s)| at_cap(s))
+            .map(|(m, _)| *m)
+            .collect()
+    }
+
+    fn start(&mut self, due: DueDelivery, claim: ClaimedWebhook) {
         let gateway = self.gateway.clone();
         let task = self
             .running
             .spawn(async move { gateway.send_webhook(claim).await });
-        self.merchant_of.insert(task.id(), merchant_id);
-        *self.per_merchant.entry(merchant_id).or_default() += 1;
+        self.target_of.insert(task.id(), due);
+        let slots = self.per_merchant.entry(due.merchant_id).or_default();
+        slots.all += 1;
+        if !due.to_merchant_url {
+            slots.notice_urls += 1;
+            self.notice_urls += 1;
+        }
     }
 
     /// Waits for a POST in flight to end, then collects every other one that has ended too
     /// (their results are recorded by then; failures are logged here). Returns whether that
-    /// freed a slot of a merchant that was at its cap, whose due rows the last claim left out;
-    /// None when nothing is in flight. Cancel safe.
+    /// freed a slot at a cap (a merchant's, or a `notice_url`s' share), whose due rows the last
+    /// claim left out; None when nothing is in flight. Cancel safe.
     ///
     /// All of them, not one: under load POSTs end faster than the worker wakes up, and a worker
     /// that collected one per wake-up counted the others as busy slots, refilling one slot at a
@@ -145,7 +212,7 @@ impl WebhookWorker {
     }
 
     /// Collects, without waiting, every POST that has ended; true when one of them freed a slot
-    /// of a merchant that was at its cap.
+    /// at a cap.
     fn reap(&mut self) -> bool {
         let mut freed_capped = false;
         while let Some(done) = self.running.try_join_next_with_id() {
@@ -154,8 +221,9 @@ impl WebhookWorker {
         freed_capped
     }
 
-    /// Frees the slot of one ended POST (logging its failure); true when its merchant was at
-    /// its cap.
+    /// Frees the slot of one ended POST (logging its failure); true when it was at a cap that a
+    /// claim leaves rows out for: its merchant's, or for a `notice_url` the merchant's or the
+    /// instance's `notice_url` share.
     fn collect(&mut self, done: Result<(Id, ServiceResult<()>), JoinError>) -> bool {
         let task = match done {
             Ok((task, Ok(()))) => task,
@@ -168,14 +236,20 @@ impl WebhookWorker {
                 e.id()
             }
         };
-        let Some(merchant_id) = self.merchant_of.remove(&task) else {
+        let Some(due) = self.target_of.remove(&task) else {
             return false;
         };
-        let count = self.per_merchant.entry(merchant_id).or_default();
-        let was_capped = *count >= MERCHANT_IN_FLIGHT;
-        *count = count.saturating_sub(1);
-        if *count == 0 {
-            self.per_merchant.remove(&merchant_id);
+        let shares_full = self.notice_urls >= NOTICE_URLS_IN_FLIGHT;
+        let slots = self.per_merchant.entry(due.merchant_id).or_default();
+        let mut was_capped = slots.all >= MERCHANT_IN_FLIGHT;
+        slots.all = slots.all.saturating_sub(1);
+        if !due.to_merchant_url {
+            was_capped |= shares_full || slots.notice_urls >= MERCHANT_NOTICE_URLS_IN_FLIGHT;
+            slots.notice_urls = slots.notice_urls.saturating_sub(1);
+            self.notice_urls = self.notice_urls.saturating_sub(1);
+        }
+        if slots.all == 0 {
+            self.per_merchant.remove(&due.merchant_id);
         }
         was_capped
     }
@@ -272,23 +346,23 @@ pub fn spawn(
     }))
 }
 
-/// Deletes history past the retention; returns when to prune next.
+/// Deletes history past the retention; returns when to prune next: at once while either table
+/// had a full batch to delete (more are old enough), else in [`PRUNE_EVERY`]. Only the webhook
+/// history's batch used to count: KCP notifications past the retention went 1,000 an hour,
+/// fewer than a busy gateway receives.
 async fn prune(gateway: &Gateway, retention_days: u64) -> Instant {
-    if let Err(e) = gateway
+    let notifications = gateway
         .prune_notifications(retention_days, PRUNE_BATCH)
         .await
-    {
-        tracing::error!("KCP notification pruning: {e}");
-    }
-    match gateway
+        .inspect_err(|e| tracing::error!("KCP notification pruning: {e}"));
+    let history = gateway
         .prune_webhook_history(retention_days, PRUNE_BATCH)
         .await
-    {
-        Ok(n) if n >= PRUNE_BATCH => Instant::now(),
-        Ok(_) => Instant::now() + PRUNE_EVERY,
-        Err(e) => {
-            tracing::error!("webhook history pruning: {e}");
-            Instant::now() + PRUNE_EVERY
-        }
+        .inspect_err(|e| tracing::error!("webhook history pruning: {e}"));
+    let full = |pruned: ServiceResult<u64>| pruned.is_ok_and(|n| n >= PRUNE_BATCH);
+    if full(notifications) || full(history) {
+        Instant::now()
+    } else {
+        Instant::now() + PRUNE_EVERY
     }
 }

@@ -20,7 +20,7 @@ use subtle::ConstantTimeEq;
 use super::{outbound, Gateway, ServiceError, ServiceResult};
 use crate::store::entity::{merchant, payment, webhook_attempt, webhook_delivery};
 use crate::store::merchants;
-use crate::store::webhooks::{self as store, AttemptResult, DeliveryQuery, DueDelivery};
+use crate::store::webhooks::{self as store, AttemptResult, DeliveryQuery, DueDelivery, LeftOut};
 
 /// Minutes to wait after the 1st, 2nd, … failed attempt. After the last one the delivery is
 /// `failed` (6 attempts in all: PortOne V2's schedule 0, 1, 4, 16, 64, 256 min, spec §5).
@@ -420,16 +420,14 @@ impl Gateway {
         status: &str,
         cancellation_id: Option<&str>,
     ) -> Vec<webhook_delivery::ActiveModel> {
+        let merchant_url = merchant
+            .url
+            .as_deref()
+            .map(str::trim)
+            .filter(|u| !u.is_empty());
         let mut urls = notice_urls(payment.notice_url.as_deref());
         if urls.is_empty() {
-            urls.extend(
-                merchant
-                    .url
-                    .as_deref()
-                    .map(str::trim)
-                    .filter(|u| !u.is_empty())
-                    .map(str::to_string),
-            );
+            urls.extend(merchant_url.map(str::to_string));
         }
         let now = self.clock.unix();
         let content_type = merchant.content_type;
@@ -438,6 +436,9 @@ impl Gateway {
                 // An unusable notice_url is kept (failed at once) so the operator can see why the
                 // merchant heard nothing.
                 let usable = crate::domain::payment::is_web_url(&url);
+                // A notice_url naming the merchant's own URL goes there all the same: the slot
+                // kept for that URL may carry it (jobs::webhooks).
+                let to_merchant_url = merchant_url == Some(url.as_str());
                 webhook_delivery::ActiveModel {
                     merchant_id: Set(payment.merchant_id),
                     imp_uid: Set(payment.imp_uid.clone()),
@@ -445,6 +446,7 @@ impl Gateway {
                     status: Set(status.to_string()),
                     cancellation_id: Set(cancellation_id.map(str::to_string)),
                     url: Set(url),
+                    to_merchant_url: Set(to_merchant_url),
                     content_type: Set(content_type.as_db().to_string()),
                     state: Set(if usable { "pending" } else { "failed" }.into()),
                     attempts: Set(0),
@@ -588,16 +590,16 @@ impl Gateway {
         .await?)
     }
 
-    /// Claims up to `limit` due deliveries of the merchants this instance runs, none of
-    /// `except_merchants`', oldest due first, in one statement (on PostgreSQL skipping rows
-    /// another instance is claiming: `store::webhooks::claim_due_deliveries`). Each comes with
-    /// its merchant. Nothing while this host's clock is off the database's (see
-    /// [`Self::claim_webhook`]).
+    /// Claims up to `limit` due deliveries of the merchants this instance runs, none of those
+    /// `left_out`, oldest due first, in one statement (on PostgreSQL skipping rows another
+    /// instance is claiming: `store::webhooks::claim_due_deliveries`). Each comes with its
+    /// merchant and whether it goes to the merchant's configured URL. Nothing while this host's
+    /// clock is off the database's (see [`Self::claim_webhook`]).
     pub async fn claim_due_webhooks(
         &self,
         limit: u64,
-        except_merchants: &[i64],
-    ) -> ServiceResult<Vec<(i64, ClaimedWebhook)>> {
+        left_out: LeftOut<'_>,
+    ) -> ServiceResult<Vec<(DueDelivery, ClaimedWebhook)>> {
         if self.clock_is_skewed() || limit == 0 {
             return Ok(vec![]);
         }
@@ -609,12 +611,12 @@ impl Gateway {
             lease,
             limit,
             self.served_merchants(),
-            except_merchants,
+            left_out,
         )
         .await?;
         Ok(claimed
             .into_iter()
-            .map(|d| (d.merchant_id, ClaimedWebhook { id: d.id, lease }))
+            .map(|d| (d, ClaimedWebhook { id: d.id, lease }))
             .collect())
     }
 
@@ -923,6 +925,7 @@ mod tests {
             status: "cancelled".into(),
             cancellation_id: Some("c1".into()),
             url: "http://x".into(),
+            to_merchant_url: true,
             content_type: "json".into(),
             state: "pending".into(),
             attempts: 0,

@@ -29,15 +29,34 @@ pub struct DueDelivery {
     /// Known before the claim, so a worker can keep to its per-merchant cap without taking a
     /// lease it would not use.
     pub merchant_id: i64,
+    /// To the merchant's configured URL, not a `notice_url` only (the worker keeps slots for
+    /// these).
+    pub to_merchant_url: bool,
 }
 
-/// Pending deliveries due at `now` that no worker holds, of the `served` merchants but none of
-/// `except_merchants`' (a worker names those at its cap, so a merchant with a long queue cannot
-/// fill a batch with rows the worker would only give back), oldest due first.
+/// The rows a worker's claim leaves out, so that it takes none it would only give back: those
+/// of merchants at their cap, and those to `notice_url`s where their share of the slots is full
+/// (`jobs::webhooks`). Rows to a merchant's configured URL are left out only with the merchant.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LeftOut<'a> {
+    /// None of these merchants' rows.
+    pub merchants: &'a [i64],
+    /// Of these merchants, only the rows to their configured URL.
+    pub notice_urls_of: &'a [i64],
+    /// Of every merchant, only the rows to its configured URL.
+    pub all_notice_urls: bool,
+}
+
+/// Pending deliveries due at `now` that no worker holds, of the `served` merchants, but not those
+/// `left_out` (a worker names the merchants and `notice_url`s at their cap, so a long queue of
+/// theirs cannot fill a batch with rows the worker would only give back), oldest due first. The
+/// conditions on `merchant_id` and `to_merchant_url` are checked on the rows the
+/// `webhook_deliveries_due` index yields in order, whichever rows are left out: no other index,
+/// no sort but of ties (the plan is tested below).
 fn due(
     now: i64,
     served: super::billing::ServedMerchants,
-    except_merchants: &[i64],
+    left_out: LeftOut<'_>,
 ) -> sea_orm::Select<webhook_delivery::Entity> {
     let mut due = webhook_delivery::Entity::find()
         .filter(webhook_delivery::Column::State.eq("pending"))
@@ -46,8 +65,21 @@ fn due(
     if let Some(ids) = served.merchant_ids() {
         due = due.filter(webhook_delivery::Column::MerchantId.in_subquery(ids));
     }
-    if !except_merchants.is_empty() {
-        due = due.filter(webhook_delivery::Column::MerchantId.is_not_in(except_merchants.to_vec()));
+    if !left_out.merchants.is_empty() {
+        due =
+            due.filter(webhook_delivery::Column::MerchantId.is_not_in(left_out.merchants.to_vec()));
+    }
+    if left_out.all_notice_urls {
+        due = due.filter(webhook_delivery::Column::ToMerchantUrl.eq(true));
+    } else if !left_out.notice_urls_of.is_empty() {
+        due = due.filter(
+            Condition::any()
+                .add(webhook_delivery::Column::ToMerchantUrl.eq(true))
+                .add(
+                    webhook_delivery::Column::MerchantId
+                        .is_not_in(left_out.notice_urls_of.to_vec()),
+                ),
+        );
     }
     due.order_by_asc(webhook_delivery::Column::NextAttemptAt)
         .order_by_asc(webhook_delivery::Column::Id)
@@ -60,21 +92,18 @@ pub async fn due_deliveries(
     limit: u64,
     served: super::billing::ServedMerchants,
 ) -> Result<Vec<DueDelivery>, DbErr> {
-    let rows: Vec<(i64, i64)> = due(now, served, &[])
+    due(now, served, LeftOut::default())
         .select_only()
         .column(webhook_delivery::Column::Id)
         .column(webhook_delivery::Column::MerchantId)
+        .column(webhook_delivery::Column::ToMerchantUrl)
         .limit(limit)
-        .into_tuple()
+        .into_model()
         .all(db)
-        .await?;
-    Ok(rows
-        .into_iter()
-        .map(|(id, merchant_id)| DueDelivery { id, merchant_id })
-        .collect())
+        .await
 }
 
-/// Claims up to `limit` due deliveries (oldest due first, none of `except_merchants`') in one
+/// Claims up to `limit` due deliveries (oldest due first, none of those `left_out`) in one
 /// statement, leasing them until `lease_until`, and returns them. On PostgreSQL the rows are
 /// picked `FOR UPDATE SKIP LOCKED`, so instances claiming at the same moment take disjoint
 /// batches: with a listing followed by claims, every instance listed the same oldest rows, and
@@ -87,10 +116,10 @@ pub async fn claim_due_deliveries(
     lease_until: i64,
     limit: u64,
     served: super::billing::ServedMerchants,
-    except_merchants: &[i64],
+    left_out: LeftOut<'_>,
 ) -> Result<Vec<DueDelivery>, DbErr> {
     let backend = db.get_database_backend();
-    let which = due_batch(backend, now, limit, served, except_merchants);
+    let which = due_batch(backend, now, limit, served, left_out);
     let mut claimed = DueDelivery::find_by_statement(claim_statement(backend, lease_until, which))
         .all(db)
         .await?;
@@ -106,9 +135,9 @@ fn due_batch(
     now: i64,
     limit: u64,
     served: super::billing::ServedMerchants,
-    except_merchants: &[i64],
+    left_out: LeftOut<'_>,
 ) -> SimpleExpr {
-    let ids = due(now, served, except_merchants)
+    let ids = due(now, served, left_out)
         .select_only()
         .column(webhook_delivery::Column::Id)
         .limit(limit)
@@ -128,13 +157,14 @@ fn claim_statement(backend: DbBackend, lease_until: i64, which: SimpleExpr) -> S
     update.returning(sea_orm::sea_query::Query::returning().columns([
         webhook_delivery::Column::Id,
         webhook_delivery::Column::MerchantId,
+        webhook_delivery::Column::ToMerchantUrl,
     ]));
     backend.build(&update)
 }
 
 /// Gives back deliveries this worker claimed with `lease_until` and will not send (their
-/// merchant reached the worker's cap within the batch): due again at once, for any instance. A
-/// row someone else holds (its lease is not this one) is left alone.
+/// merchant, or the `notice_url`s' share, reached the worker's cap within the batch): due again
+/// at once, for any instance. A row someone else holds (its lease is not this one) is left alone.
 pub async fn release_deliveries(
     db: &impl ConnectionTrait,
     ids: &[i64],
@@ -322,29 +352,69 @@ mod tests {
     #[test]
     fn a_batch_claim_selects_its_rows_once_and_skips_locked_ones_on_postgres() {
         let sql = |backend| {
+            let left_out = LeftOut {
+                merchants: &[7],
+                notice_urls_of: &[8],
+                all_notice_urls: false,
+            };
             let which = due_batch(
                 backend,
                 5,
                 4,
                 super::super::billing::ServedMerchants::All,
-                &[7],
+                left_out,
             );
             claim_statement(backend, 125, which).to_string()
         };
-        let due = r#""webhook_deliveries"."state" = 'pending' AND "webhook_deliveries"."next_attempt_at" <= 5 AND "webhook_deliveries"."lease_until" < 5 AND "webhook_deliveries"."merchant_id" NOT IN (7)"#;
+        let due = r#""webhook_deliveries"."state" = 'pending' AND "webhook_deliveries"."next_attempt_at" <= 5 AND "webhook_deliveries"."lease_until" < 5 AND "webhook_deliveries"."merchant_id" NOT IN (7) AND ("webhook_deliveries"."to_merchant_url" = TRUE OR "webhook_deliveries"."merchant_id" NOT IN (8))"#;
         let order = r#"ORDER BY "webhook_deliveries"."next_attempt_at" ASC, "webhook_deliveries"."id" ASC LIMIT 4"#;
         assert_eq!(
             sql(DbBackend::Postgres),
             format!(
-                r#"UPDATE "webhook_deliveries" SET "lease_until" = 125 WHERE "webhook_deliveries"."id" = ANY(ARRAY (SELECT "webhook_deliveries"."id" FROM "webhook_deliveries" WHERE {due} {order} FOR UPDATE SKIP LOCKED)) RETURNING "id", "merchant_id""#
+                r#"UPDATE "webhook_deliveries" SET "lease_until" = 125 WHERE "webhook_deliveries"."id" = ANY(ARRAY (SELECT "webhook_deliveries"."id" FROM "webhook_deliveries" WHERE {due} {order} FOR UPDATE SKIP LOCKED)) RETURNING "id", "merchant_id", "to_merchant_url""#
             )
         );
         assert_eq!(
             sql(DbBackend::Sqlite),
             format!(
-                r#"UPDATE "webhook_deliveries" SET "lease_until" = 125 WHERE "webhook_deliveries"."id" IN (SELECT "webhook_deliveries"."id" FROM "webhook_deliveries" WHERE {due} {order} ) RETURNING "id", "merchant_id""#
+                r#"UPDATE "webhook_deliveries" SET "lease_until" = 125 WHERE "webhook_deliveries"."id" IN (SELECT "webhook_deliveries"."id" FROM "webhook_deliveries" WHERE {due} {order} ) RETURNING "id", "merchant_id", "to_merchant_url""#
             )
         );
+    }
+
+    /// A claim reads the due rows in order through `webhook_deliveries_due`, whatever it leaves
+    /// out: the merchants at their cap, the `notice_url`s of some, or every `notice_url`. Rows
+    /// left out are passed over in the index, never sorted.
+    #[tokio::test]
+    async fn a_claim_reads_the_due_index_in_order_whatever_it_leaves_out() {
+        let db = crate::store::Db::connect("sqlite::memory:").await.unwrap();
+        db.migrate().await.unwrap();
+        for left_out in [
+            LeftOut::default(),
+            LeftOut {
+                merchants: &[7],
+                notice_urls_of: &[8, 9],
+                all_notice_urls: false,
+            },
+            LeftOut {
+                merchants: &[7],
+                notice_urls_of: &[],
+                all_notice_urls: true,
+            },
+        ] {
+            let served = super::super::billing::ServedMerchants::TestOnly {
+                demo_imp_key: "imp_demo",
+            };
+            let which = due_batch(DbBackend::Sqlite, 5, 16, served, left_out);
+            let plan =
+                crate::store::sqlite_plan(&db, claim_statement(DbBackend::Sqlite, 125, which))
+                    .await;
+            assert!(
+                plan.contains("webhook_deliveries USING INDEX webhook_deliveries_due (state=? AND next_attempt_at<?)"),
+                "{left_out:?}: {plan}"
+            );
+            assert!(!plan.contains("TEMP B-TREE"), "{left_out:?}: {plan}");
+        }
     }
 }
 

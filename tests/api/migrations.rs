@@ -505,3 +505,57 @@ async fn upgrading_records_the_largest_distance_between_a_payments_start_and_its
     .unwrap();
     assert_eq!(paid_lag_secs(&db).await, 40 * 86_400, "never lowered");
 }
+
+/// Migration `m20261210_000030` records on each webhook delivery whether it goes to the
+/// merchant's configured URL (the worker keeps a slot for those that `notice_url`s cannot take):
+/// on a database with deliveries queued, the pending ones to that URL are marked, those to any
+/// other URL are not, and finished ones, history the worker never claims again, are left alone.
+#[tokio::test]
+async fn upgrading_marks_the_pending_webhooks_to_the_merchants_configured_url() {
+    let (url, _dir) = fresh_database().await;
+    let db = Database::connect(&url).await.unwrap();
+    Migrator::up(&db, Some(29)).await.unwrap();
+    insert_merchant(&db).await;
+    exec(
+        &db,
+        "UPDATE merchants SET webhook_url = 'https://shop.example/hook' WHERE id = 1",
+    )
+    .await
+    .unwrap();
+    for (id, url, state) in [
+        (1, "https://shop.example/hook", "pending"),
+        (2, "https://buyer.example/notice", "pending"),
+        (3, "https://shop.example/hook", "delivered"),
+    ] {
+        exec(
+            &db,
+            &format!(
+                "INSERT INTO webhook_deliveries (id, merchant_id, imp_uid, merchant_uid, status, \
+                 url, content_type, state, attempts, next_attempt_at, lease_until, created_at, \
+                 updated_at) \
+                 VALUES ({id}, 1, 'imp_a', 'order-1', 'paid', '{url}', 'json', '{state}', 0, 1, \
+                 0, 1, 1)"
+            ),
+        )
+        .await
+        .unwrap();
+    }
+
+    Migrator::up(&db, None).await.unwrap();
+    let marked: Vec<(i64, bool)> = db
+        .query_all(Statement::from_string(
+            db.get_database_backend(),
+            "SELECT id, to_merchant_url FROM webhook_deliveries ORDER BY id",
+        ))
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r.try_get("", "id").unwrap(),
+                r.try_get("", "to_merchant_url").unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(marked, [(1, true), (2, false), (3, false)]);
+}

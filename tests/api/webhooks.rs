@@ -1811,3 +1811,184 @@ async fn three_instances_workers_deliver_each_webhook_exactly_once() {
         .unwrap();
     assert_eq!(attempts, N as u64);
 }
+
+/// An app running its own webhook worker (every 50 ms) whose demo merchant's configured URL is
+/// `receiver`, and its token.
+async fn a_worker_and_a_merchant_url(receiver: &Receiver) -> (TestApp, String) {
+    let app = spawn_app_with(|c| {
+        c.background_jobs = true;
+        c.resolver.interval_ms = 50;
+    })
+    .await;
+    let (status, body) = configure(&app, json!({"url": receiver.url("/own")})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let token = app.token().await;
+    (app, token)
+}
+
+/// A paid payment whose `notice_url` lists `urls` (the paid webhook goes to each, and not to the
+/// merchant's URL); returns its imp_uid.
+async fn paid_with_notice_urls(app: &TestApp, token: &str, uid: &str, urls: &[String]) -> String {
+    let (status, res) = app
+        .post(
+            "/subscribe/payments/onetime",
+            Some(token),
+            json!({"merchant_uid": uid, "amount": 1000,
+                   "card_number": test_cards::SHINHAN_CREDIT, "expiry": future_expiry(),
+                   "birth": "800101", "pwd_2digit": "00", "name": "웹훅 상품",
+                   "notice_url": urls}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{res}");
+    assert_eq!(res["response"]["status"], "paid", "{res}");
+    res["response"]["imp_uid"].as_str().unwrap().to_string()
+}
+
+/// Ten distinct URLs on `tarpit` (a payment's `notice_url`s are each called once).
+fn ten_tarpit_urls(tarpit: &Tarpit, prefix: &str) -> Vec<String> {
+    (0..10)
+        .map(|i| tarpit.url(&format!("/{prefix}{i}")))
+        .collect()
+}
+
+/// A paid payment of the demo merchant without a `notice_url`: its webhook goes to the
+/// merchant's configured URL. Waits until `receiver` got it.
+async fn the_merchants_own_webhook_arrives(app: &TestApp, token: &str, receiver: &Receiver) {
+    let (status, res) = app
+        .post(
+            "/subscribe/payments/onetime",
+            Some(token),
+            json!({"merchant_uid": "wh-own-url", "amount": 1000,
+                   "card_number": test_cards::SHINHAN_CREDIT, "expiry": future_expiry(),
+                   "birth": "800101", "pwd_2digit": "00", "name": "웹훅 상품"}),
+        )
+        .await;
+    assert_eq!(res["response"]["status"], "paid", "{status} {res}");
+    let imp_uid = res["response"]["imp_uid"].as_str().unwrap().to_string();
+    within_fifteen_seconds(
+        "the webhook to the merchant's own URL is sent",
+        async || {
+            receiver
+                .requests()
+                .iter()
+                .any(|r| r.json()["imp_uid"] == imp_uid.as_str())
+        },
+    )
+    .await;
+}
+
+/// A buyer's browser chooses a payment's `notice_url`s (up to 10, and a virtual-account window
+/// costs nothing). Receivers that accept the connection and never answer used to hold all of the
+/// merchant's slots, 30 s per attempt, and the merchant's own webhooks, claimed oldest first,
+/// waited behind every one of them (here 30 rows, four at a time: minutes). One slot of the
+/// merchant's is now kept for its configured URL.
+#[tokio::test]
+async fn notice_urls_that_never_answer_leave_a_slot_for_the_merchants_own_url() {
+    use openport::jobs::webhooks::MERCHANT_NOTICE_URLS_IN_FLIGHT;
+
+    let receiver = Receiver::start().await;
+    let (app, token) = a_worker_and_a_merchant_url(&receiver).await;
+    let tarpit = Tarpit::start().await;
+    for i in 0..3 {
+        let urls = ten_tarpit_urls(&tarpit, &format!("p{i}-"));
+        paid_with_notice_urls(&app, &token, &format!("wh-tarpitted-{i}"), &urls).await;
+    }
+    within_fifteen_seconds("the worker's POSTs reach the tarpit", async || {
+        tarpit.accepted() >= MERCHANT_NOTICE_URLS_IN_FLIGHT
+    })
+    .await;
+
+    the_merchants_own_webhook_arrives(&app, &token, &receiver).await;
+    assert_eq!(
+        tarpit.accepted(),
+        MERCHANT_NOTICE_URLS_IN_FLIGHT,
+        "the notice_urls' share of the merchant's slots, no more"
+    );
+    let tarpitted = history(&app, "?state=pending").await;
+    let tarpitted = tarpitted
+        .iter()
+        .filter(|d| d["url"].as_str().unwrap().starts_with(&tarpit.url("/")))
+        .count();
+    assert_eq!(tarpitted, 30, "every tarpitted delivery still waits");
+}
+
+/// Each merchant's `imp_code` is on its shop's pages, so `notice_url`s that never answer can be
+/// set on payments of many merchants. Six merchants' together held all 16 slots of the instance
+/// (each merchant 3 of its 4), and every merchant's own webhooks waited. `notice_url`s hold at
+/// most 12 of the 16 now.
+#[tokio::test]
+async fn notice_urls_of_many_merchants_that_never_answer_leave_slots_for_configured_urls() {
+    use openport::jobs::webhooks::NOTICE_URLS_IN_FLIGHT;
+
+    let receiver = Receiver::start().await;
+    let (app, token) = a_worker_and_a_merchant_url(&receiver).await;
+    let tarpit = Tarpit::start().await;
+    for m in 0..6 {
+        let (key, secret) = app.second_merchant().await;
+        let other = app.token_for(&key, &secret).await;
+        let urls = ten_tarpit_urls(&tarpit, &format!("m{m}-"));
+        paid_with_notice_urls(&app, &other, &format!("wh-shop-{m}"), &urls).await;
+    }
+    within_fifteen_seconds("the worker's POSTs reach the tarpit", async || {
+        tarpit.accepted() >= NOTICE_URLS_IN_FLIGHT
+    })
+    .await;
+
+    the_merchants_own_webhook_arrives(&app, &token, &receiver).await;
+    assert_eq!(
+        tarpit.accepted(),
+        NOTICE_URLS_IN_FLIGHT,
+        "the notice_urls' share of the instance's slots, no more"
+    );
+}
+
+/// The worker prunes KCP notifications past the retention 1,000 at a time; a full batch brings
+/// the next prune forward, as one of webhook history does. A full batch of notifications used to
+/// wait an hour for the next one, so at most 1,000 went per hour.
+#[tokio::test]
+async fn notifications_past_the_retention_are_pruned_batch_after_batch_without_waiting_an_hour() {
+    use openport::store::entity::kcp_notification;
+    use sea_orm::{EntityTrait, PaginatorTrait, Set};
+
+    const OLD: usize = 2_500;
+    let app = spawn_app().await;
+    let db = &app.app.gateway.db;
+    let rows: Vec<kcp_notification::ActiveModel> = (0..OLD)
+        .map(|i| kcp_notification::ActiveModel {
+            noti_id: Set(format!("old-{i}")),
+            site_cd: Set("T0000".into()),
+            tno: Set(format!("9{i:013}")),
+            tx_cd: Set("TX00".into()),
+            op_cd: Set(Some("00".into())),
+            amount: Set(1000),
+            total: Set(1000),
+            deposited_at: Set(None),
+            received_at: Set(0),
+            outcome: Set(Some("kept".into())),
+            verified_at: Set(Some(0)),
+            ..Default::default()
+        })
+        .collect();
+    for chunk in rows.chunks(500) {
+        kcp_notification::Entity::insert_many(chunk.to_vec())
+            .exec(&db.write)
+            .await
+            .unwrap();
+    }
+
+    // An instance whose worker prunes at its first pass, then as often as it says.
+    let _worker = app
+        .another_instance(|c| {
+            c.background_jobs = true;
+            c.resolver.interval_ms = 50;
+        })
+        .await;
+    within_fifteen_seconds("every old notification is pruned", async || {
+        kcp_notification::Entity::find()
+            .count(&db.read)
+            .await
+            .unwrap()
+            == 0
+    })
+    .await;
+}

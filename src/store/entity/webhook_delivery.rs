@@ -15,6 +15,9 @@ pub struct Model {
     pub cancellation_id: Option<String>,
     /// Resolved when the event happened: the payment's notice_url, else the merchant's default.
     pub url: String,
+    /// True when `url` is the merchant's configured `webhook_url` (not a `notice_url` only,
+    /// which a buyer's browser can set): the worker keeps a slot for these (jobs/webhooks.rs).
+    pub to_merchant_url: bool,
     /// `json` or `form`, the merchant's setting when the event happened.
     pub content_type: String,
     /// `pending`, `delivered` or `failed`.
