@@ -437,7 +437,7 @@ pub async fn update(
     responses(
         (status = 200, body = ScheduleReply),
         (status = 400, body = ErrorEnvelope, description = "schedule_at missing or not in the future, the schedule neither failed nor was revoked, or a body that is not JSON/form with these types"),
-        (status = 404, body = ErrorEnvelope, description = "no schedule has this merchant_uid"),
+        (status = 404, body = ErrorEnvelope, description = "no schedule has this merchant_uid, or its customer has no billing key (deleted): nothing is re-armed"),
         TokenBodyErrors))]
 pub async fn reschedule(
     s: State<AppState>,

@@ -268,6 +268,9 @@ impl Gateway {
         let now = self.clock.unix();
         future_schedule_at(schedule_at, now)?;
         let s = self.schedule(m, merchant_uid).await?;
+        if let Reschedule::FailedOrRevoked = how {
+            self.refuse_unless_rearmable(m, &s, "다시 예약").await?;
+        }
         let done = match how {
             Reschedule::Pending => {
                 billing::reschedule(&self.db.write, s.id, schedule_at, now).await?
@@ -314,22 +317,7 @@ impl Gateway {
     ) -> ServiceResult<PaymentRecord> {
         let now = self.clock.unix();
         let s = self.schedule(m, merchant_uid).await?;
-        // The state first: a schedule that could not be retried anyway (pending, running, paid)
-        // is the OpenAPI's 400 whatever became of its customer, not the 404 below. The claim
-        // checks the state again, atomically.
-        if !rearmable(&s) {
-            return Err(not_rearmable("재시도"));
-        }
-        // iamport: 404 "존재하지 않는 결제예약 혹은 빌링키" — nothing is re-armed, charged or
-        // announced for a customer whose key was deleted (which revoked the schedule).
-        if billing::active_key(&self.db.read, m.id, &s.customer_uid)
-            .await?
-            .is_none()
-        {
-            return Err(ServiceError::NotFound(
-                "존재하지 않는 결제예약 혹은 빌링키입니다.".into(),
-            ));
-        }
+        self.refuse_unless_rearmable(m, &s, "재시도").await?;
         // Nothing re-armed, charged or announced on an instance whose clock is off
         // (service/clock_check.rs); one that turns off after the claim gives the claim up below.
         self.refuse_while_skewed()?;
@@ -368,6 +356,35 @@ impl Gateway {
             )),
             Err(e) => self.give_up_retry(m, claim, &s, e).await,
         }
+    }
+
+    /// What `…/retry` and `…/reschedule` check before a failed or revoked schedule is armed again
+    /// (`what` names the call, as [`not_rearmable`] does). The state first: a schedule that could
+    /// not be armed again anyway (pending, running, paid) is the OpenAPI's 400 whatever became of
+    /// its customer, not the 404 below; the write that re-arms it checks the state again,
+    /// atomically. Then iamport's 404 "존재하지 않는 결제예약 혹은 빌링키": nothing is re-armed,
+    /// charged or announced for a customer whose key was deleted (which revoked the schedule).
+    /// Re-armed, such a schedule would stand `scheduled` though it can never be charged, and when
+    /// due record a failed payment with a `failed` webhook for a customer the merchant deleted
+    /// (r5-billing finding 2). A customer registered again has an active key and is re-armed.
+    async fn refuse_unless_rearmable(
+        &self,
+        m: &merchant::Model,
+        s: &schedule::Model,
+        what: &str,
+    ) -> ServiceResult<()> {
+        if !rearmable(s) {
+            return Err(not_rearmable(what));
+        }
+        if billing::active_key(&self.db.read, m.id, &s.customer_uid)
+            .await?
+            .is_none()
+        {
+            return Err(ServiceError::NotFound(
+                "존재하지 않는 결제예약 혹은 빌링키입니다.".into(),
+            ));
+        }
+        Ok(())
     }
 
     /// A retry's answer: the payment its run made or found, or the conflict that holds it for an

@@ -2409,6 +2409,46 @@ async fn a_retry_of_a_schedule_whose_billing_key_was_deleted_is_a_404_and_charge
     assert!(app.sandbox.ledger().is_empty());
 }
 
+/// `…/reschedule` refuses what `…/retry` refuses (r5-billing finding 2): re-armed, the revoked
+/// schedule of a deleted customer stood `scheduled` though it could never be charged, and when due
+/// recorded a failed payment with a `failed` webhook for the customer the merchant had deleted.
+#[tokio::test]
+async fn a_reschedule_of_a_schedule_whose_billing_key_was_deleted_is_a_404_and_never_runs() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    register(&app, &token, "s-gone", test_cards::SHINHAN_CREDIT).await;
+    schedule(
+        &app,
+        &token,
+        json!({"customer_uid": "s-gone", "schedules": [
+            {"merchant_uid": "sg-1", "schedule_at": now() + 10, "amount": 1000}]}),
+    )
+    .await;
+    let deleted = crate::billing::delete_customer(&app, &token, "s-gone").await;
+    assert_eq!(deleted["code"], 0, "{deleted}");
+
+    let (status, body) = app
+        .post(
+            "/subscribe/payments/schedule/sg-1/reschedule",
+            Some(&token),
+            json!({"schedule_at": now() + 10}),
+        )
+        .await;
+
+    assert_eq!(status, reqwest::StatusCode::NOT_FOUND, "{body}");
+    assert_eq!(body["message"], "존재하지 않는 결제예약 혹은 빌링키입니다.");
+    app.advance(11);
+    assert_eq!(app.app.gateway.run_due_schedules(10).await.unwrap(), 0);
+    let (_, s) = app
+        .get("/subscribe/payments/schedule/sg-1", Some(&token))
+        .await;
+    assert_eq!(s["response"]["schedule_status"], "revoked", "{s}");
+    assert!(s["response"]["imp_uid"].is_null(), "{s}");
+    assert!(payments_of(&app, "sg-1").await.is_empty());
+    assert_eq!(webhooks_of(&app, "sg-1", "failed").await, 0);
+    assert!(app.sandbox.ledger().is_empty());
+}
+
 /// A paid schedule is not retried whatever became of its customer: the OpenAPI's 400 (an approved
 /// schedule) is the answer, not the 404 of a deleted billing key, which is for a schedule that
 /// could otherwise be retried. PUT answers the same 400.
