@@ -2449,6 +2449,70 @@ async fn a_reschedule_of_a_schedule_whose_billing_key_was_deleted_is_a_404_and_n
     assert!(app.sandbox.ledger().is_empty());
 }
 
+/// A run that meets another charge of its merchant_uid still being decided (an `again` at KCP)
+/// was refused "같은 merchant_uid로 처리 중인 결제가 있습니다." and failed for good, though nothing
+/// was wrong with it. It is given back instead, and runs once that charge has settled: here the
+/// other charge is declined, which frees the merchant_uid, and the schedule is charged.
+#[tokio::test]
+async fn a_run_meeting_another_charge_of_its_merchant_uid_in_flight_runs_again_once_that_one_failed(
+) {
+    use kcp_sandbox::{paths, Fault, FaultRule};
+    // The again waits at KCP, and holds its attempt, for as long as the test needs.
+    let app = spawn_app_with(|c| {
+        c.kcp.timeout_ms = 20_000;
+        c.resolver.settle_secs = 70;
+    })
+    .await;
+    let token = app.token().await;
+    register(&app, &token, "s-busy", test_cards::SHINHAN_CREDIT).await;
+    register(&app, &token, "s-broke", test_cards::INSUFFICIENT_LIMIT).await;
+    schedule(&app, &token, json!({"customer_uid": "s-busy", "schedules": [
+        {"merchant_uid": "busy-1", "schedule_at": now() + 10, "amount": 1000, "notice_url": NOTICE_URL}]}))
+    .await;
+    let gate = "busy-again";
+    app.sandbox.inject(
+        FaultRule::new(paths::HUB_PAYMENT, Fault::HoldRequest { gate: gate.into() })
+            .when("card_tx_type", "11511000"),
+    );
+    let request = app
+        .http
+        .post(app.url("/subscribe/payments/again"))
+        .header("Authorization", token.as_str())
+        .json(&json!({"customer_uid": "s-broke", "merchant_uid": "busy-1", "amount": 1000, "name": "x"}));
+    let again =
+        tokio::spawn(async move { TestApp::read(request.send().await.expect("again")).await });
+    app.sandbox.until_held(gate).await;
+
+    app.advance(11);
+    assert_eq!(app.app.gateway.run_due_schedules(10).await.unwrap(), 0);
+
+    let (_, s) = app
+        .get("/subscribe/payments/schedule/busy-1", Some(&token))
+        .await;
+    assert_eq!(s["response"]["schedule_status"], "scheduled", "{s}");
+    assert!(s["response"]["payment_status"].is_null(), "{s}");
+    assert_eq!(
+        payments_of(&app, "busy-1").await.len(),
+        1,
+        "only the again's"
+    );
+    assert_eq!(webhooks_of(&app, "busy-1", "failed").await, 0);
+    app.sandbox.open_gate(gate);
+    let (_, declined) = again.await.unwrap();
+    assert_eq!(declined["response"]["status"], "failed", "{declined}");
+    app.advance(61);
+    assert_eq!(app.app.gateway.run_due_schedules(10).await.unwrap(), 1);
+    let (_, s) = app
+        .get("/subscribe/payments/schedule/busy-1", Some(&token))
+        .await;
+    assert_eq!(s["response"]["payment_status"], "paid", "{s}");
+    let imp_uid = s["response"]["imp_uid"].as_str().unwrap();
+    assert!(imp_uid.starts_with("imps_"), "{s}");
+    assert_eq!(app.payment(&token, imp_uid).await["customer_uid"], "s-busy");
+    assert_eq!(webhooks_of(&app, "busy-1", "paid").await, 1);
+    app.assert_ledger_agrees().await;
+}
+
 /// A paid schedule is not retried whatever became of its customer: the OpenAPI's 400 (an approved
 /// schedule) is the answer, not the 404 of a deleted billing key, which is for a schedule that
 /// could otherwise be retried. PUT answers the same 400.
