@@ -78,6 +78,7 @@ impl Gateway {
             // Text KCP would be refused (script content) fails the schedule now, not when it is
             // due and no one is waiting for the answer.
             it.order.kcp_text()?;
+            within_calendar(it.schedule_at, Some(&it.order.merchant_uid))?;
             if it.schedule_at <= now {
                 return Err(ServiceError::Refused(format!(
                     "예약시각(schedule_at)은 현재 시각 이후여야 합니다. (merchant_uid: {})",
@@ -267,6 +268,7 @@ impl Gateway {
         how: Reschedule,
     ) -> ServiceResult<schedule::Model> {
         let now = self.clock.unix();
+        within_calendar(schedule_at, None)?;
         future_schedule_at(schedule_at, now)?;
         let s = self.schedule(m, merchant_uid).await?;
         if let Reschedule::FailedOrRevoked = how {
@@ -832,6 +834,24 @@ const CONFLICT_LOOK_SECS: i64 = 3600;
 
 /// The answer of a retry that failed and whose claim may still hold the schedule.
 const RETRY_UNSETTLED: &str = "결제예약 재시도의 처리 결과를 확인하지 못했습니다. 결제예약을 조회해 주세요: 예약 상태(scheduled)이면 곧 자동으로 실행되고 결과는 웹훅으로 전달되며, 재시도 전의 상태 그대로이면 실행되지 않았습니다.";
+
+/// The latest `schedule_at` taken: 9999-12-31T23:59:59Z, the end of the dates iamport and the
+/// schedule lists print.
+const MAX_SCHEDULE_AT: i64 = 253_402_300_799;
+
+/// A `schedule_at` past year 9999 is not a time but a mistake, mostly milliseconds (JavaScript's
+/// `Date.now()`): taken, it was a date near the year 55,000 that never came, and the schedule
+/// stood `scheduled` for ever. A 400 (code -1) like any invalid order field, naming the item's
+/// merchant_uid on a schedule request, checked before anything is written or issued.
+fn within_calendar(schedule_at: i64, merchant_uid: Option<&str>) -> ServiceResult<()> {
+    if schedule_at <= MAX_SCHEDULE_AT {
+        return Ok(());
+    }
+    let item = merchant_uid.map_or(String::new(), |uid| format!(" (merchant_uid: {uid})"));
+    Err(ServiceError::BadRequest(format!(
+        "예약시각(schedule_at)은 Unix 타임스탬프(초 단위)여야 하며 {MAX_SCHEDULE_AT}(9999-12-31T23:59:59Z) 이하여야 합니다. 밀리초 단위 값(예: JavaScript Date.now())이면 1000으로 나누어 주세요.{item}"
+    )))
+}
 
 fn future_schedule_at(schedule_at: i64, now: i64) -> ServiceResult<()> {
     if schedule_at <= now {

@@ -2449,6 +2449,74 @@ async fn a_reschedule_of_a_schedule_whose_billing_key_was_deleted_is_a_404_and_n
     assert!(app.sandbox.ledger().is_empty());
 }
 
+/// `schedule_at` is Unix seconds: milliseconds (JavaScript's `Date.now()`) were taken as a date
+/// near the year 55,000 that never came. Anything after 9999-12-31T23:59:59Z is a 400 saying so,
+/// on a schedule request (the whole request, naming the item) and on a move alike.
+#[tokio::test]
+async fn a_schedule_at_in_milliseconds_is_a_400_saying_it_must_be_unix_seconds() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    register(&app, &token, "s-ms", test_cards::SHINHAN_CREDIT).await;
+    let last_second = 253_402_300_799_i64;
+    let millis = now() * 1000;
+
+    let (status, refused) = app
+        .post(
+            "/subscribe/payments/schedule",
+            Some(&token),
+            json!({"customer_uid": "s-ms", "schedules": [
+                {"merchant_uid": "ms-ok", "schedule_at": now() + 60, "amount": 1000},
+                {"merchant_uid": "ms-1", "schedule_at": millis, "amount": 1000}]}),
+        )
+        .await;
+
+    assert_eq!(status, reqwest::StatusCode::BAD_REQUEST, "{refused}");
+    assert_eq!(refused["code"], -1, "{refused}");
+    let message = refused["message"].as_str().unwrap();
+    for said in ["초 단위", "밀리초", "Date.now()", "ms-1"] {
+        assert!(message.contains(said), "{said}: {refused}");
+    }
+    for uid in ["ms-ok", "ms-1"] {
+        let (status, _) = app
+            .get(&format!("/subscribe/payments/schedule/{uid}"), Some(&token))
+            .await;
+        assert_eq!(status, reqwest::StatusCode::NOT_FOUND, "{uid} not written");
+    }
+    let too_late = schedule(
+        &app,
+        &token,
+        json!({"customer_uid": "s-ms", "schedules": [
+        {"merchant_uid": "ms-2", "schedule_at": last_second + 1, "amount": 1000}]}),
+    )
+    .await;
+    assert_eq!(too_late["code"], -1, "{too_late}");
+    let last = schedule(
+        &app,
+        &token,
+        json!({"customer_uid": "s-ms", "schedules": [
+        {"merchant_uid": "ms-3", "schedule_at": last_second, "amount": 1000}]}),
+    )
+    .await;
+    assert_eq!(last["code"], 0, "{last}");
+
+    let (status, moved) = app
+        .put(
+            "/subscribe/payments/schedule/ms-3",
+            &token,
+            json!({"schedule_at": millis}),
+        )
+        .await;
+    assert_eq!(status, reqwest::StatusCode::BAD_REQUEST, "{moved}");
+    assert!(
+        moved["message"].as_str().unwrap().contains("밀리초"),
+        "{moved}"
+    );
+    let (_, s) = app
+        .get("/subscribe/payments/schedule/ms-3", Some(&token))
+        .await;
+    assert_eq!(s["response"]["schedule_at"], last_second, "{s}");
+}
+
 /// A run that meets another charge of its merchant_uid still being decided (an `again` at KCP)
 /// was refused "같은 merchant_uid로 처리 중인 결제가 있습니다." and failed for good, though nothing
 /// was wrong with it. It is given back instead, and runs once that charge has settled: here the
