@@ -115,6 +115,20 @@ impl From<NotRegistered> for EscrowRefusal {
     }
 }
 
+/// Whether a record change waits for no cancel of the payment: a change that registers or edits
+/// the merchant's delivery does; one recording KCP's answer to a shipping start already sent does
+/// not (KCP holds what it holds, whatever is cancelled since).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum WhileCancelling {
+    Refuse,
+    Record,
+}
+
+/// The refusal of a delivery registration or change while a cancel of the payment is at KCP, as
+/// a second cancel is refused (service/cancel.rs): a shipping start (`STE1`) sent beside a full
+/// cancel planned as `STE2` before it reaches KCP races it there, one of the two refused by KCP.
+const CANCEL_IN_FLIGHT: &str = "이 결제건에 처리 중인 취소 요청이 있어 배송정보를 등록하거나 변경할 수 없습니다. 취소 결과를 확인한 뒤 다시 시도해 주세요.";
+
 /// What a record change decided.
 enum Decision<T> {
     /// Write this record (None: no record), then answer `T`.
@@ -174,11 +188,13 @@ impl Gateway {
 
     /// Reads the payment's record, lets `decide` change it, and writes the change only if nobody
     /// changed the record meanwhile (compare-and-set on the stored text); otherwise decides again
-    /// on what the other request wrote.
+    /// on what the other request wrote. With [`WhileCancelling::Refuse`], not while the payment
+    /// has a cancel open ([`Self::replace_unless_cancelling`]).
     async fn change_escrow_record<T>(
         &self,
         m: &merchant::Model,
         imp_uid: &str,
+        cancelling: WhileCancelling,
         decide: impl Fn(&payment::Model, Option<&EscrowShipping>) -> Result<Decision<T>, EscrowRefusal>,
     ) -> Result<T, EscrowRefusal> {
         for _ in 0..RECORD_TRIES {
@@ -190,13 +206,48 @@ impl Gateway {
             };
             let text = next.as_ref().map(record::encode).transpose()?;
             let now = self.clock.unix();
-            if record::replace(&self.db.write, p.id, p.escrow_logis.as_deref(), text, now).await? {
+            let written = match cancelling {
+                WhileCancelling::Refuse => self.replace_unless_cancelling(&p, text, now).await?,
+                WhileCancelling::Record => {
+                    record::replace(&self.db.write, p.id, p.escrow_logis.as_deref(), text, now)
+                        .await?
+                }
+            };
+            if written {
                 return Ok(answer);
             }
         }
         Err(EscrowRefusal::Service(ServiceError::Refused(
             "다른 요청이 배송정보를 변경하고 있습니다. 잠시 후 다시 시도해 주세요.".into(),
         )))
+    }
+
+    /// The record's compare-and-set, and then the check that the payment has no open cancel
+    /// attempt, in one transaction: an open one refuses the change ([`CANCEL_IN_FLIGHT`]) and
+    /// nothing is written. The write comes first so that a cancel and a change cannot both go
+    /// through: a cancel whose attempt committed before the check is seen by it; one whose attempt
+    /// commits after re-reads the payment once its attempt is written, holding the row
+    /// (`Gateway::held_payment`, which waits for this transaction), and so plans from this record
+    /// (a shipping start unanswered: refused; registered: `STE4`), never `STE2` beside an `STE1`.
+    async fn replace_unless_cancelling(
+        &self,
+        p: &payment::Model,
+        text: Option<String>,
+        now: i64,
+    ) -> Result<bool, EscrowRefusal> {
+        let txn = self.db.write.begin().await?;
+        if !record::replace(&txn, p.id, p.escrow_logis.as_deref(), text, now).await? {
+            txn.rollback().await?;
+            return Ok(false);
+        }
+        if payments::has_open_cancel(&txn, p.id).await? {
+            txn.rollback().await?;
+            return Err(EscrowRefusal::Service(ServiceError::Refused(
+                CANCEL_IN_FLIGHT.into(),
+            )));
+        }
+        txn.commit().await?;
+        Ok(true)
     }
 
     /// GET: the registered delivery; none while only unanswered shipping starts are recorded.
@@ -213,7 +264,8 @@ impl Gateway {
     }
 
     /// POST: tells KCP shipping started (`STE1`) with the carrier and waybill, and registers the
-    /// delivery (409 once one is registered).
+    /// delivery (409 once one is registered). Refused (code 1) while a cancel of the payment is
+    /// open, before anything is recorded or sent ([`CANCEL_IN_FLIGHT`]).
     pub async fn register_escrow_logis(
         &self,
         m: &merchant::Model,
@@ -223,7 +275,7 @@ impl Gateway {
         let connector = self.connectors.for_merchant(m, &self.secrets)?;
         let waybill = delivery.waybill.clone();
         let (tno, added) = self
-            .change_escrow_record(m, imp_uid, |p, current| {
+            .change_escrow_record(m, imp_uid, WhileCancelling::Refuse, |p, current| {
                 let sending = escrow::sending(current, &waybill)?;
                 let tno = shippable(p)?;
                 Ok(Decision::Write(Some(sending.record), (tno, sending.added)))
@@ -242,7 +294,7 @@ impl Gateway {
                 let registered = escrow::accepted(delivery, now);
                 let logis = Logis::from(&registered);
                 let next = Some(EscrowShipping::Registered(registered));
-                self.change_escrow_record(m, imp_uid, |_, _| {
+                self.change_escrow_record(m, imp_uid, WhileCancelling::Record, |_, _| {
                     Ok(Decision::Write(next.clone(), logis.clone()))
                 })
                 .await
@@ -252,7 +304,7 @@ impl Gateway {
                 ..
             }) => {
                 let registered = self
-                    .change_escrow_record(m, imp_uid, |_, current| {
+                    .change_escrow_record(m, imp_uid, WhileCancelling::Record, |_, current| {
                         let r = escrow::already_held(current, delivery.clone(), added, now)?;
                         Ok(Decision::Write(
                             Some(EscrowShipping::Registered(r.clone())),
@@ -265,7 +317,7 @@ impl Gateway {
             }
             Err(e @ (PgError::Declined { .. } | PgError::NotSent(_) | PgError::Config(_))) => {
                 // KCP did not take it: forget this send, keep any earlier unanswered one.
-                self.change_escrow_record(m, imp_uid, |_, current| {
+                self.change_escrow_record(m, imp_uid, WhileCancelling::Record, |_, current| {
                     Ok(match escrow::withdrawn(current, &waybill, added) {
                         Some(next) => Decision::Write(next, ()),
                         None => Decision::Keep(()),
@@ -294,7 +346,8 @@ impl Gateway {
     }
 
     /// PUT: changes the registered delivery (409 when none is). KCP has no call for that, so
-    /// nothing is sent: the change is openport's, and `pg_logis` keeps what KCP holds.
+    /// nothing is sent: the change is openport's, and `pg_logis` keeps what KCP holds. Refused as
+    /// POST is while a cancel of the payment is open: a delivery being cancelled is not edited.
     pub async fn change_escrow_logis(
         &self,
         m: &merchant::Model,
@@ -303,7 +356,7 @@ impl Gateway {
     ) -> Result<Logis, EscrowRefusal> {
         let now = self.clock.unix();
         let changed = self
-            .change_escrow_record(m, imp_uid, |p, current| {
+            .change_escrow_record(m, imp_uid, WhileCancelling::Refuse, |p, current| {
                 let r = escrow::changed(current, delivery.clone(), now)?;
                 shippable(p)?;
                 Ok(Decision::Write(

@@ -77,6 +77,12 @@ pub(crate) enum ApprovalOutcome {
     Conflict(payment::Model),
 }
 
+/// How [`Gateway::open_approval`] refuses a charge while another request's charge of the same
+/// merchant_uid is being decided (its attempt held, or the slot taken again and again): nothing
+/// was sent to KCP, and the same charge may go through once that one settles. Every such refusal
+/// starts with it (a scheduled run tells it from a lasting refusal: service/schedules.rs).
+pub(crate) const IN_PROGRESS: &str = "같은 merchant_uid로 처리 중인 결제가 있습니다.";
+
 /// The answer about a payment whose approval (or deposit) KCP holds while openport could neither
 /// record nor cancel it: an operator settles it with KCP's admin, and a charge of its merchant_uid
 /// before then would charge the buyer twice.
@@ -544,7 +550,7 @@ impl Gateway {
                         PaymentStatus::Pending => {
                             if !self.try_resolve_payment(&live, true).await? {
                                 return Err(ServiceError::Refused(format!(
-                                    "같은 merchant_uid로 처리 중인 결제가 있습니다. 결과 확인 후 다시 시도해 주세요. (imp_uid: {})",
+                                    "{IN_PROGRESS} 결과 확인 후 다시 시도해 주세요. (imp_uid: {})",
                                     live.imp_uid
                                 )));
                             }
@@ -566,9 +572,7 @@ impl Gateway {
                 Err(e) => return Err(e.into()),
             }
         }
-        Err(ServiceError::Refused(
-            "같은 merchant_uid로 처리 중인 결제가 있습니다.".into(),
-        ))
+        Err(ServiceError::Refused(IN_PROGRESS.into()))
     }
 
     async fn insert_pending(

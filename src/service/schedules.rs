@@ -6,7 +6,8 @@ use sea_orm::Set;
 use super::billing::{AgainCommand, CustomerCommand};
 use super::lookup::{Page, Paging};
 use super::pay::{
-    conflict_message, instalment_allowed, ApprovalOutcome, ChargeOrder, UNKNOWN_CUSTOMER,
+    conflict_message, instalment_allowed, ApprovalOutcome, ChargeOrder, IN_PROGRESS,
+    UNKNOWN_CUSTOMER,
 };
 use super::{Gateway, PaymentRecord, ServiceError, ServiceResult};
 use crate::domain::ids::{new_scheduled_imp_uid, order_no_for};
@@ -77,6 +78,7 @@ impl Gateway {
             // Text KCP would be refused (script content) fails the schedule now, not when it is
             // due and no one is waiting for the answer.
             it.order.kcp_text()?;
+            within_calendar(it.schedule_at, Some(&it.order.merchant_uid))?;
             if it.schedule_at <= now {
                 return Err(ServiceError::Refused(format!(
                     "예약시각(schedule_at)은 현재 시각 이후여야 합니다. (merchant_uid: {})",
@@ -266,8 +268,12 @@ impl Gateway {
         how: Reschedule,
     ) -> ServiceResult<schedule::Model> {
         let now = self.clock.unix();
+        within_calendar(schedule_at, None)?;
         future_schedule_at(schedule_at, now)?;
         let s = self.schedule(m, merchant_uid).await?;
+        if let Reschedule::FailedOrRevoked = how {
+            self.refuse_unless_rearmable(m, &s, "다시 예약").await?;
+        }
         let done = match how {
             Reschedule::Pending => {
                 billing::reschedule(&self.db.write, s.id, schedule_at, now).await?
@@ -314,22 +320,7 @@ impl Gateway {
     ) -> ServiceResult<PaymentRecord> {
         let now = self.clock.unix();
         let s = self.schedule(m, merchant_uid).await?;
-        // The state first: a schedule that could not be retried anyway (pending, running, paid)
-        // is the OpenAPI's 400 whatever became of its customer, not the 404 below. The claim
-        // checks the state again, atomically.
-        if !rearmable(&s) {
-            return Err(not_rearmable("재시도"));
-        }
-        // iamport: 404 "존재하지 않는 결제예약 혹은 빌링키" — nothing is re-armed, charged or
-        // announced for a customer whose key was deleted (which revoked the schedule).
-        if billing::active_key(&self.db.read, m.id, &s.customer_uid)
-            .await?
-            .is_none()
-        {
-            return Err(ServiceError::NotFound(
-                "존재하지 않는 결제예약 혹은 빌링키입니다.".into(),
-            ));
-        }
+        self.refuse_unless_rearmable(m, &s, "재시도").await?;
         // Nothing re-armed, charged or announced on an instance whose clock is off
         // (service/clock_check.rs); one that turns off after the claim gives the claim up below.
         self.refuse_while_skewed()?;
@@ -368,6 +359,35 @@ impl Gateway {
             )),
             Err(e) => self.give_up_retry(m, claim, &s, e).await,
         }
+    }
+
+    /// What `…/retry` and `…/reschedule` check before a failed or revoked schedule is armed again
+    /// (`what` names the call, as [`not_rearmable`] does). The state first: a schedule that could
+    /// not be armed again anyway (pending, running, paid) is the OpenAPI's 400 whatever became of
+    /// its customer, not the 404 below; the write that re-arms it checks the state again,
+    /// atomically. Then iamport's 404 "존재하지 않는 결제예약 혹은 빌링키": nothing is re-armed,
+    /// charged or announced for a customer whose key was deleted (which revoked the schedule).
+    /// Re-armed, such a schedule would stand `scheduled` though it can never be charged, and when
+    /// due record a failed payment with a `failed` webhook for a customer the merchant deleted
+    /// (r5-billing finding 2). A customer registered again has an active key and is re-armed.
+    async fn refuse_unless_rearmable(
+        &self,
+        m: &merchant::Model,
+        s: &schedule::Model,
+        what: &str,
+    ) -> ServiceResult<()> {
+        if !rearmable(s) {
+            return Err(not_rearmable(what));
+        }
+        if billing::active_key(&self.db.read, m.id, &s.customer_uid)
+            .await?
+            .is_none()
+        {
+            return Err(ServiceError::NotFound(
+                "존재하지 않는 결제예약 혹은 빌링키입니다.".into(),
+            ));
+        }
+        Ok(())
     }
 
     /// A retry's answer: the payment its run made or found, or the conflict that holds it for an
@@ -501,6 +521,11 @@ impl Gateway {
             match done {
                 Some(Ok((_, Ok(ScheduleRun::Finished(f))))) => finished.push(f),
                 Some(Ok((_, Ok(_)))) => {}
+                // Another charge of its merchant_uid being decided (`refusal_lasts`): not an
+                // error, the schedule runs again in a minute.
+                Some(Ok((id, Err(ServiceError::Refused(why))))) => {
+                    tracing::info!(schedule_id = id, "scheduler: given back: {why}")
+                }
                 Some(Ok((id, Err(e)))) => tracing::error!(schedule_id = id, "scheduler: {e}"),
                 Some(Err(e)) => tracing::error!("scheduler task: {e}"),
                 None => break,
@@ -535,7 +560,9 @@ impl Gateway {
     /// error leaves the claim to the caller (the batch gives it back for a minute, a retry gives
     /// it up); the schedule then names a payment exactly when a charge was opened. So does this
     /// host's clock found off (`ServiceError::ClockSkewed`, which may turn in the middle of a
-    /// batch): nothing was asked of KCP, and an instance whose clock is right charges it. Exactly
+    /// batch): nothing was asked of KCP, and an instance whose clock is right charges it; and a
+    /// refusal that may not last (another charge of the merchant_uid being decided:
+    /// [`refusal_lasts`]), after which a later run charges the schedule or is refused. Exactly
     /// once: the claim is a conditional UPDATE; the charge opens only while this run still holds
     /// the claim, and names its payment on the schedule in the same write
     /// (`payments::open_charge`), so a run that claims the schedule later (its predecessor's lease
@@ -619,13 +646,11 @@ impl Gateway {
             }
             // Taken over, revoked or moved before the charge opened: nothing was charged here.
             Err(ServiceError::ScheduleNotHeld) => Ok(ScheduleRun::Left),
-            // A payment holds the merchant_uid. A run of this schedule by an older openport, which
-            // did not name its payment on the schedule, is adopted; any other payment is the
-            // merchant's own, and the schedule fails with the refusal. No payment at all: the
-            // refusal was the schedule's own (no billing key, prepared with another amount).
+            // Refused before any charge opened (nothing was sent to KCP): see [`refusal_lasts`].
             Err(ServiceError::Refused(reason)) => {
                 match payments::live_by_merchant_uid(&self.db.write, m.id, &s.merchant_uid).await? {
                     Some(p) if charged_for(&p, &s) => self.answer_with(claim, p).await,
+                    _ if !refusal_lasts(&reason) => Err(ServiceError::Refused(reason)),
                     Some(_) => Ok(ScheduleRun::Finished(unopened(
                         claim, None, &reason, started,
                     ))),
@@ -810,6 +835,24 @@ const CONFLICT_LOOK_SECS: i64 = 3600;
 /// The answer of a retry that failed and whose claim may still hold the schedule.
 const RETRY_UNSETTLED: &str = "결제예약 재시도의 처리 결과를 확인하지 못했습니다. 결제예약을 조회해 주세요: 예약 상태(scheduled)이면 곧 자동으로 실행되고 결과는 웹훅으로 전달되며, 재시도 전의 상태 그대로이면 실행되지 않았습니다.";
 
+/// The latest `schedule_at` taken: 9999-12-31T23:59:59Z, the end of the dates iamport and the
+/// schedule lists print.
+const MAX_SCHEDULE_AT: i64 = 253_402_300_799;
+
+/// A `schedule_at` past year 9999 is not a time but a mistake, mostly milliseconds (JavaScript's
+/// `Date.now()`): taken, it was a date near the year 55,000 that never came, and the schedule
+/// stood `scheduled` for ever. A 400 (code -1) like any invalid order field, naming the item's
+/// merchant_uid on a schedule request, checked before anything is written or issued.
+fn within_calendar(schedule_at: i64, merchant_uid: Option<&str>) -> ServiceResult<()> {
+    if schedule_at <= MAX_SCHEDULE_AT {
+        return Ok(());
+    }
+    let item = merchant_uid.map_or(String::new(), |uid| format!(" (merchant_uid: {uid})"));
+    Err(ServiceError::BadRequest(format!(
+        "예약시각(schedule_at)은 Unix 타임스탬프(초 단위)여야 하며 {MAX_SCHEDULE_AT}(9999-12-31T23:59:59Z) 이하여야 합니다. 밀리초 단위 값(예: JavaScript Date.now())이면 1000으로 나누어 주세요.{item}"
+    )))
+}
+
 fn future_schedule_at(schedule_at: i64, now: i64) -> ServiceResult<()> {
     if schedule_at <= now {
         return Err(ServiceError::BadRequest(
@@ -835,6 +878,28 @@ fn rearmable(s: &schedule::Model) -> bool {
         "revoked" => true,
         _ => false,
     }
+}
+
+/// Whether a refusal of a scheduled run's charge, given before the charge opened, fails the
+/// schedule. The cases, after a payment of the merchant_uid that is this schedule's own charge
+/// (one an older openport made without naming it on the schedule) was adopted and answers it:
+/// - Another request's charge of the merchant_uid is being decided, or the slot was taken again
+///   and again ([`IN_PROGRESS`]): not lasting. Nothing reached KCP for this schedule, and how the
+///   other charge ends decides: failed, it frees the merchant_uid and a later run charges the
+///   schedule; paid, a later run is refused as below. Failed now, the schedule would stay failed
+///   (with a failed payment and `failed` webhook when that charge had ended meanwhile) though
+///   nothing was wrong with it. The run ends in an error, as a database error does: the batch
+///   gives the schedule back for a minute, a retry gives its claim up and answers the refusal.
+/// - A payment of the merchant's that settled holds the merchant_uid (paid, cancelled, a virtual
+///   account waiting for its deposit), or one KCP holds an approval of for an operator
+///   ([`super::pay::conflict_message`]: nothing of the merchant_uid is to be charged before the
+///   operator has checked, which may take days): lasting. The schedule fails with the refusal,
+///   without a payment or webhook; the merchant may retry it or reschedule it.
+/// - The schedule's own refusals (no billing key, prepared with another amount) and those of the
+///   order's rules (instalments, text): lasting. A failed payment KCP never saw, with its `failed`
+///   webhook.
+fn refusal_lasts(reason: &str) -> bool {
+    !reason.starts_with(IN_PROGRESS)
 }
 
 /// True when `p` is the charge a run of schedule `s` made (possibly by an instance that lost its

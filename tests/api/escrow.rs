@@ -430,6 +430,97 @@ async fn a_cancel_while_a_shipping_start_is_unanswered_is_refused_until_a_retry_
     assert_eq!(kcp_cancels(&app, &tno), vec![("STE4".to_owned(), 2000)]);
 }
 
+/// Sends a cancel of `imp_uid` in the background, its escrow status change (`mod_type`) held at
+/// KCP unprocessed on `gate` until the test opens it: a cancel in flight.
+async fn cancel_held_at_kcp(
+    app: &TestApp,
+    token: &str,
+    imp_uid: &str,
+    mod_type: &str,
+    gate: &str,
+) -> tokio::task::JoinHandle<(StatusCode, Value)> {
+    app.sandbox.inject(
+        FaultRule::new(paths::CANCEL, Fault::HoldRequest { gate: gate.into() })
+            .when("mod_type", mod_type),
+    );
+    let request = app
+        .http
+        .post(app.url("/payments/cancel"))
+        .header("Authorization", token)
+        .json(&json!({"imp_uid": imp_uid, "reason": "단순변심"}));
+    let cancel =
+        tokio::spawn(async move { TestApp::read(request.send().await.expect("cancel")).await });
+    app.sandbox.until_held(gate).await;
+    cancel
+}
+
+/// A shipping start (`STE1`) sent while a full cancel planned as `STE2` is on its way to KCP
+/// raced it there, and KCP refused whichever came second (r5-billing, "Escrow"). POST is refused
+/// while the cancel is open, before anything is recorded or sent, as a second cancel would be.
+#[tokio::test]
+async fn a_delivery_posted_while_a_cancel_is_at_kcp_is_refused_and_nothing_is_sent() {
+    let app = spawn_app().await;
+    let (imp_uid, tno, token) = escrow_payment(&app, "esc-racing").await;
+    let cancel = cancel_held_at_kcp(&app, &token, &imp_uid, "STE2", "esc-cancel").await;
+
+    let (status, posted) = app
+        .post(&path(&imp_uid), Some(&token), logis("CJ대한통운", "111"))
+        .await;
+
+    assert_eq!(status, StatusCode::OK, "{posted}");
+    assert_eq!(posted["code"], 1, "{posted}");
+    assert!(
+        posted["message"]
+            .as_str()
+            .unwrap()
+            .contains("처리 중인 취소 요청"),
+        "{posted}"
+    );
+    app.sandbox.open_gate("esc-cancel");
+    let (_, cancelled) = cancel.await.unwrap();
+    assert_eq!(cancelled["code"], 0, "{cancelled}");
+    assert_eq!(cancelled["response"]["status"], "cancelled", "{cancelled}");
+    assert_eq!(kcp_cancels(&app, &tno), vec![("STE2".to_owned(), 2000)]);
+    assert_eq!(
+        held_at_kcp(&app, &tno),
+        None,
+        "no shipping start reached KCP"
+    );
+    assert_eq!(lookup(&app, &token, &imp_uid).await, Value::Null);
+}
+
+/// PUT, which changes openport's record only, is refused the same way while a cancel (here the
+/// `STE4` of a shipped payment) is open: the delivery stays as registered.
+#[tokio::test]
+async fn a_delivery_changed_while_a_cancel_is_at_kcp_is_refused_and_stays_as_registered() {
+    let app = spawn_app().await;
+    let (imp_uid, tno, token) = escrow_payment(&app, "esc-racing-put").await;
+    let (_, posted) = app
+        .post(&path(&imp_uid), Some(&token), logis("CJ대한통운", "111"))
+        .await;
+    assert_eq!(posted["code"], 0, "{posted}");
+    let cancel = cancel_held_at_kcp(&app, &token, &imp_uid, "STE4", "esc-cancel-put").await;
+
+    let (status, put) = app
+        .put(&path(&imp_uid), &token, logis("CJ대한통운", "112"))
+        .await;
+
+    assert_eq!(status, StatusCode::OK, "{put}");
+    assert_eq!(put["code"], 1, "{put}");
+    assert!(
+        put["message"]
+            .as_str()
+            .unwrap()
+            .contains("처리 중인 취소 요청"),
+        "{put}"
+    );
+    assert_eq!(lookup(&app, &token, &imp_uid).await["invoice"], "111");
+    app.sandbox.open_gate("esc-cancel-put");
+    let (_, cancelled) = cancel.await.unwrap();
+    assert_eq!(cancelled["code"], 0, "{cancelled}");
+    assert_eq!(kcp_cancels(&app, &tno), vec![("STE4".to_owned(), 2000)]);
+}
+
 /// `POST /payments/cancel` with `body`, as the merchant's server sends it: the answer's body.
 async fn cancel(
     app: &crate::helpers::TestApp,

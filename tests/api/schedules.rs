@@ -2409,6 +2409,178 @@ async fn a_retry_of_a_schedule_whose_billing_key_was_deleted_is_a_404_and_charge
     assert!(app.sandbox.ledger().is_empty());
 }
 
+/// `…/reschedule` refuses what `…/retry` refuses (r5-billing finding 2): re-armed, the revoked
+/// schedule of a deleted customer stood `scheduled` though it could never be charged, and when due
+/// recorded a failed payment with a `failed` webhook for the customer the merchant had deleted.
+#[tokio::test]
+async fn a_reschedule_of_a_schedule_whose_billing_key_was_deleted_is_a_404_and_never_runs() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    register(&app, &token, "s-gone", test_cards::SHINHAN_CREDIT).await;
+    schedule(
+        &app,
+        &token,
+        json!({"customer_uid": "s-gone", "schedules": [
+            {"merchant_uid": "sg-1", "schedule_at": now() + 10, "amount": 1000}]}),
+    )
+    .await;
+    let deleted = crate::billing::delete_customer(&app, &token, "s-gone").await;
+    assert_eq!(deleted["code"], 0, "{deleted}");
+
+    let (status, body) = app
+        .post(
+            "/subscribe/payments/schedule/sg-1/reschedule",
+            Some(&token),
+            json!({"schedule_at": now() + 10}),
+        )
+        .await;
+
+    assert_eq!(status, reqwest::StatusCode::NOT_FOUND, "{body}");
+    assert_eq!(body["message"], "존재하지 않는 결제예약 혹은 빌링키입니다.");
+    app.advance(11);
+    assert_eq!(app.app.gateway.run_due_schedules(10).await.unwrap(), 0);
+    let (_, s) = app
+        .get("/subscribe/payments/schedule/sg-1", Some(&token))
+        .await;
+    assert_eq!(s["response"]["schedule_status"], "revoked", "{s}");
+    assert!(s["response"]["imp_uid"].is_null(), "{s}");
+    assert!(payments_of(&app, "sg-1").await.is_empty());
+    assert_eq!(webhooks_of(&app, "sg-1", "failed").await, 0);
+    assert!(app.sandbox.ledger().is_empty());
+}
+
+/// `schedule_at` is Unix seconds: milliseconds (JavaScript's `Date.now()`) were taken as a date
+/// near the year 55,000 that never came. Anything after 9999-12-31T23:59:59Z is a 400 saying so,
+/// on a schedule request (the whole request, naming the item) and on a move alike.
+#[tokio::test]
+async fn a_schedule_at_in_milliseconds_is_a_400_saying_it_must_be_unix_seconds() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    register(&app, &token, "s-ms", test_cards::SHINHAN_CREDIT).await;
+    let last_second = 253_402_300_799_i64;
+    let millis = now() * 1000;
+
+    let (status, refused) = app
+        .post(
+            "/subscribe/payments/schedule",
+            Some(&token),
+            json!({"customer_uid": "s-ms", "schedules": [
+                {"merchant_uid": "ms-ok", "schedule_at": now() + 60, "amount": 1000},
+                {"merchant_uid": "ms-1", "schedule_at": millis, "amount": 1000}]}),
+        )
+        .await;
+
+    assert_eq!(status, reqwest::StatusCode::BAD_REQUEST, "{refused}");
+    assert_eq!(refused["code"], -1, "{refused}");
+    let message = refused["message"].as_str().unwrap();
+    for said in ["초 단위", "밀리초", "Date.now()", "ms-1"] {
+        assert!(message.contains(said), "{said}: {refused}");
+    }
+    for uid in ["ms-ok", "ms-1"] {
+        let (status, _) = app
+            .get(&format!("/subscribe/payments/schedule/{uid}"), Some(&token))
+            .await;
+        assert_eq!(status, reqwest::StatusCode::NOT_FOUND, "{uid} not written");
+    }
+    let too_late = schedule(
+        &app,
+        &token,
+        json!({"customer_uid": "s-ms", "schedules": [
+        {"merchant_uid": "ms-2", "schedule_at": last_second + 1, "amount": 1000}]}),
+    )
+    .await;
+    assert_eq!(too_late["code"], -1, "{too_late}");
+    let last = schedule(
+        &app,
+        &token,
+        json!({"customer_uid": "s-ms", "schedules": [
+        {"merchant_uid": "ms-3", "schedule_at": last_second, "amount": 1000}]}),
+    )
+    .await;
+    assert_eq!(last["code"], 0, "{last}");
+
+    let (status, moved) = app
+        .put(
+            "/subscribe/payments/schedule/ms-3",
+            &token,
+            json!({"schedule_at": millis}),
+        )
+        .await;
+    assert_eq!(status, reqwest::StatusCode::BAD_REQUEST, "{moved}");
+    assert!(
+        moved["message"].as_str().unwrap().contains("밀리초"),
+        "{moved}"
+    );
+    let (_, s) = app
+        .get("/subscribe/payments/schedule/ms-3", Some(&token))
+        .await;
+    assert_eq!(s["response"]["schedule_at"], last_second, "{s}");
+}
+
+/// A run that meets another charge of its merchant_uid still being decided (an `again` at KCP)
+/// was refused "같은 merchant_uid로 처리 중인 결제가 있습니다." and failed for good, though nothing
+/// was wrong with it. It is given back instead, and runs once that charge has settled: here the
+/// other charge is declined, which frees the merchant_uid, and the schedule is charged.
+#[tokio::test]
+async fn a_run_meeting_another_charge_of_its_merchant_uid_in_flight_runs_again_once_that_one_failed(
+) {
+    use kcp_sandbox::{paths, Fault, FaultRule};
+    // The again waits at KCP, and holds its attempt, for as long as the test needs.
+    let app = spawn_app_with(|c| {
+        c.kcp.timeout_ms = 20_000;
+        c.resolver.settle_secs = 70;
+    })
+    .await;
+    let token = app.token().await;
+    register(&app, &token, "s-busy", test_cards::SHINHAN_CREDIT).await;
+    register(&app, &token, "s-broke", test_cards::INSUFFICIENT_LIMIT).await;
+    schedule(&app, &token, json!({"customer_uid": "s-busy", "schedules": [
+        {"merchant_uid": "busy-1", "schedule_at": now() + 10, "amount": 1000, "notice_url": NOTICE_URL}]}))
+    .await;
+    let gate = "busy-again";
+    app.sandbox.inject(
+        FaultRule::new(paths::HUB_PAYMENT, Fault::HoldRequest { gate: gate.into() })
+            .when("card_tx_type", "11511000"),
+    );
+    let request = app
+        .http
+        .post(app.url("/subscribe/payments/again"))
+        .header("Authorization", token.as_str())
+        .json(&json!({"customer_uid": "s-broke", "merchant_uid": "busy-1", "amount": 1000, "name": "x"}));
+    let again =
+        tokio::spawn(async move { TestApp::read(request.send().await.expect("again")).await });
+    app.sandbox.until_held(gate).await;
+
+    app.advance(11);
+    assert_eq!(app.app.gateway.run_due_schedules(10).await.unwrap(), 0);
+
+    let (_, s) = app
+        .get("/subscribe/payments/schedule/busy-1", Some(&token))
+        .await;
+    assert_eq!(s["response"]["schedule_status"], "scheduled", "{s}");
+    assert!(s["response"]["payment_status"].is_null(), "{s}");
+    assert_eq!(
+        payments_of(&app, "busy-1").await.len(),
+        1,
+        "only the again's"
+    );
+    assert_eq!(webhooks_of(&app, "busy-1", "failed").await, 0);
+    app.sandbox.open_gate(gate);
+    let (_, declined) = again.await.unwrap();
+    assert_eq!(declined["response"]["status"], "failed", "{declined}");
+    app.advance(61);
+    assert_eq!(app.app.gateway.run_due_schedules(10).await.unwrap(), 1);
+    let (_, s) = app
+        .get("/subscribe/payments/schedule/busy-1", Some(&token))
+        .await;
+    assert_eq!(s["response"]["payment_status"], "paid", "{s}");
+    let imp_uid = s["response"]["imp_uid"].as_str().unwrap();
+    assert!(imp_uid.starts_with("imps_"), "{s}");
+    assert_eq!(app.payment(&token, imp_uid).await["customer_uid"], "s-busy");
+    assert_eq!(webhooks_of(&app, "busy-1", "paid").await, 1);
+    app.assert_ledger_agrees().await;
+}
+
 /// A paid schedule is not retried whatever became of its customer: the OpenAPI's 400 (an approved
 /// schedule) is the answer, not the 404 of a deleted billing key, which is for a schedule that
 /// could otherwise be retried. PUT answers the same 400.
