@@ -1062,6 +1062,27 @@ pub async fn a_cancel_held_as_a_conflict(
     (imp_uid, cancel)
 }
 
+/// PostgreSQL only: holds every `event` (`INSERT` or `UPDATE`) of a row of `table` for which the
+/// SQL condition `when` (on `NEW`, and `OLD` for an update) holds 1.5 s inside its statement, by
+/// the trigger `name`: a write kept in its transaction while another runs beside it.
+pub async fn slow_writes(app: &TestApp, name: &str, event: &str, table: &str, when: &str) {
+    assert!(app.database_url.starts_with("postgres"), "PostgreSQL only");
+    execute(
+        app,
+        vec![
+            format!(
+                "CREATE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
+                 PERFORM pg_sleep(1.5); RETURN NEW; END $$"
+            ),
+            format!(
+                "CREATE TRIGGER {name} BEFORE {event} ON {table} FOR EACH ROW WHEN ({when}) \
+                 EXECUTE FUNCTION {name}()"
+            ),
+        ],
+    )
+    .await;
+}
+
 /// The merchant `imp_key` made a live one, as if by `openport merchant create` on a live instance
 /// sharing the database.
 pub async fn make_live(app: &TestApp, imp_key: &str) {
