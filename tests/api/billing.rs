@@ -2,7 +2,9 @@
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-use crate::helpers::{execute, future_expiry, refuse_writes, spawn_app, test_cards, TestApp};
+use crate::helpers::{
+    execute, future_expiry, refuse_writes, slow_writes, spawn_app, test_cards, TestApp,
+};
 
 pub async fn register(app: &TestApp, token: &str, uid: &str, card: &str) -> Value {
     app.post(
@@ -1511,18 +1513,8 @@ async fn a_key_replaced_while_a_charge_with_it_is_being_written_is_not_deleted_u
     let token = app.token().await;
     let first = register(&app, &token, "cust-writing", test_cards::SHINHAN_CREDIT).await;
     assert_eq!(first["code"], 0, "{first}");
-    execute(
-        &app,
-        vec![
-            "CREATE FUNCTION slow_attempt() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
-             PERFORM pg_sleep(1.5); RETURN NEW; END $$"
-                .to_string(),
-            "CREATE TRIGGER slow_attempt BEFORE INSERT ON pg_attempts FOR EACH ROW \
-             WHEN (NEW.kind = 'approve') EXECUTE FUNCTION slow_attempt()"
-                .to_string(),
-        ],
-    )
-    .await;
+    let approval = "NEW.kind = 'approve'";
+    slow_writes(&app, "slow_attempt", "INSERT", "pg_attempts", approval).await;
     let charging = {
         let url = app.url("/subscribe/payments/again");
         let http = app.http.clone();

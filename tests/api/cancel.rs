@@ -961,16 +961,7 @@ async fn cancel_taken_over_and_closed_as_a_conflict(
     ));
     let request = app.cancel_in_background(token, p["imp_uid"].as_str().unwrap(), 3000);
     app.until_the_faults_are_used().await;
-    app.sandbox.inject(
-        FaultRule::new(
-            paths::INQUIRY,
-            Fault::Refuse {
-                code: "8201".into(),
-                message: "해당 거래 없음".into(),
-            },
-        )
-        .times(100),
-    );
+    crate::helpers::kcp_answers_no_such_trade(app);
     app.advance(crate::helpers::SETTLE_SECS + 10);
     assert_eq!(app.app.gateway.resolve_due(10).await.unwrap(), 1);
     assert_eq!(app.conflicts().await.len(), 1, "the resolver's conflict");
@@ -1105,16 +1096,7 @@ async fn a_second_look_at_a_cancel_that_finds_no_such_trade_is_listed_and_holds_
     assert_eq!(open[0].imp_uid, imp_uid);
     assert!(app.conflicts().await.is_empty());
 
-    app.sandbox.inject(
-        FaultRule::new(
-            paths::INQUIRY,
-            Fault::Refuse {
-                code: "8201".into(),
-                message: "해당 거래 없음".into(),
-            },
-        )
-        .times(100),
-    );
+    crate::helpers::kcp_answers_no_such_trade(&app);
     app.advance(30 * crate::helpers::SETTLE_SECS);
     app.resolve_all().await;
 

@@ -94,6 +94,25 @@ async fn started_from(app: &TestApp, body: Value) -> (String, String, Vec<(Strin
     (start_url, pay_url, fields)
 }
 
+/// A PC checkout request of 1,000 won as `merchant_uid`, from the shop's cart page.
+fn pc_checkout(merchant_uid: &str) -> Value {
+    json!({"imp_code": "imp00000000", "mobile": false, "page_url": "http://shop.test/cart",
+           "params": {"merchant_uid": merchant_uid, "amount": 1000}})
+}
+
+/// The overlay's close button of the checkout started at `start_url`: what it answers.
+async fn close_the_overlay(app: &TestApp, start_url: &str) -> Value {
+    let session = start_url.rsplit('/').next().unwrap();
+    let (_, closed) = app
+        .post(
+            &format!("/checkout/session/{session}/cancel"),
+            None,
+            json!({}),
+        )
+        .await;
+    closed
+}
+
 /// The KCP PC script a hand-off page loads (spec/kcp.md §1.1), if it is a PC-flow page.
 fn pc_script(page: &str) -> Option<String> {
     let at = page.find("<script src=\"")? + 13;
@@ -3747,14 +3766,7 @@ async fn the_hand_off_page_of_a_mobile_window_cancelled_through_its_session_does
         .await;
     assert_eq!(started["code"], 0, "{started}");
     let start_url = started["response"]["start_url"].as_str().unwrap();
-    let token = started["response"]["session"].as_str().unwrap();
-    let (_, cancelled) = app
-        .post(
-            &format!("/checkout/session/{token}/cancel"),
-            None,
-            json!({}),
-        )
-        .await;
+    let cancelled = close_the_overlay(&app, start_url).await;
     assert_eq!(cancelled["code"], 0, "{cancelled}");
 
     let (status, location, cache, page) = hand_off_answer(start_url, "").await;
@@ -3914,14 +3926,8 @@ async fn a_buyer_cancel_answers_kcps_3001_whichever_way_the_window_was_closed() 
         json!({"merchant_uid": "cancel-overlay", "amount": 1000}),
     )
     .await;
-    let token = started["response"]["session"].as_str().unwrap();
-    let (_, closed) = app
-        .post(
-            &format!("/checkout/session/{token}/cancel"),
-            None,
-            json!({}),
-        )
-        .await;
+    let start_url = started["response"]["start_url"].as_str().unwrap();
+    let closed = close_the_overlay(&app, start_url).await;
     assert_eq!(closed["code"], 0, "{closed}");
     let closed = &closed["response"];
     assert_eq!(closed["success"], false, "{closed}");
@@ -3988,23 +3994,14 @@ async fn a_refusal_in_kcps_window_answers_its_code_alike_in_every_answer_of_the_
     assert!(status.is_redirection(), "{status}: {page}");
     assert_eq!(again, location, "the ended window answers as Ret_URL did");
 
-    let pc = json!({"imp_code": "imp00000000", "mobile": false, "page_url": "http://shop.test/cart",
-                    "params": {"merchant_uid": "refused-pc", "amount": 1000}});
-    let (start_url, pay_url, fields) = started_from(&app, pc).await;
+    let (start_url, pay_url, fields) = started_from(&app, pc_checkout("refused-pc")).await;
     let (ret_url, result) = window_result(&app, &pay_url, &fields, &[("action", "cancel")]).await;
     let result = refused_in_the_window(result, "9999", "거래가 거절되었습니다");
     let first = rsp_of(&post_form(&app, &ret_url, &result).await);
     assert_eq!(first["success"], false, "{first}");
     assert_eq!(first["error_code"], "9999", "{first}");
     assert_eq!(first["error_msg"], REFUSED, "{first}");
-    let token = start_url.rsplit('/').next().unwrap();
-    let (_, closed) = app
-        .post(
-            &format!("/checkout/session/{token}/cancel"),
-            None,
-            json!({}),
-        )
-        .await;
+    let closed = close_the_overlay(&app, &start_url).await;
     assert_eq!(closed["response"], first, "the close-button poll");
     let (_, _, _, page) = hand_off_answer(&start_url, "").await;
     assert_eq!(rsp_of(&page), first, "the frame reloaded");
@@ -4022,11 +4019,7 @@ async fn a_refusal_in_kcps_window_answers_its_code_alike_in_every_answer_of_the_
 #[tokio::test]
 async fn the_hand_off_page_of_an_ended_pc_window_hands_the_recorded_outcome_to_the_merchant_page() {
     let app = spawn_app().await;
-    let pc = |merchant_uid: &str| {
-        json!({"imp_code": "imp00000000", "mobile": false, "page_url": "http://shop.test/cart",
-               "params": {"merchant_uid": merchant_uid, "amount": 1000}})
-    };
-    let (start_url, pay_url, fields) = started_from(&app, pc("pc-ended-paid")).await;
+    let (start_url, pay_url, fields) = started_from(&app, pc_checkout("pc-ended-paid")).await;
     let paid = through_window(&app, &pay_url, &fields, &CARD_OK).await;
     assert_eq!(paid["status"], "paid", "{paid}");
     let (status, location, cache, page) = hand_off_answer(&start_url, "").await;
@@ -4038,15 +4031,8 @@ async fn the_hand_off_page_of_an_ended_pc_window_hands_the_recorded_outcome_to_t
         "handed to the merchant page's origin only: {page}"
     );
 
-    let (start_url, _, _) = started_from(&app, pc("pc-ended-closed")).await;
-    let token = start_url.rsplit('/').next().unwrap();
-    let (_, closed) = app
-        .post(
-            &format!("/checkout/session/{token}/cancel"),
-            None,
-            json!({}),
-        )
-        .await;
+    let (start_url, _, _) = started_from(&app, pc_checkout("pc-ended-closed")).await;
+    let closed = close_the_overlay(&app, &start_url).await;
     let (status, _, _, page) = hand_off_answer(&start_url, "").await;
     assert_eq!(status, reqwest::StatusCode::OK);
     let ended = rsp_of(&page);

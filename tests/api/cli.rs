@@ -1033,39 +1033,63 @@ async fn a_held_approval_reconciled_as_paid_while_kcp_cannot_be_asked_is_paid_wh
     );
 }
 
+/// `openport attempt reconciled --id <conflict> --note <note>` and then `payment` (`--payment …`),
+/// asking the app's KCP sandbox; what it printed and how it ended.
+async fn attempt_reconciled(
+    app: &crate::helpers::TestApp,
+    conflict: i64,
+    note: &str,
+    payment: &[&str],
+) -> Output {
+    let id = conflict.to_string();
+    let mut args = vec!["attempt", "reconciled", "--id", &id, "--note", note];
+    args.extend(payment);
+    let dir = tempfile::tempdir().unwrap();
+    let mut command = openport_in_test_mode(dir.path(), &app.database_url, &args);
+    let kcp = format!("http://{}", app.app.sandbox.as_ref().unwrap().addr);
+    command.env("OPENPORT_KCP__API_BASE", kcp);
+    tokio::task::spawn_blocking(move || command.output().expect("openport runs"))
+        .await
+        .unwrap()
+}
+
+/// What a command that succeeded printed; panics with its output when it failed.
+fn printed_by_success(out: &Output) -> String {
+    let printed = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{printed}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    printed
+}
+
+/// `attempt reconciled` of `held` failed, saying each of `said`, and changed nothing: the
+/// payment still held pending, its conflict still listed.
+async fn assert_refused_changing_nothing(
+    app: &crate::helpers::TestApp,
+    token: &str,
+    held: &HeldApproval,
+    out: &Output,
+    said: &[&str],
+) {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    for part in said {
+        assert!(stderr.contains(part), "{part}: {stderr}");
+    }
+    assert_eq!(app.payment(token, &held.imp_uid).await["status"], "ready");
+    assert_eq!(app.conflicts().await.len(), 1);
+}
+
 /// The command says which `paid_at` it recorded and where it comes from.
 #[tokio::test]
 async fn attempt_reconciled_with_payment_paid_prints_kcps_approval_time() {
     let app = crate::helpers::spawn_app().await;
     let token = app.token().await;
     let held = an_approval_held_by_a_conflict_recorded_later(&app, &token, "held-cli").await;
-    let id = held.conflict.to_string();
-    let dir = tempfile::tempdir().unwrap();
-    let kcp = format!("http://{}", app.app.sandbox.as_ref().unwrap().addr);
-    let mut command = openport_in_test_mode(
-        dir.path(),
-        &app.database_url,
-        &[
-            "attempt",
-            "reconciled",
-            "--id",
-            &id,
-            "--note",
-            "kept",
-            "--payment",
-            "paid",
-        ],
-    );
-    command.env("OPENPORT_KCP__API_BASE", &kcp);
-    let out = tokio::task::spawn_blocking(move || command.output().expect("openport runs"))
-        .await
-        .unwrap();
-    let printed = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{printed}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = attempt_reconciled(&app, held.conflict, "kept", &["--payment", "paid"]).await;
+    let printed = printed_by_success(&out);
     assert!(
         printed.contains(&format!("paid_at {}", held.approved_at)),
         "{printed}"
@@ -1089,46 +1113,19 @@ async fn attempt_reconciled_with_payment_paid_of_an_approval_kcp_shows_cancelled
     let held = an_approval_held_by_a_conflict_recorded_later(&app, &token, "held-cancelled").await;
     let tno = app.sandbox.ledger()[0].tno.clone();
     assert!(app.sandbox.cancel_in_admin(&tno));
-    let id = held.conflict.to_string();
-    let dir = tempfile::tempdir().unwrap();
-    let kcp = format!("http://{}", app.app.sandbox.as_ref().unwrap().addr);
-    let reconcile = |extra: &[&str]| {
-        let mut args = vec![
-            "attempt",
-            "reconciled",
-            "--id",
-            &id,
-            "--note",
-            "kept",
-            "--payment",
-        ];
-        args.extend(extra);
-        let mut command = openport_in_test_mode(dir.path(), &app.database_url, &args);
-        command.env("OPENPORT_KCP__API_BASE", &kcp);
-        tokio::task::spawn_blocking(move || command.output().expect("openport runs"))
-    };
 
-    let refused = reconcile(&["paid"]).await.unwrap();
-    let said = String::from_utf8_lossy(&refused.stderr);
-    assert!(!refused.status.success(), "{said}");
-    for part in [
+    let refused = attempt_reconciled(&app, held.conflict, "kept", &["--payment", "paid"]).await;
+    let said = [
         tno.as_str(),
         "cancelled",
         "--payment failed",
         "--despite-kcp",
-    ] {
-        assert!(said.contains(part), "{part}: {said}");
-    }
-    assert_eq!(app.payment(&token, &held.imp_uid).await["status"], "ready");
-    assert_eq!(app.conflicts().await.len(), 1);
+    ];
+    assert_refused_changing_nothing(&app, &token, &held, &refused, &said).await;
 
-    let out = reconcile(&["paid", "--despite-kcp"]).await.unwrap();
-    let printed = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{printed}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let payment = ["--payment", "paid", "--despite-kcp"];
+    let printed =
+        printed_by_success(&attempt_reconciled(&app, held.conflict, "kept", &payment).await);
     assert!(printed.contains("is paid"), "{printed}");
     assert!(app.conflicts().await.is_empty());
     let p = app.payment(&token, &held.imp_uid).await;
@@ -1148,47 +1145,20 @@ async fn attempt_reconciled_with_payment_failed_of_an_approval_kcp_shows_standin
     let token = app.token().await;
     let held = an_approval_held_by_a_conflict_recorded_later(&app, &token, "held-standing").await;
     let tno = app.sandbox.ledger()[0].tno.clone();
-    let id = held.conflict.to_string();
-    let dir = tempfile::tempdir().unwrap();
-    let kcp = format!("http://{}", app.app.sandbox.as_ref().unwrap().addr);
-    let reconcile = |extra: &[&str]| {
-        let mut args = vec![
-            "attempt",
-            "reconciled",
-            "--id",
-            &id,
-            "--note",
-            "cancelled",
-            "--payment",
-            "failed",
-        ];
-        args.extend(extra);
-        let mut command = openport_in_test_mode(dir.path(), &app.database_url, &args);
-        command.env("OPENPORT_KCP__API_BASE", &kcp);
-        tokio::task::spawn_blocking(move || command.output().expect("openport runs"))
-    };
+    let payment = ["--payment", "failed"];
 
-    let refused = reconcile(&[]).await.unwrap();
-    let said = String::from_utf8_lossy(&refused.stderr);
-    assert!(!refused.status.success(), "{said}");
-    for part in [
+    let refused = attempt_reconciled(&app, held.conflict, "cancelled", &payment).await;
+    let said = [
         tno.as_str(),
         "the approval stands",
         "Cancel the approval in KCP's admin first",
         "--despite-kcp",
-    ] {
-        assert!(said.contains(part), "{part}: {said}");
-    }
-    assert_eq!(app.payment(&token, &held.imp_uid).await["status"], "ready");
-    assert_eq!(app.conflicts().await.len(), 1);
+    ];
+    assert_refused_changing_nothing(&app, &token, &held, &refused, &said).await;
 
-    let out = reconcile(&["--despite-kcp"]).await.unwrap();
-    let printed = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{printed}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let payment = ["--payment", "failed", "--despite-kcp"];
+    let out = attempt_reconciled(&app, held.conflict, "cancelled", &payment).await;
+    let printed = printed_by_success(&out);
     assert!(printed.contains("merchant_uid is free"), "{printed}");
     assert!(app.conflicts().await.is_empty());
     let token = app.token().await; // the first one may have expired meanwhile

@@ -5,7 +5,8 @@ use kcp_sandbox::{paths, BatchKeyState, Fault, FaultRule};
 use serde_json::{json, Value};
 
 use crate::billing::{delete_customer, key_rows, register};
-use crate::helpers::{execute, spawn_app, test_cards, TestApp};
+use crate::helpers::{slow_writes, spawn_app, test_cards, TestApp};
+use crate::kept_cards::{assert_deleted_keeping_no_card, hold_key_in_charges_at_kcp, onetime};
 
 /// `POST /subscribe/payments/schedule` of one charge of `uid` an hour from the app's now.
 async fn schedule_one(app: &TestApp, token: &str, uid: &str, merchant_uid: &str) -> Value {
@@ -45,18 +46,7 @@ async fn a_schedule_written_while_its_customer_is_deleted_does_not_survive_the_d
     }
     let token = app.token().await;
     register(&app, &token, "del-sched", test_cards::SHINHAN_CREDIT).await;
-    execute(
-        &app,
-        vec![
-            "CREATE FUNCTION slow_schedule() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
-             PERFORM pg_sleep(1.5); RETURN NEW; END $$"
-                .to_string(),
-            "CREATE TRIGGER slow_schedule BEFORE INSERT ON schedules FOR EACH ROW \
-             EXECUTE FUNCTION slow_schedule()"
-                .to_string(),
-        ],
-    )
-    .await;
+    slow_writes(&app, "slow_schedule", "INSERT", "schedules", "true").await;
     let scheduling = {
         let url = app.url("/subscribe/payments/schedule");
         let http = app.http.clone();
@@ -153,42 +143,17 @@ async fn a_onetime_paid_while_its_customer_is_being_deleted_does_not_bring_the_c
     }
     let token = app.token().await;
     register(&app, &token, "del-kept", test_cards::SHINHAN_CREDIT).await;
-    execute(
-        &app,
-        vec![
-            "CREATE FUNCTION slow_drop() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
-             PERFORM pg_sleep(1.5); RETURN NEW; END $$"
-                .to_string(),
-            "CREATE TRIGGER slow_drop BEFORE UPDATE ON billing_keys FOR EACH ROW \
-             WHEN (OLD.status = 'pending' AND NEW.status = 'replaced') \
-             EXECUTE FUNCTION slow_drop()"
-                .to_string(),
-        ],
-    )
-    .await;
+    let dropped = "OLD.status = 'pending' AND NEW.status = 'replaced'";
+    slow_writes(&app, "slow_drop", "UPDATE", "billing_keys", dropped).await;
     let gate = "kept-card-during-delete";
-    app.sandbox.inject(
-        FaultRule::new(
-            paths::HUB_PAYMENT,
-            Fault::HoldRequest {
-                gate: gate.to_string(),
-            },
-        )
-        .when("card_tx_type", "11121000"),
+    hold_key_in_charges_at_kcp(&app, gate);
+    let paying = onetime(
+        &app,
+        &token,
+        "del-kept",
+        "del-kept-1",
+        test_cards::SAMSUNG_CHECK,
     );
-    let paying = async {
-        let (_, body) = app
-            .post(
-                "/subscribe/payments/onetime",
-                Some(&token),
-                json!({"merchant_uid": "del-kept-1", "amount": 1000,
-                       "card_number": test_cards::SAMSUNG_CHECK,
-                       "expiry": crate::helpers::future_expiry(), "birth": "800101",
-                       "pwd_2digit": "00", "customer_uid": "del-kept"}),
-            )
-            .await;
-        body
-    };
     let deleting = async {
         app.sandbox.until_held(gate).await;
         tokio::join!(delete_customer(&app, &token, "del-kept"), async {
@@ -203,19 +168,5 @@ async fn a_onetime_paid_while_its_customer_is_being_deleted_does_not_bring_the_c
 
     assert_eq!(deleted["code"], 0, "{deleted}");
     assert_eq!(paid["response"]["status"], "paid", "{paid}");
-    let (_, c) = app.get("/subscribe/customers/del-kept", Some(&token)).await;
-    assert_eq!(c["code"], 1, "not brought back: {c}");
-    let rows = key_rows(&app, "del-kept").await;
-    assert_eq!(
-        rows.iter().map(|r| r.status.as_str()).collect::<Vec<_>>(),
-        ["deleted", "replaced"]
-    );
-    app.advance(app.app.gateway.settings.lease_secs + 1);
-    app.app.gateway.retry_key_deletions(10).await.unwrap();
-    let keys = app.sandbox.batch_keys();
-    assert_eq!(keys.len(), 2, "{keys:?}");
-    assert!(
-        keys.iter().all(|k| k.state == BatchKeyState::Deleted),
-        "{keys:?}"
-    );
+    assert_deleted_keeping_no_card(&app, &token, "del-kept").await;
 }

@@ -8,7 +8,8 @@ use serde_json::{json, Value};
 
 use crate::billing::register;
 use crate::helpers::{
-    captured_logs, failed_webhook_row, spawn_app, spawn_app_with, test_cards, TestApp, ADMIN_TOKEN,
+    a_cancel_held_as_a_conflict, captured_logs, failed_webhook_row, spawn_app, spawn_app_with,
+    test_cards, TestApp, ADMIN_TOKEN,
 };
 
 /// `GET /health` with nothing but the path: its status, its body, and how long it took.
@@ -168,21 +169,7 @@ async fn the_operator_status_counts_what_waits_for_an_operator() {
         .await;
     assert_eq!(scheduled["code"], 0, "{scheduled}");
 
-    let p = app.paid(&token, "status-conflict", 10000).await;
-    let imp_uid = p["imp_uid"].as_str().unwrap();
-    app.sandbox
-        .inject(FaultRule::new(paths::CANCEL, Fault::LoseResponse));
-    app.sandbox.inject(
-        FaultRule::new(
-            paths::INQUIRY,
-            Fault::Refuse {
-                code: "8201".into(),
-                message: "해당 거래 없음".into(),
-            },
-        )
-        .times(10),
-    );
-    let cancel = app.cancel(&token, imp_uid, 3000).await;
+    let (imp_uid, cancel) = a_cancel_held_as_a_conflict(&app, &token, "status-conflict").await;
     assert_eq!(cancel["code"], 1, "{cancel}");
     assert_eq!(app.conflicts().await.len(), 1);
     app.sandbox.clear_faults();
@@ -195,7 +182,7 @@ async fn the_operator_status_counts_what_waits_for_an_operator() {
     assert_eq!(open["code"], 1, "{open}");
     app.sandbox.clear_faults();
 
-    let paid = openport::store::payments::by_imp_uid(&app.app.gateway.db.read, None, imp_uid)
+    let paid = openport::store::payments::by_imp_uid(&app.app.gateway.db.read, None, &imp_uid)
         .await
         .unwrap()
         .unwrap();

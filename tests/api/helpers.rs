@@ -995,3 +995,102 @@ pub async fn allow_writes(app: &TestApp, name: &str, table: &str) {
     };
     execute(app, statements).await;
 }
+
+/// The plan the database chooses for `query`, one line a step: PostgreSQL's `EXPLAIN` with
+/// sequential scans forbidden (tables this small are read whole whatever their indexes, which
+/// hides which indexes there are), SQLite's `EXPLAIN QUERY PLAN` details.
+pub async fn query_plan(db: &sea_orm::DatabaseConnection, query: &sea_orm::Statement) -> String {
+    use sea_orm::{ConnectionTrait, DbBackend, Statement, TransactionTrait};
+    let txn = db.begin().await.unwrap();
+    let plan: Vec<String> = if db.get_database_backend() == DbBackend::Postgres {
+        txn.execute_unprepared("SET LOCAL enable_seqscan = off")
+            .await
+            .unwrap();
+        let explain = Statement {
+            sql: format!("EXPLAIN {}", query.sql),
+            ..query.clone()
+        };
+        let rows = txn.query_all(explain).await.unwrap();
+        rows.iter()
+            .map(|r| r.try_get_by_index::<String>(0).unwrap())
+            .collect()
+    } else {
+        let explain = Statement {
+            sql: format!("EXPLAIN QUERY PLAN {}", query.sql),
+            ..query.clone()
+        };
+        let rows = txn.query_all(explain).await.unwrap();
+        rows.iter()
+            .map(|r| r.try_get::<String>("", "detail").unwrap())
+            .collect()
+    };
+    txn.rollback().await.unwrap();
+    plan.join("\n")
+}
+
+/// KCP answers "no such trade" (8201) to every inquiry from now on.
+pub fn kcp_answers_no_such_trade(app: &TestApp) {
+    use kcp_sandbox::{paths, Fault, FaultRule};
+    app.sandbox.inject(
+        FaultRule::new(
+            paths::INQUIRY,
+            Fault::Refuse {
+                code: "8201".into(),
+                message: "해당 거래 없음".into(),
+            },
+        )
+        .times(100),
+    );
+}
+
+/// A 10,000-won payment as `merchant_uid`, and a cancel of 3,000 won of it that KCP applies but
+/// whose answer is lost, KCP's inquiry then answering "no such trade"
+/// ([`kcp_answers_no_such_trade`], left armed): whether it landed is unknown, a conflict for the
+/// operator. The payment's imp_uid and the cancel's answer.
+pub async fn a_cancel_held_as_a_conflict(
+    app: &TestApp,
+    token: &str,
+    merchant_uid: &str,
+) -> (String, Value) {
+    use kcp_sandbox::{paths, Fault, FaultRule};
+    let p = app.paid(token, merchant_uid, 10000).await;
+    let imp_uid = p["imp_uid"].as_str().unwrap().to_string();
+    app.sandbox
+        .inject(FaultRule::new(paths::CANCEL, Fault::LoseResponse));
+    kcp_answers_no_such_trade(app);
+    let cancel = app.cancel(token, &imp_uid, 3000).await;
+    (imp_uid, cancel)
+}
+
+/// PostgreSQL only: holds every `event` (`INSERT` or `UPDATE`) of a row of `table` for which the
+/// SQL condition `when` (on `NEW`, and `OLD` for an update) holds 1.5 s inside its statement, by
+/// the trigger `name`: a write kept in its transaction while another runs beside it.
+pub async fn slow_writes(app: &TestApp, name: &str, event: &str, table: &str, when: &str) {
+    assert!(app.database_url.starts_with("postgres"), "PostgreSQL only");
+    execute(
+        app,
+        vec![
+            format!(
+                "CREATE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
+                 PERFORM pg_sleep(1.5); RETURN NEW; END $$"
+            ),
+            format!(
+                "CREATE TRIGGER {name} BEFORE {event} ON {table} FOR EACH ROW WHEN ({when}) \
+                 EXECUTE FUNCTION {name}()"
+            ),
+        ],
+    )
+    .await;
+}
+
+/// The merchant `imp_key` made a live one, as if by `openport merchant create` on a live instance
+/// sharing the database.
+pub async fn make_live(app: &TestApp, imp_key: &str) {
+    execute(
+        app,
+        vec![format!(
+            "UPDATE merchants SET test_mode = false WHERE imp_key = '{imp_key}'"
+        )],
+    )
+    .await;
+}

@@ -10,7 +10,13 @@ use crate::helpers::{
 };
 
 /// `onetime` with `card` for customer `uid`: the answer.
-async fn onetime(app: &TestApp, token: &str, uid: &str, merchant_uid: &str, card: &str) -> Value {
+pub(crate) async fn onetime(
+    app: &TestApp,
+    token: &str,
+    uid: &str,
+    merchant_uid: &str,
+    card: &str,
+) -> Value {
     app.post(
         "/subscribe/payments/onetime",
         Some(token),
@@ -39,6 +45,44 @@ async fn card_of(app: &TestApp, token: &str, uid: &str) -> Value {
         .await;
     assert_eq!(c["code"], 0, "{c}");
     c["response"]["card_number"].clone()
+}
+
+/// Holds every authenticated key-in charge (`card_tx_type` 11121000, a `onetime`'s) at KCP at
+/// `gate`, until the test opens it.
+pub(crate) fn hold_key_in_charges_at_kcp(app: &TestApp, gate: &str) {
+    app.sandbox.inject(
+        FaultRule::new(
+            paths::HUB_PAYMENT,
+            Fault::HoldRequest {
+                gate: gate.to_string(),
+            },
+        )
+        .when("card_tx_type", "11121000"),
+    );
+}
+
+/// Customer `uid`, deleted while a paid `onetime` kept a card for it, stays deleted and keeps
+/// nothing: its key retired and the kept card dropped (`deleted`, `replaced`), and once a lease
+/// has passed both keys are deleted at KCP. The customer's lookup answer.
+pub(crate) async fn assert_deleted_keeping_no_card(app: &TestApp, token: &str, uid: &str) -> Value {
+    let (_, c) = app
+        .get(&format!("/subscribe/customers/{uid}"), Some(token))
+        .await;
+    assert_eq!(c["code"], 1, "not brought back: {c}");
+    let rows = key_rows(app, uid).await;
+    assert_eq!(
+        rows.iter().map(|r| r.status.as_str()).collect::<Vec<_>>(),
+        ["deleted", "replaced"]
+    );
+    app.advance(app.app.gateway.settings.lease_secs + 1);
+    app.app.gateway.retry_key_deletions(10).await.unwrap();
+    let keys = app.sandbox.batch_keys();
+    assert_eq!(keys.len(), 2, "{keys:?}");
+    assert!(
+        keys.iter().all(|k| k.state == BatchKeyState::Deleted),
+        "{keys:?}"
+    );
+    c
 }
 
 const OLD_CARD: &str = "411111******1111";
@@ -224,15 +268,7 @@ async fn a_customer_deleted_while_a_onetime_keeps_a_card_for_it_stays_deleted_on
     let token = app.token().await;
     register(&app, &token, "c6", test_cards::SHINHAN_CREDIT).await;
     let gate = "kept-card-of-a-deleted-customer";
-    app.sandbox.inject(
-        FaultRule::new(
-            paths::HUB_PAYMENT,
-            Fault::HoldRequest {
-                gate: gate.to_string(),
-            },
-        )
-        .when("card_tx_type", "11121000"),
-    );
+    hold_key_in_charges_at_kcp(&app, gate);
 
     let paying = onetime(&app, &token, "c6", "ot-deleted", test_cards::SAMSUNG_CHECK);
     let deleting = async {
@@ -245,19 +281,11 @@ async fn a_customer_deleted_while_a_onetime_keeps_a_card_for_it_stays_deleted_on
 
     assert_eq!(deleted["code"], 0, "{deleted}");
     assert_eq!(paid["response"]["status"], "paid", "{paid}");
-    let (_, c) = app.get("/subscribe/customers/c6", Some(&token)).await;
-    assert_eq!(c["code"], 1, "{c}");
+    let c = assert_deleted_keeping_no_card(&app, &token, "c6").await;
     assert_eq!(
         c["message"],
         "요청하신 customer_uid(c6)로 등록된 정보를 찾을 수 없습니다."
     );
-    let rows = key_rows(&app, "c6").await;
-    assert_eq!(
-        rows.iter().map(|r| r.status.as_str()).collect::<Vec<_>>(),
-        ["deleted", "replaced"]
-    );
-    app.advance(app.app.gateway.settings.lease_secs + 1);
-    app.app.gateway.retry_key_deletions(10).await.unwrap();
     assert_eq!(kcp_state(&app, NEW_CARD), BatchKeyState::Deleted);
     assert_eq!(kcp_state(&app, OLD_CARD), BatchKeyState::Deleted);
     app.assert_ledger_agrees().await;

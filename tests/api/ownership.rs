@@ -1390,7 +1390,6 @@ async fn look_at(app: &TestApp, payment_id: i64) -> Option<vbank_check::Model> {
 #[tokio::test]
 async fn an_instance_in_test_mode_leaves_a_live_merchants_open_attempts_and_account_looks_untouched_and_settles_its_own(
 ) {
-    use sea_orm::ConnectionTrait;
     let app = spawn_app().await;
     let gateway = &app.app.gateway;
     let token = app.token().await;
@@ -1402,14 +1401,7 @@ async fn an_instance_in_test_mode_leaves_a_live_merchants_open_attempts_and_acco
     let own_account = an_open_account(&app, &token, "mode-own-vb").await;
     // The second merchant now a live one (as if made by `openport merchant create` on a live
     // instance), which this instance in test mode knows at once.
-    gateway
-        .db
-        .write
-        .execute_unprepared(&format!(
-            "UPDATE merchants SET test_mode = false WHERE imp_key = '{imp_key}'"
-        ))
-        .await
-        .unwrap();
+    crate::helpers::make_live(&app, &imp_key).await;
     gateway.forget_merchant(None);
 
     // Past the settle delay and the backoffs, and past the first look at each account.
@@ -1460,7 +1452,7 @@ async fn the_resolvers_due_lists_of_one_mode_read_through_their_indexes() {
     use openport::service::merchants::DEMO_IMP_KEY;
     use openport::store::billing::ServedMerchants;
     use openport::store::vbank_checks;
-    use sea_orm::{ConnectionTrait, DbBackend, QueryTrait, Statement, TransactionTrait};
+    use sea_orm::{ConnectionTrait, DbBackend, QueryTrait};
 
     let app = spawn_app().await;
     let db = &app.app.gateway.db.read;
@@ -1484,33 +1476,7 @@ async fn the_resolvers_due_lists_of_one_mode_read_through_their_indexes() {
             ),
         ];
         for (query, index) in cases {
-            let txn = db.begin().await.unwrap();
-            let plan: Vec<String> = if backend == DbBackend::Postgres {
-                // Tables this small are read whole whatever their indexes; forbid that to see
-                // which are used.
-                txn.execute_unprepared("SET LOCAL enable_seqscan = off")
-                    .await
-                    .unwrap();
-                let explain = Statement {
-                    sql: format!("EXPLAIN {}", query.sql),
-                    ..query.clone()
-                };
-                let rows = txn.query_all(explain).await.unwrap();
-                rows.iter()
-                    .map(|r| r.try_get_by_index::<String>(0).unwrap())
-                    .collect()
-            } else {
-                let explain = Statement {
-                    sql: format!("EXPLAIN QUERY PLAN {}", query.sql),
-                    ..query.clone()
-                };
-                let rows = txn.query_all(explain).await.unwrap();
-                rows.iter()
-                    .map(|r| r.try_get::<String>("", "detail").unwrap())
-                    .collect()
-            };
-            txn.rollback().await.unwrap();
-            let plan = plan.join("\n");
+            let plan = crate::helpers::query_plan(db, &query).await;
             assert!(plan.contains(index), "{plan}");
             let (payment_by_key, reads_payments) = if backend == DbBackend::Postgres {
                 (

@@ -6,7 +6,10 @@ use openport::store::entity::webhook_delivery;
 use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
 use serde_json::json;
 
-use crate::helpers::{imp_uid_in, spawn_app, test_cards, KCP_TIMEOUT_MS, SETTLE_SECS};
+use crate::helpers::{
+    a_cancel_held_as_a_conflict, imp_uid_in, kcp_answers_no_such_trade, spawn_app, test_cards,
+    KCP_TIMEOUT_MS, SETTLE_SECS,
+};
 
 #[tokio::test]
 async fn a_lost_approval_response_is_recovered_by_inquiry_and_answered_paid() {
@@ -336,22 +339,9 @@ async fn a_cancel_whose_answer_is_lost_and_whose_inquiry_says_no_such_trade_is_l
 ) {
     let app = spawn_app().await;
     let token = app.token().await;
-    let p = app.paid(&token, "cl-absent", 10000).await;
-    let imp_uid = p["imp_uid"].as_str().unwrap();
-    app.sandbox
-        .inject(FaultRule::new(paths::CANCEL, Fault::LoseResponse));
-    app.sandbox.inject(
-        FaultRule::new(
-            paths::INQUIRY,
-            Fault::Refuse {
-                code: "8201".into(),
-                message: "해당 거래 없음".into(),
-            },
-        )
-        .times(10),
-    );
 
-    let body = app.cancel(&token, imp_uid, 3000).await;
+    let (imp_uid, body) = a_cancel_held_as_a_conflict(&app, &token, "cl-absent").await;
+    let imp_uid = imp_uid.as_str();
 
     assert_eq!(body["code"], 1, "{body}");
     let message = body["message"].as_str().unwrap();
@@ -651,20 +641,6 @@ async fn refused_and_net_cancel_finished(
         "the resolver finished the net-cancel"
     );
     app.assert_ledger_agrees().await;
-}
-
-/// KCP answers "no such trade" to every inquiry from now on.
-fn kcp_answers_no_such_trade(app: &crate::helpers::TestApp) {
-    app.sandbox.inject(
-        FaultRule::new(
-            paths::INQUIRY,
-            Fault::Refuse {
-                code: "8201".into(),
-                message: "해당 거래 없음".into(),
-            },
-        )
-        .times(100),
-    );
 }
 
 /// A net-cancel the resolver finishes (the request's STSC answer was lost) and KCP then refuses
@@ -1349,6 +1325,95 @@ async fn an_approval_conflict_the_operator_found_kept_in_kcps_admin_is_recorded_
     app.assert_ledger_agrees().await;
 }
 
+/// An approval conflict holding its payment pending (`ready`): a charge as `merchant_uid` whose
+/// net-cancel KCP refuses ([`a_charge_whose_net_cancel_kcp_refuses`]), on an app of its own.
+struct HeldConflict {
+    app: crate::helpers::TestApp,
+    token: String,
+    imp_uid: String,
+    /// The conflict's attempt, which the operator reconciles.
+    conflict: i64,
+    /// KCP's approval.
+    tno: String,
+}
+
+async fn an_approval_conflict_holding_its_payment_pending(merchant_uid: &str) -> HeldConflict {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let body = a_charge_whose_net_cancel_kcp_refuses(&app, &token, merchant_uid).await;
+    let imp_uid = imp_uid_in(&body["message"]);
+    let conflict = app.conflicts().await.remove(0).id;
+    let tno = app.sandbox.ledger()[0].tno.clone();
+    HeldConflict {
+        app,
+        token,
+        imp_uid,
+        conflict,
+        tno,
+    }
+}
+
+impl HeldConflict {
+    /// The operator's `verdict` is refused, its message saying each of `said`, and nothing
+    /// changes: the payment stays held pending, the attempt a conflict, no `paid` webhook.
+    async fn assert_refused_changing_nothing(
+        &self,
+        verdict: openport::service::attempts::ReconciledPayment,
+        said: &[&str],
+    ) {
+        use openport::service::ServiceError;
+        let app = &self.app;
+        let refused = app
+            .app
+            .gateway
+            .mark_reconciled(self.conflict, "as KCP's admin shows", Some(verdict))
+            .await;
+        let Err(ServiceError::Refused(message)) = refused else {
+            panic!("not refused: {refused:?}");
+        };
+        for said in said {
+            assert!(message.contains(said), "{said}: {message}");
+        }
+        let p = app.payment(&self.token, &self.imp_uid).await;
+        assert_eq!(p["status"], "ready", "{p}");
+        assert_eq!(app.conflicts().await.len(), 1);
+        assert_eq!(webhooks_of(app, &self.imp_uid, "paid").await, 0);
+    }
+
+    /// The operator overrides KCP's inquiry (`--despite-kcp`): recorded paid. The `paid_at` taken.
+    async fn reconcile_as_paid_despite_kcp(&self) -> openport::service::attempts::ReconciledPaidAt {
+        use openport::service::attempts::ReconciledPayment;
+        self.app
+            .app
+            .gateway
+            .mark_reconciled(
+                self.conflict,
+                "KCP's admin shows 1,000 won approved",
+                Some(ReconciledPayment::PaidDespiteKcp),
+            )
+            .await
+            .unwrap()
+            .expect("a paid_at")
+    }
+
+    /// The conflict's attempt is reconciled, its note saying `noted`.
+    async fn assert_reconciled_noting(&self, noted: &str) {
+        let attempt =
+            openport::store::payments::attempt_by_id(&self.app.app.gateway.db.read, self.conflict)
+                .await
+                .unwrap()
+                .unwrap();
+        assert_eq!(attempt.state, "reconciled");
+        assert!(
+            attempt
+                .result_message
+                .as_deref()
+                .is_some_and(|m| m.contains(noted)),
+            "{attempt:?}"
+        );
+    }
+}
+
 /// The operator says the approval is kept in KCP's admin while KCP's inquiry by its tno answers
 /// that it is cancelled there: recorded paid, the merchant would ship goods for money KCP does not
 /// hold. Refused, saying what KCP answered and what to do, and nothing changes: the payment stays
@@ -1359,63 +1424,30 @@ async fn an_approval_conflict_the_operator_found_kept_in_kcps_admin_is_recorded_
 async fn an_approval_conflict_reconciled_as_kept_while_kcp_shows_it_cancelled_is_refused_unless_the_operator_overrides_kcp(
 ) {
     use openport::service::attempts::{PaidAtSource, ReconciledPayment};
-    use openport::service::ServiceError;
-    let app = spawn_app().await;
-    let token = app.token().await;
-    let body = a_charge_whose_net_cancel_kcp_refuses(&app, &token, "nc-kcp-cancelled").await;
-    let imp_uid = imp_uid_in(&body["message"]);
-    let conflict = app.conflicts().await.remove(0);
-    let tno = app.sandbox.ledger()[0].tno.clone();
-    assert!(app.sandbox.cancel_in_admin(&tno));
-    let gateway = &app.app.gateway;
+    let held = an_approval_conflict_holding_its_payment_pending("nc-kcp-cancelled").await;
+    let (app, token, imp_uid) = (&held.app, &held.token, &held.imp_uid);
+    assert!(app.sandbox.cancel_in_admin(&held.tno));
 
-    let refused = gateway
-        .mark_reconciled(conflict.id, "kept", Some(ReconciledPayment::Paid))
-        .await;
-    let Err(ServiceError::Refused(message)) = refused else {
-        panic!("not refused: {refused:?}");
-    };
-    for said in [
-        tno.as_str(),
-        "cancelled",
-        "KCP's admin",
-        "--payment failed",
-        "--despite-kcp",
-    ] {
-        assert!(message.contains(said), "{said}: {message}");
-    }
-    let p = app.payment(&token, &imp_uid).await;
-    assert_eq!(p["status"], "ready", "{p}");
-    assert_eq!(app.conflicts().await.len(), 1);
-    assert_eq!(webhooks_of(&app, &imp_uid, "paid").await, 0);
+    held.assert_refused_changing_nothing(
+        ReconciledPayment::Paid,
+        &[
+            held.tno.as_str(),
+            "cancelled",
+            "KCP's admin",
+            "--payment failed",
+            "--despite-kcp",
+        ],
+    )
+    .await;
 
-    let paid_at = gateway
-        .mark_reconciled(
-            conflict.id,
-            "KCP's admin shows 1,000 won approved",
-            Some(ReconciledPayment::PaidDespiteKcp),
-        )
-        .await
-        .unwrap()
-        .unwrap();
+    let paid_at = held.reconcile_as_paid_despite_kcp().await;
     assert_eq!(paid_at.source, PaidAtSource::ConflictRecorded);
-    let p = app.payment(&token, &imp_uid).await;
+    let p = app.payment(token, imp_uid).await;
     assert_eq!(p["status"], "paid", "{p}");
     assert_eq!(p["paid_at"], paid_at.at, "{p}");
-    assert_eq!(webhooks_of(&app, &imp_uid, "paid").await, 1);
+    assert_eq!(webhooks_of(app, imp_uid, "paid").await, 1);
     assert!(app.conflicts().await.is_empty());
-    let attempt = openport::store::payments::attempt_by_id(&gateway.db.read, conflict.id)
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(attempt.state, "reconciled");
-    assert!(
-        attempt
-            .result_message
-            .as_deref()
-            .is_some_and(|m| m.contains("despite KCP's inquiry")),
-        "{attempt:?}"
-    );
+    held.assert_reconciled_noting("despite KCP's inquiry").await;
 }
 
 /// Likewise when KCP's inquiry by the tno answers that it has no such trade (8201).
@@ -1423,35 +1455,11 @@ async fn an_approval_conflict_reconciled_as_kept_while_kcp_shows_it_cancelled_is
 async fn an_approval_conflict_reconciled_as_kept_while_kcp_has_no_such_trade_is_refused_and_changes_nothing(
 ) {
     use openport::service::attempts::ReconciledPayment;
-    use openport::service::ServiceError;
-    let app = spawn_app().await;
-    let token = app.token().await;
-    let body = a_charge_whose_net_cancel_kcp_refuses(&app, &token, "nc-kcp-unknown").await;
-    let imp_uid = imp_uid_in(&body["message"]);
-    let conflict = app.conflicts().await.remove(0);
-    app.sandbox.inject(
-        FaultRule::new(
-            paths::INQUIRY,
-            Fault::Refuse {
-                code: "8201".into(),
-                message: "해당 거래가 존재하지 않습니다.".into(),
-            },
-        )
-        .times(100),
-    );
+    let held = an_approval_conflict_holding_its_payment_pending("nc-kcp-unknown").await;
+    kcp_answers_no_such_trade(&held.app);
 
-    let refused = app
-        .app
-        .gateway
-        .mark_reconciled(conflict.id, "kept", Some(ReconciledPayment::Paid))
+    held.assert_refused_changing_nothing(ReconciledPayment::Paid, &["no such trade"])
         .await;
-    let Err(ServiceError::Refused(message)) = refused else {
-        panic!("not refused: {refused:?}");
-    };
-    assert!(message.contains("no such trade"), "{message}");
-    assert_eq!(app.payment(&token, &imp_uid).await["status"], "ready");
-    assert_eq!(app.conflicts().await.len(), 1);
-    assert_eq!(webhooks_of(&app, &imp_uid, "paid").await, 0);
 }
 
 /// The operator says the approval is cancelled in KCP's admin while KCP's inquiry by its tno shows
@@ -1465,60 +1473,39 @@ async fn an_approval_conflict_reconciled_as_kept_while_kcp_has_no_such_trade_is_
 async fn an_approval_conflict_reconciled_as_cancelled_while_kcp_shows_it_standing_is_refused_unless_the_operator_overrides_kcp(
 ) {
     use openport::service::attempts::ReconciledPayment;
-    use openport::service::ServiceError;
-    let app = spawn_app().await;
-    let token = app.token().await;
-    let body = a_charge_whose_net_cancel_kcp_refuses(&app, &token, "nc-kcp-standing").await;
-    let imp_uid = imp_uid_in(&body["message"]);
-    let conflict = app.conflicts().await.remove(0);
-    let tno = app.sandbox.ledger()[0].tno.clone();
-    let gateway = &app.app.gateway;
+    let held = an_approval_conflict_holding_its_payment_pending("nc-kcp-standing").await;
+    let (app, token, imp_uid) = (&held.app, &held.token, &held.imp_uid);
 
-    let refused = gateway
-        .mark_reconciled(conflict.id, "cancelled", Some(ReconciledPayment::Failed))
-        .await;
-    let Err(ServiceError::Refused(message)) = refused else {
-        panic!("not refused: {refused:?}");
-    };
-    for said in [
-        tno.as_str(),
-        "stands, 1000 won of it not cancelled",
-        "Cancel the approval in KCP's admin first",
-        "--despite-kcp",
-    ] {
-        assert!(message.contains(said), "{said}: {message}");
-    }
-    assert_eq!(app.payment(&token, &imp_uid).await["status"], "ready");
-    assert_eq!(app.conflicts().await.len(), 1);
+    held.assert_refused_changing_nothing(
+        ReconciledPayment::Failed,
+        &[
+            held.tno.as_str(),
+            "stands, 1000 won of it not cancelled",
+            "Cancel the approval in KCP's admin first",
+            "--despite-kcp",
+        ],
+    )
+    .await;
     app.sandbox.clear_faults();
     let (_, retry) = app
-        .pay(&token, "nc-kcp-standing", 1000, test_cards::SHINHAN_CREDIT)
+        .pay(token, "nc-kcp-standing", 1000, test_cards::SHINHAN_CREDIT)
         .await;
     assert_eq!(retry["code"], 1, "the merchant_uid is still held: {retry}");
     assert_eq!(app.sandbox.ledger().len(), 1, "nothing charged again");
 
-    gateway
+    app.app
+        .gateway
         .mark_reconciled(
-            conflict.id,
+            held.conflict,
             "KCP's admin shows it cancelled",
             Some(ReconciledPayment::FailedDespiteKcp),
         )
         .await
         .unwrap();
-    assert_eq!(app.payment(&token, &imp_uid).await["status"], "failed");
+    assert_eq!(app.payment(token, imp_uid).await["status"], "failed");
     assert!(app.conflicts().await.is_empty());
-    let attempt = openport::store::payments::attempt_by_id(&gateway.db.read, conflict.id)
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(attempt.state, "reconciled");
-    assert!(
-        attempt
-            .result_message
-            .as_deref()
-            .is_some_and(|m| m.contains("recorded failed despite KCP's inquiry")),
-        "{attempt:?}"
-    );
+    held.assert_reconciled_noting("recorded failed despite KCP's inquiry")
+        .await;
 }
 
 /// The operator says the approval is kept for the payment's amount while KCP's inquiry shows it
@@ -1529,62 +1516,32 @@ async fn an_approval_conflict_reconciled_as_cancelled_while_kcp_shows_it_standin
 async fn an_approval_conflict_reconciled_as_kept_while_kcp_holds_less_than_the_payments_amount_is_refused_unless_the_operator_overrides_kcp(
 ) {
     use openport::service::attempts::{PaidAtSource, ReconciledPayment};
-    use openport::service::ServiceError;
-    let app = spawn_app().await;
-    let token = app.token().await;
-    let body = a_charge_whose_net_cancel_kcp_refuses(&app, &token, "nc-kcp-partly").await;
-    let imp_uid = imp_uid_in(&body["message"]);
-    let conflict = app.conflicts().await.remove(0);
-    let tno = app.sandbox.ledger()[0].tno.clone();
-    assert!(app.sandbox.cancel_in_admin_partly(&tno, Some(300)));
-    let gateway = &app.app.gateway;
+    let held = an_approval_conflict_holding_its_payment_pending("nc-kcp-partly").await;
+    let (app, token, imp_uid) = (&held.app, &held.token, &held.imp_uid);
+    assert!(app.sandbox.cancel_in_admin_partly(&held.tno, Some(300)));
 
-    let refused = gateway
-        .mark_reconciled(conflict.id, "kept", Some(ReconciledPayment::Paid))
-        .await;
-    let Err(ServiceError::Refused(message)) = refused else {
-        panic!("not refused: {refused:?}");
-    };
-    for said in [
-        tno.as_str(),
-        "stands for 700 won, not the payment's 1000 won",
-        "--payment failed",
-        "--despite-kcp",
-    ] {
-        assert!(message.contains(said), "{said}: {message}");
-    }
-    assert_eq!(app.payment(&token, &imp_uid).await["status"], "ready");
-    assert_eq!(app.conflicts().await.len(), 1);
-    assert_eq!(webhooks_of(&app, &imp_uid, "paid").await, 0);
+    held.assert_refused_changing_nothing(
+        ReconciledPayment::Paid,
+        &[
+            held.tno.as_str(),
+            "stands for 700 won, not the payment's 1000 won",
+            "--payment failed",
+            "--despite-kcp",
+        ],
+    )
+    .await;
 
-    let paid_at = gateway
-        .mark_reconciled(
-            conflict.id,
-            "KCP's admin shows 1,000 won approved",
-            Some(ReconciledPayment::PaidDespiteKcp),
-        )
-        .await
-        .unwrap()
-        .unwrap();
+    let paid_at = held.reconcile_as_paid_despite_kcp().await;
     assert_eq!(paid_at.source, PaidAtSource::KcpApproval);
     assert_eq!(
         paid_at.at,
         app.sandbox.ledger()[0].approved_at.timestamp(),
         "KCP approved it then"
     );
-    assert_eq!(app.payment(&token, &imp_uid).await["status"], "paid");
-    assert_eq!(webhooks_of(&app, &imp_uid, "paid").await, 1);
-    let attempt = openport::store::payments::attempt_by_id(&gateway.db.read, conflict.id)
-        .await
-        .unwrap()
-        .unwrap();
-    assert!(
-        attempt
-            .result_message
-            .as_deref()
-            .is_some_and(|m| m.contains("recorded paid despite KCP's inquiry")),
-        "{attempt:?}"
-    );
+    assert_eq!(app.payment(token, imp_uid).await["status"], "paid");
+    assert_eq!(webhooks_of(app, imp_uid, "paid").await, 1);
+    held.assert_reconciled_noting("recorded paid despite KCP's inquiry")
+        .await;
 }
 
 /// KCP answers a charge with another order's trade, one openport holds as another payment's

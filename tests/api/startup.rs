@@ -759,7 +759,6 @@ async fn a_live_instance_leaves_a_test_mode_merchants_due_schedules_and_open_att
 /// announced failed), and an open attempt asked about there would be "not found".
 #[tokio::test]
 async fn an_instance_in_test_mode_leaves_a_live_merchants_due_schedules_and_webhooks_alone() {
-    use sea_orm::ConnectionTrait;
     let test = spawn_app().await;
     let (imp_key, imp_secret) = test.second_merchant().await;
     let token = test.token_for(&imp_key, &imp_secret).await;
@@ -791,15 +790,7 @@ async fn an_instance_in_test_mode_leaves_a_live_merchants_due_schedules_and_webh
         .await
         .unwrap();
     txn.commit().await.unwrap();
-    test.app
-        .gateway
-        .db
-        .write
-        .execute_unprepared(&format!(
-            "UPDATE merchants SET test_mode = false WHERE imp_key = '{imp_key}'"
-        ))
-        .await
-        .unwrap();
+    crate::helpers::make_live(&test, &imp_key).await;
 
     test.advance(11);
     assert_eq!(test.app.gateway.run_due_schedules(10).await.unwrap(), 0);

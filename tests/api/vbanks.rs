@@ -1082,7 +1082,7 @@ async fn notifications_past_the_retention_are_pruned_forged_ones_included() {
 
 #[tokio::test]
 async fn a_kcp_notification_finds_its_account_through_an_index_not_by_reading_every_payment() {
-    use sea_orm::{ConnectionTrait, DbBackend, QueryTrait, Statement, TransactionTrait};
+    use sea_orm::{ConnectionTrait, QueryTrait};
 
     let app = spawn_app().await;
     let token = app.token().await;
@@ -1099,32 +1099,7 @@ async fn a_kcp_notification_finds_its_account_through_an_index_not_by_reading_ev
 
     let backend = db.get_database_backend();
     let query = openport::store::payments::vbank_by_tno_query(tno).build(backend);
-    let txn = db.begin().await.unwrap();
-    let plan: Vec<String> = if backend == DbBackend::Postgres {
-        // A table this small is read whole whatever its indexes; forbid that to see which exist.
-        txn.execute_unprepared("SET LOCAL enable_seqscan = off")
-            .await
-            .unwrap();
-        let explain = Statement {
-            sql: format!("EXPLAIN {}", query.sql),
-            ..query.clone()
-        };
-        let rows = txn.query_all(explain).await.unwrap();
-        rows.iter()
-            .map(|r| r.try_get_by_index::<String>(0).unwrap())
-            .collect()
-    } else {
-        let explain = Statement {
-            sql: format!("EXPLAIN QUERY PLAN {}", query.sql),
-            ..query.clone()
-        };
-        let rows = txn.query_all(explain).await.unwrap();
-        rows.iter()
-            .map(|r| r.try_get::<String>("", "detail").unwrap())
-            .collect()
-    };
-    txn.rollback().await.unwrap();
-    let plan = plan.join("\n");
+    let plan = crate::helpers::query_plan(db, &query).await;
     assert!(plan.contains("pg_attempts_by_tno"), "{plan}");
     let reads_a_table_whole =
         |l: &str| l.contains("Seq Scan") || l.trim_start().starts_with("SCAN");
