@@ -33,6 +33,7 @@ mod m20261207_000027_schedules_by_imp_uid;
 mod m20261208_000028_point_reapproval_attempts;
 mod m20261209_000029_paid_listing_without_index;
 mod m20261210_000030_webhook_to_merchant_url;
+mod m20261211_000031_conflict_attempts_index;
 
 pub struct Migrator;
 
@@ -70,6 +71,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261208_000028_point_reapproval_attempts::Migration),
             Box::new(m20261209_000029_paid_listing_without_index::Migration),
             Box::new(m20261210_000030_webhook_to_merchant_url::Migration),
+            Box::new(m20261211_000031_conflict_attempts_index::Migration),
         ]
     }
 }

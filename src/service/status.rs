@@ -69,8 +69,7 @@ impl Gateway {
         }
     }
 
-    /// The instance's [`InstanceStatus`]: a few counts, each one statement on an index but the
-    /// conflicts' (see `payments::count_conflict_attempts`).
+    /// The instance's [`InstanceStatus`]: a few counts, each one statement on an index.
     pub async fn instance_status(&self) -> ServiceResult<InstanceStatus> {
         let db = &self.db.read;
         let now = self.clock.unix();

@@ -717,18 +717,25 @@ pub async fn open_attempts(
         .await
 }
 
-/// Attempts closed as `conflict` and not yet reconciled, oldest first. For the operator's command
-/// only: closed attempts have no index on their state, so this reads the table.
+/// The state of an attempt closed as `conflict`, written out rather than bound, as
+/// [`OPEN_ATTEMPT`] is: so that a condition implies the predicate of the partial index
+/// `pg_attempts_conflicts` (migration 000031) in PostgreSQL's generic plans and SQLite's.
+const CONFLICT_ATTEMPT: &str = r#""pg_attempts"."state" = 'conflict'"#;
+
+/// Attempts closed as `conflict` and not yet reconciled, oldest first: `pg_attempts_conflicts`
+/// in its order, the first `limit` entries.
 pub async fn conflict_attempts(
     db: &impl ConnectionTrait,
     limit: u64,
 ) -> Result<Vec<pg_attempt::Model>, DbErr> {
+    conflict_attempts_query(limit).all(db).await
+}
+
+fn conflict_attempts_query(limit: u64) -> sea_orm::Select<pg_attempt::Entity> {
     pg_attempt::Entity::find()
-        .filter(pg_attempt::Column::State.eq("conflict"))
+        .filter(Expr::cust(CONFLICT_ATTEMPT))
         .order_by_asc(pg_attempt::Column::Id)
         .limit(limit)
-        .all(db)
-        .await
 }
 
 pub async fn count_open_attempts(db: &impl ConnectionTrait) -> Result<u64, DbErr> {
@@ -769,12 +776,21 @@ fn open_attempts_summary_query() -> sea_orm::Select<pg_attempt::Entity> {
 }
 
 /// How many attempts are closed as `conflict` and not reconciled (those `conflict_attempts`
-/// lists). Like that listing it reads the table: closed attempts have no index on their state.
+/// lists), counted over their partial index `pg_attempts_conflicts`: `GET /admin/status` polls
+/// it, and the table of attempts grows with every payment.
 pub async fn count_conflict_attempts(db: &impl ConnectionTrait) -> Result<u64, DbErr> {
+    let n = count_conflict_attempts_query()
+        .into_tuple::<i64>()
+        .one(db)
+        .await?;
+    Ok(n.map_or(0, |n| u64::try_from(n).unwrap_or(0)))
+}
+
+fn count_conflict_attempts_query() -> sea_orm::Select<pg_attempt::Entity> {
     pg_attempt::Entity::find()
-        .filter(pg_attempt::Column::State.eq("conflict"))
-        .count(db)
-        .await
+        .select_only()
+        .column_as(Expr::cust("COUNT(*)"), "n")
+        .filter(Expr::cust(CONFLICT_ATTEMPT))
 }
 
 pub async fn prepare_by_uid(
@@ -1908,5 +1924,31 @@ mod tests {
             super::open_attempts_summary(&db.read).await.unwrap(),
             (0, None)
         );
+    }
+
+    /// `GET /admin/status` counts the attempts closed as `conflict` and `openport attempt list
+    /// --conflicts` lists them oldest first: both read their partial index, the listing in its
+    /// order (no sort), never the whole table of attempts.
+    #[tokio::test]
+    async fn the_conflict_count_and_listing_read_the_index_of_the_conflicts() {
+        use sea_orm::{DbBackend, QueryTrait};
+        let (db, _) = with_a_merchant("sqlite::memory:").await;
+        for stmt in [
+            super::count_conflict_attempts_query().build(DbBackend::Sqlite),
+            super::conflict_attempts_query(100).build(DbBackend::Sqlite),
+        ] {
+            let plan = super::super::sqlite_plan(&db, stmt).await;
+            assert!(
+                plan.contains("USING COVERING INDEX pg_attempts_conflicts")
+                    || plan.contains("USING INDEX pg_attempts_conflicts"),
+                "{plan}"
+            );
+            assert!(!plan.contains("TEMP B-TREE"), "{plan}");
+        }
+        assert_eq!(super::count_conflict_attempts(&db.read).await.unwrap(), 0);
+        assert!(super::conflict_attempts(&db.read, 100)
+            .await
+            .unwrap()
+            .is_empty());
     }
 }

@@ -559,3 +559,62 @@ async fn upgrading_marks_the_pending_webhooks_to_the_merchants_configured_url() 
         .collect();
     assert_eq!(marked, [(1, true), (2, false), (3, false)]);
 }
+
+/// Migration `m20261211_000031` indexes the attempts closed as `conflict`, which
+/// `GET /admin/status` counts and `openport attempt list --conflicts` lists oldest first: on a
+/// database with history the index holds the conflicts already recorded, the count and the
+/// listing read it (PostgreSQL and SQLite), and a conflict an operator reconciles leaves it.
+#[tokio::test]
+async fn upgrading_indexes_the_conflict_attempts_for_their_count_and_listing() {
+    use openport::store::payments::{conflict_attempts, count_conflict_attempts};
+    let (url, _dir) = fresh_database().await;
+    let db = Database::connect(&url).await.unwrap();
+    Migrator::up(&db, Some(30)).await.unwrap();
+    insert_merchant(&db).await;
+    insert_payment(&db, "imp_a", "order-1", "paid")
+        .await
+        .unwrap();
+    for (id, state) in [
+        (1, "succeeded"),
+        (2, "conflict"),
+        (3, "reconciled"),
+        (4, "conflict"),
+        (5, "pending"),
+    ] {
+        exec(
+            &db,
+            &format!(
+                "INSERT INTO pg_attempts (id, payment_id, kind, state, order_no, amount, tries, \
+                 next_check_at, lease_until, created_at, updated_at) \
+                 SELECT {id}, id, 'approve', '{state}', order_no, 1000, 0, 1, 0, 1, 1 \
+                 FROM payments WHERE imp_uid = 'imp_a'"
+            ),
+        )
+        .await
+        .unwrap();
+    }
+
+    Migrator::up(&db, None).await.unwrap();
+    for sql in [
+        r#"SELECT COUNT(*) AS n FROM pg_attempts WHERE "pg_attempts"."state" = 'conflict'"#,
+        r#"SELECT * FROM pg_attempts WHERE "pg_attempts"."state" = 'conflict' ORDER BY id LIMIT 100"#,
+    ] {
+        let stmt = Statement::from_string(db.get_database_backend(), sql);
+        let plan = crate::helpers::query_plan(&db, &stmt).await;
+        assert!(plan.contains("pg_attempts_conflicts"), "{sql}:\n{plan}");
+    }
+    let listed = |attempts: Vec<openport::store::entity::pg_attempt::Model>| {
+        attempts.iter().map(|a| a.id).collect::<Vec<_>>()
+    };
+    assert_eq!(count_conflict_attempts(&db).await.unwrap(), 2);
+    assert_eq!(listed(conflict_attempts(&db, 100).await.unwrap()), [2, 4]);
+
+    exec(
+        &db,
+        "UPDATE pg_attempts SET state = 'reconciled' WHERE id = 2",
+    )
+    .await
+    .unwrap();
+    assert_eq!(count_conflict_attempts(&db).await.unwrap(), 1);
+    assert_eq!(listed(conflict_attempts(&db, 100).await.unwrap()), [4]);
+}
