@@ -7,6 +7,7 @@ use serde_json::{json, Value};
 use crate::billing::{delete_customer, key_rows, register};
 use crate::helpers::{slow_writes, spawn_app, test_cards, TestApp};
 use crate::kept_cards::{assert_deleted_keeping_no_card, hold_key_in_charges_at_kcp, onetime};
+use crate::schedules::{payments_of, webhooks_of, NOTICE_URL};
 
 /// `POST /subscribe/payments/schedule` of one charge of `uid` an hour from the app's now.
 async fn schedule_one(app: &TestApp, token: &str, uid: &str, merchant_uid: &str) -> Value {
@@ -15,11 +16,69 @@ async fn schedule_one(app: &TestApp, token: &str, uid: &str, merchant_uid: &str)
         "/subscribe/payments/schedule",
         Some(token),
         json!({"customer_uid": uid, "schedules": [
-            {"merchant_uid": merchant_uid, "schedule_at": at, "amount": 3000, "name": "월간 구독"}
+            {"merchant_uid": merchant_uid, "schedule_at": at, "amount": 3000, "name": "월간 구독",
+             "notice_url": NOTICE_URL}
         ]}),
     )
     .await
     .1
+}
+
+/// `uid` registered with two schedules: `{uid}-1` revoked by the merchant (which `…/retry` and
+/// `…/reschedule` may arm again) and `{uid}-2` pending.
+async fn a_revoked_and_a_pending_schedule(app: &TestApp, token: &str, uid: &str) {
+    register(app, token, uid, test_cards::SHINHAN_CREDIT).await;
+    for n in [1, 2] {
+        let body = schedule_one(app, token, uid, &format!("{uid}-{n}")).await;
+        assert_eq!(body["code"], 0, "{body}");
+    }
+    let (_, body) = app
+        .post(
+            "/subscribe/payments/unschedule",
+            Some(token),
+            json!({"customer_uid": uid, "merchant_uid": format!("{uid}-1")}),
+        )
+        .await;
+    assert_eq!(body["response"][0]["schedule_status"], "revoked", "{body}");
+}
+
+/// PostgreSQL: `uid`'s delete (of [`a_revoked_and_a_pending_schedule`]) is held after it retired
+/// the key, in its revocation of `{uid}-2` (a trigger holds it 1.5 s with its transaction open),
+/// while `POST {path}` of `{uid}-1` is asked: that call reads the key still active, and writes
+/// while the delete has not committed. Its answer, once the delete has answered.
+async fn arm_again_while_the_customer_is_deleted(
+    app: &TestApp,
+    token: &str,
+    uid: &str,
+    path: &str,
+    body: Value,
+) -> (reqwest::StatusCode, Value) {
+    let revoking = "OLD.status = 'scheduled' AND NEW.status = 'revoked'";
+    slow_writes(app, "slow_revoke", "UPDATE", "schedules", revoking).await;
+    let url = format!("/subscribe/payments/schedule/{uid}-1/{path}");
+    let asking = async {
+        // The delete is in its transaction by now, held in the trigger.
+        tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+        app.post(&url, Some(token), body).await
+    };
+
+    let (deleted, answer) = tokio::join!(delete_customer(app, token, uid), asking);
+
+    assert_eq!(deleted["code"], 0, "{deleted}");
+    answer
+}
+
+/// `{uid}-1` as its merchant left it: revoked, never charged, no payment and no `failed`
+/// webhook, now or once it would have been due.
+async fn assert_left_revoked(app: &TestApp, uid: &str) {
+    app.advance(3601);
+    app.app.gateway.run_due_schedules(100).await.unwrap();
+    let merchant_uid = format!("{uid}-1");
+    let token = app.token().await;
+    assert_eq!(schedule_status(app, &token, &merchant_uid).await, "revoked");
+    assert!(payments_of(app, &merchant_uid).await.is_empty());
+    assert_eq!(webhooks_of(app, &merchant_uid, "failed").await, 0);
+    assert!(app.sandbox.ledger().is_empty(), "nothing charged");
 }
 
 /// The `schedule_status` of `merchant_uid`'s schedule.
@@ -169,4 +228,88 @@ async fn a_onetime_paid_while_its_customer_is_being_deleted_does_not_bring_the_c
     assert_eq!(deleted["code"], 0, "{deleted}");
     assert_eq!(paid["response"]["status"], "paid", "{paid}");
     assert_deleted_keeping_no_card(&app, &token, "del-kept").await;
+}
+
+/// `…/retry` of a revoked schedule asked while its customer is being deleted (PostgreSQL: the
+/// delete held after it retired the key): the retry read the key still active before the delete
+/// committed, and its re-arm then claimed and ran the schedule of a customer the merchant deleted,
+/// recording a failed payment with a `failed` webhook. The re-arm itself requires the active key,
+/// waiting for the delete's retirement of it: the retry is the 404 of a deleted key.
+#[tokio::test]
+async fn a_retry_asked_while_its_customer_is_being_deleted_is_a_404_and_runs_nothing() {
+    let app = spawn_app().await;
+    if !app.database_url.starts_with("postgres") {
+        return; // SQLite's one writer runs the delete and the retry one after the other
+    }
+    let token = app.token().await;
+    a_revoked_and_a_pending_schedule(&app, &token, "del-retry").await;
+
+    let (status, body) =
+        arm_again_while_the_customer_is_deleted(&app, &token, "del-retry", "retry", json!({}))
+            .await;
+
+    assert_eq!(status, reqwest::StatusCode::NOT_FOUND, "{body}");
+    assert_eq!(body["message"], "존재하지 않는 결제예약 혹은 빌링키입니다.");
+    assert_left_revoked(&app, "del-retry").await;
+}
+
+/// `…/reschedule` of a revoked schedule asked while its customer is being deleted, as above: the
+/// schedule stood `scheduled` for a customer the merchant deleted, and when due recorded a failed
+/// payment with a `failed` webhook. It is the 404 of a deleted key, the schedule left revoked.
+#[tokio::test]
+async fn a_reschedule_asked_while_its_customer_is_being_deleted_is_a_404_and_never_runs() {
+    let app = spawn_app().await;
+    if !app.database_url.starts_with("postgres") {
+        return; // SQLite's one writer runs the delete and the reschedule one after the other
+    }
+    let token = app.token().await;
+    a_revoked_and_a_pending_schedule(&app, &token, "del-resched").await;
+    let at = app.app.gateway.clock.unix() + 1800;
+
+    let (status, body) = arm_again_while_the_customer_is_deleted(
+        &app,
+        &token,
+        "del-resched",
+        "reschedule",
+        json!({ "schedule_at": at }),
+    )
+    .await;
+
+    assert_eq!(status, reqwest::StatusCode::NOT_FOUND, "{body}");
+    assert_eq!(body["message"], "존재하지 않는 결제예약 혹은 빌링키입니다.");
+    assert_left_revoked(&app, "del-resched").await;
+}
+
+/// The re-arm's own write (`store::billing::rearm_schedule`, `rearm_and_claim`) made after the
+/// customer's delete committed, as when the delete commits between `…/retry`'s or
+/// `…/reschedule`'s check of the key and that write: it arms nothing, and the schedule stays
+/// revoked. Both writes re-armed the schedule of the deleted customer.
+#[tokio::test]
+async fn a_rearm_written_after_its_customers_delete_committed_arms_nothing() {
+    use openport::store::{billing, entity::schedule};
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+    let app = spawn_app().await;
+    let token = app.token().await;
+    a_revoked_and_a_pending_schedule(&app, &token, "del-late").await;
+    let deleted = delete_customer(&app, &token, "del-late").await;
+    assert_eq!(deleted["code"], 0, "{deleted}");
+    let db = &app.app.gateway.db.write;
+    let s = schedule::Entity::find()
+        .filter(schedule::Column::MerchantUid.eq("del-late-1"))
+        .one(db)
+        .await
+        .unwrap()
+        .unwrap();
+    let now = app.app.gateway.clock.unix();
+
+    let rearmed = billing::rearm_schedule(db, s.id, now + 60, now)
+        .await
+        .unwrap();
+    let claimed = billing::rearm_and_claim(db, s.id, now, now + 120, billing::new_claim_token())
+        .await
+        .unwrap();
+
+    assert!(!rearmed, "rescheduled");
+    assert!(claimed.is_none(), "claimed: {claimed:?}");
+    assert_left_revoked(&app, "del-late").await;
 }

@@ -1480,10 +1480,10 @@ async fn a_scheduled_charge_uses_the_schedules_instalment_months() {
 
 /// Where scheduled charges send their webhooks in these tests (nothing listens: only the outbox
 /// rows are counted).
-const NOTICE_URL: &str = "http://127.0.0.1:9/hook";
+pub(crate) const NOTICE_URL: &str = "http://127.0.0.1:9/hook";
 
 /// Every payment of a merchant_uid, oldest first.
-async fn payments_of(
+pub(crate) async fn payments_of(
     app: &TestApp,
     merchant_uid: &str,
 ) -> Vec<openport::store::entity::payment::Model> {
@@ -1507,7 +1507,7 @@ async fn allow_recording_outcomes(app: &TestApp) {
 }
 
 /// The webhooks written for a merchant_uid with `status`.
-async fn webhooks_of(app: &TestApp, merchant_uid: &str, status: &str) -> u64 {
+pub(crate) async fn webhooks_of(app: &TestApp, merchant_uid: &str, status: &str) -> u64 {
     use openport::store::entity::webhook_delivery;
     use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
     webhook_delivery::Entity::find()
