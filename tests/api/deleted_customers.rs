@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 use crate::billing::{delete_customer, key_rows, register};
 use crate::helpers::{slow_writes, spawn_app, test_cards, TestApp};
 use crate::kept_cards::{assert_deleted_keeping_no_card, hold_key_in_charges_at_kcp, onetime};
-use crate::schedules::{payments_of, webhooks_of, NOTICE_URL};
+use crate::schedules::{assert_a_deleted_keys_404, payments_of, webhooks_of, NOTICE_URL};
 
 /// `POST /subscribe/payments/schedule` of one charge of `uid` an hour from the app's now.
 async fn schedule_one(app: &TestApp, token: &str, uid: &str, merchant_uid: &str) -> Value {
@@ -42,30 +42,38 @@ async fn a_revoked_and_a_pending_schedule(app: &TestApp, token: &str, uid: &str)
     assert_eq!(body["response"][0]["schedule_status"], "revoked", "{body}");
 }
 
-/// PostgreSQL: `uid`'s delete (of [`a_revoked_and_a_pending_schedule`]) is held after it retired
-/// the key, in its revocation of `{uid}-2` (a trigger holds it 1.5 s with its transaction open),
-/// while `POST {path}` of `{uid}-1` is asked: that call reads the key still active, and writes
-/// while the delete has not committed. Its answer, once the delete has answered.
-async fn arm_again_while_the_customer_is_deleted(
-    app: &TestApp,
-    token: &str,
+/// PostgreSQL: `uid` of [`a_revoked_and_a_pending_schedule`] is deleted, its delete held after
+/// it retired the key, in its revocation of `{uid}-2` (a trigger holds it 1.5 s with its
+/// transaction open), while `POST …/schedule/{uid}-1/{path}` is asked with `body` (given the
+/// app's now): that call reads the key still active, and writes while the delete has not
+/// committed. It must be the 404 of a deleted key, and `{uid}-1` left revoked
+/// ([`assert_left_revoked`]). Nothing on SQLite, whose one writer runs the two one after the other.
+async fn assert_arming_again_during_the_delete_is_refused(
     uid: &str,
     path: &str,
-    body: Value,
-) -> (reqwest::StatusCode, Value) {
+    body: impl FnOnce(i64) -> Value,
+) {
+    let app = spawn_app().await;
+    if !app.database_url.starts_with("postgres") {
+        return;
+    }
+    let token = app.token().await;
+    a_revoked_and_a_pending_schedule(&app, &token, uid).await;
     let revoking = "OLD.status = 'scheduled' AND NEW.status = 'revoked'";
-    slow_writes(app, "slow_revoke", "UPDATE", "schedules", revoking).await;
+    slow_writes(&app, "slow_revoke", "UPDATE", "schedules", revoking).await;
     let url = format!("/subscribe/payments/schedule/{uid}-1/{path}");
+    let body = body(app.app.gateway.clock.unix());
     let asking = async {
         // The delete is in its transaction by now, held in the trigger.
         tokio::time::sleep(std::time::Duration::from_millis(400)).await;
-        app.post(&url, Some(token), body).await
+        app.post(&url, Some(&token), body).await
     };
 
-    let (deleted, answer) = tokio::join!(delete_customer(app, token, uid), asking);
+    let (deleted, (status, answer)) = tokio::join!(delete_customer(&app, &token, uid), asking);
 
     assert_eq!(deleted["code"], 0, "{deleted}");
-    answer
+    assert_a_deleted_keys_404(status, &answer);
+    assert_left_revoked(&app, uid).await;
 }
 
 /// `{uid}-1` as its merchant left it: revoked, never charged, no payment and no `failed`
@@ -237,20 +245,7 @@ async fn a_onetime_paid_while_its_customer_is_being_deleted_does_not_bring_the_c
 /// waiting for the delete's retirement of it: the retry is the 404 of a deleted key.
 #[tokio::test]
 async fn a_retry_asked_while_its_customer_is_being_deleted_is_a_404_and_runs_nothing() {
-    let app = spawn_app().await;
-    if !app.database_url.starts_with("postgres") {
-        return; // SQLite's one writer runs the delete and the retry one after the other
-    }
-    let token = app.token().await;
-    a_revoked_and_a_pending_schedule(&app, &token, "del-retry").await;
-
-    let (status, body) =
-        arm_again_while_the_customer_is_deleted(&app, &token, "del-retry", "retry", json!({}))
-            .await;
-
-    assert_eq!(status, reqwest::StatusCode::NOT_FOUND, "{body}");
-    assert_eq!(body["message"], "존재하지 않는 결제예약 혹은 빌링키입니다.");
-    assert_left_revoked(&app, "del-retry").await;
+    assert_arming_again_during_the_delete_is_refused("del-retry", "retry", |_| json!({})).await;
 }
 
 /// `…/reschedule` of a revoked schedule asked while its customer is being deleted, as above: the
@@ -258,26 +253,12 @@ async fn a_retry_asked_while_its_customer_is_being_deleted_is_a_404_and_runs_not
 /// payment with a `failed` webhook. It is the 404 of a deleted key, the schedule left revoked.
 #[tokio::test]
 async fn a_reschedule_asked_while_its_customer_is_being_deleted_is_a_404_and_never_runs() {
-    let app = spawn_app().await;
-    if !app.database_url.starts_with("postgres") {
-        return; // SQLite's one writer runs the delete and the reschedule one after the other
-    }
-    let token = app.token().await;
-    a_revoked_and_a_pending_schedule(&app, &token, "del-resched").await;
-    let at = app.app.gateway.clock.unix() + 1800;
-
-    let (status, body) = arm_again_while_the_customer_is_deleted(
-        &app,
-        &token,
+    assert_arming_again_during_the_delete_is_refused(
         "del-resched",
         "reschedule",
-        json!({ "schedule_at": at }),
+        |now| json!({ "schedule_at": now + 1800 }),
     )
     .await;
-
-    assert_eq!(status, reqwest::StatusCode::NOT_FOUND, "{body}");
-    assert_eq!(body["message"], "존재하지 않는 결제예약 혹은 빌링키입니다.");
-    assert_left_revoked(&app, "del-resched").await;
 }
 
 /// The re-arm's own write (`store::billing::rearm_schedule`, `rearm_and_claim`) made after the
