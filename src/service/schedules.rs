@@ -287,7 +287,7 @@ impl Gateway {
                 Reschedule::Pending => {
                     ServiceError::BadRequest("이미 실행 혹은 취소된 결제예약입니다.".into())
                 }
-                Reschedule::FailedOrRevoked => not_rearmable("다시 예약"),
+                Reschedule::FailedOrRevoked => self.not_rearmed(m, &s, "다시 예약").await,
             });
         }
         self.schedule(m, merchant_uid).await
@@ -338,7 +338,7 @@ impl Gateway {
         .await
         {
             Ok(Some(claimed)) => claimed,
-            Ok(None) => return Err(not_rearmable("재시도")),
+            Ok(None) => return Err(self.not_rearmed(m, &s, "재시도").await),
             // The claim may have been written all the same (its answer lost): given up as well.
             Err(e) => return self.give_up_retry(m, claim, &s, e.into()).await,
         };
@@ -364,30 +364,42 @@ impl Gateway {
     /// What `…/retry` and `…/reschedule` check before a failed or revoked schedule is armed again
     /// (`what` names the call, as [`not_rearmable`] does). The state first: a schedule that could
     /// not be armed again anyway (pending, running, paid) is the OpenAPI's 400 whatever became of
-    /// its customer, not the 404 below; the write that re-arms it checks the state again,
-    /// atomically. Then iamport's 404 "존재하지 않는 결제예약 혹은 빌링키": nothing is re-armed,
-    /// charged or announced for a customer whose key was deleted (which revoked the schedule).
-    /// Re-armed, such a schedule would stand `scheduled` though it can never be charged, and when
-    /// due record a failed payment with a `failed` webhook for a customer the merchant deleted
-    /// (r5-billing finding 2). A customer registered again has an active key and is re-armed.
+    /// its customer, not the 404 below. Then iamport's 404 "존재하지 않는 결제예약 혹은 빌링키":
+    /// nothing is re-armed, charged or announced for a customer whose key was deleted (which
+    /// revoked the schedule). Re-armed, such a schedule would stand `scheduled` though it can never
+    /// be charged, and when due record a failed payment with a `failed` webhook for a customer the
+    /// merchant deleted (r5-billing finding 2). A customer registered again has an active key and
+    /// is re-armed. The write that re-arms it checks both again, in its own statement
+    /// (`billing::rearm_schedule`, `billing::rearm_and_claim`): a delete committed after this read
+    /// leaves the schedule as it was, refused as here ([`Self::not_rearmed`]).
     async fn refuse_unless_rearmable(
         &self,
         m: &merchant::Model,
         s: &schedule::Model,
         what: &str,
     ) -> ServiceResult<()> {
-        if !rearmable(s) {
-            return Err(not_rearmable(what));
+        rearm_refusal(&self.db.read, m, s, what).await
+    }
+
+    /// The refusal of a re-arm whose write changed nothing: that of
+    /// [`Self::refuse_unless_rearmable`] for the schedule and key as they now are, read where the
+    /// write was made (a replica may not have what made it fail yet); the state's 400 when they
+    /// pass again (a customer deleted and registered again meanwhile).
+    async fn not_rearmed(
+        &self,
+        m: &merchant::Model,
+        s: &schedule::Model,
+        what: &str,
+    ) -> ServiceError {
+        let current = match billing::schedule_by_id(&self.db.write, s.id).await {
+            Ok(Some(current)) => current,
+            Ok(None) => return not_rearmable(what),
+            Err(e) => return e.into(),
+        };
+        match rearm_refusal(&self.db.write, m, &current, what).await {
+            Err(e) => e,
+            Ok(()) => not_rearmable(what),
         }
-        if billing::active_key(&self.db.read, m.id, &s.customer_uid)
-            .await?
-            .is_none()
-        {
-            return Err(ServiceError::NotFound(
-                "존재하지 않는 결제예약 혹은 빌링키입니다.".into(),
-            ));
-        }
-        Ok(())
     }
 
     /// A retry's answer: the payment its run made or found, or the conflict that holds it for an
@@ -868,6 +880,27 @@ fn not_rearmable(what: &str) -> ServiceError {
     ServiceError::BadRequest(format!(
         "실패했거나 취소된 결제예약만 {what}할 수 있습니다. (아직 실행되지 않았거나, 실행 중이거나, 승인된 결제예약)"
     ))
+}
+
+/// [`Gateway::refuse_unless_rearmable`]'s check, from `db`.
+async fn rearm_refusal(
+    db: &impl sea_orm::ConnectionTrait,
+    m: &merchant::Model,
+    s: &schedule::Model,
+    what: &str,
+) -> ServiceResult<()> {
+    if !rearmable(s) {
+        return Err(not_rearmable(what));
+    }
+    if billing::active_key(db, m.id, &s.customer_uid)
+        .await?
+        .is_none()
+    {
+        return Err(ServiceError::NotFound(
+            "존재하지 않는 결제예약 혹은 빌링키입니다.".into(),
+        ));
+    }
+    Ok(())
 }
 
 /// Whether `s` may be scheduled again or retried: its charge failed, or it was revoked (the

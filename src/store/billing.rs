@@ -1068,14 +1068,15 @@ pub async fn unrun_schedules(
         .await
 }
 
-/// Puts an executed-but-failed (or revoked) schedule back in the queue at `at`.
+/// Puts an executed-but-failed (or revoked) schedule back in the queue at `at`, if its customer
+/// still has an active key ([`rearm`]). False when not: the caller tells which.
 pub async fn rearm_schedule(
     db: &impl ConnectionTrait,
     id: i64,
     at: i64,
     now: i64,
 ) -> Result<bool, DbErr> {
-    let res = rearm(id, now)
+    let res = rearm(db.get_database_backend(), id, now)
         .col_expr(schedule::Column::ScheduleAt, Expr::value(at))
         .col_expr(schedule::Column::Status, Expr::value("scheduled"))
         .col_expr(schedule::Column::LeaseUntil, Expr::value(0))
@@ -1092,7 +1093,7 @@ pub async fn rearm_schedule(
 /// Its `schedule_at` stays: a retry runs the schedule now (OpenAPI: "즉시 결제 재시도") without
 /// scheduling it for another time as `…/reschedule` does, so it stays where range listings put it,
 /// and `executed_at` tells when it ran; a claim needs no due time. None when the schedule is not
-/// failed or revoked.
+/// failed or revoked, or its customer has no active key ([`rearm`]).
 pub async fn rearm_and_claim(
     db: &impl ConnectionTrait,
     id: i64,
@@ -1100,7 +1101,7 @@ pub async fn rearm_and_claim(
     lease_until: i64,
     token: i64,
 ) -> Result<Option<schedule::Model>, DbErr> {
-    let mut update = rearm(id, now)
+    let mut update = rearm(db.get_database_backend(), id, now)
         .col_expr(schedule::Column::Status, Expr::value("executing"))
         .col_expr(schedule::Column::LeaseUntil, Expr::value(lease_until))
         .col_expr(schedule::Column::ClaimToken, Expr::value(token))
@@ -1114,7 +1115,32 @@ pub async fn rearm_and_claim(
 /// The UPDATE that clears a failed or revoked schedule's last run; the caller sets its status, its
 /// lease, and its time when it is scheduled again. (`service::schedules::rearmable` is the same
 /// condition, read from a schedule the service holds.)
-fn rearm(id: i64, now: i64) -> sea_orm::UpdateMany<schedule::Entity> {
+///
+/// Only while the schedule's customer has an active key, in the same statement: the service's
+/// check of the key before it (`refuse_unless_rearmable`) is a separate read, and a customer
+/// deleted in between would have its schedule re-armed, to fail when run with a `failed` webhook
+/// for a customer the merchant deleted. On PostgreSQL the key is read `FOR SHARE`, as
+/// [`active_key_locked`] reads it: a delete that has retired the key but not committed is waited
+/// for and the key then read as retired (a plain read would see it still active, and the delete,
+/// having revoked the customer's pending schedules already, would leave this one armed). SQLite's
+/// one writer runs the delete and this statement one after the other.
+fn rearm(backend: DbBackend, id: i64, now: i64) -> sea_orm::UpdateMany<schedule::Entity> {
+    let mut active_key = billing_key::Entity::find()
+        .select_only()
+        .expr(Expr::val(1))
+        .filter(
+            Expr::col((billing_key::Entity, billing_key::Column::MerchantId))
+                .equals((schedule::Entity, schedule::Column::MerchantId)),
+        )
+        .filter(
+            Expr::col((billing_key::Entity, billing_key::Column::CustomerUid))
+                .equals((schedule::Entity, schedule::Column::CustomerUid)),
+        )
+        .filter(Expr::cust(r#""billing_keys"."status" = 'active'"#))
+        .into_query();
+    if backend == DbBackend::Postgres {
+        active_key.lock_shared();
+    }
     schedule::Entity::update_many()
         .col_expr(
             schedule::Column::ImpUid,
@@ -1147,6 +1173,7 @@ fn rearm(id: i64, now: i64) -> sea_orm::UpdateMany<schedule::Entity> {
                 )
                 .add(schedule::Column::Status.eq("revoked")),
         )
+        .filter(Expr::exists(active_key))
 }
 
 #[cfg(test)]

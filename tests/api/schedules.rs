@@ -13,6 +13,51 @@ async fn schedule(app: &TestApp, token: &str, body: Value) -> Value {
         .1
 }
 
+/// `POST /subscribe/payments/schedule/{merchant_uid}/retry`.
+async fn retry(app: &TestApp, token: &str, merchant_uid: &str) -> (reqwest::StatusCode, Value) {
+    app.post(
+        &format!("/subscribe/payments/schedule/{merchant_uid}/retry"),
+        Some(token),
+        json!({}),
+    )
+    .await
+}
+
+/// `PUT /subscribe/payments/schedule/{merchant_uid}` to `schedule_at`.
+async fn move_to(
+    app: &TestApp,
+    token: &str,
+    merchant_uid: &str,
+    schedule_at: i64,
+) -> (reqwest::StatusCode, Value) {
+    app.put(
+        &format!("/subscribe/payments/schedule/{merchant_uid}"),
+        token,
+        json!({ "schedule_at": schedule_at }),
+    )
+    .await
+}
+
+/// `GET /subscribe/payments/schedule/{merchant_uid}`: the whole answer.
+async fn shown_schedule(app: &TestApp, token: &str, merchant_uid: &str) -> Value {
+    app.get(
+        &format!("/subscribe/payments/schedule/{merchant_uid}"),
+        Some(token),
+    )
+    .await
+    .1
+}
+
+/// An app whose calls to KCP may take `timeout_ms` (a charge held there is waited for), its
+/// resolver leaving an open charge alone for `settle_secs`.
+async fn spawn_app_waiting_on_kcp(timeout_ms: u64, settle_secs: i64) -> TestApp {
+    spawn_app_with(|c| {
+        c.kcp.timeout_ms = timeout_ms;
+        c.resolver.settle_secs = settle_secs;
+    })
+    .await
+}
+
 fn now() -> i64 {
     chrono::Utc::now().timestamp()
 }
@@ -43,14 +88,34 @@ async fn schedule_many(
         .map(|i| json!({"merchant_uid": format!("{prefix}-{i}"), "schedule_at": at, "amount": 1000 + i}))
         .collect();
     for chunk in items.chunks(60) {
-        let body = schedule(
-            app,
-            token,
-            json!({"customer_uid": customer_uid, "schedules": chunk}),
-        )
-        .await;
-        assert_eq!(body["code"], 0, "{body}");
+        schedule_all(app, token, customer_uid, chunk).await;
     }
+}
+
+/// Registers `items` as schedules of `customer_uid`, in one request that must succeed.
+async fn schedule_all(app: &TestApp, token: &str, customer_uid: &str, items: &[Value]) {
+    let body = schedule(
+        app,
+        token,
+        json!({"customer_uid": customer_uid, "schedules": items}),
+    )
+    .await;
+    assert_eq!(body["code"], 0, "{body}");
+}
+
+/// Runs the due schedules (a batch of up to 10) in the background, the charge of 1,000 won (the
+/// first of [`schedule_many`]'s) held at KCP for `ms`; answers once that charge is at KCP.
+async fn run_holding_the_first_charge(
+    app: &TestApp,
+    ms: u64,
+) -> tokio::task::JoinHandle<openport::service::ServiceResult<usize>> {
+    use kcp_sandbox::{paths, Fault, FaultRule};
+    app.sandbox
+        .inject(FaultRule::new(paths::HUB_PAYMENT, Fault::Delay { ms }).when("amount", "1000"));
+    let gateway = app.app.gateway.clone();
+    let run = tokio::spawn(async move { gateway.run_due_schedules(10).await });
+    until_the_charge_is_at_kcp(app).await;
+    run
 }
 
 /// Every schedule executed once: as many KCP approvals as schedules, each for its own order.
@@ -108,9 +173,7 @@ async fn a_schedule_is_shown_unexecuted_then_runs_once_when_due() {
     );
     let token = app.token().await; // the old one expired while the clock moved
 
-    let (_, body) = app
-        .get("/subscribe/payments/schedule/sch-1", Some(&token))
-        .await;
+    let body = shown_schedule(&app, &token, "sch-1").await;
     let s = &body["response"];
     assert_eq!(s["schedule_status"], "executed", "{body}");
     assert_eq!(s["payment_status"], "paid");
@@ -319,9 +382,7 @@ async fn an_unschedule_list_with_an_item_that_is_not_text_is_refused_and_revokes
             "{body}"
         );
     }
-    let (_, s) = app
-        .get("/subscribe/payments/schedule/ul-1", Some(&token))
-        .await;
+    let s = shown_schedule(&app, &token, "ul-1").await;
     assert_eq!(s["response"]["schedule_status"], "scheduled", "{s}");
 }
 
@@ -386,9 +447,7 @@ async fn an_unschedule_naming_more_than_1000_merchant_uids_is_400_naming_the_fie
             "{body}"
         );
     }
-    let (_, body) = app
-        .get("/subscribe/payments/schedule/many-0", Some(&token))
-        .await;
+    let body = shown_schedule(&app, &token, "many-0").await;
     assert_eq!(body["response"]["schedule_status"], "scheduled", "{body}");
 }
 
@@ -400,12 +459,7 @@ async fn an_unschedule_whose_write_fails_part_way_revokes_nothing() {
     let token = app.token().await;
     register(&app, &token, "s-part", test_cards::SHINHAN_CREDIT).await;
     let items: Vec<Value> = (0..3).map(|i| json!({"merchant_uid": format!("part-{i}"), "schedule_at": now() + 600 + i, "amount": 1000})).collect();
-    schedule(
-        &app,
-        &token,
-        json!({"customer_uid": "s-part", "schedules": items}),
-    )
-    .await;
+    schedule_all(&app, &token, "s-part", &items).await;
     let refuse = "NEW.merchant_uid = 'part-2' AND NEW.status = 'revoked'";
     refuse_writes(&app, "refuse_revoke", "UPDATE", "schedules", refuse).await;
     let (status, body) = app
@@ -433,12 +487,7 @@ async fn unschedule_revokes_named_or_all_pending_schedules() {
     let token = app.token().await;
     register(&app, &token, "s-un", test_cards::SHINHAN_CREDIT).await;
     let items: Vec<Value> = (0..3).map(|i| json!({"merchant_uid": format!("un-{i}"), "schedule_at": now() + 600 + i, "amount": 1000})).collect();
-    schedule(
-        &app,
-        &token,
-        json!({"customer_uid": "s-un", "schedules": items}),
-    )
-    .await;
+    schedule_all(&app, &token, "s-un", &items).await;
     let (_, body) = app
         .post(
             "/subscribe/payments/unschedule",
@@ -483,13 +532,7 @@ async fn an_unschedule_whose_merchant_uid_is_blank_revokes_nothing_and_is_refuse
     let token = app.token().await;
     register(&app, &token, "s-blank", test_cards::SHINHAN_CREDIT).await;
     let items: Vec<Value> = (0..2).map(|i| json!({"merchant_uid": format!("blank-{i}"), "schedule_at": now() + 600 + i, "amount": 1000})).collect();
-    let body = schedule(
-        &app,
-        &token,
-        json!({"customer_uid": "s-blank", "schedules": items}),
-    )
-    .await;
-    assert_eq!(body["code"], 0, "{body}");
+    schedule_all(&app, &token, "s-blank", &items).await;
     let refused = |(status, body): (reqwest::StatusCode, Value), case: &str| {
         assert_eq!(status, reqwest::StatusCode::BAD_REQUEST, "{case}: {body}");
         assert_eq!(body["code"], -1, "{case}: {body}");
@@ -603,9 +646,7 @@ async fn form_bodies_with_bracketed_lists_schedule_and_unschedule_only_what_they
         )
         .await;
     assert_eq!(body["response"][0]["merchant_uid"], "form-2", "{body}");
-    let (_, body) = app
-        .get("/subscribe/payments/schedule/form-3", Some(&token))
-        .await;
+    let body = shown_schedule(&app, &token, "form-3").await;
     assert_eq!(body["response"]["schedule_status"], "scheduled", "{body}");
     // `new UnscheduleData(customer_uid)` (iamport-rest-client-java) always serialises its empty
     // list: all of the customer's pending schedules.
@@ -633,12 +674,7 @@ async fn schedule_lists_are_paged_within_three_months_latest_first_and_by_custom
             |i| json!({"merchant_uid": format!("ls-{i}"), "schedule_at": base + i, "amount": 1000}),
         )
         .collect();
-    schedule(
-        &app,
-        &token,
-        json!({"customer_uid": "s-list", "schedules": items}),
-    )
-    .await;
+    schedule_all(&app, &token, "s-list", &items).await;
     let (_, body) = app
         .get(
             &format!(
@@ -727,9 +763,7 @@ async fn a_declined_scheduled_charge_is_recorded_failed_and_can_be_retried_or_re
     schedule(&app, &token, json!({"customer_uid": "s-fail", "schedules": [{"merchant_uid": "sf-1", "schedule_at": now() + 10, "amount": 1000}]})).await;
     app.advance(11);
     app.app.gateway.run_due_schedules(10).await.unwrap();
-    let (_, body) = app
-        .get("/subscribe/payments/schedule/sf-1", Some(&token))
-        .await;
+    let body = shown_schedule(&app, &token, "sf-1").await;
     assert_eq!(body["response"]["payment_status"], "failed", "{body}");
     assert!(!body["response"]["fail_reason"].as_str().unwrap().is_empty());
     assert!(body["response"]["imp_uid"]
@@ -737,13 +771,7 @@ async fn a_declined_scheduled_charge_is_recorded_failed_and_can_be_retried_or_re
         .unwrap()
         .starts_with("imps_"));
 
-    let (_, p) = app
-        .post(
-            "/subscribe/payments/schedule/sf-1/retry",
-            Some(&token),
-            json!({}),
-        )
-        .await;
+    let (_, p) = retry(&app, &token, "sf-1").await;
     assert_eq!(p["code"], 0, "{p}");
     assert_eq!(p["response"]["status"], "failed");
     let at = now() + 100_000;
@@ -774,18 +802,10 @@ async fn a_retry_charges_now_and_keeps_the_time_the_schedule_was_made_for() {
     app.advance(86_400);
     let token = app.token().await;
 
-    let (_, p) = app
-        .post(
-            "/subscribe/payments/schedule/keep-1/retry",
-            Some(&token),
-            json!({}),
-        )
-        .await;
+    let (_, p) = retry(&app, &token, "keep-1").await;
 
     assert_eq!(p["code"], 0, "{p}");
-    let (_, body) = app
-        .get("/subscribe/payments/schedule/keep-1", Some(&token))
-        .await;
+    let body = shown_schedule(&app, &token, "keep-1").await;
     let s = &body["response"];
     assert_eq!(s["schedule_at"], at, "{body}");
     assert_eq!(s["imp_uid"], p["response"]["imp_uid"], "{body}");
@@ -849,9 +869,7 @@ async fn a_scheduled_charge_whose_answer_was_lost_is_honoured_not_repeated() {
     app.advance(crate::helpers::SETTLE_SECS + 60);
     app.resolve_all().await;
     app.app.gateway.run_due_schedules(10).await.unwrap();
-    let (_, body) = app
-        .get("/subscribe/payments/schedule/sl-1", Some(&token))
-        .await;
+    let body = shown_schedule(&app, &token, "sl-1").await;
     assert_eq!(body["response"]["payment_status"], "paid", "{body}");
     assert_eq!(app.sandbox.ledger().len(), 1);
     app.assert_ledger_agrees().await;
@@ -1219,16 +1237,12 @@ async fn a_former_holder_cannot_overwrite_the_result_of_the_instance_that_took_o
         .is_empty(),
         "nor records its own outcome over the current holder's"
     );
-    let (_, body) = app
-        .get("/subscribe/payments/schedule/over-0", Some(&token))
-        .await;
+    let body = shown_schedule(&app, &token, "over-0").await;
     assert_eq!(body["response"]["schedule_status"], "executed", "{body}");
     assert_eq!(body["response"]["payment_status"], "paid", "{body}");
     assert_eq!(body["response"]["imp_uid"], "imp_current", "{body}");
     assert_eq!(body["response"]["fail_reason"], Value::Null, "{body}");
-    let (_, body) = app
-        .get("/subscribe/payments/schedule/over-1", Some(&token))
-        .await;
+    let body = shown_schedule(&app, &token, "over-1").await;
     assert_eq!(body["response"]["payment_status"], "failed", "{body}");
     assert_eq!(body["response"]["imp_uid"], "imp_second", "{body}");
     assert_eq!(body["response"]["fail_reason"], "declined", "{body}");
@@ -1257,13 +1271,9 @@ async fn a_declined_and_an_unanswered_schedule_do_not_hold_up_the_rest_of_their_
         "7 paid and 1 failed; mixed-3 is open"
     );
     let token = app.token().await;
-    let (_, broke) = app
-        .get("/subscribe/payments/schedule/broke-0", Some(&token))
-        .await;
+    let broke = shown_schedule(&app, &token, "broke-0").await;
     assert_eq!(broke["response"]["payment_status"], "failed", "{broke}");
-    let (_, open) = app
-        .get("/subscribe/payments/schedule/mixed-3", Some(&token))
-        .await;
+    let open = shown_schedule(&app, &token, "mixed-3").await;
     assert_eq!(open["response"]["schedule_status"], "scheduled", "{open}");
     assert_eq!(app.sandbox.ledger().len(), 7);
 
@@ -1272,9 +1282,7 @@ async fn a_declined_and_an_unanswered_schedule_do_not_hold_up_the_rest_of_their_
     // The resolver recorded mixed-3's outcome on its schedule: no run is left to do it.
     assert_eq!(app.app.gateway.run_due_schedules(100).await.unwrap(), 0);
     let token = app.token().await;
-    let (_, done) = app
-        .get("/subscribe/payments/schedule/mixed-3", Some(&token))
-        .await;
+    let done = shown_schedule(&app, &token, "mixed-3").await;
     assert_eq!(done["response"]["payment_status"], "failed", "{done}");
     let imp_uid = done["response"]["imp_uid"].as_str().unwrap();
     assert_eq!(app.payment(&token, imp_uid).await["status"], "failed");
@@ -1318,17 +1326,13 @@ async fn a_schedule_never_adopts_another_payment_of_its_merchant_uid() {
     );
 
     schedule_many(&app, &token, "s-own", "later", 1, now() + 60).await;
-    let (_, list) = app
-        .get("/subscribe/payments/schedule/later-0", Some(&token))
-        .await;
+    let list = shown_schedule(&app, &token, "later-0").await;
     assert_eq!(list["response"]["schedule_status"], "scheduled", "{list}");
     let other = again("later-0").await;
     assert_eq!(other["response"]["status"], "paid", "{other}");
     app.advance(61);
     app.app.gateway.run_due_schedules(100).await.unwrap();
-    let (_, s) = app
-        .get("/subscribe/payments/schedule/later-0", Some(&token))
-        .await;
+    let s = shown_schedule(&app, &token, "later-0").await;
     assert_eq!(s["response"]["payment_status"], "failed", "{s}");
     assert_eq!(s["response"]["imp_uid"], Value::Null, "{s}");
     assert!(
@@ -1352,9 +1356,7 @@ async fn a_cancelled_scheduled_charge_shows_cancelled_on_its_schedule() {
     app.advance(31);
     assert_eq!(app.app.gateway.run_due_schedules(10).await.unwrap(), 1);
     let token = app.token().await;
-    let (_, s) = app
-        .get("/subscribe/payments/schedule/cx-0", Some(&token))
-        .await;
+    let s = shown_schedule(&app, &token, "cx-0").await;
     assert_eq!(s["response"]["payment_status"], "paid", "{s}");
     let imp_uid = s["response"]["imp_uid"].as_str().unwrap().to_string();
     let (_, cancelled) = app
@@ -1365,9 +1367,7 @@ async fn a_cancelled_scheduled_charge_shows_cancelled_on_its_schedule() {
         )
         .await;
     assert_eq!(cancelled["response"]["status"], "cancelled", "{cancelled}");
-    let (_, s) = app
-        .get("/subscribe/payments/schedule/cx-0", Some(&token))
-        .await;
+    let s = shown_schedule(&app, &token, "cx-0").await;
     assert_eq!(s["response"]["payment_status"], "cancelled", "{s}");
     assert_eq!(s["response"]["imp_uid"], imp_uid.as_str(), "{s}");
 }
@@ -1434,13 +1434,7 @@ async fn moving_a_schedule_and_rescheduling_a_failed_or_revoked_one_are_differen
         "a revoked schedule can be scheduled again: {body}"
     );
     assert_eq!(body["response"]["revoked_at"], 0, "{body}");
-    let (status, _) = app
-        .post(
-            "/subscribe/payments/schedule/mv-1/retry",
-            Some(&token),
-            json!({}),
-        )
-        .await;
+    let (status, _) = retry(&app, &token, "mv-1").await;
     assert_eq!(status, 400, "a pending schedule is not retried");
 }
 
@@ -1471,19 +1465,17 @@ async fn a_scheduled_charge_uses_the_schedules_instalment_months() {
     assert_eq!(ledger.len(), 1);
     assert_eq!(ledger[0].card.as_ref().unwrap().quota, "03");
     let token = app.token().await;
-    let (_, s) = app
-        .get("/subscribe/payments/schedule/q-3", Some(&token))
-        .await;
+    let s = shown_schedule(&app, &token, "q-3").await;
     let imp_uid = s["response"]["imp_uid"].as_str().unwrap();
     assert_eq!(app.payment(&token, imp_uid).await["card_quota"], 3);
 }
 
 /// Where scheduled charges send their webhooks in these tests (nothing listens: only the outbox
 /// rows are counted).
-const NOTICE_URL: &str = "http://127.0.0.1:9/hook";
+pub(crate) const NOTICE_URL: &str = "http://127.0.0.1:9/hook";
 
 /// Every payment of a merchant_uid, oldest first.
-async fn payments_of(
+pub(crate) async fn payments_of(
     app: &TestApp,
     merchant_uid: &str,
 ) -> Vec<openport::store::entity::payment::Model> {
@@ -1507,7 +1499,7 @@ async fn allow_recording_outcomes(app: &TestApp) {
 }
 
 /// The webhooks written for a merchant_uid with `status`.
-async fn webhooks_of(app: &TestApp, merchant_uid: &str, status: &str) -> u64 {
+pub(crate) async fn webhooks_of(app: &TestApp, merchant_uid: &str, status: &str) -> u64 {
     use openport::store::entity::webhook_delivery;
     use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
     webhook_delivery::Entity::find()
@@ -1580,9 +1572,7 @@ async fn a_declined_scheduled_charge_whose_recorded_outcome_was_lost_is_not_char
         },
     ));
     assert_eq!(app.app.gateway.run_due_schedules(10).await.unwrap(), 1);
-    let (_, first) = app
-        .get("/subscribe/payments/schedule/rl-1", Some(&token))
-        .await;
+    let first = shown_schedule(&app, &token, "rl-1").await;
     assert_eq!(first["response"]["payment_status"], "failed", "{first}");
     let imp_uid = first["response"]["imp_uid"].as_str().unwrap().to_string();
 
@@ -1590,9 +1580,7 @@ async fn a_declined_scheduled_charge_whose_recorded_outcome_was_lost_is_not_char
     app.advance(1);
     assert_eq!(app.app.gateway.run_due_schedules(10).await.unwrap(), 1);
 
-    let (_, s) = app
-        .get("/subscribe/payments/schedule/rl-1", Some(&token))
-        .await;
+    let s = shown_schedule(&app, &token, "rl-1").await;
     assert_eq!(s["response"]["schedule_status"], "executed", "{s}");
     assert_eq!(s["response"]["payment_status"], "failed", "{s}");
     assert_eq!(s["response"]["imp_uid"], imp_uid.as_str(), "{s}");
@@ -1678,11 +1666,7 @@ async fn a_charge_that_outlives_its_lease_is_found_by_the_instance_that_takes_th
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_claim_holds_a_schedule_longer_than_one_charge_can_take() {
     use kcp_sandbox::{paths, Fault, FaultRule};
-    let app = spawn_app_with(|c| {
-        c.kcp.timeout_ms = 60_000;
-        c.resolver.settle_secs = 200;
-    })
-    .await;
+    let app = spawn_app_waiting_on_kcp(60_000, 200).await;
     let token = app.token().await;
     register(&app, &token, "s-hold", test_cards::SHINHAN_CREDIT).await;
     schedule_many(&app, &token, "s-hold", "hold", 1, now() + 10).await;
@@ -1757,13 +1741,9 @@ async fn a_claimed_schedule_is_revocable_until_its_charge_opens() {
     // The resolver recorded rev-1's outcome on its schedule: no run is left to do it.
     assert_eq!(app.app.gateway.run_due_schedules(10).await.unwrap(), 0);
     let token = app.token().await;
-    let (_, s) = app
-        .get("/subscribe/payments/schedule/rev-0", Some(&token))
-        .await;
+    let s = shown_schedule(&app, &token, "rev-0").await;
     assert_eq!(s["response"]["schedule_status"], "revoked", "{s}");
-    let (_, s) = app
-        .get("/subscribe/payments/schedule/rev-1", Some(&token))
-        .await;
+    let s = shown_schedule(&app, &token, "rev-1").await;
     assert_eq!(s["response"]["payment_status"], "failed", "{s}");
     assert!(payments_of(&app, "rev-0").await.is_empty());
     assert_eq!(payments_of(&app, "rev-1").await.len(), 1);
@@ -1795,9 +1775,7 @@ async fn a_scheduled_run_refused_before_charging_records_a_failed_payment_and_se
     app.advance(11);
     assert_eq!(app.app.gateway.run_due_schedules(10).await.unwrap(), 1);
 
-    let (_, s) = app
-        .get("/subscribe/payments/schedule/pre-1", Some(&token))
-        .await;
+    let s = shown_schedule(&app, &token, "pre-1").await;
     assert_eq!(s["response"]["payment_status"], "failed", "{s}");
     let imp_uid = s["response"]["imp_uid"].as_str().unwrap();
     let p = app.payment(&token, imp_uid).await;
@@ -1837,18 +1815,12 @@ async fn a_schedule_whose_name_would_be_refused_is_refused_when_registered() {
 /// and leaves the schedule as the new holder has it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_that_lost_its_schedule_before_the_charge_opened_charges_nothing() {
-    use kcp_sandbox::{paths, Fault, FaultRule};
     let app = spawn_app_with(|c| c.scheduler.concurrency = 1).await;
     let token = app.token().await;
     register(&app, &token, "s-fence", test_cards::SHINHAN_CREDIT).await;
     schedule_many(&app, &token, "s-fence", "fence", 2, now() + 10).await;
     app.advance(11);
-    app.sandbox.inject(
-        FaultRule::new(paths::HUB_PAYMENT, Fault::Delay { ms: 800 }).when("amount", "1000"),
-    );
-    let gateway = app.app.gateway.clone();
-    let run = tokio::spawn(async move { gateway.run_due_schedules(10).await });
-    until_the_charge_is_at_kcp(&app).await;
+    let run = run_holding_the_first_charge(&app, 800).await;
 
     // Another instance takes fence-1 over while fence-0 is charged.
     let taken_over = now() + 500;
@@ -1907,32 +1879,18 @@ async fn a_retry_answers_with_its_payment_even_when_recording_it_on_the_schedule
     a_failed_schedule(&app, &token, "s-unrec", "unrec-1").await;
     refuse_recording_outcomes(&app, "unrec-1").await;
 
-    let (status, p) = app
-        .post(
-            "/subscribe/payments/schedule/unrec-1/retry",
-            Some(&token),
-            json!({}),
-        )
-        .await;
+    let (status, p) = retry(&app, &token, "unrec-1").await;
 
     assert_eq!((status.as_u16(), &p["code"]), (200, &json!(0)), "{p}");
     assert_eq!(p["response"]["status"], "paid", "{p}");
     let imp_uid = p["response"]["imp_uid"].as_str().unwrap().to_string();
-    let (status, again) = app
-        .post(
-            "/subscribe/payments/schedule/unrec-1/retry",
-            Some(&token),
-            json!({}),
-        )
-        .await;
+    let (status, again) = retry(&app, &token, "unrec-1").await;
     assert_eq!(status, 400, "still running: {again}");
     allow_recording_outcomes(&app).await;
     app.advance(121);
     app.app.gateway.run_due_schedules(10).await.unwrap();
     let token = app.token().await;
-    let (_, s) = app
-        .get("/subscribe/payments/schedule/unrec-1", Some(&token))
-        .await;
+    let s = shown_schedule(&app, &token, "unrec-1").await;
     assert_eq!(s["response"]["payment_status"], "paid", "{s}");
     assert_eq!(s["response"]["imp_uid"], imp_uid.as_str(), "{s}");
     assert_eq!(app.sandbox.ledger().len(), 1);
@@ -1949,9 +1907,7 @@ async fn a_retry_that_fails_before_its_charge_opens_leaves_the_schedule_failed_a
     let app = spawn_app().await;
     let token = app.token().await;
     a_failed_schedule(&app, &token, "s-giveup", "giveup-1").await;
-    let (_, before) = app
-        .get("/subscribe/payments/schedule/giveup-1", Some(&token))
-        .await;
+    let before = shown_schedule(&app, &token, "giveup-1").await;
     refuse_writes(
         &app,
         "refuse_payments",
@@ -1961,18 +1917,10 @@ async fn a_retry_that_fails_before_its_charge_opens_leaves_the_schedule_failed_a
     )
     .await;
 
-    let (status, body) = app
-        .post(
-            "/subscribe/payments/schedule/giveup-1/retry",
-            Some(&token),
-            json!({}),
-        )
-        .await;
+    let (status, body) = retry(&app, &token, "giveup-1").await;
 
     assert_eq!(status, 500, "nothing happened, try again: {body}");
-    let (_, after) = app
-        .get("/subscribe/payments/schedule/giveup-1", Some(&token))
-        .await;
+    let after = shown_schedule(&app, &token, "giveup-1").await;
     assert_eq!(after, before, "back as it was");
     allow_writes(&app, "refuse_payments", "payments").await;
     app.advance(200);
@@ -1985,13 +1933,7 @@ async fn a_retry_that_fails_before_its_charge_opens_leaves_the_schedule_failed_a
     );
 
     let token = app.token().await;
-    let (_, p) = app
-        .post(
-            "/subscribe/payments/schedule/giveup-1/retry",
-            Some(&token),
-            json!({}),
-        )
-        .await;
+    let (_, p) = retry(&app, &token, "giveup-1").await;
     assert_eq!(p["response"]["status"], "paid", "retried for real: {p}");
     assert_eq!(app.sandbox.ledger().len(), 1);
     app.assert_ledger_agrees().await;
@@ -2021,12 +1963,7 @@ async fn a_claim_revoked_and_retried_within_its_second_charges_nothing() {
     app.advance(11);
     app.stop_clock();
     // same-0 (1000) is at KCP for a while; same-1 (1001), claimed in the same batch, waits.
-    app.sandbox.inject(
-        FaultRule::new(paths::HUB_PAYMENT, Fault::Delay { ms: 4000 }).when("amount", "1000"),
-    );
-    let gateway = app.app.gateway.clone();
-    let run = tokio::spawn(async move { gateway.run_due_schedules(10).await });
-    until_the_charge_is_at_kcp(&app).await;
+    let run = run_holding_the_first_charge(&app, 4000).await;
 
     let (_, revoked) = app
         .post(
@@ -2047,13 +1984,7 @@ async fn a_claim_revoked_and_retried_within_its_second_charges_nothing() {
         )
         .when("amount", "1001"),
     );
-    let (_, retried) = app
-        .post(
-            "/subscribe/payments/schedule/same-1/retry",
-            Some(&token),
-            json!({}),
-        )
-        .await;
+    let (_, retried) = retry(&app, &token, "same-1").await;
     assert_eq!(retried["response"]["status"], "failed", "{retried}");
     assert_eq!(run.await.unwrap().unwrap(), 1, "same-0 only");
 
@@ -2062,9 +1993,7 @@ async fn a_claim_revoked_and_retried_within_its_second_charges_nothing() {
     app.app.gateway.run_due_schedules(10).await.unwrap();
     let charges = payments_of(&app, "same-1").await;
     assert_eq!(charges.len(), 1, "the retry's charge only: {charges:?}");
-    let (_, s) = app
-        .get("/subscribe/payments/schedule/same-1", Some(&token))
-        .await;
+    let s = shown_schedule(&app, &token, "same-1").await;
     assert_eq!(s["response"]["payment_status"], "failed", "{s}");
     assert_eq!(s["response"]["imp_uid"], charges[0].imp_uid.as_str(), "{s}");
     assert_eq!(app.sandbox.ledger().len(), 1, "same-0's approval only");
@@ -2087,13 +2016,7 @@ async fn a_claimed_schedule_not_charged_yet_can_be_moved_and_runs_at_its_new_tim
     assert_eq!(dead.len(), 1);
     let at = now() + 1000;
 
-    let (status, body) = app
-        .put(
-            "/subscribe/payments/schedule/move-0",
-            &token,
-            json!({ "schedule_at": at }),
-        )
-        .await;
+    let (status, body) = move_to(&app, &token, "move-0", at).await;
 
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["response"]["schedule_status"], "scheduled", "{body}");
@@ -2115,42 +2038,22 @@ async fn a_claimed_schedule_not_charged_yet_can_be_moved_and_runs_at_its_new_tim
 /// open is not moved (that payment may yet be approved).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_whose_schedule_was_moved_while_it_waited_charges_nothing() {
-    use kcp_sandbox::{paths, Fault, FaultRule};
     let app = spawn_app_with(|c| c.scheduler.concurrency = 1).await;
     let token = app.token().await;
     register(&app, &token, "s-moved", test_cards::SHINHAN_CREDIT).await;
     schedule_many(&app, &token, "s-moved", "moved", 2, now() + 10).await;
     app.advance(11);
-    app.sandbox.inject(
-        FaultRule::new(paths::HUB_PAYMENT, Fault::Delay { ms: 1200 }).when("amount", "1000"),
-    );
-    let gateway = app.app.gateway.clone();
-    let run = tokio::spawn(async move { gateway.run_due_schedules(10).await });
-    until_the_charge_is_at_kcp(&app).await;
+    let run = run_holding_the_first_charge(&app, 1200).await;
 
     let at = now() + 1000;
-    let (status, body) = app
-        .put(
-            "/subscribe/payments/schedule/moved-1",
-            &token,
-            json!({ "schedule_at": at }),
-        )
-        .await;
+    let (status, body) = move_to(&app, &token, "moved-1", at).await;
     assert_eq!(status, 200, "{body}");
-    let (status, body) = app
-        .put(
-            "/subscribe/payments/schedule/moved-0",
-            &token,
-            json!({ "schedule_at": at }),
-        )
-        .await;
+    let (status, body) = move_to(&app, &token, "moved-0", at).await;
     assert_eq!(status, 400, "its charge is open: {body}");
 
     assert_eq!(run.await.unwrap().unwrap(), 1, "moved-0 only");
     assert!(payments_of(&app, "moved-1").await.is_empty());
-    let (_, s) = app
-        .get("/subscribe/payments/schedule/moved-1", Some(&token))
-        .await;
+    let s = shown_schedule(&app, &token, "moved-1").await;
     assert_eq!(s["response"]["schedule_at"], at, "{s}");
     assert_eq!(s["response"]["schedule_status"], "scheduled", "{s}");
     app.advance(1000);
@@ -2233,21 +2136,13 @@ async fn a_retry_on_an_instance_whose_clock_is_off_is_refused_and_writes_nothing
     let app = spawn_app().await;
     let token = app.token().await;
     a_failed_schedule(&app, &token, "s-skew", "skew-retry-1").await;
-    let (_, before) = app
-        .get("/subscribe/payments/schedule/skew-retry-1", Some(&token))
-        .await;
+    let before = shown_schedule(&app, &token, "skew-retry-1").await;
     assert_eq!(webhooks_of(&app, "skew-retry-1", "failed").await, 1);
     let gateway = &app.app.gateway;
     let now = chrono::Utc::now();
     gateway.record_clock_reading(judge(now, now, now.timestamp_millis() - 60_000, 5_000));
 
-    let (status, body) = app
-        .post(
-            "/subscribe/payments/schedule/skew-retry-1/retry",
-            Some(&token),
-            json!({}),
-        )
-        .await;
+    let (status, body) = retry(&app, &token, "skew-retry-1").await;
 
     assert_eq!((status.as_u16(), &body["code"]), (200, &json!(1)), "{body}");
     assert_eq!(body["message"], CLOCK_SKEWED, "{body}");
@@ -2262,21 +2157,13 @@ async fn a_retry_on_an_instance_whose_clock_is_off_is_refused_and_writes_nothing
         1,
         "no new webhook"
     );
-    let (_, after) = app
-        .get("/subscribe/payments/schedule/skew-retry-1", Some(&token))
-        .await;
+    let after = shown_schedule(&app, &token, "skew-retry-1").await;
     assert_eq!(after, before, "nothing re-armed");
     assert!(app.sandbox.ledger().is_empty());
 
     let now = chrono::Utc::now();
     gateway.record_clock_reading(judge(now, now, now.timestamp_millis(), 5_000));
-    let (_, p) = app
-        .post(
-            "/subscribe/payments/schedule/skew-retry-1/retry",
-            Some(&token),
-            json!({}),
-        )
-        .await;
+    let (_, p) = retry(&app, &token, "skew-retry-1").await;
     assert_eq!(
         p["response"]["status"], "paid",
         "retried once the clock is back: {p}"
@@ -2292,7 +2179,6 @@ async fn a_retry_on_an_instance_whose_clock_is_off_is_refused_and_writes_nothing
 /// for a charge KCP never saw, and nothing ran them again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn schedules_a_batch_reaches_after_the_clock_is_found_off_are_given_back_not_failed() {
-    use kcp_sandbox::{paths, Fault, FaultRule};
     use openport::service::clock_check::judge;
     let app = spawn_app_with(|c| c.scheduler.concurrency = 1).await;
     let token = app.token().await;
@@ -2300,20 +2186,9 @@ async fn schedules_a_batch_reaches_after_the_clock_is_found_off_are_given_back_n
     let items: Vec<Value> = (0..3)
         .map(|i| json!({"merchant_uid": format!("turn-{i}"), "schedule_at": now() + 10, "amount": 1000 + i, "notice_url": NOTICE_URL}))
         .collect();
-    let body = schedule(
-        &app,
-        &token,
-        json!({"customer_uid": "s-turn", "schedules": items}),
-    )
-    .await;
-    assert_eq!(body["code"], 0, "{body}");
+    schedule_all(&app, &token, "s-turn", &items).await;
     app.advance(11);
-    app.sandbox.inject(
-        FaultRule::new(paths::HUB_PAYMENT, Fault::Delay { ms: 800 }).when("amount", "1000"),
-    );
-    let gateway = app.app.gateway.clone();
-    let run = tokio::spawn(async move { gateway.run_due_schedules(10).await });
-    until_the_charge_is_at_kcp(&app).await;
+    let run = run_holding_the_first_charge(&app, 800).await;
 
     let gateway = &app.app.gateway;
     let now = chrono::Utc::now();
@@ -2324,9 +2199,7 @@ async fn schedules_a_batch_reaches_after_the_clock_is_found_off_are_given_back_n
     for uid in ["turn-1", "turn-2"] {
         assert!(payments_of(&app, uid).await.is_empty(), "{uid}");
         assert_eq!(webhooks_of(&app, uid, "failed").await, 0, "{uid}");
-        let (_, s) = app
-            .get(&format!("/subscribe/payments/schedule/{uid}"), Some(&token))
-            .await;
+        let s = shown_schedule(&app, &token, uid).await;
         assert_eq!(s["response"]["schedule_status"], "scheduled", "{s}");
         assert!(s["response"]["imp_uid"].is_null(), "{s}");
     }
@@ -2366,13 +2239,42 @@ async fn a_schedule_without_buyer_fields_takes_those_the_billing_key_was_registe
     );
     app.advance(11);
     app.app.gateway.run_due_schedules(10).await.unwrap();
-    let (_, s) = app
-        .get("/subscribe/payments/schedule/sb-1", Some(&token))
-        .await;
+    let s = shown_schedule(&app, &token, "sb-1").await;
     let paid = app
         .payment(&token, s["response"]["imp_uid"].as_str().unwrap())
         .await;
     assert_eq!(paid["buyer_email"], "buyer@example.com", "{paid}");
+}
+
+/// `s-gone`'s schedule `sg-1`, due in 10 s, revoked by the customer's delete.
+async fn a_deleted_customers_schedule(app: &TestApp, token: &str) {
+    register(app, token, "s-gone", test_cards::SHINHAN_CREDIT).await;
+    let body = schedule(
+        app,
+        token,
+        json!({"customer_uid": "s-gone", "schedules": [
+            {"merchant_uid": "sg-1", "schedule_at": now() + 10, "amount": 1000}]}),
+    )
+    .await;
+    assert_eq!(body["code"], 0, "{body}");
+    let deleted = crate::billing::delete_customer(app, token, "s-gone").await;
+    assert_eq!(deleted["code"], 0, "{deleted}");
+}
+
+/// iamport's 404 for a schedule whose customer's billing key was deleted.
+pub(crate) fn assert_a_deleted_keys_404(status: reqwest::StatusCode, body: &Value) {
+    assert_eq!(status, reqwest::StatusCode::NOT_FOUND, "{body}");
+    assert_eq!(body["message"], "존재하지 않는 결제예약 혹은 빌링키입니다.");
+}
+
+/// `sg-1` as the delete left it: revoked, with no payment, no `failed` webhook and no charge.
+async fn assert_left_revoked(app: &TestApp, token: &str) {
+    let s = shown_schedule(app, token, "sg-1").await;
+    assert_eq!(s["response"]["schedule_status"], "revoked", "{s}");
+    assert!(s["response"]["imp_uid"].is_null(), "{s}");
+    assert!(payments_of(app, "sg-1").await.is_empty());
+    assert_eq!(webhooks_of(app, "sg-1", "failed").await, 0);
+    assert!(app.sandbox.ledger().is_empty());
 }
 
 #[tokio::test]
@@ -2380,33 +2282,12 @@ async fn a_retry_of_a_schedule_whose_billing_key_was_deleted_is_a_404_and_charge
 ) {
     let app = spawn_app().await;
     let token = app.token().await;
-    register(&app, &token, "s-gone", test_cards::SHINHAN_CREDIT).await;
-    schedule(
-        &app,
-        &token,
-        json!({"customer_uid": "s-gone", "schedules": [
-            {"merchant_uid": "sg-1", "schedule_at": now() + 10, "amount": 1000}]}),
-    )
-    .await;
-    let deleted = crate::billing::delete_customer(&app, &token, "s-gone").await;
-    assert_eq!(deleted["code"], 0, "{deleted}");
+    a_deleted_customers_schedule(&app, &token).await;
 
-    let (status, body) = app
-        .post(
-            "/subscribe/payments/schedule/sg-1/retry",
-            Some(&token),
-            json!({}),
-        )
-        .await;
+    let (status, body) = retry(&app, &token, "sg-1").await;
 
-    assert_eq!(status, reqwest::StatusCode::NOT_FOUND, "{body}");
-    assert_eq!(body["message"], "존재하지 않는 결제예약 혹은 빌링키입니다.");
-    let (_, s) = app
-        .get("/subscribe/payments/schedule/sg-1", Some(&token))
-        .await;
-    assert_eq!(s["response"]["schedule_status"], "revoked", "{s}");
-    assert!(s["response"]["imp_uid"].is_null());
-    assert!(app.sandbox.ledger().is_empty());
+    assert_a_deleted_keys_404(status, &body);
+    assert_left_revoked(&app, &token).await;
 }
 
 /// `…/reschedule` refuses what `…/retry` refuses (r5-billing finding 2): re-armed, the revoked
@@ -2416,16 +2297,7 @@ async fn a_retry_of_a_schedule_whose_billing_key_was_deleted_is_a_404_and_charge
 async fn a_reschedule_of_a_schedule_whose_billing_key_was_deleted_is_a_404_and_never_runs() {
     let app = spawn_app().await;
     let token = app.token().await;
-    register(&app, &token, "s-gone", test_cards::SHINHAN_CREDIT).await;
-    schedule(
-        &app,
-        &token,
-        json!({"customer_uid": "s-gone", "schedules": [
-            {"merchant_uid": "sg-1", "schedule_at": now() + 10, "amount": 1000}]}),
-    )
-    .await;
-    let deleted = crate::billing::delete_customer(&app, &token, "s-gone").await;
-    assert_eq!(deleted["code"], 0, "{deleted}");
+    a_deleted_customers_schedule(&app, &token).await;
 
     let (status, body) = app
         .post(
@@ -2435,18 +2307,10 @@ async fn a_reschedule_of_a_schedule_whose_billing_key_was_deleted_is_a_404_and_n
         )
         .await;
 
-    assert_eq!(status, reqwest::StatusCode::NOT_FOUND, "{body}");
-    assert_eq!(body["message"], "존재하지 않는 결제예약 혹은 빌링키입니다.");
+    assert_a_deleted_keys_404(status, &body);
     app.advance(11);
     assert_eq!(app.app.gateway.run_due_schedules(10).await.unwrap(), 0);
-    let (_, s) = app
-        .get("/subscribe/payments/schedule/sg-1", Some(&token))
-        .await;
-    assert_eq!(s["response"]["schedule_status"], "revoked", "{s}");
-    assert!(s["response"]["imp_uid"].is_null(), "{s}");
-    assert!(payments_of(&app, "sg-1").await.is_empty());
-    assert_eq!(webhooks_of(&app, "sg-1", "failed").await, 0);
-    assert!(app.sandbox.ledger().is_empty());
+    assert_left_revoked(&app, &token).await;
 }
 
 /// `schedule_at` is Unix seconds: milliseconds (JavaScript's `Date.now()`) were taken as a date
@@ -2499,21 +2363,13 @@ async fn a_schedule_at_in_milliseconds_is_a_400_saying_it_must_be_unix_seconds()
     .await;
     assert_eq!(last["code"], 0, "{last}");
 
-    let (status, moved) = app
-        .put(
-            "/subscribe/payments/schedule/ms-3",
-            &token,
-            json!({"schedule_at": millis}),
-        )
-        .await;
+    let (status, moved) = move_to(&app, &token, "ms-3", millis).await;
     assert_eq!(status, reqwest::StatusCode::BAD_REQUEST, "{moved}");
     assert!(
         moved["message"].as_str().unwrap().contains("밀리초"),
         "{moved}"
     );
-    let (_, s) = app
-        .get("/subscribe/payments/schedule/ms-3", Some(&token))
-        .await;
+    let s = shown_schedule(&app, &token, "ms-3").await;
     assert_eq!(s["response"]["schedule_at"], last_second, "{s}");
 }
 
@@ -2526,11 +2382,7 @@ async fn a_run_meeting_another_charge_of_its_merchant_uid_in_flight_runs_again_o
 ) {
     use kcp_sandbox::{paths, Fault, FaultRule};
     // The again waits at KCP, and holds its attempt, for as long as the test needs.
-    let app = spawn_app_with(|c| {
-        c.kcp.timeout_ms = 20_000;
-        c.resolver.settle_secs = 70;
-    })
-    .await;
+    let app = spawn_app_waiting_on_kcp(20_000, 70).await;
     let token = app.token().await;
     register(&app, &token, "s-busy", test_cards::SHINHAN_CREDIT).await;
     register(&app, &token, "s-broke", test_cards::INSUFFICIENT_LIMIT).await;
@@ -2554,9 +2406,7 @@ async fn a_run_meeting_another_charge_of_its_merchant_uid_in_flight_runs_again_o
     app.advance(11);
     assert_eq!(app.app.gateway.run_due_schedules(10).await.unwrap(), 0);
 
-    let (_, s) = app
-        .get("/subscribe/payments/schedule/busy-1", Some(&token))
-        .await;
+    let s = shown_schedule(&app, &token, "busy-1").await;
     assert_eq!(s["response"]["schedule_status"], "scheduled", "{s}");
     assert!(s["response"]["payment_status"].is_null(), "{s}");
     assert_eq!(
@@ -2570,9 +2420,7 @@ async fn a_run_meeting_another_charge_of_its_merchant_uid_in_flight_runs_again_o
     assert_eq!(declined["response"]["status"], "failed", "{declined}");
     app.advance(61);
     assert_eq!(app.app.gateway.run_due_schedules(10).await.unwrap(), 1);
-    let (_, s) = app
-        .get("/subscribe/payments/schedule/busy-1", Some(&token))
-        .await;
+    let s = shown_schedule(&app, &token, "busy-1").await;
     assert_eq!(s["response"]["payment_status"], "paid", "{s}");
     let imp_uid = s["response"]["imp_uid"].as_str().unwrap();
     assert!(imp_uid.starts_with("imps_"), "{s}");
@@ -2596,21 +2444,9 @@ async fn a_paid_schedule_of_a_deleted_customer_is_refused_for_its_state_with_a_4
     let deleted = crate::billing::delete_customer(&app, &token, "s-paidgone").await;
     assert_eq!(deleted["code"], 0, "{deleted}");
 
-    let (retried, body) = app
-        .post(
-            "/subscribe/payments/schedule/pg-1/retry",
-            Some(&token),
-            json!({}),
-        )
-        .await;
+    let (retried, body) = retry(&app, &token, "pg-1").await;
     assert_eq!(retried, reqwest::StatusCode::BAD_REQUEST, "{body}");
-    let (moved, body) = app
-        .put(
-            "/subscribe/payments/schedule/pg-1",
-            &token,
-            json!({"schedule_at": now() + 1000}),
-        )
-        .await;
+    let (moved, body) = move_to(&app, &token, "pg-1", now() + 1000).await;
     assert_eq!(moved, reqwest::StatusCode::BAD_REQUEST, "{body}");
     assert_eq!(app.sandbox.ledger().len(), 1);
 }
@@ -2650,9 +2486,7 @@ async fn a_schedules_customer_id_is_the_requests_or_else_the_billing_keys() {
     )
     .await;
     assert_eq!(given["response"][0]["customer_id"], "member-2", "{given}");
-    let (_, looked_up) = app
-        .get("/subscribe/payments/schedule/cid-2", Some(&token))
-        .await;
+    let looked_up = shown_schedule(&app, &token, "cid-2").await;
     assert_eq!(
         looked_up["response"]["customer_id"], "member-2",
         "{looked_up}"
@@ -2986,9 +2820,7 @@ async fn the_scheduler_asks_kcp_about_an_open_scheduled_charge_no_faster_than_th
     app.advance(400);
     app.resolve_all().await;
     app.app.gateway.run_due_schedules(10).await.unwrap();
-    let (_, body) = app
-        .get("/subscribe/payments/schedule/so-1", Some(&token))
-        .await;
+    let body = shown_schedule(&app, &token, "so-1").await;
     assert_eq!(body["response"]["payment_status"], "paid", "{body}");
     assert_eq!(app.sandbox.ledger().len(), 1);
     app.assert_ledger_agrees().await;
