@@ -111,9 +111,15 @@ async fn payments_an_older_version_partly_cancelled_are_found_by_their_reapprova
     // The first versions' note and order number on the cancel attempt.
     let stsc_cancel = attempts_of(&app, &two_calls["imp_uid"]).await[1].clone();
     assert_eq!(stsc_cancel.kind, "cancel");
-    let legacy_order = stsc_cancel.order_no.replace(
-        &format!("P{}", stsc_cancel.id),
-        &format!("R{}", stsc_cancel.id),
+    // Only the suffix: the payment's own order number (`OP` and the imp_uid's digits) may hold
+    // `P<id>` too, when its digits start with the attempt's id.
+    let legacy_order = format!(
+        "{}R{}",
+        stsc_cancel
+            .order_no
+            .strip_suffix(&format!("P{}", stsc_cancel.id))
+            .expect("a point cancel's order number ends in P<attempt id>"),
+        stsc_cancel.id
     );
     write(
         &app,
