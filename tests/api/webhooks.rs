@@ -1644,25 +1644,11 @@ async fn a_new_webhook_is_sent_without_waiting_for_the_workers_next_tick() {
     .await;
     let token = app.token().await;
     let receiver = Receiver::start().await;
-    let (status, res) = app
-        .post(
-            "/subscribe/payments/onetime",
-            Some(&token),
-            json!({"merchant_uid": "wh-prompt", "amount": 1000,
-                   "card_number": test_cards::SHINHAN_CREDIT, "expiry": future_expiry(),
-                   "notice_url": receiver.url("/prompt")}),
-        )
-        .await;
-    assert_eq!(res["response"]["status"], "paid", "{status} {res}");
-    let imp_uid = res["response"]["imp_uid"].as_str().unwrap().to_string();
-    within_fifteen_seconds(
+    let imp_uid = paid_onetime(&app, &token, "wh-prompt", json!(receiver.url("/prompt"))).await;
+    announced_to(
+        &receiver,
+        &imp_uid,
         "the paid webhook arrives before the next tick",
-        async || {
-            receiver
-                .requests()
-                .iter()
-                .any(|r| r.json()["imp_uid"] == imp_uid.as_str())
-        },
     )
     .await;
 }
@@ -1829,19 +1815,35 @@ async fn a_worker_and_a_merchant_url(receiver: &Receiver) -> (TestApp, String) {
 /// A paid payment whose `notice_url` lists `urls` (the paid webhook goes to each, and not to the
 /// merchant's URL); returns its imp_uid.
 async fn paid_with_notice_urls(app: &TestApp, token: &str, uid: &str, urls: &[String]) -> String {
+    paid_onetime(app, token, uid, json!(urls)).await
+}
+
+/// A paid key-in payment of `merchant_uid` whose webhooks are left to the worker, with `notice`
+/// as its `notice_url` (null: none, so to the merchant's URL); its imp_uid.
+async fn paid_onetime(app: &TestApp, token: &str, merchant_uid: &str, notice: Value) -> String {
+    let mut body = json!({"merchant_uid": merchant_uid, "amount": 1000,
+                          "card_number": test_cards::SHINHAN_CREDIT, "expiry": future_expiry(),
+                          "birth": "800101", "pwd_2digit": "00", "name": "웹훅 상품"});
+    if !notice.is_null() {
+        body["notice_url"] = notice;
+    }
     let (status, res) = app
-        .post(
-            "/subscribe/payments/onetime",
-            Some(token),
-            json!({"merchant_uid": uid, "amount": 1000,
-                   "card_number": test_cards::SHINHAN_CREDIT, "expiry": future_expiry(),
-                   "birth": "800101", "pwd_2digit": "00", "name": "웹훅 상품",
-                   "notice_url": urls}),
-        )
+        .post("/subscribe/payments/onetime", Some(token), body)
         .await;
     assert_eq!(status, StatusCode::OK, "{res}");
     assert_eq!(res["response"]["status"], "paid", "{res}");
     res["response"]["imp_uid"].as_str().unwrap().to_string()
+}
+
+/// Waits (15 s at most, failing with `what`) until `receiver` got a webhook of `imp_uid`.
+async fn announced_to(receiver: &Receiver, imp_uid: &str, what: &str) {
+    within_fifteen_seconds(what, async || {
+        receiver
+            .requests()
+            .iter()
+            .any(|r| r.json()["imp_uid"] == imp_uid)
+    })
+    .await;
 }
 
 /// Ten distinct URLs on `tarpit` (a payment's `notice_url`s are each called once).
@@ -1854,25 +1856,11 @@ fn ten_tarpit_urls(tarpit: &Tarpit, prefix: &str) -> Vec<String> {
 /// A paid payment of the demo merchant without a `notice_url`: its webhook goes to the
 /// merchant's configured URL. Waits until `receiver` got it.
 async fn the_merchants_own_webhook_arrives(app: &TestApp, token: &str, receiver: &Receiver) {
-    let (status, res) = app
-        .post(
-            "/subscribe/payments/onetime",
-            Some(token),
-            json!({"merchant_uid": "wh-own-url", "amount": 1000,
-                   "card_number": test_cards::SHINHAN_CREDIT, "expiry": future_expiry(),
-                   "birth": "800101", "pwd_2digit": "00", "name": "웹훅 상품"}),
-        )
-        .await;
-    assert_eq!(res["response"]["status"], "paid", "{status} {res}");
-    let imp_uid = res["response"]["imp_uid"].as_str().unwrap().to_string();
-    within_fifteen_seconds(
+    let imp_uid = paid_onetime(app, token, "wh-own-url", Value::Null).await;
+    announced_to(
+        receiver,
+        &imp_uid,
         "the webhook to the merchant's own URL is sent",
-        async || {
-            receiver
-                .requests()
-                .iter()
-                .any(|r| r.json()["imp_uid"] == imp_uid.as_str())
-        },
     )
     .await;
 }
