@@ -1,7 +1,7 @@
 //! `POST|PUT|GET /escrows/logis/{imp_uid}` (spec/iamport-v1.md §4.6).
 use axum::extract::State;
 use axum::http::StatusCode;
-use chrono::{DateTime, Datelike, NaiveDate, Utc};
+use chrono::NaiveDate;
 use serde::Deserialize;
 use utoipa::ToSchema;
 
@@ -12,6 +12,7 @@ use super::extract::{de, Body, MerchantCaller, Path};
 use crate::app::AppState;
 use crate::domain::escrow::{invoice_is_sendable, Delivery, Waybill, DELIVERY_FIELD_MAX};
 use crate::domain::text::is_forbidden;
+use crate::domain::LAST_UNIX_SECS;
 use crate::service::escrow::{EscrowRefusal, Logis};
 
 #[derive(Deserialize, ToSchema, Default)]
@@ -103,7 +104,7 @@ fn parse(req: LogisRequest) -> ApiResult<Delivery> {
     let sent_at = l
         .sent_at
         .ok_or_else(|| ApiError::bad_request("logis.sent_at 파라메터가 누락되었습니다."))?;
-    if DateTime::<Utc>::from_timestamp(sent_at, 0).is_none_or(|t| t.year() > 9999) || sent_at <= 0 {
+    if !(1..=LAST_UNIX_SECS).contains(&sent_at) {
         return Err(ApiError::bad_request(
             "logis.sent_at은 발송일시(Unix 시각, 초)여야 합니다.",
         ));

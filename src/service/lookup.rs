@@ -4,6 +4,7 @@ use sea_orm::ConnectionTrait;
 use super::auth::Principal;
 use super::{Gateway, PaymentRecord, ServiceError, ServiceResult};
 use crate::domain::payment::{PaymentStatus, StatusFilter};
+use crate::domain::LAST_UNIX_SECS;
 use crate::store::entity::payment;
 use crate::store::payments::{self, PaymentQuery, Sorting, TimeColumn};
 
@@ -13,12 +14,12 @@ pub const MERCHANT_UID_NEEDS_MERCHANT: &str =
     "운영자 토큰으로 merchant_uid를 조회할 때는 merchant_id(GET /admin/merchants의 id)가 필요합니다.";
 /// Default window of `/payments/status`: 90 days back from `to`.
 const DEFAULT_RANGE_SECS: i64 = 90 * 24 * 3600;
-/// The latest time a `/payments/status` range reaches: 9999-12-31T23:59:59Z, the bound
-/// `vbank_due` and `logis.sent_at` have too. No payment has a time past it, so a larger `from` or
-/// `to` (Java's `Long.MAX_VALUE` for "no upper bound") is answered as it would be unclamped, and
-/// the paid listing's margin, added to `to` in SQL (`store::payments::paid_between`), stays far
-/// from PostgreSQL's `bigint out of range`, which was an HTTP 500.
-const MAX_UNIX_SECS: i64 = 253_402_300_799;
+/// The latest time a `/payments/status` range reaches: [`LAST_UNIX_SECS`], the bound `vbank_due`
+/// and `logis.sent_at` have too. No payment has a time past it, so a larger `from` or `to`
+/// (Java's `Long.MAX_VALUE` for "no upper bound") is answered as it would be unclamped, and the
+/// paid listing's margin, added to `to` in SQL (`store::payments::paid_between`), stays far from
+/// PostgreSQL's `bigint out of range`, which was an HTTP 500.
+const MAX_UNIX_SECS: i64 = LAST_UNIX_SECS;
 
 /// A page of iamport's paged shape: previous/next are page numbers, 0 when none.
 #[derive(Debug, Clone)]

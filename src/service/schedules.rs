@@ -12,6 +12,7 @@ use super::pay::{
 use super::{Gateway, PaymentRecord, ServiceError, ServiceResult};
 use crate::domain::ids::{new_scheduled_imp_uid, order_no_for};
 use crate::domain::payment::{PaymentStatus, PG_KCP_BILLING};
+use crate::domain::LAST_UNIX_SECS;
 use crate::store::billing::{self, FinishedSchedule, HeldSchedule, ScheduleQuery};
 use crate::store::entity::{merchant, payment, schedule};
 use crate::store::payments::UnopenedFailure;
@@ -847,21 +848,17 @@ const CONFLICT_LOOK_SECS: i64 = 3600;
 /// The answer of a retry that failed and whose claim may still hold the schedule.
 const RETRY_UNSETTLED: &str = "결제예약 재시도의 처리 결과를 확인하지 못했습니다. 결제예약을 조회해 주세요: 예약 상태(scheduled)이면 곧 자동으로 실행되고 결과는 웹훅으로 전달되며, 재시도 전의 상태 그대로이면 실행되지 않았습니다.";
 
-/// The latest `schedule_at` taken: 9999-12-31T23:59:59Z, the end of the dates iamport and the
-/// schedule lists print.
-const MAX_SCHEDULE_AT: i64 = 253_402_300_799;
-
 /// A `schedule_at` past year 9999 is not a time but a mistake, mostly milliseconds (JavaScript's
 /// `Date.now()`): taken, it was a date near the year 55,000 that never came, and the schedule
 /// stood `scheduled` for ever. A 400 (code -1) like any invalid order field, naming the item's
 /// merchant_uid on a schedule request, checked before anything is written or issued.
 fn within_calendar(schedule_at: i64, merchant_uid: Option<&str>) -> ServiceResult<()> {
-    if schedule_at <= MAX_SCHEDULE_AT {
+    if schedule_at <= LAST_UNIX_SECS {
         return Ok(());
     }
     let item = merchant_uid.map_or(String::new(), |uid| format!(" (merchant_uid: {uid})"));
     Err(ServiceError::BadRequest(format!(
-        "예약시각(schedule_at)은 Unix 타임스탬프(초 단위)여야 하며 {MAX_SCHEDULE_AT}(9999-12-31T23:59:59Z) 이하여야 합니다. 밀리초 단위 값(예: JavaScript Date.now())이면 1000으로 나누어 주세요.{item}"
+        "예약시각(schedule_at)은 Unix 타임스탬프(초 단위)여야 하며 {LAST_UNIX_SECS}(9999-12-31T23:59:59Z) 이하여야 합니다. 밀리초 단위 값(예: JavaScript Date.now())이면 1000으로 나누어 주세요.{item}"
     )))
 }
 
