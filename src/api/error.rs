@@ -43,7 +43,7 @@ impl From<ServiceError> for ApiError {
             ServiceError::NotFound(m) => Self::not_found(m),
             ServiceError::BadRequest(m) => Self::bad_request(m),
             ServiceError::CardRejected(m) => Self::new(StatusCode::OK, -1, m),
-            ServiceError::Refused(m) => Self::refused(m),
+            ServiceError::Refused(m) | ServiceError::InProgress(m) => Self::refused(m),
             e @ (ServiceError::ScheduleNotHeld | ServiceError::ClockSkewed) => {
                 Self::refused(e.to_string())
             }

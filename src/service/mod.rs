@@ -57,6 +57,12 @@ pub enum ServiceError {
     /// HTTP 200, code 1: a business rule refused the request.
     #[error("{0}")]
     Refused(String),
+    /// HTTP 200, code 1, as a refusal: another request's charge of the merchant_uid is being
+    /// decided (`pay::IN_PROGRESS`), so nothing was opened at KCP. Unlike a refusal it does not
+    /// last: how that charge ends decides whether the merchant_uid is free again, so the
+    /// scheduler gives the schedule back for a later run instead of failing it.
+    #[error("{0}")]
+    InProgress(String),
     /// A scheduled charge was not opened: its run no longer holds the schedule (another instance
     /// took it over, or the merchant revoked it). Handled by the scheduler; an API caller that
     /// meets it gets code 1 like any refusal.

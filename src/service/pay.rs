@@ -80,7 +80,8 @@ pub(crate) enum ApprovalOutcome {
 /// How [`Gateway::open_approval`] refuses a charge while another request's charge of the same
 /// merchant_uid is being decided (its attempt held, or the slot taken again and again): nothing
 /// was sent to KCP, and the same charge may go through once that one settles. Every such refusal
-/// starts with it (a scheduled run tells it from a lasting refusal: service/schedules.rs).
+/// starts with it, and is a [`ServiceError::InProgress`] (a scheduled run gives its schedule
+/// back instead of failing it: service/schedules.rs).
 pub(crate) const IN_PROGRESS: &str = "같은 merchant_uid로 처리 중인 결제가 있습니다.";
 
 /// The answer about a payment whose approval (or deposit) KCP holds while openport could neither
@@ -549,7 +550,7 @@ impl Gateway {
                         }
                         PaymentStatus::Pending => {
                             if !self.try_resolve_payment(&live, true).await? {
-                                return Err(ServiceError::Refused(format!(
+                                return Err(ServiceError::InProgress(format!(
                                     "{IN_PROGRESS} 결과 확인 후 다시 시도해 주세요. (imp_uid: {})",
                                     live.imp_uid
                                 )));
@@ -572,7 +573,7 @@ impl Gateway {
                 Err(e) => return Err(e.into()),
             }
         }
-        Err(ServiceError::Refused(IN_PROGRESS.into()))
+        Err(ServiceError::InProgress(IN_PROGRESS.into()))
     }
 
     async fn insert_pending(

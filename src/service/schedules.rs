@@ -6,8 +6,7 @@ use sea_orm::Set;
 use super::billing::{AgainCommand, CustomerCommand};
 use super::lookup::{Page, Paging};
 use super::pay::{
-    conflict_message, instalment_allowed, ApprovalOutcome, ChargeOrder, IN_PROGRESS,
-    UNKNOWN_CUSTOMER,
+    conflict_message, instalment_allowed, ApprovalOutcome, ChargeOrder, UNKNOWN_CUSTOMER,
 };
 use super::{Gateway, PaymentRecord, ServiceError, ServiceResult};
 use crate::domain::ids::{new_scheduled_imp_uid, order_no_for};
@@ -534,9 +533,9 @@ impl Gateway {
             match done {
                 Some(Ok((_, Ok(ScheduleRun::Finished(f))))) => finished.push(f),
                 Some(Ok((_, Ok(_)))) => {}
-                // Another charge of its merchant_uid being decided (`refusal_lasts`): not an
-                // error, the schedule runs again in a minute.
-                Some(Ok((id, Err(ServiceError::Refused(why))))) => {
+                // Another charge of its merchant_uid being decided: not an error, the schedule
+                // runs again in a minute.
+                Some(Ok((id, Err(ServiceError::InProgress(why))))) => {
                     tracing::info!(schedule_id = id, "scheduler: given back: {why}")
                 }
                 Some(Ok((id, Err(e)))) => tracing::error!(schedule_id = id, "scheduler: {e}"),
@@ -575,7 +574,7 @@ impl Gateway {
     /// host's clock found off (`ServiceError::ClockSkewed`, which may turn in the middle of a
     /// batch): nothing was asked of KCP, and an instance whose clock is right charges it; and a
     /// refusal that may not last (another charge of the merchant_uid being decided:
-    /// [`refusal_lasts`]), after which a later run charges the schedule or is refused. Exactly
+    /// `ServiceError::InProgress`), after which a later run charges the schedule or is refused. Exactly
     /// once: the claim is a conditional UPDATE; the charge opens only while this run still holds
     /// the claim, and names its payment on the schedule in the same write
     /// (`payments::open_charge`), so a run that claims the schedule later (its predecessor's lease
@@ -659,11 +658,29 @@ impl Gateway {
             }
             // Taken over, revoked or moved before the charge opened: nothing was charged here.
             Err(ServiceError::ScheduleNotHeld) => Ok(ScheduleRun::Left),
-            // Refused before any charge opened (nothing was sent to KCP): see [`refusal_lasts`].
-            Err(ServiceError::Refused(reason)) => {
+            // Refused before any charge opened (nothing was sent to KCP). After a payment of the
+            // merchant_uid that is this schedule's own charge (one an older openport made without
+            // naming it on the schedule) was adopted and answers it:
+            // - Another request's charge of the merchant_uid is being decided
+            //   (`ServiceError::InProgress`): how it ends decides (failed, it frees the
+            //   merchant_uid and a later run charges the schedule; paid, a later run is refused as
+            //   below). Failed now, the schedule would stay failed (with a failed payment and
+            //   `failed` webhook when that charge had ended meanwhile) though nothing was wrong
+            //   with it. The run ends in the error, as a database error does: the batch gives the
+            //   schedule back for a minute, a retry gives its claim up and answers the refusal.
+            // - A settled payment of the merchant's holds the merchant_uid (paid, cancelled, a
+            //   virtual account waiting for its deposit), or one KCP holds an approval of for an
+            //   operator (`pay::conflict_message`: nothing of the merchant_uid is charged before
+            //   the operator has checked, which may take days): the schedule fails with the
+            //   refusal, without a payment or webhook; the merchant may retry or reschedule it.
+            // - The schedule's own refusals (no billing key, prepared with another amount) and
+            //   those of the order's rules (instalments, text): a failed payment KCP never saw,
+            //   with its `failed` webhook.
+            Err(refusal @ (ServiceError::Refused(_) | ServiceError::InProgress(_))) => {
+                let reason = refusal.to_string();
                 match payments::live_by_merchant_uid(&self.db.write, m.id, &s.merchant_uid).await? {
                     Some(p) if charged_for(&p, &s) => self.answer_with(claim, p).await,
-                    _ if !refusal_lasts(&reason) => Err(ServiceError::Refused(reason)),
+                    _ if matches!(refusal, ServiceError::InProgress(_)) => Err(refusal),
                     Some(_) => Ok(ScheduleRun::Finished(unopened(
                         claim, None, &reason, started,
                     ))),
@@ -908,28 +925,6 @@ fn rearmable(s: &schedule::Model) -> bool {
         "revoked" => true,
         _ => false,
     }
-}
-
-/// Whether a refusal of a scheduled run's charge, given before the charge opened, fails the
-/// schedule. The cases, after a payment of the merchant_uid that is this schedule's own charge
-/// (one an older openport made without naming it on the schedule) was adopted and answers it:
-/// - Another request's charge of the merchant_uid is being decided, or the slot was taken again
-///   and again ([`IN_PROGRESS`]): not lasting. Nothing reached KCP for this schedule, and how the
-///   other charge ends decides: failed, it frees the merchant_uid and a later run charges the
-///   schedule; paid, a later run is refused as below. Failed now, the schedule would stay failed
-///   (with a failed payment and `failed` webhook when that charge had ended meanwhile) though
-///   nothing was wrong with it. The run ends in an error, as a database error does: the batch
-///   gives the schedule back for a minute, a retry gives its claim up and answers the refusal.
-/// - A payment of the merchant's that settled holds the merchant_uid (paid, cancelled, a virtual
-///   account waiting for its deposit), or one KCP holds an approval of for an operator
-///   ([`super::pay::conflict_message`]: nothing of the merchant_uid is to be charged before the
-///   operator has checked, which may take days): lasting. The schedule fails with the refusal,
-///   without a payment or webhook; the merchant may retry it or reschedule it.
-/// - The schedule's own refusals (no billing key, prepared with another amount) and those of the
-///   order's rules (instalments, text): lasting. A failed payment KCP never saw, with its `failed`
-///   webhook.
-fn refusal_lasts(reason: &str) -> bool {
-    !reason.starts_with(IN_PROGRESS)
 }
 
 /// True when `p` is the charge a run of schedule `s` made (possibly by an instance that lost its
