@@ -65,6 +65,18 @@ struct Slots {
     notice_urls: usize,
 }
 
+impl Slots {
+    /// The merchant takes no more POSTs of any kind.
+    fn full(&self) -> bool {
+        self.all >= MERCHANT_IN_FLIGHT
+    }
+
+    /// The merchant takes no more POSTs to `notice_url`s.
+    fn notice_urls_full(&self) -> bool {
+        self.notice_urls >= MERCHANT_NOTICE_URLS_IN_FLIGHT
+    }
+}
+
 /// The POSTs this instance has in flight, by merchant, and the claiming that refills them.
 pub struct WebhookWorker {
     gateway: Gateway,
@@ -74,8 +86,6 @@ pub struct WebhookWorker {
     target_of: HashMap<Id, DueDelivery>,
     /// POSTs in flight per merchant; merchants with none are absent.
     per_merchant: HashMap<i64, Slots>,
-    /// POSTs in flight to `notice_url`s, all merchants'.
-    notice_urls: usize,
 }
 
 impl WebhookWorker {
@@ -85,7 +95,6 @@ impl WebhookWorker {
             running: JoinSet::new(),
             target_of: HashMap::new(),
             per_merchant: HashMap::new(),
-            notice_urls: 0,
         }
     }
 
@@ -101,15 +110,21 @@ impl WebhookWorker {
             .unwrap_or_default()
     }
 
+    /// Whether the instance's share of POSTs to `notice_url`s (all merchants') is taken.
+    fn notice_urls_full(&self) -> bool {
+        let in_flight: usize = self.per_merchant.values().map(|s| s.notice_urls).sum();
+        in_flight >= NOTICE_URLS_IN_FLIGHT
+    }
+
     /// Whether a POST of `d` fits: its merchant below its cap and, for a `notice_url`, the
-    /// merchant's and the instance's `notice_url` shares too. The claim of [`Self::refill`]
-    /// leaves out exactly the rows this refuses, so it takes none it would give back.
+    /// merchant's and the instance's `notice_url` shares too. The one statement of the caps:
+    /// the claim of [`Self::refill`] leaves out exactly the rows this refuses (so it takes none
+    /// it would give back), and a POST that ended freed a slot at a cap exactly when its row
+    /// did not fit before it ended ([`Self::collect`]).
     fn fits(&self, d: &DueDelivery) -> bool {
         let slots = self.slots_of(d.merchant_id);
-        slots.all < MERCHANT_IN_FLIGHT
-            && (d.to_merchant_url
-                || (slots.notice_urls < MERCHANT_NOTICE_URLS_IN_FLIGHT
-                    && self.notice_urls < NOTICE_URLS_IN_FLIGHT))
+        !slots.full()
+            && (d.to_merchant_url || !(slots.notice_urls_full() || self.notice_urls_full()))
     }
 
     /// Claims due deliveries into the free slots, those that would not fit left out (merchants
@@ -138,13 +153,12 @@ impl WebhookWorker {
             if free == 0 {
                 return Ok(true);
             }
-            let capped = self.merchants_where(|s| s.all >= MERCHANT_IN_FLIGHT);
-            let notice_capped =
-                self.merchants_where(|s| s.notice_urls >= MERCHANT_NOTICE_URLS_IN_FLIGHT);
+            let capped = self.merchants_where(Slots::full);
+            let notice_capped = self.merchants_where(Slots::notice_urls_full);
             let left_out = LeftOut {
                 merchants: &capped,
                 notice_urls_of: &notice_capped,
-                all_notice_urls: self.notice_urls >= NOTICE_URLS_IN_FLIGHT,
+                all_notice_urls: self.notice_urls_full(),
             };
             let claimed = self
                 .gateway
@@ -193,7 +207,6 @@ impl WebhookWorker {
         slots.all += 1;
         if !due.to_merchant_url {
             slots.notice_urls += 1;
-            self.notice_urls += 1;
         }
     }
 
@@ -239,14 +252,11 @@ impl WebhookWorker {
         let Some(due) = self.target_of.remove(&task) else {
             return false;
         };
-        let shares_full = self.notice_urls >= NOTICE_URLS_IN_FLIGHT;
+        let was_capped = !self.fits(&due);
         let slots = self.per_merchant.entry(due.merchant_id).or_default();
-        let mut was_capped = slots.all >= MERCHANT_IN_FLIGHT;
         slots.all = slots.all.saturating_sub(1);
         if !due.to_merchant_url {
-            was_capped |= shares_full || slots.notice_urls >= MERCHANT_NOTICE_URLS_IN_FLIGHT;
             slots.notice_urls = slots.notice_urls.saturating_sub(1);
-            self.notice_urls = self.notice_urls.saturating_sub(1);
         }
         if slots.all == 0 {
             self.per_merchant.remove(&due.merchant_id);
