@@ -533,10 +533,14 @@ impl Gateway {
             match done {
                 Some(Ok((_, Ok(ScheduleRun::Finished(f))))) => finished.push(f),
                 Some(Ok((_, Ok(_)))) => {}
-                // Another charge of its merchant_uid being decided: not an error, the schedule
-                // runs again in a minute.
-                Some(Ok((id, Err(ServiceError::InProgress(why))))) => {
-                    tracing::info!(schedule_id = id, "scheduler: given back: {why}")
+                // Another charge of its merchant_uid being decided, or this host's clock found
+                // off in the middle of the batch (the clock check warns of that once, not once
+                // per schedule): not an error, the schedule runs again in a minute.
+                Some(Ok((
+                    id,
+                    Err(e @ (ServiceError::InProgress(_) | ServiceError::ClockSkewed)),
+                ))) => {
+                    tracing::info!(schedule_id = id, "scheduler: given back: {e}")
                 }
                 Some(Ok((id, Err(e)))) => tracing::error!(schedule_id = id, "scheduler: {e}"),
                 Some(Err(e)) => tracing::error!("scheduler task: {e}"),
