@@ -14,6 +14,7 @@ use crate::domain::escrow::{invoice_is_sendable, Delivery, Waybill, DELIVERY_FIE
 use crate::domain::text::is_forbidden;
 use crate::domain::LAST_UNIX_SECS;
 use crate::service::escrow::{EscrowRefusal, Logis};
+use crate::service::ServiceError;
 
 #[derive(Deserialize, ToSchema, Default)]
 pub struct LogisFields {
@@ -142,11 +143,15 @@ pub async fn register(
     Body(req): Body<LogisRequest>,
 ) -> ApiResult<Envelope<Logis>> {
     let delivery = parse(req)?;
-    Ok(ok(s
-        .gateway
-        .register_escrow_logis(&m, &imp_uid, delivery)
-        .await
-        .map_err(refusal)?))
+    // Run to completion even if the client disconnects: an abandoned future could stop between
+    // KCP's shipping start and its recording, leaving it unanswered and every cancel refused.
+    let gateway = s.gateway.clone();
+    let logis =
+        tokio::spawn(async move { gateway.register_escrow_logis(&m, &imp_uid, delivery).await })
+            .await
+            .map_err(|e| ServiceError::Internal(format!("escrow task: {e}")))?
+            .map_err(refusal)?;
+    Ok(ok(logis))
 }
 
 #[utoipa::path(put, path = "/escrows/logis/{imp_uid}", operation_id = "escrow_logis_edit",

@@ -173,7 +173,20 @@ impl Gateway {
                 reason,
             }) => return Err(issuance_refused(&code, &message, reason)),
             Err(e) => {
-                tracing::warn!(customer_uid = %cmd.customer_uid, "batch key issuance failed: {e}");
+                if matches!(e, PgError::NotSent(_) | PgError::Config(_)) {
+                    tracing::warn!(customer_uid = %cmd.customer_uid, "batch key issuance not sent: {e}");
+                } else {
+                    // KCP has no inquiry for an issuance: a key it issued here is unknown to
+                    // openport, which can neither store nor delete it; only the order number
+                    // finds it in KCP's admin (docs/operations.md, "Unknown outcomes").
+                    tracing::error!(
+                        customer_uid = %cmd.customer_uid,
+                        ordr_idxx = %req.order_no,
+                        error = %e,
+                        "billing key issuance outcome unknown: KCP may have issued a billing key; \
+                         look it up in KCP's admin by this order number (ordr_idxx) and delete it"
+                    );
+                }
                 return Err(ServiceError::Refused(
                     "PG사 응답을 확인하지 못해 빌링키를 발급하지 못했습니다. 다시 시도해 주세요."
                         .into(),

@@ -678,6 +678,42 @@ async fn a_billing_key_window_whose_issuance_answer_is_lost_is_not_failed_on_a_g
     assert_eq!(app.payment(&token, imp_uid).await["status"], "failed");
 }
 
+/// A REST registration whose issuance answer is lost: KCP may hold a key openport never learns of
+/// and cannot delete (KCP has no inquiry for an issuance). The merchant is told "not registered"
+/// (code 1), and an ERROR names the customer_uid and the order number KCP issued it under, for an
+/// operator to find and delete the key in KCP's admin; never the card.
+#[tokio::test]
+async fn a_registration_whose_issuance_answer_is_lost_logs_an_error_naming_the_order_number_for_an_operator(
+) {
+    use kcp_sandbox::{paths, Fault, FaultRule};
+    let app = spawn_app().await;
+    let token = app.token().await;
+    app.sandbox.inject(
+        FaultRule::new(paths::HUB_PAYMENT, Fault::LoseResponse).when("card_tx_type", "12100000"),
+    );
+
+    let body = register(&app, &token, "cust-lost-issue", test_cards::SHINHAN_CREDIT).await;
+
+    assert_eq!(body["code"], 1, "{body}");
+    assert_eq!(app.sandbox.batch_keys().len(), 1, "KCP holds a key");
+    let logs = crate::helpers::captured_logs();
+    let line = logs
+        .lines()
+        .find(|l| l.contains("ERROR") && l.contains("customer_uid=cust-lost-issue"))
+        .unwrap_or_else(|| panic!("no ERROR for the operator"));
+    assert!(line.contains("KCP's admin"), "{line}");
+    let order_no = line
+        .split_whitespace()
+        .find_map(|f| f.strip_prefix("ordr_idxx="))
+        .unwrap_or_else(|| panic!("no order number: {line}"));
+    assert!(
+        logs.lines()
+            .any(|l| l.contains("kcp sandbox issued batch key") && l.contains(order_no)),
+        "the order number KCP issued the key under: {order_no}"
+    );
+    assert!(!line.contains(test_cards::SHINHAN_CREDIT), "{line}");
+}
+
 #[tokio::test]
 async fn a_billing_key_issued_to_a_window_whose_attempt_was_settled_meanwhile_is_deleted_at_kcp() {
     use kcp_sandbox::{paths, BatchKeyState, Fault, FaultRule};

@@ -430,6 +430,66 @@ async fn a_cancel_while_a_shipping_start_is_unanswered_is_refused_until_a_retry_
     assert_eq!(kcp_cancels(&app, &tno), vec![("STE4".to_owned(), 2000)]);
 }
 
+/// A merchant whose HTTP client gives up before KCP answers the shipping start hangs up on the
+/// POST; openport finishes the call anyway (the handler runs it in a spawned task, as every
+/// handler that calls KCP does) and records KCP's answer. Were the call dropped with the
+/// connection, the record would stay unanswered and every cancel be refused until a retried POST.
+#[tokio::test]
+async fn a_post_whose_client_hangs_up_before_kcp_answers_is_still_registered_and_cancellable() {
+    let app = spawn_app().await;
+    let (imp_uid, tno, token) = escrow_payment(&app, "esc-hangup").await;
+    let delay = std::time::Duration::from_millis(800);
+    app.sandbox.inject(
+        FaultRule::new(
+            paths::CANCEL,
+            Fault::Delay {
+                ms: delay.as_millis() as u64,
+            },
+        )
+        .when("mod_type", "STE1"),
+    );
+
+    let sent = app
+        .http
+        .post(app.url(&path(&imp_uid)))
+        .header("Authorization", &token)
+        .json(&logis("CJ대한통운", "111"))
+        .timeout(std::time::Duration::from_millis(200))
+        .send()
+        .await;
+    assert!(
+        sent.as_ref().is_err_and(|e| e.is_timeout()),
+        "the client gave up: {sent:?}"
+    );
+    app.until_the_faults_are_used().await;
+    tokio::time::sleep(delay).await;
+
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+    let registered = loop {
+        let now = lookup(&app, &token, &imp_uid).await;
+        if !now.is_null() || tokio::time::Instant::now() >= deadline {
+            break now;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    assert_eq!(
+        registered["pg_logis"],
+        json!({"company": "CJ대한통운", "invoice": "111", "confirmed": true}),
+        "{registered}"
+    );
+    assert_eq!(held_at_kcp(&app, &tno), held("CJ대한통운", "111"));
+    let cancelled = cancel(&app, &token, json!({"imp_uid": imp_uid})).await;
+    assert!(
+        !cancelled["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("배송등록 결과를 확인하지 못해"),
+        "{cancelled}"
+    );
+    assert_eq!(cancelled["code"], 0, "{cancelled}");
+    assert_eq!(kcp_cancels(&app, &tno), vec![("STE4".to_owned(), 2000)]);
+}
+
 /// Sends a cancel of `imp_uid` in the background, its escrow status change (`mod_type`) held at
 /// KCP unprocessed on `gate` until the test opens it: a cancel in flight.
 async fn cancel_held_at_kcp(
