@@ -932,7 +932,7 @@ impl Gateway {
                     let abandoned =
                         live.status == PaymentStatus::Ready.as_db() && live.vbank_num.is_none();
                     if !abandoned {
-                        return Err(ServiceError::Refused(taken_reason(&live).into()));
+                        return Err(ServiceError::Refused(taken_reason(&live, now).into()));
                     }
                     self.fail_ready(&live, "새 결제 요청으로 대체되었습니다.")
                         .await?;

@@ -567,7 +567,12 @@ impl Gateway {
                             self.fail_ready(&live, "새 결제 요청으로 대체되었습니다.")
                                 .await?;
                         }
-                        _ => return Err(ServiceError::Refused(taken_message(&live))),
+                        _ => {
+                            return Err(ServiceError::Refused(taken_message(
+                                &live,
+                                self.clock.unix(),
+                            )))
+                        }
                     }
                 }
                 Err(e) => return Err(e.into()),
@@ -1012,18 +1017,32 @@ pub(crate) fn instalment_allowed(order: &ChargeOrder) -> ServiceResult<()> {
     Ok(())
 }
 
-/// Why a merchant_uid's live payment refuses a new charge or request_pay, as it stands: a buyer told
-/// "already paid" of an account still waiting for its deposit, or of an approval still being
-/// decided, would be told something false. Without the payment's imp_uid: the browser checkout
-/// answers anyone who has the page's public imp_code, and a merchant_uid must not lead them to a
-/// payment's id ([`taken_message`] adds it for the merchant's own server).
-pub(crate) fn taken_reason(live: &payment::Model) -> &'static str {
+/// Why a merchant_uid's live payment refuses a new charge or request_pay, as it stands at `now`
+/// (Unix seconds): a buyer told "already paid" of an account still waiting for its deposit, or of
+/// an approval still being decided, would be told something false. Without the payment's imp_uid:
+/// the browser checkout answers anyone who has the page's public imp_code, and a merchant_uid must
+/// not lead them to a payment's id ([`taken_message`] adds it for the merchant's own server).
+pub(crate) fn taken_reason(live: &payment::Model, now: i64) -> &'static str {
+    let vbank = live.pay_method == super::vbanks::VBANK;
     match PaymentStatus::from_db(&live.status) {
+        // Past its deadline the bank takes no deposit: "waiting for its deposit" would keep the
+        // buyer waiting for nothing. Revoking it closes the account; the merchant_uid stays used
+        // either way (one live payment per merchant_uid, docs/api.md `/vbanks`).
+        PaymentStatus::Ready
+            if live.vbank_num.is_some() && live.vbank_date.is_some_and(|due| due < now) =>
+        {
+            "이 merchant_uid로 발급된 가상계좌는 입금기한이 지났습니다. 새 merchant_uid로 결제해 주세요. (기한이 지난 가상계좌는 DELETE /vbanks/{imp_uid}로 발급취소할 수 있습니다)"
+        }
         PaymentStatus::Ready if live.vbank_num.is_some() => {
             "이 merchant_uid로 이미 가상계좌가 발급되어 입금을 기다리고 있습니다."
         }
         PaymentStatus::Ready | PaymentStatus::Pending => {
             "이 merchant_uid로 진행 중인 결제가 있습니다. 잠시 후 결제내역을 조회해 주세요."
+        }
+        // A virtual account revoked (or closed at KCP) before any deposit: nothing was ever paid,
+        // and "paid, then cancelled" would send the merchant looking for a refund.
+        PaymentStatus::Cancelled if vbank && live.paid_at.is_none_or(|t| t <= 0) => {
+            "이 merchant_uid로 발급된 가상계좌는 발급취소되었습니다. 새 merchant_uid로 결제해 주세요."
         }
         // Paid, then cancelled in full: the merchant_uid stays used (spec §8.9), and "paid" would
         // send the merchant looking for money it already refunded.
@@ -1035,8 +1054,8 @@ pub(crate) fn taken_reason(live: &payment::Model) -> &'static str {
 }
 
 /// [`taken_reason`] with the live payment's imp_uid, for an authenticated merchant's call.
-pub(crate) fn taken_message(live: &payment::Model) -> String {
-    format!("{} (imp_uid: {})", taken_reason(live), live.imp_uid)
+pub(crate) fn taken_message(live: &payment::Model, now: i64) -> String {
+    format!("{} (imp_uid: {})", taken_reason(live, now), live.imp_uid)
 }
 
 /// How an approval of `payment` is net-cancelled: `STSC`, or for an escrow payment the escrow

@@ -65,7 +65,11 @@ pub async fn newest_of(
         .await
 }
 
-/// Records what verifying notification `id` found.
+/// Records what verifying notification `id` found, unless it is recorded `applied` already: two
+/// instances may verify one notification at once (KCP re-sends it while the first is being
+/// verified), and the one that reads the payment paid after the other applied the deposit
+/// answers `unchanged`; the row must keep saying which notification made the payment paid (the
+/// operator reconciles with it, and re-sends are answered from it).
 pub async fn set_outcome(
     db: &impl ConnectionTrait,
     id: i64,
@@ -76,10 +80,18 @@ pub async fn set_outcome(
         .col_expr(kcp_notification::Column::Outcome, Expr::value(outcome))
         .col_expr(kcp_notification::Column::VerifiedAt, Expr::value(now))
         .filter(kcp_notification::Column::Id.eq(id))
+        .filter(
+            Condition::any()
+                .add(kcp_notification::Column::Outcome.is_null())
+                .add(kcp_notification::Column::Outcome.ne(APPLIED)),
+        )
         .exec(db)
         .await?;
     Ok(())
 }
+
+/// The outcome of a notification that changed its payment (`service::notifications::Verdict`).
+const APPLIED: &str = "applied";
 
 /// Deposit notifications (`tx_cd`) still unverified, received in `received` (inclusive), not
 /// checked since `checked_before`: newest first, at most `limit`.

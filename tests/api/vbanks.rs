@@ -908,6 +908,49 @@ async fn a_real_deposit_makes_the_account_paid_with_one_paid_webhook_and_a_re_se
     app.assert_ledger_agrees().await;
 }
 
+/// Two instances handle KCP's re-send of one deposit: one applies it, and the other, having read
+/// the notification's row before that committed, finds the payment paid already and records its
+/// own verdict, `unchanged`. The row of the notification that made the payment paid keeps saying
+/// `applied` (for the operator reconciling with KCP's admin, and for the re-sends it answers).
+#[tokio::test]
+async fn a_notification_that_applied_a_deposit_keeps_applied_when_another_instance_records_unchanged(
+) {
+    use openport::store::entity::kcp_notification;
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let p = issued(&app, &token, vbank(&app, "vb-outcome-kept", 7000)).await;
+    deposit_until_paid(&app, &token, &p).await;
+    let sent = app.sandbox.notifications()[0].clone();
+    sandbox_notification(&app, &sent.noti_id, |n| n.acknowledged).await;
+    let outcome = || async {
+        kcp_notification::Entity::find()
+            .filter(kcp_notification::Column::NotiId.eq(sent.noti_id.as_str()))
+            .one(&app.app.gateway.db.write)
+            .await
+            .unwrap()
+            .unwrap()
+    };
+    let row = outcome().await;
+    assert_eq!(row.outcome.as_deref(), Some("applied"), "{row:?}");
+
+    // The other instance's verdict, as its `settle` writes it.
+    openport::store::notifications::set_outcome(
+        &app.app.gateway.db.write,
+        row.id,
+        "unchanged",
+        app.app.gateway.clock.unix() + 1,
+    )
+    .await
+    .unwrap();
+
+    assert_eq!(
+        outcome().await,
+        row,
+        "applied, and when it was decided, kept"
+    );
+}
+
 #[tokio::test]
 async fn when_the_inquiry_fails_the_deposit_is_not_acknowledged_and_a_re_send_after_the_fault_applies_it(
 ) {
@@ -1341,6 +1384,124 @@ async fn a_card_charge_for_a_merchant_uid_whose_account_waits_for_its_deposit_is
         1,
         "the account only: no card charged"
     );
+}
+
+/// What a new request for a merchant_uid whose account was revoked (never paid) is told.
+const REVOKED_ACCOUNT: &str =
+    "이 merchant_uid로 발급된 가상계좌는 발급취소되었습니다. 새 merchant_uid로 결제해 주세요.";
+/// What a new request for a merchant_uid whose `ready` account is past its deadline is told.
+const EXPIRED_ACCOUNT: &str = "이 merchant_uid로 발급된 가상계좌는 입금기한이 지났습니다. 새 merchant_uid로 결제해 주세요. (기한이 지난 가상계좌는 DELETE /vbanks/{imp_uid}로 발급취소할 수 있습니다)";
+
+/// Opens a browser checkout of a virtual account for `merchant_uid` (7,000, due in a week); the
+/// answer.
+async fn vbank_window(app: &TestApp, merchant_uid: &str) -> Value {
+    let due = app.app.gateway.clock.unix() + WEEK;
+    let (_, res) = app
+        .post(
+            "/checkout/request",
+            None,
+            json!({"imp_code": "imp00000000", "mobile": false, "page_url": "http://shop.test/cart",
+                   "params": {"pay_method": "vbank", "merchant_uid": merchant_uid, "amount": 7000,
+                              "vbank_due": format!("{due:010}")}}),
+        )
+        .await;
+    res
+}
+
+/// The merchant_uid of a revoked account stays used (docs/api.md `/vbanks`), and a new request for
+/// it says why: the account was revoked. Never "paid and then cancelled", which would send the
+/// merchant looking for a payment and a refund that never happened.
+#[tokio::test]
+async fn a_merchant_uid_whose_account_was_revoked_is_refused_as_revoked_not_as_paid_and_cancelled()
+{
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let p = issued(&app, &token, vbank(&app, "vb-revoked-retry", 7000)).await;
+    let imp_uid = p["imp_uid"].as_str().unwrap();
+    let (status, res) = revoke(&app, &token, imp_uid).await;
+    assert_eq!(
+        (status, res["code"].as_i64()),
+        (StatusCode::OK, Some(0)),
+        "{res}"
+    );
+
+    let (status, again) = app
+        .post(
+            "/vbanks",
+            Some(&token),
+            vbank(&app, "vb-revoked-retry", 7000),
+        )
+        .await;
+    let window = vbank_window(&app, "vb-revoked-retry").await;
+
+    assert_eq!(status, StatusCode::OK, "{again}");
+    assert_eq!(
+        (again["code"].as_i64(), again["message"].as_str()),
+        (
+            Some(1),
+            Some(format!("{REVOKED_ACCOUNT} (imp_uid: {imp_uid})").as_str())
+        ),
+        "{again}"
+    );
+    assert_eq!(
+        (window["code"].as_i64(), window["message"].as_str()),
+        (Some(1), Some(REVOKED_ACCOUNT)),
+        "{window}"
+    );
+    assert_eq!(app.sandbox.ledger().len(), 1, "nothing more asked of KCP");
+}
+
+/// A `ready` account past its deposit deadline takes no deposit any more: a new request for its
+/// merchant_uid is told so, and how to go on, not that the account waits for its deposit.
+#[tokio::test]
+async fn a_merchant_uid_whose_account_is_past_its_deposit_deadline_is_refused_with_the_deadline_not_as_waiting(
+) {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let p = issued(&app, &token, vbank(&app, "vb-expired-retry", 7000)).await;
+    let imp_uid = p["imp_uid"].as_str().unwrap();
+    let (_, waiting) = app
+        .post(
+            "/vbanks",
+            Some(&token),
+            vbank(&app, "vb-expired-retry", 7000),
+        )
+        .await;
+    assert!(
+        waiting["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("이 merchant_uid로 이미 가상계좌가 발급되어 입금을 기다리고 있습니다."),
+        "before its deadline: {waiting}"
+    );
+
+    app.advance(WEEK + 1);
+    let token = app.token().await;
+    let (status, again) = app
+        .post(
+            "/vbanks",
+            Some(&token),
+            vbank(&app, "vb-expired-retry", 7000),
+        )
+        .await;
+    let window = vbank_window(&app, "vb-expired-retry").await;
+
+    assert_eq!(status, StatusCode::OK, "{again}");
+    assert_eq!(
+        (again["code"].as_i64(), again["message"].as_str()),
+        (
+            Some(1),
+            Some(format!("{EXPIRED_ACCOUNT} (imp_uid: {imp_uid})").as_str())
+        ),
+        "{again}"
+    );
+    assert_eq!(
+        (window["code"].as_i64(), window["message"].as_str()),
+        (Some(1), Some(EXPIRED_ACCOUNT)),
+        "{window}"
+    );
+    assert_eq!(app.payment(&token, imp_uid).await["status"], "ready");
+    assert_eq!(app.sandbox.ledger().len(), 1, "nothing more asked of KCP");
 }
 
 /// Asks for an account (5,000) that KCP issues only after openport stopped waiting and after the
