@@ -152,7 +152,7 @@ pub enum Verdict {
 impl Verdict {
     pub fn as_db(self) -> &'static str {
         match self {
-            Self::Applied => "applied",
+            Self::Applied => notifications::APPLIED,
             Self::Unchanged => "unchanged",
             Self::Refused => "refused",
             Self::Kept => "kept",

@@ -1026,12 +1026,14 @@ pub(crate) fn taken_reason(live: &payment::Model, now: i64) -> &'static str {
     let vbank = live.pay_method == super::vbanks::VBANK;
     match PaymentStatus::from_db(&live.status) {
         // Past its deadline the bank takes no deposit: "waiting for its deposit" would keep the
-        // buyer waiting for nothing. Revoking it closes the account; the merchant_uid stays used
-        // either way (one live payment per merchant_uid, docs/api.md `/vbanks`).
+        // buyer waiting for nothing. The buyer may read it too (the browser checkout answers with
+        // it), so it names no REST call; revoking the account (`DELETE /vbanks/{imp_uid}`) closes
+        // it, and the merchant_uid stays used either way (one live payment per merchant_uid,
+        // docs/api.md `/vbanks`).
         PaymentStatus::Ready
             if live.vbank_num.is_some() && live.vbank_date.is_some_and(|due| due < now) =>
         {
-            "이 merchant_uid로 발급된 가상계좌는 입금기한이 지났습니다. 새 merchant_uid로 결제해 주세요. (기한이 지난 가상계좌는 DELETE /vbanks/{imp_uid}로 발급취소할 수 있습니다)"
+            "이 merchant_uid로 발급된 가상계좌는 입금기한이 지났습니다. 새 merchant_uid로 결제해 주세요."
         }
         PaymentStatus::Ready if live.vbank_num.is_some() => {
             "이 merchant_uid로 이미 가상계좌가 발급되어 입금을 기다리고 있습니다."

@@ -90,8 +90,9 @@ pub async fn set_outcome(
     Ok(())
 }
 
-/// The outcome of a notification that changed its payment (`service::notifications::Verdict`).
-const APPLIED: &str = "applied";
+/// The outcome of a notification that changed its payment (`service::notifications::Verdict`
+/// writes it), which [`set_outcome`] never overwrites.
+pub const APPLIED: &str = "applied";
 
 /// Deposit notifications (`tx_cd`) still unverified, received in `received` (inclusive), not
 /// checked since `checked_before`: newest first, at most `limit`.

@@ -1390,7 +1390,8 @@ async fn a_card_charge_for_a_merchant_uid_whose_account_waits_for_its_deposit_is
 const REVOKED_ACCOUNT: &str =
     "이 merchant_uid로 발급된 가상계좌는 발급취소되었습니다. 새 merchant_uid로 결제해 주세요.";
 /// What a new request for a merchant_uid whose `ready` account is past its deadline is told.
-const EXPIRED_ACCOUNT: &str = "이 merchant_uid로 발급된 가상계좌는 입금기한이 지났습니다. 새 merchant_uid로 결제해 주세요. (기한이 지난 가상계좌는 DELETE /vbanks/{imp_uid}로 발급취소할 수 있습니다)";
+const EXPIRED_ACCOUNT: &str =
+    "이 merchant_uid로 발급된 가상계좌는 입금기한이 지났습니다. 새 merchant_uid로 결제해 주세요.";
 
 /// Opens a browser checkout of a virtual account for `merchant_uid` (7,000, due in a week); the
 /// answer.
