@@ -586,10 +586,10 @@ async fn attempt(cmd: AttemptCommand) -> anyhow::Result<()> {
                 (None, _) => None,
             };
             let app = offline_app(&common).await?;
-            let done = app.gateway.mark_reconciled(id, &note, outcome).await;
+            let done = app.gateway.reconcile_conflict(id, &note, outcome).await;
             app.shutdown().await;
-            let paid_at = done.map_err(|e| anyhow::anyhow!("{e}"))?;
-            match (payment, paid_at) {
+            let done = done.map_err(|e| anyhow::anyhow!("{e}"))?;
+            match (payment, done.paid_at) {
                 (Some(HeldPayment::Failed), _) => println!(
                     "attempt {id} reconciled: its payment failed, its merchant_uid is free"
                 ),
@@ -611,6 +611,13 @@ async fn attempt(cmd: AttemptCommand) -> anyhow::Result<()> {
                     println!("attempt {id} reconciled: its payment is paid and takes cancels")
                 }
                 (None, _) => println!("attempt {id} reconciled: its payment takes cancels again"),
+            }
+            // The KCP cross-check is the double-charge guard: an operator told nothing would take
+            // its silence for KCP's agreement.
+            if let Some(why) = done.unchecked {
+                println!(
+                    "not checked against KCP ({why}): the verdict was recorded on your word alone"
+                );
             }
             Ok(())
         }
@@ -783,10 +790,12 @@ async fn merchant(cmd: MerchantCommand) -> anyhow::Result<()> {
             json,
         } => {
             // The database and the master key alone: a full start is refused while a hash is
-            // under a key that is gone, which is what this command mends.
+            // under a key that is gone, which is what this command mends. A configuration other
+            // than the merchant's instances' (mode, master key) is still refused, by
+            // `new_imp_secret`.
             let (config, db) = database_only(&common, false).await?;
             let secrets = openport::app::master_key(&config)?;
-            let renewed = new_imp_secret(&db, &secrets, &imp_code)
+            let renewed = new_imp_secret(&db, &secrets, config.test_mode, &imp_code)
                 .await
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
             let m = &renewed.merchant;

@@ -84,6 +84,17 @@ pub struct ReconciledPaidAt {
     pub source: PaidAtSource,
 }
 
+/// What [`Gateway::reconcile_conflict`] recorded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reconciled {
+    /// The payment's `paid_at`, when the operator found it paid ([`ReconciledPayment::Paid`]).
+    pub paid_at: Option<ReconciledPaidAt>,
+    /// Why the operator's verdict on a held payment was not checked against KCP's inquiry (a
+    /// merchant of the other mode, KCP did not answer…): it was recorded on the operator's word
+    /// alone, which the operator must be told. None when KCP was asked, or no verdict was given.
+    pub unchecked: Option<&'static str>,
+}
+
 /// Where [`ReconciledPaidAt`] comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PaidAtSource {
@@ -104,9 +115,14 @@ enum KcpAnswer {
     Approved { at: i64, remaining: i64 },
     /// Not standing: the text says what KCP answered (cancelled, or no such trade).
     Gone(&'static str),
-    /// Nothing to go by: no inquiry to ask (a virtual account, no `tno`, a merchant of the other
-    /// mode), KCP did not answer, or it answered about another trade.
-    Unknown,
+    /// Not asked: the merchant is of the other mode than this instance ([`runs_in_mode`]), whose
+    /// KCP (the real one, or the sandbox) is not this instance's to ask. Unlike [`Self::Unknown`]
+    /// it is a configuration mistake the operator can mend (the command run from a shell of the
+    /// other mode): a verdict on it needs `…DespiteKcp`.
+    OtherMode,
+    /// Nothing to go by, the text says why: no inquiry to ask (a virtual account, no `tno`), KCP
+    /// did not answer, or it answered about another trade.
+    Unknown(&'static str),
 }
 
 impl KcpAnswer {
@@ -114,7 +130,7 @@ impl KcpAnswer {
     /// `amount` (`paid`: KCP must hold exactly that) or cancelled (KCP must hold nothing).
     fn contradicting(self, paid: bool, amount: i64) -> Option<String> {
         match self {
-            Self::Unknown => None,
+            Self::Unknown(_) | Self::OtherMode => None,
             Self::Gone(answer) => paid.then(|| answer.to_string()),
             Self::Approved { remaining, .. } if paid && remaining != amount => {
                 let partly = if remaining < amount {
@@ -133,6 +149,10 @@ impl KcpAnswer {
         }
     }
 }
+
+/// [`Reconciled::unchecked`] for a merchant of the other mode ([`KcpAnswer::OtherMode`]).
+const OTHER_MODE: &str =
+    "the merchant is of the other mode than this command's OPENPORT_TEST_MODE, and its KCP is not asked from here";
 
 /// The fail reason of a payment whose approval an operator found cancelled in KCP's admin.
 const CANCELLED_BY_OPERATOR: &str =
@@ -500,13 +520,17 @@ impl Gateway {
     /// money KCP does not hold), failed while KCP shows it standing (the merchant_uid would be
     /// free to be charged again while the buyer stays charged: a double charge). The operator may
     /// override it (`…DespiteKcp`), which is logged and kept in the attempt's note. KCP not
-    /// answering changes nothing: the operator's word stands.
-    pub async fn mark_reconciled(
+    /// answering changes nothing: the operator's word stands, and the operator is told so
+    /// ([`Reconciled::unchecked`], also logged and kept in the note). A merchant of the other mode
+    /// than this instance is not asked at all ([`KcpAnswer::OtherMode`]): its verdict is refused
+    /// unless overridden, since that is the operator's shell lacking the instances' configuration
+    /// (OPENPORT_TEST_MODE), and the cross-check is what guards against a double charge.
+    pub async fn reconcile_conflict(
         &self,
         id: i64,
         note: &str,
         payment: Option<ReconciledPayment>,
-    ) -> ServiceResult<Option<ReconciledPaidAt>> {
+    ) -> ServiceResult<Reconciled> {
         let not_a_conflict = || ServiceError::BadRequest(format!("attempt {id} is not a conflict"));
         let attempt = payments::attempt_by_id(&self.db.write, id)
             .await?
@@ -523,6 +547,21 @@ impl Gateway {
             (Some(held), Some(outcome)) => {
                 let paid = outcome.paid();
                 let answer = self.kcp_answer(&attempt, &held).await;
+                if answer == KcpAnswer::OtherMode && !outcome.despite_kcp() {
+                    return Err(ServiceError::Refused(self.other_mode_refused(&attempt)));
+                }
+                let unchecked = match answer {
+                    KcpAnswer::OtherMode => Some(OTHER_MODE),
+                    KcpAnswer::Unknown(why) => Some(why),
+                    KcpAnswer::Approved { .. } | KcpAnswer::Gone(_) => None,
+                };
+                let note = match unchecked {
+                    Some(why) => {
+                        tracing::warn!(attempt_id = id, "the operator's verdict on the approval's payment is not checked against KCP ({why}): recorded on the operator's word");
+                        format!("{note} (not checked against KCP: {why}; recorded on the operator's word)")
+                    }
+                    None => note,
+                };
                 let note = match answer.contradicting(paid, held.amount) {
                     None => note,
                     Some(said) if !outcome.despite_kcp() => {
@@ -539,13 +578,14 @@ impl Gateway {
                 let paid_at = paid.then(|| {
                     let approved_at = match answer {
                         KcpAnswer::Approved { at, .. } => Some(at),
-                        KcpAnswer::Gone(_) | KcpAnswer::Unknown => None,
+                        KcpAnswer::Gone(_) | KcpAnswer::Unknown(_) | KcpAnswer::OtherMode => None,
                     };
                     self.held_paid_at(&attempt, approved_at)
                 });
-                return self
+                let paid_at = self
                     .settle_held_conflict(&attempt, held, paid_at, &note)
-                    .await;
+                    .await?;
+                return Ok(Reconciled { paid_at, unchecked });
             }
             (Some(held), None) => {
                 return Err(ServiceError::BadRequest(format!(
@@ -574,7 +614,40 @@ impl Gateway {
             return Err(not_a_conflict());
         }
         tracing::warn!(attempt_id = id, "operator reconciled a conflict attempt");
-        Ok(None)
+        Ok(Reconciled {
+            paid_at: None,
+            unchecked: None,
+        })
+    }
+
+    /// [`Self::reconcile_conflict`], for a caller that needs only the `paid_at` it recorded.
+    pub async fn mark_reconciled(
+        &self,
+        id: i64,
+        note: &str,
+        payment: Option<ReconciledPayment>,
+    ) -> ServiceResult<Option<ReconciledPaidAt>> {
+        Ok(self.reconcile_conflict(id, note, payment).await?.paid_at)
+    }
+
+    /// The refusal of [`Self::reconcile_conflict`] of `attempt`, whose merchant is of the other
+    /// mode than this instance ([`KcpAnswer::OtherMode`]): KCP not asked, nothing changed.
+    fn other_mode_refused(&self, attempt: &pg_attempt::Model) -> String {
+        let (id, tno) = (attempt.id, attempt.tno.as_deref().unwrap_or("-"));
+        let (merchant_is, command_is) = if self.settings.test_mode {
+            (
+                "a live merchant",
+                "in test mode (OPENPORT_TEST_MODE unset or true)",
+            )
+        } else {
+            (
+                "a merchant made in test mode",
+                "with OPENPORT_TEST_MODE=false",
+            )
+        };
+        format!(
+            "attempt {id} not reconciled, nothing changed: its payment's merchant is {merchant_is} and this command runs {command_is}, so KCP's inquiry by its tno {tno}, which checks your word against KCP, is not asked from here. Run the command with the configuration of the instances serving the merchant; or, having checked the tno in KCP's admin, run again with --despite-kcp (recorded on your word alone)"
+        )
     }
 
     /// [`Self::mark_reconciled`] of an approval's conflict that holds payment `held` pending: the
@@ -699,24 +772,24 @@ impl Gateway {
     }
 
     /// What KCP says of the trade `attempt` names, asked by `tno` with the inquiry of `held`'s
-    /// method: [`KcpAnswer::Unknown`] when there is none to ask (a virtual account, no `tno`, a
-    /// merchant of the other mode), KCP does not answer (logged), or it answers about another
-    /// trade (logged).
+    /// method: [`KcpAnswer::OtherMode`] for a merchant of the other mode, [`KcpAnswer::Unknown`]
+    /// when there is none to ask (a virtual account, no `tno`), KCP does not answer (logged), or it
+    /// answers about another trade (logged).
     async fn kcp_answer(&self, attempt: &pg_attempt::Model, held: &payment::Model) -> KcpAnswer {
         let Some(tno) = attempt.tno.as_deref() else {
-            return KcpAnswer::Unknown;
+            return KcpAnswer::Unknown("the attempt has no KCP tno to ask by");
         };
         let Some(inquiry) = TradeInquiry::of(&held.pay_method) else {
-            return KcpAnswer::Unknown;
+            return KcpAnswer::Unknown("openport has no KCP inquiry for the payment's method");
         };
         let Ok(merchant) = self.merchant(held.merchant_id).await else {
-            return KcpAnswer::Unknown;
+            return KcpAnswer::Unknown("the payment's merchant could not be read");
         };
         if !runs_in_mode(self.settings.test_mode, &merchant) {
-            return KcpAnswer::Unknown;
+            return KcpAnswer::OtherMode;
         }
         let Ok(connector) = self.connectors.for_merchant(&merchant, &self.secrets) else {
-            return KcpAnswer::Unknown;
+            return KcpAnswer::Unknown("the merchant's KCP credentials could not be loaded");
         };
         let trade = TradeRef::Tno(tno.to_string());
         match inquiry.ask(connector.as_ref(), &trade).await {
@@ -729,13 +802,13 @@ impl Gateway {
             },
             Ok(TradeState::Approved { .. }) => {
                 tracing::warn!(attempt_id = attempt.id, %tno, "KCP's inquiry answered another trade: it is not taken as this approval's");
-                KcpAnswer::Unknown
+                KcpAnswer::Unknown("KCP's inquiry answered about another trade")
             }
             Ok(TradeState::Cancelled { .. }) => KcpAnswer::Gone("the approval is cancelled"),
             Ok(TradeState::NotFound) => KcpAnswer::Gone("KCP has no such trade"),
             Err(e) => {
                 tracing::warn!(attempt_id = attempt.id, %tno, "KCP could not be asked about the approval: {e}");
-                KcpAnswer::Unknown
+                KcpAnswer::Unknown("KCP did not answer its inquiry")
             }
         }
     }

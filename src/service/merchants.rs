@@ -4,7 +4,8 @@ use rand::Rng;
 use sea_orm::Set;
 use secrecy::{ExposeSecret, SecretString};
 
-use super::secrets::hash_key_id;
+use super::key_check::{UnderKey, UnknownKeys};
+use super::secrets::{hash_key_id, sealed_key_id};
 use super::{Gateway, ServiceError, ServiceResult};
 use crate::domain::kcp_origin::{self, OriginError};
 use crate::pg::kcp::{KcpConfig, KcpConnector};
@@ -243,9 +244,13 @@ impl Gateway {
 /// operator gets past that without the old key. The tokens already issued with the old secret
 /// are deleted in the same transaction: running instances refuse them at once on PostgreSQL,
 /// within a minute on SQLite (see below).
+///
+/// `test_mode` and `secrets` are the caller's configuration, which must be that of the instances
+/// serving the merchant ([`configured_as_its_instances`]): otherwise nothing is changed.
 pub async fn new_imp_secret(
     db: &crate::store::Db,
     secrets: &super::secrets::MasterKey,
+    test_mode: bool,
     imp_code: &str,
 ) -> ServiceResult<CreatedMerchant> {
     let Some(mut merchant) = merchants::by_imp_code(&db.read, imp_code).await? else {
@@ -253,6 +258,7 @@ pub async fn new_imp_secret(
             "no merchant with imp_code {imp_code}"
         )));
     };
+    configured_as_its_instances(&merchant, secrets, test_mode)?;
     let secret = fresh_secret(&mut rand::thread_rng());
     let hash = secrets.secret_hash(&secret);
     // A secret is renewed because the old one leaked (or cannot be checked any more): the tokens
@@ -269,6 +275,77 @@ pub async fn new_imp_secret(
         merchant,
         imp_secret: SecretString::from(secret),
     })
+}
+
+/// Refuses [`new_imp_secret`] of merchant `m` from a configuration (`test_mode`, `secrets`) other
+/// than its instances'. The new hash is made under `secrets`' current key, and the old secret's
+/// tokens are deleted: under a key the instances serving `m` do not have, `m` is locked out (every
+/// getToken 401) and no instance restarts (the start-up key check). An operator's shell without
+/// the instances' environment is in test mode with the public test-mode key (`app::master_key`),
+/// so a live merchant renewed from it was locked out, and so was every merchant after a suspected
+/// write (docs/security.md). Two things show the configuration is not theirs:
+/// - the mode: a live merchant is served by live instances, a test-mode one by test-mode ones
+///   ([`runs_in_mode`]);
+/// - `m`'s own sealed KCP private key: `openport reseal` keeps it under a key its instances have,
+///   during a rotation and after, so one `secrets` does not have names another key (a typo, or
+///   another instance's key).
+///
+/// The hash itself is not checked: a hash under a key that is gone is what this command mends.
+fn configured_as_its_instances(
+    m: &merchant::Model,
+    secrets: &super::secrets::MasterKey,
+    test_mode: bool,
+) -> ServiceResult<()> {
+    let refused = |why: String| {
+        ServiceError::Refused(format!(
+            "merchant {}'s imp_secret not renewed, nothing changed: {why}",
+            m.imp_code
+        ))
+    };
+    if !runs_in_mode(test_mode, m) {
+        let (merchant_is, command_is, instances) = if test_mode {
+            (
+                "a live merchant",
+                "in test mode (OPENPORT_TEST_MODE unset or true)",
+                "live instances (OPENPORT_TEST_MODE=false, their OPENPORT_MASTER_KEY)",
+            )
+        } else {
+            (
+                "a merchant made in test mode",
+                "with OPENPORT_TEST_MODE=false",
+                "test-mode instances (their OPENPORT_TEST_MODE and OPENPORT_MASTER_KEY)",
+            )
+        };
+        return Err(refused(format!(
+            "it is {merchant_is} and this command runs {command_is}: the new secret would be \
+             hashed under a master key the instances serving it may not have, locking it out \
+             and stopping their restarts. Run the command with the configuration of its \
+             {instances}."
+        )));
+    }
+    let sealed = m.kcp_private_key_sealed.as_str();
+    let missing = match sealed_key_id(sealed) {
+        Some(id) if secrets.has_key(id) => None,
+        Some(id) => Some(id.to_string()),
+        None if secrets.open(sealed).is_ok() => None,
+        None => Some("v1".to_string()),
+    };
+    if let Some(id) = missing {
+        let mut under = UnderKey::default();
+        under
+            .merchants
+            .insert(m.imp_code.clone(), vec!["KCP private key"]);
+        let unknown = UnknownKeys {
+            keys: [(id, under)].into(),
+            current: secrets.key_id().to_string(),
+            previous: secrets.previous_ids().map(str::to_string).collect(),
+        };
+        return Err(refused(format!(
+            "this command's master keys are not those of the instances serving it, and a new \
+             secret hashed here would be refused by them: {unknown}"
+        )));
+    }
+    Ok(())
 }
 
 /// Gives merchant `imp_code` the KCP batch group id `group_id` (`openport merchant set-group-id`).

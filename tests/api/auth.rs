@@ -562,7 +562,7 @@ async fn a_new_secret_revokes_the_tokens_got_with_the_old_one() {
     let app = spawn_app().await;
     let leaked = app.token().await;
     let secrets = MasterKey::from_config(None).unwrap(); // test mode's key, as the app's
-    let renewed = new_imp_secret(&app.app.gateway.db, &secrets, DEMO_IMP_CODE)
+    let renewed = new_imp_secret(&app.app.gateway.db, &secrets, true, DEMO_IMP_CODE)
         .await
         .unwrap();
 

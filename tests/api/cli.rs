@@ -328,6 +328,124 @@ async fn merchant_new_secret_outside_test_mode_without_a_master_key_is_refused_a
     assert_eq!(hash(db).await, before);
 }
 
+/// A key's id as every sealed value and hash names it (service/secrets.rs).
+fn master_key_id(b64: &str) -> String {
+    openport::service::secrets::MasterKey::from_config(Some(&SecretString::from(b64.to_string())))
+        .unwrap()
+        .key_id()
+        .to_string()
+}
+
+/// `merchant new-secret` of a live merchant run from a shell that is not configured as the live
+/// instances are: without their environment (test mode, the public test-mode key), or with
+/// another master key (a typo; the incoming key of a rotation). Each is refused, naming what
+/// differs, and changes nothing: it hashed the new secret under a key the live instances do not
+/// have and deleted the merchant's tokens, locking the merchant out and refusing every restart.
+/// From the live instances' configuration it renews the secret.
+#[tokio::test]
+async fn merchant_new_secret_of_a_live_merchant_from_a_shell_of_another_mode_or_key_is_refused_and_changes_nothing(
+) {
+    use base64::Engine;
+    let b64 = |b: u8| base64::engine::general_purpose::STANDARD.encode([b; 32]);
+    let (k, other) = (b64(11), b64(12));
+    let live_key = k.clone();
+    let live = crate::helpers::spawn_app_with(move |c| {
+        c.test_mode = false;
+        c.master_key = Some(SecretString::from(live_key));
+        c.public_url = Some("https://pay.example.com".into());
+    })
+    .await;
+    let shop = live.app.demo.as_ref().expect("the live merchant");
+    let (imp_code, imp_key) = (
+        shop.merchant.imp_code.clone(),
+        shop.merchant.imp_key.clone(),
+    );
+    let secret = secrecy::ExposeSecret::expose_secret(&shop.imp_secret).to_string();
+    let token = live.token_for(&imp_key, &secret).await;
+    let db = Database::connect(&live.database_url).await.unwrap();
+    let hash = || {
+        let db = db.clone();
+        let sql = format!("SELECT imp_secret_hash FROM merchants WHERE imp_code = '{imp_code}'");
+        async move {
+            db.query_one(statement(&db, &sql))
+                .await
+                .unwrap()
+                .unwrap()
+                .try_get::<String>("", "imp_secret_hash")
+                .unwrap()
+        }
+    };
+    let before = hash().await;
+    let dir = tempfile::tempdir().unwrap();
+    let new_secret = |env: Vec<(&'static str, String)>| {
+        let mut command = openport_in_test_mode(
+            dir.path(),
+            &live.database_url,
+            &["merchant", "new-secret", "--imp-code", &imp_code],
+        );
+        command.envs(env);
+        async move {
+            tokio::task::spawn_blocking(move || command.output().unwrap())
+                .await
+                .unwrap()
+        }
+    };
+
+    let plain_shell = new_secret(vec![]).await;
+    let wrong_key = new_secret(vec![
+        ("OPENPORT_TEST_MODE", "false".into()),
+        ("OPENPORT_MASTER_KEY", other.clone()),
+    ])
+    .await;
+    for (out, said) in [
+        (&plain_shell, vec!["OPENPORT_TEST_MODE".to_string()]),
+        (&wrong_key, vec![master_key_id(&k), master_key_id(&other)]),
+    ] {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{stderr}");
+        for said in said {
+            assert!(stderr.contains(&said), "{said}: {stderr}");
+        }
+        assert!(!String::from_utf8_lossy(&out.stdout).contains("imp_secret"));
+        assert_eq!(hash().await, before, "{stderr}");
+    }
+    // The token it had works on an instance that never cached it, and the secret still gets one.
+    let live_key = k.clone();
+    let other_instance = live
+        .another_instance(move |c| {
+            c.test_mode = false;
+            c.master_key = Some(SecretString::from(live_key));
+            c.public_url = Some("https://pay.example.com".into());
+        })
+        .await;
+    let (status, body) = other_instance
+        .get("/payments/status/all", Some(&token))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    other_instance.token_for(&imp_key, &secret).await;
+
+    // With the live instances' configuration it is renewed.
+    let renewed = new_secret(vec![
+        ("OPENPORT_TEST_MODE", "false".into()),
+        ("OPENPORT_MASTER_KEY", k.clone()),
+    ])
+    .await;
+    let printed = String::from_utf8_lossy(&renewed.stdout).into_owned();
+    assert!(
+        renewed.status.success(),
+        "{printed}{}",
+        String::from_utf8_lossy(&renewed.stderr)
+    );
+    let renewed_secret = printed
+        .lines()
+        .find_map(|l| l.strip_prefix("imp_secret "))
+        .expect("the new imp_secret")
+        .trim()
+        .to_string();
+    assert_ne!(hash().await, before);
+    other_instance.token_for(&imp_key, &renewed_secret).await;
+}
+
 #[tokio::test]
 async fn merchant_create_takes_a_certificate_file_holding_kcps_one_line_form() {
     let (url, _db_dir) = fresh_database().await;
@@ -1163,6 +1281,66 @@ async fn attempt_reconciled_with_payment_failed_of_an_approval_kcp_shows_standin
     assert!(app.conflicts().await.is_empty());
     let token = app.token().await; // the first one may have expired meanwhile
     assert_eq!(app.payment(&token, &held.imp_uid).await["status"], "failed");
+}
+
+/// `attempt reconciled --payment failed|paid` of a merchant of the other mode than the command's
+/// configuration (here a test-mode merchant, the command run with `OPENPORT_TEST_MODE=false`): its
+/// KCP is not this configuration's to ask, so the verdict cannot be checked against KCP's inquiry.
+/// Refused, naming `OPENPORT_TEST_MODE` and `--despite-kcp`, changing nothing; with
+/// `--despite-kcp` it is recorded, and the command says it was not checked against KCP.
+#[tokio::test]
+async fn attempt_reconciled_of_a_merchant_of_the_other_mode_is_refused_unless_despite_kcp_and_says_kcp_was_not_asked(
+) {
+    use base64::Engine;
+    let app = crate::helpers::spawn_app().await;
+    let token = app.token().await;
+    let held = an_approval_held_by_a_conflict_recorded_later(&app, &token, "held-other-mode").await;
+    let live_key = base64::engine::general_purpose::STANDARD.encode([13u8; 32]);
+    let from_a_live_shell = |payment: &'static [&'static str]| {
+        let id = held.conflict.to_string();
+        let mut args = vec!["attempt", "reconciled", "--id", &id, "--note", "cancelled"];
+        args.extend(payment);
+        let dir = tempfile::tempdir().unwrap();
+        let mut command = openport_in_test_mode(dir.path(), &app.database_url, &args);
+        command
+            .env("OPENPORT_TEST_MODE", "false")
+            .env("OPENPORT_MASTER_KEY", &live_key);
+        async move {
+            let out = tokio::task::spawn_blocking(move || command.output().expect("openport runs"))
+                .await
+                .unwrap();
+            drop(dir);
+            out
+        }
+    };
+
+    let refused = from_a_live_shell(&["--payment", "failed"]).await;
+    let said = ["OPENPORT_TEST_MODE", "--despite-kcp", "nothing changed"];
+    assert_refused_changing_nothing(&app, &token, &held, &refused, &said).await;
+
+    let out = from_a_live_shell(&["--payment", "failed", "--despite-kcp"]).await;
+    let printed = printed_by_success(&out);
+    assert!(printed.contains("merchant_uid is free"), "{printed}");
+    assert!(printed.contains("not checked against KCP"), "{printed}");
+    assert!(printed.contains("on your word"), "{printed}");
+    assert!(app.conflicts().await.is_empty());
+}
+
+/// `attempt reconciled --payment paid` while KCP's inquiry does not answer: recorded on the
+/// operator's word, as before, and the command now says it was not checked against KCP.
+#[tokio::test]
+async fn attempt_reconciled_while_kcp_does_not_answer_says_the_verdict_is_the_operators_word() {
+    use kcp_sandbox::{paths, Fault, FaultRule};
+    let app = crate::helpers::spawn_app().await;
+    let token = app.token().await;
+    let held = an_approval_held_by_a_conflict_recorded_later(&app, &token, "held-no-answer").await;
+    app.sandbox
+        .inject(FaultRule::new(paths::INQUIRY, Fault::HttpStatus { status: 500 }).times(20));
+    let out = attempt_reconciled(&app, held.conflict, "kept", &["--payment", "paid"]).await;
+    let printed = printed_by_success(&out);
+    assert!(printed.contains("is paid"), "{printed}");
+    assert!(printed.contains("not checked against KCP"), "{printed}");
+    assert!(printed.contains("on your word"), "{printed}");
 }
 
 /// `openport reseal` with `OPENPORT_MASTER_KEY` = `current` and the previous keys `previous`,

@@ -511,6 +511,7 @@ async fn a_hash_left_under_a_dropped_key_refuses_to_start_until_the_merchant_get
     let renewed = openport::service::merchants::new_imp_secret(
         &first.app.gateway.db,
         &secrets,
+        true,
         DEMO_IMP_CODE,
     )
     .await
