@@ -154,6 +154,7 @@ impl Gateway {
         let Opened {
             payment, attempt, ..
         } = self.open_approval(m, &order, None).await?;
+        let pending = payment.clone();
         let req = PointPaymentRequest {
             order_no: payment.order_no.clone(),
             amount: order.amount,
@@ -163,7 +164,7 @@ impl Gateway {
             buyer_tel: text.buyer_tel,
             account: cmd.account,
         };
-        let outcome = match connector.pay_with_points(&req).await {
+        let decided = match connector.pay_with_points(&req).await {
             Ok(approval) => {
                 self.settle_point_approval(
                     connector.as_ref(),
@@ -172,14 +173,15 @@ impl Gateway {
                     approval.into(),
                     true,
                 )
-                .await?
+                .await
             }
             Err(err) => {
                 self.conclude_pg_error(connector.as_ref(), payment, attempt, err, &CHARGE_FAILURES)
-                    .await?
+                    .await
             }
         };
-        Self::answer(outcome)
+        // The points may be spent: a database failure from here on is an unknown outcome.
+        Self::answer(Self::charge_unknown_after_db_error(pending, decided)?)
     }
 
     /// `settle_approval` for points: the approval is recorded without card fields, or

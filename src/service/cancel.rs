@@ -55,18 +55,12 @@ impl Gateway {
     ) -> ServiceResult<PaymentRecord> {
         let mut attempt_written = None;
         let answered = self.cancel_with(m, cmd, &mut attempt_written).await;
-        match (answered, attempt_written) {
-            // Once the cancel's attempt is written (and perhaps sent, say a connection lost while
-            // KCP's answer was recorded), a database failure leaves its outcome unknown to this
-            // request, not nothing done: the attempt stays open and the resolver settles it. So
-            // the answer is the one for a lost KCP answer, never an HTTP 500 a merchant may read
-            // as "not cancelled" and refund by other means.
-            (Err(ServiceError::Db(e)), Some(imp_uid)) => {
-                tracing::error!(%imp_uid, "recording a cancel failed after its attempt was written; the resolver settles it: {e}");
-                Err(ServiceError::Refused(cancel_unknown(&imp_uid)))
-            }
-            (answered, _) => answered,
-        }
+        // Once the cancel's attempt is written (and perhaps sent), a database failure is answered
+        // as a lost KCP answer, never an HTTP 500 a merchant may read as "not cancelled" and
+        // refund by other means.
+        Self::unknown_after_db_error(answered, attempt_written.as_deref(), |imp_uid| {
+            Err(ServiceError::Refused(cancel_unknown(imp_uid)))
+        })
     }
 
     /// [`Gateway::cancel_payment`]; `attempt_written` is set to the payment's imp_uid once the

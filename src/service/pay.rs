@@ -272,23 +272,45 @@ impl Gateway {
         };
         let opened = self.open_approval(m, order, customer_uid).await?;
         let pending = opened.payment.clone();
-        match self
+        let decided = self
             .charge_opened(m, connector.as_ref(), opened, call)
-            .await
-        {
-            Err(ServiceError::Db(e)) => Ok(Self::unknown_after_db_error(pending, &e)),
-            decided => decided,
-        }
+            .await;
+        Self::charge_unknown_after_db_error(pending, decided)
     }
 
-    /// A database failure once the attempt is recorded (possibly after KCP acted, say a
-    /// connection lost while the outcome was written): the outcome is unknown to this request,
-    /// not an internal error. The attempt stays open and the resolver settles it, so the answer is
-    /// the one for a lost KCP answer (code 1, retry with the same merchant_uid is safe), never an
-    /// HTTP 500 a merchant may read as "nothing happened".
-    fn unknown_after_db_error(pending: payment::Model, e: &DbErr) -> ApprovalOutcome {
-        tracing::error!(imp_uid = %pending.imp_uid, "recording a charge failed after its attempt was written; the resolver settles it: {e}");
-        ApprovalOutcome::Unknown(pending)
+    /// [`Gateway::unknown_after_db_error`] for a charge whose payment and attempt are recorded
+    /// (`pending`): a database failure is answered [`ApprovalOutcome::Unknown`], a retry with the
+    /// same merchant_uid being safe. Card, points and virtual account alike.
+    pub(crate) fn charge_unknown_after_db_error(
+        pending: payment::Model,
+        decided: ServiceResult<ApprovalOutcome>,
+    ) -> ServiceResult<ApprovalOutcome> {
+        let imp_uid = pending.imp_uid.clone();
+        Self::unknown_after_db_error(decided, Some(&imp_uid), |_| {
+            Ok(ApprovalOutcome::Unknown(pending))
+        })
+    }
+
+    /// A database failure once a KCP call's attempt is recorded (`written`: the payment's
+    /// imp_uid from then on, None before), possibly after KCP acted (say a connection lost while
+    /// the outcome was written): the outcome is unknown to this request, not an internal error.
+    /// The attempt stays open and the resolver settles it, so the answer is `unknown`'s, the one
+    /// for a lost KCP answer (code 1: a charge may be retried with the same merchant_uid, a cancel
+    /// or revocation is confirmed automatically), never an HTTP 500 a merchant may read as
+    /// "nothing happened" and act on (charge again under another merchant_uid, refund by other
+    /// means). Charges and cancels alike (docs/api.md).
+    pub(crate) fn unknown_after_db_error<T>(
+        answered: ServiceResult<T>,
+        written: Option<&str>,
+        unknown: impl FnOnce(&str) -> ServiceResult<T>,
+    ) -> ServiceResult<T> {
+        match (answered, written) {
+            (Err(ServiceError::Db(e)), Some(imp_uid)) => {
+                tracing::error!(%imp_uid, "recording a KCP call's outcome failed after its attempt was written; the resolver settles it: {e}");
+                unknown(imp_uid)
+            }
+            (answered, _) => answered,
+        }
     }
 
     /// [`Gateway::charge`] once its payment and attempt are recorded: the KCP call and its outcome.

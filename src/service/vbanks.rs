@@ -98,6 +98,7 @@ impl Gateway {
         let Opened {
             payment, attempt, ..
         } = self.open_approval(m, &order, None).await?;
+        let pending = payment.clone();
         let req = VbankIssueRequest {
             order_no: payment.order_no.clone(),
             amount: order.amount,
@@ -109,17 +110,18 @@ impl Gateway {
             due,
             holder,
         };
-        let outcome = match connector.issue_vbank(&req).await {
+        let decided = match connector.issue_vbank(&req).await {
             Ok(account) => {
                 self.settle_vbank(connector.as_ref(), payment, attempt, account)
-                    .await?
+                    .await
             }
             Err(err) => {
                 self.conclude_pg_error(connector.as_ref(), payment, attempt, err, &VBANK_FAILURES)
-                    .await?
+                    .await
             }
         };
-        match outcome {
+        // KCP may have issued the account: a database failure from here on is an unknown outcome.
+        match Self::charge_unknown_after_db_error(pending, decided)? {
             ApprovalOutcome::Paid(p) => self.payment_record(p).await,
             ApprovalOutcome::Declined { payment: p, .. } | ApprovalOutcome::NetCancelled(p) => {
                 Err(ServiceError::Refused(format!(
@@ -308,6 +310,24 @@ impl Gateway {
         m: &merchant::Model,
         imp_uid: &str,
     ) -> ServiceResult<PaymentRecord> {
+        let mut attempt_written = None;
+        let answered = self.revoke_with(m, imp_uid, &mut attempt_written).await;
+        // Once the revocation's attempt is written (and perhaps sent), a database failure is
+        // answered as a lost KCP answer, as for cancels: never an HTTP 500 a merchant may read as
+        // "not revoked" while KCP closed the account.
+        Self::unknown_after_db_error(answered, attempt_written.as_deref(), |imp_uid| {
+            Err(ServiceError::Refused(revocation_unknown(imp_uid)))
+        })
+    }
+
+    /// [`Gateway::revoke_vbank`]; `attempt_written` is set to the payment's imp_uid once the
+    /// revocation's attempt is recorded.
+    async fn revoke_with(
+        &self,
+        m: &merchant::Model,
+        imp_uid: &str,
+        attempt_written: &mut Option<String>,
+    ) -> ServiceResult<PaymentRecord> {
         let found = payments::by_imp_uid(&self.db.read, Some(m.id), imp_uid)
             .await?
             .ok_or_else(|| ServiceError::NotFound(super::lookup::NOT_FOUND.into()))?;
@@ -329,6 +349,7 @@ impl Gateway {
                 false,
             )
             .await?;
+        *attempt_written = Some(found.imp_uid.clone());
         // Holding the only open cancel, re-read holding the payment's row: a deposit may have
         // paid it meanwhile, and one being applied now is waited for (from here on no deposit
         // moves it while the attempt is open: service/notifications.rs `apply`).
@@ -443,13 +464,7 @@ impl Gateway {
                 "가상계좌 발급취소에 실패하였습니다.({why})"
             ))),
             CancelOutcome::Unknown => Err(self
-                .unknown_cancel_refusal(
-                    &payment,
-                    format!(
-                        "PG사 발급취소 응답을 확인하지 못했습니다. 결과는 자동으로 확인됩니다. (imp_uid: {})",
-                        payment.imp_uid
-                    ),
-                )
+                .unknown_cancel_refusal(&payment, revocation_unknown(&payment.imp_uid))
                 .await?),
             CancelOutcome::Conflict(attempt_id) => Err(ServiceError::Refused(format!(
                 "PG사에서는 발급취소되었으나 결제 기록과 일치하지 않아 운영자 확인이 필요합니다. (imp_uid: {}, attempt {attempt_id})",
@@ -463,6 +478,11 @@ impl Gateway {
             }
         }
     }
+}
+
+/// The answer to a revocation whose outcome this request could not learn.
+fn revocation_unknown(imp_uid: &str) -> String {
+    format!("PG사 발급취소 응답을 확인하지 못했습니다. 결과는 자동으로 확인됩니다. (imp_uid: {imp_uid})")
 }
 
 /// Whether `p` is a virtual account issued and awaiting its deposit.

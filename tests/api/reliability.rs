@@ -927,22 +927,37 @@ async fn answer_with_connections_cut(
     path: &str,
     body: serde_json::Value,
 ) -> Option<serde_json::Value> {
+    request_with_connections_cut(
+        app,
+        token,
+        kcp_path,
+        reqwest::Method::POST,
+        path,
+        Some(body),
+    )
+    .await
+}
+
+/// [`answer_with_connections_cut`] for any method, with a JSON body or none (`DELETE /vbanks/…`).
+async fn request_with_connections_cut(
+    app: &crate::helpers::TestApp,
+    token: &str,
+    kcp_path: &str,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<serde_json::Value>,
+) -> Option<serde_json::Value> {
     app.sandbox
         .inject(FaultRule::new(kcp_path, Fault::Delay { ms: 1000 }));
     let sent = {
-        let (http, url, token) = (
-            app.http.clone(),
-            format!("{}{path}", app.base),
-            token.to_string(),
-        );
-        tokio::spawn(async move {
-            http.post(url)
-                .header("Authorization", token)
-                .json(&body)
-                .send()
-                .await
-                .unwrap()
-        })
+        let mut request = app
+            .http
+            .request(method, format!("{}{path}", app.base))
+            .header("Authorization", token);
+        if let Some(body) = &body {
+            request = request.json(body);
+        }
+        tokio::spawn(async move { request.send().await.unwrap() })
     };
     // KCP has the call (the slow answer's rule is taken): its attempt is written.
     crate::ownership::until_the_faults_are_used(app).await;
@@ -1016,6 +1031,115 @@ async fn a_charge_whose_outcome_cannot_be_written_is_answered_as_unknown_and_set
 
     app.advance(SETTLE_SECS + 20);
     app.resolve_all().await;
+    app.assert_ledger_agrees().await;
+}
+
+/// The same for a Benepia point payment (`POST /benepia/payment`): KCP approves the points, the
+/// connection their outcome is written on is gone. Code 1 and a retry is safe, not HTTP 500; the
+/// resolver net-cancels the points the merchant was not told of, and KCP and openport agree.
+#[tokio::test]
+async fn a_point_payment_whose_outcome_cannot_be_written_is_answered_as_unknown_and_settled_later()
+{
+    use kcp_sandbox::test_points::BENEPIA_01;
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let Some(body) = answer_with_connections_cut(
+        &app,
+        &token,
+        paths::HUB_PAYMENT,
+        "/benepia/payment",
+        json!({"benepia_user": BENEPIA_01.id, "benepia_password": BENEPIA_01.password,
+            "benepia_member_code": BENEPIA_01.memcorp_cd, "merchant_uid": "db-cut-points",
+            "amount": 3000, "name": "복지몰 상품"}),
+    )
+    .await
+    else {
+        return;
+    };
+    assert_eq!(body["code"], 1, "{body}");
+    let message = body["message"].as_str().unwrap();
+    assert!(message.contains("자동으로 확인"), "{body}");
+    assert!(message.contains("이중결제되지 않습니다"), "{body}");
+    assert_eq!(app.sandbox.ledger().len(), 1, "KCP approved the points");
+
+    app.advance(SETTLE_SECS + 20);
+    app.resolve_all().await;
+    app.assert_ledger_agrees().await;
+}
+
+/// A `POST /vbanks` body: KB국민 (`004`), due in a week by the gateway's clock.
+fn vbank_order(app: &crate::helpers::TestApp, merchant_uid: &str) -> serde_json::Value {
+    json!({"merchant_uid": merchant_uid, "amount": 5000, "vbank_code": "004",
+        "vbank_due": app.app.gateway.clock.unix() + 7 * 24 * 3600, "name": "가상계좌 상품",
+        "buyer_name": "홍길동", "buyer_email": "buyer@example.com", "buyer_tel": "010-1234-5678"})
+}
+
+/// The same for a virtual account issued without the window (`POST /vbanks`): KCP issues it, the
+/// connection it is written on is gone. Code 1 and a retry is safe, not HTTP 500; the resolver
+/// revokes the account nobody was told of, and KCP and openport agree.
+#[tokio::test]
+async fn a_virtual_account_whose_issuance_cannot_be_written_is_answered_as_unknown_and_settled_later(
+) {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let order = vbank_order(&app, "db-cut-vbank");
+    let Some(body) =
+        answer_with_connections_cut(&app, &token, paths::HUB_PAYMENT, "/vbanks", order).await
+    else {
+        return;
+    };
+    assert_eq!(body["code"], 1, "{body}");
+    let message = body["message"].as_str().unwrap();
+    assert!(message.contains("자동으로 확인"), "{body}");
+    assert!(message.contains("이중결제되지 않습니다"), "{body}");
+    assert_eq!(app.sandbox.ledger().len(), 1, "KCP issued the account");
+
+    app.advance(SETTLE_SECS + 20);
+    app.resolve_all().await;
+    app.assert_ledger_agrees().await;
+}
+
+/// The same for a revocation (`DELETE /vbanks/{imp_uid}`): KCP closes the account, the connection
+/// the close is written on is gone. The merchant is told the result will be confirmed (code 1),
+/// not HTTP 500 ("not revoked"), and the resolver records what KCP holds.
+#[tokio::test]
+async fn a_revocation_whose_outcome_cannot_be_written_is_answered_as_unknown_and_settled_later() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let (_, issued) = app
+        .post("/vbanks", Some(&token), vbank_order(&app, "db-cut-revoke"))
+        .await;
+    assert_eq!(issued["code"], 0, "{issued}");
+    let imp_uid = issued["response"]["imp_uid"].as_str().unwrap().to_string();
+    let Some(body) = request_with_connections_cut(
+        &app,
+        &token,
+        paths::CANCEL,
+        reqwest::Method::DELETE,
+        &format!("/vbanks/{imp_uid}"),
+        None,
+    )
+    .await
+    else {
+        return;
+    };
+    assert_eq!(body["code"], 1, "{body}");
+    let message = body["message"].as_str().unwrap();
+    assert!(
+        message.contains("발급취소 응답을 확인하지 못했습니다"),
+        "{body}"
+    );
+    assert!(message.contains("자동으로 확인됩니다"), "{body}");
+    assert_eq!(
+        app.sandbox.ledger()[0].state,
+        TransactionState::Cancelled,
+        "KCP closed it"
+    );
+
+    app.advance(SETTLE_SECS + 20);
+    app.resolve_all().await;
+    let shown = app.payment(&token, &imp_uid).await;
+    assert_eq!(shown["status"], "cancelled", "{shown}");
     app.assert_ledger_agrees().await;
 }
 
