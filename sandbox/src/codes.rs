@@ -121,7 +121,7 @@ pub const ESCROW_CANCEL_TYPE: &str = "8506";
 /// its shipping start, `STE4` before it, `STE5` on anything but an unpaid virtual account, or
 /// `STE2`/`STE4` on an unpaid virtual account (closed with `STE5`).
 pub const ESCROW_STAGE_MISMATCH: &str = "8507";
-/// *Assumption*: window-less virtual-account issuance with a `bank_code` the sandbox issues no
+/// *Assumption*: window-less virtual-account issuance with a `va_bankcode` the sandbox issues no
 /// accounts for (it offers the window's banks: BK04, BK20, BK88, BK81, BK11, BK03, BK07).
 pub const VBANK_BANK_ERROR: &str = "8504";
 /// *Assumption*: window-less virtual-account issuance whose `va_date` is not `yyyyMMddHHmmss`, not

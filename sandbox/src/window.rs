@@ -159,8 +159,8 @@ pub(crate) struct VirtualAccount {
     pub remitter: String,
     /// The account holder shown to the buyer (`depositor`).
     pub depositor: String,
-    /// The answer's `va_name`: the buyer for a window account, the holder the merchant named for a
-    /// window-less one.
+    /// The answer's `va_name`: who is expected to pay in (입금자명), the buyer for a window account
+    /// and the request's `va_name` for a window-less one; the same as `remitter`.
     pub va_name: String,
     /// Deposit deadline, `yyyyMMddHHmmss` KST (`va_date`).
     pub va_date: String,

@@ -63,34 +63,55 @@ async fn an_account_is_issued_without_a_window_and_paid_by_deposits() {
     assert_eq!(h.inquire_as("PAVC", tno).await["stat_va_cd"], "STSR");
 }
 
+/// `va_name` is who is expected to pay in (입금자명, KCP's pp_cli sample): the notifications name
+/// them as `ipgm_name`/`remitter`, while the account's holder (`depositor`) stays KCP's own.
 #[tokio::test]
-async fn the_holder_the_merchant_names_is_the_accounts_depositor() {
+async fn va_name_is_who_deposits_and_the_holder_stays_kcps() {
     let h = spawn().await;
     let mut body = vbank_issue("VA2");
-    merge(&mut body, json!({"va_name": "오픈포트상점"}));
+    merge(&mut body, json!({"va_name": "김입금"}));
     let issued = h.pay(&body).await;
     assert_eq!(issued["res_cd"], "0000", "{issued}");
     assert_eq!(
         (issued["depositor"].as_str(), issued["va_name"].as_str()),
-        (Some("오픈포트상점"), Some("오픈포트상점"))
+        (Some("한국사이버결제"), Some("김입금"))
     );
+    h.sandbox.set_notify_url("*", "http://127.0.0.1:9/unused");
+    let tno = issued["tno"].as_str().unwrap();
+    let deposit = h.sandbox.deposit(tno, 7000, "00").unwrap();
+    assert_eq!(
+        (deposit.field("ipgm_name"), deposit.field("remitter")),
+        (Some("김입금"), Some("김입금"))
+    );
+
+    // Without a depositor name the buyer is expected, as in the window.
+    let mut body = vbank_issue("VA2b");
+    body.as_object_mut().unwrap().remove("va_name");
+    let issued = h.pay(&body).await;
+    assert_eq!(issued["va_name"], "홍길동", "{issued}");
+    let deposit = h
+        .sandbox
+        .deposit(issued["tno"].as_str().unwrap(), 7000, "00")
+        .unwrap();
+    assert_eq!(deposit.field("ipgm_name"), Some("홍길동"));
 }
 
 #[tokio::test]
 async fn a_bad_bank_a_past_or_malformed_deadline_and_bad_amounts_are_refused() {
     let h = spawn().await;
     let cases = [
-        (json!({"bank_code": "BK99"}), "8504"),
-        (json!({"bank_code": "004"}), "8504"),
+        (json!({"va_bankcode": "BK99"}), "8504"),
+        (json!({"va_bankcode": "004"}), "8504"),
         (json!({"va_date": "20260310115959"}), "8505"),
         (json!({"va_date": "20260310120000"}), "8505"),
         (json!({"va_date": "20260317"}), "8505"),
         (json!({"va_date": "20261332000000"}), "8505"),
-        (json!({"amount": "0"}), "8105"),
+        (json!({"amount": "0", "va_mny": "0"}), "8105"),
         (json!({"amount": "7,000"}), "8105"),
         (json!({"good_name": ""}), "9502"),
-        (json!({"bank_code": ""}), "9502"),
+        (json!({"va_bankcode": ""}), "9502"),
         (json!({"va_name": "a<b"}), "9504"),
+        (json!({"va_receipt_gubn": "1"}), "9503"),
         (json!({"ordr_idxx": "a".repeat(41)}), "9503"),
         (json!({"site_cd": OTHER_SITE}), "9511"),
     ];
@@ -101,6 +122,60 @@ async fn a_bad_bank_a_past_or_malformed_deadline_and_bad_amounts_are_refused() {
         assert_eq!(reply["res_cd"], code, "{extra}: {reply}");
     }
     assert!(h.sandbox.ledger().is_empty());
+}
+
+/// The fields of KCP's VCNT request that the first model of this call lacked (docs/kcp.md §10.1):
+/// a body without them, or with `va_mny` other than the amount (KCP refuses it), issues nothing,
+/// so a gateway that drops one fails here and not only against KCP.
+#[tokio::test]
+async fn a_body_without_va_txtype_or_va_bankcode_or_with_va_mny_other_than_the_amount_is_refused() {
+    let h = spawn().await;
+    let without = |field: &str| {
+        let mut body = vbank_issue("VA7");
+        body.as_object_mut().unwrap().remove(field);
+        body
+    };
+    let with = |extra: serde_json::Value| {
+        let mut body = vbank_issue("VA7");
+        merge(&mut body, extra);
+        body
+    };
+    let mut renamed = without("va_bankcode");
+    merge(&mut renamed, json!({"bank_code": "BK07"}));
+    let cases = [
+        ("no va_txtype", without("va_txtype"), "9502"),
+        (
+            "another va_txtype",
+            with(json!({"va_txtype": "41200000"})),
+            "8103",
+        ),
+        ("no va_mny", without("va_mny"), "9502"),
+        (
+            "va_mny under the amount",
+            with(json!({"va_mny": "6000"})),
+            "8059",
+        ),
+        (
+            "va_mny over the amount",
+            with(json!({"va_mny": "70000"})),
+            "8059",
+        ),
+        (
+            "va_mny not an amount",
+            with(json!({"va_mny": "7,000"})),
+            "8105",
+        ),
+        ("no currency", without("currency"), "9502"),
+        ("dollars", with(json!({"currency": "840"})), "8105"),
+        ("no va_bankcode", without("va_bankcode"), "9502"),
+        ("bank_code for va_bankcode", renamed, "9502"),
+    ];
+    for (what, body, code) in cases {
+        let reply = h.pay(&body).await;
+        assert_eq!(reply["res_cd"], code, "{what}: {reply}");
+    }
+    assert!(h.sandbox.ledger().is_empty());
+    assert_eq!(h.pay(&vbank_issue("VA7")).await["res_cd"], "0000");
 }
 
 #[tokio::test]

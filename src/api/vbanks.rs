@@ -31,7 +31,8 @@ pub struct VbankRequest {
     #[serde(default, deserialize_with = "de::opt_i64")]
     #[schema(value_type = i64, required = true)]
     pub vbank_due: Option<i64>,
-    /// The account holder to show (≤ 16 characters); KCP's own name when absent.
+    /// Accepted and ignored over KCP (script in it → HTTP 400): KCP names the account's holder
+    /// itself, and the Payment's `vbank_holder` shows it (docs/api.md).
     #[serde(default, deserialize_with = "de::opt_string")]
     pub vbank_holder: Option<String>,
     /// Accepted for compatibility and ignored: one KCP site per merchant, no channels.

@@ -586,8 +586,6 @@ pub struct VbankIssueRequest {
     pub bank_code: String,
     /// The deposit deadline.
     pub due: DateTime<Utc>,
-    /// The account holder to show (iamport `vbank_holder`); KCP's own name when `None`.
-    pub holder: Option<String>,
 }
 
 /// A virtual account KCP issued (spec/kcp.md §2.4's virtual-account answer), awaiting deposits.

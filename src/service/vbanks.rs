@@ -16,7 +16,7 @@ use super::pay::{ApprovalOutcome, ChargeOrder, FailReasons, Settling};
 use super::resolve::CancelOutcome;
 use super::{Gateway, PaymentRecord, ServiceError, ServiceResult};
 use crate::domain::payment::PaymentStatus;
-use crate::domain::text::for_kcp;
+use crate::domain::text::refuse_script;
 use crate::domain::vbank::VbankBank;
 use crate::pg::{
     quoted_refusal, DeclineReason, IssuedVirtualAccount, Pg, PgError, TradeRef, VbankIssueRequest,
@@ -37,9 +37,6 @@ const VBANK_FAILURES: FailReasons = FailReasons {
 };
 /// Why an account found after its issuance answer was lost is revoked (or was closed meanwhile).
 const UNSETTLED: &str = "발급 결과를 확정하지 못해 가상계좌 발급이 취소되었습니다.";
-/// iamport caps `vbank_holder` at 16 characters ([OAS] `maxLength`); the connector then keeps
-/// KCP's byte limit.
-const HOLDER_MAX_CHARS: usize = 16;
 
 /// `POST /vbanks`, parsed at the edge.
 #[derive(Debug, Clone)]
@@ -49,7 +46,9 @@ pub struct VbankCommand {
     pub bank: VbankBank,
     /// The deposit deadline, Unix seconds (iamport `vbank_due`).
     pub due: i64,
-    /// iamport `vbank_holder`.
+    /// iamport `vbank_holder`. KCP takes no holder: its hub call's `va_name` is who is expected
+    /// to pay in (the buyer), and the account's holder is KCP's own (`depositor`), which the
+    /// Payment shows. So it is only checked (script → 400, as before) and otherwise ignored.
     pub holder: Option<String>,
 }
 
@@ -82,14 +81,10 @@ impl Gateway {
         // The checkout's rule and wording (domain::vbank).
         let due = crate::domain::vbank::deposit_deadline_unix(cmd.due, self.clock.now())
             .map_err(|e| ServiceError::BadRequest(e.to_string()))?;
-        let holder = cmd
-            .holder
-            .as_deref()
-            .map(|h| for_kcp("vbank_holder", h, h.len()))
-            .transpose()
-            .map_err(|e| ServiceError::BadRequest(e.to_string()))?
-            .map(|h| h.chars().take(HOLDER_MAX_CHARS).collect::<String>())
-            .filter(|h| !h.is_empty());
+        if let Some(holder) = cmd.holder.as_deref() {
+            refuse_script("vbank_holder", holder)
+                .map_err(|e| ServiceError::BadRequest(e.to_string()))?;
+        }
         let mut order = cmd.order;
         order.pay_method = Some(VBANK);
         order.card_quota = 0;
@@ -99,6 +94,8 @@ impl Gateway {
             payment, attempt, ..
         } = self.open_approval(m, &order, None).await?;
         let pending = payment.clone();
+        // The buyer is also the expected depositor (`va_name`); the connector sends the same
+        // sanitized name in both fields.
         let req = VbankIssueRequest {
             order_no: payment.order_no.clone(),
             amount: order.amount,
@@ -108,7 +105,6 @@ impl Gateway {
             buyer_tel: text.buyer_tel,
             bank_code: cmd.bank.kcp_code.to_string(),
             due,
-            holder,
         };
         let decided = match connector.issue_vbank(&req).await {
             Ok(account) => {

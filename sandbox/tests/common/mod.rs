@@ -454,20 +454,27 @@ pub fn point_pay(account: &BenepiaAccount, order_no: &str, amount: &str) -> Valu
     })
 }
 
-/// A window-less virtual-account issuance (the sandbox's documented form, `pay_method` VCNT):
-/// 7,000 won at 수협 (`BK07`), due KST 2026-03-17 23:59:59.
+/// A window-less virtual-account issuance (`pay_method` VCNT, the field set of KCP's pp_cli
+/// sample, docs/sandbox.md §2.3): 7,000 won at 수협 (`BK07`), due KST 2026-03-17 23:59:59, to be
+/// paid in by 홍길동.
 pub fn vbank_issue(order_no: &str) -> Value {
     json!({
         "site_cd": SITE,
         "kcp_cert_info": merchant(SITE).cert_info,
         "pay_method": "VCNT",
-        "ordr_idxx": order_no,
+        "cust_ip": "",
         "amount": "7000",
+        "va_mny": "7000",
+        "currency": "410",
+        "ordr_idxx": order_no,
         "good_name": "테스트 상품",
         "buyr_name": "홍길동",
         "buyr_mail": "buyer@example.com",
         "buyr_tel2": "01012345678",
-        "bank_code": "BK07",
+        "va_txtype": "41100000",
+        "va_bankcode": "BK07",
+        "va_name": "홍길동",
         "va_date": "20260317235959",
+        "va_receipt_gubn": "0",
     })
 }

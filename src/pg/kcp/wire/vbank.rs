@@ -1,9 +1,12 @@
-//! Virtual accounts without the payment window, field for field — DOCUMENTED ASSUMPTION
-//! (docs/kcp.md §10): KCP publishes no server-side issuance (spec/kcp.md §2.4 shows only the
-//! window's answer), so the request is modelled on the other hub calls (§2.7: `ordr_idxx`,
-//! `amount`, `good_name`, `buyr_*`; certificate, no signature, §3) plus `bank_code` (the window's
-//! `BKxx`), `va_date` (the answer's own deadline field) and `va_name` (the holder to show). The
-//! answer is the window's virtual-account answer (§2.4), read by the window's parser.
+//! Virtual accounts without the payment window, field for field (docs/kcp.md §10). spec/kcp.md
+//! gives only the answer (§2.4); the request is the one KCP's `pp_cli` VCNT sample and public
+//! merchant integrations of this hub call send: the key-in order fields (§2.7: `cust_ip`,
+//! `amount`, `currency`, `ordr_idxx`, `good_name`, `buyr_*`; certificate, no signature, §3) plus
+//! the account's `va_*` fields — `va_txtype` 41100000, `va_mny` (the amount again; KCP refuses
+//! another), `va_bankcode` (the window's `BKxx`), `va_name` (입금자명: who is expected to pay in,
+//! i.e. the buyer), `va_date` (the deadline) and `va_receipt_gubn`. There is no field for the
+//! account's holder: KCP answers it as `depositor`. The answer is the window's virtual-account
+//! answer (§2.4), read by the window's parser.
 //!
 //! Revocation is a full cancel (`STSC`, §2.9) of the account's `tno`; inquiry is `std/inquery`
 //! with `pay_type PAVC` (§2.10, `stat_va_cd`).
@@ -13,8 +16,8 @@ use serde::Serialize;
 use super::window::PAY_TYPE_VBANK;
 use super::{
     amount, contact, format_kcp_time, free_text, invalid_request, order_no, parse_won, time_or_now,
-    InquiryResponse, WireError, BUYR_MAIL_MAX, BUYR_NAME_MAX, BUYR_TEL_MAX, GOOD_NAME_MAX,
-    STAT_APPROVED, STAT_CANCELLED, STAT_PARTIALLY_CANCELLED,
+    InquiryResponse, WireError, BUYR_MAIL_MAX, BUYR_NAME_MAX, BUYR_TEL_MAX, CURRENCY_KRW,
+    GOOD_NAME_MAX, STAT_APPROVED, STAT_CANCELLED, STAT_PARTIALLY_CANCELLED,
 };
 use crate::pg::kcp::sign::KcpSigner;
 use crate::pg::{
@@ -24,29 +27,39 @@ use crate::pg::{
 /// `pay_method` of a window-less issuance: the window registration's code for virtual accounts
 /// (spec §2.1).
 pub const PAY_METHOD_VBANK: &str = "VCNT";
+/// `va_txtype` of an issuance (pp_cli's VCNT sample).
+pub const VA_TXTYPE_ISSUE: &str = "41100000";
+/// `va_receipt_gubn`: no cash receipt. openport takes no cash-receipt fields on `POST /vbanks`.
+const VA_RECEIPT_NONE: &str = "0";
 /// `stat_va_cd` of an account issued and not paid in full yet. KCP publishes no such word; `STIS`
 /// is the sandbox's (docs/sandbox.md), and anything else unknown stays an unknown outcome.
 pub const STAT_ISSUED: &str = "STIS";
-/// No length is published for the holder; KCP's buyer name limit (spec §6) is the natural bound.
-const VA_NAME_MAX: usize = BUYR_NAME_MAX;
 
-/// Issuance of a virtual account on `gw/hub/v1/payment` (`pay_method VCNT`).
+/// Issuance of a virtual account on `gw/hub/v1/payment` (`pay_method VCNT`), in the order of
+/// KCP's sample.
 #[derive(Serialize, Clone)]
 pub struct VbankIssueBody {
     site_cd: String,
     kcp_cert_info: String,
     pay_method: &'static str,
-    ordr_idxx: String,
+    /// Empty, as for billing charges: no buyer's browser is behind a server call.
+    cust_ip: &'static str,
     amount: String,
+    /// Must equal `amount` (KCP refuses the issuance otherwise).
+    va_mny: String,
+    currency: &'static str,
+    ordr_idxx: String,
     good_name: String,
     buyr_name: String,
     buyr_mail: String,
     buyr_tel2: String,
-    bank_code: String,
+    va_txtype: &'static str,
+    va_bankcode: String,
+    /// 입금자명: who is expected to pay in, the buyer (`buyr_name`, sanitized alike). Empty when
+    /// the merchant named no buyer, as KCP's samples send fields they have no value for.
+    va_name: String,
     va_date: String,
-    /// Omitted when the merchant names no holder: KCP then shows its own.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    va_name: Option<String>,
+    va_receipt_gubn: &'static str,
 }
 
 /// Only identifiers: buyer data is personal data.
@@ -56,7 +69,7 @@ impl std::fmt::Debug for VbankIssueBody {
             .field("site_cd", &self.site_cd)
             .field("ordr_idxx", &self.ordr_idxx)
             .field("amount", &self.amount)
-            .field("bank_code", &self.bank_code)
+            .field("va_bankcode", &self.va_bankcode)
             .field("va_date", &self.va_date)
             .finish_non_exhaustive()
     }
@@ -80,23 +93,26 @@ impl VbankIssueBody {
                 DeclineReason::Other,
             ));
         }
+        let amount = amount(req.amount)?;
+        let buyr_name = free_text(&req.buyer_name, BUYR_NAME_MAX);
         Ok(Self {
             site_cd: site_cd.to_owned(),
             kcp_cert_info: signer.cert_info().to_owned(),
             pay_method: PAY_METHOD_VBANK,
+            cust_ip: "",
+            va_mny: amount.clone(),
+            amount,
+            currency: CURRENCY_KRW,
             ordr_idxx: order_no(&req.order_no)?,
-            amount: amount(req.amount)?,
             good_name: free_text(&req.good_name, GOOD_NAME_MAX),
-            buyr_name: free_text(&req.buyer_name, BUYR_NAME_MAX),
+            va_name: buyr_name.clone(),
+            buyr_name,
             buyr_mail: contact(&req.buyer_email, BUYR_MAIL_MAX),
             buyr_tel2: contact(&req.buyer_tel, BUYR_TEL_MAX),
-            bank_code: bank.to_owned(),
+            va_txtype: VA_TXTYPE_ISSUE,
+            va_bankcode: bank.to_owned(),
             va_date: format_kcp_time(req.due),
-            va_name: req
-                .holder
-                .as_deref()
-                .map(|h| free_text(h, VA_NAME_MAX))
-                .filter(|h| !h.is_empty()),
+            va_receipt_gubn: VA_RECEIPT_NONE,
         })
     }
 }

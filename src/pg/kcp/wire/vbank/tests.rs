@@ -21,7 +21,6 @@ pub(crate) fn issue_request() -> VbankIssueRequest {
         buyer_tel: "01012345678".into(),
         bank_code: "BK07".into(),
         due: kst(2026, 3, 17, 23, 59, 59),
-        holder: Some("오픈포트상점".into()),
     }
 }
 
@@ -35,25 +34,49 @@ fn issuance_body_matches_the_golden_fixture() {
     assert_matches_golden(&body, "vbank-issue");
 }
 
+/// KCP's field set (pp_cli's VCNT sample, public hub integrations): the account's own fields
+/// carry the `va_` prefix, `va_mny` repeats the amount (KCP refuses it otherwise), and `va_name`
+/// is who is expected to deposit (입금자명), the buyer: KCP has no field for a holder.
 #[test]
-fn without_a_holder_va_name_is_omitted_and_kcp_shows_its_own() {
+fn the_body_names_the_buyer_as_depositor_and_repeats_the_amount_in_va_mny() {
+    let body =
+        serde_json::to_value(VbankIssueBody::new("T0000", &signer(), &issue_request()).unwrap())
+            .unwrap();
+    for (field, want) in [
+        ("va_txtype", "41100000"),
+        ("va_bankcode", "BK07"),
+        ("va_mny", "7000"),
+        ("amount", "7000"),
+        ("currency", "410"),
+        ("va_name", "홍길동"),
+        ("buyr_name", "홍길동"),
+        ("va_receipt_gubn", "0"),
+        ("cust_ip", ""),
+    ] {
+        assert_eq!(body[field], want, "{field} in {body}");
+    }
+    assert!(body.get("bank_code").is_none(), "{body}");
+}
+
+/// The depositor name is the buyer name as sent in `buyr_name`: sanitized the same way, and empty
+/// (as KCP's samples send unusable fields) when the merchant named no buyer.
+#[test]
+fn va_name_is_the_sanitized_buyer_name_or_empty_without_one() {
     let req = VbankIssueRequest {
-        holder: None,
+        buyer_name: " 홍<길>동 ".into(),
         ..issue_request()
     };
     let body =
         serde_json::to_value(VbankIssueBody::new("T0000", &signer(), &req).unwrap()).unwrap();
-    assert!(body.get("va_name").is_none(), "{body}");
-    let blank = VbankIssueRequest {
-        holder: Some(" <> ".into()),
+    assert_eq!(body["va_name"], body["buyr_name"], "{body}");
+    assert!(!body["va_name"].as_str().unwrap().contains('<'), "{body}");
+    let nobody = VbankIssueRequest {
+        buyer_name: String::new(),
         ..issue_request()
     };
     let body =
-        serde_json::to_value(VbankIssueBody::new("T0000", &signer(), &blank).unwrap()).unwrap();
-    assert!(
-        body.get("va_name").is_none(),
-        "a holder of forbidden characters only: {body}"
-    );
+        serde_json::to_value(VbankIssueBody::new("T0000", &signer(), &nobody).unwrap()).unwrap();
+    assert_eq!(body["va_name"], "", "{body}");
 }
 
 #[test]
@@ -90,8 +113,8 @@ fn an_issued_account_inquires_as_open_with_its_account() {
     let state = inquiry(
         r#"{"res_cd":"0000","tno":"20260310123456","order_no":"OP123456789012","pay_method":"PAVC",
             "amount":"7000","rem_mny":"7000","stat_va_cd":"STIS","app_time":"20260310120000",
-            "bankcode":"BK07","bankname":"수협","account":"T0709260000806","depositor":"오픈포트상점",
-            "va_name":"오픈포트상점","va_date":"20260317235959"}"#,
+            "bankcode":"BK07","bankname":"수협","account":"T0709260000806","depositor":"한국사이버결제",
+            "va_name":"홍길동","va_date":"20260317235959"}"#,
     )
     .into_vbank_state()
     .unwrap();
@@ -109,7 +132,7 @@ fn an_issued_account_inquires_as_open_with_its_account() {
                 bank_code: "BK07".into(),
                 bank_name: "수협".into(),
                 account: "T0709260000806".into(),
-                holder: "오픈포트상점".into(),
+                holder: "한국사이버결제".into(),
                 due: kst(2026, 3, 17, 23, 59, 59),
                 issued_at: kst(2026, 3, 10, 12, 0, 0),
             }),
