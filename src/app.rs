@@ -147,8 +147,11 @@ impl App {
         Self::build_with_clock(config, Clock::system()).await
     }
 
-    /// [`Self::build`] for an operator command: no first merchant is made.
-    pub async fn build_for_operator(config: Config) -> anyhow::Result<Self> {
+    /// [`Self::build`] for an operator command: no first merchant is made, and the server takes
+    /// the default connection cap. It serves no client, so a cap set for `serve` does not refuse
+    /// a command run from a shell with a lower open-file limit than the service's.
+    pub async fn build_for_operator(mut config: Config) -> anyhow::Result<Self> {
+        config.http.max_connections = None;
         Self::build_with(config, Clock::system(), Seeding::Off).await
     }
 
@@ -165,6 +168,10 @@ impl App {
         seeding: Seeding,
     ) -> anyhow::Result<Self> {
         config.validate()?;
+        // The open-file limit is raised at every start, and a configured cap must fit in it:
+        // checked before the database is opened (app/open_files.rs).
+        let max_connections =
+            open_files::max_connections(config.http.max_connections, config.embedded_sandbox())?;
         if !config.test_mode && config.public_url.is_none() {
             tracing::warn!("OPENPORT_PUBLIC_URL is not set: browser checkout (IMP.request_pay) is refused except on a loopback Host (docs/operations.md \"Public URL\")");
         }
@@ -339,10 +346,7 @@ impl App {
             shutdown_grace: config.http.body_read_timeout()
                 + config.attempt_hold()
                 + config.http.write_stall_timeout(),
-            max_connections: config
-                .http
-                .max_connections
-                .unwrap_or_else(|| open_files::default_max_connections(sandbox.is_some())),
+            max_connections,
         };
         let server = tokio::spawn(async move {
             let done = async move {

@@ -21,6 +21,12 @@ pub use raw_env::LoadError;
 /// The most PostgreSQL connections `database_pool_size` may ask for.
 pub const MAX_DATABASE_POOL_SIZE: u32 = 1000;
 
+/// The shortest `kcp.timeout_ms`. A KCP call that times out is an unknown outcome: the buyer may
+/// have been charged while the merchant is told "being checked", and the inquiries that settle
+/// it time out alike. 0 (hoping for "no timeout") failed every call before it was sent, and 30
+/// (meant as seconds) cut off calls KCP went on to approve; KCP takes longer than this.
+pub const MIN_KCP_TIMEOUT_MS: u64 = 1_000;
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Config {
     /// Address the gateway listens on.
@@ -89,7 +95,8 @@ pub struct KcpSettings {
     /// Origin that serves KCP's REST paths (`/gw/hub/v1/payment`, …). Unset: the embedded sandbox in
     /// test mode, KCP's production hosts otherwise. Set it to KCP's staging host to test against KCP.
     pub api_base: Option<String>,
-    /// Per-call timeout towards KCP.
+    /// Per-call timeout towards KCP, in milliseconds: at least [`MIN_KCP_TIMEOUT_MS`]
+    /// ([`Config::validate`]).
     pub timeout_ms: u64,
     /// Single-merchant setups: the demo/default merchant's KCP site code and credentials.
     pub site_cd: Option<String>,
@@ -123,7 +130,9 @@ pub struct KcpSettings {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SandboxSettings {
-    /// Serve the KCP sandbox in the same process (default: on in test mode).
+    /// Serve the KCP sandbox in the same process (default: on in test mode unless
+    /// `kcp.api_base` is set). Test mode only: outside it `true` refuses to start
+    /// ([`Config::validate`]), since the sandbox would answer live payments.
     pub embedded: Option<bool>,
     /// Where the embedded sandbox listens (`127.0.0.1:0` = any free port).
     pub listen: SocketAddr,
@@ -230,7 +239,8 @@ pub struct HttpSettings {
     pub write_stall_timeout_ms: u64,
     /// Client connections open at once; more wait in the listen backlog until one closes. Unset:
     /// what the process's open-file limit leaves after the embedded sandbox, the database and
-    /// outgoing calls (`app::open_files`), which openport raises to its hard limit at start.
+    /// outgoing calls (`app::open_files`), which openport raises to its hard limit at every start.
+    /// Set: it must fit in that limit with the same reserve, or `serve` refuses to start.
     pub max_connections: Option<usize>,
 }
 
@@ -338,6 +348,18 @@ pub enum ConfigError {
     #[error("OPENPORT_DATABASE_POOL_SIZE ({size}) must be between 1 and {MAX_DATABASE_POOL_SIZE}")]
     BadPoolSize { size: u32 },
     #[error(
+        "OPENPORT_KCP__TIMEOUT_MS ({ms} ms) must be at least {MIN_KCP_TIMEOUT_MS} ms; it is in \
+         milliseconds (30000 = 30 s): a KCP call that times out is an unknown outcome, which a \
+         payment KCP approved may become"
+    )]
+    KcpTimeoutTooShort { ms: u64 },
+    #[error(
+        "OPENPORT_SANDBOX__EMBEDDED=true needs test mode (OPENPORT_TEST_MODE=true): a live \
+         instance's KCP calls would go to the in-process sandbox instead of KCP. Unset it, or \
+         set it to false, outside test mode"
+    )]
+    EmbeddedSandboxOutsideTestMode,
+    #[error(
         "resolver.settle_secs ({settle_secs} s) must be longer than a request can hold a KCP attempt \
          ({hold_ms} ms: three times kcp.timeout_ms, the call, its inquiry and a margin); \
          set OPENPORT_RESOLVER__SETTLE_SECS to at least {minimum} or lower OPENPORT_KCP__TIMEOUT_MS"
@@ -421,6 +443,17 @@ impl Config {
 
     /// Refuses settings that break the money rules (docs/operations.md "Unknown outcomes").
     pub fn validate(&self) -> Result<(), ConfigError> {
+        // Before the settle delay, which a timeout this short always passes.
+        if self.kcp.timeout_ms < MIN_KCP_TIMEOUT_MS {
+            return Err(ConfigError::KcpTimeoutTooShort {
+                ms: self.kcp.timeout_ms,
+            });
+        }
+        // The embedded sandbox wins over every KCP URL (app.rs): a live instance's payments
+        // would be answered by it.
+        if !self.test_mode && self.sandbox.embedded == Some(true) {
+            return Err(ConfigError::EmbeddedSandboxOutsideTestMode);
+        }
         let hold_ms = u64::try_from(self.attempt_hold().as_millis()).unwrap_or(u64::MAX);
         let settle_ms = u64::try_from(self.resolver.settle_secs)
             .unwrap_or(0)
@@ -907,6 +940,60 @@ mod tests {
         assert!(config.validate().is_err(), "equal is not longer");
         config.kcp.timeout_ms = 29_000;
         assert!(config.validate().is_ok());
+    }
+
+    /// A KCP call that times out is an unknown outcome. With 0 every call timed out before it
+    /// was sent; with 30 (meant as seconds) calls were sent and approved, then timed out: buyers
+    /// charged, merchants told "being checked", and inquiries timing out as well.
+    #[test]
+    fn a_kcp_timeout_under_a_second_refuses_to_start_and_says_it_is_in_milliseconds() {
+        let mut config = Config::default();
+        for ms in [0, 30, 999] {
+            config.kcp.timeout_ms = ms;
+            let refused = config.validate().expect_err("under a second").to_string();
+            assert!(
+                refused.contains("OPENPORT_KCP__TIMEOUT_MS")
+                    && refused.contains("at least 1000 ms")
+                    && refused.contains("milliseconds"),
+                "{ms}: {refused}"
+            );
+        }
+        for ms in [1_000, 1_500] {
+            config.kcp.timeout_ms = ms;
+            assert!(config.validate().is_ok(), "{ms}");
+        }
+    }
+
+    /// A live instance with the embedded sandbox on sent every KCP call to the sandbox: live
+    /// payments failed on the sandbox's CA, or were "paid" against it.
+    #[test]
+    fn the_embedded_sandbox_turned_on_outside_test_mode_refuses_to_start() {
+        let mut live = Config {
+            test_mode: false,
+            ..Config::default()
+        };
+        live.sandbox.embedded = Some(true);
+        let refused = live.validate().expect_err("a live instance on the sandbox");
+        let message = refused.to_string();
+        assert!(
+            message.contains("OPENPORT_SANDBOX__EMBEDDED")
+                && message.contains("OPENPORT_TEST_MODE"),
+            "{message}"
+        );
+        live.sandbox.embedded = Some(false);
+        assert!(live.validate().is_ok(), "turned off");
+        live.sandbox.embedded = None;
+        assert!(live.validate().is_ok(), "unset");
+        assert!(!live.embedded_sandbox(), "unset is off outside test mode");
+
+        let mut test = Config::default();
+        test.sandbox.embedded = Some(true);
+        assert!(test.validate().is_ok(), "in test mode");
+        test.kcp.api_base = Some("https://stg-spl.kcp.co.kr".into());
+        assert!(
+            test.validate().is_ok(),
+            "in test mode the sandbox wins over an api base"
+        );
     }
 
     #[test]
