@@ -13,11 +13,15 @@
 //! then asks KCP what is left of that trade and compares it with the payment's balance as it
 //! stands by then: the same → nothing landed, closed; exactly the cancel's amount less → KCP
 //! applied it late, recorded as the cancel (with a `cancelled` webhook: the merchant was told the
-//! opposite); anything else → a `conflict` for the operator. The record and an API cancel take
+//! opposite); anything else → a `conflict` for the operator. A point payment's partial cancel is
+//! also looked for under the order number its `STRA` was sent under: a re-approval found there
+//! landed, beside the tno cancelled or still whole, and is a `conflict` too, never "still not
+//! applied" nor a cancel of the amount. The record and an API cancel take
 //! turns on the payment's row (`Gateway::record_late_cancel`): one sent while the look inquired is
 //! planned from what the look recorded, or the look waits for it.
 use sea_orm::Set;
 
+use super::benepia::{reapproval_landed, reapproval_under, POINT};
 use super::resolve::RECHECK_SETTLES;
 use super::{Gateway, ServiceError, ServiceResult};
 use crate::pg::Pg;
@@ -105,6 +109,27 @@ impl Gateway {
                 return Ok(());
             }
         };
+        // A point payment's partial cancel sent its STRA under its own order number (copied onto
+        // this look): a re-approval there means the STRA landed, whether it cancelled the tno (as
+        // openport reads STRA) or left it whole (the third reading, docs/kcp.md §8.3), which the
+        // tno's balance alone would take for "still not applied". The resolver's first look asks
+        // the same (service/benepia.rs `reapproval_beside_live_original`).
+        if payment.pay_method == POINT && attempt.order_no != payment.order_no {
+            match reapproval_under(connector, &attempt.order_no).await {
+                Ok(None) => {}
+                Ok(Some(found)) => {
+                    let why = reapproval_landed(&payment, &tno, remaining, &found);
+                    self.close_attempt(attempt, "conflict", &format!("second look: {why}"))
+                        .await?;
+                    return Ok(());
+                }
+                Err(e) => {
+                    self.postpone(attempt, &format!("second look, re-approval inquiry: {e}"))
+                        .await?;
+                    return Ok(());
+                }
+            }
+        }
         let balance = payment.amount - payment.cancel_amount;
         if remaining == balance {
             self.close_attempt(attempt, "failed", "still not applied at KCP")
