@@ -442,7 +442,8 @@ impl Gateway {
     /// cancelled then says nothing of whether every point went back (a late `STRA` keeps the rest
     /// under a re-approval the record does not know), so a notice of that cancel is left to the
     /// second look or the operator (service/notifications.rs `verify_cancel_notice`) rather than
-    /// recorded as the whole balance cancelled.
+    /// recorded as the whole balance cancelled, and a full cancel KCP shows applied looks the
+    /// re-approval up first ([`Self::late_reapproval`]).
     pub(crate) async fn reapproval_unaccounted(
         &self,
         payment: &payment::Model,
@@ -455,6 +456,90 @@ impl Gateway {
             .await?
             .iter()
             .any(|a| a.kind == super::cancel_recheck::KIND && a.tno.as_deref() == Some(tno)))
+    }
+
+    /// Whether KCP showing point trade `tno` of `payment` cancelled may be recorded as a full cancel
+    /// of it (service/resolve.rs `resolve_cancel`, `refused_cancel`), and if not, what instead.
+    /// While a re-approval openport sent on `tno` is unaccounted for
+    /// ([`Self::reapproval_unaccounted`]), `tno` cancelled may be a late `STRA`'s doing, which
+    /// keeps the rest under a re-approval: recorded as the whole balance cancelled, the payment
+    /// would show every point back while KCP holds the rest, under a trade no payment names and
+    /// no conflict lists. So the re-approval is looked up under the order number it was sent
+    /// under, its second look's, as the resolver's first look does
+    /// ([`Self::reapproval_beside_live_original`]).
+    pub(crate) async fn late_reapproval(
+        &self,
+        connector: &dyn Pg,
+        payment: &payment::Model,
+        tno: &str,
+    ) -> ServiceResult<LateReapproval> {
+        if !self.reapproval_unaccounted(payment, tno).await? {
+            return Ok(LateReapproval::None);
+        }
+        // A full cancel's second look names the payment's own order number: no STRA under it.
+        let sent_under: Vec<String> = payments::open_attempts_of(&self.db.write, payment.id)
+            .await?
+            .into_iter()
+            .filter(|a| {
+                a.kind == super::cancel_recheck::KIND
+                    && a.tno.as_deref() == Some(tno)
+                    && a.order_no != payment.order_no
+            })
+            .map(|a| a.order_no)
+            .collect();
+        for order_no in &sent_under {
+            match reapproval_under(connector, order_no).await {
+                Ok(None) => {}
+                Ok(Some(found)) if found.live => {
+                    return Ok(LateReapproval::Conflict(reapproval_landed(
+                        payment, tno, 0, &found,
+                    )));
+                }
+                Ok(Some(found)) => {
+                    tracing::error!(imp_uid = %payment.imp_uid, %tno, reapproval = %found.trade.tno, "a late re-approval of a point payment was cancelled at KCP since; the whole payment is cancelled there");
+                    return Ok(LateReapproval::Cancelled(found.trade));
+                }
+                Err(e) => {
+                    return Ok(LateReapproval::Unknown(format!(
+                        "{tno} cancelled at KCP; re-approval inquiry under {order_no}: {e}"
+                    )));
+                }
+            }
+        }
+        if payments::conflict_names(&self.db.write, payment.id, tno).await? {
+            tracing::error!(imp_uid = %payment.imp_uid, %tno, "KCP holds a point trade cancelled that a conflict names; left for the operator");
+            return Ok(LateReapproval::Conflict(format!(
+                "{tno} cancelled at KCP while a conflict names it: nothing recorded"
+            )));
+        }
+        Ok(LateReapproval::None)
+    }
+
+    /// A full cancel of point payment `payment` whose trade KCP shows cancelled and whose late
+    /// re-approval `reapproval` is cancelled too ([`LateReapproval::Cancelled`]): KCP holds
+    /// nothing for the payment. Its whole balance is recorded cancelled, the payment following
+    /// the re-approval (what KCP's notices of it name), as a lost re-approval found cancelled is
+    /// ([`Self::record_reapproval_cancelled`]); announced as the merchant asked, since this is
+    /// the cancel asked for. Or what another holder decided.
+    pub(crate) async fn record_full_cancel_after_reapproval(
+        &self,
+        payment: payment::Model,
+        attempt: pg_attempt::Model,
+        reapproval: PointTrade,
+    ) -> ServiceResult<CancelOutcome> {
+        let id = attempt.id;
+        let amount = payment.amount - payment.cancel_amount;
+        let message = format!(
+            "late re-approval {} cancelled at KCP: whole balance cancelled",
+            reapproval.tno
+        );
+        match self
+            .commit_point_cancel(payment, attempt, amount, Some(&reapproval), message, false)
+            .await?
+        {
+            Some(p) => Ok(CancelOutcome::Applied(Box::new(p))),
+            None => self.cancel_decided(id).await,
+        }
     }
 
     /// True for an open cancel attempt on a point payment that cancels less than the balance: the
@@ -1257,6 +1342,80 @@ fn both_live(
     let state = state.map(|s| format!(" ({s})")).unwrap_or_default();
     format!(
         "STRA re-approved {new_tno} for {new_amount}{state} but KCP holds the original {original} approved for {remaining}: both live, nothing recorded"
+    )
+}
+
+/// What KCP holds of a re-approval openport sent on a point trade and has not accounted for, the
+/// trade shown cancelled ([`Gateway::late_reapproval`]).
+pub(crate) enum LateReapproval {
+    /// Nothing unaccounted for, or nothing under the order number it was sent under: the trade
+    /// cancelled is what it seems.
+    None,
+    /// Found approved (KCP holds the rest under it), or a conflict names the trade and nothing is
+    /// there to look up: the conflict's note.
+    Conflict(String),
+    /// Found cancelled since: KCP holds nothing for the payment.
+    Cancelled(PointTrade),
+    /// The inquiry failed: why, for the attempt left open.
+    Unknown(String),
+}
+
+/// A re-approval found under the order number it was sent under ([`reapproval_under`]).
+pub(crate) struct FoundReapproval {
+    pub trade: PointTrade,
+    /// Approved at KCP; false: cancelled since.
+    pub live: bool,
+}
+
+/// The re-approval KCP holds under `order_no` (`PAPT` by order number, docs/kcp.md §8.4), if any.
+pub(crate) async fn reapproval_under(
+    connector: &dyn Pg,
+    order_no: &str,
+) -> Result<Option<FoundReapproval>, PgError> {
+    Ok(
+        match connector
+            .inquire_points(&TradeRef::OrderNo(order_no.to_string()))
+            .await?
+        {
+            TradeState::NotFound => None,
+            TradeState::Approved { approval, .. } => Some(FoundReapproval {
+                trade: approval.into(),
+                live: true,
+            }),
+            TradeState::Cancelled { approval, .. } => Some(FoundReapproval {
+                trade: approval.into(),
+                live: false,
+            }),
+        },
+    )
+}
+
+/// A re-approval `found` that KCP applied after its cancel was closed as not applied, beside
+/// original trade `original` with `remaining` left at KCP (0: cancelled, as openport reads
+/// `STRA`; more: approved, the third reading, [`both_live`]). Logged for the operator; the
+/// conflict's note, naming both trades.
+pub(crate) fn reapproval_landed(
+    payment: &payment::Model,
+    original: &str,
+    remaining: Won,
+    found: &FoundReapproval,
+) -> String {
+    let (new_tno, new_amount) = (&found.trade.tno, found.trade.amount);
+    let state = if found.live { "approved" } else { "cancelled" };
+    if remaining > 0 {
+        return both_live(
+            payment,
+            original,
+            remaining,
+            new_tno,
+            new_amount,
+            Some(state),
+        );
+    }
+    tracing::error!(imp_uid = %payment.imp_uid, %original, %new_tno, new_amount, state, "KCP applied a point re-approval openport had closed as not applied: the original trade is cancelled, the rest re-approved; left for the operator");
+    format!(
+        "late STRA re-approved {new_tno} for {new_amount} ({state}) under {}; the original {original} is cancelled at KCP: nothing recorded",
+        found.trade.order_no
     )
 }
 

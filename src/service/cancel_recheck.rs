@@ -13,11 +13,15 @@
 //! then asks KCP what is left of that trade and compares it with the payment's balance as it
 //! stands by then: the same → nothing landed, closed; exactly the cancel's amount less → KCP
 //! applied it late, recorded as the cancel (with a `cancelled` webhook: the merchant was told the
-//! opposite); anything else → a `conflict` for the operator. The record and an API cancel take
-//! turns on the payment's row (`Gateway::record_late_cancel`): one sent while the look inquired is
-//! planned from what the look recorded, or the look waits for it.
+//! opposite); anything else → a `conflict` for the operator. A point payment's partial cancel is
+//! also looked for under the order number its `STRA` was sent under: a re-approval found there
+//! landed, beside the tno cancelled or still whole, and is a `conflict` too, never "still not
+//! applied" nor a cancel of the amount. Whatever it found, the look and an API cancel take turns
+//! on the payment's row (`Gateway::conclude_recheck`): one sent while the look inquired is planned
+//! from what the look wrote, or the look waits for it and asks again.
 use sea_orm::Set;
 
+use super::benepia::{reapproval_landed, reapproval_under, POINT};
 use super::resolve::RECHECK_SETTLES;
 use super::{Gateway, ServiceError, ServiceResult};
 use crate::pg::Pg;
@@ -89,9 +93,10 @@ impl Gateway {
             Some(Ok(Some(remaining))) => remaining,
             Some(Ok(None)) => {
                 tracing::error!(imp_uid = %payment.imp_uid, %tno, "second look at a cancel: KCP has no such trade; left for the operator");
-                self.close_attempt(attempt, "conflict", "second look: KCP에 거래가 없음")
-                    .await?;
-                return Ok(());
+                let why = "second look: KCP에 거래가 없음".to_string();
+                return self
+                    .conclude_recheck(payment, attempt, Finding::Closed("conflict", why))
+                    .await;
             }
             Some(Err(e)) => {
                 self.postpone(attempt, &format!("second look failed: {e}"))
@@ -105,65 +110,105 @@ impl Gateway {
                 return Ok(());
             }
         };
+        // A point payment's partial cancel sent its STRA under its own order number (copied onto
+        // this look): a re-approval there means the STRA landed, whether it cancelled the tno (as
+        // openport reads STRA) or left it whole (the third reading, docs/kcp.md §8.3), which the
+        // tno's balance alone would take for "still not applied". The resolver's first look asks
+        // the same (service/benepia.rs `reapproval_beside_live_original`).
+        if payment.pay_method == POINT && attempt.order_no != payment.order_no {
+            match reapproval_under(connector, &attempt.order_no).await {
+                Ok(None) => {}
+                Ok(Some(found)) => {
+                    let why = reapproval_landed(&payment, &tno, remaining, &found);
+                    let why = format!("second look: {why}");
+                    return self
+                        .conclude_recheck(payment, attempt, Finding::Closed("conflict", why))
+                        .await;
+                }
+                Err(e) => {
+                    self.postpone(attempt, &format!("second look, re-approval inquiry: {e}"))
+                        .await?;
+                    return Ok(());
+                }
+            }
+        }
         let balance = payment.amount - payment.cancel_amount;
-        if remaining == balance {
-            self.close_attempt(attempt, "failed", "still not applied at KCP")
-                .await?;
+        let finding = if remaining == balance {
+            Finding::Closed("failed", "still not applied at KCP".into())
         } else if remaining == balance - attempt.amount {
             tracing::error!(imp_uid = %payment.imp_uid, %tno, amount = attempt.amount, "KCP applied a cancel after it was closed as not applied; recording it");
-            if self
-                .record_late_cancel(payment, attempt.clone())
-                .await?
-                .is_none()
-            {
-                // The payment moved, or a cancel was opened, between the read and the write: the
-                // balance compared is stale, or KCP's is moving, so nothing is concluded from it.
-                self.postpone(attempt, "the payment moved meanwhile")
-                    .await?;
-            }
+            Finding::Late
         } else {
             tracing::error!(imp_uid = %payment.imp_uid, %tno, remaining, balance, "second look at a cancel: KCP's balance matches neither outcome; left for the operator");
-            self.close_attempt(
-                attempt,
+            Finding::Closed(
                 "conflict",
-                &format!("second look: KCP 잔액 {remaining}, openport 잔액 {balance}"),
+                format!("second look: KCP 잔액 {remaining}, openport 잔액 {balance}"),
             )
-            .await?;
-        }
-        Ok(())
+        };
+        self.conclude_recheck(payment, attempt, finding).await
     }
 
-    /// Records the late cancel of second look `attempt` on `payment` as read before KCP was asked,
-    /// in one transaction that holds the payment's row (`payments::by_id_held`), and only while
-    /// the payment is as read and none of its cancels is open; otherwise nothing (None). A cancel
-    /// the merchant sent meanwhile was planned from the balance before this record, and KCP
-    /// confirming it (a full `STSC` of what KCP holds, say) would then fail its own record's
-    /// compare-and-set, be answered "unknown" and be frozen as a conflict by the resolver. Held
-    /// so, this record and the planning of an API cancel (service/cancel.rs
-    /// `Gateway::held_payment`) take turns: the cancel is planned after this record, or this look
-    /// is postponed until the cancel is settled.
-    async fn record_late_cancel(
+    /// Writes what second look `attempt` found of `payment` as read before KCP was asked, in one
+    /// transaction that holds the payment's row (`payments::by_id_held`), and only while the
+    /// payment is as read and none of its cancels is open; otherwise the look is postponed.
+    ///
+    /// Every finding is drawn from KCP's balance against the payment's, and a cancel the merchant
+    /// sends while the look inquires moves both. Recorded then, the late cancel would sit under a
+    /// cancel planned from the balance before it: KCP confirming that one (a full `STSC` of what
+    /// KCP holds, say) would fail its own record's compare-and-set, be answered "unknown" and be
+    /// frozen as a conflict by the resolver. Closed then, the look would compare KCP's balance,
+    /// less that cancel, with the record before it: a `conflict` that holds every later cancel of
+    /// a payment KCP and the record agree on once that cancel is recorded, or a verdict about the
+    /// wrong cancel. Held so, the look and the planning of an API cancel
+    /// (service/cancel.rs `Gateway::held_payment`) take turns: the cancel is planned after this
+    /// write, or this look is postponed until the cancel is settled.
+    async fn conclude_recheck(
         &self,
         payment: payment::Model,
         attempt: pg_attempt::Model,
-    ) -> ServiceResult<Option<payment::Model>> {
+        finding: Finding,
+    ) -> ServiceResult<()> {
         let txn = self.db.write.begin().await?;
         let as_read = payments::by_id_held(&txn, payment.id)
             .await?
             .is_some_and(|p| {
                 p.cancel_amount == payment.cancel_amount && p.pg_tid == payment.pg_tid
             });
-        let recorded = if as_read && !payments::has_open_cancel(&txn, payment.id).await? {
-            self.record_cancellation_in(&txn, payment, attempt, self.clock.now())
-                .await?
+        let written = if as_read && !payments::has_open_cancel(&txn, payment.id).await? {
+            match finding {
+                Finding::Late => self
+                    .record_cancellation_in(&txn, payment, attempt.clone(), self.clock.now())
+                    .await?
+                    .is_some(),
+                Finding::Closed(state, why) => {
+                    let mut a: pg_attempt::ActiveModel = attempt.clone().into();
+                    a.state = Set(state.into());
+                    a.result_message = Set(Some(why.chars().take(200).collect()));
+                    a.updated_at = Set(self.clock.unix());
+                    payments::write_held_attempt(&txn, &attempt, a).await?
+                }
+            }
         } else {
-            None
+            false
         };
-        if recorded.is_some() {
+        if written {
             txn.commit().await?;
         } else {
             txn.rollback().await?;
+            // The payment moved, or a cancel was opened, between the read and the write (or
+            // another holder settled this look): the balance compared is stale, or KCP's is
+            // moving, so nothing is concluded from it.
+            self.postpone(attempt, "the payment moved meanwhile")
+                .await?;
         }
-        Ok(recorded)
+        Ok(())
     }
+}
+
+/// What a second look found at KCP, written only by [`Gateway::conclude_recheck`].
+enum Finding {
+    /// KCP applied the cancel late: recorded as the cancel.
+    Late,
+    /// The look closed as `state` (`failed`: still not applied; `conflict`), with its note.
+    Closed(&'static str, String),
 }

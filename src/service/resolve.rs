@@ -8,6 +8,7 @@
 use futures::future::FutureExt;
 use sea_orm::Set;
 
+use super::benepia::LateReapproval;
 use super::inquiry::TradeInquiry;
 use super::merchants::runs_in_mode;
 use super::pay::{ApprovalOutcome, Settling};
@@ -251,7 +252,7 @@ impl Gateway {
         };
         let balance_before = payment.amount - payment.cancel_amount;
         if remaining == balance_before - attempt.amount {
-            self.recorded_or_decided(payment, attempt, self.clock.now())
+            self.recorded_unless_reapproval_landed(connector, payment, attempt, "")
                 .await
         } else if remaining == balance_before {
             if self.settled(&attempt) {
@@ -357,9 +358,11 @@ impl Gateway {
     /// before, left the payment `paid` with a balance KCP does not hold, every later partial
     /// cancel refused the same way, and nobody told. So KCP is asked what is left: the balance
     /// openport holds → refused with KCP's message; exactly this cancel's amount less (it landed
-    /// before) → recorded; anything else → a `conflict` for the operator, answered as one
-    /// (`CancelOutcome::Disputed`, never "결제취소에 실패") when KCP holds less than the record. An
-    /// inquiry that fails leaves the refusal standing (nothing was applied by this call).
+    /// before) → recorded, unless a late re-approval of a point payment explains it
+    /// ([`Self::recorded_unless_reapproval_landed`]); anything else → a `conflict` for the
+    /// operator, answered as one (`CancelOutcome::Disputed`, never "결제취소에 실패") when KCP
+    /// holds less than the record. An inquiry that fails leaves the refusal standing (nothing was
+    /// applied by this call).
     ///
     /// KCP having no such trade, said by the inquiry or by the refusal itself
     /// (`DeclineReason::NoSuchTrade`), is the disagreement [`Self::resolve_cancel`] meets when
@@ -419,8 +422,13 @@ impl Gateway {
                 .await
         } else if remaining == balance - attempt.amount {
             tracing::warn!(imp_uid = %payment.imp_uid, remaining, "KCP refused a cancel it already holds applied (an earlier one landed late); recorded");
-            self.recorded_or_decided(payment, attempt, self.clock.now())
-                .await
+            self.recorded_unless_reapproval_landed(
+                connector,
+                payment,
+                attempt,
+                &format!("{refusal}; "),
+            )
+            .await
         } else {
             tracing::error!(imp_uid = %payment.imp_uid, remaining, balance, %code, "KCP refused a cancel and holds another balance, or refused it as no such trade while its inquiry shows one; left for the operator");
             let id = attempt.id;
@@ -514,6 +522,55 @@ impl Gateway {
             // KCP confirmed it: never answered "not applied", whatever another holder wrote.
             self.confirmed_cancel_decided(id).await
         }
+    }
+
+    /// A cancel KCP's balance shows applied, recorded now ([`Self::recorded_or_decided`]); but on
+    /// a point payment (only ever cancelled whole here: a partial cancel is a re-approval,
+    /// service/benepia.rs), KCP's trade shown cancelled may be a late `STRA`'s doing rather than
+    /// this cancel's, the rest kept under a re-approval ([`Gateway::late_reapproval`]). Found
+    /// approved: a `conflict` naming both trades (`note_prefix` before the note), answered with
+    /// the operator's wording, nothing recorded; found cancelled since: KCP holds nothing, the
+    /// whole balance recorded naming it; the inquiry failed: left open for the resolver.
+    async fn recorded_unless_reapproval_landed(
+        &self,
+        connector: &dyn Pg,
+        payment: payment::Model,
+        attempt: pg_attempt::Model,
+        note_prefix: &str,
+    ) -> ServiceResult<CancelOutcome> {
+        if payment.pay_method == super::benepia::POINT {
+            let tno = attempt
+                .tno
+                .clone()
+                .or_else(|| payment.pg_tid.clone())
+                .unwrap_or_default();
+            match self.late_reapproval(connector, &payment, &tno).await? {
+                LateReapproval::None => {}
+                LateReapproval::Conflict(why) => {
+                    let id = attempt.id;
+                    return self
+                        .closed_or_decided(
+                            attempt,
+                            "conflict",
+                            &format!("{note_prefix}{why}"),
+                            CancelOutcome::Disputed(id),
+                        )
+                        .await;
+                }
+                LateReapproval::Cancelled(reapproval) => {
+                    return self
+                        .record_full_cancel_after_reapproval(payment, attempt, reapproval)
+                        .await;
+                }
+                LateReapproval::Unknown(why) => {
+                    return self
+                        .postponed_or_decided(attempt, &why, CancelOutcome::Unknown)
+                        .await;
+                }
+            }
+        }
+        self.recorded_or_decided(payment, attempt, self.clock.now())
+            .await
     }
 
     /// The cancel (or revocation) KCP holds applied, recorded as made `at` on the payment and its

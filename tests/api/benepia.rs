@@ -1490,22 +1490,21 @@ async fn a_benepia_payment_partly_cancelled_and_then_cancelled_in_kcps_admin_is_
     app.assert_ledger_agrees().await;
 }
 
-/// A partial point cancel whose STRA never answered is closed as not applied (KCP still held the
-/// tno live), with a second look due an hour later; then the STRA lands after all: KCP cancels the
-/// payment's tno and holds the rest under a re-approval the record does not know. A notice of that
-/// tno cancelled (here posted as KCP would, `TX06`) is not recorded as the whole payment cancelled,
-/// which would tell the merchant every point went back while KCP holds 7,000 of them: it is left to
-/// the second look, which makes it a conflict for the operator.
-#[tokio::test]
-async fn a_notice_of_a_tno_a_late_reapproval_cancelled_is_left_to_the_second_look_not_recorded_as_the_whole_payment_cancelled(
-) {
-    let app = spawn_app().await;
-    let token = app.token().await;
-    let p = paid_with_points(&app, &token, "bp-stra-notice", 10_000).await;
+/// A partial point cancel of 3,000 (of 10,000) whose STRA never reached KCP, closed as not applied
+/// once settled (KCP still held the tno live) with its second look due an hour later; then the
+/// same STRA lands at KCP after all, under the order number the attempt named: KCP cancels the
+/// payment's tno (unless it plays the third reading, `stra_keeps_original`) and holds the rest
+/// under a re-approval the record does not know. The payment, its tno and the re-approval's.
+async fn reapproved_after_closed(
+    app: &TestApp,
+    token: &str,
+    merchant_uid: &str,
+) -> (Value, String, String) {
+    let p = paid_with_points(app, token, merchant_uid, 10_000).await;
     let tno = p["pg_tid"].as_str().unwrap().to_string();
     app.sandbox
         .inject(FaultRule::new(paths::CANCEL, Fault::Drop).when("mod_type", "STRA"));
-    let c = cancel(&app, &token, &p["imp_uid"], Some(3_000)).await;
+    let c = cancel(app, token, &p["imp_uid"], Some(3_000)).await;
     assert_eq!(c["code"], 1, "{c}");
     app.advance(SETTLE_SECS + 20);
     app.app.gateway.resolve_due(10).await.unwrap();
@@ -1522,10 +1521,23 @@ async fn a_notice_of_a_tno_a_late_reapproval_cancelled_is_left_to_the_second_loo
         .connectors
         .for_merchant(&merchant, &gateway.secrets)
         .unwrap();
-    connector
+    let reapproval = connector
         .reapprove_points(&tno, 7_000, &open[0].order_no, "복지몰 상품")
         .await
         .expect("the late STRA");
+    (p, tno, reapproval.tno)
+}
+
+/// [`reapproved_after_closed`]'s late STRA, then a notice of the payment's tno cancelled (here
+/// posted as KCP would, `TX06`): not recorded as the whole payment cancelled, which would tell the
+/// merchant every point went back while KCP holds 7,000 of them. It is left to the second look,
+/// which makes it a conflict for the operator.
+#[tokio::test]
+async fn a_notice_of_a_tno_a_late_reapproval_cancelled_is_left_to_the_second_look_not_recorded_as_the_whole_payment_cancelled(
+) {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let (p, tno, _) = reapproved_after_closed(&app, &token, "bp-stra-notice").await;
     assert_eq!(balance(&app, BENEPIA_01.id), 93_000);
 
     let answer = app
@@ -1560,6 +1572,142 @@ async fn a_notice_of_a_tno_a_late_reapproval_cancelled_is_left_to_the_second_loo
         payment(&app, &token, &p["imp_uid"]).await["cancel_amount"],
         0
     );
+}
+
+/// [`reapproved_after_closed`]'s late STRA, then the merchant cancels the whole payment: `STSC` on
+/// the payment's tno meets KCP's "already cancelled" (8133, the STRA cancelled it), whose inquiry
+/// shows that tno cancelled. That used to be recorded as the 10,000 refunded, answered code 0,
+/// while KCP kept 7,000 points under the re-approval, which no payment named and no conflict
+/// listed. The re-approval is looked up under the order number of the cancel's second look and,
+/// found approved, the cancel is a conflict naming both trades, answered with the operator's
+/// wording; nothing is recorded, then or when the second look runs.
+#[tokio::test]
+async fn a_full_cancel_after_a_late_reapproval_is_a_conflict_not_recorded_as_every_point_back() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let (p, tno, reapproval) = reapproved_after_closed(&app, &token, "bp-stra-full").await;
+    let imp_uid = p["imp_uid"].as_str().unwrap();
+
+    let c = cancel(&app, &token, &p["imp_uid"], None).await;
+
+    assert_ne!(c["code"], 0, "{c}");
+    let conflicts = app.conflicts().await;
+    assert_eq!(conflicts.len(), 1, "{conflicts:?}");
+    assert_eq!(conflicts[0].kind, "cancel");
+    assert_eq!(
+        c["message"],
+        operator_wording(imp_uid, conflicts[0].id),
+        "{c}"
+    );
+    let note = conflicts[0].result_message.clone().unwrap_or_default();
+    for named in [tno.as_str(), reapproval.as_str()] {
+        assert!(note.contains(named), "the note names {named}: {note}");
+    }
+    assert_eq!(
+        payment(&app, &token, &p["imp_uid"]).await["cancel_amount"],
+        0
+    );
+    app.advance(30 * SETTLE_SECS);
+    app.resolve_all().await;
+    let now = payment(&app, &token, &p["imp_uid"]).await;
+    assert_eq!(
+        (now["status"].as_str(), now["cancel_amount"].as_i64()),
+        (Some("paid"), Some(0)),
+        "{now}"
+    );
+    assert_eq!(balance(&app, BENEPIA_01.id), 93_000, "KCP keeps the rest");
+}
+
+/// The same, with KCP refusing the full cancel otherwise than as "already cancelled" (any refusal
+/// is checked against KCP's balance, service/resolve.rs `refused_cancel`): the payment's tno shown
+/// cancelled is not read as this cancel landed either.
+#[tokio::test]
+async fn a_full_cancel_kcp_refuses_after_a_late_reapproval_is_a_conflict_too() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let (p, tno, reapproval) = reapproved_after_closed(&app, &token, "bp-stra-refused").await;
+    app.sandbox.inject(
+        FaultRule::new(
+            paths::CANCEL,
+            Fault::Refuse {
+                code: "8999".into(),
+                message: "취소 불가".into(),
+            },
+        )
+        .when("mod_type", "STSC"),
+    );
+
+    let c = cancel(&app, &token, &p["imp_uid"], None).await;
+
+    assert_ne!(c["code"], 0, "{c}");
+    let conflicts = app.conflicts().await;
+    assert_eq!(conflicts.len(), 1, "{conflicts:?}");
+    let note = conflicts[0].result_message.clone().unwrap_or_default();
+    for named in [tno.as_str(), reapproval.as_str()] {
+        assert!(note.contains(named), "the note names {named}: {note}");
+    }
+    assert_eq!(
+        payment(&app, &token, &p["imp_uid"]).await["cancel_amount"],
+        0
+    );
+    assert_eq!(balance(&app, BENEPIA_01.id), 93_000);
+}
+
+/// [`reapproved_after_closed`]'s late re-approval cancelled in KCP's admin before the merchant
+/// cancels the whole payment: KCP holds nothing for it any more (the payment's tno cancelled by
+/// the STRA, the rest by the admin's cancel), so the full cancel is recorded as KCP holds it, the
+/// payment naming the re-approval (what KCP's notices of it name), as a lost re-approval found
+/// cancelled is; the second look then has nothing to look for.
+#[tokio::test]
+async fn a_full_cancel_after_a_late_reapproval_cancelled_in_kcps_admin_is_recorded_naming_the_reapproval(
+) {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let (p, _, reapproval) = reapproved_after_closed(&app, &token, "bp-stra-undone-late").await;
+    assert!(app.sandbox.cancel_in_admin(&reapproval));
+    assert_eq!(balance(&app, BENEPIA_01.id), 100_000, "every point back");
+
+    let c = cancel(&app, &token, &p["imp_uid"], None).await;
+
+    assert_eq!(c["code"], 0, "{c}");
+    assert_eq!(c["response"]["status"], "cancelled", "{c}");
+    assert_eq!(c["response"]["cancel_amount"], 10_000, "{c}");
+    assert_eq!(c["response"]["pg_tid"], reapproval.as_str(), "{c}");
+    app.advance(30 * SETTLE_SECS);
+    app.resolve_all().await;
+    assert!(app.conflicts().await.is_empty());
+    assert_eq!(
+        payment(&app, &token, &p["imp_uid"]).await["cancel_amount"],
+        10_000
+    );
+    app.assert_ledger_agrees().await;
+}
+
+/// Under the third reading (`stra_keeps_original`: KCP approves the rest as a new trade and leaves
+/// the original approved), [`reapproved_after_closed`]'s late STRA leaves the payment's tno whole,
+/// so its second look, comparing that tno's balance only, closed the cancel as still not applied
+/// while the member had paid 7,000 more. The look asks for the re-approval under the cancel's
+/// order number too, as the resolver's first look does, and finds both trades live: a conflict.
+#[tokio::test]
+async fn a_second_look_finds_a_late_reapproval_beside_a_live_original_as_a_conflict() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    app.sandbox.set_stra_keeps_original(true);
+    let (p, tno, reapproval) = reapproved_after_closed(&app, &token, "bp-stra-both-late").await;
+    assert_eq!(balance(&app, BENEPIA_01.id), 83_000, "both taken");
+
+    app.advance(30 * SETTLE_SECS);
+    app.resolve_all().await;
+
+    let conflicts = app.conflicts().await;
+    assert_eq!(conflicts.len(), 1, "{conflicts:?}");
+    assert_eq!(conflicts[0].kind, openport::service::cancel_recheck::KIND);
+    let note = conflicts[0].result_message.clone().unwrap_or_default();
+    for named in [tno.as_str(), reapproval.as_str()] {
+        assert!(note.contains(named), "the note names {named}: {note}");
+    }
+    let now = payment(&app, &token, &p["imp_uid"]).await;
+    assert_eq!(now["cancel_amount"], 0, "{now}");
 }
 
 /// This version's partial point cancel (one `STRA` on the live tno) whose answer is lost, and

@@ -1921,6 +1921,88 @@ async fn a_cancel_planned_while_the_second_look_records_a_late_cancel_is_recorde
     app.assert_ledger_agrees().await;
 }
 
+/// The same race with the gates in the other order: the second look has found no cancel open
+/// and asked KCP, whose inquiry is held unprocessed; meanwhile the merchant's partial cancel of
+/// 2,000 reaches KCP, which applies it (its answer held); then the inquiry is answered (8,000
+/// left). The record still held 10,000, so the look took 8,000 for neither outcome of its 3,000
+/// and closed itself as a conflict: the payment then refused every later cancel for an operator,
+/// though KCP and the record agreed once the cancel was recorded. Now every verdict of the look,
+/// as its record, is written only holding the payment's row as read with no cancel open, and the
+/// look is postponed instead: the cancel is recorded, nothing is listed, and later cancels go on.
+#[tokio::test]
+async fn a_cancel_sent_while_the_second_look_inquires_does_not_make_the_look_a_conflict() {
+    let settle = 60;
+    let app = crate::helpers::spawn_app_with(|c| {
+        c.kcp.timeout_ms = 9_000;
+        c.resolver.settle_secs = settle;
+    })
+    .await;
+    let token = app.token().await;
+    let p = app.paid(&token, "cs-race-inquiry", 10000).await;
+    let (imp_uid, tno) = (
+        p["imp_uid"].as_str().unwrap(),
+        p["pg_tid"].as_str().unwrap(),
+    );
+    // A partial cancel of 3,000 whose call is lost: closed as not applied once settled, with its
+    // second look due thirty settle delays later.
+    app.sandbox
+        .inject(FaultRule::new(paths::CANCEL, Fault::Drop));
+    let body = app.cancel(&token, imp_uid, 3000).await;
+    assert_eq!(body["code"], 1, "{body}");
+    app.advance(settle + 20);
+    app.app.gateway.resolve_due(10).await.unwrap();
+    assert!(app.conflicts().await.is_empty());
+
+    app.sandbox.inject(
+        FaultRule::new(
+            paths::INQUIRY,
+            Fault::HoldRequest {
+                gate: "second-look".into(),
+            },
+        )
+        .when("tno", tno),
+    );
+    app.advance(30 * settle);
+    let token = app.token().await;
+    let gateway = app.app.gateway.clone();
+    let second_look = tokio::spawn(async move { gateway.resolve_due(10).await });
+    tokio::time::timeout(
+        Duration::from_secs(5),
+        app.sandbox.until_held("second-look"),
+    )
+    .await
+    .expect("the second look asks KCP");
+    app.sandbox.inject(FaultRule::new(
+        paths::CANCEL,
+        Fault::HoldAnswer {
+            gate: "cancel".into(),
+        },
+    ));
+    let cancel = app.cancel_in_background(&token, imp_uid, 2000);
+    tokio::time::timeout(Duration::from_secs(5), app.sandbox.until_held("cancel"))
+        .await
+        .expect("the merchant's cancel reaches KCP");
+    assert_eq!(app.sandbox.ledger()[0].balance, 8000, "KCP applied it");
+    app.sandbox.open_gate("second-look");
+    second_look.await.unwrap().unwrap();
+    app.sandbox.open_gate("cancel");
+    let (_, body) = cancel.await.unwrap();
+
+    assert_eq!(body["code"], 0, "{body}");
+    assert_eq!(body["response"]["cancel_amount"], 2000, "{body}");
+    assert!(app.conflicts().await.is_empty());
+    let further = app.cancel(&token, imp_uid, 1000).await;
+    assert_eq!(further["code"], 0, "{further}");
+    assert_eq!(further["response"]["cancel_amount"], 3000, "{further}");
+    // The second look, taken again, finds its 3,000 still not applied.
+    app.advance(30 * settle);
+    app.resolve_all().await;
+    assert!(app.conflicts().await.is_empty());
+    let token = app.token().await;
+    assert_eq!(app.payment(&token, imp_uid).await["cancel_amount"], 3000);
+    app.assert_ledger_agrees().await;
+}
+
 /// A net-cancel of an approval no payment holds (kind `net_cancel`, service/orphans.rs) whose
 /// answer is lost more than once. Its first STSC was only looked at again a settle delay after
 /// the attempt was written; a resolver's retry whose answer was lost too was looked at again after
