@@ -188,10 +188,23 @@ impl Db {
     /// one), so a later start finds it either done or not begun. Each of those transactions takes
     /// the write lock before anything else ([`TAKE_WRITE_LOCK`]), so a migration waits out another
     /// process's write (a running instance, an operator command) instead of failing the start.
+    ///
+    /// On PostgreSQL the transaction waits at most [`MIGRATION_LOCK_TIMEOUT`] for each table lock
+    /// (unless the session already has a `lock_timeout`, from the role or the URL): a DDL queued
+    /// behind another session (an older instance left running, a session idle in a transaction)
+    /// fails the start naming the wait, instead of hanging it and every start queued behind its
+    /// startup lock (store/startup_lock.rs).
     pub async fn migrate(&self) -> Result<(), DbErr> {
         use migration::MigratorTrait;
         if self.schema.get_database_backend() != DbBackend::Sqlite {
-            return migration::Migrator::up(&self.schema, None).await;
+            // sea-orm-migration's own transaction becomes a savepoint in this one.
+            let txn = self.schema.begin().await?;
+            txn.execute_unprepared(&set_migration_lock_timeout())
+                .await?;
+            migration::Migrator::up(&txn, None)
+                .await
+                .map_err(lock_wait_named)?;
+            return txn.commit().await;
         }
         // Looked at outside a transaction, so a start with nothing to apply takes no write lock.
         // It also creates the version table the lock statement names on a new database (a write
@@ -280,6 +293,41 @@ impl Db {
 /// that moment. The statement changes nothing (it matches no row), but a DELETE takes the write
 /// lock before it looks for rows.
 const TAKE_WRITE_LOCK: &str = "DELETE FROM seaql_migrations WHERE 0";
+
+/// How long a PostgreSQL migration waits for a table lock another session holds ([`Db::migrate`]).
+pub const MIGRATION_LOCK_TIMEOUT: &str = "60s";
+
+/// [`MIGRATION_LOCK_TIMEOUT`] for the migrations' transaction only (`is_local`), unless the
+/// session has a lock timeout already: an operator who needs a longer wait sets one on the role.
+fn set_migration_lock_timeout() -> String {
+    format!(
+        "SELECT set_config('lock_timeout', '{MIGRATION_LOCK_TIMEOUT}', true) \
+         WHERE current_setting('lock_timeout') = '0'"
+    )
+}
+
+/// A migration stopped by `lock_timeout` (SQLSTATE 55P03) said only "canceling statement due to
+/// lock timeout": this says what waited, that nothing was applied, and where to look.
+fn lock_wait_named(e: DbErr) -> DbErr {
+    let code = match &e {
+        DbErr::Exec(sea_orm::RuntimeErr::SqlxError(s))
+        | DbErr::Query(sea_orm::RuntimeErr::SqlxError(s)) => s
+            .as_database_error()
+            .and_then(|d| d.code())
+            .map(|c| c.into_owned()),
+        _ => None,
+    };
+    if code.as_deref() != Some("55P03") {
+        return e;
+    }
+    DbErr::Custom(format!(
+        "a migration waited longer than its lock_timeout ({MIGRATION_LOCK_TIMEOUT} unless the \
+         role or the URL sets one) for a table lock another session holds, so none was applied: \
+         stop every instance of the older version and end the sessions holding locks on \
+         openport's tables (pg_locks, pg_stat_activity), then start again (docs/operations.md \
+         \"Upgrades\"): {e}"
+    ))
+}
 
 /// The write connection: sqlx's (PostgreSQL, in-memory SQLite) or the SQLite writer.
 #[derive(Clone, Debug)]

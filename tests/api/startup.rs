@@ -932,3 +932,115 @@ async fn two_instances_starting_at_once_make_one_live_merchant() {
     assert_eq!(live_merchants.len(), 1, "{live_merchants:?}");
     assert_eq!(live_merchants[0].imp_key, made[0].merchant.imp_key);
 }
+
+/// A start queued behind another one's startup lock (a start stuck in its migrations, an operator
+/// command) logged nothing after "connecting" and waited without end: an orchestrator saw
+/// instances failing their liveness checks with no word of what they waited for. Now it logs a
+/// WARN every 10 s naming the session that holds the lock, and starts as soon as it is released.
+/// Only PostgreSQL has a lock another session can hold.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_start_waiting_for_the_startup_lock_names_the_session_holding_it_and_starts_once_it_is_released(
+) {
+    use sea_orm::sqlx::{self, Connection};
+    let test = spawn_app().await;
+    if !test.database_url.starts_with("postgres") {
+        return;
+    }
+    let mut holder = sqlx::PgConnection::connect(&test.database_url)
+        .await
+        .unwrap();
+    sqlx::query("SET application_name = 'held-by-the-test'")
+        .execute(&mut holder)
+        .await
+        .unwrap();
+    let pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+        .fetch_one(&mut holder)
+        .await
+        .unwrap();
+    sqlx::query("SELECT pg_advisory_lock($1)")
+        .bind(openport::store::startup_lock::PG_KEY)
+        .execute(&mut holder)
+        .await
+        .unwrap();
+
+    let start = start_on(&test, |_| {});
+    tokio::pin!(start);
+    let named = format!("pid={pid} ");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    let line = loop {
+        tokio::select! {
+            started = &mut start => panic!("started beside the lock's holder: {:?}", started.err()),
+            () = tokio::time::sleep(std::time::Duration::from_millis(200)) => {}
+        }
+        let logs = captured_logs();
+        if let Some(line) = logs
+            .lines()
+            .find(|l| l.contains("startup lock") && l.contains(&named))
+        {
+            break line.to_string();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no log line named the holder's pid {pid}"
+        );
+    };
+    assert!(line.contains("WARN"), "{line}");
+    assert!(line.contains("held-by-the-test"), "{line}");
+
+    sqlx::query("SELECT pg_advisory_unlock($1)")
+        .bind(openport::store::startup_lock::PG_KEY)
+        .execute(&mut holder)
+        .await
+        .unwrap();
+    let started = tokio::time::timeout(std::time::Duration::from_secs(10), start)
+        .await
+        .expect("starts once the lock is released");
+    started.expect("starts");
+}
+
+/// A start whose migrations wait on a table lock another session holds (an older instance left
+/// running, a session idle in a transaction) hung without a word, and every start queued behind
+/// its startup lock with it. The migrations' transaction now has a lock timeout (60 s unless the
+/// role or the URL sets one, as here to keep the test short): the start fails naming the wait.
+#[tokio::test]
+async fn a_start_whose_migrations_wait_on_another_sessions_table_lock_fails_naming_the_wait() {
+    use sea_orm::sqlx::{self, Connection};
+    let test = spawn_app().await;
+    if !test.database_url.starts_with("postgres") {
+        return;
+    }
+    let name = test.database_url.rsplit('/').next().unwrap().to_string();
+    let mut admin = sqlx::PgConnection::connect(&test.database_url)
+        .await
+        .unwrap();
+    sqlx::query(&format!("ALTER DATABASE {name} SET lock_timeout = '1s'"))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    let mut other = sqlx::PgConnection::connect(&test.database_url)
+        .await
+        .unwrap();
+    let mut held = other.begin().await.unwrap();
+    sqlx::query("LOCK TABLE seaql_migrations IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut *held)
+        .await
+        .unwrap();
+
+    let started = tokio::time::timeout(
+        std::time::Duration::from_secs(20),
+        start_on(&test, |c| c.upgrade_schema = true),
+    )
+    .await
+    .expect("the start does not hang");
+    let Err(e) = started else {
+        panic!("started beside a lock on its migrations' table");
+    };
+    let e = format!("{e:#}");
+    assert!(e.contains("another session holds"), "{e}");
+    assert!(e.contains("lock_timeout"), "{e}");
+
+    held.rollback().await.unwrap();
+    start_on(&test, |c| c.upgrade_schema = true)
+        .await
+        .expect("starts once the lock is gone");
+}
