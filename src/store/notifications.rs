@@ -3,7 +3,7 @@
 use sea_orm::sea_query::{Condition, Expr, Query};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect,
+    QuerySelect, Select,
 };
 
 use super::entity::{kcp_notification, payment, pg_attempt};
@@ -103,6 +103,20 @@ pub async fn unverified(
     checked_before: i64,
     limit: u64,
 ) -> Result<Vec<kcp_notification::Model>, DbErr> {
+    unverified_query(tx_cd, received, checked_before, limit)
+        .all(db)
+        .await
+}
+
+/// [`unverified`]'s select. Every instance's resolver runs it every minute: `outcome IS NULL`
+/// written out (never bound) is what lets it read `kcp_notifications_undecided`, the undecided
+/// rows alone in `received_at` order, rather than the whole table (migration 000032).
+pub fn unverified_query(
+    tx_cd: &str,
+    received: (i64, i64),
+    checked_before: i64,
+    limit: u64,
+) -> Select<kcp_notification::Entity> {
     kcp_notification::Entity::find()
         .filter(kcp_notification::Column::Outcome.is_null())
         .filter(kcp_notification::Column::TxCd.eq(tx_cd))
@@ -114,8 +128,6 @@ pub async fn unverified(
         )
         .order_by_desc(kcp_notification::Column::ReceivedAt)
         .limit(limit)
-        .all(db)
-        .await
 }
 
 /// Records that notifications `ids` were checked at `now` without a verdict (`outcome` stays
@@ -147,6 +159,22 @@ pub async fn checked(db: &impl ConnectionTrait, ids: &[i64], now: i64) -> Result
 /// The payment is found as `payments::by_tno_query` finds it, through the attempt that named the
 /// trade (`pg_attempts_by_tno`): `payments.pg_tid` has no index.
 pub async fn prune(db: &impl ConnectionTrait, before: i64, limit: u64) -> Result<u64, DbErr> {
+    let ids: Vec<i64> = prune_query(before, limit).into_tuple().all(db).await?;
+    if ids.is_empty() {
+        return Ok(0);
+    }
+    let res = kcp_notification::Entity::delete_many()
+        .filter(kcp_notification::Column::Id.is_in(ids))
+        .exec(db)
+        .await?;
+    Ok(res.rows_affected)
+}
+
+/// [`prune`]'s select: the ids of up to `limit` notifications it may delete, oldest first. It
+/// runs on the writer, so it reads `kcp_notifications_by_received (received_at, id)` in its order
+/// (migration 000032): the rows past the cutoff only, up to the batch. Read in id order, it would
+/// walk every row of the table, the recent ones and those it keeps, looking for a full batch.
+pub fn prune_query(before: i64, limit: u64) -> Select<kcp_notification::Entity> {
     let open_payment_of_the_trade = Query::select()
         .expr(Expr::val(1))
         .from(pg_attempt::Entity)
@@ -163,24 +191,71 @@ pub async fn prune(db: &impl ConnectionTrait, before: i64, limit: u64) -> Result
             Expr::col((payment::Entity, payment::Column::Status)).eq(PaymentStatus::Ready.as_db()),
         )
         .to_owned();
-    let ids: Vec<i64> = kcp_notification::Entity::find()
+    kcp_notification::Entity::find()
         .select_only()
         .column(kcp_notification::Column::Id)
         .filter(kcp_notification::Column::ReceivedAt.lt(before))
         .filter(kcp_notification::Column::Outcome.is_not_null())
         .filter(kcp_notification::Column::Outcome.ne(""))
         .filter(Expr::exists(open_payment_of_the_trade).not())
+        .order_by_asc(kcp_notification::Column::ReceivedAt)
         .order_by_asc(kcp_notification::Column::Id)
         .limit(limit)
-        .into_tuple()
-        .all(db)
-        .await?;
-    if ids.is_empty() {
-        return Ok(0);
+}
+
+#[cfg(test)]
+mod tests {
+    use sea_orm::{DbBackend, QueryTrait};
+
+    use super::*;
+
+    /// Whether a plan line reads a whole table, or sorts what it read.
+    fn reads_whole_or_sorts(line: &str) -> bool {
+        line.trim_start().starts_with("SCAN") || line.contains("TEMP B-TREE")
     }
-    let res = kcp_notification::Entity::delete_many()
-        .filter(kcp_notification::Column::Id.is_in(ids))
-        .exec(db)
-        .await?;
-    Ok(res.rows_affected)
+
+    /// Every instance's resolver asks every minute for the undecided deposits of its window: it
+    /// reads them newest first in the index of the undecided notifications, never the table.
+    #[tokio::test]
+    async fn the_re_verify_sweep_reads_the_undecided_notifications_of_its_window_in_their_index() {
+        let db = crate::store::Db::connect("sqlite::memory:").await.unwrap();
+        db.migrate().await.unwrap();
+        let stmt = unverified_query("TX00", (100, 200), 150, 100).build(DbBackend::Sqlite);
+        let plan = crate::store::sqlite_plan(&db, stmt).await;
+        assert!(
+            plan.contains(
+                "kcp_notifications USING INDEX kcp_notifications_undecided \
+                 (received_at>? AND received_at<?)"
+            ),
+            "{plan}"
+        );
+        assert!(!plan.lines().any(reads_whole_or_sorts), "{plan}");
+        assert!(unverified(&db.read, "TX00", (100, 200), 150, 100)
+            .await
+            .unwrap()
+            .is_empty());
+    }
+
+    /// The hourly prune runs on the writer (on SQLite, every other write waits for it): it reads
+    /// only the notifications older than the cutoff, oldest first, and stops at the cutoff; the
+    /// trade's open payment is looked up by index for each.
+    #[tokio::test]
+    async fn the_prune_reads_only_the_notifications_older_than_its_cutoff_in_their_order() {
+        let db = crate::store::Db::connect("sqlite::memory:").await.unwrap();
+        db.migrate().await.unwrap();
+        let stmt = prune_query(100, 1000).build(DbBackend::Sqlite);
+        let plan = crate::store::sqlite_plan(&db, stmt).await;
+        assert!(
+            plan.contains(
+                "kcp_notifications USING INDEX kcp_notifications_by_received (received_at<?)"
+            ),
+            "{plan}"
+        );
+        assert!(
+            plan.contains("pg_attempts USING INDEX pg_attempts_by_tno"),
+            "{plan}"
+        );
+        assert!(!plan.lines().any(reads_whole_or_sorts), "{plan}");
+        assert_eq!(prune(&db.write, 100, 1000).await.unwrap(), 0);
+    }
 }

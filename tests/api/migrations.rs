@@ -618,3 +618,91 @@ async fn upgrading_indexes_the_conflict_attempts_for_their_count_and_listing() {
     assert_eq!(count_conflict_attempts(&db).await.unwrap(), 1);
     assert_eq!(listed(conflict_attempts(&db, 100).await.unwrap()), [4]);
 }
+
+/// Migration `m20261212_000032` indexes `kcp_notifications` for the two queries that read it by
+/// age: the resolver's re-verify sweep (every minute, on every instance) reads the undecided
+/// notifications of its window, and the hourly prune the ones older than its cutoff, oldest
+/// first. On a database with history both read an index, not the table (PostgreSQL and SQLite),
+/// and find the rows they found before: the sweep the undecided deposit of its window, the prune
+/// the decided notifications past the cutoff by age (not by id), keeping the undecided one.
+#[tokio::test]
+async fn upgrading_indexes_the_kcp_notifications_by_age_for_the_sweep_and_the_prune() {
+    use openport::store::notifications::{prune, prune_query, unverified, unverified_query};
+    use sea_orm::QueryTrait;
+    let (url, _dir) = fresh_database().await;
+    let db = Database::connect(&url).await.unwrap();
+    Migrator::up(&db, Some(31)).await.unwrap();
+    for (id, received_at, outcome) in [
+        (1, 300, "'unchanged'"),
+        (2, 200, "'unchanged'"),
+        (3, 100, "NULL"),
+        (4, 900, "NULL"),
+        (5, 950, "'applied'"),
+    ] {
+        exec(
+            &db,
+            &format!(
+                "INSERT INTO kcp_notifications (id, noti_id, site_cd, tno, tx_cd, amount, total, \
+                 received_at, outcome) \
+                 VALUES ({id}, 'n{id}', 'T0000', 't{id}', 'TX00', 1000, 1000, {received_at}, \
+                 {outcome})"
+            ),
+        )
+        .await
+        .unwrap();
+    }
+
+    Migrator::up(&db, None).await.unwrap();
+    let backend = db.get_database_backend();
+    for (stmt, index) in [
+        (
+            unverified_query("TX00", (800, 1000), 1000, 100).build(backend),
+            "kcp_notifications_undecided",
+        ),
+        (
+            prune_query(500, 1000).build(backend),
+            "kcp_notifications_by_received",
+        ),
+    ] {
+        let plan = crate::helpers::query_plan(&db, &stmt).await;
+        assert!(plan.contains(index), "{}:\n{plan}", stmt.sql);
+        let reads_the_table_whole_or_sorts = |l: &str| {
+            l.contains("Seq Scan on kcp_notifications")
+                || l.contains("SCAN kcp_notifications")
+                || l.contains("Sort")
+                || l.contains("TEMP B-TREE")
+        };
+        assert!(
+            !plan.lines().any(reads_the_table_whole_or_sorts),
+            "{}:\n{plan}",
+            stmt.sql
+        );
+    }
+    let ids = |rows: Vec<openport::store::entity::kcp_notification::Model>| {
+        rows.iter().map(|r| r.id).collect::<Vec<_>>()
+    };
+    assert_eq!(
+        ids(unverified(&db, "TX00", (800, 1000), 1000, 100)
+            .await
+            .unwrap()),
+        [4]
+    );
+    assert_eq!(prune(&db, 500, 1).await.unwrap(), 1);
+    let left: Vec<i64> = db
+        .query_all(Statement::from_string(
+            backend,
+            "SELECT id FROM kcp_notifications ORDER BY id",
+        ))
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.try_get("", "id").unwrap())
+        .collect();
+    assert_eq!(left, [1, 3, 4, 5], "the oldest decided one goes first");
+    assert_eq!(prune(&db, 500, 1000).await.unwrap(), 1);
+    assert_eq!(
+        prune(&db, 500, 1000).await.unwrap(),
+        0,
+        "the undecided one stays"
+    );
+}
