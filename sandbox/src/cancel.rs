@@ -12,9 +12,10 @@ use std::sync::Arc;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Datelike, Utc};
 
 use crate::auth;
-use crate::clock::{kcp_time, kst_date};
+use crate::clock::{kcp_time, kst, kst_date};
 use crate::codes;
 use crate::ledger::{LedgerEntry, TransactionState};
 use crate::point::{self, Reapproval};
@@ -148,6 +149,7 @@ fn handle(shared: &Shared, body: &Bytes) -> Result<Reply, Refusal> {
             "포인트 거래는 부분취소(STPC)가 불가능합니다. 남길 금액으로 재승인(STRA)하십시오.",
         ));
     }
+    check_method_rules(entry, &modification, now)?;
     let mod_desc = mod_desc.map(str::to_owned);
 
     let mut reply = Reply::ok();
@@ -246,4 +248,32 @@ fn parse_reapproval(fields: &Fields) -> Result<Reapproval<'_>, Refusal> {
         order_no,
         mod_desc: fields.optional("mod_desc"),
     })
+}
+
+/// The cancel rules of phone (`PAMC`) and gift-certificate (`PATK`) trades (assumptions,
+/// docs/sandbox.md §4): neither takes a partial cancel (`STPC`), and a carrier refunds a phone
+/// payment only within the month (KST) it was approved in.
+fn check_method_rules(
+    entry: &LedgerEntry,
+    modification: &Modification,
+    now: DateTime<Utc>,
+) -> Result<(), Refusal> {
+    let partial = matches!(modification, Modification::Partial { .. });
+    if partial && matches!(entry.pay_method.as_str(), "PAMC" | "PATK") {
+        return Err(Refusal::new(
+            codes::PHONE_OR_GIFT_PARTIAL_CANCEL,
+            "휴대폰/상품권 거래는 부분취소가 불가능합니다. 전체취소(STSC)로 요청하십시오.",
+        ));
+    }
+    let month = |at: DateTime<Utc>| {
+        let at = kst(at);
+        (at.year(), at.month())
+    };
+    if entry.pay_method == "PAMC" && month(entry.approved_at) != month(now) {
+        return Err(Refusal::new(
+            codes::PHONE_CANCEL_AFTER_MONTH,
+            "휴대폰 결제는 결제한 달에만 취소할 수 있습니다.",
+        ));
+    }
+    Ok(())
 }

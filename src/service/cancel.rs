@@ -3,12 +3,13 @@
 //!
 //! A unique index allows one open cancel attempt per payment, so concurrent partial cancels are
 //! serialised by the database: the balance each one checks is the balance KCP will see.
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Datelike, Utc};
 use sea_orm::{ColumnTrait, Condition, Set};
 
 use super::resolve::CancelOutcome;
 use super::schedules::SCHEDULED_USAGE;
 use super::{Gateway, PaymentRecord, ServiceError, ServiceResult};
+use crate::domain::checkout::{window_plan, WindowMethod};
 use crate::domain::ids::random_hex;
 use crate::domain::payment::{plan_cancel, PaymentStatus};
 use crate::pg::{quoted_refusal, CancelKind, CancelRequest, DeclineReason, PgError};
@@ -113,6 +114,10 @@ impl Gateway {
             .and_then(|plan| match partial_cancel_refusal(p) {
                 Some(why) if !plan.is_full => Err(ServiceError::Refused(why.into())),
                 _ => Ok(plan),
+            })
+            .and_then(|plan| match phone_month_refusal(p, self.clock.now()) {
+                Some(why) => Err(ServiceError::Refused(why.into())),
+                None => Ok(plan),
             })
             .and_then(|plan| {
                 // KCP escrow cancels a trade whole (STE2/STE4: spec/kcp.md §2.11); a partial cancel
@@ -514,6 +519,10 @@ impl Gateway {
 /// - A point payment made in KCP's window (`TPNT`) is not a Benepia hub payment, whose partial
 ///   cancel is a re-approval (`STRA`, seed 003 §2.4): nothing documents that call, or `STPC`, for
 ///   the window's point trades.
+/// - A phone payment (`PAMC`) or a gift certificate (`PATK`): carriers refund no part of a phone
+///   bill's charge, and nothing in spec/kcp.md or the seeds documents a partial cancel of either
+///   (KCP shops document whole cancels only; gnuboard5 offers KCP partial cancels for cards and
+///   bank transfers alone).
 fn partial_cancel_refusal(p: &payment::Model) -> Option<&'static str> {
     if p.partial_cancel_allowed == Some(false) {
         return Some(PARTIAL_CANCEL_NOT_ALLOWED);
@@ -521,8 +530,44 @@ fn partial_cancel_refusal(p: &payment::Model) -> Option<&'static str> {
     if super::benepia::is_window_point_payment(p) {
         return Some(super::benepia::WINDOW_PARTIAL_CANCEL_REFUSED);
     }
+    if matches!(
+        window_method(p),
+        Some(WindowMethod::Phone | WindowMethod::GiftCertificate)
+    ) {
+        return Some(PHONE_OR_GIFT_PARTIAL_CANCEL_REFUSED);
+    }
     None
 }
+
+/// The window method a payment was made with, from its iamport `pay_method` (phone, the gift
+/// certificates, …); None for one no window opens.
+fn window_method(p: &payment::Model) -> Option<WindowMethod> {
+    window_plan(&p.pay_method, false).map(|plan| plan.method)
+}
+
+/// The refusal of a partial cancel of a phone or gift-certificate payment.
+const PHONE_OR_GIFT_PARTIAL_CANCEL_REFUSED: &str =
+    "휴대폰/상품권 결제는 부분취소할 수 없습니다. 전액취소만 가능합니다.";
+
+/// Why a phone payment can no longer be cancelled at `now`, if it cannot: a carrier bills it with
+/// the month's phone bill and refunds it only within the month it was paid in (KST), so KCP
+/// refuses a cancel after it; refused before anything is sent, saying why, where KCP's refusal
+/// would read as an opaque PG error. A carrier rule, not in spec/kcp.md (docs/api.md, cancel).
+fn phone_month_refusal(p: &payment::Model, now: DateTime<Utc>) -> Option<&'static str> {
+    if window_method(p) != Some(WindowMethod::Phone) {
+        return None;
+    }
+    let paid_at = DateTime::from_timestamp(p.paid_at.filter(|t| *t > 0)?, 0)?;
+    let kst = chrono::FixedOffset::east_opt(9 * 3600)?;
+    let month = |at: DateTime<Utc>| {
+        let at = at.with_timezone(&kst);
+        (at.year(), at.month())
+    };
+    (month(paid_at) != month(now)).then_some(PHONE_CANCEL_AFTER_ITS_MONTH)
+}
+
+/// The refusal of a cancel of a phone payment after the month it was paid in (KST).
+const PHONE_CANCEL_AFTER_ITS_MONTH: &str = "휴대폰 결제는 결제한 달에만 취소할 수 있습니다. 결제한 달이 지난 건은 통신사 정책상 PG사(KCP)에서 취소되지 않습니다.";
 
 /// The refusal of a partial cancel of an approval KCP marked `partcanc_yn N`.
 const PARTIAL_CANCEL_NOT_ALLOWED: &str =
