@@ -250,9 +250,10 @@ fn parse_reapproval(fields: &Fields) -> Result<Reapproval<'_>, Refusal> {
     })
 }
 
-/// The cancel rules of phone (`PAMC`) and gift-certificate (`PATK`) trades (assumptions,
-/// docs/sandbox.md §4): neither takes a partial cancel (`STPC`), and a carrier refunds a phone
-/// payment only within the month (KST) it was approved in.
+/// The cancel rules of phone (`PAMC`), gift-certificate (`PATK`) and bank-transfer (`PABK`)
+/// trades (assumptions, docs/sandbox.md §4): phone and gift trades take no partial cancel
+/// (`STPC`), a carrier refunds a phone payment only within the month (KST) it was approved in,
+/// and a bank transfer takes a partial cancel from the day after its approval (KST) on.
 fn check_method_rules(
     entry: &LedgerEntry,
     modification: &Modification,
@@ -273,6 +274,12 @@ fn check_method_rules(
         return Err(Refusal::new(
             codes::PHONE_CANCEL_AFTER_MONTH,
             "휴대폰 결제는 결제한 달에만 취소할 수 있습니다.",
+        ));
+    }
+    if partial && entry.pay_method == "PABK" && kst_date(entry.approved_at) == kst_date(now) {
+        return Err(Refusal::new(
+            codes::BANK_PARTIAL_CANCEL_SAME_DAY,
+            "실시간 계좌이체 부분취소는 결제일 익일부터 가능합니다.",
         ));
     }
     Ok(())

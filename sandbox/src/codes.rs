@@ -61,6 +61,9 @@ pub const PHONE_OR_GIFT_PARTIAL_CANCEL: &str = "8138";
 /// *Assumption*: a cancel of a phone (`PAMC`) trade after the month (KST) it was approved in: a
 /// carrier refunds a phone payment only within its billing month.
 pub const PHONE_CANCEL_AFTER_MONTH: &str = "8139";
+/// *Assumption*: STPC on a bank-transfer (`PABK`) trade on its approval day (KST): KCP's own
+/// integrations take a transfer's partial cancel from the next day on.
+pub const BANK_PARTIAL_CANCEL_SAME_DAY: &str = "8140";
 /// 일일한도초과 (spec §4).
 pub const DAILY_LIMIT: &str = "8186";
 /// *Assumption*: 한도초과, no credit left at all (the [`crate::test_cards::INSUFFICIENT_LIMIT`] card).

@@ -468,3 +468,31 @@ async fn a_phone_trade_is_cancelled_only_within_its_approval_month() {
     assert_eq!(entry.state, TransactionState::Approved);
     assert!(entry.cancels.is_empty());
 }
+
+/// KCP takes a bank transfer's partial cancel from the day after its approval (KST) on, as its own
+/// integrations refuse it on the payment day: `STPC` on a `PABK` trade that day is `8140`
+/// (assumption) and changes nothing; `STSC` is taken that day, `STPC` the next.
+#[tokio::test]
+async fn a_bank_transfer_takes_a_partial_cancel_from_the_day_after_its_approval() {
+    let harness = spawn().await;
+    let partly = paid_in_window(&harness, "BK1", "10000", "BANK").await;
+    let whole = paid_in_window(&harness, "BK2", "10000", "BANK").await;
+
+    let same_day = harness.partial_cancel(&partly, "3000", "10000").await;
+    let full = harness.cancel(&whole, "STSC", json!({})).await;
+
+    assert_eq!(same_day["res_cd"], "8140", "{same_day}");
+    assert_eq!(full["res_cd"], "0000", "{full}");
+    let entry = harness
+        .sandbox
+        .ledger()
+        .into_iter()
+        .find(|e| e.tno == partly)
+        .unwrap();
+    assert_eq!((entry.balance, entry.cancels.len()), (10000, 0));
+    // 2026-03-10 12:00 KST + 12h is the next day in Korea.
+    harness.clock.advance(TimeDelta::hours(12));
+    let next_day = harness.partial_cancel(&partly, "3000", "10000").await;
+    assert_eq!(next_day["res_cd"], "0000", "{next_day}");
+    assert_eq!(next_day["rem_mny"], "7000");
+}

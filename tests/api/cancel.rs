@@ -901,6 +901,46 @@ async fn a_phone_payment_is_not_cancelled_after_its_month() {
     assert!(app.app.gateway.open_attempts(10).await.unwrap().is_empty());
 }
 
+/// KCP takes a bank transfer's partial cancel from the day after the payment (KST) on, as KCP's
+/// own integrations refuse it on the payment day: refused before anything is sent, saying when it
+/// can be made, where KCP's refusal would read as an opaque PG error. The next day it goes through.
+#[tokio::test]
+async fn a_same_day_partial_cancel_of_a_bank_transfer_is_refused_before_kcp() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let (params, fill) = window_payments()[0].clone();
+    let p = paid_in_window(&app, &token, params, &fill).await;
+    let imp_uid = p["imp_uid"].as_str().unwrap();
+    app.sandbox.inject(FaultRule::new(
+        paths::CANCEL,
+        Fault::Refuse {
+            code: "9999".into(),
+            message: "cancel sent".into(),
+        },
+    ));
+
+    let body = app.cancel(&token, imp_uid, 1000).await;
+
+    assert_eq!(body["code"], 1, "{body}");
+    assert_eq!(
+        body["message"], "실시간 계좌이체 부분취소는 결제일 익일부터 가능합니다.",
+        "{body}"
+    );
+    assert_eq!(app.sandbox.armed_faults().len(), 1, "a cancel was sent");
+    assert_eq!(app.payment(&token, imp_uid).await["cancel_amount"], 0);
+    assert!(app.sandbox.ledger()[0].cancels.is_empty());
+    assert!(app.app.gateway.open_attempts(10).await.unwrap().is_empty());
+
+    // A day later it is another KST date.
+    app.sandbox.clear_faults();
+    app.advance(24 * 3600);
+    let token = app.token().await;
+    let next_day = app.cancel(&token, imp_uid, 1000).await;
+    assert_eq!(next_day["code"], 0, "{next_day}");
+    assert_eq!(next_day["response"]["cancel_amount"], 1000);
+    app.assert_ledger_agrees().await;
+}
+
 /// A card approval KCP answered `partcanc_yn N` ("결제 건의 부분취소 가능 유무", spec §2.4: some
 /// check and foreign cards) takes no partial cancel: refused with a clear message before STPC is
 /// sent, where KCP's own refusal would be a code openport does not know. A full cancel (STSC)
