@@ -12,9 +12,10 @@ use std::sync::Arc;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Datelike, Utc};
 
 use crate::auth;
-use crate::clock::{kcp_time, kst_date};
+use crate::clock::{kcp_time, kst, kst_date};
 use crate::codes;
 use crate::ledger::{LedgerEntry, TransactionState};
 use crate::point::{self, Reapproval};
@@ -148,6 +149,7 @@ fn handle(shared: &Shared, body: &Bytes) -> Result<Reply, Refusal> {
             "포인트 거래는 부분취소(STPC)가 불가능합니다. 남길 금액으로 재승인(STRA)하십시오.",
         ));
     }
+    check_method_rules(entry, &modification, now)?;
     let mod_desc = mod_desc.map(str::to_owned);
 
     let mut reply = Reply::ok();
@@ -246,4 +248,39 @@ fn parse_reapproval(fields: &Fields) -> Result<Reapproval<'_>, Refusal> {
         order_no,
         mod_desc: fields.optional("mod_desc"),
     })
+}
+
+/// The cancel rules of phone (`PAMC`), gift-certificate (`PATK`) and bank-transfer (`PABK`)
+/// trades (assumptions, docs/sandbox.md §4): phone and gift trades take no partial cancel
+/// (`STPC`), a carrier refunds a phone payment only within the month (KST) it was approved in,
+/// and a bank transfer takes a partial cancel from the day after its approval (KST) on.
+fn check_method_rules(
+    entry: &LedgerEntry,
+    modification: &Modification,
+    now: DateTime<Utc>,
+) -> Result<(), Refusal> {
+    let partial = matches!(modification, Modification::Partial { .. });
+    if partial && matches!(entry.pay_method.as_str(), "PAMC" | "PATK") {
+        return Err(Refusal::new(
+            codes::PHONE_OR_GIFT_PARTIAL_CANCEL,
+            "휴대폰/상품권 거래는 부분취소가 불가능합니다. 전체취소(STSC)로 요청하십시오.",
+        ));
+    }
+    let month = |at: DateTime<Utc>| {
+        let at = kst(at);
+        (at.year(), at.month())
+    };
+    if entry.pay_method == "PAMC" && month(entry.approved_at) != month(now) {
+        return Err(Refusal::new(
+            codes::PHONE_CANCEL_AFTER_MONTH,
+            "휴대폰 결제는 결제한 달에만 취소할 수 있습니다.",
+        ));
+    }
+    if partial && entry.pay_method == "PABK" && kst_date(entry.approved_at) == kst_date(now) {
+        return Err(Refusal::new(
+            codes::BANK_PARTIAL_CANCEL_SAME_DAY,
+            "실시간 계좌이체 부분취소는 결제일 익일부터 가능합니다.",
+        ));
+    }
+    Ok(())
 }

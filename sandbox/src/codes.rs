@@ -55,6 +55,15 @@ pub const FULL_PARTIAL_CANCEL_SAME_DAY: &str = "8136";
 /// *Assumption*: STPC on a card approval KCP answered `partcanc_yn N` (spec §2.4); KCP publishes no
 /// code for it.
 pub const PARTIAL_CANCEL_NOT_ALLOWED: &str = "8137";
+/// *Assumption*: STPC on a phone (`PAMC`) or gift-certificate (`PATK`) trade: carriers refund no
+/// part of a phone bill's charge, and KCP documents no partial cancel of either.
+pub const PHONE_OR_GIFT_PARTIAL_CANCEL: &str = "8138";
+/// *Assumption*: a cancel of a phone (`PAMC`) trade after the month (KST) it was approved in: a
+/// carrier refunds a phone payment only within its billing month.
+pub const PHONE_CANCEL_AFTER_MONTH: &str = "8139";
+/// *Assumption*: STPC on a bank-transfer (`PABK`) trade on its approval day (KST): KCP's own
+/// integrations take a transfer's partial cancel from the next day on.
+pub const BANK_PARTIAL_CANCEL_SAME_DAY: &str = "8140";
 /// 일일한도초과 (spec §4).
 pub const DAILY_LIMIT: &str = "8186";
 /// *Assumption*: 한도초과, no credit left at all (the [`crate::test_cards::INSUFFICIENT_LIMIT`] card).

@@ -379,6 +379,11 @@ fn register(s: &Shared, headers: &HeaderMap, get: impl Fn(&str) -> Option<String
         Some("Y") => true,
         Some(_) => return bad("escw_used"),
     };
+    // KCP's escrow covers cards, bank transfers and virtual accounts (assumption,
+    // docs/sandbox.md): no phone, point or gift trade is registered as escrow.
+    if escrow && matches!(pay_method.as_str(), "MOBX" | "TPNT" | "GIFT") {
+        return bad("escw_used (에스크로는 CARD, BANK, VCNT만 가능)");
+    }
     let approval_key = format!(
         "{}=",
         Alphanumeric.sample_string(&mut rand::thread_rng(), 43)

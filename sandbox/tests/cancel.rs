@@ -345,3 +345,154 @@ async fn a_cancel_in_the_admin_console_is_notified_with_kcps_common_fields() {
         "nothing left to cancel"
     );
 }
+
+/// A trade paid in the mobile window (spec §2.1–§2.4) with `method` (`BANK`, `MOBX` or `GIFT`) at
+/// the sandbox clock's time: registration, window, post back and approval. Its tno.
+async fn paid_in_window(h: &Harness, order: &str, amount: &str, method: &str) -> String {
+    type Pairs = &'static [(&'static str, &'static str)];
+    let (action, pay_type, extra, entered): (&str, &str, Pairs, Pairs) = match method {
+        "BANK" => ("acnt", "PABK", &[], &[("bank", "BK20"), ("action", "pay")]),
+        "MOBX" => (
+            "mobx",
+            "PAMC",
+            &[("shop_user_id", "buyer-1")],
+            &[
+                ("carrier", "KTF"),
+                ("mobile_no", "01012345678"),
+                ("action", "pay"),
+            ],
+        ),
+        "GIFT" => (
+            "sccl",
+            "PATK",
+            &[("shop_user_id", "buyer-1"), ("van_code", "SCCL")],
+            &[("pin", "1234567890123456"), ("action", "pay")],
+        ),
+        other => panic!("no window helper for {other}"),
+    };
+    let ret_url = "http://shop.test/return";
+    let reg = h
+        .post(
+            kcp_sandbox::paths::TRADE_REGISTER,
+            &json!({"site_cd": SITE, "kcp_cert_info": merchant(SITE).cert_info, "ordr_idxx": order,
+                    "good_mny": amount, "good_name": "테스트", "pay_method": method, "Ret_URL": ret_url,
+                    "escw_used": "N", "user_agent": "pc"}),
+        )
+        .await;
+    assert_eq!(reg["Code"], "0000", "{reg}");
+    let pay_url = h.url(kcp_sandbox::paths::PAY_WINDOW);
+    let mut window: Vec<(&str, &str)> = vec![
+        ("approval_key", reg["approvalKey"].as_str().unwrap()),
+        ("traceNo", reg["traceNo"].as_str().unwrap()),
+        ("PayUrl", &pay_url),
+        ("site_cd", SITE),
+        ("ordr_idxx", order),
+        ("good_name", "테스트"),
+        ("good_mny", amount),
+        ("req_tx", "pay"),
+        ("currency", "410"),
+        ("escw_used", "N"),
+        ("pay_method", method),
+        ("ActionResult", action),
+        ("Ret_URL", ret_url),
+    ];
+    window.extend_from_slice(extra);
+    let page = h.post_form(&pay_url, &window).await;
+    let mut form = inputs(&page);
+    form.extend(entered.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    let back = inputs(&h.post_form(&h.url("/pay/submit"), &form).await);
+    assert_eq!(get(&back, "res_cd"), "0000", "{back:?}");
+    let approved = h
+        .post(
+            kcp_sandbox::paths::ENC_PAYMENT,
+            &approval(&back, amount, pay_type),
+        )
+        .await;
+    assert_eq!(approved["res_cd"], "0000", "{approved}");
+    approved["tno"].as_str().unwrap().to_owned()
+}
+
+/// Carriers refund no part of a phone bill's charge, and KCP documents no partial cancel of a
+/// phone or gift-certificate trade: `STPC` on one is `8138` (assumption) and changes nothing;
+/// `STSC` takes it whole.
+#[tokio::test]
+async fn stpc_on_a_phone_or_gift_trade_is_refused_and_stsc_takes_it() {
+    let harness = spawn().await;
+    for (order, method) in [("PH1", "MOBX"), ("GF1", "GIFT")] {
+        let tno = paid_in_window(&harness, order, "10000", method).await;
+        harness.clock.advance(TimeDelta::days(1));
+
+        let partial = harness.partial_cancel(&tno, "3000", "10000").await;
+
+        assert_eq!(partial["res_cd"], "8138", "{method}: {partial}");
+        let entry = harness
+            .sandbox
+            .ledger()
+            .into_iter()
+            .find(|e| e.tno == tno)
+            .unwrap();
+        assert_eq!((entry.balance, entry.cancels.len()), (10000, 0));
+        let full = harness.cancel(&tno, "STSC", json!({})).await;
+        assert_eq!(full["res_cd"], "0000", "{method}: {full}");
+    }
+}
+
+/// A carrier refunds a phone payment only within the month (KST) it was made in: a cancel of a
+/// `PAMC` trade after it is `8139` (assumption) and changes nothing; a gift certificate has no
+/// such rule.
+#[tokio::test]
+async fn a_phone_trade_is_cancelled_only_within_its_approval_month() {
+    let harness = spawn().await;
+    let within = paid_in_window(&harness, "PH1", "1000", "MOBX").await;
+    let after = paid_in_window(&harness, "PH2", "1000", "MOBX").await;
+    let gift = paid_in_window(&harness, "GF1", "1000", "GIFT").await;
+    // 2026-03-10 12:00 KST → 2026-03-31 23:59 KST, the last minute of the month.
+    harness
+        .clock
+        .advance(TimeDelta::days(21) + TimeDelta::minutes(719));
+    let last_minute = harness.cancel(&within, "STSC", json!({})).await;
+    harness.clock.advance(TimeDelta::minutes(1));
+
+    let next_month = harness.cancel(&after, "STSC", json!({})).await;
+    let gift_cancel = harness.cancel(&gift, "STSC", json!({})).await;
+
+    assert_eq!(last_minute["res_cd"], "0000", "{last_minute}");
+    assert_eq!(next_month["res_cd"], "8139", "{next_month}");
+    assert_eq!(gift_cancel["res_cd"], "0000", "{gift_cancel}");
+    let entry = harness
+        .sandbox
+        .ledger()
+        .into_iter()
+        .find(|e| e.tno == after)
+        .unwrap();
+    assert_eq!(entry.state, TransactionState::Approved);
+    assert!(entry.cancels.is_empty());
+}
+
+/// KCP takes a bank transfer's partial cancel from the day after its approval (KST) on, as its own
+/// integrations refuse it on the payment day: `STPC` on a `PABK` trade that day is `8140`
+/// (assumption) and changes nothing; `STSC` is taken that day, `STPC` the next.
+#[tokio::test]
+async fn a_bank_transfer_takes_a_partial_cancel_from_the_day_after_its_approval() {
+    let harness = spawn().await;
+    let partly = paid_in_window(&harness, "BK1", "10000", "BANK").await;
+    let whole = paid_in_window(&harness, "BK2", "10000", "BANK").await;
+
+    let same_day = harness.partial_cancel(&partly, "3000", "10000").await;
+    let full = harness.cancel(&whole, "STSC", json!({})).await;
+
+    assert_eq!(same_day["res_cd"], "8140", "{same_day}");
+    assert_eq!(full["res_cd"], "0000", "{full}");
+    let entry = harness
+        .sandbox
+        .ledger()
+        .into_iter()
+        .find(|e| e.tno == partly)
+        .unwrap();
+    assert_eq!((entry.balance, entry.cancels.len()), (10000, 0));
+    // 2026-03-10 12:00 KST + 12h is the next day in Korea.
+    harness.clock.advance(TimeDelta::hours(12));
+    let next_day = harness.partial_cancel(&partly, "3000", "10000").await;
+    assert_eq!(next_day["res_cd"], "0000", "{next_day}");
+    assert_eq!(next_day["rem_mny"], "7000");
+}

@@ -369,3 +369,32 @@ async fn the_mobile_window_forbids_framing() {
     );
     assert!(res.text().await.unwrap().contains("id=\"pay\""));
 }
+
+/// KCP's escrow covers cards, bank transfers and virtual accounts: a phone, point or gift trade
+/// registered with `escw_used=Y` is refused (`Code 0002`, assumption) and no window is opened for
+/// it; the escrow methods still register.
+#[tokio::test]
+async fn an_escrow_registration_of_a_phone_point_or_gift_trade_is_refused() {
+    let h = spawn().await;
+    let register = |method: &'static str, order: &'static str| {
+        let h = &h;
+        async move {
+            h.post(
+                kcp_sandbox::paths::TRADE_REGISTER,
+                &json!({"site_cd": "T0000", "kcp_cert_info": merchant("T0000").cert_info, "ordr_idxx": order,
+                        "good_mny": "1000", "good_name": "테스트", "pay_method": method,
+                        "Ret_URL": "http://shop.test/return", "escw_used": "Y", "user_agent": "pc"}),
+            )
+            .await
+        }
+    };
+    for (method, order) in [("MOBX", "E1"), ("TPNT", "E2"), ("GIFT", "E3")] {
+        let reg = register(method, order).await;
+        assert_eq!(reg["Code"], "0002", "{method}: {reg}");
+        assert!(reg["approvalKey"].is_null(), "{method}: {reg}");
+    }
+    for (method, order) in [("CARD", "E4"), ("BANK", "E5"), ("VCNT", "E6")] {
+        let reg = register(method, order).await;
+        assert_eq!(reg["Code"], "0000", "{method}: {reg}");
+    }
+}

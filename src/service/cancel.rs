@@ -3,12 +3,13 @@
 //!
 //! A unique index allows one open cancel attempt per payment, so concurrent partial cancels are
 //! serialised by the database: the balance each one checks is the balance KCP will see.
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Datelike, Utc};
 use sea_orm::{ColumnTrait, Condition, Set};
 
 use super::resolve::CancelOutcome;
 use super::schedules::SCHEDULED_USAGE;
 use super::{Gateway, PaymentRecord, ServiceError, ServiceResult};
+use crate::domain::checkout::{window_plan, WindowMethod};
 use crate::domain::ids::random_hex;
 use crate::domain::payment::{plan_cancel, PaymentStatus};
 use crate::pg::{quoted_refusal, CancelKind, CancelRequest, DeclineReason, PgError};
@@ -114,6 +115,12 @@ impl Gateway {
                 Some(why) if !plan.is_full => Err(ServiceError::Refused(why.into())),
                 _ => Ok(plan),
             })
+            .and_then(
+                |plan| match dated_cancel_refusal(p, plan.is_full, self.clock.now()) {
+                    Some(why) => Err(ServiceError::Refused(why.into())),
+                    None => Ok(plan),
+                },
+            )
             .and_then(|plan| {
                 // KCP escrow cancels a trade whole (STE2/STE4: spec/kcp.md §2.11); a partial cancel
                 // would also leave the payment unshippable with the rest held at KCP.
@@ -514,6 +521,10 @@ impl Gateway {
 /// - A point payment made in KCP's window (`TPNT`) is not a Benepia hub payment, whose partial
 ///   cancel is a re-approval (`STRA`, seed 003 §2.4): nothing documents that call, or `STPC`, for
 ///   the window's point trades.
+/// - A phone payment (`PAMC`) or a gift certificate (`PATK`): carriers refund no part of a phone
+///   bill's charge, and nothing in spec/kcp.md or the seeds documents a partial cancel of either
+///   (KCP shops document whole cancels only; gnuboard5 offers KCP partial cancels for cards and
+///   bank transfers alone).
 fn partial_cancel_refusal(p: &payment::Model) -> Option<&'static str> {
     if p.partial_cancel_allowed == Some(false) {
         return Some(PARTIAL_CANCEL_NOT_ALLOWED);
@@ -521,8 +532,68 @@ fn partial_cancel_refusal(p: &payment::Model) -> Option<&'static str> {
     if super::benepia::is_window_point_payment(p) {
         return Some(super::benepia::WINDOW_PARTIAL_CANCEL_REFUSED);
     }
+    if matches!(
+        window_method(p),
+        Some(WindowMethod::Phone | WindowMethod::GiftCertificate)
+    ) {
+        return Some(PHONE_OR_GIFT_PARTIAL_CANCEL_REFUSED);
+    }
     None
 }
+
+/// The window method a payment was made with, from its iamport `pay_method` (phone, the gift
+/// certificates, …); None for one no window opens.
+fn window_method(p: &payment::Model) -> Option<WindowMethod> {
+    window_plan(&p.pay_method, false).map(|plan| plan.method)
+}
+
+/// The refusal of a partial cancel of a phone or gift-certificate payment.
+const PHONE_OR_GIFT_PARTIAL_CANCEL_REFUSED: &str =
+    "휴대폰/상품권 결제는 부분취소할 수 없습니다. 전액취소만 가능합니다.";
+
+/// Why KCP takes no such cancel of `p` at `now`, by the payment's KST date, if it takes none:
+/// refused before anything is sent, saying why, where KCP's refusal would read as an opaque PG
+/// error.
+/// - A phone payment: a carrier bills it with the month's phone bill and refunds it only within
+///   the month it was paid in, so KCP refuses any cancel after it (a carrier rule, not in
+///   spec/kcp.md; docs/api.md, cancel).
+/// - A partial cancel of a bank transfer on its payment date: KCP's own integrations refuse it
+///   until the next day (gnuboard5's KCP partial cancel: "실시간 계좌이체건의 부분취소 요청은
+///   결제일 익일에 가능합니다"); docs/kcp.md §9.6.
+fn dated_cancel_refusal(
+    p: &payment::Model,
+    is_full: bool,
+    now: DateTime<Utc>,
+) -> Option<&'static str> {
+    let method = window_method(p)?;
+    let paid_at = DateTime::from_timestamp(p.paid_at.filter(|t| *t > 0)?, 0)?;
+    let kst = chrono::FixedOffset::east_opt(9 * 3600)?;
+    let (paid_on, today) = (
+        paid_at.with_timezone(&kst).date_naive(),
+        now.with_timezone(&kst).date_naive(),
+    );
+    match method {
+        WindowMethod::Phone
+            if (paid_on.year(), paid_on.month()) != (today.year(), today.month()) =>
+        {
+            Some(PHONE_CANCEL_AFTER_ITS_MONTH)
+        }
+        // Sent as STPC: part of the balance, or the rest after a partial cancel (an escrow
+        // payment takes none: its own refusal says so).
+        WindowMethod::Bank
+            if (!is_full || p.cancel_amount > 0) && !p.escrow && paid_on == today =>
+        {
+            Some(BANK_PARTIAL_CANCEL_SAME_DAY)
+        }
+        _ => None,
+    }
+}
+
+/// The refusal of a partial cancel of a bank transfer on its payment date (KST).
+const BANK_PARTIAL_CANCEL_SAME_DAY: &str = "실시간 계좌이체 부분취소는 결제일 익일부터 가능합니다.";
+
+/// The refusal of a cancel of a phone payment after the month it was paid in (KST).
+const PHONE_CANCEL_AFTER_ITS_MONTH: &str = "휴대폰 결제는 결제한 달에만 취소할 수 있습니다. 결제한 달이 지난 건은 통신사 정책상 PG사(KCP)에서 취소되지 않습니다.";
 
 /// The refusal of a partial cancel of an approval KCP marked `partcanc_yn N`.
 const PARTIAL_CANCEL_NOT_ALLOWED: &str =

@@ -673,6 +673,21 @@ impl Gateway {
         }
         req.products =
             escrow_items(&req.products).map_err(|e| ServiceError::BadRequest(e.to_string()))?;
+        // KCP's escrow (구매안전) covers cards, bank transfers and virtual accounts (as PortOne
+        // documents it for KCP): an escrow phone, point or gift window would be refused in the
+        // buyer's face or approved plain. Refused before anything is written or registered.
+        if req.escrow
+            && matches!(
+                plan.method,
+                WindowMethod::Phone | WindowMethod::Point | WindowMethod::GiftCertificate
+            )
+        {
+            return Err(ServiceError::BadRequest(format!(
+                "KCP 에스크로 결제는 신용카드(card), 실시간 계좌이체(trans), 가상계좌(vbank)만 지원합니다: pay_method '{}'",
+                req.pay_method
+            ))
+            .into());
+        }
         if req.escrow && req.products.is_empty() {
             return Err(ServiceError::BadRequest(
                 "KCP 에스크로 결제에는 kcpProducts가 필요합니다.".into(),

@@ -823,6 +823,124 @@ async fn a_partial_cancel_of_a_window_point_payment_is_refused_before_kcp_is_cal
     app.assert_ledger_agrees().await;
 }
 
+/// Carrier billing (휴대폰, `PAMC`) and gift certificates (`PATK`) take no partial refund at KCP:
+/// a partial cancel is refused before anything is sent, saying so, where KCP's own refusal of the
+/// `STPC` would reach the merchant as an opaque PG error. The whole payment is still cancelled.
+#[tokio::test]
+async fn a_partial_cancel_of_a_phone_or_gift_payment_is_refused_before_kcp_is_called() {
+    for (params, fill) in window_payments().into_iter().skip(1) {
+        let app = spawn_app().await;
+        let token = app.token().await;
+        let p = paid_in_window(&app, &token, params, &fill).await;
+        let imp_uid = p["imp_uid"].as_str().unwrap();
+        // A tripwire: any cancel reaching KCP is answered with this.
+        app.sandbox.inject(FaultRule::new(
+            paths::CANCEL,
+            Fault::Refuse {
+                code: "9999".into(),
+                message: "cancel sent".into(),
+            },
+        ));
+
+        let body = app.cancel(&token, imp_uid, 500).await;
+
+        assert_eq!(body["code"], 1, "{} {body}", p["pay_method"]);
+        assert_eq!(
+            body["message"], "휴대폰/상품권 결제는 부분취소할 수 없습니다. 전액취소만 가능합니다.",
+            "{body}"
+        );
+        assert_eq!(app.sandbox.armed_faults().len(), 1, "a cancel was sent");
+        assert_eq!(app.payment(&token, imp_uid).await["cancel_amount"], 0);
+        let ledger = app.sandbox.ledger();
+        assert_eq!(ledger[0].state, TransactionState::Approved);
+        assert!(ledger[0].cancels.is_empty());
+        assert!(app.app.gateway.open_attempts(10).await.unwrap().is_empty());
+
+        app.sandbox.clear_faults();
+        let all = cancel_all(&app, &token, &p).await;
+        assert_eq!(all["code"], 0, "{all}");
+        assert_eq!(all["response"]["cancel_amount"], p["amount"]);
+        app.assert_ledger_agrees().await;
+    }
+}
+
+/// A carrier bills a phone payment with the month's phone bill and refunds it only within that
+/// month (KST): a cancel after it is refused before KCP, saying why, where KCP's refusal would
+/// read as an opaque PG error.
+#[tokio::test]
+async fn a_phone_payment_is_not_cancelled_after_its_month() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let (params, fill) = window_payments()[1].clone();
+    let p = paid_in_window(&app, &token, params, &fill).await;
+    let imp_uid = p["imp_uid"].as_str().unwrap();
+    // 32 days later is another month, whatever the day of the payment.
+    app.advance(32 * 24 * 3600);
+    let token = app.token().await;
+    app.sandbox.inject(FaultRule::new(
+        paths::CANCEL,
+        Fault::Refuse {
+            code: "9999".into(),
+            message: "cancel sent".into(),
+        },
+    ));
+
+    let body = cancel_all(&app, &token, &p).await;
+
+    assert_eq!(body["code"], 1, "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("휴대폰 결제는 결제한 달에만 취소할 수 있습니다."),
+        "{body}"
+    );
+    assert_eq!(app.sandbox.armed_faults().len(), 1, "a cancel was sent");
+    assert_eq!(app.payment(&token, imp_uid).await["status"], "paid");
+    assert_eq!(app.sandbox.ledger()[0].state, TransactionState::Approved);
+    assert!(app.app.gateway.open_attempts(10).await.unwrap().is_empty());
+}
+
+/// KCP takes a bank transfer's partial cancel from the day after the payment (KST) on, as KCP's
+/// own integrations refuse it on the payment day: refused before anything is sent, saying when it
+/// can be made, where KCP's refusal would read as an opaque PG error. The next day it goes through.
+#[tokio::test]
+async fn a_same_day_partial_cancel_of_a_bank_transfer_is_refused_before_kcp() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let (params, fill) = window_payments()[0].clone();
+    let p = paid_in_window(&app, &token, params, &fill).await;
+    let imp_uid = p["imp_uid"].as_str().unwrap();
+    app.sandbox.inject(FaultRule::new(
+        paths::CANCEL,
+        Fault::Refuse {
+            code: "9999".into(),
+            message: "cancel sent".into(),
+        },
+    ));
+
+    let body = app.cancel(&token, imp_uid, 1000).await;
+
+    assert_eq!(body["code"], 1, "{body}");
+    assert_eq!(
+        body["message"], "실시간 계좌이체 부분취소는 결제일 익일부터 가능합니다.",
+        "{body}"
+    );
+    assert_eq!(app.sandbox.armed_faults().len(), 1, "a cancel was sent");
+    assert_eq!(app.payment(&token, imp_uid).await["cancel_amount"], 0);
+    assert!(app.sandbox.ledger()[0].cancels.is_empty());
+    assert!(app.app.gateway.open_attempts(10).await.unwrap().is_empty());
+
+    // A day later it is another KST date.
+    app.sandbox.clear_faults();
+    app.advance(24 * 3600);
+    let token = app.token().await;
+    let next_day = app.cancel(&token, imp_uid, 1000).await;
+    assert_eq!(next_day["code"], 0, "{next_day}");
+    assert_eq!(next_day["response"]["cancel_amount"], 1000);
+    app.assert_ledger_agrees().await;
+}
+
 /// A card approval KCP answered `partcanc_yn N` ("결제 건의 부분취소 가능 유무", spec §2.4: some
 /// check and foreign cards) takes no partial cancel: refused with a clear message before STPC is
 /// sent, where KCP's own refusal would be a code openport does not know. A full cancel (STSC)

@@ -4044,3 +4044,59 @@ async fn the_hand_off_page_of_an_ended_pc_window_hands_the_recorded_outcome_to_t
         "the hand-off reopened nothing"
     );
 }
+
+/// KCP's escrow (구매안전) covers cards, bank transfers and virtual accounts, as PortOne documents
+/// it for KCP: an escrow window for a phone, point or gift-certificate payment would be refused by
+/// KCP in the buyer's face or approved as a plain trade, so it is refused before anything is
+/// written or registered, naming the methods that take escrow. A bank transfer still opens one.
+#[tokio::test]
+async fn an_escrow_window_for_phone_point_or_gift_is_refused_before_the_window() {
+    let app = spawn_app().await;
+    // A tripwire: a registration reaching KCP is answered with this.
+    app.sandbox.inject(FaultRule::new(
+        paths::TRADE_REGISTER,
+        Fault::HttpStatus { status: 503 },
+    ));
+    let products = json!([{"orderNumber": "o1", "name": "양말", "quantity": 1, "amount": 1000}]);
+    for (i, method) in ["phone", "point", "cultureland"].into_iter().enumerate() {
+        for mobile in [false, true] {
+            let uid = format!("web-escrow-method-{i}-{mobile}");
+            let (_, refused) = app
+                .post(
+                    "/checkout/request",
+                    None,
+                    json!({"imp_code": "imp00000000", "mobile": mobile, "page_url": "http://shop.test/cart",
+                           "params": {"pay_method": method, "merchant_uid": uid, "amount": 1000, "escrow": true,
+                                      "kcpProducts": products, "bypass": {"shop_user_id": "user123"},
+                                      "m_redirect_url": "https://shop.test/done"}}),
+                )
+                .await;
+            let message = refused["message"].as_str().unwrap_or_default();
+            assert!(
+                message.contains("에스크로")
+                    && ["card", "trans", "vbank"]
+                        .iter()
+                        .all(|m| message.contains(m)),
+                "{method} mobile={mobile}: {refused}"
+            );
+            refused_without_a_trace(&app, &refused, Some(&uid)).await;
+            assert_eq!(
+                app.sandbox.armed_faults().len(),
+                1,
+                "a trade was registered"
+            );
+        }
+    }
+
+    app.sandbox.clear_faults();
+    let (_, opened) = app
+        .post(
+            "/checkout/request",
+            None,
+            json!({"imp_code": "imp00000000", "mobile": true, "page_url": "http://shop.test/cart",
+                   "params": {"pay_method": "trans", "merchant_uid": "web-escrow-trans", "amount": 1000,
+                              "escrow": true, "kcpProducts": products, "m_redirect_url": "https://shop.test/done"}}),
+        )
+        .await;
+    assert_eq!(opened["code"], 0, "{opened}");
+}

@@ -79,6 +79,10 @@ pub const PT_PAYCODE: &str = "04";
 pub const STAT_APPROVED: &str = "STSR";
 pub const STAT_PARTIALLY_CANCELLED: &str = "STPC";
 pub const STAT_CANCELLED: &str = "STSC";
+/// A bank transfer's partially cancelled status as KCP's legacy module names it (its mod_type
+/// for a transfer's partial cancel): read as [`STAT_PARTIALLY_CANCELLED`] in `stat_bk_cd`, in case
+/// the REST inquiry reports it (documented assumption, docs/kcp.md §9.6).
+pub const STAT_BANK_PARTIALLY_CANCELLED: &str = "STPA";
 
 /// Byte limits from spec §6 and §2.9 (`mod_desc` ≤100 bytes).
 const GOOD_NAME_MAX: usize = 100;
@@ -1219,8 +1223,9 @@ impl InquiryResponse {
     }
 }
 
-/// An inquiry's status word (STSR / STPC / STSC) and balance as a [`TradeState`]; a status we do
-/// not know is an error (the caller treats the outcome as still unknown) rather than a guess.
+/// An inquiry's status word (STSR / STPC / STSC; a bank transfer's STPA) and balance as a
+/// [`TradeState`]; a status we do not know is an error (the caller treats the outcome as still
+/// unknown) rather than a guess.
 fn trade_state(
     approval: CardApproval,
     stat: Option<&str>,
@@ -1238,7 +1243,11 @@ fn trade_state(
                 remaining,
             })
         }
-        Some(STAT_PARTIALLY_CANCELLED) => {
+        // `STPA` only as a bank transfer's status (its legacy partial cancel, docs/kcp.md §9.6).
+        Some(stat)
+            if stat == STAT_PARTIALLY_CANCELLED
+                || (stat == STAT_BANK_PARTIALLY_CANCELLED && stat_field == "stat_bk_cd") =>
+        {
             let remaining = rem_mny
                 .transpose()?
                 .ok_or_else(|| WireError("partially cancelled trade without rem_mny".into()))?;

@@ -1038,6 +1038,37 @@ fn bank_and_phone_inquiries_read_their_own_status_and_balance_fields() {
     ));
 }
 
+/// KCP's legacy module partially cancels a bank transfer with `STPA`, and a REST inquiry may
+/// report a transfer's status so (docs/kcp.md §9.6): read as partially cancelled with its
+/// `bk_rem_mny`, never left unknown. Only in `stat_bk_cd`: a card's `STPA` stays unknown.
+#[test]
+fn a_bank_transfer_inquiry_reporting_stpa_is_partially_cancelled() {
+    let bank: InquiryResponse = serde_json::from_value(json!({"res_cd":"0000","tno":"20260310123457",
+        "order_no":"OB1","pay_method":"PABK","amount":"3000","stat_bk_cd":"STPA","bk_rem_mny":"2000",
+        "app_time":"20260310120000"}))
+    .unwrap();
+    let TradeState::Approved {
+        approval,
+        remaining,
+    } = bank.into_state_of(PAY_TYPE_BANK).unwrap()
+    else {
+        panic!("not approved")
+    };
+    assert_eq!((approval.amount, remaining), (3000, 2000));
+    let without_balance: InquiryResponse =
+        serde_json::from_value(json!({"res_cd":"0000","tno":"20260310123457",
+        "order_no":"OB1","pay_method":"PABK","amount":"3000","stat_bk_cd":"STPA",
+        "app_time":"20260310120000"}))
+        .unwrap();
+    assert!(without_balance.into_state_of(PAY_TYPE_BANK).is_err());
+    let phone: InquiryResponse =
+        serde_json::from_value(json!({"res_cd":"0000","tno":"20260310123458",
+        "order_no":"OP1","pay_method":"PAMC","amount":"1500","stat_hp_cd":"STPA","hp_rem_mny":"500",
+        "app_time":"20260310120000"}))
+        .unwrap();
+    assert!(phone.into_state_of(PAY_TYPE_PHONE).is_err());
+}
+
 #[test]
 fn a_window_inquiry_answered_with_the_card_status_or_another_method_is_not_guessed() {
     let card_status: InquiryResponse =
