@@ -101,6 +101,9 @@ pub const WINDOW_REPLAYED: &str = "9530";
 pub const WINDOW_UNKNOWN: &str = "9531";
 /// *Assumption*: approval `ordr_no` is not the registered `ordr_idxx`.
 pub const ORDER_NO_MISMATCH: &str = "9532";
+/// *Assumption*: approval `enc_info` is not the one the window posted with this `enc_data`
+/// (spec §2.3: the two are one opaque pair, `enc_info` the key information for `enc_data`).
+pub const ENC_INFO_MISMATCH: &str = "9533";
 /// *Assumption*: `STE1` (or an escrow cancel `STE2`/`STE4`/`STE5`) on a transaction that is not
 /// an escrow payment.
 pub const NOT_ESCROW: &str = "8501";

@@ -136,6 +136,9 @@ pub(crate) struct Trade {
 #[derive(Clone)]
 pub(crate) struct WindowResult {
     approval_key: String,
+    /// The `enc_info` posted to `Ret_URL` with this result's `enc_data`: KCP's key information for
+    /// that `enc_data` (spec §2.3, one opaque pair), so an approval must bring this one back.
+    enc_info: String,
     card_no: Option<String>,
     quota: String,
     bank: String,
@@ -958,6 +961,7 @@ pub(crate) async fn submit(State(s): State<Arc<Shared>>, body: Bytes) -> Respons
     }
     let mut result = WindowResult {
         approval_key: key.clone(),
+        enc_info: Alphanumeric.sample_string(&mut rand::thread_rng(), 24),
         card_no: None,
         quota: "00".into(),
         bank: String::new(),
@@ -1051,7 +1055,7 @@ pub(crate) async fn submit(State(s): State<Arc<Shared>>, body: Bytes) -> Respons
         Alphanumeric.sample_string(&mut rand::thread_rng(), 32),
         Alphanumeric.sample_string(&mut rand::thread_rng(), 16)
     );
-    let enc_info = Alphanumeric.sample_string(&mut rand::thread_rng(), 24);
+    let enc_info = result.enc_info.clone();
     s.windows().results.insert(enc_data.clone(), result);
     out.push(("enc_info", enc_info));
     out.push(("enc_data", enc_data));
@@ -1126,7 +1130,7 @@ fn handle_approval(s: &Shared, body: &Bytes) -> Result<Reply, Refusal> {
         ));
     }
     let enc_data = fields.required("enc_data")?;
-    fields.required("enc_info")?;
+    let enc_info = fields.required("enc_info")?;
     let unknown = || Refusal::new(codes::WINDOW_UNKNOWN, "결제창 결과를 찾을 수 없습니다.");
     let (result, trade) = {
         let mut guard = s.windows();
@@ -1139,6 +1143,14 @@ fn handle_approval(s: &Shared, body: &Bytes) -> Result<Reply, Refusal> {
             .ok_or_else(unknown)?;
         if trade.site_cd != site_cd {
             return Err(unknown());
+        }
+        // The pair is one (spec §2.3): another window's `enc_info`, or a mangled one, reads
+        // nothing at KCP. Refused before anything is redeemed, so the right pair still approves.
+        if enc_info != result.enc_info {
+            return Err(Refusal::new(
+                codes::ENC_INFO_MISMATCH,
+                "결제창 결과 정보(enc_info)가 일치하지 않습니다.",
+            ));
         }
         if result.redeemed {
             return Err(Refusal::new(

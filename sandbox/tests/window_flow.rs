@@ -549,6 +549,43 @@ async fn a_card_window_posts_spec_fields_to_ret_url_and_is_approved_once() {
     assert_eq!(h.inquire_tno(tno).await["stat_ca_cd"], "STSC");
 }
 
+/// `enc_data` and `enc_info` are one opaque pair (spec §2.3): at KCP a result cannot be read with
+/// another window's `enc_info`. A gateway that relays the wrong one (another tab's, a truncated
+/// one, the two swapped) fails every window payment in production, so it fails here too.
+#[tokio::test]
+async fn a_window_result_is_approved_only_with_its_own_enc_info() {
+    let h = spawn().await;
+    let ret = receiver(0).await;
+    let card = [
+        ("card_no", test_cards::SHINHAN_CREDIT),
+        ("card_expiry", "3112"),
+        ("action", "pay"),
+    ];
+    let a = window_result(&h, &ret, "PAIR1", "1000", "CARD", &[], &card).await;
+    let b = window_result(&h, &ret, "PAIR2", "2000", "CARD", &[], &card).await;
+
+    let mut crossed = approval(&a, "1000", "PACA");
+    crossed["enc_info"] = json!(get(&b, "enc_info").unwrap());
+    let refused = h.post(paths::ENC_PAYMENT, &crossed).await;
+    assert_eq!(refused["res_cd"], "9533", "{refused}");
+    let mut swapped = approval(&a, "1000", "PACA");
+    swapped["enc_data"] = json!(get(&a, "enc_info").unwrap());
+    swapped["enc_info"] = json!(get(&a, "enc_data").unwrap());
+    assert_eq!(h.post(paths::ENC_PAYMENT, &swapped).await["res_cd"], "9531");
+    assert!(h.sandbox.ledger().is_empty(), "nothing was approved");
+
+    // Nothing was redeemed: each result still approves with its own pair.
+    let ok = h
+        .post(paths::ENC_PAYMENT, &approval(&a, "1000", "PACA"))
+        .await;
+    assert_eq!(ok["res_cd"], "0000", "{ok}");
+    let ok = h
+        .post(paths::ENC_PAYMENT, &approval(&b, "2000", "PACA"))
+        .await;
+    assert_eq!(ok["res_cd"], "0000", "{ok}");
+    assert_eq!(h.sandbox.ledger().len(), 2);
+}
+
 /// Trades anyone can register through a merchant's public checkout, and results a gateway never
 /// redeemed (with the card number typed in), are not kept for good.
 #[tokio::test]
