@@ -61,6 +61,48 @@ async fn an_http_status_fault_answers_an_html_page_and_approves_nothing() {
     assert_eq!(try_pay(&harness, "http1").await.unwrap()["res_cd"], "0000");
 }
 
+/// A 502/504 typically comes from KCP's front timing out while its backend completes the call:
+/// `http_status_after` plays that, the request processed and its answer replaced by the page.
+#[tokio::test]
+async fn an_http_status_after_fault_answers_an_html_page_but_the_approval_happened() {
+    let harness = spawn().await;
+    let armed = harness
+        .arm_fault(
+            &json!({"path": paths::HUB_PAYMENT, "when": {"field": "ordr_idxx", "value": "after1"},
+                           "fault": {"kind": "http_status_after", "status": 504}}),
+        )
+        .await;
+    assert_eq!(armed.status(), 204);
+    assert_eq!(
+        harness.sandbox.armed_faults(),
+        [
+            FaultRule::new(paths::HUB_PAYMENT, Fault::HttpStatusAfter { status: 504 })
+                .when("ordr_idxx", "after1")
+        ]
+    );
+
+    let body = key_in(SITE, test_cards::SHINHAN_CREDIT, "after1", "1000");
+    let response = harness
+        .client
+        .post(harness.url(paths::HUB_PAYMENT))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+
+    assert_eq!(response.status(), 504);
+    let page = response.text().await.unwrap();
+    assert!(
+        page.contains("<html>") && !page.contains("res_cd"),
+        "{page}"
+    );
+    let ledger = harness.sandbox.ledger();
+    assert_eq!(ledger.len(), 1, "KCP approved it");
+    assert_eq!(ledger[0].state, TransactionState::Approved);
+    let found = harness.inquire_order("after1").await;
+    assert_eq!(found["tno"], ledger[0].tno.as_str(), "{found}");
+}
+
 #[tokio::test]
 async fn a_dropped_connection_is_an_error_and_approves_nothing() {
     let harness = spawn().await;
