@@ -229,7 +229,7 @@ fn parse_reapproval(fields: &Fields) -> Result<Reapproval<'_>, Refusal> {
     }
     let order_no = fields.optional("mod_ordr_idxx");
     if let Some(order_no) = order_no {
-        wire::check_text("mod_ordr_idxx", order_no, 40)?;
+        wire::check_order_no("mod_ordr_idxx", order_no)?;
     }
     if let Some(goods) = fields.optional("mod_ordr_goods") {
         // 50 bytes (seed 003 §2.4), not characters: a Korean syllable is three.

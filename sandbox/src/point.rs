@@ -195,7 +195,7 @@ fn parse_common(fields: &Fields) -> Result<PointRequest<'_>, Refusal> {
         ));
     }
     let order_no = fields.required("ordr_idxx")?;
-    wire::check_text("ordr_idxx", order_no, 40)?;
+    wire::check_order_no("ordr_idxx", order_no)?;
     let id = fields.required("pt_idno")?;
     wire::check_text("pt_idno", id, 16)?;
     let password = fields.required("pt_pwd")?;

@@ -74,6 +74,14 @@ fn cash_receipt_answer(pay_method: &str, asked: &str) -> (&'static str, String) 
     }
 }
 
+/// The window's optional buyer fields and their limits in bytes (spec §2.2, §6).
+const BUYER_FIELDS: [(&str, usize); 4] = [
+    ("buyr_name", 30),
+    ("buyr_tel1", 20),
+    ("buyr_tel2", 20),
+    ("buyr_mail", 50),
+];
+
 /// The buyer's name when the merchant sent none.
 pub(crate) const BUYER: &str = "구매자";
 
@@ -354,14 +362,15 @@ fn register(s: &Shared, headers: &HeaderMap, get: impl Fn(&str) -> Option<String
     if !wire::is_site_cd(&site_cd) {
         return bad("site_cd");
     }
-    if order_no.len() > 40 || !order_no.bytes().all(|b| b.is_ascii_alphanumeric()) {
+    if !wire::is_order_no(&order_no) {
         return bad("ordr_idxx");
     }
     if !wire::is_digits(&good_mny) || good_mny.len() > 12 {
         return bad("good_mny");
     }
     let amount: i64 = good_mny.parse().unwrap_or(0);
-    if good_name.len() > 100 {
+    // Length in bytes and KCP's forbidden characters (spec §6), as the hub checks it.
+    if wire::check_text("good_name", &good_name, 100).is_err() {
         return bad("good_name");
     }
     if !matches!(
@@ -595,10 +604,10 @@ pub(crate) fn open_pc_window(
         return Err("site_cd 형식 오류".into());
     }
     let order_no = get("ordr_idxx");
-    if order_no.len() > 40 || !order_no.bytes().all(|b| b.is_ascii_alphanumeric()) {
+    if !wire::is_order_no(&order_no) {
         return Err("ordr_idxx 형식 오류".into());
     }
-    if get("good_name").len() > 100 {
+    if wire::check_text("good_name", &get("good_name"), 100).is_err() {
         return Err("good_name 형식 오류".into());
     }
     if !matches!(get("currency").as_str(), "WON" | "410") {
@@ -655,6 +664,14 @@ pub(crate) fn open_pc_window(
 /// Opens `trade`'s window with what the page posted (`get`): the amount the window shows and
 /// charges, and what it was opened with (buyer, `quotaopt`, `van_code`, `ipgm_date`, …).
 pub(crate) fn open_window(get: &impl Fn(&str) -> String, trade: &mut Trade) -> Result<(), String> {
+    // The buyer fields, optional, are request data too: KCP's limits in bytes and its forbidden
+    // characters (spec §6), as the hub checks them.
+    for (name, max) in BUYER_FIELDS {
+        let value = get(name);
+        if !value.is_empty() {
+            wire::check_text(name, &value, max).map_err(|refusal| refusal.message)?;
+        }
+    }
     // The window charges the amount it is posted (spec §2.4: KCP compares the merchant's
     // `ordr_mony` with *the window amount* at approval, 8059 on a mismatch), so a buyer who
     // edits `good_mny` on the hand-off form sees and pays that amount here, and the

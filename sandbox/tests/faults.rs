@@ -294,8 +294,8 @@ async fn a_hold_armed_over_http_is_released_over_http_by_opening_its_gate() {
     let harness = spawn().await;
     let started = Instant::now();
     for (kind, order_no) in [
-        ("hold_answer", "held-answer"),
-        ("hold_request", "held-request"),
+        ("hold_answer", "heldanswer"),
+        ("hold_request", "heldrequest"),
     ] {
         let gate = format!("gate-{kind}");
         let armed = harness
@@ -454,7 +454,7 @@ async fn clearing_the_faults_releases_a_request_held_on_a_gate() {
                            "fault": {"kind": "hold_request", "gate": "close"}}))
         .await;
     assert_eq!(armed.status(), 204);
-    let paying = pay_in_background(&harness, "held-then-cleared");
+    let paying = pay_in_background(&harness, "heldthencleared");
     harness.sandbox.until_held("close").await;
 
     let cleared = harness
@@ -474,7 +474,7 @@ async fn clearing_the_faults_releases_a_request_held_on_a_gate() {
         .sandbox
         .ledger()
         .iter()
-        .any(|e| e.order_no == "held-then-cleared"));
+        .any(|e| e.order_no == "heldthencleared"));
 }
 
 /// What `until_held` panicked with, or None when it returned; the test fails if it took longer
@@ -576,8 +576,8 @@ async fn until_held_returns_once_for_each_request_held_before_it_was_called() {
         )
         .times(2),
     );
-    let first = pay_in_background(&harness, "held-1");
-    let second = pay_in_background(&harness, "held-2");
+    let first = pay_in_background(&harness, "held1");
+    let second = pay_in_background(&harness, "held2");
     while !harness.sandbox.armed_faults().is_empty() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }

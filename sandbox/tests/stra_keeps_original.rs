@@ -34,11 +34,11 @@ async fn switched_on_a_reapproval_approves_the_rest_anew_and_leaves_the_original
     );
     assert!(harness.sandbox.stra_keeps_original());
     let paid = harness
-        .pay(&point_pay(&BENEPIA_01, "pt-keep", "10000"))
+        .pay(&point_pay(&BENEPIA_01, "ptkeep", "10000"))
         .await;
     let tno = paid["tno"].as_str().unwrap().to_owned();
 
-    let reply = harness.reapprove(&tno, "7000", "pt-keep-2").await;
+    let reply = harness.reapprove(&tno, "7000", "ptkeep2").await;
 
     assert_eq!(reply["res_cd"], "0000", "{reply}");
     let new_tno = reply["tno"].as_str().unwrap().to_owned();
@@ -56,26 +56,26 @@ async fn switched_on_a_reapproval_approves_the_rest_anew_and_leaves_the_original
     assert!(ledger[0].cancels.is_empty());
     assert_eq!(ledger[0].reapproved_by, None);
     assert_eq!(ledger[1].tno, new_tno);
-    assert_eq!(ledger[1].order_no, "pt-keep-2");
+    assert_eq!(ledger[1].order_no, "ptkeep2");
     assert_eq!(ledger[1].state, TransactionState::Approved);
     assert_eq!(ledger[1].balance, 7_000);
     assert_eq!(ledger[1].reapproval_of.as_deref(), Some(tno.as_str()));
     let original = harness.inquire_as("PAPT", &tno).await;
     assert_eq!(original["stat_pt_cd"], "STSR", "{original}");
     assert_eq!(original["rem_mny"], "10000");
-    let found = harness.inquire_order_as("PAPT", "pt-keep-2").await;
+    let found = harness.inquire_order_as("PAPT", "ptkeep2").await;
     assert_eq!(found["tno"], new_tno.as_str());
 
     // The same refusals as the default reading: a full cancel is STSC.
-    let whole = harness.reapprove(&tno, "10000", "pt-keep-3").await;
+    let whole = harness.reapprove(&tno, "10000", "ptkeep3").await;
     assert_eq!(whole["res_cd"], "8105", "{whole}");
 
     // Switched off again, STRA cancels the live trade.
     let off = switch(&harness, json!({"stra_keeps_original": false})).await;
     assert_eq!(off.status(), 200);
-    let paid = harness.pay(&point_pay(&BENEPIA_01, "pt-cut", "5000")).await;
+    let paid = harness.pay(&point_pay(&BENEPIA_01, "ptcut", "5000")).await;
     let cut = harness
-        .reapprove(paid["tno"].as_str().unwrap(), "2000", "pt-cut-2")
+        .reapprove(paid["tno"].as_str().unwrap(), "2000", "ptcut2")
         .await;
     assert_eq!(cut["res_cd"], "0000", "{cut}");
     assert_eq!(
