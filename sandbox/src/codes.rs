@@ -73,7 +73,8 @@ pub const POINT_ACCOUNT_NOT_FOUND: &str = "8401";
 pub const POINT_PASSWORD_MISMATCH: &str = "8402";
 /// *Assumption*: the account holds fewer points than the payment needs.
 pub const POINT_INSUFFICIENT: &str = "8403";
-/// *Assumption*: STPC on a point payment; KCP refunds part of a point payment by `STRA`.
+/// *Assumption*: STPC on a point payment (`PAPT`: a Benepia hub payment or a window's `TPNT`);
+/// KCP refunds part of a Benepia payment by `STRA` and cancels any point payment whole by `STSC`.
 pub const POINT_PARTIAL_CANCEL: &str = "8404";
 /// *Assumption*: STRA on a transaction that is not a point payment.
 ///

@@ -852,6 +852,44 @@ async fn bank_phone_point_and_gift_windows_answer_their_own_fields() {
     assert_eq!(h.sandbox.ledger().len(), 4);
 }
 
+/// A point payment takes no partial cancel (`STPC`, `8404`), whether the hub's Benepia payment or
+/// the window's (`TPNT`, `PAPT` too): spec §2.8 and seed 003 give points STSC and STRA only, and a
+/// gateway whose guard against it regressed must fail here. The window's point payment is cancelled
+/// whole (`STSC`); it is no Benepia trade STRA could re-approve (`8405`).
+#[tokio::test]
+async fn a_window_point_payment_takes_no_partial_cancel_only_a_full_one() {
+    let h = spawn().await;
+    let ret = receiver(0).await;
+    let back = window_result(
+        &h,
+        &ret,
+        "PTW1",
+        "5000",
+        "TPNT",
+        &[("van_code", "SCSK")],
+        &[("pin", "1234567890123456"), ("action", "pay")],
+    )
+    .await;
+    let point = h
+        .post(paths::ENC_PAYMENT, &approval(&back, "5000", "PAPT"))
+        .await;
+    assert_eq!(point["res_cd"], "0000", "{point}");
+    let tno = point["tno"].as_str().unwrap();
+
+    let partial = h.partial_cancel(tno, "2000", "5000").await;
+    assert_eq!(partial["res_cd"], "8404", "{partial}");
+    let held = entry(&h, tno);
+    assert_eq!(
+        (held.state, held.balance, held.cancels.len()),
+        (TransactionState::Approved, 5000, 0)
+    );
+    let reapproved = h.reapprove(tno, "3000", "PTW2").await;
+    assert_eq!(reapproved["res_cd"], "8405", "{reapproved}");
+
+    assert_eq!(h.cancel(tno, "STSC", json!({})).await["res_cd"], "0000");
+    assert_eq!(entry(&h, tno).state, TransactionState::Cancelled);
+}
+
 #[tokio::test]
 async fn the_batch_window_issues_a_key_the_batch_payment_accepts() {
     let h = spawn().await;
