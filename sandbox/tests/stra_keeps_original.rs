@@ -84,6 +84,52 @@ async fn switched_on_a_reapproval_approves_the_rest_anew_and_leaves_the_original
     );
 }
 
+/// `mod_ordr_idxx` is optional (seed 003 §2.4): a re-approval without it, or with the original's
+/// order number, keeps the original's. Switched on, that is KCP's own second trade on an order
+/// whose first still stands, not a merchant's repeated charge: it is approved as the default
+/// reading approves it, not refused by the sandbox's duplicate-order rule (`9520`), which no
+/// source gives for it. Another order's standing number is still refused.
+#[tokio::test]
+async fn switched_on_a_reapproval_keeping_the_original_order_number_is_approved_not_refused_9520() {
+    let harness = spawn().await;
+    harness.sandbox.set_stra_keeps_original(true);
+    assert!(harness.sandbox.refuses_duplicate_orders(), "the default");
+    let paid = harness
+        .pay(&point_pay(&BENEPIA_01, "ptsame", "10000"))
+        .await;
+    let tno = paid["tno"].as_str().unwrap().to_owned();
+
+    let without = harness
+        .cancel(&tno, "STRA", json!({"mod_mny": "7000"}))
+        .await;
+    assert_eq!(without["res_cd"], "0000", "{without}");
+    let named = harness.reapprove(&tno, "2000", "ptsame").await;
+    assert_eq!(named["res_cd"], "0000", "{named}");
+
+    let ledger = harness.sandbox.ledger();
+    assert_eq!(ledger.len(), 3);
+    for (entry, amount) in ledger.iter().zip([10_000, 7_000, 2_000]) {
+        assert_eq!(
+            (entry.order_no.as_str(), entry.state, entry.balance),
+            ("ptsame", TransactionState::Approved, amount),
+            "{entry:?}"
+        );
+    }
+    assert_eq!(ledger[1].reapproval_of.as_deref(), Some(tno.as_str()));
+    assert_eq!(
+        harness.sandbox.point_balance(BENEPIA_01.id),
+        Some(81_000),
+        "the member paid all three"
+    );
+
+    let other = harness
+        .pay(&point_pay(&BENEPIA_01, "ptother", "1000"))
+        .await;
+    assert_eq!(other["res_cd"], "0000", "{other}");
+    let taken = harness.reapprove(&tno, "3000", "ptother").await;
+    assert_eq!(taken["res_cd"], "9520", "another order's number: {taken}");
+}
+
 #[tokio::test]
 async fn a_setting_the_sandbox_does_not_know_is_refused_and_changes_nothing() {
     let harness = spawn().await;
