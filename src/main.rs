@@ -283,11 +283,14 @@ enum SandboxCommand {
         url: String,
         #[arg(long)]
         path: String,
-        /// delay | slow_answer | hold_answer | hold_request | http_status | drop | lose_response
+        /// delay | slow_answer | hold_answer | hold_request | http_status | http_status_after |
+        /// drop | lose_response (http_status_after: KCP processes the call, then the status is
+        /// answered in place of its answer)
         #[arg(long)]
         kind: String,
         #[arg(long)]
         ms: Option<u64>,
+        /// The HTTP status of http_status / http_status_after (e.g. 503, 504).
         #[arg(long)]
         status: Option<u16>,
         /// The gate a hold_answer / hold_request waits on (released by `sandbox open-gate`).

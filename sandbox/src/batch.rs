@@ -259,7 +259,7 @@ pub(crate) fn issue(shared: &Shared, fields: &Fields, site_cd: &str) -> Result<R
     }
     let group_id = check_group_id(fields, "group_id", site_cd)?;
     let order_no = fields.required("ordr_idxx")?;
-    wire::check_text("ordr_idxx", order_no, 40)?;
+    wire::check_order_no("ordr_idxx", order_no)?;
     if let Some(buyr_name) = fields.optional("buyr_name") {
         wire::check_text("buyr_name", buyr_name, 30)?;
     }

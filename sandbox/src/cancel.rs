@@ -142,8 +142,10 @@ fn handle(shared: &Shared, body: &Bytes) -> Result<Reply, Refusal> {
             "입금된 가상계좌는 환불계좌(mod_bankcode, mod_account, mod_depositor)를 지정해야 취소할 수 있습니다.",
         ));
     }
-    // KCP refunds part of a point payment by re-approving the rest (STRA).
-    if entry.point.is_some() && matches!(modification, Modification::Partial { .. }) {
+    // A point payment is cancelled whole (STSC) or, a Benepia one, in part by re-approving the
+    // rest (STRA): spec §2.8 and seed 003 give points no STPC. Keyed on the payment means, not on
+    // the Benepia account, so a window's point payment (`TPNT`, `PAPT` without one) is refused too.
+    if entry.pay_method == "PAPT" && matches!(modification, Modification::Partial { .. }) {
         return Err(Refusal::new(
             codes::POINT_PARTIAL_CANCEL,
             "포인트 거래는 부분취소(STPC)가 불가능합니다. 남길 금액으로 재승인(STRA)하십시오.",
@@ -231,7 +233,7 @@ fn parse_reapproval(fields: &Fields) -> Result<Reapproval<'_>, Refusal> {
     }
     let order_no = fields.optional("mod_ordr_idxx");
     if let Some(order_no) = order_no {
-        wire::check_text("mod_ordr_idxx", order_no, 40)?;
+        wire::check_order_no("mod_ordr_idxx", order_no)?;
     }
     if let Some(goods) = fields.optional("mod_ordr_goods") {
         // 50 bytes (seed 003 §2.4), not characters: a Korean syllable is three.

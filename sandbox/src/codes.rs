@@ -82,7 +82,8 @@ pub const POINT_ACCOUNT_NOT_FOUND: &str = "8401";
 pub const POINT_PASSWORD_MISMATCH: &str = "8402";
 /// *Assumption*: the account holds fewer points than the payment needs.
 pub const POINT_INSUFFICIENT: &str = "8403";
-/// *Assumption*: STPC on a point payment; KCP refunds part of a point payment by `STRA`.
+/// *Assumption*: STPC on a point payment (`PAPT`: a Benepia hub payment or a window's `TPNT`);
+/// KCP refunds part of a Benepia payment by `STRA` and cancels any point payment whole by `STSC`.
 pub const POINT_PARTIAL_CANCEL: &str = "8404";
 /// *Assumption*: STRA on a transaction that is not a point payment.
 ///
@@ -110,6 +111,9 @@ pub const WINDOW_REPLAYED: &str = "9530";
 pub const WINDOW_UNKNOWN: &str = "9531";
 /// *Assumption*: approval `ordr_no` is not the registered `ordr_idxx`.
 pub const ORDER_NO_MISMATCH: &str = "9532";
+/// *Assumption*: approval `enc_info` is not the one the window posted with this `enc_data`
+/// (spec §2.3: the two are one opaque pair, `enc_info` the key information for `enc_data`).
+pub const ENC_INFO_MISMATCH: &str = "9533";
 /// *Assumption*: `STE1` (or an escrow cancel `STE2`/`STE4`/`STE5`) on a transaction that is not
 /// an escrow payment.
 pub const NOT_ESCROW: &str = "8501";

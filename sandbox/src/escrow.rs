@@ -31,6 +31,11 @@ pub(crate) fn open(s: &Shared, tno: &str) {
 
 /// `STE1`: carrier and waybill are required; once per transaction, on an escrow payment that
 /// stands (not cancelled; a virtual account paid in full).
+///
+/// The ledger stays held from the state check to the shipment write (ledger before windows, the
+/// documented lock order): a cancel holds the ledger while it asks whether the trade has shipped,
+/// so a concurrent `STE2` comes wholly before or after, as KCP serialises calls on one trade.
+/// Released in between, both could answer `0000` and leave a cancelled trade with a shipment.
 pub(crate) fn ship(
     s: &Shared,
     site_cd: &str,
@@ -41,8 +46,8 @@ pub(crate) fn ship(
     wire::check_text("deli_numb", deli_numb, 100)?;
     let deli_corp = fields.required("deli_corp")?;
     wire::check_text("deli_corp", deli_corp, 100)?;
-    let state = s
-        .ledger()
+    let ledger = s.ledger();
+    let state = ledger
         .get(tno)
         .filter(|e| e.site_cd == site_cd)
         .map(|e| e.state)
@@ -123,4 +128,71 @@ pub(crate) fn shipment(s: &Shared, tno: &str) -> Option<EscrowShipment> {
 /// Every shipping start registered, in no particular order.
 pub(crate) fn shipments(s: &Shared) -> Vec<EscrowShipment> {
     s.windows().escrow.values().flatten().cloned().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use axum::body::Bytes;
+
+    use super::*;
+    use crate::{Sandbox, SandboxConfig};
+
+    /// `STE1` reads where the trade stands and registers its shipment under one hold of the ledger,
+    /// which every cancel takes first too (lock order: ledger, then windows). A before-shipping
+    /// cancel (`STE2`) at the same moment therefore comes wholly before the shipping start or
+    /// wholly after it: never between the read and the write, where both would answer `0000` and
+    /// leave a cancelled trade with a shipment KCP would never hold. Here the window book is held
+    /// while `STE1` runs, and a cancel of the trade's ledger entry must wait for the shipment.
+    #[test]
+    fn a_cancel_cannot_come_between_a_shipping_starts_check_and_its_shipment() {
+        let sandbox = Sandbox::new(SandboxConfig::default()).unwrap();
+        let shared = sandbox.shared.clone();
+        let tno = {
+            let mut ledger = shared.ledger();
+            let entry = ledger
+                .new_approval("T0000", "ESC1", "PACA", 20_000, shared.now(), true)
+                .unwrap();
+            let tno = entry.tno.clone();
+            ledger.insert(entry);
+            tno
+        };
+        open(&shared, &tno);
+
+        let windows = shared.windows();
+        let ste1 = {
+            let (shared, tno) = (shared.clone(), tno.clone());
+            std::thread::spawn(move || {
+                let body = Bytes::from_static(br#"{"deli_numb":"1234","deli_corp":"CJ"}"#);
+                let fields = Fields::parse(&body).unwrap();
+                ship(&shared, "T0000", &tno, &fields).map_err(|refusal| refusal.code)
+            })
+        };
+        // STE1 has read the trade and waits for the window book.
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while shared.ledger.try_lock().is_ok() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let cancel = {
+            let (shared, tno) = (shared.clone(), tno.clone());
+            std::thread::spawn(move || {
+                let mut ledger = shared.ledger();
+                let entry = ledger.get_mut(&tno).unwrap();
+                let balance = entry.balance;
+                entry.record_cancel("STE2", balance, kcp_time(shared.now()), None);
+            })
+        };
+        std::thread::sleep(Duration::from_millis(300));
+        let cancelled_meanwhile = cancel.is_finished();
+        drop(windows);
+
+        let shipped = ste1.join().unwrap();
+        cancel.join().unwrap();
+        assert!(
+            !cancelled_meanwhile,
+            "the cancel went through between STE1's check and its shipment"
+        );
+        assert_eq!(shipped.map(|_| ()), Ok(()), "STE1 came first");
+    }
 }

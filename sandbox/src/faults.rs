@@ -1,6 +1,7 @@
 //! Fault injection: the network failures the gateway's reliability is proven against
-//! (design.md §3) — a slow KCP, an HTTP error page, a dropped connection, and the worst one,
-//! "approved but the answer never arrived" (spec/kcp.md §5).
+//! (design.md §3) — a slow KCP, an HTTP error page (with or without the call processed behind
+//! it), a dropped connection, and the worst one, "approved but the answer never arrived"
+//! (spec/kcp.md §5).
 //!
 //! Rules are armed from tests ([`crate::Sandbox::inject`]) or over HTTP (`POST /_sandbox/faults`)
 //! and consumed by matching requests, `times` at most; the gates of the hold faults are opened
@@ -42,6 +43,11 @@ pub enum Fault {
     SlowAnswer { ms: u64 },
     /// Answer this status with an HTML error page without processing, like a proxy in front of KCP.
     HttpStatus { status: u16 },
+    /// Process fully (the ledger changes), then answer this status with the HTML error page in
+    /// place of KCP's answer: KCP's front timing out (502/504) while its backend completes the
+    /// approval or cancel. A 5xx is no proof that nothing happened; this is the fault that shows a
+    /// gateway treating it as one (spec/kcp.md §5).
+    HttpStatusAfter { status: u16 },
     /// Do not process; close the connection without a usable response.
     Drop,
     /// Process fully (the ledger changes), then abort the connection instead of answering.
@@ -353,6 +359,10 @@ async fn apply_detached(shared: Arc<Shared>, request: Request, next: Next) -> Re
             next.run(request).await
         }
         Fault::HttpStatus { status } => error_page(status),
+        Fault::HttpStatusAfter { status } => {
+            let _processed = next.run(request).await;
+            error_page(status)
+        }
         Fault::Drop => aborted(),
         Fault::LoseResponse => {
             let _processed = next.run(request).await;
@@ -463,6 +473,11 @@ mod tests {
                 .when("ordr_idxx", "o1")
                 .times(2)
         );
+        let rule: FaultRule = serde_json::from_str(
+            r#"{"path":"/gw/mod/v1/cancel","fault":{"kind":"http_status_after","status":504}}"#,
+        )
+        .unwrap();
+        assert_eq!(rule.fault, Fault::HttpStatusAfter { status: 504 });
         let rule: FaultRule =
             serde_json::from_str(r#"{"path":"/std/inquery","fault":{"kind":"lose_response"}}"#)
                 .unwrap();

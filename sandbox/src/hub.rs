@@ -120,11 +120,11 @@ fn parse_key_in<'a>(shared: &Shared, fields: &'a Fields) -> Result<KeyIn<'a>, Re
     })
 }
 
-/// The order fields every hub charge opens with (spec §2.7, §6): `ordr_idxx` (returned),
-/// `good_name`, and the optional `buyr_name`, `buyr_mail`, `buyr_tel2`.
+/// The order fields every hub charge opens with (spec §2.7, §6): `ordr_idxx` (returned; letters
+/// and digits only), `good_name`, and the optional `buyr_name`, `buyr_mail`, `buyr_tel2`.
 pub(crate) fn check_order_text(fields: &Fields) -> Result<&str, Refusal> {
     let order_no = fields.required("ordr_idxx")?;
-    wire::check_text("ordr_idxx", order_no, 40)?;
+    wire::check_order_no("ordr_idxx", order_no)?;
     wire::check_text("good_name", fields.required("good_name")?, 100)?;
     for (name, max) in [("buyr_name", 30), ("buyr_mail", 50), ("buyr_tel2", 20)] {
         if let Some(value) = fields.optional(name) {

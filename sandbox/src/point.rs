@@ -195,7 +195,7 @@ fn parse_common(fields: &Fields) -> Result<PointRequest<'_>, Refusal> {
         ));
     }
     let order_no = fields.required("ordr_idxx")?;
-    wire::check_text("ordr_idxx", order_no, 40)?;
+    wire::check_order_no("ordr_idxx", order_no)?;
     let id = fields.required("pt_idno")?;
     wire::check_text("pt_idno", id, 16)?;
     let password = fields.required("pt_pwd")?;
@@ -281,6 +281,7 @@ fn pay_with_points(
         amount: request.amount,
         point,
         reapproval_of: None,
+        refuse_duplicate: shared.refuses_duplicate_orders(),
     };
     let (tno, reply) = charge.record(shared, &mut ledger, &mut points)?;
     tracing::info!(%tno, site_cd, order_no = request.order_no, amount = request.amount, "kcp sandbox approved point payment");
@@ -294,6 +295,10 @@ struct Charge<'a> {
     amount: i64,
     point: PointSummary,
     reapproval_of: Option<String>,
+    /// Whether a standing approval of `order_no` refuses this one (`9520`): the sandbox's
+    /// `refuse_duplicate_orders`, except for KCP's own second trade on an order (a re-approval
+    /// keeping the original's number beside it, [`reapprove_keeping_original`]).
+    refuse_duplicate: bool,
 }
 
 impl Charge<'_> {
@@ -312,7 +317,7 @@ impl Charge<'_> {
             "PAPT",
             self.amount,
             shared.now(),
-            shared.refuses_duplicate_orders(),
+            self.refuse_duplicate,
         )?;
         let account = points.account_mut(&self.point.account_id).ok_or_else(|| {
             Refusal::new(
@@ -356,6 +361,17 @@ pub(crate) struct Reapproval<'a> {
     /// The new approval's order number; the cancelled payment's when absent.
     pub order_no: Option<&'a str>,
     pub mod_desc: Option<&'a str>,
+}
+
+/// A re-approval that leaves its original standing ([`reapprove_keeping_original`]).
+struct KeptOriginal<'a> {
+    /// The original point payment.
+    tno: &'a str,
+    point: PointSummary,
+    /// The re-approval's order number.
+    order_no: &'a str,
+    /// Whether `order_no` is the original's own.
+    keeps_order_no: bool,
 }
 
 /// `STRA` on the point payment `tno`: cancels it and approves `mod_mny` (what is left after the
@@ -407,7 +423,14 @@ pub(crate) fn reapprove(
         .unwrap_or(original.order_no.as_str())
         .to_owned();
     if shared.stra_keeps_original() {
-        return reapprove_keeping_original(shared, ledger, site_cd, tno, point, &order_no, request);
+        let keeps_order_no = order_no == original.order_no;
+        let reapproval = KeptOriginal {
+            tno,
+            point,
+            order_no: &order_no,
+            keeps_order_no,
+        };
+        return reapprove_keeping_original(shared, ledger, site_cd, &reapproval, request);
     }
     let before = original.clone();
     let balance = original.balance;
@@ -430,6 +453,7 @@ pub(crate) fn reapprove(
         amount: request.mod_mny,
         point: point.clone(),
         reapproval_of: Some(tno.to_owned()),
+        refuse_duplicate: shared.refuses_duplicate_orders(),
     };
     let (new_tno, reply) = match charge.record(shared, ledger, &mut points) {
         Ok(recorded) => recorded,
@@ -455,22 +479,29 @@ pub(crate) fn reapprove(
 /// `tno`) taking `mod_mny` from the account; the original keeps its state and balance, and stays
 /// open to `STSC` and to further re-approvals. The member has then paid the original and the
 /// re-approval: what a gateway recording a partial cancel must notice.
+///
+/// A re-approval under the original's order number (`mod_ordr_idxx` absent, as seed 003 allows,
+/// or the same) is KCP's own second trade on that order, beside the original it leaves standing:
+/// the duplicate-order refusal (`9520`) is the sandbox's guard against a merchant charging an order
+/// twice, and no source gives it here, so it is not applied (the default reading approves the
+/// same request, having cancelled the original first). Another order's standing number still is.
 fn reapprove_keeping_original(
     shared: &Shared,
     ledger: &mut Ledger,
     site_cd: &str,
-    tno: &str,
-    point: PointSummary,
-    order_no: &str,
+    reapproval: &KeptOriginal<'_>,
     request: &Reapproval<'_>,
 ) -> Result<Reply, Refusal> {
+    let tno = reapproval.tno;
+    let order_no = reapproval.order_no;
     let mut points = shared.points();
     let charge = Charge {
         site_cd,
         order_no,
         amount: request.mod_mny,
-        point,
+        point: reapproval.point.clone(),
         reapproval_of: Some(tno.to_owned()),
+        refuse_duplicate: shared.refuses_duplicate_orders() && !reapproval.keeps_order_no,
     };
     let (new_tno, reply) = charge.record(shared, ledger, &mut points)?;
     tracing::info!(tno, %new_tno, site_cd, order_no, amount = request.mod_mny, "kcp sandbox re-approved points from a point payment and left it approved (stra_keeps_original)");

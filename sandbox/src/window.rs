@@ -74,6 +74,14 @@ fn cash_receipt_answer(pay_method: &str, asked: &str) -> (&'static str, String) 
     }
 }
 
+/// The window's optional buyer fields and their limits in bytes (spec §2.2, §6).
+const BUYER_FIELDS: [(&str, usize); 4] = [
+    ("buyr_name", 30),
+    ("buyr_tel1", 20),
+    ("buyr_tel2", 20),
+    ("buyr_mail", 50),
+];
+
 /// The buyer's name when the merchant sent none.
 pub(crate) const BUYER: &str = "구매자";
 
@@ -136,6 +144,9 @@ pub(crate) struct Trade {
 #[derive(Clone)]
 pub(crate) struct WindowResult {
     approval_key: String,
+    /// The `enc_info` posted to `Ret_URL` with this result's `enc_data`: KCP's key information for
+    /// that `enc_data` (spec §2.3, one opaque pair), so an approval must bring this one back.
+    enc_info: String,
     card_no: Option<String>,
     quota: String,
     bank: String,
@@ -351,14 +362,15 @@ fn register(s: &Shared, headers: &HeaderMap, get: impl Fn(&str) -> Option<String
     if !wire::is_site_cd(&site_cd) {
         return bad("site_cd");
     }
-    if order_no.len() > 40 || !order_no.bytes().all(|b| b.is_ascii_alphanumeric()) {
+    if !wire::is_order_no(&order_no) {
         return bad("ordr_idxx");
     }
     if !wire::is_digits(&good_mny) || good_mny.len() > 12 {
         return bad("good_mny");
     }
     let amount: i64 = good_mny.parse().unwrap_or(0);
-    if good_name.len() > 100 {
+    // Length in bytes and KCP's forbidden characters (spec §6), as the hub checks it.
+    if wire::check_text("good_name", &good_name, 100).is_err() {
         return bad("good_name");
     }
     if !matches!(
@@ -597,10 +609,10 @@ pub(crate) fn open_pc_window(
         return Err("site_cd 형식 오류".into());
     }
     let order_no = get("ordr_idxx");
-    if order_no.len() > 40 || !order_no.bytes().all(|b| b.is_ascii_alphanumeric()) {
+    if !wire::is_order_no(&order_no) {
         return Err("ordr_idxx 형식 오류".into());
     }
-    if get("good_name").len() > 100 {
+    if wire::check_text("good_name", &get("good_name"), 100).is_err() {
         return Err("good_name 형식 오류".into());
     }
     if !matches!(get("currency").as_str(), "WON" | "410") {
@@ -657,6 +669,14 @@ pub(crate) fn open_pc_window(
 /// Opens `trade`'s window with what the page posted (`get`): the amount the window shows and
 /// charges, and what it was opened with (buyer, `quotaopt`, `van_code`, `ipgm_date`, …).
 pub(crate) fn open_window(get: &impl Fn(&str) -> String, trade: &mut Trade) -> Result<(), String> {
+    // The buyer fields, optional, are request data too: KCP's limits in bytes and its forbidden
+    // characters (spec §6), as the hub checks them.
+    for (name, max) in BUYER_FIELDS {
+        let value = get(name);
+        if !value.is_empty() {
+            wire::check_text(name, &value, max).map_err(|refusal| refusal.message)?;
+        }
+    }
     // The window charges the amount it is posted (spec §2.4: KCP compares the merchant's
     // `ordr_mony` with *the window amount* at approval, 8059 on a mismatch), so a buyer who
     // edits `good_mny` on the hand-off form sees and pays that amount here, and the
@@ -963,6 +983,7 @@ pub(crate) async fn submit(State(s): State<Arc<Shared>>, body: Bytes) -> Respons
     }
     let mut result = WindowResult {
         approval_key: key.clone(),
+        enc_info: Alphanumeric.sample_string(&mut rand::thread_rng(), 24),
         card_no: None,
         quota: "00".into(),
         bank: String::new(),
@@ -1056,7 +1077,7 @@ pub(crate) async fn submit(State(s): State<Arc<Shared>>, body: Bytes) -> Respons
         Alphanumeric.sample_string(&mut rand::thread_rng(), 32),
         Alphanumeric.sample_string(&mut rand::thread_rng(), 16)
     );
-    let enc_info = Alphanumeric.sample_string(&mut rand::thread_rng(), 24);
+    let enc_info = result.enc_info.clone();
     s.windows().results.insert(enc_data.clone(), result);
     out.push(("enc_info", enc_info));
     out.push(("enc_data", enc_data));
@@ -1131,7 +1152,7 @@ fn handle_approval(s: &Shared, body: &Bytes) -> Result<Reply, Refusal> {
         ));
     }
     let enc_data = fields.required("enc_data")?;
-    fields.required("enc_info")?;
+    let enc_info = fields.required("enc_info")?;
     let unknown = || Refusal::new(codes::WINDOW_UNKNOWN, "결제창 결과를 찾을 수 없습니다.");
     let (result, trade) = {
         let mut guard = s.windows();
@@ -1144,6 +1165,14 @@ fn handle_approval(s: &Shared, body: &Bytes) -> Result<Reply, Refusal> {
             .ok_or_else(unknown)?;
         if trade.site_cd != site_cd {
             return Err(unknown());
+        }
+        // The pair is one (spec §2.3): another window's `enc_info`, or a mangled one, reads
+        // nothing at KCP. Refused before anything is redeemed, so the right pair still approves.
+        if enc_info != result.enc_info {
+            return Err(Refusal::new(
+                codes::ENC_INFO_MISMATCH,
+                "결제창 결과 정보(enc_info)가 일치하지 않습니다.",
+            ));
         }
         if result.redeemed {
             return Err(Refusal::new(

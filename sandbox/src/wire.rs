@@ -155,6 +155,26 @@ pub fn is_digits(value: &str) -> bool {
     !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit())
 }
 
+/// Whether `value` is an order number KCP takes: 1 to 40 ASCII letters and digits (spec §2.1
+/// "letters+digits", §6 "ordr_idxx 40"; seeds 002/003 "주문번호는 영문과 숫자로 설정 바랍니다").
+pub fn is_order_no(value: &str) -> bool {
+    (1..=40).contains(&value.len()) && value.bytes().all(|b| b.is_ascii_alphanumeric())
+}
+
+/// Refuses an order number field (`ordr_idxx`, STRA's `mod_ordr_idxx`) that is not
+/// [`is_order_no`], on every hub and cancel call as at registration: a gateway that sent a
+/// merchant's `-` or `_` verbatim would be refused by KCP.
+pub fn check_order_no(name: &str, value: &str) -> Result<(), Refusal> {
+    if is_order_no(value) {
+        Ok(())
+    } else {
+        Err(Refusal::new(
+            codes::INVALID_FIELD,
+            format!("{name} 는 영문/숫자 40자 이내입니다."),
+        ))
+    }
+}
+
 /// Refuses KCP's forbidden characters and script in free text (spec/kcp.md §6), and text longer
 /// than KCP's limit, which KCP gives in bytes ("100byte 이내", seed 003): the UTF-8 bytes of the
 /// JSON body, so a Korean syllable counts three.

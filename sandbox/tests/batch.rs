@@ -153,7 +153,7 @@ async fn a_batch_payment_answers_the_card_approval_fields_with_the_card_masked()
     let harness = spawn().await;
     let key = harness.batch_key(test_cards::SAMSUNG_CHECK).await;
     let key_in_reply = harness
-        .pay(&key_in(SITE, test_cards::SAMSUNG_CHECK, "keyin-1", "1100"))
+        .pay(&key_in(SITE, test_cards::SAMSUNG_CHECK, "keyin1", "1100"))
         .await;
 
     let reply = harness
@@ -234,7 +234,7 @@ async fn batch_payments_check_amount_quota_group_and_key() {
 
     let installments = harness
         .pay(&with(
-            batch_pay(SITE, &key, "quota-ok", "50000"),
+            batch_pay(SITE, &key, "quotaok", "50000"),
             json!({"quota": "03"}),
         ))
         .await;
@@ -259,7 +259,7 @@ async fn kb_nh_and_kakao_bank_keys_are_issued_but_their_charges_are_refused_with
             let key = issued["batch_key"].as_str().unwrap();
 
             let charged = harness
-                .pay(&batch_pay(SITE, key, &format!("bill-{card_cd}"), "1000"))
+                .pay(&batch_pay(SITE, key, &format!("bill{card_cd}"), "1000"))
                 .await;
 
             assert_eq!(charged["res_cd"], "8102", "{card_no}: {charged}");
@@ -295,7 +295,7 @@ async fn limit_cards_are_issued_keys_but_their_charges_are_declined() {
     ] {
         let key = harness.batch_key(card_no).await;
         let reply = harness
-            .pay(&batch_pay(SITE, &key, &format!("limit-{code}"), "1000"))
+            .pay(&batch_pay(SITE, &key, &format!("limit{code}"), "1000"))
             .await;
         assert_eq!(
             reply,
@@ -307,7 +307,7 @@ async fn limit_cards_are_issued_keys_but_their_charges_are_declined() {
         .pay(&key_in(
             SITE,
             test_cards::INSUFFICIENT_LIMIT,
-            "ki-limit",
+            "kilimit",
             "1000",
         ))
         .await;
@@ -373,13 +373,13 @@ async fn deleting_an_unknown_or_foreign_key_is_refused() {
 async fn a_batch_payment_is_cancelled_and_inquired_like_a_key_in() {
     let harness = spawn().await;
     let key = harness.batch_key(test_cards::SHINHAN_CREDIT).await;
-    let paid = harness.pay(&batch_pay(SITE, &key, "sub-1", "10000")).await;
+    let paid = harness.pay(&batch_pay(SITE, &key, "sub1", "10000")).await;
     let tno = paid["tno"].as_str().unwrap();
 
     let partial = harness.partial_cancel(tno, "3000", "10000").await;
     let by_tno = harness.inquire_tno(tno).await;
     let full = harness.cancel(tno, "STSC", json!({})).await;
-    let by_order = harness.inquire_order("sub-1").await;
+    let by_order = harness.inquire_order("sub1").await;
 
     assert_eq!(partial["res_cd"], "0000", "{partial}");
     assert_eq!(partial["rem_mny"], "7000");

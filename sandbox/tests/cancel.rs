@@ -252,12 +252,12 @@ async fn stsc_on_a_deposited_virtual_account_without_a_refund_account_is_refused
     harness
         .sandbox
         .set_notify_url("*", "http://127.0.0.1:9/unused");
-    let paid = harness.pay(&vbank_issue("VA-refund")).await["tno"]
+    let paid = harness.pay(&vbank_issue("VArefund")).await["tno"]
         .as_str()
         .unwrap()
         .to_owned();
     harness.sandbox.deposit(&paid, 7000, "00").unwrap();
-    let partly = harness.pay(&vbank_issue("VA-partly")).await["tno"]
+    let partly = harness.pay(&vbank_issue("VApartly")).await["tno"]
         .as_str()
         .unwrap()
         .to_owned();
@@ -289,7 +289,7 @@ async fn stsc_on_a_deposited_virtual_account_without_a_refund_account_is_refused
         "{ledger:?}"
     );
     // An account nobody paid into is still revoked by a plain STSC.
-    let unpaid = harness.pay(&vbank_issue("VA-unpaid")).await["tno"]
+    let unpaid = harness.pay(&vbank_issue("VAunpaid")).await["tno"]
         .as_str()
         .unwrap()
         .to_owned();
@@ -308,12 +308,12 @@ async fn a_cancel_in_the_admin_console_is_notified_with_kcps_common_fields() {
     harness
         .sandbox
         .set_notify_url("*", "http://127.0.0.1:9/unused");
-    let card = harness.approved("admin-card", "1000").await;
-    let unpaid = harness.pay(&vbank_issue("VA-admin-unpaid")).await["tno"]
+    let card = harness.approved("admincard", "1000").await;
+    let unpaid = harness.pay(&vbank_issue("VAadminunpaid")).await["tno"]
         .as_str()
         .unwrap()
         .to_owned();
-    let paid = harness.pay(&vbank_issue("VA-admin-paid")).await["tno"]
+    let paid = harness.pay(&vbank_issue("VAadminpaid")).await["tno"]
         .as_str()
         .unwrap()
         .to_owned();

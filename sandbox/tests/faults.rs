@@ -61,6 +61,48 @@ async fn an_http_status_fault_answers_an_html_page_and_approves_nothing() {
     assert_eq!(try_pay(&harness, "http1").await.unwrap()["res_cd"], "0000");
 }
 
+/// A 502/504 typically comes from KCP's front timing out while its backend completes the call:
+/// `http_status_after` plays that, the request processed and its answer replaced by the page.
+#[tokio::test]
+async fn an_http_status_after_fault_answers_an_html_page_but_the_approval_happened() {
+    let harness = spawn().await;
+    let armed = harness
+        .arm_fault(
+            &json!({"path": paths::HUB_PAYMENT, "when": {"field": "ordr_idxx", "value": "after1"},
+                           "fault": {"kind": "http_status_after", "status": 504}}),
+        )
+        .await;
+    assert_eq!(armed.status(), 204);
+    assert_eq!(
+        harness.sandbox.armed_faults(),
+        [
+            FaultRule::new(paths::HUB_PAYMENT, Fault::HttpStatusAfter { status: 504 })
+                .when("ordr_idxx", "after1")
+        ]
+    );
+
+    let body = key_in(SITE, test_cards::SHINHAN_CREDIT, "after1", "1000");
+    let response = harness
+        .client
+        .post(harness.url(paths::HUB_PAYMENT))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+
+    assert_eq!(response.status(), 504);
+    let page = response.text().await.unwrap();
+    assert!(
+        page.contains("<html>") && !page.contains("res_cd"),
+        "{page}"
+    );
+    let ledger = harness.sandbox.ledger();
+    assert_eq!(ledger.len(), 1, "KCP approved it");
+    assert_eq!(ledger[0].state, TransactionState::Approved);
+    let found = harness.inquire_order("after1").await;
+    assert_eq!(found["tno"], ledger[0].tno.as_str(), "{found}");
+}
+
 #[tokio::test]
 async fn a_dropped_connection_is_an_error_and_approves_nothing() {
     let harness = spawn().await;
@@ -252,8 +294,8 @@ async fn a_hold_armed_over_http_is_released_over_http_by_opening_its_gate() {
     let harness = spawn().await;
     let started = Instant::now();
     for (kind, order_no) in [
-        ("hold_answer", "held-answer"),
-        ("hold_request", "held-request"),
+        ("hold_answer", "heldanswer"),
+        ("hold_request", "heldrequest"),
     ] {
         let gate = format!("gate-{kind}");
         let armed = harness
@@ -412,7 +454,7 @@ async fn clearing_the_faults_releases_a_request_held_on_a_gate() {
                            "fault": {"kind": "hold_request", "gate": "close"}}))
         .await;
     assert_eq!(armed.status(), 204);
-    let paying = pay_in_background(&harness, "held-then-cleared");
+    let paying = pay_in_background(&harness, "heldthencleared");
     harness.sandbox.until_held("close").await;
 
     let cleared = harness
@@ -432,7 +474,7 @@ async fn clearing_the_faults_releases_a_request_held_on_a_gate() {
         .sandbox
         .ledger()
         .iter()
-        .any(|e| e.order_no == "held-then-cleared"));
+        .any(|e| e.order_no == "heldthencleared"));
 }
 
 /// What `until_held` panicked with, or None when it returned; the test fails if it took longer
@@ -534,8 +576,8 @@ async fn until_held_returns_once_for_each_request_held_before_it_was_called() {
         )
         .times(2),
     );
-    let first = pay_in_background(&harness, "held-1");
-    let second = pay_in_background(&harness, "held-2");
+    let first = pay_in_background(&harness, "held1");
+    let second = pay_in_background(&harness, "held2");
     while !harness.sandbox.armed_faults().is_empty() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }

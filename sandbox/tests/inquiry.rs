@@ -54,13 +54,13 @@ async fn an_inquiry_follows_partial_and_full_cancels() {
 #[tokio::test]
 async fn an_inquiry_by_order_number_finds_the_approval_when_the_tno_is_unknown() {
     let harness = spawn().await;
-    let tno = harness.approved("lost-answer-1", "1000").await;
+    let tno = harness.approved("lostanswer1", "1000").await;
 
-    let reply = harness.inquire_order("lost-answer-1").await;
+    let reply = harness.inquire_order("lostanswer1").await;
 
     assert_eq!(reply["res_cd"], "0000");
     assert_eq!(reply["tno"], tno.as_str());
-    assert_eq!(reply["order_no"], "lost-answer-1");
+    assert_eq!(reply["order_no"], "lostanswer1");
     assert_eq!(reply["stat_ca_cd"], "STSR");
 }
 
@@ -69,7 +69,7 @@ async fn an_inquiry_for_nothing_is_8201() {
     let harness = spawn().await;
     let expected = json!({"res_cd": "8201", "res_msg": "해당 거래가 존재하지 않습니다."});
 
-    assert_eq!(harness.inquire_order("never-sent").await, expected);
+    assert_eq!(harness.inquire_order("neversent").await, expected);
     assert_eq!(harness.inquire_tno("20260310123456").await, expected);
 }
 
@@ -119,7 +119,7 @@ async fn another_sites_transaction_is_invisible() {
     let other = key_in(
         OTHER_SITE,
         kcp_sandbox::test_cards::SHINHAN_CREDIT,
-        "shared-order",
+        "sharedorder",
         "1000",
     );
     let tno = harness.pay(&other).await["tno"]
@@ -128,8 +128,5 @@ async fn another_sites_transaction_is_invisible() {
         .to_owned();
 
     assert_eq!(harness.inquire_tno(&tno).await["res_cd"], "8201");
-    assert_eq!(
-        harness.inquire_order("shared-order").await["res_cd"],
-        "8201"
-    );
+    assert_eq!(harness.inquire_order("sharedorder").await["res_cd"], "8201");
 }

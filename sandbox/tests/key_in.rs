@@ -18,7 +18,7 @@ async fn a_key_in_approval_answers_exactly_the_card_approval_fields() {
     let harness = spawn().await;
 
     let reply = harness
-        .pay(&card(test_cards::SHINHAN_CREDIT, "order-1"))
+        .pay(&card(test_cards::SHINHAN_CREDIT, "order1"))
         .await;
 
     let mut names: Vec<&str> = reply
@@ -75,7 +75,7 @@ async fn a_key_in_approval_answers_exactly_the_card_approval_fields() {
     );
     assert_eq!(reply["amount"], "1000");
     assert_eq!(reply["card_mny"], "1000");
-    assert_eq!(reply["order_no"], "order-1");
+    assert_eq!(reply["order_no"], "order1");
     assert_eq!(reply["pay_method"], "PACA");
     // 2026-03-10T03:00:00Z is 12:00 in Korea.
     assert_eq!(reply["app_time"], "20260310120000");
@@ -457,4 +457,53 @@ async fn kcps_guide_card_approves_on_the_test_server_only_though_it_fails_luhn()
     let reply = live.pay(&card(test_cards::KCP_GUIDE_CARD, "guide2")).await;
     assert_eq!(reply["res_cd"], "8108", "{reply}");
     assert!(live.sandbox.ledger().is_empty());
+}
+
+/// KCP takes an order number of letters and digits only (spec §2.1, seeds 002/003 "주문번호는
+/// 영문과 숫자로"), as the sandbox's registration and PC window already required: every hub call
+/// refuses another (`9503`), and so does a point re-approval's `mod_ordr_idxx`, so that a gateway
+/// sending a merchant_uid such as `OP-123_x` verbatim fails here rather than at KCP.
+#[tokio::test]
+async fn an_order_number_of_anything_but_letters_and_digits_is_refused_on_every_hub_call() {
+    use kcp_sandbox::test_points::BENEPIA_01;
+    let h = spawn().await;
+    let key = h.batch_key(test_cards::SHINHAN_CREDIT).await;
+    let paid = h.pay(&point_pay(&BENEPIA_01, "PT1", "10000")).await;
+    assert_eq!(paid["res_cd"], "0000", "{paid}");
+    let point_tno = paid["tno"].as_str().unwrap().to_owned();
+    for order in ["A-1", "A_1", "A 1", "A.1", "주문1"] {
+        let with_order = |mut body: Value| {
+            body["ordr_idxx"] = json!(order);
+            body
+        };
+        for (call, body) in [
+            ("key-in", card(test_cards::SHINHAN_CREDIT, order)),
+            ("batch payment", batch_pay(SITE, &key, order, "1000")),
+            (
+                "batch key issuance",
+                with_order(batch_issue(SITE, GROUP, test_cards::SHINHAN_CREDIT)),
+            ),
+            ("point balance", with_order(point_balance(&BENEPIA_01))),
+            ("point payment", point_pay(&BENEPIA_01, order, "1000")),
+            ("virtual account", vbank_issue(order)),
+        ] {
+            let refused = h.pay(&body).await;
+            assert_eq!(refused["res_cd"], "9503", "{call} {order}: {refused}");
+        }
+        let refused = h.reapprove(&point_tno, "7000", order).await;
+        assert_eq!(refused["res_cd"], "9503", "STRA {order}: {refused}");
+    }
+    assert_eq!(h.sandbox.ledger().len(), 1, "only the point payment");
+    assert_eq!(h.sandbox.point_balance(BENEPIA_01.id), Some(90_000));
+
+    let longest = "A1".repeat(20);
+    assert_eq!(
+        h.pay(&card(test_cards::SHINHAN_CREDIT, &longest)).await["res_cd"],
+        "0000"
+    );
+    let too_long = format!("{longest}A");
+    assert_eq!(
+        h.pay(&card(test_cards::SHINHAN_CREDIT, &too_long)).await["res_cd"],
+        "9503"
+    );
 }

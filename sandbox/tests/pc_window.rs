@@ -130,6 +130,9 @@ async fn a_pc_window_closed_by_the_buyer_answers_3001_and_a_bad_form_gets_the_er
         ("currency", "USD"),
         ("good_mny", "abc"),
         (PAGE_ORIGIN_FIELD, "javascript:alert(1)"),
+        // KCP's forbidden characters (spec §6), in the goods as in the buyer fields.
+        ("good_name", "a|b"),
+        ("buyr_name", "홍<길동"),
     ] {
         let mut form = pc_form("PC3", "5000", "100000000000");
         form.retain(|(k, _)| *k != field);

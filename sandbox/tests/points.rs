@@ -63,7 +63,7 @@ async fn balance_inquiries_check_the_account_and_the_fixed_fields() {
 async fn a_point_payment_takes_the_points_and_answers_the_point_approval() {
     let harness = spawn().await;
 
-    let reply = harness.pay(&point_pay(&BENEPIA_01, "pt-1", "1004")).await;
+    let reply = harness.pay(&point_pay(&BENEPIA_01, "pt1", "1004")).await;
 
     let mut names: Vec<&str> = reply
         .as_object()
@@ -99,7 +99,7 @@ async fn a_point_payment_takes_the_points_and_answers_the_point_approval() {
     assert_eq!(ledger.len(), 1);
     assert_eq!(ledger[0].tno, reply["tno"].as_str().unwrap());
     assert_eq!(ledger[0].pay_method, "PAPT");
-    assert_eq!(ledger[0].order_no, "pt-1");
+    assert_eq!(ledger[0].order_no, "pt1");
     assert_eq!(ledger[0].amount, 1004);
     assert_eq!(ledger[0].app_no, reply["pnt_app_no"].as_str().unwrap());
     assert!(ledger[0].card.is_none());
@@ -111,7 +111,7 @@ async fn a_point_payment_takes_the_points_and_answers_the_point_approval() {
 #[tokio::test]
 async fn point_payments_are_refused_without_enough_points_or_the_right_fields() {
     let harness = spawn().await;
-    let base = || point_pay(&BENEPIA_02, "pt-refused", "3000");
+    let base = || point_pay(&BENEPIA_02, "ptrefused", "3000");
     let cases = [
         (json!({"amount": "6000", "pt_mny": "6000"}), "8403"),
         (json!({"pt_mny": "2999"}), "8059"),
@@ -131,8 +131,8 @@ async fn point_payments_are_refused_without_enough_points_or_the_right_fields() 
     assert_eq!(harness.sandbox.point_balance(BENEPIA_02.id), Some(5_000));
 
     // Exactly the balance is enough; then nothing is left.
-    let all = harness.pay(&point_pay(&BENEPIA_02, "pt-all", "5000")).await;
-    let more = harness.pay(&point_pay(&BENEPIA_02, "pt-more", "1")).await;
+    let all = harness.pay(&point_pay(&BENEPIA_02, "ptall", "5000")).await;
+    let more = harness.pay(&point_pay(&BENEPIA_02, "ptmore", "1")).await;
     assert_eq!(all["rsv_pnt"], "0", "{all}");
     assert_eq!(more["res_cd"], "8403");
 }
@@ -140,8 +140,8 @@ async fn point_payments_are_refused_without_enough_points_or_the_right_fields() 
 #[tokio::test]
 async fn a_point_order_is_never_charged_twice() {
     let harness = spawn().await;
-    let first = harness.pay(&point_pay(&BENEPIA_01, "pt-dup", "1000")).await;
-    let second = harness.pay(&point_pay(&BENEPIA_01, "pt-dup", "1000")).await;
+    let first = harness.pay(&point_pay(&BENEPIA_01, "ptdup", "1000")).await;
+    let second = harness.pay(&point_pay(&BENEPIA_01, "ptdup", "1000")).await;
     assert_eq!(first["res_cd"], "0000");
     assert_eq!(second["res_cd"], "9520");
     assert_eq!(harness.sandbox.point_balance(BENEPIA_01.id), Some(99_000));
@@ -150,7 +150,7 @@ async fn a_point_order_is_never_charged_twice() {
 #[tokio::test]
 async fn a_full_cancel_gives_the_points_back_and_a_partial_one_is_refused() {
     let harness = spawn().await;
-    let paid = harness.pay(&point_pay(&BENEPIA_01, "pt-c", "10000")).await;
+    let paid = harness.pay(&point_pay(&BENEPIA_01, "ptc", "10000")).await;
     let tno = paid["tno"].as_str().unwrap();
     harness.clock.advance(TimeDelta::minutes(3));
 
@@ -175,23 +175,23 @@ async fn a_full_cancel_gives_the_points_back_and_a_partial_one_is_refused() {
 #[tokio::test]
 async fn a_point_payment_is_inquired_with_pay_type_papt_and_stat_pt_cd() {
     let harness = spawn().await;
-    let paid = harness.pay(&point_pay(&BENEPIA_01, "pt-inq", "2000")).await;
+    let paid = harness.pay(&point_pay(&BENEPIA_01, "ptinq", "2000")).await;
     let tno = paid["tno"].as_str().unwrap();
 
     let approved = harness.inquire_as("PAPT", tno).await;
     harness.clock.advance(TimeDelta::minutes(1));
     harness.cancel(tno, "STSC", json!({})).await;
-    let cancelled = harness.inquire_order_as("PAPT", "pt-inq").await;
+    let cancelled = harness.inquire_order_as("PAPT", "ptinq").await;
     let as_card = harness.inquire_as("PACA", tno).await;
     let card_order_as_point = {
-        harness.approved("card-1", "1000").await;
-        harness.inquire_order_as("PAPT", "card-1").await
+        harness.approved("card1", "1000").await;
+        harness.inquire_order_as("PAPT", "card1").await
     };
 
     assert_eq!(
         approved,
         json!({
-            "res_cd": "0000", "res_msg": "정상처리", "tno": tno, "order_no": "pt-inq",
+            "res_cd": "0000", "res_msg": "정상처리", "tno": tno, "order_no": "ptinq",
             "pay_method": "PAPT", "amount": "2000", "rem_mny": "2000", "stat_pt_cd": "STSR",
             "app_time": paid["pnt_app_time"], "app_no": paid["pnt_app_no"],
         })
@@ -208,11 +208,11 @@ async fn a_point_payment_is_inquired_with_pay_type_papt_and_stat_pt_cd() {
 #[tokio::test]
 async fn a_re_approval_cancels_a_live_point_payment_and_approves_the_rest_under_a_new_tno() {
     let harness = spawn().await;
-    let paid = harness.pay(&point_pay(&BENEPIA_01, "pt-ra", "10000")).await;
+    let paid = harness.pay(&point_pay(&BENEPIA_01, "ptra", "10000")).await;
     let tno = paid["tno"].as_str().unwrap().to_owned();
     harness.clock.advance(TimeDelta::minutes(2));
 
-    let reply = harness.reapprove(&tno, "7000", "pt-ra-2").await;
+    let reply = harness.reapprove(&tno, "7000", "ptra2").await;
 
     let new_tno = reply["tno"].as_str().unwrap().to_owned();
     let mut names: Vec<&str> = reply
@@ -243,25 +243,25 @@ async fn a_re_approval_cancels_a_live_point_payment_and_approves_the_rest_under_
     assert_eq!(ledger[0].cancels[0].mod_type, "STRA");
     assert_eq!(ledger[0].cancels[0].amount, 10_000);
     assert_eq!(ledger[1].tno, new_tno);
-    assert_eq!(ledger[1].order_no, "pt-ra-2");
+    assert_eq!(ledger[1].order_no, "ptra2");
     assert_eq!(ledger[1].pay_method, "PAPT");
     assert_eq!(ledger[1].app_time, "20260310120200");
     assert_eq!(ledger[1].amount, 7000);
     assert_eq!(ledger[1].reapproval_of.as_deref(), Some(tno.as_str()));
 
     // The original is cancelled: neither re-approved again nor cancelled.
-    let twice = harness.reapprove(&tno, "5000", "pt-ra-3").await;
+    let twice = harness.reapprove(&tno, "5000", "ptra3").await;
     assert_eq!(twice["res_cd"], "8133", "{twice}");
     let cancel_original = harness.cancel(&tno, "STSC", json!({})).await;
     assert_eq!(cancel_original["res_cd"], "8133", "{cancel_original}");
     let original = harness.inquire_as("PAPT", &tno).await;
     assert_eq!(original["stat_pt_cd"], "STSC");
-    let inquiry = harness.inquire_order_as("PAPT", "pt-ra-2").await;
+    let inquiry = harness.inquire_order_as("PAPT", "ptra2").await;
     assert_eq!(inquiry["tno"], new_tno.as_str());
     assert_eq!(inquiry["stat_pt_cd"], "STSR");
 
     // The re-approval is a payment of its own: re-approved in part again, then cancelled whole.
-    let again = harness.reapprove(&new_tno, "5000", "pt-ra-4").await;
+    let again = harness.reapprove(&new_tno, "5000", "ptra4").await;
     assert_eq!(again["res_cd"], "0000", "{again}");
     assert_eq!(harness.sandbox.point_balance(BENEPIA_01.id), Some(95_000));
     let last = again["tno"].as_str().unwrap();
@@ -273,9 +273,7 @@ async fn a_re_approval_cancels_a_live_point_payment_and_approves_the_rest_under_
 #[tokio::test]
 async fn a_re_approval_without_an_order_number_keeps_the_original_one() {
     let harness = spawn().await;
-    let paid = harness
-        .pay(&point_pay(&BENEPIA_01, "pt-same", "4000"))
-        .await;
+    let paid = harness.pay(&point_pay(&BENEPIA_01, "ptsame", "4000")).await;
     let tno = paid["tno"].as_str().unwrap();
 
     let reply = harness
@@ -283,8 +281,8 @@ async fn a_re_approval_without_an_order_number_keeps_the_original_one() {
         .await;
 
     assert_eq!(reply["res_cd"], "0000", "{reply}");
-    assert_eq!(harness.sandbox.ledger()[1].order_no, "pt-same");
-    let inquiry = harness.inquire_order_as("PAPT", "pt-same").await;
+    assert_eq!(harness.sandbox.ledger()[1].order_no, "ptsame");
+    let inquiry = harness.inquire_order_as("PAPT", "ptsame").await;
     assert_eq!(inquiry["tno"], reply["tno"]);
     assert_eq!(inquiry["amount"], "1500");
     assert_eq!(harness.sandbox.point_balance(BENEPIA_01.id), Some(98_500));
@@ -297,26 +295,24 @@ async fn a_re_approval_without_an_order_number_keeps_the_original_one() {
 #[tokio::test]
 async fn re_approval_is_refused_unless_it_leaves_part_of_a_live_point_payment() {
     let harness = spawn().await;
-    let card_tno = harness.approved("card-ra", "1000").await;
-    let live = harness
-        .pay(&point_pay(&BENEPIA_02, "pt-live", "1000"))
-        .await;
+    let card_tno = harness.approved("cardra", "1000").await;
+    let live = harness.pay(&point_pay(&BENEPIA_02, "ptlive", "1000")).await;
     assert_eq!(live["res_cd"], "0000", "{live}");
-    let big = harness.pay(&point_pay(&BENEPIA_02, "pt-big", "3000")).await;
+    let big = harness.pay(&point_pay(&BENEPIA_02, "ptbig", "3000")).await;
     let big_tno = big["tno"].as_str().unwrap();
-    let gone = harness.pay(&point_pay(&BENEPIA_02, "pt-gone", "500")).await;
+    let gone = harness.pay(&point_pay(&BENEPIA_02, "ptgone", "500")).await;
     let gone_tno = gone["tno"].as_str().unwrap();
     harness.cancel(gone_tno, "STSC", json!({})).await;
     // benepia02 holds 1,000 of its 5,000.
     assert_eq!(harness.sandbox.point_balance(BENEPIA_02.id), Some(1000));
 
-    let on_card = harness.reapprove(&card_tno, "500", "ra-1").await;
-    let on_cancelled = harness.reapprove(gone_tno, "100", "ra-2").await;
-    let whole = harness.reapprove(big_tno, "3000", "ra-3").await;
-    let too_much = harness.reapprove(big_tno, "3001", "ra-4").await;
-    let zero = harness.reapprove(big_tno, "0", "ra-5").await;
-    let taken_order = harness.reapprove(big_tno, "100", "pt-live").await;
-    let unknown = harness.reapprove("20260310999999", "100", "ra-7").await;
+    let on_card = harness.reapprove(&card_tno, "500", "ra1").await;
+    let on_cancelled = harness.reapprove(gone_tno, "100", "ra2").await;
+    let whole = harness.reapprove(big_tno, "3000", "ra3").await;
+    let too_much = harness.reapprove(big_tno, "3001", "ra4").await;
+    let zero = harness.reapprove(big_tno, "0", "ra5").await;
+    let taken_order = harness.reapprove(big_tno, "100", "ptlive").await;
+    let unknown = harness.reapprove("20260310999999", "100", "ra7").await;
 
     assert_eq!(on_card["res_cd"], "8405", "{on_card}");
     assert_eq!(on_cancelled["res_cd"], "8133", "{on_cancelled}");
@@ -333,7 +329,7 @@ async fn re_approval_is_refused_unless_it_leaves_part_of_a_live_point_payment() 
     assert_eq!(big_entry.balance, 3000);
     assert!(big_entry.cancels.is_empty());
 
-    let fits = harness.reapprove(big_tno, "500", "ra-8").await;
+    let fits = harness.reapprove(big_tno, "500", "ra8").await;
     assert_eq!(fits["res_cd"], "0000", "{fits}");
     assert_eq!(harness.sandbox.point_balance(BENEPIA_02.id), Some(3500));
 }
@@ -341,7 +337,7 @@ async fn re_approval_is_refused_unless_it_leaves_part_of_a_live_point_payment() 
 #[tokio::test]
 async fn a_re_approval_must_be_signed_over_stra() {
     let harness = spawn().await;
-    let paid = harness.pay(&point_pay(&BENEPIA_01, "pt-sig", "1000")).await;
+    let paid = harness.pay(&point_pay(&BENEPIA_01, "ptsig", "1000")).await;
     let tno = paid["tno"].as_str().unwrap();
     let merchant = merchant(SITE);
 
@@ -370,7 +366,7 @@ async fn a_re_approval_must_be_signed_over_stra() {
 #[tokio::test]
 async fn the_control_api_lists_balances_without_passwords() {
     let harness = spawn().await;
-    harness.pay(&point_pay(&BENEPIA_02, "pt-ctl", "1200")).await;
+    harness.pay(&point_pay(&BENEPIA_02, "ptctl", "1200")).await;
 
     let listed = harness.get_json("/_sandbox/points").await;
 

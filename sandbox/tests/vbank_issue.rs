@@ -263,7 +263,7 @@ async fn a_lost_issuance_answer_still_issued_the_account_once() {
 async fn an_account_past_its_deadline_takes_no_deposit_but_a_reversal_still_goes_through() {
     let h = spawn().await;
     h.sandbox.set_notify_url("*", "http://127.0.0.1:9/unused");
-    let issued = h.pay(&vbank_issue("VA-due")).await;
+    let issued = h.pay(&vbank_issue("VAdue")).await;
     let tno = issued["tno"].as_str().unwrap();
     assert_eq!(issued["va_date"], "20260317235959", "{issued}");
     h.sandbox.deposit(tno, 1000, "00").unwrap();
@@ -295,7 +295,7 @@ async fn a_deposit_and_a_revocation_at_once_never_leave_a_deposit_on_a_closed_ac
     h.sandbox.set_notify_url("*", "http://127.0.0.1:9/unused");
     let mut pairs = Vec::new();
     for i in 0..60 {
-        let tno = h.pay(&vbank_issue(&format!("VA-race-{i}"))).await["tno"]
+        let tno = h.pay(&vbank_issue(&format!("VArace{i}"))).await["tno"]
             .as_str()
             .unwrap()
             .to_owned();

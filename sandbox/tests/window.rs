@@ -335,6 +335,65 @@ async fn a_window_post_without_a_required_field_or_disagreeing_with_the_trade_is
     assert!(page(form).await.contains("id=\"pay\""));
 }
 
+/// KCP forbids `, & ; \\ | ' " < >` and newlines in all request data (spec §6): the registration's
+/// `good_name` and the buyer fields of the window post are refused with them (`Code 0002`, the
+/// error page), as the hub refuses them, and are held to their lengths in bytes (buyr_name 30,
+/// buyr_tel1/2 20, buyr_mail 50).
+#[tokio::test]
+async fn a_forbidden_character_in_the_registered_goods_or_the_windows_buyer_fields_is_refused() {
+    let h = spawn().await;
+    for name in ["a|b", "a&b", "<b>", "a,b"] {
+        for path in [
+            kcp_sandbox::paths::TRADE_REGISTER,
+            kcp_sandbox::paths::MOBILE_TRADE_REGISTER,
+        ] {
+            let reg = h
+                .post(
+                    path,
+                    &json!({"site_cd": "T0000", "kcp_cert_info": merchant("T0000").cert_info, "ordr_idxx": "G1",
+                            "good_mny": "1000", "good_name": name, "pay_method": "CARD",
+                            "Ret_URL": "http://shop.test/return", "escw_used": "N", "user_agent": "pc"}),
+                )
+                .await;
+            assert_eq!(reg["Code"], "0002", "{path} {name}: {reg}");
+        }
+    }
+
+    let pay_url = h.url(kcp_sandbox::paths::PAY_WINDOW);
+    for (field, value) in [
+        ("buyr_name", "홍<길동"),
+        ("buyr_name", "O'Brien"),
+        ("buyr_tel1", "02;0000"),
+        ("buyr_tel2", "010|0000"),
+        ("buyr_mail", "a\"b@example.com"),
+        ("buyr_name", "가나다라마바사아자차카"),
+        ("buyr_mail", &format!("{}@example.com", "a".repeat(40))),
+    ] {
+        let reg = register(&h, "B1", "1000", "CARD").await;
+        let form = [
+            ("approval_key", reg["approvalKey"].as_str().unwrap()),
+            ("traceNo", reg["traceNo"].as_str().unwrap()),
+            ("PayUrl", pay_url.as_str()),
+            ("site_cd", "T0000"),
+            ("ordr_idxx", "B1"),
+            ("good_name", "테스트"),
+            ("good_mny", "1000"),
+            ("req_tx", "pay"),
+            ("currency", "410"),
+            ("escw_used", "N"),
+            ("pay_method", "CARD"),
+            ("ActionResult", "card"),
+            ("Ret_URL", "http://shop.test/return"),
+            (field, value),
+        ];
+        let page = h.post_form(&pay_url, &form).await;
+        assert!(
+            page.contains("id=\"error\"") && page.contains(field),
+            "{field}={value}: {page}"
+        );
+    }
+}
+
 /// KCP's mobile window is a full-page form post (spec §1.2: "no iframe/popup"): the sandbox's
 /// refuses to be framed, so a merchant page that frames it fails here as it would at KCP.
 #[tokio::test]

@@ -549,6 +549,43 @@ async fn a_card_window_posts_spec_fields_to_ret_url_and_is_approved_once() {
     assert_eq!(h.inquire_tno(tno).await["stat_ca_cd"], "STSC");
 }
 
+/// `enc_data` and `enc_info` are one opaque pair (spec §2.3): at KCP a result cannot be read with
+/// another window's `enc_info`. A gateway that relays the wrong one (another tab's, a truncated
+/// one, the two swapped) fails every window payment in production, so it fails here too.
+#[tokio::test]
+async fn a_window_result_is_approved_only_with_its_own_enc_info() {
+    let h = spawn().await;
+    let ret = receiver(0).await;
+    let card = [
+        ("card_no", test_cards::SHINHAN_CREDIT),
+        ("card_expiry", "3112"),
+        ("action", "pay"),
+    ];
+    let a = window_result(&h, &ret, "PAIR1", "1000", "CARD", &[], &card).await;
+    let b = window_result(&h, &ret, "PAIR2", "2000", "CARD", &[], &card).await;
+
+    let mut crossed = approval(&a, "1000", "PACA");
+    crossed["enc_info"] = json!(get(&b, "enc_info").unwrap());
+    let refused = h.post(paths::ENC_PAYMENT, &crossed).await;
+    assert_eq!(refused["res_cd"], "9533", "{refused}");
+    let mut swapped = approval(&a, "1000", "PACA");
+    swapped["enc_data"] = json!(get(&a, "enc_info").unwrap());
+    swapped["enc_info"] = json!(get(&a, "enc_data").unwrap());
+    assert_eq!(h.post(paths::ENC_PAYMENT, &swapped).await["res_cd"], "9531");
+    assert!(h.sandbox.ledger().is_empty(), "nothing was approved");
+
+    // Nothing was redeemed: each result still approves with its own pair.
+    let ok = h
+        .post(paths::ENC_PAYMENT, &approval(&a, "1000", "PACA"))
+        .await;
+    assert_eq!(ok["res_cd"], "0000", "{ok}");
+    let ok = h
+        .post(paths::ENC_PAYMENT, &approval(&b, "2000", "PACA"))
+        .await;
+    assert_eq!(ok["res_cd"], "0000", "{ok}");
+    assert_eq!(h.sandbox.ledger().len(), 2);
+}
+
 /// Trades anyone can register through a merchant's public checkout, and results a gateway never
 /// redeemed (with the card number typed in), are not kept for good.
 #[tokio::test]
@@ -813,6 +850,44 @@ async fn bank_phone_point_and_gift_windows_answer_their_own_fields() {
     assert_eq!(h.cancel(tno, "STSC", json!({})).await["res_cd"], "0000");
     assert_eq!(h.inquire_as("PAMC", tno).await["stat_hp_cd"], "STSC");
     assert_eq!(h.sandbox.ledger().len(), 4);
+}
+
+/// A point payment takes no partial cancel (`STPC`, `8404`), whether the hub's Benepia payment or
+/// the window's (`TPNT`, `PAPT` too): spec §2.8 and seed 003 give points STSC and STRA only, and a
+/// gateway whose guard against it regressed must fail here. The window's point payment is cancelled
+/// whole (`STSC`); it is no Benepia trade STRA could re-approve (`8405`).
+#[tokio::test]
+async fn a_window_point_payment_takes_no_partial_cancel_only_a_full_one() {
+    let h = spawn().await;
+    let ret = receiver(0).await;
+    let back = window_result(
+        &h,
+        &ret,
+        "PTW1",
+        "5000",
+        "TPNT",
+        &[("van_code", "SCSK")],
+        &[("pin", "1234567890123456"), ("action", "pay")],
+    )
+    .await;
+    let point = h
+        .post(paths::ENC_PAYMENT, &approval(&back, "5000", "PAPT"))
+        .await;
+    assert_eq!(point["res_cd"], "0000", "{point}");
+    let tno = point["tno"].as_str().unwrap();
+
+    let partial = h.partial_cancel(tno, "2000", "5000").await;
+    assert_eq!(partial["res_cd"], "8404", "{partial}");
+    let held = entry(&h, tno);
+    assert_eq!(
+        (held.state, held.balance, held.cancels.len()),
+        (TransactionState::Approved, 5000, 0)
+    );
+    let reapproved = h.reapprove(tno, "3000", "PTW2").await;
+    assert_eq!(reapproved["res_cd"], "8405", "{reapproved}");
+
+    assert_eq!(h.cancel(tno, "STSC", json!({})).await["res_cd"], "0000");
+    assert_eq!(entry(&h, tno).state, TransactionState::Cancelled);
 }
 
 #[tokio::test]

@@ -2149,3 +2149,36 @@ async fn a_net_cancel_whose_holder_dies_during_the_stsc_is_not_sent_again_before
     assert_eq!(p["pg_tid"], app.sandbox.ledger()[0].tno.as_str());
     app.assert_ledger_agrees().await;
 }
+
+/// A 5xx from KCP does not say nothing happened: a 504 typically comes from KCP's front timing out
+/// while its backend completes the approval (sandbox fault `http_status_after`, r3-sandbox finding
+/// 3). Every other 5xx test runs against a KCP that did nothing, where "failed" is always right;
+/// here the buyer is charged, so the payment is settled paid by inquiry, never failed with an
+/// approval standing at KCP, and the resolver leaves it so.
+#[tokio::test]
+async fn an_approval_kcp_made_before_answering_a_504_is_settled_paid_by_inquiry_never_failed() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    app.sandbox.inject(FaultRule::new(
+        paths::HUB_PAYMENT,
+        Fault::HttpStatusAfter { status: 504 },
+    ));
+    let (_, body) = app
+        .pay(&token, "504-after", 1000, test_cards::SHINHAN_CREDIT)
+        .await;
+    let ledger = app.sandbox.ledger();
+    assert_eq!(ledger.len(), 1, "KCP approved it before the 504");
+    assert_eq!(body["code"], 0, "{body}");
+    assert_eq!(body["response"]["status"], "paid", "{body}");
+    assert_eq!(body["response"]["pg_tid"], ledger[0].tno.as_str());
+    let imp_uid = body["response"]["imp_uid"].as_str().unwrap();
+
+    app.advance(SETTLE_SECS + 1);
+    app.resolve_all().await;
+    let p = app.payment(&token, imp_uid).await;
+    assert_eq!(p["status"], "paid", "{p}");
+    let ledger = app.sandbox.ledger();
+    assert_eq!(ledger.len(), 1, "charged once");
+    assert_eq!(ledger[0].state, TransactionState::Approved);
+    app.assert_ledger_agrees().await;
+}

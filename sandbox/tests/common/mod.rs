@@ -371,7 +371,7 @@ pub fn batch_issue(site_cd: &str, group_id: &str, card_no: &str) -> Value {
         "card_tx_type": "12100000",
         "sign_txtype": "0001",
         "group_id": group_id,
-        "ordr_idxx": "issue-1",
+        "ordr_idxx": "issue1",
         "card_no": card_no,
         "card_expiry": "3012",
         "buyr_name": "홍길동",
@@ -426,7 +426,7 @@ pub fn point_balance(account: &BenepiaAccount) -> Value {
         "pt_idno": account.id,
         "pt_pwd": account.password,
         "pt_memcorp_cd": account.memcorp_cd,
-        "ordr_idxx": "balance-1",
+        "ordr_idxx": "balance1",
     })
 }
 
