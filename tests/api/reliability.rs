@@ -1843,61 +1843,20 @@ async fn a_cancel_is_recorded_while_the_merchant_is_read_again_with_one_pooled_c
 #[tokio::test]
 async fn a_cancel_planned_while_the_second_look_records_a_late_cancel_is_recorded_as_kcp_confirmed_it_not_left_as_a_conflict(
 ) {
-    // Long enough a KCP timeout that the gateway waits for the held answers (and a settle delay
-    // longer than a request can hold its attempt with it).
-    let settle = 60;
-    let app = crate::helpers::spawn_app_with(|c| {
-        c.kcp.timeout_ms = 9_000;
-        c.resolver.settle_secs = settle;
-    })
-    .await;
-    let token = app.token().await;
-    let p = app.paid(&token, "cs-race", 10000).await;
-    let (imp_uid, tno) = (
-        p["imp_uid"].as_str().unwrap(),
-        p["pg_tid"].as_str().unwrap(),
-    );
-    // A partial cancel of 3,000 whose call is lost: closed as not applied once settled (KCP still
-    // held 10,000), with its second look due thirty settle delays later.
-    app.sandbox
-        .inject(FaultRule::new(paths::CANCEL, Fault::Drop));
-    let body = app.cancel(&token, imp_uid, 3000).await;
-    assert_eq!(body["code"], 1, "{body}");
-    app.advance(settle + 20);
-    app.app.gateway.resolve_due(10).await.unwrap();
-    assert_eq!(app.payment(&token, imp_uid).await["cancel_amount"], 0);
+    let (app, imp_uid, tno) = a_partial_cancel_left_to_its_second_look("cs-race").await;
     // KCP refunds the 3,000 after all.
-    assert!(app.sandbox.cancel_in_admin_partly(tno, Some(3000)));
+    assert!(app.sandbox.cancel_in_admin_partly(&tno, Some(3000)));
 
-    app.sandbox.inject(
-        FaultRule::new(
-            paths::INQUIRY,
-            Fault::HoldAnswer {
-                gate: "second-look".into(),
-            },
-        )
-        .when("tno", tno),
-    );
-    app.advance(30 * settle);
-    let token = app.token().await;
-    let gateway = app.app.gateway.clone();
-    let second_look = tokio::spawn(async move { gateway.resolve_due(10).await });
-    tokio::time::timeout(
-        Duration::from_secs(5),
-        app.sandbox.until_held("second-look"),
-    )
-    .await
-    .expect("the second look asks KCP");
-    app.sandbox.inject(FaultRule::new(
-        paths::CANCEL,
+    let (token, second_look, cancel) = a_cancel_at_kcp_while_the_second_look_inquires(
+        &app,
+        &imp_uid,
+        &tno,
         Fault::HoldAnswer {
-            gate: "cancel".into(),
+            gate: "second-look".into(),
         },
-    ));
-    let cancel = app.cancel_in_background(&token, imp_uid, 0);
-    tokio::time::timeout(Duration::from_secs(5), app.sandbox.until_held("cancel"))
-        .await
-        .expect("the merchant's cancel reaches KCP");
+        0,
+    )
+    .await;
     assert_eq!(
         app.sandbox.ledger()[0].balance,
         0,
@@ -1912,10 +1871,10 @@ async fn a_cancel_planned_while_the_second_look_records_a_late_cancel_is_recorde
     assert_eq!(body["response"]["cancel_amount"], 10000, "{body}");
     assert!(app.conflicts().await.is_empty());
     // The second look, taken again, finds nothing left to record.
-    app.advance(30 * settle);
+    app.advance(30 * LOOK_SETTLE_SECS);
     app.resolve_all().await;
     let token = app.token().await;
-    let now = app.payment(&token, imp_uid).await;
+    let now = app.payment(&token, &imp_uid).await;
     assert_eq!(now["cancel_amount"], 10000, "{now}");
     assert!(app.conflicts().await.is_empty());
     app.assert_ledger_agrees().await;
@@ -1931,38 +1890,87 @@ async fn a_cancel_planned_while_the_second_look_records_a_late_cancel_is_recorde
 /// look is postponed instead: the cancel is recorded, nothing is listed, and later cancels go on.
 #[tokio::test]
 async fn a_cancel_sent_while_the_second_look_inquires_does_not_make_the_look_a_conflict() {
-    let settle = 60;
+    let (app, imp_uid, tno) = a_partial_cancel_left_to_its_second_look("cs-race-inquiry").await;
+    assert!(app.conflicts().await.is_empty());
+
+    let (token, second_look, cancel) = a_cancel_at_kcp_while_the_second_look_inquires(
+        &app,
+        &imp_uid,
+        &tno,
+        Fault::HoldRequest {
+            gate: "second-look".into(),
+        },
+        2000,
+    )
+    .await;
+    assert_eq!(app.sandbox.ledger()[0].balance, 8000, "KCP applied it");
+    app.sandbox.open_gate("second-look");
+    second_look.await.unwrap().unwrap();
+    app.sandbox.open_gate("cancel");
+    let (_, body) = cancel.await.unwrap();
+
+    assert_eq!(body["code"], 0, "{body}");
+    assert_eq!(body["response"]["cancel_amount"], 2000, "{body}");
+    assert!(app.conflicts().await.is_empty());
+    let further = app.cancel(&token, &imp_uid, 1000).await;
+    assert_eq!(further["code"], 0, "{further}");
+    assert_eq!(further["response"]["cancel_amount"], 3000, "{further}");
+    // The second look, taken again, finds its 3,000 still not applied.
+    app.advance(30 * LOOK_SETTLE_SECS);
+    app.resolve_all().await;
+    assert!(app.conflicts().await.is_empty());
+    let token = app.token().await;
+    assert_eq!(app.payment(&token, &imp_uid).await["cancel_amount"], 3000);
+    app.assert_ledger_agrees().await;
+}
+
+/// The second look's settle delay in [`a_partial_cancel_left_to_its_second_look`].
+const LOOK_SETTLE_SECS: i64 = 60;
+
+/// A paid 10,000 whose partial cancel of 3,000 had its call lost and was closed as not applied
+/// once settled (KCP still held 10,000), its second look due thirty settle delays later; with a
+/// KCP timeout long enough that the gateway waits for held answers. Returns the app, the
+/// payment's imp_uid and its tno.
+async fn a_partial_cancel_left_to_its_second_look(
+    merchant_uid: &str,
+) -> (crate::helpers::TestApp, String, String) {
     let app = crate::helpers::spawn_app_with(|c| {
         c.kcp.timeout_ms = 9_000;
-        c.resolver.settle_secs = settle;
+        c.resolver.settle_secs = LOOK_SETTLE_SECS;
     })
     .await;
     let token = app.token().await;
-    let p = app.paid(&token, "cs-race-inquiry", 10000).await;
-    let (imp_uid, tno) = (
-        p["imp_uid"].as_str().unwrap(),
-        p["pg_tid"].as_str().unwrap(),
-    );
-    // A partial cancel of 3,000 whose call is lost: closed as not applied once settled, with its
-    // second look due thirty settle delays later.
+    let p = app.paid(&token, merchant_uid, 10000).await;
+    let imp_uid = p["imp_uid"].as_str().unwrap().to_string();
+    let tno = p["pg_tid"].as_str().unwrap().to_string();
     app.sandbox
         .inject(FaultRule::new(paths::CANCEL, Fault::Drop));
-    let body = app.cancel(&token, imp_uid, 3000).await;
+    let body = app.cancel(&token, &imp_uid, 3000).await;
     assert_eq!(body["code"], 1, "{body}");
-    app.advance(settle + 20);
+    app.advance(LOOK_SETTLE_SECS + 20);
     app.app.gateway.resolve_due(10).await.unwrap();
-    assert!(app.conflicts().await.is_empty());
+    assert_eq!(app.payment(&token, &imp_uid).await["cancel_amount"], 0);
+    (app, imp_uid, tno)
+}
 
-    app.sandbox.inject(
-        FaultRule::new(
-            paths::INQUIRY,
-            Fault::HoldRequest {
-                gate: "second-look".into(),
-            },
-        )
-        .when("tno", tno),
-    );
-    app.advance(30 * settle);
+/// Runs the due second look in the background until its inquiry of `tno` meets `inquiry_fault`
+/// (gate `second-look`), then sends the merchant's cancel of `amount` (0: the whole balance) until
+/// it reaches KCP, whose answer is held (gate `cancel`). Returns a fresh token, the second look
+/// and the cancel request.
+async fn a_cancel_at_kcp_while_the_second_look_inquires(
+    app: &crate::helpers::TestApp,
+    imp_uid: &str,
+    tno: &str,
+    inquiry_fault: Fault,
+    amount: i64,
+) -> (
+    String,
+    tokio::task::JoinHandle<openport::service::ServiceResult<usize>>,
+    tokio::task::JoinHandle<(reqwest::StatusCode, serde_json::Value)>,
+) {
+    app.sandbox
+        .inject(FaultRule::new(paths::INQUIRY, inquiry_fault).when("tno", tno));
+    app.advance(30 * LOOK_SETTLE_SECS);
     let token = app.token().await;
     let gateway = app.app.gateway.clone();
     let second_look = tokio::spawn(async move { gateway.resolve_due(10).await });
@@ -1978,29 +1986,11 @@ async fn a_cancel_sent_while_the_second_look_inquires_does_not_make_the_look_a_c
             gate: "cancel".into(),
         },
     ));
-    let cancel = app.cancel_in_background(&token, imp_uid, 2000);
+    let cancel = app.cancel_in_background(&token, imp_uid, amount);
     tokio::time::timeout(Duration::from_secs(5), app.sandbox.until_held("cancel"))
         .await
         .expect("the merchant's cancel reaches KCP");
-    assert_eq!(app.sandbox.ledger()[0].balance, 8000, "KCP applied it");
-    app.sandbox.open_gate("second-look");
-    second_look.await.unwrap().unwrap();
-    app.sandbox.open_gate("cancel");
-    let (_, body) = cancel.await.unwrap();
-
-    assert_eq!(body["code"], 0, "{body}");
-    assert_eq!(body["response"]["cancel_amount"], 2000, "{body}");
-    assert!(app.conflicts().await.is_empty());
-    let further = app.cancel(&token, imp_uid, 1000).await;
-    assert_eq!(further["code"], 0, "{further}");
-    assert_eq!(further["response"]["cancel_amount"], 3000, "{further}");
-    // The second look, taken again, finds its 3,000 still not applied.
-    app.advance(30 * settle);
-    app.resolve_all().await;
-    assert!(app.conflicts().await.is_empty());
-    let token = app.token().await;
-    assert_eq!(app.payment(&token, imp_uid).await["cancel_amount"], 3000);
-    app.assert_ledger_agrees().await;
+    (token, second_look, cancel)
 }
 
 /// A net-cancel of an approval no payment holds (kind `net_cancel`, service/orphans.rs) whose
