@@ -1847,7 +1847,7 @@ async fn a_cancel_planned_while_the_second_look_records_a_late_cancel_is_recorde
     // KCP refunds the 3,000 after all.
     assert!(app.sandbox.cancel_in_admin_partly(&tno, Some(3000)));
 
-    let (token, second_look, cancel) = a_cancel_at_kcp_while_the_second_look_inquires(
+    let (_, second_look, cancel) = a_cancel_at_kcp_while_the_second_look_inquires(
         &app,
         &imp_uid,
         &tno,
