@@ -1024,14 +1024,7 @@ async fn a_charge_whose_outcome_cannot_be_written_is_answered_as_unknown_and_set
     else {
         return;
     };
-    assert_eq!(body["code"], 1, "{body}");
-    let message = body["message"].as_str().unwrap();
-    assert!(message.contains("이중결제되지 않습니다"), "{body}");
-    assert_eq!(app.sandbox.ledger().len(), 1, "KCP approved it");
-
-    app.advance(SETTLE_SECS + 20);
-    app.resolve_all().await;
-    app.assert_ledger_agrees().await;
+    told_a_retry_is_safe_then_settled(&app, &body).await;
 }
 
 /// The same for a Benepia point payment (`POST /benepia/payment`): KCP approves the points, the
@@ -1056,11 +1049,21 @@ async fn a_point_payment_whose_outcome_cannot_be_written_is_answered_as_unknown_
     else {
         return;
     };
+    told_a_retry_is_safe_then_settled(&app, &body).await;
+}
+
+/// The answer of a charge whose outcome could not be written (`answer_with_connections_cut`):
+/// code 1, the outcome being confirmed and a retry with the same merchant_uid safe, KCP having
+/// made the one trade; then the resolver settles it, and KCP and openport agree.
+async fn told_a_retry_is_safe_then_settled(
+    app: &crate::helpers::TestApp,
+    body: &serde_json::Value,
+) {
     assert_eq!(body["code"], 1, "{body}");
     let message = body["message"].as_str().unwrap();
     assert!(message.contains("자동으로 확인"), "{body}");
     assert!(message.contains("이중결제되지 않습니다"), "{body}");
-    assert_eq!(app.sandbox.ledger().len(), 1, "KCP approved the points");
+    assert_eq!(app.sandbox.ledger().len(), 1, "KCP made the trade");
 
     app.advance(SETTLE_SECS + 20);
     app.resolve_all().await;
@@ -1088,15 +1091,7 @@ async fn a_virtual_account_whose_issuance_cannot_be_written_is_answered_as_unkno
     else {
         return;
     };
-    assert_eq!(body["code"], 1, "{body}");
-    let message = body["message"].as_str().unwrap();
-    assert!(message.contains("자동으로 확인"), "{body}");
-    assert!(message.contains("이중결제되지 않습니다"), "{body}");
-    assert_eq!(app.sandbox.ledger().len(), 1, "KCP issued the account");
-
-    app.advance(SETTLE_SECS + 20);
-    app.resolve_all().await;
-    app.assert_ledger_agrees().await;
+    told_a_retry_is_safe_then_settled(&app, &body).await;
 }
 
 /// The same for a revocation (`DELETE /vbanks/{imp_uid}`): KCP closes the account, the connection
