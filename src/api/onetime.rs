@@ -96,7 +96,11 @@ pub async fn onetime(
 ) -> ApiResult<Envelope<PaymentAnnotation>> {
     let cmd = parse_onetime(
         req,
-        s.gateway.clock.now().with_timezone(&kst()).date_naive(),
+        s.gateway
+            .clock
+            .now()
+            .with_timezone(&crate::domain::KST)
+            .date_naive(),
     )?;
     // Run to completion even if the client disconnects: an abandoned future could stop between
     // KCP's approval and its recording.
@@ -109,10 +113,9 @@ pub async fn onetime(
 
 /// Today in Korea, which decides whether a card has expired.
 pub(crate) fn kst_today(s: &AppState) -> chrono::NaiveDate {
-    s.gateway.clock.now().with_timezone(&kst()).date_naive()
-}
-
-/// Card expiry is a Korean-calendar matter: the month changes at midnight KST.
-fn kst() -> chrono::FixedOffset {
-    chrono::FixedOffset::east_opt(9 * 3600).expect("static offset")
+    s.gateway
+        .clock
+        .now()
+        .with_timezone(&crate::domain::KST)
+        .date_naive()
 }

@@ -314,7 +314,7 @@ fn vbank_due(s: &str) -> Option<chrono::DateTime<chrono::Utc>> {
         _ => return None,
     };
     let naive = NaiveDateTime::parse_from_str(&local, "%Y%m%d%H%M%S").ok()?;
-    chrono::FixedOffset::east_opt(9 * 3600)?
+    crate::domain::KST
         .from_local_datetime(&naive)
         .single()
         .map(|t| t.with_timezone(&chrono::Utc))

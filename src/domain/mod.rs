@@ -15,3 +15,11 @@ pub mod vbank;
 /// lists, as iamport prints dates with four-digit years. A larger "time" is a mistake, mostly
 /// milliseconds (JavaScript's `Date.now()`), or "no upper bound" (Java's `Long.MAX_VALUE`).
 pub const LAST_UNIX_SECS: i64 = 253_402_300_799;
+
+/// Korea Standard Time (UTC+9, no daylight saving), the clock of everything KCP and the Korean
+/// banks and carriers date: KCP's time fields, card expiry months, deposit deadlines, a phone
+/// payment's month, a bank transfer's payment date.
+pub const KST: chrono::FixedOffset = match chrono::FixedOffset::east_opt(9 * 3600) {
+    Some(kst) => kst,
+    None => panic!("UTC+9 is a valid offset"),
+};

@@ -137,8 +137,7 @@ pub fn deposit_deadline(
     now: chrono::DateTime<chrono::Utc>,
 ) -> Result<chrono::DateTime<chrono::Utc>, DueRefused> {
     use chrono::Datelike;
-    let kst = chrono::FixedOffset::east_opt(9 * 3600).ok_or(DueRefused)?;
-    if due <= now || due.with_timezone(&kst).year() > 9999 {
+    if due <= now || due.with_timezone(&super::KST).year() > 9999 {
         return Err(DueRefused);
     }
     Ok(due)

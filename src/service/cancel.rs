@@ -12,6 +12,7 @@ use super::{Gateway, PaymentRecord, ServiceError, ServiceResult};
 use crate::domain::checkout::{window_plan, WindowMethod};
 use crate::domain::ids::random_hex;
 use crate::domain::payment::{plan_cancel, PaymentStatus};
+use crate::domain::KST;
 use crate::pg::{quoted_refusal, CancelKind, CancelRequest, DeclineReason, PgError};
 use crate::store::entity::{cancellation, merchant, payment, pg_attempt};
 use crate::store::{billing, is_unique_violation, payments, WriteTransaction};
@@ -567,10 +568,9 @@ fn dated_cancel_refusal(
 ) -> Option<&'static str> {
     let method = window_method(p)?;
     let paid_at = DateTime::from_timestamp(p.paid_at.filter(|t| *t > 0)?, 0)?;
-    let kst = chrono::FixedOffset::east_opt(9 * 3600)?;
     let (paid_on, today) = (
-        paid_at.with_timezone(&kst).date_naive(),
-        now.with_timezone(&kst).date_naive(),
+        paid_at.with_timezone(&KST).date_naive(),
+        now.with_timezone(&KST).date_naive(),
     );
     match method {
         WindowMethod::Phone

@@ -8,7 +8,7 @@
 
 use std::net::IpAddr;
 
-use chrono::{DateTime, FixedOffset, NaiveDateTime, TimeZone, Utc};
+use chrono::{DateTime, NaiveDateTime, TimeZone, Utc};
 use serde::{Deserialize, Deserializer, Serialize};
 
 use super::codes::invalid_request;
@@ -1556,16 +1556,17 @@ pub fn parse_kcp_time(s: &str) -> Option<DateTime<Utc>> {
         return None;
     }
     let naive = NaiveDateTime::parse_from_str(s, "%Y%m%d%H%M%S").ok()?;
-    let kst = FixedOffset::east_opt(9 * 3600)?;
-    kst.from_local_datetime(&naive)
+    crate::domain::KST
+        .from_local_datetime(&naive)
         .single()
         .map(|t| t.with_timezone(&Utc))
 }
 
 /// UTC → `yyyyMMddHHmmss` in Korea time, the form of every KCP time field (spec §6).
 pub fn format_kcp_time(at: DateTime<Utc>) -> String {
-    let kst = FixedOffset::east_opt(9 * 3600).unwrap_or_else(|| chrono::Offset::fix(&Utc));
-    at.with_timezone(&kst).format("%Y%m%d%H%M%S").to_string()
+    at.with_timezone(&crate::domain::KST)
+        .format("%Y%m%d%H%M%S")
+        .to_string()
 }
 
 fn time_or_now(value: Option<&str>, field: &'static str) -> DateTime<Utc> {
