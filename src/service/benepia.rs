@@ -452,10 +452,20 @@ impl Gateway {
         if payments::conflict_names(&self.db.write, payment.id, tno).await? {
             return Ok(true);
         }
+        Ok(!self.rechecks_naming(payment, tno).await?.is_empty())
+    }
+
+    /// The second looks (`cancel_recheck`) still due of `payment`'s cancels, naming trade `tno`.
+    async fn rechecks_naming(
+        &self,
+        payment: &payment::Model,
+        tno: &str,
+    ) -> ServiceResult<Vec<pg_attempt::Model>> {
         Ok(payments::open_attempts_of(&self.db.write, payment.id)
             .await?
-            .iter()
-            .any(|a| a.kind == super::cancel_recheck::KIND && a.tno.as_deref() == Some(tno)))
+            .into_iter()
+            .filter(|a| a.kind == super::cancel_recheck::KIND && a.tno.as_deref() == Some(tno))
+            .collect())
     }
 
     /// Whether KCP showing point trade `tno` of `payment` cancelled may be recorded as a full cancel
@@ -473,21 +483,18 @@ impl Gateway {
         payment: &payment::Model,
         tno: &str,
     ) -> ServiceResult<LateReapproval> {
-        if !self.reapproval_unaccounted(payment, tno).await? {
+        // What `reapproval_unaccounted` reads, each read once.
+        let rechecks = self.rechecks_naming(payment, tno).await?;
+        let conflict = payments::conflict_names(&self.db.write, payment.id, tno).await?;
+        if rechecks.is_empty() && !conflict {
             return Ok(LateReapproval::None);
         }
         // A full cancel's second look names the payment's own order number: no STRA under it.
-        let sent_under: Vec<String> = payments::open_attempts_of(&self.db.write, payment.id)
-            .await?
-            .into_iter()
-            .filter(|a| {
-                a.kind == super::cancel_recheck::KIND
-                    && a.tno.as_deref() == Some(tno)
-                    && a.order_no != payment.order_no
-            })
-            .map(|a| a.order_no)
-            .collect();
-        for order_no in &sent_under {
+        let sent_under = rechecks
+            .iter()
+            .map(|a| &a.order_no)
+            .filter(|order_no| **order_no != payment.order_no);
+        for order_no in sent_under {
             match reapproval_under(connector, order_no).await {
                 Ok(None) => {}
                 Ok(Some(found)) if found.live => {
@@ -506,7 +513,7 @@ impl Gateway {
                 }
             }
         }
-        if payments::conflict_names(&self.db.write, payment.id, tno).await? {
+        if conflict {
             tracing::error!(imp_uid = %payment.imp_uid, %tno, "KCP holds a point trade cancelled that a conflict names; left for the operator");
             return Ok(LateReapproval::Conflict(format!(
                 "{tno} cancelled at KCP while a conflict names it: nothing recorded"
