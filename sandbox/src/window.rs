@@ -391,10 +391,8 @@ fn register(s: &Shared, headers: &HeaderMap, get: impl Fn(&str) -> Option<String
         Some("Y") => true,
         Some(_) => return bad("escw_used"),
     };
-    // KCP's escrow covers cards, bank transfers and virtual accounts (assumption,
-    // docs/sandbox.md): no phone, point or gift trade is registered as escrow.
-    if escrow && matches!(pay_method.as_str(), "MOBX" | "TPNT" | "GIFT") {
-        return bad("escw_used (에스크로는 CARD, BANK, VCNT만 가능)");
+    if escrow && !escrow_takes(&pay_method) {
+        return bad(&format!("escw_used ({ESCROW_METHODS_ONLY})"));
     }
     let approval_key = format!(
         "{}=",
@@ -549,6 +547,18 @@ fn quota_option(quotaopt: &str) -> Option<u8> {
     quotaopt.parse::<u8>().ok().filter(|m| *m <= QUOTAOPT_MAX)
 }
 
+/// Whether KCP's escrow takes a trade of `pay_method` (the registration's names): cards, bank
+/// transfers and virtual accounts (assumption, docs/sandbox.md; PortOne documents KCP's escrow
+/// for card, trans and vbank only). A phone, point or gift trade is never opened as escrow, by
+/// the registration (`Code 0002`) or by the PC window (its error page), so no escrow approval,
+/// `STE2` cancel or shipping start can follow for one.
+fn escrow_takes(pay_method: &str) -> bool {
+    !matches!(pay_method, "MOBX" | "TPNT" | "GIFT")
+}
+
+/// What a refused escrow trade is told, registered or opened in the PC window.
+const ESCROW_METHODS_ONLY: &str = "에스크로는 CARD, BANK, VCNT만 가능";
+
 /// `POST /pay/mobileGW.kcp`: the window (spec §2.2 fields).
 pub(crate) async fn window_page(State(s): State<Arc<Shared>>, body: Bytes) -> Response {
     unframeable(mobile_window(&s, &body))
@@ -633,6 +643,12 @@ pub(crate) fn open_pc_window(
         "Y" => true,
         _ => return Err("escw_used 값 오류".into()),
     };
+    // The same rule as the registration's (the PC window is the PC flow's registration): a
+    // phone, point or gift-certificate bitmask with `escw_used=Y` gets the error page, as any
+    // other field this window refuses, and no trade is recorded for it.
+    if escrow && !escrow_takes(pay_method) {
+        return Err(format!("escw_used 값 오류 ({ESCROW_METHODS_ONLY})"));
+    }
     if matches!(pay_method, "MOBX" | "TPNT" | "GIFT") && get("shop_user_id").is_empty() {
         return Err("필수 항목이 없습니다. (shop_user_id)".into());
     }

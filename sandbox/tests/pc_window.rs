@@ -193,3 +193,39 @@ async fn a_pc_batch_window_needs_its_kcpgroup_id_and_issues_the_key_in_that_grou
     assert_eq!(keys.len(), 1);
     assert_eq!(keys[0].group_id, "T00001000002");
 }
+
+/// KCP's escrow covers cards, bank transfers and virtual accounts, in the PC window as at the
+/// registration (`Code 0002` there): a phone, point or gift-certificate bitmask with
+/// `escw_used=Y` gets the error page naming `escw_used`, not a window to pay in; the
+/// card, transfer and virtual-account bitmasks still open an escrow window.
+#[tokio::test]
+async fn a_pc_escrow_window_for_phone_point_or_gift_gets_the_error_page() {
+    let h = spawn().await;
+    let escrow_form = |order: &'static str, pay_method: &'static str| {
+        let mut form = pc_form(order, "5000", pay_method);
+        form.extend_from_slice(&[("escw_used", "Y"), ("shop_user_id", "buyer1")]);
+        form
+    };
+    for (pay_method, order) in [
+        ("000010000000", "PCE1"),
+        ("000100000000", "PCE2"),
+        ("000000001000", "PCE3"),
+    ] {
+        let page = h
+            .post_form(&h.url(paths::PC_WINDOW), &escrow_form(order, pay_method))
+            .await;
+        assert!(page.contains("id=\"error\""), "{pay_method}: {page}");
+        assert!(page.contains("escw_used"), "names the field: {page}");
+        assert!(!page.contains("id=\"pay\""), "{pay_method}: {page}");
+    }
+    for (pay_method, order) in [
+        ("100000000000", "PCE4"),
+        ("010000000000", "PCE5"),
+        ("001000000000", "PCE6"),
+    ] {
+        let page = h
+            .post_form(&h.url(paths::PC_WINDOW), &escrow_form(order, pay_method))
+            .await;
+        assert!(page.contains("id=\"pay\""), "{pay_method}: {page}");
+    }
+}
