@@ -3195,6 +3195,70 @@ async fn a_pc_window_result_without_its_ordr_chk_or_with_another_is_refused_befo
     app.assert_ledger_agrees().await;
 }
 
+/// KCP reads a window's `enc_data` only with the `enc_info` it was answered with (spec/kcp.md
+/// §2.3; the sandbox answers `9533` otherwise): a result posted back with another window's
+/// `enc_info`, or a cut one, is refused at approval. The payment ends failed with KCP's code in
+/// the merchant's answer and in its fail_reason, nothing is approved at KCP, and the other
+/// window, posted with its own pair, is still paid.
+#[tokio::test]
+async fn a_window_result_whose_enc_info_is_not_its_own_is_refused_at_kcp_and_the_payment_fails() {
+    let app = spawn_app().await;
+    let (other_pay_url, other_fields) = hand_off(
+        &app,
+        json!({"merchant_uid": "web-encinfo-other", "amount": 1000}),
+    )
+    .await;
+    let (other_ret_url, other_result) =
+        window_result(&app, &other_pay_url, &other_fields, &CARD_OK).await;
+    let other_enc_info = field(&other_result, "enc_info").unwrap().to_string();
+    let token = app.token().await;
+    for (merchant_uid, crossed) in [("web-encinfo-crossed", true), ("web-encinfo-cut", false)] {
+        let (pay_url, fields) =
+            hand_off(&app, json!({"merchant_uid": merchant_uid, "amount": 1000})).await;
+        let (ret_url, mut result) = window_result(&app, &pay_url, &fields, &CARD_OK).await;
+        let enc_info = &mut result
+            .iter_mut()
+            .find(|(k, _)| k == "enc_info")
+            .expect("the window answers enc_info")
+            .1;
+        assert!(!enc_info.is_empty() && *enc_info != other_enc_info);
+        *enc_info = if crossed {
+            other_enc_info.clone()
+        } else {
+            enc_info[..enc_info.len() - 1].to_string()
+        };
+        let rsp = rsp_of(&post_form(&app, &ret_url, &result).await);
+        assert_eq!(rsp["success"], false, "{merchant_uid}: {rsp}");
+        assert_eq!(rsp["error_code"], "9533", "{merchant_uid}: {rsp}");
+        assert!(
+            rsp["error_msg"]
+                .as_str()
+                .is_some_and(|m| m.contains("enc_info")),
+            "{merchant_uid}: {rsp}"
+        );
+        let (_, found) = app
+            .get(&format!("/payments/find/{merchant_uid}"), Some(&token))
+            .await;
+        let p = &found["response"];
+        assert_eq!(p["status"], "failed", "{p}");
+        assert!(
+            p["fail_reason"]
+                .as_str()
+                .is_some_and(|r| r.contains("[9533]")),
+            "{p}"
+        );
+        assert!(
+            app.sandbox.ledger().is_empty(),
+            "{merchant_uid}: nothing was approved"
+        );
+    }
+    let paid = rsp_of(&post_form(&app, &other_ret_url, &other_result).await);
+    assert_eq!(paid["success"], true, "{paid}");
+    assert_eq!(paid["status"], "paid", "{paid}");
+    assert_eq!(app.sandbox.ledger().len(), 1);
+    app.assert_ledger_agrees().await;
+}
+
 /// The PC flow end to end: KCP's answer, posted by the page with its `ordr_chk`, is approved at
 /// the order's amount and paid; the buyer's close in KCP's layer (`res_cd` 3001) is a cancel.
 #[tokio::test]
