@@ -5,11 +5,15 @@ use super::*;
 use crate::pg::kcp::wire::vbank::tests::issue_request;
 use crate::pg::{PgVirtualAccounts, VbankState};
 
-/// The window's virtual-account answer (spec/kcp.md §2.4) for [`issue_request`].
+/// The window's virtual-account answer (spec/kcp.md §2.4) for [`issue_request`]: `depositor` is
+/// the account's holder as KCP names it, `va_name` the buyer the request named as who pays in
+/// (입금자명, docs/kcp.md §10), not a holder.
 const ISSUED: &str = r#"{"res_cd":"0000","res_msg":"정상처리","tno":"20260310123456","order_no":"OP123456789012",
  "amount":"7000","pay_method":"PAVC","bankcode":"BK07","bankname":"수협","account":"T0709260000806",
- "depositor":"오픈포트상점","va_name":"오픈포트상점","va_date":"20260317235959","app_time":"20260310120000","escw_yn":"N"}"#;
+ "depositor":"한국사이버결제","va_name":"홍길동","va_date":"20260317235959","app_time":"20260310120000","escw_yn":"N"}"#;
 
+/// The account's holder is KCP's `depositor`; the answer's `va_name` repeats the buyer (the
+/// request's expected depositor) and is never taken for the holder.
 #[tokio::test]
 async fn an_issuance_posts_the_golden_body_to_the_hub_and_reads_the_account() {
     let (kcp, script) = kcp(200, ISSUED, Duration::ZERO).await;
@@ -30,7 +34,7 @@ async fn an_issuance_posts_the_golden_body_to_the_hub_and_reads_the_account() {
             "T0709260000806",
             "BK07",
             "수협",
-            "오픈포트상점",
+            "한국사이버결제",
             7000
         )
     );
