@@ -1,5 +1,6 @@
 //! Billing keys (`/subscribe/customers`) and charges on them (`/subscribe/payments/again`):
 //! spec/iamport-v1.md §4.4–4.5, KCP §2.5–2.6.
+use futures::future::{BoxFuture, FutureExt};
 use sea_orm::Set;
 
 use super::pay::{ApprovalOutcome, ChargeCall, ChargeOrder};
@@ -52,6 +53,25 @@ impl From<sea_orm::DbErr> for KeyNotStored {
         Self::Certainly(e.into())
     }
 }
+
+/// What [`Gateway::store_issued_key`] did with a key KCP issued.
+pub(super) enum Storing<R> {
+    /// Stored as the customer's, replacing `replaced` (to be deleted at KCP).
+    Stored {
+        stored: Box<billing_key::Model>,
+        replaced: Option<Box<billing_key::Model>>,
+    },
+    /// Refused by the caller's part of the transaction, and nothing written.
+    Refused(R),
+}
+
+/// How often a new key is stored again when registrations of the same customer_uid keep
+/// changing its key under it ([`Gateway::store_issued_key`]).
+const STORE_TRIES: usize = 3;
+
+/// The refusal once they did: the new key is not registered (and deleted at KCP).
+const RE_REGISTERED_DURING_STORE: &str =
+    "같은 customer_uid로 동시에 등록 중입니다. 다시 시도해 주세요.";
 
 /// How often a delete reads the customer's key again when re-registrations keep replacing it
 /// under it.
@@ -131,8 +151,14 @@ impl Gateway {
     ) -> ServiceResult<billing_key::Model> {
         let row = self.issue_key(m, &cmd).await?;
         let now = self.clock.unix();
-        let (stored, old) = match self.store_issued_key(m, &cmd, row.clone()).await {
-            Ok(stored) => stored,
+        let (stored, old) = match self
+            .store_issued_key(m.id, &cmd.customer_uid, row.clone(), now, |_, _| {
+                async { Ok(None::<std::convert::Infallible>) }.boxed()
+            })
+            .await
+        {
+            Ok(Storing::Stored { stored, replaced }) => (*stored, replaced),
+            Ok(Storing::Refused(never)) => match never {},
             Err(KeyNotStored::Certainly(e)) => {
                 self.discard_issued_key(m, row, now).await;
                 return Err(e);
@@ -219,35 +245,68 @@ impl Gateway {
         })
     }
 
-    /// Stores the key KCP just issued as the customer's, retiring the key it replaces:
-    /// (the stored key, the replaced one).
-    async fn store_issued_key(
+    /// Stores `row`, a key KCP just issued, as customer `customer_uid`'s, retiring the key it
+    /// replaces (whose registration time it keeps: the customer was registered then, only
+    /// `updated` moves, spec §4.5), in one transaction with what `alongside` writes. Both ways a
+    /// key is issued store it here: `POST /subscribe/customers` (nothing alongside) and the
+    /// billing-key window (its attempt and its `issue` payment, `Gateway::store_window_key`).
+    /// `alongside` runs first in each try, given the active key about to be replaced; `Some`
+    /// refuses the key, and nothing is written.
+    ///
+    /// Another registration of the customer_uid (REST or a window, here or on another instance)
+    /// may commit between this transaction's read of the active key and its writes: the key read
+    /// is then no longer active when retired (on PostgreSQL the retirement waits for the other
+    /// transaction, then finds the row replaced), or the key it inserted makes the one-active-key
+    /// index refuse this one. Either way this transaction is rolled back and tried again, reading
+    /// the key the customer has now and asking `alongside` again (a window may replace only a key
+    /// its merchant let it): told as a storage failure, it would have deleted a good key at KCP
+    /// and failed the buyer's window over timing alone.
+    pub(super) async fn store_issued_key<R, F>(
         &self,
-        m: &merchant::Model,
-        cmd: &CustomerCommand,
+        merchant_id: i64,
+        customer_uid: &str,
         row: billing_key::ActiveModel,
-    ) -> Result<(billing_key::Model, Option<billing_key::Model>), KeyNotStored> {
-        let now = self.clock.unix();
-        for _ in 0..3 {
+        now: i64,
+        mut alongside: F,
+    ) -> Result<Storing<R>, KeyNotStored>
+    where
+        F: for<'t> FnMut(
+            &'t crate::store::WriteTransaction,
+            Option<&'t billing_key::Model>,
+        ) -> BoxFuture<'t, Result<Option<R>, sea_orm::DbErr>>,
+    {
+        for _ in 0..STORE_TRIES {
             let txn = self.db.write.begin().await?;
-            let old = billing::active_key(&txn, m.id, &cmd.customer_uid).await?;
+            let old = billing::active_key(&txn, merchant_id, customer_uid).await?;
+            if let Some(refusal) = alongside(&txn, old.as_ref()).await? {
+                txn.rollback().await?;
+                return Ok(Storing::Refused(refusal));
+            }
             let mut row = row.clone();
             if let Some(o) = &old {
-                billing::retire_key(&txn, o.id, Retirement::Replaced, now).await?;
-                // The customer was registered then; only `updated` moves (spec §4.5).
+                if !billing::retire_key(&txn, o.id, Retirement::Replaced, now).await? {
+                    txn.rollback().await?;
+                    continue;
+                }
                 row.inserted_at = Set(o.inserted_at);
             }
             match billing::insert_key(&txn, row).await {
                 Ok(stored) => {
                     self.commit_storing(txn, &stored).await?;
-                    return Ok((stored, old));
+                    return Ok(Storing::Stored {
+                        stored: Box::new(stored),
+                        replaced: old.map(Box::new),
+                    });
                 }
-                Err(e) if is_unique_violation(&e) => continue,
+                Err(e) if is_unique_violation(&e) => {
+                    txn.rollback().await?;
+                    continue;
+                }
                 Err(e) => return Err(e.into()),
             }
         }
         Err(KeyNotStored::Certainly(ServiceError::Refused(
-            "같은 customer_uid로 동시에 등록 중입니다. 다시 시도해 주세요.".into(),
+            RE_REGISTERED_DURING_STORE.into(),
         )))
     }
 

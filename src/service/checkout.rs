@@ -11,7 +11,7 @@ use sea_orm::sea_query::Expr;
 use sea_orm::{ActiveModelTrait, ColumnTrait, Condition, EntityTrait, QueryFilter, Set};
 use serde::Serialize;
 
-use super::billing::KeyNotStored;
+use super::billing::{KeyNotStored, Storing};
 use super::pay::{prepared_mismatch, taken_reason};
 use super::pay::{ApprovalOutcome, ChargeOrder, Settling};
 use super::{Gateway, ServiceError, ServiceResult};
@@ -1758,7 +1758,9 @@ impl Gateway {
     }
 
     /// Stores the window's key as customer `uid`'s and the `issue` payment as paid (`paid`), in
-    /// one transaction conditional on this holder still holding `attempt`.
+    /// one transaction conditional on this holder still holding `attempt`, the way a REST
+    /// registration stores its key (`Gateway::store_issued_key`, which tries again when a
+    /// registration of the same customer_uid commits meanwhile).
     #[allow(clippy::too_many_arguments)]
     async fn store_window_key(
         &self,
@@ -1770,29 +1772,33 @@ impl Gateway {
         merchant_uid: &str,
         now: i64,
     ) -> Result<WindowKey, KeyNotStored> {
-        let txn = self.db.write.begin().await?;
-        let mut a: pg_attempt::ActiveModel = attempt.clone().into();
-        a.state = Set("succeeded".into());
-        a.updated_at = Set(now);
-        if !payments::write_held_attempt(&txn, attempt, a).await? {
-            txn.rollback().await?;
-            return Ok(WindowKey::SettledElsewhere);
-        }
-        let replaced = billing::active_key(&txn, m.id, uid).await?;
-        // A key registered for this customer_uid since the window opened: replaced only on the
-        // merchant's word, as at the start; otherwise the new key is deleted at KCP.
-        if replacement_refused(&txn, replaced.as_ref(), m.id, merchant_uid).await? {
-            txn.rollback().await?;
-            return Ok(WindowKey::ReplacementRefused);
-        }
-        if let Some(old) = &replaced {
-            billing::retire_key(&txn, old.id, billing::Retirement::Replaced, now).await?;
-        }
-        let stored = billing::insert_key(&txn, row).await?;
-        paid.update(&txn).await?;
-        self.commit_storing(txn, &stored).await?;
-        Ok(WindowKey::Stored {
-            replaced: replaced.map(Box::new),
+        let merchant_id = m.id;
+        let stored = self
+            .store_issued_key(merchant_id, uid, row, now, |txn, current| {
+                let (attempt, paid, merchant_uid) =
+                    (attempt.clone(), paid.clone(), merchant_uid.to_owned());
+                async move {
+                    let mut a: pg_attempt::ActiveModel = attempt.clone().into();
+                    a.state = Set("succeeded".into());
+                    a.updated_at = Set(now);
+                    if !payments::write_held_attempt(txn, &attempt, a).await? {
+                        return Ok(Some(WindowKey::SettledElsewhere));
+                    }
+                    // A key registered for this customer_uid since the window opened: replaced
+                    // only on the merchant's word, as at the start; otherwise the new key is
+                    // deleted at KCP.
+                    if replacement_refused(txn, current, merchant_id, &merchant_uid).await? {
+                        return Ok(Some(WindowKey::ReplacementRefused));
+                    }
+                    paid.update(txn).await?;
+                    Ok(None)
+                }
+                .boxed()
+            })
+            .await?;
+        Ok(match stored {
+            Storing::Stored { replaced, .. } => WindowKey::Stored { replaced },
+            Storing::Refused(window_key) => window_key,
         })
     }
 

@@ -1445,13 +1445,24 @@ fn open_charge_statement(
 /// [`conclude_charge`]'s one PostgreSQL statement, written as text (store/sql_text.rs):
 ///
 /// ```sql
-/// WITH a AS (UPDATE pg_attempts SET … WHERE still held
-///            AND EXISTS (the payment in status `from`) RETURNING id),
+/// WITH l AS (SELECT id FROM payments WHERE id = … AND status = `from` FOR UPDATE),
+///      a AS (UPDATE pg_attempts SET … WHERE still held
+///            AND EXISTS (SELECT 1 FROM l) RETURNING id),
 ///      p AS (UPDATE payments SET … WHERE id = … AND status = `from`
 ///            AND EXISTS (SELECT 1 FROM a) RETURNING *),
 ///      w0 AS (INSERT INTO webhook_deliveries (…) SELECT … FROM p), …
 /// SELECT p.* FROM p
 /// ```
+///
+/// `l` is why the attempt's update can trust the payment's status: a plain `EXISTS` on
+/// `payments` reads the statement's snapshot, so a transaction that moved the payment out of
+/// `from` and committed after the snapshot was taken went unseen there, while `p`, which
+/// re-checks its row once it has the lock, saw it and wrote nothing: the attempt was closed and
+/// the payment left unmoved (an approval KCP holds, on a `pending` payment with no open attempt
+/// for the resolver to find). `FOR UPDATE` waits for such a transaction and re-checks the
+/// committed row, and then holds it until this statement commits, so `a` and `p` decide on one
+/// status. It takes the payment's row before the attempt's, the order every transaction holding
+/// a payment (`by_id_held`, `hold_if_status`) takes them in.
 fn conclude_charge_statement(
     held: &pg_attempt::Model,
     from: &str,
@@ -1465,16 +1476,19 @@ fn conclude_charge_statement(
         payment_changes,
     } = conclusion(payment, attempt)?;
     let mut q = SqlText::new(DbBackend::Postgres);
-    q.sql("WITH ").ident("a").sql(" AS (");
-    update_held_attempt_sql(&mut q, held, attempt_changes);
     let payments = &table::<payment::Entity>();
-    q.sql(" AND EXISTS (SELECT 1 FROM ")
+    q.sql("WITH ").ident("l").sql(" AS (SELECT ");
+    q.ident(payment::Column::Id.as_str())
+        .sql(" FROM ")
         .ident(payments)
         .sql(" WHERE ");
     q.eq(payments, payment::Column::Id.as_str(), payment_id.clone());
     q.sql(" AND ")
         .eq(payments, payment::Column::Status.as_str(), from)
-        .sql(")");
+        .sql(" FOR UPDATE), ");
+    q.ident("a").sql(" AS (");
+    update_held_attempt_sql(&mut q, held, attempt_changes);
+    q.sql(" AND EXISTS (SELECT 1 FROM ").ident("l").sql(")");
     q.sql(" RETURNING ")
         .ident(pg_attempt::Column::Id.as_str())
         .sql("), ");
@@ -1583,12 +1597,16 @@ fn set_list<C: IdenStatic>(q: &mut SqlText, changes: Vec<(C, sea_orm::Value)>) {
 /// and None comes back: someone else decided this attempt, and their outcome stands.
 ///
 /// On PostgreSQL this is ONE statement (a data-modifying `WITH`, atomic by itself: all its parts
-/// commit or none) instead of `BEGIN`, two updates, the inserts and `COMMIT`. The attempt's update
-/// comes first and requires the payment's status; the payment's update and each webhook's insert
-/// require the attempt's update to have happened (the parts of one statement see one snapshot and
-/// talk only through `RETURNING`). A concurrent writer blocks on the attempt's row and then finds
-/// it closed. SQLite has no data-modifying `WITH`; there it is a transaction handed to the writer
-/// whole ([`super::Writer::transact`]) that checks each update and rolls back. Both write their
+/// commit or none) instead of `BEGIN`, two updates, the inserts and `COMMIT`. It first reads the
+/// payment in status `from` holding its row (`FOR UPDATE`: a transaction changing it is waited
+/// for and its change seen); the attempt's update requires that row; the payment's update and each
+/// webhook's insert require the attempt's update to have happened (the parts of one statement see
+/// one snapshot and talk only through `RETURNING`, so the status both updates depend on has to be
+/// a locked read, not a snapshot's: see `conclude_charge_statement`). A concurrent writer of the
+/// attempt blocks on its row and then finds it closed; a concurrent writer of the payment either
+/// waits for this statement or is waited for, and then the attempt stays open. SQLite has no
+/// data-modifying `WITH`; there it is a transaction handed to the writer whole
+/// ([`super::Writer::transact`]) that checks each update and rolls back. Both write their
 /// statements as text (store/sql_text.rs).
 pub async fn conclude_charge(
     db: &super::Writer,
@@ -1700,7 +1718,12 @@ mod tests {
             created_at: Set(100),
             updated_at: Set(100),
             notify: Set(false),
-            ..Default::default()
+            // Every column set: on PostgreSQL the opened attempt is this model with its ids.
+            tno: Set(None),
+            reason: Set(None),
+            result_code: Set(None),
+            result_message: Set(None),
+            absent_order_no: Set(None),
         }
     }
 
@@ -1837,6 +1860,204 @@ mod tests {
     #[tokio::test]
     async fn charge_statements_work_on_an_in_memory_sqlite_through_sqlx() {
         a_charge_opens_is_refused_with_nothing_written_and_concludes_once("sqlite::memory:").await;
+    }
+
+    /// A new database on the PostgreSQL of `DATABASE_URL` (named like tests/api's, so they are
+    /// cleaned up alike); None when the run is on SQLite.
+    async fn fresh_postgres_database() -> Option<String> {
+        use sea_orm::sqlx::Connection;
+        let url = std::env::var("DATABASE_URL").ok()?;
+        if !url.starts_with("postgres") {
+            return None;
+        }
+        let name = format!("openport_test_{}", crate::domain::ids::random_hex(6));
+        let mut conn = sea_orm::sqlx::PgConnection::connect(&url).await.unwrap();
+        sea_orm::sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        let (base, _) = url.rsplit_once('/').expect("postgres URL with a database");
+        Some(format!("{base}/{name}"))
+    }
+
+    /// Runs `conclude` while another connection's transaction holds an update of the payment
+    /// `payment_id` (`change`, a `SET` list), committing it only once `conclude` waits for a lock:
+    /// the outcome's statement began before the change committed. `conclude`'s result.
+    async fn concluded_while_the_payment_changes<T>(
+        db: &super::super::Db,
+        url: &str,
+        payment_id: i64,
+        change: &str,
+        conclude: impl std::future::Future<Output = T>,
+    ) -> T {
+        use sea_orm::{ConnectionTrait, Statement, TransactionTrait};
+        let other = sea_orm::Database::connect(url).await.unwrap();
+        let txn = other.begin().await.unwrap();
+        txn.execute_unprepared(&format!(
+            "UPDATE payments SET {change} WHERE id = {payment_id}"
+        ))
+        .await
+        .unwrap();
+        let commit_once_waited_for = async {
+            // pg_stat_activity is read on its own connection: a transaction sees one snapshot of it.
+            let waiting = Statement::from_string(
+                sea_orm::DbBackend::Postgres,
+                "SELECT count(*) AS n FROM pg_stat_activity \
+                 WHERE datname = current_database() AND wait_event_type = 'Lock'",
+            );
+            for _ in 0..500 {
+                let row = db.read.query_one(waiting.clone()).await.unwrap().unwrap();
+                if row.try_get::<i64>("", "n").unwrap() > 0 {
+                    return txn.commit().await.unwrap();
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+            panic!("the outcome's statement never waited for the payment's row");
+        };
+        let (concluded, ()) = tokio::join!(conclude, commit_once_waited_for);
+        concluded
+    }
+
+    /// PostgreSQL: an outcome whose statement began before another transaction moved the payment
+    /// out of `pending` (and committed) writes nothing, the attempt included: the attempt stays
+    /// open and held, for its holder to read what happened, and the resolver to find if it does
+    /// not. Its payment status is a locked read, not the snapshot's (an attempt closed as
+    /// `approved` on a payment left unmoved would be money at KCP nobody looks at again). A change
+    /// that leaves the payment `pending` is waited for and the outcome written whole; and the
+    /// statement still reads both rows through their primary keys.
+    #[tokio::test]
+    async fn on_postgres_an_outcome_racing_a_change_of_its_payment_writes_all_of_it_or_nothing() {
+        use sea_orm::{ConnectionTrait, EntityTrait};
+        let Some(url) = fresh_postgres_database().await else {
+            return;
+        };
+        let (db, merchant_id) = with_a_merchant(&url).await;
+        let opened = |n| {
+            let db = &db;
+            async move {
+                match open_charge(
+                    &db.write,
+                    pending(merchant_id, n, 1000),
+                    attempt(n, 1000),
+                    None,
+                    None,
+                )
+                .await
+                .unwrap()
+                {
+                    OpenedCharge::Opened(o) => o,
+                    _ => panic!("not opened"),
+                }
+            }
+        };
+        let paid = |id| payment::ActiveModel {
+            id: Set(id),
+            status: Set("paid".into()),
+            pg_tid: Set(Some("T-1".into())),
+            paid_at: Set(Some(110)),
+            updated_at: Set(110),
+            ..Default::default()
+        };
+        let approved = || pg_attempt::ActiveModel {
+            state: Set("approved".into()),
+            tno: Set(Some("T-1".into())),
+            updated_at: Set(110),
+            ..Default::default()
+        };
+
+        let moved = opened(1).await;
+        let written = concluded_while_the_payment_changes(
+            &db,
+            &url,
+            moved.payment.id,
+            "status = 'failed', updated_at = 105",
+            conclude_charge(
+                &db.write,
+                &moved.attempt,
+                "pending",
+                paid(moved.payment.id),
+                approved(),
+                vec![],
+            ),
+        )
+        .await
+        .unwrap();
+        assert!(written.is_none(), "{written:?}");
+        let attempt_after = pg_attempt::Entity::find_by_id(moved.attempt.id)
+            .one(&db.read)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (
+                attempt_after.state.as_str(),
+                attempt_after.lease_until,
+                attempt_after.tno
+            ),
+            ("pending", moved.attempt.lease_until, None),
+            "the attempt was closed on a payment another transaction moved"
+        );
+        let payment_after = super::by_id(&db.read, moved.payment.id)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(payment_after.status, "failed");
+
+        let touched = opened(2).await;
+        let written = concluded_while_the_payment_changes(
+            &db,
+            &url,
+            touched.payment.id,
+            "updated_at = 105",
+            conclude_charge(
+                &db.write,
+                &touched.attempt,
+                "pending",
+                paid(touched.payment.id),
+                approved(),
+                vec![],
+            ),
+        )
+        .await
+        .unwrap()
+        .expect("the payment is still pending: the outcome is written");
+        assert_eq!((written.status.as_str(), written.updated_at), ("paid", 110));
+        let attempt_after = pg_attempt::Entity::find_by_id(touched.attempt.id)
+            .one(&db.read)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(attempt_after.state, "approved");
+
+        // The plan: index lookups on both rows (sequential scans forbidden, as tables this small
+        // would otherwise be read whole whatever their indexes).
+        let statement = super::conclude_charge_statement(
+            &touched.attempt,
+            "pending",
+            &paid(touched.payment.id),
+            &approved(),
+            &[],
+        )
+        .unwrap();
+        let txn = sea_orm::TransactionTrait::begin(&db.read).await.unwrap();
+        txn.execute_unprepared("SET LOCAL enable_seqscan = off")
+            .await
+            .unwrap();
+        let explain = sea_orm::Statement {
+            sql: format!("EXPLAIN {}", statement.sql),
+            ..statement
+        };
+        let plan: Vec<String> = txn
+            .query_all(explain)
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.try_get_by_index::<String>(0).unwrap())
+            .collect();
+        let plan = plan.join("\n");
+        assert!(!plan.contains("Seq Scan"), "{plan}");
+        assert!(plan.contains("Index Scan using payments_pkey"), "{plan}");
+        assert!(plan.contains("Index Scan using pg_attempts_pkey"), "{plan}");
     }
 
     /// The merchant listings read their window through an index on the time they compare (the

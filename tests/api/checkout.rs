@@ -2608,6 +2608,164 @@ async fn a_key_registered_while_the_window_was_open_is_kept_and_the_windows_new_
     assert_eq!(retired[0].batch_key_sealed, "");
 }
 
+/// How many connections to the test's database wait, in PostgreSQL's `pg_stat_activity`, as
+/// `condition` says (`wait_event = 'PgSleep'`: in a [`crate::helpers::slow_writes`] trigger).
+async fn backends_waiting(app: &TestApp, condition: &str) -> i64 {
+    use sea_orm::{ConnectionTrait, DbBackend, Statement};
+    let row = app
+        .app
+        .gateway
+        .db
+        .read
+        .query_one(Statement::from_string(
+            DbBackend::Postgres,
+            format!(
+                "SELECT count(*) AS n FROM pg_stat_activity \
+                 WHERE datname = current_database() AND {condition}"
+            ),
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    row.try_get("", "n").unwrap()
+}
+
+/// PostgreSQL, two stores of a key for one customer_uid at once: a REST re-registration has
+/// retired the customer's key and is held in its transaction (a trigger on its key's insert)
+/// while a billing-key window, prepared with amount 0 (the merchant's word that it may replace
+/// the key), finishes. The window reads the old key as still active; its retirement of it waits
+/// for the re-registration, then finds it replaced. The window tries again on the key the
+/// customer has now and, as its prepare allows, replaces it, as it would had the two come one
+/// after the other. It was answered as a database failure ("빌링키를 저장하지 못해…"), its key
+/// deleted at KCP and an ERROR logged for an operator, over timing alone.
+#[tokio::test]
+async fn a_billing_window_finishing_while_a_rest_re_registration_commits_replaces_the_new_key_as_prepared(
+) {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let app = spawn_app().await;
+    if !app.database_url.starts_with("postgres") {
+        return; // SQLite's one writer runs the two stores one after the other
+    }
+    let token = app.token().await;
+    let first = crate::billing::register(
+        &app,
+        &token,
+        "race-both",
+        crate::helpers::test_cards::SHINHAN_CREDIT,
+    )
+    .await;
+    assert_eq!(first["code"], 0, "{first}");
+    let (_, prepared) = app
+        .post(
+            "/payments/prepare",
+            Some(&token),
+            json!({"merchant_uid": "race-both-w", "amount": 0}),
+        )
+        .await;
+    assert_eq!(prepared["code"], 0, "{prepared}");
+    let (pay_url, fields) = hand_off(
+        &app,
+        json!({"pg": "kcp_billing", "pay_method": "card", "merchant_uid": "race-both-w", "amount": 0, "customer_uid": "race-both"}),
+    )
+    .await;
+    // The buyer is done in the window; its result is not posted back yet.
+    let (ret_url, result) = window_result(&app, &pay_url, &fields, &MASTERCARD_OK).await;
+    crate::helpers::slow_writes(
+        &app,
+        "slow_rest_key",
+        "INSERT",
+        "billing_keys",
+        "NEW.customer_uid = 'race-both' AND NEW.card_number = '411111******1111'",
+    )
+    .await;
+
+    let done = AtomicBool::new(false);
+    let race = async {
+        let registering = crate::billing::register(
+            &app,
+            &token,
+            "race-both",
+            crate::helpers::test_cards::SHINHAN_CREDIT,
+        );
+        let finishing = async {
+            while backends_waiting(&app, "wait_event = 'PgSleep'").await == 0 {
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
+            rsp_of(&post_form(&app, &ret_url, &result).await)
+        };
+        let raced = tokio::join!(registering, finishing);
+        done.store(true, Ordering::SeqCst);
+        raced
+    };
+    // Whether the window's store waited for the re-registration's lock: the race took place.
+    let watching = async {
+        let mut waited = false;
+        while !done.load(Ordering::SeqCst) {
+            waited |= backends_waiting(&app, "wait_event_type = 'Lock'").await > 0;
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        waited
+    };
+    let ((registered, rsp), waited) = tokio::join!(race, watching);
+    crate::helpers::execute(
+        &app,
+        vec![
+            "DROP TRIGGER slow_rest_key ON billing_keys".to_string(),
+            "DROP FUNCTION slow_rest_key()".to_string(),
+        ],
+    )
+    .await;
+
+    assert!(
+        waited,
+        "the window's store never waited for the re-registration"
+    );
+    assert_eq!(registered["code"], 0, "{registered}");
+    assert_eq!(rsp["success"], true, "{rsp}");
+    let (_, p) = app.get("/payments/find/race-both-w", Some(&token)).await;
+    assert_eq!(p["response"]["status"], "paid", "{p}");
+    let (_, c) = app
+        .get("/subscribe/customers/race-both", Some(&token))
+        .await;
+    assert_eq!(c["response"]["card_number"], "555555******4444", "{c}");
+    let rows = crate::billing::key_rows(&app, "race-both").await;
+    let states: Vec<(&str, Option<&str>, bool)> = rows
+        .iter()
+        .map(|r| {
+            (
+                r.status.as_str(),
+                r.card_number.as_deref(),
+                r.pg_deleted_at.is_some(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        states,
+        [
+            ("replaced", Some("411111******1111"), true),
+            ("replaced", Some("411111******1111"), true),
+            ("active", Some("555555******4444"), false),
+        ],
+        "the first key replaced by the re-registration's, and that one by the window's"
+    );
+    let mut at_kcp: Vec<(String, kcp_sandbox::BatchKeyState)> = app
+        .sandbox
+        .batch_keys()
+        .into_iter()
+        .map(|k| (k.masked_card_no, k.state))
+        .collect();
+    at_kcp.sort_by(|a, b| a.0.cmp(&b.0));
+    use kcp_sandbox::BatchKeyState::{Active, Deleted};
+    assert_eq!(
+        at_kcp,
+        [
+            ("411111******1111".to_string(), Deleted),
+            ("411111******1111".to_string(), Deleted),
+            ("555555******4444".to_string(), Active),
+        ]
+    );
+}
+
 /// When the database fails to store the key KCP issued for a billing-key window (a statement
 /// refused, or a `COMMIT` that fails after every statement went through), the key is deleted at
 /// KCP instead of staying chargeable under a key nobody holds, and the window's payment fails.
@@ -3522,7 +3680,12 @@ async fn a_billing_window_showing_an_amount_replaces_a_key_after_a_prepare_of_ze
         }
     };
 
-    // As told: prepared with 0, the window showing 9,900 replaces the key.
+    // As told: prepared with 0, the window showing 9,900 replaces the key. The customer is still
+    // registered since the first key, as after a REST re-registration: only `updated` moves.
+    let (_, registered) = app
+        .get("/subscribe/customers/shown-cust", Some(&token))
+        .await;
+    app.advance(60);
     prepare("shown-2", 0).await;
     let second = request_pay(&app, window("shown-2"), &CARD_OK).await;
     assert_eq!(second["success"], true, "{second}");
@@ -3531,6 +3694,15 @@ async fn a_billing_window_showing_an_amount_replaces_a_key_after_a_prepare_of_ze
         .get("/subscribe/customers/shown-cust", Some(&token))
         .await;
     assert_eq!(c["response"]["card_number"], "411111******1111", "{c}");
+    assert_eq!(
+        c["response"]["inserted"], registered["response"]["inserted"],
+        "{c}"
+    );
+    assert!(
+        c["response"]["updated"].as_i64().unwrap()
+            >= registered["response"]["updated"].as_i64().unwrap() + 60,
+        "{c}"
+    );
     assert!(app.sandbox.ledger().is_empty(), "no key charged anything");
 
     // Prepared with another amount: refused before the window, naming the amounts to prepare.
