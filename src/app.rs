@@ -251,7 +251,11 @@ impl App {
             db,
             clock,
             secrets,
-            connectors: Connectors::new(urls, Duration::from_millis(config.kcp.timeout_ms)),
+            connectors: Connectors::new(
+                urls,
+                Duration::from_millis(config.kcp.timeout_ms),
+                config.test_mode,
+            ),
             settings: GatewaySettings {
                 test_mode: config.test_mode,
                 settle_secs: config.resolver.settle_secs,

@@ -130,9 +130,9 @@ impl Gateway {
     /// `A52Q7`: `A52Q71000489`, §1), so it is the merchant's configured one. Without one, an
     /// instance in test mode uses the sandbox's `{site_cd}1000001`: it is the instance, not the
     /// merchant, that decides which KCP is called, and in test mode that is never KCP's
-    /// production (a live merchant served there is served against the sandbox). Outside test mode
-    /// the issuance is refused before KCP is called: a made-up group is one the merchant does not
-    /// have at KCP.
+    /// production (a live merchant's issuance is refused there, `Connectors::for_merchant`).
+    /// Outside test mode the issuance is refused before KCP is called: a made-up group is one the
+    /// merchant does not have at KCP.
     pub(super) fn group_id(&self, m: &merchant::Model) -> ServiceResult<String> {
         match &m.kcp_group_id {
             Some(group_id) => Ok(group_id.clone()),
@@ -237,7 +237,9 @@ impl Gateway {
             customer_email: Set(cmd.customer_email.clone()),
             customer_addr: Set(cmd.customer_addr.clone()),
             customer_postcode: Set(cmd.customer_postcode.clone()),
-            sandbox: Set(m.test_mode),
+            // The instance's mode decides which KCP approves (the sandbox in test mode), not the
+            // merchant's flag (`Connectors::for_merchant` keeps the two in line).
+            sandbox: Set(self.settings.test_mode),
             inserted_at: Set(now),
             updated_at: Set(now),
             deleted_at: Set(None),

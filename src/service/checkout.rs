@@ -921,7 +921,9 @@ impl Gateway {
                 apply_num: Set(None),
                 fail_reason: Set(None),
                 cancel_reason: Set(None),
-                sandbox: Set(m.test_mode),
+                // The instance's mode decides which KCP approves (the sandbox in test mode), not the
+                // merchant's flag (`Connectors::for_merchant` keeps the two in line).
+                sandbox: Set(self.settings.test_mode),
                 customer_uid: Set(o.customer_uid.clone()),
                 customer_uid_usage: Set(req.billing.then(|| "issue".to_string())),
                 started_at: Set(now),
@@ -1878,7 +1880,9 @@ impl Gateway {
             customer_email: Set(p.buyer_email.clone()),
             customer_addr: Set(p.buyer_addr.clone()),
             customer_postcode: Set(p.buyer_postcode.clone()),
-            sandbox: Set(m.test_mode),
+            // The instance's mode decides which KCP approves (the sandbox in test mode), not the
+            // merchant's flag (`Connectors::for_merchant` keeps the two in line).
+            sandbox: Set(self.settings.test_mode),
             inserted_at: Set(now),
             updated_at: Set(now),
             deleted_at: Set(None),

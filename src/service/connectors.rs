@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use secrecy::SecretString;
 
+use super::merchants::runs_in_mode;
 use super::secrets::MasterKey;
 use super::{ServiceError, ServiceResult};
 use crate::pg::kcp::{KcpConfig, KcpConnector, KcpUrls};
@@ -18,10 +19,21 @@ pub struct Connectors {
     timeout: Duration,
     http: reqwest::Client,
     built: Arc<RwLock<HashMap<i64, Arc<dyn Pg>>>>,
+    /// The instance's test mode: a connector is handed out only for a merchant of its mode
+    /// ([`Connectors::for_merchant`]).
+    test_mode: bool,
 }
 
+/// The answer to a live merchant's request that would call KCP, on an instance in test mode.
+pub const LIVE_MERCHANT_IN_TEST_MODE: &str = "테스트 모드 인스턴스는 실 가맹점의 결제를 처리하지 않습니다. 결제, 취소, 빌링키 등 KCP를 거치는 요청은 운영 인스턴스로 보내 주세요.";
+
+/// The answer to a merchant made in test mode whose request would call KCP on a live instance
+/// (it gets no token and no checkout there, docs/operations.md: a safety net).
+pub const TEST_MERCHANT_ON_LIVE: &str =
+    "테스트 모드에서 만든 가맹점의 결제는 운영 인스턴스에서 처리하지 않습니다.";
+
 impl Connectors {
-    pub fn new(urls: KcpUrls, timeout: Duration) -> Self {
+    pub fn new(urls: KcpUrls, timeout: Duration, test_mode: bool) -> Self {
         let http = reqwest::Client::builder()
             .timeout(timeout)
             .connect_timeout(Duration::from_secs(10))
@@ -33,6 +45,7 @@ impl Connectors {
             timeout,
             http,
             built: Arc::default(),
+            test_mode,
         }
     }
 
@@ -41,11 +54,32 @@ impl Connectors {
         api_base.map_or_else(|| self.urls.clone(), KcpUrls::with_base)
     }
 
+    /// Merchant `m`'s KCP, refused (code 1) for a merchant of the other mode than the instance
+    /// ([`runs_in_mode`]). Every KCP call of a merchant, the requests' and the background work's,
+    /// gets its connector here, before the call's payment, attempt or key is written: so this is
+    /// where an instance in test mode turns down a live merchant's charge, checkout, billing key,
+    /// virtual account, points, cancel, revocation or escrow shipping, with nothing written.
+    /// Its KCP is the sandbox (or a staging host): served there, a live merchant's payment was
+    /// approved by the sandbox, recorded `paid`, and its `paid` webhook delivered by a live
+    /// instance, so anyone with the shop's public imp_code got unpaid goods shipped. Lookups call
+    /// no KCP and stay served. The background work never gets here for the other mode's merchants
+    /// (it skips them first, `runs_in_mode`); a live instance serves test-mode merchants nothing
+    /// at all (`serves_in_mode`), this is its safety net.
     pub fn for_merchant(
         &self,
         m: &merchant::Model,
         secrets: &MasterKey,
     ) -> ServiceResult<Arc<dyn Pg>> {
+        if !runs_in_mode(self.test_mode, m) {
+            return Err(ServiceError::Refused(
+                if self.test_mode {
+                    LIVE_MERCHANT_IN_TEST_MODE
+                } else {
+                    TEST_MERCHANT_ON_LIVE
+                }
+                .into(),
+            ));
+        }
         if let Some(c) = self
             .built
             .read()

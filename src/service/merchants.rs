@@ -63,11 +63,12 @@ pub fn serves_in_mode(test_mode: bool, m: &merchant::Model) -> bool {
 
 /// Whether an instance in test mode (`test_mode`) or not runs merchant `m`'s background work:
 /// its due schedules, the resolver's settling of its open attempts, its retired keys' deletions,
-/// its webhooks. Stricter than [`serves_in_mode`]: an instance in test mode serves a live
-/// merchant's requests (against the sandbox), but must not settle the live merchant's trades by
-/// asking the sandbox (which knows none of them: a real approval whose answer was lost would be
-/// "not found" there, and failed), nor charge its real billing keys there, nor send its webhooks
-/// under the test mode's private-address rule.
+/// its webhooks, and whose KCP calls it makes at all (`Connectors::for_merchant`). Stricter than
+/// [`serves_in_mode`]: an instance in test mode answers a live merchant's lookups, but must not
+/// take its payments (the sandbox would approve them, recorded as real), nor settle its trades
+/// by asking the sandbox (which knows none of them: a real approval whose answer was lost would
+/// be "not found" there, and failed), nor charge its real billing keys there, nor send its
+/// webhooks under the test mode's private-address rule.
 pub fn runs_in_mode(test_mode: bool, m: &merchant::Model) -> bool {
     let made_in_test_mode = m.test_mode || m.imp_key == DEMO_IMP_KEY;
     made_in_test_mode == test_mode

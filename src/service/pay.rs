@@ -657,7 +657,9 @@ impl Gateway {
                 apply_num: Set(None),
                 fail_reason: Set(None),
                 cancel_reason: Set(None),
-                sandbox: Set(m.test_mode),
+                // The instance's mode decides which KCP approves (the sandbox in test mode), not the
+                // merchant's flag (`Connectors::for_merchant` keeps the two in line).
+                sandbox: Set(self.settings.test_mode),
                 customer_uid: Set(cmd.customer_uid.clone()),
                 customer_uid_usage: Set(cmd.customer_uid_usage.map(str::to_string)),
                 started_at: Set(now),

@@ -324,6 +324,12 @@ impl Gateway {
         // Nothing re-armed, charged or announced on an instance whose clock is off
         // (service/clock_check.rs); one that turns off after the claim gives the claim up below.
         self.refuse_while_skewed()?;
+        // The charge asks for the merchant's KCP only after the claim re-armed the schedule, and
+        // a refusal there fails the schedule with a payment and its `failed` webhook: a merchant
+        // of the other mode than this instance (`Connectors::for_merchant`: a live one on an
+        // instance in test mode) or an unusable KCP configuration is refused here, nothing
+        // re-armed.
+        self.connectors.for_merchant(m, &self.secrets)?;
         let claim = HeldSchedule {
             id: s.id,
             token: billing::new_claim_token(),
@@ -741,7 +747,7 @@ impl Gateway {
         reason: &str,
         at: i64,
     ) -> ServiceResult<ScheduleRun> {
-        let failed = unopened_payment(m, s, reason, self.clock.unix());
+        let failed = unopened_payment(m, s, reason, self.clock.unix(), self.settings.test_mode);
         let webhooks = self.webhooks_announcing(&failed, "failed").await?;
         let imp_uid = failed.imp_uid.clone();
         let mut row: payment::ActiveModel = failed.into();
@@ -987,12 +993,14 @@ fn unopened(
 }
 
 /// The failed payment of a scheduled run that KCP never saw (see [`Gateway::fail_unopened`]): the
-/// schedule's order, as a charge would have recorded it, failed with `reason`.
+/// schedule's order, as a charge would have recorded it (`sandbox`: the instance's test mode),
+/// failed with `reason`.
 fn unopened_payment(
     m: &merchant::Model,
     s: &schedule::Model,
     reason: &str,
     now: i64,
+    sandbox: bool,
 ) -> payment::Model {
     let imp_uid = new_scheduled_imp_uid();
     payment::Model {
@@ -1027,7 +1035,7 @@ fn unopened_payment(
         apply_num: None,
         fail_reason: Some(reason.to_owned()),
         cancel_reason: None,
-        sandbox: m.test_mode,
+        sandbox,
         customer_uid: Some(s.customer_uid.clone()),
         customer_uid_usage: Some(SCHEDULED_USAGE.into()),
         started_at: now,

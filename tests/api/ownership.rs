@@ -1444,6 +1444,287 @@ async fn an_instance_in_test_mode_leaves_a_live_merchants_open_attempts_and_acco
     assert!(own_look.check_at > now, "taken and moved on: {own_look:?}");
 }
 
+/// A merchant of this instance in test mode, made live afterwards (as if made by `openport
+/// merchant create` on a live instance sharing the database), which the instance knows at once,
+/// with a paid key-in payment (`before-live`) and a customer (`live-cust`) from before.
+struct LiveMerchant {
+    id: i64,
+    imp_code: String,
+    token: String,
+    paid_imp_uid: String,
+}
+
+async fn a_live_merchant_with_a_payment_and_a_customer(app: &TestApp) -> LiveMerchant {
+    let gateway = &app.app.gateway;
+    let (imp_key, imp_secret) = app.second_merchant().await;
+    let token = app.token_for(&imp_key, &imp_secret).await;
+    let paid = app.paid(&token, "before-live", 1000).await;
+    let registered = register(app, &token, "live-cust", test_cards::SHINHAN_CREDIT).await;
+    assert_eq!(registered["code"], 0, "{registered}");
+    crate::helpers::make_live(app, &imp_key).await;
+    gateway.forget_merchant(None);
+    let m = openport::store::merchants::by_imp_key(&gateway.db.read, &imp_key)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!m.test_mode);
+    LiveMerchant {
+        id: m.id,
+        imp_code: m.imp_code,
+        token: app.token_for(&imp_key, &imp_secret).await,
+        paid_imp_uid: paid["imp_uid"].as_str().unwrap().to_string(),
+    }
+}
+
+/// What a request may have written: (payments, attempts, billing keys, schedules, webhooks) in
+/// openport, (trades, batch keys) at KCP.
+async fn everything_written(app: &TestApp) -> (u64, u64, u64, u64, u64, usize, usize) {
+    use openport::store::entity::{billing_key, schedule};
+    let db = &app.app.gateway.db.read;
+    (
+        payment::Entity::find().count(db).await.unwrap(),
+        pg_attempt::Entity::find().count(db).await.unwrap(),
+        billing_key::Entity::find().count(db).await.unwrap(),
+        schedule::Entity::find().count(db).await.unwrap(),
+        webhook_delivery::Entity::find().count(db).await.unwrap(),
+        app.sandbox.ledger().len(),
+        app.sandbox.batch_keys().len(),
+    )
+}
+
+fn refused_as_live(body: &Value) {
+    use openport::service::connectors::LIVE_MERCHANT_IN_TEST_MODE;
+    assert_eq!(body["code"], 1, "{body}");
+    assert_eq!(body["message"], LIVE_MERCHANT_IN_TEST_MODE, "{body}");
+}
+
+/// An instance in test mode on a database shared with live merchants (docs/operations.md "From
+/// test mode to live") opened a live merchant's checkout against its sandbox: anyone who read
+/// the shop's public imp_code (`IMP.init`) could post a real order's merchant_uid and amount to
+/// it (a staging host, say) and pay with a sandbox test card; the payment was recorded `paid`
+/// with `sandbox: false`, and a live instance delivered its `paid` webhook: the shop shipped
+/// goods nobody paid for. Now the request is refused (code 1) before anything is written, and the
+/// live merchant's lookups are still answered.
+#[tokio::test]
+async fn an_instance_in_test_mode_refuses_a_live_merchants_checkout_with_nothing_written_and_still_answers_its_lookups(
+) {
+    let app = spawn_app().await;
+    let live = a_live_merchant_with_a_payment_and_a_customer(&app).await;
+    let before = everything_written(&app).await;
+
+    for (mobile, pg, uid) in [
+        (false, "kcp", "live-window"),
+        (true, "kcp", "live-window-m"),
+        (false, "kcp_billing", "live-window-b"),
+    ] {
+        let mut params =
+            json!({"pg": pg, "pay_method": "card", "merchant_uid": uid, "amount": 1000});
+        if pg == "kcp_billing" {
+            params["customer_uid"] = json!("live-window-cust");
+        }
+        let (status, refused) = app
+            .post(
+                "/checkout/request",
+                None,
+                json!({"imp_code": live.imp_code, "mobile": mobile,
+                       "page_url": "https://shop.example.com/cart", "params": params}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{refused}");
+        refused_as_live(&refused);
+        assert!(refused["response"]["imp_uid"].is_null(), "{refused}");
+        assert!(
+            payments::live_by_merchant_uid(&app.app.gateway.db.read, live.id, uid)
+                .await
+                .unwrap()
+                .is_none(),
+            "{uid}"
+        );
+    }
+    assert_eq!(everything_written(&app).await, before, "nothing written");
+
+    let p = app.payment(&live.token, &live.paid_imp_uid).await;
+    assert_eq!(p["status"], "paid", "{p}");
+    let (_, found) = app
+        .get("/payments/find/before-live", Some(&live.token))
+        .await;
+    assert_eq!(
+        found["response"]["imp_uid"],
+        live.paid_imp_uid.as_str(),
+        "{found}"
+    );
+    let (_, customer) = app
+        .get("/subscribe/customers/live-cust", Some(&live.token))
+        .await;
+    assert_eq!(customer["code"], 0, "{customer}");
+}
+
+/// The same instance took a live merchant's REST charges, billing keys, virtual accounts and
+/// cancels (with the merchant's own token) against the sandbox, and recorded them as real
+/// (`sandbox: false`): a key-in `onetime` came back `paid`. Now each is refused (code 1) with
+/// nothing written, here or at KCP, and the earlier payment is left as it was.
+#[tokio::test]
+async fn an_instance_in_test_mode_refuses_a_live_merchants_charges_billing_keys_accounts_and_cancels_with_nothing_written(
+) {
+    let app = spawn_app().await;
+    let live = a_live_merchant_with_a_payment_and_a_customer(&app).await;
+    let before = everything_written(&app).await;
+    let card = json!({"card_number": test_cards::SHINHAN_CREDIT, "expiry": future_expiry(),
+                      "birth": "800101", "pwd_2digit": "00"});
+    let with_card = |mut body: Value| {
+        body.as_object_mut()
+            .unwrap()
+            .extend(card.as_object().unwrap().clone());
+        body
+    };
+    let in_a_minute = app.app.gateway.clock.unix() + 60;
+    let requests = [
+        (
+            "/subscribe/payments/onetime",
+            with_card(json!({"merchant_uid": "live-o", "amount": 1000})),
+        ),
+        (
+            "/subscribe/payments/onetime",
+            with_card(
+                json!({"merchant_uid": "live-ok", "amount": 1000, "customer_uid": "live-kept"}),
+            ),
+        ),
+        (
+            "/subscribe/payments/again",
+            json!({"customer_uid": "live-cust", "merchant_uid": "live-a", "amount": 1000}),
+        ),
+        (
+            "/subscribe/customers/live-new",
+            with_card(json!({"customer_name": "홍길동"})),
+        ),
+        (
+            "/subscribe/payments/schedule",
+            with_card(json!({"customer_uid": "live-sched", "schedules": [
+                {"merchant_uid": "live-s", "schedule_at": in_a_minute, "amount": 1000}]})),
+        ),
+        (
+            "/vbanks",
+            json!({"merchant_uid": "live-v", "amount": 5000, "vbank_code": "004",
+                   "vbank_due": in_a_minute + 86_400, "vbank_holder": "홍길동"}),
+        ),
+        (
+            "/payments/cancel",
+            json!({"imp_uid": live.paid_imp_uid, "amount": 500}),
+        ),
+    ];
+    for (path, body) in requests {
+        let (status, answer) = app.post(path, Some(&live.token), body).await;
+        assert_eq!(status, StatusCode::OK, "{path}: {answer}");
+        refused_as_live(&answer);
+    }
+    assert_eq!(everything_written(&app).await, before, "nothing written");
+    let p = app.payment(&live.token, &live.paid_imp_uid).await;
+    assert_eq!(
+        (&p["status"], &p["cancel_amount"]),
+        (&json!("paid"), &json!(0)),
+        "{p}"
+    );
+    // Calling no KCP, a schedule of the customer, who has a key, and its revocation are answered
+    // (a live instance charges it); a retry, which would charge it now, is refused before the
+    // schedule is re-armed: no failed payment, no `failed` webhook.
+    let (_, scheduled) = app
+        .post(
+            "/subscribe/payments/schedule",
+            Some(&live.token),
+            json!({"customer_uid": "live-cust", "schedules": [
+                {"merchant_uid": "live-r", "schedule_at": in_a_minute, "amount": 1000}]}),
+        )
+        .await;
+    assert_eq!(scheduled["code"], 0, "{scheduled}");
+    let (_, revoked) = app
+        .post(
+            "/subscribe/payments/unschedule",
+            Some(&live.token),
+            json!({"customer_uid": "live-cust", "merchant_uid": "live-r"}),
+        )
+        .await;
+    assert_eq!(revoked["code"], 0, "{revoked}");
+    let before = everything_written(&app).await;
+    let (_, retried) = app
+        .post(
+            "/subscribe/payments/schedule/live-r/retry",
+            Some(&live.token),
+            json!({}),
+        )
+        .await;
+    refused_as_live(&retried);
+    assert_eq!(everything_written(&app).await, before, "nothing written");
+    let (_, shown) = app
+        .get("/subscribe/payments/schedule/live-r", Some(&live.token))
+        .await;
+    assert_eq!(shown["response"]["schedule_status"], "revoked", "{shown}");
+}
+
+/// What an instance in test mode takes is its sandbox's (or KCP staging's) to approve, so its
+/// payments and billing keys are sandbox ones, whatever the merchant's own flag says: a merchant
+/// with the demo imp_key is served as one made in test mode even when its row says otherwise, and
+/// its payments were recorded `sandbox: false`, as if real (docs/operations.md: "A payment's
+/// `sandbox` still follows the instance's test mode").
+#[tokio::test]
+async fn what_an_instance_in_test_mode_takes_is_recorded_as_sandbox_whatever_the_merchants_flag() {
+    use openport::service::merchants::DEMO_IMP_KEY;
+    let app = spawn_app().await;
+    crate::helpers::make_live(&app, DEMO_IMP_KEY).await;
+    app.app.gateway.forget_merchant(None);
+    let token = app.token().await;
+
+    let paid = app.paid(&token, "flag-o", 1000).await;
+    assert_eq!(paid["sandbox"], true, "{paid}");
+    let registered = register(&app, &token, "flag-cust", test_cards::SHINHAN_CREDIT).await;
+    assert_eq!(registered["response"]["sandbox"], true, "{registered}");
+    let (_, started) = app
+        .post(
+            "/checkout/request",
+            None,
+            json!({"imp_code": "imp00000000", "mobile": false, "page_url": "http://shop.test/cart",
+                   "params": {"merchant_uid": "flag-w", "amount": 1000}}),
+        )
+        .await;
+    assert_eq!(started["code"], 0, "{started}");
+    let ready = app
+        .payment(&token, started["response"]["imp_uid"].as_str().unwrap())
+        .await;
+    assert_eq!(
+        (&ready["status"], &ready["sandbox"]),
+        (&json!("ready"), &json!(true)),
+        "{ready}"
+    );
+    // A scheduled run refused before its charge (the merchant_uid prepared with another amount)
+    // records a failed payment KCP never saw: a sandbox one too.
+    let (_, prepared) = app
+        .post(
+            "/payments/prepare",
+            Some(&token),
+            json!({"merchant_uid": "flag-s", "amount": 5000}),
+        )
+        .await;
+    assert_eq!(prepared["code"], 0, "{prepared}");
+    let now = app.app.gateway.clock.unix();
+    let (_, scheduled) = app
+        .post(
+            "/subscribe/payments/schedule",
+            Some(&token),
+            json!({"customer_uid": "flag-cust", "schedules": [
+                {"merchant_uid": "flag-s", "schedule_at": now + 10, "amount": 1000}]}),
+        )
+        .await;
+    assert_eq!(scheduled["code"], 0, "{scheduled}");
+    app.advance(11);
+    assert_eq!(app.app.gateway.run_due_schedules(10).await.unwrap(), 1);
+    let (_, found) = app.get("/payments/find/flag-s", Some(&token)).await;
+    let failed = &found["response"];
+    assert_eq!(
+        (&failed["status"], &failed["sandbox"]),
+        (&json!("failed"), &json!(true)),
+        "{found}"
+    );
+}
+
 /// The resolver's due lists of one mode ([`an_instance_in_test_mode_leaves_a_live_merchants_open_attempts_and_account_looks_untouched_and_settles_its_own`])
 /// are read through their own indexes, each row's payment looked up by its key: no table is read
 /// whole but the few merchants.
