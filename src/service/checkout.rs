@@ -1373,10 +1373,13 @@ impl Gateway {
         let opened = window_plan(&s.method, false).map(|pl| pl.method);
         let cash_receipt = opened.is_some_and(|method| cash_receipt_asked(method, &get("cash_yn")));
         // No approval attempt from an instance whose clock is off (clock_check.rs): the window
-        // ends failed with nothing sent to KCP, and the buyer may pay again.
+        // ends failed with nothing sent to KCP, and the buyer may pay again. Its code is the one
+        // every later answer of the payment reads from the reason (`failure_code`: F400), never
+        // F500, which tells the page the outcome is still being checked.
         if self.clock_is_skewed() {
             let reason = super::clock_check::CLOCK_SKEWED.to_string();
-            return self.stop_window(&s, &p, "F500", reason, None).await;
+            let code = failure_code(Some(&reason)).to_string();
+            return self.stop_window(&s, &p, &code, reason, None).await;
         }
         let attempt = match self.claim_window(&p, billing_shown, cash_receipt).await? {
             WindowClaim::Held(attempt) => *attempt,

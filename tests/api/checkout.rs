@@ -3041,17 +3041,24 @@ async fn a_window_result_reaching_an_instance_whose_clock_is_off_is_failed_befor
 ) {
     use openport::service::clock_check::{judge, CLOCK_SKEWED};
     let app = spawn_app().await;
-    let (pay_url, fields) = hand_off(
-        &app,
-        json!({"merchant_uid": "web-clock-off", "amount": 1000}),
-    )
-    .await;
+    let (start_url, pay_url, fields) = started_from(&app, pc_checkout("web-clock-off")).await;
     let gateway = &app.app.gateway;
     let now = chrono::Utc::now();
     gateway.record_clock_reading(judge(now, now, now.timestamp_millis() - 60_000, 5_000));
     let rsp = through_window(&app, &pay_url, &fields, &CARD_OK).await;
     assert_eq!(rsp["success"], false, "{rsp}");
     assert_eq!(rsp["error_msg"], CLOCK_SKEWED, "{rsp}");
+    // Failed, not being checked: F500 would have the page wait for an outcome that is already
+    // known, and every later answer of the payment reads F400 from its fail_reason.
+    assert_eq!(rsp["status"], "failed", "{rsp}");
+    assert_ne!(rsp["error_code"], "F500", "{rsp}");
+    assert_eq!(rsp["error_code"], "F400", "{rsp}");
+    let closed = close_the_overlay(&app, &start_url).await;
+    assert_eq!(
+        closed["response"]["error_code"], rsp["error_code"],
+        "{closed}"
+    );
+    assert_eq!(closed["response"]["error_msg"], CLOCK_SKEWED, "{closed}");
     assert!(app.sandbox.ledger().is_empty(), "nothing was approved");
     assert_eq!(payment_of(&app, &rsp).await["status"], "failed");
 
