@@ -45,8 +45,10 @@
  * @property {string|null} impUid
  * @property {HTMLElement|null} overlay
  * @property {HTMLIFrameElement|null} frame
- * @property {boolean} cancelling
- * @property {HTMLElement|null} status the overlay's "checking the result" line (after a close click)
+ * @property {HTMLButtonElement|null} closeButton
+ * @property {boolean} cancelling the close button (or the overlay's removal) asked the cancel call
+ * @property {boolean} watching the window answered F500: the status call is polled for the outcome
+ * @property {HTMLElement|null} status the overlay's "checking the result" line
  * @property {Array<function(): void>} cleanups
  */
 (function (window, document) {
@@ -146,6 +148,44 @@
       xhr.ontimeout = function () { end(null); };
       xhr.onabort = function () { end(null); };
       xhr.send(JSON.stringify(body));
+    } catch (e) {
+      window.setTimeout(function () { end(null); }, 0);
+    }
+  }
+
+  /**
+   * GET a URL and hand the parsed iamport envelope (or null) to done, exactly once. A plain GET
+   * without custom headers: no CORS preflight.
+   * @param {string} url
+   * @param {number} timeoutMs
+   * @param {function(number, Envelope|null): void} done
+   */
+  function getJson(url, timeoutMs, done) {
+    var called = false;
+    var xhr = new XMLHttpRequest();
+    /** @param {Envelope|null} json */
+    function end(json) {
+      if (!called) {
+        called = true;
+        done(xhr.status, json);
+      }
+    }
+    try {
+      xhr.open('GET', url, true);
+      xhr.timeout = timeoutMs;
+      xhr.onload = function () {
+        var json = null;
+        try {
+          json = JSON.parse(xhr.responseText);
+        } catch (e) {
+          json = null;
+        }
+        end(json && typeof json === 'object' ? json : null);
+      };
+      xhr.onerror = function () { end(null); };
+      xhr.ontimeout = function () { end(null); };
+      xhr.onabort = function () { end(null); };
+      xhr.send();
     } catch (e) {
       window.setTimeout(function () { end(null); }, 0);
     }
@@ -304,6 +344,7 @@
     }
     checkout.overlay = null;
     checkout.frame = null;
+    checkout.closeButton = null;
     checkout.status = null;
     if (active === checkout) {
       active = null;
@@ -336,24 +377,19 @@
   }
 
   /**
-   * The buyer gave up (close button, or the overlay was removed by the page): the gateway fails the
-   * payment if it is still `ready` and answers the rsp to report. When the buyer had already
-   * submitted the window, the payment is being approved (`pending`) and the answer is F500
-   * "checking": then the checkout goes on (overlay, message listener) and the same endpoint (it
-   * changes nothing on a payment that is not `ready`) is asked again every CANCEL_POLL_MS until it
-   * answers an outcome; the frame's final message or the poll, whichever comes first, ends it.
-   * After CANCEL_WAIT_MS, or when the endpoint gives no usable answer CANCEL_ATTEMPTS times in a row,
-   * the callback gets F500 "checking" (the outcome is unknown), never a made-up cancel.
+   * Waits for the outcome of a payment the gateway answered F500 "checking" (approval in flight):
+   * the overlay and the message listener stay, `#openport-status` shows, and `ask` (a call that
+   * answers the payment as it stands) is made every CANCEL_POLL_MS until it answers anything but
+   * F500/`pending`; that answer or the frame's final message, whichever comes first, is the one
+   * callback. After CANCEL_WAIT_MS, or when `ask` gives no usable answer CANCEL_ATTEMPTS times in
+   * a row, the callback gets the last F500 rsp (or one made here): the outcome is unknown, never a
+   * made-up failure.
    * @param {Checkout} checkout
+   * @param {function(function(number, Envelope|null): void): void} ask
+   * @param {OpenportRequestPayResponse|null} lastChecking the F500 rsp already in hand, if any
+   * @param {boolean} askNow false: the first call only after CANCEL_POLL_MS
    */
-  function cancel(checkout) {
-    if (checkout.done || checkout.cancelling) {
-      return;
-    }
-    checkout.cancelling = true;
-    var url = BASE + 'checkout/session/' + encodeURIComponent(checkout.session || '') + '/cancel';
-    /** @type {OpenportRequestPayResponse|null} the gateway's last "checking" answer */
-    var lastChecking = null;
+  function awaitOutcome(checkout, ask, lastChecking, askNow) {
     var misses = 0;
     /** @type {number|null} */
     var pollTimer = null;
@@ -368,15 +404,15 @@
     });
 
     function later() {
-      pollTimer = window.setTimeout(ask, CANCEL_POLL_MS);
+      pollTimer = window.setTimeout(next, CANCEL_POLL_MS);
     }
 
-    function ask() {
+    function next() {
       pollTimer = null;
       if (checkout.done) {
         return;
       }
-      postJson(url, {}, CANCEL_TIMEOUT_MS, function (_status, json) {
+      ask(function (_status, json) {
         if (checkout.done) {
           return; // the frame's message (or the deadline) came first
         }
@@ -402,7 +438,52 @@
         later();
       });
     }
-    ask();
+    if (askNow) {
+      next();
+    } else {
+      showChecking(checkout);
+      later();
+    }
+  }
+
+  /**
+   * The buyer gave up (close button, or the overlay was removed by the page): the gateway fails the
+   * payment if it is still `ready` and answers the rsp to report. When the buyer had already
+   * submitted the window, the payment is being approved (`pending`) and the answer is F500
+   * "checking": then the checkout goes on ([awaitOutcome]) asking the same endpoint again (it
+   * changes nothing on a payment that is not `ready`). Nothing to do once the window's own answer
+   * said F500 ([watch] waits for the outcome already).
+   * @param {Checkout} checkout
+   */
+  function cancel(checkout) {
+    if (checkout.done || checkout.cancelling || checkout.watching) {
+      return;
+    }
+    checkout.cancelling = true;
+    var url = BASE + 'checkout/session/' + encodeURIComponent(checkout.session || '') + '/cancel';
+    awaitOutcome(checkout, function (done) { postJson(url, {}, CANCEL_TIMEOUT_MS, done); }, null, true);
+  }
+
+  /**
+   * The window's own final answer was F500 "checking": the same result was posted twice and the
+   * gateway could not wait for the approval the other post is making (or its outcome is not known
+   * yet). Not the end: the overlay stays (its close button off, as after a close click) and the
+   * read-only status call is polled ([awaitOutcome]) until the outcome is known, so a payment that
+   * gets approved reports `success: true` instead of a failure the buyer would pay again after.
+   * The status call, unlike the cancel call, never fails a `ready` payment as the buyer's cancel.
+   * @param {Checkout} checkout
+   * @param {OpenportRequestPayResponse} rsp the window's F500 answer
+   */
+  function watch(checkout, rsp) {
+    if (checkout.done || checkout.cancelling || checkout.watching) {
+      return; // the close button's polling already waits for the outcome
+    }
+    checkout.watching = true;
+    if (checkout.closeButton) {
+      checkout.closeButton.disabled = true;
+    }
+    var url = BASE + 'checkout/session/' + encodeURIComponent(checkout.session || '') + '/status';
+    awaitOutcome(checkout, function (done) { getJson(url, CANCEL_TIMEOUT_MS, done); }, rsp, false);
   }
 
   /** Shows "checking the result" in the overlay while the SDK waits for the outcome. @param {Checkout} checkout */
@@ -481,6 +562,7 @@
 
     checkout.overlay = overlay;
     checkout.frame = frame;
+    checkout.closeButton = close;
     checkout.status = status;
 
     /** @param {MessageEvent} event */
@@ -505,7 +587,12 @@
       if (checkout.frame && event.source && event.source !== checkout.frame.contentWindow) {
         return;
       }
-      finish(checkout, normalize(data.rsp, checkout));
+      var rsp = normalize(data.rsp, checkout);
+      if (stillApproving(rsp)) {
+        watch(checkout, rsp); // not the outcome yet
+        return;
+      }
+      finish(checkout, rsp);
     }
     window.addEventListener('message', onMessage, false);
     checkout.cleanups.push(function () { window.removeEventListener('message', onMessage, false); });
@@ -602,7 +689,8 @@
     /** @type {Checkout} */
     var checkout = {
       params: p, callback: cb, done: false, session: null, impUid: null,
-      overlay: null, frame: null, status: null, cancelling: false, cleanups: []
+      overlay: null, frame: null, closeButton: null, status: null, cancelling: false, watching: false,
+      cleanups: []
     };
     active = checkout;
 

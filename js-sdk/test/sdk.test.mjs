@@ -168,6 +168,32 @@ test('close while the approval is in flight: the frame\'s final message wins ove
   await context.close();
 });
 
+test('the window answering F500 (a double-submitted result) keeps the overlay and polls the read-only status: one callback, paid', { timeout: 30_000 }, async () => {
+  const { page, context, errors } = await openPage();
+  const p = params({ merchant_uid: uid('checking1') });
+  await page.evaluate((x) => window.pay(x), p);
+  await page.locator('#openport-frame').waitFor();
+  const session = new URL(await page.locator('#openport-frame').getAttribute('src')).pathname.split('/').pop();
+  const cancels = gateway.cancels.length;
+  await page.frameLocator('#openport-frame').locator('#complete-checking').click();
+  // F500 is "being checked", not the end: no callback, the overlay stays, its close button goes off.
+  await page.locator('#openport-status', { hasText: '결제 결과를 확인 중입니다' }).waitFor({ timeout: 1_000 });
+  assert.equal(await page.evaluate(() => window.__rsps.length), 0, 'called back on the F500 answer');
+  assert.equal(await page.locator('#openport-overlay #openport-frame').count(), 1, 'the overlay went');
+  assert.equal(await page.locator('#openport-close').isDisabled(), true);
+  const [rsp] = await callbacks(page, 1, 15_000);
+  assert.equal(rsp.success, true, JSON.stringify(rsp));
+  assert.equal(rsp.imp_success, true);
+  assert.equal(rsp.status, 'paid');
+  assert.equal(rsp.merchant_uid, p.merchant_uid);
+  assert.equal(gateway.statuses.filter((t) => t === session).length, 2, 'F500 once, then paid');
+  assert.equal(gateway.cancels.length, cancels, 'the cancel call, which fails a ready payment, was never made');
+  assert.equal(await exactlyOnce(page), 1);
+  assert.equal(await page.locator('#openport-overlay').count(), 0);
+  assert.deepEqual(errors, []);
+  await context.close();
+});
+
 for (const [kind, prefix] of [['never answers', 'cancel-drop'], ['answers an error page', 'cancel-garbage']]) {
   test(`a cancel call that ${kind} is retried, then ends with F500 "checking" (not F_CANCEL)`, { timeout: 40_000 }, async () => {
     const { page, context, errors } = await openPage();

@@ -12,6 +12,7 @@ export async function startStubGateway() {
   const sessions = new Map();
   const requests = [];
   const cancels = [];
+  const statuses = [];
   let origin;
 
   const cors = {
@@ -106,6 +107,15 @@ export async function startStubGateway() {
         json(res, 200, { code: 0, message: null, response: rspFor(s, false) });
         return;
       }
+      if (req.method === 'GET' && parts[3] === 'status') { // read-only: the payment as it stands
+        statuses.push(parts[2]);
+        s.statuses = (s.statuses ?? 0) + 1;
+        // merchant_uid `checking<N>-…`: the approval is in flight for the first N status calls.
+        const checking = /^checking(\d+)-/.exec(s.params.merchant_uid ?? '');
+        const inFlight = checking && s.statuses <= Number(checking[1]);
+        json(res, 200, { code: 0, message: null, response: inFlight ? pendingRsp(s) : rspFor(s, true) });
+        return;
+      }
       if (req.method === 'GET' && parts[3] === 'finish') { // the mobile end: 302 to m_redirect_url
         const target = s.params.m_redirect_url || s.page_url;
         const q = new URLSearchParams({ imp_uid: s.impUid, merchant_uid: s.params.merchant_uid, imp_success: 'true' });
@@ -119,6 +129,7 @@ export async function startStubGateway() {
 <p id="kind">${s.mobile ? 'mobile' : 'pc'}</p>
 <button id="complete" onclick='${s.mobile ? `location.href="/checkout/session/${parts[2]}/finish"` : post(rspFor(s, true))}'>pay</button>
 <button id="complete-twice" onclick='${post(rspFor(s, true))}; ${post(rspFor(s, true))}'>pay twice</button>
+<button id="complete-checking" onclick='${post(pendingRsp(s))}'>answered while another post approves</button>
 <button id="wrong-session" onclick='${post(rspFor(s, true), { session: 'someone-else' })}'>other session</button>`);
         return;
       }
@@ -128,7 +139,7 @@ export async function startStubGateway() {
   await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
   origin = `http://127.0.0.1:${server.address().port}`;
   return {
-    url: `${origin}/`, origin, requests, cancels,
+    url: `${origin}/`, origin, requests, cancels, statuses,
     close: () => new Promise((resolve) => { server.closeAllConnections?.(); server.close(resolve); }),
   };
 }
