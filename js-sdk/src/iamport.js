@@ -40,6 +40,8 @@
  * @typedef {Object} Checkout
  * @property {OpenportRequestPayParams} params
  * @property {RequestPayResponseCallback|null} callback
+ * @property {Array<RequestPayResponseCallback>} followers the callbacks of later request_pay calls for
+ *   the same merchant_uid made while this one runs (a double click): each gets this checkout's rsp
  * @property {boolean} done
  * @property {string|null} session
  * @property {string|null} impUid
@@ -66,6 +68,11 @@
   var CANCEL_WAIT_MS = 60000;
   /** Cancel calls in a row without a usable answer before the outcome is reported as unknown. */
   var CANCEL_ATTEMPTS = 3;
+  /**
+   * Mobile: how long after `location.href = start_url` the checkout still counts as in progress,
+   * unless the page is shown again from the back-forward cache first (Back from the window).
+   */
+  var NAVIGATION_GRACE_MS = 10000;
   /** The gateway's error_code of a payment whose outcome is not known yet (approval in flight). */
   var CHECKING_CODE = 'F500';
   var MOBILE_UA = /Android|iPhone|iPad|iPod|Mobile|BlackBerry|IEMobile|Opera Mini|Windows Phone/i;
@@ -349,9 +356,63 @@
     if (active === checkout) {
       active = null;
     }
+    answer(checkout, rsp);
+  }
+
+  /**
+   * Calls the checkout's callback with rsp, then those of the later calls for the same order
+   * (each with its own copy), once.
+   * @param {Checkout} checkout
+   * @param {OpenportRequestPayResponse} rsp
+   */
+  function answer(checkout, rsp) {
+    var followers = checkout.followers;
+    checkout.followers = [];
     if (checkout.callback) {
       checkout.callback(rsp);
     }
+    for (var i = 0; i < followers.length; i++) {
+      followers[i](/** @type {OpenportRequestPayResponse} */ (copyInto({}, rsp)));
+    }
+  }
+
+  /**
+   * Whether request_pay params name the order of the checkout in progress (its merchant_uid).
+   * @param {Checkout} checkout
+   * @param {OpenportRequestPayParams} params
+   */
+  function sameOrder(checkout, params) {
+    var uid = params.merchant_uid;
+    return uid !== undefined && uid !== null && String(uid) !== ''
+      && String(uid) === String(checkout.params.merchant_uid);
+  }
+
+  /**
+   * Mobile: the page goes to the window's start_url. The checkout stays in progress meanwhile: a
+   * second tap before the page unloads must not ask for another window with the same merchant_uid,
+   * which would retire the payment of the window the buyer is about to see (the gateway replaces
+   * a `ready` payment of the merchant_uid), so that the buyer pays in a window whose result is
+   * then refused. It ends when the page comes back from the back-forward cache (Back from the
+   * window: a new checkout may start) or after NAVIGATION_GRACE_MS (the navigation did not happen).
+   * @param {Checkout} checkout
+   * @param {string} url
+   */
+  function leaveFor(checkout, url) {
+    /** @param {PageTransitionEvent} event */
+    function onShow(event) {
+      if (event.persisted) {
+        release();
+      }
+    }
+    function release() {
+      window.removeEventListener('pageshow', onShow, false);
+      if (active === checkout) {
+        active = null;
+      }
+    }
+    window.addEventListener('pageshow', onShow, false);
+    window.setTimeout(release, NAVIGATION_GRACE_MS);
+    window.location.href = url;
   }
 
   /**
@@ -680,7 +741,17 @@
       return;
     }
     if (active) {
-      // One checkout at a time; the one in progress is left alone (no redirect).
+      if (sameOrder(active, p)) {
+        // The same order again (a double click or tap): nothing is sent, and no failure is
+        // reported for an order that may be about to be paid. The call gets what the checkout in
+        // progress gets; nothing when that one has left for the window (mobile), whose result
+        // comes back through m_redirect_url.
+        if (!active.done) {
+          active.followers.push(cb);
+        }
+        return;
+      }
+      // Another order while one is in progress: refused, the one in progress left alone (no redirect).
       var busy = failure(p, 'F_IN_PROGRESS', '이미 진행 중인 결제가 있습니다.');
       window.setTimeout(function () { cb(busy); }, 0);
       return;
@@ -688,7 +759,7 @@
 
     /** @type {Checkout} */
     var checkout = {
-      params: p, callback: cb, done: false, session: null, impUid: null,
+      params: p, callback: cb, followers: [], done: false, session: null, impUid: null,
       overlay: null, frame: null, closeButton: null, status: null, cancelling: false, watching: false,
       cleanups: []
     };
@@ -701,9 +772,8 @@
         checkout.session = response.session || null;
         checkout.impUid = response.imp_uid || null;
         if (mobile) {
-          active = null;
           checkout.done = true;
-          window.location.href = response.start_url;
+          leaveFor(checkout, response.start_url);
         } else {
           openOverlay(checkout, response.start_url);
         }
@@ -714,7 +784,7 @@
       var rsp = json
         ? failure(p, String(json.code), json.message || '결제를 시작하지 못했습니다.', response)
         : failure(p, 'F_NETWORK', '결제 서버에 연결하지 못했습니다.' + (status ? ' (HTTP ' + status + ')' : ''));
-      endEarly(p, cb, mobile, rsp);
+      endEarly(p, function (r) { answer(checkout, r); }, mobile, rsp);
     });
   }
 

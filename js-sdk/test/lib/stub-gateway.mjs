@@ -13,6 +13,7 @@ export async function startStubGateway() {
   const requests = [];
   const cancels = [];
   const statuses = [];
+  const starts = [];
   let origin;
 
   const cors = {
@@ -123,6 +124,10 @@ export async function startStubGateway() {
         return;
       }
       if (req.method === 'GET' && parts.length === 3) {
+        starts.push(parts[2]);
+        // merchant_uid `slow-start-…`: the window page takes 3 s to come, so the merchant page
+        // stays up (and tappable) meanwhile, as on a slow phone network.
+        if ((s.params.merchant_uid ?? '').startsWith('slow-start')) await new Promise((r) => setTimeout(r, 3_000));
         const post = (rsp, extra = {}) => `window.parent.postMessage(${JSON.stringify({ source: 'openport', rsp, ...extra })}, ${JSON.stringify(s.merchantOrigin)})`;
         res.writeHead(200, { 'Content-Type': 'text/html; charset=utf-8' });
         res.end(`<!doctype html><meta charset="utf-8"><title>stub window</title>
@@ -139,7 +144,7 @@ export async function startStubGateway() {
   await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
   origin = `http://127.0.0.1:${server.address().port}`;
   return {
-    url: `${origin}/`, origin, requests, cancels, statuses,
+    url: `${origin}/`, origin, requests, cancels, statuses, starts,
     close: () => new Promise((resolve) => { server.closeAllConnections?.(); server.close(resolve); }),
   };
 }
