@@ -45,6 +45,7 @@
  * @property {boolean} done
  * @property {string|null} session
  * @property {string|null} impUid
+ * @property {string|null} merchantUid the /checkout/request answer's: openport's own when the page gave none
  * @property {HTMLElement|null} overlay
  * @property {HTMLIFrameElement|null} frame
  * @property {HTMLButtonElement|null} closeButton
@@ -199,6 +200,16 @@
   }
 
   /**
+   * The checkout's merchant_uid: the one openport generated when the page gave none (iamport's
+   * rsp always names one; iamport-typings declares it required).
+   * @param {Checkout} checkout
+   * @returns {string}
+   */
+  function merchantUidOf(checkout) {
+    return checkout.merchantUid || checkout.params.merchant_uid;
+  }
+
+  /**
    * A failed rsp in iamport's shape.
    * @param {OpenportRequestPayParams} params
    * @param {string} code
@@ -257,7 +268,7 @@
    */
   function normalize(raw, checkout) {
     /** @type {OpenportRequestPayResponse} */
-    var rsp = copyInto({ imp_uid: checkout.impUid, merchant_uid: checkout.params.merchant_uid }, raw);
+    var rsp = copyInto({ imp_uid: checkout.impUid, merchant_uid: merchantUidOf(checkout) }, raw);
     if (typeof rsp.success !== 'boolean') {
       rsp.success = rsp.imp_success === true;
     }
@@ -432,7 +443,8 @@
    */
   function checking(checkout) {
     var rsp = failure(checkout.params, CHECKING_CODE, '결제 결과를 확인 중입니다. 잠시 후 결제내역을 조회해 주세요.'
-      + (checkout.impUid ? ' (imp_uid: ' + checkout.impUid + ')' : ''), { imp_uid: checkout.impUid });
+      + (checkout.impUid ? ' (imp_uid: ' + checkout.impUid + ')' : ''),
+      { imp_uid: checkout.impUid, merchant_uid: merchantUidOf(checkout) });
     rsp.status = 'ready';
     return rsp;
   }
@@ -759,7 +771,7 @@
 
     /** @type {Checkout} */
     var checkout = {
-      params: p, callback: cb, followers: [], done: false, session: null, impUid: null,
+      params: p, callback: cb, followers: [], done: false, session: null, impUid: null, merchantUid: null,
       overlay: null, frame: null, closeButton: null, status: null, cancelling: false, watching: false,
       cleanups: []
     };
@@ -771,6 +783,7 @@
       if (json && json.code === 0 && response && typeof response.start_url === 'string') {
         checkout.session = response.session || null;
         checkout.impUid = response.imp_uid || null;
+        checkout.merchantUid = typeof response.merchant_uid === 'string' ? response.merchant_uid : null;
         if (mobile) {
           checkout.done = true;
           leaveFor(checkout, response.start_url);

@@ -220,6 +220,22 @@ for (const [kind, prefix] of [['never answers', 'cancel-drop'], ['answers an err
   });
 }
 
+test('an F500 the SDK makes itself names the merchant_uid openport generated when the page gave none', { timeout: 40_000 }, async () => {
+  const { page, context, errors } = await openPage();
+  const { merchant_uid: _none, ...p } = params({ name: uid('cancel-drop') });
+  await page.evaluate((x) => window.pay(x), p);
+  await page.locator('#openport-frame').waitFor();
+  assert.equal(gateway.requests.at(-1).body.params.merchant_uid, undefined);
+  await page.locator('#openport-close').click(); // the cancel call never answers: the SDK gives up
+  const [rsp] = await callbacks(page, 1, 30_000);
+  assert.equal(rsp.error_code, 'F500', JSON.stringify(rsp));
+  assert.match(rsp.merchant_uid ?? '', /^nouid_[0-9a-f]{12}$/, JSON.stringify(rsp));
+  assert.match(rsp.imp_uid, /^imp_\d{12}$/);
+  assert.equal(await exactlyOnce(page), 1);
+  assert.deepEqual(errors, []);
+  await context.close();
+});
+
 test('Escape leaves the window open and calls nothing back', { timeout: 30_000 }, async () => {
   const { page, context } = await openPage();
   await page.evaluate(() => { window.__escapes = 0; document.body.addEventListener('keydown', (e) => { if (e.key === 'Escape') window.__escapes += 1; }); });

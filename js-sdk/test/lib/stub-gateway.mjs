@@ -33,7 +33,7 @@ export async function startStubGateway() {
   const rspFor = (s, success) => ({
     success, imp_success: success, error_code: success ? null : '3001',
     error_msg: success ? null : '사용자가 결제를 취소하였습니다.',
-    imp_uid: s.impUid, merchant_uid: s.params.merchant_uid, pay_method: s.params.pay_method,
+    imp_uid: s.impUid, merchant_uid: s.merchantUid, pay_method: s.params.pay_method,
     paid_amount: success ? s.params.amount : 0, status: success ? 'paid' : 'failed', name: s.params.name,
     pg_provider: 'kcp', pg_tid: success ? `T${s.impUid}` : null,
   });
@@ -73,7 +73,8 @@ export async function startStubGateway() {
       let body;
       try { body = JSON.parse(await readBody(req)); } catch { json(res, 400, { code: -1, message: 'bad json', response: null }); return; }
       requests.push({ body, contentType: req.headers['content-type'] });
-      const mid = body.params?.merchant_uid ?? '';
+      // Generated as the gateway does when the page gives none.
+      const mid = body.params?.merchant_uid ?? `nouid_${randomBytes(6).toString('hex')}`;
       if (body.imp_code === 'imp_unknown') { json(res, 404, { code: -1, message: '존재하지 않는 가맹점입니다.', response: null }); return; }
       if (mid.startsWith('refuse')) {
         json(res, 200, { code: 1, message: '이미 결제가 완료된 주문번호입니다.', response: { imp_uid: null, merchant_uid: mid } });
@@ -81,7 +82,7 @@ export async function startStubGateway() {
       }
       const token = randomBytes(12).toString('hex');
       const impUid = `imp_${String(Date.now()).slice(-12)}`;
-      sessions.set(token, { ...body, impUid, merchantOrigin: new URL(body.page_url).origin });
+      sessions.set(token, { ...body, impUid, merchantUid: mid, merchantOrigin: new URL(body.page_url).origin });
       json(res, 200, { code: 0, message: null, response: {
         imp_uid: impUid, merchant_uid: mid, session: token, start_url: `${origin}/checkout/session/${token}`,
       } });
@@ -92,7 +93,9 @@ export async function startStubGateway() {
       if (req.method === 'POST' && parts[3] === 'cancel') {
         cancels.push(parts[2]);
         s.cancels = (s.cancels ?? 0) + 1;
-        const mid = s.params.merchant_uid ?? '';
+        // What the cancel call does is chosen by the page's merchant_uid, or by its `name` when it
+        // gave none.
+        const mid = s.params.merchant_uid ?? s.params.name ?? '';
         // merchant_uid `pending<N>-…`: the approval is in flight for the first N cancel calls
         // (the gateway's F500 "checking" answer), then the payment is paid.
         const pending = /^pending(\d+)-/.exec(mid);
@@ -119,7 +122,7 @@ export async function startStubGateway() {
       }
       if (req.method === 'GET' && parts[3] === 'finish') { // the mobile end: 302 to m_redirect_url
         const target = s.params.m_redirect_url || s.page_url;
-        const q = new URLSearchParams({ imp_uid: s.impUid, merchant_uid: s.params.merchant_uid, imp_success: 'true' });
+        const q = new URLSearchParams({ imp_uid: s.impUid, merchant_uid: s.merchantUid, imp_success: 'true' });
         res.writeHead(302, { Location: `${target}${target.includes('?') ? '&' : '?'}${q}` }).end();
         return;
       }
