@@ -40,13 +40,18 @@
  * @typedef {Object} Checkout
  * @property {OpenportRequestPayParams} params
  * @property {RequestPayResponseCallback|null} callback
+ * @property {Array<RequestPayResponseCallback>} followers the callbacks of later request_pay calls for
+ *   the same merchant_uid made while this one runs (a double click): each gets this checkout's rsp
  * @property {boolean} done
  * @property {string|null} session
  * @property {string|null} impUid
+ * @property {string|null} merchantUid the /checkout/request answer's: openport's own when the page gave none
  * @property {HTMLElement|null} overlay
  * @property {HTMLIFrameElement|null} frame
- * @property {boolean} cancelling
- * @property {HTMLElement|null} status the overlay's "checking the result" line (after a close click)
+ * @property {HTMLButtonElement|null} closeButton
+ * @property {boolean} cancelling the close button (or the overlay's removal) asked the cancel call
+ * @property {boolean} watching the window answered F500: the status call is polled for the outcome
+ * @property {HTMLElement|null} status the overlay's "checking the result" line
  * @property {Array<function(): void>} cleanups
  */
 (function (window, document) {
@@ -64,6 +69,11 @@
   var CANCEL_WAIT_MS = 60000;
   /** Cancel calls in a row without a usable answer before the outcome is reported as unknown. */
   var CANCEL_ATTEMPTS = 3;
+  /**
+   * Mobile: how long after `location.href = start_url` the checkout still counts as in progress,
+   * unless the page is shown again from the back-forward cache first (Back from the window).
+   */
+  var NAVIGATION_GRACE_MS = 10000;
   /** The gateway's error_code of a payment whose outcome is not known yet (approval in flight). */
   var CHECKING_CODE = 'F500';
   var MOBILE_UA = /Android|iPhone|iPad|iPod|Mobile|BlackBerry|IEMobile|Opera Mini|Windows Phone/i;
@@ -152,6 +162,54 @@
   }
 
   /**
+   * GET a URL and hand the parsed iamport envelope (or null) to done, exactly once. A plain GET
+   * without custom headers: no CORS preflight.
+   * @param {string} url
+   * @param {number} timeoutMs
+   * @param {function(number, Envelope|null): void} done
+   */
+  function getJson(url, timeoutMs, done) {
+    var called = false;
+    var xhr = new XMLHttpRequest();
+    /** @param {Envelope|null} json */
+    function end(json) {
+      if (!called) {
+        called = true;
+        done(xhr.status, json);
+      }
+    }
+    try {
+      xhr.open('GET', url, true);
+      xhr.timeout = timeoutMs;
+      xhr.onload = function () {
+        var json = null;
+        try {
+          json = JSON.parse(xhr.responseText);
+        } catch (e) {
+          json = null;
+        }
+        end(json && typeof json === 'object' ? json : null);
+      };
+      xhr.onerror = function () { end(null); };
+      xhr.ontimeout = function () { end(null); };
+      xhr.onabort = function () { end(null); };
+      xhr.send();
+    } catch (e) {
+      window.setTimeout(function () { end(null); }, 0);
+    }
+  }
+
+  /**
+   * The checkout's merchant_uid: the one openport generated when the page gave none (iamport's
+   * rsp always names one; iamport-typings declares it required).
+   * @param {Checkout} checkout
+   * @returns {string}
+   */
+  function merchantUidOf(checkout) {
+    return checkout.merchantUid || checkout.params.merchant_uid;
+  }
+
+  /**
    * A failed rsp in iamport's shape.
    * @param {OpenportRequestPayParams} params
    * @param {string} code
@@ -210,7 +268,7 @@
    */
   function normalize(raw, checkout) {
     /** @type {OpenportRequestPayResponse} */
-    var rsp = copyInto({ imp_uid: checkout.impUid, merchant_uid: checkout.params.merchant_uid }, raw);
+    var rsp = copyInto({ imp_uid: checkout.impUid, merchant_uid: merchantUidOf(checkout) }, raw);
     if (typeof rsp.success !== 'boolean') {
       rsp.success = rsp.imp_success === true;
     }
@@ -304,13 +362,68 @@
     }
     checkout.overlay = null;
     checkout.frame = null;
+    checkout.closeButton = null;
     checkout.status = null;
     if (active === checkout) {
       active = null;
     }
+    answer(checkout, rsp);
+  }
+
+  /**
+   * Calls the checkout's callback with rsp, then those of the later calls for the same order
+   * (each with its own copy), once.
+   * @param {Checkout} checkout
+   * @param {OpenportRequestPayResponse} rsp
+   */
+  function answer(checkout, rsp) {
+    var followers = checkout.followers;
+    checkout.followers = [];
     if (checkout.callback) {
       checkout.callback(rsp);
     }
+    for (var i = 0; i < followers.length; i++) {
+      followers[i](/** @type {OpenportRequestPayResponse} */ (copyInto({}, rsp)));
+    }
+  }
+
+  /**
+   * Whether request_pay params name the order of the checkout in progress (its merchant_uid).
+   * @param {Checkout} checkout
+   * @param {OpenportRequestPayParams} params
+   */
+  function sameOrder(checkout, params) {
+    var uid = params.merchant_uid;
+    return uid !== undefined && uid !== null && String(uid) !== ''
+      && String(uid) === String(checkout.params.merchant_uid);
+  }
+
+  /**
+   * Mobile: the page goes to the window's start_url. The checkout stays in progress meanwhile: a
+   * second tap before the page unloads must not ask for another window with the same merchant_uid,
+   * which would retire the payment of the window the buyer is about to see (the gateway replaces
+   * a `ready` payment of the merchant_uid), so that the buyer pays in a window whose result is
+   * then refused. It ends when the page comes back from the back-forward cache (Back from the
+   * window: a new checkout may start) or after NAVIGATION_GRACE_MS (the navigation did not happen).
+   * @param {Checkout} checkout
+   * @param {string} url
+   */
+  function leaveFor(checkout, url) {
+    /** @param {PageTransitionEvent} event */
+    function onShow(event) {
+      if (event.persisted) {
+        release();
+      }
+    }
+    function release() {
+      window.removeEventListener('pageshow', onShow, false);
+      if (active === checkout) {
+        active = null;
+      }
+    }
+    window.addEventListener('pageshow', onShow, false);
+    window.setTimeout(release, NAVIGATION_GRACE_MS);
+    window.location.href = url;
   }
 
   /**
@@ -330,30 +443,26 @@
    */
   function checking(checkout) {
     var rsp = failure(checkout.params, CHECKING_CODE, '결제 결과를 확인 중입니다. 잠시 후 결제내역을 조회해 주세요.'
-      + (checkout.impUid ? ' (imp_uid: ' + checkout.impUid + ')' : ''), { imp_uid: checkout.impUid });
+      + (checkout.impUid ? ' (imp_uid: ' + checkout.impUid + ')' : ''),
+      { imp_uid: checkout.impUid, merchant_uid: merchantUidOf(checkout) });
     rsp.status = 'ready';
     return rsp;
   }
 
   /**
-   * The buyer gave up (close button, or the overlay was removed by the page): the gateway fails the
-   * payment if it is still `ready` and answers the rsp to report. When the buyer had already
-   * submitted the window, the payment is being approved (`pending`) and the answer is F500
-   * "checking": then the checkout goes on (overlay, message listener) and the same endpoint (it
-   * changes nothing on a payment that is not `ready`) is asked again every CANCEL_POLL_MS until it
-   * answers an outcome; the frame's final message or the poll, whichever comes first, ends it.
-   * After CANCEL_WAIT_MS, or when the endpoint gives no usable answer CANCEL_ATTEMPTS times in a row,
-   * the callback gets F500 "checking" (the outcome is unknown), never a made-up cancel.
+   * Waits for the outcome of a payment the gateway answered F500 "checking" (approval in flight):
+   * the overlay and the message listener stay, `#openport-status` shows, and `ask` (a call that
+   * answers the payment as it stands) is made every CANCEL_POLL_MS until it answers anything but
+   * F500/`pending`; that answer or the frame's final message, whichever comes first, is the one
+   * callback. After CANCEL_WAIT_MS, or when `ask` gives no usable answer CANCEL_ATTEMPTS times in
+   * a row, the callback gets the last F500 rsp (or one made here): the outcome is unknown, never a
+   * made-up failure.
    * @param {Checkout} checkout
+   * @param {function(function(number, Envelope|null): void): void} ask
+   * @param {OpenportRequestPayResponse|null} lastChecking the F500 rsp already in hand, if any
+   * @param {boolean} askNow false: the first call only after CANCEL_POLL_MS
    */
-  function cancel(checkout) {
-    if (checkout.done || checkout.cancelling) {
-      return;
-    }
-    checkout.cancelling = true;
-    var url = BASE + 'checkout/session/' + encodeURIComponent(checkout.session || '') + '/cancel';
-    /** @type {OpenportRequestPayResponse|null} the gateway's last "checking" answer */
-    var lastChecking = null;
+  function awaitOutcome(checkout, ask, lastChecking, askNow) {
     var misses = 0;
     /** @type {number|null} */
     var pollTimer = null;
@@ -368,15 +477,15 @@
     });
 
     function later() {
-      pollTimer = window.setTimeout(ask, CANCEL_POLL_MS);
+      pollTimer = window.setTimeout(next, CANCEL_POLL_MS);
     }
 
-    function ask() {
+    function next() {
       pollTimer = null;
       if (checkout.done) {
         return;
       }
-      postJson(url, {}, CANCEL_TIMEOUT_MS, function (_status, json) {
+      ask(function (_status, json) {
         if (checkout.done) {
           return; // the frame's message (or the deadline) came first
         }
@@ -402,7 +511,52 @@
         later();
       });
     }
-    ask();
+    if (askNow) {
+      next();
+    } else {
+      showChecking(checkout);
+      later();
+    }
+  }
+
+  /**
+   * The buyer gave up (close button, or the overlay was removed by the page): the gateway fails the
+   * payment if it is still `ready` and answers the rsp to report. When the buyer had already
+   * submitted the window, the payment is being approved (`pending`) and the answer is F500
+   * "checking": then the checkout goes on ([awaitOutcome]) asking the same endpoint again (it
+   * changes nothing on a payment that is not `ready`). Nothing to do once the window's own answer
+   * said F500 ([watch] waits for the outcome already).
+   * @param {Checkout} checkout
+   */
+  function cancel(checkout) {
+    if (checkout.done || checkout.cancelling || checkout.watching) {
+      return;
+    }
+    checkout.cancelling = true;
+    var url = BASE + 'checkout/session/' + encodeURIComponent(checkout.session || '') + '/cancel';
+    awaitOutcome(checkout, function (done) { postJson(url, {}, CANCEL_TIMEOUT_MS, done); }, null, true);
+  }
+
+  /**
+   * The window's own final answer was F500 "checking": the same result was posted twice and the
+   * gateway could not wait for the approval the other post is making (or its outcome is not known
+   * yet). Not the end: the overlay stays (its close button off, as after a close click) and the
+   * read-only status call is polled ([awaitOutcome]) until the outcome is known, so a payment that
+   * gets approved reports `success: true` instead of a failure the buyer would pay again after.
+   * The status call, unlike the cancel call, never fails a `ready` payment as the buyer's cancel.
+   * @param {Checkout} checkout
+   * @param {OpenportRequestPayResponse} rsp the window's F500 answer
+   */
+  function watch(checkout, rsp) {
+    if (checkout.done || checkout.cancelling || checkout.watching) {
+      return; // the close button's polling already waits for the outcome
+    }
+    checkout.watching = true;
+    if (checkout.closeButton) {
+      checkout.closeButton.disabled = true;
+    }
+    var url = BASE + 'checkout/session/' + encodeURIComponent(checkout.session || '') + '/status';
+    awaitOutcome(checkout, function (done) { getJson(url, CANCEL_TIMEOUT_MS, done); }, rsp, false);
   }
 
   /** Shows "checking the result" in the overlay while the SDK waits for the outcome. @param {Checkout} checkout */
@@ -481,6 +635,7 @@
 
     checkout.overlay = overlay;
     checkout.frame = frame;
+    checkout.closeButton = close;
     checkout.status = status;
 
     /** @param {MessageEvent} event */
@@ -505,7 +660,12 @@
       if (checkout.frame && event.source && event.source !== checkout.frame.contentWindow) {
         return;
       }
-      finish(checkout, normalize(data.rsp, checkout));
+      var rsp = normalize(data.rsp, checkout);
+      if (stillApproving(rsp)) {
+        watch(checkout, rsp); // not the outcome yet
+        return;
+      }
+      finish(checkout, rsp);
     }
     window.addEventListener('message', onMessage, false);
     checkout.cleanups.push(function () { window.removeEventListener('message', onMessage, false); });
@@ -593,7 +753,17 @@
       return;
     }
     if (active) {
-      // One checkout at a time; the one in progress is left alone (no redirect).
+      if (sameOrder(active, p)) {
+        // The same order again (a double click or tap): nothing is sent, and no failure is
+        // reported for an order that may be about to be paid. The call gets what the checkout in
+        // progress gets; nothing when that one has left for the window (mobile), whose result
+        // comes back through m_redirect_url.
+        if (!active.done) {
+          active.followers.push(cb);
+        }
+        return;
+      }
+      // Another order while one is in progress: refused, the one in progress left alone (no redirect).
       var busy = failure(p, 'F_IN_PROGRESS', '이미 진행 중인 결제가 있습니다.');
       window.setTimeout(function () { cb(busy); }, 0);
       return;
@@ -601,8 +771,9 @@
 
     /** @type {Checkout} */
     var checkout = {
-      params: p, callback: cb, done: false, session: null, impUid: null,
-      overlay: null, frame: null, status: null, cancelling: false, cleanups: []
+      params: p, callback: cb, followers: [], done: false, session: null, impUid: null, merchantUid: null,
+      overlay: null, frame: null, closeButton: null, status: null, cancelling: false, watching: false,
+      cleanups: []
     };
     active = checkout;
 
@@ -612,10 +783,10 @@
       if (json && json.code === 0 && response && typeof response.start_url === 'string') {
         checkout.session = response.session || null;
         checkout.impUid = response.imp_uid || null;
+        checkout.merchantUid = typeof response.merchant_uid === 'string' ? response.merchant_uid : null;
         if (mobile) {
-          active = null;
           checkout.done = true;
-          window.location.href = response.start_url;
+          leaveFor(checkout, response.start_url);
         } else {
           openOverlay(checkout, response.start_url);
         }
@@ -626,7 +797,7 @@
       var rsp = json
         ? failure(p, String(json.code), json.message || '결제를 시작하지 못했습니다.', response)
         : failure(p, 'F_NETWORK', '결제 서버에 연결하지 못했습니다.' + (status ? ' (HTTP ' + status + ')' : ''));
-      endEarly(p, cb, mobile, rsp);
+      endEarly(p, function (r) { answer(checkout, r); }, mobile, rsp);
     });
   }
 

@@ -152,6 +152,44 @@ test('the close button clicked while the approval is in flight: one callback, pa
   }
 });
 
+test('PC: the window result posted twice while the approval is slow: one callback, paid, as REST says', { timeout: 120_000 }, async () => {
+  const p = params({ amount: 7000 });
+  let origin;
+  const posts = [];
+  try {
+    const rsp = await payInOverlay(p, async (frame, page) => {
+      await frame.locator('#card_no').waitFor(); // the KCP window is up
+      origin = sandboxOrigin(page);
+      // KCP takes 3 s to approve: the payment is `pending` at the gateway meanwhile.
+      await sandbox(origin, 'POST', '/_sandbox/faults', {
+        path: '/gw/enc/v1/payment', fault: { kind: 'delay', ms: 3000 },
+      });
+      page.on('request', (r) => { if (r.url().includes('/checkout/kcp/return')) posts.push(r.method()); });
+      // The hand-off page's m_Completepayment posts the form a second time shortly after the first
+      // (a double submit): the frame shows the answer to the second post.
+      await page.frame({ name: 'openport-frame' }).evaluate(() => {
+        const complete = window.m_Completepayment;
+        window.m_Completepayment = function (form, close) {
+          complete(form, close);
+          window.setTimeout(() => document.getElementById('order_info').submit(), 300);
+        };
+      });
+      await completeWindow(frame, 'card');
+    });
+    assert.equal(posts.length, 2, `the result was posted twice: ${posts}`);
+    assert.equal(rsp.success, true, JSON.stringify(rsp));
+    assert.equal(rsp.imp_success, true);
+    assert.equal(rsp.status, 'paid');
+    assert.equal(rsp.merchant_uid, p.merchant_uid);
+    assert.equal(rsp.paid_amount, 7000);
+    const { json } = await getPayment(rsp.imp_uid);
+    assert.equal(json.response.status, 'paid');
+    assert.equal(json.response.amount, 7000);
+  } finally {
+    if (origin) await sandbox(origin, 'DELETE', '/_sandbox/faults');
+  }
+});
+
 test('an already-paid merchant_uid is refused before the window', { timeout: 60_000 }, async () => {
   const mid = uid('paid');
   const paid = await payKeyIn(mid, 1000);

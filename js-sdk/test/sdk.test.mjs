@@ -168,6 +168,32 @@ test('close while the approval is in flight: the frame\'s final message wins ove
   await context.close();
 });
 
+test('the window answering F500 (a double-submitted result) keeps the overlay and polls the read-only status: one callback, paid', { timeout: 30_000 }, async () => {
+  const { page, context, errors } = await openPage();
+  const p = params({ merchant_uid: uid('checking1') });
+  await page.evaluate((x) => window.pay(x), p);
+  await page.locator('#openport-frame').waitFor();
+  const session = new URL(await page.locator('#openport-frame').getAttribute('src')).pathname.split('/').pop();
+  const cancels = gateway.cancels.length;
+  await page.frameLocator('#openport-frame').locator('#complete-checking').click();
+  // F500 is "being checked", not the end: no callback, the overlay stays, its close button goes off.
+  await page.locator('#openport-status', { hasText: '결제 결과를 확인 중입니다' }).waitFor({ timeout: 1_000 });
+  assert.equal(await page.evaluate(() => window.__rsps.length), 0, 'called back on the F500 answer');
+  assert.equal(await page.locator('#openport-overlay #openport-frame').count(), 1, 'the overlay went');
+  assert.equal(await page.locator('#openport-close').isDisabled(), true);
+  const [rsp] = await callbacks(page, 1, 15_000);
+  assert.equal(rsp.success, true, JSON.stringify(rsp));
+  assert.equal(rsp.imp_success, true);
+  assert.equal(rsp.status, 'paid');
+  assert.equal(rsp.merchant_uid, p.merchant_uid);
+  assert.equal(gateway.statuses.filter((t) => t === session).length, 2, 'F500 once, then paid');
+  assert.equal(gateway.cancels.length, cancels, 'the cancel call, which fails a ready payment, was never made');
+  assert.equal(await exactlyOnce(page), 1);
+  assert.equal(await page.locator('#openport-overlay').count(), 0);
+  assert.deepEqual(errors, []);
+  await context.close();
+});
+
 for (const [kind, prefix] of [['never answers', 'cancel-drop'], ['answers an error page', 'cancel-garbage']]) {
   test(`a cancel call that ${kind} is retried, then ends with F500 "checking" (not F_CANCEL)`, { timeout: 40_000 }, async () => {
     const { page, context, errors } = await openPage();
@@ -193,6 +219,22 @@ for (const [kind, prefix] of [['never answers', 'cancel-drop'], ['answers an err
     await context.close();
   });
 }
+
+test('an F500 the SDK makes itself names the merchant_uid openport generated when the page gave none', { timeout: 40_000 }, async () => {
+  const { page, context, errors } = await openPage();
+  const { merchant_uid: _none, ...p } = params({ name: uid('cancel-drop') });
+  await page.evaluate((x) => window.pay(x), p);
+  await page.locator('#openport-frame').waitFor();
+  assert.equal(gateway.requests.at(-1).body.params.merchant_uid, undefined);
+  await page.locator('#openport-close').click(); // the cancel call never answers: the SDK gives up
+  const [rsp] = await callbacks(page, 1, 30_000);
+  assert.equal(rsp.error_code, 'F500', JSON.stringify(rsp));
+  assert.match(rsp.merchant_uid ?? '', /^nouid_[0-9a-f]{12}$/, JSON.stringify(rsp));
+  assert.match(rsp.imp_uid, /^imp_\d{12}$/);
+  assert.equal(await exactlyOnce(page), 1);
+  assert.deepEqual(errors, []);
+  await context.close();
+});
 
 test('Escape leaves the window open and calls nothing back', { timeout: 30_000 }, async () => {
   const { page, context } = await openPage();
@@ -231,6 +273,59 @@ test('one checkout at a time: a second request_pay is refused and the first one 
   await page.frameLocator('#openport-frame').locator('#complete').click();
   assert.equal((await callbacks(page, 3))[2].success, true);
   assert.equal(await exactlyOnce(page), 3);
+  await context.close();
+});
+
+test('a second request_pay for the same merchant_uid while it runs sends nothing and gets the first one\'s outcome', { timeout: 30_000 }, async () => {
+  const { page, context, errors } = await openPage();
+  const count = gateway.requests.length;
+  const p = params();
+  await page.evaluate((x) => window.pay(x), p);
+  await page.evaluate((x) => window.pay(x), p); // a double click
+  await page.locator('#openport-frame').waitFor();
+  await page.waitForTimeout(300);
+  assert.equal(await page.evaluate(() => window.__rsps.length), 0, 'no failure reported for the order being paid');
+  assert.equal(gateway.requests.length, count + 1, 'one checkout request');
+  await page.frameLocator('#openport-frame').locator('#complete').click();
+  const rsps = await callbacks(page, 2);
+  for (const rsp of rsps) {
+    assert.equal(rsp.success, true, JSON.stringify(rsp));
+    assert.equal(rsp.merchant_uid, p.merchant_uid);
+    assert.equal(rsp.imp_uid, rsps[0].imp_uid);
+  }
+  assert.equal(await exactlyOnce(page), 2, 'each call called back once');
+  assert.deepEqual(errors, []);
+  await context.close();
+});
+
+test('mobile: taps while the page leaves for the window send no second checkout request', { timeout: 30_000 }, async () => {
+  const { page, context, errors } = await openPage({ userAgent: MOBILE_UA });
+  const before = gateway.requests.length;
+  const starts = gateway.starts.length;
+  const p = params({ merchant_uid: uid('slow-start'), m_redirect_url: `${merchant.origin}/done` });
+  const other = params({ m_redirect_url: `${merchant.origin}/done` });
+  // The window's page takes 3 s to come (the stub's slow-start): the merchant page stays up and the
+  // buyer keeps tapping, every 100 ms for 2 s, then once for another order (a page that makes a new
+  // merchant_uid per tap). The page reports each callback to its server (it is about to unload).
+  await page.evaluate(({ p, other, hooks }) => {
+    const report = (tap) => (rsp) => fetch(hooks, {
+      method: 'POST', keepalive: true, headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify({ tap, merchant_uid: rsp.merchant_uid, error_code: rsp.error_code, success: rsp.success }),
+    });
+    IMP.request_pay(p, report('first'));
+    for (let i = 1; i <= 20; i++) setTimeout(() => IMP.request_pay(p, report(`again-${i}`)), i * 100);
+    setTimeout(() => IMP.request_pay(other, report('other')), 2_100);
+  }, { p, other, hooks: `${merchant.origin}/hooks` });
+  const refused = await merchant.hook((h) => h.tap === 'other', 10_000);
+  assert.equal(refused.error_code, 'F_IN_PROGRESS');
+  assert.equal(refused.merchant_uid, other.merchant_uid);
+  assert.equal(gateway.starts.length, starts + 1, 'the page was on its way to the window meanwhile');
+  await page.waitForURL(`${gateway.origin}/checkout/session/**`);
+  assert.equal(await page.locator('#kind').textContent(), 'mobile');
+  assert.equal(gateway.requests.length - before, 1, 'one checkout request: the window the buyer goes to stays the order\'s');
+  assert.deepEqual(merchant.hooks.filter((h) => h.tap !== 'other' && h.merchant_uid === p.merchant_uid), [],
+    'no callback for the order on its way to its window');
+  assert.deepEqual(errors, []);
   await context.close();
 });
 

@@ -40,6 +40,7 @@ pub fn router() -> Router<AppState> {
             "/checkout/session/{token}/cancel",
             post(cancel).options(preflight),
         )
+        .route("/checkout/session/{token}/status", get(status))
         .layer(
             CorsLayer::new()
                 .allow_origin(Any)
@@ -927,6 +928,15 @@ fn pc_window_page(script_url: &str, ret_url: &str, inputs: &str) -> String {
 async fn cancel(State(s): State<AppState>, Path(token): Path<String>) -> Response {
     match s.gateway.cancel_checkout(&token).await {
         Ok(f) => ok(f.rsp).into_response(),
+        Err(e) => ApiError::from(e).into_response(),
+    }
+}
+
+/// The payment as it stands, read-only: what the SDK polls after the window answered `F500`
+/// (`Gateway::checkout_status`).
+async fn status(State(s): State<AppState>, Path(token): Path<String>) -> Response {
+    match s.gateway.checkout_status(&token).await {
+        Ok(f) => no_store(ok(f.rsp).into_response()),
         Err(e) => ApiError::from(e).into_response(),
     }
 }

@@ -585,6 +585,14 @@ fn checking(imp_uid: &str) -> (&'static str, String) {
     (CHECKING, checking_message(imp_uid))
 }
 
+/// How often a `Ret_URL` post that found its window redeemed by another post reads the payment
+/// again while that post's approval is in flight ([`Gateway::finish_settled`]).
+const SETTLED_POLL: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// What such a post waits beyond the approval call's timeout (`kcp.timeout_ms`): the writes
+/// around the call (the claim's, the outcome's) and a confirm_url asked before it.
+const SETTLED_MARGIN: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// How the browser is answered at the end.
 pub struct CheckoutFinish {
     pub rsp: Rsp,
@@ -1137,6 +1145,60 @@ impl Gateway {
         Ok(self.answer_of(s, Some(&p), error))
     }
 
+    /// [`Self::finish`] for a `Ret_URL` post that found its window redeemed by another post: the
+    /// same result posted twice close together (a double tap on KCP's final button, the PC page's
+    /// `form.submit()` run twice), or by another instance. A browser shows only the answer to its
+    /// last form submission, so this answer is the one the buyer sees, and the other post's never
+    /// arrives. While the payment is `pending` with its approval attempt held (by the other post,
+    /// or the resolver), the outcome is seconds away: the payment is read again every
+    /// [`SETTLED_POLL`] until it is recorded, at most for the approval call's timeout and
+    /// [`SETTLED_MARGIN`], and only then answered. Answered at once, `pending` was `F500` with
+    /// `success: false`, and a page written for iamport (`if (rsp.success) … else alert('결제에
+    /// 실패하였습니다')`) had the buyer pay again under a new order while the first was approved.
+    /// Still pending after the wait, or with no holder (an outcome let go to the resolver, which
+    /// takes a settle delay), it is `F500` as before. Nothing is held while waiting: each read is
+    /// one query, outside any transaction.
+    async fn finish_settled(&self, s: &checkout_session::Model) -> ServiceResult<CheckoutFinish> {
+        let deadline = tokio::time::Instant::now() + self.connectors.timeout() + SETTLED_MARGIN;
+        loop {
+            let p = payments::by_id(&self.db.write, s.payment_id)
+                .await?
+                .ok_or_else(|| ServiceError::Internal("payment vanished".into()))?;
+            let waiting = p.status == PaymentStatus::Pending.as_db()
+                && tokio::time::Instant::now() < deadline
+                && self.approval_held(&p).await?;
+            if !waiting {
+                return Ok(self.answer_of(s, Some(&p), None));
+            }
+            tokio::time::sleep(SETTLED_POLL).await;
+        }
+    }
+
+    /// Whether an open attempt of `p` is held by someone now (its lease not run out), who will
+    /// record its outcome: not one let go to the resolver (service/attempts.rs).
+    async fn approval_held(&self, p: &payment::Model) -> ServiceResult<bool> {
+        let now = self.clock.unix();
+        Ok(payments::open_attempts_of(&self.db.write, p.id)
+            .await?
+            .iter()
+            .any(|a| a.lease_until > now))
+    }
+
+    /// The payment of session `token` as the merchant page may be told it, changing nothing
+    /// (`GET /checkout/session/{token}/status`): what the SDK polls once the window's own answer
+    /// said the outcome is being checked. Unlike the cancel call, it never fails a `ready`
+    /// payment as the buyer's cancel (a window whose `Ret_URL` post failed before the claim is
+    /// still `ready`, and its buyer did pay in KCP's window). An outcome not recorded yet (the
+    /// window open, an approval in flight) is `F500`.
+    pub async fn checkout_status(&self, token: &str) -> ServiceResult<CheckoutFinish> {
+        let s = self.checkout_session(token).await?;
+        let p = payments::by_id(&self.db.write, s.payment_id)
+            .await?
+            .ok_or_else(|| ServiceError::Internal("payment vanished".into()))?;
+        let error = (!outcome_recorded(&p)).then(|| checking(&s.imp_uid));
+        Ok(self.answer_of(&s, Some(&p), error))
+    }
+
     /// Session `s`'s answer with payment `p` (none: it could not be read, and `error` says it is
     /// being checked).
     fn answer_of(
@@ -1175,7 +1237,7 @@ impl Gateway {
         close_as: Option<&str>,
     ) -> ServiceResult<CheckoutFinish> {
         if !self.fail_ready(p, &reason).await? {
-            return self.finish(s, None).await;
+            return self.finish_settled(s).await;
         }
         if let Some(state) = close_as {
             self.close_session(s, state).await;
@@ -1316,8 +1378,9 @@ impl Gateway {
                 .unwrap_or_default()
         };
         if p.status != PaymentStatus::Ready.as_db() || p.pg_tid.is_some() {
-            // Already decided (a replayed post, or the buyer's second tab): show what it is.
-            return self.finish(&s, None).await;
+            // Already decided (a replayed post, or the buyer's second tab): show what it is, once
+            // an approval in flight has an outcome.
+            return self.finish_settled(&s).await;
         }
         let res_cd = get("res_cd");
         if res_cd != "0000" {
@@ -1375,17 +1438,20 @@ impl Gateway {
         let opened = window_plan(&s.method, false).map(|pl| pl.method);
         let cash_receipt = opened.is_some_and(|method| cash_receipt_asked(method, &get("cash_yn")));
         // No approval attempt from an instance whose clock is off (clock_check.rs): the window
-        // ends failed with nothing sent to KCP, and the buyer may pay again.
+        // ends failed with nothing sent to KCP, and the buyer may pay again. Its code is the one
+        // every later answer of the payment reads from the reason (`failure_code`: F400), never
+        // F500, which tells the page the outcome is still being checked.
         if self.clock_is_skewed() {
             let reason = super::clock_check::CLOCK_SKEWED.to_string();
-            return self.stop_window(&s, &p, "F500", reason, None).await;
+            let code = failure_code(Some(&reason)).to_string();
+            return self.stop_window(&s, &p, &code, reason, None).await;
         }
         let attempt = match self.claim_window(&p, billing_shown, cash_receipt).await? {
             WindowClaim::Held(attempt) => *attempt,
             WindowClaim::PreparedDiffers(reason) => {
                 return self.finish(&s, Some(("F400", reason))).await
             }
-            WindowClaim::Taken => return self.finish(&s, None).await,
+            WindowClaim::Taken => return self.finish_settled(&s).await,
         };
         let req = WindowApprovalRequest {
             order_no: p.order_no.clone(),

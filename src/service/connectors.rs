@@ -49,6 +49,12 @@ impl Connectors {
         }
     }
 
+    /// How long one KCP call may take (`kcp.timeout_ms`): how long a browser's `Ret_URL` post
+    /// waits for another post's approval in flight (service/checkout.rs).
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
     /// The URLs of a merchant's KCP: its own origin's when it names one, else the instance's.
     pub fn urls_for(&self, api_base: Option<&str>) -> KcpUrls {
         api_base.map_or_else(|| self.urls.clone(), KcpUrls::with_base)

@@ -1165,12 +1165,156 @@ async fn a_replayed_result_post_while_the_outcome_is_unknown_says_checking_not_f
     let first = rsp_of(&post_form(&app, &ret_url, &result).await);
     assert_eq!(first["error_code"], "F500", "{first}");
     // The buyer's second tab, or a reload of the result page: still being checked, so the buyer
-    // is not told to pay again.
+    // is not told to pay again. Nobody holds the approval any more (it was let go to the
+    // resolver, whose look comes after a settle delay), so the answer does not wait for it.
+    let replaying = std::time::Instant::now();
     let replayed = rsp_of(&post_form(&app, &ret_url, &result).await);
+    assert!(
+        replaying.elapsed() < std::time::Duration::from_millis(crate::helpers::KCP_TIMEOUT_MS),
+        "answered at once: {:?}",
+        replaying.elapsed()
+    );
     assert_eq!(replayed["success"], false, "{replayed}");
     assert_eq!(replayed["error_code"], "F500", "{replayed}");
     assert_eq!(replayed["imp_uid"], first["imp_uid"]);
     assert_eq!(app.sandbox.ledger().len(), 1, "the replay approved nothing");
+}
+
+/// The same window result posted twice close together, as a double tap on KCP's final button or
+/// the PC page's `m_Completepayment` running `form.submit()` twice does: the first post claims the
+/// window and its approval is held at the sandbox until the second post is in; the answers to the
+/// first and the second post (PC: the result page; mobile: the redirect's `Location`). A browser
+/// shows only the answer to its last submission, the second.
+async fn a_result_posted_twice(
+    app: &TestApp,
+    mobile: bool,
+    merchant_uid: &str,
+) -> (String, String) {
+    let params = json!({"merchant_uid": merchant_uid, "amount": 1000});
+    let (pay_url, fields) = if mobile {
+        mobile_hand_off(app, params).await
+    } else {
+        hand_off(app, params).await
+    };
+    let (ret_url, result) = window_result(app, &pay_url, &fields, &CARD_OK).await;
+    app.sandbox.inject(FaultRule::new(
+        "/gw/enc/v1/payment",
+        Fault::HoldRequest {
+            gate: "approval".into(),
+        },
+    ));
+    let post = |ret_url: String, result: Vec<(String, String)>| async move {
+        if mobile {
+            post_without_following(&ret_url, &result).await
+        } else {
+            let res = reqwest::Client::new().post(ret_url).form(&result).send();
+            res.await.unwrap().text().await.unwrap()
+        }
+    };
+    let first = tokio::spawn(post(ret_url.clone(), result.clone()));
+    app.sandbox.until_held("approval").await;
+    let second = tokio::spawn(post(ret_url, result));
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    assert!(
+        !second.is_finished(),
+        "the second post waits for the first one's approval instead of answering at once"
+    );
+    app.sandbox.open_gate("approval");
+    (first.await.unwrap(), second.await.unwrap())
+}
+
+/// An approval that takes a while (here held at the sandbox): longer KCP timeouts than the other
+/// tests', so a slow test machine does not time the held approval out.
+async fn spawn_app_with_patient_kcp() -> TestApp {
+    crate::helpers::spawn_app_with(|c| {
+        c.kcp.timeout_ms = 5_000;
+        c.resolver.settle_secs = 16;
+    })
+    .await
+}
+
+#[tokio::test]
+async fn a_double_submitted_pc_window_result_answers_the_second_post_with_the_approval_the_first_one_gets(
+) {
+    let app = spawn_app_with_patient_kcp().await;
+    let (first, second) = a_result_posted_twice(&app, false, "web-posted-twice").await;
+    let (first, second) = (rsp_of(&first), rsp_of(&second));
+    assert_eq!(first["success"], true, "{first}");
+    // Not F500 with success false, which has an iamport page tell the buyer the payment failed.
+    assert_eq!(second["success"], true, "{second}");
+    assert_eq!(second["imp_success"], true, "{second}");
+    assert_eq!(second["status"], "paid", "{second}");
+    assert_eq!(second["error_code"], Value::Null, "{second}");
+    assert_eq!(second["imp_uid"], first["imp_uid"]);
+    assert_eq!(second["paid_amount"], 1000);
+    assert_eq!(app.sandbox.ledger().len(), 1, "approved once");
+    assert_eq!(payment_of(&app, &second).await["status"], "paid");
+    app.assert_ledger_agrees().await;
+}
+
+#[tokio::test]
+async fn a_double_submitted_mobile_window_result_redirects_the_second_post_with_the_approval_the_first_one_gets(
+) {
+    let app = spawn_app_with_patient_kcp().await;
+    let (first, second) = a_result_posted_twice(&app, true, "web-tapped-twice").await;
+    let (first, second) = (query_of(&first), query_of(&second));
+    assert_eq!(first["imp_success"], "true", "{first:?}");
+    assert_eq!(second["imp_success"], "true", "{second:?}");
+    assert!(!second.contains_key("error_code"), "{second:?}");
+    assert_eq!(second["imp_uid"], first["imp_uid"]);
+    assert_eq!(second["merchant_uid"], "web-tapped-twice");
+    assert_eq!(app.sandbox.ledger().len(), 1, "approved once");
+    app.assert_ledger_agrees().await;
+}
+
+/// `GET /checkout/session/{session}/status`, as the SDK calls it from the merchant page's origin:
+/// its envelope.
+async fn status_of_window(app: &TestApp, start_url: &str) -> Value {
+    let res = app
+        .http
+        .get(format!("{start_url}/status"))
+        .header("origin", "http://shop.test")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        res.headers()
+            .get("access-control-allow-origin")
+            .map(|v| v.to_str().unwrap().to_string()),
+        Some("*".to_string()),
+        "the merchant page may read it"
+    );
+    res.json().await.unwrap()
+}
+
+/// The SDK polls the status call after the window's own answer said `F500`: unlike the overlay's
+/// close (the cancel call), it changes nothing, so a window whose payment is still `ready` (its
+/// buyer may have paid in KCP's window, and its `Ret_URL` post failed before the claim) is never
+/// failed as the buyer's cancel by it.
+#[tokio::test]
+async fn the_status_call_answers_the_payment_as_it_stands_and_never_fails_an_open_window() {
+    let app = spawn_app().await;
+    let (start_url, pay_url, fields) = started_from(&app, pc_checkout("web-status")).await;
+    let open = status_of_window(&app, &start_url).await;
+    assert_eq!(open["code"], 0, "{open}");
+    assert_eq!(open["response"]["success"], false, "{open}");
+    assert_eq!(open["response"]["error_code"], "F500", "{open}");
+    assert_eq!(open["response"]["merchant_uid"], "web-status", "{open}");
+    let imp_uid = open["response"]["imp_uid"].as_str().unwrap().to_string();
+    let rsp = through_window(&app, &pay_url, &fields, &CARD_OK).await;
+    assert_eq!(rsp["success"], true, "the window still pays: {rsp}");
+    assert_eq!(rsp["imp_uid"], imp_uid.as_str());
+    let paid = status_of_window(&app, &start_url).await;
+    assert_eq!(paid["response"]["success"], true, "{paid}");
+    assert_eq!(paid["response"]["status"], "paid", "{paid}");
+    assert_eq!(paid["response"]["imp_uid"], imp_uid.as_str(), "{paid}");
+    let (_, unknown) = app
+        .get(
+            "/checkout/session/0123456789abcdef0123456789abcdef/status",
+            None,
+        )
+        .await;
+    assert_ne!(unknown["code"], 0, "{unknown}");
 }
 
 #[tokio::test]
@@ -3199,17 +3343,24 @@ async fn a_window_result_reaching_an_instance_whose_clock_is_off_is_failed_befor
 ) {
     use openport::service::clock_check::{judge, CLOCK_SKEWED};
     let app = spawn_app().await;
-    let (pay_url, fields) = hand_off(
-        &app,
-        json!({"merchant_uid": "web-clock-off", "amount": 1000}),
-    )
-    .await;
+    let (start_url, pay_url, fields) = started_from(&app, pc_checkout("web-clock-off")).await;
     let gateway = &app.app.gateway;
     let now = chrono::Utc::now();
     gateway.record_clock_reading(judge(now, now, now.timestamp_millis() - 60_000, 5_000));
     let rsp = through_window(&app, &pay_url, &fields, &CARD_OK).await;
     assert_eq!(rsp["success"], false, "{rsp}");
     assert_eq!(rsp["error_msg"], CLOCK_SKEWED, "{rsp}");
+    // Failed, not being checked: F500 would have the page wait for an outcome that is already
+    // known, and every later answer of the payment reads F400 from its fail_reason.
+    assert_eq!(rsp["status"], "failed", "{rsp}");
+    assert_ne!(rsp["error_code"], "F500", "{rsp}");
+    assert_eq!(rsp["error_code"], "F400", "{rsp}");
+    let closed = close_the_overlay(&app, &start_url).await;
+    assert_eq!(
+        closed["response"]["error_code"], rsp["error_code"],
+        "{closed}"
+    );
+    assert_eq!(closed["response"]["error_msg"], CLOCK_SKEWED, "{closed}");
     assert!(app.sandbox.ledger().is_empty(), "nothing was approved");
     assert_eq!(payment_of(&app, &rsp).await["status"], "failed");
 

@@ -12,6 +12,8 @@ export async function startStubGateway() {
   const sessions = new Map();
   const requests = [];
   const cancels = [];
+  const statuses = [];
+  const starts = [];
   let origin;
 
   const cors = {
@@ -31,7 +33,7 @@ export async function startStubGateway() {
   const rspFor = (s, success) => ({
     success, imp_success: success, error_code: success ? null : '3001',
     error_msg: success ? null : '사용자가 결제를 취소하였습니다.',
-    imp_uid: s.impUid, merchant_uid: s.params.merchant_uid, pay_method: s.params.pay_method,
+    imp_uid: s.impUid, merchant_uid: s.merchantUid, pay_method: s.params.pay_method,
     paid_amount: success ? s.params.amount : 0, status: success ? 'paid' : 'failed', name: s.params.name,
     pg_provider: 'kcp', pg_tid: success ? `T${s.impUid}` : null,
   });
@@ -71,7 +73,8 @@ export async function startStubGateway() {
       let body;
       try { body = JSON.parse(await readBody(req)); } catch { json(res, 400, { code: -1, message: 'bad json', response: null }); return; }
       requests.push({ body, contentType: req.headers['content-type'] });
-      const mid = body.params?.merchant_uid ?? '';
+      // Generated as the gateway does when the page gives none.
+      const mid = body.params?.merchant_uid ?? `nouid_${randomBytes(6).toString('hex')}`;
       if (body.imp_code === 'imp_unknown') { json(res, 404, { code: -1, message: '존재하지 않는 가맹점입니다.', response: null }); return; }
       if (mid.startsWith('refuse')) {
         json(res, 200, { code: 1, message: '이미 결제가 완료된 주문번호입니다.', response: { imp_uid: null, merchant_uid: mid } });
@@ -79,7 +82,7 @@ export async function startStubGateway() {
       }
       const token = randomBytes(12).toString('hex');
       const impUid = `imp_${String(Date.now()).slice(-12)}`;
-      sessions.set(token, { ...body, impUid, merchantOrigin: new URL(body.page_url).origin });
+      sessions.set(token, { ...body, impUid, merchantUid: mid, merchantOrigin: new URL(body.page_url).origin });
       json(res, 200, { code: 0, message: null, response: {
         imp_uid: impUid, merchant_uid: mid, session: token, start_url: `${origin}/checkout/session/${token}`,
       } });
@@ -90,7 +93,9 @@ export async function startStubGateway() {
       if (req.method === 'POST' && parts[3] === 'cancel') {
         cancels.push(parts[2]);
         s.cancels = (s.cancels ?? 0) + 1;
-        const mid = s.params.merchant_uid ?? '';
+        // What the cancel call does is chosen by the page's merchant_uid, or by its `name` when it
+        // gave none.
+        const mid = s.params.merchant_uid ?? s.params.name ?? '';
         // merchant_uid `pending<N>-…`: the approval is in flight for the first N cancel calls
         // (the gateway's F500 "checking" answer), then the payment is paid.
         const pending = /^pending(\d+)-/.exec(mid);
@@ -106,19 +111,33 @@ export async function startStubGateway() {
         json(res, 200, { code: 0, message: null, response: rspFor(s, false) });
         return;
       }
+      if (req.method === 'GET' && parts[3] === 'status') { // read-only: the payment as it stands
+        statuses.push(parts[2]);
+        s.statuses = (s.statuses ?? 0) + 1;
+        // merchant_uid `checking<N>-…`: the approval is in flight for the first N status calls.
+        const checking = /^checking(\d+)-/.exec(s.params.merchant_uid ?? '');
+        const inFlight = checking && s.statuses <= Number(checking[1]);
+        json(res, 200, { code: 0, message: null, response: inFlight ? pendingRsp(s) : rspFor(s, true) });
+        return;
+      }
       if (req.method === 'GET' && parts[3] === 'finish') { // the mobile end: 302 to m_redirect_url
         const target = s.params.m_redirect_url || s.page_url;
-        const q = new URLSearchParams({ imp_uid: s.impUid, merchant_uid: s.params.merchant_uid, imp_success: 'true' });
+        const q = new URLSearchParams({ imp_uid: s.impUid, merchant_uid: s.merchantUid, imp_success: 'true' });
         res.writeHead(302, { Location: `${target}${target.includes('?') ? '&' : '?'}${q}` }).end();
         return;
       }
       if (req.method === 'GET' && parts.length === 3) {
+        starts.push(parts[2]);
+        // merchant_uid `slow-start-…`: the window page takes 3 s to come, so the merchant page
+        // stays up (and tappable) meanwhile, as on a slow phone network.
+        if ((s.params.merchant_uid ?? '').startsWith('slow-start')) await new Promise((r) => setTimeout(r, 3_000));
         const post = (rsp, extra = {}) => `window.parent.postMessage(${JSON.stringify({ source: 'openport', rsp, ...extra })}, ${JSON.stringify(s.merchantOrigin)})`;
         res.writeHead(200, { 'Content-Type': 'text/html; charset=utf-8' });
         res.end(`<!doctype html><meta charset="utf-8"><title>stub window</title>
 <p id="kind">${s.mobile ? 'mobile' : 'pc'}</p>
 <button id="complete" onclick='${s.mobile ? `location.href="/checkout/session/${parts[2]}/finish"` : post(rspFor(s, true))}'>pay</button>
 <button id="complete-twice" onclick='${post(rspFor(s, true))}; ${post(rspFor(s, true))}'>pay twice</button>
+<button id="complete-checking" onclick='${post(pendingRsp(s))}'>answered while another post approves</button>
 <button id="wrong-session" onclick='${post(rspFor(s, true), { session: 'someone-else' })}'>other session</button>`);
         return;
       }
@@ -128,7 +147,7 @@ export async function startStubGateway() {
   await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
   origin = `http://127.0.0.1:${server.address().port}`;
   return {
-    url: `${origin}/`, origin, requests, cancels,
+    url: `${origin}/`, origin, requests, cancels, statuses, starts,
     close: () => new Promise((resolve) => { server.closeAllConnections?.(); server.close(resolve); }),
   };
 }
