@@ -242,6 +242,27 @@ async fn a_form_body_issues_an_account_like_json() {
     );
 }
 
+/// `005` is 외환은행 (KEB), merged into 하나은행 in 2015: iamport's official PHP client still offers
+/// it (`VbankCode::KEB`, "KEB 하나은행") and validates against that enum, so a PHP shop offering
+/// 하나 sends it. The account is opened at 하나 (KCP `BK81`), and the Payment says so.
+#[tokio::test]
+async fn an_account_asked_at_kebs_code_005_is_issued_at_hana_which_kcp_names_081() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    for (merchant_uid, code) in [("vb-keb", json!("005")), ("vb-keb-short", json!("05"))] {
+        let mut body = vbank(&app, merchant_uid, 4000);
+        body["vbank_code"] = code;
+        let p = issued(&app, &token, body).await;
+        assert_eq!(
+            (p["vbank_code"].as_str(), p["vbank_name"].as_str()),
+            (Some("081"), Some("하나은행")),
+            "{p}"
+        );
+    }
+    assert_eq!(app.sandbox.ledger().len(), 2);
+    app.assert_ledger_agrees().await;
+}
+
 #[tokio::test]
 async fn a_revoked_account_is_cancelled_takes_no_deposit_and_stays_cancelled() {
     let app = spawn_app().await;
