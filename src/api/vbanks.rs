@@ -27,8 +27,8 @@ pub struct VbankRequest {
     #[schema(value_type = String, required = true, pattern = "^(0{0,2}[3457]|0?(11|20|81|88))$")]
     pub vbank_code: Option<String>,
     /// Deposit deadline, Unix seconds, in the future (HTTP 400 otherwise, checked against the
-    /// server's clock).
-    #[serde(default, deserialize_with = "de::opt_i64")]
+    /// server's clock); a fraction is floored.
+    #[serde(default, deserialize_with = "de::opt_unix_secs")]
     #[schema(value_type = i64, required = true)]
     pub vbank_due: Option<i64>,
     /// Accepted and ignored over KCP (script in it → HTTP 400): KCP names the account's holder
