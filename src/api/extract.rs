@@ -664,25 +664,26 @@ pub mod de {
         })
     }
 
-    /// A string or an array of strings (`domain::text::string_list`) for a field whose absence
-    /// does something of its own (unschedule's `merchant_uid`: all of the customer's schedules).
-    /// None only when the field is absent or null; an empty array is `Some([])`, a request made on
-    /// purpose. A blank string (`""`, `"  "`, a form's `merchant_uid=`) is one blank item, not an
-    /// empty list, and blank items are kept: a blank is a client's bug (an unset variable, a NULL
-    /// rendered as text) that names nothing, so the caller refuses it rather than let it read as
-    /// "none named", which would be "all" (as [`opt_i64_not_blank`] for a cancel's amount).
+    /// A string or an array of strings (`domain::text::string_list_as_given`) for a field whose
+    /// absence does something of its own (unschedule's `merchant_uid`: all of the customer's
+    /// schedules). None only when the field is absent or null; an empty array is `Some([])`, a
+    /// request made on purpose. A blank string (`""`, `"  "`, a form's `merchant_uid=`) is one
+    /// blank item, not an empty list, and blank or null items are kept or refused, never dropped:
+    /// a blank is a client's bug (an unset variable, a NULL rendered as text) that names nothing,
+    /// so the caller refuses it rather than let it read as "none named", which would be "all" (as
+    /// [`opt_i64_not_blank`] for a cancel's amount).
     pub fn opt_string_list<'de, D: Deserializer<'de>>(
         d: D,
     ) -> Result<Option<Vec<String>>, D::Error> {
         Ok(match Option::<serde_json::Value>::deserialize(d)? {
             None | Some(serde_json::Value::Null) => None,
             Some(serde_json::Value::String(s)) => Some(vec![s]),
-            v => Some(crate::domain::text::string_list(v).map_err(de::Error::custom)?),
+            v => Some(crate::domain::text::string_list_as_given(v).map_err(de::Error::custom)?),
         })
     }
 
-    /// A string or an array of strings (`domain::text::string_list`); absent, null or an empty
-    /// string: none.
+    /// A string or an array of strings (`domain::text::string_list`); absent, null or a blank
+    /// string, or a list of only null or blank items: none.
     pub fn string_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
         crate::domain::text::string_list(Option::<serde_json::Value>::deserialize(d)?)
             .map_err(de::Error::custom)
