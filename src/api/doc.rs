@@ -157,17 +157,21 @@ fn web_url() -> ObjectBuilder {
         .pattern(Some(WEB_URL))
 }
 
-/// `notice_url`: absent, null or empty, one URL, or a list of them
-/// (`domain::payment::check_notice_urls`).
+/// `notice_url`: absent, null or blank, one URL, or a list of them whose null or blank items are
+/// dropped (`domain::text::string_list`, `domain::payment::check_notice_urls`).
 pub(crate) fn notice_urls() -> OneOfBuilder {
     let url = || web_url().max_length(Some(crate::domain::payment::NOTICE_URL_MAX_CHARS));
+    let item = OneOfBuilder::new()
+        .item(null())
+        .item(string().pattern(Some(BLANK)))
+        .item(url());
     OneOfBuilder::new()
         .item(null())
-        .item(string().enum_values(Some([""])))
+        .item(string().pattern(Some(BLANK)))
         .item(url())
         .item(
             ArrayBuilder::new()
-                .items(url())
+                .items(item)
                 .max_items(Some(crate::domain::payment::NOTICE_URLS_MAX)),
         )
 }

@@ -26,8 +26,8 @@ pub struct LogisFields {
     #[serde(default, deserialize_with = "de::opt_string")]
     #[schema(value_type = String, required = true, max_length = 100, pattern = r#"^[^,&;\\|'"<>\x00-\x1F\x7F-\x9F]*[^\s,&;\\|'"<>\x00-\x1F\x7F-\x9F][^,&;\\|'"<>\x00-\x1F\x7F-\x9F]*$"#)]
     pub invoice: Option<String>,
-    /// Unix seconds, after 1970 and before the year 10000.
-    #[serde(default, deserialize_with = "de::opt_i64")]
+    /// Unix seconds, after 1970 and before the year 10000; a fraction is floored.
+    #[serde(default, deserialize_with = "de::opt_unix_secs")]
     #[schema(value_type = i64, required = true, minimum = 1, maximum = 253_402_300_799i64)]
     pub sent_at: Option<i64>,
     /// The expected day of receipt, `YYYYMMDD` (a real day); empty is none.

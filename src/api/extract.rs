@@ -535,6 +535,21 @@ pub mod de {
     pub fn opt_i64<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
         d.deserialize_option(I64 {
             blank_is_absent: true,
+            floor_fraction: false,
+        })
+    }
+
+    /// A time in Unix seconds (`schedule_at`, `vbank_due`, a delivery's `sent_at`): as [`opt_i64`],
+    /// but a finite fraction is floored, as any seconds parser reads it. Clients compute these
+    /// from clocks that give fractions (Node's `Date.now() / 1000 + 3600`, Python's
+    /// `time.time() + 3600`), and a fraction of a second carries no money and no ambiguity, so
+    /// refusing it only lost the whole request. Text, NaN and infinities are still refused, and so
+    /// is a number past ±9·10¹⁵ (no second a date can hold); the callers' own range checks (the
+    /// year-9999 guard that catches milliseconds) apply to the floored value. Never for money.
+    pub fn opt_unix_secs<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+        d.deserialize_option(I64 {
+            blank_is_absent: true,
+            floor_fraction: true,
         })
     }
 
@@ -544,11 +559,23 @@ pub mod de {
     pub fn opt_i64_not_blank<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
         d.deserialize_option(I64 {
             blank_is_absent: false,
+            floor_fraction: false,
         })
     }
 
     struct I64 {
         blank_is_absent: bool,
+        /// Unix seconds ([`opt_unix_secs`]): a finite fraction is floored instead of refused.
+        floor_fraction: bool,
+    }
+
+    impl I64 {
+        /// A number given with a fraction or an exponent: an integer as `i64`, or when allowed
+        /// a finite fraction floored; None when refused.
+        fn of_f64(&self, v: f64) -> Option<i64> {
+            let integral = v.fract() == 0.0 || (self.floor_fraction && v.is_finite());
+            (integral && v.abs() < 9.0e15).then(|| v.floor() as i64)
+        }
     }
 
     impl<'de> Visitor<'de> for I64 {
@@ -574,11 +601,9 @@ pub mod de {
                 .map_err(|_| E::custom("too large"))
         }
         fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
-            if v.fract() == 0.0 && v.abs() < 9.0e15 {
-                Ok(Some(v as i64))
-            } else {
-                Err(E::custom("not an integer"))
-            }
+            self.of_f64(v)
+                .map(Some)
+                .ok_or_else(|| E::custom("not an integer"))
         }
         fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
             let t = v.trim();
@@ -592,10 +617,11 @@ pub mod de {
             if let Ok(n) = t.parse::<i64>() {
                 return Ok(Some(n));
             }
-            match t.parse::<f64>() {
-                Ok(f) if f.fract() == 0.0 && f.abs() < 9.0e15 => Ok(Some(f as i64)),
-                _ => Err(E::custom("not an integer")),
-            }
+            t.parse::<f64>()
+                .ok()
+                .and_then(|f| self.of_f64(f))
+                .map(Some)
+                .ok_or_else(|| E::custom("not an integer"))
         }
     }
 
@@ -638,25 +664,26 @@ pub mod de {
         })
     }
 
-    /// A string or an array of strings (`domain::text::string_list`) for a field whose absence
-    /// does something of its own (unschedule's `merchant_uid`: all of the customer's schedules).
-    /// None only when the field is absent or null; an empty array is `Some([])`, a request made on
-    /// purpose. A blank string (`""`, `"  "`, a form's `merchant_uid=`) is one blank item, not an
-    /// empty list, and blank items are kept: a blank is a client's bug (an unset variable, a NULL
-    /// rendered as text) that names nothing, so the caller refuses it rather than let it read as
-    /// "none named", which would be "all" (as [`opt_i64_not_blank`] for a cancel's amount).
+    /// A string or an array of strings (`domain::text::string_list_as_given`) for a field whose
+    /// absence does something of its own (unschedule's `merchant_uid`: all of the customer's
+    /// schedules). None only when the field is absent or null; an empty array is `Some([])`, a
+    /// request made on purpose. A blank string (`""`, `"  "`, a form's `merchant_uid=`) is one
+    /// blank item, not an empty list, and blank or null items are kept or refused, never dropped:
+    /// a blank is a client's bug (an unset variable, a NULL rendered as text) that names nothing,
+    /// so the caller refuses it rather than let it read as "none named", which would be "all" (as
+    /// [`opt_i64_not_blank`] for a cancel's amount).
     pub fn opt_string_list<'de, D: Deserializer<'de>>(
         d: D,
     ) -> Result<Option<Vec<String>>, D::Error> {
         Ok(match Option::<serde_json::Value>::deserialize(d)? {
             None | Some(serde_json::Value::Null) => None,
             Some(serde_json::Value::String(s)) => Some(vec![s]),
-            v => Some(crate::domain::text::string_list(v).map_err(de::Error::custom)?),
+            v => Some(crate::domain::text::string_list_as_given(v).map_err(de::Error::custom)?),
         })
     }
 
-    /// A string or an array of strings (`domain::text::string_list`); absent, null or an empty
-    /// string: none.
+    /// A string or an array of strings (`domain::text::string_list`); absent, null or a blank
+    /// string, or a list of only null or blank items: none.
     pub fn string_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
         crate::domain::text::string_list(Option::<serde_json::Value>::deserialize(d)?)
             .map_err(de::Error::custom)
@@ -737,5 +764,60 @@ mod tests {
             form_json("name=%EC%83%81%ED%92%88+A&x&y=".as_bytes()),
             Some(json!({"name": "상품 A", "x": "", "y": ""}))
         );
+    }
+
+    #[derive(serde::Deserialize, Debug)]
+    struct Read {
+        #[serde(default, deserialize_with = "super::de::opt_unix_secs")]
+        at: Option<i64>,
+        #[serde(default, deserialize_with = "super::de::opt_i64")]
+        amount: Option<i64>,
+    }
+
+    fn read(v: serde_json::Value) -> Option<Read> {
+        serde_json::from_value(v).ok()
+    }
+
+    #[test]
+    fn unix_seconds_with_a_fraction_are_floored_while_money_with_one_is_refused() {
+        for (sent, floored) in [
+            (json!(1_900_000_000.5), 1_900_000_000),
+            (json!(1_900_000_000.999), 1_900_000_000),
+            (json!("1900000000.25"), 1_900_000_000),
+            (json!(" 1900000000.0 "), 1_900_000_000),
+            (json!(1_900_000_000), 1_900_000_000),
+            (json!("1900000000"), 1_900_000_000),
+            (json!(-0.5), -1),
+        ] {
+            assert_eq!(
+                read(json!({ "at": sent })).unwrap().at,
+                Some(floored),
+                "{sent}"
+            );
+        }
+        // Milliseconds with a fraction stay milliseconds, for the year-9999 guard to refuse.
+        assert_eq!(
+            read(json!({"at": 1_900_000_000_123.5})).unwrap().at,
+            Some(1_900_000_000_123)
+        );
+        for absent in [json!(null), json!(""), json!("  ")] {
+            assert_eq!(read(json!({ "at": absent })).unwrap().at, None);
+        }
+        for refused in [
+            json!("NaN"),
+            json!("inf"),
+            json!("-infinity"),
+            json!("soon"),
+            json!(9.5e15),
+            json!("1e300"),
+            json!(true),
+            json!([1]),
+        ] {
+            assert!(read(json!({ "at": refused })).is_none(), "{refused}");
+        }
+        for fraction in [json!(1000.5), json!("1000.5"), json!(0.1)] {
+            assert!(read(json!({ "amount": fraction })).is_none(), "{fraction}");
+        }
+        assert_eq!(read(json!({"amount": 1000.0})).unwrap().amount, Some(1000));
     }
 }

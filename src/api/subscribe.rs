@@ -177,8 +177,9 @@ pub struct ScheduleFields {
     #[serde(flatten)]
     pub order: OrderFields,
     /// Unix seconds, in the future (else code 1, HTTP 200), at most 253402300799
-    /// (9999-12-31T23:59:59Z; milliseconds are HTTP 400).
-    #[serde(default, deserialize_with = "de::opt_i64")]
+    /// (9999-12-31T23:59:59Z; milliseconds are HTTP 400); a fraction is floored
+    /// (`Date.now() / 1000 + 3600`).
+    #[serde(default, deserialize_with = "de::opt_unix_secs")]
     #[schema(value_type = i64, required = true)]
     pub schedule_at: Option<i64>,
 }
@@ -410,8 +411,9 @@ pub async fn get_one(
 #[derive(Deserialize, ToSchema)]
 pub struct RescheduleRequest {
     /// Unix seconds, in the future (HTTP 400 otherwise, checked against the server's clock) and
-    /// at most 253402300799 (9999-12-31T23:59:59Z; milliseconds are HTTP 400).
-    #[serde(default, deserialize_with = "de::opt_i64")]
+    /// at most 253402300799 (9999-12-31T23:59:59Z; milliseconds are HTTP 400); a fraction is
+    /// floored.
+    #[serde(default, deserialize_with = "de::opt_unix_secs")]
     #[schema(value_type = i64, required = true)]
     pub schedule_at: Option<i64>,
 }

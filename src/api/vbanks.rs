@@ -21,14 +21,14 @@ pub struct VbankRequest {
     #[serde(flatten)]
     pub order: OrderFields,
     /// iamport's bank code (`004` KB국민, `088` 신한, `020` 우리, `081` 하나, `011` NH농협, `003` IBK기업,
-    /// `007` 수협).
+    /// `007` 수협; `005` 외환, merged into 하나: issued at 하나, shown `081`).
     /// Also without its leading zeros (`4`, `88`).
     #[serde(default, deserialize_with = "de::opt_string")]
-    #[schema(value_type = String, required = true, pattern = "^(0{0,2}[347]|0?(11|20|81|88))$")]
+    #[schema(value_type = String, required = true, pattern = "^(0{0,2}[3457]|0?(11|20|81|88))$")]
     pub vbank_code: Option<String>,
     /// Deposit deadline, Unix seconds, in the future (HTTP 400 otherwise, checked against the
-    /// server's clock).
-    #[serde(default, deserialize_with = "de::opt_i64")]
+    /// server's clock); a fraction is floored.
+    #[serde(default, deserialize_with = "de::opt_unix_secs")]
     #[schema(value_type = i64, required = true)]
     pub vbank_due: Option<i64>,
     /// Accepted and ignored over KCP (script in it → HTTP 400): KCP names the account's holder

@@ -50,13 +50,33 @@ pub fn is_refused_control(c: char) -> bool {
     c < ' ' && !matches!(c, '\t' | '\r' | '\n')
 }
 
-/// A field iamport takes as one string or a list of strings (`notice_url`; unschedule's
-/// `merchant_uid` reads a blank string as a blank item instead, `api::extract::de::opt_string_list`),
-/// as REST and the checkout both read it: absent, null or `""` is none; a number
-/// counts as its text, as a single value does. Anything else, an object or a list item that is not
-/// text, is refused rather than dropped, since dropping it changes what the request names (an
-/// unschedule of fewer schedules, webhooks sent to the merchant's default URL instead).
+/// A field iamport takes as one string or a list of strings (`notice_url`), as REST and the
+/// checkout both read it: absent, null or blank (`""`, white space only) is none; a number counts
+/// as its text, as a single value does. In a list, a null or blank item is dropped and a list left
+/// empty names none: such an item carries no URL, and comes from a client's unset value
+/// (`JSON.stringify([process.env.HOOK])` is `[null]`; a template that always writes the field
+/// posts `notice_url[]=`), which as a scalar (`""`) already meant "none"; refusing it refused the
+/// charge. Anything else, an object or a list item that is neither text, a number nor null, is
+/// refused rather than dropped, since dropping it changes what the request names (webhooks sent
+/// to the merchant's default URL instead). A field where a blank must not read as "none named"
+/// takes [`string_list_as_given`].
 pub fn string_list(value: Option<serde_json::Value>) -> Result<Vec<String>, &'static str> {
+    let mut list = strings(value, true)?;
+    list.retain(|s| !s.trim().is_empty());
+    Ok(list)
+}
+
+/// [`string_list`] keeping every item as given, blank ones included, and refusing a null item
+/// (`api::extract::de::opt_string_list`, unschedule's `merchant_uid`: there "none named" means
+/// "all of the customer's", so a blank or null item, a client's bug where one schedule was meant,
+/// must reach the caller to be refused, never vanish). Absent, null or `""` is still none.
+pub fn string_list_as_given(value: Option<serde_json::Value>) -> Result<Vec<String>, &'static str> {
+    strings(value, false)
+}
+
+/// The strings of [`string_list`] and [`string_list_as_given`]; `drop_null`: a null list item is
+/// skipped rather than refused.
+fn strings(value: Option<serde_json::Value>, drop_null: bool) -> Result<Vec<String>, &'static str> {
     use serde_json::Value;
     match value {
         None | Some(Value::Null) => Ok(vec![]),
@@ -65,6 +85,7 @@ pub fn string_list(value: Option<serde_json::Value>) -> Result<Vec<String>, &'st
         Some(Value::Number(n)) => Ok(vec![n.to_string()]),
         Some(Value::Array(items)) => items
             .into_iter()
+            .filter(|v| !v.is_null() || !drop_null)
             .map(|v| match v {
                 Value::String(s) => Ok(s),
                 Value::Number(n) => Ok(n.to_string()),
@@ -155,6 +176,42 @@ mod tests {
         // KCP counts bytes: a Korean syllable is three in UTF-8, and none is cut in half.
         assert_eq!(for_kcp("name", "가나다라", 7).unwrap(), "가나");
         assert_eq!(for_kcp("name", "a 가", 3).unwrap(), "a");
+    }
+
+    #[test]
+    fn a_list_drops_its_null_and_blank_items_unless_taken_as_given() {
+        use serde_json::json;
+        let list = |v: serde_json::Value| string_list(Some(v));
+        assert_eq!(
+            list(json!([null, "", " \t", "https://a.test/h", 7])),
+            Ok(vec!["https://a.test/h".to_string(), "7".to_string()])
+        );
+        for none in [
+            json!([null]),
+            json!([""]),
+            json!([]),
+            json!("  "),
+            json!(""),
+        ] {
+            assert_eq!(list(none.clone()), Ok(vec![]), "{none}");
+        }
+        assert_eq!(string_list(None), Ok(vec![]));
+        for refused in [
+            json!([true]),
+            json!([{}]),
+            json!([["a"]]),
+            json!({}),
+            json!(false),
+        ] {
+            assert!(list(refused.clone()).is_err(), "{refused}");
+        }
+        let as_given = |v: serde_json::Value| string_list_as_given(Some(v));
+        assert_eq!(
+            as_given(json!(["", " "])),
+            Ok(vec![String::new(), " ".into()])
+        );
+        assert_eq!(as_given(json!("  ")), Ok(vec!["  ".to_string()]));
+        assert!(as_given(json!([null])).is_err());
     }
 
     #[test]

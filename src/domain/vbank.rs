@@ -66,19 +66,31 @@ const ANSWERED_ONLY: &[(&str, &str)] = &[
     ("BK90", "090"),
 ];
 
+/// Codes merchants still send for a bank that now issues under another: iamport's code as sent,
+/// and the code of the bank in [`BANKS`] that holds its accounts. `005` is 외환은행 (KEB), merged
+/// into 하나은행 in 2015; iamport's official PHP client still offers it as `VbankCode::KEB`
+/// ("KEB 하나은행") and validates `vbank_code` against that enum, so a PHP shop offering 하나 sends
+/// `005`. The account is issued at 하나 (`081`, KCP `BK81`), the bank the merchant meant; the
+/// Payment shows `081`. A transfer KCP names `BK05` keeps showing `005` (`ANSWERED_ONLY`).
+const ALIASES: &[(&str, &str)] = &[("005", "081")];
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("지원하지 않는 은행코드입니다. (vbank_code: {0})")]
 pub struct UnknownBank(pub String);
 
 impl VbankBank {
     /// An iamport bank code as merchants send it: `"004"`, or without its leading zeros (`"4"`,
-    /// `"04"`, clients that send it as a number).
+    /// `"04"`, clients that send it as a number); a code in [`ALIASES`] is its bank's successor.
     pub fn parse(code: &str) -> Result<Self, UnknownBank> {
         let trimmed = code.trim();
         let normalized = match trimmed.len() {
             1..=3 if trimmed.bytes().all(|b| b.is_ascii_digit()) => format!("{trimmed:0>3}"),
             _ => return Err(UnknownBank(code.chars().take(20).collect())),
         };
+        let normalized = ALIASES
+            .iter()
+            .find(|(sent, _)| *sent == normalized)
+            .map_or(normalized.as_str(), |(_, successor)| successor);
         BANKS
             .iter()
             .find(|b| b.iamport_code == normalized)
@@ -197,6 +209,19 @@ mod tests {
             VbankBank::parse("090").is_err(),
             "a bank KCP only answers with is never asked for an account"
         );
+    }
+
+    #[test]
+    fn kebs_code_issues_at_hana_which_it_merged_into_while_kcps_bk05_still_reads_005() {
+        for sent in ["005", "05", "5", " 005 "] {
+            let bank = VbankBank::parse(sent).unwrap();
+            assert_eq!(
+                (bank.iamport_code, bank.kcp_code),
+                ("081", "BK81"),
+                "{sent}"
+            );
+        }
+        assert_eq!(VbankBank::iamport_code_of_kcp("BK05"), "005");
     }
 
     #[test]

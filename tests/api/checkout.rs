@@ -2483,7 +2483,7 @@ async fn a_notice_url_that_is_no_text_or_list_of_texts_is_refused_before_anythin
         (json!({"url": "https://shop.example/hook"}), "notice_url"),
         (json!(true), "notice_url"),
         (json!(["https://shop.example/hook", {"u": 1}]), "notice_url"),
-        (json!(["https://shop.example/hook", null]), "notice_url"),
+        (json!(["https://shop.example/hook", false]), "notice_url"),
         (json!("ftp://shop.example/hook"), "http:// 또는 https://"),
     ];
     for (i, (notice_url, wanted)) in cases.into_iter().enumerate() {

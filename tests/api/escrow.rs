@@ -143,6 +143,30 @@ async fn a_delivery_kcp_could_not_take_is_400_for_a_post_and_for_a_put_alike() {
     );
 }
 
+/// A `sent_at` computed from a clock with fractions (`time.time()`) was a 400; it is floored on a
+/// POST and a PUT alike, and one that floors to 0 is still refused.
+#[tokio::test]
+async fn a_sent_at_with_a_fraction_of_a_second_is_floored_on_a_post_and_a_put() {
+    let app = spawn_app().await;
+    let (imp_uid, _, token) = escrow_payment(&app, "esc-frac").await;
+    let mut body = logis("CJ대한통운", "333");
+    body["logis"]["sent_at"] = json!(0.5);
+    let (status, answer) = app.post(&path(&imp_uid), Some(&token), body.clone()).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+
+    body["logis"]["sent_at"] = json!(1_795_000_000.5);
+    let (_, posted) = app.post(&path(&imp_uid), Some(&token), body.clone()).await;
+    assert_eq!(posted["code"], 0, "{posted}");
+    assert_eq!(posted["response"]["sent_at"], 1_795_000_000, "{posted}");
+    body["logis"]["sent_at"] = json!("1795000100.9");
+    let (status, put) = app.put(&path(&imp_uid), &token, body).await;
+    assert_eq!(status, StatusCode::OK, "{put}");
+    assert_eq!(
+        lookup(&app, &token, &imp_uid).await["sent_at"],
+        1_795_000_100
+    );
+}
+
 #[tokio::test]
 async fn a_put_before_any_post_is_refused_with_409_and_registers_nothing() {
     let app = spawn_app().await;

@@ -2373,6 +2373,69 @@ async fn a_schedule_at_in_milliseconds_is_a_400_saying_it_must_be_unix_seconds()
     assert_eq!(s["response"]["schedule_at"], last_second, "{s}");
 }
 
+/// A `schedule_at` with a fraction of a second (Node's `Date.now() / 1000 + 3600`, Python's
+/// `time.time() + 3600`) refused the whole schedule request with HTTP 400. It is floored now, as
+/// a number or as text, on a schedule request and on a move; milliseconds with a fraction are
+/// still refused as milliseconds, and an amount with a fraction is still refused.
+#[tokio::test]
+async fn a_schedule_at_with_a_fraction_of_a_second_is_floored_on_a_schedule_and_on_a_move() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    register(&app, &token, "s-frac", test_cards::SHINHAN_CREDIT).await;
+    let at = now() + 3600;
+
+    let body = schedule(
+        &app,
+        &token,
+        json!({"customer_uid": "s-frac", "schedules": [
+            {"merchant_uid": "frac-1", "schedule_at": at as f64 + 0.5, "amount": 1000},
+            {"merchant_uid": "frac-2", "schedule_at": format!("{}.999", at + 60), "amount": 1000}]}),
+    )
+    .await;
+
+    assert_eq!(body["code"], 0, "{body}");
+    assert_eq!(body["response"][0]["schedule_at"], at, "{body}");
+    assert_eq!(body["response"][1]["schedule_at"], at + 60, "{body}");
+    let (status, moved) = app
+        .put(
+            "/subscribe/payments/schedule/frac-1",
+            &token,
+            json!({"schedule_at": at as f64 + 120.25}),
+        )
+        .await;
+    assert_eq!(status, reqwest::StatusCode::OK, "{moved}");
+    assert_eq!(moved["response"]["schedule_at"], at + 120, "{moved}");
+
+    let (status, millis) = app
+        .post(
+            "/subscribe/payments/schedule",
+            Some(&token),
+            json!({"customer_uid": "s-frac", "schedules": [
+                {"merchant_uid": "frac-ms", "schedule_at": (at * 1000) as f64 + 0.5, "amount": 1000}]}),
+        )
+        .await;
+    assert_eq!(status, reqwest::StatusCode::BAD_REQUEST, "{millis}");
+    assert!(
+        millis["message"].as_str().unwrap().contains("밀리초"),
+        "{millis}"
+    );
+    let (status, money) = app
+        .post(
+            "/subscribe/payments/schedule",
+            Some(&token),
+            json!({"customer_uid": "s-frac", "schedules": [
+                {"merchant_uid": "frac-money", "schedule_at": at, "amount": 1000.5}]}),
+        )
+        .await;
+    assert_eq!(status, reqwest::StatusCode::BAD_REQUEST, "{money}");
+    for uid in ["frac-ms", "frac-money"] {
+        let (status, _) = app
+            .get(&format!("/subscribe/payments/schedule/{uid}"), Some(&token))
+            .await;
+        assert_eq!(status, reqwest::StatusCode::NOT_FOUND, "{uid} not written");
+    }
+}
+
 /// A run that meets another charge of its merchant_uid still being decided (an `again` at KCP)
 /// was refused "같은 merchant_uid로 처리 중인 결제가 있습니다." and failed for good, though nothing
 /// was wrong with it. It is given back instead, and runs once that charge has settled: here the

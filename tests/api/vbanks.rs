@@ -242,6 +242,64 @@ async fn a_form_body_issues_an_account_like_json() {
     );
 }
 
+/// `005` is 외환은행 (KEB), merged into 하나은행 in 2015: iamport's official PHP client still offers
+/// it (`VbankCode::KEB`, "KEB 하나은행") and validates against that enum, so a PHP shop offering
+/// 하나 sends it. The account is opened at 하나 (KCP `BK81`), and the Payment says so.
+#[tokio::test]
+async fn an_account_asked_at_kebs_code_005_is_issued_at_hana_which_kcp_names_081() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    for (merchant_uid, code) in [("vb-keb", json!("005")), ("vb-keb-short", json!("05"))] {
+        let mut body = vbank(&app, merchant_uid, 4000);
+        body["vbank_code"] = code;
+        let p = issued(&app, &token, body).await;
+        assert_eq!(
+            (p["vbank_code"].as_str(), p["vbank_name"].as_str()),
+            (Some("081"), Some("하나은행")),
+            "{p}"
+        );
+    }
+    assert_eq!(app.sandbox.ledger().len(), 2);
+    app.assert_ledger_agrees().await;
+}
+
+/// A deadline computed from a clock with fractions (`time.time() + 7 * 86400`) was a 400; it is
+/// floored, as a number or as a form's text, while an amount with a fraction is still refused.
+#[tokio::test]
+async fn a_vbank_due_with_a_fraction_of_a_second_is_floored_and_an_amount_with_one_still_refused() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let due = app.app.gateway.clock.unix() + WEEK;
+    let mut body = vbank(&app, "vb-frac", 4000);
+    body["vbank_due"] = json!(due as f64 + 0.75);
+    let p = issued(&app, &token, body).await;
+    assert_eq!(p["vbank_date"], due, "{p}");
+
+    let form_due = format!("{}.5", due + 60);
+    let res = app
+        .http
+        .post(app.url("/vbanks"))
+        .header("Authorization", &token)
+        .form(&[
+            ("merchant_uid", "vb-frac-form"),
+            ("amount", "3000"),
+            ("vbank_code", "004"),
+            ("vbank_due", form_due.as_str()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    let (status, answer) = TestApp::read(res).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer["response"]["vbank_date"], due + 60, "{answer}");
+
+    let mut money = vbank(&app, "vb-frac-money", 4000);
+    money["amount"] = json!(4000.5);
+    let (status, refused) = app.post("/vbanks", Some(&token), money).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{refused}");
+    assert_eq!(app.sandbox.ledger().len(), 2);
+}
+
 #[tokio::test]
 async fn a_revoked_account_is_cancelled_takes_no_deposit_and_stays_cancelled() {
     let app = spawn_app().await;

@@ -206,6 +206,122 @@ async fn a_payments_notice_url_suppresses_the_merchants_default_url() {
     assert_eq!(json_body(&defaults[0])["imp_uid"], plain.as_str());
 }
 
+/// A `notice_url` list item that carries no URL (`[null]`: `JSON.stringify([process.env.HOOK])`
+/// with the variable unset; a form's `notice_url[]=` from a template that always writes the
+/// field) refused the whole charge with HTTP 400, though a blank scalar meant "none". It is
+/// dropped now: a list left empty names none and the merchant's URL gets the webhook, a list with
+/// a URL beside it calls that URL only, and a string that is no URL is still refused.
+#[tokio::test]
+async fn a_null_or_blank_notice_url_item_is_dropped_and_a_list_left_empty_goes_to_the_merchants_url(
+) {
+    let app = spawn_app().await;
+    let default = Receiver::start().await;
+    let notice = Receiver::start().await;
+    configure(&app, json!({"url": default.url("/default")})).await;
+    let token = app.token().await;
+    crate::billing::register(&app, &token, "wh-blank", test_cards::SHINHAN_CREDIT).await;
+    let again = |merchant_uid: &str, notice_url: Value| {
+        json!({"customer_uid": "wh-blank", "merchant_uid": merchant_uid, "amount": 1000,
+               "name": "정기결제", "notice_url": notice_url})
+    };
+    let mut paid = Vec::new();
+    for (merchant_uid, notice_url) in [
+        ("wh-null", json!([null])),
+        ("wh-blanks", json!(["", "  "])),
+        ("wh-one", json!([null, "", notice.url("/n")])),
+    ] {
+        let (status, res) = app
+            .post(
+                "/subscribe/payments/again",
+                Some(&token),
+                again(merchant_uid, notice_url),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{merchant_uid}: {res}");
+        assert_eq!(res["response"]["status"], "paid", "{merchant_uid}: {res}");
+        paid.push(res["response"]["imp_uid"].as_str().unwrap().to_string());
+    }
+    let form = app
+        .http
+        .post(app.url("/subscribe/payments/again"))
+        .header("Authorization", &token)
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .body("customer_uid=wh-blank&merchant_uid=wh-form&amount=1000&name=x&notice_url%5B%5D=")
+        .send()
+        .await
+        .unwrap();
+    let (status, res) = TestApp::read(form).await;
+    assert_eq!(status, StatusCode::OK, "{res}");
+    assert_eq!(res["response"]["status"], "paid", "{res}");
+    paid.push(res["response"]["imp_uid"].as_str().unwrap().to_string());
+    let (status, refused) = app
+        .post(
+            "/subscribe/payments/again",
+            Some(&token),
+            again("wh-ftp", json!(["", "ftp://example.com/h"])),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{refused}");
+
+    assert_eq!(deliver(&app).await, 4);
+    let mut to_default: Vec<String> = default
+        .requests()
+        .iter()
+        .map(|r| json_body(r)["imp_uid"].as_str().unwrap().to_string())
+        .collect();
+    to_default.sort();
+    let mut expected = vec![paid[0].clone(), paid[1].clone(), paid[3].clone()];
+    expected.sort();
+    assert_eq!(
+        to_default, expected,
+        "a list left empty: the merchant's URL"
+    );
+    let to_notice = notice.requests();
+    assert_eq!(to_notice.len(), 1);
+    assert_eq!(to_notice[0].path, "/n");
+    assert_eq!(json_body(&to_notice[0])["imp_uid"], paid[2].as_str());
+}
+
+/// `request_pay` reads `notice_url` as the REST API does (`domain::text::string_list`): a null or
+/// blank item (`notice_url: [hookUrl]` with the variable unset) is dropped, and a list left empty
+/// names none, where both refused the window.
+#[tokio::test]
+async fn request_pay_drops_a_null_or_blank_notice_url_item_as_the_rest_api_does() {
+    let app = spawn_app().await;
+    let default = Receiver::start().await;
+    let notice = Receiver::start().await;
+    configure(&app, json!({"url": default.url("/default")})).await;
+    let card = [
+        ("card_no", "4111111111111111"),
+        ("card_expiry", "3112"),
+        ("action", "pay"),
+    ];
+    let mut paid = Vec::new();
+    for (merchant_uid, notice_url) in [
+        ("wh-web-url", json!([null, " ", notice.url("/w")])),
+        ("wh-web-none", json!([null, ""])),
+    ] {
+        let rsp = crate::checkout::request_pay(
+            &app,
+            json!({"pay_method": "card", "merchant_uid": merchant_uid, "amount": 1000,
+                   "notice_url": notice_url}),
+            &card,
+        )
+        .await;
+        assert_eq!(rsp["status"], "paid", "{merchant_uid}: {rsp}");
+        paid.push(rsp["imp_uid"].as_str().unwrap().to_string());
+    }
+
+    assert_eq!(deliver(&app).await, 2);
+    let to_notice = notice.requests();
+    assert_eq!(to_notice.len(), 1);
+    assert_eq!(to_notice[0].path, "/w");
+    assert_eq!(json_body(&to_notice[0])["imp_uid"], paid[0].as_str());
+    let to_default = default.requests();
+    assert_eq!(to_default.len(), 1, "a list left empty: the merchant's URL");
+    assert_eq!(json_body(&to_default[0])["imp_uid"], paid[1].as_str());
+}
+
 #[tokio::test]
 async fn a_merchant_with_form_content_type_gets_a_form_encoded_body() {
     let app = spawn_app().await;
@@ -1430,7 +1546,7 @@ async fn a_notice_url_that_is_not_an_http_url_or_not_text_is_refused_not_dropped
     for notice in [
         json!({}),
         json!(true),
-        json!(["https://hook.test/a", null]),
+        json!(["https://hook.test/a", false]),
         json!(["https://hook.test/a", {"url": "x"}]),
         json!(["not a url"]),
         json!("ftp://hook.test/"),
@@ -1452,7 +1568,8 @@ async fn a_notice_url_that_is_not_an_http_url_or_not_text_is_refused_not_dropped
         );
     }
     assert!(app.sandbox.ledger().is_empty());
-    // Absent, null and an empty string name none: the merchant's default applies.
+    // Absent, null and an empty string name none: the merchant's default applies. (A null or
+    // blank list item is dropped: a_null_or_blank_notice_url_item_is_dropped_….)
     for (uid, notice) in [("no-hook-1", json!(null)), ("no-hook-2", json!(""))] {
         let (_, res) = app
             .post(
