@@ -15,6 +15,18 @@
 //! `ready` on a reversal only when KCP no longer holds it paid. The form's amounts are kept for
 //! the operator and decide nothing.
 //!
+//! A deposit naming a trade openport holds no virtual account for is not asked about when posted:
+//! an inquiry per post would let whoever reaches the endpoint make openport call KCP at will (and
+//! KCP may throttle a site that floods it). It is answered `9999` and left undecided, as before,
+//! for the resolver's sweep, which asks KCP once, a bounded batch a minute (100 rows) however
+//! many were posted ([`Gateway::reverify_notifications`]): a trade KCP does not know either is decided
+//! [`Verdict::Unknown`] and pruned in its time like any decided row; one KCP holds (an account
+//! issued after the backup the database was restored from) stays undecided for the operator and is
+//! never asked about again. A notification whose `site_cd` no merchant has, or whose `tno` is not
+//! of KCP's shape (14 digits), is decided `unknown` when posted, with no inquiry: there is no
+//! connector to ask with, or nothing KCP could hold. Without this, every forged post with a fresh
+//! `noti_id` and `tno` stayed undecided, so kept, for good.
+//!
 //! Order of work (design.md §2; SQLite has one writer, store/sqlite/writer.rs): record the
 //! notification (one short write) → read the payment → ask KCP with no transaction open → one
 //! transaction that moves the payment only if it is still in the status the decision was made on
@@ -147,6 +159,13 @@ pub enum Verdict {
     /// Not a deposit (`tx_cd` other than `TX00`: a refund, an escrow event, an account closed):
     /// kept for the operator, nothing depends on it.
     Kept,
+    /// A deposit naming a trade openport holds no virtual account for and KCP does not know
+    /// either (asked once by the resolver's sweep, with the connector of the site it names), or
+    /// of a site none of openport's merchants has, or with a `tno` KCP never issues: forged, or
+    /// another site's notification sent here. Acknowledged: a forgery gains nothing from either
+    /// answer, and KCP re-sends only its own, which no re-send makes ours. Pruned after the
+    /// retention like any verdict, so forged posts do not pile up for good.
+    Unknown,
 }
 
 impl Verdict {
@@ -156,6 +175,7 @@ impl Verdict {
             Self::Unchanged => "unchanged",
             Self::Refused => "refused",
             Self::Kept => "kept",
+            Self::Unknown => "unknown",
         }
     }
 }
@@ -165,6 +185,11 @@ impl Verdict {
 pub enum NotificationError {
     #[error("tno and tx_cd are required, and noti_id for a deposit (TX00), all of KCP's shape")]
     Incomplete,
+    /// No virtual-account payment holds the `tno`, of a site one of openport's merchants has:
+    /// not asked about when posted (an inquiry per post would let anyone make openport call KCP
+    /// at will), but by the resolver's sweep, once ([`Gateway::reverify_notifications`]). Until
+    /// then KCP's re-sends are answered `9999`, so a deposit on an account openport records late
+    /// (its issuance's answer lost and settled by the resolver) is applied at one of them.
     #[error("no virtual-account payment with tno {0}")]
     UnknownTrade(String),
     /// KCP could not be asked, or answered nothing usable: the deposit is neither believed nor
@@ -184,6 +209,11 @@ pub enum NotificationError {
     /// which knows nothing of the trade. Left to an instance of the merchant's mode.
     #[error("tno {0} belongs to a merchant this instance's mode does not serve")]
     OtherMode(String),
+    /// KCP holds the trade (the resolver's sweep asked), but no payment of openport's does: an
+    /// account issued after the backup the database was restored from, say. Only an operator can
+    /// tell; nothing KCP sends again changes that, so the sweep does not ask again.
+    #[error("KCP holds {tno} ({kcp}) but no payment here does")]
+    HeldOnlyAtKcp { tno: String, kcp: &'static str },
     #[error(transparent)]
     Service(#[from] ServiceError),
     #[error("database: {0}")]
@@ -201,6 +231,15 @@ async fn inquire_vbank(connector: &dyn Pg, tno: &str) -> Result<VbankState, Noti
             tno: tno.to_owned(),
             source,
         })
+}
+
+/// Whether `tno` has the shape of KCP's trade numbers, 14 digits (spec/kcp.md §2.1, §2.9). A
+/// notification keyed by a longer one is still recorded ([`Notification::has_kcp_shape`] leaves
+/// room), but a trade openport does not hold under such a number is not one KCP could hold: it
+/// is decided [`Verdict::Unknown`] without an inquiry, which KCP would refuse as malformed (not
+/// "no such trade") at every sweep.
+fn is_kcp_tno(tno: &str) -> bool {
+    tno.len() == 14 && tno.bytes().all(|b| b.is_ascii_digit())
 }
 
 /// The status KCP's answer moves a virtual-account payment to, if any: `paid` from `ready` when KCP
@@ -286,8 +325,18 @@ impl From<&kcp_notification::Model> for Notification {
 
 impl Gateway {
     /// Verifies again the deposit notifications left unverified (see [`REVERIFY_AFTER_SECS`]):
-    /// one inquiry per virtual account however many notifications name it (the endpoint is
-    /// public, so rows can be forged in any number). Returns how many changed a payment.
+    /// one inquiry per trade and site however many notifications name them (the endpoint is
+    /// public, so rows can be forged in any number), at most `limit` rows a sweep. Returns how
+    /// many changed a payment.
+    ///
+    /// A trade openport holds no payment for ([`NotificationError::UnknownTrade`]) is asked about
+    /// here, never when posted, with the connector of the site the notification names
+    /// ([`Self::unknown_trade_at_kcp`]): KCP does not know it → [`Verdict::Unknown`] for its
+    /// rows (acknowledged from then on, pruned in time); KCP holds it → a WARN, the rows left
+    /// undecided for the operator and out of the sweep for good
+    /// ([`notifications::leave_to_operator`]), so a trade is asked about once, not every
+    /// [`REVERIFY_EVERY_SECS`] for [`REVERIFY_FOR_SECS`]. Only an inquiry that fails is tried
+    /// again, at the sweep's pace.
     pub async fn reverify_notifications(&self, limit: u64) -> ServiceResult<usize> {
         let now = self.clock.unix();
         let rows = notifications::unverified(
@@ -298,33 +347,116 @@ impl Gateway {
             limit,
         )
         .await?;
-        let mut by_tno: std::collections::BTreeMap<&str, Vec<&kcp_notification::Model>> =
+        // By trade and site: a trade openport does not hold is asked about as the site named.
+        let mut by_trade: std::collections::BTreeMap<(&str, &str), Vec<&kcp_notification::Model>> =
             std::collections::BTreeMap::new();
         for row in &rows {
-            by_tno.entry(row.tno.as_str()).or_default().push(row);
+            by_trade
+                .entry((row.tno.as_str(), row.site_cd.as_str()))
+                .or_default()
+                .push(row);
         }
         let mut applied = 0;
-        for (tno, rows) in by_tno {
+        for ((tno, site_cd), rows) in by_trade {
+            let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
             // Newest first: the latest total KCP notified.
             let latest = rows[0];
-            match self
-                .verify(&Notification::from(latest), Some(latest.id), now)
+            let verdict = match self
+                .verify(&Notification::from(latest), Some(latest), now)
                 .await
             {
+                Err(NotificationError::UnknownTrade(_)) => {
+                    self.unknown_trade_at_kcp(site_cd, tno).await
+                }
+                other => other,
+            };
+            match verdict {
                 Ok(Verdict::Applied) => applied += 1,
+                // Every row of the trade and site, decided alike.
+                Ok(Verdict::Unknown) => {
+                    for id in ids {
+                        notifications::set_outcome(
+                            &self.db.write,
+                            id,
+                            Verdict::Unknown.as_db(),
+                            now,
+                        )
+                        .await?;
+                    }
+                    continue;
+                }
                 Ok(_) => {}
                 // Not asked, so not counted as checked: the other mode's instances' to verify.
                 Err(NotificationError::OtherMode(_)) => continue,
+                Err(NotificationError::HeldOnlyAtKcp { kcp, .. }) => {
+                    tracing::warn!(%tno, %site_cd, kcp, "KCP holds a virtual account openport has no payment for (a database restored from a backup?): compare with KCP's admin; its notifications are kept undecided");
+                    notifications::leave_to_operator(&self.db.write, &ids, REVERIFY_FOR_SECS)
+                        .await?;
+                    continue;
+                }
                 Err(e) => {
                     tracing::info!(%tno, "unverified KCP notification still not confirmed: {e}")
                 }
             }
             // The others are decided by the next sweep without an inquiry once the payment moved;
             // all wait before KCP is asked again.
-            let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
             notifications::checked(&self.db.write, &ids, now).await?;
         }
         Ok(applied)
+    }
+
+    /// What KCP knows of trade `tno` notified for `site_cd`, which openport holds no payment for:
+    /// asked with a connector of the site (one inquiry per KCP its merchants are on, usually
+    /// one). [`Verdict::Unknown`] when none knows it (or no merchant has the site any more:
+    /// nothing to ask with); [`NotificationError::HeldOnlyAtKcp`] when one does; `Unverified`
+    /// when one could not be asked and none knew it.
+    ///
+    /// A site only merchants of the other mode have is left to an instance of that mode
+    /// ([`NotificationError::OtherMode`]), as a site with a live merchant is to live instances:
+    /// a test-mode instance asks only the sandbox or KCP's staging, which never know a live
+    /// trade, so its "not found" must not decide a production notification.
+    async fn unknown_trade_at_kcp(
+        &self,
+        site_cd: &str,
+        tno: &str,
+    ) -> Result<Verdict, NotificationError> {
+        let test_mode = self.settings.test_mode;
+        let merchants = crate::store::merchants::by_site_cd(&self.db.read, site_cd).await?;
+        if merchants.is_empty() {
+            return Ok(Verdict::Unknown);
+        }
+        let (ours, theirs): (Vec<_>, Vec<_>) = merchants
+            .iter()
+            .partition(|m| super::merchants::runs_in_mode(test_mode, m));
+        if ours.is_empty() || (test_mode && !theirs.is_empty()) {
+            return Err(NotificationError::OtherMode(tno.to_owned()));
+        }
+        let mut asked = std::collections::HashSet::new();
+        let mut failed = None;
+        for merchant in ours {
+            // Merchants of one site on one KCP share its trades: asked once.
+            if !asked.insert(merchant.kcp_api_base.as_deref()) {
+                continue;
+            }
+            let connector = self.connectors.for_merchant(merchant, &self.secrets)?;
+            match inquire_vbank(connector.as_ref(), tno).await {
+                Ok(VbankState::NotFound) => {}
+                Ok(state) => {
+                    return Err(NotificationError::HeldOnlyAtKcp {
+                        tno: tno.to_owned(),
+                        kcp: kcp_says(&state),
+                    })
+                }
+                Err(e) => failed = Some(e),
+            }
+        }
+        match failed {
+            Some(e) => Err(e),
+            None => {
+                tracing::info!(%tno, %site_cd, "KCP knows no virtual account notified: the notification is decided unknown");
+                Ok(Verdict::Unknown)
+            }
+        }
     }
 
     /// Deletes up to `limit` notifications received more than `retention_days` ago (0 keeps
@@ -363,30 +495,32 @@ impl Gateway {
         // The row whose outcome this verification settles; None when the noti_id was first
         // recorded for another notification, which keeps its own.
         let row = match notifications::record(&self.db.write, row).await? {
-            Recorded::New(row) => Some(row.id),
+            Recorded::New(row) => Some(row),
             Recorded::Existing(row) if n.is_recorded_as(&row) => {
                 // Only a change made is taken as done: anything else costs one inquiry again and
                 // changes nothing KCP does not confirm.
                 if row.outcome.as_deref() == Some(Verdict::Applied.as_db()) {
                     return Ok(Verdict::Applied);
                 }
-                Some(row.id)
+                Some(row)
             }
             Recorded::Existing(_) => {
                 tracing::warn!(noti_id = %key, tno = %n.tno, "KCP notification reuses a noti_id with other fields; verified on its own");
                 None
             }
         };
-        self.verify(&n, row, now).await
+        self.verify(&n, row.as_ref(), now).await
     }
 
-    /// Decides a recorded notification (its row `row`, if it is its own) against KCP's state.
+    /// Decides a recorded notification (its row as last read, `recorded`, if it is its own)
+    /// against KCP's state.
     async fn verify(
         &self,
         n: &Notification,
-        row: Option<i64>,
+        recorded: Option<&kcp_notification::Model>,
         now: i64,
     ) -> Result<Verdict, NotificationError> {
+        let row = recorded.map(|r| r.id);
         if CANCEL_NOTICES.contains(&n.tx_cd.as_str()) {
             return self.verify_cancel_notice(n, row, now).await;
         }
@@ -395,9 +529,9 @@ impl Gateway {
             tracing::info!(tno = %n.tno, tx_cd = %n.tx_cd, "KCP notification recorded, not applied");
             return self.settle(row, Verdict::Kept, now).await;
         }
-        let payment = payments::vbank_by_tno(&self.db.read, &n.tno)
-            .await?
-            .ok_or_else(|| NotificationError::UnknownTrade(n.tno.clone()))?;
+        let Some(payment) = payments::vbank_by_tno(&self.db.read, &n.tno).await? else {
+            return self.no_payment_for(n, recorded, now).await;
+        };
         if payment.pg_id != n.site_cd {
             tracing::warn!(imp_uid = %payment.imp_uid, site_cd = %n.site_cd, pg_id = %payment.pg_id, noti_id = %n.noti_id, "KCP notification names another site than the payment's; refused");
             return self.settle(row, Verdict::Refused, now).await;
@@ -477,6 +611,34 @@ impl Gateway {
                 })
             }
         }
+    }
+
+    /// A deposit naming a trade openport holds no virtual account for, as posted (or swept): no
+    /// inquiry here, which anyone reaching the endpoint could have openport make at will. Decided
+    /// [`Verdict::Unknown`] at once when there is nothing to ask (no merchant has its `site_cd`)
+    /// or nothing KCP could hold (a `tno` not of KCP's shape, [`is_kcp_tno`]); a re-send of one
+    /// the sweep decided `unknown` is acknowledged as decided. Otherwise left undecided
+    /// ([`NotificationError::UnknownTrade`], `9999`) for the sweep's one inquiry.
+    async fn no_payment_for(
+        &self,
+        n: &Notification,
+        recorded: Option<&kcp_notification::Model>,
+        now: i64,
+    ) -> Result<Verdict, NotificationError> {
+        let unknown = Verdict::Unknown.as_db();
+        if recorded.is_some_and(|r| r.outcome.as_deref() == Some(unknown)) {
+            return Ok(Verdict::Unknown);
+        }
+        let ours = is_kcp_tno(&n.tno)
+            && !crate::store::merchants::by_site_cd(&self.db.read, &n.site_cd)
+                .await?
+                .is_empty();
+        if ours {
+            return Err(NotificationError::UnknownTrade(n.tno.clone()));
+        }
+        tracing::info!(tno = %n.tno, site_cd = %n.site_cd, "KCP deposit notification of a site no merchant has, or of a tno KCP never issues: decided unknown");
+        self.settle(recorded.map(|r| r.id), Verdict::Unknown, now)
+            .await
     }
 
     /// A deposit notified for an account openport recorded revoked: money the bank should have

@@ -66,6 +66,19 @@ pub async fn all(db: &impl ConnectionTrait) -> Result<Vec<merchant::Model>, DbEr
         .await
 }
 
+/// The merchants of KCP site `site_cd` (usually one; several may share a site, on one KCP or on
+/// several), oldest first. The table holds a handful of rows: no index is needed.
+pub async fn by_site_cd(
+    db: &impl ConnectionTrait,
+    site_cd: &str,
+) -> Result<Vec<merchant::Model>, DbErr> {
+    merchant::Entity::find()
+        .filter(merchant::Column::SiteCd.eq(site_cd))
+        .order_by_asc(merchant::Column::Id)
+        .all(db)
+        .await
+}
+
 /// The merchant's newest token that is still valid at `now`, if any.
 pub async fn live_token(
     db: &impl ConnectionTrait,

@@ -145,12 +145,39 @@ pub async fn checked(db: &impl ConnectionTrait, ids: &[i64], now: i64) -> Result
     Ok(())
 }
 
+/// Takes undecided notifications `ids` out of the re-verify sweep for good, their `outcome` left
+/// empty for an operator: each one's `verified_at` becomes `received_at + window` (`window` the
+/// sweep's, from receipt), which the sweep, reading only rows received within `window` and not
+/// checked within its interval, never selects again. For a deposit naming a trade KCP holds and
+/// openport does not (`Gateway::reverify_notifications`): asking KCP again would find the same,
+/// and only an operator can tell why openport lacks the account.
+pub async fn leave_to_operator(
+    db: &impl ConnectionTrait,
+    ids: &[i64],
+    window: i64,
+) -> Result<(), DbErr> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    kcp_notification::Entity::update_many()
+        .col_expr(
+            kcp_notification::Column::VerifiedAt,
+            Expr::col(kcp_notification::Column::ReceivedAt).add(window),
+        )
+        .filter(kcp_notification::Column::Id.is_in(ids.iter().copied()))
+        .filter(kcp_notification::Column::Outcome.is_null())
+        .exec(db)
+        .await?;
+    Ok(())
+}
+
 /// Deletes up to `limit` notifications received before `before`; returns how many went. Kept
 /// whatever their age:
 /// - a notification still undecided (empty `outcome`): a deposit KCP's inquiry never confirmed,
-///   or one naming a trade openport does not hold (an account issued after the backup a database
-///   was restored from). An operator has to compare it with KCP's admin (docs/operations.md "KCP
-///   notifications");
+///   or one naming a trade openport does not hold but KCP does (an account issued after the
+///   backup a database was restored from). An operator has to compare it with KCP's admin
+///   (docs/operations.md "KCP notifications"). One naming a trade KCP does not know either
+///   (forged, or another site's) is decided `unknown` and goes like any decided one;
 /// - every notification of a trade whose payment is still `ready`, an account awaiting its
 ///   deposit above all: its newest deposit notification is what keeps a revocation from closing
 ///   the account over a partial deposit (`service::vbanks`, docs/kcp.md §10.2), which KCP's

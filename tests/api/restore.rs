@@ -3,7 +3,7 @@
 //! some schedules ran holds them `scheduled` again, so openport can start with its scheduler held
 //! and the operator lists what is due before anything is charged; and the hourly prune never
 //! deletes the notification that keeps a revocation from closing an account over a partial
-//! deposit.
+//! deposit, nor one of an account KCP holds and the restored database does not.
 use std::time::Duration;
 
 use kcp_sandbox::{paths, Fault, FaultRule, TransactionState};
@@ -372,4 +372,79 @@ async fn an_old_partial_deposit_on_an_open_account_outlives_the_retention_and_st
         (TransactionState::Issued, 0)
     );
     assert_eq!(app.payment(&token, imp_uid).await["status"], "ready");
+}
+
+/// An account issued after the backup the database was restored from: KCP holds it, openport has
+/// no payment for it, and its deposit's notification names a trade openport does not know, as a
+/// forged one would. The resolver's sweep asks KCP once; KCP knowing the trade, the notification
+/// stays undecided for the operator (a WARN says so), is never asked about again, and outlives the
+/// retention, unlike a forged one (vbanks::a_forged_deposit_of_a_trade_kcp_does_not_know_…).
+#[tokio::test]
+async fn a_deposit_on_an_account_kcp_holds_and_the_restored_database_does_not_is_asked_about_once_and_kept(
+) {
+    use crate::vbanks::{count_inquiries, inquiries_left, notification_row, post_notification};
+    use openport::pg::VbankIssueRequest;
+
+    let app = spawn_app().await;
+    let gateway = &app.app.gateway;
+    let merchant = gateway
+        .list_merchants()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|m| m.site_cd == "T0000")
+        .unwrap();
+    // Issued at KCP by the openport the backup was taken from, not by this database.
+    let account = gateway
+        .connectors
+        .for_merchant(&merchant, &gateway.secrets)
+        .unwrap()
+        .issue_vbank(&VbankIssueRequest {
+            order_no: "IssuedAfterTheBackup1".into(),
+            amount: 5000,
+            good_name: "가상계좌 상품".into(),
+            buyer_name: "홍길동".into(),
+            buyer_email: "buyer@example.com".into(),
+            buyer_tel: "010-1234-5678".into(),
+            bank_code: "BK04".into(),
+            due: chrono::Utc::now() + chrono::Duration::days(7),
+        })
+        .await
+        .unwrap();
+    let tno = account.tno.as_str();
+    // KCP's own notification of the deposit, posted here by the test (not by the sandbox's
+    // re-sends, which would keep coming).
+    let elsewhere = crate::helpers::Receiver::start().await;
+    app.sandbox
+        .set_notify_url("T0000", &elsewhere.url("/kcp/notify"));
+    let deposit = app.sandbox.deposit(tno, 5000, "00").unwrap();
+    count_inquiries(&app, tno);
+
+    assert!(!post_notification(&app, &deposit.fields).await);
+    app.advance(121);
+    gateway.reverify_notifications(100).await.unwrap();
+    assert_eq!(inquiries_left(&app), 9, "asked once");
+    let row = notification_row(&app, &deposit.noti_id).await.unwrap();
+    assert_eq!(row.outcome, None, "undecided, for the operator");
+    assert!(
+        captured_logs().lines().any(|l| l.contains("WARN")
+            && l.contains(tno)
+            && l.contains("KCP holds a virtual account openport has no payment for")),
+        "the operator is told"
+    );
+
+    for _ in 0..3 {
+        app.advance(600);
+        gateway.reverify_notifications(100).await.unwrap();
+    }
+    assert!(
+        !post_notification(&app, &deposit.fields).await,
+        "KCP's re-send is still not acknowledged, as before"
+    );
+    assert_eq!(inquiries_left(&app), 9, "never asked again");
+
+    app.advance(91 * DAY);
+    assert_eq!(gateway.prune_notifications(90, 1000).await.unwrap(), 0);
+    let row = notification_row(&app, &deposit.noti_id).await.unwrap();
+    assert_eq!(row.outcome, None, "kept for the operator");
 }

@@ -63,7 +63,7 @@ async fn until_status(app: &TestApp, token: &str, imp_uid: &str, status: &str) -
 
 /// Posts a notification form to the gateway as anyone on the internet can; true when the reply
 /// acknowledges it (`result=0000`), which stops KCP's re-sends.
-async fn post_notification(app: &TestApp, fields: &[(String, String)]) -> bool {
+pub(crate) async fn post_notification(app: &TestApp, fields: &[(String, String)]) -> bool {
     let body = app
         .http
         .post(app.url("/kcp/notify"))
@@ -1179,6 +1179,169 @@ async fn notifications_past_the_retention_are_pruned_forged_ones_included() {
         gateway.prune_notifications(90, 100).await.unwrap(),
         0,
         "the recent one stays"
+    );
+}
+
+/// A `TX00` form for trade `tno` of site `site_cd` that nothing at KCP stands behind.
+fn forged_for(site_cd: &str, tno: &str, noti_id: &str) -> Vec<(String, String)> {
+    [
+        ("site_cd", site_cd),
+        ("tno", tno),
+        ("order_no", "x"),
+        ("tx_cd", "TX00"),
+        ("tx_tm", "20261123120000"),
+        ("ipgm_mnyx", "7000"),
+        ("totl_mnyx", "7000"),
+        ("noti_id", noti_id),
+        ("op_cd", "00"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect()
+}
+
+/// The notification recorded under `noti_id`.
+pub(crate) async fn notification_row(
+    app: &TestApp,
+    noti_id: &str,
+) -> Option<openport::store::entity::kcp_notification::Model> {
+    use openport::store::entity::kcp_notification::{Column, Entity};
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+    Entity::find()
+        .filter(Column::NotiId.eq(noti_id))
+        .one(&app.app.gateway.db.read)
+        .await
+        .unwrap()
+}
+
+/// A rule that only counts the inquiries of `tno` (each uses up one of its ten times): how many
+/// KCP got is 10 minus what [`inquiries_left`] says.
+pub(crate) fn count_inquiries(app: &TestApp, tno: &str) {
+    app.sandbox.inject(
+        FaultRule::new(paths::INQUIRY, Fault::Delay { ms: 0 })
+            .when("tno", tno)
+            .times(10),
+    );
+}
+
+pub(crate) fn inquiries_left(app: &TestApp) -> u32 {
+    app.sandbox
+        .armed_faults()
+        .iter()
+        .find(|r| r.path == paths::INQUIRY)
+        .map_or(0, |r| r.times)
+}
+
+/// Anyone who reaches the endpoint can post deposits of made-up trades, each with a fresh
+/// `noti_id`: they were left undecided, which the retention keeps for good. The resolver's sweep
+/// asks KCP about the trade once (never the post itself), and a trade KCP does not know is
+/// decided `unknown`, acknowledged from then on, never asked about again, and pruned in its time.
+#[tokio::test]
+async fn a_forged_deposit_of_a_trade_kcp_does_not_know_is_asked_about_once_decided_unknown_and_pruned(
+) {
+    let app = spawn_app().await;
+    let gateway = &app.app.gateway;
+    let tno = "20991231000001";
+    let form = forged_for("T0000", tno, "forged-nowhere");
+    count_inquiries(&app, tno);
+
+    assert!(
+        !post_notification(&app, &form).await,
+        "left undecided for the sweep, as a trade openport does not hold yet"
+    );
+    assert_eq!(
+        inquiries_left(&app),
+        10,
+        "no inquiry per post: the sweep asks"
+    );
+    let row = notification_row(&app, "forged-nowhere").await.unwrap();
+    assert_eq!(row.outcome, None);
+
+    app.advance(121);
+    gateway.reverify_notifications(100).await.unwrap();
+    let row = notification_row(&app, "forged-nowhere").await.unwrap();
+    assert_eq!(row.outcome.as_deref(), Some("unknown"));
+    assert_eq!(inquiries_left(&app), 9, "asked once");
+
+    assert!(
+        post_notification(&app, &form).await,
+        "decided: a re-send is acknowledged"
+    );
+    for _ in 0..3 {
+        app.advance(600);
+        gateway.reverify_notifications(100).await.unwrap();
+    }
+    assert_eq!(inquiries_left(&app), 9, "never asked again");
+
+    app.advance(91 * 86_400);
+    assert_eq!(gateway.prune_notifications(90, 100).await.unwrap(), 1);
+    assert!(notification_row(&app, "forged-nowhere").await.is_none());
+}
+
+/// A site a live merchant has is the live instances' to decide: a test-mode instance on the same
+/// database asks only the sandbox (or KCP's staging), which never knows a live trade, so its "not
+/// found" must not make a production deposit `unknown` (and pruned). It neither asks nor marks
+/// the row checked; an instance of the site's mode decides it.
+#[tokio::test]
+async fn a_test_mode_instance_leaves_a_trade_it_does_not_hold_of_a_site_a_live_merchant_has_undecided(
+) {
+    use sea_orm::ConnectionTrait;
+    let app = spawn_app().await;
+    let gateway = &app.app.gateway;
+    let (imp_key, _) = app.second_merchant().await; // site T0000 too
+    let set_live = |live: bool| {
+        let db = gateway.db.write.clone();
+        let sql = format!(
+            "UPDATE merchants SET test_mode = {} WHERE imp_key = '{imp_key}'",
+            !live
+        );
+        async move { db.execute_unprepared(&sql).await.unwrap() }
+    };
+    set_live(true).await;
+    let tno = "20991231000003";
+    count_inquiries(&app, tno);
+    assert!(!post_notification(&app, &forged_for("T0000", tno, "live-site")).await);
+
+    app.advance(121);
+    gateway.reverify_notifications(100).await.unwrap();
+    let row = notification_row(&app, "live-site").await.unwrap();
+    assert_eq!((row.outcome, row.verified_at), (None, None));
+    assert_eq!(inquiries_left(&app), 10, "not asked here");
+
+    // Its merchants all of this instance's mode: asked, and decided.
+    set_live(false).await;
+    gateway.reverify_notifications(100).await.unwrap();
+    let row = notification_row(&app, "live-site").await.unwrap();
+    assert_eq!(row.outcome.as_deref(), Some("unknown"));
+    assert_eq!(inquiries_left(&app), 9);
+}
+
+/// A deposit of a site no merchant has (there is nothing to ask KCP with), or of a `tno` KCP never
+/// issues (not 14 digits), is decided `unknown` and acknowledged as posted, with no inquiry.
+#[tokio::test]
+async fn a_deposit_of_a_site_no_merchant_has_or_of_a_tno_kcp_never_issues_is_decided_unknown_as_posted(
+) {
+    let app = spawn_app().await;
+    app.sandbox
+        .inject(FaultRule::new(paths::INQUIRY, Fault::Delay { ms: 0 }).times(10));
+    let cases = [
+        ("A9999", "20991231000002", "other-site"),
+        ("T0000", "2099123100000", "short-tno"),
+        ("T0000", "209912310000020", "long-tno"),
+    ];
+    for (site_cd, tno, noti_id) in cases {
+        assert!(
+            post_notification(&app, &forged_for(site_cd, tno, noti_id)).await,
+            "{noti_id}"
+        );
+        let row = notification_row(&app, noti_id).await.unwrap();
+        assert_eq!(row.outcome.as_deref(), Some("unknown"), "{noti_id}");
+    }
+    assert_eq!(inquiries_left(&app), 10, "nothing asked");
+    app.advance(91 * 86_400);
+    assert_eq!(
+        app.app.gateway.prune_notifications(90, 100).await.unwrap(),
+        3
     );
 }
 

@@ -28,7 +28,9 @@ pub struct Model {
     /// `Gateway::reverify_notifications`) verifies it again.
     pub outcome: Option<String>,
     /// When it was last verified: with an outcome, when that was decided; without, when the
-    /// sweep last asked KCP.
+    /// sweep last asked KCP, or, for a deposit naming a trade KCP holds and openport does not,
+    /// `received_at` plus the sweep's window: the sweep is done with it, and it waits for an
+    /// operator (`store::notifications::leave_to_operator`).
     pub verified_at: Option<i64>,
 }
 
