@@ -13,6 +13,7 @@ use tower::ServiceBuilder;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 
+use crate::api::failures::UnchosenServerErrors;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::net::AddressList;
@@ -427,7 +428,10 @@ fn http_service(
         .layer(
             ServiceBuilder::new()
                 .layer(SetRequestIdLayer::new(request_id.clone(), MakeRequestUuid))
-                .layer(TraceLayer::new_for_http().make_span_with(request_span))
+                .layer(
+                    TraceLayer::new(UnchosenServerErrors::make_classifier())
+                        .make_span_with(request_span),
+                )
                 .layer(PropagateRequestIdLayer::new(request_id))
                 // The body is in, whole and within the limit, before anything below reads it.
                 .layer(axum::middleware::from_fn_with_state(

@@ -15,7 +15,7 @@ pub fn json_response<T: Serialize>(status: StatusCode, body: &T) -> Response {
         }
         Err(e) => {
             tracing::error!("response serialization: {e}");
-            StatusCode::INTERNAL_SERVER_ERROR.into_response()
+            super::failures::deliberate(StatusCode::INTERNAL_SERVER_ERROR.into_response())
         }
     }
 }

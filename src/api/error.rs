@@ -3,6 +3,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
 use super::envelope::json_response;
+use super::failures::deliberate;
 use crate::service::ServiceError;
 
 /// An iamport-style failure: HTTP status + `code` + `message`, `response: null`.
@@ -69,11 +70,19 @@ impl From<ServiceError> for ApiError {
 }
 
 impl IntoResponse for ApiError {
+    /// An `ApiError`'s 5xx is chosen: a 501 for an operation openport does not offer, or a 500
+    /// whose cause [`From<ServiceError>`] logged at ERROR. The request log does not report it
+    /// again (`api::failures`).
     fn into_response(self) -> Response {
-        json_response(
+        let res = json_response(
             self.status,
             &serde_json::json!({"code": self.code, "message": self.message, "response": null}),
-        )
+        );
+        if self.status.is_server_error() {
+            deliberate(res)
+        } else {
+            res
+        }
     }
 }
 

@@ -41,7 +41,8 @@ pub async fn health(State(s): State<AppState>) -> Response {
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, HealthStatus::Unavailable)
     };
-    let mut res = json_response(code, &Health { status });
+    // A 503 is this check's answer, its cause logged at WARN: not an ERROR (`api::failures`).
+    let mut res = super::failures::deliberate(json_response(code, &Health { status }));
     // Every check asks again: no proxy may answer one from an earlier check.
     res.headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));

@@ -10,6 +10,7 @@ pub mod envelope;
 pub mod error;
 pub mod escrow;
 pub mod extract;
+pub mod failures;
 pub mod health;
 pub mod notifications;
 pub mod onetime;

@@ -86,7 +86,7 @@ pub(crate) fn parse_onetime(
 
 #[utoipa::path(post, path = "/subscribe/payments/onetime", operation_id = "onetime", request_body = OnetimeRequest,
     responses(
-        (status = 200, body = PaymentOutcome, description = "paid, or failed (code 0) on a PG decline; code -1 when card data is rejected, code 1 when the merchant_uid is taken or the outcome is not known yet"),
+        (status = 200, body = PaymentOutcome, description = "paid, or failed (code 0) on a PG decline; code -1 when card data is rejected, code 1 when the merchant_uid is taken, for instalments (card_quota ≥ 2) under 50,000 KRW, or when the outcome is not known yet"),
         (status = 400, body = ErrorEnvelope, description = "a missing or invalid order field (merchant_uid, amount, currency, a nonzero tax_free, vat_amount, card_quota, customer_uid, script in a text field), card_number or expiry missing, or a body that is not JSON/form with these types"),
         TokenBodyErrors))]
 pub async fn onetime(

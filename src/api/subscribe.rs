@@ -42,7 +42,7 @@ fn customer_uid(v: Option<String>) -> ApiResult<String> {
 
 #[utoipa::path(post, path = "/subscribe/payments/again", operation_id = "again", request_body = AgainRequest,
     responses(
-        (status = 200, body = PaymentOutcome, description = "paid, or failed (code 0) on a decline; code 1 (response null) for an unknown customer_uid, a merchant_uid already taken or an outcome not known yet; code -1 when the card takes no instalments"),
+        (status = 200, body = PaymentOutcome, description = "paid, or failed (code 0) on a decline; code 1 (response null) for an unknown customer_uid, a merchant_uid already taken, instalments (card_quota ≥ 2) under 50,000 KRW or an outcome not known yet"),
         (status = 400, body = ErrorEnvelope, description = "customer_uid missing, an invalid order field (merchant_uid, amount, currency, a nonzero tax_free, vat_amount, card_quota, script in a text field), or a body that is not JSON/form with these types"),
         TokenBodyErrors))]
 pub async fn again(
@@ -192,7 +192,7 @@ pub struct ScheduleFields {
 /// sends, one field of the pair) only lost the schedule.
 #[utoipa::path(post, path = "/subscribe/payments/schedule", operation_id = "schedule", request_body = ScheduleBody,
     responses(
-        (status = 200, body = ScheduleListOutcome, description = "the schedules made; code 1 (response null) for a schedule_at not in the future, a merchant_uid already used, an unknown customer_uid without card data (blank card_number and expiry count as none), or a billing key KCP would not issue; code -1 for refused card data (read only when a key is to be issued)"),
+        (status = 200, body = ScheduleListOutcome, description = "the schedules made; code 1 (response null) for a schedule_at not in the future, instalments (card_quota ≥ 2) under 50,000 KRW, a merchant_uid already used, an unknown customer_uid without card data (blank card_number and expiry count as none), or a billing key KCP would not issue; code -1 for refused card data (read only when a key is to be issued)"),
         (status = 400, body = ErrorEnvelope, description = "customer_uid or schedules missing, customer_uid over 80 characters, only one of card_number and expiry (a blank one counts as missing) for a customer_uid without a billing key (card data beside a registered one is not read), an item without schedule_at, with a schedule_at after 9999-12-31T23:59:59Z (253402300799: milliseconds, not Unix seconds) or with an invalid order field, or a body that is not JSON/form with these types"),
         TokenBodyErrors))]
 pub async fn schedule(

@@ -42,6 +42,13 @@ pub struct VbankRequest {
     pub pg: Option<String>,
 }
 
+/// The latest `vbank_due` taken: Unix seconds of at most 10 digits (2286-11-20), as the browser
+/// checkout reads them. A longer number is another unit: the checkout's `YYYYMMDDHHmm` (or
+/// `…ss`), which read as seconds is a deadline in the year 8403 (an account that never expires,
+/// its merchant_uid `ready` for good), or milliseconds. Refused, naming Unix seconds, rather than
+/// told "before 9999-12-31" or issued at KCP.
+const LAST_DUE_SECS: i64 = 9_999_999_999;
+
 /// Parses the request into the service's command; every refusal here is a 400 before anything is
 /// written.
 fn parse(req: VbankRequest) -> ApiResult<VbankCommand> {
@@ -54,6 +61,11 @@ fn parse(req: VbankRequest) -> ApiResult<VbankCommand> {
     let due = req
         .vbank_due
         .ok_or_else(|| ApiError::bad_request("vbank_due 파라메터가 누락되었습니다."))?;
+    if due > LAST_DUE_SECS {
+        return Err(ApiError::bad_request(format!(
+            "vbank_due는 Unix 타임스탬프(초 단위, {LAST_DUE_SECS} 이하)여야 합니다. 결제창(IMP.request_pay)의 YYYYMMDDHHmm 같은 날짜 형식이나 밀리초 단위 값은 Unix 초로 바꾸어 보내 주세요. (vbank_due: {due})"
+        )));
+    }
     let _ = (req.channel_key, req.pg);
     Ok(VbankCommand {
         order,
@@ -66,7 +78,7 @@ fn parse(req: VbankRequest) -> ApiResult<VbankCommand> {
 #[utoipa::path(post, path = "/vbanks", operation_id = "createVbank", request_body = VbankRequest,
     responses(
         (status = 200, body = PaymentOutcome, description = "status `ready` with the account; code 1 (response null) when KCP refuses or the merchant_uid is taken"),
-        (status = 400, body = ErrorEnvelope, description = "a missing or invalid parameter (vbank_code, vbank_due in the past, an order field, script in vbank_holder), or a body that is not JSON/form with these types"),
+        (status = 400, body = ErrorEnvelope, description = "a missing or invalid parameter (vbank_code, vbank_due in the past or over 10 digits (not Unix seconds), an order field, script in vbank_holder), or a body that is not JSON/form with these types"),
         TokenBodyErrors))]
 pub async fn issue(
     State(s): State<AppState>,

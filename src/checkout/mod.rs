@@ -749,12 +749,13 @@ async fn request(
             tracing::error!(
                 "checkout refused: OPENPORT_PUBLIC_URL is not set and the request's Host is not this machine"
             );
-            return json_response(
+            // Logged just above, once (`api::failures`).
+            return crate::api::failures::deliberate(json_response(
                 StatusCode::SERVICE_UNAVAILABLE,
                 &serde_json::json!({"code": -1,
                     "message": "openport의 공개 주소(OPENPORT_PUBLIC_URL)가 설정되지 않아 결제창을 열 수 없습니다.",
                     "response": {"imp_uid": null, "merchant_uid": merchant_uid}}),
-            );
+            ));
         }
     };
     let return_url = format!("{base}/checkout/kcp/return");
@@ -963,7 +964,7 @@ async fn kcp_return(State(s): State<AppState>, headers: HeaderMap, body: Bytes) 
         }
         Err(e) => {
             tracing::error!(%request_id, "Ret_URL task: {e}");
-            StatusCode::INTERNAL_SERVER_ERROR.into_response()
+            crate::api::failures::deliberate(StatusCode::INTERNAL_SERVER_ERROR.into_response())
         }
     }
 }

@@ -1031,9 +1031,13 @@ impl Gateway {
 }
 
 /// Instalments (`card_quota` ≥ 2) only from 50,000 KRW (iamport's rule; KCP answers 8106).
+/// A business refusal (`code 1`), the same on `onetime`, `again` and schedules: it is about the
+/// order, not the card. `code -1` (`카드정보 인증에 실패하였습니다.`, spec/iamport-v1.md §2) tells a
+/// client to have the buyer enter the card again, which `again` and schedules carry none of and
+/// which would not help.
 pub(crate) fn instalment_allowed(order: &ChargeOrder) -> ServiceResult<()> {
     if order.card_quota >= 2 && order.amount < MIN_INSTALMENT_AMOUNT {
-        return Err(ServiceError::CardRejected(format!(
+        return Err(ServiceError::Refused(format!(
             "할부결제는 {MIN_INSTALMENT_AMOUNT}원 이상 결제에만 가능합니다. (card_quota: {})",
             order.card_quota
         )));

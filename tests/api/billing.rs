@@ -161,6 +161,42 @@ async fn a_declined_again_is_code_0_with_status_failed_and_a_real_imp_uid() {
     assert!(app.sandbox.ledger().is_empty());
 }
 
+/// `again` carries no card data, yet instalments under 50,000 KRW were refused with `code -1`, which
+/// tells a client to have the buyer enter the card again: a business refusal (`code 1`) as on
+/// `onetime`, nothing written or sent to KCP; from 50,000 the same key charges in instalments.
+#[tokio::test]
+async fn instalments_under_50000_won_on_again_are_a_business_refusal_not_a_card_rejection() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    register(&app, &token, "quota", test_cards::SHINHAN_CREDIT).await;
+    let charge = |merchant_uid: &'static str, amount: i64| {
+        let (app, token) = (&app, &token);
+        async move {
+            app.post(
+                "/subscribe/payments/again",
+                Some(token),
+                json!({"customer_uid": "quota", "merchant_uid": merchant_uid, "amount": amount,
+                       "card_quota": 3, "name": "정기결제"}),
+            )
+            .await
+        }
+    };
+
+    let (status, body) = charge("sub-quota-small", 1000).await;
+
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["code"], 1, "{body}");
+    assert_eq!(
+        body["message"],
+        "할부결제는 50000원 이상 결제에만 가능합니다. (card_quota: 3)"
+    );
+    assert!(all_payments(&app).await.is_empty(), "nothing written");
+    assert!(app.sandbox.ledger().is_empty(), "nothing sent to KCP");
+    let (_, body) = charge("sub-quota-50000", 50_000).await;
+    assert_eq!(body["response"]["status"], "paid", "{body}");
+    assert_eq!(body["response"]["card_quota"], 3, "{body}");
+}
+
 #[tokio::test]
 async fn an_unknown_customer_uid_is_code_1_everywhere() {
     let app = spawn_app().await;
@@ -578,7 +614,7 @@ async fn a_refused_onetime_with_a_customer_uid_keeps_the_customers_card_and_deta
     assert_eq!(taken["code"], 1, "merchant_uid already paid: {taken}");
     let instalment = onetime_keeping(&app, &token, "keep-quota", 10_000, 3).await;
     assert_eq!(
-        instalment["code"], -1,
+        instalment["code"], 1,
         "instalments under 50,000: {instalment}"
     );
     let prepared = onetime_keeping(&app, &token, "keep-prepared", 1000, 0).await;

@@ -2377,10 +2377,12 @@ async fn a_merchant_uid_or_customer_uid_the_rest_api_would_refuse_opens_no_payme
 #[tokio::test]
 async fn a_malformed_host_header_is_a_400_for_the_client_not_a_503_for_the_operator() {
     let app = spawn_app().await;
+    let request_id = format!("r-{}", openport::domain::ids::random_hex(8));
     let res = app
         .http
         .post(app.url("/checkout/request"))
         .header("host", "evil.example\"><script>")
+        .header("x-request-id", &request_id)
         .json(
             &json!({"imp_code": "imp00000000", "mobile": false, "page_url": "http://shop.test/cart",
                       "params": {"merchant_uid": "web-bad-host", "amount": 1000}}),
@@ -2400,17 +2402,68 @@ async fn a_malformed_host_header_is_a_400_for_the_client_not_a_503_for_the_opera
     assert_eq!(refused["response"]["merchant_uid"], "web-bad-host");
     refused_without_a_trace(&app, &refused, Some("web-bad-host")).await;
     let logs = crate::helpers::captured_logs();
+    // This request's lines: another test logs the 503's ERROR on purpose.
+    let field = format!("request_id={request_id}");
+    let own: Vec<&str> = logs.lines().filter(|l| l.contains(&field)).collect();
     assert!(
-        logs.contains("the request's Host header is not a host[:port]"),
-        "a warning names the refusal"
+        own.iter()
+            .any(|l| l.contains("the request's Host header is not a host[:port]")),
+        "a warning names the refusal: {own:#?}"
     );
     assert!(
-        !logs.contains("OPENPORT_PUBLIC_URL is not set"),
-        "no ERROR line for the operator"
+        !own.iter()
+            .any(|l| l.contains("OPENPORT_PUBLIC_URL is not set") || l.contains(" ERROR ")),
+        "no ERROR line for the operator: {own:#?}"
     );
     assert!(
         !logs.contains("evil.example\"><script>"),
         "nor the header's text"
+    );
+}
+
+/// Outside test mode without `OPENPORT_PUBLIC_URL`, a checkout from a shop's host is the
+/// operator's to fix: HTTP 503 and one ERROR line saying what to set. The request log added a
+/// second ERROR line for the same request, saying only "503".
+#[tokio::test]
+async fn a_checkout_without_a_public_url_outside_test_mode_is_a_503_logged_once_at_error() {
+    use base64::Engine;
+    let key = base64::engine::general_purpose::STANDARD.encode([7u8; 32]);
+    let app = crate::helpers::spawn_app_with(move |c| {
+        c.test_mode = false;
+        c.master_key = Some(secrecy::SecretString::from(key));
+    })
+    .await;
+    let imp_code = app.app.demo.as_ref().unwrap().merchant.imp_code.clone();
+    let request_id = format!("r-{}", openport::domain::ids::random_hex(8));
+    let res = app
+        .http
+        .post(app.url("/checkout/request"))
+        .header("host", "shop.example.com")
+        .header("x-request-id", &request_id)
+        .json(
+            &json!({"imp_code": imp_code, "mobile": false, "page_url": "https://shop.example.com/cart",
+                    "params": {"merchant_uid": "web-no-public-url", "amount": 1000}}),
+        )
+        .send()
+        .await
+        .unwrap();
+    let (status, refused) = TestApp::read(res).await;
+    assert_eq!(
+        status,
+        reqwest::StatusCode::SERVICE_UNAVAILABLE,
+        "{refused}"
+    );
+    let field = format!("request_id={request_id}");
+    let errors: Vec<String> = crate::helpers::captured_logs()
+        .lines()
+        .filter(|l| l.contains(&field) && l.contains(" ERROR "))
+        .map(str::to_string)
+        .collect();
+    assert_eq!(errors.len(), 1, "{errors:#?}");
+    assert!(
+        errors[0].contains("OPENPORT_PUBLIC_URL is not set"),
+        "{}",
+        errors[0]
     );
 }
 

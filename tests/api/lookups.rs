@@ -1,6 +1,6 @@
 use reqwest::StatusCode;
 
-use crate::helpers::{execute, spawn_app, test_cards, ADMIN_TOKEN};
+use crate::helpers::{execute, spawn_app, test_cards, TestApp, ADMIN_TOKEN};
 
 #[tokio::test]
 async fn a_payment_is_found_by_imp_uid_with_trailing_and_double_slashes_tolerated() {
@@ -379,6 +379,79 @@ async fn an_iamport_endpoint_openport_does_not_offer_answers_501_not_404_and_401
         let (status, body) = app.get(path, Some(&token)).await;
         assert_eq!(status, StatusCode::NOT_FOUND, "{path}: {body}");
     }
+}
+
+/// The log lines of the request `x-request-id: request_id`.
+fn logged_for(request_id: &str) -> Vec<String> {
+    let field = format!("request_id={request_id}");
+    crate::helpers::captured_logs()
+        .lines()
+        .filter(|l| l.contains(&field))
+        .map(str::to_string)
+        .collect()
+}
+
+/// A GET `path` with the token, under a request id of its own; its status and that id.
+async fn get_identified(app: &TestApp, path: &str, token: &str) -> (StatusCode, String) {
+    let request_id = format!("r-{}", openport::domain::ids::random_hex(8));
+    let res = app
+        .http
+        .get(app.url(path))
+        .header("Authorization", token)
+        .header("x-request-id", &request_id)
+        .send()
+        .await
+        .expect("request");
+    (res.status(), request_id)
+}
+
+/// A 501 is ordinary merchant traffic (a shop asking for the cash receipt on every order page),
+/// but the request log wrote an ERROR line for each, and operators alert on every ERROR line
+/// (docs/operations.md "Monitoring"): any merchant could page them, for nothing they could do. It
+/// is an intended answer, logged at DEBUG as every answer is, never at ERROR.
+#[tokio::test]
+async fn an_unoffered_iamport_operation_answers_501_without_an_error_line_in_the_log() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let paid = app.paid(&token, "unoffered-log", 1000).await;
+    let imp_uid = paid["imp_uid"].as_str().unwrap();
+
+    let (status, request_id) = get_identified(&app, &format!("/receipts/{imp_uid}"), &token).await;
+
+    assert_eq!(status, StatusCode::NOT_IMPLEMENTED);
+    let lines = logged_for(&request_id);
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("route=/receipts/{imp_uid}")),
+        "the request is in the log: {lines:#?}"
+    );
+    let errors: Vec<_> = lines.iter().filter(|l| l.contains(" ERROR ")).collect();
+    assert!(errors.is_empty(), "{errors:#?}");
+}
+
+/// A genuine 500 (the payments table gone) is still an ERROR with its cause, and one line only:
+/// the request log added a second one saying nothing but the status.
+#[tokio::test]
+async fn a_database_failure_is_a_500_logged_once_at_error_with_its_cause() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let paid = app.paid(&token, "gone-table", 1000).await;
+    let imp_uid = paid["imp_uid"].as_str().unwrap();
+    execute(
+        &app,
+        vec!["ALTER TABLE payments RENAME TO payments_gone".into()],
+    )
+    .await;
+
+    let (status, request_id) = get_identified(&app, &format!("/payments/{imp_uid}"), &token).await;
+
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+    let lines = logged_for(&request_id);
+    let errors: Vec<_> = lines.iter().filter(|l| l.contains(" ERROR ")).collect();
+    assert_eq!(errors.len(), 1, "{lines:#?}");
+    assert!(errors[0].contains("database error: "), "{}", errors[0]);
+    assert!(errors[0].contains("payments"), "the cause: {}", errors[0]);
 }
 
 #[tokio::test]

@@ -152,22 +152,28 @@ async fn a_wrong_pin_refused_by_kcp_is_code_minus_1() {
     assert!(body["message"].as_str().unwrap().contains("8110"), "{body}");
 }
 
+/// The floor is a rule of the order, not of the card: `code 1`, as every business refusal (spec §2),
+/// where it was `code -1`, which iamport keeps for card data (`카드정보 인증에 실패하였습니다.`) and
+/// tells a client to have the buyer enter the card again.
 #[tokio::test]
-async fn instalments_under_50000_won_are_refused_before_kcp() {
+async fn instalments_under_50000_won_are_a_business_refusal_before_kcp() {
     let app = spawn_app().await;
     let token = app.token().await;
-    let (_, body) = app
+    let (status, body) = app
         .post(
             "/subscribe/payments/onetime",
             Some(&token),
             json!({"merchant_uid": "quota-0", "amount": 49999, "card_quota": 3, "card_number": test_cards::SHINHAN_CREDIT, "expiry": future_expiry()}),
         )
         .await;
-    assert_eq!(body["code"], -1, "{body}");
-    assert!(
-        body["message"].as_str().unwrap().contains("50000"),
-        "{body}"
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["code"], 1, "{body}");
+    assert_eq!(
+        body["message"],
+        "할부결제는 50000원 이상 결제에만 가능합니다. (card_quota: 3)"
     );
+    let (status, _) = app.get("/payments/find/quota-0", Some(&token)).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
     assert!(app.sandbox.ledger().is_empty());
 }
 

@@ -1451,7 +1451,12 @@ async fn a_scheduled_charge_uses_the_schedules_instalment_months() {
         json!({"customer_uid": "s-quota", "schedules": [{"merchant_uid": "q-small", "schedule_at": now() + 30, "amount": 10000, "card_quota": 3}]}),
     )
     .await;
-    assert_eq!(refused["code"], -1, "{refused}");
+    // A business refusal (code 1) as onetime's, not card data's -1: a schedule carries no card.
+    assert_eq!(refused["code"], 1, "{refused}");
+    assert_eq!(
+        refused["message"],
+        "할부결제는 50000원 이상 결제에만 가능합니다. (card_quota: 3)"
+    );
     let body = schedule(
         &app,
         &token,

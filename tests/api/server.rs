@@ -482,3 +482,61 @@ async fn request_headers_over_64_kib_are_refused_431_and_60_kib_are_served() {
     let answer = first_answer(&mut under, PATIENCE).await.expect("served");
     assert_eq!(answer.status, 401);
 }
+
+/// What hyper answers before openport sees a request (docs/operations.md "HTTP timeouts and the
+/// connection cap"): a header value with a control byte, a raw non-UTF-8 byte in the target or a
+/// `Content-Length` that is no number (or two that differ), or a `Transfer-Encoding` other than
+/// `chunked`, is HTTP 400 without a body (not the envelope), and the connection is closed.
+#[tokio::test]
+async fn malformed_http_is_answered_400_without_a_body_and_closed() {
+    let app = app_with_short_timeouts().await;
+    let requests: [&[u8]; 5] = [
+        b"GET /payments/imp_none HTTP/1.1\r\nHost: x\r\nAuthorization: \x01\r\n\r\n",
+        b"GET /payments/imp_\xff HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"POST /users/getToken HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n{}",
+        b"POST /users/getToken HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\n{}",
+        b"POST /users/getToken HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n{}",
+    ];
+    for request in requests {
+        let mut conn = send(app.app.addr, request).await;
+        let received = read_until_closed(&mut conn)
+            .await
+            .expect("answered and closed");
+        let answer = Answer::one(&received);
+        assert_eq!(answer.status, 400, "{}", String::from_utf8_lossy(request));
+        assert!(
+            answer.body.is_empty(),
+            "{}",
+            String::from_utf8_lossy(request)
+        );
+    }
+}
+
+/// A request carrying both `Content-Length` and `Transfer-Encoding: chunked` is read by its chunks
+/// alone, and its connection is closed after the answer (RFC 9112 §6.1), so bytes sent after the
+/// chunks are never read as another request: a proxy in front that framed it by its length cannot
+/// slip a request past it on that connection.
+#[tokio::test]
+async fn a_request_with_both_content_length_and_chunked_is_read_by_its_chunks_and_its_connection_closed(
+) {
+    let app = app_with_short_timeouts().await;
+    let body = json!({"imp_key": openport::service::merchants::DEMO_IMP_KEY,
+                      "imp_secret": openport::service::merchants::DEMO_IMP_SECRET})
+    .to_string();
+    let request = format!(
+        "POST /users/getToken HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+         Content-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n{body}\r\n0\r\n\r\n\
+         GET /health HTTP/1.1\r\nHost: x\r\n\r\n",
+        body.len()
+    );
+
+    let mut conn = send(app.app.addr, request.as_bytes()).await;
+
+    let received = read_until_closed(&mut conn)
+        .await
+        .expect("answered and closed");
+    let answers = Answer::all(&received);
+    assert_eq!(answers.len(), 1, "{}", String::from_utf8_lossy(&received));
+    assert_eq!(answers[0].status, 200);
+    assert_eq!(answers[0].json()["code"], 0, "the whole body, not 5 bytes");
+}
