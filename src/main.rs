@@ -102,8 +102,9 @@ enum HeldPayment {
 
 #[derive(Subcommand)]
 enum AttemptCommand {
-    /// Open attempts (with `--conflicts`: those closed as conflicts, not reconciled yet), oldest
-    /// first: id, kind, imp_uid, merchant_uid, the order number KCP knows.
+    /// Open attempts (with `--conflicts`: those closed as conflicts, not reconciled yet; with
+    /// `--issuances`: billing-key issuances whose outcome is not known), oldest first: id, kind,
+    /// imp_uid, merchant_uid, the order number KCP knows.
     List {
         #[command(flatten)]
         common: Common,
@@ -116,6 +117,12 @@ enum AttemptCommand {
         /// List the attempts closed as `conflict` (not reconciled yet) instead of the open ones.
         #[arg(long)]
         conflicts: bool,
+        /// List the billing-key issuances whose outcome is not known instead (an answer lost, a
+        /// request that died): id, kind, state, imp_code, site_cd, customer_uid and the order
+        /// number KCP was asked under. KCP has no inquiry for an issuance: look each order number
+        /// up in KCP's admin, then `attempt reconciled --order-no`.
+        #[arg(long, conflicts_with = "conflicts")]
+        issuances: bool,
     },
     /// Fail an open approval whose order number has no approval in KCP's admin (cancel any there
     /// first): the payment fails and its merchant_uid is free again.
@@ -135,11 +142,17 @@ enum AttemptCommand {
     /// by hand where needed); until then the payment takes no API cancel. An approval's conflict
     /// that holds its payment pending (KCP kept an approval or a deposit openport could neither
     /// record nor cancel) also settles the payment: say what KCP's admin shows with `--payment`.
+    /// With `--order-no` instead of `--id`: close an open billing-key issuance (`attempt list
+    /// --issuances`) once you have looked its order number up in KCP's admin and deleted a key
+    /// found there.
     Reconciled {
         #[command(flatten)]
         common: Common,
-        #[arg(long)]
-        id: i64,
+        #[arg(long, required_unless_present = "order_no")]
+        id: Option<i64>,
+        /// The order number of an open billing-key issuance (`BK…`), instead of `--id`.
+        #[arg(long, conflicts_with_all = ["id", "payment"])]
+        order_no: Option<String>,
         /// What was found and done, kept on the attempt.
         #[arg(long)]
         note: String,
@@ -529,9 +542,46 @@ async fn attempt(cmd: AttemptCommand) -> anyhow::Result<()> {
             common,
             limit,
             json,
-            conflicts,
+            conflicts: _,
+            issuances: true,
         } => {
             let app = offline_app(&common).await?;
+            let listed = app.gateway.open_key_issuances(limit).await;
+            app.shutdown().await;
+            let issuances = listed.map_err(|e| anyhow::anyhow!("{e}"))?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&issuances)?);
+            } else {
+                for i in &issuances {
+                    println!(
+                        "{}\tkey_issuance {}\t{}\t{}\tsite_cd {}\tcustomer_uid {}\torder_no {}\tcreated {}\t{}",
+                        i.id,
+                        i.kind,
+                        i.state,
+                        i.imp_code,
+                        i.site_cd,
+                        i.customer_uid,
+                        i.order_no,
+                        i.created_at,
+                        i.note.as_deref().unwrap_or("")
+                    );
+                }
+            }
+            Ok(())
+        }
+        AttemptCommand::List {
+            common,
+            limit,
+            json,
+            conflicts,
+            issuances: false,
+        } => {
+            let app = offline_app(&common).await?;
+            // Issuances are not attempts of a payment and have their own listing; an operator
+            // looking for what is unresolved is told they are there.
+            let issuances = openport::store::key_issuances::open_summary(&app.gateway.db.read)
+                .await
+                .map(|(n, _)| n);
             let listed = if conflicts {
                 app.gateway.conflict_attempts(limit).await
             } else {
@@ -539,6 +589,13 @@ async fn attempt(cmd: AttemptCommand) -> anyhow::Result<()> {
             };
             app.shutdown().await;
             let attempts = listed.map_err(|e| anyhow::anyhow!("{e}"))?;
+            match issuances {
+                Ok(0) => {}
+                Ok(n) => eprintln!(
+                    "{n} billing-key issuance(s) with an unknown outcome: openport attempt list --issuances"
+                ),
+                Err(e) => eprintln!("the open billing-key issuances could not be counted: {e}"),
+            }
             if json {
                 println!("{}", serde_json::to_string_pretty(&attempts)?);
             } else {
@@ -576,11 +633,27 @@ async fn attempt(cmd: AttemptCommand) -> anyhow::Result<()> {
         }
         AttemptCommand::Reconciled {
             common,
+            id: None,
+            order_no: Some(order_no),
+            note,
+            ..
+        } => {
+            let app = offline_app(&common).await?;
+            let done = app.gateway.reconcile_issuance(&order_no, &note).await;
+            app.shutdown().await;
+            done.map_err(|e| anyhow::anyhow!("{e}"))?;
+            println!("billing-key issuance {order_no} reconciled");
+            Ok(())
+        }
+        AttemptCommand::Reconciled {
+            common,
             id,
             note,
             payment,
             despite_kcp,
+            ..
         } => {
+            let id = id.ok_or_else(|| anyhow::anyhow!("--id or --order-no is required"))?;
             let outcome = match (payment, despite_kcp) {
                 (Some(HeldPayment::Failed), false) => Some(ReconciledPayment::Failed),
                 (Some(HeldPayment::Failed), true) => Some(ReconciledPayment::FailedDespiteKcp),

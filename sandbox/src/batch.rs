@@ -51,6 +51,10 @@ pub struct BatchKey {
     pub id: String,
     pub site_cd: String,
     pub group_id: String,
+    /// The `ordr_idxx` the key was issued under: what KCP's admin finds an issuance by (KCP has no
+    /// inquiry for one). Empty for keys kept by an older sandbox.
+    #[serde(default)]
+    pub order_no: String,
     /// `411111******1111`.
     pub masked_card_no: String,
     pub card_cd: String,
@@ -286,7 +290,7 @@ pub(crate) fn issue(shared: &Shared, fields: &Fields, site_cd: &str) -> Result<R
         }
     }
 
-    let (batch_key, shown) = store_key(shared, site_cd, group_id, card_no);
+    let (batch_key, shown) = store_key(shared, site_cd, group_id, order_no, card_no);
     let issuer = test_cards::issuer(card_no);
     let mut reply = Reply::ok();
     reply
@@ -350,14 +354,22 @@ pub(crate) fn issue_from_window(
     shared: &Shared,
     site_cd: &str,
     group_id: &str,
+    order_no: &str,
     card_no: &str,
 ) -> (String, BatchKey) {
-    store_key(shared, site_cd, group_id, card_no)
+    store_key(shared, site_cd, group_id, order_no, card_no)
 }
 
-/// Issues and books a fresh key for `card_no`; returns the key and what the sandbox shows of it.
-/// Every issuer issues keys; KB, NH, Kakao Bank and the limit cards refuse the charges.
-fn store_key(shared: &Shared, site_cd: &str, group_id: &str, card_no: &str) -> (String, BatchKey) {
+/// Issues and books a fresh key for `card_no`, asked under `order_no`; returns the key and what
+/// the sandbox shows of it. Every issuer issues keys; KB, NH, Kakao Bank and the limit cards
+/// refuse the charges.
+fn store_key(
+    shared: &Shared,
+    site_cd: &str,
+    group_id: &str,
+    order_no: &str,
+    card_no: &str,
+) -> (String, BatchKey) {
     let issuer = test_cards::issuer(card_no);
     let issued_at = kcp_time(shared.now());
     let mut book = shared.batch_keys();
@@ -367,6 +379,7 @@ fn store_key(shared: &Shared, site_cd: &str, group_id: &str, card_no: &str) -> (
         id: hex::encode(rand::random::<[u8; 8]>()),
         site_cd: site_cd.to_owned(),
         group_id: group_id.to_owned(),
+        order_no: order_no.to_owned(),
         masked_card_no: test_cards::mask(card_no),
         card_cd: issuer.card_cd.to_owned(),
         card_name: issuer.card_name.to_owned(),

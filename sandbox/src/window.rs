@@ -1380,7 +1380,8 @@ fn batch_key_reply(s: &Shared, site_cd: &str, trade: &Trade, result: &WindowResu
         .unwrap_or_default();
     let card_no = result.card_no.clone().unwrap_or_default();
     let issuer = test_cards::issuer(&card_no);
-    let (batch_key, shown) = crate::batch::issue_from_window(s, site_cd, &group_id, &card_no);
+    let (batch_key, shown) =
+        crate::batch::issue_from_window(s, site_cd, &group_id, &trade.order_no, &card_no);
     tracing::info!(site_cd, group_id = %group_id, key = %shown.id, "kcp sandbox issued a batch key from the window");
     let mut reply = Reply::ok();
     reply

@@ -408,7 +408,7 @@ async fn a_batch_payment_never_charges_an_order_twice() {
 }
 
 #[tokio::test]
-async fn the_control_api_lists_key_states_without_the_keys() {
+async fn the_control_api_lists_key_states_and_their_order_numbers_without_the_keys() {
     let harness = spawn().await;
     let key = harness.batch_key(test_cards::LOTTE_AMEX).await;
     harness.pay(&batch_delete(SITE, GROUP, &key)).await;
@@ -422,6 +422,7 @@ async fn the_control_api_lists_key_states_without_the_keys() {
             "id": harness.sandbox.batch_key(&key).unwrap().id,
             "site_cd": SITE,
             "group_id": GROUP,
+            "order_no": "issue1",
             "masked_card_no": "376000******0004",
             "card_cd": "CCAM",
             "card_name": "롯데아멕스",

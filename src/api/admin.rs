@@ -61,6 +61,14 @@ pub struct InstanceStatusView {
     /// few settle delays is an outcome inquiry cannot settle.
     #[schema(required = true)]
     pub oldest_open_attempt_age_secs: Option<i64>,
+    /// Billing-key issuances whose outcome is not known, every merchant's (`openport attempt list
+    /// --issuances`): KCP has no inquiry for an issuance, so none settles by itself; each waits
+    /// for an operator to look its order number up in KCP's admin.
+    pub open_key_issuances: u64,
+    /// Seconds since the oldest open issuance was recorded; null when none is. One older than a
+    /// few minutes is an answer lost or a request that died: alert on it.
+    #[schema(required = true)]
+    pub oldest_open_key_issuance_age_secs: Option<i64>,
     /// Webhook deliveries waiting for their next try, every merchant's.
     pub webhooks_pending: u64,
     /// Webhook deliveries given up after their last retry, kept for `webhooks.retention_days`:
@@ -103,6 +111,8 @@ impl From<InstanceStatus> for InstanceStatusView {
             conflicts: s.conflicts,
             open_attempts: s.open_attempts,
             oldest_open_attempt_age_secs: s.oldest_open_attempt_secs,
+            open_key_issuances: s.open_key_issuances,
+            oldest_open_key_issuance_age_secs: s.oldest_open_key_issuance_secs,
             webhooks_pending: s.webhooks_pending,
             webhooks_failed: s.webhooks_failed,
             schedules_due: s.schedules_due,

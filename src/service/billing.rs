@@ -3,6 +3,7 @@
 use futures::future::{BoxFuture, FutureExt};
 use sea_orm::Set;
 
+use super::key_issuances::{IssuanceEnd, IssuanceKind};
 use super::pay::{ApprovalOutcome, ChargeCall, ChargeOrder};
 use super::retired_keys::KcpDeletion;
 use super::{Gateway, PaymentRecord, ServiceError, ServiceResult};
@@ -11,7 +12,7 @@ use crate::domain::ids::random_hex;
 use crate::pg::{quoted_refusal, BatchKeyRequest, BatchPaymentRequest, DeclineReason, PgError};
 use crate::store::billing::{self, Retirement};
 use crate::store::entity::{billing_key, merchant};
-use crate::store::is_unique_violation;
+use crate::store::{is_unique_violation, key_issuances};
 
 /// Card data and customer fields of `POST /subscribe/customers/{customer_uid}`.
 #[derive(Debug, Clone)]
@@ -33,6 +34,16 @@ pub struct CustomerCommand {
 pub struct AgainCommand {
     pub customer_uid: String,
     pub order: ChargeOrder,
+}
+
+/// A key KCP just issued, not stored yet.
+#[derive(Debug, Clone)]
+pub(super) struct IssuedKey {
+    /// The row that records it (sealed, as `active`), written by the caller.
+    pub row: billing_key::ActiveModel,
+    /// The issuance recorded before KCP was called (service/key_issuances.rs): closed as
+    /// `issued` in the transaction that stores the key, or `discarded` with its deletion.
+    pub issuance: i64,
 }
 
 /// Why a key KCP just issued is not known to be stored as a customer's.
@@ -72,6 +83,10 @@ const STORE_TRIES: usize = 3;
 /// The refusal once they did: the new key is not registered (and deleted at KCP).
 const RE_REGISTERED_DURING_STORE: &str =
     "같은 customer_uid로 동시에 등록 중입니다. 다시 시도해 주세요.";
+
+/// The note of an issuance whose key could not be stored ([`Gateway::discard_key`]).
+const DISCARDED: &str =
+    "not stored; recorded for its deletion at KCP (billing_keys, status replaced)";
 
 /// How often a delete reads the customer's key again when re-registrations keep replacing it
 /// under it.
@@ -149,21 +164,58 @@ impl Gateway {
         m: &merchant::Model,
         cmd: CustomerCommand,
     ) -> ServiceResult<billing_key::Model> {
-        let row = self.issue_key(m, &cmd).await?;
+        self.register_customer_as(m, cmd, IssuanceKind::Customer)
+            .await
+    }
+
+    /// [`Self::register_customer`], its issuance recorded as asked for by `kind`.
+    pub(super) async fn register_customer_as(
+        &self,
+        m: &merchant::Model,
+        cmd: CustomerCommand,
+        kind: IssuanceKind,
+    ) -> ServiceResult<billing_key::Model> {
+        let issued = self.issue_key(m, &cmd, kind).await?;
         let now = self.clock.unix();
+        let issuance = issued.issuance;
         let (stored, old) = match self
-            .store_issued_key(m.id, &cmd.customer_uid, row.clone(), now, |_, _| {
-                async { Ok(None::<std::convert::Infallible>) }.boxed()
-            })
+            .store_issued_key(
+                m.id,
+                &cmd.customer_uid,
+                issued.row.clone(),
+                now,
+                move |txn, _| {
+                    // Closed with the key: both commit, or neither. Found closed already (an
+                    // operator's word recorded meanwhile), it is left so: the key is stored all
+                    // the same.
+                    async move {
+                        key_issuances::record(txn, issuance, "issued", None, now).await?;
+                        Ok(None::<std::convert::Infallible>)
+                    }
+                    .boxed()
+                },
+            )
             .await
         {
             Ok(Storing::Stored { stored, replaced }) => (*stored, replaced),
             Ok(Storing::Refused(never)) => match never {},
             Err(KeyNotStored::Certainly(e)) => {
-                self.discard_issued_key(m, row, now).await;
+                self.discard_key(m, issued.row, Some(issued.issuance), now)
+                    .await;
                 return Err(e);
             }
-            Err(KeyNotStored::Unknown(e)) => return Err(e),
+            Err(KeyNotStored::Unknown(e)) => {
+                // The key was stored with its issuance closed, or neither: this write, conditional
+                // on the issuance being open, changes only one whose key is not stored.
+                self.end_issuance(
+                    issued.issuance,
+                    IssuanceEnd::Unknown,
+                    "the COMMIT storing the issued key failed, so it is not stored here (it would \
+                     have closed this issuance): delete it in KCP's admin",
+                )
+                .await;
+                return Err(e);
+            }
         };
         if let Some(old) = old {
             self.delete_replaced_key(m, old.id).await;
@@ -171,13 +223,17 @@ impl Gateway {
         Ok(stored)
     }
 
-    /// Asks KCP for a batch key of the card: the row that records it (sealed, as `active`),
-    /// written by the caller.
+    /// Asks KCP for a batch key of the card, the issuance recorded first and committed (as `kind`,
+    /// service/key_issuances.rs): KCP has no inquiry for an issuance, so that row is all that
+    /// tells an operator a key may exist at KCP when the answer is lost or this process dies
+    /// before the key is stored. A refusal, or nothing sent, closes it here; a lost answer leaves
+    /// it open (`unknown`); an issued key returns it open, for the caller to close with the key.
     pub(super) async fn issue_key(
         &self,
         m: &merchant::Model,
         cmd: &CustomerCommand,
-    ) -> ServiceResult<billing_key::ActiveModel> {
+        kind: IssuanceKind,
+    ) -> ServiceResult<IssuedKey> {
         let group_id = self.group_id(m)?;
         let connector = self.connectors.for_merchant(m, &self.secrets)?;
         let req = BatchKeyRequest {
@@ -191,27 +247,42 @@ impl Gateway {
             )
             .map_err(|e| ServiceError::BadRequest(e.to_string()))?,
         };
+        let issuance = self
+            .record_issuance(m, &cmd.customer_uid, kind, &req.order_no)
+            .await?;
         let key = match connector.issue_batch_key(&req).await {
             Ok(k) => k,
             Err(PgError::Declined {
                 code,
                 message,
                 reason,
-            }) => return Err(issuance_refused(&code, &message, reason)),
+            }) => {
+                let refusal = quoted_refusal(&code, &message);
+                self.end_issuance(issuance, IssuanceEnd::Refused, &refusal)
+                    .await;
+                return Err(issuance_refused(&code, &message, reason));
+            }
             Err(e) => {
                 if matches!(e, PgError::NotSent(_) | PgError::Config(_)) {
                     tracing::warn!(customer_uid = %cmd.customer_uid, "batch key issuance not sent: {e}");
+                    self.end_issuance(issuance, IssuanceEnd::NotSent, &e.to_string())
+                        .await;
                 } else {
                     // KCP has no inquiry for an issuance: a key it issued here is unknown to
                     // openport, which can neither store nor delete it; only the order number
-                    // finds it in KCP's admin (docs/operations.md, "Unknown outcomes").
+                    // finds it in KCP's admin. The issuance stays open, listed for an operator
+                    // (docs/operations.md, "Unknown outcomes").
                     tracing::error!(
                         customer_uid = %cmd.customer_uid,
                         ordr_idxx = %req.order_no,
+                        issuance_id = issuance,
                         error = %e,
                         "billing key issuance outcome unknown: KCP may have issued a billing key; \
-                         look it up in KCP's admin by this order number (ordr_idxx) and delete it"
+                         look it up in KCP's admin by this order number (ordr_idxx) and delete it \
+                         (openport attempt list --issuances)"
                     );
+                    self.end_issuance(issuance, IssuanceEnd::Unknown, &e.to_string())
+                        .await;
                 }
                 return Err(ServiceError::Refused(
                     "PG사 응답을 확인하지 못해 빌링키를 발급하지 못했습니다. 다시 시도해 주세요."
@@ -220,7 +291,7 @@ impl Gateway {
             }
         };
         let now = self.clock.unix();
-        Ok(billing_key::ActiveModel {
+        let row = billing_key::ActiveModel {
             merchant_id: Set(m.id),
             customer_uid: Set(cmd.customer_uid.clone()),
             status: Set("active".into()),
@@ -244,14 +315,16 @@ impl Gateway {
             updated_at: Set(now),
             deleted_at: Set(None),
             ..Default::default()
-        })
+        };
+        Ok(IssuedKey { row, issuance })
     }
 
     /// Stores `row`, a key KCP just issued, as customer `customer_uid`'s, retiring the key it
     /// replaces (whose registration time it keeps: the customer was registered then, only
     /// `updated` moves, spec §4.5), in one transaction with what `alongside` writes. Both ways a
-    /// key is issued store it here: `POST /subscribe/customers` (nothing alongside) and the
-    /// billing-key window (its attempt and its `issue` payment, `Gateway::store_window_key`).
+    /// key is issued store it here: `POST /subscribe/customers` (its issuance closed alongside,
+    /// service/key_issuances.rs) and the billing-key window (its attempt and its `issue` payment,
+    /// `Gateway::store_window_key`).
     /// `alongside` runs first in each try, given the active key about to be replaced; `Some`
     /// refuses the key, and nothing is written.
     ///
@@ -357,8 +430,31 @@ impl Gateway {
         row: billing_key::ActiveModel,
         now: i64,
     ) {
+        self.discard_key(m, row, None, now).await;
+    }
+
+    /// [`Self::discard_issued_key`] of a key whose `issuance` was recorded (service/key_issuances.rs):
+    /// closed as `discarded` in the transaction that records the key for its deletion at KCP, or
+    /// once KCP deleted it; left open (`unknown`) when neither could be done, for an operator.
+    pub(super) async fn discard_key(
+        &self,
+        m: &merchant::Model,
+        row: billing_key::ActiveModel,
+        issuance: Option<i64>,
+        now: i64,
+    ) {
         let customer_uid = row.customer_uid.try_as_ref().cloned().unwrap_or_default();
-        match billing::insert_retired_key(&self.db.write, row.clone(), now).await {
+        let recorded = async {
+            let txn = self.db.write.begin().await?;
+            let retired = billing::insert_retired_key(&txn, row.clone(), now).await?;
+            if let Some(id) = issuance {
+                key_issuances::record(&txn, id, "discarded", Some(DISCARDED), now).await?;
+            }
+            txn.commit().await?;
+            Ok::<_, sea_orm::DbErr>(retired)
+        }
+        .await;
+        match recorded {
             Ok(retired) => {
                 tracing::warn!(
                     customer_uid,
@@ -378,21 +474,40 @@ impl Gateway {
                         .await
                 }
                 .await;
-                match deleted {
-                    Ok(KcpDeletion::Deleted) => tracing::warn!(
-                        customer_uid,
-                        "an issued batch key could not be stored ({e}); KCP deleted it"
-                    ),
-                    Ok(other) => tracing::error!(
-                        customer_uid,
-                        "an issued batch key could not be stored ({e}) nor deleted at KCP \
-                         ({other:?}); delete it in KCP's admin"
-                    ),
-                    Err(other) => tracing::error!(
-                        customer_uid,
-                        "an issued batch key could not be stored ({e}) nor deleted at KCP \
-                         ({other}); delete it in KCP's admin"
-                    ),
+                let end = match deleted {
+                    Ok(KcpDeletion::Deleted) => {
+                        tracing::warn!(
+                            customer_uid,
+                            "an issued batch key could not be stored ({e}); KCP deleted it"
+                        );
+                        IssuanceEnd::Discarded
+                    }
+                    Ok(other) => {
+                        tracing::error!(
+                            customer_uid,
+                            "an issued batch key could not be stored ({e}) nor deleted at KCP \
+                             ({other:?}); delete it in KCP's admin"
+                        );
+                        IssuanceEnd::Unknown
+                    }
+                    Err(other) => {
+                        tracing::error!(
+                            customer_uid,
+                            "an issued batch key could not be stored ({e}) nor deleted at KCP \
+                             ({other}); delete it in KCP's admin"
+                        );
+                        IssuanceEnd::Unknown
+                    }
+                };
+                if let Some(id) = issuance {
+                    let note = match end {
+                        IssuanceEnd::Discarded => "not stored; KCP deleted the key",
+                        _ => {
+                            "KCP issued a key that could be neither stored nor deleted at KCP: \
+                              delete it in KCP's admin"
+                        }
+                    };
+                    self.end_issuance(id, end, note).await;
                 }
             }
         }

@@ -29,11 +29,12 @@
 use sea_orm::Set;
 
 use super::billing::{keep_unset_details, CustomerCommand};
+use super::key_issuances::IssuanceKind;
 use super::{Gateway, ServiceError, ServiceResult};
 use crate::domain::payment::PaymentStatus;
 use crate::store::billing::{self, Retirement};
 use crate::store::entity::{billing_key, merchant, payment};
-use crate::store::{is_unique_violation, payments};
+use crate::store::{is_unique_violation, key_issuances, payments};
 
 /// What became of a pending key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,7 +63,7 @@ fn keeps_its_card(p: &payment::Model) -> bool {
 impl Gateway {
     /// Issues a batch key for the card of key-in charge `payment` and records it as pending
     /// (module docs). A key KCP refuses is the refusal; a key that cannot be recorded is
-    /// deleted at KCP (`discard_issued_key`) and the charge is refused, so that no key is left at
+    /// deleted at KCP (`discard_key`) and the charge is refused, so that no key is left at
     /// KCP that nothing here knows of.
     pub(super) async fn issue_kept_card(
         &self,
@@ -70,15 +71,26 @@ impl Gateway {
         customer: &CustomerCommand,
         payment: &payment::Model,
     ) -> ServiceResult<billing_key::Model> {
-        let row = self.issue_key(m, customer).await?;
+        let issued = self.issue_key(m, customer, IssuanceKind::Onetime).await?;
         let now = self.clock.unix();
-        match billing::insert_pending_key(&self.db.write, row.clone(), payment.id, now).await {
+        // The key and the close of its issuance, together or neither.
+        let recorded = async {
+            let txn = self.db.write.begin().await?;
+            let key =
+                billing::insert_pending_key(&txn, issued.row.clone(), payment.id, now).await?;
+            key_issuances::record(&txn, issued.issuance, "issued", None, now).await?;
+            txn.commit().await?;
+            Ok::<_, sea_orm::DbErr>(key)
+        }
+        .await;
+        match recorded {
             Ok(key) => Ok(key),
             Err(e) => {
                 // If the insert did land after all (its answer lost), its payment fails below and
                 // the pending row's deletion meets "already deleted" (8303), which counts.
                 tracing::error!(imp_uid = %payment.imp_uid, "cannot record the card's billing key: {e}");
-                self.discard_issued_key(m, row, now).await;
+                self.discard_key(m, issued.row, Some(issued.issuance), now)
+                    .await;
                 Err(e.into())
             }
         }

@@ -13,6 +13,7 @@ pub mod escrow;
 pub(crate) mod inquiry;
 mod kept_cards;
 pub mod key_check;
+pub mod key_issuances;
 pub mod lookup;
 pub mod merchants;
 pub mod notifications;

@@ -111,7 +111,10 @@ impl Gateway {
             .is_none()
         {
             match card {
-                Some(c) => self.register_customer(m, c).await?,
+                Some(c) => {
+                    self.register_customer_as(m, c, super::key_issuances::IssuanceKind::Schedule)
+                        .await?
+                }
                 None => return Err(ServiceError::Refused(UNKNOWN_CUSTOMER.into())),
             };
         }

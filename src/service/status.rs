@@ -6,7 +6,7 @@ use std::time::Duration;
 use sea_orm::{ConnectionTrait, DbBackend};
 
 use super::{Gateway, ServiceResult};
-use crate::store::{billing, payments, webhooks};
+use crate::store::{billing, key_issuances, payments, webhooks};
 
 /// How long `GET /health` waits for the database before it answers "unavailable": well below a
 /// load balancer's check timeout, and far above a `SELECT 1` on a database that works.
@@ -35,6 +35,11 @@ pub struct InstanceStatus {
     pub open_attempts: u64,
     /// Seconds since the oldest open attempt was made, on the gateway's clock; None when none is.
     pub oldest_open_attempt_secs: Option<i64>,
+    /// Billing-key issuances whose outcome is not known (`openport attempt list --issuances`):
+    /// KCP may hold a key nothing here does.
+    pub open_key_issuances: u64,
+    /// Seconds since the oldest open issuance was recorded; None when none is.
+    pub oldest_open_key_issuance_secs: Option<i64>,
     /// Webhook deliveries waiting for their next try, every merchant's.
     pub webhooks_pending: u64,
     /// Webhook deliveries given up after their last retry, while they are kept
@@ -74,11 +79,15 @@ impl Gateway {
         let db = &self.db.read;
         let now = self.clock.unix();
         let (open_attempts, oldest) = payments::open_attempts_summary(db).await?;
+        let (open_key_issuances, oldest_issuance) = key_issuances::open_summary(db).await?;
+        let age = |at: i64| now.saturating_sub(at).max(0);
         Ok(InstanceStatus {
             test_mode: self.settings.test_mode,
             conflicts: payments::count_conflict_attempts(db).await?,
             open_attempts,
-            oldest_open_attempt_secs: oldest.map(|at| now.saturating_sub(at).max(0)),
+            oldest_open_attempt_secs: oldest.map(age),
+            open_key_issuances,
+            oldest_open_key_issuance_secs: oldest_issuance.map(age),
             webhooks_pending: webhooks::count_in_state(db, "pending").await?,
             webhooks_failed: webhooks::count_in_state(db, "failed").await?,
             schedules_due: billing::count_due_schedules(db, self.served_merchants(), now).await?,

@@ -3,6 +3,7 @@ pub mod billing;
 pub mod entity;
 pub mod escrow;
 pub mod key_ids;
+pub mod key_issuances;
 pub mod merchants;
 pub mod notifications;
 pub mod payments;

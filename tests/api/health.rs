@@ -154,6 +154,8 @@ async fn the_operator_status_takes_the_operator_token_only() {
             "conflicts": 0,
             "open_attempts": 0,
             "oldest_open_attempt_age_secs": null,
+            "open_key_issuances": 0,
+            "oldest_open_key_issuance_age_secs": null,
             "webhooks_pending": 0,
             "webhooks_failed": 0,
             "schedules_due": 0,

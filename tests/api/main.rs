@@ -17,6 +17,7 @@ mod duplicate_orders;
 mod escrow;
 mod health;
 mod kept_cards;
+mod key_issuances;
 mod lookups;
 mod migrations;
 mod onetime;

@@ -4,6 +4,7 @@ pub mod billing_key;
 pub mod cancellation;
 pub mod checkout_session;
 pub mod kcp_notification;
+pub mod key_issuance;
 pub mod merchant;
 pub mod payment;
 pub mod pg_attempt;

@@ -1,0 +1,403 @@
+//! A billing-key issuance asked of KCP through the API is recorded before KCP is called
+//! (service/key_issuances.rs): KCP has no inquiry for an issuance, so a key issued whose answer
+//! was lost, or whose request died before storing it, is listed for an operator under the order
+//! number KCP issued it under, and closed with the key otherwise.
+use kcp_sandbox::{paths, BatchKey, Fault, FaultRule};
+use openport::service::key_issuances::OpenIssuance;
+use openport::store::entity::key_issuance;
+use sea_orm::{ConnectionTrait, EntityTrait, QueryOrder};
+use serde_json::{json, Value};
+
+use crate::billing::register;
+use crate::helpers::{
+    future_expiry, openport_in_test_mode, spawn_app, test_cards, TestApp, ADMIN_TOKEN, SETTLE_SECS,
+};
+
+/// KCP's `card_tx_type` of a key-in batch-key issuance (spec/kcp.md §2.5).
+const ISSUANCE: &str = "12100000";
+
+/// KCP issues the next key asked for; its answer never reaches openport.
+fn lose_the_next_issuance_answer(app: &TestApp) {
+    app.sandbox.inject(
+        FaultRule::new(paths::HUB_PAYMENT, Fault::LoseResponse).when("card_tx_type", ISSUANCE),
+    );
+}
+
+/// Every issuance recorded, oldest first.
+async fn issuances(app: &TestApp) -> Vec<key_issuance::Model> {
+    key_issuance::Entity::find()
+        .order_by_asc(key_issuance::Column::Id)
+        .all(&app.app.gateway.db.read)
+        .await
+        .unwrap()
+}
+
+async fn open_issuances(app: &TestApp) -> Vec<OpenIssuance> {
+    app.app.gateway.open_key_issuances(100).await.unwrap()
+}
+
+/// The key KCP holds under order number `order_no`, as its admin would find it.
+fn kcp_key_under(app: &TestApp, order_no: &str) -> Option<BatchKey> {
+    app.sandbox
+        .batch_keys()
+        .into_iter()
+        .find(|k| k.order_no == order_no)
+}
+
+/// `POST /subscribe/payments/onetime` keeping the card as `customer_uid`'s key.
+async fn onetime_keeping(app: &TestApp, token: &str, merchant_uid: &str, uid: &str) -> Value {
+    app.post(
+        "/subscribe/payments/onetime",
+        Some(token),
+        json!({"merchant_uid": merchant_uid, "amount": 1000, "card_number": test_cards::SHINHAN_CREDIT,
+               "expiry": future_expiry(), "birth": "800101", "pwd_2digit": "00",
+               "customer_uid": uid}),
+    )
+    .await
+    .1
+}
+
+/// `POST /subscribe/payments/schedule` with card data for `uid`, which has no key yet.
+async fn schedule_with_card(app: &TestApp, token: &str, merchant_uid: &str, uid: &str) -> Value {
+    let at = chrono::Utc::now().timestamp() + 3600;
+    app.post(
+        "/subscribe/payments/schedule",
+        Some(token),
+        json!({"customer_uid": uid, "card_number": test_cards::SAMSUNG_CHECK, "expiry": future_expiry(),
+               "schedules": [{"merchant_uid": merchant_uid, "schedule_at": at, "amount": 1000}]}),
+    )
+    .await
+    .1
+}
+
+/// A registration whose issuance answer is lost: the issuance stays open (`unknown`), listed with
+/// the order number KCP holds the key under, counted by `GET /admin/status`; the resolver leaves
+/// it (there is nothing to inquire), and it closes only on the operator's word, not before the
+/// settle delay.
+#[tokio::test]
+async fn a_registration_whose_issuance_answer_is_lost_is_listed_open_under_the_order_number_kcp_holds_the_key_under(
+) {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    lose_the_next_issuance_answer(&app);
+
+    let body = register(&app, &token, "lost-cust", test_cards::SHINHAN_CREDIT).await;
+
+    assert_eq!(body["code"], 1, "{body}");
+    let open = open_issuances(&app).await;
+    assert_eq!(open.len(), 1, "{open:?}");
+    let i = &open[0];
+    assert_eq!(
+        (i.kind.as_str(), i.state.as_str(), i.customer_uid.as_str()),
+        ("customer", "unknown", "lost-cust"),
+        "{i:?}"
+    );
+    assert_eq!(i.site_cd, "T0000", "{i:?}");
+    assert!(i.order_no.starts_with("BK"), "{i:?}");
+    let key = kcp_key_under(&app, &i.order_no)
+        .unwrap_or_else(|| panic!("KCP holds no key under {}", i.order_no));
+    assert_eq!(key.masked_card_no, "411111******1111");
+    // Never the card, never a key.
+    let recorded = format!("{:?}", issuances(&app).await);
+    assert!(!recorded.contains(test_cards::SHINHAN_CREDIT), "{recorded}");
+    let (_, status) = app.get("/admin/status", Some(ADMIN_TOKEN)).await;
+    assert_eq!(status["response"]["open_key_issuances"], 1, "{status}");
+    assert!(status["response"]["oldest_open_key_issuance_age_secs"].is_i64());
+    assert!(app.app.gateway.open_attempts(10).await.unwrap().is_empty());
+
+    // Nothing settles it by itself.
+    app.advance(SETTLE_SECS + 60);
+    app.app.gateway.resolve_due(10).await.unwrap();
+    app.advance(600);
+    app.app.gateway.resolve_due(10).await.unwrap();
+    assert_eq!(open_issuances(&app).await.len(), 1);
+
+    // The operator deleted the key in KCP's admin.
+    let gateway = &app.app.gateway;
+    assert!(gateway.reconcile_issuance(&i.order_no, " ").await.is_err());
+    assert!(gateway
+        .reconcile_issuance("BK0000000000000000", "deleted")
+        .await
+        .is_err());
+    gateway
+        .reconcile_issuance(&i.order_no, "deleted in KCP's admin")
+        .await
+        .unwrap();
+    assert!(open_issuances(&app).await.is_empty());
+    let closed = issuances(&app).await;
+    assert_eq!(closed[0].state, "reconciled");
+    assert!(closed[0]
+        .note
+        .as_deref()
+        .is_some_and(|n| n.contains("deleted in KCP's admin")));
+    let (_, status) = app.get("/admin/status", Some(ADMIN_TOKEN)).await;
+    assert_eq!(status["response"]["open_key_issuances"], 0, "{status}");
+}
+
+/// The operator's word is refused while the issuance's request may still be waiting on KCP.
+#[tokio::test]
+async fn an_issuance_younger_than_the_settle_delay_is_not_reconciled() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    lose_the_next_issuance_answer(&app);
+    register(&app, &token, "young-cust", test_cards::SHINHAN_CREDIT).await;
+    let open = open_issuances(&app).await;
+
+    let early = app
+        .app
+        .gateway
+        .reconcile_issuance(&open[0].order_no, "looked")
+        .await
+        .unwrap_err();
+
+    assert!(early.to_string().contains("settle delay"), "{early}");
+    assert_eq!(open_issuances(&app).await.len(), 1);
+}
+
+/// The process dies while KCP issues the key (the request is gone before KCP answers): the
+/// issuance written before the call stays `pending`, listed under the order number KCP holds the
+/// key under, where nothing at all was left before.
+#[tokio::test]
+async fn an_issuance_whose_request_dies_while_kcp_issues_the_key_stays_pending_and_listed() {
+    use openport::domain::card::{CardNumber, Expiry};
+    use openport::service::billing::CustomerCommand;
+    let app = spawn_app().await;
+    app.sandbox.inject(
+        FaultRule::new(
+            paths::HUB_PAYMENT,
+            Fault::HoldAnswer {
+                gate: "issued".into(),
+            },
+        )
+        .when("card_tx_type", ISSUANCE),
+    );
+    let m = openport::store::merchants::by_imp_key(
+        &app.app.gateway.db.read,
+        openport::service::merchants::DEMO_IMP_KEY,
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    let today = chrono::Utc::now().date_naive();
+    let cmd = CustomerCommand {
+        customer_uid: "died-cust".into(),
+        card_number: CardNumber::parse(test_cards::SHINHAN_CREDIT).unwrap(),
+        expiry: Expiry::parse(&future_expiry(), today).unwrap(),
+        auth: None,
+        customer_id: None,
+        customer_name: None,
+        customer_tel: None,
+        customer_email: None,
+        customer_addr: None,
+        customer_postcode: None,
+    };
+    let gateway = app.app.gateway.clone();
+    let request = tokio::spawn(async move { gateway.register_customer(&m, cmd).await });
+    app.sandbox.until_held("issued").await;
+
+    request.abort();
+    assert!(request.await.unwrap_err().is_cancelled());
+    app.sandbox.open_gate("issued");
+
+    let open = open_issuances(&app).await;
+    assert_eq!(open.len(), 1, "{open:?}");
+    assert_eq!(open[0].state, "pending");
+    assert_eq!(open[0].customer_uid, "died-cust");
+    assert!(kcp_key_under(&app, &open[0].order_no).is_some());
+    let (_, status) = app.get("/admin/status", Some(ADMIN_TOKEN)).await;
+    assert_eq!(status["response"]["open_key_issuances"], 1, "{status}");
+}
+
+/// The issuances of a key-in charge keeping its card and of a schedule with card data go through
+/// the same record: a lost answer leaves each listed, with its kind.
+#[tokio::test]
+async fn a_onetime_or_a_schedule_whose_issuance_answer_is_lost_is_listed_with_its_kind() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+
+    lose_the_next_issuance_answer(&app);
+    let charged = onetime_keeping(&app, &token, "lost-ot", "lost-ot-cust").await;
+    assert_ne!(charged["code"], 0, "{charged}");
+    lose_the_next_issuance_answer(&app);
+    let scheduled = schedule_with_card(&app, &token, "lost-sch", "lost-sch-cust").await;
+    assert_ne!(scheduled["code"], 0, "{scheduled}");
+
+    let open = open_issuances(&app).await;
+    let listed: Vec<_> = open
+        .iter()
+        .map(|i| (i.kind.as_str(), i.state.as_str(), i.customer_uid.as_str()))
+        .collect();
+    assert_eq!(
+        listed,
+        [
+            ("onetime", "unknown", "lost-ot-cust"),
+            ("schedule", "unknown", "lost-sch-cust")
+        ]
+    );
+    for i in &open {
+        assert!(kcp_key_under(&app, &i.order_no).is_some(), "{i:?}");
+    }
+}
+
+/// Issuances KCP answered leave nothing open: a key stored closes its issuance as `issued` in
+/// the transaction that stores it (a registration, a onetime keeping its card, a schedule with
+/// card data), and a refusal as `refused`.
+#[tokio::test]
+async fn issuances_kcp_answered_leave_none_open_whether_the_key_was_issued_or_refused() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+
+    let registered = register(&app, &token, "ok-cust", test_cards::SHINHAN_CREDIT).await;
+    assert_eq!(registered["code"], 0, "{registered}");
+    let charged = onetime_keeping(&app, &token, "ok-ot", "ok-ot-cust").await;
+    assert_eq!(charged["code"], 0, "{charged}");
+    let scheduled = schedule_with_card(&app, &token, "ok-sch", "ok-sch-cust").await;
+    assert_eq!(scheduled["code"], 0, "{scheduled}");
+    let (_, refused) = app
+        .post(
+            "/subscribe/customers/refused-cust",
+            Some(&token),
+            json!({"card_number": test_cards::SHINHAN_CREDIT, "expiry": future_expiry(),
+                   "birth": test_cards::WRONG_BIRTH, "pwd_2digit": "00"}),
+        )
+        .await;
+    assert_eq!(refused["code"], -1, "{refused}");
+
+    assert!(open_issuances(&app).await.is_empty());
+    let recorded: Vec<_> = issuances(&app)
+        .await
+        .into_iter()
+        .map(|i| (i.kind, i.state, i.customer_uid))
+        .collect();
+    let owned = |k: &str, s: &str, u: &str| (k.to_string(), s.to_string(), u.to_string());
+    assert_eq!(
+        recorded,
+        [
+            owned("customer", "issued", "ok-cust"),
+            owned("onetime", "issued", "ok-ot-cust"),
+            owned("schedule", "issued", "ok-sch-cust"),
+            owned("customer", "refused", "refused-cust"),
+        ]
+    );
+    let (_, status) = app.get("/admin/status", Some(ADMIN_TOKEN)).await;
+    assert_eq!(status["response"]["open_key_issuances"], 0, "{status}");
+    assert!(status["response"]["oldest_open_key_issuance_age_secs"].is_null());
+}
+
+/// A key KCP issued that the database will not store is discarded: its issuance closes as
+/// `discarded` with the record of its deletion at KCP, or once KCP deleted it when even that
+/// record cannot be written. When KCP will not delete it either, the issuance stays open for an
+/// operator, where only an ERROR line told of it before.
+#[tokio::test]
+async fn an_issued_key_that_cannot_be_stored_closes_its_issuance_only_once_kcp_deletes_it() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    crate::billing::refuse_key_inserts(
+        &app,
+        "NEW.customer_uid LIKE 'unstored-%' \
+         AND (NEW.status = 'active' OR NEW.customer_uid <> 'unstored-one')",
+    )
+    .await;
+
+    for uid in ["unstored-one", "unstored-all"] {
+        let body = register(&app, &token, uid, test_cards::SHINHAN_CREDIT).await;
+        assert_ne!(body["code"], 0, "{body}");
+    }
+    assert!(open_issuances(&app).await.is_empty());
+    let closed = issuances(&app).await;
+    assert!(closed.iter().all(|i| i.state == "discarded"), "{closed:?}");
+    for i in &closed {
+        let key = kcp_key_under(&app, &i.order_no).unwrap();
+        assert_eq!(format!("{:?}", key.state), "Deleted", "{i:?}");
+    }
+
+    app.sandbox.inject(
+        FaultRule::new(paths::HUB_PAYMENT, Fault::HttpStatus { status: 503 })
+            .when("tx_type", "10005010")
+            .times(10),
+    );
+    let body = register(&app, &token, "unstored-kept", test_cards::SHINHAN_CREDIT).await;
+    assert_ne!(body["code"], 0, "{body}");
+
+    let open = open_issuances(&app).await;
+    assert_eq!(open.len(), 1, "{open:?}");
+    assert_eq!(
+        (open[0].customer_uid.as_str(), open[0].state.as_str()),
+        ("unstored-kept", "unknown")
+    );
+    assert!(open[0]
+        .note
+        .as_deref()
+        .is_some_and(|n| n.contains("KCP's admin")));
+    let key = kcp_key_under(&app, &open[0].order_no).unwrap();
+    assert_eq!(format!("{:?}", key.state), "Active");
+}
+
+/// The operator's commands: `attempt list` says issuances are open, `attempt list --issuances`
+/// lists them (JSON: the order number to look up), `attempt reconciled --order-no` closes one.
+#[tokio::test]
+async fn attempt_list_issuances_shows_an_open_issuance_and_attempt_reconciled_order_no_closes_it() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    lose_the_next_issuance_answer(&app);
+    register(&app, &token, "cli-cust", test_cards::SHINHAN_CREDIT).await;
+    let order_no = open_issuances(&app).await[0].order_no.clone();
+    let dir = tempfile::tempdir().unwrap();
+    let run = |args: Vec<String>| {
+        let mut command = openport_in_test_mode(
+            dir.path(),
+            &app.database_url,
+            &args.iter().map(String::as_str).collect::<Vec<_>>(),
+        );
+        async move {
+            tokio::task::spawn_blocking(move || command.output().unwrap())
+                .await
+                .unwrap()
+        }
+    };
+    let args = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+
+    let plain = run(args(&["attempt", "list"])).await;
+    assert!(plain.status.success());
+    let hint = String::from_utf8_lossy(&plain.stderr);
+    assert!(
+        hint.contains("1 billing-key issuance(s)") && hint.contains("--issuances"),
+        "{hint}"
+    );
+    let listed = run(args(&["attempt", "list", "--issuances", "--json"])).await;
+    assert!(
+        listed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&listed.stderr)
+    );
+    let listed: Value = serde_json::from_slice(&listed.stdout).unwrap();
+    assert_eq!(listed[0]["order_no"], order_no.as_str(), "{listed}");
+    assert_eq!(listed[0]["customer_uid"], "cli-cust", "{listed}");
+    assert_eq!(listed[0]["kind"], "customer", "{listed}");
+
+    // The command runs on the host's clock with the default settle delay (120 s).
+    app.app
+        .gateway
+        .db
+        .write
+        .execute_unprepared("UPDATE key_issuances SET created_at = created_at - 1000")
+        .await
+        .unwrap();
+    let reconcile = args(&[
+        "attempt",
+        "reconciled",
+        "--order-no",
+        &order_no,
+        "--note",
+        "deleted in KCP's admin",
+    ]);
+    let done = run(reconcile.clone()).await;
+    assert!(
+        done.status.success(),
+        "{}",
+        String::from_utf8_lossy(&done.stderr)
+    );
+    assert!(String::from_utf8_lossy(&done.stdout).contains("reconciled"));
+    assert!(open_issuances(&app).await.is_empty());
+    assert!(!run(reconcile).await.status.success(), "closed already");
+}
