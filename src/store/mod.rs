@@ -194,7 +194,11 @@ impl Db {
     /// (unless the session already has a `lock_timeout`, from the role or the URL): a DDL queued
     /// behind another session (an older instance left running, a session idle in a transaction)
     /// fails the start naming the wait, instead of hanging it and every start queued behind its
-    /// startup lock (store/startup_lock.rs).
+    /// startup lock (store/startup_lock.rs). Its backend also checks every
+    /// [`MIGRATION_CLIENT_CHECK_INTERVAL`] that openport is still connected
+    /// ([`check_for_a_gone_client`]): an openport killed mid-migration (a deploy's timeout during
+    /// an index build) left the statement running, and its locks held, until the backend next
+    /// wrote to the dead connection, and the next start waited behind them.
     pub async fn migrate(&self) -> Result<(), DbErr> {
         use migration::MigratorTrait;
         if self.schema.get_database_backend() != DbBackend::Sqlite {
@@ -202,6 +206,7 @@ impl Db {
             let txn = self.schema.begin().await?;
             txn.execute_unprepared(&set_migration_lock_timeout())
                 .await?;
+            check_for_a_gone_client(&txn).await?;
             migration::Migrator::up(&txn, None)
                 .await
                 .map_err(lock_wait_named)?;
@@ -305,6 +310,40 @@ fn set_migration_lock_timeout() -> String {
         "SELECT set_config('lock_timeout', '{MIGRATION_LOCK_TIMEOUT}', true) \
          WHERE current_setting('lock_timeout') = '0'"
     )
+}
+
+/// How often a PostgreSQL backend running openport's migrations checks that openport is still
+/// connected ([`Db::migrate`]).
+pub const MIGRATION_CLIENT_CHECK_INTERVAL: &str = "5s";
+
+/// Sets `client_connection_check_interval` to [`MIGRATION_CLIENT_CHECK_INTERVAL`] for the
+/// migrations' transaction only (`is_local`), unless the session has one already (from the role
+/// or the URL), as for the lock timeout. Without it a backend notices that its client is gone only
+/// when it next writes to it: a migration whose openport was killed went on with its statement (a
+/// `CREATE INDEX` over a large table, a wait for a table lock) and held its locks meanwhile.
+///
+/// PostgreSQL before 14 has no such setting: `current_setting(…, true)` is NULL there and nothing
+/// is set. A server on a system without the kernel events the check needs (Windows) refuses any
+/// value but 0; that refusal is logged and the migrations run without the check, in a savepoint of
+/// their transaction so the refusal does not abort it.
+async fn check_for_a_gone_client(txn: &DatabaseTransaction) -> Result<(), DbErr> {
+    let set = format!(
+        "SELECT set_config('client_connection_check_interval', \
+         '{MIGRATION_CLIENT_CHECK_INTERVAL}', true) \
+         WHERE current_setting('client_connection_check_interval', true) = '0'"
+    );
+    let savepoint = txn.begin().await?;
+    match savepoint.execute_unprepared(&set).await {
+        Ok(_) => savepoint.commit().await,
+        Err(e) => {
+            tracing::warn!(
+                error = %e,
+                "migrations: the database refused client_connection_check_interval; a migration \
+                 whose openport is killed runs on until it next writes to it"
+            );
+            savepoint.rollback().await
+        }
+    }
 }
 
 /// A migration stopped by `lock_timeout` (SQLSTATE 55P03) said only "canceling statement due to

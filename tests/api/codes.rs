@@ -81,3 +81,57 @@ async fn users_pg_names_the_merchants_kcp_site_for_each_channel() {
         .await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
 }
+
+/// `sandbox` was the merchant row's `test_mode`, while a payment records the mode of the instance
+/// that takes it (the instance decides which KCP approves): a merchant with the demo imp_key
+/// whose row says `test_mode = false` had its payments on a test-mode instance recorded
+/// `sandbox: true` and was told `sandbox: false` here. Now `/users/pg` says what the payments
+/// record; a live merchant, whose payments only live instances take, is told `false` by a live
+/// instance and by a test-mode one on the same database alike.
+#[tokio::test]
+async fn users_pg_says_sandbox_as_the_merchants_payments_record_it_whatever_the_merchants_flag() {
+    use base64::Engine;
+    use openport::service::merchants::DEMO_IMP_KEY;
+    use secrecy::{ExposeSecret, SecretString};
+    async fn sandbox_flags(app: &crate::helpers::TestApp, token: &str) -> Vec<Option<bool>> {
+        let (status, body) = app.get("/users/pg", Some(token)).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let settings = body["response"].as_array().unwrap();
+        assert_eq!(settings.len(), 4, "{body}");
+        settings.iter().map(|s| s["sandbox"].as_bool()).collect()
+    }
+
+    // One master key for both instances, as on a database they share: the test-mode one checks
+    // the live merchant's secret too.
+    let master_key = || {
+        Some(SecretString::from(
+            base64::engine::general_purpose::STANDARD.encode([9u8; 32]),
+        ))
+    };
+    let test = crate::helpers::spawn_app_with(|c| c.master_key = master_key()).await;
+    let live = test
+        .another_instance(|c| {
+            c.test_mode = false;
+            c.master_key = master_key();
+            c.public_url = Some("https://pay.example.com".into());
+        })
+        .await;
+    let created = live.app.demo.as_ref().expect("the live merchant of KCP_*");
+    let (imp_key, secret) = (
+        created.merchant.imp_key.clone(),
+        created.imp_secret.expose_secret().to_string(),
+    );
+    let live_token = live.token_for(&imp_key, &secret).await;
+    let paid = live.paid(&live_token, "pg-flag-l", 1000).await;
+    assert_eq!(paid["sandbox"], false, "{paid}");
+    assert_eq!(sandbox_flags(&live, &live_token).await, [Some(false); 4]);
+    let token_here = test.token_for(&imp_key, &secret).await;
+    assert_eq!(sandbox_flags(&test, &token_here).await, [Some(false); 4]);
+
+    crate::helpers::make_live(&test, DEMO_IMP_KEY).await;
+    test.app.gateway.forget_merchant(None);
+    let token = test.token().await;
+    let paid = test.paid(&token, "pg-flag-t", 1000).await;
+    assert_eq!(paid["sandbox"], true, "{paid}");
+    assert_eq!(sandbox_flags(&test, &token).await, [Some(true); 4]);
+}

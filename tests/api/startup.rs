@@ -1044,3 +1044,66 @@ async fn a_start_whose_migrations_wait_on_another_sessions_table_lock_fails_nami
         .await
         .expect("starts once the lock is gone");
 }
+
+/// An openport killed while its migrations ran (a deploy's stop timeout during a long index
+/// build) left its backend running the statement, and holding its locks, until the backend next
+/// wrote to the dead connection: the next start waited behind them. The migrations' session now
+/// checks every 5 s that its openport is still there (`client_connection_check_interval`): a
+/// start killed while its migration waits for a table lock leaves no backend waiting, long
+/// before the lock timeout (60 s) would have ended the wait.
+#[tokio::test]
+async fn a_start_killed_while_its_migrations_run_leaves_no_backend_running_them() {
+    use sea_orm::sqlx::{self, Connection};
+    async fn waiting_for_a_lock(watcher: &mut sqlx::PgConnection, database: &str) -> i64 {
+        sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = $1 AND wait_event_type = 'Lock'",
+        )
+        .bind(database)
+        .fetch_one(watcher)
+        .await
+        .unwrap()
+    }
+    let test = spawn_app().await;
+    if !test.database_url.starts_with("postgres") {
+        return;
+    }
+    let name = test.database_url.rsplit('/').next().unwrap().to_string();
+    let mut watcher = sqlx::PgConnection::connect(&test.database_url)
+        .await
+        .unwrap();
+    let mut other = sqlx::PgConnection::connect(&test.database_url)
+        .await
+        .unwrap();
+    let mut held = other.begin().await.unwrap();
+    sqlx::query("LOCK TABLE seaql_migrations IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut *held)
+        .await
+        .unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut start = openport_in_test_mode(dir.path(), &test.database_url, &["serve"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("the openport binary starts");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while waiting_for_a_lock(&mut watcher, &name).await == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the start's migration never waited for the lock"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    start.kill().unwrap();
+    start.wait().unwrap();
+
+    let killed = std::time::Instant::now();
+    while waiting_for_a_lock(&mut watcher, &name).await > 0 {
+        assert!(
+            killed.elapsed() < std::time::Duration::from_secs(20),
+            "the killed start's migration still waits for the lock"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    held.rollback().await.unwrap();
+}
