@@ -182,9 +182,13 @@ enum AttemptCommand {
         #[arg(long)]
         note: String,
     },
-    /// Record that KCP's admin holds nothing under the order number an open attempt waits for
-    /// (`attempt list`), and settle it at once: an approval or an account issuance fails, a
-    /// Benepia re-approval whose answer was lost is sent again.
+    /// Record that KCP's admin holds nothing under the order number an open approval (or an
+    /// older version's owed point re-approval) waits for (`attempt list`), and settle it at once:
+    /// an approval or an account issuance fails, a Benepia re-approval whose answer was lost is
+    /// sent again. Any other attempt is refused. Exit status 3 when the attempt is still open
+    /// afterwards (KCP did not answer, or before the settle delay): the word is kept and the
+    /// resolver settles it. Calls KCP: in test mode with the embedded sandbox, set
+    /// OPENPORT_KCP__API_BASE to the serving instance's sandbox address.
     ConfirmAbsent {
         #[command(flatten)]
         common: Common,
@@ -527,14 +531,66 @@ async fn database_only(
 }
 
 async fn offline_app(common: &Common) -> anyhow::Result<App> {
+    offline_app_with(common, KcpUse::None).await
+}
+
+/// Whether an operator command calls KCP (its inquiries, a re-approval), or none.
+#[derive(Clone, Copy, PartialEq)]
+enum KcpUse {
+    None,
+    Calls,
+}
+
+/// [`offline_app`] for a command that calls KCP: refused where the configuration's KCP is the
+/// serving instance's embedded sandbox ([`embedded_sandbox_unreachable`]).
+async fn offline_app_calling_kcp(common: &Common) -> anyhow::Result<App> {
+    offline_app_with(common, KcpUse::Calls).await
+}
+
+/// Why a KCP-calling operator command cannot run with `config`, if it cannot: in test mode with
+/// the embedded sandbox (no `OPENPORT_KCP__API_BASE`) the test-mode merchants' trades, certificates
+/// and keys are that sandbox's, which lives in the serving process. The command starts no sandbox
+/// (one beside the serving instance would be another KCP, knowing none of its trades), so its
+/// calls went to KCP's staging host instead, with the sandbox's certificate: refused there, and
+/// counted as tries of the attempt. The sandbox's address cannot be worked out from the
+/// configuration either: it listens on `OPENPORT_SANDBOX__LISTEN`, by default any free port
+/// (`127.0.0.1:0`), printed at the instance's start; and a fixed one in this shell need not be the
+/// serving instance's. So the operator names it.
+fn embedded_sandbox_unreachable(config: &Config) -> Option<String> {
+    if !config.embedded_sandbox() || config.kcp.api_base.is_some() {
+        return None;
+    }
+    let configured = if config.sandbox.listen.port() == 0 {
+        String::new()
+    } else {
+        format!(
+            " (this shell's OPENPORT_SANDBOX__LISTEN says http://{})",
+            config.sandbox.listen
+        )
+    };
+    Some(format!(
+        "this command calls KCP, and in this configuration (test mode, no OPENPORT_KCP__API_BASE) KCP is the serving instance's embedded sandbox, which an operator command does not reach by itself: set OPENPORT_KCP__API_BASE to the sandbox's address, printed at the instance's start (`KCP sandbox listening on http://…`){configured}, and run it again"
+    ))
+}
+
+async fn offline_app_with(common: &Common, kcp: KcpUse) -> anyhow::Result<App> {
     let mut config = load(common)?;
     init_tracing(config.log_format == "json", LogTo::Stderr);
+    if kcp == KcpUse::Calls {
+        if let Some(why) = embedded_sandbox_unreachable(&config) {
+            anyhow::bail!(why);
+        }
+    }
     config.listen = "127.0.0.1:0".parse()?;
     config.background_jobs = false;
     config.upgrade_schema = false;
     config.sandbox.embedded = Some(false);
     App::build_for_operator(config).await
 }
+
+/// Exit status of `attempt confirm-absent` when the attempt is still open afterwards (1 is a
+/// refusal or an error: nothing recorded).
+const NOT_SETTLED_YET: i32 = 3;
 
 async fn attempt(cmd: AttemptCommand) -> anyhow::Result<()> {
     match cmd {
@@ -661,7 +717,12 @@ async fn attempt(cmd: AttemptCommand) -> anyhow::Result<()> {
                 (Some(HeldPayment::Paid), true) => Some(ReconciledPayment::PaidDespiteKcp),
                 (None, _) => None,
             };
-            let app = offline_app(&common).await?;
+            // Only a verdict on the payment is checked against KCP.
+            let app = if outcome.is_some() {
+                offline_app_calling_kcp(&common).await?
+            } else {
+                offline_app(&common).await?
+            };
             let done = app.gateway.reconcile_conflict(id, &note, outcome).await;
             app.shutdown().await;
             let done = done.map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -712,7 +773,7 @@ async fn attempt(cmd: AttemptCommand) -> anyhow::Result<()> {
             id,
             order_no,
         } => {
-            let app = offline_app(&common).await?;
+            let app = offline_app_calling_kcp(&common).await?;
             let settled = app.gateway.confirm_absent_at_kcp(id, &order_no).await;
             app.shutdown().await;
             let a = settled.map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -721,6 +782,14 @@ async fn attempt(cmd: AttemptCommand) -> anyhow::Result<()> {
                 a.state,
                 a.result_message.as_deref().unwrap_or("-")
             );
+            // Still open: nothing was settled, though the word is on record. A script (or an
+            // operator reading `$?`) must not take that for settled.
+            if openport::store::payments::OPEN_STATES.contains(&a.state.as_str()) {
+                eprintln!(
+                    "attempt {id} is not settled yet: the word is kept, and a serving instance's resolver settles it once KCP answers (and the settle delay has passed); `openport attempt list` shows it until then"
+                );
+                std::process::exit(NOT_SETTLED_YET);
+            }
             Ok(())
         }
     }

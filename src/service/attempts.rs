@@ -183,6 +183,45 @@ pub fn new_attempt(kind: &str, order_no: String, amount: i64, now: i64) -> pg_at
     }
 }
 
+/// What [`Gateway::confirm_absent_at_kcp`] is for, said in each of its refusals.
+const CONFIRM_ABSENT_IS_FOR: &str = "confirm-absent settles approvals (card, point and virtual-account issuance) and an older version's owed point re-approval (reapprove_pending) only";
+
+/// Whether an operator's word that KCP's admin holds nothing under an order number settles the
+/// open `attempt` of `payment` ([`Gateway::confirm_absent_at_kcp`]); the refusal says what to use
+/// instead. Only the attempts whose settling reads that word (`absence_is_final`): an approval
+/// (one being net-cancelled by its tno too) and an older version's owed point re-approval. Any
+/// other would only be resolved ahead of its time, and the word dropped: a second look
+/// (`absence_recheck`, `cancel_recheck`) ran at once and closed, its hour for a late approval or
+/// cancel gone (a late approval never net-cancelled while the merchant, told its merchant_uid was
+/// free, charged again); a net-cancel's `STSC` sent again at once; a cancel asked about early. A
+/// billing-key issuance reads it too, but KCP has no inquiry for one: it would stay open.
+fn absence_settles(attempt: &pg_attempt::Model, payment: &payment::Model) -> ServiceResult<()> {
+    let id = attempt.id;
+    let kind = attempt.kind.as_str();
+    let refusal = match kind {
+        "approve"
+            if payment.customer_uid_usage.as_deref() == Some(super::resolve::ISSUE_USAGE) =>
+        {
+            format!(
+                "attempt {id} is a billing-key issuance: KCP has no inquiry for one, so this word would settle nothing; look for a key issued to that card in KCP's admin, delete it there, then run `attempt fail --id {id} --order-no {} --none-at-kcp`",
+                attempt.order_no
+            )
+        }
+        "approve" => return Ok(()),
+        _ if Gateway::owes_legacy_reapproval(payment, attempt) => return Ok(()),
+        super::resolve::ABSENCE_RECHECK | super::cancel_recheck::KIND => format!(
+            "attempt {id} is a {kind}: a second look, due by itself, which needs nothing (run now it could no longer catch what KCP applies late); {CONFIRM_ABSENT_IS_FOR}"
+        ),
+        super::orphans::KIND => format!(
+            "attempt {id} is a {kind}: the resolver sends it again until KCP answers (one KCP keeps failing takes `attempt conflict`); {CONFIRM_ABSENT_IS_FOR}"
+        ),
+        _ => format!(
+            "attempt {id} is a {kind}: the resolver settles it by KCP's balance (one its inquiries cannot settle takes `attempt conflict`); {CONFIRM_ABSENT_IS_FOR}"
+        ),
+    };
+    Err(ServiceError::BadRequest(refusal))
+}
+
 impl Gateway {
     /// The lease a holder writes at `now`: on a new attempt, a claim, or a renewal.
     pub(crate) fn lease_from(&self, now: i64) -> i64 {
@@ -888,8 +927,10 @@ impl Gateway {
     /// the open attempt `id` waits for: recorded on the attempt, which is then resolved at once
     /// with that word (`absence_is_final`) where it used to stay open against real KCP: an
     /// approval or an account issuance fails, a Benepia re-approval (`STRA`) whose answer was
-    /// lost is sent again. The word covers that order number only, never a later one of the same
-    /// attempt. Returns the attempt as it stands afterwards.
+    /// lost is sent again. Refused for every other kind ([`absence_settles`]), before the claim
+    /// and again once claimed. The word covers that order number only, never a later one of the
+    /// same attempt. Returns the attempt as it stands afterwards: still open (`pending`,
+    /// `unknown`) while KCP's inquiry fails or before the settle delay, the word kept.
     pub async fn confirm_absent_at_kcp(
         &self,
         id: i64,
@@ -909,6 +950,7 @@ impl Gateway {
                 attempt.state
             )));
         }
+        absence_settles(&attempt, &self.payment_of_attempt(&attempt).await?)?;
         if attempt.order_no != order_no {
             return Err(wrong_order(&attempt.order_no));
         }
@@ -917,6 +959,15 @@ impl Gateway {
                 "attempt {id} is settled or held by a request or the resolver right now"
             )));
         };
+        // Checked again on the attempt as claimed (and its payment as it is now): a point cancel
+        // may have moved on to another order number meanwhile.
+        let payment = self.payment_of_attempt(&held).await?;
+        if let Err(e) = absence_settles(&held, &payment) {
+            let mut a: pg_attempt::ActiveModel = held.clone().into();
+            a.lease_until = Set(0);
+            self.write_held(&held, a).await?;
+            return Err(e);
+        }
         // It may have moved on since it was read (a point cancel's re-approval has an order
         // number of its own): then it is only let go, the word recorded nowhere.
         let moved_on = held.order_no != order_no;
@@ -939,6 +990,16 @@ impl Gateway {
         payments::attempt_by_id(&self.db.write, id)
             .await?
             .ok_or_else(|| ServiceError::Internal("attempt vanished".into()))
+    }
+
+    /// The payment `attempt` belongs to, as it is now.
+    async fn payment_of_attempt(
+        &self,
+        attempt: &pg_attempt::Model,
+    ) -> ServiceResult<payment::Model> {
+        payments::by_id(&self.db.write, attempt.payment_id)
+            .await?
+            .ok_or_else(|| ServiceError::Internal("payment vanished".into()))
     }
 
     /// Whether an operator may fail `attempt` for finding nothing under `order_no` in KCP's admin

@@ -560,6 +560,19 @@ impl Gateway {
             && attempt.amount < payment.amount - payment.cancel_amount
     }
 
+    /// True for an older version's partial point cancel that still owes its re-approval
+    /// ([`REAPPROVE_PENDING`]), waiting under [`legacy_reapproval_order_no`]: the one cancel whose
+    /// settling reads an operator's word that KCP holds nothing under its order number
+    /// ([`Self::find_or_send_reapproval`], reached by the resolver as this tells).
+    pub(crate) fn owes_legacy_reapproval(
+        payment: &payment::Model,
+        attempt: &pg_attempt::Model,
+    ) -> bool {
+        attempt.kind == "cancel"
+            && Self::is_partial_point_cancel(payment, attempt)
+            && attempt.order_no == legacy_reapproval_order_no(payment, attempt)
+    }
+
     /// Settles a partial point cancel whose outcome is open (the resolver's entry point, also used
     /// at once when the `STRA` answer is lost), by what KCP holds: the original tno, then the
     /// re-approval by its order number (step 3 of [`Self::cancel_points_partially`]), looked for

@@ -24,7 +24,7 @@ use crate::store::entity::{payment, pg_attempt};
 use crate::store::payments;
 
 /// `customer_uid_usage` of the billing-key window's 0-won payment (service/checkout.rs).
-const ISSUE_USAGE: &str = "issue";
+pub(crate) const ISSUE_USAGE: &str = "issue";
 
 /// `pg_attempts.kind` of the second look at KCP after a payment was failed on an inquiry by order
 /// number that found nothing ([`Gateway::schedule_absence_recheck`]).

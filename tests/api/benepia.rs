@@ -762,6 +762,34 @@ async fn a_reapproval_an_older_version_owed_is_settled_by_the_resolver_as_what_k
     app.assert_ledger_agrees().await;
 }
 
+/// Where an inquiry by order number is not trusted (real KCP), the owed re-approval's "not found"
+/// proves nothing until an operator finds nothing under its order number in KCP's admin: the one
+/// cancel `attempt confirm-absent` takes (every other is refused, tests/api/reliability.rs).
+#[tokio::test]
+async fn an_operators_word_settles_a_reapproval_an_older_version_owed_where_order_numbers_are_not_trusted(
+) {
+    let app = spawn_app_with(|c| c.kcp.order_no_inquiry = Some(false)).await;
+    let token = app.token().await;
+    let p = owed_by_an_older_version(&app, &token, "bp-older-word").await;
+    app.advance(SETTLE_SECS + 1);
+    app.app.gateway.resolve_due(100).await.unwrap();
+    let open = app.app.gateway.open_attempts(10).await.unwrap();
+    assert_eq!(open.len(), 1, "left open without the word: {open:?}");
+
+    let settled = app
+        .app
+        .gateway
+        .confirm_absent_at_kcp(open[0].id, &open[0].order_no)
+        .await
+        .unwrap();
+
+    assert_eq!(settled.state, "succeeded", "{settled:?}");
+    let done = payment(&app, &token, &p["imp_uid"]).await;
+    assert_eq!(done["status"], "cancelled", "{done}");
+    assert_eq!(balance(&app, BENEPIA_01.id), 100_000);
+    app.assert_ledger_agrees().await;
+}
+
 /// The older way's STRA, which the resolver sends, is not sent again before a settle delay has
 /// passed since it was sent: KCP may still be applying the first, and "not found" meanwhile proves
 /// nothing.

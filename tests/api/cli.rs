@@ -1,6 +1,7 @@
 //! The operator commands run as the built `openport` binary, as an operator runs them: `migrate`,
 //! `merchant create` / `merchant list` / `merchant set-group-id`, `attempt conflict`,
-//! `sandbox issue-cert` and `sandbox fault` (operator commands migrate only a new database).
+//! `attempt confirm-absent`, `attempt reconciled`, `sandbox issue-cert` and `sandbox fault`
+//! (operator commands migrate only a new database).
 use std::path::Path;
 use std::process::Output;
 
@@ -900,6 +901,101 @@ async fn attempt_conflict_turns_a_cancel_inquiry_cannot_settle_into_a_conflict_t
     app.assert_ledger_agrees().await;
 }
 
+/// `attempt confirm-absent` calls KCP. From a test-mode shell whose KCP is the serving instance's
+/// embedded sandbox it is refused, changing nothing, until pointed at that sandbox (it used to
+/// call KCP's staging host with the sandbox's certificate, and count a try). Pointed at it, it
+/// exits non-zero (3) while the attempt stays open (before the settle delay; while KCP's inquiry
+/// fails), saying the word is kept; once KCP answers after the settle delay, the approval fails
+/// and it exits 0.
+#[tokio::test]
+async fn attempt_confirm_absent_exits_non_zero_while_the_attempt_stays_open_and_is_refused_unpointed_at_the_embedded_sandbox(
+) {
+    use kcp_sandbox::{paths, Fault, FaultRule};
+    let app = crate::helpers::spawn_app().await;
+    let token = app.token().await;
+    app.sandbox
+        .inject(FaultRule::new(paths::HUB_PAYMENT, Fault::Drop));
+    let (_, body) = app
+        .pay(
+            &token,
+            "cli-absent",
+            1000,
+            crate::helpers::test_cards::SHINHAN_CREDIT,
+        )
+        .await;
+    assert_eq!(body["code"], 1, "{body}");
+    let open = app.app.gateway.open_attempts(10).await.unwrap();
+    assert_eq!(open.len(), 1, "{open:?}");
+    let (id, order_no) = (open[0].id, open[0].order_no.clone());
+    let id_arg = id.to_string();
+    let args = [
+        "attempt",
+        "confirm-absent",
+        "--id",
+        &id_arg,
+        "--order-no",
+        &order_no,
+    ];
+    let attempt = || async {
+        openport::store::payments::attempt_by_id(&app.app.gateway.db.read, id)
+            .await
+            .unwrap()
+            .unwrap()
+    };
+    let before = attempt().await;
+
+    let dir = tempfile::tempdir().unwrap();
+    let unpointed = run(dir.path(), &app.database_url, &args).await;
+    let stderr = String::from_utf8_lossy(&unpointed.stderr);
+    assert!(!unpointed.status.success(), "{stderr}");
+    assert!(stderr.contains("OPENPORT_KCP__API_BASE"), "{stderr}");
+    assert!(stderr.contains("KCP sandbox listening on"), "{stderr}");
+    assert_eq!(attempt().await, before, "nothing recorded, nothing tried");
+
+    // The command runs on the host's clock, not the test's: the attempt is younger than the
+    // settle delay there. The word is kept; nothing is settled.
+    let early = run_against_the_apps_sandbox(&app, &args).await;
+    let stderr = String::from_utf8_lossy(&early.stderr);
+    assert_eq!(early.status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains("the word is kept"), "{stderr}");
+    assert_eq!(
+        attempt().await.absent_order_no.as_deref(),
+        Some(order_no.as_str())
+    );
+
+    // Past the settle delay, KCP's inquiry failing: still open, still non-zero.
+    app.app
+        .gateway
+        .db
+        .write
+        .execute_unprepared(&format!(
+            "UPDATE pg_attempts SET created_at = created_at - 1000 WHERE id = {id}"
+        ))
+        .await
+        .unwrap();
+    app.sandbox
+        .inject(FaultRule::new(paths::INQUIRY, Fault::HttpStatus { status: 503 }).times(100));
+    let failing = run_against_the_apps_sandbox(&app, &args).await;
+    assert_eq!(
+        failing.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&failing.stderr)
+    );
+    assert!(matches!(
+        attempt().await.state.as_str(),
+        "pending" | "unknown"
+    ));
+
+    app.sandbox.clear_faults();
+    let printed = printed_by_success(&run_against_the_apps_sandbox(&app, &args).await);
+    assert!(printed.contains("is now failed"), "{printed}");
+    assert_eq!(
+        app.payment(&token, &open[0].imp_uid).await["status"],
+        "failed"
+    );
+}
+
 /// `merchant new-secret` is run because the secret leaked: the tokens got with it are deleted, but
 /// a running instance that had one cached kept accepting it for up to a minute. On PostgreSQL the
 /// command announces the change, and a running instance drops the merchant's cached tokens at once.
@@ -999,7 +1095,17 @@ async fn attempt_reconciled_settles_the_payment_an_approvals_conflict_holds_as_t
     assert_ne!(app.payment(&token, &imp_uid).await["status"], "failed");
 
     args.extend(["--payment", "failed"]);
-    let printed = run_ok(dir.path(), &app.database_url, &args).await;
+    // The verdict is checked against KCP, which is the serving instance's embedded sandbox here:
+    // refused until the command is pointed at it, never sent to KCP's staging host.
+    let unpointed = run(dir.path(), &app.database_url, &args).await;
+    assert!(!unpointed.status.success());
+    assert!(
+        String::from_utf8_lossy(&unpointed.stderr).contains("OPENPORT_KCP__API_BASE"),
+        "{}",
+        String::from_utf8_lossy(&unpointed.stderr)
+    );
+    assert_eq!(app.conflicts().await.len(), 1);
+    let printed = printed_by_success(&run_against_the_apps_sandbox(&app, &args).await);
     assert!(printed.contains("merchant_uid is free"), "{printed}");
     assert!(app.conflicts().await.is_empty());
     assert_eq!(app.payment(&token, &imp_uid).await["status"], "failed");
@@ -1162,8 +1268,14 @@ async fn attempt_reconciled(
     let id = conflict.to_string();
     let mut args = vec!["attempt", "reconciled", "--id", &id, "--note", note];
     args.extend(payment);
+    run_against_the_apps_sandbox(app, &args).await
+}
+
+/// Runs the binary with `args`, its KCP the app's embedded sandbox (`OPENPORT_KCP__API_BASE`, as
+/// an operator points a KCP-calling command at a test-mode instance's sandbox).
+async fn run_against_the_apps_sandbox(app: &crate::helpers::TestApp, args: &[&str]) -> Output {
     let dir = tempfile::tempdir().unwrap();
-    let mut command = openport_in_test_mode(dir.path(), &app.database_url, &args);
+    let mut command = openport_in_test_mode(dir.path(), &app.database_url, args);
     let kcp = format!("http://{}", app.app.sandbox.as_ref().unwrap().addr);
     command.env("OPENPORT_KCP__API_BASE", kcp);
     tokio::task::spawn_blocking(move || command.output().expect("openport runs"))

@@ -841,6 +841,104 @@ async fn an_operators_word_settles_an_approval_kcp_no_longer_knows_under_its_tno
     app.assert_ledger_agrees().await;
 }
 
+/// `attempt confirm-absent` is the operator's word for an approval (or an older version's owed
+/// point re-approval): KCP's admin holds nothing under its order number. Taken for any open
+/// attempt, it ran a second look an hour early and closed it (an approval KCP applied late was
+/// then never net-cancelled, though the merchant had been told the merchant_uid was free), and
+/// recorded a word no cancel reads. Every other kind is refused and left exactly as it was; the
+/// second looks then run when due.
+#[tokio::test]
+async fn an_operators_word_that_kcp_holds_nothing_is_refused_for_a_second_look_a_cancel_or_a_billing_key_issuance_and_changes_nothing(
+) {
+    let app = crate::helpers::spawn_app_with(|c| c.kcp.order_no_inquiry = Some(false)).await;
+    let token = app.token().await;
+    let gateway = &app.app.gateway;
+    let open_of_kind = |kind: &'static str| async move {
+        let open = openport::store::payments::open_attempts(&gateway.db.read, 100)
+            .await
+            .unwrap();
+        let mut of_kind = open.into_iter().filter(|a| a.kind == kind);
+        let found = of_kind.next().unwrap_or_else(|| panic!("an open {kind}"));
+        assert!(of_kind.next().is_none(), "one open {kind}");
+        found
+    };
+    // Refused with `said`, and the attempt (its due time, tries, lease, word) as it was.
+    let refused_unchanged = |attempt: openport::store::entity::pg_attempt::Model,
+                             said: &'static str| async move {
+        let refused = gateway
+            .confirm_absent_at_kcp(attempt.id, &attempt.order_no)
+            .await
+            .expect_err("refused");
+        assert!(refused.to_string().contains(said), "{said}: {refused}");
+        let now = openport::store::payments::attempt_by_id(&gateway.db.read, attempt.id)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(now, attempt);
+    };
+
+    app.sandbox
+        .inject(FaultRule::new(paths::HUB_PAYMENT, Fault::Drop));
+    let (_, body) = app
+        .pay(&token, "word-approve", 1000, test_cards::SHINHAN_CREDIT)
+        .await;
+    let dropped = imp_uid_in(&body["message"]);
+    let p = app.paid(&token, "word-cancel", 10000).await;
+    let imp_uid = p["imp_uid"].as_str().unwrap();
+    app.sandbox
+        .inject(FaultRule::new(paths::CANCEL, Fault::Drop));
+    assert_eq!(app.cancel(&token, imp_uid, 3000).await["code"], 1);
+    refused_unchanged(open_of_kind("cancel").await, "`attempt conflict`").await;
+
+    // The cancel closes as not applied (KCP's balance unchanged), with its second look; the
+    // approval is failed by hand, with its own.
+    app.advance(SETTLE_SECS + 20);
+    gateway.resolve_due(100).await.unwrap();
+    let approval = open_of_kind("approve").await;
+    gateway
+        .fail_attempt_none_at_kcp(approval.id, &approval.order_no)
+        .await
+        .unwrap();
+    assert_eq!(app.payment(&token, &dropped).await["status"], "failed");
+    for kind in [
+        openport::service::resolve::ABSENCE_RECHECK,
+        openport::service::cancel_recheck::KIND,
+    ] {
+        refused_unchanged(open_of_kind(kind).await, "needs nothing").await;
+    }
+
+    // A billing-key window's issuance whose answer was lost (its 0-won payment's usage `issue`):
+    // KCP has no inquiry for one, so the word would settle nothing. `attempt fail` does.
+    app.sandbox
+        .inject(FaultRule::new(paths::HUB_PAYMENT, Fault::Drop));
+    let (_, body) = app
+        .pay(&token, "word-issue", 1000, test_cards::SHINHAN_CREDIT)
+        .await;
+    let issuing = imp_uid_in(&body["message"]);
+    crate::helpers::execute(
+        &app,
+        vec![format!(
+            "UPDATE payments SET customer_uid_usage = 'issue' WHERE imp_uid = '{issuing}'"
+        )],
+    )
+    .await;
+    let issuance = open_of_kind("approve").await;
+    refused_unchanged(issuance.clone(), "--none-at-kcp").await;
+    app.advance(SETTLE_SECS + 20);
+    gateway
+        .fail_attempt_none_at_kcp(issuance.id, &issuance.order_no)
+        .await
+        .unwrap();
+
+    // The second looks run when due: nothing landed late, so they close, and nothing is left.
+    app.advance(30 * SETTLE_SECS);
+    app.resolve_all().await;
+    assert!(gateway.open_attempts(10).await.unwrap().is_empty());
+    assert!(app.conflicts().await.is_empty());
+    assert_eq!(app.payment(&token, imp_uid).await["cancel_amount"], 0);
+    app.assert_ledger_agrees().await;
+}
+
 /// KCP applying an approval later than the settle delay is outside what the resolver can wait
 /// for: by then an inquiry by order number (trusted with the sandbox) found nothing, the payment
 /// failed and its merchant_uid was freed, and a retry charged the buyer again. A second look at
