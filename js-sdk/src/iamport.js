@@ -123,13 +123,16 @@
   }
 
   /**
-   * POST a JSON body and hand the parsed iamport envelope (or null) to done, exactly once.
+   * Send a request and hand the parsed iamport envelope (or null) to done, exactly once. A GET
+   * (body undefined) is a plain one without custom headers: no CORS preflight; a POST sends the
+   * body as JSON.
+   * @param {string} method
    * @param {string} url
    * @param {any} body
    * @param {number} timeoutMs
    * @param {function(number, Envelope|null): void} done
    */
-  function postJson(url, body, timeoutMs, done) {
+  function requestJson(method, url, body, timeoutMs, done) {
     var called = false;
     var xhr = new XMLHttpRequest();
     /** @param {Envelope|null} json */
@@ -140,8 +143,10 @@
       }
     }
     try {
-      xhr.open('POST', url, true);
-      xhr.setRequestHeader('Content-Type', 'application/json');
+      xhr.open(method, url, true);
+      if (body !== undefined) {
+        xhr.setRequestHeader('Content-Type', 'application/json');
+      }
       xhr.timeout = timeoutMs;
       xhr.onload = function () {
         var json = null;
@@ -155,45 +160,7 @@
       xhr.onerror = function () { end(null); };
       xhr.ontimeout = function () { end(null); };
       xhr.onabort = function () { end(null); };
-      xhr.send(JSON.stringify(body));
-    } catch (e) {
-      window.setTimeout(function () { end(null); }, 0);
-    }
-  }
-
-  /**
-   * GET a URL and hand the parsed iamport envelope (or null) to done, exactly once. A plain GET
-   * without custom headers: no CORS preflight.
-   * @param {string} url
-   * @param {number} timeoutMs
-   * @param {function(number, Envelope|null): void} done
-   */
-  function getJson(url, timeoutMs, done) {
-    var called = false;
-    var xhr = new XMLHttpRequest();
-    /** @param {Envelope|null} json */
-    function end(json) {
-      if (!called) {
-        called = true;
-        done(xhr.status, json);
-      }
-    }
-    try {
-      xhr.open('GET', url, true);
-      xhr.timeout = timeoutMs;
-      xhr.onload = function () {
-        var json = null;
-        try {
-          json = JSON.parse(xhr.responseText);
-        } catch (e) {
-          json = null;
-        }
-        end(json && typeof json === 'object' ? json : null);
-      };
-      xhr.onerror = function () { end(null); };
-      xhr.ontimeout = function () { end(null); };
-      xhr.onabort = function () { end(null); };
-      xhr.send();
+      xhr.send(body === undefined ? null : JSON.stringify(body));
     } catch (e) {
       window.setTimeout(function () { end(null); }, 0);
     }
@@ -534,7 +501,7 @@
     }
     checkout.cancelling = true;
     var url = BASE + 'checkout/session/' + encodeURIComponent(checkout.session || '') + '/cancel';
-    awaitOutcome(checkout, function (done) { postJson(url, {}, CANCEL_TIMEOUT_MS, done); }, null, true);
+    awaitOutcome(checkout, function (done) { requestJson('POST', url, {}, CANCEL_TIMEOUT_MS, done); }, null, true);
   }
 
   /**
@@ -556,7 +523,7 @@
       checkout.closeButton.disabled = true;
     }
     var url = BASE + 'checkout/session/' + encodeURIComponent(checkout.session || '') + '/status';
-    awaitOutcome(checkout, function (done) { getJson(url, CANCEL_TIMEOUT_MS, done); }, rsp, false);
+    awaitOutcome(checkout, function (done) { requestJson('GET', url, undefined, CANCEL_TIMEOUT_MS, done); }, rsp, false);
   }
 
   /** Shows "checking the result" in the overlay while the SDK waits for the outcome. @param {Checkout} checkout */
@@ -778,7 +745,7 @@
     active = checkout;
 
     var body = { imp_code: merchantCode, params: p, mobile: mobile, page_url: window.location.href };
-    postJson(BASE + 'checkout/request', body, REQUEST_TIMEOUT_MS, function (status, json) {
+    requestJson('POST', BASE + 'checkout/request', body, REQUEST_TIMEOUT_MS, function (status, json) {
       var response = json && json.response && typeof json.response === 'object' ? json.response : null;
       if (json && json.code === 0 && response && typeof response.start_url === 'string') {
         checkout.session = response.session || null;
