@@ -79,12 +79,7 @@ impl Gateway {
             // due and no one is waiting for the answer.
             it.order.kcp_text()?;
             within_calendar(it.schedule_at, Some(&it.order.merchant_uid))?;
-            if it.schedule_at <= now {
-                return Err(ServiceError::Refused(format!(
-                    "예약시각(schedule_at)은 현재 시각 이후여야 합니다. (merchant_uid: {})",
-                    it.order.merchant_uid
-                )));
-            }
+            future_schedule_at(it.schedule_at, now, Some(&it.order.merchant_uid))?;
         }
         // Everything that refuses the request is checked before a billing key may be issued at
         // KCP for it: a refused request writes nothing. The transaction below checks again (a
@@ -272,7 +267,7 @@ impl Gateway {
     ) -> ServiceResult<schedule::Model> {
         let now = self.clock.unix();
         within_calendar(schedule_at, None)?;
-        future_schedule_at(schedule_at, now)?;
+        future_schedule_at(schedule_at, now, None)?;
         let s = self.schedule(m, merchant_uid).await?;
         if let Reschedule::FailedOrRevoked = how {
             self.refuse_unless_rearmable(m, &s, "다시 예약").await?;
@@ -892,13 +887,20 @@ fn within_calendar(schedule_at: i64, merchant_uid: Option<&str>) -> ServiceResul
     )))
 }
 
-fn future_schedule_at(schedule_at: i64, now: i64) -> ServiceResult<()> {
-    if schedule_at <= now {
-        return Err(ServiceError::BadRequest(
-            "예약시각(schedule_at)은 현재 시각 이후여야 합니다.".into(),
-        ));
+/// A `schedule_at` not after now is one answer on every call that takes one: HTTP 400 (code -1),
+/// as iamport's OpenAPI gives it for `PUT …/schedule/{merchant_uid}` and `…/reschedule`
+/// ("예약시각이 현재 시각보다 과거인 경우", with the missing parameters). A schedule request
+/// answered it `code 1` (HTTP 200), the only class its OpenAPI lists besides 401: one condition,
+/// two answers, for the same field of the same kind of request. Named by merchant_uid on a
+/// schedule request, as [`within_calendar`] does, checked before anything is written or issued.
+fn future_schedule_at(schedule_at: i64, now: i64, merchant_uid: Option<&str>) -> ServiceResult<()> {
+    if schedule_at > now {
+        return Ok(());
     }
-    Ok(())
+    let item = merchant_uid.map_or(String::new(), |uid| format!(" (merchant_uid: {uid})"));
+    Err(ServiceError::BadRequest(format!(
+        "예약시각(schedule_at)은 현재 시각 이후여야 합니다.{item}"
+    )))
 }
 
 /// spec (OpenAPI, reschedule and retry): only a failed or revoked schedule is run again; `what`
