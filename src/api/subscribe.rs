@@ -192,7 +192,7 @@ pub struct ScheduleFields {
 /// sends, one field of the pair) only lost the schedule.
 #[utoipa::path(post, path = "/subscribe/payments/schedule", operation_id = "schedule", request_body = ScheduleBody,
     responses(
-        (status = 200, body = ScheduleListOutcome, description = "the schedules made; code 1 (response null) for instalments (card_quota ≥ 2) under 50,000 KRW, a merchant_uid already used, an unknown customer_uid without card data (blank card_number and expiry count as none), or a billing key KCP would not issue; code -1 for refused card data (read only when a key is to be issued)"),
+        (status = 200, body = ScheduleListOutcome, description = "the schedules made; code 1 (response null) for instalments (card_quota ≥ 2) under 50,000 KRW, a merchant_uid already used or prepared with another amount, an unknown customer_uid without card data (blank card_number and expiry count as none), or a billing key KCP would not issue; code -1 for refused card data (read only when a key is to be issued)"),
         (status = 400, body = ErrorEnvelope, description = "customer_uid or schedules missing, customer_uid over 80 characters, only one of card_number and expiry (a blank one counts as missing) for a customer_uid without a billing key (card data beside a registered one is not read), an item without schedule_at, with a schedule_at not in the future (as PUT and reschedule answer it, iamport's OpenAPI) or after 9999-12-31T23:59:59Z (253402300799: milliseconds, not Unix seconds) or with an invalid order field, or a body that is not JSON/form with these types"),
         TokenBodyErrors))]
 pub async fn schedule(

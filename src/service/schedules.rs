@@ -100,6 +100,18 @@ impl Gateway {
             if let Some(live) = payments::live_by_merchant_uid(&self.db.read, m.id, uid).await? {
                 return Err(taken_by(uid, &live.imp_uid));
             }
+            // A merchant_uid prepared with another amount (spec §4.3) is refused when it is due,
+            // as onetime and again refuse it at once: refused now, while the merchant waits for
+            // the answer, not as a failed payment and webhook no one waits for. The run checks
+            // again (`payments::open_charge`): a prepare made or changed after this still holds.
+            self.check_prepared(m.id, uid, it.order.amount, &it.order.currency)
+                .await
+                .map_err(|e| match e {
+                    ServiceError::Refused(why) => {
+                        ServiceError::Refused(format!("{why} (merchant_uid: {uid})"))
+                    }
+                    e => e,
+                })?;
         }
         if billing::active_key(&self.db.read, m.id, customer_uid)
             .await?

@@ -1827,8 +1827,9 @@ async fn a_claimed_schedule_is_revocable_until_its_charge_opens() {
 }
 
 /// spec §4.4, §5: a scheduled payment that fails sends `failed`, also when it fails before KCP is
-/// asked (here: the merchant_uid was prepared with another amount). Its failed payment is what
-/// the webhook names and the schedule shows.
+/// asked (here: the merchant_uid's prepared amount was changed after the schedule was registered
+/// with the amount prepared then). Its failed payment is what the webhook names and the schedule
+/// shows.
 #[tokio::test]
 async fn a_scheduled_run_refused_before_charging_records_a_failed_payment_and_sends_failed() {
     let app = spawn_app().await;
@@ -1838,7 +1839,7 @@ async fn a_scheduled_run_refused_before_charging_records_a_failed_payment_and_se
         .post(
             "/payments/prepare",
             Some(&token),
-            json!({"merchant_uid": "pre-1", "amount": 5000}),
+            json!({"merchant_uid": "pre-1", "amount": 1000}),
         )
         .await;
     assert_eq!(prepared["code"], 0, "{prepared}");
@@ -1847,6 +1848,14 @@ async fn a_scheduled_run_refused_before_charging_records_a_failed_payment_and_se
     ]}))
     .await;
     assert_eq!(body["code"], 0, "{body}");
+    let (_, changed) = app
+        .put(
+            "/payments/prepare",
+            &token,
+            json!({"merchant_uid": "pre-1", "amount": 5000}),
+        )
+        .await;
+    assert_eq!(changed["code"], 0, "{changed}");
     app.advance(11);
     assert_eq!(app.app.gateway.run_due_schedules(10).await.unwrap(), 1);
 
@@ -1857,9 +1866,80 @@ async fn a_scheduled_run_refused_before_charging_records_a_failed_payment_and_se
     assert_eq!(p["status"], "failed", "{p}");
     assert_eq!(p["customer_uid_usage"], "payment.scheduled", "{p}");
     assert_eq!(p["fail_reason"], s["response"]["fail_reason"], "{p}");
+    assert!(
+        p["fail_reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("사전등록된 결제정보와 일치하지 않습니다."),
+        "{p}"
+    );
     assert_eq!(webhooks_of(&app, "pre-1", "failed").await, 1);
     assert!(app.sandbox.ledger().is_empty());
     app.assert_ledger_agrees().await;
+}
+
+/// spec §4.3: a merchant_uid prepared with another amount is refused when the schedule is
+/// registered (`code 1`, the words onetime and again answer, naming the item), as the other
+/// refusals a run would meet are: it was accepted and failed only when due, as a failed payment
+/// with a `failed` webhook no one was waiting for (review r1, finding 5). Refused before a billing
+/// key is issued from the request's card data, nothing written; the prepared amount is accepted.
+#[tokio::test]
+async fn a_schedule_for_a_merchant_uid_prepared_with_another_amount_is_refused_when_registered() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let (_, prepared) = app
+        .post(
+            "/payments/prepare",
+            Some(&token),
+            json!({"merchant_uid": "prep-2", "amount": 5000}),
+        )
+        .await;
+    assert_eq!(prepared["code"], 0, "{prepared}");
+    let keys_before = app.sandbox.batch_keys().len();
+    let body = schedule(
+        &app,
+        &token,
+        json!({"customer_uid": "s-prep", "card_number": test_cards::SAMSUNG_CHECK,
+        "expiry": future_expiry(), "schedules": [
+            {"merchant_uid": "prep-1", "schedule_at": now() + 60, "amount": 1000},
+            {"merchant_uid": "prep-2", "schedule_at": now() + 60, "amount": 1000}]}),
+    )
+    .await;
+    assert_eq!(body["code"], 1, "{body}");
+    let message = body["message"].as_str().unwrap();
+    assert!(
+        message.starts_with(
+            "사전등록된 결제정보와 일치하지 않습니다. (사전등록 금액: 5000, 요청 금액: 1000)"
+        ) && message.contains("merchant_uid: prep-2"),
+        "{body}"
+    );
+    for uid in ["prep-1", "prep-2"] {
+        let (status, _) = app
+            .get(&format!("/subscribe/payments/schedule/{uid}"), Some(&token))
+            .await;
+        assert_eq!(
+            status,
+            reqwest::StatusCode::NOT_FOUND,
+            "{uid}: nothing written"
+        );
+    }
+    let (_, c) = app.get("/subscribe/customers/s-prep", Some(&token)).await;
+    assert_eq!(c["code"], 1, "no key stored: {c}");
+    assert_eq!(
+        app.sandbox.batch_keys().len(),
+        keys_before,
+        "none issued at KCP"
+    );
+
+    let body = schedule(
+        &app,
+        &token,
+        json!({"customer_uid": "s-prep", "card_number": test_cards::SAMSUNG_CHECK,
+        "expiry": future_expiry(), "schedules": [
+            {"merchant_uid": "prep-2", "schedule_at": now() + 60, "amount": 5000}]}),
+    )
+    .await;
+    assert_eq!(body["code"], 0, "the prepared amount: {body}");
 }
 
 /// A schedule's text is checked when it is registered, as a charge's would be: text KCP is not
