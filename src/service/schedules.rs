@@ -42,12 +42,18 @@ pub struct ScheduleItem {
 }
 
 /// A schedule list's window `from ≤ schedule_at < to`: not empty and at most 3 months long
-/// (spec: "최대 3개월 단위로 조회가 가능합니다"), on every list that is given both ends.
+/// (spec: "최대 3개월 단위로 조회가 가능합니다"), on every list that is given both ends. Each
+/// refusal says which: ends given the wrong way round were told "at most 3 months", which sent the
+/// merchant looking at the length of a range whose fault was its order.
 fn within_range(from: i64, to: i64) -> ServiceResult<()> {
-    if to <= from
-        || to
-            .checked_sub(from)
-            .is_none_or(|range| range > MAX_RANGE_SECS)
+    if to <= from {
+        return Err(ServiceError::BadRequest(
+            "조회 종료 시각(to)은 시작 시각(from)보다 뒤여야 합니다. (from ≤ t < to)".into(),
+        ));
+    }
+    if to
+        .checked_sub(from)
+        .is_none_or(|range| range > MAX_RANGE_SECS)
     {
         return Err(ServiceError::BadRequest(
             "조회 기간은 3개월 이내여야 합니다. (from ≤ t < to)".into(),

@@ -2862,6 +2862,48 @@ async fn a_customers_schedule_list_takes_a_range_of_at_most_three_months_or_none
     }
 }
 
+/// Every schedule list given both ends says what is wrong with them: `to` not after `from` (the
+/// ends swapped, or equal) is not "at most 3 months", which it answered before (review r1,
+/// finding 7).
+#[tokio::test]
+async fn a_schedule_list_whose_range_ends_are_swapped_says_so_not_that_it_is_too_long() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    register(&app, &token, "s-swap", test_cards::SHINHAN_CREDIT).await;
+    let (early, late) = (1_000_000_000, 1_000_086_400);
+    for path in [
+        "/subscribe/payments/schedule?schedule_from={from}&schedule_to={to}",
+        "/subscribe/payments/schedule/customers/s-swap?from={from}&to={to}",
+        "/subscribe/customers/s-swap/schedules?from={from}&to={to}",
+    ] {
+        let get = |from: i64, to: i64| {
+            let (app, token) = (&app, &token);
+            let path = path
+                .replace("{from}", &from.to_string())
+                .replace("{to}", &to.to_string());
+            async move { app.get(&path, Some(token)).await }
+        };
+        for (from, to) in [(late, early), (early, early)] {
+            let (status, body) = get(from, to).await;
+            assert_eq!(status, reqwest::StatusCode::BAD_REQUEST, "{path}: {body}");
+            assert_eq!(body["code"], -1, "{body}");
+            assert_eq!(
+                body["message"],
+                "조회 종료 시각(to)은 시작 시각(from)보다 뒤여야 합니다. (from ≤ t < to)",
+                "{path} {from} {to}: {body}"
+            );
+        }
+        let (status, body) = get(early, early + 100 * 24 * 3600).await;
+        assert_eq!(status, reqwest::StatusCode::BAD_REQUEST, "{path}: {body}");
+        assert!(
+            body["message"].as_str().unwrap().contains("3개월"),
+            "{path}: {body}"
+        );
+        let (status, body) = get(early, late).await;
+        assert_eq!(status, reqwest::StatusCode::OK, "{path}: {body}");
+    }
+}
+
 /// The same as a deployment runs it: three `openport serve` processes on one database and one
 /// KCP, their own schedulers draining hundreds of schedules that fall due together. KCP's ledger
 /// holds exactly one charge per schedule, and every schedule shows its one paid payment.
