@@ -58,10 +58,14 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
                     ))
                 });
         }
-        let raw: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) {
+        // A UTF-8 byte order mark before the JSON text is what .NET's UTF-8 encoder and files
+        // written by PowerShell start with; RFC 8259 §8.1 lets a parser ignore it, as Express's
+        // body-parser does. serde_json reads it as a syntax error at column 1.
+        let json = bytes.strip_prefix(UTF8_BOM).unwrap_or(&bytes);
+        let raw: &[u8] = if json.iter().all(u8::is_ascii_whitespace) {
             b"{}"
         } else {
-            &bytes
+            json
         };
         // serde fills a struct from a JSON array by position: `[1, 2]` would be read as the
         // first two fields (`imp_uid` "1", `merchant_uid` "2"). Every iamport body is an object.
@@ -94,6 +98,9 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
         Ok(Body(body))
     }
 }
+
+/// The UTF-8 byte order mark (U+FEFF), skipped before a JSON body.
+const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
 
 /// serde's own message may quote the value (a card number, say): only where it is goes back,
 /// with which field for a value of the wrong shape.

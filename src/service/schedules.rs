@@ -42,12 +42,18 @@ pub struct ScheduleItem {
 }
 
 /// A schedule list's window `from ≤ schedule_at < to`: not empty and at most 3 months long
-/// (spec: "최대 3개월 단위로 조회가 가능합니다"), on every list that is given both ends.
+/// (spec: "최대 3개월 단위로 조회가 가능합니다"), on every list that is given both ends. Each
+/// refusal says which: ends given the wrong way round were told "at most 3 months", which sent the
+/// merchant looking at the length of a range whose fault was its order.
 fn within_range(from: i64, to: i64) -> ServiceResult<()> {
-    if to <= from
-        || to
-            .checked_sub(from)
-            .is_none_or(|range| range > MAX_RANGE_SECS)
+    if to <= from {
+        return Err(ServiceError::BadRequest(
+            "조회 종료 시각(to)은 시작 시각(from)보다 뒤여야 합니다. (from ≤ t < to)".into(),
+        ));
+    }
+    if to
+        .checked_sub(from)
+        .is_none_or(|range| range > MAX_RANGE_SECS)
     {
         return Err(ServiceError::BadRequest(
             "조회 기간은 3개월 이내여야 합니다. (from ≤ t < to)".into(),
@@ -79,12 +85,7 @@ impl Gateway {
             // due and no one is waiting for the answer.
             it.order.kcp_text()?;
             within_calendar(it.schedule_at, Some(&it.order.merchant_uid))?;
-            if it.schedule_at <= now {
-                return Err(ServiceError::Refused(format!(
-                    "예약시각(schedule_at)은 현재 시각 이후여야 합니다. (merchant_uid: {})",
-                    it.order.merchant_uid
-                )));
-            }
+            future_schedule_at(it.schedule_at, now, Some(&it.order.merchant_uid))?;
         }
         // Everything that refuses the request is checked before a billing key may be issued at
         // KCP for it: a refused request writes nothing. The transaction below checks again (a
@@ -105,6 +106,18 @@ impl Gateway {
             if let Some(live) = payments::live_by_merchant_uid(&self.db.read, m.id, uid).await? {
                 return Err(taken_by(uid, &live.imp_uid));
             }
+            // A merchant_uid prepared with another amount (spec §4.3) is refused when it is due,
+            // as onetime and again refuse it at once: refused now, while the merchant waits for
+            // the answer, not as a failed payment and webhook no one waits for. The run checks
+            // again (`payments::open_charge`): a prepare made or changed after this still holds.
+            self.check_prepared(m.id, uid, it.order.amount, &it.order.currency)
+                .await
+                .map_err(|e| match e {
+                    ServiceError::Refused(why) => {
+                        ServiceError::Refused(format!("{why} (merchant_uid: {uid})"))
+                    }
+                    e => e,
+                })?;
         }
         if billing::active_key(&self.db.read, m.id, customer_uid)
             .await?
@@ -272,7 +285,7 @@ impl Gateway {
     ) -> ServiceResult<schedule::Model> {
         let now = self.clock.unix();
         within_calendar(schedule_at, None)?;
-        future_schedule_at(schedule_at, now)?;
+        future_schedule_at(schedule_at, now, None)?;
         let s = self.schedule(m, merchant_uid).await?;
         if let Reschedule::FailedOrRevoked = how {
             self.refuse_unless_rearmable(m, &s, "다시 예약").await?;
@@ -892,13 +905,20 @@ fn within_calendar(schedule_at: i64, merchant_uid: Option<&str>) -> ServiceResul
     )))
 }
 
-fn future_schedule_at(schedule_at: i64, now: i64) -> ServiceResult<()> {
-    if schedule_at <= now {
-        return Err(ServiceError::BadRequest(
-            "예약시각(schedule_at)은 현재 시각 이후여야 합니다.".into(),
-        ));
+/// A `schedule_at` not after now is one answer on every call that takes one: HTTP 400 (code -1),
+/// as iamport's OpenAPI gives it for `PUT …/schedule/{merchant_uid}` and `…/reschedule`
+/// ("예약시각이 현재 시각보다 과거인 경우", with the missing parameters). A schedule request
+/// answered it `code 1` (HTTP 200), the only class its OpenAPI lists besides 401: one condition,
+/// two answers, for the same field of the same kind of request. Named by merchant_uid on a
+/// schedule request, as [`within_calendar`] does, checked before anything is written or issued.
+fn future_schedule_at(schedule_at: i64, now: i64, merchant_uid: Option<&str>) -> ServiceResult<()> {
+    if schedule_at > now {
+        return Ok(());
     }
-    Ok(())
+    let item = merchant_uid.map_or(String::new(), |uid| format!(" (merchant_uid: {uid})"));
+    Err(ServiceError::BadRequest(format!(
+        "예약시각(schedule_at)은 현재 시각 이후여야 합니다.{item}"
+    )))
 }
 
 /// spec (OpenAPI, reschedule and retry): only a failed or revoked schedule is run again; `what`

@@ -399,7 +399,11 @@ async fn one_bad_item_refuses_the_whole_request() {
         {"merchant_uid": "past", "schedule_at": now() - 60, "amount": 1000}]}),
     )
     .await;
-    assert_eq!(body["code"], 1, "{body}");
+    assert_eq!(body["code"], -1, "{body}");
+    let (status, _) = app
+        .get("/subscribe/payments/schedule/ok-1", Some(&token))
+        .await;
+    assert_eq!(status, reqwest::StatusCode::NOT_FOUND, "no partial write");
     schedule(&app, &token, json!({"customer_uid": "s-all", "schedules": [{"merchant_uid": "dup", "schedule_at": now() + 60, "amount": 1000}]})).await;
     let body = schedule(
         &app,
@@ -414,6 +418,72 @@ async fn one_bad_item_refuses_the_whole_request() {
         .get("/subscribe/payments/schedule/ok-2", Some(&token))
         .await;
     assert_eq!(status, reqwest::StatusCode::NOT_FOUND, "no partial write");
+}
+
+/// A `schedule_at` that is not in the future is one answer on all three calls that take one:
+/// HTTP 400 `code -1`, as iamport's OpenAPI gives it for PUT and reschedule ("예약시각이 현재
+/// 시각보다 과거인 경우"). The schedule request answered it HTTP 200 `code 1` instead (review r1,
+/// finding 6). Now too it names the item and writes nothing.
+#[tokio::test]
+async fn a_past_schedule_at_is_a_400_when_registering_as_when_moving_or_rescheduling() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    register(&app, &token, "s-past", test_cards::SHINHAN_CREDIT).await;
+    let past = now() - 60;
+    let assert_past = |status: reqwest::StatusCode, body: &Value| {
+        assert_eq!(status, reqwest::StatusCode::BAD_REQUEST, "{body}");
+        assert_eq!(body["code"], -1, "{body}");
+        assert!(
+            body["message"]
+                .as_str()
+                .unwrap()
+                .starts_with("예약시각(schedule_at)은 현재 시각 이후여야 합니다."),
+            "{body}"
+        );
+    };
+    for at in [past, now()] {
+        let (status, body) = app
+            .post(
+                "/subscribe/payments/schedule",
+                Some(&token),
+                json!({"customer_uid": "s-past", "schedules": [
+                    {"merchant_uid": "when", "schedule_at": at, "amount": 1000}]}),
+            )
+            .await;
+        assert_past(status, &body);
+        assert!(
+            body["message"]
+                .as_str()
+                .unwrap()
+                .contains("(merchant_uid: when)"),
+            "{body}"
+        );
+        let (status, _) = app
+            .get("/subscribe/payments/schedule/when", Some(&token))
+            .await;
+        assert_eq!(status, reqwest::StatusCode::NOT_FOUND, "nothing written");
+    }
+
+    let due = now() + 60;
+    schedule_many(&app, &token, "s-past", "past", 1, due).await;
+    let (status, body) = app
+        .put(
+            "/subscribe/payments/schedule/past-0",
+            &token,
+            json!({ "schedule_at": past }),
+        )
+        .await;
+    assert_past(status, &body);
+    let (status, body) = app
+        .post(
+            "/subscribe/payments/schedule/past-0/reschedule",
+            Some(&token),
+            json!({ "schedule_at": past }),
+        )
+        .await;
+    assert_past(status, &body);
+    let s = shown_schedule(&app, &token, "past-0").await;
+    assert_eq!(s["response"]["schedule_at"], due, "{s}");
 }
 
 /// Each named merchant_uid was one bound parameter: 70,000 of them (a 140 KB body) failed the
@@ -1757,8 +1827,9 @@ async fn a_claimed_schedule_is_revocable_until_its_charge_opens() {
 }
 
 /// spec §4.4, §5: a scheduled payment that fails sends `failed`, also when it fails before KCP is
-/// asked (here: the merchant_uid was prepared with another amount). Its failed payment is what
-/// the webhook names and the schedule shows.
+/// asked (here: the merchant_uid's prepared amount was changed after the schedule was registered
+/// with the amount prepared then). Its failed payment is what the webhook names and the schedule
+/// shows.
 #[tokio::test]
 async fn a_scheduled_run_refused_before_charging_records_a_failed_payment_and_sends_failed() {
     let app = spawn_app().await;
@@ -1768,7 +1839,7 @@ async fn a_scheduled_run_refused_before_charging_records_a_failed_payment_and_se
         .post(
             "/payments/prepare",
             Some(&token),
-            json!({"merchant_uid": "pre-1", "amount": 5000}),
+            json!({"merchant_uid": "pre-1", "amount": 1000}),
         )
         .await;
     assert_eq!(prepared["code"], 0, "{prepared}");
@@ -1777,6 +1848,14 @@ async fn a_scheduled_run_refused_before_charging_records_a_failed_payment_and_se
     ]}))
     .await;
     assert_eq!(body["code"], 0, "{body}");
+    let (_, changed) = app
+        .put(
+            "/payments/prepare",
+            &token,
+            json!({"merchant_uid": "pre-1", "amount": 5000}),
+        )
+        .await;
+    assert_eq!(changed["code"], 0, "{changed}");
     app.advance(11);
     assert_eq!(app.app.gateway.run_due_schedules(10).await.unwrap(), 1);
 
@@ -1787,9 +1866,80 @@ async fn a_scheduled_run_refused_before_charging_records_a_failed_payment_and_se
     assert_eq!(p["status"], "failed", "{p}");
     assert_eq!(p["customer_uid_usage"], "payment.scheduled", "{p}");
     assert_eq!(p["fail_reason"], s["response"]["fail_reason"], "{p}");
+    assert!(
+        p["fail_reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("사전등록된 결제정보와 일치하지 않습니다."),
+        "{p}"
+    );
     assert_eq!(webhooks_of(&app, "pre-1", "failed").await, 1);
     assert!(app.sandbox.ledger().is_empty());
     app.assert_ledger_agrees().await;
+}
+
+/// spec §4.3: a merchant_uid prepared with another amount is refused when the schedule is
+/// registered (`code 1`, the words onetime and again answer, naming the item), as the other
+/// refusals a run would meet are: it was accepted and failed only when due, as a failed payment
+/// with a `failed` webhook no one was waiting for (review r1, finding 5). Refused before a billing
+/// key is issued from the request's card data, nothing written; the prepared amount is accepted.
+#[tokio::test]
+async fn a_schedule_for_a_merchant_uid_prepared_with_another_amount_is_refused_when_registered() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let (_, prepared) = app
+        .post(
+            "/payments/prepare",
+            Some(&token),
+            json!({"merchant_uid": "prep-2", "amount": 5000}),
+        )
+        .await;
+    assert_eq!(prepared["code"], 0, "{prepared}");
+    let keys_before = app.sandbox.batch_keys().len();
+    let body = schedule(
+        &app,
+        &token,
+        json!({"customer_uid": "s-prep", "card_number": test_cards::SAMSUNG_CHECK,
+        "expiry": future_expiry(), "schedules": [
+            {"merchant_uid": "prep-1", "schedule_at": now() + 60, "amount": 1000},
+            {"merchant_uid": "prep-2", "schedule_at": now() + 60, "amount": 1000}]}),
+    )
+    .await;
+    assert_eq!(body["code"], 1, "{body}");
+    let message = body["message"].as_str().unwrap();
+    assert!(
+        message.starts_with(
+            "사전등록된 결제정보와 일치하지 않습니다. (사전등록 금액: 5000, 요청 금액: 1000)"
+        ) && message.contains("merchant_uid: prep-2"),
+        "{body}"
+    );
+    for uid in ["prep-1", "prep-2"] {
+        let (status, _) = app
+            .get(&format!("/subscribe/payments/schedule/{uid}"), Some(&token))
+            .await;
+        assert_eq!(
+            status,
+            reqwest::StatusCode::NOT_FOUND,
+            "{uid}: nothing written"
+        );
+    }
+    let (_, c) = app.get("/subscribe/customers/s-prep", Some(&token)).await;
+    assert_eq!(c["code"], 1, "no key stored: {c}");
+    assert_eq!(
+        app.sandbox.batch_keys().len(),
+        keys_before,
+        "none issued at KCP"
+    );
+
+    let body = schedule(
+        &app,
+        &token,
+        json!({"customer_uid": "s-prep", "card_number": test_cards::SAMSUNG_CHECK,
+        "expiry": future_expiry(), "schedules": [
+            {"merchant_uid": "prep-2", "schedule_at": now() + 60, "amount": 5000}]}),
+    )
+    .await;
+    assert_eq!(body["code"], 0, "the prepared amount: {body}");
 }
 
 /// A schedule's text is checked when it is registered, as a charge's would be: text KCP is not
@@ -2709,6 +2859,48 @@ async fn a_customers_schedule_list_takes_a_range_of_at_most_three_months_or_none
             assert_eq!(status, reqwest::StatusCode::BAD_REQUEST, "{path}: {body}");
             assert_eq!(body["code"], -1, "{body}");
         }
+    }
+}
+
+/// Every schedule list given both ends says what is wrong with them: `to` not after `from` (the
+/// ends swapped, or equal) is not "at most 3 months", which it answered before (review r1,
+/// finding 7).
+#[tokio::test]
+async fn a_schedule_list_whose_range_ends_are_swapped_says_so_not_that_it_is_too_long() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    register(&app, &token, "s-swap", test_cards::SHINHAN_CREDIT).await;
+    let (early, late) = (1_000_000_000, 1_000_086_400);
+    for path in [
+        "/subscribe/payments/schedule?schedule_from={from}&schedule_to={to}",
+        "/subscribe/payments/schedule/customers/s-swap?from={from}&to={to}",
+        "/subscribe/customers/s-swap/schedules?from={from}&to={to}",
+    ] {
+        let get = |from: i64, to: i64| {
+            let (app, token) = (&app, &token);
+            let path = path
+                .replace("{from}", &from.to_string())
+                .replace("{to}", &to.to_string());
+            async move { app.get(&path, Some(token)).await }
+        };
+        for (from, to) in [(late, early), (early, early)] {
+            let (status, body) = get(from, to).await;
+            assert_eq!(status, reqwest::StatusCode::BAD_REQUEST, "{path}: {body}");
+            assert_eq!(body["code"], -1, "{body}");
+            assert_eq!(
+                body["message"],
+                "조회 종료 시각(to)은 시작 시각(from)보다 뒤여야 합니다. (from ≤ t < to)",
+                "{path} {from} {to}: {body}"
+            );
+        }
+        let (status, body) = get(early, early + 100 * 24 * 3600).await;
+        assert_eq!(status, reqwest::StatusCode::BAD_REQUEST, "{path}: {body}");
+        assert!(
+            body["message"].as_str().unwrap().contains("3개월"),
+            "{path}: {body}"
+        );
+        let (status, body) = get(early, late).await;
+        assert_eq!(status, reqwest::StatusCode::OK, "{path}: {body}");
     }
 }
 
