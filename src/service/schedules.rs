@@ -85,7 +85,12 @@ impl Gateway {
             // due and no one is waiting for the answer.
             it.order.kcp_text()?;
             within_calendar(it.schedule_at, Some(&it.order.merchant_uid))?;
-            future_schedule_at(it.schedule_at, now, Some(&it.order.merchant_uid))?;
+            if it.schedule_at <= now {
+                return Err(ServiceError::Refused(format!(
+                    "예약시각(schedule_at)은 현재 시각 이후여야 합니다. (merchant_uid: {})",
+                    it.order.merchant_uid
+                )));
+            }
         }
         // Everything that refuses the request is checked before a billing key may be issued at
         // KCP for it: a refused request writes nothing. The transaction below checks again (a
@@ -285,7 +290,7 @@ impl Gateway {
     ) -> ServiceResult<schedule::Model> {
         let now = self.clock.unix();
         within_calendar(schedule_at, None)?;
-        future_schedule_at(schedule_at, now, None)?;
+        future_schedule_at(schedule_at, now)?;
         let s = self.schedule(m, merchant_uid).await?;
         if let Reschedule::FailedOrRevoked = how {
             self.refuse_unless_rearmable(m, &s, "다시 예약").await?;
@@ -905,20 +910,17 @@ fn within_calendar(schedule_at: i64, merchant_uid: Option<&str>) -> ServiceResul
     )))
 }
 
-/// A `schedule_at` not after now is one answer on every call that takes one: HTTP 400 (code -1),
-/// as iamport's OpenAPI gives it for `PUT …/schedule/{merchant_uid}` and `…/reschedule`
-/// ("예약시각이 현재 시각보다 과거인 경우", with the missing parameters). A schedule request
-/// answered it `code 1` (HTTP 200), the only class its OpenAPI lists besides 401: one condition,
-/// two answers, for the same field of the same kind of request. Named by merchant_uid on a
-/// schedule request, as [`within_calendar`] does, checked before anything is written or issued.
-fn future_schedule_at(schedule_at: i64, now: i64, merchant_uid: Option<&str>) -> ServiceResult<()> {
-    if schedule_at > now {
-        return Ok(());
+/// A moved schedule's `schedule_at` not after now: HTTP 400 (code -1), as iamport's OpenAPI lists
+/// it for `PUT …/schedule/{merchant_uid}` and `…/reschedule` ("예약시각이 현재 시각보다 과거인
+/// 경우"). A schedule request answers the same words HTTP 200 `code 1`: its OpenAPI lists no
+/// status but 200 and 401, so an iamport client reads its refusals from the envelope.
+fn future_schedule_at(schedule_at: i64, now: i64) -> ServiceResult<()> {
+    if schedule_at <= now {
+        return Err(ServiceError::BadRequest(
+            "예약시각(schedule_at)은 현재 시각 이후여야 합니다.".into(),
+        ));
     }
-    let item = merchant_uid.map_or(String::new(), |uid| format!(" (merchant_uid: {uid})"));
-    Err(ServiceError::BadRequest(format!(
-        "예약시각(schedule_at)은 현재 시각 이후여야 합니다.{item}"
-    )))
+    Ok(())
 }
 
 /// spec (OpenAPI, reschedule and retry): only a failed or revoked schedule is run again; `what`
