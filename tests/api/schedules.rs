@@ -1014,6 +1014,99 @@ async fn a_scheduled_charge_the_resolver_finds_approved_for_another_amount_is_ne
     app.assert_ledger_agrees().await;
 }
 
+/// One due schedule of customer "s-record", and the database refusing to record its charge paid
+/// while `refusing` (an SQL condition on the payment `NEW`, made for the app) holds: the app, the
+/// token and the charge's imp_uid once its run has ended.
+async fn a_scheduled_charge_recorded_while(
+    refusing: impl FnOnce(&TestApp) -> String,
+) -> (TestApp, String, String) {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    register(&app, &token, "s-record", test_cards::SHINHAN_CREDIT).await;
+    schedule(&app, &token, json!({"customer_uid": "s-record", "schedules": [{"merchant_uid": "record-1", "schedule_at": now() + 10, "amount": 1000}]})).await;
+    app.advance(11);
+    let when = format!("(NEW.status = 'paid' AND {})", refusing(&app));
+    refuse_writes(&app, "refuse_paid", "UPDATE", "payments", &when).await;
+    app.app.gateway.run_due_schedules(10).await.unwrap();
+    allow_writes(&app, "refuse_paid", "payments").await;
+    let body = shown_schedule(&app, &token, "record-1").await;
+    let imp_uid = body["response"]["imp_uid"]
+        .as_str()
+        .unwrap_or_else(|| panic!("the schedule names its charge: {body}"))
+        .to_string();
+    (app, token, imp_uid)
+}
+
+/// The times the run logged that it tries the record of charge `imp_uid` again.
+fn record_retries(imp_uid: &str) -> usize {
+    crate::helpers::captured_logs()
+        .lines()
+        .filter(|l| l.contains("cannot record approval, trying again") && l.contains(imp_uid))
+        .count()
+}
+
+/// KCP approved a scheduled charge and the write that records it failed once, as one waiting
+/// out the PostgreSQL pool's 30 s acquire timeout does when the server is at its
+/// `max_connections` under load. It was net-cancelled at once, though the net-cancel's own writes
+/// a moment later went through: the subscriber went uncharged and the schedule stayed failed for
+/// want of one statement. The record is tried again (its lease renewed first), and the charge is
+/// paid, once in KCP's ledger, never cancelled.
+#[tokio::test]
+async fn a_scheduled_charge_whose_record_fails_once_is_recorded_paid_on_the_next_try_not_net_cancelled(
+) {
+    // Refused while the attempt still has the lease it was opened with, which the next try's
+    // renewal, at least a second later, replaces.
+    let (app, token, imp_uid) = a_scheduled_charge_recorded_while(|app| {
+        format!(
+            "EXISTS (SELECT 1 FROM pg_attempts a WHERE a.payment_id = NEW.id \
+             AND a.kind = 'approve' AND a.lease_until = a.created_at + {})",
+            app.app.gateway.settings.lease_secs
+        )
+    })
+    .await;
+    let body = shown_schedule(&app, &token, "record-1").await;
+    assert_eq!(body["response"]["schedule_status"], "executed", "{body}");
+    assert_eq!(body["response"]["payment_status"], "paid", "{body}");
+    let p = app.payment(&token, &imp_uid).await;
+    assert_eq!(p["status"], "paid", "{p}");
+    let ledger = app.sandbox.ledger();
+    assert_eq!(ledger.len(), 1, "{ledger:?}");
+    assert_eq!(
+        ledger[0].state,
+        kcp_sandbox::TransactionState::Approved,
+        "{ledger:?}"
+    );
+    assert_eq!(record_retries(&imp_uid), 1, "the first try was refused");
+    app.assert_ledger_agrees().await;
+}
+
+/// A record that keeps failing is still "cannot be recorded" (spec/kcp.md §5): after a few tries
+/// the approval is net-cancelled, and the schedule shows its charge failed with the reason.
+#[tokio::test]
+async fn a_scheduled_charge_whose_record_keeps_failing_is_net_cancelled_after_three_tries() {
+    let (app, token, imp_uid) = a_scheduled_charge_recorded_while(|_| "1 = 1".into()).await;
+    let body = shown_schedule(&app, &token, "record-1").await;
+    assert_eq!(body["response"]["schedule_status"], "executed", "{body}");
+    assert_eq!(body["response"]["payment_status"], "failed", "{body}");
+    let p = app.payment(&token, &imp_uid).await;
+    assert_eq!(p["status"], "failed", "{p}");
+    assert!(
+        p["fail_reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("망취소")),
+        "{p}"
+    );
+    let ledger = app.sandbox.ledger();
+    assert_eq!(ledger.len(), 1, "{ledger:?}");
+    assert_eq!(
+        ledger[0].state,
+        kcp_sandbox::TransactionState::Cancelled,
+        "{ledger:?}"
+    );
+    assert_eq!(record_retries(&imp_uid), 2, "tried three times");
+    app.assert_ledger_agrees().await;
+}
+
 /// Three instances on one database drain hundreds of due schedules concurrently: KCP's ledger
 /// holds exactly one charge per schedule. Meaningful on PostgreSQL (CI runs it there too).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
