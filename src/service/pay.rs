@@ -32,6 +32,20 @@ const KEY_NOT_STORED: &str = "빌링키를 저장하지 못해 결제를 진행�
 /// Instalments are only allowed from this amount (spec/kcp.md §4).
 pub const MIN_INSTALMENT_AMOUNT: i64 = 50_000;
 
+/// How many times an approval KCP gave is written ([`Gateway::record_paid`]) before it is
+/// net-cancelled as one that cannot be recorded. One failed write is not "the database cannot
+/// record it": a PostgreSQL pool that cannot open a connection in time (the server at its
+/// `max_connections` while a loaded host holds every connection longer) fails the write only after
+/// its 30 s acquire timeout, and the net-cancel's own writes a moment later went through; the
+/// buyer's approved charge, a subscription's among them, was cancelled and its schedule left failed
+/// for want of one statement.
+const RECORD_TRIES: u32 = 3;
+
+/// The pause before the record of an approval is tried again: a brief outage (a connection reset,
+/// a server restarting) is over, and the lease the retry renews is a later one than the failed
+/// try held (leases are whole seconds).
+const RECORD_RETRY_PAUSE: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// A key-in payment request, parsed at the edge.
 #[derive(Debug, Clone)]
 pub struct OnetimeCommand {
@@ -98,6 +112,20 @@ pub(crate) fn conflict_message(imp_uid: &str) -> String {
 /// a window or virtual-account variant, then a record or a net-cancel), and unboxed each step's
 /// future is laid out inside its caller's, which overflowed a debug build's 2 MiB thread stack.
 pub(crate) type Settling<'a> = BoxFuture<'a, ServiceResult<ApprovalOutcome>>;
+
+/// What came of [`Gateway::record_approval`].
+enum Recording {
+    /// Recorded paid, with its webhook.
+    Paid(Box<payment::Model>),
+    /// The attempt is no longer this holder's open attempt: another holder settled or took it,
+    /// or a failed try's `COMMIT` landed after all. The database has the answer.
+    NotHeld,
+    /// Every try failed; `held` is the attempt as this holder last held it (its lease renewed).
+    Failed {
+        held: Box<pg_attempt::Model>,
+        error: String,
+    },
+}
 
 /// What a charge records before KCP is called: common to key-in, billing-key and scheduled charges.
 #[derive(Debug, Clone, Default)]
@@ -684,8 +712,9 @@ impl Gateway {
 
     /// Records an approval KCP reported, or cancels it at KCP when it must not stand: the amount or
     /// order differs from ours (spec/kcp.md §5), `honour` is false (the merchant was already told
-    /// the payment did not go through), or the result cannot be recorded. When the record finds
-    /// the attempt settled by another holder, their outcome is the answer.
+    /// the payment did not go through), or the result cannot be recorded ([`RECORD_TRIES`] writes
+    /// failed). When the record finds the attempt settled by another holder, their outcome is the
+    /// answer.
     pub(crate) fn settle_approval<'a>(
         &'a self,
         connector: &'a dyn PgConnector,
@@ -700,21 +729,24 @@ impl Gateway {
             if !matches {
                 tracing::error!(imp_uid = %payment.imp_uid, tno = %approval.tno, "KCP approved a different amount or order; net-cancelling");
             }
+            let mut attempt = attempt;
             if matches && honour {
-                match self.record_paid(&payment, &attempt, &approval).await {
-                    Ok(Some(p)) => return Ok(ApprovalOutcome::Paid(p)),
-                    // Another holder settled the attempt: the approval in hand stands only if the
-                    // payment holds it (service/orphans.rs).
-                    Ok(None) => {
+                match self.record_approval(&payment, attempt, &approval).await {
+                    Recording::Paid(p) => return Ok(ApprovalOutcome::Paid(*p)),
+                    // Another holder settled the attempt (or a failed try's `COMMIT` landed after
+                    // all): the approval in hand stands only if the payment holds it
+                    // (service/orphans.rs).
+                    Recording::NotHeld => {
                         return self
                             .approval_orphaned(connector, payment.id, &approval.tno, false)
                             .await
                     }
-                    // The error may have come after the commit landed (a connection lost on the
-                    // way back): `net_cancel` renews the lease first, which fails on an attempt
-                    // that the record closed, and then answers from the database instead.
-                    Err(e) => {
-                        tracing::error!(imp_uid = %payment.imp_uid, "cannot record approval, net-cancelling unless it was recorded after all: {e}")
+                    // The last error may have come after the commit landed (a connection lost on
+                    // the way back): `net_cancel` renews the lease first, which fails on an
+                    // attempt that the record closed, and then answers from the database instead.
+                    Recording::Failed { held, error } => {
+                        tracing::error!(imp_uid = %payment.imp_uid, tries = RECORD_TRIES, "cannot record approval, net-cancelling unless it was recorded after all: {error}");
+                        attempt = *held;
                     }
                 }
             }
@@ -727,6 +759,46 @@ impl Gateway {
                 .await
         }
         .boxed()
+    }
+
+    /// [`Self::record_paid`], tried up to [`RECORD_TRIES`] times, [`RECORD_RETRY_PAUSE`] apart.
+    /// Each further try first renews this holder's lease on the attempt: the renewal is the check
+    /// that the attempt is still this holder's and still open (a failed try whose `COMMIT` landed
+    /// closed it; the resolver may have taken it over while a write waited out the pool's
+    /// timeout), and keeps it so while the record is tried again. Trying again is safe whatever
+    /// the failed try did: the record is written only onto the attempt still held with the
+    /// renewed lease, and the payment still pending.
+    async fn record_approval(
+        &self,
+        payment: &payment::Model,
+        attempt: pg_attempt::Model,
+        approval: &CardApproval,
+    ) -> Recording {
+        let mut held = attempt;
+        let mut error = String::new();
+        for try_no in 1..=RECORD_TRIES {
+            if try_no > 1 {
+                tracing::warn!(imp_uid = %payment.imp_uid, try_no, "cannot record approval, trying again: {error}");
+                tokio::time::sleep(RECORD_RETRY_PAUSE).await;
+                match self.renew(held.clone()).await {
+                    Ok(Some(renewed)) => held = renewed,
+                    Ok(None) => return Recording::NotHeld,
+                    Err(e) => {
+                        error = e.to_string();
+                        continue;
+                    }
+                }
+            }
+            match self.record_paid(payment, &held, approval).await {
+                Ok(Some(p)) => return Recording::Paid(Box::new(p)),
+                Ok(None) => return Recording::NotHeld,
+                Err(e) => error = e.to_string(),
+            }
+        }
+        Recording::Failed {
+            held: Box::new(held),
+            error,
+        }
     }
 
     /// STSC (an escrow payment's STE2 / STE5: [`net_cancel_kind`]) with KCP's net-cancel reason;

@@ -1032,11 +1032,24 @@ async fn answer_with_connections_cut(
         reqwest::Method::POST,
         path,
         Some(body),
+        Outage::Cut,
     )
     .await
 }
 
-/// [`answer_with_connections_cut`] for any method, with a JSON body or none (`DELETE /vbanks/…`).
+/// How long the gateway's database is out of reach in [`request_with_connections_cut`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outage {
+    /// Its connections are cut; the next ones it opens work.
+    Cut,
+    /// Its connections are cut and the database accepts no new one until the answer is in
+    /// (`ALLOW_CONNECTIONS false`): out of reach for every write the request tries, not only for
+    /// the one on the cut connection (an approval's record is tried again on a new one).
+    UntilAnswered,
+}
+
+/// [`answer_with_connections_cut`] for any method, with a JSON body or none (`DELETE /vbanks/…`),
+/// and the database out of reach as `outage` says.
 async fn request_with_connections_cut(
     app: &crate::helpers::TestApp,
     token: &str,
@@ -1044,6 +1057,7 @@ async fn request_with_connections_cut(
     method: reqwest::Method,
     path: &str,
     body: Option<serde_json::Value>,
+    outage: Outage,
 ) -> Option<serde_json::Value> {
     app.sandbox
         .inject(FaultRule::new(kcp_path, Fault::Delay { ms: 1000 }));
@@ -1059,11 +1073,44 @@ async fn request_with_connections_cut(
     };
     // KCP has the call (the slow answer's rule is taken): its attempt is written.
     crate::ownership::until_the_faults_are_used(app).await;
-    if !cut_the_gateways_database_connections(app).await {
+    let database = app.database_url.rsplit_once('/').map(|(_, name)| name);
+    let allow_connections = |allow: bool| {
+        format!(
+            "ALTER DATABASE {} ALLOW_CONNECTIONS {allow}",
+            database.unwrap_or_default()
+        )
+    };
+    // Sent from DATABASE_URL's database: PostgreSQL refuses it for the one connected to.
+    let mut admin = None;
+    if outage == Outage::UntilAnswered && app.database_url.starts_with("postgres") {
+        use sea_orm::sqlx::Connection;
+        let url = std::env::var("DATABASE_URL").expect("PostgreSQL's DATABASE_URL");
+        let mut conn = sea_orm::sqlx::PgConnection::connect(&url)
+            .await
+            .expect("connect to DATABASE_URL");
+        sea_orm::sqlx::query(&allow_connections(false))
+            .execute(&mut conn)
+            .await
+            .expect("the database accepts no new connection");
+        sea_orm::sqlx::query(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1",
+        )
+        .bind(database.unwrap_or_default())
+        .execute(&mut conn)
+        .await
+        .expect("terminate the gateway's connections");
+        admin = Some(conn);
+    } else if !cut_the_gateways_database_connections(app).await {
         let _ = sent.await;
         return None;
     }
     let answer = sent.await.unwrap();
+    if let Some(mut conn) = admin {
+        sea_orm::sqlx::query(&allow_connections(true))
+            .execute(&mut conn)
+            .await
+            .expect("the database accepts connections again");
+    }
     assert_eq!(answer.status(), 200);
     let body: serde_json::Value = answer.json().await.unwrap();
     use_up_cut_connections(app).await;
@@ -1102,21 +1149,24 @@ async fn a_cancel_whose_outcome_cannot_be_written_is_answered_as_unknown_and_set
     app.assert_ledger_agrees().await;
 }
 
-/// The same for a charge: KCP approves, the connection its outcome is written on is gone. The
-/// merchant is told the outcome is being settled and a retry is safe (code 1), not HTTP 500; the
-/// resolver then settles it as any approval whose answer the merchant did not get (a key-in one is
-/// net-cancelled), and KCP and openport agree.
+/// The same for a charge: KCP approves, and the database is out of reach while its outcome is
+/// written (the connection it was on cut, no new one accepted: an approval's record is tried
+/// again, on a new connection). The merchant is told the outcome is being settled and a retry is
+/// safe (code 1), not HTTP 500; the resolver then settles it as any approval whose answer the
+/// merchant did not get (a key-in one is net-cancelled), and KCP and openport agree.
 #[tokio::test]
 async fn a_charge_whose_outcome_cannot_be_written_is_answered_as_unknown_and_settled_later() {
     let app = spawn_app().await;
     let token = app.token().await;
-    let Some(body) = answer_with_connections_cut(
+    let Some(body) = request_with_connections_cut(
         &app,
         &token,
         paths::HUB_PAYMENT,
+        reqwest::Method::POST,
         "/subscribe/payments/onetime",
-        json!({"merchant_uid": "db-cut-2", "amount": 1000,
-            "card_number": test_cards::SHINHAN_CREDIT, "expiry": crate::helpers::future_expiry()}),
+        Some(json!({"merchant_uid": "db-cut-2", "amount": 1000,
+            "card_number": test_cards::SHINHAN_CREDIT, "expiry": crate::helpers::future_expiry()})),
+        Outage::UntilAnswered,
     )
     .await
     else {
@@ -1211,6 +1261,7 @@ async fn a_revocation_whose_outcome_cannot_be_written_is_answered_as_unknown_and
         reqwest::Method::DELETE,
         &format!("/vbanks/{imp_uid}"),
         None,
+        Outage::Cut,
     )
     .await
     else {
