@@ -1694,13 +1694,14 @@ async fn what_an_instance_in_test_mode_takes_is_recorded_as_sandbox_whatever_the
         (&json!("ready"), &json!(true)),
         "{ready}"
     );
-    // A scheduled run refused before its charge (the merchant_uid prepared with another amount)
-    // records a failed payment KCP never saw: a sandbox one too.
+    // A scheduled run refused before its charge (the merchant_uid's prepare changed to another
+    // amount after the schedule was registered) records a failed payment KCP never saw: a
+    // sandbox one too.
     let (_, prepared) = app
         .post(
             "/payments/prepare",
             Some(&token),
-            json!({"merchant_uid": "flag-s", "amount": 5000}),
+            json!({"merchant_uid": "flag-s", "amount": 1000}),
         )
         .await;
     assert_eq!(prepared["code"], 0, "{prepared}");
@@ -1714,6 +1715,14 @@ async fn what_an_instance_in_test_mode_takes_is_recorded_as_sandbox_whatever_the
         )
         .await;
     assert_eq!(scheduled["code"], 0, "{scheduled}");
+    let (_, changed) = app
+        .put(
+            "/payments/prepare",
+            &token,
+            json!({"merchant_uid": "flag-s", "amount": 5000}),
+        )
+        .await;
+    assert_eq!(changed["code"], 0, "{changed}");
     app.advance(11);
     assert_eq!(app.app.gateway.run_due_schedules(10).await.unwrap(), 1);
     let (_, found) = app.get("/payments/find/flag-s", Some(&token)).await;
