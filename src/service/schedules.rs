@@ -115,14 +115,8 @@ impl Gateway {
             // as onetime and again refuse it at once: refused now, while the merchant waits for
             // the answer, not as a failed payment and webhook no one waits for. The run checks
             // again (`payments::open_charge`): a prepare made or changed after this still holds.
-            self.check_prepared(m.id, uid, it.order.amount, &it.order.currency)
-                .await
-                .map_err(|e| match e {
-                    ServiceError::Refused(why) => {
-                        ServiceError::Refused(format!("{why} (merchant_uid: {uid})"))
-                    }
-                    e => e,
-                })?;
+            self.refuse_if_prepared_otherwise(m, uid, it.order.amount, &it.order.currency)
+                .await?;
         }
         if billing::active_key(&self.db.read, m.id, customer_uid)
             .await?
@@ -292,8 +286,27 @@ impl Gateway {
         within_calendar(schedule_at, None)?;
         future_schedule_at(schedule_at, now)?;
         let s = self.schedule(m, merchant_uid).await?;
-        if let Reschedule::FailedOrRevoked = how {
-            self.refuse_unless_rearmable(m, &s, "다시 예약").await?;
+        let armed = match how {
+            // One that ran or was revoked is refused by the move's own write, for what it is.
+            Reschedule::Pending => movable(&s),
+            Reschedule::FailedOrRevoked => {
+                self.refuse_unless_rearmable(m, &s, "다시 예약").await?;
+                true
+            }
+        };
+        // A schedule armed for a new time is checked against its merchant_uid's prepared amount
+        // as a registration is (spec §4.3): prepared with another amount since (or, for one that
+        // failed, the very refusal it failed with), its run would be refused before charging, as
+        // a failed payment and a `failed` webhook no one waits for; the merchant moving it waits
+        // for the answer. The same words as registration's, as a 400 like every other refusal of
+        // these two calls (see `future_schedule_at`). Nothing is written; the run checks again.
+        if armed {
+            self.refuse_if_prepared_otherwise(m, &s.merchant_uid, s.amount, &s.currency)
+                .await
+                .map_err(|e| match e {
+                    ServiceError::Refused(why) => ServiceError::BadRequest(why),
+                    e => e,
+                })?;
         }
         let done = match how {
             Reschedule::Pending => {
@@ -386,6 +399,26 @@ impl Gateway {
             )),
             Err(e) => self.give_up_retry(m, claim, &s, e).await,
         }
+    }
+
+    /// spec §4.3 for a schedule of `merchant_uid` charging `amount` in `currency`: refused (code 1,
+    /// the words onetime and again answer, naming the merchant_uid, which a request of several
+    /// schedules needs) when the merchant_uid is prepared with another amount or currency.
+    async fn refuse_if_prepared_otherwise(
+        &self,
+        m: &merchant::Model,
+        merchant_uid: &str,
+        amount: i64,
+        currency: &str,
+    ) -> ServiceResult<()> {
+        self.check_prepared(m.id, merchant_uid, amount, currency)
+            .await
+            .map_err(|e| match e {
+                ServiceError::Refused(why) => {
+                    ServiceError::Refused(format!("{why} (merchant_uid: {merchant_uid})"))
+                }
+                e => e,
+            })
     }
 
     /// What `…/retry` and `…/reschedule` check before a failed or revoked schedule is armed again
@@ -958,6 +991,16 @@ fn rearmable(s: &schedule::Model) -> bool {
     match s.status.as_str() {
         "executed" => s.payment_status.as_deref() == Some("failed"),
         "revoked" => true,
+        _ => false,
+    }
+}
+
+/// Whether `PUT …/schedule/{merchant_uid}` may move `s`: not run yet, or claimed by a run that has
+/// not charged it (the condition `billing::reschedule` writes under).
+fn movable(s: &schedule::Model) -> bool {
+    match s.status.as_str() {
+        "scheduled" => true,
+        "executing" => s.imp_uid.is_none(),
         _ => false,
     }
 }

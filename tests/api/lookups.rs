@@ -983,3 +983,77 @@ async fn lookups_made_while_partial_cancels_commit_show_a_cancel_amount_their_hi
     let last = app.payment(&token, &imp_uid).await;
     assert_eq!(last["cancel_amount"], 3100, "{last}");
 }
+
+/// The merchant_uids of a list answer (payments or schedules), asserting it is a 200.
+fn uids_listed(status: StatusCode, body: &serde_json::Value) -> Vec<String> {
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body["response"]["list"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["merchant_uid"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// A lookup's time bounds (`from`/`to`, `schedule_from`/`schedule_to`) with a fraction of a second,
+/// as Python's `time.time()` gives them, are floored as a body's `schedule_at` is
+/// (`de::opt_unix_secs`), not refused: `from` X.7 is X, `to` X.7 is X (inclusive on the payment
+/// lists, exclusive on the schedule lists). What is no time (text, NaN) is still HTTP 400, and
+/// `page`/`limit` stay integers.
+#[tokio::test]
+async fn lookup_time_bounds_with_a_fraction_of_a_second_are_floored_as_body_times_are() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let p = app.paid(&token, "frac-1", 1000).await;
+    let paid_at = p["paid_at"].as_i64().unwrap();
+    assert!(paid_at > 0, "{p}");
+    let payments = |query: String| {
+        let (app, token) = (&app, &token);
+        async move {
+            app.get(&format!("/payments/status/paid?{query}"), Some(token))
+                .await
+        }
+    };
+    let (status, body) = payments(format!("from={paid_at}.7&to={paid_at}.7")).await;
+    assert_eq!(
+        uids_listed(status, &body),
+        ["frac-1"],
+        "from floored to paid_at"
+    );
+    let (status, body) = payments(format!("from=0.5&to={}.9", paid_at - 1)).await;
+    assert!(
+        uids_listed(status, &body).is_empty(),
+        "to floored below paid_at: {body}"
+    );
+    for refused in ["from=soon", "to=NaN", "from=1.5e", "page=1.5", "limit=2.5"] {
+        let (status, body) = payments(refused.to_string()).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{refused}: {body}");
+        assert_eq!(body["code"], -1, "{refused}: {body}");
+    }
+
+    crate::billing::register(&app, &token, "s-frac", test_cards::SHINHAN_CREDIT).await;
+    let base = app.app.gateway.clock.unix() + 1000;
+    let (_, body) = app
+        .post(
+            "/subscribe/payments/schedule",
+            Some(&token),
+            serde_json::json!({"customer_uid": "s-frac", "schedules": [
+                {"merchant_uid": "fr-0", "schedule_at": base, "amount": 1000},
+                {"merchant_uid": "fr-1", "schedule_at": base + 100, "amount": 1000},
+            ]}),
+        )
+        .await;
+    assert_eq!(body["code"], 0, "{body}");
+    let (from, to) = (format!("{base}.5"), format!("{}.5", base + 100));
+    for path in [
+        format!("/subscribe/payments/schedule?schedule_from={from}&schedule_to={to}"),
+        format!("/subscribe/payments/schedule/customers/s-frac?from={from}&to={to}"),
+        format!("/subscribe/customers/s-frac/schedules?from={from}&to={to}"),
+    ] {
+        let (status, body) = app.get(&path, Some(&token)).await;
+        assert_eq!(uids_listed(status, &body), ["fr-0"], "{path}");
+        let (status, body) = app.get(&path.replace(&to, "soon"), Some(&token)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{path}: {body}");
+        assert_eq!(body["code"], -1, "{path}: {body}");
+    }
+}

@@ -1999,6 +1999,137 @@ async fn a_schedule_for_a_merchant_uid_prepared_with_another_amount_is_refused_w
     assert_eq!(body["code"], 0, "the prepared amount: {body}");
 }
 
+/// `POST /payments/prepare` for `merchant_uid`, or `PUT` when `again` (it is prepared already).
+async fn prepare(app: &TestApp, token: &str, merchant_uid: &str, amount: i64, again: bool) {
+    let body = json!({"merchant_uid": merchant_uid, "amount": amount});
+    let (_, prepared) = if again {
+        app.put("/payments/prepare", token, body).await
+    } else {
+        app.post("/payments/prepare", Some(token), body).await
+    };
+    assert_eq!(prepared["code"], 0, "{prepared}");
+}
+
+/// The refusal of a schedule whose merchant_uid is prepared with 5000 while it charges 1000.
+fn refused_as_prepared_otherwise(status: reqwest::StatusCode, body: &Value, uid: &str) {
+    assert_eq!(status, reqwest::StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["code"], -1, "{body}");
+    assert_eq!(
+        body["message"],
+        format!(
+            "사전등록된 결제정보와 일치하지 않습니다. (사전등록 금액: 5000, 요청 금액: 1000) (merchant_uid: {uid})"
+        ),
+        "registration's words: {body}"
+    );
+}
+
+/// spec §4.3: moving a pending schedule (`PUT …/schedule/{merchant_uid}`) checks its amount against
+/// its merchant_uid's prepared amount as registration does: prepared with another amount after
+/// the schedule was registered, the move is refused with registration's words (a 400, as every
+/// refusal of a move) and nothing moved, rather than accepted for a run that would be refused
+/// before charging. Prepared with the schedule's amount, it moves; one already revoked is refused
+/// for being revoked, whatever its merchant_uid's prepare.
+#[tokio::test]
+async fn moving_a_schedule_whose_merchant_uid_was_prepared_with_another_amount_is_refused() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    register(&app, &token, "s-mv-prep", test_cards::SHINHAN_CREDIT).await;
+    let at = now() + 600;
+    let body = schedule(
+        &app,
+        &token,
+        json!({"customer_uid": "s-mv-prep", "schedules": [
+        {"merchant_uid": "mvp-1", "schedule_at": at, "amount": 1000},
+        {"merchant_uid": "mvp-gone", "schedule_at": at, "amount": 1000}]}),
+    )
+    .await;
+    assert_eq!(body["code"], 0, "{body}");
+    prepare(&app, &token, "mvp-1", 5000, false).await;
+
+    let (status, body) = move_to(&app, &token, "mvp-1", at + 3600).await;
+    refused_as_prepared_otherwise(status, &body, "mvp-1");
+    let s = shown_schedule(&app, &token, "mvp-1").await;
+    assert_eq!(s["response"]["schedule_at"], at, "not moved: {s}");
+    assert_eq!(s["response"]["schedule_status"], "scheduled", "{s}");
+
+    prepare(&app, &token, "mvp-1", 1000, true).await;
+    let (status, body) = move_to(&app, &token, "mvp-1", at + 3600).await;
+    assert_eq!(status, reqwest::StatusCode::OK, "{body}");
+    assert_eq!(body["response"]["schedule_at"], at + 3600, "{body}");
+
+    let (_, revoked) = app
+        .post(
+            "/subscribe/payments/unschedule",
+            Some(&token),
+            json!({"merchant_uid": "mvp-gone"}),
+        )
+        .await;
+    assert_eq!(revoked["code"], 0, "{revoked}");
+    prepare(&app, &token, "mvp-gone", 5000, false).await;
+    let (status, body) = move_to(&app, &token, "mvp-gone", at + 3600).await;
+    assert_eq!(status, reqwest::StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(
+        body["message"], "이미 실행 혹은 취소된 결제예약입니다.",
+        "its state first: {body}"
+    );
+}
+
+/// spec §4.3: scheduling again a schedule that failed because its merchant_uid was prepared with
+/// another amount (`POST …/reschedule`) is refused with registration's words while that prepare
+/// stands (a 400, as every refusal of a re-arm): re-armed, it would only fail again when due, with
+/// another failed payment and `failed` webhook. Nothing is re-armed; once the prepare is changed to
+/// the schedule's amount, it is scheduled again and its run charges it.
+#[tokio::test]
+async fn rescheduling_a_schedule_whose_merchant_uid_is_prepared_with_another_amount_is_refused() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    register(&app, &token, "s-re-prep", test_cards::SHINHAN_CREDIT).await;
+    prepare(&app, &token, "rep-1", 1000, false).await;
+    let body = schedule(
+        &app,
+        &token,
+        json!({"customer_uid": "s-re-prep", "schedules": [
+        {"merchant_uid": "rep-1", "schedule_at": now() + 10, "amount": 1000}]}),
+    )
+    .await;
+    assert_eq!(body["code"], 0, "{body}");
+    prepare(&app, &token, "rep-1", 5000, true).await;
+    app.advance(11);
+    assert_eq!(app.app.gateway.run_due_schedules(10).await.unwrap(), 1);
+    let failed = shown_schedule(&app, &token, "rep-1").await;
+    assert_eq!(failed["response"]["payment_status"], "failed", "{failed}");
+
+    let reschedule = |at: i64| {
+        let (app, token) = (&app, &token);
+        async move {
+            app.post(
+                "/subscribe/payments/schedule/rep-1/reschedule",
+                Some(token),
+                json!({ "schedule_at": at }),
+            )
+            .await
+        }
+    };
+    let at = app.app.gateway.clock.unix() + 600;
+    let (status, body) = reschedule(at).await;
+    refused_as_prepared_otherwise(status, &body, "rep-1");
+    assert_eq!(
+        shown_schedule(&app, &token, "rep-1").await,
+        failed,
+        "nothing re-armed"
+    );
+
+    prepare(&app, &token, "rep-1", 1000, true).await;
+    let (status, body) = reschedule(at).await;
+    assert_eq!(status, reqwest::StatusCode::OK, "{body}");
+    assert_eq!(body["response"]["schedule_status"], "scheduled", "{body}");
+    assert_eq!(body["response"]["schedule_at"], at, "{body}");
+    app.advance(601);
+    assert_eq!(app.app.gateway.run_due_schedules(10).await.unwrap(), 1);
+    let s = shown_schedule(&app, &token, "rep-1").await;
+    assert_eq!(s["response"]["payment_status"], "paid", "{s}");
+}
+
 /// A schedule's text is checked when it is registered, as a charge's would be: text KCP is not
 /// sent (script content) refuses the schedule then, not when it is due and no one is waiting.
 #[tokio::test]
