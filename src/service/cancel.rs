@@ -90,9 +90,14 @@ impl Gateway {
         if let Some(conflict) = payments::unreconciled_conflict(&self.db.read, payment.id).await? {
             return Err(conflict_refusal(&payment, conflict.id));
         }
+        // Only while something is left to refund: one refunded in full already (in KCP's admin,
+        // recorded from KCP's TX01 notice) is answered `이미 전액취소된 주문입니다.` by the plan
+        // below, as iamport does (spec/iamport-v1.md §2), so a merchant's refund job retrying it
+        // reads it as done instead of being told to refund it again in KCP's admin.
         if payment.pay_method == super::vbanks::VBANK
             && PaymentStatus::from_db(&payment.status) != PaymentStatus::Ready
             && payment.paid_at.is_some_and(|t| t > 0)
+            && payment.amount - payment.cancel_amount > 0
         {
             return Err(ServiceError::Refused(VBANK_REFUND_UNSUPPORTED.into()));
         }

@@ -382,6 +382,17 @@ impl Gateway {
                 return Err(ServiceError::Refused(message.into()));
             }
         }
+        // The look above was a KCP call on the attempt's first lease, which covers two calls
+        // (service/attempts.rs): renewed before the close, and not due for the resolver before a
+        // settle delay after it. Due as it was (a settle delay from the attempt's creation, up to
+        // a KCP timeout before the close), a resolver could inquire while KCP was still applying
+        // the close, find the account open and record the revocation as not made.
+        let Some(attempt) = self.renew_before_settling_call(attempt).await? else {
+            // Taken over while looking (this request stalled past its lease): nothing was sent,
+            // and what the other holder decided is the answer.
+            let decided = self.cancel_decided(attempt_id).await?;
+            return self.answer_revocation(&payment, decided).await;
+        };
         let outcome = match connector
             .revoke_vbank(&tno, payment.escrow, REVOKE_REASON)
             .await
@@ -454,23 +465,32 @@ impl Gateway {
                 }
             }
         };
+        self.answer_revocation(&payment, outcome).await
+    }
+
+    /// How a revocation's outcome is answered: the payment once revoked, a refusal otherwise.
+    async fn answer_revocation(
+        &self,
+        payment: &payment::Model,
+        outcome: CancelOutcome,
+    ) -> ServiceResult<PaymentRecord> {
         match outcome {
             CancelOutcome::Applied(p) => self.payment_record(*p).await,
             CancelOutcome::NotApplied(why) => Err(ServiceError::Refused(format!(
                 "가상계좌 발급취소에 실패하였습니다.({why})"
             ))),
             CancelOutcome::Unknown => Err(self
-                .unknown_cancel_refusal(&payment, revocation_unknown(&payment.imp_uid))
+                .unknown_cancel_refusal(payment, revocation_unknown(&payment.imp_uid))
                 .await?),
             CancelOutcome::Conflict(attempt_id) => Err(ServiceError::Refused(format!(
                 "PG사에서는 발급취소되었으나 결제 기록과 일치하지 않아 운영자 확인이 필요합니다. (imp_uid: {}, attempt {attempt_id})",
                 payment.imp_uid
             ))),
             CancelOutcome::Disputed(attempt_id) => {
-                Err(super::cancel::conflict_refusal(&payment, attempt_id))
+                Err(super::cancel::conflict_refusal(payment, attempt_id))
             }
             CancelOutcome::Reconciled(attempt_id) => {
-                Err(super::cancel::reconciled_refusal(&payment, attempt_id))
+                Err(super::cancel::reconciled_refusal(payment, attempt_id))
             }
         }
     }
