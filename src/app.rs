@@ -255,6 +255,7 @@ impl App {
             connectors: Connectors::new(
                 urls,
                 Duration::from_millis(config.kcp.timeout_ms),
+                config.kcp_pool_idle_timeout(),
                 config.test_mode,
             ),
             settings: GatewaySettings {

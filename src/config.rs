@@ -98,6 +98,13 @@ pub struct KcpSettings {
     /// Per-call timeout towards KCP, in milliseconds: at least [`MIN_KCP_TIMEOUT_MS`]
     /// ([`Config::validate`]).
     pub timeout_ms: u64,
+    /// How long, in milliseconds, a connection to KCP stays pooled for the next call. A server
+    /// closes a keep-alive connection that stayed idle for its own timeout (the embedded sandbox
+    /// after `http.header_read_timeout_ms`, Apache and Node after 5 s), and a call sent on it as
+    /// it closes fails after it was sent: an unknown outcome for a charge KCP never saw. So it
+    /// must be shorter than KCP's keep-alive; 0 opens a connection for every call. With the
+    /// embedded sandbox at most half its header timeout is used ([`Config::kcp_pool_idle_timeout`]).
+    pub pool_idle_timeout_ms: u64,
     /// Single-merchant setups: the demo/default merchant's KCP site code and credentials.
     pub site_cd: Option<String>,
     pub cert_info: Option<String>,
@@ -284,6 +291,7 @@ impl Default for Config {
             kcp: KcpSettings {
                 api_base: None,
                 timeout_ms: 30_000,
+                pool_idle_timeout_ms: 2_000,
                 site_cd: None,
                 cert_info: None,
                 private_key_path: None,
@@ -432,6 +440,18 @@ impl Config {
     /// with an effect at KCP (service/attempts.rs).
     pub fn attempt_hold(&self) -> std::time::Duration {
         std::time::Duration::from_millis(self.kcp.timeout_ms.saturating_mul(3))
+    }
+
+    /// How long a connection to KCP stays pooled for the next call: `kcp.pool_idle_timeout_ms`,
+    /// and with the embedded sandbox at most half of `http.header_read_timeout_ms`, after which
+    /// the sandbox's server closes an idle connection: an operator who shortens the header
+    /// timeout would otherwise have calls sent on connections the sandbox is closing.
+    pub fn kcp_pool_idle_timeout(&self) -> std::time::Duration {
+        let mut ms = self.kcp.pool_idle_timeout_ms;
+        if self.embedded_sandbox() {
+            ms = ms.min(self.http.header_read_timeout_ms / 2);
+        }
+        std::time::Duration::from_millis(ms)
     }
 
     /// [`Self::attempt_hold`] as the lease written on an attempt, in whole seconds: rounded up,
@@ -785,6 +805,34 @@ mod tests {
             config.validate(),
             Err(ConfigError::NoConnectionsAllowed)
         ));
+    }
+
+    /// reqwest kept idle connections to KCP for 90 s while servers close them after 5 to 10 s:
+    /// a charge sent on a connection as the server closed it was an unknown outcome.
+    #[test]
+    // figment::Jail's closure must return figment's own (large) error type.
+    #[allow(clippy::result_large_err)]
+    fn kcp_connections_idle_two_seconds_by_default_and_under_the_embedded_sandboxs_keep_alive() {
+        figment::Jail::expect_with(|jail| {
+            jail.clear_env();
+            let ms = |c: &Config| c.kcp_pool_idle_timeout().as_millis();
+            let mut config = Config::load(None).expect("loads");
+            assert_eq!(config.kcp.pool_idle_timeout_ms, 2_000);
+            assert_eq!(ms(&config), 2_000);
+            // The embedded sandbox closes idle connections after the header timeout.
+            config.http.header_read_timeout_ms = 3_000;
+            assert_eq!(ms(&config), 1_500);
+            config.sandbox.embedded = Some(false);
+            assert_eq!(ms(&config), 2_000, "without the embedded sandbox, as set");
+
+            jail.create_file("pool.toml", "[kcp]\npool_idle_timeout_ms = 500\n")?;
+            let config = Config::load(Some(Path::new("pool.toml"))).expect("loads");
+            assert_eq!(ms(&config), 500);
+            jail.set_env("OPENPORT_KCP__POOL_IDLE_TIMEOUT_MS", "0");
+            let config = Config::load(Some(Path::new("pool.toml"))).expect("loads");
+            assert_eq!(ms(&config), 0, "the environment wins; 0 reuses nothing");
+            Ok(())
+        });
     }
 
     /// An interval of 0 once switched the resolver, the scheduler and webhook delivery off

@@ -33,11 +33,22 @@ pub const TEST_MERCHANT_ON_LIVE: &str =
     "테스트 모드에서 만든 가맹점의 결제는 운영 인스턴스에서 처리하지 않습니다.";
 
 impl Connectors {
-    pub fn new(urls: KcpUrls, timeout: Duration, test_mode: bool) -> Self {
+    /// `pool_idle_timeout` (`Config::kcp_pool_idle_timeout`) is how long a connection to KCP is
+    /// kept for the next call. It must end before the server's keep-alive does: a server closes
+    /// an idle connection on its own timer, and a call sent on it just then fails after it was
+    /// sent ("connection closed before message completed"), an unknown outcome for a charge KCP
+    /// never saw, settled failed by inquiry only later. reqwest's default keeps connections 90 s.
+    pub fn new(
+        urls: KcpUrls,
+        timeout: Duration,
+        pool_idle_timeout: Duration,
+        test_mode: bool,
+    ) -> Self {
         let http = reqwest::Client::builder()
             .timeout(timeout)
             .connect_timeout(Duration::from_secs(10))
             .pool_max_idle_per_host(64)
+            .pool_idle_timeout(pool_idle_timeout)
             .build()
             .expect("HTTP client with static settings");
         Self {
@@ -117,3 +128,6 @@ impl Connectors {
         Ok(connector)
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -95,13 +95,23 @@ fn refusal(target: &str) -> String {
     )
 }
 
+/// How long a connection to a merchant's server stays pooled for the next webhook or
+/// `confirm_url` call. A server closes a keep-alive connection that stayed idle for its own
+/// timeout (Node 5 s, Apache 5 s, gunicorn 2 s), and a request sent on it just as it closes fails
+/// after it was sent ("connection closed before message completed"): a failed delivery try, or a
+/// confirmation that stops the payment. reqwest keeps idle connections 90 s; past this much idle
+/// time a call opens a new connection instead, before any such server has closed it.
+pub const POOL_IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// A client for URLs somebody else chose: no redirects (a redirected POST turns into a GET, a 3xx
-/// is not the answer asked for, and a redirect could lead past the address check) and, unless
-/// private targets are allowed (`config::WebhookSettings::private_targets`), no proxy and names
-/// resolved to public addresses only. Callers add their timeouts and still call
-/// [`refuse_private_literal`] before sending.
+/// is not the answer asked for, and a redirect could lead past the address check), idle
+/// connections reused for [`POOL_IDLE_TIMEOUT`] only and, unless private targets are allowed
+/// (`config::WebhookSettings::private_targets`), no proxy and names resolved to public addresses
+/// only. Callers add their timeouts and still call [`refuse_private_literal`] before sending.
 pub fn guarded_client(private_targets: bool) -> reqwest::ClientBuilder {
-    let builder = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none());
+    let builder = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .pool_idle_timeout(POOL_IDLE_TIMEOUT);
     if private_targets {
         builder
     } else {
@@ -172,8 +182,12 @@ impl Resolve for PublicOnly {
 }
 
 #[cfg(test)]
+pub(crate) mod closing_server;
+
+#[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     #[test]
     fn this_host_private_networks_and_reserved_ranges_are_not_public() {
@@ -264,6 +278,32 @@ mod tests {
         assert!(refuse_private_literal("http://[64:ff9b::a9fe:a9fe]/").is_err());
         assert!(refuse_private_literal("https://8.8.8.8/hook").is_ok());
         assert!(refuse_private_literal("https://merchant.example/hook").is_ok());
+    }
+
+    /// A merchant's server closes a keep-alive connection idle for its timeout (Node and Apache
+    /// 5 s, gunicorn 2 s), here 1.1 s; a webhook sent on the connection as it closed was a failed
+    /// try (reqwest reused idle connections for 90 s). Calls in a row still share a connection.
+    #[tokio::test]
+    async fn a_call_after_a_pause_goes_on_a_new_connection_not_one_the_server_may_be_closing() {
+        let server = closing_server::start(Duration::from_millis(1_100), "{}").await;
+        let clients = GuardedClients::new();
+        let client = clients.get(true, |b| b.timeout(Duration::from_secs(5)));
+        let url = format!("{}/hook", server.base);
+        let post = || async {
+            let answer = client.post(&url).body("{}").send().await?;
+            answer.error_for_status()?.bytes().await
+        };
+
+        post().await.expect("the first call");
+        post().await.expect("a call right after it");
+        assert_eq!(server.connections(), 1, "calls in a row share a connection");
+        tokio::time::sleep(Duration::from_millis(1_500)).await;
+        post()
+            .await
+            .expect("a call after a pause longer than the server's keep-alive");
+
+        assert_eq!((server.answered(), server.dropped()), (3, 0));
+        assert_eq!(server.connections(), 2);
     }
 
     #[tokio::test]
