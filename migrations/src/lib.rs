@@ -36,6 +36,7 @@ mod m20261210_000030_webhook_to_merchant_url;
 mod m20261211_000031_conflict_attempts_index;
 mod m20261212_000032_notifications_by_age;
 mod m20261213_000033_key_issuances;
+mod m20261214_000034_webhook_message_id;
 
 pub struct Migrator;
 
@@ -76,6 +77,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261211_000031_conflict_attempts_index::Migration),
             Box::new(m20261212_000032_notifications_by_age::Migration),
             Box::new(m20261213_000033_key_issuances::Migration),
+            Box::new(m20261214_000034_webhook_message_id::Migration),
         ]
     }
 }

@@ -73,7 +73,7 @@ impl From<DeliveryRecord> for WebhookDeliveryView {
     fn from(r: DeliveryRecord) -> Self {
         let d = r.delivery;
         Self {
-            message_id: crate::service::webhooks::message_id(d.id),
+            message_id: d.message_id,
             id: d.id,
             merchant_id: d.merchant_id,
             imp_uid: d.imp_uid,

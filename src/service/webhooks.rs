@@ -22,8 +22,9 @@ use crate::store::entity::{merchant, payment, webhook_attempt, webhook_delivery}
 use crate::store::merchants;
 use crate::store::webhooks::{self as store, AttemptResult, DeliveryQuery, DueDelivery, LeftOut};
 
-/// Minutes to wait after the 1st, 2nd, … failed attempt. After the last one the delivery is
-/// `failed` (6 attempts in all: PortOne V2's schedule 0, 1, 4, 16, 64, 256 min, spec §5).
+/// Minutes to wait after the 1st, 2nd, … failed attempt, counted from when it failed (its POST
+/// ended, up to the 30 s timeout after it began). After the last one the delivery is `failed`
+/// (6 attempts in all: PortOne V2's schedule 0, 1, 4, 16, 64, 256 min, spec §5).
 pub const BACKOFF_MINUTES: [i64; 5] = [1, 4, 16, 64, 256];
 
 /// How long one worker owns a claimed delivery: longer than the 30 s request timeout, so a lease
@@ -253,11 +254,6 @@ pub fn shown_url(url: &str) -> String {
     parsed.to_string()
 }
 
-/// The Standard Webhooks message id of a delivery: stable across its retries.
-pub fn message_id(delivery_id: i64) -> String {
-    format!("msg_{delivery_id}")
-}
-
 /// Where a merchant's webhooks go by default, and in which encoding.
 struct MerchantTarget {
     url: Option<String>,
@@ -440,6 +436,9 @@ impl Gateway {
                 // kept for that URL may carry it (jobs::webhooks).
                 let to_merchant_url = merchant_url == Some(url.as_str());
                 webhook_delivery::ActiveModel {
+                    // Random, stored with the row: the `webhook-id` of every attempt and resend
+                    // of this delivery, never a row id another event may get again.
+                    message_id: Set(webhook_delivery::new_message_id()),
                     merchant_id: Set(payment.merchant_id),
                     imp_uid: Set(payment.imp_uid.clone()),
                     merchant_uid: Set(payment.merchant_uid.clone()),
@@ -677,6 +676,10 @@ impl Gateway {
                 duration_ms: 0,
             },
         };
+        // The wait before a retry runs from the failure, not from the attempt's start: counted
+        // from the start, a receiver that timed out after 30 s was tried again 30 s later, not
+        // after the minute the schedule promises (review r4, finding 3).
+        let finished_at = self.clock.unix();
         let attempts = delivery.attempts + 1;
         let (state, next_attempt_at) = if sent.delivered() {
             ("delivered", attempted_at)
@@ -684,7 +687,7 @@ impl Gateway {
             .get(usize::try_from(delivery.attempts).unwrap_or(0))
             .filter(|_| sent.retryable())
         {
-            ("pending", attempted_at + 60 * minutes)
+            ("pending", finished_at + 60 * minutes)
         } else {
             ("failed", attempted_at)
         };
@@ -722,7 +725,7 @@ impl Gateway {
                 next_attempt_at,
                 last_http_status: sent.http_status.map(i32::from),
                 last_error: sent.error.clone(),
-                now: self.clock.unix(),
+                now: finished_at,
             },
         )
         .await?;
@@ -768,9 +771,9 @@ impl Gateway {
                     }
                 }
             }
-            let id = message_id(d.id);
+            let id = &d.message_id;
             let exposed: Vec<&str> = secrets.iter().map(|s| s.expose_secret()).collect();
-            let signature = signature_header(&exposed, &id, timestamp, &body);
+            let signature = signature_header(&exposed, id, timestamp, &body);
             req = req
                 .header("webhook-id", id)
                 .header("webhook-timestamp", timestamp.to_string())
@@ -919,6 +922,7 @@ mod tests {
     fn a_cancellation_body_carries_its_cancellation_id_in_json_and_form() {
         let mut d = webhook_delivery::Model {
             id: 1,
+            message_id: "msg_1".into(),
             merchant_id: 1,
             imp_uid: "imp_1".into(),
             merchant_uid: "order 1&2".into(),

@@ -535,6 +535,243 @@ async fn an_operator_can_resend_a_failed_delivery() {
     assert_eq!(status, StatusCode::UNAUTHORIZED);
 }
 
+/// Sets a signing secret for the demo merchant (`webhook-id` goes only with signed webhooks)
+/// and its URL on `receiver`.
+async fn sign_to(app: &TestApp, receiver: &Receiver, path: &str) {
+    let secret = format!("whsec_{}", B64.encode([7u8; 32]));
+    let (status, body) = configure(app, json!({"url": receiver.url(path), "secret": secret})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}
+
+fn webhook_id(r: &Received) -> String {
+    r.headers["webhook-id"].to_str().unwrap().to_string()
+}
+
+/// `msg_` and 26 of Crockford's base32 (lower case), as `new_message_id` makes them.
+fn assert_random_message_id(id: &str) {
+    let rest = id.strip_prefix("msg_").unwrap_or_else(|| panic!("{id}"));
+    assert_eq!(rest.len(), 26, "{id}");
+    assert!(
+        rest.bytes()
+            .all(|b| b"0123456789abcdefghjkmnpqrstvwxyz".contains(&b)),
+        "{id}"
+    );
+}
+
+/// The `webhook-id` is stored with the delivery: every retry and an operator's resend of it
+/// carry the same one (a resend is the same event sent again, so a receiver that deduplicates
+/// may skip it), and it is random, not the row id.
+#[tokio::test]
+async fn a_deliverys_webhook_id_is_random_and_the_same_on_every_retry_and_resend() {
+    let app = spawn_app().await;
+    let receiver = Receiver::start().await;
+    sign_to(&app, &receiver, "/same-id").await;
+    let token = app.token().await;
+    let imp_uid = paid_payment(&app, &token, "wh-same-id", Value::Null).await;
+    enqueue(&app, &imp_uid, "paid", None).await;
+
+    receiver.fail_next(&[503]);
+    assert_eq!(deliver(&app).await, 1);
+    app.advance(61);
+    assert_eq!(deliver(&app).await, 1, "the retry");
+    let listed = history(&app, &format!("?imp_uid={imp_uid}")).await;
+    assert_eq!(listed[0]["state"], "delivered", "{listed:?}");
+    let id = listed[0]["id"].as_i64().unwrap();
+    let (status, body) = app
+        .post(
+            &format!("/admin/webhooks/{id}/resend"),
+            Some(ADMIN_TOKEN),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(deliver(&app).await, 1, "the resend");
+
+    let ids: Vec<String> = receiver.requests().iter().map(webhook_id).collect();
+    assert_eq!(ids.len(), 3);
+    assert!(ids.iter().all(|i| *i == ids[0]), "{ids:?}");
+    assert_random_message_id(&ids[0]);
+    assert_ne!(ids[0], format!("msg_{id}"));
+    assert_eq!(body["response"]["message_id"], ids[0].as_str(), "{body}");
+}
+
+/// Row ids come from a sequence, which runs again over ids already sent once a backup is
+/// restored or the sequence is reset (review r4, finding 1). Here the delivery history is
+/// emptied and the sequence started again, so the second event's row gets the first one's id:
+/// its `webhook-id` must still differ, or a receiver deduplicating on it drops the new event.
+#[tokio::test]
+async fn a_new_event_never_gets_the_webhook_id_of_one_sent_before_the_row_ids_ran_again() {
+    let app = spawn_app().await;
+    let receiver = Receiver::start().await;
+    let token = app.token().await;
+    // Paid before any URL is set: no webhook rows yet, so the first one written is id 1.
+    let before = paid_payment(&app, &token, "wh-before-restore", Value::Null).await;
+    let after = paid_payment(&app, &token, "wh-after-restore", Value::Null).await;
+    sign_to(&app, &receiver, "/dedup").await;
+
+    enqueue(&app, &before, "paid", None).await;
+    assert_eq!(deliver(&app).await, 1);
+    let first_row = history(&app, "").await[0]["id"].as_i64().unwrap();
+
+    let restart = if app.database_url.starts_with("postgres") {
+        "ALTER SEQUENCE webhook_deliveries_id_seq RESTART"
+    } else {
+        "DELETE FROM sqlite_sequence WHERE name = 'webhook_deliveries'"
+    };
+    crate::helpers::execute(
+        &app,
+        vec![
+            "DELETE FROM webhook_attempts".into(),
+            "DELETE FROM webhook_deliveries".into(),
+            restart.into(),
+        ],
+    )
+    .await;
+    enqueue(&app, &after, "paid", None).await;
+    assert_eq!(deliver(&app).await, 1);
+    let second_row = history(&app, "").await[0]["id"].as_i64().unwrap();
+    assert_eq!(second_row, first_row, "the row id came round again");
+
+    let got = receiver.requests();
+    assert_eq!(got.len(), 2);
+    assert_eq!(json_body(&got[0])["imp_uid"], before.as_str());
+    assert_eq!(json_body(&got[1])["imp_uid"], after.as_str());
+    let (first, second) = (webhook_id(&got[0]), webhook_id(&got[1]));
+    assert_ne!(first, second, "two events, two webhook-ids");
+    assert_random_message_id(&first);
+    assert_random_message_id(&second);
+}
+
+/// A delivery row built on `Default` (as tests and SQL-text inserts build theirs) gets its own
+/// random `webhook-id`, and an update built on `Default` leaves the stored one alone.
+#[tokio::test]
+async fn every_new_delivery_row_gets_its_own_webhook_id_and_an_update_never_changes_it() {
+    use openport::store::entity::webhook_delivery;
+    use openport::store::webhooks::{delivery_by_id, insert_delivery};
+    use sea_orm::{ActiveModelTrait, Set};
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let imp_uid = paid_payment(&app, &token, "wh-default-row", Value::Null).await;
+    let p = openport::store::payments::by_imp_uid(&app.app.gateway.db.read, None, &imp_uid)
+        .await
+        .unwrap()
+        .unwrap();
+    let db = &app.app.gateway.db.write;
+    let row = || crate::helpers::failed_webhook_row(&p, "https://shop.example/h");
+    let a = insert_delivery(db, row()).await.unwrap();
+    let b = insert_delivery(db, row()).await.unwrap();
+    assert_random_message_id(&a.message_id);
+    assert_random_message_id(&b.message_id);
+    assert_ne!(a.message_id, b.message_id);
+
+    webhook_delivery::ActiveModel {
+        id: Set(a.id),
+        state: Set("failed".into()),
+        ..Default::default()
+    }
+    .update(db)
+    .await
+    .unwrap();
+    let updated = delivery_by_id(db, a.id).await.unwrap().unwrap();
+    assert_eq!(updated.state, "failed");
+    assert_eq!(updated.message_id, a.message_id);
+}
+
+/// Deliveries written before the id was stored keep the one they were sent with (`msg_<id>`),
+/// so a pending one is retried, and an old one resent, under the id its receiver knows.
+#[tokio::test]
+async fn upgrading_keeps_the_webhook_id_each_existing_delivery_was_sent_with() {
+    use migration::{Migrator, MigratorTrait};
+    use sea_orm::{ConnectionTrait, Database, Statement};
+    let (url, _dir) = crate::helpers::fresh_database().await;
+    let db = Database::connect(&url).await.unwrap();
+    Migrator::up(&db, Some(33)).await.unwrap();
+    let exec = |sql: &'static str| {
+        let db = &db;
+        async move {
+            db.execute(Statement::from_string(db.get_database_backend(), sql))
+                .await
+                .unwrap();
+        }
+    };
+    exec(
+        "INSERT INTO merchants (id, imp_code, name, imp_key, imp_secret_hash, site_cd, \
+         kcp_certificate_pem, kcp_private_key_sealed, kcp_passphrase_sealed, test_mode, \
+         created_at, webhook_content_type) \
+         VALUES (1, 'imp00000001', 'shop', 'key', 'hash', 'T0000', '', '', '', true, 1, 'json')",
+    )
+    .await;
+    for (id, state) in [(5, "pending"), (9, "delivered")] {
+        let sql = format!(
+            "INSERT INTO webhook_deliveries (id, merchant_id, imp_uid, merchant_uid, status, url, \
+             content_type, state, attempts, next_attempt_at, lease_until, created_at, updated_at) \
+             VALUES ({id}, 1, 'imp_{id}', 'o-{id}', 'paid', 'https://shop.example/h', 'json', \
+             '{state}', 1, 1, 0, 1, 1)"
+        );
+        db.execute(Statement::from_string(db.get_database_backend(), sql))
+            .await
+            .unwrap();
+    }
+    Migrator::up(&db, None).await.unwrap();
+
+    use openport::store::entity::webhook_delivery;
+    use sea_orm::{EntityTrait, QueryOrder};
+    let ids: Vec<(i64, String)> = webhook_delivery::Entity::find()
+        .order_by_asc(webhook_delivery::Column::Id)
+        .all(&db)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|d| (d.id, d.message_id))
+        .collect();
+    assert_eq!(ids, [(5, "msg_5".into()), (9, "msg_9".into())]);
+}
+
+/// A retry waits its 1 minute from when the attempt failed: counted from when it began, a
+/// receiver that timed out after 30 s was tried again 30 s after the failure (review r4,
+/// finding 3). The receiver here answers 503 once 30 s have passed on the gateway clock.
+#[tokio::test]
+async fn a_retry_waits_its_backoff_from_when_the_attempt_failed_not_from_when_it_began() {
+    let app = std::sync::Arc::new(spawn_app().await);
+    app.stop_clock();
+    let slow = {
+        let app = std::sync::Arc::downgrade(&app);
+        axum::Router::new().fallback(move || {
+            let app = app.clone();
+            async move {
+                if let Some(app) = app.upgrade() {
+                    app.advance(30);
+                }
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+        })
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, slow).await });
+    configure(&app, json!({"url": format!("http://{addr}/slow")})).await;
+    let token = app.token().await;
+    let imp_uid = paid_payment(&app, &token, "wh-slow-fail", Value::Null).await;
+    enqueue(&app, &imp_uid, "paid", None).await;
+
+    let began = app.app.gateway.clock.unix();
+    assert_eq!(deliver(&app).await, 1);
+    let failed = app.app.gateway.clock.unix();
+    assert_eq!(failed, began + 30);
+    let d = &history(&app, &format!("?imp_uid={imp_uid}")).await[0];
+    assert_eq!(d["state"], "pending", "{d}");
+    assert_eq!(d["attempts"][0]["attempted_at"], began, "{d}");
+    assert_eq!(d["next_attempt_at"], failed + 60, "{d}");
+
+    app.advance(59);
+    assert_eq!(deliver(&app).await, 0, "not within a minute of the failure");
+    app.advance(1);
+    assert_eq!(deliver(&app).await, 1, "a minute after it");
+    let failed = app.app.gateway.clock.unix();
+    let d = &history(&app, &format!("?imp_uid={imp_uid}")).await[0];
+    assert_eq!(d["next_attempt_at"], failed + 4 * 60, "{d}");
+}
+
 #[tokio::test]
 async fn the_delivery_history_filters_by_merchant_and_state_and_is_operator_only() {
     let app = spawn_app().await;
