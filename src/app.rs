@@ -148,14 +148,6 @@ impl App {
         Self::build_with_clock(config, Clock::system()).await
     }
 
-    /// [`Self::build`] for an operator command: no first merchant is made, and the server takes
-    /// the default connection cap. It serves no client, so a cap set for `serve` does not refuse
-    /// a command run from a shell with a lower open-file limit than the service's.
-    pub async fn build_for_operator(mut config: Config) -> anyhow::Result<Self> {
-        config.http.max_connections = None;
-        Self::build_with(config, Clock::system(), Seeding::Off).await
-    }
-
     pub async fn build_with_clock(config: Config, clock: Clock) -> anyhow::Result<Self> {
         let seeding = Seeding::FirstMerchant {
             credentials_dir: ".".into(),
@@ -176,127 +168,11 @@ impl App {
         if !config.test_mode && config.public_url.is_none() {
             tracing::warn!("OPENPORT_PUBLIC_URL is not set: browser checkout (IMP.request_pay) is refused except on a loopback Host (docs/operations.md \"Public URL\")");
         }
-        if config.master_key.is_none() {
-            tracing::warn!("no master key configured: using the public test-mode key (never use this in production)");
-        }
-        let secrets = master_key(&config)?;
-        tracing::info!(database = %redact_url(&config.database_url), "connecting");
-        let db = Db::connect_with_pool(&config.database_url, config.database_pool_size)
-            .await
-            .context("database")?;
-        // Instances starting together migrate and make the first merchant one after the other
-        // (store/startup_lock.rs): released once the first merchant is settled.
-        let startup = StartupLock::acquire(&config.database_url)
-            .await
-            .context("startup lock")?;
-        if config.upgrade_schema {
-            db.migrate().await.context("migrations")?;
-        } else {
-            db.migrate_if_new().await?;
-        }
-
-        let sandbox = if config.embedded_sandbox() {
-            // KCP never forgets what it approved: the sandbox keeps its books next to the database
-            // that keeps the payments, or forgets them with each stop when told to.
-            let state_file = config.sandbox_state_file();
-            match &state_file {
-                Some(path) => {
-                    tracing::info!(path = %path.display(), "embedded KCP sandbox keeps its state in a file")
-                }
-                None => tracing::info!("embedded KCP sandbox state in memory only"),
-            }
-            let sb = kcp_sandbox::Sandbox::new(kcp_sandbox::SandboxConfig {
-                now: clock.as_fn(),
-                test_mode: true,
-                state_file,
-                ..kcp_sandbox::SandboxConfig::default()
-            })
-            .context("embedded KCP sandbox (OPENPORT_SANDBOX__STATE_FILE)")?;
-            let listener = TcpListener::bind(config.sandbox.listen)
-                .await
-                .context("sandbox listen address")?;
-            let addr = listener.local_addr()?;
-            let serving = sb.clone();
-            let limits = kcp_sandbox::ServerLimits {
-                header_read: config.http.header_read_timeout(),
-                body_read: config.http.body_read_timeout(),
-                max_connections: open_files::EMBEDDED_SANDBOX_CONNECTIONS,
-            };
-            tokio::spawn(kcp_sandbox::serve_until_with(
-                serving,
-                listener,
-                std::future::pending(),
-                limits,
-            ));
-            tracing::info!(%addr, "embedded KCP sandbox listening");
-            Some(EmbeddedSandbox { sandbox: sb, addr })
-        } else {
-            None
-        };
-        let urls = match (&sandbox, &config.kcp.api_base) {
-            (Some(sb), _) => KcpUrls::with_base(&format!("http://{}", sb.addr)),
-            (None, Some(base)) => KcpUrls::with_base(base),
-            (None, None) if config.test_mode => KcpUrls::test(),
-            (None, None) => KcpUrls::production(),
-        };
-        // The embedded sandbox serves every path itself; otherwise the seed's URLs apply.
-        let urls = if sandbox.is_some() {
-            urls
-        } else {
-            urls.with_named(
-                config.kcp.payment_url.as_deref(),
-                config.kcp.register_url.as_deref(),
-            )
-        };
-        let mut gateway = Gateway {
-            db,
-            clock,
-            secrets,
-            connectors: Connectors::new(
-                urls,
-                Duration::from_millis(config.kcp.timeout_ms),
-                config.kcp_pool_idle_timeout(),
-                config.test_mode,
-            ),
-            settings: GatewaySettings {
-                test_mode: config.test_mode,
-                settle_secs: config.resolver.settle_secs,
-                lease_secs: config.attempt_lease_secs(),
-                schedule_concurrency: config.scheduler.concurrency,
-                webhook_private_targets: config.webhook_private_targets(),
-                trust_order_no_inquiry: config.kcp.order_no_inquiry.unwrap_or(sandbox.is_some()),
-                max_clock_skew_ms: i64::try_from(config.resolver.max_clock_skew_secs)
-                    .unwrap_or(i64::MAX / 1000)
-                    .saturating_mul(1000),
-                scheduler_paused: config.scheduler.paused,
-            },
-            tokens: Arc::new(TokenCache::default()),
-            // As typed but for surrounding whitespace (the newline of the file it was read
-            // from): a header cannot carry it, and presented tokens are trimmed.
-            admin_token: config
-                .admin_token
-                .as_ref()
-                .map(|t| Arc::new(SecretString::from(t.expose_secret().trim()))),
-            clock_skewed: Arc::new(std::sync::atomic::AtomicBool::new(false)),
-            webhooks_written: Arc::new(tokio::sync::Notify::new()),
-        };
-        // Instances sharing a database judge each other's leases by their own clocks.
-        let reading = gateway.check_clock().await.context("clock check")?;
-        if let ClockReading::Skewed { .. } = reading {
-            anyhow::bail!("{reading}");
-        }
-        tracing::info!(clock = %reading, "clock checked against the database");
-        let stored = gateway.stored_master_keys().await?;
-        if let Some(unknown) = &stored.unknown {
-            return Err(unknown.clone().into());
-        }
-        stored.warn_of_pending_rotation(&gateway.secrets);
-        gateway.secrets = gateway.secrets.upgrading_hashes_only_from(&stored.in_use);
-        warn_of_test_merchants(&gateway).await?;
-        let first =
-            first_merchant::ensure_first_merchant(&config, &gateway, sandbox.as_ref(), &seeding)
-                .await?;
-        startup.release().await;
+        let Prepared {
+            gateway,
+            sandbox,
+            first,
+        } = prepare(&config, clock, &seeding).await?;
         let (demo, credentials_file) = match first {
             Some(f) => (Some(f.created), f.credentials_file),
             None => (None, None),
@@ -408,6 +284,164 @@ impl App {
     pub fn stop_handle(&self) -> tokio::sync::watch::Sender<bool> {
         self.shutdown.clone()
     }
+}
+
+/// What [`prepare`] makes.
+struct Prepared {
+    gateway: Gateway,
+    sandbox: Option<EmbeddedSandbox>,
+    first: Option<first_merchant::FirstMerchant>,
+}
+
+/// What every start makes before anything is served, `serve`'s and an operator command's alike:
+/// the migrated database, the embedded sandbox when configured, the gateway over them (its clock
+/// checked, its master keys matched against the stored values), and the first merchant when
+/// `seeding` asks for one. Under the startup lock (store/startup_lock.rs), released before it
+/// returns. No HTTP listener and no background work: [`App::build_with`] adds them for `serve`.
+async fn prepare(config: &Config, clock: Clock, seeding: &Seeding) -> anyhow::Result<Prepared> {
+    if config.master_key.is_none() {
+        tracing::warn!("no master key configured: using the public test-mode key (never use this in production)");
+    }
+    let secrets = master_key(config)?;
+    tracing::info!(database = %redact_url(&config.database_url), "connecting");
+    let db = Db::connect_with_pool(&config.database_url, config.database_pool_size)
+        .await
+        .context("database")?;
+    // Instances starting together migrate and make the first merchant one after the other
+    // (store/startup_lock.rs): released once the first merchant is settled.
+    let startup = StartupLock::acquire(&config.database_url)
+        .await
+        .context("startup lock")?;
+    if config.upgrade_schema {
+        db.migrate().await.context("migrations")?;
+    } else {
+        db.migrate_if_new().await?;
+    }
+
+    let sandbox = if config.embedded_sandbox() {
+        // KCP never forgets what it approved: the sandbox keeps its books next to the database
+        // that keeps the payments, or forgets them with each stop when told to.
+        let state_file = config.sandbox_state_file();
+        match &state_file {
+            Some(path) => {
+                tracing::info!(path = %path.display(), "embedded KCP sandbox keeps its state in a file")
+            }
+            None => tracing::info!("embedded KCP sandbox state in memory only"),
+        }
+        let sb = kcp_sandbox::Sandbox::new(kcp_sandbox::SandboxConfig {
+            now: clock.as_fn(),
+            test_mode: true,
+            state_file,
+            ..kcp_sandbox::SandboxConfig::default()
+        })
+        .context("embedded KCP sandbox (OPENPORT_SANDBOX__STATE_FILE)")?;
+        let listener = TcpListener::bind(config.sandbox.listen)
+            .await
+            .context("sandbox listen address")?;
+        let addr = listener.local_addr()?;
+        let serving = sb.clone();
+        let limits = kcp_sandbox::ServerLimits {
+            header_read: config.http.header_read_timeout(),
+            body_read: config.http.body_read_timeout(),
+            max_connections: open_files::EMBEDDED_SANDBOX_CONNECTIONS,
+        };
+        tokio::spawn(kcp_sandbox::serve_until_with(
+            serving,
+            listener,
+            std::future::pending(),
+            limits,
+        ));
+        tracing::info!(%addr, "embedded KCP sandbox listening");
+        Some(EmbeddedSandbox { sandbox: sb, addr })
+    } else {
+        None
+    };
+    let urls = match (&sandbox, &config.kcp.api_base) {
+        (Some(sb), _) => KcpUrls::with_base(&format!("http://{}", sb.addr)),
+        (None, Some(base)) => KcpUrls::with_base(base),
+        (None, None) if config.test_mode => KcpUrls::test(),
+        (None, None) => KcpUrls::production(),
+    };
+    // The embedded sandbox serves every path itself; otherwise the seed's URLs apply.
+    let urls = if sandbox.is_some() {
+        urls
+    } else {
+        urls.with_named(
+            config.kcp.payment_url.as_deref(),
+            config.kcp.register_url.as_deref(),
+        )
+    };
+    let mut gateway = Gateway {
+        db,
+        clock,
+        secrets,
+        connectors: Connectors::new(
+            urls,
+            Duration::from_millis(config.kcp.timeout_ms),
+            config.kcp_pool_idle_timeout(),
+            config.test_mode,
+        ),
+        settings: GatewaySettings {
+            test_mode: config.test_mode,
+            settle_secs: config.resolver.settle_secs,
+            lease_secs: config.attempt_lease_secs(),
+            schedule_concurrency: config.scheduler.concurrency,
+            webhook_private_targets: config.webhook_private_targets(),
+            trust_order_no_inquiry: config.kcp.order_no_inquiry.unwrap_or(sandbox.is_some()),
+            max_clock_skew_ms: i64::try_from(config.resolver.max_clock_skew_secs)
+                .unwrap_or(i64::MAX / 1000)
+                .saturating_mul(1000),
+            scheduler_paused: config.scheduler.paused,
+        },
+        tokens: Arc::new(TokenCache::default()),
+        // As typed but for surrounding whitespace (the newline of the file it was read
+        // from): a header cannot carry it, and presented tokens are trimmed.
+        admin_token: config
+            .admin_token
+            .as_ref()
+            .map(|t| Arc::new(SecretString::from(t.expose_secret().trim()))),
+        clock_skewed: Arc::new(std::sync::atomic::AtomicBool::new(false)),
+        webhooks_written: Arc::new(tokio::sync::Notify::new()),
+    };
+    // Instances sharing a database judge each other's leases by their own clocks.
+    let reading = gateway.check_clock().await.context("clock check")?;
+    if let ClockReading::Skewed { .. } = reading {
+        anyhow::bail!("{reading}");
+    }
+    tracing::info!(clock = %reading, "clock checked against the database");
+    let stored = gateway.stored_master_keys().await?;
+    if let Some(unknown) = &stored.unknown {
+        return Err(unknown.clone().into());
+    }
+    stored.warn_of_pending_rotation(&gateway.secrets);
+    gateway.secrets = gateway.secrets.upgrading_hashes_only_from(&stored.in_use);
+    warn_of_test_merchants(&gateway).await?;
+    let first =
+        first_merchant::ensure_first_merchant(config, &gateway, sandbox.as_ref(), seeding).await?;
+    startup.release().await;
+    Ok(Prepared {
+        gateway,
+        sandbox,
+        first,
+    })
+}
+
+/// The gateway alone, for an operator command (`openport attempt …`, `merchant create`,
+/// `reseal`): the database (migrated only when new, `store::Db::migrate_if_new`), the
+/// configured KCP and the master key, and nothing that runs beside the command. No HTTP
+/// listener: an operator command is not a server, and it used to serve the whole gateway API on
+/// a random loopback port for as long as it ran, a port nobody asked for nor looked after. No
+/// background jobs, no merchant-change listener (a PostgreSQL connection, for a cache a command
+/// of a few seconds does not keep long), no embedded sandbox (one beside the serving instance
+/// would be another KCP, knowing none of its trades), and no first merchant.
+pub async fn operator_gateway(mut config: Config) -> anyhow::Result<Gateway> {
+    config.upgrade_schema = false;
+    config.sandbox.embedded = Some(false);
+    // Nor a client connection: `serve`'s cap is none of its business.
+    config.http.max_connections = None;
+    config.validate()?;
+    let prepared = prepare(&config, Clock::system(), &Seeding::Off).await?;
+    Ok(prepared.gateway)
 }
 
 /// The router with its middleware, wrapped by path normalisation (which must run before routing).

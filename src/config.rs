@@ -33,9 +33,14 @@ pub struct Config {
     pub listen: SocketAddr,
     /// `sqlite://…` (default, embedded) or `postgres://…`.
     pub database_url: String,
-    /// PostgreSQL connections one instance may open at most (SQLite uses one writer and its own
-    /// readers). Instances sharing a server must together stay under its `max_connections` (100
-    /// by default): three instances at the default 32 take 96.
+    /// PostgreSQL connections one instance's pool opens at most (SQLite uses one writer and its
+    /// own readers). Each `serve` also holds one connection outside the pool for as long as it
+    /// runs (the merchant-change `LISTEN`, jobs/merchant_changes.rs) and one more while it starts
+    /// (the startup lock, store/startup_lock.rs). Instances sharing a server must together stay
+    /// under what it lets their role open: `max_connections` (100 by default) less
+    /// `superuser_reserved_connections` (3) unless the role is a superuser, so 97. Three
+    /// instances at the default 32 take 3 × (32 + 1) = 99, past it: give each fewer, leaving
+    /// room for an operator command's own pool and a restarting instance's startup lock.
     pub database_pool_size: u32,
     /// Test mode: payments are `sandbox: true`, KCP's test URLs (or the embedded sandbox) are used,
     /// and an empty database gets the documented demo merchant.

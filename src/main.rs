@@ -6,6 +6,7 @@ use clap::{Args, Parser, Subcommand};
 use openport::config::Config;
 use openport::service::attempts::{PaidAtSource, ReconciledPayment};
 use openport::service::merchants::{new_imp_secret, set_kcp_group_id, NewMerchant};
+use openport::service::Gateway;
 use openport::store::startup_lock::StartupLock;
 use openport::App;
 use secrecy::{ExposeSecret, SecretString};
@@ -26,11 +27,21 @@ struct Cli {
     command: Option<Command>,
 }
 
+/// What `serve` takes: the gateway's listen address, and what every command takes.
 #[derive(Args, Clone, Default)]
-struct Common {
+struct ServeArgs {
     /// Listen address (env OPENPORT_LISTEN). Default 127.0.0.1:8080.
     #[arg(long)]
     listen: Option<String>,
+    #[command(flatten)]
+    common: Common,
+}
+
+/// What every command that opens the database takes. No listen address: only `serve` listens
+/// (an operator command opens no port, `openport::app::operator_gateway`), so `--listen` given
+/// to one is refused rather than ignored.
+#[derive(Args, Clone, Default)]
+struct Common {
     /// Database URL (env DATABASE_URL). Default sqlite://openport.db?mode=rwc.
     #[arg(long)]
     database_url: Option<String>,
@@ -42,7 +53,7 @@ struct Common {
 #[derive(Subcommand)]
 enum Command {
     /// Run the gateway (test mode by default, with the embedded KCP sandbox).
-    Serve(Common),
+    Serve(ServeArgs),
     /// Apply database migrations and exit.
     Migrate(Common),
     /// After a master-key rotation: re-seal every stored secret under the current key
@@ -348,9 +359,6 @@ enum SandboxCommand {
 fn load(common: &Common) -> anyhow::Result<Config> {
     let mut config = Config::load(common.config.as_deref())
         .map_err(|e| anyhow::anyhow!("configuration: {e}"))?;
-    if let Some(l) = &common.listen {
-        config.listen = l.parse().context("--listen")?;
-    }
     if let Some(u) = &common.database_url {
         config.database_url = u.clone();
     }
@@ -392,23 +400,28 @@ fn init_tracing(json: bool, to: LogTo) {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    match cli.command.unwrap_or(Command::Serve(Common::default())) {
-        Command::Serve(common) => serve(load(&common)?).await,
+    match cli.command.unwrap_or(Command::Serve(ServeArgs::default())) {
+        Command::Serve(args) => {
+            let mut config = load(&args.common)?;
+            if let Some(l) = &args.listen {
+                config.listen = l.parse().context("--listen")?;
+            }
+            serve(config).await
+        }
         Command::Migrate(common) => {
             database_only(&common, true).await?;
             println!("migrations applied");
             Ok(())
         }
         Command::Reseal(common) => {
-            let app = offline_app(&common).await?;
-            let report = app
-                .gateway
+            let gateway = offline_gateway(&common).await?;
+            let report = gateway
                 .reseal_secrets()
                 .await
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
             println!(
                 "resealed under key {}: {} merchants, {} billing keys, {} access tokens",
-                app.gateway.secrets.key_id(),
+                gateway.secrets.key_id(),
                 report.merchants,
                 report.billing_keys,
                 report.access_tokens
@@ -427,7 +440,6 @@ async fn main() -> anyhow::Result<()> {
             for u in &report.unopenable {
                 println!("not resealed, no configured key opens it: {u}");
             }
-            app.shutdown().await;
             let needed = report.needed_unopenable().count();
             if needed > 0 {
                 anyhow::bail!(
@@ -505,8 +517,6 @@ async fn stop_signal() {
     let _ = tokio::signal::ctrl_c().await;
 }
 
-/// The gateway without its HTTP server, background jobs or embedded sandbox: for operator commands
-/// (which may still call KCP with the configured settings, as `attempt confirm-absent` does).
 /// The configuration and the migrated database, for the operator commands that need nothing else
 /// (no KCP, no background work, no listener). Logs go to stderr, as for every operator command.
 /// `upgrade`: apply pending migrations to a database in use (`openport migrate`); otherwise only
@@ -530,26 +540,53 @@ async fn database_only(
     Ok((config, db))
 }
 
-async fn offline_app(common: &Common) -> anyhow::Result<App> {
-    offline_app_with(common, KcpUse::None).await
+/// The gateway for an operator command ([`openport::app::operator_gateway`]: no listener, no
+/// background work, no embedded sandbox; it may still call KCP with the configured settings).
+/// Logs go to stderr, as for every operator command.
+async fn offline_gateway(common: &Common) -> anyhow::Result<Gateway> {
+    let config = load(common)?;
+    init_tracing(config.log_format == "json", LogTo::Stderr);
+    openport::app::operator_gateway(config).await
 }
 
-/// Whether an operator command calls KCP (its inquiries, a re-approval), or none.
-#[derive(Clone, Copy, PartialEq)]
-enum KcpUse {
-    None,
-    Calls,
+/// [`offline_gateway`] for a command that calls KCP about attempt `id`: refused, nothing changed,
+/// when the configuration's KCP is the serving instance's embedded sandbox
+/// ([`embedded_sandbox_unreachable`]) and the attempt's merchant would call it. A merchant with a
+/// KCP origin of its own (`merchant create --kcp-api-base`) is called there whatever the
+/// instance's KCP (`Connectors::urls_for`), from this shell as from the serving instance.
+async fn offline_gateway_calling_kcp(common: &Common, id: i64) -> anyhow::Result<Gateway> {
+    let config = load(common)?;
+    init_tracing(config.log_format == "json", LogTo::Stderr);
+    let unreachable = embedded_sandbox_unreachable(&config);
+    let gateway = openport::app::operator_gateway(config).await?;
+    if let Some(why) = unreachable {
+        if calls_the_instances_kcp(&gateway, id).await? {
+            anyhow::bail!(why);
+        }
+    }
+    Ok(gateway)
 }
 
-/// [`offline_app`] for a command that calls KCP: refused where the configuration's KCP is the
-/// serving instance's embedded sandbox ([`embedded_sandbox_unreachable`]).
-async fn offline_app_calling_kcp(common: &Common) -> anyhow::Result<App> {
-    offline_app_with(common, KcpUse::Calls).await
+/// Whether attempt `id`'s merchant calls the instance's KCP: it names no KCP origin of its own.
+/// An attempt (or its payment, its merchant) not found calls no KCP at all: the command refuses
+/// it itself.
+async fn calls_the_instances_kcp(gateway: &Gateway, id: i64) -> anyhow::Result<bool> {
+    use openport::store::{merchants, payments};
+    let db = &gateway.db.read;
+    let Some(attempt) = payments::attempt_by_id(db, id).await? else {
+        return Ok(false);
+    };
+    let Some(payment) = payments::by_id(db, attempt.payment_id).await? else {
+        return Ok(false);
+    };
+    let merchant = merchants::by_id(db, payment.merchant_id).await?;
+    Ok(merchant.is_some_and(|m| m.kcp_api_base.is_none()))
 }
 
-/// Why a KCP-calling operator command cannot run with `config`, if it cannot: in test mode with
-/// the embedded sandbox (no `OPENPORT_KCP__API_BASE`) the test-mode merchants' trades, certificates
-/// and keys are that sandbox's, which lives in the serving process. The command starts no sandbox
+/// Why a KCP-calling operator command cannot run with `config` for a merchant of the instance's
+/// KCP (one without a KCP origin of its own, [`calls_the_instances_kcp`]), if it cannot: in test
+/// mode with the embedded sandbox (no `OPENPORT_KCP__API_BASE`) such merchants' trades,
+/// certificates and keys are that sandbox's, which lives in the serving process. The command starts no sandbox
 /// (one beside the serving instance would be another KCP, knowing none of its trades), so its
 /// calls went to KCP's staging host instead, with the sandbox's certificate: refused there, and
 /// counted as tries of the attempt. The sandbox's address cannot be worked out from the
@@ -569,23 +606,8 @@ fn embedded_sandbox_unreachable(config: &Config) -> Option<String> {
         )
     };
     Some(format!(
-        "this command calls KCP, and in this configuration (test mode, no OPENPORT_KCP__API_BASE) KCP is the serving instance's embedded sandbox, which an operator command does not reach by itself: set OPENPORT_KCP__API_BASE to the sandbox's address, printed at the instance's start (`KCP sandbox listening on http://…`){configured}, and run it again"
+        "this command calls KCP, and in this configuration (test mode, no OPENPORT_KCP__API_BASE) the attempt's merchant (no KCP origin of its own) is served by the serving instance's embedded sandbox, which an operator command does not reach by itself: set OPENPORT_KCP__API_BASE to the sandbox's address, printed at the instance's start (`KCP sandbox listening on http://…`){configured}, and run it again"
     ))
-}
-
-async fn offline_app_with(common: &Common, kcp: KcpUse) -> anyhow::Result<App> {
-    let mut config = load(common)?;
-    init_tracing(config.log_format == "json", LogTo::Stderr);
-    if kcp == KcpUse::Calls {
-        if let Some(why) = embedded_sandbox_unreachable(&config) {
-            anyhow::bail!(why);
-        }
-    }
-    config.listen = "127.0.0.1:0".parse()?;
-    config.background_jobs = false;
-    config.upgrade_schema = false;
-    config.sandbox.embedded = Some(false);
-    App::build_for_operator(config).await
 }
 
 /// Exit status of `attempt confirm-absent` when the attempt is still open afterwards (1 is a
@@ -601,9 +623,8 @@ async fn attempt(cmd: AttemptCommand) -> anyhow::Result<()> {
             conflicts: _,
             issuances: true,
         } => {
-            let app = offline_app(&common).await?;
-            let listed = app.gateway.open_key_issuances(limit).await;
-            app.shutdown().await;
+            let gateway = offline_gateway(&common).await?;
+            let listed = gateway.open_key_issuances(limit).await;
             let issuances = listed.map_err(|e| anyhow::anyhow!("{e}"))?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&issuances)?);
@@ -632,18 +653,17 @@ async fn attempt(cmd: AttemptCommand) -> anyhow::Result<()> {
             conflicts,
             issuances: false,
         } => {
-            let app = offline_app(&common).await?;
+            let gateway = offline_gateway(&common).await?;
             // Issuances are not attempts of a payment and have their own listing; an operator
             // looking for what is unresolved is told they are there.
-            let issuances = openport::store::key_issuances::open_summary(&app.gateway.db.read)
+            let issuances = openport::store::key_issuances::open_summary(&gateway.db.read)
                 .await
                 .map(|(n, _)| n);
             let listed = if conflicts {
-                app.gateway.conflict_attempts(limit).await
+                gateway.conflict_attempts(limit).await
             } else {
-                app.gateway.open_attempts(limit).await
+                gateway.open_attempts(limit).await
             };
-            app.shutdown().await;
             let attempts = listed.map_err(|e| anyhow::anyhow!("{e}"))?;
             match issuances {
                 Ok(0) => {}
@@ -680,9 +700,8 @@ async fn attempt(cmd: AttemptCommand) -> anyhow::Result<()> {
             order_no,
         } => {
             anyhow::ensure!(none_at_kcp, "--none-at-kcp is required");
-            let app = offline_app(&common).await?;
-            let settled = app.gateway.fail_attempt_none_at_kcp(id, &order_no).await;
-            app.shutdown().await;
+            let gateway = offline_gateway(&common).await?;
+            let settled = gateway.fail_attempt_none_at_kcp(id, &order_no).await;
             let imp_uid = settled.map_err(|e| anyhow::anyhow!("{e}"))?;
             println!("attempt {id} settled: payment {imp_uid} failed, its merchant_uid is free");
             Ok(())
@@ -694,9 +713,8 @@ async fn attempt(cmd: AttemptCommand) -> anyhow::Result<()> {
             note,
             ..
         } => {
-            let app = offline_app(&common).await?;
-            let done = app.gateway.reconcile_issuance(&order_no, &note).await;
-            app.shutdown().await;
+            let gateway = offline_gateway(&common).await?;
+            let done = gateway.reconcile_issuance(&order_no, &note).await;
             done.map_err(|e| anyhow::anyhow!("{e}"))?;
             println!("billing-key issuance {order_no} reconciled");
             Ok(())
@@ -718,13 +736,12 @@ async fn attempt(cmd: AttemptCommand) -> anyhow::Result<()> {
                 (None, _) => None,
             };
             // Only a verdict on the payment is checked against KCP.
-            let app = if outcome.is_some() {
-                offline_app_calling_kcp(&common).await?
+            let gateway = if outcome.is_some() {
+                offline_gateway_calling_kcp(&common, id).await?
             } else {
-                offline_app(&common).await?
+                offline_gateway(&common).await?
             };
-            let done = app.gateway.reconcile_conflict(id, &note, outcome).await;
-            app.shutdown().await;
+            let done = gateway.reconcile_conflict(id, &note, outcome).await;
             let done = done.map_err(|e| anyhow::anyhow!("{e}"))?;
             match (payment, done.paid_at) {
                 (Some(HeldPayment::Failed), _) => println!(
@@ -759,9 +776,8 @@ async fn attempt(cmd: AttemptCommand) -> anyhow::Result<()> {
             Ok(())
         }
         AttemptCommand::Conflict { common, id, note } => {
-            let app = offline_app(&common).await?;
-            let done = app.gateway.mark_conflict_by_hand(id, &note).await;
-            app.shutdown().await;
+            let gateway = offline_gateway(&common).await?;
+            let done = gateway.mark_conflict_by_hand(id, &note).await;
             done.map_err(|e| anyhow::anyhow!("{e}"))?;
             println!(
                 "attempt {id} is a conflict: its payment takes no API cancel until `attempt reconciled`"
@@ -773,9 +789,8 @@ async fn attempt(cmd: AttemptCommand) -> anyhow::Result<()> {
             id,
             order_no,
         } => {
-            let app = offline_app_calling_kcp(&common).await?;
-            let settled = app.gateway.confirm_absent_at_kcp(id, &order_no).await;
-            app.shutdown().await;
+            let gateway = offline_gateway_calling_kcp(&common, id).await?;
+            let settled = gateway.confirm_absent_at_kcp(id, &order_no).await;
             let a = settled.map_err(|e| anyhow::anyhow!("{e}"))?;
             println!(
                 "attempt {id} is now {} ({})",
@@ -874,8 +889,8 @@ async fn merchant(cmd: MerchantCommand) -> anyhow::Result<()> {
         } => {
             // Creating a merchant needs neither the HTTP server, the resolver nor an embedded
             // sandbox: one beside a running server would rewrite its state file with a stale copy.
-            let app = offline_app(&common).await?;
-            let test_mode = app.gateway.settings.test_mode;
+            let gateway = offline_gateway(&common).await?;
+            let test_mode = gateway.settings.test_mode;
             let (cert_pem, key_pem, pass) = match (cert, key) {
                 (Some(c), Some(k)) => (
                     std::fs::read_to_string(&c).with_context(|| format!("read {}", c.display()))?,
@@ -894,8 +909,7 @@ async fn merchant(cmd: MerchantCommand) -> anyhow::Result<()> {
                 }
                 _ => anyhow::bail!("--cert and --key are required outside test mode"),
             };
-            let created = app
-                .gateway
+            let created = gateway
                 .create_merchant(NewMerchant {
                     name,
                     site_cd,
@@ -926,7 +940,6 @@ async fn merchant(cmd: MerchantCommand) -> anyhow::Result<()> {
                 );
                 println!("(the imp_secret is shown only now)");
             }
-            app.shutdown().await;
             Ok(())
         }
         MerchantCommand::NewSecret {

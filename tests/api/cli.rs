@@ -996,6 +996,228 @@ async fn attempt_confirm_absent_exits_non_zero_while_the_attempt_stays_open_and_
     );
 }
 
+/// An approval of the merchant whose token is `token` left open (its answer dropped), made older
+/// than any settle delay so that `attempt confirm-absent` asks KCP about it: (id, order number,
+/// imp_uid).
+async fn an_open_approval(
+    app: &crate::helpers::TestApp,
+    token: &str,
+    merchant_uid: &str,
+) -> (i64, String, String) {
+    use kcp_sandbox::{paths, Fault, FaultRule};
+    app.sandbox
+        .inject(FaultRule::new(paths::HUB_PAYMENT, Fault::Drop));
+    let (_, body) = app
+        .pay(
+            token,
+            merchant_uid,
+            1000,
+            crate::helpers::test_cards::SHINHAN_CREDIT,
+        )
+        .await;
+    assert_eq!(body["code"], 1, "{body}");
+    let open = app.app.gateway.open_attempts(10).await.unwrap();
+    let attempt = open
+        .iter()
+        .find(|a| a.merchant_uid == merchant_uid)
+        .unwrap_or_else(|| panic!("no open attempt of {merchant_uid}: {open:?}"));
+    app.app
+        .gateway
+        .db
+        .write
+        .execute_unprepared(&format!(
+            "UPDATE pg_attempts SET created_at = created_at - 1000 WHERE id = {}",
+            attempt.id
+        ))
+        .await
+        .unwrap();
+    (
+        attempt.id,
+        attempt.order_no.clone(),
+        attempt.imp_uid.clone(),
+    )
+}
+
+/// A merchant with a KCP origin of its own (`merchant create --kcp-api-base`) is called there
+/// whatever the instance's KCP, from an operator's shell as from the serving instance: from a
+/// test-mode shell without `OPENPORT_KCP__API_BASE`, `attempt confirm-absent` settles its
+/// attempt (it used to be refused, as if the serving instance's embedded sandbox were its KCP),
+/// while the demo merchant's attempt, whose KCP that sandbox is, is still refused, changing
+/// nothing.
+#[tokio::test]
+async fn attempt_confirm_absent_of_a_merchant_on_its_own_kcp_origin_needs_no_sandbox_address_while_the_instances_merchants_still_do(
+) {
+    let app = crate::helpers::spawn_app().await;
+    let origin = format!("http://{}", app.app.sandbox.as_ref().unwrap().addr);
+    let (key, secret) = app.merchant_on_kcp(Some(&origin)).await;
+    let own_token = app.token_for(&key, &secret).await;
+    let demo_token = app.token().await;
+    let own = an_open_approval(&app, &own_token, "cli-own-origin").await;
+    let demo = an_open_approval(&app, &demo_token, "cli-instance-kcp").await;
+    let confirm_absent = |(id, order_no, _): &(i64, String, String)| {
+        let id = id.to_string();
+        let args = [
+            "attempt",
+            "confirm-absent",
+            "--id",
+            &id,
+            "--order-no",
+            order_no,
+        ]
+        .map(str::to_string);
+        let database_url = app.database_url.clone();
+        async move {
+            let dir = tempfile::tempdir().unwrap();
+            run(
+                dir.path(),
+                &database_url,
+                &args.each_ref().map(String::as_str),
+            )
+            .await
+        }
+    };
+    let db = &app.app.gateway.db.read;
+    let attempt = |id: i64| async move {
+        openport::store::payments::attempt_by_id(db, id)
+            .await
+            .unwrap()
+            .unwrap()
+    };
+
+    let before = attempt(demo.0).await;
+    let refused = confirm_absent(&demo).await;
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("OPENPORT_KCP__API_BASE"), "{stderr}");
+    assert!(stderr.contains("KCP sandbox listening on"), "{stderr}");
+    assert_eq!(
+        attempt(demo.0).await,
+        before,
+        "nothing recorded, nothing tried"
+    );
+
+    let printed = printed_by_success(&confirm_absent(&own).await);
+    assert!(printed.contains("is now failed"), "{printed}");
+    assert_eq!(app.payment(&own_token, &own.2).await["status"], "failed");
+}
+
+/// The TCP ports process `pid` listens on: its socket descriptors (`/proc/PID/fd`) matched
+/// against the kernel's listening sockets (`/proc/PID/net/tcp` and `tcp6`, state `0A`).
+#[cfg(target_os = "linux")]
+fn listening_ports(pid: u32) -> Vec<u16> {
+    let sockets: std::collections::HashSet<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .expect("the process's descriptors")
+        .filter_map(|entry| std::fs::read_link(entry.ok()?.path()).ok())
+        .filter_map(|target| {
+            let inode = target
+                .to_str()?
+                .strip_prefix("socket:[")?
+                .strip_suffix(']')?;
+            Some(inode.to_string())
+        })
+        .collect();
+    let mut ports = Vec::new();
+    for table in ["tcp", "tcp6"] {
+        let listed =
+            std::fs::read_to_string(format!("/proc/{pid}/net/{table}")).unwrap_or_default();
+        for line in listed.lines().skip(1) {
+            // sl, local_address (hex ADDR:PORT), rem_address, st, …, inode (the tenth).
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            if fields.len() > 9 && fields[3] == "0A" && sockets.contains(fields[9]) {
+                let port = fields[1].rsplit(':').next().unwrap_or_default();
+                ports.push(u16::from_str_radix(port, 16).expect("a hex port"));
+            }
+        }
+    }
+    ports
+}
+
+/// An operator command is not a server: while it runs (here `attempt confirm-absent`, held in
+/// its KCP inquiry) it listens on no port. It used to start the whole gateway API on a random
+/// loopback port for as long as it ran, unauthenticated-looking and unasked for.
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn an_operator_command_listens_on_no_port_while_it_runs() {
+    use kcp_sandbox::{paths, Fault, FaultRule};
+    let app = crate::helpers::spawn_app().await;
+    let token = app.token().await;
+    let (id, order_no, imp_uid) = an_open_approval(&app, &token, "cli-no-port").await;
+    // The helper sees what listens: this test's own gateway, for one.
+    assert!(
+        listening_ports(std::process::id()).contains(&app.app.addr.port()),
+        "{:?}",
+        listening_ports(std::process::id())
+    );
+    let gate = "operator-inquiry";
+    app.sandbox.inject(FaultRule::new(
+        paths::INQUIRY,
+        Fault::HoldRequest { gate: gate.into() },
+    ));
+    let dir = tempfile::tempdir().unwrap();
+    let id_arg = id.to_string();
+    let mut command = openport_in_test_mode(
+        dir.path(),
+        &app.database_url,
+        &[
+            "attempt",
+            "confirm-absent",
+            "--id",
+            &id_arg,
+            "--order-no",
+            &order_no,
+        ],
+    );
+    let kcp = format!("http://{}", app.app.sandbox.as_ref().unwrap().addr);
+    let child = command
+        .env("OPENPORT_KCP__API_BASE", kcp)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("the openport binary starts");
+    app.sandbox.until_held(gate).await;
+    let listening = listening_ports(child.id());
+    app.sandbox.open_gate(gate);
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(listening, Vec::<u16>::new(), "the command listens");
+    let printed = printed_by_success(&out);
+    assert!(printed.contains("is now failed"), "{printed}");
+    assert_eq!(app.payment(&token, &imp_uid).await["status"], "failed");
+}
+
+/// `--listen` is `serve`'s alone: an operator command opens no port, so one given `--listen` is
+/// refused, naming it (it used to be taken and ignored), and `serve --listen` listens where it
+/// says (over `OPENPORT_LISTEN`).
+#[tokio::test]
+async fn listen_is_taken_by_serve_alone_and_refused_by_operator_commands() {
+    let (url, _db_dir) = fresh_database().await;
+    let dir = tempfile::tempdir().unwrap();
+    for command in [
+        &["attempt", "list"][..],
+        &["merchant", "list"],
+        &["migrate"],
+        &["reseal"],
+    ] {
+        let mut args = command.to_vec();
+        args.extend(["--listen", "127.0.0.1:0"]);
+        let out = run(dir.path(), &url, &args).await;
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?}: {stderr}");
+        assert!(stderr.contains("'--listen'"), "{args:?}: {stderr}");
+    }
+
+    let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = free.local_addr().unwrap().to_string();
+    drop(free);
+    let served = ServeProcess::start(openport_in_test_mode(
+        dir.path(),
+        &url,
+        &["serve", "--listen", &addr],
+    ));
+    assert_eq!(served.base, format!("http://{addr}"));
+}
+
 /// `merchant new-secret` is run because the secret leaked: the tokens got with it are deleted, but
 /// a running instance that had one cached kept accepting it for up to a minute. On PostgreSQL the
 /// command announces the change, and a running instance drops the merchant's cached tokens at once.
