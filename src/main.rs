@@ -260,6 +260,29 @@ enum MerchantCommand {
         #[arg(long)]
         kcp_group_id: String,
     },
+    /// Replace the KCP service certificate and private key of an existing merchant, e.g. with the
+    /// renewed pair KCP issues before the old certificate expires. The merchant keeps its
+    /// imp_code, imp_key, imp_secret, billing keys and schedules. The pair is checked as
+    /// `merchant create` checks one (it loads, the key is the certificate's, the certificate is
+    /// for the merchant's site) and the key sealed under OPENPORT_MASTER_KEY: run it with the
+    /// configuration of the instances serving the merchant. Running instances use it at once on
+    /// PostgreSQL, within a minute on SQLite.
+    SetKcpCert {
+        #[command(flatten)]
+        common: Common,
+        #[arg(long)]
+        imp_code: String,
+        /// The new KCP service certificate (PEM file, or KCP's one-line form).
+        #[arg(long)]
+        cert: PathBuf,
+        /// The new KCP private key (encrypted PKCS#8 PEM file).
+        #[arg(long)]
+        key: PathBuf,
+        /// Passphrase of the private key. Prefer the environment variable KCP_PRIVATE_KEY_PASSWORD:
+        /// an argument is visible in the process list and the shell history.
+        #[arg(long, env = "KCP_PRIVATE_KEY_PASSWORD", hide_env_values = true)]
+        key_password: Option<String>,
+    },
     /// List merchants (never their secrets).
     List {
         #[command(flatten)]
@@ -996,6 +1019,13 @@ async fn merchant(cmd: MerchantCommand) -> anyhow::Result<()> {
             );
             Ok(())
         }
+        MerchantCommand::SetKcpCert {
+            common,
+            imp_code,
+            cert,
+            key,
+            key_password,
+        } => set_kcp_cert(&common, &imp_code, &cert, &key, key_password).await,
         MerchantCommand::List { common } => {
             let (_, db) = database_only(&common, false).await?;
             for m in openport::store::merchants::all(&db.read).await? {
@@ -1018,6 +1048,46 @@ async fn merchant(cmd: MerchantCommand) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// `merchant set-kcp-cert`: the database and the master key alone, as `merchant new-secret`
+/// (no listener, no KCP call: the pair is only loaded and checked).
+async fn set_kcp_cert(
+    common: &Common,
+    imp_code: &str,
+    cert: &std::path::Path,
+    key: &std::path::Path,
+    key_password: Option<String>,
+) -> anyhow::Result<()> {
+    let (config, db) = database_only(common, false).await?;
+    let secrets = openport::app::master_key(&config)?;
+    let new = openport::service::merchants::KcpCredentials {
+        certificate_pem: std::fs::read_to_string(cert)
+            .with_context(|| format!("read {}", cert.display()))?,
+        private_key_pem: std::fs::read_to_string(key)
+            .with_context(|| format!("read {}", key.display()))?,
+        private_key_passphrase: SecretString::from(key_password.unwrap_or_default()),
+    };
+    let now = openport::clock::Clock::system().unix();
+    let (m, facts) = openport::service::merchants::set_kcp_certificate(
+        &db,
+        &secrets,
+        config.test_mode,
+        now,
+        imp_code,
+        new,
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let not_after = chrono::DateTime::from_timestamp(facts.not_after, 0)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+        .unwrap_or_default();
+    println!(
+        "merchant {}: KCP certificate and private key replaced (site {}, certificate valid until \
+         {not_after}); running instances use them at once on PostgreSQL, within a minute on SQLite",
+        m.imp_code, m.site_cd
+    );
+    Ok(())
 }
 
 async fn sandbox(args: SandboxArgs) -> anyhow::Result<()> {

@@ -10,10 +10,12 @@ use secrecy::SecretString;
 use super::{issue_sandbox_certificate, EmbeddedSandbox};
 use crate::config::Config;
 use crate::service::merchants::{
-    fresh_credentials, CreatedMerchant, NewMerchant, DEMO_IMP_CODE, DEMO_IMP_KEY, DEMO_IMP_SECRET,
-    DEMO_SITE_CD,
+    certificate_facts, fresh_credentials, runs_in_mode, usable_kcp_pair,
+    warn_of_expiring_certificates, CreatedMerchant, NewMerchant, DEMO_IMP_CODE, DEMO_IMP_KEY,
+    DEMO_IMP_SECRET, DEMO_SITE_CD,
 };
 use crate::service::Gateway;
+use crate::store::entity::merchant;
 
 /// Whether a start makes the first merchant. Only `openport serve` does: an operator command
 /// (`merchant create`, `attempt …`, `reseal`) that did would make a live merchant whose secret
@@ -41,7 +43,10 @@ pub struct FirstMerchant {
 /// the seed's `KCP_SITE_CD`, `KCP_CERT_INFO`, `KCP_PRIVATE_KEY_PATH` (+ `KCP_PRIVATE_KEY_PASSWORD`),
 /// with fresh iamport credentials (never the public demo ones) written to a new file: merchants
 /// made in test mode do not serve a live instance, so a database tried out in test mode first
-/// still gets its live merchant.
+/// still gets its live merchant. Once a live merchant exists the `KCP_*` settings make nothing and
+/// change nothing; what in them disagrees with the live merchants is logged
+/// ([`warn_of_seed_not_applied`]), and so is every live merchant's certificate that has expired or
+/// expires within 30 days.
 pub(super) async fn ensure_first_merchant(
     config: &Config,
     gateway: &Gateway,
@@ -54,6 +59,10 @@ pub(super) async fn ensure_first_merchant(
     let existing = gateway.list_merchants().await?;
     if !config.test_mode {
         if existing.iter().any(|m| !m.test_mode) {
+            let live: Vec<&merchant::Model> =
+                existing.iter().filter(|m| runs_in_mode(false, m)).collect();
+            warn_of_seed_not_applied(config, &live);
+            warn_of_expiring_certificates(&existing, gateway.clock.unix());
             return Ok(None);
         }
         let Some((site_cd, cert, key, pass)) = configured_kcp_credentials(config)? else {
@@ -181,6 +190,87 @@ fn write_credentials(
          site_cd={site_cd}\n"
     )?;
     file.sync_all()
+}
+
+/// Outside test mode, with live merchants (`live`) already there, the seed's `KCP_*` settings make
+/// no merchant and change none. An operator who renewed the certificate and put the new one there
+/// (or mistyped a path, or changed the passphrase) expected them to apply, and nothing said they
+/// did not: each disagreement is logged at WARN, naming the setting and `openport merchant
+/// set-kcp-cert`, the way to install a certificate and key:
+/// - the key does not load: `KCP_PRIVATE_KEY_PATH` cannot be read, or the pair does not load as
+///   `merchant create` loads one (wrong `KCP_PRIVATE_KEY_PASSWORD`, a key not the certificate's,
+///   a certificate of another site);
+/// - `KCP_CERT_INFO` is not the certificate of a live merchant of `KCP_SITE_CD` (of any, when
+///   none has that site).
+///
+/// Only the reasons are logged (paths, imp_codes, site codes, the loader's error), never key
+/// material or the passphrase.
+fn warn_of_seed_not_applied(config: &Config, live: &[&merchant::Model]) {
+    let (Some(site_cd), Some(cert), Some(key_path)) = (
+        &config.kcp.site_cd,
+        &config.kcp.cert_info,
+        &config.kcp.private_key_path,
+    ) else {
+        return;
+    };
+    let of_site: Vec<&merchant::Model> = live
+        .iter()
+        .copied()
+        .filter(|m| m.site_cd == *site_cd)
+        .collect();
+    let candidates = if of_site.is_empty() {
+        live
+    } else {
+        &of_site[..]
+    };
+    let imp_codes = candidates
+        .iter()
+        .map(|m| m.imp_code.as_str())
+        .collect::<Vec<_>>()
+        .join(", ");
+    let imp_code = candidates.first().map_or("CODE", |m| m.imp_code.as_str());
+    let how = format!(
+        "the KCP_* settings make the first live merchant only, and change no existing one: to \
+         install a renewed certificate and key, run `openport merchant set-kcp-cert --imp-code \
+         {imp_code} --cert FILE --key FILE` (its passphrase in KCP_PRIVATE_KEY_PASSWORD), then \
+         make KCP_* name that pair or unset them"
+    );
+    let pass = config
+        .kcp
+        .private_key_password
+        .clone()
+        .unwrap_or_else(|| SecretString::from(""));
+    match std::fs::read_to_string(key_path) {
+        Err(e) => tracing::warn!(
+            imp_codes = %imp_codes,
+            "KCP_PRIVATE_KEY_PATH {key_path} cannot be read ({e}); it is not used: {how}"
+        ),
+        Ok(key) => {
+            let urls = crate::pg::kcp::KcpUrls::production();
+            if let Err(e) = usable_kcp_pair(site_cd, cert, &key, &pass, urls) {
+                tracing::warn!(
+                    imp_codes = %imp_codes,
+                    "KCP_SITE_CD, KCP_CERT_INFO, KCP_PRIVATE_KEY_PATH ({key_path}) and KCP_PRIVATE_KEY_PASSWORD do not load as a KCP certificate and key ({e}); they are not used: {how}"
+                );
+            }
+        }
+    }
+    let seed_cert = certificate_facts(cert).map(|f| f.cert_info).ok();
+    let is_stored = candidates.iter().any(|m| {
+        certificate_facts(&m.kcp_certificate_pem)
+            .is_ok_and(|f| Some(&f.cert_info) == seed_cert.as_ref())
+    });
+    if !is_stored {
+        let which = if of_site.is_empty() {
+            format!("no live merchant has site KCP_SITE_CD {site_cd} (live: {imp_codes})")
+        } else {
+            format!("it is not the certificate of live merchant {imp_codes} (site {site_cd})")
+        };
+        tracing::warn!(
+            imp_codes = %imp_codes,
+            "KCP_CERT_INFO is not applied: {which}; {how}"
+        );
+    }
 }
 
 /// The seed's single-merchant KCP settings (`KCP_SITE_CD`, `KCP_CERT_INFO`, the key read from

@@ -1,5 +1,7 @@
 //! One PG connector per merchant (each merchant has its own KCP site code, certificate and key),
-//! built on first use from the merchant's sealed credentials and kept for the process lifetime.
+//! built on first use from the merchant's sealed credentials and kept while the merchant's row
+//! names the same ones: a renewed certificate (`openport merchant set-kcp-cert`) is used from the
+//! first call made with the row that holds it.
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -18,10 +20,48 @@ pub struct Connectors {
     urls: KcpUrls,
     timeout: Duration,
     http: reqwest::Client,
-    built: Arc<RwLock<HashMap<i64, Arc<dyn Pg>>>>,
+    built: Arc<RwLock<HashMap<i64, Built>>>,
     /// The instance's test mode: a connector is handed out only for a merchant of its mode
     /// ([`Connectors::for_merchant`]).
     test_mode: bool,
+}
+
+/// A merchant's connector and the stored values it was built from.
+struct Built {
+    connector: Arc<dyn Pg>,
+    from: BuiltFrom,
+}
+
+/// The merchant columns a connector is built from, as stored (the key and passphrase sealed): a
+/// row that differs (a renewed certificate and key, another KCP origin; a reseal too, which costs
+/// one rebuild) gets a new connector.
+#[derive(PartialEq, Eq)]
+struct BuiltFrom {
+    site_cd: String,
+    certificate_pem: String,
+    private_key_sealed: String,
+    passphrase_sealed: String,
+    api_base: Option<String>,
+}
+
+impl BuiltFrom {
+    fn of(m: &merchant::Model) -> Self {
+        Self {
+            site_cd: m.site_cd.clone(),
+            certificate_pem: m.kcp_certificate_pem.clone(),
+            private_key_sealed: m.kcp_private_key_sealed.clone(),
+            passphrase_sealed: m.kcp_passphrase_sealed.clone(),
+            api_base: m.kcp_api_base.clone(),
+        }
+    }
+
+    fn is_of(&self, m: &merchant::Model) -> bool {
+        self.site_cd == m.site_cd
+            && self.certificate_pem == m.kcp_certificate_pem
+            && self.private_key_sealed == m.kcp_private_key_sealed
+            && self.passphrase_sealed == m.kcp_passphrase_sealed
+            && self.api_base == m.kcp_api_base
+    }
 }
 
 /// The answer to a live merchant's request that would call KCP, on an instance in test mode.
@@ -82,6 +122,11 @@ impl Connectors {
     /// no KCP and stay served. The background work never gets here for the other mode's merchants
     /// (it skips them first, `runs_in_mode`); a live instance serves test-mode merchants nothing
     /// at all (`serves_in_mode`), this is its safety net.
+    ///
+    /// The connector is built from `m` as given (the row the caller read, at most a minute old, or
+    /// dropped at once on PostgreSQL when announced): one built from other credentials is
+    /// replaced, so a certificate and key renewed by `openport merchant set-kcp-cert` are used from
+    /// then on, not only after a restart.
     pub fn for_merchant(
         &self,
         m: &merchant::Model,
@@ -97,12 +142,11 @@ impl Connectors {
                 .into(),
             ));
         }
-        if let Some(c) = self
-            .built
-            .read()
-            .ok()
-            .and_then(|map| map.get(&m.id).cloned())
-        {
+        if let Some(c) = self.built.read().ok().and_then(|map| {
+            map.get(&m.id)
+                .filter(|b| b.from.is_of(m))
+                .map(|b| b.connector.clone())
+        }) {
             return Ok(c);
         }
         let unseal = |s: &str| {
@@ -123,7 +167,13 @@ impl Connectors {
                 ServiceError::Internal(format!("merchant {} KCP connector: {e}", m.id))
             })?);
         if let Ok(mut map) = self.built.write() {
-            map.insert(m.id, connector.clone());
+            map.insert(
+                m.id,
+                Built {
+                    connector: connector.clone(),
+                    from: BuiltFrom::of(m),
+                },
+            );
         }
         Ok(connector)
     }

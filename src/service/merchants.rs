@@ -8,7 +8,7 @@ use super::key_check::{UnderKey, UnknownKeys};
 use super::secrets::{hash_key_id, sealed_key_id};
 use super::{Gateway, ServiceError, ServiceResult};
 use crate::domain::kcp_origin::{self, OriginError};
-use crate::pg::kcp::{KcpConfig, KcpConnector};
+use crate::pg::kcp::{KcpCertificate, KcpConfig, KcpConnector, KcpUrls};
 use crate::store::billing::ServedMerchants;
 use crate::store::entity::merchant;
 use crate::store::{is_unique_violation, merchants};
@@ -188,20 +188,14 @@ impl Gateway {
             .transpose()?;
         let group_id = new.kcp_group_id.as_deref().map(kcp_group_id).transpose()?;
         // Refuse credentials that cannot sign before they are stored.
-        KcpConnector::new(
-            KcpConfig {
-                site_cd: new.site_cd.clone(),
-                certificate_pem: new.certificate_pem.clone(),
-                private_key_pem: new.private_key_pem.clone(),
-                private_key_passphrase: new.private_key_passphrase.clone(),
-                urls: self.connectors.urls_for(api_base.as_deref()),
-                timeout: std::time::Duration::from_secs(1),
-            },
-            reqwest::Client::new(),
+        let facts = usable_kcp_pair(
+            &new.site_cd,
+            &new.certificate_pem,
+            &new.private_key_pem,
+            &new.private_key_passphrase,
+            self.connectors.urls_for(api_base.as_deref()),
         )
-        .map_err(|e| {
-            ServiceError::BadRequest(format!("KCP 인증서/개인키를 사용할 수 없습니다: {e}"))
-        })?;
+        .map_err(refused_pair)?;
 
         let (imp_code, imp_key, imp_secret) = new.credentials.unwrap_or_else(fresh_credentials);
         let model = merchant::ActiveModel {
@@ -222,10 +216,13 @@ impl Gateway {
             ..Default::default()
         };
         match merchants::insert(&self.db.write, model).await {
-            Ok(merchant) => Ok(CreatedMerchant {
-                merchant,
-                imp_secret: SecretString::from(imp_secret),
-            }),
+            Ok(merchant) => {
+                warn_of_expiry(&merchant, &facts, self.clock.unix());
+                Ok(CreatedMerchant {
+                    merchant,
+                    imp_secret: SecretString::from(imp_secret),
+                })
+            }
             Err(e) if is_unique_violation(&e) => Err(ServiceError::Refused(
                 "이미 사용 중인 imp_code 또는 imp_key입니다.".into(),
             )),
@@ -259,7 +256,7 @@ pub async fn new_imp_secret(
             "no merchant with imp_code {imp_code}"
         )));
     };
-    configured_as_its_instances(&merchant, secrets, test_mode)?;
+    configured_as_its_instances(&merchant, secrets, test_mode, KeyedChange::NewSecret)?;
     let secret = fresh_secret(&mut rand::thread_rng());
     let hash = secrets.secret_hash(&secret);
     // A secret is renewed because the old one leaked (or cannot be checked any more): the tokens
@@ -278,7 +275,49 @@ pub async fn new_imp_secret(
     })
 }
 
-/// Refuses [`new_imp_secret`] of merchant `m` from a configuration (`test_mode`, `secrets`) other
+/// What an operator command writes under its own master key, for the refusal of
+/// [`configured_as_its_instances`].
+#[derive(Clone, Copy)]
+enum KeyedChange {
+    /// [`new_imp_secret`]: a hash under the current key.
+    NewSecret,
+    /// [`set_kcp_certificate`]: the private key and its passphrase sealed under the current key.
+    KcpCertificate,
+}
+
+impl KeyedChange {
+    fn not_done(self) -> &'static str {
+        match self {
+            Self::NewSecret => "imp_secret not renewed",
+            Self::KcpCertificate => "KCP certificate and private key not replaced",
+        }
+    }
+
+    fn made_under_key(self) -> &'static str {
+        match self {
+            Self::NewSecret => "the new secret would be hashed",
+            Self::KcpCertificate => "the new private key would be sealed",
+        }
+    }
+
+    fn locking_out(self) -> &'static str {
+        match self {
+            Self::NewSecret => "locking it out and stopping their restarts",
+            Self::KcpCertificate => {
+                "failing every KCP call of the merchant and stopping their restarts"
+            }
+        }
+    }
+
+    fn refused_by_them(self) -> &'static str {
+        match self {
+            Self::NewSecret => "a new secret hashed here would be refused by them",
+            Self::KcpCertificate => "a private key sealed here would not open on them",
+        }
+    }
+}
+
+/// Refuses [`new_imp_secret`] (or [`set_kcp_certificate`]) of merchant `m` from a configuration (`test_mode`, `secrets`) other
 /// than its instances'. The new hash is made under `secrets`' current key, and the old secret's
 /// tokens are deleted: under a key the instances serving `m` do not have, `m` is locked out (every
 /// getToken 401) and no instance restarts (the start-up key check). An operator's shell without
@@ -296,11 +335,13 @@ fn configured_as_its_instances(
     m: &merchant::Model,
     secrets: &super::secrets::MasterKey,
     test_mode: bool,
+    change: KeyedChange,
 ) -> ServiceResult<()> {
     let refused = |why: String| {
         ServiceError::Refused(format!(
-            "merchant {}'s imp_secret not renewed, nothing changed: {why}",
-            m.imp_code
+            "merchant {}'s {}, nothing changed: {why}",
+            m.imp_code,
+            change.not_done()
         ))
     };
     if !runs_in_mode(test_mode, m) {
@@ -318,10 +359,11 @@ fn configured_as_its_instances(
             )
         };
         return Err(refused(format!(
-            "it is {merchant_is} and this command runs {command_is}: the new secret would be \
-             hashed under a master key the instances serving it may not have, locking it out \
-             and stopping their restarts. Run the command with the configuration of its \
-             {instances}."
+            "it is {merchant_is} and this command runs {command_is}: {} under a master key the \
+             instances serving it may not have, {}. Run the command with the configuration of \
+             its {instances}.",
+            change.made_under_key(),
+            change.locking_out()
         )));
     }
     let sealed = m.kcp_private_key_sealed.as_str();
@@ -342,8 +384,9 @@ fn configured_as_its_instances(
             previous: secrets.previous_ids().map(str::to_string).collect(),
         };
         return Err(refused(format!(
-            "this command's master keys are not those of the instances serving it, and a new \
-             secret hashed here would be refused by them: {unknown}"
+            "this command's master keys are not those of the instances serving it, and {}: \
+             {unknown}",
+            change.refused_by_them()
         )));
     }
     Ok(())
@@ -371,6 +414,242 @@ pub async fn set_kcp_group_id(
         .ok_or_else(|| ServiceError::NotFound(format!("no merchant with imp_code {imp_code}")))?;
     announce(db, merchant.id).await;
     Ok(merchant)
+}
+
+/// A merchant's renewed KCP service certificate and private key (`openport merchant
+/// set-kcp-cert`), as KCP issues them.
+pub struct KcpCredentials {
+    pub certificate_pem: String,
+    /// The encrypted PKCS#8 PEM.
+    pub private_key_pem: String,
+    pub private_key_passphrase: SecretString,
+}
+
+/// Replaces merchant `imp_code`'s KCP certificate and private key (a renewal), keeping everything
+/// else: its imp_code, imp_key and imp_secret (which the shop's front end and backend hold), its
+/// billing keys and schedules. A new merchant instead would strand all of these.
+///
+/// The pair is checked as [`Gateway::create_merchant`] checks one ([`usable_kcp_pair`]: it
+/// loads, the key is the certificate's, the certificate is for the merchant's site), then the key
+/// and passphrase are sealed under `secrets`' current key and the three columns written in one
+/// statement. `test_mode` and `secrets` must be the configuration of the instances serving the
+/// merchant, as for [`new_imp_secret`]: a key sealed under a key they do not have would fail
+/// every KCP call. Running instances use the new pair for their next KCP call once they read the
+/// row again: at once on PostgreSQL (announced), within a minute on SQLite (a connector follows
+/// the merchant row it is asked for, `Connectors::for_merchant`). Calls already on their way end
+/// under the old pair, which KCP still takes until it expires.
+pub async fn set_kcp_certificate(
+    db: &crate::store::Db,
+    secrets: &super::secrets::MasterKey,
+    test_mode: bool,
+    now: i64,
+    imp_code: &str,
+    new: KcpCredentials,
+) -> ServiceResult<(merchant::Model, CertificateFacts)> {
+    let not_found = || ServiceError::NotFound(format!("no merchant with imp_code {imp_code}"));
+    let m = merchants::by_imp_code(&db.read, imp_code)
+        .await?
+        .ok_or_else(not_found)?;
+    configured_as_its_instances(&m, secrets, test_mode, KeyedChange::KcpCertificate)?;
+    // Nothing is sent: the URLs are only checked, as when the merchant was created.
+    let urls = m
+        .kcp_api_base
+        .as_deref()
+        .map_or_else(KcpUrls::production, KcpUrls::with_base);
+    let facts = usable_kcp_pair(
+        &m.site_cd,
+        &new.certificate_pem,
+        &new.private_key_pem,
+        &new.private_key_passphrase,
+        urls,
+    )
+    .map_err(refused_pair)?;
+    let key_sealed = secrets.seal(new.private_key_pem.as_bytes());
+    let passphrase_sealed = secrets.seal(new.private_key_passphrase.expose_secret().as_bytes());
+    let changed = merchants::set_kcp_credentials(
+        &db.write,
+        m.id,
+        &new.certificate_pem,
+        &key_sealed,
+        &passphrase_sealed,
+    )
+    .await?;
+    if changed == 0 {
+        return Err(not_found());
+    }
+    announce(db, m.id).await;
+    let m = merchants::by_id(&db.write, m.id)
+        .await?
+        .ok_or_else(not_found)?;
+    warn_of_expiry(&m, &facts, now);
+    Ok((m, facts))
+}
+
+/// What openport reads of a KCP service certificate besides its public key (which the loader
+/// checks against the private key).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertificateFacts {
+    /// `notAfter`, Unix seconds.
+    pub not_after: i64,
+    /// The site code the certificate names: its subject CN when that has a site code's shape (5
+    /// letters and digits), as the sandbox CA writes it, and as KCP checks it (`9511` when it is
+    /// not the request's `site_cd`). KCP's own public test certificate (site T0000) has an
+    /// issuance number there (`2021062910000024`), which names no site: None, and then the site
+    /// cannot be checked here.
+    pub site_cd: Option<String>,
+    /// `kcp_cert_info`: the certificate on one line, as sent to KCP; equal for the same
+    /// certificate in any of its text forms.
+    pub cert_info: String,
+}
+
+/// Reads `pem` (a PEM file's text or KCP's one-line form) as [`KcpCertificate::from_pem`] does.
+pub fn certificate_facts(pem: &str) -> Result<CertificateFacts, String> {
+    use base64::Engine;
+    use der::Decode;
+    let cert_info = KcpCertificate::from_pem(pem)
+        .map_err(|e| e.to_string())?
+        .cert_info()
+        .to_owned();
+    let body = cert_info
+        .strip_prefix("-----BEGIN CERTIFICATE-----")
+        .and_then(|rest| rest.strip_suffix("-----END CERTIFICATE-----"))
+        .ok_or("certificate is not a PEM CERTIFICATE")?;
+    let der = base64::engine::general_purpose::STANDARD
+        .decode(body)
+        .map_err(|e| format!("certificate body is not Base64: {e}"))?;
+    let cert = x509_cert::Certificate::from_der(&der)
+        .map_err(|e| format!("not an X.509 certificate: {e}"))?;
+    let not_after = i64::try_from(
+        cert.tbs_certificate
+            .validity
+            .not_after
+            .to_unix_duration()
+            .as_secs(),
+    )
+    .unwrap_or(i64::MAX);
+    let site_cd = common_name(&cert)
+        .filter(|cn| cn.len() == 5 && cn.bytes().all(|b| b.is_ascii_alphanumeric()));
+    Ok(CertificateFacts {
+        not_after,
+        site_cd,
+        cert_info,
+    })
+}
+
+/// The subject's CN, whichever string type the issuer chose for it.
+fn common_name(cert: &x509_cert::Certificate) -> Option<String> {
+    use der::Tagged;
+    const COMMON_NAME: der::asn1::ObjectIdentifier =
+        der::asn1::ObjectIdentifier::new_unwrap("2.5.4.3");
+    cert.tbs_certificate
+        .subject
+        .0
+        .iter()
+        .flat_map(|rdn| rdn.0.iter())
+        .find(|attribute| attribute.oid == COMMON_NAME)
+        .and_then(|attribute| match attribute.value.tag() {
+            der::Tag::Utf8String | der::Tag::PrintableString | der::Tag::Ia5String => {
+                std::str::from_utf8(attribute.value.value())
+                    .ok()
+                    .map(str::to_owned)
+            }
+            _ => None,
+        })
+}
+
+/// Loads a KCP certificate and private key with the loader a merchant's connector uses
+/// ([`KcpConnector::new`]: the certificate, the key under its passphrase, the key being the
+/// certificate's), and refuses a certificate that names a site other than `site_cd`: KCP refuses
+/// every call made with it. `merchant create`, `merchant set-kcp-cert` and the seed's check at
+/// start (app/first_merchant.rs) all check a pair here, so what one takes the others take. The
+/// reason never holds key material.
+pub fn usable_kcp_pair(
+    site_cd: &str,
+    certificate_pem: &str,
+    private_key_pem: &str,
+    passphrase: &SecretString,
+    urls: KcpUrls,
+) -> Result<CertificateFacts, String> {
+    KcpConnector::new(
+        KcpConfig {
+            site_cd: site_cd.to_owned(),
+            certificate_pem: certificate_pem.to_owned(),
+            private_key_pem: private_key_pem.to_owned(),
+            private_key_passphrase: passphrase.clone(),
+            urls,
+            timeout: std::time::Duration::from_secs(1),
+        },
+        reqwest::Client::new(),
+    )
+    .map_err(|e| e.to_string())?;
+    let facts = certificate_facts(certificate_pem)?;
+    match &facts.site_cd {
+        Some(named) if named != site_cd => Err(format!(
+            "the certificate is KCP site {named}'s, not site {site_cd}'s: KCP would refuse every \
+             call made with it"
+        )),
+        _ => Ok(facts),
+    }
+}
+
+fn refused_pair(why: String) -> ServiceError {
+    ServiceError::BadRequest(format!("KCP 인증서/개인키를 사용할 수 없습니다: {why}"))
+}
+
+/// How long before its `notAfter` a live merchant's KCP certificate is warned about: time to get
+/// the renewed one from KCP and install it (`openport merchant set-kcp-cert`).
+pub const EXPIRY_WARNING_SECS: i64 = 30 * 24 * 60 * 60;
+
+/// Logs a WARN when live merchant `m`'s certificate (`facts`) is past its `notAfter` at `now`, or
+/// within [`EXPIRY_WARNING_SECS`] of it. A warning only: KCP decides what it still takes, and an
+/// expired certificate must not stop the key from loading (spec/kcp.md §3). Test-mode merchants
+/// are left out: the sandbox takes any certificate its CA issued, and KCP's public test
+/// certificate is expired yet documented.
+pub fn warn_of_expiry(m: &merchant::Model, facts: &CertificateFacts, now: i64) {
+    if !runs_in_mode(false, m) {
+        return;
+    }
+    if let Some(state) = expiry_state(facts.not_after, now) {
+        tracing::warn!(
+            imp_code = %m.imp_code,
+            site_cd = %m.site_cd,
+            "the merchant's KCP certificate {state}: get the renewed certificate and key from KCP and install them with `openport merchant set-kcp-cert --imp-code {} --cert FILE --key FILE`",
+            m.imp_code
+        );
+    }
+}
+
+/// What [`warn_of_expiry`] says of a certificate valid until `not_after` at `now`: None while
+/// more than [`EXPIRY_WARNING_SECS`] are left.
+fn expiry_state(not_after: i64, now: i64) -> Option<String> {
+    let left = not_after.saturating_sub(now);
+    if left > EXPIRY_WARNING_SECS {
+        return None;
+    }
+    let date = chrono::DateTime::from_timestamp(not_after, 0)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+        .unwrap_or_default();
+    Some(if left <= 0 {
+        format!("has expired (notAfter {date}): KCP may refuse its payments")
+    } else {
+        let days = (left + 86_399) / 86_400;
+        let plural = if days == 1 { "" } else { "s" };
+        format!("expires within {days} day{plural} (notAfter {date})")
+    })
+}
+
+/// [`warn_of_expiry`] for each of `merchants` (at start). A stored certificate that cannot be
+/// read (it was checked when stored) is named too: KCP refuses the merchant's calls.
+pub fn warn_of_expiring_certificates(merchants: &[merchant::Model], now: i64) {
+    for m in merchants.iter().filter(|m| runs_in_mode(false, m)) {
+        match certificate_facts(&m.kcp_certificate_pem) {
+            Ok(facts) => warn_of_expiry(m, &facts, now),
+            Err(e) => tracing::warn!(
+                imp_code = %m.imp_code,
+                "the merchant's stored KCP certificate cannot be read ({e}): install a usable one with `openport merchant set-kcp-cert`"
+            ),
+        }
+    }
 }
 
 /// Tells running instances on PostgreSQL that merchant `id` changed (an operator command, or this
@@ -567,7 +846,31 @@ impl Gateway {
 
 #[cfg(test)]
 mod tests {
-    use super::{kcp_api_base, kcp_group_id};
+    use super::{expiry_state, kcp_api_base, kcp_group_id, EXPIRY_WARNING_SECS};
+
+    #[test]
+    fn a_certificate_is_warned_about_once_expired_or_within_30_days_of_its_not_after() {
+        let not_after = 1_782_606_877; // 2026-06-28T00:34:37Z, KCP's public test certificate's
+        let day = 86_400;
+        assert_eq!(
+            expiry_state(not_after, not_after - EXPIRY_WARNING_SECS - 1),
+            None
+        );
+        assert_eq!(
+            expiry_state(not_after, not_after - EXPIRY_WARNING_SECS).as_deref(),
+            Some("expires within 30 days (notAfter 2026-06-28T00:34:37Z)")
+        );
+        assert_eq!(
+            expiry_state(not_after, not_after - day + 1).as_deref(),
+            Some("expires within 1 day (notAfter 2026-06-28T00:34:37Z)")
+        );
+        for now in [not_after, not_after + 160 * day] {
+            assert_eq!(
+                expiry_state(not_after, now).as_deref(),
+                Some("has expired (notAfter 2026-06-28T00:34:37Z): KCP may refuse its payments")
+            );
+        }
+    }
 
     #[test]
     fn a_kcp_group_id_is_1_to_20_letters_and_digits() {

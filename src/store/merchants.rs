@@ -267,3 +267,32 @@ pub async fn set_kcp_group_id(
         .await?;
     Ok(res.rows_affected)
 }
+
+/// Replaces merchant `id`'s KCP certificate, sealed private key and sealed passphrase in one
+/// statement, so no reader ever sees a certificate with another pair's key; the number of rows
+/// changed (0: no such merchant).
+pub async fn set_kcp_credentials(
+    db: &impl ConnectionTrait,
+    id: i64,
+    certificate_pem: &str,
+    private_key_sealed: &str,
+    passphrase_sealed: &str,
+) -> Result<u64, DbErr> {
+    let res = merchant::Entity::update_many()
+        .col_expr(
+            merchant::Column::KcpCertificatePem,
+            Expr::value(certificate_pem),
+        )
+        .col_expr(
+            merchant::Column::KcpPrivateKeySealed,
+            Expr::value(private_key_sealed),
+        )
+        .col_expr(
+            merchant::Column::KcpPassphraseSealed,
+            Expr::value(passphrase_sealed),
+        )
+        .filter(merchant::Column::Id.eq(id))
+        .exec(db)
+        .await?;
+    Ok(res.rows_affected)
+}

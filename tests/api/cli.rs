@@ -1818,3 +1818,449 @@ async fn reseal_on_a_live_database_tried_in_test_mode_reseals_what_it_can_and_na
         Some(id_of(&k2).as_str())
     );
 }
+
+/// `openport sandbox issue-cert` for `site_cd` into `dir/name`, the key under `passphrase`: the
+/// pair KCP's partner admin hands out (here a renewal's, or another site's).
+async fn issue_cert(dir: &Path, name: &str, site_cd: &str, passphrase: &str) -> std::path::PathBuf {
+    let out = dir.join(name);
+    run_ok(
+        dir,
+        "sqlite::memory:",
+        &[
+            "sandbox",
+            "issue-cert",
+            "--site-cd",
+            site_cd,
+            "--out",
+            out.to_str().unwrap(),
+            "--passphrase",
+            passphrase,
+        ],
+    )
+    .await;
+    out
+}
+
+/// `merchant set-kcp-cert` of `imp_code` with the certificate and key `sandbox issue-cert` wrote to
+/// `cert_dir` and `key_dir`, the passphrase in `KCP_PRIVATE_KEY_PASSWORD` as an operator gives it;
+/// `env` adds to the shell's environment.
+async fn set_kcp_cert(
+    database_url: &str,
+    imp_code: &str,
+    (cert_dir, key_dir): (&Path, &Path),
+    passphrase: &str,
+    env: &[(&str, &str)],
+) -> Output {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = (
+        cert_dir.join("splCert.pem"),
+        key_dir.join("splPrikeyPKCS8.pem"),
+    );
+    let mut command = openport_in_test_mode(
+        dir.path(),
+        database_url,
+        &[
+            "merchant",
+            "set-kcp-cert",
+            "--imp-code",
+            imp_code,
+            "--cert",
+            cert.to_str().unwrap(),
+            "--key",
+            key.to_str().unwrap(),
+        ],
+    );
+    command.env("KCP_PRIVATE_KEY_PASSWORD", passphrase);
+    command.envs(env.iter().copied());
+    tokio::task::spawn_blocking(move || command.output().expect("the openport binary runs"))
+        .await
+        .unwrap()
+}
+
+/// A KCP certificate expires, and KCP issues a new pair for the same site. `merchant
+/// set-kcp-cert` installs it under the same merchant (its imp_key, secret, tokens unchanged). A
+/// running instance built each merchant's connector once and kept it for its lifetime, so it went
+/// on presenting the old certificate; now its next payment presents the new one and its cancels
+/// are signed with the new key (the sandbox verifies a cancel's signature against the certificate
+/// presented), a payment made under the old pair's included.
+#[tokio::test]
+async fn set_kcp_cert_renews_a_merchants_pair_and_a_running_instance_pays_and_cancels_with_it() {
+    use openport::service::merchants::DEMO_IMP_CODE;
+    let app = crate::helpers::spawn_app().await;
+    let token = app.token().await;
+    let before = app.paid(&token, "renew-before", 1000).await;
+    let dir = tempfile::tempdir().unwrap();
+    let renewed = issue_cert(dir.path(), "renewed", "T0000", "renewed-pass").await;
+    let cert = std::fs::read_to_string(renewed.join("splCert.pem")).unwrap();
+    let new_cert_info = KcpCertificate::from_pem(&cert)
+        .unwrap()
+        .cert_info()
+        .to_string();
+
+    let out = set_kcp_cert(
+        &app.database_url,
+        DEMO_IMP_CODE,
+        (&renewed, &renewed),
+        "renewed-pass",
+        &[],
+    )
+    .await;
+    let printed = printed_by_success(&out);
+    assert!(
+        printed.contains("KCP certificate and private key replaced"),
+        "{printed}"
+    );
+    let stored = openport::store::merchants::by_imp_code(&app.app.gateway.db.read, DEMO_IMP_CODE)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.kcp_certificate_pem, cert);
+
+    // The instance reads the merchant row again: told at once on PostgreSQL; on SQLite its cached
+    // row is read again within a minute, which the test does not wait for.
+    if app.database_url.starts_with("postgres") {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while app
+            .app
+            .gateway
+            .merchant(stored.id)
+            .await
+            .unwrap()
+            .kcp_certificate_pem
+            != cert
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the change was not announced within 10 s"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    } else {
+        app.app.gateway.forget_merchant(None);
+    }
+    // Each rule is used only by a request presenting the renewed certificate.
+    for path in [kcp_sandbox::paths::HUB_PAYMENT, kcp_sandbox::paths::CANCEL] {
+        app.sandbox.inject(
+            kcp_sandbox::FaultRule::new(path, kcp_sandbox::Fault::Delay { ms: 1 })
+                .when("kcp_cert_info", new_cert_info.clone()),
+        );
+    }
+    let after = app.paid(&token, "renew-after", 1000).await;
+    for paid in [&after, &before] {
+        let imp_uid = paid["imp_uid"].as_str().unwrap();
+        let cancelled = app.cancel(&token, imp_uid, 1000).await;
+        assert_eq!(cancelled["code"], 0, "{cancelled}");
+        assert_eq!(cancelled["response"]["status"], "cancelled", "{cancelled}");
+    }
+    app.until_the_faults_are_used().await;
+    app.assert_ledger_agrees().await;
+}
+
+/// What `merchant set-kcp-cert` refuses, changing nothing: a certificate of another site (KCP
+/// would refuse every call: 9511), a key that is not the certificate's, a wrong passphrase, an
+/// unknown merchant, and a shell configured otherwise than the merchant's instances (the key
+/// would be sealed under a master key they do not have). Then it takes the renewal.
+#[tokio::test]
+async fn set_kcp_cert_refuses_another_sites_certificate_a_foreign_key_or_passphrase_and_changes_nothing(
+) {
+    let (url, _db_dir) = fresh_database().await;
+    let dir = tempfile::tempdir().unwrap();
+    let printed = run_ok(
+        dir.path(),
+        &url,
+        &["merchant", "create", "--name", "renewing shop", "--json"],
+    )
+    .await;
+    let created: Value = serde_json::from_str(&printed).expect("JSON");
+    let imp_code = created["imp_code"].as_str().unwrap().to_string();
+    let db = openport::store::Db::connect(&url).await.unwrap();
+    let stored = || async {
+        openport::store::merchants::by_imp_code(&db.read, &imp_code)
+            .await
+            .unwrap()
+            .unwrap()
+    };
+    let original = stored().await;
+    let renewal = issue_cert(dir.path(), "renewal", "T0000", "renewal-pass").await;
+    let other_pair = issue_cert(dir.path(), "other", "T0000", "renewal-pass").await;
+    let other_site = issue_cert(dir.path(), "site", "A1234", "renewal-pass").await;
+    let live_shell = [
+        ("OPENPORT_TEST_MODE", "false"),
+        (
+            "OPENPORT_MASTER_KEY",
+            "CwsLCwsLCwsLCwsLCwsLCwsLCwsLCwsLCwsLCwsLCws=",
+        ),
+    ];
+    for (code, (cert, key), pass, env, said) in [
+        (
+            imp_code.as_str(),
+            (&other_site, &other_site),
+            "renewal-pass",
+            &[][..],
+            "KCP site A1234's, not site T0000's",
+        ),
+        (
+            &imp_code,
+            (&renewal, &other_pair),
+            "renewal-pass",
+            &[],
+            "private key does not match the certificate",
+        ),
+        (
+            &imp_code,
+            (&renewal, &renewal),
+            "wrong-pass",
+            &[],
+            "wrong private key passphrase",
+        ),
+        (
+            "imp99999999",
+            (&renewal, &renewal),
+            "renewal-pass",
+            &[],
+            "no merchant with imp_code imp99999999",
+        ),
+        (
+            &imp_code,
+            (&renewal, &renewal),
+            "renewal-pass",
+            &live_shell[..],
+            "OPENPORT_TEST_MODE",
+        ),
+    ] {
+        let out = set_kcp_cert(&url, code, (cert, key), pass, env).await;
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{said}: taken");
+        assert!(stderr.contains(said), "{said}: {stderr}");
+        assert!(
+            !stderr.contains(pass),
+            "the passphrase was printed: {stderr}"
+        );
+        assert_eq!(stored().await, original, "{said}: changed");
+    }
+
+    printed_by_success(
+        &set_kcp_cert(&url, &imp_code, (&renewal, &renewal), "renewal-pass", &[]).await,
+    );
+    let renewed = stored().await;
+    let secrets = openport::app::master_key(&openport::config::Config::default()).unwrap();
+    assert_eq!(
+        renewed.kcp_certificate_pem,
+        std::fs::read_to_string(renewal.join("splCert.pem")).unwrap()
+    );
+    assert_eq!(
+        secrets
+            .open_string(&renewed.kcp_private_key_sealed)
+            .unwrap(),
+        std::fs::read_to_string(renewal.join("splPrikeyPKCS8.pem")).unwrap()
+    );
+    assert_eq!(
+        secrets.open_string(&renewed.kcp_passphrase_sealed).unwrap(),
+        "renewal-pass"
+    );
+    let unchanged = |m: &openport::store::entity::merchant::Model| {
+        (
+            m.imp_key.clone(),
+            m.imp_secret_hash.clone(),
+            m.site_cd.clone(),
+        )
+    };
+    assert_eq!(unchanged(&renewed), unchanged(&original));
+}
+
+/// The configuration of a live instance whose master key is `key` (base64), seeded with `KCP_*`
+/// as `spawn_app` seeds it, unless `seed` changes that.
+fn live_with(
+    key: &str,
+    seed: impl FnOnce(&mut openport::config::Config),
+) -> impl FnOnce(&mut openport::config::Config) {
+    let key = key.to_string();
+    move |c| {
+        c.test_mode = false;
+        c.master_key = Some(SecretString::from(key));
+        c.public_url = Some("https://pay.example.com".into());
+        seed(c);
+    }
+}
+
+/// What every WARN about a `KCP_*` seed that is not applied says.
+const SEED_NOT_APPLIED: &str = "the KCP_* settings make the first live merchant only";
+
+/// The log lines of this test binary that name `imp_code` and contain `text`.
+fn logged(imp_code: &str, text: &str) -> Vec<String> {
+    crate::helpers::captured_logs()
+        .lines()
+        .filter(|l| l.contains(imp_code) && l.contains(text))
+        .map(str::to_string)
+        .collect()
+}
+
+/// Once a live merchant exists, the seed's `KCP_*` make no merchant and change none. Changed
+/// after a renewal, or mistyped, they were ignored without a word (a key file that does not
+/// exist, a wrong passphrase, another site's certificate). Each is now a WARN at start naming the
+/// setting and `merchant set-kcp-cert`; a seed that still names the merchant's pair says nothing.
+#[tokio::test]
+async fn a_start_whose_kcp_seed_is_not_the_live_merchants_pair_warns_naming_set_kcp_cert() {
+    use base64::Engine;
+    let key = base64::engine::general_purpose::STANDARD.encode([21u8; 32]);
+    let live = crate::helpers::spawn_app_with(live_with(&key, |_| {})).await;
+    let imp_code = live
+        .app
+        .demo
+        .as_ref()
+        .expect("the live merchant")
+        .merchant
+        .imp_code
+        .clone();
+    let seed_warnings = || logged(&imp_code, SEED_NOT_APPLIED).len();
+    assert_eq!(seed_warnings(), 0);
+
+    let live = live
+        .restart(live_with(&key, |c| {
+            c.kcp.private_key_path = Some("/nonexistent/key.pem".into())
+        }))
+        .await;
+    let said = logged(
+        &imp_code,
+        "KCP_PRIVATE_KEY_PATH /nonexistent/key.pem cannot be read",
+    );
+    assert_eq!(said.len(), 1, "{said:?}");
+    assert!(
+        said[0].contains(" WARN ") && said[0].contains("merchant set-kcp-cert"),
+        "{said:?}"
+    );
+
+    let live = live
+        .restart(live_with(&key, |c| {
+            c.kcp.private_key_password = Some(SecretString::from("totally-wrong"))
+        }))
+        .await;
+    let said = logged(&imp_code, "KCP_PRIVATE_KEY_PASSWORD");
+    assert!(
+        said.iter()
+            .any(|l| l.contains("wrong private key passphrase") && l.contains("set-kcp-cert")),
+        "{said:?}"
+    );
+    assert!(!crate::helpers::captured_logs().contains("totally-wrong"));
+
+    let dir = tempfile::tempdir().unwrap();
+    let other = issue_cert(dir.path(), "other", "CD456", "changeit").await;
+    let cert = std::fs::read_to_string(other.join("splCert.pem")).unwrap();
+    let key_path = other.join("splPrikeyPKCS8.pem").display().to_string();
+    let live = live
+        .restart(live_with(&key, move |c| {
+            c.kcp.site_cd = Some("CD456".into());
+            c.kcp.cert_info = Some(cert);
+            c.kcp.private_key_path = Some(key_path);
+            c.kcp.private_key_password = Some(SecretString::from("changeit"));
+        }))
+        .await;
+    let said = logged(&imp_code, "KCP_CERT_INFO is not applied");
+    assert_eq!(said.len(), 1, "{said:?}");
+    assert!(
+        said[0].contains("CD456") && said[0].contains("set-kcp-cert --imp-code"),
+        "{said:?}"
+    );
+
+    let before = seed_warnings();
+    let live = live.restart(live_with(&key, |_| {})).await;
+    assert_eq!(
+        seed_warnings(),
+        before,
+        "the merchant's own seed was warned about"
+    );
+    assert_eq!(
+        openport::store::merchants::all(&live.app.gateway.db.read)
+            .await
+            .unwrap()
+            .len(),
+        1,
+        "no merchant was made"
+    );
+}
+
+/// KCP's public test pair, whose certificate expired on 2026-06-28 (spec/kcp.md §3).
+fn expired_kcp_pair() -> (String, String) {
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/kcp");
+    (
+        fixtures.join("splCert.pem").display().to_string(),
+        fixtures.join("splPrikeyPKCS8.pem").display().to_string(),
+    )
+}
+
+/// An expired certificate is taken (it must not stop the key from loading, spec/kcp.md §3) but no
+/// longer silently: `merchant create` on a live configuration warns, naming `set-kcp-cert`, and so
+/// does every start of a live instance serving the merchant.
+#[tokio::test]
+async fn an_expired_kcp_certificate_is_taken_with_a_warning_at_merchant_create_and_at_every_start()
+{
+    let (cert, key_file) = expired_kcp_pair();
+    let (url, _db_dir) = fresh_database().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut command = openport_in_test_mode(
+        dir.path(),
+        &url,
+        &[
+            "merchant",
+            "create",
+            "--name",
+            "old shop",
+            "--site-cd",
+            "T0000",
+            "--cert",
+            &cert,
+            "--key",
+            &key_file,
+            "--json",
+        ],
+    );
+    command
+        .env("OPENPORT_TEST_MODE", "false")
+        .env(
+            "OPENPORT_MASTER_KEY",
+            "DAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAw=",
+        )
+        .env("KCP_PRIVATE_KEY_PASSWORD", "changeit");
+    let out = tokio::task::spawn_blocking(move || command.output().unwrap())
+        .await
+        .unwrap();
+    let created: Value = serde_json::from_str(&printed_by_success(&out)).expect("JSON");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(" WARN ")
+            && stderr.contains("KCP certificate has expired (notAfter 2026-06-28T00:34:37Z)")
+            && stderr.contains(&format!(
+                "set-kcp-cert --imp-code {}",
+                created["imp_code"].as_str().unwrap()
+            )),
+        "{stderr}"
+    );
+
+    // The seed's first live merchant is warned about when it is made, then at every start.
+    use base64::Engine;
+    let key = base64::engine::general_purpose::STANDARD.encode([22u8; 32]);
+    let seed = move |c: &mut openport::config::Config| {
+        c.kcp.cert_info = Some(std::fs::read_to_string(&cert).unwrap());
+        c.kcp.private_key_path = Some(key_file);
+        c.kcp.private_key_password = Some(SecretString::from("changeit"));
+    };
+    let live = crate::helpers::spawn_app_with(live_with(&key, seed.clone())).await;
+    let imp_code = live
+        .app
+        .demo
+        .as_ref()
+        .expect("the live merchant")
+        .merchant
+        .imp_code
+        .clone();
+    let warned = || logged(&imp_code, "KCP certificate has expired").len();
+    assert_eq!(warned(), 1);
+    let live = live.restart(live_with(&key, seed)).await;
+    assert_eq!(warned(), 2);
+    assert!(
+        logged(&imp_code, SEED_NOT_APPLIED).is_empty(),
+        "the seed is the merchant's pair: {:?}",
+        logged(&imp_code, SEED_NOT_APPLIED)
+    );
+    drop(live);
+}
