@@ -131,9 +131,13 @@ fn handle(shared: &Shared, body: &Bytes) -> Result<Reply, Refusal> {
         ));
     }
     // A deposit is refunded to an account the buyer names; a cancel that names none would close
-    // the account and keep the money nowhere (docs/kcp.md §10.2, openport's model of KCP).
+    // the account and keep the money nowhere (docs/kcp.md §10.2, openport's model of KCP). An
+    // escrow account's `STE5` closes it as `STSC` closes a plain one, so the same rule holds for
+    // the deposits short of its amount it may hold: exempt, it let a deposit and a revocation both
+    // succeed (docs/sandbox.md §2.3). `STE2`/`STE4` of a paid escrow account are KCP's escrow
+    // refund (`escrow::check_cancel`) and name no account.
     if entry.pay_method == "PAVC"
-        && !matches!(modification, Modification::Escrow)
+        && (!matches!(modification, Modification::Escrow) || mod_type == "STE5")
         && holds_deposits(shared, entry)
         && !names_refund_account(&fields)
     {

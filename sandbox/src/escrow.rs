@@ -97,7 +97,9 @@ pub(crate) fn shipped(s: &Shared, tno: &str) -> Option<bool> {
 /// Whether `mod_type` may cancel an escrow trade that stands as `state` (not cancelled), shipped
 /// or not (documented assumption, spec §2.11, docs/sandbox.md): `STE2` before the shipping
 /// start, `STE4` after it, `STE5` for an unpaid virtual account; never `STSC`/`STPC` (KCP has no
-/// partial escrow cancel before the purchase is confirmed).
+/// partial escrow cancel before the purchase is confirmed). An unpaid account holding deposits
+/// short of its amount is then refused by the rule every account holding deposits meets
+/// (cancel.rs: `8508` without a refund account), not here: `STE5` closes it as `STSC` does.
 pub(crate) fn check_cancel(
     mod_type: &str,
     state: TransactionState,

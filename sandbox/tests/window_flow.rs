@@ -1441,3 +1441,31 @@ async fn an_unpaid_escrow_virtual_account_is_closed_with_ste5_only() {
     assert_eq!(h.cancel(plain, "STE5", json!({})).await["res_cd"], "8501");
     assert_eq!(h.cancel(plain, "STSC", json!({})).await["res_cd"], "0000");
 }
+
+/// `STE5` closes an unpaid escrow account as `STSC` closes a plain one, so an account holding
+/// deposits short of its amount is not closed without the account to refund them to (`8508`,
+/// nothing changes), as a plain one is not (docs/sandbox.md §2.3): a deposit and a revocation
+/// never both succeed, escrow or not.
+#[tokio::test]
+async fn an_escrow_virtual_account_holding_a_partial_deposit_is_not_closed_with_ste5() {
+    let h = spawn().await;
+    let ret = receiver(0).await;
+    let vbank = escrow_approval(&h, &ret, "EV3", "VCNT").await;
+    let tno = vbank["tno"].as_str().unwrap();
+    h.sandbox.set_notify_url("*", &format!("{}/noti", ret.url));
+    h.sandbox.deposit(tno, 1000, "00").unwrap();
+    assert_eq!(entry(&h, tno).state, TransactionState::Issued);
+
+    let refused = h.cancel(tno, "STE5", json!({})).await;
+
+    assert_eq!(refused["res_cd"], "8508", "{refused}");
+    let entry = entry(&h, tno);
+    assert_eq!(
+        (entry.state, entry.balance, entry.cancels.len()),
+        (TransactionState::Issued, 20000, 0)
+    );
+    assert!(
+        h.sandbox.deposit(tno, 19000, "00").is_ok(),
+        "the account is still open"
+    );
+}

@@ -291,13 +291,15 @@ impl Gateway {
         let now = self.clock.unix();
         match sent {
             Ok(()) => {
-                let registered = escrow::accepted(delivery, now);
-                let logis = Logis::from(&registered);
-                let next = Some(EscrowShipping::Registered(registered));
-                self.change_escrow_record(m, imp_uid, WhileCancelling::Record, |_, _| {
-                    Ok(Decision::Write(next.clone(), logis.clone()))
-                })
-                .await
+                let registered = self
+                    .change_escrow_record(m, imp_uid, WhileCancelling::Record, |_, current| {
+                        Ok(accepted_onto(current, &delivery, now))
+                    })
+                    .await?;
+                let registered = registered.inspect_err(|_| {
+                    tracing::info!(imp_uid, "escrow shipping start accepted by KCP after another request registered the delivery: kept, KCP's copy recorded confirmed, this POST answered 409");
+                })?;
+                Ok(Logis::from(&registered))
             }
             Err(PgError::Declined {
                 reason: DeclineReason::AlreadyShipped,
@@ -368,6 +370,40 @@ impl Gateway {
         warn_unless_kcp_holds(imp_uid, &changed, "changed in openport only");
         Ok(Logis::from(&changed))
     }
+}
+
+/// The record once KCP accepted this request's shipping start of `delivery`, decided on the
+/// record as it stands (`current`), never written over it blindly: the answer may come late,
+/// after other requests changed the record.
+/// - No delivery registered yet: this one is, as KCP accepted it.
+/// - One registered meanwhile (a POST whose `STE1` KCP answered "already held" while this one was
+///   on its way, and perhaps a PUT since): that delivery stays, the merchant's last word; only
+///   what KCP holds becomes known, this waybill, confirmed. This POST is answered as any POST on a
+///   registered delivery (409), so that of two overlapping POSTs one alone is told "registered".
+fn accepted_onto(
+    current: Option<&EscrowShipping>,
+    delivery: &Delivery,
+    now: i64,
+) -> Decision<Result<Registration, escrow::AlreadyRegistered>> {
+    let Some(EscrowShipping::Registered(r)) = current else {
+        let registered = escrow::accepted(delivery.clone(), now);
+        return Decision::Write(
+            Some(EscrowShipping::Registered(registered.clone())),
+            Ok(registered),
+        );
+    };
+    if r.at_kcp.confirmed() {
+        // KCP confirmed a shipping start before (it takes one): nothing more is learnt.
+        return Decision::Keep(Err(escrow::AlreadyRegistered));
+    }
+    let known = Registration {
+        at_kcp: KcpShipment::Accepted(delivery.waybill.clone()),
+        ..r.clone()
+    };
+    Decision::Write(
+        Some(EscrowShipping::Registered(known)),
+        Err(escrow::AlreadyRegistered),
+    )
 }
 
 /// Logs a warning when KCP may hold another waybill than the registered delivery's (never the

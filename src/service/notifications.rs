@@ -326,8 +326,10 @@ impl From<&kcp_notification::Model> for Notification {
 impl Gateway {
     /// Verifies again the deposit notifications left unverified (see [`REVERIFY_AFTER_SECS`]):
     /// one inquiry per trade and site however many notifications name them (the endpoint is
-    /// public, so rows can be forged in any number), at most `limit` rows a sweep. Returns how
-    /// many changed a payment.
+    /// public, so rows can be forged in any number), at most `limit` rows a sweep, oldest first,
+    /// and only those of the merchants this instance serves (`notifications::served_unverified`:
+    /// the other mode's, skipped unmarked, filled the batch on a database shared by live and
+    /// test instances). Returns how many changed a payment.
     ///
     /// A trade openport holds no payment for ([`NotificationError::UnknownTrade`]) is asked about
     /// here, never when posted, with the connector of the site the notification names
@@ -339,8 +341,9 @@ impl Gateway {
     /// again, at the sweep's pace.
     pub async fn reverify_notifications(&self, limit: u64) -> ServiceResult<usize> {
         let now = self.clock.unix();
-        let rows = notifications::unverified(
+        let rows = notifications::served_unverified(
             &self.db.read,
+            self.served_merchants(),
             TX_DEPOSIT,
             (now - REVERIFY_FOR_SECS, now - REVERIFY_AFTER_SECS),
             now - REVERIFY_EVERY_SECS,
@@ -359,8 +362,10 @@ impl Gateway {
         let mut applied = 0;
         for ((tno, site_cd), rows) in by_trade {
             let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
-            // Newest first: the latest total KCP notified.
-            let latest = rows[0];
+            // Read oldest first: the last is the latest total KCP notified.
+            let Some(&latest) = rows.last() else {
+                continue;
+            };
             let verdict = match self
                 .verify(&Notification::from(latest), Some(latest), now)
                 .await
@@ -387,6 +392,8 @@ impl Gateway {
                 }
                 Ok(_) => {}
                 // Not asked, so not counted as checked: the other mode's instances' to verify.
+                // The list leaves such rows out; only a merchant whose mode changed since the
+                // list was read lands here.
                 Err(NotificationError::OtherMode(_)) => continue,
                 Err(NotificationError::HeldOnlyAtKcp { kcp, .. }) => {
                     tracing::warn!(%tno, %site_cd, kcp, "KCP holds a virtual account openport has no payment for (a database restored from a backup?): compare with KCP's admin; its notifications are kept undecided");
@@ -554,9 +561,13 @@ impl Gateway {
             // Only a total known to be short spares the inquiry: an unknown one is asked about.
             status != PaymentStatus::Ready || n.total.is_some_and(|total| total < payment.amount)
         };
+        if decided && !n.is_reversal() && status == PaymentStatus::Ready {
+            // A partial deposit, were it true, keeps the account ready with the money on it: no
+            // inquiry, but not acknowledged under a cancel in flight, as a full one is not.
+            return self.settle_partial_deposit(n, &payment, row, now).await;
+        }
         if decided {
-            // Nothing KCP could say would move it (a partial deposit, were it true, keeps the
-            // account ready): no inquiry, and nothing a re-send could change.
+            // Nothing KCP could say would move it: no inquiry, and nothing a re-send could change.
             return self.settle(row, Verdict::Unchanged, now).await;
         }
         let connector = self.connector_of(&payment, &n.tno).await?;
@@ -657,7 +668,7 @@ impl Gateway {
         if matches!(kcp, VbankState::Open { paid: true, .. }) {
             tracing::error!(imp_uid = %payment.imp_uid, tno = %n.tno, noti_id = %n.noti_id, "KCP holds a deposit on a virtual account openport recorded revoked: refund the buyer in KCP's admin");
         } else {
-            tracing::warn!(imp_uid = %payment.imp_uid, tno = %n.tno, noti_id = %n.noti_id, kcp = kcp_says(&kcp), "KCP notified a deposit on a virtual account openport recorded revoked; payment unchanged");
+            tracing::warn!(imp_uid = %payment.imp_uid, tno = %n.tno, noti_id = %n.noti_id, total = n.total, kcp = kcp_says(&kcp), "KCP notified a deposit on a virtual account openport recorded revoked; payment unchanged");
         }
         self.settle(row, Verdict::Unchanged, now).await
     }
@@ -741,6 +752,44 @@ impl Gateway {
         let now = self.clock.unix();
         self.apply(payment, (status, to), (&tno, seen), deposited_at, None, now)
             .await
+    }
+
+    /// A deposit notified with a total short of `payment`'s amount on a `ready` account: nothing
+    /// KCP could say moves the payment, so KCP is not asked, but the money is on the account, and
+    /// a revocation must not close it over the money (docs/kcp.md §10.2). Decided `unchanged`
+    /// holding the payment's row, as a full deposit is applied ([`Self::apply`]), unless a cancel
+    /// of the payment is in flight (a revocation whose close is at KCP) or the payment moved:
+    /// then it is not acknowledged, and KCP's re-send (or the resolver's sweep) is decided after
+    /// the cancel: the account still open, `unchanged`; closed by KCP anyway, a deposit on a
+    /// revoked account ([`Self::deposit_on_revoked`]), inquired and logged for the operator.
+    /// Acknowledged here, it was never seen again, and a close KCP then made left the deposit on
+    /// a closed account with nothing logged.
+    ///
+    /// A revocation that opens its attempt after this check reads this notification in its look
+    /// before closing (recorded before the check, and `shows_money`: service/vbanks.rs), so one
+    /// of the two always sees the other.
+    async fn settle_partial_deposit(
+        &self,
+        n: &Notification,
+        payment: &payment::Model,
+        row: Option<i64>,
+        now: i64,
+    ) -> Result<Verdict, NotificationError> {
+        let txn = self.db.write.begin().await?;
+        if !payments::hold_if_status(&txn, payment.id, PaymentStatus::Ready.as_db()).await? {
+            txn.rollback().await?;
+            return Err(NotificationError::Superseded(payment.imp_uid.clone()));
+        }
+        if payments::has_open_cancel(&txn, payment.id).await? {
+            txn.rollback().await?;
+            tracing::warn!(imp_uid = %payment.imp_uid, tno = %n.tno, noti_id = %n.noti_id, total = n.total, amount = payment.amount, "KCP notifies a partial deposit while a cancel of the virtual account is in flight: not acknowledged, decided after the cancel (should KCP close the account, the deposit is on it: refund the buyer in KCP's admin)");
+            return Err(NotificationError::Superseded(payment.imp_uid.clone()));
+        }
+        if let Some(id) = row {
+            notifications::set_outcome(&txn, id, Verdict::Unchanged.as_db(), now).await?;
+        }
+        txn.commit().await?;
+        Ok(Verdict::Unchanged)
     }
 
     /// [`Self::settle`] of a verdict that rests on the payment having `status`, in one

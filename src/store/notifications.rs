@@ -1,14 +1,18 @@
 //! KCP common notifications (`kcp_notifications`): one row per `noti_id`, as first received, with
 //! what verifying it found.
-use sea_orm::sea_query::{Condition, Expr, Query};
+use sea_orm::sea_query::{Condition, Expr, Query, SimpleExpr};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder,
     QuerySelect, Select,
 };
 
-use super::entity::{kcp_notification, payment, pg_attempt};
+use super::billing::ServedMerchants;
+use super::entity::{kcp_notification, merchant, payment, pg_attempt};
 use super::is_unique_violation;
 use crate::domain::payment::PaymentStatus;
+
+/// `payments.pay_method` of a virtual account (`service::vbanks::VBANK`).
+const VBANK: &str = "vbank";
 
 /// What [`record`] found.
 #[derive(Debug)]
@@ -95,7 +99,8 @@ pub async fn set_outcome(
 pub const APPLIED: &str = "applied";
 
 /// Deposit notifications (`tx_cd`) still unverified, received in `received` (inclusive), not
-/// checked since `checked_before`: newest first, at most `limit`.
+/// checked since `checked_before`, of every merchant: oldest first, at most `limit`
+/// ([`served_unverified`] with `ServedMerchants::All`, for tools and tests).
 pub async fn unverified(
     db: &impl ConnectionTrait,
     tx_cd: &str,
@@ -103,21 +108,62 @@ pub async fn unverified(
     checked_before: i64,
     limit: u64,
 ) -> Result<Vec<kcp_notification::Model>, DbErr> {
-    unverified_query(tx_cd, received, checked_before, limit)
-        .all(db)
-        .await
+    served_unverified(
+        db,
+        ServedMerchants::All,
+        tx_cd,
+        received,
+        checked_before,
+        limit,
+    )
+    .await
 }
 
-/// [`unverified`]'s select. Every instance's resolver runs it every minute: `outcome IS NULL`
-/// written out (never bound) is what lets it read `kcp_notifications_undecided`, the undecided
-/// rows alone in `received_at` order, rather than the whole table (migration 000032).
+/// [`unverified`]'s select ([`served_unverified_query`] of every merchant).
 pub fn unverified_query(
     tx_cd: &str,
     received: (i64, i64),
     checked_before: i64,
     limit: u64,
 ) -> Select<kcp_notification::Entity> {
-    kcp_notification::Entity::find()
+    served_unverified_query(ServedMerchants::All, tx_cd, received, checked_before, limit)
+}
+
+/// [`unverified`] of the merchants `served` only: what an instance's re-verify sweep reads
+/// ([`served_unverified_query`]).
+pub async fn served_unverified(
+    db: &impl ConnectionTrait,
+    served: ServedMerchants,
+    tx_cd: &str,
+    received: (i64, i64),
+    checked_before: i64,
+    limit: u64,
+) -> Result<Vec<kcp_notification::Model>, DbErr> {
+    served_unverified_query(served, tx_cd, received, checked_before, limit)
+        .all(db)
+        .await
+}
+
+/// [`served_unverified`]'s select. Every instance's resolver runs it every minute: `outcome IS NULL`
+/// written out (never bound) is what lets it read `kcp_notifications_undecided`, the undecided
+/// rows alone in `received_at` order, rather than the whole table (migration 000032).
+///
+/// Only the rows an instance serving `served` decides ([`served_notification`]): the other mode's
+/// are left out, not read and skipped. Skipped rows are not marked checked (that would push back
+/// the other mode's instances), so on a database shared by live and test instances a hundred of
+/// the other mode's undecided rows filled every batch and an instance never reached its own.
+///
+/// Oldest first: a deposit notified lately still has KCP's re-sends, an old one only this sweep,
+/// and it leaves the window at its end; newest first, more rows due than a few sweeps take kept
+/// the oldest out until then.
+pub fn served_unverified_query(
+    served: ServedMerchants,
+    tx_cd: &str,
+    received: (i64, i64),
+    checked_before: i64,
+    limit: u64,
+) -> Select<kcp_notification::Entity> {
+    let mut query = kcp_notification::Entity::find()
         .filter(kcp_notification::Column::Outcome.is_null())
         .filter(kcp_notification::Column::TxCd.eq(tx_cd))
         .filter(kcp_notification::Column::ReceivedAt.between(received.0, received.1))
@@ -125,9 +171,84 @@ pub fn unverified_query(
             Condition::any()
                 .add(kcp_notification::Column::VerifiedAt.is_null())
                 .add(kcp_notification::Column::VerifiedAt.lt(checked_before)),
-        )
-        .order_by_desc(kcp_notification::Column::ReceivedAt)
+        );
+    if let Some(served) = served_notification(served) {
+        query = query.filter(served);
+    }
+    query
+        .order_by_asc(kcp_notification::Column::ReceivedAt)
         .limit(limit)
+}
+
+/// Whether an instance serving `served` decides the deposit notification of the row being
+/// filtered, as `service::notifications` would find out only when verifying it (`OtherMode`):
+/// - the virtual account holding its `tno` (found as `payments::vbank_by_tno` finds it, through
+///   `pg_attempts_by_tno`, each payment by its key) is of a merchant served;
+/// - no account holds it (a trade the sweep asks KCP about with a connector of the site named):
+///   no merchant the instance does not serve has the site, or, outside test mode, one it serves
+///   does (`Gateway::unknown_trade_at_kcp`: a test-mode instance's "not found" must not decide a
+///   site a live merchant has). A site no merchant has is anyone's (decided unknown).
+///
+/// None for `All`. The account's merchant is a scalar sub-select, which neither database turns
+/// into a join (`ServedMerchants::payment_served`).
+fn served_notification(served: ServedMerchants) -> Option<Condition> {
+    let ids = served.merchant_ids()?;
+    let n = |c: kcp_notification::Column| (kcp_notification::Entity, c);
+    let attempts_with_tno = Query::select()
+        .column((pg_attempt::Entity, pg_attempt::Column::PaymentId))
+        .from(pg_attempt::Entity)
+        .and_where(
+            Expr::col((pg_attempt::Entity, pg_attempt::Column::Tno))
+                .equals(n(kcp_notification::Column::Tno)),
+        )
+        .to_owned();
+    let owner = || {
+        let q = Query::select()
+            .column((payment::Entity, payment::Column::MerchantId))
+            .from(payment::Entity)
+            .and_where(
+                Expr::col((payment::Entity, payment::Column::Id))
+                    .in_subquery(attempts_with_tno.clone()),
+            )
+            .and_where(
+                Expr::col((payment::Entity, payment::Column::PgTid))
+                    .equals(n(kcp_notification::Column::Tno)),
+            )
+            .and_where(Expr::col((payment::Entity, payment::Column::PayMethod)).eq(VBANK))
+            .limit(1)
+            .to_owned();
+        Expr::expr(SimpleExpr::SubQuery(
+            None,
+            Box::new(q.into_sub_query_statement()),
+        ))
+    };
+    let merchants_of_site = |of_served: bool| {
+        let id = Expr::col((merchant::Entity, merchant::Column::Id));
+        Query::select()
+            .expr(Expr::val(1))
+            .from(merchant::Entity)
+            .and_where(
+                Expr::col((merchant::Entity, merchant::Column::SiteCd))
+                    .equals(n(kcp_notification::Column::SiteCd)),
+            )
+            .and_where(if of_served {
+                id.in_subquery(ids.clone())
+            } else {
+                id.not_in_subquery(ids.clone())
+            })
+            .to_owned()
+    };
+    let mut site_served = Condition::any().add(Expr::exists(merchants_of_site(false)).not());
+    if matches!(served, ServedMerchants::LiveOnly { .. }) {
+        site_served = site_served.add(Expr::exists(merchants_of_site(true)));
+    }
+    let served_account = owner().in_subquery(ids.clone());
+    let unheld_trade_of_a_site_served = Condition::all().add(owner().is_null()).add(site_served);
+    Some(
+        Condition::any()
+            .add(served_account)
+            .add(unheld_trade_of_a_site_served),
+    )
 }
 
 /// Records that notifications `ids` were checked at `now` without a verdict (`outcome` stays
@@ -241,26 +362,49 @@ mod tests {
         line.trim_start().starts_with("SCAN") || line.contains("TEMP B-TREE")
     }
 
-    /// Every instance's resolver asks every minute for the undecided deposits of its window: it
-    /// reads them newest first in the index of the undecided notifications, never the table.
+    /// Every instance's resolver asks every minute for the undecided deposits of its window and of
+    /// its mode: it reads them oldest first in the index of the undecided notifications, never
+    /// the table, each row's account looked up by index and its payment by key; only the few
+    /// merchants are read whole.
     #[tokio::test]
     async fn the_re_verify_sweep_reads_the_undecided_notifications_of_its_window_in_their_index() {
         let db = crate::store::Db::connect("sqlite::memory:").await.unwrap();
         db.migrate().await.unwrap();
-        let stmt = unverified_query("TX00", (100, 200), 150, 100).build(DbBackend::Sqlite);
-        let plan = crate::store::sqlite_plan(&db, stmt).await;
-        assert!(
-            plan.contains(
-                "kcp_notifications USING INDEX kcp_notifications_undecided \
-                 (received_at>? AND received_at<?)"
-            ),
-            "{plan}"
-        );
-        assert!(!plan.lines().any(reads_whole_or_sorts), "{plan}");
-        assert!(unverified(&db.read, "TX00", (100, 200), 150, 100)
-            .await
-            .unwrap()
-            .is_empty());
+        let demo_imp_key = "imp_demo";
+        for served in [
+            ServedMerchants::All,
+            ServedMerchants::TestOnly { demo_imp_key },
+            ServedMerchants::LiveOnly { demo_imp_key },
+        ] {
+            let stmt = served_unverified_query(served, "TX00", (100, 200), 150, 100)
+                .build(DbBackend::Sqlite);
+            let plan = crate::store::sqlite_plan(&db, stmt).await;
+            assert!(
+                plan.contains(
+                    "kcp_notifications USING INDEX kcp_notifications_undecided \
+                     (received_at>? AND received_at<?)"
+                ),
+                "{plan}"
+            );
+            let reads_whole = |l: &str| reads_whole_or_sorts(l) && l.trim() != "SCAN merchants";
+            assert!(!plan.lines().any(reads_whole), "{plan}");
+            if !matches!(served, ServedMerchants::All) {
+                assert!(
+                    plan.contains("pg_attempts USING INDEX pg_attempts_by_tno"),
+                    "{plan}"
+                );
+                assert!(
+                    plan.contains("payments USING INTEGER PRIMARY KEY"),
+                    "{plan}"
+                );
+            }
+            assert!(
+                served_unverified(&db.read, served, "TX00", (100, 200), 150, 100)
+                    .await
+                    .unwrap()
+                    .is_empty()
+            );
+        }
     }
 
     /// The hourly prune runs on the writer (on SQLite, every other write waits for it): it reads

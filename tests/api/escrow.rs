@@ -6,7 +6,7 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 
 use crate::checkout::request_pay;
-use crate::helpers::{captured_logs, spawn_app, TestApp};
+use crate::helpers::{captured_logs, spawn_app, spawn_app_with, TestApp};
 
 /// A card escrow payment through the window: its imp_uid, KCP's tno and a token.
 async fn escrow_payment(app: &TestApp, merchant_uid: &str) -> (String, String, String) {
@@ -512,6 +512,81 @@ async fn a_post_whose_client_hangs_up_before_kcp_answers_is_still_registered_and
     );
     assert_eq!(cancelled["code"], 0, "{cancelled}");
     assert_eq!(kcp_cancels(&app, &tno), vec![("STE4".to_owned(), 2000)]);
+}
+
+/// POST A's shipping start is accepted by KCP but its answer is slow; meanwhile POST B's is
+/// answered "already held" (8502), which registers B, and a PUT changes the delivery to C. A's
+/// late success must not write over that: the delivery stays C, KCP's copy becomes A confirmed,
+/// and A is answered 409 as any POST on a registered delivery, so only one POST was told
+/// "registered" and the PUT is not lost.
+#[tokio::test]
+async fn a_shipping_start_answered_after_another_post_and_a_put_registered_keeps_the_delivery_they_left(
+) {
+    let app = spawn_app_with(|c| {
+        c.resolver.settle_secs = 60;
+        c.kcp.timeout_ms = 9_000;
+    })
+    .await;
+    let (imp_uid, tno, token) = escrow_payment(&app, "esc-late-answer").await;
+    let gate = "ste1-late";
+    app.sandbox.inject(
+        FaultRule::new(paths::CANCEL, Fault::HoldAnswer { gate: gate.into() })
+            .when("deli_numb", "111"),
+    );
+    let first = {
+        let request = app
+            .http
+            .post(app.url(&path(&imp_uid)))
+            .header("Authorization", &token)
+            .json(&logis("CJ대한통운", "111"));
+        tokio::spawn(async move { TestApp::read(request.send().await.expect("post")).await })
+    };
+    tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        app.sandbox.until_held(gate),
+    )
+    .await
+    .expect("the first shipping start reached KCP");
+    assert_eq!(held_at_kcp(&app, &tno), held("CJ대한통운", "111"));
+
+    let (status, second) = app
+        .post(&path(&imp_uid), Some(&token), logis("한진택배", "222"))
+        .await;
+    assert_eq!(
+        (status, &second["code"]),
+        (StatusCode::OK, &json!(0)),
+        "{second}"
+    );
+    assert_eq!(
+        second["response"]["pg_logis"],
+        json!({"company": "CJ대한통운", "invoice": "111", "confirmed": false}),
+        "{second}"
+    );
+    let (status, put) = app
+        .put(&path(&imp_uid), &token, logis("롯데택배", "333"))
+        .await;
+    assert_eq!((status, &put["code"]), (StatusCode::OK, &json!(0)), "{put}");
+
+    app.sandbox.open_gate(gate);
+    let (status, late) = first.await.unwrap();
+
+    assert_eq!(
+        status,
+        StatusCode::CONFLICT,
+        "one POST alone is registered: {late}"
+    );
+    let now = lookup(&app, &token, &imp_uid).await;
+    assert_eq!(
+        (&now["company"], &now["invoice"]),
+        (&json!("롯데택배"), &json!("333")),
+        "the PUT stands: {now}"
+    );
+    assert_eq!(
+        now["pg_logis"],
+        json!({"company": "CJ대한통운", "invoice": "111", "confirmed": true}),
+        "KCP's answer makes its copy known: {now}"
+    );
+    assert_eq!(held_at_kcp(&app, &tno), held("CJ대한통운", "111"));
 }
 
 /// Sends a cancel of `imp_uid` in the background, its escrow status change (`mod_type`) held at

@@ -1,0 +1,233 @@
+//! KCP's deposit notifications (`POST /kcp/notify`, spec/kcp.md §2.12; docs/kcp.md §10.2, §11)
+//! against what else is going on: a partial deposit notified while a revocation's close is at KCP,
+//! and the resolver's re-verify sweep on a database shared by instances of both modes. The rest
+//! of the deposit flow is in `vbanks`.
+use kcp_sandbox::{paths, Fault, FaultRule, NotificationRecord};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+use crate::helpers::{captured_logs, spawn_app, spawn_app_with, Receiver, TestApp};
+use crate::vbanks::{notification_row, post_notification};
+
+/// Issues a 7000 won account (KB국민, due in a week) for `merchant_uid`: the `ready` payment.
+async fn issued(app: &TestApp, token: &str, merchant_uid: &str) -> Value {
+    let body = json!({
+        "merchant_uid": merchant_uid, "amount": 7000, "vbank_code": "004",
+        "vbank_due": app.app.gateway.clock.unix() + 7 * 24 * 3600, "name": "가상계좌 상품",
+        "buyer_name": "홍길동", "buyer_email": "buyer@example.com", "buyer_tel": "010-1234-5678",
+    });
+    let (status, res) = app.post("/vbanks", Some(token), body).await;
+    assert_eq!(status, StatusCode::OK, "{res}");
+    assert_eq!(res["response"]["status"], "ready", "{res}");
+    res["response"].clone()
+}
+
+/// The sandbox's notification `noti_id` once `done` says so (it sends in the background).
+async fn sandbox_notification(
+    app: &TestApp,
+    noti_id: &str,
+    done: impl Fn(&NotificationRecord) -> bool,
+) -> NotificationRecord {
+    for _ in 0..200 {
+        let found = app
+            .sandbox
+            .notifications()
+            .into_iter()
+            .find(|n| n.noti_id == noti_id);
+        if let Some(n) = found.filter(|n| done(n)) {
+            return n;
+        }
+        app.sandbox.flush_notifications().await;
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    panic!("the sandbox's notification {noti_id} never got there");
+}
+
+/// A 1000 won deposit lands at KCP while the revocation's close of the 7000 won account is on its
+/// way. Its notification is not acknowledged `unchanged` by the shortcut for a short total: under
+/// the open revocation it is held back with a WARN, as a full deposit is, and decided after the
+/// revocation. KCP (the sandbox) refuses to close an account holding money, so the re-send finds
+/// the account still open and is acknowledged then. Acknowledged at once, it was never seen
+/// again, and a KCP that closed the account anyway left the money on it with nothing logged.
+#[tokio::test]
+async fn a_partial_deposit_landing_while_a_revocation_is_at_kcp_is_decided_after_the_revocation() {
+    let app = spawn_app_with(|c| {
+        c.resolver.settle_secs = 60;
+        c.kcp.timeout_ms = 9_000;
+    })
+    .await;
+    let token = app.token().await;
+    let p = issued(&app, &token, "vb-partial-race").await;
+    let imp_uid = p["imp_uid"].as_str().unwrap().to_string();
+    let tno = p["pg_tid"].as_str().unwrap();
+    let gate = "revocation-close-partial";
+    app.sandbox.inject(
+        FaultRule::new(paths::CANCEL, Fault::HoldRequest { gate: gate.into() }).when("tno", tno),
+    );
+    let revoking = {
+        let request = app
+            .http
+            .delete(app.url(&format!("/vbanks/{imp_uid}")))
+            .header("Authorization", &token);
+        tokio::spawn(async move { TestApp::read(request.send().await.expect("request")).await })
+    };
+    tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        app.sandbox.until_held(gate),
+    )
+    .await
+    .expect("the revocation's close reached KCP");
+
+    let deposit = app.sandbox.deposit(tno, 1000, "00").unwrap();
+    let first = sandbox_notification(&app, &deposit.noti_id, |n| n.attempts >= 1).await;
+
+    assert!(
+        !first.tries[0].acknowledged,
+        "not acknowledged under the revocation in flight: {first:?}"
+    );
+    let row = notification_row(&app, &deposit.noti_id).await.unwrap();
+    assert_eq!(row.outcome, None, "{row:?}");
+    assert!(
+        captured_logs()
+            .lines()
+            .any(|l| l.contains("WARN") && l.contains(&imp_uid) && l.contains("partial deposit")),
+        "a warning names the payment"
+    );
+    assert!(!revoking.is_finished(), "the close is still held at KCP");
+
+    app.sandbox.open_gate(gate);
+    let (status, res) = revoking.await.unwrap();
+
+    assert!(
+        status != StatusCode::OK || res["code"] != 0,
+        "not revoked: {res}"
+    );
+    assert_eq!(app.payment(&token, &imp_uid).await["status"], "ready");
+    sandbox_notification(&app, &deposit.noti_id, |n| n.acknowledged).await;
+    let row = notification_row(&app, &deposit.noti_id).await.unwrap();
+    assert_eq!(row.outcome.as_deref(), Some("unchanged"), "{row:?}");
+    app.assert_ledger_agrees().await;
+}
+
+/// A `TX00` form for `tno` of site T0000 with `total` and `noti_id`, as anyone can post one.
+fn deposit_form(tno: &str, noti_id: &str, total: i64) -> Vec<(String, String)> {
+    [
+        ("site_cd", "T0000".to_string()),
+        ("tno", tno.to_string()),
+        ("order_no", "x".into()),
+        ("tx_cd", "TX00".into()),
+        ("tx_tm", "20261123120000".into()),
+        ("ipgm_name", "홍길동".into()),
+        ("ipgm_mnyx", total.to_string()),
+        ("totl_mnyx", total.to_string()),
+        ("noti_id", noti_id.into()),
+        ("op_cd", "00".into()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect()
+}
+
+/// Posts `count` undecided deposit notifications of `tno`, whose merchant this instance does not
+/// serve (left to the other mode's instances: `9999`, outcome empty).
+async fn other_modes_undecided(app: &TestApp, tno: &str, prefix: &str, count: usize) {
+    for i in 0..count {
+        let form = deposit_form(tno, &format!("{prefix}-{i}"), 7000);
+        assert!(!post_notification(app, &form).await, "left undecided");
+    }
+}
+
+/// Live and test-mode instances may share one database (docs/operations.md). The re-verify sweep
+/// read the hundred newest undecided deposits and skipped the other mode's without marking them
+/// (the other mode's instances verify them), so a hundred of the other mode's rows filled every
+/// batch and an instance never reached its own deposit, here one whose notifications all went
+/// unconfirmed (KCP's inquiry failing). It now reads only the rows it serves, oldest first: the
+/// deposit between two hundred of a live merchant's rows is applied at the first sweep, and the
+/// live rows are left as they were for a live instance.
+#[tokio::test]
+async fn the_re_verify_sweep_reaches_its_own_deposit_among_hundreds_of_the_other_modes() {
+    let app = spawn_app().await;
+    let gateway = &app.app.gateway;
+    app.stop_clock();
+    let token = app.token().await;
+    let (imp_key, imp_secret) = app.second_merchant().await;
+    let live_token = app.token_for(&imp_key, &imp_secret).await;
+    let live = issued(&app, &live_token, "vb-live-flood").await;
+    let live_tno = live["pg_tid"].as_str().unwrap();
+    crate::helpers::make_live(&app, &imp_key).await;
+    gateway.forget_merchant(None);
+    let own = issued(&app, &token, "vb-own-starved").await;
+    let own_tno = own["pg_tid"].as_str().unwrap();
+    let own_imp_uid = own["imp_uid"].as_str().unwrap();
+
+    other_modes_undecided(&app, live_tno, "live-older", 100).await;
+    app.advance(1);
+    // A real deposit whose notification reached openport while KCP's inquiry failed; KCP's
+    // re-sends go elsewhere, as if it had given up on openport.
+    let elsewhere = Receiver::start().await;
+    app.sandbox
+        .set_notify_url("T0000", &elsewhere.url("/kcp/notify"));
+    let deposit = app.sandbox.deposit(own_tno, 7000, "00").unwrap();
+    app.sandbox.inject(
+        FaultRule::new(paths::INQUIRY, Fault::HttpStatus { status: 503 }).when("tno", own_tno),
+    );
+    assert!(!post_notification(&app, &deposit.fields).await);
+    app.advance(1);
+    other_modes_undecided(&app, live_tno, "live-newer", 100).await;
+
+    // Past the two minutes left to KCP's re-sends.
+    app.advance(160);
+    assert_eq!(gateway.reverify_notifications(100).await.unwrap(), 1);
+
+    assert_eq!(app.payment(&token, own_imp_uid).await["status"], "paid");
+    for noti_id in ["live-older-0", "live-newer-99"] {
+        let row = notification_row(&app, noti_id).await.unwrap();
+        assert_eq!(
+            (row.outcome, row.verified_at),
+            (None, None),
+            "left to a live instance as it was"
+        );
+    }
+    app.assert_ledger_agrees().await;
+}
+
+/// The sweep's list of one mode ([`the_re_verify_sweep_reaches_its_own_deposit_among_hundreds_of_the_other_modes`])
+/// reads the undecided notifications' own index, each row's account through `pg_attempts_by_tno`
+/// and its payment by key, on both databases: no table is read whole but the few merchants.
+#[tokio::test]
+async fn the_re_verify_sweep_of_one_mode_reads_through_its_indexes() {
+    use openport::service::merchants::DEMO_IMP_KEY;
+    use openport::store::billing::ServedMerchants;
+    use openport::store::notifications::served_unverified_query;
+    use sea_orm::{ConnectionTrait, DbBackend, QueryTrait};
+
+    let app = spawn_app().await;
+    let db = &app.app.gateway.db.read;
+    let backend = db.get_database_backend();
+    for served in [
+        ServedMerchants::TestOnly {
+            demo_imp_key: DEMO_IMP_KEY,
+        },
+        ServedMerchants::LiveOnly {
+            demo_imp_key: DEMO_IMP_KEY,
+        },
+    ] {
+        let query = served_unverified_query(served, "TX00", (800, 1000), 1000, 100).build(backend);
+        let plan = crate::helpers::query_plan(db, &query).await;
+        assert!(plan.contains("kcp_notifications_undecided"), "{plan}");
+        assert!(plan.contains("pg_attempts_by_tno"), "{plan}");
+        let payment_by_key = if backend == DbBackend::Postgres {
+            "payments_pkey"
+        } else {
+            "SEARCH payments USING INTEGER PRIMARY KEY"
+        };
+        assert!(plan.contains(payment_by_key), "{plan}");
+        let reads_a_table_whole_or_sorts = |l: &str| {
+            (l.contains("Seq Scan") && !l.contains("Seq Scan on merchants"))
+                || (l.trim_start().starts_with("SCAN") && l.trim() != "SCAN merchants")
+                || l.contains("Sort")
+                || l.contains("TEMP B-TREE")
+        };
+        assert!(!plan.lines().any(reads_a_table_whole_or_sorts), "{plan}");
+    }
+}
