@@ -341,8 +341,32 @@ const KCP_TEST_SENDERS: &[&str] = &["210.122.176.144", "127.0.0.0/8", "::1"];
 /// `sandbox: true` and the README's demo credentials work there.
 const KCP_PRODUCTION_HOSTS: &[&str] = &["spl.kcp.co.kr", "smpay.kcp.co.kr", "spay.kcp.co.kr"];
 
-/// The KCP production host `url` names, if any (a URL without a scheme is read as https).
-pub fn kcp_production_host(url: &str) -> Option<&'static str> {
+/// KCP's test hosts (spec/kcp.md §1: REST and trade registration, the older mobile registration
+/// and the mobile window, the PC window script). Outside test mode a window-approval or
+/// registration URL naming one is refused unless the instance's api base is KCP's staging too
+/// ([`Config::validate`]): its approvals would be test approvals recorded as live payments.
+const KCP_STAGING_HOSTS: &[&str] = &[
+    "stg-spl.kcp.co.kr",
+    "testsmpay.kcp.co.kr",
+    "testspay.kcp.co.kr",
+];
+
+/// KCP's public test site codes (spec/kcp.md §1: `T0000` general, `T0007` escrow, `A52Q7`
+/// batch). A live merchant under one of them sends every payment under KCP's test site; with the
+/// certificate of the merchant's own site each is refused as a site mismatch, which the shop sees
+/// as a declined card, not as a configuration error. `openport merchant create` refuses them
+/// outside test mode.
+pub const KCP_PUBLIC_TEST_SITES: &[&str] = &["T0000", "T0007", "A52Q7"];
+
+/// Whether `site_cd` is one of [`KCP_PUBLIC_TEST_SITES`].
+pub fn is_kcp_public_test_site(site_cd: &str) -> bool {
+    KCP_PUBLIC_TEST_SITES
+        .iter()
+        .any(|s| s.eq_ignore_ascii_case(site_cd.trim()))
+}
+
+/// The host of `hosts` that `url` names, if any (a URL without a scheme is read as https).
+fn kcp_host_among(url: &str, hosts: &[&'static str]) -> Option<&'static str> {
     let url = url.trim();
     let parsed = url::Url::parse(url)
         .ok()
@@ -352,7 +376,42 @@ pub fn kcp_production_host(url: &str) -> Option<&'static str> {
         .host_str()?
         .trim_end_matches('.')
         .to_ascii_lowercase();
-    KCP_PRODUCTION_HOSTS.iter().copied().find(|h| *h == host)
+    hosts.iter().copied().find(|h| *h == host)
+}
+
+/// The KCP production host `url` names, if any (a URL without a scheme is read as https).
+pub fn kcp_production_host(url: &str) -> Option<&'static str> {
+    kcp_host_among(url, KCP_PRODUCTION_HOSTS)
+}
+
+/// The KCP staging (test) host `url` names, if any (a URL without a scheme is read as https).
+pub fn kcp_staging_host(url: &str) -> Option<&'static str> {
+    kcp_host_among(url, KCP_STAGING_HOSTS)
+}
+
+/// `url` as an error message may show it: without any credentials it carries.
+fn without_credentials(url: &str) -> String {
+    match url::Url::parse(url.trim()) {
+        Ok(mut u) if u.password().is_some() || !u.username().is_empty() => {
+            let _ = u.set_username("");
+            let _ = u.set_password(None);
+            u.to_string()
+        }
+        Ok(_) => url.to_owned(),
+        Err(_) if url.contains('@') => "(unreadable URL)".to_owned(),
+        Err(_) => url.to_owned(),
+    }
+}
+
+/// Whether `url`'s host is this machine (`localhost`, a loopback address): plain http there never
+/// crosses a network.
+fn names_this_host(url: &url::Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(d)) => d.trim_end_matches('.').eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    }
 }
 
 /// A configuration openport refuses to start with.
@@ -411,6 +470,13 @@ pub enum ConfigError {
          such as https://pay.example.com or https://example.com/pay"
     )]
     BadPublicUrl(String),
+    #[error(
+        "OPENPORT_PUBLIC_URL {0:?} must be https while test mode is off: buyers' payment pages, \
+         the checkout hand-off link and KCP's post back to Ret_URL would cross the network in \
+         clear (plain http is taken only for localhost or a loopback address, for a local \
+         rehearsal)"
+    )]
+    PlainHttpPublicUrl(String),
     #[error("{setting} must be more than 0 ms: without a deadline a client that stops sending holds its connection for ever")]
     NoHttpTimeout { setting: &'static str },
     #[error(
@@ -422,6 +488,32 @@ pub enum ConfigError {
     NoConnectionsAllowed,
     #[error("{setting} {url:?} must be an http(s) URL, such as https://stg-spl.kcp.co.kr/gw/enc/v1/payment")]
     BadKcpUrl { setting: &'static str, url: String },
+    #[error(
+        "{setting} {url:?} must be https while test mode is off (plain http only to this host, \
+         e.g. a local sandbox or egress proxy): site_cd, kcp_cert_info and the buyer's window \
+         data go there, and its answer names the page buyers type their card into"
+    )]
+    PlainHttpKcpUrl { setting: &'static str, url: String },
+    #[error(
+        "{setting} names KCP's staging host {host} while test mode is off and the instance's other \
+         KCP calls go to {other}: its approvals would be KCP test approvals recorded as live \
+         payments. Use KCP's production URL (or unset it), or, to rehearse against KCP's staging, \
+         set OPENPORT_KCP__API_BASE=https://stg-spl.kcp.co.kr too (or OPENPORT_TEST_MODE=true)"
+    )]
+    StagingKcpOutsideTestMode {
+        setting: &'static str,
+        host: &'static str,
+        other: String,
+    },
+    #[error(
+        "{setting} names KCP's production host {host} while OPENPORT_KCP__API_BASE is KCP's \
+         staging: its approvals would be charged for real while cancels and inquiries go to KCP's \
+         test environment. Use KCP's staging URL, or unset OPENPORT_KCP__API_BASE for production"
+    )]
+    ProductionKcpBesideStaging {
+        setting: &'static str,
+        host: &'static str,
+    },
     #[error(
         "{setting} names KCP's production host {host} while test mode is on: test payments and the \
          README's demo credentials would reach real KCP. Use KCP's staging hosts (stg-spl.kcp.co.kr, \
@@ -529,21 +621,6 @@ impl Config {
         self.kcp_notify_sources()?;
         self.trusted_proxies()?;
         self.public_base()?;
-        for (setting, url) in [
-            ("KCP_PAYMENT_URL", &self.kcp.payment_url),
-            ("KCP_REGISTER_URL", &self.kcp.register_url),
-        ] {
-            let Some(url) = url else { continue };
-            let parsed = reqwest::Url::parse(url).ok();
-            if !parsed
-                .is_some_and(|u| matches!(u.scheme(), "http" | "https") && u.host_str().is_some())
-            {
-                return Err(ConfigError::BadKcpUrl {
-                    setting,
-                    url: url.clone(),
-                });
-            }
-        }
         if self.test_mode {
             for (setting, url) in [
                 ("OPENPORT_KCP__API_BASE / KCP_API_BASE", &self.kcp.api_base),
@@ -556,7 +633,68 @@ impl Config {
             }
         }
         self.check_kcp_api_base()?;
+        self.check_kcp_urls()?;
         self.check_kcp_credentials()?;
+        Ok(())
+    }
+
+    /// The seed's whole KCP URLs (`KCP_PAYMENT_URL`, `KCP_REGISTER_URL`), which replace those of
+    /// the instance's KCP environment (app.rs). They carry what the api base carries (site_cd,
+    /// kcp_cert_info, the window's `enc_data`), and the registration's answer names the `PayUrl`
+    /// buyers' browsers post to, so they take the api base's rule ([`Self::check_kcp_api_base`]):
+    /// https, or plain http only to this host outside test mode. Outside test mode they must also
+    /// name the environment the other calls go to: KCP's staging hosts only beside a staging api
+    /// base (a live rehearsal against KCP staging, README), KCP's production hosts not beside one.
+    /// The seed's own `.env` names staging hosts, and copied onto a live instance they sent every
+    /// window approval to KCP's test environment while key-in, cancels and inquiries went to
+    /// production.
+    fn check_kcp_urls(&self) -> Result<(), ConfigError> {
+        let base = self.kcp.api_base.as_deref();
+        let base_staging = base.and_then(kcp_staging_host).is_some();
+        for (setting, url) in [
+            ("KCP_PAYMENT_URL", &self.kcp.payment_url),
+            ("KCP_REGISTER_URL", &self.kcp.register_url),
+        ] {
+            let Some(url) = url else { continue };
+            let shown = without_credentials(url);
+            let parsed = reqwest::Url::parse(url.trim())
+                .ok()
+                .filter(|u| matches!(u.scheme(), "http" | "https") && u.host_str().is_some())
+                .ok_or_else(|| ConfigError::BadKcpUrl {
+                    setting,
+                    url: shown.clone(),
+                })?;
+            // The api base's scheme rule, applied to this URL's origin (its path is KCP's).
+            if let Err(OriginError::PlainHttp) =
+                kcp_origin::parse(&parsed.origin().ascii_serialization(), self.test_mode)
+            {
+                return Err(ConfigError::PlainHttpKcpUrl {
+                    setting,
+                    url: shown,
+                });
+            }
+            if self.test_mode {
+                continue;
+            }
+            if let Some(host) = kcp_staging_host(url) {
+                if !base_staging {
+                    let other = match base {
+                        None => "KCP's production hosts".to_owned(),
+                        Some(b) => without_credentials(b),
+                    };
+                    return Err(ConfigError::StagingKcpOutsideTestMode {
+                        setting,
+                        host,
+                        other,
+                    });
+                }
+            }
+            if let Some(host) = kcp_production_host(url) {
+                if base_staging {
+                    return Err(ConfigError::ProductionKcpBesideStaging { setting, host });
+                }
+            }
+        }
         Ok(())
     }
 
@@ -568,17 +706,7 @@ impl Config {
         let Some(url) = &self.kcp.api_base else {
             return Ok(());
         };
-        // Shown without any credentials it carries.
-        let shown = match url::Url::parse(url.trim()) {
-            Ok(mut u) if u.password().is_some() || !u.username().is_empty() => {
-                let _ = u.set_username("");
-                let _ = u.set_password(None);
-                u.to_string()
-            }
-            Ok(_) => url.clone(),
-            Err(_) if url.contains('@') => "(unreadable URL)".to_owned(),
-            Err(_) => url.clone(),
-        };
+        let shown = without_credentials(url);
         let bad = |why| ConfigError::BadKcpApiBase {
             url: shown.clone(),
             why,
@@ -641,6 +769,13 @@ impl Config {
             && url.fragment().is_none();
         if !usable {
             return Err(bad());
+        }
+        // A live buyer's payment page, the checkout link (a bearer capability) and KCP's post back
+        // with `enc_data` all go to this base: over plain http only on this machine.
+        if !self.test_mode && url.scheme() == "http" && !names_this_host(&url) {
+            return Err(ConfigError::PlainHttpPublicUrl(crate::store::redact_url(
+                raw,
+            )));
         }
         Ok(Some(url.as_str().trim_end_matches('/').to_string()))
     }
@@ -1175,6 +1310,174 @@ mod tests {
             c.validate().is_ok(),
             "a sandbox on another host, in test mode"
         );
+    }
+
+    /// `KCP_PAYMENT_URL` / `KCP_REGISTER_URL` replace the environment's window-approval and
+    /// registration URLs. On a live instance plain http to another host sent site_cd and
+    /// kcp_cert_info in clear, and the answer's `PayUrl` (where buyers type their card) came from
+    /// whoever answered; they now take the api base's rule.
+    #[test]
+    fn a_live_kcp_payment_or_register_url_over_plain_http_to_another_host_refuses_to_start() {
+        let live = Config {
+            test_mode: false,
+            ..Config::default()
+        };
+        for (field, url) in [
+            ("KCP_PAYMENT_URL", "http://10.0.0.5/gw/enc/v1/payment"),
+            (
+                "KCP_REGISTER_URL",
+                "http://192.0.2.2:19091/std/tradeReg/register",
+            ),
+            ("KCP_PAYMENT_URL", "http://spl.kcp.co.kr/gw/enc/v1/payment"),
+            (
+                "KCP_REGISTER_URL",
+                "http://kcp:pw@192.0.2.2/std/tradeReg/register",
+            ),
+        ] {
+            let mut c = live.clone();
+            let slot = if field == "KCP_PAYMENT_URL" {
+                &mut c.kcp.payment_url
+            } else {
+                &mut c.kcp.register_url
+            };
+            *slot = Some(url.into());
+            let refused = c.validate().expect_err(url).to_string();
+            assert!(
+                refused.contains(field) && refused.contains("must be https"),
+                "{url}: {refused}"
+            );
+            assert!(!refused.contains("pw@"), "{refused}");
+            c.test_mode = true;
+            assert!(
+                c.validate().is_ok() || url.contains("spl.kcp"),
+                "a sandbox on another host, in test mode: {url}"
+            );
+        }
+        for url in [
+            "http://127.0.0.1:19090/gw/enc/v1/payment",
+            "http://localhost:19090/gw/enc/v1/payment",
+            "http://[::1]:19090/gw/enc/v1/payment",
+            "https://spl.kcp.co.kr/gw/enc/v1/payment",
+        ] {
+            let mut c = live.clone();
+            c.kcp.payment_url = Some(url.into());
+            c.kcp.register_url = Some(url.replace("gw/enc/v1/payment", "std/tradeReg/register"));
+            assert!(c.validate().is_ok(), "{url}");
+        }
+    }
+
+    /// The seed's `.env` names KCP's staging hosts. Copied onto a live instance (no api base:
+    /// KCP's production), every window approval and billing-key window went to KCP's test
+    /// environment while key-in, cancels and inquiries went to production.
+    #[test]
+    fn a_live_instance_refuses_kcp_staging_urls_unless_its_api_base_is_kcp_staging_too() {
+        let live = Config {
+            test_mode: false,
+            ..Config::default()
+        };
+        for (field, url, host) in [
+            (
+                "KCP_PAYMENT_URL",
+                "https://stg-spl.kcp.co.kr/gw/enc/v1/payment",
+                "stg-spl.kcp.co.kr",
+            ),
+            (
+                "KCP_REGISTER_URL",
+                "https://testsmpay.kcp.co.kr/trade/register.do",
+                "testsmpay.kcp.co.kr",
+            ),
+            (
+                "KCP_REGISTER_URL",
+                "https://TESTSPAY.kcp.co.kr./x",
+                "testspay.kcp.co.kr",
+            ),
+        ] {
+            for base in [
+                None,
+                Some("http://127.0.0.1:9090"),
+                Some("https://spl.kcp.co.kr"),
+            ] {
+                let mut c = live.clone();
+                c.kcp.api_base = base.map(Into::into);
+                if field == "KCP_PAYMENT_URL" {
+                    c.kcp.payment_url = Some(url.into());
+                } else {
+                    c.kcp.register_url = Some(url.into());
+                }
+                let refused = c.validate().expect_err(url).to_string();
+                assert!(
+                    refused.contains(field)
+                        && refused.contains(&format!("staging host {host}"))
+                        && refused.contains("OPENPORT_KCP__API_BASE=https://stg-spl.kcp.co.kr"),
+                    "{url} beside {base:?}: {refused}"
+                );
+                // A live rehearsal against KCP's staging (README), and test mode, take them.
+                c.kcp.api_base = Some("https://stg-spl.kcp.co.kr".into());
+                assert!(c.validate().is_ok(), "{url} beside a staging api base");
+                c.kcp.api_base = base.map(Into::into);
+                c.test_mode = true;
+                if base.is_none_or(|b| !b.contains("spl.kcp")) {
+                    assert!(c.validate().is_ok(), "{url} in test mode beside {base:?}");
+                }
+            }
+        }
+
+        // The opposite mix: production approvals beside staging cancels and inquiries.
+        let mut c = live.clone();
+        c.kcp.api_base = Some("https://stg-spl.kcp.co.kr".into());
+        c.kcp.payment_url = Some("https://spl.kcp.co.kr/gw/enc/v1/payment".into());
+        let refused = c
+            .validate()
+            .expect_err("production beside staging")
+            .to_string();
+        assert!(
+            refused.contains("KCP_PAYMENT_URL")
+                && refused.contains("production host spl.kcp.co.kr"),
+            "{refused}"
+        );
+    }
+
+    /// A live instance took `OPENPORT_PUBLIC_URL=http://pay.example.com` silently: buyers' payment
+    /// pages, the checkout link and KCP's post back with `enc_data` then crossed the network in
+    /// clear.
+    #[test]
+    fn a_live_public_url_over_plain_http_to_another_host_refuses_to_start() {
+        let live = Config {
+            test_mode: false,
+            ..Config::default()
+        };
+        for url in ["http://pay.example.com", "HTTP://10.0.0.5:8080/pay/"] {
+            let mut c = live.clone();
+            c.public_url = Some(url.into());
+            let refused = c.validate().expect_err(url).to_string();
+            assert!(
+                refused.contains("OPENPORT_PUBLIC_URL")
+                    && refused.contains("must be https while test mode is off"),
+                "{url}: {refused}"
+            );
+            c.test_mode = true;
+            assert!(c.validate().is_ok(), "in test mode: {url}");
+        }
+        for url in [
+            "https://pay.example.com",
+            "http://127.0.0.1:8080",
+            "http://localhost:8080/pay",
+            "http://[::1]:8080",
+        ] {
+            let mut c = live.clone();
+            c.public_url = Some(url.into());
+            assert!(c.validate().is_ok(), "{url}");
+        }
+    }
+
+    #[test]
+    fn kcps_public_test_site_codes_are_known_whatever_their_case() {
+        for site in ["T0000", "T0007", "A52Q7", "t0000", " a52q7 "] {
+            assert!(is_kcp_public_test_site(site), "{site}");
+        }
+        for site in ["AB123", "T0001", ""] {
+            assert!(!is_kcp_public_test_site(site), "{site}");
+        }
     }
 
     #[test]

@@ -220,9 +220,11 @@ enum MerchantCommand {
         /// The merchant's name (shown in `merchant list`).
         #[arg(long)]
         name: String,
-        /// KCP site code (5 characters). In test mode the sandbox CA issues its certificate.
-        #[arg(long, default_value = "T0000")]
-        site_cd: String,
+        /// KCP site code (5 characters): the one KCP gave your contract, required when test mode
+        /// is off (KCP's public test sites T0000, T0007 and A52Q7 are refused there). In test
+        /// mode it defaults to T0000, and the sandbox CA issues its certificate.
+        #[arg(long)]
+        site_cd: Option<String>,
         /// KCP service certificate (PEM file); required when test mode is off.
         #[arg(long)]
         cert: Option<PathBuf>,
@@ -897,6 +899,28 @@ async fn schedule(cmd: ScheduleCommand) -> anyhow::Result<()> {
     }
 }
 
+/// The site code `merchant create` makes a merchant under. Test mode defaults to KCP's public
+/// test site T0000. Outside it that default made every payment of a live shop go under KCP's
+/// test site, failing each one as a site mismatch that the shop saw as a declined card; the
+/// operator must name the site of the KCP contract, and KCP's public test sites are refused.
+fn live_site_code(site_cd: Option<String>, test_mode: bool) -> anyhow::Result<String> {
+    match site_cd {
+        None if test_mode => Ok("T0000".to_owned()),
+        None => anyhow::bail!(
+            "--site-cd is required outside test mode (the site code KCP gave your contract, the \
+             one its certificate was issued for)"
+        ),
+        Some(site) if !test_mode && openport::config::is_kcp_public_test_site(&site) => {
+            anyhow::bail!(
+                "--site-cd {site} is one of KCP's public test sites ({}), refused outside test \
+                 mode: give the site code KCP gave your contract",
+                openport::config::KCP_PUBLIC_TEST_SITES.join(", ")
+            )
+        }
+        Some(site) => Ok(site),
+    }
+}
+
 async fn merchant(cmd: MerchantCommand) -> anyhow::Result<()> {
     match cmd {
         MerchantCommand::Create {
@@ -914,6 +938,7 @@ async fn merchant(cmd: MerchantCommand) -> anyhow::Result<()> {
             // sandbox: one beside a running server would rewrite its state file with a stale copy.
             let gateway = offline_gateway(&common).await?;
             let test_mode = gateway.settings.test_mode;
+            let site_cd = live_site_code(site_cd, test_mode)?;
             let (cert_pem, key_pem, pass) = match (cert, key) {
                 (Some(c), Some(k)) => (
                     std::fs::read_to_string(&c).with_context(|| format!("read {}", c.display()))?,

@@ -61,6 +61,15 @@ pub enum SchemaError {
          \"Upgrades\"), or run the command with the version the database was migrated by"
     )]
     Pending { count: usize, names: String },
+    /// The database holds migrations this binary does not know: a newer openport migrated it (a
+    /// rolling deploy half done, or a rollback without restoring the backup). sea-orm's own words
+    /// ("migration file … is missing") read as a broken installation.
+    #[error(
+        "this database was migrated by a newer version of openport (migrations this version does \
+         not know: {names}); run that version (or a later one), or restore the backup taken \
+         before the upgrade to run this one (docs/operations.md \"Upgrades\")"
+    )]
+    Newer { names: String },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -73,6 +82,13 @@ pub enum ConnectError {
     Sqlx(#[from] sea_orm::sqlx::Error),
     #[error("database file: {0}")]
     File(std::io::Error),
+    /// A `sqlite://` URL without `mode=rwc` opens an existing file only; SQLite's own answer is
+    /// "unable to open database file" (code 14), which names neither the cause nor the fix.
+    #[error(
+        "database file {0} does not exist; add ?mode=rwc to DATABASE_URL to create it \
+         (e.g. sqlite:///var/lib/openport/pay.db?mode=rwc)"
+    )]
+    MissingSqliteFile(String),
 }
 
 /// PostgreSQL connections one instance opens at most unless configured (`database_pool_size`).
@@ -115,6 +131,10 @@ impl Db {
             }
             if url.contains("mode=rwc") {
                 create_private(opts.get_filename())?;
+            } else if !opts.get_filename().exists() {
+                return Err(ConnectError::MissingSqliteFile(
+                    opts.get_filename().display().to_string(),
+                ));
             }
             // Creates the file (mode=rwc) and puts it in WAL mode before rusqlite opens it; then
             // only the migrations use it, and it closes when idle.
@@ -199,7 +219,10 @@ impl Db {
     /// ([`check_for_a_gone_client`]): an openport killed mid-migration (a deploy's timeout during
     /// an index build) left the statement running, and its locks held, until the backend next
     /// wrote to the dead connection, and the next start waited behind them.
-    pub async fn migrate(&self) -> Result<(), DbErr> {
+    ///
+    /// A database a newer openport migrated is refused before anything is applied
+    /// ([`SchemaError::Newer`]).
+    pub async fn migrate(&self) -> Result<(), SchemaError> {
         use migration::MigratorTrait;
         if self.schema.get_database_backend() != DbBackend::Sqlite {
             // sea-orm-migration's own transaction becomes a savepoint in this one.
@@ -207,14 +230,16 @@ impl Db {
             txn.execute_unprepared(&set_migration_lock_timeout())
                 .await?;
             check_for_a_gone_client(&txn).await?;
+            refuse_newer_migrations(&txn).await?;
             migration::Migrator::up(&txn, None)
                 .await
                 .map_err(lock_wait_named)?;
-            return txn.commit().await;
+            return Ok(txn.commit().await?);
         }
         // Looked at outside a transaction, so a start with nothing to apply takes no write lock.
         // It also creates the version table the lock statement names on a new database (a write
         // of its own, which waits for the lock as any first write does).
+        refuse_newer_migrations(&self.schema).await?;
         while !migration::Migrator::get_pending_migrations(&self.schema)
             .await?
             .is_empty()
@@ -235,12 +260,13 @@ impl Db {
     /// database in use that lacks some of this binary's migrations is refused, naming them.
     pub async fn migrate_if_new(&self) -> Result<(), SchemaError> {
         use migration::MigratorTrait;
+        refuse_newer_migrations(&self.schema).await?;
         let statuses = migration::Migrator::get_migration_with_status(&self.schema).await?;
         if statuses
             .iter()
             .all(|m| m.status() == migration::MigrationStatus::Pending)
         {
-            return Ok(self.migrate().await?);
+            return self.migrate().await;
         }
         let pending: Vec<&str> = statuses
             .iter()
@@ -286,6 +312,33 @@ impl Db {
         }
         futures::try_join!(select_one(&self.read), select_one(&self.write))?;
         Ok(())
+    }
+}
+
+/// Refuses a database holding applied migrations this binary does not know (an older openport on
+/// a database a newer one migrated), naming them. Reading the version table creates it on a new
+/// database, as sea-orm-migration's own status query does.
+async fn refuse_newer_migrations(db: &impl ConnectionTrait) -> Result<(), SchemaError> {
+    use migration::MigratorTrait;
+    let known: std::collections::HashSet<String> = migration::Migrator::migrations()
+        .iter()
+        .map(|m| m.name().to_owned())
+        .collect();
+    // The version table is the first thing a start reads: a lock another session holds on it
+    // is named as the migrations' own waits are.
+    let unknown: Vec<String> = migration::Migrator::get_migration_models(db)
+        .await
+        .map_err(lock_wait_named)?
+        .into_iter()
+        .map(|m| m.version)
+        .filter(|v| !known.contains(v))
+        .collect();
+    if unknown.is_empty() {
+        Ok(())
+    } else {
+        Err(SchemaError::Newer {
+            names: unknown.join(", "),
+        })
     }
 }
 

@@ -2264,3 +2264,183 @@ async fn an_expired_kcp_certificate_is_taken_with_a_warning_at_merchant_create_a
     );
     drop(live);
 }
+
+/// Runs the binary with `env` added to the test environment.
+async fn run_with(
+    dir: &Path,
+    database_url: &str,
+    args: &[&str],
+    env: Vec<(&'static str, String)>,
+) -> Output {
+    let mut command = openport_in_test_mode(dir, database_url, args);
+    command.envs(env);
+    tokio::task::spawn_blocking(move || command.output().expect("the openport binary runs"))
+        .await
+        .unwrap()
+}
+
+/// Outside test mode `merchant create` without `--site-cd` made a live merchant under KCP's public
+/// test site T0000: every payment of the shop then failed as a site mismatch, which it saw as a
+/// declined card. It now requires the contract's site code and refuses KCP's public test sites.
+#[tokio::test]
+async fn merchant_create_outside_test_mode_requires_the_contracts_site_code_and_refuses_kcps_test_sites(
+) {
+    use base64::Engine;
+    let (url, _db_dir) = fresh_database().await;
+    let dir = tempfile::tempdir().unwrap();
+    let ca = kcp_sandbox::Sandbox::new(kcp_sandbox::SandboxConfig::default()).unwrap();
+    let issued = ca.issue_certificate("AB123", "S3cret-pass").unwrap();
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert, &issued.certificate_pem).unwrap();
+    std::fs::write(&key, &issued.encrypted_private_key_pem).unwrap();
+    let live = || {
+        vec![
+            ("OPENPORT_TEST_MODE", "false".to_string()),
+            (
+                "OPENPORT_MASTER_KEY",
+                base64::engine::general_purpose::STANDARD.encode([7u8; 32]),
+            ),
+            ("KCP_PRIVATE_KEY_PASSWORD", "S3cret-pass".to_string()),
+        ]
+    };
+    let (cert, key) = (cert.to_str().unwrap(), key.to_str().unwrap());
+    let create = [
+        "merchant", "create", "--name", "My Shop", "--cert", cert, "--key", key,
+    ];
+
+    let out = run_with(dir.path(), &url, &create, live()).await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("--site-cd is required outside test mode"),
+        "{stderr}"
+    );
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("imp_secret"));
+
+    for site in ["T0000", "T0007", "A52Q7", "t0000"] {
+        let args = [&create[..], &["--site-cd", site]].concat();
+        let out = run_with(dir.path(), &url, &args, live()).await;
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{site}: {stderr}");
+        assert!(
+            stderr.contains(&format!("--site-cd {site}"))
+                && stderr.contains("KCP's public test sites"),
+            "{site}: {stderr}"
+        );
+    }
+    let listed = run_ok(dir.path(), &url, &["merchant", "list"]).await;
+    assert!(!listed.contains("My Shop"), "nothing was made: {listed}");
+
+    let args = [&create[..], &["--site-cd", "AB123", "--json"]].concat();
+    let out = run_with(dir.path(), &url, &args, live()).await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let created: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(created["site_cd"], "AB123", "{created}");
+}
+
+/// An encrypted key given without `KCP_PRIVATE_KEY_PASSWORD` was reported as "wrong private key
+/// passphrase", and the operator looked for a typo in a passphrase never given.
+#[tokio::test]
+async fn merchant_create_with_an_encrypted_key_and_no_passphrase_names_kcp_private_key_password() {
+    let (url, _db_dir) = fresh_database().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key_path, _) = kcp_test_credentials();
+    let cert_file = dir.path().join("cert.pem");
+    std::fs::write(&cert_file, cert).unwrap();
+    let out = run(
+        dir.path(),
+        &url,
+        &[
+            "merchant",
+            "create",
+            "--name",
+            "no passphrase",
+            "--cert",
+            cert_file.to_str().unwrap(),
+            "--key",
+            &key_path,
+        ],
+    )
+    .await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("no passphrase was given") && stderr.contains("KCP_PRIVATE_KEY_PASSWORD"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("wrong private key passphrase"), "{stderr}");
+}
+
+/// `DATABASE_URL=sqlite:///var/lib/openport/pay.db` (the form an operator writes for a new file)
+/// failed with SQLite's "unable to open database file" (code 14); only the README said why.
+#[tokio::test]
+async fn a_sqlite_url_naming_a_missing_file_without_mode_rwc_says_to_add_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("pay.db");
+    let url = format!("sqlite://{}", missing.display());
+    let out = run(dir.path(), &url, &["merchant", "list"]).await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("does not exist") && stderr.contains("add ?mode=rwc"),
+        "{stderr}"
+    );
+    assert!(!missing.exists());
+    run_ok(
+        dir.path(),
+        &format!("{url}?mode=rwc"),
+        &["merchant", "list"],
+    )
+    .await;
+    assert!(missing.exists());
+}
+
+/// An older binary on a database a newer one migrated (a rolling deploy half done, a rollback
+/// without restoring the backup) stopped with sea-orm's "Migration file of version … is missing",
+/// which reads as a broken installation. `serve` (`Db::migrate`) and the operator commands now say
+/// what happened, name the versions and what to do.
+#[tokio::test]
+async fn an_older_openport_on_a_database_a_newer_one_migrated_says_so_naming_the_versions() {
+    let (url, _db_dir) = fresh_database().await;
+    let dir = tempfile::tempdir().unwrap();
+    run_ok(dir.path(), &url, &["migrate"]).await;
+    let db = Database::connect(&url).await.unwrap();
+    db.execute(statement(
+        &db,
+        "INSERT INTO seaql_migrations (version, applied_at) VALUES \
+         ('m20991231_000099_future', 4102444800), ('m20991231_000100_later', 4102444801)",
+    ))
+    .await
+    .unwrap();
+    let said = |text: &str| {
+        text.contains("migrated by a newer version of openport")
+            && text.contains("m20991231_000099_future, m20991231_000100_later")
+            && text.contains("restore the backup taken before the upgrade")
+            && text.contains("\"Upgrades\"")
+            && !text.contains("is missing")
+    };
+
+    let start = openport::store::Db::connect(&url).await.unwrap();
+    let refused = start
+        .migrate()
+        .await
+        .expect_err("a newer database")
+        .to_string();
+    assert!(said(&refused), "serve's migration: {refused}");
+    drop(start);
+    for args in [&["migrate"][..], &["merchant", "list"]] {
+        let out = run(dir.path(), &url, args).await;
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?}: {stderr}");
+        assert!(said(&stderr), "{args:?}: {stderr}");
+    }
+    assert_eq!(
+        applied_migrations(&db).await,
+        migration::Migrator::migrations().len() as i64 + 2,
+        "nothing was applied or removed"
+    );
+}

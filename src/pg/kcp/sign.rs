@@ -47,6 +47,13 @@ pub enum KeyError {
     /// indistinguishable with CBC padding).
     #[error("wrong private key passphrase (or corrupted key file)")]
     WrongPassphrase,
+    /// The key is encrypted and the passphrase is empty: not a wrong passphrase but none, which
+    /// an operator who forgot the variable read as a mistyped one.
+    #[error(
+        "the private key is encrypted and no passphrase was given: set KCP_PRIVATE_KEY_PASSWORD \
+         to the key's passphrase"
+    )]
+    NoPassphrase,
     #[error("private key is not an RSA PKCS#8 key: {0}")]
     NotRsa(String),
     #[error("certificate is not a PEM CERTIFICATE: {0}")]
@@ -94,7 +101,15 @@ impl KcpPrivateKey {
         let key =
             match label {
                 "ENCRYPTED PRIVATE KEY" => {
-                    let mut plain = decrypt_pkcs8(&der, passphrase)?;
+                    let mut plain = decrypt_pkcs8(&der, passphrase).map_err(|e| {
+                        match e {
+                            // An empty passphrase is almost always a variable left unset.
+                            KeyError::WrongPassphrase if passphrase.expose_secret().is_empty() => {
+                                KeyError::NoPassphrase
+                            }
+                            e => e,
+                        }
+                    })?;
                     let key = RsaPrivateKey::from_pkcs8_der(&plain);
                     secrecy::zeroize::Zeroize::zeroize(&mut plain);
                     key.map_err(|e| {
@@ -560,6 +575,22 @@ mod tests {
         assert_eq!(err, KeyError::WrongPassphrase);
         assert!(!err.to_string().contains("not-the-pass-phrase"));
         assert!(!format!("{err:?}").contains("not-the-pass-phrase"));
+    }
+
+    /// Without `KCP_PRIVATE_KEY_PASSWORD` the loader said "wrong private key passphrase", and the
+    /// operator looked for a typo in a passphrase never given.
+    #[test]
+    fn an_encrypted_key_without_a_passphrase_says_none_was_given_and_names_the_variable() {
+        for pem in [KEY, PBES2_KEY, PBES2_SHA1_DES3_KEY, PBES2_SHA1_AES256_KEY] {
+            let err = KcpPrivateKey::from_pem(pem, &pass("")).unwrap_err();
+            assert_eq!(err, KeyError::NoPassphrase);
+            assert!(
+                err.to_string().contains("no passphrase was given")
+                    && err.to_string().contains("KCP_PRIVATE_KEY_PASSWORD"),
+                "{err}"
+            );
+        }
+        assert!(KcpPrivateKey::from_pem(PLAIN_KEY, &pass("")).is_ok());
     }
 
     #[test]
