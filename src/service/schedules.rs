@@ -383,16 +383,21 @@ impl Gateway {
             Err(e) => return self.give_up_retry(m, claim, &s, e.into()).await,
         };
         match self.charge_claimed_schedule(claimed).await {
-            Ok(ScheduleRun::Finished(f)) => {
-                let (imp_uid, reason) = (f.imp_uid.clone(), f.fail_reason.clone());
-                self.finish_or_leave(vec![f]).await;
-                match imp_uid {
-                    Some(imp_uid) => self.retry_answer(m, &imp_uid).await,
-                    // Refused before any charge: a payment of the merchant's holds the
-                    // merchant_uid.
-                    None => Err(ServiceError::Refused(reason.unwrap_or_default())),
+            Ok(ScheduleRun::Finished(f)) => match f.imp_uid.clone() {
+                Some(imp_uid) => {
+                    self.finish_or_leave(vec![f]).await;
+                    self.retry_answer(m, &imp_uid).await
                 }
-            }
+                // Refused before any charge opened: a payment of the merchant's own holds the
+                // merchant_uid. Recorded, as a background run records it, the refusal made the
+                // revoked or failed schedule `executed`/`failed` with no payment (a revoked one
+                // lost its `revoked_at`, a failed one its payment and reason) behind an answer
+                // saying nothing ran (r4 finding 2): given up like the other pre-charge failures.
+                None => {
+                    let refused = ServiceError::Refused(f.fail_reason.unwrap_or_default());
+                    self.give_up_retry(m, claim, &s, refused).await
+                }
+            },
             Ok(ScheduleRun::Released { imp_uid }) => self.retry_answer(m, &imp_uid).await,
             Ok(ScheduleRun::Left) => Err(ServiceError::Refused(
                 "재시도 중에 결제예약이 취소되거나 변경되어 결제하지 않았습니다.".into(),
@@ -491,9 +496,10 @@ impl Gateway {
     /// A retry whose claim or run failed (`e`) before a charge opened, as far as it knows: its
     /// claim is given up, the schedule restored to `prior` (`billing::give_up_claim`), so that
     /// nothing runs it once the answer says it failed. Then `e` is the answer (a 500 that says
-    /// "try again", which is now true). When the claim turns out to have opened a charge, that
-    /// payment is the answer; when the schedule cannot be restored, the answer says how to tell
-    /// whether it will still run.
+    /// "try again", which is now true, or the refusal that a payment of the merchant's holds the
+    /// merchant_uid, the schedule left as it was). When the claim turns out to have opened a
+    /// charge, that payment is the answer; when the schedule cannot be restored, the answer says
+    /// how to tell whether it will still run.
     async fn give_up_retry(
         &self,
         m: &merchant::Model,
@@ -737,6 +743,8 @@ impl Gateway {
             //   operator (`pay::conflict_message`: nothing of the merchant_uid is charged before
             //   the operator has checked, which may take days): the schedule fails with the
             //   refusal, without a payment or webhook; the merchant may retry or reschedule it.
+            //   A retry meeting it gives its claim up instead and answers the refusal, the
+            //   schedule left as it was (`Gateway::retry_schedule`).
             // - The schedule's own refusals (no billing key, prepared with another amount) and
             //   those of the order's rules (instalments, text): a failed payment KCP never saw,
             //   with its `failed` webhook.

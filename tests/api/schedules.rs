@@ -2282,6 +2282,115 @@ async fn a_retry_that_fails_before_its_charge_opens_leaves_the_schedule_failed_a
     app.assert_ledger_agrees().await;
 }
 
+/// Pays `merchant_uid` with `POST /subscribe/payments/again` on `customer_uid`'s key: a live
+/// payment of the merchant's own then holds the merchant_uid.
+async fn paid_again(app: &TestApp, token: &str, customer_uid: &str, merchant_uid: &str) {
+    let (_, p) = app
+        .post(
+            "/subscribe/payments/again",
+            Some(token),
+            json!({"customer_uid": customer_uid, "merchant_uid": merchant_uid, "amount": 500, "name": "x"}),
+        )
+        .await;
+    assert_eq!(p["response"]["status"], "paid", "{p}");
+}
+
+/// A retry refused because a payment of the merchant's own holds the merchant_uid (code 1), and
+/// then what is left of it: nothing ran (no schedule run charges it later), the schedule as the
+/// retry found it, no new `failed` webhook.
+async fn assert_refused_as_paid_and_left_as_it_was(
+    app: &TestApp,
+    token: &str,
+    merchant_uid: &str,
+    before: &Value,
+) {
+    let failed_webhooks = webhooks_of(app, merchant_uid, "failed").await;
+
+    let (_, body) = retry(app, token, merchant_uid).await;
+
+    assert_eq!(body["code"], 1, "{body}");
+    assert!(body["response"].is_null(), "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("이미 결제가 완료된"),
+        "{body}"
+    );
+    let after = shown_schedule(app, token, merchant_uid).await;
+    assert_eq!(&after, before, "back as it was");
+    app.advance(200);
+    assert_eq!(app.app.gateway.run_due_schedules(10).await.unwrap(), 0);
+    assert_eq!(shown_schedule(app, token, merchant_uid).await, after);
+    assert_eq!(
+        webhooks_of(app, merchant_uid, "failed").await,
+        failed_webhooks
+    );
+}
+
+/// r4 finding 2: a retry of a revoked schedule whose merchant_uid the merchant has paid since
+/// (with `again`) answers code 1, nothing charged, and leaves the schedule revoked. It recorded
+/// the refusal first: the schedule became executed/failed with no payment (`imp_uid` null) and
+/// its `revoked_at` was reset to 0, behind an answer saying nothing ran.
+#[tokio::test]
+async fn a_retry_of_a_revoked_schedule_whose_merchant_uid_was_paid_since_is_refused_and_leaves_it_revoked(
+) {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    register(&app, &token, "s-rvk", test_cards::SHINHAN_CREDIT).await;
+    let body = schedule(&app, &token, json!({"customer_uid": "s-rvk", "schedules": [{"merchant_uid": "rvk-1", "schedule_at": now() + 86_400, "amount": 1000}]})).await;
+    assert_eq!(body["code"], 0, "{body}");
+    let (_, body) = app
+        .post(
+            "/subscribe/payments/unschedule",
+            Some(&token),
+            json!({"customer_uid": "s-rvk", "merchant_uid": "rvk-1"}),
+        )
+        .await;
+    assert_eq!(body["response"][0]["schedule_status"], "revoked", "{body}");
+    paid_again(&app, &token, "s-rvk", "rvk-1").await;
+    let before = shown_schedule(&app, &token, "rvk-1").await;
+
+    assert_refused_as_paid_and_left_as_it_was(&app, &token, "rvk-1", &before).await;
+
+    let s = &before["response"];
+    assert_eq!(s["schedule_status"], "revoked", "{s}");
+    assert!(s["revoked_at"].as_i64().unwrap() > 0, "{s}");
+    assert_eq!(s["executed_at"], 0, "{s}");
+    assert!(s["payment_status"].is_null(), "{s}");
+    assert!(s["imp_uid"].is_null(), "{s}");
+    assert_eq!(app.sandbox.ledger().len(), 1, "the again only");
+}
+
+/// The failed variant of r4 finding 2: a failed schedule keeps the failed payment it names and
+/// its reason when a retry is refused because the merchant paid the merchant_uid since. Both were
+/// replaced (`imp_uid` null, the refusal as `fail_reason`, a new `executed_at`).
+#[tokio::test]
+async fn a_retry_of_a_failed_schedule_whose_merchant_uid_was_paid_since_is_refused_and_keeps_its_failed_payment(
+) {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    a_failed_schedule(&app, &token, "s-fpd", "fpd-1").await;
+    let before = shown_schedule(&app, &token, "fpd-1").await;
+    let failed_imp_uid = before["response"]["imp_uid"].as_str().unwrap().to_string();
+    paid_again(&app, &token, "s-fpd", "fpd-1").await;
+
+    assert_refused_as_paid_and_left_as_it_was(&app, &token, "fpd-1", &before).await;
+
+    let s = &before["response"];
+    assert_eq!(s["schedule_status"], "executed", "{s}");
+    assert_eq!(s["payment_status"], "failed", "{s}");
+    assert!(s["fail_reason"].as_str().unwrap().contains("거절"), "{s}");
+    let payments = payments_of(&app, "fpd-1").await;
+    assert!(
+        payments
+            .iter()
+            .any(|p| p.imp_uid == failed_imp_uid && p.status == "failed"),
+        "the first run's payment"
+    );
+    assert_eq!(app.sandbox.ledger().len(), 1, "the again only");
+}
+
 /// Each claim has a token of its own, also two claims within one second: a scheduler run that
 /// claimed a schedule which the merchant then revoked and retried within that second cannot open
 /// a charge for it. Here the retry's charge is declined (which frees the merchant_uid) and its
