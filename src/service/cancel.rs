@@ -4,6 +4,7 @@
 //! A unique index allows one open cancel attempt per payment, so concurrent partial cancels are
 //! serialised by the database: the balance each one checks is the balance KCP will see.
 use chrono::{DateTime, Datelike, Utc};
+use futures::future::BoxFuture;
 use sea_orm::{ColumnTrait, Condition, Set};
 
 use super::resolve::CancelOutcome;
@@ -13,7 +14,9 @@ use crate::domain::checkout::{window_plan, WindowMethod};
 use crate::domain::ids::random_hex;
 use crate::domain::payment::{plan_cancel, PaymentStatus};
 use crate::domain::KST;
-use crate::pg::{quoted_refusal, CancelKind, CancelRequest, DeclineReason, PgError};
+use crate::pg::{
+    quoted_refusal, CancelConfirmation, CancelKind, CancelRequest, DeclineReason, PgError,
+};
 use crate::store::entity::{cancellation, merchant, payment, pg_attempt};
 use crate::store::{billing, is_unique_violation, payments, WriteTransaction};
 
@@ -227,7 +230,28 @@ impl Gateway {
             reason: kcp_reason,
         };
         let attempt_id = attempt.id;
-        let outcome = match connector.cancel(&request).await {
+        // Refused as escrow, the whole trade is cancelled with STSC instead
+        // (`Gateway::cancel_at_kcp`).
+        let plain = CancelRequest {
+            kind: CancelKind::Full,
+            ..request.clone()
+        };
+        let escrow = matches!(request.kind, CancelKind::Escrow(_));
+        let sent = self
+            .cancel_at_kcp(attempt, escrow, |call| match call {
+                CancelCall::Planned => connector.cancel(&request),
+                CancelCall::PlainStsc => connector.cancel(&plain),
+            })
+            .await?;
+        let Some(CancelSent { attempt, answer }) = sent else {
+            // Taken over before the STSC (this request stalled past its lease): nothing was
+            // applied (KCP refused the escrow cancel), and what the other holder decided is the
+            // answer.
+            return self
+                .answer_cancel(&payment, self.cancel_decided(attempt_id).await?)
+                .await;
+        };
+        let outcome = match answer {
             // A success for other amounts than sent: KCP is asked what it holds before anything
             // is recorded (`cancel_answered_otherwise`).
             Ok(conf) if !conf.as_asked(&request.kind) => {
@@ -518,6 +542,82 @@ impl Gateway {
             }
         }
         self.confirmed_cancel_decided(attempt_id).await
+    }
+}
+
+/// Which cancel [`Gateway::cancel_at_kcp`] has its caller send to KCP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CancelCall {
+    /// The cancel as planned: `STSC`/`STPC`, or an escrow payment's escrow status change.
+    Planned,
+    /// The plain `STSC` of the whole trade, once KCP refused the planned escrow cancel.
+    PlainStsc,
+}
+
+/// KCP's answer to the last cancel [`Gateway::cancel_at_kcp`] sent, with the attempt as its
+/// holder holds it then (renewed when a second call was sent).
+pub(crate) struct CancelSent {
+    pub attempt: pg_attempt::Model,
+    pub answer: Result<CancelConfirmation, PgError>,
+}
+
+impl Gateway {
+    /// Sends the cancel held under `attempt` (`send(CancelCall::Planned)`); when it is an escrow
+    /// status change (`escrow`) that KCP refused, other than as already cancelled, sends the plain
+    /// `STSC` after it (`send(CancelCall::PlainStsc)`), once. KCP approves a trade asked for as
+    /// escrow as a plain one when the merchant has no escrow contract and then refuses its escrow
+    /// status change; and the escrow mod_types on the REST cancel are a documented assumption
+    /// (docs/kcp.md §9.5). A refusal applied nothing, so the second call risks nothing; an unknown
+    /// outcome of the first is answered as such, never followed by a second. Refused both ways,
+    /// the escrow refusal is the answer: the one that says why (the trade is escrow, so the STSC
+    /// was bound to be refused).
+    ///
+    /// The STSC is a further KCP call with an effect on a lease that covers two
+    /// (service/attempts.rs), after a first call that may have taken a whole KCP timeout: the
+    /// attempt is renewed before it and is not due for the resolver before a settle delay after
+    /// it ([`Self::renew_before_settling_call`]). Left due a settle delay after its creation, a
+    /// resolver could inquire while KCP was still applying the STSC, find the trade as it was, and
+    /// record the cancel as not made while KCP then made it. None: the renewal found the attempt
+    /// no longer this holder's (it stalled past its lease), and the STSC was not sent; KCP applied
+    /// nothing, and the caller answers what the other holder decided.
+    ///
+    /// Every cancel the service sends goes through here: `POST /payments/cancel`, a
+    /// revocation (service/vbanks.rs) and a net-cancel (`pay::net_cancel_at_kcp`).
+    pub(crate) async fn cancel_at_kcp<'c>(
+        &self,
+        attempt: pg_attempt::Model,
+        escrow: bool,
+        send: impl Fn(CancelCall) -> BoxFuture<'c, Result<CancelConfirmation, PgError>>,
+    ) -> ServiceResult<Option<CancelSent>> {
+        let attempt_id = attempt.id;
+        let refused = match send(CancelCall::Planned).await {
+            Err(refused @ PgError::Declined { .. })
+                if escrow
+                    && !matches!(
+                        refused,
+                        PgError::Declined {
+                            reason: DeclineReason::AlreadyCancelled,
+                            ..
+                        }
+                    ) =>
+            {
+                refused
+            }
+            answer => return Ok(Some(CancelSent { attempt, answer })),
+        };
+        tracing::warn!(attempt_id, "KCP refused the escrow cancel ({refused}); sending STSC, as for a trade KCP holds as a plain one");
+        let Some(attempt) = self.renew_before_settling_call(attempt).await? else {
+            tracing::warn!(
+                attempt_id,
+                "the cancel attempt was taken over before its STSC; not sent"
+            );
+            return Ok(None);
+        };
+        let answer = match send(CancelCall::PlainStsc).await {
+            Err(PgError::Declined { .. }) => Err(refused),
+            other => other,
+        };
+        Ok(Some(CancelSent { attempt, answer }))
     }
 }
 

@@ -190,7 +190,11 @@ impl Gateway {
                 return Ok(ApprovalOutcome::Unknown(p));
             };
             let kind = super::pay::net_cancel_kind(&p);
-            match super::pay::net_cancel_at_kcp(connector, &tno, kind).await {
+            let sent = self.net_cancel_at_kcp(connector, attempt, &tno, kind).await?;
+            let Some((attempt, done)) = sent else {
+                return Ok(ApprovalOutcome::Unknown(p));
+            };
+            match done {
                 Ok(()) => {
                     let closed = Closing {
                         state: "net_cancelled",

@@ -829,7 +829,15 @@ impl Gateway {
                     .approval_orphaned(connector, payment.id, tno, false)
                     .await;
             };
-            match net_cancel_at_kcp(connector, tno, net_cancel_kind(&payment)).await {
+            let sent = self
+                .net_cancel_at_kcp(connector, attempt, tno, net_cancel_kind(&payment))
+                .await?;
+            let Some((attempt, done)) = sent else {
+                return self
+                    .approval_orphaned(connector, payment.id, tno, false)
+                    .await;
+            };
+            match done {
                 Ok(()) => {
                     let payment_id = payment.id;
                     if let Some(p) = self
@@ -1174,26 +1182,49 @@ pub(crate) fn net_cancel_kind(payment: &payment::Model) -> CancelKind {
     }
 }
 
-/// Cancels approval `tno` whole at KCP (`kind`: [`net_cancel_kind`]) with KCP's net-cancel reason
-/// (spec/kcp.md §5). "Already cancelled" is the cancel done (an earlier try of this net-cancel got
-/// through).
-pub(crate) async fn net_cancel_at_kcp(
-    connector: &dyn PgConnector,
-    tno: &str,
-    kind: CancelKind,
-) -> Result<(), PgError> {
-    let req = CancelRequest {
-        tno: tno.to_string(),
-        kind,
-        reason: NET_CANCEL_REASON.into(),
-    };
-    match connector.cancel(&req).await {
-        Ok(_)
-        | Err(PgError::Declined {
-            reason: DeclineReason::AlreadyCancelled,
-            ..
-        }) => Ok(()),
-        Err(e) => Err(e),
+impl Gateway {
+    /// Cancels approval `tno` whole at KCP (`kind`: [`net_cancel_kind`]) with KCP's net-cancel
+    /// reason (spec/kcp.md §5), under `attempt`, which its holder renewed just before
+    /// ([`Gateway::renew_naming`], [`Gateway::renew_before_settling_call`]). "Already cancelled" is
+    /// the cancel done (an earlier try of this net-cancel got through). An escrow status change KCP
+    /// refuses is followed by the plain `STSC`, the attempt renewed again before it
+    /// ([`Gateway::cancel_at_kcp`]); the attempt as held after the call is returned with the
+    /// outcome. None: that renewal found the attempt no longer this holder's, and nothing was
+    /// applied at KCP.
+    pub(crate) async fn net_cancel_at_kcp(
+        &self,
+        connector: &dyn PgConnector,
+        attempt: pg_attempt::Model,
+        tno: &str,
+        kind: CancelKind,
+    ) -> ServiceResult<Option<(pg_attempt::Model, Result<(), PgError>)>> {
+        let escrow = matches!(kind, CancelKind::Escrow(_));
+        let req = CancelRequest {
+            tno: tno.to_string(),
+            kind,
+            reason: NET_CANCEL_REASON.into(),
+        };
+        let plain = CancelRequest {
+            kind: CancelKind::Full,
+            ..req.clone()
+        };
+        let sent = self
+            .cancel_at_kcp(attempt, escrow, |call| match call {
+                super::cancel::CancelCall::Planned => connector.cancel(&req),
+                super::cancel::CancelCall::PlainStsc => connector.cancel(&plain),
+            })
+            .await?;
+        Ok(sent.map(|sent| {
+            let done = match sent.answer {
+                Ok(_)
+                | Err(PgError::Declined {
+                    reason: DeclineReason::AlreadyCancelled,
+                    ..
+                }) => Ok(()),
+                Err(e) => Err(e),
+            };
+            (sent.attempt, done)
+        }))
     }
 }
 

@@ -393,10 +393,21 @@ impl Gateway {
             let decided = self.cancel_decided(attempt_id).await?;
             return self.answer_revocation(&payment, decided).await;
         };
-        let outcome = match connector
-            .revoke_vbank(&tno, payment.escrow, REVOKE_REASON)
-            .await
-        {
+        // An escrow account KCP refuses to close with STE5 is closed with STSC, the attempt
+        // renewed before it (`Gateway::cancel_at_kcp`).
+        let sent = self
+            .cancel_at_kcp(attempt, payment.escrow, |call| {
+                let escrow = payment.escrow && call == super::cancel::CancelCall::Planned;
+                connector.revoke_vbank(&tno, escrow, REVOKE_REASON)
+            })
+            .await?;
+        let Some(super::cancel::CancelSent { attempt, answer }) = sent else {
+            // Taken over before the STSC: KCP refused the STE5, nothing was applied, and what the
+            // other holder decided is the answer.
+            let decided = self.cancel_decided(attempt_id).await?;
+            return self.answer_revocation(&payment, decided).await;
+        };
+        let outcome = match answer {
             // KCP closed it: never answered "not revoked", whatever another holder wrote.
             Ok(done) => {
                 self.record_confirmed_cancel(payment.clone(), attempt, done.cancelled_at)

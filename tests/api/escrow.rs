@@ -688,3 +688,312 @@ async fn cancel(
 ) -> serde_json::Value {
     app.post("/payments/cancel", Some(token), body).await.1
 }
+
+// ----- an escrow cancel KCP refuses: the plain STSC after it (service/cancel.rs `cancel_at_kcp`) --
+
+/// A card payment KCP approved as a plain trade through the window, recorded in openport as
+/// escrow: what an escrow window KCP approved as plain leaves when recording it as plain failed
+/// (service/checkout.rs `escrow_as_kcp_holds`). KCP (the sandbox) refuses its escrow status
+/// changes (`8501`, not an escrow trade) and takes its `STSC`. Its imp_uid, tno and a token.
+async fn escrow_held_plain_at_kcp(app: &TestApp, merchant_uid: &str) -> (String, String, String) {
+    use openport::store::entity::payment;
+    use sea_orm::{sea_query::Expr, ColumnTrait, EntityTrait, QueryFilter};
+    let rsp = request_pay(
+        app,
+        json!({"pay_method": "card", "merchant_uid": merchant_uid, "amount": 2000}),
+        &[
+            ("card_no", "4111111111111111"),
+            ("card_expiry", "3112"),
+            ("action", "pay"),
+        ],
+    )
+    .await;
+    assert_eq!(rsp["status"], "paid", "{rsp}");
+    let imp_uid = rsp["imp_uid"].as_str().unwrap().to_owned();
+    let written = payment::Entity::update_many()
+        .col_expr(payment::Column::Escrow, Expr::value(true))
+        .filter(payment::Column::ImpUid.eq(imp_uid.as_str()))
+        .exec(&app.app.gateway.db.write)
+        .await
+        .unwrap();
+    assert_eq!(written.rows_affected, 1);
+    let token = app.token().await;
+    let p = app.payment(&token, &imp_uid).await;
+    assert_eq!(p["escrow"], true, "{p}");
+    let tno = p["pg_tid"].as_str().unwrap().to_owned();
+    (imp_uid, tno, token)
+}
+
+/// The one open attempt (a cancel), read from the database.
+async fn the_open_cancel_attempt(app: &TestApp) -> openport::store::entity::pg_attempt::Model {
+    let gateway = &app.app.gateway;
+    let open = gateway.open_attempts(10).await.unwrap();
+    assert_eq!(open.len(), 1, "{open:?}");
+    let attempt = openport::store::payments::attempt_by_id(&gateway.db.read, open[0].id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(attempt.kind, "cancel");
+    attempt
+}
+
+/// Waits (up to 2 s) until KCP holds `tno` cancelled.
+async fn until_cancelled_at_kcp(app: &TestApp, tno: &str) {
+    for _ in 0..100 {
+        if !kcp_cancels(app, tno).is_empty() {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    panic!("KCP never cancelled {tno}");
+}
+
+/// KCP refuses the escrow status change of a trade it holds as a plain one: the cancel is sent
+/// again as `STSC`, once, and the payment is cancelled.
+#[tokio::test]
+async fn an_escrow_cancel_kcp_refuses_for_a_trade_it_holds_plain_is_sent_again_as_stsc() {
+    let app = spawn_app().await;
+    let (imp_uid, tno, token) = escrow_held_plain_at_kcp(&app, "esc-plain-at-kcp").await;
+
+    let res = cancel(&app, &token, json!({"imp_uid": imp_uid})).await;
+
+    assert_eq!(res["code"], 0, "{res}");
+    assert_eq!(res["response"]["status"], "cancelled", "{res}");
+    assert_eq!(kcp_cancels(&app, &tno), vec![("STSC".to_owned(), 2000)]);
+    app.assert_ledger_agrees().await;
+}
+
+/// The escrow refusal took most of a KCP timeout, and KCP applies the `STSC` sent after it only
+/// once openport stopped waiting for its answer: the cancel attempt is not due for the resolver
+/// before a settle delay after the `STSC` was sent. Sent inside one connector call on the lease of
+/// the first (r3 F1), the attempt stayed due a settle delay after its creation: the resolver asked
+/// KCP while KCP still held the STSC, found the trade approved and recorded the cancel as not made
+/// ("결제취소에 실패"), while KCP then cancelled it.
+#[tokio::test]
+async fn a_cancel_sent_again_as_stsc_is_not_due_for_the_resolver_before_a_settle_delay_after_the_stsc(
+) {
+    // Over the resolver's first backoff (10 s), as production's 120 s is.
+    const SETTLE: i64 = 30;
+    let app = spawn_app_with(|c| c.resolver.settle_secs = SETTLE).await;
+    let (imp_uid, tno, token) = escrow_held_plain_at_kcp(&app, "esc-slow-refusal").await;
+    let gate = "escrow-fallback-stsc-late";
+    app.sandbox.inject(
+        FaultRule::new(paths::CANCEL, Fault::SlowAnswer { ms: 1400 }).when("mod_type", "STE2"),
+    );
+    app.sandbox.inject(
+        FaultRule::new(paths::CANCEL, Fault::HoldRequest { gate: gate.into() })
+            .when("mod_type", "STSC"),
+    );
+
+    let res = cancel(&app, &token, json!({"imp_uid": imp_uid})).await;
+
+    assert_eq!(res["code"], 1, "{res}");
+    assert!(
+        res["message"]
+            .as_str()
+            .unwrap()
+            .contains("PG사 취소 응답을 확인하지 못했습니다"),
+        "{res}"
+    );
+    assert!(
+        app.sandbox.armed_faults().is_empty(),
+        "the refusal was slow, the STSC held"
+    );
+    app.stop_clock();
+    let gateway = &app.app.gateway;
+    let attempt = the_open_cancel_attempt(&app).await;
+    // The STSC went out after the refusal, a second or more after the attempt was created.
+    assert!(
+        attempt.next_check_at > attempt.created_at + SETTLE,
+        "{attempt:?}"
+    );
+
+    // A settle delay after the attempt's creation, KCP still holding the STSC: nothing is due.
+    app.advance(attempt.created_at + SETTLE - gateway.clock.unix());
+    assert_eq!(gateway.resolve_due(10).await.unwrap(), 0, "nothing due yet");
+    assert!(kcp_cancels(&app, &tno).is_empty());
+
+    // KCP applies the STSC; a settle delay after it, the resolver finds the trade cancelled.
+    app.sandbox.open_gate(gate);
+    until_cancelled_at_kcp(&app, &tno).await;
+    app.advance(SETTLE);
+    app.resolve_all().await;
+    let shown = app.payment(&token, &imp_uid).await;
+    assert_eq!(
+        (shown["status"].as_str(), shown["cancel_amount"].as_i64()),
+        (Some("cancelled"), Some(2000)),
+        "{shown}"
+    );
+    assert_eq!(kcp_cancels(&app, &tno), vec![("STSC".to_owned(), 2000)]);
+    app.assert_ledger_agrees().await;
+}
+
+/// The revocation of an escrow account KCP holds as a plain one: `STE5` refused, then `STSC`,
+/// the attempt renewed between the two. KCP's refusal arrives late (its answer held while the
+/// clock moves on, within the attempt's lease) and the `STSC` is applied only after openport
+/// stopped waiting: the attempt is not due before a settle delay after the `STSC`. Renewed only
+/// before the `STE5` (53b0466), it was due a settle delay after that first call.
+#[tokio::test]
+async fn an_escrow_revocation_sent_again_as_stsc_is_not_due_before_a_settle_delay_after_the_stsc() {
+    const SETTLE: i64 = 30;
+    const LATE: i64 = 3;
+    let app = spawn_app_with(|c| c.resolver.settle_secs = SETTLE).await;
+    let token = app.token().await;
+    let (status, issued) = app
+        .post(
+            "/vbanks",
+            Some(&token),
+            json!({"merchant_uid": "esc-vb-plain", "amount": 5000, "vbank_code": "004",
+                   "vbank_due": app.app.gateway.clock.unix() + 7 * 24 * 3600,
+                   "name": "가상계좌 상품", "buyer_name": "홍길동", "buyer_email": "buyer@example.com",
+                   "buyer_tel": "010-1234-5678"}),
+        )
+        .await;
+    assert_eq!(
+        (status, issued["code"].as_i64()),
+        (StatusCode::OK, Some(0)),
+        "{issued}"
+    );
+    let imp_uid = issued["response"]["imp_uid"].as_str().unwrap().to_owned();
+    let tno = issued["response"]["pg_tid"].as_str().unwrap().to_owned();
+    {
+        use openport::store::entity::payment;
+        use sea_orm::{sea_query::Expr, ColumnTrait, EntityTrait, QueryFilter};
+        payment::Entity::update_many()
+            .col_expr(payment::Column::Escrow, Expr::value(true))
+            .filter(payment::Column::ImpUid.eq(imp_uid.as_str()))
+            .exec(&app.app.gateway.db.write)
+            .await
+            .unwrap();
+    }
+    let (refusal, close) = ("escrow-revocation-refusal", "escrow-revocation-stsc");
+    app.sandbox.inject(
+        FaultRule::new(
+            paths::CANCEL,
+            Fault::HoldAnswer {
+                gate: refusal.into(),
+            },
+        )
+        .when("mod_type", "STE5"),
+    );
+    app.sandbox.inject(
+        FaultRule::new(paths::CANCEL, Fault::HoldRequest { gate: close.into() })
+            .when("mod_type", "STSC"),
+    );
+    let request = app
+        .http
+        .delete(app.url(&format!("/vbanks/{imp_uid}")))
+        .header("Authorization", &token);
+    let revocation =
+        tokio::spawn(async move { TestApp::read(request.send().await.expect("revoke")).await });
+    app.sandbox.until_held(refusal).await;
+    app.stop_clock();
+    app.advance(LATE);
+    let refused_at = app.app.gateway.clock.unix();
+    app.sandbox.open_gate(refusal);
+
+    let (status, res) = revocation.await.unwrap();
+
+    assert_eq!(
+        (status, res["code"].as_i64()),
+        (StatusCode::OK, Some(1)),
+        "{res}"
+    );
+    assert!(
+        res["message"]
+            .as_str()
+            .unwrap()
+            .contains("발급취소 응답을 확인하지 못했습니다"),
+        "{res}"
+    );
+    let attempt = the_open_cancel_attempt(&app).await;
+    assert!(
+        attempt.next_check_at >= refused_at + SETTLE,
+        "not due before a settle delay after the STSC: {attempt:?}"
+    );
+    let gateway = &app.app.gateway;
+    app.advance(refused_at + SETTLE - 1 - gateway.clock.unix());
+    assert_eq!(gateway.resolve_due(10).await.unwrap(), 0, "nothing due yet");
+
+    app.sandbox.open_gate(close);
+    until_cancelled_at_kcp(&app, &tno).await;
+    app.advance(SETTLE);
+    app.resolve_all().await;
+    let shown = app.payment(&token, &imp_uid).await;
+    assert_eq!(
+        (shown["status"].as_str(), shown["paid_at"].as_i64()),
+        (Some("cancelled"), Some(0)),
+        "{shown}"
+    );
+    assert_eq!(kcp_cancels(&app, &tno), vec![("STSC".to_owned(), 5000)]);
+    app.assert_ledger_agrees().await;
+}
+
+/// Refused as escrow and as plain (KCP holds an escrow trade, and takes no `STSC` for it): the
+/// escrow refusal is the answer, the one that says why, and nothing changes.
+#[tokio::test]
+async fn an_escrow_cancel_refused_both_ways_answers_the_escrow_refusal() {
+    let app = spawn_app().await;
+    let (imp_uid, tno, token) = escrow_payment(&app, "esc-refused-twice").await;
+    app.sandbox.inject(
+        FaultRule::new(
+            paths::CANCEL,
+            Fault::Refuse {
+                code: "8507".into(),
+                message: "배송 단계가 다릅니다".into(),
+            },
+        )
+        .when("mod_type", "STE2"),
+    );
+    app.sandbox.inject(
+        FaultRule::new(
+            paths::CANCEL,
+            Fault::Refuse {
+                code: "8506".into(),
+                message: "에스크로 거래는 STSC로 취소할 수 없습니다".into(),
+            },
+        )
+        .when("mod_type", "STSC"),
+    );
+
+    let res = cancel(&app, &token, json!({"imp_uid": imp_uid})).await;
+
+    assert_eq!(res["code"], 1, "{res}");
+    let message = res["message"].as_str().unwrap();
+    assert!(message.contains("배송 단계가 다릅니다"), "{res}");
+    assert!(!message.contains("STSC"), "not the STSC's refusal: {res}");
+    assert!(
+        app.sandbox.armed_faults().is_empty(),
+        "STE2 and then STSC were sent"
+    );
+    assert!(kcp_cancels(&app, &tno).is_empty());
+    assert_eq!(app.payment(&token, &imp_uid).await["status"], "paid");
+    app.assert_ledger_agrees().await;
+}
+
+/// KCP answers the escrow status change "already cancelled" (cancelled in KCP's admin): that is
+/// KCP's word on the trade, no `STSC` follows, and KCP's inquiry records the cancel.
+#[tokio::test]
+async fn an_escrow_cancel_kcp_holds_cancelled_already_sends_no_stsc() {
+    let app = spawn_app().await;
+    let (imp_uid, tno, token) = escrow_payment(&app, "esc-cancelled-in-admin").await;
+    assert!(app.sandbox.cancel_in_admin(&tno));
+    // Never used unless a STSC is sent.
+    app.sandbox.inject(
+        FaultRule::new(
+            paths::CANCEL,
+            Fault::Refuse {
+                code: "9999".into(),
+                message: "STSC must not be sent".into(),
+            },
+        )
+        .when("mod_type", "STSC"),
+    );
+
+    let res = cancel(&app, &token, json!({"imp_uid": imp_uid})).await;
+
+    assert_eq!(res["code"], 0, "{res}");
+    assert_eq!(res["response"]["status"], "cancelled", "{res}");
+    assert_eq!(app.sandbox.armed_faults().len(), 1, "no STSC was sent");
+    app.assert_ledger_agrees().await;
+}

@@ -507,43 +507,13 @@ impl PgConnector for KcpConnector {
         .await
     }
 
-    /// An escrow cancel (`STE2`/`STE4`/`STE5`) that KCP refuses, unless as already cancelled,
-    /// is sent again as the plain `STSC`: KCP approves a trade asked for as escrow as a plain one
-    /// when the merchant has no escrow contract (and holds it that way), and the escrow status
-    /// changes are themselves a documented assumption (docs/kcp.md §9.5). A refusal is definite
-    /// (nothing was applied), so the second call risks nothing; an unknown outcome of the first
-    /// is answered as such, never followed by a second.
+    /// `gw/mod/v1/cancel` once, as `req` says: an escrow cancel (`STE2`/`STE4`/`STE5`) that KCP
+    /// refuses is that refusal. Sending it again as the plain `STSC` (KCP holds a trade asked for
+    /// as escrow as a plain one when the merchant has no escrow contract, docs/kcp.md §9.5) is a
+    /// second KCP call with an effect, which the attempt's holder renews its lease for first
+    /// (service/attempts.rs): the service decides it (`Gateway::cancel_at_kcp`,
+    /// service/cancel.rs), never one connector call.
     async fn cancel(&self, req: &CancelRequest) -> Result<CancelConfirmation, PgError> {
-        match self.cancel_once(req).await {
-            Err(refused @ PgError::Declined { .. })
-                if matches!(req.kind, crate::pg::CancelKind::Escrow(_))
-                    && !matches!(&refused, PgError::Declined { code, .. } if code == codes::ALREADY_CANCELLED) =>
-            {
-                tracing::warn!(tno = %req.tno, "KCP refused the escrow cancel ({refused}); sending STSC, as for a trade KCP holds as a plain one");
-                let plain = CancelRequest {
-                    kind: crate::pg::CancelKind::Full,
-                    ..req.clone()
-                };
-                match self.cancel_once(&plain).await {
-                    // Refused both ways: the escrow refusal is the one that says why (the trade
-                    // is escrow, so STSC was bound to be refused).
-                    Err(PgError::Declined { .. }) => Err(refused),
-                    other => other,
-                }
-            }
-            other => other,
-        }
-    }
-
-    async fn inquire(&self, trade: &TradeRef) -> Result<TradeState, PgError> {
-        self.inquire_as(trade, PAY_TYPE_CARD, TradeState::try_from)
-            .await
-    }
-}
-
-impl KcpConnector {
-    /// `gw/mod/v1/cancel` once, as `req` says.
-    async fn cancel_once(&self, req: &CancelRequest) -> Result<CancelConfirmation, PgError> {
         let span = tracing::info_span!("kcp.cancel", site_cd = %self.site_cd, tno = %req.tno);
         async {
             let body = CancelRequestBody::new(&self.site_cd, &self.signer, req)?;
@@ -565,6 +535,13 @@ impl KcpConnector {
         .await
     }
 
+    async fn inquire(&self, trade: &TradeRef) -> Result<TradeState, PgError> {
+        self.inquire_as(trade, PAY_TYPE_CARD, TradeState::try_from)
+            .await
+    }
+}
+
+impl KcpConnector {
     /// `std/inquery` for `pay_type` (spec §2.10): `8201` is [`TradeState::NotFound`], an answer
     /// about another trade than the one asked for is `Unknown`.
     async fn inquire_as(

@@ -59,7 +59,9 @@ impl PgVirtualAccounts for KcpConnector {
 
     /// The cancel call's `STSC` on the account's `tno`: for an unpaid account KCP has nothing to
     /// refund and closes it, so deposits are refused from then on. An escrow account is closed
-    /// with `STE5` instead (spec §2.11, documented assumption: docs/kcp.md §9.5).
+    /// with `STE5` instead (spec §2.11, documented assumption: docs/kcp.md §9.5), once: when KCP
+    /// refuses it, the service renews its attempt and asks again with `escrow` false
+    /// (`Gateway::cancel_at_kcp`, service/cancel.rs).
     async fn revoke_vbank(
         &self,
         tno: &str,
