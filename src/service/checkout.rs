@@ -1675,7 +1675,7 @@ impl Gateway {
     /// cancelled and shipped as one. Written before the approval is recorded, only while the
     /// payment is still pending. A failure to write it changes nothing else: the approval is
     /// recorded all the same (KCP has the buyer's money), as escrow, whose cancels fall back to
-    /// `STSC` when KCP refuses them (pg/kcp/client.rs).
+    /// `STSC` when KCP refuses them (`Gateway::cancel_at_kcp`, service/cancel.rs).
     async fn escrow_as_kcp_holds(
         &self,
         mut p: payment::Model,
