@@ -625,12 +625,12 @@ impl IntoParams for CustomerSchedules {
             query_param(
                 "from",
                 integer(KnownFormat::Int64),
-                "Unix seconds, inclusive (a fraction is floored). Optional here (iamport's OpenAPI marks it required): without it the list is not bounded below",
+                "Unix seconds, inclusive. Optional here (iamport's OpenAPI marks it required): without it the list is not bounded below",
             ),
             query_param(
                 "to",
                 integer(KnownFormat::Int64),
-                "Unix seconds, exclusive (a fraction is floored). Optional here (iamport's OpenAPI marks it required); given with `from`, after it and at most 3 months after it",
+                "Unix seconds, exclusive. Optional here (iamport's OpenAPI marks it required); given with `from`, after it and at most 3 months after it",
             ),
             query_param(
                 "schedule-status",

@@ -613,19 +613,12 @@ pub mod de {
                 .ok_or_else(|| E::custom("not an integer"))
         }
         fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
-            self.of_text(v).map_err(E::custom)
-        }
-    }
-
-    impl I64 {
-        /// A number written as text (a string field, a form field, a query parameter).
-        fn of_text(&self, v: &str) -> Result<Option<i64>, &'static str> {
             let t = v.trim();
             if t.is_empty() {
                 return if self.blank_is_absent {
                     Ok(None)
                 } else {
-                    Err("blank")
+                    Err(E::custom("blank"))
                 };
             }
             if let Ok(n) = t.parse::<i64>() {
@@ -635,20 +628,8 @@ pub mod de {
                 .ok()
                 .and_then(|f| self.of_f64(f))
                 .map(Some)
-                .ok_or("not an integer")
+                .ok_or_else(|| E::custom("not an integer"))
         }
-    }
-
-    /// A time in Unix seconds written as text, read by the rule of [`opt_unix_secs`] (a finite
-    /// fraction floored, blank absent): for the query parameters that bound a lookup (`from`,
-    /// `to`, `schedule_from`, `schedule_to`), which clients compute from the same clocks as the
-    /// times they send in bodies. `Err` when it is no time.
-    pub fn unix_secs_text(v: &str) -> Result<Option<i64>, &'static str> {
-        I64 {
-            blank_is_absent: true,
-            floor_fraction: true,
-        }
-        .of_text(v)
     }
 
     /// A boolean as JSON or as a form sends it: `true`/`false`, `1`/`0`, and the strings `true`,
@@ -845,30 +826,5 @@ mod tests {
             assert!(read(json!({ "amount": fraction })).is_none(), "{fraction}");
         }
         assert_eq!(read(json!({"amount": 1000.0})).unwrap().amount, Some(1000));
-    }
-
-    #[test]
-    fn a_time_in_a_query_is_read_as_the_same_text_in_a_body() {
-        for text in [
-            "1900000000.5",
-            " 1900000000 ",
-            "1900000000",
-            "-0.5",
-            "1e3",
-            "",
-            "  ",
-            "NaN",
-            "inf",
-            "soon",
-            "9.5e15",
-            "1900000000,5",
-        ] {
-            let body = read(json!({ "at": text })).map(|r| r.at);
-            assert_eq!(super::de::unix_secs_text(text).ok(), body, "{text:?}");
-        }
-        assert_eq!(
-            super::de::unix_secs_text("1900000000.999"),
-            Ok(Some(1_900_000_000))
-        );
     }
 }

@@ -39,24 +39,6 @@ pub(super) fn number(q: Option<&str>, name: &str) -> ApiResult<Option<i64>> {
     }
 }
 
-/// A lookup's time bound in Unix seconds (`from`, `to`, `schedule_from`, `schedule_to`), read as
-/// a body's times are (`de::unix_secs_text`): a fraction is floored, not refused. The OpenAPI
-/// types these integers, as it types `schedule_at`, but clients compute them from clocks that
-/// give fractions (Python's `time.time()`, Node's `Date.now() / 1000`), and a lookup is a read:
-/// floored, a bound is compared at the one-second resolution every stored time has (a schedule
-/// made with `schedule_at` T, stored as ⌊T⌋, is listed from T and not before T, as it was meant),
-/// and nothing else changes; refused, the whole lookup was lost. Text, NaN and infinities are
-/// still HTTP 400.
-/// `page`, `limit` and ids stay integers ([`number`]).
-pub(super) fn unix_secs(q: Option<&str>, name: &str) -> ApiResult<Option<i64>> {
-    match query_value(q, name) {
-        None => Ok(None),
-        Some(v) => de::unix_secs_text(&v).map_err(|_| {
-            ApiError::bad_request(format!("{name}는 Unix 타임스탬프(초)여야 합니다."))
-        }),
-    }
-}
-
 /// Whose payments the caller reads ([`Scope`]): the operator may name a merchant with
 /// `merchant_id`, which never widens or narrows a merchant token's reads (iamport has no such
 /// parameter). It is checked to be an integer whoever sends it, so a request the OpenAPI document
@@ -300,15 +282,15 @@ async fn find_all_with(
 #[utoipa::path(get, path = "/payments/status/{payment_status}", operation_id = "getPaymentsByStatus",
     params(
         ("payment_status" = PaymentStatusParam, Path),
-        ("from" = Option<i64>, Query, description = "Unix seconds (a fraction floored); default (or ≤ 0) `to` minus 90 days; past 9999-12-31 23:59:59 UTC read as then"),
-        ("to" = Option<i64>, Query, description = "Unix seconds (a fraction floored); default (or ≤ 0) now; past 9999-12-31 23:59:59 UTC (253402300799) read as then"),
+        ("from" = Option<i64>, Query, description = "Unix seconds; default (or ≤ 0) `to` minus 90 days; past 9999-12-31 23:59:59 UTC read as then"),
+        ("to" = Option<i64>, Query, description = "Unix seconds; default (or ≤ 0) now; past 9999-12-31 23:59:59 UTC (253402300799) read as then"),
         ("sorting" = Option<PaymentSorting>, Query),
         PageParams,
         OperatorMerchant,
     ),
     responses(
         (status = 200, body = PaymentPageReply),
-        (status = 400, body = ErrorEnvelope, description = "unknown `payment_status` or `sorting`, `from`/`to` not a number of Unix seconds, `page`/`limit` (or the operator's `merchant_id`) not an integer, or a `page` past the data (데이터 범위를 넘어선 page)"),
+        (status = 400, body = ErrorEnvelope, description = "unknown `payment_status` or `sorting`, `from`/`to`/`page`/`limit` (or the operator's `merchant_id`) not an integer, or a `page` past the data (데이터 범위를 넘어선 page)"),
         TokenErrors))]
 pub async fn by_status(
     State(s): State<AppState>,
@@ -323,15 +305,15 @@ pub async fn by_status(
 /// empty status segment means no filter (spec/iamport-v1.md §4.1).
 #[utoipa::path(get, path = "/payments/status", operation_id = "getPaymentsOfAnyStatus",
     params(
-        ("from" = Option<i64>, Query, description = "Unix seconds (a fraction floored); default (or ≤ 0) `to` minus 90 days; past 9999-12-31 23:59:59 UTC read as then"),
-        ("to" = Option<i64>, Query, description = "Unix seconds (a fraction floored); default (or ≤ 0) now; past 9999-12-31 23:59:59 UTC (253402300799) read as then"),
+        ("from" = Option<i64>, Query, description = "Unix seconds; default (or ≤ 0) `to` minus 90 days; past 9999-12-31 23:59:59 UTC read as then"),
+        ("to" = Option<i64>, Query, description = "Unix seconds; default (or ≤ 0) now; past 9999-12-31 23:59:59 UTC (253402300799) read as then"),
         ("sorting" = Option<PaymentSorting>, Query),
         PageParams,
         OperatorMerchant,
     ),
     responses(
         (status = 200, body = PaymentPageReply),
-        (status = 400, body = ErrorEnvelope, description = "unknown `sorting`, or `from`/`to` not a number of Unix seconds, `page`/`limit` (or the operator's `merchant_id`) not an integer"),
+        (status = 400, body = ErrorEnvelope, description = "unknown `sorting`, or `from`/`to`/`page`/`limit` (or the operator's `merchant_id`) not an integer"),
         TokenErrors))]
 pub async fn by_any_status(
     State(s): State<AppState>,
@@ -350,8 +332,8 @@ async fn by_status_with(
     let q = q.as_deref();
     let query = StatusQuery {
         filter: status(&st)?,
-        from: unix_secs(q, "from")?,
-        to: unix_secs(q, "to")?,
+        from: number(q, "from")?,
+        to: number(q, "to")?,
         sorting: sorting(q)?,
         paging: paging(q, 1000)?,
     };

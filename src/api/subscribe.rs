@@ -15,7 +15,7 @@ use super::extract::{de, query_value, Body, MerchantCaller, Path};
 use super::onetime::kst_today;
 use super::order::{order, OrderFields};
 use super::payment_json::PaymentAnnotation;
-use super::payments::{paging, unix_secs};
+use super::payments::{number, paging};
 use crate::app::AppState;
 use crate::domain::payment::PG_KCP_BILLING;
 use crate::domain::schedule::ScheduleStatus;
@@ -328,15 +328,15 @@ fn schedule_status(q: Option<&str>, names: &[&str]) -> ApiResult<Option<Schedule
 /// non-empty and at most 3 months long (HTTP 400 otherwise), which OpenAPI cannot say.
 #[utoipa::path(get, path = "/subscribe/payments/schedule", operation_id = "findSchedulesByRange",
     params(
-        ("schedule_from" = i64, Query, minimum = 0, description = "Unix seconds, inclusive; a fraction is floored"),
-        ("schedule_to" = i64, Query, minimum = 0, description = "Unix seconds, exclusive; after schedule_from, and at most 3 months after it; a fraction is floored"),
+        ("schedule_from" = i64, Query, minimum = 0, description = "Unix seconds, inclusive"),
+        ("schedule_to" = i64, Query, minimum = 0, description = "Unix seconds, exclusive; after schedule_from, and at most 3 months after it"),
         ("schedule_status" = Option<String>, Query, description = "`scheduled` (includes one being charged now), `executed` or `revoked`; `undefined` (an unset script variable) is no filter, any other value HTTP 400"),
         ("sorting" = Option<String>, Query, description = "`scheduled` for the earliest `schedule_at` first; otherwise (iamport's default) the latest first"),
         PageParams,
     ),
     responses(
         (status = 200, body = SchedulePageReply),
-        (status = 400, body = ErrorEnvelope, description = "schedule_from or schedule_to missing, an empty or longer than 3 months range, a schedule_status other than scheduled, executed, revoked or undefined, a schedule_from or schedule_to that is not a number of Unix seconds, or a page or limit that is not an integer"),
+        (status = 400, body = ErrorEnvelope, description = "schedule_from or schedule_to missing, an empty or longer than 3 months range, a schedule_status other than scheduled, executed, revoked or undefined, or a parameter that is not an integer"),
         TokenErrors))]
 pub async fn list(
     State(s): State<AppState>,
@@ -347,8 +347,8 @@ pub async fn list(
     let query = ScheduleQuery {
         merchant_id: m.id,
         customer_uid: None,
-        from: unix_secs(q, "schedule_from")?,
-        to: unix_secs(q, "schedule_to")?,
+        from: number(q, "schedule_from")?,
+        to: number(q, "schedule_to")?,
         status: schedule_status(q, &["schedule_status"])?,
     };
     // iamport: "scheduled : 예약일자 과거순 (Default : 예약일자 최신순)".
@@ -367,7 +367,7 @@ pub async fn list(
     ),
     responses(
         (status = 200, body = SchedulePageReply),
-        (status = 400, body = ErrorEnvelope, description = "from or to not a number of Unix seconds, page or limit not an integer; from and to both given but an empty or longer than 3 months range; a schedule-status other than scheduled, executed, revoked or undefined"),
+        (status = 400, body = ErrorEnvelope, description = "from, to, page or limit not an integer; from and to both given but an empty or longer than 3 months range; a schedule-status other than scheduled, executed, revoked or undefined"),
         TokenErrors))]
 pub async fn by_customer(
     State(s): State<AppState>,
@@ -379,8 +379,8 @@ pub async fn by_customer(
     let query = ScheduleQuery {
         merchant_id: m.id,
         customer_uid: Some(uid),
-        from: unix_secs(q, "from")?,
-        to: unix_secs(q, "to")?,
+        from: number(q, "from")?,
+        to: number(q, "to")?,
         status: schedule_status(q, &["schedule-status", "schedule_status"])?,
     };
     // iamport: "예약된 시각 기준으로 최신순으로 정렬되어 전달됩니다."
@@ -495,7 +495,7 @@ pub async fn retry(
     ),
     responses(
         (status = 200, body = SchedulePageReply),
-        (status = 400, body = ErrorEnvelope, description = "from or to not a number of Unix seconds, page or limit not an integer; from and to both given but an empty or longer than 3 months range; a schedule-status other than scheduled, executed, revoked or undefined"),
+        (status = 400, body = ErrorEnvelope, description = "from, to, page or limit not an integer; from and to both given but an empty or longer than 3 months range; a schedule-status other than scheduled, executed, revoked or undefined"),
         TokenErrors))]
 pub async fn customer_schedules(
     s: State<AppState>,
