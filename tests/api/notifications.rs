@@ -4,23 +4,9 @@
 //! of the deposit flow is in `vbanks`.
 use kcp_sandbox::{paths, Fault, FaultRule, NotificationRecord};
 use reqwest::StatusCode;
-use serde_json::{json, Value};
 
 use crate::helpers::{captured_logs, spawn_app, spawn_app_with, Receiver, TestApp};
-use crate::vbanks::{notification_row, post_notification};
-
-/// Issues a 7000 won account (KB국민, due in a week) for `merchant_uid`: the `ready` payment.
-async fn issued(app: &TestApp, token: &str, merchant_uid: &str) -> Value {
-    let body = json!({
-        "merchant_uid": merchant_uid, "amount": 7000, "vbank_code": "004",
-        "vbank_due": app.app.gateway.clock.unix() + 7 * 24 * 3600, "name": "가상계좌 상품",
-        "buyer_name": "홍길동", "buyer_email": "buyer@example.com", "buyer_tel": "010-1234-5678",
-    });
-    let (status, res) = app.post("/vbanks", Some(token), body).await;
-    assert_eq!(status, StatusCode::OK, "{res}");
-    assert_eq!(res["response"]["status"], "ready", "{res}");
-    res["response"].clone()
-}
+use crate::vbanks::{issued, notification_row, post_notification, vbank};
 
 /// The sandbox's notification `noti_id` once `done` says so (it sends in the background).
 async fn sandbox_notification(
@@ -57,7 +43,7 @@ async fn a_partial_deposit_landing_while_a_revocation_is_at_kcp_is_decided_after
     })
     .await;
     let token = app.token().await;
-    let p = issued(&app, &token, "vb-partial-race").await;
+    let p = issued(&app, &token, vbank(&app, "vb-partial-race", 7000)).await;
     let imp_uid = p["imp_uid"].as_str().unwrap().to_string();
     let tno = p["pg_tid"].as_str().unwrap();
     let gate = "revocation-close-partial";
@@ -152,11 +138,11 @@ async fn the_re_verify_sweep_reaches_its_own_deposit_among_hundreds_of_the_other
     let token = app.token().await;
     let (imp_key, imp_secret) = app.second_merchant().await;
     let live_token = app.token_for(&imp_key, &imp_secret).await;
-    let live = issued(&app, &live_token, "vb-live-flood").await;
+    let live = issued(&app, &live_token, vbank(&app, "vb-live-flood", 7000)).await;
     let live_tno = live["pg_tid"].as_str().unwrap();
     crate::helpers::make_live(&app, &imp_key).await;
     gateway.forget_merchant(None);
-    let own = issued(&app, &token, "vb-own-starved").await;
+    let own = issued(&app, &token, vbank(&app, "vb-own-starved", 7000)).await;
     let own_tno = own["pg_tid"].as_str().unwrap();
     let own_imp_uid = own["imp_uid"].as_str().unwrap();
 

@@ -12,7 +12,7 @@ use crate::helpers::{imp_uid_in, spawn_app, spawn_app_with, Receiver, TestApp, S
 const WEEK: i64 = 7 * 24 * 3600;
 
 /// A `POST /vbanks` body: KB국민 (`004`), due in a week by the gateway's clock.
-fn vbank(app: &TestApp, merchant_uid: &str, amount: i64) -> Value {
+pub(crate) fn vbank(app: &TestApp, merchant_uid: &str, amount: i64) -> Value {
     json!({
         "merchant_uid": merchant_uid, "amount": amount, "vbank_code": "004",
         "vbank_due": app.app.gateway.clock.unix() + WEEK, "name": "가상계좌 상품",
@@ -21,7 +21,7 @@ fn vbank(app: &TestApp, merchant_uid: &str, amount: i64) -> Value {
 }
 
 /// Issues `body` and returns the `ready` Payment object.
-async fn issued(app: &TestApp, token: &str, body: Value) -> Value {
+pub(crate) async fn issued(app: &TestApp, token: &str, body: Value) -> Value {
     let (status, res) = app.post("/vbanks", Some(token), body).await;
     assert_eq!(status, StatusCode::OK, "{res}");
     assert_eq!(res["code"], 0, "{res}");
