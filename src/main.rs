@@ -69,6 +69,12 @@ enum Command {
         #[command(subcommand)]
         command: AttemptCommand,
     },
+    /// A payment checked against KCP: bring it in line with a cancel made at KCP that openport
+    /// never heard of.
+    Payment {
+        #[command(subcommand)]
+        command: PaymentCommand,
+    },
     /// Schedules not run yet: list them, e.g. those due on a restored backup before the scheduler
     /// is let run (`OPENPORT_SCHEDULER__PAUSED`).
     Schedule {
@@ -77,6 +83,24 @@ enum Command {
     },
     /// The KCP sandbox alone, or its tools.
     Sandbox(SandboxArgs),
+}
+
+#[derive(Subcommand)]
+enum PaymentCommand {
+    /// Ask KCP what is left of the payment's trade (its current tno) and record a cancel made at
+    /// KCP that openport never heard of (its notice never came: no notification URL at KCP, lost,
+    /// refused), exactly as that notice would have: only a lower balance KCP holds is recorded, as
+    /// a cancel settled by inquiry (nothing is sent to KCP), with the `cancelled` webhook. Prints
+    /// `unchanged` or `applied`; exit status 1 when it could not tell or record (a cancel of the
+    /// payment under way, KCP unreachable, no inquiry or no such trade at KCP), nothing recorded
+    /// but what it says. Calls KCP: in test mode with the embedded sandbox, set
+    /// OPENPORT_KCP__API_BASE to the serving instance's sandbox address.
+    Recheck {
+        #[command(flatten)]
+        common: Common,
+        #[arg(long)]
+        imp_uid: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -479,6 +503,7 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Merchant { command } => merchant(command).await,
         Command::Attempt { command } => attempt(command).await,
+        Command::Payment { command } => payment(command).await,
         Command::Schedule { command } => schedule(command).await,
         Command::Sandbox(args) => sandbox(args).await,
     }
@@ -574,34 +599,60 @@ async fn offline_gateway(common: &Common) -> anyhow::Result<Gateway> {
     openport::app::operator_gateway(config).await
 }
 
-/// [`offline_gateway`] for a command that calls KCP about attempt `id`: refused, nothing changed,
-/// when the configuration's KCP is the serving instance's embedded sandbox
-/// ([`embedded_sandbox_unreachable`]) and the attempt's merchant would call it. A merchant with a
+/// What a command that calls KCP is about: its merchant's KCP is the one called.
+#[derive(Clone, Copy)]
+enum CallsKcpFor<'a> {
+    Attempt(i64),
+    Payment(&'a str),
+}
+
+impl CallsKcpFor<'_> {
+    fn noun(self) -> &'static str {
+        match self {
+            Self::Attempt(_) => "attempt",
+            Self::Payment(_) => "payment",
+        }
+    }
+}
+
+/// [`offline_gateway`] for a command that calls KCP about an attempt or a payment: refused,
+/// nothing changed, when the configuration's KCP is the serving instance's embedded sandbox
+/// ([`embedded_sandbox_unreachable`]) and the attempt's (payment's) merchant would call it. A merchant with a
 /// KCP origin of its own (`merchant create --kcp-api-base`) is called there whatever the
 /// instance's KCP (`Connectors::urls_for`), from this shell as from the serving instance.
-async fn offline_gateway_calling_kcp(common: &Common, id: i64) -> anyhow::Result<Gateway> {
+async fn offline_gateway_calling_kcp(
+    common: &Common,
+    about: CallsKcpFor<'_>,
+) -> anyhow::Result<Gateway> {
     let config = load(common)?;
     init_tracing(config.log_format == "json", LogTo::Stderr);
-    let unreachable = embedded_sandbox_unreachable(&config);
+    let unreachable = embedded_sandbox_unreachable(&config, about.noun());
     let gateway = openport::app::operator_gateway(config).await?;
     if let Some(why) = unreachable {
-        if calls_the_instances_kcp(&gateway, id).await? {
+        if calls_the_instances_kcp(&gateway, about).await? {
             anyhow::bail!(why);
         }
     }
     Ok(gateway)
 }
 
-/// Whether attempt `id`'s merchant calls the instance's KCP: it names no KCP origin of its own.
-/// An attempt (or its payment, its merchant) not found calls no KCP at all: the command refuses
-/// it itself.
-async fn calls_the_instances_kcp(gateway: &Gateway, id: i64) -> anyhow::Result<bool> {
+/// Whether the attempt's (payment's) merchant calls the instance's KCP: it names no KCP origin
+/// of its own. An attempt (or its payment, its merchant) not found calls no KCP at all: the
+/// command refuses it itself.
+async fn calls_the_instances_kcp(
+    gateway: &Gateway,
+    about: CallsKcpFor<'_>,
+) -> anyhow::Result<bool> {
     use openport::store::{merchants, payments};
     let db = &gateway.db.read;
-    let Some(attempt) = payments::attempt_by_id(db, id).await? else {
-        return Ok(false);
+    let payment = match about {
+        CallsKcpFor::Attempt(id) => match payments::attempt_by_id(db, id).await? {
+            Some(attempt) => payments::by_id(db, attempt.payment_id).await?,
+            None => None,
+        },
+        CallsKcpFor::Payment(imp_uid) => payments::by_imp_uid(db, None, imp_uid).await?,
     };
-    let Some(payment) = payments::by_id(db, attempt.payment_id).await? else {
+    let Some(payment) = payment else {
         return Ok(false);
     };
     let merchant = merchants::by_id(db, payment.merchant_id).await?;
@@ -618,7 +669,7 @@ async fn calls_the_instances_kcp(gateway: &Gateway, id: i64) -> anyhow::Result<b
 /// configuration either: it listens on `OPENPORT_SANDBOX__LISTEN`, by default any free port
 /// (`127.0.0.1:0`), printed at the instance's start; and a fixed one in this shell need not be the
 /// serving instance's. So the operator names it.
-fn embedded_sandbox_unreachable(config: &Config) -> Option<String> {
+fn embedded_sandbox_unreachable(config: &Config, noun: &str) -> Option<String> {
     if !config.embedded_sandbox() || config.kcp.api_base.is_some() {
         return None;
     }
@@ -631,7 +682,7 @@ fn embedded_sandbox_unreachable(config: &Config) -> Option<String> {
         )
     };
     Some(format!(
-        "this command calls KCP, and in this configuration (test mode, no OPENPORT_KCP__API_BASE) the attempt's merchant (no KCP origin of its own) is served by the serving instance's embedded sandbox, which an operator command does not reach by itself: set OPENPORT_KCP__API_BASE to the sandbox's address, printed at the instance's start (`KCP sandbox listening on http://…`){configured}, and run it again"
+        "this command calls KCP, and in this configuration (test mode, no OPENPORT_KCP__API_BASE) the {noun}'s merchant (no KCP origin of its own) is served by the serving instance's embedded sandbox, which an operator command does not reach by itself: set OPENPORT_KCP__API_BASE to the sandbox's address, printed at the instance's start (`KCP sandbox listening on http://…`){configured}, and run it again"
     ))
 }
 
@@ -762,7 +813,7 @@ async fn attempt(cmd: AttemptCommand) -> anyhow::Result<()> {
             };
             // Only a verdict on the payment is checked against KCP.
             let gateway = if outcome.is_some() {
-                offline_gateway_calling_kcp(&common, id).await?
+                offline_gateway_calling_kcp(&common, CallsKcpFor::Attempt(id)).await?
             } else {
                 offline_gateway(&common).await?
             };
@@ -814,7 +865,7 @@ async fn attempt(cmd: AttemptCommand) -> anyhow::Result<()> {
             id,
             order_no,
         } => {
-            let gateway = offline_gateway_calling_kcp(&common, id).await?;
+            let gateway = offline_gateway_calling_kcp(&common, CallsKcpFor::Attempt(id)).await?;
             let settled = gateway.confirm_absent_at_kcp(id, &order_no).await;
             let a = settled.map_err(|e| anyhow::anyhow!("{e}"))?;
             println!(
@@ -829,6 +880,58 @@ async fn attempt(cmd: AttemptCommand) -> anyhow::Result<()> {
                     "attempt {id} is not settled yet: the word is kept, and a serving instance's resolver settles it once KCP answers (and the settle delay has passed); `openport attempt list` shows it until then"
                 );
                 std::process::exit(NOT_SETTLED_YET);
+            }
+            Ok(())
+        }
+    }
+}
+
+async fn payment(cmd: PaymentCommand) -> anyhow::Result<()> {
+    use openport::service::notifications::{CancelAtKcp, NotificationError};
+    match cmd {
+        PaymentCommand::Recheck { common, imp_uid } => {
+            let gateway =
+                offline_gateway_calling_kcp(&common, CallsKcpFor::Payment(&imp_uid)).await?;
+            let recheck = match gateway.recheck_payment_at_kcp(&imp_uid).await {
+                Ok(recheck) => recheck,
+                Err(NotificationError::Superseded(_)) => anyhow::bail!(
+                    "payment {imp_uid}: a cancel of it is under way (or it changed while KCP was                      asked, or this host's clock is off): nothing recorded; run it again once the                      cancel is settled (`openport attempt list`)"
+                ),
+                Err(NotificationError::Unverified { tno, source }) => anyhow::bail!(
+                    "payment {imp_uid}: KCP could not be asked about tno {tno} ({source}):                      nothing recorded; run it again once KCP answers"
+                ),
+                Err(e) => anyhow::bail!("payment {imp_uid}: {e}"),
+            };
+            let tno = &recheck.tno;
+            match recheck.found {
+                CancelAtKcp::Same { remaining, balance } => println!(
+                    "payment {imp_uid}: unchanged: KCP holds {remaining} won of tno {tno},                      openport's balance is {balance} won"
+                ),
+                CancelAtKcp::NothingHeld => println!(
+                    "payment {imp_uid}: unchanged: it holds no money a cancel at KCP could have                      taken (not paid, or cancelled whole); KCP not asked"
+                ),
+                CancelAtKcp::Recorded { cancelled, payment } => println!(
+                    "payment {imp_uid}: applied: {cancelled} won cancelled at KCP recorded                      (status {}, cancel_amount {}, balance {} won; `cancelled` webhook queued)",
+                    payment.status,
+                    payment.cancel_amount,
+                    payment.amount - payment.cancel_amount
+                ),
+                CancelAtKcp::ReapprovalUnaccounted => anyhow::bail!(
+                    "payment {imp_uid}: not checked: a point re-approval openport sent on tno                      {tno} is not accounted for yet (its second look is due, or a conflict names                      it); `openport attempt list --conflicts`"
+                ),
+                CancelAtKcp::NoInquiry => anyhow::bail!(
+                    "payment {imp_uid}: KCP has no inquiry for its pay method: compare with KCP's                      admin; nothing recorded"
+                ),
+                CancelAtKcp::NoSuchTrade => anyhow::bail!(
+                    "payment {imp_uid}: KCP knows no trade {tno}: compare with KCP's admin;                      nothing recorded"
+                ),
+                CancelAtKcp::NotRecorded {
+                    attempt_id,
+                    remaining,
+                    balance,
+                } => anyhow::bail!(
+                    "payment {imp_uid}: KCP holds {remaining} won of tno {tno}, openport's                      balance is {balance} won, but the cancel attempt {attempt_id} opened for the                      difference is not recorded (open for the resolver, or a conflict):                      `openport attempt list` / `--conflicts`"
+                ),
             }
             Ok(())
         }

@@ -20,6 +20,7 @@ pub mod notifications;
 pub(crate) mod orphans;
 pub mod outbound;
 pub mod pay;
+pub mod payment_recheck;
 pub mod prepare;
 pub mod resolve;
 pub mod retired_keys;

@@ -180,6 +180,37 @@ impl Verdict {
     }
 }
 
+/// What [`Gateway::record_cancel_made_at_kcp`] found of a payment's trade at KCP. A notice is
+/// [`Verdict::Applied`] on `Recorded` and [`Verdict::Unchanged`] on any other.
+#[derive(Debug)]
+pub enum CancelAtKcp {
+    /// The payment holds no money a cancel could have taken (not paid, or cancelled whole):
+    /// KCP not asked.
+    NothingHeld,
+    /// A point trade a re-approval openport sent may have cancelled, not accounted for yet: left
+    /// to its second look (`cancel_recheck`) or the operator's conflict; KCP not asked.
+    ReapprovalUnaccounted,
+    /// The pay method has no KCP inquiry: compare with KCP's admin.
+    NoInquiry,
+    /// KCP knows no such trade, which contradicts its approval: compare with KCP's admin.
+    NoSuchTrade,
+    /// KCP holds `remaining`, at least openport's `balance`: nothing to record.
+    Same { remaining: Won, balance: Won },
+    /// KCP held `cancelled` less than openport: recorded as a cancel; the payment as it is now.
+    Recorded {
+        cancelled: Won,
+        payment: Box<payment::Model>,
+    },
+    /// KCP holds `remaining`, less than openport's `balance`, but the cancel attempt opened for
+    /// the difference (`attempt_id`) was not recorded: left open for the resolver, or closed as
+    /// a conflict for the operator.
+    NotRecorded {
+        attempt_id: i64,
+        remaining: Won,
+        balance: Won,
+    },
+}
+
 /// Why a notification is not acknowledged, so that KCP sends it again.
 #[derive(Debug, thiserror::Error)]
 pub enum NotificationError {
@@ -846,6 +877,33 @@ impl Gateway {
         if CLOSE_NOTICES.contains(&n.tx_cd.as_str()) && super::vbanks::awaits_deposit(&payment) {
             return self.verify_close_notice(n, payment, row, now).await;
         }
+        let reason = format!("PG사 취소 통보 ({})", n.tx_cd);
+        let verdict = match self
+            .record_cancel_made_at_kcp(payment, &n.tno, reason)
+            .await?
+        {
+            CancelAtKcp::Recorded { .. } => Verdict::Applied,
+            _ => Verdict::Unchanged,
+        };
+        self.settle(row, verdict, now).await
+    }
+
+    /// Whether KCP holds less of `payment`'s trade `tno` than openport's balance, and if so the
+    /// difference recorded as a cancel openport did not make (under `reason`): what a cancel
+    /// notice checks once it is known to be the payment's ([`Self::verify_cancel_notice`]), and
+    /// what `openport payment recheck` checks when no notice came
+    /// (service/payment_recheck.rs). KCP is only asked (`std/inquery`), never sent a cancel: the
+    /// difference is opened as a cancel attempt for exactly that amount and settled by the cancel
+    /// resolver's inquiry, with the `cancelled` webhook. A cancel of the payment under way (or a
+    /// skewed clock) is [`NotificationError::Superseded`]: decided again after it; KCP not
+    /// answering is [`NotificationError::Unverified`]. Nothing is written but that attempt and
+    /// what its settling records.
+    pub(crate) async fn record_cancel_made_at_kcp(
+        &self,
+        payment: payment::Model,
+        tno: &str,
+        reason: String,
+    ) -> Result<CancelAtKcp, NotificationError> {
         let balance = payment.amount - payment.cancel_amount;
         let holds_money = matches!(
             PaymentStatus::from_db(&payment.status),
@@ -853,39 +911,45 @@ impl Gateway {
         ) && balance > 0
             && payment.paid_at.is_some_and(|t| t > 0);
         if !holds_money {
-            return self.settle(row, Verdict::Unchanged, now).await;
+            return Ok(CancelAtKcp::NothingHeld);
         }
         if payment.pay_method == super::benepia::POINT
-            && self.reapproval_unaccounted(&payment, &n.tno).await?
+            && self.reapproval_unaccounted(&payment, tno).await?
         {
-            tracing::warn!(imp_uid = %payment.imp_uid, tno = %n.tno, tx_cd = %n.tx_cd, "KCP notifies a cancel of a point trade a re-approval openport sent may have cancelled; left to its second look or the operator");
-            return self.settle(row, Verdict::Unchanged, now).await;
+            tracing::warn!(imp_uid = %payment.imp_uid, %tno, %reason, "KCP may show a cancel of a point trade a re-approval openport sent cancelled; left to its second look or the operator");
+            return Ok(CancelAtKcp::ReapprovalUnaccounted);
         }
-        let connector = self.connector_of(&payment, &n.tno).await?;
+        let connector = self.connector_of(&payment, tno).await?;
         let remaining = match self
-            .remaining_of(connector.as_ref(), &payment, n.tno.clone())
+            .remaining_of(connector.as_ref(), &payment, tno.to_owned())
             .await
         {
             Some(Ok(Some(remaining))) => remaining,
-            None | Some(Ok(None)) => return self.settle(row, Verdict::Unchanged, now).await,
+            None => return Ok(CancelAtKcp::NoInquiry),
+            Some(Ok(None)) => return Ok(CancelAtKcp::NoSuchTrade),
             Some(Err(source)) => {
                 return Err(NotificationError::Unverified {
-                    tno: n.tno.clone(),
+                    tno: tno.to_owned(),
                     source,
                 })
             }
         };
         if remaining >= balance {
-            return self.settle(row, Verdict::Unchanged, now).await;
+            return Ok(CancelAtKcp::Same { remaining, balance });
         }
-        let reason = Some(format!("PG사 취소 통보 ({})", n.tx_cd));
         let attempt = match self
-            .open_cancel_attempt(&payment, &n.tno, &reason, balance - remaining, true)
+            .open_cancel_attempt(
+                &payment,
+                tno,
+                &Some(reason.clone()),
+                balance - remaining,
+                true,
+            )
             .await
         {
             Ok(attempt) => attempt,
             // A cancel of the payment is under way (or this host's clock is off): decided again
-            // on KCP's re-send, after it.
+            // after it (on KCP's re-send of a notice).
             Err(ServiceError::Refused(_) | ServiceError::ClockSkewed) => {
                 return Err(NotificationError::Superseded(payment.imp_uid))
             }
@@ -902,15 +966,22 @@ impl Gateway {
                 .await?;
             return Err(NotificationError::Superseded(payment.imp_uid));
         };
-        tracing::warn!(imp_uid = %fresh.imp_uid, tx_cd = %n.tx_cd, remaining, balance, "KCP notifies a cancel openport did not make; recording what KCP holds");
-        let verdict = match self
+        tracing::warn!(imp_uid = %fresh.imp_uid, %reason, remaining, balance, "KCP holds less than openport: recording a cancel openport did not make");
+        let attempt_id = attempt.id;
+        match self
             .resolve_cancel(connector.as_ref(), fresh, attempt)
             .await?
         {
-            super::resolve::CancelOutcome::Applied(_) => Verdict::Applied,
-            _ => Verdict::Unchanged,
-        };
-        self.settle(row, verdict, now).await
+            super::resolve::CancelOutcome::Applied(payment) => Ok(CancelAtKcp::Recorded {
+                cancelled: balance - remaining,
+                payment,
+            }),
+            _ => Ok(CancelAtKcp::NotRecorded {
+                attempt_id,
+                remaining,
+                balance,
+            }),
+        }
     }
 
     /// A notice that KCP may have closed an account awaiting its deposit (`TX07`, or `TX05`/`TX06`

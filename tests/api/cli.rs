@@ -1,7 +1,7 @@
 //! The operator commands run as the built `openport` binary, as an operator runs them: `migrate`,
 //! `merchant create` / `merchant list` / `merchant set-group-id`, `attempt conflict`,
-//! `attempt confirm-absent`, `attempt reconciled`, `sandbox issue-cert` and `sandbox fault`
-//! (operator commands migrate only a new database).
+//! `attempt confirm-absent`, `attempt reconciled`, `payment recheck`, `sandbox issue-cert` and
+//! `sandbox fault` (operator commands migrate only a new database).
 use std::path::Path;
 use std::process::Output;
 
@@ -1099,6 +1099,123 @@ async fn attempt_confirm_absent_of_a_merchant_on_its_own_kcp_origin_needs_no_san
     let printed = printed_by_success(&confirm_absent(&own).await);
     assert!(printed.contains("is now failed"), "{printed}");
     assert_eq!(app.payment(&own_token, &own.2).await["status"], "failed");
+}
+
+/// The webhook rows `imp_uid`'s changes wrote, by the status each announces.
+async fn webhooks_of(app: &crate::helpers::TestApp, imp_uid: &str) -> Vec<String> {
+    use openport::store::entity::webhook_delivery;
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
+    webhook_delivery::Entity::find()
+        .filter(webhook_delivery::Column::ImpUid.eq(imp_uid))
+        .order_by_asc(webhook_delivery::Column::Id)
+        .all(&app.app.gateway.db.read)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|d| d.status)
+        .collect()
+}
+
+/// A cancel made in KCP's admin whose notice never reached openport (no notification URL at
+/// KCP, lost, refused) left the payment `paid` with a balance KCP no longer holds, and no
+/// command could fix it. `payment recheck` checks the payment as that notice would have: KCP's
+/// lower balance is recorded as a cancel (its history, the `cancelled` webhook) and printed
+/// `applied`; a second run finds KCP and openport agreeing (`unchanged`) and records nothing.
+/// An unknown imp_uid, KCP not answering, or a shell that cannot reach the serving instance's
+/// embedded sandbox exits non-zero, saying why, with nothing recorded.
+#[tokio::test]
+async fn payment_recheck_records_a_cancel_made_at_kcp_whose_notice_never_came_once() {
+    let app = crate::helpers::spawn_app().await;
+    let receiver = crate::helpers::Receiver::start().await;
+    let merchant = app.app.demo.as_ref().expect("demo merchant").merchant.id;
+    let (status, body) = app
+        .put(
+            &format!("/admin/merchants/{merchant}/webhook"),
+            crate::helpers::ADMIN_TOKEN,
+            json!({"url": receiver.url("/recheck")}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let token = app.token().await;
+    let paid = app.paid(&token, "cli-recheck", 5000).await;
+    let imp_uid = paid["imp_uid"].as_str().unwrap().to_string();
+    let tno = paid["pg_tid"].as_str().unwrap().to_string();
+    assert!(app.sandbox.cancel_in_admin_partly(&tno, Some(2000)));
+    let before = app.payment(&token, &imp_uid).await;
+    assert_eq!(
+        (before["status"].as_str(), before["cancel_amount"].as_i64()),
+        (Some("paid"), Some(0)),
+        "{before}"
+    );
+    let recheck = ["payment", "recheck", "--imp-uid", imp_uid.as_str()];
+
+    let unknown = run_against_the_apps_sandbox(
+        &app,
+        &["payment", "recheck", "--imp-uid", "imp_000000000000"],
+    )
+    .await;
+    let stderr = String::from_utf8_lossy(&unknown.stderr);
+    assert_eq!(unknown.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("no payment with imp_uid imp_000000000000"),
+        "{stderr}"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let unpointed = run(dir.path(), &app.database_url, &recheck).await;
+    let stderr = String::from_utf8_lossy(&unpointed.stderr);
+    assert_eq!(unpointed.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("the payment's merchant"), "{stderr}");
+    assert!(stderr.contains("OPENPORT_KCP__API_BASE"), "{stderr}");
+
+    app.sandbox.inject(
+        kcp_sandbox::FaultRule::new(
+            kcp_sandbox::paths::INQUIRY,
+            kcp_sandbox::Fault::HttpStatus { status: 503 },
+        )
+        .times(100),
+    );
+    let unreachable = run_against_the_apps_sandbox(&app, &recheck).await;
+    let stderr = String::from_utf8_lossy(&unreachable.stderr);
+    assert_eq!(unreachable.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("KCP could not be asked"), "{stderr}");
+    app.sandbox.clear_faults();
+    assert_eq!(
+        app.payment(&token, &imp_uid).await,
+        before,
+        "nothing recorded"
+    );
+    assert_eq!(webhooks_of(&app, &imp_uid).await, ["paid"]);
+
+    let printed = printed_by_success(&run_against_the_apps_sandbox(&app, &recheck).await);
+    assert!(printed.contains("applied: 2000 won"), "{printed}");
+    assert!(printed.contains("balance 3000 won"), "{printed}");
+    let after = app.payment(&token, &imp_uid).await;
+    assert_eq!(
+        (
+            after["status"].as_str(),
+            after["cancel_amount"].as_i64(),
+            after["cancel_history"].as_array().map(Vec::len),
+            after["cancel_history"][0]["amount"].as_i64(),
+            after["cancel_history"][0]["reason"].as_str(),
+        ),
+        (
+            Some("cancelled"),
+            Some(2000),
+            Some(1),
+            Some(2000),
+            Some(openport::service::payment_recheck::REASON)
+        ),
+        "{after}"
+    );
+    assert_eq!(webhooks_of(&app, &imp_uid).await, ["paid", "cancelled"]);
+
+    let printed = printed_by_success(&run_against_the_apps_sandbox(&app, &recheck).await);
+    assert!(printed.contains("unchanged"), "{printed}");
+    assert!(printed.contains("KCP holds 3000 won"), "{printed}");
+    assert_eq!(app.payment(&token, &imp_uid).await, after);
+    assert_eq!(webhooks_of(&app, &imp_uid).await, ["paid", "cancelled"]);
+    app.assert_ledger_agrees().await;
 }
 
 /// The TCP ports process `pid` listens on: its socket descriptors (`/proc/PID/fd`) matched
