@@ -370,7 +370,16 @@ impl Gateway {
     /// ([`notifications::leave_to_operator`]), so a trade is asked about once, not every
     /// [`REVERIFY_EVERY_SECS`] for [`REVERIFY_FOR_SECS`]. Only an inquiry that fails is tried
     /// again, at the sweep's pace.
+    ///
+    /// Every instance sweeps the same rows: a trade's rows are taken before KCP is asked
+    /// ([`notifications::take`]), and a trade another instance took since the list was read is
+    /// skipped, so KCP is asked once however many instances share the database. Nothing is swept
+    /// while this host's clock is off (service/clock_check.rs): the rows due, and the time they
+    /// are taken at, are judged by it.
     pub async fn reverify_notifications(&self, limit: u64) -> ServiceResult<usize> {
+        if self.clock_is_skewed() {
+            return Ok(0);
+        }
         let now = self.clock.unix();
         let rows = notifications::served_unverified(
             &self.db.read,
@@ -397,6 +406,10 @@ impl Gateway {
             let Some(&latest) = rows.last() else {
                 continue;
             };
+            // Checked from now on, by this instance alone; none moved: another took the trade.
+            if notifications::take(&self.db.write, &rows, now).await? == 0 {
+                continue;
+            }
             let verdict = match self
                 .verify(&Notification::from(latest), Some(latest), now)
                 .await
@@ -422,23 +435,25 @@ impl Gateway {
                     continue;
                 }
                 Ok(_) => {}
-                // Not asked, so not counted as checked: the other mode's instances' to verify.
-                // The list leaves such rows out; only a merchant whose mode changed since the
-                // list was read lands here.
-                Err(NotificationError::OtherMode(_)) => continue,
+                // Not asked, so not counted as checked (given back as read): the other mode's
+                // instances' to verify. The list leaves such rows out; only a merchant whose
+                // mode changed since the list was read lands here.
+                Err(NotificationError::OtherMode(_)) => {
+                    notifications::give_back(&self.db.write, &rows, now).await?;
+                    continue;
+                }
                 Err(NotificationError::HeldOnlyAtKcp { kcp, .. }) => {
                     tracing::warn!(%tno, %site_cd, kcp, "KCP holds a virtual account openport has no payment for (a database restored from a backup?): compare with KCP's admin; its notifications are kept undecided");
                     notifications::leave_to_operator(&self.db.write, &ids, REVERIFY_FOR_SECS)
                         .await?;
                     continue;
                 }
+                // Left as taken: the others are decided by the next sweep without an inquiry
+                // once the payment moved; all wait before KCP is asked again.
                 Err(e) => {
                     tracing::info!(%tno, "unverified KCP notification still not confirmed: {e}")
                 }
             }
-            // The others are decided by the next sweep without an inquiry once the payment moved;
-            // all wait before KCP is asked again.
-            notifications::checked(&self.db.write, &ids, now).await?;
         }
         Ok(applied)
     }

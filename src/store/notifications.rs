@@ -251,19 +251,75 @@ fn served_notification(served: ServedMerchants) -> Option<Condition> {
     )
 }
 
-/// Records that notifications `ids` were checked at `now` without a verdict (`outcome` stays
-/// empty), so the next sweep waits before asking KCP again.
-pub async fn checked(db: &impl ConnectionTrait, ids: &[i64], now: i64) -> Result<(), DbErr> {
-    if ids.is_empty() {
-        return Ok(());
+/// Takes notifications `rows` (as the re-verify sweep read them) for one instance's inquiry: moves
+/// each one's `verified_at` to `now`, only where it still holds the value read and the row is still
+/// undecided, in one statement (a compare-and-swap, alike on SQLite and PostgreSQL). Returns how
+/// many moved: none when another instance's sweep took them since they were read, which then asks
+/// KCP alone (every instance's sweep reads the same rows, and each asked KCP about them). Moved,
+/// the rows count as checked at `now` whatever KCP answers: the next sweeps wait before asking
+/// again.
+pub async fn take(
+    db: &impl ConnectionTrait,
+    rows: &[&kcp_notification::Model],
+    now: i64,
+) -> Result<u64, DbErr> {
+    if rows.is_empty() {
+        return Ok(0);
     }
-    kcp_notification::Entity::update_many()
+    let res = kcp_notification::Entity::update_many()
         .col_expr(kcp_notification::Column::VerifiedAt, Expr::value(now))
-        .filter(kcp_notification::Column::Id.is_in(ids.iter().copied()))
+        .filter(as_read(rows))
         .filter(kcp_notification::Column::Outcome.is_null())
         .exec(db)
         .await?;
+    Ok(res.rows_affected)
+}
+
+/// Gives back notifications `rows` [`take`]n at `taken_at` and not asked about: each one's
+/// `verified_at` becomes the value read again, where the take left it and the row is still
+/// undecided, so the instances that do ask (the other mode's) are not kept waiting.
+pub async fn give_back(
+    db: &impl ConnectionTrait,
+    rows: &[&kcp_notification::Model],
+    taken_at: i64,
+) -> Result<(), DbErr> {
+    for (read, ids) in by_read(rows) {
+        kcp_notification::Entity::update_many()
+            .col_expr(kcp_notification::Column::VerifiedAt, Expr::value(read))
+            .filter(kcp_notification::Column::Id.is_in(ids))
+            .filter(kcp_notification::Column::VerifiedAt.eq(taken_at))
+            .filter(kcp_notification::Column::Outcome.is_null())
+            .exec(db)
+            .await?;
+    }
     Ok(())
+}
+
+/// Rows `rows` whose `verified_at` still holds the value read: one `id IN (..)` for the rows read
+/// alike (a trade's rows were mostly checked together), so the statement stays small.
+fn as_read(rows: &[&kcp_notification::Model]) -> Condition {
+    by_read(rows)
+        .into_iter()
+        .fold(Condition::any(), |any, (read, ids)| {
+            let checked = match read {
+                Some(at) => kcp_notification::Column::VerifiedAt.eq(at),
+                None => kcp_notification::Column::VerifiedAt.is_null(),
+            };
+            any.add(
+                Condition::all()
+                    .add(kcp_notification::Column::Id.is_in(ids))
+                    .add(checked),
+            )
+        })
+}
+
+/// The ids of `rows` by the `verified_at` each was read with.
+fn by_read(rows: &[&kcp_notification::Model]) -> std::collections::BTreeMap<Option<i64>, Vec<i64>> {
+    let mut by_read = std::collections::BTreeMap::<_, Vec<i64>>::new();
+    for row in rows {
+        by_read.entry(row.verified_at).or_default().push(row.id);
+    }
+    by_read
 }
 
 /// Takes undecided notifications `ids` out of the re-verify sweep for good, their `outcome` left
@@ -405,6 +461,51 @@ mod tests {
                     .is_empty()
             );
         }
+    }
+
+    /// Two instances' sweeps read a trade's rows alike (one never checked, one checked before):
+    /// the first to take them moves both, the second finds none as read and moves nothing; rows
+    /// given back hold what was read again, so another instance's sweep takes them.
+    #[tokio::test]
+    async fn a_trades_rows_are_taken_once_and_given_back_as_read() {
+        use sea_orm::ActiveValue::Set;
+        let db = crate::store::Db::connect("sqlite::memory:").await.unwrap();
+        db.migrate().await.unwrap();
+        let mut read = Vec::new();
+        for (noti_id, verified_at) in [("never", None), ("before", Some(100))] {
+            let row = kcp_notification::ActiveModel {
+                noti_id: Set(noti_id.into()),
+                site_cd: Set("T0000".into()),
+                tno: Set("20991231000009".into()),
+                tx_cd: Set("TX00".into()),
+                amount: Set(7000),
+                total: Set(7000),
+                received_at: Set(50),
+                verified_at: Set(verified_at),
+                ..Default::default()
+            };
+            read.push(row.insert(&db.write).await.unwrap());
+        }
+        let rows: Vec<_> = read.iter().collect();
+        let verified_at = || async {
+            kcp_notification::Entity::find()
+                .order_by_asc(kcp_notification::Column::Id)
+                .all(&db.read)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|r| r.verified_at)
+                .collect::<Vec<_>>()
+        };
+
+        assert_eq!(take(&db.write, &rows, 500).await.unwrap(), 2);
+        assert_eq!(verified_at().await, [Some(500), Some(500)]);
+        assert_eq!(take(&db.write, &rows, 501).await.unwrap(), 0, "taken");
+        assert_eq!(verified_at().await, [Some(500), Some(500)]);
+
+        give_back(&db.write, &rows, 500).await.unwrap();
+        assert_eq!(verified_at().await, [None, Some(100)]);
+        assert_eq!(take(&db.write, &rows, 502).await.unwrap(), 2, "free again");
     }
 
     /// The hourly prune runs on the writer (on SQLite, every other write waits for it): it reads

@@ -1316,6 +1316,89 @@ async fn an_instance_in_test_mode_leaves_a_live_merchants_unverified_deposits_to
     app.assert_ledger_agrees().await;
 }
 
+/// Every instance on a database runs the sweep of unverified deposits, over the same rows: each
+/// asked KCP about every one, so KCP's load grew with the instances (and each row anyone posts
+/// to the public endpoint cost as many inquiries), and the sweeps raced to record the outcome.
+/// A trade's rows are now taken before KCP is asked: a second instance sweeping while the
+/// first's inquiry is at KCP skips the deposit, which KCP is asked about once and applied once.
+#[tokio::test]
+async fn two_instances_sweeping_one_unverified_deposit_at_once_ask_kcp_about_it_once() {
+    let app = spawn_app().await;
+    let other = app.another_instance(|_| {}).await;
+    let token = app.token().await;
+    let hooks = Receiver::start().await;
+    let (p, _elsewhere) = deposit_left_unverified(&app, &token, "vb-two-sweeps", &hooks).await;
+    let imp_uid = p["imp_uid"].as_str().unwrap();
+    let tno = p["pg_tid"].as_str().unwrap();
+    // The first inquiry is held at KCP; any other is counted.
+    let gate = "reverify-held";
+    app.sandbox.inject(
+        FaultRule::new(paths::INQUIRY, Fault::HoldRequest { gate: gate.into() }).when("tno", tno),
+    );
+    count_inquiries(&app, tno);
+    app.advance(160);
+    other.advance(160);
+
+    let first = app.app.gateway.reverify_notifications(100);
+    let second = async {
+        app.sandbox.until_held(gate).await;
+        let applied = other.app.gateway.reverify_notifications(100).await.unwrap();
+        app.sandbox.open_gate(gate);
+        applied
+    };
+    let (first, second) = tokio::join!(first, second);
+
+    assert_eq!((first.unwrap(), second), (1, 0), "applied by the first");
+    assert_eq!(inquiries_left(&app), 10, "KCP asked once, by the first");
+    assert_eq!(app.payment(&token, imp_uid).await["status"], "paid");
+    assert_eq!(webhook_statuses(&app, &hooks).await, ["ready", "paid"]);
+    app.assert_ledger_agrees().await;
+}
+
+/// The sweep, like every other background job, stops while this host's clock is off the
+/// database's (service/clock_check.rs): it reads the rows due and takes them by that clock. Back
+/// in line, it asks KCP and applies the deposit.
+#[tokio::test]
+async fn an_instance_whose_clock_is_off_sweeps_no_unverified_deposit_until_it_is_back_in_line() {
+    use openport::service::clock_check::{judge, ClockReading};
+    use openport::store::entity::kcp_notification;
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+    let app = spawn_app().await;
+    let gateway = &app.app.gateway;
+    let token = app.token().await;
+    let hooks = Receiver::start().await;
+    let (p, _elsewhere) = deposit_left_unverified(&app, &token, "vb-skewed-sweep", &hooks).await;
+    let imp_uid = p["imp_uid"].as_str().unwrap();
+    let tno = p["pg_tid"].as_str().unwrap();
+    count_inquiries(&app, tno);
+    app.advance(160);
+
+    let now = chrono::Utc::now();
+    let reading =
+        gateway.record_clock_reading(judge(now, now, now.timestamp_millis() - 60_000, 5_000));
+    assert!(matches!(reading, ClockReading::Skewed { .. }), "{reading}");
+    assert_eq!(gateway.reverify_notifications(100).await.unwrap(), 0);
+    assert_eq!(inquiries_left(&app), 10, "KCP not asked");
+    assert_eq!(app.payment(&token, imp_uid).await["status"], "ready");
+    let rows = kcp_notification::Entity::find()
+        .filter(kcp_notification::Column::Tno.eq(tno))
+        .all(&gateway.db.read)
+        .await
+        .unwrap();
+    assert!(
+        rows.iter()
+            .all(|r| r.outcome.is_none() && r.verified_at.is_none()),
+        "not taken, not marked checked: {rows:?}"
+    );
+
+    let now = chrono::Utc::now();
+    gateway.record_clock_reading(judge(now, now, now.timestamp_millis(), 5_000));
+    assert_eq!(gateway.reverify_notifications(100).await.unwrap(), 1);
+    assert_eq!(inquiries_left(&app), 9);
+    assert_eq!(app.payment(&token, imp_uid).await["status"], "paid");
+    app.assert_ledger_agrees().await;
+}
+
 #[tokio::test]
 async fn notifications_past_the_retention_are_pruned_forged_ones_included() {
     let app = spawn_app().await;
