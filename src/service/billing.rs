@@ -84,6 +84,14 @@ const STORE_TRIES: usize = 3;
 const RE_REGISTERED_DURING_STORE: &str =
     "같은 customer_uid로 동시에 등록 중입니다. 다시 시도해 주세요.";
 
+/// An issuance found closed when its key was about to be stored ([`Gateway::register_customer`]):
+/// an operator reconciled it meanwhile, their word that its key is deleted at KCP or to be.
+struct IssuanceClosed;
+
+/// The refusal then: the key is not registered (and deleted at KCP).
+const RECONCILED_BEFORE_STORED: &str =
+    "빌링키 발급 응답이 지연되는 동안 해당 발급 건이 정리되어 빌링키를 등록하지 않았습니다. 다시 시도해 주세요.";
+
 /// The note of an issuance whose key could not be stored ([`Gateway::discard_key`]).
 const DISCARDED: &str =
     "not stored; recorded for its deletion at KCP (billing_keys, status replaced)";
@@ -185,12 +193,15 @@ impl Gateway {
                 issued.row.clone(),
                 now,
                 move |txn, _| {
-                    // Closed with the key: both commit, or neither. Found closed already (an
-                    // operator's word recorded meanwhile), it is left so: the key is stored all
-                    // the same.
+                    // Closed with the key: both commit, or neither. Found closed already, it was
+                    // an operator's word (`reconciled`, accepted once the settle delay passed
+                    // while this request stalled): they were told to delete the key found at KCP
+                    // under its order number, so it is not stored (a key KCP deleted, every
+                    // charge on it refused) but discarded below, as a key that could not be stored.
                     async move {
-                        key_issuances::record(txn, issuance, "issued", None, now).await?;
-                        Ok(None::<std::convert::Infallible>)
+                        let closed =
+                            !key_issuances::record(txn, issuance, "issued", None, now).await?;
+                        Ok(closed.then_some(IssuanceClosed))
                     }
                     .boxed()
                 },
@@ -198,7 +209,16 @@ impl Gateway {
             .await
         {
             Ok(Storing::Stored { stored, replaced }) => (*stored, replaced),
-            Ok(Storing::Refused(never)) => match never {},
+            Ok(Storing::Refused(IssuanceClosed)) => {
+                tracing::warn!(
+                    customer_uid = %cmd.customer_uid,
+                    issuance_id = issuance,
+                    "an operator reconciled this billing-key issuance before its key was stored: \
+                     the key is not stored but deleted at KCP"
+                );
+                self.discard_key(m, issued.row, Some(issuance), now).await;
+                return Err(ServiceError::Refused(RECONCILED_BEFORE_STORED.into()));
+            }
             Err(KeyNotStored::Certainly(e)) => {
                 self.discard_key(m, issued.row, Some(issued.issuance), now)
                     .await;

@@ -153,6 +153,9 @@ impl Gateway {
     /// key found there (an open issuance never names a key stored here: its close commits with
     /// the key): it is closed as `reconciled` with `note`. Refused for an order number no open issuance has, and before the settle
     /// delay (its request may still be waiting on KCP, which could issue the key after the look).
+    /// A registration (`customer`, `schedule`) that stalled past the delay and gets its key
+    /// afterwards finds the issuance closed and stores nothing: the key is deleted at KCP, as
+    /// the operator's word has it (`Gateway::register_customer`).
     pub async fn reconcile_issuance(&self, order_no: &str, note: &str) -> ServiceResult<()> {
         if note.trim().is_empty() {
             return Err(ServiceError::BadRequest(

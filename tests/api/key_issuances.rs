@@ -401,3 +401,64 @@ async fn attempt_list_issuances_shows_an_open_issuance_and_attempt_reconciled_or
     assert!(open_issuances(&app).await.is_empty());
     assert!(!run(reconcile).await.status.success(), "closed already");
 }
+
+/// A registration whose request stalls past the settle delay with KCP's key in hand (the answer
+/// held), while the operator, told to delete the key found under the order number in KCP's
+/// admin, reconciles its issuance: the key that arrives afterwards is not stored (it would be a
+/// key KCP deleted, every charge on it refused, for a merchant told the customer was
+/// registered). The merchant is refused, the customer has no key, the key is recorded for its
+/// deletion at KCP and deleted there, and the issuance keeps the operator's word.
+#[tokio::test]
+async fn a_key_whose_issuance_the_operator_reconciled_while_its_request_stalled_is_not_stored_but_deleted_at_kcp(
+) {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let gate = "issued-after-reconcile";
+    app.sandbox.inject(
+        FaultRule::new(paths::HUB_PAYMENT, Fault::HoldAnswer { gate: gate.into() })
+            .when("card_tx_type", ISSUANCE),
+    );
+
+    let registering = register(&app, &token, "stalled-cust", test_cards::SHINHAN_CREDIT);
+    let reconciling = async {
+        app.sandbox.until_held(gate).await;
+        let open = open_issuances(&app).await;
+        assert_eq!(open.len(), 1, "{open:?}");
+        assert_eq!(open[0].state, "pending");
+        app.advance(SETTLE_SECS + 1);
+        app.app
+            .gateway
+            .reconcile_issuance(&open[0].order_no, "deleted in KCP's admin")
+            .await
+            .unwrap();
+        app.sandbox.open_gate(gate);
+        open[0].order_no.clone()
+    };
+    let (body, order_no) = tokio::join!(registering, reconciling);
+
+    assert_eq!(body["code"], 1, "refused, not registered: {body}");
+    assert_eq!(body["response"], Value::Null, "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("등록하지 않았습니다")),
+        "{body}"
+    );
+    let (_, found) = app
+        .get("/subscribe/customers/stalled-cust", Some(&token))
+        .await;
+    assert_eq!(found["code"], 1, "no key stored: {found}");
+    let rows = crate::billing::key_rows(&app, "stalled-cust").await;
+    assert_eq!(
+        rows.iter().map(|r| r.status.as_str()).collect::<Vec<_>>(),
+        ["replaced"],
+        "recorded for its deletion at KCP"
+    );
+    assert!(rows[0].pg_deleted_at.is_some(), "{:?}", rows[0]);
+    let key = kcp_key_under(&app, &order_no).expect("KCP issued the key");
+    assert_eq!(format!("{:?}", key.state), "Deleted");
+    let recorded = issuances(&app).await;
+    assert_eq!(recorded.len(), 1);
+    assert_eq!(recorded[0].state, "reconciled", "{recorded:?}");
+    assert!(open_issuances(&app).await.is_empty());
+}
