@@ -89,7 +89,7 @@ const RE_REGISTERED_DURING_STORE: &str =
 struct IssuanceClosed;
 
 /// The refusal then: the key is not registered (and deleted at KCP).
-const RECONCILED_BEFORE_STORED: &str =
+pub(super) const RECONCILED_BEFORE_STORED: &str =
     "빌링키 발급 응답이 지연되는 동안 해당 발급 건이 정리되어 빌링키를 등록하지 않았습니다. 다시 시도해 주세요.";
 
 /// The note of an issuance whose key could not be stored ([`Gateway::discard_key`]).
@@ -211,7 +211,6 @@ impl Gateway {
             Ok(Storing::Stored { stored, replaced }) => (*stored, replaced),
             Ok(Storing::Refused(IssuanceClosed)) => {
                 tracing::warn!(
-                    customer_uid = %cmd.customer_uid,
                     issuance_id = issuance,
                     "an operator reconciled this billing-key issuance before its key was stored: \
                      the key is not stored but deleted at KCP"

@@ -73,18 +73,33 @@ impl Gateway {
     ) -> ServiceResult<billing_key::Model> {
         let issued = self.issue_key(m, customer, IssuanceKind::Onetime).await?;
         let now = self.clock.unix();
-        // The key and the close of its issuance, together or neither.
+        // The key and the close of its issuance, together or neither. Found closed already, the
+        // issuance was an operator's word (`reconciled`, accepted once the settle delay passed
+        // while this request stalled with KCP's key in hand): they were told to delete the key
+        // found under its order number at KCP, so it is not kept (a key KCP deleted, adopted
+        // once the charge is paid) but discarded, and the charge, not sent yet, is refused.
         let recorded = async {
             let txn = self.db.write.begin().await?;
             let key =
                 billing::insert_pending_key(&txn, issued.row.clone(), payment.id, now).await?;
-            key_issuances::record(&txn, issued.issuance, "issued", None, now).await?;
+            if !key_issuances::record(&txn, issued.issuance, "issued", None, now).await? {
+                txn.rollback().await?;
+                return Ok(None);
+            }
             txn.commit().await?;
-            Ok::<_, sea_orm::DbErr>(key)
+            Ok::<_, sea_orm::DbErr>(Some(key))
         }
         .await;
         match recorded {
-            Ok(key) => Ok(key),
+            Ok(Some(key)) => Ok(key),
+            Ok(None) => {
+                tracing::warn!(imp_uid = %payment.imp_uid, issuance_id = issued.issuance, "an operator reconciled the billing-key issuance of this charge before its key was kept: the key is not kept but deleted at KCP, and the charge is not sent");
+                self.discard_key(m, issued.row, Some(issued.issuance), now)
+                    .await;
+                Err(ServiceError::Refused(
+                    super::billing::RECONCILED_BEFORE_STORED.into(),
+                ))
+            }
             Err(e) => {
                 // If the insert did land after all (its answer lost), its payment fails below and
                 // the pending row's deletion meets "already deleted" (8303), which counts.

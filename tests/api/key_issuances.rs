@@ -462,3 +462,68 @@ async fn a_key_whose_issuance_the_operator_reconciled_while_its_request_stalled_
     assert_eq!(recorded[0].state, "reconciled", "{recorded:?}");
     assert!(open_issuances(&app).await.is_empty());
 }
+
+/// The same stall on `onetime` keeping its card: the key that arrives after the operator
+/// reconciled its issuance is not kept (adopted once the charge is paid, it would be a key KCP
+/// deleted) but deleted at KCP, and the charge, which had not been sent, is refused: the payment
+/// is failed, KCP charged nothing, and the customer has no key.
+#[tokio::test]
+async fn a_onetime_whose_key_issuance_the_operator_reconciled_while_it_stalled_is_refused_and_its_key_deleted_at_kcp(
+) {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let gate = "kept-after-reconcile";
+    app.sandbox.inject(
+        FaultRule::new(paths::HUB_PAYMENT, Fault::HoldAnswer { gate: gate.into() })
+            .when("card_tx_type", ISSUANCE),
+    );
+
+    let paying = onetime_keeping(&app, &token, "ot-reconciled", "stalled-keeper");
+    let reconciling = async {
+        app.sandbox.until_held(gate).await;
+        let open = open_issuances(&app).await;
+        assert_eq!(open.len(), 1, "{open:?}");
+        app.advance(SETTLE_SECS + 1);
+        app.app
+            .gateway
+            .reconcile_issuance(&open[0].order_no, "deleted in KCP's admin")
+            .await
+            .unwrap();
+        app.sandbox.open_gate(gate);
+        open[0].order_no.clone()
+    };
+    let (body, order_no) = tokio::join!(paying, reconciling);
+
+    let (_, found) = app.get("/payments/find/ot-reconciled", Some(&token)).await;
+    assert_eq!(found["response"]["status"], "failed", "{body} {found}");
+    assert!(
+        found["response"]["fail_reason"]
+            .as_str()
+            .is_some_and(|m| m.contains("등록하지 않았습니다")),
+        "{found}"
+    );
+    assert!(
+        app.sandbox.ledger().is_empty(),
+        "the charge was never sent: {:?}",
+        app.sandbox.ledger()
+    );
+    // Its deletion waited for the charge it was issued in to settle (failed now): the
+    // resolver's pass over retired keys deletes it.
+    app.advance(3600);
+    app.app.gateway.retry_key_deletions(10).await.unwrap();
+    let token = app.token().await;
+    let (_, customer) = app
+        .get("/subscribe/customers/stalled-keeper", Some(&token))
+        .await;
+    assert_eq!(customer["code"], 1, "no key kept: {customer}");
+    let rows = crate::billing::key_rows(&app, "stalled-keeper").await;
+    assert_eq!(
+        rows.iter().map(|r| r.status.as_str()).collect::<Vec<_>>(),
+        ["replaced"],
+        "recorded for its deletion at KCP"
+    );
+    assert!(rows[0].pg_deleted_at.is_some(), "{:?}", rows[0]);
+    let key = kcp_key_under(&app, &order_no).expect("KCP issued the key");
+    assert_eq!(format!("{:?}", key.state), "Deleted");
+    assert_eq!(issuances(&app).await[0].state, "reconciled");
+}
