@@ -163,8 +163,10 @@ pub struct ResolverSettings {
     /// due webhooks; the scheduler runs at this interval or once a second, whichever is sooner.
     /// More than 0 ([`Config::validate`]).
     pub interval_ms: u64,
-    /// How long after an attempt started before "KCP has no such transaction" is believed, and
-    /// before the resolver first looks at it. Must be longer than a request can hold an attempt
+    /// How long after the last KCP call made under an attempt (not its creation: one attempt can
+    /// carry calls sent at different times, e.g. an escrow cancel's `STSC` fallback) before "KCP
+    /// has no such transaction", or a trade still as it was, is believed, and before the resolver
+    /// first looks at it. Must be longer than a request can hold an attempt
     /// ([`Config::attempt_hold`], three KCP timeouts): the request's own inquiry then never
     /// believes "no such transaction" for a call KCP may still be processing, and the resolver
     /// only meets attempts whose request has let go (the lease still guards a slower one).

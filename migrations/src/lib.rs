@@ -37,6 +37,7 @@ mod m20261211_000031_conflict_attempts_index;
 mod m20261212_000032_notifications_by_age;
 mod m20261213_000033_key_issuances;
 mod m20261214_000034_webhook_message_id;
+mod m20261215_000035_attempt_sent_at;
 
 pub struct Migrator;
 
@@ -78,6 +79,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261212_000032_notifications_by_age::Migration),
             Box::new(m20261213_000033_key_issuances::Migration),
             Box::new(m20261214_000034_webhook_message_id::Migration),
+            Box::new(m20261215_000035_attempt_sent_at::Migration),
         ]
     }
 }

@@ -25,7 +25,9 @@
 //!   confirmation, once answered "unknown", would be lost.
 //! - **Lease length.** A lease covers two KCP calls and a margin (`Config::attempt_hold`), and a
 //!   holder renews it ([`Gateway::renew`]) before every further KCP call with an effect (a cancel,
-//!   a net-cancel, a point re-approval), so a holder is not taken over in the middle of a call. The
+//!   a net-cancel, a point re-approval), so a holder is not taken over in the middle of a call.
+//!   The same write records the call as the attempt's last (`sent_at`), from which the settle
+//!   delay counts (`Gateway::settled`): a call sent late is not taken for settled early. The
 //!   renewal is also the check that the holder still holds an open attempt: a holder whose record
 //!   of an approval failed but actually committed (a connection lost after `COMMIT`) finds the
 //!   attempt closed and answers "paid" instead of net-cancelling it.
@@ -176,6 +178,8 @@ pub fn new_attempt(kind: &str, order_no: String, amount: i64, now: i64) -> pg_at
         next_check_at: Set(now),
         lease_until: Set(0),
         created_at: Set(now),
+        // The call is made right after the insert; a later one moves it (`Gateway::renew`).
+        sent_at: Set(now),
         updated_at: Set(now),
         notify: Set(false),
         absent_order_no: Set(None),
@@ -244,9 +248,11 @@ impl Gateway {
         Ok(payments::attempt_by_id(&self.db.write, id).await?)
     }
 
-    /// Extends the lease on an attempt this holder holds, before a KCP call with an effect. None:
-    /// the attempt is no longer this holder's to act on (settled, or taken over), so the call must
-    /// not be made.
+    /// Extends the lease on an attempt this holder holds, before a KCP call with an effect, and
+    /// records that call as the attempt's last (`sent_at`) in the same write: durable before the
+    /// call, as the attempt itself is, so the settle delay counts from it ([`Gateway::settled`]).
+    /// None: the attempt is no longer this holder's to act on (settled, or taken over), so the
+    /// call must not be made.
     pub(crate) async fn renew(
         &self,
         held: pg_attempt::Model,
@@ -255,14 +261,27 @@ impl Gateway {
         self.write_held(&held, a).await
     }
 
+    /// Extends the lease only, for a holder that sends nothing more to KCP under it (an approval's
+    /// record tried again): `sent_at` stays the call's, so the settle delay is not pushed back.
+    /// None as for [`Self::renew`].
+    pub(crate) async fn extend_lease(
+        &self,
+        held: pg_attempt::Model,
+    ) -> ServiceResult<Option<pg_attempt::Model>> {
+        let mut a: pg_attempt::ActiveModel = held.clone().into();
+        a.lease_until = Set(self.lease_from(self.clock.unix()).max(held.lease_until));
+        self.write_held(&held, a).await
+    }
+
     /// [`Self::renew`] before a call whose absence at KCP will later be read as "not done" (a
     /// point re-approval, looked for by its order number), or that must not be sent again while
     /// KCP may still be applying it (the net-cancel of an approval no payment holds,
     /// service/orphans.rs): the resolver does not look at the attempt again before a settle delay
-    /// after this call (`next_check_at`, which [`Gateway::postpone`] never brings forward). The settle delay counted from the attempt's
-    /// creation is not enough here: the call can come long after it (a re-approval sent by the
-    /// resolver once the cancel before it was settled), and a second one sent while the first
-    /// is still on its way could be applied too.
+    /// after this call (`next_check_at`, which [`Gateway::postpone`] never brings forward). Being
+    /// settled (`sent_at`, set by the renewal) is not enough here: the call can come long after
+    /// the attempt's creation (a re-approval sent by the resolver once the cancel before it was
+    /// settled), and the attempt, due since, would be claimed and a second one sent while the
+    /// first is still on its way, which could be applied too.
     pub(crate) async fn renew_before_settling_call(
         &self,
         held: pg_attempt::Model,
@@ -272,11 +291,14 @@ impl Gateway {
         self.write_held(&held, a).await
     }
 
-    /// `held` with its lease extended from now (never shortened).
+    /// `held` with its lease extended from now (never shortened) and a call sent now
+    /// (`sent_at`), before which it is written.
     fn renewed(&self, held: &pg_attempt::Model) -> pg_attempt::ActiveModel {
-        let lease = self.lease_from(self.clock.unix()).max(held.lease_until);
+        let now = self.clock.unix();
+        let lease = self.lease_from(now).max(held.lease_until);
         let mut a: pg_attempt::ActiveModel = held.clone().into();
         a.lease_until = Set(lease);
+        a.sent_at = Set(now);
         a
     }
 

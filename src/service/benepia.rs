@@ -732,6 +732,8 @@ impl Gateway {
         let reorder = reapproval_order_no(payment, &attempt);
         let mut a: pg_attempt::ActiveModel = attempt.clone().into();
         a.lease_until = Set(self.lease_from(now).max(attempt.lease_until));
+        // The STRA is the attempt's call: its settle delay counts from here (`Gateway::settled`).
+        a.sent_at = Set(now);
         a.result_message = Set(Some(format!("STRA sent as {reorder}")));
         a.order_no = Set(reorder);
         a.updated_at = Set(now);

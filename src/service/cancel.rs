@@ -192,6 +192,8 @@ impl Gateway {
         let mut a: pg_attempt::ActiveModel = attempt.clone().into();
         a.amount = Set(plan.amount);
         a.tno = Set(Some(tno.clone()));
+        // The last write before the cancel is sent: its settle delay counts from here.
+        a.sent_at = Set(self.clock.unix());
         let Some(attempt) = self.write_held(&attempt, a).await? else {
             // Not this request's any more (it stalled past its lease): nothing was sent to KCP.
             return Err(ServiceError::Refused(IN_FLIGHT.into()));
@@ -577,7 +579,9 @@ impl Gateway {
     /// attempt is renewed before it and is not due for the resolver before a settle delay after
     /// it ([`Self::renew_before_settling_call`]). Left due a settle delay after its creation, a
     /// resolver could inquire while KCP was still applying the STSC, find the trade as it was, and
-    /// record the cancel as not made while KCP then made it. None: the renewal found the attempt
+    /// record the cancel as not made while KCP then made it; so could this request's own inquiry
+    /// after a lost STSC answer, were the settle delay counted from the attempt's creation rather
+    /// than from the STSC (`sent_at`, set by the renewal). None: the renewal found the attempt
     /// no longer this holder's (it stalled past its lease), and the STSC was not sent; KCP applied
     /// nothing, and the caller answers what the other holder decided.
     ///

@@ -168,6 +168,8 @@ impl Gateway {
             )));
         };
         let now = self.clock.unix();
+        // From the row's creation: an issuance is one call, sent right after the row commits
+        // (`Gateway::issue_key`), never again under it, so `created_at` is when it was sent.
         if now < open.created_at + self.settings.settle_secs {
             return Err(ServiceError::Refused(format!(
                 "billing-key issuance {order_no} is younger than the settle delay ({} s): its request may still be waiting on KCP, try again later",

@@ -780,7 +780,7 @@ impl Gateway {
             if try_no > 1 {
                 tracing::warn!(imp_uid = %payment.imp_uid, try_no, "cannot record approval, trying again: {error}");
                 tokio::time::sleep(RECORD_RETRY_PAUSE).await;
-                match self.renew(held.clone()).await {
+                match self.extend_lease(held.clone()).await {
                     Ok(Some(renewed)) => held = renewed,
                     Ok(None) => return Recording::NotHeld,
                     Err(e) => {

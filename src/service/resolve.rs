@@ -1,7 +1,9 @@
 //! Settling attempts whose outcome is unknown (timeout, 5xx, dropped or lost response, crash):
 //! by `std/inquery`, never by guessing (spec/kcp.md §5). An approval that openport can no longer
-//! honour is net-cancelled; "KCP has no such approval" is believed only once the attempt is older
-//! than `settle_secs`, so a slow request cannot be approved after we concluded it failed.
+//! honour is net-cancelled; "KCP has no such approval" (or a trade still as it was, for a cancel)
+//! is believed only `settle_secs` after the last call made under the attempt (`sent_at`: an
+//! attempt can carry more than one, sent at different times), so a slow request cannot be applied
+//! after we concluded it was not.
 //!
 //! The resolver, and a merchant's retry, settle only attempts they claimed: never one that the
 //! request which made the call still holds (service/attempts.rs).
@@ -749,8 +751,13 @@ impl Gateway {
         Ok(ids.len())
     }
 
+    /// Whether a settle delay has passed since the last KCP call made under `attempt` (`sent_at`),
+    /// not since its creation: a call sent later on the attempt (an escrow cancel's `STSC`
+    /// fallback, a revocation's close after its look at KCP, a net-cancel sent again) may still be
+    /// at KCP a settle delay after the attempt was created, and an inquiry showing the trade as
+    /// it was would be believed for a call KCP then applies.
     pub(crate) fn settled(&self, attempt: &pg_attempt::Model) -> bool {
-        self.clock.unix() >= attempt.created_at + self.settings.settle_secs
+        self.clock.unix() >= attempt.sent_at + self.settings.settle_secs
     }
 
     /// Whether KCP's "no such trade" for `trade` proves that KCP did nothing for the attempt: once
@@ -999,10 +1006,10 @@ impl Gateway {
     ) -> ServiceResult<bool> {
         let now = self.clock.unix();
         let tries = attempt.tries + 1;
-        // Never earlier than already set: a call made after the attempt was created set its own
-        // settle delay (`renew_before_settling_call`).
+        // Never before a settle delay after its last call ([`Self::settled`]), nor earlier than
+        // already set (`renew_before_settling_call`).
         let next = (now + retry_backoff(tries))
-            .max(attempt.created_at + self.settings.settle_secs)
+            .max(attempt.sent_at + self.settings.settle_secs)
             .max(attempt.next_check_at);
         let mut a: pg_attempt::ActiveModel = attempt.clone().into();
         a.state = Set("unknown".into());

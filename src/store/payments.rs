@@ -1716,6 +1716,7 @@ mod tests {
             next_check_at: Set(130),
             lease_until: Set(200),
             created_at: Set(100),
+            sent_at: Set(100),
             updated_at: Set(100),
             notify: Set(false),
             // Every column set: on PostgreSQL the opened attempt is this model with its ids.

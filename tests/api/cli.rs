@@ -859,7 +859,7 @@ async fn attempt_conflict_turns_a_cancel_inquiry_cannot_settle_into_a_conflict_t
         .db
         .write
         .execute_unprepared(&format!(
-            "UPDATE pg_attempts SET created_at = created_at - 1000 WHERE id = {id}"
+            "UPDATE pg_attempts SET created_at = created_at - 1000, sent_at = sent_at - 1000 WHERE id = {id}"
         ))
         .await
         .unwrap();
@@ -969,7 +969,7 @@ async fn attempt_confirm_absent_exits_non_zero_while_the_attempt_stays_open_and_
         .db
         .write
         .execute_unprepared(&format!(
-            "UPDATE pg_attempts SET created_at = created_at - 1000 WHERE id = {id}"
+            "UPDATE pg_attempts SET created_at = created_at - 1000, sent_at = sent_at - 1000 WHERE id = {id}"
         ))
         .await
         .unwrap();
@@ -1026,7 +1026,7 @@ async fn an_open_approval(
         .db
         .write
         .execute_unprepared(&format!(
-            "UPDATE pg_attempts SET created_at = created_at - 1000 WHERE id = {}",
+            "UPDATE pg_attempts SET created_at = created_at - 1000, sent_at = sent_at - 1000 WHERE id = {}",
             attempt.id
         ))
         .await

@@ -6,7 +6,7 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 
 use crate::checkout::request_pay;
-use crate::helpers::{captured_logs, spawn_app, spawn_app_with, TestApp};
+use crate::helpers::{captured_logs, spawn_app, spawn_app_with, TestApp, SETTLE_SECS};
 
 /// A card escrow payment through the window: its imp_uid, KCP's tno and a token.
 async fn escrow_payment(app: &TestApp, merchant_uid: &str) -> (String, String, String) {
@@ -926,6 +926,73 @@ async fn an_escrow_revocation_sent_again_as_stsc_is_not_due_before_a_settle_dela
         "{shown}"
     );
     assert_eq!(kcp_cancels(&app, &tno), vec![("STSC".to_owned(), 5000)]);
+    app.assert_ledger_agrees().await;
+}
+
+/// The escrow refusal arrives a settle delay after the cancel attempt was created (KCP's answer
+/// held while the clock moves on), and the `STSC` sent after it is held by KCP past openport's
+/// wait: the request's own inquiry, right after, finds the trade still approved. A settle delay
+/// has not passed since the `STSC`, so that is not "not cancelled": answered unknown, the attempt
+/// left open, and recorded once KCP applies the STSC. Counted from the attempt's creation, the
+/// delay had passed: the merchant was told "결제취소에 실패" of a cancel KCP then made.
+#[tokio::test]
+async fn a_late_stsc_whose_answer_is_lost_is_not_concluded_not_applied_before_a_settle_delay_after_it(
+) {
+    let app = spawn_app().await;
+    let (imp_uid, tno, token) = escrow_held_plain_at_kcp(&app, "esc-late-stsc-lost").await;
+    let (refusal, stsc) = ("late-escrow-refusal", "late-stsc-held");
+    app.sandbox.inject(
+        FaultRule::new(
+            paths::CANCEL,
+            Fault::HoldAnswer {
+                gate: refusal.into(),
+            },
+        )
+        .when("mod_type", "STE2"),
+    );
+    app.sandbox.inject(
+        FaultRule::new(paths::CANCEL, Fault::HoldRequest { gate: stsc.into() })
+            .when("mod_type", "STSC"),
+    );
+    let cancelling = app.cancel_in_background(&token, &imp_uid, 2000);
+    app.sandbox.until_held(refusal).await;
+    app.stop_clock();
+    let attempt = the_open_cancel_attempt(&app).await;
+    let gateway = &app.app.gateway;
+    app.advance(attempt.created_at + SETTLE_SECS - gateway.clock.unix());
+    let stsc_sent_at = gateway.clock.unix();
+    app.sandbox.open_gate(refusal);
+
+    let (status, res) = cancelling.await.unwrap();
+
+    assert_eq!(
+        (status, res["code"].as_i64()),
+        (StatusCode::OK, Some(1)),
+        "{res}"
+    );
+    assert!(
+        res["message"]
+            .as_str()
+            .unwrap()
+            .contains("PG사 취소 응답을 확인하지 못했습니다"),
+        "not \"not cancelled\" a settle delay after the attempt's creation only: {res}"
+    );
+    let attempt = the_open_cancel_attempt(&app).await;
+    assert_eq!(attempt.sent_at, stsc_sent_at, "{attempt:?}");
+    assert_eq!(app.payment(&token, &imp_uid).await["status"], "paid");
+
+    // KCP applies the STSC; a settle delay after it, the resolver finds the trade cancelled.
+    app.sandbox.open_gate(stsc);
+    until_cancelled_at_kcp(&app, &tno).await;
+    app.advance(SETTLE_SECS);
+    app.resolve_all().await;
+    let shown = app.payment(&token, &imp_uid).await;
+    assert_eq!(
+        (shown["status"].as_str(), shown["cancel_amount"].as_i64()),
+        (Some("cancelled"), Some(2000)),
+        "{shown}"
+    );
+    assert_eq!(kcp_cancels(&app, &tno), vec![("STSC".to_owned(), 2000)]);
     app.assert_ledger_agrees().await;
 }
 

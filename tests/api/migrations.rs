@@ -706,3 +706,48 @@ async fn upgrading_indexes_the_kcp_notifications_by_age_for_the_sweep_and_the_pr
         "the undecided one stays"
     );
 }
+
+/// Migration `m20261215_000035` records when an attempt's last KCP call was sent (`sent_at`), from
+/// which the settle delay now counts: an attempt already recorded gets its `created_at`, what the
+/// delay counted from before, so an open one is neither settled earlier nor later than it was.
+#[tokio::test]
+async fn upgrading_counts_the_settle_delay_of_a_recorded_attempt_from_its_creation() {
+    let (url, _dir) = fresh_database().await;
+    let db = Database::connect(&url).await.unwrap();
+    Migrator::up(&db, Some(34)).await.unwrap();
+    insert_merchant(&db).await;
+    insert_payment(&db, "imp_a", "order-1", "pending")
+        .await
+        .unwrap();
+    for (id, state, created_at) in [(1, "unknown", 1000), (2, "succeeded", 2000)] {
+        exec(
+            &db,
+            &format!(
+                "INSERT INTO pg_attempts (id, payment_id, kind, state, order_no, amount, tries, \
+                 next_check_at, lease_until, created_at, updated_at) \
+                 SELECT {id}, id, 'approve', '{state}', order_no, 1000, 0, 1, 0, {created_at}, 3000 \
+                 FROM payments WHERE imp_uid = 'imp_a'"
+            ),
+        )
+        .await
+        .unwrap();
+    }
+
+    Migrator::up(&db, None).await.unwrap();
+    let sent: Vec<(i64, i64)> = db
+        .query_all(Statement::from_string(
+            db.get_database_backend(),
+            "SELECT id, sent_at FROM pg_attempts ORDER BY id",
+        ))
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r.try_get("", "id").unwrap(),
+                r.try_get("", "sent_at").unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(sent, [(1, 1000), (2, 2000)]);
+}

@@ -945,6 +945,94 @@ async fn a_revocation_is_not_due_for_the_resolver_before_a_settle_delay_after_it
     app.assert_ledger_agrees().await;
 }
 
+/// A revocation whose look before the close (a KCP inquiry) is answered a settle delay after the
+/// attempt was created, and whose close KCP holds past openport's wait: the request's own inquiry,
+/// right after, finds the account still open. A settle delay has not passed since the close, so
+/// that is not "not revoked": answered unknown, and recorded once KCP closes the account. Counted
+/// from the attempt's creation, the delay had passed: the merchant was told "발급취소에 실패" of
+/// an account KCP then closed.
+#[tokio::test]
+async fn a_late_close_whose_answer_is_lost_is_not_concluded_not_revoked_before_a_settle_delay_after_it(
+) {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let p = issued(&app, &token, vbank(&app, "vb-late-close-lost", 5000)).await;
+    let imp_uid = p["imp_uid"].as_str().unwrap().to_owned();
+    let tno = p["pg_tid"].as_str().unwrap();
+    let (look, close) = ("late-look", "late-close-held");
+    app.sandbox.inject(
+        FaultRule::new(paths::INQUIRY, Fault::HoldAnswer { gate: look.into() }).when("tno", tno),
+    );
+    app.sandbox.inject(
+        FaultRule::new(paths::CANCEL, Fault::HoldRequest { gate: close.into() }).when("tno", tno),
+    );
+    let (http, url, auth) = (
+        app.http.clone(),
+        app.url(&format!("/vbanks/{imp_uid}")),
+        token.clone(),
+    );
+    let revoking = tokio::spawn(async move {
+        let res = http.delete(url).header("Authorization", auth).send().await;
+        TestApp::read(res.expect("revoke")).await
+    });
+    app.sandbox.until_held(look).await;
+    app.stop_clock();
+    let gateway = &app.app.gateway;
+    let open = gateway.open_attempts(10).await.unwrap();
+    assert_eq!(open.len(), 1, "{open:?}");
+    let created_at = openport::store::payments::attempt_by_id(&gateway.db.read, open[0].id)
+        .await
+        .unwrap()
+        .unwrap()
+        .created_at;
+    app.advance(created_at + SETTLE_SECS - gateway.clock.unix());
+    let close_sent_at = gateway.clock.unix();
+    app.sandbox.open_gate(look);
+
+    let (status, res) = revoking.await.unwrap();
+
+    assert_eq!(
+        (status, res["code"].as_i64()),
+        (StatusCode::OK, Some(1)),
+        "{res}"
+    );
+    assert!(
+        res["message"]
+            .as_str()
+            .unwrap()
+            .contains("발급취소 응답을 확인하지 못했습니다"),
+        "not \"not revoked\" a settle delay after the attempt's creation only: {res}"
+    );
+    let attempt = openport::store::payments::attempt_by_id(&gateway.db.read, open[0].id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (attempt.state.as_str(), attempt.sent_at),
+        ("unknown", close_sent_at),
+        "{attempt:?}"
+    );
+
+    // KCP closes the account; a settle delay after the close, the resolver records it.
+    app.sandbox.open_gate(close);
+    for _ in 0..100 {
+        if app.sandbox.ledger()[0].state == TransactionState::Cancelled {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(app.sandbox.ledger()[0].state, TransactionState::Cancelled);
+    app.advance(SETTLE_SECS);
+    app.resolve_all().await;
+    let shown = app.payment(&token, &imp_uid).await;
+    assert_eq!(
+        (shown["status"].as_str(), shown["paid_at"].as_i64()),
+        (Some("cancelled"), Some(0)),
+        "{shown}"
+    );
+    app.assert_ledger_agrees().await;
+}
+
 #[tokio::test]
 async fn a_forged_deposit_notification_without_a_deposit_at_kcp_leaves_the_account_ready_and_sends_no_webhook(
 ) {

@@ -32,6 +32,12 @@ pub struct Model {
     /// attempt is conditional on it (service/attempts.rs).
     pub lease_until: i64,
     pub created_at: i64,
+    /// When the attempt's last KCP call with an effect was sent, or about to be (Unix seconds):
+    /// its `created_at` for the call made right after the insert, later for one sent after a lease
+    /// renewal (an escrow cancel's `STSC` fallback, a revocation's close after its look at KCP, a
+    /// net-cancel sent again). Written in the same write as the renewal, before the call. The
+    /// settle delay counts from it (service/resolve.rs `Gateway::settled`).
+    pub sent_at: i64,
     pub updated_at: i64,
     /// A cancel the merchant asked to announce (`enable_webhook`): whoever settles it sends the
     /// `cancelled` webhook.
