@@ -591,7 +591,7 @@ impl PageParams {
             query_param(
                 "limit",
                 integer(KnownFormat::Int64),
-                "default 20; clamped to 1..=1000",
+                "default 20, and 0 or below reads as the default (0 = 20 a page, for clients that always send limit); at most 1000",
             ),
         ]
     }

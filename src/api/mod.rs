@@ -73,6 +73,7 @@ use extract::MerchantCaller;
         prepare::change,
         prepare::get,
         onetime::onetime,
+        onetime::foreign,
         benepia::point,
         benepia::payment,
         subscribe::again,
@@ -147,6 +148,7 @@ pub fn router() -> Router<AppState> {
         )
         .route("/payments/{imp_uid}", get(payments::get_one))
         .route("/subscribe/payments/onetime", post(onetime::onetime))
+        .route("/subscribe/payments/foreign", post(onetime::foreign))
         .route("/benepia/point", post(benepia::point))
         .route("/benepia/payment", post(benepia::payment))
         .route("/subscribe/payments/again", post(subscribe::again))

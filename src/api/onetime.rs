@@ -1,4 +1,5 @@
-//! `POST /subscribe/payments/onetime`: key-in card payment (spec/iamport-v1.md §4.4).
+//! `POST /subscribe/payments/onetime`: key-in card payment (spec/iamport-v1.md §4.4), and its
+//! old alias `POST /subscribe/payments/foreign`.
 use axum::extract::State;
 use serde::Deserialize;
 use utoipa::ToSchema;
@@ -93,6 +94,36 @@ pub async fn onetime(
     State(s): State<AppState>,
     MerchantCaller(m): MerchantCaller,
     Body(req): Body<OnetimeRequest>,
+) -> ApiResult<Envelope<PaymentAnnotation>> {
+    pay(s, m, req).await
+}
+
+/// iamport's old foreign-card key-in, which iamport has since dropped from its API and Swagger
+/// but the official Python client (`pay_foreign`) and the WooCommerce plugin still call: served
+/// as `onetime`'s non-authenticated key-in (KCP `11111000`). A foreign card has no Korean birth
+/// date or PIN, so `birth` and `pwd_2digit` are ignored (neither stored nor sent to KCP) rather
+/// than turning the charge into an authenticated one or refusing a half pair.
+#[utoipa::path(post, path = "/subscribe/payments/foreign", operation_id = "foreign", request_body = OnetimeRequest,
+    description = "An alias of `POST /subscribe/payments/onetime` kept for old clients (iamport removed it from its docs): always the non-authenticated key-in; `birth` and `pwd_2digit` are ignored.",
+    responses(
+        (status = 200, body = PaymentOutcome, description = "as onetime: paid, or failed (code 0) on a PG decline; code -1 when card data is rejected, code 1 when the merchant_uid is taken, for instalments (card_quota ≥ 2) under 50,000 KRW, or when the outcome is not known yet"),
+        (status = 400, body = ErrorEnvelope, description = "as onetime: a missing or invalid order field (merchant_uid, amount, currency, a nonzero tax_free, vat_amount, card_quota, customer_uid, script in a text field), card_number or expiry missing, or a body that is not JSON/form with these types"),
+        TokenBodyErrors))]
+pub async fn foreign(
+    State(s): State<AppState>,
+    MerchantCaller(m): MerchantCaller,
+    Body(mut req): Body<OnetimeRequest>,
+) -> ApiResult<Envelope<PaymentAnnotation>> {
+    req.birth = None;
+    req.pwd_2digit = None;
+    pay(s, m, req).await
+}
+
+/// The charge both routes make once their request is what `onetime` takes.
+async fn pay(
+    s: AppState,
+    m: std::sync::Arc<crate::store::entity::merchant::Model>,
+    req: OnetimeRequest,
 ) -> ApiResult<Envelope<PaymentAnnotation>> {
     let cmd = parse_onetime(
         req,

@@ -52,11 +52,12 @@ fn scope(who: &Principal, q: Option<&str>) -> ApiResult<Scope> {
     Ok(Scope::of(who, named))
 }
 
-/// `page` (1-based) and `limit` of a paged list, each an integer or HTTP 400; below 1 reads as 1,
-/// and `limit` is capped at `max`.
+/// `page` (1-based) and `limit` of a paged list, each an integer or HTTP 400. A `page` below 1
+/// reads as 1 and a `limit` below 1 as absent (20 a page: clients that always send `limit` send
+/// 0 for "not set", and were served one row a page); `limit` is capped at `max`.
 pub(super) fn paging(q: Option<&str>, max: u64) -> ApiResult<Paging> {
     let page = number(q, "page")?.map(|n| n.max(1) as u64);
-    let limit = number(q, "limit")?.map(|n| n.max(1) as u64);
+    let limit = number(q, "limit")?.filter(|n| *n >= 1).map(|n| n as u64);
     Ok(Paging::new(page, limit, max))
 }
 

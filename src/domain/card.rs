@@ -284,7 +284,10 @@ impl std::fmt::Debug for CardAuth {
 
 /// iamport's standard card-company codes (`card_code`, iamport docs "카드사 표준코드") for KCP
 /// issuer codes (`card_cd`, spec/kcp.md §4). Issuers without a standard code (foreign brands)
-/// keep `None` rather than a wrong code.
+/// keep `None` rather than a wrong code. `CCKA` 카카오뱅크 is not in spec/kcp.md's list but is
+/// the code the sandbox answers for its Kakao Bank card: mapped so that `card_code` shows `090`,
+/// as `GET /cards` lists it. 우체국, 새마을금고, 신협 and 케이뱅크 have no KCP code documented
+/// anywhere openport can cite, so none is guessed for them.
 pub fn iamport_card_code(kcp_card_cd: &str) -> Option<&'static str> {
     Some(match kcp_card_cd {
         "CCBC" => "361",
@@ -301,6 +304,7 @@ pub fn iamport_card_code(kcp_card_cd: &str) -> Option<&'static str> {
         "CCHN" | "CCKE" => "374",
         "CCKM" => "381",
         "CCWR" => "041",
+        "CCKA" => "090",
         _ => return None,
     })
 }

@@ -97,11 +97,13 @@ pub struct Paging {
 }
 
 impl Paging {
-    /// 1-based page; limit defaults to 20 and is capped at `max`.
+    /// 1-based page; limit defaults to 20 and is capped at `max`. A limit of 0 is the default,
+    /// not one row a page: the official Java client always sends `limit`, and 0 there means
+    /// "not set" (as a page of 0 reads as page 1).
     pub fn new(page: Option<u64>, limit: Option<u64>, max: u64) -> Self {
         Self {
             page: page.unwrap_or(1).max(1),
-            limit: limit.unwrap_or(20).clamp(1, max),
+            limit: limit.filter(|l| *l >= 1).unwrap_or(20).min(max),
         }
     }
 }

@@ -983,3 +983,61 @@ async fn lookups_made_while_partial_cancels_commit_show_a_cancel_amount_their_hi
     let last = app.payment(&token, &imp_uid).await;
     assert_eq!(last["cancel_amount"], 3100, "{last}");
 }
+
+/// The official Java client always sends `limit` (`GetScheduleData(from, to, status, page,
+/// limit)`), and 0 there means "not set": a `limit` of 0 or below is the default 20 a page, as a
+/// `page` of 0 is page 1, on the payment and the schedule listings. It was served one row a page,
+/// so a caller reading the first page saw one payment or schedule out of many.
+#[tokio::test]
+async fn a_limit_of_0_or_below_pages_by_the_default_20_not_by_1() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    for chunk in 0..3 {
+        let calls = (0..7).map(|i| {
+            let uid = format!("zero-limit-{}", chunk * 7 + i);
+            let token = token.clone();
+            let app = &app;
+            async move { app.paid(&token, &uid, 1000).await }
+        });
+        futures::future::join_all(calls).await;
+    }
+    for query in ["limit=0", "limit=0&page=0", "limit=-5"] {
+        let path = format!("/payments/status/all?{query}");
+        let (status, body) = app.get(&path, Some(&token)).await;
+        assert_eq!(status, StatusCode::OK, "{path}: {body}");
+        let r = &body["response"];
+        assert_eq!(r["total"], 21, "{path}: {body}");
+        assert_eq!(r["list"].as_array().unwrap().len(), 20, "{path}: {body}");
+        assert_eq!(r["next"], 2, "{path}: {body}");
+    }
+
+    crate::billing::register(&app, &token, "s-zero-limit", test_cards::SHINHAN_CREDIT).await;
+    let base = chrono::Utc::now().timestamp() + 1000;
+    let schedules: Vec<serde_json::Value> = (0..21)
+        .map(|i| serde_json::json!({"merchant_uid": format!("zl-{i}"), "schedule_at": base + i, "amount": 1000}))
+        .collect();
+    let (_, body) = app
+        .post(
+            "/subscribe/payments/schedule",
+            Some(&token),
+            serde_json::json!({"customer_uid": "s-zero-limit", "schedules": schedules}),
+        )
+        .await;
+    assert_eq!(body["code"], 0, "{body}");
+    for path in [
+        format!(
+            "/subscribe/payments/schedule?schedule_from={}&schedule_to={}&page=0&limit=0",
+            base - 10,
+            base + 1000
+        ),
+        "/subscribe/payments/schedule/customers/s-zero-limit?limit=0".to_string(),
+        "/subscribe/customers/s-zero-limit/schedules?limit=-1".to_string(),
+    ] {
+        let (status, body) = app.get(&path, Some(&token)).await;
+        assert_eq!(status, StatusCode::OK, "{path}: {body}");
+        let r = &body["response"];
+        assert_eq!(r["total"], 21, "{path}: {body}");
+        assert_eq!(r["list"].as_array().unwrap().len(), 20, "{path}: {body}");
+        assert_eq!(r["next"], 2, "{path}: {body}");
+    }
+}

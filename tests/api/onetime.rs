@@ -80,6 +80,91 @@ async fn a_non_authenticated_payment_without_birth_is_paid_and_a_check_card_has_
     assert_eq!(body["response"]["card_code"], "365");
 }
 
+/// KCP answers the sandbox's Kakao Bank card with issuer `CCKA`: its payment shows iamport's
+/// `090`, the code `GET /cards` lists for 카카오뱅크, rather than null.
+#[tokio::test]
+async fn a_kakao_bank_card_payment_answers_card_code_090_as_get_cards_lists_it() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let (_, body) = app
+        .pay(&token, "order-kakao", 1000, test_cards::KAKAO_BANK)
+        .await;
+    assert_eq!(body["code"], 0, "{body}");
+    let p = &body["response"];
+    assert_eq!(p["status"], "paid", "{body}");
+    assert_eq!(p["card_name"], "카카오뱅크");
+    assert_eq!(p["card_code"], "090", "{body}");
+    let (status, card) = app.get("/cards/090", Some(&token)).await;
+    assert_eq!(status, StatusCode::OK, "{card}");
+    assert_eq!(card["response"]["code"], "090");
+}
+
+/// `POST /subscribe/payments/foreign`, which the official Python client's `pay_foreign` and the
+/// WooCommerce plugin still call, is onetime's non-authenticated key-in (KCP `11111000`): a
+/// `birth` and `pwd_2digit` in its body are ignored, never turning it into the authenticated
+/// charge (`11121000`, refused at KCP here so that sending one shows) nor refused as half a pair.
+#[tokio::test]
+async fn the_old_foreign_route_pays_by_the_non_authenticated_key_in_whatever_birth_it_carries() {
+    use kcp_sandbox::{paths, Fault, FaultRule};
+    let app = spawn_app().await;
+    let token = app.token().await;
+    app.sandbox.inject(
+        FaultRule::new(
+            paths::HUB_PAYMENT,
+            Fault::Refuse {
+                code: "8888".into(),
+                message: "authenticated key-in".into(),
+            },
+        )
+        .when("card_tx_type", "11121000")
+        .times(100),
+    );
+    let card = json!({"amount": 1000, "card_number": test_cards::SHINHAN_CREDIT,
+                      "expiry": future_expiry(), "name": "해외카드"});
+    let with = |uid: &str, extra: Value| {
+        let mut body = card.clone();
+        body["merchant_uid"] = uid.into();
+        for (k, v) in extra.as_object().unwrap() {
+            body[k] = v.clone();
+        }
+        body
+    };
+    for (uid, extra) in [
+        ("foreign-1", json!({})),
+        ("foreign-2", json!({"birth": "800101", "pwd_2digit": "00"})),
+        ("foreign-3", json!({"birth": "800101"})),
+    ] {
+        let (status, body) = app
+            .post(
+                "/subscribe/payments/foreign",
+                Some(&token),
+                with(uid, extra),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{uid}: {body}");
+        assert_eq!(body["code"], 0, "{uid}: {body}");
+        let p = &body["response"];
+        assert_eq!(p["status"], "paid", "{uid}: {body}");
+        assert_eq!(p["merchant_uid"], uid);
+        assert_eq!(p["channel"], "api");
+        assert_eq!(p["card_code"], "366");
+    }
+    assert_eq!(app.sandbox.ledger().len(), 3);
+    // The same body through onetime is the authenticated charge, which KCP refuses here.
+    let (_, body) = app
+        .post(
+            "/subscribe/payments/onetime",
+            Some(&token),
+            with(
+                "onetime-auth",
+                json!({"birth": "800101", "pwd_2digit": "00"}),
+            ),
+        )
+        .await;
+    assert_eq!(body["response"]["status"], "failed", "{body}");
+    assert_eq!(app.sandbox.ledger().len(), 3);
+}
+
 #[tokio::test]
 async fn a_kcp_decline_is_code_0_with_status_failed_and_the_reason() {
     let app = spawn_app().await;

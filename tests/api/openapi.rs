@@ -11,6 +11,7 @@ const REFUSING_WITH_200: &[(&str, &str)] = &[
     ("post", "/payments/cancel"),
     ("post", "/payments/prepare"),
     ("post", "/subscribe/payments/onetime"),
+    ("post", "/subscribe/payments/foreign"),
     ("post", "/subscribe/payments/again"),
     ("post", "/subscribe/payments/schedule"),
     ("post", "/subscribe/payments/unschedule"),
