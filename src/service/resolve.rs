@@ -757,7 +757,7 @@ impl Gateway {
     /// at KCP a settle delay after the attempt was created, and an inquiry showing the trade as
     /// it was would be believed for a call KCP then applies.
     pub(crate) fn settled(&self, attempt: &pg_attempt::Model) -> bool {
-        self.clock.unix() >= attempt.sent_at + self.settings.settle_secs
+        self.clock.unix() >= last_call_at(attempt) + self.settings.settle_secs
     }
 
     /// Whether KCP's "no such trade" for `trade` proves that KCP did nothing for the attempt: once
@@ -1009,7 +1009,7 @@ impl Gateway {
         // Never before a settle delay after its last call ([`Self::settled`]), nor earlier than
         // already set (`renew_before_settling_call`).
         let next = (now + retry_backoff(tries))
-            .max(attempt.sent_at + self.settings.settle_secs)
+            .max(last_call_at(&attempt) + self.settings.settle_secs)
             .max(attempt.next_check_at);
         let mut a: pg_attempt::ActiveModel = attempt.clone().into();
         a.state = Set("unknown".into());
@@ -1075,4 +1075,35 @@ fn window_approval_from_inquiry(
 /// keeps failing is not asked on every resolver tick.
 pub(crate) fn retry_backoff(tries: i32) -> i64 {
     (5i64 << tries.clamp(0, 6)).min(300)
+}
+
+/// When the last KCP call under `attempt` was sent: `sent_at`, never before the attempt's
+/// creation. The column's default (0, for a row some other writer inserted without it) must not
+/// read as "settled long ago", which would believe "no such trade" for a call just sent.
+fn last_call_at(attempt: &pg_attempt::Model) -> i64 {
+    attempt.sent_at.max(attempt.created_at)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sea_orm::TryIntoModel;
+
+    fn attempt(created_at: i64, sent_at: i64) -> pg_attempt::Model {
+        let mut a = super::super::attempts::new_attempt("approve", "OP1".into(), 1000, created_at);
+        a.id = sea_orm::Set(1);
+        a.payment_id = sea_orm::Set(1);
+        a.sent_at = sea_orm::Set(sent_at);
+        a.try_into_model().expect("every column set")
+    }
+
+    #[test]
+    fn the_last_call_counts_from_the_latest_send_and_never_before_the_attempts_creation() {
+        assert_eq!(last_call_at(&attempt(1_000, 1_500)), 1_500);
+        assert_eq!(
+            last_call_at(&attempt(1_000, 0)),
+            1_000,
+            "a row inserted without sent_at (its default 0) is not settled long ago"
+        );
+    }
 }
