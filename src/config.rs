@@ -355,7 +355,7 @@ const KCP_STAGING_HOSTS: &[&str] = &[
 /// batch). A live merchant under one of them sends every payment under KCP's test site; with the
 /// certificate of the merchant's own site each is refused as a site mismatch, which the shop sees
 /// as a declined card, not as a configuration error. `openport merchant create` refuses them
-/// outside test mode.
+/// outside test mode, and so does the start for the seed's `KCP_SITE_CD` ([`Config::validate`]).
 pub const KCP_PUBLIC_TEST_SITES: &[&str] = &["T0000", "T0007", "A52Q7"];
 
 /// Whether `site_cd` is one of [`KCP_PUBLIC_TEST_SITES`].
@@ -456,6 +456,12 @@ pub enum ConfigError {
          credentials together: {missing} missing (set all three, or only KCP_SITE_CD in test mode)"
     )]
     PartialKcpCredentials { missing: String },
+    #[error(
+        "KCP_SITE_CD {site} is one of KCP's public test sites ({sites}), refused outside test mode: \
+         the first live merchant would be made under KCP's test site. Set KCP_SITE_CD to the site \
+         code KCP gave your contract, or unset KCP_SITE_CD, KCP_CERT_INFO and KCP_PRIVATE_KEY_PATH"
+    )]
+    KcpPublicTestSiteOutsideTestMode { site: String, sites: String },
     #[error(
         "OPENPORT_TRUSTED_PROXIES cannot be `any`: every client could then name its own address"
     )]
@@ -635,6 +641,7 @@ impl Config {
         self.check_kcp_api_base()?;
         self.check_kcp_urls()?;
         self.check_kcp_credentials()?;
+        self.check_kcp_site_code()?;
         Ok(())
     }
 
@@ -750,6 +757,23 @@ impl Config {
         Err(ConfigError::PartialKcpCredentials {
             missing: missing.join(", "),
         })
+    }
+
+    /// Outside test mode the seed's `KCP_SITE_CD` names the site of the first live merchant
+    /// (app/first_merchant.rs), and `openport merchant create` refuses KCP's public test sites
+    /// there: a live merchant under one sends every payment under KCP's test site, each refused as
+    /// a site mismatch that the shop sees as a declined card. The seed is refused the same way,
+    /// at start, before any merchant is made.
+    fn check_kcp_site_code(&self) -> Result<(), ConfigError> {
+        match self.kcp.site_cd.as_deref() {
+            Some(site) if !self.test_mode && is_kcp_public_test_site(site) => {
+                Err(ConfigError::KcpPublicTestSiteOutsideTestMode {
+                    site: site.trim().to_owned(),
+                    sites: KCP_PUBLIC_TEST_SITES.join(", "),
+                })
+            }
+            _ => Ok(()),
+        }
     }
 
     /// [`Config::public_url`] without its trailing slash, checked: the base URLs handed out are
@@ -1504,6 +1528,47 @@ mod tests {
         c.kcp.cert_info = Some("-----BEGIN CERTIFICATE-----".into());
         c.kcp.private_key_path = Some("/etc/openport/kcp.key".into());
         assert!(c.validate().is_ok(), "all three");
+    }
+
+    /// With test mode off, the seed's `KCP_SITE_CD=T0000` (with its certificate and key) made the
+    /// first live merchant under KCP's public test site, which `openport merchant create` refuses:
+    /// every payment of the shop then went under KCP's test site.
+    #[test]
+    #[allow(clippy::result_large_err)]
+    fn a_live_start_whose_kcp_site_cd_is_a_public_test_site_refuses_to_start_naming_it() {
+        figment::Jail::expect_with(|jail| {
+            jail.clear_env();
+            jail.set_env("OPENPORT_TEST_MODE", "false");
+            jail.set_env(
+                "KCP_CERT_INFO",
+                "-----BEGIN CERTIFICATE-----MIIB-----END CERTIFICATE-----",
+            );
+            jail.set_env("KCP_PRIVATE_KEY_PATH", "/etc/openport/kcp.key");
+            for site in ["T0000", "T0007", "A52Q7", "t0000"] {
+                jail.set_env("KCP_SITE_CD", site);
+                let config = Config::load(None).expect("loads");
+                assert!(!config.test_mode);
+                let refused = config.validate().expect_err(site).to_string();
+                assert!(
+                    refused.contains(&format!(
+                        "KCP_SITE_CD {site} is one of KCP's public test sites"
+                    )) && refused.contains("refused outside test mode"),
+                    "{site}: {refused}"
+                );
+            }
+            jail.set_env("KCP_SITE_CD", "AB123");
+            let config = Config::load(None).expect("loads");
+            assert!(config.validate().is_ok(), "the contract's own site code");
+
+            jail.set_env("OPENPORT_TEST_MODE", "true");
+            jail.set_env("KCP_SITE_CD", "T0000");
+            let config = Config::load(None).expect("loads");
+            assert!(
+                config.validate().is_ok(),
+                "in test mode: the demo merchant's site"
+            );
+            Ok(())
+        });
     }
 
     #[test]
