@@ -167,8 +167,10 @@ pub struct ResolverSettings {
     /// before the resolver first looks at it. Must be longer than a request can hold an attempt
     /// ([`Config::attempt_hold`], three KCP timeouts): the request's own inquiry then never
     /// believes "no such transaction" for a call KCP may still be processing, and the resolver
-    /// only meets attempts whose request has let go (the lease still guards a slower one).
-    /// [`Config::validate`] refuses to start otherwise.
+    /// only meets attempts whose request has let go (the lease still guards a slower one). Longer
+    /// by [`Self::max_clock_skew_secs`] too: an instance whose clock runs that far ahead judges
+    /// leases and the settle delay that much early. [`Config::validate`] refuses to start
+    /// otherwise.
     pub settle_secs: i64,
     /// How far this host's clock may be off the database server's (PostgreSQL) before openport
     /// refuses to start, and, found by the clock check that runs every minute on its own timer
@@ -433,12 +435,16 @@ pub enum ConfigError {
     EmbeddedSandboxOutsideTestMode,
     #[error(
         "resolver.settle_secs ({settle_secs} s) must be longer than a request can hold a KCP attempt \
-         ({hold_ms} ms: three times kcp.timeout_ms, the call, its inquiry and a margin); \
-         set OPENPORT_RESOLVER__SETTLE_SECS to at least {minimum} or lower OPENPORT_KCP__TIMEOUT_MS"
+         ({hold_ms} ms: three times kcp.timeout_ms, the call, its inquiry and a margin) plus the \
+         clock skew allowed between instances (resolver.max_clock_skew_secs, {skew_secs} s: an \
+         instance whose clock runs that far ahead judges leases and the settle delay that much \
+         early); set OPENPORT_RESOLVER__SETTLE_SECS to at least {minimum}, or lower \
+         OPENPORT_KCP__TIMEOUT_MS or OPENPORT_RESOLVER__MAX_CLOCK_SKEW_SECS"
     )]
     SettleTooShort {
         settle_secs: i64,
         hold_ms: u64,
+        skew_secs: u64,
         minimum: u64,
     },
     #[error("{setting}: {error}")]
@@ -577,15 +583,22 @@ impl Config {
         if !self.test_mode && self.sandbox.embedded == Some(true) {
             return Err(ConfigError::EmbeddedSandboxOutsideTestMode);
         }
+        // An instance whose clock runs ahead of the holder's by the allowed skew judges the
+        // holder's lease and the attempt's settle delay that much early (service/clock_check.rs):
+        // the settle delay must outlast the hold by the skew too, or that instance could believe
+        // "KCP has no such trade" while the request still holds its attempt.
         let hold_ms = u64::try_from(self.attempt_hold().as_millis()).unwrap_or(u64::MAX);
+        let skew_secs = self.resolver.max_clock_skew_secs;
+        let needed_ms = hold_ms.saturating_add(skew_secs.saturating_mul(1000));
         let settle_ms = u64::try_from(self.resolver.settle_secs)
             .unwrap_or(0)
             .saturating_mul(1000);
-        if settle_ms <= hold_ms {
+        if settle_ms <= needed_ms {
             return Err(ConfigError::SettleTooShort {
                 settle_secs: self.resolver.settle_secs,
                 hold_ms,
-                minimum: hold_ms / 1000 + 1,
+                skew_secs,
+                minimum: needed_ms / 1000 + 1,
             });
         }
         if !(1..=MAX_DATABASE_POOL_SIZE).contains(&self.database_pool_size) {
@@ -1144,6 +1157,8 @@ mod tests {
     #[test]
     fn a_settle_delay_shorter_than_a_requests_hold_refuses_to_start_and_names_the_minimum() {
         let mut config = Config::default();
+        // The hold alone: the clock skew's share is the next test's.
+        config.resolver.max_clock_skew_secs = 0;
         config.resolver.settle_secs = 60;
         let refused = config.validate().expect_err("60 s < three 30 s timeouts");
         let message = refused.to_string();
@@ -1152,6 +1167,38 @@ mod tests {
         assert!(config.validate().is_err(), "equal is not longer");
         config.kcp.timeout_ms = 29_000;
         assert!(config.validate().is_ok());
+    }
+
+    /// The settle check allowed `settle_secs` = hold + 1 while the clock check allows instances
+    /// `max_clock_skew_secs` apart: an instance whose clock ran 5 s ahead claimed an attempt and
+    /// believed "KCP has no such trade" while the request still held it. The settle delay must now
+    /// outlast the hold by the allowed skew.
+    #[test]
+    fn a_settle_delay_that_outlasts_the_hold_by_no_more_than_the_allowed_clock_skew_refuses_to_start_and_names_the_minimum(
+    ) {
+        let mut config = Config::default();
+        assert_eq!(config.attempt_hold().as_secs(), 90);
+        assert_eq!(config.resolver.max_clock_skew_secs, 5);
+        config.resolver.settle_secs = 91;
+        let refused = config
+            .validate()
+            .expect_err("91 s < 90 s of hold + 5 s of skew")
+            .to_string();
+        assert!(
+            refused.contains("at least 96") && refused.contains("max_clock_skew_secs, 5 s"),
+            "{refused}"
+        );
+        config.resolver.settle_secs = 95;
+        assert!(config.validate().is_err(), "equal is not longer");
+        config.resolver.settle_secs = 96;
+        assert!(config.validate().is_ok());
+
+        config.resolver.max_clock_skew_secs = 10;
+        let refused = config.validate().expect_err("96 s < 100 s").to_string();
+        assert!(refused.contains("at least 101"), "{refused}");
+        config.resolver.max_clock_skew_secs = 0;
+        config.resolver.settle_secs = 91;
+        assert!(config.validate().is_ok(), "no skew allowed: the hold alone");
     }
 
     /// A KCP call that times out is an unknown outcome. With 0 every call timed out before it
@@ -1266,6 +1313,8 @@ mod tests {
         let mut config = Config::default();
         config.kcp.timeout_ms = 1_500;
         assert_eq!(config.attempt_lease_secs(), 6);
+        // The hold alone, as the api tests' instances run (tests/api/helpers.rs).
+        config.resolver.max_clock_skew_secs = 0;
         config.resolver.settle_secs = 5;
         assert!(config.validate().is_ok(), "4.5 s of hold fit in 5 s");
     }

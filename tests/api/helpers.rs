@@ -20,7 +20,8 @@ use serde_json::{json, Value};
 pub const ADMIN_TOKEN: &str = "test-operator-token-0123456789abcdef";
 pub use kcp_sandbox::test_cards;
 
-/// The settle delay tests run with: longer than the KCP timeout below.
+/// The settle delay tests run with: longer than the attempt hold of the KCP timeout below (three
+/// timeouts, 4.5 s), with no clock skew allowed ([`spawn_app_with`]).
 pub const SETTLE_SECS: i64 = 5;
 pub const KCP_TIMEOUT_MS: u64 = 1500;
 
@@ -165,6 +166,10 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
     config.background_jobs = false; // tests drive the resolver, scheduler and webhooks themselves
     config.resolver.settle_secs = SETTLE_SECS;
     config.kcp.timeout_ms = KCP_TIMEOUT_MS;
+    // Every instance of a test runs on this host, on its one clock: no skew to allow for in the
+    // settle delay (which must otherwise outlast the hold by it), and the clock-check tests judge
+    // readings with a bound of their own.
+    config.resolver.max_clock_skew_secs = 0;
     config.kcp.site_cd = Some(TEST_SITE_CD.into());
     config.kcp.cert_info = Some(creds.cert_pem.clone());
     config.kcp.private_key_path = Some(creds.key_path.clone());
