@@ -169,8 +169,10 @@ pub struct ResolverSettings {
     /// first looks at it. Must be longer than a request can hold an attempt
     /// ([`Config::attempt_hold`], three KCP timeouts): the request's own inquiry then never
     /// believes "no such transaction" for a call KCP may still be processing, and the resolver
-    /// only meets attempts whose request has let go (the lease still guards a slower one).
-    /// [`Config::validate`] refuses to start otherwise.
+    /// only meets attempts whose request has let go (the lease still guards a slower one). Longer
+    /// by [`Self::max_clock_skew_secs`] too: an instance whose clock runs that far ahead judges
+    /// leases and the settle delay that much early. [`Config::validate`] refuses to start
+    /// otherwise.
     pub settle_secs: i64,
     /// How far this host's clock may be off the database server's (PostgreSQL) before openport
     /// refuses to start, and, found by the clock check that runs every minute on its own timer
@@ -357,7 +359,7 @@ const KCP_STAGING_HOSTS: &[&str] = &[
 /// batch). A live merchant under one of them sends every payment under KCP's test site; with the
 /// certificate of the merchant's own site each is refused as a site mismatch, which the shop sees
 /// as a declined card, not as a configuration error. `openport merchant create` refuses them
-/// outside test mode.
+/// outside test mode, and so does the start for the seed's `KCP_SITE_CD` ([`Config::validate`]).
 pub const KCP_PUBLIC_TEST_SITES: &[&str] = &["T0000", "T0007", "A52Q7"];
 
 /// Whether `site_cd` is one of [`KCP_PUBLIC_TEST_SITES`].
@@ -435,12 +437,16 @@ pub enum ConfigError {
     EmbeddedSandboxOutsideTestMode,
     #[error(
         "resolver.settle_secs ({settle_secs} s) must be longer than a request can hold a KCP attempt \
-         ({hold_ms} ms: three times kcp.timeout_ms, the call, its inquiry and a margin); \
-         set OPENPORT_RESOLVER__SETTLE_SECS to at least {minimum} or lower OPENPORT_KCP__TIMEOUT_MS"
+         ({hold_ms} ms: three times kcp.timeout_ms, the call, its inquiry and a margin) plus the \
+         clock skew allowed between instances (resolver.max_clock_skew_secs, {skew_secs} s: an \
+         instance whose clock runs that far ahead judges leases and the settle delay that much \
+         early); set OPENPORT_RESOLVER__SETTLE_SECS to at least {minimum}, or lower \
+         OPENPORT_KCP__TIMEOUT_MS or OPENPORT_RESOLVER__MAX_CLOCK_SKEW_SECS"
     )]
     SettleTooShort {
         settle_secs: i64,
         hold_ms: u64,
+        skew_secs: u64,
         minimum: u64,
     },
     #[error("{setting}: {error}")]
@@ -458,6 +464,12 @@ pub enum ConfigError {
          credentials together: {missing} missing (set all three, or only KCP_SITE_CD in test mode)"
     )]
     PartialKcpCredentials { missing: String },
+    #[error(
+        "KCP_SITE_CD {site} is one of KCP's public test sites ({sites}), refused outside test mode: \
+         the first live merchant would be made under KCP's test site. Set KCP_SITE_CD to the site \
+         code KCP gave your contract, or unset KCP_SITE_CD, KCP_CERT_INFO and KCP_PRIVATE_KEY_PATH"
+    )]
+    KcpPublicTestSiteOutsideTestMode { site: String, sites: String },
     #[error(
         "OPENPORT_TRUSTED_PROXIES cannot be `any`: every client could then name its own address"
     )]
@@ -573,15 +585,22 @@ impl Config {
         if !self.test_mode && self.sandbox.embedded == Some(true) {
             return Err(ConfigError::EmbeddedSandboxOutsideTestMode);
         }
+        // An instance whose clock runs ahead of the holder's by the allowed skew judges the
+        // holder's lease and the attempt's settle delay that much early (service/clock_check.rs):
+        // the settle delay must outlast the hold by the skew too, or that instance could believe
+        // "KCP has no such trade" while the request still holds its attempt.
         let hold_ms = u64::try_from(self.attempt_hold().as_millis()).unwrap_or(u64::MAX);
+        let skew_secs = self.resolver.max_clock_skew_secs;
+        let needed_ms = hold_ms.saturating_add(skew_secs.saturating_mul(1000));
         let settle_ms = u64::try_from(self.resolver.settle_secs)
             .unwrap_or(0)
             .saturating_mul(1000);
-        if settle_ms <= hold_ms {
+        if settle_ms <= needed_ms {
             return Err(ConfigError::SettleTooShort {
                 settle_secs: self.resolver.settle_secs,
                 hold_ms,
-                minimum: hold_ms / 1000 + 1,
+                skew_secs,
+                minimum: needed_ms / 1000 + 1,
             });
         }
         if !(1..=MAX_DATABASE_POOL_SIZE).contains(&self.database_pool_size) {
@@ -637,6 +656,7 @@ impl Config {
         self.check_kcp_api_base()?;
         self.check_kcp_urls()?;
         self.check_kcp_credentials()?;
+        self.check_kcp_site_code()?;
         Ok(())
     }
 
@@ -752,6 +772,23 @@ impl Config {
         Err(ConfigError::PartialKcpCredentials {
             missing: missing.join(", "),
         })
+    }
+
+    /// Outside test mode the seed's `KCP_SITE_CD` names the site of the first live merchant
+    /// (app/first_merchant.rs), and `openport merchant create` refuses KCP's public test sites
+    /// there: a live merchant under one sends every payment under KCP's test site, each refused as
+    /// a site mismatch that the shop sees as a declined card. The seed is refused the same way,
+    /// at start, before any merchant is made.
+    fn check_kcp_site_code(&self) -> Result<(), ConfigError> {
+        match self.kcp.site_cd.as_deref() {
+            Some(site) if !self.test_mode && is_kcp_public_test_site(site) => {
+                Err(ConfigError::KcpPublicTestSiteOutsideTestMode {
+                    site: site.trim().to_owned(),
+                    sites: KCP_PUBLIC_TEST_SITES.join(", "),
+                })
+            }
+            _ => Ok(()),
+        }
     }
 
     /// [`Config::public_url`] without its trailing slash, checked: the base URLs handed out are
@@ -1122,6 +1159,8 @@ mod tests {
     #[test]
     fn a_settle_delay_shorter_than_a_requests_hold_refuses_to_start_and_names_the_minimum() {
         let mut config = Config::default();
+        // The hold alone: the clock skew's share is the next test's.
+        config.resolver.max_clock_skew_secs = 0;
         config.resolver.settle_secs = 60;
         let refused = config.validate().expect_err("60 s < three 30 s timeouts");
         let message = refused.to_string();
@@ -1130,6 +1169,38 @@ mod tests {
         assert!(config.validate().is_err(), "equal is not longer");
         config.kcp.timeout_ms = 29_000;
         assert!(config.validate().is_ok());
+    }
+
+    /// The settle check allowed `settle_secs` = hold + 1 while the clock check allows instances
+    /// `max_clock_skew_secs` apart: an instance whose clock ran 5 s ahead claimed an attempt and
+    /// believed "KCP has no such trade" while the request still held it. The settle delay must now
+    /// outlast the hold by the allowed skew.
+    #[test]
+    fn a_settle_delay_that_outlasts_the_hold_by_no_more_than_the_allowed_clock_skew_refuses_to_start_and_names_the_minimum(
+    ) {
+        let mut config = Config::default();
+        assert_eq!(config.attempt_hold().as_secs(), 90);
+        assert_eq!(config.resolver.max_clock_skew_secs, 5);
+        config.resolver.settle_secs = 91;
+        let refused = config
+            .validate()
+            .expect_err("91 s < 90 s of hold + 5 s of skew")
+            .to_string();
+        assert!(
+            refused.contains("at least 96") && refused.contains("max_clock_skew_secs, 5 s"),
+            "{refused}"
+        );
+        config.resolver.settle_secs = 95;
+        assert!(config.validate().is_err(), "equal is not longer");
+        config.resolver.settle_secs = 96;
+        assert!(config.validate().is_ok());
+
+        config.resolver.max_clock_skew_secs = 10;
+        let refused = config.validate().expect_err("96 s < 100 s").to_string();
+        assert!(refused.contains("at least 101"), "{refused}");
+        config.resolver.max_clock_skew_secs = 0;
+        config.resolver.settle_secs = 91;
+        assert!(config.validate().is_ok(), "no skew allowed: the hold alone");
     }
 
     /// A KCP call that times out is an unknown outcome. With 0 every call timed out before it
@@ -1244,6 +1315,8 @@ mod tests {
         let mut config = Config::default();
         config.kcp.timeout_ms = 1_500;
         assert_eq!(config.attempt_lease_secs(), 6);
+        // The hold alone, as the api tests' instances run (tests/api/helpers.rs).
+        config.resolver.max_clock_skew_secs = 0;
         config.resolver.settle_secs = 5;
         assert!(config.validate().is_ok(), "4.5 s of hold fit in 5 s");
     }
@@ -1506,6 +1579,47 @@ mod tests {
         c.kcp.cert_info = Some("-----BEGIN CERTIFICATE-----".into());
         c.kcp.private_key_path = Some("/etc/openport/kcp.key".into());
         assert!(c.validate().is_ok(), "all three");
+    }
+
+    /// With test mode off, the seed's `KCP_SITE_CD=T0000` (with its certificate and key) made the
+    /// first live merchant under KCP's public test site, which `openport merchant create` refuses:
+    /// every payment of the shop then went under KCP's test site.
+    #[test]
+    #[allow(clippy::result_large_err)]
+    fn a_live_start_whose_kcp_site_cd_is_a_public_test_site_refuses_to_start_naming_it() {
+        figment::Jail::expect_with(|jail| {
+            jail.clear_env();
+            jail.set_env("OPENPORT_TEST_MODE", "false");
+            jail.set_env(
+                "KCP_CERT_INFO",
+                "-----BEGIN CERTIFICATE-----MIIB-----END CERTIFICATE-----",
+            );
+            jail.set_env("KCP_PRIVATE_KEY_PATH", "/etc/openport/kcp.key");
+            for site in ["T0000", "T0007", "A52Q7", "t0000"] {
+                jail.set_env("KCP_SITE_CD", site);
+                let config = Config::load(None).expect("loads");
+                assert!(!config.test_mode);
+                let refused = config.validate().expect_err(site).to_string();
+                assert!(
+                    refused.contains(&format!(
+                        "KCP_SITE_CD {site} is one of KCP's public test sites"
+                    )) && refused.contains("refused outside test mode"),
+                    "{site}: {refused}"
+                );
+            }
+            jail.set_env("KCP_SITE_CD", "AB123");
+            let config = Config::load(None).expect("loads");
+            assert!(config.validate().is_ok(), "the contract's own site code");
+
+            jail.set_env("OPENPORT_TEST_MODE", "true");
+            jail.set_env("KCP_SITE_CD", "T0000");
+            let config = Config::load(None).expect("loads");
+            assert!(
+                config.validate().is_ok(),
+                "in test mode: the demo merchant's site"
+            );
+            Ok(())
+        });
     }
 
     #[test]

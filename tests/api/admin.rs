@@ -396,7 +396,7 @@ async fn outside_test_mode_the_seeds_kcp_settings_make_the_first_merchant_with_i
         !created.merchant.test_mode,
         "a live merchant, not the demo one"
     );
-    assert_eq!(created.merchant.site_cd, "T0000");
+    assert_eq!(created.merchant.site_cd, crate::helpers::LIVE_SITE_CD);
     assert_ne!(
         created.merchant.imp_key, "imp_apikey",
         "never the public test key"

@@ -1443,15 +1443,17 @@ async fn a_live_merchant_without_a_kcp_group_gets_no_billing_key_and_kcp_is_not_
         assert_eq!(rows_in(&test, table).await, 0, "{table}");
     }
 
-    // Once the operator sets it, an instance reading the merchant again issues keys in it.
-    openport::service::merchants::set_kcp_group_id(&test.app.gateway.db, &imp_code, "T00001000489")
+    // Once the operator sets it (a group of the merchant's own site: KCP refuses another site's),
+    // an instance reading the merchant again issues keys in it.
+    let group_id = format!("{}1000489", crate::helpers::LIVE_SITE_CD);
+    openport::service::merchants::set_kcp_group_id(&test.app.gateway.db, &imp_code, &group_id)
         .await
         .unwrap();
     let set = test.another_instance(live_mode).await;
     let token = set.token_for(&imp_key, &secret).await;
     let body = register(&set, &token, "live-c", test_cards::SHINHAN_CREDIT).await;
     assert_eq!(body["code"], 0, "{body}");
-    assert_eq!(kcp_groups(&test), ["T00001000489"]);
+    assert_eq!(kcp_groups(&test), [group_id]);
 }
 
 /// `KCP_GROUP_ID` reaches the live merchant `serve` makes from `KCP_*`.

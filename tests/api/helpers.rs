@@ -20,11 +20,20 @@ use serde_json::{json, Value};
 pub const ADMIN_TOKEN: &str = "test-operator-token-0123456789abcdef";
 pub use kcp_sandbox::test_cards;
 
-/// The settle delay tests run with: longer than the KCP timeout below.
+/// The settle delay tests run with: longer than the attempt hold of the KCP timeout below (three
+/// timeouts, 4.5 s), with no clock skew allowed ([`spawn_app_with`]).
 pub const SETTLE_SECS: i64 = 5;
 pub const KCP_TIMEOUT_MS: u64 = 1500;
 
-/// One certificate per test binary: issuing RSA keys is slow, and every test merchant is site T0000.
+/// KCP's public test site, of every test-mode merchant of the tests.
+pub const TEST_SITE_CD: &str = "T0000";
+
+/// The site code of a live instance's first merchant in the tests: a live start refuses KCP's
+/// public test sites (T0000, T0007, A52Q7) as the seed's `KCP_SITE_CD`, as a real live deployment
+/// is configured with the site code of its own KCP contract.
+pub const LIVE_SITE_CD: &str = "AB123";
+
+/// One certificate per site and test binary: issuing RSA keys is slow.
 struct TestCredentials {
     cert_pem: String,
     key_path: String,
@@ -32,23 +41,35 @@ struct TestCredentials {
     passphrase: String,
 }
 
+/// A sandbox-issued certificate for `site_cd` and its encrypted key, written to a file of its own.
+fn issue_credentials(site_cd: &str) -> TestCredentials {
+    let sb = kcp_sandbox::Sandbox::new(kcp_sandbox::SandboxConfig::default()).expect("sandbox");
+    let issued = sb
+        .issue_certificate(site_cd, "test-passphrase")
+        .expect("issue certificate");
+    let path = std::env::temp_dir().join(format!(
+        "openport-test-key-{site_cd}-{}.pem",
+        std::process::id()
+    ));
+    std::fs::write(&path, &issued.encrypted_private_key_pem).expect("write key");
+    TestCredentials {
+        cert_pem: issued.certificate_pem,
+        key_path: path.to_string_lossy().into_owned(),
+        key_pem: issued.encrypted_private_key_pem,
+        passphrase: "test-passphrase".into(),
+    }
+}
+
+/// The pair of [`TEST_SITE_CD`], every test-mode merchant's.
 fn credentials() -> &'static TestCredentials {
     static CREDS: OnceLock<TestCredentials> = OnceLock::new();
-    CREDS.get_or_init(|| {
-        let sb = kcp_sandbox::Sandbox::new(kcp_sandbox::SandboxConfig::default()).expect("sandbox");
-        let issued = sb
-            .issue_certificate("T0000", "test-passphrase")
-            .expect("issue certificate");
-        let path =
-            std::env::temp_dir().join(format!("openport-test-key-{}.pem", std::process::id()));
-        std::fs::write(&path, &issued.encrypted_private_key_pem).expect("write key");
-        TestCredentials {
-            cert_pem: issued.certificate_pem,
-            key_path: path.to_string_lossy().into_owned(),
-            key_pem: issued.encrypted_private_key_pem,
-            passphrase: "test-passphrase".into(),
-        }
-    })
+    CREDS.get_or_init(|| issue_credentials(TEST_SITE_CD))
+}
+
+/// The pair of [`LIVE_SITE_CD`], a live instance's first merchant's.
+fn live_credentials() -> &'static TestCredentials {
+    static CREDS: OnceLock<TestCredentials> = OnceLock::new();
+    CREDS.get_or_init(|| issue_credentials(LIVE_SITE_CD))
 }
 
 pub struct TestApp {
@@ -145,11 +166,18 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
     config.background_jobs = false; // tests drive the resolver, scheduler and webhooks themselves
     config.resolver.settle_secs = SETTLE_SECS;
     config.kcp.timeout_ms = KCP_TIMEOUT_MS;
-    config.kcp.site_cd = Some("T0000".into());
+    // Every instance of a test runs on this host, on its one clock: no skew to allow for in the
+    // settle delay (which must otherwise outlast the hold by it), and the clock-check tests judge
+    // readings with a bound of their own.
+    config.resolver.max_clock_skew_secs = 0;
+    config.kcp.site_cd = Some(TEST_SITE_CD.into());
     config.kcp.cert_info = Some(creds.cert_pem.clone());
     config.kcp.private_key_path = Some(creds.key_path.clone());
     config.kcp.private_key_password = Some(SecretString::from(creds.passphrase.clone()));
     adjust(&mut config);
+    if !config.test_mode && config.kcp.site_cd.as_deref() == Some(TEST_SITE_CD) {
+        seed_live_site(&mut config);
+    }
     let database_url = config.database_url.clone();
     let (clock, control) = Clock::shifted();
     let credentials_dir = tempfile::tempdir().expect("tempdir");
@@ -174,6 +202,28 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
         clock: control,
         _dir: dir,
         credentials_dir,
+    }
+}
+
+/// A live instance whose `KCP_SITE_CD` was left at the helper's [`TEST_SITE_CD`] is seeded as a
+/// live deployment is: [`LIVE_SITE_CD`], with that site's certificate, key and passphrase where
+/// the test left the helper's ones (a test that gives its own pair keeps it).
+fn seed_live_site(config: &mut Config) {
+    let (test, live) = (credentials(), live_credentials());
+    config.kcp.site_cd = Some(LIVE_SITE_CD.into());
+    if config.kcp.cert_info.as_deref() == Some(test.cert_pem.as_str()) {
+        config.kcp.cert_info = Some(live.cert_pem.clone());
+    }
+    if config.kcp.private_key_path.as_deref() == Some(test.key_path.as_str()) {
+        config.kcp.private_key_path = Some(live.key_path.clone());
+    }
+    if config
+        .kcp
+        .private_key_password
+        .as_ref()
+        .is_some_and(|p| p.expose_secret() == test.passphrase)
+    {
+        config.kcp.private_key_password = Some(SecretString::from(live.passphrase.clone()));
     }
 }
 
@@ -803,6 +853,19 @@ pub fn failed_webhook_row(
 pub fn kcp_test_credentials() -> (String, String, String) {
     let creds = credentials();
     (
+        creds.cert_pem.clone(),
+        creds.key_path.clone(),
+        creds.passphrase.clone(),
+    )
+}
+
+/// A live site's code ([`LIVE_SITE_CD`]), its certificate (PEM), the path of its encrypted key and
+/// the key's passphrase, for a live `openport` process configured through `KCP_*`: a live start
+/// refuses KCP's public test sites as `KCP_SITE_CD`.
+pub fn kcp_live_credentials() -> (String, String, String, String) {
+    let creds = live_credentials();
+    (
+        LIVE_SITE_CD.to_string(),
         creds.cert_pem.clone(),
         creds.key_path.clone(),
         creds.passphrase.clone(),

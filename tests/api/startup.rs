@@ -14,8 +14,9 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
 
 use crate::helpers::{
-    captured_logs, fresh_database, future_expiry, kcp_test_credentials, openport_in_test_mode,
-    post_to, spawn_app, spawn_app_with, test_cards, ServeProcess, TestApp, SETTLE_SECS,
+    captured_logs, fresh_database, future_expiry, kcp_live_credentials, kcp_test_credentials,
+    openport_in_test_mode, post_to, spawn_app, spawn_app_with, test_cards, ServeProcess, TestApp,
+    SETTLE_SECS,
 };
 
 fn b64_key(byte: u8) -> String {
@@ -571,14 +572,14 @@ async fn logs_written_to_anything_but_a_terminal_hold_no_colour_codes() {
 /// An `openport` process configured as a single live merchant's setup (`KCP_*`) on a fresh
 /// SQLite database in `dir`, which is also its working directory.
 fn openport_command(dir: &std::path::Path, args: &[&str]) -> Command {
-    let (cert, key_path, passphrase) = kcp_test_credentials();
+    let (site_cd, cert, key_path, passphrase) = kcp_live_credentials();
     let database_url = format!("sqlite://{}?mode=rwc", dir.join("openport.db").display());
     let mut command = openport_in_test_mode(dir, &database_url, args);
     command
         .env("OPENPORT_TEST_MODE", "false")
         .env("OPENPORT_MASTER_KEY", b64_key(5))
         .env("OPENPORT_PUBLIC_URL", "https://pay.example.com")
-        .env("KCP_SITE_CD", "T0000")
+        .env("KCP_SITE_CD", site_cd)
         .env("KCP_CERT_INFO", cert)
         .env("KCP_PRIVATE_KEY_PATH", key_path)
         .env("KCP_PRIVATE_KEY_PASSWORD", passphrase);
