@@ -7,7 +7,8 @@
 //! `sign_txtype` 0001 and `group_id`, as KCP's PayPlus module sends them) and no amount. The
 //! answer has §2.5's shape plus `card_mask_no`.
 //!
-//! The sandbox keeps a key's SHA-256 digest, never the key: a charge finds its key by digest.
+//! The sandbox keeps a key's HMAC-SHA256 under a random pepper ([`Pepper`]), never the key: a
+//! charge finds its key by that digest.
 
 use std::collections::BTreeMap;
 
@@ -18,6 +19,7 @@ use sha2::{Digest, Sha256};
 use crate::clock::kcp_time;
 use crate::codes;
 use crate::hub;
+use crate::pepper::Pepper;
 use crate::test_cards::{self, Issuer, IssuerDecision};
 use crate::wire::{self, Fields, Refusal, Reply};
 use crate::Shared;
@@ -67,11 +69,20 @@ pub struct BatchKey {
     pub deleted_at: Option<String>,
 }
 
-fn full_digest(batch_key: &str) -> String {
+/// The plain SHA-256 (hex) a sandbox before the pepper found a key by (state file version 1).
+fn plain_digest(batch_key: &str) -> String {
     hex::encode(Sha256::digest(batch_key.as_bytes()))
 }
 
-/// A key the sandbox issued, keyed by its full digest.
+/// How the book finds a key: by its HMAC under the book's pepper, or, for a key kept by a sandbox
+/// before the pepper, by its plain SHA-256 until the key is next presented (then it is re-keyed).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+enum Lookup {
+    Keyed(String),
+    Plain(String),
+}
+
+/// A key the sandbox issued, keyed by its digest.
 struct StoredKey {
     shown: BatchKey,
     /// Decides the key's charges (billing refusals, limits).
@@ -83,8 +94,13 @@ struct StoredKey {
 /// find the issuer again among the test cards' when the file is read.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct KeptKey {
-    /// The full SHA-256 of the key (hex): how a charge finds it.
-    key_sha256: String,
+    /// HMAC-SHA256 of the key under the pepper beside the state file (hex): how a charge finds it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    key_hmac: Option<String>,
+    /// The plain SHA-256 of the key (hex), as a state file of version 1 keeps every key: searchable
+    /// offline, so replaced by `key_hmac` as soon as the key is presented again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    key_sha256: Option<String>,
     key: BatchKey,
     decision: IssuerDecision,
     billing: bool,
@@ -93,18 +109,36 @@ pub(crate) struct KeptKey {
 /// Every batch key issued, in issuance order.
 #[derive(Default)]
 pub(crate) struct BatchKeyBook {
-    by_digest: BTreeMap<String, StoredKey>,
-    order: Vec<String>,
+    /// What a key's digest is keyed with: random in memory, the key file's with a state file.
+    pepper: Pepper,
+    by_digest: BTreeMap<Lookup, StoredKey>,
+    order: Vec<Lookup>,
 }
 
 impl BatchKeyBook {
+    /// An empty book whose keys are found by their HMAC under `pepper`.
+    pub fn new(pepper: Pepper) -> Self {
+        Self {
+            pepper,
+            by_digest: BTreeMap::new(),
+            order: Vec::new(),
+        }
+    }
+
     /// Every key as the state file keeps it, in issuance order.
     pub fn kept(&self) -> Vec<KeptKey> {
         self.order
             .iter()
             .filter_map(|digest| self.by_digest.get_key_value(digest))
             .map(|(digest, stored)| KeptKey {
-                key_sha256: digest.clone(),
+                key_hmac: match digest {
+                    Lookup::Keyed(hmac) => Some(hmac.clone()),
+                    Lookup::Plain(_) => None,
+                },
+                key_sha256: match digest {
+                    Lookup::Plain(sha256) => Some(sha256.clone()),
+                    Lookup::Keyed(_) => None,
+                },
                 key: stored.shown.clone(),
                 decision: stored.issuer.decision,
                 billing: stored.issuer.billing,
@@ -112,11 +146,19 @@ impl BatchKeyBook {
             .collect()
     }
 
-    /// The book of a state file's keys. Refused: a digest that is not one, or twice; an issuer
-    /// this sandbox does not have (a file of another version of the test cards).
-    pub fn restore(kept: Vec<KeptKey>) -> Result<Self, String> {
-        let mut book = Self::default();
+    /// Whether some key in `kept` is found by its HMAC, so only the pepper it was made with finds it.
+    pub fn needs_pepper(kept: &[KeptKey]) -> bool {
+        kept.iter().any(|kept| kept.key_hmac.is_some())
+    }
+
+    /// The book of a state file's keys, found by their HMAC under `pepper` (or, kept by an older
+    /// sandbox, by their plain SHA-256). Refused: a key with no digest, or two, or one that is not a
+    /// digest, or the same twice; an issuer this sandbox does not have (a file of another version
+    /// of the test cards).
+    pub fn restore(kept: Vec<KeptKey>, pepper: Pepper) -> Result<Self, String> {
+        let mut book = Self::new(pepper);
         for KeptKey {
+            key_hmac,
             key_sha256,
             key,
             decision,
@@ -124,14 +166,20 @@ impl BatchKeyBook {
         } in kept
         {
             let prefix = &key.id;
-            let well_formed =
-                key_sha256.len() == 64 && key_sha256.bytes().all(|b| b.is_ascii_hexdigit());
+            let (digest, lookup) = match (key_hmac, key_sha256) {
+                (Some(hmac), None) => (hmac.clone(), Lookup::Keyed(hmac)),
+                (None, Some(sha256)) => (sha256.clone(), Lookup::Plain(sha256)),
+                _ => {
+                    return Err(format!(
+                        "batch key {prefix}: not one of key_hmac and key_sha256"
+                    ))
+                }
+            };
+            let well_formed = digest.len() == 64 && digest.bytes().all(|b| b.is_ascii_hexdigit());
             if !well_formed {
-                return Err(format!(
-                    "batch key {prefix}: key_sha256 is not the key's SHA-256"
-                ));
+                return Err(format!("batch key {prefix}: its digest is not a SHA-256"));
             }
-            if book.by_digest.contains_key(&key_sha256) {
+            if book.by_digest.contains_key(&lookup) {
                 return Err(format!("batch key {prefix} appears twice"));
             }
             let issuer = test_cards::issuers()
@@ -149,17 +197,28 @@ impl BatchKeyBook {
                         key.card_cd
                     )
                 })?;
-            book.order.push(key_sha256.clone());
+            book.order.push(lookup.clone());
             book.by_digest
-                .insert(key_sha256, StoredKey { shown: key, issuer });
+                .insert(lookup, StoredKey { shown: key, issuer });
         }
         Ok(book)
     }
 
+    /// Where `batch_key` is in the book, if it is: by its HMAC, or by the plain SHA-256 an older
+    /// sandbox kept it by.
+    fn locate(&self, batch_key: &str) -> Option<Lookup> {
+        [
+            Lookup::Keyed(self.pepper.digest(batch_key)),
+            Lookup::Plain(plain_digest(batch_key)),
+        ]
+        .into_iter()
+        .find(|lookup| self.by_digest.contains_key(lookup))
+    }
+
     /// The key `batch_key`, found by its digest, as the sandbox shows it.
     pub fn shown(&self, batch_key: &str) -> Option<BatchKey> {
-        self.by_digest
-            .get(&full_digest(batch_key))
+        self.locate(batch_key)
+            .and_then(|lookup| self.by_digest.get(&lookup))
             .map(|stored| stored.shown.clone())
     }
 
@@ -178,9 +237,18 @@ impl BatchKeyBook {
         group_id: &str,
         batch_key: &str,
     ) -> Result<&mut StoredKey, Refusal> {
+        let keyed = Lookup::Keyed(self.pepper.digest(batch_key));
+        if let Some(plain @ Lookup::Plain(_)) = self.locate(batch_key) {
+            // Kept by an older sandbox: its presenter knows the key, so it is re-keyed now.
+            let stored = self.by_digest.remove(&plain).expect("located");
+            self.by_digest.insert(keyed.clone(), stored);
+            for slot in self.order.iter_mut().filter(|slot| **slot == plain) {
+                *slot = keyed.clone();
+            }
+        }
         let stored = self
             .by_digest
-            .get_mut(&full_digest(batch_key))
+            .get_mut(&keyed)
             .filter(|stored| stored.shown.site_cd == site_cd && stored.shown.group_id == group_id)
             .ok_or_else(|| {
                 Refusal::new(codes::BATCH_KEY_NOT_FOUND, "유효하지 않은 배치키입니다.")
@@ -203,7 +271,7 @@ impl BatchKeyBook {
                 &app_time[2..8],
                 rng.gen_range(0..10_000_000_000_u64)
             );
-            if !self.by_digest.contains_key(&full_digest(&key)) {
+            if self.locate(&key).is_none() {
                 return key;
             }
         }
@@ -374,7 +442,7 @@ fn store_key(
     let issued_at = kcp_time(shared.now());
     let mut book = shared.batch_keys();
     let batch_key = book.new_key(&issued_at);
-    let digest = full_digest(&batch_key);
+    let digest = Lookup::Keyed(book.pepper.digest(&batch_key));
     let shown = BatchKey {
         id: hex::encode(rand::random::<[u8; 8]>()),
         site_cd: site_cd.to_owned(),

@@ -34,6 +34,7 @@ pub mod keyfile;
 pub mod ledger;
 pub mod notify;
 pub mod pc_window;
+mod pepper;
 mod point;
 mod router;
 mod server;
@@ -253,15 +254,14 @@ impl Sandbox {
     /// [`SandboxConfig::state_file`], its books are read from that file, or, when there is no
     /// file yet, the empty books are written to it at once (so that a path that cannot be
     /// written fails here, not after the first payment). A file that cannot be read, or that is
-    /// not a state file of [`STATE_FORMAT_VERSION`], is an error naming it.
+    /// not a state file of [`STATE_FORMAT_VERSION`] or version 1, or whose batch keys need a key
+    /// file that is missing (`<stem>.key` beside it, made with it), is an error naming it.
     pub fn new(config: SandboxConfig) -> anyhow::Result<Self> {
         let ca = ca::CertificateAuthority::load()?;
-        let restored = match &config.state_file {
+        let (books, loaded) = match &config.state_file {
             Some(path) => state::load(path)?,
-            None => None,
+            None => (state::Restored::default(), false),
         };
-        let loaded = restored.is_some();
-        let books = restored.unwrap_or_default();
         let state_file = config.state_file.clone().map(state::StateFile::new);
         let refuse_duplicate_orders = config.refuse_duplicate_orders;
         let stra_keeps_original = config.stra_keeps_original;

@@ -6,7 +6,8 @@
 //!
 //! Not kept: fault rules, registered window trades and window results (windows in progress), the
 //! CA's certificates (the CA itself is committed). Card data stays as the books hold it: masked
-//! numbers only, and a batch key's SHA-256, never the key.
+//! numbers only, and a batch key's HMAC under the pepper kept beside the file
+//! ([`crate::pepper`]), never the key.
 //!
 //! Writing: every guard of a kept book marks the state changed when the book is borrowed mutably
 //! ([`Tracked`]), so no path that changes a book can forget to. A background thread writes a
@@ -30,15 +31,20 @@ use sha2::{Digest, Sha256};
 use crate::batch::{self, BatchKeyBook};
 use crate::ledger::{Ledger, LedgerEntry};
 use crate::notify::{self, NotifyBook};
+use crate::pepper::Pepper;
 use crate::point::{PointAccount, PointBook};
 use crate::window::{self, WindowBook};
 use crate::Shared;
 
 /// What the file's `format` field says: a file of something else is refused, not overwritten.
 const FORMAT: &str = "openport-kcp-sandbox-state";
-/// The version of the file's layout this sandbox reads and writes. A file of another version is
-/// refused: reading it as this one could drop approvals without a word.
-pub const FORMAT_VERSION: u32 = 1;
+/// The version of the file's layout this sandbox writes. Version 2 keeps batch keys by their HMAC
+/// (`key_hmac`); version 1, which it also reads, kept them by their plain SHA-256 (`key_sha256`),
+/// re-keyed as each key is presented again. A file of any other version is refused: reading it as
+/// this one could drop approvals without a word.
+pub const FORMAT_VERSION: u32 = 2;
+/// The oldest version this sandbox reads.
+const OLDEST_VERSION: u32 = 1;
 /// The least time between two writes: a burst of payments is one write, not one per payment.
 const DEBOUNCE: Duration = Duration::from_millis(100);
 /// The pause after a failed write (full disk, directory gone) before the next try.
@@ -59,7 +65,8 @@ struct Books {
     version: u32,
     /// Approvals in approval order, with their cancels.
     ledger: Vec<LedgerEntry>,
-    /// Batch keys in issuance order: SHA-256 and masked card, never the key.
+    /// Batch keys in issuance order: HMAC (or, from version 1, SHA-256) and masked card, never
+    /// the key.
     batch_keys: Vec<batch::KeptKey>,
     /// Benepia balances (no passwords).
     points: Vec<PointAccount>,
@@ -79,13 +86,21 @@ pub(crate) struct Restored {
     pub notify: NotifyBook,
 }
 
-/// Reads the state file at `path`; `None` when there is none yet. Anything else that is not a
-/// state file of this version is an error naming the file: starting empty instead would forget
-/// what the gateway's database remembers.
-pub(crate) fn load(path: &Path) -> anyhow::Result<Option<Restored>> {
+/// Reads the state file at `path` and its pepper ([`Pepper::for_state_file`]); whether there was
+/// a state file. None yet: empty books, whose keys are found with the pepper beside it (made now if
+/// there is none). Anything else that is not a state file of a version this sandbox reads is an
+/// error naming the file: starting empty instead would forget what the gateway's database
+/// remembers.
+pub(crate) fn load(path: &Path) -> anyhow::Result<(Restored, bool)> {
     let bytes = match fs::read(path) {
         Ok(bytes) => bytes,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            let restored = Restored {
+                batch_keys: BatchKeyBook::new(Pepper::for_state_file(path, false)?),
+                ..Restored::default()
+            };
+            return Ok((restored, false));
+        }
         Err(e) => {
             return Err(e).with_context(|| {
                 format!("cannot read the KCP sandbox state file {}", path.display())
@@ -107,20 +122,22 @@ pub(crate) fn load(path: &Path) -> anyhow::Result<Option<Restored>> {
             header.format
         )));
     }
-    if header.version != FORMAT_VERSION {
+    if !(OLDEST_VERSION..=FORMAT_VERSION).contains(&header.version) {
         return Err(refused(format!(
-            "format version {} (this sandbox reads version {FORMAT_VERSION})",
+            "format version {} (this sandbox reads versions {OLDEST_VERSION} to {FORMAT_VERSION})",
             header.version
         )));
     }
     let books: Books = serde_json::from_slice(&bytes).map_err(|e| refused(e.to_string()))?;
-    Ok(Some(Restored {
+    let pepper = Pepper::for_state_file(path, BatchKeyBook::needs_pepper(&books.batch_keys))?;
+    let restored = Restored {
         ledger: Ledger::restore(books.ledger).map_err(refused)?,
-        batch_keys: BatchKeyBook::restore(books.batch_keys).map_err(refused)?,
+        batch_keys: BatchKeyBook::restore(books.batch_keys, pepper).map_err(refused)?,
         points: PointBook::restore(&books.points).map_err(refused)?,
         windows: WindowBook::restore(books.windows),
         notify: NotifyBook::restore(books.notifications),
-    }))
+    };
+    Ok((restored, true))
 }
 
 /// Where a sandbox writes its state, and what it wrote last.
@@ -302,9 +319,9 @@ pub(crate) fn spawn_writer(shared: &Arc<Shared>) -> io::Result<()> {
 }
 
 /// Replaces `path` with `bytes`: a temporary file in the same directory (readable by its owner
-/// only: it holds batch-key digests), fsynced, renamed over `path`, then the directory fsynced so
-/// that the rename itself survives a crash.
-fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
+/// only: it holds batch-key digests, or their pepper), fsynced, renamed over `path`, then the
+/// directory fsynced so that the rename itself survives a crash.
+pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
     let dir = match path.parent() {
         Some(dir) if !dir.as_os_str().is_empty() => dir,
         _ => Path::new("."),

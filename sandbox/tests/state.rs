@@ -151,6 +151,114 @@ async fn the_state_file_holds_masked_cards_and_key_digests_never_a_card_key_or_p
     }
 }
 
+/// The plain SHA-256 of a batch key, as a state file of version 1 kept it.
+fn sha256(batch_key: &str) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(Sha256::digest(batch_key.as_bytes()))
+}
+
+/// A key is `yyMMdd` and 10 random digits: a plain digest of it in the file could be reversed by
+/// trying them all. The file keeps a digest keyed with a pepper that lives in another file.
+#[tokio::test]
+async fn the_state_file_alone_holds_no_key_digest_that_trying_every_key_could_reverse() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("kcp-sandbox.json");
+    let key_file = dir.path().join("kcp-sandbox.key");
+    let h = spawn_keeping(&path).await;
+    let (_, key, deleted, _, _) = busy_day(&h).await;
+    h.sandbox.persist_now().unwrap();
+    drop(h);
+
+    let text = std::fs::read_to_string(&path).unwrap();
+
+    for batch_key in [&key, &deleted] {
+        assert!(
+            !text.contains(&sha256(batch_key)),
+            "the key's plain SHA-256 is in the file"
+        );
+    }
+    assert!(!text.contains("key_sha256"), "{text}");
+    let pepper = std::fs::read_to_string(&key_file).expect("the pepper is beside the state file");
+    assert!(
+        !text.contains(pepper.trim()),
+        "the pepper is not in the state file"
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&key_file).unwrap().permissions().mode();
+        assert_eq!(mode & 0o077, 0, "readable by its owner only: {mode:o}");
+    }
+    std::fs::rename(&key_file, dir.path().join("elsewhere.key")).unwrap();
+    let refused = Sandbox::new(SandboxConfig {
+        state_file: Some(path.clone()),
+        ..SandboxConfig::default()
+    })
+    .err()
+    .map(|e| format!("{e:#}"))
+    .expect("without its pepper no key in the file could be found");
+    assert!(
+        refused.contains(&key_file.display().to_string()),
+        "{refused}"
+    );
+}
+
+/// A state file written before the pepper (version 1: plain SHA-256 per key, no key file) loads,
+/// its keys charge and stay deleted, and each key presented again is kept by its HMAC from then on.
+#[tokio::test]
+async fn a_version_1_state_file_still_loads_and_its_keys_are_rekeyed_when_next_presented() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("kcp-sandbox.json");
+    let key_file = dir.path().join("kcp-sandbox.key");
+    let before = spawn_keeping(&path).await;
+    let (_, key, deleted, _, _) = busy_day(&before).await;
+    let third = before.batch_key(SHINHAN_CREDIT).await;
+    before.sandbox.persist_now().unwrap();
+    let keys = before.sandbox.batch_keys();
+    drop(before);
+    // The same books as version 1 wrote them.
+    let mut state: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    state["version"] = json!(1);
+    let kept = state["batch_keys"].as_array_mut().unwrap();
+    for (kept, batch_key) in kept.iter_mut().zip([&key, &deleted, &third]) {
+        let kept = kept.as_object_mut().unwrap();
+        assert!(kept.remove("key_hmac").is_some(), "{kept:?}");
+        kept.insert("key_sha256".into(), json!(sha256(batch_key)));
+    }
+    std::fs::write(&path, state.to_string()).unwrap();
+    std::fs::remove_file(&key_file).unwrap();
+
+    let after = spawn_keeping(&path).await;
+
+    assert_eq!(after.sandbox.batch_keys(), keys);
+    assert!(
+        after.sandbox.batch_key(&third).is_some(),
+        "found by its old digest"
+    );
+    let charged = after.pay(&batch_pay(SITE, &key, "B2", "5000")).await;
+    assert_eq!(charged["res_cd"], "0000", "{charged}");
+    let refused = after.pay(&batch_pay(SITE, &deleted, "B3", "5000")).await;
+    assert_eq!(refused["res_cd"], codes::BATCH_KEY_DELETED, "{refused}");
+    after.sandbox.persist_now().unwrap();
+    drop(after);
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(!text.contains(&sha256(&key)), "re-keyed once presented");
+    assert!(!text.contains(&sha256(&deleted)), "re-keyed once presented");
+    assert!(
+        text.contains(&sha256(&third)),
+        "not presented: kept as it was"
+    );
+    let state: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(state["version"], STATE_FORMAT_VERSION);
+
+    let again = spawn_keeping(&path).await;
+    let charged = again.pay(&batch_pay(SITE, &key, "B4", "5000")).await;
+    assert_eq!(charged["res_cd"], "0000", "{charged}");
+    let charged = again.pay(&batch_pay(SITE, &third, "B5", "5000")).await;
+    assert_eq!(charged["res_cd"], "0000", "{charged}");
+    assert_eq!(again.sandbox.batch_keys(), keys);
+}
+
 #[tokio::test]
 async fn changes_reach_the_file_by_themselves_within_moments() {
     let dir = tempfile::tempdir().unwrap();

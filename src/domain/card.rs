@@ -1,5 +1,13 @@
 //! Card data parsed at the edge (parse, don't validate): a value of these types is well-formed,
 //! so the service never sees an unchecked string. None of them prints its digits in `Debug`.
+//!
+//! In memory, only the KCP request's copy is wiped: `pg::kcp::wire::Sensitive` zeroizes its
+//! digits on drop. These types do not, and neither do the copies made before them (the request
+//! body, the `serde_json::Value` the extractor checks it through, the request structs' strings)
+//! nor the JSON body reqwest sends to KCP; wiping every copy is not realistic with axum and serde.
+//! A card number may so linger in freed heap, readable in a core dump, in swap or through a
+//! memory-disclosure bug: the guarantee is that card data is never logged, stored unmasked or
+//! echoed, not that the process keeps no trace of it (docs/sandbox.md §7).
 use chrono::{Datelike, NaiveDate};
 
 /// Why card data was refused before anything was sent to KCP. Messages never echo the data.

@@ -283,7 +283,7 @@ impl Gateway {
             }
             Err(e) => {
                 if matches!(e, PgError::NotSent(_) | PgError::Config(_)) {
-                    tracing::warn!(customer_uid = %cmd.customer_uid, "batch key issuance not sent: {e}");
+                    tracing::warn!(merchant_id = m.id, ordr_idxx = %req.order_no, "batch key issuance not sent: {e}");
                     self.end_issuance(issuance, IssuanceEnd::NotSent, &e.to_string())
                         .await;
                 } else {
@@ -489,7 +489,7 @@ impl Gateway {
                     else {
                         return Err(ServiceError::Internal("unstored batch key: no key".into()));
                     };
-                    self.delete_sealed_at_kcp(connector.as_ref(), sealed, group_id, &customer_uid)
+                    self.delete_sealed_at_kcp(connector.as_ref(), sealed, group_id, m.id, None)
                         .await
                 }
                 .await;

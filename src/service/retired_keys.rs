@@ -56,19 +56,22 @@ impl Gateway {
             connector,
             &key.batch_key_sealed,
             &key.group_id,
-            &key.customer_uid,
+            key.merchant_id,
+            Some(key.id),
         )
         .await
     }
 
     /// [`Self::delete_at_kcp`] for a key known by its sealed form and group alone (one that was
-    /// never stored).
+    /// never stored has no `key_id`). Logs name the key by `merchant_id` and `key_id`, never the
+    /// customer_uid: merchants choose it, often an email or a phone number (design.md §4).
     pub(crate) async fn delete_sealed_at_kcp(
         &self,
         connector: &dyn Pg,
         batch_key_sealed: &str,
         group_id: &str,
-        customer_uid: &str,
+        merchant_id: i64,
+        key_id: Option<i64>,
     ) -> ServiceResult<KcpDeletion> {
         let batch_key = SecretString::from(
             self.secrets
@@ -85,7 +88,7 @@ impl Gateway {
                     reason: DeclineReason::BatchKeyDeleted,
                     ..
                 }) => {
-                    tracing::info!(customer_uid, "batch key was already deleted at KCP");
+                    tracing::info!(merchant_id, key_id, "batch key was already deleted at KCP");
                     KcpDeletion::Deleted
                 }
                 // KCP issued this key in this group, to this site: "no such key" there means it
@@ -100,7 +103,8 @@ impl Gateway {
                     ..
                 }) => {
                     tracing::warn!(
-                        customer_uid,
+                        merchant_id,
+                        key_id,
                         "KCP holds no such batch key (8302); recorded as deleted at KCP"
                     );
                     KcpDeletion::Deleted
@@ -205,7 +209,8 @@ impl Gateway {
             billing::defer_key_deletion(&self.db.write, id, key.pg_delete_lease_until, next)
                 .await?;
             tracing::info!(
-                customer_uid,
+                key_id = id,
+                merchant_id = key.merchant_id,
                 "replaced billing key: deletion at KCP waits for a charge in flight"
             );
             return Ok(());
@@ -248,7 +253,8 @@ impl Gateway {
         } else {
             let next = now + retry_backoff(tries);
             tracing::warn!(
-                customer_uid,
+                key_id = id,
+                merchant_id = key.merchant_id,
                 tries,
                 retry_at = next,
                 "could not delete a retired billing key at KCP, will retry: {why}"

@@ -904,6 +904,59 @@ async fn a_replaced_key_whose_delete_answer_was_lost_is_recorded_deleted_when_kc
     assert_eq!(old.batch_key_sealed, "");
 }
 
+/// A customer_uid is the merchant's choice, often an email address or a phone number: personal
+/// data, which logs never carry (design.md §4). An issuance that could not be sent is logged by
+/// its merchant and order number, a retired key KCP already deleted by its merchant and key id.
+#[tokio::test]
+async fn an_issuance_never_sent_and_a_retired_key_already_deleted_at_kcp_log_no_customer_uid() {
+    use kcp_sandbox::{paths, Fault, FaultRule};
+    let app = spawn_app().await;
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let nowhere = format!("http://{}", closed.local_addr().unwrap());
+    drop(closed);
+    let cut_off = app
+        .another_instance(move |c| c.kcp.api_base = Some(nowhere))
+        .await;
+    let token = cut_off.token().await;
+    let not_sent = register(
+        &cut_off,
+        &token,
+        "buyer.not-sent@example.com",
+        test_cards::SHINHAN_CREDIT,
+    )
+    .await;
+    assert_eq!(not_sent["code"], 1, "{not_sent}");
+
+    let token = app.token().await;
+    let uid = "buyer.replaced@example.com";
+    register(&app, &token, uid, test_cards::SHINHAN_CREDIT).await;
+    app.sandbox.inject(
+        FaultRule::new(paths::HUB_PAYMENT, Fault::LoseResponse)
+            .when("tx_type", "10005010")
+            .times(1),
+    );
+    register(&app, &token, uid, test_cards::SAMSUNG_CHECK).await;
+    app.advance(openport::service::retired_keys::retry_backoff(1) + 1);
+    app.app.gateway.retry_key_deletions(10).await.unwrap();
+    let old = &key_rows(&app, uid).await[0];
+    assert!(old.pg_deleted_at.is_some(), "{old:?}");
+
+    let logs = crate::helpers::captured_logs();
+    let logged = |message: &str| logs.lines().any(|l| l.contains(message));
+    assert!(
+        logged("batch key issuance not sent"),
+        "the refusal is logged"
+    );
+    assert!(
+        logged("batch key was already deleted at KCP"),
+        "the deletion is logged"
+    );
+    for uid in ["buyer.not-sent@example.com", uid] {
+        let lines: Vec<&str> = logs.lines().filter(|l| l.contains(uid)).collect();
+        assert!(lines.is_empty(), "{uid} logged: {lines:#?}");
+    }
+}
+
 /// A delete KCP keeps failing is tried [`KEY_DELETE_TRIES`] times in all, then given up with an
 /// ERROR naming the customer_uid for an operator; no more calls are made.
 #[tokio::test]
