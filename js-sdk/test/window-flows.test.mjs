@@ -1,12 +1,12 @@
 // The rest of IMP.request_pay's flows in a real browser against a running openport
 // (OPENPORT_URL, test mode, sandbox KCP): points, gift certificates, easy-pay, the billing-key
-// window, a virtual account through deposit and webhooks, escrow, confirm_url, and an amount the
-// buyer's browser edits.
+// window, a virtual account through deposit and webhooks, escrow, confirm_url, KCP's PC script
+// failing to load, and an amount the buyer's browser edits.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import {
   OPENPORT_URL, launch, startMerchant, completeWindow, getPayment, getCustomer, payAgain, rest,
-  token, uid, sandboxOrigin, sandbox, MOBILE_UA,
+  token, uid, sandboxOrigin, sandbox, MOBILE_UA, callbacks, exactlyOnce,
 } from './lib/harness.mjs';
 import { params, merchantPages } from './lib/pages.mjs';
 
@@ -159,6 +159,30 @@ test('a confirm_url that refuses stops the payment before approval, with its rea
   assert.equal(rsp.error_msg, '고객사 요청에 의해 결제를 중단합니다. (상세사유 : 재고 없음)');
   const { json } = await getPayment(rsp.imp_uid);
   assert.equal(json.response.status, 'failed');
+});
+
+test('KCP\'s PC script failing to load ends the window at once as KCP\'s failure, never as the buyer\'s cancel', { timeout: 60_000 }, async () => {
+  // KCP down, or a network or an ad-blocker dropping its script: the hand-off page ends the window
+  // as a refusal in KCP's window does, so the callback runs without the buyer pressing ×, which
+  // would record the outage as the buyer's cancel (3001).
+  const { openPage } = merchantPages(browser, merchant);
+  const { page, context, errors } = await openPage();
+  try {
+    await context.route('**/plugin/kcp_spay_hub.js', (route) => route.abort('connectionrefused'));
+    await page.evaluate((x) => window.pay(x), params({ amount: 2000 }));
+    const [rsp] = await callbacks(page, 1, 15_000);
+    assert.equal(await exactlyOnce(page), 1, 'the callback ran more than once');
+    assert.equal(await page.locator('#openport-overlay').count(), 0, 'the overlay is still there');
+    assert.equal(rsp.success, false, JSON.stringify(rsp));
+    assert.equal(rsp.error_code, 'W001', JSON.stringify(rsp));
+    assert.equal(rsp.error_msg, '[W001] KCP 결제창을 불러오지 못했습니다.');
+    const { json } = await getPayment(rsp.imp_uid);
+    assert.equal(json.response.status, 'failed');
+    assert.equal(json.response.fail_reason, '[W001] KCP 결제창을 불러오지 못했습니다.');
+    assert.deepEqual(errors, []);
+  } finally {
+    await context.close();
+  }
 });
 
 test('an amount the buyer edits on the way to the window is caught and nothing is charged', { timeout: 90_000 }, async () => {

@@ -441,11 +441,21 @@ fn parse(
     let escrow = flag(p, "escrow")?;
     let digital = flag(p, "digital")?;
     // Only a virtual account has a deadline: public integrations pass the `'YYYYMMDD'`
-    // placeholder with every pay method, and a card payment must not be refused for it.
+    // placeholder with every pay method, and a card payment must not be refused for it. On a
+    // virtual account a value in none of the forms (that placeholder, say) is taken as absent,
+    // KCP's default deadline, with a warning: a refusal would keep the shop's vbank option from
+    // ever opening a window, where iamport's page pays. A deadline that reads is still checked.
     let vbank_due = match text(p, "vbank_due") {
-        Some(d) if pay_method == "vbank" => Some(vbank_due(&d).ok_or(
-            "vbank_due는 YYYYMMDD, YYYY-MM-DD, YYYYMMDDHHmm(ss) 또는 YYYY-MM-DD HH:mm:ss 형식이어야 합니다.",
-        )?),
+        Some(d) if pay_method == "vbank" => {
+            let due = vbank_due(&d);
+            if due.is_none() {
+                tracing::warn!(
+                    %merchant_uid,
+                    "vbank_due is in no form openport reads; KCP's default deposit deadline applies"
+                );
+            }
+            due
+        }
         _ => None,
     };
     // Card options (`display.card_quota`, `card`, `appCard`) mean something to a card window
@@ -468,7 +478,7 @@ fn parse(
                 .into(),
         );
     }
-    korean_window(p)?;
+    korean_window(p, &merchant_uid);
     let shop_name = match text(p, "company") {
         Some(company) => Some(
             crate::domain::text::for_kcp("company", &company, SHOP_NAME_MAX_BYTES)
@@ -503,9 +513,13 @@ fn parse(
         shop_name,
         shop_user_id: p.get("bypass").and_then(|b| text(b, "shop_user_id")),
         confirm_url: text(p, "confirm_url"),
-        redirect_url: text(p, "m_redirect_url")
-            .map(|url| resolve_redirect(&url, page_url))
-            .transpose()?,
+        // Mobile only: the PC answer is the overlay's callback and never redirects, and iamport
+        // ignores it on PC (seed 001 §2.1), so an app-scheme URL, or a relative one from a page
+        // that is not http(s) (an app shell, `file://`), must not refuse a PC payment.
+        redirect_url: match text(p, "m_redirect_url") {
+            Some(url) if mobile => Some(resolve_redirect(&url, page_url)?),
+            _ => None,
+        },
         mobile,
         page_origin: origin_of(page_url),
         page_url: without_result(page_url),
@@ -650,18 +664,22 @@ fn card_detail(p: &Value) -> Result<Vec<&'static str>, String> {
     Ok(used)
 }
 
-/// `language`: KCP's window fields in spec/kcp.md have no language, so only Korean (`ko`, or
-/// none) is taken; `en` (PortOne's KCP guide: "en 설정시 영문으로 출력") is refused rather than
-/// shown in Korean to a buyer the merchant meant to address in English.
-fn korean_window(p: &Value) -> Result<(), String> {
-    match p.get("language") {
-        None | Some(Value::Null) => Ok(()),
-        Some(Value::String(l)) if l.trim().is_empty() || l.trim().eq_ignore_ascii_case("ko") => {
-            Ok(())
-        }
-        Some(_) => {
-            Err("language는 'ko'만 지원합니다: openport는 KCP 결제창을 한국어로만 엽니다.".into())
-        }
+/// `language`: KCP's window fields in spec/kcp.md have no language, so KCP's window is Korean
+/// whatever is asked. Anything but Korean (`ko`, blank, or none), such as `en` (PortOne's KCP
+/// guide: "en 설정시 영문으로 출력"), opens the Korean window with a warning rather than being
+/// refused: a refusal would leave an English storefront written for iamport with no payment at
+/// all. Called once per checkout request, so it warns once per checkout.
+fn korean_window(p: &Value, merchant_uid: &str) {
+    let korean = match p.get("language") {
+        None | Some(Value::Null) => true,
+        Some(Value::String(l)) => l.trim().is_empty() || l.trim().eq_ignore_ascii_case("ko"),
+        Some(_) => false,
+    };
+    if !korean {
+        tracing::warn!(
+            %merchant_uid,
+            "language other than 'ko' asked; KCP's window has no other language, opened in Korean"
+        );
     }
 }
 
@@ -907,6 +925,14 @@ fn mobile_hand_off_page(pay_url: &str, inputs: &str) -> String {
 /// `Ret_URL` (`ret_url`) whatever the answer: a refusal or the buyer's close (`res_cd` 3001)
 /// ends the payment there, as a mobile window's answer does. KCP's `GetField` copies an answer
 /// handed over as another form or as JSON.
+///
+/// When KCP's script does not load (KCP down, a network or an ad-blocker dropping it: its
+/// `onerror`, or no `KCP_Pay_Execute_Web` once it ran), the page ends the window itself as a
+/// refusal in KCP's window ends it ([`KCP_UNREACHABLE_CODE`]), so the payment fails with that
+/// reason and the merchant page's callback runs at once. Left to the overlay's ×, the only way
+/// out, an outage was recorded as the buyer's cancel (`3001`), which pages take for a buyer who
+/// changed their mind. Nothing was sent to KCP: a window is approved only from a result KCP
+/// answered.
 fn pc_window_page(script_url: &str, ret_url: &str, inputs: &str) -> String {
     format!(
         "<!doctype html><html><head><meta charset=\"utf-8\"><title>결제창</title>\
@@ -914,17 +940,34 @@ fn pc_window_page(script_url: &str, ret_url: &str, inputs: &str) -> String {
          var form=document.getElementById('order_info');\
          if(FormOrJson&&FormOrJson!==form&&typeof GetField==='function'){{GetField(form,FormOrJson);}}\
          if(form.res_cd.value!=='0000'&&typeof closeEvent==='function'){{try{{closeEvent();}}catch(e){{}}}}\
-         form.submit();}}</script>\
-         <script src=\"{script}\"></script></head>\
+         form.submit();}}\
+         function m_KcpUnavailable(){{\
+         var form=document.getElementById('order_info');\
+         if(!form){{document.addEventListener('DOMContentLoaded',m_KcpUnavailable);return;}}\
+         if(m_KcpUnavailable.done){{return;}}m_KcpUnavailable.done=true;\
+         document.getElementById('kcp_pc_error').hidden=false;\
+         form.res_cd.value='{code}';form.res_msg.value='{message}';form.submit();}}</script>\
+         <script src=\"{script}\" onerror=\"m_KcpUnavailable()\"></script></head>\
          <body><form id=\"order_info\" name=\"order_info\" method=\"post\" action=\"{action}\" accept-charset=\"UTF-8\">{inputs}</form>\
-         <p id=\"kcp_pc_error\" hidden>KCP 결제창을 불러오지 못했습니다.</p>\
+         <p id=\"kcp_pc_error\" hidden>{message}</p>\
          <script>(function(){{var form=document.getElementById('order_info');\
-         if(typeof KCP_Pay_Execute_Web!=='function'){{document.getElementById('kcp_pc_error').hidden=false;return;}}\
+         if(typeof KCP_Pay_Execute_Web!=='function'){{m_KcpUnavailable();return;}}\
          try{{KCP_Pay_Execute_Web(form);}}catch(e){{}}}})();</script></body></html>",
         script = escape(script_url),
         action = escape(ret_url),
+        code = KCP_UNREACHABLE_CODE,
+        message = KCP_UNREACHABLE_MESSAGE,
     )
 }
+
+/// The `res_cd` a PC hand-off page posts to `Ret_URL` when KCP's PC script did not load
+/// ([`pc_window_page`]): up to 4 letters or digits, as KCP's codes, so every answer of the
+/// payment reads it back from its fail_reason (`[W001] …`) as the code of a refusal in KCP's
+/// window. None of KCP's codes in spec/kcp.md.
+const KCP_UNREACHABLE_CODE: &str = "W001";
+/// Its `res_msg`, the fail_reason's text and what the buyer and the merchant page are told (no
+/// quote, backslash or markup: it is written into the page's script and text as it is).
+const KCP_UNREACHABLE_MESSAGE: &str = "KCP 결제창을 불러오지 못했습니다.";
 
 async fn cancel(State(s): State<AppState>, Path(token): Path<String>) -> Response {
     match s.gateway.cancel_checkout(&token).await {
@@ -950,7 +993,8 @@ async fn kcp_return(State(s): State<AppState>, headers: HeaderMap, body: Bytes) 
         .unwrap_or("-")
         .to_string();
     let gateway = s.gateway.clone();
-    let done = tokio::spawn(async move { gateway.complete_checkout(&form).await }).await;
+    let posted = form.clone();
+    let done = tokio::spawn(async move { gateway.complete_checkout(&posted).await }).await;
     match done {
         Ok(Ok(f)) => answer(f),
         Ok(Err(failed)) => {
@@ -959,14 +1003,46 @@ async fn kcp_return(State(s): State<AppState>, headers: HeaderMap, body: Bytes) 
                 // The redirect is a mobile buyer's only way back to the shop: every end of the
                 // window takes it, an outcome not known as "being checked" with the imp_uid.
                 Some(checking) if checking.mobile => answer(checking),
-                _ => return_error_page(&failed.error, &request_id),
+                // A post that is not the window's (no such order, not its return key).
+                None if matches!(failed.error, ServiceError::NotFound(_)) => {
+                    return_error_page(&failed.error, &request_id)
+                }
+                _ => match stop_unanswered(&s, form, &request_id).await {
+                    Some(f) => answer(f),
+                    None => return_error_page(&failed.error, &request_id),
+                },
             }
         }
         Err(e) => {
             tracing::error!(%request_id, "Ret_URL task: {e}");
-            crate::api::failures::deliberate(StatusCode::INTERNAL_SERVER_ERROR.into_response())
+            match stop_unanswered(&s, form, &request_id).await {
+                Some(f) => answer(f),
+                None => crate::api::failures::deliberate(
+                    StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+                ),
+            }
         }
     }
+}
+
+/// [`crate::service::Gateway::stop_unanswered_window`] for the `Ret_URL` post `form` that could
+/// not be answered: a PC window nothing came of is failed with a general message naming the
+/// request id (the logged detail stays in the log), in a task of its own so that a browser
+/// leaving does not cut it short.
+async fn stop_unanswered(
+    s: &AppState,
+    form: Vec<(String, String)>,
+    request_id: &str,
+) -> Option<CheckoutFinish> {
+    let reason = format!(
+        "결제를 처리하는 중 오류가 발생하여 결제를 중단했습니다. 잠시 후 다시 시도해 주세요. \
+         (요청번호: {request_id})"
+    );
+    let gateway = s.gateway.clone();
+    tokio::spawn(async move { gateway.stop_unanswered_window(&form, reason).await })
+        .await
+        .ok()
+        .flatten()
 }
 
 /// What the buyer's browser is shown when `Ret_URL` cannot answer with an `rsp`. Our own

@@ -553,8 +553,9 @@ pub struct ReturnFailed {
     /// Once the post is known to be its window's: the window's answer saying that the outcome is
     /// being checked (`F500`, with the imp_uid and merchant_uid, the window's own). A mobile buyer
     /// is sent back with it (the redirect is the only way back to the shop, and the merchant page
-    /// learns the imp_uid); a PC window
-    /// shows the error page, whose overlay's close then asks for the payment as it stands.
+    /// learns the imp_uid); a PC window still open is failed and answered with why
+    /// ([`Gateway::stop_unanswered_window`]), any other shows the error page, whose overlay's
+    /// close then asks for the payment as it stands.
     pub checking: Option<CheckoutFinish>,
 }
 
@@ -590,8 +591,25 @@ fn checking(imp_uid: &str) -> (&'static str, String) {
 const SETTLED_POLL: std::time::Duration = std::time::Duration::from_millis(250);
 
 /// What such a post waits beyond the approval call's timeout (`kcp.timeout_ms`): the writes
-/// around the call (the claim's, the outcome's) and a confirm_url asked before it.
+/// around the call (the claim's, the outcome's). A window with a confirm_url also waits for the
+/// merchant's answer, asked after the claim and before the approval ([`settled_wait`]).
 const SETTLED_MARGIN: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// How long a `Ret_URL` post that found its window claimed waits for the claiming post's outcome
+/// ([`Gateway::finish_settled`]): the approval call's timeout (`kcp_timeout`) and
+/// [`SETTLED_MARGIN`], and, when the window has a confirm_url, its timeout too
+/// ([`super::confirm::CONFIRM_TIMEOUT`]): the claiming post may spend up to that long in it
+/// before the approval call even starts. Shorter, a mobile buyer double-tapping KCP's final
+/// button could be redirected with `imp_success=false` (`F500`) a moment before the payment is
+/// recorded `paid`, and pay again under a new order.
+fn settled_wait(kcp_timeout: std::time::Duration, confirm_url: bool) -> std::time::Duration {
+    let confirm = if confirm_url {
+        super::confirm::CONFIRM_TIMEOUT
+    } else {
+        std::time::Duration::ZERO
+    };
+    kcp_timeout + SETTLED_MARGIN + confirm
+}
 
 /// How the browser is answered at the end.
 pub struct CheckoutFinish {
@@ -1151,15 +1169,16 @@ impl Gateway {
     /// last form submission, so this answer is the one the buyer sees, and the other post's never
     /// arrives. While the payment is `pending` with its approval attempt held (by the other post,
     /// or the resolver), the outcome is seconds away: the payment is read again every
-    /// [`SETTLED_POLL`] until it is recorded, at most for the approval call's timeout and
-    /// [`SETTLED_MARGIN`], and only then answered. Answered at once, `pending` was `F500` with
+    /// [`SETTLED_POLL`] until it is recorded, at most for the approval call's timeout, a
+    /// confirm_url's and [`SETTLED_MARGIN`] ([`settled_wait`]), and only then answered. Answered at once, `pending` was `F500` with
     /// `success: false`, and a page written for iamport (`if (rsp.success) … else alert('결제에
     /// 실패하였습니다')`) had the buyer pay again under a new order while the first was approved.
     /// Still pending after the wait, or with no holder (an outcome let go to the resolver, which
     /// takes a settle delay), it is `F500` as before. Nothing is held while waiting: each read is
     /// one query, outside any transaction.
     async fn finish_settled(&self, s: &checkout_session::Model) -> ServiceResult<CheckoutFinish> {
-        let deadline = tokio::time::Instant::now() + self.connectors.timeout() + SETTLED_MARGIN;
+        let deadline = tokio::time::Instant::now()
+            + settled_wait(self.connectors.timeout(), s.confirm_url.is_some());
         loop {
             let p = payments::by_id(&self.db.write, s.payment_id)
                 .await?
@@ -1254,36 +1273,13 @@ impl Gateway {
         &self,
         form: &[(String, String)],
     ) -> Result<CheckoutFinish, ReturnFailed> {
-        let unknown = |error| ReturnFailed {
-            error,
-            checking: None,
-        };
-        let get = |k: &str| {
-            form.iter()
-                .find(|(key, _)| key == k)
-                .map(|(_, v)| v.clone())
-                .unwrap_or_default()
-        };
-        let order_no = get("ordr_idxx");
-        let s = checkout_session::Entity::find()
-            .filter(
-                checkout_session::Column::PaymentId.in_subquery(
-                    sea_orm::sea_query::Query::select()
-                        .column(payment::Column::Id)
-                        .from(payment::Entity)
-                        .and_where(payment::Column::OrderNo.eq(order_no.clone()))
-                        .to_owned(),
-                ),
-            )
-            .one(&self.db.read)
+        let (s, window) = self
+            .window_of_post(form)
             .await
-            .map_err(|e| unknown(e.into()))?
-            .ok_or_else(|| unknown(unknown_window()))?;
-        let window: WindowFields = serde_json::from_str(&s.params).unwrap_or_default();
-        if !window.returned_by_its_window(&get(RETURN_KEY_FIELD)) {
-            tracing::warn!(imp_uid = %s.imp_uid, "Ret_URL post without its window's return key; ignored");
-            return Err(unknown(unknown_window()));
-        }
+            .map_err(|error| ReturnFailed {
+                error,
+                checking: None,
+            })?;
         let read = payments::by_id(&self.db.write, s.payment_id)
             .await
             .map_err(ServiceError::from)
@@ -1296,6 +1292,72 @@ impl Gateway {
             Err(e) => (None, e),
         };
         self.answer_despite(&s, p, error).await
+    }
+
+    /// The session (and its window's fields) a `Ret_URL` post is for: the one of its order number
+    /// (`ordr_idxx`), only when the post carries that window's return key. Else (no such order,
+    /// not its key) the unknown window's error.
+    async fn window_of_post(
+        &self,
+        form: &[(String, String)],
+    ) -> ServiceResult<(checkout_session::Model, WindowFields)> {
+        let get = |k: &str| {
+            form.iter()
+                .find(|(key, _)| key == k)
+                .map(|(_, v)| v.clone())
+                .unwrap_or_default()
+        };
+        let s = checkout_session::Entity::find()
+            .filter(
+                checkout_session::Column::PaymentId.in_subquery(
+                    sea_orm::sea_query::Query::select()
+                        .column(payment::Column::Id)
+                        .from(payment::Entity)
+                        .and_where(payment::Column::OrderNo.eq(get("ordr_idxx")))
+                        .to_owned(),
+                ),
+            )
+            .one(&self.db.read)
+            .await?
+            .ok_or_else(unknown_window)?;
+        let window: WindowFields = serde_json::from_str(&s.params).unwrap_or_default();
+        if !window.returned_by_its_window(&get(RETURN_KEY_FIELD)) {
+            tracing::warn!(imp_uid = %s.imp_uid, "Ret_URL post without its window's return key; ignored");
+            return Err(unknown_window());
+        }
+        Ok((s, window))
+    }
+
+    /// A PC window's `Ret_URL` post that openport could not answer ([`Self::complete_checkout`]
+    /// failed, or its task panicked) while nothing came of the window yet: its payment is still
+    /// `ready`, so nothing was sent to KCP (the claim comes before any call). The window is
+    /// failed with `reason` (openport's general message with the request id) and answered with
+    /// it, so the merchant page's callback runs at once with that failure. Left open, the
+    /// buyer's only way out was the overlay's ×, which records a `ready` payment as the buyer's
+    /// cancel (`3001`). None (the caller shows its error page, as before) for a post that is not
+    /// the window's (no such order, not its return key), a mobile window (answered with the
+    /// redirect), a window something came of (an approval in flight, an outcome), or when
+    /// failing it fails too.
+    pub async fn stop_unanswered_window(
+        &self,
+        form: &[(String, String)],
+        reason: String,
+    ) -> Option<CheckoutFinish> {
+        let (s, _) = self.window_of_post(form).await.ok()?;
+        if s.mobile {
+            return None;
+        }
+        let p = payments::by_id(&self.db.write, s.payment_id).await.ok()??;
+        if !window_open(&p) {
+            return None;
+        }
+        match self.stop_window(&s, &p, "F400", reason, None).await {
+            Ok(finish) => Some(finish),
+            Err(e) => {
+                tracing::error!(imp_uid = %s.imp_uid, "failing a window whose Ret_URL post could not be answered failed too: {e}");
+                None
+            }
+        }
     }
 
     /// The answer to a window's `Ret_URL` post that failed with `error` after the window was
@@ -2002,6 +2064,16 @@ impl Gateway {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_second_post_waits_for_the_confirm_url_the_first_one_may_be_asking_before_its_approval() {
+        let kcp = std::time::Duration::from_secs(30);
+        assert_eq!(settled_wait(kcp, false), kcp + SETTLED_MARGIN);
+        assert_eq!(
+            settled_wait(kcp, true),
+            kcp + SETTLED_MARGIN + super::super::confirm::CONFIRM_TIMEOUT
+        );
+    }
 
     #[test]
     fn a_failure_answers_kcps_quoted_code_the_buyers_cancel_or_else_f400() {

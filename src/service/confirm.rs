@@ -11,8 +11,9 @@ use std::time::Duration;
 use super::{outbound, Gateway, ServiceError, ServiceResult};
 use crate::store::entity::payment;
 
-/// confirm_url's wait (spec §7).
-const CONFIRM_TIMEOUT: Duration = Duration::from_secs(10);
+/// confirm_url's wait (spec §7); a second `Ret_URL` post waiting for the first one's outcome
+/// waits for it too (service/checkout.rs `Gateway::finish_settled`).
+pub(super) const CONFIRM_TIMEOUT: Duration = Duration::from_secs(10);
 /// The most of a refusal's body read to find its `reason`.
 const BODY_LIMIT: usize = 16 * 1024;
 /// The most of a `reason` kept: it is shown to the buyer and stored as the fail_reason.

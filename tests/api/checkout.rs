@@ -1338,7 +1338,7 @@ async fn a_phone_approval_that_never_reached_kcp_fails_only_after_the_inquiry_fi
 }
 
 /// iamport's `vbank_due` (`YYYYMMDDhhmm`, Korea time) is the account's deposit deadline at KCP
-/// (`ipgm_date`) and so the payment's `vbank_date`; a malformed one is refused before the window.
+/// (`ipgm_date`) and so the payment's `vbank_date`.
 #[tokio::test]
 async fn a_virtual_account_window_takes_the_deposit_deadline_from_vbank_due() {
     let app = spawn_app().await;
@@ -1360,19 +1360,43 @@ async fn a_virtual_account_window_takes_the_deposit_deadline_from_vbank_due() {
     assert_eq!(vbank["vbank_date"], expected, "{vbank}");
 }
 
+/// Public integrations pass the placeholder `vbank_due: 'YYYYMMDD'` with every method (commit
+/// 7748a21): on a virtual account a value in none of the forms is taken as absent, KCP's default
+/// deadline (the sandbox's: 7 days), with a warning, instead of keeping the shop's vbank option
+/// from ever opening a window.
 #[tokio::test]
-async fn a_malformed_vbank_due_is_refused_before_the_window_opens() {
+async fn a_vbank_due_in_no_known_form_opens_the_virtual_account_with_kcps_default_deadline() {
     let app = spawn_app().await;
-    let (_, started) = app
-        .post("/checkout/request", None, json!({"imp_code": "imp00000000", "mobile": false, "page_url": "http://shop.test/cart",
-            "params": {"pay_method": "vbank", "merchant_uid": "web-bad-due", "amount": 5000, "vbank_due": "next week"}}))
+    for (i, due) in ["YYYYMMDD", "next week"].into_iter().enumerate() {
+        let merchant_uid = format!("web-vb-placeholder-due-{i}");
+        let (pay_url, fields) = hand_off(
+            &app,
+            json!({"pay_method": "vbank", "merchant_uid": merchant_uid, "amount": 5000, "vbank_due": due}),
+        )
         .await;
-    assert_ne!(started["code"], 0, "{started}");
-    assert!(
-        started["message"].as_str().unwrap().contains("vbank_due"),
-        "{started}"
-    );
-    assert!(app.sandbox.ledger().is_empty());
+        assert_eq!(field(&fields, "ipgm_date"), None, "{fields:?}");
+        let before = chrono::Utc::now().timestamp();
+        let vbank = through_window(
+            &app,
+            &pay_url,
+            &fields,
+            &[("bank", "BK04"), ("action", "pay")],
+        )
+        .await;
+        assert_eq!(vbank["status"], "ready", "{vbank}");
+        let due_at = vbank["vbank_date"].as_i64().unwrap();
+        assert!(
+            due_at >= before + 6 * 86_400 && due_at <= before + 8 * 86_400,
+            "KCP's default deadline, about 7 days: {vbank}"
+        );
+        let logs = crate::helpers::captured_logs();
+        assert!(
+            logs.lines().any(|l| l.contains("WARN")
+                && l.contains("vbank_due")
+                && l.contains(&merchant_uid)),
+            "a warning names the checkout"
+        );
+    }
 }
 
 /// An account already due could never be paid (KCP's bank refuses every deposit past it) and
@@ -3720,8 +3744,7 @@ async fn a_bank_transfer_whose_params_carry_card_only_options_opens_its_window()
 
 /// Seed 004 §3 keys KCP's window fields (spec/kcp.md §2.2) cannot carry are refused before the
 /// window, naming the key, with nothing written: `card.direct` (a card company's module opened
-/// directly, fixed instalments), `appCard: true` (app cards only), a language other than Korean,
-/// and the `card.detail` lists `used_card` cannot say (a card taken out of all the others,
+/// directly, fixed instalments), `appCard: true` (app cards only), and the `card.detail` lists `used_card` cannot say (a card taken out of all the others,
 /// nothing left, a code KCP's window has no issuer code for, entries that are not
 /// `{card_code, enabled}`). None of them opens a window with every card and plan instead.
 #[tokio::test]
@@ -3734,7 +3757,6 @@ async fn card_direct_card_detail_and_app_card_are_refused_before_the_window_not_
         ),
         (json!({"appCard": true}), "appCard"),
         (json!({"appCard": "Y"}), "appCard"),
-        (json!({"language": "en"}), "language"),
         (
             json!({"card": {"detail": [{"card_code": "366", "enabled": false}]}}),
             "card.detail",
@@ -4539,4 +4561,157 @@ async fn an_escrow_window_for_phone_point_or_gift_is_refused_before_the_window()
         )
         .await;
     assert_eq!(opened["code"], 0, "{opened}");
+}
+
+/// KCP's window has no language field (spec/kcp.md), so it is Korean whatever is asked.
+/// `language: 'en'` (an English storefront written for iamport) opens that Korean window with one
+/// warning for the checkout, rather than being refused, which left such a shop with no payment
+/// at all.
+#[tokio::test]
+async fn a_language_kcps_window_does_not_have_opens_the_korean_window_with_a_warning() {
+    let app = spawn_app().await;
+    let rsp = request_pay(
+        &app,
+        json!({"merchant_uid": "web-lang-en", "amount": 1000, "language": "en"}),
+        &CARD_OK,
+    )
+    .await;
+    assert_eq!(rsp["success"], true, "{rsp}");
+    assert_eq!(payment_of(&app, &rsp).await["status"], "paid");
+    let logs = crate::helpers::captured_logs();
+    let warned = logs
+        .lines()
+        .filter(|l| l.contains("WARN") && l.contains("language") && l.contains("web-lang-en"))
+        .count();
+    assert_eq!(warned, 1, "one warning for the checkout");
+}
+
+/// seed 001 §2.1: iamport ignores `m_redirect_url` on PC ("PC에서는 해당 파라메터를 무시하므로 코드
+/// 일관성을 위해 PC결제에도 `m_redirect_url` 파라메터 전달이 무방합니다"), where the answer is the
+/// overlay's callback. An app-scheme URL, or a relative one from a page that is not http(s) (an
+/// app shell's `file://`), opens a PC window and pays; on mobile, where the redirect is the
+/// buyer's way back, they are still refused before the window.
+#[tokio::test]
+async fn an_m_redirect_url_a_mobile_checkout_refuses_is_ignored_by_a_pc_checkout() {
+    let app = spawn_app().await;
+    let cases = [
+        ("http://shop.test/pay", "myapp://payment/complete"),
+        ("file:///C:/shop/pay.html", "/done"),
+    ];
+    for (i, (page_url, redirect)) in cases.into_iter().enumerate() {
+        let body = |mobile: bool| {
+            json!({"imp_code": "imp00000000", "mobile": mobile, "page_url": page_url,
+                   "params": {"merchant_uid": format!("web-pc-redirect-{i}-{mobile}"), "amount": 1000,
+                              "m_redirect_url": redirect}})
+        };
+        let (_, refused) = app.post("/checkout/request", None, body(true)).await;
+        assert_eq!(refused["code"], -1, "{refused}");
+        assert!(
+            refused["message"]
+                .as_str()
+                .unwrap()
+                .contains("m_redirect_url"),
+            "{refused}"
+        );
+        let (pay_url, fields) = hand_off_from(&app, body(false)).await;
+        let rsp = through_window(&app, &pay_url, &fields, &CARD_OK).await;
+        assert_eq!(rsp["success"], true, "{page_url} {redirect}: {rsp}");
+        assert_eq!(payment_of(&app, &rsp).await["status"], "paid");
+    }
+}
+
+/// A double tap on KCP's final button of a mobile window with a confirm_url: the post that
+/// claims the window may spend up to confirm_url's 10 s before its approval call even starts, so
+/// the second post, whose redirect is the one the browser follows, waits for that too. Here the
+/// merchant answers after the approval call's timeout and the 5 s margin (the second post's
+/// whole wait without a confirm_url) but within its own 10 s: the buyer is sent back with the
+/// approval, never with `imp_success=false` (`F500`) a moment before the payment is recorded
+/// `paid`. The KCP timeout (3.1 s) keeps that answer inside the claim's lease (3 timeouts).
+#[tokio::test]
+async fn a_double_submitted_mobile_result_waits_for_a_slow_confirm_url_and_redirects_with_the_approval(
+) {
+    const KCP_TIMEOUT_MS: u64 = 3_100;
+    let app = crate::helpers::spawn_app_with(|c| {
+        c.kcp.timeout_ms = KCP_TIMEOUT_MS;
+        c.resolver.settle_secs = 16;
+    })
+    .await;
+    let gate = GatedConfirm::start().await;
+    let (pay_url, fields) = mobile_hand_off(
+        &app,
+        json!({"merchant_uid": "web-slow-confirm-twice", "amount": 1000, "confirm_url": gate.url}),
+    )
+    .await;
+    let (ret_url, result) = window_result(&app, &pay_url, &fields, &CARD_OK).await;
+    let post = |ret_url: String, result: Vec<(String, String)>| async move {
+        post_without_following(&ret_url, &result).await
+    };
+    let first = tokio::spawn(post(ret_url.clone(), result.clone()));
+    gate.arrived.notified().await;
+    let second = tokio::spawn(post(ret_url, result));
+    // Past the approval call's timeout and the 5 s margin, well within confirm_url's 10 s.
+    let slow = KCP_TIMEOUT_MS + 5_000 + 600;
+    tokio::time::sleep(std::time::Duration::from_millis(slow)).await;
+    if second.is_finished() {
+        let answered = second.await.unwrap();
+        panic!("the second post gave up while confirm_url was being asked: {answered}");
+    }
+    gate.release.notify_one();
+    let (first, second) = (
+        query_of(&first.await.unwrap()),
+        query_of(&second.await.unwrap()),
+    );
+    assert_eq!(first["imp_success"], "true", "{first:?}");
+    assert_eq!(second["imp_success"], "true", "{second:?}");
+    assert_eq!(second.get("error_code"), None, "{second:?}");
+    assert_eq!(second["imp_uid"], first["imp_uid"]);
+    assert_eq!(app.sandbox.ledger().len(), 1, "approved once");
+    assert_eq!(
+        gate.calls.lock().unwrap().len(),
+        1,
+        "confirm_url asked once"
+    );
+    app.assert_ledger_agrees().await;
+}
+
+/// A PC window's `Ret_URL` post that openport cannot answer before anything was sent to KCP
+/// (here the database refuses the write that claims the window): the payment is still `ready`,
+/// so the window is failed with a general message naming the request id and the result page
+/// hands that failure to the merchant page at once (`F400`), instead of a dead end whose × then
+/// records the buyer's cancel (`3001`). Later answers of the payment say the same.
+#[tokio::test]
+async fn a_pc_result_openport_cannot_take_before_the_claim_fails_the_window_and_answers_the_page() {
+    let app = spawn_app().await;
+    let (start_url, pay_url, fields) = started_from(&app, pc_checkout("web-pc-unrecorded")).await;
+    let (ret_url, result) = window_result(&app, &pay_url, &fields, &CARD_OK).await;
+    crate::helpers::refuse_writes(
+        &app,
+        "refuse_pc_claim",
+        "UPDATE",
+        "payments",
+        "NEW.status = 'pending'",
+    )
+    .await;
+    let rsp = rsp_of(&post_form(&app, &ret_url, &result).await);
+    assert_eq!(rsp["success"], false, "{rsp}");
+    assert_eq!(rsp["error_code"], "F400", "{rsp}");
+    let message = rsp["error_msg"].as_str().unwrap().to_string();
+    assert!(message.contains("요청번호: "), "{rsp}");
+    assert!(!message.contains("injected"), "no internals: {rsp}");
+    let imp_uid = field(&fields, "param_opt_1").unwrap();
+    assert_eq!(rsp["imp_uid"], imp_uid, "{rsp}");
+    assert_eq!(rsp["merchant_uid"], "web-pc-unrecorded", "{rsp}");
+    let p = payment_of(&app, &rsp).await;
+    assert_eq!(p["status"], "failed", "{p}");
+    assert_eq!(p["fail_reason"], message.as_str(), "{p}");
+    // The overlay's close (the SDK's × after a result page it did not get) says the same.
+    let closed = close_the_overlay(&app, &start_url).await;
+    assert_eq!(closed["response"]["error_code"], "F400", "{closed}");
+    assert_eq!(
+        closed["response"]["error_msg"],
+        message.as_str(),
+        "{closed}"
+    );
+    assert!(app.sandbox.ledger().is_empty(), "nothing was approved");
+    crate::helpers::allow_writes(&app, "refuse_pc_claim", "payments").await;
 }
