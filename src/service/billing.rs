@@ -292,7 +292,7 @@ impl Gateway {
                     // finds it in KCP's admin. The issuance stays open, listed for an operator
                     // (docs/operations.md, "Unknown outcomes").
                     tracing::error!(
-                        customer_uid = %cmd.customer_uid,
+                        merchant_id = m.id,
                         ordr_idxx = %req.order_no,
                         issuance_id = issuance,
                         error = %e,
@@ -419,7 +419,8 @@ impl Gateway {
         match billing::key_stored(&self.db.write, stored).await {
             Ok(true) => {
                 tracing::warn!(
-                    customer_uid = %stored.customer_uid,
+                    key_id = stored.id,
+                    merchant_id = stored.merchant_id,
                     "a billing key's COMMIT failed ({failed}) but the key is stored"
                 );
                 Ok(())
@@ -427,7 +428,8 @@ impl Gateway {
             Ok(false) => Err(KeyNotStored::Certainly(failed.into())),
             Err(read) => {
                 tracing::error!(
-                    customer_uid = %stored.customer_uid,
+                    key_id = stored.id,
+                    merchant_id = stored.merchant_id,
                     "a billing key's COMMIT failed ({failed}) and whether it took effect cannot be \
                      read ({read}): if the customer has no key with this card, delete it in KCP's admin"
                 );
@@ -442,7 +444,7 @@ impl Gateway {
     /// merchant is told it was not registered, so KCP must not keep it chargeable under a key
     /// nobody holds. It is recorded as retired, its deletion at KCP tried now and retried by the
     /// resolver (service/retired_keys.rs); when even that write fails, KCP is asked once now and
-    /// a failure is logged as an ERROR for an operator (the customer_uid, never the key).
+    /// a failure is logged as an ERROR for an operator (the merchant and issuance, never the key).
     pub(super) async fn discard_issued_key(
         &self,
         m: &merchant::Model,
@@ -462,7 +464,6 @@ impl Gateway {
         issuance: Option<i64>,
         now: i64,
     ) {
-        let customer_uid = row.customer_uid.try_as_ref().cloned().unwrap_or_default();
         let recorded = async {
             let txn = self.db.write.begin().await?;
             let retired = billing::insert_retired_key(&txn, row.clone(), now).await?;
@@ -476,7 +477,8 @@ impl Gateway {
         match recorded {
             Ok(retired) => {
                 tracing::warn!(
-                    customer_uid,
+                    key_id = retired.id,
+                    merchant_id = m.id,
                     "an issued batch key could not be stored; it is being deleted at KCP"
                 );
                 self.delete_replaced_key(m, retired.id).await;
@@ -496,14 +498,16 @@ impl Gateway {
                 let end = match deleted {
                     Ok(KcpDeletion::Deleted) => {
                         tracing::warn!(
-                            customer_uid,
+                            merchant_id = m.id,
+                            issuance_id = ?issuance,
                             "an issued batch key could not be stored ({e}); KCP deleted it"
                         );
                         IssuanceEnd::Discarded
                     }
                     Ok(other) => {
                         tracing::error!(
-                            customer_uid,
+                            merchant_id = m.id,
+                            issuance_id = ?issuance,
                             "an issued batch key could not be stored ({e}) nor deleted at KCP \
                              ({other:?}); delete it in KCP's admin"
                         );
@@ -511,7 +515,8 @@ impl Gateway {
                     }
                     Err(other) => {
                         tracing::error!(
-                            customer_uid,
+                            merchant_id = m.id,
+                            issuance_id = ?issuance,
                             "an issued batch key could not be stored ({e}) nor deleted at KCP \
                              ({other}); delete it in KCP's admin"
                         );
@@ -583,7 +588,8 @@ impl Gateway {
             .unwrap_or(key);
         if key.pg_deleted_at.is_none() {
             tracing::warn!(
-                customer_uid,
+                key_id = key.id,
+                merchant_id = m.id,
                 "customer deleted; its billing key's deletion at KCP is left to the resolver"
             );
         }
@@ -623,7 +629,7 @@ impl Gateway {
             txn.commit().await?;
             if dropped > 0 {
                 tracing::info!(
-                    customer_uid,
+                    merchant_id = m.id,
                     dropped,
                     "customer deleted: the card a key-in charge in flight was keeping is not kept"
                 );
@@ -639,7 +645,7 @@ impl Gateway {
             });
         }
         tracing::warn!(
-            customer_uid,
+            merchant_id = m.id,
             "customer kept being re-registered during its delete"
         );
         Err(ServiceError::Refused(RE_REGISTERED_DURING_DELETE.into()))

@@ -199,7 +199,7 @@ impl Gateway {
                     billing::drop_pending_key(&txn, key.id, now).await?;
                     txn.commit().await?;
                     tracing::info!(
-                        customer_uid = %key.customer_uid,
+                        key_id = key.id,
                         "a key-in charge's card was not kept: the customer registered another since"
                     );
                     return Ok(KeptCard::Dropped);

@@ -5,7 +5,7 @@
 //! retired the same way, before KCP is called (`Retirement::Deleted`, `Gateway::delete_customer`). The request then tries the
 //! deletion once; a failure, or an answer that never arrives, leaves it pending, and the resolver
 //! tries again with backoff ([`Gateway::retry_key_deletions`]) until KCP confirms it, or gives up
-//! after [`KEY_DELETE_TRIES`] calls with an ERROR naming the customer_uid, for an operator to
+//! after [`KEY_DELETE_TRIES`] calls with an ERROR naming the key's row (`key_id`), for an operator to
 //! delete the key in KCP's admin. Without this one failed call left the old card chargeable at
 //! KCP under a key nobody would delete again. Each try is claimed with a lease, as webhook
 //! deliveries are, so two instances do not call KCP for one key at once (a second delete would
@@ -242,7 +242,7 @@ impl Gateway {
         let tries = key.pg_delete_tries;
         if tries >= KEY_DELETE_TRIES {
             tracing::error!(
-                customer_uid,
+                key_id = id,
                 merchant_id = key.merchant_id,
                 tries,
                 "gave up deleting a retired billing key at KCP; it may still be chargeable there: \
