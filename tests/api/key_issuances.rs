@@ -402,6 +402,32 @@ async fn attempt_list_issuances_shows_an_open_issuance_and_attempt_reconciled_or
     assert!(!run(reconcile).await.status.success(), "closed already");
 }
 
+/// Holds KCP's answer to the next issuance at `gate`, and returns what the operator does
+/// meanwhile: once it is held, a settle delay later, reconcile the one open issuance (their word
+/// that its key is deleted in KCP's admin), then release the answer. Its order number.
+async fn reconcile_while_the_answer_is_held(app: &TestApp, gate: &str) -> String {
+    app.sandbox.until_held(gate).await;
+    let open = open_issuances(app).await;
+    assert_eq!(open.len(), 1, "{open:?}");
+    assert_eq!(open[0].state, "pending");
+    app.advance(SETTLE_SECS + 1);
+    app.app
+        .gateway
+        .reconcile_issuance(&open[0].order_no, "deleted in KCP's admin")
+        .await
+        .unwrap();
+    app.sandbox.open_gate(gate);
+    open[0].order_no.clone()
+}
+
+/// Holds KCP's answers to issuances at `gate` until the test opens it.
+fn hold_issuance_answers(app: &TestApp, gate: &str) {
+    app.sandbox.inject(
+        FaultRule::new(paths::HUB_PAYMENT, Fault::HoldAnswer { gate: gate.into() })
+            .when("card_tx_type", ISSUANCE),
+    );
+}
+
 /// A registration whose request stalls past the settle delay with KCP's key in hand (the answer
 /// held), while the operator, told to delete the key found under the order number in KCP's
 /// admin, reconciles its issuance: the key that arrives afterwards is not stored (it would be a
@@ -414,27 +440,12 @@ async fn a_key_whose_issuance_the_operator_reconciled_while_its_request_stalled_
     let app = spawn_app().await;
     let token = app.token().await;
     let gate = "issued-after-reconcile";
-    app.sandbox.inject(
-        FaultRule::new(paths::HUB_PAYMENT, Fault::HoldAnswer { gate: gate.into() })
-            .when("card_tx_type", ISSUANCE),
-    );
+    hold_issuance_answers(&app, gate);
 
-    let registering = register(&app, &token, "stalled-cust", test_cards::SHINHAN_CREDIT);
-    let reconciling = async {
-        app.sandbox.until_held(gate).await;
-        let open = open_issuances(&app).await;
-        assert_eq!(open.len(), 1, "{open:?}");
-        assert_eq!(open[0].state, "pending");
-        app.advance(SETTLE_SECS + 1);
-        app.app
-            .gateway
-            .reconcile_issuance(&open[0].order_no, "deleted in KCP's admin")
-            .await
-            .unwrap();
-        app.sandbox.open_gate(gate);
-        open[0].order_no.clone()
-    };
-    let (body, order_no) = tokio::join!(registering, reconciling);
+    let (body, order_no) = tokio::join!(
+        register(&app, &token, "stalled-cust", test_cards::SHINHAN_CREDIT),
+        reconcile_while_the_answer_is_held(&app, gate)
+    );
 
     assert_eq!(body["code"], 1, "refused, not registered: {body}");
     assert_eq!(body["response"], Value::Null, "{body}");
@@ -473,26 +484,12 @@ async fn a_onetime_whose_key_issuance_the_operator_reconciled_while_it_stalled_i
     let app = spawn_app().await;
     let token = app.token().await;
     let gate = "kept-after-reconcile";
-    app.sandbox.inject(
-        FaultRule::new(paths::HUB_PAYMENT, Fault::HoldAnswer { gate: gate.into() })
-            .when("card_tx_type", ISSUANCE),
-    );
+    hold_issuance_answers(&app, gate);
 
-    let paying = onetime_keeping(&app, &token, "ot-reconciled", "stalled-keeper");
-    let reconciling = async {
-        app.sandbox.until_held(gate).await;
-        let open = open_issuances(&app).await;
-        assert_eq!(open.len(), 1, "{open:?}");
-        app.advance(SETTLE_SECS + 1);
-        app.app
-            .gateway
-            .reconcile_issuance(&open[0].order_no, "deleted in KCP's admin")
-            .await
-            .unwrap();
-        app.sandbox.open_gate(gate);
-        open[0].order_no.clone()
-    };
-    let (body, order_no) = tokio::join!(paying, reconciling);
+    let (body, order_no) = tokio::join!(
+        onetime_keeping(&app, &token, "ot-reconciled", "stalled-keeper"),
+        reconcile_while_the_answer_is_held(&app, gate)
+    );
 
     let (_, found) = app.get("/payments/find/ot-reconciled", Some(&token)).await;
     assert_eq!(found["response"]["status"], "failed", "{body} {found}");
