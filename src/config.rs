@@ -170,9 +170,9 @@ pub struct ResolverSettings {
     /// ([`Config::attempt_hold`], three KCP timeouts): the request's own inquiry then never
     /// believes "no such transaction" for a call KCP may still be processing, and the resolver
     /// only meets attempts whose request has let go (the lease still guards a slower one). Longer
-    /// by [`Self::max_clock_skew_secs`] too: an instance whose clock runs that far ahead judges
-    /// leases and the settle delay that much early. [`Config::validate`] refuses to start
-    /// otherwise.
+    /// by twice [`Self::max_clock_skew_secs`] too: each instance may be that far off the
+    /// database's clock, in opposite directions, so one judges another's lease and settle delay
+    /// up to twice the skew early. [`Config::validate`] refuses to start otherwise.
     pub settle_secs: i64,
     /// How far this host's clock may be off the database server's (PostgreSQL) before openport
     /// refuses to start, and, found by the clock check that runs every minute on its own timer
@@ -437,10 +437,10 @@ pub enum ConfigError {
     EmbeddedSandboxOutsideTestMode,
     #[error(
         "resolver.settle_secs ({settle_secs} s) must be longer than a request can hold a KCP attempt \
-         ({hold_ms} ms: three times kcp.timeout_ms, the call, its inquiry and a margin) plus the \
-         clock skew allowed between instances (resolver.max_clock_skew_secs, {skew_secs} s: an \
-         instance whose clock runs that far ahead judges leases and the settle delay that much \
-         early); set OPENPORT_RESOLVER__SETTLE_SECS to at least {minimum}, or lower \
+         ({hold_ms} ms: three times kcp.timeout_ms, the call, its inquiry and a margin) plus twice \
+         the clock skew allowed (resolver.max_clock_skew_secs, {skew_secs} s: two instances may be \
+         off the database's clock in opposite directions, and one judges the other's leases and \
+         settle delays that much early); set OPENPORT_RESOLVER__SETTLE_SECS to at least {minimum}, or lower \
          OPENPORT_KCP__TIMEOUT_MS or OPENPORT_RESOLVER__MAX_CLOCK_SKEW_SECS"
     )]
     SettleTooShort {
@@ -585,13 +585,14 @@ impl Config {
         if !self.test_mode && self.sandbox.embedded == Some(true) {
             return Err(ConfigError::EmbeddedSandboxOutsideTestMode);
         }
-        // An instance whose clock runs ahead of the holder's by the allowed skew judges the
-        // holder's lease and the attempt's settle delay that much early (service/clock_check.rs):
-        // the settle delay must outlast the hold by the skew too, or that instance could believe
-        // "KCP has no such trade" while the request still holds its attempt.
+        // Each instance may be the allowed skew off the database's clock (service/clock_check.rs),
+        // in opposite directions: one running ahead judges the lease and settle delay a holder
+        // running behind wrote up to twice the skew early. The settle delay must outlast the hold
+        // by that too, or it could believe "KCP has no such trade" while the request still holds
+        // its attempt.
         let hold_ms = u64::try_from(self.attempt_hold().as_millis()).unwrap_or(u64::MAX);
         let skew_secs = self.resolver.max_clock_skew_secs;
-        let needed_ms = hold_ms.saturating_add(skew_secs.saturating_mul(1000));
+        let needed_ms = hold_ms.saturating_add(skew_secs.saturating_mul(2000));
         let settle_ms = u64::try_from(self.resolver.settle_secs)
             .unwrap_or(0)
             .saturating_mul(1000);
@@ -1172,9 +1173,10 @@ mod tests {
     }
 
     /// The settle check allowed `settle_secs` = hold + 1 while the clock check allows instances
-    /// `max_clock_skew_secs` apart: an instance whose clock ran 5 s ahead claimed an attempt and
-    /// believed "KCP has no such trade" while the request still held it. The settle delay must now
-    /// outlast the hold by the allowed skew.
+    /// `max_clock_skew_secs` off the database's each, so two of them up to twice that apart: an
+    /// instance whose clock ran ahead claimed an attempt and believed "KCP has no such trade"
+    /// while the request, on an instance running behind, still held it. The settle delay must now
+    /// outlast the hold by twice the allowed skew.
     #[test]
     fn a_settle_delay_that_outlasts_the_hold_by_no_more_than_the_allowed_clock_skew_refuses_to_start_and_names_the_minimum(
     ) {
@@ -1184,20 +1186,20 @@ mod tests {
         config.resolver.settle_secs = 91;
         let refused = config
             .validate()
-            .expect_err("91 s < 90 s of hold + 5 s of skew")
+            .expect_err("91 s < 90 s of hold + twice 5 s of skew")
             .to_string();
         assert!(
-            refused.contains("at least 96") && refused.contains("max_clock_skew_secs, 5 s"),
+            refused.contains("at least 101") && refused.contains("max_clock_skew_secs, 5 s"),
             "{refused}"
         );
-        config.resolver.settle_secs = 95;
+        config.resolver.settle_secs = 100;
         assert!(config.validate().is_err(), "equal is not longer");
-        config.resolver.settle_secs = 96;
+        config.resolver.settle_secs = 101;
         assert!(config.validate().is_ok());
 
         config.resolver.max_clock_skew_secs = 10;
-        let refused = config.validate().expect_err("96 s < 100 s").to_string();
-        assert!(refused.contains("at least 101"), "{refused}");
+        let refused = config.validate().expect_err("101 s < 110 s").to_string();
+        assert!(refused.contains("at least 111"), "{refused}");
         config.resolver.max_clock_skew_secs = 0;
         config.resolver.settle_secs = 91;
         assert!(config.validate().is_ok(), "no skew allowed: the hold alone");
