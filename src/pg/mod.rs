@@ -28,6 +28,30 @@ pub struct KeyInRequest {
     pub customer_ip: String,
 }
 
+#[cfg(test)]
+impl KeyInRequest {
+    /// Seed 002's example, the authenticated key-in request unit tests send (the connector's
+    /// golden fixtures pin its wire form: tests/fixtures/kcp/).
+    pub(crate) fn sample() -> Self {
+        KeyInRequest {
+            order_no: "TEST1234567890".into(),
+            amount: 1000,
+            good_name: "테스트 상품".into(),
+            buyer_name: "홍길동".into(),
+            buyer_email: "test@kcp.co.kr".into(),
+            buyer_tel: "01000000000".into(),
+            card: CardSecret {
+                number: "1234567800000000".into(),
+                expiry_yymm: "2607".into(),
+                birth: Some("951010".into()),
+                pwd_2digit: Some("00".into()),
+            },
+            quota: 0,
+            customer_ip: "".into(),
+        }
+    }
+}
+
 /// Card data that must never be stored, logged or echoed. `Debug` is redacted on purpose.
 #[derive(Clone)]
 pub struct CardSecret {

@@ -454,26 +454,7 @@ mod tests {
     use super::*;
 
     fn merchant(id: i64) -> Arc<merchant::Model> {
-        Arc::new(merchant::Model {
-            id,
-            imp_code: "imp00000001".into(),
-            name: "shop".into(),
-            imp_key: "key".into(),
-            imp_secret_hash: "hash".into(),
-            site_cd: "T0000".into(),
-            kcp_certificate_pem: String::new(),
-            kcp_private_key_sealed: String::new(),
-            kcp_passphrase_sealed: String::new(),
-            test_mode: true,
-            created_at: 0,
-            webhook_url: None,
-            webhook_content_type: "json".into(),
-            webhook_secret_sealed: None,
-            webhook_previous_secret_sealed: None,
-            webhook_previous_secret_until: None,
-            kcp_group_id: None,
-            kcp_api_base: None,
-        })
+        Arc::new(merchant::Model::sample(id))
     }
 
     #[test]

@@ -717,6 +717,6 @@ fn reconcile_inquiry(mut state: TradeState, trade: &TradeRef) -> Result<TradeSta
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 mod vbank;
 mod window;

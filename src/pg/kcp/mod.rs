@@ -16,5 +16,9 @@ pub mod codes;
 pub mod sign;
 pub mod wire;
 
+/// KCP's test certificate and key, and its approval of [`crate::pg::KeyInRequest::sample`], for
+/// unit tests that build a connector (service/connectors/tests.rs).
+#[cfg(test)]
+pub(crate) use client::tests::{APPROVED, CERT, KEY};
 pub use client::{KcpConfig, KcpConnector, KcpUrls};
 pub use sign::{KcpCertificate, KcpPrivateKey, KcpSigner, KeyError};

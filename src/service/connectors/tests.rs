@@ -1,57 +1,17 @@
 //! The KCP client's connections, through a merchant's connector as the services get it.
 use super::*;
-use crate::pg::{CardSecret, KeyInRequest, PgError};
+use crate::pg::kcp::{APPROVED, CERT, KEY};
+use crate::pg::{KeyInRequest, PgError};
 use crate::service::outbound::closing_server;
-
-const CERT: &str = include_str!("../../../tests/fixtures/kcp/splCert.pem");
-const KEY: &str = include_str!("../../../tests/fixtures/kcp/splPrikeyPKCS8.pem");
-
-/// spec/kcp.md §2.4, for [`key_in`]'s order and amount.
-const APPROVED: &str = r#"{"order_no":"TEST1234567890","partcanc_yn":"Y","res_msg":"정상처리","card_mny":"1000",
- "card_no":"123456******0000","quota":"00","amount":"1000","pay_method":"PACA","res_cd":"0000",
- "app_time":"20230327113214","tno":"23336986737476","card_bin_type_01":"0","card_bin_type_02":"0",
- "card_cd":"CCLG","card_name":"신한카드","app_no":"82050813"}"#;
 
 /// A test-mode merchant with the KCP test certificate, sealed as the store keeps it.
 fn merchant(secrets: &MasterKey) -> merchant::Model {
     merchant::Model {
-        id: 1,
-        imp_code: "imp00000001".into(),
         name: "keep-alive".into(),
-        imp_key: "keep_alive_key".into(),
-        imp_secret_hash: String::new(),
-        site_cd: "T0000".into(),
         kcp_certificate_pem: CERT.into(),
         kcp_private_key_sealed: secrets.seal(KEY.as_bytes()),
         kcp_passphrase_sealed: secrets.seal(b"changeit"),
-        test_mode: true,
-        created_at: 0,
-        webhook_url: None,
-        webhook_content_type: "json".into(),
-        webhook_secret_sealed: None,
-        webhook_previous_secret_sealed: None,
-        webhook_previous_secret_until: None,
-        kcp_group_id: None,
-        kcp_api_base: None,
-    }
-}
-
-fn key_in() -> KeyInRequest {
-    KeyInRequest {
-        order_no: "TEST1234567890".into(),
-        amount: 1000,
-        good_name: "테스트 상품".into(),
-        buyer_name: "홍길동".into(),
-        buyer_email: "test@kcp.co.kr".into(),
-        buyer_tel: "01000000000".into(),
-        card: CardSecret {
-            number: "1234567800000000".into(),
-            expiry_yymm: "2607".into(),
-            birth: Some("951010".into()),
-            pwd_2digit: Some("00".into()),
-        },
-        quota: 0,
-        customer_ip: "".into(),
+        ..merchant::Model::sample(1)
     }
 }
 
@@ -75,7 +35,7 @@ async fn a_charge_after_a_pause_longer_than_kcps_keep_alive_goes_on_a_new_connec
         .for_merchant(&merchant(&secrets), &secrets)
         .expect("the merchant's KCP");
     let charge = || async {
-        pg.approve_key_in(&key_in())
+        pg.approve_key_in(&KeyInRequest::sample())
             .await
             .map(|approval| approval.tno)
     };

@@ -42,3 +42,31 @@ pub struct Model {
 pub enum Relation {}
 
 impl ActiveModelBehavior for ActiveModel {}
+
+#[cfg(test)]
+impl Model {
+    /// A test-mode merchant of site T0000 with no KCP credentials, for unit tests that need a row
+    /// (each sets what it needs with `..Model::sample(id)`).
+    pub(crate) fn sample(id: i64) -> Self {
+        Model {
+            id,
+            imp_code: "imp00000001".into(),
+            name: "shop".into(),
+            imp_key: "key".into(),
+            imp_secret_hash: "hash".into(),
+            site_cd: "T0000".into(),
+            kcp_certificate_pem: String::new(),
+            kcp_private_key_sealed: String::new(),
+            kcp_passphrase_sealed: String::new(),
+            test_mode: true,
+            created_at: 0,
+            webhook_url: None,
+            webhook_content_type: "json".into(),
+            webhook_secret_sealed: None,
+            webhook_previous_secret_sealed: None,
+            webhook_previous_secret_until: None,
+            kcp_group_id: None,
+            kcp_api_base: None,
+        }
+    }
+}

@@ -7,11 +7,11 @@ use axum::{body::Bytes, extract::State, http::StatusCode, response::IntoResponse
 use serde_json::Value;
 use std::sync::{Arc, Mutex};
 
-const CERT: &str = include_str!("../../../../tests/fixtures/kcp/splCert.pem");
-const KEY: &str = include_str!("../../../../tests/fixtures/kcp/splPrikeyPKCS8.pem");
+pub(crate) const CERT: &str = include_str!("../../../../tests/fixtures/kcp/splCert.pem");
+pub(crate) const KEY: &str = include_str!("../../../../tests/fixtures/kcp/splPrikeyPKCS8.pem");
 
-/// spec/kcp.md §2.4 (amount and order adjusted to the request below).
-const APPROVED: &str = r#"{"order_no":"TEST1234567890","partcanc_yn":"Y","res_msg":"정상처리","card_mny":"1000",
+/// spec/kcp.md §2.4 (amount and order adjusted to [`KeyInRequest::sample`]).
+pub(crate) const APPROVED: &str = r#"{"order_no":"TEST1234567890","partcanc_yn":"Y","res_msg":"정상처리","card_mny":"1000",
  "card_no":"123456******0000","quota":"00","amount":"1000","pay_method":"PACA","res_cd":"0000",
  "app_time":"20230327113214","tno":"23336986737476","card_bin_type_01":"0","card_bin_type_02":"0",
  "card_cd":"CCLG","card_name":"신한카드","app_no":"82050813"}"#;
@@ -76,25 +76,6 @@ fn connector(base: &str, timeout: Duration) -> KcpConnector {
     KcpConnector::new(config(base, timeout), reqwest::Client::new()).expect("connector builds")
 }
 
-fn key_in() -> KeyInRequest {
-    KeyInRequest {
-        order_no: "TEST1234567890".into(),
-        amount: 1000,
-        good_name: "테스트 상품".into(),
-        buyer_name: "홍길동".into(),
-        buyer_email: "test@kcp.co.kr".into(),
-        buyer_tel: "01000000000".into(),
-        card: CardSecret {
-            number: "1234567800000000".into(),
-            expiry_yymm: "2607".into(),
-            birth: Some("951010".into()),
-            pwd_2digit: Some("00".into()),
-        },
-        quota: 0,
-        customer_ip: "".into(),
-    }
-}
-
 fn golden(name: &str) -> Value {
     let path = format!(
         "{}/tests/fixtures/kcp/{name}.json",
@@ -114,7 +95,7 @@ fn assert_unknown<T: std::fmt::Debug>(result: Result<T, PgError>) -> String {
 async fn an_approval_posts_the_golden_body_as_json_to_the_hub_path() {
     let (kcp, script) = kcp(200, APPROVED, Duration::ZERO).await;
 
-    let approval = kcp.approve_key_in(&key_in()).await.unwrap();
+    let approval = kcp.approve_key_in(&KeyInRequest::sample()).await.unwrap();
 
     assert_eq!(approval.tno, "23336986737476");
     assert_eq!(approval.masked_card_number, "123456******0000");
@@ -132,7 +113,7 @@ async fn an_approval_for_another_amount_is_a_mismatch_to_net_cancel() {
         .leak();
     let (kcp, _) = kcp(200, body, Duration::ZERO).await;
 
-    match kcp.approve_key_in(&key_in()).await {
+    match kcp.approve_key_in(&KeyInRequest::sample()).await {
         Err(PgError::Mismatch {
             tno,
             detail,
@@ -155,7 +136,7 @@ async fn an_approval_for_another_amount_is_a_mismatch_to_net_cancel() {
 async fn an_approval_for_another_order_is_a_mismatch_naming_that_order() {
     let body = APPROVED.replace("TEST1234567890", "OTHER123").leak();
     let (kcp, _) = kcp(200, body, Duration::ZERO).await;
-    match kcp.approve_key_in(&key_in()).await {
+    match kcp.approve_key_in(&KeyInRequest::sample()).await {
         Err(PgError::Mismatch { other_order, .. }) => {
             assert_eq!(other_order.as_deref(), Some("OTHER123"));
         }
@@ -172,7 +153,7 @@ async fn a_kcp_refusal_is_declined_with_kcp_code_and_message() {
     )
     .await;
 
-    match kcp.approve_key_in(&key_in()).await {
+    match kcp.approve_key_in(&KeyInRequest::sample()).await {
         Err(PgError::Declined {
             code,
             message,
@@ -195,7 +176,10 @@ async fn a_refusal_body_with_a_4xx_status_is_still_a_decline() {
         Duration::ZERO,
     )
     .await;
-    let err = kcp.approve_key_in(&key_in()).await.unwrap_err();
+    let err = kcp
+        .approve_key_in(&KeyInRequest::sample())
+        .await
+        .unwrap_err();
     assert!(
         matches!(
             err,
@@ -211,7 +195,7 @@ async fn a_refusal_body_with_a_4xx_status_is_still_a_decline() {
 #[tokio::test]
 async fn http_503_is_unknown_even_with_a_refusal_body() {
     let (kcp, _) = kcp(503, r#"{"res_cd":"8186","res_msg":"x"}"#, Duration::ZERO).await;
-    let message = assert_unknown(kcp.approve_key_in(&key_in()).await);
+    let message = assert_unknown(kcp.approve_key_in(&KeyInRequest::sample()).await);
     assert!(message.contains("503"), "{message}");
 }
 
@@ -219,20 +203,20 @@ async fn http_503_is_unknown_even_with_a_refusal_body() {
 async fn a_garbage_body_is_unknown() {
     for body in ["<html>bad gateway</html>", "{\"res_cd\":\"0000\",", ""] {
         let (kcp, _) = kcp(200, body, Duration::ZERO).await;
-        assert_unknown(kcp.approve_key_in(&key_in()).await);
+        assert_unknown(kcp.approve_key_in(&KeyInRequest::sample()).await);
     }
 }
 
 #[tokio::test]
 async fn a_body_without_res_cd_is_unknown() {
     let (kcp, _) = kcp(200, r#"{"tno":"23336986737476"}"#, Duration::ZERO).await;
-    assert_unknown(kcp.approve_key_in(&key_in()).await);
+    assert_unknown(kcp.approve_key_in(&KeyInRequest::sample()).await);
 }
 
 #[tokio::test]
 async fn a_success_without_tno_is_unknown_because_money_may_have_moved() {
     let (kcp, _) = kcp(200, r#"{"res_cd":"0000","amount":"1000"}"#, Duration::ZERO).await;
-    assert_unknown(kcp.approve_key_in(&key_in()).await);
+    assert_unknown(kcp.approve_key_in(&KeyInRequest::sample()).await);
 }
 
 #[tokio::test]
@@ -240,7 +224,7 @@ async fn a_hanging_kcp_is_unknown_after_the_configured_timeout() {
     let (kcp, _) = kcp(200, APPROVED, Duration::from_secs(30)).await;
 
     let started = std::time::Instant::now();
-    let message = assert_unknown(kcp.approve_key_in(&key_in()).await);
+    let message = assert_unknown(kcp.approve_key_in(&KeyInRequest::sample()).await);
 
     assert!(
         started.elapsed() < Duration::from_secs(3),
@@ -263,7 +247,7 @@ async fn a_dropped_connection_is_unknown() {
         }
     });
     let kcp = connector(&base, Duration::from_secs(2));
-    assert_unknown(kcp.approve_key_in(&key_in()).await);
+    assert_unknown(kcp.approve_key_in(&KeyInRequest::sample()).await);
 }
 
 #[tokio::test]
@@ -280,7 +264,7 @@ async fn a_refused_connection_is_not_sent_not_unknown() {
         })
         .await;
     assert!(matches!(refused, Err(PgError::NotSent(_))), "{refused:?}");
-    let refused = kcp.approve_key_in(&key_in()).await;
+    let refused = kcp.approve_key_in(&KeyInRequest::sample()).await;
     assert!(matches!(refused, Err(PgError::NotSent(_))), "{refused:?}");
 }
 
@@ -292,7 +276,7 @@ async fn a_refused_connection_is_not_sent_not_unknown() {
 async fn a_request_that_cannot_be_built_is_not_sent_not_unknown() {
     for base in ["stg-spl.kcp.co.kr:443", "ftp://127.0.0.1:1"] {
         let kcp = connector(base, Duration::from_secs(2));
-        let refused = kcp.approve_key_in(&key_in()).await;
+        let refused = kcp.approve_key_in(&KeyInRequest::sample()).await;
         assert!(
             matches!(refused, Err(PgError::NotSent(_))),
             "{base}: {refused:?}"
@@ -438,7 +422,7 @@ async fn an_inquiry_failure_other_than_8201_is_not_not_found() {
 #[tokio::test]
 async fn invalid_card_data_is_refused_before_anything_is_sent() {
     let (kcp, script) = kcp(200, APPROVED, Duration::ZERO).await;
-    let mut req = key_in();
+    let mut req = KeyInRequest::sample();
     req.card.expiry_yymm = "13/26".into();
     assert!(matches!(
         kcp.approve_key_in(&req).await,
@@ -836,7 +820,7 @@ async fn a_card_approval_naming_another_card_mny_is_a_mismatch_on_every_card_pat
     .await;
     expect_mismatch(
         "key-in",
-        kcp_key_in.approve_key_in(&key_in()).await,
+        kcp_key_in.approve_key_in(&KeyInRequest::sample()).await,
         "an amount named 10000 ",
     );
 
@@ -895,7 +879,7 @@ async fn a_card_window_approval_whose_card_mny_is_below_its_amount_is_approved_b
     assert_eq!(card.amount, 1000);
 
     let (kcp_key_in, _) = kcp(200, below, Duration::ZERO).await;
-    match kcp_key_in.approve_key_in(&key_in()).await {
+    match kcp_key_in.approve_key_in(&KeyInRequest::sample()).await {
         Err(PgError::Mismatch { detail, .. }) => {
             assert!(detail.contains("an amount named 700 "), "{detail}")
         }
@@ -910,7 +894,13 @@ async fn a_card_approval_whose_card_mny_is_the_orders_or_absent_is_approved() {
     let without = APPROVED.replace(r#""card_mny":"1000","#, "").leak();
     for body in [APPROVED, without] {
         let (kcp, _) = kcp(200, body, Duration::ZERO).await;
-        assert_eq!(kcp.approve_key_in(&key_in()).await.unwrap().amount, 1000);
+        assert_eq!(
+            kcp.approve_key_in(&KeyInRequest::sample())
+                .await
+                .unwrap()
+                .amount,
+            1000
+        );
     }
 }
 

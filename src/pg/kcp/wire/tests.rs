@@ -40,24 +40,12 @@ pub(super) fn assert_matches_golden(built: &impl Serialize, name: &str) {
     );
 }
 
-/// Seed 002's example request.
+/// Seed 002's example request, with `birth` and `pwd` as given.
 fn key_in(birth: Option<&str>, pwd: Option<&str>) -> KeyInRequest {
-    KeyInRequest {
-        order_no: "TEST1234567890".into(),
-        amount: 1000,
-        good_name: "테스트 상품".into(),
-        buyer_name: "홍길동".into(),
-        buyer_email: "test@kcp.co.kr".into(),
-        buyer_tel: "01000000000".into(),
-        card: CardSecret {
-            number: "1234567800000000".into(),
-            expiry_yymm: "2607".into(),
-            birth: birth.map(Into::into),
-            pwd_2digit: pwd.map(Into::into),
-        },
-        quota: 0,
-        customer_ip: "".into(),
-    }
+    let mut request = KeyInRequest::sample();
+    request.card.birth = birth.map(Into::into);
+    request.card.pwd_2digit = pwd.map(Into::into);
+    request
 }
 
 fn declined_reason(err: PgError) -> (String, DeclineReason) {

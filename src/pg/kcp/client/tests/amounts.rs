@@ -67,7 +67,7 @@ async fn a_card_approval_naming_an_unreadable_card_mny_is_a_mismatch_on_every_ca
         )
         .await;
         let other = unreadable_mismatch(
-            key_in_kcp.approve_key_in(&key_in()).await,
+            key_in_kcp.approve_key_in(&KeyInRequest::sample()).await,
             "23336986737476",
             "card_mny",
             bad,
@@ -110,7 +110,7 @@ async fn a_card_approval_whose_own_amount_cannot_be_read_is_a_mismatch_too() {
         ] {
             let (kcp, _) = kcp(200, body, Duration::ZERO).await;
             unreadable_mismatch(
-                kcp.approve_key_in(&key_in()).await,
+                kcp.approve_key_in(&KeyInRequest::sample()).await,
                 "23336986737476",
                 "amount",
                 bad,
@@ -248,7 +248,7 @@ async fn an_unreadable_amount_in_an_answer_about_another_order_names_that_order(
         .leak();
     let (kcp, _) = kcp(200, body, Duration::ZERO).await;
     let other = unreadable_mismatch(
-        kcp.approve_key_in(&key_in()).await,
+        kcp.approve_key_in(&KeyInRequest::sample()).await,
         "23336986737476",
         "card_mny",
         "1,000",
@@ -263,7 +263,7 @@ async fn an_unreadable_amount_without_a_tno_is_an_unknown_outcome() {
         .replace(r#""tno":"23336986737476","#, "")
         .leak();
     let (kcp, _) = kcp(200, body, Duration::ZERO).await;
-    assert_unknown(kcp.approve_key_in(&key_in()).await);
+    assert_unknown(kcp.approve_key_in(&KeyInRequest::sample()).await);
 }
 
 /// Blank amount fields name nothing, as before: the answer is approved on the ones it fills in.
@@ -276,7 +276,13 @@ async fn blank_amount_fields_are_ignored_and_the_approval_stands() {
             Duration::ZERO,
         )
         .await;
-        assert_eq!(card.approve_key_in(&key_in()).await.unwrap().amount, 1000);
+        assert_eq!(
+            card.approve_key_in(&KeyInRequest::sample())
+                .await
+                .unwrap()
+                .amount,
+            1000
+        );
         assert_eq!(approve_card_window(&card).await.unwrap().amount, 1000);
 
         let bank = format!(
