@@ -725,7 +725,9 @@ async fn escrow_held_plain_at_kcp(app: &TestApp, merchant_uid: &str) -> (String,
 }
 
 /// The one open attempt (a cancel), read from the database.
-async fn the_open_cancel_attempt(app: &TestApp) -> openport::store::entity::pg_attempt::Model {
+pub(crate) async fn the_open_cancel_attempt(
+    app: &TestApp,
+) -> openport::store::entity::pg_attempt::Model {
     let gateway = &app.app.gateway;
     let open = gateway.open_attempts(10).await.unwrap();
     assert_eq!(open.len(), 1, "{open:?}");
@@ -735,6 +737,23 @@ async fn the_open_cancel_attempt(app: &TestApp) -> openport::store::entity::pg_a
         .unwrap();
     assert_eq!(attempt.kind, "cancel");
     attempt
+}
+
+/// KCP applies the cancel it held at `gate`; a settle delay after it the resolver records what
+/// KCP holds: the payment as shown then.
+async fn applied_at_kcp_then_resolved(
+    app: &TestApp,
+    token: &str,
+    imp_uid: &str,
+    tno: &str,
+    gate: &str,
+    settle: i64,
+) -> serde_json::Value {
+    app.sandbox.open_gate(gate);
+    until_cancelled_at_kcp(app, tno).await;
+    app.advance(settle);
+    app.resolve_all().await;
+    app.payment(token, imp_uid).await
 }
 
 /// Waits (up to 2 s) until KCP holds `tno` cancelled.
@@ -814,11 +833,7 @@ async fn a_cancel_sent_again_as_stsc_is_not_due_for_the_resolver_before_a_settle
     assert!(kcp_cancels(&app, &tno).is_empty());
 
     // KCP applies the STSC; a settle delay after it, the resolver finds the trade cancelled.
-    app.sandbox.open_gate(gate);
-    until_cancelled_at_kcp(&app, &tno).await;
-    app.advance(SETTLE);
-    app.resolve_all().await;
-    let shown = app.payment(&token, &imp_uid).await;
+    let shown = applied_at_kcp_then_resolved(&app, &token, &imp_uid, &tno, gate, SETTLE).await;
     assert_eq!(
         (shown["status"].as_str(), shown["cancel_amount"].as_i64()),
         (Some("cancelled"), Some(2000)),
@@ -880,12 +895,7 @@ async fn an_escrow_revocation_sent_again_as_stsc_is_not_due_before_a_settle_dela
         FaultRule::new(paths::CANCEL, Fault::HoldRequest { gate: close.into() })
             .when("mod_type", "STSC"),
     );
-    let request = app
-        .http
-        .delete(app.url(&format!("/vbanks/{imp_uid}")))
-        .header("Authorization", &token);
-    let revocation =
-        tokio::spawn(async move { TestApp::read(request.send().await.expect("revoke")).await });
+    let revocation = app.revoke_in_background(&token, &imp_uid);
     app.sandbox.until_held(refusal).await;
     app.stop_clock();
     app.advance(LATE);
@@ -894,17 +904,11 @@ async fn an_escrow_revocation_sent_again_as_stsc_is_not_due_before_a_settle_dela
 
     let (status, res) = revocation.await.unwrap();
 
-    assert_eq!(
-        (status, res["code"].as_i64()),
-        (StatusCode::OK, Some(1)),
-        "{res}"
-    );
-    assert!(
-        res["message"]
-            .as_str()
-            .unwrap()
-            .contains("발급취소 응답을 확인하지 못했습니다"),
-        "{res}"
+    crate::helpers::assert_code_1_saying(
+        status,
+        &res,
+        "발급취소 응답을 확인하지 못했습니다",
+        "answered unknown",
     );
     let attempt = the_open_cancel_attempt(&app).await;
     assert!(
@@ -915,11 +919,7 @@ async fn an_escrow_revocation_sent_again_as_stsc_is_not_due_before_a_settle_dela
     app.advance(refused_at + SETTLE - 1 - gateway.clock.unix());
     assert_eq!(gateway.resolve_due(10).await.unwrap(), 0, "nothing due yet");
 
-    app.sandbox.open_gate(close);
-    until_cancelled_at_kcp(&app, &tno).await;
-    app.advance(SETTLE);
-    app.resolve_all().await;
-    let shown = app.payment(&token, &imp_uid).await;
+    let shown = applied_at_kcp_then_resolved(&app, &token, &imp_uid, &tno, close, SETTLE).await;
     assert_eq!(
         (shown["status"].as_str(), shown["paid_at"].as_i64()),
         (Some("cancelled"), Some(0)),
@@ -965,28 +965,18 @@ async fn a_late_stsc_whose_answer_is_lost_is_not_concluded_not_applied_before_a_
 
     let (status, res) = cancelling.await.unwrap();
 
-    assert_eq!(
-        (status, res["code"].as_i64()),
-        (StatusCode::OK, Some(1)),
-        "{res}"
-    );
-    assert!(
-        res["message"]
-            .as_str()
-            .unwrap()
-            .contains("PG사 취소 응답을 확인하지 못했습니다"),
-        "not \"not cancelled\" a settle delay after the attempt's creation only: {res}"
+    crate::helpers::assert_code_1_saying(
+        status,
+        &res,
+        "PG사 취소 응답을 확인하지 못했습니다",
+        "not \"not cancelled\" a settle delay after the attempt's creation only",
     );
     let attempt = the_open_cancel_attempt(&app).await;
     assert_eq!(attempt.sent_at, stsc_sent_at, "{attempt:?}");
     assert_eq!(app.payment(&token, &imp_uid).await["status"], "paid");
 
     // KCP applies the STSC; a settle delay after it, the resolver finds the trade cancelled.
-    app.sandbox.open_gate(stsc);
-    until_cancelled_at_kcp(&app, &tno).await;
-    app.advance(SETTLE_SECS);
-    app.resolve_all().await;
-    let shown = app.payment(&token, &imp_uid).await;
+    let shown = applied_at_kcp_then_resolved(&app, &token, &imp_uid, &tno, stsc, SETTLE_SECS).await;
     assert_eq!(
         (shown["status"].as_str(), shown["cancel_amount"].as_i64()),
         (Some("cancelled"), Some(2000)),

@@ -507,6 +507,20 @@ impl TestApp {
         tokio::spawn(async move { Self::read(request.send().await.expect("request")).await })
     }
 
+    /// `DELETE /vbanks/{imp_uid}` (a revocation) in the background, for a test that holds its KCP
+    /// calls meanwhile: its status and body once answered.
+    pub fn revoke_in_background(
+        &self,
+        token: &str,
+        imp_uid: &str,
+    ) -> tokio::task::JoinHandle<(StatusCode, Value)> {
+        let request = self
+            .http
+            .delete(self.url(&format!("/vbanks/{imp_uid}")))
+            .header("Authorization", token);
+        tokio::spawn(async move { Self::read(request.send().await.expect("request")).await })
+    }
+
     /// Runs the resolver in the background with its inquiry answered late (1.3 s), so that the
     /// answer is stale: KCP confirms the call the resolver asks about to its own request meanwhile.
     pub fn resolve_due_with_a_slow_inquiry(
@@ -1156,4 +1170,18 @@ pub async fn make_live(app: &TestApp, imp_key: &str) {
         )],
     )
     .await;
+}
+
+/// An answer of HTTP 200, code 1, whose message contains `says`: how openport refuses, or says it
+/// does not know yet, in iamport's envelope. `why` is printed with the answer on failure.
+pub fn assert_code_1_saying(status: StatusCode, res: &Value, says: &str, why: &str) {
+    assert_eq!(
+        (status, res["code"].as_i64()),
+        (StatusCode::OK, Some(1)),
+        "{why}: {res}"
+    );
+    assert!(
+        res["message"].as_str().is_some_and(|m| m.contains(says)),
+        "{why}: {res}"
+    );
 }

@@ -455,23 +455,35 @@ async fn a_key_whose_issuance_the_operator_reconciled_while_its_request_stalled_
             .is_some_and(|m| m.contains("등록하지 않았습니다")),
         "{body}"
     );
+    assert_not_stored_but_deleted_at_kcp(&app, &token, "stalled-cust", &order_no).await;
+}
+
+/// What a key issued under `order_no` for `uid`, whose issuance an operator reconciled before it
+/// was stored, leaves: the customer has no key, its one row is recorded for its deletion at KCP
+/// and deleted there, KCP holds it deleted, and the issuance keeps the operator's word.
+async fn assert_not_stored_but_deleted_at_kcp(
+    app: &TestApp,
+    token: &str,
+    uid: &str,
+    order_no: &str,
+) {
     let (_, found) = app
-        .get("/subscribe/customers/stalled-cust", Some(&token))
+        .get(&format!("/subscribe/customers/{uid}"), Some(token))
         .await;
     assert_eq!(found["code"], 1, "no key stored: {found}");
-    let rows = crate::billing::key_rows(&app, "stalled-cust").await;
+    let rows = crate::billing::key_rows(app, uid).await;
     assert_eq!(
         rows.iter().map(|r| r.status.as_str()).collect::<Vec<_>>(),
         ["replaced"],
         "recorded for its deletion at KCP"
     );
     assert!(rows[0].pg_deleted_at.is_some(), "{:?}", rows[0]);
-    let key = kcp_key_under(&app, &order_no).expect("KCP issued the key");
+    let key = kcp_key_under(app, order_no).expect("KCP issued the key");
     assert_eq!(format!("{:?}", key.state), "Deleted");
-    let recorded = issuances(&app).await;
+    let recorded = issuances(app).await;
     assert_eq!(recorded.len(), 1);
     assert_eq!(recorded[0].state, "reconciled", "{recorded:?}");
-    assert!(open_issuances(&app).await.is_empty());
+    assert!(open_issuances(app).await.is_empty());
 }
 
 /// The same stall on `onetime` keeping its card: the key that arrives after the operator
@@ -509,18 +521,5 @@ async fn a_onetime_whose_key_issuance_the_operator_reconciled_while_it_stalled_i
     app.advance(3600);
     app.app.gateway.retry_key_deletions(10).await.unwrap();
     let token = app.token().await;
-    let (_, customer) = app
-        .get("/subscribe/customers/stalled-keeper", Some(&token))
-        .await;
-    assert_eq!(customer["code"], 1, "no key kept: {customer}");
-    let rows = crate::billing::key_rows(&app, "stalled-keeper").await;
-    assert_eq!(
-        rows.iter().map(|r| r.status.as_str()).collect::<Vec<_>>(),
-        ["replaced"],
-        "recorded for its deletion at KCP"
-    );
-    assert!(rows[0].pg_deleted_at.is_some(), "{:?}", rows[0]);
-    let key = kcp_key_under(&app, &order_no).expect("KCP issued the key");
-    assert_eq!(format!("{:?}", key.state), "Deleted");
-    assert_eq!(issuances(&app).await[0].state, "reconciled");
+    assert_not_stored_but_deleted_at_kcp(&app, &token, "stalled-keeper", &order_no).await;
 }

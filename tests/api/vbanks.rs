@@ -866,6 +866,28 @@ async fn a_lost_revocation_answer_is_confirmed_by_inquiry() {
     app.assert_ledger_agrees().await;
 }
 
+/// KCP applies the close of the test's one account it held at `gate`; a settle delay after it
+/// the resolver records what KCP holds: the payment as shown then.
+async fn closed_at_kcp_then_resolved(
+    app: &TestApp,
+    token: &str,
+    imp_uid: &str,
+    gate: &str,
+    settle: i64,
+) -> Value {
+    app.sandbox.open_gate(gate);
+    for _ in 0..100 {
+        if app.sandbox.ledger()[0].state == TransactionState::Cancelled {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(app.sandbox.ledger()[0].state, TransactionState::Cancelled);
+    app.advance(settle);
+    app.resolve_all().await;
+    app.payment(token, imp_uid).await
+}
+
 /// A revocation whose look before the close (a KCP inquiry) takes most of a KCP timeout, and whose
 /// close KCP applies only after openport stopped waiting for it: the attempt is not due for the
 /// resolver before a settle delay after the close was sent. Due a settle delay after its creation
@@ -889,17 +911,11 @@ async fn a_revocation_is_not_due_for_the_resolver_before_a_settle_delay_after_it
 
     let (status, res) = revoke(&app, &token, imp_uid).await;
 
-    assert_eq!(
-        (status, res["code"].as_i64()),
-        (StatusCode::OK, Some(1)),
-        "{res}"
-    );
-    assert!(
-        res["message"]
-            .as_str()
-            .unwrap()
-            .contains("발급취소 응답을 확인하지 못했습니다"),
-        "{res}"
+    crate::helpers::assert_code_1_saying(
+        status,
+        &res,
+        "발급취소 응답을 확인하지 못했습니다",
+        "answered unknown",
     );
     assert!(
         app.sandbox.armed_faults().is_empty(),
@@ -907,13 +923,7 @@ async fn a_revocation_is_not_due_for_the_resolver_before_a_settle_delay_after_it
     );
     app.stop_clock();
     let gateway = &app.app.gateway;
-    let open = gateway.open_attempts(10).await.unwrap();
-    assert_eq!(open.len(), 1, "{open:?}");
-    let attempt = openport::store::payments::attempt_by_id(&gateway.db.read, open[0].id)
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(attempt.kind, "cancel");
+    let attempt = crate::escrow::the_open_cancel_attempt(&app).await;
     // The close went out after the look, a second or more after the attempt was created.
     assert!(
         attempt.next_check_at > attempt.created_at + SETTLE,
@@ -926,17 +936,7 @@ async fn a_revocation_is_not_due_for_the_resolver_before_a_settle_delay_after_it
     assert_eq!(app.sandbox.ledger()[0].state, TransactionState::Issued);
 
     // KCP applies the close; a settle delay after it, the resolver finds the account closed.
-    app.sandbox.open_gate(gate);
-    for _ in 0..100 {
-        if app.sandbox.ledger()[0].state == TransactionState::Cancelled {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
-    assert_eq!(app.sandbox.ledger()[0].state, TransactionState::Cancelled);
-    app.advance(SETTLE);
-    app.resolve_all().await;
-    let shown = app.payment(&token, imp_uid).await;
+    let shown = closed_at_kcp_then_resolved(&app, &token, imp_uid, gate, SETTLE).await;
     assert_eq!(
         (shown["status"].as_str(), shown["paid_at"].as_i64()),
         (Some("cancelled"), Some(0)),
@@ -966,24 +966,12 @@ async fn a_late_close_whose_answer_is_lost_is_not_concluded_not_revoked_before_a
     app.sandbox.inject(
         FaultRule::new(paths::CANCEL, Fault::HoldRequest { gate: close.into() }).when("tno", tno),
     );
-    let (http, url, auth) = (
-        app.http.clone(),
-        app.url(&format!("/vbanks/{imp_uid}")),
-        token.clone(),
-    );
-    let revoking = tokio::spawn(async move {
-        let res = http.delete(url).header("Authorization", auth).send().await;
-        TestApp::read(res.expect("revoke")).await
-    });
+    let revoking = app.revoke_in_background(&token, &imp_uid);
     app.sandbox.until_held(look).await;
     app.stop_clock();
     let gateway = &app.app.gateway;
-    let open = gateway.open_attempts(10).await.unwrap();
-    assert_eq!(open.len(), 1, "{open:?}");
-    let created_at = openport::store::payments::attempt_by_id(&gateway.db.read, open[0].id)
+    let created_at = crate::escrow::the_open_cancel_attempt(&app)
         .await
-        .unwrap()
-        .unwrap()
         .created_at;
     app.advance(created_at + SETTLE_SECS - gateway.clock.unix());
     let close_sent_at = gateway.clock.unix();
@@ -991,22 +979,13 @@ async fn a_late_close_whose_answer_is_lost_is_not_concluded_not_revoked_before_a
 
     let (status, res) = revoking.await.unwrap();
 
-    assert_eq!(
-        (status, res["code"].as_i64()),
-        (StatusCode::OK, Some(1)),
-        "{res}"
+    crate::helpers::assert_code_1_saying(
+        status,
+        &res,
+        "발급취소 응답을 확인하지 못했습니다",
+        "not \"not revoked\" a settle delay after the attempt's creation only",
     );
-    assert!(
-        res["message"]
-            .as_str()
-            .unwrap()
-            .contains("발급취소 응답을 확인하지 못했습니다"),
-        "not \"not revoked\" a settle delay after the attempt's creation only: {res}"
-    );
-    let attempt = openport::store::payments::attempt_by_id(&gateway.db.read, open[0].id)
-        .await
-        .unwrap()
-        .unwrap();
+    let attempt = crate::escrow::the_open_cancel_attempt(&app).await;
     assert_eq!(
         (attempt.state.as_str(), attempt.sent_at),
         ("unknown", close_sent_at),
@@ -1014,17 +993,7 @@ async fn a_late_close_whose_answer_is_lost_is_not_concluded_not_revoked_before_a
     );
 
     // KCP closes the account; a settle delay after the close, the resolver records it.
-    app.sandbox.open_gate(close);
-    for _ in 0..100 {
-        if app.sandbox.ledger()[0].state == TransactionState::Cancelled {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
-    assert_eq!(app.sandbox.ledger()[0].state, TransactionState::Cancelled);
-    app.advance(SETTLE_SECS);
-    app.resolve_all().await;
-    let shown = app.payment(&token, &imp_uid).await;
+    let shown = closed_at_kcp_then_resolved(&app, &token, &imp_uid, close, SETTLE_SECS).await;
     assert_eq!(
         (shown["status"].as_str(), shown["paid_at"].as_i64()),
         (Some("cancelled"), Some(0)),
@@ -2429,22 +2398,7 @@ async fn a_deposit_landing_while_a_revocation_is_at_kcp_never_leaves_a_paid_paym
     app.sandbox.inject(
         FaultRule::new(paths::CANCEL, Fault::HoldRequest { gate: gate.into() }).when("tno", tno),
     );
-    let revoking = {
-        let (http, url, token) = (
-            app.http.clone(),
-            app.url(&format!("/vbanks/{imp_uid}")),
-            token.clone(),
-        );
-        tokio::spawn(async move {
-            let res = http
-                .delete(url)
-                .header("Authorization", token)
-                .send()
-                .await
-                .expect("request");
-            TestApp::read(res).await
-        })
-    };
+    let revoking = app.revoke_in_background(&token, &imp_uid);
     tokio::time::timeout(
         std::time::Duration::from_secs(5),
         app.sandbox.until_held(gate),
