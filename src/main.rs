@@ -895,42 +895,55 @@ async fn payment(cmd: PaymentCommand) -> anyhow::Result<()> {
             let recheck = match gateway.recheck_payment_at_kcp(&imp_uid).await {
                 Ok(recheck) => recheck,
                 Err(NotificationError::Superseded(_)) => anyhow::bail!(
-                    "payment {imp_uid}: a cancel of it is under way (or it changed while KCP was                      asked, or this host's clock is off): nothing recorded; run it again once the                      cancel is settled (`openport attempt list`)"
+                    "payment {imp_uid}: a cancel of it is under way (or it changed while KCP was \
+                     asked, or this host's clock is off): nothing recorded; run it again once the \
+                     cancel is settled (`openport attempt list`)"
                 ),
                 Err(NotificationError::Unverified { tno, source }) => anyhow::bail!(
-                    "payment {imp_uid}: KCP could not be asked about tno {tno} ({source}):                      nothing recorded; run it again once KCP answers"
+                    "payment {imp_uid}: KCP could not be asked about tno {tno} ({source}): \
+                     nothing recorded; run it again once KCP answers"
                 ),
                 Err(e) => anyhow::bail!("payment {imp_uid}: {e}"),
             };
             let tno = &recheck.tno;
             match recheck.found {
                 CancelAtKcp::Same { remaining, balance } => println!(
-                    "payment {imp_uid}: unchanged: KCP holds {remaining} won of tno {tno},                      openport's balance is {balance} won"
+                    "payment {imp_uid}: unchanged: KCP holds {remaining} won of tno {tno}, \
+                     openport's balance is {balance} won"
                 ),
                 CancelAtKcp::NothingHeld => println!(
-                    "payment {imp_uid}: unchanged: it holds no money a cancel at KCP could have                      taken (not paid, or cancelled whole); KCP not asked"
+                    "payment {imp_uid}: unchanged: it holds no money a cancel at KCP could have \
+                     taken (not paid, or cancelled whole); KCP not asked"
                 ),
                 CancelAtKcp::Recorded { cancelled, payment } => println!(
-                    "payment {imp_uid}: applied: {cancelled} won cancelled at KCP recorded                      (status {}, cancel_amount {}, balance {} won; `cancelled` webhook queued)",
+                    "payment {imp_uid}: applied: {cancelled} won cancelled at KCP recorded \
+                     (status {}, cancel_amount {}, balance {} won; `cancelled` webhook queued)",
                     payment.status,
                     payment.cancel_amount,
                     payment.amount - payment.cancel_amount
                 ),
                 CancelAtKcp::ReapprovalUnaccounted => anyhow::bail!(
-                    "payment {imp_uid}: not checked: a point re-approval openport sent on tno                      {tno} is not accounted for yet (its second look is due, or a conflict names                      it); `openport attempt list --conflicts`"
+                    "payment {imp_uid}: not checked: a point re-approval openport sent on tno \
+                     {tno} is not accounted for yet (its second look is due, or a conflict names \
+                     it); `openport attempt list --conflicts`"
                 ),
                 CancelAtKcp::NoInquiry => anyhow::bail!(
-                    "payment {imp_uid}: KCP has no inquiry for its pay method: compare with KCP's                      admin; nothing recorded"
+                    "payment {imp_uid}: KCP has no inquiry for its pay method: compare with KCP's \
+                     admin; nothing recorded"
                 ),
                 CancelAtKcp::NoSuchTrade => anyhow::bail!(
-                    "payment {imp_uid}: KCP knows no trade {tno}: compare with KCP's admin;                      nothing recorded"
+                    "payment {imp_uid}: KCP knows no trade {tno}: compare with KCP's admin; \
+                     nothing recorded"
                 ),
                 CancelAtKcp::NotRecorded {
                     attempt_id,
                     remaining,
                     balance,
                 } => anyhow::bail!(
-                    "payment {imp_uid}: KCP holds {remaining} won of tno {tno}, openport's                      balance is {balance} won, but the cancel attempt {attempt_id} opened for the                      difference is not recorded (open for the resolver, or a conflict):                      `openport attempt list` / `--conflicts`"
+                    "payment {imp_uid}: KCP holds {remaining} won of tno {tno}, openport's \
+                     balance is {balance} won, but the cancel attempt {attempt_id} opened for the \
+                     difference is not recorded (open for the resolver, or a conflict): \
+                     `openport attempt list` / `--conflicts`"
                 ),
             }
             Ok(())
