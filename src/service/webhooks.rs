@@ -662,11 +662,30 @@ impl Gateway {
         let delivery = store::delivery_by_id(&self.db.write, id)
             .await?
             .ok_or_else(|| ServiceError::Internal("webhook delivery vanished".into()))?;
+        // The lease is checked once more before the POST, which nothing can take back: a worker
+        // that stalled between its claim and here (a paused VM, a starved runtime) may have lost
+        // the row to another instance, which sent it; and with less of the lease left than a POST
+        // may take, the lease could run out in flight and another instance send it again.
+        let attempted_at = self.clock.unix();
+        if delivery.lease_until != lease || delivery.state != "pending" {
+            tracing::warn!(
+                delivery_id = delivery.id,
+                "webhook not sent: another worker took it over after this one's lease ran out"
+            );
+            return Ok(());
+        }
+        if attempted_at + TOTAL_TIMEOUT.as_secs() as i64 >= lease {
+            tracing::warn!(
+                delivery_id = delivery.id,
+                "webhook not sent: too little of its lease left for a POST; given back"
+            );
+            store::release_deliveries(&self.db.write, &[id], lease).await?;
+            return Ok(());
+        }
         let merchant = merchants::by_id(&self.db.read, delivery.merchant_id)
             .await?
             .ok_or_else(|| ServiceError::Internal("merchant of a webhook vanished".into()))?;
 
-        let attempted_at = self.clock.unix();
         let sent = match self.post(&delivery, &merchant, attempted_at).await {
             Ok(sent) => sent,
             Err(why) => Sent {

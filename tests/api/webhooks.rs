@@ -1162,10 +1162,14 @@ async fn nothing_is_sent_without_a_url_or_when_the_change_is_rolled_back() {
 
 #[tokio::test]
 async fn three_instances_on_one_database_deliver_each_webhook_exactly_once() {
-    let first = spawn_app().await;
+    // Few connections each, as the workers' test below: three instances of 32 would open up to 96,
+    // and PostgreSQL's limit (100) is shared with every other test running meanwhile; a POST
+    // whose claim then waited out the pool's 30 s was left leased, unsent, past the test's end.
+    let few_connections = |c: &mut openport::config::Config| c.database_pool_size = 8;
+    let first = spawn_app_with(few_connections).await;
     let mut others = Vec::new();
     for _ in 0..2 {
-        others.push(first.another_instance(|_| {}).await);
+        others.push(first.another_instance(few_connections).await);
     }
     let (second, third) = (&others[0], &others[1]);
     let receiver = Receiver::start().await;
@@ -1641,13 +1645,7 @@ async fn delivery_in_flight(
     i64,
     tokio::task::JoinHandle<openport::service::ServiceResult<usize>>,
 ) {
-    configure(app, json!({"url": receiver.url(&format!("/{name}"))})).await;
-    let token = app.token().await;
-    let imp_uid = paid_payment(app, &token, &format!("wh-{name}"), Value::Null).await;
-    enqueue(app, &imp_uid, "paid", None).await;
-    let id = history(app, &format!("?imp_uid={imp_uid}")).await[0]["id"]
-        .as_i64()
-        .unwrap();
+    let id = pending_delivery(app, receiver, name).await;
     receiver.slow(Duration::from_millis(1500));
     let gateway = app.app.gateway.clone();
     let worker = tokio::spawn(async move { gateway.deliver_due_webhooks(100).await });
@@ -1733,6 +1731,61 @@ async fn a_resend_after_a_stalled_workers_lease_ran_out_is_not_overwritten_by_it
         .collect();
     assert_eq!(statuses, [&json!(400), &json!(200)], "{list:?}");
     assert_eq!(list[0]["state"], "delivered");
+}
+
+/// A pending delivery of a paid payment to `receiver`, not claimed yet: its id.
+async fn pending_delivery(app: &TestApp, receiver: &Receiver, name: &str) -> i64 {
+    configure(app, json!({"url": receiver.url(&format!("/{name}"))})).await;
+    let token = app.token().await;
+    let imp_uid = paid_payment(app, &token, &format!("wh-{name}"), Value::Null).await;
+    enqueue(app, &imp_uid, "paid", None).await;
+    history(app, &format!("?imp_uid={imp_uid}")).await[0]["id"]
+        .as_i64()
+        .unwrap()
+}
+
+/// A worker that stalled between its claim and its POST (a paused VM) while its lease ran out and
+/// another instance claimed and sent the delivery does not send it a second time when it wakes.
+#[tokio::test]
+async fn a_worker_that_stalled_past_its_lease_before_posting_leaves_the_webhook_to_the_one_that_took_it_over(
+) {
+    let app = spawn_app().await;
+    let receiver = Receiver::start().await;
+    let id = pending_delivery(&app, &receiver, "stalled-before-post").await;
+    let gw = &app.app.gateway;
+    let stalled = gw.claim_webhook(id).await.unwrap().expect("claimed");
+    app.advance(3_600);
+    let other = gw.claim_webhook(id).await.unwrap().expect("taken over");
+    gw.send_webhook(other).await.unwrap();
+    assert_eq!(receiver.requests().len(), 1);
+
+    gw.send_webhook(stalled).await.unwrap();
+    assert_eq!(receiver.requests().len(), 1, "sent once only");
+    let list = history(&app, "").await;
+    assert_eq!(list[0]["state"], "delivered", "{list:?}");
+    assert_eq!(list[0]["attempts"].as_array().unwrap().len(), 1, "{list:?}");
+}
+
+/// With less of its lease left than a POST may take (30 s), a worker gives the delivery back
+/// instead of sending it: its lease could run out in flight and another instance send it again.
+#[tokio::test]
+async fn a_worker_with_too_little_lease_left_for_a_post_gives_the_webhook_back_unsent() {
+    let app = spawn_app().await;
+    let receiver = Receiver::start().await;
+    let id = pending_delivery(&app, &receiver, "short-lease").await;
+    let gw = &app.app.gateway;
+    let claim = gw.claim_webhook(id).await.unwrap().expect("claimed");
+    app.advance(100);
+    gw.send_webhook(claim).await.unwrap();
+    assert!(receiver.requests().is_empty(), "not sent");
+    let d = openport::store::webhooks::delivery_by_id(&gw.db.read, id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((d.state.as_str(), d.lease_until), ("pending", 0), "{d:?}");
+
+    assert_eq!(deliver(&app).await, 1, "due again at once");
+    assert_eq!(receiver.requests().len(), 1);
 }
 
 #[tokio::test]
