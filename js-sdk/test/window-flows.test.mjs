@@ -1,7 +1,7 @@
 // The rest of IMP.request_pay's flows in a real browser against a running openport
 // (OPENPORT_URL, test mode, sandbox KCP): points, gift certificates, easy-pay, the billing-key
 // window, a virtual account through deposit and webhooks, escrow, confirm_url, KCP's PC script
-// failing to load, and an amount the buyer's browser edits.
+// failing to load or throwing, and an amount the buyer's browser edits.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import {
@@ -183,6 +183,65 @@ test('KCP\'s PC script failing to load ends the window at once as KCP\'s failure
   } finally {
     await context.close();
   }
+});
+
+test('KCP\'s PC call throwing before its layer is up ends the window at once as KCP\'s failure, never as the buyer\'s cancel', { timeout: 60_000 }, async () => {
+  // KCP's script loads but its call fails before it renders anything (a KCP-side script error, a
+  // broken deploy): the buyer would see an empty page whose only way out, the overlay's ×, is
+  // recorded as the buyer's cancel (3001). The hand-off page ends it as when the script does not load.
+  const { openPage } = merchantPages(browser, merchant);
+  const { page, context, errors } = await openPage();
+  try {
+    let served = 0;
+    await context.route('**/plugin/kcp_spay_hub.js', (route) => {
+      served += 1;
+      route.fulfill({
+        contentType: 'application/javascript; charset=UTF-8',
+        body: 'window.KCP_Pay_Execute_Web = function (form) { return form.no_such_field.value; };',
+      });
+    });
+    await page.evaluate((x) => window.pay(x), params({ amount: 2000 }));
+    const [rsp] = await callbacks(page, 1, 15_000);
+    assert.equal(served, 1, 'KCP\'s script was not the throwing one');
+    assert.equal(await exactlyOnce(page), 1, 'the callback ran more than once');
+    assert.equal(await page.locator('#openport-overlay').count(), 0, 'the overlay is still there');
+    assert.equal(rsp.success, false, JSON.stringify(rsp));
+    assert.equal(rsp.error_code, 'W001', JSON.stringify(rsp));
+    assert.equal(rsp.error_msg, '[W001] KCP 결제창을 불러오지 못했습니다.');
+    const { json } = await getPayment(rsp.imp_uid);
+    assert.equal(json.response.status, 'failed');
+    assert.equal(json.response.fail_reason, '[W001] KCP 결제창을 불러오지 못했습니다.');
+    assert.deepEqual(errors, []);
+  } finally {
+    await context.close();
+  }
+});
+
+test('KCP\'s PC call throwing once its layer is up leaves the window open, and the buyer pays in it', { timeout: 90_000 }, async () => {
+  // Only an empty page is ended: a throw after KCP rendered its window must not fail a payment
+  // the buyer may be making in it.
+  const p = params({ amount: 4000 });
+  let served = 0;
+  const rsp = await payInOverlay(p, undefined, async (context) => {
+    await context.route('**/plugin/kcp_spay_hub.js', async (route) => {
+      const kcp = await route.fetch();
+      served += 1;
+      route.fulfill({
+        response: kcp,
+        body: `${await kcp.text()}
+;(function () {
+  var execute = window.KCP_Pay_Execute_Web;
+  window.KCP_Pay_Execute_Web = function (form) { execute(form); throw new Error('after the layer'); };
+})();`,
+      });
+    });
+  });
+  assert.equal(served, 1, 'KCP\'s script was not the throwing one');
+  assert.equal(rsp.success, true, JSON.stringify(rsp));
+  assert.equal(rsp.status, 'paid');
+  const { json } = await getPayment(rsp.imp_uid);
+  assert.equal(json.response.status, 'paid');
+  assert.equal(json.response.amount, 4000);
 });
 
 test('an amount the buyer edits on the way to the window is caught and nothing is charged', { timeout: 90_000 }, async () => {

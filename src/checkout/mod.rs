@@ -927,12 +927,15 @@ fn mobile_hand_off_page(pay_url: &str, inputs: &str) -> String {
 /// handed over as another form or as JSON.
 ///
 /// When KCP's script does not load (KCP down, a network or an ad-blocker dropping it: its
-/// `onerror`, or no `KCP_Pay_Execute_Web` once it ran), the page ends the window itself as a
-/// refusal in KCP's window ends it ([`KCP_UNREACHABLE_CODE`]), so the payment fails with that
-/// reason and the merchant page's callback runs at once. Left to the overlay's ×, the only way
-/// out, an outage was recorded as the buyer's cancel (`3001`), which pages take for a buyer who
-/// changed their mind. Nothing was sent to KCP: a window is approved only from a result KCP
-/// answered.
+/// `onerror`, or no `KCP_Pay_Execute_Web` once it ran), or loads but its call throws before its
+/// layer is in the page (a KCP-side script error, a broken deploy: when it throws, no element it
+/// added is in the page outside the form, whose inputs it may fill in), the page ends the window
+/// itself as a refusal in KCP's window ends it ([`KCP_UNREACHABLE_CODE`]), so the payment fails
+/// with that reason and the merchant page's callback runs at once. Left to the overlay's ×, the
+/// only way out of an empty page, an outage was recorded as the buyer's cancel (`3001`), which
+/// pages take for a buyer who changed their mind. Nothing was sent to KCP: a window is approved
+/// only from a result KCP answered. A throw once KCP's layer is up ends nothing: the buyer may be
+/// paying in it.
 fn pc_window_page(script_url: &str, ret_url: &str, inputs: &str) -> String {
     format!(
         "<!doctype html><html><head><meta charset=\"utf-8\"><title>결제창</title>\
@@ -952,7 +955,11 @@ fn pc_window_page(script_url: &str, ret_url: &str, inputs: &str) -> String {
          <p id=\"kcp_pc_error\" hidden>{message}</p>\
          <script>(function(){{var form=document.getElementById('order_info');\
          if(typeof KCP_Pay_Execute_Web!=='function'){{m_KcpUnavailable();return;}}\
-         try{{KCP_Pay_Execute_Web(form);}}catch(e){{}}}})();</script></body></html>",
+         var all=document.body.getElementsByTagName('*'),before=Array.prototype.slice.call(all);\
+         try{{KCP_Pay_Execute_Web(form);}}catch(e){{\
+         var shown=Array.prototype.some.call(all,function(el){{\
+         return before.indexOf(el)<0&&!form.contains(el);}});\
+         if(!shown){{m_KcpUnavailable();}}}}}})();</script></body></html>",
         script = escape(script_url),
         action = escape(ret_url),
         code = KCP_UNREACHABLE_CODE,
@@ -960,10 +967,10 @@ fn pc_window_page(script_url: &str, ret_url: &str, inputs: &str) -> String {
     )
 }
 
-/// The `res_cd` a PC hand-off page posts to `Ret_URL` when KCP's PC script did not load
-/// ([`pc_window_page`]): up to 4 letters or digits, as KCP's codes, so every answer of the
-/// payment reads it back from its fail_reason (`[W001] …`) as the code of a refusal in KCP's
-/// window. None of KCP's codes in spec/kcp.md.
+/// The `res_cd` a PC hand-off page posts to `Ret_URL` when KCP's PC script did not load, or its
+/// call threw before KCP's layer came up ([`pc_window_page`]): up to 4 letters or digits, as
+/// KCP's codes, so every answer of the payment reads it back from its fail_reason (`[W001] …`)
+/// as the code of a refusal in KCP's window. None of KCP's codes in spec/kcp.md.
 const KCP_UNREACHABLE_CODE: &str = "W001";
 /// Its `res_msg`, the fail_reason's text and what the buyer and the merchant page are told (no
 /// quote, backslash or markup: it is written into the page's script and text as it is).

@@ -1508,7 +1508,11 @@ impl Gateway {
             let code = failure_code(Some(&reason)).to_string();
             return self.stop_window(&s, &p, &code, reason, None).await;
         }
-        let attempt = match self.claim_window(&p, billing_shown, cash_receipt).await? {
+        let confirm_url = s.confirm_url.is_some();
+        let attempt = match self
+            .claim_window(&p, billing_shown, cash_receipt, confirm_url)
+            .await?
+        {
             WindowClaim::Held(attempt) => *attempt,
             WindowClaim::PreparedDiffers(reason) => {
                 return self.finish(&s, Some(("F400", reason))).await
@@ -1644,11 +1648,15 @@ impl Gateway {
     /// write that opens them (`payments::open_charge`): the window's page knows its merchant_uid,
     /// and a prepare made or changed while the buyer is in the window would otherwise be approved
     /// at the window's amount. Such a window fails without a call to KCP.
+    ///
+    /// The claim's lease covers the merchant's confirm_url when the window has one
+    /// ([`Self::window_claim_lease`]).
     async fn claim_window(
         &self,
         p: &payment::Model,
         shown: Option<i64>,
         cash_receipt: bool,
+        confirm_url: bool,
     ) -> ServiceResult<WindowClaim> {
         let now = self.clock.unix();
         let txn = self.db.write.begin().await?;
@@ -1694,13 +1702,31 @@ impl Gateway {
                 next_check_at: Set(now + self.settings.settle_secs),
                 // This request holds it until it records the outcome or lets go
                 // (service/attempts.rs).
-                lease_until: Set(self.lease_from(now)),
+                lease_until: Set(self.window_claim_lease(now, confirm_url)),
                 ..super::attempts::new_attempt("approve", p.order_no.clone(), p.amount, now)
             },
         )
         .await?;
         txn.commit().await?;
         Ok(WindowClaim::Held(Box::new(attempt)))
+    }
+
+    /// The lease a window's claim writes at `now`: a holder's ([`Self::lease_from`]), and for a
+    /// window with a confirm_url ([`Self::confirm_claimed`]) the merchant's wait on top
+    /// ([`super::confirm::CONFIRM_TIMEOUT`]), which the claiming post may spend before its first
+    /// KCP call, renewing the lease only then. A holder's lease alone (3 KCP timeouts and a
+    /// second) is shorter than that wait when KCP's timeout is under about 3 s: the lease ran out
+    /// while the merchant was still being asked, the resolver took the attempt, found nothing at
+    /// KCP and failed the payment, and the merchant's 200 then approved nothing (the buyer told
+    /// it failed), while a second post of the result stopped waiting for it (`F500`).
+    fn window_claim_lease(&self, now: i64, confirm_url: bool) -> i64 {
+        let confirm = if confirm_url {
+            let secs = super::confirm::CONFIRM_TIMEOUT.as_millis().div_ceil(1000);
+            i64::try_from(secs).unwrap_or(i64::MAX)
+        } else {
+            0
+        };
+        self.lease_from(now).saturating_add(confirm)
     }
 
     /// confirm_url (spec §7), asked once per window: by the post that claimed it, after the

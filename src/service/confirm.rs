@@ -12,7 +12,8 @@ use super::{outbound, Gateway, ServiceError, ServiceResult};
 use crate::store::entity::payment;
 
 /// confirm_url's wait (spec §7); a second `Ret_URL` post waiting for the first one's outcome
-/// waits for it too (service/checkout.rs `Gateway::finish_settled`).
+/// waits for it too (service/checkout.rs `Gateway::finish_settled`), and the first one's claim
+/// holds the approval attempt through it (`Gateway::window_claim_lease`).
 pub(super) const CONFIRM_TIMEOUT: Duration = Duration::from_secs(10);
 /// The most of a refusal's body read to find its `reason`.
 const BODY_LIMIT: usize = 16 * 1024;

@@ -4626,16 +4626,15 @@ async fn an_m_redirect_url_a_mobile_checkout_refuses_is_ignored_by_a_pc_checkout
 /// merchant answers after the approval call's timeout and the 5 s margin (the second post's
 /// whole wait without a confirm_url) but within its own 10 s: the buyer is sent back with the
 /// approval, never with `imp_success=false` (`F500`) a moment before the payment is recorded
-/// `paid`. The KCP timeout (3.1 s) keeps that answer inside the claim's lease (3 timeouts).
+/// `paid`. The smallest KCP timeout the config takes (1 s) leaves the most room between the two:
+/// the merchant answers 1.5 s after the second post's wait without a confirm_url would have
+/// ended and 2.5 s before its own 10 s (together 4 s: the 10 s less that 6 s wait). The claim's
+/// lease covers the merchant's wait, so the second post is waiting on a held attempt throughout.
 #[tokio::test]
 async fn a_double_submitted_mobile_result_waits_for_a_slow_confirm_url_and_redirects_with_the_approval(
 ) {
-    const KCP_TIMEOUT_MS: u64 = 3_100;
-    let app = crate::helpers::spawn_app_with(|c| {
-        c.kcp.timeout_ms = KCP_TIMEOUT_MS;
-        c.resolver.settle_secs = 16;
-    })
-    .await;
+    const KCP_TIMEOUT_MS: u64 = openport::config::MIN_KCP_TIMEOUT_MS;
+    let app = crate::helpers::spawn_app_with(|c| c.kcp.timeout_ms = KCP_TIMEOUT_MS).await;
     let gate = GatedConfirm::start().await;
     let (pay_url, fields) = mobile_hand_off(
         &app,
@@ -4649,8 +4648,8 @@ async fn a_double_submitted_mobile_result_waits_for_a_slow_confirm_url_and_redir
     let first = tokio::spawn(post(ret_url.clone(), result.clone()));
     gate.arrived.notified().await;
     let second = tokio::spawn(post(ret_url, result));
-    // Past the approval call's timeout and the 5 s margin, well within confirm_url's 10 s.
-    let slow = KCP_TIMEOUT_MS + 5_000 + 600;
+    // Past the approval call's timeout and the 5 s margin, 2.5 s within confirm_url's 10 s.
+    let slow = KCP_TIMEOUT_MS + 5_000 + 1_500;
     tokio::time::sleep(std::time::Duration::from_millis(slow)).await;
     if second.is_finished() {
         let answered = second.await.unwrap();
@@ -4671,6 +4670,39 @@ async fn a_double_submitted_mobile_result_waits_for_a_slow_confirm_url_and_redir
         1,
         "confirm_url asked once"
     );
+    app.assert_ledger_agrees().await;
+}
+
+/// A window whose confirm_url answers after a holder's lease (3 KCP timeouts and a second: 6 s
+/// at the tests' 1.5 s) and the settle delay (5 s), within its own 10 s: the claim's lease
+/// covers the merchant's wait, so the resolver, run while the merchant is still being asked,
+/// finds nothing to take, and the merchant's 200 approves the payment. With a holder's lease
+/// alone the resolver took the attempt once that ran out, found no trade at KCP and failed the
+/// payment, and the buyer who paid in KCP's window was told it failed.
+#[tokio::test]
+async fn a_confirm_url_answering_after_a_holders_lease_keeps_the_window_claimed_and_approves() {
+    let app = spawn_app().await;
+    let gate = GatedConfirm::start().await;
+    let (pay_url, fields) = mobile_hand_off(
+        &app,
+        json!({"merchant_uid": "web-confirm-past-lease", "amount": 1000, "confirm_url": gate.url}),
+    )
+    .await;
+    let (ret_url, result) = window_result(&app, &pay_url, &fields, &CARD_OK).await;
+    let claiming = tokio::spawn(async move { post_without_following(&ret_url, &result).await });
+    gate.arrived.notified().await;
+    // The merchant has been asked for 8 s (on the gateway's clock): past the 6 s lease.
+    app.advance(8);
+    let looked_at = app.app.gateway.resolve_due(10).await.unwrap();
+    gate.release.notify_one();
+    let answered = query_of(&claiming.await.unwrap());
+    assert_eq!(looked_at, 0, "the resolver took the attempt the post holds");
+    assert_eq!(answered["imp_success"], "true", "{answered:?}");
+    assert_eq!(answered.get("error_code"), None, "{answered:?}");
+    let token = app.token().await;
+    let p = app.payment(&token, &answered["imp_uid"]).await;
+    assert_eq!(p["status"], "paid", "{p}");
+    assert_eq!(app.sandbox.ledger().len(), 1, "approved once");
     app.assert_ledger_agrees().await;
 }
 
