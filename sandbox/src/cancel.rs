@@ -1,11 +1,13 @@
 //! `POST /gw/mod/v1/cancel`: full (`STSC`) and partial (`STPC`) cancels of a card approval
 //! (spec/kcp.md §2.9), full cancels of a Benepia point payment (which give the points back) and
-//! its partial cancel by re-approval (`STRA`, spec §2.8, seed 003; assumption in `point`), cancels of window payments (bank transfer, a paid
-//! virtual account, phone, gift), the revocation of an unpaid virtual account (`STSC` on an issued
-//! account closes it: later deposits are refused; assumption, docs/sandbox.md §6; an account
-//! holding deposits takes `STSC`/`STPC` only with the account to refund them to), escrow
-//! shipping start (`STE1`, in `escrow`) and escrow cancels (`STE2`/`STE4`/`STE5`, whole; an escrow
-//! trade takes no `STSC`/`STPC`: rules in `escrow`).
+//! its partial cancel by re-approval (`STRA`, spec §2.8, seed 003; assumption in `point`), cancels
+//! of window payments (bank transfer, phone, gift), the revocation of an unpaid virtual account
+//! (`STSC` on an issued account closes it: later deposits are refused; assumption, docs/sandbox.md
+//! §6), the refund of a virtual account holding deposits to an account the request names (`STHD`
+//! whole, `STPD` a part, after verifying the account with `MDCP01`; an account holding deposits
+//! takes no `STSC`/`STPC`: assumption from public merchant integrations, docs/sandbox.md §2.3),
+//! escrow shipping start (`STE1`, in `escrow`) and escrow cancels (`STE2`/`STE4`/`STE5`, whole; an
+//! escrow trade takes no `STSC`/`STPC`: rules in `escrow`).
 
 use std::sync::Arc;
 
@@ -31,13 +33,13 @@ pub(crate) async fn cancel(State(shared): State<Arc<Shared>>, body: Bytes) -> Re
 
 /// What `mod_type` asks for.
 enum Request<'a> {
-    Cancel(Modification),
+    Cancel(Modification<'a>),
     /// `STRA`: a live point payment cancelled and its rest approved anew (assumption in `point`).
     Reapprove(Reapproval<'a>),
 }
 
 /// The kind of cancel asked for.
-enum Modification {
+enum Modification<'a> {
     Full,
     Partial {
         mod_mny: i64,
@@ -45,6 +47,31 @@ enum Modification {
     },
     /// `STE2`, `STE4` or `STE5`: an escrow trade cancelled whole (rules in `escrow`).
     Escrow,
+    /// `STHD` (`part` None: all that is left) or `STPD` (`part`: `mod_mny` of `rem_mny`): the
+    /// money of a virtual account holding deposits sent back to the account `to` names.
+    Refund {
+        part: Option<(i64, i64)>,
+        to: RefundTo<'a>,
+    },
+}
+
+impl Modification<'_> {
+    /// `STPC`, or `STPD`: a part of the balance.
+    fn is_partial(&self) -> bool {
+        matches!(
+            self,
+            Modification::Partial { .. } | Modification::Refund { part: Some(_), .. }
+        )
+    }
+}
+
+/// The account a refund (`STHD`/`STPD`) goes to, as the request names it.
+struct RefundTo<'a> {
+    account: &'a str,
+    depositor: &'a str,
+    /// `mod_comp_type` `MDCP01`: the account's holder is verified before the refund is registered;
+    /// `MDCP02` registers it as named.
+    verify: bool,
 }
 
 fn handle(shared: &Shared, body: &Bytes) -> Result<Reply, Refusal> {
@@ -74,6 +101,24 @@ fn handle(shared: &Shared, body: &Bytes) -> Result<Reply, Refusal> {
             mod_mny: wire::amount("mod_mny", fields.required("mod_mny")?)?,
             rem_mny: wire::amount("rem_mny", fields.required("rem_mny")?)?,
         }),
+        "STHD" => {
+            sub_type(&fields, &["MDSC00"])?;
+            Request::Cancel(Modification::Refund {
+                part: None,
+                to: parse_refund_to(&fields)?,
+            })
+        }
+        "STPD" => {
+            sub_type(&fields, &["MDSC03", "MDSC04"])?;
+            let part = (
+                wire::amount("mod_mny", fields.required("mod_mny")?)?,
+                wire::amount("rem_mny", fields.required("rem_mny")?)?,
+            );
+            Request::Cancel(Modification::Refund {
+                part: Some(part),
+                to: parse_refund_to(&fields)?,
+            })
+        }
         "STRA" => Request::Reapprove(parse_reapproval(&fields)?),
         "STE2" | "STE4" | "STE5" => Request::Cancel(Modification::Escrow),
         other => {
@@ -103,19 +148,40 @@ fn handle(shared: &Shared, body: &Bytes) -> Result<Reply, Refusal> {
             "이미 취소된 거래입니다.",
         ));
     }
-    // An escrow trade is cancelled by its escrow status change only, a plain one never by one.
+    let refund = matches!(modification, Modification::Refund { .. });
+    // An escrow trade is cancelled by its escrow status change only, a plain one never by one;
+    // and it is not refunded with STHD/STPD, which are no escrow status changes.
     match crate::escrow::shipped(shared, tno) {
+        Some(_) if refund => {
+            return Err(Refusal::new(
+                codes::ESCROW_CANCEL_TYPE,
+                "에스크로 거래는 STHD/STPD로 환불할 수 없습니다. 배송 전 STE2, 배송 후 STE4로 요청하십시오.",
+            ))
+        }
         Some(shipped) => crate::escrow::check_cancel(mod_type, entry.state, shipped)?,
         None if matches!(modification, Modification::Escrow) => {
             return Err(Refusal::new(codes::NOT_ESCROW, "에스크로 거래가 아닙니다."))
         }
         None => {}
     }
+    // STHD/STPD send a virtual account's deposits back: nothing else takes them, nor an account
+    // nobody paid into (revoked with STSC).
+    if refund && entry.pay_method != "PAVC" {
+        return Err(Refusal::new(
+            codes::REFUND_NOT_VBANK,
+            "가상계좌 거래가 아닙니다. STHD/STPD는 입금된 가상계좌의 환불에만 사용할 수 있습니다.",
+        ));
+    }
+    if refund && !holds_deposits(shared, entry) {
+        return Err(Refusal::new(
+            codes::VBANK_NOT_DEPOSITED,
+            "입금되지 않은 가상계좌는 환불할 수 없습니다. 발급취소는 STSC로 요청하십시오.",
+        ));
+    }
     // An unpaid virtual account can only be closed as a whole (STSC: revocation, assumption in
-    // docs/sandbox.md §6; an escrow one's STE5); there is nothing paid to refund part of.
-    if entry.state == TransactionState::Issued
-        && matches!(modification, Modification::Partial { .. })
-    {
+    // docs/sandbox.md §6; an escrow one's STE5; with deposits short of its amount, STHD); there is
+    // nothing paid to refund part of.
+    if entry.state == TransactionState::Issued && modification.is_partial() {
         return Err(Refusal::new(
             codes::VBANK_NOT_DEPOSITED,
             "입금이 완료되지 않은 가상계좌는 부분취소할 수 없습니다.",
@@ -130,21 +196,25 @@ fn handle(shared: &Shared, body: &Bytes) -> Result<Reply, Refusal> {
             "부분취소가 불가능한 거래입니다. 전체취소(STSC)로 요청하십시오.",
         ));
     }
-    // A deposit is refunded to an account the buyer names; a cancel that names none would close
-    // the account and keep the money nowhere (docs/kcp.md §10.2, openport's model of KCP). An
-    // escrow account's `STE5` closes it as `STSC` closes a plain one, so the same rule holds for
-    // the deposits short of its amount it may hold: exempt, it let a deposit and a revocation both
-    // succeed (docs/sandbox.md §2.3). `STE2`/`STE4` of a paid escrow account are KCP's escrow
+    // A deposit is refunded to an account the buyer names, with STHD/STPD; STSC/STPC name none
+    // and would close the account and keep the money nowhere (docs/kcp.md §10.2, openport's model
+    // of KCP from public merchant integrations), whatever else they carry. An escrow account's
+    // `STE5` closes it as `STSC` closes a plain one, so the deposits short of its amount it may
+    // hold are not closed without the account either: exempt, it let a deposit and a revocation
+    // both succeed (docs/sandbox.md §2.3). `STE2`/`STE4` of a paid escrow account are KCP's escrow
     // refund (`escrow::check_cancel`) and name no account.
-    if entry.pay_method == "PAVC"
-        && (!matches!(modification, Modification::Escrow) || mod_type == "STE5")
-        && holds_deposits(shared, entry)
-        && !names_refund_account(&fields)
-    {
-        return Err(Refusal::new(
-            codes::VBANK_REFUND_ACCOUNT_MISSING,
-            "입금된 가상계좌는 환불계좌(mod_bankcode, mod_account, mod_depositor)를 지정해야 취소할 수 있습니다.",
-        ));
+    if entry.pay_method == "PAVC" && holds_deposits(shared, entry) {
+        let refused = match modification {
+            Modification::Full | Modification::Partial { .. } => true,
+            Modification::Escrow => mod_type == "STE5" && !names_refund_account(&fields),
+            Modification::Refund { .. } => false,
+        };
+        if refused {
+            return Err(Refusal::new(
+                codes::VBANK_REFUND_ACCOUNT_MISSING,
+                "입금된 가상계좌는 환불계좌(mod_bankcode, mod_account, mod_depositor)를 지정해 STHD(전액) 또는 STPD(부분)로 환불해야 합니다.",
+            ));
+        }
     }
     // A point payment is cancelled whole (STSC) or, a Benepia one, in part by re-approving the
     // rest (STRA): spec §2.8 and seed 003 give points no STPC. Keyed on the payment means, not on
@@ -156,19 +226,26 @@ fn handle(shared: &Shared, body: &Bytes) -> Result<Reply, Refusal> {
         ));
     }
     check_method_rules(entry, &modification, now)?;
+    if let Modification::Refund { to, .. } = &modification {
+        verify_refund_account(to)?;
+    }
     let mod_desc = mod_desc.map(str::to_owned);
 
     let mut reply = Reply::ok();
     reply.set("tno", tno).set("canc_time", canc_time.as_str());
     match modification {
-        Modification::Full | Modification::Escrow => {
+        Modification::Full | Modification::Escrow | Modification::Refund { part: None, .. } => {
             let balance = entry.balance;
             entry.record_cancel(mod_type, balance, canc_time, mod_desc);
             if let Some(point) = &entry.point {
                 shared.points().refund(&point.account_id, balance);
             }
         }
-        Modification::Partial { mod_mny, rem_mny } => {
+        Modification::Partial { mod_mny, rem_mny }
+        | Modification::Refund {
+            part: Some((mod_mny, rem_mny)),
+            ..
+        } => {
             if mod_mny == 0 {
                 return Err(Refusal::new(
                     codes::AMOUNT_ERROR,
@@ -187,11 +264,15 @@ fn handle(shared: &Shared, body: &Bytes) -> Result<Reply, Refusal> {
                     "취소 요청 금액이 취소 가능 잔액보다 큽니다.",
                 ));
             }
-            // A same-day full-amount cancel must be STSC (spec §2.9).
+            // A same-day full-amount cancel must be STSC (spec §2.9); a refund's, STHD.
             if mod_mny == entry.amount && kst_date(entry.approved_at) == kst_date(now) {
                 return Err(Refusal::new(
                     codes::FULL_PARTIAL_CANCEL_SAME_DAY,
-                    "당일 전액 취소는 전체취소(STSC)로 요청하십시오.",
+                    if refund {
+                        "당일 전액 환불은 전액환불(STHD)로 요청하십시오."
+                    } else {
+                        "당일 전액 취소는 전체취소(STSC)로 요청하십시오."
+                    },
                 ));
             }
             let record = entry.record_cancel(mod_type, mod_mny, canc_time, mod_desc);
@@ -199,8 +280,10 @@ fn handle(shared: &Shared, body: &Bytes) -> Result<Reply, Refusal> {
             reply
                 .set("mod_mny", mod_mny.as_str())
                 .set("rem_mny", record.balance_after.to_string())
-                .set("mod_pacn_seq_no", record.seq.to_string())
-                .set("card_mod_mny", mod_mny);
+                .set("mod_pacn_seq_no", record.seq.to_string());
+            if !refund {
+                reply.set("card_mod_mny", mod_mny);
+            }
         }
     }
     tracing::info!(
@@ -219,11 +302,93 @@ fn holds_deposits(shared: &Shared, entry: &LedgerEntry) -> bool {
     entry.state != TransactionState::Issued || crate::notify::deposited(shared, &entry.tno) > 0
 }
 
+/// The account fields a refund names (docs/kcp.md §10.2).
+const REFUND_ACCOUNT_FIELDS: [&str; 3] = ["mod_bankcode", "mod_account", "mod_depositor"];
+
 /// Whether the cancel names the account a deposit is refunded to (every field of it).
 fn names_refund_account(fields: &Fields) -> bool {
-    ["mod_bankcode", "mod_account", "mod_depositor"]
+    REFUND_ACCOUNT_FIELDS
         .iter()
         .all(|name| fields.optional(name).is_some_and(|v| !v.trim().is_empty()))
+}
+
+/// `mod_sub_type`, required, one of `allowed` (`MDSC00` for `STHD`; `MDSC03`, or the mixed-tax
+/// `MDSC04`, for `STPD`).
+fn sub_type(fields: &Fields, allowed: &[&str]) -> Result<(), Refusal> {
+    let sub_type = fields.required("mod_sub_type")?;
+    if !allowed.contains(&sub_type) {
+        return Err(Refusal::new(
+            codes::INVALID_FIELD,
+            format!("mod_sub_type 이 올바르지 않습니다: {sub_type}"),
+        ));
+    }
+    Ok(())
+}
+
+/// A refund's account (`STHD`/`STPD`): every field of it (`8508` otherwise), `mod_comp_type`
+/// `MDCP01` (verify, then register) or `MDCP02` (register), `mod_bankcode` `BK` + 2 digits,
+/// `mod_account` digits only (1 to 20), `mod_depositor` as any free text (§6; 60 bytes).
+fn parse_refund_to(fields: &Fields) -> Result<RefundTo<'_>, Refusal> {
+    if !names_refund_account(fields) {
+        return Err(Refusal::new(
+            codes::VBANK_REFUND_ACCOUNT_MISSING,
+            "환불계좌(mod_bankcode, mod_account, mod_depositor)를 모두 지정하십시오.",
+        ));
+    }
+    let verify = match fields.required("mod_comp_type")? {
+        "MDCP01" => true,
+        "MDCP02" => false,
+        other => {
+            return Err(Refusal::new(
+                codes::INVALID_FIELD,
+                format!("mod_comp_type 이 올바르지 않습니다: {other}"),
+            ))
+        }
+    };
+    let bankcode = fields.required("mod_bankcode")?;
+    if bankcode.len() != 4 || !bankcode.starts_with("BK") || !wire::is_digits(&bankcode[2..]) {
+        return Err(Refusal::new(
+            codes::INVALID_FIELD,
+            "mod_bankcode 는 BK + 숫자 2자리입니다.",
+        ));
+    }
+    let account = fields.required("mod_account")?;
+    if account.len() > 20 || !wire::is_digits(account) {
+        return Err(Refusal::new(
+            codes::INVALID_FIELD,
+            "mod_account 는 숫자 20자리 이하입니다.",
+        ));
+    }
+    let depositor = fields.required("mod_depositor")?;
+    wire::check_text("mod_depositor", depositor, 60)?;
+    Ok(RefundTo {
+        account,
+        depositor,
+        verify,
+    })
+}
+
+/// KCP's account verification (계좌인증, `MDCP01`) against the bank's record, played by the test
+/// refund accounts (`test_refund_accounts`, docs/sandbox.md §3): an account that does not exist
+/// (`8509`), one whose holder is not the one named (`8510`). Every other account verifies.
+fn verify_refund_account(to: &RefundTo) -> Result<(), Refusal> {
+    use crate::test_refund_accounts::{HOLDER, NAMED_HOLDER_ACCOUNT, NO_SUCH_ACCOUNT};
+    if !to.verify {
+        return Ok(());
+    }
+    if to.account == NO_SUCH_ACCOUNT {
+        return Err(Refusal::new(
+            codes::REFUND_ACCOUNT_NOT_FOUND,
+            "계좌인증 실패: 존재하지 않는 계좌입니다.",
+        ));
+    }
+    if to.account == NAMED_HOLDER_ACCOUNT && to.depositor.trim() != HOLDER {
+        return Err(Refusal::new(
+            codes::REFUND_HOLDER_MISMATCH,
+            "계좌인증 실패: 예금주명이 일치하지 않습니다.",
+        ));
+    }
+    Ok(())
 }
 
 /// `mod_mny` (> 0), `mod_ordr_idxx`, `mod_ordr_goods` and `mod_desc` of an `STRA` (seed 003 §2.4).

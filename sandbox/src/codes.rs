@@ -119,16 +119,27 @@ pub const ENC_INFO_MISMATCH: &str = "9533";
 pub const NOT_ESCROW: &str = "8501";
 /// *Assumption*: `STE1` a second time on the same transaction.
 pub const ESCROW_ALREADY_SHIPPED: &str = "8502";
-/// *Assumption*: cancel (or `STE1`) of a virtual account that has not been paid in full yet.
+/// *Assumption*: cancel (or `STE1`) of a virtual account that has not been paid in full yet
+/// (`STPC`, `STPD`, `STE1`); a refund (`STHD`/`STPD`) of one nobody paid into.
 pub const VBANK_NOT_DEPOSITED: &str = "8503";
-/// *Assumption*: `STSC` or `STPC` on a virtual account holding deposits without the account to
-/// refund them to (`mod_bankcode`, `mod_account`, `mod_depositor`): KCP refunds a deposit only to
-/// an account the buyer names (docs/kcp.md §10.2), and closing the account without one would
-/// leave the money nowhere.
+/// *Assumption*: a virtual account holding deposits cancelled without the account to refund them
+/// to: `STSC` or `STPC` (which carry none, whatever fields come with them: KCP refunds a deposit
+/// only with `STHD`/`STPD` to an account the buyer names, docs/kcp.md §10.2, and closing the
+/// account without one would leave the money nowhere), an `STE5` without `mod_bankcode`,
+/// `mod_account` and `mod_depositor`, or an `STHD`/`STPD` missing any of them.
 pub const VBANK_REFUND_ACCOUNT_MISSING: &str = "8508";
-/// *Assumption*: `STSC` or `STPC` on an escrow transaction: KCP cancels an escrow trade with an
-/// escrow status change (`STE2`/`STE4`/`STE5`, spec §2.11), whole (no partial cancel before the
-/// purchase is confirmed).
+/// *Assumption*: a refund (`STHD`/`STPD`, `mod_comp_type MDCP01`) to an account the bank does not
+/// hold (the [`crate::test_refund_accounts::NO_SUCH_ACCOUNT`] account): KCP verifies the account
+/// (계좌인증) before it registers the refund, and publishes no code for the failure.
+pub const REFUND_ACCOUNT_NOT_FOUND: &str = "8509";
+/// *Assumption*: a refund (`STHD`/`STPD`, `MDCP01`) whose `mod_depositor` is not the account's
+/// holder (the [`crate::test_refund_accounts::NAMED_HOLDER_ACCOUNT`] account under another name).
+pub const REFUND_HOLDER_MISMATCH: &str = "8510";
+/// *Assumption*: `STHD` or `STPD` on a trade that is not a virtual account (`PAVC`).
+pub const REFUND_NOT_VBANK: &str = "8511";
+/// *Assumption*: `STSC` or `STPC` (or a refund, `STHD`/`STPD`) on an escrow transaction: KCP
+/// cancels an escrow trade with an escrow status change (`STE2`/`STE4`/`STE5`, spec §2.11), whole
+/// (no partial cancel before the purchase is confirmed).
 pub const ESCROW_CANCEL_TYPE: &str = "8506";
 /// *Assumption*: an escrow cancel that does not fit where the escrow trade stands: `STE2` after
 /// its shipping start, `STE4` before it, `STE5` on anything but an unpaid virtual account, or

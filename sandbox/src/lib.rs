@@ -41,6 +41,7 @@ mod server;
 mod state;
 pub mod test_cards;
 pub mod test_points;
+pub mod test_refund_accounts;
 mod vbank;
 pub mod window;
 mod wire;

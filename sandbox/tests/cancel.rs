@@ -244,10 +244,12 @@ async fn a_card_kcp_marks_partcanc_yn_n_refuses_stpc_and_takes_stsc() {
 }
 
 /// docs/kcp.md §10.2 (openport's model of KCP): a virtual account holding deposits is refunded to an
-/// account the buyer names (`mod_bankcode`, `mod_account`, `mod_depositor`); a cancel without one
-/// would close the account with nowhere to send the money, so it is refused and nothing changes.
+/// account the buyer names (`mod_bankcode`, `mod_account`, `mod_depositor`) with `STHD`/`STPD`; a
+/// cancel without one would close the account with nowhere to send the money, so it is refused and
+/// nothing changes. `STSC`/`STPC` name no refund account whatever fields come with them: refused
+/// the same way, with the account too.
 #[tokio::test]
-async fn stsc_on_a_deposited_virtual_account_without_a_refund_account_is_refused() {
+async fn stsc_or_stpc_on_a_deposited_virtual_account_is_refused_even_with_a_refund_account() {
     let harness = spawn().await;
     harness
         .sandbox
@@ -263,23 +265,35 @@ async fn stsc_on_a_deposited_virtual_account_without_a_refund_account_is_refused
         .to_owned();
     harness.sandbox.deposit(&partly, 3000, "00").unwrap();
     let before = harness.sandbox.ledger();
+    let refund =
+        json!({"mod_bankcode": "BK04", "mod_account": "1234567890", "mod_depositor": "홍길동"});
+    let mut partial_with_account = refund.clone();
+    common::merge(
+        &mut partial_with_account,
+        json!({"mod_mny": "1000", "rem_mny": "7000"}),
+    );
 
     for (tno, mod_type, extra) in [
         (&paid, "STSC", json!({})),
         (&paid, "STPC", json!({"mod_mny": "1000", "rem_mny": "7000"})),
         (&partly, "STSC", json!({})),
         (&paid, "STSC", json!({"mod_bankcode": "BK04"})),
+        (&paid, "STSC", refund.clone()),
+        (&paid, "STPC", partial_with_account),
+        (&partly, "STSC", refund.clone()),
     ] {
         let reply = harness.cancel(tno, mod_type, extra.clone()).await;
         assert_eq!(reply["res_cd"], "8508", "{mod_type} {extra}: {reply}");
     }
     assert_eq!(harness.sandbox.ledger(), before, "nothing changed");
 
-    let refund =
-        json!({"mod_bankcode": "BK04", "mod_account": "1234567890", "mod_depositor": "홍길동"});
-    let refunded = harness.cancel(&paid, "STSC", refund.clone()).await;
+    let whole = with(
+        refund,
+        json!({"mod_sub_type": "MDSC00", "mod_comp_type": "MDCP01"}),
+    );
+    let refunded = harness.cancel(&paid, "STHD", whole.clone()).await;
     assert_eq!(refunded["res_cd"], "0000", "{refunded}");
-    let closed = harness.cancel(&partly, "STSC", refund).await;
+    let closed = harness.cancel(&partly, "STHD", whole).await;
     assert_eq!(closed["res_cd"], "0000", "{closed}");
     let ledger = harness.sandbox.ledger();
     assert!(
@@ -297,6 +311,300 @@ async fn stsc_on_a_deposited_virtual_account_without_a_refund_account_is_refused
         harness.cancel(&unpaid, "STSC", json!({})).await["res_cd"],
         "0000"
     );
+}
+
+/// `extra` merged into `base`.
+fn with(mut base: Value, extra: Value) -> Value {
+    common::merge(&mut base, extra);
+    base
+}
+
+/// A refund's account fields as public merchant integrations send them: 신한 (`BK88`), the holder
+/// verified first (`MDCP01`).
+fn refund_to(account: &str, depositor: &str) -> Value {
+    json!({"mod_bankcode": "BK88", "mod_account": account, "mod_depositor": depositor,
+           "mod_comp_type": "MDCP01"})
+}
+
+/// An `STHD` (all that is left) to `refund_to(account, depositor)`.
+fn sthd(account: &str, depositor: &str) -> Value {
+    with(
+        refund_to(account, depositor),
+        json!({"mod_sub_type": "MDSC00"}),
+    )
+}
+
+/// An `STPD` of `mod_mny` out of `rem_mny` to `refund_to(account, depositor)`.
+fn stpd(mod_mny: &str, rem_mny: &str, account: &str, depositor: &str) -> Value {
+    with(
+        refund_to(account, depositor),
+        json!({"mod_sub_type": "MDSC03", "mod_mny": mod_mny, "rem_mny": rem_mny}),
+    )
+}
+
+impl Harness {
+    /// A window-less virtual account of 7,000 for `order_no`, paid in full; its tno.
+    async fn paid_vbank(&self, order_no: &str) -> String {
+        self.sandbox
+            .set_notify_url("*", "http://127.0.0.1:9/unused");
+        let tno = self.pay(&vbank_issue(order_no)).await["tno"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        self.sandbox.deposit(&tno, 7000, "00").unwrap();
+        tno
+    }
+
+    fn entry(&self, tno: &str) -> kcp_sandbox::LedgerEntry {
+        self.sandbox
+            .ledger()
+            .into_iter()
+            .find(|e| e.tno == tno)
+            .expect("in the ledger")
+    }
+}
+
+/// docs/sandbox.md §2.3: `STPD` takes a part of a paid account's balance as `STPC` takes a card's
+/// (`mod_mny`, `rem_mny`, sequence number), `MDSC04` as `MDSC03`; `STHD` the rest. The `PAVC`
+/// inquiry shows each step (`STPC` with what is left, then `STSC`), and a closed account takes no
+/// deposit.
+#[tokio::test]
+async fn sthd_and_stpd_refund_a_paid_virtual_account_down_to_nothing_as_the_pavc_inquiry_shows() {
+    let harness = spawn().await;
+    let tno = harness.paid_vbank("VArefunds").await;
+
+    let first = harness
+        .cancel(&tno, "STPD", stpd("3000", "7000", "110123456789", "홍길동"))
+        .await;
+    let after_first = harness.inquire_as("PAVC", &tno).await;
+    let mixed = with(
+        stpd("1000", "4000", "110123456789", "홍길동"),
+        json!({"mod_sub_type": "MDSC04"}),
+    );
+    let second = harness.cancel(&tno, "STPD", mixed).await;
+    let rest = harness
+        .cancel(&tno, "STHD", sthd("110123456789", "홍길동"))
+        .await;
+    let after_rest = harness.inquire_as("PAVC", &tno).await;
+
+    assert_eq!(
+        (
+            first["res_cd"].as_str(),
+            first["mod_mny"].as_str(),
+            first["rem_mny"].as_str(),
+            first["mod_pacn_seq_no"].as_str()
+        ),
+        (Some("0000"), Some("3000"), Some("4000"), Some("1")),
+        "{first}"
+    );
+    assert_eq!(
+        (
+            after_first["stat_va_cd"].as_str(),
+            after_first["rem_mny"].as_str()
+        ),
+        (Some("STPC"), Some("4000")),
+        "{after_first}"
+    );
+    assert_eq!(
+        (second["res_cd"].as_str(), second["rem_mny"].as_str()),
+        (Some("0000"), Some("3000")),
+        "{second}"
+    );
+    assert_eq!(rest["res_cd"], "0000", "{rest}");
+    assert_eq!(
+        (
+            after_rest["stat_va_cd"].as_str(),
+            after_rest["rem_mny"].as_str()
+        ),
+        (Some("STSC"), Some("0")),
+        "{after_rest}"
+    );
+    let entry = harness.entry(&tno);
+    let refunds: Vec<(&str, i64)> = entry
+        .cancels
+        .iter()
+        .map(|c| (c.mod_type.as_str(), c.amount))
+        .collect();
+    assert_eq!(
+        refunds,
+        [("STPD", 3000), ("STPD", 1000), ("STHD", 3000)],
+        "{entry:?}"
+    );
+    assert_eq!(
+        (entry.state, entry.balance),
+        (TransactionState::Cancelled, 0)
+    );
+    assert!(
+        harness.sandbox.deposit(&tno, 1, "00").is_err(),
+        "a refunded account takes no deposit"
+    );
+}
+
+/// A refund carries its account whole, a `mod_sub_type` and a `mod_comp_type` of KCP's, in KCP's
+/// shapes, and an `STPD` the amounts `STPC` takes: anything else is refused and nothing moves.
+#[tokio::test]
+async fn a_refund_missing_its_account_or_with_fields_out_of_shape_is_refused_and_moves_nothing() {
+    let harness = spawn().await;
+    let tno = harness.paid_vbank("VAshapes").await;
+    let before = harness.sandbox.ledger();
+    let without = |field: &str| {
+        let mut body = sthd("110123456789", "홍길동");
+        body.as_object_mut().unwrap().remove(field);
+        body
+    };
+    let changed = |field: &str, value: &str| {
+        let mut body = sthd("110123456789", "홍길동");
+        body[field] = json!(value);
+        body
+    };
+
+    for (mod_type, body, code) in [
+        ("STHD", without("mod_bankcode"), "8508"),
+        ("STHD", without("mod_account"), "8508"),
+        ("STHD", without("mod_depositor"), "8508"),
+        ("STHD", changed("mod_depositor", " "), "8508"),
+        ("STHD", without("mod_sub_type"), "9502"),
+        ("STHD", changed("mod_sub_type", "MDSC03"), "9503"),
+        ("STHD", without("mod_comp_type"), "9502"),
+        ("STHD", changed("mod_comp_type", "MDCP09"), "9503"),
+        ("STHD", changed("mod_bankcode", "088"), "9503"),
+        ("STHD", changed("mod_bankcode", "BK8A"), "9503"),
+        ("STHD", changed("mod_account", "110-123-456789"), "9503"),
+        ("STHD", changed("mod_depositor", "홍,길동"), "9504"),
+        (
+            "STPD",
+            with(
+                stpd("1000", "7000", "110123456789", "홍길동"),
+                json!({"mod_sub_type": "MDSC00"}),
+            ),
+            "9503",
+        ),
+        (
+            "STPD",
+            stpd("1000", "6999", "110123456789", "홍길동"),
+            "8134",
+        ),
+        (
+            "STPD",
+            stpd("8000", "7000", "110123456789", "홍길동"),
+            "8135",
+        ),
+        ("STPD", stpd("0", "7000", "110123456789", "홍길동"), "8105"),
+        (
+            "STPD",
+            stpd("7000", "7000", "110123456789", "홍길동"),
+            "8136",
+        ),
+    ] {
+        let reply = harness.cancel(&tno, mod_type, body.clone()).await;
+        assert_eq!(reply["res_cd"], code, "{mod_type} {body}: {reply}");
+    }
+    assert_eq!(harness.sandbox.ledger(), before, "nothing moved");
+}
+
+/// `STHD`/`STPD` send a virtual account's deposits back: a card trade is `8511`, an account
+/// nobody paid into `8503` (it is revoked with `STSC`), and a part of an account paid short of its
+/// amount `8503` as `STPC` is; its `STHD` closes it and sends the deposits back.
+#[tokio::test]
+async fn a_refund_of_anything_but_a_virtual_account_holding_deposits_is_refused() {
+    let harness = spawn().await;
+    harness
+        .sandbox
+        .set_notify_url("*", "http://127.0.0.1:9/unused");
+    let card = harness.approved("refundcard", "7000").await;
+    let unpaid = harness.pay(&vbank_issue("VAnodeposit")).await["tno"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let partly = harness.pay(&vbank_issue("VAshort")).await["tno"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    harness.sandbox.deposit(&partly, 3000, "00").unwrap();
+    let before = harness.sandbox.ledger();
+
+    let to_card = harness
+        .cancel(&card, "STHD", sthd("110123456789", "홍길동"))
+        .await;
+    let to_unpaid = harness
+        .cancel(&unpaid, "STHD", sthd("110123456789", "홍길동"))
+        .await;
+    let part_of_short = harness
+        .cancel(
+            &partly,
+            "STPD",
+            stpd("1000", "7000", "110123456789", "홍길동"),
+        )
+        .await;
+
+    assert_eq!(to_card["res_cd"], "8511", "{to_card}");
+    assert_eq!(to_unpaid["res_cd"], "8503", "{to_unpaid}");
+    assert_eq!(part_of_short["res_cd"], "8503", "{part_of_short}");
+    assert_eq!(harness.sandbox.ledger(), before, "nothing moved");
+    let closed = harness
+        .cancel(&partly, "STHD", sthd("110123456789", "홍길동"))
+        .await;
+    assert_eq!(closed["res_cd"], "0000", "{closed}");
+    assert_eq!(harness.entry(&partly).state, TransactionState::Cancelled);
+}
+
+/// docs/sandbox.md §3: with `MDCP01` KCP verifies the refund account before it registers the
+/// refund. The test accounts fail it, each with its code (`8509` no such account, `8510` another
+/// holder), and nothing moves; the named holder's own account verifies, and `MDCP02` registers an
+/// account unverified.
+#[tokio::test]
+async fn mdcp01_fails_for_the_test_refund_accounts_and_mdcp02_registers_the_account_as_named() {
+    use kcp_sandbox::test_refund_accounts::{HOLDER, NAMED_HOLDER_ACCOUNT, NO_SUCH_ACCOUNT};
+    let harness = spawn().await;
+    let tno = harness.paid_vbank("VAverify").await;
+    let before = harness.sandbox.ledger();
+
+    let missing = harness
+        .cancel(&tno, "STHD", sthd(NO_SUCH_ACCOUNT, "홍길동"))
+        .await;
+    let other_holder = harness
+        .cancel(
+            &tno,
+            "STPD",
+            stpd("1000", "7000", NAMED_HOLDER_ACCOUNT, "홍길동"),
+        )
+        .await;
+
+    assert_eq!(
+        (missing["res_cd"].as_str(), missing["res_msg"].as_str()),
+        (
+            Some("8509"),
+            Some("계좌인증 실패: 존재하지 않는 계좌입니다.")
+        ),
+        "{missing}"
+    );
+    assert_eq!(
+        (
+            other_holder["res_cd"].as_str(),
+            other_holder["res_msg"].as_str()
+        ),
+        (
+            Some("8510"),
+            Some("계좌인증 실패: 예금주명이 일치하지 않습니다.")
+        ),
+        "{other_holder}"
+    );
+    assert_eq!(harness.sandbox.ledger(), before, "nothing moved");
+    let own_holder = harness
+        .cancel(
+            &tno,
+            "STPD",
+            stpd("1000", "7000", NAMED_HOLDER_ACCOUNT, HOLDER),
+        )
+        .await;
+    assert_eq!(own_holder["res_cd"], "0000", "{own_holder}");
+    let unverified = with(
+        stpd("1000", "6000", NO_SUCH_ACCOUNT, "홍길동"),
+        json!({"mod_comp_type": "MDCP02"}),
+    );
+    let registered = harness.cancel(&tno, "STPD", unverified).await;
+    assert_eq!(registered["res_cd"], "0000", "{registered}");
+    assert_eq!(harness.entry(&tno).balance, 5000);
 }
 
 /// A cancel in KCP's admin console, notified as KCP does (spec §2.12): the common fields only, no

@@ -1200,11 +1200,21 @@ async fn a_virtual_account_is_issued_deposited_notified_until_acknowledged_and_t
         "an over-deposit pays it too"
     );
 
-    // A paid account is refunded to an account the buyer names, never closed without one.
+    // A paid account is refunded to an account the buyer names (STHD), never closed without one
+    // (STSC names none, whatever comes with it).
     assert_eq!(h.cancel(tno, "STSC", json!({})).await["res_cd"], "8508");
     let refund =
         json!({"mod_bankcode": "BK04", "mod_account": "1234567890", "mod_depositor": "홍길동"});
-    assert_eq!(h.cancel(tno, "STSC", refund).await["res_cd"], "0000");
+    assert_eq!(
+        h.cancel(tno, "STSC", refund.clone()).await["res_cd"],
+        "8508"
+    );
+    let mut sthd = refund;
+    common::merge(
+        &mut sthd,
+        json!({"mod_sub_type": "MDSC00", "mod_comp_type": "MDCP01"}),
+    );
+    assert_eq!(h.cancel(tno, "STHD", sthd).await["res_cd"], "0000");
     assert!(
         h.sandbox.deposit(tno, 1, "00").is_err(),
         "a cancelled account takes no deposit"
@@ -1440,6 +1450,39 @@ async fn an_unpaid_escrow_virtual_account_is_closed_with_ste5_only() {
     let plain = plain["tno"].as_str().unwrap();
     assert_eq!(h.cancel(plain, "STE5", json!({})).await["res_cd"], "8501");
     assert_eq!(h.cancel(plain, "STSC", json!({})).await["res_cd"], "0000");
+}
+
+/// A paid escrow virtual account is not refunded with `STHD`/`STPD`, which are no escrow status
+/// changes (`8506`, nothing moves): its refund is KCP's escrow cancel (`STE2` before shipping).
+#[tokio::test]
+async fn a_paid_escrow_virtual_account_is_not_refunded_with_sthd_or_stpd() {
+    let h = spawn().await;
+    let ret = receiver(0).await;
+    let vbank = escrow_approval(&h, &ret, "EV4", "VCNT").await;
+    let tno = vbank["tno"].as_str().unwrap();
+    h.sandbox.set_notify_url("*", &format!("{}/noti", ret.url));
+    h.sandbox.deposit(tno, 20000, "00").unwrap();
+    let refund = json!({"mod_bankcode": "BK04", "mod_account": "1234567890",
+                        "mod_depositor": "홍길동", "mod_comp_type": "MDCP01"});
+    let mut sthd = refund.clone();
+    common::merge(&mut sthd, json!({"mod_sub_type": "MDSC00"}));
+    let mut stpd = refund;
+    common::merge(
+        &mut stpd,
+        json!({"mod_sub_type": "MDSC03", "mod_mny": "1000", "rem_mny": "20000"}),
+    );
+
+    let whole = h.cancel(tno, "STHD", sthd).await;
+    let part = h.cancel(tno, "STPD", stpd).await;
+
+    assert_eq!(whole["res_cd"], "8506", "{whole}");
+    assert_eq!(part["res_cd"], "8506", "{part}");
+    let entry = entry(&h, tno);
+    assert_eq!(
+        (entry.state, entry.balance, entry.cancels.len()),
+        (TransactionState::Approved, 20000, 0)
+    );
+    assert_eq!(h.cancel(tno, "STE2", json!({})).await["res_cd"], "0000");
 }
 
 /// `STE5` closes an unpaid escrow account as `STSC` closes a plain one, so an account holding

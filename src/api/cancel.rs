@@ -10,6 +10,7 @@ use super::extract::{de, Body, MerchantCaller};
 use super::payment_json::PaymentAnnotation;
 use crate::app::AppState;
 use crate::domain::text::refuse_script;
+use crate::domain::vbank::{RefundAccount, RefundFieldRefused};
 use crate::service::cancel::CancelCommand;
 use crate::service::ServiceError;
 
@@ -41,12 +42,31 @@ pub struct CancelRequest {
     pub reason: Option<String>,
     #[serde(default, deserialize_with = "de::opt_bool")]
     pub enable_webhook: Option<bool>,
+    /// A virtual account holding deposits (paid, or refunded in part) is refunded to this
+    /// account, which `refund_holder`, `refund_bank` and `refund_account` name together (required
+    /// for such a payment, `code 1` without them; not used for any other). The holder's name as
+    /// the bank holds it; a character KCP forbids (`, & ; \ | ' " < >`, control characters) or
+    /// over 60 bytes is HTTP 400, never cleaned (KCP verifies the name).
+    #[serde(default, deserialize_with = "de::opt_string")]
+    #[schema(max_length = 60)]
+    pub refund_holder: Option<String>,
+    /// The refund account's bank, iamport's standard code (`004` KB국민, `088` 신한, `090`
+    /// 카카오뱅크, …; leading zeros may be left out): any bank KCP has a code for, else HTTP 400.
+    #[serde(default, deserialize_with = "de::opt_string")]
+    pub refund_bank: Option<String>,
+    /// The refund account's number: `-` and spaces are dropped, then 10 to 16 digits (HTTP 400
+    /// otherwise). Sent to KCP only: never stored, logged or echoed.
+    #[serde(default, deserialize_with = "de::opt_string")]
+    pub refund_account: Option<String>,
+    /// Accepted and not sent: KCP's refund takes no phone number.
+    #[serde(default, deserialize_with = "de::opt_string")]
+    pub refund_tel: Option<String>,
 }
 
 #[utoipa::path(post, path = "/payments/cancel", operation_id = "cancelPayment", request_body = CancelBody,
     responses(
-        (status = 200, body = PaymentOutcome, description = "the cancelled payment; code 1 (response null) when no such payment, the amount or checksum does not fit, or KCP refuses"),
-        (status = 400, body = ErrorEnvelope, description = "neither imp_uid nor merchant_uid, a negative amount, a nonzero tax_free, a vat_amount under 0 or over the amount cancelled (for a full cancel, the balance), a reason with script-like content (`<script`, `javascript:`, `eval(`: KCP refuses it), or a body that is not JSON/form with these types"),
+        (status = 200, body = PaymentOutcome, description = "the cancelled payment; code 1 (response null) when no such payment, the amount or checksum does not fit, a deposited virtual account comes without its refund account, or KCP refuses"),
+        (status = 400, body = ErrorEnvelope, description = "neither imp_uid nor merchant_uid, a negative amount, a nonzero tax_free, a vat_amount under 0 or over the amount cancelled (for a full cancel, the balance), a reason with script-like content (`<script`, `javascript:`, `eval(`: KCP refuses it), a refund_bank KCP has no code for, a refund_account that is not 10 to 16 digits (`-` and spaces aside), a refund_holder KCP would refuse, or a body that is not JSON/form with these types"),
         TokenBodyErrors))]
 pub async fn cancel(
     State(s): State<AppState>,
@@ -61,6 +81,12 @@ pub async fn cancel(
     if let Some(reason) = &req.reason {
         refuse_script("reason", reason).map_err(|e| ApiError::bad_request(e.to_string()))?;
     }
+    let refund = refund_account(
+        blank(req.refund_bank),
+        blank(req.refund_account),
+        blank(req.refund_holder),
+    )
+    .map_err(|e| ApiError::bad_request(e.to_string()))?;
     let cmd = CancelCommand {
         imp_uid: blank(req.imp_uid),
         merchant_uid: blank(req.merchant_uid),
@@ -69,10 +95,32 @@ pub async fn cancel(
         reason: blank(req.reason),
         vat_amount: req.vat_amount,
         enable_webhook: req.enable_webhook.unwrap_or(false),
+        refund,
     };
     let gateway = s.gateway.clone();
     let record = tokio::spawn(async move { gateway.cancel_payment(&m, cmd).await })
         .await
         .map_err(|e| ServiceError::Internal(format!("cancel task: {e}")))??;
     Ok(ok(record.into()))
+}
+
+/// The refund account the three fields name, each checked when given (a bad one is refused even
+/// when the payment turns out to need none: the merchant meant it); None unless all three are
+/// given, which the service refuses for a deposited virtual account and ignores otherwise.
+fn refund_account(
+    bank: Option<String>,
+    number: Option<String>,
+    holder: Option<String>,
+) -> Result<Option<RefundAccount>, RefundFieldRefused> {
+    let kcp_bank = bank.as_deref().map(RefundAccount::bank).transpose()?;
+    let number = number.as_deref().map(RefundAccount::number).transpose()?;
+    let holder = holder.as_deref().map(RefundAccount::holder).transpose()?;
+    Ok(match (kcp_bank, number, holder) {
+        (Some(kcp_bank), Some(number), Some(holder)) => Some(RefundAccount {
+            kcp_bank,
+            number,
+            holder,
+        }),
+        _ => None,
+    })
 }

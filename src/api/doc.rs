@@ -480,7 +480,8 @@ macro_rules! refined {
 
 refined!(
     /// A cancel names its payment by `imp_uid` or by `merchant_uid` (`imp_uid` wins when both are
-    /// given); with neither the answer is HTTP 400.
+    /// given); with neither the answer is HTTP 400. A virtual account holding deposits also needs
+    /// the account its money goes back to: `refund_holder`, `refund_bank` and `refund_account`.
     CancelBody: CancelRequest,
     AnyOfBuilder::new()
         .item(required_non_blank("imp_uid"))

@@ -1,5 +1,6 @@
 //! Virtual-account banks: iamport's bank codes (the Korean standard 3-digit codes merchants send
-//! as `vbank_code`) and KCP's (`BK` + the same last two digits, spec/kcp.md §2.4 `bankcode`).
+//! as `vbank_code`) and KCP's (`BK` + the same last two digits, spec/kcp.md §2.4 `bankcode`); and
+//! the account a deposited virtual account is refunded to ([`RefundAccount`]).
 
 /// A bank KCP issues virtual accounts at. Only banks whose KCP code is known are listed: an
 /// account must never be asked of a bank KCP would not understand.
@@ -46,7 +47,9 @@ const BANKS: &[VbankBank] = &[
 /// account at: KCP's code and iamport's standard code, as KCP's bank lists in merchants' pages
 /// pair them (`BK` + the standard code's last two digits; names in `domain::codes::BANKS`). Codes
 /// outside both tables stay as KCP sent them (KCP's older lists use other numbers for some banks,
-/// e.g. `BK26`, `BK99`).
+/// e.g. `BK26`, `BK99`). A deposited virtual account may be refunded to any bank of either table
+/// ([`VbankBank::refund_kcp_code`]): these are the codes public KCP merchant integrations send as
+/// a refund's `mod_bankcode` (docs/kcp.md §10.2).
 const ANSWERED_ONLY: &[(&str, &str)] = &[
     ("BK02", "002"),
     ("BK05", "005"),
@@ -61,6 +64,7 @@ const ANSWERED_ONLY: &[(&str, &str)] = &[
     ("BK45", "045"),
     ("BK48", "048"),
     ("BK54", "054"),
+    ("BK64", "064"),
     ("BK71", "071"),
     ("BK89", "089"),
     ("BK90", "090"),
@@ -82,20 +86,27 @@ impl VbankBank {
     /// An iamport bank code as merchants send it: `"004"`, or without its leading zeros (`"4"`,
     /// `"04"`, clients that send it as a number); a code in [`ALIASES`] is its bank's successor.
     pub fn parse(code: &str) -> Result<Self, UnknownBank> {
-        let trimmed = code.trim();
-        let normalized = match trimmed.len() {
-            1..=3 if trimmed.bytes().all(|b| b.is_ascii_digit()) => format!("{trimmed:0>3}"),
-            _ => return Err(UnknownBank(code.chars().take(20).collect())),
-        };
-        let normalized = ALIASES
-            .iter()
-            .find(|(sent, _)| *sent == normalized)
-            .map_or(normalized.as_str(), |(_, successor)| successor);
+        let unknown = || UnknownBank(code.chars().take(20).collect());
+        let normalized = normalized(code).ok_or_else(unknown)?;
         BANKS
             .iter()
             .find(|b| b.iamport_code == normalized)
             .copied()
-            .ok_or_else(|| UnknownBank(code.chars().take(20).collect()))
+            .ok_or_else(unknown)
+    }
+
+    /// KCP's code of the bank a deposited virtual account is refunded to, from iamport's
+    /// `refund_bank` as [`Self::parse`] reads a code: any bank either table lists, since a refund
+    /// goes to the buyer's own account wherever it is held, not to a bank that issues virtual
+    /// accounts. None for a code neither lists (KCP's code of such a bank is not guessed).
+    pub fn refund_kcp_code(code: &str) -> Option<&'static str> {
+        let normalized = normalized(code)?;
+        BANKS
+            .iter()
+            .map(|b| (b.kcp_code, b.iamport_code))
+            .chain(ANSWERED_ONLY.iter().copied())
+            .find(|(_, iamport)| *iamport == normalized)
+            .map(|(kcp, _)| kcp)
     }
 
     /// Every KCP bank code openport maps to a standard code.
@@ -130,6 +141,118 @@ impl VbankBank {
             })
             .unwrap_or(kcp_code)
             .to_string()
+    }
+}
+
+/// An iamport bank code as merchants send it, as its three digits (`"4"` → `"004"`), a code in
+/// [`ALIASES`] as its bank's successor's; None when it is no such code.
+fn normalized(code: &str) -> Option<String> {
+    let trimmed = code.trim();
+    if !(1..=3).contains(&trimmed.len()) || !trimmed.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let normalized = format!("{trimmed:0>3}");
+    Some(
+        ALIASES
+            .iter()
+            .find(|(sent, _)| *sent == normalized)
+            .map_or(normalized, |(_, successor)| successor.to_string()),
+    )
+}
+
+/// The longest refund account number openport sends KCP, and the shortest: Korean bank account
+/// numbers are 10 to 14 digits (a few banks' up to 16), separators aside. KCP publishes no
+/// bound; one outside this is a typo the merchant is told of (HTTP 400) before anything is sent.
+pub const REFUND_ACCOUNT_DIGITS: std::ops::RangeInclusive<usize> = 10..=16;
+
+/// The longest refund account holder's name openport sends KCP (`mod_depositor`), in bytes (20
+/// Korean syllables): openport's bound, KCP publishes none.
+pub const REFUND_HOLDER_MAX_BYTES: usize = 60;
+
+/// Why a refund field (iamport's `refund_bank`, `refund_account`, `refund_holder`) cannot go to
+/// KCP: the merchant's HTTP 400. Never quotes an account number or a holder's name.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RefundFieldRefused {
+    #[error("지원하지 않는 환불계좌 은행코드입니다. (refund_bank: {0})")]
+    Bank(String),
+    #[error("refund_account는 숫자 10~16자리 계좌번호여야 합니다. ('-'와 공백은 제외하고 셉니다)")]
+    Account,
+    #[error(
+        "refund_holder는 {max}바이트 이하여야 하며 다음 문자를 쓸 수 없습니다: \
+         , & ; \\ | ' \" < > 및 제어 문자",
+        max = REFUND_HOLDER_MAX_BYTES
+    )]
+    Holder,
+    #[error(transparent)]
+    Script(#[from] super::text::ScriptRefused),
+}
+
+/// The account a deposited virtual account is refunded to (iamport's `refund_bank`,
+/// `refund_account`, `refund_holder`), as KCP takes it (`mod_bankcode`, `mod_account`,
+/// `mod_depositor`: docs/kcp.md §10.2). Personal data that lives only in the cancel request sent to
+/// KCP: never stored, logged or echoed (`Debug` shows the bank and the number's last 4 digits).
+#[derive(Clone, PartialEq, Eq)]
+pub struct RefundAccount {
+    /// KCP's code of the bank (`BK88`), from iamport's standard code.
+    pub kcp_bank: &'static str,
+    /// The account number, digits only.
+    pub number: String,
+    /// The holder's name, as given (trimmed): KCP verifies it against the bank's record, so it is
+    /// never altered (a cleaned name would just be a wrong one).
+    pub holder: String,
+}
+
+impl std::fmt::Debug for RefundAccount {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RefundAccount")
+            .field("kcp_bank", &self.kcp_bank)
+            .field("number", &self.masked_number())
+            .field("holder", &"<redacted>")
+            .finish()
+    }
+}
+
+impl RefundAccount {
+    /// iamport's `refund_bank`: a standard code of a bank KCP refunds to (`004`, `88`; `005` is
+    /// 하나's, as for `vbank_code`), as KCP's code.
+    pub fn bank(code: &str) -> Result<&'static str, RefundFieldRefused> {
+        VbankBank::refund_kcp_code(code)
+            .ok_or_else(|| RefundFieldRefused::Bank(code.chars().take(20).collect()))
+    }
+
+    /// iamport's `refund_account`: `-` and white space dropped (as KCP's merchant integrations
+    /// strip them), then digits only, [`REFUND_ACCOUNT_DIGITS`] of them.
+    pub fn number(account: &str) -> Result<String, RefundFieldRefused> {
+        let digits: String = account
+            .chars()
+            .filter(|c| *c != '-' && !c.is_whitespace())
+            .collect();
+        if !REFUND_ACCOUNT_DIGITS.contains(&digits.len())
+            || !digits.bytes().all(|b| b.is_ascii_digit())
+        {
+            return Err(RefundFieldRefused::Account);
+        }
+        Ok(digits)
+    }
+
+    /// iamport's `refund_holder`, trimmed: refused (never cleaned, see [`Self::holder`]) with a
+    /// character KCP forbids (spec/kcp.md §6), script, or over [`REFUND_HOLDER_MAX_BYTES`].
+    pub fn holder(name: &str) -> Result<String, RefundFieldRefused> {
+        super::text::refuse_script("refund_holder", name)?;
+        let name = name.trim();
+        if name.is_empty()
+            || name.len() > REFUND_HOLDER_MAX_BYTES
+            || name.chars().any(super::text::is_forbidden)
+        {
+            return Err(RefundFieldRefused::Holder);
+        }
+        Ok(name.to_owned())
+    }
+
+    /// The account number as a log or a message may show it: its last 4 digits.
+    pub fn masked_number(&self) -> String {
+        let shown = self.number.len().saturating_sub(4);
+        format!("{}{}", "*".repeat(shown), &self.number[shown..])
     }
 }
 
@@ -232,6 +355,95 @@ mod tests {
         assert_eq!(
             VbankBank::parse("999").unwrap_err().to_string(),
             "지원하지 않는 은행코드입니다. (vbank_code: 999)"
+        );
+    }
+
+    #[test]
+    fn a_refund_goes_to_any_bank_kcp_has_a_code_for_not_only_those_issuing_accounts() {
+        for (sent, kcp) in [
+            ("088", "BK88"),
+            ("4", "BK04"),
+            ("090", "BK90"),
+            ("089", "BK89"),
+            ("071", "BK71"),
+            ("064", "BK64"),
+            ("045", "BK45"),
+            ("002", "BK02"),
+            ("005", "BK81"),
+        ] {
+            assert_eq!(RefundAccount::bank(sent), Ok(kcp), "{sent}");
+        }
+        for unknown in ["092", "012", "050", "999", "BK04", "", "abc"] {
+            assert!(RefundAccount::bank(unknown).is_err(), "{unknown}");
+        }
+        assert_eq!(
+            RefundAccount::bank("092").unwrap_err().to_string(),
+            "지원하지 않는 환불계좌 은행코드입니다. (refund_bank: 092)"
+        );
+    }
+
+    #[test]
+    fn a_refund_account_number_drops_dashes_and_spaces_and_is_otherwise_ten_to_sixteen_digits() {
+        assert_eq!(
+            RefundAccount::number("110-123-456789").as_deref(),
+            Ok("110123456789")
+        );
+        assert_eq!(
+            RefundAccount::number(" 1002 345 67890 ").as_deref(),
+            Ok("100234567890")
+        );
+        for refused in [
+            "123456789",
+            "12345678901234567",
+            "110-123-45678a",
+            "１１０１２３４５６７８９",
+            "110_123_456789",
+        ] {
+            let err = RefundAccount::number(refused).unwrap_err();
+            assert_eq!(err, RefundFieldRefused::Account, "{refused}");
+            assert!(!err.to_string().contains(refused), "never quoted");
+        }
+    }
+
+    #[test]
+    fn a_refund_holder_is_refused_never_cleaned_when_kcp_would_refuse_it() {
+        assert_eq!(RefundAccount::holder(" 홍길동 ").as_deref(), Ok("홍길동"));
+        assert_eq!(
+            RefundAccount::holder("HONG GILDONG").as_deref(),
+            Ok("HONG GILDONG")
+        );
+        for refused in ["홍,길동", "O'Brien", "a<b", "홍\t길동", &"가".repeat(21)] {
+            assert_eq!(
+                RefundAccount::holder(refused),
+                Err(RefundFieldRefused::Holder),
+                "{refused}"
+            );
+        }
+        assert!(matches!(
+            RefundAccount::holder("javascript:alert(1)"),
+            Err(RefundFieldRefused::Script(_))
+        ));
+        assert_eq!(
+            RefundAccount::holder(&"가".repeat(20)).map(|h| h.len()),
+            Ok(60)
+        );
+    }
+
+    #[test]
+    fn a_refund_accounts_debug_shows_the_bank_and_the_last_four_digits_only() {
+        let account = RefundAccount {
+            kcp_bank: "BK88",
+            number: "110123456789".into(),
+            holder: "홍길동".into(),
+        };
+        let shown = format!("{account:?}");
+        assert!(
+            shown.contains("BK88") && shown.contains("********6789"),
+            "{shown}"
+        );
+        assert!(
+            !shown.contains("110123") && !shown.contains("홍길동"),
+            "{shown}"
         );
     }
 

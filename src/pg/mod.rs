@@ -9,6 +9,8 @@ pub mod kcp;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
+pub use crate::domain::vbank::RefundAccount;
+
 /// Amounts are integer won (KRW has no minor unit).
 pub type Won = i64;
 
@@ -105,6 +107,36 @@ pub enum CancelKind {
     /// An escrow trade's cancel: KCP cancels an escrow trade with an escrow status change, never
     /// with `STSC`/`STPC`, and always whole (documented assumption, spec §2.11, docs/kcp.md §9.5).
     Escrow(EscrowCancel),
+    /// `STHD`: refund all that is left of a deposited virtual account to the buyer's account. KCP
+    /// refunds a deposit only to an account it is named (the card cancel names none); the call is
+    /// a documented assumption from public merchant integrations (docs/kcp.md §10.2).
+    Refund(RefundAccount),
+    /// `STPD`: refund `amount` out of `balance_before` of a deposited virtual account to the
+    /// buyer's account (`mod_mny` / `rem_mny` as for `STPC`; assumption as for `Refund`).
+    PartialRefund {
+        amount: Won,
+        balance_before: Won,
+        to: RefundAccount,
+    },
+}
+
+impl CancelKind {
+    /// A partial cancel's or refund's amount and the balance before it (`mod_mny`, `rem_mny`);
+    /// None for a kind that takes all that is left.
+    pub fn partial_amounts(&self) -> Option<(Won, Won)> {
+        match self {
+            CancelKind::Partial {
+                amount,
+                balance_before,
+            }
+            | CancelKind::PartialRefund {
+                amount,
+                balance_before,
+                ..
+            } => Some((*amount, *balance_before)),
+            CancelKind::Full | CancelKind::Escrow(_) | CancelKind::Refund(_) => None,
+        }
+    }
 }
 
 /// The escrow status change that cancels an escrow trade (spec/kcp.md §2.11).
@@ -137,19 +169,17 @@ pub struct CancelConfirmation {
 }
 
 impl CancelConfirmation {
-    /// Whether KCP's success answer names the amounts `kind` asked for: a partial cancel's
-    /// `mod_mny` its amount and `rem_mny` the balance before less that (spec/kcp.md §2.9). A
-    /// success for other amounts means KCP holds something else than the plan: the service asks
-    /// KCP before it records anything. A full cancel's answer names no amount.
+    /// Whether KCP's success answer names the amounts `kind` asked for: a partial cancel's (or
+    /// partial refund's) `mod_mny` its amount and `rem_mny` the balance before less that
+    /// (spec/kcp.md §2.9). A success for other amounts means KCP holds something else than the
+    /// plan: the service asks KCP before it records anything. A full cancel's answer names no
+    /// amount.
     pub fn as_asked(&self, kind: &CancelKind) -> bool {
-        match kind {
-            CancelKind::Full | CancelKind::Escrow(_) => true,
-            CancelKind::Partial {
-                amount,
-                balance_before,
-            } => {
+        match kind.partial_amounts() {
+            None => true,
+            Some((amount, balance_before)) => {
                 self.remaining == balance_before - amount
-                    && self.cancelled.is_none_or(|took| took == *amount)
+                    && self.cancelled.is_none_or(|took| took == amount)
             }
         }
     }

@@ -1,5 +1,7 @@
 //! `POST /payments/cancel`: full and partial cancels (spec/iamport-v1.md §4.2, KCP §2.9); an
-//! escrow payment only whole, with `STE2` before its shipping start and `STE4` after (KCP §2.11).
+//! escrow payment only whole, with `STE2` before its shipping start and `STE4` after (KCP §2.11);
+//! a deposited virtual account refunded to the account the merchant names, `STHD` (all that is
+//! left) or `STPD` (a part): documented assumption, docs/kcp.md §10.2.
 //!
 //! A unique index allows one open cancel attempt per payment, so concurrent partial cancels are
 //! serialised by the database: the balance each one checks is the balance KCP will see.
@@ -16,6 +18,7 @@ use crate::domain::payment::{plan_cancel, PaymentStatus};
 use crate::domain::KST;
 use crate::pg::{
     quoted_refusal, CancelConfirmation, CancelKind, CancelRequest, DeclineReason, PgError,
+    RefundAccount,
 };
 use crate::store::entity::{cancellation, merchant, payment, pg_attempt};
 use crate::store::{billing, is_unique_violation, payments, WriteTransaction};
@@ -34,17 +37,27 @@ pub struct CancelCommand {
     pub vat_amount: Option<i64>,
     /// Fire a `cancelled` webhook (iamport sends none for API cancels unless asked).
     pub enable_webhook: bool,
+    /// Where a deposited virtual account's money goes back (iamport's `refund_holder`,
+    /// `refund_bank`, `refund_account`, all three given): required for such a payment, ignored
+    /// for any other. Sent to KCP only, never written (its `Debug` is masked).
+    pub refund: Option<RefundAccount>,
 }
 
 const NOT_FOUND: &str = "취소할 결제건이 존재하지 않습니다.";
-/// The refusal while another cancel of the payment is in flight.
 /// A deposited virtual account is refunded at KCP to an account the buyer names (iamport's
-/// `refund_holder`, `refund_bank`, `refund_account`), with a refund call of its own that
-/// spec/kcp.md does not give; the card cancel (`STSC`/`STPC`) names no account, so KCP would
-/// refuse it or, worse, close the account and keep nowhere to send the money while openport
-/// recorded it refunded. Refused before anything is sent, until that call is implemented.
-const VBANK_REFUND_UNSUPPORTED: &str = "입금된 가상계좌의 환불(환불계좌 지정)은 지원하지 않습니다. KCP 관리자 페이지에서 환불해 주세요.";
+/// `refund_holder`, `refund_bank`, `refund_account`; KCP's `STHD`/`STPD`); the card cancel
+/// (`STSC`/`STPC`) names no account, so KCP would refuse it or, worse, close the account and keep
+/// nowhere to send the money while openport recorded it refunded. Without the account, refused
+/// before anything is written.
+const VBANK_REFUND_ACCOUNT_MISSING: &str = "입금된 가상계좌는 환불받을 계좌(refund_holder: 예금주, refund_bank: 은행코드, refund_account: 계좌번호)를 함께 보내야 환불할 수 있습니다.";
 
+/// A deposited escrow virtual account: KCP's escrow refund of one to an account is not
+/// implemented (its escrow cancel names no account, and `STHD`/`STPD` are not escrow status
+/// changes), so it is refused before anything is written, as before refunds were.
+const ESCROW_VBANK_REFUND_UNSUPPORTED: &str =
+    "입금된 에스크로 가상계좌의 환불은 지원하지 않습니다. KCP 관리자 페이지에서 환불해 주세요.";
+
+/// The refusal while another cancel of the payment is in flight.
 const IN_FLIGHT: &str = "이 결제건에 처리 중인 취소 요청이 있습니다. 잠시 후 다시 시도해 주세요.";
 
 /// The answer to a cancel whose outcome this request could not learn.
@@ -93,18 +106,10 @@ impl Gateway {
         if let Some(conflict) = payments::unreconciled_conflict(&self.db.read, payment.id).await? {
             return Err(conflict_refusal(&payment, conflict.id));
         }
-        // Only while something is left to refund: one refunded in full already (in KCP's admin,
-        // recorded from KCP's TX01 notice) is answered `이미 전액취소된 주문입니다.` by the plan
-        // below, as iamport does (spec/iamport-v1.md §2), so a merchant's refund job retrying it
-        // reads it as done instead of being told to refund it again in KCP's admin.
-        if payment.pay_method == super::vbanks::VBANK
-            && PaymentStatus::from_db(&payment.status) != PaymentStatus::Ready
-            && payment.paid_at.is_some_and(|t| t > 0)
-            && payment.amount - payment.cancel_amount > 0
-        {
-            return Err(ServiceError::Refused(VBANK_REFUND_UNSUPPORTED.into()));
-        }
         let plan = |p: &payment::Model| {
+            if let Some(why) = refund_refusal(p, cmd.refund.is_some()) {
+                return Err(ServiceError::Refused(why.into()));
+            }
             plan_cancel(
                 PaymentStatus::from_db(&p.status),
                 p.amount,
@@ -209,9 +214,22 @@ impl Gateway {
         }
         // A full cancel of an untouched approval must be STSC (spec/kcp.md §2.9); a point
         // payment's current tno always holds exactly its balance, so its full cancel is STSC too.
-        // An escrow payment is cancelled by its escrow status change, always whole.
+        // An escrow payment is cancelled by its escrow status change, always whole. A deposited
+        // virtual account is refunded to the account named (the plan refused it without one):
+        // STHD for all that is left, STPD for a part.
+        let refund_to = cmd.refund.clone().filter(|_| holds_deposit(&payment));
         let kind = if let Some(escrow) = escrow {
             CancelKind::Escrow(escrow)
+        } else if let Some(to) = refund_to {
+            if plan.is_full {
+                CancelKind::Refund(to)
+            } else {
+                CancelKind::PartialRefund {
+                    amount: plan.amount,
+                    balance_before: plan.balance_before,
+                    to,
+                }
+            }
         } else if plan.is_full && (payment.cancel_amount == 0 || is_point) {
             CancelKind::Full
         } else {
@@ -623,6 +641,31 @@ impl Gateway {
         };
         Ok(Some(CancelSent { attempt, answer }))
     }
+}
+
+/// Whether `p` is a virtual account holding money: paid (its `paid_at` set; a `ready` one is
+/// revoked, not refunded), with something left to refund. One refunded in full already (in
+/// KCP's admin, recorded from KCP's TX01 notice) is answered `이미 전액취소된 주문입니다.` by the
+/// plan, as iamport does (spec/iamport-v1.md §2), so a merchant's refund job retrying it reads it
+/// as done instead of being asked for a refund account.
+fn holds_deposit(p: &payment::Model) -> bool {
+    p.pay_method == super::vbanks::VBANK
+        && PaymentStatus::from_db(&p.status) != PaymentStatus::Ready
+        && p.paid_at.is_some_and(|t| t > 0)
+        && p.amount - p.cancel_amount > 0
+}
+
+/// Why a cancel of `p` cannot be sent as a refund, if it cannot: a virtual account holding money
+/// is refunded only to an account the merchant names (`refund_named`), and an escrow one not at
+/// all here. Checked on each read of the payment (a deposit may land between them).
+fn refund_refusal(p: &payment::Model, refund_named: bool) -> Option<&'static str> {
+    if !holds_deposit(p) {
+        return None;
+    }
+    if p.escrow {
+        return Some(ESCROW_VBANK_REFUND_UNSUPPORTED);
+    }
+    (!refund_named).then_some(VBANK_REFUND_ACCOUNT_MISSING)
 }
 
 /// Why KCP takes no partial cancel of `p`, if it takes none: refused before anything is sent.

@@ -33,5 +33,6 @@ mod schedules;
 mod server;
 mod startup;
 mod unreadable_amounts;
+mod vbank_refunds;
 mod vbanks;
 mod webhooks;

@@ -117,7 +117,7 @@ async fn sandbox_notification(
 }
 
 /// The statuses of the webhooks delivered so far, in order.
-async fn webhook_statuses(app: &TestApp, hooks: &Receiver) -> Vec<String> {
+pub(crate) async fn webhook_statuses(app: &TestApp, hooks: &Receiver) -> Vec<String> {
     app.app.gateway.deliver_due_webhooks(100).await.unwrap();
     hooks
         .requests()
@@ -128,7 +128,7 @@ async fn webhook_statuses(app: &TestApp, hooks: &Receiver) -> Vec<String> {
 
 /// An account issued with its webhooks going to `hooks`, its `ready` webhook delivered (the worker
 /// sends due webhooks concurrently, so later ones arrive after it only if it is out first).
-async fn issued_with_hooks(
+pub(crate) async fn issued_with_hooks(
     app: &TestApp,
     token: &str,
     merchant_uid: &str,
@@ -395,37 +395,6 @@ async fn a_revoked_account_is_cancelled_takes_no_deposit_and_stays_cancelled() {
         [json!("ready")],
         "API revocations send no webhook"
     );
-    app.assert_ledger_agrees().await;
-}
-
-/// A deposited account is refunded at KCP to an account the buyer names, with a call spec/kcp.md
-/// does not give: the card cancel openport would send names no account. Refused before KCP,
-/// whole or partial, and nothing changes.
-#[tokio::test]
-async fn cancelling_a_deposited_virtual_account_is_refused_before_kcp_and_changes_nothing() {
-    let app = spawn_app().await;
-    let token = app.token().await;
-    let p = issued(&app, &token, vbank(&app, "vb-refund", 5000)).await;
-    deposit_until_paid(&app, &token, &p).await;
-    let imp_uid = p["imp_uid"].as_str().unwrap();
-    let before = app.sandbox.ledger();
-
-    for body in [
-        json!({"imp_uid": imp_uid, "refund_holder": "홍길동", "refund_bank": "088", "refund_account": "1234567890"}),
-        json!({"imp_uid": imp_uid, "amount": 1000}),
-    ] {
-        let (status, res) = app.post("/payments/cancel", Some(&token), body).await;
-        assert_eq!(status, StatusCode::OK, "{res}");
-        assert_eq!(res["code"], 1, "{res}");
-        assert!(
-            res["message"].as_str().unwrap().contains("가상계좌의 환불"),
-            "{res}"
-        );
-    }
-    let after = app.payment(&token, imp_uid).await;
-    assert_eq!(after["status"], "paid", "{after}");
-    assert_eq!(after["cancel_amount"], 0);
-    assert_eq!(app.sandbox.ledger(), before, "KCP was not asked");
     app.assert_ledger_agrees().await;
 }
 
@@ -2596,7 +2565,7 @@ async fn instances_looking_at_open_accounts_together_apply_a_deposit_once() {
 }
 
 /// A KCP common notification of the common fields only (no `noti_id`): `tx_cd` for `tno`.
-fn notice(tno: &str, tx_cd: &str) -> Vec<(String, String)> {
+pub(crate) fn notice(tno: &str, tx_cd: &str) -> Vec<(String, String)> {
     [
         ("site_cd", "T0000"),
         ("tno", tno),

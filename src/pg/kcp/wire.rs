@@ -19,7 +19,7 @@ pub(super) use crate::domain::text::{is_forbidden, sanitize as free_text};
 use crate::pg::{
     BatchKey, BatchKeyRequest, BatchPaymentRequest, CancelKind, CancelRequest, CardApproval,
     CardSecret, DeclineReason, EscrowCancel, KeyInRequest, PgError, PointAccount, PointApproval,
-    PointPaymentRequest, TradeState, Won,
+    PointPaymentRequest, RefundAccount, TradeState, Won,
 };
 
 /// KRW (spec §2.7 `currency`: 410 KRW / 840 USD).
@@ -51,6 +51,20 @@ pub const MOD_TYPE_ESCROW_CANCEL_BEFORE_SHIPPING: &str = "STE2";
 pub const MOD_TYPE_ESCROW_CANCEL_AFTER_SHIPPING: &str = "STE4";
 /// Closing an issued, unpaid escrow virtual account (spec §2.11, assumption as for `STE2`).
 pub const MOD_TYPE_ESCROW_CLOSE_VBANK: &str = "STE5";
+/// Refund of all that is left of a deposited virtual account to an account the request names:
+/// DOCUMENTED ASSUMPTION from public merchant integrations, modelled on the cancel call
+/// (docs/kcp.md §10.2).
+pub const MOD_TYPE_VBANK_REFUND: &str = "STHD";
+/// Refund of part of a deposited virtual account (assumption as for `STHD`).
+pub const MOD_TYPE_VBANK_PARTIAL_REFUND: &str = "STPD";
+/// `mod_sub_type` of an `STHD`: the whole balance.
+pub const MOD_SUB_TYPE_REFUND_WHOLE: &str = "MDSC00";
+/// `mod_sub_type` of an `STPD`: a part, without a tax split (`MDSC04` is the mixed-tax partial
+/// refund, which openport does not make).
+pub const MOD_SUB_TYPE_REFUND_PART: &str = "MDSC03";
+/// `mod_comp_type` of a refund: KCP verifies the account's holder (계좌인증) before it registers
+/// the refund (환불등록).
+pub const MOD_COMP_TYPE_VERIFY_AND_REFUND: &str = "MDCP01";
 /// Billing-key charge (spec §2.6).
 pub const CARD_TX_TYPE_BATCH: &str = "11511000";
 /// `pay_method` of the billing-key delete call (spec §2.6).
@@ -94,6 +108,8 @@ const BUYR_NAME_MAX: usize = 30;
 const BUYR_MAIL_MAX: usize = 50;
 const BUYR_TEL_MAX: usize = 20;
 const MOD_DESC_MAX: usize = 100;
+/// `mod_depositor`: openport's own bound (KCP publishes none), as the API checks it.
+const MOD_DEPOSITOR_MAX: usize = crate::domain::vbank::REFUND_HOLDER_MAX_BYTES;
 const ORDR_IDXX_MAX: usize = 40;
 const MAX_AMOUNT: Won = 999_999_999_999;
 /// Not in spec §6; generous bounds for identifiers KCP issues (batch keys are 16 characters, group
@@ -296,7 +312,9 @@ impl CheckedCard {
     }
 }
 
-/// Cancel / modify, `gw/mod/v1/cancel` (spec §2.9), signed over `site_cd^tno^mod_type`.
+/// Cancel / modify, `gw/mod/v1/cancel` (spec §2.9), signed over `site_cd^tno^mod_type`; also a
+/// deposited virtual account's refund (`STHD`/`STPD`, documented assumption: docs/kcp.md §10.2),
+/// whose account number and holder sit in [`Sensitive`].
 #[derive(Serialize, Debug, Clone)]
 pub struct CancelRequestBody {
     pub site_cd: String,
@@ -305,45 +323,72 @@ pub struct CancelRequestBody {
     pub tno: String,
     pub mod_type: &'static str,
     pub mod_desc: String,
-    /// STPC: amount to cancel now.
+    /// STPC / STPD: amount to cancel now.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub mod_mny: Option<String>,
-    /// STPC: cancellable balance BEFORE this cancel (spec §2.9).
+    /// STPC / STPD: cancellable balance BEFORE this cancel (spec §2.9).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rem_mny: Option<String>,
+    /// STHD / STPD: `MDSC00` whole, `MDSC03` a part.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mod_sub_type: Option<&'static str>,
+    /// STHD / STPD: KCP's code of the refund account's bank (`BK` + 2 digits).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mod_bankcode: Option<String>,
+    /// STHD / STPD: the refund account's number, digits only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mod_account: Option<Sensitive>,
+    /// STHD / STPD: the refund account's holder, as KCP verifies it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mod_depositor: Option<Sensitive>,
+    /// STHD / STPD: `MDCP01`, verify the holder then register the refund.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mod_comp_type: Option<&'static str>,
 }
+
+/// A refund's `mod_sub_type`, `mod_bankcode`, `mod_account`, `mod_depositor`, `mod_comp_type`.
+type RefundFields = (
+    Option<&'static str>,
+    Option<String>,
+    Option<Sensitive>,
+    Option<Sensitive>,
+    Option<&'static str>,
+);
 
 impl CancelRequestBody {
     pub fn new(site_cd: &str, signer: &KcpSigner, req: &CancelRequest) -> Result<Self, PgError> {
         let tno = tno(&req.tno)?;
-        let (mod_type, mod_mny, rem_mny) = match req.kind {
-            CancelKind::Full => (MOD_TYPE_FULL, None, None),
+        let mod_type = match &req.kind {
+            CancelKind::Full => MOD_TYPE_FULL,
             CancelKind::Escrow(EscrowCancel::BeforeShipping) => {
-                (MOD_TYPE_ESCROW_CANCEL_BEFORE_SHIPPING, None, None)
+                MOD_TYPE_ESCROW_CANCEL_BEFORE_SHIPPING
             }
             CancelKind::Escrow(EscrowCancel::AfterShipping) => {
-                (MOD_TYPE_ESCROW_CANCEL_AFTER_SHIPPING, None, None)
+                MOD_TYPE_ESCROW_CANCEL_AFTER_SHIPPING
             }
-            CancelKind::Escrow(EscrowCancel::CloseVbank) => {
-                (MOD_TYPE_ESCROW_CLOSE_VBANK, None, None)
-            }
-            CancelKind::Partial {
-                amount: cancel,
-                balance_before,
-            } => {
+            CancelKind::Escrow(EscrowCancel::CloseVbank) => MOD_TYPE_ESCROW_CLOSE_VBANK,
+            CancelKind::Partial { .. } => MOD_TYPE_PARTIAL,
+            CancelKind::Refund(_) => MOD_TYPE_VBANK_REFUND,
+            CancelKind::PartialRefund { .. } => MOD_TYPE_VBANK_PARTIAL_REFUND,
+        };
+        let (mod_mny, rem_mny) = match req.kind.partial_amounts() {
+            None => (None, None),
+            Some((cancel, balance_before)) => {
                 if cancel > balance_before {
                     return Err(invalid_request(
                         "partial cancel amount exceeds the balance",
                         DeclineReason::Other,
                     ));
                 }
-                (
-                    MOD_TYPE_PARTIAL,
-                    Some(amount(cancel)?),
-                    Some(amount(balance_before)?),
-                )
+                (Some(amount(cancel)?), Some(amount(balance_before)?))
             }
         };
+        let (mod_sub_type, mod_bankcode, mod_account, mod_depositor, mod_comp_type): RefundFields =
+            match &req.kind {
+                CancelKind::Refund(to) => refund_to(MOD_SUB_TYPE_REFUND_WHOLE, to)?,
+                CancelKind::PartialRefund { to, .. } => refund_to(MOD_SUB_TYPE_REFUND_PART, to)?,
+                _ => (None, None, None, None, None),
+            };
         Ok(Self {
             site_cd: site_cd.to_owned(),
             kcp_cert_info: signer.cert_info().to_owned(),
@@ -353,8 +398,46 @@ impl CancelRequestBody {
             mod_desc: free_text(&req.reason, MOD_DESC_MAX),
             mod_mny,
             rem_mny,
+            mod_sub_type,
+            mod_bankcode,
+            mod_account,
+            mod_depositor,
+            mod_comp_type,
         })
     }
+}
+
+/// A refund's account fields (docs/kcp.md §10.2), checked once more as every value sent is: a
+/// bank code `BK` + 2 digits, an account number of digits, a holder KCP takes as it is (never
+/// cleaned: KCP verifies it against the bank's record). The errors name the field, never its value.
+fn refund_to(sub_type: &'static str, to: &RefundAccount) -> Result<RefundFields, PgError> {
+    let bank = to.kcp_bank;
+    if bank.len() != 4 || !bank.starts_with("BK") || !is_digits(&bank[2..], 2, 2) {
+        return Err(invalid_request(
+            "refund bank code must be BK and 2 digits",
+            DeclineReason::Other,
+        ));
+    }
+    if !is_digits(&to.number, 1, 20) {
+        return Err(invalid_request(
+            "refund account number must be digits",
+            DeclineReason::Other,
+        ));
+    }
+    let holder = to.holder.trim();
+    if holder.is_empty() || holder.len() > MOD_DEPOSITOR_MAX || holder.chars().any(is_forbidden) {
+        return Err(invalid_request(
+            "refund account holder is empty, too long or holds a character KCP forbids",
+            DeclineReason::Other,
+        ));
+    }
+    Ok((
+        Some(sub_type),
+        Some(bank.to_owned()),
+        Some(Sensitive::new(&to.number)),
+        Some(Sensitive::new(holder)),
+        Some(MOD_COMP_TYPE_VERIFY_AND_REFUND),
+    ))
 }
 
 /// Transaction inquiry, `std/inquery` (spec §2.10), signed over `site_cd^tno^pay_type`.
@@ -1033,20 +1116,18 @@ impl CancelResponse {
             }
             _ => req.tno.clone(),
         };
-        let remaining = match req.kind {
-            CancelKind::Full | CancelKind::Escrow(_) => 0,
-            CancelKind::Partial {
-                amount,
-                balance_before,
-            } => match self.rem_mny.as_deref() {
+        let partial = req.kind.partial_amounts();
+        let remaining = match partial {
+            None => 0,
+            Some((amount, balance_before)) => match self.rem_mny.as_deref() {
                 Some(s) => {
                     parse_won(s).ok_or_else(|| WireError("rem_mny is not an amount".into()))?
                 }
                 None => balance_before - amount,
             },
         };
-        let cancelled = match (&req.kind, self.mod_mny.as_deref()) {
-            (CancelKind::Partial { .. }, Some(s)) => {
+        let cancelled = match (partial, self.mod_mny.as_deref()) {
+            (Some(_), Some(s)) => {
                 Some(parse_won(s).ok_or_else(|| WireError("mod_mny is not an amount".into()))?)
             }
             _ => None,

@@ -124,6 +124,100 @@ fn escrow_cancels_send_their_ste_mod_type_signed_over_it_and_match_the_golden_fi
     }
 }
 
+/// The account a deposited virtual account is refunded to in the refund fixtures.
+fn refund_account() -> RefundAccount {
+    RefundAccount {
+        kcp_bank: "BK88",
+        number: "110123456789".into(),
+        holder: "홍길동".into(),
+    }
+}
+
+#[test]
+fn vbank_refunds_send_sthd_or_stpd_with_the_account_signed_over_the_mod_type_and_match_the_golden_fixtures(
+) {
+    let whole = CancelRequest {
+        tno: "23336986737476".into(),
+        kind: CancelKind::Refund(refund_account()),
+        reason: "가상계좌 환불".into(),
+    };
+    assert_matches_golden(
+        &CancelRequestBody::new("T0000", &signer(), &whole).unwrap(),
+        "cancel-vbank-refund-full",
+    );
+    let part = CancelRequest {
+        tno: "23336986737476".into(),
+        kind: CancelKind::PartialRefund {
+            amount: 3000,
+            balance_before: 7000,
+            to: refund_account(),
+        },
+        reason: "부분 환불".into(),
+    };
+    let body = CancelRequestBody::new("T0000", &signer(), &part).unwrap();
+    let shown = format!("{body:?}");
+    assert!(
+        !shown.contains("110123456789") && !shown.contains("홍길동"),
+        "the account stays out of Debug: {shown}"
+    );
+    assert_matches_golden(&body, "cancel-vbank-refund-partial");
+}
+
+#[test]
+fn a_refund_account_kcp_would_refuse_is_not_sent() {
+    for to in [
+        RefundAccount {
+            kcp_bank: "088",
+            ..refund_account()
+        },
+        RefundAccount {
+            number: "110-123".into(),
+            ..refund_account()
+        },
+        RefundAccount {
+            holder: "홍,길동".into(),
+            ..refund_account()
+        },
+        RefundAccount {
+            holder: " ".into(),
+            ..refund_account()
+        },
+    ] {
+        let err = CancelRequestBody::new("T0000", &signer(), &cancel(CancelKind::Refund(to)))
+            .unwrap_err();
+        let (code, _) = declined_reason(err);
+        assert_eq!(code, "invalid_request");
+    }
+}
+
+#[test]
+fn a_partial_refund_answer_is_checked_as_a_partial_cancels_and_a_whole_refund_leaves_nothing() {
+    let kind = CancelKind::PartialRefund {
+        amount: 3000,
+        balance_before: 7000,
+        to: refund_account(),
+    };
+    let req = cancel(kind.clone());
+    let answered = |body: serde_json::Value| {
+        serde_json::from_value::<CancelResponse>(body)
+            .unwrap()
+            .into_confirmation(&req)
+            .unwrap()
+    };
+    let as_asked = answered(json!({"res_cd":"0000","mod_mny":"3000","rem_mny":"4000"}));
+    assert_eq!((as_asked.remaining, as_asked.cancelled), (4000, Some(3000)));
+    assert!(as_asked.as_asked(&kind));
+    assert_eq!(answered(json!({"res_cd":"0000"})).remaining, 4000);
+    assert!(!answered(json!({"res_cd":"0000","mod_mny":"3000","rem_mny":"7000"})).as_asked(&kind));
+    assert!(!answered(json!({"res_cd":"0000","mod_mny":"7000","rem_mny":"4000"})).as_asked(&kind));
+    let whole = CancelKind::Refund(refund_account());
+    let done: CancelResponse =
+        serde_json::from_value(json!({"res_cd":"0000","mod_mny":"1","rem_mny":"5"})).unwrap();
+    let done = done.into_confirmation(&cancel(whole.clone())).unwrap();
+    assert_eq!((done.remaining, done.cancelled), (0, None));
+    assert!(done.as_asked(&whole));
+}
+
 #[test]
 fn an_escrow_cancel_answer_leaves_nothing_to_cancel() {
     let resp: CancelResponse = serde_json::from_str(

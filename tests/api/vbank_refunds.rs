@@ -1,0 +1,453 @@
+//! `POST /payments/cancel` of a virtual account holding deposits (spec/iamport-v1.md §4.2): the
+//! money goes back to the account the merchant names (`refund_holder`, `refund_bank`,
+//! `refund_account`), with KCP's refund (`STHD` all that is left, `STPD` a part; a documented
+//! assumption, docs/kcp.md §10.2) through the same attempt, inquiry and resolver as every cancel.
+//! The account is sent to KCP and written nowhere.
+use kcp_sandbox::test_refund_accounts::{HOLDER, NAMED_HOLDER_ACCOUNT, NO_SUCH_ACCOUNT};
+use kcp_sandbox::{paths, Fault, FaultRule};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+use crate::helpers::{
+    assert_code_1_saying, captured_logs, spawn_app, Receiver, TestApp, KCP_TIMEOUT_MS, SETTLE_SECS,
+};
+use crate::vbanks::{
+    deposit_until_paid, issued, issued_with_hooks, notice, post_notification, vbank,
+    webhook_statuses,
+};
+
+/// A virtual account of `amount` for `merchant_uid`, issued and paid in full: the Payment.
+async fn paid_vbank(app: &TestApp, token: &str, merchant_uid: &str, amount: i64) -> Value {
+    let p = issued(app, token, vbank(app, merchant_uid, amount)).await;
+    deposit_until_paid(app, token, &p).await;
+    p
+}
+
+/// A `POST /payments/cancel` body refunding `amount` (None: all that is left) of `p` to 신한
+/// (`088`) account `account` held by `holder`.
+fn refund(p: &Value, amount: Option<i64>, account: &str, holder: &str) -> Value {
+    let mut body = json!({
+        "imp_uid": p["imp_uid"], "reason": "환불", "refund_bank": "088",
+        "refund_account": account, "refund_holder": holder, "refund_tel": "010-1234-5678",
+    });
+    if let Some(amount) = amount {
+        body["amount"] = json!(amount);
+    }
+    body
+}
+
+/// The refunds KCP holds for the account of `p`: mod_type and amount, in order.
+fn kcp_refunds(app: &TestApp, p: &Value) -> Vec<(String, i64)> {
+    app.sandbox
+        .ledger()
+        .into_iter()
+        .find(|e| Some(e.tno.as_str()) == p["pg_tid"].as_str())
+        .expect("KCP holds the account")
+        .cancels
+        .into_iter()
+        .map(|c| (c.mod_type, c.amount))
+        .collect()
+}
+
+/// The cancel attempts openport wrote for `p`, as their Debug text (every column).
+async fn cancel_attempts(app: &TestApp, p: &Value) -> Vec<String> {
+    use openport::store::entity::{payment, pg_attempt};
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+    let db = &app.app.gateway.db.read;
+    let payment = payment::Entity::find()
+        .filter(payment::Column::ImpUid.eq(p["imp_uid"].as_str().unwrap()))
+        .one(db)
+        .await
+        .unwrap()
+        .expect("the payment");
+    pg_attempt::Entity::find()
+        .filter(pg_attempt::Column::PaymentId.eq(payment.id))
+        .filter(pg_attempt::Column::Kind.eq("cancel"))
+        .all(db)
+        .await
+        .unwrap()
+        .iter()
+        .map(|a| format!("{a:?}"))
+        .collect()
+}
+
+/// Every row a cancel writes for `p` (the payment, its cancellations, its attempts), as Debug
+/// text.
+async fn rows_of(app: &TestApp, p: &Value) -> String {
+    use openport::store::entity::{cancellation, payment};
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+    let db = &app.app.gateway.db.read;
+    let payment = payment::Entity::find()
+        .filter(payment::Column::ImpUid.eq(p["imp_uid"].as_str().unwrap()))
+        .one(db)
+        .await
+        .unwrap()
+        .expect("the payment");
+    let cancellations = cancellation::Entity::find()
+        .filter(cancellation::Column::PaymentId.eq(payment.id))
+        .all(db)
+        .await
+        .unwrap();
+    format!(
+        "{payment:?} {cancellations:?} {:?}",
+        cancel_attempts(app, p).await
+    )
+}
+
+/// The payment's status, cancelled amount and number of cancel_history entries.
+fn refunded_so_far(p: &Value) -> (Option<&str>, Option<i64>, usize) {
+    (
+        p["status"].as_str(),
+        p["cancel_amount"].as_i64(),
+        p["cancel_history"].as_array().map_or(0, Vec::len),
+    )
+}
+
+/// A paid account refunded whole is one `STHD` carrying the account (the number KCP gets has no
+/// `-`): the payment is cancelled for its amount, and neither the number nor the holder is
+/// written to the database or a log.
+#[tokio::test]
+async fn a_paid_virtual_account_is_refunded_whole_to_the_account_named_and_the_account_is_kept_nowhere(
+) {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let p = paid_vbank(&app, &token, "vr-whole", 5000).await;
+    // Used up only by a refund whose `mod_account` is exactly the number without its dashes.
+    app.sandbox.inject(
+        FaultRule::new(paths::CANCEL, Fault::Delay { ms: 0 }).when("mod_account", "3020123456781"),
+    );
+
+    let (status, res) = app
+        .post(
+            "/payments/cancel",
+            Some(&token),
+            refund(&p, None, "302-0123-4567-81", "김환불"),
+        )
+        .await;
+
+    assert_eq!(
+        (status, res["code"].as_i64()),
+        (StatusCode::OK, Some(0)),
+        "{res}"
+    );
+    assert_eq!(
+        refunded_so_far(&res["response"]),
+        (Some("cancelled"), Some(5000), 1),
+        "{res}"
+    );
+    assert_eq!(kcp_refunds(&app, &p), [("STHD".to_string(), 5000)]);
+    assert!(app.sandbox.armed_faults().is_empty(), "KCP got the digits");
+    let written = rows_of(&app, &p).await;
+    let logs = captured_logs();
+    for kept_nowhere in ["3020123456781", "302-0123-4567-81", "김환불"] {
+        assert!(
+            !written.contains(kept_nowhere),
+            "{kept_nowhere} in {written}"
+        );
+        assert!(!logs.contains(kept_nowhere), "{kept_nowhere} logged");
+    }
+    app.assert_ledger_agrees().await;
+}
+
+/// Refunds of parts are `STPD`s (`mod_mny`, `rem_mny` as `STPC`'s) and the last, of all that is
+/// left, an `STHD`: cancel_amount adds up and each shows in cancel_history, as KCP's balance does.
+#[tokio::test]
+async fn partial_refunds_until_nothing_is_left_add_up_in_cancel_amount_and_cancel_history() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let p = paid_vbank(&app, &token, "vr-parts", 10000).await;
+
+    let mut shown = Vec::new();
+    for (amount, checksum) in [(Some(3000), 10000), (Some(2000), 7000), (None, 5000)] {
+        let mut body = refund(&p, amount, "110-123-456789", "홍길동");
+        body["checksum"] = json!(checksum);
+        let (status, res) = app.post("/payments/cancel", Some(&token), body).await;
+        assert_eq!(
+            (status, res["code"].as_i64()),
+            (StatusCode::OK, Some(0)),
+            "{res}"
+        );
+        let r = &res["response"];
+        shown.push((
+            r["cancel_amount"].as_i64(),
+            r["cancel_history"].as_array().map_or(0, Vec::len),
+        ));
+        app.assert_ledger_agrees().await;
+    }
+
+    assert_eq!(shown, [(Some(3000), 1), (Some(5000), 2), (Some(10000), 3)]);
+    assert_eq!(
+        kcp_refunds(&app, &p),
+        [
+            ("STPD".to_string(), 3000),
+            ("STPD".to_string(), 2000),
+            ("STHD".to_string(), 5000)
+        ]
+    );
+    let amounts: Vec<i64> = app.payment(&token, p["imp_uid"].as_str().unwrap()).await
+        ["cancel_history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["amount"].as_i64().unwrap())
+        .collect();
+    assert_eq!(amounts, [3000, 2000, 5000]);
+}
+
+/// A deposited account's cancel without the account to refund to (none of the three fields, or
+/// not all of them) is refused before anything is written, naming the fields: nothing reaches
+/// KCP. The card cancel KCP would otherwise be sent names no account.
+#[tokio::test]
+async fn a_deposited_accounts_cancel_without_its_refund_account_is_refused_before_anything_is_written(
+) {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let p = paid_vbank(&app, &token, "vr-missing", 5000).await;
+    let imp_uid = p["imp_uid"].as_str().unwrap();
+    let before = app.sandbox.ledger();
+
+    for body in [
+        json!({"imp_uid": imp_uid}),
+        json!({"imp_uid": imp_uid, "amount": 1000}),
+        json!({"imp_uid": imp_uid, "refund_bank": "088", "refund_account": "110123456789"}),
+        json!({"imp_uid": imp_uid, "refund_holder": "홍길동", "refund_bank": "088",
+               "refund_account": "", "refund_tel": "01012345678"}),
+    ] {
+        let (status, res) = app
+            .post("/payments/cancel", Some(&token), body.clone())
+            .await;
+        for field in ["refund_holder", "refund_bank", "refund_account"] {
+            assert_code_1_saying(status, &res, field, &body.to_string());
+        }
+    }
+
+    assert_eq!(
+        refunded_so_far(&app.payment(&token, imp_uid).await),
+        (Some("paid"), Some(0), 0)
+    );
+    assert_eq!(app.sandbox.ledger(), before, "KCP was not asked");
+    assert!(
+        cancel_attempts(&app, &p).await.is_empty(),
+        "nothing written"
+    );
+    app.assert_ledger_agrees().await;
+}
+
+/// Refund fields that cannot go to KCP are HTTP 400 before the payment is even looked up: a bank
+/// KCP has no code for, an account number that is not 10–16 digits once `-` and spaces are gone,
+/// a holder with a character KCP forbids or script. The number is never quoted back.
+#[tokio::test]
+async fn refund_fields_kcp_would_refuse_are_400s_that_write_nothing_and_call_no_kcp() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let p = paid_vbank(&app, &token, "vr-bad", 5000).await;
+    let before = app.sandbox.ledger();
+
+    for (field, value, says) in [
+        ("refund_bank", "999", "refund_bank: 999"),
+        ("refund_bank", "092", "refund_bank: 092"),
+        ("refund_bank", "BK88", "refund_bank: BK88"),
+        ("refund_account", "110-123-45", "refund_account"),
+        ("refund_account", "110-123-45678a", "refund_account"),
+        ("refund_account", "11012345678901234", "refund_account"),
+        ("refund_holder", "홍,길동", "refund_holder"),
+        ("refund_holder", "<script>x</script>", "refund_holder"),
+    ] {
+        let mut body = refund(&p, None, "110-123-456789", "홍길동");
+        body[field] = json!(value);
+        let (status, res) = app.post("/payments/cancel", Some(&token), body).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{field} {value}: {res}");
+        let message = res["message"].as_str().unwrap();
+        assert!(message.contains(says), "{field} {value}: {res}");
+        if field == "refund_account" {
+            assert!(!message.contains(value), "never quoted: {res}");
+        }
+    }
+
+    assert_eq!(app.sandbox.ledger(), before, "KCP was not asked");
+    assert!(
+        cancel_attempts(&app, &p).await.is_empty(),
+        "nothing written"
+    );
+}
+
+/// KCP verifies the refund account before it refunds (`MDCP01`): an account the bank does not hold,
+/// or one held by someone else than the holder named, is refused with KCP's message (code 1) and
+/// the payment keeps its balance; the holder's own name then refunds it.
+#[tokio::test]
+async fn a_refund_account_kcp_cannot_verify_is_code_1_with_kcps_message_and_changes_nothing() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let p = paid_vbank(&app, &token, "vr-verify", 5000).await;
+    let imp_uid = p["imp_uid"].as_str().unwrap();
+    let before = app.sandbox.ledger();
+
+    for (account, holder, says) in [
+        (
+            NO_SUCH_ACCOUNT,
+            "홍길동",
+            "결제취소에 실패하였습니다.(계좌인증 실패: 존재하지 않는 계좌입니다.)",
+        ),
+        (
+            NAMED_HOLDER_ACCOUNT,
+            "홍길동",
+            "결제취소에 실패하였습니다.(계좌인증 실패: 예금주명이 일치하지 않습니다.)",
+        ),
+    ] {
+        let (status, res) = app
+            .post(
+                "/payments/cancel",
+                Some(&token),
+                refund(&p, Some(1000), account, holder),
+            )
+            .await;
+        assert_code_1_saying(status, &res, says, account);
+        assert_eq!(
+            refunded_so_far(&app.payment(&token, imp_uid).await),
+            (Some("paid"), Some(0), 0)
+        );
+    }
+    assert_eq!(app.sandbox.ledger(), before, "KCP refunded nothing");
+
+    let (_, res) = app
+        .post(
+            "/payments/cancel",
+            Some(&token),
+            refund(&p, Some(1000), NAMED_HOLDER_ACCOUNT, HOLDER),
+        )
+        .await;
+    assert_eq!(res["code"], 0, "{res}");
+    assert_eq!(kcp_refunds(&app, &p), [("STPD".to_string(), 1000)]);
+    app.assert_ledger_agrees().await;
+}
+
+/// A refund KCP makes whose answer is lost, the inquiry after it failing too: the merchant is told
+/// the outcome is being checked (never that it failed), and the resolver's `PAVC` inquiry finds
+/// KCP's balance and records the refund, whole (`STHD`) or a part (`STPD`).
+#[tokio::test]
+async fn a_refund_whose_answer_and_inquiry_are_lost_is_recorded_by_the_resolver_whole_or_in_part() {
+    for (amount, refunded, mod_type) in [(None, 5000, "STHD"), (Some(2000), 2000, "STPD")] {
+        let app = spawn_app().await;
+        let token = app.token().await;
+        let p = paid_vbank(&app, &token, "vr-lost", 5000).await;
+        let imp_uid = p["imp_uid"].as_str().unwrap();
+        app.sandbox
+            .inject(FaultRule::new(paths::CANCEL, Fault::LoseResponse));
+        app.sandbox.inject(FaultRule::new(
+            paths::INQUIRY,
+            Fault::HttpStatus { status: 503 },
+        ));
+
+        let (status, res) = app
+            .post(
+                "/payments/cancel",
+                Some(&token),
+                refund(&p, amount, "110123456789", "홍길동"),
+            )
+            .await;
+
+        assert_code_1_saying(status, &res, "확인하지 못했습니다", mod_type);
+        assert_eq!(
+            refunded_so_far(&app.payment(&token, imp_uid).await),
+            (Some("paid"), Some(0), 0),
+            "{mod_type}: not recorded on a guess"
+        );
+        assert_eq!(kcp_refunds(&app, &p), [(mod_type.to_string(), refunded)]);
+        app.advance(SETTLE_SECS + 1);
+        app.resolve_all().await;
+        let shown = app.payment(&token, imp_uid).await;
+        assert_eq!(
+            refunded_so_far(&shown),
+            (Some("cancelled"), Some(refunded), 1),
+            "{mod_type}: {shown}"
+        );
+        app.assert_ledger_agrees().await;
+    }
+}
+
+/// A refund KCP applies only after openport stopped waiting (its timeout): answered code 1 as
+/// unknown, and recorded by the resolver once KCP's `PAVC` balance shows it, a part (`STPD`) and
+/// then the rest (`STHD`).
+#[tokio::test]
+async fn a_refund_that_lands_after_the_timeout_is_recorded_by_the_resolver_in_part_then_whole() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let p = paid_vbank(&app, &token, "vr-timeout", 5000).await;
+    let imp_uid = p["imp_uid"].as_str().unwrap();
+
+    let mut shown = Vec::new();
+    for amount in [Some(2000), None] {
+        app.sandbox.inject(FaultRule::new(
+            paths::CANCEL,
+            Fault::Delay {
+                ms: KCP_TIMEOUT_MS + 1000,
+            },
+        ));
+        let (status, res) = app
+            .post(
+                "/payments/cancel",
+                Some(&token),
+                refund(&p, amount, "110123456789", "홍길동"),
+            )
+            .await;
+        assert_code_1_saying(status, &res, "확인하지 못했습니다", "timed out");
+        tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+        app.advance(SETTLE_SECS + 1);
+        app.resolve_all().await;
+        shown.push(refunded_so_far(&app.payment(&token, imp_uid).await).1);
+    }
+
+    assert_eq!(shown, [Some(2000), Some(5000)]);
+    assert_eq!(
+        kcp_refunds(&app, &p),
+        [("STPD".to_string(), 2000), ("STHD".to_string(), 3000)]
+    );
+    app.assert_ledger_agrees().await;
+}
+
+/// KCP's refund notice (`TX01`) arriving after a refund made through the API finds KCP's balance
+/// already the payment's: acknowledged, and nothing is recorded or announced a second time, after
+/// a part or after the rest.
+#[tokio::test]
+async fn kcps_tx01_after_an_api_refund_records_and_announces_nothing_a_second_time() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let hooks = Receiver::start().await;
+    let p = issued_with_hooks(&app, &token, "vr-tx01", &hooks).await;
+    deposit_until_paid(&app, &token, &p).await;
+    assert_eq!(webhook_statuses(&app, &hooks).await, ["ready", "paid"]);
+    let imp_uid = p["imp_uid"].as_str().unwrap();
+    let tno = p["pg_tid"].as_str().unwrap();
+
+    let mut announced = vec!["ready", "paid"];
+    for (minute, amount) in [("20261203120000", Some(3000)), ("20261203130000", None)] {
+        let mut body = refund(&p, amount, "110123456789", "홍길동");
+        body["enable_webhook"] = json!(true);
+        let (_, res) = app.post("/payments/cancel", Some(&token), body).await;
+        assert_eq!(res["code"], 0, "{res}");
+        let refunded = app.payment(&token, imp_uid).await;
+
+        let mut tx01 = notice(tno, "TX01");
+        tx01[4].1 = minute.into();
+        assert!(post_notification(&app, &tx01).await, "acknowledged");
+
+        let after = app.payment(&token, imp_uid).await;
+        assert_eq!(
+            (refunded_so_far(&after), &after["cancel_history"]),
+            (refunded_so_far(&refunded), &refunded["cancel_history"]),
+            "unchanged by the notice"
+        );
+        announced.push("cancelled");
+        assert_eq!(
+            webhook_statuses(&app, &hooks).await,
+            announced,
+            "the refund's webhook, and none for the notice"
+        );
+    }
+
+    assert_eq!(
+        refunded_so_far(&app.payment(&token, imp_uid).await),
+        (Some("cancelled"), Some(7000), 2)
+    );
+    app.assert_ledger_agrees().await;
+}
