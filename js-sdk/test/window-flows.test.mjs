@@ -161,6 +161,19 @@ test('a confirm_url that refuses stops the payment before approval, with its rea
   assert.equal(json.response.status, 'failed');
 });
 
+/** The window ended at once as KCP's failure (W001), never as the buyer's cancel: the callback ran
+ * once, the overlay is gone, and the payment failed with that reason. */
+async function assertEndedAsKcpUnavailable(page, rsp) {
+  assert.equal(await exactlyOnce(page), 1, 'the callback ran more than once');
+  assert.equal(await page.locator('#openport-overlay').count(), 0, 'the overlay is still there');
+  assert.equal(rsp.success, false, JSON.stringify(rsp));
+  assert.equal(rsp.error_code, 'W001', JSON.stringify(rsp));
+  assert.equal(rsp.error_msg, '[W001] KCP 결제창을 불러오지 못했습니다.');
+  const { json } = await getPayment(rsp.imp_uid);
+  assert.equal(json.response.status, 'failed');
+  assert.equal(json.response.fail_reason, '[W001] KCP 결제창을 불러오지 못했습니다.');
+}
+
 test('KCP\'s PC script failing to load ends the window at once as KCP\'s failure, never as the buyer\'s cancel', { timeout: 60_000 }, async () => {
   // KCP down, or a network or an ad-blocker dropping its script: the hand-off page ends the window
   // as a refusal in KCP's window does, so the callback runs without the buyer pressing ×, which
@@ -171,14 +184,7 @@ test('KCP\'s PC script failing to load ends the window at once as KCP\'s failure
     await context.route('**/plugin/kcp_spay_hub.js', (route) => route.abort('connectionrefused'));
     await page.evaluate((x) => window.pay(x), params({ amount: 2000 }));
     const [rsp] = await callbacks(page, 1, 15_000);
-    assert.equal(await exactlyOnce(page), 1, 'the callback ran more than once');
-    assert.equal(await page.locator('#openport-overlay').count(), 0, 'the overlay is still there');
-    assert.equal(rsp.success, false, JSON.stringify(rsp));
-    assert.equal(rsp.error_code, 'W001', JSON.stringify(rsp));
-    assert.equal(rsp.error_msg, '[W001] KCP 결제창을 불러오지 못했습니다.');
-    const { json } = await getPayment(rsp.imp_uid);
-    assert.equal(json.response.status, 'failed');
-    assert.equal(json.response.fail_reason, '[W001] KCP 결제창을 불러오지 못했습니다.');
+    await assertEndedAsKcpUnavailable(page, rsp);
     assert.deepEqual(errors, []);
   } finally {
     await context.close();
@@ -203,14 +209,7 @@ test('KCP\'s PC call throwing before its layer is up ends the window at once as 
     await page.evaluate((x) => window.pay(x), params({ amount: 2000 }));
     const [rsp] = await callbacks(page, 1, 15_000);
     assert.equal(served, 1, 'KCP\'s script was not the throwing one');
-    assert.equal(await exactlyOnce(page), 1, 'the callback ran more than once');
-    assert.equal(await page.locator('#openport-overlay').count(), 0, 'the overlay is still there');
-    assert.equal(rsp.success, false, JSON.stringify(rsp));
-    assert.equal(rsp.error_code, 'W001', JSON.stringify(rsp));
-    assert.equal(rsp.error_msg, '[W001] KCP 결제창을 불러오지 못했습니다.');
-    const { json } = await getPayment(rsp.imp_uid);
-    assert.equal(json.response.status, 'failed');
-    assert.equal(json.response.fail_reason, '[W001] KCP 결제창을 불러오지 못했습니다.');
+    await assertEndedAsKcpUnavailable(page, rsp);
     assert.deepEqual(errors, []);
   } finally {
     await context.close();
