@@ -172,7 +172,7 @@ impl App {
             gateway,
             sandbox,
             first,
-        } = prepare(&config, clock, &seeding).await?;
+        } = prepare(&config, clock, &seeding, true).await?;
         let (demo, credentials_file) = match first {
             Some(f) => (Some(f.created), f.credentials_file),
             None => (None, None),
@@ -236,6 +236,14 @@ impl App {
             };
             http_server::serve(listener, service, limits, done).await;
         });
+        if config.admin_token.is_none() {
+            // Else an operator who never set it (README's first start sets none) reads the 401s of
+            // `/admin/*` as a mistyped token.
+            tracing::info!(
+                %addr,
+                "operator API off: OPENPORT_ADMIN_TOKEN is not set, every /admin/* call answers 401"
+            );
+        }
         tracing::info!(
             %addr,
             test_mode = config.test_mode,
@@ -298,7 +306,14 @@ struct Prepared {
 /// checked, its master keys matched against the stored values), and the first merchant when
 /// `seeding` asks for one. Under the startup lock (store/startup_lock.rs), released before it
 /// returns. No HTTP listener and no background work: [`App::build_with`] adds them for `serve`.
-async fn prepare(config: &Config, clock: Clock, seeding: &Seeding) -> anyhow::Result<Prepared> {
+/// `warn_of_rotation`: warn of a master-key rotation not applied yet, which every start does but
+/// `openport reseal`'s, the command that warning asks for.
+async fn prepare(
+    config: &Config,
+    clock: Clock,
+    seeding: &Seeding,
+    warn_of_rotation: bool,
+) -> anyhow::Result<Prepared> {
     if config.master_key.is_none() {
         tracing::warn!("no master key configured: using the public test-mode key (never use this in production)");
     }
@@ -413,7 +428,9 @@ async fn prepare(config: &Config, clock: Clock, seeding: &Seeding) -> anyhow::Re
     if let Some(unknown) = &stored.unknown {
         return Err(unknown.clone().into());
     }
-    stored.warn_of_pending_rotation(&gateway.secrets);
+    if warn_of_rotation {
+        stored.warn_of_pending_rotation(&gateway.secrets);
+    }
     gateway.secrets = gateway.secrets.upgrading_hashes_only_from(&stored.in_use);
     warn_of_test_merchants(&gateway).await?;
     let first =
@@ -434,13 +451,23 @@ async fn prepare(config: &Config, clock: Clock, seeding: &Seeding) -> anyhow::Re
 /// background jobs, no merchant-change listener (a PostgreSQL connection, for a cache a command
 /// of a few seconds does not keep long), no embedded sandbox (one beside the serving instance
 /// would be another KCP, knowing none of its trades), and no first merchant.
-pub async fn operator_gateway(mut config: Config) -> anyhow::Result<Gateway> {
+pub async fn operator_gateway(config: Config) -> anyhow::Result<Gateway> {
+    command_gateway(config, true).await
+}
+
+/// [`operator_gateway`] for `openport reseal`: without the start's warning of a master-key
+/// rotation not applied yet, which told the operator running `openport reseal` to run it.
+pub async fn reseal_gateway(config: Config) -> anyhow::Result<Gateway> {
+    command_gateway(config, false).await
+}
+
+async fn command_gateway(mut config: Config, warn_of_rotation: bool) -> anyhow::Result<Gateway> {
     config.upgrade_schema = false;
     config.sandbox.embedded = Some(false);
     // Nor a client connection: `serve`'s cap is none of its business.
     config.http.max_connections = None;
     config.validate()?;
-    let prepared = prepare(&config, Clock::system(), &Seeding::Off).await?;
+    let prepared = prepare(&config, Clock::system(), &Seeding::Off, warn_of_rotation).await?;
     Ok(prepared.gateway)
 }
 

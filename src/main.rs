@@ -463,7 +463,11 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Reseal(common) => {
-            let gateway = offline_gateway(&common).await?;
+            let config = load(&common)?;
+            init_tracing(config.log_format == "json", LogTo::Stderr);
+            // Not [`offline_gateway`]'s: its start warns of a rotation not applied yet by telling
+            // the operator to run `openport reseal`, this very command.
+            let gateway = openport::app::reseal_gateway(config).await?;
             let report = gateway
                 .reseal_secrets()
                 .await

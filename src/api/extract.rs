@@ -6,6 +6,7 @@ use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::header::{AUTHORIZATION, CONTENT_TYPE};
 use axum::http::request::Parts;
+use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde::de::DeserializeOwned;
@@ -479,13 +480,22 @@ impl FromRequestParts<AppState> for MerchantCaller {
     }
 }
 
-/// The operator token only.
+/// The answer of every operator call on an instance started without `OPENPORT_ADMIN_TOKEN`.
+pub const ADMIN_API_OFF: &str =
+    "운영자 API가 꺼져 있습니다: 이 인스턴스는 OPENPORT_ADMIN_TOKEN 없이 시작되었습니다.";
+
+/// The operator token only. An instance without one answers every operator call 401 saying so:
+/// a bare `Unauthorized` read as a mistyped token to an operator who never set one (README's
+/// first start sets none). The merchant endpoints keep the bare answer.
 pub struct AdminCaller;
 
 impl FromRequestParts<AppState> for AdminCaller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        if state.gateway.admin_token.is_none() {
+            return Err(ApiError::new(StatusCode::UNAUTHORIZED, -1, ADMIN_API_OFF));
+        }
         match Caller::from_request_parts(parts, state).await?.0 {
             Principal::Admin => Ok(Self),
             Principal::Merchant(_) => Err(ApiError::unauthorized()),

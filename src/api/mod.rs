@@ -197,6 +197,9 @@ pub fn router() -> Router<AppState> {
             get(escrow::get).post(escrow::register).put(escrow::change),
         )
         .route("/vbanks", post(vbanks::issue))
+        // iamport's 예금주 조회 (the official Node client's `Vbanks.getHolder`): not a KCP call.
+        // Without this route `holder` was taken for an imp_uid and answered 405, before the token.
+        .route("/vbanks/holder", get(no_vbank_holder))
         .route("/vbanks/{imp_uid}", delete(vbanks::revoke))
         .merge(crate::checkout::router())
         .route("/banks", get(codes::banks))
@@ -301,6 +304,10 @@ async fn no_tiers(_: MerchantCaller) -> ApiError {
 
 async fn no_convenience_stores(_: MerchantCaller) -> ApiError {
     unsupported("편의점 결제는")
+}
+
+async fn no_vbank_holder(_: MerchantCaller) -> ApiError {
+    unsupported("예금주 조회는")
 }
 
 async fn method_not_allowed() -> ApiError {

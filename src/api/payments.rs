@@ -283,7 +283,7 @@ async fn find_all_with(
 #[utoipa::path(get, path = "/payments/status/{payment_status}", operation_id = "getPaymentsByStatus",
     params(
         ("payment_status" = PaymentStatusParam, Path),
-        ("from" = Option<i64>, Query, description = "Unix seconds; default (or ≤ 0) `to` minus 90 days; past 9999-12-31 23:59:59 UTC read as then"),
+        ("from" = Option<i64>, Query, description = "Unix seconds; default (or ≤ 0) 90 days before `to` or now, whichever is earlier; past 9999-12-31 23:59:59 UTC read as then"),
         ("to" = Option<i64>, Query, description = "Unix seconds; default (or ≤ 0) now; past 9999-12-31 23:59:59 UTC (253402300799) read as then"),
         ("sorting" = Option<PaymentSorting>, Query),
         PageParams,
@@ -306,7 +306,7 @@ pub async fn by_status(
 /// empty status segment means no filter (spec/iamport-v1.md §4.1).
 #[utoipa::path(get, path = "/payments/status", operation_id = "getPaymentsOfAnyStatus",
     params(
-        ("from" = Option<i64>, Query, description = "Unix seconds; default (or ≤ 0) `to` minus 90 days; past 9999-12-31 23:59:59 UTC read as then"),
+        ("from" = Option<i64>, Query, description = "Unix seconds; default (or ≤ 0) 90 days before `to` or now, whichever is earlier; past 9999-12-31 23:59:59 UTC read as then"),
         ("to" = Option<i64>, Query, description = "Unix seconds; default (or ≤ 0) now; past 9999-12-31 23:59:59 UTC (253402300799) read as then"),
         ("sorting" = Option<PaymentSorting>, Query),
         PageParams,

@@ -74,6 +74,17 @@ pub(super) async fn ensure_first_merchant(
             .map(Some);
     }
     if !existing.is_empty() {
+        // A database whose first merchant was made with `openport merchant create` gets no demo
+        // merchant: said once per start, or README's demo credentials answer 401 without a hint.
+        // A restart of an instance that has the demo merchant says nothing.
+        if !existing.iter().any(|m| m.imp_key == DEMO_IMP_KEY) {
+            tracing::info!(
+                "test mode: no demo merchant, the database already has {} merchant(s) \
+                 (openport merchant list); the demo credentials (imp_key {DEMO_IMP_KEY}) get \
+                 no token on it",
+                existing.len()
+            );
+        }
         return Ok(None);
     }
     let (site_cd, cert, key, pass) = match (configured_kcp_credentials(config)?, sandbox) {

@@ -12,7 +12,7 @@ pub const NOT_FOUND: &str = "존재하지 않는 결제정보입니다.";
 /// The operator's merchant_uid lookup that names no merchant.
 pub const MERCHANT_UID_NEEDS_MERCHANT: &str =
     "운영자 토큰으로 merchant_uid를 조회할 때는 merchant_id(GET /admin/merchants의 id)가 필요합니다.";
-/// Default window of `/payments/status`: 90 days back from `to`.
+/// Default window of `/payments/status`: 90 days back from `to` or now, whichever is earlier.
 const DEFAULT_RANGE_SECS: i64 = 90 * 24 * 3600;
 /// The latest time a `/payments/status` range reaches: [`LAST_UNIX_SECS`], the bound `vbank_due`
 /// and `logis.sent_at` have too. No payment has a time past it, so a larger `from` or `to`
@@ -268,15 +268,15 @@ impl Gateway {
         scope: Scope,
         sq: StatusQuery,
     ) -> ServiceResult<Page<PaymentRecord>> {
-        let to = sq
-            .to
-            .filter(|t| *t > 0)
-            .unwrap_or_else(|| self.clock.unix())
-            .min(MAX_UNIX_SECS);
+        let now = self.clock.unix();
+        let to = sq.to.filter(|t| *t > 0).unwrap_or(now).min(MAX_UNIX_SECS);
+        // The default window ends at `to` or now, whichever is earlier: a `to` in the future
+        // ("no upper bound") with no `from` lists the last 90 days, as no `to` does, not 90 days
+        // of 9999 (nothing).
         let from = sq
             .from
             .filter(|f| *f > 0)
-            .unwrap_or(to - DEFAULT_RANGE_SECS)
+            .unwrap_or(to.min(now) - DEFAULT_RANGE_SECS)
             .min(MAX_UNIX_SECS);
         let column = match sq.filter {
             StatusFilter::All => TimeColumn::OfStatus,

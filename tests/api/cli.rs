@@ -249,6 +249,63 @@ async fn merchant_create_prints_the_secret_once_keeps_only_its_hash_and_the_secr
     assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
 }
 
+/// A database whose first merchant was made with `merchant create` (the command table invites
+/// it) gets no demo merchant at its first `serve`, and README's demo credentials then answer 401:
+/// the start said nothing of it. It says so now, naming how many merchants there are and
+/// `openport merchant list`. A restart of an instance that made the demo merchant says nothing.
+#[tokio::test]
+async fn a_test_mode_start_on_a_database_with_merchants_but_no_demo_merchant_says_it_made_none() {
+    use openport::service::merchants::{DEMO_IMP_KEY, DEMO_IMP_SECRET};
+    const SAID: &str = "test mode: no demo merchant, the database already has";
+    let (url, _db_dir) = fresh_database().await;
+    let dir = tempfile::tempdir().unwrap();
+    run_ok(
+        dir.path(),
+        &url,
+        &["merchant", "create", "--name", "First", "--json"],
+    )
+    .await;
+    let served = ServeProcess::start(openport_in_test_mode(dir.path(), &url, &["serve"]));
+    let said: Vec<&str> = served.stdout.lines().filter(|l| l.contains(SAID)).collect();
+    assert_eq!(said.len(), 1, "{}", served.stdout);
+    assert!(said[0].contains(" INFO "), "{}", said[0]);
+    assert!(
+        said[0].contains("1 merchant(s) (openport merchant list)"),
+        "{}",
+        said[0]
+    );
+    assert!(!served.stdout.contains("demo merchant created"));
+    let (status, body) = post_to(
+        &served,
+        "/users/getToken",
+        None,
+        json!({"imp_key": DEMO_IMP_KEY, "imp_secret": DEMO_IMP_SECRET}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    drop(served);
+
+    let (url, _db_dir) = fresh_database().await;
+    let first = ServeProcess::start(openport_in_test_mode(dir.path(), &url, &["serve"]));
+    assert!(
+        first.stdout.contains("demo merchant created"),
+        "{}",
+        first.stdout
+    );
+    assert!(!first.stdout.contains(SAID), "{}", first.stdout);
+    drop(first);
+    let again = ServeProcess::start(openport_in_test_mode(dir.path(), &url, &["serve"]));
+    assert!(!again.stdout.contains(SAID), "{}", again.stdout);
+    let (status, body) = post_to(
+        &again,
+        "/users/getToken",
+        None,
+        json!({"imp_key": DEMO_IMP_KEY, "imp_secret": DEMO_IMP_SECRET}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}
+
 /// An operator command's `--json` output is the only thing on its stdout (its log lines go to
 /// stderr), so it can be piped into a parser: the migrations' and the start's lines were mixed in.
 #[tokio::test]
@@ -1812,6 +1869,54 @@ async fn reseal_live(database_url: &str, current: &str, previous: &str) -> (bool
         String::from_utf8_lossy(&out.stderr)
     );
     (out.status.success(), printed)
+}
+
+/// `openport reseal` on a database still under the previous master key began with the start's
+/// WARN "master-key rotation not applied yet: … run `openport reseal`": the operator running it
+/// read that another command was meant. reseal does not say it; the other commands (`attempt
+/// list`), run before the reseal, still do, and nothing does after it.
+#[tokio::test]
+async fn reseal_does_not_warn_that_the_rotation_it_applies_is_not_applied_yet() {
+    use base64::Engine;
+    const WARNING: &str = "master-key rotation not applied yet";
+    let b64 = |b: u8| base64::engine::general_purpose::STANDARD.encode([b; 32]);
+    let (k1, k2) = (b64(71), b64(72));
+    let (url, _db_dir) = fresh_database().await;
+    let dir = tempfile::tempdir().unwrap();
+    let with_keys = |args: &[&str], current: &str, previous: Option<&str>| {
+        let mut command = openport_in_test_mode(dir.path(), &url, args);
+        command.env("OPENPORT_MASTER_KEY", current);
+        if let Some(p) = previous {
+            command.env("OPENPORT_PREVIOUS_MASTER_KEYS", p);
+        }
+        let what = format!("{args:?}");
+        async move {
+            let out = tokio::task::spawn_blocking(move || command.output().expect("openport runs"))
+                .await
+                .unwrap();
+            assert!(out.status.success(), "{what}: {out:?}");
+            (
+                String::from_utf8_lossy(&out.stdout).into_owned(),
+                String::from_utf8_lossy(&out.stderr).into_owned(),
+            )
+        }
+    };
+    with_keys(&["merchant", "create", "--name", "R", "--json"], &k1, None).await;
+
+    let (_, listed) = with_keys(&["attempt", "list"], &k2, Some(&k1)).await;
+    assert!(listed.contains(WARNING), "{listed}");
+    let (printed, logged) = with_keys(&["reseal"], &k2, Some(&k1)).await;
+    assert!(
+        printed.contains(&format!(
+            "resealed under key {}: 1 merchants",
+            master_key_id(&k2)
+        )),
+        "{printed}"
+    );
+    assert!(!logged.contains(WARNING), "{logged}");
+    assert!(!logged.contains("openport reseal"), "{logged}");
+    let (_, listed) = with_keys(&["attempt", "list"], &k2, Some(&k1)).await;
+    assert!(!listed.contains(WARNING), "{listed}");
 }
 
 #[tokio::test]

@@ -280,7 +280,8 @@ async fn an_unknown_route_is_an_iamport_style_404() {
 /// reads as "no such payment" or "no cash receipt issued" (a merchant checking a receipt the
 /// payment says was issued recorded that none was, and `/balance` called a valid imp_uid
 /// invalid), "no such billing key or member" (`/kcpquick/*`) or "no such tier" (`/tiers`). They answer HTTP 501 naming the feature, once the token is checked; unknown paths
-/// stay 404.
+/// stay 404. `GET /vbanks/holder` answered 405 (taken for `DELETE /vbanks/{imp_uid}`), even
+/// without a token.
 #[tokio::test]
 async fn an_iamport_endpoint_openport_does_not_offer_answers_501_not_404_and_401_without_a_token() {
     let app = spawn_app().await;
@@ -335,6 +336,13 @@ async fn an_iamport_endpoint_openport_does_not_offer_answers_501_not_404_and_401
         ("GET", "/tiers/tier-1".into(), "tier"),
         ("POST", "/cvs".into(), "편의점"),
         ("DELETE", format!("/cvs/{imp_uid}"), "편의점"),
+        // The official Node client's `Vbanks.getHolder`: 405 before the token, as if the merchant
+        // had used a wrong method, while the path was taken for `/vbanks/{imp_uid}`.
+        (
+            "GET",
+            "/vbanks/holder?bank_code=004&bank_num=1234567890".into(),
+            "예금주",
+        ),
     ];
     for (method, path, feature) in &calls {
         let send = |token: Option<&str>| {
@@ -773,6 +781,74 @@ async fn a_to_as_large_as_i64_lists_the_payments_up_to_then_once_the_paid_listin
         )
         .await;
     assert_eq!(body["response"]["total"], 1, "{body}");
+}
+
+/// "No upper bound" with no `from` (a `to` past 9999, `Long.MAX_VALUE`, or any `to` in the
+/// future, with the `from` absent or ≤ 0) lists what no `to` lists, the last 90 days: the default
+/// window ends at `to` or now, whichever is earlier. It ended at `to`, so that "everything up to
+/// forever" listed the last 90 days of 9999, nothing, with `code 0`. A `to` in the past still
+/// windows the 90 days before it.
+#[tokio::test]
+async fn a_to_in_the_future_with_no_from_lists_the_last_90_days_as_no_to_does() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let recent = app.paid(&token, "no-bound-recent", 1000).await;
+    let old = app.paid(&token, "no-bound-old", 1000).await;
+    let old_uid = old["imp_uid"].as_str().unwrap();
+    // 95 days ago: outside the last 90 days, well inside the 90 days before ten days ago.
+    execute(
+        &app,
+        vec![format!(
+            "UPDATE payments SET started_at = started_at - 95 * 86400, \
+             paid_at = paid_at - 95 * 86400 WHERE imp_uid = '{old_uid}'"
+        )],
+    )
+    .await;
+    let max = i64::MAX;
+    let tomorrow = chrono::Utc::now().timestamp() + 86400;
+    for who in [token.as_str(), ADMIN_TOKEN] {
+        for status in ["paid", "all"] {
+            for query in [
+                String::new(),
+                format!("to={max}"),
+                format!("from=0&to={max}"),
+                format!("from=-1&to={max}"),
+                "to=253402300799".to_string(),
+                format!("to={tomorrow}"),
+            ] {
+                let path = format!("/payments/status/{status}?{query}");
+                let (code, body) = app.get(&path, Some(who)).await;
+                assert_eq!(code, StatusCode::OK, "{path}: {body}");
+                assert_eq!(body["code"], 0, "{path}: {body}");
+                assert_eq!(body["response"]["total"], 1, "{path}: {body}");
+                assert_eq!(
+                    body["response"]["list"][0]["imp_uid"], recent["imp_uid"],
+                    "{path}: {body}"
+                );
+            }
+        }
+    }
+    // An explicit `from` still reaches back past the 90 days, and a `to` in the past still
+    // windows the 90 days before it.
+    let (_, body) = app
+        .get(
+            &format!("/payments/status/paid?from=1&to={max}"),
+            Some(&token),
+        )
+        .await;
+    assert_eq!(body["response"]["total"], 2, "{body}");
+    let ten_days_ago = chrono::Utc::now().timestamp() - 10 * 86400;
+    let (_, body) = app
+        .get(
+            &format!("/payments/status/paid?to={ten_days_ago}"),
+            Some(&token),
+        )
+        .await;
+    assert_eq!(body["response"]["total"], 1, "{body}");
+    assert_eq!(
+        body["response"]["list"][0]["imp_uid"], old["imp_uid"],
+        "{body}"
+    );
 }
 
 /// Merchant JS that builds `schedule-status=${status}` from an unset variable sends the literal

@@ -553,6 +553,86 @@ async fn the_request_log_names_the_route_never_the_checkout_sessions_token() {
     assert!(!logs.contains(&token), "the session token reached the logs");
 }
 
+/// README's first start sets no `OPENPORT_ADMIN_TOKEN`, and README then has the newcomer call
+/// `/admin/*`: every call was a bare 401 `Unauthorized`, as for a mistyped token, with nothing in
+/// the log. The start says the operator API is off, and each operator call's 401 names the
+/// setting, whatever token comes with it. The merchant endpoints, and an instance with an
+/// operator token, keep the bare `Unauthorized`.
+#[tokio::test]
+async fn an_instance_without_an_operator_token_says_its_operator_api_is_off_at_start_and_in_each_401(
+) {
+    use crate::helpers::ADMIN_TOKEN;
+    let off = spawn_app_with(|c| c.admin_token = None).await;
+    let on = spawn_app().await;
+    let logged_by = |app: &TestApp| {
+        let addr = format!("addr={}", app.app.addr);
+        captured_logs()
+            .lines()
+            .filter(|l| l.contains(&addr))
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+    };
+    let said_off = |lines: &[String]| {
+        lines
+            .iter()
+            .filter(|l| l.contains(" INFO "))
+            .filter(|l| l.contains("operator API off: OPENPORT_ADMIN_TOKEN is not set"))
+            .count()
+    };
+    let (off_lines, on_lines) = (logged_by(&off), logged_by(&on));
+    assert_eq!(said_off(&off_lines), 1, "{off_lines:#?}");
+    assert_eq!(said_off(&on_lines), 0, "{on_lines:#?}");
+
+    let send = |app: &TestApp, method: &str, path: &str, token: Option<&str>| {
+        let mut req = app
+            .http
+            .request(method.parse().unwrap(), app.url(path))
+            .json(&json!({"url": "https://shop.example.com/hook"}));
+        if let Some(t) = token {
+            req = req.header("Authorization", t);
+        }
+        async move { TestApp::read(req.send().await.expect("request")).await }
+    };
+    let merchant_token = off.token().await;
+    for (method, path) in [
+        ("GET", "/admin/status"),
+        ("GET", "/admin/merchants"),
+        ("GET", "/admin/merchants/1/webhook"),
+        ("PUT", "/admin/merchants/1/webhook"),
+        ("GET", "/admin/webhooks"),
+        ("POST", "/admin/webhooks/1/resend"),
+    ] {
+        for token in [
+            None,
+            Some("whatever"),
+            Some(ADMIN_TOKEN),
+            Some(merchant_token.as_str()),
+        ] {
+            let (status, body) = send(&off, method, path, token).await;
+            assert_eq!(
+                status,
+                StatusCode::UNAUTHORIZED,
+                "{method} {path} {token:?}: {body}"
+            );
+            assert_eq!(body["code"], -1, "{body}");
+            assert!(
+                body["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("OPENPORT_ADMIN_TOKEN")),
+                "{method} {path} {token:?}: {body}"
+            );
+        }
+        let (status, body) = send(&on, method, path, Some("whatever")).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{method} {path}: {body}");
+        assert_eq!(body["message"], "Unauthorized", "{method} {path}");
+    }
+    for token in [None, Some("whatever")] {
+        let (status, body) = off.get("/payments/status/paid", token).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+        assert_eq!(body["message"], "Unauthorized", "{body}");
+    }
+}
+
 /// An operator's logs go to a file, journald or a collector, not a terminal: they are plain text,
 /// without the colour codes a terminal shows.
 #[tokio::test]
