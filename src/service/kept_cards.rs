@@ -80,8 +80,12 @@ impl Gateway {
         // once the charge is paid) but discarded, and the charge, not sent yet, is refused.
         let recorded = async {
             let txn = self.db.write.begin().await?;
+            // Not due for the resolver's deletion pass before this request's hold on the
+            // charge has run out: by then it has recorded the charge's outcome and settled the
+            // key, or lost the charge to the resolver (store::billing::insert_pending_key).
+            let due_at = self.lease_from(now);
             let key =
-                billing::insert_pending_key(&txn, issued.row.clone(), payment.id, now).await?;
+                billing::insert_pending_key(&txn, issued.row.clone(), payment.id, due_at).await?;
             if !key_issuances::record(&txn, issued.issuance, "issued", None, now).await? {
                 txn.rollback().await?;
                 return Ok(None);

@@ -12,8 +12,17 @@
 //! only meet "already deleted", which counts as deleted).
 //!
 //! A key issued for a key-in charge's card (`pending`, service/kept_cards.rs) is in the same pass
-//! from the moment it is recorded: it waits while its payment is open, becomes the customer's once
-//! the payment is found paid, and is deleted like a replaced key once it is found failed.
+//! once the request's hold on its charge has run out (the request settles it before that): it
+//! waits while its payment is open, becomes the customer's once the payment is found paid, and is
+//! deleted like a replaced key once it is found failed.
+//!
+//! The pass never calls KCP for a key that is a customer's active key, or may still become one:
+//! the claim reads the key in the statement that claims it (`store::billing::claim_key_deletion`),
+//! a pending key is deleted only once dropped (dropping and adopting it are both conditional on
+//! the row being pending: only one of them happens), and the claim is looked at once more, under
+//! its lease, right before KCP is called. An active
+//! key met with a deletion pending (an earlier openport could leave one so, and delete it at KCP
+//! under the customer) has its deletion ended with an ERROR instead.
 use secrecy::{ExposeSecret, SecretString};
 
 use super::kept_cards::KeptCard;
@@ -119,7 +128,7 @@ impl Gateway {
     /// `replaced`). Whatever happens is recorded on the key, and what is left the resolver retries:
     /// nothing is answered to the merchant, whose new key is stored.
     pub(crate) async fn delete_replaced_key(&self, m: &merchant::Model, key_id: i64) {
-        if let Err(e) = self.try_key_deletion(Some(m), key_id).await {
+        if let Err(e) = self.try_key_deletion(Some(m), key_id, i64::MAX).await {
             tracing::warn!(
                 key_id,
                 "replaced billing key: deletion at KCP left to the resolver: {e}"
@@ -129,7 +138,7 @@ impl Gateway {
 
     /// [`Self::delete_replaced_key`] for a key whose merchant is not at hand.
     pub(crate) async fn delete_retired_key(&self, key_id: i64) {
-        if let Err(e) = self.try_key_deletion(None, key_id).await {
+        if let Err(e) = self.try_key_deletion(None, key_id, i64::MAX).await {
             tracing::warn!(
                 key_id,
                 "retired billing key: deletion at KCP left to the resolver: {e}"
@@ -144,49 +153,64 @@ impl Gateway {
         if self.clock_is_skewed() {
             return Ok(0);
         }
-        let due = billing::due_key_deletions(
-            &self.db.read,
-            self.served_merchants(),
-            self.clock.unix(),
-            limit,
-        )
-        .await?;
+        let now = self.clock.unix();
+        let due =
+            billing::due_key_deletions(&self.db.read, self.served_merchants(), now, limit).await?;
         for id in &due {
-            if let Err(e) = self.try_key_deletion(None, *id).await {
+            if let Err(e) = self.try_key_deletion(None, *id, now).await {
                 tracing::error!(key_id = id, "retired billing key deletion: {e}");
             }
         }
         Ok(due.len())
     }
 
-    /// Claims the deletion of retired key `id` and, if this instance won it, calls KCP and records
-    /// the outcome: deleted (the sealed key erased), or another try after [`retry_backoff`], or,
-    /// after [`KEY_DELETE_TRIES`] calls, none (logged as an ERROR for an operator).
-    async fn try_key_deletion(&self, m: Option<&merchant::Model>, id: i64) -> ServiceResult<()> {
+    /// Claims the deletion of retired key `id`, if due by `due_by` (a request's own first try
+    /// passes `i64::MAX`: the key it has just retired, or the card of its charge that failed,
+    /// before the resolver's due time), and, if this instance won it, calls KCP and records the
+    /// outcome: deleted (the sealed key erased), or another try after [`retry_backoff`], or,
+    /// after [`KEY_DELETE_TRIES`] calls, none (logged as an ERROR for an operator). Every write
+    /// after the claim is conditional on the claim's own lease.
+    async fn try_key_deletion(
+        &self,
+        m: Option<&merchant::Model>,
+        id: i64,
+        due_by: i64,
+    ) -> ServiceResult<()> {
         if self.clock_is_skewed() {
             return Ok(());
         }
         let now = self.clock.unix();
-        let Some(key) =
-            billing::claim_key_deletion(&self.db.write, id, now, self.lease_from(now)).await?
+        let lease = self.lease_from(now);
+        let Some(key) = billing::claim_key_deletion(&self.db.write, id, now, due_by, lease).await?
         else {
             return Ok(());
         };
+        // A customer's active key is never deleted at KCP by this pass. Only an earlier openport
+        // could leave one with a deletion pending (its claim read the row after an adoption
+        // committed), and may have deleted it at KCP already.
+        if key.status == "active" {
+            billing::end_active_key_deletion(&self.db.write, id, Some(lease)).await?;
+            tracing::error!(
+                key_id = id,
+                merchant_id = key.merchant_id,
+                "a customer's active billing key had its deletion at KCP pending: not deleted, \
+                 the deletion ended; an earlier openport may have deleted it at KCP already: if \
+                 its charges are refused as deleted (8303), the customer must register the card \
+                 again"
+            );
+            return Ok(());
+        }
         let customer_uid = key.customer_uid.as_str();
         // A key issued for a key-in charge is deleted only once that charge is known not to
         // keep it (service/kept_cards.rs); one whose charge was paid becomes the customer's here.
+        // An adoption committing after the claim (the request that recorded the charge paid) is
+        // found by that too: the key is then no longer pending, and is left alone.
         let kept_card = key.status == billing::PENDING;
         if kept_card {
             match self.settle_kept_card(&key).await? {
                 KeptCard::Waiting => {
                     let next = now + self.settings.lease_secs;
-                    billing::defer_key_deletion(
-                        &self.db.write,
-                        id,
-                        key.pg_delete_lease_until,
-                        next,
-                    )
-                    .await?;
+                    billing::defer_key_deletion(&self.db.write, id, lease, next).await?;
                     return Ok(());
                 }
                 KeptCard::Adopted { .. } | KeptCard::Settled => return Ok(()),
@@ -206,8 +230,7 @@ impl Gateway {
             && payments::customer_charge_open(&self.db.write, key.merchant_id, customer_uid).await?
         {
             let next = now + self.settings.lease_secs;
-            billing::defer_key_deletion(&self.db.write, id, key.pg_delete_lease_until, next)
-                .await?;
+            billing::defer_key_deletion(&self.db.write, id, lease, next).await?;
             tracing::info!(
                 key_id = id,
                 merchant_id = key.merchant_id,
@@ -219,6 +242,11 @@ impl Gateway {
             // Claimed again after an instance died during the last try.
             KcpDeletion::Unknown("the last try did not record its outcome".into())
         } else {
+            // Still this claim's, and still a retired key: nothing can make a retired key active
+            // again, so what this finds holds through the call.
+            if !billing::deletion_held(&self.db.write, id, lease).await? {
+                return Ok(());
+            }
             let loaded;
             let merchant = match m {
                 Some(m) => m,
@@ -233,7 +261,9 @@ impl Gateway {
         let now = self.clock.unix();
         let why = match outcome {
             KcpDeletion::Deleted => {
-                billing::key_deleted_at_pg(&self.db.write, id, now).await?;
+                if !billing::key_deleted_at_pg(&self.db.write, id, now).await? {
+                    self.deleted_unrecorded(id).await?;
+                }
                 return Ok(());
             }
             KcpDeletion::Refused(message) => format!("KCP refused: {message}"),
@@ -248,8 +278,7 @@ impl Gateway {
                 "gave up deleting a retired billing key at KCP; it may still be chargeable there: \
                  delete it in KCP's admin (docs/operations.md): {why}"
             );
-            billing::key_deletion_failed(&self.db.write, id, key.pg_delete_lease_until, None)
-                .await?;
+            billing::key_deletion_failed(&self.db.write, id, lease, None).await?;
         } else {
             let next = now + retry_backoff(tries);
             tracing::warn!(
@@ -259,8 +288,27 @@ impl Gateway {
                 retry_at = next,
                 "could not delete a retired billing key at KCP, will retry: {why}"
             );
-            billing::key_deletion_failed(&self.db.write, id, key.pg_delete_lease_until, Some(next))
-                .await?;
+            billing::key_deletion_failed(&self.db.write, id, lease, Some(next)).await?;
+        }
+        Ok(())
+    }
+
+    /// KCP holds key `id` deleted, but that could not be recorded on it: another holder recorded
+    /// it already, or the key is a customer's active key, which this pass never asks KCP to
+    /// delete (see the module docs). That customer's charges are refused (8303) until its card is
+    /// registered again: an ERROR for the operator, and the key's deletion ended, not retried.
+    async fn deleted_unrecorded(&self, id: i64) -> ServiceResult<()> {
+        let Some(key) = billing::key_by_id(&self.db.write, id).await? else {
+            return Ok(());
+        };
+        if key.status == "active" {
+            billing::end_active_key_deletion(&self.db.write, id, None).await?;
+            tracing::error!(
+                key_id = id,
+                merchant_id = key.merchant_id,
+                "KCP has deleted a billing key that is a customer's active key: its charges are \
+                 refused (8303) until the customer registers the card again"
+            );
         }
         Ok(())
     }

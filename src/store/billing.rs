@@ -183,21 +183,23 @@ pub async fn insert_retired_key(
 pub const PENDING: &str = "pending";
 
 /// Records a key KCP issued for key-in charge `payment_id`: [`PENDING`], and its deletion at KCP
-/// due at `now`, which waits while the payment is open (`Gateway::try_key_deletion`) and is
+/// due at `due_at`, which waits while the payment is open (`Gateway::try_key_deletion`) and is
 /// cleared when the key becomes the customer's ([`activate_pending_key`]). So a key whose charge
 /// is never settled by the request that issued it (a crash, a lost answer) is still settled: made
 /// the customer's once the payment is found paid, deleted at KCP once it is found not to be.
+/// `due_at` is when the request's hold on the charge runs out: until then the request itself
+/// settles the key, and the resolver's pass, which would only find the charge open, stays away.
 pub async fn insert_pending_key(
     db: &impl ConnectionTrait,
     mut k: billing_key::ActiveModel,
     payment_id: i64,
-    now: i64,
+    due_at: i64,
 ) -> Result<billing_key::Model, DbErr> {
     k.status = Set(PENDING.into());
     k.payment_id = Set(Some(payment_id));
     k.deleted_at = Set(None);
     k.pg_deleted_at = Set(None);
-    k.pg_delete_next_at = Set(Some(now));
+    k.pg_delete_next_at = Set(Some(due_at));
     k.pg_delete_tries = Set(0);
     k.pg_delete_lease_until = Set(0);
     k.insert(db).await
@@ -259,13 +261,14 @@ pub async fn activate_pending_key(
 }
 
 /// Retires [`PENDING`] key `id`, which will not be the customer's, as a replaced key is: its
-/// deletion at KCP stays pending (and its lease as it is, for the deletion that may hold it).
-/// False when it was not pending any more.
+/// deletion at KCP pending and due at once (and its lease as it is, for the deletion that may hold
+/// it). False when it was not pending any more.
 pub async fn drop_pending_key(db: &impl ConnectionTrait, id: i64, now: i64) -> Result<bool, DbErr> {
     let res = billing_key::Entity::update_many()
         .col_expr(billing_key::Column::Status, Expr::value("replaced"))
         .col_expr(billing_key::Column::UpdatedAt, Expr::value(now))
         .col_expr(billing_key::Column::DeletedAt, Expr::value(now))
+        .col_expr(billing_key::Column::PgDeleteNextAt, Expr::value(now))
         .filter(billing_key::Column::Id.eq(id))
         .filter(billing_key::Column::Status.eq(PENDING))
         .exec(db)
@@ -297,6 +300,7 @@ pub async fn drop_pending_keys_of(
         .col_expr(billing_key::Column::Status, Expr::value("replaced"))
         .col_expr(billing_key::Column::UpdatedAt, Expr::value(now))
         .col_expr(billing_key::Column::DeletedAt, Expr::value(now))
+        .col_expr(billing_key::Column::PgDeleteNextAt, Expr::value(now))
         .filter(billing_key::Column::MerchantId.eq(merchant_id))
         .filter(billing_key::Column::CustomerUid.eq(customer_uid))
         .filter(billing_key::Column::Status.eq(PENDING))
@@ -385,17 +389,29 @@ pub async fn due_key_deletions(
         .await
 }
 
-/// Takes the lease on a retired key's due deletion and counts the try: a conditional UPDATE, so
-/// across any number of instances exactly one calls KCP for it at a time (the webhook outbox's
-/// claim, `store::webhooks::claim_delivery`), and no transaction stays open during the call. The
-/// key as claimed (its `pg_delete_lease_until` is the holder's token), or None.
+/// Takes the lease on a key's deletion due by `due_by` (the resolver's pass: now; a request's own
+/// first try at a key it has just retired or whose charge it saw fail: whenever one is pending)
+/// and counts the try: a conditional UPDATE, so across any number of instances exactly one calls
+/// KCP for it at a time (the webhook outbox's claim, `store::webhooks::claim_delivery`), and no
+/// transaction stays open during the call. The key as this UPDATE claimed it, read by the same
+/// statement (`RETURNING`; its `pg_delete_lease_until` is the holder's token), or None.
+///
+/// Read by the statement that claims it, never after: a [`PENDING`] key may be made the
+/// customer's ([`activate_pending_key`]) the moment the claim commits, and a claim that read the
+/// row again took that active key for a retired one and deleted it at KCP under the customer. A
+/// pending key the claim returns is settled by its payment (`Gateway::settle_kept_card`), which
+/// deletes it only once it has dropped it ([`drop_pending_key`]): the adoption and the drop are
+/// both conditional on the row still being pending, so exactly one of them happens, on either
+/// database and in whichever order the two commit. An adoption that commits first cleared the due
+/// time this UPDATE needs, so it claims nothing.
 pub async fn claim_key_deletion(
     db: &impl ConnectionTrait,
     id: i64,
     now: i64,
+    due_by: i64,
     lease_until: i64,
 ) -> Result<Option<billing_key::Model>, DbErr> {
-    let res = billing_key::Entity::update_many()
+    let mut claim = billing_key::Entity::update_many()
         .col_expr(
             billing_key::Column::PgDeleteLeaseUntil,
             Expr::value(lease_until),
@@ -405,15 +421,54 @@ pub async fn claim_key_deletion(
             Expr::col(billing_key::Column::PgDeleteTries).add(1),
         )
         .filter(billing_key::Column::Id.eq(id))
-        .filter(billing_key::Column::PgDeleteNextAt.lte(now))
+        .filter(billing_key::Column::PgDeleteNextAt.lte(due_by))
         .filter(billing_key::Column::PgDeleteLeaseUntil.lt(now))
         .filter(billing_key::Column::PgDeletedAt.is_null())
-        .exec(db)
-        .await?;
-    if res.rows_affected != 1 {
-        return Ok(None);
+        .into_query();
+    claim.returning_all();
+    billing_key::Model::find_by_statement(db.get_database_backend().build(&claim))
+        .one(db)
+        .await
+}
+
+/// Whether the holder of lease `held_until` on key `id`'s deletion still holds it and the key is
+/// still one to delete at KCP (retired: neither a customer's active key nor a [`PENDING`] one):
+/// read right before KCP is called.
+pub async fn deletion_held(
+    db: &impl ConnectionTrait,
+    id: i64,
+    held_until: i64,
+) -> Result<bool, DbErr> {
+    Ok(billing_key::Entity::find_by_id(id)
+        .filter(billing_key::Column::PgDeleteLeaseUntil.eq(held_until))
+        .filter(billing_key::Column::PgDeletedAt.is_null())
+        .filter(billing_key::Column::Status.is_not_in(["active", PENDING]))
+        .count(db)
+        .await?
+        == 1)
+}
+
+/// Ends the pending deletion at KCP of key `id`, a customer's active key (which nothing may
+/// delete there): no due time, no lease, no tries. With `held_until`, only while that is still the
+/// lease. False when nothing was written.
+pub async fn end_active_key_deletion(
+    db: &impl ConnectionTrait,
+    id: i64,
+    held_until: Option<i64>,
+) -> Result<bool, DbErr> {
+    let mut update = billing_key::Entity::update_many()
+        .col_expr(
+            billing_key::Column::PgDeleteNextAt,
+            Expr::value(Option::<i64>::None),
+        )
+        .col_expr(billing_key::Column::PgDeleteTries, Expr::value(0))
+        .col_expr(billing_key::Column::PgDeleteLeaseUntil, Expr::value(0i64))
+        .filter(billing_key::Column::Id.eq(id))
+        .filter(billing_key::Column::Status.eq("active"));
+    if let Some(held_until) = held_until {
+        update = update.filter(billing_key::Column::PgDeleteLeaseUntil.eq(held_until));
     }
-    billing_key::Entity::find_by_id(id).one(db).await
+    Ok(update.exec(db).await?.rows_affected == 1)
 }
 
 /// Records that KCP deleted the retired key `id` (or had deleted it): whoever holds its lease, as

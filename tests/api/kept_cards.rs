@@ -4,9 +4,10 @@
 use kcp_sandbox::{paths, BatchKeyState, Fault, FaultRule};
 use serde_json::{json, Value};
 
-use crate::billing::{again, delete_customer, key_rows, register};
+use crate::billing::{again, delete_customer, kcp_state_of, key_rows, register};
 use crate::helpers::{
-    execute, future_expiry, refuse_writes, spawn_app, test_cards, TestApp, SETTLE_SECS,
+    allow_writes, captured_logs, execute, future_expiry, refuse_writes, spawn_app, test_cards,
+    TestApp, SETTLE_SECS,
 };
 
 /// `onetime` with `card` for customer `uid`: the answer.
@@ -288,5 +289,168 @@ async fn a_customer_deleted_while_a_onetime_keeps_a_card_for_it_stays_deleted_on
     );
     assert_eq!(kcp_state(&app, NEW_CARD), BatchKeyState::Deleted);
     assert_eq!(kcp_state(&app, OLD_CARD), BatchKeyState::Deleted);
+    app.assert_ledger_agrees().await;
+}
+
+/// Makes pending key rows adopted by the statement that claims their deletion (the resolver's
+/// claim counts a try): the adoption's write (`store::billing::activate_pending_key`, for a
+/// customer without a key to retire) committed the moment the claim commits, before the pass that
+/// claimed the key goes on. The trigger `adopt_on_claim`.
+async fn adopt_when_claimed(app: &TestApp) {
+    let adopt = "UPDATE billing_keys SET status = 'active', deleted_at = NULL, \
+                 pg_delete_next_at = NULL, pg_delete_tries = 0, pg_delete_lease_until = 0 \
+                 WHERE id = NEW.id AND status = 'pending';";
+    let claimed = "OLD.status = 'pending' AND NEW.pg_delete_tries = OLD.pg_delete_tries + 1";
+    let statements = if app.database_url.starts_with("postgres") {
+        vec![
+            format!(
+                "CREATE FUNCTION adopt_on_claim() RETURNS trigger LANGUAGE plpgsql AS $$ \
+                 BEGIN {adopt} RETURN NULL; END $$"
+            ),
+            format!(
+                "CREATE TRIGGER adopt_on_claim AFTER UPDATE ON billing_keys FOR EACH ROW \
+                 WHEN ({claimed}) EXECUTE FUNCTION adopt_on_claim()"
+            ),
+        ]
+    } else {
+        vec![format!(
+            "CREATE TRIGGER adopt_on_claim AFTER UPDATE ON billing_keys WHEN {claimed} \
+             BEGIN {adopt} END"
+        )]
+    };
+    execute(app, statements).await;
+}
+
+/// The resolver's deletion pass claims a kept card whose charge is paid but not adopted yet, and
+/// the paying request's adoption commits right after the claim, before the pass goes on: the
+/// order a soak's PostgreSQL log showed (the claim's UPDATE, the adoption's, then the pass reading
+/// the key as active and deleting it at KCP as a replaced key, under the customer), made certain
+/// by [`adopt_when_claimed`]: whatever the pass reads after its claim finds the card adopted. The
+/// pass goes by the key as its claim took it, a card whose charge is paid: the customer's key,
+/// never deleted at KCP, and the next `again` is paid with it.
+#[tokio::test]
+async fn a_kept_card_adopted_right_after_the_resolver_claims_its_deletion_is_not_deleted_at_kcp() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let adoption = "OLD.status = 'pending' AND NEW.status = 'active'";
+    refuse_writes(&app, "refuse_adoption", "UPDATE", "billing_keys", adoption).await;
+    let paid = onetime(
+        &app,
+        &token,
+        "c7",
+        "ot-adopted-on-claim",
+        test_cards::SAMSUNG_CHECK,
+    )
+    .await;
+    assert_eq!(paid["response"]["status"], "paid", "{paid}");
+    allow_writes(&app, "refuse_adoption", "billing_keys").await;
+    assert_eq!(key_rows(&app, "c7").await[0].status, "pending");
+    adopt_when_claimed(&app).await;
+
+    app.advance(app.app.gateway.settings.lease_secs + 1);
+    assert_eq!(app.app.gateway.retry_key_deletions(10).await.unwrap(), 1);
+
+    assert_eq!(kcp_state(&app, NEW_CARD), BatchKeyState::Active);
+    let rows = key_rows(&app, "c7").await;
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].status, "active");
+    assert_eq!(rows[0].pg_deleted_at, None);
+    assert_eq!(rows[0].pg_delete_next_at, None, "{:?}", rows[0]);
+    assert_eq!(card_of(&app, &token, "c7").await, NEW_CARD);
+    let (_, charged) = again(&app, &token, "c7", "again-after-adoption", 1000).await;
+    assert_eq!(charged["response"]["status"], "paid", "{charged}");
+    assert_eq!(charged["response"]["card_number"], NEW_CARD);
+    app.advance(app.app.gateway.settings.lease_secs + 1);
+    assert_eq!(app.app.gateway.retry_key_deletions(10).await.unwrap(), 0);
+    app.assert_ledger_agrees().await;
+}
+
+/// An active key with its deletion at KCP pending (written here as an earlier openport left a kept
+/// card adopted while its pass held it: the pass deferred the deletion onto the adopted key; the
+/// next one deleted it at KCP, then met "already deleted", 8303, every lease, recorded nothing, and
+/// at last logged that it gave up on a key that "may still be chargeable"). The pass never asks
+/// KCP to delete such a key: it ends the deletion once, with an ERROR naming merchant_id and
+/// key_id (never the customer_uid) for the customer whose key KCP may have deleted, and tries
+/// nothing again. A key KCP still holds goes on being charged.
+#[tokio::test]
+async fn an_active_key_found_with_its_deletion_pending_is_not_deleted_at_kcp_and_the_deletion_ends_with_an_error(
+) {
+    use openport::service::retired_keys::{retry_backoff, KEY_DELETE_TRIES};
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let held = "buyer.key-held@example.com";
+    let gone = "buyer.key-gone@example.com";
+    for (uid, card) in [
+        (held, test_cards::SHINHAN_CREDIT),
+        (gone, test_cards::SAMSUNG_CHECK),
+    ] {
+        let paid = onetime(&app, &token, uid, &format!("ot-{uid}"), card).await;
+        assert_eq!(paid["response"]["status"], "paid", "{paid}");
+    }
+    let held_key = key_rows(&app, held).await.remove(0);
+    let gone_key = key_rows(&app, gone).await.remove(0);
+    let gateway = &app.app.gateway;
+    let m = gateway.merchant(gone_key.merchant_id).await.unwrap();
+    let kcp = gateway
+        .connectors
+        .for_merchant(&m, &gateway.secrets)
+        .unwrap();
+    let batch_key = gateway
+        .secrets
+        .open_string(&gone_key.batch_key_sealed)
+        .unwrap();
+    kcp.delete_batch_key(&batch_key, &gone_key.group_id)
+        .await
+        .unwrap();
+    let now = gateway.clock.unix();
+    execute(
+        &app,
+        vec![format!(
+            "UPDATE billing_keys SET pg_delete_next_at = {now} WHERE id IN ({}, {})",
+            held_key.id, gone_key.id
+        )],
+    )
+    .await;
+
+    assert_eq!(gateway.retry_key_deletions(10).await.unwrap(), 2);
+    for _ in 0..3 {
+        app.advance(retry_backoff(KEY_DELETE_TRIES) + 1);
+        assert_eq!(gateway.retry_key_deletions(10).await.unwrap(), 0);
+    }
+
+    assert_eq!(kcp_state_of(&app, &held_key), BatchKeyState::Active);
+    assert_eq!(kcp_state_of(&app, &gone_key), BatchKeyState::Deleted);
+    for uid in [held, gone] {
+        let row = key_rows(&app, uid).await.remove(0);
+        assert_eq!(row.status, "active", "{row:?}");
+        assert_eq!(row.pg_delete_next_at, None, "{row:?}");
+        assert_eq!(row.pg_delete_tries, 0, "{row:?}");
+        assert_eq!(row.pg_delete_lease_until, 0, "{row:?}");
+        assert_eq!(row.pg_deleted_at, None, "{row:?}");
+    }
+    let token = app.token().await;
+    let (_, charged) = again(&app, &token, held, "again-key-held", 1000).await;
+    assert_eq!(charged["response"]["status"], "paid", "{charged}");
+    let logs = captured_logs();
+    for key in [&held_key, &gone_key] {
+        let fields = [
+            format!("key_id={}", key.id),
+            format!("merchant_id={}", key.merchant_id),
+        ];
+        let line = logs
+            .lines()
+            .find(|l| {
+                l.contains("had its deletion at KCP pending")
+                    && fields
+                        .iter()
+                        .all(|f| l.split_whitespace().any(|w| w == f.as_str()))
+            })
+            .unwrap_or_else(|| panic!("no ERROR for key {}", key.id));
+        assert!(line.contains("ERROR"), "{line}");
+    }
+    for uid in [held, gone] {
+        let lines: Vec<&str> = logs.lines().filter(|l| l.contains(uid)).collect();
+        assert!(lines.is_empty(), "{uid} logged: {lines:#?}");
+    }
     app.assert_ledger_agrees().await;
 }
