@@ -15,7 +15,8 @@ use secrecy::SecretString;
 use serde_json::{json, Value};
 
 use crate::helpers::{
-    fresh_database, kcp_test_credentials, openport_in_test_mode, post_to, ServeProcess,
+    demo_token_request, fresh_database, kcp_test_credentials, openport_in_test_mode, post_to,
+    ServeProcess,
 };
 
 /// Runs the binary to completion; panics with its output when it fails.
@@ -255,7 +256,6 @@ async fn merchant_create_prints_the_secret_once_keeps_only_its_hash_and_the_secr
 /// `openport merchant list`. A restart of an instance that made the demo merchant says nothing.
 #[tokio::test]
 async fn a_test_mode_start_on_a_database_with_merchants_but_no_demo_merchant_says_it_made_none() {
-    use openport::service::merchants::{DEMO_IMP_KEY, DEMO_IMP_SECRET};
     const SAID: &str = "test mode: no demo merchant, the database already has";
     let (url, _db_dir) = fresh_database().await;
     let dir = tempfile::tempdir().unwrap();
@@ -275,13 +275,7 @@ async fn a_test_mode_start_on_a_database_with_merchants_but_no_demo_merchant_say
         said[0]
     );
     assert!(!served.stdout.contains("demo merchant created"));
-    let (status, body) = post_to(
-        &served,
-        "/users/getToken",
-        None,
-        json!({"imp_key": DEMO_IMP_KEY, "imp_secret": DEMO_IMP_SECRET}),
-    )
-    .await;
+    let (status, body) = demo_token_request(&served).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
     drop(served);
 
@@ -296,13 +290,7 @@ async fn a_test_mode_start_on_a_database_with_merchants_but_no_demo_merchant_say
     drop(first);
     let again = ServeProcess::start(openport_in_test_mode(dir.path(), &url, &["serve"]));
     assert!(!again.stdout.contains(SAID), "{}", again.stdout);
-    let (status, body) = post_to(
-        &again,
-        "/users/getToken",
-        None,
-        json!({"imp_key": DEMO_IMP_KEY, "imp_secret": DEMO_IMP_SECRET}),
-    )
-    .await;
+    let (status, body) = demo_token_request(&again).await;
     assert_eq!(status, StatusCode::OK, "{body}");
 }
 

@@ -1007,6 +1007,18 @@ pub fn openport_in_test_mode(
     command
 }
 
+/// `POST /users/getToken` with the demo merchant's credentials, to a `serve` process.
+pub async fn demo_token_request(served: &ServeProcess) -> (StatusCode, Value) {
+    use openport::service::merchants::{DEMO_IMP_KEY, DEMO_IMP_SECRET};
+    post_to(
+        served,
+        "/users/getToken",
+        None,
+        json!({"imp_key": DEMO_IMP_KEY, "imp_secret": DEMO_IMP_SECRET}),
+    )
+    .await
+}
+
 /// `POST` of a JSON body to a gateway served by a [`ServeProcess`].
 pub async fn post_to(
     served: &ServeProcess,

@@ -3207,9 +3207,9 @@ async fn a_schedule_list_whose_range_ends_are_swapped_says_so_not_that_it_is_too
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_openport_processes_run_each_of_hundreds_of_due_schedules_exactly_once() {
     use crate::helpers::{
-        fresh_database, kcp_test_credentials, openport_in_test_mode, post_to, ServeProcess,
+        demo_token_request, fresh_database, kcp_test_credentials, openport_in_test_mode, post_to,
+        ServeProcess,
     };
-    use openport::service::merchants::{DEMO_IMP_KEY, DEMO_IMP_SECRET};
     let (database_url, _db_dir) = fresh_database().await;
     let dir = tempfile::tempdir().unwrap();
     let kcp = kcp_sandbox::Sandbox::new(kcp_sandbox::SandboxConfig::default()).unwrap();
@@ -3233,13 +3233,7 @@ async fn three_openport_processes_run_each_of_hundreds_of_due_schedules_exactly_
     };
     // The first one migrates and makes the demo merchant before the others start.
     let first = instance();
-    let (_, body) = post_to(
-        &first,
-        "/users/getToken",
-        None,
-        json!({"imp_key": DEMO_IMP_KEY, "imp_secret": DEMO_IMP_SECRET}),
-    )
-    .await;
+    let (_, body) = demo_token_request(&first).await;
     let token = body["response"]["access_token"]
         .as_str()
         .unwrap()

@@ -14,9 +14,9 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
 
 use crate::helpers::{
-    captured_logs, fresh_database, future_expiry, kcp_live_credentials, kcp_test_credentials,
-    openport_in_test_mode, post_to, spawn_app, spawn_app_with, test_cards, ServeProcess, TestApp,
-    SETTLE_SECS,
+    captured_logs, demo_token_request, fresh_database, future_expiry, kcp_live_credentials,
+    kcp_test_credentials, openport_in_test_mode, post_to, spawn_app, spawn_app_with, test_cards,
+    ServeProcess, TestApp, SETTLE_SECS,
 };
 
 fn b64_key(byte: u8) -> String {
@@ -723,13 +723,7 @@ async fn a_single_merchant_setup_with_kcp_cert_info_on_one_line_starts_and_pays(
         .env("KCP_PRIVATE_KEY_PASSWORD", passphrase);
     let served = ServeProcess::start(command);
 
-    let (status, body) = post_to(
-        &served,
-        "/users/getToken",
-        None,
-        json!({"imp_key": DEMO_IMP_KEY, "imp_secret": DEMO_IMP_SECRET}),
-    )
-    .await;
+    let (status, body) = demo_token_request(&served).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let token = body["response"]["access_token"].as_str().unwrap();
     // The embedded sandbox approves only a kcp_cert_info its CA issued for T0000: this is the

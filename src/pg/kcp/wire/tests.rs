@@ -1,5 +1,5 @@
 use super::*;
-use crate::pg::{CardSecret, PointApproval, TradeState};
+use crate::pg::{CancelConfirmation, CardSecret, PointApproval, TradeState};
 use secrecy::SecretString;
 use serde_json::{json, Value};
 
@@ -198,12 +198,7 @@ fn a_partial_refund_answer_is_checked_as_a_partial_cancels_and_a_whole_refund_le
         to: refund_account(),
     };
     let req = cancel(kind.clone());
-    let answered = |body: serde_json::Value| {
-        serde_json::from_value::<CancelResponse>(body)
-            .unwrap()
-            .into_confirmation(&req)
-            .unwrap()
-    };
+    let answered = |body: Value| confirmation_of(&req, body);
     let as_asked = answered(json!({"res_cd":"0000","mod_mny":"3000","rem_mny":"4000"}));
     assert_eq!((as_asked.remaining, as_asked.cancelled), (4000, Some(3000)));
     assert!(as_asked.as_asked(&kind));
@@ -492,6 +487,14 @@ fn unmasked_numbers_keep_the_first_six_and_last_four_digits() {
     assert_eq!(mask_card_number("4111-11**-****-1111"), "411111******1111");
     assert_eq!(mask_card_number("*4111111111111111"), "*41111*******1111");
     assert_eq!(mask_card_number("N/A"), "");
+}
+
+/// KCP's success answer `body` to cancel `req`, as the connector reads it.
+fn confirmation_of(req: &CancelRequest, body: Value) -> CancelConfirmation {
+    serde_json::from_value::<CancelResponse>(body)
+        .unwrap()
+        .into_confirmation(req)
+        .unwrap()
 }
 
 fn cancel(kind: CancelKind) -> CancelRequest {
@@ -1172,12 +1175,7 @@ fn a_partial_cancel_answer_is_as_asked_only_when_its_mod_mny_and_rem_mny_are_the
         balance_before: 1000,
     };
     let req = cancel(kind.clone());
-    let answered = |body: serde_json::Value| {
-        serde_json::from_value::<CancelResponse>(body)
-            .unwrap()
-            .into_confirmation(&req)
-            .unwrap()
-    };
+    let answered = |body: Value| confirmation_of(&req, body);
     let as_asked = answered(json!({"res_cd":"0000","mod_mny":"300","rem_mny":"700"}));
     assert_eq!(as_asked.cancelled, Some(300));
     assert!(as_asked.as_asked(&kind));
