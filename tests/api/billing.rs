@@ -913,12 +913,7 @@ async fn a_replaced_key_whose_delete_answer_was_lost_is_recorded_deleted_when_kc
 async fn an_issuance_never_sent_and_a_retired_key_already_deleted_at_kcp_log_no_customer_uid() {
     use kcp_sandbox::{paths, Fault, FaultRule};
     let app = spawn_app().await;
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let nowhere = format!("http://{}", closed.local_addr().unwrap());
-    drop(closed);
-    let cut_off = app
-        .another_instance(move |c| c.kcp.api_base = Some(nowhere))
-        .await;
+    let cut_off = app.cut_off_from_kcp().await;
     let token = cut_off.token().await;
     let not_sent = register(
         &cut_off,

@@ -350,7 +350,7 @@ async fn a_cancelled_escrow_payment_takes_no_delivery_and_no_change() {
 }
 
 /// The cancels the sandbox (KCP) recorded on `tno`: mod_type and amount.
-fn kcp_cancels(app: &TestApp, tno: &str) -> Vec<(String, i64)> {
+pub(crate) fn kcp_cancels(app: &TestApp, tno: &str) -> Vec<(String, i64)> {
     app.sandbox
         .ledger()
         .into_iter()
@@ -843,6 +843,24 @@ async fn a_cancel_sent_again_as_stsc_is_not_due_for_the_resolver_before_a_settle
     app.assert_ledger_agrees().await;
 }
 
+/// Holds KCP's answer to the escrow cancel `escrow_mod_type` at gate `answer` and the plain `STSC`
+/// openport sends after KCP refuses it at gate `stsc` (its request, so KCP has not applied it).
+fn hold_escrow_answer_then_stsc(app: &TestApp, escrow_mod_type: &str, answer: &str, stsc: &str) {
+    app.sandbox.inject(
+        FaultRule::new(
+            paths::CANCEL,
+            Fault::HoldAnswer {
+                gate: answer.into(),
+            },
+        )
+        .when("mod_type", escrow_mod_type),
+    );
+    app.sandbox.inject(
+        FaultRule::new(paths::CANCEL, Fault::HoldRequest { gate: stsc.into() })
+            .when("mod_type", "STSC"),
+    );
+}
+
 /// The revocation of an escrow account KCP holds as a plain one: `STE5` refused, then `STSC`,
 /// the attempt renewed between the two. KCP's refusal arrives late (its answer held while the
 /// clock moves on, within the attempt's lease) and the `STSC` is applied only after openport
@@ -882,19 +900,7 @@ async fn an_escrow_revocation_sent_again_as_stsc_is_not_due_before_a_settle_dela
             .unwrap();
     }
     let (refusal, close) = ("escrow-revocation-refusal", "escrow-revocation-stsc");
-    app.sandbox.inject(
-        FaultRule::new(
-            paths::CANCEL,
-            Fault::HoldAnswer {
-                gate: refusal.into(),
-            },
-        )
-        .when("mod_type", "STE5"),
-    );
-    app.sandbox.inject(
-        FaultRule::new(paths::CANCEL, Fault::HoldRequest { gate: close.into() })
-            .when("mod_type", "STSC"),
-    );
+    hold_escrow_answer_then_stsc(&app, "STE5", refusal, close);
     let revocation = app.revoke_in_background(&token, &imp_uid);
     app.sandbox.until_held(refusal).await;
     app.stop_clock();
@@ -941,19 +947,7 @@ async fn a_late_stsc_whose_answer_is_lost_is_not_concluded_not_applied_before_a_
     let app = spawn_app().await;
     let (imp_uid, tno, token) = escrow_held_plain_at_kcp(&app, "esc-late-stsc-lost").await;
     let (refusal, stsc) = ("late-escrow-refusal", "late-stsc-held");
-    app.sandbox.inject(
-        FaultRule::new(
-            paths::CANCEL,
-            Fault::HoldAnswer {
-                gate: refusal.into(),
-            },
-        )
-        .when("mod_type", "STE2"),
-    );
-    app.sandbox.inject(
-        FaultRule::new(paths::CANCEL, Fault::HoldRequest { gate: stsc.into() })
-            .when("mod_type", "STSC"),
-    );
+    hold_escrow_answer_then_stsc(&app, "STE2", refusal, stsc);
     let cancelling = app.cancel_in_background(&token, &imp_uid, 2000);
     app.sandbox.until_held(refusal).await;
     app.stop_clock();

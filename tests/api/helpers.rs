@@ -266,6 +266,16 @@ pub fn future_expiry() -> String {
 }
 
 impl TestApp {
+    /// Another openport instance on this one's database whose KCP refuses connections (a port
+    /// nothing listens on): nothing it asks of KCP can have been sent.
+    pub async fn cut_off_from_kcp(&self) -> TestApp {
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let nowhere = format!("http://{}", closed.local_addr().unwrap());
+        drop(closed);
+        self.another_instance(move |c| c.kcp.api_base = Some(nowhere))
+            .await
+    }
+
     /// Another openport instance on this one's database, calling this one's KCP sandbox (several
     /// instances sharing one database, master-key rotation); `adjust` sets anything else.
     pub async fn another_instance(&self, adjust: impl FnOnce(&mut Config)) -> TestApp {

@@ -609,19 +609,29 @@ async fn sorting_by_paid_time_puts_payments_never_paid_last_on_every_database() 
     );
 }
 
+/// `batches` × `per_batch` paid payments of 1,000 won, `<prefix>-0`, `<prefix>-1`, …, each batch's
+/// made at once.
+async fn pay_in_batches(
+    app: &TestApp,
+    token: &str,
+    prefix: &str,
+    batches: usize,
+    per_batch: usize,
+) {
+    for batch in 0..batches {
+        let calls = (0..per_batch).map(|i| {
+            let uid = format!("{prefix}-{}", batch * per_batch + i);
+            async move { app.paid(token, &uid, 1000).await }
+        });
+        futures::future::join_all(calls).await;
+    }
+}
+
 #[tokio::test]
 async fn status_lists_take_a_limit_of_up_to_1000() {
     let app = spawn_app().await;
     let token = app.token().await;
-    for chunk in 0..11 {
-        let calls = (0..10).map(|i| {
-            let uid = format!("many-{}", chunk * 10 + i);
-            let token = token.clone();
-            let app = &app;
-            async move { app.paid(&token, &uid, 1000).await }
-        });
-        futures::future::join_all(calls).await;
-    }
+    pay_in_batches(&app, &token, "many", 11, 10).await;
     let (status, body) = app
         .get("/payments/status/paid?limit=1000", Some(&token))
         .await;
@@ -1068,15 +1078,7 @@ async fn lookups_made_while_partial_cancels_commit_show_a_cancel_amount_their_hi
 async fn a_limit_of_0_or_below_pages_by_the_default_20_not_by_1() {
     let app = spawn_app().await;
     let token = app.token().await;
-    for chunk in 0..3 {
-        let calls = (0..7).map(|i| {
-            let uid = format!("zero-limit-{}", chunk * 7 + i);
-            let token = token.clone();
-            let app = &app;
-            async move { app.paid(&token, &uid, 1000).await }
-        });
-        futures::future::join_all(calls).await;
-    }
+    pay_in_batches(&app, &token, "zero-limit", 3, 7).await;
     for query in ["limit=0", "limit=0&page=0", "limit=-5"] {
         let path = format!("/payments/status/all?{query}");
         let (status, body) = app.get(&path, Some(&token)).await;

@@ -430,13 +430,8 @@ async fn a_revocation_whose_answer_is_lost_and_whose_inquiry_says_no_such_trade_
 #[tokio::test]
 async fn a_payment_kcp_could_not_even_be_connected_to_fails_at_once_and_frees_its_merchant_uid() {
     let app = spawn_app().await;
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let nowhere = format!("http://{}", closed.local_addr().unwrap());
-    drop(closed);
     // An instance whose KCP refuses connections: nothing can have been sent.
-    let cut_off = app
-        .another_instance(move |c| c.kcp.api_base = Some(nowhere))
-        .await;
+    let cut_off = app.cut_off_from_kcp().await;
     let token = cut_off.token().await;
     let (_, body) = cut_off
         .pay(&token, "not-sent-1", 1000, test_cards::SHINHAN_CREDIT)

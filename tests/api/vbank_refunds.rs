@@ -38,25 +38,15 @@ fn refund(p: &Value, amount: Option<i64>, account: &str, holder: &str) -> Value 
 
 /// The refunds KCP holds for the account of `p`: mod_type and amount, in order.
 fn kcp_refunds(app: &TestApp, p: &Value) -> Vec<(String, i64)> {
-    app.sandbox
-        .ledger()
-        .into_iter()
-        .find(|e| Some(e.tno.as_str()) == p["pg_tid"].as_str())
-        .expect("KCP holds the account")
-        .cancels
-        .into_iter()
-        .map(|c| (c.mod_type, c.amount))
-        .collect()
+    crate::escrow::kcp_cancels(app, p["pg_tid"].as_str().expect("a tno"))
 }
 
 /// The cancel attempts openport wrote for `p`, as their Debug text (every column).
 async fn cancel_attempts(app: &TestApp, p: &Value) -> Vec<String> {
-    use openport::store::entity::{payment, pg_attempt};
+    use openport::store::{entity::pg_attempt, payments};
     use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
     let db = &app.app.gateway.db.read;
-    let payment = payment::Entity::find()
-        .filter(payment::Column::ImpUid.eq(p["imp_uid"].as_str().unwrap()))
-        .one(db)
+    let payment = payments::by_imp_uid(db, None, p["imp_uid"].as_str().unwrap())
         .await
         .unwrap()
         .expect("the payment");
@@ -74,12 +64,10 @@ async fn cancel_attempts(app: &TestApp, p: &Value) -> Vec<String> {
 /// Every row a cancel writes for `p` (the payment, its cancellations, its attempts), as Debug
 /// text.
 async fn rows_of(app: &TestApp, p: &Value) -> String {
-    use openport::store::entity::{cancellation, payment};
+    use openport::store::{entity::cancellation, payments};
     use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
     let db = &app.app.gateway.db.read;
-    let payment = payment::Entity::find()
-        .filter(payment::Column::ImpUid.eq(p["imp_uid"].as_str().unwrap()))
-        .one(db)
+    let payment = payments::by_imp_uid(db, None, p["imp_uid"].as_str().unwrap())
         .await
         .unwrap()
         .expect("the payment");
