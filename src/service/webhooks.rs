@@ -31,6 +31,11 @@ pub const BACKOFF_MINUTES: [i64; 5] = [1, 4, 16, 64, 256];
 /// never expires while its POST can still be in flight.
 const LEASE_SECS: i64 = 120;
 
+/// After a database error between a claim and its POST, when the delivery is due again: soon,
+/// for a passing error (a pool with no connection free, a database restart), but not at once,
+/// so that an error that stays (a row the worker cannot read) is not claimed again in a loop.
+const RETRY_AFTER_DB_ERROR_SECS: i64 = 10;
+
 /// iamport's timeouts towards the merchant (spec §5).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const TOTAL_TIMEOUT: Duration = Duration::from_secs(30);
@@ -626,7 +631,7 @@ impl Gateway {
             return Ok(());
         };
         let ids: Vec<i64> = claims.iter().map(|c| c.id).collect();
-        store::release_deliveries(&self.db.write, &ids, lease).await?;
+        store::release_deliveries(&self.db.write, &ids, lease, 0).await?;
         Ok(())
     }
 
@@ -659,33 +664,26 @@ impl Gateway {
     /// POSTs a claimed delivery and records the attempt, while the claim's lease still holds.
     pub async fn send_webhook(&self, claim: ClaimedWebhook) -> ServiceResult<()> {
         let ClaimedWebhook { id, lease } = claim;
-        let delivery = store::delivery_by_id(&self.db.write, id)
-            .await?
-            .ok_or_else(|| ServiceError::Internal("webhook delivery vanished".into()))?;
-        // The lease is checked once more before the POST, which nothing can take back: a worker
-        // that stalled between its claim and here (a paused VM, a starved runtime) may have lost
-        // the row to another instance, which sent it; and with less of the lease left than a POST
-        // may take, the lease could run out in flight and another instance send it again.
-        let attempted_at = self.clock.unix();
-        if delivery.lease_until != lease || delivery.state != "pending" {
-            tracing::warn!(
-                delivery_id = delivery.id,
-                "webhook not sent: another worker took it over after this one's lease ran out"
-            );
-            return Ok(());
-        }
-        if attempted_at + TOTAL_TIMEOUT.as_secs() as i64 >= lease {
-            tracing::warn!(
-                delivery_id = delivery.id,
-                "webhook not sent: too little of its lease left for a POST; given back"
-            );
-            store::release_deliveries(&self.db.write, &[id], lease).await?;
-            return Ok(());
-        }
-        let merchant = merchants::by_id(&self.db.read, delivery.merchant_id)
-            .await?
-            .ok_or_else(|| ServiceError::Internal("merchant of a webhook vanished".into()))?;
-
+        // A database error before the POST (a pool with no connection free, a restart) gives the
+        // claim back, due again in a few seconds instead of when its lease runs out. If the
+        // release fails too, the lease still ends it: late, never lost.
+        let (delivery, merchant, attempted_at) = match self.ready_to_send(id, lease).await {
+            Ok(Some(ready)) => ready,
+            Ok(None) => return Ok(()),
+            Err(e) => {
+                let free_from = self.clock.unix() + RETRY_AFTER_DB_ERROR_SECS;
+                let released =
+                    store::release_deliveries(&self.db.write, &[id], lease, free_from).await;
+                if let Err(release) = released {
+                    tracing::warn!(
+                        delivery_id = id,
+                        error = %release,
+                        "webhook claim not given back after a database error; due again when its lease ends"
+                    );
+                }
+                return Err(e);
+            }
+        };
         let sent = match self.post(&delivery, &merchant, attempted_at).await {
             Ok(sent) => sent,
             Err(why) => Sent {
@@ -756,6 +754,43 @@ impl Gateway {
             );
         }
         Ok(())
+    }
+
+    /// The claimed delivery, its merchant and the attempt's time, when the claim still holds with
+    /// enough lease left for a POST; None when it must not be sent (given back if the lease is
+    /// short).
+    async fn ready_to_send(
+        &self,
+        id: i64,
+        lease: i64,
+    ) -> ServiceResult<Option<(webhook_delivery::Model, merchant::Model, i64)>> {
+        let delivery = store::delivery_by_id(&self.db.write, id)
+            .await?
+            .ok_or_else(|| ServiceError::Internal("webhook delivery vanished".into()))?;
+        // The lease is checked once more before the POST, which nothing can take back: a worker
+        // that stalled between its claim and here (a paused VM, a starved runtime) may have lost
+        // the row to another instance, which sent it; and with less of the lease left than a POST
+        // may take, the lease could run out in flight and another instance send it again.
+        let attempted_at = self.clock.unix();
+        if delivery.lease_until != lease || delivery.state != "pending" {
+            tracing::warn!(
+                delivery_id = delivery.id,
+                "webhook not sent: another worker took it over after this one's lease ran out"
+            );
+            return Ok(None);
+        }
+        if attempted_at + TOTAL_TIMEOUT.as_secs() as i64 >= lease {
+            tracing::warn!(
+                delivery_id = delivery.id,
+                "webhook not sent: too little of its lease left for a POST; given back"
+            );
+            store::release_deliveries(&self.db.write, &[id], lease, 0).await?;
+            return Ok(None);
+        }
+        let merchant = merchants::by_id(&self.db.read, delivery.merchant_id)
+            .await?
+            .ok_or_else(|| ServiceError::Internal("merchant of a webhook vanished".into()))?;
+        Ok(Some((delivery, merchant, attempted_at)))
     }
 
     /// One POST. Err only when the request could not even be built (bad secret, bad body).

@@ -164,17 +164,19 @@ fn claim_statement(backend: DbBackend, lease_until: i64, which: SimpleExpr) -> S
 
 /// Gives back deliveries this worker claimed with `lease_until` and will not send (their
 /// merchant, or the `notice_url`s' share, reached the worker's cap within the batch): due again
-/// at once, for any instance. A row someone else holds (its lease is not this one) is left alone.
+/// for any instance from `free_from` (0: at once). A row someone else holds (its lease is not
+/// this one) is left alone.
 pub async fn release_deliveries(
     db: &impl ConnectionTrait,
     ids: &[i64],
     lease_until: i64,
+    free_from: i64,
 ) -> Result<u64, DbErr> {
     if ids.is_empty() {
         return Ok(0);
     }
     let res = webhook_delivery::Entity::update_many()
-        .col_expr(webhook_delivery::Column::LeaseUntil, Expr::value(0i64))
+        .col_expr(webhook_delivery::Column::LeaseUntil, Expr::value(free_from))
         .filter(webhook_delivery::Column::Id.is_in(ids.to_vec()))
         .filter(webhook_delivery::Column::LeaseUntil.eq(lease_until))
         .exec(db)

@@ -11,8 +11,8 @@ use sha2::Sha256;
 use openport::jobs::webhooks::MERCHANT_IN_FLIGHT;
 
 use crate::helpers::{
-    future_expiry, spawn_app, spawn_app_with, test_cards, Received, Receiver, Tarpit, TestApp,
-    ADMIN_TOKEN,
+    execute, future_expiry, spawn_app, spawn_app_with, test_cards, Received, Receiver, Tarpit,
+    TestApp, ADMIN_TOKEN,
 };
 
 fn demo_merchant_id(app: &TestApp) -> i64 {
@@ -1785,6 +1785,46 @@ async fn a_worker_with_too_little_lease_left_for_a_post_gives_the_webhook_back_u
     assert_eq!((d.state.as_str(), d.lease_until), ("pending", 0), "{d:?}");
 
     assert_eq!(deliver(&app).await, 1, "due again at once");
+    assert_eq!(receiver.requests().len(), 1);
+}
+
+/// A database error between a worker's claim and its POST gives the delivery back, due again in
+/// seconds, not when the claim's two-minute lease runs out. The merchant's row is made unreadable
+/// for the moment by renaming its table.
+#[tokio::test]
+async fn a_database_error_before_the_post_gives_the_webhook_back_due_again_in_seconds() {
+    let app = spawn_app().await;
+    let receiver = Receiver::start().await;
+    let id = pending_delivery(&app, &receiver, "db-error-before-post").await;
+    let gw = &app.app.gateway;
+    let claim = gw.claim_webhook(id).await.unwrap().expect("claimed");
+    let claimed_at = gw.clock.unix();
+    execute(
+        &app,
+        vec!["ALTER TABLE merchants RENAME TO merchants_away".into()],
+    )
+    .await;
+    let sent = gw.send_webhook(claim).await;
+    execute(
+        &app,
+        vec!["ALTER TABLE merchants_away RENAME TO merchants".into()],
+    )
+    .await;
+    assert!(sent.is_err(), "the error is reported: {sent:?}");
+    assert!(receiver.requests().is_empty(), "not sent");
+    let d = openport::store::webhooks::delivery_by_id(&gw.db.read, id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(d.state, "pending", "{d:?}");
+    assert!(
+        d.lease_until > claimed_at && d.lease_until <= claimed_at + 10,
+        "due again within seconds, not after the 120 s lease: {d:?}"
+    );
+
+    assert_eq!(deliver(&app).await, 0, "not at once");
+    app.advance(11);
+    assert_eq!(deliver(&app).await, 1, "due again");
     assert_eq!(receiver.requests().len(), 1);
 }
 
