@@ -1119,3 +1119,43 @@ async fn a_limit_of_0_or_below_pages_by_the_default_20_not_by_1() {
         assert_eq!(r["next"], 2, "{path}: {body}");
     }
 }
+
+/// `from`/`to` computed from a clock that gives fractions (`Date.now() / 1000`, `time.time()`) are
+/// read, not refused: the whole seconds stored are compared with the bound exactly, so a `from`
+/// of T − 0.5 lists a payment made at T and one of T + 0.5 does not, and a `to` of T + 0.5 lists
+/// it and one of T − 0.5 does not. Anything but a plain decimal is still HTTP 400.
+#[tokio::test]
+async fn status_lookup_bounds_with_a_fraction_of_a_second_compare_exactly_and_other_numbers_are_refused(
+) {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let p = app.paid(&token, "frac-bound", 1000).await;
+    let t = p["paid_at"].as_i64().unwrap();
+    let listed = |query: String| {
+        let (app, token) = (&app, &token);
+        async move {
+            let (status, body) = app
+                .get(&format!("/payments/status/paid?{query}"), Some(token))
+                .await;
+            assert_eq!(status, StatusCode::OK, "{query}: {body}");
+            body["response"]["total"].as_i64().unwrap()
+        }
+    };
+    assert_eq!(listed(format!("from={t}.5")).await, 0, "from T + 0.5");
+    assert_eq!(listed(format!("from={}.5", t - 1)).await, 1, "from T − 0.5");
+    assert_eq!(listed(format!("from={t}.000&to={t}.0")).await, 1, "T.0");
+    assert_eq!(listed(format!("from=1&to={t}.5")).await, 1, "to T + 0.5");
+    assert_eq!(
+        listed(format!("from=1&to={}.5", t - 1)).await,
+        0,
+        "to T − 0.5"
+    );
+
+    for bad in ["1e9", "inf", "NaN", "1.", ".5", "1.5.5", "-.5", "1,5"] {
+        let (status, body) = app
+            .get(&format!("/payments/status/paid?from={bad}"), Some(&token))
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}: {body}");
+        assert_eq!(body["message"], "from는 정수여야 합니다.", "{bad}");
+    }
+}

@@ -3482,3 +3482,43 @@ async fn a_runs_failure_gives_way_to_a_live_payment_of_its_merchant_uid_being_in
     let all = payments_of(&app, "race-1").await;
     assert_eq!(all.len(), 1, "only the live payment: {all:?}");
 }
+
+/// The schedule listings' bounds with a fraction of a second compare exactly with the whole
+/// seconds of `schedule_at`: `from` is inclusive (T − 0.5 lists a schedule at T, T + 0.5 does not)
+/// and `to` exclusive (T + 0.5 lists it, T − 0.5 does not), on the merchant's listing and on a
+/// customer's.
+#[tokio::test]
+async fn schedule_listing_bounds_with_a_fraction_of_a_second_compare_exactly() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    register(&app, &token, "frac-cust", test_cards::SHINHAN_CREDIT).await;
+    let at = now() + 3_600;
+    let body = schedule(
+        &app,
+        &token,
+        json!({"customer_uid": "frac-cust", "schedules": [
+            {"merchant_uid": "frac-s", "schedule_at": at, "amount": 1000}]}),
+    )
+    .await;
+    assert_eq!(body["code"], 0, "{body}");
+    for (from, to, expected) in [
+        (format!("{}.5", at - 1), format!("{at}.5"), vec!["frac-s"]),
+        (format!("{at}.5"), format!("{}", at + 10), vec![]),
+        (format!("{}", at - 10), format!("{}.5", at - 1), vec![]),
+    ] {
+        let (status, page) = app
+            .get(
+                &format!("/subscribe/payments/schedule?schedule_from={from}&schedule_to={to}"),
+                Some(&token),
+            )
+            .await;
+        assert_eq!(listed(status, &page), expected, "{from}..{to}");
+        let (status, page) = app
+            .get(
+                &format!("/subscribe/payments/schedule/customers/frac-cust?from={from}&to={to}"),
+                Some(&token),
+            )
+            .await;
+        assert_eq!(listed(status, &page), expected, "customer {from}..{to}");
+    }
+}
