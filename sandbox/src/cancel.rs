@@ -7,7 +7,9 @@
 //! whole, `STPD` a part, after verifying the account with `MDCP01`; an account holding deposits
 //! takes no `STSC`/`STPC`: assumption from public merchant integrations, docs/sandbox.md §2.3),
 //! escrow shipping start (`STE1`, in `escrow`) and escrow cancels (`STE2`/`STE4`/`STE5`, whole; an
-//! escrow trade takes no `STSC`/`STPC`: rules in `escrow`).
+//! escrow trade takes no `STSC`/`STPC`: rules in `escrow`); a paid escrow virtual account's
+//! `STE2`/`STE4` may name the account its deposit goes back to, verified as `STHD`'s (assumption
+//! from public merchant integrations, docs/sandbox.md §2.3).
 
 use std::sync::Arc;
 
@@ -45,8 +47,12 @@ enum Modification<'a> {
         mod_mny: i64,
         rem_mny: i64,
     },
-    /// `STE2`, `STE4` or `STE5`: an escrow trade cancelled whole (rules in `escrow`).
-    Escrow,
+    /// `STE2`, `STE4` or `STE5`: an escrow trade cancelled whole (rules in `escrow`). A paid
+    /// escrow virtual account's `STE2`/`STE4` may name the account its deposit goes back to (`to`,
+    /// the fields `STHD` names it with), verified as a refund's.
+    Escrow {
+        to: Option<RefundTo<'a>>,
+    },
     /// `STHD` (`part` None: all that is left) or `STPD` (`part`: `mod_mny` of `rem_mny`): the
     /// money of a virtual account holding deposits sent back to the account `to` names.
     Refund {
@@ -120,7 +126,12 @@ fn handle(shared: &Shared, body: &Bytes) -> Result<Reply, Refusal> {
             })
         }
         "STRA" => Request::Reapprove(parse_reapproval(&fields)?),
-        "STE2" | "STE4" | "STE5" => Request::Cancel(Modification::Escrow),
+        "STE2" | "STE4" => Request::Cancel(Modification::Escrow {
+            to: names_any_refund_field(&fields)
+                .then(|| parse_refund_to(&fields))
+                .transpose()?,
+        }),
+        "STE5" => Request::Cancel(Modification::Escrow { to: None }),
         other => {
             return Err(Refusal::new(
                 codes::INVALID_FIELD,
@@ -159,14 +170,16 @@ fn handle(shared: &Shared, body: &Bytes) -> Result<Reply, Refusal> {
             ))
         }
         Some(shipped) => crate::escrow::check_cancel(mod_type, entry.state, shipped)?,
-        None if matches!(modification, Modification::Escrow) => {
+        None if matches!(modification, Modification::Escrow { .. }) => {
             return Err(Refusal::new(codes::NOT_ESCROW, "에스크로 거래가 아닙니다."))
         }
         None => {}
     }
     // STHD/STPD send a virtual account's deposits back: nothing else takes them, nor an account
-    // nobody paid into (revoked with STSC).
-    if refund && entry.pay_method != "PAVC" {
+    // nobody paid into (revoked with STSC). Nor does an escrow cancel of anything but a virtual
+    // account name an account to send money to.
+    let names_account = refund || matches!(modification, Modification::Escrow { to: Some(_) });
+    if names_account && entry.pay_method != "PAVC" {
         return Err(Refusal::new(
             codes::REFUND_NOT_VBANK,
             "가상계좌 거래가 아닙니다. STHD/STPD는 입금된 가상계좌의 환불에만 사용할 수 있습니다.",
@@ -202,11 +215,11 @@ fn handle(shared: &Shared, body: &Bytes) -> Result<Reply, Refusal> {
     // `STE5` closes it as `STSC` closes a plain one, so the deposits short of its amount it may
     // hold are not closed without the account either: exempt, it let a deposit and a revocation
     // both succeed (docs/sandbox.md §2.3). `STE2`/`STE4` of a paid escrow account are KCP's escrow
-    // refund (`escrow::check_cancel`) and name no account.
+    // refund (`escrow::check_cancel`), with the account to refund to (checked below when named).
     if entry.pay_method == "PAVC" && holds_deposits(shared, entry) {
         let refused = match modification {
             Modification::Full | Modification::Partial { .. } => true,
-            Modification::Escrow => mod_type == "STE5" && !names_refund_account(&fields),
+            Modification::Escrow { .. } => mod_type == "STE5" && !names_refund_account(&fields),
             Modification::Refund { .. } => false,
         };
         if refused {
@@ -226,7 +239,7 @@ fn handle(shared: &Shared, body: &Bytes) -> Result<Reply, Refusal> {
         ));
     }
     check_method_rules(entry, &modification, now)?;
-    if let Modification::Refund { to, .. } = &modification {
+    if let Modification::Refund { to, .. } | Modification::Escrow { to: Some(to) } = &modification {
         verify_refund_account(to)?;
     }
     let mod_desc = mod_desc.map(str::to_owned);
@@ -234,7 +247,9 @@ fn handle(shared: &Shared, body: &Bytes) -> Result<Reply, Refusal> {
     let mut reply = Reply::ok();
     reply.set("tno", tno).set("canc_time", canc_time.as_str());
     match modification {
-        Modification::Full | Modification::Escrow | Modification::Refund { part: None, .. } => {
+        Modification::Full
+        | Modification::Escrow { .. }
+        | Modification::Refund { part: None, .. } => {
             let balance = entry.balance;
             entry.record_cancel(mod_type, balance, canc_time, mod_desc);
             if let Some(point) = &entry.point {
@@ -312,6 +327,15 @@ fn names_refund_account(fields: &Fields) -> bool {
         .all(|name| fields.optional(name).is_some_and(|v| !v.trim().is_empty()))
 }
 
+/// Whether the cancel names any part of a refund account (an account field or `mod_comp_type`):
+/// an escrow cancel that does is an escrow refund, whose account is then checked whole.
+fn names_any_refund_field(fields: &Fields) -> bool {
+    REFUND_ACCOUNT_FIELDS
+        .iter()
+        .chain(&["mod_comp_type"])
+        .any(|name| fields.optional(name).is_some_and(|v| !v.trim().is_empty()))
+}
+
 /// `mod_sub_type`, required, one of `allowed` (`MDSC00` for `STHD`; `MDSC03`, or the mixed-tax
 /// `MDSC04`, for `STPD`).
 fn sub_type(fields: &Fields, allowed: &[&str]) -> Result<(), Refusal> {
@@ -325,7 +349,8 @@ fn sub_type(fields: &Fields, allowed: &[&str]) -> Result<(), Refusal> {
     Ok(())
 }
 
-/// A refund's account (`STHD`/`STPD`): every field of it (`8508` otherwise), `mod_comp_type`
+/// A refund's account (`STHD`/`STPD`, or an escrow refund's `STE2`/`STE4`): every field of it
+/// (`8508` otherwise), `mod_comp_type`
 /// `MDCP01` (verify, then register) or `MDCP02` (register), `mod_bankcode` `BK` + 2 digits,
 /// `mod_account` digits only (1 to 20), `mod_depositor` as any free text (§6; 60 bytes).
 fn parse_refund_to(fields: &Fields) -> Result<RefundTo<'_>, Refusal> {

@@ -1512,3 +1512,79 @@ async fn an_escrow_virtual_account_holding_a_partial_deposit_is_not_closed_with_
         "the account is still open"
     );
 }
+
+/// A paid escrow virtual account's `STE2` (before shipping) or `STE4` (after) may name the account
+/// its deposit goes back to, with the fields and verification of `STHD` (docs/sandbox.md §2.3):
+/// an account that does not verify is `8509`/`8510`, an account named in part `8508`, one without
+/// `mod_comp_type` `9502`, and nothing moves; a verified one cancels the balance (an inquiry then
+/// shows `STSC`). An escrow card trade's cancel names no account (`8511`).
+#[tokio::test]
+async fn a_paid_escrow_virtual_accounts_ste2_or_ste4_refunds_to_the_account_it_names_once_verified()
+{
+    use kcp_sandbox::test_refund_accounts::{HOLDER, NAMED_HOLDER_ACCOUNT, NO_SUCH_ACCOUNT};
+    let h = spawn().await;
+    let ret = receiver(0).await;
+    h.sandbox.set_notify_url("*", &format!("{}/noti", ret.url));
+    let to = |account: &str, holder: &str| {
+        json!({"mod_bankcode": "BK88", "mod_account": account, "mod_depositor": holder,
+               "mod_comp_type": "MDCP01"})
+    };
+
+    for (order, mod_type) in [("EVR1", "STE2"), ("EVR2", "STE4")] {
+        let vbank = escrow_approval(&h, &ret, order, "VCNT").await;
+        let tno = vbank["tno"].as_str().unwrap();
+        h.sandbox.deposit(tno, 20000, "00").unwrap();
+        if mod_type == "STE4" {
+            let ship = json!({"deli_numb": "123456789012", "deli_corp": "CJ대한통운"});
+            assert_eq!(h.cancel(tno, "STE1", ship).await["res_cd"], "0000");
+        }
+        let mut no_comp_type = to("1234567890", "홍길동");
+        no_comp_type
+            .as_object_mut()
+            .unwrap()
+            .remove("mod_comp_type");
+        for (extra, code) in [
+            (to(NO_SUCH_ACCOUNT, "홍길동"), "8509"),
+            (to(NAMED_HOLDER_ACCOUNT, "홍길동"), "8510"),
+            (
+                json!({"mod_bankcode": "BK88", "mod_account": "1234567890"}),
+                "8508",
+            ),
+            (no_comp_type, "9502"),
+        ] {
+            let refused = h.cancel(tno, mod_type, extra.clone()).await;
+            assert_eq!(refused["res_cd"], code, "{mod_type} {extra}: {refused}");
+        }
+        let refused = entry(&h, tno);
+        assert_eq!(
+            (refused.state, refused.balance, refused.cancels.len()),
+            (TransactionState::Approved, 20000, 0),
+            "{mod_type}: refusals move nothing"
+        );
+
+        let done = h
+            .cancel(tno, mod_type, to(NAMED_HOLDER_ACCOUNT, HOLDER))
+            .await;
+
+        assert_eq!(done["res_cd"], "0000", "{mod_type}: {done}");
+        let refunded = entry(&h, tno);
+        assert_eq!(
+            (refunded.state, refunded.balance),
+            (TransactionState::Cancelled, 0)
+        );
+        assert_eq!(
+            (
+                refunded.cancels[0].mod_type.as_str(),
+                refunded.cancels[0].amount
+            ),
+            (mod_type, 20000)
+        );
+        assert_eq!(h.inquire_as("PAVC", tno).await["stat_va_cd"], "STSC");
+    }
+
+    let card = escrow_approval(&h, &ret, "EVR3", "CARD").await;
+    let card = card["tno"].as_str().unwrap();
+    let refused = h.cancel(card, "STE2", to("1234567890", "홍길동")).await;
+    assert_eq!(refused["res_cd"], "8511", "{refused}");
+    assert_eq!(entry(&h, card).state, TransactionState::Approved);
+}

@@ -118,6 +118,12 @@ pub enum CancelKind {
         balance_before: Won,
         to: RefundAccount,
     },
+    /// A deposited escrow virtual account refunded whole by its escrow cancel (`STE2` before the
+    /// shipping start, `STE4` after it) carrying the buyer's account as `STHD` carries it: KCP
+    /// cancels an escrow trade only by its escrow status change, and a deposit goes back only to
+    /// an account it is named (documented assumption, docs/kcp.md §9.5a). Never `CloseVbank`:
+    /// an account nobody paid into has nothing to refund.
+    EscrowRefund(EscrowCancel, RefundAccount),
 }
 
 impl CancelKind {
@@ -134,7 +140,10 @@ impl CancelKind {
                 balance_before,
                 ..
             } => Some((*amount, *balance_before)),
-            CancelKind::Full | CancelKind::Escrow(_) | CancelKind::Refund(_) => None,
+            CancelKind::Full
+            | CancelKind::Escrow(_)
+            | CancelKind::Refund(_)
+            | CancelKind::EscrowRefund(..) => None,
         }
     }
 }

@@ -1,7 +1,8 @@
 //! `POST /payments/cancel`: full and partial cancels (spec/iamport-v1.md §4.2, KCP §2.9); an
 //! escrow payment only whole, with `STE2` before its shipping start and `STE4` after (KCP §2.11);
 //! a deposited virtual account refunded to the account the merchant names, `STHD` (all that is
-//! left) or `STPD` (a part): documented assumption, docs/kcp.md §10.2.
+//! left) or `STPD` (a part): documented assumption, docs/kcp.md §10.2; a deposited escrow one
+//! whole, by its `STE2`/`STE4` carrying that account (docs/kcp.md §9.5a).
 //!
 //! A unique index allows one open cancel attempt per payment, so concurrent partial cancels are
 //! serialised by the database: the balance each one checks is the balance KCP will see.
@@ -50,12 +51,6 @@ const NOT_FOUND: &str = "취소할 결제건이 존재하지 않습니다.";
 /// nowhere to send the money while openport recorded it refunded. Without the account, refused
 /// before anything is written.
 const VBANK_REFUND_ACCOUNT_MISSING: &str = "입금된 가상계좌는 환불받을 계좌(refund_holder: 예금주, refund_bank: 은행코드, refund_account: 계좌번호)를 함께 보내야 환불할 수 있습니다.";
-
-/// A deposited escrow virtual account: KCP's escrow refund of one to an account is not
-/// implemented (its escrow cancel names no account, and `STHD`/`STPD` are not escrow status
-/// changes), so it is refused before anything is written, as before refunds were.
-const ESCROW_VBANK_REFUND_UNSUPPORTED: &str =
-    "입금된 에스크로 가상계좌의 환불은 지원하지 않습니다. KCP 관리자 페이지에서 환불해 주세요.";
 
 /// The refusal while another cancel of the payment is in flight.
 const IN_FLIGHT: &str = "이 결제건에 처리 중인 취소 요청이 있습니다. 잠시 후 다시 시도해 주세요.";
@@ -216,11 +211,15 @@ impl Gateway {
         // payment's current tno always holds exactly its balance, so its full cancel is STSC too.
         // An escrow payment is cancelled by its escrow status change, always whole. A deposited
         // virtual account is refunded to the account named (the plan refused it without one):
-        // STHD for all that is left, STPD for a part.
+        // STHD for all that is left, STPD for a part; an escrow one by its escrow status change
+        // carrying the account (docs/kcp.md §9.5a).
         let refund_to = cmd.refund.clone().filter(|_| holds_deposit(&payment));
         let kind = if let Some(escrow) = escrow {
-            CancelKind::Escrow(escrow)
-        } else if let Some(to) = refund_to {
+            match refund_to.clone() {
+                Some(to) => CancelKind::EscrowRefund(escrow, to),
+                None => CancelKind::Escrow(escrow),
+            }
+        } else if let Some(to) = refund_to.clone() {
             if plan.is_full {
                 CancelKind::Refund(to)
             } else {
@@ -250,23 +249,28 @@ impl Gateway {
             reason: kcp_reason,
         };
         let attempt_id = attempt.id;
-        // Refused as escrow, the whole trade is cancelled with STSC instead
-        // (`Gateway::cancel_at_kcp`).
+        // Refused as escrow, the whole trade is cancelled as a plain one instead
+        // (`Gateway::cancel_at_kcp`): STSC, or for a deposited account STHD to the same account
+        // (a bare STSC names none: KCP would refuse it, or close the account with nowhere to
+        // send the money).
         let plain = CancelRequest {
-            kind: CancelKind::Full,
+            kind: plain_cancel_of(&request.kind),
             ..request.clone()
         };
-        let escrow = matches!(request.kind, CancelKind::Escrow(_));
+        let escrow = matches!(
+            request.kind,
+            CancelKind::Escrow(_) | CancelKind::EscrowRefund(..)
+        );
         let sent = self
             .cancel_at_kcp(attempt, escrow, |call| match call {
                 CancelCall::Planned => connector.cancel(&request),
-                CancelCall::PlainStsc => connector.cancel(&plain),
+                CancelCall::Plain => connector.cancel(&plain),
             })
             .await?;
         let Some(CancelSent { attempt, answer }) = sent else {
-            // Taken over before the STSC (this request stalled past its lease): nothing was
-            // applied (KCP refused the escrow cancel), and what the other holder decided is the
-            // answer.
+            // Taken over before the plain cancel (this request stalled past its lease): nothing
+            // was applied (KCP refused the escrow cancel), and what the other holder decided is
+            // the answer.
             return self
                 .answer_cancel(&payment, self.cancel_decided(attempt_id).await?)
                 .await;
@@ -570,8 +574,21 @@ impl Gateway {
 pub(crate) enum CancelCall {
     /// The cancel as planned: `STSC`/`STPC`, or an escrow payment's escrow status change.
     Planned,
-    /// The plain `STSC` of the whole trade, once KCP refused the planned escrow cancel.
-    PlainStsc,
+    /// The plain cancel of the whole trade, once KCP refused the planned escrow cancel: `STSC`,
+    /// or for a deposited escrow virtual account `STHD` to the account its escrow refund named
+    /// ([`plain_cancel_of`]).
+    Plain,
+}
+
+/// The plain (not escrow) cancel of the whole trade sent after KCP refused the escrow cancel
+/// `kind` (`Gateway::cancel_at_kcp`): a deposited account's refund `STHD` to the same account,
+/// since a bare `STSC` cannot refund a deposit (KCP refuses it, or closes the account with
+/// nowhere to send the money: docs/kcp.md §10.2); any other trade's `STSC`.
+fn plain_cancel_of(kind: &CancelKind) -> CancelKind {
+    match kind {
+        CancelKind::EscrowRefund(_, to) => CancelKind::Refund(to.clone()),
+        _ => CancelKind::Full,
+    }
 }
 
 /// KCP's answer to the last cancel [`Gateway::cancel_at_kcp`] sent, with the attempt as its
@@ -584,24 +601,25 @@ pub(crate) struct CancelSent {
 impl Gateway {
     /// Sends the cancel held under `attempt` (`send(CancelCall::Planned)`); when it is an escrow
     /// status change (`escrow`) that KCP refused, other than as already cancelled, sends the plain
-    /// `STSC` after it (`send(CancelCall::PlainStsc)`), once. KCP approves a trade asked for as
-    /// escrow as a plain one when the merchant has no escrow contract and then refuses its escrow
-    /// status change; and the escrow mod_types on the REST cancel are a documented assumption
-    /// (docs/kcp.md §9.5). A refusal applied nothing, so the second call risks nothing; an unknown
-    /// outcome of the first is answered as such, never followed by a second. Refused both ways,
-    /// the escrow refusal is the answer: the one that says why (the trade is escrow, so the STSC
-    /// was bound to be refused).
+    /// cancel after it (`send(CancelCall::Plain)`: `STSC`, or a deposited account's `STHD` to the
+    /// account the escrow refund named, [`plain_cancel_of`]), once. KCP approves a trade asked for
+    /// as escrow as a plain one when the merchant has no escrow contract and then refuses its
+    /// escrow status change; and the escrow mod_types on the REST cancel are a documented
+    /// assumption (docs/kcp.md §9.5). A refusal applied nothing, so the second call risks nothing;
+    /// an unknown outcome of the first is answered as such, never followed by a second. Refused
+    /// both ways, the escrow refusal is the answer: the one that says why (the trade is escrow, so
+    /// the plain cancel was bound to be refused).
     ///
-    /// The STSC is a further KCP call with an effect on a lease that covers two
+    /// The plain cancel is a further KCP call with an effect on a lease that covers two
     /// (service/attempts.rs), after a first call that may have taken a whole KCP timeout: the
     /// attempt is renewed before it and is not due for the resolver before a settle delay after
     /// it ([`Self::renew_before_settling_call`]). Left due a settle delay after its creation, a
-    /// resolver could inquire while KCP was still applying the STSC, find the trade as it was, and
-    /// record the cancel as not made while KCP then made it; so could this request's own inquiry
-    /// after a lost STSC answer, were the settle delay counted from the attempt's creation rather
-    /// than from the STSC (`sent_at`, set by the renewal). None: the renewal found the attempt
-    /// no longer this holder's (it stalled past its lease), and the STSC was not sent; KCP applied
-    /// nothing, and the caller answers what the other holder decided.
+    /// resolver could inquire while KCP was still applying the plain cancel, find the trade as it
+    /// was, and record the cancel as not made while KCP then made it; so could this request's own
+    /// inquiry after a lost answer to it, were the settle delay counted from the attempt's creation
+    /// rather than from the plain cancel (`sent_at`, set by the renewal). None: the renewal found
+    /// the attempt no longer this holder's (it stalled past its lease), and the plain cancel was
+    /// not sent; KCP applied nothing, and the caller answers what the other holder decided.
     ///
     /// Every cancel the service sends goes through here: `POST /payments/cancel`, a
     /// revocation (service/vbanks.rs) and a net-cancel (`pay::net_cancel_at_kcp`).
@@ -627,15 +645,15 @@ impl Gateway {
             }
             answer => return Ok(Some(CancelSent { attempt, answer })),
         };
-        tracing::warn!(attempt_id, "KCP refused the escrow cancel ({refused}); sending STSC, as for a trade KCP holds as a plain one");
+        tracing::warn!(attempt_id, "KCP refused the escrow cancel ({refused}); sending the plain cancel (STSC, or a deposit's STHD), as for a trade KCP holds as a plain one");
         let Some(attempt) = self.renew_before_settling_call(attempt).await? else {
             tracing::warn!(
                 attempt_id,
-                "the cancel attempt was taken over before its STSC; not sent"
+                "the cancel attempt was taken over before its plain cancel; not sent"
             );
             return Ok(None);
         };
-        let answer = match send(CancelCall::PlainStsc).await {
+        let answer = match send(CancelCall::Plain).await {
             Err(PgError::Declined { .. }) => Err(refused),
             other => other,
         };
@@ -655,17 +673,11 @@ fn holds_deposit(p: &payment::Model) -> bool {
         && p.amount - p.cancel_amount > 0
 }
 
-/// Why a cancel of `p` cannot be sent as a refund, if it cannot: a virtual account holding money
-/// is refunded only to an account the merchant names (`refund_named`), and an escrow one not at
-/// all here. Checked on each read of the payment (a deposit may land between them).
+/// Why a cancel of `p` cannot be sent as a refund, if it cannot: a virtual account holding money,
+/// escrow or not, is refunded only to an account the merchant names (`refund_named`). Checked on
+/// each read of the payment (a deposit may land between them).
 fn refund_refusal(p: &payment::Model, refund_named: bool) -> Option<&'static str> {
-    if !holds_deposit(p) {
-        return None;
-    }
-    if p.escrow {
-        return Some(ESCROW_VBANK_REFUND_UNSUPPORTED);
-    }
-    (!refund_named).then_some(VBANK_REFUND_ACCOUNT_MISSING)
+    (holds_deposit(p) && !refund_named).then_some(VBANK_REFUND_ACCOUNT_MISSING)
 }
 
 /// Why KCP takes no partial cancel of `p`, if it takes none: refused before anything is sent.

@@ -1211,7 +1211,7 @@ impl Gateway {
         let sent = self
             .cancel_at_kcp(attempt, escrow, |call| match call {
                 super::cancel::CancelCall::Planned => connector.cancel(&req),
-                super::cancel::CancelCall::PlainStsc => connector.cancel(&plain),
+                super::cancel::CancelCall::Plain => connector.cancel(&plain),
             })
             .await?;
         Ok(sent.map(|sent| {

@@ -439,3 +439,326 @@ async fn kcps_tx01_after_an_api_refund_records_and_announces_nothing_a_second_ti
     );
     app.assert_ledger_agrees().await;
 }
+
+// ----- deposited escrow virtual accounts: STE2/STE4 carrying the account (docs/kcp.md §9.5a) -----
+
+/// An escrow virtual account of `amount` for `merchant_uid`, issued through KCP's window and paid
+/// in full: the Payment.
+async fn paid_escrow_vbank(app: &TestApp, token: &str, merchant_uid: &str, amount: i64) -> Value {
+    let rsp = crate::checkout::request_pay(
+        app,
+        json!({"pay_method": "vbank", "merchant_uid": merchant_uid, "amount": amount, "escrow": true,
+               "kcpProducts": [{"orderNumber": "o1", "name": "양말", "quantity": 1, "amount": amount}]}),
+        &[("bank", "BK04"), ("action", "pay")],
+    )
+    .await;
+    assert_eq!(rsp["status"], "ready", "{rsp}");
+    let p = app.payment(token, rsp["imp_uid"].as_str().unwrap()).await;
+    assert_eq!(p["escrow"], true, "{p}");
+    deposit_until_paid(app, token, &p).await;
+    p
+}
+
+/// A virtual account issued and paid as a plain one at KCP, recorded in openport as escrow: what
+/// an escrow window KCP approved as plain (a merchant without an escrow contract) leaves when
+/// recording it as plain failed, as escrow.rs's card twin. KCP (the sandbox) refuses its escrow
+/// status changes (`8501`) and takes its `STHD`.
+async fn paid_vbank_held_plain_at_kcp(app: &TestApp, token: &str, merchant_uid: &str) -> Value {
+    use openport::store::entity::payment;
+    use sea_orm::{sea_query::Expr, ColumnTrait, EntityTrait, QueryFilter};
+    let p = paid_vbank(app, token, merchant_uid, 5000).await;
+    let written = payment::Entity::update_many()
+        .col_expr(payment::Column::Escrow, Expr::value(true))
+        .filter(payment::Column::ImpUid.eq(p["imp_uid"].as_str().unwrap()))
+        .exec(&app.app.gateway.db.write)
+        .await
+        .unwrap();
+    assert_eq!(written.rows_affected, 1);
+    let p = app.payment(token, p["imp_uid"].as_str().unwrap()).await;
+    assert_eq!(p["escrow"], true, "{p}");
+    p
+}
+
+/// Registers the shipping start (`STE1`) of escrow payment `p`.
+async fn shipped(app: &TestApp, token: &str, p: &Value) {
+    let (_, res) = app
+        .post(
+            &format!("/escrows/logis/{}", p["imp_uid"].as_str().unwrap()),
+            Some(token),
+            json!({"logis": {"company": "CJ대한통운", "invoice": "111", "sent_at": 1795000000}}),
+        )
+        .await;
+    assert_eq!(res["code"], 0, "{res}");
+}
+
+/// A paid escrow account is refunded whole by its escrow cancel carrying the account `STHD`
+/// carries: `STE2` before a shipping start, `STE4` after it. The payment is cancelled for its
+/// amount, and neither the number nor the holder is written to the database or a log.
+#[tokio::test]
+async fn a_paid_escrow_virtual_account_is_refunded_whole_by_ste2_before_shipping_and_ste4_after_carrying_the_account(
+) {
+    let app = spawn_app().await;
+    let token = app.token().await;
+
+    for (merchant_uid, ship, mod_type) in [
+        ("vr-esc-ste2", false, "STE2"),
+        ("vr-esc-ste4", true, "STE4"),
+    ] {
+        let p = paid_escrow_vbank(&app, &token, merchant_uid, 5000).await;
+        if ship {
+            shipped(&app, &token, &p).await;
+        }
+        // Used up only by an escrow refund whose `mod_account` is the number without its dashes.
+        app.sandbox.inject(
+            FaultRule::new(paths::CANCEL, Fault::Delay { ms: 0 })
+                .when("mod_account", "3020123456781"),
+        );
+
+        let (status, res) = app
+            .post(
+                "/payments/cancel",
+                Some(&token),
+                refund(&p, None, "302-0123-4567-81", "김환불"),
+            )
+            .await;
+
+        assert_eq!(
+            (status, res["code"].as_i64()),
+            (StatusCode::OK, Some(0)),
+            "{mod_type}: {res}"
+        );
+        assert_eq!(
+            refunded_so_far(&res["response"]),
+            (Some("cancelled"), Some(5000), 1),
+            "{mod_type}: {res}"
+        );
+        assert_eq!(kcp_refunds(&app, &p), [(mod_type.to_string(), 5000)]);
+        assert!(
+            app.sandbox.armed_faults().is_empty(),
+            "{mod_type}: KCP got the account"
+        );
+        let written = rows_of(&app, &p).await;
+        let logs = captured_logs();
+        for kept_nowhere in ["3020123456781", "302-0123-4567-81", "김환불"] {
+            assert!(
+                !written.contains(kept_nowhere),
+                "{kept_nowhere} in {written}"
+            );
+            assert!(!logs.contains(kept_nowhere), "{kept_nowhere} logged");
+        }
+    }
+    app.assert_ledger_agrees().await;
+}
+
+/// A paid escrow account's cancel is refused before anything is written or sent: without the
+/// account to refund to (naming the fields, as for a plain account), in part (as every escrow
+/// partial cancel), and while a shipping start's answer is unseen (as every escrow cancel).
+#[tokio::test]
+async fn an_escrow_accounts_refund_without_its_account_in_part_or_with_shipping_unanswered_is_refused_before_kcp(
+) {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let p = paid_escrow_vbank(&app, &token, "vr-esc-refused", 5000).await;
+    let imp_uid = p["imp_uid"].as_str().unwrap();
+    let before = app.sandbox.ledger();
+
+    for body in [
+        json!({"imp_uid": imp_uid}),
+        json!({"imp_uid": imp_uid, "refund_bank": "088", "refund_account": "110123456789"}),
+    ] {
+        let (status, res) = app
+            .post("/payments/cancel", Some(&token), body.clone())
+            .await;
+        for field in ["refund_holder", "refund_bank", "refund_account"] {
+            assert_code_1_saying(status, &res, field, &body.to_string());
+        }
+    }
+    let (status, res) = app
+        .post(
+            "/payments/cancel",
+            Some(&token),
+            refund(&p, Some(1000), "110123456789", "홍길동"),
+        )
+        .await;
+    assert_code_1_saying(
+        status,
+        &res,
+        "에스크로 결제는 부분취소할 수 없습니다",
+        "partial",
+    );
+    assert_eq!(app.sandbox.ledger(), before, "KCP was not asked");
+
+    app.sandbox
+        .inject(FaultRule::new(paths::CANCEL, Fault::LoseResponse).when("mod_type", "STE1"));
+    let (_, lost) = app
+        .post(
+            &format!("/escrows/logis/{imp_uid}"),
+            Some(&token),
+            json!({"logis": {"company": "CJ대한통운", "invoice": "111", "sent_at": 1795000000}}),
+        )
+        .await;
+    assert_eq!(lost["code"], 1, "{lost}");
+    let (status, res) = app
+        .post(
+            "/payments/cancel",
+            Some(&token),
+            refund(&p, None, "110123456789", "홍길동"),
+        )
+        .await;
+    assert_code_1_saying(status, &res, "배송정보 등록", "shipping unanswered");
+
+    assert!(kcp_refunds(&app, &p).is_empty(), "nothing reached KCP");
+    assert_eq!(
+        refunded_so_far(&app.payment(&token, imp_uid).await),
+        (Some("paid"), Some(0), 0)
+    );
+    assert!(
+        cancel_attempts(&app, &p).await.is_empty(),
+        "nothing written"
+    );
+}
+
+/// KCP refusing the escrow refund of a trade it holds as a plain one (`8501`): the refund is sent
+/// again as the plain refund, `STHD` to the same account, once, and the payment is cancelled. A
+/// bare `STSC` (the fallback of every other escrow cancel) names no account and is never sent.
+#[tokio::test]
+async fn an_escrow_refund_kcp_refuses_is_sent_again_as_sthd_to_the_same_account_never_as_stsc() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let p = paid_vbank_held_plain_at_kcp(&app, &token, "vr-esc-plain").await;
+    app.sandbox.inject(
+        FaultRule::new(
+            paths::CANCEL,
+            Fault::Refuse {
+                code: "9999".into(),
+                message: "STSC must not be sent".into(),
+            },
+        )
+        .when("mod_type", "STSC"),
+    );
+    // Used up by two calls carrying the account's digits: the STE2 and the STHD.
+    app.sandbox.inject(
+        FaultRule::new(paths::CANCEL, Fault::Delay { ms: 0 })
+            .when("mod_account", "110123456789")
+            .times(2),
+    );
+
+    let (status, res) = app
+        .post(
+            "/payments/cancel",
+            Some(&token),
+            refund(&p, None, "110-123-456789", "홍길동"),
+        )
+        .await;
+
+    assert_eq!(
+        (status, res["code"].as_i64()),
+        (StatusCode::OK, Some(0)),
+        "{res}"
+    );
+    assert_eq!(
+        refunded_so_far(&res["response"]),
+        (Some("cancelled"), Some(5000), 1),
+        "{res}"
+    );
+    assert_eq!(kcp_refunds(&app, &p), [("STHD".to_string(), 5000)]);
+    let armed = app.sandbox.armed_faults();
+    assert_eq!(
+        armed
+            .iter()
+            .map(|rule| rule.when.clone().unwrap_or_default())
+            .collect::<Vec<_>>(),
+        [("mod_type".to_string(), "STSC".to_string())],
+        "STE2 and STHD carried the account, and no STSC was sent"
+    );
+    app.assert_ledger_agrees().await;
+}
+
+/// An escrow account's refund to an account KCP cannot verify: KCP refuses the `STE2` (`8509`) and
+/// the `STHD` after it (an escrow trade takes none, `8506`); the escrow refusal, which says why,
+/// is the answer and nothing changes. The holder's own account then refunds it.
+#[tokio::test]
+async fn an_escrow_refund_to_an_account_kcp_cannot_verify_answers_kcps_verification_refusal() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let p = paid_escrow_vbank(&app, &token, "vr-esc-verify", 5000).await;
+    let imp_uid = p["imp_uid"].as_str().unwrap();
+
+    let (status, res) = app
+        .post(
+            "/payments/cancel",
+            Some(&token),
+            refund(&p, None, NO_SUCH_ACCOUNT, "홍길동"),
+        )
+        .await;
+
+    assert_code_1_saying(
+        status,
+        &res,
+        "결제취소에 실패하였습니다.(계좌인증 실패: 존재하지 않는 계좌입니다.)",
+        NO_SUCH_ACCOUNT,
+    );
+    assert!(kcp_refunds(&app, &p).is_empty());
+    assert_eq!(
+        refunded_so_far(&app.payment(&token, imp_uid).await),
+        (Some("paid"), Some(0), 0)
+    );
+    let (_, res) = app
+        .post(
+            "/payments/cancel",
+            Some(&token),
+            refund(&p, None, NAMED_HOLDER_ACCOUNT, HOLDER),
+        )
+        .await;
+    assert_eq!(res["code"], 0, "{res}");
+    assert_eq!(kcp_refunds(&app, &p), [("STE2".to_string(), 5000)]);
+    app.assert_ledger_agrees().await;
+}
+
+/// An escrow refund KCP makes whose answer is lost, and the inquiry after it too; and likewise the
+/// `STHD` sent after KCP refused the escrow refund of a trade it holds plain: the merchant is told
+/// the outcome is being checked, and the resolver's `PAVC` inquiry records the refund.
+#[tokio::test]
+async fn an_escrow_refund_or_its_sthd_whose_answer_is_lost_is_recorded_by_the_resolver() {
+    for (held_plain, mod_type) in [(false, "STE2"), (true, "STHD")] {
+        let app = spawn_app().await;
+        let token = app.token().await;
+        let p = if held_plain {
+            paid_vbank_held_plain_at_kcp(&app, &token, "vr-esc-lost").await
+        } else {
+            paid_escrow_vbank(&app, &token, "vr-esc-lost", 5000).await
+        };
+        let imp_uid = p["imp_uid"].as_str().unwrap();
+        app.sandbox
+            .inject(FaultRule::new(paths::CANCEL, Fault::LoseResponse).when("mod_type", mod_type));
+        app.sandbox.inject(FaultRule::new(
+            paths::INQUIRY,
+            Fault::HttpStatus { status: 503 },
+        ));
+
+        let (status, res) = app
+            .post(
+                "/payments/cancel",
+                Some(&token),
+                refund(&p, None, "110123456789", "홍길동"),
+            )
+            .await;
+
+        assert_code_1_saying(status, &res, "확인하지 못했습니다", mod_type);
+        assert_eq!(
+            refunded_so_far(&app.payment(&token, imp_uid).await),
+            (Some("paid"), Some(0), 0),
+            "{mod_type}: not recorded on a guess"
+        );
+        assert_eq!(kcp_refunds(&app, &p), [(mod_type.to_string(), 5000)]);
+        app.advance(SETTLE_SECS + 1);
+        app.resolve_all().await;
+        let shown = app.payment(&token, imp_uid).await;
+        assert_eq!(
+            refunded_so_far(&shown),
+            (Some("cancelled"), Some(5000), 1),
+            "{mod_type}: {shown}"
+        );
+        app.assert_ledger_agrees().await;
+    }
+}

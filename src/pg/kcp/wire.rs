@@ -313,8 +313,9 @@ impl CheckedCard {
 }
 
 /// Cancel / modify, `gw/mod/v1/cancel` (spec §2.9), signed over `site_cd^tno^mod_type`; also a
-/// deposited virtual account's refund (`STHD`/`STPD`, documented assumption: docs/kcp.md §10.2),
-/// whose account number and holder sit in [`Sensitive`].
+/// deposited virtual account's refund (`STHD`/`STPD`, documented assumption: docs/kcp.md §10.2)
+/// and a deposited escrow one's (`STE2`/`STE4` with the same account fields, §9.5a), whose account
+/// number and holder sit in [`Sensitive`].
 #[derive(Serialize, Debug, Clone)]
 pub struct CancelRequestBody {
     pub site_cd: String,
@@ -332,16 +333,17 @@ pub struct CancelRequestBody {
     /// STHD / STPD: `MDSC00` whole, `MDSC03` a part.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub mod_sub_type: Option<&'static str>,
-    /// STHD / STPD: KCP's code of the refund account's bank (`BK` + 2 digits).
+    /// STHD / STPD / an escrow refund's STE2 / STE4: KCP's code of the refund account's bank
+    /// (`BK` + 2 digits).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub mod_bankcode: Option<String>,
-    /// STHD / STPD: the refund account's number, digits only.
+    /// As `mod_bankcode`: the refund account's number, digits only.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub mod_account: Option<Sensitive>,
-    /// STHD / STPD: the refund account's holder, as KCP verifies it.
+    /// As `mod_bankcode`: the refund account's holder, as KCP verifies it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub mod_depositor: Option<Sensitive>,
-    /// STHD / STPD: `MDCP01`, verify the holder then register the refund.
+    /// As `mod_bankcode`: `MDCP01`, verify the holder then register the refund.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub mod_comp_type: Option<&'static str>,
 }
@@ -370,6 +372,19 @@ impl CancelRequestBody {
             CancelKind::Partial { .. } => MOD_TYPE_PARTIAL,
             CancelKind::Refund(_) => MOD_TYPE_VBANK_REFUND,
             CancelKind::PartialRefund { .. } => MOD_TYPE_VBANK_PARTIAL_REFUND,
+            CancelKind::EscrowRefund(EscrowCancel::BeforeShipping, _) => {
+                MOD_TYPE_ESCROW_CANCEL_BEFORE_SHIPPING
+            }
+            CancelKind::EscrowRefund(EscrowCancel::AfterShipping, _) => {
+                MOD_TYPE_ESCROW_CANCEL_AFTER_SHIPPING
+            }
+            // STE5 closes an account nobody paid into: there is no deposit to send anywhere.
+            CancelKind::EscrowRefund(EscrowCancel::CloseVbank, _) => {
+                return Err(invalid_request(
+                    "an escrow refund is STE2 or STE4, never the close of an unpaid account",
+                    DeclineReason::Other,
+                ))
+            }
         };
         let (mod_mny, rem_mny) = match req.kind.partial_amounts() {
             None => (None, None),
@@ -385,8 +400,12 @@ impl CancelRequestBody {
         };
         let (mod_sub_type, mod_bankcode, mod_account, mod_depositor, mod_comp_type): RefundFields =
             match &req.kind {
-                CancelKind::Refund(to) => refund_to(MOD_SUB_TYPE_REFUND_WHOLE, to)?,
-                CancelKind::PartialRefund { to, .. } => refund_to(MOD_SUB_TYPE_REFUND_PART, to)?,
+                CancelKind::Refund(to) => refund_to(Some(MOD_SUB_TYPE_REFUND_WHOLE), to)?,
+                CancelKind::PartialRefund { to, .. } => {
+                    refund_to(Some(MOD_SUB_TYPE_REFUND_PART), to)?
+                }
+                // Always whole, as every escrow cancel: no mod_sub_type (docs/kcp.md §9.5a).
+                CancelKind::EscrowRefund(_, to) => refund_to(None, to)?,
                 _ => (None, None, None, None, None),
             };
         Ok(Self {
@@ -410,7 +429,9 @@ impl CancelRequestBody {
 /// A refund's account fields (docs/kcp.md §10.2), checked once more as every value sent is: a
 /// bank code `BK` + 2 digits, an account number of digits, a holder KCP takes as it is (never
 /// cleaned: KCP verifies it against the bank's record). The errors name the field, never its value.
-fn refund_to(sub_type: &'static str, to: &RefundAccount) -> Result<RefundFields, PgError> {
+/// The same four account fields for `STHD`/`STPD` and an escrow refund (`STE2`/`STE4`, which has
+/// no `sub_type`): one shape of "refund account" on the REST cancel.
+fn refund_to(sub_type: Option<&'static str>, to: &RefundAccount) -> Result<RefundFields, PgError> {
     let bank = to.kcp_bank;
     if bank.len() != 4 || !bank.starts_with("BK") || !is_digits(&bank[2..], 2, 2) {
         return Err(invalid_request(
@@ -432,7 +453,7 @@ fn refund_to(sub_type: &'static str, to: &RefundAccount) -> Result<RefundFields,
         ));
     }
     Ok((
-        Some(sub_type),
+        sub_type,
         Some(bank.to_owned()),
         Some(Sensitive::new(&to.number)),
         Some(Sensitive::new(holder)),

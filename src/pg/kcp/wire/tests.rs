@@ -163,6 +163,44 @@ fn vbank_refunds_send_sthd_or_stpd_with_the_account_signed_over_the_mod_type_and
     assert_matches_golden(&body, "cancel-vbank-refund-partial");
 }
 
+/// A deposited escrow account's refund is its escrow cancel (`STE2`/`STE4`, signed over it, no
+/// amount and no `mod_sub_type`: always whole) carrying the account fields `STHD` carries, masked
+/// in Debug; an `STE5` (the close of an unpaid account) never carries one.
+#[test]
+fn escrow_vbank_refunds_send_ste2_or_ste4_with_the_sthd_account_fields_and_match_the_golden_fixtures(
+) {
+    for (escrow, golden) in [
+        (
+            EscrowCancel::BeforeShipping,
+            "cancel-escrow-vbank-refund-before-shipping",
+        ),
+        (
+            EscrowCancel::AfterShipping,
+            "cancel-escrow-vbank-refund-after-shipping",
+        ),
+    ] {
+        let req = CancelRequest {
+            tno: "23336986737476".into(),
+            kind: CancelKind::EscrowRefund(escrow, refund_account()),
+            reason: "에스크로 가상계좌 환불".into(),
+        };
+        let body = CancelRequestBody::new("T0000", &signer(), &req).unwrap();
+        let shown = format!("{body:?} {req:?}");
+        assert!(
+            !shown.contains("110123456789") && !shown.contains("홍길동"),
+            "the account stays out of Debug: {shown}"
+        );
+        assert_matches_golden(&body, golden);
+    }
+    let close = cancel(CancelKind::EscrowRefund(
+        EscrowCancel::CloseVbank,
+        refund_account(),
+    ));
+    let (code, _) =
+        declined_reason(CancelRequestBody::new("T0000", &signer(), &close).unwrap_err());
+    assert_eq!(code, "invalid_request");
+}
+
 #[test]
 fn a_refund_account_kcp_would_refuse_is_not_sent() {
     for to in [
