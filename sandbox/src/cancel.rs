@@ -215,11 +215,12 @@ fn handle(shared: &Shared, body: &Bytes) -> Result<Reply, Refusal> {
     // `STE5` closes it as `STSC` closes a plain one, so the deposits short of its amount it may
     // hold are not closed without the account either: exempt, it let a deposit and a revocation
     // both succeed (docs/sandbox.md §2.3). `STE2`/`STE4` of a paid escrow account are KCP's escrow
-    // refund (`escrow::check_cancel`), with the account to refund to (checked below when named).
+    // refund (`escrow::check_cancel`), only with the account to refund to (checked below): without
+    // one they too would cancel the trade and keep the money nowhere.
     if entry.pay_method == "PAVC" && holds_deposits(shared, entry) {
         let refused = match modification {
             Modification::Full | Modification::Partial { .. } => true,
-            Modification::Escrow { .. } => mod_type == "STE5" && !names_refund_account(&fields),
+            Modification::Escrow { ref to } => to.is_none(),
             Modification::Refund { .. } => false,
         };
         if refused {

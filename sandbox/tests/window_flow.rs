@@ -1453,7 +1453,8 @@ async fn an_unpaid_escrow_virtual_account_is_closed_with_ste5_only() {
 }
 
 /// A paid escrow virtual account is not refunded with `STHD`/`STPD`, which are no escrow status
-/// changes (`8506`, nothing moves): its refund is KCP's escrow cancel (`STE2` before shipping).
+/// changes (`8506`, nothing moves), nor with an escrow cancel that names no account (`8508`): its
+/// refund is KCP's escrow cancel (`STE2` before shipping) with the account to refund to.
 #[tokio::test]
 async fn a_paid_escrow_virtual_account_is_not_refunded_with_sthd_or_stpd() {
     let h = spawn().await;
@@ -1482,7 +1483,11 @@ async fn a_paid_escrow_virtual_account_is_not_refunded_with_sthd_or_stpd() {
         (entry.state, entry.balance, entry.cancels.len()),
         (TransactionState::Approved, 20000, 0)
     );
-    assert_eq!(h.cancel(tno, "STE2", json!({})).await["res_cd"], "0000");
+    assert_eq!(
+        h.cancel(tno, "STE2", json!({})).await["res_cd"],
+        "8508",
+        "nor with an escrow cancel naming no account to refund to"
+    );
 }
 
 /// `STE5` closes an unpaid escrow account as `STSC` closes a plain one, so an account holding
