@@ -38,6 +38,7 @@ mod m20261212_000032_notifications_by_age;
 mod m20261213_000033_key_issuances;
 mod m20261214_000034_webhook_message_id;
 mod m20261215_000035_attempt_sent_at;
+mod m20261216_000036_health_probe;
 
 pub struct Migrator;
 
@@ -80,6 +81,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261213_000033_key_issuances::Migration),
             Box::new(m20261214_000034_webhook_message_id::Migration),
             Box::new(m20261215_000035_attempt_sent_at::Migration),
+            Box::new(m20261216_000036_health_probe::Migration),
         ]
     }
 }

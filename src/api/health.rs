@@ -9,7 +9,8 @@ use utoipa::ToSchema;
 use super::envelope::json_response;
 use crate::app::AppState;
 
-/// Whether this instance can serve: `ok` when its database answered, `unavailable` otherwise.
+/// Whether this instance can serve: `ok` when its database answered and took a write,
+/// `unavailable` otherwise.
 /// Never the cause (a host name, a database URL): the endpoint is public, and the cause is in the
 /// log at WARN.
 #[derive(Serialize, ToSchema)]
@@ -26,13 +27,13 @@ pub enum HealthStatus {
 
 #[utoipa::path(get, path = "/health", operation_id = "health",
     description = "No token. HTTP 200 `{\"status\":\"ok\"}` when the database answered a trivial \
-        statement on the read side and on the writer within 2 s; HTTP 503 \
+        read and committed a trivial write within 2 s; HTTP 503 \
         `{\"status\":\"unavailable\"}` otherwise (the cause is logged at WARN, never shown). Not \
         the iamport envelope.",
     responses(
-        (status = 200, description = "The database answered.", body = Health,
+        (status = 200, description = "The database answered and took a write.", body = Health,
             example = json!({"status": "ok"})),
-        (status = 503, description = "The database did not answer in time, or failed.",
+        (status = 503, description = "The database did not answer in time, failed, or refused the write.",
             body = Health, example = json!({"status": "unavailable"})),
     ))]
 pub async fn health(State(s): State<AppState>) -> Response {

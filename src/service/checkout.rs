@@ -1898,7 +1898,7 @@ impl Gateway {
                 // `net_cancel` renews the lease first: an attempt the record closed after all is
                 // answered from the database, not cancelled.
                 Err(e) => {
-                    tracing::error!(imp_uid = %p.imp_uid, "cannot record window approval, net-cancelling unless it was recorded after all: {e}");
+                    tracing::error!(imp_uid = %p.imp_uid, "cannot record KCP's approval (a payment window's, or a virtual account's issuance), net-cancelling unless it was recorded after all: {e}");
                     self.net_cancel(
                         connector,
                         p,

@@ -54,11 +54,11 @@ pub struct InstanceStatus {
 }
 
 impl Gateway {
-    /// Whether the database answers a trivial statement on the read side and on the writer within
-    /// [`HEALTH_BOUND`]. A failure is logged at WARN (its cause included); the caller is told
+    /// Whether the database answers a trivial read and commits a trivial write (its one
+    /// `health_probe` row) within [`HEALTH_BOUND`]. A failure is logged at WARN (its cause included); the caller is told
     /// nothing more, since `GET /health` is public.
     pub async fn database_answers(&self) -> bool {
-        match tokio::time::timeout(HEALTH_BOUND, self.db.answers()).await {
+        match tokio::time::timeout(HEALTH_BOUND, self.db.answers(self.clock.unix())).await {
             Ok(Ok(())) => true,
             Ok(Err(e)) => {
                 tracing::warn!("health check: the database failed: {e}");

@@ -109,7 +109,7 @@ impl Gateway {
         }
         let applied = match self.apply_deposit_found(payment, &kcp, seen).await {
             Ok(Verdict::Applied) => {
-                tracing::warn!(%imp_uid, %tno, "a deposit KCP holds reached openport by no notification: applied by the resolver; check OPENPORT_KCP__NOTIFY_SOURCES and the notification URL in KCP's admin");
+                tracing::warn!(%imp_uid, %tno, "a deposit KCP holds was not recorded from a notification: applied by the resolver; if openport and its database were up meanwhile, check OPENPORT_KCP__NOTIFY_SOURCES and the notification URL in KCP's admin (earlier WARNs 'KCP notification not acknowledged' mean openport could not record them)");
                 true
             }
             Ok(_) => false,

@@ -300,17 +300,32 @@ impl Db {
         Ok(Some(row.try_get::<i64>("", "ms")?))
     }
 
-    /// Runs `SELECT 1` on the read side and on the writer at once (`GET /health`). On a SQLite file
-    /// these are different connections, and the writer's statement waits for the writer (and
-    /// takes the file's write lock, as every write does): a writer held by a transaction that does
-    /// not end, or by another process, does not answer. On PostgreSQL both sides are one pool, so
-    /// each statement needs a connection from it.
-    pub async fn answers(&self) -> Result<(), DbErr> {
+    /// Runs `SELECT 1` on the read side and, at once, commits a write of the one row of
+    /// `health_probe` on the writer (`GET /health`, at `now`): a database that answers but cannot
+    /// commit a write (a full disk, a read-only file or session) fails here as every payment would.
+    /// On a SQLite file these are different connections, and the write waits for the writer (and
+    /// takes the file's write lock, as every write does): a writer held by a transaction that
+    /// does not end, or by another process, does not answer. On PostgreSQL both sides are one pool,
+    /// so each statement needs a connection from it.
+    pub async fn answers(&self, now: i64) -> Result<(), DbErr> {
         async fn select_one(db: &impl ConnectionTrait) -> Result<(), DbErr> {
             let one = Statement::from_string(db.get_database_backend(), "SELECT 1 AS one");
             db.query_one(one).await.map(|_| ())
         }
-        futures::try_join!(select_one(&self.read), select_one(&self.write))?;
+        async fn write_probe(db: &impl ConnectionTrait, now: i64) -> Result<(), DbErr> {
+            let update = sea_orm::sea_query::Query::update()
+                .table(sea_orm::sea_query::Alias::new("health_probe"))
+                .value(sea_orm::sea_query::Alias::new("checked_at"), now)
+                .and_where(Expr::col(sea_orm::sea_query::Alias::new("id")).eq(1))
+                .to_owned();
+            let done = db.execute(db.get_database_backend().build(&update)).await?;
+            if done.rows_affected() == 1 {
+                Ok(())
+            } else {
+                Err(DbErr::Custom("the health_probe row is missing".into()))
+            }
+        }
+        futures::try_join!(select_one(&self.read), write_probe(&self.write, now))?;
         Ok(())
     }
 }

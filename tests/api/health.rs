@@ -8,8 +8,8 @@ use serde_json::{json, Value};
 
 use crate::billing::register;
 use crate::helpers::{
-    a_cancel_held_as_a_conflict, captured_logs, failed_webhook_row, spawn_app, spawn_app_with,
-    test_cards, TestApp, ADMIN_TOKEN,
+    a_cancel_held_as_a_conflict, allow_writes, captured_logs, failed_webhook_row, refuse_writes,
+    spawn_app, spawn_app_with, test_cards, TestApp, ADMIN_TOKEN,
 };
 
 /// `GET /health` with nothing but the path: its status, its body, and how long it took.
@@ -79,6 +79,84 @@ async fn the_health_check_answers_unavailable_within_its_bound_while_the_databas
     held.rollback().await.unwrap();
     let (status, body, _) = health(&app).await;
     assert_eq!(status, StatusCode::OK, "{body}");
+}
+
+/// A database that answers but refuses every write (a full disk, a read-only file or session):
+/// every payment would fail, so the check does too (503, the cause at WARN), and answers 200 again
+/// once writes commit. Here a trigger refuses the check's own write.
+#[tokio::test]
+async fn the_health_check_answers_unavailable_while_the_database_answers_but_refuses_writes() {
+    let app = spawn_app().await;
+    assert_eq!(health(&app).await.0, StatusCode::OK);
+    refuse_writes(&app, "no_probe", "UPDATE", "health_probe", "1 = 1").await;
+
+    let (status, body, took) = health(&app).await;
+
+    allow_writes(&app, "no_probe", "health_probe").await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(body, json!({"status": "unavailable"}));
+    assert!(took < Duration::from_secs(4), "answered after {took:?}");
+    let line = logged("health check: the database failed");
+    assert!(line.contains("WARN"), "{line}");
+    let (status, body, _) = health(&app).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}
+
+/// PostgreSQL whose new sessions are read-only (as a standby promoted wrong, or
+/// `default_transaction_read_only` set): `SELECT 1` answers, no payment can be written, and the
+/// check says 503; 200 once sessions can write again. Only PostgreSQL lets a test do this.
+#[tokio::test]
+async fn the_health_check_answers_unavailable_while_postgresql_sessions_are_read_only() {
+    use sea_orm::sqlx::Connection;
+    let app = spawn_app().await;
+    if !app.database_url.starts_with("postgres") {
+        return;
+    }
+    let name = app.database_url.rsplit('/').next().unwrap().to_string();
+    let server = std::env::var("DATABASE_URL").unwrap();
+    let mut admin = sea_orm::sqlx::PgConnection::connect(&server).await.unwrap();
+    let terminate =
+        format!("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'");
+    for sql in [
+        format!("ALTER DATABASE {name} SET default_transaction_read_only = on"),
+        terminate.clone(),
+    ] {
+        sea_orm::sqlx::query(&sql)
+            .execute(&mut admin)
+            .await
+            .unwrap();
+    }
+
+    let mut read_only = None;
+    for _ in 0..40 {
+        let (status, body, _) = health(&app).await;
+        if status == StatusCode::SERVICE_UNAVAILABLE
+            && captured_logs().contains("read-only transaction")
+        {
+            read_only = Some(body);
+            break;
+        }
+    }
+
+    for sql in [
+        format!("ALTER DATABASE {name} RESET default_transaction_read_only"),
+        terminate,
+    ] {
+        sea_orm::sqlx::query(&sql)
+            .execute(&mut admin)
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        read_only.expect("the check never failed on a read-only session"),
+        json!({"status": "unavailable"})
+    );
+    for _ in 0..40 {
+        if health(&app).await.0 == StatusCode::OK {
+            return;
+        }
+    }
+    panic!("the database never took writes again");
 }
 
 /// PostgreSQL refusing connections (its sessions ended, the database closed to new ones), as in an
