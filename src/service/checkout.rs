@@ -1125,9 +1125,7 @@ impl Gateway {
     /// The buyer closed the window before paying (overlay close button).
     pub async fn cancel_checkout(&self, token: &str) -> ServiceResult<CheckoutFinish> {
         let s = self.checkout_session(token).await?;
-        let p = payments::by_id(&self.db.write, s.payment_id)
-            .await?
-            .ok_or_else(|| ServiceError::Internal("payment vanished".into()))?;
+        let p = self.session_payment(&s).await?;
         if self.fail_ready(&p, USER_CANCEL).await? {
             self.close_session(&s, "cancelled").await;
         }
@@ -1157,9 +1155,7 @@ impl Gateway {
         s: &checkout_session::Model,
         error: Option<(&str, String)>,
     ) -> ServiceResult<CheckoutFinish> {
-        let p = payments::by_id(&self.db.write, s.payment_id)
-            .await?
-            .ok_or_else(|| ServiceError::Internal("payment vanished".into()))?;
+        let p = self.session_payment(s).await?;
         Ok(self.answer_of(s, Some(&p), error))
     }
 
@@ -1180,17 +1176,28 @@ impl Gateway {
         let deadline = tokio::time::Instant::now()
             + settled_wait(self.connectors.timeout(), s.confirm_url.is_some());
         loop {
-            let p = payments::by_id(&self.db.write, s.payment_id)
-                .await?
-                .ok_or_else(|| ServiceError::Internal("payment vanished".into()))?;
-            let waiting = p.status == PaymentStatus::Pending.as_db()
-                && tokio::time::Instant::now() < deadline
-                && self.approval_held(&p).await?;
-            if !waiting {
+            let p = self.session_payment(s).await?;
+            if p.status != PaymentStatus::Pending.as_db() || tokio::time::Instant::now() >= deadline
+            {
+                return Ok(self.answer_of(s, Some(&p), None));
+            }
+            if !self.approval_held(&p).await? {
+                // The holder may have recorded the outcome between the two reads: its attempt is
+                // closed in the transaction that records the payment, so the payment read again
+                // now shows what it recorded. Answered from the first read, a payment paid a
+                // millisecond earlier was `F500` with `success: false` (review r1).
+                let p = self.session_payment(s).await?;
                 return Ok(self.answer_of(s, Some(&p), None));
             }
             tokio::time::sleep(SETTLED_POLL).await;
         }
+    }
+
+    /// The payment of checkout session `s`, read on the writer (the latest committed state).
+    async fn session_payment(&self, s: &checkout_session::Model) -> ServiceResult<payment::Model> {
+        payments::by_id(&self.db.write, s.payment_id)
+            .await?
+            .ok_or_else(|| ServiceError::Internal("payment vanished".into()))
     }
 
     /// Whether an open attempt of `p` is held by someone now (its lease not run out), who will
@@ -1211,9 +1218,7 @@ impl Gateway {
     /// window open, an approval in flight) is `F500`.
     pub async fn checkout_status(&self, token: &str) -> ServiceResult<CheckoutFinish> {
         let s = self.checkout_session(token).await?;
-        let p = payments::by_id(&self.db.write, s.payment_id)
-            .await?
-            .ok_or_else(|| ServiceError::Internal("payment vanished".into()))?;
+        let p = self.session_payment(&s).await?;
         let error = (!outcome_recorded(&p)).then(|| checking(&s.imp_uid));
         Ok(self.answer_of(&s, Some(&p), error))
     }

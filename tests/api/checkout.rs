@@ -1267,6 +1267,45 @@ async fn a_double_submitted_mobile_window_result_redirects_the_second_post_with_
     app.assert_ledger_agrees().await;
 }
 
+/// The same window result posted twice a moment apart, with nothing held: the second post can find
+/// the payment `pending` and, a millisecond later, the first post's approval recorded and its
+/// attempt closed. It answers what was recorded, never `F500` beside a paid first answer (review
+/// r1: 4 of 40 pairs did). A race, so many pairs are posted; each must agree.
+#[tokio::test]
+async fn a_window_result_posted_twice_without_a_pause_never_answers_f500_beside_a_paid_answer() {
+    let app = spawn_app().await;
+    let post = |ret_url: String, result: Vec<(String, String)>| async move {
+        let res = reqwest::Client::new().post(ret_url).form(&result).send();
+        rsp_of(&res.await.unwrap().text().await.unwrap())
+    };
+    let mut disagreed = Vec::new();
+    for i in 0..40 {
+        let merchant_uid = format!("web-twice-race-{i}");
+        let params = json!({"merchant_uid": merchant_uid, "amount": 1000});
+        let (pay_url, fields) = hand_off(&app, params).await;
+        let (ret_url, result) = window_result(&app, &pay_url, &fields, &CARD_OK).await;
+        let first = tokio::spawn(post(ret_url.clone(), result.clone()));
+        tokio::time::sleep(std::time::Duration::from_millis(i % 8)).await;
+        let second = tokio::spawn(post(ret_url, result));
+        let (first, second) = (first.await.unwrap(), second.await.unwrap());
+        for answer in [&first, &second] {
+            if answer["success"] != true || answer["status"] != "paid" {
+                let shown =
+                    |a: &Value| format!("{} {} {}", a["success"], a["status"], a["error_code"]);
+                disagreed.push(format!(
+                    "{merchant_uid}: {} / {}",
+                    shown(&first),
+                    shown(&second)
+                ));
+                break;
+            }
+        }
+    }
+    assert!(disagreed.is_empty(), "{disagreed:#?}");
+    assert_eq!(app.sandbox.ledger().len(), 40, "each approved once");
+    app.assert_ledger_agrees().await;
+}
+
 /// `GET /checkout/session/{session}/status`, as the SDK calls it from the merchant page's origin:
 /// its envelope.
 async fn status_of_window(app: &TestApp, start_url: &str) -> Value {
