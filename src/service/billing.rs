@@ -3,7 +3,7 @@
 use futures::future::{BoxFuture, FutureExt};
 use sea_orm::Set;
 
-use super::key_issuances::{IssuanceEnd, IssuanceKind};
+use super::key_issuances::{Issuance, IssuanceEnd, IssuanceKind};
 use super::pay::{ApprovalOutcome, ChargeCall, ChargeOrder};
 use super::retired_keys::KcpDeletion;
 use super::{Gateway, PaymentRecord, ServiceError, ServiceResult};
@@ -43,7 +43,7 @@ pub(super) struct IssuedKey {
     pub row: billing_key::ActiveModel,
     /// The issuance recorded before KCP was called (service/key_issuances.rs): closed as
     /// `issued` in the transaction that stores the key, or `discarded` with its deletion.
-    pub issuance: i64,
+    pub issuance: Issuance,
 }
 
 /// Why a key KCP just issued is not known to be stored as a customer's.
@@ -185,7 +185,7 @@ impl Gateway {
     ) -> ServiceResult<billing_key::Model> {
         let issued = self.issue_key(m, &cmd, kind).await?;
         let now = self.clock.unix();
-        let issuance = issued.issuance;
+        let issuance = issued.issuance.id;
         let (stored, old) = match self
             .store_issued_key(
                 m.id,
@@ -215,11 +215,12 @@ impl Gateway {
                     "an operator reconciled this billing-key issuance before its key was stored: \
                      the key is not stored but deleted at KCP"
                 );
-                self.discard_key(m, issued.row, Some(issuance), now).await;
+                self.discard_key(m, issued.row, Some(&issued.issuance), now)
+                    .await;
                 return Err(ServiceError::Refused(RECONCILED_BEFORE_STORED.into()));
             }
             Err(KeyNotStored::Certainly(e)) => {
-                self.discard_key(m, issued.row, Some(issued.issuance), now)
+                self.discard_key(m, issued.row, Some(&issued.issuance), now)
                     .await;
                 return Err(e);
             }
@@ -227,7 +228,7 @@ impl Gateway {
                 // The key was stored with its issuance closed, or neither: this write, conditional
                 // on the issuance being open, changes only one whose key is not stored.
                 self.end_issuance(
-                    issued.issuance,
+                    &issued.issuance,
                     IssuanceEnd::Unknown,
                     "the COMMIT storing the issued key failed, so it is not stored here (it would \
                      have closed this issuance): delete it in KCP's admin",
@@ -277,14 +278,14 @@ impl Gateway {
                 reason,
             }) => {
                 let refusal = quoted_refusal(&code, &message);
-                self.end_issuance(issuance, IssuanceEnd::Refused, &refusal)
+                self.end_issuance(&issuance, IssuanceEnd::Refused, &refusal)
                     .await;
                 return Err(issuance_refused(&code, &message, reason));
             }
             Err(e) => {
                 if matches!(e, PgError::NotSent(_) | PgError::Config(_)) {
                     tracing::warn!(merchant_id = m.id, ordr_idxx = %req.order_no, "batch key issuance not sent: {e}");
-                    self.end_issuance(issuance, IssuanceEnd::NotSent, &e.to_string())
+                    self.end_issuance(&issuance, IssuanceEnd::NotSent, &e.to_string())
                         .await;
                 } else {
                     // KCP has no inquiry for an issuance: a key it issued here is unknown to
@@ -294,13 +295,13 @@ impl Gateway {
                     tracing::error!(
                         merchant_id = m.id,
                         ordr_idxx = %req.order_no,
-                        issuance_id = issuance,
+                        issuance_id = issuance.id,
                         error = %e,
                         "billing key issuance outcome unknown: KCP may have issued a billing key; \
                          look it up in KCP's admin by this order number (ordr_idxx) and delete it \
                          (openport attempt list --issuances)"
                     );
-                    self.end_issuance(issuance, IssuanceEnd::Unknown, &e.to_string())
+                    self.end_issuance(&issuance, IssuanceEnd::Unknown, &e.to_string())
                         .await;
                 }
                 return Err(ServiceError::Refused(
@@ -461,14 +462,14 @@ impl Gateway {
         &self,
         m: &merchant::Model,
         row: billing_key::ActiveModel,
-        issuance: Option<i64>,
+        issuance: Option<&Issuance>,
         now: i64,
     ) {
         let recorded = async {
             let txn = self.db.write.begin().await?;
             let retired = billing::insert_retired_key(&txn, row.clone(), now).await?;
-            if let Some(id) = issuance {
-                key_issuances::record(&txn, id, "discarded", Some(DISCARDED), now).await?;
+            if let Some(issuance) = issuance {
+                key_issuances::record(&txn, issuance.id, "discarded", Some(DISCARDED), now).await?;
             }
             txn.commit().await?;
             Ok::<_, sea_orm::DbErr>(retired)
@@ -499,7 +500,7 @@ impl Gateway {
                     Ok(KcpDeletion::Deleted) => {
                         tracing::warn!(
                             merchant_id = m.id,
-                            issuance_id = ?issuance,
+                            issuance_id = ?issuance.map(|i| i.id),
                             "an issued batch key could not be stored ({e}); KCP deleted it"
                         );
                         IssuanceEnd::Discarded
@@ -507,7 +508,7 @@ impl Gateway {
                     Ok(other) => {
                         tracing::error!(
                             merchant_id = m.id,
-                            issuance_id = ?issuance,
+                            issuance_id = ?issuance.map(|i| i.id),
                             "an issued batch key could not be stored ({e}) nor deleted at KCP \
                              ({other:?}); delete it in KCP's admin"
                         );
@@ -516,14 +517,14 @@ impl Gateway {
                     Err(other) => {
                         tracing::error!(
                             merchant_id = m.id,
-                            issuance_id = ?issuance,
+                            issuance_id = ?issuance.map(|i| i.id),
                             "an issued batch key could not be stored ({e}) nor deleted at KCP \
                              ({other}); delete it in KCP's admin"
                         );
                         IssuanceEnd::Unknown
                     }
                 };
-                if let Some(id) = issuance {
+                if let Some(issuance) = issuance {
                     let note = match end {
                         IssuanceEnd::Discarded => "not stored; KCP deleted the key",
                         _ => {
@@ -531,7 +532,7 @@ impl Gateway {
                               delete it in KCP's admin"
                         }
                     };
-                    self.end_issuance(id, end, note).await;
+                    self.end_issuance(issuance, end, note).await;
                 }
             }
         }

@@ -86,7 +86,7 @@ impl Gateway {
             let due_at = self.lease_from(now);
             let key =
                 billing::insert_pending_key(&txn, issued.row.clone(), payment.id, due_at).await?;
-            if !key_issuances::record(&txn, issued.issuance, "issued", None, now).await? {
+            if !key_issuances::record(&txn, issued.issuance.id, "issued", None, now).await? {
                 txn.rollback().await?;
                 return Ok(None);
             }
@@ -97,8 +97,8 @@ impl Gateway {
         match recorded {
             Ok(Some(key)) => Ok(key),
             Ok(None) => {
-                tracing::warn!(imp_uid = %payment.imp_uid, issuance_id = issued.issuance, "an operator reconciled the billing-key issuance of this charge before its key was kept: the key is not kept but deleted at KCP, and the charge is not sent");
-                self.discard_key(m, issued.row, Some(issued.issuance), now)
+                tracing::warn!(imp_uid = %payment.imp_uid, issuance_id = issued.issuance.id, "an operator reconciled the billing-key issuance of this charge before its key was kept: the key is not kept but deleted at KCP, and the charge is not sent");
+                self.discard_key(m, issued.row, Some(&issued.issuance), now)
                     .await;
                 Err(ServiceError::Refused(
                     super::billing::RECONCILED_BEFORE_STORED.into(),
@@ -108,7 +108,7 @@ impl Gateway {
                 // If the insert did land after all (its answer lost), its payment fails below and
                 // the pending row's deletion meets "already deleted" (8303), which counts.
                 tracing::error!(imp_uid = %payment.imp_uid, "cannot record the card's billing key: {e}");
-                self.discard_key(m, issued.row, Some(issued.issuance), now)
+                self.discard_key(m, issued.row, Some(&issued.issuance), now)
                     .await;
                 Err(e.into())
             }

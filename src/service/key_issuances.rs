@@ -16,6 +16,7 @@
 //! A write that closes a row is best effort where the answer to the merchant does not depend on
 //! it (a refusal, nothing sent): when it fails, the row stays open and an operator finds nothing
 //! under its order number, which is the safe side.
+use super::write_retry::{retry_write, RECORD_TRIES};
 use super::{Gateway, ServiceError, ServiceResult};
 use crate::store::entity::merchant;
 use crate::store::key_issuances;
@@ -56,6 +57,32 @@ pub(crate) enum IssuanceEnd {
 }
 
 impl IssuanceEnd {
+    /// What an operator does with an issuance that ended so but stays open, recorded under
+    /// `order_no` (docs/operations.md, "Unknown outcomes").
+    fn operator_action(self, order_no: &str) -> String {
+        let (found, note) = match self {
+            Self::Refused | Self::NotSent => (
+                "KCP issued no key under it",
+                format!("{}: no key issued", self.as_db()),
+            ),
+            Self::Discarded => (
+                "KCP deleted the key it issued under it",
+                "discarded: KCP deleted the key".to_string(),
+            ),
+            Self::Unknown => {
+                return format!(
+                    "KCP may hold a key under it: look order number {order_no} up in KCP's admin, \
+                     delete a key found there, then run `openport attempt reconciled --order-no \
+                     {order_no} --note \"what was found\"`"
+                )
+            }
+        };
+        format!(
+            "{found}, nothing to do at KCP: close it with `openport attempt reconciled --order-no \
+             {order_no} --note \"{note}\"`"
+        )
+    }
+
     fn as_db(self) -> &'static str {
         match self {
             Self::Refused => "refused",
@@ -64,6 +91,15 @@ impl IssuanceEnd {
             Self::Discarded => "discarded",
         }
     }
+}
+
+/// An issuance recorded open, as the request that asked KCP for its key holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Issuance {
+    pub id: i64,
+    /// The order number KCP is asked under (`ordr_idxx`): what an operator looks the issuance up
+    /// under in KCP's admin and closes it with (`openport attempt reconciled --order-no`).
+    pub order_no: String,
 }
 
 /// An open issuance as an operator sees it (`openport attempt list --issuances`).
@@ -86,14 +122,14 @@ pub struct OpenIssuance {
 
 impl Gateway {
     /// Records an issuance of `kind` for `customer_uid` of merchant `m` under `order_no`, committed
-    /// before KCP is called: its id. Nothing is asked of KCP when this fails.
+    /// before KCP is called. Nothing is asked of KCP when this fails.
     pub(crate) async fn record_issuance(
         &self,
         m: &merchant::Model,
         customer_uid: &str,
         kind: IssuanceKind,
         order_no: &str,
-    ) -> ServiceResult<i64> {
+    ) -> ServiceResult<Issuance> {
         let now = self.clock.unix();
         let row = key_issuances::insert(
             &self.db.write,
@@ -104,24 +140,55 @@ impl Gateway {
             now,
         )
         .await?;
-        Ok(row.id)
+        Ok(Issuance {
+            id: row.id,
+            order_no: row.order_no,
+        })
     }
 
-    /// Records how open issuance `id` ended, `note` saying why; best effort (module docs): a
-    /// failed write is logged and the row stays open.
-    pub(crate) async fn end_issuance(&self, id: i64, end: IssuanceEnd, note: &str) {
-        let now = self.clock.unix();
-        match key_issuances::record(&self.db.write, id, end.as_db(), Some(note), now).await {
+    /// Records how open `issuance` ended, `note` saying why; best effort (module docs), but tried
+    /// again as an approval's record is (service/write_retry.rs): under a database failing for a
+    /// moment (its backends killed, its pool exhausted) one failed write left issuances whose key
+    /// KCP had already deleted `pending`, each an alarm for an operator to check by hand. When
+    /// every try fails the row stays open and the WARN says what the operator does with it.
+    pub(crate) async fn end_issuance(&self, issuance: &Issuance, end: IssuanceEnd, note: &str) {
+        let id = issuance.id;
+        let order_no = issuance.order_no.as_str();
+        let ((), written) = retry_write(
+            (),
+            |(), _| async move {
+                let now = self.clock.unix();
+                let written =
+                    key_issuances::record(&self.db.write, id, end.as_db(), Some(note), now).await;
+                ((), written)
+            },
+            |try_no, e| {
+                tracing::warn!(
+                    issuance_id = id,
+                    ordr_idxx = %order_no,
+                    state = end.as_db(),
+                    try_no,
+                    "cannot record a billing-key issuance's outcome, trying again: {e}"
+                )
+            },
+        )
+        .await;
+        match written {
             Ok(true) => {}
+            // An operator's word, or an earlier try whose write landed though its answer was lost.
             Ok(false) => tracing::warn!(
                 issuance_id = id,
+                ordr_idxx = %order_no,
                 state = end.as_db(),
                 "billing-key issuance found closed already; left as it is"
             ),
             Err(e) => tracing::warn!(
                 issuance_id = id,
+                ordr_idxx = %order_no,
                 state = end.as_db(),
-                "cannot record a billing-key issuance's outcome, left open: {e}"
+                tries = RECORD_TRIES,
+                "cannot record a billing-key issuance's outcome, left open: {e}; {}",
+                end.operator_action(order_no)
             ),
         }
     }

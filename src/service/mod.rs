@@ -30,6 +30,7 @@ pub mod status;
 pub mod vbank_checks;
 pub mod vbanks;
 pub mod webhooks;
+pub(crate) mod write_retry;
 
 use std::sync::Arc;
 

@@ -6,6 +6,7 @@
 use futures::future::{BoxFuture, FutureExt};
 use sea_orm::{DbErr, Set};
 
+use super::write_retry::{retry_write, RECORD_TRIES};
 use super::{Gateway, PaymentRecord, ServiceError, ServiceResult};
 use crate::domain::card::{iamport_card_code, CardAuth, CardNumber, Expiry};
 use crate::domain::ids::{new_imp_uid, new_scheduled_imp_uid, order_no_for};
@@ -31,20 +32,6 @@ pub(crate) const NOT_SENT: &str = "PG사에 연결하지 못했습니다. 결제
 const KEY_NOT_STORED: &str = "빌링키를 저장하지 못해 결제를 진행하지 않았습니다.";
 /// Instalments are only allowed from this amount (spec/kcp.md §4).
 pub const MIN_INSTALMENT_AMOUNT: i64 = 50_000;
-
-/// How many times an approval KCP gave is written ([`Gateway::record_paid`]) before it is
-/// net-cancelled as one that cannot be recorded. One failed write is not "the database cannot
-/// record it": a PostgreSQL pool that cannot open a connection in time (the server at its
-/// `max_connections` while a loaded host holds every connection longer) fails the write only after
-/// its 30 s acquire timeout, and the net-cancel's own writes a moment later went through; the
-/// buyer's approved charge, a subscription's among them, was cancelled and its schedule left failed
-/// for want of one statement.
-const RECORD_TRIES: u32 = 3;
-
-/// The pause before the record of an approval is tried again: a brief outage (a connection reset,
-/// a server restarting) is over, and the lease the retry renews is a later one than the failed
-/// try held (leases are whole seconds).
-const RECORD_RETRY_PAUSE: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// A key-in payment request, parsed at the edge.
 #[derive(Debug, Clone)]
@@ -761,7 +748,7 @@ impl Gateway {
         .boxed()
     }
 
-    /// [`Self::record_paid`], tried up to [`RECORD_TRIES`] times, [`RECORD_RETRY_PAUSE`] apart.
+    /// [`Self::record_paid`], tried up to [`RECORD_TRIES`] times, [`RECORD_RETRY_PAUSE`](super::write_retry::RECORD_RETRY_PAUSE) apart.
     /// Each further try first renews this holder's lease on the attempt: the renewal is the check
     /// that the attempt is still this holder's and still open (a failed try whose `COMMIT` landed
     /// closed it; the resolver may have taken it over while a write waited out the pool's
@@ -774,31 +761,32 @@ impl Gateway {
         attempt: pg_attempt::Model,
         approval: &CardApproval,
     ) -> Recording {
-        let mut held = attempt;
-        let mut error = String::new();
-        for try_no in 1..=RECORD_TRIES {
-            if try_no > 1 {
-                tracing::warn!(imp_uid = %payment.imp_uid, try_no, "cannot record approval, trying again: {error}");
-                tokio::time::sleep(RECORD_RETRY_PAUSE).await;
-                match self.extend_lease(held.clone()).await {
-                    Ok(Some(renewed)) => held = renewed,
-                    Ok(None) => return Recording::NotHeld,
-                    Err(e) => {
-                        error = e.to_string();
-                        continue;
+        let (held, recorded) = retry_write(
+            attempt,
+            |mut held: pg_attempt::Model, try_no| async move {
+                if try_no > 1 {
+                    match self.extend_lease(held.clone()).await {
+                        Ok(Some(renewed)) => held = renewed,
+                        Ok(None) => return (held, Ok(Recording::NotHeld)),
+                        Err(e) => return (held, Err(e.to_string())),
                     }
                 }
-            }
-            match self.record_paid(payment, &held, approval).await {
-                Ok(Some(p)) => return Recording::Paid(Box::new(p)),
-                Ok(None) => return Recording::NotHeld,
-                Err(e) => error = e.to_string(),
-            }
-        }
-        Recording::Failed {
+                let recorded = match self.record_paid(payment, &held, approval).await {
+                    Ok(Some(p)) => Ok(Recording::Paid(Box::new(p))),
+                    Ok(None) => Ok(Recording::NotHeld),
+                    Err(e) => Err(e.to_string()),
+                };
+                (held, recorded)
+            },
+            |try_no, error| {
+                tracing::warn!(imp_uid = %payment.imp_uid, try_no, "cannot record approval, trying again: {error}")
+            },
+        )
+        .await;
+        recorded.unwrap_or_else(|error| Recording::Failed {
             held: Box::new(held),
             error,
-        }
+        })
     }
 
     /// STSC (an escrow payment's STE2 / STE5: [`net_cancel_kind`]) with KCP's net-cancel reason;

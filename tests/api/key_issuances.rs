@@ -10,7 +10,8 @@ use serde_json::{json, Value};
 
 use crate::billing::register;
 use crate::helpers::{
-    future_expiry, openport_in_test_mode, spawn_app, test_cards, TestApp, ADMIN_TOKEN, SETTLE_SECS,
+    allow_writes, captured_logs, future_expiry, openport_in_test_mode, refuse_writes, spawn_app,
+    test_cards, TestApp, ADMIN_TOKEN, SETTLE_SECS,
 };
 
 /// KCP's `card_tx_type` of a key-in batch-key issuance (spec/kcp.md §2.5).
@@ -331,6 +332,109 @@ async fn an_issued_key_that_cannot_be_stored_closes_its_issuance_only_once_kcp_d
         .is_some_and(|n| n.contains("KCP's admin")));
     let key = kcp_key_under(&app, &open[0].order_no).unwrap();
     assert_eq!(format!("{:?}", key.state), "Active");
+}
+
+/// The database refuses every key row of `uid` (its key and the record of the key's deletion) and
+/// the write that closes its issuance as `discarded`: KCP deletes the key, and the close is what
+/// is left to write, as under a database whose backends are being killed.
+async fn discard_under_a_failing_database(app: &TestApp, uid: &str) {
+    crate::billing::refuse_key_inserts(app, &format!("NEW.customer_uid = '{uid}'")).await;
+    refuse_writes(
+        app,
+        "refuse_issuance_end",
+        "UPDATE",
+        "key_issuances",
+        "NEW.state = 'discarded'",
+    )
+    .await;
+}
+
+/// The lines logged about the issuance asked under `order_no` that say `what`.
+fn issuance_lines(order_no: &str, what: &str) -> Vec<String> {
+    captured_logs()
+        .lines()
+        .filter(|l| l.contains(order_no) && l.contains(what))
+        .map(str::to_string)
+        .collect()
+}
+
+const TRYING_AGAIN: &str = "cannot record a billing-key issuance's outcome, trying again";
+
+/// A registration whose key could not be stored and that KCP deleted, and whose issuance's close
+/// fails once (the database's backends killed a moment): the close is tried again a second later
+/// and the issuance ends `discarded`, not `pending` for an operator to check by hand, as it did
+/// when the one write was given up.
+#[tokio::test]
+async fn an_issuance_whose_close_fails_once_is_closed_on_the_next_try_not_left_pending() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    discard_under_a_failing_database(&app, "end-once").await;
+
+    let registering = register(&app, &token, "end-once", test_cards::SHINHAN_CREDIT);
+    // Once the first try was refused, the database takes writes again (within the pause).
+    let recovering = async {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the refused close was never tried again"
+            );
+            let rows = issuances(&app).await;
+            if let Some(i) = rows.first() {
+                if !issuance_lines(&i.order_no, TRYING_AGAIN).is_empty() {
+                    break;
+                }
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        allow_writes(&app, "refuse_issuance_end", "key_issuances").await;
+    };
+    let (body, ()) = tokio::join!(registering, recovering);
+
+    assert_ne!(body["code"], 0, "not registered: {body}");
+    let rows = issuances(&app).await;
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0].state, "discarded", "{rows:?}");
+    assert!(open_issuances(&app).await.is_empty());
+    let key = kcp_key_under(&app, &rows[0].order_no).unwrap();
+    assert_eq!(format!("{:?}", key.state), "Deleted");
+    assert_eq!(issuance_lines(&rows[0].order_no, TRYING_AGAIN).len(), 1);
+    assert!(issuance_lines(&rows[0].order_no, "left open").is_empty());
+}
+
+/// A close that keeps failing is given up after three tries: the issuance stays open, and the
+/// WARN tells the operator that KCP deleted its key and the command that closes it.
+#[tokio::test]
+async fn an_issuance_whose_close_keeps_failing_is_left_open_with_a_warn_naming_the_command_that_closes_it(
+) {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    discard_under_a_failing_database(&app, "end-never").await;
+
+    let body = register(&app, &token, "end-never", test_cards::SHINHAN_CREDIT).await;
+
+    assert_ne!(body["code"], 0, "not registered: {body}");
+    let open = open_issuances(&app).await;
+    assert_eq!(open.len(), 1, "{open:?}");
+    assert_eq!(open[0].state, "pending");
+    let order_no = open[0].order_no.as_str();
+    let key = kcp_key_under(&app, order_no).unwrap();
+    assert_eq!(format!("{:?}", key.state), "Deleted");
+    assert_eq!(
+        issuance_lines(order_no, TRYING_AGAIN).len(),
+        2,
+        "three tries"
+    );
+    let given_up = issuance_lines(order_no, "left open");
+    assert_eq!(given_up.len(), 1, "{given_up:?}");
+    assert!(
+        given_up[0].contains(&format!(
+            "KCP deleted the key it issued under it, nothing to do at KCP: close it with \
+             `openport attempt reconciled --order-no {order_no} --note"
+        )),
+        "{given_up:?}"
+    );
+    assert!(given_up[0].contains("WARN"), "{given_up:?}");
 }
 
 /// The operator's commands: `attempt list` says issuances are open, `attempt list --issuances`
