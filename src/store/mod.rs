@@ -89,6 +89,62 @@ pub enum ConnectError {
          (e.g. sqlite:///var/lib/openport/pay.db?mode=rwc)"
     )]
     MissingSqliteFile(String),
+    /// PostgreSQL refused or dropped every connection for [`FIRST_CONNECTION_WAIT`]: named with
+    /// its host and port (never the URL, which may hold a password) and the last error, where the
+    /// pool alone said only "pool timed out while waiting for an open connection".
+    #[error(
+        "database: PostgreSQL at {host}:{port} accepted no connection within {secs} s: {source}"
+    )]
+    Unreachable {
+        host: String,
+        port: u16,
+        secs: u64,
+        source: sea_orm::sqlx::Error,
+    },
+}
+
+/// How long a start waits for PostgreSQL to accept a first connection (a server restarting, a
+/// container started beside it) before it gives up naming the cause.
+pub const FIRST_CONNECTION_WAIT: Duration = Duration::from_secs(30);
+
+/// How often the wait for a first connection says so.
+const FIRST_CONNECTION_WARN_EVERY: Duration = Duration::from_secs(5);
+
+/// Waits up to `wait` for PostgreSQL at `url` to accept one connection, trying again every half
+/// second while it refuses or drops them (I/O errors), with a WARN naming its host, port and the
+/// error every [`FIRST_CONNECTION_WARN_EVERY`]. Any other error (no such database, a refused
+/// password) is answered at once, as the pool answers it.
+async fn first_connection(url: &str, wait: Duration) -> Result<(), ConnectError> {
+    use sea_orm::sqlx::postgres::PgConnectOptions;
+    use sea_orm::sqlx::{ConnectOptions, Connection};
+    let options: PgConnectOptions = url.parse()?;
+    let (host, port) = (options.get_host().to_string(), options.get_port());
+    let deadline = tokio::time::Instant::now() + wait;
+    let mut warned: Option<tokio::time::Instant> = None;
+    loop {
+        let error = match options.connect().await {
+            Ok(conn) => {
+                let _ = conn.close().await;
+                return Ok(());
+            }
+            Err(e @ sea_orm::sqlx::Error::Io(_)) => e,
+            Err(e) => return Err(e.into()),
+        };
+        let now = tokio::time::Instant::now();
+        if now >= deadline {
+            return Err(ConnectError::Unreachable {
+                host,
+                port,
+                secs: wait.as_secs(),
+                source: error,
+            });
+        }
+        if warned.is_none_or(|at| now.duration_since(at) >= FIRST_CONNECTION_WARN_EVERY) {
+            tracing::warn!(%host, port, "PostgreSQL accepts no connection yet; trying again for up to {} s: {error}", wait.as_secs());
+            warned = Some(now);
+        }
+        tokio::time::sleep(Duration::from_millis(500).min(deadline - now)).await;
+    }
 }
 
 /// PostgreSQL connections one instance opens at most unless configured (`database_pool_size`).
@@ -163,6 +219,7 @@ impl Db {
             // connection breaking right after it anyway. A broken connection fails its statement
             // and is dropped from the pool; the payment flows are safe at every such failure
             // (design.md §2: attempt first, unknown outcomes resolved).
+            first_connection(url, FIRST_CONNECTION_WAIT).await?;
             let pool = PgPoolOptions::new()
                 .test_before_acquire(false)
                 .max_connections(pg_pool_size)
@@ -732,6 +789,31 @@ mod tests {
     use sea_orm::{ConnectionTrait, DbErr, Statement};
 
     use super::{Db, Decided};
+
+    /// A start against a PostgreSQL that refuses connections gives up after its wait naming the
+    /// host, the port and the refusal, never the password (the pool alone said "pool timed out").
+    #[tokio::test]
+    async fn a_postgresql_that_refuses_connections_is_named_with_the_refusal_and_no_password() {
+        let url = "postgres://openport:s3cret-pw@127.0.0.1:1/shop";
+        let started = std::time::Instant::now();
+
+        let refused = super::first_connection(url, std::time::Duration::from_millis(1200))
+            .await
+            .unwrap_err();
+
+        let text = refused.to_string();
+        assert!(
+            matches!(refused, super::ConnectError::Unreachable { port: 1, .. }),
+            "{text}"
+        );
+        assert!(text.contains("127.0.0.1:1"), "{text}");
+        assert!(text.to_lowercase().contains("refused"), "{text}");
+        assert!(!text.contains("s3cret-pw"), "{text}");
+        assert!(
+            started.elapsed() >= std::time::Duration::from_millis(1200),
+            "tried again until the wait ran out"
+        );
+    }
 
     #[tokio::test]
     async fn transact_keeps_or_undoes_a_transaction_as_it_decides_on_sqlx_connections_too() {
