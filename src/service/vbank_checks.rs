@@ -10,7 +10,10 @@
 //! notification's (`Gateway::apply_deposit_found`: the conditional `ready → paid` and its `paid`
 //! webhook in one transaction). The cost is one inquiry per open account per hour, bounded by the
 //! number of `ready` accounts (which, unlike notification rows, nobody outside can add) and by the
-//! sweep's limit.
+//! sweep's limit. Rows of accounts no longer `ready` are not taken (`vbank_checks::due` leaves them
+//! out) but deleted in bulk, a bounded number a pass: with them in the due list, every account
+//! ever issued took one of the sweep's looks, and more accounts issued a minute than its limit
+//! delayed the looks at open ones without bound.
 //!
 //! Several instances share the schedule (`vbank_checks`): a look is taken by moving its row on from
 //! the time it was read, so exactly one instance takes it; and a deposit is applied at most once
@@ -32,6 +35,11 @@ const CLOSED_FOUND: &str = "PG사에서 가상계좌가 닫힘 (조회 확인)";
 /// KCP did not answer): retried sooner than the hourly schedule.
 const RETRY_AFTER_SECS: i64 = 300;
 
+/// How many due rows of accounts no longer `ready` a pass deletes at most: far more accounts than
+/// an instance issues a minute, in one short statement. Any left are deleted by the next passes,
+/// and the due list skips them meanwhile.
+const STALE_PER_PASS: u64 = 1_000;
+
 impl Gateway {
     /// Takes the looks at open virtual accounts due now (at most `limit`); returns how many found a
     /// deposit and applied it.
@@ -41,6 +49,10 @@ impl Gateway {
             return Ok(0);
         }
         let now = self.clock.unix();
+        // Not in the way of the looks if it fails (a full disk): the due list skips these rows.
+        if let Err(e) = vbank_checks::delete_stale(&self.db.write, now, STALE_PER_PASS).await {
+            tracing::error!("resolver: looks at accounts no longer open not deleted: {e}");
+        }
         let mut applied = 0;
         let served = self.served_merchants();
         for due in vbank_checks::due(&self.db.read, served, now, limit).await? {
@@ -71,7 +83,7 @@ impl Gateway {
             return Ok(false);
         }
         let (Some(payment), Some(merchant)) = (payment.filter(awaits_deposit), merchant) else {
-            // Paid, revoked or failed since: nothing left to look for.
+            // Paid, revoked or failed since the due list was read: nothing left to look for.
             vbank_checks::take(&self.db.write, &due, None).await?;
             return Ok(false);
         };

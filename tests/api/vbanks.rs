@@ -2564,6 +2564,80 @@ async fn instances_looking_at_open_accounts_together_apply_a_deposit_once() {
     app.assert_ledger_agrees().await;
 }
 
+/// The looks at accounts paid since they were scheduled come due before an open account's (the
+/// notifications were heard; nothing deletes their rows then). They used to be taken one by one
+/// and count toward the sweep's limit, so with more accounts issued a minute than the limit the
+/// open ones were looked at later and later: one pass of a limit below their number now still
+/// finds the open account's deposit, and the rows of the paid ones go.
+#[tokio::test]
+async fn looks_at_paid_accounts_due_first_do_not_hold_back_the_look_at_an_open_one() {
+    use sea_orm::{EntityTrait, PaginatorTrait};
+
+    let app = spawn_app().await;
+    let token = app.token().await;
+    for i in 0..5 {
+        let p = issued(
+            &app,
+            &token,
+            vbank(&app, &format!("vb-paid-first-{i}"), 7000),
+        )
+        .await;
+        deposit_until_paid(&app, &token, &p).await;
+    }
+    app.advance(1);
+    let hooks = Receiver::start().await;
+    let p = issued_with_hooks(&app, &token, "vb-open-behind", &hooks).await;
+    let elsewhere = Receiver::start().await;
+    deposit_sent_elsewhere(&app, &p, &elsewhere);
+    let gateway = &app.app.gateway;
+    let looks = || openport::store::entity::vbank_check::Entity::find().count(&gateway.db.read);
+    assert_eq!(looks().await.unwrap(), 6, "the paid accounts' rows wait");
+    app.advance(601);
+
+    assert_eq!(gateway.check_open_vbanks(3).await.unwrap(), 1);
+
+    let imp_uid = p["imp_uid"].as_str().unwrap();
+    assert_eq!(app.payment(&token, imp_uid).await["status"], "paid");
+    assert_eq!(webhook_statuses(&app, &hooks).await, ["ready", "paid"]);
+    assert_eq!(looks().await.unwrap(), 1, "the open account's, moved on");
+    app.assert_ledger_agrees().await;
+}
+
+/// The sweep's two reads of `vbank_checks` (the due looks of any merchant, and the rows of
+/// accounts no longer open it deletes) walk its due index and look each row's payment up by its
+/// key, so their cost does not grow with the payments.
+#[tokio::test]
+async fn the_open_account_sweep_reads_through_its_indexes() {
+    use openport::store::billing::ServedMerchants;
+    use openport::store::vbank_checks;
+    use sea_orm::{ConnectionTrait, DbBackend, QueryTrait};
+
+    let app = spawn_app().await;
+    let db = &app.app.gateway.db.read;
+    let backend = db.get_database_backend();
+    let (payment_by_key, reads_payments) = if backend == DbBackend::Postgres {
+        (
+            "Index Scan using payments_pkey on payments",
+            " on payments ",
+        )
+    } else {
+        ("SEARCH payments USING INTEGER PRIMARY KEY", " payments ")
+    };
+    for query in [
+        vbank_checks::due_query(ServedMerchants::All, 1_000, 100).build(backend),
+        vbank_checks::delete_stale_query(1_000, 1_000).build(backend),
+    ] {
+        let plan = crate::helpers::query_plan(db, &query).await;
+        assert!(plan.contains("vbank_checks_due"), "{plan}");
+        assert!(plan.contains(payment_by_key), "{plan}");
+        let reads_more = |l: &str| l.contains(reads_payments) && !l.contains(payment_by_key);
+        assert!(!plan.lines().any(reads_more), "{plan}");
+        let reads_a_table_whole =
+            |l: &str| l.contains("Seq Scan") || l.trim_start().starts_with("SCAN");
+        assert!(!plan.lines().any(reads_a_table_whole), "{plan}");
+    }
+}
+
 /// A KCP common notification of the common fields only (no `noti_id`): `tx_cd` for `tno`.
 pub(crate) fn notice(tno: &str, tx_cd: &str) -> Vec<(String, String)> {
     [
