@@ -91,6 +91,18 @@ fn refunded_so_far(p: &Value) -> (Option<&str>, Option<i64>, usize) {
     )
 }
 
+/// `POST /payments/cancel` with `body`, answered HTTP 200 `code 0` (else the test fails, naming
+/// `what`): the payment it answers.
+async fn refunded(app: &TestApp, token: &str, body: Value, what: &str) -> Value {
+    let (status, res) = app.post("/payments/cancel", Some(token), body).await;
+    assert_eq!(
+        (status, res["code"].as_i64()),
+        (StatusCode::OK, Some(0)),
+        "{what}: {res}"
+    );
+    res["response"].clone()
+}
+
 /// A paid account refunded whole is one `STHD` carrying the account (the number KCP gets has no
 /// `-`): the payment is cancelled for its amount, and neither the number nor the holder is
 /// written to the database or a log.
@@ -105,23 +117,13 @@ async fn a_paid_virtual_account_is_refunded_whole_to_the_account_named_and_the_a
         FaultRule::new(paths::CANCEL, Fault::Delay { ms: 0 }).when("mod_account", "3020123456781"),
     );
 
-    let (status, res) = app
-        .post(
-            "/payments/cancel",
-            Some(&token),
-            refund(&p, None, "302-0123-4567-81", "김환불"),
-        )
-        .await;
+    let body = refund(&p, None, "302-0123-4567-81", "김환불");
+    let r = refunded(&app, &token, body, "whole").await;
 
     assert_eq!(
-        (status, res["code"].as_i64()),
-        (StatusCode::OK, Some(0)),
-        "{res}"
-    );
-    assert_eq!(
-        refunded_so_far(&res["response"]),
+        refunded_so_far(&r),
         (Some("cancelled"), Some(5000), 1),
-        "{res}"
+        "{r}"
     );
     assert_eq!(kcp_refunds(&app, &p), [("STHD".to_string(), 5000)]);
     assert!(app.sandbox.armed_faults().is_empty(), "KCP got the digits");
@@ -149,13 +151,7 @@ async fn partial_refunds_until_nothing_is_left_add_up_in_cancel_amount_and_cance
     for (amount, checksum) in [(Some(3000), 10000), (Some(2000), 7000), (None, 5000)] {
         let mut body = refund(&p, amount, "110-123-456789", "홍길동");
         body["checksum"] = json!(checksum);
-        let (status, res) = app.post("/payments/cancel", Some(&token), body).await;
-        assert_eq!(
-            (status, res["code"].as_i64()),
-            (StatusCode::OK, Some(0)),
-            "{res}"
-        );
-        let r = &res["response"];
+        let r = &refunded(&app, &token, body, &format!("{amount:?}")).await;
         shown.push((
             r["cancel_amount"].as_i64(),
             r["cancel_history"].as_array().map_or(0, Vec::len),
@@ -514,23 +510,13 @@ async fn a_paid_escrow_virtual_account_is_refunded_whole_by_ste2_before_shipping
                 .when("mod_account", "3020123456781"),
         );
 
-        let (status, res) = app
-            .post(
-                "/payments/cancel",
-                Some(&token),
-                refund(&p, None, "302-0123-4567-81", "김환불"),
-            )
-            .await;
+        let body = refund(&p, None, "302-0123-4567-81", "김환불");
+        let r = refunded(&app, &token, body, mod_type).await;
 
         assert_eq!(
-            (status, res["code"].as_i64()),
-            (StatusCode::OK, Some(0)),
-            "{mod_type}: {res}"
-        );
-        assert_eq!(
-            refunded_so_far(&res["response"]),
+            refunded_so_far(&r),
             (Some("cancelled"), Some(5000), 1),
-            "{mod_type}: {res}"
+            "{mod_type}: {r}"
         );
         assert_eq!(kcp_refunds(&app, &p), [(mod_type.to_string(), 5000)]);
         assert!(
@@ -643,23 +629,13 @@ async fn an_escrow_refund_kcp_refuses_is_sent_again_as_sthd_to_the_same_account_
             .times(2),
     );
 
-    let (status, res) = app
-        .post(
-            "/payments/cancel",
-            Some(&token),
-            refund(&p, None, "110-123-456789", "홍길동"),
-        )
-        .await;
+    let body = refund(&p, None, "110-123-456789", "홍길동");
+    let r = refunded(&app, &token, body, "fallback").await;
 
     assert_eq!(
-        (status, res["code"].as_i64()),
-        (StatusCode::OK, Some(0)),
-        "{res}"
-    );
-    assert_eq!(
-        refunded_so_far(&res["response"]),
+        refunded_so_far(&r),
         (Some("cancelled"), Some(5000), 1),
-        "{res}"
+        "{r}"
     );
     assert_eq!(kcp_refunds(&app, &p), [("STHD".to_string(), 5000)]);
     let armed = app.sandbox.armed_faults();
