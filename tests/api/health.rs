@@ -35,6 +35,19 @@ fn logged(what: &str) -> String {
         .to_string()
 }
 
+/// On PostgreSQL, the name of `app`'s database and a connection to the server from the database
+/// the test databases are made from (a database cannot close itself); None on SQLite.
+async fn postgres_admin(app: &TestApp) -> Option<(String, sea_orm::sqlx::PgConnection)> {
+    use sea_orm::sqlx::Connection;
+    if !app.database_url.starts_with("postgres") {
+        return None;
+    }
+    let name = app.database_url.rsplit('/').next().unwrap().to_string();
+    let server = std::env::var("DATABASE_URL").unwrap();
+    let admin = sea_orm::sqlx::PgConnection::connect(&server).await.unwrap();
+    Some((name, admin))
+}
+
 #[tokio::test]
 async fn the_health_check_answers_ok_without_a_token_while_the_database_answers() {
     let app = spawn_app().await;
@@ -107,14 +120,10 @@ async fn the_health_check_answers_unavailable_while_the_database_answers_but_ref
 /// check says 503; 200 once sessions can write again. Only PostgreSQL lets a test do this.
 #[tokio::test]
 async fn the_health_check_answers_unavailable_while_postgresql_sessions_are_read_only() {
-    use sea_orm::sqlx::Connection;
     let app = spawn_app().await;
-    if !app.database_url.starts_with("postgres") {
+    let Some((name, mut admin)) = postgres_admin(&app).await else {
         return;
-    }
-    let name = app.database_url.rsplit('/').next().unwrap().to_string();
-    let server = std::env::var("DATABASE_URL").unwrap();
-    let mut admin = sea_orm::sqlx::PgConnection::connect(&server).await.unwrap();
+    };
     let terminate =
         format!("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'");
     for sql in [
@@ -165,15 +174,10 @@ async fn the_health_check_answers_unavailable_while_postgresql_sessions_are_read
 #[tokio::test]
 async fn the_health_check_answers_unavailable_naming_nothing_while_postgresql_refuses_connections()
 {
-    use sea_orm::sqlx::Connection;
     let app = spawn_app().await;
-    if !app.database_url.starts_with("postgres") {
+    let Some((name, mut admin)) = postgres_admin(&app).await else {
         return;
-    }
-    let name = app.database_url.rsplit('/').next().unwrap().to_string();
-    // From the database the test databases are made from: a database cannot close itself.
-    let server = std::env::var("DATABASE_URL").unwrap();
-    let mut admin = sea_orm::sqlx::PgConnection::connect(&server).await.unwrap();
+    };
     for sql in [
         format!("ALTER DATABASE {name} ALLOW_CONNECTIONS false"),
         format!("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"),
