@@ -293,6 +293,9 @@ pub enum DeclineReason {
     /// The escrow transaction already has a shipping start at the PG (KCP 8502, documented
     /// assumption): a retried one whose first answer was lost meets this.
     AlreadyShipped,
+    /// The virtual account holds deposits, and the cancel or close named no account to refund
+    /// them to (KCP 8508, documented assumption): closing it would keep the money nowhere.
+    HoldsDeposits,
     /// The PG holds no such transaction (KCP 8201, documented assumption: spec/kcp.md names no
     /// code for it). For a trade it approved, that contradicts the PG's own record: a cancel
     /// refused so is a disagreement for an operator, not a plain failure (service/resolve.rs

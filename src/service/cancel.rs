@@ -631,12 +631,16 @@ impl Gateway {
     ) -> ServiceResult<Option<CancelSent>> {
         let attempt_id = attempt.id;
         let refused = match send(CancelCall::Planned).await {
+            // Not when KCP says the trade is cancelled already, nor when it says the account
+            // holds deposits: a plain close of an account holding the buyer's money would keep it
+            // nowhere (review r1: an escrow account's revocation met a deposit whose notice had
+            // not arrived, and its STE5 refusal was followed by an STSC).
             Err(refused @ PgError::Declined { .. })
                 if escrow
                     && !matches!(
                         refused,
                         PgError::Declined {
-                            reason: DeclineReason::AlreadyCancelled,
+                            reason: DeclineReason::AlreadyCancelled | DeclineReason::HoldsDeposits,
                             ..
                         }
                     ) =>

@@ -441,6 +441,14 @@ async fn kcps_tx01_after_an_api_refund_records_and_announces_nothing_a_second_ti
 /// An escrow virtual account of `amount` for `merchant_uid`, issued through KCP's window and paid
 /// in full: the Payment.
 async fn paid_escrow_vbank(app: &TestApp, token: &str, merchant_uid: &str, amount: i64) -> Value {
+    let p = issued_escrow_vbank(app, token, merchant_uid, amount).await;
+    deposit_until_paid(app, token, &p).await;
+    p
+}
+
+/// An escrow virtual account of `amount` for `merchant_uid`, issued through KCP's window and
+/// awaiting its deposit: the Payment.
+async fn issued_escrow_vbank(app: &TestApp, token: &str, merchant_uid: &str, amount: i64) -> Value {
     let rsp = crate::checkout::request_pay(
         app,
         json!({"pay_method": "vbank", "merchant_uid": merchant_uid, "amount": amount, "escrow": true,
@@ -451,8 +459,43 @@ async fn paid_escrow_vbank(app: &TestApp, token: &str, merchant_uid: &str, amoun
     assert_eq!(rsp["status"], "ready", "{rsp}");
     let p = app.payment(token, rsp["imp_uid"].as_str().unwrap()).await;
     assert_eq!(p["escrow"], true, "{p}");
-    deposit_until_paid(app, token, &p).await;
     p
+}
+
+/// An escrow account's revocation that KCP refuses because the account holds money (a partial
+/// deposit whose notice has not reached openport, so openport's look before the close saw none)
+/// ends with that refusal: the refused `STE5` is not followed by a plain `STSC`, which would close
+/// an account holding the buyer's money with nowhere to send it (review r1). Nothing moves.
+#[tokio::test]
+async fn an_escrow_revocation_kcp_refuses_for_a_deposit_is_never_sent_again_as_stsc() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let p = issued_escrow_vbank(&app, &token, "vr-esc-revoke-held", 5000).await;
+    let (imp_uid, tno) = (
+        p["imp_uid"].as_str().unwrap(),
+        p["pg_tid"].as_str().unwrap(),
+    );
+    let elsewhere = Receiver::start().await;
+    app.sandbox
+        .set_notify_url("T0000", &elsewhere.url("/kcp/notify"));
+    app.sandbox.deposit(tno, 3000, "00").unwrap();
+    // Used up by an STSC, were one sent.
+    let stsc = FaultRule::new(paths::CANCEL, Fault::Delay { ms: 0 }).when("mod_type", "STSC");
+    app.sandbox.inject(stsc.clone());
+
+    let (status, res) = crate::vbanks::revoke(&app, &token, imp_uid).await;
+
+    assert_eq!(
+        (status, res["code"].as_i64()),
+        (StatusCode::OK, Some(1)),
+        "{res}"
+    );
+    assert_eq!(app.sandbox.armed_faults(), [stsc], "no STSC reached KCP");
+    assert!(
+        crate::escrow::kcp_cancels(&app, tno).is_empty(),
+        "nothing closed at KCP"
+    );
+    assert_eq!(app.payment(&token, imp_uid).await["status"], "ready");
 }
 
 /// A virtual account issued and paid as a plain one at KCP, recorded in openport as escrow: what

@@ -29,7 +29,8 @@ pub(crate) async fn issued(app: &TestApp, token: &str, body: Value) -> Value {
     res["response"].clone()
 }
 
-async fn revoke(app: &TestApp, token: &str, imp_uid: &str) -> (StatusCode, Value) {
+/// `DELETE /vbanks/{imp_uid}`.
+pub(crate) async fn revoke(app: &TestApp, token: &str, imp_uid: &str) -> (StatusCode, Value) {
     let res = app
         .http
         .delete(app.url(&format!("/vbanks/{imp_uid}")))

@@ -29,6 +29,12 @@ pub const BATCH_KEY_NOT_FOUND: &str = "8302";
 /// confirm it: the service reads it as "KCP holds a shipment", not as a refusal (docs/kcp.md §9.4).
 pub const ESCROW_ALREADY_SHIPPED: &str = "8502";
 
+/// A cancel or close of a virtual account holding deposits that names no account to refund them
+/// to. KCP's code for this is not public; this is the sandbox's (docs/sandbox.md §4), to be
+/// confirmed against real KCP: the service reads it as "the account holds money", never as a
+/// reason to close it another way (docs/kcp.md §9.5).
+pub const HOLDS_DEPOSITS: &str = "8508";
+
 /// The code our connector uses when it refuses to send a request itself (malformed input); never
 /// returned by KCP, so it cannot be confused with one of KCP's four-digit codes.
 pub const LOCAL_INVALID_REQUEST: &str = "invalid_request";
@@ -45,7 +51,7 @@ pub const LOCAL_INVALID_REQUEST: &str = "invalid_request";
 ///   refusals KCP relays as `CCxx` / `ACxx` (limit exceeded, insufficient funds — public KCP decline
 ///   guides list CC07, CC08, CC09, CC10, CC61, CC88, AC25): the card was declined.
 /// - 8133: already cancelled; 8201: no such trade; 8302: no such batch key; 8303: batch key
-///   deleted; 8502: escrow shipping already started.
+///   deleted; 8502: escrow shipping already started; 8508: a virtual account holding deposits.
 /// - Anything else (3001 user cancel, 8059 amount mismatch, 8178 cannot cancel, system errors).
 pub fn decline_reason(res_cd: &str) -> DeclineReason {
     match res_cd {
@@ -56,6 +62,7 @@ pub fn decline_reason(res_cd: &str) -> DeclineReason {
         BATCH_KEY_DELETED => DeclineReason::BatchKeyDeleted,
         BATCH_KEY_NOT_FOUND => DeclineReason::BatchKeyNotFound,
         ESCROW_ALREADY_SHIPPED => DeclineReason::AlreadyShipped,
+        HOLDS_DEPOSITS => DeclineReason::HoldsDeposits,
         code if is_issuer_refusal(code) => DeclineReason::CardDeclined,
         _ => DeclineReason::Other,
     }
@@ -123,6 +130,7 @@ mod tests {
         assert_eq!(decline_reason("8303"), DeclineReason::BatchKeyDeleted);
         assert_eq!(decline_reason("8302"), DeclineReason::BatchKeyNotFound);
         assert_eq!(decline_reason("8502"), DeclineReason::AlreadyShipped);
+        assert_eq!(decline_reason("8508"), DeclineReason::HoldsDeposits);
     }
 
     #[test]
