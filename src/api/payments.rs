@@ -39,52 +39,6 @@ pub(super) fn number(q: Option<&str>, name: &str) -> ApiResult<Option<i64>> {
     }
 }
 
-/// How a time bound of a listing compares, which decides how a fraction of a second is read.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum Bound {
-    /// `t >= bound` (every `from`): 100.5 reads as 101.
-    AtLeast,
-    /// `t <= bound` (`/payments/status`'s `to`): 100.5 reads as 100.
-    AtMost,
-    /// `t < bound` (the schedule listings' `to`): 100.5 reads as 101.
-    Below,
-}
-
-/// A time bound in Unix seconds, or HTTP 400 when it is not a number. Clients compute bounds
-/// from clocks that give fractions (`Date.now() / 1000`, Python's `time.time()`), as they do
-/// `schedule_at`, whose fraction is floored; here the whole seconds stored are compared with
-/// the bound exactly, so a fraction rounds the way the comparison reads it ([`Bound`]). Only
-/// plain decimals (`-`, digits, one `.`, digits) are read, never an exponent, `inf` or `NaN`.
-pub(super) fn unix_bound(q: Option<&str>, name: &str, bound: Bound) -> ApiResult<Option<i64>> {
-    let Some(v) = query_value(q, name) else {
-        return Ok(None);
-    };
-    let refused = || ApiError::bad_request(format!("{name}는 정수여야 합니다."));
-    let v = v.trim();
-    if let Ok(whole) = v.parse::<i64>() {
-        return Ok(Some(whole));
-    }
-    let (whole, fraction) = v.split_once('.').ok_or_else(refused)?;
-    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
-    let unsigned = whole.strip_prefix('-').unwrap_or(whole);
-    if !digits(unsigned) || !digits(fraction) {
-        return Err(refused());
-    }
-    let truncated: i64 = whole.parse().map_err(|_| refused())?;
-    if fraction.bytes().all(|b| b == b'0') {
-        return Ok(Some(truncated));
-    }
-    let floor = if whole.starts_with('-') {
-        truncated.saturating_sub(1)
-    } else {
-        truncated
-    };
-    Ok(Some(match bound {
-        Bound::AtMost => floor,
-        Bound::AtLeast | Bound::Below => floor.saturating_add(1),
-    }))
-}
-
 /// Whose payments the caller reads ([`Scope`]): the operator may name a merchant with
 /// `merchant_id`, which never widens or narrows a merchant token's reads (iamport has no such
 /// parameter). It is checked to be an integer whoever sends it, so a request the OpenAPI document
@@ -379,8 +333,8 @@ async fn by_status_with(
     let q = q.as_deref();
     let query = StatusQuery {
         filter: status(&st)?,
-        from: unix_bound(q, "from", Bound::AtLeast)?,
-        to: unix_bound(q, "to", Bound::AtMost)?,
+        from: number(q, "from")?,
+        to: number(q, "to")?,
         sorting: sorting(q)?,
         paging: paging(q, 1000)?,
     };

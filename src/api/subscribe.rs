@@ -15,7 +15,7 @@ use super::extract::{de, query_value, Body, MerchantCaller, Path};
 use super::onetime::kst_today;
 use super::order::{order, OrderFields};
 use super::payment_json::PaymentAnnotation;
-use super::payments::{paging, unix_bound, Bound};
+use super::payments::{number, paging};
 use crate::app::AppState;
 use crate::domain::payment::PG_KCP_BILLING;
 use crate::domain::schedule::ScheduleStatus;
@@ -347,8 +347,8 @@ pub async fn list(
     let query = ScheduleQuery {
         merchant_id: m.id,
         customer_uid: None,
-        from: unix_bound(q, "schedule_from", Bound::AtLeast)?,
-        to: unix_bound(q, "schedule_to", Bound::Below)?,
+        from: number(q, "schedule_from")?,
+        to: number(q, "schedule_to")?,
         status: schedule_status(q, &["schedule_status"])?,
     };
     // iamport: "scheduled : 예약일자 과거순 (Default : 예약일자 최신순)".
@@ -379,8 +379,8 @@ pub async fn by_customer(
     let query = ScheduleQuery {
         merchant_id: m.id,
         customer_uid: Some(uid),
-        from: unix_bound(q, "from", Bound::AtLeast)?,
-        to: unix_bound(q, "to", Bound::Below)?,
+        from: number(q, "from")?,
+        to: number(q, "to")?,
         status: schedule_status(q, &["schedule-status", "schedule_status"])?,
     };
     // iamport: "예약된 시각 기준으로 최신순으로 정렬되어 전달됩니다."
