@@ -691,13 +691,37 @@ async fn cancel(
 
 // ----- an escrow cancel KCP refuses: the plain STSC after it (service/cancel.rs `cancel_at_kcp`) --
 
+/// Records payment `imp_uid` as escrow in openport only, whatever KCP holds: the state an escrow
+/// trade KCP approved as plain leaves when recording it as plain failed.
+pub(crate) async fn record_as_escrow(app: &TestApp, imp_uid: &str) {
+    use openport::store::entity::payment;
+    use sea_orm::{sea_query::Expr, ColumnTrait, EntityTrait, QueryFilter};
+    let written = payment::Entity::update_many()
+        .col_expr(payment::Column::Escrow, Expr::value(true))
+        .filter(payment::Column::ImpUid.eq(imp_uid))
+        .exec(&app.app.gateway.db.write)
+        .await
+        .unwrap();
+    assert_eq!(written.rows_affected, 1);
+}
+
+/// A rule refusing any `STSC` (`9999`): armed, it shows that none was sent.
+pub(crate) fn refuse_stsc() -> FaultRule {
+    FaultRule::new(
+        paths::CANCEL,
+        Fault::Refuse {
+            code: "9999".into(),
+            message: "STSC must not be sent".into(),
+        },
+    )
+    .when("mod_type", "STSC")
+}
+
 /// A card payment KCP approved as a plain trade through the window, recorded in openport as
 /// escrow: what an escrow window KCP approved as plain leaves when recording it as plain failed
 /// (service/checkout.rs `escrow_as_kcp_holds`). KCP (the sandbox) refuses its escrow status
 /// changes (`8501`, not an escrow trade) and takes its `STSC`. Its imp_uid, tno and a token.
 async fn escrow_held_plain_at_kcp(app: &TestApp, merchant_uid: &str) -> (String, String, String) {
-    use openport::store::entity::payment;
-    use sea_orm::{sea_query::Expr, ColumnTrait, EntityTrait, QueryFilter};
     let rsp = request_pay(
         app,
         json!({"pay_method": "card", "merchant_uid": merchant_uid, "amount": 2000}),
@@ -710,13 +734,7 @@ async fn escrow_held_plain_at_kcp(app: &TestApp, merchant_uid: &str) -> (String,
     .await;
     assert_eq!(rsp["status"], "paid", "{rsp}");
     let imp_uid = rsp["imp_uid"].as_str().unwrap().to_owned();
-    let written = payment::Entity::update_many()
-        .col_expr(payment::Column::Escrow, Expr::value(true))
-        .filter(payment::Column::ImpUid.eq(imp_uid.as_str()))
-        .exec(&app.app.gateway.db.write)
-        .await
-        .unwrap();
-    assert_eq!(written.rows_affected, 1);
+    record_as_escrow(app, &imp_uid).await;
     let token = app.token().await;
     let p = app.payment(&token, &imp_uid).await;
     assert_eq!(p["escrow"], true, "{p}");
@@ -889,16 +907,7 @@ async fn an_escrow_revocation_sent_again_as_stsc_is_not_due_before_a_settle_dela
     );
     let imp_uid = issued["response"]["imp_uid"].as_str().unwrap().to_owned();
     let tno = issued["response"]["pg_tid"].as_str().unwrap().to_owned();
-    {
-        use openport::store::entity::payment;
-        use sea_orm::{sea_query::Expr, ColumnTrait, EntityTrait, QueryFilter};
-        payment::Entity::update_many()
-            .col_expr(payment::Column::Escrow, Expr::value(true))
-            .filter(payment::Column::ImpUid.eq(imp_uid.as_str()))
-            .exec(&app.app.gateway.db.write)
-            .await
-            .unwrap();
-    }
+    record_as_escrow(&app, &imp_uid).await;
     let (refusal, close) = ("escrow-revocation-refusal", "escrow-revocation-stsc");
     hold_escrow_answer_then_stsc(&app, "STE5", refusal, close);
     let revocation = app.revoke_in_background(&token, &imp_uid);
@@ -1030,16 +1039,7 @@ async fn an_escrow_cancel_kcp_holds_cancelled_already_sends_no_stsc() {
     let (imp_uid, tno, token) = escrow_payment(&app, "esc-cancelled-in-admin").await;
     assert!(app.sandbox.cancel_in_admin(&tno));
     // Never used unless a STSC is sent.
-    app.sandbox.inject(
-        FaultRule::new(
-            paths::CANCEL,
-            Fault::Refuse {
-                code: "9999".into(),
-                message: "STSC must not be sent".into(),
-            },
-        )
-        .when("mod_type", "STSC"),
-    );
+    app.sandbox.inject(refuse_stsc());
 
     let res = cancel(&app, &token, json!({"imp_uid": imp_uid})).await;
 

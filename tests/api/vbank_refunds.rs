@@ -314,39 +314,55 @@ async fn a_refund_whose_answer_and_inquiry_are_lost_is_recorded_by_the_resolver_
         let app = spawn_app().await;
         let token = app.token().await;
         let p = paid_vbank(&app, &token, "vr-lost", 5000).await;
-        let imp_uid = p["imp_uid"].as_str().unwrap();
-        app.sandbox
-            .inject(FaultRule::new(paths::CANCEL, Fault::LoseResponse));
-        app.sandbox.inject(FaultRule::new(
-            paths::INQUIRY,
-            Fault::HttpStatus { status: 503 },
-        ));
-
-        let (status, res) = app
-            .post(
-                "/payments/cancel",
-                Some(&token),
-                refund(&p, amount, "110123456789", "홍길동"),
-            )
-            .await;
-
-        assert_code_1_saying(status, &res, "확인하지 못했습니다", mod_type);
-        assert_eq!(
-            refunded_so_far(&app.payment(&token, imp_uid).await),
-            (Some("paid"), Some(0), 0),
-            "{mod_type}: not recorded on a guess"
-        );
-        assert_eq!(kcp_refunds(&app, &p), [(mod_type.to_string(), refunded)]);
-        app.advance(SETTLE_SECS + 1);
-        app.resolve_all().await;
-        let shown = app.payment(&token, imp_uid).await;
-        assert_eq!(
-            refunded_so_far(&shown),
-            (Some("cancelled"), Some(refunded), 1),
-            "{mod_type}: {shown}"
-        );
-        app.assert_ledger_agrees().await;
+        let lost = FaultRule::new(paths::CANCEL, Fault::LoseResponse);
+        refund_recorded_by_the_resolver(&app, &token, &p, amount, lost, mod_type, refunded).await;
     }
+}
+
+/// Refunds `p` (`amount`: None for all that is left) to a test account while KCP's answer is lost
+/// (`lost`, a rule on its `mod_type` call) and so is the inquiry after it: the merchant is told the
+/// outcome is being checked, nothing is recorded on a guess while KCP holds the refund, and once
+/// the settle delay has passed the resolver's `PAVC` inquiry records `refunded`.
+async fn refund_recorded_by_the_resolver(
+    app: &TestApp,
+    token: &str,
+    p: &Value,
+    amount: Option<i64>,
+    lost: FaultRule,
+    mod_type: &str,
+    refunded: i64,
+) {
+    let imp_uid = p["imp_uid"].as_str().unwrap();
+    app.sandbox.inject(lost);
+    app.sandbox.inject(FaultRule::new(
+        paths::INQUIRY,
+        Fault::HttpStatus { status: 503 },
+    ));
+
+    let (status, res) = app
+        .post(
+            "/payments/cancel",
+            Some(token),
+            refund(p, amount, "110123456789", "홍길동"),
+        )
+        .await;
+
+    assert_code_1_saying(status, &res, "확인하지 못했습니다", mod_type);
+    assert_eq!(
+        refunded_so_far(&app.payment(token, imp_uid).await),
+        (Some("paid"), Some(0), 0),
+        "{mod_type}: not recorded on a guess"
+    );
+    assert_eq!(kcp_refunds(app, p), [(mod_type.to_string(), refunded)]);
+    app.advance(SETTLE_SECS + 1);
+    app.resolve_all().await;
+    let shown = app.payment(token, imp_uid).await;
+    assert_eq!(
+        refunded_so_far(&shown),
+        (Some("cancelled"), Some(refunded), 1),
+        "{mod_type}: {shown}"
+    );
+    app.assert_ledger_agrees().await;
 }
 
 /// A refund KCP applies only after openport stopped waiting (its timeout): answered code 1 as
@@ -503,16 +519,8 @@ async fn an_escrow_revocation_kcp_refuses_for_a_deposit_is_never_sent_again_as_s
 /// recording it as plain failed, as escrow.rs's card twin. KCP (the sandbox) refuses its escrow
 /// status changes (`8501`) and takes its `STHD`.
 async fn paid_vbank_held_plain_at_kcp(app: &TestApp, token: &str, merchant_uid: &str) -> Value {
-    use openport::store::entity::payment;
-    use sea_orm::{sea_query::Expr, ColumnTrait, EntityTrait, QueryFilter};
     let p = paid_vbank(app, token, merchant_uid, 5000).await;
-    let written = payment::Entity::update_many()
-        .col_expr(payment::Column::Escrow, Expr::value(true))
-        .filter(payment::Column::ImpUid.eq(p["imp_uid"].as_str().unwrap()))
-        .exec(&app.app.gateway.db.write)
-        .await
-        .unwrap();
-    assert_eq!(written.rows_affected, 1);
+    crate::escrow::record_as_escrow(app, p["imp_uid"].as_str().unwrap()).await;
     let p = app.payment(token, p["imp_uid"].as_str().unwrap()).await;
     assert_eq!(p["escrow"], true, "{p}");
     p
@@ -655,16 +663,7 @@ async fn an_escrow_refund_kcp_refuses_is_sent_again_as_sthd_to_the_same_account_
     let app = spawn_app().await;
     let token = app.token().await;
     let p = paid_vbank_held_plain_at_kcp(&app, &token, "vr-esc-plain").await;
-    app.sandbox.inject(
-        FaultRule::new(
-            paths::CANCEL,
-            Fault::Refuse {
-                code: "9999".into(),
-                message: "STSC must not be sent".into(),
-            },
-        )
-        .when("mod_type", "STSC"),
-    );
+    app.sandbox.inject(crate::escrow::refuse_stsc());
     // Used up by two calls carrying the account's digits: the STE2 and the STHD.
     app.sandbox.inject(
         FaultRule::new(paths::CANCEL, Fault::Delay { ms: 0 })
@@ -747,37 +746,7 @@ async fn an_escrow_refund_or_its_sthd_whose_answer_is_lost_is_recorded_by_the_re
         } else {
             paid_escrow_vbank(&app, &token, "vr-esc-lost", 5000).await
         };
-        let imp_uid = p["imp_uid"].as_str().unwrap();
-        app.sandbox
-            .inject(FaultRule::new(paths::CANCEL, Fault::LoseResponse).when("mod_type", mod_type));
-        app.sandbox.inject(FaultRule::new(
-            paths::INQUIRY,
-            Fault::HttpStatus { status: 503 },
-        ));
-
-        let (status, res) = app
-            .post(
-                "/payments/cancel",
-                Some(&token),
-                refund(&p, None, "110123456789", "홍길동"),
-            )
-            .await;
-
-        assert_code_1_saying(status, &res, "확인하지 못했습니다", mod_type);
-        assert_eq!(
-            refunded_so_far(&app.payment(&token, imp_uid).await),
-            (Some("paid"), Some(0), 0),
-            "{mod_type}: not recorded on a guess"
-        );
-        assert_eq!(kcp_refunds(&app, &p), [(mod_type.to_string(), 5000)]);
-        app.advance(SETTLE_SECS + 1);
-        app.resolve_all().await;
-        let shown = app.payment(&token, imp_uid).await;
-        assert_eq!(
-            refunded_so_far(&shown),
-            (Some("cancelled"), Some(5000), 1),
-            "{mod_type}: {shown}"
-        );
-        app.assert_ledger_agrees().await;
+        let lost = FaultRule::new(paths::CANCEL, Fault::LoseResponse).when("mod_type", mod_type);
+        refund_recorded_by_the_resolver(&app, &token, &p, None, lost, mod_type, 5000).await;
     }
 }
