@@ -304,21 +304,7 @@ async fn a_hold_armed_over_http_is_released_over_http_by_opening_its_gate() {
                                "fault": {"kind": kind, "gate": gate}}))
             .await;
         assert_eq!(armed.status(), 204, "{kind}");
-        let paying = {
-            let (client, url) = (harness.client.clone(), harness.url(paths::HUB_PAYMENT));
-            let body = key_in(SITE, test_cards::SHINHAN_CREDIT, order_no, "1000");
-            tokio::spawn(async move {
-                client
-                    .post(url)
-                    .json(&body)
-                    .send()
-                    .await
-                    .unwrap()
-                    .json::<serde_json::Value>()
-                    .await
-                    .unwrap()
-            })
-        };
+        let paying = pay_in_background(&harness, order_no);
         until(&format!("{kind} matched"), async || {
             harness.get_json("/_sandbox/faults").await == json!([])
         })

@@ -697,6 +697,30 @@ async fn owed_by_an_older_version(app: &TestApp, token: &str, merchant_uid: &str
     p
 }
 
+/// A re-approval (`STRA`) of `amount` points on trade `tno` under `order_no`, sent to KCP with the
+/// demo merchant's own connector as openport's cancel would send it, behind openport's back (an
+/// older version's, or one landing late): the re-approval's tno.
+pub(crate) async fn reapproved_at_kcp(
+    app: &TestApp,
+    tno: &str,
+    amount: i64,
+    order_no: &str,
+) -> String {
+    let gateway = &app.app.gateway;
+    let merchant = openport::store::merchants::by_id(&gateway.db.read, 1)
+        .await
+        .unwrap()
+        .expect("the merchant");
+    gateway
+        .connectors
+        .for_merchant(&merchant, &gateway.secrets)
+        .unwrap()
+        .reapprove_points(tno, amount, order_no, "복지몰 상품")
+        .await
+        .expect("the re-approval at KCP")
+        .tno
+}
+
 /// The cancel attempt (4,000) of [`owed_by_an_older_version`] on the payment of `merchant_uid`,
 /// whose tno is `tno`, `reapprove_pending` under `<order_no>R<attempt id>`; that order number.
 pub(crate) async fn left_owing_a_reapproval(
@@ -1264,21 +1288,9 @@ async fn a_reapproval_an_older_version_owed_found_cancelled_at_kcp_is_recorded_a
     let reorder = left_owing_a_reapproval(&app, "bp-older-undone", &tno).await;
     // The older version's cancel and re-approval at KCP (this sandbox takes STRA on the live tno
     // only, which cancels it as the STSC did), then the re-approval cancelled in KCP's admin.
-    let gateway = &app.app.gateway;
-    let merchant = openport::store::merchants::by_id(&gateway.db.read, 1)
-        .await
-        .unwrap()
-        .expect("the merchant");
-    let connector = gateway
-        .connectors
-        .for_merchant(&merchant, &gateway.secrets)
-        .unwrap();
-    let reapproval = connector
-        .reapprove_points(&tno, 6_000, &reorder, "복지몰 상품")
-        .await
-        .expect("the older version's STRA");
+    let reapproval = reapproved_at_kcp(&app, &tno, 6_000, &reorder).await;
     assert_eq!(balance(&app, BENEPIA_01.id), 94_000);
-    assert!(app.sandbox.cancel_in_admin(&reapproval.tno));
+    assert!(app.sandbox.cancel_in_admin(&reapproval));
     assert_eq!(balance(&app, BENEPIA_01.id), 100_000, "every point back");
 
     app.advance(SETTLE_SECS + 1);
@@ -1540,20 +1552,8 @@ async fn reapproved_after_closed(
     assert_eq!(open.len(), 1, "{open:?}");
     assert_eq!(open[0].kind, openport::service::cancel_recheck::KIND);
     // The STRA lands late, under the order number the attempt named.
-    let gateway = &app.app.gateway;
-    let merchant = openport::store::merchants::by_id(&gateway.db.read, 1)
-        .await
-        .unwrap()
-        .expect("the merchant");
-    let connector = gateway
-        .connectors
-        .for_merchant(&merchant, &gateway.secrets)
-        .unwrap();
-    let reapproval = connector
-        .reapprove_points(&tno, 7_000, &open[0].order_no, "복지몰 상품")
-        .await
-        .expect("the late STRA");
-    (p, tno, reapproval.tno)
+    let reapproval = reapproved_at_kcp(app, &tno, 7_000, &open[0].order_no).await;
+    (p, tno, reapproval)
 }
 
 /// [`reapproved_after_closed`]'s late STRA, then a notice of the payment's tno cancelled (here

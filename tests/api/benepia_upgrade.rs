@@ -6,7 +6,7 @@ use serde_json::Value;
 
 use crate::benepia::{
     balance, cancel, cancelled_in_kcps_admin_and_acknowledged, left_owing_a_reapproval,
-    paid_with_points, payment,
+    paid_with_points, payment, reapproved_at_kcp,
 };
 use crate::helpers::{spawn_app, TestApp, SETTLE_SECS};
 use openport::store::entity::pg_attempt;
@@ -221,20 +221,7 @@ async fn a_payment_whose_reapproval_an_older_version_found_cancelled_is_found_by
     let p = paid_with_points(&app, &token, "bp-old-undone", 10_000).await;
     let tno = p["pg_tid"].as_str().unwrap().to_string();
     let reorder = left_owing_a_reapproval(&app, "bp-old-undone", &tno).await;
-    let gateway = &app.app.gateway;
-    let merchant = openport::store::merchants::by_id(&gateway.db.read, 1)
-        .await
-        .unwrap()
-        .expect("the merchant");
-    let connector = gateway
-        .connectors
-        .for_merchant(&merchant, &gateway.secrets)
-        .unwrap();
-    let reapproval = connector
-        .reapprove_points(&tno, 6_000, &reorder, "복지몰 상품")
-        .await
-        .expect("the older version's STRA")
-        .tno;
+    let reapproval = reapproved_at_kcp(&app, &tno, 6_000, &reorder).await;
     assert!(app.sandbox.cancel_in_admin(&reapproval));
     app.advance(SETTLE_SECS + 1);
     app.resolve_all().await;

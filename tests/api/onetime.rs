@@ -842,7 +842,7 @@ async fn a_refused_body_of_tens_of_thousands_of_unknown_keys_is_400_at_once() {
 /// net-cancelled and the payment fails, never paid.
 #[tokio::test]
 async fn a_card_charge_kcp_answers_with_another_card_mny_is_net_cancelled_never_paid() {
-    use kcp_sandbox::{paths, Fault, FaultRule, TransactionState};
+    use kcp_sandbox::{paths, Fault, FaultRule};
     let app = spawn_app().await;
     let token = app.token().await;
     let other_card_mny = |card_tx_type: &str| {
@@ -882,28 +882,7 @@ async fn a_card_charge_kcp_answers_with_another_card_mny_is_net_cancelled_never_
     assert_eq!(ledger.len(), 2, "KCP approved each charge once: {ledger:?}");
     for (body, entry) in [&key_in, &again].into_iter().zip(&ledger) {
         assert_eq!(body["code"], 0, "{body}");
-        let p = &body["response"];
-        assert_eq!(p["status"], "failed", "{body}");
-        assert!(
-            p["fail_reason"]
-                .as_str()
-                .is_some_and(|r| r.contains("불일치")),
-            "{body}"
-        );
-        assert_eq!(p["pg_tid"], entry.tno.as_str(), "{body}");
-        assert_eq!(
-            entry.state,
-            TransactionState::Cancelled,
-            "and was net-cancelled"
-        );
-        assert_eq!(
-            entry.cancels[0].mod_desc.as_deref(),
-            Some("가맹점 DB 처리 실패(자동취소)"),
-            "{:?}",
-            entry.cancels
-        );
-        let shown = app.payment(&token, p["imp_uid"].as_str().unwrap()).await;
-        assert_eq!(shown["status"], "failed", "{shown}");
+        crate::unreadable_amounts::assert_failed_and_net_cancelled(&app, &token, body, entry).await;
     }
     app.assert_ledger_agrees().await;
 }

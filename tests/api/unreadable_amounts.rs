@@ -23,7 +23,7 @@ fn unreadable(path: &str, field: &str) -> FaultRule {
 
 /// The payment a charge answered (`body`, an iamport envelope) failed, its approval (`entry`,
 /// the sandbox's ledger) net-cancelled, the way an approval of another amount is.
-async fn assert_failed_and_net_cancelled(
+pub(crate) async fn assert_failed_and_net_cancelled(
     app: &TestApp,
     token: &str,
     body: &Value,

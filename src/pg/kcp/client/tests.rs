@@ -2,10 +2,14 @@
 //! against the wire spec, independently of the sandbox's implementation).
 
 use super::*;
-use crate::pg::{CancelKind, CardSecret, DeclineReason};
+use crate::pg::{CancelKind, DeclineReason};
 use axum::{body::Bytes, extract::State, http::StatusCode, response::IntoResponse, Router};
 use serde_json::Value;
 use std::sync::{Arc, Mutex};
+
+use crate::pg::kcp::wire::tests::{
+    self as wire_fixtures, batch_payment, point_account, point_payment,
+};
 
 pub(crate) const CERT: &str = include_str!("../../../../tests/fixtures/kcp/splCert.pem");
 pub(crate) const KEY: &str = include_str!("../../../../tests/fixtures/kcp/splPrikeyPKCS8.pem");
@@ -632,52 +636,9 @@ async fn kcp_billing(status: u16, body: &'static str) -> (KcpConnector, Script) 
     )
 }
 
+/// The spec's batch-key request (birth and PIN given).
 fn batch_key_request() -> BatchKeyRequest {
-    BatchKeyRequest {
-        order_no: "BATCH20230405001".into(),
-        group_id: "A52Q71000489".into(),
-        card: CardSecret {
-            number: "1234567800000000".into(),
-            expiry_yymm: "2607".into(),
-            birth: Some("951010".into()),
-            pwd_2digit: Some("00".into()),
-        },
-        buyer_name: "홍길동".into(),
-    }
-}
-
-fn batch_payment() -> BatchPaymentRequest {
-    BatchPaymentRequest {
-        order_no: "20230412329".into(),
-        amount: 1100,
-        good_name: "정기결제 1월분".into(),
-        buyer_name: "홍길동".into(),
-        buyer_email: "".into(),
-        buyer_tel: "".into(),
-        batch_key: BATCH_KEY.into(),
-        group_id: "A52Q71000489".into(),
-        quota: 0,
-    }
-}
-
-fn point_account() -> PointAccount {
-    PointAccount {
-        id: "benepia01".into(),
-        password: "pw1234".into(),
-        member_company: "BNP1".into(),
-    }
-}
-
-fn point_payment() -> PointPaymentRequest {
-    PointPaymentRequest {
-        order_no: "TEST1234567890".into(),
-        amount: 1004,
-        good_name: "테스트 상품".into(),
-        buyer_name: "홍길동".into(),
-        buyer_email: "test@kcp.co.kr".into(),
-        buyer_tel: "01000000000".into(),
-        account: point_account(),
-    }
+    wire_fixtures::batch_key_request(Some("951010"), Some("00"))
 }
 
 /// Runs every `PgBilling` call once against `kcp` and returns each result's error, if any.

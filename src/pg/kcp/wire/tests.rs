@@ -763,7 +763,7 @@ fn a_point_inquiry_is_signed_over_the_papt_pay_type() {
 // ----- billing keys and Benepia points -------------------------------------------------------
 
 /// The spec §2.6 example's merchant and key, with seed 002's test card.
-fn batch_key_request(birth: Option<&str>, pwd: Option<&str>) -> BatchKeyRequest {
+pub(crate) fn batch_key_request(birth: Option<&str>, pwd: Option<&str>) -> BatchKeyRequest {
     BatchKeyRequest {
         order_no: "BATCH20230405001".into(),
         group_id: "A52Q71000489".into(),
@@ -777,7 +777,7 @@ fn batch_key_request(birth: Option<&str>, pwd: Option<&str>) -> BatchKeyRequest 
     }
 }
 
-fn batch_payment() -> BatchPaymentRequest {
+pub(crate) fn batch_payment() -> BatchPaymentRequest {
     BatchPaymentRequest {
         order_no: "20230412329".into(),
         amount: 1100,
@@ -791,7 +791,7 @@ fn batch_payment() -> BatchPaymentRequest {
     }
 }
 
-fn point_account() -> PointAccount {
+pub(crate) fn point_account() -> PointAccount {
     PointAccount {
         id: "benepia01".into(),
         password: "pw1234".into(),
@@ -799,7 +799,7 @@ fn point_account() -> PointAccount {
     }
 }
 
-fn point_payment() -> PointPaymentRequest {
+pub(crate) fn point_payment() -> PointPaymentRequest {
     PointPaymentRequest {
         order_no: "TEST1234567890".into(),
         amount: 1004,
