@@ -167,7 +167,18 @@ impl TokenCache {
 
 impl Gateway {
     pub async fn get_token(&self, imp_key: &str, imp_secret: &str) -> ServiceResult<IssuedToken> {
-        let merchant = merchants::by_imp_key(&self.db.read, imp_key).await?;
+        let merchant = match merchants::by_imp_key(&self.db.read, imp_key).await? {
+            // iamport appears to match imp_keys without regard to case (inferred: the npm
+            // clients `iamport` and `iamporter` default to `imp_apiKey` with iamport's public
+            // test secret, which is openport's demo merchant, `imp_apikey`). A key no merchant
+            // has as written is read again in lower case (openport's own keys are digits, the
+            // demo's lower case); an imported key in mixed case still matches as written first.
+            // The secret is checked to the letter either way.
+            None if imp_key.bytes().any(|b| b.is_ascii_uppercase()) => {
+                merchants::by_imp_key(&self.db.read, &imp_key.to_ascii_lowercase()).await?
+            }
+            found => found,
+        };
         // Hash even when the key is unknown, so timing does not tell which keys exist.
         let check = match &merchant {
             Some(m) => self.secrets.check_secret(imp_secret, &m.imp_secret_hash),

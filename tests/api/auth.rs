@@ -79,6 +79,36 @@ async fn get_token_accepts_a_form_body() {
     assert_eq!(body["code"], 0);
 }
 
+/// The npm clients `iamport` and `iamporter` default to `imp_apiKey` with iamport's public test
+/// secret (iamport matched keys without regard to case): with openport's demo merchant, whose key
+/// is `imp_apikey`, they get a token unchanged. Only a key no merchant has as written is read
+/// again in lower case, and the secret is still checked to the letter.
+#[tokio::test]
+async fn an_imp_key_in_other_case_finds_its_merchant_and_the_secret_is_still_exact() {
+    let app = spawn_app().await;
+    for key in ["imp_apiKey", "IMP_APIKEY"] {
+        let (status, body) = app
+            .post(
+                "/users/getToken",
+                None,
+                json!({"imp_key": key, "imp_secret": DEMO_IMP_SECRET}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{key}: {body}");
+        let token = body["response"]["access_token"].as_str().unwrap();
+        let (status, _) = app.get("/payments/status/all", Some(token)).await;
+        assert_eq!(status, StatusCode::OK, "{key}: the token works");
+    }
+    let (status, _) = app
+        .post(
+            "/users/getToken",
+            None,
+            json!({"imp_key": "imp_apiKey", "imp_secret": DEMO_IMP_SECRET.to_uppercase()}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "the secret's case counts");
+}
+
 #[tokio::test]
 async fn a_wrong_secret_or_unknown_key_is_401_and_missing_ones_are_named() {
     let app = spawn_app().await;
