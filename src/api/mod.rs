@@ -25,7 +25,7 @@ pub mod webhooks;
 
 use axum::http::{StatusCode, Uri};
 use axum::response::IntoResponse;
-use axum::routing::{delete, get, post};
+use axum::routing::{any, delete, get, post};
 use axum::Router;
 use utoipa::OpenApi;
 
@@ -253,6 +253,18 @@ pub fn router() -> Router<AppState> {
         .route("/tiers/{tier_code}", get(no_tiers))
         .route("/cvs", post(no_convenience_stores))
         .route("/cvs/{imp_uid}", delete(no_convenience_stores))
+        // Easy pays' own order APIs (Naver Pay's orders, returns and points, PAYCO's order
+        // status, Kakao Pay's orders, Paymentwall's deliveries): iamport's 404 under
+        // `/payments/{imp_uid}/naver/*` means "no such payment", which a client would take as
+        // an invalid imp_uid.
+        .route(
+            "/payments/{imp_uid}/naver/{*operation}",
+            any(no_easy_pay_apis),
+        )
+        .route("/naver/{*operation}", any(no_easy_pay_apis))
+        .route("/payco/{*operation}", any(no_easy_pay_apis))
+        .route("/kakao/{*operation}", any(no_easy_pay_apis))
+        .route("/paymentwall/{*operation}", any(no_easy_pay_apis))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
 }
@@ -304,6 +316,10 @@ async fn no_tiers(_: MerchantCaller) -> ApiError {
 
 async fn no_convenience_stores(_: MerchantCaller) -> ApiError {
     unsupported("편의점 결제는")
+}
+
+async fn no_easy_pay_apis(_: MerchantCaller) -> ApiError {
+    unsupported("네이버페이·페이코·카카오페이·페이먼트월 주문 연동은")
 }
 
 async fn no_vbank_holder(_: MerchantCaller) -> ApiError {

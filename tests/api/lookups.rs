@@ -279,7 +279,9 @@ async fn an_unknown_route_is_an_iamport_style_404() {
 /// iamport operations openport does not serve answered the router's 404, which iamport's OpenAPI
 /// reads as "no such payment" or "no cash receipt issued" (a merchant checking a receipt the
 /// payment says was issued recorded that none was, and `/balance` called a valid imp_uid
-/// invalid), "no such billing key or member" (`/kcpquick/*`) or "no such tier" (`/tiers`). They answer HTTP 501 naming the feature, once the token is checked; unknown paths
+/// invalid), "no such billing key or member" (`/kcpquick/*`) or "no such tier" (`/tiers`); so
+/// did the easy pays' order APIs (`/payments/{imp_uid}/naver/*`, `/payco/*`, `/kakao/*`,
+/// `/paymentwall/*`). They answer HTTP 501 naming the feature, once the token is checked; unknown paths
 /// stay 404. `GET /vbanks/holder` answered 405 (taken for `DELETE /vbanks/{imp_uid}`), even
 /// without a token.
 #[tokio::test]
@@ -336,6 +338,31 @@ async fn an_iamport_endpoint_openport_does_not_offer_answers_501_not_404_and_401
         ("GET", "/tiers/tier-1".into(), "tier"),
         ("POST", "/cvs".into(), "편의점"),
         ("DELETE", format!("/cvs/{imp_uid}"), "편의점"),
+        // iamport's 404 under `/payments/{imp_uid}/naver/` is "no such payment".
+        (
+            "POST",
+            format!("/payments/{imp_uid}/naver/place"),
+            "네이버페이",
+        ),
+        (
+            "GET",
+            format!("/payments/{imp_uid}/naver/cash-amount"),
+            "네이버페이",
+        ),
+        (
+            "GET",
+            format!("/payments/{imp_uid}/naver/product-orders"),
+            "네이버페이",
+        ),
+        (
+            "GET",
+            "/naver/product-orders/2024010112345".into(),
+            "네이버페이",
+        ),
+        ("GET", "/naver/reviews".into(), "네이버페이"),
+        ("POST", format!("/payco/orders/status/{imp_uid}"), "페이코"),
+        ("GET", "/kakao/payment/orders".into(), "카카오페이"),
+        ("POST", "/paymentwall/delivery".into(), "페이먼트월"),
         // The official Node client's `Vbanks.getHolder`: 405 before the token, as if the merchant
         // had used a wrong method, while the path was taken for `/vbanks/{imp_uid}`.
         (
