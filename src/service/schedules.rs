@@ -99,14 +99,11 @@ impl Gateway {
         let mut named = std::collections::HashSet::new();
         for it in &items {
             let uid = it.order.merchant_uid.as_str();
-            if !named.insert(uid)
-                || billing::schedule_by_uid(&self.db.read, m.id, uid)
-                    .await?
-                    .is_some()
-            {
-                return Err(ServiceError::Refused(format!(
-                    "이미 예약된 merchant_uid입니다. ({uid})"
-                )));
+            if !named.insert(uid) {
+                return Err(already_scheduled(uid));
+            }
+            if let Some(earlier) = billing::schedule_by_uid(&self.db.read, m.id, uid).await? {
+                return Err(taken_by_schedule(&earlier));
             }
             if let Some(live) = payments::live_by_merchant_uid(&self.db.read, m.id, uid).await? {
                 return Err(taken_by(uid, &live.imp_uid));
@@ -184,10 +181,7 @@ impl Gateway {
             match billing::insert_schedule(&txn, row).await {
                 Ok(s) => out.push(s),
                 Err(e) if is_unique_violation(&e) => {
-                    return Err(ServiceError::Refused(format!(
-                        "이미 예약된 merchant_uid입니다. ({})",
-                        o.merchant_uid
-                    )));
+                    return Err(already_scheduled(&o.merchant_uid));
                 }
                 Err(e) => return Err(e.into()),
             }
@@ -991,6 +985,31 @@ async fn rearm_refusal(
         ));
     }
     Ok(())
+}
+
+/// A schedule request naming a merchant_uid twice, or one a schedule of the merchant holds.
+fn already_scheduled(merchant_uid: &str) -> ServiceError {
+    ServiceError::Refused(format!("이미 예약된 merchant_uid입니다. ({merchant_uid})"))
+}
+
+/// A schedule request naming the merchant_uid of the merchant's schedule `earlier`. A merchant_uid
+/// names one schedule for good (its runs, retries and payment hang on it), so it stays refused;
+/// one that was revoked or whose charge failed is said to be so, with the call that runs it
+/// again (`…/reschedule`), instead of "already scheduled" about a schedule
+/// `GET …/schedule/{merchant_uid}` shows revoked.
+fn taken_by_schedule(earlier: &schedule::Model) -> ServiceError {
+    let uid = &earlier.merchant_uid;
+    if !rearmable(earlier) {
+        return already_scheduled(uid);
+    }
+    let was = if earlier.status == "revoked" {
+        "취소(revoked)된"
+    } else {
+        "결제에 실패한"
+    };
+    ServiceError::Refused(format!(
+        "{was} 결제예약의 merchant_uid입니다. 같은 merchant_uid로 다시 예약하려면 POST /subscribe/payments/schedule/{uid}/reschedule 을 호출하거나, 새 merchant_uid로 예약해 주세요. ({uid})"
+    ))
 }
 
 /// Whether `s` may be scheduled again or retried: its charge failed, or it was revoked (the

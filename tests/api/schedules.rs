@@ -520,6 +520,56 @@ async fn unschedule_revokes_named_or_all_pending_schedules() {
     assert!(app.sandbox.ledger().is_empty());
 }
 
+/// A revoked schedule's merchant_uid scheduled again was refused as `이미 예약된 merchant_uid입니다.`
+/// while `GET …/schedule/{merchant_uid}` showed it revoked: the merchant was told it is still
+/// scheduled. It stays refused (a merchant_uid names one schedule; reschedule re-arms it), with
+/// words saying it was revoked and how to schedule it again; a pending one keeps the old words.
+#[tokio::test]
+async fn scheduling_a_revoked_merchant_uid_again_is_refused_as_revoked_and_points_to_reschedule() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    register(&app, &token, "s-again", test_cards::SHINHAN_CREDIT).await;
+    let items = [
+        json!({"merchant_uid": "again-revoked", "schedule_at": now() + 600, "amount": 1000}),
+        json!({"merchant_uid": "again-pending", "schedule_at": now() + 600, "amount": 1000}),
+    ];
+    schedule_all(&app, &token, "s-again", &items).await;
+    let (_, revoked) = app
+        .post(
+            "/subscribe/payments/unschedule",
+            Some(&token),
+            json!({"customer_uid": "s-again", "merchant_uid": "again-revoked"}),
+        )
+        .await;
+    assert_eq!(revoked["code"], 0, "{revoked}");
+
+    let body = schedule(
+        &app,
+        &token,
+        json!({"customer_uid": "s-again", "schedules": [items[0].clone()]}),
+    )
+    .await;
+    assert_eq!(body["code"], 1, "{body}");
+    let message = body["message"].as_str().unwrap();
+    assert!(
+        message.contains("취소(revoked)된") && message.contains("reschedule"),
+        "{body}"
+    );
+    assert!(message.contains("again-revoked"), "{body}");
+    let body = schedule(
+        &app,
+        &token,
+        json!({"customer_uid": "s-again", "schedules": [items[1].clone()]}),
+    )
+    .await;
+    assert_eq!(
+        body["message"], "이미 예약된 merchant_uid입니다. (again-pending)",
+        "{body}"
+    );
+    let shown = shown_schedule(&app, &token, "again-revoked").await;
+    assert_eq!(shown["response"]["schedule_status"], "revoked", "{shown}");
+}
+
 /// A blank merchant_uid beside a customer_uid (an unset variable, a NULL rendered as text, a form
 /// relay's empty field) was read as "none named", i.e. all of the customer's pending schedules:
 /// one revoke meant for a single month cancelled the whole plan with code 0. A blank names no
