@@ -303,11 +303,25 @@ pub const CHECK_AT_MOST_SECS: i64 = 31 * 24 * 3600;
 /// once that was the last (the look after the deadline). `issued_at`, `due`: the payment's
 /// `vbank_issued_at`, `vbank_date`.
 pub fn next_check(now: i64, issued_at: Option<i64>, due: Option<i64>) -> Option<i64> {
-    let last = match due {
+    let last = last_check(now, issued_at, due);
+    (now < last).then(|| (now + CHECK_EVERY_SECS).min(last))
+}
+
+/// The first look at an account made `ready` again at `now` by a reversal: as after its issuance,
+/// [`FIRST_CHECK_AFTER_SECS`] on (the notifications of a new deposit come sooner), never past the
+/// last look [`next_check`] allows; None once that is past (the bank takes no deposit any more).
+pub fn first_check_again(now: i64, issued_at: Option<i64>, due: Option<i64>) -> Option<i64> {
+    let last = last_check(now, issued_at, due);
+    (now < last).then(|| (now + FIRST_CHECK_AFTER_SECS).min(last))
+}
+
+/// The time of an account's last look: an hour after its deadline, or a month after its issuance
+/// when it has none.
+fn last_check(now: i64, issued_at: Option<i64>, due: Option<i64>) -> i64 {
+    match due {
         Some(due) => due + LAST_CHECK_AFTER_DUE_SECS,
         None => issued_at.unwrap_or(now) + CHECK_AT_MOST_SECS,
-    };
-    (now < last).then(|| (now + CHECK_EVERY_SECS).min(last))
+    }
 }
 
 #[cfg(test)]
@@ -498,5 +512,18 @@ mod tests {
             "no deadline known: a month from issuance"
         );
         assert_eq!(next_check(CHECK_AT_MOST_SECS, Some(0), None), None);
+    }
+
+    #[test]
+    fn an_account_ready_again_after_a_reversal_is_looked_at_ten_minutes_on_until_its_last_look() {
+        let due = 100_000;
+        assert_eq!(first_check_again(10_000, Some(0), Some(due)), Some(10_600));
+        let last = due + LAST_CHECK_AFTER_DUE_SECS;
+        assert_eq!(
+            first_check_again(last - 100, Some(0), Some(due)),
+            Some(last)
+        );
+        assert_eq!(first_check_again(last, Some(0), Some(due)), None);
+        assert_eq!(first_check_again(CHECK_AT_MOST_SECS, Some(0), None), None);
     }
 }

@@ -13,7 +13,9 @@
 //! by `tno`, with the merchant's own certificate) and changes the payment only to what KCP says —
 //! `paid` when KCP holds the account paid in full for at least the payment's amount, back to
 //! `ready` on a reversal only when KCP no longer holds it paid. The form's amounts are kept for
-//! the operator and decide nothing.
+//! the operator and decide nothing. One KCP's inquiry does not confirm because a later one of the
+//! account already accounts for what KCP holds (a deposit taken back by a reversal, a reversal a
+//! new deposit made up for) is decided [`Verdict::Superseded`], on KCP's answer, ten minutes on.
 //!
 //! A deposit naming a trade openport holds no virtual account for is not asked about when posted:
 //! an inquiry per post would let whoever reaches the endpoint make openport call KCP at will (and
@@ -40,11 +42,12 @@ use sea_orm::{DbErr, Set};
 
 use super::{Gateway, ServiceError, ServiceResult};
 use crate::domain::payment::PaymentStatus;
+use crate::domain::vbank::first_check_again;
 use crate::pg::{Pg, PgError, TradeRef, VbankState, Won};
 use crate::store::entity::{kcp_notification, payment};
 use crate::store::notifications::{self, Recorded};
-use crate::store::payments;
 use crate::store::webhooks::insert_delivery;
+use crate::store::{payments, vbank_checks};
 
 /// KCP's reply that stops re-sends (spec/kcp.md §2.12, exact).
 pub const ACK: &str =
@@ -166,6 +169,14 @@ pub enum Verdict {
     /// answer, and KCP re-sends only its own, which no re-send makes ours. Pruned after the
     /// retention like any verdict, so forged posts do not pile up for good.
     Unknown,
+    /// A deposit or reversal KCP's inquiry no longer shows because a later notification of the
+    /// same account already accounts for what KCP holds: a deposit the bank took back (a later
+    /// reversal), a reversal a later deposit made up for. Decided only on KCP's own answer, given
+    /// [`SUPERSEDED_AFTER_SECS`] after the notification arrived and after the later one was
+    /// recorded, that agrees with the later one and with the payment (`Gateway::superseded`); it
+    /// never changes the payment. Left undecided, such a notification was asked about every five
+    /// minutes for three days and then left to an operator.
+    Superseded,
 }
 
 impl Verdict {
@@ -176,6 +187,7 @@ impl Verdict {
             Self::Refused => "refused",
             Self::Kept => "kept",
             Self::Unknown => "unknown",
+            Self::Superseded => "superseded",
         }
     }
 }
@@ -318,6 +330,53 @@ fn is_revoked(p: &payment::Model) -> bool {
         && p.paid_at.is_none_or(|t| t <= 0)
 }
 
+/// Whether KCP's answer holds the account as the payment's status says: unpaid for a `ready`
+/// payment, paid in full for a `paid` one.
+fn kcp_agrees_with(status: PaymentStatus, amount: Won, kcp: &VbankState) -> bool {
+    match status {
+        PaymentStatus::Ready => matches!(kcp, VbankState::Open { paid: false, .. }),
+        PaymentStatus::Paid => still_paid_in_full(kcp, amount),
+        _ => false,
+    }
+}
+
+/// Whether recorded notification `row` announces the account paid in full for `amount`: its
+/// `totl_mnyx` when known (a reversal leaving at least the amount, an extra deposit taken back,
+/// does), else what a deposit or a reversal announces.
+fn announces_paid(row: &kcp_notification::Model, amount: Won) -> bool {
+    if row.total > 0 {
+        row.total >= amount
+    } else {
+        row.op_cd.as_deref() != Some(OP_CD_REVERSAL)
+    }
+}
+
+/// Whether a deposit or reversal (`row`, the first recorded under its `noti_id`) that KCP's
+/// answer `kcp` does not confirm may be [`Verdict::Superseded`] by a later notification of its
+/// account ([`accounts_for`]):
+/// - it arrived at least [`SUPERSEDED_AFTER_SECS`] before `now`: KCP's inquiry has had that long
+///   to show it, so the answer is not one lagging behind it (a real notification that ran ahead
+///   of KCP's inquiry is what answering `9999` is for, and a later notice, forged or not, cannot
+///   bury it while KCP catches up);
+/// - KCP holds the account as the payment's `status` says ([`kcp_agrees_with`]): openport and KCP
+///   agree, so there is nothing the notification could still make right.
+fn may_be_superseded(
+    row: &kcp_notification::Model,
+    (status, amount): (PaymentStatus, Won),
+    kcp: &VbankState,
+    now: i64,
+) -> bool {
+    now - row.received_at >= SUPERSEDED_AFTER_SECS && kcp_agrees_with(status, amount, kcp)
+}
+
+/// Whether `later`, a notification of the account recorded after the one KCP's answer `kcp`
+/// does not confirm (and before KCP was asked), decided on KCP's answer itself (`applied` or
+/// `unchanged`), announces what KCP holds ([`announces_paid`]): KCP's own answer, given after
+/// `later` arrived, backs it, and it explains why the earlier one no longer shows.
+fn accounts_for(later: &kcp_notification::Model, amount: Won, kcp: &VbankState) -> bool {
+    announces_paid(later, amount) == still_paid_in_full(kcp, amount)
+}
+
 /// KCP's answer for the log, without the account it may name (the holder can be the buyer).
 fn kcp_says(state: &VbankState) -> &'static str {
     match state {
@@ -335,6 +394,12 @@ fn kcp_says(state: &VbankState) -> &'static str {
 const REVERIFY_AFTER_SECS: i64 = 120;
 const REVERIFY_EVERY_SECS: i64 = 300;
 const REVERIFY_FOR_SECS: i64 = 3 * 24 * 3600;
+/// How long after it arrived a notification KCP's inquiry contradicts may be decided
+/// [`Verdict::Superseded`] by a later one ([`may_be_superseded`]): longer than KCP's inquiry is
+/// expected to lag behind its own notification, so that a genuine one that ran ahead of it is
+/// applied (by KCP's re-sends, or the sweep) rather than buried by a later notice, forged or not.
+/// Ten minutes: the sweep's third look (two minutes, then every five).
+const SUPERSEDED_AFTER_SECS: i64 = 600;
 
 impl From<&kcp_notification::Model> for Notification {
     fn from(row: &kcp_notification::Model) -> Self {
@@ -660,6 +725,16 @@ impl Gateway {
                 self.settle_while(&payment, status, row, Verdict::Unchanged, now)
                     .await
             }
+            // KCP holds what a later notification of the account announced, decided on KCP's
+            // answer and agreeing with the payment: this one is superseded, out of the sweep.
+            None if self
+                .superseded(recorded, (status, payment.amount), &kcp, seen, now)
+                .await? =>
+            {
+                tracing::info!(imp_uid = %payment.imp_uid, noti_id = %n.noti_id, kcp = kcp_says(&kcp), "KCP notification no longer shown by inquiry, accounted for by a later one of the account: superseded, payment unchanged");
+                self.settle_while(&payment, status, row, Verdict::Superseded, now)
+                    .await
+            }
             None => {
                 tracing::info!(imp_uid = %payment.imp_uid, noti_id = %n.noti_id, kcp = kcp_says(&kcp), "KCP notification not confirmed by inquiry; payment unchanged, KCP asked to send it again");
                 Err(NotificationError::NotConfirmed {
@@ -668,6 +743,30 @@ impl Gateway {
                 })
             }
         }
+    }
+
+    /// Whether notification `recorded` (its own row), which KCP's answer `kcp` does not confirm,
+    /// is [`Verdict::Superseded`]: it [`may_be_superseded`], and the newest notification of its
+    /// account decided on KCP's answer since it, among those recorded when KCP was asked (`seen`),
+    /// [`accounts_for`] what KCP holds. The later one is read only when the rest holds.
+    async fn superseded(
+        &self,
+        recorded: Option<&kcp_notification::Model>,
+        (status, amount): (PaymentStatus, Won),
+        kcp: &VbankState,
+        seen: Option<i64>,
+        now: i64,
+    ) -> Result<bool, NotificationError> {
+        let (Some(row), Some(seen)) = (recorded, seen) else {
+            return Ok(false);
+        };
+        if !may_be_superseded(row, (status, amount), kcp, now) {
+            return Ok(false);
+        }
+        let decided = [Verdict::Applied.as_db(), Verdict::Unchanged.as_db()];
+        let later =
+            notifications::newest_decided_after(&self.db.write, row, seen, &decided).await?;
+        Ok(later.is_some_and(|later| accounts_for(&later, amount, kcp)))
     }
 
     /// A deposit naming a trade openport holds no virtual account for, as posted (or swept): no
@@ -761,6 +860,18 @@ impl Gateway {
         }
         for webhook in webhooks {
             insert_delivery(&txn, webhook).await?;
+        }
+        // Awaiting a deposit again: looked at by the resolver as after its issuance, should the
+        // notifications of the next deposit not reach openport (service/vbank_checks.rs). Its
+        // look was deleted once it was due while the account was paid.
+        let again = match to {
+            PaymentStatus::Ready => {
+                first_check_again(now, payment.vbank_issued_at, payment.vbank_date)
+            }
+            _ => None,
+        };
+        if let Some(at) = again {
+            vbank_checks::reschedule(&txn, payment.id, at).await?;
         }
         if let Some(id) = row {
             notifications::set_outcome(&txn, id, Verdict::Applied.as_db(), now).await?;

@@ -11,9 +11,11 @@
 //! webhook in one transaction). The cost is one inquiry per open account per hour, bounded by the
 //! number of `ready` accounts (which, unlike notification rows, nobody outside can add) and by the
 //! sweep's limit. Rows of accounts no longer `ready` are not taken (`vbank_checks::due` leaves them
-//! out) but deleted in bulk, a bounded number a pass: with them in the due list, every account
-//! ever issued took one of the sweep's looks, and more accounts issued a minute than its limit
-//! delayed the looks at open ones without bound.
+//! out) but deleted in bulk, a thousand a statement until none is left (`delete_stale_looks`): with
+//! them in the due list, every account ever issued took one of the sweep's looks, and more
+//! accounts issued a minute than its limit delayed the looks at open ones without bound. An
+//! account a reversal makes `ready` again is scheduled anew by it (`Gateway::apply`), its row
+//! deleted or not meanwhile: a second deposit whose notifications are lost is found as a first.
 //!
 //! Several instances share the schedule (`vbank_checks`): a look is taken by moving its row on from
 //! the time it was read, so exactly one instance takes it; and a deposit is applied at most once
@@ -35,10 +37,18 @@ const CLOSED_FOUND: &str = "PG사에서 가상계좌가 닫힘 (조회 확인)";
 /// KCP did not answer): retried sooner than the hourly schedule.
 const RETRY_AFTER_SECS: i64 = 300;
 
-/// How many due rows of accounts no longer `ready` a pass deletes at most: far more accounts than
-/// an instance issues a minute, in one short statement. Any left are deleted by the next passes,
-/// and the due list skips them meanwhile.
-const STALE_PER_PASS: u64 = 1_000;
+/// How many due rows of accounts no longer `ready` one statement deletes at most: a short write
+/// (on SQLite every other write waits for it), repeated until one deletes fewer
+/// ([`STALE_STATEMENTS_PER_PASS`] at most), so the rows of a burst of accounts paid drain in one
+/// pass. Stopped at a thousand a pass, a backlog of them (more accounts paid a minute, or paid
+/// while the resolver was stopped) went down by a thousand a minute, shared by every instance
+/// (they read the same earliest rows), and the due list walked past all of them on every pass
+/// to reach the open accounts.
+const STALE_PER_STATEMENT: u64 = 1_000;
+/// How many such statements a pass runs at most: 100,000 rows, far more than are paid a minute,
+/// yet a bound on how long the looks wait behind them. Any left go at the next pass, and the due
+/// list skips them meanwhile.
+const STALE_STATEMENTS_PER_PASS: u32 = 100;
 
 impl Gateway {
     /// Takes the looks at open virtual accounts due now (at most `limit`); returns how many found a
@@ -50,7 +60,7 @@ impl Gateway {
         }
         let now = self.clock.unix();
         // Not in the way of the looks if it fails (a full disk): the due list skips these rows.
-        if let Err(e) = vbank_checks::delete_stale(&self.db.write, now, STALE_PER_PASS).await {
+        if let Err(e) = self.delete_stale_looks(now).await {
             tracing::error!("resolver: looks at accounts no longer open not deleted: {e}");
         }
         let mut applied = 0;
@@ -64,6 +74,18 @@ impl Gateway {
             }
         }
         Ok(applied)
+    }
+
+    /// Deletes the due rows of accounts no longer `ready`, [`STALE_PER_STATEMENT`] a statement,
+    /// until a statement finds fewer or [`STALE_STATEMENTS_PER_PASS`] have run.
+    async fn delete_stale_looks(&self, now: i64) -> Result<(), sea_orm::DbErr> {
+        for _ in 0..STALE_STATEMENTS_PER_PASS {
+            let went = vbank_checks::delete_stale(&self.db.write, now, STALE_PER_STATEMENT).await?;
+            if went < STALE_PER_STATEMENT {
+                break;
+            }
+        }
+        Ok(())
     }
 
     /// One look: true when it applied a deposit.

@@ -69,6 +69,28 @@ pub async fn newest_of(
         .await
 }
 
+/// The newest deposit notification (`TX00`, a reversal too) of `row`'s account and site recorded
+/// after it, up to id `up_to` (the newest when KCP was asked), whose outcome is one of `decided`:
+/// what may supersede `row` (`service::notifications`, `Verdict::Superseded`). Read through index
+/// `kcp_notifications_by_tno` from `up_to` down, so it stops at the first one decided.
+pub async fn newest_decided_after(
+    db: &impl ConnectionTrait,
+    row: &kcp_notification::Model,
+    up_to: i64,
+    decided: &[&str],
+) -> Result<Option<kcp_notification::Model>, DbErr> {
+    kcp_notification::Entity::find()
+        .filter(kcp_notification::Column::Tno.eq(row.tno.as_str()))
+        .filter(kcp_notification::Column::Id.gt(row.id))
+        .filter(kcp_notification::Column::Id.lte(up_to))
+        .filter(kcp_notification::Column::SiteCd.eq(row.site_cd.as_str()))
+        .filter(kcp_notification::Column::TxCd.eq(row.tx_cd.as_str()))
+        .filter(kcp_notification::Column::Outcome.is_in(decided.iter().copied()))
+        .order_by_desc(kcp_notification::Column::Id)
+        .one(db)
+        .await
+}
+
 /// Records what verifying notification `id` found, unless it is recorded `applied` already: two
 /// instances may verify one notification at once (KCP re-sends it while the first is being
 /// verified), and the one that reads the payment paid after the other applied the deposit

@@ -6,7 +6,8 @@
 //! changes are made in many places, and a reversal may make a paid account `ready` again while
 //! its row still waits. So the due list holds the rows of `ready` accounts only, and the sweep
 //! deletes the due rows of the others in bulk ([`delete_stale`]): neither the looks nor the rows
-//! left grow with the accounts issued.
+//! left grow with the accounts issued. The reversal that makes an account `ready` again schedules
+//! its look anew in the same transaction ([`reschedule`]): its row may be gone by then.
 use sea_orm::sea_query::{Expr, OnConflict, SimpleExpr};
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DbErr, DeleteMany, EntityTrait, QueryFilter, QueryOrder,
@@ -31,6 +32,21 @@ pub async fn schedule(db: &impl ConnectionTrait, payment_id: i64, at: i64) -> Re
     .exec_without_returning(db)
     .await?;
     Ok(())
+}
+
+/// Schedules the next look at payment `payment_id`'s account at `at`, in place of any scheduled:
+/// for an account a reversal makes `ready` again (`service::notifications`), whose row may be gone
+/// (deleted by [`delete_stale`] while it was paid) or still waiting. A delete then an insert in the
+/// caller's transaction, not an upsert: on PostgreSQL a [`delete_stale`] that read the account as
+/// still paid and runs meanwhile deletes the row it read (the old one, which this deletes too, or
+/// waits for it) but never the new one, which its statement does not see; an upsert updating the
+/// row in place could be deleted by it.
+pub async fn reschedule(db: &impl ConnectionTrait, payment_id: i64, at: i64) -> Result<(), DbErr> {
+    vbank_check::Entity::delete_many()
+        .filter(vbank_check::Column::PaymentId.eq(payment_id))
+        .exec(db)
+        .await?;
+    schedule(db, payment_id, at).await
 }
 
 /// The looks due at `now` at accounts of the merchants `served`, earliest first, at most `limit`

@@ -1,12 +1,16 @@
 //! KCP's deposit notifications (`POST /kcp/notify`, spec/kcp.md §2.12; docs/kcp.md §10.2, §11)
 //! against what else is going on: a partial deposit notified while a revocation's close is at KCP,
-//! and the resolver's re-verify sweep on a database shared by instances of both modes. The rest
-//! of the deposit flow is in `vbanks`.
+//! the resolver's re-verify sweep on a database shared by instances of both modes, and
+//! notifications a later one of the same account superseded. The rest of the deposit flow is in
+//! `vbanks`.
 use kcp_sandbox::{paths, Fault, FaultRule, NotificationRecord};
 use reqwest::StatusCode;
 
 use crate::helpers::{captured_logs, spawn_app, spawn_app_with, Receiver, TestApp};
-use crate::vbanks::{issued, notification_row, post_notification, vbank};
+use crate::vbanks::{
+    count_inquiries, deposit_until_paid, inquiries_left, issued, issued_with_hooks,
+    notification_row, post_notification, vbank, webhook_statuses,
+};
 
 /// The sandbox's notification `noti_id` once `done` says so (it sends in the background).
 async fn sandbox_notification(
@@ -216,4 +220,160 @@ async fn the_re_verify_sweep_of_one_mode_reads_through_its_indexes() {
         };
         assert!(!plan.lines().any(reads_a_table_whole_or_sorts), "{plan}");
     }
+}
+
+/// KCP's notifications from now on go to a receiver of their own, as if KCP had given up on
+/// openport: the test posts them itself, in the order it chooses.
+async fn notified_elsewhere(app: &TestApp) -> Receiver {
+    let elsewhere = Receiver::start().await;
+    app.sandbox
+        .set_notify_url("T0000", &elsewhere.url("/kcp/notify"));
+    elsewhere
+}
+
+/// The bank takes a deposit back (`op_cd 13`) before its notification reaches openport: KCP's
+/// inquiry no longer shows the deposit, so it was answered `9999`, asked about every five minutes
+/// for three days and then left undecided for an operator (review r1, finding 3), though the
+/// reversal notified after it was decided on KCP's own answer. Once KCP's inquiry, ten minutes
+/// after the deposit arrived, still holds the account unpaid as the reversal says and as openport
+/// does, the deposit is decided `superseded` and leaves the sweep. The payment never moves.
+#[tokio::test]
+async fn a_deposit_a_later_reversal_took_back_is_decided_superseded_and_leaves_the_sweep() {
+    let app = spawn_app().await;
+    let gateway = &app.app.gateway;
+    let token = app.token().await;
+    let hooks = Receiver::start().await;
+    let p = issued_with_hooks(&app, &token, "vb-superseded-deposit", &hooks).await;
+    let (imp_uid, tno) = (
+        p["imp_uid"].as_str().unwrap(),
+        p["pg_tid"].as_str().unwrap(),
+    );
+    let _elsewhere = notified_elsewhere(&app).await;
+    let deposit = app.sandbox.deposit(tno, 7000, "00").unwrap();
+    let reversal = app.sandbox.deposit(tno, 7000, "13").unwrap();
+
+    assert!(
+        !post_notification(&app, &deposit.fields).await,
+        "KCP no longer shows it"
+    );
+    assert!(
+        post_notification(&app, &reversal.fields).await,
+        "KCP holds the account unpaid, as openport does"
+    );
+    app.advance(160);
+    gateway.reverify_notifications(100).await.unwrap();
+    let row = notification_row(&app, &deposit.noti_id).await.unwrap();
+    assert_eq!(row.outcome, None, "KCP may still be lagging: {row:?}");
+    app.advance(441);
+    gateway.reverify_notifications(100).await.unwrap();
+
+    let row = notification_row(&app, &deposit.noti_id).await.unwrap();
+    assert_eq!(row.outcome.as_deref(), Some("superseded"), "{row:?}");
+    let shown = app.payment(&token, imp_uid).await;
+    assert_eq!(
+        (shown["status"].as_str(), shown["paid_at"].as_i64()),
+        (Some("ready"), Some(0)),
+        "{shown}"
+    );
+    assert_eq!(webhook_statuses(&app, &hooks).await, ["ready"]);
+    count_inquiries(&app, tno);
+    app.advance(600);
+    gateway.reverify_notifications(100).await.unwrap();
+    assert_eq!(inquiries_left(&app), 10, "out of the sweep");
+    assert!(
+        post_notification(&app, &deposit.fields).await,
+        "KCP's re-send is acknowledged"
+    );
+    app.assert_ledger_agrees().await;
+}
+
+/// The mirror: the bank takes the paid account's deposit back and the buyer pays again before
+/// the reversal's notification reaches openport. KCP holds the account paid, as openport does, so
+/// the reversal is not confirmed (the new deposit is `unchanged`: the account is paid already);
+/// ten minutes on it is decided `superseded`, and the account stays paid with no webhook.
+#[tokio::test]
+async fn a_reversal_a_later_deposit_made_up_for_is_decided_superseded_and_the_account_stays_paid() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let hooks = Receiver::start().await;
+    let p = issued_with_hooks(&app, &token, "vb-superseded-reversal", &hooks).await;
+    let (imp_uid, tno) = (
+        p["imp_uid"].as_str().unwrap(),
+        p["pg_tid"].as_str().unwrap(),
+    );
+    deposit_until_paid(&app, &token, &p).await;
+    let paid = app.payment(&token, imp_uid).await;
+    let _elsewhere = notified_elsewhere(&app).await;
+    let reversal = app.sandbox.deposit(tno, 7000, "13").unwrap();
+    let again = app.sandbox.deposit(tno, 7000, "00").unwrap();
+
+    assert!(
+        !post_notification(&app, &reversal.fields).await,
+        "KCP holds the account paid"
+    );
+    assert!(post_notification(&app, &again.fields).await, "paid already");
+    app.advance(601);
+    app.app.gateway.reverify_notifications(100).await.unwrap();
+
+    let row = notification_row(&app, &reversal.noti_id).await.unwrap();
+    assert_eq!(row.outcome.as_deref(), Some("superseded"), "{row:?}");
+    assert_eq!(app.payment(&token, imp_uid).await, paid, "paid as it was");
+    assert_eq!(webhook_statuses(&app, &hooks).await, ["ready", "paid"]);
+    app.assert_ledger_agrees().await;
+}
+
+/// A later notice must not bury a genuine notification KCP's inquiry does not show yet: a real
+/// reversal while KCP's inquiry lags (it still answers the account paid), then a deposit anyone
+/// could have forged, acknowledged because the account is paid. Nothing is decided on KCP's
+/// lagging answer within ten minutes of the reversal; once KCP shows it, the resolver's sweep
+/// applies it: the account is `ready` again and the merchant is told.
+#[tokio::test]
+async fn a_forged_deposit_after_a_reversal_kcp_does_not_show_yet_leaves_the_reversal_to_be_applied()
+{
+    let app = spawn_app().await;
+    let gateway = &app.app.gateway;
+    let token = app.token().await;
+    let hooks = Receiver::start().await;
+    let p = issued_with_hooks(&app, &token, "vb-not-buried", &hooks).await;
+    let (imp_uid, tno) = (
+        p["imp_uid"].as_str().unwrap(),
+        p["pg_tid"].as_str().unwrap(),
+    );
+    deposit_until_paid(&app, &token, &p).await;
+    assert_eq!(webhook_statuses(&app, &hooks).await, ["ready", "paid"]);
+    let _elsewhere = notified_elsewhere(&app).await;
+    let reversal = app.sandbox.deposit(tno, 7000, "13").unwrap();
+    let lagging = Fault::AnswerField {
+        field: "stat_va_cd".into(),
+        value: "STSR".into(),
+    };
+    app.sandbox.inject(
+        FaultRule::new(paths::INQUIRY, lagging)
+            .when("tno", tno)
+            .times(100),
+    );
+
+    assert!(!post_notification(&app, &reversal.fields).await);
+    assert!(
+        post_notification(&app, &deposit_form(tno, "forged-after-reversal", 7000)).await,
+        "acknowledged: the account is paid"
+    );
+    app.advance(160);
+    gateway.reverify_notifications(100).await.unwrap();
+    let row = notification_row(&app, &reversal.noti_id).await.unwrap();
+    assert_eq!(row.outcome, None, "{row:?}");
+    assert_eq!(app.payment(&token, imp_uid).await["status"], "paid");
+
+    app.sandbox.clear_faults();
+    app.advance(301);
+    gateway.reverify_notifications(100).await.unwrap();
+
+    let row = notification_row(&app, &reversal.noti_id).await.unwrap();
+    assert_eq!(row.outcome.as_deref(), Some("applied"), "{row:?}");
+    assert_eq!(app.payment(&token, imp_uid).await["status"], "ready");
+    assert_eq!(
+        webhook_statuses(&app, &hooks).await,
+        ["ready", "paid", "ready"]
+    );
+    app.assert_ledger_agrees().await;
 }

@@ -2604,6 +2604,116 @@ async fn looks_at_paid_accounts_due_first_do_not_hold_back_the_look_at_an_open_o
     app.assert_ledger_agrees().await;
 }
 
+/// An account paid by its deposit, its look then deleted as no longer open, and the bank takes the
+/// deposit back: the reversal makes the account `ready` again and schedules its look anew, so a
+/// second deposit whose notifications never reach openport is found by the resolver as a first
+/// one is. Without it the account was never looked at again (the w2 open-account looks'
+/// leftover).
+#[tokio::test]
+async fn an_account_a_reversal_makes_ready_again_is_looked_at_again_after_its_look_was_deleted() {
+    use sea_orm::{EntityTrait, PaginatorTrait};
+
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let hooks = Receiver::start().await;
+    let p = issued_with_hooks(&app, &token, "vb-ready-again", &hooks).await;
+    let (imp_uid, tno) = (
+        p["imp_uid"].as_str().unwrap(),
+        p["pg_tid"].as_str().unwrap(),
+    );
+    deposit_until_paid(&app, &token, &p).await;
+    assert_eq!(webhook_statuses(&app, &hooks).await, ["ready", "paid"]);
+    let gateway = &app.app.gateway;
+    let looks = || openport::store::entity::vbank_check::Entity::find().count(&gateway.db.read);
+    app.advance(601);
+    assert_eq!(gateway.check_open_vbanks(100).await.unwrap(), 0);
+    assert_eq!(
+        looks().await.unwrap(),
+        0,
+        "the paid account's look is deleted"
+    );
+    app.sandbox.deposit(tno, 7000, "13").unwrap();
+    until_status(&app, &token, imp_uid, "ready").await;
+    assert_eq!(
+        webhook_statuses(&app, &hooks).await,
+        ["ready", "paid", "ready"]
+    );
+    let elsewhere = Receiver::start().await;
+    deposit_sent_elsewhere(&app, &p, &elsewhere);
+
+    app.advance(601);
+    assert_eq!(gateway.check_open_vbanks(100).await.unwrap(), 1);
+
+    let token = app.token().await;
+    assert_eq!(app.payment(&token, imp_uid).await["status"], "paid");
+    assert_eq!(
+        webhook_statuses(&app, &hooks).await,
+        ["ready", "paid", "ready", "paid"]
+    );
+    app.assert_ledger_agrees().await;
+}
+
+/// More looks at accounts no longer open come due at once than one statement deletes (a thousand:
+/// a burst of accounts issued and paid, or paid while the resolver was stopped). One pass deletes
+/// them all, a statement at a time; it deleted a thousand a pass, and the due list walked past the
+/// rest on every pass to reach the open accounts. The open account's deposit is still found.
+#[tokio::test]
+async fn looks_at_more_accounts_no_longer_open_than_one_statement_deletes_all_go_in_one_pass() {
+    use openport::store::entity::payment;
+    use sea_orm::{EntityTrait, IdenStatic, Iterable, PaginatorTrait};
+
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let p = issued(&app, &token, vbank(&app, "vb-burst", 7000)).await;
+    deposit_until_paid(&app, &token, &p).await;
+    let gateway = &app.app.gateway;
+    let now = gateway.clock.unix();
+    // 2,500 copies of the paid account, each with a look due now.
+    let copied = |c: &str| match c {
+        "imp_uid" | "order_no" | "merchant_uid" => format!("{c} || '-' || CAST(n.i AS TEXT)"),
+        _ => c.to_string(),
+    };
+    let columns: Vec<String> = payment::Column::iter()
+        .map(|c| c.as_str().to_string())
+        .filter(|c| c != "id")
+        .collect();
+    let imp_uid = p["imp_uid"].as_str().unwrap();
+    crate::helpers::execute(
+        &app,
+        vec![
+            format!(
+                "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 2500) \
+                 INSERT INTO payments ({}) SELECT {} FROM payments, n WHERE imp_uid = '{imp_uid}'",
+                columns.join(", "),
+                columns
+                    .iter()
+                    .map(|c| copied(c))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            ),
+            format!(
+                "INSERT INTO vbank_checks (payment_id, check_at) \
+                 SELECT id, {now} FROM payments WHERE imp_uid LIKE '{imp_uid}-%'"
+            ),
+        ],
+    )
+    .await;
+    let hooks = Receiver::start().await;
+    let open = issued_with_hooks(&app, &token, "vb-open-after-burst", &hooks).await;
+    let elsewhere = Receiver::start().await;
+    deposit_sent_elsewhere(&app, &open, &elsewhere);
+    let looks = || openport::store::entity::vbank_check::Entity::find().count(&gateway.db.read);
+    assert_eq!(looks().await.unwrap(), 2_502);
+    app.advance(601);
+
+    assert_eq!(gateway.check_open_vbanks(100).await.unwrap(), 1);
+
+    assert_eq!(looks().await.unwrap(), 1, "the open account's, moved on");
+    let open_imp_uid = open["imp_uid"].as_str().unwrap();
+    assert_eq!(app.payment(&token, open_imp_uid).await["status"], "paid");
+    assert_eq!(webhook_statuses(&app, &hooks).await, ["ready", "paid"]);
+}
+
 /// The sweep's two reads of `vbank_checks` (the due looks of any merchant, and the rows of
 /// accounts no longer open it deletes) walk its due index and look each row's payment up by its
 /// key, so their cost does not grow with the payments.
