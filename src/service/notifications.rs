@@ -15,7 +15,7 @@
 //! `ready` on a reversal only when KCP no longer holds it paid. The form's amounts are kept for
 //! the operator and decide nothing. One KCP's inquiry does not confirm because a later one of the
 //! account already accounts for what KCP holds (a deposit taken back by a reversal, a reversal a
-//! new deposit made up for) is decided [`Verdict::Superseded`], on KCP's answer, ten minutes on.
+//! new deposit made up for) is decided [`Verdict::Superseded`], on KCP's answer, an hour on.
 //!
 //! A deposit naming a trade openport holds no virtual account for is not asked about when posted:
 //! an inquiry per post would let whoever reaches the endpoint make openport call KCP at will (and
@@ -398,8 +398,11 @@ const REVERIFY_FOR_SECS: i64 = 3 * 24 * 3600;
 /// [`Verdict::Superseded`] by a later one ([`may_be_superseded`]): longer than KCP's inquiry is
 /// expected to lag behind its own notification, so that a genuine one that ran ahead of it is
 /// applied (by KCP's re-sends, or the sweep) rather than buried by a later notice, forged or not.
-/// Ten minutes: the sweep's third look (two minutes, then every five).
-const SUPERSEDED_AFTER_SECS: i64 = 600;
+/// An hour: KCP's inquiry reads the trade its notification was sent about, so it is not expected
+/// to lag by more than moments; the margin costs only the sweep's looks at a stale row (every
+/// five minutes), and a genuine reversal KCP showed late would otherwise be buried with the
+/// payment left `paid` (no open-account look covers a paid account).
+const SUPERSEDED_AFTER_SECS: i64 = 3600;
 
 impl From<&kcp_notification::Model> for Notification {
     fn from(row: &kcp_notification::Model) -> Self {

@@ -234,7 +234,7 @@ async fn notified_elsewhere(app: &TestApp) -> Receiver {
 /// The bank takes a deposit back (`op_cd 13`) before its notification reaches openport: KCP's
 /// inquiry no longer shows the deposit, so it was answered `9999`, asked about every five minutes
 /// for three days and then left undecided for an operator (review r1, finding 3), though the
-/// reversal notified after it was decided on KCP's own answer. Once KCP's inquiry, ten minutes
+/// reversal notified after it was decided on KCP's own answer. Once KCP's inquiry, an hour
 /// after the deposit arrived, still holds the account unpaid as the reversal says and as openport
 /// does, the deposit is decided `superseded` and leaves the sweep. The payment never moves.
 #[tokio::test]
@@ -264,11 +264,16 @@ async fn a_deposit_a_later_reversal_took_back_is_decided_superseded_and_leaves_t
     gateway.reverify_notifications(100).await.unwrap();
     let row = notification_row(&app, &deposit.noti_id).await.unwrap();
     assert_eq!(row.outcome, None, "KCP may still be lagging: {row:?}");
-    app.advance(441);
+    app.advance(1800);
+    gateway.reverify_notifications(100).await.unwrap();
+    let row = notification_row(&app, &deposit.noti_id).await.unwrap();
+    assert_eq!(row.outcome, None, "half an hour on, still: {row:?}");
+    app.advance(1641);
     gateway.reverify_notifications(100).await.unwrap();
 
     let row = notification_row(&app, &deposit.noti_id).await.unwrap();
     assert_eq!(row.outcome.as_deref(), Some("superseded"), "{row:?}");
+    let token = app.token().await; // the first one expired meanwhile
     let shown = app.payment(&token, imp_uid).await;
     assert_eq!(
         (shown["status"].as_str(), shown["paid_at"].as_i64()),
@@ -290,7 +295,7 @@ async fn a_deposit_a_later_reversal_took_back_is_decided_superseded_and_leaves_t
 /// The mirror: the bank takes the paid account's deposit back and the buyer pays again before
 /// the reversal's notification reaches openport. KCP holds the account paid, as openport does, so
 /// the reversal is not confirmed (the new deposit is `unchanged`: the account is paid already);
-/// ten minutes on it is decided `superseded`, and the account stays paid with no webhook.
+/// an hour on it is decided `superseded`, and the account stays paid with no webhook.
 #[tokio::test]
 async fn a_reversal_a_later_deposit_made_up_for_is_decided_superseded_and_the_account_stays_paid() {
     let app = spawn_app().await;
@@ -312,11 +317,12 @@ async fn a_reversal_a_later_deposit_made_up_for_is_decided_superseded_and_the_ac
         "KCP holds the account paid"
     );
     assert!(post_notification(&app, &again.fields).await, "paid already");
-    app.advance(601);
+    app.advance(3601);
     app.app.gateway.reverify_notifications(100).await.unwrap();
 
     let row = notification_row(&app, &reversal.noti_id).await.unwrap();
     assert_eq!(row.outcome.as_deref(), Some("superseded"), "{row:?}");
+    let token = app.token().await; // the first one expired meanwhile
     assert_eq!(app.payment(&token, imp_uid).await, paid, "paid as it was");
     assert_eq!(webhook_statuses(&app, &hooks).await, ["ready", "paid"]);
     app.assert_ledger_agrees().await;
@@ -325,7 +331,7 @@ async fn a_reversal_a_later_deposit_made_up_for_is_decided_superseded_and_the_ac
 /// A later notice must not bury a genuine notification KCP's inquiry does not show yet: a real
 /// reversal while KCP's inquiry lags (it still answers the account paid), then a deposit anyone
 /// could have forged, acknowledged because the account is paid. Nothing is decided on KCP's
-/// lagging answer within ten minutes of the reversal; once KCP shows it, the resolver's sweep
+/// lagging answer within an hour of the reversal; once KCP shows it, the resolver's sweep
 /// applies it: the account is `ready` again and the merchant is told.
 #[tokio::test]
 async fn a_forged_deposit_after_a_reversal_kcp_does_not_show_yet_leaves_the_reversal_to_be_applied()
