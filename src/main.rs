@@ -898,7 +898,7 @@ async fn payment(cmd: PaymentCommand) -> anyhow::Result<()> {
                 offline_gateway_calling_kcp(&common, CallsKcpFor::Payment(&imp_uid)).await?;
             let recheck = match gateway.recheck_payment_at_kcp(&imp_uid).await {
                 Ok(recheck) => recheck,
-                Err(NotificationError::Superseded(_)) => anyhow::bail!(
+                Err(NotificationError::ChangedMeanwhile(_)) => anyhow::bail!(
                     "payment {imp_uid}: a cancel of it is under way (or it changed while KCP was \
                      asked, or this host's clock is off): nothing recorded; run it again once the \
                      cancel is settled (`openport attempt list`)"

@@ -152,8 +152,9 @@ impl Notification {
 pub enum Verdict {
     /// KCP confirmed it and the payment changed (`paid` with its webhook, or back to `ready`).
     Applied,
-    /// KCP's state gives no reason to change the payment: a forged or partial deposit, a reversal
-    /// KCP does not confirm, or a change already made.
+    /// KCP's state gives no reason to change the payment: a deposit on an account paid already
+    /// (forged or not), a partial deposit, or a change already made. (A notification KCP's
+    /// answer contradicts is not decided: it is asked about again, or [`Self::Superseded`].)
     Unchanged,
     /// Its `site_cd` is not the site the payment was made on. Acknowledged all the same: it names a
     /// trade of another site, which no re-send makes ours, and whoever sent it should stop; the
@@ -241,7 +242,7 @@ pub enum NotificationError {
     Unverified { tno: String, source: PgError },
     /// The payment changed while KCP was being asked; the re-send is decided on the new status.
     #[error("payment {0} changed during verification")]
-    Superseded(String),
+    ChangedMeanwhile(String),
     /// KCP's inquiry does not (yet) show what the notification says. A forgery earns nothing but
     /// re-sends it cannot make; a real notification that ran ahead of KCP's inquiry is verified
     /// again when KCP re-sends it, instead of being acknowledged and lost.
@@ -859,7 +860,7 @@ impl Gateway {
             || payments::has_open_cancel(&txn, payment.id).await?
         {
             txn.rollback().await?;
-            return Err(NotificationError::Superseded(payment.imp_uid));
+            return Err(NotificationError::ChangedMeanwhile(payment.imp_uid));
         }
         for webhook in webhooks {
             insert_delivery(&txn, webhook).await?;
@@ -938,12 +939,12 @@ impl Gateway {
         let txn = self.db.write.begin().await?;
         if !payments::hold_if_status(&txn, payment.id, PaymentStatus::Ready.as_db()).await? {
             txn.rollback().await?;
-            return Err(NotificationError::Superseded(payment.imp_uid.clone()));
+            return Err(NotificationError::ChangedMeanwhile(payment.imp_uid.clone()));
         }
         if payments::has_open_cancel(&txn, payment.id).await? {
             txn.rollback().await?;
             tracing::warn!(imp_uid = %payment.imp_uid, tno = %n.tno, noti_id = %n.noti_id, total = n.total, amount = payment.amount, "KCP notifies a partial deposit while a cancel of the virtual account is in flight: not acknowledged, decided after the cancel (should KCP close the account, the deposit is on it: refund the buyer in KCP's admin)");
-            return Err(NotificationError::Superseded(payment.imp_uid.clone()));
+            return Err(NotificationError::ChangedMeanwhile(payment.imp_uid.clone()));
         }
         if let Some(id) = row {
             notifications::set_outcome(&txn, id, Verdict::Unchanged.as_db(), now).await?;
@@ -966,7 +967,7 @@ impl Gateway {
         let txn = self.db.write.begin().await?;
         if !payments::hold_if_status(&txn, payment.id, status.as_db()).await? {
             txn.rollback().await?;
-            return Err(NotificationError::Superseded(payment.imp_uid.clone()));
+            return Err(NotificationError::ChangedMeanwhile(payment.imp_uid.clone()));
         }
         if let Some(id) = row {
             notifications::set_outcome(&txn, id, verdict.as_db(), now).await?;
@@ -1024,7 +1025,7 @@ impl Gateway {
     /// (service/payment_recheck.rs). KCP is only asked (`std/inquery`), never sent a cancel: the
     /// difference is opened as a cancel attempt for exactly that amount and settled by the cancel
     /// resolver's inquiry, with the `cancelled` webhook. A cancel of the payment under way (or a
-    /// skewed clock) is [`NotificationError::Superseded`]: decided again after it; KCP not
+    /// skewed clock) is [`NotificationError::ChangedMeanwhile`]: decided again after it; KCP not
     /// answering is [`NotificationError::Unverified`]. Nothing is written but that attempt and
     /// what its settling records.
     pub(crate) async fn record_cancel_made_at_kcp(
@@ -1080,7 +1081,7 @@ impl Gateway {
             // A cancel of the payment is under way (or this host's clock is off): decided again
             // after it (on KCP's re-send of a notice).
             Err(ServiceError::Refused(_) | ServiceError::ClockSkewed) => {
-                return Err(NotificationError::Superseded(payment.imp_uid))
+                return Err(NotificationError::ChangedMeanwhile(payment.imp_uid))
             }
             Err(e) => return Err(e.into()),
         };
@@ -1093,7 +1094,7 @@ impl Gateway {
         let Some(fresh) = fresh else {
             self.close_attempt(attempt, "failed", "not sent: the payment changed meanwhile")
                 .await?;
-            return Err(NotificationError::Superseded(payment.imp_uid));
+            return Err(NotificationError::ChangedMeanwhile(payment.imp_uid));
         };
         tracing::warn!(imp_uid = %fresh.imp_uid, %reason, remaining, balance, "KCP holds less than openport: recording a cancel openport did not make");
         let attempt_id = attempt.id;
@@ -1138,7 +1139,7 @@ impl Gateway {
             .await?
         {
             // A cancel of the payment is under way: decided again on KCP's re-send, after it.
-            None => return Err(NotificationError::Superseded(imp_uid)),
+            None => return Err(NotificationError::ChangedMeanwhile(imp_uid)),
             Some(super::resolve::CancelOutcome::Applied(_)) => Verdict::Applied,
             Some(_) => Verdict::Unchanged,
         };

@@ -148,7 +148,7 @@ impl Gateway {
             }
             Ok(_) => false,
             // Changed meanwhile (a notification, a revocation in flight): looked at again.
-            Err(NotificationError::Superseded(_)) => false,
+            Err(NotificationError::ChangedMeanwhile(_)) => false,
             Err(e) => {
                 tracing::warn!(%imp_uid, %tno, "deposit KCP holds not applied: {e}");
                 false

@@ -651,7 +651,7 @@ impl Gateway {
     ) -> ServiceResult<PaymentRecord> {
         let id = payment.id;
         match self.apply_deposit_found(payment, kcp, seen).await {
-            Ok(_) | Err(NotificationError::Superseded(_)) => {}
+            Ok(_) | Err(NotificationError::ChangedMeanwhile(_)) => {}
             Err(NotificationError::Service(e)) => return Err(e),
             Err(NotificationError::Db(e)) => return Err(e.into()),
             Err(e) => return Err(ServiceError::Internal(e.to_string())),
