@@ -224,8 +224,10 @@ impl App {
             header_read_timeout: config.http.header_read_timeout(),
             write_stall_timeout: config.http.write_stall_timeout(),
             // The longest a request in flight takes when its client keeps up: the rest of its
-            // body, its KCP calls (`attempt_hold`) and one stall of its response.
+            // body, a cancel's wait for another cancel of its payment (`cancel_wait`), its KCP
+            // calls (`attempt_hold`) and one stall of its response.
             shutdown_grace: config.http.body_read_timeout()
+                + config.cancel_wait()
                 + config.attempt_hold()
                 + config.http.write_stall_timeout(),
             max_connections,
@@ -407,6 +409,7 @@ async fn prepare(
                 .unwrap_or(i64::MAX / 1000)
                 .saturating_mul(1000),
             scheduler_paused: config.scheduler.paused,
+            cancel_wait: config.cancel_wait(),
         },
         tokens: Arc::new(TokenCache::default()),
         // As typed but for surrounding whitespace (the newline of the file it was read

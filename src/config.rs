@@ -539,6 +539,9 @@ pub enum ConfigError {
     },
 }
 
+/// The longest a cancel waits for another cancel of its payment in flight ([`Config::cancel_wait`]).
+pub const MAX_CANCEL_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// The operator token's minimum length: it is compared on every request and guessing it opens
 /// every merchant's data.
 pub const MIN_ADMIN_TOKEN_CHARS: usize = 32;
@@ -551,6 +554,18 @@ impl Config {
     /// with an effect at KCP (service/attempts.rs).
     pub fn attempt_hold(&self) -> std::time::Duration {
         std::time::Duration::from_millis(self.kcp.timeout_ms.saturating_mul(3))
+    }
+
+    /// How long a cancel that meets another cancel of its payment in flight waits for it to end
+    /// before it is refused as in flight (service/cancel.rs): one KCP timeout, at most
+    /// [`MAX_CANCEL_WAIT`]. An ordinary cancel holds its payment's slot for one KCP call, well
+    /// under a second; one still open after a whole KCP timeout has lost its answer and is being
+    /// settled by inquiry, or is left to the resolver after the settle delay, which no merchant's
+    /// request can wait for. The cap keeps a waiting cancel's answer (the wait, then its own KCP
+    /// call, normally well under a second) inside the 30 s an iamport client commonly gives a
+    /// request, with the default 30 s KCP timeout.
+    pub fn cancel_wait(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.kcp.timeout_ms).min(MAX_CANCEL_WAIT)
     }
 
     /// How long a connection to KCP stays pooled for the next call: `kcp.pool_idle_timeout_ms`,
@@ -1155,6 +1170,14 @@ mod tests {
         assert!(config.validate().is_ok());
         assert_eq!(config.attempt_hold().as_secs(), 90);
         assert_eq!(config.attempt_lease_secs(), 91);
+    }
+
+    #[test]
+    fn a_cancel_waits_for_another_of_its_payment_one_kcp_timeout_and_at_most_ten_seconds() {
+        let mut config = Config::default();
+        assert_eq!(config.cancel_wait(), MAX_CANCEL_WAIT);
+        config.kcp.timeout_ms = 1_500;
+        assert_eq!(config.cancel_wait().as_millis(), 1_500);
     }
 
     #[test]

@@ -5,7 +5,9 @@
 //! whole, by its `STE2`/`STE4` carrying that account (docs/kcp.md §9.5a).
 //!
 //! A unique index allows one open cancel attempt per payment, so concurrent partial cancels are
-//! serialised by the database: the balance each one checks is the balance KCP will see.
+//! serialised by the database: the balance each one checks is the balance KCP will see. A cancel
+//! that meets another in flight waits for it (bounded) and is then planned from the balance it
+//! left.
 use chrono::{DateTime, Datelike, Utc};
 use futures::future::BoxFuture;
 use sea_orm::{ColumnTrait, Condition, Set};
@@ -52,8 +54,15 @@ const NOT_FOUND: &str = "취소할 결제건이 존재하지 않습니다.";
 /// before anything is written.
 const VBANK_REFUND_ACCOUNT_MISSING: &str = "입금된 가상계좌는 환불받을 계좌(refund_holder: 예금주, refund_bank: 은행코드, refund_account: 계좌번호)를 함께 보내야 환불할 수 있습니다.";
 
-/// The refusal while another cancel of the payment is in flight.
+/// The refusal while another cancel of the payment is in flight: to a cancel that waited
+/// [`crate::config::Config::cancel_wait`] for it in vain, or to one whose own attempt another
+/// holder took over.
 const IN_FLIGHT: &str = "이 결제건에 처리 중인 취소 요청이 있습니다. 잠시 후 다시 시도해 주세요.";
+
+/// The first pause of a cancel waiting for another cancel of its payment
+/// ([`Gateway::until_no_open_cancel`]), doubled after each look up to [`CANCEL_POLL_MAX`].
+const CANCEL_POLL_FIRST: std::time::Duration = std::time::Duration::from_millis(50);
+const CANCEL_POLL_MAX: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// The answer to a cancel whose outcome this request could not learn.
 fn cancel_unknown(imp_uid: &str) -> String {
@@ -84,23 +93,6 @@ impl Gateway {
         cmd: CancelCommand,
         attempt_written: &mut Option<String>,
     ) -> ServiceResult<PaymentRecord> {
-        // imp_uid wins over merchant_uid; an unknown imp_uid fails even with a valid merchant_uid.
-        let found = match (&cmd.imp_uid, &cmd.merchant_uid) {
-            (Some(imp), _) => payments::by_imp_uid(&self.db.read, Some(m.id), imp).await?,
-            (None, Some(uid)) => payments::live_by_merchant_uid(&self.db.read, m.id, uid).await?,
-            (None, None) => {
-                return Err(ServiceError::BadRequest(
-                    "imp_uid 또는 merchant_uid 파라메터가 누락되었습니다.".into(),
-                ))
-            }
-        };
-        let payment = found.ok_or_else(|| ServiceError::Refused(NOT_FOUND.into()))?;
-        // KCP holds something else than this payment's record (a cancel or a point re-approval
-        // closed as a conflict): a cancel planned from the record could act on a cancelled tno,
-        // be told "already cancelled" and record money back that KCP still holds.
-        if let Some(conflict) = payments::unreconciled_conflict(&self.db.read, payment.id).await? {
-            return Err(conflict_refusal(&payment, conflict.id));
-        }
         let plan = |p: &payment::Model| {
             if let Some(why) = refund_refusal(p, cmd.refund.is_some()) {
                 return Err(ServiceError::Refused(why.into()));
@@ -144,25 +136,46 @@ impl Gateway {
                 Ok((plan, Some(super::escrow::cancel_of(p)?)))
             })
         };
-        let (first_plan, _) = plan(&payment)?;
-        let tno = payment
-            .pg_tid
-            .clone()
-            .ok_or_else(|| ServiceError::Refused(NOT_FOUND.into()))?;
         let reason = cmd.reason.clone().filter(|r| !r.trim().is_empty());
-        // Before the attempt: an unusable KCP configuration must not leave an open cancel behind
-        // (it would block every cancel of the payment until the resolver closed it).
-        let connector = self.connectors.for_merchant(m, &self.secrets)?;
-
-        let attempt = self
-            .open_cancel_attempt(
-                &payment,
-                &tno,
-                &reason,
-                first_plan.amount,
-                cmd.enable_webhook,
-            )
-            .await?;
+        // Another cancel of the payment in flight is waited for, from the first time this one
+        // meets it, up to `cancel_wait`; then everything is looked at again from the start, on
+        // the balance that cancel left (a merchant refunding item by item sends its partial
+        // cancels at once, and iamport makes them one after the other). Nothing is written while
+        // waiting.
+        let mut wait_until = None;
+        let (payment, attempt, connector) = loop {
+            let payment = self.payment_to_cancel(m, &cmd).await?;
+            let (first_plan, _) = plan(&payment)?;
+            let tno = payment
+                .pg_tid
+                .clone()
+                .ok_or_else(|| ServiceError::Refused(NOT_FOUND.into()))?;
+            // Before the attempt: an unusable KCP configuration must not leave an open cancel
+            // behind (it would block every cancel of the payment until the resolver closed it).
+            let connector = self.connectors.for_merchant(m, &self.secrets)?;
+            if let Some(attempt) = self
+                .try_open_cancel_attempt(
+                    &payment,
+                    &tno,
+                    &reason,
+                    first_plan.amount,
+                    cmd.enable_webhook,
+                )
+                .await?
+            {
+                break (payment, attempt, connector);
+            }
+            let until = *wait_until
+                .get_or_insert_with(|| tokio::time::Instant::now() + self.settings.cancel_wait);
+            if !self.until_no_open_cancel(payment.id, until).await? {
+                tracing::warn!(
+                    imp_uid = %payment.imp_uid,
+                    wait_ms = u64::try_from(self.settings.cancel_wait.as_millis()).unwrap_or(u64::MAX),
+                    "another cancel of the payment stayed in flight while this one waited; refused"
+                );
+                return Err(ServiceError::Refused(IN_FLIGHT.into()));
+            }
+        };
         *attempt_written = Some(payment.imp_uid.clone());
         // Holding the only open cancel, re-read: another cancel may have completed meanwhile, or
         // a second look be recording a late one ([`Gateway::held_payment`]).
@@ -425,6 +438,57 @@ impl Gateway {
         Ok(payment)
     }
 
+    /// The payment `cmd` names, for a cancel: imp_uid wins over merchant_uid, and an unknown
+    /// imp_uid fails even with a valid merchant_uid. Refused while KCP holds something else than
+    /// its record (a cancel or a point re-approval closed as a conflict): a cancel planned from
+    /// the record could act on a cancelled tno, be told "already cancelled" and record money back
+    /// that KCP still holds.
+    async fn payment_to_cancel(
+        &self,
+        m: &merchant::Model,
+        cmd: &CancelCommand,
+    ) -> ServiceResult<payment::Model> {
+        let found = match (&cmd.imp_uid, &cmd.merchant_uid) {
+            (Some(imp), _) => payments::by_imp_uid(&self.db.read, Some(m.id), imp).await?,
+            (None, Some(uid)) => payments::live_by_merchant_uid(&self.db.read, m.id, uid).await?,
+            (None, None) => {
+                return Err(ServiceError::BadRequest(
+                    "imp_uid 또는 merchant_uid 파라메터가 누락되었습니다.".into(),
+                ))
+            }
+        };
+        let payment = found.ok_or_else(|| ServiceError::Refused(NOT_FOUND.into()))?;
+        if let Some(conflict) = payments::unreconciled_conflict(&self.db.read, payment.id).await? {
+            return Err(conflict_refusal(&payment, conflict.id));
+        }
+        Ok(payment)
+    }
+
+    /// Waits until payment `payment_id` has no cancel in flight (its one open `cancel` attempt
+    /// closed), or until `until`: true once none is open, false when one still is at `until`.
+    /// Polls the database, so a cancel made by another instance is waited for as one made here,
+    /// every [`CANCEL_POLL_FIRST`] doubling to [`CANCEL_POLL_MAX`]: a cancel at KCP ends in well
+    /// under a second, and a wait for one stuck longer (a lost answer being inquired) should not
+    /// cost its database many reads. Reads only.
+    async fn until_no_open_cancel(
+        &self,
+        payment_id: i64,
+        until: tokio::time::Instant,
+    ) -> ServiceResult<bool> {
+        let mut pause = CANCEL_POLL_FIRST;
+        loop {
+            let now = tokio::time::Instant::now();
+            if now >= until {
+                return Ok(false);
+            }
+            tokio::time::sleep(pause.min(until - now)).await;
+            pause = (pause * 2).min(CANCEL_POLL_MAX);
+            if !payments::has_open_cancel(&self.db.read, payment_id).await? {
+                return Ok(true);
+            }
+        }
+    }
+
     /// Commits the payment's cancel attempt (pending, held by this request) before KCP is called.
     /// The unique index allows one open cancel per payment: a second one is refused while the
     /// first is in flight. `notify`: the merchant asked for a `cancelled` webhook, which whoever
@@ -437,6 +501,20 @@ impl Gateway {
         amount: i64,
         notify: bool,
     ) -> ServiceResult<pg_attempt::Model> {
+        self.try_open_cancel_attempt(p, tno, reason, amount, notify)
+            .await?
+            .ok_or_else(|| ServiceError::Refused(IN_FLIGHT.into()))
+    }
+
+    /// [`Self::open_cancel_attempt`]; None while another cancel of the payment is in flight.
+    async fn try_open_cancel_attempt(
+        &self,
+        p: &payment::Model,
+        tno: &str,
+        reason: &Option<String>,
+        amount: i64,
+        notify: bool,
+    ) -> ServiceResult<Option<pg_attempt::Model>> {
         self.refuse_while_skewed()?;
         let now = self.clock.unix();
         let inserted = payments::insert_attempt(
@@ -455,8 +533,8 @@ impl Gateway {
         )
         .await;
         match inserted {
-            Ok(a) => Ok(a),
-            Err(e) if is_unique_violation(&e) => Err(ServiceError::Refused(IN_FLIGHT.into())),
+            Ok(a) => Ok(Some(a)),
+            Err(e) if is_unique_violation(&e) => Ok(None),
             Err(e) => Err(e.into()),
         }
     }

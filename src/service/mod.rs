@@ -113,6 +113,8 @@ pub struct GatewaySettings {
     /// See `config::SchedulerSettings::paused`: reported by `GET /admin/status` (the scheduler job
     /// reads the configuration itself).
     pub scheduler_paused: bool,
+    /// See `config::Config::cancel_wait`.
+    pub cancel_wait: std::time::Duration,
 }
 
 /// Everything the use cases need, shared by the HTTP handlers and the background jobs.

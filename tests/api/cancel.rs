@@ -3,7 +3,8 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 
 use crate::checkout::request_pay;
-use crate::helpers::{spawn_app, test_cards, TestApp};
+use crate::helpers::{assert_code_1_saying, spawn_app, spawn_app_with, test_cards, TestApp};
+use openport::config::Config;
 
 #[tokio::test]
 async fn partial_cancels_accumulate_until_the_balance_is_zero() {
@@ -242,9 +243,12 @@ async fn imp_uid_wins_over_merchant_uid_and_unknown_payments_are_code_1() {
     assert!(app.sandbox.ledger()[0].cancels.is_empty());
 }
 
+/// Cancels sent at once wait for each other, so those that fit the balance are all made and the
+/// rest are refused on the balance the others left, never as "in flight" (a merchant's client
+/// reads that refusal as final, and the buyer is under-refunded).
 #[tokio::test]
 async fn concurrent_partial_cancels_never_refund_more_than_was_paid() {
-    let app = spawn_app().await;
+    let app = spawn_app_with(patient).await;
     let token = app.token().await;
     let p = app.paid(&token, "cx-race", 1000).await;
     let imp_uid = p["imp_uid"].as_str().unwrap().to_string();
@@ -257,13 +261,187 @@ async fn concurrent_partial_cancels_never_refund_more_than_was_paid() {
     });
     let results = futures::future::join_all(calls).await;
     let ok = results.iter().filter(|(_, b)| b["code"] == 0).count();
-    assert!(ok <= 3, "{results:?}");
+    assert_eq!(ok, 3, "{results:?}");
+    for (status, body) in results.iter().filter(|(_, b)| b["code"] != 0) {
+        assert_code_1_saying(
+            *status,
+            body,
+            "취소요청금액(300)이 취소가능잔액(100)보다 큽니다.",
+            "refused on the balance the others left",
+        );
+    }
     let (_, body) = app.get(&format!("/payments/{imp_uid}"), Some(&token)).await;
     assert_eq!(
         body["response"]["cancel_amount"].as_i64().unwrap(),
         300 * ok as i64
     );
     assert_eq!(app.sandbox.ledger()[0].balance, 1000 - 300 * ok as i64);
+    app.assert_ledger_agrees().await;
+}
+
+/// A KCP timeout of 9 s, and the settle delay it needs: a cancel waits up to one KCP timeout for
+/// another cancel of its payment (`Config::cancel_wait`), so that the tests of cancels sent at
+/// once do not depend on how fast a loaded machine makes them.
+fn patient(c: &mut Config) {
+    c.kcp.timeout_ms = 9_000;
+    c.resolver.settle_secs = 60;
+}
+
+/// The amounts of a payment's `cancel_history`, smallest first.
+fn cancelled_amounts(payment: &Value) -> Vec<i64> {
+    let mut amounts: Vec<i64> = payment["cancel_history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["amount"].as_i64().unwrap())
+        .collect();
+    amounts.sort_unstable();
+    amounts
+}
+
+/// A merchant refunding item by item sends its partial cancels at once (Promise.all): iamport
+/// makes them one after the other, and so does openport, each planned from the balance the one
+/// before left.
+#[tokio::test]
+async fn partial_cancels_of_one_payment_sent_at_once_are_all_made_one_after_the_other() {
+    let app = spawn_app_with(patient).await;
+    let token = app.token().await;
+    let p = app.paid(&token, "cx-items", 10000).await;
+    let imp_uid = p["imp_uid"].as_str().unwrap();
+
+    let answers =
+        futures::future::join_all([1000, 2000, 3000].map(|a| app.cancel(&token, imp_uid, a))).await;
+
+    for answer in &answers {
+        assert_eq!(answer["code"], 0, "{answers:?}");
+    }
+    let shown = app.payment(&token, imp_uid).await;
+    assert_eq!(shown["cancel_amount"], 6000, "{shown}");
+    assert_eq!(cancelled_amounts(&shown), vec![1000, 2000, 3000], "{shown}");
+    let ledger = app.sandbox.ledger();
+    assert_eq!(ledger[0].balance, 4000);
+    assert_eq!(ledger[0].cancels.len(), 3);
+    app.assert_ledger_agrees().await;
+}
+
+/// Cancels sent at once with the same checksum: the first one made changes the balance, and the
+/// others, planned again from it after waiting, are refused as a mismatch naming the new balance.
+/// Never two cancels planned from one balance.
+#[tokio::test]
+async fn cancels_sent_at_once_with_one_checksum_are_made_once_and_the_rest_refused_on_the_new_balance(
+) {
+    let app = spawn_app_with(patient).await;
+    let token = app.token().await;
+    let p = app.paid(&token, "cx-checksum", 10000).await;
+    let imp_uid = p["imp_uid"].as_str().unwrap();
+    let calls = (0..3).map(|_| {
+        app.post(
+            "/payments/cancel",
+            Some(&token),
+            json!({"imp_uid": imp_uid, "amount": 1000, "checksum": 10000}),
+        )
+    });
+
+    let results = futures::future::join_all(calls).await;
+
+    let ok = results.iter().filter(|(_, b)| b["code"] == 0).count();
+    assert_eq!(ok, 1, "{results:?}");
+    for (status, body) in results.iter().filter(|(_, b)| b["code"] != 0) {
+        assert_code_1_saying(
+            *status,
+            body,
+            "취소 가능 잔액이 일치하지 않습니다. (checksum: 10000, 취소가능잔액: 9000)",
+            "checked against the balance the first one left",
+        );
+    }
+    assert_eq!(app.payment(&token, imp_uid).await["cancel_amount"], 1000);
+    assert_eq!(app.sandbox.ledger()[0].balance, 9000);
+    app.assert_ledger_agrees().await;
+}
+
+/// Two instances on one database take partial cancels of one payment at once: each waits for the
+/// other's by the database, not by anything one process holds.
+#[tokio::test]
+async fn partial_cancels_of_one_payment_sent_at_once_to_two_instances_are_all_made() {
+    let app = spawn_app_with(patient).await;
+    let other = app.another_instance(patient).await;
+    let token = app.token().await;
+    let p = app.paid(&token, "cx-two-instances", 10000).await;
+    let imp_uid = p["imp_uid"].as_str().unwrap();
+
+    let answers = futures::future::join_all((1..=6).map(|i| {
+        let instance = if i % 2 == 0 { &app } else { &other };
+        instance.cancel(&token, imp_uid, i * 100)
+    }))
+    .await;
+
+    for answer in &answers {
+        assert_eq!(answer["code"], 0, "{answers:?}");
+    }
+    let shown = app.payment(&token, imp_uid).await;
+    assert_eq!(shown["cancel_amount"], 2100, "{shown}");
+    assert_eq!(
+        cancelled_amounts(&shown),
+        vec![100, 200, 300, 400, 500, 600],
+        "{shown}"
+    );
+    assert_eq!(app.sandbox.ledger()[0].balance, 7900);
+    assert_eq!(app.sandbox.ledger()[0].cancels.len(), 6);
+    app.assert_ledger_agrees().await;
+}
+
+/// A cancel held at KCP past one KCP timeout (its answer lost, left to the resolver) keeps its
+/// payment's slot: a second cancel waits for it only up to the bound, then is refused as in
+/// flight with nothing sent, instead of hanging. The first is settled from KCP's books later.
+#[tokio::test]
+async fn a_cancel_meeting_another_held_at_kcp_past_the_wait_is_refused_as_in_flight_after_it() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let p = app.paid(&token, "cx-held", 10000).await;
+    let imp_uid = p["imp_uid"].as_str().unwrap();
+    let gate = "cx-held-cancel";
+    app.sandbox.inject(FaultRule::new(
+        paths::CANCEL,
+        Fault::HoldRequest { gate: gate.into() },
+    ));
+    let first = app.cancel_in_background(&token, imp_uid, 1000);
+    app.sandbox.until_held(gate).await;
+
+    let started = std::time::Instant::now();
+    let (status, second) = app
+        .post(
+            "/payments/cancel",
+            Some(&token),
+            json!({"imp_uid": imp_uid, "amount": 2000}),
+        )
+        .await;
+    let waited = started.elapsed();
+
+    assert_code_1_saying(
+        status,
+        &second,
+        "이 결제건에 처리 중인 취소 요청이 있습니다.",
+        "refused as in flight once the wait ran out",
+    );
+    let bound = std::time::Duration::from_millis(crate::helpers::KCP_TIMEOUT_MS);
+    assert!(
+        waited >= bound,
+        "answered before the wait ran out: {waited:?}"
+    );
+    assert!(
+        waited < bound + std::time::Duration::from_secs(5),
+        "waited far past the bound: {waited:?}"
+    );
+    let (_, first) = first.await.unwrap();
+    assert_eq!(first["code"], 1, "its answer was lost: {first}");
+    app.sandbox.open_gate(gate);
+    crate::escrow::until_cancelled_at_kcp(&app, p["pg_tid"].as_str().unwrap()).await;
+    app.advance(crate::helpers::SETTLE_SECS + 10);
+    app.resolve_all().await;
+    assert_eq!(app.payment(&token, imp_uid).await["cancel_amount"], 1000);
+    let ledger = app.sandbox.ledger();
+    assert_eq!(ledger[0].cancels.len(), 1, "the second was never sent");
+    assert_eq!(ledger[0].balance, 9000);
     app.assert_ledger_agrees().await;
 }
 

@@ -615,7 +615,7 @@ async fn cancel_held_at_kcp(
 
 /// A shipping start (`STE1`) sent while a full cancel planned as `STE2` is on its way to KCP
 /// raced it there, and KCP refused whichever came second (r5-billing, "Escrow"). POST is refused
-/// while the cancel is open, before anything is recorded or sent, as a second cancel would be.
+/// while the cancel is open, before anything is recorded or sent.
 #[tokio::test]
 async fn a_delivery_posted_while_a_cancel_is_at_kcp_is_refused_and_nothing_is_sent() {
     let app = spawn_app().await;
@@ -775,7 +775,7 @@ async fn applied_at_kcp_then_resolved(
 }
 
 /// Waits (up to 2 s) until KCP holds `tno` cancelled.
-async fn until_cancelled_at_kcp(app: &TestApp, tno: &str) {
+pub(crate) async fn until_cancelled_at_kcp(app: &TestApp, tno: &str) {
     for _ in 0..100 {
         if !kcp_cancels(app, tno).is_empty() {
             return;
