@@ -91,13 +91,15 @@ pub enum InstanceMode {
 }
 
 /// This instance's clock against the database server's, as last compared: `not_shared` (SQLite),
-/// `in_line`, or `skewed` (it opens no KCP attempt until it is back in line).
+/// `in_line`, `skewed` (it opens no KCP attempt until it is back in line), or `not_checked` (the
+/// check is off: `resolver.max_clock_skew_secs = 0`).
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum InstanceClock {
     NotShared,
     InLine,
     Skewed,
+    NotChecked,
 }
 
 impl From<InstanceStatus> for InstanceStatusView {
@@ -121,6 +123,7 @@ impl From<InstanceStatus> for InstanceStatusView {
                 ClockVerdict::NotShared => InstanceClock::NotShared,
                 ClockVerdict::InLine => InstanceClock::InLine,
                 ClockVerdict::Skewed => InstanceClock::Skewed,
+                ClockVerdict::NotChecked => InstanceClock::NotChecked,
             },
         }
     }

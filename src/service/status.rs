@@ -17,8 +17,11 @@ pub const HEALTH_BOUND: Duration = Duration::from_secs(2);
 pub enum ClockVerdict {
     /// SQLite: one host, nothing to compare.
     NotShared,
-    /// Within `resolver.max_clock_skew_secs` of the database server's (or not judged, bound 0).
+    /// Within `resolver.max_clock_skew_secs` of the database server's.
     InLine,
+    /// Not judged: the check is off (`resolver.max_clock_skew_secs = 0`), so however far off this
+    /// host's clock is, it is never called skewed; said so rather than `InLine`.
+    NotChecked,
     /// Off: this instance opens no KCP attempt until the resolver finds it back in line.
     Skewed,
 }
@@ -99,6 +102,8 @@ impl Gateway {
     fn clock_verdict(&self) -> ClockVerdict {
         if self.db.read.get_database_backend() != DbBackend::Postgres {
             ClockVerdict::NotShared
+        } else if self.settings.max_clock_skew_ms == 0 {
+            ClockVerdict::NotChecked
         } else if self.clock_is_skewed() {
             ClockVerdict::Skewed
         } else {

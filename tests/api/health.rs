@@ -224,8 +224,9 @@ async fn the_operator_status_takes_the_operator_token_only() {
 
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["code"], 0, "{body}");
+    // The test instances run with the clock check off (helpers.rs).
     let clock = if app.database_url.starts_with("postgres") {
-        "in_line"
+        "not_checked"
     } else {
         "not_shared"
     };
@@ -245,6 +246,31 @@ async fn the_operator_status_takes_the_operator_token_only() {
             "clock": clock,
         })
     );
+}
+
+/// With the clock check turned off (`resolver.max_clock_skew_secs = 0`) a PostgreSQL instance said
+/// `in_line` however far its clock was off the database's: an operator who turned the check off
+/// was shown a healthy clock. It says `not_checked`, and `in_line` only when the check is on
+/// (SQLite: `not_shared` either way).
+#[tokio::test]
+async fn the_operator_status_says_the_clock_is_not_checked_when_the_check_is_off() {
+    for (max_skew_secs, on_postgres) in [(0, "not_checked"), (5, "in_line")] {
+        let app = spawn_app_with(|c| {
+            c.resolver.max_clock_skew_secs = max_skew_secs;
+            c.resolver.settle_secs = 60; // outlasts the hold plus twice the skew allowed
+        })
+        .await;
+
+        let (status, body) = app.get("/admin/status", Some(ADMIN_TOKEN)).await;
+
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let clock = if app.database_url.starts_with("postgres") {
+            on_postgres
+        } else {
+            "not_shared"
+        };
+        assert_eq!(body["response"]["clock"], clock, "{max_skew_secs}: {body}");
+    }
 }
 
 /// A conflict (a cancel whose answer was lost and whose inquiry says KCP has no such trade), an
