@@ -74,6 +74,11 @@ pub struct InstanceStatusView {
     /// Webhook deliveries given up after their last retry, kept for `webhooks.retention_days`:
     /// alert when it grows.
     pub webhooks_failed: u64,
+    /// KCP notifications no longer asked about and still undecided, every merchant's: a deposit
+    /// KCP's inquiry did not confirm in the re-verify sweep's three days, or one naming an account
+    /// KCP holds and openport does not. Each waits for an operator to compare it with KCP's admin
+    /// (docs/operations.md "KCP notifications"); alert on any.
+    pub notifications_for_operator: u64,
     /// Schedules due now of the merchants this instance serves (its mode's).
     pub schedules_due: u64,
     /// This instance was started with its scheduler paused (`OPENPORT_SCHEDULER__PAUSED`): it
@@ -117,6 +122,7 @@ impl From<InstanceStatus> for InstanceStatusView {
             oldest_open_key_issuance_age_secs: s.oldest_open_key_issuance_secs,
             webhooks_pending: s.webhooks_pending,
             webhooks_failed: s.webhooks_failed,
+            notifications_for_operator: s.notifications_for_operator,
             schedules_due: s.schedules_due,
             scheduler_paused: s.scheduler_paused,
             clock: match s.clock {

@@ -394,7 +394,9 @@ fn kcp_says(state: &VbankState) -> &'static str {
 /// here because its inquiry failed or lagged through all of them.
 const REVERIFY_AFTER_SECS: i64 = 120;
 const REVERIFY_EVERY_SECS: i64 = 300;
-const REVERIFY_FOR_SECS: i64 = 3 * 24 * 3600;
+/// How long after it arrived an undecided deposit notification is asked about again; after it,
+/// it waits for an operator (`/admin/status` `notifications_for_operator`).
+pub(crate) const REVERIFY_FOR_SECS: i64 = 3 * 24 * 3600;
 /// How long after it arrived a notification KCP's inquiry contradicts may be decided
 /// [`Verdict::Superseded`] by a later one ([`may_be_superseded`]): longer than KCP's inquiry is
 /// expected to lag behind its own notification, so that a genuine one that ran ahead of it is
@@ -518,9 +520,15 @@ impl Gateway {
                     continue;
                 }
                 // Left as taken: the others are decided by the next sweep without an inquiry
-                // once the payment moved; all wait before KCP is asked again.
+                // once the payment moved; all wait before KCP is asked again. The sweep's last
+                // look at the oldest says so: from then on the rows wait for an operator.
                 Err(e) => {
-                    tracing::info!(%tno, "unverified KCP notification still not confirmed: {e}")
+                    let oldest = rows.first().map_or(latest.received_at, |r| r.received_at);
+                    if oldest + REVERIFY_FOR_SECS < now + REVERIFY_EVERY_SECS {
+                        tracing::warn!(%tno, %site_cd, noti_id = %latest.noti_id, "KCP notification not confirmed by KCP's inquiry in {} days of looks: no longer asked about, left undecided for an operator to compare with KCP's admin (docs/operations.md \"KCP notifications\"; /admin/status notifications_for_operator); an account still awaiting its deposit is looked at hourly as before: {e}", REVERIFY_FOR_SECS / 86_400);
+                    } else {
+                        tracing::info!(%tno, "unverified KCP notification still not confirmed: {e}")
+                    }
                 }
             }
         }
@@ -906,13 +914,26 @@ impl Gateway {
         };
         // The time of the newest deposit notified, if openport holds one (its notification
         // unverified, say); none reached openport: when it was found.
-        let deposited_at = notifications::newest_of(&self.db.write, &tno, TX_DEPOSIT)
+        let notified = notifications::newest_of(&self.db.write, &tno, TX_DEPOSIT)
             .await?
-            .filter(|row| row.op_cd.as_deref() != Some(OP_CD_REVERSAL))
-            .and_then(|row| row.deposited_at);
+            .filter(|row| row.op_cd.as_deref() != Some(OP_CD_REVERSAL));
+        let deposited_at = notified.as_ref().and_then(|row| row.deposited_at);
+        // That notification, still undecided (KCP's inquiry failed whenever it was asked, past
+        // the sweep's three days even), is decided by this: left undecided, it stayed for good,
+        // an operator's alarm about a payment settled.
+        let undecided = notified
+            .filter(|row| row.outcome.is_none())
+            .map(|row| row.id);
         let now = self.clock.unix();
-        self.apply(payment, (status, to), (&tno, seen), deposited_at, None, now)
-            .await
+        self.apply(
+            payment,
+            (status, to),
+            (&tno, seen),
+            deposited_at,
+            undecided,
+            now,
+        )
+        .await
     }
 
     /// A deposit notified with a total short of `payment`'s amount on a `ready` account: nothing

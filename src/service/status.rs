@@ -6,7 +6,7 @@ use std::time::Duration;
 use sea_orm::{ConnectionTrait, DbBackend};
 
 use super::{Gateway, ServiceResult};
-use crate::store::{billing, key_issuances, payments, webhooks};
+use crate::store::{billing, key_issuances, notifications, payments, webhooks};
 
 /// How long `GET /health` waits for the database before it answers "unavailable": well below a
 /// load balancer's check timeout, and far above a `SELECT 1` on a database that works.
@@ -48,6 +48,9 @@ pub struct InstanceStatus {
     /// Webhook deliveries given up after their last retry, while they are kept
     /// (`webhooks.retention_days`).
     pub webhooks_failed: u64,
+    /// KCP notifications out of the re-verify sweep for good and still undecided
+    /// (`notifications::count_for_operator`).
+    pub notifications_for_operator: u64,
     /// Schedules due now of the merchants this instance serves (its mode's): what its scheduler
     /// would claim at once (`openport schedule list --due` lists every merchant's).
     pub schedules_due: u64,
@@ -93,6 +96,12 @@ impl Gateway {
             oldest_open_key_issuance_secs: oldest_issuance.map(age),
             webhooks_pending: webhooks::count_in_state(db, "pending").await?,
             webhooks_failed: webhooks::count_in_state(db, "failed").await?,
+            notifications_for_operator: notifications::count_for_operator(
+                db,
+                now,
+                super::notifications::REVERIFY_FOR_SECS,
+            )
+            .await?,
             schedules_due: billing::count_due_schedules(db, self.served_merchants(), now).await?,
             scheduler_paused: self.settings.scheduler_paused,
             clock: self.clock_verdict(),

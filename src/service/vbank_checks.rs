@@ -22,7 +22,7 @@
 //! whoever finds it, by the conditional status change. An account KCP holds closed is recorded
 //! revoked (`Gateway::record_closed_at_kcp`), as KCP's notice of the close would have it.
 use super::merchants::runs_in_mode;
-use super::notifications::{NotificationError, Verdict};
+use super::notifications::{NotificationError, Verdict, OP_CD_REVERSAL, TX_DEPOSIT};
 use super::vbanks::awaits_deposit;
 use super::{Gateway, ServiceResult};
 use crate::domain::vbank::next_check;
@@ -143,7 +143,15 @@ impl Gateway {
         }
         let applied = match self.apply_deposit_found(payment, &kcp, seen).await {
             Ok(Verdict::Applied) => {
-                tracing::warn!(%imp_uid, %tno, "a deposit KCP holds was not recorded from a notification: applied by the resolver; if openport and its database were up meanwhile, check OPENPORT_KCP__NOTIFY_SOURCES and the notification URL in KCP's admin (earlier WARNs 'KCP notification not acknowledged' mean openport could not record them)");
+                // Whether its notification reached openport tells the operator where to look.
+                match notifications::newest_of(&self.db.read, &tno, TX_DEPOSIT).await {
+                    Ok(Some(row)) if row.op_cd.as_deref() != Some(OP_CD_REVERSAL) => {
+                        tracing::warn!(%imp_uid, %tno, noti_id = %row.noti_id, "a deposit KCP holds was applied by the resolver's look: its notification reached openport but KCP's inquiry did not confirm it then (earlier INFO 'unverified KCP notification still not confirmed'); the notification is decided with it")
+                    }
+                    _ => {
+                        tracing::warn!(%imp_uid, %tno, "a deposit KCP holds was not recorded from a notification: applied by the resolver; if openport and its database were up meanwhile, check OPENPORT_KCP__NOTIFY_SOURCES and the notification URL in KCP's admin (earlier WARNs 'KCP notification not acknowledged' mean openport could not record them)")
+                    }
+                }
                 true
             }
             Ok(_) => false,

@@ -344,6 +344,31 @@ fn by_read(rows: &[&kcp_notification::Model]) -> std::collections::BTreeMap<Opti
     by_read
 }
 
+/// How many notifications wait for an operator: undecided and out of the re-verify sweep for good,
+/// received more than `window` (the sweep's) before `now`, or left to the operator at once
+/// ([`leave_to_operator`], which dates their check at `received_at + window`). Read through
+/// `kcp_notifications_undecided` (`outcome IS NULL` written out, as [`served_unverified_query`]
+/// says), so it costs the undecided rows, never the table.
+pub async fn count_for_operator(
+    db: &impl ConnectionTrait,
+    now: i64,
+    window: i64,
+) -> Result<u64, DbErr> {
+    use sea_orm::PaginatorTrait;
+    kcp_notification::Entity::find()
+        .filter(kcp_notification::Column::Outcome.is_null())
+        .filter(
+            Condition::any()
+                .add(kcp_notification::Column::ReceivedAt.lt(now - window))
+                .add(
+                    Expr::col(kcp_notification::Column::VerifiedAt)
+                        .gte(Expr::col(kcp_notification::Column::ReceivedAt).add(window)),
+                ),
+        )
+        .count(db)
+        .await
+}
+
 /// Takes undecided notifications `ids` out of the re-verify sweep for good, their `outcome` left
 /// empty for an operator: each one's `verified_at` becomes `received_at + window` (`window` the
 /// sweep's, from receipt), which the sweep, reading only rows received within `window` and not

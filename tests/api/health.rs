@@ -241,6 +241,7 @@ async fn the_operator_status_takes_the_operator_token_only() {
             "oldest_open_key_issuance_age_secs": null,
             "webhooks_pending": 0,
             "webhooks_failed": 0,
+            "notifications_for_operator": 0,
             "schedules_due": 0,
             "scheduler_paused": false,
             "clock": clock,

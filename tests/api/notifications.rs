@@ -6,7 +6,7 @@
 use kcp_sandbox::{paths, Fault, FaultRule, NotificationRecord};
 use reqwest::StatusCode;
 
-use crate::helpers::{captured_logs, spawn_app, spawn_app_with, Receiver, TestApp};
+use crate::helpers::{captured_logs, spawn_app, spawn_app_with, Receiver, TestApp, ADMIN_TOKEN};
 use crate::vbanks::{
     count_inquiries, deposit_until_paid, inquiries_left, issued, issued_with_hooks,
     notification_row, post_notification, vbank, webhook_statuses,
@@ -381,5 +381,74 @@ async fn a_forged_deposit_after_a_reversal_kcp_does_not_show_yet_leaves_the_reve
         webhook_statuses(&app, &hooks).await,
         ["ready", "paid", "ready"]
     );
+    app.assert_ledger_agrees().await;
+}
+
+/// A deposit notified while KCP's inquiry failed for longer than the re-verify sweep's three days
+/// (time-accelerated soak, finding 1): the sweep's last look passed with an INFO like every
+/// other, so nothing told the operator the row now waited for them; when KCP answered again, the
+/// resolver's hourly look applied the deposit with a WARN blaming `NOTIFY_SOURCES` (the
+/// notification had arrived), and the row stayed undecided for good, an alarm about a settled
+/// payment. Now the last look is a WARN and `/admin/status` counts the row; the look that applies
+/// the deposit says its notification arrived and decides it.
+#[tokio::test]
+async fn a_deposit_kcp_could_not_confirm_for_three_days_is_told_to_the_operator_and_decided_once_applied(
+) {
+    let app = spawn_app().await;
+    let gateway = &app.app.gateway;
+    let token = app.token().await;
+    let hooks = Receiver::start().await;
+    let p = issued_with_hooks(&app, &token, "vb-unconfirmed-for-days", &hooks).await;
+    let (imp_uid, tno) = (
+        p["imp_uid"].as_str().unwrap().to_string(),
+        p["pg_tid"].as_str().unwrap().to_string(),
+    );
+    let _elsewhere = notified_elsewhere(&app).await;
+    app.sandbox.inject(
+        FaultRule::new(paths::INQUIRY, Fault::HttpStatus { status: 503 })
+            .when("tno", &tno)
+            .times(100_000),
+    );
+    let deposit = app.sandbox.deposit(&tno, 7000, "00").unwrap();
+    assert!(
+        !post_notification(&app, &deposit.fields).await,
+        "not verified"
+    );
+    let for_operator = || async {
+        let (_, status) = app.get("/admin/status", Some(ADMIN_TOKEN)).await;
+        status["response"]["notifications_for_operator"].clone()
+    };
+
+    app.advance(3 * 24 * 3600 - 200);
+    gateway.reverify_notifications(100).await.unwrap();
+    let last_look = captured_logs()
+        .lines()
+        .filter(|l| l.contains("WARN") && l.contains(&deposit.noti_id))
+        .filter(|l| l.contains("left undecided for an operator"))
+        .count();
+    assert_eq!(last_look, 1, "the sweep's last look warns");
+    assert_eq!(for_operator().await, 0, "still within the three days");
+    app.advance(400);
+    gateway.reverify_notifications(100).await.unwrap();
+    assert_eq!(for_operator().await, 1);
+
+    app.sandbox.clear_faults();
+    assert_eq!(gateway.check_open_vbanks(100).await.unwrap(), 1);
+
+    let token = app.token().await;
+    assert_eq!(app.payment(&token, &imp_uid).await["status"], "paid");
+    let row = notification_row(&app, &deposit.noti_id).await.unwrap();
+    assert_eq!(row.outcome.as_deref(), Some("applied"), "{row:?}");
+    assert_eq!(for_operator().await, 0);
+    let logs = captured_logs();
+    let found = logs
+        .lines()
+        .find(|l| l.contains("WARN") && l.contains(&imp_uid) && l.contains("resolver"))
+        .expect("the look warns");
+    assert!(
+        found.contains("its notification reached openport") && !found.contains("NOTIFY_SOURCES"),
+        "{found}"
+    );
+    assert_eq!(webhook_statuses(&app, &hooks).await, ["ready", "paid"]);
     app.assert_ledger_agrees().await;
 }
