@@ -410,6 +410,7 @@ async fn prepare(
                 .saturating_mul(1000),
             scheduler_paused: config.scheduler.paused,
             cancel_wait: config.cancel_wait(),
+            window_ttl_secs: i64::try_from(config.checkout.window_ttl_secs).unwrap_or(i64::MAX),
         },
         tokens: Arc::new(TokenCache::default()),
         // As typed but for surrounding whitespace (the newline of the file it was read

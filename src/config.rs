@@ -74,6 +74,8 @@ pub struct Config {
     pub webhooks: WebhookSettings,
     #[serde(default)]
     pub http: HttpSettings,
+    #[serde(default)]
+    pub checkout: CheckoutSettings,
     /// `json` for production log lines, `pretty` for humans.
     pub log_format: String,
     /// Whether this process runs the background jobs: the unknown-outcome resolver, the scheduler
@@ -271,6 +273,41 @@ impl Default for HttpSettings {
     }
 }
 
+/// Browser checkout (docs/operations.md "Checkout windows").
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct CheckoutSettings {
+    /// How long a checkout window may be completed after `IMP.request_pay` opened it, in
+    /// seconds: a `Ret_URL` post that would claim it later (and a hand-off page loaded later) fails
+    /// its payment with nothing sent to KCP. Without a limit a window the shop had long written off
+    /// (its stock sold, the buyer gone on to order again under another merchant_uid) was approved
+    /// and announced `paid` a day later. The default, an hour ([`DEFAULT_WINDOW_TTL_SECS`]),
+    /// is long enough for a buyer who takes their time in KCP's window and in the card, bank or
+    /// carrier app a mobile window hands them to (app-to-app authentication, an OTP, an ARS call
+    /// take minutes), and short enough that an order abandoned in the morning is not paid in the
+    /// afternoon. spec/kcp.md and the seeds state no validity for the trade registration's
+    /// `approval_key` or the window's `enc_data`; the sandbox keeps a registered trade and its
+    /// window's result an hour too (docs/sandbox.md §7). At least [`MIN_WINDOW_TTL_SECS`]
+    /// ([`Config::validate`]).
+    pub window_ttl_secs: u64,
+}
+
+/// [`CheckoutSettings::window_ttl_secs`] unless configured: an hour.
+pub const DEFAULT_WINDOW_TTL_SECS: u64 = 60 * 60;
+
+/// The shortest [`CheckoutSettings::window_ttl_secs`]: five minutes. A buyer sent to a card or
+/// bank app takes a few minutes, and a value meant in minutes (`60` for an hour) would fail nearly
+/// every window, in the buyer's face.
+pub const MIN_WINDOW_TTL_SECS: u64 = 5 * 60;
+
+impl Default for CheckoutSettings {
+    fn default() -> Self {
+        Self {
+            window_ttl_secs: DEFAULT_WINDOW_TTL_SECS,
+        }
+    }
+}
+
 impl HttpSettings {
     pub fn header_read_timeout(&self) -> std::time::Duration {
         std::time::Duration::from_millis(self.header_read_timeout_ms)
@@ -328,6 +365,7 @@ impl Default for Config {
             },
             webhooks: WebhookSettings::default(),
             http: HttpSettings::default(),
+            checkout: CheckoutSettings::default(),
             log_format: "pretty".into(),
             background_jobs: true,
             upgrade_schema: true,
@@ -500,6 +538,12 @@ pub enum ConfigError {
     NoJobInterval,
     #[error("OPENPORT_HTTP__MAX_CONNECTIONS must be more than 0: with no connection allowed nothing is served")]
     NoConnectionsAllowed,
+    #[error(
+        "OPENPORT_CHECKOUT__WINDOW_TTL_SECS ({secs}) must be at least {MIN_WINDOW_TTL_SECS}: it is \
+         in seconds (3600 = an hour), and a buyer sent to a card or bank app takes minutes; a \
+         shorter limit fails their payment when they come back"
+    )]
+    WindowTtlTooShort { secs: u64 },
     #[error("{setting} {url:?} must be an http(s) URL, such as https://stg-spl.kcp.co.kr/gw/enc/v1/payment")]
     BadKcpUrl { setting: &'static str, url: String },
     #[error(
@@ -654,6 +698,11 @@ impl Config {
         }
         if self.resolver.interval_ms == 0 {
             return Err(ConfigError::NoJobInterval);
+        }
+        if self.checkout.window_ttl_secs < MIN_WINDOW_TTL_SECS {
+            return Err(ConfigError::WindowTtlTooShort {
+                secs: self.checkout.window_ttl_secs,
+            });
         }
         self.kcp_notify_sources()?;
         self.trusted_proxies()?;
@@ -1026,6 +1075,44 @@ mod tests {
             jail.set_env("OPENPORT_KCP__POOL_IDLE_TIMEOUT_MS", "0");
             let config = Config::load(Some(Path::new("pool.toml"))).expect("loads");
             assert_eq!(ms(&config), 0, "the environment wins; 0 reuses nothing");
+            Ok(())
+        });
+    }
+
+    /// A checkout window never expired: one completed a day later was approved and announced
+    /// paid. It lasts an hour unless the file or the environment says otherwise, and a limit under
+    /// five minutes (likely meant in minutes) refuses to start.
+    #[test]
+    // figment::Jail's closure must return figment's own (large) error type.
+    #[allow(clippy::result_large_err)]
+    fn a_checkout_window_lasts_an_hour_unless_configured_and_under_five_minutes_refuses_to_start() {
+        figment::Jail::expect_with(|jail| {
+            jail.clear_env();
+            let config = Config::load(None).expect("loads");
+            assert_eq!(config.checkout.window_ttl_secs, 3_600);
+            assert!(config.validate().is_ok());
+            jail.create_file("checkout.toml", "[checkout]\nwindow_ttl_secs = 1800\n")?;
+            let config = Config::load(Some(Path::new("checkout.toml"))).expect("loads");
+            assert_eq!(config.checkout.window_ttl_secs, 1_800);
+            jail.set_env("OPENPORT_CHECKOUT__WINDOW_TTL_SECS", "7200");
+            let config = Config::load(Some(Path::new("checkout.toml"))).expect("loads");
+            assert_eq!(
+                config.checkout.window_ttl_secs, 7_200,
+                "the environment wins over the file"
+            );
+            jail.set_env("OPENPORT_CHECKOUT__WINDOW_TTL_SECS", "60");
+            let refused = Config::load(None)
+                .expect("loads")
+                .validate()
+                .unwrap_err()
+                .to_string();
+            assert!(
+                refused.contains("OPENPORT_CHECKOUT__WINDOW_TTL_SECS (60)")
+                    && refused.contains("at least 300"),
+                "{refused}"
+            );
+            jail.set_env("OPENPORT_CHECKOUT__WINDOW_TTL_SECS", "300");
+            assert!(Config::load(None).expect("loads").validate().is_ok());
             Ok(())
         });
     }

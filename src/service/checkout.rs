@@ -58,6 +58,9 @@ enum WindowClaim {
     /// The merchant_uid's prepared amount (or currency) differs from the window's: the payment
     /// failed with this reason, and nothing was sent to KCP.
     PreparedDiffers(String),
+    /// The window opened longer ago than `checkout.window_ttl_secs`: the payment failed with this
+    /// reason ([`window_expired_reason`]), and nothing was sent to KCP.
+    Expired(String),
     /// Another post redeemed or closed the window first: the payment as it stands is the answer.
     Taken,
 }
@@ -567,6 +570,20 @@ pub enum HandOff {
     /// stands, for a mobile buyer who comes back to the page (Back from KCP's window, a reload)
     /// to be sent on as `Ret_URL` would have sent them, never into KCP's window again.
     Ended(Box<CheckoutFinish>),
+}
+
+/// The fail_reason of a window completed (or handed off) more than `ttl_secs` after it opened
+/// (`checkout.window_ttl_secs`): shown to the buyer, and the merchant's callback or redirect
+/// carries it with `error_code` `F400`.
+fn window_expired_reason(ttl_secs: i64) -> String {
+    let limit = if ttl_secs % 3600 == 0 {
+        format!("{}시간", ttl_secs / 3600)
+    } else if ttl_secs % 60 == 0 {
+        format!("{}분", ttl_secs / 60)
+    } else {
+        format!("{ttl_secs}초")
+    };
+    format!("결제창을 연 지 오래되어({limit} 초과) 결제를 진행할 수 없습니다. 다시 결제해 주세요.")
 }
 
 /// Whether nothing came of `p`'s window yet: `ready` without a KCP trade (an issued account is
@@ -1407,6 +1424,17 @@ impl Gateway {
                 // A window whose payment took an outcome although the session was not closed (its
                 // write failed, `close_session`) is not opened again.
                 Ok(Some(p)) if !window_open(p) => {}
+                // Too old to be completed (`claim_window` would refuse its result): not opened
+                // into KCP's window for the buyer to enter a card for nothing, but ended now as
+                // its `Ret_URL` post would end it.
+                Ok(Some(p)) if self.window_expired(&s, self.clock.unix()) => {
+                    let reason = window_expired_reason(self.settings.window_ttl_secs);
+                    tracing::warn!(imp_uid = %s.imp_uid, "hand-off page of a window opened longer ago than checkout.window_ttl_secs; the payment fails, nothing sent to KCP");
+                    let finish = self
+                        .stop_window(&s, p, "F400", reason, Some("expired"))
+                        .await?;
+                    return Ok(HandOff::Ended(Box::new(finish)));
+                }
                 // Unreadable: the window opens; its `Ret_URL` decides, as ever.
                 _ => return Ok(HandOff::Open(Box::new(s))),
             }
@@ -1515,11 +1543,11 @@ impl Gateway {
         }
         let confirm_url = s.confirm_url.is_some();
         let attempt = match self
-            .claim_window(&p, billing_shown, cash_receipt, confirm_url)
+            .claim_window(&s, &p, billing_shown, cash_receipt, confirm_url)
             .await?
         {
             WindowClaim::Held(attempt) => *attempt,
-            WindowClaim::PreparedDiffers(reason) => {
+            WindowClaim::PreparedDiffers(reason) | WindowClaim::Expired(reason) => {
                 return self.finish(&s, Some(("F400", reason))).await
             }
             WindowClaim::Taken => return self.finish_settled(&s).await,
@@ -1654,16 +1682,34 @@ impl Gateway {
     /// and a prepare made or changed while the buyer is in the window would otherwise be approved
     /// at the window's amount. Such a window fails without a call to KCP.
     ///
+    /// A window opened (session `s` made) longer ago than `checkout.window_ttl_secs` is not
+    /// claimed: its payment fails ([`window_expired_reason`]) in one conditional write, and nothing
+    /// is sent to KCP. KCP has approved nothing at this point for any window (card, bank
+    /// transfer, phone, points, gift certificates), issued no virtual account and no billing key:
+    /// each is the effect of openport's own call after the claim (`gw/enc/v1/payment`, spec/kcp.md
+    /// §2.4–2.5). A claim made in time proceeds however long KCP's answer then takes.
+    ///
     /// The claim's lease covers the merchant's confirm_url when the window has one
     /// ([`Self::window_claim_lease`]).
     async fn claim_window(
         &self,
+        s: &checkout_session::Model,
         p: &payment::Model,
         shown: Option<i64>,
         cash_receipt: bool,
         confirm_url: bool,
     ) -> ServiceResult<WindowClaim> {
         let now = self.clock.unix();
+        if self.window_expired(s, now) {
+            let reason = window_expired_reason(self.settings.window_ttl_secs);
+            let failed = fail_ready_in(&self.db.write, p, &reason, now).await?;
+            tracing::warn!(imp_uid = %p.imp_uid, opened_secs_ago = now.saturating_sub(s.created_at), "window result refused: the window opened longer ago than checkout.window_ttl_secs; nothing sent to KCP");
+            return Ok(if failed {
+                WindowClaim::Expired(reason)
+            } else {
+                WindowClaim::Taken
+            });
+        }
         let txn = self.db.write.begin().await?;
         if let Some(prepared) =
             payments::prepare_by_uid(&txn, p.merchant_id, &p.merchant_uid).await?
@@ -1714,6 +1760,11 @@ impl Gateway {
         .await?;
         txn.commit().await?;
         Ok(WindowClaim::Held(Box::new(attempt)))
+    }
+
+    /// Whether session `s`'s window opened longer ago than `checkout.window_ttl_secs` at `now`.
+    fn window_expired(&self, s: &checkout_session::Model, now: i64) -> bool {
+        now.saturating_sub(s.created_at) > self.settings.window_ttl_secs
     }
 
     /// The lease a window's claim writes at `now`: a holder's ([`Self::lease_from`]), and for a
@@ -2104,6 +2155,19 @@ mod tests {
             settled_wait(kcp, true),
             kcp + SETTLED_MARGIN + super::super::confirm::CONFIRM_TIMEOUT
         );
+    }
+
+    #[test]
+    fn a_windows_lifetime_is_named_in_hours_minutes_or_seconds_and_answered_f400() {
+        let reason = window_expired_reason(3_600);
+        assert_eq!(
+            reason,
+            "결제창을 연 지 오래되어(1시간 초과) 결제를 진행할 수 없습니다. 다시 결제해 주세요."
+        );
+        assert_eq!(failure_code(Some(&reason)), "F400");
+        assert!(window_expired_reason(5_400).contains("(90분 초과)"));
+        assert!(window_expired_reason(7_200).contains("(2시간 초과)"));
+        assert!(window_expired_reason(301).contains("(301초 초과)"));
     }
 
     #[test]

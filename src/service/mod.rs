@@ -115,6 +115,8 @@ pub struct GatewaySettings {
     pub scheduler_paused: bool,
     /// See `config::Config::cancel_wait`.
     pub cancel_wait: std::time::Duration,
+    /// See `config::CheckoutSettings::window_ttl_secs`.
+    pub window_ttl_secs: i64,
 }
 
 /// Everything the use cases need, shared by the HTTP handlers and the background jobs.

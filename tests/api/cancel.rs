@@ -558,7 +558,7 @@ async fn a_payment_cancelled_in_kcps_admin_is_recorded_by_a_full_cancel_and_a_pa
 
 /// Window payments that KCP inquires under their own `pay_type` (PABK, PAMC, PATK), never the
 /// card's PACA: the request_pay parameters and what the buyer enters in the window.
-fn window_payments() -> [(Value, [(&'static str, &'static str); 2]); 3] {
+pub(crate) fn window_payments() -> [(Value, [(&'static str, &'static str); 2]); 3] {
     [
         (
             json!({"pay_method": "trans", "merchant_uid": "cx-bank", "amount": 3000}),

@@ -4808,3 +4808,215 @@ async fn a_pc_result_openport_cannot_take_before_the_claim_fails_the_window_and_
     assert!(app.sandbox.ledger().is_empty(), "nothing was approved");
     crate::helpers::allow_writes(&app, "refuse_pc_claim", "payments").await;
 }
+
+/// The default `checkout.window_ttl_secs`: how long after `IMP.request_pay` a window may be
+/// completed.
+const WINDOW_TTL_SECS: i64 = openport::config::DEFAULT_WINDOW_TTL_SECS as i64;
+
+/// What a window completed past its lifetime is answered and recorded with.
+const WINDOW_TOO_OLD: &str =
+    "결제창을 연 지 오래되어(1시간 초과) 결제를 진행할 수 없습니다. 다시 결제해 주세요.";
+
+/// Where the tests' windows ask their webhooks to go (written to the outbox, never delivered:
+/// the tests drive no delivery).
+const NOTICE_URL: &str = "http://127.0.0.1:9/hook";
+
+/// Asserts that payment `rsp` names failed with [`WINDOW_TOO_OLD`] and that no webhook of any kind
+/// was written for `merchant_uid` (an ordinary failure has none, spec/iamport-v1.md §5).
+async fn failed_as_too_old(app: &TestApp, rsp: &Value, merchant_uid: &str) {
+    let p = payment_of(app, rsp).await;
+    assert_eq!(p["status"], "failed", "{merchant_uid}: {p}");
+    assert_eq!(p["fail_reason"], WINDOW_TOO_OLD, "{merchant_uid}: {p}");
+    for status in ["paid", "ready", "failed"] {
+        assert_eq!(
+            crate::schedules::webhooks_of(app, merchant_uid, status).await,
+            0,
+            "{merchant_uid}: no {status} webhook"
+        );
+    }
+}
+
+/// A time-accelerated soak found a window that never expires: a mobile card window completed
+/// 24.9 hours after `IMP.request_pay` was approved and announced `paid`, to a shop that had long
+/// treated the order as abandoned. A `Ret_URL` post more than `checkout.window_ttl_secs` (an hour)
+/// after the window opened is not sent to KCP: the payment fails with the reason, which the buyer
+/// is sent back with, and no webhook is written. For every kind of window, since none has
+/// anything approved or issued at KCP before openport's own approval call.
+#[tokio::test]
+async fn a_window_completed_after_its_lifetime_is_failed_with_nothing_approved_at_kcp_and_no_webhook(
+) {
+    let app = spawn_app().await;
+    app.stop_clock();
+    let (_, pay_url, fields, _) = mobile_start(
+        &app,
+        json!({"merchant_uid": "old-mobile-card", "amount": 1000, "notice_url": NOTICE_URL}),
+    )
+    .await;
+    let (ret_url, result) = window_result(&app, &pay_url, &fields, &CARD_OK).await;
+    app.advance(89_765);
+    let location = post_without_following(&ret_url, &result).await;
+    let q = query_of(&location);
+    assert!(
+        location.starts_with("https://shop.test/done?"),
+        "{location}"
+    );
+    assert_eq!(q["imp_success"], "false", "{location}");
+    assert_eq!(q["error_code"], "F400", "{location}");
+    assert_eq!(q["error_msg"], WINDOW_TOO_OLD, "{location}");
+    failed_as_too_old(&app, &json!({"imp_uid": q["imp_uid"]}), "old-mobile-card").await;
+
+    // Every other kind of window (PC), one second past the limit.
+    let mut windows: Vec<(Value, Vec<(&str, &str)>)> = vec![
+        (
+            json!({"merchant_uid": "cx-card", "amount": 1000}),
+            CARD_OK.to_vec(),
+        ),
+        (
+            json!({"pay_method": "vbank", "merchant_uid": "cx-vbank", "amount": 5000}),
+            vec![("bank", "BK04"), ("action", "pay")],
+        ),
+        (
+            json!({"pay_method": "point", "merchant_uid": "cx-point", "amount": 2000}),
+            vec![("pin", "1234"), ("action", "pay")],
+        ),
+    ];
+    windows.extend(
+        crate::cancel::window_payments()
+            .into_iter()
+            .map(|(params, fill)| (params, fill.to_vec())),
+    );
+    for (mut params, fill) in windows {
+        params["notice_url"] = json!(NOTICE_URL);
+        let merchant_uid = params["merchant_uid"].as_str().unwrap().to_string();
+        let (pay_url, fields) = hand_off(&app, params).await;
+        let (ret_url, result) = window_result(&app, &pay_url, &fields, &fill).await;
+        app.advance(WINDOW_TTL_SECS + 1);
+        let rsp = rsp_of(&post_form(&app, &ret_url, &result).await);
+        assert_eq!(rsp["success"], false, "{merchant_uid}: {rsp}");
+        assert_eq!(rsp["error_code"], "F400", "{merchant_uid}: {rsp}");
+        assert_eq!(rsp["error_msg"], WINDOW_TOO_OLD, "{merchant_uid}: {rsp}");
+        assert_eq!(rsp["status"], "failed", "{merchant_uid}: {rsp}");
+        failed_as_too_old(&app, &rsp, &merchant_uid).await;
+    }
+    assert!(
+        app.sandbox.ledger().is_empty(),
+        "nothing approved or issued at KCP: {:?}",
+        app.sandbox.ledger()
+    );
+    app.assert_ledger_agrees().await;
+}
+
+/// The limit is checked where the window is claimed (`ready → pending`), just before KCP's
+/// approval: a window claimed on the last second of its hour is approved, and stays paid when
+/// KCP's answer arrives after the hour.
+#[tokio::test]
+async fn a_window_claimed_on_the_last_second_of_its_lifetime_is_paid_though_kcp_answers_after_it() {
+    let app = spawn_app_with_patient_kcp().await;
+    app.stop_clock();
+    let (pay_url, fields) = hand_off(
+        &app,
+        json!({"merchant_uid": "web-last-second", "amount": 1000, "notice_url": NOTICE_URL}),
+    )
+    .await;
+    let (ret_url, result) = window_result(&app, &pay_url, &fields, &CARD_OK).await;
+    app.advance(WINDOW_TTL_SECS);
+    app.sandbox.inject(FaultRule::new(
+        "/gw/enc/v1/payment",
+        Fault::HoldRequest {
+            gate: "approval".into(),
+        },
+    ));
+    let posted = tokio::spawn(async move {
+        let res = reqwest::Client::new().post(ret_url).form(&result).send();
+        res.await.unwrap().text().await.unwrap()
+    });
+    app.sandbox.until_held("approval").await;
+    app.advance(2);
+    app.sandbox.open_gate("approval");
+    let rsp = rsp_of(&posted.await.unwrap());
+    assert_eq!(rsp["success"], true, "{rsp}");
+    assert_eq!(rsp["status"], "paid", "{rsp}");
+    assert_eq!(payment_of(&app, &rsp).await["status"], "paid");
+    assert_eq!(
+        crate::schedules::webhooks_of(&app, "web-last-second", "paid").await,
+        1
+    );
+    assert_eq!(app.sandbox.ledger().len(), 1);
+    app.assert_ledger_agrees().await;
+}
+
+/// A billing-key window past its lifetime issues no key: KCP issues one only on openport's
+/// issuance call (spec/kcp.md §2.5), which is never made, so there is no key to delete at KCP and
+/// none stored for the customer_uid.
+#[tokio::test]
+async fn a_billing_key_window_completed_after_its_lifetime_leaves_no_key_at_kcp() {
+    let app = spawn_app().await;
+    app.stop_clock();
+    let (pay_url, fields) = hand_off(
+        &app,
+        json!({"pg": "kcp_billing", "pay_method": "card", "merchant_uid": "web-old-billing",
+               "amount": 0, "customer_uid": "web-old-cust", "notice_url": NOTICE_URL}),
+    )
+    .await;
+    let (ret_url, result) = window_result(&app, &pay_url, &fields, &MASTERCARD_OK).await;
+    app.advance(WINDOW_TTL_SECS + 1);
+    let rsp = rsp_of(&post_form(&app, &ret_url, &result).await);
+    assert_eq!(rsp["success"], false, "{rsp}");
+    assert_eq!(rsp["error_code"], "F400", "{rsp}");
+    assert_eq!(rsp["error_msg"], WINDOW_TOO_OLD, "{rsp}");
+    failed_as_too_old(&app, &rsp, "web-old-billing").await;
+    assert!(
+        app.sandbox.batch_keys().is_empty(),
+        "no key issued at KCP: {:?}",
+        app.sandbox.batch_keys()
+    );
+    let token = app.token().await;
+    let (_, customer) = app
+        .get("/subscribe/customers/web-old-cust", Some(&token))
+        .await;
+    assert!(customer["response"].is_null(), "{customer}");
+}
+
+/// The hand-off page loaded past the window's lifetime (a tab restored the next day, Back into
+/// it) does not open KCP's window for a card that could not be charged: the window ends failed
+/// as its `Ret_URL` post would, on PC (the result page hands the `rsp` to the merchant page) and
+/// on mobile (the browser that opened the window is sent back to `m_redirect_url`).
+#[tokio::test]
+async fn the_hand_off_page_of_a_window_past_its_lifetime_ends_it_failed_instead_of_opening_kcps_window(
+) {
+    let app = spawn_app().await;
+    app.stop_clock();
+    let (_, started) = app
+        .post("/checkout/request", None, pc_checkout("web-late-hand-off"))
+        .await;
+    assert_eq!(started["code"], 0, "{started}");
+    let start_url = started["response"]["start_url"].as_str().unwrap();
+    app.advance(WINDOW_TTL_SECS + 1);
+    let page = app.http.get(start_url).send().await.unwrap();
+    let page = page.text().await.unwrap();
+    assert!(
+        pc_script(&page).is_none(),
+        "KCP's window not opened: {page}"
+    );
+    let rsp = rsp_of(&page);
+    assert_eq!(rsp["success"], false, "{rsp}");
+    assert_eq!(rsp["error_code"], "F400", "{rsp}");
+    assert_eq!(rsp["error_msg"], WINDOW_TOO_OLD, "{rsp}");
+    failed_as_too_old(&app, &rsp, "web-late-hand-off").await;
+    let closed = close_the_overlay(&app, start_url).await;
+    assert_eq!(closed["response"]["error_msg"], WINDOW_TOO_OLD, "{closed}");
+
+    let (start_url, _, _, cookie) = mobile_start(
+        &app,
+        json!({"merchant_uid": "m-late-hand-off", "amount": 1000}),
+    )
+    .await;
+    app.advance(WINDOW_TTL_SECS + 1);
+    let (status, location, _, page) = hand_off_answer(&start_url, &cookie).await;
+    assert!(status.is_redirection(), "{status}: {page}");
+    let q = query_of(&location);
+    assert_eq!(q["imp_success"], "false", "{location}");
+    assert_eq!(q["error_msg"], WINDOW_TOO_OLD, "{location}");
+    failed_as_too_old(&app, &json!({"imp_uid": q["imp_uid"]}), "m-late-hand-off").await;
+    assert!(app.sandbox.ledger().is_empty(), "nothing was approved");
+}
