@@ -455,17 +455,59 @@ async fn prepare(
 /// background jobs, no merchant-change listener (a PostgreSQL connection, for a cache a command
 /// of a few seconds does not keep long), no embedded sandbox (one beside the serving instance
 /// would be another KCP, knowing none of its trades), and no first merchant.
+///
+/// A database without openport's schema (a SQLite file that does not exist, an empty PostgreSQL
+/// database) is refused, nothing made: these commands read or change the serving instance's
+/// database, and run from another directory, or with `DATABASE_URL` unset, they made the default
+/// `./openport.db` and answered "nothing" from it (`attempt list`, `schedule list --due` before
+/// unpausing the scheduler after a restore, which then charged schedules charged already). Only
+/// `merchant create` makes a new database ([`merchant_create_gateway`]).
 pub async fn operator_gateway(config: Config) -> anyhow::Result<Gateway> {
-    command_gateway(config, true).await
+    command_gateway(config, true, NewDatabase::Refuse).await
+}
+
+/// [`operator_gateway`] for `openport merchant create`, the one command that may be the first on
+/// a new database (before any start): it makes its schema.
+pub async fn merchant_create_gateway(config: Config) -> anyhow::Result<Gateway> {
+    command_gateway(config, true, NewDatabase::Migrate).await
 }
 
 /// [`operator_gateway`] for `openport reseal`: without the start's warning of a master-key
 /// rotation not applied yet, which told the operator running `openport reseal` to run it.
 pub async fn reseal_gateway(config: Config) -> anyhow::Result<Gateway> {
-    command_gateway(config, false).await
+    command_gateway(config, false, NewDatabase::Refuse).await
 }
 
-async fn command_gateway(mut config: Config, warn_of_rotation: bool) -> anyhow::Result<Gateway> {
+/// Refuses, making nothing, a database that holds no openport schema, for an operator command
+/// that works on the serving instance's database ([`operator_gateway`]).
+pub async fn refuse_new_database(database_url: &str) -> anyhow::Result<()> {
+    if crate::store::holds_schema(database_url).await? {
+        return Ok(());
+    }
+    anyhow::bail!(
+        "database {} holds no openport data (a new, empty database; nothing was made): operator \
+         commands work on the database `openport serve` uses; set DATABASE_URL (or \
+         --database-url) to it. Its default, sqlite://openport.db?mode=rwc, is a file in the \
+         directory the command runs in",
+        redact_url(database_url)
+    )
+}
+
+/// What an operator command does with a database that holds no openport schema.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum NewDatabase {
+    Migrate,
+    Refuse,
+}
+
+async fn command_gateway(
+    mut config: Config,
+    warn_of_rotation: bool,
+    new_database: NewDatabase,
+) -> anyhow::Result<Gateway> {
+    if new_database == NewDatabase::Refuse {
+        refuse_new_database(&config.database_url).await?;
+    }
     config.upgrade_schema = false;
     config.sandbox.embedded = Some(false);
     // Nor a client connection: `serve`'s cap is none of its business.

@@ -573,14 +573,18 @@ async fn stop_signal() {
 
 /// The configuration and the migrated database, for the operator commands that need nothing else
 /// (no KCP, no background work, no listener). Logs go to stderr, as for every operator command.
-/// `upgrade`: apply pending migrations to a database in use (`openport migrate`); otherwise only
-/// to a new one (`store::Db::migrate_if_new`).
+/// `upgrade`: apply pending migrations to a database in use, or make a new one (`openport
+/// migrate`); otherwise a new database is refused, nothing made
+/// ([`openport::app::refuse_new_database`]: these commands read the serving instance's).
 async fn database_only(
     common: &Common,
     upgrade: bool,
 ) -> anyhow::Result<(Config, openport::store::Db)> {
     let config = load(common)?;
     init_tracing(config.log_format == "json", LogTo::Stderr);
+    if !upgrade {
+        openport::app::refuse_new_database(&config.database_url).await?;
+    }
     let db = openport::store::Db::connect(&config.database_url).await?;
     // Not beside a starting instance's migrations (store/startup_lock.rs).
     let startup = StartupLock::acquire(&config.database_url).await?;
@@ -1056,7 +1060,10 @@ async fn merchant(cmd: MerchantCommand) -> anyhow::Result<()> {
         } => {
             // Creating a merchant needs neither the HTTP server, the resolver nor an embedded
             // sandbox: one beside a running server would rewrite its state file with a stale copy.
-            let gateway = offline_gateway(&common).await?;
+            // The one command that may be the first on a new database (before any start).
+            let config = load(&common)?;
+            init_tracing(config.log_format == "json", LogTo::Stderr);
+            let gateway = openport::app::merchant_create_gateway(config).await?;
             let test_mode = gateway.settings.test_mode;
             let site_cd = live_site_code(site_cd, test_mode)?;
             let (cert_pem, key_pem, pass) = match (cert, key) {

@@ -103,6 +103,51 @@ pub enum ConnectError {
     },
 }
 
+/// Whether the database at `url` holds openport's schema (a migration applied), looked at without
+/// making anything: a SQLite file that does not exist is not created (nor opened). For operator
+/// commands, which work on the serving instance's database and must not answer "nothing" from a
+/// new empty one (`app::operator_gateway`).
+pub async fn holds_schema(url: &str) -> Result<bool, SchemaError> {
+    use migration::MigratorTrait;
+    if url.starts_with("sqlite:") && !(url.contains(":memory:") || url.contains("mode=memory")) {
+        let opts: SqliteConnectOptions = url
+            .parse()
+            .map_err(|e: sea_orm::sqlx::Error| DbErr::Custom(e.to_string()))?;
+        if !opts.get_filename().exists() {
+            return Ok(false);
+        }
+    }
+    let db = Db::connect_with_pool(url, 1)
+        .await
+        .map_err(|e| DbErr::Custom(e.to_string()))?;
+    // Asked of the catalogue first: sea-orm's own status read creates its table.
+    let backend = db.schema.get_database_backend();
+    let sql = match backend {
+        DbBackend::Postgres => {
+            "SELECT CAST(to_regclass('seaql_migrations') IS NOT NULL AS INTEGER) AS present"
+        }
+        _ => {
+            "SELECT CAST(EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' \
+             AND name = 'seaql_migrations') AS INTEGER) AS present"
+        }
+    };
+    let present = db
+        .schema
+        .query_one(Statement::from_string(backend, sql))
+        .await?
+        .map(|row| row.try_get::<i32>("", "present"))
+        .transpose()?
+        .unwrap_or(0);
+    if present == 0 {
+        return Ok(false);
+    }
+    refuse_newer_migrations(&db.schema).await?;
+    let statuses = migration::Migrator::get_migration_with_status(&db.schema).await?;
+    Ok(statuses
+        .iter()
+        .any(|m| m.status() != migration::MigrationStatus::Pending))
+}
+
 /// How long a start waits for PostgreSQL to accept a first connection (a server restarting, a
 /// container started beside it) before it gives up naming the cause.
 pub const FIRST_CONNECTION_WAIT: Duration = Duration::from_secs(30);

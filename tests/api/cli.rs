@@ -1,7 +1,7 @@
 //! The operator commands run as the built `openport` binary, as an operator runs them: `migrate`,
 //! `merchant create` / `merchant list` / `merchant set-group-id`, `attempt conflict`,
 //! `attempt confirm-absent`, `attempt reconciled`, `payment recheck`, `sandbox issue-cert` and
-//! `sandbox fault` (operator commands migrate only a new database).
+//! `sandbox fault` (only `merchant create` and `migrate` make a new database; the others refuse one).
 use std::path::Path;
 use std::process::Output;
 
@@ -109,17 +109,61 @@ async fn migrate_creates_the_schema_in_an_empty_database_and_a_second_run_change
     assert_eq!(applied_migrations(&db).await, migrations);
 }
 
+/// Only `merchant create` makes a new database (before any start). The other operator commands
+/// work on the serving instance's database: on a new one (the default `./openport.db` of a shell
+/// in another directory, `DATABASE_URL` unset or pointing elsewhere) they made it and answered
+/// "nothing" with exit 0 (runbook review, finding 1: `schedule list --due` before unpausing a
+/// restored instance's scheduler, `attempt list`); now they are refused, naming the database and
+/// making nothing.
 #[tokio::test]
-async fn operator_commands_migrate_a_new_database_but_never_upgrade_one_in_use() {
+async fn operator_commands_refuse_a_new_database_but_merchant_create_and_never_upgrade_one_in_use()
+{
     let dir = tempfile::tempdir().unwrap();
     let migrations = migration::Migrator::migrations();
     let newest = migrations.last().expect("migrations").name().to_string();
 
-    // A new database: the first command makes its schema (as `merchant create` before any start).
-    let (new_url, _new_dir) = fresh_database().await;
-    run_ok(dir.path(), &new_url, &["merchant", "list"]).await;
+    let (new_url, new_dir) = fresh_database().await;
+    for args in [
+        &["merchant", "list"][..],
+        &["attempt", "list"],
+        &["schedule", "list", "--due"],
+        &["reseal"],
+    ] {
+        let out = run(dir.path(), &new_url, args).await;
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?} ran on a new database");
+        assert!(
+            stderr.contains("holds no openport data") && stderr.contains("DATABASE_URL"),
+            "{args:?}: {stderr}"
+        );
+    }
+    if let Some(new_dir) = &new_dir {
+        let made: Vec<_> = std::fs::read_dir(new_dir.path()).unwrap().collect();
+        assert!(made.is_empty(), "no file made: {made:?}");
+    } else {
+        let new_db = Database::connect(&new_url).await.unwrap();
+        let tables = new_db
+            .query_one(statement(
+                &new_db,
+                "SELECT count(*) AS n FROM information_schema.tables WHERE table_schema = 'public'",
+            ))
+            .await
+            .unwrap()
+            .unwrap()
+            .try_get::<i64>("", "n")
+            .unwrap();
+        assert_eq!(tables, 0, "no table made");
+    }
+    // The first command on a new database: `merchant create` makes its schema.
+    run_ok(
+        dir.path(),
+        &new_url,
+        &["merchant", "create", "--name", "first", "--json"],
+    )
+    .await;
     let new_db = Database::connect(&new_url).await.unwrap();
     assert_eq!(applied_migrations(&new_db).await, migrations.len() as i64);
+    run_ok(dir.path(), &new_url, &["merchant", "list"]).await;
 
     // A database in use by an older version: one migration short.
     let (url, _db_dir) = fresh_database().await;
@@ -2594,7 +2638,10 @@ async fn a_sqlite_url_naming_a_missing_file_without_mode_rwc_says_to_add_it() {
     let dir = tempfile::tempdir().unwrap();
     let missing = dir.path().join("pay.db");
     let url = format!("sqlite://{}", missing.display());
-    let out = run(dir.path(), &url, &["merchant", "list"]).await;
+    // `merchant create`: the one operator command that makes a new database (the others refuse
+    // one, `operator_commands_refuse_a_new_database_but_merchant_create_…`).
+    let create = ["merchant", "create", "--name", "first"];
+    let out = run(dir.path(), &url, &create).await;
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "{stderr}");
     assert!(
@@ -2602,12 +2649,7 @@ async fn a_sqlite_url_naming_a_missing_file_without_mode_rwc_says_to_add_it() {
         "{stderr}"
     );
     assert!(!missing.exists());
-    run_ok(
-        dir.path(),
-        &format!("{url}?mode=rwc"),
-        &["merchant", "list"],
-    )
-    .await;
+    run_ok(dir.path(), &format!("{url}?mode=rwc"), &create).await;
     assert!(missing.exists());
 }
 
