@@ -276,8 +276,8 @@ enum MerchantCommand {
     /// Set the KCP batch (billing-key) group id of an existing merchant: the one KCP assigned
     /// with the batch contract (e.g. `A52Q71000489`). Billing keys issued from now on are issued
     /// under it; keys issued earlier keep the group they were issued under (stored with each
-    /// key), which their charges and deletion go on using. Running instances use it within a
-    /// minute.
+    /// key), which their charges and deletion go on using. Running instances use it at once on
+    /// PostgreSQL, within a minute on SQLite.
     SetGroupId {
         #[command(flatten)]
         common: Common,

@@ -84,7 +84,9 @@ impl Gateway {
     pub async fn instance_status(&self) -> ServiceResult<InstanceStatus> {
         let db = &self.db.read;
         let now = self.clock.unix();
-        let (open_attempts, oldest) = payments::open_attempts_summary(db).await?;
+        // A second look is due an hour after it is made: its age is no outcome waiting.
+        let second_looks = [super::resolve::ABSENCE_RECHECK, super::cancel_recheck::KIND];
+        let (open_attempts, oldest) = payments::open_attempts_summary(db, &second_looks).await?;
         let (open_key_issuances, oldest_issuance) = key_issuances::open_summary(db).await?;
         let age = |at: i64| now.saturating_sub(at).max(0);
         Ok(InstanceStatus {

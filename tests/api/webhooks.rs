@@ -432,6 +432,15 @@ async fn a_receiver_that_keeps_failing_is_given_up_after_the_last_backoff() {
         assert_eq!(excerpt.chars().count(), 200, "only 200 chars of the answer");
     }
     assert!(history(&app, "?state=pending").await.is_empty());
+    // Given up for good, the merchant lost a notice: an ERROR for the operator's alerting
+    // (docs/operations.md "Logs"), where every attempt used to be the same INFO line.
+    let given_up: Vec<String> = crate::helpers::captured_logs()
+        .lines()
+        .filter(|l| l.contains("ERROR") && l.contains(&imp_uid) && l.contains("given up"))
+        .map(str::to_string)
+        .collect();
+    assert_eq!(given_up.len(), 1, "{given_up:?}");
+    assert!(given_up[0].contains("resend"), "{}", given_up[0]);
 }
 
 #[tokio::test]
