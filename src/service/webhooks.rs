@@ -708,6 +708,14 @@ impl Gateway {
         } else {
             ("failed", attempted_at)
         };
+        tracing::info!(
+            delivery_id = delivery.id,
+            imp_uid = %delivery.imp_uid,
+            attempt = attempts,
+            http_status = sent.http_status,
+            state,
+            "webhook attempt"
+        );
         if state == "failed" {
             // Given up for good: the merchant lost a notice, which only an operator can make up
             // for (a resend, docs/webhooks.md); an ERROR, as docs/operations.md "Logs" promises
@@ -715,19 +723,7 @@ impl Gateway {
             tracing::error!(
                 delivery_id = delivery.id,
                 imp_uid = %delivery.imp_uid,
-                attempt = attempts,
-                http_status = sent.http_status,
-                state,
-                "webhook attempt: delivery given up, the merchant was not notified; resend it once its endpoint works (POST /admin/webhooks/{{id}}/resend, docs/webhooks.md)"
-            );
-        } else {
-            tracing::info!(
-                delivery_id = delivery.id,
-                imp_uid = %delivery.imp_uid,
-                attempt = attempts,
-                http_status = sent.http_status,
-                state,
-                "webhook attempt"
+                "webhook delivery given up, the merchant was not notified; resend it once its endpoint works (POST /admin/webhooks/{{id}}/resend, docs/webhooks.md)"
             );
         }
 
