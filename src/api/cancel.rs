@@ -1,4 +1,7 @@
 //! `POST /payments/cancel` (spec/iamport-v1.md §4.2).
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
 use axum::extract::State;
 use serde::Deserialize;
 use utoipa::ToSchema;
@@ -96,12 +99,27 @@ pub async fn cancel(
         vat_amount: req.vat_amount,
         enable_webhook: req.enable_webhook.unwrap_or(false),
         refund,
+        caller_gone: Arc::default(),
     };
+    // Dropped with this handler: when the merchant's client gives up (hyper drops the request's
+    // future) while the cancel waits for another of its payment, that cancel is not made
+    // (`CancelCommand::caller_gone`). Once it writes anything it runs to its end regardless.
+    let _caller = CallerGone(cmd.caller_gone.clone());
     let gateway = s.gateway.clone();
     let record = tokio::spawn(async move { gateway.cancel_payment(&m, cmd).await })
         .await
         .map_err(|e| ServiceError::Internal(format!("cancel task: {e}")))??;
     Ok(ok(record.into()))
+}
+
+/// Marks a cancel's caller gone when dropped: at the handler's end, or when hyper drops the
+/// handler because the client closed its connection.
+struct CallerGone(Arc<AtomicBool>);
+
+impl Drop for CallerGone {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
 }
 
 /// The refund account the three fields name, each checked when given (a bad one is refused even

@@ -8,6 +8,9 @@
 //! serialised by the database: the balance each one checks is the balance KCP will see. A cancel
 //! that meets another in flight waits for it (bounded) and is then planned from the balance it
 //! left.
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
 use chrono::{DateTime, Datelike, Utc};
 use futures::future::BoxFuture;
 use sea_orm::{ColumnTrait, Condition, Set};
@@ -44,6 +47,12 @@ pub struct CancelCommand {
     /// `refund_bank`, `refund_account`, all three given): required for such a payment, ignored
     /// for any other. Sent to KCP only, never written (its `Debug` is masked).
     pub refund: Option<RefundAccount>,
+    /// Set once the merchant's request is gone (its client gave up and closed the connection;
+    /// `api::cancel` sets it when the handler is dropped). The cancel itself runs to its end once
+    /// anything is written, but one still waiting for another cancel of its payment gives up:
+    /// nothing is written while it waits, and made after its merchant was told nothing, the
+    /// merchant's retry of it was made too, refunding the buyer twice.
+    pub caller_gone: Arc<AtomicBool>,
 }
 
 const NOT_FOUND: &str = "취소할 결제건이 존재하지 않습니다.";
@@ -167,7 +176,17 @@ impl Gateway {
             }
             let until = *wait_until
                 .get_or_insert_with(|| tokio::time::Instant::now() + self.settings.cancel_wait);
-            if !self.until_no_open_cancel(payment.id, until).await? {
+            let freed = self
+                .until_no_open_cancel(payment.id, until, &cmd.caller_gone)
+                .await?;
+            if cmd.caller_gone.load(Ordering::SeqCst) {
+                tracing::info!(
+                    imp_uid = %payment.imp_uid,
+                    "a cancel waiting for another of its payment was given up by its caller; not made"
+                );
+                return Err(ServiceError::Refused(IN_FLIGHT.into()));
+            }
+            if !freed {
                 tracing::warn!(
                     imp_uid = %payment.imp_uid,
                     wait_ms = u64::try_from(self.settings.cancel_wait.as_millis()).unwrap_or(u64::MAX),
@@ -465,7 +484,8 @@ impl Gateway {
     }
 
     /// Waits until payment `payment_id` has no cancel in flight (its one open `cancel` attempt
-    /// closed), or until `until`: true once none is open, false when one still is at `until`.
+    /// closed), or until `until`, or until `caller_gone` is set: true once none is open, false
+    /// when one still is at `until` or the caller left.
     /// Polls the database, so a cancel made by another instance is waited for as one made here,
     /// every [`CANCEL_POLL_FIRST`] doubling to [`CANCEL_POLL_MAX`]: a cancel at KCP ends in well
     /// under a second, and a wait for one stuck longer (a lost answer being inquired) should not
@@ -474,11 +494,12 @@ impl Gateway {
         &self,
         payment_id: i64,
         until: tokio::time::Instant,
+        caller_gone: &AtomicBool,
     ) -> ServiceResult<bool> {
         let mut pause = CANCEL_POLL_FIRST;
         loop {
             let now = tokio::time::Instant::now();
-            if now >= until {
+            if now >= until || caller_gone.load(Ordering::SeqCst) {
                 return Ok(false);
             }
             tokio::time::sleep(pause.min(until - now)).await;

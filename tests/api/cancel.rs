@@ -445,6 +445,48 @@ async fn a_cancel_meeting_another_held_at_kcp_past_the_wait_is_refused_as_in_fli
     app.assert_ledger_agrees().await;
 }
 
+/// A cancel waiting for another of its payment whose merchant gave up on it (its HTTP client
+/// timed out while the first was at KCP) was made all the same once the first finished: the
+/// merchant, told nothing, retried it and the buyer was refunded twice (review r4, finding 1).
+/// Nothing is written while a cancel waits, so one whose request is gone gives up: only the first
+/// cancel reaches KCP.
+#[tokio::test]
+async fn a_waiting_cancel_whose_merchant_gave_up_on_it_is_not_made() {
+    let app = spawn_app_with(patient).await;
+    let token = app.token().await;
+    let p = app.paid(&token, "cx-gone", 10000).await;
+    let imp_uid = p["imp_uid"].as_str().unwrap();
+    let gate = "cx-gone-first";
+    app.sandbox.inject(FaultRule::new(
+        paths::CANCEL,
+        Fault::HoldRequest { gate: gate.into() },
+    ));
+    let first = app.cancel_in_background(&token, imp_uid, 1000);
+    app.sandbox.until_held(gate).await;
+
+    let impatient = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_millis(800))
+        .build()
+        .unwrap();
+    let gave_up = impatient
+        .post(app.url("/payments/cancel"))
+        .header("Authorization", &token)
+        .json(&json!({"imp_uid": imp_uid, "amount": 2000, "reason": "item 2"}))
+        .send()
+        .await;
+    assert!(gave_up.is_err(), "the client timed out: {gave_up:?}");
+    app.sandbox.open_gate(gate);
+    let (_, first) = first.await.unwrap();
+    assert_eq!(first["code"], 0, "{first}");
+    // Time for the waiting cancel to poll again and find the slot free.
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+
+    let ledger = app.sandbox.ledger();
+    assert_eq!(ledger[0].cancels.len(), 1, "only the first reached KCP");
+    assert_eq!(app.payment(&token, imp_uid).await["cancel_amount"], 1000);
+    app.assert_ledger_agrees().await;
+}
+
 #[tokio::test]
 async fn a_payment_cancelled_in_kcps_admin_is_recorded_by_a_full_cancel_and_a_partial_one_is_left_for_the_operator(
 ) {
