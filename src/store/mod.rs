@@ -116,6 +116,22 @@ pub async fn holds_schema(url: &str) -> Result<bool, SchemaError> {
         if !opts.get_filename().exists() {
             return Ok(false);
         }
+        // Read-only, before the pool (which puts a file in WAL mode and opens its writer): an
+        // existing file that is not openport's (empty, or another program's) is left as it was.
+        use sea_orm::sqlx::{Connection, SqliteConnection};
+        let mut conn = SqliteConnection::connect_with(&opts.read_only(true))
+            .await
+            .map_err(|e| DbErr::Custom(e.to_string()))?;
+        let tables: i64 = sea_orm::sqlx::query_scalar(
+            "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'seaql_migrations'",
+        )
+        .fetch_one(&mut conn)
+        .await
+        .map_err(|e| DbErr::Custom(e.to_string()))?;
+        let _ = conn.close().await;
+        if tables == 0 {
+            return Ok(false);
+        }
     }
     let db = Db::connect_with_pool(url, 1)
         .await

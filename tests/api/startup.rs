@@ -746,6 +746,16 @@ async fn a_single_merchant_setup_with_kcp_cert_info_on_one_line_starts_and_pays(
 #[tokio::test]
 async fn operator_commands_never_make_the_first_merchant() {
     let dir = tempfile::tempdir().unwrap();
+    // A database with openport's schema and no merchant (on a new one these commands are refused,
+    // making nothing: cli::operator_commands_refuse_a_new_database_but_merchant_create_…).
+    let migrated = openport_command(dir.path(), &["migrate"])
+        .output()
+        .expect("openport runs");
+    assert!(
+        migrated.status.success(),
+        "{}",
+        String::from_utf8_lossy(&migrated.stderr)
+    );
     for args in [
         &["attempt", "list"][..],
         &["reseal"],
