@@ -458,8 +458,12 @@ async fn main() -> anyhow::Result<()> {
             serve(config).await
         }
         Command::Migrate(common) => {
-            database_only(&common, true).await?;
-            println!("migrations applied");
+            let (_, _, applied) = database_only(&common, true).await?;
+            match applied {
+                0 => println!("no migrations pending: the schema is up to date"),
+                1 => println!("1 migration applied: the schema is up to date"),
+                n => println!("{n} migrations applied: the schema is up to date"),
+            }
             Ok(())
         }
         Command::Reseal(common) => {
@@ -576,10 +580,12 @@ async fn stop_signal() {
 /// `upgrade`: apply pending migrations to a database in use, or make a new one (`openport
 /// migrate`); otherwise a new database is refused, nothing made
 /// ([`openport::app::refuse_new_database`]: these commands read the serving instance's).
+/// The configuration and database for a command that needs nothing else, with how many
+/// migrations it applied (only `upgrade` applies any to a database in use).
 async fn database_only(
     common: &Common,
     upgrade: bool,
-) -> anyhow::Result<(Config, openport::store::Db)> {
+) -> anyhow::Result<(Config, openport::store::Db, usize)> {
     let config = load(common)?;
     init_tracing(config.log_format == "json", LogTo::Stderr);
     if !upgrade {
@@ -591,11 +597,14 @@ async fn database_only(
     let migrated = if upgrade {
         db.migrate().await.map_err(anyhow::Error::from)
     } else {
-        db.migrate_if_new().await.map_err(anyhow::Error::from)
+        db.migrate_if_new()
+            .await
+            .map(|()| 0)
+            .map_err(anyhow::Error::from)
     };
     startup.release().await;
-    migrated?;
-    Ok((config, db))
+    let applied = migrated?;
+    Ok((config, db, applied))
 }
 
 /// The gateway for an operator command ([`openport::app::operator_gateway`]: no listener, no
@@ -969,7 +978,7 @@ async fn schedule(cmd: ScheduleCommand) -> anyhow::Result<()> {
         } => {
             // The database alone: no KCP, no master key (nothing sealed is read), so it works
             // before the first start on a restored backup as well as beside running instances.
-            let (_, db) = database_only(&common, false).await?;
+            let (_, db, _) = database_only(&common, false).await?;
             let now = chrono::Utc::now().timestamp();
             let listed =
                 openport::store::billing::unrun_schedules(&db.read, due.then_some(now), limit)
@@ -1126,7 +1135,7 @@ async fn merchant(cmd: MerchantCommand) -> anyhow::Result<()> {
             // under a key that is gone, which is what this command mends. A configuration other
             // than the merchant's instances' (mode, master key) is still refused, by
             // `new_imp_secret`.
-            let (config, db) = database_only(&common, false).await?;
+            let (config, db, _) = database_only(&common, false).await?;
             let secrets = openport::app::master_key(&config)?;
             let renewed = new_imp_secret(&db, &secrets, config.test_mode, &imp_code)
                 .await
@@ -1159,7 +1168,7 @@ async fn merchant(cmd: MerchantCommand) -> anyhow::Result<()> {
             kcp_group_id,
         } => {
             // The database alone: nothing sealed is read or written.
-            let (_, db) = database_only(&common, false).await?;
+            let (_, db, _) = database_only(&common, false).await?;
             let m = set_kcp_group_id(&db, &imp_code, &kcp_group_id)
                 .await
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -1179,7 +1188,7 @@ async fn merchant(cmd: MerchantCommand) -> anyhow::Result<()> {
             key_password,
         } => set_kcp_cert(&common, &imp_code, &cert, &key, key_password).await,
         MerchantCommand::List { common } => {
-            let (_, db) = database_only(&common, false).await?;
+            let (_, db, _) = database_only(&common, false).await?;
             for m in openport::store::merchants::all(&db.read).await? {
                 // `id` last, so the columns before it stay where scripts found them; it is what
                 // the operator routes take (`/admin/merchants/{id}/webhook`).
@@ -1211,7 +1220,7 @@ async fn set_kcp_cert(
     key: &std::path::Path,
     key_password: Option<String>,
 ) -> anyhow::Result<()> {
-    let (config, db) = database_only(common, false).await?;
+    let (config, db, _) = database_only(common, false).await?;
     let secrets = openport::app::master_key(&config)?;
     let new = openport::service::merchants::KcpCredentials {
         certificate_pem: std::fs::read_to_string(cert)

@@ -103,6 +103,11 @@ pub enum ConnectError {
     },
 }
 
+/// 1 when a SQLite database has sea-orm's migrations table, else 0 (asked of the catalogue: the
+/// status read of sea-orm creates the table it reads).
+const SQLITE_HAS_MIGRATIONS: &str = "SELECT CAST(EXISTS (SELECT 1 FROM sqlite_master \
+     WHERE type = 'table' AND name = 'seaql_migrations') AS INTEGER) AS present";
+
 /// Whether the database at `url` holds openport's schema (a migration applied), looked at without
 /// making anything: a SQLite file that does not exist is not created (nor opened). For operator
 /// commands, which work on the serving instance's database and must not answer "nothing" from a
@@ -122,14 +127,12 @@ pub async fn holds_schema(url: &str) -> Result<bool, SchemaError> {
         let mut conn = SqliteConnection::connect_with(&opts.read_only(true))
             .await
             .map_err(|e| DbErr::Custom(e.to_string()))?;
-        let tables: i64 = sea_orm::sqlx::query_scalar(
-            "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'seaql_migrations'",
-        )
-        .fetch_one(&mut conn)
-        .await
-        .map_err(|e| DbErr::Custom(e.to_string()))?;
+        let present: i32 = sea_orm::sqlx::query_scalar(SQLITE_HAS_MIGRATIONS)
+            .fetch_one(&mut conn)
+            .await
+            .map_err(|e| DbErr::Custom(e.to_string()))?;
         let _ = conn.close().await;
-        if tables == 0 {
+        if present == 0 {
             return Ok(false);
         }
     }
@@ -142,10 +145,7 @@ pub async fn holds_schema(url: &str) -> Result<bool, SchemaError> {
         DbBackend::Postgres => {
             "SELECT CAST(to_regclass('seaql_migrations') IS NOT NULL AS INTEGER) AS present"
         }
-        _ => {
-            "SELECT CAST(EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' \
-             AND name = 'seaql_migrations') AS INTEGER) AS present"
-        }
+        _ => SQLITE_HAS_MIGRATIONS,
     };
     let present = db
         .schema
@@ -340,7 +340,10 @@ impl Db {
     ///
     /// A database a newer openport migrated is refused before anything is applied
     /// ([`SchemaError::Newer`]).
-    pub async fn migrate(&self) -> Result<(), SchemaError> {
+    ///
+    /// Answers how many migrations it applied, so `openport migrate` can say whether it upgraded
+    /// anything (an operator checking an upgrade reads "0" as "this database was already there").
+    pub async fn migrate(&self) -> Result<usize, SchemaError> {
         use migration::MigratorTrait;
         if self.schema.get_database_backend() != DbBackend::Sqlite {
             // sea-orm-migration's own transaction becomes a savepoint in this one.
@@ -349,15 +352,20 @@ impl Db {
                 .await?;
             check_for_a_gone_client(&txn).await?;
             refuse_newer_migrations(&txn).await?;
+            let pending = migration::Migrator::get_pending_migrations(&txn)
+                .await?
+                .len();
             migration::Migrator::up(&txn, None)
                 .await
                 .map_err(lock_wait_named)?;
-            return Ok(txn.commit().await?);
+            txn.commit().await?;
+            return Ok(pending);
         }
         // Looked at outside a transaction, so a start with nothing to apply takes no write lock.
         // It also creates the version table the lock statement names on a new database (a write
         // of its own, which waits for the lock as any first write does).
         refuse_newer_migrations(&self.schema).await?;
+        let mut applied = 0;
         while !migration::Migrator::get_pending_migrations(&self.schema)
             .await?
             .is_empty()
@@ -366,8 +374,9 @@ impl Db {
             txn.execute_unprepared(TAKE_WRITE_LOCK).await?;
             migration::Migrator::up(&txn, Some(1)).await?;
             txn.commit().await?;
+            applied += 1;
         }
-        Ok(())
+        Ok(applied)
     }
 
     /// The migrations an operator command may apply: all of them to a database nothing was
@@ -384,7 +393,7 @@ impl Db {
             .iter()
             .all(|m| m.status() == migration::MigrationStatus::Pending)
         {
-            return self.migrate().await;
+            return self.migrate().await.map(drop);
         }
         let pending: Vec<&str> = statuses
             .iter()
