@@ -31,6 +31,11 @@ pub enum ClockReading {
     Within { skew_ms: i64 },
     /// Beyond `max_ms`: this instance must not claim attempts.
     Skewed { skew_ms: i64, max_ms: i64 },
+    /// Beyond `max_ms` by the midpoint, but the database took `round_trip_ms` to answer, so long
+    /// that the skew could be within the bound: nothing is concluded and the verdict so far
+    /// stands. The read includes the wait for a pooled connection, so right after a database
+    /// restart a 28 s wait read as a 14 s skew and stopped every payment for a minute.
+    Unsure { skew_ms: i64, round_trip_ms: i64 },
 }
 
 impl std::fmt::Display for ClockReading {
@@ -44,21 +49,36 @@ impl std::fmt::Display for ClockReading {
                  allowed (resolver.max_clock_skew_secs): leases and the settle delay would be misjudged; \
                  synchronise the clocks (NTP) of every openport host and the database"
             ),
+            Self::Unsure {
+                skew_ms,
+                round_trip_ms,
+            } => write!(
+                f,
+                "{skew_ms} ms off the database's by a reading that took {round_trip_ms} ms \
+                 (a connection waited for): not judged, the verdict so far stands"
+            ),
         }
     }
 }
 
 /// Judges this host's clock against the database's: `db_ms` was read between `before` and
 /// `after` (this host's clock), so it is compared with their midpoint and the round trip does
-/// not count as skew. `max_ms` 0: not judged.
+/// not count as skew. `max_ms` 0: not judged. Skewed only when even the nearest moment of the
+/// round trip is beyond the bound; a reading that cannot tell is [`ClockReading::Unsure`].
 pub fn judge(before: DateTime<Utc>, after: DateTime<Utc>, db_ms: i64, max_ms: i64) -> ClockReading {
     let (before, after) = (before.timestamp_millis(), after.timestamp_millis());
-    let here = before + (after - before) / 2;
+    let round_trip_ms = after - before;
+    let here = before + round_trip_ms / 2;
     let skew_ms = here - db_ms;
-    if max_ms > 0 && skew_ms.abs() > max_ms {
-        ClockReading::Skewed { skew_ms, max_ms }
-    } else {
+    if max_ms == 0 || skew_ms.abs() <= max_ms {
         ClockReading::Within { skew_ms }
+    } else if skew_ms.abs() - (round_trip_ms + 1) / 2 <= max_ms {
+        ClockReading::Unsure {
+            skew_ms,
+            round_trip_ms,
+        }
+    } else {
+        ClockReading::Skewed { skew_ms, max_ms }
     }
 }
 
@@ -78,6 +98,10 @@ impl Gateway {
     /// attempt (`Gateway::claim`), so the resolver and a merchant's retry leave them to instances
     /// whose clocks agree. Logged when it turns either way.
     pub fn record_clock_reading(&self, reading: ClockReading) -> ClockReading {
+        if let ClockReading::Unsure { .. } = reading {
+            tracing::warn!("clock check: {reading}");
+            return reading;
+        }
         let skewed = matches!(reading, ClockReading::Skewed { .. });
         let was = self.clock_skewed.swap(skewed, Ordering::SeqCst);
         if skewed {
@@ -142,6 +166,28 @@ mod tests {
         assert_eq!(
             judge(at(db + 60_000), at(db + 60_000), db, 0),
             ClockReading::Within { skew_ms: 60_000 }
+        );
+    }
+
+    #[test]
+    fn a_reading_that_waited_long_for_its_connection_concludes_nothing() {
+        // A 28 s wait for a pooled connection while the database restarted, then an instant
+        // answer: the midpoint is 14 s before the database's time, which the wait explains.
+        let db = 1_800_000_000_000;
+        assert_eq!(
+            judge(at(db - 28_000), at(db), db, 5_000),
+            ClockReading::Unsure {
+                skew_ms: -14_000,
+                round_trip_ms: 28_000
+            }
+        );
+        // A clock a minute off stays skewed through a slow reading.
+        assert_eq!(
+            judge(at(db + 60_000), at(db + 62_000), db, 5_000),
+            ClockReading::Skewed {
+                skew_ms: 61_000,
+                max_ms: 5_000
+            }
         );
     }
 

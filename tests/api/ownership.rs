@@ -1092,6 +1092,50 @@ async fn an_instance_whose_clock_is_off_the_databases_opens_no_kcp_attempt() {
     app.assert_ledger_agrees().await;
 }
 
+/// The clock check's read includes the wait for a pooled connection: after a database restart a
+/// 28 s wait read as a 14 s skew, and every charge, cancel and resolver claim was refused for the
+/// minute until the next check (found by a review's PostgreSQL outage). Such a reading concludes
+/// nothing either way.
+#[tokio::test]
+async fn a_clock_reading_that_waited_for_its_connection_neither_stops_nor_restarts_payments() {
+    use openport::service::clock_check::{judge, ClockReading, CLOCK_SKEWED};
+    let app = spawn_app().await;
+    let gateway = &app.app.gateway;
+    let token = app.token().await;
+    let slow = |at: chrono::DateTime<chrono::Utc>| {
+        judge(
+            at - chrono::Duration::seconds(28),
+            at,
+            at.timestamp_millis(),
+            5_000,
+        )
+    };
+
+    let reading = gateway.record_clock_reading(slow(chrono::Utc::now()));
+    assert!(matches!(reading, ClockReading::Unsure { .. }), "{reading}");
+    assert!(!gateway.clock_is_skewed());
+    let (_, paid) = app
+        .pay(&token, "clock-slow-read", 1000, test_cards::SHINHAN_CREDIT)
+        .await;
+    assert_eq!(paid["response"]["status"], "paid", "{paid}");
+
+    // Nor does it end a skew found before.
+    let now = chrono::Utc::now();
+    gateway.record_clock_reading(judge(now, now, now.timestamp_millis() - 60_000, 5_000));
+    gateway.record_clock_reading(slow(chrono::Utc::now()));
+    assert!(gateway.clock_is_skewed());
+    let (_, refused) = app
+        .pay(
+            &token,
+            "clock-slow-read-2",
+            1000,
+            test_cards::SHINHAN_CREDIT,
+        )
+        .await;
+    assert_eq!(refused["message"], CLOCK_SKEWED, "{refused}");
+    app.assert_ledger_agrees().await;
+}
+
 #[tokio::test]
 async fn an_instance_whose_clock_is_off_the_databases_claims_no_attempt_until_it_is_back_in_line() {
     use openport::service::clock_check::{judge, ClockReading};
