@@ -104,7 +104,8 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
 const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
 
 /// serde's own message may quote the value (a card number, say): only where it is goes back,
-/// with which field for a value of the wrong shape.
+/// with which field for a value of the wrong shape. Valid JSON nested past serde_json's limit
+/// (127 levels) is told as such, not as a syntax error its sender would look for in vain.
 fn json_refusal(e: &serde_json::Error, field: Option<impl FnOnce() -> String>) -> ApiError {
     let at = format!("line {}, column {}", e.line(), e.column());
     ApiError::bad_request(match (e.classify(), field) {
@@ -112,9 +113,15 @@ fn json_refusal(e: &serde_json::Error, field: Option<impl FnOnce() -> String>) -
             "요청 본문(JSON)의 {} 값 형식이 올바르지 않습니다. ({at})",
             field()
         ),
+        _ if e.to_string().starts_with("recursion limit exceeded") => {
+            format!("요청 본문(JSON)이 너무 깊이 중첩되어 있습니다 (최대 {JSON_DEPTH}단계). ({at})")
+        }
         _ => format!("요청 본문(JSON)을 해석할 수 없습니다. ({at}: 문법 오류)"),
     })
 }
+
+/// The deepest nesting serde_json reads (past it: `recursion limit exceeded`), told to the sender.
+const JSON_DEPTH: usize = 127;
 
 /// The field a refusal names, as a merchant wrote it (`amount`, `schedules[0].amount`), or the
 /// body itself. serde loses the path inside a `#[serde(flatten)]` struct (the order fields every
@@ -709,8 +716,29 @@ pub mod de {
 
 #[cfg(test)]
 mod tests {
-    use super::{field_with_nul, form_json};
+    use super::{field_with_nul, form_json, json_refusal, JSON_DEPTH};
     use serde_json::json;
+
+    #[test]
+    fn json_nested_past_the_limit_is_told_as_too_deep_not_as_a_syntax_error() {
+        let refusal = |text: &str| {
+            let e = serde_json::from_str::<serde_json::Value>(text).unwrap_err();
+            json_refusal(&e, None::<fn() -> String>).message
+        };
+        let deep = format!(
+            "{}{}",
+            "[".repeat(JSON_DEPTH + 1),
+            "]".repeat(JSON_DEPTH + 1)
+        );
+        assert!(
+            refusal(&deep).contains("너무 깊이 중첩"),
+            "{}",
+            refusal(&deep)
+        );
+        assert!(refusal("{\"a\":").contains("문법 오류"));
+        let fits = format!("{}{}", "[".repeat(JSON_DEPTH), "]".repeat(JSON_DEPTH));
+        assert!(serde_json::from_str::<serde_json::Value>(&fits).is_ok());
+    }
 
     #[test]
     fn a_nul_counts_once_decoded_and_is_found_by_its_field() {
