@@ -641,12 +641,61 @@ pub mod de {
             if let Ok(n) = t.parse::<i64>() {
                 return Ok(Some(n));
             }
-            t.parse::<f64>()
-                .ok()
-                .and_then(|f| self.of_f64(f))
+            decimal_text(t, self.floor_fraction)
                 .map(Some)
                 .ok_or_else(|| E::custom("not an integer"))
         }
+    }
+
+    /// Text such as `1000.00`, `1e3` or `1.5e3` read exactly, digit by digit: an integer, or when
+    /// `floor` a fraction floored; None for a fraction otherwise, for text that is no decimal
+    /// number, and past ±9·10¹⁵. Never through `f64`, whose rounding made `"999.99999999999999999"`
+    /// a whole 1000 (and `"49999.99999999999999"` 50,000 with instalments allowed) where a
+    /// fraction is to be refused, not rounded (found by a model-based review).
+    fn decimal_text(t: &str, floor: bool) -> Option<i64> {
+        let (negative, t) = match t.as_bytes().first()? {
+            b'-' => (true, &t[1..]),
+            b'+' => (false, &t[1..]),
+            _ => (false, t),
+        };
+        let (mantissa, exponent) = match t.find(['e', 'E']) {
+            Some(at) => (&t[..at], t[at + 1..].parse::<i32>().ok()?),
+            None => (t, 0),
+        };
+        let (whole, fraction) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+        let digits = || whole.bytes().chain(fraction.bytes());
+        if whole.len() + fraction.len() == 0 || !digits().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        // The digits, then where the point falls among them.
+        let digits: Vec<u8> = digits().map(|b| b - b'0').collect();
+        let point = i64::try_from(whole.len()).ok()? + i64::from(exponent);
+        let mut value: i64 = 0;
+        let mut dropped = false;
+        for (i, &d) in digits.iter().enumerate() {
+            if (i as i64) < point {
+                value = value.checked_mul(10)?.checked_add(i64::from(d))?;
+            } else {
+                dropped |= d != 0;
+            }
+        }
+        for _ in 0..(point - digits.len() as i64).max(0) {
+            if value != 0 {
+                value = value.checked_mul(10)?;
+            }
+            if value >= 9_000_000_000_000_000 {
+                return None;
+            }
+        }
+        if dropped && !floor {
+            return None;
+        }
+        let value = match (negative, dropped) {
+            (true, true) => -value - 1,
+            (true, false) => -value,
+            (false, _) => value,
+        };
+        (value.abs() < 9_000_000_000_000_000).then_some(value)
     }
 
     /// A boolean as JSON or as a form sends it: `true`/`false`, `1`/`0`, and the strings `true`,
@@ -864,5 +913,52 @@ mod tests {
             assert!(read(json!({ "amount": fraction })).is_none(), "{fraction}");
         }
         assert_eq!(read(json!({"amount": 1000.0})).unwrap().amount, Some(1000));
+    }
+
+    #[test]
+    fn money_as_text_is_read_digit_by_digit_so_a_tiny_fraction_is_refused_not_rounded() {
+        for (sent, amount) in [
+            ("1000.00", 1000),
+            ("1e3", 1000),
+            ("1.5E3", 1500),
+            ("+1000", 1000),
+            ("0001000", 1000),
+            ("-1000", -1000),
+            ("1000e0", 1000),
+            ("123400e-2", 1234),
+        ] {
+            assert_eq!(
+                read(json!({ "amount": sent })).unwrap().amount,
+                Some(amount),
+                "{sent}"
+            );
+        }
+        for refused in [
+            "12345e-2",
+            "999.99999999999999999",
+            "49999.99999999999999",
+            "999999999998.99999",
+            "99.99999999999999999",
+            "1e-1",
+            ".",
+            "e3",
+            "1e",
+            "1.2.3",
+            "10 00",
+            "1e20",
+            "9e15",
+            "0x10",
+        ] {
+            assert!(read(json!({ "amount": refused })).is_none(), "{refused}");
+        }
+        // Seconds as text are floored exactly too.
+        assert_eq!(
+            read(json!({"at": "1900000000.99999999999999999"}))
+                .unwrap()
+                .at,
+            Some(1_900_000_000)
+        );
+        assert_eq!(read(json!({"at": "-0.5"})).unwrap().at, Some(-1));
+        assert_eq!(read(json!({"at": "0e5"})).unwrap().at, Some(0));
     }
 }

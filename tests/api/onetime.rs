@@ -262,6 +262,63 @@ async fn instalments_under_50000_won_are_a_business_refusal_before_kcp() {
     assert!(app.sandbox.ledger().is_empty());
 }
 
+/// Money written as text was read through `f64`, whose rounding made a tiny fraction whole:
+/// `"49999.99999999999999"` with instalments was charged 50,000 in three, and a cancel of
+/// `"99.99999999999999999"` refunded 100 (found by a model-based review). A fraction is refused.
+#[tokio::test]
+async fn an_amount_as_text_with_a_tiny_fraction_is_refused_not_rounded_to_a_whole_charge_or_refund()
+{
+    let app = spawn_app().await;
+    let token = app.token().await;
+    for (uid, amount, quota) in [
+        ("tiny-fraction-1", "999.99999999999999999", 0),
+        ("tiny-fraction-2", "49999.99999999999999", 3),
+    ] {
+        let (status, body) = app
+            .post(
+                "/subscribe/payments/onetime",
+                Some(&token),
+                json!({"merchant_uid": uid, "amount": amount, "card_quota": quota, "card_number": test_cards::SHINHAN_CREDIT, "expiry": future_expiry()}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{amount}: {body}");
+        assert!(
+            body["message"].as_str().unwrap().contains("amount"),
+            "{body}"
+        );
+    }
+    assert!(app.sandbox.ledger().is_empty(), "nothing charged");
+
+    let (_, paid) = app
+        .pay(
+            &token,
+            "tiny-fraction-paid",
+            1000,
+            test_cards::SHINHAN_CREDIT,
+        )
+        .await;
+    let imp_uid = paid["response"]["imp_uid"].as_str().unwrap().to_string();
+    let (status, refused) = app
+        .post(
+            "/payments/cancel",
+            Some(&token),
+            json!({"imp_uid": imp_uid, "amount": "99.99999999999999999"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{refused}");
+    assert_eq!(app.payment(&token, &imp_uid).await["cancel_amount"], 0);
+    // Whole amounts as text still read, exactly.
+    let (_, cancelled) = app
+        .post(
+            "/payments/cancel",
+            Some(&token),
+            json!({"imp_uid": imp_uid, "amount": "1.0e2"}),
+        )
+        .await;
+    assert_eq!(cancelled["response"]["cancel_amount"], 100, "{cancelled}");
+    app.assert_ledger_agrees().await;
+}
+
 #[tokio::test]
 async fn instalments_are_allowed_from_50000_won() {
     let app = spawn_app().await;
