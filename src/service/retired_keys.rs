@@ -131,7 +131,7 @@ impl Gateway {
         if let Err(e) = self.try_key_deletion(Some(m), key_id, i64::MAX).await {
             tracing::warn!(
                 key_id,
-                "replaced billing key: deletion at KCP left to the resolver: {e}"
+                "retired billing key (replaced or deleted): deletion at KCP left to the resolver: {e}"
             );
         }
     }
@@ -234,7 +234,7 @@ impl Gateway {
             tracing::info!(
                 key_id = id,
                 merchant_id = key.merchant_id,
-                "replaced billing key: deletion at KCP waits for a charge in flight"
+                "retired billing key (replaced or deleted): deletion at KCP waits for a charge in flight"
             );
             return Ok(());
         }
