@@ -22,6 +22,7 @@ use crate::service::auth::TokenCache;
 use crate::service::clock_check::ClockReading;
 use crate::service::connectors::Connectors;
 use crate::service::merchants::{serves_in_mode, CreatedMerchant};
+use crate::service::schema_check::SCHEMA_CHECK_EVERY;
 use crate::service::secrets::MasterKey;
 use crate::service::{Gateway, GatewaySettings};
 use crate::store::startup_lock::StartupLock;
@@ -180,6 +181,8 @@ impl App {
 
         let (shutdown, mut stop) = tokio::sync::watch::channel(false);
         crate::jobs::merchant_changes::spawn(&gateway, &config.database_url, &shutdown);
+        // With or without background jobs: it is what stops this instance's requests too.
+        spawn_schema_check(gateway.clone(), SCHEMA_CHECK_EVERY, shutdown.subscribe());
         let mut scheduler = None;
         let mut webhooks = None;
         if config.background_jobs {
@@ -420,6 +423,7 @@ async fn prepare(
             .as_ref()
             .map(|t| Arc::new(SecretString::from(t.expose_secret().trim()))),
         clock_skewed: Arc::new(std::sync::atomic::AtomicBool::new(false)),
+        newer_schema: Arc::new(std::sync::OnceLock::new()),
         webhooks_written: Arc::new(tokio::sync::Notify::new()),
     };
     // Instances sharing a database judge each other's leases by their own clocks.
@@ -532,6 +536,7 @@ fn http_service(
     SocketAddr,
 > {
     let request_id = HeaderName::from_static("x-request-id");
+    let outdated = state.clone();
     let router = crate::api::router()
         .layer(
             ServiceBuilder::new()
@@ -541,6 +546,12 @@ fn http_service(
                         .make_span_with(request_span),
                 )
                 .layer(PropagateRequestIdLayer::new(request_id))
+                // Before the body is read: an instance older than its database takes no work
+                // (service/schema_check.rs).
+                .layer(axum::middleware::from_fn_with_state(
+                    outdated,
+                    crate::api::outdated::refuse_when_outdated,
+                ))
                 // The body is in, whole and within the limit, before anything below reads it.
                 .layer(axum::middleware::from_fn_with_state(
                     body_limits,
@@ -594,6 +605,30 @@ fn spawn_clock_check(
     });
 }
 
+/// Reads the version table every `every` until a newer openport's migration shows up there
+/// (service/schema_check.rs), then ends: the verdict is never taken back. Not awaited at
+/// shutdown, like the clock check: a read holds nothing to finish.
+fn spawn_schema_check(
+    gateway: Gateway,
+    every: Duration,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(every) => {}
+                _ = stop.wait_for(|s| *s) => return,
+            }
+            match gateway.check_schema().await {
+                Ok(true) => return,
+                Ok(false) => {}
+                // The health check names a database that does not answer; this waits for it.
+                Err(e) => tracing::warn!("schema check: {e}"),
+            }
+        }
+    });
+}
+
 fn spawn_resolver(gateway: Gateway, every: Duration, mut stop: tokio::sync::watch::Receiver<bool>) {
     tokio::spawn(async move {
         let mut next_sweep = std::time::Instant::now();
@@ -601,6 +636,11 @@ fn spawn_resolver(gateway: Gateway, every: Duration, mut stop: tokio::sync::watc
             tokio::select! {
                 _ = tokio::time::sleep(every) => {}
                 _ = stop.wait_for(|s| *s) => return,
+            }
+            // Nothing at all on an instance older than its database (service/schema_check.rs):
+            // its steps refuse by themselves, but for the notification sweep, stopped here.
+            if gateway.is_outdated() {
+                continue;
             }
             if let Err(e) = gateway.resolve_due(100).await {
                 tracing::error!("resolver: {e}");

@@ -4,11 +4,14 @@ use axum::extract::State;
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use super::doc::{InstanceStatusReply, MerchantListReply, TokenErrors};
+use axum::http::StatusCode;
+
+use super::doc::{ErrorEnvelope, InstanceStatusReply, MerchantListReply, TokenErrors};
 use super::envelope::{ok, Envelope};
-use super::error::ApiResult;
+use super::error::{ApiError, ApiResult};
 use super::extract::AdminCaller;
 use crate::app::AppState;
+use crate::service::schema_check::OUTDATED;
 use crate::service::status::{ClockVerdict, InstanceStatus};
 
 /// A merchant as the operator sees it: never a secret or key.
@@ -135,11 +138,28 @@ impl From<InstanceStatus> for InstanceStatusView {
     }
 }
 
+/// Once a newer openport migrated the database (service/schema_check.rs): HTTP 503, code -1,
+/// naming the migrations this version does not know, in place of counts read from a schema it
+/// does not know (an alert on the status fires, and the message says what to do).
 #[utoipa::path(get, path = "/admin/status", operation_id = "instanceStatus",
-    responses((status = 200, body = InstanceStatusReply), TokenErrors))]
+    description = "HTTP 503 (`ErrorEnvelope`, code -1) once a newer openport migrated the \
+        database while this instance served it: the message names the migrations this version \
+        does not know; the instance takes no more work and must be stopped.",
+    responses((status = 200, body = InstanceStatusReply), TokenErrors,
+        (status = 503, description = "A newer openport migrated the database.",
+            body = ErrorEnvelope)))]
 pub async fn status(
     State(s): State<AppState>,
     _admin: AdminCaller,
 ) -> ApiResult<Envelope<InstanceStatusView>> {
+    if let Some(names) = s.gateway.newer_schema() {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            -1,
+            format!(
+                "{OUTDATED} (이 버전이 모르는 마이그레이션: {names}; docs/operations.md \"Upgrades\")"
+            ),
+        ));
+    }
     Ok(ok(s.gateway.instance_status().await?.into()))
 }

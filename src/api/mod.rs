@@ -15,6 +15,7 @@ pub mod health;
 pub mod notifications;
 pub mod onetime;
 pub mod order;
+pub mod outdated;
 pub mod payment_json;
 pub mod payments;
 pub mod prepare;
@@ -49,7 +50,10 @@ use extract::MerchantCaller;
             query value counts as absent. A path segment that is not valid UTF-8 once decoded is HTTP 400 \
             (`ErrorEnvelope`). A control character (U+0000 to U+001F but \
             tab, CR and LF) in the path, the query or a body value is refused with HTTP 400 \
-            (`ErrorEnvelope`) naming the field.\n\n\
+            (`ErrorEnvelope`) naming the field. On an instance older than its database (a newer \
+            openport migrated it while this instance served it) every operation but `/health` and \
+            `/admin/status` answers HTTP 503 (`ErrorEnvelope`, code -1) saying the instance must \
+            be stopped, before its token or body is read.\n\n\
             iamport operations openport does not offer over KCP are not listed here and answer \
             HTTP 501 (`ErrorEnvelope`, the message naming the feature) to a valid token, 401 \
             without one: cash receipts (`/receipts/{imp_uid}`, `/receipts/external/{merchant_uid}`, \

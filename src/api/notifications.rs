@@ -17,7 +17,7 @@ use crate::net::{client_address, AddressList};
 use crate::service::notifications::{Notification, ACK};
 
 /// Any reply but `result=0000` makes KCP send the notification again (spec §2.12).
-const RETRY: &str =
+pub(crate) const RETRY: &str =
     "<html><body><form><input type=\"hidden\" name=\"result\" value=\"9999\"></form></body></html>";
 
 /// The TCP peer of the request, when the server recorded it.

@@ -25,6 +25,7 @@ pub mod prepare;
 pub mod resolve;
 pub mod retired_keys;
 pub mod schedules;
+pub mod schema_check;
 pub mod secrets;
 pub mod status;
 pub mod vbank_checks;
@@ -132,6 +133,11 @@ pub struct Gateway {
     /// The last clock reading found this host's clock off the database's: no attempt is claimed
     /// (service/clock_check.rs).
     pub clock_skewed: Arc<std::sync::atomic::AtomicBool>,
+    /// Set, once and for good, when a newer openport migrated the database while this instance
+    /// served it: the migrations this binary does not know. Every request but the health check
+    /// and the operator status is refused, and background work claims nothing
+    /// (service/schema_check.rs).
+    pub newer_schema: Arc<std::sync::OnceLock<String>>,
     /// Rung when this instance writes a webhook into the outbox, so that its worker lists due
     /// deliveries at once instead of at its next tick (jobs/webhooks.rs).
     pub webhooks_written: Arc<tokio::sync::Notify>,

@@ -733,7 +733,8 @@ impl Gateway {
     /// Settles every due attempt of the merchants this instance serves once; returns how many were
     /// looked at.
     pub async fn resolve_due(&self, limit: u64) -> ServiceResult<usize> {
-        if self.clock_is_skewed() {
+        // Nor while a newer openport owns the database (service/schema_check.rs).
+        if self.clock_is_skewed() || self.is_outdated() {
             return Ok(0);
         }
         let ids = payments::due_attempts(

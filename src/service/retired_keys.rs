@@ -149,8 +149,9 @@ impl Gateway {
     /// The resolver's pass over retired keys whose deletion at KCP is due: each is tried once by
     /// the instance that claims it. Returns how many were looked at.
     pub async fn retry_key_deletions(&self, limit: u64) -> ServiceResult<usize> {
-        // Judged by a clock that is off, another instance's lease could look run out.
-        if self.clock_is_skewed() {
+        // Judged by a clock that is off, another instance's lease could look run out. Nothing
+        // either while a newer openport owns the database (service/schema_check.rs).
+        if self.clock_is_skewed() || self.is_outdated() {
             return Ok(0);
         }
         let now = self.clock.unix();

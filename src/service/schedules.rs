@@ -549,8 +549,9 @@ impl Gateway {
     pub async fn run_due_schedules(&self, limit: u64) -> ServiceResult<usize> {
         // Due times and leases were written by other instances' clocks: an instance whose clock
         // is off the database's (service/clock_check.rs) would charge early or take over a
-        // charge whose holder is still working, so it leaves schedules to the others.
-        if self.clock_is_skewed() {
+        // charge whose holder is still working, so it leaves schedules to the others. An instance
+        // older than its database (service/schema_check.rs) charges nothing either.
+        if self.clock_is_skewed() || self.is_outdated() {
             return Ok(0);
         }
         let now = self.clock.unix();

@@ -54,8 +54,9 @@ impl Gateway {
     /// Takes the looks at open virtual accounts due now (at most `limit`); returns how many found a
     /// deposit and applied it.
     pub async fn check_open_vbanks(&self, limit: u64) -> ServiceResult<usize> {
-        // Looks are taken by this host's clock, as attempts are (service/clock_check.rs).
-        if self.clock_is_skewed() {
+        // Looks are taken by this host's clock, as attempts are (service/clock_check.rs), and by
+        // no instance older than its database (service/schema_check.rs).
+        if self.clock_is_skewed() || self.is_outdated() {
             return Ok(0);
         }
         let now = self.clock.unix();

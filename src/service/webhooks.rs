@@ -561,8 +561,9 @@ impl Gateway {
     /// runs `jobs::webhooks`, which claims batches continuously ([`Self::claim_due_webhooks`])
     /// for [`Self::send_webhook`] and caps each merchant's share.
     pub async fn deliver_due_webhooks(&self, limit: u64) -> ServiceResult<usize> {
-        // The claim refuses while the clock is off; this only spares the listing.
-        if self.clock_is_skewed() {
+        // The claim refuses while the clock is off (or this instance is older than its
+        // database); this only spares the listing.
+        if self.clock_is_skewed() || self.is_outdated() {
             return Ok(0);
         }
         let due = self.due_webhooks(limit).await?;
@@ -604,7 +605,7 @@ impl Gateway {
         limit: u64,
         left_out: LeftOut<'_>,
     ) -> ServiceResult<Vec<(DueDelivery, ClaimedWebhook)>> {
-        if self.clock_is_skewed() || limit == 0 {
+        if self.clock_is_skewed() || self.is_outdated() || limit == 0 {
             return Ok(vec![]);
         }
         let now = self.clock.unix();
@@ -649,8 +650,9 @@ impl Gateway {
     /// webhook claims it here.
     pub async fn claim_webhook(&self, id: i64) -> ServiceResult<Option<ClaimedWebhook>> {
         // As the scheduler: with this host's clock off the database's, a delivery whose lease
-        // another instance holds could look expired and be sent twice.
-        if self.clock_is_skewed() {
+        // another instance holds could look expired and be sent twice. An instance older than its
+        // database sends nothing (service/schema_check.rs).
+        if self.clock_is_skewed() || self.is_outdated() {
             return Ok(None);
         }
         let now = self.clock.unix();
@@ -882,9 +884,11 @@ impl Gateway {
         Ok(store::prune_finished(&self.db.write, before, limit).await?)
     }
 
-    /// The Unix time before which rows `retention_days` old go; None when 0 keeps everything.
+    /// The Unix time before which rows `retention_days` old go; None when 0 keeps everything, and
+    /// on an instance older than its database, which deletes nothing (service/schema_check.rs):
+    /// the one gate of both prunings, webhook history and KCP notifications.
     pub(crate) fn retention_cutoff(&self, retention_days: u64) -> Option<i64> {
-        if retention_days == 0 {
+        if retention_days == 0 || self.is_outdated() {
             return None;
         }
         let age = i64::try_from(retention_days.saturating_mul(86_400)).unwrap_or(i64::MAX);

@@ -410,6 +410,26 @@ impl Db {
         }
     }
 
+    /// The applied migrations this binary does not know, oldest first: empty unless a newer
+    /// openport migrated the database after this one started (service/schema_check.rs). One
+    /// small read of the version table on the read side, never sea-orm-migration's status query,
+    /// which first creates the table it reads (a DDL statement, every time it is asked).
+    pub async fn unknown_migrations(&self) -> Result<Vec<String>, DbErr> {
+        let backend = self.read.get_database_backend();
+        let rows = self
+            .read
+            .query_all(Statement::from_string(
+                backend,
+                "SELECT version FROM seaql_migrations ORDER BY version",
+            ))
+            .await?;
+        let versions = rows
+            .iter()
+            .map(|row| row.try_get::<String>("", "version"))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(unknown_of(versions))
+    }
+
     /// The database server's clock (Unix milliseconds), which every instance sharing it can be
     /// compared with; None on SQLite, whose file only one host uses (service/clock.rs).
     pub async fn server_time_ms(&self) -> Result<Option<i64>, DbErr> {
@@ -457,24 +477,33 @@ impl Db {
     }
 }
 
-/// Refuses a database holding applied migrations this binary does not know (an older openport on
-/// a database a newer one migrated), naming them. Reading the version table creates it on a new
-/// database, as sea-orm-migration's own status query does.
-async fn refuse_newer_migrations(db: &impl ConnectionTrait) -> Result<(), SchemaError> {
+/// Of the applied migrations `versions`, those this binary does not know: a newer openport's.
+fn unknown_of(versions: impl IntoIterator<Item = String>) -> Vec<String> {
     use migration::MigratorTrait;
     let known: std::collections::HashSet<String> = migration::Migrator::migrations()
         .iter()
         .map(|m| m.name().to_owned())
         .collect();
+    versions
+        .into_iter()
+        .filter(|v| !known.contains(v))
+        .collect()
+}
+
+/// Refuses a database holding applied migrations this binary does not know (an older openport on
+/// a database a newer one migrated), naming them. Reading the version table creates it on a new
+/// database, as sea-orm-migration's own status query does.
+async fn refuse_newer_migrations(db: &impl ConnectionTrait) -> Result<(), SchemaError> {
+    use migration::MigratorTrait;
     // The version table is the first thing a start reads: a lock another session holds on it
     // is named as the migrations' own waits are.
-    let unknown: Vec<String> = migration::Migrator::get_migration_models(db)
-        .await
-        .map_err(lock_wait_named)?
-        .into_iter()
-        .map(|m| m.version)
-        .filter(|v| !known.contains(v))
-        .collect();
+    let unknown = unknown_of(
+        migration::Migrator::get_migration_models(db)
+            .await
+            .map_err(lock_wait_named)?
+            .into_iter()
+            .map(|m| m.version),
+    );
     if unknown.is_empty() {
         Ok(())
     } else {

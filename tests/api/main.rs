@@ -20,6 +20,7 @@ mod kept_cards;
 mod key_issuances;
 mod lookups;
 mod migrations;
+mod newer_schema;
 mod notifications;
 mod onetime;
 mod openapi;
