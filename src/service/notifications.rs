@@ -447,20 +447,49 @@ impl Gateway {
     /// skipped, so KCP is asked once however many instances share the database. Nothing is swept
     /// while this host's clock is off (service/clock_check.rs): the rows due, and the time they
     /// are taken at, are judged by it.
+    ///
+    /// A deposit notification received before the window that nothing ever looked at (recorded
+    /// by a release from before `outcome` existed, or while every instance was down for longer
+    /// than the window: `notifications::served_never_looked`) gets one look, whatever its age,
+    /// decided as a recent one would be; undecided after it, it waits for the operator with a
+    /// WARN naming it. Such rows fill only what the window's rows leave of `limit`, oldest first,
+    /// and of a trade's rows only the latest is taken (and verified) a sweep, the others left
+    /// unlooked at for the next: a database upgraded with thousands of them is worked through a
+    /// batch a minute, never asked about in one burst, and the window's deposits are never kept
+    /// waiting behind them. A row taken but not verified would have been looked at for good.
     pub async fn reverify_notifications(&self, limit: u64) -> ServiceResult<usize> {
         if self.clock_is_skewed() {
             return Ok(0);
         }
         let now = self.clock.unix();
-        let rows = notifications::served_unverified(
+        let window_start = now - REVERIFY_FOR_SECS;
+        let recent = notifications::served_unverified(
             &self.db.read,
             self.served_merchants(),
             TX_DEPOSIT,
-            (now - REVERIFY_FOR_SECS, now - REVERIFY_AFTER_SECS),
+            (window_start, now - REVERIFY_AFTER_SECS),
             now - REVERIFY_EVERY_SECS,
             limit,
         )
         .await?;
+        // The window's rows first; what they leave of the batch, to the oldest never looked at.
+        let room = limit.saturating_sub(recent.len() as u64);
+        let mut rows = if room > 0 {
+            notifications::served_never_looked(
+                &self.db.read,
+                self.served_merchants(),
+                TX_DEPOSIT,
+                window_start,
+                room,
+            )
+            .await?
+        } else {
+            Vec::new()
+        };
+        // Received before the window's rows: still oldest first.
+        rows.extend(recent);
+        let never_looked =
+            |r: &kcp_notification::Model| r.verified_at.is_none() && r.received_at < window_start;
         // By trade and site: a trade openport does not hold is asked about as the site named.
         let mut by_trade: std::collections::BTreeMap<(&str, &str), Vec<&kcp_notification::Model>> =
             std::collections::BTreeMap::new();
@@ -477,6 +506,11 @@ impl Gateway {
             let Some(&latest) = rows.last() else {
                 continue;
             };
+            // A row before the window is looked at once: taken only when it is the one verified.
+            let rows: Vec<&kcp_notification::Model> = rows
+                .into_iter()
+                .filter(|r| r.id == latest.id || !never_looked(r))
+                .collect();
             // Checked from now on, by this instance alone; none moved: another took the trade.
             if notifications::take(&self.db.write, &rows, now).await? == 0 {
                 continue;
@@ -518,6 +552,12 @@ impl Gateway {
                     notifications::leave_to_operator(&self.db.write, &ids, REVERIFY_FOR_SECS)
                         .await?;
                     continue;
+                }
+                // Its one look: from now on it waits for an operator (its trade's other rows
+                // before the window, not taken, get theirs at the next sweeps).
+                Err(e) if never_looked(latest) => {
+                    let days = (now - latest.received_at) / 86_400;
+                    tracing::warn!(%tno, %site_cd, noti_id = %latest.noti_id, "KCP notification received {days} days ago and never looked at (recorded by a release from before its outcome was kept, or while no instance ran): not confirmed by KCP's inquiry at its one look, left undecided for an operator to compare with KCP's admin (docs/operations.md \"KCP notifications\"; /admin/status notifications_for_operator): {e}");
                 }
                 // Left as taken: the others are decided by the next sweep without an inquiry
                 // once the payment moved; all wait before KCP is asked again. The sweep's last

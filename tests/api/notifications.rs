@@ -183,12 +183,14 @@ async fn the_re_verify_sweep_reaches_its_own_deposit_among_hundreds_of_the_other
 
 /// The sweep's list of one mode ([`the_re_verify_sweep_reaches_its_own_deposit_among_hundreds_of_the_other_modes`])
 /// reads the undecided notifications' own index, each row's account through `pg_attempts_by_tno`
-/// and its payment by key, on both databases: no table is read whole but the few merchants.
+/// and its payment by key, on both databases: no table is read whole but the few merchants. So
+/// does its list of the rows before its window never looked at (migration 000032's index serves
+/// it too).
 #[tokio::test]
 async fn the_re_verify_sweep_of_one_mode_reads_through_its_indexes() {
     use openport::service::merchants::DEMO_IMP_KEY;
     use openport::store::billing::ServedMerchants;
-    use openport::store::notifications::served_unverified_query;
+    use openport::store::notifications::{served_never_looked_query, served_unverified_query};
     use sea_orm::{ConnectionTrait, DbBackend, QueryTrait};
 
     let app = spawn_app().await;
@@ -202,23 +204,27 @@ async fn the_re_verify_sweep_of_one_mode_reads_through_its_indexes() {
             demo_imp_key: DEMO_IMP_KEY,
         },
     ] {
-        let query = served_unverified_query(served, "TX00", (800, 1000), 1000, 100).build(backend);
-        let plan = crate::helpers::query_plan(db, &query).await;
-        assert!(plan.contains("kcp_notifications_undecided"), "{plan}");
-        assert!(plan.contains("pg_attempts_by_tno"), "{plan}");
-        let payment_by_key = if backend == DbBackend::Postgres {
-            "payments_pkey"
-        } else {
-            "SEARCH payments USING INTEGER PRIMARY KEY"
-        };
-        assert!(plan.contains(payment_by_key), "{plan}");
-        let reads_a_table_whole_or_sorts = |l: &str| {
-            (l.contains("Seq Scan") && !l.contains("Seq Scan on merchants"))
-                || (l.trim_start().starts_with("SCAN") && l.trim() != "SCAN merchants")
-                || l.contains("Sort")
-                || l.contains("TEMP B-TREE")
-        };
-        assert!(!plan.lines().any(reads_a_table_whole_or_sorts), "{plan}");
+        for query in [
+            served_unverified_query(served, "TX00", (800, 1000), 1000, 100).build(backend),
+            served_never_looked_query(served, "TX00", 800, 100).build(backend),
+        ] {
+            let plan = crate::helpers::query_plan(db, &query).await;
+            assert!(plan.contains("kcp_notifications_undecided"), "{plan}");
+            assert!(plan.contains("pg_attempts_by_tno"), "{plan}");
+            let payment_by_key = if backend == DbBackend::Postgres {
+                "payments_pkey"
+            } else {
+                "SEARCH payments USING INTEGER PRIMARY KEY"
+            };
+            assert!(plan.contains(payment_by_key), "{plan}");
+            let reads_a_table_whole_or_sorts = |l: &str| {
+                (l.contains("Seq Scan") && !l.contains("Seq Scan on merchants"))
+                    || (l.trim_start().starts_with("SCAN") && l.trim() != "SCAN merchants")
+                    || l.contains("Sort")
+                    || l.contains("TEMP B-TREE")
+            };
+            assert!(!plan.lines().any(reads_a_table_whole_or_sorts), "{plan}");
+        }
     }
 }
 
@@ -451,4 +457,193 @@ async fn a_deposit_kcp_could_not_confirm_for_three_days_is_told_to_the_operator_
     );
     assert_eq!(webhook_statuses(&app, &hooks).await, ["ready", "paid"]);
     app.assert_ledger_agrees().await;
+}
+
+/// `/admin/status`'s `notifications_for_operator`.
+async fn for_operator(app: &TestApp) -> serde_json::Value {
+    let (_, status) = app.get("/admin/status", Some(ADMIN_TOKEN)).await;
+    status["response"]["notifications_for_operator"].clone()
+}
+
+/// How many of the notifications of trade `tno` have an outcome.
+async fn decided_of(app: &TestApp, tno: &str) -> (usize, usize) {
+    use openport::store::entity::kcp_notification::{Column, Entity};
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+    let rows = Entity::find()
+        .filter(Column::Tno.eq(tno))
+        .all(&app.app.gateway.db.read)
+        .await
+        .unwrap();
+    let decided = rows.iter().filter(|r| r.outcome.is_some()).count();
+    (decided, rows.len())
+}
+
+/// Upgrade drill (review r1, finding 1): a release from before migration 000010 applied a
+/// deposit and recorded nothing of it, so after the upgrade its row has neither `outcome` nor
+/// `verified_at`. Received more than the sweep's three days before, the sweep (reading only its
+/// window) never looked at it, the prune (keeping undecided rows) never deleted it, and
+/// `/admin/status` counted it for the operator for good, with no WARN naming it. Now the sweep
+/// looks at it once, whatever its age: the account is paid, so it is decided `unchanged` (no
+/// inquiry, no webhook), the count goes back down and the retention deletes it. A row the sweep
+/// did look at and that stayed undecided is still the operator's: not looked at again, counted.
+#[tokio::test]
+async fn a_deposit_notification_never_looked_at_is_decided_by_the_sweep_whatever_its_age() {
+    let app = spawn_app().await;
+    let gateway = &app.app.gateway;
+    let token = app.token().await;
+    let hooks = Receiver::start().await;
+    let old = issued_with_hooks(&app, &token, "vb-before-outcomes", &hooks).await;
+    deposit_until_paid(&app, &token, &old).await;
+    let looked = issued(&app, &token, vbank(&app, "vb-looked-at", 7000)).await;
+    deposit_until_paid(&app, &token, &looked).await;
+    let (old_tno, looked_tno) = (
+        old["pg_tid"].as_str().unwrap(),
+        looked["pg_tid"].as_str().unwrap(),
+    );
+    crate::helpers::execute(
+        &app,
+        vec![
+            format!("UPDATE kcp_notifications SET outcome = NULL, verified_at = NULL WHERE tno = '{old_tno}'"),
+            format!("UPDATE kcp_notifications SET outcome = NULL, verified_at = received_at + 300 WHERE tno = '{looked_tno}'"),
+        ],
+    )
+    .await;
+    app.advance(30 * 86_400);
+    assert_eq!(gateway.prune_notifications(7, 100).await.unwrap(), 0);
+    assert_eq!(for_operator(&app).await, 2);
+
+    assert_eq!(gateway.reverify_notifications(100).await.unwrap(), 0);
+
+    assert_eq!(decided_of(&app, old_tno).await, (1, 1));
+    let token = app.token().await; // the first one expired meanwhile
+    let old_imp_uid = old["imp_uid"].as_str().unwrap();
+    assert_eq!(app.payment(&token, old_imp_uid).await["status"], "paid");
+    assert_eq!(webhook_statuses(&app, &hooks).await, ["ready", "paid"]);
+    assert_eq!(decided_of(&app, looked_tno).await, (0, 1), "the operator's");
+    assert_eq!(for_operator(&app).await, 1);
+    gateway.reverify_notifications(100).await.unwrap();
+    assert_eq!(for_operator(&app).await, 1, "not looked at again");
+    assert_eq!(gateway.prune_notifications(7, 100).await.unwrap(), 1);
+    assert_eq!(decided_of(&app, old_tno).await, (0, 0), "pruned");
+    app.assert_ledger_agrees().await;
+}
+
+/// Every instance was down for longer than the sweep's three days after a deposit's notification
+/// arrived while KCP's inquiry failed (KCP gave up re-sending meanwhile): the row left the window
+/// unseen. The sweep's one look asks KCP, which holds the deposit: the account is paid, with its
+/// webhook, and nothing is left for the operator.
+#[tokio::test]
+async fn a_deposit_notified_before_every_instance_was_down_for_days_is_applied_by_one_look() {
+    let app = spawn_app().await;
+    let gateway = &app.app.gateway;
+    let token = app.token().await;
+    let hooks = Receiver::start().await;
+    let p = issued_with_hooks(&app, &token, "vb-down-for-days", &hooks).await;
+    let (imp_uid, tno) = (
+        p["imp_uid"].as_str().unwrap(),
+        p["pg_tid"].as_str().unwrap(),
+    );
+    let _elsewhere = notified_elsewhere(&app).await;
+    app.sandbox
+        .inject(FaultRule::new(paths::INQUIRY, Fault::HttpStatus { status: 503 }).when("tno", tno));
+    let deposit = app.sandbox.deposit(tno, 7000, "00").unwrap();
+    assert!(!post_notification(&app, &deposit.fields).await);
+    app.sandbox.clear_faults();
+    app.advance(4 * 86_400);
+    assert_eq!(for_operator(&app).await, 1);
+
+    assert_eq!(gateway.reverify_notifications(100).await.unwrap(), 1);
+
+    let row = notification_row(&app, &deposit.noti_id).await.unwrap();
+    assert_eq!(row.outcome.as_deref(), Some("applied"), "{row:?}");
+    let token = app.token().await;
+    assert_eq!(app.payment(&token, imp_uid).await["status"], "paid");
+    assert_eq!(webhook_statuses(&app, &hooks).await, ["ready", "paid"]);
+    assert_eq!(for_operator(&app).await, 0);
+    app.assert_ledger_agrees().await;
+}
+
+/// A database upgraded with many such rows is worked through in passes: a sweep takes what its
+/// batch holds, and of a trade's rows only the latest, each looked at once. Here three rows of
+/// one paid account (the deposit and two copies posted with fresh `noti_id`s), a batch of two:
+/// one decided a sweep, the others left never looked at for the next, until none is left.
+#[tokio::test]
+async fn never_looked_at_notifications_are_worked_through_a_batch_a_sweep() {
+    let app = spawn_app().await;
+    let gateway = &app.app.gateway;
+    let token = app.token().await;
+    let p = issued(&app, &token, vbank(&app, "vb-many-old", 7000)).await;
+    deposit_until_paid(&app, &token, &p).await;
+    let tno = p["pg_tid"].as_str().unwrap();
+    for noti_id in ["old-copy-1", "old-copy-2"] {
+        app.advance(1);
+        assert!(post_notification(&app, &deposit_form(tno, noti_id, 7000)).await);
+    }
+    crate::helpers::execute(
+        &app,
+        vec![format!(
+            "UPDATE kcp_notifications SET outcome = NULL, verified_at = NULL WHERE tno = '{tno}'"
+        )],
+    )
+    .await;
+    app.advance(10 * 86_400);
+    count_inquiries(&app, tno);
+
+    gateway.reverify_notifications(2).await.unwrap();
+    assert_eq!(decided_of(&app, tno).await, (1, 3));
+    let copy = notification_row(&app, "old-copy-1").await.unwrap();
+    assert_eq!(copy.outcome.as_deref(), Some("unchanged"), "{copy:?}");
+    assert_eq!(for_operator(&app).await, 2);
+    gateway.reverify_notifications(2).await.unwrap();
+    assert_eq!(decided_of(&app, tno).await, (2, 3));
+    gateway.reverify_notifications(2).await.unwrap();
+
+    assert_eq!(decided_of(&app, tno).await, (3, 3));
+    assert_eq!(for_operator(&app).await, 0);
+    assert_eq!(
+        inquiries_left(&app),
+        10,
+        "the account is paid: KCP not asked"
+    );
+    app.assert_ledger_agrees().await;
+}
+
+/// The one look at a row before the window that KCP's inquiry does not confirm (here it fails)
+/// leaves it to the operator, as the window's last look does: a WARN naming it, counted by
+/// `/admin/status`, never asked about again.
+#[tokio::test]
+async fn a_never_looked_at_notification_kcp_does_not_confirm_at_its_one_look_is_left_to_the_operator(
+) {
+    let app = spawn_app().await;
+    let gateway = &app.app.gateway;
+    let token = app.token().await;
+    let p = issued(&app, &token, vbank(&app, "vb-one-look-fails", 7000)).await;
+    let tno = p["pg_tid"].as_str().unwrap();
+    let _elsewhere = notified_elsewhere(&app).await;
+    app.sandbox.inject(
+        FaultRule::new(paths::INQUIRY, Fault::HttpStatus { status: 503 })
+            .when("tno", tno)
+            .times(100_000),
+    );
+    let deposit = app.sandbox.deposit(tno, 7000, "00").unwrap();
+    assert!(!post_notification(&app, &deposit.fields).await);
+    app.advance(4 * 86_400);
+
+    gateway.reverify_notifications(100).await.unwrap();
+
+    let warned = captured_logs()
+        .lines()
+        .filter(|l| l.contains("WARN") && l.contains(&deposit.noti_id))
+        .filter(|l| l.contains("never looked at") && l.contains("left undecided for an operator"))
+        .count();
+    assert_eq!(warned, 1);
+    let looked = notification_row(&app, &deposit.noti_id).await.unwrap();
+    assert_eq!(looked.outcome, None, "{looked:?}");
+    assert!(looked.verified_at.is_some(), "{looked:?}");
+    assert_eq!(for_operator(&app).await, 1);
+    app.advance(600);
+    gateway.reverify_notifications(100).await.unwrap();
+    let row = notification_row(&app, &deposit.noti_id).await.unwrap();
+    assert_eq!(row.verified_at, looked.verified_at, "not looked at again");
+    assert_eq!(for_operator(&app).await, 1);
 }

@@ -30,7 +30,9 @@ pub struct Model {
     /// When it was last verified: with an outcome, when that was decided; without, when the
     /// sweep last asked KCP, or, for a deposit naming a trade KCP holds and openport does not,
     /// `received_at` plus the sweep's window: the sweep is done with it, and it waits for an
-    /// operator (`store::notifications::leave_to_operator`).
+    /// operator (`store::notifications::leave_to_operator`). `None` with no outcome: never looked
+    /// at; one received before the sweep's window gets a single look
+    /// (`store::notifications::served_never_looked`).
     pub verified_at: Option<i64>,
 }
 
