@@ -538,22 +538,41 @@ impl Gateway {
         }
     }
 
+    /// The customer's key. A customer found without one, whose card a paid `onetime` kept but
+    /// has not been made its key yet, gets it now (service/kept_cards.rs): the merchant was told
+    /// the payment is paid, so the card is the customer's.
     pub async fn customer(
         &self,
         m: &merchant::Model,
         customer_uid: &str,
     ) -> ServiceResult<billing_key::Model> {
-        billing::active_key(&self.db.read, m.id, customer_uid)
+        if let Some(key) = billing::active_key(&self.db.read, m.id, customer_uid).await? {
+            return Ok(key);
+        }
+        self.adopt_paid_kept_cards(m.id, &[customer_uid.to_string()])
+            .await?;
+        billing::active_key(&self.db.write, m.id, customer_uid)
             .await?
             .ok_or_else(|| customer_not_found(customer_uid))
     }
 
+    /// The keys of those of `uids` that have one, in the order asked; those found without one get
+    /// a paid `onetime`'s kept card first, as in [`Self::customer`].
     pub async fn customers(
         &self,
         m: &merchant::Model,
         uids: &[String],
     ) -> ServiceResult<Vec<billing_key::Model>> {
-        let found = billing::active_keys(&self.db.read, m.id, uids).await?;
+        let mut found = billing::active_keys(&self.db.read, m.id, uids).await?;
+        let missing: Vec<String> = uids
+            .iter()
+            .filter(|u| !found.iter().any(|k| &k.customer_uid == *u))
+            .cloned()
+            .collect();
+        if !missing.is_empty() {
+            self.adopt_paid_kept_cards(m.id, &missing).await?;
+            found.extend(billing::active_keys(&self.db.write, m.id, &missing).await?);
+        }
         Ok(uids
             .iter()
             .filter_map(|u| found.iter().find(|k| &k.customer_uid == u).cloned())
@@ -611,11 +630,25 @@ impl Gateway {
         m: &merchant::Model,
         customer_uid: &str,
     ) -> ServiceResult<billing_key::Model> {
-        for _ in 0..DELETE_TRIES {
+        // A card a paid `onetime` kept for the customer and that is not its key yet is its key
+        // all the same (service/kept_cards.rs): adopted first, so that it is deleted with the
+        // customer, not refused as unknown here and adopted by the resolver after the delete.
+        let uid = [customer_uid.to_string()];
+        let mut adopted = false;
+        let mut tries = 0;
+        while tries < DELETE_TRIES {
+            tries += 1;
             let now = self.clock.unix();
             let txn = self.db.write.begin().await?;
             let Some(key) = billing::active_key(&txn, m.id, customer_uid).await? else {
-                return Err(customer_not_found(customer_uid));
+                drop(txn);
+                if adopted {
+                    return Err(customer_not_found(customer_uid));
+                }
+                self.adopt_paid_kept_cards(m.id, &uid).await?;
+                adopted = true;
+                tries -= 1; // not a try of the delete's own write
+                continue;
             };
             // Replaced meanwhile by a registration that read it first: the new key goes.
             if !billing::retire_key(&txn, key.id, Retirement::Deleted, now).await? {

@@ -11,8 +11,14 @@
 //! - the payment recorded paid (by the request, or by the resolver after a lost answer): the key
 //!   becomes the customer's and the key it replaces is retired and deleted at KCP
 //!   ([`Gateway::adopt_kept_card`]). The adoption is its own transaction after the paid record,
-//!   which it must never put at risk; until it is done the pending row says what is left, and the
-//!   resolver's pass over retired keys finishes it.
+//!   which it must never put at risk, tried again as the paid record is (service/write_retry.rs):
+//!   under a database failing for a moment (its backends killed) one failed try left the card
+//!   unadopted for the rest of the attempt lease. Until it is done the pending row says what is
+//!   left: the merchant was told `paid`, so the customer has the card by then, and what looks the
+//!   customer's key up and finds none (`again`, a scheduled charge, a schedule request, `GET` and
+//!   `DELETE /subscribe/customers/{uid}`) adopts it first ([`Gateway::adopt_paid_kept_cards`])
+//!   instead of answering "등록되지 않은 구매자입니다" for up to a lease; the resolver's pass
+//!   over retired keys finishes whatever nothing looked up.
 //! - the payment failed (declined, net-cancelled, never sent): the key is retired and deleted at
 //!   KCP as a replaced key is (service/retired_keys.rs).
 //! - the payment still open (an answer lost): both wait, the deletion deferred while it is.
@@ -30,6 +36,7 @@ use sea_orm::Set;
 
 use super::billing::{keep_unset_details, CustomerCommand};
 use super::key_issuances::IssuanceKind;
+use super::write_retry::{retry_write, RECORD_TRIES};
 use super::{Gateway, ServiceError, ServiceResult};
 use crate::domain::payment::PaymentStatus;
 use crate::store::billing::{self, Retirement};
@@ -116,31 +123,75 @@ impl Gateway {
     }
 
     /// After `paid` was recorded: makes the pending key of key-in charge `paid` the customer's
-    /// (module docs), and tries the deletion of the key it replaced at once. Never fails the
-    /// caller, whose payment is paid whatever happens here: what is left undone stays pending and
-    /// the resolver's pass over retired keys finishes it.
+    /// (module docs), tried up to [`RECORD_TRIES`] times a second apart, and tries the deletion
+    /// of the key it replaced at once. Trying again is safe whatever a failed try did: a try
+    /// whose commit landed left the key no longer pending, which the next one finds. Never fails
+    /// the caller, whose payment is paid whatever happens here: what is left undone stays pending,
+    /// for the customer's next lookup ([`Self::adopt_paid_kept_cards`]) or the resolver's pass
+    /// over retired keys.
     pub(crate) async fn adopt_kept_card(&self, paid: &payment::Model) {
         if !keeps_its_card(paid) {
             return;
         }
-        let key = match billing::pending_key_of(&self.db.write, paid.id).await {
-            Ok(Some(key)) => key,
-            Ok(None) => return,
-            Err(e) => {
-                tracing::warn!(imp_uid = %paid.imp_uid, "kept card left to the resolver: {e}");
-                return;
-            }
-        };
-        match self.adopt_pending_key(&key).await {
-            Ok(KeptCard::Adopted {
-                replaced: Some(old),
-            }) => self.delete_retired_key(old).await,
-            Ok(KeptCard::Dropped) => self.delete_retired_key(key.id).await,
+        let ((), settled) = retry_write(
+            (),
+            |(), _| async move {
+                let settled = match billing::pending_key_of(&self.db.write, paid.id).await {
+                    Ok(Some(key)) => self
+                        .adopt_pending_key(&key)
+                        .await
+                        .map(|settled| Some((key.id, settled))),
+                    Ok(None) => Ok(None),
+                    Err(e) => Err(ServiceError::from(e)),
+                };
+                ((), settled)
+            },
+            |try_no, e| {
+                tracing::warn!(imp_uid = %paid.imp_uid, try_no, "cannot make the kept card the customer's billing key, trying again: {e}")
+            },
+        )
+        .await;
+        match settled {
+            Ok(Some((
+                _,
+                KeptCard::Adopted {
+                    replaced: Some(old),
+                },
+            ))) => self.delete_retired_key(old).await,
+            Ok(Some((id, KeptCard::Dropped))) => self.delete_retired_key(id).await,
             Ok(_) => {}
             Err(e) => {
-                tracing::warn!(imp_uid = %paid.imp_uid, "kept card left to the resolver: {e}")
+                tracing::warn!(imp_uid = %paid.imp_uid, tries = RECORD_TRIES, "kept card left to the customer's next lookup or the resolver: {e}")
             }
         }
+    }
+
+    /// Makes the card a paid key-in charge kept for each of customers `customer_uids` its key
+    /// now, for a lookup that found them without an active key (module docs): the newest such
+    /// card of each ([`billing::paid_kept_cards`]), adopted by the conditional write the request
+    /// and the resolver use ([`Self::adopt_pending_key`]), so that two lookups at once, or a
+    /// lookup and the request's own retry, adopt it once, and a key stored for the customer_uid
+    /// after the card was issued still stands (the card is dropped then). Never a card whose
+    /// charge is open or failed: that one waits for its outcome, or goes. The caller then reads
+    /// the customers' keys again, whatever this found: a card another caller adopted after the
+    /// caller's first read is no longer pending here, but is the key. A key it retired or dropped
+    /// is left to the resolver's deletion pass, due at once: a lookup does not wait for KCP.
+    pub(crate) async fn adopt_paid_kept_cards(
+        &self,
+        merchant_id: i64,
+        customer_uids: &[String],
+    ) -> ServiceResult<()> {
+        let cards = billing::paid_kept_cards(&self.db.write, merchant_id, customer_uids).await?;
+        for key in &cards {
+            let settled = self.adopt_pending_key(key).await?;
+            tracing::info!(
+                key_id = key.id,
+                merchant_id,
+                ?settled,
+                "a paid key-in charge's card not adopted yet was settled by a lookup of its customer"
+            );
+        }
+        Ok(())
     }
 
     /// Settles pending key `key` by its payment, for the deletion pass that claimed it

@@ -553,7 +553,8 @@ impl Gateway {
     /// Commits the pending payment and its attempt. The unique index refuses a second live payment
     /// for the merchant_uid; a previous attempt whose outcome is still open is resolved first.
     /// A charge naming `customer_uid` is opened only while that customer has an active billing
-    /// key, which comes back with it.
+    /// key (a card a paid `onetime` kept for it adopted first: service/kept_cards.rs), which comes
+    /// back with it.
     pub(crate) async fn open_approval(
         &self,
         m: &merchant::Model,
@@ -561,14 +562,26 @@ impl Gateway {
         customer_uid: Option<&str>,
     ) -> ServiceResult<Opened> {
         self.refuse_while_skewed()?;
-        for _ in 0..3 {
+        let mut adopted = false;
+        let mut tries = 0;
+        while tries < 3 {
+            tries += 1;
             match self.insert_pending(m, cmd, customer_uid).await {
                 Ok(OpenedCharge::Opened(opened)) => return Ok(*opened),
                 Ok(OpenedCharge::PreparedDiffers(prepared)) => {
                     return Err(prepared_mismatch(prepared.amount, cmd.amount))
                 }
+                // The customer's card may be one a paid `onetime` kept whose adoption is still to
+                // be written (service/kept_cards.rs): the merchant was told it is the customer's,
+                // so it is adopted now and the charge opened with it, once.
                 Ok(OpenedCharge::NoBillingKey) => {
-                    return Err(ServiceError::Refused(UNKNOWN_CUSTOMER.into()))
+                    if let Some(uid) = customer_uid.filter(|_| !adopted) {
+                        adopted = true;
+                        self.adopt_paid_kept_cards(m.id, &[uid.to_string()]).await?;
+                        tries -= 1; // not a try of the charge's own write
+                        continue;
+                    }
+                    return Err(ServiceError::Refused(UNKNOWN_CUSTOMER.into()));
                 }
                 Ok(OpenedCharge::ScheduleNotHeld) => return Err(ServiceError::ScheduleNotHeld),
                 Err(e) if is_unique_violation(&e) => {

@@ -310,6 +310,38 @@ pub async fn drop_pending_keys_of(
     Ok(res.rows_affected)
 }
 
+/// The newest [`PENDING`] key of each of customers `customer_uids` whose key-in charge was
+/// recorded paid (`paid_at` set, also if cancelled since, as `Gateway::settle_kept_card` goes by
+/// it): a card the merchant was told is the customer's (`code 0, paid`) whose adoption is still to
+/// be written (`Gateway::adopt_paid_kept_cards`). The newest, because a card issued later is a
+/// later registration of the customer_uid, which stands over an earlier one. Found through the
+/// customers' key-in charges (no `customer_uid_usage`), as [`drop_pending_keys_of`] finds them.
+pub async fn paid_kept_cards(
+    db: &impl ConnectionTrait,
+    merchant_id: i64,
+    customer_uids: &[String],
+) -> Result<Vec<billing_key::Model>, DbErr> {
+    let paid_charges = payment::Entity::find()
+        .select_only()
+        .column(payment::Column::Id)
+        .filter(payment::Column::MerchantId.eq(merchant_id))
+        .filter(payment::Column::CustomerUid.is_in(customer_uids.to_vec()))
+        .filter(payment::Column::CustomerUidUsage.is_null())
+        .filter(payment::Column::PaidAt.is_not_null())
+        .into_query();
+    let mut keys = billing_key::Entity::find()
+        .filter(billing_key::Column::MerchantId.eq(merchant_id))
+        .filter(billing_key::Column::CustomerUid.is_in(customer_uids.to_vec()))
+        .filter(billing_key::Column::Status.eq(PENDING))
+        .filter(billing_key::Column::PaymentId.in_subquery(paid_charges))
+        .order_by_desc(billing_key::Column::Id)
+        .all(db)
+        .await?;
+    let mut seen = std::collections::HashSet::new();
+    keys.retain(|k| seen.insert(k.customer_uid.clone()));
+    Ok(keys)
+}
+
 /// How an active key is retired.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Retirement {

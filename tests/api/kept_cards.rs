@@ -454,3 +454,360 @@ async fn an_active_key_found_with_its_deletion_pending_is_not_deleted_at_kcp_and
     }
     app.assert_ledger_agrees().await;
 }
+
+/// What the database refuses while [`refuse_adoptions`] holds: a pending key made active (the
+/// adoption's write, `store::billing::activate_pending_key`).
+const ADOPTION: &str = "OLD.status = 'pending' AND NEW.status = 'active'";
+
+/// Makes the database refuse every adoption of a kept card (trigger `refuse_adoption`), as one
+/// whose backends are being killed fails a write.
+async fn refuse_adoptions(app: &TestApp) {
+    refuse_writes(app, "refuse_adoption", "UPDATE", "billing_keys", ADOPTION).await;
+}
+
+/// The imp_uid of the payment opened for `merchant_uid`, once there is one.
+async fn imp_uid_of(app: &TestApp, merchant_uid: &str) -> Option<String> {
+    use openport::store::entity::payment;
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+    payment::Entity::find()
+        .filter(payment::Column::MerchantUid.eq(merchant_uid))
+        .one(&app.app.gateway.db.read)
+        .await
+        .unwrap()
+        .map(|p| p.imp_uid)
+}
+
+/// The lines logged about charge `imp_uid` that say `what`.
+fn lines_of(imp_uid: &str, what: &str) -> Vec<String> {
+    captured_logs()
+        .lines()
+        .filter(|l| l.contains(imp_uid) && l.contains(what))
+        .map(str::to_string)
+        .collect()
+}
+
+const ADOPTION_TRYING_AGAIN: &str =
+    "cannot make the kept card the customer's billing key, trying again";
+const ADOPTION_LEFT: &str = "kept card left to the customer's next lookup or the resolver";
+
+/// `onetime`s keeping `card` for each of `uids` (merchant_uid `ot-<uid>`), paid while the database
+/// refuses every try of their cards' adoption: the cards stay pending, and once the database takes
+/// writes again nothing has adopted them yet (the tests run the resolver's pass themselves, after
+/// the lookups they make).
+async fn paid_onetimes_whose_cards_were_not_adopted(
+    app: &TestApp,
+    token: &str,
+    uids: &[&str],
+    card: &str,
+) {
+    refuse_adoptions(app).await;
+    for uid in uids {
+        let paid = onetime(app, token, uid, &format!("ot-{uid}"), card).await;
+        assert_eq!(paid["response"]["status"], "paid", "{paid}");
+        let imp_uid = paid["response"]["imp_uid"].as_str().unwrap();
+        assert_eq!(
+            lines_of(imp_uid, ADOPTION_TRYING_AGAIN).len(),
+            2,
+            "tried 3 times"
+        );
+        assert_eq!(lines_of(imp_uid, ADOPTION_LEFT).len(), 1);
+    }
+    allow_writes(app, "refuse_adoption", "billing_keys").await;
+    for uid in uids {
+        let statuses: Vec<String> = key_rows(app, uid)
+            .await
+            .into_iter()
+            .map(|r| r.status)
+            .collect();
+        assert!(
+            statuses.iter().all(|s| s == "pending"),
+            "not adopted: {statuses:?}"
+        );
+    }
+}
+
+/// A paid `onetime` keeping the card of a new customer whose adoption fails once (PostgreSQL
+/// backends killed a moment under load, review r2): one failed write left the card to the resolver
+/// for the rest of the attempt lease (~90 s), and `again` meanwhile answered
+/// `등록되지 않은 구매자입니다.`. The adoption is tried again a second later, as the paid record
+/// is, so the card is the customer's key by the time the onetime answers, and `again` right after
+/// it is charged with that card.
+#[tokio::test]
+async fn a_kept_card_whose_adoption_fails_once_is_the_customers_key_when_the_onetime_answers() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    refuse_adoptions(&app).await;
+
+    let paying = onetime(
+        &app,
+        &token,
+        "c8",
+        "ot-adopt-once",
+        test_cards::SAMSUNG_CHECK,
+    );
+    // Once the first try was refused, the database takes writes again (within the pause).
+    let recovering = async {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the refused adoption was never tried again"
+            );
+            if let Some(imp_uid) = imp_uid_of(&app, "ot-adopt-once").await {
+                if !lines_of(&imp_uid, ADOPTION_TRYING_AGAIN).is_empty() {
+                    break;
+                }
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        allow_writes(&app, "refuse_adoption", "billing_keys").await;
+    };
+    let (paid, ()) = tokio::join!(paying, recovering);
+
+    assert_eq!(paid["response"]["status"], "paid", "{paid}");
+    let imp_uid = paid["response"]["imp_uid"].as_str().unwrap();
+    let rows = key_rows(&app, "c8").await;
+    assert_eq!(rows.len(), 1);
+    assert_eq!(
+        rows[0].status, "active",
+        "adopted by the request: {:?}",
+        rows[0]
+    );
+    assert_eq!(rows[0].pg_delete_next_at, None, "{:?}", rows[0]);
+    assert_eq!(lines_of(imp_uid, ADOPTION_TRYING_AGAIN).len(), 1);
+    assert!(lines_of(imp_uid, ADOPTION_LEFT).is_empty());
+    let (_, charged) = again(&app, &token, "c8", "again-after-retried-adoption", 1000).await;
+    assert_eq!(charged["response"]["status"], "paid", "{charged}");
+    assert_eq!(charged["response"]["card_number"], NEW_CARD);
+    assert_eq!(kcp_state(&app, NEW_CARD), BatchKeyState::Active);
+    app.assert_ledger_agrees().await;
+}
+
+/// The adoption of a paid `onetime`'s card fails on every try (the request gave it up), and
+/// `again` comes at once, before the resolver's pass: the card is the customer's by
+/// the merchant's word (`code 0, paid`), so `again` adopts it, with the resolver's conditional
+/// write, and is charged with it, instead of answering `등록되지 않은 구매자입니다.`.
+#[tokio::test]
+async fn again_right_after_a_paid_onetime_whose_card_was_not_adopted_adopts_it_and_is_charged_with_it(
+) {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    paid_onetimes_whose_cards_were_not_adopted(&app, &token, &["c9"], test_cards::SAMSUNG_CHECK)
+        .await;
+
+    let (_, charged) = again(&app, &token, "c9", "again-adopting", 1000).await;
+
+    assert_eq!(charged["code"], 0, "{charged}");
+    assert_eq!(charged["response"]["status"], "paid", "{charged}");
+    assert_eq!(charged["response"]["card_number"], NEW_CARD);
+    let rows = key_rows(&app, "c9").await;
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].status, "active", "{:?}", rows[0]);
+    assert_eq!(
+        rows[0].pg_delete_next_at, None,
+        "nothing to delete: {:?}",
+        rows[0]
+    );
+    app.advance(app.app.gateway.settings.lease_secs + 1);
+    assert_eq!(app.app.gateway.retry_key_deletions(10).await.unwrap(), 0);
+    assert_eq!(kcp_state(&app, NEW_CARD), BatchKeyState::Active);
+    assert_eq!(card_of(&app, &token, "c9").await, NEW_CARD);
+    app.assert_ledger_agrees().await;
+}
+
+/// The same for the customer's other lookups: `GET /subscribe/customers/{uid}` and
+/// `GET /subscribe/customers?customer_uid[]=` show the card, a schedule request without card data
+/// is taken (and its charge, when due, is paid with the card), and `DELETE` deletes it (the card
+/// deleted at KCP, the customer not brought back by the resolver afterwards): none answers the
+/// customer unknown.
+#[tokio::test]
+async fn every_lookup_of_a_customer_whose_paid_onetimes_card_was_not_adopted_finds_the_card() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let uids = ["c10-get", "c10-many", "c10-schedule", "c10-delete"];
+    paid_onetimes_whose_cards_were_not_adopted(&app, &token, &uids, test_cards::SAMSUNG_CHECK)
+        .await;
+
+    assert_eq!(card_of(&app, &token, "c10-get").await, NEW_CARD);
+    let (status, many) = app
+        .get(
+            "/subscribe/customers?customer_uid[]=c10-many&customer_uid[]=c10-nobody",
+            Some(&token),
+        )
+        .await;
+    assert_eq!(status, reqwest::StatusCode::MULTI_STATUS, "{many}");
+    assert_eq!(many["response"][0]["customer_uid"], "c10-many", "{many}");
+    assert_eq!(many["response"][0]["card_number"], NEW_CARD, "{many}");
+    let at = app.app.gateway.clock.unix() + 10;
+    let (_, scheduled) = app
+        .post(
+            "/subscribe/payments/schedule",
+            Some(&token),
+            json!({"customer_uid": "c10-schedule", "schedules": [
+                {"merchant_uid": "sched-kept", "schedule_at": at, "amount": 1000}]}),
+        )
+        .await;
+    assert_eq!(scheduled["code"], 0, "{scheduled}");
+    let deleted = delete_customer(&app, &token, "c10-delete").await;
+    assert_eq!(deleted["code"], 0, "{deleted}");
+    assert_eq!(deleted["response"]["card_number"], NEW_CARD, "{deleted}");
+
+    app.advance(11);
+    app.app.gateway.run_due_schedules(10).await.unwrap();
+    let (_, run) = app
+        .get("/subscribe/payments/schedule/sched-kept", Some(&token))
+        .await;
+    assert_eq!(run["response"]["payment_status"], "paid", "{run}");
+    let imp_uid = run["response"]["imp_uid"].as_str().unwrap();
+    let p = app.payment(&token, imp_uid).await;
+    assert_eq!(p["card_number"], NEW_CARD, "{p}");
+    app.advance(app.app.gateway.settings.lease_secs + 1);
+    app.app.gateway.retry_key_deletions(10).await.unwrap();
+    for uid in &uids[..3] {
+        let rows = key_rows(&app, uid).await;
+        assert_eq!(rows[0].status, "active", "{uid}: {:?}", rows[0]);
+    }
+    let (_, gone) = app
+        .get("/subscribe/customers/c10-delete", Some(&token))
+        .await;
+    assert_eq!(gone["code"], 1, "stays deleted: {gone}");
+    let rows = key_rows(&app, "c10-delete").await;
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].status, "deleted", "{:?}", rows[0]);
+    assert!(
+        rows[0].pg_deleted_at.is_some(),
+        "deleted at KCP: {:?}",
+        rows[0]
+    );
+    app.assert_ledger_agrees().await;
+}
+
+/// Two `again`s and a lookup of the customer at once, right after its paid `onetime`'s card
+/// could not be adopted: each adopts it by the same conditional write, so it is adopted once (one
+/// active key, nothing retired or deleted at KCP), and both charges are paid with it.
+#[tokio::test]
+async fn two_agains_at_once_after_an_unadopted_kept_card_adopt_it_once_and_are_both_charged_with_it(
+) {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    paid_onetimes_whose_cards_were_not_adopted(&app, &token, &["c14"], test_cards::SAMSUNG_CHECK)
+        .await;
+
+    let ((_, first), (_, second), shown) = tokio::join!(
+        again(&app, &token, "c14", "again-at-once-1", 1000),
+        again(&app, &token, "c14", "again-at-once-2", 1000),
+        card_of(&app, &token, "c14"),
+    );
+
+    for charged in [&first, &second] {
+        assert_eq!(charged["response"]["status"], "paid", "{charged}");
+        assert_eq!(charged["response"]["card_number"], NEW_CARD);
+    }
+    assert_eq!(shown, NEW_CARD);
+    let rows = key_rows(&app, "c14").await;
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].status, "active", "{:?}", rows[0]);
+    app.advance(app.app.gateway.settings.lease_secs + 1);
+    assert_eq!(app.app.gateway.retry_key_deletions(10).await.unwrap(), 0);
+    assert_eq!(kcp_state(&app, NEW_CARD), BatchKeyState::Active);
+    app.assert_ledger_agrees().await;
+}
+
+/// Two paid `onetime`s of one customer kept two cards, neither adopted: `again` adopts the card
+/// issued last, the later registration of the customer_uid, and is charged with it; the earlier
+/// card is never the customer's and is deleted at KCP once the resolver's pass comes to it.
+#[tokio::test]
+async fn again_adopts_the_newest_of_two_unadopted_kept_cards_and_the_older_is_deleted_at_kcp() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    refuse_adoptions(&app).await;
+    for (merchant_uid, card) in [
+        ("ot-older", test_cards::SHINHAN_CREDIT),
+        ("ot-newer", test_cards::SAMSUNG_CHECK),
+    ] {
+        let paid = onetime(&app, &token, "c11", merchant_uid, card).await;
+        assert_eq!(paid["response"]["status"], "paid", "{paid}");
+    }
+    allow_writes(&app, "refuse_adoption", "billing_keys").await;
+
+    let (_, charged) = again(&app, &token, "c11", "again-newest", 1000).await;
+
+    assert_eq!(charged["response"]["status"], "paid", "{charged}");
+    assert_eq!(charged["response"]["card_number"], NEW_CARD);
+    app.advance(app.app.gateway.settings.lease_secs + 1);
+    app.app.gateway.retry_key_deletions(10).await.unwrap();
+    let rows = key_rows(&app, "c11").await;
+    assert_eq!(
+        rows.iter().map(|r| r.status.as_str()).collect::<Vec<_>>(),
+        ["replaced", "active"]
+    );
+    assert_eq!(kcp_state(&app, OLD_CARD), BatchKeyState::Deleted);
+    assert_eq!(kcp_state(&app, NEW_CARD), BatchKeyState::Active);
+    assert_eq!(card_of(&app, &token, "c11").await, NEW_CARD);
+    app.assert_ledger_agrees().await;
+}
+
+/// A card kept by a paid `onetime` whose adoption failed, and the customer_uid registered again
+/// (`POST /subscribe/customers/{uid}`) before anything adopted it: the registration, stored after
+/// the card was issued, stands. `again` is charged with the registered card, and the kept card is
+/// never the customer's: dropped and deleted at KCP by the resolver's pass.
+#[tokio::test]
+async fn a_customer_registered_after_an_unadopted_kept_card_keeps_the_registered_card() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    paid_onetimes_whose_cards_were_not_adopted(&app, &token, &["c12"], test_cards::SAMSUNG_CHECK)
+        .await;
+    let registered = register(&app, &token, "c12", test_cards::SHINHAN_CREDIT).await;
+    assert_eq!(registered["code"], 0, "{registered}");
+
+    let (_, charged) = again(&app, &token, "c12", "again-registered", 1000).await;
+
+    assert_eq!(charged["response"]["status"], "paid", "{charged}");
+    assert_eq!(charged["response"]["card_number"], OLD_CARD);
+    app.advance(app.app.gateway.settings.lease_secs + 1);
+    app.app.gateway.retry_key_deletions(10).await.unwrap();
+    let rows = key_rows(&app, "c12").await;
+    assert_eq!(
+        rows.iter().map(|r| r.status.as_str()).collect::<Vec<_>>(),
+        ["replaced", "active"]
+    );
+    assert_eq!(kcp_state(&app, NEW_CARD), BatchKeyState::Deleted);
+    assert_eq!(kcp_state(&app, OLD_CARD), BatchKeyState::Active);
+    assert_eq!(card_of(&app, &token, "c12").await, OLD_CARD);
+    app.assert_ledger_agrees().await;
+}
+
+/// A `onetime` for a new customer whose outcome is unknown (KCP's answer and the inquiry lost):
+/// its card is not the customer's, and `again` meanwhile neither adopts it nor is charged, but
+/// answers the customer unknown; the card stays pending for the outcome.
+#[tokio::test]
+async fn again_never_adopts_the_card_of_a_onetime_whose_outcome_is_unknown() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    app.sandbox.inject(
+        FaultRule::new(paths::HUB_PAYMENT, Fault::LoseResponse).when("card_tx_type", "11121000"),
+    );
+    app.sandbox
+        .inject(FaultRule::new(paths::INQUIRY, Fault::Drop));
+    let unknown = onetime(
+        &app,
+        &token,
+        "c13",
+        "ot-unknown-new",
+        test_cards::SAMSUNG_CHECK,
+    )
+    .await;
+    assert_eq!(unknown["code"], 1, "{unknown}");
+
+    let (_, refused) = again(&app, &token, "c13", "again-unknown", 1000).await;
+
+    assert_eq!(refused["code"], 1, "{refused}");
+    assert_eq!(
+        refused["message"], "등록되지 않은 구매자입니다.",
+        "{refused}"
+    );
+    let (_, c) = app.get("/subscribe/customers/c13", Some(&token)).await;
+    assert_eq!(c["code"], 1, "{c}");
+    assert_eq!(key_rows(&app, "c13").await[0].status, "pending");
+    assert_eq!(kcp_state(&app, NEW_CARD), BatchKeyState::Active);
+}
