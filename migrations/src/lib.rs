@@ -41,6 +41,7 @@ mod m20261214_000034_webhook_message_id;
 mod m20261215_000035_attempt_sent_at;
 mod m20261216_000036_health_probe;
 mod m20261217_000037_one_payment_per_trade;
+mod m20261218_000038_attempt_unsent;
 
 pub struct Migrator;
 
@@ -85,6 +86,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261215_000035_attempt_sent_at::Migration),
             Box::new(m20261216_000036_health_probe::Migration),
             Box::new(m20261217_000037_one_payment_per_trade::Migration),
+            Box::new(m20261218_000038_attempt_unsent::Migration),
         ]
     }
 }

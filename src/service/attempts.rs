@@ -183,6 +183,7 @@ pub fn new_attempt(kind: &str, order_no: String, amount: i64, now: i64) -> pg_at
         updated_at: Set(now),
         notify: Set(false),
         absent_order_no: Set(None),
+        unsent: Set(false),
         ..Default::default()
     }
 }
@@ -258,6 +259,21 @@ impl Gateway {
         held: pg_attempt::Model,
     ) -> ServiceResult<Option<pg_attempt::Model>> {
         let a = self.renewed(&held);
+        self.write_held(&held, a).await
+    }
+
+    /// [`Self::renew`] just before a scheduled run's approval call, ending the attempt's `unsent`
+    /// in the same write: until it commits, whoever claims the attempt knows the call was never
+    /// made (service/schedules.rs `Gateway::settle_unsent_charge`), and once anyone else has
+    /// claimed it this write finds nothing and the call is not made. An error is returned, never
+    /// followed by the call: the write may have committed (its answer lost), and then the attempt
+    /// only reads "may have been sent", which is settled by inquiry as before.
+    pub(crate) async fn mark_sending(
+        &self,
+        held: pg_attempt::Model,
+    ) -> ServiceResult<Option<pg_attempt::Model>> {
+        let mut a = self.renewed(&held);
+        a.unsent = Set(false);
         self.write_held(&held, a).await
     }
 

@@ -372,12 +372,26 @@ impl Gateway {
             }
             ChargeCall::Batch { mut request, .. } => {
                 request.order_no = payment.order_no.clone();
-                let result = match billing_key.map(|key| self.batch_key_of(key, request)) {
-                    Some(Ok(request)) => connector.pay_with_batch_key(&request).await,
+                let request = match billing_key.map(|key| self.batch_key_of(key, request)) {
+                    Some(Ok(request)) => Ok(request),
                     Some(Err(e)) => Err(e),
                     None => Err(PgError::Config(
                         "billing key missing from the opened charge".into(),
                     )),
+                };
+                // A scheduled run's attempt says "never sent" until this write, made only while
+                // this run still holds it: a run that stopped before (or lost the attempt to the
+                // resolver, which closed it as never sent) makes no call.
+                let attempt = match (&request, attempt.unsent) {
+                    (Ok(_), true) => match self.mark_sending(attempt).await? {
+                        Some(sending) => sending,
+                        None => return self.approval_decided(payment.id).await,
+                    },
+                    _ => attempt,
+                };
+                let result = match request {
+                    Ok(request) => connector.pay_with_batch_key(&request).await,
+                    Err(e) => Err(e),
                 };
                 (attempt, result)
             }
@@ -705,6 +719,11 @@ impl Gateway {
                 // This request holds it until it records the outcome or lets go
                 // (service/attempts.rs).
                 lease_until: Set(self.lease_from(now)),
+                // A scheduled run's charge is marked sent just before its call
+                // (`Gateway::mark_sending`): one whose instance stopped in between is run again,
+                // never failed (service/schedules.rs `Gateway::settle_unsent_charge`). Others
+                // keep the call right after the insert, and are settled by inquiry.
+                unsent: Set(cmd.schedule.is_some()),
                 ..super::attempts::new_attempt("approve", order_no, cmd.amount, now)
             },
             customer_uid,

@@ -653,9 +653,14 @@ impl Gateway {
             let connector = self.connectors.for_merchant(&merchant, &self.secrets)?;
             let honour =
                 live.customer_uid_usage.as_deref() == Some(super::schedules::SCHEDULED_USAGE);
-            let outcome = self
-                .resolve_approval(connector.as_ref(), live.clone(), attempt, honour)
-                .await?;
+            // A scheduled charge never sent is closed and its schedule handed back to run again
+            // (None): its merchant_uid is free.
+            let Some(outcome) = self
+                .settle_approval_attempt(connector.as_ref(), live.clone(), attempt, honour)
+                .await?
+            else {
+                return Ok(true);
+            };
             return Ok(matches!(
                 outcome,
                 ApprovalOutcome::Declined { .. } | ApprovalOutcome::NetCancelled(_)
@@ -685,9 +690,9 @@ impl Gateway {
         match attempt.kind.as_str() {
             "approve" => {
                 let outcome = self
-                    .resolve_approval(connector.as_ref(), payment, attempt, honour)
+                    .settle_approval_attempt(connector.as_ref(), payment, attempt, honour)
                     .await?;
-                if honour {
+                if let (true, Some(outcome)) = (honour, outcome) {
                     self.finish_resolved_schedule(&outcome).await;
                 }
             }
@@ -708,6 +713,26 @@ impl Gateway {
             }
         }
         Ok(())
+    }
+
+    /// Settles an approval attempt this holder claimed from another (the resolver, a retry of the
+    /// merchant_uid, a scheduled run meeting its payment): a scheduled charge's attempt that
+    /// provably never reached KCP (`unsent`) is closed as never sent and its schedule run again
+    /// (None, [`Gateway::settle_unsent_charge`]); any other by inquiry ([`Self::resolve_approval`]).
+    async fn settle_approval_attempt(
+        &self,
+        connector: &dyn Pg,
+        payment: payment::Model,
+        attempt: pg_attempt::Model,
+        honour: bool,
+    ) -> ServiceResult<Option<ApprovalOutcome>> {
+        if attempt.unsent && honour {
+            return self.settle_unsent_charge(connector, payment, attempt).await;
+        }
+        Ok(Some(
+            self.resolve_approval(connector, payment, attempt, honour)
+                .await?,
+        ))
     }
 
     /// Whether attempt `id` is this instance's to settle: its merchant's background work runs in

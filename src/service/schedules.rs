@@ -4,6 +4,7 @@ use futures::StreamExt;
 use sea_orm::Set;
 
 use super::billing::{AgainCommand, CustomerCommand};
+use super::inquiry::TradeInquiry;
 use super::lookup::{Page, Paging};
 use super::pay::{
     conflict_message, instalment_allowed, ApprovalOutcome, ChargeOrder, UNKNOWN_CUSTOMER,
@@ -12,13 +13,18 @@ use super::{Gateway, PaymentRecord, ServiceError, ServiceResult};
 use crate::domain::ids::{new_scheduled_imp_uid, order_no_for};
 use crate::domain::payment::{PaymentStatus, PG_KCP_BILLING};
 use crate::domain::LAST_UNIX_SECS;
+use crate::pg::{Pg, TradeRef, TradeState};
 use crate::store::billing::{self, FinishedSchedule, HeldSchedule, ScheduleQuery};
-use crate::store::entity::{merchant, payment, schedule};
+use crate::store::entity::{merchant, payment, pg_attempt, schedule};
 use crate::store::payments::UnopenedFailure;
 use crate::store::{is_unique_violation, payments};
 
 /// `customer_uid_usage` of a scheduled charge's payment (spec §3).
 pub const SCHEDULED_USAGE: &str = "payment.scheduled";
+/// The fail reason of a scheduled charge whose call never left openport: its instance stopped
+/// between opening the charge and calling KCP ([`Gateway::settle_unsent_charge`]). Nobody was
+/// charged or told (no webhook announces it), and its schedule runs again.
+pub const NEVER_SENT: &str = "결제 요청이 PG사에 전송되기 전에 처리가 중단되어 청구되지 않았습니다. 결제예약은 다시 실행됩니다.";
 /// The shortest time an instance owns a schedule it claimed (see
 /// [`Gateway::schedule_lease_secs`]); a dead instance's schedule is taken over after.
 const MIN_LEASE_SECS: i64 = 120;
@@ -650,7 +656,16 @@ impl Gateway {
         let claim = HeldSchedule::of(&s);
         if let Some(imp_uid) = &s.imp_uid {
             match payments::by_imp_uid(&self.db.write, Some(s.merchant_id), imp_uid).await? {
-                Some(p) => return self.answer_with(claim, p).await,
+                Some(p) => match self.answer_with(claim, p).await? {
+                    Some(run) => return Ok(run),
+                    // Closed as never sent, and the schedule not handed back (that write failed,
+                    // or its holder stopped): charged now, under this claim, as a new payment.
+                    None => tracing::info!(
+                        schedule_id = s.id,
+                        %imp_uid,
+                        "the schedule's charge never reached KCP; charging it now"
+                    ),
+                },
                 // Written together with the schedule's imp_uid: not expected. Nothing holds this
                 // imp_uid, so nothing was charged under it.
                 None => tracing::error!(
@@ -702,6 +717,12 @@ impl Gateway {
             )
             .await;
         match outcome {
+            // This run stalled past its attempt's lease before calling KCP, and whoever claimed
+            // the attempt closed it as never sent and handed the schedule back (or will, or the
+            // next claim charges it): nothing to record, and no call was made.
+            Ok(ApprovalOutcome::Declined { payment: p, .. }) if closed_unsent(&p) => {
+                Ok(ScheduleRun::Left)
+            }
             Ok(ApprovalOutcome::Paid(p))
             | Ok(ApprovalOutcome::Declined { payment: p, .. })
             | Ok(ApprovalOutcome::NetCancelled(p)) => {
@@ -746,7 +767,12 @@ impl Gateway {
             Err(refusal @ (ServiceError::Refused(_) | ServiceError::InProgress(_))) => {
                 let reason = refusal.to_string();
                 match payments::live_by_merchant_uid(&self.db.write, m.id, &s.merchant_uid).await? {
-                    Some(p) if charged_for(&p, &s) => self.answer_with(claim, p).await,
+                    // One that turns out never sent was closed and the schedule handed back: the
+                    // next pass charges it.
+                    Some(p) if charged_for(&p, &s) => Ok(self
+                        .answer_with(claim, p)
+                        .await?
+                        .unwrap_or(ScheduleRun::Left)),
                     _ if matches!(refusal, ServiceError::InProgress(_)) => Err(refusal),
                     Some(_) => Ok(ScheduleRun::Finished(unopened(
                         claim, None, &reason, started,
@@ -765,11 +791,13 @@ impl Gateway {
     /// the schedule as it stands, a failure as much as an approval (the merchant has had that
     /// payment's webhook). One whose outcome is open is settled now if it is due and nobody holds
     /// its attempt, as a charge meeting it would; else the schedule is given back for a later run.
+    /// None: that charge never reached KCP ([`Self::settle_unsent_charge`]), so nothing is
+    /// recorded and the schedule is to be charged again.
     async fn answer_with(
         &self,
         claim: HeldSchedule,
         p: payment::Model,
-    ) -> ServiceResult<ScheduleRun> {
+    ) -> ServiceResult<Option<ScheduleRun>> {
         let p = if PaymentStatus::from_db(&p.status) == PaymentStatus::Pending {
             self.try_resolve_payment(&p, false).await?;
             payments::by_id(&self.db.write, p.id)
@@ -778,6 +806,9 @@ impl Gateway {
         } else {
             p
         };
+        if self.never_sent(&p).await? {
+            return Ok(None);
+        }
         if PaymentStatus::from_db(&p.status) == PaymentStatus::Pending {
             let wait = if self.held_by_conflict(&p).await? {
                 CONFLICT_LOOK_SECS
@@ -785,9 +816,106 @@ impl Gateway {
                 30
             };
             self.release_or_leave(claim, self.clock.unix() + wait).await;
-            return Ok(ScheduleRun::Released { imp_uid: p.imp_uid });
+            return Ok(Some(ScheduleRun::Released { imp_uid: p.imp_uid }));
         }
-        Ok(ScheduleRun::Finished(recorded(claim, &p, p.started_at)))
+        Ok(Some(ScheduleRun::Finished(recorded(
+            claim,
+            &p,
+            p.started_at,
+        ))))
+    }
+
+    /// Whether `p` is a scheduled charge closed as never sent, by its attempt
+    /// (`payments::NOT_SENT`), not by its words alone: the schedule is charged again on it.
+    async fn never_sent(&self, p: &payment::Model) -> ServiceResult<bool> {
+        Ok(closed_unsent(p) && payments::approval_never_sent(&self.db.write, p.id).await?)
+    }
+
+    /// Settles a scheduled charge's approval attempt that its holder left `unsent` (the instance
+    /// stopped, or stalled past its lease, between opening the charge and calling KCP; the mark
+    /// before the call, `Gateway::mark_sending`, is conditional on holding the attempt, so this
+    /// claim also means no call will be made). Closed as never sent ([`payments::NOT_SENT`]) with
+    /// its payment `failed` ([`NEVER_SENT`]) and no webhook, and its schedule handed back
+    /// (`billing::hand_back_unsent`): the next scheduler pass of any instance charges it, once,
+    /// as a new payment with its own KCP order number (the claim, the one live payment per
+    /// merchant_uid and the write opening the charge decide as for any run). None then.
+    ///
+    /// Failing it instead, as an attempt whose answer was lost is failed when KCP has nothing,
+    /// told the merchant "failed" (webhook, schedule `executed`/`failed`) about a charge nobody
+    /// made, to be retried by hand (review r3, kill -9 under load). A key-in, `onetime` or
+    /// `again` charge is not marked: its request died with the instance, and failing it is right.
+    ///
+    /// KCP is asked by the order number first: the mark is the proof, but a database restored
+    /// from a backup taken between the charge's opening and its mark holds an attempt that reads
+    /// never sent while KCP may hold its approval. Anything found there is settled by inquiry as
+    /// any other scheduled charge (`Some`, [`Gateway::resolve_approval`]); an inquiry that fails
+    /// leaves the attempt open for a later look, still `unsent`.
+    pub(crate) async fn settle_unsent_charge(
+        &self,
+        connector: &dyn Pg,
+        payment: payment::Model,
+        attempt: pg_attempt::Model,
+    ) -> ServiceResult<Option<ApprovalOutcome>> {
+        let Some(inquiry) = TradeInquiry::of(&payment.pay_method) else {
+            return Ok(Some(
+                self.resolve_approval(connector, payment, attempt, true)
+                    .await?,
+            ));
+        };
+        let by_order_no = TradeRef::OrderNo(attempt.order_no.clone());
+        match inquiry.ask(connector, &by_order_no).await {
+            Ok(TradeState::NotFound) => {}
+            Ok(_) => {
+                tracing::error!(imp_uid = %payment.imp_uid, order_no = %attempt.order_no, "a scheduled charge recorded as never sent has a trade at KCP (a database restored from a backup?); settled by inquiry, not run again");
+                return Ok(Some(
+                    self.resolve_approval(connector, payment, attempt, true)
+                        .await?,
+                ));
+            }
+            Err(e) => {
+                tracing::warn!(imp_uid = %payment.imp_uid, "a scheduled charge never sent; KCP not asked yet: {e}");
+                let why = format!("never sent; inquiry failed: {e}");
+                return Ok(Some(self.leave_open(payment, attempt, &why).await?));
+            }
+        }
+        let now = self.clock.unix();
+        let payment_id = payment.id;
+        let mut p: payment::ActiveModel = payment.into();
+        p.status = Set(PaymentStatus::Failed.as_db().into());
+        p.fail_reason = Set(Some(NEVER_SENT.into()));
+        p.failed_at = Set(Some(now));
+        p.updated_at = Set(now);
+        let mut a: pg_attempt::ActiveModel = attempt.clone().into();
+        a.state = Set(payments::NOT_SENT.into());
+        a.result_message = Set(Some(
+            "never sent: its holder stopped before calling KCP; the schedule runs again".into(),
+        ));
+        a.updated_at = Set(now);
+        let Some(failed) = payments::conclude_charge(
+            &self.db.write,
+            &attempt,
+            PaymentStatus::Pending.as_db(),
+            p,
+            a,
+            Vec::new(),
+        )
+        .await?
+        else {
+            return Ok(Some(self.approval_decided(payment_id).await?));
+        };
+        tracing::warn!(imp_uid = %failed.imp_uid, "a scheduled charge never reached KCP (its instance stopped before the call); its schedule runs again");
+        match billing::hand_back_unsent(&self.db.write, failed.merchant_id, &failed.imp_uid, now)
+            .await
+        {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::warn!(imp_uid = %failed.imp_uid, "no running schedule names the charge never sent; the run that holds its schedule charges it again")
+            }
+            Err(e) => {
+                tracing::error!(imp_uid = %failed.imp_uid, "schedule of a charge never sent not handed back; charged again once its claim's lease runs out: {e}")
+            }
+        }
+        Ok(None)
     }
 
     /// A run that failed before a charge could be opened: recorded as a failed payment that KCP
@@ -878,8 +1006,11 @@ impl Gateway {
             | ApprovalOutcome::NetCancelled(p) => p,
             ApprovalOutcome::Unknown(_) | ApprovalOutcome::Conflict(_) => return,
         };
+        // A charge closed as never sent (by another holder, while this one inquired) is no
+        // outcome: its schedule runs again.
         if p.customer_uid_usage.as_deref() != Some(SCHEDULED_USAGE)
             || PaymentStatus::from_db(&p.status) == PaymentStatus::Pending
+            || closed_unsent(p)
         {
             return;
         }
@@ -1062,6 +1193,15 @@ fn schedule_outcome(p: &payment::Model) -> (&'static str, Option<&str>) {
         .then_some(p.fail_reason.as_deref())
         .flatten();
     (status.as_iamport(), fail_reason)
+}
+
+/// Whether `p` reads as a scheduled charge closed as never sent ([`NEVER_SENT`], written only by
+/// [`Gateway::settle_unsent_charge`]): no outcome to record on its schedule. Charging the schedule
+/// again needs its attempt's word too ([`Gateway::never_sent`]).
+fn closed_unsent(p: &payment::Model) -> bool {
+    p.customer_uid_usage.as_deref() == Some(SCHEDULED_USAGE)
+        && PaymentStatus::from_db(&p.status) == PaymentStatus::Failed
+        && p.fail_reason.as_deref() == Some(NEVER_SENT)
 }
 
 /// A merchant_uid that already has a payment cannot be scheduled: it could only be refused later.

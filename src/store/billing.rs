@@ -942,6 +942,33 @@ pub async fn schedule_payment_cancelled(
     Ok(())
 }
 
+/// Hands back the running schedule whose charge `imp_uid` never reached KCP (service/schedules.rs
+/// `Gateway::settle_unsent_charge`): `scheduled` again and naming no payment, due as it was (its
+/// time had come, or a retry ran it now), so the next scheduler pass of any instance claims it,
+/// with a token of its own. Every claim on it ends, since no holder's write matches a schedule
+/// that is not `executing` ([`held`]): a run that stalled holding it records nothing and opens
+/// nothing. True when a running schedule named that payment.
+pub async fn hand_back_unsent(
+    db: &impl ConnectionTrait,
+    merchant_id: i64,
+    imp_uid: &str,
+    now: i64,
+) -> Result<bool, DbErr> {
+    let res = schedule::Entity::update_many()
+        .col_expr(schedule::Column::Status, Expr::value("scheduled"))
+        .col_expr(
+            schedule::Column::ImpUid,
+            Expr::value(Option::<String>::None),
+        )
+        .col_expr(schedule::Column::LeaseUntil, Expr::value(0))
+        .col_expr(schedule::Column::UpdatedAt, Expr::value(now))
+        .filter(run_as(merchant_id, imp_uid))
+        .filter(schedule::Column::Status.eq("executing"))
+        .exec(db)
+        .await?;
+    Ok(res.rows_affected > 0)
+}
+
 /// Gives a claimed schedule back (its outcome is still open): another run picks it up at
 /// `retry_at`. Like [`finish_schedules`], only while `hold` still holds it.
 pub async fn release_schedule(

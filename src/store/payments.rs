@@ -444,6 +444,10 @@ pub async fn insert_attempt(
 /// The states of an attempt whose outcome is still open.
 pub const OPEN_STATES: [&str; 2] = ["pending", "unknown"];
 
+/// The state of a scheduled charge's approval attempt closed as never sent: still `unsent` when
+/// its holder's lease ran out (service/schedules.rs `Gateway::settle_unsent_charge`).
+pub const NOT_SENT: &str = "not_sent";
+
 /// The attempt `held` while it is still open and still held with the lease it was read with (the
 /// holder's token, see [`claim_attempt`]).
 fn still_held(held: &pg_attempt::Model) -> Condition {
@@ -605,6 +609,21 @@ pub async fn has_attempt_for(
         .filter(pg_attempt::Column::PaymentId.eq(payment_id))
         .filter(pg_attempt::Column::Kind.eq(kind))
         .filter(pg_attempt::Column::Tno.eq(tno))
+        .one(db)
+        .await?
+        .is_some())
+}
+
+/// Whether the approval of payment `payment_id` was closed as never sent ([`NOT_SENT`]): KCP was
+/// never asked for it.
+pub async fn approval_never_sent(
+    db: &impl ConnectionTrait,
+    payment_id: i64,
+) -> Result<bool, DbErr> {
+    Ok(pg_attempt::Entity::find()
+        .filter(pg_attempt::Column::PaymentId.eq(payment_id))
+        .filter(pg_attempt::Column::Kind.eq("approve"))
+        .filter(pg_attempt::Column::State.eq(NOT_SENT))
         .one(db)
         .await?
         .is_some())
@@ -1763,6 +1782,7 @@ mod tests {
             result_code: Set(None),
             result_message: Set(None),
             absent_order_no: Set(None),
+            unsent: Set(false),
         }
     }
 

@@ -3532,3 +3532,251 @@ async fn a_runs_failure_gives_way_to_a_live_payment_of_its_merchant_uid_being_in
     let all = payments_of(&app, "race-1").await;
     assert_eq!(all.len(), 1, "only the live payment: {all:?}");
 }
+
+/// The approval attempts of merchant_uid's payments, oldest first.
+async fn attempts_of(
+    app: &TestApp,
+    merchant_uid: &str,
+) -> Vec<openport::store::entity::pg_attempt::Model> {
+    use openport::store::entity::pg_attempt;
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
+    let ids: Vec<i64> = payments_of(app, merchant_uid)
+        .await
+        .iter()
+        .map(|p| p.id)
+        .collect();
+    pg_attempt::Entity::find()
+        .filter(pg_attempt::Column::PaymentId.is_in(ids))
+        .filter(pg_attempt::Column::Kind.eq("approve"))
+        .order_by_asc(pg_attempt::Column::Id)
+        .all(&app.app.gateway.db.read)
+        .await
+        .unwrap()
+}
+
+/// Schedule `merchant_uid` of customer "s-unsent", due and run by an instance that stops after
+/// writing its claim, the payment and the attempt, before calling KCP: the write that marks the
+/// attempt sent, made just before the call, is refused, so the run calls nothing and the rows
+/// stay as a killed instance leaves them. The schedule then stays claimed for `dead_lease` more
+/// seconds, as the dead instance's claim holds it. The app and the token.
+async fn a_scheduled_charge_whose_instance_stopped_before_calling_kcp(
+    merchant_uid: &str,
+    dead_lease: i64,
+) -> (TestApp, String) {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    register(&app, &token, "s-unsent", test_cards::SHINHAN_CREDIT).await;
+    let body = schedule(&app, &token, json!({"customer_uid": "s-unsent", "schedules": [
+        {"merchant_uid": merchant_uid, "schedule_at": now() + 10, "amount": 1000, "notice_url": NOTICE_URL}
+    ]}))
+    .await;
+    assert_eq!(body["code"], 0, "{body}");
+    app.advance(11);
+    let when = "OLD.unsent AND NOT NEW.unsent";
+    refuse_writes(&app, "stop_before_the_call", "UPDATE", "pg_attempts", when).await;
+    assert_eq!(app.app.gateway.run_due_schedules(10).await.unwrap(), 0);
+    allow_writes(&app, "stop_before_the_call", "pg_attempts").await;
+    crate::helpers::execute(
+        &app,
+        vec![format!(
+            "UPDATE schedules SET lease_until = {} WHERE merchant_uid = '{merchant_uid}'",
+            now() + 11 + dead_lease
+        )],
+    )
+    .await;
+
+    assert!(app.sandbox.ledger().is_empty(), "nothing was sent to KCP");
+    let payments = payments_of(&app, merchant_uid).await;
+    assert_eq!(payments.len(), 1, "{payments:?}");
+    assert_eq!(payments[0].status, "pending");
+    let attempts = attempts_of(&app, merchant_uid).await;
+    assert_eq!(attempts.len(), 1, "{attempts:?}");
+    assert!(attempts[0].unsent, "{attempts:?}");
+    assert_eq!(attempts[0].tries, 0, "{attempts:?}");
+    let s = openport::store::billing::schedule_by_uid(
+        &app.app.gateway.db.read,
+        payments[0].merchant_id,
+        merchant_uid,
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(s.status, "executing", "{s:?}");
+    assert_eq!(
+        s.imp_uid.as_deref(),
+        Some(payments[0].imp_uid.as_str()),
+        "{s:?}"
+    );
+    (app, token)
+}
+
+/// Review r3 (3 instances, kill -9 under load): an instance killed between opening a scheduled
+/// charge and calling KCP left its attempt, which the resolver failed by inquiry ("PG사 승인 내역이
+/// 없어 결제 실패로 처리되었습니다.") with a `failed` webhook, the schedule `executed`/`failed`
+/// for a charge nobody made. The attempt says it was never sent, so the resolver closes it as
+/// such, without a webhook, and hands the schedule back before the dead claim's lease runs out:
+/// the next pass charges it once, as a new payment, with one `paid` webhook.
+#[tokio::test]
+async fn a_scheduled_charge_whose_instance_stopped_before_calling_kcp_runs_again_and_is_paid_once()
+{
+    let (app, token) =
+        a_scheduled_charge_whose_instance_stopped_before_calling_kcp("su-1", 600).await;
+    let unsent = payments_of(&app, "su-1").await.remove(0);
+
+    app.advance(crate::helpers::SETTLE_SECS + 10);
+    app.resolve_all().await;
+
+    let handed_back = shown_schedule(&app, &token, "su-1").await;
+    assert_eq!(
+        handed_back["response"]["schedule_status"], "scheduled",
+        "{handed_back}"
+    );
+    assert_eq!(
+        handed_back["response"]["imp_uid"],
+        Value::Null,
+        "{handed_back}"
+    );
+    let closed = app.payment(&token, &unsent.imp_uid).await;
+    assert_eq!(closed["status"], "failed", "{closed}");
+    assert_eq!(
+        closed["fail_reason"],
+        openport::service::schedules::NEVER_SENT,
+        "{closed}"
+    );
+    assert_eq!(attempts_of(&app, "su-1").await[0].state, "not_sent");
+    assert_eq!(
+        webhooks_of(&app, "su-1", "failed").await,
+        0,
+        "nobody is told"
+    );
+    assert!(app.sandbox.ledger().is_empty());
+
+    // Run again at once, though the dead instance's claim had 10 minutes left.
+    assert_eq!(app.app.gateway.run_due_schedules(10).await.unwrap(), 1);
+    let s = shown_schedule(&app, &token, "su-1").await;
+    assert_eq!(s["response"]["schedule_status"], "executed", "{s}");
+    assert_eq!(s["response"]["payment_status"], "paid", "{s}");
+    let imp_uid = s["response"]["imp_uid"].as_str().unwrap();
+    assert_ne!(
+        imp_uid, unsent.imp_uid,
+        "a new payment, with its own order number"
+    );
+    assert_eq!(app.payment(&token, imp_uid).await["status"], "paid");
+
+    app.advance(700);
+    assert_eq!(app.app.gateway.run_due_schedules(10).await.unwrap(), 0);
+    app.resolve_all().await;
+    let ledger = app.sandbox.ledger();
+    assert_eq!(ledger.len(), 1, "one approval at KCP: {ledger:?}");
+    assert_ne!(ledger[0].order_no, unsent.order_no);
+    assert_eq!(webhooks_of(&app, "su-1", "paid").await, 1);
+    assert_eq!(webhooks_of(&app, "su-1", "failed").await, 0);
+    assert_eq!(payments_of(&app, "su-1").await.len(), 2);
+    app.assert_ledger_agrees().await;
+}
+
+/// The same stop, met by the scheduler instead of the resolver: the instance that takes the
+/// schedule over once the dead claim's lease ran out finds its charge never sent, closes it and
+/// the next pass charges the schedule once.
+#[tokio::test]
+async fn a_schedule_taken_over_whose_charge_was_never_sent_is_charged_once_not_failed() {
+    let (app, token) =
+        a_scheduled_charge_whose_instance_stopped_before_calling_kcp("su-2", 30).await;
+    app.advance(crate::helpers::SETTLE_SECS + 31);
+    for _ in 0..2 {
+        app.app.gateway.run_due_schedules(10).await.unwrap();
+    }
+    let s = shown_schedule(&app, &token, "su-2").await;
+    assert_eq!(s["response"]["schedule_status"], "executed", "{s}");
+    assert_eq!(s["response"]["payment_status"], "paid", "{s}");
+    assert_eq!(app.sandbox.ledger().len(), 1);
+    assert_eq!(webhooks_of(&app, "su-2", "paid").await, 1);
+    assert_eq!(webhooks_of(&app, "su-2", "failed").await, 0);
+    app.assert_ledger_agrees().await;
+}
+
+/// A charge whose call did leave (KCP dropped the connection once it had the request) may have
+/// been approved: marked sent before the call, it keeps the inquiry's path. KCP has nothing once
+/// settled, so the payment fails with its `failed` webhook and the schedule is not run again.
+#[tokio::test]
+async fn a_scheduled_charge_whose_call_was_sent_and_dropped_is_failed_by_inquiry_not_run_again() {
+    use kcp_sandbox::{paths, Fault, FaultRule};
+    let app = spawn_app().await;
+    let token = app.token().await;
+    register(&app, &token, "s-sent", test_cards::SHINHAN_CREDIT).await;
+    let body = schedule(&app, &token, json!({"customer_uid": "s-sent", "schedules": [
+        {"merchant_uid": "ss-1", "schedule_at": now() + 10, "amount": 1000, "notice_url": NOTICE_URL}
+    ]}))
+    .await;
+    assert_eq!(body["code"], 0, "{body}");
+    app.advance(11);
+    app.sandbox
+        .inject(FaultRule::new(paths::HUB_PAYMENT, Fault::Drop));
+    app.sandbox
+        .inject(FaultRule::new(paths::INQUIRY, Fault::Drop));
+    assert_eq!(app.app.gateway.run_due_schedules(10).await.unwrap(), 0);
+    let attempts = attempts_of(&app, "ss-1").await;
+    assert!(
+        !attempts[0].unsent,
+        "marked sent before the call: {attempts:?}"
+    );
+
+    app.advance(crate::helpers::SETTLE_SECS + 10);
+    app.resolve_all().await;
+    let s = shown_schedule(&app, &token, "ss-1").await;
+    assert_eq!(s["response"]["schedule_status"], "executed", "{s}");
+    assert_eq!(s["response"]["payment_status"], "failed", "{s}");
+    assert_eq!(
+        s["response"]["fail_reason"], "PG사 승인 내역이 없어 결제 실패로 처리되었습니다.",
+        "{s}"
+    );
+    assert_eq!(webhooks_of(&app, "ss-1", "failed").await, 1);
+
+    app.advance(700);
+    assert_eq!(app.app.gateway.run_due_schedules(10).await.unwrap(), 0);
+    assert!(app.sandbox.ledger().is_empty());
+    assert_eq!(payments_of(&app, "ss-1").await.len(), 1);
+    assert_eq!(webhooks_of(&app, "ss-1", "paid").await, 0);
+    app.assert_ledger_agrees().await;
+}
+
+/// A database restored from a backup taken between a charge's opening and the write marking it
+/// sent reads "never sent" while KCP approved the call made after. Asked by the order number
+/// first, KCP shows the approval: the charge is honoured (paid, one webhook), never run again.
+#[tokio::test]
+async fn a_charge_read_as_never_sent_that_kcp_approved_is_honoured_not_charged_again() {
+    use kcp_sandbox::{paths, Fault, FaultRule};
+    let app = spawn_app().await;
+    let token = app.token().await;
+    register(&app, &token, "s-restored", test_cards::SHINHAN_CREDIT).await;
+    let body = schedule(&app, &token, json!({"customer_uid": "s-restored", "schedules": [
+        {"merchant_uid": "sb-1", "schedule_at": now() + 10, "amount": 1000, "notice_url": NOTICE_URL}
+    ]}))
+    .await;
+    assert_eq!(body["code"], 0, "{body}");
+    app.advance(11);
+    app.sandbox
+        .inject(FaultRule::new(paths::HUB_PAYMENT, Fault::LoseResponse));
+    app.sandbox
+        .inject(FaultRule::new(paths::INQUIRY, Fault::Drop));
+    assert_eq!(app.app.gateway.run_due_schedules(10).await.unwrap(), 0);
+    assert_eq!(app.sandbox.ledger().len(), 1);
+    crate::helpers::execute(
+        &app,
+        vec!["UPDATE pg_attempts SET unsent = TRUE WHERE kind = 'approve'".into()],
+    )
+    .await;
+
+    app.advance(crate::helpers::SETTLE_SECS + 10);
+    app.resolve_all().await;
+    let s = shown_schedule(&app, &token, "sb-1").await;
+    assert_eq!(s["response"]["schedule_status"], "executed", "{s}");
+    assert_eq!(s["response"]["payment_status"], "paid", "{s}");
+    app.advance(700);
+    assert_eq!(app.app.gateway.run_due_schedules(10).await.unwrap(), 0);
+    assert_eq!(app.sandbox.ledger().len(), 1);
+    assert_eq!(payments_of(&app, "sb-1").await.len(), 1);
+    assert_eq!(webhooks_of(&app, "sb-1", "paid").await, 1);
+    assert_eq!(webhooks_of(&app, "sb-1", "failed").await, 0);
+    app.assert_ledger_agrees().await;
+}

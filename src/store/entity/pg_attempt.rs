@@ -15,7 +15,9 @@ pub struct Model {
     pub kind: String,
     /// `pending` (sent or about to be), `unknown` (answer lost), `succeeded`, `failed`,
     /// `net_cancelled`, `conflict` (left for the operator: the payment takes no API cancel until
-    /// it is `reconciled`, `openport attempt reconciled`). Only `pending` and `unknown` are open.
+    /// it is `reconciled`, `openport attempt reconciled`), `not_sent` (a scheduled charge whose
+    /// holder stopped before calling KCP: [`Model::unsent`]). Only `pending` and `unknown` are
+    /// open.
     pub state: String,
     pub order_no: String,
     pub tno: Option<String>,
@@ -46,6 +48,12 @@ pub struct Model {
     /// confirm-absent`): "no such trade" for exactly it is final even where inquiries by order
     /// number are not trusted (service/resolve.rs `absence_is_final`).
     pub absent_order_no: Option<String>,
+    /// The call provably never left openport: true from the insert of a scheduled charge's
+    /// attempt until the write its holder makes just before the call, conditional on still
+    /// holding it (service/attempts.rs `Gateway::mark_sending`). Whoever claims an attempt still
+    /// `unsent` knows no call was made and none can be (migration 000037). False, "may have been
+    /// sent", for every other attempt and for rows written before the column.
+    pub unsent: bool,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
