@@ -51,7 +51,7 @@ pub struct Model {
     /// The call provably never left openport: true from the insert of a scheduled charge's
     /// attempt until the write its holder makes just before the call, conditional on still
     /// holding it (service/attempts.rs `Gateway::mark_sending`). Whoever claims an attempt still
-    /// `unsent` knows no call was made and none can be (migration 000037). False, "may have been
+    /// `unsent` knows no call was made and none can be (migration 000038). False, "may have been
     /// sent", for every other attempt and for rows written before the column.
     pub unsent: bool,
 }
