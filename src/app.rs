@@ -586,21 +586,15 @@ const CLOCK_CHECK_EVERY: Duration = Duration::from_secs(60);
 /// hour, and a verdict refreshed between passes would let a clock that stepped meanwhile judge
 /// other instances' leases all that time. Not awaited at shutdown, like the resolver: a reading
 /// holds nothing to finish.
-fn spawn_clock_check(
-    gateway: Gateway,
-    every: Duration,
-    mut stop: tokio::sync::watch::Receiver<bool>,
-) {
-    tokio::spawn(async move {
-        loop {
-            tokio::select! {
-                _ = tokio::time::sleep(every) => {}
-                _ = stop.wait_for(|s| *s) => return,
-            }
+fn spawn_clock_check(gateway: Gateway, every: Duration, stop: tokio::sync::watch::Receiver<bool>) {
+    spawn_every(every, stop, move || {
+        let gateway = gateway.clone();
+        async move {
             // The verdict is recorded (and logged) by the check; claims obey it.
             if let Err(e) = gateway.check_clock().await {
                 tracing::error!("clock check: {e}");
             }
+            false
         }
     });
 }
@@ -608,22 +602,38 @@ fn spawn_clock_check(
 /// Reads the version table every `every` until a newer openport's migration shows up there
 /// (service/schema_check.rs), then ends: the verdict is never taken back. Not awaited at
 /// shutdown, like the clock check: a read holds nothing to finish.
-fn spawn_schema_check(
-    gateway: Gateway,
-    every: Duration,
-    mut stop: tokio::sync::watch::Receiver<bool>,
-) {
+fn spawn_schema_check(gateway: Gateway, every: Duration, stop: tokio::sync::watch::Receiver<bool>) {
+    spawn_every(every, stop, move || {
+        let gateway = gateway.clone();
+        async move {
+            match gateway.check_schema().await {
+                Ok(outdated) => outdated,
+                // The health check names a database that does not answer; this waits for it.
+                Err(e) => {
+                    tracing::warn!("schema check: {e}");
+                    false
+                }
+            }
+        }
+    });
+}
+
+/// Runs `tick` every `every` until shutdown, or until `tick` answers true (nothing left to do):
+/// the loop the clock and schema checks share. Not awaited at shutdown: a tick holds nothing to
+/// finish.
+fn spawn_every<F, Fut>(every: Duration, mut stop: tokio::sync::watch::Receiver<bool>, mut tick: F)
+where
+    F: FnMut() -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = bool> + Send,
+{
     tokio::spawn(async move {
         loop {
             tokio::select! {
                 _ = tokio::time::sleep(every) => {}
                 _ = stop.wait_for(|s| *s) => return,
             }
-            match gateway.check_schema().await {
-                Ok(true) => return,
-                Ok(false) => {}
-                // The health check names a database that does not answer; this waits for it.
-                Err(e) => tracing::warn!("schema check: {e}"),
+            if tick().await {
+                return;
             }
         }
     });
