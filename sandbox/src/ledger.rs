@@ -5,6 +5,7 @@
 //! so cancel and inquiry treat them alike.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use chrono::{DateTime, Utc};
 use rand::Rng;
@@ -234,7 +235,7 @@ impl Ledger {
         }
         let app_time = kcp_time(now);
         Ok(LedgerEntry {
-            tno: self.new_tno(&app_time[..8]),
+            tno: self.new_tno(),
             site_cd: site_cd.to_owned(),
             order_no: order_no.to_owned(),
             pay_method: pay_method.to_owned(),
@@ -253,11 +254,13 @@ impl Ledger {
         })
     }
 
-    /// A fresh 14-digit tno: KST date + 6 random digits (shape from spec §2.4, §6).
-    pub fn new_tno(&self, kst_date: &str) -> String {
-        let mut rng = rand::thread_rng();
+    /// A fresh 14-digit tno (spec §2.4, §6: 14 digits; KCP's own are not always date-shaped) that
+    /// no sandbox in this process gave before and, as long as the clock does not go back, that no
+    /// earlier run gave either: see [`next_tno`]. The ledger check only guards a state file written
+    /// by a run whose clock was ahead.
+    pub fn new_tno(&self) -> String {
         loop {
-            let tno = format!("{kst_date}{:06}", rng.gen_range(0..1_000_000));
+            let tno = format!("{:014}", next_tno(Utc::now()));
             if !self.by_tno.contains_key(&tno) {
                 return tno;
             }
@@ -286,6 +289,36 @@ impl Ledger {
     }
 }
 
+/// Tnos a millisecond may take before the count runs ahead of the clock.
+const TNOS_PER_MILLISECOND: u64 = 100;
+
+/// Milliseconds from the Unix epoch to 2020-01-01T00:00:00Z: counting from there, a tno keeps 14
+/// digits until 2051.
+const TNO_EPOCH_MS: i64 = 1_577_836_800_000;
+
+/// The last tno number this process gave.
+static LAST_TNO: AtomicU64 = AtomicU64::new(0);
+
+/// The next tno number: one more than the last one this process gave, and never less than the wall
+/// clock's milliseconds since [`TNO_EPOCH_MS`] times [`TNOS_PER_MILLISECOND`]. A sandbox run in
+/// memory forgets its ledger when it stops, and every sandbox of a test process shares one
+/// database; random digits made the next run (or the next test's sandbox) name a trade an earlier
+/// one had given about once in a hundred approvals on a database holding a day of them, and real
+/// KCP never reuses a tno. Counting up from the clock needs no memory: a restarted run starts past
+/// everything an earlier one gave unless that one averaged more than 100,000 approvals a second.
+/// The wall clock, not the sandbox's (tests move that one back and forth).
+fn next_tno(now: DateTime<Utc>) -> u64 {
+    let floor =
+        u64::try_from(now.timestamp_millis() - TNO_EPOCH_MS).unwrap_or(0) * TNOS_PER_MILLISECOND;
+    let next = |last: u64| (last + 1).max(floor);
+    let last = LAST_TNO
+        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |last| {
+            Some(next(last))
+        })
+        .unwrap_or_else(|last| last);
+    next(last)
+}
+
 /// 8-digit approval number (spec §2.4).
 pub(crate) fn new_app_no() -> String {
     format!("{:08}", rand::thread_rng().gen_range(0..100_000_000))
@@ -307,4 +340,22 @@ pub(crate) fn new_trace_no(site_cd: &str) -> String {
         .map(|_| char::from(ALPHABET[rng.gen_range(0..ALPHABET.len())]))
         .collect();
     format!("{site_cd}{suffix}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_tno_is_never_below_the_clocks_count_so_a_later_run_starts_past_an_earlier_one() {
+        let now = Utc::now();
+        let floor = u64::try_from(now.timestamp_millis() - TNO_EPOCH_MS).unwrap() * 100;
+
+        let first = next_tno(now);
+        let second = next_tno(now);
+
+        assert!(first >= floor);
+        assert!(second > first);
+        assert_eq!(format!("{second:014}").len(), 14);
+    }
 }

@@ -417,3 +417,25 @@ async fn a_restarted_sandbox_resumes_sending_the_notifications_not_acknowledged_
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
+
+/// A sandbox run without a state file (the load harness's, a test-mode gateway's on PostgreSQL)
+/// forgets its ledger when it stops, while the gateway's database remembers every trade; the next
+/// run must not name one of them again, or the gateway sees one trade answered for two payments.
+#[tokio::test]
+async fn a_sandbox_run_in_memory_never_gives_a_tno_an_earlier_run_gave() {
+    let mut given = Vec::new();
+    for run in 0..3 {
+        let h = spawn().await;
+        for i in 0..40 {
+            given.push(h.approved(&format!("MEM{run}X{i}"), "1000").await);
+        }
+    }
+
+    assert!(given
+        .iter()
+        .all(|tno| tno.len() == 14 && tno.bytes().all(|b| b.is_ascii_digit())));
+    assert!(
+        given.windows(2).all(|pair| pair[0] < pair[1]),
+        "each tno is past every one given before it: {given:?}"
+    );
+}
