@@ -200,8 +200,21 @@ impl Gateway {
                 tracing::error!(imp_uid = %payment.imp_uid, tno = %trade.tno, "KCP approved other points or another order; net-cancelling");
             }
             if matches && honour {
+                // Another payment's trade is not this payment's to record (service/orphans.rs).
+                if let Some(outcome) = self
+                    .answer_of_another_trade(&payment, &attempt, &trade.tno)
+                    .await?
+                {
+                    return Ok(outcome);
+                }
                 match self.record_points_paid(&payment, &attempt, &trade).await {
                     Ok(Some(p)) => return Ok(ApprovalOutcome::Paid(p)),
+                    // Another payment's record of the trade committed after the check above.
+                    Err(e) if crate::store::is_trade_clash(&e) => {
+                        return self
+                            .trade_taken_meanwhile(payment, attempt, &trade.tno)
+                            .await
+                    }
                     // Another holder settled the attempt: the approval in hand stands only if the
                     // payment holds it (service/orphans.rs).
                     Ok(None) => {

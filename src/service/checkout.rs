@@ -27,7 +27,7 @@ use crate::pg::{
     quoted_refusal, PgError, TradeRegistration, WindowApproval, WindowApprovalRequest,
 };
 use crate::store::entity::{checkout_session, merchant, payment, pg_attempt, prepare};
-use crate::store::{billing, is_unique_violation, merchants, payments};
+use crate::store::{billing, is_trade_clash, is_unique_violation, merchants, payments};
 
 /// The refusal of a billing-key window that would replace a customer's key without the merchant's
 /// word (`replacement_refused`).
@@ -1871,6 +1871,10 @@ impl Gateway {
                     )
                     .await;
             }
+            // Another payment's trade is not this payment's to record (service/orphans.rs).
+            if let Some(outcome) = self.answer_of_another_trade(&p, &attempt, &tno).await? {
+                return Ok(outcome);
+            }
             let mut am: payment::ActiveModel = p.clone().into();
             am.pg_tid = Set(Some(tno.clone()));
             am.updated_at = Set(now);
@@ -1951,6 +1955,10 @@ impl Gateway {
                 // Another holder settled the attempt: the approval in hand stands only if the
                 // payment holds it (service/orphans.rs).
                 Ok(None) => self.approval_orphaned(connector, p.id, &tno, false).await,
+                // Another payment's record of the trade committed after the check above.
+                Err(e) if is_trade_clash(&e) => {
+                    self.trade_taken_meanwhile(p, attempt, &tno).await
+                }
                 // `net_cancel` renews the lease first: an attempt the record closed after all is
                 // answered from the database, not cancelled.
                 Err(e) => {

@@ -236,18 +236,61 @@ impl Gateway {
         .boxed()
     }
 
-    /// Another of our payments holding KCP's trade `tno` (its `pg_tid`), for a holder about to
-    /// net-cancel `tno` for payment `payment_id`. A tno comes from KCP's answer, and an answer for
-    /// another order (`PgError::Mismatch`) can name a trade of ours: cancelled, that payment
-    /// would be refunded at KCP while showing paid.
+    /// Another of our payments holding KCP's trade `tno` (its `pg_tid`, now or before:
+    /// `payments::trade_holder`), for a holder about to record or net-cancel `tno` for payment
+    /// `payment_id`. A tno comes from KCP's answer, and an answer can name a trade of ours, for
+    /// another order (`PgError::Mismatch`) or for this very order (review r4: a cross-wired
+    /// answer): cancelled, that payment would be refunded at KCP while showing paid; recorded,
+    /// this payment would show paid with a trade whose refunds go to another buyer, and its own
+    /// approval would be left standing at KCP with nothing recording it.
     pub(crate) async fn foreign_holder(
         &self,
         payment_id: i64,
         tno: &str,
     ) -> ServiceResult<Option<payment::Model>> {
-        Ok(payments::by_tno(&self.db.write, tno)
-            .await?
-            .filter(|holder| holder.id != payment_id))
+        Ok(payments::trade_holder(&self.db.write, tno, payment_id).await?)
+    }
+
+    /// An approval KCP answered payment `p`'s call with, about to be recorded: when another
+    /// payment holds its trade `tno` ([`Self::foreign_holder`]), the answer is not `p`'s
+    /// ([`Self::foreign_trade_named`]) and is its outcome; None when `p` may record it. Asked by
+    /// every path that records an approval (cards and billing keys, windows and virtual accounts,
+    /// points); the database refuses the record all the same when another payment's claim
+    /// commits in between (migration 000037, [`Self::trade_taken_meanwhile`]).
+    pub(crate) async fn answer_of_another_trade(
+        &self,
+        p: &payment::Model,
+        attempt: &pg_attempt::Model,
+        tno: &str,
+    ) -> ServiceResult<Option<ApprovalOutcome>> {
+        match self.foreign_holder(p.id, tno).await? {
+            Some(holder) => Ok(Some(
+                self.foreign_trade_named(p.clone(), attempt.clone(), tno, &holder)
+                    .await?,
+            )),
+            None => Ok(None),
+        }
+    }
+
+    /// The database refused to record trade `tno` on payment `p` (`store::is_trade_clash`):
+    /// another payment's record of it committed after [`Self::answer_of_another_trade`] looked.
+    /// Settled as that answer would have been; should the holder not be found (its write rolled
+    /// back after all), the answer is still not recorded, and `p`'s own outcome is asked of KCP by
+    /// its order number.
+    pub(crate) async fn trade_taken_meanwhile(
+        &self,
+        p: payment::Model,
+        attempt: pg_attempt::Model,
+        tno: &str,
+    ) -> ServiceResult<ApprovalOutcome> {
+        if let Some(outcome) = self.answer_of_another_trade(&p, &attempt, tno).await? {
+            return Ok(outcome);
+        }
+        tracing::error!(imp_uid = %p.imp_uid, %tno, "the database refused KCP's trade as another payment's: not recorded; the payment's own outcome is asked by its order number");
+        self.note_misdirected(&p, tno, "which another payment was recording")
+            .await?;
+        self.let_go_misdirected(p, attempt, "KCP's answer named another payment's trade")
+            .await
     }
 
     /// KCP answered payment `p`'s call with trade `tno`, which payment `holder` holds

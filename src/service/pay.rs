@@ -19,7 +19,7 @@ use crate::pg::{
 use crate::store::billing::HeldSchedule;
 use crate::store::entity::{billing_key, merchant, payment, pg_attempt, webhook_delivery};
 use crate::store::payments::{Opened, OpenedCharge};
-use crate::store::{is_unique_violation, payments};
+use crate::store::{is_trade_clash, is_unique_violation, payments};
 
 /// KCP's reason text for a net-cancel (spec/kcp.md §5).
 pub const NET_CANCEL_REASON: &str = "가맹점 DB 처리 실패(자동취소)";
@@ -107,6 +107,9 @@ enum Recording {
     /// The attempt is no longer this holder's open attempt: another holder settled or took it,
     /// or a failed try's `COMMIT` landed after all. The database has the answer.
     NotHeld,
+    /// The database refused the trade as another payment's (`store::is_trade_clash`), with the
+    /// attempt as this holder held it: nothing was written.
+    TradeTaken(Box<pg_attempt::Model>),
     /// Every try failed; `held` is the attempt as this holder last held it (its lease renewed).
     Failed {
         held: Box<pg_attempt::Model>,
@@ -750,8 +753,21 @@ impl Gateway {
             }
             let mut attempt = attempt;
             if matches && honour {
+                // An answer naming a trade another payment holds is not this payment's, however
+                // well its order and amount match (service/orphans.rs).
+                if let Some(outcome) = self
+                    .answer_of_another_trade(&payment, &attempt, &approval.tno)
+                    .await?
+                {
+                    return Ok(outcome);
+                }
                 match self.record_approval(&payment, attempt, &approval).await {
                     Recording::Paid(p) => return Ok(ApprovalOutcome::Paid(*p)),
+                    Recording::TradeTaken(held) => {
+                        return self
+                            .trade_taken_meanwhile(payment, *held, &approval.tno)
+                            .await
+                    }
                     // Another holder settled the attempt (or a failed try's `COMMIT` landed after
                     // all): the approval in hand stands only if the payment holds it
                     // (service/orphans.rs).
@@ -806,6 +822,8 @@ impl Gateway {
                 let recorded = match self.record_paid(payment, &held, approval).await {
                     Ok(Some(p)) => Ok(Recording::Paid(Box::new(p))),
                     Ok(None) => Ok(Recording::NotHeld),
+                    // Refused for good: tried again, it is refused again.
+                    Err(e) if is_trade_clash(&e) => Ok(Recording::TradeTaken(Box::new(held.clone()))),
                     Err(e) => Err(e.to_string()),
                 };
                 (held, recorded)

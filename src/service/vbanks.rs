@@ -269,6 +269,13 @@ impl Gateway {
         attempt: pg_attempt::Model,
         account: IssuedVirtualAccount,
     ) -> ServiceResult<ApprovalOutcome> {
+        // Another payment's account is not this payment's to record (service/orphans.rs).
+        if let Some(outcome) = self
+            .answer_of_another_trade(&payment, &attempt, &account.tno)
+            .await?
+        {
+            return Ok(outcome);
+        }
         let now = self.clock.unix();
         let webhooks = self.webhooks_announcing(&payment, "paid").await?;
         let mut p: payment::ActiveModel = payment.clone().into();
@@ -284,7 +291,17 @@ impl Gateway {
         a.result_message = Set(Some("found paid into by inquiry".into()));
         a.updated_at = Set(now);
         let pending = PaymentStatus::Pending.as_db();
-        match payments::conclude_charge(&self.db.write, &attempt, pending, p, a, webhooks).await? {
+        let concluded =
+            payments::conclude_charge(&self.db.write, &attempt, pending, p, a, webhooks);
+        let concluded = match concluded.await {
+            Err(e) if crate::store::is_trade_clash(&e) => {
+                return self
+                    .trade_taken_meanwhile(payment, attempt, &account.tno)
+                    .await
+            }
+            concluded => concluded?,
+        };
+        match concluded {
             Some(p) => {
                 tracing::warn!(imp_uid = %p.imp_uid, tno = %account.tno, "virtual account found paid into after its issuance answer was lost; recorded issued and paid");
                 Ok(ApprovalOutcome::Paid(p))

@@ -807,6 +807,13 @@ pub fn is_unique_violation(err: &DbErr) -> bool {
         || matches!(err, DbErr::Exec(sea_orm::RuntimeErr::Internal(m)) if m.starts_with(sqlite::UNIQUE_MARKER))
 }
 
+/// Whether `err` is the database refusing a payment a KCP trade another payment holds: the claim
+/// of migration 000037's triggers (`payment_trades`), whose violation names that table on both
+/// databases (PostgreSQL: its primary key `payment_trades_pkey`; SQLite: `payment_trades.tno`).
+pub fn is_trade_clash(err: &DbErr) -> bool {
+    is_unique_violation(err) && err.to_string().contains("payment_trades")
+}
+
 /// A database URL with its password hidden, for logs and messages: the userinfo's
 /// (`postgres://u:pw@h/db`) and a `password=` (or `sslpassword=`) query parameter's, which sqlx
 /// takes as well. A URL that does not parse is not shown at all.

@@ -69,6 +69,27 @@ pub fn by_tno_query(tno: &str) -> sea_orm::Select<payment::Entity> {
         .filter(payment::Column::PgTid.eq(tno))
 }
 
+/// A payment other than `payment_id` that KCP's trade `tno` was recorded on, now or before (its
+/// claim in `payment_trades`, migration 000037, which the database keeps for every `pg_tid` a
+/// payment is given): the trade is that payment's, never another's to record or to cancel.
+pub async fn trade_holder(
+    db: &impl ConnectionTrait,
+    tno: &str,
+    payment_id: i64,
+) -> Result<Option<payment::Model>, DbErr> {
+    let claims = Query::select()
+        .column(Alias::new("payment_id"))
+        .from(Alias::new("payment_trades"))
+        .and_where(Expr::col(Alias::new("tno")).eq(tno))
+        .and_where(Expr::col(Alias::new("payment_id")).ne(payment_id))
+        .to_owned();
+    super::every_column(payment::Entity::find())
+        .filter(payment::Column::Id.in_subquery(claims))
+        .order_by_asc(payment::Column::Id)
+        .one(db)
+        .await
+}
+
 /// Payment `id`, read holding its row for the rest of the transaction `db` (`SELECT … FOR UPDATE`
 /// on PostgreSQL; SQLite's one writer holds the whole file): a transaction holding it is waited
 /// for, and its change is seen.
@@ -517,6 +538,11 @@ pub async fn attempt_by_id(
 /// about a trade nothing changed, so it holds nothing of the payment it was recorded on
 /// ([`unreconciled_conflict`]).
 pub const MISDIRECTED_ANSWER: &str = "misdirected_answer";
+
+/// `pg_attempts.kind` of the `conflict` that lists a payment sharing its KCP trade with another,
+/// found when migration 000037 made a trade one payment's: which of them KCP approved it for is
+/// unknown, so it holds the payment's cancels until an operator has reconciled it.
+pub const SHARED_TRADE: &str = migration::SHARED_TRADE;
 
 /// An attempt of the payment closed as `conflict` (KCP holds something else than openport) and
 /// not yet reconciled by an operator, if any. A [`MISDIRECTED_ANSWER`] is not one: the payment's

@@ -33,6 +33,7 @@ mod sandbox_state;
 mod schedules;
 mod server;
 mod startup;
+mod trade_clash;
 mod unreadable_amounts;
 mod vbank_refunds;
 mod vbanks;

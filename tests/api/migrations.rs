@@ -751,3 +751,99 @@ async fn upgrading_counts_the_settle_delay_of_a_recorded_attempt_from_its_creati
         .collect();
     assert_eq!(sent, [(1, 1000), (2, 2000)]);
 }
+
+/// Migration `m20261217_000037` makes a KCP trade one payment's (`payment_trades`). A database in
+/// which two payments already share a trade (the bug it closes: review r4) still migrates: nothing
+/// of the payments changes, the trade is claimed for the oldest, and both are listed for the
+/// operator as a `conflict` that holds their cancels; a third payment is refused the trade, and a
+/// payment with a trade of its own is untouched.
+#[tokio::test]
+async fn upgrading_a_database_where_two_payments_share_a_trade_lists_both_and_lets_no_third_take_it(
+) {
+    use openport::store::payments::{conflict_attempts, unreconciled_conflict, SHARED_TRADE};
+    let (url, _dir) = fresh_database().await;
+    let db = Database::connect(&url).await.unwrap();
+    Migrator::up(&db, Some(36)).await.unwrap();
+    insert_merchant(&db).await;
+    for (imp_uid, status) in [
+        ("imp_a", "paid"),
+        ("imp_b", "paid"),
+        ("imp_c", "paid"),
+        ("imp_d", "failed"),
+    ] {
+        insert_payment(&db, imp_uid, &format!("order-{imp_uid}"), status)
+            .await
+            .unwrap();
+    }
+    for (imp_uid, tno) in [
+        ("imp_a", "20261201000001"),
+        ("imp_b", "20261201000001"),
+        ("imp_c", "20261201000002"),
+    ] {
+        exec(
+            &db,
+            &format!("UPDATE payments SET pg_tid = '{tno}' WHERE imp_uid = '{imp_uid}'"),
+        )
+        .await
+        .unwrap();
+    }
+
+    Migrator::up(&db, None).await.unwrap();
+    let id_of = |imp_uid: &'static str| {
+        let db = db.clone();
+        async move {
+            openport::store::payments::by_imp_uid(&db, None, imp_uid)
+                .await
+                .unwrap()
+                .unwrap()
+        }
+    };
+    let (a, b, c, d) = (
+        id_of("imp_a").await,
+        id_of("imp_b").await,
+        id_of("imp_c").await,
+        id_of("imp_d").await,
+    );
+    assert_eq!(b.pg_tid.as_deref(), Some("20261201000001"), "unchanged");
+    let listed = conflict_attempts(&db, 100).await.unwrap();
+    let listed: Vec<_> = listed
+        .iter()
+        .map(|x| (x.payment_id, x.kind.as_str(), x.tno.as_deref()))
+        .collect();
+    assert_eq!(
+        listed,
+        [
+            (a.id, SHARED_TRADE, Some("20261201000001")),
+            (b.id, SHARED_TRADE, Some("20261201000001"))
+        ]
+    );
+    for held in [&a, &b] {
+        assert!(unreconciled_conflict(&db, held.id).await.unwrap().is_some());
+    }
+    assert!(unreconciled_conflict(&db, c.id).await.unwrap().is_none());
+    let holder = openport::store::payments::trade_holder(&db, "20261201000001", d.id)
+        .await
+        .unwrap();
+    assert_eq!(holder.map(|p| p.id), Some(a.id), "claimed for the oldest");
+
+    let taken = exec(
+        &db,
+        "UPDATE payments SET pg_tid = '20261201000001' WHERE imp_uid = 'imp_d'",
+    )
+    .await
+    .unwrap_err();
+    assert!(openport::store::is_trade_clash(&taken), "{taken}");
+    let taken = exec(
+        &db,
+        "UPDATE payments SET pg_tid = '20261201000002' WHERE imp_uid = 'imp_d'",
+    )
+    .await
+    .unwrap_err();
+    assert!(openport::store::is_trade_clash(&taken), "{taken}");
+    exec(
+        &db,
+        "UPDATE payments SET pg_tid = '20261201000003' WHERE imp_uid = 'imp_d'",
+    )
+    .await
+    .unwrap();
+}
