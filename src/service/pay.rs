@@ -754,13 +754,10 @@ impl Gateway {
             let mut attempt = attempt;
             if matches && honour {
                 // An answer naming a trade another payment holds is not this payment's, however
-                // well its order and amount match (service/orphans.rs).
-                if let Some(outcome) = self
-                    .answer_of_another_trade(&payment, &attempt, &approval.tno)
-                    .await?
-                {
-                    return Ok(outcome);
-                }
+                // well its order and amount match (service/orphans.rs). Not looked up before the
+                // record, as the windows do: the database refuses the record of a trade another
+                // payment holds (migration 000037) and `TradeTaken` settles it the same way, so a
+                // charge, the hot path, pays no read for an answer KCP should never give.
                 match self.record_approval(&payment, attempt, &approval).await {
                     Recording::Paid(p) => return Ok(ApprovalOutcome::Paid(*p)),
                     Recording::TradeTaken(held) => {
