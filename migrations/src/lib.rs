@@ -1,6 +1,6 @@
 //! One migration path for SQLite (embedded default) and PostgreSQL (production).
 pub use m20261209_000029_paid_listing_without_index::PAID_LAG_FREE_SECS;
-pub use m20261217_000037_one_payment_per_trade::SHARED_TRADE;
+pub use m20261219_000039_one_payment_per_trade::SHARED_TRADE;
 pub use sea_orm_migration::prelude::*;
 pub use sea_orm_migration::MigrationStatus;
 
@@ -40,8 +40,8 @@ mod m20261213_000033_key_issuances;
 mod m20261214_000034_webhook_message_id;
 mod m20261215_000035_attempt_sent_at;
 mod m20261216_000036_health_probe;
-mod m20261217_000037_one_payment_per_trade;
 mod m20261218_000038_attempt_unsent;
+mod m20261219_000039_one_payment_per_trade;
 
 pub struct Migrator;
 
@@ -85,8 +85,8 @@ impl MigratorTrait for Migrator {
             Box::new(m20261214_000034_webhook_message_id::Migration),
             Box::new(m20261215_000035_attempt_sent_at::Migration),
             Box::new(m20261216_000036_health_probe::Migration),
-            Box::new(m20261217_000037_one_payment_per_trade::Migration),
             Box::new(m20261218_000038_attempt_unsent::Migration),
+            Box::new(m20261219_000039_one_payment_per_trade::Migration),
         ]
     }
 }

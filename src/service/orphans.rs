@@ -256,7 +256,7 @@ impl Gateway {
     /// ([`Self::foreign_trade_named`]) and is its outcome; None when `p` may record it. Asked by
     /// every path that records an approval (cards and billing keys, windows and virtual accounts,
     /// points); the database refuses the record all the same when another payment's claim
-    /// commits in between (migration 000037, [`Self::trade_taken_meanwhile`]).
+    /// commits in between (migration 000039, [`Self::trade_taken_meanwhile`]).
     pub(crate) async fn answer_of_another_trade(
         &self,
         p: &payment::Model,

@@ -756,7 +756,7 @@ impl Gateway {
                 // An answer naming a trade another payment holds is not this payment's, however
                 // well its order and amount match (service/orphans.rs). Not looked up before the
                 // record, as the windows do: the database refuses the record of a trade another
-                // payment holds (migration 000037) and `TradeTaken` settles it the same way, so a
+                // payment holds (migration 000039) and `TradeTaken` settles it the same way, so a
                 // charge, the hot path, pays no read for an answer KCP should never give.
                 match self.record_approval(&payment, attempt, &approval).await {
                     Recording::Paid(p) => return Ok(ApprovalOutcome::Paid(*p)),

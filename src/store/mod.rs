@@ -808,7 +808,7 @@ pub fn is_unique_violation(err: &DbErr) -> bool {
 }
 
 /// Whether `err` is the database refusing a payment a KCP trade another payment holds: the claim
-/// of migration 000037's triggers (`payment_trades`), whose violation names that table on both
+/// of migration 000039's triggers (`payment_trades`), whose violation names that table on both
 /// databases (PostgreSQL: its primary key `payment_trades_pkey`; SQLite: `payment_trades.tno`).
 pub fn is_trade_clash(err: &DbErr) -> bool {
     is_unique_violation(err) && err.to_string().contains("payment_trades")

@@ -70,7 +70,7 @@ pub fn by_tno_query(tno: &str) -> sea_orm::Select<payment::Entity> {
 }
 
 /// A payment other than `payment_id` that KCP's trade `tno` was recorded on, now or before (its
-/// claim in `payment_trades`, migration 000037, which the database keeps for every `pg_tid` a
+/// claim in `payment_trades`, migration 000039, which the database keeps for every `pg_tid` a
 /// payment is given): the trade is that payment's, never another's to record or to cancel.
 pub async fn trade_holder(
     db: &impl ConnectionTrait,
@@ -540,7 +540,7 @@ pub async fn attempt_by_id(
 pub const MISDIRECTED_ANSWER: &str = "misdirected_answer";
 
 /// `pg_attempts.kind` of the `conflict` that lists a payment sharing its KCP trade with another,
-/// found when migration 000037 made a trade one payment's: which of them KCP approved it for is
+/// found when migration 000039 made a trade one payment's: which of them KCP approved it for is
 /// unknown, so it holds the payment's cancels until an operator has reconciled it.
 pub const SHARED_TRADE: &str = migration::SHARED_TRADE;
 

@@ -752,7 +752,7 @@ async fn upgrading_counts_the_settle_delay_of_a_recorded_attempt_from_its_creati
     assert_eq!(sent, [(1, 1000), (2, 2000)]);
 }
 
-/// Migration `m20261217_000037` makes a KCP trade one payment's (`payment_trades`). A database in
+/// Migration `m20261219_000039` makes a KCP trade one payment's (`payment_trades`). A database in
 /// which two payments already share a trade (the bug it closes: review r4) still migrates: nothing
 /// of the payments changes, the trade is claimed for the oldest, and both are listed for the
 /// operator as a `conflict` that holds their cancels; a third payment is refused the trade, and a
@@ -763,7 +763,8 @@ async fn upgrading_a_database_where_two_payments_share_a_trade_lists_both_and_le
     use openport::store::payments::{conflict_attempts, unreconciled_conflict, SHARED_TRADE};
     let (url, _dir) = fresh_database().await;
     let db = Database::connect(&url).await.unwrap();
-    Migrator::up(&db, Some(36)).await.unwrap();
+    // The schema of the release before it: every migration up to 000038 (there is no 000037).
+    Migrator::up(&db, Some(37)).await.unwrap();
     insert_merchant(&db).await;
     for (imp_uid, status) in [
         ("imp_a", "paid"),

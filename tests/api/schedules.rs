@@ -3508,7 +3508,7 @@ async fn a_runs_failure_gives_way_to_a_live_payment_of_its_merchant_uid_being_in
         r.merchant_uid = Set("race-1".into());
         r.status = Set(status.into());
         r.order_no = Set(format!("OP{}", &imp_uid[4..]));
-        // Not the template's trade, which is one payment's (migration 000037).
+        // Not the template's trade, which is one payment's (migration 000039).
         r.pg_tid = Set(None);
         r
     };

@@ -2,7 +2,7 @@
 //! (review r4: a cross-wired answer) is never recorded as this payment's: two payments paid under
 //! one `pg_tid` refunded the first buyer's trade when the second payment was cancelled. The
 //! payment's own outcome is asked of KCP by its own order number, and the answer is listed for the
-//! operator; the database refuses a second payment's record of a trade (migration 000037).
+//! operator; the database refuses a second payment's record of a trade (migration 000039).
 use kcp_sandbox::{paths, Fault, FaultRule, TransactionState};
 use serde_json::json;
 

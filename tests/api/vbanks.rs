@@ -2669,7 +2669,7 @@ async fn looks_at_more_accounts_no_longer_open_than_one_statement_deletes_all_go
     let gateway = &app.app.gateway;
     let now = gateway.clock.unix();
     // 2,500 copies of the paid account, each under a trade of its own (a trade is one payment's:
-    // migration 000037), each with a look due now.
+    // migration 000039), each with a look due now.
     let copied = |c: &str| match c {
         "imp_uid" | "order_no" | "merchant_uid" | "pg_tid" => {
             format!("{c} || '-' || CAST(n.i AS TEXT)")

@@ -30,7 +30,7 @@ pub struct Migration;
 
 impl MigrationName for Migration {
     fn name(&self) -> &str {
-        "m20261217_000037_one_payment_per_trade"
+        "m20261219_000039_one_payment_per_trade"
     }
 }
 
