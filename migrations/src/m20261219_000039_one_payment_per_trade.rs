@@ -1,4 +1,4 @@
-//! One KCP trade (`tno`) is ever held by one payment of a merchant, enforced by the database.
+//! One KCP trade (`tno`) is ever held by one payment, enforced by the database.
 //!
 //! An approval answer naming a trade another payment already holds (a cross-wired or replayed
 //! answer whose order number is this payment's: review r4) was recorded as this payment's: two
@@ -6,13 +6,20 @@
 //! service checks the holder before it records (`Gateway::foreign_holder`), but two approvals
 //! recorded at once would both pass that check; the database is where it cannot be raced.
 //!
-//! `payment_trades (tno, merchant_id) → payment_id` holds every trade a payment has been
+//! `payment_trades (tno, sandbox) → payment_id` holds every trade a payment has been
 //! recorded with, filled by triggers on `payments` whenever a row gets a `pg_tid` it did not have
 //! (a trade the same payment held before is not claimed again), so no code path that records a
 //! trade can forget it. A second payment's claim of a claimed trade is a unique violation that
 //! rolls back the whole write (`store::is_trade_clash`). The claim stays when the payment moves on
 //! to another trade (a point re-approval: service/benepia.rs): the first trade was its, and is
 //! never another payment's to record or cancel.
+//!
+//! A trade is KCP's, not a merchant's: KCP numbers trades across all its sites, and merchants may
+//! share one site (test mode's `T0000`, two shops on one KCP contract), so an answer to one
+//! merchant naming another merchant's trade must be refused as well, or a cancel of it refunds
+//! the other merchant's buyer. Payments of test mode (`sandbox`: KCP's test system or the
+//! embedded sandbox) and live payments are numbered by different systems, so each has its own
+//! trades.
 //!
 //! Not a unique index on `payments.pg_tid`: a card payment's change to `paid` sets `pg_tid`, and
 //! an index on it would stop that update from being heap-only (HOT) on PostgreSQL (migrations
@@ -39,9 +46,9 @@ impl MigrationName for Migration {
 pub const SHARED_TRADE: &str = "shared_trade";
 
 /// The claim a trigger makes for the payment row `NEW`; nothing when it claimed the trade before.
-const CLAIM: &str = "INSERT INTO payment_trades (tno, merchant_id, payment_id) \
-     SELECT NEW.pg_tid, NEW.merchant_id, NEW.id WHERE NOT EXISTS (SELECT 1 FROM payment_trades \
-     WHERE tno = NEW.pg_tid AND merchant_id = NEW.merchant_id AND payment_id = NEW.id)";
+const CLAIM: &str = "INSERT INTO payment_trades (tno, sandbox, payment_id) \
+     SELECT NEW.pg_tid, NEW.sandbox, NEW.id WHERE NOT EXISTS (SELECT 1 FROM payment_trades \
+     WHERE tno = NEW.pg_tid AND sandbox = NEW.sandbox AND payment_id = NEW.id)";
 
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
@@ -49,14 +56,14 @@ impl MigrationTrait for Migration {
         let db = manager.get_connection();
         let postgres = manager.get_database_backend() == DatabaseBackend::Postgres;
         db.execute_unprepared(
-            "CREATE TABLE payment_trades (tno TEXT NOT NULL, merchant_id BIGINT NOT NULL, \
-             payment_id BIGINT NOT NULL, PRIMARY KEY (tno, merchant_id))",
+            "CREATE TABLE payment_trades (tno TEXT NOT NULL, sandbox BOOLEAN NOT NULL, \
+             payment_id BIGINT NOT NULL, PRIMARY KEY (tno, sandbox))",
         )
         .await?;
         db.execute_unprepared(
-            "INSERT INTO payment_trades (tno, merchant_id, payment_id) \
-             SELECT pg_tid, merchant_id, MIN(id) FROM payments WHERE pg_tid IS NOT NULL \
-             GROUP BY pg_tid, merchant_id",
+            "INSERT INTO payment_trades (tno, sandbox, payment_id) \
+             SELECT pg_tid, sandbox, MIN(id) FROM payments WHERE pg_tid IS NOT NULL \
+             GROUP BY pg_tid, sandbox",
         )
         .await?;
         let now = if postgres {
@@ -71,9 +78,9 @@ impl MigrationTrait for Migration {
              SELECT id, '{SHARED_TRADE}', 'conflict', order_no, pg_tid, amount, \
              'upgrade: KCP trade ' || pg_tid || ' is recorded on more than one payment; which one \
              KCP approved it for is unknown: reconcile by hand', 0, 0, 0, {now}, {now}, {now}, \
-             false FROM payments WHERE pg_tid IS NOT NULL AND (merchant_id, pg_tid) IN \
-             (SELECT merchant_id, pg_tid FROM payments WHERE pg_tid IS NOT NULL \
-             GROUP BY merchant_id, pg_tid HAVING COUNT(*) > 1) ORDER BY id"
+             false FROM payments WHERE pg_tid IS NOT NULL AND (sandbox, pg_tid) IN \
+             (SELECT sandbox, pg_tid FROM payments WHERE pg_tid IS NOT NULL \
+             GROUP BY sandbox, pg_tid HAVING COUNT(*) > 1) ORDER BY id"
         ))
         .await?;
         if postgres {

@@ -253,10 +253,11 @@ impl Gateway {
 
     /// An approval KCP answered payment `p`'s call with, about to be recorded: when another
     /// payment holds its trade `tno` ([`Self::foreign_holder`]), the answer is not `p`'s
-    /// ([`Self::foreign_trade_named`]) and is its outcome; None when `p` may record it. Asked by
-    /// every path that records an approval (cards and billing keys, windows and virtual accounts,
-    /// points); the database refuses the record all the same when another payment's claim
-    /// commits in between (migration 000039, [`Self::trade_taken_meanwhile`]).
+    /// ([`Self::foreign_trade_named`]) and is its outcome; None when `p` may record it. Asked
+    /// before windows, virtual accounts and points record an approval; cards and billing keys
+    /// (`Recording::TradeTaken`) are not asked, on the hot path: the database refuses their
+    /// record, as it refuses any record when another payment's claim commits in between
+    /// (migration 000039, [`Self::trade_taken_meanwhile`]).
     pub(crate) async fn answer_of_another_trade(
         &self,
         p: &payment::Model,

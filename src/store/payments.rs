@@ -71,16 +71,24 @@ pub fn by_tno_query(tno: &str) -> sea_orm::Select<payment::Entity> {
 
 /// A payment other than `payment_id` that KCP's trade `tno` was recorded on, now or before (its
 /// claim in `payment_trades`, migration 000039, which the database keeps for every `pg_tid` a
-/// payment is given): the trade is that payment's, never another's to record or to cancel.
+/// payment is given): the trade is that payment's, never another's to record or to cancel. Of
+/// any merchant, as the database's claim is (merchants may share a KCP site), among payments of
+/// `payment_id`'s kind (test mode or live: each has its own trades).
 pub async fn trade_holder(
     db: &impl ConnectionTrait,
     tno: &str,
     payment_id: i64,
 ) -> Result<Option<payment::Model>, DbErr> {
+    let kind = Query::select()
+        .column(payment::Column::Sandbox)
+        .from(payment::Entity)
+        .and_where(payment::Column::Id.eq(payment_id))
+        .to_owned();
     let claims = Query::select()
         .column(Alias::new("payment_id"))
         .from(Alias::new("payment_trades"))
         .and_where(Expr::col(Alias::new("tno")).eq(tno))
+        .and_where(Expr::col(Alias::new("sandbox")).in_subquery(kind))
         .and_where(Expr::col(Alias::new("payment_id")).ne(payment_id))
         .to_owned();
     super::every_column(payment::Entity::find())

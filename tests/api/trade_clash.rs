@@ -77,6 +77,48 @@ async fn a_key_in_answer_naming_another_payments_trade_is_never_recorded_as_this
     app.assert_ledger_agrees().await;
 }
 
+/// Merchants may share a KCP site (test mode's `T0000`, two shops on one KCP contract), and KCP
+/// numbers its trades across sites: an answer to one merchant's charge naming another merchant's
+/// trade is refused as well (review of the trade-clash change, F1), or a cancel of it would
+/// refund the other merchant's buyer.
+#[tokio::test]
+async fn a_key_in_answer_naming_another_merchants_trade_on_the_same_site_is_never_recorded() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let a = app.paid(&token, "clash-a", 1000).await;
+    let t_a = a["pg_tid"].as_str().unwrap().to_string();
+    let (key, secret) = app.second_merchant().await;
+    let other = app.token_for(&key, &secret).await;
+    next_answer_names(&app, paths::HUB_PAYMENT, &t_a);
+
+    let (_, body) = app
+        .pay(&other, "clash-b", 1000, test_cards::SHINHAN_CREDIT)
+        .await;
+    assert_eq!(body["code"], 1, "an unknown outcome, never paid: {body}");
+    let b = imp_uid_in(&body["message"]);
+    app.advance(SETTLE_SECS + 1);
+    app.resolve_all().await;
+
+    let t_b = the_other_trade(&app, &t_a);
+    let own = app.payment(&other, &b).await;
+    assert_eq!(own["status"], "failed", "{own}");
+    assert_eq!(own["pg_tid"], t_b.tno.as_str(), "{own}");
+    assert_eq!(t_b.state, TransactionState::Cancelled, "net-cancelled");
+    let refused = app.cancel(&other, &b, 100).await;
+    assert_eq!(refused["code"], 1, "{refused}");
+    let a_at_kcp = at_kcp(&app, &t_a);
+    assert_eq!(a_at_kcp.state, TransactionState::Approved);
+    assert_eq!(
+        a_at_kcp.balance, 1000,
+        "the other merchant's trade untouched"
+    );
+    let conflicts = app.conflicts().await;
+    assert_eq!(conflicts.len(), 1, "listed for the operator: {conflicts:?}");
+    assert_eq!(conflicts[0].imp_uid, b);
+    assert_eq!(conflicts[0].tno.as_deref(), Some(t_a.as_str()));
+    app.assert_ledger_agrees().await;
+}
+
 /// The scheduled twin: nobody was told a scheduled charge failed, so the resolver honours its own
 /// trade, found by its order number, and records it paid; a partial cancel refunds that trade,
 /// never A's.
