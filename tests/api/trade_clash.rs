@@ -36,38 +36,40 @@ fn the_other_trade(app: &TestApp, first: &str) -> kcp_sandbox::LedgerEntry {
     ledger.into_iter().find(|e| e.tno != first).unwrap()
 }
 
-/// The repro of review r4: onetime A paid; KCP approves onetime B under its own trade but answers
-/// with A's. B is answered "unknown" (code 1 naming its imp_uid), never paid with A's trade; its
-/// own trade, found by its order number, is net-cancelled (the merchant was told nothing definite);
-/// A's trade is untouched, and a cancel of B refunds nothing of it.
-#[tokio::test]
-async fn a_key_in_answer_naming_another_payments_trade_is_never_recorded_as_this_payments() {
-    let app = spawn_app().await;
-    let token = app.token().await;
-    let a = app.paid(&token, "clash-a", 1000).await;
+/// Onetime A paid by the merchant of token `first`; KCP approves onetime B of the merchant of
+/// token `second` under its own trade but answers with A's. B is answered "unknown" (code 1
+/// naming its imp_uid), never paid with A's trade; its own trade, found by its order number, is
+/// net-cancelled (the merchant was told nothing definite); A's trade is untouched, a cancel of B
+/// refunds nothing of it, and the answer is listed for the operator.
+async fn a_charge_answered_with_a_paid_trade_keeps_its_hands_off_it(
+    app: &TestApp,
+    first: &str,
+    second: &str,
+) {
+    let a = app.paid(first, "clash-a", 1000).await;
     let t_a = a["pg_tid"].as_str().unwrap().to_string();
-    next_answer_names(&app, paths::HUB_PAYMENT, &t_a);
+    next_answer_names(app, paths::HUB_PAYMENT, &t_a);
 
     let (_, body) = app
-        .pay(&token, "clash-b", 1000, test_cards::SHINHAN_CREDIT)
+        .pay(second, "clash-b", 1000, test_cards::SHINHAN_CREDIT)
         .await;
     assert_eq!(body["code"], 1, "an unknown outcome, never paid: {body}");
     let b = imp_uid_in(&body["message"]);
-    assert_ne!(app.payment(&token, &b).await["pg_tid"], t_a.as_str());
+    assert_ne!(app.payment(second, &b).await["pg_tid"], t_a.as_str());
     app.advance(SETTLE_SECS + 1);
     app.resolve_all().await;
 
-    let t_b = the_other_trade(&app, &t_a);
-    let own = app.payment(&token, &b).await;
+    let t_b = the_other_trade(app, &t_a);
+    let own = app.payment(second, &b).await;
     assert_eq!(own["status"], "failed", "{own}");
     assert_eq!(own["pg_tid"], t_b.tno.as_str(), "{own}");
     assert_eq!(t_b.state, TransactionState::Cancelled, "net-cancelled");
-    let refused = app.cancel(&token, &b, 100).await;
+    let refused = app.cancel(second, &b, 100).await;
     assert_eq!(refused["code"], 1, "{refused}");
-    let a_at_kcp = at_kcp(&app, &t_a);
+    let a_at_kcp = at_kcp(app, &t_a);
     assert_eq!(a_at_kcp.state, TransactionState::Approved);
     assert_eq!(a_at_kcp.balance, 1000, "A's trade untouched");
-    let a_now = app.payment(&token, a["imp_uid"].as_str().unwrap()).await;
+    let a_now = app.payment(first, a["imp_uid"].as_str().unwrap()).await;
     assert_eq!(a_now["status"], "paid");
     assert_eq!(a_now["cancel_amount"], 0);
     let conflicts = app.conflicts().await;
@@ -75,6 +77,14 @@ async fn a_key_in_answer_naming_another_payments_trade_is_never_recorded_as_this
     assert_eq!(conflicts[0].imp_uid, b);
     assert_eq!(conflicts[0].tno.as_deref(), Some(t_a.as_str()));
     app.assert_ledger_agrees().await;
+}
+
+/// The repro of review r4: both payments of one merchant.
+#[tokio::test]
+async fn a_key_in_answer_naming_another_payments_trade_is_never_recorded_as_this_payments() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    a_charge_answered_with_a_paid_trade_keeps_its_hands_off_it(&app, &token, &token).await;
 }
 
 /// Merchants may share a KCP site (test mode's `T0000`, two shops on one KCP contract), and KCP
@@ -85,38 +95,9 @@ async fn a_key_in_answer_naming_another_payments_trade_is_never_recorded_as_this
 async fn a_key_in_answer_naming_another_merchants_trade_on_the_same_site_is_never_recorded() {
     let app = spawn_app().await;
     let token = app.token().await;
-    let a = app.paid(&token, "clash-a", 1000).await;
-    let t_a = a["pg_tid"].as_str().unwrap().to_string();
     let (key, secret) = app.second_merchant().await;
     let other = app.token_for(&key, &secret).await;
-    next_answer_names(&app, paths::HUB_PAYMENT, &t_a);
-
-    let (_, body) = app
-        .pay(&other, "clash-b", 1000, test_cards::SHINHAN_CREDIT)
-        .await;
-    assert_eq!(body["code"], 1, "an unknown outcome, never paid: {body}");
-    let b = imp_uid_in(&body["message"]);
-    app.advance(SETTLE_SECS + 1);
-    app.resolve_all().await;
-
-    let t_b = the_other_trade(&app, &t_a);
-    let own = app.payment(&other, &b).await;
-    assert_eq!(own["status"], "failed", "{own}");
-    assert_eq!(own["pg_tid"], t_b.tno.as_str(), "{own}");
-    assert_eq!(t_b.state, TransactionState::Cancelled, "net-cancelled");
-    let refused = app.cancel(&other, &b, 100).await;
-    assert_eq!(refused["code"], 1, "{refused}");
-    let a_at_kcp = at_kcp(&app, &t_a);
-    assert_eq!(a_at_kcp.state, TransactionState::Approved);
-    assert_eq!(
-        a_at_kcp.balance, 1000,
-        "the other merchant's trade untouched"
-    );
-    let conflicts = app.conflicts().await;
-    assert_eq!(conflicts.len(), 1, "listed for the operator: {conflicts:?}");
-    assert_eq!(conflicts[0].imp_uid, b);
-    assert_eq!(conflicts[0].tno.as_deref(), Some(t_a.as_str()));
-    app.assert_ledger_agrees().await;
+    a_charge_answered_with_a_paid_trade_keeps_its_hands_off_it(&app, &token, &other).await;
 }
 
 /// The scheduled twin: nobody was told a scheduled charge failed, so the resolver honours its own
