@@ -557,8 +557,9 @@ impl Gateway {
             .commit_point_cancel(payment, attempt, amount, Some(&reapproval), message, false)
             .await?
         {
-            Some(p) => Ok(CancelOutcome::Applied(Box::new(p))),
-            None => self.cancel_decided(id).await,
+            PointCommit::Written(p) => Ok(CancelOutcome::Applied(p)),
+            PointCommit::TradeOfAnother(id) => Ok(CancelOutcome::Conflict(id)),
+            PointCommit::NotHeld => self.cancel_decided(id).await,
         }
     }
 
@@ -1112,8 +1113,11 @@ impl Gateway {
                             .record_full_point_cancel(payment, attempt, None, whole)
                             .await?
                         {
-                            Some(p) => Ok(PointCancelOutcome::FullyCancelled(Box::new(p), message)),
-                            None => self.point_cancel_decided(attempt_id).await,
+                            PointCommit::Written(p) => {
+                                Ok(PointCancelOutcome::FullyCancelled(p, message))
+                            }
+                            PointCommit::TradeOfAnother(id) => Ok(PointCancelOutcome::Conflict(id)),
+                            PointCommit::NotHeld => self.point_cancel_decided(attempt_id).await,
                         }
                     }
                     Ok(TradeState::Cancelled { .. }) | Err(_) => {
@@ -1230,10 +1234,16 @@ impl Gateway {
             return Ok(closed.then_some(PointCancelOutcome::Conflict(attempt_id)));
         }
         let message = format!("STRA, re-approved as {}", trade.tno);
-        Ok(self
-            .commit_point_cancel(payment, attempt, amount, Some(trade), message, false)
-            .await?
-            .map(|p| PointCancelOutcome::Applied(Box::new(p))))
+        Ok(
+            match self
+                .commit_point_cancel(payment, attempt, amount, Some(trade), message, false)
+                .await?
+            {
+                PointCommit::Written(p) => Some(PointCancelOutcome::Applied(p)),
+                PointCommit::TradeOfAnother(id) => Some(PointCancelOutcome::Conflict(id)),
+                PointCommit::NotHeld => None,
+            },
+        )
     }
 
     /// A partial cancel whose `reapproval` KCP shows cancelled (in its admin): KCP holds nothing
@@ -1258,21 +1268,22 @@ impl Gateway {
             .record_full_point_cancel(payment, attempt, Some(&reapproval), message.clone())
             .await?
         {
-            Some(p) => Ok(PointCancelOutcome::FullyCancelled(Box::new(p), message)),
-            None => self.point_cancel_decided(id).await,
+            PointCommit::Written(p) => Ok(PointCancelOutcome::FullyCancelled(p, message)),
+            PointCommit::TradeOfAnother(id) => Ok(PointCancelOutcome::Conflict(id)),
+            PointCommit::NotHeld => self.point_cancel_decided(id).await,
         }
     }
 
     /// KCP holds nothing for a partial point cancel (an older version's re-approval refused, or
-    /// `reapproval` cancelled at KCP): the whole balance is cancelled, `message` on the attempt.
-    /// None when another holder settled the attempt.
+    /// `reapproval` cancelled at KCP): the whole balance is cancelled, `message` on the attempt
+    /// ([`Self::commit_point_cancel`]).
     async fn record_full_point_cancel(
         &self,
         payment: payment::Model,
         attempt: pg_attempt::Model,
         reapproval: Option<&PointTrade>,
         message: String,
-    ) -> ServiceResult<Option<payment::Model>> {
+    ) -> ServiceResult<PointCommit> {
         let amount = payment.amount - payment.cancel_amount;
         // More was cancelled than asked: the merchant is told even without `enable_webhook`.
         self.commit_point_cancel(payment, attempt, amount, reapproval, message, true)
@@ -1281,7 +1292,17 @@ impl Gateway {
 
     /// `record_cancellation` for points: also moves `pg_tid` to the re-approval's tno. Like it,
     /// only while this holder still holds the attempt open and the cancelled amount is the one
-    /// read; otherwise nothing is written (None).
+    /// read; otherwise nothing is written ([`PointCommit::NotHeld`]).
+    ///
+    /// A re-approval naming a trade another payment holds ([`Gateway::foreign_holder`], or the
+    /// database refusing it when that payment's record commits after the look:
+    /// `store::is_trade_clash`) is not this payment's to move to: KCP's answer (or the inquiry
+    /// by the re-approval's order number, which checks the order only) is not to be believed,
+    /// and recorded, this payment's next cancel would go to another buyer's trade. Nothing is
+    /// recorded, and the attempt is closed as a conflict for the operator, as a re-approval of
+    /// another amount is ([`PointCommit::TradeOfAnother`]). Left to the database's refusal, it
+    /// was a database error on every pass of the resolver, with the payment's only cancel slot
+    /// held by the attempt and nothing listed.
     async fn commit_point_cancel(
         &self,
         payment: payment::Model,
@@ -1290,7 +1311,72 @@ impl Gateway {
         reapproval: Option<&PointTrade>,
         message: String,
         always_notify: bool,
-    ) -> ServiceResult<Option<payment::Model>> {
+    ) -> ServiceResult<PointCommit> {
+        if let Some(r) = reapproval {
+            if let Some(holder) = self.foreign_holder(payment.id, &r.tno).await? {
+                return self
+                    .reapproval_of_another(&payment, attempt, r, Some(&holder))
+                    .await;
+            }
+        }
+        let written = self
+            .write_point_cancel(
+                &payment,
+                &attempt,
+                amount,
+                reapproval,
+                message,
+                always_notify,
+            )
+            .await;
+        match (written, reapproval) {
+            (Ok(Some(p)), _) => Ok(PointCommit::Written(Box::new(p))),
+            (Ok(None), _) => Ok(PointCommit::NotHeld),
+            (Err(e), Some(r)) if crate::store::is_trade_clash(&e) => {
+                let holder = self.foreign_holder(payment.id, &r.tno).await?;
+                self.reapproval_of_another(&payment, attempt, r, holder.as_ref())
+                    .await
+            }
+            (Err(e), _) => Err(e.into()),
+        }
+    }
+
+    /// [`Self::commit_point_cancel`] of a re-approval `r` naming the trade of another payment
+    /// (`holder`, when found): the attempt closed as a conflict.
+    async fn reapproval_of_another(
+        &self,
+        payment: &payment::Model,
+        attempt: pg_attempt::Model,
+        r: &PointTrade,
+        holder: Option<&payment::Model>,
+    ) -> ServiceResult<PointCommit> {
+        let whose = holder.map_or_else(
+            || "another payment's".to_string(),
+            |h| format!("payment {}'s", h.imp_uid),
+        );
+        tracing::error!(imp_uid = %payment.imp_uid, tno = %r.tno, "a point re-approval names a trade another payment holds: nothing recorded; left for the operator");
+        let id = attempt.id;
+        let why = format!(
+            "re-approval {} names {whose} trade: nothing recorded, reconcile by hand",
+            r.tno
+        );
+        Ok(if self.close_attempt(attempt, "conflict", &why).await? {
+            PointCommit::TradeOfAnother(id)
+        } else {
+            PointCommit::NotHeld
+        })
+    }
+
+    /// The transaction of [`Self::commit_point_cancel`]; None when nothing was written.
+    async fn write_point_cancel(
+        &self,
+        payment: &payment::Model,
+        attempt: &pg_attempt::Model,
+        amount: Won,
+        reapproval: Option<&PointTrade>,
+        message: String,
+        always_notify: bool,
+    ) -> Result<Option<payment::Model>, sea_orm::DbErr> {
         let now = self.clock.unix();
         let txn = self.db.write.begin().await?;
         let mut a: pg_attempt::ActiveModel = attempt.clone().into();
@@ -1298,7 +1384,7 @@ impl Gateway {
         a.result_code = Set(Some("0000".into()));
         a.result_message = Set(Some(message));
         a.updated_at = Set(now);
-        if !payments::write_held_attempt(&txn, &attempt, a).await? {
+        if !payments::write_held_attempt(&txn, attempt, a).await? {
             txn.rollback().await?;
             return Ok(None);
         }
@@ -1320,7 +1406,7 @@ impl Gateway {
         )
         .await?;
         let read_cancel_amount = payment.cancel_amount;
-        let mut p: payment::ActiveModel = payment.into();
+        let mut p: payment::ActiveModel = payment.clone().into();
         p.cancel_amount = Set(read_cancel_amount + amount);
         p.status = Set(PaymentStatus::Cancelled.as_db().into());
         p.cancelled_at = Set(Some(now));
@@ -1360,6 +1446,17 @@ impl Gateway {
         txn.commit().await?;
         Ok(Some(p))
     }
+}
+
+/// What came of [`Gateway::commit_point_cancel`].
+enum PointCommit {
+    /// Recorded: the payment as written.
+    Written(Box<payment::Model>),
+    /// Nothing written: this holder no longer holds the attempt open.
+    NotHeld,
+    /// Nothing recorded: the re-approval names a trade another payment holds, and attempt N is
+    /// closed as a `conflict` for the operator.
+    TradeOfAnother(i64),
 }
 
 /// KCP holds a partial point cancel's original trade `original` approved for `remaining` beside

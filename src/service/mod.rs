@@ -87,6 +87,14 @@ pub enum ServiceError {
 
 pub type ServiceResult<T> = Result<T, ServiceError>;
 
+impl ServiceError {
+    /// Whether this is the database refusing a payment a KCP trade another payment holds
+    /// (`store::is_trade_clash`): refused for good, never a database failure to answer as one.
+    pub(crate) fn is_trade_clash(&self) -> bool {
+        matches!(self, Self::Db(e) if crate::store::is_trade_clash(e))
+    }
+}
+
 /// A payment with its cancellations: what every iamport Payment object is rendered from.
 #[derive(Debug, Clone)]
 pub struct PaymentRecord {

@@ -16,7 +16,7 @@
 //! delay after the STSC whose answer it lost; while the payment is still pending (its approval
 //! attempt is being decided by another holder) it waits for that decision.
 use futures::future::FutureExt;
-use sea_orm::{ColumnTrait, Condition, Set};
+use sea_orm::{ColumnTrait, Condition, DbErr, Set};
 
 use super::pay::{ApprovalOutcome, Settling, NET_CANCEL_REASON};
 use super::{Gateway, ServiceError, ServiceResult};
@@ -73,6 +73,43 @@ struct Closing {
     code: String,
     message: String,
     fail_reason: String,
+}
+
+/// What a payment's own calls did to a trade KCP named in an answer that is not the payment's
+/// (another payment's, another order's), for the operator's note ([`Gateway::note_misdirected`]):
+/// a note saying "not cancelled" of a trade the payment's net-cancel reached would send the
+/// operator looking for an approval KCP no longer holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum AtKcp {
+    /// Nothing was sent to cancel it, or KCP refused to.
+    Untouched,
+    /// A net-cancel of it was sent (or about to be) under the attempt, its answer not known here:
+    /// the attempt names it (`Gateway::renew_naming`).
+    MaybeCancelled,
+    /// Net-cancelled at KCP by the attempt.
+    Cancelled,
+}
+
+impl AtKcp {
+    /// [`Self::MaybeCancelled`] when `attempt` names `tno`, else [`Self::Untouched`].
+    fn as_named(attempt: &pg_attempt::Model, tno: &str) -> Self {
+        if attempt.tno.as_deref() == Some(tno) {
+            Self::MaybeCancelled
+        } else {
+            Self::Untouched
+        }
+    }
+
+    /// The note's words, for attempt `attempt_id` of the payment.
+    fn note(self, attempt_id: i64) -> String {
+        match self {
+            Self::Untouched => "not cancelled".into(),
+            Self::MaybeCancelled => format!(
+                "a net-cancel of it was sent under attempt {attempt_id} (it may have reached KCP)"
+            ),
+            Self::Cancelled => format!("net-cancelled at KCP by attempt {attempt_id}"),
+        }
+    }
 }
 
 impl Gateway {
@@ -169,12 +206,20 @@ impl Gateway {
             }
             if let Some(holder) = self.foreign_holder(p.id, &tno).await? {
                 tracing::error!(imp_uid = %p.imp_uid, %tno, holder = %holder.imp_uid, "a net-cancel names a trade another payment holds: not sent; left for the operator");
+                // A try before this one whose answer was lost (postponed: `tries`) may have
+                // reached KCP: neither the note nor the attempt says "not cancelled" of it.
+                let (at_kcp, not_sent) = if attempt.tries > 0 {
+                    (AtKcp::MaybeCancelled, "not sent again (an earlier try's answer was lost)")
+                } else {
+                    (AtKcp::Untouched, "not sent")
+                };
                 let whose = format!("which payment {} holds", holder.imp_uid);
-                self.note_misdirected(&p, &tno, &whose).await?;
+                self.note_misdirected(&p, &tno, &whose, at_kcp, attempt.id)
+                    .await?;
                 self.close_attempt(
                     attempt,
                     "failed",
-                    &format!("not sent: trade {tno} is payment {}'s", holder.imp_uid),
+                    &format!("{not_sent}: trade {tno} is payment {}'s", holder.imp_uid),
                 )
                 .await?;
                 return Ok(ApprovalOutcome::Unknown(p));
@@ -284,14 +329,90 @@ impl Gateway {
         attempt: pg_attempt::Model,
         tno: &str,
     ) -> ServiceResult<ApprovalOutcome> {
-        if let Some(outcome) = self.answer_of_another_trade(&p, &attempt, tno).await? {
-            return Ok(outcome);
+        let at_kcp = AtKcp::as_named(&attempt, tno);
+        self.trade_refused(p, attempt, tno, at_kcp).await
+    }
+
+    /// [`Self::trade_taken_meanwhile`], `at_kcp` saying what this payment's own calls did to
+    /// `tno`.
+    async fn trade_refused(
+        &self,
+        p: payment::Model,
+        attempt: pg_attempt::Model,
+        tno: &str,
+        at_kcp: AtKcp,
+    ) -> ServiceResult<ApprovalOutcome> {
+        if let Some(holder) = self.foreign_holder(p.id, tno).await? {
+            return self
+                .another_payments_trade(p, attempt, tno, &holder, at_kcp)
+                .await;
         }
         tracing::error!(imp_uid = %p.imp_uid, %tno, "the database refused KCP's trade as another payment's: not recorded; the payment's own outcome is asked by its order number");
-        self.note_misdirected(&p, tno, "which another payment was recording")
+        let whose = "which another payment was recording";
+        self.note_misdirected(&p, tno, whose, at_kcp, attempt.id)
             .await?;
-        self.let_go_misdirected(p, attempt, "KCP's answer named another payment's trade")
-            .await
+        self.let_go_misdirected(
+            p,
+            attempt,
+            tno,
+            "KCP's answer named another payment's trade",
+        )
+        .await
+    }
+
+    /// This holder's net-cancel of trade `tno` went through at KCP for payment `p`, and the
+    /// database then refused to record `tno` on `p` (`store::is_trade_clash`): another payment's
+    /// record of it committed after `net_cancel` looked ([`Self::foreign_holder`]). Neither
+    /// payment's record can be trusted now (the other shows a trade KCP holds cancelled, or `p`'s
+    /// own answer named the other's trade and its own approval is still to be found), so the
+    /// trade is listed as a misdirected answer saying it was cancelled, never "not cancelled", and
+    /// `p`'s attempt is let go, no longer naming `tno`, for the resolver to ask KCP by `p`'s own
+    /// order number, as after any answer naming another payment's trade
+    /// ([`Self::foreign_trade_named`]).
+    pub(crate) async fn net_cancelled_trade_taken(
+        &self,
+        p: payment::Model,
+        attempt: pg_attempt::Model,
+        tno: &str,
+    ) -> ServiceResult<ApprovalOutcome> {
+        tracing::error!(imp_uid = %p.imp_uid, %tno, "net-cancelled at KCP a trade another payment recorded meanwhile: not recorded on this payment; left for the operator");
+        self.trade_refused(p, attempt, tno, AtKcp::Cancelled).await
+    }
+
+    /// Trade `tno`, which KCP holds open (it refused this holder's net-cancel of it, or it is an
+    /// account paid into), is about to be named on payment `p` held as a conflict
+    /// (`Gateway::hold_as_conflict`): when another payment holds it ([`Self::foreign_holder`]),
+    /// it is that payment's, and `p`'s outcome is asked again by its own order number
+    /// ([`Self::foreign_trade_named`]) instead. None when `p` may name it.
+    pub(crate) async fn open_trade_of_another(
+        &self,
+        p: &payment::Model,
+        attempt: &pg_attempt::Model,
+        tno: &str,
+    ) -> ServiceResult<Option<ApprovalOutcome>> {
+        match self.foreign_holder(p.id, tno).await? {
+            Some(holder) => Ok(Some(
+                self.another_payments_trade(
+                    p.clone(),
+                    attempt.clone(),
+                    tno,
+                    &holder,
+                    AtKcp::Untouched,
+                )
+                .await?,
+            )),
+            None => Ok(None),
+        }
+    }
+
+    /// [`Self::trade_taken_meanwhile`] of a trade KCP holds open (`Gateway::hold_as_conflict`).
+    pub(crate) async fn open_trade_taken_meanwhile(
+        &self,
+        p: payment::Model,
+        attempt: pg_attempt::Model,
+        tno: &str,
+    ) -> ServiceResult<ApprovalOutcome> {
+        self.trade_refused(p, attempt, tno, AtKcp::Untouched).await
     }
 
     /// KCP answered payment `p`'s call with trade `tno`, which payment `holder` holds
@@ -306,11 +427,31 @@ impl Gateway {
         tno: &str,
         holder: &payment::Model,
     ) -> ServiceResult<ApprovalOutcome> {
-        tracing::error!(imp_uid = %p.imp_uid, %tno, holder = %holder.imp_uid, "KCP answered with a trade another payment holds: not cancelled; left for the operator, the payment's own outcome is asked by its order number");
-        let whose = format!("which payment {} holds", holder.imp_uid);
-        self.note_misdirected(&p, tno, &whose).await?;
-        self.let_go_misdirected(p, attempt, "KCP's answer named another payment's trade")
+        let at_kcp = AtKcp::as_named(&attempt, tno);
+        self.another_payments_trade(p, attempt, tno, holder, at_kcp)
             .await
+    }
+
+    /// [`Self::foreign_trade_named`], `at_kcp` saying what this payment's own calls did to `tno`.
+    async fn another_payments_trade(
+        &self,
+        p: payment::Model,
+        attempt: pg_attempt::Model,
+        tno: &str,
+        holder: &payment::Model,
+        at_kcp: AtKcp,
+    ) -> ServiceResult<ApprovalOutcome> {
+        tracing::error!(imp_uid = %p.imp_uid, %tno, holder = %holder.imp_uid, "KCP answered with a trade another payment holds: not recorded; left for the operator, the payment's own outcome is asked by its order number");
+        let whose = format!("which payment {} holds", holder.imp_uid);
+        self.note_misdirected(&p, tno, &whose, at_kcp, attempt.id)
+            .await?;
+        self.let_go_misdirected(
+            p,
+            attempt,
+            tno,
+            "KCP's answer named another payment's trade",
+        )
+        .await
     }
 
     /// KCP answered payment `p`'s call with trade `tno` of another order, `order_no`
@@ -338,42 +479,63 @@ impl Gateway {
         let order_no: String = order_no.chars().take(40).collect();
         tracing::error!(imp_uid = %p.imp_uid, %tno, %order_no, "KCP answered with another order's trade: not cancelled; left for the operator, the payment's own outcome is asked by its order number");
         let whose = format!("of order {order_no}, not this payment's");
-        self.note_misdirected(&p, tno, &whose).await?;
-        self.let_go_misdirected(p, attempt, "KCP's answer named another order's trade")
+        let at_kcp = AtKcp::as_named(&attempt, tno);
+        self.note_misdirected(&p, tno, &whose, at_kcp, attempt.id)
+            .await?;
+        self.let_go_misdirected(p, attempt, tno, "KCP's answer named another order's trade")
             .await
     }
 
-    /// Lets go of `p`'s attempt after a misdirected answer, for the resolver to ask KCP by `p`'s
-    /// own order number; or, when another holder settled it meanwhile, answers their outcome.
+    /// Lets go of `p`'s attempt after a misdirected answer naming trade `tno`, for the resolver to
+    /// ask KCP by `p`'s own order number; or, when another holder settled it meanwhile, answers
+    /// their outcome.
+    ///
+    /// Postponed with the resolver's backoff (`Gateway::postpone`: one try more, not due before
+    /// its backoff nor a settle delay after its last call), never let go as due as it was: a KCP
+    /// whose answer by that order number keeps naming the same trade would otherwise be asked on
+    /// every pass of the resolver, for ever, and the note is written once only.
+    ///
+    /// An attempt naming `tno` (named before a net-cancel of it: `Gateway::renew_naming`) stops
+    /// naming it: inquired by that tno, KCP would name it again on every pass, and the payment's
+    /// own approval, if another, would never be looked for. Another payment's trade is never this
+    /// attempt's to cancel again, so nothing is lost by it.
     async fn let_go_misdirected(
         &self,
         p: payment::Model,
         attempt: pg_attempt::Model,
+        tno: &str,
         why: &str,
     ) -> ServiceResult<ApprovalOutcome> {
-        match self.let_go(attempt, why).await? {
+        let mut a = self.postponement(&attempt, why);
+        if attempt.tno.as_deref() == Some(tno) {
+            a.tno = Set(None);
+        }
+        match self.write_held(&attempt, a).await? {
             Some(_) => Ok(ApprovalOutcome::Unknown(p)),
             None => self.approval_decided(p.id).await,
         }
     }
 
     /// Lists for the operator, once per trade, that KCP answered a call of payment `p` with trade
-    /// `tno` (`whose`: which payment holds it, or which order it is of): a closed `conflict` of
-    /// kind [`payments::MISDIRECTED_ANSWER`]. Listed (`attempt list --conflicts`), but about a
-    /// trade nothing changed: it does not hold `p`'s cancels, and once `p` is settled by its own
-    /// approval, its record and KCP agree.
+    /// `tno` (`whose`: which payment holds it, or which order it is of; `at_kcp`: what `p`'s own
+    /// attempt `attempt_id` did to it): a closed `conflict` of kind
+    /// [`payments::MISDIRECTED_ANSWER`]. Listed (`attempt list --conflicts`), but it does not hold
+    /// `p`'s cancels, and once `p` is settled by its own approval, its record and KCP agree.
     async fn note_misdirected(
         &self,
         p: &payment::Model,
         tno: &str,
         whose: &str,
+        at_kcp: AtKcp,
+        attempt_id: i64,
     ) -> ServiceResult<()> {
         let kind = payments::MISDIRECTED_ANSWER;
         if payments::has_attempt_for(&self.db.write, p.id, kind, tno).await? {
             return Ok(());
         }
+        let done = at_kcp.note(attempt_id);
         let note = format!(
-            "KCP answered this payment with trade {tno}, {whose}: not cancelled, reconcile by hand"
+            "KCP answered this payment with trade {tno}, {whose}: {done}, reconcile by hand"
         );
         let now = self.clock.unix();
         payments::insert_attempt(
@@ -396,6 +558,13 @@ impl Gateway {
     /// payment as it then stands; None when another holder took the attempt over when this one
     /// stalled (it cancels again, KCP answers "already cancelled" or refuses again, and records
     /// it).
+    ///
+    /// The STSC (or its refusal) is KCP's by then: when the database refuses `tno` on the payment
+    /// as another payment's (`store::is_trade_clash`: that payment's record of it committed after
+    /// [`Self::settle_orphan`] looked), the attempt is closed all the same, the payment left
+    /// naming no trade, and the trade listed as a misdirected answer saying what KCP did with it
+    /// ([`Self::note_misdirected`]). Rolled back instead, the attempt stayed open and the next
+    /// pass closed it as "not sent" although the STSC had gone out.
     async fn close_orphan(
         &self,
         p: &payment::Model,
@@ -403,21 +572,64 @@ impl Gateway {
         tno: &str,
         closing: Closing,
     ) -> ServiceResult<Option<payment::Model>> {
+        let name = PaymentStatus::from_db(&p.status) == PaymentStatus::Failed && p.pg_tid.is_none();
+        let closed = match self
+            .write_orphan_close(p, &attempt, tno, &closing, name)
+            .await
+        {
+            Err(e) if name && crate::store::is_trade_clash(&e) => {
+                tracing::error!(imp_uid = %p.imp_uid, %tno, "a net-cancel's trade was recorded on another payment meanwhile: closed without naming it on this payment; left for the operator");
+                let closed = self
+                    .write_orphan_close(p, &attempt, tno, &closing, false)
+                    .await?;
+                if closed {
+                    let whose = match self.foreign_holder(p.id, tno).await? {
+                        Some(holder) => format!("which payment {} holds", holder.imp_uid),
+                        None => "which another payment was recording".into(),
+                    };
+                    let at_kcp = if closing.state == "net_cancelled" {
+                        AtKcp::Cancelled
+                    } else {
+                        AtKcp::Untouched
+                    };
+                    self.note_misdirected(p, tno, &whose, at_kcp, attempt.id)
+                        .await?;
+                }
+                closed
+            }
+            closed => closed?,
+        };
+        if !closed {
+            return Ok(None);
+        }
+        Ok(Some(self.payment_of(p.id).await?))
+    }
+
+    /// The write of [`Self::close_orphan`], naming `tno` on the failed payment when `name`. False
+    /// (nothing written) when this holder no longer holds the attempt open.
+    async fn write_orphan_close(
+        &self,
+        p: &payment::Model,
+        attempt: &pg_attempt::Model,
+        tno: &str,
+        closing: &Closing,
+        name: bool,
+    ) -> Result<bool, DbErr> {
         let now = self.clock.unix();
         let txn = self.db.write.begin().await?;
         let mut a: pg_attempt::ActiveModel = attempt.clone().into();
         a.state = Set(closing.state.into());
-        a.result_code = Set(Some(closing.code));
-        a.result_message = Set(Some(closing.message));
+        a.result_code = Set(Some(closing.code.clone()));
+        a.result_message = Set(Some(closing.message.clone()));
         a.updated_at = Set(now);
-        if !payments::write_held_attempt(&txn, &attempt, a).await? {
+        if !payments::write_held_attempt(&txn, attempt, a).await? {
             txn.rollback().await?;
-            return Ok(None);
+            return Ok(false);
         }
-        if PaymentStatus::from_db(&p.status) == PaymentStatus::Failed && p.pg_tid.is_none() {
+        if name {
             let mut pm: payment::ActiveModel = p.clone().into();
             pm.pg_tid = Set(Some(tno.to_string()));
-            pm.fail_reason = Set(Some(closing.fail_reason));
+            pm.fail_reason = Set(Some(closing.fail_reason.clone()));
             pm.updated_at = Set(now);
             let unnamed = Condition::all()
                 .add(payment::Column::Status.eq(PaymentStatus::Failed.as_db()))
@@ -425,7 +637,7 @@ impl Gateway {
             payments::update_payment_if(&txn, pm, unnamed).await?;
         }
         txn.commit().await?;
-        Ok(Some(self.payment_of(p.id).await?))
+        Ok(true)
     }
 
     /// Inserts a [`KIND`] attempt for `tno` of payment `p` in `state`: `pending` is held by this

@@ -875,11 +875,20 @@ impl Gateway {
             match done {
                 Ok(()) => {
                     let payment_id = payment.id;
-                    if let Some(p) = self
+                    // The database refuses `tno` on this payment when another payment's record of
+                    // it committed since the look above: the STSC went out all the same, which
+                    // the listing says (`Gateway::net_cancelled_trade_taken`).
+                    match self
                         .record_net_cancelled(payment.clone(), attempt.clone(), tno, fail_reason)
-                        .await?
+                        .await
                     {
-                        return Ok(ApprovalOutcome::NetCancelled(p));
+                        Ok(Some(p)) => return Ok(ApprovalOutcome::NetCancelled(p)),
+                        Err(e) if e.is_trade_clash() => {
+                            return self
+                                .net_cancelled_trade_taken(payment, attempt, tno)
+                                .await
+                        }
+                        written => written.map(drop)?,
                     }
                     // The lease was renewed just before the cancel, so only a holder stalled past
                     // its lease gets here. Another holder still deciding the attempt can only be
@@ -887,11 +896,15 @@ impl Gateway {
                     // would be recorded paid while KCP holds it cancelled): the cancel KCP
                     // confirmed is recorded over it (service/attempts.rs `take_over_confirmed`).
                     if let Some(taken) = self.take_over_confirmed(&attempt).await? {
-                        if let Some(p) = self
-                            .record_net_cancelled(payment, taken, tno, fail_reason)
-                            .await?
+                        match self
+                            .record_net_cancelled(payment.clone(), taken.clone(), tno, fail_reason)
+                            .await
                         {
-                            return Ok(ApprovalOutcome::NetCancelled(p));
+                            Ok(Some(p)) => return Ok(ApprovalOutcome::NetCancelled(p)),
+                            Err(e) if e.is_trade_clash() => {
+                                return self.net_cancelled_trade_taken(payment, taken, tno).await
+                            }
+                            written => written.map(drop)?,
                         }
                     }
                     // Decided already: KCP has the cancel, the database another outcome, a
@@ -959,6 +972,11 @@ impl Gateway {
     /// operator) and announces nothing until an operator has said what KCP's admin shows
     /// (`Gateway::mark_reconciled`). When another holder decided the attempt first, the approval
     /// in hand is settled as one the payment may not hold (service/orphans.rs).
+    ///
+    /// A trade another payment holds is that payment's, never named on this one: the answer that
+    /// named it is listed as misdirected and this payment's own outcome asked again by its order
+    /// number (`Gateway::open_trade_of_another`), also when the other's record commits between
+    /// that look and this write (the database refuses it: `store::is_trade_clash`).
     pub(crate) async fn hold_as_conflict(
         &self,
         connector: &dyn PgConnector,
@@ -968,9 +986,12 @@ impl Gateway {
         code: Option<String>,
         reason: &str,
     ) -> ServiceResult<ApprovalOutcome> {
+        if let Some(outcome) = self.open_trade_of_another(&payment, &attempt, tno).await? {
+            return Ok(outcome);
+        }
         let payment_id = payment.id;
         let now = self.clock.unix();
-        let mut p: payment::ActiveModel = payment.into();
+        let mut p: payment::ActiveModel = payment.clone().into();
         p.pg_tid = Set(Some(tno.to_string()));
         p.fail_reason = Set(Some(reason.to_string()));
         p.updated_at = Set(now);
@@ -981,8 +1002,14 @@ impl Gateway {
         a.result_message = Set(Some(reason.to_string()));
         a.updated_at = Set(now);
         let pending = PaymentStatus::Pending.as_db();
-        match payments::conclude_charge(&self.db.write, &attempt, pending, p, a, Vec::new()).await?
-        {
+        let held = payments::conclude_charge(&self.db.write, &attempt, pending, p, a, Vec::new());
+        let held = match held.await {
+            Err(e) if is_trade_clash(&e) => {
+                return self.open_trade_taken_meanwhile(payment, attempt, tno).await;
+            }
+            held => held?,
+        };
+        match held {
             Some(p) => Ok(ApprovalOutcome::Conflict(p)),
             None => {
                 self.approval_orphaned(connector, payment_id, tno, false)
@@ -1052,6 +1079,41 @@ impl Gateway {
         reason: &str,
     ) -> ServiceResult<Option<payment::Model>> {
         self.close_failed(payment, attempt, "failed", None, code, reason)
+            .await
+    }
+
+    /// KCP's inquiry answered payment `payment`'s attempt with its approval `tno` cancelled (an
+    /// approval, or a virtual account closed): the payment failed naming it
+    /// ([`Self::record_net_cancelled`]), or what another holder decided. A trade another payment
+    /// holds is never named on this one: the answer is listed as misdirected and the payment's own
+    /// outcome asked again by its order number (`Gateway::answer_of_another_trade`), also when the
+    /// other's record commits between that look and this write (the database refuses it:
+    /// `Gateway::trade_taken_meanwhile`). Written as it was, the refusal was a database error on
+    /// every pass of the resolver (an HTTP 500 for a merchant's retry), and nothing was listed.
+    pub(crate) async fn record_found_cancelled(
+        &self,
+        payment: payment::Model,
+        attempt: pg_attempt::Model,
+        tno: &str,
+        reason: &str,
+    ) -> ServiceResult<ApprovalOutcome> {
+        if let Some(outcome) = self
+            .answer_of_another_trade(&payment, &attempt, tno)
+            .await?
+        {
+            return Ok(outcome);
+        }
+        let payment_id = payment.id;
+        let written = match self
+            .record_net_cancelled(payment.clone(), attempt.clone(), tno, reason)
+            .await
+        {
+            Err(e) if e.is_trade_clash() => {
+                return self.trade_taken_meanwhile(payment, attempt, tno).await
+            }
+            written => written?,
+        };
+        self.written_or_decided(payment_id, written, ApprovalOutcome::NetCancelled)
             .await
     }
 

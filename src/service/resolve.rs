@@ -156,17 +156,13 @@ impl Gateway {
                         .await
                 }
                 Ok(TradeState::Cancelled { approval, .. }) => {
-                    let payment_id = payment.id;
-                    let written = self
-                        .record_net_cancelled(
-                            payment,
-                            attempt,
-                            &approval.tno,
-                            "결제 결과를 확정하지 못해 자동취소(망취소)되었습니다.",
-                        )
-                        .await?;
-                    self.written_or_decided(payment_id, written, ApprovalOutcome::NetCancelled)
-                        .await
+                    self.record_found_cancelled(
+                        payment,
+                        attempt,
+                        &approval.tno,
+                        "결제 결과를 확정하지 못해 자동취소(망취소)되었습니다.",
+                    )
+                    .await
                 }
                 Ok(TradeState::NotFound) if self.absence_is_final(&attempt, &trade) => {
                     // By tno only on an operator's word, against KCP's own approval under it:
@@ -1030,12 +1026,23 @@ impl Gateway {
         attempt: pg_attempt::Model,
         why: &str,
     ) -> ServiceResult<bool> {
+        let a = self.postponement(&attempt, why);
+        Ok(self.write_held(&attempt, a).await?.is_some())
+    }
+
+    /// The write of [`Self::postpone`]: `attempt` left open as `unknown`, let go, one try more and
+    /// not due before its backoff.
+    pub(crate) fn postponement(
+        &self,
+        attempt: &pg_attempt::Model,
+        why: &str,
+    ) -> pg_attempt::ActiveModel {
         let now = self.clock.unix();
         let tries = attempt.tries + 1;
         // Never before a settle delay after its last call ([`Self::settled`]), nor earlier than
         // already set (`renew_before_settling_call`).
         let next = (now + retry_backoff(tries))
-            .max(last_call_at(&attempt) + self.settings.settle_secs)
+            .max(last_call_at(attempt) + self.settings.settle_secs)
             .max(attempt.next_check_at);
         let mut a: pg_attempt::ActiveModel = attempt.clone().into();
         a.state = Set("unknown".into());
@@ -1044,7 +1051,7 @@ impl Gateway {
         a.lease_until = Set(0);
         a.result_message = Set(Some(why.chars().take(200).collect()));
         a.updated_at = Set(now);
-        Ok(self.write_held(&attempt, a).await?.is_some())
+        a
     }
 
     /// Closes the attempt as `state`. False when this holder no longer held it open.

@@ -203,7 +203,8 @@ impl Gateway {
                         .await
                 }
                 // Otherwise it can be neither recorded nor closed: the payment is held for the
-                // operator, who refunds it in KCP's admin (or records it paid).
+                // operator, who refunds it in KCP's admin (or records it paid); unless another
+                // payment holds the account, whose it then is (`hold_as_conflict`).
                 Ok(VbankState::Open {
                     tno, paid: true, ..
                 }) => {
@@ -224,11 +225,7 @@ impl Gateway {
                         .await
                 }
                 Ok(VbankState::Closed { tno, .. }) => {
-                    let payment_id = payment.id;
-                    let written = self
-                        .record_net_cancelled(payment, attempt, &tno, UNSETTLED)
-                        .await?;
-                    self.written_or_decided(payment_id, written, ApprovalOutcome::NetCancelled)
+                    self.record_found_cancelled(payment, attempt, &tno, UNSETTLED)
                         .await
                 }
                 Ok(VbankState::NotFound) if self.absence_is_final(&attempt, &trade) => {

@@ -1777,3 +1777,114 @@ async fn a_lost_reapproval_cancelled_in_kcps_admin_before_it_was_found_is_record
     assert!(app.conflicts().await.is_empty());
     app.assert_ledger_agrees().await;
 }
+
+/// Arms KCP's answers to the next `STRA` to name trade `tno` as the re-approval's.
+fn next_reapproval_names(app: &TestApp, tno: &str) {
+    app.sandbox.inject(
+        FaultRule::new(
+            paths::CANCEL,
+            Fault::AnswerField {
+                field: "tno".into(),
+                value: tno.into(),
+            },
+        )
+        .when("mod_type", "STRA"),
+    );
+}
+
+/// What a re-approval naming another payment's trade leaves: the cancel attempt a conflict for
+/// the operator naming that trade, the payment still under its own trade with nothing cancelled,
+/// the other payment untouched, and a further cancel refused with the operator's wording.
+async fn left_as_a_conflict(app: &TestApp, token: &str, pa: &Value, pb: &Value) {
+    let t_pa = pa["pg_tid"].as_str().unwrap();
+    let conflicts = app.conflicts().await;
+    assert_eq!(conflicts.len(), 1, "{conflicts:?}");
+    assert_eq!(conflicts[0].imp_uid, pb["imp_uid"].as_str().unwrap());
+    assert_eq!(conflicts[0].kind, "cancel", "{conflicts:?}");
+    let note = conflicts[0].result_message.clone().unwrap_or_default();
+    assert!(
+        note.contains(t_pa),
+        "names the other payment's trade: {note}"
+    );
+    assert!(
+        note.contains(pa["imp_uid"].as_str().unwrap()),
+        "and that payment: {note}"
+    );
+    let shown = payment(app, token, &pb["imp_uid"]).await;
+    assert_eq!(shown["pg_tid"], pb["pg_tid"], "{shown}");
+    assert_eq!(shown["cancel_amount"], 0, "{shown}");
+    let other = payment(app, token, &pa["imp_uid"]).await;
+    assert_eq!(other["pg_tid"], t_pa, "{other}");
+    assert_eq!(other["cancel_amount"], 0, "{other}");
+    assert_eq!(other["status"], "paid", "{other}");
+    let c = cancel(app, token, &pb["imp_uid"], Some(1_000)).await;
+    assert_eq!(c["code"], 1, "{c}");
+    assert!(
+        c["message"].as_str().unwrap().contains("운영자 확인"),
+        "{c}"
+    );
+}
+
+/// Review r1 F3: a `STRA` answer naming another payment's trade as the re-approval would move this
+/// payment onto that trade, whose next cancel would refund another member. The database refused
+/// it: a database error, the cancel answered "confirmed automatically" and its attempt left open
+/// on the payment's only cancel slot. Like a re-approval of another amount, it is a conflict for
+/// the operator, nothing recorded.
+#[tokio::test]
+async fn a_reapproval_naming_another_payments_trade_is_a_conflict() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let pa = paid_with_points(&app, &token, "bp-clash-a", 3_000).await;
+    let pb = paid_with_points(&app, &token, "bp-clash-b", 10_000).await;
+    next_reapproval_names(&app, pa["pg_tid"].as_str().unwrap());
+
+    let c = cancel(&app, &token, &pb["imp_uid"], Some(4_000)).await;
+
+    assert_eq!(c["code"], 1, "{c}");
+    assert!(
+        c["message"].as_str().unwrap().contains("운영자 확인"),
+        "the operator's, never 'confirmed automatically': {c}"
+    );
+    assert!(app.sandbox.armed_faults().is_empty(), "the STRA was sent");
+    app.advance(SETTLE_SECS + 1);
+    app.app.gateway.resolve_due(10).await.unwrap();
+    left_as_a_conflict(&app, &token, &pa, &pb).await;
+}
+
+/// The same re-approval found by the resolver, after the `STRA` answer was lost, under the
+/// re-approval's order number (an inquiry checks the order only): a conflict, never a database
+/// error on every pass while KCP's answer names that trade.
+#[tokio::test]
+async fn a_lost_reapproval_found_naming_another_payments_trade_is_a_conflict() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let pa = paid_with_points(&app, &token, "bp-clash-la", 3_000).await;
+    let pb = paid_with_points(&app, &token, "bp-clash-lb", 10_000).await;
+    app.sandbox
+        .inject(FaultRule::new(paths::CANCEL, Fault::LoseResponse).when("mod_type", "STRA"));
+    app.sandbox
+        .inject(FaultRule::new(paths::INQUIRY, Fault::Drop));
+    let c = cancel(&app, &token, &pb["imp_uid"], Some(4_000)).await;
+    assert_eq!(c["code"], 1, "{c}");
+    // The original's inquiry (by its tno) is answered as it is; the re-approval's (by its order
+    // number) names PA's trade, on every pass.
+    app.sandbox
+        .inject(FaultRule::new(paths::INQUIRY, Fault::Delay { ms: 0 }));
+    app.sandbox.inject(
+        FaultRule::new(
+            paths::INQUIRY,
+            Fault::AnswerField {
+                field: "tno".into(),
+                value: pa["pg_tid"].as_str().unwrap().into(),
+            },
+        )
+        .times(5),
+    );
+
+    for _ in 0..2 {
+        app.advance(SETTLE_SECS + 100);
+        app.app.gateway.resolve_due(10).await.unwrap();
+    }
+
+    left_as_a_conflict(&app, &token, &pa, &pb).await;
+}

@@ -722,7 +722,7 @@ async fn a_lost_issuance_answer_is_recovered_by_inquiry_and_answered_ready() {
 
 /// Asks for an account (5,000) that KCP issues while its answer is lost and the inquiry that
 /// follows is dropped too: the request cannot tell. Returns the payment's imp_uid.
-async fn an_issuance_whose_answer_and_inquiry_are_lost(
+pub(crate) async fn an_issuance_whose_answer_and_inquiry_are_lost(
     app: &TestApp,
     token: &str,
     merchant_uid: &str,
