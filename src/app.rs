@@ -23,7 +23,7 @@ use crate::service::clock_check::ClockReading;
 use crate::service::connectors::Connectors;
 use crate::service::merchants::{serves_in_mode, CreatedMerchant};
 use crate::service::schema_check::SCHEMA_CHECK_EVERY;
-use crate::service::secrets::MasterKey;
+use crate::service::secrets::{MasterKey, SecretError};
 use crate::service::{Gateway, GatewaySettings};
 use crate::store::startup_lock::StartupLock;
 use crate::store::{redact_url, Db};
@@ -47,11 +47,18 @@ pub fn master_key(config: &Config) -> anyhow::Result<MasterKey> {
     if !config.test_mode && config.master_key.is_none() {
         anyhow::bail!("OPENPORT_MASTER_KEY (base64 of 32 bytes) is required when test mode is off");
     }
+    // The setting at fault is named (README: "a configuration error names a secret's
+    // setting"), never the value.
     let keys = MasterKey::with_previous(
         config.master_key.as_ref(),
         config.previous_master_keys.as_ref(),
     )
-    .context("master key")?;
+    .map_err(|e| match e {
+        SecretError::BadPreviousMasterKey(_) => {
+            anyhow::anyhow!("OPENPORT_PREVIOUS_MASTER_KEYS: {e}")
+        }
+        e => anyhow::anyhow!("OPENPORT_MASTER_KEY: {e}"),
+    })?;
     if !config.test_mode && keys.key_id() == MasterKey::test_mode_key_id() {
         anyhow::bail!(
             "OPENPORT_MASTER_KEY is openport's public test-mode key, which anyone can use to open \
@@ -319,10 +326,11 @@ async fn prepare(
     seeding: &Seeding,
     warn_of_rotation: bool,
 ) -> anyhow::Result<Prepared> {
+    let secrets = master_key(config)?;
+    // After the check: outside test mode a missing key is refused, not used.
     if config.master_key.is_none() {
         tracing::warn!("no master key configured: using the public test-mode key (never use this in production)");
     }
-    let secrets = master_key(config)?;
     tracing::info!(database = %redact_url(&config.database_url), "connecting");
     let db = Db::connect_with_pool(&config.database_url, config.database_pool_size)
         .await

@@ -37,6 +37,10 @@ pub const KEY_ID_CHARS: usize = 8;
 pub enum SecretError {
     #[error("master key must be base64 of exactly 32 bytes")]
     BadMasterKey,
+    /// Item `0` (from 1, in list order) of the previous keys is not a key: told apart from the
+    /// current key's error so that an operator rotating keys looks at the right setting.
+    #[error("previous master key {0} (counted from 1 in the comma-separated list) must be base64 of exactly 32 bytes")]
+    BadPreviousMasterKey(usize),
     #[error("sealed value is malformed or was sealed with a master key that is not configured")]
     Unseal,
 }
@@ -139,7 +143,10 @@ impl MasterKey {
                 .expose_secret()
                 .split(',')
                 .filter(|s| !s.trim().is_empty())
-                .map(KeyMaterial::decode)
+                .enumerate()
+                .map(|(i, key)| {
+                    KeyMaterial::decode(key).map_err(|_| SecretError::BadPreviousMasterKey(i + 1))
+                })
                 .collect::<Result<Vec<_>, _>>()?,
             None => vec![],
         };

@@ -152,6 +152,39 @@ async fn a_master_key_that_opens_nothing_stored_refuses_to_start_naming_the_key_
     rotated.token().await;
 }
 
+/// A key that is not a key is refused naming the setting it is in (README: "a configuration
+/// error names a secret's setting, never its value"): mid-rotation, a typo in the previous keys
+/// must not send the operator to a current key that is fine.
+#[tokio::test]
+async fn a_malformed_master_key_is_refused_naming_its_setting_and_never_its_value() {
+    let test = spawn_app().await;
+    let typo = "not-a-key";
+    let refused = start_on(&test, move |c| {
+        c.master_key = Some(SecretString::from(b64_key(1)));
+        c.previous_master_keys = Some(SecretString::from(format!("{},{typo}", b64_key(2))));
+    })
+    .await
+    .err()
+    .expect("a malformed previous key is refused");
+    let message = format!("{refused:#}");
+    assert!(
+        message.contains("OPENPORT_PREVIOUS_MASTER_KEYS") && message.contains("key 2"),
+        "{message}"
+    );
+    assert!(!message.contains("OPENPORT_MASTER_KEY:"), "{message}");
+    assert!(!message.contains(typo), "{message}");
+
+    let refused = start_on(&test, move |c| {
+        c.master_key = Some(SecretString::from(typo));
+    })
+    .await
+    .err()
+    .expect("a malformed current key is refused");
+    let message = format!("{refused:#}");
+    assert!(message.contains("OPENPORT_MASTER_KEY:"), "{message}");
+    assert!(!message.contains(typo), "{message}");
+}
+
 /// The public test-mode key's base64, as docs/operations.md prints it.
 const TEST_MODE_KEY: &str = "b3BlbnBvcnQtdGVzdC1tb2RlLW1hc3Rlci1rZXktMzI=";
 
