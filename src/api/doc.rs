@@ -297,10 +297,6 @@ reply!(
     WebhookDeliveryListReply(Vec<WebhookDeliveryView>)
 );
 reply!(
-    /// A webhook delivery (code 0).
-    WebhookDeliveryReply(WebhookDeliveryView)
-);
-reply!(
     /// A merchant's webhook settings (code 0).
     WebhookSettingsReply(WebhookSettings)
 );
@@ -339,6 +335,11 @@ outcome!(
 outcome!(
     /// The registered delivery information (code 0), or KCP's refusal (code 1, `response` null).
     LogisOutcome(Logis)
+);
+outcome!(
+    /// A webhook delivery queued again (code 0), or a refusal (code 1, `response` null): it is
+    /// being sent right now, or this instance's clock cannot be trusted to date it.
+    WebhookDeliveryOutcome(WebhookDeliveryView)
 );
 
 fn error_response(description: &str) -> RefOr<Response> {

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::doc::{
-    ErrorEnvelope, TokenBodyErrors, TokenErrors, WebhookDeliveryListReply, WebhookDeliveryReply,
+    ErrorEnvelope, TokenBodyErrors, TokenErrors, WebhookDeliveryListReply, WebhookDeliveryOutcome,
     WebhookSettingsReply,
 };
 use super::envelope::{ok, Envelope};
@@ -157,7 +157,7 @@ pub async fn list(
 #[utoipa::path(post, path = "/admin/webhooks/{id}/resend", operation_id = "resendWebhook",
     params(("id" = i64, Path)),
     responses(
-        (status = 200, body = WebhookDeliveryReply),
+        (status = 200, body = WebhookDeliveryOutcome),
         (status = 400, body = ErrorEnvelope, description = "id not an integer"),
         (status = 404, body = ErrorEnvelope, description = "no such delivery"),
         TokenErrors))]

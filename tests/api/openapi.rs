@@ -25,6 +25,8 @@ const REFUSING_WITH_200: &[(&str, &str)] = &[
     ("put", "/escrows/logis/{imp_uid}"),
     ("post", "/vbanks"),
     ("delete", "/vbanks/{imp_uid}"),
+    // A delivery being sent right now is not queued again (review r2: documented as code 0 only).
+    ("post", "/admin/webhooks/{id}/resend"),
 ];
 
 /// Paths that are not iamport's API and answer without the envelope: a load balancer's check.
