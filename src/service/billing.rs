@@ -540,7 +540,9 @@ impl Gateway {
 
     /// The customer's key. A customer found without one, whose card a paid `onetime` kept but
     /// has not been made its key yet, gets it now (service/kept_cards.rs): the merchant was told
-    /// the payment is paid, so the card is the customer's.
+    /// the payment is paid, so the card is the customer's. An adoption that cannot be written
+    /// (the primary failing, registrations racing it) does not fail the lookup
+    /// ([`Self::adopted_for_lookup`]).
     pub async fn customer(
         &self,
         m: &merchant::Model,
@@ -549,8 +551,12 @@ impl Gateway {
         if let Some(key) = billing::active_key(&self.db.read, m.id, customer_uid).await? {
             return Ok(key);
         }
-        self.adopt_paid_kept_cards(m.id, &[customer_uid.to_string()])
-            .await?;
+        if !self
+            .adopted_for_lookup(m.id, &[customer_uid.to_string()])
+            .await
+        {
+            return Err(customer_not_found(customer_uid));
+        }
         billing::active_key(&self.db.write, m.id, customer_uid)
             .await?
             .ok_or_else(|| customer_not_found(customer_uid))
@@ -569,14 +575,36 @@ impl Gateway {
             .filter(|u| !found.iter().any(|k| &k.customer_uid == *u))
             .cloned()
             .collect();
-        if !missing.is_empty() {
-            self.adopt_paid_kept_cards(m.id, &missing).await?;
+        if !missing.is_empty() && self.adopted_for_lookup(m.id, &missing).await {
             found.extend(billing::active_keys(&self.db.write, m.id, &missing).await?);
         }
         Ok(uids
             .iter()
             .filter_map(|u| found.iter().find(|k| &k.customer_uid == u).cloned())
             .collect())
+    }
+
+    /// [`Self::adopt_paid_kept_cards`] for a read (`GET /subscribe/customers`, and the
+    /// registration check of `POST /subscribe/payments/schedule`): whether it ran, so that the
+    /// caller reads the keys again on the primary. One that fails (the primary failing, or the
+    /// refusal of registrations racing it) is logged and the lookup answered from what the
+    /// replica found, as before adoptions were looked for: a read is not turned into HTTP 500, nor
+    /// answered with a registration's refusal, because a write it tries on the side failed. The
+    /// card stays pending, and the next lookup or the resolver's pass over retired keys adopts
+    /// it. What acts on the customer's key (`again`, a scheduled charge, `DELETE`) keeps the
+    /// error: acting on a view without the card would charge, or delete, the wrong key.
+    async fn adopted_for_lookup(&self, merchant_id: i64, customer_uids: &[String]) -> bool {
+        match self.adopt_paid_kept_cards(merchant_id, customer_uids).await {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::warn!(
+                    merchant_id,
+                    "a lookup could not adopt the customers' paid kept cards, answered from what \
+                     was found (the resolver adopts them later): {e}"
+                );
+                false
+            }
+        }
     }
 
     /// Deletes the customer: its key retired here (`deleted`) and its pending schedules revoked,
@@ -624,7 +652,11 @@ impl Gateway {
     /// it dropped (service/kept_cards.rs: their deletion at KCP waits for their charge, as a
     /// replaced key's does, and a charge paid later keeps nothing), and its pending schedules
     /// revoked. The key as retired; refused as unknown when the customer has no active key
-    /// (iamport's answer to a customer deleted already, too).
+    /// (iamport's answer to a customer deleted already, too), its pending keys dropped all the
+    /// same. That answer stands when a card was dropped: the customer never had a key (iamport
+    /// stores one only once the first payment succeeds, and answers "not found" until then), so
+    /// there is no customer record to answer with, and "not found" is what the lookups answer
+    /// from then on, the charge paid or not.
     async fn retire_customer(
         &self,
         m: &merchant::Model,
@@ -641,14 +673,36 @@ impl Gateway {
             let now = self.clock.unix();
             let txn = self.db.write.begin().await?;
             let Some(key) = billing::active_key(&txn, m.id, customer_uid).await? else {
-                drop(txn);
-                if adopted {
-                    return Err(customer_not_found(customer_uid));
+                if !adopted {
+                    drop(txn);
+                    self.adopt_paid_kept_cards(m.id, &uid).await?;
+                    adopted = true;
+                    tries -= 1; // not a try of the delete's own write
+                    continue;
                 }
-                self.adopt_paid_kept_cards(m.id, &uid).await?;
-                adopted = true;
-                tries -= 1; // not a try of the delete's own write
-                continue;
+                // No key, but maybe a card a key-in charge in flight keeps for the customer (its
+                // first `onetime`, not paid yet): dropped, or once paid it would become the key
+                // of a customer the merchant deleted. The answer stays "not found" (below).
+                let dropped = billing::drop_pending_keys_of(&txn, m.id, customer_uid, now).await?;
+                // An adoption committed between the read above and the drop (PostgreSQL, whose
+                // drop skips the card adopted meanwhile) made the card the key: retired with the
+                // customer on the next try.
+                let adopted_meanwhile = billing::active_key(&txn, m.id, customer_uid)
+                    .await?
+                    .is_some();
+                txn.commit().await?;
+                if dropped > 0 {
+                    tracing::info!(
+                        merchant_id = m.id,
+                        dropped,
+                        "customer without a key deleted: the card its first key-in charge in \
+                         flight was keeping is not kept"
+                    );
+                }
+                if adopted_meanwhile {
+                    continue;
+                }
+                return Err(customer_not_found(customer_uid));
             };
             // Replaced meanwhile by a registration that read it first: the new key goes.
             if !billing::retire_key(&txn, key.id, Retirement::Deleted, now).await? {

@@ -18,7 +18,9 @@
 //!   customer's key up and finds none (`again`, a scheduled charge, a schedule request, `GET` and
 //!   `DELETE /subscribe/customers/{uid}`) adopts it first ([`Gateway::adopt_paid_kept_cards`])
 //!   instead of answering "등록되지 않은 구매자입니다" for up to a lease; the resolver's pass
-//!   over retired keys finishes whatever nothing looked up.
+//!   over retired keys finishes whatever nothing looked up. A lookup that only reads (`GET`)
+//!   answers from what it found when that adoption fails (`Gateway::customer`): the card waits
+//!   for the next lookup or the resolver, and the read is not failed by a write on the side.
 //! - the payment failed (declined, net-cancelled, never sent): the key is retired and deleted at
 //!   KCP as a replaced key is (service/retired_keys.rs).
 //! - the payment still open (an answer lost): both wait, the deletion deferred while it is.
@@ -26,7 +28,8 @@
 //! A customer_uid registered after the card was issued (a key stored later than it) keeps that
 //! later registration: the kept card is dropped then, whatever its payment became. A customer
 //! deleted after the card was recorded stays deleted: the delete drops the customer's pending
-//! keys in its own transaction (`Gateway::delete_customer`). The adoption writes only rows as it
+//! keys in its own transaction (`Gateway::delete_customer`), also when the customer has no key
+//! yet (the card of its first `onetime`), whose delete still answers "not found". The adoption writes only rows as it
 //! read them (the pending row while still pending, the current key while still active), so on
 //! PostgreSQL a delete committing between its reads and its writes makes it read again and find
 //! the card dropped; an adoption that committed first made the card the customer's key, which the

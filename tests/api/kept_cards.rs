@@ -811,3 +811,100 @@ async fn again_never_adopts_the_card_of_a_onetime_whose_outcome_is_unknown() {
     assert_eq!(key_rows(&app, "c13").await[0].status, "pending");
     assert_eq!(kcp_state(&app, NEW_CARD), BatchKeyState::Active);
 }
+
+/// A new customer (no key yet) is deleted while its first `onetime`, keeping its card, is at KCP
+/// (review r3 F3). The delete found no key and answered "not found" but left the card pending, so
+/// the charge, paid afterwards, made it the key of the customer the merchant had deleted. The
+/// delete now drops it, as it does for a customer that had a key: the answer is still "not found"
+/// (the customer never had a key), the customer stays unknown once the charge is paid, and the
+/// card's key, never the customer's, is deleted at KCP once its charge has settled.
+#[tokio::test]
+async fn a_new_customer_deleted_while_its_first_onetime_is_at_kcp_stays_deleted() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let gate = "first-kept-card-of-a-deleted-customer";
+    hold_key_in_charges_at_kcp(&app, gate);
+
+    let paying = onetime(
+        &app,
+        &token,
+        "c-new",
+        "ot-new-deleted",
+        test_cards::SAMSUNG_CHECK,
+    );
+    let deleting = async {
+        app.sandbox.until_held(gate).await;
+        let deleted = delete_customer(&app, &token, "c-new").await;
+        app.sandbox.open_gate(gate);
+        deleted
+    };
+    let (paid, deleted) = tokio::join!(paying, deleting);
+
+    assert_eq!(deleted["code"], 1, "{deleted}");
+    assert_eq!(
+        deleted["message"],
+        "요청하신 customer_uid(c-new)로 등록된 정보를 찾을 수 없습니다."
+    );
+    assert_eq!(paid["response"]["status"], "paid", "{paid}");
+    let (_, c) = app.get("/subscribe/customers/c-new", Some(&token)).await;
+    assert_eq!(c["code"], 1, "not brought back: {c}");
+    let rows = key_rows(&app, "c-new").await;
+    assert_eq!(
+        rows.iter().map(|r| r.status.as_str()).collect::<Vec<_>>(),
+        ["replaced"]
+    );
+    app.advance(app.app.gateway.settings.lease_secs + 1);
+    app.app.gateway.retry_key_deletions(10).await.unwrap();
+    let (_, c) = app.get("/subscribe/customers/c-new", Some(&token)).await;
+    assert_eq!(c["code"], 1, "not brought back by the resolver: {c}");
+    assert_eq!(kcp_state(&app, NEW_CARD), BatchKeyState::Deleted);
+    app.assert_ledger_agrees().await;
+}
+
+/// Lookups of customers while the adoption of a paid `onetime`'s kept card cannot be written
+/// (review r3 F6): the lookup's adoption, a write on the primary tried on the side, failed the
+/// read with HTTP 500 (the list too, for all of its customers). It is now logged and the lookup
+/// answered from what was found: the customer without its card yet is "not found", the others
+/// are listed, and once writes are taken again the next lookup adopts the card. `again`, which
+/// charges the key, still refuses to act without it.
+#[tokio::test]
+async fn a_lookup_of_a_customer_answers_from_what_was_found_when_the_adoption_cannot_be_written() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    register(&app, &token, "c-known", test_cards::SHINHAN_CREDIT).await;
+    paid_onetimes_whose_cards_were_not_adopted(
+        &app,
+        &token,
+        &["c-kept"],
+        test_cards::SAMSUNG_CHECK,
+    )
+    .await;
+    refuse_adoptions(&app).await;
+
+    let (status, one) = app.get("/subscribe/customers/c-kept", Some(&token)).await;
+    assert_eq!(status, reqwest::StatusCode::OK, "{one}");
+    assert_eq!(one["code"], 1, "{one}");
+    let (status, many) = app
+        .get(
+            "/subscribe/customers?customer_uid[]=c-known&customer_uid[]=c-kept",
+            Some(&token),
+        )
+        .await;
+    assert_eq!(status, reqwest::StatusCode::MULTI_STATUS, "{many}");
+    assert_eq!(many["response"][0]["customer_uid"], "c-known", "{many}");
+    assert_eq!(many["response"][0]["card_number"], OLD_CARD, "{many}");
+    assert_eq!(many["response"].as_array().unwrap().len(), 1, "{many}");
+    assert!(
+        captured_logs().contains("a lookup could not adopt the customers' paid kept cards"),
+        "logged"
+    );
+    let (_, charged) = again(&app, &token, "c-kept", "again-unadopted", 1000).await;
+    assert_ne!(
+        charged["code"], 0,
+        "not charged without the card: {charged}"
+    );
+
+    allow_writes(&app, "refuse_adoption", "billing_keys").await;
+    assert_eq!(card_of(&app, &token, "c-kept").await, NEW_CARD);
+    app.assert_ledger_agrees().await;
+}
