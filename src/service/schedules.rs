@@ -14,7 +14,7 @@ use crate::domain::ids::{new_scheduled_imp_uid, order_no_for};
 use crate::domain::payment::{PaymentStatus, PG_KCP_BILLING};
 use crate::domain::LAST_UNIX_SECS;
 use crate::pg::{Pg, TradeRef, TradeState};
-use crate::store::billing::{self, FinishedSchedule, HeldSchedule, ScheduleQuery};
+use crate::store::billing::{self, FinishedSchedule, HandBack, HeldSchedule, ScheduleQuery};
 use crate::store::entity::{merchant, payment, pg_attempt, schedule};
 use crate::store::payments::UnopenedFailure;
 use crate::store::{is_unique_violation, payments};
@@ -849,7 +849,15 @@ impl Gateway {
     /// from a backup taken between the charge's opening and its mark holds an attempt that reads
     /// never sent while KCP may hold its approval. Anything found there is settled by inquiry as
     /// any other scheduled charge (`Some`, [`Gateway::resolve_approval`]); an inquiry that fails
-    /// leaves the attempt open for a later look, still `unsent`.
+    /// leaves the attempt open for a later look, still `unsent`. Its "no such trade" is proof only
+    /// where [`Gateway::absence_is_final`] says so (not against live KCP, whose inquiry by order
+    /// number is undocumented): otherwise the close records the second look any failure on such
+    /// an answer gets ([`Gateway::schedule_absence_recheck`]), so an approval KCP holds under a
+    /// mark the database lost (a restored backup, a promoted asynchronous standby) is found and
+    /// net-cancelled, not left standing beside the schedule's next charge (review r3 F2).
+    ///
+    /// A schedule whose customer the merchant deleted after the charge opened is revoked rather
+    /// than handed back ([`billing::hand_back_unsent`], review r3 F1).
     pub(crate) async fn settle_unsent_charge(
         &self,
         connector: &dyn Pg,
@@ -864,7 +872,15 @@ impl Gateway {
         };
         let by_order_no = TradeRef::OrderNo(attempt.order_no.clone());
         match inquiry.ask(connector, &by_order_no).await {
-            Ok(TradeState::NotFound) => {}
+            Ok(TradeState::NotFound) => {
+                // Not proof where KCP's order-number form is not trusted (live KCP): the mark
+                // read `unsent` may be a lost one (a restored backup, a promoted asynchronous
+                // standby) while KCP holds the approval. Looked at again, as any failure on such
+                // an answer is; written before the close, so no crash leaves it without.
+                if !self.absence_is_final(&attempt, &by_order_no) {
+                    self.schedule_absence_recheck(&payment, None).await?;
+                }
+            }
             Ok(_) => {
                 tracing::error!(imp_uid = %payment.imp_uid, order_no = %attempt.order_no, "a scheduled charge recorded as never sent has a trade at KCP (a database restored from a backup?); settled by inquiry, not run again");
                 return Ok(Some(
@@ -904,11 +920,20 @@ impl Gateway {
             return Ok(Some(self.approval_decided(payment_id).await?));
         };
         tracing::warn!(imp_uid = %failed.imp_uid, "a scheduled charge never reached KCP (its instance stopped before the call); its schedule runs again");
-        match billing::hand_back_unsent(&self.db.write, failed.merchant_id, &failed.imp_uid, now)
-            .await
+        match billing::hand_back_unsent(
+            &self.db.write,
+            failed.merchant_id,
+            &failed.imp_uid,
+            failed.started_at,
+            now,
+        )
+        .await
         {
-            Ok(true) => {}
-            Ok(false) => {
+            Ok(HandBack::Scheduled) => {}
+            Ok(HandBack::Revoked) => {
+                tracing::info!(imp_uid = %failed.imp_uid, "the schedule of a charge never sent is revoked: its customer was deleted after the charge opened")
+            }
+            Ok(HandBack::NotRunning) => {
                 tracing::warn!(imp_uid = %failed.imp_uid, "no running schedule names the charge never sent; the run that holds its schedule charges it again")
             }
             Err(e) => {

@@ -942,18 +942,70 @@ pub async fn schedule_payment_cancelled(
     Ok(())
 }
 
+/// What [`hand_back_unsent`] did with the running schedule of a charge that never reached KCP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HandBack {
+    /// `scheduled` again: the next scheduler pass charges it.
+    Scheduled,
+    /// `revoked`: the merchant deleted its customer after the charge opened.
+    Revoked,
+    /// No running schedule named the charge.
+    NotRunning,
+}
+
 /// Hands back the running schedule whose charge `imp_uid` never reached KCP (service/schedules.rs
 /// `Gateway::settle_unsent_charge`): `scheduled` again and naming no payment, due as it was (its
 /// time had come, or a retry ran it now), so the next scheduler pass of any instance claims it,
 /// with a token of its own. Every claim on it ends, since no holder's write matches a schedule
 /// that is not `executing` ([`held`]): a run that stalled holding it records nothing and opens
-/// nothing. True when a running schedule named that payment.
+/// nothing.
+///
+/// Revoked instead, naming no payment either, when a key of its customer was deleted at or after
+/// `opened_at`, the time the charge opened: the merchant's `DELETE /subscribe/customers` revokes
+/// the customer's pending schedules, but not one whose charge had opened ([`revocable`]), which
+/// followed its payment. Handed back, it was charged on the key of whoever registered the
+/// customer_uid next (review r3 F1), or failed with a `failed` webhook for a customer the
+/// merchant deleted. The delete is read in the same conditional write as the revoke; a delete
+/// that commits between it and the hand-back's write is the one the hand-back's run meets
+/// (`fail_unopened` when nobody registered the customer_uid again).
 pub async fn hand_back_unsent(
     db: &impl ConnectionTrait,
     merchant_id: i64,
     imp_uid: &str,
+    opened_at: i64,
     now: i64,
-) -> Result<bool, DbErr> {
+) -> Result<HandBack, DbErr> {
+    let deleted_since = billing_key::Entity::find()
+        .select_only()
+        .expr(Expr::val(1))
+        .filter(
+            Expr::col((billing_key::Entity, billing_key::Column::MerchantId))
+                .equals((schedule::Entity, schedule::Column::MerchantId)),
+        )
+        .filter(
+            Expr::col((billing_key::Entity, billing_key::Column::CustomerUid))
+                .equals((schedule::Entity, schedule::Column::CustomerUid)),
+        )
+        .filter(Expr::cust(r#""billing_keys"."status" = 'deleted'"#))
+        .filter(Expr::col((billing_key::Entity, billing_key::Column::DeletedAt)).gte(opened_at))
+        .into_query();
+    let revoked = schedule::Entity::update_many()
+        .col_expr(schedule::Column::Status, Expr::value("revoked"))
+        .col_expr(schedule::Column::RevokedAt, Expr::value(now))
+        .col_expr(
+            schedule::Column::ImpUid,
+            Expr::value(Option::<String>::None),
+        )
+        .col_expr(schedule::Column::LeaseUntil, Expr::value(0))
+        .col_expr(schedule::Column::UpdatedAt, Expr::value(now))
+        .filter(run_as(merchant_id, imp_uid))
+        .filter(schedule::Column::Status.eq("executing"))
+        .filter(Expr::exists(deleted_since))
+        .exec(db)
+        .await?;
+    if revoked.rows_affected > 0 {
+        return Ok(HandBack::Revoked);
+    }
     let res = schedule::Entity::update_many()
         .col_expr(schedule::Column::Status, Expr::value("scheduled"))
         .col_expr(
@@ -966,7 +1018,11 @@ pub async fn hand_back_unsent(
         .filter(schedule::Column::Status.eq("executing"))
         .exec(db)
         .await?;
-    Ok(res.rows_affected > 0)
+    Ok(if res.rows_affected > 0 {
+        HandBack::Scheduled
+    } else {
+        HandBack::NotRunning
+    })
 }
 
 /// Gives a claimed schedule back (its outcome is still open): another run picks it up at

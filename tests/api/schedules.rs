@@ -3782,3 +3782,118 @@ async fn a_charge_read_as_never_sent_that_kcp_approved_is_honoured_not_charged_a
     assert_eq!(webhooks_of(&app, "sb-1", "failed").await, 0);
     app.assert_ledger_agrees().await;
 }
+
+/// Review r3 F1: a `DELETE /subscribe/customers` does not revoke a schedule whose charge opened
+/// (it follows its payment). When that charge is then closed as never sent, handing the schedule
+/// back charged it on the card of whoever registered the customer_uid next. It is revoked, as the
+/// delete would have revoked it had the charge not opened, and nothing is charged.
+#[tokio::test]
+async fn an_unsent_charge_outliving_a_customer_delete_is_revoked_not_charged_on_the_new_card() {
+    let (app, token) =
+        a_scheduled_charge_whose_instance_stopped_before_calling_kcp("su-del", 600).await;
+    let deleted = crate::billing::delete_customer(&app, &token, "s-unsent").await;
+    assert_eq!(deleted["code"], 0, "{deleted}");
+    let registered = register(&app, &token, "s-unsent", test_cards::SAMSUNG_CHECK).await;
+    assert_eq!(registered["code"], 0, "{registered}");
+
+    app.advance(crate::helpers::SETTLE_SECS + 1);
+    app.resolve_all().await;
+    app.app.gateway.run_due_schedules(10).await.unwrap();
+
+    let s = shown_schedule(&app, &token, "su-del").await;
+    assert_eq!(s["response"]["schedule_status"], "revoked", "{s}");
+    assert_eq!(s["response"]["imp_uid"], Value::Null, "{s}");
+    assert!(
+        app.sandbox.ledger().is_empty(),
+        "nothing charged on the new card: {:?}",
+        app.sandbox.ledger()
+    );
+    assert_eq!(payments_of(&app, "su-del").await.len(), 1);
+    assert_eq!(webhooks_of(&app, "su-del", "failed").await, 0);
+    app.assert_ledger_agrees().await;
+}
+
+/// A customer re-registered (its key replaced, not deleted) while the charge waited keeps its
+/// schedule: handed back, it is charged once, on the customer's key as it now is.
+#[tokio::test]
+async fn an_unsent_charge_of_a_customer_re_registered_meanwhile_is_charged_once_on_the_new_card() {
+    let (app, token) =
+        a_scheduled_charge_whose_instance_stopped_before_calling_kcp("su-rereg", 600).await;
+    let registered = register(&app, &token, "s-unsent", test_cards::SAMSUNG_CHECK).await;
+    assert_eq!(registered["code"], 0, "{registered}");
+
+    app.advance(crate::helpers::SETTLE_SECS + 1);
+    app.resolve_all().await;
+    assert_eq!(app.app.gateway.run_due_schedules(10).await.unwrap(), 1);
+
+    let s = shown_schedule(&app, &token, "su-rereg").await;
+    assert_eq!(s["response"]["schedule_status"], "executed", "{s}");
+    assert_eq!(s["response"]["payment_status"], "paid", "{s}");
+    assert_eq!(app.sandbox.ledger().len(), 1);
+    app.assert_ledger_agrees().await;
+}
+
+/// Review r3 F2: a charge read as never sent (the mark lost with a restored backup or a promoted
+/// asynchronous standby) that KCP approved, where KCP's inquiry by order number is not trusted
+/// (live KCP) and answers "no such trade". The charge is closed and its schedule charged again,
+/// as before, but the close records a second look, which finds the approval and net-cancels it:
+/// the buyer is not left paying twice.
+#[tokio::test]
+async fn a_charge_read_as_never_sent_whose_approval_kcp_hides_from_the_order_number_inquiry_is_looked_at_again(
+) {
+    use kcp_sandbox::{paths, Fault, FaultRule};
+    use openport::service::resolve::ABSENCE_RECHECK;
+    use openport::store::entity::pg_attempt;
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+    let app = spawn_app_with(|c| c.kcp.order_no_inquiry = Some(false)).await;
+    let token = app.token().await;
+    register(&app, &token, "s-hidden", test_cards::SHINHAN_CREDIT).await;
+    let body = schedule(&app, &token, json!({"customer_uid": "s-hidden", "schedules": [
+        {"merchant_uid": "sh-1", "schedule_at": now() + 10, "amount": 1000, "notice_url": NOTICE_URL}
+    ]}))
+    .await;
+    assert_eq!(body["code"], 0, "{body}");
+    app.advance(11);
+    app.sandbox
+        .inject(FaultRule::new(paths::HUB_PAYMENT, Fault::LoseResponse));
+    app.sandbox
+        .inject(FaultRule::new(paths::INQUIRY, Fault::Drop));
+    assert_eq!(app.app.gateway.run_due_schedules(10).await.unwrap(), 0);
+    assert_eq!(app.sandbox.ledger().len(), 1);
+    let hidden = payments_of(&app, "sh-1").await.remove(0);
+    crate::helpers::execute(
+        &app,
+        vec!["UPDATE pg_attempts SET unsent = TRUE WHERE kind = 'approve'".into()],
+    )
+    .await;
+    app.sandbox.inject(FaultRule::new(
+        paths::INQUIRY,
+        Fault::Refuse {
+            code: "8201".into(),
+            message: "no such trade".into(),
+        },
+    ));
+
+    app.advance(crate::helpers::SETTLE_SECS + 10);
+    app.app.gateway.resolve_due(1000).await.unwrap();
+    let rechecks = pg_attempt::Entity::find()
+        .filter(pg_attempt::Column::PaymentId.eq(hidden.id))
+        .filter(pg_attempt::Column::Kind.eq(ABSENCE_RECHECK))
+        .all(&app.app.gateway.db.read)
+        .await
+        .unwrap();
+    assert_eq!(rechecks.len(), 1, "a second look is recorded: {rechecks:?}");
+    assert_eq!(app.app.gateway.run_due_schedules(10).await.unwrap(), 1);
+
+    // The second look is due `resolve::RECHECK_SETTLES` settle delays later; the resolver's
+    // passes run until no attempt is open.
+    app.resolve_all().await;
+    let ledger = app.sandbox.ledger();
+    assert_eq!(ledger.len(), 2, "{ledger:?}");
+    let standing: Vec<_> = ledger.iter().filter(|e| e.balance > 0).collect();
+    assert_eq!(standing.len(), 1, "one approval stands: {ledger:?}");
+    assert_ne!(standing[0].order_no, hidden.order_no, "{ledger:?}");
+    let s = shown_schedule(&app, &token, "sh-1").await;
+    assert_eq!(s["response"]["payment_status"], "paid", "{s}");
+    app.assert_ledger_agrees().await;
+}
