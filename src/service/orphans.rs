@@ -309,9 +309,21 @@ impl Gateway {
         attempt: &pg_attempt::Model,
         tno: &str,
     ) -> ServiceResult<Option<ApprovalOutcome>> {
+        let at_kcp = AtKcp::as_named(attempt, tno);
+        self.held_by_another(p, attempt, tno, at_kcp).await
+    }
+
+    /// [`Self::answer_of_another_trade`], `at_kcp` saying what `p`'s own calls did to `tno`.
+    async fn held_by_another(
+        &self,
+        p: &payment::Model,
+        attempt: &pg_attempt::Model,
+        tno: &str,
+        at_kcp: AtKcp,
+    ) -> ServiceResult<Option<ApprovalOutcome>> {
         match self.foreign_holder(p.id, tno).await? {
             Some(holder) => Ok(Some(
-                self.foreign_trade_named(p.clone(), attempt.clone(), tno, &holder)
+                self.another_payments_trade(p.clone(), attempt.clone(), tno, &holder, at_kcp)
                     .await?,
             )),
             None => Ok(None),
@@ -390,19 +402,8 @@ impl Gateway {
         attempt: &pg_attempt::Model,
         tno: &str,
     ) -> ServiceResult<Option<ApprovalOutcome>> {
-        match self.foreign_holder(p.id, tno).await? {
-            Some(holder) => Ok(Some(
-                self.another_payments_trade(
-                    p.clone(),
-                    attempt.clone(),
-                    tno,
-                    &holder,
-                    AtKcp::Untouched,
-                )
-                .await?,
-            )),
-            None => Ok(None),
-        }
+        self.held_by_another(p, attempt, tno, AtKcp::Untouched)
+            .await
     }
 
     /// [`Self::trade_taken_meanwhile`] of a trade KCP holds open (`Gateway::hold_as_conflict`).

@@ -942,6 +942,26 @@ pub async fn schedule_payment_cancelled(
     Ok(())
 }
 
+/// `SELECT 1` over the keys in `status` of the customer of the `schedules` row a statement is
+/// on: the body of an `EXISTS` in that statement's conditions. `status` is one of the key
+/// statuses (a constant), written as SQL text so the comparison is with the stored text.
+fn keys_of_the_schedules_customer(status: &'static str) -> sea_orm::Select<billing_key::Entity> {
+    billing_key::Entity::find()
+        .select_only()
+        .expr(Expr::val(1))
+        .filter(
+            Expr::col((billing_key::Entity, billing_key::Column::MerchantId))
+                .equals((schedule::Entity, schedule::Column::MerchantId)),
+        )
+        .filter(
+            Expr::col((billing_key::Entity, billing_key::Column::CustomerUid))
+                .equals((schedule::Entity, schedule::Column::CustomerUid)),
+        )
+        .filter(Expr::cust(format!(
+            r#""billing_keys"."status" = '{status}'"#
+        )))
+}
+
 /// What [`hand_back_unsent`] did with the running schedule of a charge that never reached KCP.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HandBack {
@@ -975,18 +995,7 @@ pub async fn hand_back_unsent(
     opened_at: i64,
     now: i64,
 ) -> Result<HandBack, DbErr> {
-    let deleted_since = billing_key::Entity::find()
-        .select_only()
-        .expr(Expr::val(1))
-        .filter(
-            Expr::col((billing_key::Entity, billing_key::Column::MerchantId))
-                .equals((schedule::Entity, schedule::Column::MerchantId)),
-        )
-        .filter(
-            Expr::col((billing_key::Entity, billing_key::Column::CustomerUid))
-                .equals((schedule::Entity, schedule::Column::CustomerUid)),
-        )
-        .filter(Expr::cust(r#""billing_keys"."status" = 'deleted'"#))
+    let deleted_since = keys_of_the_schedules_customer("deleted")
         .filter(Expr::col((billing_key::Entity, billing_key::Column::DeletedAt)).gte(opened_at))
         .into_query();
     let revoked = schedule::Entity::update_many()
@@ -1295,19 +1304,7 @@ pub async fn rearm_and_claim(
 /// having revoked the customer's pending schedules already, would leave this one armed). SQLite's
 /// one writer runs the delete and this statement one after the other.
 fn rearm(backend: DbBackend, id: i64, now: i64) -> sea_orm::UpdateMany<schedule::Entity> {
-    let mut active_key = billing_key::Entity::find()
-        .select_only()
-        .expr(Expr::val(1))
-        .filter(
-            Expr::col((billing_key::Entity, billing_key::Column::MerchantId))
-                .equals((schedule::Entity, schedule::Column::MerchantId)),
-        )
-        .filter(
-            Expr::col((billing_key::Entity, billing_key::Column::CustomerUid))
-                .equals((schedule::Entity, schedule::Column::CustomerUid)),
-        )
-        .filter(Expr::cust(r#""billing_keys"."status" = 'active'"#))
-        .into_query();
+    let mut active_key = keys_of_the_schedules_customer("active").into_query();
     if backend == DbBackend::Postgres {
         active_key.lock_shared();
     }
