@@ -33,6 +33,8 @@ const CANCELLED_FOR_IT: &str = "결제 결과를 확정하지 못해 자동취�
 /// The payment's fail reason once KCP refused to net-cancel an approval it did not hold.
 const NOT_CANCELLED_FOR_IT: &str =
     "PG사 승인이 남아 있으나 자동취소가 거절되어 운영자 확인이 필요합니다";
+/// Why an attempt whose answer named another payment's trade was let go (its postponement's note).
+const ANOTHER_PAYMENTS: &str = "KCP's answer named another payment's trade";
 
 /// What the database holds of payment `p` and KCP's approval `tno`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -361,15 +363,8 @@ impl Gateway {
         }
         tracing::error!(imp_uid = %p.imp_uid, %tno, "the database refused KCP's trade as another payment's: not recorded; the payment's own outcome is asked by its order number");
         let whose = "which another payment was recording";
-        self.note_misdirected(&p, tno, whose, at_kcp, attempt.id)
-            .await?;
-        self.let_go_misdirected(
-            p,
-            attempt,
-            tno,
-            "KCP's answer named another payment's trade",
-        )
-        .await
+        self.set_aside_misdirected(p, attempt, tno, whose, at_kcp, ANOTHER_PAYMENTS)
+            .await
     }
 
     /// This holder's net-cancel of trade `tno` went through at KCP for payment `p`, and the
@@ -444,15 +439,8 @@ impl Gateway {
     ) -> ServiceResult<ApprovalOutcome> {
         tracing::error!(imp_uid = %p.imp_uid, %tno, holder = %holder.imp_uid, "KCP answered with a trade another payment holds: not recorded; left for the operator, the payment's own outcome is asked by its order number");
         let whose = format!("which payment {} holds", holder.imp_uid);
-        self.note_misdirected(&p, tno, &whose, at_kcp, attempt.id)
-            .await?;
-        self.let_go_misdirected(
-            p,
-            attempt,
-            tno,
-            "KCP's answer named another payment's trade",
-        )
-        .await
+        self.set_aside_misdirected(p, attempt, tno, &whose, at_kcp, ANOTHER_PAYMENTS)
+            .await
     }
 
     /// KCP answered payment `p`'s call with trade `tno` of another order, `order_no`
@@ -481,10 +469,25 @@ impl Gateway {
         tracing::error!(imp_uid = %p.imp_uid, %tno, %order_no, "KCP answered with another order's trade: not cancelled; left for the operator, the payment's own outcome is asked by its order number");
         let whose = format!("of order {order_no}, not this payment's");
         let at_kcp = AtKcp::as_named(&attempt, tno);
-        self.note_misdirected(&p, tno, &whose, at_kcp, attempt.id)
-            .await?;
-        self.let_go_misdirected(p, attempt, tno, "KCP's answer named another order's trade")
+        let why = "KCP's answer named another order's trade";
+        self.set_aside_misdirected(p, attempt, tno, &whose, at_kcp, why)
             .await
+    }
+
+    /// A misdirected answer naming trade `tno` is listed for the operator
+    /// ([`Self::note_misdirected`]), then `p`'s attempt is let go ([`Self::let_go_misdirected`]).
+    async fn set_aside_misdirected(
+        &self,
+        p: payment::Model,
+        attempt: pg_attempt::Model,
+        tno: &str,
+        whose: &str,
+        at_kcp: AtKcp,
+        why: &str,
+    ) -> ServiceResult<ApprovalOutcome> {
+        self.note_misdirected(&p, tno, whose, at_kcp, attempt.id)
+            .await?;
+        self.let_go_misdirected(p, attempt, tno, why).await
     }
 
     /// Lets go of `p`'s attempt after a misdirected answer naming trade `tno`, for the resolver to

@@ -998,33 +998,29 @@ pub async fn hand_back_unsent(
     let deleted_since = keys_of_the_schedules_customer("deleted")
         .filter(Expr::col((billing_key::Entity, billing_key::Column::DeletedAt)).gte(opened_at))
         .into_query();
-    let revoked = schedule::Entity::update_many()
+    // Either write leaves the run's schedule without its payment and lease: only the status differs.
+    let unclaim = || {
+        schedule::Entity::update_many()
+            .col_expr(
+                schedule::Column::ImpUid,
+                Expr::value(Option::<String>::None),
+            )
+            .col_expr(schedule::Column::LeaseUntil, Expr::value(0))
+            .col_expr(schedule::Column::UpdatedAt, Expr::value(now))
+            .filter(run_as(merchant_id, imp_uid))
+            .filter(schedule::Column::Status.eq("executing"))
+    };
+    let revoked = unclaim()
         .col_expr(schedule::Column::Status, Expr::value("revoked"))
         .col_expr(schedule::Column::RevokedAt, Expr::value(now))
-        .col_expr(
-            schedule::Column::ImpUid,
-            Expr::value(Option::<String>::None),
-        )
-        .col_expr(schedule::Column::LeaseUntil, Expr::value(0))
-        .col_expr(schedule::Column::UpdatedAt, Expr::value(now))
-        .filter(run_as(merchant_id, imp_uid))
-        .filter(schedule::Column::Status.eq("executing"))
         .filter(Expr::exists(deleted_since))
         .exec(db)
         .await?;
     if revoked.rows_affected > 0 {
         return Ok(HandBack::Revoked);
     }
-    let res = schedule::Entity::update_many()
+    let res = unclaim()
         .col_expr(schedule::Column::Status, Expr::value("scheduled"))
-        .col_expr(
-            schedule::Column::ImpUid,
-            Expr::value(Option::<String>::None),
-        )
-        .col_expr(schedule::Column::LeaseUntil, Expr::value(0))
-        .col_expr(schedule::Column::UpdatedAt, Expr::value(now))
-        .filter(run_as(merchant_id, imp_uid))
-        .filter(schedule::Column::Status.eq("executing"))
         .exec(db)
         .await?;
     Ok(if res.rows_affected > 0 {

@@ -3747,27 +3747,9 @@ async fn a_scheduled_charge_whose_call_was_sent_and_dropped_is_failed_by_inquiry
 /// first, KCP shows the approval: the charge is honoured (paid, one webhook), never run again.
 #[tokio::test]
 async fn a_charge_read_as_never_sent_that_kcp_approved_is_honoured_not_charged_again() {
-    use kcp_sandbox::{paths, Fault, FaultRule};
     let app = spawn_app().await;
     let token = app.token().await;
-    register(&app, &token, "s-restored", test_cards::SHINHAN_CREDIT).await;
-    let body = schedule(&app, &token, json!({"customer_uid": "s-restored", "schedules": [
-        {"merchant_uid": "sb-1", "schedule_at": now() + 10, "amount": 1000, "notice_url": NOTICE_URL}
-    ]}))
-    .await;
-    assert_eq!(body["code"], 0, "{body}");
-    app.advance(11);
-    app.sandbox
-        .inject(FaultRule::new(paths::HUB_PAYMENT, Fault::LoseResponse));
-    app.sandbox
-        .inject(FaultRule::new(paths::INQUIRY, Fault::Drop));
-    assert_eq!(app.app.gateway.run_due_schedules(10).await.unwrap(), 0);
-    assert_eq!(app.sandbox.ledger().len(), 1);
-    crate::helpers::execute(
-        &app,
-        vec!["UPDATE pg_attempts SET unsent = TRUE WHERE kind = 'approve'".into()],
-    )
-    .await;
+    a_charge_approved_then_read_as_never_sent(&app, &token, "s-restored", "sb-1").await;
 
     app.advance(crate::helpers::SETTLE_SECS + 10);
     app.resolve_all().await;
@@ -3847,25 +3829,8 @@ async fn a_charge_read_as_never_sent_whose_approval_kcp_hides_from_the_order_num
     use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
     let app = spawn_app_with(|c| c.kcp.order_no_inquiry = Some(false)).await;
     let token = app.token().await;
-    register(&app, &token, "s-hidden", test_cards::SHINHAN_CREDIT).await;
-    let body = schedule(&app, &token, json!({"customer_uid": "s-hidden", "schedules": [
-        {"merchant_uid": "sh-1", "schedule_at": now() + 10, "amount": 1000, "notice_url": NOTICE_URL}
-    ]}))
-    .await;
-    assert_eq!(body["code"], 0, "{body}");
-    app.advance(11);
-    app.sandbox
-        .inject(FaultRule::new(paths::HUB_PAYMENT, Fault::LoseResponse));
-    app.sandbox
-        .inject(FaultRule::new(paths::INQUIRY, Fault::Drop));
-    assert_eq!(app.app.gateway.run_due_schedules(10).await.unwrap(), 0);
-    assert_eq!(app.sandbox.ledger().len(), 1);
+    a_charge_approved_then_read_as_never_sent(&app, &token, "s-hidden", "sh-1").await;
     let hidden = payments_of(&app, "sh-1").await.remove(0);
-    crate::helpers::execute(
-        &app,
-        vec!["UPDATE pg_attempts SET unsent = TRUE WHERE kind = 'approve'".into()],
-    )
-    .await;
     app.sandbox.inject(FaultRule::new(
         paths::INQUIRY,
         Fault::Refuse {
@@ -3896,4 +3861,34 @@ async fn a_charge_read_as_never_sent_whose_approval_kcp_hides_from_the_order_num
     let s = shown_schedule(&app, &token, "sh-1").await;
     assert_eq!(s["response"]["payment_status"], "paid", "{s}");
     app.assert_ledger_agrees().await;
+}
+
+/// Customer `customer_uid`'s schedule `merchant_uid` runs; KCP approves its charge but the answer
+/// is lost (and so is the inquiry after it), and the database then reads the charge as never sent
+/// (`unsent`), as a backup restored from between its opening and its mark would.
+async fn a_charge_approved_then_read_as_never_sent(
+    app: &TestApp,
+    token: &str,
+    customer_uid: &str,
+    merchant_uid: &str,
+) {
+    use kcp_sandbox::{paths, Fault, FaultRule};
+    register(app, token, customer_uid, test_cards::SHINHAN_CREDIT).await;
+    let body = schedule(app, token, json!({"customer_uid": customer_uid, "schedules": [
+        {"merchant_uid": merchant_uid, "schedule_at": now() + 10, "amount": 1000, "notice_url": NOTICE_URL}
+    ]}))
+    .await;
+    assert_eq!(body["code"], 0, "{body}");
+    app.advance(11);
+    app.sandbox
+        .inject(FaultRule::new(paths::HUB_PAYMENT, Fault::LoseResponse));
+    app.sandbox
+        .inject(FaultRule::new(paths::INQUIRY, Fault::Drop));
+    assert_eq!(app.app.gateway.run_due_schedules(10).await.unwrap(), 0);
+    assert_eq!(app.sandbox.ledger().len(), 1);
+    crate::helpers::execute(
+        app,
+        vec!["UPDATE pg_attempts SET unsent = TRUE WHERE kind = 'approve'".into()],
+    )
+    .await;
 }

@@ -275,20 +275,7 @@ async fn a_cancelled_inquiry_naming_another_payments_trade_is_listed_not_a_datab
 
     assert_eq!(status, StatusCode::OK, "never a 500: {retry}");
     assert_eq!(retry["code"], 1, "{retry}");
-    assert!(
-        app.sandbox.armed_faults().is_empty(),
-        "the inquiry was asked"
-    );
-    let shown = app.payment(&token, &b).await;
-    assert_ne!(shown["pg_tid"], t_a.as_str(), "{shown}");
-    listed(&app, &b, &t_a).await;
-
-    app.resolve_all().await;
-    let own = app.payment(&token, &b).await;
-    assert_eq!(own["status"], "failed", "{own}");
-    assert_eq!(own["pg_tid"], t_b.as_str(), "its own trade: {own}");
-    assert_eq!(at_kcp(&app, &t_a).balance, 1000, "A's trade untouched");
-    app.assert_ledger_agrees().await;
+    asked_and_listed_then_settled_by_its_own_order(&app, &token, &b, &t_a, &t_b, "failed").await;
 }
 
 /// The virtual-account twin (review r1 F2): an issuance whose answer was lost, whose account was
@@ -308,18 +295,7 @@ async fn a_closed_account_inquiry_naming_another_payments_trade_is_listed_not_a_
 
     app.app.gateway.resolve_due(10).await.unwrap();
 
-    assert!(
-        app.sandbox.armed_faults().is_empty(),
-        "the inquiry was asked"
-    );
-    let shown = app.payment(&token, &b).await;
-    assert_ne!(shown["pg_tid"], t_a.as_str(), "{shown}");
-    listed(&app, &b, &t_a).await;
-    app.resolve_all().await;
-    let own = app.payment(&token, &b).await;
-    assert_eq!(own["status"], "failed", "{own}");
-    assert_eq!(own["pg_tid"], t_b.as_str(), "its own account: {own}");
-    app.assert_ledger_agrees().await;
+    asked_and_listed_then_settled_by_its_own_order(&app, &token, &b, &t_a, &t_b, "failed").await;
 }
 
 /// An account found paid into whose inquiry names another amount is held for the operator under
@@ -349,19 +325,7 @@ async fn a_paid_into_account_named_with_another_payments_trade_is_listed_not_hel
 
     app.app.gateway.resolve_due(10).await.unwrap();
 
-    assert!(
-        app.sandbox.armed_faults().is_empty(),
-        "the inquiry was asked"
-    );
-    let shown = app.payment(&token, &b).await;
-    assert_ne!(shown["pg_tid"], t_a.as_str(), "{shown}");
-    listed(&app, &b, &t_a).await;
-    app.resolve_all().await;
-    let own = app.payment(&token, &b).await;
-    assert_eq!(own["status"], "paid", "{own}");
-    assert_eq!(own["pg_tid"], t_b.as_str(), "{own}");
-    assert_eq!(at_kcp(&app, &t_a).balance, 1000, "A's trade untouched");
-    app.assert_ledger_agrees().await;
+    asked_and_listed_then_settled_by_its_own_order(&app, &token, &b, &t_a, &t_b, "paid").await;
 }
 
 /// The race after the look (review r1 F2): a charge net-cancels its approval (another amount than
@@ -528,4 +492,31 @@ async fn a_misdirected_attempt_is_not_inquired_on_every_pass() {
         assert_eq!(inquiries_left(), 9, "not asked again before its backoff");
     }
     assert_eq!(app.conflicts().await.len(), 1, "listed once");
+}
+
+/// After the pass that met KCP's answer naming A's trade `t_a` for payment `b`: the inquiry was
+/// asked, `b` does not show `t_a` and the answer is listed; the resolver then settles `b` by its
+/// own order number as `status` with its own trade `t_b`, A's trade untouched, and the ledger
+/// agrees.
+async fn asked_and_listed_then_settled_by_its_own_order(
+    app: &TestApp,
+    token: &str,
+    b: &str,
+    t_a: &str,
+    t_b: &str,
+    status: &str,
+) {
+    assert!(
+        app.sandbox.armed_faults().is_empty(),
+        "the inquiry was asked"
+    );
+    let shown = app.payment(token, b).await;
+    assert_ne!(shown["pg_tid"], t_a, "{shown}");
+    listed(app, b, t_a).await;
+    app.resolve_all().await;
+    let own = app.payment(token, b).await;
+    assert_eq!(own["status"], status, "{own}");
+    assert_eq!(own["pg_tid"], t_b, "its own trade: {own}");
+    assert_eq!(at_kcp(app, t_a).balance, 1000, "A's trade untouched");
+    app.assert_ledger_agrees().await;
 }
