@@ -399,11 +399,30 @@ impl Gateway {
                 }
             },
             Ok(ScheduleRun::Released { imp_uid }) => self.retry_answer(m, &imp_uid).await,
-            Ok(ScheduleRun::Left) => Err(ServiceError::Refused(
-                "재시도 중에 결제예약이 취소되거나 변경되어 결제하지 않았습니다.".into(),
-            )),
+            Ok(ScheduleRun::Left) => Err(self.retry_left(s.id).await),
             Err(e) => self.give_up_retry(m, claim, &s, e).await,
         }
+    }
+
+    /// The answer of a retry whose run charged nothing because its claim no longer held schedule
+    /// `id` (`ScheduleRun::Left`). "Not charged" holds for good only of a schedule revoked
+    /// meanwhile. One the resolver handed back `scheduled` (the retry stalled past its charge's
+    /// lease before calling KCP, and the charge was closed as never sent: review r3 F5), or that
+    /// another run holds or has run, is charged by the scheduler; told "not charged", a merchant
+    /// charging the customer another way would charge the buyer twice. Those answer
+    /// [`RETRY_UNSETTLED`], which says how to tell, as does a schedule that cannot be read.
+    async fn retry_left(&self, id: i64) -> ServiceError {
+        let status = match billing::schedule_by_id(&self.db.write, id).await {
+            Ok(s) => s.map(|s| s.status),
+            Err(e) => {
+                tracing::error!(
+                    schedule_id = id,
+                    "retry left its schedule, which was not read: {e}"
+                );
+                None
+            }
+        };
+        retry_left_refusal(status.as_deref())
     }
 
     /// spec §4.3 for a schedule of `merchant_uid` charging `amount` in `currency`: refused (code 1,
@@ -1085,6 +1104,17 @@ enum ScheduleRun {
 /// records it on the schedule, and a run only catches a record of it that failed.
 const CONFLICT_LOOK_SECS: i64 = 3600;
 
+/// [`Gateway::retry_left`]'s answer for a schedule standing `status` (None: not read).
+fn retry_left_refusal(status: Option<&str>) -> ServiceError {
+    ServiceError::Refused(match status {
+        Some("revoked") => RETRY_REVOKED.into(),
+        _ => RETRY_UNSETTLED.into(),
+    })
+}
+
+/// The answer of a retry whose schedule was revoked while it ran, before a charge opened.
+const RETRY_REVOKED: &str = "재시도 중에 결제예약이 취소되거나 변경되어 결제하지 않았습니다.";
+
 /// The answer of a retry that failed and whose claim may still hold the schedule.
 const RETRY_UNSETTLED: &str = "결제예약 재시도의 처리 결과를 확인하지 못했습니다. 결제예약을 조회해 주세요: 예약 상태(scheduled)이면 곧 자동으로 실행되고 결과는 웹훅으로 전달되며, 재시도 전의 상태 그대로이면 실행되지 않았습니다.";
 
@@ -1317,5 +1347,31 @@ fn unopened_payment(
         escrow_logis: None,
         cash_receipt: false,
         partial_cancel_allowed: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(e: ServiceError) -> String {
+        match e {
+            ServiceError::Refused(why) => why,
+            e => panic!("not a refusal: {e}"),
+        }
+    }
+
+    /// Review r3 F5: a retry whose never-sent charge the resolver closed, handing the schedule
+    /// back, was told "not charged" while the next pass charged it.
+    #[test]
+    fn a_retry_that_lost_its_schedule_says_not_charged_only_of_a_revoked_one() {
+        assert_eq!(message(retry_left_refusal(Some("revoked"))), RETRY_REVOKED);
+        for status in [Some("scheduled"), Some("executing"), Some("executed"), None] {
+            assert_eq!(
+                message(retry_left_refusal(status)),
+                RETRY_UNSETTLED,
+                "{status:?}"
+            );
+        }
     }
 }
