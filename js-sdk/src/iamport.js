@@ -42,6 +42,8 @@
  * @property {RequestPayResponseCallback|null} callback
  * @property {Array<RequestPayResponseCallback>} followers the callbacks of later request_pay calls for
  *   the same merchant_uid made while this one runs (a double click): each gets this checkout's rsp
+ * @property {Array<function(): boolean>} observers whether this call, or a follower, has a callback or
+ *   a Promise the page reads (see [callbackOrPromise]); a refusal nobody reads goes to m_redirect_url
  * @property {boolean} done
  * @property {string|null} session
  * @property {string|null} impUid
@@ -293,21 +295,38 @@
   }
 
   /**
-   * End a call that never opened a window: the mobile flow goes to m_redirect_url, else callback.
+   * End a call that never opened a window (refused before the page left). As at iamport (seed 001
+   * §2.1: on mobile the callback runs for a problem found "before the page moves"), the page stays
+   * and the callback (or the Promise) gets the rsp, on mobile too: a merchant page shows the error
+   * on its cart. Only a mobile call that nobody reads (no callback, and a Promise the page never
+   * looked at, or none) goes to m_redirect_url with the result instead, so that a page written for
+   * the redirect alone is not left with a button that silently did nothing. Decided a task later,
+   * after the page had its chance to read the Promise it was just handed.
    * @param {OpenportRequestPayParams} params
-   * @param {RequestPayResponseCallback|null} callback
+   * @param {RequestPayResponseCallback} callback
+   * @param {Array<function(): boolean>} observers
    * @param {boolean} mobile
    * @param {OpenportRequestPayResponse} rsp
    */
-  function endEarly(params, callback, mobile, rsp) {
-    var target = mobile && typeof params.m_redirect_url === 'string' ? httpUrl(params.m_redirect_url) : null;
-    if (target) {
-      window.location.href = redirectUrl(target, rsp);
-      return;
+  function endEarly(params, callback, observers, mobile, rsp) {
+    window.setTimeout(function () {
+      var target = mobile && typeof params.m_redirect_url === 'string' ? httpUrl(params.m_redirect_url) : null;
+      if (target && !anyTrue(observers)) {
+        window.location.href = redirectUrl(target, rsp);
+        return;
+      }
+      callback(rsp);
+    }, 0);
+  }
+
+  /** @param {Array<function(): boolean>} checks @returns {boolean} */
+  function anyTrue(checks) {
+    for (var i = 0; i < checks.length; i++) {
+      if (checks[i]()) {
+        return true;
+      }
     }
-    if (callback) {
-      window.setTimeout(function () { callback(rsp); }, 0);
-    }
+    return false;
   }
 
   /** @param {Checkout} checkout @param {OpenportRequestPayResponse} rsp */
@@ -677,23 +696,40 @@
 
   /**
    * Calls `start` with the callback, or without one returns a Promise of the response (iamport's
-   * SDK from 1.3 on); undefined with a callback, as before.
+   * SDK from 1.3 on); undefined with a callback, as before. `start` also gets whether the page
+   * reads the answer: always with a callback, never without a Promise, and with a Promise once
+   * the page has called its `then` (`.then`, `.catch`, `.finally`, `await`, `Promise.all`...). A
+   * mobile page written for m_redirect_url alone calls request_pay without a callback and drops
+   * the Promise: a refusal before the window must then go to m_redirect_url, not resolve unseen.
+   * `await` and `Promise.resolve` take a native Promise's state without calling its `then` when
+   * its `constructor` is Promise; this one's is undefined (`then` then uses Promise itself), so
+   * they call `then` like any other reader.
    * @template T
-   * @param {function(function(T): void): void} start
+   * @param {function(function(T): void, function(): boolean): void} start
    * @param {function(T): void} [callback]
    * @returns {Promise<T>|undefined}
    */
   function callbackOrPromise(start, callback) {
     if (typeof callback === 'function') {
-      start(callback);
+      start(callback, function () { return true; });
       return undefined;
     }
     var PromiseCtor = /** @type {any} */ (window).Promise;
     if (typeof PromiseCtor !== 'function') {
-      start(function () {});
+      start(function () {}, function () { return false; });
       return undefined;
     }
-    return new PromiseCtor(start);
+    var read = false;
+    var promise = new PromiseCtor(function (/** @type {function(T): void} */ resolve) {
+      start(resolve, function () { return read; });
+    });
+    var then = promise.then;
+    promise.then = function () {
+      read = true;
+      return then.apply(promise, arguments);
+    };
+    promise.constructor = undefined;
+    return promise;
   }
 
   /**
@@ -702,21 +738,22 @@
    * @returns {Promise<OpenportRequestPayResponse>|undefined}
    */
   function requestPay(params, callback) {
-    return callbackOrPromise(function (/** @type {RequestPayResponseCallback} */ done) {
-      startPay(params, done);
+    return callbackOrPromise(function (/** @type {RequestPayResponseCallback} */ done, /** @type {function(): boolean} */ read) {
+      startPay(params, done, read);
     }, callback);
   }
 
   /**
    * @param {OpenportRequestPayParams} params
    * @param {RequestPayResponseCallback} cb
+   * @param {function(): boolean} read whether the page reads cb's answer ([callbackOrPromise])
    */
-  function startPay(params, cb) {
+  function startPay(params, cb, read) {
     var p = /** @type {OpenportRequestPayParams} */ (params && typeof params === 'object' ? params : {});
     var mobile = isMobileUA() && p.popup !== true;
 
     if (!merchantCode) {
-      endEarly(p, cb, mobile, failure(p, 'F_NOT_INITIALIZED', 'IMP.init을 먼저 호출해 주세요'));
+      endEarly(p, cb, [read], mobile, failure(p, 'F_NOT_INITIALIZED', 'IMP.init을 먼저 호출해 주세요'));
       return;
     }
     if (active) {
@@ -727,18 +764,22 @@
         // comes back through m_redirect_url.
         if (!active.done) {
           active.followers.push(cb);
+          active.observers.push(read);
         }
         return;
       }
       // Another order while one is in progress: refused, the one in progress left alone (no redirect).
-      var busy = failure(p, 'F_IN_PROGRESS', '이미 진행 중인 결제가 있습니다.');
+      // The message says a window is open, so that a page (or buyer) reading it does not take it for
+      // the failure of the payment in that window; iamport's own sample makes a new merchant_uid per
+      // click, so a double click lands here (js-sdk/README.md, "Robustness").
+      var busy = failure(p, 'F_IN_PROGRESS', '이미 결제창이 열려 있거나 여는 중입니다. 진행 중인 결제를 마친 뒤 다시 시도해 주세요.');
       window.setTimeout(function () { cb(busy); }, 0);
       return;
     }
 
     /** @type {Checkout} */
     var checkout = {
-      params: p, callback: cb, followers: [], done: false, session: null, impUid: null, merchantUid: null,
+      params: p, callback: cb, followers: [], observers: [read], done: false, session: null, impUid: null, merchantUid: null,
       overlay: null, frame: null, closeButton: null, status: null, cancelling: false, watching: false,
       cleanups: []
     };
@@ -764,7 +805,7 @@
       var rsp = json
         ? failure(p, String(json.code), json.message || '결제를 시작하지 못했습니다.', response)
         : failure(p, 'F_NETWORK', '결제 서버에 연결하지 못했습니다.' + (status ? ' (HTTP ' + status + ')' : ''));
-      endEarly(p, function (r) { answer(checkout, r); }, mobile, rsp);
+      endEarly(p, function (r) { answer(checkout, r); }, checkout.observers, mobile, rsp);
     });
   }
 

@@ -349,18 +349,26 @@ test('mobile: buyer cancel comes back with imp_success=false and the error', { t
   }
 });
 
-test('mobile: an already-paid merchant_uid goes straight back to m_redirect_url', { timeout: 60_000 }, async () => {
+test('mobile: an already-paid merchant_uid is told to the callback on the page; nobody reading it, to m_redirect_url', { timeout: 60_000 }, async () => {
   const mid = uid('paid-m');
   assert.equal((await payKeyIn(mid, 1000)).json.code, 0);
   const { page, context } = await openPage({ userAgent: MOBILE_UA });
   try {
-    await page.evaluate((x) => window.pay(x), params({ merchant_uid: mid, amount: 1000, m_redirect_url: `${merchant.origin}/done?order=44` }));
+    const p = params({ merchant_uid: mid, amount: 1000, m_redirect_url: `${merchant.origin}/done?order=44` });
+    await page.evaluate((x) => window.pay(x), p);
+    const [rsp] = await callbacks(page, 1, 20_000);
+    assert.equal(rsp.success, false);
+    assert.equal(rsp.imp_uid, null);
+    assert.equal(rsp.merchant_uid, mid);
+    assert.ok(rsp.error_msg);
+    assert.equal(new URL(page.url()).pathname, '/pay');
+    await page.evaluate((x) => window.pay(x, false), p); // no callback, the Promise dropped
     await page.waitForURL((url) => url.href.startsWith(`${merchant.origin}/done`));
     const q = new URL(page.url()).searchParams;
     assert.equal(q.get('imp_success'), 'false');
     assert.equal(q.get('imp_uid'), '');
     assert.equal(q.get('merchant_uid'), mid);
-    assert.ok(q.get('error_msg'));
+    assert.equal(q.get('error_msg'), rsp.error_msg);
   } finally {
     await context.close();
   }

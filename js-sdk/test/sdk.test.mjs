@@ -260,6 +260,7 @@ test('one checkout at a time: a second request_pay is refused and the first one 
   const [busy] = await callbacks(page);
   assert.equal(busy.success, false);
   assert.equal(busy.error_code, 'F_IN_PROGRESS');
+  assert.equal(busy.error_msg, '이미 결제창이 열려 있거나 여는 중입니다. 진행 중인 결제를 마친 뒤 다시 시도해 주세요.');
   await page.locator('#openport-frame').waitFor();
   assert.equal(await page.locator('#openport-overlay').count(), 1);
   assert.equal(gateway.requests.length, count + 1);
@@ -405,10 +406,38 @@ test('mobile: the page moves to start_url and comes back to m_redirect_url', { t
   await context.close();
 });
 
-test('mobile: a refusal before the window goes to m_redirect_url with imp_success=false', { timeout: 30_000 }, async () => {
+test('mobile: a refusal before the window calls back, or resolves the Promise the page awaits, and the page stays', { timeout: 30_000 }, async () => {
+  // iamport (seed 001 §2.1): on mobile the callback runs for a problem found before the page moves.
+  const { page, context, errors } = await openPage({ userAgent: MOBILE_UA });
+  const navigations = [];
+  page.on('framenavigated', (frame) => { if (frame === page.mainFrame()) navigations.push(frame.url()); });
+  const p = params({ merchant_uid: uid('refuse'), m_redirect_url: `${merchant.origin}/done?order=7` });
+  await page.evaluate((x) => window.pay(x), p);
+  const [rsp] = await callbacks(page, 1, 10_000);
+  assert.equal(rsp.success, false);
+  assert.equal(rsp.imp_uid, null);
+  assert.equal(rsp.merchant_uid, p.merchant_uid);
+  assert.equal(rsp.error_code, '1');
+  assert.equal(rsp.error_msg, '이미 결제가 완료된 주문번호입니다.');
+  const awaited = await page.evaluate(async (x) => { const r = await IMP.request_pay(x); return r; },
+    params({ merchant_uid: uid('refuse'), m_redirect_url: `${merchant.origin}/done?order=8` }));
+  assert.equal(awaited.success, false);
+  assert.equal(awaited.error_msg, '이미 결제가 완료된 주문번호입니다.');
+  const chained = await page.evaluate((x) => IMP.request_pay(x).then((r) => r.error_code),
+    params({ merchant_uid: uid('refuse'), m_redirect_url: `${merchant.origin}/done?order=9` }));
+  assert.equal(chained, '1');
+  await page.waitForTimeout(500);
+  assert.equal(new URL(page.url()).pathname, '/pay');
+  assert.deepEqual(navigations, [], 'the page never moved');
+  assert.equal(await exactlyOnce(page), 1);
+  assert.deepEqual(errors, []);
+  await context.close();
+});
+
+test('mobile: a refusal before the window that nobody reads (no callback, the Promise dropped) goes to m_redirect_url with imp_success=false', { timeout: 30_000 }, async () => {
   const { page, context } = await openPage({ userAgent: MOBILE_UA });
   const p = params({ merchant_uid: uid('refuse'), m_redirect_url: `${merchant.origin}/done?order=7#top` });
-  await page.evaluate((x) => window.pay(x), p);
+  await page.evaluate((x) => window.pay(x, false), p);
   await page.waitForURL(`${merchant.origin}/done?**`);
   const url = new URL(page.url());
   assert.match(page.url(), /\/done\?order=7&imp_uid=&merchant_uid=/);
@@ -419,12 +448,21 @@ test('mobile: a refusal before the window goes to m_redirect_url with imp_succes
   assert.equal(url.searchParams.get('imp_success'), 'false');
   assert.equal(url.searchParams.get('error_code'), '1');
   assert.equal(url.searchParams.get('error_msg'), '이미 결제가 완료된 주문번호입니다.');
+  // A browser without Promise: no callback means nobody reads it either.
+  await page.goto(`${merchant.origin}/pay-no-init`);
+  await page.evaluate((x) => { window.Promise = undefined; IMP.request_pay(x); },
+    params({ m_redirect_url: `${merchant.origin}/done?order=10` }));
+  await page.waitForURL(`${merchant.origin}/done?**`);
+  const q = new URL(page.url()).searchParams;
+  assert.equal(q.get('order'), '10');
+  assert.equal(q.get('imp_success'), 'false');
+  assert.equal(q.get('error_code'), 'F_NOT_INITIALIZED');
   await context.close();
 });
 
 test('mobile: a relative m_redirect_url is the merchant page\'s and a javascript: one is never followed', { timeout: 30_000 }, async () => {
   const { page, context, errors } = await openPage({ userAgent: MOBILE_UA });
-  await page.evaluate((x) => window.pay(x), params({ merchant_uid: uid('refuse'), m_redirect_url: 'done?order=8#top' }));
+  await page.evaluate((x) => window.pay(x, false), params({ merchant_uid: uid('refuse'), m_redirect_url: 'done?order=8#top' }));
   await page.waitForURL(`${merchant.origin}/done?**`);
   const url = new URL(page.url());
   assert.equal(url.searchParams.get('order'), '8');
@@ -432,9 +470,8 @@ test('mobile: a relative m_redirect_url is the merchant page\'s and a javascript
   assert.equal(url.hash, '#top');
   await page.goto(`${merchant.origin}/pay`);
   await page.evaluate(() => { window.__hijacked = false; });
-  await page.evaluate((x) => window.pay(x), params({ merchant_uid: uid('refuse'), m_redirect_url: 'javascript:window.__hijacked=true' }));
-  const [rsp] = await callbacks(page, 1, 10_000);
-  assert.equal(rsp.success, false);
+  await page.evaluate((x) => window.pay(x, false), params({ merchant_uid: uid('refuse'), m_redirect_url: 'javascript:window.__hijacked=true' }));
+  await page.waitForTimeout(500);
   assert.equal(await page.evaluate(() => window.__hijacked), false);
   assert.equal(new URL(page.url()).pathname, '/pay');
   assert.deepEqual(errors, []);

@@ -322,6 +322,53 @@ test('a window result whose use_pay_method the browser changed is refused before
   assert.ok(!ledger.some((e) => e.order_no === orderNo), 'nothing approved at KCP');
 });
 
+test('a mobile refusal before the window calls the callback and stays on the page', { timeout: 60_000 }, async () => {
+  // iamport's KCP guide (seed 001 §2.1): on mobile the callback is not called at the end of the
+  // payment, "but it is for a problem found in validation before the page moves". A cart page that
+  // shows rsp.error_msg must keep the buyer, not land on its completion page with an empty imp_uid.
+  const { openPage } = merchantPages(browser, merchant);
+  const { page, context, errors } = await openPage({ userAgent: MOBILE_UA, viewport: { width: 390, height: 844 } });
+  try {
+    const navigations = [];
+    page.on('framenavigated', (frame) => { if (frame === page.mainFrame()) navigations.push(frame.url()); });
+    const before = page.url();
+    const p = params({ amount: 0, m_redirect_url: `${merchant.origin}/done?order=zero` });
+    await page.evaluate((x) => window.pay(x), p);
+    const [rsp] = await callbacks(page, 1, 20_000);
+    assert.equal(rsp.success, false, JSON.stringify(rsp));
+    assert.equal(rsp.imp_success, false);
+    assert.equal(rsp.imp_uid, null);
+    assert.equal(rsp.merchant_uid, p.merchant_uid);
+    assert.ok(rsp.error_msg);
+    assert.equal(await exactlyOnce(page), 1);
+    assert.equal(page.url(), before);
+    assert.deepEqual(navigations, [], 'the page never moved');
+    assert.deepEqual(errors, []);
+  } finally {
+    await context.close();
+  }
+});
+
+test('a mobile refusal before the window that no callback or Promise reads goes to m_redirect_url', { timeout: 60_000 }, async () => {
+  // A page written for the redirect alone (iamport's mobile sample passes no callback) would
+  // otherwise see its button do nothing.
+  const { openPage } = merchantPages(browser, merchant);
+  const { page, context } = await openPage({ userAgent: MOBILE_UA, viewport: { width: 390, height: 844 } });
+  try {
+    const p = params({ amount: 0, m_redirect_url: `${merchant.origin}/done?order=zero` });
+    await page.evaluate((x) => window.pay(x, false), p);
+    await page.waitForURL((url) => url.href.startsWith(`${merchant.origin}/done`), { timeout: 20_000 });
+    const q = new URL(page.url()).searchParams;
+    assert.equal(q.get('order'), 'zero');
+    assert.equal(q.get('imp_success'), 'false');
+    assert.equal(q.get('imp_uid'), '');
+    assert.equal(q.get('merchant_uid'), p.merchant_uid);
+    assert.ok(q.get('error_msg'));
+  } finally {
+    await context.close();
+  }
+});
+
 test('mobile: Back from the KCP window returns to the merchant page instead of reopening the window', { timeout: 90_000 }, async () => {
   // On mobile the hand-off page posts the window's form to KCP's PayUrl, full page, while it is
   // still loading, which replaces its own history entry (HTML's form submission algorithm). Back
