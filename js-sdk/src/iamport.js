@@ -91,8 +91,11 @@
     return a.protocol + '//' + a.hostname + (a.port && !defaultPort ? ':' + a.port : '');
   }
 
-  /** The script's own paths (iamport's too: /v1/iamport.js, /js/iamport.payment-{version}.js). */
-  var SCRIPT_PATH = /(js\/iamport(\.min|\.payment-[0-9.]+)?\.js|v1\/iamport\.js)([?#]|$)/;
+  /**
+   * The script's own paths, as the gateway serves them (iamport's too: /v1/iamport.js,
+   * /js/iamport.payment-{version}.js, and the .min.js name of each under /js/).
+   */
+  var SCRIPT_PATH = /(js\/iamport(\.payment-[0-9.]+)?(\.min)?\.js|v1\/iamport\.js)([?#]|$)/;
 
   /** @returns {string} the absolute URL this script was loaded from */
   function scriptSrc() {

@@ -74,20 +74,30 @@ async fn script() -> Response {
 }
 
 /// iamport's versioned script names (`/js/iamport.payment-1.1.5.js`, `…-1.1.8.js`, `…-1.2.0.js`,
-/// each still loaded by merchant pages in the wild): every version is the one SDK. Anything else
-/// under `/js/` is the API's 404.
+/// each still loaded by merchant pages in the wild) and the minified names of these and of
+/// `iamport.js` (`/js/iamport.min.js`, `/js/iamport.payment-1.2.0.min.js`), which the SDK's own
+/// base detection (`SCRIPT_PATH` in js-sdk/src/iamport.js) takes for its paths: a page only
+/// changes the host. Every one is the one SDK, unminified. Anything else under `/js/` is the API's
+/// 404.
 async fn versioned_script(Path(file): Path<String>) -> Response {
-    let version = file
-        .strip_prefix("iamport.payment-")
-        .and_then(|rest| rest.strip_suffix(".js"));
+    let stem = file
+        .strip_suffix(".js")
+        .map(|stem| stem.strip_suffix(".min").unwrap_or(stem));
     let is_version = |v: &str| {
         !v.is_empty()
             && v.split('.')
                 .all(|part| !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit()))
     };
-    match version {
-        Some(v) if is_version(v) => script().await,
-        _ => crate::api::not_found().await.into_response(),
+    let is_sdk = stem.is_some_and(|stem| {
+        stem == "iamport"
+            || stem
+                .strip_prefix("iamport.payment-")
+                .is_some_and(is_version)
+    });
+    if is_sdk {
+        script().await
+    } else {
+        crate::api::not_found().await.into_response()
     }
 }
 

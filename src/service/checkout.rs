@@ -26,7 +26,7 @@ use crate::domain::vbank::VbankBank;
 use crate::pg::{
     quoted_refusal, PgError, TradeRegistration, WindowApproval, WindowApprovalRequest,
 };
-use crate::store::entity::{checkout_session, merchant, payment, pg_attempt, prepare};
+use crate::store::entity::{checkout_session, merchant, payment, pg_attempt};
 use crate::store::{billing, is_trade_clash, is_unique_violation, merchants, payments};
 
 /// The refusal of a billing-key window that would replace a customer's key without the merchant's
@@ -286,9 +286,13 @@ async fn replacement_refused(
         .is_none())
 }
 
-/// The amount a request's payment records: what the merchant asked for, except that a
+/// The amount a request's payment records, and so the one its merchant_uid's prepare is compared
+/// with (spec §4.3, §7: a payment under a prepared merchant_uid is at the prepared amount), at the
+/// start and again in [`Gateway::claim_window`]: what the merchant asked for, except that a
 /// billing-key window records 0 whatever it shows, KCP charging nothing when it issues a key
-/// (seed 004).
+/// (seed 004). Never the amount a billing window shows: a buyer who adds `pg: 'kcp_billing'` and a
+/// `customer_uid` to the page's request_pay would otherwise turn an order prepared at its price
+/// into a `paid` payment of 0 won under its merchant_uid (review rD F1).
 fn recorded_amount(req: &CheckoutRequest) -> i64 {
     if req.billing {
         0
@@ -297,26 +301,10 @@ fn recorded_amount(req: &CheckoutRequest) -> i64 {
     }
 }
 
-/// Whether a window's merchant_uid `prepared` refuses it (spec §4.3: request_pay with a prepared
-/// merchant_uid and a *different* amount is refused), at the start and in
-/// [`Gateway::claim_window`]. A window is prepared with the amount its payment records
-/// (`recorded`); a billing-key window records 0 but shows an amount (`shown`), and a prepare of
-/// either is its own: iamport's pattern prepares the amount the page then passes to request_pay,
-/// and [`KEY_REPLACEMENT_REFUSED`] asks for 0. Any other amount (or currency) is refused.
-fn window_prepare_refuses(
-    prepared: &prepare::Model,
-    recorded: i64,
-    shown: Option<i64>,
-    currency: &str,
-) -> bool {
-    payments::prepared_refuses(prepared, recorded, currency)
-        && shown.is_none_or(|a| payments::prepared_refuses(prepared, a, currency))
-}
-
-/// What a billing window whose merchant_uid was prepared with neither amount is told besides the
-/// usual mismatch: the amounts that are its own.
-const BILLING_PREPARE_HINT: &str =
-    "빌링키 발급 결제창의 merchant_uid는 결제창에 표시할 금액 또는 amount 0으로 사전등록해 주세요.";
+/// What a billing window whose merchant_uid was prepared with another amount than 0 is told
+/// besides the usual mismatch: it pays nothing, so only a prepare of 0 is its own, and an order
+/// prepared at its price is paid in a payment window.
+const BILLING_PREPARE_HINT: &str = "빌링키 발급 결제창은 결제 금액 없이 0원으로 기록되므로, 빌링키 발급 결제창의 merchant_uid는 amount 0으로 사전등록해 주세요. (금액으로 사전등록된 주문은 결제창(pg 'kcp')으로 결제해야 합니다)";
 
 /// A prepared-amount refusal (`prepared_mismatch`) of a billing window, with
 /// [`BILLING_PREPARE_HINT`]; anything else as it is.
@@ -744,20 +732,12 @@ impl Gateway {
             crate::domain::vbank::deposit_deadline(due, self.clock.now())
                 .map_err(|e| ServiceError::BadRequest(e.to_string()))?;
         }
-        // As `claim_window` checks it again, with the same meaning of the prepared amount
-        // ([`window_prepare_refuses`]): the recorded amount, or a billing window's shown one.
+        // With the amount the payment records ([`recorded_amount`]), as `claim_window` checks it
+        // again.
         let (uid, currency) = (&req.order.merchant_uid, &req.order.currency);
-        match self
-            .check_prepared(m.id, uid, recorded_amount(&req), currency)
+        self.check_prepared(m.id, uid, recorded_amount(&req), currency)
             .await
-        {
-            Ok(()) => {}
-            Err(e) if !req.billing => return Err(e.into()),
-            Err(_) => self
-                .check_prepared(m.id, uid, req.order.amount, currency)
-                .await
-                .map_err(|e| for_billing_window(true, e))?,
-        }
+            .map_err(|e| for_billing_window(req.billing, e))?;
         if req.billing {
             if let Some(uid) = &req.order.customer_uid {
                 let current = billing::active_key(&self.db.read, m.id, uid)
@@ -1501,7 +1481,6 @@ impl Gateway {
         } else {
             p.amount
         };
-        let billing_shown = (s.kcp_pay_method == BILLING_WINDOW).then_some(shown);
         let expected = format!("{}|{}", p.order_no, shown);
         // KCP's PC flow always answers with one, so a PC window's result without it is not
         // KCP's; the mobile flow (§2.3) sends none, and one is compared when present.
@@ -1542,10 +1521,7 @@ impl Gateway {
             return self.stop_window(&s, &p, &code, reason, None).await;
         }
         let confirm_url = s.confirm_url.is_some();
-        let attempt = match self
-            .claim_window(&s, &p, billing_shown, cash_receipt, confirm_url)
-            .await?
-        {
+        let attempt = match self.claim_window(&s, &p, cash_receipt, confirm_url).await? {
             WindowClaim::Held(attempt) => *attempt,
             WindowClaim::PreparedDiffers(reason) | WindowClaim::Expired(reason) => {
                 return self.finish(&s, Some(("F400", reason))).await
@@ -1676,11 +1652,11 @@ impl Gateway {
     /// may be recorded by the resolver.
     ///
     /// The last write before KCP's approval, so the merchant_uid's prepared amount is checked here
-    /// (spec §4.3) against the payment's amount, or a billing window's `shown` amount, as at the
-    /// start ([`window_prepare_refuses`]), in the same transaction, as REST charges check it in the
-    /// write that opens them (`payments::open_charge`): the window's page knows its merchant_uid,
-    /// and a prepare made or changed while the buyer is in the window would otherwise be approved
-    /// at the window's amount. Such a window fails without a call to KCP.
+    /// (spec §4.3) against the payment's amount (a billing window's 0, never the amount it
+    /// showed), as at the start ([`recorded_amount`]), in the same transaction, as REST charges
+    /// check it in the write that opens them (`payments::open_charge`): the window's page knows
+    /// its merchant_uid, and a prepare made or changed while the buyer is in the window would
+    /// otherwise be approved at the window's amount. Such a window fails without a call to KCP.
     ///
     /// A window opened (session `s` made) longer ago than `checkout.window_ttl_secs` is not
     /// claimed: its payment fails ([`window_expired_reason`]) in one conditional write, and nothing
@@ -1695,7 +1671,6 @@ impl Gateway {
         &self,
         s: &checkout_session::Model,
         p: &payment::Model,
-        shown: Option<i64>,
         cash_receipt: bool,
         confirm_url: bool,
     ) -> ServiceResult<WindowClaim> {
@@ -1714,11 +1689,10 @@ impl Gateway {
         if let Some(prepared) =
             payments::prepare_by_uid(&txn, p.merchant_id, &p.merchant_uid).await?
         {
-            if window_prepare_refuses(&prepared, p.amount, shown, &p.currency) {
+            if payments::prepared_refuses(&prepared, p.amount, &p.currency) {
                 let billing = p.pg_provider == PG_KCP_BILLING;
-                let requested = shown.unwrap_or(p.amount);
                 let reason =
-                    for_billing_window(billing, prepared_mismatch(prepared.amount, requested))
+                    for_billing_window(billing, prepared_mismatch(prepared.amount, p.amount))
                         .to_string();
                 let failed = fail_ready_in(&txn, p, &reason, now).await?;
                 txn.commit().await?;

@@ -2028,6 +2028,40 @@ async fn iamports_script_paths_serve_the_same_sdk() {
     }
 }
 
+/// The minified names of iamport's scripts, which the SDK's base detection takes for its own
+/// paths (`SCRIPT_PATH`), serve the same SDK: a merchant swapping only the host of a minified
+/// iamport URL gets `IMP`.
+#[tokio::test]
+async fn iamports_minified_script_paths_serve_the_same_sdk() {
+    let app = spawn_app().await;
+    let get = |path: &'static str| app.http.get(format!("{}{path}", app.base)).send();
+    let sdk = get("/js/iamport.js").await.unwrap().text().await.unwrap();
+    for path in [
+        "/js/iamport.min.js",
+        "/js/iamport.payment-1.2.0.min.js",
+        "/js/iamport.payment-1.1.5.min.js",
+    ] {
+        let res = get(path).await.unwrap();
+        assert_eq!(res.status(), 200, "{path}");
+        assert!(
+            res.headers()["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with("application/javascript"),
+            "{path}"
+        );
+        assert_eq!(res.text().await.unwrap(), sdk, "{path}");
+    }
+    for other in [
+        "/js/iamport.min.min.js",
+        "/js/iamport.payment-.min.js",
+        "/js/iamport.payment-1.2.min.0.js",
+        "/js/other.min.js",
+    ] {
+        assert_eq!(get(other).await.unwrap().status(), 404, "{other}");
+    }
+}
+
 /// iamport makes a merchant_uid up when request_pay has none; so does openport, and the rsp
 /// names it.
 #[tokio::test]
@@ -3931,9 +3965,9 @@ async fn a_kakaopay_request_paid_with_a_plain_card_is_not_recorded_as_kakaopay()
 /// A billing-key window records 0 whatever amount it shows, so its merchant_uid may be prepared
 /// with amount 0, as the refusal of a window that would replace a key says: a page that shows
 /// 9,900 won replaces the customer's key once the merchant's server prepared 0, at the start and
-/// at `Ret_URL` alike. A prepare of the shown amount is its own too (iamport's pattern); any other
-/// amount is refused before the window with what to prepare instead, and one changed to it while
-/// the buyer is in the window fails the window before KCP is asked for a key.
+/// at `Ret_URL` alike. Any other amount, the shown one too, is refused before the window with what
+/// to prepare instead, and one changed to it while the buyer is in the window fails the window
+/// before KCP is asked for a key.
 #[tokio::test]
 async fn a_billing_window_showing_an_amount_replaces_a_key_after_a_prepare_of_zero() {
     let app = spawn_app().await;
@@ -3992,20 +4026,20 @@ async fn a_billing_window_showing_an_amount_replaces_a_key_after_a_prepare_of_ze
     );
     assert!(app.sandbox.ledger().is_empty(), "no key charged anything");
 
-    // Prepared with another amount: refused before the window, naming the amounts to prepare.
-    prepare("shown-3", 5000).await;
+    // Prepared with the amount it shows: refused before the window, saying to prepare 0.
+    prepare("shown-3", 9900).await;
     let refused = start_checkout(&app, window("shown-3")).await;
     assert_eq!(refused["code"], 1, "{refused}");
     let message = refused["message"].as_str().unwrap_or_default();
     assert!(
         message.starts_with(
-            "사전등록된 결제정보와 일치하지 않습니다. (사전등록 금액: 5000, 요청 금액: 9900)"
+            "사전등록된 결제정보와 일치하지 않습니다. (사전등록 금액: 9900, 요청 금액: 0)"
         ),
         "{refused}"
     );
     assert!(message.contains("amount 0으로 사전등록"), "{refused}");
 
-    // Prepared with 0, changed to another amount while the buyer is in the window: the window
+    // Prepared with 0, changed to the shown amount while the buyer is in the window: the window
     // fails at Ret_URL with the same words, and KCP issues no key.
     prepare("shown-4", 0).await;
     let (pay_url, fields) = hand_off(&app, window("shown-4")).await;
@@ -4013,7 +4047,7 @@ async fn a_billing_window_showing_an_amount_replaces_a_key_after_a_prepare_of_ze
         .put(
             "/payments/prepare",
             &token,
-            json!({"merchant_uid": "shown-4", "amount": 5000}),
+            json!({"merchant_uid": "shown-4", "amount": 9900}),
         )
         .await;
     assert_eq!(changed["code"], 0, "{changed}");
@@ -4035,51 +4069,70 @@ async fn a_billing_window_showing_an_amount_replaces_a_key_after_a_prepare_of_ze
     assert_eq!(c["response"]["card_number"], "411111******1111", "{c}");
 }
 
-/// iamport's pattern for a billing-key window: the merchant's server prepares the merchant_uid
-/// with the very amount the page then passes to request_pay (spec §4.3 refuses only a *different*
-/// amount). The window opens and issues the key (a first key, and a replacement, which a prepare
-/// permits), and a prepare changed to the shown amount while the buyer is in the window is its
-/// own as well.
+/// A billing-key window records 0 whatever it shows (KCP charges nothing when it issues a key),
+/// so a merchant_uid prepared with an order's price never gets one (spec §4.3, §7: a payment under
+/// a prepared merchant_uid is at the prepared amount). A buyer who adds `pg: 'kcp_billing'` and a
+/// `customer_uid` to the page's request_pay, the amount unchanged, is refused before the window,
+/// and the order is still paid at its price in a payment window; a prepare made while such a
+/// window is open fails it at `Ret_URL` before KCP is asked for a key.
 #[tokio::test]
-async fn a_billing_window_prepared_with_the_amount_it_shows_opens_and_issues_its_key_as_at_iamport()
-{
+async fn a_prepared_card_order_cannot_be_paid_at_zero_through_a_billing_window() {
     let app = spawn_app().await;
     let token = app.token().await;
-    let window = |merchant_uid: &str| {
-        json!({"pg": "kcp_billing", "pay_method": "card", "merchant_uid": merchant_uid,
-               "amount": 9900, "customer_uid": "sub-cust"})
+    let prepare = |merchant_uid: &'static str| {
+        let (app, token) = (&app, &token);
+        async move {
+            let (_, prepared) = app
+                .post(
+                    "/payments/prepare",
+                    Some(token),
+                    json!({"merchant_uid": merchant_uid, "amount": 50000}),
+                )
+                .await;
+            assert_eq!(prepared["code"], 0, "{prepared}");
+        }
     };
-    for (merchant_uid, amount) in [("sub_1", 9900), ("sub_2", 0)] {
-        let (_, prepared) = app
-            .post(
-                "/payments/prepare",
-                Some(&token),
-                json!({"merchant_uid": merchant_uid, "amount": amount}),
-            )
-            .await;
-        assert_eq!(prepared["code"], 0, "{prepared}");
-    }
-    let first = request_pay(&app, window("sub_1"), &MASTERCARD_OK).await;
-    assert_eq!(first["success"], true, "{first}");
-    assert_eq!(first["paid_amount"], 0, "{first}");
-    let (_, c) = app.get("/subscribe/customers/sub-cust", Some(&token)).await;
-    assert_eq!(c["response"]["card_number"], "555555******4444", "{c}");
+    let billing_window = |merchant_uid: &str| {
+        json!({"pg": "kcp_billing", "pay_method": "card", "merchant_uid": merchant_uid,
+               "amount": 50000, "customer_uid": "x"})
+    };
+    let mismatch = "사전등록된 결제정보와 일치하지 않습니다. (사전등록 금액: 50000, 요청 금액: 0)";
 
-    // Prepared with 0 when the window opened, then with the shown amount: still its own.
-    let (pay_url, fields) = hand_off(&app, window("sub_2")).await;
-    let (_, changed) = app
-        .put(
-            "/payments/prepare",
-            &token,
-            json!({"merchant_uid": "sub_2", "amount": 9900}),
-        )
-        .await;
-    assert_eq!(changed["code"], 0, "{changed}");
-    let second = through_window(&app, &pay_url, &fields, &CARD_OK).await;
-    assert_eq!(second["success"], true, "{second}");
-    let (_, c) = app.get("/subscribe/customers/sub-cust", Some(&token)).await;
-    assert_eq!(c["response"]["card_number"], "411111******1111", "{c}");
-    assert!(app.sandbox.ledger().is_empty(), "no key charged anything");
+    prepare("order-555").await;
+    let refused = start_checkout(&app, billing_window("order-555")).await;
+    assert_eq!(refused["code"], 1, "{refused}");
+    let message = refused["message"].as_str().unwrap_or_default();
+    assert!(message.starts_with(mismatch), "{refused}");
+    assert!(message.contains("amount 0으로 사전등록"), "{refused}");
+    let (status, _) = app.get("/payments/find/order-555", Some(&token)).await;
+    assert_eq!(status, reqwest::StatusCode::NOT_FOUND, "nothing opened");
+    let paid = request_pay(
+        &app,
+        json!({"pg": "kcp", "pay_method": "card", "merchant_uid": "order-555", "amount": 50000}),
+        &CARD_OK,
+    )
+    .await;
+    assert_eq!(paid["success"], true, "{paid}");
+    assert_eq!(paid["paid_amount"], 50000, "{paid}");
+
+    // Prepared only once the billing window is open: its result is refused before KCP.
+    let (pay_url, fields) = hand_off(&app, billing_window("order-556")).await;
+    prepare("order-556").await;
+    let rsp = through_window(&app, &pay_url, &fields, &CARD_OK).await;
+    assert_eq!(rsp["success"], false, "{rsp}");
+    assert_eq!(rsp["error_code"], "F400", "{rsp}");
+    assert!(
+        rsp["error_msg"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with(mismatch),
+        "{rsp}"
+    );
+    let (_, found) = app.get("/payments/find/order-556", Some(&token)).await;
+    assert_eq!(found["response"]["status"], "failed", "{found}");
+    assert!(app.sandbox.batch_keys().is_empty(), "KCP issued no key");
+    let (_, c) = app.get("/subscribe/customers/x", Some(&token)).await;
+    assert_eq!(c["code"], 1, "{c}");
 }
 
 /// A mobile request_pay (with an `m_redirect_url`) started and its hand-off page loaded, as the

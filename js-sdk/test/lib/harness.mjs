@@ -48,6 +48,8 @@ export const SCRIPT_PATHS = {
   '/pay-v1': 'v1/iamport.js',
   '/pay-1.2.0': 'js/iamport.payment-1.2.0.js',
   '/pay-1.1.5': 'js/iamport.payment-1.1.5.js',
+  '/pay-min': 'js/iamport.min.js',
+  '/pay-1.2.0-min': 'js/iamport.payment-1.2.0.min.js',
 };
 
 /**
