@@ -6,24 +6,35 @@
 //! test mode openable with the public test key), buyers' details and checkout capabilities into
 //! the log. sea-orm is therefore held at INFO: sqlx's own `sqlx::query` events (statement text
 //! with `$1` placeholders, no values) stay available for debugging.
+//!
+//! sqlx-postgres's URL and `.pgpass` readers (`sqlx_postgres::options`) are held at ERROR: they
+//! log a query key they do not read with its value (`key=sslpassword value=…`), and a malformed
+//! `.pgpass` line whole, password included. openport refuses such a URL before sqlx reads it
+//! (`store::pg_url`); the cap is the second line, for whatever those readers log next. It also
+//! hides their WARN that a `.pgpass` file is ignored for its permissions.
 use tracing_subscriber::EnvFilter;
 
 /// The default when `RUST_LOG` is unset.
 const DEFAULT: &str = "info,sqlx=warn,sea_orm=warn";
 
-/// Never above this, whatever is asked: see the module doc.
-const SEA_ORM_CEILING: &str = "sea_orm=info";
+/// Never above these, whatever is asked: see the module doc.
+const CEILINGS: [&str; 2] = ["sea_orm=info", "sqlx_postgres::options=error"];
 
 /// The filter for `directives` (`RUST_LOG`'s syntax; the default when None or unparsable), with
-/// sea-orm capped at INFO. Directives naming a sea-orm target (`sea_orm::driver=trace` would win
-/// over the cap, being more specific) or selecting by span (`[execute]=trace`, which matches
-/// sea-orm's spans whatever their target; `openport[request]=trace`, which enables everything
-/// inside a request's span, sea-orm's statement spans too) are left out.
+/// sea-orm capped at INFO and sqlx-postgres's URL reader at ERROR. Directives naming a target
+/// under either (`sea_orm::driver=trace` would win over the cap, being more specific) or
+/// selecting by span (`[execute]=trace`, which matches sea-orm's spans whatever their target;
+/// `openport[request]=trace`, which enables everything inside a request's span, sea-orm's
+/// statement spans too) are left out.
 pub fn filter(directives: Option<&str>) -> EnvFilter {
     let kept: Option<String> = directives.map(|d| {
         d.split(',')
             .map(str::trim)
-            .filter(|item| !item.starts_with("sea_orm") && !item.contains('['))
+            .filter(|item| {
+                !item.starts_with("sea_orm")
+                    && !item.starts_with("sqlx_postgres::options")
+                    && !item.contains('[')
+            })
             .collect::<Vec<_>>()
             .join(",")
     });
@@ -31,7 +42,9 @@ pub fn filter(directives: Option<&str>) -> EnvFilter {
         .filter(|d| !d.is_empty())
         .and_then(|d| EnvFilter::try_new(d).ok())
         .unwrap_or_else(|| EnvFilter::new(DEFAULT));
-    base.add_directive(SEA_ORM_CEILING.parse().expect("static directive"))
+    CEILINGS.iter().fold(base, |filter, ceiling| {
+        filter.add_directive(ceiling.parse().expect("static directive"))
+    })
 }
 
 /// [`filter`] of the `RUST_LOG` environment variable.
@@ -111,5 +124,38 @@ mod tests {
             );
         }
         assert!(!logged("info").contains("sealed"));
+    }
+
+    /// sqlx-postgres logs a URL query key it does not read with its value, at WARN, and a
+    /// malformed `.pgpass` line whole: neither passes, whatever is asked, while sqlx's other
+    /// warnings still do.
+    #[test]
+    fn sqlx_postgres_url_and_pgpass_warnings_never_pass() {
+        for directives in [
+            None,
+            Some("trace"),
+            Some("sqlx=trace"),
+            Some("warn,sqlx_postgres=trace"),
+            Some("info,sqlx_postgres::options::parse=warn"),
+            Some("sqlx_postgres::options=trace"),
+        ] {
+            let buffer = Buffer::default();
+            let writer = buffer.clone();
+            let subscriber = tracing_subscriber::fmt()
+                .with_env_filter(filter(directives))
+                .with_writer(move || writer.clone())
+                .with_ansi(false)
+                .finish();
+            tracing::subscriber::with_default(subscriber, || {
+                tracing::warn!(target: "sqlx_postgres::options::parse", key = "sslpassword",
+                    value = "s3cret", "ignoring unrecognized connect parameter");
+                tracing::warn!(target: "sqlx_postgres::options::pgpass",
+                    line = "h:5432:db:u:s3cret", "Malformed line in pgpass file");
+                tracing::warn!(target: "sqlx::pool::inner", "a slow acquire");
+            });
+            let text = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
+            assert!(!text.contains("s3cret"), "{directives:?}: {text}");
+            assert!(text.contains("a slow acquire"), "{directives:?}: {text}");
+        }
     }
 }

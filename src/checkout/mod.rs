@@ -829,6 +829,7 @@ fn escape(s: &str) -> String {
 /// payment ended, with no link ([`ended_page`]).
 async fn hand_off(
     State(s): State<AppState>,
+    Peer(peer): Peer,
     headers: HeaderMap,
     Path(token): Path<String>,
 ) -> Response {
@@ -862,8 +863,21 @@ async fn hand_off(
         return no_store(Html(pc_window_page(url, ret_url, &inputs)).into_response());
     }
     let mut res = no_store(Html(mobile_hand_off_page(url, &inputs)).into_response());
+    // `Secure` when the page was handed out over https: the URLs this request would hand out
+    // are the ones the window's start made (`OPENPORT_PUBLIC_URL`, or a trusted proxy's
+    // `X-Forwarded-Proto`). Over plain http (test mode, a loopback host) a browser would drop a
+    // `Secure` cookie.
+    let https = public_base(
+        &s.urls,
+        s.gateway.settings.test_mode,
+        &headers,
+        peer,
+        &s.notify_sources.proxies,
+    )
+    .is_ok_and(|base| base.starts_with("https://"));
+    let secure = if https { "; Secure" } else { "" };
     if let Ok(cookie) = HeaderValue::from_str(&format!(
-        "{}=1; Max-Age={WINDOW_COOKIE_MAX_AGE}; HttpOnly; SameSite=Lax",
+        "{}=1; Max-Age={WINDOW_COOKIE_MAX_AGE}; HttpOnly; SameSite=Lax{secure}",
         window_cookie(&token)
     )) {
         res.headers_mut().append(header::SET_COOKIE, cookie);
@@ -885,11 +899,19 @@ fn ended_page() -> Response {
 /// enough for a buyer who comes back to the hand-off page after paying in a bank or card app.
 const WINDOW_COOKIE_MAX_AGE: u32 = 24 * 60 * 60;
 
-/// The name of the cookie that marks the browser that opened window `token` (hex, so a valid
-/// cookie name). Set without a `Path`, it is sent back to every URL under the hand-off page's
-/// directory (`…/checkout/session/`), behind a reverse proxy's path prefix too.
+/// The name of the cookie that marks the browser that opened window `token`: named after a
+/// digest of the token (hex, so a valid cookie name), never the token itself, which is the
+/// window's bearer capability (docs/security.md). The browser sends this cookie with every request
+/// under the hand-off page's directory (`…/checkout/session/`; set without a `Path`, behind a
+/// reverse proxy's path prefix too) for a day, including a plain-http one an attacker on the
+/// network redirects it to once: named after the token, that request showed every window the
+/// buyer opened that day. Its own domain (not [`return_key_of`]'s nor the stored digest), so the
+/// name is neither.
+///
+/// [`return_key_of`]: crate::service::checkout::return_key_of
 fn window_cookie(token: &str) -> String {
-    format!("openport_window_{token}")
+    let digest = crate::service::secrets::token_digest(&format!("openport window cookie\0{token}"));
+    format!("openport_window_{}", &digest[..32])
 }
 
 /// Whether the request comes from the browser that opened window `token`'s hand-off page (it

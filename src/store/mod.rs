@@ -7,6 +7,7 @@ pub mod key_issuances;
 pub mod merchants;
 pub mod notifications;
 pub mod payments;
+pub mod pg_url;
 mod sql_text;
 pub mod sqlite;
 pub mod startup_lock;
@@ -101,6 +102,9 @@ pub enum ConnectError {
         secs: u64,
         source: sea_orm::sqlx::Error,
     },
+    /// A PostgreSQL URL names a query key sqlx would ignore, logging its value ([`pg_url`]).
+    #[error(transparent)]
+    UnreadKey(#[from] pg_url::UnreadKey),
 }
 
 /// 1 when a SQLite database has sea-orm's migrations table, else 0 (asked of the catalogue: the
@@ -171,14 +175,15 @@ pub const FIRST_CONNECTION_WAIT: Duration = Duration::from_secs(30);
 /// How often the wait for a first connection says so.
 const FIRST_CONNECTION_WARN_EVERY: Duration = Duration::from_secs(5);
 
-/// Waits up to `wait` for PostgreSQL at `url` to accept one connection, trying again every half
+/// Waits up to `wait` for PostgreSQL at `options` to accept one connection, trying again every half
 /// second while it refuses or drops them (I/O errors), with a WARN naming its host, port and the
 /// error every [`FIRST_CONNECTION_WARN_EVERY`]. Any other error (no such database, a refused
 /// password) is answered at once, as the pool answers it.
-async fn first_connection(url: &str, wait: Duration) -> Result<(), ConnectError> {
-    use sea_orm::sqlx::postgres::PgConnectOptions;
+async fn first_connection(
+    options: &sea_orm::sqlx::postgres::PgConnectOptions,
+    wait: Duration,
+) -> Result<(), ConnectError> {
     use sea_orm::sqlx::{ConnectOptions, Connection};
-    let options: PgConnectOptions = url.parse()?;
     let (host, port) = (options.get_host().to_string(), options.get_port());
     let deadline = tokio::time::Instant::now() + wait;
     let mut warned: Option<tokio::time::Instant> = None;
@@ -280,12 +285,14 @@ impl Db {
             // connection breaking right after it anyway. A broken connection fails its statement
             // and is dropped from the pool; the payment flows are safe at every such failure
             // (design.md §2: attempt first, unknown outcomes resolved).
-            first_connection(url, FIRST_CONNECTION_WAIT).await?;
+            // Parsed once, refusing a query key sqlx would log with its value (pg_url.rs).
+            let options = pg_url::options(url)?;
+            first_connection(&options, FIRST_CONNECTION_WAIT).await?;
             let pool = PgPoolOptions::new()
                 .test_before_acquire(false)
                 .max_connections(pg_pool_size)
                 .acquire_timeout(Duration::from_secs(30))
-                .connect(url)
+                .connect_with(options)
                 .await?;
             let conn = SqlxPostgresConnector::from_sqlx_postgres_pool(pool);
             Ok(Self {
@@ -815,8 +822,10 @@ pub fn is_trade_clash(err: &DbErr) -> bool {
 }
 
 /// A database URL with its password hidden, for logs and messages: the userinfo's
-/// (`postgres://u:pw@h/db`) and a `password=` (or `sslpassword=`) query parameter's, which sqlx
-/// takes as well. A URL that does not parse is not shown at all.
+/// (`postgres://u:pw@h/db`), and the value of every query key that names a password whatever its
+/// case (`password=`, `sslpassword=`, `PASSWORD=`…) and, on PostgreSQL, of every key sqlx does not
+/// read: such a URL is refused ([`pg_url`]) only after the start has logged it. A URL that does not
+/// parse is not shown at all.
 pub fn redact_url(url: &str) -> String {
     const MASK: &str = "***";
     let Ok(mut parsed) = url::Url::parse(url) else {
@@ -826,8 +835,9 @@ pub fn redact_url(url: &str) -> String {
     if parsed.password().is_some() {
         masked = parsed.set_password(Some(MASK)).is_ok();
     }
+    let postgres = matches!(parsed.scheme(), "postgres" | "postgresql");
     let secret =
-        |k: &str| k.eq_ignore_ascii_case("password") || k.eq_ignore_ascii_case("sslpassword");
+        |k: &str| k.to_ascii_lowercase().contains("pass") || (postgres && !pg_url::sqlx_reads(k));
     if parsed.query_pairs().any(|(k, _)| secret(&k)) {
         let pairs: Vec<(String, String)> = parsed
             .query_pairs()
@@ -902,8 +912,9 @@ mod tests {
     async fn a_postgresql_that_refuses_connections_is_named_with_the_refusal_and_no_password() {
         let url = "postgres://openport:s3cret-pw@127.0.0.1:1/shop";
         let started = std::time::Instant::now();
+        let options = super::pg_url::options(url).unwrap();
 
-        let refused = super::first_connection(url, std::time::Duration::from_millis(1200))
+        let refused = super::first_connection(&options, std::time::Duration::from_millis(1200))
             .await
             .unwrap_err();
 
@@ -919,6 +930,41 @@ mod tests {
             started.elapsed() >= std::time::Duration::from_millis(1200),
             "tried again until the wait ran out"
         );
+    }
+
+    /// sqlx-postgres logged a query key it does not read with its value, at WARN, which the default
+    /// filter let through: libpq's `sslpassword=` or a `Password=` was printed in clear by every
+    /// start and operator command (`key=sslpassword value=SECRETSSL`), then ignored. Refused at
+    /// once naming the key; no line logged holds the value.
+    #[tokio::test]
+    async fn a_password_sqlx_ignores_is_never_logged() {
+        for (query, key) in [
+            ("sslpassword=s3cret", "sslpassword"),
+            ("Password=s3cret", "Password"),
+        ] {
+            let url = format!("postgres://u@127.0.0.1:1/db?{query}");
+            let buffer = super::pg_url::tests::Buffer::default();
+            let writer = buffer.clone();
+            let subscriber = tracing_subscriber::fmt()
+                .with_env_filter(crate::logging::filter(None))
+                .with_writer(move || writer.clone())
+                .with_ansi(false)
+                .finish();
+            let refused = {
+                let _logging = tracing::subscriber::set_default(subscriber);
+                // Without the check, the first connection is tried for 30 s.
+                tokio::time::timeout(std::time::Duration::from_secs(10), Db::connect(&url))
+                    .await
+                    .map(|connected| connected.err().map(|e| e.to_string()))
+            };
+            let log = buffer.text();
+            assert!(!log.contains("s3cret"), "{query}: {log}");
+            let text = refused
+                .unwrap_or_else(|_| panic!("{query}: not refused at once"))
+                .unwrap_or_else(|| panic!("{query}: connected"));
+            assert!(text.contains(&format!("{key:?}")), "{query}: {text}");
+            assert!(!text.contains("s3cret"), "{query}: {text}");
+        }
     }
 
     #[tokio::test]
@@ -1128,6 +1174,14 @@ mod tests {
             (
                 "postgres://h/db?sslmode=disable",
                 "postgres://h/db?sslmode=disable",
+            ),
+            (
+                "postgres://h/db?sslmode=disable&connect_timeout=10&pwd=secret&passphrase=secret",
+                "postgres://h/db?sslmode=disable&connect_timeout=***&pwd=***&passphrase=***",
+            ),
+            (
+                "sqlite://x.db?mode=rwc&Password=secret",
+                "sqlite://x.db?mode=rwc&Password=***",
             ),
             ("sqlite::memory:", "sqlite::memory:"),
         ] {

@@ -14,7 +14,6 @@
 //! unlock lands on another one (docs/operations.md "Databases").
 use std::time::Duration;
 
-use sea_orm::sqlx::postgres::PgConnectOptions;
 use sea_orm::sqlx::{self, Connection, PgConnection};
 
 use super::{sqlite_file, ConnectError};
@@ -64,7 +63,7 @@ impl StartupLock {
     /// Waits until no other instance starting on `url` holds the lock, and takes it.
     pub async fn acquire(url: &str) -> Result<Self, ConnectError> {
         if url.starts_with("postgres:") || url.starts_with("postgresql:") {
-            let mut options: PgConnectOptions = url.parse()?;
+            let mut options = super::pg_url::options(url)?;
             if options.get_application_name().is_none() {
                 options = options.application_name(APPLICATION_NAME);
             }

@@ -2129,6 +2129,53 @@ async fn the_configured_public_url_makes_ret_url_and_start_url_whatever_the_host
     );
 }
 
+/// The cookie that marks the browser that opened a mobile window was named after the session
+/// token, the window's bearer capability, and had no `Secure`: on an https deployment an attacker
+/// on the network who redirected the buyer once to any `http://` URL of the host under
+/// `/checkout/session/` read every window token of the last day from its `Cookie` header. Over
+/// an https public URL it is `Secure`; over plain http (test mode) it cannot be, and either way
+/// its name is a digest, never the token.
+#[tokio::test]
+async fn the_hand_off_cookie_is_secure_over_an_https_public_url_and_never_carries_the_token() {
+    for (public_url, secure) in [(Some("https://pay.example.test/pg/"), true), (None, false)] {
+        let app =
+            crate::helpers::spawn_app_with(|c| c.public_url = public_url.map(Into::into)).await;
+        let (_, started) = app
+            .post(
+                "/checkout/request",
+                None,
+                json!({"imp_code": "imp00000000", "mobile": true, "page_url": "https://shop.test/cart",
+                       "params": {"merchant_uid": "m-cookie", "amount": 1000,
+                                  "m_redirect_url": "https://shop.test/done"}}),
+            )
+            .await;
+        assert_eq!(started["code"], 0, "{started}");
+        let token = started["response"]["session"].as_str().unwrap();
+        let start_url = started["response"]["start_url"].as_str().unwrap();
+        assert!(
+            start_url.ends_with(&format!("/checkout/session/{token}")),
+            "{start_url}"
+        );
+        // The proxy strips /pg: the hand-off page is openport's /checkout/session/{token}.
+        let res = app
+            .http
+            .get(app.url(&format!("/checkout/session/{token}")))
+            .send()
+            .await
+            .unwrap();
+        let cookie = res.headers()["set-cookie"].to_str().unwrap().to_string();
+        assert!(cookie.starts_with("openport_window_"), "{cookie}");
+        assert!(!cookie.contains(token), "{cookie}");
+        let attributes: Vec<&str> = cookie.split(';').map(str::trim).collect();
+        assert_eq!(
+            attributes.contains(&"Secure"),
+            secure,
+            "{public_url:?}: {cookie}"
+        );
+        assert!(attributes.contains(&"HttpOnly"), "{cookie}");
+    }
+}
+
 /// The demo verifier (test mode) calls this instance on its listen address: a `Host` naming
 /// another server neither receives a request from openport nor has its answer shown.
 #[tokio::test]

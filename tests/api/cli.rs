@@ -1491,6 +1491,39 @@ async fn merchant_create_in_test_mode_leaves_the_sandbox_state_file_alone_and_lo
     assert!(stderr.contains("public test-mode key"), "{stderr}");
 }
 
+/// sqlx-postgres logged a URL query key it does not read with its value, at WARN, past the default
+/// filter: a libpq `sslpassword=` or a `Password=` was printed in clear by `serve` and every
+/// operator command (`key=sslpassword value=SECRETSSL`), then ignored. Each refuses at once
+/// naming the key, and neither its stdout nor its stderr holds the value.
+#[tokio::test]
+async fn a_database_url_with_a_password_key_sqlx_ignores_is_refused_and_its_value_never_printed() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut runs = Vec::new();
+    for (query, key) in [
+        ("sslpassword=s3cret", "sslpassword"),
+        ("Password=s3cret", "Password"),
+    ] {
+        let url = format!("postgres://u@127.0.0.1:1/db?{query}");
+        for args in [&["serve"][..], &["migrate"], &["merchant", "list"]] {
+            let (dir, url) = (dir.path().to_path_buf(), url.clone());
+            runs.push(async move { (query, key, args, run(&dir, &url, args).await) });
+        }
+    }
+    for (query, key, args, out) in futures::future::join_all(runs).await {
+        let printed = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(!out.status.success(), "{args:?} {query}: {printed}");
+        assert!(!printed.contains("s3cret"), "{args:?} {query}: {printed}");
+        assert!(
+            printed.contains(&format!("{key:?}")),
+            "{args:?} {query}: {printed}"
+        );
+    }
+}
+
 /// `attempt reconciled` of an approval's conflict that holds its payment pending asks what KCP's
 /// admin shows (`--payment`), refuses without it, and with `--payment failed` fails the payment
 /// and frees its merchant_uid.
