@@ -402,6 +402,10 @@ enum SandboxCommand {
         /// it cancels the original and re-approves the rest, the default.
         #[arg(long)]
         stra_keeps_original: Option<bool>,
+        /// true: `STRA` re-approves the rest in place, answering the trade's own tno with its
+        /// balance reduced (seed 003's examples, docs/kcp.md §8.3); false: the default reading.
+        #[arg(long)]
+        stra_same_tno: Option<bool>,
     },
 }
 
@@ -1347,16 +1351,23 @@ async fn sandbox(args: SandboxArgs) -> anyhow::Result<()> {
             url,
             refuse_duplicate_orders,
             stra_keeps_original,
+            stra_same_tno,
         }) => {
             let target = format!("{}/_sandbox/settings", url.trim_end_matches('/'));
             let client = reqwest::Client::new();
-            let res = if refuse_duplicate_orders.is_some() || stra_keeps_original.is_some() {
+            let res = if refuse_duplicate_orders.is_some()
+                || stra_keeps_original.is_some()
+                || stra_same_tno.is_some()
+            {
                 let mut change = serde_json::Map::new();
                 if let Some(refuse) = refuse_duplicate_orders {
                     change.insert("refuse_duplicate_orders".into(), refuse.into());
                 }
                 if let Some(keeps) = stra_keeps_original {
                     change.insert("stra_keeps_original".into(), keeps.into());
+                }
+                if let Some(same) = stra_same_tno {
+                    change.insert("stra_same_tno".into(), same.into());
                 }
                 client.post(target).json(&change).send().await?
             } else {

@@ -83,6 +83,8 @@ struct Settings {
     refuse_duplicate_orders: bool,
     /// [`crate::SandboxConfig::stra_keeps_original`].
     stra_keeps_original: bool,
+    /// [`crate::SandboxConfig::stra_same_tno`].
+    stra_same_tno: bool,
 }
 
 /// What [`change_settings`] is posted: the switches to change, the others left as they are.
@@ -91,12 +93,14 @@ struct Settings {
 struct SettingsChange {
     refuse_duplicate_orders: Option<bool>,
     stra_keeps_original: Option<bool>,
+    stra_same_tno: Option<bool>,
 }
 
 fn current_settings(shared: &Shared) -> Settings {
     Settings {
         refuse_duplicate_orders: shared.refuses_duplicate_orders(),
         stra_keeps_original: shared.stra_keeps_original(),
+        stra_same_tno: shared.stra_same_tno(),
     }
 }
 
@@ -117,6 +121,10 @@ async fn change_settings(
     if let Some(keeps) = change.stra_keeps_original {
         shared.set_stra_keeps_original(keeps);
         tracing::info!(keeps, "kcp sandbox stra_keeps_original switched");
+    }
+    if let Some(same) = change.stra_same_tno {
+        shared.set_stra_same_tno(same);
+        tracing::info!(same, "kcp sandbox stra_same_tno switched");
     }
     Json(current_settings(&shared))
 }

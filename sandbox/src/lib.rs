@@ -126,6 +126,13 @@ pub struct SandboxConfig {
     /// original then passes no test it should fail (docs/sandbox.md §2.2).
     /// [`Sandbox::set_stra_keeps_original`] changes it on a running sandbox.
     pub stra_keeps_original: bool,
+    /// Whether a point re-approval (`STRA`) re-approves the rest in place (default `false`): the
+    /// answer names the SAME tno, whose balance drops to `mod_mny` (state `STPC`), the difference
+    /// going back to the account. Seed 003's examples answer STRA with the payment's own tno
+    /// (docs/kcp.md §8.3), a reading KCP has not ruled out. Takes precedence over
+    /// [`Self::stra_keeps_original`] when both are on. [`Sandbox::set_stra_same_tno`] changes it
+    /// on a running sandbox (docs/sandbox.md §2.2).
+    pub stra_same_tno: bool,
 }
 
 impl Default for SandboxConfig {
@@ -136,6 +143,7 @@ impl Default for SandboxConfig {
             state_file: None,
             refuse_duplicate_orders: true,
             stra_keeps_original: false,
+            stra_same_tno: false,
         }
     }
 }
@@ -148,6 +156,7 @@ impl std::fmt::Debug for SandboxConfig {
             .field("state_file", &self.state_file)
             .field("refuse_duplicate_orders", &self.refuse_duplicate_orders)
             .field("stra_keeps_original", &self.stra_keeps_original)
+            .field("stra_same_tno", &self.stra_same_tno)
             .finish()
     }
 }
@@ -180,6 +189,8 @@ pub(crate) struct Shared {
     refuse_duplicate_orders: AtomicBool,
     /// [`SandboxConfig::stra_keeps_original`], switchable while the sandbox serves.
     stra_keeps_original: AtomicBool,
+    /// [`SandboxConfig::stra_same_tno`], switchable while the sandbox serves.
+    stra_same_tno: AtomicBool,
     /// Trades registered for the payment window and what buyers entered in it; issued virtual
     /// accounts and escrow approvals.
     windows: Mutex<window::WindowBook>,
@@ -231,6 +242,15 @@ impl Shared {
         self.stra_keeps_original.store(keeps, Ordering::Relaxed);
     }
 
+    /// Whether a point re-approval (`STRA`) re-approves the rest in place, under the same tno.
+    pub(crate) fn stra_same_tno(&self) -> bool {
+        self.stra_same_tno.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn set_stra_same_tno(&self, same: bool) {
+        self.stra_same_tno.store(same, Ordering::Relaxed);
+    }
+
     pub(crate) fn faults(&self) -> MutexGuard<'_, faults::FaultBook> {
         self.faults
             .lock()
@@ -266,6 +286,7 @@ impl Sandbox {
         let state_file = config.state_file.clone().map(state::StateFile::new);
         let refuse_duplicate_orders = config.refuse_duplicate_orders;
         let stra_keeps_original = config.stra_keeps_original;
+        let stra_same_tno = config.stra_same_tno;
         let shared = Arc::new(Shared {
             changes: Arc::new(state::Changes::new(state_file.is_some())),
             state_file,
@@ -277,6 +298,7 @@ impl Sandbox {
             faults: Mutex::default(),
             refuse_duplicate_orders: AtomicBool::new(refuse_duplicate_orders),
             stra_keeps_original: AtomicBool::new(stra_keeps_original),
+            stra_same_tno: AtomicBool::new(stra_same_tno),
             windows: Mutex::new(books.windows),
             notify: Mutex::new(books.notify),
         });
@@ -320,6 +342,19 @@ impl Sandbox {
     /// Whether a point re-approval (`STRA`) leaves the original trade approved now.
     pub fn stra_keeps_original(&self) -> bool {
         self.shared.stra_keeps_original()
+    }
+
+    /// Switches [`SandboxConfig::stra_same_tno`] from now on: `true` makes a point re-approval
+    /// (`STRA`) re-approve the rest in place, answering the trade's own tno with its balance
+    /// reduced to `mod_mny`, as seed 003's examples can be read, so that a test proves the
+    /// gateway records that as the partial cancel it is.
+    pub fn set_stra_same_tno(&self, same: bool) {
+        self.shared.set_stra_same_tno(same);
+    }
+
+    /// Whether a point re-approval (`STRA`) re-approves the rest in place now.
+    pub fn stra_same_tno(&self) -> bool {
+        self.shared.stra_same_tno()
     }
 
     /// Writes the books to the state file now (a no-op without one, or when nothing changed since

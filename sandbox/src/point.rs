@@ -387,7 +387,9 @@ struct KeptOriginal<'a> {
 ///
 /// With [`crate::SandboxConfig::stra_keeps_original`] the call follows a third reading instead
 /// ([`reapprove_keeping_original`]): the same checks, then `mod_mny` approved under a new tno
-/// while the original stays approved.
+/// while the original stays approved. With [`crate::SandboxConfig::stra_same_tno`] (which takes
+/// precedence) it follows a fourth, the one seed 003's examples show ([`reapprove_in_place`]):
+/// the same checks, then the trade itself keeps `mod_mny` and the answer names its own tno.
 pub(crate) fn reapprove(
     shared: &Shared,
     ledger: &mut Ledger,
@@ -422,6 +424,11 @@ pub(crate) fn reapprove(
         .order_no
         .unwrap_or(original.order_no.as_str())
         .to_owned();
+    if shared.stra_same_tno() {
+        return Ok(reapprove_in_place(
+            shared, ledger, site_cd, tno, canc_time, request,
+        ));
+    }
     if shared.stra_keeps_original() {
         let keeps_order_no = order_no == original.order_no;
         let reapproval = KeptOriginal {
@@ -506,6 +513,50 @@ fn reapprove_keeping_original(
     let (new_tno, reply) = charge.record(shared, ledger, &mut points)?;
     tracing::info!(tno, %new_tno, site_cd, order_no, amount = request.mod_mny, "kcp sandbox re-approved points from a point payment and left it approved (stra_keeps_original)");
     Ok(reply)
+}
+
+/// `STRA` read as "re-approve `mod_mny` in place" ([`crate::SandboxConfig::stra_same_tno`]):
+/// seed 003 §2.4's payment, STSC and STRA answers all carry the same tno (and the same
+/// `pnt_app_no`), which can be read as KCP keeping the trade and lowering what it holds. The
+/// trade records a cancel `STRA` of its balance less `mod_mny` (state `STPC`, balance =
+/// `mod_mny`, its order number and approval number unchanged: `mod_ordr_idxx` names nothing
+/// here), that difference goes back to the account, and the answer is a re-approval's (`tno`,
+/// `pnt_amount` = `mod_mny`, `pnt_app_no`) naming the trade's own tno. No new ledger entry, so
+/// the trade stays open to STSC and to further re-approvals. The caller made the checks
+/// (live point trade, `0 < mod_mny < balance`).
+fn reapprove_in_place(
+    shared: &Shared,
+    ledger: &mut Ledger,
+    site_cd: &str,
+    tno: &str,
+    canc_time: String,
+    request: &Reapproval<'_>,
+) -> Reply {
+    let mut points = shared.points();
+    let mut reply = Reply::ok();
+    if let Some(entry) = ledger.get_mut(tno) {
+        let returned = entry.balance - request.mod_mny;
+        entry.record_cancel(
+            "STRA",
+            returned,
+            canc_time,
+            request.mod_desc.map(str::to_owned),
+        );
+        if let Some(point) = &entry.point {
+            points.refund(&point.account_id, returned);
+        }
+        reply
+            .set("tno", entry.tno.as_str())
+            .set("pnt_amount", entry.balance.to_string())
+            .set("pnt_app_no", entry.app_no.as_str());
+    }
+    tracing::info!(
+        tno,
+        site_cd,
+        amount = request.mod_mny,
+        "kcp sandbox re-approved part of a point payment in place (stra_same_tno)"
+    );
+    reply
 }
 
 #[cfg(test)]

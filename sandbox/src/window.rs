@@ -82,6 +82,22 @@ const BUYER_FIELDS: [(&str, usize); 4] = [
     ("buyr_mail", 50),
 ];
 
+/// An escrow window's receiver fields (spec §2.11) and their limits in bytes. *Assumption*: the
+/// spec gives none; the receiver's name, phones and mail take the buyer's (`BUYER_FIELDS`), the
+/// postcode 10, each address line 100 (docs/sandbox.md §2.1).
+const RECEIVER_FIELDS: [(&str, usize); 7] = [
+    ("rcvr_name", 30),
+    ("rcvr_tel1", 20),
+    ("rcvr_tel2", 20),
+    ("rcvr_mail", 50),
+    ("rcvr_zipx", 10),
+    ("rcvr_add1", 100),
+    ("rcvr_add2", 100),
+];
+
+/// Separates the items of an escrow window's `good_info` (KCP's samples: ASCII RS, `chr(30)`).
+const GOOD_INFO_ITEMS: char = '\u{1e}';
+
 /// The buyer's name when the merchant sent none.
 pub(crate) const BUYER: &str = "구매자";
 
@@ -693,6 +709,9 @@ pub(crate) fn open_window(get: &impl Fn(&str) -> String, trade: &mut Trade) -> R
             wire::check_text(name, &value, max).map_err(|refusal| refusal.message)?;
         }
     }
+    if trade.escrow {
+        escrow_window_checks(get)?;
+    }
     // The window charges the amount it is posted (spec §2.4: KCP compares the merchant's
     // `ordr_mony` with *the window amount* at approval, 8059 on a mismatch), so a buyer who
     // edits `good_mny` on the hand-off form sees and pays that amount here, and the
@@ -744,6 +763,39 @@ pub(crate) fn open_window(get: &impl Fn(&str) -> String, trade: &mut Trade) -> R
         good_info: get("good_info"),
         used_cards,
     });
+    Ok(())
+}
+
+/// What an escrow window must carry besides the payment's fields (spec §2.11; KCP's escrow
+/// samples mark them "에스크로결제 사용시 필수 정보"): a receiver (`rcvr_name`, the other
+/// `rcvr_*` optional, each within [`RECEIVER_FIELDS`]' limits and free of KCP's forbidden
+/// characters) and a basket: `good_info` holding at least one item, exactly `bask_cntx` of them.
+/// *Assumption*: what KCP answers otherwise is not documented; the sandbox shows its error page
+/// naming the field, as for any other window field it refuses (docs/sandbox.md §2.1).
+fn escrow_window_checks(get: &impl Fn(&str) -> String) -> Result<(), String> {
+    if get("rcvr_name").trim().is_empty() {
+        return Err("에스크로 결제는 수취인 정보가 필요합니다. (rcvr_name)".into());
+    }
+    for (name, max) in RECEIVER_FIELDS {
+        let value = get(name);
+        if !value.is_empty() {
+            wire::check_text(name, &value, max).map_err(|refusal| refusal.message)?;
+        }
+    }
+    let good_info = get("good_info");
+    let items = good_info
+        .split(GOOD_INFO_ITEMS)
+        .filter(|item| !item.is_empty())
+        .count();
+    let bask_cntx = get("bask_cntx");
+    let counted = wire::is_digits(&bask_cntx)
+        .then(|| bask_cntx.parse::<usize>().ok())
+        .flatten();
+    if items == 0 || counted != Some(items) {
+        return Err(format!(
+            "에스크로 장바구니 정보 오류: bask_cntx({bask_cntx})와 good_info 상품 수({items})가 다릅니다. (bask_cntx, good_info)"
+        ));
+    }
     Ok(())
 }
 

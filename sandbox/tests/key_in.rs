@@ -393,7 +393,7 @@ async fn with_refuse_duplicate_orders_off_an_order_number_is_approved_again_unde
     assert!(harness.sandbox.refuses_duplicate_orders(), "the default");
     assert_eq!(
         harness.get_json("/_sandbox/settings").await,
-        json!({"refuse_duplicate_orders": true, "stra_keeps_original": false})
+        json!({"refuse_duplicate_orders": true, "stra_keeps_original": false, "stra_same_tno": false})
     );
     let settings = |body: Value| {
         harness
@@ -408,7 +408,7 @@ async fn with_refuse_duplicate_orders_off_an_order_number_is_approved_again_unde
     assert_eq!(switched.status(), 200);
     assert_eq!(
         switched.json::<Value>().await.unwrap(),
-        json!({"refuse_duplicate_orders": false, "stra_keeps_original": false})
+        json!({"refuse_duplicate_orders": false, "stra_keeps_original": false, "stra_same_tno": false})
     );
     assert!(!harness.sandbox.refuses_duplicate_orders());
     // A switch the sandbox does not know is refused, not ignored.

@@ -203,7 +203,16 @@ async fn a_pc_escrow_window_for_phone_point_or_gift_gets_the_error_page() {
     let h = spawn().await;
     let escrow_form = |order: &'static str, pay_method: &'static str| {
         let mut form = pc_form(order, "5000", pay_method);
-        form.extend_from_slice(&[("escw_used", "Y"), ("shop_user_id", "buyer1")]);
+        form.extend_from_slice(&[
+            ("escw_used", "Y"),
+            ("shop_user_id", "buyer1"),
+            ("rcvr_name", "홍길동"),
+            ("bask_cntx", "1"),
+            (
+                "good_info",
+                "seq=1\u{1f}ordr_numb=o1\u{1f}good_name=양말\u{1f}good_cntx=1\u{1f}good_amtx=5000",
+            ),
+        ]);
         form
     };
     for (pay_method, order) in [

@@ -1236,7 +1236,19 @@ async fn escrow_payments_carry_escw_yn_and_take_one_shipping_start() {
     let ret = receiver(0).await;
     let ret_url = format!("{}/return", ret.url);
     let reg = register_with(&h, json!({"ordr_idxx": "E1", "good_mny": "20000", "pay_method": "CARD", "Ret_URL": ret_url, "escw_used": "Y"})).await;
-    let mut fields = window_fields(&reg, "E1", "20000", "CARD", &ret_url, &[("pay_mod", "Y")]);
+    let mut fields = window_fields(
+        &reg,
+        "E1",
+        "20000",
+        "CARD",
+        &ret_url,
+        &[
+            ("pay_mod", "Y"),
+            ("rcvr_name", "홍길동"),
+            ("bask_cntx", "1"),
+            ("good_info", ESCROW_GOOD_INFO),
+        ],
+    );
     fields.iter_mut().find(|(k, _)| k == "escw_used").unwrap().1 = "Y".into();
     let (_, back) = browse(
         &h,
@@ -1304,7 +1316,19 @@ async fn escrow_payments_carry_escw_yn_and_take_one_shipping_start() {
 async fn escrow_approval(h: &Harness, ret: &Receiver, order: &str, method: &str) -> Value {
     let ret_url = format!("{}/return", ret.url);
     let reg = register_with(h, json!({"ordr_idxx": order, "good_mny": "20000", "pay_method": method, "Ret_URL": ret_url, "escw_used": "Y"})).await;
-    let mut fields = window_fields(&reg, order, "20000", method, &ret_url, &[("pay_mod", "Y")]);
+    let mut fields = window_fields(
+        &reg,
+        order,
+        "20000",
+        method,
+        &ret_url,
+        &[
+            ("pay_mod", "Y"),
+            ("rcvr_name", "홍길동"),
+            ("bask_cntx", "1"),
+            ("good_info", ESCROW_GOOD_INFO),
+        ],
+    );
     fields.iter_mut().find(|(k, _)| k == "escw_used").unwrap().1 = "Y".into();
     let entered: &[(&str, &str)] = if method == "CARD" {
         &[
@@ -1593,3 +1617,8 @@ async fn a_paid_escrow_virtual_accounts_ste2_or_ste4_refunds_to_the_account_it_n
     assert_eq!(refused["res_cd"], "8511", "{refused}");
     assert_eq!(entry(&h, card).state, TransactionState::Approved);
 }
+
+/// One item of an escrow window's basket (`good_info`, KCP's US/RS separators), as an escrow
+/// window must carry with `bask_cntx` 1 and a receiver (docs/sandbox.md §2.1).
+const ESCROW_GOOD_INFO: &str =
+    "seq=1\u{1f}ordr_numb=E1\u{1f}good_name=양말\u{1f}good_cntx=1\u{1f}good_amtx=20000";

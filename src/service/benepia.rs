@@ -2,7 +2,8 @@
 //! OpenAPI `/benepia/*`, KCP spec/kcp.md §2.8, seed 003), and the partial cancel of a point
 //! payment, which KCP does as one re-approval of the rest on the live trade (a documented
 //! assumption, docs/kcp.md §8.3, checked after each re-approval: the original trade must then be
-//! cancelled at KCP, else the cancel is a conflict for the operator).
+//! cancelled at KCP, or, re-approved in place under its own tno, hold exactly the rest; else the
+//! cancel is a conflict for the operator).
 //!
 //! A point payment follows the charge flow of `pay.rs` step for step: the pending payment and its
 //! attempt are committed before KCP is called, the outcome is recorded in one transaction, a KCP
@@ -296,13 +297,16 @@ impl Gateway {
     ///    (committed) BEFORE `STRA` is sent: what a lost answer is looked for by.
     /// 3. `STRA` approved → the original tno is inquired first
     ///    ([`Self::original_after_reapproval`]): cancelled → the cancellation, the new `pg_tid`
-    ///    and the attempt commit together; still approved (KCP re-approved without cancelling:
-    ///    the member paid both) or unknown to KCP → a conflict for the operator, nothing recorded
-    ///    or sent, answered with the operator's wording; the inquiry failed → left open for the
-    ///    resolver. Refused → nothing moved: the attempt fails (KCP's "already cancelled" or "no
-    ///    such trade": a conflict for the operator, as for a card). Unknown →
-    ///    [`Self::resolve_partial_point_cancel`]: KCP still holding the original tno live and no
-    ///    re-approval under its order number means not applied; the original cancelled and the
+    ///    and the attempt commit together; the answer naming the original tno, which KCP shows
+    ///    approved for exactly the rest (re-approved in place) → the cancellation and the attempt
+    ///    commit together, `pg_tid` unchanged; still approved otherwise (KCP re-approved without
+    ///    cancelling: the member paid both) or unknown to KCP → a conflict for the operator,
+    ///    nothing recorded or sent, answered with the operator's wording; the inquiry failed →
+    ///    left open for the resolver. Refused → nothing moved: the attempt fails (KCP's "already
+    ///    cancelled" or "no such trade": a conflict for the operator, as for a card). Unknown →
+    ///    [`Self::resolve_partial_point_cancel`]: KCP holding the original tno approved for exactly
+    ///    the rest means re-approved in place, applied; still live otherwise and no re-approval
+    ///    under its order number means not applied; the original cancelled and the
     ///    re-approval found under its order number means applied; anything else is a conflict.
     ///    Never sent again on a guess.
     pub(crate) async fn cancel_points_partially(
@@ -510,6 +514,9 @@ impl Gateway {
         for order_no in sent_under {
             match reapproval_under(connector, order_no).await {
                 Ok(None) => {}
+                // The trade itself, found under the STRA's order number (KCP re-approved in
+                // place): nothing beside it holds the rest.
+                Ok(Some(found)) if found.trade.tno == tno => {}
                 Ok(Some(found)) if found.live => {
                     return Ok(LateReapproval::Conflict(reapproval_landed(
                         payment, tno, 0, &found,
@@ -612,7 +619,18 @@ impl Gateway {
             )));
         };
         let sent = attempt.order_no == reapproval_order_no(&payment, &attempt);
+        let rest = payment.amount - payment.cancel_amount - attempt.amount;
         match connector.inquire_points(&TradeRef::Tno(tno.clone())).await {
+            // The trade approved for exactly the rest planned, less than it held: only the STRA
+            // landing in place explains it (docs/kcp.md §8.3, seed 003's same-tno answer), as
+            // the other readings leave it cancelled (re-approved under a new tno) or whole.
+            Ok(TradeState::Approved { remaining, .. }) if sent && remaining == rest => {
+                let id = attempt.id;
+                match self.record_in_place(payment, attempt).await? {
+                    Some(outcome) => Ok(outcome),
+                    None => self.point_cancel_decided(id).await,
+                }
+            }
             Ok(TradeState::Approved { remaining, .. }) if self.settled(&attempt) => {
                 // A KCP that re-approves without cancelling the original (docs/kcp.md §8.3) holds
                 // both: the STRA landed, and "not applied" would hide what the member paid twice.
@@ -772,26 +790,30 @@ impl Gateway {
         trade: PointTrade,
     ) -> ServiceResult<PointCancelOutcome> {
         let attempt_id = attempt.id;
-        match self
+        let in_place = match self
             .original_after_reapproval(connector, &payment, &attempt, &trade)
             .await
         {
-            OriginalState::Released => {}
+            OriginalState::Released => false,
+            OriginalState::InPlace => true,
             OriginalState::Disagrees(why) => {
                 return self.leave_confirmed_reapproval(attempt, true, &why).await
             }
             OriginalState::Unknown(why) => {
                 return self.leave_confirmed_reapproval(attempt, false, &why).await
             }
-        }
+        };
         if let Some(outcome) = self
-            .try_record_reapproval(payment.clone(), attempt.clone(), &trade)
+            .try_record_reapproval(payment.clone(), attempt.clone(), &trade, in_place)
             .await?
         {
             return Ok(outcome);
         }
         if let Some(taken) = self.take_over_confirmed(&attempt).await? {
-            if let Some(outcome) = self.try_record_reapproval(payment, taken, &trade).await? {
+            if let Some(outcome) = self
+                .try_record_reapproval(payment, taken, &trade, in_place)
+                .await?
+            {
                 return Ok(outcome);
             }
         }
@@ -863,6 +885,15 @@ impl Gateway {
     /// operator, nothing recorded and nothing sent (a net-cancel of either trade would be a
     /// guess at which one KCP means to keep); the inquiry failed or unreadable → unknown, left
     /// open, never guessed.
+    ///
+    /// A fourth reading, the one seed 003's examples show (its payment and STRA answers carry the
+    /// same tno): KCP re-approves in place, answering with the original's own tno and lowering
+    /// what that trade holds to `mod_mny`. Then the inquiry of that tno shows it approved, which
+    /// is no "both live": approved for exactly the rest planned (the balance less this cancel,
+    /// the STRA's `mod_mny`), and re-approved for it, it is the partial cancel applied
+    /// ([`OriginalState::InPlace`], recorded on the same tno). The same tno shown approved for
+    /// anything else, or cancelled (the answer then names a trade KCP no longer holds), is a
+    /// conflict.
     async fn original_after_reapproval(
         &self,
         connector: &dyn Pg,
@@ -872,11 +903,27 @@ impl Gateway {
     ) -> OriginalState {
         let original = attempt.tno.clone().unwrap_or_default();
         let (new_tno, new_amount) = (&trade.tno, trade.amount);
+        let same_tno = *new_tno == original;
+        let rest = payment.amount - payment.cancel_amount - attempt.amount;
         match connector
             .inquire_points(&TradeRef::Tno(original.clone()))
             .await
         {
+            Ok(TradeState::Cancelled { .. }) if same_tno => {
+                tracing::error!(imp_uid = %payment.imp_uid, %original, new_amount, "KCP re-approved part of a point payment under its own tno and holds that trade cancelled; left for the operator");
+                OriginalState::Disagrees(format!(
+                    "STRA re-approved {new_tno} (the same tno) for {new_amount} but KCP holds it cancelled: nothing recorded"
+                ))
+            }
             Ok(TradeState::Cancelled { .. }) => OriginalState::Released,
+            Ok(TradeState::Approved { remaining, .. })
+                if same_tno && remaining == rest && new_amount == rest =>
+            {
+                OriginalState::InPlace
+            }
+            Ok(TradeState::Approved { remaining, .. }) if same_tno => {
+                OriginalState::Disagrees(in_place_mismatch(payment, &original, remaining, rest))
+            }
             Ok(TradeState::Approved { remaining, .. }) => OriginalState::Disagrees(both_live(
                 payment, &original, remaining, new_tno, new_amount, None,
             )),
@@ -927,14 +974,22 @@ impl Gateway {
                     .map(Some)
             }
         };
-        let why = both_live(
-            payment,
-            &original,
-            remaining,
-            &reapproval.tno,
-            reapproval.amount,
-            Some(state),
-        );
+        // Found under the STRA's order number as the original itself: KCP re-approved in place
+        // (the caller records that when the trade holds exactly the rest planned), here for
+        // another balance.
+        let why = if reapproval.tno == original {
+            let rest = payment.amount - payment.cancel_amount - attempt.amount;
+            in_place_mismatch(payment, &original, remaining, rest)
+        } else {
+            both_live(
+                payment,
+                &original,
+                remaining,
+                &reapproval.tno,
+                reapproval.amount,
+                Some(state),
+            )
+        };
         self.point_closed_or_decided(
             attempt.clone(),
             "conflict",
@@ -1187,12 +1242,17 @@ impl Gateway {
         original: Original,
     ) -> ServiceResult<PointCancelOutcome> {
         let attempt_id = attempt.id;
-        if original == Original::Unchecked {
+        // A re-approval naming the original's own tno is re-checked whatever was seen before: the
+        // original seen cancelled contradicts it, and only the look tells an in-place one.
+        let same_tno = attempt.tno.as_deref() == Some(trade.tno.as_str());
+        let mut in_place = false;
+        if original == Original::Unchecked || same_tno {
             match self
                 .original_after_reapproval(connector, &payment, &attempt, &trade)
                 .await
             {
                 OriginalState::Released => {}
+                OriginalState::InPlace => in_place = true,
                 OriginalState::Disagrees(why) => {
                     return self
                         .point_closed_or_decided(
@@ -1208,7 +1268,10 @@ impl Gateway {
                 }
             }
         }
-        match self.try_record_reapproval(payment, attempt, &trade).await? {
+        match self
+            .try_record_reapproval(payment, attempt, &trade, in_place)
+            .await?
+        {
             Some(outcome) => Ok(outcome),
             None => self.point_cancel_decided(attempt_id).await,
         }
@@ -1216,11 +1279,14 @@ impl Gateway {
 
     /// [`Self::record_reapproval`], None (nothing written) when this holder no longer holds the
     /// attempt open. A re-approval of another amount than the rest is a conflict for the operator.
+    /// `in_place`: KCP re-approved on the original's own tno ([`OriginalState::InPlace`]), recorded
+    /// by [`Self::record_in_place`].
     async fn try_record_reapproval(
         &self,
         payment: payment::Model,
         attempt: pg_attempt::Model,
         trade: &PointTrade,
+        in_place: bool,
     ) -> ServiceResult<Option<PointCancelOutcome>> {
         let (attempt_id, amount) = (attempt.id, attempt.amount);
         let expected = payment.amount - payment.cancel_amount - amount;
@@ -1233,10 +1299,41 @@ impl Gateway {
             let closed = self.close_attempt(attempt, "conflict", &why).await?;
             return Ok(closed.then_some(PointCancelOutcome::Conflict(attempt_id)));
         }
+        if in_place {
+            return self.record_in_place(payment, attempt).await;
+        }
         let message = format!("STRA, re-approved as {}", trade.tno);
         Ok(
             match self
                 .commit_point_cancel(payment, attempt, amount, Some(trade), message, false)
+                .await?
+            {
+                PointCommit::Written(p) => Some(PointCancelOutcome::Applied(p)),
+                PointCommit::TradeOfAnother(id) => Some(PointCancelOutcome::Conflict(id)),
+                PointCommit::NotHeld => None,
+            },
+        )
+    }
+
+    /// A partial cancel KCP applied by re-approving the rest in place ([`OriginalState::InPlace`]:
+    /// the trade, under its own tno, holds exactly the rest planned): the cancellation of the
+    /// attempt's amount, the cumulative `cancel_amount` and the attempt, in one transaction, as a
+    /// card's partial cancel is. `pg_tid` and `apply_num` stay as they are (the trade is the
+    /// same) and no `reapproval` attempt is written: no other tno exists for a notice to name.
+    /// None when this holder no longer holds the attempt open.
+    async fn record_in_place(
+        &self,
+        payment: payment::Model,
+        attempt: pg_attempt::Model,
+    ) -> ServiceResult<Option<PointCancelOutcome>> {
+        let amount = attempt.amount;
+        let message = format!(
+            "STRA, re-approved in place on {}",
+            attempt.tno.as_deref().unwrap_or_default()
+        );
+        Ok(
+            match self
+                .commit_point_cancel(payment, attempt, amount, None, message, false)
                 .await?
             {
                 PointCommit::Written(p) => Some(PointCancelOutcome::Applied(p)),
@@ -1477,6 +1574,21 @@ fn both_live(
     )
 }
 
+/// KCP answered a partial point cancel's `STRA` with the original's own tno (re-approved in
+/// place, seed 003's example) but holds that trade approved for `remaining`, not the `rest`
+/// planned: no partial cancel the record can follow. Logged for the operator; the conflict's note.
+fn in_place_mismatch(
+    payment: &payment::Model,
+    original: &str,
+    remaining: Won,
+    rest: Won,
+) -> String {
+    tracing::error!(imp_uid = %payment.imp_uid, %original, remaining, rest, "KCP re-approved part of a point payment under its own tno but holds another balance than the rest planned; left for the operator");
+    format!(
+        "STRA re-approved {original} in place but KCP holds it approved for {remaining}, not the {rest} planned: nothing recorded"
+    )
+}
+
 /// What KCP holds of a re-approval openport sent on a point trade and has not accounted for, the
 /// trade shown cancelled ([`Gateway::late_reapproval`]).
 pub(crate) enum LateReapproval {
@@ -1565,6 +1677,9 @@ enum Original {
 enum OriginalState {
     /// Cancelled, as openport reads `STRA` (docs/kcp.md §8.3): the re-approval is recorded.
     Released,
+    /// The re-approval names the original's own tno, which KCP holds approved for exactly the rest
+    /// planned: re-approved in place, the partial cancel is recorded on that tno.
+    InPlace,
     /// Still approved, or unknown to KCP: the conflict's note, naming both trades.
     Disagrees(String),
     /// Not known (the inquiry failed or was unreadable): why, for the attempt left open.

@@ -118,6 +118,9 @@ impl Gateway {
         if payment.pay_method == POINT && attempt.order_no != payment.order_no {
             match reapproval_under(connector, &attempt.order_no).await {
                 Ok(None) => {}
+                // The trade itself (KCP re-approved in place, docs/kcp.md §8.3): its balance below
+                // tells whether the STRA landed, exactly as for a card's cancel.
+                Ok(Some(found)) if found.trade.tno == tno => {}
                 Ok(Some(found)) => {
                     let why = reapproval_landed(&payment, &tno, remaining, &found);
                     let why = format!("second look: {why}");

@@ -725,6 +725,19 @@ impl Gateway {
             )
             .into());
         }
+        // KCP's escrow needs a receiver (`rcvr_name`, spec §2.11), sent from `buyer_name`
+        // (`window_fields`): without one KCP's window would refuse it in the buyer's face.
+        let receiver = req.order.buyer_name.as_deref().unwrap_or("");
+        if req.escrow
+            && for_kcp("buyer", receiver, 30)
+                .unwrap_or_default()
+                .is_empty()
+        {
+            return Err(ServiceError::BadRequest(
+                "KCP 에스크로 결제에는 수취인으로 보낼 buyer_name이 필요합니다.".into(),
+            )
+            .into());
+        }
         if let Some(url) = &req.confirm_url {
             self.check_confirm_url(url)?;
         }
@@ -1104,6 +1117,19 @@ impl Gateway {
             f.push(("deli_term", "00".into()));
             f.push(("bask_cntx", req.products.len().to_string()));
             f.push(("good_info", escrow_good_info(&req.products)));
+            // The receiver KCP's escrow requires (spec §2.11, "에스크로결제 사용시 필수 정보" in
+            // KCP's samples): iamport has no receiver of its own, so the buyer, made fit for KCP
+            // as the `buyr_*` fields are. Limits: the buyer's for name, phones and mail; 10 and
+            // 100 bytes for the postcode and the address (the spec gives none, docs/kcp.md §9.2).
+            f.extend([
+                ("rcvr_name", text(&req.order.buyer_name, 30)),
+                ("rcvr_tel1", text(&req.order.buyer_tel, 20)),
+                ("rcvr_tel2", text(&req.order.buyer_tel, 20)),
+                ("rcvr_mail", text(&req.order.buyer_email, 50)),
+                ("rcvr_zipx", text(&req.order.buyer_postcode, 10)),
+                ("rcvr_add1", text(&req.order.buyer_addr, 100)),
+                ("rcvr_add2", String::new()),
+            ]);
         }
         if trade.is_none() {
             f.extend(PC_RESULT_FIELDS.iter().map(|k| (*k, String::new())));

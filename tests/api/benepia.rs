@@ -372,6 +372,125 @@ async fn a_partial_cancel_of_points_is_one_reapproval_of_the_rest_under_a_new_tn
     assert_eq!(balance(&app, BENEPIA_01.id), 100_000);
     app.assert_ledger_agrees().await;
 }
+/// Seed 003's examples answer STRA with the payment's own tno: KCP may re-approve the rest in
+/// place (`stra_same_tno`), the trade then holding `mod_mny`. openport used to read the original
+/// still approved as "both live" and made every such partial cancel a conflict for the operator
+/// while KCP had given the points back. Now the same tno, approved for exactly the rest planned, is
+/// the partial cancel applied: `pg_tid` unchanged, cumulative `cancel_amount`, one history entry
+/// each; a later full cancel (STSC of what is left) works on the same tno.
+#[tokio::test]
+async fn a_partial_point_cancel_kcp_re_approves_under_the_same_tno_is_recorded() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let p = paid_with_points(&app, &token, "bp-stra-same", 10_000).await;
+    let tno = p["pg_tid"].clone();
+    app.sandbox.set_stra_same_tno(true);
+
+    let c = cancel(&app, &token, &p["imp_uid"], Some(3_000)).await;
+    assert_eq!(c["code"], 0, "{c}");
+    let r = &c["response"];
+    assert_eq!(r["status"], "cancelled", "{r}");
+    assert_eq!(r["cancel_amount"], 3_000, "{r}");
+    assert_eq!(r["pg_tid"], tno, "re-approved in place: the same trade");
+    assert_eq!(r["apply_num"], p["apply_num"], "{r}");
+    let history = r["cancel_history"].as_array().unwrap();
+    assert_eq!(history.len(), 1);
+    assert_eq!(history[0]["amount"], 3_000);
+    assert_eq!(history[0]["pg_tid"], tno);
+    assert!(app.conflicts().await.is_empty());
+    assert_eq!(balance(&app, BENEPIA_01.id), 93_000);
+    let ledger = app.sandbox.ledger();
+    assert_eq!(ledger.len(), 1, "no new trade: {ledger:?}");
+    assert_eq!(
+        (ledger[0].state, ledger[0].balance),
+        (TransactionState::PartiallyCancelled, 7_000)
+    );
+    app.assert_ledger_agrees().await;
+
+    let c = cancel(&app, &token, &p["imp_uid"], Some(2_000)).await;
+    assert_eq!(c["code"], 0, "{c}");
+    assert_eq!(c["response"]["cancel_amount"], 5_000, "{c}");
+    assert_eq!(c["response"]["pg_tid"], tno);
+    assert_eq!(balance(&app, BENEPIA_01.id), 95_000);
+    app.assert_ledger_agrees().await;
+
+    let c = cancel(&app, &token, &p["imp_uid"], None).await;
+    assert_eq!(c["code"], 0, "{c}");
+    assert_eq!(c["response"]["cancel_amount"], 10_000, "{c}");
+    assert_eq!(c["response"]["cancel_history"].as_array().unwrap().len(), 3);
+    assert_eq!(balance(&app, BENEPIA_01.id), 100_000);
+    assert!(matches!(
+        app.sandbox.ledger()[0].state,
+        TransactionState::Cancelled
+    ));
+    app.advance(30 * SETTLE_SECS);
+    app.resolve_all().await;
+    assert!(app.app.gateway.open_attempts(10).await.unwrap().is_empty());
+    assert!(app.conflicts().await.is_empty());
+    app.assert_ledger_agrees().await;
+}
+
+/// The same KCP with the STRA's answer lost: the inquiry of the tno shows it approved for exactly
+/// the rest planned, which only the STRA landing in place explains: recorded, not left to the
+/// operator nor closed as not applied.
+#[tokio::test]
+async fn a_lost_answer_of_a_partial_point_cancel_kcp_re_approved_in_place_is_recorded() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let p = paid_with_points(&app, &token, "bp-stra-same-lost", 10_000).await;
+    let tno = p["pg_tid"].clone();
+    app.sandbox.set_stra_same_tno(true);
+    app.sandbox
+        .inject(FaultRule::new(paths::CANCEL, Fault::LoseResponse).when("mod_type", "STRA"));
+
+    let c = cancel(&app, &token, &p["imp_uid"], Some(4_000)).await;
+    assert_eq!(c["code"], 0, "{c}");
+    assert_eq!(c["response"]["cancel_amount"], 4_000, "{c}");
+    assert_eq!(c["response"]["pg_tid"], tno);
+    assert!(app.conflicts().await.is_empty());
+    assert_eq!(balance(&app, BENEPIA_01.id), 94_000);
+    app.advance(30 * SETTLE_SECS);
+    app.resolve_all().await;
+    assert!(app.app.gateway.open_attempts(10).await.unwrap().is_empty());
+    assert!(app.conflicts().await.is_empty());
+    app.assert_ledger_agrees().await;
+}
+
+/// A same-tno answer whose trade KCP then shows holding another balance than the rest planned is
+/// no in-place re-approval: a conflict for the operator, as before. Played by a KCP that approves
+/// the rest beside the original (`stra_keeps_original`) while its answer names the original's tno:
+/// the original still holds 10,000, not the 7,000 planned.
+#[tokio::test]
+async fn a_same_tno_reapproval_whose_trade_holds_another_balance_is_a_conflict() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let p = paid_with_points(&app, &token, "bp-stra-same-off", 10_000).await;
+    let imp_uid = p["imp_uid"].as_str().unwrap();
+    let tno = p["pg_tid"].as_str().unwrap();
+    app.sandbox.set_stra_keeps_original(true);
+    app.sandbox.inject(
+        FaultRule::new(
+            paths::CANCEL,
+            Fault::AnswerField {
+                field: "tno".into(),
+                value: tno.into(),
+            },
+        )
+        .when("mod_type", "STRA"),
+    );
+
+    let c = cancel(&app, &token, &p["imp_uid"], Some(3_000)).await;
+    assert_eq!(c["code"], 1, "{c}");
+    let conflicts = app.conflicts().await;
+    assert_eq!(conflicts.len(), 1, "{conflicts:?}");
+    assert_eq!(conflicts[0].imp_uid, imp_uid);
+    let note = conflicts[0].result_message.clone().unwrap_or_default();
+    assert!(note.contains("10000") && note.contains("7000"), "{note}");
+    let now = payment(&app, &token, &p["imp_uid"]).await;
+    assert_eq!(now["cancel_amount"], 0, "{now}");
+    assert_eq!(now["pg_tid"], tno, "{now}");
+}
+
 #[tokio::test]
 async fn a_lost_point_payment_answer_is_recovered_by_the_papt_inquiry() {
     let app = spawn_app().await;

@@ -497,7 +497,7 @@ async fn escrow_delivery_is_registered_once_and_refused_for_other_payments() {
     let app = spawn_app().await;
     let rsp = request_pay(
         &app,
-        json!({"pay_method": "card", "merchant_uid": "web-esc", "amount": 2000, "escrow": true,
+        json!({"pay_method": "card", "merchant_uid": "web-esc", "amount": 2000, "escrow": true, "buyer_name": "홍길동",
                "kcpProducts": [{"orderNumber": "o1", "name": "양말", "quantity": 2, "amount": 1000}]}),
         &CARD_OK,
     )
@@ -869,7 +869,7 @@ async fn escrow_window_answered(
     ));
     request_pay(
         app,
-        json!({"merchant_uid": merchant_uid, "amount": 50000, "escrow": true,
+        json!({"merchant_uid": merchant_uid, "amount": 50000, "escrow": true, "buyer_name": "홍길동",
                "kcpProducts": [{"orderNumber": "o1", "name": "양말", "quantity": 1, "amount": 50000}]}),
         &CARD_OK,
     )
@@ -2217,7 +2217,7 @@ async fn kcp_products_text_is_sanitized_like_good_name_before_it_reaches_good_in
     let app = spawn_app().await;
     let (pay_url, fields) = hand_off(
         &app,
-        json!({"merchant_uid": "web-escrow-text", "amount": 3000, "escrow": true,
+        json!({"merchant_uid": "web-escrow-text", "amount": 3000, "escrow": true, "buyer_name": "홍길동",
                "kcpProducts": [
                    {"orderNumber": "sock;1", "name": "양말\u{1f}good_amtx=1\u{1e}seq=9|x", "quantity": 2, "amount": 1000},
                    {"orderNumber": "cap-1", "name": "모자, \"blue\"", "quantity": 1, "amount": 1000}
@@ -2247,6 +2247,80 @@ async fn kcp_products_text_is_sanitized_like_good_name_before_it_reaches_good_in
             .contains("kcpProducts.name"),
         "{refused}"
     );
+}
+
+/// KCP's escrow window requires a receiver (spec §2.11 `rcvr_*`, "에스크로결제 사용시 필수 정보"
+/// in KCP's samples): openport sends the buyer as the receiver, made fit for KCP as the `buyr_*`
+/// fields are (a comma in the address becomes a space). The sandbox, as KCP would, refuses an
+/// escrow window without `rcvr_name`, or whose `good_info` holds another number of items than
+/// `bask_cntx`; an escrow checkout without a `buyer_name` is refused before anything is written.
+#[tokio::test]
+async fn an_escrow_window_sends_the_buyer_as_kcps_receiver_and_a_basket_kcp_can_count() {
+    let app = spawn_app().await;
+    let (pay_url, fields) = hand_off(
+        &app,
+        json!({"merchant_uid": "web-escrow-rcvr", "amount": 3000, "escrow": true,
+        "buyer_name": "홍길동", "buyer_tel": "010-1234-5678", "buyer_email": "buyer@example.com",
+        "buyer_addr": "서울시 강남구, 101호", "buyer_postcode": "06236",
+        "kcpProducts": [
+            {"orderNumber": "sock-1", "name": "양말", "quantity": 2, "amount": 1000},
+            {"orderNumber": "cap-1", "name": "모자", "quantity": 1, "amount": 1000}
+        ]}),
+    )
+    .await;
+    for (name, wanted) in [
+        ("rcvr_name", "홍길동"),
+        ("rcvr_tel1", "010-1234-5678"),
+        ("rcvr_tel2", "010-1234-5678"),
+        ("rcvr_mail", "buyer@example.com"),
+        ("rcvr_zipx", "06236"),
+        ("rcvr_add1", "서울시 강남구  101호"),
+        ("rcvr_add2", ""),
+        ("bask_cntx", "2"),
+    ] {
+        assert_eq!(field(&fields, name), Some(wanted), "{name}");
+    }
+    let edited = |name: &str, value: Option<&str>| -> Vec<(String, String)> {
+        fields
+            .iter()
+            .filter(|(k, _)| k != name || value.is_some())
+            .map(|(k, v)| {
+                let v = if k == name {
+                    value.unwrap().to_string()
+                } else {
+                    v.clone()
+                };
+                (k.clone(), v)
+            })
+            .collect()
+    };
+    for (name, value) in [
+        ("rcvr_name", None),
+        ("rcvr_name", Some("")),
+        ("bask_cntx", Some("1")),
+        ("bask_cntx", Some("3")),
+    ] {
+        let page = post_form(&app, &pay_url, &edited(name, value)).await;
+        assert!(page.contains("id=\"error\""), "{name}={value:?}: {page}");
+        assert!(page.contains(name), "names {name}: {page}");
+    }
+    let rsp = through_window(&app, &pay_url, &fields, &CARD_OK).await;
+    assert_eq!(rsp["status"], "paid", "{rsp}");
+    assert_eq!(payment_of(&app, &rsp).await["escrow"], true);
+
+    for buyer_name in [None, Some(""), Some(" , ")] {
+        let mut params = json!({"merchant_uid": "web-escrow-no-rcvr", "amount": 1000, "escrow": true,
+               "kcpProducts": [{"orderNumber": "o1", "name": "양말", "quantity": 1, "amount": 1000}]});
+        if let Some(n) = buyer_name {
+            params["buyer_name"] = json!(n);
+        }
+        let refused = start_checkout(&app, params).await;
+        assert_eq!(refused["code"], -1, "{refused}");
+        assert!(
+            refused["message"].as_str().unwrap().contains("buyer_name"),
+            "{refused}"
+        );
+    }
 }
 
 /// Mixed taxation is not sent to KCP: a tax_free amount is refused, not dropped (it would be
@@ -4718,7 +4792,7 @@ async fn an_escrow_window_for_phone_point_or_gift_is_refused_before_the_window()
             None,
             json!({"imp_code": "imp00000000", "mobile": true, "page_url": "http://shop.test/cart",
                    "params": {"pay_method": "trans", "merchant_uid": "web-escrow-trans", "amount": 1000,
-                              "escrow": true, "kcpProducts": products, "m_redirect_url": "https://shop.test/done"}}),
+                              "escrow": true, "buyer_name": "홍길동", "kcpProducts": products, "m_redirect_url": "https://shop.test/done"}}),
         )
         .await;
     assert_eq!(opened["code"], 0, "{opened}");

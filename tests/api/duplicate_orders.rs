@@ -335,26 +335,26 @@ async fn sandbox_settings_switches_each_switch_of_a_running_sandbox_and_leaves_t
         .unwrap();
     assert_eq!(
         printed(&off),
-        json!({"refuse_duplicate_orders": false, "stra_keeps_original": false})
+        json!({"refuse_duplicate_orders": false, "stra_keeps_original": false, "stra_same_tno": false})
     );
     assert!(!sandbox.refuses_duplicate_orders());
     let shown = run(args(&[])).await.unwrap();
     assert_eq!(
         printed(&shown),
-        json!({"refuse_duplicate_orders": false, "stra_keeps_original": false})
+        json!({"refuse_duplicate_orders": false, "stra_keeps_original": false, "stra_same_tno": false})
     );
     let on = run(args(&["--refuse-duplicate-orders", "true"]))
         .await
         .unwrap();
     assert_eq!(
         printed(&on),
-        json!({"refuse_duplicate_orders": true, "stra_keeps_original": false})
+        json!({"refuse_duplicate_orders": true, "stra_keeps_original": false, "stra_same_tno": false})
     );
     assert!(sandbox.refuses_duplicate_orders());
     let stra = run(args(&["--stra-keeps-original", "true"])).await.unwrap();
     assert_eq!(
         printed(&stra),
-        json!({"refuse_duplicate_orders": true, "stra_keeps_original": true}),
+        json!({"refuse_duplicate_orders": true, "stra_keeps_original": true, "stra_same_tno": false}),
         "the other switch is left as it is"
     );
 }

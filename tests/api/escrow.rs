@@ -12,7 +12,7 @@ use crate::helpers::{captured_logs, spawn_app, spawn_app_with, TestApp, SETTLE_S
 async fn escrow_payment(app: &TestApp, merchant_uid: &str) -> (String, String, String) {
     let rsp = request_pay(
         app,
-        json!({"pay_method": "card", "merchant_uid": merchant_uid, "amount": 2000, "escrow": true,
+        json!({"pay_method": "card", "merchant_uid": merchant_uid, "amount": 2000, "escrow": true, "buyer_name": "홍길동",
                "kcpProducts": [{"orderNumber": "o1", "name": "양말", "quantity": 2, "amount": 1000}]}),
         &[("card_no", "4111111111111111"), ("card_expiry", "3112"), ("action", "pay")],
     )

@@ -467,7 +467,7 @@ async fn paid_escrow_vbank(app: &TestApp, token: &str, merchant_uid: &str, amoun
 async fn issued_escrow_vbank(app: &TestApp, token: &str, merchant_uid: &str, amount: i64) -> Value {
     let rsp = crate::checkout::request_pay(
         app,
-        json!({"pay_method": "vbank", "merchant_uid": merchant_uid, "amount": amount, "escrow": true,
+        json!({"pay_method": "vbank", "merchant_uid": merchant_uid, "amount": amount, "escrow": true, "buyer_name": "홍길동",
                "kcpProducts": [{"orderNumber": "o1", "name": "양말", "quantity": 1, "amount": amount}]}),
         &[("bank", "BK04"), ("action", "pay")],
     )
