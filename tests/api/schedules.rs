@@ -1104,12 +1104,14 @@ fn record_retries(imp_uid: &str) -> usize {
 #[tokio::test]
 async fn a_scheduled_charge_whose_record_fails_once_is_recorded_paid_on_the_next_try_not_net_cancelled(
 ) {
-    // Refused while the attempt still has the lease it was opened with, which the next try's
-    // renewal, at least a second later, replaces.
+    // Refused while the attempt still has the lease it was sent with (the mark before the call
+    // renews it from `sent_at`), which the next try's renewal, at least a second later, replaces.
+    // Not the lease it was opened with: under load the mark may come a second after the opening,
+    // and the first try was then let through.
     let (app, token, imp_uid) = a_scheduled_charge_recorded_while(|app| {
         format!(
             "EXISTS (SELECT 1 FROM pg_attempts a WHERE a.payment_id = NEW.id \
-             AND a.kind = 'approve' AND a.lease_until = a.created_at + {})",
+             AND a.kind = 'approve' AND a.lease_until = a.sent_at + {})",
             app.app.gateway.settings.lease_secs
         )
     })
