@@ -80,7 +80,7 @@ impl Slots {
 /// The POSTs this instance has in flight, by merchant, and the claiming that refills them.
 pub struct WebhookWorker {
     gateway: Gateway,
-    running: JoinSet<ServiceResult<()>>,
+    running: JoinSet<ServiceResult<bool>>,
     /// The merchant and target of each running POST, by task, so that a task that panics frees
     /// its slot too.
     target_of: HashMap<Id, DueDelivery>,
@@ -211,35 +211,42 @@ impl WebhookWorker {
     }
 
     /// Waits for a POST in flight to end, then collects every other one that has ended too
-    /// (their results are recorded by then; failures are logged here). Returns whether that
-    /// freed a slot at a cap (a merchant's, or a `notice_url`s' share), whose due rows the last
-    /// claim left out; None when nothing is in flight. Cancel safe.
+    /// (their results are recorded by then; failures are logged here). Returns whether rows the
+    /// last claim could not take may be due now: a slot at a cap was freed (a merchant's, or a
+    /// `notice_url`s' share), or a delivery was done with, so the next event of its payment to
+    /// its URL, held back behind it (`store::webhooks`), may go at once rather than at the next
+    /// tick; None when nothing is in flight. Cancel safe.
     ///
     /// All of them, not one: under load POSTs end faster than the worker wakes up, and a worker
     /// that collected one per wake-up counted the others as busy slots, refilling one slot at a
     /// time (about one webhook per 100 ms while payments kept ringing the write signal).
     pub async fn finished(&mut self) -> Option<bool> {
         let first = self.running.join_next_with_id().await?;
-        let freed_capped = self.collect(first);
-        Some(self.reap() || freed_capped)
+        let claim_again = self.collect(first);
+        Some(self.reap() || claim_again)
     }
 
     /// Collects, without waiting, every POST that has ended; true when one of them freed a slot
-    /// at a cap.
+    /// at a cap or was done with its delivery.
     fn reap(&mut self) -> bool {
-        let mut freed_capped = false;
+        let mut claim_again = false;
         while let Some(done) = self.running.try_join_next_with_id() {
-            freed_capped |= self.collect(done);
+            claim_again |= self.collect(done);
         }
-        freed_capped
+        claim_again
     }
 
     /// Frees the slot of one ended POST (logging its failure); true when it was at a cap that a
-    /// claim leaves rows out for: its merchant's, or for a `notice_url` the merchant's or the
-    /// instance's `notice_url` share.
-    fn collect(&mut self, done: Result<(Id, ServiceResult<()>), JoinError>) -> bool {
+    /// claim leaves rows out for (its merchant's, or for a `notice_url` the merchant's or the
+    /// instance's `notice_url` share), or when its delivery is done with (the next one of its
+    /// payment to its URL may be due).
+    fn collect(&mut self, done: Result<(Id, ServiceResult<bool>), JoinError>) -> bool {
+        let mut done_with = false;
         let task = match done {
-            Ok((task, Ok(()))) => task,
+            Ok((task, Ok(finished))) => {
+                done_with = finished;
+                task
+            }
             Ok((task, Err(e))) => {
                 tracing::error!("webhook delivery: {e}");
                 task
@@ -261,7 +268,7 @@ impl WebhookWorker {
         if slots.all == 0 {
             self.per_merchant.remove(&due.merchant_id);
         }
-        was_capped
+        was_capped || done_with
     }
 
     /// Lets the POSTs in flight end for up to `grace`, then drops the rest (see

@@ -89,10 +89,39 @@ pub fn refuse_private_literal(url: &str) -> Result<(), String> {
 }
 
 fn refusal(target: &str) -> String {
-    format!(
-        "refused: {target} is not a public address (webhooks and confirm_url calls to private \
-         networks are off; see OPENPORT_WEBHOOKS__PRIVATE_TARGETS)"
-    )
+    NotPublic(target.to_string()).to_string()
+}
+
+/// The refusal of a target whose name resolves to no public address ([`PublicOnly`]), as the
+/// error of the connection: [`is_not_public`] finds it in a request's error, so a caller can tell
+/// this refusal, which retrying will not change, from a network error.
+#[derive(Debug)]
+pub struct NotPublic(String);
+
+impl std::fmt::Display for NotPublic {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "refused: {} is not a public address (webhooks and confirm_url calls to private \
+             networks are off; see OPENPORT_WEBHOOKS__PRIVATE_TARGETS)",
+            self.0
+        )
+    }
+}
+
+impl std::error::Error for NotPublic {}
+
+/// Whether a request failed because [`PublicOnly`] refused its target (anywhere in the error's
+/// chain of causes).
+pub fn is_not_public(e: &reqwest::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(s) = source {
+        if s.is::<NotPublic>() {
+            return true;
+        }
+        source = s.source();
+    }
+    false
 }
 
 /// How long a connection to a merchant's server stays pooled for the next webhook or
@@ -174,7 +203,7 @@ impl Resolve for PublicOnly {
                 tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
             let public: Vec<SocketAddr> = found.into_iter().filter(|a| is_public(a.ip())).collect();
             if public.is_empty() {
-                return Err(refusal(&host).into());
+                return Err(Box::new(NotPublic(host)) as Box<dyn std::error::Error + Send + Sync>);
             }
             Ok(Box::new(public.into_iter()) as Addrs)
         })

@@ -279,11 +279,15 @@ fn http(private_targets: bool) -> &'static reqwest::Client {
 }
 
 /// What one POST came to.
+#[derive(Default)]
 struct Sent {
     http_status: Option<u16>,
     error: Option<String>,
     excerpt: Option<String>,
     duration_ms: i64,
+    /// Not sent: the target is not a public address (`outbound`), by its literal address or by
+    /// every address its name resolves to.
+    refused: bool,
 }
 
 impl Sent {
@@ -292,8 +296,13 @@ impl Sent {
     }
 
     /// iamport retries on network errors and 5xx (spec §5); 408 and 429 say "later" too.
-    /// Anything else (other 4xx, 3xx) will not change by retrying.
+    /// Anything else (other 4xx, 3xx) will not change by retrying, and neither does a target
+    /// refused as not public: it was retried six times over almost 6 hours to the same refusal
+    /// (review rA).
     fn retryable(&self) -> bool {
+        if self.refused {
+            return false;
+        }
         match self.http_status {
             None => true,
             Some(s) => s >= 500 || s == 408 || s == 429,
@@ -566,18 +575,34 @@ impl Gateway {
         if self.clock_is_skewed() || self.is_outdated() {
             return Ok(0);
         }
-        let due = self.due_webhooks(limit).await?;
-        let mut running = tokio::task::JoinSet::new();
+        // A delivery that ends lets the next event of its payment to its URL go
+        // (`store::webhooks` `no_older_pending`): that one is due now too, so the run lists
+        // again until a round finds nothing it has not attempted yet.
+        let mut tried = std::collections::HashSet::new();
         let mut attempted = 0;
-        for d in due {
-            while running.len() >= PARALLEL_DELIVERIES {
-                attempted += joined(running.join_next().await);
+        while (tried.len() as u64) < limit {
+            let due: Vec<DueDelivery> = self
+                .due_webhooks(limit)
+                .await?
+                .into_iter()
+                .filter(|d| !tried.contains(&d.id))
+                .take(usize::try_from(limit).unwrap_or(usize::MAX) - tried.len())
+                .collect();
+            if due.is_empty() {
+                break;
             }
-            let gateway = self.clone();
-            running.spawn(async move { gateway.deliver_one(d.id).await });
-        }
-        while let Some(done) = running.join_next().await {
-            attempted += joined(Some(done));
+            let mut running = tokio::task::JoinSet::new();
+            for d in due {
+                while running.len() >= PARALLEL_DELIVERIES {
+                    attempted += joined(running.join_next().await);
+                }
+                tried.insert(d.id);
+                let gateway = self.clone();
+                running.spawn(async move { gateway.deliver_one(d.id).await });
+            }
+            while let Some(done) = running.join_next().await {
+                attempted += joined(Some(done));
+            }
         }
         Ok(attempted)
     }
@@ -664,14 +689,16 @@ impl Gateway {
     }
 
     /// POSTs a claimed delivery and records the attempt, while the claim's lease still holds.
-    pub async fn send_webhook(&self, claim: ClaimedWebhook) -> ServiceResult<()> {
+    /// Ok(true) when the delivery is done with (`delivered` or `failed`): the next event of its
+    /// payment to its URL, which waited for it, may be due now.
+    pub async fn send_webhook(&self, claim: ClaimedWebhook) -> ServiceResult<bool> {
         let ClaimedWebhook { id, lease } = claim;
         // A database error before the POST (a pool with no connection free, a restart) gives the
         // claim back, due again in a few seconds instead of when its lease runs out. If the
         // release fails too, the lease still ends it: late, never lost.
         let (delivery, merchant, attempted_at) = match self.ready_to_send(id, lease).await {
             Ok(Some(ready)) => ready,
-            Ok(None) => return Ok(()),
+            Ok(None) => return Ok(false),
             Err(e) => {
                 let free_from = self.clock.unix() + RETRY_AFTER_DB_ERROR_SECS;
                 let released =
@@ -689,10 +716,8 @@ impl Gateway {
         let sent = match self.post(&delivery, &merchant, attempted_at).await {
             Ok(sent) => sent,
             Err(why) => Sent {
-                http_status: None,
                 error: Some(why),
-                excerpt: None,
-                duration_ms: 0,
+                ..Sent::default()
             },
         };
         // The wait before a retry runs from the failure, not from the attempt's start: counted
@@ -765,7 +790,7 @@ impl Gateway {
                 "webhook lease expired during the attempt"
             );
         }
-        Ok(())
+        Ok(kept && state != "pending")
     }
 
     /// The claimed delivery, its merchant and the attempt's time, when the claim still holds with
@@ -814,7 +839,13 @@ impl Gateway {
     ) -> Result<Sent, String> {
         let private_targets = self.settings.webhook_private_targets;
         if !private_targets {
-            outbound::refuse_private_literal(&d.url)?;
+            if let Err(why) = outbound::refuse_private_literal(&d.url) {
+                return Ok(Sent {
+                    error: Some(why),
+                    refused: true,
+                    ..Sent::default()
+                });
+            }
         }
         let body = body_of(d)?;
         let content_type = WebhookContentType::from_db(&d.content_type);
@@ -852,16 +883,14 @@ impl Gateway {
                 let status = res.status().as_u16();
                 Sent {
                     http_status: Some(status),
-                    error: None,
                     excerpt: excerpt(res).await,
-                    duration_ms: 0,
+                    ..Sent::default()
                 }
             }
             Err(e) => Sent {
-                http_status: None,
                 error: Some(describe(&e)),
-                excerpt: None,
-                duration_ms: 0,
+                refused: outbound::is_not_public(&e),
+                ..Sent::default()
             },
         };
         Ok(Sent {
@@ -897,6 +926,13 @@ impl Gateway {
 
     /// Operator resend: the delivery is due now with a fresh retry schedule. Refused while one of
     /// its attempts is in flight (`store::requeue`): the operator asks again once it is done.
+    ///
+    /// A delivery to the merchant's configured URL (`to_merchant_url`) goes to the merchant's
+    /// current URL in its current content type (signed, as every attempt, with its current
+    /// secret): a wrong or moved URL is the usual reason a webhook is given up, and the give-up's
+    /// ERROR says to resend once the endpoint works; resent to the URL stored on the row, it
+    /// could never reach the corrected one (review rF, F2). A `notice_url`'s keeps its URL (the
+    /// payment named it), and so does one whose merchant has no URL now.
     pub async fn resend_webhook(&self, id: i64) -> ServiceResult<DeliveryRecord> {
         // Judged by a clock that is off, a worker's lease could look run out while it is sending.
         if self.clock_is_skewed() {
@@ -904,7 +940,22 @@ impl Gateway {
                 "이 서버의 시계가 데이터베이스와 맞지 않아 지금은 재전송할 수 없습니다.".into(),
             ));
         }
-        if !store::requeue(&self.db.write, id, self.clock.unix()).await? {
+        let delivery = self.webhook_delivery(id).await?.delivery;
+        let merchant = if delivery.to_merchant_url {
+            merchants::by_id(&self.db.write, delivery.merchant_id).await?
+        } else {
+            None
+        };
+        let retarget = merchant.as_ref().and_then(|m| {
+            let url = m
+                .webhook_url
+                .as_deref()
+                .map(str::trim)
+                .filter(|u| !u.is_empty())?;
+            let content_type = WebhookContentType::from_db(&m.webhook_content_type).as_db();
+            Some((url, content_type))
+        });
+        if !store::requeue(&self.db.write, id, self.clock.unix(), retarget).await? {
             let delivery = self.webhook_delivery(id).await?;
             return Err(ServiceError::Refused(format!(
                 "웹훅이 지금 전송 중입니다. 전송이 끝난 뒤 다시 요청해 주세요. (id: {}, 임대 만료: {})",
@@ -1072,9 +1123,7 @@ mod tests {
     fn only_network_errors_5xx_408_and_429_are_retried() {
         let s = |http_status| Sent {
             http_status,
-            error: None,
-            excerpt: None,
-            duration_ms: 0,
+            ..Sent::default()
         };
         assert!(s(None).retryable());
         assert!(s(Some(500)).retryable());
@@ -1085,5 +1134,11 @@ mod tests {
         assert!(!s(Some(404)).retryable());
         assert!(!s(Some(302)).retryable());
         assert!(s(Some(200)).delivered() && s(Some(204)).delivered());
+        let refused = Sent {
+            error: Some("refused: 10.0.0.1 is not a public address".into()),
+            refused: true,
+            ..Sent::default()
+        };
+        assert!(!refused.retryable());
     }
 }

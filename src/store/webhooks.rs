@@ -1,5 +1,5 @@
 //! Webhook outbox rows and delivery attempts.
-use sea_orm::sea_query::{Expr, LockBehavior, LockType, SimpleExpr};
+use sea_orm::sea_query::{Alias, Expr, LockBehavior, LockType, Query, SimpleExpr};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DbBackend, DbErr, EntityTrait,
     FromQueryResult, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, QueryTrait, Set,
@@ -47,10 +47,47 @@ pub struct LeftOut<'a> {
     pub all_notice_urls: bool,
 }
 
-/// Pending deliveries due at `now` that no worker holds, of the `served` merchants, but not those
-/// `left_out` (a worker names the merchants and `notice_url`s at their cap, so a long queue of
-/// theirs cannot fill a batch with rows the worker would only give back), oldest due first. The
-/// conditions on `merchant_id` and `to_merchant_url` are checked on the rows the
+/// No older delivery of the same payment to the same URL is still `pending` (in flight, or
+/// waiting for its retry): the events of one payment reach each URL one at a time, in the order
+/// they were written. Sent side by side, or with each row on its own retry schedule, a receiver
+/// got `cancelled` before `paid`, or a `ready` retried after the deposit's `paid`, and a merchant
+/// acting on the body's `status` moved a cancelled order back to paid (review rF, F1). Row ids
+/// grow with the order the events were committed in for one payment: its changes are written one
+/// after another. `failed` and `delivered` rows do not hold the next one back: a give-up (after
+/// the last backoff) lets it go.
+///
+/// Every pending row counts, leased or not, so the rule needs no lock of its own: the older row
+/// stays `pending` from before any claim until its attempt is recorded, so every snapshot a
+/// claim may read (two instances claiming at once on PostgreSQL, `FOR UPDATE SKIP LOCKED`) sees
+/// it blocking the newer one. The older rows are found through `webhook_deliveries_by_imp_uid`
+/// (a payment has a few deliveries): SQLite's plan is tested below; PostgreSQL's is a nested-loop
+/// anti join over that index under the `webhook_deliveries_due` scan (EXPLAIN, 200,000 rows).
+fn no_older_pending() -> SimpleExpr {
+    let older = Alias::new("older");
+    let col = |c: webhook_delivery::Column| Expr::col((older.clone(), c));
+    let outer = |c: webhook_delivery::Column| Expr::col((webhook_delivery::Entity, c));
+    let older_pending = Query::select()
+        .expr(Expr::val(1))
+        .from_as(webhook_delivery::Entity, older.clone())
+        .and_where(
+            col(webhook_delivery::Column::ImpUid)
+                .equals((webhook_delivery::Entity, webhook_delivery::Column::ImpUid)),
+        )
+        .and_where(
+            col(webhook_delivery::Column::Url)
+                .equals((webhook_delivery::Entity, webhook_delivery::Column::Url)),
+        )
+        .and_where(col(webhook_delivery::Column::State).eq("pending"))
+        .and_where(col(webhook_delivery::Column::Id).lt(outer(webhook_delivery::Column::Id)))
+        .to_owned();
+    Expr::exists(older_pending).not()
+}
+
+/// Pending deliveries due at `now` that no worker holds and no older delivery of the same
+/// payment to the same URL holds back ([`no_older_pending`]), of the `served` merchants, but not
+/// those `left_out` (a worker names the merchants and `notice_url`s at their cap, so a long
+/// queue of theirs cannot fill a batch with rows the worker would only give back), oldest due
+/// first. The conditions on `merchant_id` and `to_merchant_url` are checked on the rows the
 /// `webhook_deliveries_due` index yields in order, whichever rows are left out: no other index,
 /// no sort but of ties (the plan is tested below).
 fn due(
@@ -61,7 +98,8 @@ fn due(
     let mut due = webhook_delivery::Entity::find()
         .filter(webhook_delivery::Column::State.eq("pending"))
         .filter(webhook_delivery::Column::NextAttemptAt.lte(now))
-        .filter(webhook_delivery::Column::LeaseUntil.lt(now));
+        .filter(webhook_delivery::Column::LeaseUntil.lt(now))
+        .filter(no_older_pending());
     if let Some(ids) = served.merchant_ids() {
         due = due.filter(webhook_delivery::Column::MerchantId.in_subquery(ids));
     }
@@ -185,7 +223,8 @@ pub async fn release_deliveries(
 }
 
 /// Takes the lease on a due delivery: a conditional UPDATE, so across any number of instances
-/// exactly one wins, and no transaction stays open during the HTTP call.
+/// exactly one wins, and no transaction stays open during the HTTP call. Not while an older
+/// delivery of its payment to its URL is pending ([`no_older_pending`]), as a batch claim.
 pub async fn claim_delivery(
     db: &impl ConnectionTrait,
     id: i64,
@@ -201,6 +240,7 @@ pub async fn claim_delivery(
         .filter(webhook_delivery::Column::State.eq("pending"))
         .filter(webhook_delivery::Column::NextAttemptAt.lte(now))
         .filter(webhook_delivery::Column::LeaseUntil.lt(now))
+        .filter(no_older_pending())
         .exec(db)
         .await?;
     Ok(res.rows_affected == 1)
@@ -261,8 +301,25 @@ pub async fn insert_attempt(
 /// the resend could end `failed` or be lost while the operator was told it was queued. The lease
 /// is cleared too: a worker that stalled past its lease still holds it as its token, and its late
 /// result must find the token gone, not overwrite the resend.
-pub async fn requeue(db: &impl ConnectionTrait, id: i64, now: i64) -> Result<bool, DbErr> {
-    let res = webhook_delivery::Entity::update_many()
+///
+/// With `retarget`, the delivery goes to that URL in that content type from now on (the caller
+/// passes the merchant's current ones for a delivery to its configured URL).
+pub async fn requeue(
+    db: &impl ConnectionTrait,
+    id: i64,
+    now: i64,
+    retarget: Option<(&str, &str)>,
+) -> Result<bool, DbErr> {
+    let mut update = webhook_delivery::Entity::update_many();
+    if let Some((url, content_type)) = retarget {
+        update = update
+            .col_expr(webhook_delivery::Column::Url, Expr::value(url))
+            .col_expr(
+                webhook_delivery::Column::ContentType,
+                Expr::value(content_type),
+            );
+    }
+    let res = update
         .col_expr(webhook_delivery::Column::LeaseUntil, Expr::value(0i64))
         .col_expr(webhook_delivery::Column::State, Expr::value("pending"))
         .col_expr(webhook_delivery::Column::Attempts, Expr::value(0i32))
@@ -368,7 +425,7 @@ mod tests {
             );
             claim_statement(backend, 125, which).to_string()
         };
-        let due = r#""webhook_deliveries"."state" = 'pending' AND "webhook_deliveries"."next_attempt_at" <= 5 AND "webhook_deliveries"."lease_until" < 5 AND "webhook_deliveries"."merchant_id" NOT IN (7) AND ("webhook_deliveries"."to_merchant_url" = TRUE OR "webhook_deliveries"."merchant_id" NOT IN (8))"#;
+        let due = r#""webhook_deliveries"."state" = 'pending' AND "webhook_deliveries"."next_attempt_at" <= 5 AND "webhook_deliveries"."lease_until" < 5 AND (NOT EXISTS(SELECT 1 FROM "webhook_deliveries" AS "older" WHERE "older"."imp_uid" = "webhook_deliveries"."imp_uid" AND "older"."url" = "webhook_deliveries"."url" AND "older"."state" = 'pending' AND "older"."id" < "webhook_deliveries"."id")) AND "webhook_deliveries"."merchant_id" NOT IN (7) AND ("webhook_deliveries"."to_merchant_url" = TRUE OR "webhook_deliveries"."merchant_id" NOT IN (8))"#;
         let order = r#"ORDER BY "webhook_deliveries"."next_attempt_at" ASC, "webhook_deliveries"."id" ASC LIMIT 4"#;
         assert_eq!(
             sql(DbBackend::Postgres),
@@ -386,7 +443,8 @@ mod tests {
 
     /// A claim reads the due rows in order through `webhook_deliveries_due`, whatever it leaves
     /// out: the merchants at their cap, the `notice_url`s of some, or every `notice_url`. Rows
-    /// left out are passed over in the index, never sorted.
+    /// left out are passed over in the index, never sorted; the older events of a row's payment
+    /// are looked up in `webhook_deliveries_by_imp_uid`.
     #[tokio::test]
     async fn a_claim_reads_the_due_index_in_order_whatever_it_leaves_out() {
         let db = crate::store::Db::connect("sqlite::memory:").await.unwrap();
@@ -416,6 +474,11 @@ mod tests {
                 "{left_out:?}: {plan}"
             );
             assert!(!plan.contains("TEMP B-TREE"), "{left_out:?}: {plan}");
+            // The older events of each row's payment (`no_older_pending`): a few index steps.
+            assert!(
+                plan.contains("SEARCH older USING INDEX webhook_deliveries_by_imp_uid"),
+                "{left_out:?}: {plan}"
+            );
         }
     }
 }

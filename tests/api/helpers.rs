@@ -687,6 +687,8 @@ pub struct Received {
     pub query: Option<String>,
     pub headers: HeaderMap,
     pub body: String,
+    /// When the request reached the receiver (before any [`Receiver::slow`] delay).
+    pub arrived: std::time::Instant,
 }
 
 #[derive(Default)]
@@ -759,6 +761,7 @@ impl Receiver {
                             query: uri.query().map(str::to_string),
                             headers,
                             body: String::from_utf8_lossy(&body).into_owned(),
+                            arrived: std::time::Instant::now(),
                         });
                         let status = s.script.pop_front().or(s.always).unwrap_or(200);
                         (status, s.delay)

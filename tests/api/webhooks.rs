@@ -92,6 +92,29 @@ async fn enqueue(app: &TestApp, imp_uid: &str, status: &str, cancellation_id: Op
     txn.commit().await.unwrap();
 }
 
+/// As [`enqueue`], for the `n`th of as many payments (imp_uid `{imp_uid}-{n}`): the events of one
+/// payment reach a URL one at a time (`store::webhooks`), and the tests of parallel delivery need
+/// webhooks none of which waits for another.
+async fn enqueue_apart(
+    app: &TestApp,
+    imp_uid: &str,
+    n: usize,
+    status: &str,
+    cancellation_id: Option<&str>,
+) {
+    let gw = &app.app.gateway;
+    let mut p = openport::store::payments::by_imp_uid(&gw.db.read, None, imp_uid)
+        .await
+        .unwrap()
+        .expect("payment");
+    p.imp_uid = format!("{imp_uid}-{n}");
+    let txn = gw.db.write.begin().await.unwrap();
+    gw.enqueue_webhook(&txn, &p, status, cancellation_id)
+        .await
+        .unwrap();
+    txn.commit().await.unwrap();
+}
+
 async fn deliver(app: &TestApp) -> usize {
     app.app
         .gateway
@@ -1188,7 +1211,7 @@ async fn three_instances_on_one_database_deliver_each_webhook_exactly_once() {
     let imp_uid = paid_payment(&first, &token, "wh-two-instances", Value::Null).await;
     const N: usize = 60;
     for i in 0..N {
-        enqueue(&first, &imp_uid, "cancelled", Some(&format!("c{i}"))).await;
+        enqueue_apart(&first, &imp_uid, i, "cancelled", Some(&format!("c{i}"))).await;
     }
 
     let mut attempted = 0;
@@ -1961,7 +1984,7 @@ async fn merchant_behind_a_tarpit(n: usize) -> (TestApp, Tarpit) {
     let (status, body) = configure(&app, json!({"url": tarpit.url("/hook")})).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     for i in 0..n {
-        enqueue(&app, &imp_uid, "cancelled", Some(&format!("c{i}"))).await;
+        enqueue_apart(&app, &imp_uid, i, "cancelled", Some(&format!("c{i}"))).await;
     }
     within_fifteen_seconds("the worker's POSTs reach the tarpit", async || {
         tarpit.accepted() >= MERCHANT_IN_FLIGHT
@@ -2125,7 +2148,7 @@ async fn a_steady_stream_of_webhooks_leaves_as_fast_as_it_is_written_while_payme
     assert_eq!(status, StatusCode::OK, "{body}");
     const N: usize = 300;
     for i in 0..N {
-        enqueue(&app, &imp_uid, "cancelled", Some(&format!("c{i}"))).await;
+        enqueue_apart(&app, &imp_uid, i, "cancelled", Some(&format!("c{i}"))).await;
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 
@@ -2169,7 +2192,7 @@ async fn a_worker_claims_past_the_rows_another_instance_is_claiming() {
     let token = app.token().await;
     let imp_uid = paid_payment(&app, &token, "wh-skip-locked", Value::Null).await;
     for i in 0..32 {
-        enqueue(&app, &imp_uid, "cancelled", Some(&format!("c{i:02}"))).await;
+        enqueue_apart(&app, &imp_uid, i, "cancelled", Some(&format!("c{i:02}"))).await;
     }
     let gw = &app.app.gateway;
     // Another instance's claim, under way: the 16 oldest rows locked.
@@ -2235,7 +2258,7 @@ async fn three_instances_workers_deliver_each_webhook_exactly_once() {
     }
     const N: usize = 150;
     for i in 0..N {
-        enqueue(&first, &imp_uid, "cancelled", Some(&format!("c{i}"))).await;
+        enqueue_apart(&first, &imp_uid, i, "cancelled", Some(&format!("c{i}"))).await;
     }
     within_fifteen_seconds("every webhook delivered", async || {
         history(&first, "?state=pending").await.is_empty()
@@ -2435,4 +2458,296 @@ async fn notifications_past_the_retention_are_pruned_batch_after_batch_without_w
             == 0
     })
     .await;
+}
+
+/// A one-time charge to the demo merchant whose own `paid` webhook stays in the outbox (unlike
+/// [`paid_payment`]'s); its imp_uid.
+async fn charge_announced(app: &TestApp, token: &str, merchant_uid: &str, notice: Value) -> String {
+    let mut body = json!({
+        "merchant_uid": merchant_uid, "amount": 1000, "card_number": test_cards::SHINHAN_CREDIT,
+        "expiry": future_expiry(), "birth": "800101", "pwd_2digit": "00", "name": "웹훅 상품"
+    });
+    if !notice.is_null() {
+        body["notice_url"] = notice;
+    }
+    let (status, res) = app
+        .post("/subscribe/payments/onetime", Some(token), body)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{res}");
+    assert_eq!(res["response"]["status"], "paid", "{res}");
+    res["response"]["imp_uid"].as_str().unwrap().to_string()
+}
+
+fn statuses(received: &[Received]) -> Vec<String> {
+    received
+        .iter()
+        .map(|r| json_body(r)["status"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// Review rF, F1: the events of one payment used to be POSTed side by side, each on its own
+/// retry schedule, so a receiver got `cancelled` before `paid`, or a `ready` retried after the
+/// deposit's `paid`, and a merchant acting on the body's `status` moved a cancelled order back
+/// to paid. Now an event waits while an older one of its payment to its URL is pending.
+#[tokio::test]
+async fn events_of_one_payment_reach_a_url_in_order() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+
+    // A charge, then a cancel with enable_webhook, before any delivery pass: both are due at
+    // once, and `cancelled` leaves only once the receiver has answered `paid`.
+    let receiver = Receiver::start().await;
+    let answer = Duration::from_millis(300);
+    receiver.slow(answer);
+    configure(&app, json!({"url": receiver.url("/order")})).await;
+    let imp_uid = charge_announced(&app, &token, "wh-order", Value::Null).await;
+    let (_, c) = app
+        .post(
+            "/payments/cancel",
+            Some(&token),
+            json!({"imp_uid": imp_uid, "enable_webhook": true}),
+        )
+        .await;
+    assert_eq!(c["code"], 0, "{c}");
+    assert_eq!(deliver(&app).await, 2, "one pass sends both");
+    let got = receiver.requests();
+    assert_eq!(statuses(&got), ["paid", "cancelled"]);
+    assert!(
+        got[1].arrived.duration_since(got[0].arrived) >= answer,
+        "`cancelled` was sent while `paid` was in flight"
+    );
+
+    // A virtual account whose receiver fails `ready` once: the deposit's `paid` waits for the
+    // retry of `ready`, and follows it.
+    let hooks = Receiver::start().await;
+    hooks.fail_next(&[503]);
+    let mut body = crate::vbanks::vbank(&app, "wh-order-vb", 15000);
+    body["notice_url"] = json!(hooks.url("/vb"));
+    let p = crate::vbanks::issued(&app, &token, body).await;
+    assert_eq!(deliver(&app).await, 1, "`ready`, answered 503");
+    crate::vbanks::deposit_until_paid(&app, &token, &p).await;
+    assert_eq!(deliver(&app).await, 0, "`paid` waits for `ready`'s retry");
+    assert_eq!(statuses(&hooks.requests()), ["ready"]);
+    app.advance(61);
+    assert_eq!(deliver(&app).await, 2, "`ready` again, then `paid`");
+    assert_eq!(statuses(&hooks.requests()), ["ready", "ready", "paid"]);
+    let vb_uid = p["imp_uid"].as_str().unwrap();
+    let list = history(&app, &format!("?imp_uid={vb_uid}")).await;
+    assert!(list.iter().all(|d| d["state"] == "delivered"), "{list:?}");
+}
+
+/// An older delivery given up for good (here a 4xx at once; after the last backoff alike) no
+/// longer holds back the next event of its payment to its URL.
+#[tokio::test]
+async fn a_given_up_event_lets_the_next_one_of_its_payment_go() {
+    let app = spawn_app().await;
+    let receiver = Receiver::start().await;
+    receiver.fail_next(&[410]);
+    configure(&app, json!({"url": receiver.url("/gone-once")})).await;
+    let token = app.token().await;
+    let imp_uid = charge_announced(&app, &token, "wh-given-up", Value::Null).await;
+    enqueue(&app, &imp_uid, "cancelled", Some("c1")).await;
+    assert_eq!(deliver(&app).await, 2);
+    assert_eq!(statuses(&receiver.requests()), ["paid", "cancelled"]);
+    let list = history(&app, &format!("?imp_uid={imp_uid}")).await;
+    let states: Vec<&Value> = list.iter().map(|d| &d["state"]).collect();
+    assert_eq!(
+        states,
+        [&json!("delivered"), &json!("failed")],
+        "newest first"
+    );
+}
+
+/// Review rF, F2: a resend went back to the URL stored on the delivery, so a webhook given up
+/// because the merchant's URL was wrong could never reach the corrected one. A delivery to the
+/// merchant's configured URL is resent to its current URL, content type and secret; one to a
+/// payment's `notice_url` keeps its URL.
+#[tokio::test]
+async fn a_resend_after_the_merchant_url_was_corrected_goes_to_the_new_url() {
+    let app = spawn_app().await;
+    let wrong = Receiver::start().await;
+    wrong.always(404);
+    let right = Receiver::start().await;
+    configure(&app, json!({"url": wrong.url("/s404")})).await;
+    let token = app.token().await;
+    let imp_uid = charge_announced(&app, &token, "wh-moved", Value::Null).await;
+    assert_eq!(deliver(&app).await, 1);
+    let failed = history(&app, &format!("?imp_uid={imp_uid}")).await;
+    assert_eq!(failed[0]["state"], "failed", "{failed:?}");
+    let id = failed[0]["id"].as_i64().unwrap();
+
+    let key = [7u8; 32];
+    let secret = format!("whsec_{}", B64.encode(key));
+    let (status, body) = configure(
+        &app,
+        json!({"url": right.url("/ok"), "content_type": "form", "secret": secret}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = app
+        .post(
+            &format!("/admin/webhooks/{id}/resend"),
+            Some(ADMIN_TOKEN),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["response"]["url"], right.url("/ok"), "{body}");
+    assert_eq!(body["response"]["content_type"], "form", "{body}");
+    assert_eq!(deliver(&app).await, 1);
+
+    assert_eq!(wrong.requests().len(), 1, "not the old URL again");
+    let got = right.requests();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].path, "/ok");
+    assert_eq!(
+        got[0].headers["content-type"],
+        "application/x-www-form-urlencoded"
+    );
+    assert_eq!(
+        got[0].body,
+        format!("imp_uid={imp_uid}&merchant_uid=wh-moved&status=paid")
+    );
+    assert_eq!(got[0].signers(&[&key]), [0]);
+    let list = history(&app, &format!("?imp_uid={imp_uid}")).await;
+    assert_eq!(list[0]["state"], "delivered");
+    let urls: Vec<&Value> = list[0]["attempts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| &a["url"])
+        .collect();
+    assert_eq!(urls, [&json!(wrong.url("/s404")), &json!(right.url("/ok"))]);
+
+    // A payment's notice_url is the payment's, not the merchant's: its resend keeps it.
+    let notice = Receiver::start().await;
+    notice.fail_next(&[404]);
+    let other = charge_announced(&app, &token, "wh-notice", json!(notice.url("/n"))).await;
+    assert_eq!(deliver(&app).await, 1);
+    let id = history(&app, &format!("?imp_uid={other}")).await[0]["id"]
+        .as_i64()
+        .unwrap();
+    let (status, body) = app
+        .post(
+            &format!("/admin/webhooks/{id}/resend"),
+            Some(ADMIN_TOKEN),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(deliver(&app).await, 1);
+    assert_eq!(notice.requests().len(), 2);
+    assert_eq!(right.requests().len(), 1);
+}
+
+/// Review rA (minor note): a target refused as not public, by its literal address or by every
+/// address its name resolves to, stayed `pending` and was refused again six times over almost
+/// six hours. The refusal is permanent, as a 4xx is: the delivery is `failed` at once.
+#[tokio::test]
+async fn a_webhook_to_a_private_address_fails_at_once() {
+    let app = spawn_app_with(|c| c.webhooks.private_targets = Some(false)).await;
+    let receiver = Receiver::start().await;
+    let token = app.token().await;
+    let by_name = receiver.url("/by-name").replace("127.0.0.1", "localhost");
+    let notice = json!([receiver.url("/by-address"), by_name]);
+    let imp_uid = charge_announced(&app, &token, "wh-private-fails", notice).await;
+
+    assert_eq!(deliver(&app).await, 2);
+    app.advance(2 * 60);
+    assert_eq!(deliver(&app).await, 0, "not retried");
+
+    assert!(receiver.requests().is_empty());
+    let list = history(&app, &format!("?imp_uid={imp_uid}")).await;
+    assert_eq!(list.len(), 2, "{list:?}");
+    for d in &list {
+        assert_eq!(d["state"], "failed", "{d}");
+        assert_eq!(d["attempt_count"], 1, "{d}");
+        let error = d["last_error"].as_str().unwrap_or_default();
+        assert!(error.contains("is not a public address"), "{d}");
+    }
+}
+
+/// Instances claiming at once never take two events of one payment to one URL: the newer one is
+/// not due while the older is `pending`, whether another instance's claim holds the older row
+/// locked (PostgreSQL, `FOR UPDATE SKIP LOCKED`), has leased it, or both claim together. Once the
+/// older one is delivered, either instance may take the newer.
+#[tokio::test]
+async fn two_instances_never_take_two_events_of_one_payment_to_one_url_at_once() {
+    use openport::store::webhooks::LeftOut;
+    use sea_orm::ConnectionTrait;
+
+    let app = spawn_app().await;
+    let other = app.another_instance(|_| {}).await;
+    let receiver = Receiver::start().await;
+    configure(&app, json!({"url": receiver.url("/one")})).await;
+    let token = app.token().await;
+    let imp_uid = charge_announced(&app, &token, "wh-one-at-a-time", Value::Null).await;
+    enqueue(&app, &imp_uid, "cancelled", Some("c1")).await;
+    let (gw, other_gw) = (&app.app.gateway, &other.app.gateway);
+    let status_of = async |id: i64| {
+        openport::store::webhooks::delivery_by_id(&gw.db.read, id)
+            .await
+            .unwrap()
+            .unwrap()
+            .status
+    };
+
+    if app.database_url.starts_with("postgres") {
+        // Another instance's claim under way: the older row locked, not yet leased.
+        let txn = gw.db.write.begin().await.unwrap();
+        txn.execute_unprepared(
+            "SELECT id FROM webhook_deliveries WHERE status = 'paid' FOR UPDATE",
+        )
+        .await
+        .unwrap();
+        let claimed = tokio::time::timeout(
+            Duration::from_secs(10),
+            other_gw.claim_due_webhooks(16, LeftOut::default()),
+        )
+        .await
+        .expect("the claim skips the locked row")
+        .unwrap();
+        assert!(
+            claimed.is_empty(),
+            "the newer event waits for the locked older one"
+        );
+        txn.rollback().await.unwrap();
+    }
+
+    let (a, b) = tokio::join!(
+        gw.claim_due_webhooks(16, LeftOut::default()),
+        other_gw.claim_due_webhooks(16, LeftOut::default())
+    );
+    let (a, b) = (a.unwrap(), b.unwrap());
+    assert_eq!(
+        a.len() + b.len(),
+        1,
+        "one of the two events, by one instance"
+    );
+    let (holder, (due, claim)) = match (a.into_iter().next(), b.into_iter().next()) {
+        (Some(c), None) => (gw, c),
+        (None, Some(c)) => (other_gw, c),
+        _ => unreachable!(),
+    };
+    assert_eq!(status_of(due.id).await, "paid");
+    // Leased and in flight: still nothing for either instance.
+    for g in [gw, other_gw] {
+        assert!(g
+            .claim_due_webhooks(16, LeftOut::default())
+            .await
+            .unwrap()
+            .is_empty());
+    }
+    holder.send_webhook(claim).await.unwrap();
+    let next = other_gw
+        .claim_due_webhooks(16, LeftOut::default())
+        .await
+        .unwrap();
+    assert_eq!(next.len(), 1);
+    assert_eq!(status_of(next[0].0.id).await, "cancelled");
+    other_gw
+        .send_webhook(next.into_iter().next().unwrap().1)
+        .await
+        .unwrap();
+    assert_eq!(statuses(&receiver.requests()), ["paid", "cancelled"]);
 }
