@@ -60,14 +60,22 @@ pub fn colours(stream: &impl std::io::IsTerminal) -> bool {
     stream.is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
 }
 
+/// What tests read back of the logs: a writer they can read, and a subscriber writing to it.
 #[cfg(test)]
-mod tests {
+pub(crate) mod capture {
     use std::sync::{Arc, Mutex};
 
-    use super::*;
+    use tracing_subscriber::EnvFilter;
 
+    /// A log writer tests read back.
     #[derive(Clone, Default)]
-    struct Buffer(Arc<Mutex<Vec<u8>>>);
+    pub(crate) struct Buffer(Arc<Mutex<Vec<u8>>>);
+
+    impl Buffer {
+        pub(crate) fn text(&self) -> String {
+            String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
+        }
+    }
 
     impl std::io::Write for Buffer {
         fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
@@ -79,17 +87,36 @@ mod tests {
         }
     }
 
-    /// What a sea-orm statement span with a bound secret and a sqlx event inside it log under
-    /// `directives`.
-    fn logged(directives: &str) -> String {
+    /// A subscriber logging what `filter` lets through, as plain text, into the buffer returned.
+    pub(crate) fn subscriber(
+        filter: EnvFilter,
+    ) -> (impl tracing::Subscriber + Send + Sync, Buffer) {
         let buffer = Buffer::default();
         let writer = buffer.clone();
         let subscriber = tracing_subscriber::fmt()
-            .with_env_filter(filter(Some(directives)))
+            .with_env_filter(filter)
             .with_writer(move || writer.clone())
             .with_ansi(false)
             .finish();
-        tracing::subscriber::with_default(subscriber, || {
+        (subscriber, buffer)
+    }
+
+    /// Everything logged under `filter` while `f` runs.
+    pub(crate) fn logged_by(filter: EnvFilter, f: impl FnOnce()) -> String {
+        let (subscriber, buffer) = subscriber(filter);
+        tracing::subscriber::with_default(subscriber, f);
+        buffer.text()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What a sea-orm statement span with a bound secret and a sqlx event inside it log under
+    /// `directives`.
+    fn logged(directives: &str) -> String {
+        capture::logged_by(filter(Some(directives)), || {
             // As in a request: the statement's span inside openport's request span.
             let request = tracing::info_span!(target: "openport::app", "request");
             let _request = request.enter();
@@ -98,9 +125,7 @@ mod tests {
             let _entered = span.enter();
             tracing::debug!(target: "sqlx::query", summary = "INSERT INTO merchants", "query");
             tracing::trace!(target: "sea_orm::database", "statement: 'sealed-private-key'");
-        });
-        let text = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
-        text
+        })
     }
 
     #[test]
@@ -139,21 +164,13 @@ mod tests {
             Some("info,sqlx_postgres::options::parse=warn"),
             Some("sqlx_postgres::options=trace"),
         ] {
-            let buffer = Buffer::default();
-            let writer = buffer.clone();
-            let subscriber = tracing_subscriber::fmt()
-                .with_env_filter(filter(directives))
-                .with_writer(move || writer.clone())
-                .with_ansi(false)
-                .finish();
-            tracing::subscriber::with_default(subscriber, || {
+            let text = capture::logged_by(filter(directives), || {
                 tracing::warn!(target: "sqlx_postgres::options::parse", key = "sslpassword",
                     value = "s3cret", "ignoring unrecognized connect parameter");
                 tracing::warn!(target: "sqlx_postgres::options::pgpass",
                     line = "h:5432:db:u:s3cret", "Malformed line in pgpass file");
                 tracing::warn!(target: "sqlx::pool::inner", "a slow acquire");
             });
-            let text = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
             assert!(!text.contains("s3cret"), "{directives:?}: {text}");
             assert!(text.contains("a slow acquire"), "{directives:?}: {text}");
         }

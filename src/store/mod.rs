@@ -943,13 +943,8 @@ mod tests {
             ("Password=s3cret", "Password"),
         ] {
             let url = format!("postgres://u@127.0.0.1:1/db?{query}");
-            let buffer = super::pg_url::tests::Buffer::default();
-            let writer = buffer.clone();
-            let subscriber = tracing_subscriber::fmt()
-                .with_env_filter(crate::logging::filter(None))
-                .with_writer(move || writer.clone())
-                .with_ansi(false)
-                .finish();
+            let (subscriber, buffer) =
+                crate::logging::capture::subscriber(crate::logging::filter(None));
             let refused = {
                 let _logging = tracing::subscriber::set_default(subscriber);
                 // Without the check, the first connection is tried for 30 s.

@@ -69,44 +69,11 @@ pub fn options(url: &str) -> Result<PgConnectOptions, super::ConnectError> {
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
-    use std::sync::{Arc, Mutex};
-
+mod tests {
     use sea_orm::sqlx::ConnectOptions;
     use tracing_subscriber::EnvFilter;
 
-    /// Everything logged under `filter` while `f` runs.
-    pub(crate) fn logged_by(filter: EnvFilter, f: impl FnOnce()) -> String {
-        let buffer = Buffer::default();
-        let writer = buffer.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .with_env_filter(filter)
-            .with_writer(move || writer.clone())
-            .with_ansi(false)
-            .finish();
-        tracing::subscriber::with_default(subscriber, f);
-        buffer.text()
-    }
-
-    /// A log writer tests read back.
-    #[derive(Clone, Default)]
-    pub(crate) struct Buffer(Arc<Mutex<Vec<u8>>>);
-
-    impl Buffer {
-        pub(crate) fn text(&self) -> String {
-            String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
-        }
-    }
-
-    impl std::io::Write for Buffer {
-        fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(data);
-            Ok(data.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
+    use crate::logging::capture::logged_by;
 
     /// sqlx logged `sslpassword=`, `Password=` or any key it does not read with its value, at WARN
     /// (`key=sslpassword value=SECRETSSL`), and ignored it. Refused before sqlx reads it: nothing

@@ -2460,24 +2460,6 @@ async fn notifications_past_the_retention_are_pruned_batch_after_batch_without_w
     .await;
 }
 
-/// A one-time charge to the demo merchant whose own `paid` webhook stays in the outbox (unlike
-/// [`paid_payment`]'s); its imp_uid.
-async fn charge_announced(app: &TestApp, token: &str, merchant_uid: &str, notice: Value) -> String {
-    let mut body = json!({
-        "merchant_uid": merchant_uid, "amount": 1000, "card_number": test_cards::SHINHAN_CREDIT,
-        "expiry": future_expiry(), "birth": "800101", "pwd_2digit": "00", "name": "웹훅 상품"
-    });
-    if !notice.is_null() {
-        body["notice_url"] = notice;
-    }
-    let (status, res) = app
-        .post("/subscribe/payments/onetime", Some(token), body)
-        .await;
-    assert_eq!(status, StatusCode::OK, "{res}");
-    assert_eq!(res["response"]["status"], "paid", "{res}");
-    res["response"]["imp_uid"].as_str().unwrap().to_string()
-}
-
 fn statuses(received: &[Received]) -> Vec<String> {
     received
         .iter()
@@ -2500,7 +2482,7 @@ async fn events_of_one_payment_reach_a_url_in_order() {
     let answer = Duration::from_millis(300);
     receiver.slow(answer);
     configure(&app, json!({"url": receiver.url("/order")})).await;
-    let imp_uid = charge_announced(&app, &token, "wh-order", Value::Null).await;
+    let imp_uid = paid_onetime(&app, &token, "wh-order", Value::Null).await;
     let (_, c) = app
         .post(
             "/payments/cancel",
@@ -2545,7 +2527,7 @@ async fn a_given_up_event_lets_the_next_one_of_its_payment_go() {
     receiver.fail_next(&[410]);
     configure(&app, json!({"url": receiver.url("/gone-once")})).await;
     let token = app.token().await;
-    let imp_uid = charge_announced(&app, &token, "wh-given-up", Value::Null).await;
+    let imp_uid = paid_onetime(&app, &token, "wh-given-up", Value::Null).await;
     enqueue(&app, &imp_uid, "cancelled", Some("c1")).await;
     assert_eq!(deliver(&app).await, 2);
     assert_eq!(statuses(&receiver.requests()), ["paid", "cancelled"]);
@@ -2570,7 +2552,7 @@ async fn a_resend_after_the_merchant_url_was_corrected_goes_to_the_new_url() {
     let right = Receiver::start().await;
     configure(&app, json!({"url": wrong.url("/s404")})).await;
     let token = app.token().await;
-    let imp_uid = charge_announced(&app, &token, "wh-moved", Value::Null).await;
+    let imp_uid = paid_onetime(&app, &token, "wh-moved", Value::Null).await;
     assert_eq!(deliver(&app).await, 1);
     let failed = history(&app, &format!("?imp_uid={imp_uid}")).await;
     assert_eq!(failed[0]["state"], "failed", "{failed:?}");
@@ -2622,7 +2604,7 @@ async fn a_resend_after_the_merchant_url_was_corrected_goes_to_the_new_url() {
     // A payment's notice_url is the payment's, not the merchant's: its resend keeps it.
     let notice = Receiver::start().await;
     notice.fail_next(&[404]);
-    let other = charge_announced(&app, &token, "wh-notice", json!(notice.url("/n"))).await;
+    let other = paid_onetime(&app, &token, "wh-notice", json!(notice.url("/n"))).await;
     assert_eq!(deliver(&app).await, 1);
     let id = history(&app, &format!("?imp_uid={other}")).await[0]["id"]
         .as_i64()
@@ -2650,7 +2632,7 @@ async fn a_webhook_to_a_private_address_fails_at_once() {
     let token = app.token().await;
     let by_name = receiver.url("/by-name").replace("127.0.0.1", "localhost");
     let notice = json!([receiver.url("/by-address"), by_name]);
-    let imp_uid = charge_announced(&app, &token, "wh-private-fails", notice).await;
+    let imp_uid = paid_onetime(&app, &token, "wh-private-fails", notice).await;
 
     assert_eq!(deliver(&app).await, 2);
     app.advance(2 * 60);
@@ -2681,7 +2663,7 @@ async fn two_instances_never_take_two_events_of_one_payment_to_one_url_at_once()
     let receiver = Receiver::start().await;
     configure(&app, json!({"url": receiver.url("/one")})).await;
     let token = app.token().await;
-    let imp_uid = charge_announced(&app, &token, "wh-one-at-a-time", Value::Null).await;
+    let imp_uid = paid_onetime(&app, &token, "wh-one-at-a-time", Value::Null).await;
     enqueue(&app, &imp_uid, "cancelled", Some("c1")).await;
     let (gw, other_gw) = (&app.app.gateway, &other.app.gateway);
     let status_of = async |id: i64| {
