@@ -701,12 +701,15 @@
    * Calls `start` with the callback, or without one returns a Promise of the response (iamport's
    * SDK from 1.3 on); undefined with a callback, as before. `start` also gets whether the page
    * reads the answer: always with a callback, never without a Promise, and with a Promise once
-   * the page has called its `then` (`.then`, `.catch`, `.finally`, `await`, `Promise.all`...). A
-   * mobile page written for m_redirect_url alone calls request_pay without a callback and drops
+   * the page has asked for its value (`.then(fn)`, `await`, `Promise.resolve`, `Promise.all`...).
+   * A mobile page written for m_redirect_url alone calls request_pay without a callback and drops
    * the Promise: a refusal before the window must then go to m_redirect_url, not resolve unseen.
-   * `await` and `Promise.resolve` take a native Promise's state without calling its `then` when
-   * its `constructor` is Promise; this one's is undefined (`then` then uses Promise itself), so
-   * they call `then` like any other reader.
+   * `.catch(fn)` alone is no read (this Promise never rejects): Vue 3 calls it on whatever a
+   * click handler returns, and such a page would lose its redirect.
+   * `await` and `Promise.resolve` take a native Promise's state without calling its `then`, but
+   * they read its `constructor` first: an own getter (returning the real Promise, so polyfills'
+   * `then`, `new this.constructor(…)`, and `finally` shims keep working) counts that read, except
+   * the one `then` itself makes (SpeciesConstructor), which `.catch` goes through.
    * @template T
    * @param {function(function(T): void, function(): boolean): void} start
    * @param {function(T): void} [callback]
@@ -723,15 +726,32 @@
       return undefined;
     }
     var read = false;
+    var inThen = false;
     var promise = new PromiseCtor(function (/** @type {function(T): void} */ resolve) {
       start(resolve, function () { return read; });
     });
     var then = promise.then;
-    promise.then = function () {
-      read = true;
-      return then.apply(promise, arguments);
+    promise.then = function (/** @type {unknown} */ onFulfilled) {
+      if (typeof onFulfilled === 'function') {
+        read = true;
+      }
+      var outer = inThen;
+      inThen = true;
+      try {
+        return then.apply(promise, arguments);
+      } finally {
+        inThen = outer;
+      }
     };
-    promise.constructor = undefined;
+    Object.defineProperty(promise, 'constructor', {
+      configurable: true,
+      get: function () {
+        if (!inThen) {
+          read = true;
+        }
+        return PromiseCtor;
+      }
+    });
     return promise;
   }
 

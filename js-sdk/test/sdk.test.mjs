@@ -460,6 +460,69 @@ test('mobile: a refusal before the window that nobody reads (no callback, the Pr
   await context.close();
 });
 
+test('mobile: a Promise the page only .catch()es is nobody\'s read: the refusal goes to m_redirect_url', { timeout: 30_000 }, async () => {
+  // Vue 3 calls .catch on whatever a click handler returns; the Promise never rejects, so the
+  // page still sees nothing and must be sent to m_redirect_url.
+  const { page, context } = await openPage({ userAgent: MOBILE_UA });
+  await page.evaluate((x) => { IMP.request_pay(x).catch(() => {}); },
+    params({ merchant_uid: uid('refuse'), m_redirect_url: `${merchant.origin}/done?order=11` }));
+  await page.waitForURL(`${merchant.origin}/done?**`);
+  const q = new URL(page.url()).searchParams;
+  assert.equal(q.get('order'), '11');
+  assert.equal(q.get('imp_success'), 'false');
+  await context.close();
+});
+
+test('under a Promise polyfill whose then builds on this.constructor, .then and a finally shim get the rsp', { timeout: 30_000 }, async () => {
+  // promise-polyfill, es6-promise and older zone.js make then's next promise with
+  // `new this.constructor(noop)`, and finally shims call `this.constructor.resolve`.
+  const { page, context, errors } = await openPage();
+  const got = await page.evaluate(async (x) => {
+    const Native = Promise;
+    function P(exec) {
+      const self = this;
+      self.done = false; self.value = undefined; self.queue = [];
+      exec((v) => {
+        if (self.done) return;
+        self.done = true; self.value = v;
+        setTimeout(() => self.queue.forEach((h) => h()), 0);
+      }, () => {});
+    }
+    P.prototype.then = function (f) {
+      const self = this;
+      const next = new this.constructor(() => {});
+      const run = () => {
+        next.value = typeof f === 'function' ? f(self.value) : self.value;
+        next.done = true;
+        next.queue.forEach((h) => h());
+      };
+      if (self.done) setTimeout(run, 0); else self.queue.push(run);
+      return next;
+    };
+    P.prototype.catch = function (r) { return this.then(null, r); };
+    P.prototype.finally = function (f) {
+      const C = this.constructor;
+      return this.then((v) => C.resolve(f()).then(() => v));
+    };
+    P.resolve = (v) => new P((res) => res(v));
+    window.Promise = P;
+    try {
+      return await new Native((resolve, reject) => {
+        let finallyRan = false;
+        const p = IMP.request_pay(x);
+        p.finally(() => { finallyRan = true; });
+        p.then((r) => setTimeout(() => resolve({ code: r.error_code, finallyRan }), 50));
+        setTimeout(() => reject(new Error('no answer')), 10_000);
+      });
+    } finally {
+      window.Promise = Native;
+    }
+  }, params({ merchant_uid: uid('refuse') }));
+  assert.deepEqual(got, { code: '1', finallyRan: true });
+  assert.deepEqual(errors, []);
+  await context.close();
+});
+
 test('mobile: a relative m_redirect_url is the merchant page\'s and a javascript: one is never followed', { timeout: 30_000 }, async () => {
   const { page, context, errors } = await openPage({ userAgent: MOBILE_UA });
   await page.evaluate((x) => window.pay(x, false), params({ merchant_uid: uid('refuse'), m_redirect_url: 'done?order=8#top' }));

@@ -915,15 +915,24 @@ fn window_cookie(token: &str) -> String {
 }
 
 /// Whether the request comes from the browser that opened window `token`'s hand-off page (it
-/// carries [`window_cookie`]).
+/// carries [`window_cookie`]). Also under the name releases before 2026-12-06 gave it,
+/// `openport_window_{token}`: a buyer who opened a window before an upgrade and comes back to its
+/// hand-off page within the cookie's day is still sent on to `m_redirect_url`, not shown "이미
+/// 종료된 결제입니다." with no way back to the shop. Nothing sets that name any more; only a
+/// browser that was handed the token reads as its opener by it. It can go a release later.
 fn opened_here(headers: &HeaderMap, token: &str) -> bool {
     let name = window_cookie(token);
+    let before_the_digest = format!("openport_window_{token}");
     headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
-        .any(|pair| pair.trim().split_once('=').is_some_and(|(k, _)| k == name))
+        .any(|pair| {
+            pair.trim()
+                .split_once('=')
+                .is_some_and(|(k, _)| k == name || k == before_the_digest)
+        })
 }
 
 /// `res` with `Cache-Control: no-store`.

@@ -4481,6 +4481,33 @@ async fn the_hand_off_page_of_a_mobile_window_cancelled_through_its_session_does
     assert_eq!(status, reqwest::StatusCode::OK, "{location}");
 }
 
+/// A buyer who opened a mobile window before the upgrade that named the window cookie after a
+/// digest (review rG F6) still carries `openport_window_{token}`: coming back to the ended
+/// window's hand-off page, they are sent on to `m_redirect_url`, not left on "이미 종료된
+/// 결제입니다." with no way back to the shop.
+#[tokio::test]
+async fn the_opener_of_a_window_from_before_the_cookie_was_renamed_is_still_sent_on() {
+    let app = spawn_app().await;
+    let (start_url, _, _, cookie) = mobile_start(
+        &app,
+        json!({"merchant_uid": "m-old-cookie", "amount": 1000}),
+    )
+    .await;
+    let token = start_url.rsplit('/').next().unwrap().to_string();
+    assert!(!cookie.contains(&token), "{cookie}");
+    let cancelled = close_the_overlay(&app, &start_url).await;
+    assert_eq!(cancelled["code"], 0, "{cancelled}");
+
+    let old_name = format!("openport_window_{token}=1");
+    let (status, location, _, page) = hand_off_answer(&start_url, &old_name).await;
+    assert!(status.is_redirection(), "{status}: {page}");
+    assert!(
+        location.starts_with("https://shop.test/done?"),
+        "{location}"
+    );
+    assert_eq!(query_of(&location)["merchant_uid"], "m-old-cookie");
+}
+
 /// A card window whose approval KCP answers with another order's trade, one a REST payment still
 /// pending holds (its own answer lost, no `pg_tid` yet): not this window's answer, so that trade
 /// is never net-cancelled on the window's behalf (its buyer would be refunded while that payment
