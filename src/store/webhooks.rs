@@ -304,6 +304,12 @@ pub async fn insert_attempt(
 ///
 /// With `retarget`, the delivery goes to that URL in that content type from now on (the caller
 /// passes the merchant's current ones for a delivery to its configured URL).
+///
+/// Refused too while a newer delivery of the same payment to the URL it would go to is
+/// `delivered` or `pending` ([`newer_sent_or_queued`]): the receiver has, or is about to get, a
+/// later state of the payment, and this older event sent after it would move the merchant's
+/// order back (review rG, F2). The check is part of the one conditional UPDATE, so no delivery
+/// can slip in between a check and the requeue.
 pub async fn requeue(
     db: &impl ConnectionTrait,
     id: i64,
@@ -327,9 +333,53 @@ pub async fn requeue(
         .col_expr(webhook_delivery::Column::UpdatedAt, Expr::value(now))
         .filter(webhook_delivery::Column::Id.eq(id))
         .filter(webhook_delivery::Column::LeaseUntil.lt(now))
+        .filter(Expr::exists(newer_sent_or_queued(retarget.map(|(url, _)| url))).not())
         .exec(db)
         .await?;
     Ok(res.rows_affected == 1)
+}
+
+/// The newer deliveries (higher id) of the row's payment to `url` (the row's own URL when None)
+/// that are `delivered` or `pending`, as a sub-query correlated with `webhook_deliveries`. Found
+/// through `webhook_deliveries_by_imp_uid`.
+fn newer_sent_or_queued(url: Option<&str>) -> sea_orm::sea_query::SelectStatement {
+    let newer = Alias::new("newer");
+    let col = |c: webhook_delivery::Column| Expr::col((newer.clone(), c));
+    let outer = |c: webhook_delivery::Column| Expr::col((webhook_delivery::Entity, c));
+    let to = match url {
+        Some(url) => col(webhook_delivery::Column::Url).eq(url),
+        None => col(webhook_delivery::Column::Url)
+            .equals((webhook_delivery::Entity, webhook_delivery::Column::Url)),
+    };
+    Query::select()
+        .expr(Expr::val(1))
+        .from_as(webhook_delivery::Entity, newer.clone())
+        .and_where(
+            col(webhook_delivery::Column::ImpUid)
+                .equals((webhook_delivery::Entity, webhook_delivery::Column::ImpUid)),
+        )
+        .and_where(to)
+        .and_where(col(webhook_delivery::Column::State).is_in(["delivered", "pending"]))
+        .and_where(col(webhook_delivery::Column::Id).gt(outer(webhook_delivery::Column::Id)))
+        .to_owned()
+}
+
+/// The newest delivery of `imp_uid` to `url` after delivery `id` that is `delivered` or
+/// `pending`: what a refused resend names ([`requeue`]).
+pub async fn newer_sent_or_queued_than(
+    db: &impl ConnectionTrait,
+    id: i64,
+    imp_uid: &str,
+    url: &str,
+) -> Result<Option<webhook_delivery::Model>, DbErr> {
+    webhook_delivery::Entity::find()
+        .filter(webhook_delivery::Column::ImpUid.eq(imp_uid))
+        .filter(webhook_delivery::Column::Url.eq(url))
+        .filter(webhook_delivery::Column::State.is_in(["delivered", "pending"]))
+        .filter(webhook_delivery::Column::Id.gt(id))
+        .order_by_desc(webhook_delivery::Column::Id)
+        .one(db)
+        .await
 }
 
 /// How many deliveries are in `state` (`pending`, `delivered` or `failed`), every merchant's,
