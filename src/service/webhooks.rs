@@ -783,6 +783,19 @@ impl Gateway {
             },
         )
         .await?;
+        if kept {
+            // The payment's next events to this URL follow this one in the due index.
+            let until = (state == "pending").then_some(next_attempt_at);
+            store::move_held_back(
+                &txn,
+                delivery.id,
+                &delivery.imp_uid,
+                &delivery.url,
+                until,
+                finished_at,
+            )
+            .await?;
+        }
         txn.commit().await?;
         if !kept {
             tracing::warn!(

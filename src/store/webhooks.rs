@@ -289,6 +289,65 @@ pub async fn finish_attempt(
     Ok(res.rows_affected == 1)
 }
 
+/// Keeps the payment's newer pending deliveries to `url` (held back by delivery `id`,
+/// [`no_older_pending`]) out of the head of the `webhook_deliveries_due` index, in the
+/// transaction that records `id`'s attempt. A held-back row was never attempted, so its
+/// `next_attempt_at` stayed its creation time: it sorted before every row really due, and each
+/// claim walked all such rows (with the NOT EXISTS probe for each) before reaching one it could
+/// take, linear in the rows held back, on SQLite's one writer (review rG, F3).
+///
+/// `id` left `pending` until `until` (a retry): the newer rows follow it, due at `until` at the
+/// earliest. `id` finished (`delivered`/`failed`): the next one (lowest id) is due now, if it
+/// was put off only by this rule (never attempted since it was written or resent); the rest stay
+/// behind it, and follow it the same way.
+pub async fn move_held_back(
+    db: &impl ConnectionTrait,
+    id: i64,
+    imp_uid: &str,
+    url: &str,
+    until: Option<i64>,
+    now: i64,
+) -> Result<(), DbErr> {
+    let held_back = || {
+        Condition::all()
+            .add(webhook_delivery::Column::ImpUid.eq(imp_uid))
+            .add(webhook_delivery::Column::Url.eq(url))
+            .add(webhook_delivery::Column::State.eq("pending"))
+            .add(webhook_delivery::Column::Id.gt(id))
+    };
+    match until {
+        Some(until) => {
+            webhook_delivery::Entity::update_many()
+                .col_expr(webhook_delivery::Column::NextAttemptAt, Expr::value(until))
+                .filter(held_back())
+                .filter(webhook_delivery::Column::NextAttemptAt.lt(until))
+                .exec(db)
+                .await?;
+        }
+        None => {
+            let next: Option<i64> = webhook_delivery::Entity::find()
+                .select_only()
+                .column(webhook_delivery::Column::Id)
+                .filter(held_back())
+                .order_by_asc(webhook_delivery::Column::Id)
+                .limit(1)
+                .into_tuple()
+                .one(db)
+                .await?;
+            if let Some(next) = next {
+                webhook_delivery::Entity::update_many()
+                    .col_expr(webhook_delivery::Column::NextAttemptAt, Expr::value(now))
+                    .filter(webhook_delivery::Column::Id.eq(next))
+                    .filter(webhook_delivery::Column::Attempts.eq(0))
+                    .filter(webhook_delivery::Column::NextAttemptAt.gt(now))
+                    .exec(db)
+                    .await?;
+            }
+        }
+    }
+    Ok(())
+}
+
 pub async fn insert_attempt(
     db: &impl ConnectionTrait,
     a: webhook_attempt::ActiveModel,

@@ -2817,3 +2817,58 @@ async fn a_resend_after_a_newer_event_was_delivered_is_refused_and_the_order_kep
     assert_eq!(deliver(&app).await, 1);
     assert_eq!(statuses(&b.requests()), ["cancelled", "cancelled"]);
 }
+
+/// Review rG, F3: an event held back behind an older pending one of its payment was never
+/// attempted, so its `next_attempt_at` stayed its creation time, at the head of the due index,
+/// and every claim walked all such rows before reaching one it could take. The held-back rows now
+/// follow the older row's retry time, and go in order once it is done.
+#[tokio::test]
+async fn a_held_back_event_follows_the_retry_of_the_older_one_in_the_due_index() {
+    use openport::store::entity::webhook_delivery;
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
+
+    let app = spawn_app().await;
+    let receiver = Receiver::start().await;
+    receiver.fail_next(&[503]);
+    configure(&app, json!({"url": receiver.url("/held")})).await;
+    let token = app.token().await;
+    let imp_uid = paid_onetime(&app, &token, "wh-held-back", Value::Null).await;
+    enqueue(&app, &imp_uid, "cancelled", Some("c1")).await;
+    enqueue(&app, &imp_uid, "cancelled", Some("c2")).await;
+    let rows = async || {
+        webhook_delivery::Entity::find()
+            .filter(webhook_delivery::Column::ImpUid.eq(imp_uid.as_str()))
+            .order_by_asc(webhook_delivery::Column::Id)
+            .all(&app.app.gateway.db.read)
+            .await
+            .unwrap()
+    };
+    let before = rows().await;
+    assert_eq!(deliver(&app).await, 1, "`paid`, answered 503");
+
+    let after = rows().await;
+    let retry = after[0].next_attempt_at;
+    assert_eq!(after[0].state, "pending");
+    assert!(retry > before[0].next_attempt_at, "{after:?}");
+    for (was, is) in before[1..].iter().zip(&after[1..]) {
+        assert!(was.next_attempt_at < retry, "{was:?}");
+        assert_eq!(is.next_attempt_at, retry, "follows the older one: {is:?}");
+        assert_eq!((is.state.as_str(), is.attempts), ("pending", 0), "{is:?}");
+    }
+
+    app.advance(61);
+    assert_eq!(
+        deliver(&app).await,
+        3,
+        "`paid` again, then both `cancelled`"
+    );
+    assert_eq!(
+        cancellation_ids(&receiver.requests()[2..]),
+        ["c1", "c2"],
+        "in order"
+    );
+    assert_eq!(
+        statuses(&receiver.requests()),
+        ["paid", "paid", "cancelled", "cancelled"]
+    );
+}
