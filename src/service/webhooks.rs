@@ -750,7 +750,7 @@ impl Gateway {
             tracing::error!(
                 delivery_id = delivery.id,
                 imp_uid = %delivery.imp_uid,
-                "webhook delivery given up, the merchant was not notified; resend it once its endpoint works (POST /admin/webhooks/{{id}}/resend, docs/webhooks.md)"
+                "webhook delivery given up, the merchant was not notified; resend it once its endpoint works (POST /admin/webhooks/{{id}}/resend, refused once a newer event of the payment reached that URL; docs/webhooks.md)"
             );
         }
 
@@ -783,6 +783,19 @@ impl Gateway {
             },
         )
         .await?;
+        if kept {
+            // The payment's next events to this URL follow this one in the due index.
+            let until = (state == "pending").then_some(next_attempt_at);
+            store::move_held_back(
+                &txn,
+                delivery.id,
+                &delivery.imp_uid,
+                &delivery.url,
+                until,
+                finished_at,
+            )
+            .await?;
+        }
         txn.commit().await?;
         if !kept {
             tracing::warn!(
@@ -933,6 +946,11 @@ impl Gateway {
     /// ERROR says to resend once the endpoint works; resent to the URL stored on the row, it
     /// could never reach the corrected one (review rF, F2). A `notice_url`'s keeps its URL (the
     /// payment named it), and so does one whose merchant has no URL now.
+    ///
+    /// Refused while a newer event of the payment has been delivered to the URL it would go to, or
+    /// is pending there (`store::requeue`): sent after it, this older one would move the
+    /// receiver's order back, e.g. `paid` after `cancelled` once the URL was corrected and the
+    /// cancel reached the new one (review rG, F2).
     pub async fn resend_webhook(&self, id: i64) -> ServiceResult<DeliveryRecord> {
         // Judged by a clock that is off, a worker's lease could look run out while it is sending.
         if self.clock_is_skewed() {
@@ -956,6 +974,16 @@ impl Gateway {
             Some((url, content_type))
         });
         if !store::requeue(&self.db.write, id, self.clock.unix(), retarget).await? {
+            let url = retarget.map_or(delivery.url.as_str(), |(url, _)| url);
+            let newer =
+                store::newer_sent_or_queued_than(&self.db.write, id, &delivery.imp_uid, url)
+                    .await?;
+            if let Some(newer) = newer {
+                return Err(ServiceError::Refused(format!(
+                    "이 결제의 더 최근 웹훅(id: {}, status: {}, state: {})이 같은 URL로 이미 전송되었거나 전송을 기다리고 있어 재전송하지 않습니다: 수신측은 결제의 더 최근 상태를 이미 받았거나 곧 받습니다. 현재 상태는 GET /payments/{}로 확인할 수 있습니다. (재전송을 요청한 id: {id})",
+                    newer.id, newer.status, newer.state, delivery.imp_uid
+                )));
+            }
             let delivery = self.webhook_delivery(id).await?;
             return Err(ServiceError::Refused(format!(
                 "웹훅이 지금 전송 중입니다. 전송이 끝난 뒤 다시 요청해 주세요. (id: {}, 임대 만료: {})",

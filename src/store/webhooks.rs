@@ -289,6 +289,65 @@ pub async fn finish_attempt(
     Ok(res.rows_affected == 1)
 }
 
+/// Keeps the payment's newer pending deliveries to `url` (held back by delivery `id`,
+/// [`no_older_pending`]) out of the head of the `webhook_deliveries_due` index, in the
+/// transaction that records `id`'s attempt. A held-back row was never attempted, so its
+/// `next_attempt_at` stayed its creation time: it sorted before every row really due, and each
+/// claim walked all such rows (with the NOT EXISTS probe for each) before reaching one it could
+/// take, linear in the rows held back, on SQLite's one writer (review rG, F3).
+///
+/// `id` left `pending` until `until` (a retry): the newer rows follow it, due at `until` at the
+/// earliest. `id` finished (`delivered`/`failed`): the next one (lowest id) is due now, if it
+/// was put off only by this rule (never attempted since it was written or resent); the rest stay
+/// behind it, and follow it the same way.
+pub async fn move_held_back(
+    db: &impl ConnectionTrait,
+    id: i64,
+    imp_uid: &str,
+    url: &str,
+    until: Option<i64>,
+    now: i64,
+) -> Result<(), DbErr> {
+    let held_back = || {
+        Condition::all()
+            .add(webhook_delivery::Column::ImpUid.eq(imp_uid))
+            .add(webhook_delivery::Column::Url.eq(url))
+            .add(webhook_delivery::Column::State.eq("pending"))
+            .add(webhook_delivery::Column::Id.gt(id))
+    };
+    match until {
+        Some(until) => {
+            webhook_delivery::Entity::update_many()
+                .col_expr(webhook_delivery::Column::NextAttemptAt, Expr::value(until))
+                .filter(held_back())
+                .filter(webhook_delivery::Column::NextAttemptAt.lt(until))
+                .exec(db)
+                .await?;
+        }
+        None => {
+            let next: Option<i64> = webhook_delivery::Entity::find()
+                .select_only()
+                .column(webhook_delivery::Column::Id)
+                .filter(held_back())
+                .order_by_asc(webhook_delivery::Column::Id)
+                .limit(1)
+                .into_tuple()
+                .one(db)
+                .await?;
+            if let Some(next) = next {
+                webhook_delivery::Entity::update_many()
+                    .col_expr(webhook_delivery::Column::NextAttemptAt, Expr::value(now))
+                    .filter(webhook_delivery::Column::Id.eq(next))
+                    .filter(webhook_delivery::Column::Attempts.eq(0))
+                    .filter(webhook_delivery::Column::NextAttemptAt.gt(now))
+                    .exec(db)
+                    .await?;
+            }
+        }
+    }
+    Ok(())
+}
+
 pub async fn insert_attempt(
     db: &impl ConnectionTrait,
     a: webhook_attempt::ActiveModel,
@@ -304,6 +363,12 @@ pub async fn insert_attempt(
 ///
 /// With `retarget`, the delivery goes to that URL in that content type from now on (the caller
 /// passes the merchant's current ones for a delivery to its configured URL).
+///
+/// Refused too while a newer delivery of the same payment to the URL it would go to is
+/// `delivered` or `pending` ([`newer_sent_or_queued`]): the receiver has, or is about to get, a
+/// later state of the payment, and this older event sent after it would move the merchant's
+/// order back (review rG, F2). The check is part of the one conditional UPDATE, so no delivery
+/// can slip in between a check and the requeue.
 pub async fn requeue(
     db: &impl ConnectionTrait,
     id: i64,
@@ -327,9 +392,53 @@ pub async fn requeue(
         .col_expr(webhook_delivery::Column::UpdatedAt, Expr::value(now))
         .filter(webhook_delivery::Column::Id.eq(id))
         .filter(webhook_delivery::Column::LeaseUntil.lt(now))
+        .filter(Expr::exists(newer_sent_or_queued(retarget.map(|(url, _)| url))).not())
         .exec(db)
         .await?;
     Ok(res.rows_affected == 1)
+}
+
+/// The newer deliveries (higher id) of the row's payment to `url` (the row's own URL when None)
+/// that are `delivered` or `pending`, as a sub-query correlated with `webhook_deliveries`. Found
+/// through `webhook_deliveries_by_imp_uid`.
+fn newer_sent_or_queued(url: Option<&str>) -> sea_orm::sea_query::SelectStatement {
+    let newer = Alias::new("newer");
+    let col = |c: webhook_delivery::Column| Expr::col((newer.clone(), c));
+    let outer = |c: webhook_delivery::Column| Expr::col((webhook_delivery::Entity, c));
+    let to = match url {
+        Some(url) => col(webhook_delivery::Column::Url).eq(url),
+        None => col(webhook_delivery::Column::Url)
+            .equals((webhook_delivery::Entity, webhook_delivery::Column::Url)),
+    };
+    Query::select()
+        .expr(Expr::val(1))
+        .from_as(webhook_delivery::Entity, newer.clone())
+        .and_where(
+            col(webhook_delivery::Column::ImpUid)
+                .equals((webhook_delivery::Entity, webhook_delivery::Column::ImpUid)),
+        )
+        .and_where(to)
+        .and_where(col(webhook_delivery::Column::State).is_in(["delivered", "pending"]))
+        .and_where(col(webhook_delivery::Column::Id).gt(outer(webhook_delivery::Column::Id)))
+        .to_owned()
+}
+
+/// The newest delivery of `imp_uid` to `url` after delivery `id` that is `delivered` or
+/// `pending`: what a refused resend names ([`requeue`]).
+pub async fn newer_sent_or_queued_than(
+    db: &impl ConnectionTrait,
+    id: i64,
+    imp_uid: &str,
+    url: &str,
+) -> Result<Option<webhook_delivery::Model>, DbErr> {
+    webhook_delivery::Entity::find()
+        .filter(webhook_delivery::Column::ImpUid.eq(imp_uid))
+        .filter(webhook_delivery::Column::Url.eq(url))
+        .filter(webhook_delivery::Column::State.is_in(["delivered", "pending"]))
+        .filter(webhook_delivery::Column::Id.gt(id))
+        .order_by_desc(webhook_delivery::Column::Id)
+        .one(db)
+        .await
 }
 
 /// How many deliveries are in `state` (`pending`, `delivered` or `failed`), every merchant's,

@@ -2733,3 +2733,142 @@ async fn two_instances_never_take_two_events_of_one_payment_to_one_url_at_once()
         .unwrap();
     assert_eq!(statuses(&receiver.requests()), ["paid", "cancelled"]);
 }
+
+/// Review rG, F2: the documented recovery ("correct the URL, then resend") broke the order. The
+/// merchant's URL A was wrong, so `paid` failed there; the operator set URL B; the merchant
+/// cancelled and `cancelled` reached B; the resend of `paid` was retargeted to B, which then got
+/// `paid` after `cancelled`, and a merchant acting on `status` moved a cancelled order back to
+/// paid. A resend is now refused while a newer event of its payment has reached, or is queued for,
+/// the URL it would go to. The same without a URL change (a payment's `notice_url`).
+#[tokio::test]
+async fn a_resend_after_a_newer_event_was_delivered_is_refused_and_the_order_kept() {
+    let app = spawn_app().await;
+    let a = Receiver::start().await;
+    a.always(404);
+    let b = Receiver::start().await;
+    configure(&app, json!({"url": a.url("/a")})).await;
+    let token = app.token().await;
+    let imp_uid = paid_onetime(&app, &token, "wh-resend-order", Value::Null).await;
+    assert_eq!(deliver(&app).await, 1, "`paid` to A, answered 404");
+    let paid_id = history(&app, &format!("?imp_uid={imp_uid}")).await[0]["id"]
+        .as_i64()
+        .unwrap();
+
+    let (status, body) = configure(&app, json!({"url": b.url("/b")})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (_, c) = app
+        .post(
+            "/payments/cancel",
+            Some(&token),
+            json!({"imp_uid": imp_uid, "enable_webhook": true}),
+        )
+        .await;
+    assert_eq!(c["code"], 0, "{c}");
+    assert_eq!(deliver(&app).await, 1, "`cancelled` to B");
+    let list = history(&app, &format!("?imp_uid={imp_uid}")).await;
+    let cancelled_id = list[0]["id"].as_i64().unwrap();
+    assert_eq!(list[0]["state"], "delivered", "{list:?}");
+
+    let resend = async |id: i64| {
+        let (status, body) = app
+            .post(
+                &format!("/admin/webhooks/{id}/resend"),
+                Some(ADMIN_TOKEN),
+                json!({}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body
+    };
+    let body = resend(paid_id).await;
+    assert_eq!(body["code"], 1, "refused: {body}");
+    let message = body["message"].as_str().unwrap();
+    assert!(
+        message.contains(&format!("id: {cancelled_id}")),
+        "{message}"
+    );
+    assert!(message.contains("delivered"), "{message}");
+    assert!(message.contains("/payments/"), "{message}");
+    assert_eq!(deliver(&app).await, 0);
+    assert_eq!(statuses(&b.requests()), ["cancelled"], "no `paid` after it");
+    let list = history(&app, &format!("?imp_uid={imp_uid}")).await;
+    assert_eq!(list[1]["state"], "failed", "untouched: {list:?}");
+    assert_eq!(list[1]["url"], a.url("/a"), "untouched: {list:?}");
+
+    // No URL change: a payment's notice_url got `cancelled` after its `paid` failed.
+    let notice = Receiver::start().await;
+    notice.fail_next(&[404]);
+    let other = paid_onetime(&app, &token, "wh-resend-order-n", json!(notice.url("/n"))).await;
+    assert_eq!(deliver(&app).await, 1);
+    let paid_id = history(&app, &format!("?imp_uid={other}")).await[0]["id"]
+        .as_i64()
+        .unwrap();
+    enqueue(&app, &other, "cancelled", Some("c1")).await;
+    // Still queued, the newer event refuses the resend as well.
+    assert_eq!(resend(paid_id).await["code"], 1);
+    assert_eq!(deliver(&app).await, 1);
+    assert_eq!(resend(paid_id).await["code"], 1);
+    assert_eq!(deliver(&app).await, 0);
+    assert_eq!(statuses(&notice.requests()), ["paid", "cancelled"]);
+
+    // The newest event of a payment can still be resent.
+    let body = resend(cancelled_id).await;
+    assert_eq!(body["response"]["state"], "pending", "{body}");
+    assert_eq!(deliver(&app).await, 1);
+    assert_eq!(statuses(&b.requests()), ["cancelled", "cancelled"]);
+}
+
+/// Review rG, F3: an event held back behind an older pending one of its payment was never
+/// attempted, so its `next_attempt_at` stayed its creation time, at the head of the due index,
+/// and every claim walked all such rows before reaching one it could take. The held-back rows now
+/// follow the older row's retry time, and go in order once it is done.
+#[tokio::test]
+async fn a_held_back_event_follows_the_retry_of_the_older_one_in_the_due_index() {
+    use openport::store::entity::webhook_delivery;
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
+
+    let app = spawn_app().await;
+    let receiver = Receiver::start().await;
+    receiver.fail_next(&[503]);
+    configure(&app, json!({"url": receiver.url("/held")})).await;
+    let token = app.token().await;
+    let imp_uid = paid_onetime(&app, &token, "wh-held-back", Value::Null).await;
+    enqueue(&app, &imp_uid, "cancelled", Some("c1")).await;
+    enqueue(&app, &imp_uid, "cancelled", Some("c2")).await;
+    let rows = async || {
+        webhook_delivery::Entity::find()
+            .filter(webhook_delivery::Column::ImpUid.eq(imp_uid.as_str()))
+            .order_by_asc(webhook_delivery::Column::Id)
+            .all(&app.app.gateway.db.read)
+            .await
+            .unwrap()
+    };
+    let before = rows().await;
+    assert_eq!(deliver(&app).await, 1, "`paid`, answered 503");
+
+    let after = rows().await;
+    let retry = after[0].next_attempt_at;
+    assert_eq!(after[0].state, "pending");
+    assert!(retry > before[0].next_attempt_at, "{after:?}");
+    for (was, is) in before[1..].iter().zip(&after[1..]) {
+        assert!(was.next_attempt_at < retry, "{was:?}");
+        assert_eq!(is.next_attempt_at, retry, "follows the older one: {is:?}");
+        assert_eq!((is.state.as_str(), is.attempts), ("pending", 0), "{is:?}");
+    }
+
+    app.advance(61);
+    assert_eq!(
+        deliver(&app).await,
+        3,
+        "`paid` again, then both `cancelled`"
+    );
+    assert_eq!(
+        cancellation_ids(&receiver.requests()[2..]),
+        ["c1", "c2"],
+        "in order"
+    );
+    assert_eq!(
+        statuses(&receiver.requests()),
+        ["paid", "paid", "cancelled", "cancelled"]
+    );
+}
