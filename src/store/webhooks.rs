@@ -63,24 +63,57 @@ pub struct LeftOut<'a> {
 /// (a payment has a few deliveries): SQLite's plan is tested below; PostgreSQL's is a nested-loop
 /// anti join over that index under the `webhook_deliveries_due` scan (EXPLAIN, 200,000 rows).
 fn no_older_pending() -> SimpleExpr {
-    let older = Alias::new("older");
-    let col = |c: webhook_delivery::Column| Expr::col((older.clone(), c));
-    let outer = |c: webhook_delivery::Column| Expr::col((webhook_delivery::Entity, c));
-    let older_pending = Query::select()
+    Expr::exists(of_the_same_payment(Side::Older, None, &["pending"])).not()
+}
+
+/// Which of the outer row's neighbours [`of_the_same_payment`] looks at.
+#[derive(Clone, Copy)]
+enum Side {
+    /// Lower ids: written before it.
+    Older,
+    /// Higher ids: written after it.
+    Newer,
+}
+
+/// The deliveries of the outer `webhook_deliveries` row's payment on `side` of it (by id), to
+/// `url` (the outer row's own URL when None), in one of `states`: a sub-query correlated with the
+/// outer row, found through `webhook_deliveries_by_imp_uid` (a payment has a few deliveries).
+/// What holds a delivery back ([`no_older_pending`]) and what refuses its resend
+/// ([`newer_sent_or_queued`]).
+fn of_the_same_payment(
+    side: Side,
+    url: Option<&str>,
+    states: &[&str],
+) -> sea_orm::sea_query::SelectStatement {
+    let other = Alias::new(match side {
+        Side::Older => "older",
+        Side::Newer => "newer",
+    });
+    let col = |c: webhook_delivery::Column| Expr::col((other.clone(), c));
+    let outer = |c: webhook_delivery::Column| (webhook_delivery::Entity, c);
+    let to = match url {
+        Some(url) => col(webhook_delivery::Column::Url).eq(url),
+        None => col(webhook_delivery::Column::Url).equals(outer(webhook_delivery::Column::Url)),
+    };
+    let id = col(webhook_delivery::Column::Id);
+    let outer_id = Expr::col(outer(webhook_delivery::Column::Id));
+    Query::select()
         .expr(Expr::val(1))
-        .from_as(webhook_delivery::Entity, older.clone())
+        .from_as(webhook_delivery::Entity, other.clone())
         .and_where(
-            col(webhook_delivery::Column::ImpUid)
-                .equals((webhook_delivery::Entity, webhook_delivery::Column::ImpUid)),
+            col(webhook_delivery::Column::ImpUid).equals(outer(webhook_delivery::Column::ImpUid)),
         )
-        .and_where(
-            col(webhook_delivery::Column::Url)
-                .equals((webhook_delivery::Entity, webhook_delivery::Column::Url)),
-        )
-        .and_where(col(webhook_delivery::Column::State).eq("pending"))
-        .and_where(col(webhook_delivery::Column::Id).lt(outer(webhook_delivery::Column::Id)))
-        .to_owned();
-    Expr::exists(older_pending).not()
+        .and_where(to)
+        .and_where(match states {
+            // The claim's statement as its plan was read (`=`, not an IN of one).
+            [state] => col(webhook_delivery::Column::State).eq(*state),
+            states => col(webhook_delivery::Column::State).is_in(states.iter().copied()),
+        })
+        .and_where(match side {
+            Side::Older => id.lt(outer_id),
+            Side::Newer => id.gt(outer_id),
+        })
+        .to_owned()
 }
 
 /// Pending deliveries due at `now` that no worker holds and no older delivery of the same
@@ -399,28 +432,9 @@ pub async fn requeue(
 }
 
 /// The newer deliveries (higher id) of the row's payment to `url` (the row's own URL when None)
-/// that are `delivered` or `pending`, as a sub-query correlated with `webhook_deliveries`. Found
-/// through `webhook_deliveries_by_imp_uid`.
+/// that are `delivered` or `pending` ([`of_the_same_payment`]).
 fn newer_sent_or_queued(url: Option<&str>) -> sea_orm::sea_query::SelectStatement {
-    let newer = Alias::new("newer");
-    let col = |c: webhook_delivery::Column| Expr::col((newer.clone(), c));
-    let outer = |c: webhook_delivery::Column| Expr::col((webhook_delivery::Entity, c));
-    let to = match url {
-        Some(url) => col(webhook_delivery::Column::Url).eq(url),
-        None => col(webhook_delivery::Column::Url)
-            .equals((webhook_delivery::Entity, webhook_delivery::Column::Url)),
-    };
-    Query::select()
-        .expr(Expr::val(1))
-        .from_as(webhook_delivery::Entity, newer.clone())
-        .and_where(
-            col(webhook_delivery::Column::ImpUid)
-                .equals((webhook_delivery::Entity, webhook_delivery::Column::ImpUid)),
-        )
-        .and_where(to)
-        .and_where(col(webhook_delivery::Column::State).is_in(["delivered", "pending"]))
-        .and_where(col(webhook_delivery::Column::Id).gt(outer(webhook_delivery::Column::Id)))
-        .to_owned()
+    of_the_same_payment(Side::Newer, url, &["delivered", "pending"])
 }
 
 /// The newest delivery of `imp_uid` to `url` after delivery `id` that is `delivered` or
