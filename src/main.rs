@@ -309,6 +309,26 @@ enum MerchantCommand {
         #[arg(long, env = "KCP_PRIVATE_KEY_PASSWORD", hide_env_values = true)]
         key_password: Option<String>,
     },
+    /// Show, set or clear the origins (`scheme://host[:port]`) a merchant's mobile buyers may be
+    /// redirected to when a payment window ends (`m_redirect_url`, or the page without one).
+    /// Without a list any http(s) URL the checkout request names is taken, as at iamport: anyone
+    /// holding the merchant's public imp_code can then make openport's host redirect anywhere
+    /// (docs/security.md). With one, a mobile checkout redirecting elsewhere is refused, and a
+    /// window's end redirects only to an origin still listed. Running instances use it from their
+    /// next checkout. Without --set or --clear, prints the list.
+    RedirectOrigins {
+        #[command(flatten)]
+        common: Common,
+        #[arg(long)]
+        imp_code: String,
+        /// An origin to allow, e.g. `https://shop.example.com` (repeat for each, at most 50): the
+        /// list is replaced by the ones given.
+        #[arg(long = "set", value_name = "ORIGIN", conflicts_with = "clear")]
+        set: Vec<String>,
+        /// Remove the list: any http(s) URL again.
+        #[arg(long)]
+        clear: bool,
+    },
     /// List merchants (never their secrets).
     List {
         #[command(flatten)]
@@ -1191,6 +1211,40 @@ async fn merchant(cmd: MerchantCommand) -> anyhow::Result<()> {
             key,
             key_password,
         } => set_kcp_cert(&common, &imp_code, &cert, &key, key_password).await,
+        MerchantCommand::RedirectOrigins {
+            common,
+            imp_code,
+            set,
+            clear,
+        } => {
+            // The database alone: nothing sealed is read or written.
+            let (_, db, _) = database_only(&common, false).await?;
+            let m = if clear || !set.is_empty() {
+                openport::service::redirect_origins::set_by_imp_code(&db, &imp_code, &set)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("{e}"))?
+            } else {
+                openport::store::merchants::by_imp_code(&db.read, &imp_code)
+                    .await?
+                    .ok_or_else(|| anyhow::anyhow!("no merchant with imp_code {imp_code}"))?
+            };
+            let origins = openport::service::redirect_origins::RedirectOrigins::of(&m).origins;
+            if origins.is_empty() {
+                println!(
+                    "merchant {}: no redirect origins; mobile buyers may be redirected to any                      http(s) URL a checkout names (docs/security.md)",
+                    m.imp_code
+                );
+            } else {
+                println!(
+                    "merchant {}: mobile buyers are redirected only to these origins",
+                    m.imp_code
+                );
+                for origin in origins {
+                    println!("{origin}");
+                }
+            }
+            Ok(())
+        }
         MerchantCommand::List { common } => {
             let (_, db, _) = database_only(&common, false).await?;
             for m in openport::store::merchants::all(&db.read).await? {

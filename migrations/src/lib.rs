@@ -42,6 +42,7 @@ mod m20261215_000035_attempt_sent_at;
 mod m20261216_000036_health_probe;
 mod m20261218_000038_attempt_unsent;
 mod m20261219_000039_one_payment_per_trade;
+mod m20261220_000040_merchant_redirect_origins;
 
 pub struct Migrator;
 
@@ -87,6 +88,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261216_000036_health_probe::Migration),
             Box::new(m20261218_000038_attempt_unsent::Migration),
             Box::new(m20261219_000039_one_payment_per_trade::Migration),
+            Box::new(m20261220_000040_merchant_redirect_origins::Migration),
         ]
     }
 }

@@ -27,6 +27,7 @@ use super::subscribe::{ScheduleAnnotation, SchedulePage, ScheduleRequest, Unsche
 use super::users::PgSettingAnnotation;
 use super::webhooks::WebhookDeliveryView;
 use crate::service::escrow::Logis;
+use crate::service::redirect_origins::RedirectOrigins;
 use crate::service::webhooks::WebhookSettings;
 
 const JSON: &str = "application/json";
@@ -299,6 +300,10 @@ reply!(
 reply!(
     /// A merchant's webhook settings (code 0).
     WebhookSettingsReply(WebhookSettings)
+);
+reply!(
+    /// A merchant's redirect origins (code 0).
+    RedirectOriginsReply(RedirectOrigins)
 );
 reply!(
     /// Banks or card companies with their standard codes (code 0).

@@ -19,6 +19,7 @@ pub mod outdated;
 pub mod payment_json;
 pub mod payments;
 pub mod prepare;
+pub mod redirect_origins;
 pub mod subscribe;
 pub mod users;
 pub mod vbanks;
@@ -102,6 +103,8 @@ use extract::MerchantCaller;
         webhooks::resend,
         webhooks::settings,
         webhooks::configure,
+        redirect_origins::current,
+        redirect_origins::replace,
         escrow::register,
         escrow::change,
         escrow::get,
@@ -216,6 +219,7 @@ pub fn router() -> Router<AppState> {
         .route("/health", get(health::health))
         .route("/openapi.json", get(openapi))
         .merge(webhooks::routes())
+        .merge(redirect_origins::routes())
         .route(
             "/receipts/{imp_uid}",
             get(no_cash_receipts)

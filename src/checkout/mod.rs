@@ -836,7 +836,7 @@ async fn hand_off(
     let session = match s.gateway.hand_off(&token).await {
         Ok(HandOff::Open(x)) => *x,
         Ok(HandOff::Ended(f)) if !f.mobile || opened_here(&headers, &token) => {
-            return no_store(answer(*f))
+            return no_store(answer_checked(&s, *f).await)
         }
         Ok(HandOff::Ended(_)) => return no_store(ended_page()),
         Err(e) => return ApiError::from(e).into_response(),
@@ -1044,19 +1044,19 @@ async fn kcp_return(State(s): State<AppState>, headers: HeaderMap, body: Bytes) 
     let posted = form.clone();
     let done = tokio::spawn(async move { gateway.complete_checkout(&posted).await }).await;
     match done {
-        Ok(Ok(f)) => answer(f),
+        Ok(Ok(f)) => answer_checked(&s, f).await,
         Ok(Err(failed)) => {
             tracing::warn!(%request_id, "Ret_URL: {}", failed.error);
             match failed.checking {
                 // The redirect is a mobile buyer's only way back to the shop: every end of the
                 // window takes it, an outcome not known as "being checked" with the imp_uid.
-                Some(checking) if checking.mobile => answer(checking),
+                Some(checking) if checking.mobile => answer_checked(&s, checking).await,
                 // A post that is not the window's (no such order, not its return key).
                 None if matches!(failed.error, ServiceError::NotFound(_)) => {
                     return_error_page(&failed.error, &request_id)
                 }
                 _ => match stop_unanswered(&s, form, &request_id).await {
-                    Some(f) => answer(f),
+                    Some(f) => answer_checked(&s, f).await,
                     None => return_error_page(&failed.error, &request_id),
                 },
             }
@@ -1064,7 +1064,7 @@ async fn kcp_return(State(s): State<AppState>, headers: HeaderMap, body: Bytes) 
         Err(e) => {
             tracing::error!(%request_id, "Ret_URL task: {e}");
             match stop_unanswered(&s, form, &request_id).await {
-                Some(f) => answer(f),
+                Some(f) => answer_checked(&s, f).await,
                 None => crate::api::failures::deliberate(
                     StatusCode::INTERNAL_SERVER_ERROR.into_response(),
                 ),
@@ -1111,6 +1111,24 @@ fn return_error_page(e: &ServiceError, request_id: &str) -> Response {
         escape(&message)
     ))
     .into_response()
+}
+
+/// [`answer`], once the merchant's redirect origins (domain/redirect_origins.rs) are read again
+/// for a mobile redirect: the window was checked against them when it opened, but the list may
+/// have changed since (an origin taken out, a list set after windows were opened to elsewhere).
+/// A `Ret_URL` post is a cross-site POST from KCP's window, which carries no `SameSite=Lax`
+/// cookie, so unlike the hand-off page it cannot tell the buyer's browser from any other: a
+/// redirect the list no longer allows is never answered, and the browser is told the payment
+/// ended, with no link ([`ended_page`]). The payment's outcome is recorded all the same.
+async fn answer_checked(s: &AppState, f: CheckoutFinish) -> Response {
+    if f.mobile {
+        if let Some(url) = f.redirect_url.as_deref().filter(|u| !u.is_empty()) {
+            if !s.gateway.redirect_still_allowed(f.merchant_id, url).await {
+                return ended_page();
+            }
+        }
+    }
+    answer(f)
 }
 
 /// PC: a page that hands `rsp` to the merchant page (the SDK's overlay); mobile: a redirect to
@@ -1499,6 +1517,7 @@ mod tests {
             mobile: false,
             redirect_url: None,
             page_origin: "https://shop.test".into(),
+            merchant_id: 1,
         }))
         .await;
         let script = &page[page.find("<script>").unwrap() + 8..];

@@ -622,6 +622,9 @@ pub struct CheckoutFinish {
     pub mobile: bool,
     pub redirect_url: Option<String>,
     pub page_origin: String,
+    /// The window's merchant, whose redirect origins a mobile answer is checked against again
+    /// before it redirects (`Gateway::redirect_still_allowed`).
+    pub merchant_id: i64,
 }
 
 /// The failure of a window the buyer cancelled, whichever way: KCP's window closed (`Ret_URL`
@@ -740,6 +743,21 @@ impl Gateway {
         }
         if let Some(url) = &req.confirm_url {
             self.check_confirm_url(url)?;
+        }
+        // Where a mobile buyer is redirected at the end ([`Self::answer_of`]): `m_redirect_url`,
+        // else the page. The request names both freely (a public imp_code is all it takes), so a
+        // merchant that lists its origins has any other refused before anything is written.
+        if req.mobile {
+            let target = match (&req.redirect_url, req.page_url.is_empty()) {
+                (Some(url), _) => Some((url.as_str(), false)),
+                (None, false) => Some((req.page_url.as_str(), true)),
+                (None, true) => None,
+            };
+            if let Some(message) =
+                target.and_then(|(url, page)| super::redirect_origins::refused_target(m, url, page))
+            {
+                return Err(ServiceError::BadRequest(message).into());
+            }
         }
         if let Some(due) = req.vbank_due {
             crate::domain::vbank::deposit_deadline(due, self.clock.now())
@@ -1269,6 +1287,7 @@ impl Gateway {
             mobile: s.mobile,
             redirect_url,
             page_origin: window.page_origin,
+            merchant_id: s.merchant_id,
         }
     }
 

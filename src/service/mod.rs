@@ -22,6 +22,7 @@ pub mod outbound;
 pub mod pay;
 pub mod payment_recheck;
 pub mod prepare;
+pub mod redirect_origins;
 pub mod resolve;
 pub mod retired_keys;
 pub mod schedules;

@@ -296,3 +296,18 @@ pub async fn set_kcp_credentials(
         .await?;
     Ok(res.rows_affected)
 }
+
+/// Sets merchant `id`'s redirect allow-list column (domain/redirect_origins.rs; None: no list);
+/// the number of rows changed (0: no such merchant).
+pub async fn set_redirect_origins(
+    db: &impl ConnectionTrait,
+    id: i64,
+    origins: Option<String>,
+) -> Result<u64, DbErr> {
+    let res = merchant::Entity::update_many()
+        .col_expr(merchant::Column::RedirectOrigins, Expr::value(origins))
+        .filter(merchant::Column::Id.eq(id))
+        .exec(db)
+        .await?;
+    Ok(res.rows_affected)
+}

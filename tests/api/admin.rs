@@ -480,3 +480,111 @@ async fn an_operator_token_configured_with_a_trailing_newline_is_the_token_witho
     let (status, body) = app.get("/admin/merchants", Some(ADMIN_TOKEN)).await;
     assert_eq!(status, StatusCode::OK, "{body}");
 }
+
+/// `PUT|GET /admin/merchants/{id}/redirect-origins`: the operator's only (a merchant's token is
+/// refused), the list replaced whole and answered normalised; anything but up to 50 http(s)
+/// `scheme://host[:port]` origins is refused with an iamport-style HTTP 400 naming why, never a
+/// 500, and changes nothing; `[]` removes the list.
+#[tokio::test]
+async fn redirect_origins_are_validated_normalised_and_operator_only() {
+    let app = spawn_app().await;
+    let id = app.app.demo.as_ref().expect("demo merchant").merchant.id;
+    let path = format!("/admin/merchants/{id}/redirect-origins");
+    let (status, body) = app.get(&path, Some(ADMIN_TOKEN)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["response"]["origins"], serde_json::json!([]), "{body}");
+
+    let (status, body) = app
+        .put(
+            &path,
+            ADMIN_TOKEN,
+            serde_json::json!({"origins": ["HTTPS://Shop.Example:443/", "http://localhost:8080", "https://shop.example"]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let set = serde_json::json!(["https://shop.example", "http://localhost:8080"]);
+    assert_eq!(body["response"]["origins"], set, "{body}");
+    assert_eq!(body["response"]["merchant_id"], id, "{body}");
+
+    let too_many: Vec<String> = (0..51).map(|i| format!("https://s{i}.example")).collect();
+    for (bad, why) in [
+        (
+            serde_json::json!({"origins": ["https://shop.example/done"]}),
+            "https://shop.example/done",
+        ),
+        (
+            serde_json::json!({"origins": ["https://shop.example?a=1"]}),
+            "https://shop.example?a=1",
+        ),
+        (
+            serde_json::json!({"origins": ["https://shop.example#x"]}),
+            "https://shop.example#x",
+        ),
+        (
+            serde_json::json!({"origins": ["ftp://shop.example"]}),
+            "ftp://shop.example",
+        ),
+        (
+            serde_json::json!({"origins": ["javascript:alert(1)"]}),
+            "javascript:alert(1)",
+        ),
+        (
+            serde_json::json!({"origins": ["shop.example"]}),
+            "shop.example",
+        ),
+        (
+            serde_json::json!({"origins": ["https://a.example", " "]}),
+            "origin",
+        ),
+        (serde_json::json!({"origins": too_many}), "50"),
+        (serde_json::json!({"origins": [1]}), "'1'"),
+        (serde_json::json!({"origins": {"a": 1}}), "origins"),
+        (serde_json::json!({}), "origins"),
+        (serde_json::json!({"origins": null}), "origins"),
+    ] {
+        let (status, body) = app.put(&path, ADMIN_TOKEN, bad.clone()).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}: {body}");
+        assert_eq!(body["code"], -1, "{bad}: {body}");
+        assert!(
+            body["message"].as_str().unwrap_or_default().contains(why),
+            "{bad}: {body}"
+        );
+    }
+    let (_, body) = app.get(&path, Some(ADMIN_TOKEN)).await;
+    assert_eq!(
+        body["response"]["origins"], set,
+        "nothing refused was stored: {body}"
+    );
+
+    for (path, status) in [
+        (
+            "/admin/merchants/x/redirect-origins",
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "/admin/merchants/424242/redirect-origins",
+            StatusCode::NOT_FOUND,
+        ),
+    ] {
+        let (got, body) = app
+            .put(path, ADMIN_TOKEN, serde_json::json!({"origins": []}))
+            .await;
+        assert_eq!(got, status, "{path}: {body}");
+        assert_eq!(body["code"], -1, "{body}");
+        let (got, _) = app.get(path, Some(ADMIN_TOKEN)).await;
+        assert_eq!(got, status, "GET {path}");
+    }
+    let token = app.token().await;
+    let (status, _) = app
+        .put(&path, &token, serde_json::json!({"origins": []}))
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, _) = app.get(&path, Some(&token)).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+
+    let (status, body) = app
+        .put(&path, ADMIN_TOKEN, serde_json::json!({"origins": []}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["response"]["origins"], serde_json::json!([]), "{body}");
+}

@@ -5221,3 +5221,214 @@ async fn the_hand_off_page_of_a_window_past_its_lifetime_ends_it_failed_instead_
     failed_as_too_old(&app, &json!({"imp_uid": q["imp_uid"]}), "m-late-hand-off").await;
     assert!(app.sandbox.ledger().is_empty(), "nothing was approved");
 }
+
+/// `PUT /admin/merchants/{id}/redirect-origins` for the demo merchant, which must take it.
+async fn allow_redirects_to(app: &TestApp, origins: &[&str]) {
+    let id = app.app.demo.as_ref().expect("demo merchant").merchant.id;
+    let (status, body) = app
+        .put(
+            &format!("/admin/merchants/{id}/redirect-origins"),
+            crate::helpers::ADMIN_TOKEN,
+            json!({ "origins": origins }),
+        )
+        .await;
+    assert_eq!(status, reqwest::StatusCode::OK, "{body}");
+}
+
+/// A mobile `POST /checkout/request` of the demo merchant from `page_url`, naming
+/// `m_redirect_url` when given: what it answers.
+async fn mobile_request(
+    app: &TestApp,
+    merchant_uid: &str,
+    page_url: &str,
+    m_redirect_url: Option<&str>,
+) -> Value {
+    let mut params = json!({"merchant_uid": merchant_uid, "amount": 1000});
+    if let Some(url) = m_redirect_url {
+        params["m_redirect_url"] = json!(url);
+    }
+    app.post(
+        "/checkout/request",
+        None,
+        json!({"imp_code": "imp00000000", "mobile": true, "page_url": page_url, "params": params}),
+    )
+    .await
+    .1
+}
+
+/// The buyer of the mobile window started at `start_url` closes KCP's window (`res_cd` 3001):
+/// what `Ret_URL` answers, not followed (status, `Location`, body).
+async fn cancelled_in_the_window(
+    app: &TestApp,
+    start_url: &str,
+) -> (reqwest::StatusCode, String, String) {
+    let page = app.http.get(start_url).send().await.unwrap();
+    let (pay_url, fields) = form(&page.text().await.unwrap());
+    let (ret_url, result) = window_result(app, &pay_url, &fields, &[("action", "cancel")]).await;
+    let no_follow = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let res = no_follow.post(&ret_url).form(&result).send().await.unwrap();
+    let location = res
+        .headers()
+        .get("location")
+        .map(|v| v.to_str().unwrap().to_string())
+        .unwrap_or_default();
+    (res.status(), location, res.text().await.unwrap())
+}
+
+/// Review rD F4: with a merchant's public imp_code anyone can open a mobile window naming any
+/// `m_redirect_url` (or, without one, any `page_url`, where the buyer is sent back) and end it at
+/// `Ret_URL`, which answered with a 303 from openport's own host to that URL. A merchant that
+/// lists its redirect origins has a mobile window sending its buyer anywhere else refused before
+/// anything is written, with the origin named; a relative URL is judged where it resolves.
+#[tokio::test]
+async fn a_mobile_checkout_redirecting_outside_the_merchants_origins_is_refused_naming_the_origin()
+{
+    let app = spawn_app().await;
+    allow_redirects_to(&app, &["https://shop.test"]).await;
+    for (page_url, redirect) in [
+        ("https://shop.test/cart", Some("https://evil.example/login")),
+        ("https://shop.test/cart", Some("http://shop.test/done")),
+        (
+            "https://shop.test/cart",
+            Some("https://shop.test:8443/done"),
+        ),
+        ("https://evil.example/cart", Some("/login")),
+        ("https://evil.example/cart", None),
+    ] {
+        let refused = mobile_request(&app, "m-elsewhere", page_url, redirect).await;
+        let message = refused["message"].as_str().unwrap_or_default().to_string();
+        let origin = reqwest::Url::parse(page_url)
+            .unwrap()
+            .join(redirect.unwrap_or(page_url))
+            .unwrap()
+            .origin()
+            .ascii_serialization();
+        assert!(
+            message.contains(&origin) && message.contains("리다이렉트 origin"),
+            "{redirect:?} from {page_url}: {refused}"
+        );
+        refused_without_a_trace(&app, &refused, Some("m-elsewhere")).await;
+    }
+    // A PC window never redirects: its m_redirect_url is ignored, as iamport ignores it.
+    let (_, pc) = app
+        .post(
+            "/checkout/request",
+            None,
+            json!({"imp_code": "imp00000000", "mobile": false, "page_url": "https://evil.example/",
+                   "params": {"merchant_uid": "pc-elsewhere", "amount": 1000,
+                              "m_redirect_url": "https://evil.example/login"}}),
+        )
+        .await;
+    assert_eq!(pc["code"], 0, "{pc}");
+}
+
+/// A listed origin opens as before, however the operator wrote it (upper case, the default
+/// port, a trailing `/`), and the buyer's cancel in KCP's window is redirected there.
+#[tokio::test]
+async fn a_mobile_checkout_to_a_listed_origin_opens_and_ret_url_redirects_there() {
+    let app = spawn_app().await;
+    allow_redirects_to(&app, &["HTTPS://Shop.Test:443/", "https://m.shop.test"]).await;
+    let started = mobile_request(
+        &app,
+        "m-listed",
+        "https://m.shop.test/cart",
+        Some("https://shop.test/done?from=m"),
+    )
+    .await;
+    assert_eq!(started["code"], 0, "{started}");
+    let (status, location, page) =
+        cancelled_in_the_window(&app, started["response"]["start_url"].as_str().unwrap()).await;
+    assert!(status.is_redirection(), "{status}: {page}");
+    assert!(
+        location.starts_with("https://shop.test/done?from=m&imp_uid="),
+        "{location}"
+    );
+    assert_eq!(query_of(&location)["error_code"], "3001", "{location}");
+
+    // Without m_redirect_url the buyer goes back to the page, whose origin is listed too.
+    let started = mobile_request(&app, "m-listed-page", "https://m.shop.test/cart", None).await;
+    assert_eq!(started["code"], 0, "{started}");
+    let (status, location, _) =
+        cancelled_in_the_window(&app, started["response"]["start_url"].as_str().unwrap()).await;
+    assert!(status.is_redirection(), "{status}");
+    assert!(
+        location.starts_with("https://m.shop.test/cart?imp_uid="),
+        "{location}"
+    );
+}
+
+/// Without a list (every merchant before the upgrade) any http(s) `m_redirect_url` is taken and
+/// redirected to, as at iamport: docs/security.md tells operators to set one.
+#[tokio::test]
+async fn without_redirect_origins_any_m_redirect_url_is_taken_as_at_iamport() {
+    let app = spawn_app().await;
+    let started = mobile_request(
+        &app,
+        "m-unlisted",
+        "https://shop.test/cart",
+        Some("https://elsewhere.example/done"),
+    )
+    .await;
+    assert_eq!(started["code"], 0, "{started}");
+    let (status, location, _) =
+        cancelled_in_the_window(&app, started["response"]["start_url"].as_str().unwrap()).await;
+    assert!(status.is_redirection(), "{status}");
+    assert!(
+        location.starts_with("https://elsewhere.example/done?imp_uid="),
+        "{location}"
+    );
+}
+
+/// Windows opened to an origin the list no longer holds (opened before the list was set, or
+/// before the operator took the origin out): `Ret_URL`, a cross-site POST from KCP's window that
+/// carries no cookie and so cannot tell the buyer from anyone else, never redirects there. It
+/// answers the ended page, with no link; the payment's outcome is recorded all the same. The
+/// hand-off page does not send even its opener there either.
+#[tokio::test]
+async fn a_window_whose_redirect_origin_was_delisted_after_it_opened_ends_at_ret_url_without_redirecting(
+) {
+    let app = spawn_app().await;
+    let started = mobile_request(
+        &app,
+        "m-delisted",
+        "https://evil.example/cart",
+        Some("https://evil.example/login"),
+    )
+    .await;
+    assert_eq!(started["code"], 0, "{started}");
+    let start_url = started["response"]["start_url"].as_str().unwrap();
+    let imp_uid = started["response"]["imp_uid"].as_str().unwrap();
+    let page = app.http.get(start_url).send().await.unwrap();
+    let cookie = page
+        .headers()
+        .get("set-cookie")
+        .map(|v| v.to_str().unwrap().split(';').next().unwrap().to_string())
+        .unwrap_or_default();
+    let (pay_url, fields) = form(&page.text().await.unwrap());
+
+    allow_redirects_to(&app, &["https://shop.test"]).await;
+    let (ret_url, result) = window_result(&app, &pay_url, &fields, &[("action", "cancel")]).await;
+    let no_follow = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let res = no_follow.post(&ret_url).form(&result).send().await.unwrap();
+    assert_eq!(res.status(), reqwest::StatusCode::OK);
+    assert!(res.headers().get("location").is_none());
+    let page = res.text().await.unwrap();
+    assert!(page.contains("이미 종료된 결제입니다."), "{page}");
+    assert!(!page.contains("evil.example"), "no link either: {page}");
+    let failed = payment_of(&app, &json!({ "imp_uid": imp_uid })).await;
+    assert_eq!(
+        failed["status"], "failed",
+        "the cancel is recorded: {failed}"
+    );
+
+    let (status, location, _, page) = hand_off_answer(start_url, &cookie).await;
+    assert_eq!(status, reqwest::StatusCode::OK, "{location}");
+    assert!(location.is_empty(), "{location}");
+    assert!(page.contains("이미 종료된 결제입니다."), "{page}");
+}

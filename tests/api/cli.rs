@@ -2734,3 +2734,93 @@ async fn an_older_openport_on_a_database_a_newer_one_migrated_says_so_naming_the
         "nothing was applied or removed"
     );
 }
+
+/// `merchant redirect-origins`: prints a merchant's redirect origins, replaces them with the
+/// `--set` ones (normalised) or removes them (`--clear`); a running instance checks the next
+/// mobile checkout against the list at once. An entry that is not an origin, `--set` beside
+/// `--clear`, or an unknown imp_code fails, saying why, and changes nothing.
+#[tokio::test]
+async fn merchant_redirect_origins_sets_shows_and_clears_the_list_a_running_instance_checks() {
+    let app = crate::helpers::spawn_app().await;
+    let dir = tempfile::tempdir().unwrap();
+    let url = app.database_url.clone();
+    let command = ["merchant", "redirect-origins", "--imp-code", "imp00000000"];
+    let checkout = |merchant_uid: &str| {
+        json!({"imp_code": "imp00000000", "mobile": true, "page_url": "https://shop.test/cart",
+               "params": {"merchant_uid": merchant_uid, "amount": 1000,
+                          "m_redirect_url": "https://evil.example/login"}})
+    };
+
+    let shown = run_ok(dir.path(), &url, &command).await;
+    assert!(shown.contains("no redirect origins"), "{shown}");
+
+    let mut set = command.to_vec();
+    set.extend([
+        "--set",
+        "HTTPS://Shop.Test/",
+        "--set",
+        "https://m.shop.test:443",
+    ]);
+    let printed = run_ok(dir.path(), &url, &set).await;
+    let listed: Vec<&str> = printed.lines().skip(1).collect();
+    assert_eq!(
+        listed,
+        ["https://shop.test", "https://m.shop.test"],
+        "{printed}"
+    );
+    assert_eq!(run_ok(dir.path(), &url, &command).await, printed);
+    let (_, refused) = app
+        .post("/checkout/request", None, checkout("cli-elsewhere"))
+        .await;
+    assert_eq!(refused["code"], -1, "{refused}");
+    assert!(
+        refused["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("https://evil.example"),
+        "{refused}"
+    );
+
+    for (args, why) in [
+        (
+            vec![
+                "--imp-code",
+                "imp00000000",
+                "--set",
+                "https://shop.test/done",
+            ],
+            "https://shop.test/done",
+        ),
+        (
+            vec![
+                "--imp-code",
+                "imp00000000",
+                "--set",
+                "https://a.test",
+                "--clear",
+            ],
+            "--clear",
+        ),
+        (
+            vec!["--imp-code", "imp99999999", "--set", "https://shop.test"],
+            "no merchant with imp_code imp99999999",
+        ),
+    ] {
+        let mut refused = vec!["merchant", "redirect-origins"];
+        refused.extend(&args);
+        let out = run(dir.path(), &url, &refused).await;
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?} was taken");
+        assert!(stderr.contains(why), "{args:?}: {stderr}");
+    }
+    assert_eq!(run_ok(dir.path(), &url, &command).await, printed);
+
+    let mut clear = command.to_vec();
+    clear.push("--clear");
+    let cleared = run_ok(dir.path(), &url, &clear).await;
+    assert!(cleared.contains("no redirect origins"), "{cleared}");
+    let (_, started) = app
+        .post("/checkout/request", None, checkout("cli-anywhere"))
+        .await;
+    assert_eq!(started["code"], 0, "{started}");
+}

@@ -632,6 +632,8 @@ async fn an_instance_without_an_operator_token_says_its_operator_api_is_off_at_s
         ("GET", "/admin/merchants"),
         ("GET", "/admin/merchants/1/webhook"),
         ("PUT", "/admin/merchants/1/webhook"),
+        ("GET", "/admin/merchants/1/redirect-origins"),
+        ("PUT", "/admin/merchants/1/redirect-origins"),
         ("GET", "/admin/webhooks"),
         ("POST", "/admin/webhooks/1/resend"),
     ] {

@@ -36,6 +36,9 @@ pub struct Model {
     /// The origin of this merchant's KCP (e.g. KCP's staging `https://stg-spl.kcp.co.kr`); None
     /// = the instance's (the embedded sandbox in test mode, KCP's production hosts otherwise).
     pub kcp_api_base: Option<String>,
+    /// The origins a mobile buyer may be redirected to when a window ends, a JSON array of
+    /// `scheme://host[:port]` (domain/redirect_origins.rs); None: any, as at iamport.
+    pub redirect_origins: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
@@ -67,6 +70,7 @@ impl Model {
             webhook_previous_secret_until: None,
             kcp_group_id: None,
             kcp_api_base: None,
+            redirect_origins: None,
         }
     }
 }
