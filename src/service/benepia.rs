@@ -324,7 +324,7 @@ impl Gateway {
             .tno
             .clone()
             .ok_or_else(|| ServiceError::Internal("point cancel attempt without tno".into()))?;
-        let remaining = payment.amount - payment.cancel_amount - attempt.amount;
+        let remaining = rest_after_cancel(&payment, &attempt);
         let outcome = match connector
             .reapprove_points(&tno, remaining, &attempt.order_no, &good_name(&payment))
             .await
@@ -387,14 +387,8 @@ impl Gateway {
                 detail,
                 ..
             }) => {
-                tracing::error!(imp_uid = %payment.imp_uid, %new_tno, "KCP re-approved other points ({detail}); left for the operator");
-                self.point_closed_or_decided(
-                    attempt,
-                    "conflict",
-                    &format!("STRA re-approval {new_tno} mismatch: {detail}"),
-                    PointCancelOutcome::Conflict(attempt_id),
-                )
-                .await?
+                self.reapproval_mismatch(&payment, attempt, "STRA ", &new_tno, &detail)
+                    .await?
             }
             Err(PgError::NotSent(msg)) => {
                 tracing::warn!(imp_uid = %payment.imp_uid, "KCP unreachable, point re-approval not sent: {msg}");
@@ -619,17 +613,15 @@ impl Gateway {
             )));
         };
         let sent = attempt.order_no == reapproval_order_no(&payment, &attempt);
-        let rest = payment.amount - payment.cancel_amount - attempt.amount;
+        let rest = rest_after_cancel(&payment, &attempt);
         match connector.inquire_points(&TradeRef::Tno(tno.clone())).await {
             // The trade approved for exactly the rest planned, less than it held: only the STRA
             // landing in place explains it (docs/kcp.md §8.3, seed 003's same-tno answer), as
             // the other readings leave it cancelled (re-approved under a new tno) or whole.
             Ok(TradeState::Approved { remaining, .. }) if sent && remaining == rest => {
                 let id = attempt.id;
-                match self.record_in_place(payment, attempt).await? {
-                    Some(outcome) => Ok(outcome),
-                    None => self.point_cancel_decided(id).await,
-                }
+                let outcome = self.record_in_place(payment, attempt).await?;
+                self.point_answered_or_decided(outcome, id).await
             }
             Ok(TradeState::Approved { remaining, .. }) if self.settled(&attempt) => {
                 // A KCP that re-approves without cancelling the original (docs/kcp.md §8.3) holds
@@ -904,7 +896,7 @@ impl Gateway {
         let original = attempt.tno.clone().unwrap_or_default();
         let (new_tno, new_amount) = (&trade.tno, trade.amount);
         let same_tno = *new_tno == original;
-        let rest = payment.amount - payment.cancel_amount - attempt.amount;
+        let rest = rest_after_cancel(payment, attempt);
         match connector
             .inquire_points(&TradeRef::Tno(original.clone()))
             .await
@@ -978,7 +970,7 @@ impl Gateway {
         // (the caller records that when the trade holds exactly the rest planned), here for
         // another balance.
         let why = if reapproval.tno == original {
-            let rest = payment.amount - payment.cancel_amount - attempt.amount;
+            let rest = rest_after_cancel(payment, attempt);
             in_place_mismatch(payment, &original, remaining, rest)
         } else {
             both_live(
@@ -1005,6 +997,19 @@ impl Gateway {
         Ok(PointCancelOutcome::from(
             self.cancel_decided(attempt_id).await?,
         ))
+    }
+
+    /// `outcome`, this holder's answer; None (it no longer held attempt `attempt_id` open, so
+    /// wrote nothing): what another holder decided.
+    async fn point_answered_or_decided(
+        &self,
+        outcome: Option<PointCancelOutcome>,
+        attempt_id: i64,
+    ) -> ServiceResult<PointCancelOutcome> {
+        match outcome {
+            Some(outcome) => Ok(outcome),
+            None => self.point_cancel_decided(attempt_id).await,
+        }
     }
 
     /// `outcome` once the attempt is closed as `state`, or what another holder decided.
@@ -1128,7 +1133,7 @@ impl Gateway {
             return self.point_cancel_decided(attempt_id).await;
         };
         let tno = attempt.tno.clone().unwrap_or_default();
-        let remaining = payment.amount - payment.cancel_amount - attempt.amount;
+        let remaining = rest_after_cancel(&payment, &attempt);
         match connector
             .reapprove_points(&tno, remaining, &attempt.order_no, &good_name(&payment))
             .await
@@ -1164,16 +1169,12 @@ impl Gateway {
                         let message = quoted_refusal(&code, &message);
                         tracing::error!(imp_uid = %payment.imp_uid, %tno, "point re-approval refused ({message}); the whole payment is cancelled at KCP");
                         let whole = format!("STRA refused {message}: whole balance cancelled");
-                        match self
+                        let committed = self
                             .record_full_point_cancel(payment, attempt, None, whole)
-                            .await?
-                        {
-                            PointCommit::Written(p) => {
-                                Ok(PointCancelOutcome::FullyCancelled(p, message))
-                            }
-                            PointCommit::TradeOfAnother(id) => Ok(PointCancelOutcome::Conflict(id)),
-                            PointCommit::NotHeld => self.point_cancel_decided(attempt_id).await,
-                        }
+                            .await?;
+                        let outcome =
+                            committed.answer(|p| PointCancelOutcome::FullyCancelled(p, message));
+                        self.point_answered_or_decided(outcome, attempt_id).await
                     }
                     Ok(TradeState::Cancelled { .. }) | Err(_) => {
                         self.point_postponed_or_decided(
@@ -1189,14 +1190,9 @@ impl Gateway {
                 detail,
                 ..
             }) => {
-                tracing::error!(imp_uid = %payment.imp_uid, %new_tno, "KCP re-approved other points ({detail}); left for the operator");
-                self.point_closed_or_decided(
-                    attempt,
-                    "conflict",
-                    &format!("{REAPPROVE_PENDING}: re-approval {new_tno} mismatch: {detail}"),
-                    PointCancelOutcome::Conflict(attempt_id),
-                )
-                .await
+                let prefix = format!("{REAPPROVE_PENDING}: ");
+                self.reapproval_mismatch(&payment, attempt, &prefix, &new_tno, &detail)
+                    .await
             }
             Err(e) => {
                 tracing::warn!(imp_uid = %payment.imp_uid, "point re-approval (STRA) outcome unknown: {e}");
@@ -1225,6 +1221,29 @@ impl Gateway {
                 }
             }
         }
+    }
+
+    /// A `STRA` KCP answered with a re-approval of other points (`PgError::Mismatch`, naming its
+    /// new tno `new_tno`): the attempt closed as a conflict for the operator, with `note_prefix`
+    /// before its note, and the re-approval left at KCP (why, [`Self::send_owed_reapproval`]);
+    /// or what another holder decided.
+    async fn reapproval_mismatch(
+        &self,
+        payment: &payment::Model,
+        attempt: pg_attempt::Model,
+        note_prefix: &str,
+        new_tno: &str,
+        detail: &str,
+    ) -> ServiceResult<PointCancelOutcome> {
+        tracing::error!(imp_uid = %payment.imp_uid, %new_tno, "KCP re-approved other points ({detail}); left for the operator");
+        let id = attempt.id;
+        self.point_closed_or_decided(
+            attempt,
+            "conflict",
+            &format!("{note_prefix}re-approval {new_tno} mismatch: {detail}"),
+            PointCancelOutcome::Conflict(id),
+        )
+        .await
     }
 
     /// The re-approval is confirmed (KCP's answer, or found under its order number): once KCP
@@ -1268,13 +1287,10 @@ impl Gateway {
                 }
             }
         }
-        match self
+        let outcome = self
             .try_record_reapproval(payment, attempt, &trade, in_place)
-            .await?
-        {
-            Some(outcome) => Ok(outcome),
-            None => self.point_cancel_decided(attempt_id).await,
-        }
+            .await?;
+        self.point_answered_or_decided(outcome, attempt_id).await
     }
 
     /// [`Self::record_reapproval`], None (nothing written) when this holder no longer holds the
@@ -1289,7 +1305,7 @@ impl Gateway {
         in_place: bool,
     ) -> ServiceResult<Option<PointCancelOutcome>> {
         let (attempt_id, amount) = (attempt.id, attempt.amount);
-        let expected = payment.amount - payment.cancel_amount - amount;
+        let expected = rest_after_cancel(&payment, &attempt);
         if trade.amount != expected {
             tracing::error!(imp_uid = %payment.imp_uid, tno = %trade.tno, amount = trade.amount, expected, "point re-approval for another amount; left for the operator");
             let why = format!(
@@ -1303,16 +1319,10 @@ impl Gateway {
             return self.record_in_place(payment, attempt).await;
         }
         let message = format!("STRA, re-approved as {}", trade.tno);
-        Ok(
-            match self
-                .commit_point_cancel(payment, attempt, amount, Some(trade), message, false)
-                .await?
-            {
-                PointCommit::Written(p) => Some(PointCancelOutcome::Applied(p)),
-                PointCommit::TradeOfAnother(id) => Some(PointCancelOutcome::Conflict(id)),
-                PointCommit::NotHeld => None,
-            },
-        )
+        let committed = self
+            .commit_point_cancel(payment, attempt, amount, Some(trade), message, false)
+            .await?;
+        Ok(committed.answer(PointCancelOutcome::Applied))
     }
 
     /// A partial cancel KCP applied by re-approving the rest in place ([`OriginalState::InPlace`]:
@@ -1331,16 +1341,10 @@ impl Gateway {
             "STRA, re-approved in place on {}",
             attempt.tno.as_deref().unwrap_or_default()
         );
-        Ok(
-            match self
-                .commit_point_cancel(payment, attempt, amount, None, message, false)
-                .await?
-            {
-                PointCommit::Written(p) => Some(PointCancelOutcome::Applied(p)),
-                PointCommit::TradeOfAnother(id) => Some(PointCancelOutcome::Conflict(id)),
-                PointCommit::NotHeld => None,
-            },
-        )
+        let committed = self
+            .commit_point_cancel(payment, attempt, amount, None, message, false)
+            .await?;
+        Ok(committed.answer(PointCancelOutcome::Applied))
     }
 
     /// A partial cancel whose `reapproval` KCP shows cancelled (in its admin): KCP holds nothing
@@ -1361,14 +1365,11 @@ impl Gateway {
             "{note_prefix}re-approval {} cancelled at KCP: whole balance cancelled",
             reapproval.tno
         );
-        match self
+        let committed = self
             .record_full_point_cancel(payment, attempt, Some(&reapproval), message.clone())
-            .await?
-        {
-            PointCommit::Written(p) => Ok(PointCancelOutcome::FullyCancelled(p, message)),
-            PointCommit::TradeOfAnother(id) => Ok(PointCancelOutcome::Conflict(id)),
-            PointCommit::NotHeld => self.point_cancel_decided(id).await,
-        }
+            .await?;
+        let outcome = committed.answer(|p| PointCancelOutcome::FullyCancelled(p, message));
+        self.point_answered_or_decided(outcome, id).await
     }
 
     /// KCP holds nothing for a partial point cancel (an older version's re-approval refused, or
@@ -1556,6 +1557,24 @@ enum PointCommit {
     TradeOfAnother(i64),
 }
 
+impl PointCommit {
+    /// A partial point cancel's answer to this commit: `written` makes it of the payment as
+    /// written (the cancel applied, or the whole balance cancelled); a re-approval naming another
+    /// payment's trade is that conflict. None when nothing was written because this holder no
+    /// longer held the attempt: what another holder decided is the answer then
+    /// ([`Gateway::point_answered_or_decided`]).
+    fn answer(
+        self,
+        written: impl FnOnce(Box<payment::Model>) -> PointCancelOutcome,
+    ) -> Option<PointCancelOutcome> {
+        match self {
+            Self::Written(p) => Some(written(p)),
+            Self::TradeOfAnother(id) => Some(PointCancelOutcome::Conflict(id)),
+            Self::NotHeld => None,
+        }
+    }
+}
+
 /// KCP holds a partial point cancel's original trade `original` approved for `remaining` beside
 /// its re-approval `new_tno` of `new_amount` (`state`: the re-approval's, when found by inquiry):
 /// the member paid both. Logged for the operator; the conflict's note.
@@ -1731,6 +1750,16 @@ impl PointCancelOutcome {
             Self::Reconciled(id) => CancelOutcome::Reconciled(id),
         }
     }
+}
+
+/// What partial point cancel `attempt` leaves of `payment`: its balance (amount less what is
+/// already cancelled, `payment` as read before this cancel is recorded) less the attempt's amount.
+/// One number plays three parts, which must agree to the won: the `STRA`'s `mod_mny` (what KCP
+/// is asked to re-approve), the amount a re-approval's answer is checked against before it is
+/// recorded, and what the original trade must hold to be read as re-approved in place. Spelt
+/// once so that what is sent and what it is checked against cannot drift apart.
+fn rest_after_cancel(payment: &payment::Model, attempt: &pg_attempt::Model) -> Won {
+    payment.amount - payment.cancel_amount - attempt.amount
 }
 
 /// The re-approval's KCP order number (`mod_ordr_idxx`): the payment's plus `P` and the attempt

@@ -73,6 +73,13 @@ pub(crate) fn balance(app: &TestApp, id: &str) -> i64 {
     app.sandbox.point_balance(id).expect("sandbox account")
 }
 
+/// Arms `fault` (a lost, dropped, delayed, refused or altered answer) for the next `STRA` sent to
+/// KCP, the one call of a partial point cancel.
+fn the_next_stra_meets(app: &TestApp, fault: Fault) {
+    app.sandbox
+        .inject(FaultRule::new(paths::CANCEL, fault).when("mod_type", "STRA"));
+}
+
 #[tokio::test]
 async fn the_balance_of_a_benepia_account_is_answered_as_point() {
     let app = spawn_app().await;
@@ -423,11 +430,7 @@ async fn a_partial_point_cancel_kcp_re_approves_under_the_same_tno_is_recorded()
         app.sandbox.ledger()[0].state,
         TransactionState::Cancelled
     ));
-    app.advance(30 * SETTLE_SECS);
-    app.resolve_all().await;
-    assert!(app.app.gateway.open_attempts(10).await.unwrap().is_empty());
-    assert!(app.conflicts().await.is_empty());
-    app.assert_ledger_agrees().await;
+    settled_with_nothing_open_and_no_conflict(&app).await;
 }
 
 /// The same KCP with the STRA's answer lost: the inquiry of the tno shows it approved for exactly
@@ -440,8 +443,7 @@ async fn a_lost_answer_of_a_partial_point_cancel_kcp_re_approved_in_place_is_rec
     let p = paid_with_points(&app, &token, "bp-stra-same-lost", 10_000).await;
     let tno = p["pg_tid"].clone();
     app.sandbox.set_stra_same_tno(true);
-    app.sandbox
-        .inject(FaultRule::new(paths::CANCEL, Fault::LoseResponse).when("mod_type", "STRA"));
+    the_next_stra_meets(&app, Fault::LoseResponse);
 
     let c = cancel(&app, &token, &p["imp_uid"], Some(4_000)).await;
     assert_eq!(c["code"], 0, "{c}");
@@ -449,6 +451,14 @@ async fn a_lost_answer_of_a_partial_point_cancel_kcp_re_approved_in_place_is_rec
     assert_eq!(c["response"]["pg_tid"], tno);
     assert!(app.conflicts().await.is_empty());
     assert_eq!(balance(&app, BENEPIA_01.id), 94_000);
+    settled_with_nothing_open_and_no_conflict(&app).await;
+}
+
+/// Once every settle delay has passed and the resolver has run, the cancels KCP applied on the
+/// payment's own tno (re-approved in place) have left nothing behind: no attempt open (no second
+/// look, no STRA sent again), no conflict for the operator, and the record agrees with KCP's
+/// ledger. The tail of the same-tno tests.
+async fn settled_with_nothing_open_and_no_conflict(app: &TestApp) {
     app.advance(30 * SETTLE_SECS);
     app.resolve_all().await;
     assert!(app.app.gateway.open_attempts(10).await.unwrap().is_empty());
@@ -468,16 +478,7 @@ async fn a_same_tno_reapproval_whose_trade_holds_another_balance_is_a_conflict()
     let imp_uid = p["imp_uid"].as_str().unwrap();
     let tno = p["pg_tid"].as_str().unwrap();
     app.sandbox.set_stra_keeps_original(true);
-    app.sandbox.inject(
-        FaultRule::new(
-            paths::CANCEL,
-            Fault::AnswerField {
-                field: "tno".into(),
-                value: tno.into(),
-            },
-        )
-        .when("mod_type", "STRA"),
-    );
+    next_reapproval_names(&app, tno);
 
     let c = cancel(&app, &token, &p["imp_uid"], Some(3_000)).await;
     assert_eq!(c["code"], 1, "{c}");
@@ -489,6 +490,53 @@ async fn a_same_tno_reapproval_whose_trade_holds_another_balance_is_a_conflict()
     let now = payment(&app, &token, &p["imp_uid"]).await;
     assert_eq!(now["cancel_amount"], 0, "{now}");
     assert_eq!(now["pg_tid"], tno, "{now}");
+}
+
+/// A STRA answered for other points than the rest asked (`pnt_amount` 5,000 for the 7,000 asked)
+/// names a re-approval the record cannot explain: nothing is recorded (the payment keeps its
+/// balance and its tno), the re-approval is left at KCP (a net-cancel would refund the rest too),
+/// and the attempt is a conflict for the operator whose note names the STRA's re-approval; the
+/// merchant hears "cancelled at KCP, the record disagrees", never "결제취소에 실패".
+#[tokio::test]
+async fn a_reapproval_kcp_answers_for_other_points_is_a_conflict_naming_it() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let p = paid_with_points(&app, &token, "bp-stra-other", 10_000).await;
+    let imp_uid = p["imp_uid"].as_str().unwrap();
+    the_next_stra_meets(
+        &app,
+        Fault::AnswerField {
+            field: "pnt_amount".into(),
+            value: "5000".into(),
+        },
+    );
+
+    let c = cancel(&app, &token, &p["imp_uid"], Some(3_000)).await;
+    assert_eq!(c["code"], 1, "{c}");
+    let conflicts = app.conflicts().await;
+    assert_eq!(conflicts.len(), 1, "{conflicts:?}");
+    assert_eq!(conflicts[0].imp_uid, imp_uid);
+    assert_eq!(
+        c["message"],
+        format!(
+            "PG사에서는 취소되었으나 결제 기록과 일치하지 않아 운영자 확인이 필요합니다. (imp_uid: {imp_uid}, attempt {})",
+            conflicts[0].id
+        ),
+        "{c}"
+    );
+    let ledger = app.sandbox.ledger();
+    assert_eq!(ledger.len(), 2, "{ledger:?}");
+    let note = conflicts[0].result_message.clone().unwrap_or_default();
+    let names_it = format!("STRA re-approval {} mismatch: ", ledger[1].tno);
+    assert!(note.starts_with(&names_it), "{note}");
+    assert_eq!(balance(&app, BENEPIA_01.id), 93_000, "left at KCP");
+    let now = payment(&app, &token, &p["imp_uid"]).await;
+    assert_eq!(
+        (now["status"].as_str(), now["cancel_amount"].as_i64()),
+        (Some("paid"), Some(0)),
+        "{now}"
+    );
+    assert_eq!(now["pg_tid"], p["pg_tid"], "{now}");
 }
 
 #[tokio::test]
@@ -534,8 +582,7 @@ async fn a_lost_reapproval_answer_is_found_by_its_order_number() {
     let app = spawn_app().await;
     let token = app.token().await;
     let p = paid_with_points(&app, &token, "bp-stra-lost", 10_000).await;
-    app.sandbox
-        .inject(FaultRule::new(paths::CANCEL, Fault::LoseResponse).when("mod_type", "STRA"));
+    the_next_stra_meets(&app, Fault::LoseResponse);
     let c = cancel(&app, &token, &p["imp_uid"], Some(4_000)).await;
     assert_eq!(c["code"], 0, "{c}");
     assert_eq!(c["response"]["cancel_amount"], 4_000);
@@ -555,8 +602,7 @@ async fn a_reapproval_that_never_reached_kcp_leaves_the_payment_whole_and_is_clo
     let app = spawn_app().await;
     let token = app.token().await;
     let p = paid_with_points(&app, &token, "bp-stra-drop", 10_000).await;
-    app.sandbox
-        .inject(FaultRule::new(paths::CANCEL, Fault::Drop).when("mod_type", "STRA"));
+    the_next_stra_meets(&app, Fault::Drop);
     let c = cancel(&app, &token, &p["imp_uid"], Some(4_000)).await;
     assert_eq!(c["code"], 1, "{c}");
     assert_eq!(balance(&app, BENEPIA_01.id), 90_000);
@@ -667,15 +713,12 @@ async fn a_refused_reapproval_cancels_nothing_and_is_answered_code_1_with_kcps_m
             .collect::<Vec<_>>()
     };
     assert_eq!(statuses().await, ["paid"]);
-    app.sandbox.inject(
-        FaultRule::new(
-            paths::CANCEL,
-            Fault::Refuse {
-                code: "8888".into(),
-                message: "재승인 불가".into(),
-            },
-        )
-        .when("mod_type", "STRA"),
+    the_next_stra_meets(
+        &app,
+        Fault::Refuse {
+            code: "8888".into(),
+            message: "재승인 불가".into(),
+        },
     );
 
     let c = cancel(&app, &token, &p["imp_uid"], Some(3_000)).await;
@@ -705,8 +748,7 @@ async fn a_lost_reapproval_kcp_cannot_find_under_its_order_number_is_left_to_the
     let app = spawn_app().await;
     let token = app.token().await;
     let p = paid_with_points(&app, &token, "bp-stra-unfound", 10_000).await;
-    app.sandbox
-        .inject(FaultRule::new(paths::CANCEL, Fault::LoseResponse).when("mod_type", "STRA"));
+    the_next_stra_meets(&app, Fault::LoseResponse);
     // Every inquiry by order number (tno "") answers "no such trade".
     app.sandbox.inject(
         FaultRule::new(
@@ -1083,8 +1125,7 @@ async fn a_lost_reapproval_answer_found_beside_a_live_original_is_a_conflict_not
     let imp_uid = p["imp_uid"].as_str().unwrap();
     let original = p["pg_tid"].as_str().unwrap();
     app.sandbox.set_stra_keeps_original(true);
-    app.sandbox
-        .inject(FaultRule::new(paths::CANCEL, Fault::LoseResponse).when("mod_type", "STRA"));
+    the_next_stra_meets(&app, Fault::LoseResponse);
 
     let c = cancel(&app, &token, &p["imp_uid"], Some(3_000)).await;
     assert_eq!(c["code"], 1, "{c}");
@@ -1180,15 +1221,12 @@ async fn a_partial_point_cancel_kcp_refuses_as_no_such_trade_is_listed_for_the_o
     let token = app.token().await;
     let p = paid_with_points(&app, &token, "bp-stra-8201", 10_000).await;
     let imp_uid = p["imp_uid"].as_str().unwrap();
-    app.sandbox.inject(
-        FaultRule::new(
-            paths::CANCEL,
-            Fault::Refuse {
-                code: "8201".into(),
-                message: "해당 거래가 존재하지 않습니다.".into(),
-            },
-        )
-        .when("mod_type", "STRA"),
+    the_next_stra_meets(
+        &app,
+        Fault::Refuse {
+            code: "8201".into(),
+            message: "해당 거래가 존재하지 않습니다.".into(),
+        },
     );
 
     let c = cancel(&app, &token, &p["imp_uid"], Some(3_000)).await;
@@ -1229,8 +1267,7 @@ async fn cancel_with_its_stra_held(
     token: &str,
     p: &Value,
 ) -> tokio::task::JoinHandle<(StatusCode, Value)> {
-    app.sandbox
-        .inject(FaultRule::new(paths::CANCEL, Fault::Delay { ms: 1000 }).when("mod_type", "STRA"));
+    the_next_stra_meets(app, Fault::Delay { ms: 1000 });
     let request = app.cancel_in_background(token, p["imp_uid"].as_str().unwrap(), 3_000);
     crate::ownership::until_the_faults_are_used(app).await;
     request
@@ -1307,14 +1344,11 @@ async fn a_reapproval_kcp_applies_after_it_was_closed_as_not_applied_is_found_by
     let app = spawn_app().await;
     let token = app.token().await;
     let p = paid_with_points(&app, &token, "bp-stra-later", 10_000).await;
-    app.sandbox.inject(
-        FaultRule::new(
-            paths::CANCEL,
-            Fault::Delay {
-                ms: crate::helpers::KCP_TIMEOUT_MS + 2500,
-            },
-        )
-        .when("mod_type", "STRA"),
+    the_next_stra_meets(
+        &app,
+        Fault::Delay {
+            ms: crate::helpers::KCP_TIMEOUT_MS + 2500,
+        },
     );
     let c = cancel(&app, &token, &p["imp_uid"], Some(3_000)).await;
     assert_eq!(c["code"], 1, "{c}");
@@ -1353,8 +1387,7 @@ async fn a_partial_point_cancel_whose_answer_is_lost_and_whose_inquiry_says_no_s
     let token = app.token().await;
     let p = paid_with_points(&app, &token, "bp-stra-absent", 10_000).await;
     let imp_uid = p["imp_uid"].as_str().unwrap();
-    app.sandbox
-        .inject(FaultRule::new(paths::CANCEL, Fault::LoseResponse).when("mod_type", "STRA"));
+    the_next_stra_meets(&app, Fault::LoseResponse);
     app.sandbox.inject(
         FaultRule::new(
             paths::INQUIRY,
@@ -1439,15 +1472,12 @@ async fn a_reapproval_an_older_version_owed_that_kcp_approves_for_another_amount
     // The older version's STSC is stood for by the STRA itself: this sandbox takes STRA on the
     // live tno only, which cancels it as the STSC did.
     let reorder = left_owing_a_reapproval(&app, "bp-older-other", &tno).await;
-    app.sandbox.inject(
-        FaultRule::new(
-            paths::CANCEL,
-            Fault::AnswerField {
-                field: "pnt_amount".into(),
-                value: "5000".into(),
-            },
-        )
-        .when("mod_type", "STRA"),
+    the_next_stra_meets(
+        &app,
+        Fault::AnswerField {
+            field: "pnt_amount".into(),
+            value: "5000".into(),
+        },
     );
 
     app.advance(SETTLE_SECS + 1);
@@ -1661,8 +1691,7 @@ async fn reapproved_after_closed(
 ) -> (Value, String, String) {
     let p = paid_with_points(app, token, merchant_uid, 10_000).await;
     let tno = p["pg_tid"].as_str().unwrap().to_string();
-    app.sandbox
-        .inject(FaultRule::new(paths::CANCEL, Fault::Drop).when("mod_type", "STRA"));
+    the_next_stra_meets(app, Fault::Drop);
     let c = cancel(app, token, &p["imp_uid"], Some(3_000)).await;
     assert_eq!(c["code"], 1, "{c}");
     app.advance(SETTLE_SECS + 20);
@@ -1868,8 +1897,7 @@ async fn a_lost_reapproval_cancelled_in_kcps_admin_before_it_was_found_is_record
     let app = spawn_app().await;
     let token = app.token().await;
     let p = paid_with_points(&app, &token, "bp-stra-undone", 10_000).await;
-    app.sandbox
-        .inject(FaultRule::new(paths::CANCEL, Fault::LoseResponse).when("mod_type", "STRA"));
+    the_next_stra_meets(&app, Fault::LoseResponse);
     // The request's own look by order number fails: the resolver looks later.
     app.sandbox
         .inject(FaultRule::new(paths::INQUIRY, Fault::Drop).when("tno", ""));
@@ -1899,15 +1927,12 @@ async fn a_lost_reapproval_cancelled_in_kcps_admin_before_it_was_found_is_record
 
 /// Arms KCP's answers to the next `STRA` to name trade `tno` as the re-approval's.
 fn next_reapproval_names(app: &TestApp, tno: &str) {
-    app.sandbox.inject(
-        FaultRule::new(
-            paths::CANCEL,
-            Fault::AnswerField {
-                field: "tno".into(),
-                value: tno.into(),
-            },
-        )
-        .when("mod_type", "STRA"),
+    the_next_stra_meets(
+        app,
+        Fault::AnswerField {
+            field: "tno".into(),
+            value: tno.into(),
+        },
     );
 }
 
@@ -1979,8 +2004,7 @@ async fn a_lost_reapproval_found_naming_another_payments_trade_is_a_conflict() {
     let token = app.token().await;
     let pa = paid_with_points(&app, &token, "bp-clash-la", 3_000).await;
     let pb = paid_with_points(&app, &token, "bp-clash-lb", 10_000).await;
-    app.sandbox
-        .inject(FaultRule::new(paths::CANCEL, Fault::LoseResponse).when("mod_type", "STRA"));
+    the_next_stra_meets(&app, Fault::LoseResponse);
     app.sandbox
         .inject(FaultRule::new(paths::INQUIRY, Fault::Drop));
     let c = cancel(&app, &token, &pb["imp_uid"], Some(4_000)).await;
