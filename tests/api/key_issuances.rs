@@ -373,7 +373,7 @@ async fn an_issuance_whose_close_fails_once_is_closed_on_the_next_try_not_left_p
     let registering = register(&app, &token, "end-once", test_cards::SHINHAN_CREDIT);
     // Once the first try was refused, the database takes writes again (within the pause).
     let recovering = async {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
         loop {
             assert!(
                 std::time::Instant::now() < deadline,
@@ -398,7 +398,10 @@ async fn an_issuance_whose_close_fails_once_is_closed_on_the_next_try_not_left_p
     assert!(open_issuances(&app).await.is_empty());
     let key = kcp_key_under(&app, &rows[0].order_no).unwrap();
     assert_eq!(format!("{:?}", key.state), "Deleted");
-    assert_eq!(issuance_lines(&rows[0].order_no, TRYING_AGAIN).len(), 1);
+    // The first try is refused; the second normally closes it, but a loaded machine may let the
+    // second come before the test lets writes through again: the third (the last) then does.
+    let retried = issuance_lines(&rows[0].order_no, TRYING_AGAIN).len();
+    assert!((1..=2).contains(&retried), "{retried} tries refused");
     assert!(issuance_lines(&rows[0].order_no, "left open").is_empty());
 }
 

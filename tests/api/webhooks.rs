@@ -1678,11 +1678,14 @@ async fn delivery_in_flight(
     tokio::task::JoinHandle<openport::service::ServiceResult<usize>>,
 ) {
     let id = pending_delivery(app, receiver, name).await;
-    receiver.slow(Duration::from_millis(1500));
+    // Slow enough that the test's next steps (a resend, a clock move) happen while the POST waits,
+    // even on a loaded machine.
+    receiver.slow(Duration::from_millis(4000));
     let gateway = app.app.gateway.clone();
     let worker = tokio::spawn(async move { gateway.deliver_due_webhooks(100).await });
     // Until the worker holds the lease, while its POST waits for the receiver.
-    for _ in 0..100 {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
         let d = openport::store::webhooks::delivery_by_id(&app.app.gateway.db.read, id)
             .await
             .unwrap()
@@ -1690,6 +1693,10 @@ async fn delivery_in_flight(
         if d.lease_until > 0 {
             break;
         }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the worker never claimed the delivery"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     (id, worker)
