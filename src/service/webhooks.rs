@@ -163,7 +163,8 @@ fn body_of(d: &webhook_delivery::Model) -> Result<String, String> {
 }
 
 /// Target URLs from a payment's `notice_url` column: a JSON array of strings (a bare string is
-/// accepted too); blanks dropped, duplicates kept once, order kept.
+/// accepted too); blanks dropped, each in its [`target_url`] form, duplicates (in that form) kept
+/// once, order kept.
 fn notice_urls(column: Option<&str>) -> Vec<String> {
     let Some(raw) = column.map(str::trim).filter(|s| !s.is_empty()) else {
         return vec![];
@@ -179,12 +180,36 @@ fn notice_urls(column: Option<&str>) -> Vec<String> {
     };
     let mut urls: Vec<String> = Vec::new();
     for u in listed {
-        let u = u.trim().to_string();
+        let u = target_url(u.trim());
         if !u.is_empty() && !urls.contains(&u) {
             urls.push(u);
         }
     }
     urls
+}
+
+/// A delivery's target as it is stored on its row and compared: the order key of a payment's
+/// events to one URL (`store::webhooks` `no_older_pending`, `move_held_back`, the resend's
+/// `newer_sent_or_queued`) and the test of whether a `notice_url` is the merchant's configured
+/// URL (`to_merchant_url`). Kept as written, `https://h/x` and `https://H:443/x` were two queues:
+/// the same receiver got a payment's events side by side, out of order, when its `notice_url`
+/// and the merchant's setting (or two payments' steps) spelled it differently.
+///
+/// The URL as `url::Url` parses and writes it back: scheme and host lower-cased, the scheme's
+/// default port dropped, an empty path made `/`, dot segments resolved, characters a URL may not
+/// hold percent-encoded. That is exactly what the POST goes to (reqwest parses the string the
+/// same way), so no receiver sees a difference. The path and query stay case-sensitive, and
+/// `/x` and `/x/` stay two URLs: a server may answer them differently. Anything that is not an
+/// absolute `http(s)` URL is kept as written (its row is `failed` at once and shows it).
+///
+/// Rows written by an older version keep the string they were written with: a delivery pending
+/// across the upgrade to a URL not in this form and a newer event of its payment to the same
+/// receiver (now normalised) are two queues until the older one is done with, as before.
+pub(crate) fn target_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(parsed) if crate::domain::payment::is_web_url(url) => parsed.into(),
+        _ => url.to_string(),
+    }
 }
 
 /// The HMAC key of a Standard Webhooks secret: base64, with or without the `whsec_` prefix, as
@@ -434,10 +459,11 @@ impl Gateway {
             .url
             .as_deref()
             .map(str::trim)
-            .filter(|u| !u.is_empty());
+            .filter(|u| !u.is_empty())
+            .map(target_url);
         let mut urls = notice_urls(payment.notice_url.as_deref());
         if urls.is_empty() {
-            urls.extend(merchant_url.map(str::to_string));
+            urls.extend(merchant_url.clone());
         }
         let now = self.clock.unix();
         let content_type = merchant.content_type;
@@ -447,8 +473,9 @@ impl Gateway {
                 // merchant heard nothing.
                 let usable = crate::domain::payment::is_web_url(&url);
                 // A notice_url naming the merchant's own URL goes there all the same: the slot
-                // kept for that URL may carry it (jobs::webhooks).
-                let to_merchant_url = merchant_url == Some(url.as_str());
+                // kept for that URL may carry it (jobs::webhooks). Both in their `target_url`
+                // form, however each was spelled.
+                let to_merchant_url = merchant_url.as_deref() == Some(url.as_str());
                 webhook_delivery::ActiveModel {
                     // Random, stored with the row: the `webhook-id` of every attempt and resend
                     // of this delivery, never a row id another event may get again.
@@ -964,15 +991,22 @@ impl Gateway {
         } else {
             None
         };
-        let retarget = merchant.as_ref().and_then(|m| {
+        // The merchant's current URL in the form new deliveries store (`target_url`), so the
+        // resend joins the queue of the payment's events to it.
+        let retarget_url = merchant.as_ref().and_then(|m| {
             let url = m
                 .webhook_url
                 .as_deref()
                 .map(str::trim)
                 .filter(|u| !u.is_empty())?;
-            let content_type = WebhookContentType::from_db(&m.webhook_content_type).as_db();
-            Some((url, content_type))
+            Some((
+                target_url(url),
+                WebhookContentType::from_db(&m.webhook_content_type).as_db(),
+            ))
         });
+        let retarget = retarget_url
+            .as_ref()
+            .map(|(url, content_type)| (url.as_str(), *content_type));
         if !store::requeue(&self.db.write, id, self.clock.unix(), retarget).await? {
             let url = retarget.map_or(delivery.url.as_str(), |(url, _)| url);
             let newer =
@@ -1053,9 +1087,10 @@ mod tests {
     fn a_notice_url_column_lists_each_url_once_and_drops_blanks() {
         assert_eq!(
             notice_urls(Some(
-                r#"["https://a.example/h", " ", "https://a.example/h", "https://b.example"]"#
+                r#"["https://a.example/h", " ", "https://a.example/h", "HTTPS://A.example:443/h", "https://b.example"]"#
             )),
-            vec!["https://a.example/h", "https://b.example"]
+            vec!["https://a.example/h", "https://b.example/"],
+            "one URL however it is spelled"
         );
         assert_eq!(notice_urls(Some("[]")), Vec::<String>::new());
         assert_eq!(notice_urls(None), Vec::<String>::new());
@@ -1097,6 +1132,29 @@ mod tests {
             body_of(&d).unwrap(),
             "imp_uid=imp_1&merchant_uid=order+1%262&status=cancelled"
         );
+    }
+
+    #[test]
+    fn a_target_url_is_lower_cased_without_its_default_port_and_keeps_its_path_as_written() {
+        for (url, target) in [
+            ("https://H/x", "https://h/x"),
+            ("https://H:443/x", "https://h/x"),
+            (
+                "HTTP://Shop.Example:80/Hook?Token=A",
+                "http://shop.example/Hook?Token=A",
+            ),
+            ("http://shop.example:8080", "http://shop.example:8080/"),
+            ("https://shop.example:80/x", "https://shop.example:80/x"),
+            ("https://shop.example/x/", "https://shop.example/x/"),
+            ("https://shop.example/X", "https://shop.example/X"),
+            ("https://shop.example/a/../x", "https://shop.example/x"),
+            // Not an absolute http(s) URL: kept, and shown, as written (failed at once).
+            ("ftp://Shop.example/x", "ftp://Shop.example/x"),
+            ("not a url", "not a url"),
+        ] {
+            assert_eq!(target_url(url), target, "{url}");
+            assert_eq!(target_url(target), target, "{target} is its own form");
+        }
     }
 
     #[test]

@@ -8,11 +8,79 @@ use sea_orm::{
 
 use super::entity::{merchant, webhook_attempt, webhook_delivery};
 
+/// Writes a delivery, in the caller's transaction. A pending one written while an older
+/// delivery of its payment to its URL waits for a retry is due at that retry at the earliest
+/// ([`older_retry_after`]): it is held back until then anyway ([`no_older_pending`]), and at its
+/// creation time it sat at the head of the `webhook_deliveries_due` index, where every claim
+/// walked past it, until that retry's attempt moved it ([`move_held_back`], review rG, F3).
+///
+/// Best effort, as it needs no lock: an older delivery whose attempt is recorded between this
+/// look and the commit moves only the rows it sees, so this one may still start at its creation
+/// time; it is held back all the same, and the older one's next attempt moves it. The rows a
+/// charge's outcome writes in its own statement (`store::payments::conclude_charge`) are not
+/// looked at here: they start at their creation time as before.
 pub async fn insert_delivery(
     db: &impl ConnectionTrait,
-    d: webhook_delivery::ActiveModel,
+    mut d: webhook_delivery::ActiveModel,
 ) -> Result<webhook_delivery::Model, DbErr> {
+    let waits = match (
+        d.state.try_as_ref(),
+        d.imp_uid.try_as_ref(),
+        d.url.try_as_ref(),
+        d.next_attempt_at.try_as_ref(),
+    ) {
+        (Some(state), Some(imp_uid), Some(url), Some(&at)) if state == "pending" => {
+            older_retry_after(db, imp_uid, url, at).await?
+        }
+        _ => None,
+    };
+    if let Some(until) = waits {
+        d.next_attempt_at = Set(until);
+    }
     d.insert(db).await
+}
+
+/// The latest `next_attempt_at` after `at` of the pending deliveries of `imp_uid` to `url`: the
+/// retry an older delivery waits for (and the rows already held back behind it, moved there by
+/// [`move_held_back`]); None when none waits past `at`. One in flight is due at or before `at`
+/// and does not count: its attempt moves the newer rows once it ends.
+///
+/// The payment's deliveries to `url` are read through `webhook_deliveries_by_imp_uid` (a payment
+/// has a few) and their state and time are compared here: with `state = 'pending' AND
+/// next_attempt_at > ?` in the statement, SQLite took the `webhook_deliveries_due` index instead,
+/// every pending row due later (all the retries of every merchant) scanned on each event written.
+async fn older_retry_after(
+    db: &impl ConnectionTrait,
+    imp_uid: &str,
+    url: &str,
+    at: i64,
+) -> Result<Option<i64>, DbErr> {
+    let rows = to_the_url(imp_uid, url)
+        .into_model::<Waiting>()
+        .all(db)
+        .await?;
+    Ok(rows
+        .into_iter()
+        .filter(|d| d.state == "pending" && d.next_attempt_at > at)
+        .map(|d| d.next_attempt_at)
+        .max())
+}
+
+/// A row of [`to_the_url`], read by name (SQLite's rows are read by name, not as a tuple).
+#[derive(FromQueryResult)]
+struct Waiting {
+    state: String,
+    next_attempt_at: i64,
+}
+
+/// The state and next attempt of each delivery of `imp_uid` to `url`.
+fn to_the_url(imp_uid: &str, url: &str) -> sea_orm::Select<webhook_delivery::Entity> {
+    webhook_delivery::Entity::find()
+        .select_only()
+        .column(webhook_delivery::Column::State)
+        .column(webhook_delivery::Column::NextAttemptAt)
+        .filter(webhook_delivery::Column::ImpUid.eq(imp_uid))
+        .filter(webhook_delivery::Column::Url.eq(url))
 }
 
 pub async fn delivery_by_id(
@@ -527,6 +595,26 @@ mod tests {
             assert!(plan.contains("webhook_deliveries_due"), "{state}: {plan}");
             assert_eq!(count_in_state(&db.read, state).await.unwrap(), 0);
         }
+    }
+
+    /// The look a new delivery takes at its payment's older ones ([`insert_delivery`]) is a few
+    /// steps in the `imp_uid` index, in the transaction that writes the event.
+    #[tokio::test]
+    async fn a_new_delivery_finds_the_retry_it_waits_for_through_the_imp_uid_index() {
+        let db = super::super::Db::connect("sqlite::memory:").await.unwrap();
+        db.migrate().await.unwrap();
+        let stmt = to_the_url("imp_1", "https://h/x").build(DbBackend::Sqlite);
+        let plan = super::super::sqlite_plan(&db, stmt).await;
+        assert!(
+            plan.contains("USING INDEX webhook_deliveries_by_imp_uid"),
+            "{plan}"
+        );
+        assert_eq!(
+            older_retry_after(&db.read, "imp_1", "https://h/x", 5)
+                .await
+                .unwrap(),
+            None
+        );
     }
 
     /// Pins the shape that bounds a batch on PostgreSQL and skips rows another claim holds

@@ -2474,6 +2474,44 @@ fn statuses(received: &[Received]) -> Vec<String> {
         .collect()
 }
 
+/// The arrange step of the ordering tests: the demo merchant's configured URL is a new receiver
+/// at `path` that answers `fails` first (then 200), and a paid payment `merchant_uid` announced
+/// to it (its `paid` left to the test's deliveries) is followed by a `cancelled` event for each
+/// of `cancellations` (its cancellation_id). Returns the receiver and the payment's imp_uid.
+async fn a_paid_then_cancelled_payment(
+    app: &TestApp,
+    path: &str,
+    fails: &[u16],
+    merchant_uid: &str,
+    cancellations: &[&str],
+) -> (Receiver, String) {
+    let receiver = Receiver::start().await;
+    receiver.fail_next(fails);
+    let (status, body) = configure(app, json!({"url": receiver.url(path)})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let token = app.token().await;
+    let imp_uid = paid_onetime(app, &token, merchant_uid, Value::Null).await;
+    for c in cancellations {
+        enqueue(app, &imp_uid, "cancelled", Some(c)).await;
+    }
+    (receiver, imp_uid)
+}
+
+/// The deliveries of `imp_uid`, oldest first.
+async fn deliveries_of(
+    app: &TestApp,
+    imp_uid: &str,
+) -> Vec<openport::store::entity::webhook_delivery::Model> {
+    use openport::store::entity::webhook_delivery;
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
+    webhook_delivery::Entity::find()
+        .filter(webhook_delivery::Column::ImpUid.eq(imp_uid))
+        .order_by_asc(webhook_delivery::Column::Id)
+        .all(&app.app.gateway.db.read)
+        .await
+        .unwrap()
+}
+
 /// Review rF, F1: the events of one payment used to be POSTed side by side, each on its own
 /// retry schedule, so a receiver got `cancelled` before `paid`, or a `ready` retried after the
 /// deposit's `paid`, and a merchant acting on the body's `status` moved a cancelled order back
@@ -2530,12 +2568,8 @@ async fn events_of_one_payment_reach_a_url_in_order() {
 #[tokio::test]
 async fn a_given_up_event_lets_the_next_one_of_its_payment_go() {
     let app = spawn_app().await;
-    let receiver = Receiver::start().await;
-    receiver.fail_next(&[410]);
-    configure(&app, json!({"url": receiver.url("/gone-once")})).await;
-    let token = app.token().await;
-    let imp_uid = paid_onetime(&app, &token, "wh-given-up", Value::Null).await;
-    enqueue(&app, &imp_uid, "cancelled", Some("c1")).await;
+    let (receiver, imp_uid) =
+        a_paid_then_cancelled_payment(&app, "/gone-once", &[410], "wh-given-up", &["c1"]).await;
     assert_eq!(deliver(&app).await, 2);
     assert_eq!(statuses(&receiver.requests()), ["paid", "cancelled"]);
     let list = history(&app, &format!("?imp_uid={imp_uid}")).await;
@@ -2667,11 +2701,8 @@ async fn two_instances_never_take_two_events_of_one_payment_to_one_url_at_once()
 
     let app = spawn_app().await;
     let other = app.another_instance(|_| {}).await;
-    let receiver = Receiver::start().await;
-    configure(&app, json!({"url": receiver.url("/one")})).await;
-    let token = app.token().await;
-    let imp_uid = paid_onetime(&app, &token, "wh-one-at-a-time", Value::Null).await;
-    enqueue(&app, &imp_uid, "cancelled", Some("c1")).await;
+    let (receiver, _) =
+        a_paid_then_cancelled_payment(&app, "/one", &[], "wh-one-at-a-time", &["c1"]).await;
     let (gw, other_gw) = (&app.app.gateway, &other.app.gateway);
     let status_of = async |id: i64| {
         openport::store::webhooks::delivery_by_id(&gw.db.read, id)
@@ -2828,32 +2859,18 @@ async fn a_resend_after_a_newer_event_was_delivered_is_refused_and_the_order_kep
 /// Review rG, F3: an event held back behind an older pending one of its payment was never
 /// attempted, so its `next_attempt_at` stayed its creation time, at the head of the due index,
 /// and every claim walked all such rows before reaching one it could take. The held-back rows now
-/// follow the older row's retry time, and go in order once it is done.
+/// follow the older row's retry time, and go in order once it is done. An event written while
+/// the older one already waits for its retry starts there (it started at its creation time, at
+/// the head of the index, until that retry moved it).
 #[tokio::test]
 async fn a_held_back_event_follows_the_retry_of_the_older_one_in_the_due_index() {
-    use openport::store::entity::webhook_delivery;
-    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
-
     let app = spawn_app().await;
-    let receiver = Receiver::start().await;
-    receiver.fail_next(&[503]);
-    configure(&app, json!({"url": receiver.url("/held")})).await;
-    let token = app.token().await;
-    let imp_uid = paid_onetime(&app, &token, "wh-held-back", Value::Null).await;
-    enqueue(&app, &imp_uid, "cancelled", Some("c1")).await;
-    enqueue(&app, &imp_uid, "cancelled", Some("c2")).await;
-    let rows = async || {
-        webhook_delivery::Entity::find()
-            .filter(webhook_delivery::Column::ImpUid.eq(imp_uid.as_str()))
-            .order_by_asc(webhook_delivery::Column::Id)
-            .all(&app.app.gateway.db.read)
-            .await
-            .unwrap()
-    };
-    let before = rows().await;
+    let (receiver, imp_uid) =
+        a_paid_then_cancelled_payment(&app, "/held", &[503], "wh-held-back", &["c1", "c2"]).await;
+    let before = deliveries_of(&app, &imp_uid).await;
     assert_eq!(deliver(&app).await, 1, "`paid`, answered 503");
 
-    let after = rows().await;
+    let after = deliveries_of(&app, &imp_uid).await;
     let retry = after[0].next_attempt_at;
     assert_eq!(after[0].state, "pending");
     assert!(retry > before[0].next_attempt_at, "{after:?}");
@@ -2863,19 +2880,125 @@ async fn a_held_back_event_follows_the_retry_of_the_older_one_in_the_due_index()
         assert_eq!((is.state.as_str(), is.attempts), ("pending", 0), "{is:?}");
     }
 
-    app.advance(61);
+    app.advance(10);
+    enqueue(&app, &imp_uid, "cancelled", Some("c3")).await;
+    let written = deliveries_of(&app, &imp_uid).await;
+    let c3 = written.last().unwrap();
+    assert!(c3.created_at < retry, "{c3:?}");
+    assert_eq!(c3.next_attempt_at, retry, "starts behind the retry: {c3:?}");
+
+    app.advance(51);
     assert_eq!(
         deliver(&app).await,
-        3,
-        "`paid` again, then both `cancelled`"
+        4,
+        "`paid` again, then the three `cancelled`"
     );
     assert_eq!(
         cancellation_ids(&receiver.requests()[2..]),
-        ["c1", "c2"],
+        ["c1", "c2", "c3"],
         "in order"
     );
     assert_eq!(
         statuses(&receiver.requests()),
-        ["paid", "paid", "cancelled", "cancelled"]
+        ["paid", "paid", "cancelled", "cancelled", "cancelled"]
     );
+}
+
+/// When an older event of a payment is done with, the next one held back behind it is due at
+/// once (`store::webhooks::move_held_back`), and the worker claims again at once
+/// (`WebhookWorker::finished`): it does not wait for its next tick. The receiver fails `paid`
+/// once, then recovers; `cancelled` waits behind `paid`'s retry and leaves as soon as that retry
+/// is delivered, with no tick and no step of the clock in between.
+#[tokio::test]
+async fn the_next_event_leaves_as_soon_as_the_older_one_is_delivered_on_its_retry() {
+    use openport::jobs::webhooks::WebhookWorker;
+
+    let app = spawn_app().await;
+    // Only `advance` moves it: the retry is claimed by the step below, and `cancelled` is sent
+    // in the same second as it.
+    app.stop_clock();
+    let (receiver, imp_uid) =
+        a_paid_then_cancelled_payment(&app, "/next", &[503], "wh-next-at-once", &["c1"]).await;
+    let gw = &app.app.gateway;
+    let mut worker = WebhookWorker::new(gw.clone());
+
+    // A tick: `paid` only, answered 503; `cancelled` waits behind its retry.
+    worker.refill().await.unwrap();
+    assert_eq!(worker.in_flight(), 1, "`cancelled` is held back");
+    assert_eq!(
+        worker.finished().await,
+        Some(false),
+        "`paid` waits for its retry: nothing new is due"
+    );
+    assert!(gw.due_webhooks(16).await.unwrap().is_empty());
+
+    // The tick after the backoff: `paid` again, `cancelled` still behind it.
+    app.advance(61);
+    worker.refill().await.unwrap();
+    assert_eq!(worker.in_flight(), 1, "`cancelled` is still held back");
+    assert_eq!(
+        worker.finished().await,
+        Some(true),
+        "`paid` delivered: the worker claims again at once"
+    );
+    let due = gw.due_webhooks(16).await.unwrap();
+    assert_eq!(due.len(), 1, "`cancelled` is due at once: {due:?}");
+
+    // That claim, right away: `cancelled`.
+    worker.refill().await.unwrap();
+    assert_eq!(worker.in_flight(), 1);
+    assert_eq!(worker.finished().await, Some(true));
+    assert_eq!(
+        statuses(&receiver.requests()),
+        ["paid", "paid", "cancelled"]
+    );
+    let rows = deliveries_of(&app, &imp_uid).await;
+    assert!(rows.iter().all(|d| d.state == "delivered"), "{rows:?}");
+    assert_eq!(
+        rows[1].next_attempt_at, rows[0].next_attempt_at,
+        "sent at the very time `paid` was: {rows:?}"
+    );
+}
+
+/// One receiver is one queue of a payment's events however its URL is spelled: the target is
+/// stored as `url::Url` writes it (scheme and host lower-cased, default port dropped), so a
+/// setting rewritten in another case between two events, or a `notice_url` spelled otherwise than
+/// the merchant's setting, no longer makes a second queue (the events went side by side, out of
+/// order) or a `notice_url` not counted as the configured URL.
+#[tokio::test]
+async fn one_receiver_spelled_two_ways_is_one_queue_of_a_payments_events() {
+    let app = spawn_app().await;
+    let receiver = Receiver::start().await;
+    receiver.fail_next(&[503]);
+    let url = receiver.url("/order");
+    let shouted = url.replace("http://", "HTTP://");
+    let (status, body) = configure(&app, json!({"url": shouted})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let token = app.token().await;
+    let imp_uid = paid_onetime(&app, &token, "wh-spelled", Value::Null).await;
+    assert_eq!(deliver(&app).await, 1, "`paid`, answered 503");
+
+    let (status, body) = configure(&app, json!({"url": url})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    enqueue(&app, &imp_uid, "cancelled", Some("c1")).await;
+    assert_eq!(
+        deliver(&app).await,
+        0,
+        "`cancelled` waits for `paid`'s retry"
+    );
+    app.advance(61);
+    assert_eq!(deliver(&app).await, 2);
+    assert_eq!(
+        statuses(&receiver.requests()),
+        ["paid", "paid", "cancelled"]
+    );
+    let rows = deliveries_of(&app, &imp_uid).await;
+    assert!(rows.iter().all(|d| d.url == url), "{rows:?}");
+
+    // A notice_url naming the configured URL in other letters is the configured URL.
+    let other = paid_onetime(&app, &token, "wh-spelled-n", json!([shouted])).await;
+    let rows = deliveries_of(&app, &other).await;
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0].url, url);
+    assert!(rows[0].to_merchant_url, "{rows:?}");
 }
