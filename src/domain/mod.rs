@@ -9,6 +9,7 @@ pub mod order;
 pub mod payment;
 pub mod schedule;
 pub mod text;
+pub mod unix_secs;
 pub mod vbank;
 
 /// The last second of the year 9999 (UTC) in Unix seconds: the latest time openport takes or
