@@ -46,6 +46,9 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
             .await
             .map_err(|_| ApiError::bad_request("요청 본문을 읽을 수 없습니다."))?;
         if form {
+            if json_sent_as_form(&bytes) {
+                return Err(ApiError::bad_request(JSON_SENT_AS_FORM));
+            }
             let fields = form_json(&bytes).ok_or_else(|| {
                 ApiError::bad_request("요청 파라미터(form)를 해석할 수 없습니다.")
             })?;
@@ -54,7 +57,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
                 .map(Body)
                 .map_err(|e| {
                     ApiError::bad_request(format!(
-                        "요청 파라미터(form)의 {} 값 형식이 올바르지 않습니다.",
+                        "요청 파라미터(form)의 {}값 형식이 올바르지 않습니다.",
                         field_of::<T>(e.path(), &e.inner().to_string(), Some(&fields))
                     ))
                 });
@@ -68,12 +71,17 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
         } else {
             json
         };
-        // serde fills a struct from a JSON array by position: `[1, 2]` would be read as the
-        // first two fields (`imp_uid` "1", `merchant_uid` "2"). Every iamport body is an object.
-        if raw.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
-            return Err(ApiError::bad_request(
-                "요청 본문(JSON)은 객체({…})여야 합니다.",
-            ));
+        // Every iamport body is an object. serde fills a struct from a JSON array by position
+        // (`[1, 2]` would be read as the first two fields, `imp_uid` "1", `merchant_uid` "2"),
+        // and refused a bare value (`null`, `1`, `"x"`, `true`) as "the body's value", in words
+        // that named the body twice. Text that is no JSON at all is told as a syntax error below.
+        match raw.iter().find(|b| !b.is_ascii_whitespace()) {
+            Some(b'{') => {}
+            Some(b'[') => return Err(ApiError::bad_request(NOT_AN_OBJECT)),
+            _ if serde_json::from_slice::<serde::de::IgnoredAny>(raw).is_ok() => {
+                return Err(ApiError::bad_request(NOT_AN_OBJECT));
+            }
+            _ => {}
         }
         // JSON strings carry control characters only as escapes (`\u0000`, `\b`, `\f`): a body
         // without a backslash has none to look for.
@@ -103,6 +111,29 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
 /// The UTF-8 byte order mark (U+FEFF), skipped before a JSON body.
 const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
 
+/// The refusal of a JSON body that is not an object (an array, a bare value).
+const NOT_AN_OBJECT: &str = "요청 본문(JSON)은 객체({…})여야 합니다.";
+
+/// The refusal of JSON text sent as a form (see [`json_sent_as_form`]).
+const JSON_SENT_AS_FORM: &str = "요청 본문이 JSON이지만 Content-Type이 application/x-www-form-urlencoded(curl -d의 기본값)입니다. JSON 본문은 `Content-Type: application/json` 헤더와 함께 보내 주세요.";
+
+/// Whether a form body is JSON text: `curl -d '{…}'` sends `application/x-www-form-urlencoded`
+/// unless told otherwise, and read as a form the JSON was one key (`{"merchant_uid":…}`) with no
+/// value, so the answer called a field missing that the merchant could see in the body. The body,
+/// or its one key once %-decoded (`curl --data-urlencode`), is a JSON object or array. A form
+/// with JSON in a value (`custom_data={…}`) is a form: its key starts with no `{` or `[`.
+fn json_sent_as_form(bytes: &[u8]) -> bool {
+    let json = |text: &[u8]| {
+        let text = text.strip_prefix(UTF8_BOM).unwrap_or(text);
+        matches!(
+            text.iter().find(|b| !b.is_ascii_whitespace()),
+            Some(b'{' | b'[')
+        ) && serde_json::from_slice::<serde::de::IgnoredAny>(text).is_ok()
+    };
+    json(bytes)
+        || matches!(form_pairs(bytes).as_deref(), Some([(key, value)]) if value.is_empty() && json(key.as_bytes()))
+}
+
 /// serde's own message may quote the value (a card number, say): only where it is goes back,
 /// with which field for a value of the wrong shape. Valid JSON nested past serde_json's limit
 /// (127 levels) is told as such, not as a syntax error its sender would look for in vain.
@@ -110,7 +141,7 @@ fn json_refusal(e: &serde_json::Error, field: Option<impl FnOnce() -> String>) -
     let at = format!("line {}, column {}", e.line(), e.column());
     ApiError::bad_request(match (e.classify(), field) {
         (serde_json::error::Category::Data, Some(field)) => format!(
-            "요청 본문(JSON)의 {} 값 형식이 올바르지 않습니다. ({at})",
+            "요청 본문(JSON)의 {}값 형식이 올바르지 않습니다. ({at})",
             field()
         ),
         _ if e.to_string().starts_with("recursion limit exceeded") => {
@@ -123,16 +154,18 @@ fn json_refusal(e: &serde_json::Error, field: Option<impl FnOnce() -> String>) -
 /// The deepest nesting serde_json reads (past it: `recursion limit exceeded`), told to the sender.
 const JSON_DEPTH: usize = 127;
 
+/// The most top-level fields [`field_of`] leaves out one at a time (iamport's bodies have a few
+/// dozen); beyond it the refusal names no field.
+const FIELDS_SEARCHED_MAX: usize = 64;
+
 /// The field a refusal names, as a merchant wrote it (`amount`, `schedules[0].amount`), or the
 /// body itself. serde loses the path inside a `#[serde(flatten)]` struct (the order fields every
 /// charge shares): then the body's top-level fields are left out one at a time, and the first
 /// whose absence makes the body acceptable is named. Only on a refusal, over a body of at most
 /// the size limit. A field given twice is named from serde's message: the parsed body keeps one
-/// of its values, so leaving fields out cannot find it.
-/// The most top-level fields [`field_of`] leaves out one at a time (iamport's bodies have a few
-/// dozen); beyond it the refusal names the body.
-const FIELDS_SEARCHED_MAX: usize = 64;
-
+/// of its values, so leaving fields out cannot find it. A field comes with the space that follows
+/// it in the sentence, the body as nothing ("요청 본문(JSON)의 값"): named, it read "요청
+/// 본문(JSON)의 요청 본문 값", the body twice.
 fn field_of<T: DeserializeOwned>(
     path: &serde_path_to_error::Path,
     message: &str,
@@ -140,13 +173,13 @@ fn field_of<T: DeserializeOwned>(
 ) -> String {
     let path = path.to_string();
     if !path.is_empty() && path != "." {
-        return format!("`{path}`");
+        return format!("`{path}` ");
     }
     if let Some(name) = message
         .strip_prefix("duplicate field `")
         .and_then(|rest| rest.split('`').next())
     {
-        return format!("`{name}`");
+        return format!("`{name}` ");
     }
     // Each try parses the whole body again: over many fields (a body of junk keys) that is
     // quadratic work on a runtime worker, for the wording of a refusal only.
@@ -161,8 +194,8 @@ fn field_of<T: DeserializeOwned>(
             })
         });
     match culprit {
-        Some(key) => format!("`{key}`"),
-        None => "요청 본문".into(),
+        Some(key) => format!("`{key}` "),
+        None => String::new(),
     }
 }
 
@@ -765,8 +798,33 @@ pub mod de {
 
 #[cfg(test)]
 mod tests {
-    use super::{field_with_nul, form_json, json_refusal, JSON_DEPTH};
+    use super::{field_with_nul, form_json, json_refusal, json_sent_as_form, JSON_DEPTH};
     use serde_json::json;
+
+    #[test]
+    fn a_form_body_is_json_sent_as_a_form_only_when_it_is_a_whole_json_object_or_array() {
+        for json in [
+            &br#"{"merchant_uid":"m1","amount":1000}"#[..],
+            br#" {"notice_url":"https://shop.test/?a=b&c=d"}"#,
+            br#"[{"merchant_uid":"m1"}]"#,
+            b"%7B%22merchant_uid%22%3A%22m1%22%7D",
+        ] {
+            assert!(json_sent_as_form(json), "{}", String::from_utf8_lossy(json));
+        }
+        for form in [
+            &b"merchant_uid=m1&amount=1000"[..],
+            br#"custom_data={"a":1}&merchant_uid=m1"#,
+            b"{not json",
+            b"%7B%22a%22%3A1%7D=x",
+            b"",
+        ] {
+            assert!(
+                !json_sent_as_form(form),
+                "{}",
+                String::from_utf8_lossy(form)
+            );
+        }
+    }
 
     #[test]
     fn json_nested_past_the_limit_is_told_as_too_deep_not_as_a_syntax_error() {

@@ -176,9 +176,9 @@ pub struct ScheduleRequest {
 pub struct ScheduleFields {
     #[serde(flatten)]
     pub order: OrderFields,
-    /// Unix seconds, in the future (else code 1, HTTP 200), at most 253402300799
-    /// (9999-12-31T23:59:59Z; milliseconds are HTTP 400); a fraction is floored
-    /// (`Date.now() / 1000 + 3600`).
+    /// Unix seconds, in the future (else code 1, HTTP 200), of at most 10 digits (9999999999,
+    /// 2286-11-20; a longer number, a date written `YYYYMMDDHHmm` or milliseconds, is HTTP 400); a
+    /// fraction is floored (`Date.now() / 1000 + 3600`).
     #[serde(default, deserialize_with = "de::opt_unix_secs")]
     #[schema(value_type = i64, required = true)]
     pub schedule_at: Option<i64>,
@@ -193,7 +193,7 @@ pub struct ScheduleFields {
 #[utoipa::path(post, path = "/subscribe/payments/schedule", operation_id = "schedule", request_body = ScheduleBody,
     responses(
         (status = 200, body = ScheduleListOutcome, description = "the schedules made; code 1 (response null) for a schedule_at not in the future, instalments (card_quota ≥ 2) under 50,000 KRW, a merchant_uid already used or prepared with another amount, an unknown customer_uid without card data (blank card_number and expiry count as none), or a billing key KCP would not issue; code -1 for refused card data (read only when a key is to be issued)"),
-        (status = 400, body = ErrorEnvelope, description = "customer_uid or schedules missing, customer_uid over 80 characters, only one of card_number and expiry (a blank one counts as missing) for a customer_uid without a billing key (card data beside a registered one is not read), an item without schedule_at, with a schedule_at after 9999-12-31T23:59:59Z (253402300799: milliseconds, not Unix seconds) or with an invalid order field, or a body that is not JSON/form with these types"),
+        (status = 400, body = ErrorEnvelope, description = "customer_uid or schedules missing, customer_uid over 80 characters, only one of card_number and expiry (a blank one counts as missing) for a customer_uid without a billing key (card data beside a registered one is not read), an item without schedule_at, with a schedule_at of more than 10 digits (over 9999999999: a date written YYYYMMDDHHmm or milliseconds, not Unix seconds) or with an invalid order field, or a body that is not JSON/form with these types"),
         TokenBodyErrors))]
 pub async fn schedule(
     State(s): State<AppState>,
@@ -410,9 +410,9 @@ pub async fn get_one(
 
 #[derive(Deserialize, ToSchema)]
 pub struct RescheduleRequest {
-    /// Unix seconds, in the future (HTTP 400 otherwise, checked against the server's clock) and
-    /// at most 253402300799 (9999-12-31T23:59:59Z; milliseconds are HTTP 400); a fraction is
-    /// floored.
+    /// Unix seconds, in the future (HTTP 400 otherwise, checked against the server's clock), of
+    /// at most 10 digits (9999999999, 2286-11-20; a date written `YYYYMMDDHHmm` or milliseconds
+    /// is HTTP 400); a fraction is floored.
     #[serde(default, deserialize_with = "de::opt_unix_secs")]
     #[schema(value_type = i64, required = true)]
     pub schedule_at: Option<i64>,
@@ -423,7 +423,7 @@ pub struct RescheduleRequest {
     params(("merchant_uid" = String, Path, min_length = 1)), request_body = RescheduleRequest,
     responses(
         (status = 200, body = ScheduleReply),
-        (status = 400, body = ErrorEnvelope, description = "schedule_at missing, not in the future or after 9999-12-31T23:59:59Z, the schedule already ran, was revoked or has its charge open, its merchant_uid is prepared with another amount or currency (POST /payments/prepare; the words of the schedule request's code 1), or a body that is not JSON/form with these types"),
+        (status = 400, body = ErrorEnvelope, description = "schedule_at missing, not in the future or of more than 10 digits (not Unix seconds), the schedule already ran, was revoked or has its charge open, its merchant_uid is prepared with another amount or currency (POST /payments/prepare; the words of the schedule request's code 1), or a body that is not JSON/form with these types"),
         (status = 404, body = ErrorEnvelope, description = "no schedule has this merchant_uid"),
         TokenBodyErrors))]
 pub async fn update(
@@ -440,7 +440,7 @@ pub async fn update(
     params(("merchant_uid" = String, Path, min_length = 1)), request_body = RescheduleRequest,
     responses(
         (status = 200, body = ScheduleReply),
-        (status = 400, body = ErrorEnvelope, description = "schedule_at missing, not in the future or after 9999-12-31T23:59:59Z, the schedule neither failed nor was revoked, its merchant_uid is prepared with another amount or currency (POST /payments/prepare; the words of the schedule request's code 1), or a body that is not JSON/form with these types"),
+        (status = 400, body = ErrorEnvelope, description = "schedule_at missing, not in the future or of more than 10 digits (not Unix seconds), the schedule neither failed nor was revoked, its merchant_uid is prepared with another amount or currency (POST /payments/prepare; the words of the schedule request's code 1), or a body that is not JSON/form with these types"),
         (status = 404, body = ErrorEnvelope, description = "no schedule has this merchant_uid, or its customer has no billing key (deleted): nothing is re-armed"),
         TokenBodyErrors))]
 pub async fn reschedule(

@@ -12,6 +12,7 @@ use super::extract::{de, Body, MerchantCaller, Path};
 use super::order::{order, OrderFields};
 use super::payment_json::PaymentAnnotation;
 use crate::app::AppState;
+use crate::domain::unix_secs::{too_long_message, LAST_INPUT_SECS};
 use crate::domain::vbank::VbankBank;
 use crate::service::vbanks::VbankCommand;
 use crate::service::ServiceError;
@@ -26,8 +27,9 @@ pub struct VbankRequest {
     #[serde(default, deserialize_with = "de::opt_string")]
     #[schema(value_type = String, required = true, pattern = "^(0{0,2}[3457]|0?(11|20|81|88))$")]
     pub vbank_code: Option<String>,
-    /// Deposit deadline, Unix seconds, in the future (HTTP 400 otherwise, checked against the
-    /// server's clock); a fraction is floored.
+    /// Deposit deadline, Unix seconds of at most 10 digits, in the future (HTTP 400 otherwise,
+    /// checked against the server's clock; a date written `YYYYMMDDHHmm` is refused naming it); a
+    /// fraction is floored.
     #[serde(default, deserialize_with = "de::opt_unix_secs")]
     #[schema(value_type = i64, required = true)]
     pub vbank_due: Option<i64>,
@@ -42,13 +44,6 @@ pub struct VbankRequest {
     pub pg: Option<String>,
 }
 
-/// The latest `vbank_due` taken: Unix seconds of at most 10 digits (2286-11-20), as the browser
-/// checkout reads them. A longer number is another unit: the checkout's `YYYYMMDDHHmm` (or
-/// `…ss`), which read as seconds is a deadline in the year 8403 (an account that never expires,
-/// its merchant_uid `ready` for good), or milliseconds. Refused, naming Unix seconds, rather than
-/// told "before 9999-12-31" or issued at KCP.
-const LAST_DUE_SECS: i64 = 9_999_999_999;
-
 /// Parses the request into the service's command; every refusal here is a 400 before anything is
 /// written.
 fn parse(req: VbankRequest) -> ApiResult<VbankCommand> {
@@ -61,9 +56,15 @@ fn parse(req: VbankRequest) -> ApiResult<VbankCommand> {
     let due = req
         .vbank_due
         .ok_or_else(|| ApiError::bad_request("vbank_due 파라메터가 누락되었습니다."))?;
-    if due > LAST_DUE_SECS {
+    // Unix seconds of at most 10 digits (2286-11-20), as the browser checkout reads them. A longer
+    // number is another form: the checkout's `YYYYMMDDHHmm` (or `…ss`), which read as seconds is a
+    // deadline in the year 8403 (an account that never expires, its merchant_uid `ready` for
+    // good), or milliseconds. Refused, naming Unix seconds and the date the digits write, rather
+    // than told "before 9999-12-31" or issued at KCP.
+    if due > LAST_INPUT_SECS {
         return Err(ApiError::bad_request(format!(
-            "vbank_due는 Unix 타임스탬프(초 단위, {LAST_DUE_SECS} 이하)여야 합니다. 결제창(IMP.request_pay)의 YYYYMMDDHHmm 같은 날짜 형식이나 밀리초 단위 값은 Unix 초로 바꾸어 보내 주세요. (vbank_due: {due})"
+            "{} (vbank_due: {due})",
+            too_long_message("vbank_due는", due)
         )));
     }
     let _ = (req.channel_key, req.pg);

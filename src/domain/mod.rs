@@ -10,6 +10,7 @@ pub mod payment;
 pub mod redirect_origins;
 pub mod schedule;
 pub mod text;
+pub mod unix_secs;
 pub mod vbank;
 
 /// The last second of the year 9999 (UTC) in Unix seconds: the latest time openport takes or

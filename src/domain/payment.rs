@@ -169,6 +169,11 @@ pub enum CancelRefusal {
     AlreadyFullyCancelled,
     #[error("결제완료 상태의 결제건만 취소할 수 있습니다.")]
     NotPaid,
+    /// [`CancelRefusal::NotPaid`] of a virtual account still waiting for its deposit (`ready`):
+    /// nothing was paid to refund, and the merchant who wants it gone is told the call that
+    /// closes it (spec §4.7). iamport's words first, for clients that match on them.
+    #[error("결제완료 상태의 결제건만 취소할 수 있습니다. 입금 전인 가상계좌는 DELETE /vbanks/{imp_uid} 로 발급을 취소해 주세요.")]
+    UnpaidVirtualAccount { imp_uid: String },
     #[error("취소 가능 잔액이 일치하지 않습니다. (checksum: {given}, 취소가능잔액: {balance})")]
     ChecksumMismatch { given: i64, balance: i64 },
     #[error("취소요청금액({requested})이 취소가능잔액({balance})보다 큽니다.")]
@@ -180,6 +185,21 @@ pub enum CancelRefusal {
     /// `DELETE /subscribe/customers/{customer_uid}`.
     #[error("취소할 금액이 없습니다. (0원 결제건은 취소할 수 없습니다)")]
     NothingToCancel,
+}
+
+impl CancelRefusal {
+    /// This refusal as told about a payment of `pay_method` standing `status`: a `ready` virtual
+    /// account's [`CancelRefusal::NotPaid`] names `DELETE /vbanks/{imp_uid}`.
+    pub fn of_payment(self, status: PaymentStatus, pay_method: &str, imp_uid: &str) -> Self {
+        match self {
+            Self::NotPaid if status == PaymentStatus::Ready && pay_method == "vbank" => {
+                Self::UnpaidVirtualAccount {
+                    imp_uid: imp_uid.to_owned(),
+                }
+            }
+            refusal => refusal,
+        }
+    }
 }
 
 /// What to ask KCP for, once the request passed the rules.
@@ -286,6 +306,29 @@ mod tests {
         assert_eq!(
             plan_cancel(Failed, 1000, 0, None, None),
             Err(CancelRefusal::NotPaid)
+        );
+    }
+
+    #[test]
+    fn only_a_ready_virtual_accounts_not_paid_refusal_names_delete_vbanks() {
+        let told = |status, pay_method| {
+            CancelRefusal::NotPaid
+                .of_payment(status, pay_method, "imp_1")
+                .to_string()
+        };
+        let plain = CancelRefusal::NotPaid.to_string();
+        let ready_vbank = told(Ready, "vbank");
+        assert!(ready_vbank.starts_with(&plain), "{ready_vbank}");
+        assert!(
+            ready_vbank.contains("DELETE /vbanks/imp_1"),
+            "{ready_vbank}"
+        );
+        for (status, pay_method) in [(Failed, "vbank"), (Pending, "vbank"), (Ready, "card")] {
+            assert_eq!(told(status, pay_method), plain, "{status:?} {pay_method}");
+        }
+        assert_eq!(
+            CancelRefusal::AlreadyFullyCancelled.of_payment(Ready, "vbank", "imp_1"),
+            CancelRefusal::AlreadyFullyCancelled
         );
     }
 

@@ -106,44 +106,42 @@ impl Gateway {
             if let Some(why) = refund_refusal(p, cmd.refund.is_some()) {
                 return Err(ServiceError::Refused(why.into()));
             }
-            plan_cancel(
-                PaymentStatus::from_db(&p.status),
-                p.amount,
-                p.cancel_amount,
-                cmd.amount,
-                cmd.checksum,
-            )
-            .map_err(|e| ServiceError::Refused(e.to_string()))
-            .and_then(|plan| match cmd.vat_amount {
-                Some(vat) if vat > plan.amount => Err(ServiceError::BadRequest(format!(
-                    "vat_amount({vat})가 취소금액({})보다 큽니다.",
-                    plan.amount
-                ))),
-                _ => Ok(plan),
-            })
-            .and_then(|plan| match partial_cancel_refusal(p) {
-                Some(why) if !plan.is_full => Err(ServiceError::Refused(why.into())),
-                _ => Ok(plan),
-            })
-            .and_then(
-                |plan| match dated_cancel_refusal(p, plan.is_full, self.clock.now()) {
-                    Some(why) => Err(ServiceError::Refused(why.into())),
-                    None => Ok(plan),
-                },
-            )
-            .and_then(|plan| {
-                // KCP escrow cancels a trade whole (STE2/STE4: spec/kcp.md §2.11); a partial cancel
-                // would also leave the payment unshippable with the rest held at KCP.
-                if !p.escrow {
-                    return Ok((plan, None));
-                }
-                if !plan.is_full {
-                    return Err(ServiceError::Refused(
-                        super::escrow::PARTIAL_CANCEL_REFUSED.into(),
-                    ));
-                }
-                Ok((plan, Some(super::escrow::cancel_of(p)?)))
-            })
+            let status = PaymentStatus::from_db(&p.status);
+            plan_cancel(status, p.amount, p.cancel_amount, cmd.amount, cmd.checksum)
+                .map_err(|e| {
+                    let refusal = e.of_payment(status, &p.pay_method, &p.imp_uid);
+                    ServiceError::Refused(refusal.to_string())
+                })
+                .and_then(|plan| match cmd.vat_amount {
+                    Some(vat) if vat > plan.amount => Err(ServiceError::BadRequest(format!(
+                        "vat_amount({vat})가 취소금액({})보다 큽니다.",
+                        plan.amount
+                    ))),
+                    _ => Ok(plan),
+                })
+                .and_then(|plan| match partial_cancel_refusal(p) {
+                    Some(why) if !plan.is_full => Err(ServiceError::Refused(why.into())),
+                    _ => Ok(plan),
+                })
+                .and_then(
+                    |plan| match dated_cancel_refusal(p, plan.is_full, self.clock.now()) {
+                        Some(why) => Err(ServiceError::Refused(why.into())),
+                        None => Ok(plan),
+                    },
+                )
+                .and_then(|plan| {
+                    // KCP escrow cancels a trade whole (STE2/STE4: spec/kcp.md §2.11); a partial cancel
+                    // would also leave the payment unshippable with the rest held at KCP.
+                    if !p.escrow {
+                        return Ok((plan, None));
+                    }
+                    if !plan.is_full {
+                        return Err(ServiceError::Refused(
+                            super::escrow::PARTIAL_CANCEL_REFUSED.into(),
+                        ));
+                    }
+                    Ok((plan, Some(super::escrow::cancel_of(p)?)))
+                })
         };
         let reason = cmd.reason.clone().filter(|r| !r.trim().is_empty());
         // Another cancel of the payment in flight is waited for, from the first time this one

@@ -12,7 +12,7 @@ use super::pay::{
 use super::{Gateway, PaymentRecord, ServiceError, ServiceResult};
 use crate::domain::ids::{new_scheduled_imp_uid, order_no_for};
 use crate::domain::payment::{PaymentStatus, PG_KCP_BILLING};
-use crate::domain::LAST_UNIX_SECS;
+use crate::domain::unix_secs::{read_as_secs_note, too_long_message, LAST_INPUT_SECS};
 use crate::pg::{Pg, TradeRef, TradeState};
 use crate::store::billing::{self, FinishedSchedule, HandBack, HeldSchedule, ScheduleQuery};
 use crate::store::entity::{merchant, payment, pg_attempt, schedule};
@@ -90,10 +90,12 @@ impl Gateway {
             // Text KCP would be refused (script content) fails the schedule now, not when it is
             // due and no one is waiting for the answer.
             it.order.kcp_text()?;
-            within_calendar(it.schedule_at, Some(&it.order.merchant_uid))?;
+            unix_secs(it.schedule_at, Some(&it.order.merchant_uid))?;
             if it.schedule_at <= now {
                 return Err(ServiceError::Refused(format!(
-                    "예약시각(schedule_at)은 현재 시각 이후여야 합니다. (merchant_uid: {})",
+                    "{}{} (merchant_uid: {})",
+                    NOT_FUTURE,
+                    note_of(it.schedule_at),
                     it.order.merchant_uid
                 )));
             }
@@ -283,7 +285,7 @@ impl Gateway {
         how: Reschedule,
     ) -> ServiceResult<schedule::Model> {
         let now = self.clock.unix();
-        within_calendar(schedule_at, None)?;
+        unix_secs(schedule_at, None)?;
         future_schedule_at(schedule_at, now)?;
         let s = self.schedule(m, merchant_uid).await?;
         let armed = match how {
@@ -1118,18 +1120,33 @@ const RETRY_REVOKED: &str = "재시도 중에 결제예약이 취소되거나 �
 /// The answer of a retry that failed and whose claim may still hold the schedule.
 const RETRY_UNSETTLED: &str = "결제예약 재시도의 처리 결과를 확인하지 못했습니다. 결제예약을 조회해 주세요: 예약 상태(scheduled)이면 곧 자동으로 실행되고 결과는 웹훅으로 전달되며, 재시도 전의 상태 그대로이면 실행되지 않았습니다.";
 
-/// A `schedule_at` past year 9999 is not a time but a mistake, mostly milliseconds (JavaScript's
-/// `Date.now()`): taken, it was a date near the year 55,000 that never came, and the schedule
-/// stood `scheduled` for ever. A 400 (code -1) like any invalid order field, naming the item's
-/// merchant_uid on a schedule request, checked before anything is written or issued.
-fn within_calendar(schedule_at: i64, merchant_uid: Option<&str>) -> ServiceResult<()> {
-    if schedule_at <= LAST_UNIX_SECS {
+/// A `schedule_at` of more than 10 digits is not Unix seconds but another form (as `POST /vbanks`
+/// refuses such a `vbank_due`): a date written `YYYYMMDDHHmm` (202612101000 read as seconds is
+/// the year 8390) or milliseconds (JavaScript's `Date.now()`, near the year 55,000). Taken, the
+/// request answered `code 0`, the schedule stood `scheduled` for ever and its merchant_uid was
+/// spent. A 400 (code -1) like any invalid order field, naming Unix seconds, the date the digits
+/// write if they write one, and the item's merchant_uid on a schedule request; checked on every
+/// path that takes a `schedule_at` (a schedule request's items, a move, a reschedule) before
+/// anything is written or issued.
+fn unix_secs(schedule_at: i64, merchant_uid: Option<&str>) -> ServiceResult<()> {
+    if schedule_at <= LAST_INPUT_SECS {
         return Ok(());
     }
     let item = merchant_uid.map_or(String::new(), |uid| format!(" (merchant_uid: {uid})"));
     Err(ServiceError::BadRequest(format!(
-        "예약시각(schedule_at)은 Unix 타임스탬프(초 단위)여야 하며 {LAST_UNIX_SECS}(9999-12-31T23:59:59Z) 이하여야 합니다. 밀리초 단위 값(예: JavaScript Date.now())이면 1000으로 나누어 주세요.{item}"
+        "{}{item}",
+        too_long_message("예약시각(schedule_at)은", schedule_at)
     )))
+}
+
+/// The refusal of a `schedule_at` not after now, in the words iamport's OpenAPI gives.
+const NOT_FUTURE: &str = "예약시각(schedule_at)은 현재 시각 이후여야 합니다.";
+
+/// What a refusal of a past `schedule_at` adds when its digits write a date (`YYYYMMDD`, read as
+/// seconds in 1970): without it the merchant was told only "not in the future", about a date
+/// that is.
+fn note_of(schedule_at: i64) -> String {
+    read_as_secs_note(schedule_at).map_or(String::new(), |note| format!(" {note}"))
 }
 
 /// A moved schedule's `schedule_at` not after now: HTTP 400 (code -1), as iamport's OpenAPI lists
@@ -1138,9 +1155,10 @@ fn within_calendar(schedule_at: i64, merchant_uid: Option<&str>) -> ServiceResul
 /// status but 200 and 401, so an iamport client reads its refusals from the envelope.
 fn future_schedule_at(schedule_at: i64, now: i64) -> ServiceResult<()> {
     if schedule_at <= now {
-        return Err(ServiceError::BadRequest(
-            "예약시각(schedule_at)은 현재 시각 이후여야 합니다.".into(),
-        ));
+        return Err(ServiceError::BadRequest(format!(
+            "{NOT_FUTURE}{}",
+            note_of(schedule_at)
+        )));
     }
     Ok(())
 }

@@ -78,9 +78,15 @@ impl Gateway {
         m: &merchant::Model,
         cmd: VbankCommand,
     ) -> ServiceResult<PaymentRecord> {
-        // The checkout's rule and wording (domain::vbank).
-        let due = crate::domain::vbank::deposit_deadline_unix(cmd.due, self.clock.now())
-            .map_err(|e| ServiceError::BadRequest(e.to_string()))?;
+        // The checkout's rule and wording (domain::vbank), and for digits that write a date
+        // (`YYYYMMDD`, read as seconds in 1970) that they were read as Unix seconds.
+        let due = crate::domain::vbank::deposit_deadline_unix(cmd.due, self.clock.now()).map_err(
+            |e| {
+                let note = crate::domain::unix_secs::read_as_secs_note(cmd.due)
+                    .map_or(String::new(), |note| format!(" {note}"));
+                ServiceError::BadRequest(format!("{e}{note}"))
+            },
+        )?;
         if let Some(holder) = cmd.holder.as_deref() {
             refuse_script("vbank_holder", holder)
                 .map_err(|e| ServiceError::BadRequest(e.to_string()))?;

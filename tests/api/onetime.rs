@@ -943,3 +943,87 @@ async fn a_card_charge_kcp_answers_with_another_card_mny_is_net_cancelled_never_
     }
     app.assert_ledger_agrees().await;
 }
+
+/// Review rK F4: a JSON body sent without `Content-Type: application/json` (`curl -d '{…}'` sends
+/// `application/x-www-form-urlencoded`) was read as a form of one key, the whole JSON text, and
+/// answered "merchant_uid 파라메터가 누락되었습니다.", a field the merchant can see in the body. A
+/// form body that is JSON text (an object or an array) is refused saying so and naming the
+/// header; a form with JSON in a value (`custom_data={…}`) is still a form.
+#[tokio::test]
+async fn a_json_body_sent_as_a_form_is_a_400_naming_the_content_type_it_needs() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let json_text = format!(
+        r#"{{"merchant_uid":"form-json-1","amount":1000,"card_number":"{}","expiry":"{}","notice_url":"https://shop.test/hook?a=b&c=d"}}"#,
+        test_cards::SHINHAN_CREDIT,
+        future_expiry()
+    );
+    for body in [json_text.clone(), format!(" [{json_text}]")] {
+        let res = app
+            .http
+            .post(app.url("/subscribe/payments/onetime"))
+            .header("Authorization", &token)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body.clone())
+            .send()
+            .await
+            .unwrap();
+        let (status, answer) = crate::helpers::TestApp::read(res).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}: {answer}");
+        assert_eq!(answer["code"], -1, "{answer}");
+        let message = answer["message"].as_str().unwrap();
+        assert!(
+            message.contains("JSON") && message.contains("Content-Type: application/json"),
+            "{message}"
+        );
+        assert!(!message.contains("merchant_uid"), "{message}");
+        assert!(
+            !message.contains(test_cards::SHINHAN_CREDIT),
+            "never the body: {message}"
+        );
+    }
+
+    let expiry = future_expiry();
+    let (status, paid) = app
+        .post_form(
+            "/subscribe/payments/onetime",
+            &token,
+            &[
+                ("merchant_uid", "form-json-2"),
+                ("amount", "1000"),
+                ("card_number", test_cards::SHINHAN_CREDIT),
+                ("expiry", &expiry),
+                ("custom_data", r#"{"order":7}"#),
+            ],
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{paid}");
+    assert_eq!(paid["code"], 0, "{paid}");
+    assert_eq!(paid["response"]["status"], "paid", "{paid}");
+}
+
+/// Review rK F5: a body that is a bare JSON value (`null`, `1`, `"x"`, `true`) was answered
+/// "요청 본문(JSON)의 요청 본문 값 형식이 올바르지 않습니다."; it gets the words an array gets.
+#[tokio::test]
+async fn a_json_body_that_is_not_an_object_is_told_it_must_be_one() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    for body in ["null", "1", "\"x\"", "true", " [1, 2]", "\u{feff}false"] {
+        let res = app
+            .http
+            .post(app.url("/subscribe/payments/onetime"))
+            .header("Authorization", &token)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        let (status, answer) = crate::helpers::TestApp::read(res).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}: {answer}");
+        assert_eq!(
+            answer["message"], "요청 본문(JSON)은 객체({…})여야 합니다.",
+            "{body}: {answer}"
+        );
+    }
+    assert!(app.sandbox.ledger().is_empty());
+}

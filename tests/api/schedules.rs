@@ -2818,14 +2818,14 @@ async fn a_reschedule_of_a_schedule_whose_billing_key_was_deleted_is_a_404_and_n
 }
 
 /// `schedule_at` is Unix seconds: milliseconds (JavaScript's `Date.now()`) were taken as a date
-/// near the year 55,000 that never came. Anything after 9999-12-31T23:59:59Z is a 400 saying so,
-/// on a schedule request (the whole request, naming the item) and on a move alike.
+/// near the year 55,000 that never came. Anything over 10 digits (after 2286-11-20) is a 400
+/// saying so, on a schedule request (the whole request, naming the item) and on a move alike.
 #[tokio::test]
 async fn a_schedule_at_in_milliseconds_is_a_400_saying_it_must_be_unix_seconds() {
     let app = spawn_app().await;
     let token = app.token().await;
     register(&app, &token, "s-ms", test_cards::SHINHAN_CREDIT).await;
-    let last_second = 253_402_300_799_i64;
+    let last_second = 9_999_999_999_i64;
     let millis = now() * 1000;
 
     let (status, refused) = app
@@ -3893,4 +3893,179 @@ async fn a_charge_approved_then_read_as_never_sent(
         vec!["UPDATE pg_attempts SET unsent = TRUE WHERE kind = 'approve'".into()],
     )
     .await;
+}
+
+/// The same moment as `YYYYMMDDHHmm` (Korea time), as a number: what a merchant who took the
+/// browser checkout's dated form for the REST API's `schedule_at` sends.
+fn dated(at: i64) -> i64 {
+    let kst = chrono::FixedOffset::east_opt(9 * 3600).unwrap();
+    let at = chrono::DateTime::from_timestamp(at, 0)
+        .unwrap()
+        .with_timezone(&kst);
+    at.format("%Y%m%d%H%M").to_string().parse().unwrap()
+}
+
+/// Review rK F1: `schedule_at` written `YYYYMMDDHHmm` (202612101000) was taken as Unix seconds in
+/// the year 8390: the request answered `code 0`, the schedule never ran and its merchant_uid was
+/// taken for good. `schedule_at` is Unix seconds of at most 10 digits, as `vbank_due`: a longer
+/// number is HTTP 400 `code -1` naming Unix seconds and the date it looks like, on a schedule
+/// request (nothing written, the good item beside it neither), a move and a reschedule alike.
+#[tokio::test]
+async fn a_schedule_at_written_as_yyyymmddhhmm_is_a_400_naming_unix_seconds_and_nothing_is_written()
+{
+    let app = spawn_app().await;
+    let token = app.token().await;
+    register(&app, &token, "s-dated", test_cards::SHINHAN_CREDIT).await;
+    let at = now() + 30 * 24 * 3600;
+    let written = dated(at);
+    let shown = chrono::DateTime::from_timestamp(at, 0)
+        .unwrap()
+        .with_timezone(&chrono::FixedOffset::east_opt(9 * 3600).unwrap())
+        .format("%Y-%m-%d %H:%M")
+        .to_string();
+    let says_so = |body: &Value, uid: Option<&str>| {
+        let message = body["message"].as_str().unwrap();
+        for said in ["Unix", "초 단위", "YYYYMMDDHHmm", shown.as_str()] {
+            assert!(message.contains(said), "{said}: {body}");
+        }
+        if let Some(uid) = uid {
+            assert!(message.contains(uid), "{uid}: {body}");
+        }
+    };
+
+    let (status, refused) = app
+        .post(
+            "/subscribe/payments/schedule",
+            Some(&token),
+            json!({"customer_uid": "s-dated", "schedules": [
+                {"merchant_uid": "dated-ok", "schedule_at": now() + 60, "amount": 1000},
+                {"merchant_uid": "dated-1", "schedule_at": written, "amount": 1000}]}),
+        )
+        .await;
+    assert_eq!(status, reqwest::StatusCode::BAD_REQUEST, "{refused}");
+    assert_eq!(refused["code"], -1, "{refused}");
+    says_so(&refused, Some("dated-1"));
+    for uid in ["dated-ok", "dated-1"] {
+        let (status, _) = app
+            .get(&format!("/subscribe/payments/schedule/{uid}"), Some(&token))
+            .await;
+        assert_eq!(status, reqwest::StatusCode::NOT_FOUND, "{uid} not written");
+    }
+    // As text, and as a form, the same.
+    let (status, form) = app
+        .post_form(
+            "/subscribe/payments/schedule",
+            &token,
+            &[
+                ("customer_uid", "s-dated"),
+                ("schedules[0][merchant_uid]", "dated-2"),
+                ("schedules[0][schedule_at]", &written.to_string()),
+                ("schedules[0][amount]", "1000"),
+            ],
+        )
+        .await;
+    assert_eq!(status, reqwest::StatusCode::BAD_REQUEST, "{form}");
+    says_so(&form, Some("dated-2"));
+
+    // The last 10-digit second (2286-11-20) is still Unix seconds; the next one is not.
+    let too_long = schedule(
+        &app,
+        &token,
+        json!({"customer_uid": "s-dated", "schedules": [
+            {"merchant_uid": "dated-3", "schedule_at": 10_000_000_000_i64, "amount": 1000}]}),
+    )
+    .await;
+    assert_eq!(too_long["code"], -1, "{too_long}");
+    let last = schedule(
+        &app,
+        &token,
+        json!({"customer_uid": "s-dated", "schedules": [
+            {"merchant_uid": "dated-4", "schedule_at": 9_999_999_999_i64, "amount": 1000}]}),
+    )
+    .await;
+    assert_eq!(last["code"], 0, "{last}");
+
+    let (status, moved) = move_to(&app, &token, "dated-4", written).await;
+    assert_eq!(status, reqwest::StatusCode::BAD_REQUEST, "{moved}");
+    assert_eq!(moved["code"], -1, "{moved}");
+    says_so(&moved, None);
+    let s = shown_schedule(&app, &token, "dated-4").await;
+    assert_eq!(s["response"]["schedule_at"], 9_999_999_999_i64, "{s}");
+
+    let (status, revoked) = app
+        .post(
+            "/subscribe/payments/unschedule",
+            Some(&token),
+            json!({"customer_uid": "s-dated", "merchant_uid": ["dated-4"]}),
+        )
+        .await;
+    assert_eq!(status, reqwest::StatusCode::OK, "{revoked}");
+    let (status, rearmed) = app
+        .post(
+            "/subscribe/payments/schedule/dated-4/reschedule",
+            Some(&token),
+            json!({ "schedule_at": written }),
+        )
+        .await;
+    assert_eq!(status, reqwest::StatusCode::BAD_REQUEST, "{rearmed}");
+    says_so(&rearmed, None);
+    let s = shown_schedule(&app, &token, "dated-4").await;
+    assert_eq!(s["response"]["schedule_status"], "revoked", "{s}");
+    assert_eq!(s["response"]["schedule_at"], 9_999_999_999_i64, "{s}");
+}
+
+/// Review rK F2: an 8-digit `YYYYMMDD` `schedule_at` (20261210) is Unix seconds in 1970, and was
+/// refused as "not after now" only, which sent the merchant looking at clocks. The refusal (its
+/// code and words unchanged: `code 1` on a schedule request, 400 on a move) now adds that the
+/// number was read as Unix seconds and looks like a `YYYYMMDD` date, naming it.
+#[tokio::test]
+async fn an_eight_digit_yyyymmdd_schedule_at_is_refused_saying_it_was_read_as_unix_seconds() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    register(&app, &token, "s-day", test_cards::SHINHAN_CREDIT).await;
+    let says_so = |body: &Value| {
+        let message = body["message"].as_str().unwrap();
+        assert!(
+            message.starts_with("예약시각(schedule_at)은 현재 시각 이후여야 합니다."),
+            "{body}"
+        );
+        for said in ["Unix", "1970", "YYYYMMDD", "2026-12-10"] {
+            assert!(message.contains(said), "{said}: {body}");
+        }
+    };
+
+    let (status, refused) = app
+        .post(
+            "/subscribe/payments/schedule",
+            Some(&token),
+            json!({"customer_uid": "s-day", "schedules": [
+                {"merchant_uid": "day-1", "schedule_at": 20261210, "amount": 1000}]}),
+        )
+        .await;
+    assert_eq!(status, reqwest::StatusCode::OK, "{refused}");
+    assert_eq!(refused["code"], 1, "{refused}");
+    says_so(&refused);
+    assert!(
+        refused["message"].as_str().unwrap().contains("day-1"),
+        "{refused}"
+    );
+
+    schedule(
+        &app,
+        &token,
+        json!({"customer_uid": "s-day", "schedules": [
+        {"merchant_uid": "day-2", "schedule_at": now() + 60, "amount": 1000}]}),
+    )
+    .await;
+    let (status, moved) = move_to(&app, &token, "day-2", 20261210).await;
+    assert_eq!(status, reqwest::StatusCode::BAD_REQUEST, "{moved}");
+    says_so(&moved);
+
+    // A past time that is no date (an hour ago) keeps the plain words.
+    let (status, past) = move_to(&app, &token, "day-2", now() - 3600).await;
+    assert_eq!(status, reqwest::StatusCode::BAD_REQUEST, "{past}");
+    assert_eq!(
+        past["message"], "예약시각(schedule_at)은 현재 시각 이후여야 합니다.",
+        "{past}"
+    );
 }

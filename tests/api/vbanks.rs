@@ -3101,3 +3101,74 @@ async fn a_no_such_trade_refusal_of_a_revocation_is_recorded_when_kcp_holds_the_
         .unwrap();
     assert_eq!(at_kcp.state, TransactionState::Issued, "{at_kcp:?}");
 }
+
+/// Review rK F2: an 8-digit `YYYYMMDD` `vbank_due` (20261210) is Unix seconds in 1970, and was
+/// refused as "not after now" only. The refusal keeps its words and adds that the number was read
+/// as Unix seconds and looks like a `YYYYMMDD` date, naming it; a `YYYYMMDDHHmm` one (F1, over 10
+/// digits) names the date it looks like too. Nothing is written or sent to KCP.
+#[tokio::test]
+async fn a_vbank_due_written_as_a_date_is_refused_naming_the_date_it_looks_like() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let refusal = openport::domain::vbank::DueRefused.to_string();
+    for (i, (due, form, date)) in [
+        (20_261_210_i64, "YYYYMMDD", "2026-12-10"),
+        (202_612_101_000, "YYYYMMDDHHmm", "2026-12-10 10:00"),
+        (20_261_210_100_000, "YYYYMMDDHHmmss", "2026-12-10 10:00:00"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let merchant_uid = format!("vb-due-dated-{i}");
+        let mut body = vbank(&app, &merchant_uid, 5000);
+        body["vbank_due"] = json!(due);
+        let (status, res) = app.post("/vbanks", Some(&token), body).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{due}: {res}");
+        assert_eq!(res["code"], -1, "{due}: {res}");
+        let message = res["message"].as_str().unwrap();
+        for said in ["Unix", form, date] {
+            assert!(message.contains(said), "{said}: {message}");
+        }
+        if i == 0 {
+            assert!(message.starts_with(&refusal), "{message}");
+            assert!(message.contains("1970"), "{message}");
+        }
+    }
+    let payments = openport::store::payments::all_payments(&app.app.gateway.db.read)
+        .await
+        .unwrap();
+    assert!(payments.is_empty(), "{payments:?}");
+    assert!(app.sandbox.ledger().is_empty());
+}
+
+/// Review rK F6: `POST /payments/cancel` on an account still waiting for its deposit answered only
+/// "결제완료 상태의 결제건만 취소할 수 있습니다.", leaving the merchant to find how an unpaid
+/// account is closed. The answer keeps its code and words and adds `DELETE /vbanks/{imp_uid}`;
+/// the account stays `ready`.
+#[tokio::test]
+async fn cancelling_an_unpaid_account_says_it_is_closed_with_delete_vbanks() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let p = issued(&app, &token, vbank(&app, "vb-cancel-ready", 5000)).await;
+    let imp_uid = p["imp_uid"].as_str().unwrap();
+
+    let (status, res) = app
+        .post(
+            "/payments/cancel",
+            Some(&token),
+            json!({"imp_uid": imp_uid, "reason": "주문 취소"}),
+        )
+        .await;
+
+    assert_eq!(status, StatusCode::OK, "{res}");
+    assert_eq!(res["code"], 1, "{res}");
+    let message = res["message"].as_str().unwrap();
+    assert!(
+        message.starts_with("결제완료 상태의 결제건만 취소할 수 있습니다."),
+        "{message}"
+    );
+    assert!(message.contains("DELETE /vbanks/"), "{message}");
+    assert!(message.contains(imp_uid), "{message}");
+    let (_, shown) = app.get(&format!("/payments/{imp_uid}"), Some(&token)).await;
+    assert_eq!(shown["response"]["status"], "ready", "{shown}");
+}
