@@ -187,20 +187,36 @@ async fn set_notify_url(State(shared): State<Arc<Shared>>, Json(r): Json<NotifyU
 #[derive(Deserialize)]
 struct Deposit {
     tno: String,
-    /// Defaults to the account's amount.
+    /// Defaults to the account's amount for a deposit, to the last deposit for a reversal
+    /// (`op_cd` 13).
     amount: Option<i64>,
     op_cd: Option<String>,
 }
 
+/// Records a deposit or a reversal and sends its `TX00`: 404 for no such account, 400 for one the
+/// bank would not take (closed, past its deadline, a reversal of more than was deposited).
 async fn deposit(State(shared): State<Arc<Shared>>, Json(d): Json<Deposit>) -> Response {
+    let op_cd = d.op_cd.as_deref().unwrap_or(crate::notify::OP_CD_DEPOSIT);
+    let Some(account_amount) = shared.ledger().get(&d.tno).map(|e| e.amount) else {
+        return (StatusCode::NOT_FOUND, "no such virtual account").into_response();
+    };
     let amount = match d.amount {
         Some(a) => a,
-        None => match shared.ledger().get(&d.tno) {
-            Some(e) => e.amount,
-            None => return (StatusCode::NOT_FOUND, "no such virtual account").into_response(),
-        },
+        None if op_cd == crate::notify::OP_CD_REVERSAL => {
+            match crate::notify::last_deposit(&shared, &d.tno) {
+                Some(last) => last,
+                None => {
+                    return (
+                        StatusCode::BAD_REQUEST,
+                        "nothing was deposited on the account: no deposit to reverse",
+                    )
+                        .into_response()
+                }
+            }
+        }
+        None => account_amount,
     };
-    match crate::notify::deposit(&shared, &d.tno, amount, d.op_cd.as_deref().unwrap_or("00")) {
+    match crate::notify::deposit(&shared, &d.tno, amount, op_cd) {
         Ok(record) => {
             crate::notify::deliver(shared.clone(), record.clone());
             Json(record).into_response()

@@ -129,6 +129,10 @@ pub enum DepositError {
     Closed,
     #[error("the virtual account's deposit deadline (va_date) has passed")]
     Expired,
+    /// A reversal (`op_cd` 13) takes back money deposited: never more than the account holds (a
+    /// bank cannot return what never arrived, and KCP's `totl_mnyx` never goes below 0).
+    #[error("a reversal of {amount} is more than the {total} deposited on the account")]
+    ReversalOverTotal { amount: i64, total: i64 },
 }
 
 pub(crate) fn set_url(s: &Shared, site_cd: &str, url: &str) {
@@ -140,10 +144,24 @@ pub(crate) fn deposited(s: &Shared, tno: &str) -> i64 {
     s.notify().deposits.get(tno).copied().unwrap_or(0)
 }
 
+/// The amount of the last deposit (not a reversal) recorded on virtual account `tno`: what a
+/// reversal takes back when its amount is not given (`POST /_sandbox/vbank/deposit`). None when
+/// nothing was deposited.
+pub(crate) fn last_deposit(s: &Shared, tno: &str) -> Option<i64> {
+    s.notify()
+        .log
+        .iter()
+        .rev()
+        .find(|r| r.tno == tno && r.tx_cd == "TX00" && r.op_cd != OP_CD_REVERSAL)
+        .map(|r| r.amount)
+}
+
 /// Records a deposit (`op_cd` "13" = a deposit cancelled through the bank network) and returns the
 /// notification to send. Checked and recorded under one hold of the ledger: a revocation (`STSC`,
 /// cancel.rs) comes wholly before, and the bank refuses the money ([`DepositError::Closed`]), or
-/// wholly after, and finds the deposit.
+/// wholly after, and finds the deposit. A reversal of more than the account holds is refused
+/// ([`DepositError::ReversalOverTotal`]) and records nothing: KCP's running total (`totl_mnyx`)
+/// is what a merchant keeps the account's money by.
 pub(crate) fn deposit(
     s: &Shared,
     tno: &str,
@@ -178,15 +196,19 @@ pub(crate) fn deposit(
         .or_else(|| book.urls.get("*"))
         .cloned()
         .ok_or_else(|| DepositError::NoUrl(site_cd.clone()))?;
-    let total = {
-        let t = book.deposits.entry(tno.to_string()).or_insert(0);
-        if op_cd == OP_CD_REVERSAL {
-            *t = (*t - amount).max(0);
-        } else {
-            *t += amount;
+    let before = book.deposits.get(tno).copied().unwrap_or(0);
+    let total = if op_cd == OP_CD_REVERSAL {
+        if amount > before {
+            return Err(DepositError::ReversalOverTotal {
+                amount,
+                total: before,
+            });
         }
-        *t
+        before - amount
+    } else {
+        before + amount
     };
+    book.deposits.insert(tno.to_string(), total);
     book.sequence += 1;
     let noti_id = format!("{now}{:06}", book.sequence);
     let fields: Vec<(String, String)> = [

@@ -286,6 +286,73 @@ async fn an_account_past_its_deadline_takes_no_deposit_but_a_reversal_still_goes
     assert_eq!(reversal.total, 0);
 }
 
+/// A reversal (`op_cd` 13) takes back money the bank took in, never more: one larger than the
+/// running total is refused (HTTP 400 at the control API, `ReversalOverTotal` from Rust) and
+/// records nothing, and one whose amount is not given reverses the last deposit, not the whole
+/// account. KCP's `totl_mnyx` is what a merchant keeps the account's money by; a sandbox whose
+/// reversals clamped it at 0 announced money taken back that never arrived.
+#[tokio::test]
+async fn a_reversal_takes_back_the_last_deposit_and_never_more_than_was_deposited() {
+    let h = spawn().await;
+    h.sandbox.set_notify_url("*", "http://127.0.0.1:9/unused");
+    let issued = h.pay(&vbank_issue("VArev")).await;
+    let tno = issued["tno"].as_str().unwrap();
+    let deposit = |body: serde_json::Value| {
+        h.client
+            .post(h.url("/_sandbox/vbank/deposit"))
+            .json(&body)
+            .send()
+    };
+
+    let nothing = deposit(json!({"tno": tno, "op_cd": "13"})).await.unwrap();
+    assert_eq!(nothing.status(), 400, "nothing deposited to reverse");
+    for amount in [3000, 1000] {
+        let sent = deposit(json!({"tno": tno, "amount": amount}))
+            .await
+            .unwrap();
+        assert_eq!(sent.status(), 200);
+    }
+    let too_much = deposit(json!({"tno": tno, "amount": 4001, "op_cd": "13"}))
+        .await
+        .unwrap();
+    assert_eq!(too_much.status(), 400);
+    assert!(too_much.text().await.unwrap().contains("4000 deposited"));
+    assert!(matches!(
+        h.sandbox.deposit(tno, 4001, "13"),
+        Err(DepositError::ReversalOverTotal {
+            amount: 4001,
+            total: 4000
+        })
+    ));
+    assert_eq!(
+        h.sandbox.notifications().len(),
+        2,
+        "a refusal records nothing"
+    );
+
+    let last: serde_json::Value = deposit(json!({"tno": tno, "op_cd": "13"}))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        (last["amount"].as_i64(), last["total"].as_i64()),
+        (Some(1000), Some(3000)),
+        "the last deposit reversed: {last}"
+    );
+    let rest = h.sandbox.deposit(tno, 3000, "13").unwrap();
+    assert_eq!(rest.total, 0);
+    assert!(matches!(
+        h.sandbox.deposit(tno, 1, "13"),
+        Err(DepositError::ReversalOverTotal {
+            amount: 1,
+            total: 0
+        })
+    ));
+    assert_eq!(h.inquire_as("PAVC", tno).await["stat_va_cd"], "STIS");
+}
+
 /// A deposit and a revocation of the same account at once: the bank takes the money into an open
 /// account and the close is refused (the account holds a deposit), or the close comes first and the
 /// bank refuses the money. Never both: a deposit on a closed account is money nobody can find.

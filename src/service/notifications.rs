@@ -185,7 +185,7 @@ impl Verdict {
         match self {
             Self::Applied => notifications::APPLIED,
             Self::Unchanged => "unchanged",
-            Self::Refused => "refused",
+            Self::Refused => notifications::REFUSED,
             Self::Kept => "kept",
             Self::Unknown => "unknown",
             Self::Superseded => "superseded",
@@ -952,9 +952,10 @@ impl Gateway {
         let Some(to) = confirmed_change(status, payment.amount, false, kcp) else {
             return Ok(Verdict::Unchanged);
         };
-        // The time of the newest deposit notified, if openport holds one (its notification
-        // unverified, say); none reached openport: when it was found.
-        let notified = notifications::newest_of(&self.db.write, &tno, TX_DEPOSIT)
+        // The time of the newest deposit notified (in KCP's order, of the payment's site), if
+        // openport holds one (its notification unverified, say); none reached openport, or KCP
+        // last notified a reversal: when it was found.
+        let notified = notifications::newest_deposit(&self.db.write, &tno, &payment.pg_id)
             .await?
             .filter(|row| row.op_cd.as_deref() != Some(OP_CD_REVERSAL));
         let deposited_at = notified.as_ref().and_then(|row| row.deposited_at);
@@ -988,8 +989,8 @@ impl Gateway {
     /// a closed account with nothing logged.
     ///
     /// A revocation that opens its attempt after this check reads this notification in its look
-    /// before closing (recorded before the check, and `shows_money`: service/vbanks.rs), so one
-    /// of the two always sees the other.
+    /// before closing (recorded before the check, and `shows_money` unless a later deposit time
+    /// notified makes it old news: service/vbanks.rs), so one of the two always sees the other.
     async fn settle_partial_deposit(
         &self,
         n: &Notification,

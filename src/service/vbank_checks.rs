@@ -22,7 +22,7 @@
 //! whoever finds it, by the conditional status change. An account KCP holds closed is recorded
 //! revoked (`Gateway::record_closed_at_kcp`), as KCP's notice of the close would have it.
 use super::merchants::runs_in_mode;
-use super::notifications::{NotificationError, Verdict, OP_CD_REVERSAL, TX_DEPOSIT};
+use super::notifications::{NotificationError, Verdict, OP_CD_REVERSAL};
 use super::vbanks::awaits_deposit;
 use super::{Gateway, ServiceResult};
 use crate::domain::vbank::next_check;
@@ -133,7 +133,7 @@ impl Gateway {
             }
         };
         let next = next_check(now, payment.vbank_issued_at, payment.vbank_date);
-        let imp_uid = payment.imp_uid.clone();
+        let (imp_uid, site_cd) = (payment.imp_uid.clone(), payment.pg_id.clone());
         if matches!(kcp, VbankState::Closed { .. }) {
             // Closed at KCP with no notice that reached openport (its admin, KCP itself).
             tracing::warn!(%imp_uid, %tno, "KCP holds closed a virtual account awaiting its deposit; recording it revoked");
@@ -145,7 +145,7 @@ impl Gateway {
         let applied = match self.apply_deposit_found(payment, &kcp, seen).await {
             Ok(Verdict::Applied) => {
                 // Whether its notification reached openport tells the operator where to look.
-                match notifications::newest_of(&self.db.read, &tno, TX_DEPOSIT).await {
+                match notifications::newest_deposit(&self.db.read, &tno, &site_cd).await {
                     Ok(Some(row)) if row.op_cd.as_deref() != Some(OP_CD_REVERSAL) => {
                         tracing::warn!(%imp_uid, %tno, noti_id = %row.noti_id, "a deposit KCP holds was applied by the resolver's look: its notification reached openport but KCP's inquiry did not confirm it then (earlier INFO 'unverified KCP notification still not confirmed'); the notification is decided with it")
                     }

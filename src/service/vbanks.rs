@@ -11,7 +11,7 @@
 use futures::future::FutureExt;
 use sea_orm::Set;
 
-use super::notifications::{NotificationError, OP_CD_REVERSAL, TX_DEPOSIT};
+use super::notifications::{NotificationError, OP_CD_REVERSAL};
 use super::pay::{ApprovalOutcome, ChargeOrder, FailReasons, Settling};
 use super::resolve::CancelOutcome;
 use super::{Gateway, PaymentRecord, ServiceError, ServiceResult};
@@ -579,13 +579,19 @@ impl Gateway {
     /// keeps the account `ready`, its money is still on it), or a deposit not verified yet — and
     /// what KCP holds (`PAVC`). KCP's word that the account is paid wins (the deposit is applied);
     /// otherwise any sign of money, or no answer from KCP, keeps the close from being sent.
+    ///
+    /// The notifications are KCP's only word on a partial deposit (`STIS` carries no deposited
+    /// amount), so asking KCP cannot replace them; the newest is taken in KCP's order, of the
+    /// payment's site, never a `refused` one ([`notifications::newest_deposits`]). In the order
+    /// openport received them, a deposit's late re-send after its reversal, or another site's
+    /// post naming the `tno`, refused the revocation for good though KCP held nothing.
     async fn look_before_closing(
         &self,
         connector: &dyn Pg,
         payment: &payment::Model,
         tno: &str,
     ) -> ServiceResult<BeforeClose> {
-        let notified = notifications::newest_of(&self.db.write, tno, TX_DEPOSIT).await?;
+        let notified = notifications::newest_deposits(&self.db.write, tno, &payment.pg_id).await?;
         let seen = notifications::newest_for(&self.db.write, tno).await?;
         let kcp = match connector
             .inquire_vbank(&TradeRef::Tno(tno.to_string()))
@@ -611,7 +617,7 @@ impl Gateway {
                 why: "KCP holds the account paid, for less than the payment",
                 message: MAY_HOLD_DEPOSIT,
             },
-            _ if notified.as_ref().is_some_and(shows_money) => BeforeClose::Refuse {
+            _ if notified.iter().any(shows_money) => BeforeClose::Refuse {
                 why: "openport holds a deposit notification for the account",
                 message: MAY_HOLD_DEPOSIT,
             },
@@ -685,9 +691,10 @@ impl Gateway {
     }
 }
 
-/// Whether the newest deposit notification of an account shows money on it: a total above 0
-/// (a partial deposit keeps the account `ready` with the money on it), or a deposit not
-/// verified yet whose total is unknown. A reversal that took the total to 0 shows none.
+/// Whether a deposit notification that may be the newest of an account (in KCP's order, one of
+/// those notified at the latest deposit time) shows money on it: a total above 0 (a partial
+/// deposit keeps the account `ready` with the money on it), or a deposit not verified yet whose
+/// total is unknown. A reversal that took the total to 0 shows none.
 fn shows_money(newest: &kcp_notification::Model) -> bool {
     newest.total > 0
         || (newest.outcome.is_none() && newest.op_cd.as_deref() != Some(OP_CD_REVERSAL))

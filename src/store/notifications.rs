@@ -54,18 +54,87 @@ pub async fn newest_for(db: &impl ConnectionTrait, tno: &str) -> Result<Option<i
         .await
 }
 
-/// The newest notification of `tx_cd` recorded for virtual account `tno` (index
-/// `kcp_notifications_by_tno`): for a deposit (`TX00`), the total KCP last notified.
-pub async fn newest_of(
-    db: &impl ConnectionTrait,
-    tno: &str,
-    tx_cd: &str,
-) -> Result<Option<kcp_notification::Model>, DbErr> {
+/// `tx_cd` of a deposit notification, a reversal too (`service::notifications::TX_DEPOSIT`).
+const TX_DEPOSIT: &str = "TX00";
+
+/// The outcome of a notification naming another site than its payment's
+/// (`service::notifications::Verdict::Refused`): it says nothing of the account.
+pub const REFUSED: &str = "refused";
+
+/// The deposit notifications (`TX00`, reversals too) that may tell what KCP counts on virtual
+/// account `tno` of site `site_cd`: those of the site (another site's say nothing of this
+/// account), not [`REFUSED`] (read through index `kcp_notifications_by_tno`; an account has a
+/// few).
+fn deposits_of(tno: &str, site_cd: &str) -> Select<kcp_notification::Entity> {
     kcp_notification::Entity::find()
         .filter(kcp_notification::Column::Tno.eq(tno))
-        .filter(kcp_notification::Column::TxCd.eq(tx_cd))
+        .filter(kcp_notification::Column::TxCd.eq(TX_DEPOSIT))
+        .filter(kcp_notification::Column::SiteCd.eq(site_cd))
+        .filter(
+            Condition::any()
+                .add(kcp_notification::Column::Outcome.is_null())
+                .add(kcp_notification::Column::Outcome.ne(REFUSED)),
+        )
+}
+
+/// A deposit notification's place in KCP's order: the deposit time notified (`ipgm_time`,
+/// `deposited_at`), but never after openport received it (`received_at`): no deposit is notified
+/// before it is made, and a notice dated ahead (forged, or a clock gone wrong) must not stay the
+/// newest over every deposit after it. Null when the deposit time is unknown.
+fn kcp_order() -> SimpleExpr {
+    let at = || Expr::col(kcp_notification::Column::DepositedAt);
+    let received = || Expr::col(kcp_notification::Column::ReceivedAt);
+    Expr::case(at().gt(received()), received())
+        .finally(at())
+        .into()
+}
+
+/// [`kcp_order`] of a row read.
+fn kcp_order_of(row: &kcp_notification::Model) -> Option<i64> {
+    row.deposited_at.map(|at| at.min(row.received_at))
+}
+
+/// The newest deposit notification of virtual account `tno` of site `site_cd` ([`deposits_of`])
+/// in KCP's order, not in the order openport received them: the latest deposit time notified
+/// ([`kcp_order`]), then the last received. KCP re-sends a notification until it is acknowledged,
+/// so a deposit's re-send can arrive after the reversal that took it back (docs/kcp.md §10.2);
+/// its `totl_mnyx` is older. One without a readable deposit time comes only when no other has
+/// one. Ties within a second are not KCP's order: `noti_id` is only unique (spec/kcp.md §2.12),
+/// and the receipt order is a guess; [`newest_deposits`] keeps them all.
+pub async fn newest_deposit(
+    db: &impl ConnectionTrait,
+    tno: &str,
+    site_cd: &str,
+) -> Result<Option<kcp_notification::Model>, DbErr> {
+    deposits_of(tno, site_cd)
+        .order_by_asc(Expr::expr(kcp_order()).is_null())
+        .order_by_desc(kcp_order())
         .order_by_desc(kcp_notification::Column::Id)
         .one(db)
+        .await
+}
+
+/// Every deposit notification of virtual account `tno` of site `site_cd` that may be its newest
+/// in KCP's order ([`newest_deposit`]): those at the latest deposit time ([`kcp_order`]; KCP's
+/// order within a second is not known), and those whose deposit time is unknown (they could be
+/// anywhere in it). What a revocation reads to know whether money may be on the account
+/// (`service::vbanks`): any of them showing money keeps the close from being sent.
+pub async fn newest_deposits(
+    db: &impl ConnectionTrait,
+    tno: &str,
+    site_cd: &str,
+) -> Result<Vec<kcp_notification::Model>, DbErr> {
+    let Some(newest) = newest_deposit(db, tno, site_cd).await? else {
+        return Ok(Vec::new());
+    };
+    let mut at_its_time = Condition::any().add(kcp_notification::Column::DepositedAt.is_null());
+    if let Some(at) = kcp_order_of(&newest) {
+        at_its_time = at_its_time.add(Expr::expr(kcp_order()).eq(at));
+    }
+    deposits_of(tno, site_cd)
+        .filter(at_its_time)
+        .order_by_desc(kcp_notification::Column::Id)
+        .all(db)
         .await
 }
 

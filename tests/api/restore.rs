@@ -324,7 +324,7 @@ async fn an_old_partial_deposit_on_an_open_account_outlives_the_retention_and_st
         "the paid account's decided deposit only"
     );
     assert_eq!(gateway.prune_notifications(90, 1000).await.unwrap(), 0);
-    let kept = notifications::newest_of(&gateway.db.read, tno, "TX00")
+    let kept = notifications::newest_deposit(&gateway.db.read, tno, "T0000")
         .await
         .unwrap()
         .expect("the open account's partial deposit is kept");

@@ -2312,6 +2312,173 @@ async fn revoking_an_account_holding_a_partial_deposit_is_refused_and_sends_noth
     app.assert_ledger_agrees().await;
 }
 
+/// Revokes `p` and checks that the close reached KCP: `code 0`, the payment `cancelled` for its
+/// whole amount, and an `STSC` in the sandbox's ledger for its `tno`.
+async fn revoked_at_kcp(app: &TestApp, token: &str, p: &Value) {
+    let (imp_uid, tno) = (
+        p["imp_uid"].as_str().unwrap(),
+        p["pg_tid"].as_str().unwrap(),
+    );
+    let (status, res) = revoke(app, token, imp_uid).await;
+    assert_eq!(status, StatusCode::OK, "{res}");
+    assert_eq!(res["code"], 0, "{res}");
+    assert_eq!(res["response"]["status"], "cancelled", "{res}");
+    assert_eq!(res["response"]["cancel_amount"], p["amount"], "{res}");
+    let ledger = app.sandbox.ledger();
+    let entry = ledger.iter().find(|e| e.tno == tno).unwrap();
+    assert_eq!(entry.state, TransactionState::Cancelled);
+    assert_eq!(
+        entry
+            .cancels
+            .iter()
+            .map(|c| c.mod_type.as_str())
+            .collect::<Vec<_>>(),
+        ["STSC"]
+    );
+}
+
+/// A deposit whose notification was lost, taken back by the bank a minute later (`op_cd 13`,
+/// notified: the total is 0 again), then KCP's late re-send of the deposit's notification, which
+/// openport acknowledges (a partial total is answered at once; a full one is asked about and
+/// KCP holds the account unpaid). The re-send arrived last, but its deposit is older: the newest
+/// deposit in KCP's order is the reversal, so the account holds nothing and the revocation closes
+/// it. Taken in the order openport received them, the re-send's total refused the revocation for
+/// good ("입금 내역이 있는…") though KCP held nothing.
+#[tokio::test]
+async fn a_deposits_late_re_send_after_its_reversal_does_not_keep_the_account_from_being_revoked() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let elsewhere = Receiver::start().await;
+    app.sandbox
+        .set_notify_url("T0000", &elsewhere.url("/kcp/notify"));
+    for (merchant_uid, deposited) in [("vb-late-partial", 4000), ("vb-late-full", 7000)] {
+        let p = issued(&app, &token, vbank(&app, merchant_uid, 7000)).await;
+        let tno = p["pg_tid"].as_str().unwrap();
+        // KCP's notification of the deposit goes elsewhere (lost); its reversal's reaches openport.
+        let deposit = app.sandbox.deposit(tno, deposited, "00").unwrap();
+        app.advance(60);
+        let reversal = app.sandbox.deposit(tno, deposited, "13").unwrap();
+        assert_eq!(reversal.total, 0);
+        assert!(post_notification(&app, &reversal.fields).await);
+
+        let answered = post_notification(&app, &deposit.fields).await;
+
+        assert_eq!(
+            answered,
+            deposited < 7000,
+            "a full one is not confirmed by KCP"
+        );
+        assert!(notification_row(&app, &deposit.noti_id).await.is_some());
+        revoked_at_kcp(&app, &token, &p).await;
+    }
+    app.assert_ledger_agrees().await;
+}
+
+/// A `TX00` naming the account's `tno` under another site (recorded `refused`: it says nothing
+/// of this account), notified after every deposit of the account's own: it neither shows money on
+/// the account nor hides any, and the revocation closes the account KCP holds empty.
+#[tokio::test]
+async fn another_sites_notification_naming_the_account_does_not_keep_it_from_being_revoked() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let p = issued(&app, &token, vbank(&app, "vb-other-site", 7000)).await;
+    let tno = p["pg_tid"].as_str().unwrap();
+    let mut other_site = forged_for("T9999", tno, "other-site-7000");
+    other_site.push(("ipgm_time".into(), "20991231120000".into()));
+
+    assert!(post_notification(&app, &other_site).await);
+
+    let row = notification_row(&app, "other-site-7000").await.unwrap();
+    assert_eq!(row.outcome.as_deref(), Some("refused"));
+    revoked_at_kcp(&app, &token, &p).await;
+    app.assert_ledger_agrees().await;
+}
+
+/// A deposit, its reversal and a second, partial deposit, all within one second, the reversal's
+/// notification received last: KCP's order between them is not known (`noti_id` is only unique,
+/// spec/kcp.md §2.12; the order received is not KCP's), so the money of the partial deposit may be
+/// on the account and the revocation is refused for the operator, no close sent. Taken in the
+/// order received, the reversal's total 0 sent the close over the 3000 KCP holds.
+#[tokio::test]
+async fn notifications_within_one_second_any_showing_money_keep_the_revocation_for_the_operator() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    app.stop_clock();
+    let p = issued(&app, &token, vbank(&app, "vb-same-second", 7000)).await;
+    let (imp_uid, tno) = (
+        p["imp_uid"].as_str().unwrap(),
+        p["pg_tid"].as_str().unwrap(),
+    );
+    let elsewhere = Receiver::start().await;
+    app.sandbox
+        .set_notify_url("T0000", &elsewhere.url("/kcp/notify"));
+    let reversed = app.sandbox.deposit(tno, 4000, "00").unwrap();
+    let reversal = app.sandbox.deposit(tno, 4000, "13").unwrap();
+    let deposit = app.sandbox.deposit(tno, 3000, "00").unwrap();
+    assert!(post_notification(&app, &deposit.fields).await);
+    assert!(post_notification(&app, &reversed.fields).await);
+    assert!(post_notification(&app, &reversal.fields).await);
+    // Consumed by a cancel call, were one sent.
+    let watch = FaultRule::new(paths::CANCEL, Fault::Delay { ms: 0 });
+    app.sandbox.inject(watch.clone());
+
+    let (status, res) = revoke(&app, &token, imp_uid).await;
+
+    assert_eq!(
+        (status, res["code"].as_i64()),
+        (StatusCode::OK, Some(1)),
+        "{res}"
+    );
+    assert!(
+        res["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("입금 내역이 있는"),
+        "{res}"
+    );
+    assert_eq!(app.sandbox.armed_faults(), [watch], "no cancel reached KCP");
+    assert_eq!(app.payment(&token, imp_uid).await["status"], "ready");
+}
+
+/// A reversal notified with a deposit time years ahead (forged, or KCP's clock gone wrong) is
+/// placed no later than openport received it: a partial deposit notified after it is the newest,
+/// and the revocation is refused over it, no close sent. Taken at its word, the notice stayed
+/// the newest over every deposit to come, and the close was sent over the money.
+#[tokio::test]
+async fn a_notice_dated_ahead_does_not_hide_a_later_partial_deposit_from_the_revocation() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let p = issued(&app, &token, vbank(&app, "vb-dated-ahead", 7000)).await;
+    let (imp_uid, tno) = (
+        p["imp_uid"].as_str().unwrap(),
+        p["pg_tid"].as_str().unwrap(),
+    );
+    let mut ahead = forged(&p, "reversal-dated-ahead", 0, "13");
+    ahead.push(("ipgm_time".into(), "20991231120000".into()));
+    assert!(post_notification(&app, &ahead).await, "KCP holds it unpaid");
+    app.advance(60);
+    let deposit = app.sandbox.deposit(tno, 3000, "00").unwrap();
+    sandbox_notification(&app, &deposit.noti_id, |n| n.acknowledged).await;
+    let watch = FaultRule::new(paths::CANCEL, Fault::Delay { ms: 0 });
+    app.sandbox.inject(watch.clone());
+
+    let (status, res) = revoke(&app, &token, imp_uid).await;
+
+    assert_eq!(
+        (status, res["code"].as_i64()),
+        (StatusCode::OK, Some(1)),
+        "{res}"
+    );
+    assert!(
+        res["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("입금 내역이 있는"),
+        "{res}"
+    );
+    assert_eq!(app.sandbox.armed_faults(), [watch], "no cancel reached KCP");
+}
+
 /// KCP holds the account paid while openport's only notification of it is unverified: the
 /// revocation asks KCP first, applies the deposit as a verified notification would (`paid`, its
 /// webhook), sends no close, and answers that the account is no longer awaiting its deposit.
