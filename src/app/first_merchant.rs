@@ -397,4 +397,20 @@ mod tests {
         );
         assert!(std::fs::read_to_string(&path).unwrap().contains("s3cret"));
     }
+
+    /// Only a pair the sandbox CA did not issue, for a site that is not one of KCP's public test
+    /// sites, is the operator's own: the demo merchant may still take the others.
+    #[test]
+    fn a_kcp_pair_is_the_operators_own_unless_the_sandbox_ca_issued_it_or_its_site_is_public() {
+        let sandbox = kcp_sandbox::Sandbox::new(kcp_sandbox::SandboxConfig::default()).unwrap();
+        let issued = sandbox.issue_certificate("AB123", "changeit").unwrap();
+        let one_line: String = issued.certificate_pem.lines().collect();
+        assert!(!is_own_kcp_pair("AB123", &issued.certificate_pem));
+        assert!(!is_own_kcp_pair("AB123", &one_line));
+        let kcps = include_str!("../../tests/fixtures/kcp/splCert.pem");
+        assert!(is_own_kcp_pair("AB123", kcps));
+        assert!(!is_own_kcp_pair("T0000", kcps));
+        assert!(!is_own_kcp_pair("t0007", kcps));
+        assert!(is_own_kcp_pair("AB123", "not a certificate"));
+    }
 }
