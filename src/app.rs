@@ -173,6 +173,22 @@ impl App {
         // checked before the database is opened (app/open_files.rs).
         let max_connections =
             open_files::max_connections(config.http.max_connections, config.embedded_sandbox())?;
+        // Allowed (a live rehearsal against KCP staging, README), but a live instance left on it
+        // records as live, and announces paid, payments that KCP's test system approved and no
+        // card paid.
+        if let Some(host) = config
+            .kcp
+            .api_base
+            .as_deref()
+            .filter(|_| !config.test_mode)
+            .and_then(crate::config::kcp_staging_host)
+        {
+            tracing::warn!(
+                "test mode is off but OPENPORT_KCP__API_BASE names KCP's staging host {host}: \
+                 payments go to KCP's test system, no card is charged, and each is recorded as \
+                 live (sandbox: false) and announced paid; unset it for KCP's production hosts"
+            );
+        }
         if !config.test_mode && config.public_url.is_none() {
             tracing::warn!("OPENPORT_PUBLIC_URL is not set: browser checkout (IMP.request_pay) is refused except on a loopback Host (docs/operations.md \"Public URL\")");
         }

@@ -936,7 +936,13 @@ impl Config {
     pub fn load(file: Option<&Path>) -> Result<Self, LoadError> {
         let mut fig = Figment::from(Serialized::defaults(Config::default()));
         if let Some(f) = file {
-            fig = fig.merge(Toml::file(f));
+            // `Toml::file` skips a file that is not there (and looks for a relative one in the
+            // parent directories): `--config /etc/openport/openport.tmol`, a typo, started in
+            // test mode with the demo merchant. The file named is read, or nothing starts.
+            if let Err(error) = std::fs::read(f) {
+                return Err(LoadError::unreadable_file(f, &error));
+            }
+            fig = fig.merge(Toml::file_exact(f));
             let unknown = unread_keys(&fig);
             if !unknown.is_empty() {
                 return Err(LoadError::unknown_keys(f, unknown));
@@ -977,19 +983,88 @@ impl Config {
     }
 }
 
+/// `OPENPORT_…` variables that openport's own tools read, not the gateway's configuration: the
+/// Python and browser test suites (`OPENPORT_URL`, `OPENPORT_IMP_CODE`, `OPENPORT_TEST_PIN`,
+/// `OPENPORT_TEST_CARD_EXPIRY`), the benchmarks (`OPENPORT_BENCH`, `OPENPORT_SANDBOX_URL`) and CI
+/// (`OPENPORT_CI_PG_URL`, `OPENPORT_FUZZ_TOKEN`). A shell that runs them may start openport too:
+/// they are not warned about ([`Config::unread_environment`]).
+pub const OPENPORT_TOOLS_VARS: &[&str] = &[
+    "OPENPORT_URL",
+    "OPENPORT_SANDBOX_URL",
+    "OPENPORT_IMP_CODE",
+    "OPENPORT_TEST_PIN",
+    "OPENPORT_TEST_CARD_EXPIRY",
+    "OPENPORT_BENCH",
+    "OPENPORT_CI_PG_URL",
+    "OPENPORT_FUZZ_TOKEN",
+];
+
+/// The names of the `OPENPORT_…` environment variables no setting reads, by the check the TOML
+/// file's keys get ([`unread_keys`]) run on the defaults with the environment merged over them;
+/// `None` when the environment does not make a configuration (`Config::load` says why).
+fn unread_env_vars() -> Option<Vec<String>> {
+    let fig = Figment::from(Serialized::defaults(Config::default()))
+        .merge(
+            Env::prefixed("OPENPORT_")
+                .split("__")
+                .filter(|k| !raw_env::is_raw(k.as_str())),
+        )
+        .merge(raw_env::RawEnv);
+    let unread = try_unread_keys(&fig)?;
+    let mut names: Vec<String> = std::env::vars_os()
+        .filter_map(|(name, _)| name.into_string().ok())
+        .filter(|name| {
+            let name = name.trim();
+            // The key figment's `Env` makes of it: the prefix matched without regard to case,
+            // `__` a table, lower case.
+            let Some(key) = name
+                .get(..9)
+                .filter(|p| p.eq_ignore_ascii_case("OPENPORT_"))
+                .map(|_| name[9..].replace("__", ".").to_ascii_lowercase())
+            else {
+                return false;
+            };
+            !key.split('.').any(str::is_empty)
+                && !OPENPORT_TOOLS_VARS
+                    .iter()
+                    .any(|v| v.eq_ignore_ascii_case(name))
+                && unread
+                    .iter()
+                    .any(|u| key == *u || key.starts_with(&format!("{u}.")))
+        })
+        .collect();
+    names.sort();
+    Some(names)
+}
+
+impl Config {
+    /// The `OPENPORT_…` environment variables no setting reads (misspelt, or from an older
+    /// version): names only, never values, for a warning at start. [`Config::load`] refuses a
+    /// TOML file's unknown keys but not these: the environment may hold other programs'
+    /// `OPENPORT_…` variables, which a warning leaves working. Those of openport's own tools
+    /// ([`OPENPORT_TOOLS_VARS`]) are not among them.
+    pub fn unread_environment() -> Vec<String> {
+        unread_env_vars().unwrap_or_default()
+    }
+}
+
 /// The keys of `fig` (the defaults with a TOML file merged over them) that no setting reads: a
 /// misspelt `[kcp] api_bas` would otherwise leave `api_base` at its default, outside test mode
 /// KCP's production URLs, without a word. Only the file is checked: the environment may hold
 /// other programs' `OPENPORT_…` variables. A value of the wrong type is left to `extract`, which
 /// names it.
 fn unread_keys(fig: &Figment) -> Vec<String> {
-    let Ok(value) = fig.extract::<figment::value::Value>() else {
-        return vec![];
-    };
+    try_unread_keys(fig).unwrap_or_default()
+}
+
+/// [`unread_keys`], or `None` when `fig` does not make a configuration.
+fn try_unread_keys(fig: &Figment) -> Option<Vec<String>> {
+    let value = fig.extract::<figment::value::Value>().ok()?;
     let mut unread = Vec::new();
-    let _ = serde_ignored::deserialize(&value, |path| unread.push(path.to_string()))
-        .map(|_: Config| ());
-    unread
+    serde_ignored::deserialize(&value, |path| unread.push(path.to_string()))
+        .map(|_: Config| ())
+        .ok()?;
+    Some(unread)
 }
 
 #[cfg(test)]
@@ -1869,6 +1944,124 @@ mod tests {
                 .expect_err("a number is not a log format")
                 .to_string();
             assert!(refused.contains("log_format"), "{refused}");
+            Ok(())
+        });
+    }
+
+    /// `serve --config /etc/openport/openport.tmol` (a typo) started in test mode with the demo
+    /// merchant: figment skips a file that is not there, and looks for a relative one in the
+    /// parent directories too. A file that cannot be read refuses the start, naming it.
+    #[test]
+    // figment::Jail's closure must return figment's own (large) error type.
+    #[allow(clippy::result_large_err)]
+    fn a_configuration_file_that_cannot_be_read_refuses_to_start_naming_it() {
+        figment::Jail::expect_with(|jail| {
+            jail.clear_env();
+            let refused = Config::load(Some(Path::new("openport.tmol")))
+                .expect_err("a file that is not there")
+                .to_string();
+            assert!(refused.contains("openport.tmol"), "{refused}");
+
+            // A relative name is the file in the working directory, not one above it.
+            jail.create_file("openport.toml", "test_mode = false\n")?;
+            let sub = jail.create_dir("sub")?;
+            jail.create_dir("sub/dir")?;
+            jail.change_dir(&sub)?;
+            let refused = Config::load(Some(Path::new("openport.toml")))
+                .expect_err("the parent directory's file is not read")
+                .to_string();
+            assert!(refused.contains("openport.toml"), "{refused}");
+
+            // Nor is a directory a configuration file.
+            let refused = Config::load(Some(Path::new("dir")))
+                .expect_err("a directory")
+                .to_string();
+            assert!(refused.contains("dir"), "{refused}");
+
+            let config = Config::load(Some(Path::new("../openport.toml"))).expect("loads");
+            assert!(!config.test_mode);
+            Ok(())
+        });
+    }
+
+    /// Only a TOML file's unknown keys were refused: a misspelt `OPENPORT_…` variable (docs once
+    /// said `OPENPORT_DATABASE__URL`) was ignored without a word. The names no setting reads are
+    /// given (for a warning at start), never their values; the names openport's own tools and
+    /// tests read (`OPENPORT_URL`, …) are not among them.
+    #[test]
+    #[allow(clippy::result_large_err)]
+    fn an_openport_variable_no_setting_reads_is_named_unless_openports_own_tools_read_it() {
+        figment::Jail::expect_with(|jail| {
+            jail.clear_env();
+            assert_eq!(Config::unread_environment(), Vec::<String>::new());
+            jail.set_env("OPENPORT_DATABASE__URL", "postgres://u:pw@db/x");
+            jail.set_env("OPENPORT_KCP__API_BAS", "https://stg-spl.kcp.co.kr");
+            jail.set_env("OPENPORT_TESTMODE", "false");
+            jail.set_env("OPENPORT_DATABASE_URL", "sqlite://x.db");
+            jail.set_env("OPENPORT_TEST_MODE", "true");
+            jail.set_env("OPENPORT_MASTER_KEY", "12345");
+            jail.set_env("OPENPORT_KCP__TIMEOUT_MS", "5000");
+            jail.set_env("OPENPORT_KCP__SITE_CD", "T0000");
+            jail.set_env("openport_log_format", "json");
+            jail.set_env("OPENPORT_URL", "http://127.0.0.1:8080/");
+            jail.set_env("OPENPORT_IMP_CODE", "imp00000000");
+            jail.set_env("KCP_SITE_CD", "T0000");
+            jail.set_env("OTHER_PROGRAM", "x");
+            assert!(Config::load(None).is_ok());
+            let mut unread = Config::unread_environment();
+            unread.sort();
+            assert_eq!(
+                unread,
+                [
+                    "OPENPORT_DATABASE__URL",
+                    "OPENPORT_KCP__API_BAS",
+                    "OPENPORT_TESTMODE"
+                ]
+            );
+            Ok(())
+        });
+    }
+
+    /// Every `OPENPORT_…` name README.md and docs/*.md give is one openport (or its own tools)
+    /// reads: docs/operations.md told operators to check `OPENPORT_DATABASE__URL`, which nothing
+    /// reads.
+    #[test]
+    #[allow(clippy::result_large_err)]
+    fn every_openport_variable_the_readme_and_the_docs_name_is_one_openport_reads() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let mut files = vec![root.join("README.md")];
+        for entry in std::fs::read_dir(root.join("docs")).expect("docs/") {
+            let path = entry.expect("a docs/ entry").path();
+            if path.extension().is_some_and(|e| e == "md") {
+                files.push(path);
+            }
+        }
+        let name = regex::Regex::new(r"OPENPORT_[A-Z0-9_]+").unwrap();
+        let mut named = std::collections::BTreeMap::<String, String>::new();
+        for file in &files {
+            let text = std::fs::read_to_string(file).expect("readable");
+            for m in name.find_iter(&text) {
+                named
+                    .entry(m.as_str().to_owned())
+                    .or_insert_with(|| file.display().to_string());
+            }
+        }
+        assert!(named.contains_key("OPENPORT_MASTER_KEY"), "{named:?}");
+        figment::Jail::expect_with(|jail| {
+            let mut unread = vec![];
+            for (var, file) in &named {
+                // Some value of the setting's type reads it; an unknown name is unread whatever
+                // its value.
+                let read = ["true", "1", "x", "127.0.0.1:1"].iter().any(|value| {
+                    jail.clear_env();
+                    jail.set_env(var, value);
+                    unread_env_vars().is_some_and(|u| u.is_empty())
+                });
+                if !read {
+                    unread.push(format!("{var} ({file})"));
+                }
+            }
+            assert!(unread.is_empty(), "read by nothing: {unread:?}");
             Ok(())
         });
     }

@@ -237,7 +237,9 @@ enum AttemptCommand {
 
 #[derive(Subcommand)]
 enum MerchantCommand {
-    /// Create a merchant and print its imp_code, imp_key, imp_secret (shown once) and site_cd.
+    /// Create a merchant and print its imp_code, imp_key, imp_secret (shown once), site_cd and
+    /// mode (test_mode). In test mode (OPENPORT_TEST_MODE unset or true) a database holding live
+    /// merchants is refused: run it with the live instances' configuration.
     Create {
         #[command(flatten)]
         common: Common,
@@ -269,7 +271,8 @@ enum MerchantCommand {
         /// `merchant set-group-id` sets one.
         #[arg(long)]
         kcp_group_id: Option<String>,
-        /// One JSON object on stdout (imp_code, imp_key, imp_secret, site_cd) instead of lines.
+        /// One JSON object on stdout (imp_code, imp_key, imp_secret, site_cd, test_mode) instead
+        /// of lines.
         #[arg(long)]
         json: bool,
     },
@@ -470,6 +473,20 @@ fn init_tracing(json: bool, to: LogTo) {
     }
 }
 
+/// Starts the log for a command run with `config`, and warns there of every `OPENPORT_…`
+/// environment variable no setting reads (a misspelt one was ignored without a word): names
+/// only, never values.
+fn start_logging(config: &Config, to: LogTo) {
+    init_tracing(config.log_format == "json", to);
+    for name in Config::unread_environment() {
+        tracing::warn!(
+            "environment variable {name} is not read by any setting and is ignored (misspelt? \
+             README.md \"Configuration\" lists the settings; `__` separates a table, as in \
+             OPENPORT_KCP__API_BASE, and only there)"
+        );
+    }
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
@@ -492,7 +509,7 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Reseal(common) => {
             let config = load(&common)?;
-            init_tracing(config.log_format == "json", LogTo::Stderr);
+            start_logging(&config, LogTo::Stderr);
             // Not [`offline_gateway`]'s: its start warns of a rotation not applied yet by telling
             // the operator to run `openport reseal`, this very command.
             let gateway = openport::app::reseal_gateway(config).await?;
@@ -542,7 +559,7 @@ async fn main() -> anyhow::Result<()> {
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {
-    init_tracing(config.log_format == "json", LogTo::Stdout);
+    start_logging(&config, LogTo::Stdout);
     let app = App::build(config).await?;
     match (&app.demo, &app.credentials_file) {
         // stdout is where the logs go (systemd, containers): a live secret never goes there.
@@ -611,7 +628,7 @@ async fn database_only(
     upgrade: bool,
 ) -> anyhow::Result<(Config, openport::store::Db, usize)> {
     let config = load(common)?;
-    init_tracing(config.log_format == "json", LogTo::Stderr);
+    start_logging(&config, LogTo::Stderr);
     if !upgrade {
         openport::app::refuse_new_database(&config.database_url).await?;
     }
@@ -636,7 +653,7 @@ async fn database_only(
 /// Logs go to stderr, as for every operator command.
 async fn offline_gateway(common: &Common) -> anyhow::Result<Gateway> {
     let config = load(common)?;
-    init_tracing(config.log_format == "json", LogTo::Stderr);
+    start_logging(&config, LogTo::Stderr);
     openport::app::operator_gateway(config).await
 }
 
@@ -666,7 +683,7 @@ async fn offline_gateway_calling_kcp(
     about: CallsKcpFor<'_>,
 ) -> anyhow::Result<Gateway> {
     let config = load(common)?;
-    init_tracing(config.log_format == "json", LogTo::Stderr);
+    start_logging(&config, LogTo::Stderr);
     let unreachable = embedded_sandbox_unreachable(&config, about.noun());
     let gateway = openport::app::operator_gateway(config).await?;
     if let Some(why) = unreachable {
@@ -1078,6 +1095,25 @@ fn live_site_code(site_cd: Option<String>, test_mode: bool) -> anyhow::Result<St
     }
 }
 
+/// `merchant create` in test mode (`OPENPORT_TEST_MODE` unset, its default) on a database that
+/// holds live merchants: the database of live instances, reached from a shell without their
+/// configuration. The merchant it made was a test-mode one, which the live instances refuse to
+/// serve, and nothing said so. Refused, naming the setting, nothing made. A live merchant on a
+/// database holding only test-mode ones is the usual first live setup, and is made.
+async fn refuse_test_merchant_beside_live_ones(gateway: &Gateway) -> anyhow::Result<()> {
+    let merchants = openport::store::merchants::all(&gateway.db.read).await?;
+    let live = merchants.iter().filter(|m| !m.test_mode).count();
+    if live > 0 {
+        anyhow::bail!(
+            "this database holds {live} live merchant(s) (test_mode=false) and this shell is in \
+             test mode (OPENPORT_TEST_MODE unset or true), so the merchant would be a test-mode \
+             one that the live instances do not serve: run it with the live instances' \
+             configuration (OPENPORT_TEST_MODE=false, their OPENPORT_MASTER_KEY); nothing created"
+        );
+    }
+    Ok(())
+}
+
 async fn merchant(cmd: MerchantCommand) -> anyhow::Result<()> {
     match cmd {
         MerchantCommand::Create {
@@ -1095,9 +1131,12 @@ async fn merchant(cmd: MerchantCommand) -> anyhow::Result<()> {
             // sandbox: one beside a running server would rewrite its state file with a stale copy.
             // The one command that may be the first on a new database (before any start).
             let config = load(&common)?;
-            init_tracing(config.log_format == "json", LogTo::Stderr);
+            start_logging(&config, LogTo::Stderr);
             let gateway = openport::app::merchant_create_gateway(config).await?;
             let test_mode = gateway.settings.test_mode;
+            if test_mode {
+                refuse_test_merchant_beside_live_ones(&gateway).await?;
+            }
             let site_cd = live_site_code(site_cd, test_mode)?;
             let (cert_pem, key_pem, pass) = match (cert, key) {
                 (Some(c), Some(k)) => (
@@ -1136,15 +1175,17 @@ async fn merchant(cmd: MerchantCommand) -> anyhow::Result<()> {
                 println!(
                     "{}",
                     serde_json::json!({"imp_code": m.imp_code, "imp_key": m.imp_key,
-                        "imp_secret": created.imp_secret.expose_secret(), "site_cd": m.site_cd})
+                        "imp_secret": created.imp_secret.expose_secret(), "site_cd": m.site_cd,
+                        "test_mode": m.test_mode})
                 );
             } else {
                 println!(
-                    "imp_code   {}\nimp_key    {}\nimp_secret {}\nsite_cd    {}",
+                    "imp_code   {}\nimp_key    {}\nimp_secret {}\nsite_cd    {}\ntest_mode  {}",
                     m.imp_code,
                     m.imp_key,
                     created.imp_secret.expose_secret(),
-                    m.site_cd
+                    m.site_cd,
+                    m.test_mode
                 );
                 println!("(the imp_secret is shown only now)");
             }
@@ -1340,15 +1381,42 @@ async fn sandbox(args: SandboxArgs) -> anyhow::Result<()> {
             out,
             passphrase,
         }) => {
+            // KCP's own file names: a directory holding either may hold a real pair (or half of
+            // one), which a new one replaced, the key file keeping its old mode. Refused before
+            // anything is written.
+            let (cert_path, key_path) = (out.join("splCert.pem"), out.join("splPrikeyPKCS8.pem"));
+            for path in [&cert_path, &key_path] {
+                if path.symlink_metadata().is_ok() {
+                    anyhow::bail!(
+                        "{} exists; choose another --out (nothing written)",
+                        path.display()
+                    );
+                }
+            }
             let sb = kcp_sandbox::Sandbox::new(kcp_sandbox::SandboxConfig::default())?;
             let issued = sb.issue_certificate(&site_cd, &passphrase)?;
             std::fs::create_dir_all(&out)?;
-            std::fs::write(out.join("splCert.pem"), issued.certificate_pem)?;
-            // The private key (encrypted, but its passphrase is often at hand): owner only.
-            std::io::Write::write_all(
-                &mut openport::private_file::create(&out.join("splPrikeyPKCS8.pem"), true)?,
-                issued.encrypted_private_key_pem.as_bytes(),
-            )?;
+            // The private key first (encrypted, but its passphrase is often at hand): owner only,
+            // and never over a file that appeared meanwhile.
+            let written = openport::private_file::create(&key_path, false)
+                .and_then(|mut f| {
+                    std::io::Write::write_all(&mut f, issued.encrypted_private_key_pem.as_bytes())
+                })
+                .with_context(|| format!("write {}", key_path.display()));
+            written?;
+            let written = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&cert_path)
+                .and_then(|mut f| {
+                    std::io::Write::write_all(&mut f, issued.certificate_pem.as_bytes())
+                })
+                .with_context(|| format!("write {}", cert_path.display()));
+            if written.is_err() {
+                // Not half a pair: the key just written goes too.
+                let _ = std::fs::remove_file(&key_path);
+            }
+            written?;
             println!(
                 "wrote {0}/splCert.pem and {0}/splPrikeyPKCS8.pem (the key's passphrase is the \
                  --passphrase given, `changeit` when none was)",

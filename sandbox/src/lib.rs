@@ -379,6 +379,30 @@ impl Sandbox {
         self.shared.ca.issue(site_cd, passphrase)
     }
 
+    /// Whether `certificate` (PEM, or KCP's one-line form) was issued by the sandbox's CA, whose
+    /// key is public test material: a pair it issued guards nothing. Any other certificate may
+    /// be a KCP site's own (openport's test mode then keeps its key from the public demo
+    /// merchant, app/first_merchant.rs).
+    pub fn issued_by_sandbox_ca(certificate: &str) -> bool {
+        let Ok(ca) = ca::CertificateAuthority::load() else {
+            return false;
+        };
+        let base64: String = certificate
+            .trim()
+            .trim_start_matches("-----BEGIN CERTIFICATE-----")
+            .trim_end_matches("-----END CERTIFICATE-----")
+            .chars()
+            .filter(|c| !c.is_whitespace())
+            .collect();
+        use base64::Engine;
+        use der::Decode;
+        base64::engine::general_purpose::STANDARD
+            .decode(base64)
+            .ok()
+            .and_then(|der| x509_cert::Certificate::from_der(&der).ok())
+            .is_some_and(|cert| ca.verify_issued(&cert).is_ok())
+    }
+
     /// Arms a fault rule; rules are tried in the order they were added.
     pub fn inject(&self, rule: FaultRule) {
         self.shared.faults().add(rule);

@@ -14,6 +14,7 @@ use crate::service::merchants::{
     warn_of_expiring_certificates, CreatedMerchant, NewMerchant, DEMO_IMP_CODE, DEMO_IMP_KEY,
     DEMO_IMP_SECRET, DEMO_SITE_CD,
 };
+use crate::service::secrets::MasterKey;
 use crate::service::Gateway;
 use crate::store::entity::merchant;
 
@@ -38,7 +39,12 @@ pub struct FirstMerchant {
 }
 
 /// In test mode, an empty database gets the documented demo merchant, whose KCP credentials come
-/// from the `KCP_*` settings when given, otherwise from the embedded sandbox's CA. Outside test
+/// from the `KCP_*` settings when given, otherwise from the embedded sandbox's CA. `KCP_*`
+/// settings naming the operator's own KCP site (a pair neither the sandbox CA's nor of KCP's
+/// public test sites: a test against KCP staging) make no demo merchant, whose imp_key and
+/// imp_secret README publishes: they make a test-mode merchant with fresh credentials written to
+/// a file, as outside test mode, and need `OPENPORT_MASTER_KEY` (the site's key is sealed under
+/// it, never under the public test-mode key). Outside test
 /// mode, a database without a live merchant gets the single merchant of a setup configured with
 /// the seed's `KCP_SITE_CD`, `KCP_CERT_INFO`, `KCP_PRIVATE_KEY_PATH` (+ `KCP_PRIVATE_KEY_PASSWORD`),
 /// with fresh iamport credentials (never the public demo ones) written to a new file: merchants
@@ -69,9 +75,20 @@ pub(super) async fn ensure_first_merchant(
             return Ok(None);
         };
         let group_id = config.kcp.group_id.clone();
-        return live_merchant(gateway, credentials_dir, site_cd, cert, key, pass, group_id)
-            .await
-            .map(Some);
+        return seeded_merchant(
+            gateway,
+            credentials_dir,
+            Seed {
+                site_cd,
+                cert,
+                key,
+                pass,
+                group_id,
+                test_mode: false,
+            },
+        )
+        .await
+        .map(Some);
     }
     if !existing.is_empty() {
         // A database whose first merchant was made with `openport merchant create` gets no demo
@@ -88,6 +105,35 @@ pub(super) async fn ensure_first_merchant(
         return Ok(None);
     }
     let (site_cd, cert, key, pass) = match (configured_kcp_credentials(config)?, sandbox) {
+        (Some((site_cd, cert, key, pass)), _) if is_own_kcp_pair(&site_cd, &cert) => {
+            // The operator's own KCP site (a test against KCP staging): never under the demo
+            // merchant's published credentials, nor sealed under the public test-mode key.
+            if gateway.secrets.key_id() == MasterKey::test_mode_key_id() {
+                anyhow::bail!(
+                    "test mode with KCP_SITE_CD {site_cd} and a certificate the sandbox CA did not \
+                     issue (not one of KCP's public test sites {}): set OPENPORT_MASTER_KEY (base64 \
+                     of 32 random bytes, e.g. `openssl rand -base64 32`); the site's private key \
+                     is sealed under it, and the public test-mode key protects nothing; nothing \
+                     was made",
+                    crate::config::KCP_PUBLIC_TEST_SITES.join(", ")
+                );
+            }
+            let group_id = config.kcp.group_id.clone();
+            return seeded_merchant(
+                gateway,
+                credentials_dir,
+                Seed {
+                    site_cd,
+                    cert,
+                    key,
+                    pass,
+                    group_id,
+                    test_mode: true,
+                },
+            )
+            .await
+            .map(Some);
+        }
         (Some(credentials), _) => credentials,
         (None, Some(sb)) => {
             let site = config
@@ -127,18 +173,41 @@ pub(super) async fn ensure_first_merchant(
     }))
 }
 
-/// The live merchant of the `KCP_*` settings (with `KCP_GROUP_ID`, its KCP batch group; without
-/// it, its billing keys are refused until `openport merchant set-group-id`). Its credentials file
-/// is written before the merchant is stored, so a directory openport cannot write to stops the
-/// start with nothing made, rather than leaving a merchant whose secret nobody has.
-async fn live_merchant(
-    gateway: &Gateway,
-    credentials_dir: &Path,
+/// Whether the seed's pair is a KCP site's own: neither issued by the sandbox's CA (public test
+/// material) nor for one of KCP's public test sites (whose pair KCP publishes).
+fn is_own_kcp_pair(site_cd: &str, certificate: &str) -> bool {
+    !crate::config::is_kcp_public_test_site(site_cd)
+        && !kcp_sandbox::Sandbox::issued_by_sandbox_ca(certificate)
+}
+
+/// The merchant of the seed's `KCP_*` settings, with fresh iamport credentials.
+struct Seed {
     site_cd: String,
     cert: String,
     key: String,
     pass: SecretString,
+    /// `KCP_GROUP_ID`, its KCP batch group; without it, its billing keys are refused outside
+    /// test mode until `openport merchant set-group-id`.
     group_id: Option<String>,
+    /// Live, or a test-mode merchant on the operator's own KCP site (a test against KCP staging).
+    test_mode: bool,
+}
+
+/// The merchant of the `KCP_*` settings: live, or in test mode one on the operator's own KCP
+/// site. Its credentials file is written before the merchant is stored, so a directory openport
+/// cannot write to stops the start with nothing made, rather than leaving a merchant whose
+/// secret nobody has.
+async fn seeded_merchant(
+    gateway: &Gateway,
+    credentials_dir: &Path,
+    Seed {
+        site_cd,
+        cert,
+        key,
+        pass,
+        group_id,
+        test_mode,
+    }: Seed,
 ) -> anyhow::Result<FirstMerchant> {
     let (imp_code, imp_key, imp_secret) = fresh_credentials();
     let path = credentials_dir.join(format!("openport-credentials-{imp_code}.txt"));
@@ -156,7 +225,7 @@ async fn live_merchant(
             certificate_pem: cert,
             private_key_pem: key,
             private_key_passphrase: pass,
-            test_mode: false,
+            test_mode,
             credentials: Some((imp_code, imp_key, imp_secret)),
             kcp_api_base: None,
             kcp_group_id: group_id,
@@ -327,5 +396,21 @@ mod tests {
             "never over an existing file"
         );
         assert!(std::fs::read_to_string(&path).unwrap().contains("s3cret"));
+    }
+
+    /// Only a pair the sandbox CA did not issue, for a site that is not one of KCP's public test
+    /// sites, is the operator's own: the demo merchant may still take the others.
+    #[test]
+    fn a_kcp_pair_is_the_operators_own_unless_the_sandbox_ca_issued_it_or_its_site_is_public() {
+        let sandbox = kcp_sandbox::Sandbox::new(kcp_sandbox::SandboxConfig::default()).unwrap();
+        let issued = sandbox.issue_certificate("AB123", "changeit").unwrap();
+        let one_line: String = issued.certificate_pem.lines().collect();
+        assert!(!is_own_kcp_pair("AB123", &issued.certificate_pem));
+        assert!(!is_own_kcp_pair("AB123", &one_line));
+        let kcps = include_str!("../../tests/fixtures/kcp/splCert.pem");
+        assert!(is_own_kcp_pair("AB123", kcps));
+        assert!(!is_own_kcp_pair("T0000", kcps));
+        assert!(!is_own_kcp_pair("t0007", kcps));
+        assert!(is_own_kcp_pair("AB123", "not a certificate"));
     }
 }

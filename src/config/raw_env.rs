@@ -170,6 +170,16 @@ impl LoadError {
         }
     }
 
+    /// Configuration file `file` could not be read (not there, a directory, not readable).
+    pub(super) fn unreadable_file(file: &std::path::Path, error: &std::io::Error) -> Self {
+        Self {
+            problems: vec![format!(
+                "configuration file {} cannot be read: {error}",
+                file.display()
+            )],
+        }
+    }
+
     pub(super) fn from_figment(error: Error) -> Self {
         Self {
             problems: error.into_iter().map(describe).collect(),

@@ -227,7 +227,10 @@ async fn merchant_create_prints_the_secret_once_keeps_only_its_hash_and_the_secr
         .map(String::as_str)
         .collect();
     fields.sort_unstable();
-    assert_eq!(fields, ["imp_code", "imp_key", "imp_secret", "site_cd"]);
+    assert_eq!(
+        fields,
+        ["imp_code", "imp_key", "imp_secret", "site_cd", "test_mode"]
+    );
     let field = |name: &str| created[name].as_str().unwrap().to_string();
     let (imp_code, imp_key, secret) = (field("imp_code"), field("imp_key"), field("imp_secret"));
     assert_eq!(field("site_cd"), "T0000", "the default site code");
@@ -2823,4 +2826,353 @@ async fn merchant_redirect_origins_sets_shows_and_clears_the_list_a_running_inst
         .post("/checkout/request", None, checkout("cli-anywhere"))
         .await;
     assert_eq!(started["code"], 0, "{started}");
+}
+
+/// Runs the binary until it exits, 60 s at most: a command expected to refuse at once (`serve`
+/// among them) that runs on instead is killed and the test fails with what it printed.
+async fn run_refused_at_once(dir: &Path, database_url: &str, args: &[&str]) -> Output {
+    use std::process::Stdio;
+    let mut command = openport_in_test_mode(dir, database_url, args);
+    let args = format!("{args:?}");
+    tokio::task::spawn_blocking(move || {
+        let mut child = command
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("the openport binary runs");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while child.try_wait().expect("waits").is_none() {
+            if std::time::Instant::now() > deadline {
+                let _ = child.kill();
+                let out = child.wait_with_output().expect("output");
+                panic!(
+                    "openport {args} still ran after 60 s: {}\n{}",
+                    String::from_utf8_lossy(&out.stdout),
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        child.wait_with_output().expect("output")
+    })
+    .await
+    .unwrap()
+}
+
+/// `serve --config /etc/openport/openport.tmol` (a typo) started in test mode with the demo
+/// merchant, the file silently skipped. `serve` and every operator command refuse a file they
+/// cannot read, naming it, with exit status 1, and make nothing.
+#[tokio::test]
+async fn a_configuration_file_that_cannot_be_read_refuses_serve_and_every_operator_command_naming_it(
+) {
+    let (url, _db_dir) = fresh_database().await;
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("openport.tmol");
+    let missing = missing.to_str().unwrap();
+    for args in [
+        &["serve", "--config", missing][..],
+        &["migrate", "--config", missing],
+        &["merchant", "create", "--name", "typo", "--config", missing],
+        &["merchant", "list", "--config", missing],
+        &["schedule", "list", "--config", missing],
+        &["reseal", "--config", missing],
+    ] {
+        let out = run_refused_at_once(dir.path(), &url, args).await;
+        let (stdout, stderr) = (
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+        );
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stdout}\n{stderr}");
+        assert!(stderr.contains(missing), "{args:?}: {stderr}");
+        assert!(!stdout.contains("demo merchant"), "{args:?}: {stdout}");
+    }
+    let db = Database::connect(&url).await.unwrap();
+    let tables = schema(&db).await;
+    assert!(
+        !tables.iter().any(|line| line.contains("merchants")),
+        "a database was made: {tables:#?}"
+    );
+}
+
+/// A misspelt `OPENPORT_…` variable was ignored without a word (docs/operations.md itself named
+/// `OPENPORT_DATABASE__URL`, which nothing reads). `serve` and the operator commands warn at
+/// start, naming each variable no setting reads and never its value; openport's own tools'
+/// variables (`OPENPORT_URL`) are not named.
+#[tokio::test]
+async fn serve_and_operator_commands_warn_naming_the_openport_variables_no_setting_reads_never_their_values(
+) {
+    let (url, _db_dir) = fresh_database().await;
+    let dir = tempfile::tempdir().unwrap();
+    let unread = [
+        ("OPENPORT_DATABASE__URL", "postgres://shop:hunter2@db/shop"),
+        ("OPENPORT_KCP__API_BAS", "https://kcp-typo.example"),
+    ];
+    let mut command = openport_in_test_mode(dir.path(), &url, &["serve"]);
+    command
+        .envs(unread)
+        .env("OPENPORT_URL", "http://127.0.0.1:8080/");
+    let served = ServeProcess::start(command);
+    let printed = served.printed();
+    drop(served);
+    assert!(printed.contains(" WARN "), "{printed}");
+    for (name, value) in unread {
+        assert!(printed.contains(name), "{name}: {printed}");
+        assert!(!printed.contains(value), "{value}: {printed}");
+    }
+    assert!(!printed.contains("OPENPORT_URL"), "{printed}");
+
+    let mut command = openport_in_test_mode(dir.path(), &url, &["merchant", "list"]);
+    command.envs(unread);
+    let out = tokio::task::spawn_blocking(move || command.output().unwrap())
+        .await
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "{stderr}");
+    for (name, value) in unread {
+        assert!(stderr.contains(name), "{name}: {stderr}");
+        assert!(!stdout.contains(name), "logs go to stderr: {stdout}");
+        assert!(
+            !stderr.contains(value) && !stdout.contains(value),
+            "{value}"
+        );
+    }
+}
+
+/// `sandbox issue-cert --out DIR` overwrote an existing splCert.pem / splPrikeyPKCS8.pem (KCP's
+/// own file names, so possibly a real pair), and an overwritten key file kept its old mode. A
+/// directory holding either file is refused, nothing written.
+#[tokio::test]
+async fn sandbox_issue_cert_into_a_directory_holding_either_file_writes_nothing_and_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let out_dir = dir.path().join("certs");
+    let out_arg = out_dir.to_str().unwrap();
+    let cwd = dir.path();
+    let issue = |site: &'static str| {
+        let args = ["sandbox", "issue-cert", "--site-cd", site, "--out", out_arg];
+        async move { run(cwd, "sqlite::memory:", &args).await }
+    };
+    let first = issue("A1234").await;
+    assert!(first.status.success(), "{first:?}");
+    let (cert, key) = (
+        out_dir.join("splCert.pem"),
+        out_dir.join("splPrikeyPKCS8.pem"),
+    );
+    let before = (std::fs::read(&cert).unwrap(), std::fs::read(&key).unwrap());
+
+    let again = issue("B5678").await;
+    let stderr = String::from_utf8_lossy(&again.stderr);
+    assert_eq!(again.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("exists; choose another --out"), "{stderr}");
+    assert!(stderr.contains("splCert.pem"), "{stderr}");
+    assert_eq!(
+        (std::fs::read(&cert).unwrap(), std::fs::read(&key).unwrap()),
+        before,
+        "overwritten"
+    );
+
+    // The key alone (half a pair copied in): refused too, no certificate written beside it.
+    std::fs::remove_file(&cert).unwrap();
+    let key_only = issue("B5678").await;
+    let stderr = String::from_utf8_lossy(&key_only.stderr);
+    assert_eq!(key_only.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("splPrikeyPKCS8.pem"), "{stderr}");
+    assert!(
+        !cert.exists(),
+        "a certificate was written beside the old key"
+    );
+    assert_eq!(std::fs::read(&key).unwrap(), before.1);
+}
+
+/// `merchant create` from a shell without `OPENPORT_TEST_MODE=false`, on the database live
+/// instances serve, made a test-mode merchant without a word. It says the mode it made the
+/// merchant in, and in test mode refuses a database holding live merchants, naming the setting.
+/// A live merchant made on a database holding only test ones is the usual first live setup.
+#[tokio::test]
+async fn merchant_create_says_its_mode_and_in_test_mode_refuses_a_database_holding_live_merchants()
+{
+    let (url, _db_dir) = fresh_database().await;
+    let dir = tempfile::tempdir().unwrap();
+    let created: Value = serde_json::from_str(
+        &run_ok(
+            dir.path(),
+            &url,
+            &["merchant", "create", "--name", "test shop", "--json"],
+        )
+        .await,
+    )
+    .expect("JSON");
+    assert_eq!(created["test_mode"], json!(true), "{created}");
+    let printed = run_ok(dir.path(), &url, &["merchant", "create", "--name", "T2"]).await;
+    assert!(printed.lines().any(|l| l == "test_mode  true"), "{printed}");
+
+    // A live merchant beside the test ones: the first live setup.
+    let pair = issue_cert(dir.path(), "live", "AB123", "changeit").await;
+    let (cert, key) = (pair.join("splCert.pem"), pair.join("splPrikeyPKCS8.pem"));
+    let create_live = |url: &str| {
+        let mut command = openport_in_test_mode(
+            dir.path(),
+            url,
+            &[
+                "merchant",
+                "create",
+                "--name",
+                "live shop",
+                "--site-cd",
+                "AB123",
+                "--cert",
+                cert.to_str().unwrap(),
+                "--key",
+                key.to_str().unwrap(),
+                "--json",
+            ],
+        );
+        command
+            .env("OPENPORT_TEST_MODE", "false")
+            .env(
+                "OPENPORT_MASTER_KEY",
+                "DAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAw=",
+            )
+            .env("KCP_PRIVATE_KEY_PASSWORD", "changeit");
+        async move {
+            let out = tokio::task::spawn_blocking(move || command.output().unwrap())
+                .await
+                .unwrap();
+            let live: Value = serde_json::from_str(&printed_by_success(&out)).expect("JSON");
+            assert_eq!(live["test_mode"], json!(false), "{live}");
+        }
+    };
+    create_live(&url).await;
+
+    // The database of live instances (live merchants only, their secrets under their master
+    // key).
+    let (url, _live_db_dir) = fresh_database().await;
+    create_live(&url).await;
+
+    // Now a shell with the live instances' master key but not their mode (test mode is the
+    // default) is refused, naming the setting, and makes nothing.
+    let listed = || run_ok(dir.path(), &url, &["merchant", "list"]);
+    let before = listed().await;
+    for args in [
+        &["merchant", "create", "--name", "oops"][..],
+        &["merchant", "create", "--name", "oops", "--json"],
+    ] {
+        let mut command = openport_in_test_mode(dir.path(), &url, args);
+        command.env(
+            "OPENPORT_MASTER_KEY",
+            "DAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAw=",
+        );
+        let out = tokio::task::spawn_blocking(move || command.output().unwrap())
+            .await
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(stderr.contains("OPENPORT_TEST_MODE=false"), "{stderr}");
+        assert!(
+            !String::from_utf8_lossy(&out.stdout).contains("imp_secret"),
+            "{out:?}"
+        );
+    }
+    assert_eq!(listed().await, before, "a merchant was made");
+}
+
+/// In test mode the `KCP_*` settings gave the demo merchant, whose imp_key and imp_secret README
+/// publishes, the operator's own KCP site key, sealed under the public test-mode master key: a
+/// test against KCP staging handed anyone who read README the site's key. With a pair that is
+/// neither the sandbox CA's nor of KCP's public test sites, a start without `OPENPORT_MASTER_KEY`
+/// is refused, naming it, nothing made; with one, the first merchant gets fresh credentials,
+/// written to a file as a live instance's first merchant's are, and the demo ones get no token.
+#[tokio::test]
+async fn a_test_mode_start_with_the_operators_own_kcp_pair_needs_a_master_key_and_makes_no_demo_merchant(
+) {
+    let (cert_file, key_file) = expired_kcp_pair();
+    let cert = std::fs::read_to_string(&cert_file).unwrap();
+    let (url, _db_dir) = fresh_database().await;
+    let dir = tempfile::tempdir().unwrap();
+    let own_pair = |command: &mut std::process::Command| {
+        command
+            .env("KCP_SITE_CD", "AB123")
+            .env("KCP_CERT_INFO", &cert)
+            .env("KCP_PRIVATE_KEY_PATH", &key_file)
+            .env("KCP_PRIVATE_KEY_PASSWORD", "changeit")
+            .env("OPENPORT_KCP__API_BASE", "https://stg-spl.kcp.co.kr");
+    };
+
+    let mut command = openport_in_test_mode(dir.path(), &url, &["serve"]);
+    own_pair(&mut command);
+    let out = tokio::task::spawn_blocking(move || {
+        use std::process::Stdio;
+        let mut child = command
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while child.try_wait().unwrap().is_none() && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        let _ = child.kill();
+        child.wait_with_output().unwrap()
+    })
+    .await
+    .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(!stdout.contains("openport listening"), "started: {stdout}");
+    assert!(!stdout.contains("demo merchant"), "{stdout}");
+    assert!(stderr.contains("OPENPORT_MASTER_KEY"), "{stdout}\n{stderr}");
+    let db = Database::connect(&url).await.unwrap();
+    let merchants = |db: DatabaseConnection| async move {
+        if !schema(&db).await.iter().any(|l| l.contains("merchants")) {
+            return vec![];
+        }
+        sea_orm::JsonValue::find_by_statement(statement(&db, "SELECT * FROM merchants"))
+            .all(&db)
+            .await
+            .unwrap()
+    };
+    assert!(
+        merchants(db.clone()).await.is_empty(),
+        "a merchant was made"
+    );
+
+    let mut command = openport_in_test_mode(dir.path(), &url, &["serve"]);
+    own_pair(&mut command);
+    command.env(
+        "OPENPORT_MASTER_KEY",
+        "Dg4ODg4ODg4ODg4ODg4ODg4ODg4ODg4ODg4ODg4ODg4=",
+    );
+    let served = ServeProcess::start(command);
+    let printed = served.stdout.clone();
+    assert!(!printed.contains("demo merchant"), "{printed}");
+    assert!(
+        !printed.contains(openport::service::merchants::DEMO_IMP_SECRET),
+        "{printed}"
+    );
+    let made = merchants(db.clone()).await;
+    assert_eq!(made.len(), 1, "{made:?}");
+    let imp_code = made[0]["imp_code"].as_str().unwrap();
+    assert_ne!(
+        made[0]["imp_key"].as_str(),
+        Some(openport::service::merchants::DEMO_IMP_KEY)
+    );
+    assert!(
+        made[0]["test_mode"] == json!(true) || made[0]["test_mode"] == json!(1),
+        "{made:?}"
+    );
+    let file = dir
+        .path()
+        .join(format!("openport-credentials-{imp_code}.txt"));
+    let text = std::fs::read_to_string(&file).expect("the credentials file");
+    assert!(text.contains("imp_secret="), "{text}");
+    assert!(
+        printed.contains(&format!("openport-credentials-{imp_code}.txt")),
+        "{printed}"
+    );
+    let (status, body) = demo_token_request(&served).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
 }

@@ -1227,3 +1227,25 @@ async fn a_start_killed_while_its_migrations_run_leaves_no_backend_running_them(
     }
     held.rollback().await.unwrap();
 }
+
+/// A live instance (test mode off) on KCP's staging host started without a word: its payments
+/// go to KCP's test system, no card is charged, and each is recorded as live and announced paid.
+/// Allowed (a live rehearsal), but said at start.
+#[tokio::test]
+async fn a_live_start_on_kcps_staging_host_warns_that_its_payments_go_to_kcps_test_system() {
+    let _live = spawn_app_with(|c| {
+        c.test_mode = false;
+        c.master_key = Some(SecretString::from(
+            "DQ0NDQ0NDQ0NDQ0NDQ0NDQ0NDQ0NDQ0NDQ0NDQ0NDQ0=",
+        ));
+        c.public_url = Some("https://pay.example.com".into());
+        c.kcp.api_base = Some("https://stg-spl.kcp.co.kr".into());
+    })
+    .await;
+    let logs = captured_logs();
+    assert!(
+        logs.contains("names KCP's staging host stg-spl.kcp.co.kr")
+            && logs.contains("recorded as live"),
+        "{logs}"
+    );
+}
