@@ -17,6 +17,7 @@ use crate::app::AppState;
 use crate::service::webhooks::{shown_url, DeliveryRecord, WebhookContentType, WebhookSettings};
 use crate::store::webhooks::DeliveryQuery;
 
+/// The largest page of the delivery history, and its default `limit`.
 const MAX_LIST: u64 = 100;
 
 pub fn routes() -> Router<AppState> {
@@ -111,18 +112,42 @@ fn parse_id(raw: &str, what: &str) -> Result<i64, ApiError> {
         .map_err(|_| ApiError::bad_request(format!("{what}는 정수여야 합니다.")))
 }
 
-/// Delivery history, newest first (at most 100), optionally narrowed by `imp_uid`,
-/// `merchant_id` and `state` (`pending` | `delivered` | `failed`).
+/// A positive integer query value (`before_id`, `limit`) up to `max`, or HTTP 400 naming it.
+fn positive(q: Option<&str>, name: &str, max: i64) -> ApiResult<Option<i64>> {
+    let Some(raw) = query_value(q, name) else {
+        return Ok(None);
+    };
+    match raw.trim().parse::<i64>() {
+        Ok(n) if (1..=max).contains(&n) => Ok(Some(n)),
+        _ if max == i64::MAX => Err(ApiError::bad_request(format!(
+            "{name}는 1 이상의 정수여야 합니다."
+        ))),
+        _ => Err(ApiError::bad_request(format!(
+            "{name}는 1부터 {max}까지의 정수여야 합니다."
+        ))),
+    }
+}
+
+/// Delivery history, newest first, `limit` a page (at most and by default 100), optionally
+/// narrowed by `imp_uid`, `merchant_id` and `state` (`pending` | `delivered` | `failed`). The
+/// next page is `before_id=<the last id of this one>`; a page shorter than `limit` is the last.
+/// A cursor, not an offset: after a receiver outage the operator pages back through every failed
+/// delivery to resend it, while new ones keep arriving at the front (review rI F5: past the
+/// newest 100 nothing could be listed).
 #[utoipa::path(get, path = "/admin/webhooks", operation_id = "listWebhookDeliveries",
     params(
         ("imp_uid" = Option<String>, Query),
         ("merchant_id" = Option<i64>, Query),
         ("state" = Option<String>, Query, pattern = "^(pending|delivered|failed)?$",
             description = "empty: no filter, as for any empty query value"),
+        ("before_id" = Option<i64>, Query, minimum = 1,
+            description = "only deliveries with a lower id: the next page is `before_id=<the last id of the page before>`; a page shorter than `limit` is the last"),
+        ("limit" = Option<i64>, Query, minimum = 1, maximum = 100,
+            description = "deliveries a page; default 100"),
     ),
     responses(
         (status = 200, body = WebhookDeliveryListReply),
-        (status = 400, body = ErrorEnvelope, description = "merchant_id not an integer, or an unknown state"),
+        (status = 400, body = ErrorEnvelope, description = "merchant_id not an integer, an unknown state, before_id not a positive integer, or limit not an integer from 1 to 100"),
         TokenErrors))]
 pub async fn list(
     State(s): State<AppState>,
@@ -141,13 +166,16 @@ pub async fn list(
     let merchant_id = query_value(q, "merchant_id")
         .map(|m| parse_id(&m, "merchant_id"))
         .transpose()?;
+    let before_id = positive(q, "before_id", i64::MAX)?;
+    let limit = positive(q, "limit", MAX_LIST as i64)?.map_or(MAX_LIST, |n| n as u64);
     let list = s
         .gateway
         .webhook_history(&DeliveryQuery {
             imp_uid: query_value(q, "imp_uid"),
             merchant_id,
             state,
-            limit: MAX_LIST,
+            before_id,
+            limit,
         })
         .await?;
     Ok(ok(list.into_iter().map(Into::into).collect()))

@@ -597,6 +597,38 @@ mod tests {
         }
     }
 
+    /// The operator's history pages with `before_id`: unfiltered or by merchant, a page is a
+    /// range of an index read backwards from the cursor, never a sort of every delivery.
+    #[tokio::test]
+    async fn a_history_page_before_an_id_is_a_range_of_an_index_without_a_sort() {
+        let db = super::super::Db::connect("sqlite::memory:").await.unwrap();
+        db.migrate().await.unwrap();
+        let page = |merchant_id, imp_uid: Option<&str>| DeliveryQuery {
+            imp_uid: imp_uid.map(str::to_string),
+            merchant_id,
+            before_id: Some(500),
+            limit: 100,
+            ..Default::default()
+        };
+        for (q, index) in [
+            (page(None, None), "USING INTEGER PRIMARY KEY (rowid<?)"),
+            (
+                page(Some(1), None),
+                "USING INDEX webhook_deliveries_by_merchant (merchant_id=? AND id<?)",
+            ),
+            (
+                page(None, Some("imp_1")),
+                "USING INDEX webhook_deliveries_by_imp_uid (imp_uid=?",
+            ),
+        ] {
+            let plan =
+                super::super::sqlite_plan(&db, history_select(&q).build(DbBackend::Sqlite)).await;
+            assert!(plan.contains(index), "{q:?}: {plan}");
+            assert!(!plan.contains("TEMP B-TREE"), "{q:?}: {plan}");
+            assert!(deliveries(&db.read, &q).await.unwrap().is_empty());
+        }
+    }
+
     /// The look a new delivery takes at its payment's older ones ([`insert_delivery`]) is a few
     /// steps in the `imp_uid` index, in the transaction that writes the event.
     #[tokio::test]
@@ -700,14 +732,19 @@ pub struct DeliveryQuery {
     pub imp_uid: Option<String>,
     pub merchant_id: Option<i64>,
     pub state: Option<String>,
+    /// The cursor of the next page: only deliveries with a lower id (the last id of the page
+    /// before). Ids only grow, so paging this way lists each delivery once even while new ones
+    /// are written, which an offset would not.
+    pub before_id: Option<i64>,
     pub limit: u64,
 }
 
-/// Newest first.
-pub async fn deliveries(
-    db: &impl ConnectionTrait,
-    q: &DeliveryQuery,
-) -> Result<Vec<webhook_delivery::Model>, DbErr> {
+/// The history's statement: newest first, the cursor a range of the key the filter's index is
+/// ordered by (the primary key unfiltered; `(merchant_id, id)` by merchant; by `imp_uid`, a
+/// payment's few rows in its index), so a page far back is read from where it starts, not counted
+/// up to (the SQLite plans are tested below). `state` alone, as before the cursor, walks the ids
+/// back or reads the states' index.
+fn history_select(q: &DeliveryQuery) -> sea_orm::Select<webhook_delivery::Entity> {
     let mut s = webhook_delivery::Entity::find();
     if let Some(imp) = &q.imp_uid {
         s = s.filter(webhook_delivery::Column::ImpUid.eq(imp.clone()));
@@ -718,10 +755,18 @@ pub async fn deliveries(
     if let Some(st) = &q.state {
         s = s.filter(webhook_delivery::Column::State.eq(st.clone()));
     }
-    s.order_by_desc(webhook_delivery::Column::Id)
-        .limit(q.limit)
-        .all(db)
-        .await
+    if let Some(before) = q.before_id {
+        s = s.filter(webhook_delivery::Column::Id.lt(before));
+    }
+    s.order_by_desc(webhook_delivery::Column::Id).limit(q.limit)
+}
+
+/// Newest first, at most `q.limit`.
+pub async fn deliveries(
+    db: &impl ConnectionTrait,
+    q: &DeliveryQuery,
+) -> Result<Vec<webhook_delivery::Model>, DbErr> {
+    history_select(q).all(db).await
 }
 
 /// Attempts of the given deliveries, oldest first.
