@@ -11,7 +11,7 @@
 use cbc::cipher::{block_padding::Pkcs7, BlockDecryptMut, BlockEncryptMut, KeyIvInit};
 use der::asn1::{Any, ObjectIdentifier, OctetString};
 use der::pem::LineEnding;
-use der::{Decode, Encode, Reader, SliceReader, Tag};
+use der::{Decode, Encode, Reader, SliceReader, Tag, Tagged};
 use pkcs12::kdf::{derive_key_utf8, Pkcs12KeyType};
 use rand::RngCore;
 use spki::AlgorithmIdentifierOwned;
@@ -88,10 +88,17 @@ pub fn decrypt_private_key_pem(pem: &str, passphrase: &str) -> Result<Vec<u8>, K
     reader.finish(())?;
 
     let (key, iv) = derive(passphrase, salt.as_bytes(), iterations)?;
-    TdesDecryptor::new_from_slices(&key, &iv)
+    let plaintext = TdesDecryptor::new_from_slices(&key, &iv)
         .map_err(|_| KeyFileError::Decrypt)?
         .decrypt_padded_vec_mut::<Pkcs7>(ciphertext.as_bytes())
-        .map_err(|_| KeyFileError::Decrypt)
+        .map_err(|_| KeyFileError::Decrypt)?;
+    // A wrong passphrase passes the padding check about 1 time in 256 (a last byte of 0x01), so
+    // the padding alone does not tell it apart: the plaintext must also be one whole DER SEQUENCE,
+    // as a `PrivateKeyInfo` is.
+    match Any::from_der(&plaintext) {
+        Ok(info) if info.tag() == Tag::Sequence => Ok(plaintext),
+        _ => Err(KeyFileError::Decrypt),
+    }
 }
 
 /// RFC 7292 appendix B KDF with SHA-1: id 1 gives the 24-byte 3DES key, id 2 the 8-byte IV.
@@ -111,12 +118,32 @@ fn derive(
 mod tests {
     use super::*;
 
+    fn a_der_sequence() -> Vec<u8> {
+        let body = OctetString::new(b"not really a key".to_vec())
+            .unwrap()
+            .to_der()
+            .unwrap();
+        Any::new(Tag::Sequence, body).unwrap().to_der().unwrap()
+    }
+
     #[test]
     fn a_key_file_decrypts_with_its_passphrase_and_not_with_another() {
-        let secret = b"0\x03\x02\x01\x00 not really a key".to_vec();
+        let secret = a_der_sequence();
         let pem = encrypt_private_key_pem(&secret, "changeit").unwrap();
         assert!(pem.starts_with("-----BEGIN ENCRYPTED PRIVATE KEY-----\n"));
         assert_eq!(decrypt_private_key_pem(&pem, "changeit").unwrap(), secret);
         assert!(decrypt_private_key_pem(&pem, "wrong").is_err());
+    }
+
+    /// Each file has a fresh salt, and with about 1 salt in 256 a wrong passphrase leaves a
+    /// plaintext whose padding looks right: over a thousand files, some do, and none may be
+    /// taken for the key.
+    #[test]
+    fn a_wrong_passphrase_is_refused_even_when_its_padding_happens_to_look_right() {
+        let secret = a_der_sequence();
+        for _ in 0..1000 {
+            let pem = encrypt_private_key_pem(&secret, "changeit").unwrap();
+            assert!(decrypt_private_key_pem(&pem, "wrong").is_err());
+        }
     }
 }
