@@ -978,7 +978,7 @@ async fn payment(cmd: PaymentCommand) -> anyhow::Result<()> {
                      (status {}, cancel_amount {}, balance {} won; `cancelled` webhook queued)",
                     payment.status,
                     payment.cancel_amount,
-                    payment.amount - payment.cancel_amount
+                    payment.balance()
                 ),
                 CancelAtKcp::ReapprovalUnaccounted => anyhow::bail!(
                     "payment {imp_uid}: not checked: a point re-approval openport sent on tno \

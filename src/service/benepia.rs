@@ -549,7 +549,7 @@ impl Gateway {
         reapproval: PointTrade,
     ) -> ServiceResult<CancelOutcome> {
         let id = attempt.id;
-        let amount = payment.amount - payment.cancel_amount;
+        let amount = payment.balance();
         let message = format!(
             "late re-approval {} cancelled at KCP: whole balance cancelled",
             reapproval.tno
@@ -570,9 +570,7 @@ impl Gateway {
         payment: &payment::Model,
         attempt: &pg_attempt::Model,
     ) -> bool {
-        payment.pay_method == POINT
-            && attempt.amount > 0
-            && attempt.amount < payment.amount - payment.cancel_amount
+        payment.pay_method == POINT && attempt.amount > 0 && attempt.amount < payment.balance()
     }
 
     /// True for an older version's partial point cancel that still owes its re-approval
@@ -1382,7 +1380,7 @@ impl Gateway {
         reapproval: Option<&PointTrade>,
         message: String,
     ) -> ServiceResult<PointCommit> {
-        let amount = payment.amount - payment.cancel_amount;
+        let amount = payment.balance();
         // More was cancelled than asked: the merchant is told even without `enable_webhook`.
         self.commit_point_cancel(payment, attempt, amount, reapproval, message, true)
             .await
@@ -1759,7 +1757,7 @@ impl PointCancelOutcome {
 /// recorded, and what the original trade must hold to be read as re-approved in place. Spelt
 /// once so that what is sent and what it is checked against cannot drift apart.
 fn rest_after_cancel(payment: &payment::Model, attempt: &pg_attempt::Model) -> Won {
-    payment.amount - payment.cancel_amount - attempt.amount
+    payment.balance() - attempt.amount
 }
 
 /// The re-approval's KCP order number (`mod_ordr_idxx`): the payment's plus `P` and the attempt

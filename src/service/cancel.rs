@@ -771,7 +771,7 @@ fn holds_deposit(p: &payment::Model) -> bool {
     p.pay_method == super::vbanks::VBANK
         && PaymentStatus::from_db(&p.status) != PaymentStatus::Ready
         && p.paid_at.is_some_and(|t| t > 0)
-        && p.amount - p.cancel_amount > 0
+        && p.balance() > 0
 }
 
 /// Why a cancel of `p` cannot be sent as a refund, if it cannot: a virtual account holding money,

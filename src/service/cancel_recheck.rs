@@ -135,7 +135,7 @@ impl Gateway {
                 }
             }
         }
-        let balance = payment.amount - payment.cancel_amount;
+        let balance = payment.balance();
         let finding = if remaining == balance {
             Finding::Closed("failed", "still not applied at KCP".into())
         } else if remaining == balance - attempt.amount {

@@ -1096,7 +1096,7 @@ impl Gateway {
         tno: &str,
         reason: String,
     ) -> Result<CancelAtKcp, NotificationError> {
-        let balance = payment.amount - payment.cancel_amount;
+        let balance = payment.balance();
         let holds_money = matches!(
             PaymentStatus::from_db(&payment.status),
             PaymentStatus::Paid | PaymentStatus::Cancelled

@@ -248,7 +248,7 @@ impl Gateway {
                     .await;
             }
         };
-        let balance_before = payment.amount - payment.cancel_amount;
+        let balance_before = payment.balance();
         if remaining == balance_before - attempt.amount {
             self.recorded_unless_reapproval_landed(connector, payment, attempt, "")
                 .await
@@ -388,7 +388,7 @@ impl Gateway {
         let refusal = &quoted_refusal(code, message);
         let refused = CancelOutcome::NotApplied(message.to_string());
         let absent = reason == DeclineReason::NoSuchTrade;
-        let balance = payment.amount - payment.cancel_amount;
+        let balance = payment.balance();
         let held = match self.remaining_at_kcp(connector, &payment, &attempt).await? {
             Some(Ok(Some(remaining))) => Some(remaining),
             Some(Ok(None)) => {
@@ -485,7 +485,7 @@ impl Gateway {
         attempt: pg_attempt::Model,
         answered: &CancelConfirmation,
     ) -> ServiceResult<CancelOutcome> {
-        let balance = payment.amount - payment.cancel_amount;
+        let balance = payment.balance();
         let (answered_remaining, answered_amount) = (answered.remaining, answered.cancelled);
         tracing::error!(imp_uid = %payment.imp_uid, answered_remaining, ?answered_amount, balance, amount = attempt.amount, "KCP confirmed a cancel for other amounts than were sent; asking KCP what it holds");
         let held = match self.remaining_at_kcp(connector, &payment, &attempt).await? {

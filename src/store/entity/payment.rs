@@ -72,6 +72,12 @@ pub enum Relation {}
 impl ActiveModelBehavior for ActiveModel {}
 
 impl Model {
+    /// What is left to cancel: the amount paid less every cancel recorded so far (iamport's
+    /// `amount - cancel_amount`, KCP's `rem_mny` before the next cancel).
+    pub fn balance(&self) -> i64 {
+        self.amount - self.cancel_amount
+    }
+
     /// iamport's `cash_receipt_issued`: a receipt the buyer asked KCP's window for, once the money
     /// is in (at approval for a bank transfer, at the deposit for a virtual account: KCP issues
     /// it for cash received; a revoked account received none).
