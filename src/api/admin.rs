@@ -26,6 +26,9 @@ pub struct MerchantSummary {
     pub created_at: i64,
     /// The merchant's own KCP origin; null = the instance's.
     pub kcp_api_base: Option<String>,
+    /// The KCP group its billing keys are issued in (`openport merchant set-group-id`); null
+    /// = none yet, which refuses billing keys outside test mode.
+    pub kcp_group_id: Option<String>,
 }
 
 #[utoipa::path(get, path = "/admin/merchants", operation_id = "listMerchants",
@@ -46,6 +49,7 @@ pub async fn merchants(
             test_mode: m.test_mode,
             created_at: m.created_at,
             kcp_api_base: m.kcp_api_base,
+            kcp_group_id: m.kcp_group_id,
         })
         .collect()))
 }

@@ -588,3 +588,24 @@ async fn redirect_origins_are_validated_normalised_and_operator_only() {
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["response"]["origins"], serde_json::json!([]), "{body}");
 }
+
+/// An operator sees which KCP group each merchant's billing keys are issued in, as the CLI's
+/// `merchant list` shows it, and null before one is set.
+#[tokio::test]
+async fn the_merchant_list_names_each_merchants_kcp_group() {
+    let app = spawn_app().await;
+    let listed = |body: serde_json::Value| body["response"][0]["kcp_group_id"].clone();
+    let (_, body) = app.get("/admin/merchants", Some(ADMIN_TOKEN)).await;
+    assert_eq!(body["code"], 0, "{body}");
+    assert_eq!(listed(body.clone()), serde_json::Value::Null, "{body}");
+
+    openport::service::merchants::set_kcp_group_id(
+        &app.app.gateway.db,
+        openport::service::merchants::DEMO_IMP_CODE,
+        "T00002000002",
+    )
+    .await
+    .unwrap();
+    let (_, body) = app.get("/admin/merchants", Some(ADMIN_TOKEN)).await;
+    assert_eq!(listed(body.clone()), "T00002000002", "{body}");
+}
