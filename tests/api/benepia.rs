@@ -1344,18 +1344,16 @@ async fn a_reapproval_kcp_applies_after_it_was_closed_as_not_applied_is_found_by
     let app = spawn_app().await;
     let token = app.token().await;
     let p = paid_with_points(&app, &token, "bp-stra-later", 10_000).await;
-    the_next_stra_meets(
-        &app,
-        Fault::Delay {
-            ms: crate::helpers::KCP_TIMEOUT_MS + 2500,
-        },
-    );
+    let gate = "bp-stra-later";
+    the_next_stra_meets(&app, Fault::HoldRequest { gate: gate.into() });
     let c = cancel(&app, &token, &p["imp_uid"], Some(3_000)).await;
     assert_eq!(c["code"], 1, "{c}");
     app.advance(SETTLE_SECS + 20);
     app.app.gateway.resolve_due(10).await.unwrap();
-    tokio::time::sleep(std::time::Duration::from_millis(3000)).await;
-    assert_eq!(balance(&app, BENEPIA_01.id), 93_000, "KCP applied it since");
+    crate::helpers::kcp_applies_the_held_call(&app, gate, "KCP applied it since", || {
+        balance(&app, BENEPIA_01.id) == 93_000
+    })
+    .await;
     assert!(app.conflicts().await.is_empty());
 
     app.advance(30 * SETTLE_SECS);

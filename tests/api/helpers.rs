@@ -1210,3 +1210,42 @@ pub fn assert_code_1_saying(status: StatusCode, res: &Value, says: &str, why: &s
         "{why}: {res}"
     );
 }
+
+/// The longest [`until_kcp_has_applied`] waits. KCP applies a late call within milliseconds of
+/// its gate opening on an idle machine; the bound only keeps a test whose call never lands from
+/// hanging, so it is far above anything a loaded runner adds.
+const KCP_APPLIES_WITHIN: Duration = Duration::from_secs(30);
+
+/// Waits until `applied` holds of KCP's books (the sandbox's ledger, a point balance): a call KCP
+/// applies after the gateway stopped waiting for it has landed. A poll rather than a fixed sleep:
+/// the test, the gateway and the sandbox share one thread, and a sleep sized to KCP's timer lost
+/// the race whenever that thread stalled for the sleep's margin (review rM, finding 3), failing
+/// with a wrong amount far from the cause. A slow machine now only makes the test slower. Fails
+/// the test saying `what` after [`KCP_APPLIES_WITHIN`].
+pub async fn until_kcp_has_applied(what: &str, applied: impl Fn() -> bool) {
+    let deadline = tokio::time::Instant::now() + KCP_APPLIES_WITHIN;
+    while !applied() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what}: not applied at KCP within {}s",
+            KCP_APPLIES_WITHIN.as_secs()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// KCP applies the call it holds unprocessed on `gate` (a [`kcp_sandbox::Fault::HoldRequest`]
+/// armed before the call): the test calls this once the gateway has given up waiting (its
+/// timeout) and has done whatever must happen while KCP still shows nothing. Returns once
+/// `applied` holds ([`until_kcp_has_applied`]). Unlike a `Fault::Delay`, no timer decides which
+/// comes first, the gateway's look or KCP's applying the call.
+pub async fn kcp_applies_the_held_call(
+    app: &TestApp,
+    gate: &str,
+    what: &str,
+    applied: impl Fn() -> bool,
+) {
+    app.sandbox.until_held(gate).await;
+    app.sandbox.open_gate(gate);
+    until_kcp_has_applied(what, applied).await;
+}

@@ -7,8 +7,8 @@ use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
 use serde_json::json;
 
 use crate::helpers::{
-    a_cancel_held_as_a_conflict, imp_uid_in, kcp_answers_no_such_trade, spawn_app, test_cards,
-    KCP_TIMEOUT_MS, SETTLE_SECS,
+    a_cancel_held_as_a_conflict, imp_uid_in, kcp_answers_no_such_trade, kcp_applies_the_held_call,
+    spawn_app, test_cards, SETTLE_SECS,
 };
 
 #[tokio::test]
@@ -175,24 +175,26 @@ async fn a_retry_after_the_settle_delay_resolves_the_old_attempt_itself() {
 
 /// A key-in payment KCP approves only after openport's timeout: the request is answered code 1
 /// (outcome unknown) and, once this returns, KCP's ledger holds the approval. Returns the answer.
+/// KCP holds the approval unprocessed until the request has timed out, so every look the request
+/// took (its inquiry) found nothing, however slow the machine.
 pub(crate) async fn approved_after_the_timeout(
     app: &crate::helpers::TestApp,
     token: &str,
     merchant_uid: &str,
 ) -> serde_json::Value {
+    let gate = format!("approved-after-the-timeout-{merchant_uid}");
     app.sandbox.inject(FaultRule::new(
         paths::HUB_PAYMENT,
-        Fault::Delay {
-            ms: KCP_TIMEOUT_MS + 1000,
-        },
+        Fault::HoldRequest { gate: gate.clone() },
     ));
     let (_, body) = app
         .pay(token, merchant_uid, 1000, test_cards::SHINHAN_CREDIT)
         .await;
     assert_eq!(body["code"], 1, "{body}");
-    // Let the slow approval land at KCP.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    assert_eq!(app.sandbox.ledger().len(), 1, "KCP approved it late");
+    kcp_applies_the_held_call(app, &gate, "KCP approved it late", || {
+        app.sandbox.ledger().len() == 1
+    })
+    .await;
     body
 }
 
@@ -306,11 +308,10 @@ async fn a_cancel_that_lands_after_the_timeout_is_recorded_by_the_resolver() {
     let app = spawn_app().await;
     let token = app.token().await;
     let p = app.paid(&token, "cs-1", 10000).await;
+    let gate = "cs-1-cancel";
     app.sandbox.inject(FaultRule::new(
         paths::CANCEL,
-        Fault::Delay {
-            ms: KCP_TIMEOUT_MS + 1000,
-        },
+        Fault::HoldRequest { gate: gate.into() },
     ));
     let (_, body) = app
         .post(
@@ -320,7 +321,11 @@ async fn a_cancel_that_lands_after_the_timeout_is_recorded_by_the_resolver() {
         )
         .await;
     assert_eq!(body["code"], 1, "{body}");
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // The resolver runs only once KCP has applied the cancel: it is to find it, not race it.
+    kcp_applies_the_held_call(&app, gate, "KCP cancelled it late", || {
+        app.sandbox.ledger()[0].balance == 6000
+    })
+    .await;
     app.advance(SETTLE_SECS + 1);
     app.resolve_all().await;
     let now = app.payment(&token, p["imp_uid"].as_str().unwrap()).await;
@@ -943,11 +948,10 @@ async fn an_approval_kcp_applies_after_the_settle_delay_is_found_by_a_second_loo
 ) {
     let app = spawn_app().await;
     let token = app.token().await;
+    let gate = "very-late-1";
     app.sandbox.inject(FaultRule::new(
         paths::HUB_PAYMENT,
-        Fault::Delay {
-            ms: KCP_TIMEOUT_MS + 2500,
-        },
+        Fault::HoldRequest { gate: gate.into() },
     ));
     let (_, body) = app
         .pay(&token, "very-late-1", 1000, test_cards::SHINHAN_CREDIT)
@@ -963,8 +967,10 @@ async fn an_approval_kcp_applies_after_the_settle_delay_is_found_by_a_second_loo
     assert!(app.sandbox.ledger().is_empty());
 
     // KCP applies the stalled approval only now; the merchant, told a retry is safe, retries.
-    tokio::time::sleep(Duration::from_millis(3000)).await;
-    assert_eq!(app.sandbox.ledger().len(), 1, "KCP approved it very late");
+    kcp_applies_the_held_call(&app, gate, "KCP approved it very late", || {
+        app.sandbox.ledger().len() == 1
+    })
+    .await;
     let retried = app.paid(&token, "very-late-1", 1000).await;
     assert_ne!(retried["imp_uid"], imp_uid.as_str());
     assert_eq!(app.sandbox.ledger().len(), 2);
@@ -1302,11 +1308,10 @@ async fn a_cancel_kcp_applies_after_it_was_closed_as_not_applied_is_found_by_a_s
     assert_eq!(paid["response"]["status"], "paid", "{paid}");
     let imp_uid = paid["response"]["imp_uid"].as_str().unwrap();
     // KCP applies the cancel long after openport stopped waiting, and after the settle delay.
+    let gate = "cs-late-cancel";
     app.sandbox.inject(FaultRule::new(
         paths::CANCEL,
-        Fault::Delay {
-            ms: KCP_TIMEOUT_MS + 2500,
-        },
+        Fault::HoldRequest { gate: gate.into() },
     ));
     let body = app.cancel(&token, imp_uid, 3000).await;
     assert_eq!(body["code"], 1, "{body}");
@@ -1317,12 +1322,10 @@ async fn a_cancel_kcp_applies_after_it_was_closed_as_not_applied_is_found_by_a_s
         0,
         "not applied when the resolver asked"
     );
-    tokio::time::sleep(Duration::from_millis(3000)).await;
-    assert_eq!(
-        app.sandbox.ledger()[0].balance,
-        7000,
-        "KCP applied it since"
-    );
+    kcp_applies_the_held_call(&app, gate, "KCP applied it since", || {
+        app.sandbox.ledger()[0].balance == 7000
+    })
+    .await;
 
     // The second look, thirty settle delays later, finds it and records it.
     app.advance(30 * SETTLE_SECS);
@@ -2149,11 +2152,10 @@ async fn a_net_cancel_of_an_approval_no_payment_holds_is_never_sent_again_while_
     let gateway = &app.app.gateway;
     // An approval KCP applies after the payment was failed for finding none: the second look an
     // hour later finds it, and net-cancels it on an attempt of its own.
+    let late = "orphan-resent-approval";
     app.sandbox.inject(FaultRule::new(
         paths::HUB_PAYMENT,
-        Fault::Delay {
-            ms: KCP_TIMEOUT_MS + 2500,
-        },
+        Fault::HoldRequest { gate: late.into() },
     ));
     let (_, body) = app
         .pay(&token, "orphan-resent", 1000, test_cards::SHINHAN_CREDIT)
@@ -2162,8 +2164,10 @@ async fn a_net_cancel_of_an_approval_no_payment_holds_is_never_sent_again_while_
     app.advance(SETTLE + 20);
     gateway.resolve_due(10).await.unwrap();
     assert_eq!(app.payment(&token, &imp_uid).await["status"], "failed");
-    tokio::time::sleep(Duration::from_millis(3000)).await;
-    assert_eq!(app.sandbox.ledger().len(), 1, "KCP approved it very late");
+    kcp_applies_the_held_call(&app, late, "KCP approved it very late", || {
+        app.sandbox.ledger().len() == 1
+    })
+    .await;
     app.sandbox
         .inject(FaultRule::new(paths::CANCEL, Fault::Drop));
     app.advance(30 * SETTLE);

@@ -3,13 +3,14 @@
 //! one `pg_tid` refunded the first buyer's trade when the second payment was cancelled. The
 //! payment's own outcome is asked of KCP by its own order number, and the answer is listed for the
 //! operator; the database refuses a second payment's record of a trade (migration 000039).
-use std::time::Duration;
 
 use kcp_sandbox::{paths, Fault, FaultRule, TransactionState};
 use reqwest::StatusCode;
 use serde_json::json;
 
-use crate::helpers::{imp_uid_in, spawn_app, test_cards, TestApp, KCP_TIMEOUT_MS, SETTLE_SECS};
+use crate::helpers::{
+    imp_uid_in, kcp_applies_the_held_call, spawn_app, test_cards, TestApp, SETTLE_SECS,
+};
 
 /// Past the first look of an attempt left open (its settle delay, and the resolver's first
 /// backoff: `retry_backoff(1)`, 10 s).
@@ -411,11 +412,10 @@ async fn an_orphans_net_cancel_whose_trade_another_payment_records_meanwhile_is_
         a["imp_uid"].as_str().unwrap().to_string(),
         a["pg_tid"].as_str().unwrap().to_string(),
     );
+    let late = "clash-ob-approval";
     app.sandbox.inject(FaultRule::new(
         paths::HUB_PAYMENT,
-        Fault::Delay {
-            ms: KCP_TIMEOUT_MS + 2500,
-        },
+        Fault::HoldRequest { gate: late.into() },
     ));
     let (_, body) = app
         .pay(&token, "clash-ob", 1000, test_cards::SHINHAN_CREDIT)
@@ -424,7 +424,10 @@ async fn an_orphans_net_cancel_whose_trade_another_payment_records_meanwhile_is_
     app.advance(SETTLE_SECS + 20);
     gateway.resolve_due(10).await.unwrap();
     assert_eq!(app.payment(&token, &b).await["status"], "failed");
-    tokio::time::sleep(Duration::from_millis(3000)).await;
+    kcp_applies_the_held_call(&app, late, "KCP approved it very late", || {
+        app.sandbox.ledger().len() == 2
+    })
+    .await;
     let t_b = the_other_trade(&app, &t_a).tno;
     let gate = "clash-orphan";
     app.sandbox.inject(FaultRule::new(

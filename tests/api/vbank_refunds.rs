@@ -9,7 +9,8 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 
 use crate::helpers::{
-    assert_code_1_saying, captured_logs, spawn_app, Receiver, TestApp, KCP_TIMEOUT_MS, SETTLE_SECS,
+    assert_code_1_saying, captured_logs, kcp_applies_the_held_call, spawn_app, Receiver, TestApp,
+    SETTLE_SECS,
 };
 use crate::vbanks::{
     deposit_until_paid, issued, issued_with_hooks, notice, post_notification, vbank,
@@ -376,12 +377,11 @@ async fn a_refund_that_lands_after_the_timeout_is_recorded_by_the_resolver_in_pa
     let imp_uid = p["imp_uid"].as_str().unwrap();
 
     let mut shown = Vec::new();
-    for amount in [Some(2000), None] {
+    for (refunds, amount) in [(1, Some(2000)), (2, None)] {
+        let gate = format!("vr-timeout-{refunds}");
         app.sandbox.inject(FaultRule::new(
             paths::CANCEL,
-            Fault::Delay {
-                ms: KCP_TIMEOUT_MS + 1000,
-            },
+            Fault::HoldRequest { gate: gate.clone() },
         ));
         let (status, res) = app
             .post(
@@ -391,7 +391,11 @@ async fn a_refund_that_lands_after_the_timeout_is_recorded_by_the_resolver_in_pa
             )
             .await;
         assert_code_1_saying(status, &res, "확인하지 못했습니다", "timed out");
-        tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+        // The resolver runs only once KCP has applied the refund: it is to find it, not race it.
+        kcp_applies_the_held_call(&app, &gate, "KCP refunded it late", || {
+            kcp_refunds(&app, &p).len() == refunds
+        })
+        .await;
         app.advance(SETTLE_SECS + 1);
         app.resolve_all().await;
         shown.push(refunded_so_far(&app.payment(&token, imp_uid).await).1);
