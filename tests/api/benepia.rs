@@ -1260,18 +1260,27 @@ async fn a_partial_point_cancel_kcp_refuses_as_no_such_trade_is_listed_for_the_o
     );
 }
 
-/// A partial point cancel (3,000) of `p` in the background, KCP holding its `STRA` a second;
-/// returns once the STRA has reached KCP, with the request still waiting for its answer.
+/// A partial point cancel (3,000) of `p` in the background, KCP holding its `STRA` unapplied at
+/// gate [`STRA_HELD`] until the test opens it (within the request's KCP timeout); returns once the
+/// STRA has reached KCP, with the request still waiting for its answer.
 async fn cancel_with_its_stra_held(
     app: &TestApp,
     token: &str,
     p: &Value,
 ) -> tokio::task::JoinHandle<(StatusCode, Value)> {
-    the_next_stra_meets(app, Fault::Delay { ms: 1000 });
+    the_next_stra_meets(
+        app,
+        Fault::HoldRequest {
+            gate: STRA_HELD.into(),
+        },
+    );
     let request = app.cancel_in_background(token, p["imp_uid"].as_str().unwrap(), 3_000);
-    crate::ownership::until_the_faults_are_used(app).await;
+    app.sandbox.until_held(STRA_HELD).await;
     request
 }
+
+/// Where [`cancel_with_its_stra_held`] holds the STRA.
+const STRA_HELD: &str = "stra-held";
 
 /// KCP confirms a partial point cancel's STRA to its request while the resolver, which took the
 /// attempt over, still waits for its inquiry's stale "approved" of the old tno. The request
@@ -1285,9 +1294,12 @@ async fn a_reapproval_kcp_confirms_while_the_resolver_still_inquires_is_recorded
     // Past the request's lease: the resolver takes the cancel over and asks KCP about the old
     // tno before the STRA is applied; the answer arrives after KCP confirmed the STRA.
     app.advance(SETTLE_SECS + 10);
-    let resolver = app.resolve_due_with_a_slow_inquiry();
+    let inquiry = "resolver-inquiry";
+    let resolver = app.resolve_due_with_its_inquiry_held(inquiry).await;
+    app.sandbox.open_gate(STRA_HELD);
 
     let (_, body) = request.await.unwrap();
+    app.sandbox.open_gate(inquiry);
     assert_eq!(resolver.await.unwrap().unwrap(), 1);
     app.resolve_all().await;
     assert_eq!(body["code"], 0, "{body}");
@@ -1308,6 +1320,7 @@ async fn a_reapproval_kcp_confirms_after_the_resolver_closed_it_as_not_applied_i
     let request = cancel_with_its_stra_held(&app, &token, &p).await;
     app.advance(SETTLE_SECS + 10);
     assert_eq!(app.app.gateway.resolve_due(10).await.unwrap(), 1);
+    app.sandbox.open_gate(STRA_HELD);
 
     let (_, body) = request.await.unwrap();
     assert_eq!(body["code"], 1, "{body}");

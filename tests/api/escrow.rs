@@ -800,49 +800,51 @@ async fn an_escrow_cancel_kcp_refuses_for_a_trade_it_holds_plain_is_sent_again_a
     app.assert_ledger_agrees().await;
 }
 
-/// The escrow refusal took most of a KCP timeout, and KCP applies the `STSC` sent after it only
-/// once openport stopped waiting for its answer: the cancel attempt is not due for the resolver
-/// before a settle delay after the `STSC` was sent. Sent inside one connector call on the lease of
-/// the first (r3 F1), the attempt stayed due a settle delay after its creation: the resolver asked
-/// KCP while KCP still held the STSC, found the trade approved and recorded the cancel as not made
-/// ("결제취소에 실패"), while KCP then cancelled it.
+/// The escrow refusal arrives late (KCP's answer held while the clock moves on, within the
+/// attempt's lease), and KCP applies the `STSC` sent after it only once openport stopped waiting
+/// for its answer: the cancel attempt is not due for the resolver before a settle delay after the
+/// `STSC` was sent. Sent inside one connector call on the lease of the first (r3 F1), the attempt
+/// stayed due a settle delay after its creation: the resolver asked KCP while KCP still held the
+/// STSC, found the trade approved and recorded the cancel as not made ("결제취소에 실패"), while
+/// KCP then cancelled it. The refusal is held on a gate, not slowed by a timer: a slow answer a
+/// little short of the KCP timeout turned into a timeout whenever the test's one thread stalled.
 #[tokio::test]
 async fn a_cancel_sent_again_as_stsc_is_not_due_for_the_resolver_before_a_settle_delay_after_the_stsc(
 ) {
     // Over the resolver's first backoff (10 s), as production's 120 s is.
     const SETTLE: i64 = 30;
+    // How late the refusal arrives: the STSC goes out in a later Unix second than the attempt was
+    // created in, within the attempt's lease (6 s in tests).
+    const LATE: i64 = 3;
     let app = spawn_app_with(|c| c.resolver.settle_secs = SETTLE).await;
     let (imp_uid, tno, token) = escrow_held_plain_at_kcp(&app, "esc-slow-refusal").await;
-    let gate = "escrow-fallback-stsc-late";
-    app.sandbox.inject(
-        FaultRule::new(paths::CANCEL, Fault::SlowAnswer { ms: 1400 }).when("mod_type", "STE2"),
-    );
-    app.sandbox.inject(
-        FaultRule::new(paths::CANCEL, Fault::HoldRequest { gate: gate.into() })
-            .when("mod_type", "STSC"),
-    );
+    let (refusal, stsc) = ("escrow-slow-refusal", "escrow-fallback-stsc-late");
+    hold_escrow_answer_then_stsc(&app, "STE2", refusal, stsc);
+    let cancelling = app.cancel_in_background(&token, &imp_uid, 2000);
+    app.sandbox.until_held(refusal).await;
+    app.stop_clock();
+    app.advance(LATE);
+    let refused_at = app.app.gateway.clock.unix();
+    app.sandbox.open_gate(refusal);
 
-    let res = cancel(&app, &token, json!({"imp_uid": imp_uid})).await;
+    let (status, res) = cancelling.await.unwrap();
 
-    assert_eq!(res["code"], 1, "{res}");
-    assert!(
-        res["message"]
-            .as_str()
-            .unwrap()
-            .contains("PG사 취소 응답을 확인하지 못했습니다"),
-        "{res}"
+    crate::helpers::assert_code_1_saying(
+        status,
+        &res,
+        "PG사 취소 응답을 확인하지 못했습니다",
+        "answered unknown",
     );
     assert!(
         app.sandbox.armed_faults().is_empty(),
-        "the refusal was slow, the STSC held"
+        "the refusal was late, the STSC held"
     );
-    app.stop_clock();
     let gateway = &app.app.gateway;
     let attempt = the_open_cancel_attempt(&app).await;
-    // The STSC went out after the refusal, a second or more after the attempt was created.
+    // The STSC went out after the refusal, seconds after the attempt was created.
     assert!(
-        attempt.next_check_at > attempt.created_at + SETTLE,
-        "{attempt:?}"
+        attempt.next_check_at >= refused_at + SETTLE,
+        "not due before a settle delay after the STSC: {attempt:?}"
     );
 
     // A settle delay after the attempt's creation, KCP still holding the STSC: nothing is due.
@@ -851,7 +853,7 @@ async fn a_cancel_sent_again_as_stsc_is_not_due_for_the_resolver_before_a_settle
     assert!(kcp_cancels(&app, &tno).is_empty());
 
     // KCP applies the STSC; a settle delay after it, the resolver finds the trade cancelled.
-    let shown = applied_at_kcp_then_resolved(&app, &token, &imp_uid, &tno, gate, SETTLE).await;
+    let shown = applied_at_kcp_then_resolved(&app, &token, &imp_uid, &tno, stsc, SETTLE).await;
     assert_eq!(
         (shown["status"].as_str(), shown["cancel_amount"].as_i64()),
         (Some("cancelled"), Some(2000)),

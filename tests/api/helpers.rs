@@ -531,17 +531,25 @@ impl TestApp {
         tokio::spawn(async move { Self::read(request.send().await.expect("request")).await })
     }
 
-    /// Runs the resolver in the background with its inquiry answered late (1.3 s), so that the
-    /// answer is stale: KCP confirms the call the resolver asks about to its own request meanwhile.
-    pub fn resolve_due_with_a_slow_inquiry(
+    /// Runs the resolver in the background with KCP's answer to its inquiry held at `gate`, and
+    /// returns once KCP has answered the inquiry (the answer held): what the test lets KCP do
+    /// from then on, before it opens `gate`, makes that answer stale (e.g. KCP confirms the call
+    /// the resolver asks about to its own request meanwhile). A gate, not a slow answer: with a
+    /// timer, the inquiry had to reach KCP before the call it asks about and its answer had to
+    /// arrive after, each by a margin of a few hundred milliseconds, and a stalled test thread
+    /// turned the stale answer into a timeout or a fresh one.
+    pub async fn resolve_due_with_its_inquiry_held(
         &self,
+        gate: &str,
     ) -> tokio::task::JoinHandle<openport::service::ServiceResult<usize>> {
         self.sandbox.inject(kcp_sandbox::FaultRule::new(
             kcp_sandbox::paths::INQUIRY,
-            kcp_sandbox::Fault::SlowAnswer { ms: 1300 },
+            kcp_sandbox::Fault::HoldAnswer { gate: gate.into() },
         ));
         let gateway = self.app.gateway.clone();
-        tokio::spawn(async move { gateway.resolve_due(10).await })
+        let resolver = tokio::spawn(async move { gateway.resolve_due(10).await });
+        self.sandbox.until_held(gate).await;
+        resolver
     }
 
     /// Waits until every armed fault has been used (the calls they were armed for reached KCP);

@@ -19,9 +19,6 @@ use serde_json::{json, Value};
 use crate::billing::register;
 use crate::helpers::{future_expiry, spawn_app, test_cards, TestApp, SETTLE_SECS};
 
-/// Long enough for the request to still be waiting when the resolver runs, shorter than the KCP
-/// timeout of the tests (1.5 s).
-const SLOW_ANSWER_MS: u64 = 1000;
 /// Past the lease of the request that made the call (`Config::attempt_lease_secs`: 6 s in tests).
 const PAST_THE_LEASE: i64 = SETTLE_SECS + 10;
 /// Where the tests' webhooks would go: nothing listens, the rows are what is looked at.
@@ -46,14 +43,16 @@ fn pay_in_background(
     tokio::spawn(async move { TestApp::read(request.send().await.expect("request")).await })
 }
 
-/// The approval's answer is lost (KCP approved it) and the inquiry that follows answers late: by
-/// the time "approved" arrives, the rest of the test has run.
-fn lose_the_approval_and_slow_the_inquiry(app: &TestApp) {
+/// The approval's answer is lost (KCP approved it) and KCP's answer to the inquiry that follows
+/// is held at `gate` until the test opens it: by the time "approved" arrives, the rest of the test
+/// has run, whatever time that took ([`crate::helpers::KCP_TIMEOUT_MS`] at most, the inquiry's
+/// own timeout). `until_held(gate)` returns once the request is waiting for that answer.
+fn lose_the_approval_and_hold_the_inquiry(app: &TestApp, gate: &str) {
     app.sandbox
         .inject(FaultRule::new(paths::HUB_PAYMENT, Fault::LoseResponse));
     app.sandbox.inject(FaultRule::new(
         paths::INQUIRY,
-        Fault::SlowAnswer { ms: SLOW_ANSWER_MS },
+        Fault::HoldAnswer { gate: gate.into() },
     ));
 }
 
@@ -102,9 +101,10 @@ async fn neither_the_resolver_nor_a_retry_can_claim_an_attempt_while_its_request
 ) {
     let app = spawn_app().await;
     let token = app.token().await;
-    lose_the_approval_and_slow_the_inquiry(&app);
+    let inquiry = "own-1-inquiry";
+    lose_the_approval_and_hold_the_inquiry(&app, inquiry);
     let request = pay_in_background(&app, &token, "own-1");
-    until_the_faults_are_used(&app).await;
+    app.sandbox.until_held(inquiry).await;
 
     // Due by its settle delay, but still held by the request that made the call.
     app.advance(SETTLE_SECS);
@@ -121,6 +121,7 @@ async fn neither_the_resolver_nor_a_retry_can_claim_an_attempt_while_its_request
         "{retry}"
     );
 
+    app.sandbox.open_gate(inquiry);
     let (_, body) = request.await.unwrap();
     assert_eq!(body["code"], 0, "{body}");
     assert_eq!(body["response"]["status"], "paid", "{body}");
@@ -141,9 +142,10 @@ async fn neither_the_resolver_nor_a_retry_can_claim_an_attempt_while_its_request
 async fn a_request_whose_attempt_was_taken_over_answers_what_the_resolver_decided() {
     let app = spawn_app().await;
     let token = app.token().await;
-    lose_the_approval_and_slow_the_inquiry(&app);
+    let inquiry = "own-2-inquiry";
+    lose_the_approval_and_hold_the_inquiry(&app, inquiry);
     let request = pay_in_background(&app, &token, "own-2");
-    until_the_faults_are_used(&app).await;
+    app.sandbox.until_held(inquiry).await;
 
     // The request stalls past its lease: the resolver takes the attempt over and, the merchant
     // not having been told "paid", net-cancels the approval.
@@ -153,6 +155,7 @@ async fn a_request_whose_attempt_was_taken_over_answers_what_the_resolver_decide
 
     // The request's inquiry then answers "approved", stale: it records nothing and answers what
     // the database says.
+    app.sandbox.open_gate(inquiry);
     let (_, body) = request.await.unwrap();
     assert_eq!(body["code"], 0, "{body}");
     assert_eq!(body["response"]["status"], "failed", "{body}");
@@ -209,13 +212,14 @@ pub(crate) async fn schedule_due_now(
 }
 
 /// The schedule of [`schedule_due_now`] run in the background: KCP's answer to its charge names
-/// another amount, so the run net-cancels the approval, and KCP holds that net-cancel. Returns
-/// once the net-cancel has reached KCP.
+/// another amount, so the run net-cancels the approval, and KCP holds that net-cancel at `gate`,
+/// unapplied, until the test opens it. Returns once the net-cancel has reached KCP.
 async fn a_run_whose_net_cancel_kcp_holds(
     app: &TestApp,
     token: &str,
     customer_uid: &str,
     merchant_uid: &str,
+    gate: &str,
 ) -> tokio::task::JoinHandle<openport::service::ServiceResult<usize>> {
     schedule_due_now(app, token, customer_uid, merchant_uid).await;
     app.sandbox.inject(FaultRule::new(
@@ -227,13 +231,11 @@ async fn a_run_whose_net_cancel_kcp_holds(
     ));
     app.sandbox.inject(FaultRule::new(
         paths::CANCEL,
-        Fault::Delay {
-            ms: KCP_STILL_WORKING_MS,
-        },
+        Fault::HoldRequest { gate: gate.into() },
     ));
     let gateway = app.app.gateway.clone();
     let run = tokio::spawn(async move { gateway.run_due_schedules(10).await });
-    until_the_faults_are_used(app).await;
+    app.sandbox.until_held(gate).await;
     run
 }
 
@@ -242,14 +244,16 @@ async fn a_scheduled_charge_settled_by_its_run_and_by_the_resolver_is_paid_once_
     let app = spawn_app().await;
     let token = app.token().await;
     schedule_due_now(&app, &token, "own-cust", "own-s1").await;
-    lose_the_approval_and_slow_the_inquiry(&app);
+    let inquiry = "own-s1-inquiry";
+    lose_the_approval_and_hold_the_inquiry(&app, inquiry);
     let gateway = app.app.gateway.clone();
     let run = tokio::spawn(async move { gateway.run_due_schedules(10).await });
-    until_the_faults_are_used(&app).await;
+    app.sandbox.until_held(inquiry).await;
 
     // Both would honour the approval (a scheduled charge was told to no one): one records it.
     app.advance(PAST_THE_LEASE);
     assert_eq!(app.app.gateway.resolve_due(10).await.unwrap(), 1);
+    app.sandbox.open_gate(inquiry);
     assert_eq!(run.await.unwrap().unwrap(), 1);
 
     let (_, body) = app
@@ -340,19 +344,17 @@ async fn two_resolver_passes_over_one_cancel_attempt_write_one_cancellation_and_
         .await;
     assert_eq!(body["code"], 1, "{body}");
 
-    // The first pass claims the attempt and waits for a slow inquiry; it stalls past its lease, a
-    // second pass takes over and records the cancel; the first one's answer then arrives. (The
-    // request's own inquiry failed, so the first look is 10 s later: the resolver's backoff.)
+    // The first pass claims the attempt and waits for its inquiry's answer, which KCP holds; it
+    // stalls past its lease, a second pass takes over and records the cancel; the first one's
+    // answer then arrives. (The request's own inquiry failed, so the first look is 10 s later:
+    // the resolver's backoff.)
     app.advance(SETTLE_SECS + 10);
-    app.sandbox.inject(FaultRule::new(
-        paths::INQUIRY,
-        Fault::SlowAnswer { ms: SLOW_ANSWER_MS },
-    ));
-    let gateway = app.app.gateway.clone();
-    let first = tokio::spawn(async move { gateway.resolve_due(10).await });
-    until_the_faults_are_used(&app).await;
+    let first = app
+        .resolve_due_with_its_inquiry_held("first-pass-inquiry")
+        .await;
     app.advance(PAST_THE_LEASE);
     assert_eq!(app.app.gateway.resolve_due(10).await.unwrap(), 1);
+    app.sandbox.open_gate("first-pass-inquiry");
     assert_eq!(first.await.unwrap().unwrap(), 1);
 
     let p = app.payment(&token, &imp_uid).await;
@@ -552,9 +554,12 @@ async fn an_outcome_write_on_a_payment_in_another_status_leaves_its_attempt_open
     assert_eq!(webhooks_of(&app, &p.imp_uid, "failed").await, 0);
 }
 
-/// Long enough for the test to let the resolver take the attempt over and settle it while KCP is
-/// still "working" on the call, shorter than the KCP timeout of the tests (1.5 s).
-const KCP_STILL_WORKING_MS: u64 = 1000;
+/// A gate KCP holds a call on (unapplied, or applied with its answer held) while the test lets
+/// the resolver take the attempt over: KCP is still "working" on the call until the test opens it.
+/// What the test does meanwhile must take less than a KCP timeout (1.5 s), the call's own; a
+/// timer in its place had to outlast all of it, and be short of the timeout, by a few hundred
+/// milliseconds each way.
+const KCP_STILL_WORKING: &str = "kcp-still-working";
 
 #[tokio::test]
 async fn an_approval_that_reaches_its_request_after_the_resolver_failed_the_payment_is_net_cancelled(
@@ -565,12 +570,12 @@ async fn an_approval_that_reaches_its_request_after_the_resolver_failed_the_paym
     // resolver, the request's lease having run out, inquires, finds nothing and fails it.
     app.sandbox.inject(FaultRule::new(
         paths::HUB_PAYMENT,
-        Fault::Delay {
-            ms: KCP_STILL_WORKING_MS,
+        Fault::HoldRequest {
+            gate: KCP_STILL_WORKING.into(),
         },
     ));
     let request = pay_in_background(&app, &token, "own-late");
-    until_the_faults_are_used(&app).await;
+    app.sandbox.until_held(KCP_STILL_WORKING).await;
     app.advance(PAST_THE_LEASE);
     assert_eq!(app.app.gateway.resolve_due(10).await.unwrap(), 1);
     assert!(app.sandbox.ledger().is_empty(), "KCP approved nothing yet");
@@ -582,6 +587,7 @@ async fn an_approval_that_reaches_its_request_after_the_resolver_failed_the_paym
     assert_eq!(failed.status, "failed");
 
     // Then KCP's approval reaches the request: it does not stand, and is cancelled at KCP.
+    app.sandbox.open_gate(KCP_STILL_WORKING);
     let (_, body) = request.await.unwrap();
     assert_eq!(body["code"], 0, "{body}");
     assert_eq!(body["response"]["status"], "failed", "{body}");
@@ -616,12 +622,12 @@ async fn an_approval_in_hand_whose_net_cancel_kcp_refuses_is_listed_as_a_conflic
     let token = app.token().await;
     app.sandbox.inject(FaultRule::new(
         paths::HUB_PAYMENT,
-        Fault::Delay {
-            ms: KCP_STILL_WORKING_MS,
+        Fault::HoldRequest {
+            gate: KCP_STILL_WORKING.into(),
         },
     ));
     let request = pay_in_background(&app, &token, "own-refused");
-    until_the_faults_are_used(&app).await;
+    app.sandbox.until_held(KCP_STILL_WORKING).await;
     app.advance(PAST_THE_LEASE);
     assert_eq!(app.app.gateway.resolve_due(10).await.unwrap(), 1);
     // KCP will not cancel the approval that is about to reach the request.
@@ -632,6 +638,7 @@ async fn an_approval_in_hand_whose_net_cancel_kcp_refuses_is_listed_as_a_conflic
             message: "취소할 수 없는 거래입니다".into(),
         },
     ));
+    app.sandbox.open_gate(KCP_STILL_WORKING);
 
     let (_, body) = request.await.unwrap();
     assert_eq!(
@@ -683,12 +690,12 @@ async fn an_approval_reaching_its_request_after_the_resolvers_net_cancel_of_it_w
     let token = app.token().await;
     app.sandbox.inject(FaultRule::new(
         paths::HUB_PAYMENT,
-        Fault::SlowAnswer {
-            ms: KCP_STILL_WORKING_MS,
+        Fault::HoldAnswer {
+            gate: KCP_STILL_WORKING.into(),
         },
     ));
     let request = pay_in_background(&app, &token, "own-refused-2");
-    until_the_faults_are_used(&app).await;
+    app.sandbox.until_held(KCP_STILL_WORKING).await;
     app.sandbox.inject(
         FaultRule::new(
             paths::CANCEL,
@@ -701,6 +708,7 @@ async fn an_approval_reaching_its_request_after_the_resolvers_net_cancel_of_it_w
     );
     app.advance(PAST_THE_LEASE);
     assert_eq!(app.app.gateway.resolve_due(10).await.unwrap(), 1);
+    app.sandbox.open_gate(KCP_STILL_WORKING);
 
     let (_, body) = request.await.unwrap();
     assert_ne!(body["code"], 0, "never answered failed: {body}");
@@ -838,11 +846,14 @@ async fn a_net_cancel_that_lands_after_the_resolver_took_it_over_fails_the_sched
 ) {
     let app = spawn_app().await;
     let token = app.token().await;
-    let run = a_run_whose_net_cancel_kcp_holds(&app, &token, "own-cust-2", "own-s2").await;
+    let run =
+        a_run_whose_net_cancel_kcp_holds(&app, &token, "own-cust-2", "own-s2", KCP_STILL_WORKING)
+            .await;
 
     // The run's net-cancel waits at KCP; its lease runs out and the resolver finds the approval.
     app.advance(PAST_THE_LEASE);
     assert_eq!(app.app.gateway.resolve_due(10).await.unwrap(), 1);
+    app.sandbox.open_gate(KCP_STILL_WORKING);
     run.await.unwrap().unwrap();
 
     let ledger = app.sandbox.ledger();
@@ -930,18 +941,25 @@ async fn an_approval_in_hand_while_another_holder_still_decides_is_net_cancelled
 ) {
     let app = spawn_app().await;
     let token = app.token().await;
-    app.sandbox
-        .inject(FaultRule::new(paths::HUB_PAYMENT, Fault::Delay { ms: 400 }));
+    app.sandbox.inject(FaultRule::new(
+        paths::HUB_PAYMENT,
+        Fault::HoldRequest {
+            gate: KCP_STILL_WORKING.into(),
+        },
+    ));
     let request = pay_in_background(&app, &token, "own-late-2");
-    until_the_faults_are_used(&app).await;
-    // The resolver takes the attempt over; KCP answers its inquiry ("nothing") only after the
-    // approval has reached the request.
+    app.sandbox.until_held(KCP_STILL_WORKING).await;
+    // The resolver takes the attempt over and its inquiry finds nothing; KCP then applies the
+    // approval, which reaches the request, and only after that answers the inquiry.
     app.advance(PAST_THE_LEASE);
-    let resolver = app.resolve_due_with_a_slow_inquiry();
+    let inquiry = "resolver-inquiry";
+    let resolver = app.resolve_due_with_its_inquiry_held(inquiry).await;
+    app.sandbox.open_gate(KCP_STILL_WORKING);
 
     // The payment is still pending: the request cannot tell what becomes of it.
     let (_, body) = request.await.unwrap();
     assert_eq!(body["code"], 1, "{body}");
+    app.sandbox.open_gate(inquiry);
     assert_eq!(resolver.await.unwrap().unwrap(), 1);
     assert_eq!(app.sandbox.ledger()[0].state, TransactionState::Approved);
 
@@ -966,17 +984,18 @@ async fn a_cancel_kcp_confirms_after_the_resolver_closed_it_as_not_applied_is_a_
     let imp_uid = paid["imp_uid"].as_str().unwrap().to_string();
     app.sandbox.inject(FaultRule::new(
         paths::CANCEL,
-        Fault::Delay {
-            ms: KCP_STILL_WORKING_MS,
+        Fault::HoldRequest {
+            gate: KCP_STILL_WORKING.into(),
         },
     ));
     let request = app.cancel_in_background(&token, &imp_uid, 3000);
-    until_the_faults_are_used(&app).await;
+    app.sandbox.until_held(KCP_STILL_WORKING).await;
     // The resolver takes the cancel over before KCP applied it: "not applied", closed failed.
     app.advance(PAST_THE_LEASE);
     assert_eq!(app.app.gateway.resolve_due(10).await.unwrap(), 1);
 
     // KCP then confirms the cancel to the request: never answered "not cancelled".
+    app.sandbox.open_gate(KCP_STILL_WORKING);
     let (_, body) = request.await.unwrap();
     assert_eq!(body["code"], 1, "{body}");
     let message = body["message"].as_str().unwrap();
@@ -1016,14 +1035,14 @@ async fn a_net_cancel_cut_short_by_a_crash_leaves_its_tno_on_the_attempt_for_the
     app.advance(SETTLE_SECS + 60);
     app.sandbox.inject(FaultRule::new(
         paths::CANCEL,
-        Fault::Delay {
-            ms: KCP_STILL_WORKING_MS,
+        Fault::HoldRequest {
+            gate: KCP_STILL_WORKING.into(),
         },
     ));
     let gateway = app.app.gateway.clone();
     let id = attempt.id;
     let resolver = tokio::spawn(async move { gateway.resolve_attempt(id).await });
-    until_the_faults_are_used(&app).await;
+    app.sandbox.until_held(KCP_STILL_WORKING).await;
     resolver.abort();
     assert!(resolver.await.unwrap_err().is_cancelled());
 
@@ -1034,7 +1053,9 @@ async fn a_net_cancel_cut_short_by_a_crash_leaves_its_tno_on_the_attempt_for_the
         Some(tno.as_str()),
         "named before the cancel was sent"
     );
-    tokio::time::sleep(Duration::from_millis(KCP_STILL_WORKING_MS + 200)).await;
+    // KCP applies the cancel the dead resolver sent (its answer goes nowhere).
+    app.sandbox.open_gate(KCP_STILL_WORKING);
+    crate::escrow::until_cancelled_at_kcp(&app, &tno).await;
     app.advance(PAST_THE_LEASE);
     app.resolve_all().await;
     let imp_uid = crate::helpers::imp_uid_in(&body["message"]);
@@ -1191,18 +1212,21 @@ async fn a_cancel_kcp_confirms_while_the_resolver_still_inquires_is_recorded_nev
     let imp_uid = paid["imp_uid"].as_str().unwrap().to_string();
     app.sandbox.inject(FaultRule::new(
         paths::CANCEL,
-        Fault::Delay {
-            ms: KCP_STILL_WORKING_MS,
+        Fault::HoldRequest {
+            gate: KCP_STILL_WORKING.into(),
         },
     ));
     let request = app.cancel_in_background(&token, &imp_uid, 3000);
-    until_the_faults_are_used(&app).await;
+    app.sandbox.until_held(KCP_STILL_WORKING).await;
     // The resolver takes the cancel over; its inquiry is answered before KCP applies the cancel,
     // but reaches it only after KCP confirmed the cancel to the request.
     app.advance(PAST_THE_LEASE);
-    let resolver = app.resolve_due_with_a_slow_inquiry();
+    let inquiry = "resolver-inquiry";
+    let resolver = app.resolve_due_with_its_inquiry_held(inquiry).await;
+    app.sandbox.open_gate(KCP_STILL_WORKING);
 
     let (_, body) = request.await.unwrap();
+    app.sandbox.open_gate(inquiry);
     assert_eq!(resolver.await.unwrap().unwrap(), 1);
     assert_eq!(body["code"], 0, "KCP confirmed it to the request: {body}");
     assert_eq!(body["response"]["cancel_amount"], 3000, "{body}");
@@ -1224,11 +1248,18 @@ async fn a_net_cancel_kcp_confirms_while_the_resolver_still_inquires_fails_the_p
 ) {
     let app = spawn_app().await;
     let token = app.token().await;
-    let run = a_run_whose_net_cancel_kcp_holds(&app, &token, "own-cust-3", "own-s3").await;
+    let run =
+        a_run_whose_net_cancel_kcp_holds(&app, &token, "own-cust-3", "own-s3", KCP_STILL_WORKING)
+            .await;
 
+    // The resolver's inquiry finds the approval before KCP applies the run's net-cancel; its
+    // answer arrives once KCP confirmed the cancel to the run.
     app.advance(PAST_THE_LEASE);
-    let resolver = app.resolve_due_with_a_slow_inquiry();
+    let inquiry = "resolver-inquiry";
+    let resolver = app.resolve_due_with_its_inquiry_held(inquiry).await;
+    app.sandbox.open_gate(KCP_STILL_WORKING);
     run.await.unwrap().unwrap();
+    app.sandbox.open_gate(inquiry);
     assert_eq!(resolver.await.unwrap().unwrap(), 1);
     app.resolve_all().await;
 

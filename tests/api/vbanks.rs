@@ -858,28 +858,41 @@ async fn closed_at_kcp_then_resolved(
     app.payment(token, imp_uid).await
 }
 
-/// A revocation whose look before the close (a KCP inquiry) takes most of a KCP timeout, and whose
-/// close KCP applies only after openport stopped waiting for it: the attempt is not due for the
-/// resolver before a settle delay after the close was sent. Due a settle delay after its creation
-/// (up to a KCP timeout before the close), the resolver asked KCP while KCP still held the close,
-/// found the account open and recorded the revocation as not made, while KCP then closed it.
+/// A revocation whose look before the close (a KCP inquiry) is answered late (KCP's answer held
+/// while the clock moves on, within the attempt's lease), and whose close KCP applies only after
+/// openport stopped waiting for it: the attempt is not due for the resolver before a settle delay
+/// after the close was sent. Due a settle delay after its creation (up to a KCP timeout before the
+/// close), the resolver asked KCP while KCP still held the close, found the account open and
+/// recorded the revocation as not made, while KCP then closed it. The look is held on a gate, not
+/// slowed by a timer: a slow answer a little short of the KCP timeout turned into a timeout
+/// whenever the test's one thread stalled.
 #[tokio::test]
 async fn a_revocation_is_not_due_for_the_resolver_before_a_settle_delay_after_its_close_was_sent() {
     // Over the resolver's first backoff (10 s), as production's 120 s is.
     const SETTLE: i64 = 30;
+    // How late the look is answered: the close goes out in a later Unix second than the attempt
+    // was created in, within the attempt's lease (6 s in tests).
+    const LATE: i64 = 3;
     let app = spawn_app_with(|c| c.resolver.settle_secs = SETTLE).await;
     let token = app.token().await;
     let p = issued(&app, &token, vbank(&app, "vb-slow-look", 5000)).await;
-    let imp_uid = p["imp_uid"].as_str().unwrap();
+    let imp_uid = p["imp_uid"].as_str().unwrap().to_owned();
     let tno = p["pg_tid"].as_str().unwrap();
-    let gate = "revocation-close-late";
-    app.sandbox
-        .inject(FaultRule::new(paths::INQUIRY, Fault::SlowAnswer { ms: 1400 }).when("tno", tno));
+    let (look, close) = ("revocation-look-late", "revocation-close-late");
     app.sandbox.inject(
-        FaultRule::new(paths::CANCEL, Fault::HoldRequest { gate: gate.into() }).when("tno", tno),
+        FaultRule::new(paths::INQUIRY, Fault::HoldAnswer { gate: look.into() }).when("tno", tno),
     );
+    app.sandbox.inject(
+        FaultRule::new(paths::CANCEL, Fault::HoldRequest { gate: close.into() }).when("tno", tno),
+    );
+    let revoking = app.revoke_in_background(&token, &imp_uid);
+    app.sandbox.until_held(look).await;
+    app.stop_clock();
+    app.advance(LATE);
+    let looked_at = app.app.gateway.clock.unix();
+    app.sandbox.open_gate(look);
 
-    let (status, res) = revoke(&app, &token, imp_uid).await;
+    let (status, res) = revoking.await.unwrap();
 
     crate::helpers::assert_code_1_saying(
         status,
@@ -889,15 +902,14 @@ async fn a_revocation_is_not_due_for_the_resolver_before_a_settle_delay_after_it
     );
     assert!(
         app.sandbox.armed_faults().is_empty(),
-        "the look was slow, the close held"
+        "the look was late, the close held"
     );
-    app.stop_clock();
     let gateway = &app.app.gateway;
     let attempt = crate::escrow::the_open_cancel_attempt(&app).await;
-    // The close went out after the look, a second or more after the attempt was created.
+    // The close went out after the look, seconds after the attempt was created.
     assert!(
-        attempt.next_check_at > attempt.created_at + SETTLE,
-        "{attempt:?}"
+        attempt.next_check_at >= looked_at + SETTLE,
+        "not due before a settle delay after the close: {attempt:?}"
     );
 
     // A settle delay after the attempt's creation, KCP still holding the close: nothing is due.
@@ -906,7 +918,7 @@ async fn a_revocation_is_not_due_for_the_resolver_before_a_settle_delay_after_it
     assert_eq!(app.sandbox.ledger()[0].state, TransactionState::Issued);
 
     // KCP applies the close; a settle delay after it, the resolver finds the account closed.
-    let shown = closed_at_kcp_then_resolved(&app, &token, imp_uid, gate, SETTLE).await;
+    let shown = closed_at_kcp_then_resolved(&app, &token, &imp_uid, close, SETTLE).await;
     assert_eq!(
         (shown["status"].as_str(), shown["paid_at"].as_i64()),
         (Some("cancelled"), Some(0)),
