@@ -1269,10 +1269,21 @@ async fn merchant(cmd: MerchantCommand) -> anyhow::Result<()> {
                     .await?
                     .ok_or_else(|| anyhow::anyhow!("no merchant with imp_code {imp_code}"))?
             };
-            let origins = openport::service::redirect_origins::RedirectOrigins::of(&m).origins;
-            if origins.is_empty() {
+            let shown = openport::service::redirect_origins::RedirectOrigins::of(&m);
+            let origins = shown.origins.unwrap_or_default();
+            if shown.unreadable {
+                // Not "no list": the gateway refuses every mobile redirect of this merchant.
                 println!(
-                    "merchant {}: no redirect origins; mobile buyers may be redirected to any                      http(s) URL a checkout names (docs/security.md)",
+                    "merchant {}: the stored redirect origins cannot be read ({}); every mobile \
+                     checkout and redirect is refused until they are set again (--set) or \
+                     cleared (--clear)",
+                    m.imp_code,
+                    m.redirect_origins.as_deref().unwrap_or_default()
+                );
+            } else if origins.is_empty() {
+                println!(
+                    "merchant {}: no redirect origins; mobile buyers may be redirected to any \
+                     http(s) URL a checkout names (docs/security.md)",
                     m.imp_code
                 );
             } else {

@@ -1,6 +1,7 @@
 //! One migration path for SQLite (embedded default) and PostgreSQL (production).
 pub use m20261209_000029_paid_listing_without_index::PAID_LAG_FREE_SECS;
 pub use m20261219_000039_one_payment_per_trade::SHARED_TRADE;
+pub use m20261221_000041_webhook_urls_normalised::stored_form as webhook_url_stored_form;
 pub use sea_orm_migration::prelude::*;
 pub use sea_orm_migration::MigrationStatus;
 
@@ -43,6 +44,7 @@ mod m20261216_000036_health_probe;
 mod m20261218_000038_attempt_unsent;
 mod m20261219_000039_one_payment_per_trade;
 mod m20261220_000040_merchant_redirect_origins;
+mod m20261221_000041_webhook_urls_normalised;
 
 pub struct Migrator;
 
@@ -89,6 +91,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261218_000038_attempt_unsent::Migration),
             Box::new(m20261219_000039_one_payment_per_trade::Migration),
             Box::new(m20261220_000040_merchant_redirect_origins::Migration),
+            Box::new(m20261221_000041_webhook_urls_normalised::Migration),
         ]
     }
 }

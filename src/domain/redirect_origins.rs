@@ -75,17 +75,25 @@ pub fn to_column(origins: &[String]) -> Option<String> {
     (!origins.is_empty()).then(|| serde_json::Value::from(origins.to_vec()).to_string())
 }
 
-/// The list a `merchants.redirect_origins` value holds. A value that does not read as a list of
-/// strings (written by hand) is taken as one that allows nothing, not as the empty list that
-/// allows everything: a mistaken edit must not open the redirect again.
+/// The list a `merchants.redirect_origins` value holds, each entry read as an operator's entry
+/// is ([`entry`]: normalised, so `["https://Shop.Example"]` written by hand matches the targets,
+/// which are compared normalised). A value that does not read as a list of origins (not JSON, not
+/// a list of strings, an entry that is not an origin) is [`Allowed::Unreadable`]: it allows
+/// nothing, not everything as the empty list does, since a mistaken edit must not open the
+/// redirect again; and it is told apart from "no list", so that the operator API and the CLI say
+/// every redirect is refused instead of showing it as `[]`, "any URL" (review rN, F3).
 pub fn from_column(column: Option<&str>) -> Allowed {
-    match column {
-        None => Allowed::Any,
-        Some(text) => match serde_json::from_str::<Vec<String>>(text) {
-            Ok(list) if list.is_empty() => Allowed::Any,
-            Ok(list) => Allowed::Only(list),
-            Err(_) => Allowed::Only(Vec::new()),
-        },
+    let Some(text) = column else {
+        return Allowed::Any;
+    };
+    match serde_json::from_str::<Vec<String>>(text) {
+        Ok(list) if list.is_empty() => Allowed::Any,
+        Ok(list) => list
+            .iter()
+            .map(|e| entry(e))
+            .collect::<Result<Vec<_>, _>>()
+            .map_or(Allowed::Unreadable, Allowed::Only),
+        Err(_) => Allowed::Unreadable,
     }
 }
 
@@ -96,6 +104,9 @@ pub enum Allowed {
     Any,
     /// Only URLs of these origins.
     Only(Vec<String>),
+    /// A stored value that is not a list of origins (written by hand): no URL at all, until the
+    /// operator sets the list again or clears it.
+    Unreadable,
 }
 
 impl Allowed {
@@ -104,13 +115,14 @@ impl Allowed {
         match self {
             Allowed::Any => true,
             Allowed::Only(list) => origin_of(url).is_some_and(|o| list.contains(&o)),
+            Allowed::Unreadable => false,
         }
     }
 
-    /// The origins listed (none for [`Allowed::Any`]).
+    /// The origins listed (none for [`Allowed::Any`] and [`Allowed::Unreadable`]).
     pub fn origins(&self) -> &[String] {
         match self {
-            Allowed::Any => &[],
+            Allowed::Any | Allowed::Unreadable => &[],
             Allowed::Only(list) => list,
         }
     }
@@ -193,5 +205,68 @@ mod tests {
         assert!(from_column(Some("[]")).allows("https://anywhere.example/x"));
         assert!(!from_column(Some("https://shop.example")).allows("https://shop.example/x"));
         assert_eq!(to_column(&[]), None);
+    }
+
+    /// Review rN, F3: a value written by hand that is not a list of origins was read as a list
+    /// naming none, which the operator API and the CLI showed as "no list, any URL" while every
+    /// redirect was refused. It is told apart now; entries written by hand in another case are
+    /// read as the origins they spell.
+    #[test]
+    fn a_stored_value_that_is_not_a_list_of_origins_is_unreadable_not_an_empty_list() {
+        for stored in [
+            "https://shop.example",
+            "",
+            "[\"https://shop.example\", \"https://shop.example/done\"]",
+            "[\"https://shop.example\", \" \"]",
+            "[1]",
+            "{\"origins\": []}",
+        ] {
+            let allowed = from_column(Some(stored));
+            assert_eq!(allowed, Allowed::Unreadable, "{stored}");
+            assert!(!allowed.allows("https://shop.example/x"), "{stored}");
+            assert!(allowed.origins().is_empty(), "{stored}");
+        }
+        let by_hand = from_column(Some("[\"https://Shop.Example:443/\"]"));
+        assert_eq!(by_hand, Allowed::Only(vec!["https://shop.example".into()]));
+        assert!(by_hand.allows("https://shop.example/done"));
+    }
+
+    /// Review rN, F4: the tricks that make a URL look like a listed origin to a string compare
+    /// while it goes elsewhere, or spell a listed one another way. Both sides are compared as
+    /// `url::Url` parses them; a later change to a prefix or string compare fails here.
+    #[test]
+    fn the_tricks_that_disguise_a_target_are_judged_by_where_it_goes() {
+        let allowed = from_column(to_column(&["https://shop.test".into()]).as_deref());
+        for (target, goes_to_the_shop) in [
+            // Userinfo: the host is what follows the `@`.
+            ("https://shop.test@evil.example/", false),
+            ("https://shop.test:443@evil.example/", false),
+            // A backslash ends the host in a special scheme (WHATWG): evil.example's path.
+            ("https://evil.example\\@shop.test/", false),
+            ("https://evil.example\\.shop.test/", false),
+            // Case and default ports: the same origin.
+            ("HTTPS://SHOP.TEST:443/done", true),
+            ("https://Shop.Test:443/done", true),
+            ("https://shop.test:8443/done", false),
+            ("http://shop.test:443/done", false),
+            // An IDN look-alike (Cyrillic `ѕ`) is its own punycode host.
+            ("https://ѕhop.test/done", false),
+            // A trailing dot is another host string: refused (fails closed).
+            ("https://shop.test./done", false),
+            // No scheme-relative or schemeless target reaches the check unresolved.
+            ("//evil.example/x", false),
+            ("https:evil.example", false),
+            ("https:shop.test", true),
+            ("javascript://shop.test/%0aalert(1)", false),
+        ] {
+            assert_eq!(allowed.allows(target), goes_to_the_shop, "{target}");
+        }
+        // The IDN look-alike is punycode as an origin, never the listed ASCII name.
+        let look_alike = origin_of("https://ѕhop.test/").unwrap();
+        assert!(look_alike.starts_with("https://xn--"), "{look_alike}");
+        // A listed IDN is stored as punycode and matches its Unicode spelling.
+        let idn = from_column(to_column(&[entry("https://bücher.test").unwrap()]).as_deref());
+        assert!(idn.allows("https://BÜCHER.test/x"));
+        assert!(idn.allows("https://xn--bcher-kva.test/x"));
     }
 }

@@ -18,15 +18,23 @@ use crate::store::{merchants, Db};
 pub struct RedirectOrigins {
     pub merchant_id: i64,
     /// `scheme://host[:port]`, normalised; empty: no list, a mobile buyer may be redirected to
-    /// any http(s) URL the checkout request names (iamport's behaviour).
-    pub origins: Vec<String>,
+    /// any http(s) URL the checkout request names (iamport's behaviour). Null when the stored
+    /// value cannot be read (`unreadable`).
+    pub origins: Option<Vec<String>>,
+    /// True when the stored value is not a list of origins (written to the database by hand):
+    /// every mobile checkout and redirect of the merchant is refused until the list is set again
+    /// or cleared (`PUT`). Shown as `[]`, it read as "no list, any URL" (review rN, F3).
+    pub unreadable: bool,
 }
 
 impl RedirectOrigins {
     pub fn of(m: &merchant::Model) -> Self {
+        let allowed = allowed(m);
+        let unreadable = allowed == Allowed::Unreadable;
         Self {
             merchant_id: m.id,
-            origins: allowed(m).origins().to_vec(),
+            origins: (!unreadable).then(|| allowed.origins().to_vec()),
+            unreadable,
         }
     }
 }
@@ -40,8 +48,18 @@ pub fn allowed(m: &merchant::Model) -> Allowed {
 /// at its end (`from_page`: `target` is the page itself, there being no `m_redirect_url`); None
 /// when its list allows it. The message names the origin, for the merchant's developer.
 pub fn refused_target(m: &merchant::Model, target: &str, from_page: bool) -> Option<String> {
-    if allowed(m).allows(target) {
+    let allowed = allowed(m);
+    if allowed.allows(target) {
         return None;
+    }
+    if allowed == Allowed::Unreadable {
+        tracing::warn!(
+            merchant_id = m.id,
+            "mobile checkout refused: the merchant's stored redirect origins cannot be read; set them again or clear them"
+        );
+        return Some(
+            "가맹점의 리다이렉트 origin 설정을 읽을 수 없어 모바일 결제를 시작할 수 없습니다. 운영자가 설정을 다시 저장하거나 지워야 합니다.".into(),
+        );
     }
     let origin = origin_of(target).unwrap_or_default();
     Some(if from_page {
@@ -115,8 +133,14 @@ impl Gateway {
     pub async fn redirect_still_allowed(&self, merchant_id: i64, target: &str) -> bool {
         match merchants::by_id(&self.db.read, merchant_id).await {
             Ok(Some(m)) => {
-                let ok = allowed(&m).allows(target);
-                if !ok {
+                let allowed = allowed(&m);
+                let ok = allowed.allows(target);
+                if allowed == Allowed::Unreadable {
+                    tracing::warn!(
+                        merchant_id,
+                        "mobile redirect withheld: the merchant's stored redirect origins cannot be read; set them again or clear them"
+                    );
+                } else if !ok {
                     tracing::warn!(
                         merchant_id,
                         origin = origin_of(target).unwrap_or_default(),

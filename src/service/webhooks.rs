@@ -202,9 +202,10 @@ fn notice_urls(column: Option<&str>) -> Vec<String> {
 /// `/x` and `/x/` stay two URLs: a server may answer them differently. Anything that is not an
 /// absolute `http(s)` URL is kept as written (its row is `failed` at once and shows it).
 ///
-/// Rows written by an older version keep the string they were written with: a delivery pending
-/// across the upgrade to a URL not in this form and a newer event of its payment to the same
-/// receiver (now normalised) are two queues until the older one is done with, as before.
+/// Rows written by an older version are rewritten in this form once, by migration
+/// `m20261221_000041_webhook_urls_normalised` (which spells the rule out again, as of its
+/// writing): kept as written, a `paid` stored as `https://h` and a `cancelled` stored so too
+/// were not seen by the resend of that `paid` to `https://h/` (review rN, F2).
 pub(crate) fn target_url(url: &str) -> String {
     match url::Url::parse(url) {
         Ok(parsed) if crate::domain::payment::is_web_url(url) => parsed.into(),
@@ -977,7 +978,9 @@ impl Gateway {
     /// Refused while a newer event of the payment has been delivered to the URL it would go to, or
     /// is pending there (`store::requeue`): sent after it, this older one would move the
     /// receiver's order back, e.g. `paid` after `cancelled` once the URL was corrected and the
-    /// cancel reached the new one (review rG, F2).
+    /// cancel reached the new one (review rG, F2). Not for the newer pending events a pending
+    /// delivery holds back on its own URL: its retry is brought forward and they follow it, in
+    /// order (review rN, F1).
     pub async fn resend_webhook(&self, id: i64) -> ServiceResult<DeliveryRecord> {
         // Judged by a clock that is off, a worker's lease could look run out while it is sending.
         if self.clock_is_skewed() {
@@ -1009,9 +1012,17 @@ impl Gateway {
             .map(|(url, content_type)| (url.as_str(), *content_type));
         if !store::requeue(&self.db.write, id, self.clock.unix(), retarget).await? {
             let url = retarget.map_or(delivery.url.as_str(), |(url, _)| url);
-            let newer =
-                store::newer_sent_or_queued_than(&self.db.write, id, &delivery.imp_uid, url)
-                    .await?;
+            // As the row is now: the refusal may have been its lease.
+            let current = self.webhook_delivery(id).await?.delivery;
+            let states = store::refusing_states(&current, url);
+            let newer = store::newer_sent_or_queued_than(
+                &self.db.write,
+                id,
+                &delivery.imp_uid,
+                url,
+                states,
+            )
+            .await?;
             if let Some(newer) = newer {
                 return Err(ServiceError::Refused(format!(
                     "이 결제의 더 최근 웹훅(id: {}, status: {}, state: {})이 같은 URL로 이미 전송되었거나 전송을 기다리고 있어 재전송하지 않습니다: 수신측은 결제의 더 최근 상태를 이미 받았거나 곧 받습니다. 현재 상태는 GET /payments/{}로 확인할 수 있습니다. (재전송을 요청한 id: {id})",
@@ -1154,6 +1165,11 @@ mod tests {
         ] {
             assert_eq!(target_url(url), target, "{url}");
             assert_eq!(target_url(target), target, "{target} is its own form");
+            assert_eq!(
+                migration::webhook_url_stored_form(url),
+                target,
+                "the migration that rewrote older rows agrees: {url}"
+            );
         }
     }
 

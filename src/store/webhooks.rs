@@ -470,6 +470,15 @@ pub async fn insert_attempt(
 /// later state of the payment, and this older event sent after it would move the merchant's
 /// order back (review rG, F2). The check is part of the one conditional UPDATE, so no delivery
 /// can slip in between a check and the requeue.
+///
+/// Except the newer `pending` ones when the row is itself `pending` and stays on its URL (its
+/// retry brought forward): they are the events it holds back ([`no_older_pending`]), in every
+/// snapshot, so none of them is in flight or can go before it, and making it due now only lets
+/// them follow it sooner. Refused, the operator could not speed up a receiver that came back
+/// while a `paid` waited up to 256 minutes for its retry with the `cancelled` queued behind it,
+/// and resending that `cancelled` did nothing, as it stayed behind the `paid` (review rN, F1).
+/// A newer `delivered` one still refuses (the receiver has the later state), and a row moved to
+/// another URL does not hold back the rows queued there.
 pub async fn requeue(
     db: &impl ConnectionTrait,
     id: i64,
@@ -493,30 +502,49 @@ pub async fn requeue(
         .col_expr(webhook_delivery::Column::UpdatedAt, Expr::value(now))
         .filter(webhook_delivery::Column::Id.eq(id))
         .filter(webhook_delivery::Column::LeaseUntil.lt(now))
-        .filter(Expr::exists(newer_sent_or_queued(retarget.map(|(url, _)| url))).not())
+        .filter(newer_sent_or_queued(retarget.map(|(url, _)| url)).not())
         .exec(db)
         .await?;
     Ok(res.rows_affected == 1)
 }
 
-/// The newer deliveries (higher id) of the row's payment to `url` (the row's own URL when None)
-/// that are `delivered` or `pending` ([`of_the_same_payment`]).
-fn newer_sent_or_queued(url: Option<&str>) -> sea_orm::sea_query::SelectStatement {
-    of_the_same_payment(Side::Newer, url, &["delivered", "pending"])
+/// A newer delivery (higher id) of the row's payment to `url` (the row's own URL when None) is
+/// `delivered`, or `pending` while the row does not hold it back ([`requeue`]).
+fn newer_sent_or_queued(url: Option<&str>) -> Condition {
+    let newer = |state: &str| Expr::exists(of_the_same_payment(Side::Newer, url, &[state]));
+    let holds_them_back = Condition::all()
+        .add(webhook_delivery::Column::State.eq("pending"))
+        .add_option(url.map(|url| webhook_delivery::Column::Url.eq(url)));
+    Condition::any().add(newer("delivered")).add(
+        Condition::all()
+            .add(newer("pending"))
+            .add(holds_them_back.not()),
+    )
 }
 
-/// The newest delivery of `imp_uid` to `url` after delivery `id` that is `delivered` or
-/// `pending`: what a refused resend names ([`requeue`]).
+/// The states of a newer delivery that refuse the resend of `d` to `url` ([`requeue`]): a
+/// `pending` one only when `d` does not hold it back (it is not pending on that same URL).
+pub fn refusing_states(d: &webhook_delivery::Model, url: &str) -> &'static [&'static str] {
+    if d.state == "pending" && d.url == url {
+        &["delivered"]
+    } else {
+        &["delivered", "pending"]
+    }
+}
+
+/// The newest delivery of `imp_uid` to `url` after delivery `id` in one of `states`
+/// ([`refusing_states`]): what a refused resend names ([`requeue`]).
 pub async fn newer_sent_or_queued_than(
     db: &impl ConnectionTrait,
     id: i64,
     imp_uid: &str,
     url: &str,
+    states: &[&str],
 ) -> Result<Option<webhook_delivery::Model>, DbErr> {
     webhook_delivery::Entity::find()
         .filter(webhook_delivery::Column::ImpUid.eq(imp_uid))
         .filter(webhook_delivery::Column::Url.eq(url))
-        .filter(webhook_delivery::Column::State.is_in(["delivered", "pending"]))
+        .filter(webhook_delivery::Column::State.is_in(states.iter().copied()))
         .filter(webhook_delivery::Column::Id.gt(id))
         .order_by_desc(webhook_delivery::Column::Id)
         .one(db)

@@ -5432,3 +5432,93 @@ async fn a_window_whose_redirect_origin_was_delisted_after_it_opened_ends_at_ret
     assert!(location.is_empty(), "{location}");
     assert!(page.contains("이미 종료된 결제입니다."), "{page}");
 }
+
+/// The targets that try to pass for the listed `https://shop.test` from the shop's page, each
+/// with where it really sends the buyer (its origin) and whether that is the shop (review rN,
+/// F4): the check holds only because both sides are compared as URLs once `m_redirect_url` is
+/// resolved against the page; a string prefix compare, or a compare of the raw
+/// `m_redirect_url`, passes the others.
+const DISGUISED_TARGETS: [(&str, &str, bool); 9] = [
+    // Userinfo: the host is what follows the `@`.
+    (
+        "https://shop.test@evil.example/",
+        "https://evil.example",
+        false,
+    ),
+    // A backslash ends the host of an http(s) URL (WHATWG): `@shop.test/` is a path.
+    (
+        "https://evil.example\\@shop.test/",
+        "https://evil.example",
+        false,
+    ),
+    // Another host string (fails closed): the trailing dot.
+    ("https://shop.test./done", "https://shop.test.", false),
+    // An IDN look-alike (Cyrillic `ѕ`): its own punycode host.
+    ("https://ѕhop.test/done", "https://xn--", false),
+    // Scheme-relative: resolved against the page, it goes to evil.example.
+    ("//evil.example/x", "https://evil.example", false),
+    // Another scheme than the page's: absolute, evil.example.
+    ("http:evil.example", "http://evil.example", false),
+    // The page's own scheme without `//`: a relative path on the shop (WHATWG), so it stays.
+    ("https:evil.example", "https://shop.test", true),
+    // Case and the default port: the listed origin.
+    ("HTTPS://SHOP.TEST:443/done", "https://shop.test", true),
+    ("https://Shop.Test/done", "https://shop.test", true),
+];
+
+/// Review rN, F4: each disguised target is refused at `/checkout/request`, naming where it
+/// really goes, and each spelling of the listed origin opens.
+#[tokio::test]
+async fn a_disguised_m_redirect_url_is_refused_by_the_origin_it_really_goes_to() {
+    let app = spawn_app().await;
+    allow_redirects_to(&app, &["https://shop.test"]).await;
+    for (n, (target, origin, to_the_shop)) in DISGUISED_TARGETS.into_iter().enumerate() {
+        let uid = format!("m-disguised-{n}");
+        let answer = mobile_request(&app, &uid, "https://shop.test/cart", Some(target)).await;
+        if to_the_shop {
+            assert_eq!(answer["code"], 0, "{target}: {answer}");
+            continue;
+        }
+        let message = answer["message"].as_str().unwrap_or_default();
+        assert!(
+            message.contains(origin) && message.contains("리다이렉트 origin"),
+            "{target}: {answer}"
+        );
+        refused_without_a_trace(&app, &answer, Some(&uid)).await;
+    }
+}
+
+/// Review rN, F4: windows opened to the disguised targets before the list was set end at
+/// `Ret_URL` with no `Location` (the ended page, no link); those that go to the listed origin
+/// are redirected there.
+#[tokio::test]
+async fn windows_opened_to_disguised_targets_before_the_list_was_set_are_not_redirected() {
+    let app = spawn_app().await;
+    let mut windows = Vec::new();
+    for (n, (target, _, to_the_shop)) in DISGUISED_TARGETS.into_iter().enumerate() {
+        let uid = format!("m-disguised-open-{n}");
+        let started = mobile_request(&app, &uid, "https://shop.test/cart", Some(target)).await;
+        assert_eq!(started["code"], 0, "{target}: no list yet: {started}");
+        let start_url = started["response"]["start_url"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        windows.push((target, to_the_shop, start_url));
+    }
+    allow_redirects_to(&app, &["https://shop.test"]).await;
+    for (target, to_the_shop, start_url) in windows {
+        let (status, location, page) = cancelled_in_the_window(&app, &start_url).await;
+        if to_the_shop {
+            assert!(status.is_redirection(), "{target}: {status}: {page}");
+            assert!(
+                location.starts_with("https://shop.test/"),
+                "{target}: {location}"
+            );
+        } else {
+            assert_eq!(status, reqwest::StatusCode::OK, "{target}: {location}");
+            assert!(location.is_empty(), "{target}: {location}");
+            assert!(page.contains("이미 종료된 결제입니다."), "{target}: {page}");
+            assert!(!page.contains("evil.example"), "{target}: no link: {page}");
+        }
+    }
+}

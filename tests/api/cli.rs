@@ -3176,3 +3176,77 @@ async fn a_test_mode_start_with_the_operators_own_kcp_pair_needs_a_master_key_an
     let (status, body) = demo_token_request(&served).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
 }
+
+/// Review rN, F3: a `redirect_origins` value written by hand that is not a list of origins
+/// refuses every mobile redirect, but `GET …/redirect-origins` answered `"origins": []` and the
+/// command printed "mobile buyers may be redirected to any http(s) URL", the opposite of what
+/// the gateway does. Both now say the value cannot be read and that every redirect is refused;
+/// setting the list again ends it.
+#[tokio::test]
+async fn an_unreadable_stored_redirect_origins_value_is_reported_as_refusing_every_redirect() {
+    let app = crate::helpers::spawn_app().await;
+    let dir = tempfile::tempdir().unwrap();
+    let url = app.database_url.clone();
+    let id = app.app.demo.as_ref().expect("demo merchant").merchant.id;
+    let path = format!("/admin/merchants/{id}/redirect-origins");
+    let command = ["merchant", "redirect-origins", "--imp-code", "imp00000000"];
+    let checkout = |merchant_uid: &str| {
+        json!({"imp_code": "imp00000000", "mobile": true, "page_url": "https://shop.test/cart",
+               "params": {"merchant_uid": merchant_uid, "amount": 1000,
+                          "m_redirect_url": "https://shop.test/done"}})
+    };
+    crate::helpers::execute(
+        &app,
+        vec![format!(
+            "UPDATE merchants SET redirect_origins = 'https://shop.test' WHERE id = {id}"
+        )],
+    )
+    .await;
+
+    let (status, body) = app.get(&path, Some(crate::helpers::ADMIN_TOKEN)).await;
+    assert_eq!(status, reqwest::StatusCode::OK, "{body}");
+    assert_eq!(body["response"]["unreadable"], true, "{body}");
+    assert_eq!(body["response"]["origins"], Value::Null, "not `[]`: {body}");
+    let (_, refused) = app
+        .post("/checkout/request", None, checkout("cli-unreadable"))
+        .await;
+    assert_eq!(refused["code"], -1, "every redirect is refused: {refused}");
+    assert!(
+        refused["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("읽을 수 없어"),
+        "{refused}"
+    );
+
+    let shown = run_ok(dir.path(), &url, &command).await;
+    assert!(!shown.contains("may be redirected to any"), "{shown}");
+    assert!(
+        shown.contains("cannot be read (https://shop.test)"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("every mobile checkout and redirect is refused"),
+        "{shown}"
+    );
+    assert!(!shown.contains("  "), "no run of spaces: {shown}");
+
+    let mut set = command.to_vec();
+    set.extend(["--set", "https://shop.test"]);
+    run_ok(dir.path(), &url, &set).await;
+    let (_, started) = app
+        .post("/checkout/request", None, checkout("cli-readable"))
+        .await;
+    assert_eq!(started["code"], 0, "{started}");
+    let (_, body) = app.get(&path, Some(crate::helpers::ADMIN_TOKEN)).await;
+    assert_eq!(body["response"]["unreadable"], false, "{body}");
+    assert_eq!(body["response"]["origins"], json!(["https://shop.test"]));
+
+    let mut clear = command.to_vec();
+    clear.push("--clear");
+    let cleared = run_ok(dir.path(), &url, &clear).await;
+    assert!(
+        cleared.contains("may be redirected to any http(s) URL a checkout names"),
+        "one line, no run of spaces: {cleared}"
+    );
+}

@@ -3091,3 +3091,146 @@ async fn one_receiver_spelled_two_ways_is_one_queue_of_a_payments_events() {
     assert_eq!(rows[0].url, url);
     assert!(rows[0].to_merchant_url, "{rows:?}");
 }
+
+/// `POST /admin/webhooks/{id}/resend` with the operator token.
+async fn resend(app: &TestApp, id: i64) -> Value {
+    let (status, body) = app
+        .post(
+            &format!("/admin/webhooks/{id}/resend"),
+            Some(ADMIN_TOKEN),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body
+}
+
+/// Review rN, F1: the resend of a delivery waiting for its retry was refused because the newer
+/// events of its payment it holds back were pending behind it ("곧 받습니다", while they waited
+/// for that retry, up to 256 minutes), and resending those did nothing, as they stayed behind it.
+/// The resend now brings the retry forward and the held-back events follow it, in order, in the
+/// same pass: no step of the clock.
+#[tokio::test]
+async fn a_resend_of_a_delivery_waiting_for_its_retry_sends_it_now_and_the_events_behind_it_follow()
+{
+    let app = spawn_app().await;
+    app.stop_clock();
+    let (receiver, imp_uid) =
+        a_paid_then_cancelled_payment(&app, "/back-again", &[503], "wh-resend-pending", &["c1"])
+            .await;
+    assert_eq!(deliver(&app).await, 1, "`paid`, answered 503");
+    let rows = deliveries_of(&app, &imp_uid).await;
+    let (paid, cancelled) = (&rows[0], &rows[1]);
+    assert_eq!((paid.state.as_str(), paid.attempts), ("pending", 1));
+    let now = paid.updated_at;
+    assert!(paid.next_attempt_at > now, "{paid:?}");
+    assert_eq!(cancelled.state, "pending", "{cancelled:?}");
+    assert_eq!(
+        cancelled.next_attempt_at, paid.next_attempt_at,
+        "held back behind the retry: {cancelled:?}"
+    );
+
+    let body = resend(&app, paid.id).await;
+    assert_eq!(body["code"], 0, "accepted: {body}");
+    assert_eq!(body["response"]["state"], "pending", "{body}");
+    assert_eq!(body["response"]["next_attempt_at"], now, "due now: {body}");
+    assert_eq!(deliver(&app).await, 2, "`paid` now, then `cancelled`");
+    assert_eq!(
+        statuses(&receiver.requests()),
+        ["paid", "paid", "cancelled"],
+        "never `cancelled` before `paid`"
+    );
+    let rows = deliveries_of(&app, &imp_uid).await;
+    assert!(rows.iter().all(|d| d.state == "delivered"), "{rows:?}");
+}
+
+/// Review rN, F2: rows stored before webhook URLs were normalised kept the merchant's URL as
+/// written (`http://host:port`, no path), and the resend of their failed `paid`, retargeted to
+/// the normalised URL (`http://host:port/`), did not see the `cancelled` stored beside it that
+/// the receiver already had: it was accepted and sent `paid` after `cancelled`. The upgrade
+/// rewrites the stored URLs (migration `m20261221_000041_webhook_urls_normalised`), run here on
+/// rows as an older version wrote them.
+#[tokio::test]
+async fn a_resend_is_refused_by_a_newer_event_stored_before_urls_were_normalised() {
+    use migration::{Migrator, MigratorTrait};
+    use openport::store::entity::webhook_delivery;
+    use sea_orm::{ActiveModelTrait, ConnectionTrait, Database, Set};
+
+    let app = spawn_app().await;
+    let receiver = Receiver::start().await;
+    let raw = receiver.url("");
+    let (status, body) = configure(&app, json!({"url": raw})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let token = app.token().await;
+    let imp_uid = paid_payment(&app, &token, "wh-raw-url", Value::Null).await;
+    let p = openport::store::payments::by_imp_uid(&app.app.gateway.db.read, None, &imp_uid)
+        .await
+        .unwrap()
+        .unwrap();
+    let row = |status: &str, state: &str, cancellation_id: Option<&str>, url: &str| {
+        webhook_delivery::ActiveModel {
+            message_id: Set(webhook_delivery::new_message_id()),
+            merchant_id: Set(p.merchant_id),
+            imp_uid: Set(imp_uid.clone()),
+            merchant_uid: Set(p.merchant_uid.clone()),
+            status: Set(status.into()),
+            cancellation_id: Set(cancellation_id.map(str::to_string)),
+            url: Set(url.into()),
+            to_merchant_url: Set(true),
+            content_type: Set("json".into()),
+            state: Set(state.into()),
+            attempts: Set(1),
+            next_attempt_at: Set(1),
+            lease_until: Set(0),
+            last_http_status: Set(None),
+            last_error: Set(None),
+            created_at: Set(1),
+            updated_at: Set(1),
+            ..Default::default()
+        }
+    };
+    let db = &app.app.gateway.db.write;
+    let paid = row("paid", "failed", None, &raw).insert(db).await.unwrap();
+    let cancelled = row("cancelled", "delivered", Some("c1"), &raw)
+        .insert(db)
+        .await
+        .unwrap();
+    // Not a URL: kept as written, as the gateway keeps it (failed at once).
+    let odd = row("paid", "failed", None, "not a url")
+        .insert(db)
+        .await
+        .unwrap();
+
+    // The upgrade: the migration runs on the rows an older version wrote.
+    let upgrade = Database::connect(&app.database_url).await.unwrap();
+    upgrade
+        .execute_unprepared(
+            "DELETE FROM seaql_migrations WHERE version = 'm20261221_000041_webhook_urls_normalised'",
+        )
+        .await
+        .unwrap();
+    Migrator::up(&upgrade, None).await.unwrap();
+    let urls: Vec<String> = deliveries_of(&app, &imp_uid)
+        .await
+        .into_iter()
+        .map(|d| d.url)
+        .collect();
+    assert_eq!(
+        urls,
+        [receiver.url("/"), receiver.url("/"), "not a url".into()],
+        "{odd:?}"
+    );
+
+    let body = resend(&app, paid.id).await;
+    assert_eq!(body["code"], 1, "refused: {body}");
+    let message = body["message"].as_str().unwrap();
+    assert!(
+        message.contains(&format!("id: {}", cancelled.id)),
+        "{message}"
+    );
+    assert_eq!(deliver(&app).await, 0);
+    assert!(
+        receiver.requests().is_empty(),
+        "no `paid` after `cancelled`"
+    );
+}
