@@ -133,7 +133,7 @@ test('close while the approval is in flight: F500 keeps the overlay, the next po
   assert.equal(await page.evaluate(() => window.__rsps.length), 0, 'called back on the F500 answer');
   assert.equal(await page.locator('#openport-overlay #openport-frame').count(), 1, 'the overlay went');
   assert.equal(await page.locator('#openport-close').isDisabled(), true);
-  await page.locator('#openport-status', { hasText: '결제 결과를 확인 중입니다' }).waitFor({ timeout: 1_000 });
+  await page.locator('#openport-status', { hasText: '결제 결과를 확인 중입니다' }).waitFor();
   const [rsp] = await callbacks(page, 1, 15_000);
   assert.equal(rsp.success, true, JSON.stringify(rsp));
   assert.equal(rsp.imp_success, true);
@@ -177,7 +177,7 @@ test('the window answering F500 (a double-submitted result) keeps the overlay an
   const cancels = gateway.cancels.length;
   await page.frameLocator('#openport-frame').locator('#complete-checking').click();
   // F500 is "being checked", not the end: no callback, the overlay stays, its close button goes off.
-  await page.locator('#openport-status', { hasText: '결제 결과를 확인 중입니다' }).waitFor({ timeout: 1_000 });
+  await page.locator('#openport-status', { hasText: '결제 결과를 확인 중입니다' }).waitFor();
   assert.equal(await page.evaluate(() => window.__rsps.length), 0, 'called back on the F500 answer');
   assert.equal(await page.locator('#openport-overlay #openport-frame').count(), 1, 'the overlay went');
   assert.equal(await page.locator('#openport-close').isDisabled(), true);

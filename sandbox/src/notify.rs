@@ -9,6 +9,7 @@
 //! inquiry (`PAVC`) shows that before the notification is sent, since the notification is only a
 //! hint that a merchant should check by inquiry.
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -73,8 +74,30 @@ pub(crate) struct NotifyBook {
     /// tno → total deposited so far.
     deposits: HashMap<String, i64>,
     log: Vec<NotificationRecord>,
-    /// Makes `noti_id` unique within the sandbox.
+    /// The last sequence number this sandbox gave a notification ([`next_sequence`]).
     sequence: u64,
+}
+
+/// The last notification sequence number any sandbox of this process gave.
+static LAST_SEQUENCE: AtomicU64 = AtomicU64::new(0);
+
+/// The next sequence number of a notification of `book`, which `noti_id` (and the handle of a
+/// notification without one) ends with: one more than both the book's last (kept in the state
+/// file, so a restarted sandbox never reuses one) and the last any sandbox of this process gave.
+/// Counted per book, every sandbox's first deposit was `<second>000001`: two sandboxes of one
+/// process (tests run many side by side, on clocks set alike) gave the same `noti_id` in the same
+/// second, and a test reading the process's log took one's lines for the other's. Real KCP never
+/// gives one twice (spec §2.12), as the process-wide tno count (`ledger::next_tno`) never does.
+fn next_sequence(book: &mut NotifyBook) -> u64 {
+    let own = book.sequence;
+    let next = |last: u64| last.max(own) + 1;
+    let last = LAST_SEQUENCE
+        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |last| {
+            Some(next(last))
+        })
+        .unwrap_or_else(|last| last);
+    book.sequence = next(last);
+    book.sequence
 }
 
 /// The notification book as the state file keeps it (docs/sandbox.md §7): URLs, deposit totals,
@@ -209,8 +232,7 @@ pub(crate) fn deposit(
         before + amount
     };
     book.deposits.insert(tno.to_string(), total);
-    book.sequence += 1;
-    let noti_id = format!("{now}{:06}", book.sequence);
+    let noti_id = format!("{now}{:06}", next_sequence(&mut book));
     let fields: Vec<(String, String)> = [
         ("site_cd", site_cd.clone()),
         ("tno", tno.to_string()),
@@ -281,8 +303,7 @@ pub(crate) fn notice(
         .or_else(|| book.urls.get("*"))
         .cloned()
         .ok_or_else(|| DepositError::NoUrl(site_cd.to_owned()))?;
-    book.sequence += 1;
-    let handle = format!("{tx_cd}-{now}{:06}", book.sequence);
+    let handle = format!("{tx_cd}-{now}{:06}", next_sequence(&mut book));
     let fields: Vec<(String, String)> = [
         ("site_cd", site_cd),
         ("tno", tno),

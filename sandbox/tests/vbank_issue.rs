@@ -396,3 +396,31 @@ async fn a_deposit_and_a_revocation_at_once_never_leave_a_deposit_on_a_closed_ac
         assert_eq!(entry.state, expected, "{tno}");
     }
 }
+
+/// Two sandboxes of one process (as the gateway's tests run them, side by side), their clocks at
+/// the same second: their first deposits' `noti_id`s differ. Each sandbox counted on its own, so
+/// both were `<second>000001`, and a test counting log lines by `noti_id` counted the other's too.
+#[tokio::test]
+async fn two_sandboxes_of_one_process_never_give_the_same_noti_id_in_the_same_second() {
+    let mut deposits = Vec::new();
+    for order_no in ["VAONE", "VATWO"] {
+        let h = spawn().await;
+        let issued = h.pay(&vbank_issue(order_no)).await;
+        assert_eq!(issued["res_cd"], "0000", "{issued}");
+        h.sandbox.set_notify_url("*", "http://127.0.0.1:9/unused");
+        let tno = issued["tno"].as_str().unwrap();
+        deposits.push(h.sandbox.deposit(tno, 7000, "00").unwrap());
+    }
+    let (one, two) = (&deposits[0], &deposits[1]);
+    assert_eq!(one.field("tx_tm"), two.field("tx_tm"), "the same second");
+    assert_ne!(one.noti_id, two.noti_id);
+    for deposit in [one, two] {
+        let noti_id = &deposit.noti_id;
+        assert_eq!(Some(noti_id.as_str()), deposit.field("noti_id"));
+        assert!(
+            noti_id.len() == 20 && noti_id.bytes().all(|b| b.is_ascii_digit()),
+            "KCP time and a six-digit count: {noti_id}"
+        );
+        assert!(noti_id.starts_with(deposit.field("tx_tm").unwrap()));
+    }
+}

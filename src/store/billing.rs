@@ -616,7 +616,10 @@ pub async fn pending_schedules(
     if let Some(uids) = merchant_uids {
         q = q.filter(schedule::Column::MerchantUid.is_in(uids.to_vec()));
     }
-    q.order_by_asc(schedule::Column::ScheduleAt).all(db).await
+    q.order_by_asc(schedule::Column::ScheduleAt)
+        .order_by_asc(schedule::Column::Id)
+        .all(db)
+        .await
 }
 
 /// Revokes a schedule that is still pending ([`revocable`]); false when it already ran or its

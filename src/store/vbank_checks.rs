@@ -76,7 +76,9 @@ pub fn due_query(served: ServedMerchants, now: i64, limit: u64) -> Select<vbank_
     {
         due = due.filter(served);
     }
-    due.order_by_asc(vbank_check::Column::CheckAt).limit(limit)
+    due.order_by_asc(vbank_check::Column::CheckAt)
+        .order_by_asc(vbank_check::Column::PaymentId)
+        .limit(limit)
 }
 
 /// Deletes up to `limit` rows due at `now` whose account is no longer `ready` (of any merchant:
@@ -98,6 +100,7 @@ pub fn delete_stale_query(now: i64, limit: u64) -> DeleteMany<vbank_check::Entit
         .filter(vbank_check::Column::CheckAt.lte(now))
         .filter(payment_status().ne(PaymentStatus::Ready.as_db()))
         .order_by_asc(vbank_check::Column::CheckAt)
+        .order_by_asc(vbank_check::Column::PaymentId)
         .limit(limit)
         .into_query();
     vbank_check::Entity::delete_many().filter(vbank_check::Column::PaymentId.in_subquery(stale))

@@ -3,7 +3,8 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 
 use crate::helpers::{
-    execute, future_expiry, refuse_writes, slow_writes, spawn_app, test_cards, TestApp,
+    execute, future_expiry, refuse_writes, slow_writes, spawn_app, test_cards,
+    until_a_write_is_held, TestApp,
 };
 
 pub async fn register(app: &TestApp, token: &str, uid: &str, card: &str) -> Value {
@@ -1250,14 +1251,26 @@ async fn a_key_kcp_issued_that_could_not_be_stored_is_deleted_at_kcp_not_left_ch
 #[tokio::test]
 async fn a_replaced_key_is_deleted_at_kcp_only_once_a_charge_made_with_it_has_settled() {
     use kcp_sandbox::{paths, BatchKeyState, Fault, FaultRule};
-    let app = spawn_app().await;
+    // The charge waits at KCP for the whole re-registration: a KCP timeout long enough for that
+    // on a loaded machine (and a settle delay longer than the attempt hold it makes).
+    let app = crate::helpers::spawn_app_with(|c| {
+        c.kcp.timeout_ms = 10_000;
+        c.resolver.settle_secs = 60;
+    })
+    .await;
     let token = app.token().await;
     let first = register(&app, &token, "cust-inflight", test_cards::SHINHAN_CREDIT).await;
     assert_eq!(first["code"], 0, "{first}");
-    // The charge reaches KCP a second after it is sent, after the re-registration below.
+    // The charge is held at KCP, not processed yet, until the re-registration below has answered.
+    let gate = "charge-with-the-old-key";
     app.sandbox.inject(
-        FaultRule::new(paths::HUB_PAYMENT, Fault::Delay { ms: 1_000 })
-            .when("card_tx_type", "11511000"),
+        FaultRule::new(
+            paths::HUB_PAYMENT,
+            Fault::HoldRequest {
+                gate: gate.to_string(),
+            },
+        )
+        .when("card_tx_type", "11511000"),
     );
     let charging = {
         let app_url = app.url("/subscribe/payments/again");
@@ -1274,9 +1287,10 @@ async fn a_replaced_key_is_deleted_at_kcp_only_once_a_charge_made_with_it_has_se
             crate::helpers::TestApp::read(res).await.1
         })
     };
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    app.sandbox.until_held(gate).await; // the charge read the old key and is at KCP
     let second = register(&app, &token, "cust-inflight", test_cards::SAMSUNG_CHECK).await;
     assert_eq!(second["code"], 0, "{second}");
+    app.sandbox.open_gate(gate);
 
     let charged = charging.await.unwrap();
     assert_eq!(charged["response"]["status"], "paid", "{charged}");
@@ -1658,7 +1672,7 @@ async fn a_key_replaced_while_a_charge_with_it_is_being_written_is_not_deleted_u
             TestApp::read(res).await.1
         })
     };
-    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    until_a_write_is_held(&app).await; // the charge's attempt, in its transaction
     let second = register(&app, &token, "cust-writing", test_cards::SAMSUNG_CHECK).await;
     assert_eq!(second["code"], 0, "{second}");
 

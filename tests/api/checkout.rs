@@ -1146,9 +1146,22 @@ fn rsp_of(answer: &str) -> Value {
     serde_json::from_str(&answer[start..end].replace("<\\/", "</")).unwrap()
 }
 
+/// `kcp.timeout_ms` of [`a_replayed_result_post_while_the_outcome_is_unknown_says_checking_not_failed`],
+/// and the most its replayed post may take: a post that waited for an approval (up to the timeout
+/// and 5 s, `service::checkout`'s `finish_settled`) takes longer, and one answered at once, on a
+/// loaded 2-core runner too, far less. Measured against the tests' 1.5 s timeout, a stalled
+/// runner could fail it.
+const REPLAY_KCP_TIMEOUT_MS: u64 = 10_000;
+
 #[tokio::test]
 async fn a_replayed_result_post_while_the_outcome_is_unknown_says_checking_not_failed() {
-    let app = spawn_app().await;
+    // A long KCP timeout: a post that waits for a held approval waits for up to the timeout and
+    // 5 s (15 s here), far past what answering at once may take on a loaded machine.
+    let app = crate::helpers::spawn_app_with(|c| {
+        c.kcp.timeout_ms = REPLAY_KCP_TIMEOUT_MS;
+        c.resolver.settle_secs = 60;
+    })
+    .await;
     lose_the_approval_and_the_inquiry(&app);
     let (pay_url, fields) = hand_off(
         &app,
@@ -1170,8 +1183,8 @@ async fn a_replayed_result_post_while_the_outcome_is_unknown_says_checking_not_f
     let replaying = std::time::Instant::now();
     let replayed = rsp_of(&post_form(&app, &ret_url, &result).await);
     assert!(
-        replaying.elapsed() < std::time::Duration::from_millis(crate::helpers::KCP_TIMEOUT_MS),
-        "answered at once: {:?}",
+        replaying.elapsed() < std::time::Duration::from_millis(REPLAY_KCP_TIMEOUT_MS),
+        "answered at once, not after a wait for the approval: {:?}",
         replaying.elapsed()
     );
     assert_eq!(replayed["success"], false, "{replayed}");
@@ -3033,28 +3046,6 @@ async fn a_key_registered_while_the_window_was_open_is_kept_and_the_windows_new_
     assert_eq!(retired[0].batch_key_sealed, "");
 }
 
-/// How many connections to the test's database wait, in PostgreSQL's `pg_stat_activity`, as
-/// `condition` says (`wait_event = 'PgSleep'`: in a [`crate::helpers::slow_writes`] trigger).
-async fn backends_waiting(app: &TestApp, condition: &str) -> i64 {
-    use sea_orm::{ConnectionTrait, DbBackend, Statement};
-    let row = app
-        .app
-        .gateway
-        .db
-        .read
-        .query_one(Statement::from_string(
-            DbBackend::Postgres,
-            format!(
-                "SELECT count(*) AS n FROM pg_stat_activity \
-                 WHERE datname = current_database() AND {condition}"
-            ),
-        ))
-        .await
-        .unwrap()
-        .unwrap();
-    row.try_get("", "n").unwrap()
-}
-
 /// PostgreSQL, two stores of a key for one customer_uid at once: a REST re-registration has
 /// retired the customer's key and is held in its transaction (a trigger on its key's insert)
 /// while a billing-key window, prepared with amount 0 (the merchant's word that it may replace
@@ -3113,9 +3104,7 @@ async fn a_billing_window_finishing_while_a_rest_re_registration_commits_replace
             crate::helpers::test_cards::SHINHAN_CREDIT,
         );
         let finishing = async {
-            while backends_waiting(&app, "wait_event = 'PgSleep'").await == 0 {
-                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-            }
+            crate::helpers::until_a_write_is_held(&app).await;
             rsp_of(&post_form(&app, &ret_url, &result).await)
         };
         let raced = tokio::join!(registering, finishing);
@@ -3126,7 +3115,7 @@ async fn a_billing_window_finishing_while_a_rest_re_registration_commits_replace
     let watching = async {
         let mut waited = false;
         while !done.load(Ordering::SeqCst) {
-            waited |= backends_waiting(&app, "wait_event_type = 'Lock'").await > 0;
+            waited |= crate::helpers::backends_waiting(&app, "wait_event_type = 'Lock'").await > 0;
             tokio::time::sleep(std::time::Duration::from_millis(5)).await;
         }
         waited

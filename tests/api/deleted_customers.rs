@@ -5,7 +5,7 @@ use kcp_sandbox::{paths, BatchKeyState, Fault, FaultRule};
 use serde_json::{json, Value};
 
 use crate::billing::{delete_customer, key_rows, register};
-use crate::helpers::{slow_writes, spawn_app, test_cards, TestApp};
+use crate::helpers::{slow_writes, spawn_app, test_cards, until_a_write_is_held, TestApp};
 use crate::kept_cards::{assert_deleted_keeping_no_card, hold_key_in_charges_at_kcp, onetime};
 use crate::schedules::{assert_a_deleted_keys_404, payments_of, webhooks_of, NOTICE_URL};
 
@@ -43,8 +43,8 @@ async fn a_revoked_and_a_pending_schedule(app: &TestApp, token: &str, uid: &str)
 }
 
 /// PostgreSQL: `uid` of [`a_revoked_and_a_pending_schedule`] is deleted, its delete held after
-/// it retired the key, in its revocation of `{uid}-2` (a trigger holds it 1.5 s with its
-/// transaction open), while `POST …/schedule/{uid}-1/{path}` is asked with `body` (given the
+/// it retired the key, in its revocation of `{uid}-2` (a trigger holds it with its transaction
+/// open), while `POST …/schedule/{uid}-1/{path}` is asked with `body` (given the
 /// app's now): that call reads the key still active, and writes while the delete has not
 /// committed. It must be the 404 of a deleted key, and `{uid}-1` left revoked
 /// ([`assert_left_revoked`]). Nothing on SQLite, whose one writer runs the two one after the other.
@@ -64,8 +64,7 @@ async fn assert_arming_again_during_the_delete_is_refused(
     let url = format!("/subscribe/payments/schedule/{uid}-1/{path}");
     let body = body(app.app.gateway.clock.unix());
     let asking = async {
-        // The delete is in its transaction by now, held in the trigger.
-        tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+        until_a_write_is_held(&app).await; // the delete, in its transaction
         app.post(&url, Some(&token), body).await
     };
 
@@ -132,7 +131,7 @@ async fn a_schedule_written_while_its_customer_is_deleted_does_not_survive_the_d
             TestApp::read(res).await.1
         })
     };
-    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    until_a_write_is_held(&app).await; // the schedule's insert, in its transaction
 
     let deleted = delete_customer(&app, &token, "del-sched").await;
     let scheduled = scheduling.await.unwrap();
@@ -224,8 +223,7 @@ async fn a_onetime_paid_while_its_customer_is_being_deleted_does_not_bring_the_c
     let deleting = async {
         app.sandbox.until_held(gate).await;
         tokio::join!(delete_customer(&app, &token, "del-kept"), async {
-            // The delete is in its transaction by now, held in the trigger.
-            tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+            until_a_write_is_held(&app).await; // the delete, in its transaction
             app.sandbox.open_gate(gate);
         })
         .0

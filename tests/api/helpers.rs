@@ -1173,8 +1173,10 @@ pub async fn a_cancel_held_as_a_conflict(
 }
 
 /// PostgreSQL only: holds every `event` (`INSERT` or `UPDATE`) of a row of `table` for which the
-/// SQL condition `when` (on `NEW`, and `OLD` for an update) holds 1.5 s inside its statement, by
-/// the trigger `name`: a write kept in its transaction while another runs beside it.
+/// SQL condition `when` (on `NEW`, and `OLD` for an update) holds 3 s inside its statement, by
+/// the trigger `name`: a write kept in its transaction while another runs beside it. A test
+/// starts the other once the write is held ([`until_a_write_is_held`]); the 3 s are the other's
+/// time to reach its own write, on a loaded database too.
 pub async fn slow_writes(app: &TestApp, name: &str, event: &str, table: &str, when: &str) {
     assert!(app.database_url.starts_with("postgres"), "PostgreSQL only");
     execute(
@@ -1182,7 +1184,7 @@ pub async fn slow_writes(app: &TestApp, name: &str, event: &str, table: &str, wh
         vec![
             format!(
                 "CREATE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
-                 PERFORM pg_sleep(1.5); RETURN NEW; END $$"
+                 PERFORM pg_sleep(3); RETURN NEW; END $$"
             ),
             format!(
                 "CREATE TRIGGER {name} BEFORE {event} ON {table} FOR EACH ROW WHEN ({when}) \
@@ -1256,4 +1258,40 @@ pub async fn kcp_applies_the_held_call(
     app.sandbox.until_held(gate).await;
     app.sandbox.open_gate(gate);
     until_kcp_has_applied(what, applied).await;
+}
+/// How many connections to the test's database wait, in PostgreSQL's `pg_stat_activity`, as
+/// `condition` says (`wait_event = 'PgSleep'`: in a [`slow_writes`] trigger).
+pub async fn backends_waiting(app: &TestApp, condition: &str) -> i64 {
+    use sea_orm::{ConnectionTrait, DbBackend, Statement};
+    let row = app
+        .app
+        .gateway
+        .db
+        .read
+        .query_one(Statement::from_string(
+            DbBackend::Postgres,
+            format!(
+                "SELECT count(*) AS n FROM pg_stat_activity \
+                 WHERE datname = current_database() AND {condition}"
+            ),
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    row.try_get("", "n").unwrap()
+}
+
+/// PostgreSQL: returns once a write of the test's database is held in a [`slow_writes`] trigger,
+/// its transaction open: the moment a test sends the request that is to run beside it. A fixed
+/// sleep stood in for it, and on a loaded database the held request had sometimes not reached its
+/// trigger yet, so the other ran first and the race under test never took place. At most 10 s.
+pub async fn until_a_write_is_held(app: &TestApp) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while backends_waiting(app, "wait_event = 'PgSleep'").await == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no write reached its slow_writes trigger in 10 s"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
 }

@@ -427,9 +427,11 @@ async fn a_deposit_kcp_could_not_confirm_for_three_days_is_told_to_the_operator_
 
     app.advance(3 * 24 * 3600 - 200);
     gateway.reverify_notifications(100).await.unwrap();
+    // The log is the whole test binary's: this test's lines are those of its own trade (tnos are
+    // unique in the process) and notification.
     let last_look = captured_logs()
         .lines()
-        .filter(|l| l.contains("WARN") && l.contains(&deposit.noti_id))
+        .filter(|l| l.contains("WARN") && l.contains(&deposit.noti_id) && l.contains(&tno))
         .filter(|l| l.contains("left undecided for an operator"))
         .count();
     assert_eq!(last_look, 1, "the sweep's last look warns");
@@ -633,7 +635,7 @@ async fn a_never_looked_at_notification_kcp_does_not_confirm_at_its_one_look_is_
 
     let warned = captured_logs()
         .lines()
-        .filter(|l| l.contains("WARN") && l.contains(&deposit.noti_id))
+        .filter(|l| l.contains("WARN") && l.contains(&deposit.noti_id) && l.contains(tno))
         .filter(|l| l.contains("never looked at") && l.contains("left undecided for an operator"))
         .count();
     assert_eq!(warned, 1);

@@ -885,9 +885,9 @@ async fn a_refused_body_of_tens_of_thousands_of_unknown_keys_is_400_at_once() {
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
     assert_eq!(answer["code"], -1);
-    // Generous for a loaded 2-core CI machine; the search took tens of seconds.
+    // Generous for a loaded 2-core CI machine and a debug build; the search took tens of seconds.
     assert!(
-        started.elapsed() < std::time::Duration::from_secs(3),
+        started.elapsed() < std::time::Duration::from_secs(10),
         "{:?}",
         started.elapsed()
     );
