@@ -1259,6 +1259,7 @@ pub async fn kcp_applies_the_held_call(
     app.sandbox.open_gate(gate);
     until_kcp_has_applied(what, applied).await;
 }
+
 /// How many connections to the test's database wait, in PostgreSQL's `pg_stat_activity`, as
 /// `condition` says (`wait_event = 'PgSleep'`: in a [`slow_writes`] trigger).
 pub async fn backends_waiting(app: &TestApp, condition: &str) -> i64 {
