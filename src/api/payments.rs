@@ -61,13 +61,16 @@ pub(super) fn paging(q: Option<&str>, max: u64) -> ApiResult<Paging> {
     Ok(Paging::new(page, limit, max))
 }
 
-/// `include_sandbox` defaults to true for openport: in test mode every payment is a sandbox one,
-/// and iamport clients never send the flag. `include_sandbox=false` hides them; the flag is read
-/// as every boolean of the API is (`de::bool_text`), so `False` or `0` hides them too.
+/// `include_sandbox` defaults to true for openport: in test mode every payment is a sandbox one.
+/// A merchant's `include_sandbox=false` is read (a value that is no boolean is HTTP 400) and hides
+/// nothing: a merchant's payments are all sandbox ones (test mode) or none (live), so the flag
+/// could only hide every payment of a merchant being tested, and the Java client sends it on its
+/// plain `paymentByImpUid` (review rO, F1). The operator's hides sandbox payments; the flag is
+/// read as every boolean of the API is (`de::bool_text`), so `False` or `0` hides them too.
 #[utoipa::path(get, path = "/payments/{imp_uid}", operation_id = "getPaymentByImpUid",
     params(
         ("imp_uid" = String, Path, min_length = 1),
-        ("include_sandbox" = Option<bool>, Query, description = "false hides sandbox payments; default true. Read as the API's other booleans: `true`/`false` in any case, `1`/`0`, `y`/`n`, `yes`/`no`, `on`/`off`; anything else is HTTP 400"),
+        ("include_sandbox" = Option<bool>, Query, description = "With the operator token, false hides sandbox payments; default true. With a merchant's token it hides nothing (its payments are all sandbox ones in test mode, none live). Read as the API's other booleans: `true`/`false` in any case, `1`/`0`, `y`/`n`, `yes`/`no`, `on`/`off`; anything else is HTTP 400"),
         OperatorMerchant,
     ),
     responses(
@@ -87,6 +90,7 @@ pub async fn get_one(
             .ok_or_else(|| ApiError::bad_request("include_sandbox는 true 또는 false여야 합니다."))?
             .unwrap_or(true),
     };
+    let include = include || matches!(who, Principal::Merchant(_));
     Ok(ok(s
         .gateway
         .payment_by_imp_uid(scope(&who, q.as_deref())?, &imp_uid, include)

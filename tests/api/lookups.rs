@@ -17,16 +17,26 @@ async fn a_payment_is_found_by_imp_uid_with_trailing_and_double_slashes_tolerate
         assert_eq!(status, StatusCode::OK, "{path}: {body}");
         assert_eq!(body["response"], p, "{path}");
     }
-    let (status, _) = app
-        .get(
-            &format!("/payments/{imp_uid}?include_sandbox=false"),
-            Some(&token),
-        )
-        .await;
+}
+
+/// The Java client's plain `paymentByImpUid` sends `include_sandbox=false`: a merchant being tested
+/// (every payment of it a sandbox one) still finds its payments, while the operator's flag hides
+/// them.
+#[tokio::test]
+async fn a_merchants_include_sandbox_false_still_finds_its_test_mode_payment() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let p = app.paid(&token, "look-java", 1000).await;
+    let imp_uid = p["imp_uid"].as_str().unwrap();
+    let path = format!("/payments/{imp_uid}?include_sandbox=false");
+    let (status, body) = app.get(&path, Some(&token)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["response"], p);
+    let (status, _) = app.get(&path, Some(ADMIN_TOKEN)).await;
     assert_eq!(
         status,
         StatusCode::NOT_FOUND,
-        "sandbox payments hidden on request"
+        "the operator's flag hides sandbox payments"
     );
 }
 
@@ -36,12 +46,13 @@ async fn include_sandbox_is_read_as_every_other_boolean_of_the_api() {
     let token = app.token().await;
     let p = app.paid(&token, "look-sandbox", 1000).await;
     let imp_uid = p["imp_uid"].as_str().unwrap();
+    // The operator's flag hides sandbox payments (a merchant's hides nothing: above).
     let lookup = |flag: &'static str| {
-        let (app, token) = (&app, &token);
+        let app = &app;
         async move {
             app.get(
                 &format!("/payments/{imp_uid}?include_sandbox={flag}"),
-                Some(token),
+                Some(ADMIN_TOKEN),
             )
             .await
         }
@@ -57,6 +68,13 @@ async fn include_sandbox_is_read_as_every_other_boolean_of_the_api() {
     }
     let (status, body) = lookup("maybe").await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let (status, body) = app
+        .get(
+            &format!("/payments/{imp_uid}?include_sandbox=maybe"),
+            Some(&token),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "a merchant's too: {body}");
     assert_eq!(body["code"], -1);
     assert!(
         body["message"]
