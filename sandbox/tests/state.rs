@@ -66,6 +66,23 @@ async fn a_state_written_and_read_back_gives_the_same_ledger_keys_and_balances()
     };
     assert_eq!(noti_ids(&after.sandbox), noti_ids(&before.sandbox));
     assert_eq!(after.sandbox.state_file(), Some(path.as_path()));
+
+    // The noti_id sequence is in the file: a sandbox restarted in a new process (whose
+    // process-wide count starts again at 0) goes on from it and never gives an id twice.
+    let kept: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let last_given = before
+        .sandbox
+        .notifications()
+        .iter()
+        .map(|n| n.noti_id[n.noti_id.len() - 6..].parse::<u64>().unwrap())
+        .max()
+        .expect("the busy day deposited");
+    assert!(
+        kept["notifications"]["sequence"].as_u64().unwrap() >= last_given,
+        "{}",
+        kept["notifications"]
+    );
 }
 
 #[tokio::test]
