@@ -2896,18 +2896,7 @@ async fn a_resend_after_a_newer_event_was_delivered_is_refused_and_the_order_kep
     let cancelled_id = list[0]["id"].as_i64().unwrap();
     assert_eq!(list[0]["state"], "delivered", "{list:?}");
 
-    let resend = async |id: i64| {
-        let (status, body) = app
-            .post(
-                &format!("/admin/webhooks/{id}/resend"),
-                Some(ADMIN_TOKEN),
-                json!({}),
-            )
-            .await;
-        assert_eq!(status, StatusCode::OK, "{body}");
-        body
-    };
-    let body = resend(paid_id).await;
+    let body = resend(&app, paid_id).await;
     assert_eq!(body["code"], 1, "refused: {body}");
     let message = body["message"].as_str().unwrap();
     assert!(
@@ -2932,14 +2921,14 @@ async fn a_resend_after_a_newer_event_was_delivered_is_refused_and_the_order_kep
         .unwrap();
     enqueue(&app, &other, "cancelled", Some("c1")).await;
     // Still queued, the newer event refuses the resend as well.
-    assert_eq!(resend(paid_id).await["code"], 1);
+    assert_eq!(resend(&app, paid_id).await["code"], 1);
     assert_eq!(deliver(&app).await, 1);
-    assert_eq!(resend(paid_id).await["code"], 1);
+    assert_eq!(resend(&app, paid_id).await["code"], 1);
     assert_eq!(deliver(&app).await, 0);
     assert_eq!(statuses(&notice.requests()), ["paid", "cancelled"]);
 
     // The newest event of a payment can still be resent.
-    let body = resend(cancelled_id).await;
+    let body = resend(&app, cancelled_id).await;
     assert_eq!(body["response"]["state"], "pending", "{body}");
     assert_eq!(deliver(&app).await, 1);
     assert_eq!(statuses(&b.requests()), ["cancelled", "cancelled"]);
