@@ -3223,3 +3223,131 @@ async fn a_resend_is_refused_by_a_newer_event_stored_before_urls_were_normalised
         "no `paid` after `cancelled`"
     );
 }
+
+/// Review rP, finding 3: migration `m20261221_000041_webhook_urls_normalised` sent one `UPDATE`
+/// per changed row, a round trip each inside the start-up transaction, so a merchant's history
+/// without a path in its URL made the upgrade as slow as that history was long. It now writes a
+/// page's changed rows in one statement (none for a page with nothing to change), and each row
+/// still comes out as the gateway stores it: quotes and SQL in a URL are data (bound, never
+/// formatted in), unicode is encoded as `url` serialises it, and what is already in its stored
+/// form, or is no http(s) URL at all, is left as written.
+#[tokio::test]
+async fn the_url_migration_writes_each_page_of_rows_in_one_statement_and_each_row_comes_out_as_the_gateway_stores_it(
+) {
+    use migration::{Migrator, MigratorTrait};
+    use openport::store::entity::{merchant, webhook_delivery};
+    use sea_orm::{ConnectionTrait, Database, EntityTrait, QueryOrder, Set};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    // (as an older version wrote it, as the gateway stores it)
+    let changes = [
+        ("https://Hooks.Shop.Example", "https://hooks.shop.example/"),
+        (
+            "HTTPS://Shop.Example:443/o'neil?name=o'neil",
+            "https://shop.example/o'neil?name=o%27neil",
+        ),
+        (
+            "https://Bücher.Example/결제?q=한글",
+            "https://xn--bcher-kva.example/%EA%B2%B0%EC%A0%9C?q=%ED%95%9C%EA%B8%80",
+        ),
+        (
+            "https://shop.example/'; DROP TABLE webhook_deliveries; --",
+            "https://shop.example/';%20DROP%20TABLE%20webhook_deliveries;%20--",
+        ),
+        (
+            "http://shop.example/say \"hi\"",
+            "http://shop.example/say%20%22hi%22",
+        ),
+    ];
+    let kept = [
+        "https://hooks.shop.example/h",
+        "https://shop.example/o'neil",
+        "https://xn--bcher-kva.example/%EA%B2%B0%EC%A0%9C",
+        "웹훅 \"주소\" 없음",
+    ];
+    // 2,500 rows: three pages of 1,000; the second has nothing to change.
+    let rows: Vec<(&str, &str)> = (0..2500)
+        .map(|i| {
+            if (1000..2000).contains(&i) || i % 3 == 0 {
+                let url = kept[i % kept.len()];
+                (url, url)
+            } else {
+                changes[i % changes.len()]
+            }
+        })
+        .collect();
+
+    let app = spawn_app().await;
+    let db = &app.app.gateway.db.write;
+    let merchant_id = merchant::Entity::find()
+        .one(db)
+        .await
+        .unwrap()
+        .expect("the test merchant")
+        .id;
+    let numbered: Vec<(usize, &str)> = rows.iter().map(|(raw, _)| *raw).enumerate().collect();
+    for chunk in numbered.chunks(500) {
+        webhook_delivery::Entity::insert_many(chunk.iter().map(|(i, raw)| {
+            webhook_delivery::ActiveModel {
+                message_id: Set(webhook_delivery::new_message_id()),
+                merchant_id: Set(merchant_id),
+                imp_uid: Set(format!("imp_page_{i}")),
+                merchant_uid: Set(format!("o-page-{i}")),
+                status: Set("paid".into()),
+                cancellation_id: Set(None),
+                url: Set((*raw).into()),
+                to_merchant_url: Set(true),
+                content_type: Set("json".into()),
+                state: Set("delivered".into()),
+                attempts: Set(1),
+                next_attempt_at: Set(1),
+                lease_until: Set(0),
+                last_http_status: Set(Some(200)),
+                last_error: Set(None),
+                created_at: Set(1),
+                updated_at: Set(1),
+                ..Default::default()
+            }
+        }))
+        .exec(db)
+        .await
+        .unwrap();
+    }
+
+    // The upgrade, counting the statements that write the table.
+    let mut upgrade = Database::connect(&app.database_url).await.unwrap();
+    upgrade
+        .execute_unprepared(
+            "DELETE FROM seaql_migrations WHERE version = 'm20261221_000041_webhook_urls_normalised'",
+        )
+        .await
+        .unwrap();
+    let writes = Arc::new(AtomicUsize::new(0));
+    let counted = writes.clone();
+    upgrade.set_metric_callback(move |info| {
+        let sql = info.statement.sql.trim_start().to_ascii_uppercase();
+        if sql.starts_with("UPDATE") && sql.contains("WEBHOOK_DELIVERIES") {
+            counted.fetch_add(1, Ordering::SeqCst);
+        }
+    });
+    Migrator::up(&upgrade, None).await.unwrap();
+    assert_eq!(
+        writes.load(Ordering::SeqCst),
+        2,
+        "one statement for each of the first and last pages, none for the second"
+    );
+
+    let urls: Vec<String> = webhook_delivery::Entity::find()
+        .order_by_asc(webhook_delivery::Column::Id)
+        .all(db)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|d| d.url)
+        .collect();
+    assert_eq!(urls.len(), rows.len());
+    for (i, (url, (raw, stored))) in urls.iter().zip(&rows).enumerate() {
+        assert_eq!(url, stored, "row {i}, written as {raw:?}");
+    }
+}
