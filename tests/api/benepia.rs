@@ -6,6 +6,7 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 
 use crate::helpers::{captured_logs, spawn_app, spawn_app_with, Receiver, TestApp, SETTLE_SECS};
+use crate::ownership::{spawn_app_whose_held_calls_wait_for_their_gate, PATIENT_PAST_THE_LEASE};
 
 async fn pay_points(
     app: &TestApp,
@@ -1261,8 +1262,10 @@ async fn a_partial_point_cancel_kcp_refuses_as_no_such_trade_is_listed_for_the_o
 }
 
 /// A partial point cancel (3,000) of `p` in the background, KCP holding its `STRA` unapplied at
-/// gate [`STRA_HELD`] until the test opens it (within the request's KCP timeout); returns once the
-/// STRA has reached KCP, with the request still waiting for its answer.
+/// gate [`STRA_HELD`] until the test opens it (within the request's KCP timeout: the tests run it
+/// on [`spawn_app_whose_held_calls_wait_for_their_gate`], whose timeout a slow machine does not
+/// reach first); returns once the STRA has reached KCP, with the request still waiting for its
+/// answer.
 async fn cancel_with_its_stra_held(
     app: &TestApp,
     token: &str,
@@ -1287,13 +1290,13 @@ const STRA_HELD: &str = "stra-held";
 /// records the re-approval: never closed as "not applied" while KCP holds only the rest.
 #[tokio::test]
 async fn a_reapproval_kcp_confirms_while_the_resolver_still_inquires_is_recorded() {
-    let app = spawn_app().await;
+    let app = spawn_app_whose_held_calls_wait_for_their_gate().await;
     let token = app.token().await;
     let p = paid_with_points(&app, &token, "bp-stra-held", 10_000).await;
     let request = cancel_with_its_stra_held(&app, &token, &p).await;
     // Past the request's lease: the resolver takes the cancel over and asks KCP about the old
     // tno before the STRA is applied; the answer arrives after KCP confirmed the STRA.
-    app.advance(SETTLE_SECS + 10);
+    app.advance(PATIENT_PAST_THE_LEASE);
     let inquiry = "resolver-inquiry";
     let resolver = app.resolve_due_with_its_inquiry_held(inquiry).await;
     app.sandbox.open_gate(STRA_HELD);
@@ -1314,11 +1317,11 @@ async fn a_reapproval_kcp_confirms_while_the_resolver_still_inquires_is_recorded
 /// conflict for the operator, and the payment takes no cancel until it is reconciled.
 #[tokio::test]
 async fn a_reapproval_kcp_confirms_after_the_resolver_closed_it_as_not_applied_is_a_conflict() {
-    let app = spawn_app().await;
+    let app = spawn_app_whose_held_calls_wait_for_their_gate().await;
     let token = app.token().await;
     let p = paid_with_points(&app, &token, "bp-stra-late", 10_000).await;
     let request = cancel_with_its_stra_held(&app, &token, &p).await;
-    app.advance(SETTLE_SECS + 10);
+    app.advance(PATIENT_PAST_THE_LEASE);
     assert_eq!(app.app.gateway.resolve_due(10).await.unwrap(), 1);
     app.sandbox.open_gate(STRA_HELD);
 

@@ -21,6 +21,40 @@ use crate::helpers::{future_expiry, spawn_app, test_cards, TestApp, SETTLE_SECS}
 
 /// Past the lease of the request that made the call (`Config::attempt_lease_secs`: 6 s in tests).
 const PAST_THE_LEASE: i64 = SETTLE_SECS + 10;
+
+/// The KCP timeout of [`spawn_app_whose_held_calls_wait_for_their_gate`]: far longer than what a
+/// test does while KCP holds a call at a gate, so that only the gate decides when the call ends.
+/// With the helpers' 1.5 s, a loaded machine that stalled the test that long before it opened the
+/// gate timed the held call out: the test failed, or passed without the call it names still in
+/// flight. Not a whole number of seconds, so that its lease (three timeouts rounded up, plus one:
+/// 32 s) is longer than the shortest settle delay it allows, as the helpers' is (6 s against 5 s):
+/// an attempt is due while its request still holds it.
+pub(crate) const PATIENT_KCP_TIMEOUT_MS: u64 = 10_200;
+/// The settle delay of [`spawn_app_whose_held_calls_wait_for_their_gate`]: the shortest one its
+/// attempt hold (three KCP timeouts, 30.6 s) allows.
+pub(crate) const PATIENT_SETTLE_SECS: i64 = 31;
+/// Past the settle delay and the lease (32 s) of [`spawn_app_whose_held_calls_wait_for_their_gate`].
+pub(crate) const PATIENT_PAST_THE_LEASE: i64 = PATIENT_SETTLE_SECS + 10;
+
+/// An app for a test that lets KCP hold a call at a gate while it works (the resolver takes the
+/// attempt over, the database is read), and opens the gate only then: its KCP timeout
+/// ([`PATIENT_KCP_TIMEOUT_MS`]) does not run out meanwhile, so the call ends when the test opens
+/// the gate (or at the sandbox's `HOLD_AT_MOST`), however slow the machine. A test whose call is
+/// meant to time out keeps [`spawn_app`].
+pub(crate) async fn spawn_app_whose_held_calls_wait_for_their_gate() -> TestApp {
+    let app = crate::helpers::spawn_app_with(|c| {
+        c.kcp.timeout_ms = PATIENT_KCP_TIMEOUT_MS;
+        c.resolver.settle_secs = PATIENT_SETTLE_SECS;
+    })
+    .await;
+    let lease = app.app.gateway.settings.lease_secs;
+    assert!(
+        PATIENT_SETTLE_SECS < lease && lease < PATIENT_PAST_THE_LEASE,
+        "due while held, and past it: settle {PATIENT_SETTLE_SECS} s, lease {lease} s"
+    );
+    app
+}
+
 /// Where the tests' webhooks would go: nothing listens, the rows are what is looked at.
 const NOTICE_URL: &str = "http://127.0.0.1:9/hook";
 
@@ -45,8 +79,9 @@ fn pay_in_background(
 
 /// The approval's answer is lost (KCP approved it) and KCP's answer to the inquiry that follows
 /// is held at `gate` until the test opens it: by the time "approved" arrives, the rest of the test
-/// has run, whatever time that took ([`crate::helpers::KCP_TIMEOUT_MS`] at most, the inquiry's
-/// own timeout). `until_held(gate)` returns once the request is waiting for that answer.
+/// has run, whatever time that took (within the inquiry's own timeout: the tests run it on
+/// [`spawn_app_whose_held_calls_wait_for_their_gate`]). `until_held(gate)` returns once the
+/// request is waiting for that answer.
 fn lose_the_approval_and_hold_the_inquiry(app: &TestApp, gate: &str) {
     app.sandbox
         .inject(FaultRule::new(paths::HUB_PAYMENT, Fault::LoseResponse));
@@ -99,7 +134,7 @@ async fn webhooks_of(app: &TestApp, imp_uid: &str, status: &str) -> u64 {
 #[tokio::test]
 async fn neither_the_resolver_nor_a_retry_can_claim_an_attempt_while_its_request_is_still_inquiring(
 ) {
-    let app = spawn_app().await;
+    let app = spawn_app_whose_held_calls_wait_for_their_gate().await;
     let token = app.token().await;
     let inquiry = "own-1-inquiry";
     lose_the_approval_and_hold_the_inquiry(&app, inquiry);
@@ -107,7 +142,7 @@ async fn neither_the_resolver_nor_a_retry_can_claim_an_attempt_while_its_request
     app.sandbox.until_held(inquiry).await;
 
     // Due by its settle delay, but still held by the request that made the call.
-    app.advance(SETTLE_SECS);
+    app.advance(PATIENT_SETTLE_SECS);
     let attempt = only_attempt(&app).await;
     assert!(attempt.lease_until > 0, "held from the insert: {attempt:?}");
     assert_eq!(app.app.gateway.resolve_due(10).await.unwrap(), 0);
@@ -140,7 +175,7 @@ async fn neither_the_resolver_nor_a_retry_can_claim_an_attempt_while_its_request
 
 #[tokio::test]
 async fn a_request_whose_attempt_was_taken_over_answers_what_the_resolver_decided() {
-    let app = spawn_app().await;
+    let app = spawn_app_whose_held_calls_wait_for_their_gate().await;
     let token = app.token().await;
     let inquiry = "own-2-inquiry";
     lose_the_approval_and_hold_the_inquiry(&app, inquiry);
@@ -149,7 +184,7 @@ async fn a_request_whose_attempt_was_taken_over_answers_what_the_resolver_decide
 
     // The request stalls past its lease: the resolver takes the attempt over and, the merchant
     // not having been told "paid", net-cancels the approval.
-    app.advance(PAST_THE_LEASE);
+    app.advance(PATIENT_PAST_THE_LEASE);
     assert_eq!(app.app.gateway.resolve_due(10).await.unwrap(), 1);
     assert_eq!(app.sandbox.ledger()[0].state, TransactionState::Cancelled);
 
@@ -241,7 +276,7 @@ async fn a_run_whose_net_cancel_kcp_holds(
 
 #[tokio::test]
 async fn a_scheduled_charge_settled_by_its_run_and_by_the_resolver_is_paid_once_with_one_webhook() {
-    let app = spawn_app().await;
+    let app = spawn_app_whose_held_calls_wait_for_their_gate().await;
     let token = app.token().await;
     schedule_due_now(&app, &token, "own-cust", "own-s1").await;
     let inquiry = "own-s1-inquiry";
@@ -251,7 +286,7 @@ async fn a_scheduled_charge_settled_by_its_run_and_by_the_resolver_is_paid_once_
     app.sandbox.until_held(inquiry).await;
 
     // Both would honour the approval (a scheduled charge was told to no one): one records it.
-    app.advance(PAST_THE_LEASE);
+    app.advance(PATIENT_PAST_THE_LEASE);
     assert_eq!(app.app.gateway.resolve_due(10).await.unwrap(), 1);
     app.sandbox.open_gate(inquiry);
     assert_eq!(run.await.unwrap().unwrap(), 1);
@@ -318,7 +353,7 @@ async fn a_retried_schedule_whose_outcome_is_lost_answers_its_pending_payment_wh
 
 #[tokio::test]
 async fn two_resolver_passes_over_one_cancel_attempt_write_one_cancellation_and_one_webhook() {
-    let app = spawn_app().await;
+    let app = spawn_app_whose_held_calls_wait_for_their_gate().await;
     let token = app.token().await;
     let (_, paid) = app
         .post(
@@ -348,11 +383,11 @@ async fn two_resolver_passes_over_one_cancel_attempt_write_one_cancellation_and_
     // stalls past its lease, a second pass takes over and records the cancel; the first one's
     // answer then arrives. (The request's own inquiry failed, so the first look is 10 s later:
     // the resolver's backoff.)
-    app.advance(SETTLE_SECS + 10);
+    app.advance(PATIENT_SETTLE_SECS + 10);
     let first = app
         .resolve_due_with_its_inquiry_held("first-pass-inquiry")
         .await;
-    app.advance(PAST_THE_LEASE);
+    app.advance(PATIENT_PAST_THE_LEASE);
     assert_eq!(app.app.gateway.resolve_due(10).await.unwrap(), 1);
     app.sandbox.open_gate("first-pass-inquiry");
     assert_eq!(first.await.unwrap().unwrap(), 1);
@@ -556,15 +591,15 @@ async fn an_outcome_write_on_a_payment_in_another_status_leaves_its_attempt_open
 
 /// A gate KCP holds a call on (unapplied, or applied with its answer held) while the test lets
 /// the resolver take the attempt over: KCP is still "working" on the call until the test opens it.
-/// What the test does meanwhile must take less than a KCP timeout (1.5 s), the call's own; a
-/// timer in its place had to outlast all of it, and be short of the timeout, by a few hundred
-/// milliseconds each way.
+/// The tests that open it run on [`spawn_app_whose_held_calls_wait_for_their_gate`], so what they
+/// do meanwhile may take any time up to its KCP timeout (10.2 s); a timer in the gate's place had
+/// to outlast all of it, and be short of the timeout, by a few hundred milliseconds each way.
 const KCP_STILL_WORKING: &str = "kcp-still-working";
 
 #[tokio::test]
 async fn an_approval_that_reaches_its_request_after_the_resolver_failed_the_payment_is_net_cancelled(
 ) {
-    let app = spawn_app().await;
+    let app = spawn_app_whose_held_calls_wait_for_their_gate().await;
     let token = app.token().await;
     // KCP takes its time over the approval: the request is still waiting for it when the
     // resolver, the request's lease having run out, inquires, finds nothing and fails it.
@@ -576,7 +611,7 @@ async fn an_approval_that_reaches_its_request_after_the_resolver_failed_the_paym
     ));
     let request = pay_in_background(&app, &token, "own-late");
     app.sandbox.until_held(KCP_STILL_WORKING).await;
-    app.advance(PAST_THE_LEASE);
+    app.advance(PATIENT_PAST_THE_LEASE);
     assert_eq!(app.app.gateway.resolve_due(10).await.unwrap(), 1);
     assert!(app.sandbox.ledger().is_empty(), "KCP approved nothing yet");
     let payment_id = only_attempt(&app).await.payment_id;
@@ -618,7 +653,7 @@ async fn an_approval_that_reaches_its_request_after_the_resolver_failed_the_paym
 #[tokio::test]
 async fn an_approval_in_hand_whose_net_cancel_kcp_refuses_is_listed_as_a_conflict_and_never_answered_failed(
 ) {
-    let app = spawn_app().await;
+    let app = spawn_app_whose_held_calls_wait_for_their_gate().await;
     let token = app.token().await;
     app.sandbox.inject(FaultRule::new(
         paths::HUB_PAYMENT,
@@ -628,7 +663,7 @@ async fn an_approval_in_hand_whose_net_cancel_kcp_refuses_is_listed_as_a_conflic
     ));
     let request = pay_in_background(&app, &token, "own-refused");
     app.sandbox.until_held(KCP_STILL_WORKING).await;
-    app.advance(PAST_THE_LEASE);
+    app.advance(PATIENT_PAST_THE_LEASE);
     assert_eq!(app.app.gateway.resolve_due(10).await.unwrap(), 1);
     // KCP will not cancel the approval that is about to reach the request.
     app.sandbox.inject(FaultRule::new(
@@ -686,7 +721,7 @@ async fn an_approval_in_hand_whose_net_cancel_kcp_refuses_is_listed_as_a_conflic
 #[tokio::test]
 async fn an_approval_reaching_its_request_after_the_resolvers_net_cancel_of_it_was_refused_is_never_answered_failed(
 ) {
-    let app = spawn_app().await;
+    let app = spawn_app_whose_held_calls_wait_for_their_gate().await;
     let token = app.token().await;
     app.sandbox.inject(FaultRule::new(
         paths::HUB_PAYMENT,
@@ -706,7 +741,7 @@ async fn an_approval_reaching_its_request_after_the_resolvers_net_cancel_of_it_w
         )
         .times(10),
     );
-    app.advance(PAST_THE_LEASE);
+    app.advance(PATIENT_PAST_THE_LEASE);
     assert_eq!(app.app.gateway.resolve_due(10).await.unwrap(), 1);
     app.sandbox.open_gate(KCP_STILL_WORKING);
 
@@ -844,14 +879,14 @@ async fn a_scheduled_charge_whose_approval_kcp_refused_to_net_cancel_sends_no_fa
 #[tokio::test]
 async fn a_net_cancel_that_lands_after_the_resolver_took_it_over_fails_the_scheduled_charge_never_pays_it(
 ) {
-    let app = spawn_app().await;
+    let app = spawn_app_whose_held_calls_wait_for_their_gate().await;
     let token = app.token().await;
     let run =
         a_run_whose_net_cancel_kcp_holds(&app, &token, "own-cust-2", "own-s2", KCP_STILL_WORKING)
             .await;
 
     // The run's net-cancel waits at KCP; its lease runs out and the resolver finds the approval.
-    app.advance(PAST_THE_LEASE);
+    app.advance(PATIENT_PAST_THE_LEASE);
     assert_eq!(app.app.gateway.resolve_due(10).await.unwrap(), 1);
     app.sandbox.open_gate(KCP_STILL_WORKING);
     run.await.unwrap().unwrap();
@@ -939,7 +974,7 @@ async fn a_scheduled_charge_whose_net_cancel_answer_is_lost_is_never_recorded_pa
 #[tokio::test]
 async fn an_approval_in_hand_while_another_holder_still_decides_is_net_cancelled_once_it_failed_the_payment(
 ) {
-    let app = spawn_app().await;
+    let app = spawn_app_whose_held_calls_wait_for_their_gate().await;
     let token = app.token().await;
     app.sandbox.inject(FaultRule::new(
         paths::HUB_PAYMENT,
@@ -951,7 +986,7 @@ async fn an_approval_in_hand_while_another_holder_still_decides_is_net_cancelled
     app.sandbox.until_held(KCP_STILL_WORKING).await;
     // The resolver takes the attempt over and its inquiry finds nothing; KCP then applies the
     // approval, which reaches the request, and only after that answers the inquiry.
-    app.advance(PAST_THE_LEASE);
+    app.advance(PATIENT_PAST_THE_LEASE);
     let inquiry = "resolver-inquiry";
     let resolver = app.resolve_due_with_its_inquiry_held(inquiry).await;
     app.sandbox.open_gate(KCP_STILL_WORKING);
@@ -978,7 +1013,7 @@ async fn an_approval_in_hand_while_another_holder_still_decides_is_net_cancelled
 #[tokio::test]
 async fn a_cancel_kcp_confirms_after_the_resolver_closed_it_as_not_applied_is_a_conflict_not_a_refusal(
 ) {
-    let app = spawn_app().await;
+    let app = spawn_app_whose_held_calls_wait_for_their_gate().await;
     let token = app.token().await;
     let paid = app.paid(&token, "own-cancel-late", 10000).await;
     let imp_uid = paid["imp_uid"].as_str().unwrap().to_string();
@@ -991,7 +1026,7 @@ async fn a_cancel_kcp_confirms_after_the_resolver_closed_it_as_not_applied_is_a_
     let request = app.cancel_in_background(&token, &imp_uid, 3000);
     app.sandbox.until_held(KCP_STILL_WORKING).await;
     // The resolver takes the cancel over before KCP applied it: "not applied", closed failed.
-    app.advance(PAST_THE_LEASE);
+    app.advance(PATIENT_PAST_THE_LEASE);
     assert_eq!(app.app.gateway.resolve_due(10).await.unwrap(), 1);
 
     // KCP then confirms the cancel to the request: never answered "not cancelled".
@@ -1206,7 +1241,7 @@ async fn an_instance_whose_clock_is_off_the_databases_claims_no_attempt_until_it
 #[tokio::test]
 async fn a_cancel_kcp_confirms_while_the_resolver_still_inquires_is_recorded_never_closed_as_not_applied(
 ) {
-    let app = spawn_app().await;
+    let app = spawn_app_whose_held_calls_wait_for_their_gate().await;
     let token = app.token().await;
     let paid = app.paid(&token, "own-cancel-held", 10000).await;
     let imp_uid = paid["imp_uid"].as_str().unwrap().to_string();
@@ -1220,7 +1255,7 @@ async fn a_cancel_kcp_confirms_while_the_resolver_still_inquires_is_recorded_nev
     app.sandbox.until_held(KCP_STILL_WORKING).await;
     // The resolver takes the cancel over; its inquiry is answered before KCP applies the cancel,
     // but reaches it only after KCP confirmed the cancel to the request.
-    app.advance(PAST_THE_LEASE);
+    app.advance(PATIENT_PAST_THE_LEASE);
     let inquiry = "resolver-inquiry";
     let resolver = app.resolve_due_with_its_inquiry_held(inquiry).await;
     app.sandbox.open_gate(KCP_STILL_WORKING);
@@ -1246,7 +1281,7 @@ async fn a_cancel_kcp_confirms_while_the_resolver_still_inquires_is_recorded_nev
 #[tokio::test]
 async fn a_net_cancel_kcp_confirms_while_the_resolver_still_inquires_fails_the_payment_never_pays_it(
 ) {
-    let app = spawn_app().await;
+    let app = spawn_app_whose_held_calls_wait_for_their_gate().await;
     let token = app.token().await;
     let run =
         a_run_whose_net_cancel_kcp_holds(&app, &token, "own-cust-3", "own-s3", KCP_STILL_WORKING)
@@ -1254,7 +1289,7 @@ async fn a_net_cancel_kcp_confirms_while_the_resolver_still_inquires_fails_the_p
 
     // The resolver's inquiry finds the approval before KCP applies the run's net-cancel; its
     // answer arrives once KCP confirmed the cancel to the run.
-    app.advance(PAST_THE_LEASE);
+    app.advance(PATIENT_PAST_THE_LEASE);
     let inquiry = "resolver-inquiry";
     let resolver = app.resolve_due_with_its_inquiry_held(inquiry).await;
     app.sandbox.open_gate(KCP_STILL_WORKING);
