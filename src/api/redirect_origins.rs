@@ -10,6 +10,7 @@ use super::doc::{ErrorEnvelope, RedirectOriginsReply, TokenBodyErrors, TokenErro
 use super::envelope::{ok, Envelope};
 use super::error::{ApiError, ApiResult};
 use super::extract::{de, AdminCaller, Body, Path};
+use super::webhooks::parse_id;
 use crate::app::AppState;
 use crate::service::redirect_origins::RedirectOrigins;
 
@@ -18,12 +19,6 @@ pub fn routes() -> Router<AppState> {
         "/admin/merchants/{id}/redirect-origins",
         get(current).put(replace),
     )
-}
-
-fn parse_id(raw: &str) -> Result<i64, ApiError> {
-    raw.trim()
-        .parse::<i64>()
-        .map_err(|_| ApiError::bad_request("id는 정수여야 합니다."))
 }
 
 /// The origins a merchant's mobile buyers may be redirected to; an empty list: any (iamport's
@@ -40,7 +35,7 @@ pub async fn current(
     _admin: AdminCaller,
     Path(id): Path<String>,
 ) -> ApiResult<Envelope<RedirectOrigins>> {
-    let id = parse_id(&id)?;
+    let id = parse_id(&id, "id")?;
     Ok(ok(s.gateway.redirect_origins(id).await?))
 }
 
@@ -69,7 +64,7 @@ pub async fn replace(
     Path(id): Path<String>,
     Body(req): Body<RedirectOriginsRequest>,
 ) -> ApiResult<Envelope<RedirectOrigins>> {
-    let id = parse_id(&id)?;
+    let id = parse_id(&id, "id")?;
     // Required: a body that forgot it must not read as "no list", which allows every origin.
     let origins = req.origins.ok_or_else(|| {
         ApiError::bad_request("origins가 필요합니다. (목록을 지우려면 빈 배열 [])")

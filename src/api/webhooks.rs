@@ -106,7 +106,9 @@ impl From<DeliveryRecord> for WebhookDeliveryView {
     }
 }
 
-fn parse_id(raw: &str, what: &str) -> Result<i64, ApiError> {
+/// An integer path or query value (`id`, `merchant_id`), or HTTP 400 naming it; also the
+/// merchant id of the other `/admin/merchants/{id}/…` resources.
+pub(super) fn parse_id(raw: &str, what: &str) -> Result<i64, ApiError> {
     raw.trim()
         .parse::<i64>()
         .map_err(|_| ApiError::bad_request(format!("{what}는 정수여야 합니다.")))

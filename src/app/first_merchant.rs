@@ -71,21 +71,13 @@ pub(super) async fn ensure_first_merchant(
             warn_of_expiring_certificates(&existing, gateway.clock.unix());
             return Ok(None);
         }
-        let Some((site_cd, cert, key, pass)) = configured_kcp_credentials(config)? else {
+        let Some(credentials) = configured_kcp_credentials(config)? else {
             return Ok(None);
         };
-        let group_id = config.kcp.group_id.clone();
         return seeded_merchant(
             gateway,
             credentials_dir,
-            Seed {
-                site_cd,
-                cert,
-                key,
-                pass,
-                group_id,
-                test_mode: false,
-            },
+            Seed::configured(config, credentials, false),
         )
         .await
         .map(Some);
@@ -118,18 +110,10 @@ pub(super) async fn ensure_first_merchant(
                     crate::config::KCP_PUBLIC_TEST_SITES.join(", ")
                 );
             }
-            let group_id = config.kcp.group_id.clone();
             return seeded_merchant(
                 gateway,
                 credentials_dir,
-                Seed {
-                    site_cd,
-                    cert,
-                    key,
-                    pass,
-                    group_id,
-                    test_mode: true,
-                },
+                Seed::configured(config, (site_cd, cert, key, pass), true),
             )
             .await
             .map(Some);
@@ -191,6 +175,25 @@ struct Seed {
     group_id: Option<String>,
     /// Live, or a test-mode merchant on the operator's own KCP site (a test against KCP staging).
     test_mode: bool,
+}
+
+impl Seed {
+    /// The merchant of the `KCP_*` settings: their pair ([`configured_kcp_credentials`]) and
+    /// `KCP_GROUP_ID`.
+    fn configured(
+        config: &Config,
+        (site_cd, cert, key, pass): (String, String, String, SecretString),
+        test_mode: bool,
+    ) -> Self {
+        Seed {
+            site_cd,
+            cert,
+            key,
+            pass,
+            group_id: config.kcp.group_id.clone(),
+            test_mode,
+        }
+    }
 }
 
 /// The merchant of the `KCP_*` settings: live, or in test mode one on the operator's own KCP

@@ -2293,19 +2293,9 @@ async fn revoking_an_account_holding_a_partial_deposit_is_refused_and_sends_noth
     let deposit = app.sandbox.deposit(tno, 3000, "00").unwrap();
     sandbox_notification(&app, &deposit.noti_id, |n| n.acknowledged).await;
     assert_eq!(app.payment(&token, imp_uid).await["status"], "ready");
-    // Consumed by a cancel call, were one sent.
-    let watch = FaultRule::new(paths::CANCEL, Fault::Delay { ms: 0 });
-    app.sandbox.inject(watch.clone());
 
-    let (status, res) = revoke(&app, &token, imp_uid).await;
+    refused_over_a_deposit(&app, &token, imp_uid).await;
 
-    assert_eq!(status, StatusCode::OK, "{res}");
-    assert_eq!(res["code"], 1, "{res}");
-    assert!(
-        res["message"].as_str().unwrap().contains("입금"),
-        "says why: {res}"
-    );
-    assert_eq!(app.sandbox.armed_faults(), [watch], "no cancel reached KCP");
     let entry = &app.sandbox.ledger()[0];
     assert_eq!(
         (entry.state, entry.cancels.len()),
@@ -2322,6 +2312,30 @@ async fn revoking_an_account_holding_a_partial_deposit_is_refused_and_sends_noth
     app.sandbox.deposit(tno, 2000, "00").unwrap();
     until_status(&app, &token, imp_uid, "paid").await;
     app.assert_ledger_agrees().await;
+}
+
+/// Revokes `imp_uid` and checks it is refused over the money the account may hold: `code 1`,
+/// "입금 내역이 있는…", and no cancel reached KCP (the twin of [`revoked_at_kcp`]).
+async fn refused_over_a_deposit(app: &TestApp, token: &str, imp_uid: &str) {
+    // Consumed by a cancel call, were one sent.
+    let watch = FaultRule::new(paths::CANCEL, Fault::Delay { ms: 0 });
+    app.sandbox.inject(watch.clone());
+
+    let (status, res) = revoke(app, token, imp_uid).await;
+
+    assert_eq!(
+        (status, res["code"].as_i64()),
+        (StatusCode::OK, Some(1)),
+        "{res}"
+    );
+    assert!(
+        res["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("입금 내역이 있는"),
+        "says why: {res}"
+    );
+    assert_eq!(app.sandbox.armed_faults(), [watch], "no cancel reached KCP");
 }
 
 /// Revokes `p` and checks that the close reached KCP: `code 0`, the payment `cancelled` for its
@@ -2430,25 +2444,9 @@ async fn notifications_within_one_second_any_showing_money_keep_the_revocation_f
     assert!(post_notification(&app, &deposit.fields).await);
     assert!(post_notification(&app, &reversed.fields).await);
     assert!(post_notification(&app, &reversal.fields).await);
-    // Consumed by a cancel call, were one sent.
-    let watch = FaultRule::new(paths::CANCEL, Fault::Delay { ms: 0 });
-    app.sandbox.inject(watch.clone());
 
-    let (status, res) = revoke(&app, &token, imp_uid).await;
+    refused_over_a_deposit(&app, &token, imp_uid).await;
 
-    assert_eq!(
-        (status, res["code"].as_i64()),
-        (StatusCode::OK, Some(1)),
-        "{res}"
-    );
-    assert!(
-        res["message"]
-            .as_str()
-            .unwrap()
-            .starts_with("입금 내역이 있는"),
-        "{res}"
-    );
-    assert_eq!(app.sandbox.armed_faults(), [watch], "no cancel reached KCP");
     assert_eq!(app.payment(&token, imp_uid).await["status"], "ready");
 }
 
@@ -2471,24 +2469,8 @@ async fn a_notice_dated_ahead_does_not_hide_a_later_partial_deposit_from_the_rev
     app.advance(60);
     let deposit = app.sandbox.deposit(tno, 3000, "00").unwrap();
     sandbox_notification(&app, &deposit.noti_id, |n| n.acknowledged).await;
-    let watch = FaultRule::new(paths::CANCEL, Fault::Delay { ms: 0 });
-    app.sandbox.inject(watch.clone());
 
-    let (status, res) = revoke(&app, &token, imp_uid).await;
-
-    assert_eq!(
-        (status, res["code"].as_i64()),
-        (StatusCode::OK, Some(1)),
-        "{res}"
-    );
-    assert!(
-        res["message"]
-            .as_str()
-            .unwrap()
-            .starts_with("입금 내역이 있는"),
-        "{res}"
-    );
-    assert_eq!(app.sandbox.armed_faults(), [watch], "no cancel reached KCP");
+    refused_over_a_deposit(&app, &token, imp_uid).await;
 }
 
 /// KCP holds the account paid while openport's only notification of it is unverified: the
