@@ -370,6 +370,14 @@ async fn prepare(
             Some(path) => {
                 tracing::info!(path = %path.display(), "embedded KCP sandbox keeps its state in a file")
             }
+            None if config.sandbox_forgets_what_the_database_keeps() => {
+                tracing::warn!(
+                    "embedded KCP sandbox state in memory only, while the database keeps its \
+                     payments: after a restart the sandbox knows none of them (their cancels end \
+                     in conflicts for an operator, billing keys are unknown); set \
+                     OPENPORT_SANDBOX__STATE_FILE to a file to keep its books"
+                )
+            }
             None => tracing::info!("embedded KCP sandbox state in memory only"),
         }
         let sb = kcp_sandbox::Sandbox::new(kcp_sandbox::SandboxConfig {

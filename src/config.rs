@@ -981,6 +981,18 @@ impl Config {
             }
         }
     }
+
+    /// Whether the embedded sandbox forgets at each stop the trades of payments the database keeps:
+    /// no state file ([`Self::sandbox_state_file`]) while the database outlives the process (a
+    /// SQLite file, PostgreSQL). After a restart such a sandbox knows none of them: a cancel of an
+    /// earlier payment ends in a conflict for an operator, a billing key's charge is refused. An
+    /// in-memory SQLite database forgets its payments with the sandbox.
+    pub fn sandbox_forgets_what_the_database_keeps(&self) -> bool {
+        self.embedded_sandbox()
+            && self.sandbox_state_file().is_none()
+            && (crate::store::sqlite_file(&self.database_url).is_some()
+                || !self.database_url.starts_with("sqlite:"))
+    }
 }
 
 /// `OPENPORT_…` variables that openport's own tools read, not the gateway's configuration: the
@@ -1476,6 +1488,32 @@ mod tests {
         config.sandbox.state_file = Some("/tmp/kcp.json".into());
         config.sandbox.embedded = Some(false);
         assert_eq!(config.sandbox_state_file(), None, "no embedded sandbox");
+    }
+
+    #[test]
+    fn a_sandbox_without_a_state_file_is_warned_about_only_beside_a_database_that_outlives_it() {
+        let with = |url: &str, state_file: Option<&str>, embedded: Option<bool>| {
+            let mut config = Config {
+                database_url: url.into(),
+                ..Config::default()
+            };
+            config.sandbox.state_file = state_file.map(str::to_string);
+            config.sandbox.embedded = embedded;
+            config.sandbox_forgets_what_the_database_keeps()
+        };
+        let pg = "postgres://postgres@127.0.0.1:5432/openport";
+        assert!(
+            with(pg, None, None),
+            "PostgreSQL has no state file by default"
+        );
+        assert!(!with(pg, Some("/srv/kcp.json"), None));
+        assert!(with("sqlite://pay.db?mode=rwc", Some(""), None));
+        assert!(
+            !with("sqlite://pay.db?mode=rwc", None, None),
+            "next to the file"
+        );
+        assert!(!with("sqlite::memory:", None, None), "both forget");
+        assert!(!with(pg, None, Some(false)), "no embedded sandbox");
     }
 
     #[test]

@@ -42,9 +42,20 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
         let form = is_form(req.headers());
+        let query = req.uri().query().map(str::to_owned);
         let bytes = Bytes::from_request(req, state)
             .await
             .map_err(|_| ApiError::bad_request("요청 본문을 읽을 수 없습니다."))?;
+        // No body at all: the parameters are read from the query string, as a form (npm
+        // `iamport`'s `updatePrepare` sends `PUT /payments/prepare?merchant_uid=…&amount=…` with
+        // nothing in the body, as that client does for every method but POST; iamport's server
+        // reads them). A body, even `{}`, is the request's whole: the query never adds to it.
+        let (form, bytes) = match query {
+            Some(query) if bytes.iter().all(u8::is_ascii_whitespace) && !query.is_empty() => {
+                (true, Bytes::from(query))
+            }
+            _ => (form, bytes),
+        };
         if form {
             if json_sent_as_form(&bytes) {
                 return Err(ApiError::bad_request(JSON_SENT_AS_FORM));
@@ -92,6 +103,14 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
         }
         let mut fields = serde_json::Deserializer::from_slice(raw);
         let body = serde_path_to_error::deserialize(&mut fields).map_err(|e| {
+            if let Some(name) = duplicate_field(&e.inner().to_string()) {
+                return ApiError::bad_request(format!(
+                    "요청 본문(JSON)에 `{}` 필드가 두 번 있습니다. 한 번만 보내 주세요. (line {}, column {})",
+                    nested_name(e.path(), name),
+                    e.inner().line(),
+                    e.inner().column()
+                ));
+            }
             let field = || {
                 field_of::<T>(
                     e.path(),
@@ -175,10 +194,7 @@ fn field_of<T: DeserializeOwned>(
     if !path.is_empty() && path != "." {
         return format!("`{path}` ");
     }
-    if let Some(name) = message
-        .strip_prefix("duplicate field `")
-        .and_then(|rest| rest.split('`').next())
-    {
+    if let Some(name) = duplicate_field(message) {
         return format!("`{name}` ");
     }
     // Each try parses the whole body again: over many fields (a body of junk keys) that is
@@ -196,6 +212,22 @@ fn field_of<T: DeserializeOwned>(
     match culprit {
         Some(key) => format!("`{key}` "),
         None => String::new(),
+    }
+}
+
+/// The field serde names in its refusal of a key given twice (`duplicate field `amount``).
+fn duplicate_field(message: &str) -> Option<&str> {
+    message
+        .strip_prefix("duplicate field `")
+        .and_then(|rest| rest.split('`').next())
+}
+
+/// `name` inside the object at `path` (`schedules[0].amount`), as a merchant would look for it:
+/// serde's path ends at the object holding the key given twice, not at the key.
+fn nested_name(path: &serde_path_to_error::Path, name: &str) -> String {
+    match path.to_string().as_str() {
+        "" | "." => name.to_string(),
+        at => format!("{at}.{name}"),
     }
 }
 
@@ -367,7 +399,11 @@ fn form_pairs(body: &[u8]) -> Option<Vec<(String, String)>> {
                 Some(i) => (&pair[..i], &pair[i + 1..]),
                 None => (pair, &pair[pair.len()..]),
             };
-            Some((decode(key)?, decode(value)?))
+            // PHP, whose parser iamport's clients were written against, drops the spaces a key
+            // starts with: go-iamport builds its forms from `protojson` text, which puts a space
+            // after each comma on some builds (`customer_uid=c& merchant_uid=m& amount=1000`).
+            let key = decode(key)?;
+            Some((key.trim_start_matches(' ').to_string(), decode(value)?))
         })
         .collect()
 }
@@ -905,6 +941,17 @@ mod tests {
         assert_eq!(form_json(b"[x]=1"), None);
         assert_eq!(form_json(b"a[1][2][3][4][5]=1"), None);
         assert_eq!(form_json(b""), Some(json!({})));
+    }
+
+    #[test]
+    fn spaces_a_form_key_starts_with_are_dropped_as_php_drops_them_and_values_stay_as_sent() {
+        assert_eq!(
+            form_json(b"customer_uid=c& merchant_uid=m&%20%20amount=1000& name= a b "),
+            Some(
+                json!({"customer_uid": "c", "merchant_uid": "m", "amount": "1000", "name": " a b "})
+            )
+        );
+        assert_eq!(form_json(b" =1"), None, "a key of spaces alone is no key");
     }
 
     #[test]

@@ -236,3 +236,44 @@ async fn a_json_body_starting_with_a_utf8_byte_order_mark_is_read_as_the_json_af
     let (status, _) = app.get("/payments/prepare/bom-3", Some(&token)).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
+
+/// npm `iamport`'s `updatePrepare` sends every method but POST with its parameters in the query
+/// string and no body: the amount it changes is the one read back. A body, even an empty object,
+/// is the whole request: the query adds nothing to it.
+#[tokio::test]
+async fn a_put_with_no_body_reads_its_parameters_from_the_query_string_as_npm_iamport_sends_them() {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let (_, body) = app
+        .post(
+            "/payments/prepare",
+            Some(&token),
+            json!({"merchant_uid": "prep-query", "amount": 7000}),
+        )
+        .await;
+    assert_eq!(body["code"], 0, "{body}");
+    let put = |body: &'static str| {
+        let (app, token) = (&app, &token);
+        async move {
+            let res = app
+                .http
+                .put(app.url("/payments/prepare?merchant_uid=prep-query&amount=9000"))
+                .header("Authorization", token)
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            crate::helpers::TestApp::read(res).await
+        }
+    };
+    let (status, body) = put("").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["response"]["amount"], 9000, "{body}");
+    let (_, body) = app.get("/payments/prepare/prep-query", Some(&token)).await;
+    assert_eq!(body["response"]["amount"], 9000);
+
+    let (status, body) = put("{}").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let (_, body) = app.get("/payments/prepare/prep-query", Some(&token)).await;
+    assert_eq!(body["response"]["amount"], 9000);
+}
