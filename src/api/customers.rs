@@ -11,7 +11,7 @@ use super::doc::{
 use super::envelope::{ok, Envelope};
 use super::error::{ApiError, ApiResult};
 use super::extract::{de, query_values, Body, MerchantCaller, Path};
-use super::onetime::{card_error, kst_today};
+use super::onetime::{card_error, kst_today, merchants_kcp_site};
 use super::payment_json::PaymentPage;
 use crate::app::AppState;
 use crate::domain::card::{CardAuth, CardNumber, Expiry};
@@ -36,7 +36,12 @@ pub struct CustomerRequest {
     pub pwd_2digit: Option<String>,
     #[serde(default, deserialize_with = "de::opt_string")]
     pub cvc: Option<String>,
+    /// `kcp` or `kcp_billing` (in any case; blank or absent: the merchant's default), either also
+    /// with `.{site_cd}` of the merchant's own KCP site (which the pattern cannot name); another PG
+    /// (`html5_inicis`, …) or KCP site is HTTP 400, nothing written and KCP not called (read with the card data only:
+    /// beside a schedule's registered key it is not read, as the card is not).
     #[serde(default, deserialize_with = "de::opt_string")]
+    #[schema(pattern = "^([Kk][Cc][Pp](_[Bb][Ii][Ll][Ll][Ii][Nn][Gg])?)?$")]
     pub pg: Option<String>,
     #[serde(default, deserialize_with = "de::opt_string")]
     pub customer_id: Option<String>,
@@ -108,6 +113,7 @@ pub(crate) fn parse_customer(
     uid: &str,
     req: CustomerRequest,
     today: chrono::NaiveDate,
+    site_cd: &str,
 ) -> ApiResult<Option<CustomerCommand>> {
     let given = |v: Option<String>| v.filter(|s| !s.trim().is_empty());
     let (number, expiry) = match (given(req.card_number), given(req.expiry)) {
@@ -120,7 +126,9 @@ pub(crate) fn parse_customer(
         (Some(_), None) => return Err(ApiError::bad_request("expiry 파라메터가 누락되었습니다.")),
         (Some(number), Some(expiry)) => (number, expiry),
     };
-    let _ = (req.cvc, req.pg);
+    // The key is issued on the merchant's KCP site: a `pg` naming another is refused, not ignored.
+    merchants_kcp_site(req.pg.as_deref(), site_cd)?;
+    let _ = req.cvc;
     Ok(Some(CustomerCommand {
         customer_uid: uid.to_string(),
         card_number: CardNumber::parse(&number).map_err(card_error)?,
@@ -147,7 +155,7 @@ pub(super) fn valid_uid(uid: &str) -> ApiResult<()> {
     request_body = CustomerRegistration,
     responses(
         (status = 200, body = CustomerOutcome, description = "the billing key; code -1 (response null) when the card data or KCP refuses the card, code 1 when KCP's answer is unknown"),
-        (status = 400, body = ErrorEnvelope, description = "customer_uid blank or over 80 characters, card_number or expiry missing, script in customer_name, or a body that is not JSON/form with these types"),
+        (status = 400, body = ErrorEnvelope, description = "customer_uid blank or over 80 characters, card_number or expiry missing, a pg of another PG or KCP site, script in customer_name, or a body that is not JSON/form with these types"),
         TokenBodyErrors))]
 pub async fn register(
     State(s): State<AppState>,
@@ -156,7 +164,7 @@ pub async fn register(
     Body(req): Body<CustomerRequest>,
 ) -> ApiResult<Envelope<CustomerAnnotation>> {
     valid_uid(&uid)?;
-    let cmd = parse_customer(&uid, req, kst_today(&s))?
+    let cmd = parse_customer(&uid, req, kst_today(&s), &m.site_cd)?
         .ok_or_else(|| ApiError::bad_request("card_number, expiry 파라메터가 누락되었습니다."))?;
     let gateway = s.gateway.clone();
     let key = tokio::spawn(async move { gateway.register_customer(&m, cmd).await })

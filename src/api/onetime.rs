@@ -39,8 +39,20 @@ pub struct OnetimeRequest {
     #[serde(default, deserialize_with = "de::opt_string")]
     #[schema(max_length = 80)]
     pub customer_uid: Option<String>,
+    /// `kcp` or `kcp_billing` (in any case; blank or absent: the merchant's default), either also
+    /// with `.{site_cd}` of the merchant's own KCP site (which the pattern cannot name); another PG
+    /// (`html5_inicis`, …) or KCP site is HTTP 400, nothing written and KCP not called.
     #[serde(default, deserialize_with = "de::opt_string")]
+    #[schema(pattern = "^([Kk][Cc][Pp](_[Bb][Ii][Ll][Ll][Ii][Nn][Gg])?)?$")]
     pub pg: Option<String>,
+}
+
+/// The `pg` of a REST call that charges, issues a virtual account or issues a billing key: the
+/// browser checkout's rule ([`crate::domain::pg`]), refused with HTTP 400 `code -1` as these
+/// calls' other parameters are, before anything is written or KCP is called.
+pub(crate) fn merchants_kcp_site(pg: Option<&str>, site_cd: &str) -> ApiResult<()> {
+    crate::domain::pg::merchants_kcp_site(pg, site_cd)
+        .map_err(|e| ApiError::bad_request(e.to_string()))
 }
 
 fn required<T>(v: Option<T>, name: &str) -> ApiResult<T> {
@@ -75,7 +87,7 @@ pub(crate) fn parse_onetime(
         .filter(|c| !c.trim().is_empty())
         .map(|c| super::customers::valid_uid(&c).map(|()| c))
         .transpose()?;
-    let _ = (req.cvc, req.pg);
+    let _ = req.cvc;
     Ok(OnetimeCommand {
         order,
         card_number,
@@ -88,7 +100,7 @@ pub(crate) fn parse_onetime(
 #[utoipa::path(post, path = "/subscribe/payments/onetime", operation_id = "onetime", request_body = OnetimeRequest,
     responses(
         (status = 200, body = PaymentOutcome, description = "paid, or failed (code 0) on a PG decline; code -1 when card data is rejected, code 1 when the merchant_uid is taken, for instalments (card_quota ≥ 2) under 50,000 KRW, or when the outcome is not known yet"),
-        (status = 400, body = ErrorEnvelope, description = "a missing or invalid order field (merchant_uid, amount, currency, a nonzero tax_free, vat_amount, card_quota, customer_uid, script in a text field), card_number or expiry missing, or a body that is not JSON/form with these types"),
+        (status = 400, body = ErrorEnvelope, description = "a missing or invalid order field (merchant_uid, amount, currency, a nonzero tax_free, vat_amount, card_quota, customer_uid, script in a text field), card_number or expiry missing, a pg of another PG or KCP site, or a body that is not JSON/form with these types"),
         TokenBodyErrors))]
 pub async fn onetime(
     State(s): State<AppState>,
@@ -107,7 +119,7 @@ pub async fn onetime(
     description = "An alias of `POST /subscribe/payments/onetime` kept for old clients (iamport removed it from its docs): always the non-authenticated key-in; `birth` and `pwd_2digit` are ignored.",
     responses(
         (status = 200, body = PaymentOutcome, description = "as onetime: paid, or failed (code 0) on a PG decline; code -1 when card data is rejected, code 1 when the merchant_uid is taken, for instalments (card_quota ≥ 2) under 50,000 KRW, or when the outcome is not known yet"),
-        (status = 400, body = ErrorEnvelope, description = "as onetime: a missing or invalid order field (merchant_uid, amount, currency, a nonzero tax_free, vat_amount, card_quota, customer_uid, script in a text field), card_number or expiry missing, or a body that is not JSON/form with these types"),
+        (status = 400, body = ErrorEnvelope, description = "as onetime: a missing or invalid order field (merchant_uid, amount, currency, a nonzero tax_free, vat_amount, card_quota, customer_uid, script in a text field), card_number or expiry missing, a pg of another PG or KCP site, or a body that is not JSON/form with these types"),
         TokenBodyErrors))]
 pub async fn foreign(
     State(s): State<AppState>,
@@ -125,6 +137,7 @@ async fn pay(
     m: std::sync::Arc<crate::store::entity::merchant::Model>,
     req: OnetimeRequest,
 ) -> ApiResult<Envelope<PaymentAnnotation>> {
+    merchants_kcp_site(req.pg.as_deref(), &m.site_cd)?;
     let cmd = parse_onetime(
         req,
         s.gateway

@@ -193,7 +193,7 @@ pub struct ScheduleFields {
 #[utoipa::path(post, path = "/subscribe/payments/schedule", operation_id = "schedule", request_body = ScheduleBody,
     responses(
         (status = 200, body = ScheduleListOutcome, description = "the schedules made; code 1 (response null) for a schedule_at not in the future, instalments (card_quota ≥ 2) under 50,000 KRW, a merchant_uid already used or prepared with another amount, an unknown customer_uid without card data (blank card_number and expiry count as none), or a billing key KCP would not issue; code -1 for refused card data (read only when a key is to be issued)"),
-        (status = 400, body = ErrorEnvelope, description = "customer_uid or schedules missing, customer_uid over 80 characters, only one of card_number and expiry (a blank one counts as missing) for a customer_uid without a billing key (card data beside a registered one is not read), an item without schedule_at, with a schedule_at of more than 10 digits (over 9999999999: a date written YYYYMMDDHHmm or milliseconds, not Unix seconds) or with an invalid order field, or a body that is not JSON/form with these types"),
+        (status = 400, body = ErrorEnvelope, description = "customer_uid or schedules missing, customer_uid over 80 characters, only one of card_number and expiry (a blank one counts as missing) or a pg of another PG or KCP site, for a customer_uid without a billing key (card data beside a registered one is not read, pg included), an item without schedule_at, with a schedule_at of more than 10 digits (over 9999999999: a date written YYYYMMDDHHmm or milliseconds, not Unix seconds) or with an invalid order field, or a body that is not JSON/form with these types"),
         TokenBodyErrors))]
 pub async fn schedule(
     State(s): State<AppState>,
@@ -228,7 +228,7 @@ pub async fn schedule(
     let card = if registered {
         None
     } else {
-        parse_customer(&uid, req.card, kst_today(&s))?
+        parse_customer(&uid, req.card, kst_today(&s), &m.site_cd)?
     };
     // May issue a billing key at KCP first: run to the end whether or not the client waits.
     let gateway = s.gateway.clone();

@@ -40,13 +40,18 @@ pub struct VbankRequest {
     /// Accepted for compatibility and ignored: one KCP site per merchant, no channels.
     #[serde(default, deserialize_with = "de::opt_string")]
     pub channel_key: Option<String>,
+    /// `kcp` or `kcp_billing` (in any case; blank or absent: the merchant's default), either also
+    /// with `.{site_cd}` of the merchant's own KCP site (which the pattern cannot name); another PG
+    /// (`html5_inicis`, …) or KCP site is HTTP 400, nothing written and KCP not called:
+    /// the account is issued, and its deposit settles, on the merchant's site.
     #[serde(default, deserialize_with = "de::opt_string")]
+    #[schema(pattern = "^([Kk][Cc][Pp](_[Bb][Ii][Ll][Ll][Ii][Nn][Gg])?)?$")]
     pub pg: Option<String>,
 }
 
 /// Parses the request into the service's command; every refusal here is a 400 before anything is
 /// written.
-fn parse(req: VbankRequest) -> ApiResult<VbankCommand> {
+fn parse(req: VbankRequest, site_cd: &str) -> ApiResult<VbankCommand> {
     let order = order(req.order)?;
     let code = req
         .vbank_code
@@ -67,7 +72,8 @@ fn parse(req: VbankRequest) -> ApiResult<VbankCommand> {
             too_long_message("vbank_due는", due)
         )));
     }
-    let _ = (req.channel_key, req.pg);
+    super::onetime::merchants_kcp_site(req.pg.as_deref(), site_cd)?;
+    let _ = req.channel_key;
     Ok(VbankCommand {
         order,
         bank,
@@ -79,14 +85,14 @@ fn parse(req: VbankRequest) -> ApiResult<VbankCommand> {
 #[utoipa::path(post, path = "/vbanks", operation_id = "createVbank", request_body = VbankRequest,
     responses(
         (status = 200, body = PaymentOutcome, description = "status `ready` with the account; code 1 (response null) when KCP refuses or the merchant_uid is taken"),
-        (status = 400, body = ErrorEnvelope, description = "a missing or invalid parameter (vbank_code, vbank_due in the past or over 10 digits (not Unix seconds), an order field, script in vbank_holder), or a body that is not JSON/form with these types"),
+        (status = 400, body = ErrorEnvelope, description = "a missing or invalid parameter (vbank_code, vbank_due in the past or over 10 digits (not Unix seconds), an order field, script in vbank_holder, a pg of another PG or KCP site), or a body that is not JSON/form with these types"),
         TokenBodyErrors))]
 pub async fn issue(
     State(s): State<AppState>,
     MerchantCaller(m): MerchantCaller,
     Body(req): Body<VbankRequest>,
 ) -> ApiResult<Envelope<PaymentAnnotation>> {
-    let cmd = parse(req)?;
+    let cmd = parse(req, &m.site_cd)?;
     // Run to completion even if the client disconnects: an abandoned future could stop between
     // KCP's issuance and its recording.
     let gateway = s.gateway.clone();

@@ -1,9 +1,12 @@
 //! Operator endpoints for webhook deliveries (docs/webhooks.md).
-use axum::extract::{RawQuery, State};
+use axum::body::Bytes;
+use axum::extract::{FromRequest, RawQuery, Request, State};
+use axum::http::header::CONTENT_TYPE;
 use axum::routing::{get, post};
 use axum::Router;
 use secrecy::SecretString;
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::{Map, Value};
 use utoipa::ToSchema;
 
 use super::doc::{
@@ -220,13 +223,16 @@ pub async fn settings(
 }
 
 /// `PUT /admin/merchants/{id}/webhook`: the whole setting is replaced; an absent or empty
-/// `secret` turns signatures off.
+/// `secret` turns signatures off. No other field is taken ([`SettingsBody`]).
 #[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct WebhookSettingsRequest {
-    /// Default target when a payment has no notice_url; null or empty = none.
-    #[serde(default, deserialize_with = "de::opt_string")]
-    #[schema(schema_with = super::doc::webhook_url)]
-    pub url: Option<String>,
+    /// Default target when a payment has no notice_url; null or empty = none. Required, as
+    /// `origins` of the redirect-origins PUT is: a body that forgot it (`{}`, a misspelt key)
+    /// must not read as "no URL", which silently stops the merchant's webhooks.
+    #[serde(default, deserialize_with = "given")]
+    #[schema(schema_with = super::doc::webhook_url, required = true)]
+    pub url: Option<Option<String>>,
     /// `json` (default) or `form`.
     #[serde(default, deserialize_with = "de::opt_string")]
     #[schema(pattern = "^(json|form)?$")]
@@ -238,21 +244,78 @@ pub struct WebhookSettingsRequest {
     pub secret: Option<String>,
 }
 
+/// A field that is given, null included (`Some(None)`); absent it is None (`serde(default)`).
+fn given<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
+    de::opt_string(d).map(Some)
+}
+
+/// The fields of [`WebhookSettingsRequest`].
+const SETTINGS_FIELDS: [&str; 3] = ["url", "content_type", "secret"];
+
+/// The most characters of an unknown field's name a refusal quotes.
+const FIELD_NAME_SHOWN: usize = 40;
+
+/// [`WebhookSettingsRequest`] from a JSON or form body ([`Body`]) with no field but its own (review
+/// rR F1): a misspelt one (`webhook_url`, `URL`) used to be ignored, and the PUT, which replaces
+/// the whole setting, read as "no URL, unsigned", wiping the URL and the secret with code 0. An
+/// unknown field is refused naming it; serde's own refusal (`deny_unknown_fields`, kept for the
+/// document's `additionalProperties: false`) would call that field's value malformed. The body is
+/// read as [`Body`] reads it twice: its field names, then the request.
+pub struct SettingsBody(pub WebhookSettingsRequest);
+
+impl<S: Send + Sync> FromRequest<S> for SettingsBody {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let content_type = req.headers().get(CONTENT_TYPE).cloned();
+        let bytes = Bytes::from_request(req, state)
+            .await
+            .map_err(|_| ApiError::bad_request("요청 본문을 읽을 수 없습니다."))?;
+        let again = || {
+            let mut req = Request::new(axum::body::Body::from(bytes.clone()));
+            if let Some(content_type) = &content_type {
+                req.headers_mut().insert(CONTENT_TYPE, content_type.clone());
+            }
+            req
+        };
+        let Body(fields) = Body::<Map<String, Value>>::from_request(again(), state).await?;
+        if let Some(name) = fields
+            .keys()
+            .find(|name| !SETTINGS_FIELDS.contains(&name.as_str()))
+        {
+            let mut shown: String = name.chars().take(FIELD_NAME_SHOWN).collect();
+            if shown.len() < name.len() {
+                shown.push('…');
+            }
+            return Err(ApiError::bad_request(format!(
+                "알 수 없는 필드입니다: `{shown}` (받는 필드: url, content_type, secret)"
+            )));
+        }
+        let Body(settings) = Body::from_request(again(), state).await?;
+        Ok(SettingsBody(settings))
+    }
+}
+
 #[utoipa::path(put, path = "/admin/merchants/{id}/webhook", operation_id = "configureWebhook",
     params(("id" = i64, Path)),
     request_body = WebhookSettingsRequest,
     responses(
         (status = 200, body = WebhookSettingsReply),
-        (status = 400, body = ErrorEnvelope, description = "id not an integer, an unknown content_type, a url that is not an absolute http(s) URL, a secret that is not a base64 key of 24 to 64 bytes, or a body that is not JSON/form with these types"),
+        (status = 400, body = ErrorEnvelope, description = "id not an integer, url missing (null or empty clears it), a field other than url, content_type and secret, an unknown content_type, a url that is not an absolute http(s) URL, a secret that is not a base64 key of 24 to 64 bytes, or a body that is not JSON/form with these types"),
         (status = 404, body = ErrorEnvelope, description = "no such merchant"),
         TokenBodyErrors))]
 pub async fn configure(
     State(s): State<AppState>,
     _admin: AdminCaller,
     Path(id): Path<String>,
-    Body(req): Body<WebhookSettingsRequest>,
+    SettingsBody(req): SettingsBody,
 ) -> ApiResult<Envelope<WebhookSettings>> {
     let id = parse_id(&id, "id")?;
+    // Required: a body that forgot it must not read as "no URL" (and, the whole setting being
+    // replaced, no secret either).
+    let url = req.url.ok_or_else(|| {
+        ApiError::bad_request("url이 필요합니다. (기본 URL을 지우려면 \"url\": null 또는 빈 값)")
+    })?;
     let content_type = match req.content_type.as_deref().map(str::trim) {
         None | Some("") | Some("json") => WebhookContentType::Json,
         Some("form") => WebhookContentType::Form,
@@ -264,12 +327,7 @@ pub async fn configure(
     };
     let settings = s
         .gateway
-        .set_webhook_settings(
-            id,
-            req.url,
-            content_type,
-            req.secret.map(SecretString::from),
-        )
+        .set_webhook_settings(id, url, content_type, req.secret.map(SecretString::from))
         .await?;
     Ok(ok(settings))
 }

@@ -337,18 +337,8 @@ fn vbank_due(s: &str) -> Option<chrono::DateTime<chrono::Utc>> {
 /// only, and opening KCP's window instead would record a payment the merchant's code believes
 /// went elsewhere. No `pg` is the merchant's default channel.
 fn pg_channel(pg: &str) -> Result<(String, Option<String>), String> {
-    let (channel, site) = match pg.trim().split_once('.') {
-        Some((channel, site)) => (channel, Some(site.trim())),
-        None => (pg.trim(), None),
-    };
-    // The channel in one spelling, so every rule below reads `KCP` as `kcp`.
-    let channel = channel.to_ascii_lowercase();
-    if !channel.is_empty() && channel != PG_KCP && channel != PG_KCP_BILLING {
-        return Err(format!(
-            "지원하지 않는 PG사입니다: pg '{channel}' (openport는 KCP('kcp', 'kcp_billing')만 지원합니다)."
-        ));
-    }
-    Ok((channel, site.map(str::to_ascii_uppercase)))
+    // The rule every call taking a `pg` shares with the REST API's (domain/pg.rs).
+    crate::domain::pg::channel(pg).map_err(|e| e.to_string())
 }
 
 /// Whether a request opens KCP's billing-key window (seed 004, "비인증 결제창 요청"): KCP issues

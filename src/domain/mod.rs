@@ -7,6 +7,7 @@ pub mod ids;
 pub mod kcp_origin;
 pub mod order;
 pub mod payment;
+pub mod pg;
 pub mod redirect_origins;
 pub mod schedule;
 pub mod text;

@@ -1102,3 +1102,145 @@ async fn a_json_key_given_twice_is_refused_naming_the_key_and_where_it_is() {
     let (_, prepared) = app.get("/payments/prepare/twice-1", Some(&token)).await;
     assert_ne!(prepared["code"], 0, "nothing prepared: {prepared}");
 }
+
+/// What a refused request must leave as it was: payments, KCP attempts, billing keys and
+/// schedules here, charges, virtual accounts and batch keys at KCP.
+async fn written(app: &crate::helpers::TestApp) -> [u64; 6] {
+    use openport::store::entity::{billing_key, payment, pg_attempt, schedule};
+    use sea_orm::{EntityTrait, PaginatorTrait};
+    let db = &app.app.gateway.db.read;
+    [
+        payment::Entity::find().count(db).await.unwrap(),
+        pg_attempt::Entity::find().count(db).await.unwrap(),
+        billing_key::Entity::find().count(db).await.unwrap(),
+        schedule::Entity::find().count(db).await.unwrap(),
+        app.sandbox.ledger().len() as u64,
+        app.sandbox.batch_keys().len() as u64,
+    ]
+}
+
+/// Every REST call taking a `pg` that charges, issues a virtual account or issues a billing key,
+/// with that `pg` and a fresh `n` in its merchant_uid and customer_uid.
+fn calls_with_pg(
+    app: &crate::helpers::TestApp,
+    pg: &str,
+    n: usize,
+) -> [(&'static str, String, Value); 6] {
+    let card = |mut body: Value| {
+        body["card_number"] = json!(test_cards::SHINHAN_CREDIT);
+        body["expiry"] = json!(future_expiry());
+        body["pg"] = json!(pg);
+        body
+    };
+    let in_a_day = app.app.gateway.clock.unix() + 86_400;
+    [
+        (
+            "onetime",
+            "/subscribe/payments/onetime".into(),
+            card(json!({"merchant_uid": format!("pg-o-{n}"), "amount": 1000})),
+        ),
+        (
+            "onetime keeping the card",
+            "/subscribe/payments/onetime".into(),
+            card(json!({"merchant_uid": format!("pg-k-{n}"), "amount": 1000,
+                       "customer_uid": format!("pg-kept-{n}"), "birth": "800101", "pwd_2digit": "00"})),
+        ),
+        (
+            "foreign",
+            "/subscribe/payments/foreign".into(),
+            card(json!({"merchant_uid": format!("pg-f-{n}"), "amount": 1000})),
+        ),
+        (
+            "billing key",
+            format!("/subscribe/customers/pg-c-{n}"),
+            card(json!({"birth": "800101", "pwd_2digit": "00"})),
+        ),
+        (
+            "schedule issuing a key",
+            "/subscribe/payments/schedule".into(),
+            card(
+                json!({"customer_uid": format!("pg-s-{n}"), "birth": "800101", "pwd_2digit": "00",
+                        "schedules": [{"merchant_uid": format!("pg-s-{n}"), "amount": 1000,
+                                       "schedule_at": in_a_day}]}),
+            ),
+        ),
+        (
+            "virtual account",
+            "/vbanks".into(),
+            json!({"merchant_uid": format!("pg-v-{n}"), "amount": 5000, "vbank_code": "004",
+                   "vbank_due": in_a_day, "pg": pg}),
+        ),
+    ]
+}
+
+/// `pg` picks the PG, and after a dot the KCP site, a call goes to at iamport; openport has the
+/// merchant's one KCP site. The REST calls that charge or issue a key ignored it, so
+/// `html5_inicis`, `tosspayments` or another KCP site was charged on the merchant's site (another
+/// contract than the merchant's code chose) with code 0 (review rR F2). They now take the browser
+/// checkout's rule, in its words: another PG or site is HTTP 400 code -1 before anything is
+/// written or KCP is called, while no `pg`, `kcp` and `kcp_billing` in any case, and
+/// `kcp.{the merchant's site_cd}` are served as before.
+#[tokio::test]
+async fn a_rest_charge_or_key_naming_another_pg_or_kcp_site_is_refused_before_anything_is_written()
+{
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let other_pg = |pg: &str| {
+        format!("지원하지 않는 PG사입니다: pg '{pg}' (openport는 KCP('kcp', 'kcp_billing')만 지원합니다).")
+    };
+    let other_site = "pg 'kcp.A52CY'의 사이트코드가 가맹점의 KCP 사이트코드(T0000)와 다릅니다.";
+    let refused = [
+        ("html5_inicis", other_pg("html5_inicis")),
+        ("html5_inicis.MOI0000", other_pg("html5_inicis")),
+        ("TossPayments", other_pg("tosspayments")),
+        ("nicepay", other_pg("nicepay")),
+        ("kcp.A52CY", other_site.to_string()),
+        ("KCP_BILLING.a52cy", other_site.to_string()),
+    ];
+    let before = written(&app).await;
+    for (n, (pg, says)) in refused.iter().enumerate() {
+        for (call, path, body) in calls_with_pg(&app, pg, n) {
+            let (status, answer) = app.post(&path, Some(&token), body).await;
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{call}, {pg}: {answer}");
+            assert_eq!(answer["code"], -1, "{call}, {pg}: {answer}");
+            assert_eq!(answer["message"], says.as_str(), "{call}, {pg}: {answer}");
+            assert_eq!(written(&app).await, before, "{call}, {pg}: nothing written");
+        }
+    }
+    // A form body is read alike.
+    let (status, answer) = app
+        .post_form(
+            "/subscribe/payments/onetime",
+            &token,
+            &[
+                ("merchant_uid", "pg-form"),
+                ("amount", "1000"),
+                ("card_number", test_cards::SHINHAN_CREDIT),
+                ("expiry", &future_expiry()),
+                ("pg", "kcp.A52CY"),
+            ],
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+    assert_eq!(answer["message"], other_site, "{answer}");
+    assert_eq!(written(&app).await, before, "nothing written");
+
+    for (n, pg) in ["kcp.T0000", "KCP", "kcp_billing", " kcp_billing.t0000 ", ""]
+        .into_iter()
+        .enumerate()
+    {
+        for (call, path, body) in calls_with_pg(&app, pg, 100 + n) {
+            let (status, answer) = app.post(&path, Some(&token), body).await;
+            assert_eq!(status, StatusCode::OK, "{call}, {pg:?}: {answer}");
+            assert_eq!(answer["code"], 0, "{call}, {pg:?}: {answer}");
+        }
+    }
+    let [payments, _, keys, schedules, at_kcp, batch_keys] = written(&app).await;
+    // Per pg: four payments (three charges, one account) and two keys (a registration, a
+    // schedule's), the onetime's kept card a third.
+    assert_eq!(
+        (payments, keys, schedules, at_kcp, batch_keys),
+        (20, 15, 5, 20, 15),
+        "every accepted call was served"
+    );
+}

@@ -1060,6 +1060,143 @@ async fn an_operator_reads_a_merchants_webhook_settings_without_the_secret() {
     );
 }
 
+/// A PUT replaces the whole setting, so one whose `url` was misspelt or missing (`webhook_url`,
+/// `{}`, an empty body, a form's `URL=`) read as "no URL, unsigned" and wiped the URL and the
+/// secret with code 0 (review rR F1). A field other than `url`, `content_type` and `secret` is
+/// refused naming it, and `url` is required as `origins` is on the redirect-origins PUT: the
+/// setting stays as it was. Clearing takes an explicit `"url": null` or an empty value.
+#[tokio::test]
+async fn a_webhook_settings_put_with_a_misspelt_or_missing_url_is_refused_and_the_setting_kept() {
+    let app = spawn_app().await;
+    let id = demo_merchant_id(&app);
+    let path = format!("/admin/merchants/{id}/webhook");
+    let secret = format!("whsec_{}", B64.encode([5u8; 32]));
+    let (status, set) = configure(
+        &app,
+        json!({"url": "https://shop.example/hook", "secret": secret}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{set}");
+    let kept = set["response"].clone();
+    assert_eq!(kept["signed"], true, "{kept}");
+    let unknown = |name: &str| {
+        format!("알 수 없는 필드입니다: `{name}` (받는 필드: url, content_type, secret)")
+    };
+    let missing = "url이 필요합니다. (기본 URL을 지우려면 \"url\": null 또는 빈 값)".to_string();
+    let put = |content_type: &'static str, body: String| {
+        app.http
+            .put(app.url(&path))
+            .header("Authorization", ADMIN_TOKEN)
+            .header("Content-Type", content_type)
+            .body(body)
+    };
+    let json_type = "application/json";
+    let form_type = "application/x-www-form-urlencoded";
+    let cases = [
+        (
+            put(
+                json_type,
+                r#"{"webhook_url":"https://shop.example/hook2"}"#.into(),
+            ),
+            unknown("webhook_url"),
+        ),
+        (
+            put(
+                json_type,
+                json!({"URL": "https://shop.example/hook2", "secret": secret}).to_string(),
+            ),
+            unknown("URL"),
+        ),
+        (
+            put(
+                json_type,
+                json!({"url": "https://shop.example/hook", "secret": secret,
+                       "content-type": "form"})
+                .to_string(),
+            ),
+            unknown("content-type"),
+        ),
+        (
+            put(json_type, format!(r#"{{"{}":1}}"#, "x".repeat(100))),
+            unknown(&format!("{}…", "x".repeat(40))),
+        ),
+        (put(json_type, "{}".into()), missing.clone()),
+        (put(json_type, String::new()), missing.clone()),
+        (
+            put(json_type, json!({"secret": secret}).to_string()),
+            missing.clone(),
+        ),
+        (
+            put(form_type, "URL=https%3A%2F%2Fshop.example%2Fhook2".into()),
+            unknown("URL"),
+        ),
+        (put(form_type, String::new()), missing.clone()),
+        (put(form_type, "content_type=form".into()), missing.clone()),
+    ];
+    for (req, says) in cases {
+        let (status, answer) = TestApp::read(req.send().await.expect("request")).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{says}: {answer}");
+        assert_eq!(answer["code"], -1, "{answer}");
+        assert_eq!(answer["message"], says, "{answer}");
+        let (_, read) = app.get(&path, Some(ADMIN_TOKEN)).await;
+        assert_eq!(read["response"], kept, "{says}: the setting is kept");
+    }
+
+    // Every shape that names `url` still works, a form's included; null and empty clear it.
+    let (status, body) = TestApp::read(
+        put(
+            form_type,
+            format!(
+                "url=https%3A%2F%2Fshop.example%2Fform&content_type=form&secret={}",
+                secret
+                    .replace('+', "%2B")
+                    .replace('/', "%2F")
+                    .replace('=', "%3D")
+            ),
+        )
+        .send()
+        .await
+        .expect("request"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        (
+            &body["response"]["url"],
+            &body["response"]["content_type"],
+            &body["response"]["signed"]
+        ),
+        (
+            &json!("https://shop.example/form"),
+            &json!("form"),
+            &json!(true)
+        ),
+        "{body}"
+    );
+    for clear in [
+        put(json_type, r#"{"url":null}"#.into()),
+        put(json_type, r#"{"url":"","content_type":"json"}"#.into()),
+        put(form_type, "url=".into()),
+    ] {
+        configure(
+            &app,
+            json!({"url": "https://shop.example/hook", "secret": secret}),
+        )
+        .await;
+        let (status, body) = TestApp::read(clear.send().await.expect("request")).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(
+            body["response"],
+            json!({"merchant_id": id, "url": null, "content_type": "json", "signed": false,
+                   "previous_secret_until": null})
+        );
+    }
+    let (_, doc) = app.get("/openapi.json", None).await;
+    let schema = &doc["components"]["schemas"]["WebhookSettingsRequest"];
+    assert_eq!(schema["required"], json!(["url"]), "{schema}");
+    assert_eq!(schema["additionalProperties"], false, "{schema}");
+}
+
 /// Standard Webhooks rotation: a replaced secret signs beside the new one for a day (the
 /// header lists both, the new one first), so receivers still verifying with the old key accept
 /// webhooks, retries included, while they switch. Sending the same key again (a PUT that
