@@ -29,7 +29,9 @@
  * @property {string|null} [card_number]
  * @property {number} [card_quota]
  * @property {string} [currency]
- * @property {string|null} [custom_data]
+ * @property {any} [custom_data] the JSON object or array the page passed, parsed; other text as given
+ * @property {string|null} [bank_name] a bank transfer's bank (null otherwise)
+ * @property {string|null} [card_code] a card payment's issuer code (null otherwise)
  * @property {number} [paid_at]
  * @property {string|null} [receipt_url]
  * @typedef {RequestPayResponse & OpenportExtraResponse} OpenportRequestPayResponse
@@ -250,7 +252,30 @@
     if (rsp.imp_uid === undefined) {
       rsp.imp_uid = null;
     }
+    if (typeof rsp.custom_data === 'string') {
+      rsp.custom_data = customData(rsp.custom_data);
+    }
     return rsp;
+  }
+
+  /**
+   * custom_data as the page reads it: the gateway answers the JSON text it stores (REST keeps that
+   * text), and iamport pages read the object they passed (`rsp.custom_data.productId`), also when
+   * they passed it as JSON text. Text that is a JSON object or array is parsed; anything else
+   * (plain text, a JSON number, string or null as text) is kept as it came.
+   * @param {string} value
+   * @returns {any}
+   */
+  function customData(value) {
+    if (!/^\s*[[{]/.test(value)) {
+      return value;
+    }
+    try {
+      var parsed = JSON.parse(value);
+      return parsed && typeof parsed === 'object' ? parsed : value;
+    } catch (e) {
+      return value;
+    }
   }
 
   /**

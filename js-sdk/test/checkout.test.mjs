@@ -57,6 +57,10 @@ test('PC card payment: callback success, then REST shows it paid for the amount'
   assert.equal(json.response.pay_method, 'card');
   assert.equal(json.response.custom_data, JSON.stringify(p.custom_data));
   assert.equal(json.response.buyer_name, p.buyer_name);
+  // The card's issuer code, as REST names it; no bank on a card payment.
+  assert.ok(json.response.card_code, JSON.stringify(json.response));
+  assert.equal(rsp.card_code, json.response.card_code);
+  assert.equal(rsp.bank_name, null);
 });
 
 test('buyer cancel inside the window: callback with success false', { timeout: 90_000 }, async () => {
@@ -266,7 +270,17 @@ test('buyer_name and custom_data holding </script> and <!--<script> reach the ca
   const rsp = await payInOverlay(params({ buyer_name: buyerName, custom_data: customData }));
   assert.equal(rsp.success, true, JSON.stringify(rsp));
   assert.equal(rsp.buyer_name, buyerName);
-  assert.deepEqual(JSON.parse(rsp.custom_data), customData);
+  assert.deepEqual(rsp.custom_data, customData);
+});
+
+test('custom_data passed as an object comes back to the callback as that object; REST keeps its JSON text', { timeout: 90_000 }, async () => {
+  // iamport pages read fields straight off it after paying (`rsp.custom_data.productId`).
+  const p = params({ custom_data: { productId: 42, items: [1, 2] } });
+  const rsp = await payInOverlay(p);
+  assert.equal(rsp.success, true, JSON.stringify(rsp));
+  assert.deepEqual(rsp.custom_data, { productId: 42, items: [1, 2] });
+  const { json } = await getPayment(rsp.imp_uid);
+  assert.equal(json.response.custom_data, '{"productId":42,"items":[1,2]}');
 });
 
 test('bank transfer in the window', { timeout: 90_000 }, async () => {
@@ -279,6 +293,10 @@ test('bank transfer in the window', { timeout: 90_000 }, async () => {
   assert.equal(json.response.status, 'paid');
   assert.equal(json.response.pay_method, 'trans');
   assert.equal(json.response.amount, p.amount);
+  // The rsp names the bank as REST does (iamport pages forward rsp.bank_name to their server).
+  assert.ok(json.response.bank_name, JSON.stringify(json.response));
+  assert.equal(rsp.bank_name, json.response.bank_name);
+  assert.equal(rsp.card_code, null);
 });
 
 test('phone payment in the window', { timeout: 90_000 }, async () => {

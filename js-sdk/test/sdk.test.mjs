@@ -80,6 +80,36 @@ test('PC: the overlay loads start_url, the final message closes it and calls bac
   await context.close();
 });
 
+test('custom_data that is JSON object or array text reaches the callback parsed; other text unchanged', { timeout: 30_000 }, async () => {
+  // The gateway answers custom_data as the JSON text it stores (REST keeps it so); iamport pages
+  // read it as the object they passed, also when they passed it as JSON text.
+  const { page, context, errors } = await openPage();
+  const cases = [
+    [{ productId: 42, items: [1, 2] }, { productId: 42, items: [1, 2] }],
+    ['{"reservNum":"R-1"}', { reservNum: 'R-1' }],
+    [[{ id: 1 }, { id: 2 }], [{ id: 1 }, { id: 2 }]],
+    ['abc', 'abc'],
+    ['42', '42'],
+    ['"quoted"', '"quoted"'],
+    ['null', 'null'],
+    ['{not json', '{not json'],
+    ['', ''],
+  ];
+  for (const [i, [given, expected]] of cases.entries()) {
+    await page.evaluate((x) => window.pay(x), params({ custom_data: given }));
+    await page.frameLocator('#openport-frame').locator('#complete').click();
+    const rsps = await callbacks(page, i + 1);
+    assert.deepEqual(rsps[i].custom_data, expected, JSON.stringify(given));
+  }
+  // No custom_data: null, as the gateway sends it.
+  await page.evaluate((x) => window.pay(x), params());
+  await page.frameLocator('#openport-frame').locator('#complete').click();
+  const rsps = await callbacks(page, cases.length + 1);
+  assert.equal(rsps.at(-1).custom_data, null);
+  assert.deepEqual(errors, []);
+  await context.close();
+});
+
 test('messages from another origin or another session are ignored', { timeout: 30_000 }, async () => {
   const { page, context } = await openPage();
   await page.evaluate((x) => window.pay(x), params());

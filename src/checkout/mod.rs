@@ -8,12 +8,14 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::Router;
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use serde::Deserialize;
 use serde_json::Value;
 use tower_http::cors::{Any, CorsLayer};
 
 use crate::api::envelope::{json_response, ok};
 use crate::api::error::ApiError;
+use crate::api::extract;
 use crate::api::notifications::Peer;
 use crate::app::{AppState, PublicUrls};
 use crate::domain::checkout::{window_plan, WindowMethod};
@@ -479,6 +481,7 @@ fn parse(
         );
     }
     korean_window(p, &merchant_uid);
+    app_scheme_not_sent(p, &merchant_uid);
     let shop_name = match text(p, "company") {
         Some(company) => Some(
             crate::domain::text::for_kcp("company", &company, SHOP_NAME_MAX_BYTES)
@@ -679,6 +682,25 @@ fn korean_window(p: &Value, merchant_uid: &str) {
         tracing::warn!(
             %merchant_uid,
             "language other than 'ko' asked; KCP's window has no other language, opened in Korean"
+        );
+    }
+}
+
+/// `app_scheme`: seed 001 §3 has in-app integrations pass the app's scheme, so that a buyer comes
+/// back to the app from an ISP or app-card app. KCP's window fields in spec/kcp.md have none, so
+/// it is not sent: the checkout goes on as without it (a refusal would leave an app written for
+/// iamport with no payment), with a warning per checkout, so that the merchant finds out from the
+/// log, not from buyers left in the card app (docs/api.md).
+fn app_scheme_not_sent(p: &Value, merchant_uid: &str) {
+    let given = match p.get("app_scheme") {
+        None | Some(Value::Null) => false,
+        Some(Value::String(s)) => !s.trim().is_empty(),
+        Some(_) => true,
+    };
+    if given {
+        tracing::warn!(
+            %merchant_uid,
+            "app_scheme asked; KCP's window has no field for it, not sent to KCP"
         );
     }
 }
@@ -1007,7 +1029,13 @@ const KCP_UNREACHABLE_CODE: &str = "W001";
 /// quote, backslash or markup: it is written into the page's script and text as it is).
 const KCP_UNREACHABLE_MESSAGE: &str = "KCP 결제창을 불러오지 못했습니다.";
 
-async fn cancel(State(s): State<AppState>, Path(token): Path<String>) -> Response {
+/// The JSON endpoints (`cancel`, `status`, the demo's `verify`) take their path through
+/// [`extract::Path`]: a segment that is not UTF-8 (`%ff`) gets the envelope the SDK parses, not
+/// axum's plain text.
+async fn cancel(
+    State(s): State<AppState>,
+    extract::Path(token): extract::Path<String>,
+) -> Response {
     match s.gateway.cancel_checkout(&token).await {
         Ok(f) => ok(f.rsp).into_response(),
         Err(e) => ApiError::from(e).into_response(),
@@ -1016,7 +1044,10 @@ async fn cancel(State(s): State<AppState>, Path(token): Path<String>) -> Respons
 
 /// The payment as it stands, read-only: what the SDK polls after the window answered `F500`
 /// (`Gateway::checkout_status`).
-async fn status(State(s): State<AppState>, Path(token): Path<String>) -> Response {
+async fn status(
+    State(s): State<AppState>,
+    extract::Path(token): extract::Path<String>,
+) -> Response {
     match s.gateway.checkout_status(&token).await {
         Ok(f) => no_store(ok(f.rsp).into_response()),
         Err(e) => ApiError::from(e).into_response(),
@@ -1171,14 +1202,19 @@ fn script_json<T: serde::Serialize + ?Sized>(value: &T) -> Option<String> {
 /// query it has, nothing added after a trailing `?` or `&` (the SDK's `redirectUrl` for a refusal
 /// before the window does the same).
 pub fn redirect_target(url: &str, rsp: &Rsp) -> String {
-    let mut q = form_urlencoded::Serializer::new(String::new());
-    q.append_pair("imp_uid", rsp.imp_uid.as_deref().unwrap_or(""));
-    q.append_pair("merchant_uid", &rsp.merchant_uid);
-    q.append_pair("imp_success", if rsp.success { "true" } else { "false" });
+    let mut pairs = vec![
+        ("imp_uid", rsp.imp_uid.as_deref().unwrap_or("")),
+        ("merchant_uid", rsp.merchant_uid.as_str()),
+        ("imp_success", if rsp.success { "true" } else { "false" }),
+    ];
     if !rsp.success {
-        q.append_pair("error_code", rsp.error_code.as_deref().unwrap_or("F400"));
-        q.append_pair("error_msg", rsp.error_msg.as_deref().unwrap_or(""));
+        pairs.push(("error_code", rsp.error_code.as_deref().unwrap_or("F400")));
+        pairs.push(("error_msg", rsp.error_msg.as_deref().unwrap_or("")));
     }
+    let query: Vec<String> = pairs
+        .into_iter()
+        .map(|(k, v)| format!("{k}={}", utf8_percent_encode(v, URI_COMPONENT)))
+        .collect();
     let (url, fragment) = url.split_at(url.find('#').unwrap_or(url.len()));
     let joiner = if !url.contains('?') {
         "?"
@@ -1187,8 +1223,23 @@ pub fn redirect_target(url: &str, rsp: &Rsp) -> String {
     } else {
         "&"
     };
-    format!("{url}{joiner}{}{fragment}", q.finish())
+    format!("{url}{joiner}{}{fragment}", query.join("&"))
 }
+
+/// What JavaScript's `encodeURIComponent` escapes (all but `A–Z a–z 0–9 - _ . ! ~ * ' ( )`): the
+/// redirect's values are written as the SDK's own redirect writes them, a space as `%20`. The
+/// `+` of a form encoding reads as a space to `URLSearchParams` and server frameworks, but a page
+/// that decodes by hand (`decodeURIComponent`, as hand-rolled iamport samples do) shows it.
+const URI_COMPONENT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'!')
+    .remove(b'~')
+    .remove(b'*')
+    .remove(b'\'')
+    .remove(b'(')
+    .remove(b')');
 
 /// The query keys [`redirect_target`] appends (and `success`, the rsp's other name for
 /// `imp_success`, which a page may have copied into its URL).
@@ -1231,7 +1282,10 @@ fn without_result(url: &str) -> String {
 /// this instance on its own listen address only (never a host the request names, which would let
 /// anyone make openport fetch a URL of their choosing and show the answer) and follows no
 /// redirect.
-async fn verify(State(s): State<AppState>, Path(imp_uid): Path<String>) -> Response {
+async fn verify(
+    State(s): State<AppState>,
+    extract::Path(imp_uid): extract::Path<String>,
+) -> Response {
     if !s.gateway.settings.test_mode {
         return StatusCode::NOT_FOUND.into_response();
     }
@@ -1422,6 +1476,33 @@ mod tests {
             .starts_with("https://shop.test/done?imp_uid=&"));
         assert!(redirect_target("https://shop.test/done?a=1&", &rsp)
             .starts_with("https://shop.test/done?a=1&imp_uid=&"));
+    }
+
+    /// Review rU, F5: a space is `%20`, as the SDK's own redirect (`encodeURIComponent`) writes
+    /// it, never `+`, which a page decoding by hand (`decodeURIComponent`) shows as a `+`.
+    #[test]
+    fn the_redirects_query_values_are_percent_encoded_as_the_sdks_own_redirect_encodes_them() {
+        let message = "사용자가 결제를 취소하였습니다. (1+1=2 & 50%)";
+        let rsp = Rsp::refused("order 7/a", None, message);
+        let target = redirect_target("https://shop.test/done", &rsp);
+        let query = target.split_once('?').unwrap().1;
+        assert!(!query.contains('+') && !query.contains(' '), "{target}");
+        let value = |key: &str| {
+            let pair = query
+                .split('&')
+                .find_map(|pair| pair.strip_prefix(&format!("{key}=")))
+                .unwrap_or_else(|| panic!("{key} in {target}"));
+            percent_encoding::percent_decode_str(pair)
+                .decode_utf8()
+                .unwrap()
+                .into_owned()
+        };
+        assert_eq!(value("error_msg"), message);
+        assert_eq!(value("merchant_uid"), "order 7/a");
+        assert!(
+            query.contains("merchant_uid=order%207%2Fa&"),
+            "as encodeURIComponent: {target}"
+        );
     }
 
     #[test]

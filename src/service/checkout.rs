@@ -33,6 +33,9 @@ use crate::store::{billing, is_trade_clash, is_unique_violation, merchants, paym
 /// word (`replacement_refused`).
 pub const KEY_REPLACEMENT_REFUSED: &str = "이미 빌링키가 등록된 customer_uid입니다. 결제창에서 카드를 변경하려면 가맹점 서버에서 이 merchant_uid를 먼저 사전등록(POST /payments/prepare, amount 0)해 주세요.";
 
+/// The refusal of a mobile checkout from a page that is not http(s) without `m_redirect_url`.
+const MOBILE_NEEDS_REDIRECT: &str = "모바일 결제에는 m_redirect_url(http/https)이 필요합니다.";
+
 /// The window's payment when the database failed before its key was stored (the key is deleted
 /// at KCP).
 const WINDOW_KEY_NOT_STORED: &str =
@@ -412,6 +415,10 @@ pub struct Rsp {
     pub card_name: Option<String>,
     pub card_number: Option<String>,
     pub card_quota: i32,
+    /// The card's issuer code, as `GET /payments/{imp_uid}` names it (null but for cards).
+    pub card_code: Option<String>,
+    /// A bank transfer's bank, as `GET /payments/{imp_uid}` names it (null but for transfers).
+    pub bank_name: Option<String>,
     pub currency: String,
     pub vbank_num: Option<String>,
     pub vbank_name: Option<String>,
@@ -476,6 +483,8 @@ impl Rsp {
             card_name: p.card_name.clone(),
             card_number: p.card_number.clone(),
             card_quota: p.card_quota,
+            card_code: p.card_code.clone(),
+            bank_name: p.bank_name.clone(),
             currency: p.currency.clone(),
             vbank_num: p.vbank_num.clone(),
             vbank_name: p.vbank_name.clone(),
@@ -529,6 +538,8 @@ impl Rsp {
             card_name: None,
             card_number: None,
             card_quota: 0,
+            card_code: None,
+            bank_name: None,
             currency: "KRW".into(),
             vbank_num: None,
             vbank_name: None,
@@ -748,14 +759,17 @@ impl Gateway {
         // else the page. The request names both freely (a public imp_code is all it takes), so a
         // merchant that lists its origins has any other refused before anything is written.
         if req.mobile {
-            let target = match (&req.redirect_url, req.page_url.is_empty()) {
-                (Some(url), _) => Some((url.as_str(), false)),
-                (None, false) => Some((req.page_url.as_str(), true)),
-                (None, true) => None,
+            let (url, page) = match (&req.redirect_url, req.page_url.is_empty()) {
+                (Some(url), _) => (url.as_str(), false),
+                (None, false) => (req.page_url.as_str(), true),
+                // A page that is not http(s) (an app's WebView on `file://`, `capacitor://`): after
+                // paying, the buyer would be left on openport's result page, whose message goes to
+                // no page. Refused here, so the page's callback gets it.
+                (None, true) => {
+                    return Err(ServiceError::BadRequest(MOBILE_NEEDS_REDIRECT.into()).into())
+                }
             };
-            if let Some(message) =
-                target.and_then(|(url, page)| super::redirect_origins::refused_target(m, url, page))
-            {
+            if let Some(message) = super::redirect_origins::refused_target(m, url, page) {
                 return Err(ServiceError::BadRequest(message).into());
             }
         }

@@ -5511,3 +5511,153 @@ async fn windows_opened_to_disguised_targets_before_the_list_was_set_are_not_red
         }
     }
 }
+
+/// Review rU, F2: a mobile checkout from a page that is not http(s) (a hybrid app's
+/// `file:///android_asset/…`, `capacitor://localhost/`) without `m_redirect_url` has nowhere to
+/// send the buyer once the window ends: the SDK's page is gone, and the result page would post to
+/// no parent. Refused before the window (`code -1`, naming `m_redirect_url`, nothing written), so
+/// the page's callback gets it; with `m_redirect_url` the same page pays and the buyer is sent
+/// there.
+#[tokio::test]
+async fn a_mobile_checkout_from_a_page_that_is_not_http_without_m_redirect_url_is_refused_before_the_window(
+) {
+    let app = spawn_app().await;
+    for (i, page_url) in [
+        Some("file:///android_asset/pay.html"),
+        Some("capacitor://localhost/"),
+        Some("about:blank"),
+        None,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let uid = format!("web-app-shell-{i}");
+        let (_, refused) = app
+            .post(
+                "/checkout/request",
+                None,
+                json!({"imp_code": "imp00000000", "mobile": true, "page_url": page_url,
+                       "params": {"merchant_uid": uid, "amount": 1000}}),
+            )
+            .await;
+        assert_eq!(
+            refused["message"], "모바일 결제에는 m_redirect_url(http/https)이 필요합니다.",
+            "{page_url:?}: {refused}"
+        );
+        refused_without_a_trace(&app, &refused, Some(&uid)).await;
+    }
+
+    let (pay_url, fields) = hand_off_from(
+        &app,
+        json!({"imp_code": "imp00000000", "mobile": true, "page_url": "file:///android_asset/pay.html",
+               "params": {"merchant_uid": "web-app-shell-redirect", "amount": 1000,
+                          "m_redirect_url": "https://shop.test/done"}}),
+    )
+    .await;
+    let (ret_url, result) = window_result(&app, &pay_url, &fields, &CARD_OK).await;
+    let location = post_without_following(&ret_url, &result).await;
+    assert!(
+        location.starts_with("https://shop.test/done?imp_uid=imp_"),
+        "{location}"
+    );
+    assert!(location.ends_with("&imp_success=true"), "{location}");
+}
+
+/// Review rU, F3: `app_scheme` (seed 001 §3: the app a buyer returns to from a card or bank app)
+/// has no field in KCP's window (spec/kcp.md), so it is not sent. The checkout is not refused for
+/// it (an app integration written for iamport would have no payment at all), but it is not
+/// dropped unseen either: one warning per checkout, as for `language`, and the docs name it.
+#[tokio::test]
+async fn an_app_scheme_is_accepted_not_sent_to_kcp_and_warned_about_once_per_checkout() {
+    let app = spawn_app().await;
+    let (pay_url, fields) = mobile_hand_off(
+        &app,
+        json!({"merchant_uid": "web-app-scheme", "amount": 1000, "app_scheme": "myshopapp"}),
+    )
+    .await;
+    assert!(
+        fields.iter().all(|(_, v)| !v.contains("myshopapp")),
+        "{fields:?}"
+    );
+    let (ret_url, result) = window_result(&app, &pay_url, &fields, &CARD_OK).await;
+    let location = post_without_following(&ret_url, &result).await;
+    assert!(location.contains("imp_success=true"), "{location}");
+    let warned = crate::helpers::captured_logs()
+        .lines()
+        .filter(|l| l.contains("WARN") && l.contains("app_scheme") && l.contains("web-app-scheme"))
+        .count();
+    assert_eq!(warned, 1, "one warning for the checkout");
+    let docs = include_str!("../../docs/api.md");
+    assert!(
+        docs.lines()
+            .any(|l| l.starts_with("| `app_scheme`") && l.contains("not sent to KCP")),
+        "docs/api.md's request_pay table names app_scheme"
+    );
+}
+
+/// Review rU, F4: iamport pages forward the callback's rsp to their server field by field; the
+/// rsp names `bank_name` (a bank transfer's bank) and `card_code` (a card's issuer) as the same
+/// payment over REST does, null where they do not apply.
+#[tokio::test]
+async fn the_callback_rsp_names_the_bank_and_the_card_code_as_rest_does() {
+    let app = spawn_app().await;
+    let card = request_pay(
+        &app,
+        json!({"pay_method": "card", "merchant_uid": "web-rsp-card-code", "amount": 1000}),
+        &CARD_OK,
+    )
+    .await;
+    assert_eq!(card["status"], "paid", "{card}");
+    let rest = payment_of(&app, &card).await;
+    assert!(rest["card_code"].is_string(), "{rest}");
+    assert_eq!(card["card_code"], rest["card_code"], "{card}");
+    assert!(card["bank_name"].is_null(), "{card}");
+    assert!(
+        card.as_object().unwrap().contains_key("bank_name"),
+        "{card}"
+    );
+
+    let bank = request_pay(
+        &app,
+        json!({"pay_method": "trans", "merchant_uid": "web-rsp-bank-name", "amount": 3000}),
+        &[("bank", "BK04"), ("action", "pay")],
+    )
+    .await;
+    assert_eq!(bank["status"], "paid", "{bank}");
+    let rest = payment_of(&app, &bank).await;
+    assert_eq!(rest["bank_name"], "국민은행", "{rest}");
+    assert_eq!(bank["bank_name"], "국민은행", "{bank}");
+    assert!(bank["card_code"].is_null(), "{bank}");
+    assert!(
+        bank.as_object().unwrap().contains_key("card_code"),
+        "{bank}"
+    );
+}
+
+/// Review rR, F3: the checkout's JSON endpoints refuse a path segment that is not UTF-8 once
+/// percent-decoded with the envelope, as the REST API does: the SDK parses their answers as
+/// JSON, and axum's own rejection is plain text.
+#[tokio::test]
+async fn a_session_token_or_imp_uid_that_is_not_utf8_is_refused_with_the_json_envelope() {
+    let app = spawn_app().await;
+    for (method, path) in [
+        (reqwest::Method::GET, "/checkout/session/%ff/status"),
+        (reqwest::Method::POST, "/checkout/session/%C0%AF/cancel"),
+        (reqwest::Method::GET, "/demo/api/verify/%ff"),
+    ] {
+        let mut req = app.http.request(method.clone(), app.url(path));
+        if method == reqwest::Method::POST {
+            req = req.json(&json!({}));
+        }
+        let res = req.send().await.unwrap();
+        assert_eq!(res.status(), reqwest::StatusCode::BAD_REQUEST, "{path}");
+        let content_type = res.headers()["content-type"].to_str().unwrap().to_string();
+        assert!(
+            content_type.starts_with("application/json"),
+            "{path}: {content_type}"
+        );
+        let body: Value = res.json().await.unwrap();
+        assert_eq!(body["code"], -1, "{path}: {body}");
+        assert!(body["message"].is_string(), "{path}: {body}");
+    }
+}

@@ -36,6 +36,9 @@ export async function startStubGateway() {
     imp_uid: s.impUid, merchant_uid: s.merchantUid, pay_method: s.params.pay_method,
     paid_amount: success ? s.params.amount : 0, status: success ? 'paid' : 'failed', name: s.params.name,
     pg_provider: 'kcp', pg_tid: success ? `T${s.impUid}` : null,
+    // As the gateway stores and answers it: the page's text as given, anything else as JSON text.
+    custom_data: s.params.custom_data == null ? null
+      : typeof s.params.custom_data === 'string' ? s.params.custom_data : JSON.stringify(s.params.custom_data),
   });
 
   // The gateway's answer while the approval is in flight (Rsp::of on a pending payment).
