@@ -52,3 +52,24 @@ impl<T: Serialize> IntoResponse for Envelope<T> {
         )
     }
 }
+
+/// A success envelope whose `message` (null in [`Envelope`]) says what the response cannot: the
+/// schedules an unschedule left because their charge is in progress at KCP
+/// (`service::schedules::Unscheduled::note`). Clients read `code`; the message is for the log.
+pub struct Noted<T> {
+    pub envelope: Envelope<T>,
+    pub message: Option<String>,
+}
+
+impl<T: Serialize> IntoResponse for Noted<T> {
+    fn into_response(self) -> Response {
+        json_response(
+            self.envelope.status,
+            &Wire {
+                code: 0,
+                message: self.message.as_deref(),
+                response: &self.envelope.response,
+            },
+        )
+    }
+}

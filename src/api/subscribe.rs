@@ -9,7 +9,7 @@ use super::doc::{
     ScheduleListOutcome, SchedulePageReply, ScheduleReply, TokenBodyErrors, TokenErrors,
     UnscheduleBody,
 };
-use super::envelope::{ok, Envelope};
+use super::envelope::{ok, Envelope, Noted};
 use super::error::{ApiError, ApiResult};
 use super::extract::{de, query_value, Body, MerchantCaller, Path};
 use super::onetime::kst_today;
@@ -262,14 +262,14 @@ pub struct UnscheduleRequest {
 
 #[utoipa::path(post, path = "/subscribe/payments/unschedule", operation_id = "unschedule", request_body = UnscheduleBody,
     responses(
-        (status = 200, body = ScheduleListOutcome, description = "the schedules revoked; code 1 (response null) when there was none to revoke"),
+        (status = 200, body = ScheduleListOutcome, description = "the schedules revoked (`message` names those left because their charge is in progress at KCP); code 1 (response null) when there was none to revoke, saying so, or, when those named are being charged, that a charge is in progress, naming each merchant_uid and imp_uid"),
         (status = 400, body = ErrorEnvelope, description = "neither customer_uid nor merchant_uid, a blank merchant_uid (or a blank item in its list), an empty merchant_uid list without a customer_uid, more than 1,000 merchant_uids, or a body that is not JSON/form with these types"),
         TokenBodyErrors))]
 pub async fn unschedule(
     State(s): State<AppState>,
     MerchantCaller(m): MerchantCaller,
     Body(req): Body<UnscheduleRequest>,
-) -> ApiResult<Envelope<Vec<ScheduleAnnotation>>> {
+) -> ApiResult<Noted<Vec<ScheduleAnnotation>>> {
     // Spec: without merchant_uid all of the customer's schedules are revoked, without customer_uid
     // the named ones whoever's they are (the service refuses neither). The official Java client's
     // `UnscheduleData(customer_uid)` always sends `"merchant_uid": []`, meaning "all of this
@@ -298,8 +298,12 @@ pub async fn unschedule(
         }
         only => only,
     };
-    let list = s.gateway.unschedule(&m, uid.as_deref(), only).await?;
-    Ok(ok(annotated(list, &m.site_cd)))
+    let done = s.gateway.unschedule(&m, uid.as_deref(), only).await?;
+    let message = done.note();
+    Ok(Noted {
+        envelope: ok(annotated(done.revoked, &m.site_cd)),
+        message,
+    })
 }
 
 /// The status filter given as `name` (the first of `names` present): one of iamport's three

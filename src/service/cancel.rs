@@ -150,9 +150,14 @@ impl Gateway {
         // cancels at once, and iamport makes them one after the other). Nothing is written while
         // waiting.
         let mut wait_until = None;
+        // The second looks at earlier full cancels, taken once the first plan passes, before
+        // the cancel's attempt is opened (`Gateway::recheck_before_cancel`); the late cancels
+        // they recorded.
+        let mut looked = false;
+        let mut late = Vec::new();
         let (payment, attempt, connector) = loop {
             let payment = self.payment_to_cancel(m, &cmd).await?;
-            let (first_plan, _) = plan(&payment)?;
+            let (first_plan, _) = plan(&payment).map_err(|e| recorded_late(e, &late, &payment))?;
             let tno = payment
                 .pg_tid
                 .clone()
@@ -160,6 +165,19 @@ impl Gateway {
             // Before the attempt: an unusable KCP configuration must not leave an open cancel
             // behind (it would block every cancel of the payment until the resolver closed it).
             let connector = self.connectors.for_merchant(m, &self.secrets)?;
+            // An earlier full cancel closed as not applied may have landed at KCP since (its
+            // STSC takes whatever is left): asked now, before this one is planned from a balance
+            // KCP may no longer hold, and the payment read again if such a look was pending.
+            if !looked {
+                looked = true;
+                if let Some(found) = self
+                    .recheck_before_cancel(connector.as_ref(), &payment)
+                    .await?
+                {
+                    late = found;
+                    continue;
+                }
+            }
             if let Some(attempt) = self
                 .try_open_cancel_attempt(
                     &payment,
@@ -863,6 +881,36 @@ const PHONE_CANCEL_AFTER_ITS_MONTH: &str = "휴대폰 결제는 결제한 달에
 /// The refusal of a partial cancel of an approval KCP marked `partcanc_yn N`.
 const PARTIAL_CANCEL_NOT_ALLOWED: &str =
     "PG사(KCP)에서 부분취소가 불가능한 결제건입니다. 전액취소만 가능합니다.";
+
+/// `refusal` of a cancel of `payment`, saying first which earlier cancels closed as not applied
+/// were found applied at KCP and recorded just before it was planned (`late`: attempt ids and
+/// amounts; `Gateway::recheck_before_cancel`): the merchant had been told they were not, and a
+/// bare "이미 전액취소된 주문입니다." would not say the money went back by one of them.
+fn recorded_late(
+    refusal: ServiceError,
+    late: &[(i64, i64)],
+    payment: &payment::Model,
+) -> ServiceError {
+    let ServiceError::Refused(why) = refusal else {
+        return refusal;
+    };
+    if late.is_empty() {
+        return ServiceError::Refused(why);
+    }
+    let amounts: Vec<String> = late
+        .iter()
+        .map(|(attempt, amount)| format!("{amount}원, attempt {attempt}"))
+        .collect();
+    ServiceError::Refused(format!(
+        "{why} {LATE_CANCEL_RECORDED} (imp_uid: {}, {})",
+        payment.imp_uid,
+        amounts.join("; ")
+    ))
+}
+
+/// What the answer to a cancel adds when a look before it found an earlier cancel applied late
+/// ([`recorded_late`]).
+pub const LATE_CANCEL_RECORDED: &str = "앞서 PG사에서 취소되지 않은 것으로 안내된 취소가 PG사에 늦게 반영되어 방금 결제건에 기록되었습니다. 결제건 조회(cancel_amount, cancel_history)로 확인해 주세요.";
 
 /// The refusal of a cancel while KCP holds something else than the payment's record (attempt
 /// `conflict_id`, closed as a conflict and not reconciled yet); also the answer to the cancel

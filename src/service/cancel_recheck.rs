@@ -19,6 +19,10 @@
 //! applied" nor a cancel of the amount. Whatever it found, the look and an API cancel take turns
 //! on the payment's row (`Gateway::conclude_recheck`): one sent while the look inquired is planned
 //! from what the look wrote, or the look waits for it and asks again.
+//!
+//! An API cancel of a payment whose earlier full cancel awaits its second look takes that look
+//! first, before it is planned (`Gateway::recheck_before_cancel`): a late full cancel is recorded
+//! then, not an hour later under a cancel planned from a balance KCP no longer holds.
 use sea_orm::Set;
 
 use super::benepia::{reapproval_landed, reapproval_under, POINT};
@@ -67,48 +71,133 @@ impl Gateway {
         payment: payment::Model,
         attempt: pg_attempt::Model,
     ) -> ServiceResult<()> {
+        match self.look(connector, &payment, &attempt).await? {
+            Look::Found(finding) => {
+                self.conclude_recheck(payment, attempt, finding).await?;
+            }
+            Look::Later(why) => {
+                self.postpone(attempt, &why).await?;
+            }
+            Look::Nothing(why) => {
+                self.close_attempt(attempt, "failed", why).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Before an API cancel of `payment` is planned: the pending second look of an earlier full
+    /// cancel, of all the payment holds, is taken now, not when due (review rS, finding 2). A
+    /// full cancel (`STSC`; a deposit's `STHD`, an escrow cancel) carries no balance KCP could
+    /// refuse it on, so one KCP applies after it was closed as not applied takes whatever is
+    /// left, and until its second look an hour later the record kept showing that money as
+    /// refundable, for a cancel to be planned from. Asked now, KCP's balance tells: a cancel that
+    /// landed is recorded (with its `cancelled` webhook) and the new cancel is planned from the
+    /// balance it left; a balance that matches neither outcome is the look's conflict, which
+    /// refuses the cancel. A look that finds the earlier cancel still not applied concludes
+    /// nothing: KCP may yet apply it, and the look stays due when it was, as does one that cannot
+    /// be taken now (KCP's inquiry failing, another cancel in flight). One another holder is
+    /// taking (the resolver) is left to it: its write and the new cancel's planning take turns on
+    /// the payment's row ([`Gateway::conclude_recheck`]).
+    ///
+    /// The look of a partial cancel is not taken early: its `STPC` carries the balance it was
+    /// planned from, so KCP refuses it once anything else changed the trade; and one that did
+    /// land late is the cancel a merchant told "not cancelled" most often sends again. Sent as
+    /// before, that retry meets KCP's balance already less by its amount and is recorded as that
+    /// one refund (service/resolve.rs `refused_cancel`); the late cancel recorded first, the retry
+    /// would be planned from the balance it left and refund the buyer twice.
+    ///
+    /// None when no such look is pending; otherwise the late cancels recorded (attempt id and
+    /// amount), for the answer, and the payment is to be read again.
+    pub(crate) async fn recheck_before_cancel(
+        &self,
+        connector: &dyn Pg,
+        payment: &payment::Model,
+    ) -> ServiceResult<Option<Vec<(i64, i64)>>> {
+        let mut recorded = Vec::new();
+        let mut looks: Vec<pg_attempt::Model> =
+            payments::open_attempts_of(&self.db.write, payment.id)
+                .await?
+                .into_iter()
+                // A full cancel's: for the whole balance, and no cancel recorded since.
+                .filter(|a| a.kind == KIND && a.amount == payment.balance())
+                .collect();
+        if looks.is_empty() {
+            return Ok(None);
+        }
+        // The earliest cancel first: each look compares KCP's balance with the record as the
+        // looks before it left it.
+        looks.sort_by_key(|a| a.id);
+        for look in looks {
+            let Some(attempt) = self.claim(look.id).await? else {
+                continue;
+            };
+            let Some(payment) = payments::by_id(&self.db.write, payment.id).await? else {
+                self.give_back(attempt).await?;
+                break;
+            };
+            match self.look(connector, &payment, &attempt).await? {
+                Look::Found(Finding::NotApplied) | Look::Later(_) => {
+                    self.give_back(attempt).await?;
+                }
+                Look::Nothing(why) => {
+                    self.close_attempt(attempt, "failed", why).await?;
+                }
+                Look::Found(finding) => {
+                    let late = matches!(finding, Finding::Late);
+                    let (id, amount) = (attempt.id, attempt.amount);
+                    if self.conclude_recheck(payment, attempt, finding).await? && late {
+                        recorded.push((id, amount));
+                    }
+                }
+            }
+        }
+        Ok(Some(recorded))
+    }
+
+    /// Lets go of the second look `attempt`, taken before it was due and concluding nothing: left
+    /// as it was, due when it was.
+    async fn give_back(&self, attempt: pg_attempt::Model) -> ServiceResult<()> {
+        let mut a: pg_attempt::ActiveModel = attempt.clone().into();
+        a.lease_until = Set(0);
+        self.write_held(&attempt, a).await?;
+        Ok(())
+    }
+
+    /// What the second look `attempt` finds of `payment` at KCP now (module doc); nothing is
+    /// written.
+    async fn look(
+        &self,
+        connector: &dyn Pg,
+        payment: &payment::Model,
+        attempt: &pg_attempt::Model,
+    ) -> ServiceResult<Look> {
         let tno = attempt.tno.clone().ok_or_else(|| {
             ServiceError::Internal(format!("cancel recheck {} without tno", attempt.id))
         })?;
         // A point payment partly cancelled since holds a re-approval: its old tno was cancelled
         // whole by that cancel's STRA, which a late call on the same tno changes nothing to.
         if payment.pg_tid.as_deref() != Some(tno.as_str()) {
-            self.close_attempt(
-                attempt,
-                "failed",
+            return Ok(Look::Nothing(
                 "nothing to look for: the payment holds another trade now",
-            )
-            .await?;
-            return Ok(());
+            ));
         }
         // A cancel in flight moves KCP's balance under this look, and one of the same amount
         // would pass for the late one: looked at again once it is settled.
         let open = payments::open_attempts_of(&self.db.write, payment.id).await?;
         if open.iter().any(|a| a.kind == "cancel") {
-            self.postpone(attempt, "waits for the cancel in flight")
-                .await?;
-            return Ok(());
+            return Ok(Look::Later("waits for the cancel in flight".into()));
         }
-        let remaining = match self.remaining_of(connector, &payment, tno.clone()).await {
+        let remaining = match self.remaining_of(connector, payment, tno.clone()).await {
             Some(Ok(Some(remaining))) => remaining,
             Some(Ok(None)) => {
                 tracing::error!(imp_uid = %payment.imp_uid, %tno, "second look at a cancel: KCP has no such trade; left for the operator");
-                let why = "second look: KCP에 거래가 없음".to_string();
-                return self
-                    .conclude_recheck(payment, attempt, Finding::Closed("conflict", why))
-                    .await;
+                return Ok(Look::Found(Finding::Conflict(
+                    "second look: KCP에 거래가 없음".into(),
+                )));
             }
-            Some(Err(e)) => {
-                self.postpone(attempt, &format!("second look failed: {e}"))
-                    .await?;
-                return Ok(());
-            }
+            Some(Err(e)) => return Ok(Look::Later(format!("second look failed: {e}"))),
             // A cancel is only concluded "not applied" from an inquiry, so this is not reached.
-            None => {
-                self.close_attempt(attempt, "failed", "no inquiry for this pay method")
-                    .await?;
-                return Ok(());
-            }
+            None => return Ok(Look::Nothing("no inquiry for this pay method")),
         };
         // A point payment's partial cancel sent its STRA under its own order number (copied onto
         // this look): a re-approval there means the STRA landed, whether it cancelled the tno (as
@@ -122,33 +211,30 @@ impl Gateway {
                 // tells whether the STRA landed, exactly as for a card's cancel.
                 Ok(Some(found)) if found.trade.tno == tno => {}
                 Ok(Some(found)) => {
-                    let why = reapproval_landed(&payment, &tno, remaining, &found);
-                    let why = format!("second look: {why}");
-                    return self
-                        .conclude_recheck(payment, attempt, Finding::Closed("conflict", why))
-                        .await;
+                    let why = reapproval_landed(payment, &tno, remaining, &found);
+                    return Ok(Look::Found(Finding::Conflict(format!(
+                        "second look: {why}"
+                    ))));
                 }
                 Err(e) => {
-                    self.postpone(attempt, &format!("second look, re-approval inquiry: {e}"))
-                        .await?;
-                    return Ok(());
+                    return Ok(Look::Later(format!(
+                        "second look, re-approval inquiry: {e}"
+                    )))
                 }
             }
         }
         let balance = payment.balance();
-        let finding = if remaining == balance {
-            Finding::Closed("failed", "still not applied at KCP".into())
+        Ok(Look::Found(if remaining == balance {
+            Finding::NotApplied
         } else if remaining == balance - attempt.amount {
             tracing::error!(imp_uid = %payment.imp_uid, %tno, amount = attempt.amount, "KCP applied a cancel after it was closed as not applied; recording it");
             Finding::Late
         } else {
             tracing::error!(imp_uid = %payment.imp_uid, %tno, remaining, balance, "second look at a cancel: KCP's balance matches neither outcome; left for the operator");
-            Finding::Closed(
-                "conflict",
-                format!("second look: KCP 잔액 {remaining}, openport 잔액 {balance}"),
-            )
-        };
-        self.conclude_recheck(payment, attempt, finding).await
+            Finding::Conflict(format!(
+                "second look: KCP 잔액 {remaining}, openport 잔액 {balance}"
+            ))
+        }))
     }
 
     /// Writes what second look `attempt` found of `payment` as read before KCP was asked, in one
@@ -165,12 +251,14 @@ impl Gateway {
     /// wrong cancel. Held so, the look and the planning of an API cancel
     /// (service/cancel.rs `Gateway::held_payment`) take turns: the cancel is planned after this
     /// write, or this look is postponed until the cancel is settled.
+    ///
+    /// True when the finding was written; false when the look was postponed instead.
     async fn conclude_recheck(
         &self,
         payment: payment::Model,
         attempt: pg_attempt::Model,
         finding: Finding,
-    ) -> ServiceResult<()> {
+    ) -> ServiceResult<bool> {
         let txn = self.db.write.begin().await?;
         let as_read = payments::by_id_held(&txn, payment.id)
             .await?
@@ -178,12 +266,12 @@ impl Gateway {
                 p.cancel_amount == payment.cancel_amount && p.pg_tid == payment.pg_tid
             });
         let written = if as_read && !payments::has_open_cancel(&txn, payment.id).await? {
-            match finding {
-                Finding::Late => self
+            match finding.closing() {
+                None => self
                     .record_cancellation_in(&txn, payment, attempt.clone(), self.clock.now())
                     .await?
                     .is_some(),
-                Finding::Closed(state, why) => {
+                Some((state, why)) => {
                     let mut a: pg_attempt::ActiveModel = attempt.clone().into();
                     a.state = Set(state.into());
                     a.result_message = Set(Some(why.chars().take(200).collect()));
@@ -204,7 +292,7 @@ impl Gateway {
             self.postpone(attempt, "the payment moved meanwhile")
                 .await?;
         }
-        Ok(())
+        Ok(written)
     }
 }
 
@@ -212,6 +300,31 @@ impl Gateway {
 enum Finding {
     /// KCP applied the cancel late: recorded as the cancel.
     Late,
-    /// The look closed as `state` (`failed`: still not applied; `conflict`), with its note.
-    Closed(&'static str, String),
+    /// KCP still holds the balance: the look is closed as `failed` (when due; one taken early
+    /// by [`Gateway::recheck_before_cancel`] concludes nothing from it).
+    NotApplied,
+    /// KCP holds something else: the look is closed as a `conflict` for the operator, with its
+    /// note.
+    Conflict(String),
+}
+
+impl Finding {
+    /// The state and note the look is closed with; None for a late cancel, which is recorded.
+    fn closing(self) -> Option<(&'static str, String)> {
+        match self {
+            Finding::Late => None,
+            Finding::NotApplied => Some(("failed", "still not applied at KCP".into())),
+            Finding::Conflict(why) => Some(("conflict", why)),
+        }
+    }
+}
+
+/// What [`Gateway::look`] came to.
+enum Look {
+    /// A finding, for [`Gateway::conclude_recheck`].
+    Found(Finding),
+    /// Nothing can be concluded now (why): looked at again later.
+    Later(String),
+    /// Nothing to look for (why): closed as `failed`.
+    Nothing(&'static str),
 }

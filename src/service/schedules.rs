@@ -41,6 +41,57 @@ pub enum Reschedule {
     FailedOrRevoked,
 }
 
+/// The refusal of an unschedule whose schedules all have their charge open at KCP
+/// ([`Gateway::unschedule`]), followed by the list of them ([`in_progress_list`]).
+pub const IN_PROGRESS: &str = "결제가 진행 중인 예약건이라 취소할 수 없습니다. 결과는 GET /payments/{imp_uid}로 확인해 주세요.";
+/// The `message` of an unschedule that revoked some schedules and left others whose charge is
+/// open at KCP, followed by the list of those ([`Unscheduled::note`]).
+pub const LEFT_IN_PROGRESS: &str = "결제가 진행 중인 예약건은 취소되지 않았습니다. 결과는 GET /payments/{imp_uid}로 확인해 주세요.";
+/// The most schedules in progress an answer names one by one; more are counted.
+const IN_PROGRESS_NAMED: usize = 10;
+
+/// What [`Gateway::unschedule`] did.
+#[derive(Debug, Clone)]
+pub struct Unscheduled {
+    /// The schedules revoked (never empty: an unschedule that revokes nothing is refused).
+    pub revoked: Vec<schedule::Model>,
+    /// Those it was asked to revoke and left, their charge open at KCP (`executing` with an
+    /// `imp_uid`): they end as that payment does.
+    pub in_progress: Vec<schedule::Model>,
+}
+
+impl Unscheduled {
+    /// The answer's `message` beside the revoked schedules: which were left in progress, if any
+    /// (iamport's answer lists only the revoked ones, so without it those left could not be told
+    /// from merchant_uids that name nothing).
+    pub fn note(&self) -> Option<String> {
+        in_progress_list(&self.in_progress).map(|named| format!("{LEFT_IN_PROGRESS} {named}"))
+    }
+}
+
+/// `(merchant_uid: …, imp_uid: …)` for each schedule of `charging` (at most
+/// [`IN_PROGRESS_NAMED`], then how many more); None when there is none.
+fn in_progress_list(charging: &[schedule::Model]) -> Option<String> {
+    if charging.is_empty() {
+        return None;
+    }
+    let mut named: Vec<String> = charging
+        .iter()
+        .take(IN_PROGRESS_NAMED)
+        .map(|s| {
+            format!(
+                "(merchant_uid: {}, imp_uid: {})",
+                s.merchant_uid,
+                s.imp_uid.as_deref().unwrap_or_default()
+            )
+        })
+        .collect();
+    if charging.len() > IN_PROGRESS_NAMED {
+        named.push(format!("외 {}건", charging.len() - IN_PROGRESS_NAMED));
+    }
+    Some(named.join(" "))
+}
+
 #[derive(Debug, Clone)]
 pub struct ScheduleItem {
     pub schedule_at: i64,
@@ -199,13 +250,19 @@ impl Gateway {
     }
 
     /// Revokes pending schedules: the customer's (all of them, or those named), or the named ones
-    /// of any customer.
+    /// of any customer. Those among them whose charge is open at KCP are not revocable (that
+    /// payment may yet be approved: `billing::revocable`) and are named apart
+    /// ([`Unscheduled::in_progress`]): with nothing revoked, the refusal says a charge is in
+    /// progress and names each one's merchant_uid and imp_uid ([`IN_PROGRESS`]), not "nothing to
+    /// revoke", which a merchant's "cancel my subscription" flow read as "already gone" while the
+    /// buyer was charged a moment later (review rS, finding 1). The others are revoked as before,
+    /// as iamport revokes those it can.
     pub async fn unschedule(
         &self,
         m: &merchant::Model,
         customer_uid: Option<&str>,
         merchant_uids: Option<Vec<String>>,
-    ) -> ServiceResult<Vec<schedule::Model>> {
+    ) -> ServiceResult<Unscheduled> {
         if customer_uid.is_none() && merchant_uids.is_none() {
             return Err(ServiceError::BadRequest(
                 "customer_uid 또는 merchant_uid 파라메터가 필요합니다.".into(),
@@ -230,12 +287,27 @@ impl Gateway {
             }
         }
         txn.commit().await?;
+        // Read after the revocation, from the writer: one whose run opened its charge between the
+        // read above and its revoke is among them.
+        let in_progress = billing::schedules_charging(
+            &self.db.write,
+            m.id,
+            customer_uid,
+            merchant_uids.as_deref(),
+        )
+        .await?;
         if revoked.is_empty() {
             return Err(ServiceError::Refused(
-                "취소할 예약결제 기록이 존재하지 않습니다.".into(),
+                match in_progress_list(&in_progress) {
+                    Some(named) => format!("{IN_PROGRESS} {named}"),
+                    None => "취소할 예약결제 기록이 존재하지 않습니다.".into(),
+                },
             ));
         }
-        Ok(revoked)
+        Ok(Unscheduled {
+            revoked,
+            in_progress,
+        })
     }
 
     pub async fn schedule(

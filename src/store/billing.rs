@@ -607,9 +607,37 @@ pub async fn pending_schedules(
     customer_uid: Option<&str>,
     merchant_uids: Option<&[String]>,
 ) -> Result<Vec<schedule::Model>, DbErr> {
+    schedules_of(db, merchant_id, customer_uid, merchant_uids, revocable()).await
+}
+
+/// The schedules of a customer (optionally only the given merchant_uids) whose charge is open at
+/// KCP: claimed by a run that opened its charge (`imp_uid` set), not finished. No longer
+/// [`revocable`], since that payment may yet be approved; what an unschedule of them answers
+/// (service/schedules.rs `Gateway::unschedule`).
+pub async fn schedules_charging(
+    db: &impl ConnectionTrait,
+    merchant_id: i64,
+    customer_uid: Option<&str>,
+    merchant_uids: Option<&[String]>,
+) -> Result<Vec<schedule::Model>, DbErr> {
+    let charging = Condition::all()
+        .add(schedule::Column::Status.eq("executing"))
+        .add(schedule::Column::ImpUid.is_not_null());
+    schedules_of(db, merchant_id, customer_uid, merchant_uids, charging).await
+}
+
+/// The schedules of merchant `merchant_id` matching `condition`, of a customer and/or with the
+/// given merchant_uids, in the order they are due.
+async fn schedules_of(
+    db: &impl ConnectionTrait,
+    merchant_id: i64,
+    customer_uid: Option<&str>,
+    merchant_uids: Option<&[String]>,
+    condition: Condition,
+) -> Result<Vec<schedule::Model>, DbErr> {
     let mut q = schedule::Entity::find()
         .filter(schedule::Column::MerchantId.eq(merchant_id))
-        .filter(revocable());
+        .filter(condition);
     if let Some(uid) = customer_uid {
         q = q.filter(schedule::Column::CustomerUid.eq(uid));
     }

@@ -1567,3 +1567,167 @@ async fn a_no_such_trade_refusal_whose_inquiry_shows_the_trade_or_fails_is_the_o
         "{kcp:?}"
     );
 }
+
+/// A paid 10,000 (with a notice_url, where a late cancel's webhook is written) whose full cancel
+/// (`STSC`) meets `fault` at KCP (held unapplied at a gate, or dropped): its outcome is unknown
+/// to the request, the resolver closes the cancel as not applied once settled (KCP's balance
+/// still 10,000) and leaves its second look due thirty settle delays later. Returns the
+/// payment's imp_uid.
+async fn a_full_cancel_closed_as_not_applied(
+    app: &TestApp,
+    token: &str,
+    merchant_uid: &str,
+    fault: Fault,
+) -> String {
+    let (_, paid) = app
+        .post(
+            "/subscribe/payments/onetime",
+            Some(token),
+            json!({
+                "merchant_uid": merchant_uid, "amount": 10000, "card_number": test_cards::SHINHAN_CREDIT,
+                "expiry": crate::helpers::future_expiry(), "birth": "800101", "pwd_2digit": "00",
+                "notice_url": "http://127.0.0.1:9/hook"
+            }),
+        )
+        .await;
+    assert_eq!(paid["response"]["status"], "paid", "{paid}");
+    let imp_uid = paid["response"]["imp_uid"].as_str().unwrap().to_string();
+    app.sandbox.inject(FaultRule::new(paths::CANCEL, fault));
+    let body = app.cancel(token, &imp_uid, 0).await;
+    assert_eq!(body["code"], 1, "{body}");
+    app.advance(crate::helpers::SETTLE_SECS + 20);
+    app.app.gateway.resolve_due(10).await.unwrap();
+    let shown = app.payment(token, &imp_uid).await;
+    assert_eq!(shown["status"], "paid", "closed as not applied: {shown}");
+    assert_eq!(shown["cancel_amount"], 0, "{shown}");
+    assert_eq!(second_looks_open(app).await.len(), 1);
+    imp_uid
+}
+
+/// The open second looks at cancels closed as not applied (`cancel_recheck`).
+async fn second_looks_open(app: &TestApp) -> Vec<openport::store::entity::pg_attempt::Model> {
+    use openport::store::entity::pg_attempt;
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+    pg_attempt::Entity::find()
+        .filter(pg_attempt::Column::Kind.eq(openport::service::cancel_recheck::KIND))
+        .filter(pg_attempt::Column::State.is_in(openport::store::payments::OPEN_STATES))
+        .all(&app.app.gateway.db.read)
+        .await
+        .unwrap()
+}
+
+/// KCP refuses an `STPC` (its balance is not the `rem_mny` sent): armed to show whether one is
+/// sent, which uses it up.
+fn an_stpc_kcp_would_refuse(app: &TestApp) {
+    app.sandbox.inject(
+        FaultRule::new(
+            paths::CANCEL,
+            Fault::Refuse {
+                code: "8134".into(),
+                message: "취소 가능 금액을 초과하였습니다".into(),
+            },
+        )
+        .when("mod_type", "STPC"),
+    );
+}
+
+/// Review rS, finding 2: a full cancel (`STSC`, which carries no balance, so KCP cannot refuse it
+/// as stale) that KCP applies after the resolver closed it as not applied took the whole balance
+/// at KCP while the record kept it refundable until the second look, thirty settle delays later.
+/// A partial cancel meanwhile was planned from that record and sent as an `STPC` on KCP's zero
+/// balance. Now a cancel of a payment with a second look pending takes that look first: the late
+/// `STSC` is recorded as the cancel it was (with its `cancelled` webhook, the merchant having been
+/// told "not cancelled"), the partial cancel is refused on what is left, nothing, saying why, and
+/// no `STPC` is sent. The record agrees with KCP's ledger, and no conflict is left.
+#[tokio::test]
+async fn a_full_cancel_kcp_applied_late_is_recorded_when_a_later_cancel_comes_and_that_cancel_is_not_sent(
+) {
+    use openport::service::cancel::LATE_CANCEL_RECORDED;
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let gate = "late-stsc";
+    let held = Fault::HoldRequest { gate: gate.into() };
+    let imp_uid = a_full_cancel_closed_as_not_applied(&app, &token, "late-stsc", held).await;
+    crate::helpers::kcp_applies_the_held_call(&app, gate, "KCP applied the STSC since", || {
+        app.sandbox.ledger()[0].balance == 0
+    })
+    .await;
+
+    an_stpc_kcp_would_refuse(&app);
+    let (status, body) = app
+        .post(
+            "/payments/cancel",
+            Some(&token),
+            json!({"imp_uid": imp_uid, "amount": 2000, "checksum": 10000}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["code"], 1, "{body}");
+    let message = body["message"].as_str().unwrap();
+    assert!(message.starts_with("이미 전액취소된 주문입니다."), "{body}");
+    assert!(message.contains(LATE_CANCEL_RECORDED), "{body}");
+    assert!(message.contains(&imp_uid), "{body}");
+    assert!(message.contains("10000원"), "{body}");
+    assert_eq!(app.sandbox.armed_faults().len(), 1, "no STPC was sent");
+
+    let shown = app.payment(&token, &imp_uid).await;
+    assert_eq!(shown["status"], "cancelled", "{shown}");
+    assert_eq!(shown["cancel_amount"], 10000, "{shown}");
+    assert_eq!(
+        shown["cancel_history"].as_array().unwrap().len(),
+        1,
+        "{shown}"
+    );
+    assert_eq!(
+        crate::schedules::webhooks_of(&app, "late-stsc", "cancelled").await,
+        1,
+        "the merchant told \"not cancelled\" is told otherwise"
+    );
+    assert!(second_looks_open(&app).await.is_empty());
+    assert!(app.conflicts().await.is_empty());
+    let ledger = app.sandbox.ledger();
+    assert_eq!(ledger[0].cancels.len(), 1, "{ledger:?}");
+    assert_eq!(ledger[0].cancels[0].mod_type, "STSC");
+    app.assert_ledger_agrees().await;
+
+    // Nothing is left for the hour after.
+    app.advance(30 * crate::helpers::SETTLE_SECS);
+    app.resolve_all().await;
+    assert!(app.conflicts().await.is_empty());
+    assert_eq!(app.payment(&token, &imp_uid).await["cancel_amount"], 10000);
+}
+
+/// The look a cancel takes first finds the earlier full cancel still not applied (here it never
+/// reached KCP): the cancel goes on as before (planned from the record, which KCP agrees with),
+/// and the look is left due when it was, not closed: KCP might apply that cancel still. The
+/// second look, when due, finds the 2,000 cancelled and the rest held, and closes.
+#[tokio::test]
+async fn a_cancel_whose_first_look_finds_the_earlier_cancel_still_not_applied_is_made_and_leaves_the_look_due(
+) {
+    let app = spawn_app().await;
+    let token = app.token().await;
+    let imp_uid =
+        a_full_cancel_closed_as_not_applied(&app, &token, "never-stsc", Fault::Drop).await;
+    let due = second_looks_open(&app).await[0].next_check_at;
+
+    let (_, body) = app
+        .post(
+            "/payments/cancel",
+            Some(&token),
+            json!({"imp_uid": imp_uid, "amount": 2000, "checksum": 10000}),
+        )
+        .await;
+    assert_eq!(body["code"], 0, "{body}");
+    assert_eq!(body["response"]["cancel_amount"], 2000, "{body}");
+    let looks = second_looks_open(&app).await;
+    assert_eq!(looks.len(), 1, "{looks:?}");
+    assert_eq!(looks[0].next_check_at, due, "left due when it was");
+    assert_eq!(looks[0].lease_until, 0, "let go");
+    assert_eq!(app.sandbox.ledger()[0].balance, 8000);
+
+    app.advance(30 * crate::helpers::SETTLE_SECS);
+    app.resolve_all().await;
+    assert!(second_looks_open(&app).await.is_empty());
+    assert!(app.conflicts().await.is_empty());
+    assert_eq!(app.payment(&token, &imp_uid).await["cancel_amount"], 2000);
+}

@@ -4069,3 +4069,168 @@ async fn an_eight_digit_yyyymmdd_schedule_at_is_refused_saying_it_was_read_as_un
         "{past}"
     );
 }
+
+/// Registers `customer_uid` with two schedules of 4,000, `{prefix}-due` (due in 10 s) and
+/// `{prefix}-later` (a day on), moves the clock past the first and runs the due schedules in the
+/// background with KCP holding the billing charge (`11511000`) at `gate`; returns once the charge
+/// is at KCP, its outcome open, with the run and the charge's imp_uid.
+async fn a_scheduled_charge_held_at_kcp(
+    app: &TestApp,
+    token: &str,
+    customer_uid: &str,
+    prefix: &str,
+    gate: &str,
+) -> (
+    tokio::task::JoinHandle<openport::service::ServiceResult<usize>>,
+    String,
+) {
+    use kcp_sandbox::{paths, Fault, FaultRule};
+    register(app, token, customer_uid, test_cards::SHINHAN_CREDIT).await;
+    let body = schedule(
+        app,
+        token,
+        json!({"customer_uid": customer_uid, "schedules": [
+            {"merchant_uid": format!("{prefix}-due"), "schedule_at": now() + 10, "amount": 4000, "notice_url": NOTICE_URL},
+            {"merchant_uid": format!("{prefix}-later"), "schedule_at": now() + 86_400, "amount": 4000}]}),
+    )
+    .await;
+    assert_eq!(body["code"], 0, "{body}");
+    app.sandbox.inject(
+        FaultRule::new(paths::HUB_PAYMENT, Fault::HoldRequest { gate: gate.into() })
+            .when("card_tx_type", "11511000"),
+    );
+    app.advance(11);
+    let gateway = app.app.gateway.clone();
+    let run = tokio::spawn(async move { gateway.run_due_schedules(10).await });
+    app.sandbox.until_held(gate).await;
+    let charging = payments_of(app, &format!("{prefix}-due")).await;
+    assert_eq!(charging.len(), 1, "the charge is open");
+    let imp_uid = charging[0].imp_uid.clone();
+    assert_eq!(app.payment(token, &imp_uid).await["status"], "ready");
+    (run, imp_uid)
+}
+
+/// Review rS, finding 1: while a scheduled charge is at KCP, its schedule still shows
+/// `scheduled`, and an unschedule of it answered "취소할 예약결제 기록이 존재하지 않습니다." A
+/// merchant's "cancel my subscription" flow read that as already gone, and the buyer was charged
+/// a moment later. The refusal (code 1, as every unschedule refusal) now says a charge is in
+/// progress and names the merchant_uid and imp_uid to look up. Named beside a schedule that can
+/// still be revoked, that one is revoked (code 0, as iamport revokes what it can) and the
+/// `message` names the one left in progress. The charge then ends as KCP decides: paid, once.
+#[tokio::test]
+async fn an_unschedule_of_a_schedule_whose_charge_is_at_kcp_is_refused_as_in_progress_naming_its_imp_uid(
+) {
+    use openport::service::schedules::{IN_PROGRESS, LEFT_IN_PROGRESS};
+    let app = crate::ownership::spawn_app_whose_held_calls_wait_for_their_gate().await;
+    let token = app.token().await;
+    let gate = "inflight-charge";
+    let (run, imp_uid) =
+        a_scheduled_charge_held_at_kcp(&app, &token, "s-inflight", "inflight", gate).await;
+    let shown = shown_schedule(&app, &token, "inflight-due").await;
+    assert_eq!(shown["response"]["schedule_status"], "scheduled", "{shown}");
+
+    let unschedule = |body: Value| {
+        let (app, token) = (&app, &token);
+        async move {
+            app.post("/subscribe/payments/unschedule", Some(token), body)
+                .await
+        }
+    };
+    let named = format!("(merchant_uid: inflight-due, imp_uid: {imp_uid})");
+    let (status, refused) =
+        unschedule(json!({"customer_uid": "s-inflight", "merchant_uid": "inflight-due"})).await;
+    assert_eq!(status, reqwest::StatusCode::OK, "{refused}");
+    assert_eq!(refused["code"], 1, "{refused}");
+    assert!(refused["response"].is_null(), "{refused}");
+    assert_eq!(
+        refused["message"],
+        format!("{IN_PROGRESS} {named}"),
+        "{refused}"
+    );
+    // By merchant_uid alone, the same.
+    let (_, refused) = unschedule(json!({"merchant_uid": ["inflight-due"]})).await;
+    assert_eq!(
+        refused["message"],
+        format!("{IN_PROGRESS} {named}"),
+        "{refused}"
+    );
+
+    // Named with one that can be revoked: that one is revoked, the other named apart.
+    let (status, partly) = unschedule(
+        json!({"customer_uid": "s-inflight", "merchant_uid": ["inflight-due", "inflight-later"]}),
+    )
+    .await;
+    assert_eq!(status, reqwest::StatusCode::OK, "{partly}");
+    assert_eq!(partly["code"], 0, "{partly}");
+    let revoked = partly["response"].as_array().unwrap();
+    assert_eq!(revoked.len(), 1, "{partly}");
+    assert_eq!(revoked[0]["merchant_uid"], "inflight-later");
+    assert_eq!(revoked[0]["schedule_status"], "revoked");
+    assert_eq!(
+        partly["message"],
+        format!("{LEFT_IN_PROGRESS} {named}"),
+        "{partly}"
+    );
+    // All of the customer's: nothing left to revoke but the one in progress.
+    let (_, refused) = unschedule(json!({"customer_uid": "s-inflight"})).await;
+    assert_eq!(refused["code"], 1, "{refused}");
+    assert_eq!(
+        refused["message"],
+        format!("{IN_PROGRESS} {named}"),
+        "{refused}"
+    );
+
+    app.sandbox.open_gate(gate);
+    assert_eq!(run.await.unwrap().unwrap(), 1);
+    let shown = shown_schedule(&app, &token, "inflight-due").await;
+    assert_eq!(shown["response"]["schedule_status"], "executed", "{shown}");
+    assert_eq!(shown["response"]["payment_status"], "paid", "{shown}");
+    assert_eq!(shown["response"]["imp_uid"], imp_uid.as_str(), "{shown}");
+    let ledger = app.sandbox.ledger();
+    assert_eq!(ledger.len(), 1, "{ledger:?}");
+    assert_eq!(ledger[0].amount, 4000);
+    // Nothing was revoked that can no longer be: a schedule gone is "nothing to revoke" again.
+    let (_, none) = unschedule(json!({"merchant_uid": "inflight-due"})).await;
+    assert_eq!(
+        none["message"], "취소할 예약결제 기록이 존재하지 않습니다.",
+        "{none}"
+    );
+    app.assert_ledger_agrees().await;
+}
+
+/// Review rS, finding 1, for `DELETE /subscribe/customers/{customer_uid}` while a scheduled
+/// charge is at KCP: the customer is deleted (code 0) and its pending schedules revoked, but the
+/// charge in flight is kept (KCP may already have approved it) and ends as KCP decides: here paid,
+/// once, on its schedule; the key is deleted at KCP once that charge has settled
+/// (docs/api.md).
+#[tokio::test]
+async fn deleting_a_customer_whose_scheduled_charge_is_at_kcp_keeps_that_charge_and_revokes_the_rest(
+) {
+    let app = crate::ownership::spawn_app_whose_held_calls_wait_for_their_gate().await;
+    let token = app.token().await;
+    let gate = "deleted-inflight-charge";
+    let (run, imp_uid) = a_scheduled_charge_held_at_kcp(&app, &token, "s-gone", "gone", gate).await;
+
+    let deleted = crate::billing::delete_customer(&app, &token, "s-gone").await;
+    assert_eq!(deleted["code"], 0, "{deleted}");
+    let later = shown_schedule(&app, &token, "gone-later").await;
+    assert_eq!(later["response"]["schedule_status"], "revoked", "{later}");
+
+    app.sandbox.open_gate(gate);
+    assert_eq!(run.await.unwrap().unwrap(), 1);
+    let shown = shown_schedule(&app, &token, "gone-due").await;
+    assert_eq!(shown["response"]["schedule_status"], "executed", "{shown}");
+    assert_eq!(shown["response"]["payment_status"], "paid", "{shown}");
+    assert_eq!(app.payment(&token, &imp_uid).await["status"], "paid");
+    assert_eq!(webhooks_of(&app, "gone-due", "paid").await, 1);
+    // The key's deletion at KCP waited for the charge, and is made by the next retry.
+    app.advance(openport::service::retired_keys::retry_backoff(1) + 1);
+    app.app.gateway.retry_key_deletions(10).await.unwrap();
+    assert_eq!(
+        app.sandbox.batch_keys()[0].state,
+        kcp_sandbox::BatchKeyState::Deleted
+    );
+    let ledger = app.sandbox.ledger();
+    assert_eq!(ledger.len(), 1, "{ledger:?}");
+    app.assert_ledger_agrees().await;
+}
