@@ -700,13 +700,8 @@ impl Gateway {
         // written, so an amount KCP would refuse never opens a payment.
         crate::domain::order::amount(Some(req.order.amount), if req.billing { 0 } else { 1 })
             .map_err(|e| ServiceError::BadRequest(e.to_string()))?;
-        if let Some(site_cd) = req.pg_site_cd.as_deref().filter(|s| *s != m.site_cd) {
-            return Err(ServiceError::BadRequest(format!(
-                "pg 'kcp.{site_cd}'의 사이트코드가 가맹점의 KCP 사이트코드({})와 다릅니다.",
-                m.site_cd
-            ))
-            .into());
-        }
+        crate::domain::pg::own_site(req.pg_site_cd.as_deref(), &m.site_cd)
+            .map_err(|e| ServiceError::BadRequest(e.to_string()))?;
         if plan.needs_shop_user_id && req.shop_user_id.as_deref().is_none_or(str::is_empty) {
             return Err(ServiceError::BadRequest(
                 "상품권 결제에는 bypass.shop_user_id가 필요합니다.".into(),

@@ -1009,16 +1009,14 @@ async fn a_json_body_that_is_not_an_object_is_told_it_must_be_one() {
     let app = spawn_app().await;
     let token = app.token().await;
     for body in ["null", "1", "\"x\"", "true", " [1, 2]", "\u{feff}false"] {
-        let res = app
-            .http
-            .post(app.url("/subscribe/payments/onetime"))
-            .header("Authorization", &token)
-            .header("content-type", "application/json")
-            .body(body)
-            .send()
-            .await
-            .unwrap();
-        let (status, answer) = crate::helpers::TestApp::read(res).await;
+        let (status, answer) = app
+            .post_text(
+                "/subscribe/payments/onetime",
+                &token,
+                "application/json",
+                body,
+            )
+            .await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{body}: {answer}");
         assert_eq!(
             answer["message"], "요청 본문(JSON)은 객체({…})여야 합니다.",
@@ -1039,16 +1037,14 @@ async fn a_form_whose_keys_start_with_a_space_as_go_iamport_sends_them_is_read_b
         "merchant_uid=go-spaced& amount=1300& card_number=4111111111111111& expiry={}& name=go",
         future_expiry()
     );
-    let res = app
-        .http
-        .post(app.url("/subscribe/payments/onetime"))
-        .header("Authorization", &token)
-        .header("Content-Type", "application/x-www-form-urlencoded")
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    let (_, body) = crate::helpers::TestApp::read(res).await;
+    let (_, body) = app
+        .post_text(
+            "/subscribe/payments/onetime",
+            &token,
+            "application/x-www-form-urlencoded",
+            body,
+        )
+        .await;
     assert_eq!(body["code"], 0, "{body}");
     assert_eq!(body["response"]["amount"], 1300);
     assert_eq!(body["response"]["name"], "go");
@@ -1061,21 +1057,7 @@ async fn a_form_whose_keys_start_with_a_space_as_go_iamport_sends_them_is_read_b
 async fn a_json_key_given_twice_is_refused_naming_the_key_and_where_it_is() {
     let app = spawn_app().await;
     let token = app.token().await;
-    let send = |path: &'static str, body: &'static str| {
-        let (app, token) = (&app, &token);
-        async move {
-            let res = app
-                .http
-                .post(app.url(path))
-                .header("Authorization", token)
-                .header("Content-Type", "application/json")
-                .body(body)
-                .send()
-                .await
-                .unwrap();
-            crate::helpers::TestApp::read(res).await
-        }
-    };
+    let send = |path, body| app.post_text(path, &token, "application/json", body);
     let (status, body) = send(
         "/payments/prepare",
         r#"{"merchant_uid":"twice-1","amount":100,"amount":100000}"#,
